@@ -1,0 +1,74 @@
+"""The exchange's domain errors and the closed list of codes clients may see.
+
+Domain packages raise subclasses of :class:`ExchangeError`; the API maps them to GraphQL
+errors in one place (``exchange.api.errors``). Anything that is not an ``ExchangeError`` is
+unexpected: it is logged with its trace and reaches the client as an opaque error.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    """Every value of ``extensions.code`` a client can receive."""
+
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    NOT_FOUND = "NOT_FOUND"
+    QUOTE_EXPIRED = "QUOTE_EXPIRED"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    INSUFFICIENT_POINTS = "INSUFFICIENT_POINTS"
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    PARTNER_UNAVAILABLE = "PARTNER_UNAVAILABLE"
+    PERIOD_CLOSED = "PERIOD_CLOSED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+class ExchangeError(Exception):
+    """An expected failure with a client-facing code, message and (optionally) field.
+
+    ``field`` names the input the error is about, as the client spelled it
+    (``input.points``); ``details`` carries extra machine-readable facts (such as the
+    room left under a limit) that become ``extensions`` entries.
+    """
+
+    code: ErrorCode = ErrorCode.BAD_USER_INPUT
+
+    def __init__(
+        self, message: str, *, field: str | None = None, **details: Any
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details
+
+    def extensions(self) -> dict[str, Any]:
+        """The GraphQL ``extensions`` object for this error."""
+        extensions: dict[str, Any] = {"code": self.code.value}
+        if self.field is not None:
+            extensions["field"] = self.field
+        extensions.update(self.details)
+        return extensions
+
+
+class BadUserInput(ExchangeError):
+    """The request is malformed or breaks a rule about its own values."""
+
+    code = ErrorCode.BAD_USER_INPUT
+
+
+class NotFound(ExchangeError):
+    """The named object does not exist (or is not visible to the caller)."""
+
+    code = ErrorCode.NOT_FOUND
+
+
+class ConfigurationError(Exception):
+    """The exchange is set up wrong (settings, database, files); an operator must act.
+
+    Never shown to API clients: it stops a command or the server from starting.
+    """

@@ -1,0 +1,99 @@
+"""Exact money: every Decimal the exchange uses is made and rounded here.
+
+Rules (each rounding names one of them):
+
+* ``ROUND_MONEY`` — money rounds half-even to the settlement currency's minor unit.
+* ``ROUND_POINTS_PAID`` — points paid out round down (toward zero for the positive amounts
+  the exchange pays), so the exchange never pays a fraction it does not have.
+
+Floats are refused everywhere: a float cannot hold 0.1 exactly, so one reaching a balance,
+a rate or an amount is a bug, and these helpers make it a loud one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+ROUND_MONEY = ROUND_HALF_EVEN
+ROUND_POINTS_PAID = ROUND_DOWN
+
+#: Fractional digits a program's point value may carry (1000 points = 33 TWD needs 3).
+POINT_VALUE_SCALE = 6
+
+
+def parse_decimal(value: object) -> Decimal:
+    """Read an exact decimal from a string, an int or a Decimal; refuse floats and junk.
+
+    Raises ``ValueError`` with a reason a person can act on.
+    """
+    if isinstance(value, bool):
+        raise ValueError("must be a decimal string such as \"0.25\", not a boolean")
+    if isinstance(value, float):
+        raise ValueError(
+            f"must be a decimal string such as \"{value}\": a float is inexact"
+        )
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a decimal number") from None
+    else:
+        raise ValueError(f"must be a decimal string, not {type(value).__name__}")
+    if not result.is_finite():
+        raise ValueError(f"{value!r} is not a finite decimal number")
+    return result
+
+
+def canonical(value: Decimal) -> Decimal:
+    """The same number without trailing zeros or an exponent (``0.400000`` → ``0.4``).
+
+    PostgreSQL hands back ``NUMERIC(18, 6)`` values with all six digits; SQLite hands back
+    the text it stored. Reading through this makes both give the same value, written the
+    same way.
+    """
+    return Decimal(format(value.normalize(), "f"))
+
+
+def decimal_places(value: Decimal) -> int:
+    """How many fractional digits ``value`` is written with (``Decimal("1.50")`` → 2)."""
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite decimals only
+    return max(0, -exponent)
+
+
+@dataclass(frozen=True, slots=True)
+class Currency:
+    """A settlement currency: its ISO 4217 code and the digits of its minor unit."""
+
+    code: str
+    minor_units: int
+
+    @property
+    def quantum(self) -> Decimal:
+        return Decimal(1).scaleb(-self.minor_units)
+
+    def round(self, amount: Decimal) -> Decimal:
+        """Round ``amount`` to the minor unit by ``ROUND_MONEY`` (half-even)."""
+        return amount.quantize(self.quantum, rounding=ROUND_MONEY)
+
+    def to_minor(self, amount: Decimal) -> int:
+        """Exact amount in minor units; refuses an amount finer than the minor unit."""
+        minor = amount.scaleb(self.minor_units)
+        if minor != minor.to_integral_value():
+            raise ValueError(
+                f"{amount} {self.code} is finer than the currency's minor unit"
+            )
+        return int(minor)
+
+    def from_minor(self, minor: int) -> Decimal:
+        return Decimal(minor).scaleb(-self.minor_units).quantize(self.quantum)
+
+
+def points_paid(value: Decimal) -> int:
+    """Whole points to pay out for an exact ``value``, by ``ROUND_POINTS_PAID`` (down)."""
+    return int(value.to_integral_value(rounding=ROUND_POINTS_PAID))

@@ -1,0 +1,83 @@
+"""Runtime settings: one typed object, read from ``EXCHANGE_*`` environment variables.
+
+The settings object is built once at the boundary (the CLI or a test) and passed in;
+nothing in the package reads the environment on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from exchange.errors import ConfigurationError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///exchange.db"
+
+
+def normalize_database_url(url: str) -> str:
+    """Pick the async driver the exchange runs on for a plain database URL.
+
+    ``postgresql://`` and ``postgres://`` mean psycopg 3; ``sqlite://`` means aiosqlite.
+    A URL that already names a driver is kept as it is.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"not a database URL: {url!r}")
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    if scheme == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    return url
+
+
+class Settings(BaseSettings):
+    """Every runtime setting of the exchange, with its environment variable and default."""
+
+    model_config = SettingsConfigDict(env_prefix="EXCHANGE_", extra="ignore")
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL of the store; postgresql://… for production, "
+        "an SQLite file by default.",
+    )
+    partners_dir: Path = Field(
+        default=Path("partners"),
+        description="Directory of program declarations (*.toml) and coalition.toml.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `exchange serve` binds.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port `exchange serve` binds.")
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="`production` refuses development defaults (such as the SQLite store).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level of the gateway."
+    )
+    max_query_depth: int = Field(
+        default=10, ge=1, description="Deepest GraphQL selection a request may nest."
+    )
+    max_query_tokens: int = Field(
+        default=2000, ge=1, description="Most tokens a GraphQL document may hold."
+    )
+    max_query_aliases: int = Field(
+        default=15, ge=1, description="Most aliases a GraphQL document may use."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize_url(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def check_for_production(self) -> None:
+        """Refuse to run production on defaults that only suit a laptop."""
+        if self.environment == "production" and self.is_sqlite:
+            raise ConfigurationError(
+                "EXCHANGE_ENVIRONMENT=production needs EXCHANGE_DATABASE_URL to name PostgreSQL"
+            )
