@@ -1,0 +1,65 @@
+"""Tables of the programs package: the coalition's ladder and currency, programs and tiers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from exchange.db.types import ExactNumeric, UTCDateTime
+from exchange.money import POINT_VALUE_SCALE
+
+
+class CoalitionSettings(SQLModel, table=True):
+    """The single row that says which currency the coalition settles in."""
+
+    __tablename__ = "coalition_settings"
+
+    id: int = Field(default=1, primary_key=True)
+    settlement_currency: str = Field(max_length=3)
+    currency_minor_units: int
+
+
+class CoalitionLevel(SQLModel, table=True):
+    """One rung of the coalition tier ladder (0 is the entry level)."""
+
+    __tablename__ = "coalition_level"
+
+    level: int = Field(primary_key=True)
+    name: str = Field(max_length=40)
+
+
+class Program(SQLModel, table=True):
+    """A partner's loyalty program, as declared in ``partners/<id>.toml``."""
+
+    __tablename__ = "program"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=80)
+    category: str = Field(max_length=20)
+    point_name: str = Field(max_length=40)
+    point_value: Decimal = Field(sa_type=ExactNumeric(18, POINT_VALUE_SCALE))
+    minimum_points: int
+    increment: int
+    member_daily_cap: int | None = None
+    member_monthly_cap: int | None = None
+    member_yearly_cap: int | None = None
+    monthly_issue_budget: int | None = None
+    connector: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ProgramTier(SQLModel, table=True):
+    """A program's own tier and the coalition level it maps to; ``rank`` orders them."""
+
+    __tablename__ = "program_tier"
+    __table_args__ = (UniqueConstraint("program_id", "name"),)
+
+    program_id: str = Field(foreign_key="program.id", primary_key=True, max_length=64, ondelete="CASCADE")
+    rank: int = Field(primary_key=True)
+    name: str = Field(max_length=60)
+    level: int = Field(foreign_key="coalition_level.level")

@@ -1,0 +1,148 @@
+"""Programs: loading validated declarations into the database, and reading them back."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.errors import NotFound
+from exchange.programs.declarations import PartnersDirectory, ProgramDeclaration
+from exchange.programs.models import CoalitionLevel, CoalitionSettings, Program, ProgramTier
+
+
+class ProgramNotFound(NotFound):
+    def __init__(self, program_id: str, *, field: str = "id") -> None:
+        super().__init__(f"no program has id {program_id!r}", field=field)
+
+
+@dataclass
+class LoadReport:
+    """What loading a partners directory changed, by program id."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+def _program_columns(declaration: ProgramDeclaration) -> dict[str, Any]:
+    limits = declaration.limits
+    return {
+        "name": declaration.name,
+        "category": declaration.category,
+        "point_name": declaration.point_name,
+        "point_value": declaration.point_value,
+        "minimum_points": limits.minimum_points,
+        "increment": limits.increment,
+        "member_daily_cap": limits.member_daily_cap,
+        "member_monthly_cap": limits.member_monthly_cap,
+        "member_yearly_cap": limits.member_yearly_cap,
+        "monthly_issue_budget": limits.monthly_issue_budget,
+        "connector": declaration.connector.model_dump(mode="json"),
+    }
+
+
+def _tier_rows(declaration: ProgramDeclaration) -> list[tuple[str, int]]:
+    return [(tier.name, tier.level) for tier in declaration.tiers]
+
+
+async def _load_coalition(session: AsyncSession, directory: PartnersDirectory) -> None:
+    coalition = directory.coalition
+    await session.merge(
+        CoalitionSettings(
+            id=1,
+            settlement_currency=coalition.settlement_currency,
+            currency_minor_units=coalition.currency_minor_units,
+        )
+    )
+    for entry in coalition.ladder:
+        await session.merge(CoalitionLevel(level=entry.level, name=entry.name))
+    await session.flush()
+
+
+async def load_partners(
+    session: AsyncSession, directory: PartnersDirectory, now: datetime
+) -> LoadReport:
+    """Create or update the coalition and every declared program; one unit of work.
+
+    Programs absent from the directory are left as they are: a program that has moved
+    points cannot simply vanish, and retiring one is a deliberate act.
+    """
+    await _load_coalition(session, directory)
+    report = LoadReport()
+    existing = {p.id: p for p in (await session.exec(select(Program)))}
+    tiers = await tiers_by_program(session, existing)
+
+    for declaration in directory.programs:
+        columns = _program_columns(declaration)
+        program = existing.get(declaration.id)
+        if program is None:
+            session.add(Program(id=declaration.id, created_at=now, updated_at=now, **columns))
+            report.created.append(declaration.id)
+        elif columns == {key: getattr(program, key) for key in columns} and _tier_rows(
+            declaration
+        ) == [(tier.name, tier.level) for tier in tiers.get(declaration.id, [])]:
+            report.unchanged.append(declaration.id)
+            continue
+        else:
+            for key, value in columns.items():
+                setattr(program, key, value)
+            program.updated_at = now
+            report.updated.append(declaration.id)
+        await session.flush()
+        await session.exec(delete(ProgramTier).where(ProgramTier.program_id == declaration.id))
+        session.add_all(
+            ProgramTier(program_id=declaration.id, rank=rank, name=name, level=level)
+            for rank, (name, level) in enumerate(_tier_rows(declaration))
+        )
+    await session.flush()
+    top = directory.coalition.top_level
+    await session.exec(delete(CoalitionLevel).where(CoalitionLevel.level > top))
+    return report
+
+
+async def list_programs(session: AsyncSession) -> Sequence[Program]:
+    return (await session.exec(select(Program).order_by(Program.id))).all()
+
+
+async def get_program(session: AsyncSession, program_id: str, *, field: str = "id") -> Program:
+    program = await session.get(Program, program_id)
+    if program is None:
+        raise ProgramNotFound(program_id, field=field)
+    return program
+
+
+async def tiers_by_program(
+    session: AsyncSession, program_ids: Iterable[str]
+) -> dict[str, list[ProgramTier]]:
+    """Each program's tiers, lowest rank first, in one query."""
+    rows = await session.exec(
+        select(ProgramTier)
+        .where(col(ProgramTier.program_id).in_(list(program_ids)))
+        .order_by(ProgramTier.program_id, ProgramTier.rank)
+    )
+    grouped: dict[str, list[ProgramTier]] = defaultdict(list)
+    for tier in rows:
+        grouped[tier.program_id].append(tier)
+    return dict(grouped)
+
+
+@dataclass(frozen=True)
+class CoalitionView:
+    settings: CoalitionSettings
+    ladder: Sequence[CoalitionLevel]
+
+
+async def get_coalition(session: AsyncSession) -> CoalitionView:
+    """The loaded coalition; ``NOT_FOUND`` until ``exchange partners load`` has run."""
+    settings = await session.get(CoalitionSettings, 1)
+    if settings is None:
+        raise NotFound("no partners are loaded yet: run `exchange partners load`")
+    levels = (await session.exec(select(CoalitionLevel).order_by(col(CoalitionLevel.level)))).all()
+    return CoalitionView(settings=settings, ladder=levels)

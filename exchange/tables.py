@@ -1,0 +1,9 @@
+"""Every domain package's tables, imported in one place so ``SQLModel.metadata`` is whole.
+
+Alembic's environment and the migration drift test import this module; application code
+imports the models it needs from their own packages.
+"""
+
+from exchange.programs.models import CoalitionLevel, CoalitionSettings, Program, ProgramTier
+
+__all__ = ["CoalitionLevel", "CoalitionSettings", "Program", "ProgramTier"]

@@ -1,0 +1,156 @@
+"""Validation of partners/*.toml: every mistake names the file, the field and the reason."""
+
+from __future__ import annotations
+
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from exchange.programs.declarations import DeclarationError, read_partners_directory
+from tests.conftest import SAMPLE_PARTNERS
+
+
+@pytest.fixture
+def partners(tmp_path: Path) -> Path:
+    directory = tmp_path / "partners"
+    shutil.copytree(SAMPLE_PARTNERS, directory)
+    return directory
+
+
+def rewrite(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def refusal(directory: Path) -> DeclarationError:
+    with pytest.raises(DeclarationError) as caught:
+        read_partners_directory(directory)
+    assert "\n" not in str(caught.value)
+    return caught.value
+
+
+def test_sample_directory_declares_six_programs_with_real_world_values() -> None:
+    directory = read_partners_directory(SAMPLE_PARTNERS)
+    values = {program.id: program.point_value for program in directory.programs}
+    assert values == {
+        "wallet-pay": Decimal("1"),
+        "happy-card": Decimal("0.25"),
+        "fresh-mart": Decimal("0.1"),
+        "harbor-bank": Decimal("0.05"),
+        "tune-stream": Decimal("0.5"),
+        "formosa-air": Decimal("0.4"),
+    }
+    categories = {program.category for program in directory.programs}
+    assert {"wallet", "coalition-card", "supermarket", "bank-card", "music", "airline"} <= categories
+    airline = next(p for p in directory.programs if p.id == "formosa-air")
+    assert [tier.name for tier in airline.tiers] == ["Base", "Silver", "Gold", "Diamond"]
+    assert directory.coalition.settlement_currency == "TWD"
+
+
+def test_unknown_key_is_named(partners: Path) -> None:
+    rewrite(partners / "fresh-mart.toml", 'point_name = ', 'colour = "red"\npoint_name = ')
+    error = refusal(partners)
+    assert str(error) == f"{partners / 'fresh-mart.toml'}: colour: unknown key"
+
+
+def test_missing_field_is_named(partners: Path) -> None:
+    rewrite(partners / "wallet-pay.toml", 'point_name = "Wallet Point"\n', "")
+    error = refusal(partners)
+    assert str(error) == f"{partners / 'wallet-pay.toml'}: point_name: required field is missing"
+
+
+def test_negative_point_value_is_refused(partners: Path) -> None:
+    rewrite(partners / "happy-card.toml", 'point_value = "0.25"', 'point_value = "-0.25"')
+    error = refusal(partners)
+    assert error.path.endswith("happy-card.toml")
+    assert error.field == "point_value"
+    assert "greater than 0" in error.reason
+
+
+def test_non_decimal_point_value_is_refused(partners: Path) -> None:
+    rewrite(partners / "happy-card.toml", 'point_value = "0.25"', 'point_value = "a quarter"')
+    error = refusal(partners)
+    assert (error.field, error.reason) == ("point_value", "'a quarter' is not a decimal number")
+
+
+def test_float_point_value_is_refused_as_inexact(partners: Path) -> None:
+    rewrite(partners / "happy-card.toml", 'point_value = "0.25"', "point_value = 0.25")
+    error = refusal(partners)
+    assert error.field == "point_value"
+    assert "float is inexact" in error.reason
+
+
+def test_point_value_finer_than_six_places_is_refused(partners: Path) -> None:
+    rewrite(partners / "harbor-bank.toml", 'point_value = "0.05"', 'point_value = "0.0000001"')
+    assert refusal(partners).field == "point_value"
+
+
+def test_duplicate_id_names_both_files(partners: Path) -> None:
+    shutil.copy(partners / "fresh-mart.toml", partners / "fresh-mart-copy.toml")
+    error = refusal(partners)
+    assert error.field == "id"
+    assert error.path.endswith("fresh-mart.toml")
+    assert "fresh-mart-copy.toml" in error.reason
+
+
+def test_tier_level_outside_the_ladder_is_refused(partners: Path) -> None:
+    rewrite(partners / "formosa-air.toml", 'name = "Diamond"\nlevel = 4', 'name = "Diamond"\nlevel = 7')
+    error = refusal(partners)
+    assert error.field == "tiers[3].level"
+    assert error.reason == "7 is outside the coalition ladder (levels 0..4)"
+
+
+def test_tiers_must_rise(partners: Path) -> None:
+    rewrite(partners / "formosa-air.toml", 'name = "Silver"\nlevel = 1', 'name = "Silver"\nlevel = 3')
+    error = refusal(partners)
+    assert error.field == "tiers"
+    assert "lowest level first" in error.reason
+
+
+def test_minimum_must_be_a_multiple_of_the_increment(partners: Path) -> None:
+    rewrite(partners / "formosa-air.toml", "minimum_points = 3000", "minimum_points = 3500")
+    error = refusal(partners)
+    assert error.field == "limits"
+    assert "not a multiple of increment 1000" in error.reason
+
+
+def test_connector_needs_exactly_one_secret_source(partners: Path) -> None:
+    rewrite(
+        partners / "wallet-pay.toml",
+        'client_secret = "sandbox-wallet-pay"',
+        'client_secret = "sandbox-wallet-pay"\nclient_secret_env = "WALLET_SECRET"',
+    )
+    error = refusal(partners)
+    assert error.field == "connector.oauth"
+
+
+def test_unknown_connector_kind_is_refused(partners: Path) -> None:
+    rewrite(partners / "wallet-pay.toml", 'kind = "rest"', 'kind = "soap"')
+    assert refusal(partners).field == "connector.kind"
+
+
+def test_invalid_toml_reports_the_line(partners: Path) -> None:
+    (partners / "broken.toml").write_text('id = "broken"\nname = \n')
+    error = refusal(partners)
+    assert error.path.endswith("broken.toml")
+    assert "invalid TOML" in error.reason and "line 2" in error.reason
+
+
+def test_ladder_levels_must_be_consecutive(partners: Path) -> None:
+    rewrite(partners / "coalition.toml", "level = 3\n", "level = 5\n")
+    error = refusal(partners)
+    assert error.path.endswith("coalition.toml")
+    assert error.field == "ladder"
+
+
+def test_missing_coalition_file_is_named(partners: Path) -> None:
+    (partners / "coalition.toml").unlink()
+    assert refusal(partners).path.endswith("coalition.toml")
+
+
+def test_directory_without_programs_is_refused(tmp_path: Path) -> None:
+    shutil.copy(SAMPLE_PARTNERS / "coalition.toml", tmp_path)
+    assert "declares no programs" in str(refusal(tmp_path))
