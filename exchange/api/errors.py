@@ -1,0 +1,79 @@
+"""The one place where failures become GraphQL errors.
+
+* An :class:`~exchange.errors.ExchangeError` keeps its message and gains
+  ``extensions.code`` (and ``extensions.field`` and details where it has them).
+* A parse or validation failure gets ``GRAPHQL_VALIDATION_FAILED``; a variable that does not
+  fit its type gets ``BAD_USER_INPUT`` naming the variable.
+* Anything else is unexpected: it is logged with its trace, and the client sees only
+  ``Unexpected error.`` with ``INTERNAL_SERVER_ERROR`` — never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
+
+from exchange.errors import ErrorCode, ExchangeError
+
+logger = logging.getLogger("exchange.api")
+
+_VARIABLE_ERROR = re.compile(r"^Variable '\$(?P<name>\w+)'")
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    """Neither a domain error nor a GraphQL request error (whose cause is a GraphQLError)."""
+    return error.original_error is not None and not isinstance(
+        error.original_error, (ExchangeError, GraphQLError)
+    )
+
+
+def to_client_error(error: GraphQLError) -> GraphQLError:
+    """The error as the client may see it, with ``extensions.code`` always set."""
+    original = error.original_error
+    if isinstance(original, ExchangeError):
+        extensions = original.extensions()
+        message = original.message
+    elif _unexpected(error):
+        extensions = {"code": ErrorCode.INTERNAL_SERVER_ERROR.value}
+        message = "Unexpected error."
+    elif match := _VARIABLE_ERROR.match(error.message):
+        extensions = {"code": ErrorCode.BAD_USER_INPUT.value, "field": match["name"]}
+        message = error.message
+    else:
+        extensions = {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value}
+        message = error.message
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={**(error.extensions or {}), **extensions},
+    )
+
+
+class ErrorMapping(SchemaExtension):
+    """Rewrites every error of a result into its client form once execution is over."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and result.errors:
+            result.errors = [to_client_error(error) for error in result.errors]
+
+
+class ExchangeSchema(strawberry.Schema):
+    """A schema that logs only unexpected errors, with their trace."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            if _unexpected(error):
+                logger.error("unexpected error in %s", error.path, exc_info=error.original_error)

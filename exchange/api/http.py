@@ -1,0 +1,73 @@
+"""GraphQL over HTTP as its specification says, on top of Strawberry's ASGI view.
+
+Strawberry always answers ``application/json``. The GraphQL-over-HTTP specification prefers
+``application/graphql-response+json``, and with that media type a request that never reached
+execution (a parse, validation or variable-coercion failure) is a 400 with no ``data`` entry.
+This view answers in the media type the client accepts and sets those statuses.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema import BaseSchema
+from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
+
+from exchange.api.context import Context, Services
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+
+
+def accepts_graphql_response_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return any(
+        part.split(";")[0].strip() == GRAPHQL_RESPONSE_JSON for part in accept.split(",")
+    )
+
+
+def never_executed(result: ExecutionResult) -> bool:
+    """Parse or validation failure, or variables that do not fit their types."""
+    if isinstance(result, PreExecutionError):
+        return True
+    return result.data is None and bool(result.errors) and all(
+        error.path is None for error in result.errors
+    )
+
+
+class GraphQLView(GraphQL[Context, None]):
+    def __init__(self, schema: BaseSchema, services: Services) -> None:
+        super().__init__(schema)
+        self.services = services
+
+    async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
+        return Context(services=self.services, request=request, response=response)
+
+    async def get_sub_response(self, request: Request) -> Response:  # type: ignore[override]
+        sub_response = await super().get_sub_response(request)
+        sub_response.media_type = (
+            GRAPHQL_RESPONSE_JSON if accepts_graphql_response_json(request) else "application/json"
+        )
+        request.state.sub_response = sub_response
+        return sub_response
+
+    async def process_result(  # type: ignore[override]
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        sub_response: Response = request.state.sub_response
+        if sub_response.media_type == GRAPHQL_RESPONSE_JSON and never_executed(result):
+            response.pop("data", None)  # type: ignore[misc]
+            sub_response.status_code = 400
+        return response
+
+    def create_response(  # type: ignore[override]
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        response.headers["content-type"] = f"{sub_response.media_type}; charset=utf-8"
+        return response

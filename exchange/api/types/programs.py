@@ -1,0 +1,115 @@
+"""GraphQL types of programs, their tiers and limits, and the coalition."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import Enum
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.api.context import Context
+from exchange.programs.models import CoalitionLevel, ProgramTier
+from exchange.programs.models import Program as ProgramRow
+from exchange.programs.service import CoalitionView
+
+
+@strawberry.enum(description="What kind of business runs a program.")
+class ProgramCategory(Enum):
+    WALLET = "wallet"
+    COALITION_CARD = "coalition-card"
+    SUPERMARKET = "supermarket"
+    BANK_CARD = "bank-card"
+    MUSIC = "music"
+    AIRLINE = "airline"
+    HOTEL = "hotel"
+
+
+@strawberry.type(description="A tier of a program and the coalition level it is recognised as.")
+class Tier:
+    name: str = strawberry.field(description="The program's own name for the tier.")
+    level: int = strawberry.field(description="Its rung on the coalition tier ladder (0 = entry).")
+
+    @classmethod
+    def from_row(cls, row: ProgramTier) -> Tier:
+        return cls(name=row.name, level=row.level)
+
+
+@strawberry.type(description="A rung of the coalition tier ladder that every program maps onto.")
+class CoalitionTierLevel:
+    level: int = strawberry.field(description="0 is where every member starts.")
+    name: str
+
+    @classmethod
+    def from_row(cls, row: CoalitionLevel) -> CoalitionTierLevel:
+        return cls(level=row.level, name=row.name)
+
+
+@strawberry.type(description="Limits on converting a program's points out through the exchange.")
+class ConversionLimits:
+    minimum_points: int = strawberry.field(description="Fewest points one conversion may take.")
+    increment: int = strawberry.field(description="Points must be a multiple of this step.")
+    member_daily_cap: int | None = strawberry.field(
+        description="Most points one member may convert out per day (null: no cap)."
+    )
+    member_monthly_cap: int | None = strawberry.field(
+        description="Most points one member may convert out per calendar month (null: no cap)."
+    )
+    member_yearly_cap: int | None = strawberry.field(
+        description="Most points one member may convert out per calendar year (null: no cap)."
+    )
+    monthly_issue_budget: int | None = strawberry.field(
+        description="Most points the program issues through the exchange a month (null: no cap)."
+    )
+
+
+@strawberry.type(description="A partner's loyalty program in the coalition.")
+class Program:
+    id: strawberry.ID = strawberry.field(description="Stable program id, e.g. `formosa-air`.")
+    name: str = strawberry.field(description="Display name.")
+    category: ProgramCategory
+    point_name: str = strawberry.field(description="What the program calls one point.")
+    point_value: Decimal = strawberry.field(
+        description="Value of one point in the settlement currency, as an exact decimal string."
+    )
+    limits: ConversionLimits
+
+    @strawberry.field(description="The program's tiers, lowest first, with their coalition levels.")
+    async def tiers(self, info: Info[Context, None]) -> list[Tier]:
+        rows = await info.context.loaders.tiers.load(str(self.id))
+        return [Tier.from_row(row) for row in rows]
+
+    @classmethod
+    def from_row(cls, row: ProgramRow) -> Program:
+        return cls(
+            id=strawberry.ID(row.id),
+            name=row.name,
+            category=ProgramCategory(row.category),
+            point_name=row.point_name,
+            point_value=row.point_value,
+            limits=ConversionLimits(
+                minimum_points=row.minimum_points,
+                increment=row.increment,
+                member_daily_cap=row.member_daily_cap,
+                member_monthly_cap=row.member_monthly_cap,
+                member_yearly_cap=row.member_yearly_cap,
+                monthly_issue_budget=row.monthly_issue_budget,
+            ),
+        )
+
+
+@strawberry.type(description="What every program of the coalition shares.")
+class Coalition:
+    settlement_currency: str = strawberry.field(
+        description="ISO 4217 code of the currency partners settle in."
+    )
+    currency_minor_units: int = strawberry.field(description="Digits of its minor unit.")
+    ladder: list[CoalitionTierLevel] = strawberry.field(description="The tier ladder, level 0 first.")
+
+    @classmethod
+    def from_view(cls, view: CoalitionView) -> Coalition:
+        return cls(
+            settlement_currency=view.settings.settlement_currency,
+            currency_minor_units=view.settings.currency_minor_units,
+            ladder=[CoalitionTierLevel.from_row(level) for level in view.ladder],
+        )

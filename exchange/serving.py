@@ -1,0 +1,60 @@
+"""Running an ASGI app under uvicorn inside the current event loop.
+
+The demo runs the gateway (and, later, sandbox partners) this way, and tests run real HTTP
+servers on loopback with it: port 0 picks a free port, and :attr:`RunningServer.url` tells
+which one was bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+@dataclass
+class RunningServer:
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    host: str
+
+    @property
+    def port(self) -> int:
+        return int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def start_server(
+    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+) -> RunningServer:
+    """Start serving ``app``; returns once the socket listens (or raises if start-up failed)."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # re-raises the start-up failure
+            raise RuntimeError(f"the server on {host}:{port} stopped during start-up")
+        await asyncio.sleep(0.01)
+    return RunningServer(server=server, task=task, host=host)
+
+
+@asynccontextmanager
+async def serving(app: ASGIApp, **options: object) -> AsyncIterator[RunningServer]:
+    running = await start_server(app, **options)  # type: ignore[arg-type]
+    try:
+        yield running
+    finally:
+        await running.stop()
