@@ -1,0 +1,201 @@
+"""The ``exchange`` command: serve the gateway, run the demo, migrate, load partners, export the schema."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+import uvicorn
+from pydantic import ValidationError
+
+from sqlalchemy.exc import OperationalError
+
+from exchange.errors import ConfigurationError, ExchangeError
+from exchange.settings import Settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class CommandFailed(click.ClickException):
+    """A failure the user can act on: one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+    def format_message(self) -> str:
+        return self.message
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with command-line options on top."""
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "EXCHANGE_" + "_".join(str(part) for part in first["loc"]).upper()
+        raise CommandFailed(f"{name}: {first['msg']}") from None
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn expected failures into one readable line instead of a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (ExchangeError, ConfigurationError) as exc:
+            raise CommandFailed(str(exc)) from None
+        except OperationalError as exc:
+            raise CommandFailed(f"cannot use the database: {exc.orig}") from None
+
+    return wrapper
+
+
+def run_async(coroutine: Coroutine[Any, Any, R]) -> R:
+    return asyncio.run(coroutine)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """The coalition points exchange.
+
+    Partners' loyalty programs, joined: federated balances, conversions between programs,
+    tier matching, cross-partner redemptions, and a double-entry clearing ledger settled
+    every month. Settings come from EXCHANGE_* environment variables (see README.md).
+    """
+
+
+@main.command()
+@click.option("--host", help="Address to bind (default: EXCHANGE_HOST or 127.0.0.1).")
+@click.option("--port", type=int, help="Port to bind (default: EXCHANGE_PORT or 8000).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@reports_errors
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Serve the GraphQL gateway on an already-migrated database.
+
+    GraphQL (and GraphiQL in a browser) is at /graphql; /healthz and /readyz answer
+    load balancers.
+    """
+    from exchange.db import migrate
+
+    settings = load_settings(host=host, port=port)
+    settings.check_for_production()
+    migrate.ensure_migrated(settings.database_url)
+    uvicorn.run(
+        "exchange.app:create_app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+        proxy_headers=True,
+    )
+
+
+@main.command()
+@click.option("--port", type=int, default=8000, show_default=True, help="Gateway port.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".demo"),
+    show_default=True,
+    help="Where the demo keeps its SQLite database.",
+)
+@click.option(
+    "--partners-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("partners"),
+    show_default=True,
+    help="Program declarations to load.",
+)
+@reports_errors
+def demo(port: int, data_dir: Path, partners_dir: Path) -> None:
+    """Run the whole exchange on this machine with sample data.
+
+    Migrates an embedded SQLite database in DATA_DIR, loads the sample programs from
+    PARTNERS_DIR, starts the gateway on 127.0.0.1 and prints where to point a browser.
+    Stop it with Ctrl-C.
+    """
+    from exchange.demo import run_demo
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = load_settings(
+        database_url=f"sqlite:///{(data_dir / 'exchange.db').resolve()}",
+        partners_dir=partners_dir,
+        host="127.0.0.1",
+        port=port,
+    )
+    run_async(run_demo(settings))
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target migration.")
+@reports_errors
+def db_upgrade(revision: str) -> None:
+    """Create or migrate the database named by EXCHANGE_DATABASE_URL."""
+    from exchange.db import migrate
+
+    settings = load_settings()
+    migrate.upgrade(settings.database_url, revision)
+    click.echo(f"database at migration {migrate.current_revision(settings.database_url)}")
+
+
+@main.group()
+def partners() -> None:
+    """Partner program declarations (partners/*.toml)."""
+
+
+@partners.command("load")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    help="Directory of declarations (default: EXCHANGE_PARTNERS_DIR or partners/).",
+)
+@reports_errors
+def partners_load(directory: Path | None) -> None:
+    """Validate every declaration, then create or update the programs in the database.
+
+    Nothing is loaded unless every file is valid; the first problem is reported as
+    FILE: FIELD: REASON.
+    """
+    from exchange.programs.loading import load_partners_directory
+
+    settings = load_settings(partners_dir=directory)
+    report = run_async(load_partners_directory(settings))
+    click.echo(
+        f"loaded {settings.partners_dir}: {len(report.created)} created, "
+        f"{len(report.updated)} updated, {len(report.unchanged)} unchanged"
+    )
+
+
+@main.group()
+def schema() -> None:
+    """The GraphQL schema."""
+
+
+@schema.command("export")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the SDL to this file instead of standard output.",
+)
+def schema_export(output: Path | None) -> None:
+    """Print the GraphQL schema (SDL) that the code serves; schema.graphql is its copy."""
+    from exchange.api.schema import build_schema
+
+    sdl = build_schema(Settings()).as_str() + "\n"
+    if output is None:
+        sys.stdout.write(sdl)
+    else:
+        output.write_text(sdl)
