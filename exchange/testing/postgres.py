@@ -1,0 +1,161 @@
+"""A throwaway PostgreSQL cluster from the local server binaries, for tests and benchmarks.
+
+``initdb`` and ``pg_ctl`` refuse to run as root, so when the caller is root the server
+side runs as an unprivileged user (``postgres``, else ``nobody``) through ``runuser``;
+as an ordinary user it runs as that user. The cluster listens on 127.0.0.1 on a free
+port, with durability turned off (it is thrown away), and trusts local connections.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from exchange.errors import ConfigurationError
+
+INSTALL_HINT = (
+    "PostgreSQL server binaries (initdb, pg_ctl) were not found. Install them "
+    "(Debian/Ubuntu: `apt-get install postgresql`; Fedora: `dnf install postgresql-server`; "
+    "macOS: `brew install postgresql@15`), put their directory on PATH or in "
+    "EXCHANGE_PG_BIN, or point EXCHANGE_TEST_DATABASE_URL at a PostgreSQL you can create "
+    "databases in."
+)
+
+#: Settings for a cluster whose data is disposable: fast, not durable.
+THROWAWAY_SERVER_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "300",
+    "shared_buffers": "256MB",
+}
+
+
+def find_server_binaries() -> Path:
+    """The directory holding ``initdb`` and ``pg_ctl``; the newest installed version wins."""
+    candidates: list[str] = []
+    if configured := os.environ.get("EXCHANGE_PG_BIN"):
+        candidates.append(configured)
+    if on_path := shutil.which("pg_ctl"):
+        candidates.append(str(Path(on_path).parent))
+    candidates += sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda path: int(Path(path).parent.name) if Path(path).parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    candidates += sorted(glob.glob("/usr/pgsql-*/bin"), reverse=True)
+    candidates += sorted(glob.glob("/opt/homebrew/opt/postgresql@*/bin"), reverse=True)
+    for directory in candidates:
+        if (Path(directory) / "initdb").is_file() and (Path(directory) / "pg_ctl").is_file():
+            return Path(directory)
+    raise ConfigurationError(INSTALL_HINT)
+
+
+def unprivileged_user() -> str | None:
+    """Who runs the server: ``None`` (the caller) unless the caller is root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return name
+    raise ConfigurationError(
+        "running as root, and neither a 'postgres' nor a 'nobody' user exists to run "
+        "PostgreSQL as; create one (`useradd --system postgres`)"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class ThrowawayCluster:
+    """A PostgreSQL cluster in a temporary directory; :meth:`stop` removes every trace."""
+
+    bin_dir: Path
+    root: Path
+    port: int
+    run_as: str | None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        command = list(argv)
+        if self.run_as is not None:
+            command = ["runuser", "-u", self.run_as, "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=self.root)
+        if result.returncode != 0:
+            raise ConfigurationError(
+                f"{Path(argv[0]).name} failed ({result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()}"
+            )
+        return result
+
+    @classmethod
+    def start(cls) -> ThrowawayCluster:
+        bin_dir = find_server_binaries()
+        run_as = unprivileged_user()
+        root = Path(tempfile.mkdtemp(prefix="exchange-pg-"))
+        if run_as is not None:
+            account = pwd.getpwnam(run_as)
+            os.chown(root, account.pw_uid, account.pw_gid)
+        cluster = cls(bin_dir=bin_dir, root=root, port=free_port(), run_as=run_as)
+        try:
+            cluster._initdb()
+            cluster._start_server()
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        return cluster
+
+    def _initdb(self) -> None:
+        self._run(
+            str(self.bin_dir / "initdb"),
+            "--pgdata", str(self.root / "data"),
+            "--username", "postgres",
+            "--auth", "trust",
+            "--encoding", "UTF8",
+            "--no-sync",
+        )
+
+    def _start_server(self) -> None:
+        options = [
+            f"-p {self.port}",
+            "-c listen_addresses=127.0.0.1",
+            f"-c unix_socket_directories={self.root}",
+            *(f"-c {key}={value}" for key, value in THROWAWAY_SERVER_SETTINGS.items()),
+        ]
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "--pgdata", str(self.root / "data"),
+            "--log", str(self.root / "server.log"),
+            "--options", " ".join(options),
+            "--wait",
+            "start",
+        )
+
+    def stop(self) -> None:
+        try:
+            self._run(
+                str(self.bin_dir / "pg_ctl"),
+                "--pgdata", str(self.root / "data"),
+                "--mode", "immediate",
+                "--wait",
+                "stop",
+            )
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,92 @@
+"""Fixtures shared by every test layer: databases, on SQLite and on a real PostgreSQL.
+
+PostgreSQL is a throwaway cluster started from the local server binaries for the session,
+or the server named by EXCHANGE_TEST_DATABASE_URL. Each test that asks for a database gets
+a fresh, fully migrated one of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from exchange.db.database import Database
+from exchange.errors import ConfigurationError
+from exchange.testing.databases import PostgresDatabases, SqliteDatabases
+from exchange.testing.postgres import ThrowawayCluster
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_PARTNERS = REPO_ROOT / "partners"
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    if url := os.environ.get("EXCHANGE_TEST_DATABASE_URL"):
+        yield url
+        return
+    try:
+        cluster = ThrowawayCluster.start()
+    except ConfigurationError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases(postgres_server_url: str) -> Iterator[PostgresDatabases]:
+    databases = PostgresDatabases(postgres_server_url)
+    try:
+        yield databases
+    finally:
+        databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def sqlite_databases(tmp_path_factory: pytest.TempPathFactory) -> SqliteDatabases:
+    return SqliteDatabases(tmp_path_factory.mktemp("sqlite"))
+
+
+@pytest.fixture
+def pg_database_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database."""
+    url = postgres_databases.create()
+    try:
+        yield url
+    finally:
+        postgres_databases.drop(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, migrated database: the test runs once on SQLite and once on PostgreSQL."""
+    databases: SqliteDatabases | PostgresDatabases = request.getfixturevalue(
+        "sqlite_databases" if request.param == "sqlite" else "postgres_databases"
+    )
+    url = databases.create()
+    try:
+        yield url
+    finally:
+        databases.drop(url)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database.from_url(database_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+async def pg_db(pg_database_url: str) -> AsyncIterator[Database]:
+    database = Database.from_url(pg_database_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()

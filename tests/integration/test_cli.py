@@ -1,0 +1,119 @@
+"""The `exchange` command, run as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import SAMPLE_PARTNERS
+
+EXCHANGE = str(Path(sys.executable).with_name("exchange"))
+
+
+def run(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [EXCHANGE, *argv], capture_output=True, text=True, timeout=120,
+        env={**os.environ, **(env or {})}, cwd=cwd,
+    )
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path) -> dict[str, str]:
+    return {"EXCHANGE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+
+
+def test_help_names_every_command() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("serve", "demo", "db", "partners", "schema"):
+        assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
+    for group, command in (("db", "upgrade"), ("partners", "load"), ("schema", "export")):
+        assert command in run(group, "--help").stdout
+
+
+def test_upgrade_then_load(sqlite_env: dict[str, str], database_url: str) -> None:
+    env = {"EXCHANGE_DATABASE_URL": database_url}
+    upgraded = run("db", "upgrade", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.startswith("database at migration ")
+    loaded = run("partners", "load", "--dir", str(SAMPLE_PARTNERS), env=env)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip().endswith("6 created, 0 updated, 0 unchanged")
+    again = run("partners", "load", "--dir", str(SAMPLE_PARTNERS), env=env)
+    assert again.stdout.strip().endswith("0 created, 0 updated, 6 unchanged")
+
+
+def test_a_broken_program_file_is_one_line_naming_file_and_field(
+    sqlite_env: dict[str, str], tmp_path: Path
+) -> None:
+    partners = tmp_path / "partners"
+    shutil.copytree(SAMPLE_PARTNERS, partners)
+    path = partners / "fresh-mart.toml"
+    path.write_text(path.read_text().replace('point_value = "0.1"', 'point_value = "-1"'))
+    assert run("db", "upgrade", env=sqlite_env).returncode == 0
+    result = run("partners", "load", "--dir", str(partners), env=sqlite_env)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"Error: {path}: point_value: must be greater than 0")
+    assert result.stdout == ""
+
+
+def test_loading_into_an_unmigrated_database_says_what_to_run(sqlite_env: dict[str, str]) -> None:
+    result = run("partners", "load", "--dir", str(SAMPLE_PARTNERS), env=sqlite_env)
+    assert result.returncode == 2
+    assert "run `exchange db upgrade`" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_an_unmigrated_database(sqlite_env: dict[str, str]) -> None:
+    result = run("serve", "--port", "0", env=sqlite_env)
+    assert result.returncode == 2
+    assert "run `exchange db upgrade`" in result.stderr
+
+
+def test_a_bad_setting_names_its_variable(sqlite_env: dict[str, str]) -> None:
+    result = run("db", "upgrade", env={**sqlite_env, "EXCHANGE_PORT": "eighty"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: EXCHANGE_PORT: ")
+
+
+@pytest.fixture
+def demo_process(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [EXCHANGE, "demo", "--port", "0", "--data-dir", str(tmp_path / "demo"),
+         "--partners-dir", str(SAMPLE_PARTNERS)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def test_demo_serves_the_six_programs(demo_process: subprocess.Popen[str]) -> None:
+    assert demo_process.stdout is not None
+    banner: list[str] = []
+    while not any("GraphiQL" in line for line in banner):
+        line = await asyncio.wait_for(asyncio.to_thread(demo_process.stdout.readline), timeout=60)
+        assert line, "the demo exited early:\n" + "".join(banner)
+        banner.append(line)
+    url = re.search(r"(http://127\.0\.0\.1:\d+/graphql)", banner[-1])
+    assert url is not None
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(
+            url.group(1), json={"query": "{ programs { id name pointValue tiers { name level } } }"}
+        )
+    programs = response.json()["data"]["programs"]
+    assert sorted(p["id"] for p in programs) == [
+        "formosa-air", "fresh-mart", "happy-card", "harbor-bank", "tune-stream", "wallet-pay"
+    ]
