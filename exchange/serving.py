@@ -8,8 +8,8 @@ which one was bound.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import uvicorn
@@ -35,11 +35,33 @@ class RunningServer:
         await self.task
 
 
+class _SignalFreeServer(uvicorn.Server):
+    """A server that leaves SIGINT and SIGTERM to its host process.
+
+    uvicorn installs its own handlers for the lifetime of ``serve()`` and restores the previous
+    ones after; several servers in one process (the demo's sandbox partners, a sandbox that
+    restarts) would hand the signals around in whatever order they started and stopped.
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def start_server(
-    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    app: ASGIApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+    handle_signals: bool = True,
 ) -> RunningServer:
-    """Start serving ``app``; returns once the socket listens (or raises if start-up failed)."""
-    server = uvicorn.Server(
+    """Start serving ``app``; returns once the socket listens (or raises if start-up failed).
+
+    With ``handle_signals=False`` the server ignores Ctrl-C: the caller stops it.
+    """
+    server_class = uvicorn.Server if handle_signals else _SignalFreeServer
+    server = server_class(
         uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
     )
     task = asyncio.create_task(server.serve())
