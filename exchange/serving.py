@@ -8,6 +8,7 @@ which one was bound.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -80,3 +81,16 @@ async def serving(app: ASGIApp, **options: object) -> AsyncIterator[RunningServe
         yield running
     finally:
         await running.stop()
+
+
+async def wait_for_stop_signal() -> None:
+    """Return on the first SIGINT (Ctrl-C) or SIGTERM; for hosts of signal-free servers."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

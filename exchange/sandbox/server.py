@@ -10,9 +10,10 @@ SQLite file. The fault knobs survive restarts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from exchange.clock import Clock, SystemClock
 from exchange.errors import ConfigurationError
@@ -22,9 +23,10 @@ from exchange.sandbox.auth import TokenIssuer
 from exchange.sandbox.faults import FaultInjector
 from exchange.sandbox.points import PointsSystem
 from exchange.sandbox.storage import Storage
-from exchange.serving import RunningServer, start_server
+from exchange.serving import RunningServer, start_server, wait_for_stop_signal
 
 DEFAULT_TOKEN_TTL = timedelta(hours=1)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def sandbox_secret(program: ProgramDeclaration, environ: Mapping[str, str]) -> str:
@@ -150,3 +152,44 @@ class SandboxServer:
         if self._storage is not None:
             await self._storage.close()
             self._storage = None
+
+
+def declared_address(program: ProgramDeclaration) -> tuple[str, int] | None:
+    """Host and port of the program's ``base_url`` if it is on this machine's loopback."""
+    url = urlsplit(program.connector.base_url)
+    if url.hostname not in LOOPBACK_HOSTS:
+        return None
+    return url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
+
+
+def demo_sandboxes(
+    programs: Iterable[ProgramDeclaration], data_dir: Path, environ: Mapping[str, str]
+) -> list[SandboxServer]:
+    """A sandbox for every program whose connector points at loopback, on that very port."""
+    servers = []
+    for program in programs:
+        address = declared_address(program)
+        if address is None:
+            continue
+        host, port = address
+        servers.append(
+            SandboxServer(
+                program,
+                client_secret=sandbox_secret(program, environ),
+                data_dir=data_dir,
+                host=host,
+                port=port,
+            )
+        )
+    return servers
+
+
+async def serve_until_signalled(servers: list[SandboxServer], ready: Callable[[], None]) -> None:
+    """Start ``servers``, call ``ready``, and stop them all on SIGINT or SIGTERM."""
+    try:
+        for server in servers:
+            await server.start()
+        ready()
+        await wait_for_stop_signal()
+    finally:
+        await asyncio.gather(*(server.stop() for server in servers))
