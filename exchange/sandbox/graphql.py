@@ -16,6 +16,7 @@ from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.asgi import GraphQL
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, Info
 
 from exchange.connectors import contract
@@ -33,8 +34,9 @@ def _parse_points(value: Any) -> int:
     return value
 
 
-Points = strawberry.scalar(
-    NewType("Points", int),
+Points = NewType("Points", int)
+
+POINTS_SCALAR = strawberry.scalar(
     name="Points",
     description="A whole number of points: a JSON integer (never a float or a string), "
     f"from 0 to {MAX_POINTS} (2^53 - 1).",
@@ -62,14 +64,14 @@ class OperationStatus(Enum):
 
 @strawberry.type(description="Points of the balance that lapse at the end of a day unless spent.")
 class ExpiringPoints:
-    points: Points  # type: ignore[valid-type]
+    points: Points
     expires_on: date
 
 
 @strawberry.type(description="A member's balance, tier and points about to expire.")
 class MemberAccount:
     member_ref: str
-    balance: Points  # type: ignore[valid-type]
+    balance: Points
     tier: str = strawberry.field(description="The program's own name of the member's tier now.")
     tier_expires_at: datetime | None = strawberry.field(
         description="When a status-match tier lapses; null for the member's own tier."
@@ -102,13 +104,13 @@ class Operation:
     kind: OperationKind | None
     status: OperationStatus
     member_ref: str | None
-    points: Points | None = strawberry.field(  # type: ignore[valid-type]
+    points: Points | None = strawberry.field(
         description="Points moved; for a reversal, the points it reversed (0 for a void)."
     )
-    reversed_points: Points = strawberry.field(  # type: ignore[valid-type]
+    reversed_points: Points = strawberry.field(
         description="How much of this debit or credit reversals have undone."
     )
-    balance_after: Points | None = strawberry.field(  # type: ignore[valid-type]
+    balance_after: Points | None = strawberry.field(
         description="The member's balance right after this operation applied."
     )
     reverses: str | None = strawberry.field(description="The operation a reversal undoes.")
@@ -175,7 +177,7 @@ class Query:
 class Mutation:
     @strawberry.mutation(description="Take points from a member, once per operation id.")
     async def debit(
-        self, info: Info[dict[str, Any], None], operation_id: str, member_ref: str, points: Points  # type: ignore[valid-type]
+        self, info: Info[dict[str, Any], None], operation_id: str, member_ref: str, points: Points
     ) -> Operation:
         try:
             written = await _service(info).debit(operation_id, member_ref, points)
@@ -185,7 +187,7 @@ class Mutation:
 
     @strawberry.mutation(description="Give points to a member, once per operation id.")
     async def credit(
-        self, info: Info[dict[str, Any], None], operation_id: str, member_ref: str, points: Points  # type: ignore[valid-type]
+        self, info: Info[dict[str, Any], None], operation_id: str, member_ref: str, points: Points
     ) -> Operation:
         try:
             written = await _service(info).credit(operation_id, member_ref, points)
@@ -197,7 +199,7 @@ class Mutation:
         description="Undo an operation: what is left of it, or `points` of it; voids an unknown id."
     )
     async def reverse(
-        self, info: Info[dict[str, Any], None], operation_id: str, reverses: str, points: Points | None = None  # type: ignore[valid-type]
+        self, info: Info[dict[str, Any], None], operation_id: str, reverses: str, points: Points | None = None
     ) -> Operation:
         try:
             written = await _service(info).reverse(operation_id, reverses, points)
@@ -230,7 +232,9 @@ class _ContractSchema(strawberry.Schema):
 
 
 def build_contract_schema() -> strawberry.Schema:
-    return _ContractSchema(query=Query, mutation=Mutation)
+    return _ContractSchema(
+        query=Query, mutation=Mutation, config=StrawberryConfig(scalar_map={Points: POINTS_SCALAR})
+    )
 
 
 class ContractGraphQL(GraphQL[dict[str, Any], None]):

@@ -102,6 +102,11 @@ class SandboxServer:
                 await asyncio.sleep(down)
             await self._start()
 
+    async def restarts_done(self) -> None:
+        """Wait until every restart asked for through the admin API has finished."""
+        while self._restarts:
+            await asyncio.gather(*self._restarts, return_exceptions=True)
+
     def request_restart(self, down: float) -> None:
         """Restart soon, without waiting: how the admin API restarts the server it runs on."""
         task = asyncio.create_task(self.restart(down))
