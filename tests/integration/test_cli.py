@@ -148,3 +148,29 @@ async def test_demo_serves_the_six_programs_and_their_sandbox_partners(
     async with httpx.AsyncClient(timeout=30) as client:
         members = (await client.get(partners["tune-stream"] + "/_sandbox/members")).json()
     assert [m["member_ref"] for m in members["members"]] == ["alice", "bob", "carol", "dave"]
+
+
+async def test_sandbox_serve_runs_a_partner_until_sigterm(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [EXCHANGE, "sandbox", "serve", "--program", "tune-stream", "--port", "0",
+         "--data-dir", str(tmp_path), "--partners-dir", str(SAMPLE_PARTNERS)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), timeout=60)
+        url = re.search(r"serving on (http://127\.0\.0\.1:\d+)", line)
+        assert url is not None, line
+        async with httpx.AsyncClient(timeout=30) as client:
+            info = (await client.get(url.group(1) + "/_sandbox")).json()
+        assert info["program"] == "tune-stream"
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+    assert (tmp_path / "tune-stream.sqlite3").exists()
+
+
+def test_sandbox_serve_names_an_unknown_program() -> None:
+    result = run("sandbox", "serve", "--program", "nope", "--partners-dir", str(SAMPLE_PARTNERS))
+    assert result.returncode == 2
+    assert "no program 'nope'" in result.stderr
