@@ -45,6 +45,10 @@ POINTS_SCALAR = strawberry.scalar(
 )
 
 
+def _points(value: int | None) -> Points | None:
+    return None if value is None else Points(value)
+
+
 @strawberry.enum(description="What an operation does.")
 class OperationKind(Enum):
     DEBIT = "debit"
@@ -82,10 +86,10 @@ class MemberAccount:
     def of(cls, account: contract.MemberAccount) -> MemberAccount:
         return cls(
             member_ref=account.member_ref,
-            balance=account.balance,
+            balance=Points(account.balance),
             tier=account.tier,
             tier_expires_at=account.tier_expires_at,
-            expiring=[ExpiringPoints(points=lot.points, expires_on=lot.expires_on) for lot in account.expiring],
+            expiring=[ExpiringPoints(points=Points(lot.points), expires_on=lot.expires_on) for lot in account.expiring],
         )
 
 
@@ -128,9 +132,9 @@ class Operation:
             kind=None if operation.kind is None else OperationKind(operation.kind.value),
             status=OperationStatus(operation.status.value),
             member_ref=operation.member_ref,
-            points=operation.points,
-            reversed_points=operation.reversed_points,
-            balance_after=operation.balance_after,
+            points=_points(operation.points),
+            reversed_points=Points(operation.reversed_points),
+            balance_after=_points(operation.balance_after),
             reverses=operation.reverses,
             target=None if operation.target is None else cls.of(operation.target),
             tier=operation.tier,
