@@ -6,7 +6,7 @@ import asyncio
 
 from exchange.app import create_app
 from exchange.db import migrate
-from exchange.programs.loading import load_partners_directory
+from exchange.loading import load_partners_directory
 from exchange.serving import start_server
 from exchange.settings import Settings
 
@@ -34,7 +34,7 @@ def banner(gateway_url: str, settings: Settings) -> str:
 
 async def run_demo(settings: Settings) -> None:
     await asyncio.to_thread(migrate.upgrade, settings.database_url)
-    report = await load_partners_directory(settings)
+    report = (await load_partners_directory(settings)).programs
     print(f"loaded {len(report.created) + len(report.updated) + len(report.unchanged)} programs "
           f"from {settings.partners_dir}")
     gateway = await start_server(create_app(settings), host=settings.host, port=settings.port)

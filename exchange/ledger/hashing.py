@@ -1,0 +1,44 @@
+"""The hashes that make the ledger tamper-evident.
+
+``request_digest`` covers what a client asked to post (so a repeat can be recognised and a
+different request under the same id refused); ``chain_digest`` links a transaction to the
+one before it. Both are recomputed from stored rows by the verifier, so they must depend
+only on values the database keeps exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def request_digest(
+    *,
+    transaction_id: str,
+    kind: str,
+    reference: str,
+    effective_at: datetime,
+    reverses: str | None,
+    legs: Iterable[tuple[str, str, int]],
+) -> str:
+    """SHA-256 over the canonical JSON of a posting request; legs are (account code, unit, amount)."""
+    content = {
+        "id": transaction_id,
+        "kind": kind,
+        "reference": reference,
+        "effective_at": _timestamp(effective_at),
+        "reverses": reverses,
+        "legs": [list(leg) for leg in legs],
+    }
+    canonical = json.dumps(content, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def chain_digest(*, seq: int, prev_hash: str, request_hash: str, period: str) -> str:
+    return hashlib.sha256(f"{seq}|{prev_hash}|{request_hash}|{period}".encode()).hexdigest()
