@@ -9,13 +9,17 @@ only on values the database keeps exactly.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 
 def _timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _field(value: str | None) -> str:
+    """A length-prefixed field: unambiguous whatever characters the value holds."""
+    return "-;" if value is None else f"{len(value)}:{value};"
 
 
 def request_digest(
@@ -27,16 +31,21 @@ def request_digest(
     reverses: str | None,
     legs: Iterable[tuple[str, str, int]],
 ) -> str:
-    """SHA-256 over the canonical JSON of a posting request; legs are (account code, unit, amount)."""
-    content = {
-        "id": transaction_id,
-        "kind": kind,
-        "reference": reference,
-        "effective_at": _timestamp(effective_at),
-        "reverses": reverses,
-        "legs": [list(leg) for leg in legs],
-    }
-    canonical = json.dumps(content, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+    """SHA-256 over the canonical form of a posting request; legs are (account code, unit, amount).
+
+    The canonical form writes each field length-prefixed, in a fixed order, legs last, so
+    that no two different requests share it.
+    """
+    canonical = "".join(
+        (
+            _field(transaction_id),
+            _field(kind),
+            _field(reference),
+            _field(_timestamp(effective_at)),
+            _field(reverses),
+            *(f"{_field(code)}{_field(unit)}{amount};" for code, unit, amount in legs),
+        )
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

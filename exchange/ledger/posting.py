@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
+from exchange.db.bulk import bulk_insert, one_of
 from exchange.errors import IdempotencyConflict
 from exchange.ledger.accounts import AccountKind, AccountRef
 from exchange.ledger.errors import AlreadyReversed, UnbalancedTransaction, UnknownTransaction
@@ -31,10 +32,15 @@ MAX_ID_LENGTH = 100
 #: Ids per IN (...) list; keeps every statement far below the driver's parameter limit.
 LOOKUP_CHUNK = 5000
 
-# Bulk writes go through the Core tables: plain executemany, no ORM unit-of-work overhead.
+# Bulk writes go through the Core tables (COPY on PostgreSQL), with no ORM unit-of-work overhead.
 TRANSACTIONS: Table = LedgerTransaction.__table__  # type: ignore[attr-defined]
 ENTRIES: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
 ACCOUNTS: Table = LedgerAccount.__table__  # type: ignore[attr-defined]
+TRANSACTION_COLUMNS = (
+    "seq", "id", "kind", "reference", "period", "effective_at", "posted_at",
+    "reverses", "request_hash", "prev_hash", "hash",
+)
+ENTRY_COLUMNS = ("transaction_seq", "position", "account_id", "unit", "amount", "period")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +138,8 @@ class Ledger:
                 )
         head = await self._lock_head(session)
         earlier = await self._posted(session, list(digests))
-        for transaction_id, row in earlier.items():
-            if row.request_hash != digests[transaction_id]:
+        for transaction_id, (_, request_hash) in earlier.items():
+            if request_hash != digests[transaction_id]:
                 raise IdempotencyConflict(
                     f"transaction id {transaction_id!r} was posted before with different content",
                     field="id",
@@ -144,8 +150,8 @@ class Ledger:
             if request.id not in earlier:
                 fresh.setdefault(request.id, request)
         await self._check_reversals(session, list(fresh.values()))
-        written = await self._write(session, head, list(fresh.values()))
-        results = {row.id: PostedTransaction(row.seq, row.id, row.period, row.hash, True) for row in earlier.values()}
+        written = await self._write(session, head, list(fresh.values()), digests)
+        results = {transaction_id: posted for transaction_id, (posted, _) in earlier.items()}
         results.update(written)
         return [results[request.id] for request in requests]
 
@@ -190,11 +196,18 @@ class Ledger:
         ).one()
         return head
 
-    async def _posted(self, session: AsyncSession, ids: Sequence[str]) -> dict[str, LedgerTransaction]:
-        found: dict[str, LedgerTransaction] = {}
+    async def _posted(self, session: AsyncSession, ids: Sequence[str]) -> dict[str, tuple[PostedTransaction, str]]:
+        """The transactions among ``ids`` posted before, with the hash of their request."""
+        found: dict[str, tuple[PostedTransaction, str]] = {}
         for chunk in _chunks(ids):
-            rows = await session.exec(select(LedgerTransaction).where(col(LedgerTransaction.id).in_(chunk)))
-            found.update((row.id, row) for row in rows)
+            rows = await session.exec(
+                select(
+                    LedgerTransaction.seq, LedgerTransaction.id, LedgerTransaction.period,
+                    LedgerTransaction.hash, LedgerTransaction.request_hash,
+                ).where(one_of(col(LedgerTransaction.id), chunk, session))
+            )
+            for seq, transaction_id, period, chained, request_hash in rows:
+                found[transaction_id] = (PostedTransaction(seq, transaction_id, period, chained, True), request_hash)
         return found
 
     async def _check_reversals(self, session: AsyncSession, requests: Sequence[TransactionRequest]) -> None:
@@ -255,7 +268,11 @@ class Ledger:
         return ids
 
     async def _write(
-        self, session: AsyncSession, head: LedgerChainHead, requests: Sequence[TransactionRequest]
+        self,
+        session: AsyncSession,
+        head: LedgerChainHead,
+        requests: Sequence[TransactionRequest],
+        digests: dict[str, str],
     ) -> dict[str, PostedTransaction]:
         if not requests:
             return {}
@@ -264,48 +281,28 @@ class Ledger:
         )
         posted_at = self.clock.now()
         seq, prev_hash = head.seq, head.hash
-        transactions: list[dict[str, Any]] = []
-        entries: list[dict[str, Any]] = []
+        transactions: list[tuple[Any, ...]] = []
+        entries: list[tuple[Any, ...]] = []
         deltas: dict[int, int] = defaultdict(int)
         results: dict[str, PostedTransaction] = {}
         for request in requests:
             seq += 1
             period = period_of(request.effective_at, self.timezone)
-            request_hash = request.digest()
+            request_hash = digests[request.id]
             chained = chain_digest(seq=seq, prev_hash=prev_hash, request_hash=request_hash, period=period)
             transactions.append(
-                {
-                    "seq": seq,
-                    "id": request.id,
-                    "kind": request.kind,
-                    "reference": request.reference,
-                    "period": period,
-                    "effective_at": request.effective_at,
-                    "posted_at": posted_at,
-                    "reverses": request.reverses,
-                    "request_hash": request_hash,
-                    "prev_hash": prev_hash,
-                    "hash": chained,
-                }
+                (seq, request.id, request.kind, request.reference, period, request.effective_at, posted_at,
+                 request.reverses, request_hash, prev_hash, chained)
             )
             for position, leg in enumerate(request.legs):
                 account_id = account_ids[leg.account]
-                entries.append(
-                    {
-                        "transaction_seq": seq,
-                        "position": position,
-                        "account_id": account_id,
-                        "unit": leg.account.unit,
-                        "amount": leg.amount,
-                        "period": period,
-                    }
-                )
+                entries.append((seq, position, account_id, leg.account.unit, leg.amount, period))
                 deltas[account_id] += leg.amount
             results[request.id] = PostedTransaction(seq, request.id, period, chained, False)
             prev_hash = chained
 
-        await session.exec(insert(TRANSACTIONS), params=transactions)
-        await session.exec(insert(ENTRIES), params=entries)
+        await bulk_insert(session, TRANSACTIONS, TRANSACTION_COLUMNS, transactions)
+        await bulk_insert(session, ENTRIES, ENTRY_COLUMNS, entries)
         changed = [
             {"account_id": account_id, "delta": delta} for account_id, delta in sorted(deltas.items()) if delta
         ]
@@ -320,7 +317,6 @@ class Ledger:
         session.add(head)
         await session.flush()
         return results
-
 
 def _account_ref(row: LedgerAccount) -> AccountRef:
     return AccountRef(AccountKind(row.kind), row.program_id, row.unit)

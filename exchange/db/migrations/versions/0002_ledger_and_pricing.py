@@ -28,12 +28,18 @@ POSTGRES_GUARDS = [
             USING ERRCODE = 'restrict_violation';
     END $$
     """,
-    # At commit, every transaction's entries sum to zero in each unit.
+    # At commit, every transaction's entries sum to zero in each unit. The check of one entry
+    # covers all entries of its transaction (they are all in place at commit, and deferred
+    # events fire in insertion order), so the entries after the first skip it: the
+    # transaction-local setting remembers which transaction was checked last.
     """
     CREATE FUNCTION ledger_check_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
         unbalanced record;
     BEGIN
+        IF current_setting('ledger.checked_seq', true) = NEW.transaction_seq::text THEN
+            RETURN NULL;
+        END IF;
         SELECT unit, sum(amount) AS total INTO unbalanced
           FROM ledger_entry
          WHERE transaction_seq = NEW.transaction_seq
@@ -45,6 +51,7 @@ POSTGRES_GUARDS = [
                 NEW.transaction_seq, unbalanced.total, unbalanced.unit
                 USING ERRCODE = 'check_violation';
         END IF;
+        PERFORM set_config('ledger.checked_seq', NEW.transaction_seq::text, true);
         RETURN NULL;
     END $$
     """,
