@@ -4,7 +4,13 @@ Alembic's environment and the migration drift test import this module; applicati
 imports the models it needs from their own packages.
 """
 
-from exchange.ledger.models import LedgerAccount, LedgerChainHead, LedgerEntry, LedgerTransaction
+from exchange.ledger.models import (
+    LedgerAccount,
+    LedgerChainHead,
+    LedgerEntry,
+    LedgerTransaction,
+    SettlementPeriod,
+)
 from exchange.pricing.models import LimitUsage, Promotion, Quote, RateVersion
 from exchange.programs.models import CoalitionLevel, CoalitionSettings, Program, ProgramTier
 
@@ -21,4 +27,5 @@ __all__ = [
     "Promotion",
     "Quote",
     "RateVersion",
+    "SettlementPeriod",
 ]

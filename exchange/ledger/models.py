@@ -71,3 +71,16 @@ class LedgerChainHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     hash: str = Field(default=GENESIS_HASH, max_length=64)
+
+
+class SettlementPeriod(SQLModel, table=True):
+    """A period's state. A period with no row is OPEN; once CLOSING, nothing more is posted
+    into it (late items go to the next open period), and closing never goes back."""
+
+    __tablename__ = "settlement_period"
+
+    period: str = Field(primary_key=True, max_length=7)
+    status: str = Field(max_length=10)
+    closing_started_at: datetime = Field(sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    closed_by: str = Field(max_length=100)

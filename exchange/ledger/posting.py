@@ -26,7 +26,7 @@ from exchange.ledger.accounts import AccountKind, AccountRef
 from exchange.ledger.errors import AlreadyReversed, UnbalancedTransaction, UnknownTransaction
 from exchange.ledger.hashing import chain_digest, request_digest
 from exchange.ledger.models import LedgerAccount, LedgerChainHead, LedgerEntry, LedgerTransaction
-from exchange.ledger.periods import period_of
+from exchange.ledger.periods import last_closed_period, period_of, posting_period
 
 MAX_ID_LENGTH = 100
 #: Ids per IN (...) list; keeps every statement far below the driver's parameter limit.
@@ -280,6 +280,7 @@ class Ledger:
             session, {leg.account for request in requests for leg in request.legs}
         )
         posted_at = self.clock.now()
+        last_closed = await last_closed_period(session)
         seq, prev_hash = head.seq, head.hash
         transactions: list[tuple[Any, ...]] = []
         entries: list[tuple[Any, ...]] = []
@@ -287,7 +288,7 @@ class Ledger:
         results: dict[str, PostedTransaction] = {}
         for request in requests:
             seq += 1
-            period = period_of(request.effective_at, self.timezone)
+            period = posting_period(period_of(request.effective_at, self.timezone), last_closed)
             request_hash = digests[request.id]
             chained = chain_digest(seq=seq, prev_hash=prev_hash, request_hash=request_hash, period=period)
             transactions.append(

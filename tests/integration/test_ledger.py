@@ -13,6 +13,8 @@ from exchange.db.database import Database
 from exchange.errors import IdempotencyConflict
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.errors import AlreadyReversed, UnbalancedTransaction, UnknownTransaction
+from exchange.ledger.models import SettlementPeriod
+from exchange.ledger.periods import next_period, period_of, posting_period
 from exchange.ledger.posting import Leg, Ledger, TransactionRequest
 from exchange.ledger.verify import verify_ledger
 from exchange.testing.clock import FrozenClock
@@ -228,3 +230,24 @@ async def test_postgres_refuses_an_unbalanced_transaction_at_commit(pg_db: Datab
     with pytest.raises(DBAPIError, match="append-only"):
         async with pg_db.transaction() as session:
             await session.exec(text("TRUNCATE ledger_entry, ledger_transaction"))
+
+
+async def test_late_items_go_to_the_next_open_period_keeping_their_date(db: Database, ledger: Ledger) -> None:
+    november = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
+    async with db.transaction() as session:
+        assert (await ledger.post(session, payment("on-time", at=november))).period == "2026-11"
+        session.add(SettlementPeriod(period="2026-11", status="CLOSING", closing_started_at=NOON, closed_by="staff"))
+    async with db.transaction() as session:
+        late = await ledger.post(session, payment("late", at=november))
+        early = await ledger.post(session, payment("older", at=datetime(2026, 9, 1, tzinfo=UTC)))
+        rows = (await session.exec(text("SELECT id, period, effective_at FROM ledger_transaction ORDER BY seq"))).all()
+    assert (late.period, early.period) == ("2026-12", "2026-12")
+    assert [row[1] for row in rows] == ["2026-11", "2026-12", "2026-12"]
+
+
+def test_periods_follow_the_settlement_calendar() -> None:
+    assert period_of(datetime(2026, 12, 31, 16, 0, tzinfo=UTC), TAIPEI) == "2027-01"
+    assert next_period("2026-12") == "2027-01" and next_period("2027-01") == "2027-02"
+    assert posting_period("2026-10", "2026-11") == "2026-12"
+    assert posting_period("2026-12", "2026-11") == "2026-12"
+    assert posting_period("2026-12", None) == "2026-12"

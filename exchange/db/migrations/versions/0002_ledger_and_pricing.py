@@ -128,6 +128,14 @@ def upgrade() -> None:
         sa.table("ledger_chain_head", sa.column("id"), sa.column("seq"), sa.column("hash")),
         [{"id": 1, "seq": 0, "hash": GENESIS_HASH}],
     )
+    op.create_table(
+        "settlement_period",
+        sa.Column("period", sa.String(7), primary_key=True),
+        sa.Column("status", sa.String(10), nullable=False),
+        sa.Column("closing_started_at", UTCDateTime(), nullable=False),
+        sa.Column("closed_at", UTCDateTime(), nullable=True),
+        sa.Column("closed_by", sa.String(100), nullable=False),
+    )
     guards = POSTGRES_GUARDS if op.get_bind().dialect.name == "postgresql" else SQLITE_GUARDS
     for statement in guards:
         op.execute(statement)
@@ -201,7 +209,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("limit_usage", "quote", "promotion", "rate_version", "ledger_chain_head"):
+    for table in ("limit_usage", "quote", "promotion", "rate_version", "settlement_period", "ledger_chain_head"):
         op.drop_table(table)
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER ledger_entry_balanced ON ledger_entry")
