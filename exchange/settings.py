@@ -74,6 +74,33 @@ class Settings(BaseSettings):
     max_query_aliases: int = Field(
         default=15, ge=1, description="Most aliases a GraphQL document may use."
     )
+    partner_retry_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Most tries of one partner call when a retry can help (1: never retry).",
+    )
+    partner_retry_backoff_seconds: float = Field(
+        default=0.1,
+        ge=0,
+        le=10,
+        description="Wait before the first retry of a partner call; doubles for each next one.",
+    )
+    partner_breaker_failure_threshold: int = Field(
+        default=5,
+        ge=1,
+        description="Consecutive failed calls to a partner that open its circuit breaker.",
+    )
+    partner_breaker_cooldown_seconds: float = Field(
+        default=10,
+        gt=0,
+        description="How long an open circuit fails calls at once before one probe may pass.",
+    )
+    partner_token_refresh_margin_seconds: float = Field(
+        default=30,
+        ge=0,
+        description="Fetch a partner's access token anew this long before it expires.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,235 @@
+"""One partner's wire: its HTTP client, token, circuit breaker and retries.
+
+Both connector flavours (REST and GraphQL) send through a :class:`PartnerClient`; they only
+say what to send and how to read the answer. Everything about failure lives here, once:
+classifying what went wrong into the three kinds of :mod:`exchange.connectors.errors`,
+refetching the token once after a 401, the per-attempt deadline, the breaker, and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from exchange.connectors.breaker import CircuitBreaker
+from exchange.connectors.errors import (
+    CircuitOpen,
+    OutcomeUnknown,
+    PartnerAuthenticationFailed,
+    PartnerConnectionLost,
+    PartnerConnectTimeout,
+    PartnerError,
+    PartnerProtocolError,
+    PartnerRefusal,
+    PartnerServerError,
+    PartnerTimeout,
+    PartnerUnavailable,
+    PartnerUnreachable,
+)
+from exchange.connectors.retry import RetryPolicy, worth_retrying
+from exchange.connectors.tokens import TokenCache
+
+logger = logging.getLogger("exchange.connectors")
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    url: str
+    json: Any = None
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """What is being called, for errors, logs and the retry rule."""
+
+    name: str
+    write: bool
+    operation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A partner's HTTP answer, with helpers that turn a bad one into the right error."""
+
+    response: httpx.Response
+    program_id: str
+    call: CallInfo
+
+    def error(self, kind: type[PartnerError], detail: str) -> PartnerError:
+        return kind(
+            f"partner {self.program_id}: {self.call.name}: {detail}",
+            program_id=self.program_id,
+            call=self.call.name,
+            operation_id=self.call.operation_id,
+        )
+
+    def refusal(self, kind: type[PartnerRefusal], detail: str, facts: dict[str, Any]) -> PartnerRefusal:
+        return kind(
+            f"partner {self.program_id} refused {self.call.name}: {detail}",
+            program_id=self.program_id,
+            call=self.call.name,
+            operation_id=self.call.operation_id,
+            facts=facts,
+        )
+
+    def json_object(self) -> dict[str, Any]:
+        """The body as a JSON object, or a protocol error."""
+        try:
+            body = json.loads(self.response.content)
+        except ValueError:
+            raise self.error(
+                PartnerProtocolError, f"answer ({self.response.status_code}) is not JSON"
+            ) from None
+        if not isinstance(body, dict):
+            raise self.error(PartnerProtocolError, "answer is not a JSON object")
+        return body
+
+    def parse(self, model: type[M], data: Any) -> M:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            raise self.error(
+                PartnerProtocolError, f"malformed {model.__name__}: {where}: {first['msg']}"
+            ) from None
+
+
+class PartnerClient:
+    def __init__(
+        self,
+        *,
+        program_id: str,
+        http: httpx.AsyncClient,
+        tokens: TokenCache,
+        breaker: CircuitBreaker,
+        retry: RetryPolicy,
+        timeout: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.program_id = program_id
+        self.breaker = breaker
+        self._http = http
+        self._tokens = tokens
+        self._retry = retry
+        self._timeout = timeout
+        self._sleep = sleep
+
+    @property
+    def is_closed(self) -> bool:
+        return self._http.is_closed
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def call(
+        self, info: CallInfo, request: HttpRequest, decode: Callable[[Reply], T]
+    ) -> T:
+        """Send ``request`` (retrying as :mod:`~exchange.connectors.retry` says); decode the answer."""
+        uncertain: OutcomeUnknown | None = None
+        for attempt in range(1, self._retry.attempts + 1):
+            try:
+                return await self._attempt(info, request, decode)
+            except PartnerError as error:
+                if info.write and isinstance(error, OutcomeUnknown):
+                    uncertain = error
+                if attempt == self._retry.attempts or not worth_retrying(error):
+                    if uncertain is not None and isinstance(error, PartnerUnavailable):
+                        # An earlier attempt may have been applied: that knowledge wins.
+                        raise type(uncertain)(
+                            f"{uncertain.message}; then: {error.message}",
+                            program_id=self.program_id,
+                            call=info.name,
+                            operation_id=info.operation_id,
+                        ) from error
+                    raise
+                delay = self._retry.delay(attempt)
+                logger.warning(
+                    "partner %s: %s %s: attempt %d failed (%s); retrying in %.3fs",
+                    self.program_id, info.name, info.operation_id or "", attempt,
+                    error.message, delay,
+                )
+                await self._sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _attempt(
+        self, info: CallInfo, request: HttpRequest, decode: Callable[[Reply], T]
+    ) -> T:
+        if not self.breaker.allow():
+            raise CircuitOpen(
+                f"partner {self.program_id} is failing; calls are held back until it recovers",
+                program_id=self.program_id,
+                call=info.name,
+                operation_id=info.operation_id,
+            )
+        try:
+            result = await self._exchange(info, request, decode)
+        except PartnerRefusal:
+            self.breaker.record_success()  # a clear "no" is a healthy partner
+            raise
+        except PartnerError:
+            self.breaker.record_failure()
+            raise
+        except BaseException:
+            self.breaker.release()
+            raise
+        self.breaker.record_success()
+        return result
+
+    async def _exchange(
+        self, info: CallInfo, request: HttpRequest, decode: Callable[[Reply], T]
+    ) -> T:
+        token = await self._tokens.get()
+        response = await self._send(info, request, token)
+        if response.status_code == 401:
+            # Expired early or revoked (the partner restarted, say): one fresh token, one resend.
+            # Safe for writes: a 401 means the partner did nothing with the request.
+            self._tokens.invalidate(token)
+            token = await self._tokens.get()
+            response = await self._send(info, request, token)
+        reply = Reply(response=response, program_id=self.program_id, call=info)
+        if response.status_code in (401, 403):
+            raise reply.error(
+                PartnerAuthenticationFailed, f"the partner refused the token ({response.status_code})"
+            )
+        if response.status_code >= 500:
+            raise reply.error(PartnerServerError, f"the partner answered {response.status_code}")
+        return decode(reply)
+
+    async def _send(self, info: CallInfo, request: HttpRequest, token: str) -> httpx.Response:
+        def error(kind: type[PartnerError], detail: str) -> PartnerError:
+            return kind(
+                f"partner {self.program_id}: {info.name}: {detail}",
+                program_id=self.program_id,
+                call=info.name,
+                operation_id=info.operation_id,
+            )
+
+        try:
+            # The deadline covers the whole answer, so a body that trickles in cannot stall us.
+            async with asyncio.timeout(self._timeout):
+                return await self._http.request(
+                    request.method,
+                    request.url,
+                    json=request.json,
+                    headers={"authorization": f"Bearer {token}", "accept": "application/json"},
+                )
+        except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise error(PartnerConnectTimeout, f"no connection in time ({exc!r})") from exc
+        except httpx.ConnectError as exc:
+            raise error(PartnerUnreachable, f"cannot connect ({exc!r})") from exc
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            raise error(PartnerTimeout, f"no answer within {self._timeout}s") from exc
+        except httpx.TransportError as exc:
+            raise error(PartnerConnectionLost, f"the connection broke ({exc!r})") from exc

@@ -1,0 +1,298 @@
+"""The connector: what the saga, status match and federated view call to reach a partner.
+
+:class:`PartnerConnector` is the interface. :class:`ContractConnector` is its one
+implementation: it checks arguments, sends through the partner's
+:class:`~exchange.connectors.client.PartnerClient`, parses answers with the contract's models
+and checks that an answer is about the request that was sent. What differs between a REST and
+a GraphQL partner — how a call is spelled and how an answer or refusal is read — is a
+:class:`Flavour` (``rest.py``, ``graphql.py``).
+
+Every method raises only :class:`~exchange.connectors.errors.PartnerError`s (besides
+``ValueError`` for arguments that break the contract, which is a bug in the caller).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
+
+from exchange.connectors.client import CallInfo, HttpRequest, PartnerClient, Reply
+from exchange.connectors.contract import (
+    MAX_POINTS,
+    MEMBER_REF_PATTERN,
+    ContractCode,
+    OPERATION_ID_PATTERN,
+    MemberAccount,
+    Operation,
+    OperationKind,
+    Verification,
+)
+from exchange.connectors.errors import REFUSALS, PartnerProtocolError
+
+T = TypeVar("T")
+
+
+class Call(StrEnum):
+    """The calls of the contract."""
+
+    ACCOUNT = "account"
+    VERIFY_MEMBER = "verify_member"
+    DEBIT = "debit"
+    CREDIT = "credit"
+    REVERSE = "reverse"
+    MATCH_TIER = "match_tier"
+    OPERATION_STATUS = "operation_status"
+
+    @property
+    def write(self) -> bool:
+        return self in (Call.DEBIT, Call.CREDIT, Call.REVERSE, Call.MATCH_TIER)
+
+
+class Flavour(Protocol):
+    """How one kind of partner API spells the contract."""
+
+    def request(self, call: Call, args: dict[str, Any]) -> HttpRequest:
+        """The HTTP request for ``call``; ``args`` use the contract's snake_case names."""
+        ...
+
+    def result(self, call: Call, reply: Reply) -> Any:
+        """The answer's result object (as REST spells it), ``None`` for "no such operation".
+
+        Raises the refusal the partner gave, or ``PartnerProtocolError``.
+        """
+        ...
+
+
+class PartnerConnector(Protocol):
+    """A partner's points system, as the exchange uses it.
+
+    Writes are keyed by ``operation_id``, chosen by the exchange (e.g. ``"<conversion id>:debit"``):
+    sending the same write again is a no-op that returns the operation as first recorded
+    (its status may have moved on since: ``reversed``); the same id with a different
+    request is refused with ``OperationConflict``.
+    """
+
+    program_id: str
+
+    async def account(self, member_ref: str) -> MemberAccount:
+        """Balance, tier and expiring points; ``UnknownMember`` if there is no such member."""
+        ...
+
+    async def verify_member(self, member_ref: str, verification: str) -> bool:
+        """Whether ``verification`` (a value the member gave) is theirs; ``UnknownMember`` if none."""
+        ...
+
+    async def debit(self, operation_id: str, member_ref: str, points: int) -> Operation:
+        """Take ``points`` from the member; ``InsufficientPoints`` if they have fewer."""
+        ...
+
+    async def credit(self, operation_id: str, member_ref: str, points: int) -> Operation:
+        """Give ``points`` to the member."""
+        ...
+
+    async def reverse(
+        self, operation_id: str, reverses: str, points: int | None = None
+    ) -> Operation:
+        """Undo operation ``reverses``: all that is left of it, or ``points`` of it.
+
+        Returns the reversal, with the reversed operation as it now stands in ``target``.
+        If the partner never received ``reverses``, it voids that id instead (target status
+        ``voided``): the operation will be refused if it arrives later. So after an unknown
+        outcome, a reversal makes the operation's net effect zero either way.
+        ``ReversalExceedsOriginal`` if less than ``points`` is left to reverse.
+        """
+        ...
+
+    async def match_tier(
+        self, operation_id: str, member_ref: str, tier: str, expires_at: datetime
+    ) -> Operation:
+        """Give the member the partner's ``tier`` until ``expires_at`` (a status match).
+
+        Revert it with ``reverse(new_id, operation_id)``. ``UnknownTier`` for a name the
+        partner does not have.
+        """
+        ...
+
+    async def operation_status(self, operation_id: str) -> Operation | None:
+        """The operation as the partner has it now, or ``None`` if it has none with that id.
+
+        ``None`` is not final while the request may still be in flight; ``reverse`` settles it.
+        """
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+_OPERATION_ID = re.compile(OPERATION_ID_PATTERN)
+_MEMBER_REF = re.compile(MEMBER_REF_PATTERN)
+
+
+def _check_operation_id(value: str, name: str = "operation_id") -> None:
+    if not _OPERATION_ID.match(value):
+        raise ValueError(f"{name} {value!r} does not match {OPERATION_ID_PATTERN}")
+
+
+def _check_member_ref(value: str) -> None:
+    if not _MEMBER_REF.match(value):
+        raise ValueError(f"member_ref {value!r} does not match {MEMBER_REF_PATTERN}")
+
+
+def _check_points(value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_POINTS:
+        raise ValueError(f"points must be a whole number from 1 to {MAX_POINTS}, got {value!r}")
+
+
+class ContractConnector:
+    """:class:`PartnerConnector` over a partner client, in the partner's flavour."""
+
+    def __init__(self, client: PartnerClient, flavour: Flavour) -> None:
+        self.program_id = client.program_id
+        self.client = client
+        self.flavour = flavour
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def _call(
+        self, call: Call, args: dict[str, Any], read: Callable[[Reply, Any], T]
+    ) -> T:
+        """Send ``call``; ``read`` turns the result into ours, inside the attempt.
+
+        Parsing inside the attempt is what makes a malformed answer count against the
+        breaker and be retried like any other bad answer.
+        """
+        info = CallInfo(name=call.value, write=call.write, operation_id=args.get("operation_id"))
+
+        def decode(reply: Reply) -> T:
+            return read(reply, self.flavour.result(call, reply))
+
+        return await self.client.call(info, self.flavour.request(call, args), decode)
+
+    async def account(self, member_ref: str) -> MemberAccount:
+        _check_member_ref(member_ref)
+
+        def read(reply: Reply, result: Any) -> MemberAccount:
+            account = reply.parse(MemberAccount, result)
+            _expect(reply, account.member_ref == member_ref, "member_ref")
+            return account
+
+        return await self._call(Call.ACCOUNT, {"member_ref": member_ref}, read)
+
+    async def verify_member(self, member_ref: str, verification: str) -> bool:
+        _check_member_ref(member_ref)
+
+        def read(reply: Reply, result: Any) -> bool:
+            answer = reply.parse(Verification, result)
+            _expect(reply, answer.member_ref == member_ref, "member_ref")
+            return answer.verified
+
+        args = {"member_ref": member_ref, "verification": verification}
+        return await self._call(Call.VERIFY_MEMBER, args, read)
+
+    async def debit(self, operation_id: str, member_ref: str, points: int) -> Operation:
+        return await self._move(Call.DEBIT, OperationKind.DEBIT, operation_id, member_ref, points)
+
+    async def credit(self, operation_id: str, member_ref: str, points: int) -> Operation:
+        return await self._move(Call.CREDIT, OperationKind.CREDIT, operation_id, member_ref, points)
+
+    async def _move(
+        self, call: Call, kind: OperationKind, operation_id: str, member_ref: str, points: int
+    ) -> Operation:
+        _check_operation_id(operation_id)
+        _check_member_ref(member_ref)
+        _check_points(points)
+
+        def read(reply: Reply, result: Any) -> Operation:
+            operation = _operation(reply, result, operation_id, kind)
+            _expect(reply, operation.member_ref == member_ref, "member_ref")
+            _expect(reply, operation.points == points, "points")
+            return operation
+
+        args = {"operation_id": operation_id, "member_ref": member_ref, "points": points}
+        return await self._call(call, args, read)
+
+    async def reverse(
+        self, operation_id: str, reverses: str, points: int | None = None
+    ) -> Operation:
+        _check_operation_id(operation_id)
+        _check_operation_id(reverses, "reverses")
+        args: dict[str, Any] = {"operation_id": operation_id, "reverses": reverses}
+        if points is not None:
+            _check_points(points)
+            args["points"] = points
+
+        def read(reply: Reply, result: Any) -> Operation:
+            operation = _operation(reply, result, operation_id, OperationKind.REVERSAL)
+            _expect(reply, operation.reverses == reverses, "reverses")
+            target = operation.target
+            _expect(reply, target is not None and target.operation_id == reverses, "target")
+            return operation
+
+        return await self._call(Call.REVERSE, args, read)
+
+    async def match_tier(
+        self, operation_id: str, member_ref: str, tier: str, expires_at: datetime
+    ) -> Operation:
+        _check_operation_id(operation_id)
+        _check_member_ref(member_ref)
+        if expires_at.tzinfo is None:
+            raise ValueError("expires_at must be timezone-aware")
+
+        def read(reply: Reply, result: Any) -> Operation:
+            operation = _operation(reply, result, operation_id, OperationKind.TIER_MATCH)
+            _expect(reply, operation.member_ref == member_ref, "member_ref")
+            _expect(reply, operation.tier == tier, "tier")
+            return operation
+
+        args = {
+            "operation_id": operation_id,
+            "member_ref": member_ref,
+            "tier": tier,
+            "expires_at": expires_at.isoformat(),
+        }
+        return await self._call(Call.MATCH_TIER, args, read)
+
+    async def operation_status(self, operation_id: str) -> Operation | None:
+        _check_operation_id(operation_id)
+
+        def read(reply: Reply, result: Any) -> Operation | None:
+            if result is None:
+                return None
+            operation = reply.parse(Operation, result)
+            _expect(reply, operation.operation_id == operation_id, "operation_id")
+            return operation
+
+        return await self._call(Call.OPERATION_STATUS, {"operation_id": operation_id}, read)
+
+
+def _operation(reply: Reply, result: Any, operation_id: str, kind: OperationKind) -> Operation:
+    if result is None:
+        raise reply.error(PartnerProtocolError, "answer has no operation")
+    operation = reply.parse(Operation, result)
+    _expect(reply, operation.operation_id == operation_id, "operation_id")
+    _expect(reply, operation.kind is kind, "kind")
+    return operation
+
+
+def _expect(reply: Reply, holds: bool, field: str) -> None:
+    """An answer about another request than ours is as bad as a malformed one."""
+    if not holds:
+        raise reply.error(PartnerProtocolError, f"answer's {field} does not match the request")
+
+
+def raise_refusal(call: Call, reply: Reply, code: object, detail: str, facts: dict[str, Any]) -> None:
+    """Raise the refusal a partner gave with contract ``code`` (any flavour).
+
+    Returns (meaning "no such operation") only for ``OPERATION_NOT_FOUND`` on a status
+    lookup. A code the contract does not define is a protocol error: the outcome of a write
+    that got one is unknown.
+    """
+    if call is Call.OPERATION_STATUS and code == ContractCode.OPERATION_NOT_FOUND:
+        return
+    kind = REFUSALS.get(code) if isinstance(code, str) else None  # type: ignore[call-overload]
+    if kind is None:
+        raise reply.error(PartnerProtocolError, f"refusal with an unknown code {code!r}: {detail}")
+    raise reply.refusal(kind, detail, facts)

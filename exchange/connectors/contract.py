@@ -1,0 +1,156 @@
+"""The partner connector contract in code: the values on the wire, shared by both sides.
+
+``partners/CONTRACT.md`` is the prose and ``partners/openapi.yaml`` and
+``partners/contract.graphql`` the machine-readable form of what a partner's points system
+serves. This module holds the parts of it that code needs: the refusal codes with their HTTP
+statuses, and the models of every answer. The exchange's connectors parse partners' answers
+with these models, and the sandbox partner serialises its answers with them; the contract
+tests check the sandbox's answers against the OpenAPI document, which is written by hand, so
+the two sides cannot drift together unnoticed.
+
+Points are JSON integers: a float (``100.0``), a string (``"100"``) or a boolean is a
+malformed answer, never rounded or coerced.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+
+#: The largest whole number a JSON number holds exactly (2^53 − 1); no amount may exceed it.
+MAX_POINTS = 2**53 - 1
+
+#: Operation ids and member refs are opaque to the partner; these bound their size and alphabet.
+OPERATION_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+MEMBER_REF_PATTERN = r"^[A-Za-z0-9._:@+-]{1,128}$"
+
+
+class ContractCode(StrEnum):
+    """Machine-readable reasons a partner gives for a definite refusal (nothing was applied)."""
+
+    INVALID_REQUEST = "INVALID_REQUEST"
+    UNKNOWN_MEMBER = "UNKNOWN_MEMBER"
+    OPERATION_NOT_FOUND = "OPERATION_NOT_FOUND"
+    OPERATION_CONFLICT = "OPERATION_CONFLICT"
+    OPERATION_VOIDED = "OPERATION_VOIDED"
+    INSUFFICIENT_POINTS = "INSUFFICIENT_POINTS"
+    REVERSAL_EXCEEDS_ORIGINAL = "REVERSAL_EXCEEDS_ORIGINAL"
+    NOT_REVERSIBLE = "NOT_REVERSIBLE"
+    UNKNOWN_TIER = "UNKNOWN_TIER"
+
+
+#: The HTTP status a REST partner answers with each code.
+HTTP_STATUS: dict[ContractCode, int] = {
+    ContractCode.INVALID_REQUEST: 400,
+    ContractCode.UNKNOWN_MEMBER: 404,
+    ContractCode.OPERATION_NOT_FOUND: 404,
+    ContractCode.OPERATION_CONFLICT: 409,
+    ContractCode.OPERATION_VOIDED: 409,
+    ContractCode.INSUFFICIENT_POINTS: 422,
+    ContractCode.REVERSAL_EXCEEDS_ORIGINAL: 422,
+    ContractCode.NOT_REVERSIBLE: 422,
+    ContractCode.UNKNOWN_TIER: 422,
+}
+
+
+def _lowercase(value: Any) -> Any:
+    """Enum values are lowercase in REST and uppercase in GraphQL; both spell the same value."""
+    return value.lower() if isinstance(value, str) else value
+
+
+class OperationKind(StrEnum):
+    DEBIT = "debit"
+    CREDIT = "credit"
+    REVERSAL = "reversal"
+    TIER_MATCH = "tier_match"
+
+
+class OperationState(StrEnum):
+    """Where an operation the partner knows stands.
+
+    ``applied``: in effect (``reversed_points`` may show a partial reversal).
+    ``reversed``: wholly undone by reversals.
+    ``voided``: never applied and never will be: a reversal named the id before the operation
+    arrived, so the partner refuses it for good (``OPERATION_VOIDED``).
+    """
+
+    APPLIED = "applied"
+    REVERSED = "reversed"
+    VOIDED = "voided"
+
+
+Points = Annotated[StrictInt, Field(ge=0, le=MAX_POINTS)]
+WireKind = Annotated[OperationKind, BeforeValidator(_lowercase)]
+WireState = Annotated[OperationState, BeforeValidator(_lowercase)]
+
+
+class _Wire(BaseModel):
+    # Extra members are allowed: a partner may add fields, as the contract permits.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ExpiringPoints(_Wire):
+    """Points of the balance that lapse at the end of ``expires_on`` unless spent."""
+
+    points: Annotated[StrictInt, Field(gt=0, le=MAX_POINTS)]
+    expires_on: date
+
+
+class MemberAccount(_Wire):
+    """A member as the partner sees them: balance, tier and points about to expire."""
+
+    member_ref: str
+    balance: Points
+    tier: str = Field(description="The partner's own name of the member's tier right now.")
+    tier_expires_at: AwareDatetime | None = Field(
+        default=None, description="When a status-match tier lapses; null for the member's own tier."
+    )
+    expiring: tuple[ExpiringPoints, ...] = ()
+
+
+class Verification(_Wire):
+    member_ref: str
+    verified: StrictBool
+
+
+class Operation(_Wire):
+    """A debit, credit, reversal or tier match as the partner recorded it.
+
+    A voided id (a reversal came first) has ``kind`` null and nothing but its state and time.
+    A reversal carries ``reverses`` and, in ``target``, the reversed operation as it now stands.
+    """
+
+    operation_id: str
+    kind: WireKind | None
+    status: WireState
+    member_ref: str | None = None
+    points: Points | None = None
+    reversed_points: Points = 0
+    balance_after: Points | None = None
+    reverses: str | None = None
+    target: Operation | None = None
+    tier: str | None = None
+    expires_at: AwareDatetime | None = None
+    created_at: AwareDatetime
+
+
+class Problem(_Wire):
+    """An RFC 9457 problem document; ``code`` is the contract's machine-readable reason."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    code: str
+    title: str | None = None
+    status: int | None = None
+    detail: str | None = None
+
+
+class TokenResponse(_Wire):
+    """RFC 6749 section 5.1: a client-credentials token."""
+
+    access_token: Annotated[str, Field(min_length=1)]
+    token_type: str
+    expires_in: Annotated[StrictInt, Field(gt=0)] | None = None

@@ -1,0 +1,165 @@
+"""Building connectors from programs' ``[connector]`` declarations, one per partner.
+
+The registry owns one ``httpx.AsyncClient`` per partner (with its token cache and circuit
+breaker) and closes them all on shutdown; ``create_app`` wires it into the app's lifespan.
+Connectors are built on first use from the program's connector settings (the ``connector``
+JSON of the ``program`` row, or a declaration), and built anew if those settings change.
+
+``base_urls`` points programs elsewhere than their declarations say — tests run sandbox
+partners on free ports. The token URL moves along when it lies under the declared base URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random as random_module
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import httpx
+
+from exchange.connectors.breaker import CircuitBreaker
+from exchange.connectors.client import PartnerClient
+from exchange.connectors.connector import ContractConnector, Flavour, PartnerConnector
+from exchange.connectors.errors import PartnerNotConfigured
+from exchange.connectors.graphql import GraphQLFlavour
+from exchange.connectors.rest import RestFlavour
+from exchange.connectors.retry import RetryPolicy
+from exchange.connectors.tokens import ClientCredentials, TokenCache
+from exchange.programs.declarations import ConnectorDeclaration
+from exchange.settings import Settings
+
+logger = logging.getLogger("exchange.connectors")
+
+USER_AGENT = "coalition-points-exchange"
+
+
+def with_base_url(config: ConnectorDeclaration, base_url: str) -> ConnectorDeclaration:
+    """``config`` pointed at ``base_url``; a token URL under the old base URL moves with it."""
+    old = config.base_url.rstrip("/")
+    new = base_url.rstrip("/")
+    token_url = config.oauth.token_url
+    if token_url == old or token_url.startswith(old + "/"):
+        token_url = new + token_url[len(old):]
+    oauth = config.oauth.model_copy(update={"token_url": token_url})
+    return config.model_copy(update={"base_url": new, "oauth": oauth})
+
+
+def _flavour(config: ConnectorDeclaration) -> Flavour:
+    if config.kind == "graphql":
+        return GraphQLFlavour(config.base_url)
+    return RestFlavour(config.base_url)
+
+
+class ConnectorRegistry:
+    """One connector per program, built lazily; :meth:`aclose` closes every client."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        environ: Mapping[str, str],
+        base_urls: Mapping[str, str] | None = None,
+        timer: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        random: Callable[[], float] = random_module.random,
+    ) -> None:
+        """``environ`` resolves ``client_secret_env``; ``timer``, ``sleep`` and ``random``
+        drive token expiry, the breaker and retry backoff (tests pass fakes)."""
+        self.settings = settings
+        self.base_urls = dict(base_urls or {})
+        self._environ = environ
+        self._timer = timer
+        self._sleep = sleep
+        self._random = random
+        self._connectors: dict[str, tuple[ConnectorDeclaration, ContractConnector]] = {}
+        self._retired: list[ContractConnector] = []
+
+    def connector(
+        self, program_id: str, config: ConnectorDeclaration | Mapping[str, Any]
+    ) -> PartnerConnector:
+        """The connector of ``program_id`` with connector settings ``config``.
+
+        Raises ``PartnerNotConfigured`` when the client secret's environment variable is unset.
+        """
+        declaration = (
+            config
+            if isinstance(config, ConnectorDeclaration)
+            else ConnectorDeclaration.model_validate(config)
+        )
+        if program_id in self.base_urls:
+            declaration = with_base_url(declaration, self.base_urls[program_id])
+        cached = self._connectors.get(program_id)
+        if cached is not None:
+            if cached[0] == declaration:
+                return cached[1]
+            # In-flight calls may still use the old client; it is closed with the others.
+            self._retired.append(cached[1])
+        connector = self._build(program_id, declaration)
+        self._connectors[program_id] = (declaration, connector)
+        return connector
+
+    def _secret(self, program_id: str, config: ConnectorDeclaration) -> str:
+        oauth = config.oauth
+        if oauth.client_secret is not None:
+            return oauth.client_secret
+        secret = self._environ.get(oauth.client_secret_env or "")
+        if not secret:
+            logger.error(
+                "program %s: environment variable %s (its OAuth client secret) is not set",
+                program_id, oauth.client_secret_env,
+            )
+            raise PartnerNotConfigured(
+                f"the exchange has no client secret for program {program_id}",
+                program_id=program_id,
+                call="configure",
+            )
+        return secret
+
+    def _build(self, program_id: str, config: ConnectorDeclaration) -> ContractConnector:
+        settings = self.settings
+        timeout = float(config.timeout_seconds)
+        credentials = ClientCredentials(
+            token_url=config.oauth.token_url,
+            client_id=config.oauth.client_id,
+            client_secret=self._secret(program_id, config),
+            scope=config.oauth.scope,
+        )
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            headers={"user-agent": USER_AGENT},
+        )
+        client = PartnerClient(
+            program_id=program_id,
+            http=http,
+            tokens=TokenCache(
+                http,
+                credentials,
+                program_id=program_id,
+                timeout=timeout,
+                refresh_margin=settings.partner_token_refresh_margin_seconds,
+                timer=self._timer,
+            ),
+            breaker=CircuitBreaker(
+                failure_threshold=settings.partner_breaker_failure_threshold,
+                cooldown=settings.partner_breaker_cooldown_seconds,
+                timer=self._timer,
+            ),
+            retry=RetryPolicy(
+                attempts=settings.partner_retry_attempts,
+                backoff=settings.partner_retry_backoff_seconds,
+                random=self._random,
+            ),
+            timeout=timeout,
+            sleep=self._sleep,
+        )
+        return ContractConnector(client, _flavour(config))
+
+    async def aclose(self) -> None:
+        connectors = [connector for _, connector in self._connectors.values()] + self._retired
+        self._connectors.clear()
+        self._retired.clear()
+        await asyncio.gather(*(connector.aclose() for connector in connectors))

@@ -1,0 +1,240 @@
+"""The error taxonomy: refusals, unavailable before sending, unknown outcome; and retries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from exchange.connectors.connector import Call, PartnerConnector
+from exchange.connectors.errors import (
+    InsufficientPoints,
+    InvalidRequest,
+    NotReversible,
+    OperationConflict,
+    OperationVoided,
+    OutcomeUnknown,
+    PartnerConnectionLost,
+    PartnerConnectTimeout,
+    PartnerProtocolError,
+    PartnerRefusal,
+    PartnerServerError,
+    PartnerTimeout,
+    PartnerUnavailable,
+    PartnerUnreachable,
+    ReversalExceedsOriginal,
+    UnknownMember,
+    UnknownTier,
+)
+from exchange.errors import ErrorCode
+from exchange.connectors.registry import ConnectorRegistry
+from tests.unit.connectors.conftest import PROGRAM, MockPartner, Sleeps, connector_config, operation
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "client_code"),
+    [
+        ("INSUFFICIENT_POINTS", InsufficientPoints, ErrorCode.INSUFFICIENT_POINTS),
+        ("UNKNOWN_MEMBER", UnknownMember, ErrorCode.NOT_FOUND),
+        ("OPERATION_CONFLICT", OperationConflict, ErrorCode.IDEMPOTENCY_CONFLICT),
+        ("OPERATION_VOIDED", OperationVoided, ErrorCode.PARTNER_REFUSED),
+        ("REVERSAL_EXCEEDS_ORIGINAL", ReversalExceedsOriginal, ErrorCode.PARTNER_REFUSED),
+        ("NOT_REVERSIBLE", NotReversible, ErrorCode.PARTNER_REFUSED),
+        ("UNKNOWN_TIER", UnknownTier, ErrorCode.PARTNER_REFUSED),
+        ("INVALID_REQUEST", InvalidRequest, ErrorCode.PARTNER_REFUSED),
+    ],
+)
+async def test_each_contract_code_is_a_definite_refusal_and_is_not_retried(
+    partner: MockPartner,
+    connector: PartnerConnector,
+    code: str,
+    error: type[PartnerRefusal],
+    client_code: ErrorCode,
+) -> None:
+    route = partner.route(Call.DEBIT).mock(return_value=partner.refuse(code, "no", balance=40))
+    with pytest.raises(error) as raised:
+        await connector.debit("op-1", "alice", 100)
+    assert raised.value.code is client_code
+    assert raised.value.facts == {"balance": 40}
+    assert raised.value.extensions()["program"] == PROGRAM
+    assert route.call_count == 1
+
+
+async def test_a_refusal_with_a_code_outside_the_contract_is_an_unknown_outcome(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    route = partner.route(Call.DEBIT).mock(return_value=partner.refuse("OUT_OF_CHEESE"))
+    with pytest.raises(PartnerProtocolError):
+        await connector.debit("op-1", "alice", 100)
+    assert route.call_count == 3
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (httpx.Response(200, text="<html>gateway</html>"), "not JSON"),
+        (httpx.Response(200, json=[1, 2]), "not an object"),
+        (httpx.Response(200, json={"unexpected": True}), "wrong shape"),
+    ],
+)
+async def test_a_malformed_body_is_an_unknown_outcome(
+    partner: MockPartner, connector: PartnerConnector, answer: httpx.Response, why: str
+) -> None:
+    partner.route(Call.DEBIT).mock(return_value=answer)
+    with pytest.raises(PartnerProtocolError):
+        await connector.debit("op-1", "alice", 100)
+
+
+@pytest.mark.parametrize("points", [100.0, "100", True])
+async def test_points_that_are_not_json_integers_are_malformed(
+    partner: MockPartner, connector: PartnerConnector, points: object
+) -> None:
+    partner.route(Call.DEBIT).mock(return_value=partner.answer(operation(points=points)))
+    with pytest.raises(PartnerProtocolError, match="points"):
+        await connector.debit("op-1", "alice", 100)
+
+
+async def test_a_float_balance_is_malformed(partner: MockPartner, connector: PartnerConnector) -> None:
+    partner.route(Call.ACCOUNT).mock(
+        return_value=partner.answer({"member_ref": "alice", "balance": 10.5, "tier": "Base"})
+    )
+    with pytest.raises(PartnerProtocolError, match="balance"):
+        await connector.account("alice")
+
+
+@pytest.mark.parametrize(
+    "changed", [{"operation_id": "op-2"}, {"points": 99}, {"member_ref": "bob"}, {"kind": "credit"}]
+)
+async def test_an_answer_about_another_request_is_malformed(
+    partner: MockPartner, connector: PartnerConnector, changed: dict[str, object]
+) -> None:
+    partner.route(Call.DEBIT).mock(return_value=partner.answer(operation(**changed)))
+    with pytest.raises(PartnerProtocolError, match="does not match"):
+        await connector.debit("op-1", "alice", 100)
+
+
+async def test_a_5xx_is_an_unknown_outcome_retried_with_backoff(
+    partner: MockPartner, connector: PartnerConnector, sleeps: Sleeps
+) -> None:
+    route = partner.route(Call.DEBIT).mock(return_value=httpx.Response(503))
+    with pytest.raises(PartnerServerError) as raised:
+        await connector.debit("op-1", "alice", 100)
+    assert isinstance(raised.value, OutcomeUnknown)
+    assert raised.value.code is ErrorCode.PARTNER_UNAVAILABLE
+    assert route.call_count == 3
+    assert sleeps.delays == [0.05, 0.1]  # 0.1 * 2**n, times 0.5 with random() = 0
+
+
+async def test_a_retry_after_a_5xx_gets_the_applied_result(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    route = partner.route(Call.DEBIT).mock(
+        side_effect=[httpx.Response(500), partner.answer(operation())]
+    )
+    assert (await connector.debit("op-1", "alice", 100)).points == 100
+    sent = [partner.sent(call.request) for call in route.calls]
+    assert sent[0] == sent[1], "a retry resends the same operation id and body"
+
+
+async def test_a_timeout_is_an_unknown_outcome_and_is_not_retried(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    route = partner.route(Call.DEBIT).mock(side_effect=httpx.ReadTimeout("slow"))
+    with pytest.raises(PartnerTimeout):
+        await connector.debit("op-1", "alice", 100)
+    assert route.call_count == 1
+
+
+async def test_a_read_that_times_out_is_not_retried_either(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    route = partner.route(Call.ACCOUNT).mock(side_effect=httpx.ReadTimeout("slow"))
+    with pytest.raises(PartnerTimeout):
+        await connector.account("alice")
+    assert route.call_count == 1
+
+
+async def test_a_dropped_connection_is_an_unknown_outcome_and_is_retried(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    route = partner.route(Call.CREDIT).mock(
+        side_effect=httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    )
+    with pytest.raises(PartnerConnectionLost):
+        await connector.credit("op-1", "alice", 100)
+    assert route.call_count == 3
+
+
+async def test_connection_refused_is_unavailable_before_sending_and_is_retried(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    route = partner.route(Call.DEBIT).mock(side_effect=httpx.ConnectError("refused"))
+    with pytest.raises(PartnerUnreachable) as raised:
+        await connector.debit("op-1", "alice", 100)
+    assert isinstance(raised.value, PartnerUnavailable)
+    assert not isinstance(raised.value, OutcomeUnknown)
+    assert route.call_count == 3
+
+
+async def test_a_connect_timeout_is_unavailable_and_is_not_retried(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    route = partner.route(Call.ACCOUNT).mock(side_effect=httpx.ConnectTimeout("black hole"))
+    with pytest.raises(PartnerConnectTimeout):
+        await connector.account("alice")
+    assert route.call_count == 1
+
+
+async def test_a_write_that_may_have_applied_stays_unknown_when_retries_cannot_connect(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    partner.route(Call.DEBIT).mock(
+        side_effect=[httpx.Response(500), httpx.ConnectError("refused"), httpx.ConnectError("refused")]
+    )
+    with pytest.raises(OutcomeUnknown) as raised:
+        await connector.debit("op-1", "alice", 100)
+    assert isinstance(raised.value, PartnerServerError)
+    assert isinstance(raised.value.__cause__, PartnerUnreachable)
+
+
+async def test_a_read_reports_its_last_failure(partner: MockPartner, connector: PartnerConnector) -> None:
+    partner.route(Call.ACCOUNT).mock(
+        side_effect=[httpx.Response(500), httpx.ConnectError("refused"), httpx.ConnectError("refused")]
+    )
+    with pytest.raises(PartnerUnreachable):
+        await connector.account("alice")
+
+
+async def test_a_refusal_after_an_unknown_attempt_is_definite(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    """Had the first attempt applied, the repeat would have returned it: the refusal is final."""
+    partner.route(Call.DEBIT).mock(
+        side_effect=[httpx.Response(502), partner.refuse("INSUFFICIENT_POINTS")]
+    )
+    with pytest.raises(InsufficientPoints):
+        await connector.debit("op-1", "alice", 100)
+
+
+@pytest.fixture
+async def impatient(registry: ConnectorRegistry, kind: str) -> AsyncIterator[PartnerConnector]:
+    """A connector whose partner timeout is 50 ms."""
+    yield registry.connector("impatient", connector_config(kind, timeout="0.05"))
+
+
+class NeverEndingBody(httpx.AsyncByteStream):
+    """A body that starts and then never finishes: headers arrive, the rest never does."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b'{"operation_id": '
+        await asyncio.Event().wait()
+
+
+async def test_a_body_that_never_finishes_times_out(
+    partner: MockPartner, impatient: PartnerConnector
+) -> None:
+    partner.route(Call.DEBIT).mock(return_value=httpx.Response(200, stream=NeverEndingBody()))
+    with pytest.raises(PartnerTimeout):
+        await impatient.debit("op-1", "alice", 100)

@@ -1,0 +1,81 @@
+"""The registry: one connector per program, flavour by kind, secrets, base URL overrides."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import respx
+
+from exchange.connectors.connector import ContractConnector
+from exchange.connectors.errors import PartnerNotConfigured
+from exchange.connectors.graphql import GraphQLFlavour
+from exchange.connectors.registry import ConnectorRegistry, with_base_url
+from exchange.connectors.rest import RestFlavour
+from exchange.settings import Settings
+from tests.unit.connectors.conftest import BASE_URL, PROGRAM, connector_config, token_answer
+
+
+def test_kind_picks_the_flavour(registry: ConnectorRegistry) -> None:
+    rest = registry.connector("a", connector_config("rest"))
+    graphql = registry.connector("b", connector_config("graphql"))
+    assert isinstance(rest, ContractConnector) and isinstance(graphql, ContractConnector)
+    assert isinstance(rest.flavour, RestFlavour)
+    assert isinstance(graphql.flavour, GraphQLFlavour)
+
+
+def test_the_same_program_and_settings_give_the_same_connector(registry: ConnectorRegistry) -> None:
+    config = connector_config("rest")
+    first = registry.connector(PROGRAM, config)
+    assert registry.connector(PROGRAM, config.model_dump(mode="json")) is first
+    assert registry.connector(PROGRAM, connector_config("graphql")) is not first
+
+
+async def test_closing_closes_every_client_built(settings: Settings) -> None:
+    registry = ConnectorRegistry(settings, environ={})
+    old = registry.connector(PROGRAM, connector_config("rest"))
+    new = registry.connector(PROGRAM, connector_config("rest", timeout="5"))
+    await registry.aclose()
+    for connector in (old, new):
+        assert isinstance(connector, ContractConnector)
+        assert connector.client.is_closed
+
+
+async def test_a_secret_from_the_environment(registry: ConnectorRegistry) -> None:
+    config = connector_config("rest", client_secret=None, client_secret_env="PARTNER_SECRET")
+    connector = registry.connector(PROGRAM, config)
+    with respx.mock(assert_all_called=False) as router:
+        token = router.post(f"{BASE_URL}/oauth/token").mock(return_value=token_answer())
+        router.get(f"{BASE_URL}/members/alice").mock(
+            return_value=httpx.Response(200, json={"member_ref": "alice", "balance": 0, "tier": "B"})
+        )
+        await connector.account("alice")
+    assert token.calls.last.request.headers["authorization"] == httpx.BasicAuth(
+        "exchange", "from-env"
+    )._auth_header
+
+
+def test_a_missing_secret_variable_is_partner_not_configured(registry: ConnectorRegistry) -> None:
+    config = connector_config("rest", client_secret=None, client_secret_env="NOT_SET_ANYWHERE")
+    with pytest.raises(PartnerNotConfigured, match=PROGRAM):
+        registry.connector(PROGRAM, config)
+
+
+def test_an_overridden_base_url_moves_a_token_url_under_it() -> None:
+    moved = with_base_url(connector_config("rest"), "http://127.0.0.1:5555/")
+    assert moved.base_url == "http://127.0.0.1:5555"
+    assert moved.oauth.token_url == "http://127.0.0.1:5555/oauth/token"
+    elsewhere = connector_config("rest", token_url="https://login.partner.example/token")
+    assert with_base_url(elsewhere, "http://127.0.0.1:5555").oauth.token_url == (
+        "https://login.partner.example/token"
+    )
+
+
+async def test_the_registry_applies_base_url_overrides(settings: Settings) -> None:
+    registry = ConnectorRegistry(
+        settings, environ={}, base_urls={PROGRAM: "http://127.0.0.1:5555"}
+    )
+    connector = registry.connector(PROGRAM, connector_config("rest"))
+    assert isinstance(connector, ContractConnector)
+    assert isinstance(connector.flavour, RestFlavour)
+    assert connector.flavour.base_url == "http://127.0.0.1:5555"
+    await registry.aclose()
