@@ -4,6 +4,7 @@ Alembic's environment and the migration drift test import this module; applicati
 imports the models it needs from their own packages.
 """
 
+from exchange.conversions.models import Conversion
 from exchange.ledger.models import (
     LedgerAccount,
     LedgerChainHead,
@@ -17,6 +18,7 @@ from exchange.programs.models import CoalitionLevel, CoalitionSettings, Program,
 __all__ = [
     "CoalitionLevel",
     "CoalitionSettings",
+    "Conversion",
     "LedgerAccount",
     "LedgerChainHead",
     "LedgerEntry",
