@@ -170,13 +170,39 @@ def partners_load(directory: Path | None) -> None:
     Nothing is loaded unless every file is valid; the first problem is reported as
     FILE: FIELD: REASON.
     """
-    from exchange.programs.loading import load_partners_directory
+    from exchange.loading import load_partners_directory
 
     settings = load_settings(partners_dir=directory)
-    report = run_async(load_partners_directory(settings))
+    loaded = run_async(load_partners_directory(settings))
+    report = loaded.programs
     click.echo(
         f"loaded {settings.partners_dir}: {len(report.created)} created, "
-        f"{len(report.updated)} updated, {len(report.unchanged)} unchanged"
+        f"{len(report.updated)} updated, {len(report.unchanged)} unchanged; "
+        f"{loaded.rate_versions_started} rate versions started"
+    )
+
+
+@main.group()
+def ledger() -> None:
+    """The clearing ledger."""
+
+
+@ledger.command("verify")
+@reports_errors
+def ledger_verify() -> None:
+    """Recompute every transaction's sums, the hash chain and every account balance.
+
+    Exits 1, naming the first bad transaction, if anything is off.
+    """
+    from exchange.ledger.verify import verify_database
+
+    verification = run_async(verify_database(load_settings()))
+    if verification.problem is not None:
+        click.echo(f"ledger verification failed: {verification.problem}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"ledger verified: {verification.transactions} transactions, {verification.accounts} accounts, "
+        f"chain head {verification.head_hash}"
     )
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from exchange.app import create_app
 from exchange.db import migrate
+from exchange.loading import load_partners_directory
 from exchange.programs.declarations import read_partners_directory
-from exchange.programs.loading import load_partners_directory
 from exchange.sandbox.server import SandboxServer, demo_sandboxes
 from exchange.serving import RunningServer, start_server, wait_for_stop_signal
 from exchange.settings import Settings
@@ -50,7 +50,7 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
     and a port already taken fails the start with a clear message.
     """
     await asyncio.to_thread(migrate.upgrade, settings.database_url)
-    report = await load_partners_directory(settings)
+    report = (await load_partners_directory(settings)).programs
     print(f"loaded {len(report.created) + len(report.updated) + len(report.unchanged)} programs "
           f"from {settings.partners_dir}")
     programs = read_partners_directory(settings.partners_dir).programs

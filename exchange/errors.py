@@ -68,6 +68,12 @@ class NotFound(ExchangeError):
     code = ErrorCode.NOT_FOUND
 
 
+class IdempotencyConflict(ExchangeError):
+    """A client-chosen id was used before for a different request."""
+
+    code = ErrorCode.IDEMPOTENCY_CONFLICT
+
+
 class ConfigurationError(Exception):
     """The exchange is set up wrong (settings, database, files); an operator must act.
 

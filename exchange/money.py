@@ -12,8 +12,10 @@ a rate or an amount is a bug, and these helpers make it a loud one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from fractions import Fraction
 
 ROUND_MONEY = ROUND_HALF_EVEN
 ROUND_POINTS_PAID = ROUND_DOWN
@@ -77,9 +79,10 @@ class Currency:
     def quantum(self) -> Decimal:
         return Decimal(1).scaleb(-self.minor_units)
 
-    def round(self, amount: Decimal) -> Decimal:
-        """Round ``amount`` to the minor unit by ``ROUND_MONEY`` (half-even)."""
-        return amount.quantize(self.quantum, rounding=ROUND_MONEY)
+    def round(self, amount: Decimal | Fraction) -> Decimal:
+        """Round an exact amount to the minor unit by ``ROUND_MONEY`` (half-even)."""
+        # round() of a Fraction rounds half to even, which is ROUND_MONEY.
+        return self.from_minor(round(Fraction(amount) * 10**self.minor_units))
 
     def to_minor(self, amount: Decimal) -> int:
         """Exact amount in minor units; refuses an amount finer than the minor unit."""
@@ -94,6 +97,6 @@ class Currency:
         return Decimal(minor).scaleb(-self.minor_units).quantize(self.quantum)
 
 
-def points_paid(value: Decimal) -> int:
+def points_paid(value: Decimal | Fraction) -> int:
     """Whole points to pay out for an exact ``value``, by ``ROUND_POINTS_PAID`` (down)."""
-    return int(value.to_integral_value(rounding=ROUND_POINTS_PAID))
+    return math.trunc(Fraction(value))  # toward zero: ROUND_DOWN

@@ -6,7 +6,9 @@ nothing in the package reads the environment on its own.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -56,6 +58,13 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the gateway."
     )
+    settlement_timezone: str = Field(
+        default="Asia/Taipei",
+        description="IANA time zone whose calendar bounds settlement periods and daily/monthly caps.",
+    )
+    quote_ttl_seconds: int = Field(
+        default=60, ge=5, le=3600, description="How long a conversion quote holds its price."
+    )
     max_query_depth: int = Field(
         default=10, ge=1, description="Deepest GraphQL selection a request may nest."
     )
@@ -97,6 +106,23 @@ class Settings(BaseSettings):
     @classmethod
     def _normalize_url(cls, value: str) -> str:
         return normalize_database_url(value)
+
+    @field_validator("settlement_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Asia/Taipei") from None
+        return value
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.settlement_timezone)
+
+    @property
+    def quote_ttl(self) -> timedelta:
+        return timedelta(seconds=self.quote_ttl_seconds)
 
     @property
     def is_sqlite(self) -> bool:

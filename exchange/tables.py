@@ -4,6 +4,30 @@ Alembic's environment and the migration drift test import this module; applicati
 imports the models it needs from their own packages.
 """
 
+from exchange.conversions.models import Conversion
+from exchange.ledger.models import (
+    LedgerAccount,
+    LedgerChainHead,
+    LedgerEntry,
+    LedgerTransaction,
+    SettlementPeriod,
+)
+from exchange.pricing.models import LimitUsage, Promotion, Quote, RateVersion
 from exchange.programs.models import CoalitionLevel, CoalitionSettings, Program, ProgramTier
 
-__all__ = ["CoalitionLevel", "CoalitionSettings", "Program", "ProgramTier"]
+__all__ = [
+    "CoalitionLevel",
+    "CoalitionSettings",
+    "Conversion",
+    "LedgerAccount",
+    "LedgerChainHead",
+    "LedgerEntry",
+    "LedgerTransaction",
+    "LimitUsage",
+    "Program",
+    "ProgramTier",
+    "Promotion",
+    "Quote",
+    "RateVersion",
+    "SettlementPeriod",
+]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -32,6 +33,7 @@ from pydantic import (
 
 from exchange.errors import BadUserInput
 from exchange.money import POINT_VALUE_SCALE, decimal_places, parse_decimal
+from exchange.pricing.rules import Ratio
 
 COALITION_FILE = "coalition.toml"
 PROGRAM_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -55,12 +57,27 @@ ExactDecimal = Annotated[Decimal, BeforeValidator(_exact_decimal)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
 
 
 class LadderLevel(_Strict):
     level: Annotated[int, Field(ge=0, strict=True)]
     name: Annotated[str, Field(min_length=1, max_length=40)]
+
+
+Percent = Annotated[ExactDecimal, Field(ge=0, le=1000)]
+Money = Annotated[ExactDecimal, Field(ge=0)]
+
+
+class PricingDeclaration(_Strict):
+    """Coalition-wide pricing: the exchange's fee and the tier bonus by coalition level."""
+
+    fee_percent: Percent = Decimal(0)
+    fee_fixed: Money = Decimal(0)
+    tier_bonus_percent: list[Percent] = Field(
+        default_factory=list,
+        description="Extra points, as a percent of base points, by coalition level (index = level).",
+    )
 
 
 class CoalitionDeclaration(_Strict):
@@ -69,6 +86,16 @@ class CoalitionDeclaration(_Strict):
     settlement_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     currency_minor_units: Annotated[int, Field(ge=0, le=4, strict=True)]
     ladder: Annotated[list[LadderLevel], Field(min_length=1)]
+    pricing: PricingDeclaration = PricingDeclaration()
+
+    @model_validator(mode="after")
+    def _tier_bonus_per_level(self) -> CoalitionDeclaration:
+        bonuses = self.pricing.tier_bonus_percent
+        if bonuses and len(bonuses) != len(self.ladder):
+            raise ValueError(
+                f"pricing.tier_bonus_percent has {len(bonuses)} entries for {len(self.ladder)} ladder levels"
+            )
+        return self
 
     @field_validator("ladder")
     @classmethod
@@ -116,6 +143,74 @@ class LimitsDeclaration(_Strict):
         return self
 
 
+def _ratio(value: object) -> Ratio:
+    if isinstance(value, Ratio):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a ratio string like \"3:1\"")
+    return Ratio.parse(value)
+
+
+RatioText = Annotated[Ratio, BeforeValidator(_ratio)]
+
+
+class BandDeclaration(_Strict):
+    from_points: Annotated[int, Field(ge=1, strict=True, alias="from")]
+    ratio: RatioText
+
+
+class StepBonusDeclaration(_Strict):
+    every: PositiveInt
+    points: PositiveInt
+
+
+class PairLimitsDeclaration(_Strict):
+    """Limits of one pair; each, when given, applies on top of the source program's own."""
+
+    minimum_points: PositiveInt | None = None
+    increment: PositiveInt | None = None
+    member_daily_cap: PositiveInt | None = None
+    member_monthly_cap: PositiveInt | None = None
+    member_yearly_cap: PositiveInt | None = None
+
+
+class RateDeclaration(PairLimitsDeclaration):
+    """A pair override for conversions from program ``from`` into the declaring program."""
+
+    source: Annotated[str, Field(alias="from")]
+    ratio: RatioText | None = None
+    bands: list[BandDeclaration] | None = None
+    bonus: StepBonusDeclaration | None = None
+    fee_percent: Percent | None = None
+    fee_fixed: Money | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_convert(self) -> RateDeclaration:
+        if self.ratio is not None and self.bands is not None:
+            raise ValueError("give either ratio or bands, not both")
+        if self.bands is not None:
+            starts = [band.from_points for band in self.bands]
+            if not starts or starts != sorted(set(starts)):
+                raise ValueError(f"bands must rise by their 'from', found {starts}")
+        return self
+
+
+class PromotionDeclaration(_Strict):
+    """A time-limited bonus on conversions into the declaring program."""
+
+    id: Annotated[str, Field(pattern=PROGRAM_ID_PATTERN.pattern)]
+    bonus_percent: Annotated[ExactDecimal, Field(gt=0, le=1000)]
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    sources: list[str] | None = Field(default=None, alias="from")
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> PromotionDeclaration:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
 class OAuthClientDeclaration(_Strict):
     """How the exchange authenticates to the partner's points system."""
 
@@ -153,6 +248,8 @@ class ProgramDeclaration(_Strict):
     point_value: ExactDecimal
     tiers: Annotated[list[TierDeclaration], Field(min_length=1)]
     limits: LimitsDeclaration = LimitsDeclaration()
+    rates: list[RateDeclaration] = Field(default_factory=list)
+    promotions: list[PromotionDeclaration] = Field(default_factory=list)
     connector: ConnectorDeclaration
 
     @field_validator("id")
@@ -261,4 +358,33 @@ def read_partners_directory(directory: Path) -> PartnersDirectory:
         programs.append(program)
     if not programs:
         raise DeclarationError(directory, None, "declares no programs (*.toml)")
+    _check_references(seen, programs)
     return PartnersDirectory(coalition=coalition, programs=tuple(programs))
+
+
+def _check_references(paths: dict[str, Path], programs: list[ProgramDeclaration]) -> None:
+    """Rates and promotions name programs that exist; promotion ids are unique."""
+    promotion_ids: dict[str, Path] = {}
+    for program in programs:
+        path = paths[program.id]
+        sources: set[str] = set()
+        for index, rate in enumerate(program.rates):
+            if rate.source not in paths or rate.source == program.id:
+                raise DeclarationError(
+                    path, f"rates[{index}].from", f"{rate.source!r} is not another declared program"
+                )
+            if rate.source in sources:
+                raise DeclarationError(path, f"rates[{index}].from", f"a second rate from {rate.source!r}")
+            sources.add(rate.source)
+        for index, promotion in enumerate(program.promotions):
+            for source in promotion.sources or ():
+                if source not in paths or source == program.id:
+                    raise DeclarationError(
+                        path, f"promotions[{index}].from", f"{source!r} is not another declared program"
+                    )
+            if promotion.id in promotion_ids:
+                raise DeclarationError(
+                    path, f"promotions[{index}].id",
+                    f"duplicate promotion id {promotion.id!r} (also in {promotion_ids[promotion.id]})",
+                )
+            promotion_ids[promotion.id] = path

@@ -10,7 +10,7 @@ from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import ExactNumeric, UTCDateTime
-from exchange.money import POINT_VALUE_SCALE
+from exchange.money import POINT_VALUE_SCALE, Currency
 
 
 class CoalitionSettings(SQLModel, table=True):
@@ -21,6 +21,17 @@ class CoalitionSettings(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     settlement_currency: str = Field(max_length=3)
     currency_minor_units: int
+    fee_percent: Decimal = Field(default=Decimal(0), sa_type=ExactNumeric(9, 4))
+    fee_fixed: Decimal = Field(default=Decimal(0), sa_type=ExactNumeric(18, 4))
+    tier_bonus_percent: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+    @property
+    def currency(self) -> Currency:
+        return Currency(self.settlement_currency, self.currency_minor_units)
+
+    def tier_bonus_for(self, level: int) -> Decimal:
+        """The tier bonus percent of a coalition level (0 where none is declared)."""
+        return Decimal(self.tier_bonus_percent[level]) if level < len(self.tier_bonus_percent) else Decimal(0)
 
 
 class CoalitionLevel(SQLModel, table=True):

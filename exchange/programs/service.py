@@ -59,6 +59,9 @@ async def _load_coalition(session: AsyncSession, directory: PartnersDirectory) -
             id=1,
             settlement_currency=coalition.settlement_currency,
             currency_minor_units=coalition.currency_minor_units,
+            fee_percent=coalition.pricing.fee_percent,
+            fee_fixed=coalition.pricing.fee_fixed,
+            tier_bonus_percent=[str(percent) for percent in coalition.pricing.tier_bonus_percent],
         )
     )
     for entry in coalition.ladder:

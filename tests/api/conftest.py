@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from exchange.app import create_app
-from exchange.programs.loading import load_partners_directory
+from exchange.loading import load_partners_directory
 from exchange.serving import serving
 from exchange.settings import Settings
 from tests.conftest import SAMPLE_PARTNERS

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -50,9 +51,9 @@ def test_upgrade_then_load(sqlite_env: dict[str, str], database_url: str) -> Non
     assert upgraded.stdout.startswith("database at migration ")
     loaded = run("partners", "load", "--dir", str(SAMPLE_PARTNERS), env=env)
     assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.strip().endswith("6 created, 0 updated, 0 unchanged")
+    assert "6 created, 0 updated, 0 unchanged; 30 rate versions started" in loaded.stdout
     again = run("partners", "load", "--dir", str(SAMPLE_PARTNERS), env=env)
-    assert again.stdout.strip().endswith("0 created, 0 updated, 6 unchanged")
+    assert "0 created, 0 updated, 6 unchanged; 0 rate versions started" in again.stdout
 
 
 def test_a_broken_program_file_is_one_line_naming_file_and_field(
@@ -174,3 +175,38 @@ def test_sandbox_serve_names_an_unknown_program() -> None:
     result = run("sandbox", "serve", "--program", "nope", "--partners-dir", str(SAMPLE_PARTNERS))
     assert result.returncode == 2
     assert "no program 'nope'" in result.stderr
+
+
+def test_ledger_verify_passes_then_names_a_tampered_transaction(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = {"EXCHANGE_DATABASE_URL": url}
+    assert run("db", "upgrade", env=env).returncode == 0
+    script = (
+        "import asyncio\n"
+        "from datetime import UTC, datetime\nfrom zoneinfo import ZoneInfo\n"
+        "from exchange.db.database import Database\nfrom exchange.ledger.posting import Ledger\n"
+        "from exchange.testing.clock import FrozenClock\nfrom tests.integration.test_ledger import payment\n"
+        "async def main():\n"
+        f"    db = Database.from_url({url!r})\n"
+        "    ledger = Ledger(timezone=ZoneInfo('Asia/Taipei'), clock=FrozenClock(datetime.now(UTC)))\n"
+        "    async with db.transaction() as session:\n"
+        "        for n in range(3):\n"
+        "            await ledger.post(session, payment(f't{n}'))\n"
+        "    await db.dispose()\n"
+        "asyncio.run(main())\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parents[2])
+    verified = run("ledger", "verify", env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.startswith("ledger verified: 3 transactions, 3 accounts, chain head ")
+    connection = sqlite3.connect(tmp_path / "ledger.db")
+    connection.execute("DROP TRIGGER ledger_transaction_no_update")
+    connection.execute("UPDATE ledger_transaction SET reference = 'forged' WHERE seq = 2")
+    connection.commit()
+    connection.close()
+    failed = run("ledger", "verify", env=env)
+    assert failed.returncode == 1
+    assert failed.stderr.strip() == (
+        "ledger verification failed: transaction 't1' (seq 2): "
+        "its content does not match its hash (changed after posting)"
+    )

@@ -1,0 +1,1 @@
+"""Conversions: moving a member's points from one program into another."""

@@ -1,0 +1,85 @@
+"""The conversion table: one row per conversion, carrying its saga's state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from exchange.db.types import UTCDateTime
+
+
+class ConversionStatus(StrEnum):
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    REVERSED = "REVERSED"
+
+
+class SagaStep(StrEnum):
+    """The next thing a PENDING conversion's saga must do."""
+
+    DEBIT = "DEBIT"
+    CREDIT = "CREDIT"
+    POST = "POST"
+    REVERSE_DEBIT = "REVERSE_DEBIT"
+    DONE = "DONE"
+
+
+class Conversion(SQLModel, table=True):
+    __tablename__ = "conversion"
+    __table_args__ = (
+        UniqueConstraint("member_id", "idempotency_key"),
+        Index("ix_conversion_due", "status", "next_attempt_at"),
+        Index("ix_conversion_member_created", "member_id", "created_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    member_id: str = Field(max_length=40)
+    idempotency_key: str = Field(max_length=100)
+    quote_id: str = Field(foreign_key="quote.id", max_length=36, unique=True)
+    rate_version_id: int = Field(foreign_key="rate_version.id")
+    from_program: str = Field(foreign_key="program.id", max_length=64)
+    to_program: str = Field(foreign_key="program.id", max_length=64)
+    source_ref: str = Field(max_length=128, description="The member's id at the source program.")
+    target_ref: str = Field(max_length=128, description="The member's id at the target program.")
+    points_in: int = Field(sa_column=Column(BigInteger, nullable=False))
+    points_out: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    money_value_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    fee_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status: str = Field(max_length=10)
+    step: str = Field(max_length=15)
+    in_doubt: bool = Field(default=False, description="The current step's request may have been applied.")
+    failure_code: str | None = Field(default=None, max_length=40)
+    failure_message: str | None = Field(default=None, max_length=500)
+    usages: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+    @property
+    def debit_operation(self) -> str:
+        return f"{self.id}:debit"
+
+    @property
+    def credit_operation(self) -> str:
+        return f"{self.id}:credit"
+
+    @property
+    def reverse_debit_operation(self) -> str:
+        return f"{self.id}:reverse-debit"
+
+    @property
+    def void_credit_operation(self) -> str:
+        return f"{self.id}:void-credit"
+
+    @property
+    def ledger_transaction_id(self) -> str:
+        return f"conversion:{self.id}"

@@ -1,0 +1,39 @@
+"""Reading and writing many rows at once: COPY on PostgreSQL, executemany elsewhere.
+
+COPY streams rows into the table in one round trip and skips per-statement planning, which
+is what lets the ledger post thousands of transactions a second. Rows must already hold
+the values the columns store (aware datetimes, ints, strings): they bypass SQLAlchemy's
+type processing on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ARRAY, ColumnElement, String, Table, any_, bindparam, insert
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+
+def one_of(column: ColumnElement[str], values: Sequence[str], session: AsyncSession) -> ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL as ``= ANY(array)``, one parameter however many values."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        return column == any_(bindparam("values", list(values), type_=ARRAY(String), unique=True))
+    return column.in_(values)
+
+
+async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Insert ``rows`` (tuples in ``columns`` order) in the session's transaction."""
+    if not rows:
+        return
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        await session.exec(insert(table), params=[dict(zip(columns, row, strict=True)) for row in rows])
+        return
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    async with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            await copy.write_row(row)

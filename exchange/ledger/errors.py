@@ -1,0 +1,23 @@
+"""What the ledger refuses."""
+
+from __future__ import annotations
+
+from exchange.errors import BadUserInput, ExchangeError, NotFound
+
+
+class UnbalancedTransaction(BadUserInput):
+    """The legs of a transaction do not sum to zero in some unit, or are malformed."""
+
+
+class AlreadyReversed(ExchangeError):
+    def __init__(self, transaction_id: str, reversed_by: str) -> None:
+        super().__init__(
+            f"transaction {transaction_id!r} was already reversed by {reversed_by!r}",
+            field="reverses",
+            reversedBy=reversed_by,
+        )
+
+
+class UnknownTransaction(NotFound):
+    def __init__(self, transaction_id: str, *, field: str = "id") -> None:
+        super().__init__(f"no ledger transaction has id {transaction_id!r}", field=field)

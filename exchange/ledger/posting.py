@@ -1,0 +1,323 @@
+"""Posting to the clearing ledger: balanced, idempotent by client-chosen id, hash-chained.
+
+Every posting takes the chain head's row lock first. That one lock orders all postings, so
+the chain never forks, two postings of the same id never both land, and the existence check
+for an id sees every committed posting; account rows are then updated in id order. The
+head lock is held until the caller's unit of work commits: keep posting units short.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Table, bindparam, insert, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.clock import Clock
+from exchange.db.bulk import bulk_insert, one_of
+from exchange.errors import IdempotencyConflict
+from exchange.ledger.accounts import AccountKind, AccountRef
+from exchange.ledger.errors import AlreadyReversed, UnbalancedTransaction, UnknownTransaction
+from exchange.ledger.hashing import chain_digest, request_digest
+from exchange.ledger.models import LedgerAccount, LedgerChainHead, LedgerEntry, LedgerTransaction
+from exchange.ledger.periods import last_closed_period, period_of, posting_period
+
+MAX_ID_LENGTH = 100
+#: Ids per IN (...) list; keeps every statement far below the driver's parameter limit.
+LOOKUP_CHUNK = 5000
+
+# Bulk writes go through the Core tables (COPY on PostgreSQL), with no ORM unit-of-work overhead.
+TRANSACTIONS: Table = LedgerTransaction.__table__  # type: ignore[attr-defined]
+ENTRIES: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
+ACCOUNTS: Table = LedgerAccount.__table__  # type: ignore[attr-defined]
+TRANSACTION_COLUMNS = (
+    "seq", "id", "kind", "reference", "period", "effective_at", "posted_at",
+    "reverses", "request_hash", "prev_hash", "hash",
+)
+ENTRY_COLUMNS = ("transaction_seq", "position", "account_id", "unit", "amount", "period")
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One side of a posting: a signed integer amount (debit +, credit −) on one account."""
+
+    account: AccountRef
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRequest:
+    """What a client asks the ledger to post. ``id`` is the client's idempotency key."""
+
+    id: str
+    kind: str
+    reference: str
+    effective_at: datetime
+    legs: tuple[Leg, ...]
+    reverses: str | None = None
+
+    def digest(self) -> str:
+        return request_digest(
+            transaction_id=self.id,
+            kind=self.kind,
+            reference=self.reference,
+            effective_at=self.effective_at,
+            reverses=self.reverses,
+            legs=((leg.account.code, leg.account.unit, leg.amount) for leg in self.legs),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PostedTransaction:
+    seq: int
+    id: str
+    period: str
+    hash: str
+    replayed: bool
+    """True when this id was posted before with the same content: nothing new was written."""
+
+
+def check_balanced(request: TransactionRequest) -> None:
+    """Refuse a malformed request: bad id, fewer than two legs, zero or non-integer amounts,
+    or amounts that do not sum to zero in every unit."""
+    if not request.id or len(request.id) > MAX_ID_LENGTH:
+        raise UnbalancedTransaction(f"a transaction id must be 1 to {MAX_ID_LENGTH} characters", field="id")
+    if len(request.legs) < 2:
+        raise UnbalancedTransaction("a transaction needs at least two legs", field="legs")
+    totals: dict[str, int] = defaultdict(int)
+    for index, leg in enumerate(request.legs):
+        if type(leg.amount) is not int or leg.amount == 0:
+            raise UnbalancedTransaction(
+                f"leg {index} amount must be a non-zero integer, got {leg.amount!r}", field=f"legs[{index}].amount"
+            )
+        totals[leg.account.unit] += leg.amount
+    unbalanced = {unit: total for unit, total in totals.items() if total}
+    if unbalanced:
+        raise UnbalancedTransaction(
+            f"transaction {request.id!r} does not balance: {unbalanced} left over", field="legs"
+        )
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), LOOKUP_CHUNK):
+        yield items[start : start + LOOKUP_CHUNK]
+
+
+class Ledger:
+    """Posts balanced transactions and reverses them; the one writer of ledger tables."""
+
+    def __init__(self, *, timezone: ZoneInfo, clock: Clock) -> None:
+        self.timezone = timezone
+        self.clock = clock
+
+    async def post(self, session: AsyncSession, request: TransactionRequest) -> PostedTransaction:
+        return (await self.post_many(session, [request]))[0]
+
+    async def post_many(
+        self, session: AsyncSession, requests: Sequence[TransactionRequest]
+    ) -> list[PostedTransaction]:
+        """Post many transactions in the caller's unit of work, in order, as one batch.
+
+        Each request is checked first; nothing is written if any is malformed or conflicts.
+        A request whose id was posted before with the same content is not posted again:
+        its first result comes back with ``replayed=True``.
+        """
+        digests: dict[str, str] = {}
+        for request in requests:
+            check_balanced(request)
+            digest = request.digest()
+            if digests.setdefault(request.id, digest) != digest:
+                raise IdempotencyConflict(
+                    f"transaction id {request.id!r} appears twice with different content", field="id"
+                )
+        head = await self._lock_head(session)
+        earlier = await self._posted(session, list(digests))
+        for transaction_id, (_, request_hash) in earlier.items():
+            if request_hash != digests[transaction_id]:
+                raise IdempotencyConflict(
+                    f"transaction id {transaction_id!r} was posted before with different content",
+                    field="id",
+                )
+
+        fresh: dict[str, TransactionRequest] = {}
+        for request in requests:
+            if request.id not in earlier:
+                fresh.setdefault(request.id, request)
+        await self._check_reversals(session, list(fresh.values()))
+        written = await self._write(session, head, list(fresh.values()), digests)
+        results = {transaction_id: posted for transaction_id, (posted, _) in earlier.items()}
+        results.update(written)
+        return [results[request.id] for request in requests]
+
+    async def reverse(
+        self,
+        session: AsyncSession,
+        original_id: str,
+        *,
+        transaction_id: str,
+        effective_at: datetime,
+        kind: str = "reversal",
+    ) -> PostedTransaction:
+        """Post the exact negation of ``original_id``; a transaction is reversed at most once."""
+        original = (
+            await session.exec(select(LedgerTransaction).where(LedgerTransaction.id == original_id))
+        ).first()
+        if original is None:
+            raise UnknownTransaction(original_id, field="reverses")
+        legs = await self.legs_of(session, original.seq)
+        request = TransactionRequest(
+            id=transaction_id,
+            kind=kind,
+            reference=original.reference,
+            effective_at=effective_at,
+            legs=tuple(Leg(leg.account, -leg.amount) for leg in legs),
+            reverses=original_id,
+        )
+        return await self.post(session, request)
+
+    async def legs_of(self, session: AsyncSession, seq: int) -> list[Leg]:
+        rows = await session.exec(
+            select(LedgerEntry, LedgerAccount)
+            .join(LedgerAccount, col(LedgerAccount.id) == col(LedgerEntry.account_id))
+            .where(LedgerEntry.transaction_seq == seq)
+            .order_by(col(LedgerEntry.position))
+        )
+        return [Leg(_account_ref(account), entry.amount) for entry, account in rows]
+
+    async def _lock_head(self, session: AsyncSession) -> LedgerChainHead:
+        head = (
+            await session.exec(select(LedgerChainHead).where(LedgerChainHead.id == 1).with_for_update())
+        ).one()
+        return head
+
+    async def _posted(self, session: AsyncSession, ids: Sequence[str]) -> dict[str, tuple[PostedTransaction, str]]:
+        """The transactions among ``ids`` posted before, with the hash of their request."""
+        found: dict[str, tuple[PostedTransaction, str]] = {}
+        for chunk in _chunks(ids):
+            rows = await session.exec(
+                select(
+                    LedgerTransaction.seq, LedgerTransaction.id, LedgerTransaction.period,
+                    LedgerTransaction.hash, LedgerTransaction.request_hash,
+                ).where(one_of(col(LedgerTransaction.id), chunk, session))
+            )
+            for seq, transaction_id, period, chained, request_hash in rows:
+                found[transaction_id] = (PostedTransaction(seq, transaction_id, period, chained, True), request_hash)
+        return found
+
+    async def _check_reversals(self, session: AsyncSession, requests: Sequence[TransactionRequest]) -> None:
+        """A reversal must exactly negate a posted transaction that is not reversed yet."""
+        for request in requests:
+            if request.reverses is None:
+                continue
+            original = (
+                await session.exec(select(LedgerTransaction).where(LedgerTransaction.id == request.reverses))
+            ).first()
+            if original is None:
+                raise UnknownTransaction(request.reverses, field="reverses")
+            reversed_by = (
+                await session.exec(
+                    select(LedgerTransaction.id).where(LedgerTransaction.reverses == request.reverses)
+                )
+            ).first()
+            if reversed_by is not None:
+                raise AlreadyReversed(request.reverses, reversed_by)
+            expected = [(leg.account, -leg.amount) for leg in await self.legs_of(session, original.seq)]
+            if [(leg.account, leg.amount) for leg in request.legs] != expected:
+                raise UnbalancedTransaction(
+                    f"reversal {request.id!r} does not exactly negate {request.reverses!r}", field="legs"
+                )
+
+    async def _account_ids(self, session: AsyncSession, accounts: set[AccountRef]) -> dict[AccountRef, int]:
+        """Ids of the accounts, opening those that do not exist yet (under the head lock)."""
+        by_code = {account.code: account for account in accounts}
+        rows = await session.exec(select(LedgerAccount).where(col(LedgerAccount.code).in_(list(by_code))))
+        ids: dict[AccountRef, int] = {}
+        for row in rows:
+            if row.unit != by_code[row.code].unit:
+                raise UnbalancedTransaction(
+                    f"account {row.code} is kept in {row.unit}, not {by_code[row.code].unit}", field="legs"
+                )
+            assert row.id is not None
+            ids[by_code[row.code]] = row.id
+        missing = [account for account in accounts if account not in ids]
+        if missing:
+            created = await session.exec(
+                insert(ACCOUNTS)
+                .values(
+                    [
+                        {
+                            "code": account.code,
+                            "kind": account.kind.value,
+                            "program_id": account.program_id,
+                            "unit": account.unit,
+                            "balance": 0,
+                            "created_at": self.clock.now(),
+                        }
+                        for account in sorted(missing)
+                    ]
+                )
+                .returning(ACCOUNTS.c.id, ACCOUNTS.c.code)
+            )
+            ids.update((by_code[code], account_id) for account_id, code in created)
+        return ids
+
+    async def _write(
+        self,
+        session: AsyncSession,
+        head: LedgerChainHead,
+        requests: Sequence[TransactionRequest],
+        digests: dict[str, str],
+    ) -> dict[str, PostedTransaction]:
+        if not requests:
+            return {}
+        account_ids = await self._account_ids(
+            session, {leg.account for request in requests for leg in request.legs}
+        )
+        posted_at = self.clock.now()
+        last_closed = await last_closed_period(session)
+        seq, prev_hash = head.seq, head.hash
+        transactions: list[tuple[Any, ...]] = []
+        entries: list[tuple[Any, ...]] = []
+        deltas: dict[int, int] = defaultdict(int)
+        results: dict[str, PostedTransaction] = {}
+        for request in requests:
+            seq += 1
+            period = posting_period(period_of(request.effective_at, self.timezone), last_closed)
+            request_hash = digests[request.id]
+            chained = chain_digest(seq=seq, prev_hash=prev_hash, request_hash=request_hash, period=period)
+            transactions.append(
+                (seq, request.id, request.kind, request.reference, period, request.effective_at, posted_at,
+                 request.reverses, request_hash, prev_hash, chained)
+            )
+            for position, leg in enumerate(request.legs):
+                account_id = account_ids[leg.account]
+                entries.append((seq, position, account_id, leg.account.unit, leg.amount, period))
+                deltas[account_id] += leg.amount
+            results[request.id] = PostedTransaction(seq, request.id, period, chained, False)
+            prev_hash = chained
+
+        await bulk_insert(session, TRANSACTIONS, TRANSACTION_COLUMNS, transactions)
+        await bulk_insert(session, ENTRIES, ENTRY_COLUMNS, entries)
+        changed = [
+            {"account_id": account_id, "delta": delta} for account_id, delta in sorted(deltas.items()) if delta
+        ]
+        if changed:  # in account id order: the fixed order every posting locks accounts in
+            await session.exec(
+                update(ACCOUNTS)
+                .where(ACCOUNTS.c.id == bindparam("account_id"))
+                .values(balance=ACCOUNTS.c.balance + bindparam("delta")),
+                params=changed,
+            )
+        head.seq, head.hash = seq, prev_hash
+        session.add(head)
+        await session.flush()
+        return results
+
+def _account_ref(row: LedgerAccount) -> AccountRef:
+    return AccountRef(AccountKind(row.kind), row.program_id, row.unit)

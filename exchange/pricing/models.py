@@ -1,0 +1,98 @@
+"""Tables of pricing: rate versions, promotions, quotes and limit usage counters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from exchange.db.types import ExactNumeric, UTCDateTime
+from exchange.money import POINT_VALUE_SCALE
+
+
+class RateVersion(SQLModel, table=True):
+    """One immutable version of a pair's rate rule, valid from ``effective_from`` until
+    ``effective_to`` (open-ended while current). A change never edits a version: it ends
+    the current one and starts the next, so past quotes keep pointing at what they used."""
+
+    __tablename__ = "rate_version"
+    __table_args__ = (
+        UniqueConstraint("from_program", "to_program", "version"),
+        Index("ix_rate_version_pair_window", "from_program", "to_program", "effective_from"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    from_program: str = Field(foreign_key="program.id", max_length=64)
+    to_program: str = Field(foreign_key="program.id", max_length=64)
+    version: int
+    effective_from: datetime = Field(sa_type=UTCDateTime)
+    effective_to: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    origin: str = Field(max_length=10, description="derived, declared or partner")
+    created_by: str = Field(max_length=100)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    source_point_value: Decimal = Field(sa_type=ExactNumeric(18, POINT_VALUE_SCALE))
+    target_point_value: Decimal = Field(sa_type=ExactNumeric(18, POINT_VALUE_SCALE))
+    fee_percent: Decimal = Field(sa_type=ExactNumeric(9, 4))
+    fee_fixed: Decimal = Field(sa_type=ExactNumeric(18, 4))
+    bands: list[list[int]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    bonus_every: int | None = None
+    bonus_points: int | None = None
+    minimum_points: int | None = None
+    increment: int | None = None
+    member_daily_cap: int | None = None
+    member_monthly_cap: int | None = None
+    member_yearly_cap: int | None = None
+
+
+class Promotion(SQLModel, table=True):
+    """A time-limited bonus percent on conversions into ``program_id`` (from ``sources``, or all)."""
+
+    __tablename__ = "promotion"
+
+    id: str = Field(primary_key=True, max_length=64)
+    program_id: str = Field(foreign_key="program.id", max_length=64, index=True)
+    sources: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    bonus_percent: Decimal = Field(sa_type=ExactNumeric(9, 4))
+    starts_at: datetime = Field(sa_type=UTCDateTime)
+    ends_at: datetime = Field(sa_type=UTCDateTime)
+    origin: str = Field(max_length=10)
+    created_by: str = Field(max_length=100)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Quote(SQLModel, table=True):
+    """A price fixed for a short time: executing it converts exactly these amounts."""
+
+    __tablename__ = "quote"
+
+    id: str = Field(primary_key=True, max_length=36)
+    member_id: str = Field(max_length=64, index=True)
+    from_program: str = Field(foreign_key="program.id", max_length=64)
+    to_program: str = Field(foreign_key="program.id", max_length=64)
+    rate_version_id: int = Field(foreign_key="rate_version.id", index=True)
+    points_in: int = Field(sa_column=Column(BigInteger, nullable=False))
+    points_out: int = Field(sa_column=Column(BigInteger, nullable=False))
+    base_points: int = Field(sa_column=Column(BigInteger, nullable=False))
+    step_bonus_points: int = Field(sa_column=Column(BigInteger, nullable=False))
+    promotion_bonus_points: int = Field(sa_column=Column(BigInteger, nullable=False))
+    tier_bonus_points: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    money_value_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    fee_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    promotions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    member_level: int
+    tier_bonus_percent: Decimal = Field(sa_type=ExactNumeric(9, 4))
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class LimitUsage(SQLModel, table=True):
+    """How much of one limit one subject has used in one window (e.g. a member's day)."""
+
+    __tablename__ = "limit_usage"
+
+    key: str = Field(primary_key=True, max_length=200)
+    used: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))

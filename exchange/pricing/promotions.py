@@ -1,0 +1,147 @@
+"""Promotions: time-limited bonus percentages on conversions into a program.
+
+The target partner funds its promotions: the bonus points are issued on top of the base
+points, and the clearing amount does not change. A quote records the promotions it
+applied, so ending or changing one never alters a quote already given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.errors import BadUserInput, IdempotencyConflict, NotFound
+from exchange.pricing.models import Promotion
+from exchange.pricing.rates import OPERATOR, Origin
+from exchange.pricing.rules import AppliedPromotion
+from exchange.programs.declarations import PartnersDirectory
+
+MAX_BONUS_PERCENT = Decimal(1000)
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionTerms:
+    id: str
+    program_id: str
+    bonus_percent: Decimal
+    starts_at: datetime
+    ends_at: datetime
+    sources: tuple[str, ...] | None = None
+
+    def check(self) -> None:
+        if not Decimal(0) < self.bonus_percent <= MAX_BONUS_PERCENT:
+            raise BadUserInput(
+                f"bonusPercent must be more than 0 and at most {MAX_BONUS_PERCENT}", field="bonusPercent"
+            )
+        if self.ends_at <= self.starts_at:
+            raise BadUserInput("endsAt must be after startsAt", field="endsAt")
+
+    def same_as(self, promotion: Promotion) -> bool:
+        return (
+            promotion.program_id == self.program_id
+            and promotion.bonus_percent == self.bonus_percent
+            and promotion.starts_at == self.starts_at
+            and promotion.ends_at == self.ends_at
+            and (tuple(promotion.sources) if promotion.sources is not None else None) == self.sources
+        )
+
+
+def _row(terms: PromotionTerms, origin: str, actor: str, now: datetime) -> Promotion:
+    return Promotion(
+        id=terms.id,
+        program_id=terms.program_id,
+        sources=list(terms.sources) if terms.sources is not None else None,
+        bonus_percent=terms.bonus_percent,
+        starts_at=terms.starts_at,
+        ends_at=terms.ends_at,
+        origin=origin,
+        created_by=actor,
+        created_at=now,
+    )
+
+
+async def sync_declared_promotions(session: AsyncSession, directory: PartnersDirectory, now: datetime) -> None:
+    """Create or update the promotions declared in program files."""
+    for program in directory.programs:
+        for declared in program.promotions:
+            terms = PromotionTerms(
+                id=declared.id,
+                program_id=program.id,
+                bonus_percent=declared.bonus_percent,
+                starts_at=declared.starts_at,
+                ends_at=declared.ends_at,
+                sources=tuple(declared.sources) if declared.sources is not None else None,
+            )
+            existing = await session.get(Promotion, terms.id)
+            if existing is None:
+                session.add(_row(terms, Origin.DECLARED, OPERATOR, now))
+            elif not terms.same_as(existing):
+                for key, value in _row(terms, Origin.DECLARED, OPERATOR, now).model_dump(
+                    exclude={"created_at"}
+                ).items():
+                    setattr(existing, key, value)
+                session.add(existing)
+    await session.flush()
+
+
+async def create_promotion(
+    session: AsyncSession, terms: PromotionTerms, *, actor: str, now: datetime
+) -> Promotion:
+    """Create a partner's promotion; repeating the same id and terms returns the first one."""
+    terms.check()
+    if terms.ends_at <= now:
+        raise BadUserInput("endsAt must be in the future", field="endsAt")
+    existing = await session.get(Promotion, terms.id)
+    if existing is not None:
+        if terms.same_as(existing):
+            return existing
+        raise IdempotencyConflict(f"promotion id {terms.id!r} is taken by other terms", field="id")
+    promotion = _row(terms, Origin.PARTNER, actor, now)
+    session.add(promotion)
+    await session.flush()
+    return promotion
+
+
+async def end_promotion(session: AsyncSession, *, program_id: str, promotion_id: str, now: datetime) -> Promotion:
+    """End a program's promotion now (a promotion that has ended stays ended)."""
+    promotion = await session.get(Promotion, promotion_id, with_for_update=True)
+    if promotion is None or promotion.program_id != program_id:
+        raise NotFound(f"{program_id} has no promotion {promotion_id!r}", field="id")
+    if promotion.ends_at > now:
+        promotion.ends_at = max(now, promotion.starts_at)
+        session.add(promotion)
+        await session.flush()
+    return promotion
+
+
+async def promotions_of(session: AsyncSession, program_id: str) -> Sequence[Promotion]:
+    return (
+        await session.exec(
+            select(Promotion).where(Promotion.program_id == program_id).order_by(col(Promotion.starts_at))
+        )
+    ).all()
+
+
+async def active_promotions(
+    session: AsyncSession, *, source: str, target: str, at: datetime
+) -> tuple[AppliedPromotion, ...]:
+    """The promotions of ``target`` that apply to a conversion from ``source`` at ``at``."""
+    rows = await session.exec(
+        select(Promotion)
+        .where(
+            Promotion.program_id == target,
+            col(Promotion.starts_at) <= at,
+            col(Promotion.ends_at) > at,
+        )
+        .order_by(col(Promotion.id))
+    )
+    return tuple(
+        AppliedPromotion(row.id, row.bonus_percent)
+        for row in rows
+        if row.sources is None or source in row.sources
+    )

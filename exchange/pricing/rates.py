@@ -1,0 +1,301 @@
+"""Rate versions: which rule prices a pair at a given time, and how rules change.
+
+Each ordered pair of programs (A → B) has a chain of versions. A version's rule is never
+edited; a change ends the current version and starts the next one at the same instant.
+A pair's override (ratio or bands, step bonus, pair limits) has one owner at a time: the
+operator when ``partners/<B>.toml`` declares it, otherwise partner B through the API.
+The fee always belongs to the exchange (coalition.toml, or the pair's declaration).
+Point values are copied into every version, so a version prices exactly as it did the day
+it was used, whatever the programs declare later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel import col, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.pricing.errors import ManagedByOperator, NoRate
+from exchange.pricing.models import RateVersion
+from exchange.pricing.rules import Band, Ratio, RateRule, StepBonus
+from exchange.programs.declarations import PartnersDirectory, RateDeclaration
+from exchange.programs.models import Program
+
+OPERATOR = "operator"
+
+
+class Origin:
+    DERIVED = "derived"
+    DECLARED = "declared"
+    PARTNER = "partner"
+
+
+@dataclass(frozen=True, slots=True)
+class PairLimits:
+    """Limits of one pair, on top of the source program's own; ``None`` adds no limit."""
+
+    minimum_points: int | None = None
+    increment: int | None = None
+    member_daily_cap: int | None = None
+    member_monthly_cap: int | None = None
+    member_yearly_cap: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PairOverride:
+    """What a pair may set instead of the derived rate. Empty bands mean "derived"."""
+
+    bands: tuple[Band, ...] = ()
+    step_bonus: StepBonus | None = None
+    limits: PairLimits = field(default_factory=PairLimits)
+
+    @classmethod
+    def fixed(cls, ratio: Ratio, **options: Any) -> PairOverride:
+        return cls(bands=(Band(1, ratio),), **options)
+
+    @classmethod
+    def from_declaration(cls, declaration: RateDeclaration) -> PairOverride:
+        if declaration.bands is not None:
+            bands = tuple(Band(band.from_points, band.ratio) for band in declaration.bands)
+        elif declaration.ratio is not None:
+            bands = (Band(1, declaration.ratio),)
+        else:
+            bands = ()
+        bonus = declaration.bonus
+        return cls(
+            bands=bands,
+            step_bonus=StepBonus(bonus.every, bonus.points) if bonus else None,
+            limits=PairLimits(
+                minimum_points=declaration.minimum_points,
+                increment=declaration.increment,
+                member_daily_cap=declaration.member_daily_cap,
+                member_monthly_cap=declaration.member_monthly_cap,
+                member_yearly_cap=declaration.member_yearly_cap,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RateContent:
+    """Everything a version holds besides its identity and validity window."""
+
+    source_point_value: Decimal
+    target_point_value: Decimal
+    fee_percent: Decimal
+    fee_fixed: Decimal
+    override: PairOverride
+
+    def rule(self) -> RateRule:
+        return RateRule(
+            source_point_value=self.source_point_value,
+            target_point_value=self.target_point_value,
+            fee_percent=self.fee_percent,
+            fee_fixed=self.fee_fixed,
+            bands=self.override.bands,
+            step_bonus=self.override.step_bonus,
+        )
+
+    def columns(self) -> dict[str, Any]:
+        override, limits = self.override, self.override.limits
+        return {
+            "source_point_value": self.source_point_value,
+            "target_point_value": self.target_point_value,
+            "fee_percent": self.fee_percent,
+            "fee_fixed": self.fee_fixed,
+            "bands": [[band.from_points, band.ratio.points_in, band.ratio.points_out] for band in override.bands],
+            "bonus_every": override.step_bonus.every if override.step_bonus else None,
+            "bonus_points": override.step_bonus.points if override.step_bonus else None,
+            "minimum_points": limits.minimum_points,
+            "increment": limits.increment,
+            "member_daily_cap": limits.member_daily_cap,
+            "member_monthly_cap": limits.member_monthly_cap,
+            "member_yearly_cap": limits.member_yearly_cap,
+        }
+
+    @classmethod
+    def of(cls, version: RateVersion) -> RateContent:
+        bonus = (
+            StepBonus(version.bonus_every, version.bonus_points)
+            if version.bonus_every is not None and version.bonus_points is not None
+            else None
+        )
+        return cls(
+            source_point_value=version.source_point_value,
+            target_point_value=version.target_point_value,
+            fee_percent=version.fee_percent,
+            fee_fixed=version.fee_fixed,
+            override=PairOverride(
+                bands=tuple(Band(start, Ratio(points_in, points_out)) for start, points_in, points_out in version.bands),
+                step_bonus=bonus,
+                limits=PairLimits(
+                    minimum_points=version.minimum_points,
+                    increment=version.increment,
+                    member_daily_cap=version.member_daily_cap,
+                    member_monthly_cap=version.member_monthly_cap,
+                    member_yearly_cap=version.member_yearly_cap,
+                ),
+            ),
+        )
+
+
+async def version_at(session: AsyncSession, source: str, target: str, at: datetime) -> RateVersion:
+    """The version that prices ``source`` → ``target`` at ``at``."""
+    version = (
+        await session.exec(
+            select(RateVersion)
+            .where(
+                RateVersion.from_program == source,
+                RateVersion.to_program == target,
+                col(RateVersion.effective_from) <= at,
+                or_(col(RateVersion.effective_to).is_(None), col(RateVersion.effective_to) > at),
+            )
+            .order_by(col(RateVersion.version).desc())
+        )
+    ).first()
+    if version is None:
+        raise NoRate(f"no rate converts {source} into {target}", field="toProgram")
+    return version
+
+
+async def history(session: AsyncSession, source: str, target: str) -> Sequence[RateVersion]:
+    """Every version of a pair, newest first."""
+    return (
+        await session.exec(
+            select(RateVersion)
+            .where(RateVersion.from_program == source, RateVersion.to_program == target)
+            .order_by(col(RateVersion.version).desc())
+        )
+    ).all()
+
+
+async def _latest(session: AsyncSession, source: str, target: str) -> RateVersion | None:
+    return (
+        await session.exec(
+            select(RateVersion)
+            .where(RateVersion.from_program == source, RateVersion.to_program == target)
+            .order_by(col(RateVersion.version).desc())
+            .limit(1)
+        )
+    ).first()
+
+
+async def _lock_programs(session: AsyncSession, program_ids: Sequence[str]) -> dict[str, Program]:
+    """Lock program rows in id order: rate changes into a program queue behind each other."""
+    rows = await session.exec(
+        select(Program).where(col(Program.id).in_(sorted(program_ids))).order_by(col(Program.id)).with_for_update()
+    )
+    return {program.id: program for program in rows}
+
+
+async def _supersede(
+    session: AsyncSession,
+    *,
+    source: str,
+    target: str,
+    content: RateContent,
+    origin: str,
+    actor: str,
+    at: datetime,
+) -> RateVersion:
+    """End the pair's current version at ``at`` and start one with ``content`` (caller holds the lock)."""
+    latest = await _latest(session, source, target)
+    if latest is not None:
+        if latest.effective_to is None or latest.effective_to > at:
+            latest.effective_to = at
+            session.add(latest)
+    version = RateVersion(
+        from_program=source,
+        to_program=target,
+        version=latest.version + 1 if latest else 1,
+        effective_from=at,
+        origin=origin,
+        created_by=actor,
+        created_at=at,
+        **content.columns(),
+    )
+    session.add(version)
+    await session.flush()
+    return version
+
+
+async def sync_declared_rates(session: AsyncSession, directory: PartnersDirectory, now: datetime) -> int:
+    """Bring every pair of the directory's programs up to date; returns versions started.
+
+    A pair gets a new version when its point values, its fee or its declared override
+    changed. A partner's own override is kept (with the new point values) unless the
+    directory now declares the pair.
+    """
+    programs = await _lock_programs(session, [program.id for program in directory.programs])
+    pricing = directory.coalition.pricing
+    started = 0
+    for target in directory.programs:
+        declared = {rate.source: rate for rate in target.rates}
+        for source in directory.programs:
+            if source.id == target.id:
+                continue
+            latest = await _latest(session, source.id, target.id)
+            declaration = declared.get(source.id)
+            if declaration is not None:
+                override, origin = PairOverride.from_declaration(declaration), Origin.DECLARED
+            elif latest is not None and latest.origin == Origin.PARTNER:
+                override, origin = RateContent.of(latest).override, Origin.PARTNER
+            else:
+                override, origin = PairOverride(), Origin.DERIVED
+            fee_percent = declaration.fee_percent if declaration and declaration.fee_percent is not None else None
+            fee_fixed = declaration.fee_fixed if declaration and declaration.fee_fixed is not None else None
+            content = RateContent(
+                source_point_value=programs[source.id].point_value,
+                target_point_value=programs[target.id].point_value,
+                fee_percent=pricing.fee_percent if fee_percent is None else fee_percent,
+                fee_fixed=pricing.fee_fixed if fee_fixed is None else fee_fixed,
+                override=override,
+            )
+            if latest is None or latest.origin != origin or RateContent.of(latest) != content:
+                await _supersede(
+                    session, source=source.id, target=target.id, content=content,
+                    origin=origin, actor=OPERATOR, at=now,
+                )
+                started += 1
+    return started
+
+
+async def set_partner_override(
+    session: AsyncSession,
+    *,
+    target: str,
+    source: str,
+    override: PairOverride,
+    actor: str,
+    now: datetime,
+) -> RateVersion:
+    """Partner ``target`` sets (or, with an empty override, clears) its rate from ``source``."""
+    await _lock_programs(session, [target])
+    current = await version_at(session, source, target, now)
+    if current.origin == Origin.DECLARED:
+        raise ManagedByOperator(
+            f"the rate from {source} into {target} is declared in partners/{target}.toml; "
+            "ask the exchange's operator to change it",
+            field="fromProgram",
+        )
+    content = RateContent.of(current)
+    origin = Origin.DERIVED if override == PairOverride() else Origin.PARTNER
+    return await _supersede(
+        session,
+        source=source,
+        target=target,
+        content=RateContent(
+            source_point_value=content.source_point_value,
+            target_point_value=content.target_point_value,
+            fee_percent=content.fee_percent,
+            fee_fixed=content.fee_fixed,
+            override=override,
+        ),
+        origin=origin,
+        actor=actor,
+        at=now,
+    )

@@ -1,0 +1,120 @@
+"""An in-memory partner that keeps the connector contract, with scripted faults.
+
+Unit-level saga tests drive it directly (no HTTP); integration tests use the real sandbox
+partner over loopback instead.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+
+from exchange.connectors.contract import MemberAccount, Operation, OperationKind, OperationState
+from exchange.connectors.errors import (
+    InsufficientPoints,
+    OperationConflict,
+    OperationVoided,
+    PartnerTimeout,
+    PartnerUnreachable,
+    UnknownMember,
+)
+
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+class Fault(Enum):
+    APPLY_THEN_LOSE_ANSWER = "apply-then-lose"
+    LOSE_REQUEST = "lose"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass
+class FakePartner:
+    program_id: str
+    balances: dict[str, int]
+    operations: dict[str, Operation] = field(default_factory=dict)
+    faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def fail_next(self, call: str, *faults: Fault) -> None:
+        self.faults[call].extend(faults)
+
+    def _fault(self, call: str, operation_id: str) -> Fault | None:
+        self.calls.append((call, operation_id))
+        fault = self.faults[call].popleft() if self.faults[call] else None
+        if fault is Fault.UNREACHABLE:
+            raise PartnerUnreachable("refused", program_id=self.program_id, call=call)
+        if fault is Fault.LOSE_REQUEST:
+            raise PartnerTimeout("timed out", program_id=self.program_id, call=call, operation_id=operation_id)
+        return fault
+
+    @staticmethod
+    def _lose_answer(fault: Fault | None, call: str, program_id: str, operation_id: str) -> None:
+        if fault is Fault.APPLY_THEN_LOSE_ANSWER:
+            raise PartnerTimeout("answer lost", program_id=program_id, call=call, operation_id=operation_id)
+
+    async def account(self, member_ref: str) -> MemberAccount:
+        self._fault("account", member_ref)
+        if member_ref not in self.balances:
+            raise UnknownMember("no such member", program_id=self.program_id, call="account")
+        return MemberAccount(member_ref=member_ref, balance=self.balances[member_ref], tier="Base")
+
+    async def debit(self, operation_id: str, member_ref: str, points: int) -> Operation:
+        return await self._move("debit", OperationKind.DEBIT, operation_id, member_ref, -points)
+
+    async def credit(self, operation_id: str, member_ref: str, points: int) -> Operation:
+        return await self._move("credit", OperationKind.CREDIT, operation_id, member_ref, points)
+
+    async def _move(self, call: str, kind: OperationKind, operation_id: str, member_ref: str, delta: int) -> Operation:
+        fault = self._fault(call, operation_id)
+        existing = self.operations.get(operation_id)
+        if existing is not None:
+            if existing.status is OperationState.VOIDED:
+                raise OperationVoided("voided", program_id=self.program_id, call=call)
+            if existing.kind is not kind or existing.points != abs(delta):
+                raise OperationConflict("conflict", program_id=self.program_id, call=call)
+            self._lose_answer(fault, call, self.program_id, operation_id)
+            return existing
+        if member_ref not in self.balances:
+            raise UnknownMember("no such member", program_id=self.program_id, call=call)
+        if self.balances[member_ref] + delta < 0:
+            raise InsufficientPoints("insufficient", program_id=self.program_id, call=call)
+        self.balances[member_ref] += delta
+        operation = Operation(
+            operation_id=operation_id, kind=kind, status=OperationState.APPLIED, member_ref=member_ref,
+            points=abs(delta), balance_after=self.balances[member_ref], created_at=NOW,
+        )
+        self.operations[operation_id] = operation
+        self._lose_answer(fault, call, self.program_id, operation_id)
+        return operation
+
+    async def reverse(self, operation_id: str, reverses: str, points: int | None = None) -> Operation:
+        fault = self._fault("reverse", operation_id)
+        if operation_id in self.operations:
+            self._lose_answer(fault, "reverse", self.program_id, operation_id)
+            return self.operations[operation_id]
+        target = self.operations.get(reverses)
+        if target is None:
+            target = Operation(operation_id=reverses, kind=None, status=OperationState.VOIDED, created_at=NOW)
+        elif target.status is OperationState.APPLIED:
+            assert target.member_ref is not None and target.points is not None
+            sign = 1 if target.kind is OperationKind.DEBIT else -1
+            self.balances[target.member_ref] += sign * target.points
+            target = target.model_copy(update={"status": OperationState.REVERSED, "reversed_points": target.points})
+        self.operations[reverses] = target
+        reversal = Operation(
+            operation_id=operation_id, kind=OperationKind.REVERSAL, status=OperationState.APPLIED,
+            reverses=reverses, target=target, points=target.points, created_at=NOW,
+        )
+        self.operations[operation_id] = reversal
+        self._lose_answer(fault, "reverse", self.program_id, operation_id)
+        return reversal
+
+    async def operation_status(self, operation_id: str) -> Operation | None:
+        self._fault("operation_status", operation_id)
+        return self.operations.get(operation_id)
+
+    async def aclose(self) -> None:
+        return None

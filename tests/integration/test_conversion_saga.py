@@ -1,0 +1,280 @@
+"""The conversion saga against in-memory partners with scripted faults, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import text
+
+from exchange.conversions.errors import QuoteAlreadyExecuted
+from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
+from exchange.conversions.recovery import RecoveryWorker
+from exchange.conversions.saga import ConversionSaga, ExecuteRequest, SagaPolicy
+from exchange.db.database import Database
+from exchange.errors import IdempotencyConflict
+from exchange.ledger.posting import Ledger
+from exchange.ledger.verify import verify_ledger
+from exchange.loading import load_directory
+from exchange.pricing import quotes
+from exchange.pricing.errors import QuoteExpired
+from exchange.pricing.models import Quote
+from exchange.programs.declarations import read_partners_directory
+from exchange.programs.models import Program
+from exchange.testing.clock import FrozenClock
+from tests.conftest import SAMPLE_PARTNERS
+from tests.fakes import Fault, FakePartner
+
+TAIPEI = ZoneInfo("Asia/Taipei")
+T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+
+
+@dataclass
+class World:
+    db: Database
+    clock: FrozenClock
+    partners: dict[str, FakePartner]
+    saga: ConversionSaga
+
+    async def quote(self, points: int = 1000, source: str = "happy-card", target: str = "fresh-mart", member: str = "m1") -> Quote:
+        async with self.db.transaction() as session:
+            return await quotes.create_quote(
+                session,
+                quotes.QuoteRequest(member_id=member, member_level=0, source=source, target=target, points=points),
+                policy=quotes.QuotePolicy(ttl=timedelta(seconds=60), timezone=TAIPEI),
+                now=self.clock.now(),
+            )
+
+    async def execute(self, quote: Quote, key: str = "k1", member: str = "m1") -> Conversion:
+        return await self.saga.execute(
+            ExecuteRequest(member_id=member, quote_id=quote.id, idempotency_key=key, source_ref="alice", target_ref="alice")
+        )
+
+    async def recover_all(self) -> int:
+        self.clock.advance(hours=1)
+        return await RecoveryWorker(self.saga, interval=1).run_once()
+
+    async def ledger_transactions(self) -> int:
+        async with self.db.transaction() as session:
+            report = await verify_ledger(session)
+        assert report.ok, report.problem
+        return report.transactions
+
+    async def used(self) -> dict[str, int]:
+        async with self.db.transaction() as session:
+            return {key: used for key, used in await session.exec(text("SELECT key, used FROM limit_usage")) if used}
+
+
+async def make_world(db: Database) -> World:
+    clock = FrozenClock(T0)
+    async with db.transaction() as session:
+        await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), T0)
+    partners = {
+        program: FakePartner(program, {"alice": 100_000, "bob": 500})
+        for program in ("wallet-pay", "happy-card", "fresh-mart", "harbor-bank", "tune-stream", "formosa-air")
+    }
+
+    def connector_for(program: Program) -> FakePartner:
+        return partners[program.id]
+
+    saga = ConversionSaga(
+        db=db,
+        connector_for=connector_for,  # type: ignore[arg-type]
+        ledger=Ledger(timezone=TAIPEI, clock=clock),
+        clock=clock,
+        policy=SagaPolicy(timezone=TAIPEI, give_up_after=3),
+    )
+    return World(db, clock, partners, saga)
+
+
+@pytest.fixture
+async def world(db: Database) -> World:
+    return await make_world(db)
+
+
+async def test_a_conversion_debits_credits_and_posts_once(world: World) -> None:
+    quote = await world.quote(1000)
+    conversion = await world.execute(quote)
+    assert (conversion.status, conversion.step) == (ConversionStatus.COMPLETED, SagaStep.DONE)
+    assert world.partners["happy-card"].balances["alice"] == 99_000
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000 + 2450
+    assert await world.ledger_transactions() == 1
+    again = await world.execute(quote)
+    assert (again.id, again.status) == (conversion.id, ConversionStatus.COMPLETED)
+    assert world.partners["happy-card"].balances["alice"] == 99_000
+    assert await world.ledger_transactions() == 1
+
+
+async def test_the_same_key_for_another_quote_is_a_conflict(world: World) -> None:
+    await world.execute(await world.quote(1000))
+    with pytest.raises(IdempotencyConflict) as caught:
+        await world.execute(await world.quote(2000))
+    assert caught.value.field == "idempotencyKey"
+
+
+async def test_a_quote_runs_once_whatever_the_key(world: World) -> None:
+    quote = await world.quote(1000)
+    await world.execute(quote, key="first")
+    with pytest.raises(QuoteAlreadyExecuted):
+        await world.execute(quote, key="second")
+
+
+async def test_an_expired_quote_is_refused_but_its_conversion_is_still_returned(world: World) -> None:
+    quote = await world.quote(1000)
+    done = await world.execute(quote)
+    world.clock.advance(minutes=5)
+    assert (await world.execute(quote)).id == done.id
+    late = await world.quote(1000)
+    world.clock.advance(seconds=61)
+    with pytest.raises(QuoteExpired):
+        await world.execute(late, key="k2")
+
+
+async def test_insufficient_points_fail_the_conversion_and_give_back_the_limits(world: World) -> None:
+    quote = await world.quote(1000, member="m2")
+    conversion = await world.saga.execute(
+        ExecuteRequest(member_id="m2", quote_id=quote.id, idempotency_key="k", source_ref="bob", target_ref="bob")
+    )
+    assert (conversion.status, conversion.failure_code) == (ConversionStatus.FAILED, "INSUFFICIENT_POINTS")
+    assert await world.used() == {}
+    assert await world.ledger_transactions() == 0
+
+
+async def test_an_unreachable_source_fails_cleanly(world: World) -> None:
+    world.partners["happy-card"].fail_next("debit", Fault.UNREACHABLE)
+    conversion = await world.execute(await world.quote(1000))
+    assert (conversion.status, conversion.failure_code) == (ConversionStatus.FAILED, "PARTNER_UNAVAILABLE")
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+
+
+async def test_a_debit_applied_but_unanswered_is_confirmed_and_completed(world: World) -> None:
+    world.partners["happy-card"].fail_next("debit", Fault.APPLY_THEN_LOSE_ANSWER)
+    conversion = await world.execute(await world.quote(1000))
+    assert (conversion.status, conversion.step, conversion.in_doubt) == (ConversionStatus.PENDING, SagaStep.DEBIT, True)
+    assert await world.recover_all() == 1
+    async with world.db.transaction() as session:
+        finished = await session.get(Conversion, conversion.id)
+    assert finished is not None and finished.status == ConversionStatus.COMPLETED
+    assert world.partners["fresh-mart"].balances["alice"] == 102_450
+    assert await world.ledger_transactions() == 1
+
+
+async def test_a_debit_that_never_arrived_is_voided_and_cannot_apply_later(world: World) -> None:
+    world.partners["happy-card"].fail_next("debit", Fault.LOSE_REQUEST)
+    conversion = await world.execute(await world.quote(1000))
+    assert conversion.status == ConversionStatus.PENDING
+    await world.recover_all()
+    async with world.db.transaction() as session:
+        finished = await session.get(Conversion, conversion.id)
+    assert finished is not None and finished.status == ConversionStatus.FAILED
+    with pytest.raises(Exception, match="voided"):  # a late copy of the debit is refused for good
+        await world.partners["happy-card"].debit(f"{conversion.id}:debit", "alice", 1000)
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert await world.used() == {}
+
+
+async def test_a_refused_credit_reverses_the_debit(world: World) -> None:
+    del world.partners["fresh-mart"].balances["alice"]  # unknown member at the target
+    conversion = await world.execute(await world.quote(1000))
+    assert (conversion.status, conversion.failure_code) == (ConversionStatus.REVERSED, "NOT_FOUND")
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert await world.used() == {}
+    assert await world.ledger_transactions() == 0
+
+
+@pytest.mark.parametrize("fault", [Fault.APPLY_THEN_LOSE_ANSWER, Fault.LOSE_REQUEST])
+async def test_a_credit_in_doubt_is_settled_and_completed(world: World, fault: Fault) -> None:
+    world.partners["fresh-mart"].fail_next("credit", fault)
+    conversion = await world.execute(await world.quote(1000))
+    assert (conversion.status, conversion.step) == (ConversionStatus.PENDING, SagaStep.CREDIT)
+    await world.recover_all()
+    async with world.db.transaction() as session:
+        finished = await session.get(Conversion, conversion.id)
+    assert finished is not None and finished.status == ConversionStatus.COMPLETED
+    assert world.partners["fresh-mart"].balances["alice"] == 102_450  # credited exactly once
+    assert await world.ledger_transactions() == 1
+
+
+async def test_a_credit_that_never_confirms_is_voided_and_the_debit_reversed(world: World) -> None:
+    world.partners["fresh-mart"].fail_next("credit", *[Fault.LOSE_REQUEST] * 10)
+    conversion = await world.execute(await world.quote(1000))
+    for _ in range(5):
+        await world.recover_all()
+    async with world.db.transaction() as session:
+        finished = await session.get(Conversion, conversion.id)
+    assert finished is not None and finished.status == ConversionStatus.REVERSED
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000
+    assert world.partners["fresh-mart"].operations[f"{conversion.id}:credit"].status.value == "voided"
+
+
+async def test_a_reversal_in_doubt_is_sent_again_until_it_lands(world: World) -> None:
+    del world.partners["fresh-mart"].balances["alice"]
+    world.partners["happy-card"].fail_next("reverse", Fault.LOSE_REQUEST, Fault.UNREACHABLE)
+    conversion = await world.execute(await world.quote(1000))
+    assert (conversion.status, conversion.step) == (ConversionStatus.PENDING, SagaStep.REVERSE_DEBIT)
+    await world.recover_all()
+    await world.recover_all()
+    async with world.db.transaction() as session:
+        finished = await session.get(Conversion, conversion.id)
+    assert finished is not None and finished.status == ConversionStatus.REVERSED
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+
+
+async def test_a_crash_before_the_debit_is_recovered_after_the_lease(world: World) -> None:
+    quote = await world.quote(1000)
+    conversion, created = await world.saga._record(  # the process dies right after recording
+        ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="k", source_ref="alice", target_ref="alice")
+    )
+    assert created
+    assert await RecoveryWorker(world.saga, interval=1).run_once() == 0  # still leased
+    await world.recover_all()
+    async with world.db.transaction() as session:
+        finished = await session.get(Conversion, conversion.id)
+    assert finished is not None and finished.status == ConversionStatus.FAILED
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+
+
+async def test_a_crash_after_the_credit_is_posted_by_recovery(world: World) -> None:
+    quote = await world.quote(1000)
+    conversion, _ = await world.saga._record(
+        ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="k", source_ref="alice", target_ref="alice")
+    )
+    await world.partners["happy-card"].debit(conversion.debit_operation, "alice", conversion.points_in)
+    await world.partners["fresh-mart"].credit(conversion.credit_operation, "alice", conversion.points_out)
+    async with world.db.transaction() as session:  # the process recorded CREDIT, then died
+        await session.exec(text(f"UPDATE conversion SET step = 'CREDIT' WHERE id = '{conversion.id}'"))
+    await world.recover_all()
+    async with world.db.transaction() as session:
+        finished = await session.get(Conversion, conversion.id)
+    assert finished is not None and finished.status == ConversionStatus.COMPLETED
+    assert world.partners["fresh-mart"].balances["alice"] == 102_450
+    assert await world.ledger_transactions() == 1
+
+
+async def test_fifty_requests_with_one_key_make_one_conversion(pg_db: Database) -> None:
+    world = await make_world(pg_db)
+    quote = await world.quote(1000)
+    results = await asyncio.gather(*(world.execute(quote) for _ in range(50)))
+    assert len({conversion.id for conversion in results}) == 1
+    assert [call for call in world.partners["happy-card"].calls if call[0] == "debit"] == [
+        ("debit", f"{results[0].id}:debit")
+    ]
+    assert await world.ledger_transactions() == 1
+
+
+async def test_two_workers_never_drive_one_conversion_twice(pg_db: Database) -> None:
+    world = await make_world(pg_db)
+    pending = []
+    for n in range(6):
+        world.partners["fresh-mart"].fail_next("credit", Fault.LOSE_REQUEST)
+        pending.append(await world.execute(await world.quote(1000), key=f"k{n}"))
+    world.clock.advance(hours=1)
+    driven = await asyncio.gather(*(RecoveryWorker(world.saga, interval=1, batch=2).run_once() for _ in range(2)))
+    assert sum(driven) == 6
+    status_checks = [call for call in world.partners["fresh-mart"].calls if call[0] == "operation_status"]
+    assert len(status_checks) == 6
+    assert await world.ledger_transactions() == 6

@@ -1,0 +1,253 @@
+"""The clearing ledger on SQLite and PostgreSQL: balanced, idempotent, append-only, chained."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from exchange.db.database import Database
+from exchange.errors import IdempotencyConflict
+from exchange.ledger.accounts import ChartOfAccounts
+from exchange.ledger.errors import AlreadyReversed, UnbalancedTransaction, UnknownTransaction
+from exchange.ledger.models import SettlementPeriod
+from exchange.ledger.periods import next_period, period_of, posting_period
+from exchange.ledger.posting import Leg, Ledger, TransactionRequest
+from exchange.ledger.verify import verify_ledger
+from exchange.testing.clock import FrozenClock
+
+CHART = ChartOfAccounts("TWD")
+TAIPEI = ZoneInfo("Asia/Taipei")
+NOON = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def ledger() -> Ledger:
+    return Ledger(timezone=TAIPEI, clock=FrozenClock(NOON))
+
+
+def payment(transaction_id: str, amount: int = 1000, *, at: datetime = NOON, reference: str = "conversion:c1") -> TransactionRequest:
+    """wallet-pay owes fresh-mart ``amount`` cents; the exchange keeps 2%."""
+    fee = amount // 50
+    return TransactionRequest(
+        id=transaction_id,
+        kind="conversion",
+        reference=reference,
+        effective_at=at,
+        legs=(
+            Leg(CHART.clearing("wallet-pay"), -amount),
+            Leg(CHART.clearing("fresh-mart"), amount - fee),
+            Leg(CHART.fees(), fee),
+        ),
+    )
+
+
+async def balances(db: Database) -> dict[str, int]:
+    async with db.transaction() as session:
+        rows = await session.exec(text("SELECT code, balance FROM ledger_account"))
+        return {code: balance for code, balance in rows}
+
+
+async def test_posting_moves_balances_and_assigns_the_period(db: Database, ledger: Ledger) -> None:
+    late_evening = datetime(2026, 11, 30, 17, 0, tzinfo=UTC)  # 1 December, 01:00 in Taipei
+    async with db.transaction() as session:
+        first = await ledger.post(session, payment("t1"))
+        second = await ledger.post(session, payment("t2", 5000, at=late_evening))
+    assert (first.seq, second.seq) == (1, 2)
+    assert (first.period, second.period) == ("2026-11", "2026-12")
+    assert not first.replayed
+    assert await balances(db) == {
+        "partner-clearing:wallet-pay": -6000,
+        "partner-clearing:fresh-mart": 5880,
+        "exchange-fees": 120,
+    }
+
+
+async def test_a_repeat_with_the_same_content_returns_the_first_result(db: Database, ledger: Ledger) -> None:
+    async with db.transaction() as session:
+        first = await ledger.post(session, payment("t1"))
+    async with db.transaction() as session:
+        again = await ledger.post(session, payment("t1"))
+    assert again.replayed and (again.seq, again.hash) == (first.seq, first.hash)
+    assert (await balances(db))["exchange-fees"] == 20
+
+
+async def test_the_same_id_with_other_content_is_a_conflict(db: Database, ledger: Ledger) -> None:
+    async with db.transaction() as session:
+        await ledger.post(session, payment("t1"))
+    with pytest.raises(IdempotencyConflict) as caught:
+        async with db.transaction() as session:
+            await ledger.post(session, payment("t1", 2000))
+    assert caught.value.extensions()["code"] == "IDEMPOTENCY_CONFLICT"
+    assert (await balances(db))["exchange-fees"] == 20
+
+
+@pytest.mark.parametrize(
+    ("legs", "field"),
+    [
+        ((Leg(CHART.clearing("a"), -100), Leg(CHART.clearing("b"), 99)), "legs"),
+        ((Leg(CHART.clearing("a"), -100),), "legs"),
+        ((Leg(CHART.clearing("a"), 0), Leg(CHART.clearing("b"), 0)), "legs[0].amount"),
+        # Balanced in count but not per unit: points cannot pay for money.
+        ((Leg(CHART.member_points("a"), -100), Leg(CHART.clearing("b"), 100)), "legs"),
+    ],
+)
+async def test_malformed_transactions_are_refused_and_change_nothing(
+    db: Database, ledger: Ledger, legs: tuple[Leg, ...], field: str
+) -> None:
+    with pytest.raises(UnbalancedTransaction) as caught:
+        async with db.transaction() as session:
+            await ledger.post(session, TransactionRequest("bad", "adjustment", "x", NOON, legs))
+    assert caught.value.field == field
+    assert await balances(db) == {}
+
+
+async def test_reversal_negates_once(db: Database, ledger: Ledger) -> None:
+    async with db.transaction() as session:
+        await ledger.post(session, payment("t1"))
+        reversal = await ledger.reverse(session, "t1", transaction_id="t1-reversal", effective_at=NOON)
+    assert reversal.seq == 2
+    assert set((await balances(db)).values()) == {0}
+    with pytest.raises(AlreadyReversed):
+        async with db.transaction() as session:
+            await ledger.reverse(session, "t1", transaction_id="t1-again", effective_at=NOON)
+    with pytest.raises(UnknownTransaction):
+        async with db.transaction() as session:
+            await ledger.reverse(session, "nope", transaction_id="r", effective_at=NOON)
+
+
+async def test_a_reversal_must_negate_exactly(db: Database, ledger: Ledger) -> None:
+    async with db.transaction() as session:
+        await ledger.post(session, payment("t1"))
+    half = payment("t1-half", 500)
+    forged = TransactionRequest(
+        "t1-half", "reversal", "conversion:c1", NOON, tuple(Leg(leg.account, -leg.amount) for leg in half.legs), reverses="t1"
+    )
+    with pytest.raises(UnbalancedTransaction, match="does not exactly negate"):
+        async with db.transaction() as session:
+            await ledger.post(session, forged)
+
+
+async def test_batches_post_in_order_and_skip_repeats(db: Database, ledger: Ledger) -> None:
+    async with db.transaction() as session:
+        await ledger.post(session, payment("t0"))
+    async with db.transaction() as session:
+        results = await ledger.post_many(session, [payment("t1"), payment("t0"), payment("t2"), payment("t1")])
+    assert [(r.id, r.seq, r.replayed) for r in results] == [
+        ("t1", 2, False), ("t0", 1, True), ("t2", 3, False), ("t1", 2, False)
+    ]
+    async with db.transaction() as session:
+        report = await verify_ledger(session)
+    assert report.ok and report.transactions == 3
+
+
+async def test_verify_accepts_an_honest_ledger(db: Database, ledger: Ledger) -> None:
+    async with db.transaction() as session:
+        for index in range(5):
+            await ledger.post(session, payment(f"t{index}", 1000 + index))
+        await ledger.reverse(session, "t2", transaction_id="t2-r", effective_at=NOON)
+    async with db.transaction() as session:
+        report = await verify_ledger(session)
+    assert report.ok, report.problem
+    assert (report.transactions, report.accounts) == (6, 3)
+
+
+async def test_the_database_refuses_to_change_or_delete_ledger_rows(db: Database, ledger: Ledger) -> None:
+    async with db.transaction() as session:
+        await ledger.post(session, payment("t1"))
+    for statement in (
+        "UPDATE ledger_entry SET amount = amount * 2",
+        "DELETE FROM ledger_entry",
+        "UPDATE ledger_transaction SET reference = 'x'",
+        "DELETE FROM ledger_transaction",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with db.transaction() as session:
+                await session.exec(text(statement))
+
+
+async def _tamper(db: Database, statement: str) -> None:
+    """Change a ledger row the way someone with the database's owner rights could."""
+    async with db.transaction() as session:
+        if db.dialect == "postgresql":
+            await session.exec(text("ALTER TABLE ledger_entry DISABLE TRIGGER USER"))
+            await session.exec(text("ALTER TABLE ledger_transaction DISABLE TRIGGER USER"))
+        else:
+            for name in ("ledger_entry_no_update", "ledger_transaction_no_update"):
+                await session.exec(text(f"DROP TRIGGER {name}"))
+        await session.exec(text(statement))
+
+
+@pytest.mark.parametrize(
+    ("statement", "reason"),
+    [
+        ("UPDATE ledger_entry SET amount = -2000 WHERE transaction_seq = 2 AND position = 0", "does not balance"),
+        (
+            "UPDATE ledger_entry SET amount = -amount WHERE transaction_seq = 2",
+            "its content does not match its hash",
+        ),
+        ("UPDATE ledger_transaction SET reference = 'conversion:other' WHERE seq = 2", "does not match its hash"),
+        ("UPDATE ledger_account SET balance = balance + 1 WHERE code = 'exchange-fees'", "account exchange-fees says"),
+    ],
+)
+async def test_verify_names_the_first_tampered_transaction(
+    db: Database, ledger: Ledger, statement: str, reason: str
+) -> None:
+    async with db.transaction() as session:
+        for index in range(4):
+            await ledger.post(session, payment(f"t{index}"))
+    await _tamper(db, statement)
+    async with db.transaction() as session:
+        report = await verify_ledger(session)
+    assert report.problem is not None
+    assert reason in str(report.problem)
+    if "account" not in reason:
+        assert (report.problem.seq, report.problem.transaction_id) == (2, "t1")
+
+
+@pytest.mark.postgres_only
+async def test_postgres_refuses_an_unbalanced_transaction_at_commit(pg_db: Database, ledger: Ledger) -> None:
+    async with pg_db.transaction() as session:
+        await ledger.post(session, payment("t1"))
+    with pytest.raises(IntegrityError, match="does not balance"):
+        async with pg_db.transaction() as session:
+            await session.exec(
+                text(
+                    "INSERT INTO ledger_transaction (seq, id, kind, reference, period, effective_at, posted_at,"
+                    " request_hash, prev_hash, hash) SELECT 2, 'sneaky', 'adjustment', 'x', '2026-11', now(), now(),"
+                    " 'h', hash, 'h' FROM ledger_chain_head"
+                )
+            )
+            await session.exec(
+                text(
+                    "INSERT INTO ledger_entry (transaction_seq, position, account_id, unit, amount, period)"
+                    " SELECT 2, 0, id, unit, 500, '2026-11' FROM ledger_account WHERE code = 'exchange-fees'"
+                )
+            )
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with pg_db.transaction() as session:
+            await session.exec(text("TRUNCATE ledger_entry, ledger_transaction"))
+
+
+async def test_late_items_go_to_the_next_open_period_keeping_their_date(db: Database, ledger: Ledger) -> None:
+    november = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
+    async with db.transaction() as session:
+        assert (await ledger.post(session, payment("on-time", at=november))).period == "2026-11"
+        session.add(SettlementPeriod(period="2026-11", status="CLOSING", closing_started_at=NOON, closed_by="staff"))
+    async with db.transaction() as session:
+        late = await ledger.post(session, payment("late", at=november))
+        early = await ledger.post(session, payment("older", at=datetime(2026, 9, 1, tzinfo=UTC)))
+        rows = (await session.exec(text("SELECT id, period, effective_at FROM ledger_transaction ORDER BY seq"))).all()
+    assert (late.period, early.period) == ("2026-12", "2026-12")
+    assert [row[1] for row in rows] == ["2026-11", "2026-12", "2026-12"]
+
+
+def test_periods_follow_the_settlement_calendar() -> None:
+    assert period_of(datetime(2026, 12, 31, 16, 0, tzinfo=UTC), TAIPEI) == "2027-01"
+    assert next_period("2026-12") == "2027-01" and next_period("2027-01") == "2027-02"
+    assert posting_period("2026-10", "2026-11") == "2026-12"
+    assert posting_period("2026-12", "2026-11") == "2026-12"
+    assert posting_period("2026-12", None) == "2026-12"

@@ -1,0 +1,258 @@
+"""Rate versions, promotions, quotes and limits, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from exchange.db.database import Database
+from exchange.errors import BadUserInput, IdempotencyConflict, NotFound
+from exchange.loading import load_directory
+from exchange.pricing import limits, promotions, quotes, rates
+from exchange.pricing.errors import LimitExceeded, ManagedByOperator, QuoteExpired, QuoteNotFound
+from exchange.pricing.rates import Origin, PairOverride
+from exchange.pricing.rules import Ratio
+from exchange.programs import service as programs
+from exchange.programs.declarations import read_partners_directory
+from tests.conftest import SAMPLE_PARTNERS
+
+T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+POLICY = quotes.QuotePolicy(ttl=timedelta(seconds=60), timezone=ZoneInfo("Asia/Taipei"))
+
+
+async def load(db: Database, directory: Path = SAMPLE_PARTNERS, at: datetime = T0) -> int:
+    async with db.transaction() as session:
+        return (await load_directory(session, read_partners_directory(directory), at)).rate_versions_started
+
+
+def edited(tmp_path: Path, file: str, old: str, new: str) -> Path:
+    directory = tmp_path / "partners"
+    if not directory.exists():
+        shutil.copytree(SAMPLE_PARTNERS, directory)
+    path = directory / file
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    return directory
+
+
+def quote_request(points: int, source: str = "happy-card", target: str = "fresh-mart", member: str = "m1", level: int = 0) -> quotes.QuoteRequest:
+    return quotes.QuoteRequest(member_id=member, member_level=level, source=source, target=target, points=points)
+
+
+async def test_every_pair_gets_a_version_and_reloading_adds_none(db: Database) -> None:
+    assert await load(db) == 30
+    assert await load(db, at=T0 + timedelta(hours=1)) == 0
+    async with db.transaction() as session:
+        declared = await rates.version_at(session, "harbor-bank", "formosa-air", T0)
+        derived = await rates.version_at(session, "wallet-pay", "fresh-mart", T0)
+    assert (declared.origin, declared.bands, declared.bonus_every, declared.bonus_points) == (
+        Origin.DECLARED, [[1, 10, 1]], 60000, 1000
+    )
+    assert (derived.origin, derived.bands, derived.fee_percent) == (Origin.DERIVED, [], Decimal(2))
+    assert (derived.source_point_value, derived.target_point_value) == (Decimal(1), Decimal("0.1"))
+
+
+async def test_a_point_value_change_supersedes_every_pair_of_that_program(db: Database, tmp_path: Path) -> None:
+    await load(db)
+    async with db.transaction() as session:
+        old_quote = await quotes.create_quote(session, quote_request(1000), policy=POLICY, now=T0)
+    later = T0 + timedelta(days=3)
+    directory = edited(tmp_path, "fresh-mart.toml", 'point_value = "0.1"', 'point_value = "0.125"')
+    assert await load(db, directory, later) == 10  # 5 pairs out of fresh-mart, 5 into it
+    async with db.transaction() as session:
+        history = await rates.history(session, "happy-card", "fresh-mart")
+        new_quote = await quotes.create_quote(session, quote_request(1000), policy=POLICY, now=later)
+    assert [(v.version, v.effective_from, v.effective_to) for v in history] == [(2, later, None), (1, T0, later)]
+    assert old_quote.rate_version_id == history[1].id and old_quote.points_out == 2450
+    assert new_quote.rate_version_id == history[0].id and new_quote.points_out == 1960  # 245 / 0.125
+
+
+async def test_a_partner_sets_and_clears_its_own_override(db: Database) -> None:
+    await load(db)
+    later = T0 + timedelta(hours=2)
+    async with db.transaction() as session:
+        version = await rates.set_partner_override(
+            session, target="fresh-mart", source="wallet-pay",
+            override=PairOverride.fixed(Ratio(1, 12)), actor="client:fresh-mart", now=later,
+        )
+        quote = await quotes.create_quote(session, quote_request(100, "wallet-pay"), policy=POLICY, now=later)
+    assert (version.version, version.origin, version.created_by) == (2, Origin.PARTNER, "client:fresh-mart")
+    assert quote.points_out == 1200
+    assert await load(db, at=later + timedelta(hours=1)) == 0  # the operator's reload keeps it
+    async with db.transaction() as session:
+        cleared = await rates.set_partner_override(
+            session, target="fresh-mart", source="wallet-pay", override=PairOverride(),
+            actor="client:fresh-mart", now=later + timedelta(hours=2),
+        )
+    assert (cleared.version, cleared.origin, cleared.bands) == (3, Origin.DERIVED, [])
+
+
+async def test_a_declared_pair_is_the_operators_alone(db: Database) -> None:
+    await load(db)
+    with pytest.raises(ManagedByOperator) as caught:
+        async with db.transaction() as session:
+            await rates.set_partner_override(
+                session, target="formosa-air", source="harbor-bank",
+                override=PairOverride.fixed(Ratio(1, 1)), actor="client:formosa-air", now=T0,
+            )
+    assert caught.value.extensions()["code"] == "FORBIDDEN"
+
+
+async def test_quotes_fix_the_breakdown(db: Database) -> None:
+    await load(db)
+    async with db.transaction() as session:
+        quote = await quotes.create_quote(
+            session, quote_request(60000, "harbor-bank", "formosa-air", level=4), policy=POLICY, now=T0
+        )
+    assert (quote.points_in, quote.base_points, quote.step_bonus_points, quote.tier_bonus_points) == (60000, 6000, 1000, 300)
+    assert quote.points_out == 7300
+    assert (quote.money_value_minor, quote.fee_minor, quote.currency) == (300000, 6000, "TWD")
+    assert quote.expires_at == T0 + timedelta(seconds=60)
+
+
+async def test_promotions_apply_in_their_window_and_to_their_sources(db: Database) -> None:
+    await load(db)
+    during = datetime(2026, 12, 20, tzinfo=UTC)
+    async with db.transaction() as session:
+        promoted = await quotes.create_quote(session, quote_request(3000, "fresh-mart", "formosa-air"), policy=POLICY, now=during)
+        other_source = await quotes.create_quote(session, quote_request(1000, "wallet-pay", "formosa-air"), policy=POLICY, now=during)
+        before = await quotes.create_quote(session, quote_request(3000, "fresh-mart", "formosa-air"), policy=POLICY, now=T0)
+    assert promoted.promotions == [{"id": "formosa-air-year-end-2026", "bonus_percent": "10"}]
+    assert promoted.promotion_bonus_points == promoted.base_points // 10
+    assert other_source.promotions == [] and before.promotions == []
+
+
+async def test_partner_promotions_are_idempotent_and_end_early(db: Database) -> None:
+    await load(db)
+    terms = promotions.PromotionTerms(
+        id="fm-weekend", program_id="fresh-mart", bonus_percent=Decimal("20"),
+        starts_at=T0, ends_at=T0 + timedelta(days=2),
+    )
+    async with db.transaction() as session:
+        first = await promotions.create_promotion(session, terms, actor="client:fresh-mart", now=T0)
+        again = await promotions.create_promotion(session, terms, actor="client:fresh-mart", now=T0)
+        assert again.created_at == first.created_at
+        with pytest.raises(IdempotencyConflict):
+            await promotions.create_promotion(
+                session, replace(terms, bonus_percent=Decimal(30)), actor="client:fresh-mart", now=T0
+            )
+        with pytest.raises(NotFound):
+            await promotions.end_promotion(session, program_id="wallet-pay", promotion_id="fm-weekend", now=T0)
+        ended = await promotions.end_promotion(session, program_id="fresh-mart", promotion_id="fm-weekend", now=T0 + timedelta(hours=1))
+        assert ended.ends_at == T0 + timedelta(hours=1)
+        active = await promotions.active_promotions(session, source="wallet-pay", target="fresh-mart", at=T0 + timedelta(hours=2))
+    assert active == ()
+
+
+async def test_expired_and_foreign_quotes(db: Database) -> None:
+    await load(db)
+    async with db.transaction() as session:
+        quote = await quotes.create_quote(session, quote_request(1000), policy=POLICY, now=T0)
+        mine = await quotes.member_quote(session, quote.id, "m1")
+        quotes.ensure_open(mine, T0 + timedelta(seconds=59))
+        with pytest.raises(QuoteExpired) as caught:
+            quotes.ensure_open(mine, T0 + timedelta(seconds=60))
+        assert caught.value.extensions() == {"code": "QUOTE_EXPIRED", "field": "quoteId"}
+        for other in (("m2", quote.id), ("m1", "not-a-uuid")):
+            with pytest.raises(QuoteNotFound):
+                await quotes.member_quote(session, other[1], other[0])
+
+
+@pytest.mark.parametrize(
+    ("points", "source", "target", "limit"),
+    [
+        (3500, "formosa-air", "wallet-pay", "increment"),
+        (2000, "formosa-air", "wallet-pay", "minimum_points"),
+        (9000, "harbor-bank", "formosa-air", "minimum_points"),  # the pair's minimum is 10,000
+        (15000, "harbor-bank", "formosa-air", "increment"),  # ... in steps of 10,000
+    ],
+)
+async def test_amount_rules_name_the_limit(db: Database, points: int, source: str, target: str, limit: str) -> None:
+    await load(db)
+    with pytest.raises(LimitExceeded) as caught:
+        async with db.transaction() as session:
+            await quotes.create_quote(session, quote_request(points, source, target), policy=POLICY, now=T0)
+    assert caught.value.extensions()["limit"] == limit
+
+
+@pytest.mark.parametrize("points", [0, -5, limits.MAX_POINTS + 1])
+async def test_non_positive_and_oversized_amounts_are_bad_input(db: Database, points: int) -> None:
+    await load(db)
+    with pytest.raises(BadUserInput) as caught:
+        async with db.transaction() as session:
+            await quotes.create_quote(session, quote_request(points), policy=POLICY, now=T0)
+    assert caught.value.field == "points"
+
+
+async def usages_for(db: Database, request: quotes.QuoteRequest, at: datetime) -> list[limits.Usage]:
+    async with db.transaction() as session:
+        quote = await quotes.create_quote(session, request, policy=POLICY, now=at)
+        source = await programs.get_program(session, request.source)
+        target = await programs.get_program(session, request.target)
+        version = await rates.version_at(session, request.source, request.target, at)
+    return limits.conversion_usages(
+        member_id=request.member_id, source=source, target=target, version=version,
+        points_in=quote.points_in, points_out=quote.points_out, at=at, timezone=POLICY.timezone,
+    )
+
+
+async def test_daily_caps_count_per_member_and_report_the_room_left(db: Database) -> None:
+    await load(db)  # wallet-pay: 20,000 a member a day
+    usages = await usages_for(db, quote_request(15000, "wallet-pay"), T0)
+    async with db.transaction() as session:
+        await limits.reserve(session, usages)
+    with pytest.raises(LimitExceeded) as caught:
+        async with db.transaction() as session:
+            await quotes.create_quote(session, quote_request(6000, "wallet-pay"), policy=POLICY, now=T0)
+    assert (caught.value.limit, caught.value.remaining) == ("member_daily_cap", 5000)
+    async with db.transaction() as session:  # another member, and the next day in Taipei, have room
+        await quotes.create_quote(session, quote_request(6000, "wallet-pay", member="m2"), policy=POLICY, now=T0)
+        await quotes.create_quote(session, quote_request(6000, "wallet-pay"), policy=POLICY, now=T0 + timedelta(days=1))
+    async with db.transaction() as session:
+        await limits.release(session, usages)
+        await quotes.create_quote(session, quote_request(20000, "wallet-pay"), policy=POLICY, now=T0)
+
+
+async def test_a_pair_cap_applies_on_top_of_the_programs(db: Database) -> None:
+    await load(db)  # tune-stream → wallet-pay: at most 20,000 a member a month
+    for day in (0, 1):  # 8,000 a day fits tune-stream's own 10,000 daily cap
+        usages = await usages_for(db, quote_request(8000, "tune-stream", "wallet-pay"), T0 + timedelta(days=day))
+        assert "pair_member_monthly_cap" in {usage.name for usage in usages}
+        async with db.transaction() as session:
+            await limits.reserve(session, usages)
+    with pytest.raises(LimitExceeded) as caught:
+        async with db.transaction() as session:
+            await quotes.create_quote(session, quote_request(5000, "tune-stream", "wallet-pay"), policy=POLICY, now=T0 + timedelta(days=2))
+    assert (caught.value.limit, caught.value.remaining) == ("pair_member_monthly_cap", 4000)
+
+
+async def test_the_target_programs_monthly_budget(db: Database, tmp_path: Path) -> None:
+    directory = edited(tmp_path, "fresh-mart.toml", "monthly_issue_budget = 50000000", "monthly_issue_budget = 3000")
+    await load(db, directory)
+    with pytest.raises(LimitExceeded) as caught:
+        async with db.transaction() as session:
+            await quotes.create_quote(session, quote_request(1300), policy=POLICY, now=T0)  # 3185 points out
+    assert (caught.value.limit, caught.value.remaining) == ("monthly_issue_budget", 3000)
+
+
+async def test_parallel_reservations_never_overshoot_a_cap(pg_db: Database) -> None:
+    await load(pg_db)
+    usages = await usages_for(pg_db, quote_request(6000, "wallet-pay"), T0)  # 20,000 a day: room for 3
+
+    async def reserve() -> bool:
+        try:
+            async with pg_db.transaction() as session:
+                await limits.reserve(session, usages)
+        except LimitExceeded:
+            return False
+        return True
+
+    results = await asyncio.gather(*(reserve() for _ in range(10)))
+    assert results.count(True) == 3
