@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
@@ -16,15 +17,27 @@ from exchange.api.context import Services
 from exchange.api.http import GraphQLView
 from exchange.api.schema import build_schema
 from exchange.clock import Clock, SystemClock
+from exchange.connectors.registry import ConnectorRegistry
 from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.settings import Settings
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    partner_base_urls: Mapping[str, str] | None = None,
+) -> Starlette:
+    """The gateway. ``partner_base_urls`` points programs' connectors elsewhere than their
+    declarations (tests run sandbox partners on free ports)."""
     settings.check_for_production()
     services = Services(
-        settings=settings, db=Database.from_url(settings.database_url), clock=clock or SystemClock()
+        settings=settings,
+        db=Database.from_url(settings.database_url),
+        clock=clock or SystemClock(),
+        # The process environment holds partners' client secrets (``client_secret_env``).
+        connectors=ConnectorRegistry(settings, environ=os.environ, base_urls=partner_base_urls),
     )
 
     @asynccontextmanager
@@ -33,6 +46,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
         try:
             yield
         finally:
+            await services.connectors.aclose()
             await services.db.dispose()
 
     async def health(_: Request) -> JSONResponse:

@@ -118,8 +118,9 @@ def demo(port: int, data_dir: Path, partners_dir: Path) -> None:
     """Run the whole exchange on this machine with sample data.
 
     Migrates an embedded SQLite database in DATA_DIR, loads the sample programs from
-    PARTNERS_DIR, starts the gateway on 127.0.0.1 and prints where to point a browser.
-    Stop it with Ctrl-C.
+    PARTNERS_DIR, starts a sandbox partner for every program whose connector points at
+    loopback (on the port its base_url names, its state in DATA_DIR/sandboxes), starts the
+    gateway on 127.0.0.1 and prints where to point a browser. Stop it with Ctrl-C.
     """
     from exchange.demo import run_demo
 
@@ -130,7 +131,7 @@ def demo(port: int, data_dir: Path, partners_dir: Path) -> None:
         host="127.0.0.1",
         port=port,
     )
-    run_async(run_demo(settings))
+    run_async(run_demo(settings, data_dir))
 
 
 @main.group()
@@ -203,6 +204,79 @@ def ledger_verify() -> None:
         f"ledger verified: {verification.transactions} transactions, {verification.accounts} accounts, "
         f"chain head {verification.head_hash}"
     )
+
+
+@main.group()
+def sandbox() -> None:
+    """Sandbox partners: stand-ins for partners' points systems (partners/CONTRACT.md)."""
+
+
+@sandbox.command("serve")
+@click.option("--program", "program_id", required=True, help="The program to play, e.g. formosa-air.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, help="Port to bind (default: the port of the program's base_url).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".sandbox"),
+    show_default=True,
+    help="Where the sandbox keeps its SQLite file (<program>.sqlite3).",
+)
+@click.option(
+    "--partners-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Program declarations (default: EXCHANGE_PARTNERS_DIR or partners/).",
+)
+@click.option("--seed", type=int, help="Seed for random faults, for reproducible runs.")
+@click.option("--token-ttl", type=click.IntRange(min=1), default=3600, show_default=True,
+              help="Lifetime of issued access tokens, in seconds.")
+@reports_errors
+def sandbox_serve(
+    program_id: str,
+    host: str,
+    port: int | None,
+    data_dir: Path,
+    partners_dir: Path | None,
+    seed: int | None,
+    token_ttl: int,
+) -> None:
+    """Serve a sandbox partner for one program, over REST and GraphQL, until Ctrl-C.
+
+    Its client is the program's declared OAuth client; its members alice, bob, carol and
+    dave are seeded on first start; its state survives restarts in DATA_DIR. Fault knobs,
+    the operation log and balances are under /_sandbox.
+    """
+    import os
+    from datetime import timedelta
+
+    from exchange.programs.declarations import read_partners_directory
+    from exchange.sandbox.faults import FaultInjector, FaultSettings
+    from exchange.sandbox.server import SandboxServer, declared_address, sandbox_secret, serve_until_signalled
+
+    settings = load_settings(partners_dir=partners_dir)
+    programs = {program.id: program for program in read_partners_directory(settings.partners_dir).programs}
+    if program_id not in programs:
+        raise CommandFailed(f"no program {program_id!r} in {settings.partners_dir}")
+    program = programs[program_id]
+    if port is None:
+        address = declared_address(program)
+        port = address[1] if address else 0
+    server = SandboxServer(
+        program,
+        client_secret=sandbox_secret(program, os.environ),
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        token_ttl=timedelta(seconds=token_ttl),
+        faults=FaultInjector(FaultSettings(seed=seed)),
+        log_level="info",
+    )
+
+    def ready() -> None:
+        click.echo(f"sandbox {program.id} ({program.connector.kind}) serving on {server.url}; "
+                   f"state in {server.data_file}", err=False)
+
+    run_async(serve_until_signalled([server], ready))
 
 
 @main.group()

@@ -8,8 +8,9 @@ which one was bound.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import uvicorn
@@ -35,11 +36,33 @@ class RunningServer:
         await self.task
 
 
+class _SignalFreeServer(uvicorn.Server):
+    """A server that leaves SIGINT and SIGTERM to its host process.
+
+    uvicorn installs its own handlers for the lifetime of ``serve()`` and restores the previous
+    ones after; several servers in one process (the demo's sandbox partners, a sandbox that
+    restarts) would hand the signals around in whatever order they started and stopped.
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def start_server(
-    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    app: ASGIApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+    handle_signals: bool = True,
 ) -> RunningServer:
-    """Start serving ``app``; returns once the socket listens (or raises if start-up failed)."""
-    server = uvicorn.Server(
+    """Start serving ``app``; returns once the socket listens (or raises if start-up failed).
+
+    With ``handle_signals=False`` the server ignores Ctrl-C: the caller stops it.
+    """
+    server_class = uvicorn.Server if handle_signals else _SignalFreeServer
+    server = server_class(
         uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
     )
     task = asyncio.create_task(server.serve())
@@ -58,3 +81,16 @@ async def serving(app: ASGIApp, **options: object) -> AsyncIterator[RunningServe
         yield running
     finally:
         await running.stop()
+
+
+async def wait_for_stop_signal() -> None:
+    """Return on the first SIGINT (Ctrl-C) or SIGTERM; for hosts of signal-free servers."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

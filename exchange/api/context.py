@@ -9,6 +9,7 @@ from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
 from exchange.clock import Clock
+from exchange.connectors.registry import ConnectorRegistry
 from exchange.db.database import Database
 from exchange.programs import service as programs
 from exchange.programs.models import ProgramTier
@@ -22,6 +23,7 @@ class Services:
     settings: Settings
     db: Database
     clock: Clock
+    connectors: ConnectorRegistry
 
 
 def _tiers_loader(db: Database) -> DataLoader[str, list[ProgramTier]]:

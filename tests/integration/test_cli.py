@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -35,9 +36,11 @@ def sqlite_env(tmp_path: Path) -> dict[str, str]:
 def test_help_names_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("serve", "demo", "db", "partners", "schema"):
+    for command in ("serve", "demo", "db", "partners", "schema", "sandbox"):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
-    for group, command in (("db", "upgrade"), ("partners", "load"), ("schema", "export")):
+    for group, command in (
+        ("db", "upgrade"), ("partners", "load"), ("schema", "export"), ("sandbox", "serve")
+    ):
         assert command in run(group, "--help").stdout
 
 
@@ -87,11 +90,30 @@ def test_a_bad_setting_names_its_variable(sqlite_env: dict[str, str]) -> None:
     assert result.stderr.startswith("Error: EXCHANGE_PORT: ")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
-def demo_process(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+def partners_on_free_ports(tmp_path: Path) -> Path:
+    """The sample programs, their sandboxes moved off 8701..8706 (another run may hold them)."""
+    partners = tmp_path / "partners"
+    shutil.copytree(SAMPLE_PARTNERS, partners)
+    for path in partners.glob("*.toml"):
+        text = path.read_text()
+        for port in set(re.findall(r"127\.0\.0\.1:(\d+)", text)):
+            text = text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}")
+        path.write_text(text)
+    return partners
+
+
+@pytest.fixture
+def demo_process(tmp_path: Path, partners_on_free_ports: Path) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
         [EXCHANGE, "demo", "--port", "0", "--data-dir", str(tmp_path / "demo"),
-         "--partners-dir", str(SAMPLE_PARTNERS)],
+         "--partners-dir", str(partners_on_free_ports)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
     )
     try:
@@ -101,14 +123,16 @@ def demo_process(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
         process.wait(timeout=30)
 
 
-async def test_demo_serves_the_six_programs(demo_process: subprocess.Popen[str]) -> None:
+async def test_demo_serves_the_six_programs_and_their_sandbox_partners(
+    demo_process: subprocess.Popen[str],
+) -> None:
     assert demo_process.stdout is not None
     banner: list[str] = []
-    while not any("GraphiQL" in line for line in banner):
+    while not any("Stop it with Ctrl-C" in line for line in banner):
         line = await asyncio.wait_for(asyncio.to_thread(demo_process.stdout.readline), timeout=60)
         assert line, "the demo exited early:\n" + "".join(banner)
         banner.append(line)
-    url = re.search(r"(http://127\.0\.0\.1:\d+/graphql)", banner[-1])
+    url = re.search(r"GraphiQL.*(http://127\.0\.0\.1:\d+/graphql)", "".join(banner))
     assert url is not None
     async with httpx.AsyncClient(timeout=30) as client:
         response = await client.post(
@@ -118,6 +142,39 @@ async def test_demo_serves_the_six_programs(demo_process: subprocess.Popen[str])
     assert sorted(p["id"] for p in programs) == [
         "formosa-air", "fresh-mart", "happy-card", "harbor-bank", "tune-stream", "wallet-pay"
     ]
+    partners = dict(
+        re.findall(r"^\s+([a-z-]+)\s+(?:rest|graphql)\s+(http://\S+)$", "".join(banner), re.MULTILINE)
+    )
+    assert sorted(partners) == sorted(p["id"] for p in programs)
+    async with httpx.AsyncClient(timeout=30) as client:
+        members = (await client.get(partners["tune-stream"] + "/_sandbox/members")).json()
+    assert [m["member_ref"] for m in members["members"]] == ["alice", "bob", "carol", "dave"]
+
+
+async def test_sandbox_serve_runs_a_partner_until_sigterm(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [EXCHANGE, "sandbox", "serve", "--program", "tune-stream", "--port", "0",
+         "--data-dir", str(tmp_path), "--partners-dir", str(SAMPLE_PARTNERS)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), timeout=60)
+        url = re.search(r"serving on (http://127\.0\.0\.1:\d+)", line)
+        assert url is not None, line
+        async with httpx.AsyncClient(timeout=30) as client:
+            info = (await client.get(url.group(1) + "/_sandbox")).json()
+        assert info["program"] == "tune-stream"
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+    assert (tmp_path / "tune-stream.sqlite3").exists()
+
+
+def test_sandbox_serve_names_an_unknown_program() -> None:
+    result = run("sandbox", "serve", "--program", "nope", "--partners-dir", str(SAMPLE_PARTNERS))
+    assert result.returncode == 2
+    assert "no program 'nope'" in result.stderr
 
 
 def test_ledger_verify_passes_then_names_a_tampered_transaction(tmp_path: Path) -> None:

@@ -1,0 +1,76 @@
+"""A client of a sandbox's admin API (``/_sandbox``), for tests, benchmarks and soak runs.
+
+It speaks HTTP, so it works as well with a sandbox in another process
+(``exchange sandbox serve``) as with one in this event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from exchange.sandbox.faults import FaultKind, FaultSettings
+
+
+class SandboxAdmin:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/") + "/_sandbox"
+
+    async def _request(self, method: str, path: str, json: Any = None) -> Any:
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.request(method, self.url + path, json=json)
+        response.raise_for_status()
+        return response.json()
+
+    async def set_faults(
+        self,
+        *,
+        latency_ms: int = 0,
+        percent: dict[FaultKind, int] | None = None,
+        script: list[FaultKind] | None = None,
+        seed: int | None = None,
+    ) -> FaultSettings:
+        """Replace every fault knob (``set_faults()`` clears them all)."""
+        settings = FaultSettings(
+            latency_ms=latency_ms, percent=percent or {}, script=script or [], seed=seed
+        )
+        return FaultSettings.model_validate(
+            await self._request("POST", "/faults", settings.model_dump(mode="json"))
+        )
+
+    async def faults(self) -> FaultSettings:
+        return FaultSettings.model_validate(await self._request("GET", "/faults"))
+
+    async def operations(self) -> list[dict[str, Any]]:
+        """The operation log, oldest first; each entry has ``seq`` and the operation's fields."""
+        answer: list[dict[str, Any]] = (await self._request("GET", "/operations"))["operations"]
+        return answer
+
+    async def members(self) -> dict[str, Any]:
+        """``members`` (each with balance and opening balance), ``total_points``,
+        ``total_opening_points``."""
+        answer: dict[str, Any] = await self._request("GET", "/members")
+        return answer
+
+    async def balance(self, member_ref: str) -> int:
+        for member in (await self.members())["members"]:
+            if member["member_ref"] == member_ref:
+                return int(member["balance"])
+        raise KeyError(member_ref)
+
+    async def add_member(
+        self, member_ref: str, *, balance: int = 0, tier: str | None = None, verification: str = "0000"
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"balance": balance, "verification": verification}
+        if tier is not None:
+            body["tier"] = tier
+        answer: dict[str, Any] = await self._request("PUT", f"/members/{member_ref}", body)
+        return answer
+
+    async def revoke_tokens(self) -> int:
+        return int((await self._request("POST", "/tokens/revoke"))["revoked"])
+
+    async def request_restart(self, down_ms: int = 0) -> None:
+        """Ask the sandbox to restart itself; returns before it has (poll it to know)."""
+        await self._request("POST", "/restart", {"down_ms": down_ms})

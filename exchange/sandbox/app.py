@@ -1,0 +1,60 @@
+"""Assembling one sandbox partner's ASGI app from its parts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from exchange.sandbox import admin, rest
+from exchange.sandbox.auth import BearerTokenMiddleware, TokenIssuer
+from exchange.sandbox.faults import FaultInjected, FaultInjector, FaultMiddleware
+from exchange.sandbox.graphql import ContractGraphQL
+from exchange.sandbox.points import PointsSystem, Refusal
+from exchange.sandbox.service import PartnerService
+
+TOKEN_PATH = "/oauth/token"
+
+
+async def _fault_handler(_: Request, exc: Exception) -> Response:
+    # FaultMiddleware replaces this answer with the fault's own; this only keeps
+    # Starlette from treating an injected fault as a crash.
+    return PlainTextResponse(str(exc), status_code=500)
+
+
+def create_sandbox_app(
+    *,
+    points: PointsSystem,
+    faults: FaultInjector,
+    issuer: TokenIssuer,
+    released: asyncio.Event,
+    restart: Callable[[float], None] | None = None,
+) -> Starlette:
+    """The sandbox's app: token endpoint, contract (REST and GraphQL), admin API.
+
+    ``released`` ends hanging requests when the sandbox stops; ``restart`` (if given) lets
+    ``POST /_sandbox/restart`` restart the server the app runs on.
+    """
+    service = PartnerService(points, faults)
+    graphql = ContractGraphQL(service)
+    return Starlette(
+        routes=[
+            Route(TOKEN_PATH, issuer.token_endpoint, methods=["POST"]),
+            *admin.routes(
+                program_id=points.program.id, points=points, faults=faults, issuer=issuer, restart=restart
+            ),
+            *rest.routes(service),
+            Route("/graphql", graphql, methods=["POST"]),
+        ],
+        middleware=[
+            Middleware(FaultMiddleware, released=released),
+            Middleware(BearerTokenMiddleware, issuer=issuer, open_paths=(TOKEN_PATH, admin.PREFIX)),
+        ],
+        exception_handlers={Refusal: rest.refusal_handler, FaultInjected: _fault_handler},
+    )
+

@@ -1,0 +1,221 @@
+"""Fault knobs: make the sandbox slow, failing, hanging or forgetful, on demand or at random.
+
+A fault is decided once per contract call, in this order:
+
+1. a **magic amount** — a debit or credit of exactly one of :data:`MAGIC_POINTS` always
+   meets its fault (the apply-first ones only when the operation is newly applied, so the
+   exchange's retry of the same id gets the recorded answer);
+2. the **script** — faults queued through the admin API, one used by each write call
+   (debit, credit, reverse, match_tier), for tests that need "the next credit applies and
+   then the connection drops";
+3. **random faults** — each kind with its percentage, drawn from the sandbox's RNG
+   (seed it for reproducible runs). These hit reads too.
+
+Latency is added to every contract call. Faults that apply first commit the operation and
+then lose the answer; the others fail before anything is applied. The transport-level part
+(answer 500, drop the connection, hang) is done by :class:`FaultMiddleware` around both
+transports, told what to do through a per-request slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+T = TypeVar("T")
+
+
+class FaultKind(StrEnum):
+    ERROR = "error"  # answer 500; nothing applied
+    HANG = "hang"  # never answer; nothing applied
+    APPLY_THEN_ERROR = "apply_then_error"  # apply, then answer 500
+    APPLY_THEN_DROP = "apply_then_drop"  # apply, then drop the connection mid-answer
+    APPLY_THEN_HANG = "apply_then_hang"  # apply, then never answer
+
+    @property
+    def applies_first(self) -> bool:
+        return self.value.startswith("apply_then_")
+
+
+#: Debit or credit amounts that always meet a fault (documented in partners/CONTRACT.md).
+MAGIC_POINTS: dict[int, FaultKind] = {
+    11_000: FaultKind.ERROR,
+    13_000: FaultKind.HANG,
+    14_000: FaultKind.APPLY_THEN_HANG,
+    17_000: FaultKind.APPLY_THEN_ERROR,
+    19_000: FaultKind.APPLY_THEN_DROP,
+}
+
+Percent = Annotated[int, Field(ge=0, le=100, strict=True)]
+
+
+class FaultSettings(BaseModel):
+    """The knobs, as the admin API reads and writes them (``POST /_sandbox/faults``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: Annotated[int, Field(ge=0, le=60_000, strict=True)] = 0
+    percent: dict[FaultKind, Percent] = Field(default_factory=dict)
+    script: list[FaultKind] = Field(default_factory=list)
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _percentages_fit(self) -> FaultSettings:
+        if sum(self.percent.values()) > 100:
+            raise ValueError("the fault percentages add up to more than 100")
+        return self
+
+
+class FaultInjected(Exception):
+    """A contract call met a fault before applying anything; the middleware answers for it."""
+
+
+@dataclass
+class FaultSlot:
+    """What the middleware must do with the current request's answer."""
+
+    fault: FaultKind | None = None
+
+
+_current_slot: contextvars.ContextVar[FaultSlot | None] = contextvars.ContextVar(
+    "sandbox_fault_slot", default=None
+)
+
+
+def _signal(fault: FaultKind) -> None:
+    slot = _current_slot.get()
+    if slot is not None:
+        slot.fault = fault
+
+
+class FaultInjector:
+    """The knobs of one sandbox; they outlive restarts of its server."""
+
+    def __init__(self, settings: FaultSettings | None = None, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self._sleep = sleep
+        self._random = random.Random()
+        self.settings = FaultSettings()
+        self.configure(settings or FaultSettings())
+
+    def configure(self, settings: FaultSettings) -> None:
+        """Replace every knob; a seed restarts the RNG so a run can be replayed."""
+        self.settings = settings.model_copy(deep=True)
+        if settings.seed is not None:
+            self._random.seed(settings.seed)
+
+    def _draw(self, *, write: bool, points: int | None) -> tuple[FaultKind | None, bool]:
+        """The fault for one call, and whether it came from a magic amount."""
+        if points is not None and points in MAGIC_POINTS:
+            return MAGIC_POINTS[points], True
+        if write and self.settings.script:
+            return self.settings.script.pop(0), False
+        if self.settings.percent:
+            roll = self._random.random() * 100
+            for kind, percent in self.settings.percent.items():
+                if roll < percent:
+                    return kind, False
+                roll -= percent
+        return None, False
+
+    async def run(
+        self, action: Callable[[], Awaitable[tuple[T, bool]]], *, write: bool, points: int | None = None
+    ) -> T:
+        """Run a contract call under the knobs; ``action`` returns (result, newly applied)."""
+        fault, magic = self._draw(write=write, points=points)
+        if self.settings.latency_ms:
+            await self._sleep(self.settings.latency_ms / 1000)
+        if fault is not None and not fault.applies_first:
+            _signal(fault)
+            raise FaultInjected(fault.value)
+        applied = False
+        try:
+            result, applied = await action()
+        finally:
+            if fault is not None and (applied or not magic):
+                _signal(fault)
+        return result
+
+
+_FAILURE = json.dumps(
+    {"title": "Injected failure", "status": 500, "code": "SANDBOX_FAULT", "detail": "a fault knob"}
+).encode()
+
+
+class FaultMiddleware:
+    """Does at the HTTP level what the injector decided: a 500, a dropped connection, a hang.
+
+    The answer is held back until the call has finished, then sent, or replaced by the
+    fault. A hang lasts until the client gives up or ``released`` is set (the sandbox is
+    stopping), and then the connection is dropped.
+    """
+
+    def __init__(self, app: ASGIApp, *, released: asyncio.Event) -> None:
+        self.app = app
+        self.released = released
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        slot = FaultSlot()
+        token = _current_slot.set(slot)
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        try:
+            await self.app(scope, receive, hold)
+        finally:
+            _current_slot.reset(token)
+        match slot.fault:
+            case None:
+                for message in held:
+                    await send(message)
+            case FaultKind.ERROR | FaultKind.APPLY_THEN_ERROR:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/problem+json"),
+                            (b"content-length", str(len(_FAILURE)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": _FAILURE})
+            case FaultKind.APPLY_THEN_DROP:
+                await _drop(send)
+            case FaultKind.HANG | FaultKind.APPLY_THEN_HANG:
+                if not await self._client_gave_up(receive):
+                    await _drop(send)
+
+    async def _client_gave_up(self, receive: Receive) -> bool:
+        """Wait until the client disconnects (True) or the sandbox stops (False)."""
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        waiting = asyncio.ensure_future(disconnected())
+        released = asyncio.ensure_future(self.released.wait())
+        done, pending = await asyncio.wait({waiting, released}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        return waiting in done
+
+
+async def _drop(send: Send) -> None:
+    """Start an answer and never finish it: the server closes the connection mid-answer."""
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1024")]}
+    )

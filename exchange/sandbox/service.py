@@ -1,0 +1,62 @@
+"""The contract as both transports call it: the points system under the fault knobs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import TypeVar
+
+from exchange.connectors.contract import MemberAccount, Operation, Verification
+from exchange.sandbox.faults import FaultInjector
+from exchange.sandbox.points import PointsSystem, Written
+
+T = TypeVar("T")
+
+
+async def _read(call: Awaitable[T]) -> tuple[T, bool]:
+    return await call, True
+
+
+async def _write(call: Awaitable[Written]) -> tuple[Written, bool]:
+    written = await call
+    return written, written.created
+
+
+class PartnerService:
+    def __init__(self, points: PointsSystem, faults: FaultInjector) -> None:
+        self.points = points
+        self.faults = faults
+
+    async def account(self, member_ref: str) -> MemberAccount:
+        return await self.faults.run(lambda: _read(self.points.account(member_ref)), write=False)
+
+    async def verify(self, member_ref: str, verification: str) -> Verification:
+        return await self.faults.run(
+            lambda: _read(self.points.verify(member_ref, verification)), write=False
+        )
+
+    async def operation(self, operation_id: str) -> Operation | None:
+        return await self.faults.run(lambda: _read(self.points.operation(operation_id)), write=False)
+
+    async def debit(self, operation_id: str, member_ref: str, points: int) -> Written:
+        return await self.faults.run(
+            lambda: _write(self.points.debit(operation_id, member_ref, points)), write=True, points=points
+        )
+
+    async def credit(self, operation_id: str, member_ref: str, points: int) -> Written:
+        return await self.faults.run(
+            lambda: _write(self.points.credit(operation_id, member_ref, points)), write=True, points=points
+        )
+
+    async def reverse(self, operation_id: str, reverses: str, points: int | None) -> Written:
+        return await self.faults.run(
+            lambda: _write(self.points.reverse(operation_id, reverses, points)), write=True
+        )
+
+    async def match_tier(
+        self, operation_id: str, member_ref: str, tier: str, expires_at: datetime
+    ) -> Written:
+        return await self.faults.run(
+            lambda: _write(self.points.match_tier(operation_id, member_ref, tier, expires_at)),
+            write=True,
+        )
