@@ -29,6 +29,7 @@ from exchange.connectors.rest import RestFlavour
 from exchange.connectors.retry import RetryPolicy
 from exchange.connectors.tokens import ClientCredentials, TokenCache
 from exchange.programs.declarations import ConnectorDeclaration
+from exchange.programs.models import Program
 from exchange.settings import Settings
 
 logger = logging.getLogger("exchange.connectors")
@@ -100,6 +101,10 @@ class ConnectorRegistry:
         connector = self._build(program_id, declaration)
         self._connectors[program_id] = (declaration, connector)
         return connector
+
+    def for_program(self, program: Program) -> PartnerConnector:
+        """The connector of a loaded program, from its stored connector settings."""
+        return self.connector(program.id, program.connector)
 
     def _secret(self, program_id: str, config: ConnectorDeclaration) -> str:
         oauth = config.oauth

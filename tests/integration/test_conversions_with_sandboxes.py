@@ -1,0 +1,134 @@
+"""The conversion saga against real sandbox partners on loopback, faults included."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions.models import Conversion, ConversionStatus
+from exchange.conversions.recovery import RecoveryWorker
+from exchange.conversions.saga import ConversionSaga, ExecuteRequest, SagaPolicy
+from exchange.db.database import Database
+from exchange.ledger.posting import Ledger
+from exchange.ledger.verify import verify_ledger
+from exchange.loading import load_directory
+from exchange.pricing import quotes
+from exchange.programs.declarations import PartnersDirectory
+from exchange.sandbox.faults import FaultKind
+from exchange.settings import Settings
+from exchange.testing.clock import FrozenClock
+from exchange.testing.sandboxes import SandboxFleet
+
+PROGRAMS = ("happy-card", "fresh-mart", "wallet-pay")
+
+
+@dataclass
+class Exchange:
+    db: Database
+    saga: ConversionSaga
+    clock: FrozenClock
+    sandboxes: SandboxFleet
+    settings: Settings
+
+    async def convert(self, points: int, source: str, target: str, key: str, member: str = "alice") -> Conversion:
+        async with self.db.transaction() as session:
+            quote = await quotes.create_quote(
+                session,
+                quotes.QuoteRequest(member_id=member, member_level=0, source=source, target=target, points=points),
+                policy=quotes.QuotePolicy(ttl=self.settings.quote_ttl, timezone=self.settings.timezone),
+                now=self.clock.now(),
+            )
+        return await self.saga.execute(
+            ExecuteRequest(member_id=member, quote_id=quote.id, idempotency_key=key, source_ref=member, target_ref=member)
+        )
+
+    async def recover(self) -> None:
+        self.clock.advance(minutes=10)
+        await RecoveryWorker(self.saga, interval=1).run_once()
+
+    async def status(self, conversion_id: str) -> str:
+        async with self.db.transaction() as session:
+            conversion = await session.get(Conversion, conversion_id)
+        assert conversion is not None
+        return conversion.status
+
+
+@pytest.fixture
+async def exchange(
+    pg_db: Database, sandboxes: SandboxFleet, sample_partners: PartnersDirectory
+) -> AsyncIterator[Exchange]:
+    await sandboxes.start(*PROGRAMS)
+    clock = FrozenClock(datetime.now(UTC))
+    settings = Settings(partner_retry_attempts=1)
+    async with pg_db.transaction() as session:
+        await load_directory(session, sample_partners, clock.now())
+    registry: ConnectorRegistry = sandboxes.registry(settings)
+    saga = ConversionSaga(
+        db=pg_db,
+        connector_for=registry.for_program,
+        ledger=Ledger(timezone=settings.timezone, clock=clock),
+        clock=clock,
+        policy=SagaPolicy(timezone=settings.timezone, give_up_after=2),
+    )
+    try:
+        yield Exchange(pg_db, saga, clock, sandboxes, settings)
+    finally:
+        await registry.aclose()
+
+
+async def partner_net(sandboxes: SandboxFleet, program: str, member: str) -> int:
+    return await sandboxes[program].admin.balance(member) - 120_000
+
+
+async def test_a_conversion_moves_points_between_real_partners(exchange: Exchange) -> None:
+    conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
+    assert conversion.status == ConversionStatus.COMPLETED
+    assert await partner_net(exchange.sandboxes, "happy-card", "alice") == -1000
+    assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == conversion.points_out == 2450
+
+
+@pytest.mark.parametrize(
+    ("program", "fault", "final"),
+    [
+        ("fresh-mart", FaultKind.APPLY_THEN_DROP, ConversionStatus.COMPLETED),
+        ("fresh-mart", FaultKind.APPLY_THEN_ERROR, ConversionStatus.COMPLETED),
+        ("fresh-mart", FaultKind.ERROR, ConversionStatus.COMPLETED),
+        ("happy-card", FaultKind.APPLY_THEN_DROP, ConversionStatus.COMPLETED),
+        ("happy-card", FaultKind.ERROR, ConversionStatus.FAILED),
+    ],
+)
+async def test_faults_at_either_partner_end_final_and_agreeing(
+    exchange: Exchange, program: str, fault: FaultKind, final: ConversionStatus
+) -> None:
+    await exchange.sandboxes[program].admin.set_faults(script=[fault])
+    conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
+    if conversion.status == ConversionStatus.PENDING:
+        await exchange.recover()
+    assert await exchange.status(conversion.id) == final
+    debited = await partner_net(exchange.sandboxes, "happy-card", "alice")
+    credited = await partner_net(exchange.sandboxes, "fresh-mart", "alice")
+    async with exchange.db.transaction() as session:
+        report = await verify_ledger(session)
+        balances = dict(tuple(row) for row in await session.exec(text("SELECT code, balance FROM ledger_account")))
+    assert report.ok
+    assert debited == balances.get("member-points:happy-card", 0)
+    assert credited == balances.get("member-points:fresh-mart", 0)
+    if final == ConversionStatus.COMPLETED:
+        assert (debited, credited) == (-1000, 2450)
+    else:
+        assert (debited, credited) == (0, 0)
+
+
+async def test_a_partner_restart_mid_conversion_is_recovered(exchange: Exchange) -> None:
+    await exchange.sandboxes["fresh-mart"].admin.set_faults(script=[FaultKind.APPLY_THEN_HANG])
+    conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
+    assert conversion.status == ConversionStatus.PENDING
+    await exchange.sandboxes["fresh-mart"].restart(down=0.2)
+    await exchange.recover()
+    assert await exchange.status(conversion.id) == ConversionStatus.COMPLETED
+    assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 2450
