@@ -28,8 +28,9 @@ from exchange.errors import BadUserInput, NotFound
 
 #: What partners may sign with. ``Ed25519`` is RFC 9864's name for what ``EdDSA`` meant.
 ASSERTION_ALGORITHMS = ("RS256", "ES256", "Ed25519", "EdDSA")
-#: An assertion is a one-off proof: it may not be valid for longer than this.
-MAX_ASSERTION_LIFETIME = timedelta(minutes=10)
+#: An assertion is a one-off proof: it may not be valid for longer than this (what
+#: Authlib's and Google's assertion clients sign by default); its jti is kept as long.
+MAX_ASSERTION_LIFETIME = timedelta(hours=1)
 #: Clock difference tolerated between a partner and the exchange.
 ASSERTION_LEEWAY_SECONDS = 60
 MINIMUM_RSA_BITS = 2048
@@ -165,7 +166,7 @@ def verify_assertion(
         raise AssertionRejected(f"the assertion's claims are invalid: {error.description}") from None
     if token.claims["exp"] - now.timestamp() > MAX_ASSERTION_LIFETIME.total_seconds():
         raise AssertionRejected(
-            f"the assertion is valid for too long (at most {MAX_ASSERTION_LIFETIME.seconds} s)"
+            f"the assertion is valid for too long (at most {int(MAX_ASSERTION_LIFETIME.total_seconds())} s)"
         )
     return token.claims
 

@@ -20,18 +20,11 @@ from exchange.db.database import Database
 from exchange.errors import BadUserInput, ConfigurationError, NotFound
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.service import load_partners
+from tests.clocks import MovableClock
 from tests.conftest import SAMPLE_PARTNERS
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 SECRET = "a test key-encryption secret of some length"
-
-
-class FixedClock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
 
 
 @pytest.fixture
@@ -136,7 +129,7 @@ async def test_replicas_starting_together_make_one_active_key(pg_db: Database) -
 
 
 async def test_the_key_cache_follows_a_rotation_made_elsewhere(db: Database) -> None:
-    clock = FixedClock(NOW)
+    clock = MovableClock(NOW)
     async with db.transaction() as session:
         first = await keys.ensure_active_key(session, SECRET, NOW)
     cache = keys.SigningKeys(db, SECRET, clock)
@@ -145,14 +138,14 @@ async def test_the_key_cache_follows_a_rotation_made_elsewhere(db: Database) -> 
         rotation = await keys.rotate_signing_key(session, SECRET, NOW, timedelta(hours=1))
     assert (await cache.signing_key()).kid == first.kid, "served from the cache until stale"
     assert await cache.public_key(rotation.new.kid) is None, "re-read at most every few seconds"
-    clock.current += keys.UNKNOWN_KID_REFRESH
+    clock.advance(keys.UNKNOWN_KID_REFRESH)
     assert await cache.public_key(rotation.new.kid) is not None, "an unknown kid re-reads the keys"
     assert (await cache.signing_key()).kid == rotation.new.kid
     assert {k["kid"] for k in (await cache.jwks())["keys"]} == {first.kid, rotation.new.kid}
     assert await cache.public_key("made-up") is None
     async with db.transaction() as session:
         third = await keys.rotate_signing_key(session, SECRET, NOW, timedelta(hours=1))
-    clock.current += keys.KEY_REFRESH
+    clock.advance(keys.KEY_REFRESH)
     assert (await cache.signing_key()).kid == third.new.kid, "a stale cache re-reads the keys"
 
 

@@ -70,7 +70,7 @@ def partner_key() -> ECKey:
         ({"sub": None}, "lacks a claim"),
         ({"jti": None}, "lacks a claim"),
         ({"nbf": int((NOW + timedelta(minutes=5)).timestamp())}, "claims are invalid"),
-        ({"exp": int((NOW + timedelta(hours=1)).timestamp())}, "valid for too long"),
+        ({"exp": int((NOW + timedelta(hours=1, seconds=1)).timestamp())}, "valid for too long"),
     ],
 )
 def test_assertions_with_bad_claims_are_rejected(
