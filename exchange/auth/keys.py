@@ -169,10 +169,15 @@ class SigningKeys:
         self._loaded_at: datetime | None = None
         self._lock = asyncio.Lock()
 
-    async def refresh(self) -> None:
+    async def refresh(self, session: AsyncSession | None = None) -> None:
+        """Re-read the keys, in ``session`` if the caller is inside a unit of work (on SQLite
+        its one connection is taken), else in a transaction of its own."""
         async with self._lock:
             now = self._clock.now()
-            async with self._db.transaction() as session:
+            if session is None:
+                async with self._db.transaction() as own:
+                    rows = await published_keys(own, now)
+            else:
                 rows = await published_keys(session, now)
             self._public = {row.kid: RSAKey.import_key(row.public_jwk) for row in rows}
             self._jwks = {"keys": [dict(row.public_jwk) for row in rows]}
@@ -182,25 +187,25 @@ class SigningKeys:
                 self._private = {active.kid: decrypt_private_key(active, self._secret)}
             self._loaded_at = now
 
-    async def _refresh_if_older_than(self, age: timedelta) -> None:
+    async def _refresh_if_older_than(self, age: timedelta, session: AsyncSession | None) -> None:
         if self._loaded_at is None or self._clock.now() - self._loaded_at >= age:
-            await self.refresh()
+            await self.refresh(session)
 
-    async def signing_key(self) -> RSAKey:
+    async def signing_key(self, session: AsyncSession | None = None) -> RSAKey:
         """The active private key (with its kid)."""
-        await self._refresh_if_older_than(KEY_REFRESH)
+        await self._refresh_if_older_than(KEY_REFRESH, session)
         if self._active_kid is None:
             raise ConfigurationError("there is no active signing key: run `exchange keys rotate`")
         return self._private[self._active_kid]
 
-    async def public_key(self, kid: str) -> RSAKey | None:
+    async def public_key(self, kid: str, session: AsyncSession | None = None) -> RSAKey | None:
         """The published key named ``kid``, or ``None`` if there is none."""
-        await self._refresh_if_older_than(KEY_REFRESH)
+        await self._refresh_if_older_than(KEY_REFRESH, session)
         if kid not in self._public:
-            await self._refresh_if_older_than(UNKNOWN_KID_REFRESH)
+            await self._refresh_if_older_than(UNKNOWN_KID_REFRESH, session)
         return self._public.get(kid)
 
     async def jwks(self) -> dict[str, Any]:
         """The JWK Set document: every published public key."""
-        await self._refresh_if_older_than(KEY_REFRESH)
+        await self._refresh_if_older_than(KEY_REFRESH, None)
         return self._jwks

@@ -253,7 +253,7 @@ class _TokenLookup:
     def query_token(self, token_string: str, token_type_hint: str | None) -> IntrospectedToken | None:
         work = _work.get()
         try:
-            return IntrospectedToken(work.run(self.server.verifier.verify(token_string)))
+            return IntrospectedToken(work.run(self.server.verifier.verify(token_string, work.session)))
         except InvalidAccessToken:
             return None
 
@@ -384,7 +384,7 @@ class ExchangeAuthorizationServer(AuthorizationServer):
         )
         return {
             "token_type": "Bearer",
-            "access_token": sign_access_token(claims, work.run(self.keys.signing_key())),
+            "access_token": sign_access_token(claims, work.run(self.keys.signing_key(work.session))),
             "expires_in": int(self.token_lifetime.total_seconds()),
             "scope": scope_text(scopes),
         }

@@ -23,6 +23,7 @@ from joserfc.errors import (
     MissingClaimError,
 )
 from joserfc.jwk import RSAKey
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth import revocation
 from exchange.auth.errors import InvalidAccessToken
@@ -122,8 +123,11 @@ class TokenVerifier:
         self._audience = audience
         self._clock = clock
 
-    async def verify(self, token: str) -> VerifiedToken:
-        """The token's claims and principal, or :class:`InvalidAccessToken` saying why not."""
+    async def verify(self, token: str, session: AsyncSession | None = None) -> VerifiedToken:
+        """The token's claims and principal, or :class:`InvalidAccessToken` saying why not.
+
+        Database reads go through ``session`` when the caller is inside a unit of work.
+        """
         header = _unverified_header(token)
         if str(header.get("alg")).lower() == "none":
             raise InvalidAccessToken("unsigned tokens (alg none) are refused")
@@ -132,7 +136,7 @@ class TokenVerifier:
         if header.get("typ") != TOKEN_TYPE:
             raise InvalidAccessToken(f"not an access token (typ must be {TOKEN_TYPE})")
         kid = header.get("kid")
-        key = await self._keys.public_key(kid) if isinstance(kid, str) else None
+        key = await self._keys.public_key(kid, session) if isinstance(kid, str) else None
         if key is None:
             raise InvalidAccessToken("the token is not signed by a published key of this exchange")
         try:
@@ -143,9 +147,13 @@ class TokenVerifier:
             raise InvalidAccessToken("the token is malformed") from None
         self._check_claims(decoded)
         principal = principal_from_claims(decoded.claims)
-        async with self._db.transaction() as session:
-            if await revocation.is_revoked(session, principal.token_id):
-                raise InvalidAccessToken("the token has been revoked")
+        if session is None:
+            async with self._db.transaction() as own:
+                revoked = await revocation.is_revoked(own, principal.token_id)
+        else:
+            revoked = await revocation.is_revoked(session, principal.token_id)
+        if revoked:
+            raise InvalidAccessToken("the token has been revoked")
         return VerifiedToken(claims=decoded.claims, principal=principal)
 
     def _check_claims(self, decoded: jwt.Token) -> None:
