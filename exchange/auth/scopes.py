@@ -83,6 +83,6 @@ def scopes_for_role(role: Role, requested: frozenset[Scope] | None = None) -> fr
         raise InvalidScope("give at least one scope")
     if extra := requested - allowed:
         raise InvalidScope(
-            f"a {role.value} cannot hold {scope_text(extra)}; it may hold {scope_text(allowed)}"
+            f"the {role.value} role cannot hold {scope_text(extra)}; it may hold {scope_text(allowed)}"
         )
     return requested

@@ -54,7 +54,7 @@ async def test_client_scopes_may_narrow_the_role_but_not_cross_it(loaded: Databa
             session, role=Role.SETTLEMENT, scopes=frozenset({Scope.SETTLEMENT_READ}), now=NOW
         )
         assert narrow.client.scope == "settlement:read"
-        with pytest.raises(InvalidScope, match="a settlement cannot hold admin:write"):
+        with pytest.raises(InvalidScope, match="the settlement role cannot hold admin:write"):
             await clients.create_client(
                 session, role=Role.SETTLEMENT, scopes=frozenset({Scope.ADMIN_WRITE}), now=NOW
             )

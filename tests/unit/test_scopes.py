@@ -41,7 +41,7 @@ def test_an_unknown_scope_is_named() -> None:
 def test_a_role_gets_all_its_scopes_by_default_and_only_its_own_on_request() -> None:
     assert scopes_for_role(Role.ADMIN) == ROLE_SCOPES[Role.ADMIN]
     assert scopes_for_role(Role.PARTNER, frozenset({Scope.PARTNER_READ})) == {Scope.PARTNER_READ}
-    with pytest.raises(InvalidScope, match="a partner cannot hold settlement:read"):
+    with pytest.raises(InvalidScope, match="the partner role cannot hold settlement:read"):
         scopes_for_role(Role.PARTNER, frozenset({Scope.PARTNER_READ, Scope.SETTLEMENT_READ}))
     with pytest.raises(InvalidScope, match="at least one"):
         scopes_for_role(Role.PARTNER, frozenset())
