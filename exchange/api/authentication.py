@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Protocol, cast
 
 from graphql import (
     DocumentNode,
@@ -179,13 +180,20 @@ def _object_types(schema: GraphQLSchema, parent: GraphQLCompositeType) -> list[G
     return list(schema.get_possible_types(parent))
 
 
+class RuledSchema(Protocol):
+    """What :class:`TokenRequired` needs of the schema (``ExchangeSchema`` provides it)."""
+
+    _schema: GraphQLSchema
+    field_rules: Mapping[str, Rule]
+
+
 class TokenRequired(SchemaExtension):
     """Refuses, before execution, an operation without a token that selects protected fields."""
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
         if context.context.principal is None and context.graphql_document is not None:
-            schema = context.schema
+            schema = cast(RuledSchema, context.schema)
             needing = fields_needing_a_token(
                 schema._schema, schema.field_rules, context.graphql_document, context.operation_name
             )

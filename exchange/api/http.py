@@ -25,10 +25,11 @@ from exchange.errors import ErrorCode
 
 
 def refused_for_want_of_a_token(response: GraphQLHTTPResponse) -> bool:
-    return any(
-        (error.get("extensions") or {}).get("code") == ErrorCode.UNAUTHENTICATED
-        for error in response.get("errors") or []
-    )
+    for error in response.get("errors") or []:
+        extensions = error.get("extensions") if isinstance(error, dict) else None
+        if isinstance(extensions, dict) and extensions.get("code") == ErrorCode.UNAUTHENTICATED:
+            return True
+    return False
 
 
 def never_executed(result: ExecutionResult) -> bool:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Collection, Iterable, Mapping
 from enum import IntEnum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from graphql import GraphQLObjectType
@@ -280,7 +281,7 @@ def authorize_fields(rule: Rule) -> Callable[[type[T]], type[T]]:
             if rule_of(field) is not None:
                 continue
             if rule.is_public:
-                field.metadata = {**field.metadata, _RULE: rule}
+                field.metadata = MappingProxyType({**field.metadata, _RULE: rule})
             else:
                 field.extensions.append(Authorize(rule))
         return cls

@@ -144,7 +144,7 @@ async def published_keys(session: AsyncSession, now: datetime) -> Sequence[Signi
     """Keys whose tokens may still be valid: the active one and recently retired ones."""
     statement = (
         select(SigningKey)
-        .where(or_(SigningKey.state == ACTIVE, col(SigningKey.publish_until) > now))
+        .where(or_(col(SigningKey.state) == ACTIVE, col(SigningKey.publish_until) > now))
         .order_by(col(SigningKey.created_at).desc())
     )
     return (await session.exec(statement)).all()

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from exchange.auth import ratelimit
 from exchange.auth.keys import SigningKeys
-from exchange.auth.scopes import SCOPE_DESCRIPTIONS
+from exchange.auth.scopes import Scope
 from exchange.auth.server import (
     CLIENT_AUTH_METHODS,
     CLIENT_CREDENTIALS,
@@ -59,7 +59,7 @@ def server_metadata(issuer: str) -> dict[str, Any]:
         "revocation_endpoint": f"{issuer}{REVOCATION_PATH}",
         "grant_types_supported": [CLIENT_CREDENTIALS, JWT_BEARER],
         "response_types_supported": [],
-        "scopes_supported": [scope.value for scope in SCOPE_DESCRIPTIONS],
+        "scopes_supported": [scope.value for scope in Scope],
         "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,

@@ -23,28 +23,24 @@ class Role(StrEnum):
 
 
 class Scope(StrEnum):
-    """What a token allows; the description is published in the schema and server metadata."""
+    """What a token allows."""
 
+    #: its own program: members, rates, rewards, positions, statements
     PARTNER_READ = "partner:read"
+    #: its own program: rates, tiers, rewards, assertion keys, records upload
     PARTNER_WRITE = "partner:write"
+    #: the member's own accounts and history
     MEMBER_READ = "member:read"
+    #: the member's quotes, conversions, status matches and redemptions
     MEMBER_WRITE = "member:write"
+    #: periods, every partner's positions and statements, reconciliation
     SETTLEMENT_READ = "settlement:read"
+    #: closing periods, importing records, resolving breaks, signing off
     SETTLEMENT_WRITE = "settlement:write"
+    #: programs and OAuth clients
     ADMIN_READ = "admin:read"
     ADMIN_WRITE = "admin:write"
 
-
-SCOPE_DESCRIPTIONS: Mapping[Scope, str] = {
-    Scope.PARTNER_READ: "its own program: members, rates, rewards, positions, statements",
-    Scope.PARTNER_WRITE: "its own program: rates, tiers, rewards, assertion keys, records upload",
-    Scope.MEMBER_READ: "the member's own accounts and history",
-    Scope.MEMBER_WRITE: "the member's quotes, conversions, status matches and redemptions",
-    Scope.SETTLEMENT_READ: "periods, every partner's positions and statements, reconciliation",
-    Scope.SETTLEMENT_WRITE: "closing periods, importing records, resolving breaks, signing off",
-    Scope.ADMIN_READ: "programs and OAuth clients",
-    Scope.ADMIN_WRITE: "programs and OAuth clients",
-}
 
 ROLE_SCOPES: Mapping[Role, frozenset[Scope]] = {
     role: frozenset(scope for scope in Scope if scope.value.startswith(f"{role.value}:"))

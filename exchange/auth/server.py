@@ -115,10 +115,6 @@ class StarletteOAuth2Request(OAuth2Request):
     def form(self) -> Mapping[str, str]:
         return self._form
 
-    @property
-    def args(self) -> Mapping[str, str]:
-        return {}
-
 
 class ExchangeClient(ClientMixin):
     """Authlib's view of an :class:`~exchange.auth.models.OAuthClient` row."""
@@ -154,12 +150,6 @@ class IntrospectedToken(TokenMixin):
 
     def check_client(self, client: ExchangeClient) -> bool:
         return bool(self.claims["client_id"] == client.client_id)
-
-    def get_scope(self) -> str:
-        return str(self.claims["scope"])
-
-    def get_expires_in(self) -> int:
-        return int(self.claims["exp"]) - int(self.claims["iat"])
 
     def is_expired(self) -> bool:
         return self.verified.principal.expires_at <= _work.get().now

@@ -15,6 +15,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 def insert(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
     """An ``INSERT`` into ``table`` that accepts ``on_conflict_do_nothing/do_update``."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)

@@ -3,7 +3,7 @@ one member; every kind of bad assertion is refused with invalid_grant."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from joserfc import jwt

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from joserfc import jwt
-from joserfc.jwk import ECKey, KeySet, OKPKey, OctKey, RSAKey
+from joserfc.jwk import ECKey, KeySet, OctKey, OKPKey, RSAKey
 
 from exchange.auth import assertions
 from exchange.auth.errors import AssertionRejected

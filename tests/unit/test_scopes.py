@@ -7,7 +7,6 @@ import pytest
 from exchange.auth.scopes import (
     CLIENT_ROLES,
     ROLE_SCOPES,
-    SCOPE_DESCRIPTIONS,
     InvalidScope,
     Role,
     Scope,
@@ -22,7 +21,6 @@ def test_every_role_reads_and_writes_only_its_own_data() -> None:
     assert ROLE_SCOPES[Role.MEMBER] == {Scope.MEMBER_READ, Scope.MEMBER_WRITE}
     assert ROLE_SCOPES[Role.SETTLEMENT] == {Scope.SETTLEMENT_READ, Scope.SETTLEMENT_WRITE}
     assert ROLE_SCOPES[Role.ADMIN] == {Scope.ADMIN_READ, Scope.ADMIN_WRITE}
-    assert set(SCOPE_DESCRIPTIONS) == set(Scope)
     assert Role.MEMBER not in CLIENT_ROLES
 
 
