@@ -1,4 +1,5 @@
-"""The application factory: wires settings, database, GraphQL and routes into one ASGI app."""
+"""The application factory: wires settings, database, OAuth server, GraphQL and routes into
+one ASGI app."""
 
 from __future__ import annotations
 
@@ -6,16 +7,25 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from exchange.api.authentication import BearerTokenBackend, refuse_token
 from exchange.api.context import Services
 from exchange.api.http import GraphQLView
 from exchange.api.schema import build_schema
+from exchange.auth.keys import SigningKeys, ensure_active_key
+from exchange.auth.ratelimit import FailureLimit
+from exchange.auth.routes import OAuthEndpoints
+from exchange.auth.server import ExchangeAuthorizationServer
+from exchange.auth.tokens import TokenVerifier
 from exchange.clock import Clock, SystemClock
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.db import migrate
@@ -32,35 +42,73 @@ def create_app(
     """The gateway. ``partner_base_urls`` points programs' connectors elsewhere than their
     declarations (tests run sandbox partners on free ports)."""
     settings.check_for_production()
+    clock = clock or SystemClock()
+    db = Database.from_url(settings.database_url)
     services = Services(
         settings=settings,
-        db=Database.from_url(settings.database_url),
-        clock=clock or SystemClock(),
+        db=db,
+        clock=clock,
         # The process environment holds partners' client secrets (``client_secret_env``).
         connectors=ConnectorRegistry(settings, environ=os.environ, base_urls=partner_base_urls),
+    )
+    key_secret = settings.key_encryption_secret.get_secret_value()
+    keys = SigningKeys(db, key_secret, clock)
+    verifier = TokenVerifier(
+        keys, db, issuer=settings.issuer_url, audience=settings.audience, clock=clock
+    )
+    oauth = OAuthEndpoints(
+        ExchangeAuthorizationServer(
+            issuer=settings.issuer_url,
+            audience=settings.audience,
+            token_lifetime=timedelta(seconds=settings.access_token_lifetime),
+            keys=keys,
+            verifier=verifier,
+        ),
+        db=db,
+        keys=keys,
+        clock=clock,
+        failure_limit=FailureLimit(
+            failures=settings.token_failure_limit,
+            window=timedelta(seconds=settings.token_failure_window),
+        ),
     )
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate.ensure_migrated, settings.database_url)
         try:
+            async with db.transaction() as session:
+                await ensure_active_key(session, key_secret, clock.now())
+            await keys.refresh()
             yield
         finally:
             await services.connectors.aclose()
-            await services.db.dispose()
+            await db.dispose()
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     async def ready(_: Request) -> JSONResponse:
-        async with services.db.transaction() as session:
+        async with db.transaction() as session:
             await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
         return JSONResponse({"status": "ready"})
 
     graphql = GraphQLView(build_schema(settings), services)
     app = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route(
+                "/graphql",
+                graphql,
+                methods=["GET", "POST"],
+                middleware=[
+                    Middleware(
+                        AuthenticationMiddleware,
+                        backend=BearerTokenBackend(verifier),
+                        on_error=refuse_token,
+                    )
+                ],
+            ),
+            *oauth.routes(),
             Route("/healthz", health),
             Route("/readyz", ready),
         ],

@@ -1,8 +1,10 @@
-"""The ``exchange`` command: serve the gateway, run the demo, migrate, load partners, export the schema."""
+"""The ``exchange`` command: serve the gateway, run the demo, migrate, load partners, export the
+schema, create OAuth clients and rotate signing keys."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Callable, Coroutine
 from functools import wraps
@@ -15,7 +17,9 @@ from pydantic import ValidationError
 
 from sqlalchemy.exc import OperationalError
 
+from exchange.auth.scopes import Role, Scope, parse_scopes
 from exchange.errors import ConfigurationError, ExchangeError
+from exchange.serving import free_port
 from exchange.settings import Settings
 
 P = ParamSpec("P")
@@ -120,7 +124,8 @@ def demo(port: int, data_dir: Path, partners_dir: Path) -> None:
     Migrates an embedded SQLite database in DATA_DIR, loads the sample programs from
     PARTNERS_DIR, starts a sandbox partner for every program whose connector points at
     loopback (on the port its base_url names, its state in DATA_DIR/sandboxes), starts the
-    gateway on 127.0.0.1 and prints where to point a browser. Stop it with Ctrl-C.
+    gateway on 127.0.0.1, writes sample OAuth credentials and ready member tokens to
+    DATA_DIR/credentials.json, and prints where to point a browser. Stop it with Ctrl-C.
     """
     from exchange.demo import run_demo
 
@@ -129,7 +134,8 @@ def demo(port: int, data_dir: Path, partners_dir: Path) -> None:
         database_url=f"sqlite:///{(data_dir / 'exchange.db').resolve()}",
         partners_dir=partners_dir,
         host="127.0.0.1",
-        port=port,
+        # Port 0 is resolved now, not by the server: the port is part of the issuer URL.
+        port=port or free_port(),
     )
     run_async(run_demo(settings, data_dir))
 
@@ -299,3 +305,82 @@ def schema_export(output: Path | None) -> None:
         sys.stdout.write(sdl)
     else:
         output.write_text(sdl)
+
+
+@main.group()
+def clients() -> None:
+    """OAuth clients of partners and staff tools."""
+
+
+def _parse_scopes(values: tuple[str, ...]) -> frozenset[Scope] | None:
+    names = [name for value in values for name in value.replace(",", " ").split()]
+    return parse_scopes(names) if names else None
+
+
+@clients.command("create")
+@click.option("--partner", "program_id", help="The program the partner runs (a partner's client).")
+@click.option(
+    "--role",
+    type=click.Choice(["settlement", "admin"]),
+    help="A staff client's role (instead of --partner).",
+)
+@click.option(
+    "--scopes",
+    multiple=True,
+    help="Scopes to grant, space- or comma-separated (default: all of the role's).",
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"client_id": …, "client_secret": …}.')
+@reports_errors
+def clients_create(
+    program_id: str | None, role: str | None, scopes: tuple[str, ...], as_json: bool
+) -> None:
+    """Create an OAuth client and print its secret, once.
+
+    A partner's client (--partner P) gets the partner role for program P; staff clients
+    (--role settlement or --role admin) get that role. The exchange keeps only a hash of
+    the secret: store it when it is printed.
+    """
+    from exchange.auth.admin import create_client
+
+    if (program_id is None) == (role is None):
+        raise CommandFailed("give exactly one of --partner PROGRAM or --role settlement|admin")
+    settings = load_settings()
+    credentials = run_async(
+        create_client(
+            settings,
+            role=Role(role) if role else Role.PARTNER,
+            program_id=program_id,
+            scopes=_parse_scopes(scopes),
+        )
+    )
+    client = credentials.client
+    if as_json:
+        click.echo(json.dumps({"client_id": client.client_id, "client_secret": credentials.client_secret}))
+        return
+    tenant = f" for program {client.program_id}" if client.program_id else ""
+    click.echo(f"client_id:     {client.client_id}")
+    click.echo(f"client_secret: {credentials.client_secret}")
+    click.echo(f"role: {client.role}{tenant}; scopes: {client.scope}")
+    click.echo("Store the secret now: the exchange keeps only a hash and cannot show it again.")
+
+
+@main.group()
+def keys() -> None:
+    """The keys the exchange signs tokens with."""
+
+
+@keys.command("rotate")
+@reports_errors
+def keys_rotate() -> None:
+    """Make a new signing key active; the old one keeps verifying until its tokens expire.
+
+    Running gateways start signing with the new key within a minute, and keep publishing
+    the old key in the JWKS until every token it signed has expired.
+    """
+    from exchange.auth.admin import rotate_keys
+
+    rotation = run_async(rotate_keys(load_settings()))
+    click.echo(f"active signing key: {rotation.new.kid}")
+    if rotation.retired is not None:
+        click.echo(f"retired key {rotation.retired.kid} stays published until {rotation.retired.publish_until}")
+    click.echo(f"published keys: {', '.join(key.kid for key in rotation.published)}")

@@ -1,23 +1,50 @@
-"""``exchange demo``: the whole exchange on one machine, with sample programs."""
+"""``exchange demo``: the whole exchange on one machine, with sample programs and callers.
+
+Besides serving the sample programs, the demo sets up one OAuth client per partner (with a
+demo key it signs member assertions with), one for settlement staff and one for admins,
+obtains member tokens for ``alice`` and ``bob`` at ``wallet-pay`` the way a partner would
+(a signed assertion posted to the token endpoint), and writes it all to
+``<data-dir>/credentials.json``. Restarting is safe: the same clients get fresh secrets and
+keys, so the file is always current and nothing piles up.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import secrets
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import httpx
+from joserfc import jwt
+from joserfc.jwk import ECKey
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.app import create_app
+from exchange.auth import assertions, clients
+from exchange.auth.clients import ClientCredentials
+from exchange.auth.scopes import Role
 from exchange.db import migrate
+from exchange.db.database import Database
 from exchange.loading import load_partners_directory
+from exchange.programs import service as programs
 from exchange.programs.declarations import read_partners_directory
 from exchange.sandbox.server import SandboxServer, demo_sandboxes
 from exchange.serving import RunningServer, start_server, wait_for_stop_signal
 from exchange.settings import Settings
 
 EXAMPLE_QUERY = "{ programs { id name pointValue tiers { name level } } }"
+CREDENTIALS_FILE = "credentials.json"
+DEMO_KEY_ID = "demo-assertion-key"
+#: The sample members a sandbox partner knows in every program; these get ready tokens.
+DEMO_MEMBERS = (("alice", "wallet-pay"), ("bob", "wallet-pay"))
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
-def banner(gateway_url: str, settings: Settings, sandboxes: list[SandboxServer]) -> str:
+def banner(gateway_url: str, settings: Settings, sandboxes: list[SandboxServer], credentials: Path) -> str:
     url = f"{gateway_url}/graphql"
     partners = [
         f"    {server.program.id:<12} {server.program.connector.kind:<8} {server.url}"
@@ -31,15 +58,132 @@ def banner(gateway_url: str, settings: Settings, sandboxes: list[SandboxServer])
             f"  Database: {settings.database_url}",
             "  Sandbox partners (members alice, bob, carol, dave; admin API at <url>/_sandbox):",
             *partners,
+            f"  OAuth clients and member tokens: {credentials}",
             "  Try this query:",
             f"    {EXAMPLE_QUERY}",
             "  or from a shell:",
             f"    curl -s {url} -H 'content-type: application/json' \\",
             f"      -d '{{\"query\": \"{EXAMPLE_QUERY}\"}}'",
+            "  and, as a member (see README.md, \"Calling the API with a token\"):",
+            f"    curl -s {url} -H \"authorization: Bearer $(jq -r .members.alice.access_token {credentials})\" \\",
+            "      -H 'content-type: application/json' -d '{\"query\": \"{ me { id linkedAccounts { memberRef } } }\"}'",
             "Stop it with Ctrl-C.",
             "",
         ]
     )
+
+
+async def _demo_client(
+    session: AsyncSession, client_id: str, role: Role, program_id: str | None, now: datetime
+) -> ClientCredentials:
+    """The demo's client ``client_id``, created on the first run, with a fresh secret on later ones."""
+    existing = await clients.get_client(session, client_id)
+    if existing is None:
+        return await clients.create_client(
+            session, role=role, program_id=program_id, now=now, client_id=client_id
+        )
+    return ClientCredentials(existing, await clients.reset_client_secret(session, client_id))
+
+
+def _client_entry(credentials: ClientCredentials) -> dict[str, Any]:
+    client = credentials.client
+    return {
+        "client_id": client.client_id,
+        "client_secret": credentials.client_secret,
+        "role": client.role,
+        "program_id": client.program_id,
+        "scope": client.scope,
+    }
+
+
+async def set_up_clients(db: Database, now: datetime) -> tuple[dict[str, Any], dict[str, ECKey]]:
+    """One client per partner (with a fresh assertion key), one settlement, one admin."""
+    entries: dict[str, Any] = {}
+    keys: dict[str, ECKey] = {}
+    async with db.transaction() as session:
+        for program in await programs.list_programs(session):
+            credentials = await _demo_client(session, f"demo-{program.id}", Role.PARTNER, program.id, now)
+            key = ECKey.generate_key("P-256", parameters={"kid": DEMO_KEY_ID})
+            await assertions.register_assertion_key(
+                session, program.id, json.dumps(key.as_dict(private=False)), now
+            )
+            keys[program.id] = key
+            entries[program.id] = {**_client_entry(credentials), "assertion_key": key.as_dict(private=True)}
+        for role in (Role.SETTLEMENT, Role.ADMIN):
+            credentials = await _demo_client(session, f"demo-{role.value}", role, None, now)
+            entries[role.value] = _client_entry(credentials)
+    return entries, keys
+
+
+async def obtain_member_token(
+    http: httpx.AsyncClient, issuer: str, client_id: str, key: ECKey, member_ref: str
+) -> dict[str, Any]:
+    """What a partner does: sign an assertion about its member, trade it for a token."""
+    now = datetime.now(UTC)
+    assertion = jwt.encode(
+        {"alg": "ES256", "kid": key.kid},
+        {
+            "iss": client_id,
+            "sub": member_ref,
+            "aud": f"{issuer}/oauth/token",
+            "iat": int(now.timestamp()),
+            "exp": int((now + timedelta(minutes=5)).timestamp()),
+            "jti": secrets.token_urlsafe(16),
+        },
+        key,
+        algorithms=["ES256"],
+    )
+    token = await http.post("/oauth/token", data={"grant_type": JWT_BEARER, "assertion": assertion})
+    token.raise_for_status()
+    access_token = token.json()["access_token"]
+    me = await http.post(
+        "/graphql",
+        json={"query": "{ me { id } }"},
+        headers={"authorization": f"Bearer {access_token}"},
+    )
+    me.raise_for_status()
+    return {
+        "member_id": me.json()["data"]["me"]["id"],
+        "access_token": access_token,
+        "expires_at": (now + timedelta(seconds=token.json()["expires_in"])).isoformat(),
+    }
+
+
+def write_private(path: Path, document: dict[str, Any]) -> None:
+    """Write ``document`` readable by its owner only: it holds secrets."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(document, handle, indent=2)
+        handle.write("\n")
+    path.chmod(0o600)
+
+
+async def write_credentials(settings: Settings, data_dir: Path, gateway_url: str) -> Path:
+    issuer = settings.issuer_url
+    db = Database.from_url(settings.database_url)
+    try:
+        client_entries, partner_keys = await set_up_clients(db, datetime.now(UTC))
+    finally:
+        await db.dispose()
+    members: dict[str, Any] = {}
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as http:
+        for member_ref, program_id in DEMO_MEMBERS:
+            token = await obtain_member_token(
+                http, issuer, client_entries[program_id]["client_id"], partner_keys[program_id], member_ref
+            )
+            members[member_ref] = {"program_id": program_id, "member_ref": member_ref, **token}
+    path = (data_dir / CREDENTIALS_FILE).resolve()
+    write_private(
+        path,
+        {
+            "issuer": issuer,
+            "token_endpoint": f"{issuer}/oauth/token",
+            "graphql": f"{gateway_url}/graphql",
+            "clients": client_entries,
+            "members": members,
+        },
+    )
+    return path
 
 
 async def run_demo(settings: Settings, data_dir: Path) -> None:
@@ -53,8 +197,8 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
     report = (await load_partners_directory(settings)).programs
     print(f"loaded {len(report.created) + len(report.updated) + len(report.unchanged)} programs "
           f"from {settings.partners_dir}")
-    programs = read_partners_directory(settings.partners_dir).programs
-    sandboxes = demo_sandboxes(programs, data_dir / "sandboxes", os.environ)
+    declarations = read_partners_directory(settings.partners_dir).programs
+    sandboxes = demo_sandboxes(declarations, data_dir / "sandboxes", os.environ)
     gateway: RunningServer | None = None
     try:
         for sandbox in sandboxes:
@@ -62,7 +206,8 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
         gateway = await start_server(
             create_app(settings), host=settings.host, port=settings.port, handle_signals=False
         )
-        print(banner(gateway.url, settings, sandboxes), flush=True)
+        credentials = await write_credentials(settings, data_dir, gateway.url)
+        print(banner(gateway.url, settings, sandboxes, credentials), flush=True)
         await wait_for_stop_signal()
     finally:
         if gateway is not None:

@@ -74,6 +74,18 @@ class IdempotencyConflict(ExchangeError):
     code = ErrorCode.IDEMPOTENCY_CONFLICT
 
 
+class Unauthenticated(ExchangeError):
+    """The caller presented no valid access token where one is needed."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class Forbidden(ExchangeError):
+    """The caller's token lacks the scope, or the data belongs to another tenant."""
+
+    code = ErrorCode.FORBIDDEN
+
+
 class ConfigurationError(Exception):
     """The exchange is set up wrong (settings, database, files); an operator must act.
 

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import uvicorn
 from starlette.types import ASGIApp
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a server whose URL must be known first)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @dataclass

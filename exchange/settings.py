@@ -10,13 +10,18 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from exchange.errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///exchange.db"
+
+#: Encrypts signing keys on laptops and in tests; production refuses to start with it.
+DEVELOPMENT_KEY_ENCRYPTION_SECRET = "development-only key-encryption secret, never in production"
+MINIMUM_SECRET_LENGTH = 32
 
 
 def normalize_database_url(url: str) -> str:
@@ -101,6 +106,30 @@ class Settings(BaseSettings):
         ge=0,
         description="Fetch a partner's access token anew this long before it expires.",
     )
+    issuer: str | None = Field(
+        default=None,
+        description="Issuer URL of the OAuth 2.0 authorization server: the exchange's public "
+        "base URL (tokens carry it as `iss`, endpoints hang below it). Default "
+        "http://HOST:PORT; production needs https.",
+    )
+    access_token_lifetime: int = Field(
+        default=3600, ge=60, le=86400, description="Seconds an access token stays valid."
+    )
+    key_encryption_secret: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_KEY_ENCRYPTION_SECRET),
+        description="Secret that encrypts the token-signing private keys in the database; "
+        f"production refuses the development default and anything under {MINIMUM_SECRET_LENGTH} "
+        "characters.",
+    )
+    token_failure_limit: int = Field(
+        default=10,
+        ge=1,
+        description="Failed client authentications per client, within the window, after which "
+        "the OAuth endpoints answer 429 to that client.",
+    )
+    token_failure_window: int = Field(
+        default=60, ge=1, description="Seconds over which failed client authentications count."
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -124,13 +153,48 @@ class Settings(BaseSettings):
     def quote_ttl(self) -> timedelta:
         return timedelta(seconds=self.quote_ttl_seconds)
 
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_is_a_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        if parts.query or parts.fragment:
+            raise ValueError("must have no query or fragment")
+        return value.rstrip("/")
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def issuer_url(self) -> str:
+        """The issuer identifier: the configured one, or this server's own address."""
+        return self.issuer or f"http://{self.host}:{self.port}"
+
+    @property
+    def audience(self) -> str:
+        """What access tokens are for (their ``aud``): the GraphQL API."""
+        return f"{self.issuer_url}/graphql"
+
     def check_for_production(self) -> None:
         """Refuse to run production on defaults that only suit a laptop."""
-        if self.environment == "production" and self.is_sqlite:
+        if self.environment != "production":
+            return
+        if self.is_sqlite:
             raise ConfigurationError(
                 "EXCHANGE_ENVIRONMENT=production needs EXCHANGE_DATABASE_URL to name PostgreSQL"
+            )
+        if self.issuer is None or not self.issuer.startswith("https://"):
+            raise ConfigurationError(
+                "EXCHANGE_ENVIRONMENT=production needs EXCHANGE_ISSUER, the exchange's public "
+                "https:// URL"
+            )
+        secret = self.key_encryption_secret.get_secret_value()
+        if secret == DEVELOPMENT_KEY_ENCRYPTION_SECRET or len(secret) < MINIMUM_SECRET_LENGTH:
+            raise ConfigurationError(
+                "EXCHANGE_ENVIRONMENT=production needs EXCHANGE_KEY_ENCRYPTION_SECRET: a random "
+                f"secret of at least {MINIMUM_SECRET_LENGTH} characters, kept out of the database"
             )

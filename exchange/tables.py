@@ -4,6 +4,14 @@ Alembic's environment and the migration drift test import this module; applicati
 imports the models it needs from their own packages.
 """
 
+from exchange.auth.models import (
+    ClientAuthFailure,
+    OAuthClient,
+    PartnerAssertionKey,
+    RevokedToken,
+    SigningKey,
+    UsedAssertion,
+)
 from exchange.conversions.models import Conversion
 from exchange.ledger.models import (
     LedgerAccount,
@@ -12,10 +20,12 @@ from exchange.ledger.models import (
     LedgerTransaction,
     SettlementPeriod,
 )
+from exchange.members.models import LinkedAccount, Member
 from exchange.pricing.models import LimitUsage, Promotion, Quote, RateVersion
 from exchange.programs.models import CoalitionLevel, CoalitionSettings, Program, ProgramTier
 
 __all__ = [
+    "ClientAuthFailure",
     "CoalitionLevel",
     "CoalitionSettings",
     "Conversion",
@@ -24,10 +34,17 @@ __all__ = [
     "LedgerEntry",
     "LedgerTransaction",
     "LimitUsage",
+    "LinkedAccount",
+    "Member",
+    "OAuthClient",
+    "PartnerAssertionKey",
     "Program",
     "ProgramTier",
     "Promotion",
     "Quote",
     "RateVersion",
+    "RevokedToken",
     "SettlementPeriod",
+    "SigningKey",
+    "UsedAssertion",
 ]

@@ -75,3 +75,12 @@ def test_compose_runs_migrations_before_the_gateway_on_postgresql() -> None:
             assert name.startswith("EXCHANGE_") and name.removeprefix("EXCHANGE_").lower() in Settings.model_fields, name
     assert migrate["command"][:2] == ["db", "upgrade"]
     assert gateway["command"][0] == "serve"
+
+
+def test_the_compose_gateway_passes_the_production_checks_given_its_secret() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "deploy" / "compose.yaml").read_text())
+    environment = dict(compose["services"]["gateway"]["environment"])
+    assert environment["EXCHANGE_KEY_ENCRYPTION_SECRET"].startswith("${EXCHANGE_KEY_ENCRYPTION_SECRET:?")
+    environment["EXCHANGE_KEY_ENCRYPTION_SECRET"] = "s" * 32
+    settings = Settings(**{name.removeprefix("EXCHANGE_").lower(): value for name, value in environment.items()})
+    settings.check_for_production()

@@ -1,4 +1,5 @@
-"""What every resolver may use: the database, the settings, the clock, and per-request loaders."""
+"""What every resolver may use: the database, the settings, the clock, the caller, and
+per-request loaders."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
+from exchange.auth import assertions
+from exchange.auth.models import PartnerAssertionKey
+from exchange.auth.principal import Principal
 from exchange.clock import Clock
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.db.database import Database
+from exchange.errors import Unauthenticated
 from exchange.programs import service as programs
-from exchange.programs.models import ProgramTier
+from exchange.programs.models import Program, ProgramTier
 from exchange.settings import Settings
 
 
@@ -35,23 +40,56 @@ def _tiers_loader(db: Database) -> DataLoader[str, list[ProgramTier]]:
     return DataLoader(load_fn=load)
 
 
+def _programs_loader(db: Database) -> DataLoader[str, Program]:
+    async def load(program_ids: list[str]) -> list[Program]:
+        async with db.transaction() as session:
+            rows = {row.id: row for row in await programs.programs_by_id(session, program_ids)}
+        return [rows[program_id] for program_id in program_ids]
+
+    return DataLoader(load_fn=load)
+
+
+def _assertion_keys_loader(db: Database) -> DataLoader[str, list[PartnerAssertionKey]]:
+    async def load(program_ids: list[str]) -> list[list[PartnerAssertionKey]]:
+        async with db.transaction() as session:
+            keys = await assertions.assertion_keys(session, program_ids)
+        return [keys.get(program_id, []) for program_id in program_ids]
+
+    return DataLoader(load_fn=load)
+
+
 @dataclass
 class Loaders:
     """Per-request DataLoaders, so a list of parents costs one query per child kind."""
 
     tiers: DataLoader[str, list[ProgramTier]]
+    programs: DataLoader[str, Program]
+    assertion_keys: DataLoader[str, list[PartnerAssertionKey]]
 
     @classmethod
     def for_request(cls, db: Database) -> Loaders:
-        return cls(tiers=_tiers_loader(db))
+        return cls(
+            tiers=_tiers_loader(db),
+            programs=_programs_loader(db),
+            assertion_keys=_assertion_keys_loader(db),
+        )
 
 
 @dataclass
 class Context:
+    """``principal`` is the caller behind the request's access token (``None``: no token)."""
+
     services: Services
     request: Request
     response: Response
+    principal: Principal | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders.for_request(self.services.db)
+
+    def caller(self) -> Principal:
+        """The principal, in a resolver whose rule already required a token."""
+        if self.principal is None:
+            raise Unauthenticated("an access token is needed")
+        return self.principal

@@ -14,10 +14,8 @@ import logging
 import re
 from collections.abc import Iterator
 
-import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
-from strawberry.types import ExecutionContext
 
 from exchange.errors import ErrorCode, ExchangeError
 
@@ -68,12 +66,8 @@ class ErrorMapping(SchemaExtension):
             result.errors = [to_client_error(error) for error in result.errors]
 
 
-class ExchangeSchema(strawberry.Schema):
-    """A schema that logs only unexpected errors, with their trace."""
-
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
-    ) -> None:
-        for error in errors:
-            if _unexpected(error):
-                logger.error("unexpected error in %s", error.path, exc_info=error.original_error)
+def log_unexpected(errors: list[GraphQLError]) -> None:
+    """Log only unexpected errors, with their trace; expected ones are the client's business."""
+    for error in errors:
+        if _unexpected(error):
+            logger.error("unexpected error in %s", error.path, exc_info=error.original_error)

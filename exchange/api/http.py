@@ -3,7 +3,9 @@
 Strawberry always answers ``application/json``. The GraphQL-over-HTTP specification prefers
 ``application/graphql-response+json``, and with that media type a request that never reached
 execution (a parse, validation or variable-coercion failure) is a 400 with no ``data`` entry.
-This view answers in the media type the client accepts and sets those statuses.
+This view answers in the media type the client accepts and sets those statuses, and answers
+``401`` with ``WWW-Authenticate: Bearer`` when an operation without a token was refused
+before execution (see :mod:`exchange.api.authentication`).
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ from strawberry.schema import BaseSchema
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
+from exchange.api.authentication import principal_of, www_authenticate
 from exchange.api.context import Context, Services
+from exchange.api.media import GRAPHQL_RESPONSE_JSON, response_media_type
+from exchange.errors import ErrorCode
 
-GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 
-
-def accepts_graphql_response_json(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return any(
-        part.split(";")[0].strip() == GRAPHQL_RESPONSE_JSON for part in accept.split(",")
-    )
+def refused_for_want_of_a_token(response: GraphQLHTTPResponse) -> bool:
+    for error in response.get("errors") or []:
+        extensions = error.get("extensions") if isinstance(error, dict) else None
+        if isinstance(extensions, dict) and extensions.get("code") == ErrorCode.UNAUTHENTICATED:
+            return True
+    return False
 
 
 def never_executed(result: ExecutionResult) -> bool:
@@ -43,13 +47,13 @@ class GraphQLView(GraphQL[Context, None]):
         self.services = services
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
-        return Context(services=self.services, request=request, response=response)
+        return Context(
+            services=self.services, request=request, response=response, principal=principal_of(request)
+        )
 
     async def get_sub_response(self, request: Request) -> Response:  # type: ignore[override]
         sub_response = await super().get_sub_response(request)
-        sub_response.media_type = (
-            GRAPHQL_RESPONSE_JSON if accepts_graphql_response_json(request) else "application/json"
-        )
+        sub_response.media_type = response_media_type(request.headers)
         request.state.sub_response = sub_response
         return sub_response
 
@@ -58,9 +62,14 @@ class GraphQLView(GraphQL[Context, None]):
     ) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)
         sub_response: Response = request.state.sub_response
-        if sub_response.media_type == GRAPHQL_RESPONSE_JSON and never_executed(result):
+        if not never_executed(result):
+            return response
+        if sub_response.media_type == GRAPHQL_RESPONSE_JSON:
             response.pop("data", None)  # type: ignore[misc]
             sub_response.status_code = 400
+        if refused_for_want_of_a_token(response):
+            sub_response.status_code = 401
+            sub_response.headers["WWW-Authenticate"] = www_authenticate()
         return response
 
     def create_response(  # type: ignore[override]

@@ -2,20 +2,48 @@
 
 from __future__ import annotations
 
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from typing import Any
 
-from exchange.api.errors import ErrorMapping, ExchangeSchema
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.types import ExecutionContext
+
+from exchange.api.authentication import TokenRequired
+from exchange.api.errors import ErrorMapping, log_unexpected
+from exchange.api.mutations import Mutation
+from exchange.api.permissions import Rule, enforce_field_rules
 from exchange.api.queries import Query
 from exchange.settings import Settings
+
+
+class ExchangeSchema(strawberry.Schema):
+    """A schema whose every field has an authorization rule, and that logs only unexpected
+    errors (with their trace).
+
+    ``field_rules`` maps ``Type.field`` to its rule; a field declared without one refuses
+    everyone (see :mod:`exchange.api.permissions`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.field_rules: dict[str, Rule] = enforce_field_rules(self)
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        log_unexpected(errors)
 
 
 def build_schema(settings: Settings) -> ExchangeSchema:
     return ExchangeSchema(
         query=Query,
+        mutation=Mutation,
         extensions=[
             lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
             lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
             lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
+            TokenRequired,
             ErrorMapping,
         ],
     )

@@ -12,13 +12,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from exchange.errors import ConfigurationError
+from exchange.serving import free_port
 
 INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, pg_ctl) were not found. Install them "
@@ -72,12 +72,6 @@ def unprivileged_user() -> str | None:
         "running as root, and neither a 'postgres' nor a 'nobody' user exists to run "
         "PostgreSQL as; create one (`useradd --system postgres`)"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

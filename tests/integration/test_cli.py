@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from exchange.serving import free_port
 from tests.conftest import SAMPLE_PARTNERS
 
 EXCHANGE = str(Path(sys.executable).with_name("exchange"))
@@ -36,10 +37,11 @@ def sqlite_env(tmp_path: Path) -> dict[str, str]:
 def test_help_names_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("serve", "demo", "db", "partners", "schema", "sandbox"):
+    for command in ("serve", "demo", "db", "partners", "schema", "sandbox", "clients", "keys"):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
     for group, command in (
-        ("db", "upgrade"), ("partners", "load"), ("schema", "export"), ("sandbox", "serve")
+        ("db", "upgrade"), ("partners", "load"), ("schema", "export"), ("sandbox", "serve"),
+        ("clients", "create"), ("keys", "rotate"),
     ):
         assert command in run(group, "--help").stdout
 
@@ -90,12 +92,6 @@ def test_a_bad_setting_names_its_variable(sqlite_env: dict[str, str]) -> None:
     assert result.stderr.startswith("Error: EXCHANGE_PORT: ")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def partners_on_free_ports(tmp_path: Path) -> Path:
     """The sample programs, their sandboxes moved off 8701..8706 (another run may hold them)."""
@@ -107,48 +103,6 @@ def partners_on_free_ports(tmp_path: Path) -> Path:
             text = text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}")
         path.write_text(text)
     return partners
-
-
-@pytest.fixture
-def demo_process(tmp_path: Path, partners_on_free_ports: Path) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        [EXCHANGE, "demo", "--port", "0", "--data-dir", str(tmp_path / "demo"),
-         "--partners-dir", str(partners_on_free_ports)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-async def test_demo_serves_the_six_programs_and_their_sandbox_partners(
-    demo_process: subprocess.Popen[str],
-) -> None:
-    assert demo_process.stdout is not None
-    banner: list[str] = []
-    while not any("Stop it with Ctrl-C" in line for line in banner):
-        line = await asyncio.wait_for(asyncio.to_thread(demo_process.stdout.readline), timeout=60)
-        assert line, "the demo exited early:\n" + "".join(banner)
-        banner.append(line)
-    url = re.search(r"GraphiQL.*(http://127\.0\.0\.1:\d+/graphql)", "".join(banner))
-    assert url is not None
-    async with httpx.AsyncClient(timeout=30) as client:
-        response = await client.post(
-            url.group(1), json={"query": "{ programs { id name pointValue tiers { name level } } }"}
-        )
-    programs = response.json()["data"]["programs"]
-    assert sorted(p["id"] for p in programs) == [
-        "formosa-air", "fresh-mart", "happy-card", "harbor-bank", "tune-stream", "wallet-pay"
-    ]
-    partners = dict(
-        re.findall(r"^\s+([a-z-]+)\s+(?:rest|graphql)\s+(http://\S+)$", "".join(banner), re.MULTILINE)
-    )
-    assert sorted(partners) == sorted(p["id"] for p in programs)
-    async with httpx.AsyncClient(timeout=30) as client:
-        members = (await client.get(partners["tune-stream"] + "/_sandbox/members")).json()
-    assert [m["member_ref"] for m in members["members"]] == ["alice", "bob", "carol", "dave"]
 
 
 async def test_sandbox_serve_runs_a_partner_until_sigterm(tmp_path: Path) -> None:
@@ -210,3 +164,165 @@ def test_ledger_verify_passes_then_names_a_tampered_transaction(tmp_path: Path) 
         "ledger verification failed: transaction 't1' (seq 2): "
         "its content does not match its hash (changed after posting)"
     )
+
+
+@pytest.fixture
+def migrated_env(database_url: str) -> dict[str, str]:
+    env = {"EXCHANGE_DATABASE_URL": database_url}
+    assert run("db", "upgrade", env=env).returncode == 0
+    assert run("partners", "load", "--dir", str(SAMPLE_PARTNERS), env=env).returncode == 0
+    return env
+
+
+def test_clients_create_prints_the_secret_once_and_as_json_for_scripts(migrated_env: dict[str, str]) -> None:
+    text = run("clients", "create", "--partner", "formosa-air", env=migrated_env)
+    assert text.returncode == 0, text.stderr
+    assert re.search(r"^client_id:\s+formosa-air-\w+$", text.stdout, re.MULTILINE)
+    assert re.search(r"^client_secret:\s+\S{40,}$", text.stdout, re.MULTILINE)
+    assert "role: partner for program formosa-air; scopes: partner:read partner:write" in text.stdout
+
+    scripted = run("clients", "create", "--role", "settlement", "--scopes", "settlement:read", "--json", env=migrated_env)
+    assert scripted.returncode == 0, scripted.stderr
+    document = json.loads(scripted.stdout)
+    assert set(document) == {"client_id", "client_secret"} and document["client_id"].startswith("settlement-")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--partner", "no-such-program"], "no program has id 'no-such-program'"),
+        (["--role", "admin", "--partner", "formosa-air"], "exactly one of --partner"),
+        ([], "exactly one of --partner"),
+        (["--role", "admin", "--scopes", "partner:read"], "the admin role cannot hold partner:read"),
+        (["--role", "admin", "--scopes", "everything"], "unknown scope everything"),
+    ],
+)
+def test_impossible_clients_are_refused_in_one_line(
+    migrated_env: dict[str, str], argv: list[str], message: str
+) -> None:
+    result = run("clients", "create", *argv, env=migrated_env)
+    assert result.returncode == 2
+    assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_keys_rotate_names_the_new_key_and_what_stays_published(migrated_env: dict[str, str]) -> None:
+    first = run("keys", "rotate", env=migrated_env)
+    assert first.returncode == 0, first.stderr
+    new_kid = re.search(r"^active signing key: (\S+)$", first.stdout, re.MULTILINE)
+    assert new_kid is not None
+    second = run("keys", "rotate", env=migrated_env)
+    assert f"retired key {new_kid.group(1)} stays published until " in second.stdout
+    assert new_kid.group(1) in second.stdout.splitlines()[-1]
+
+
+class Demo:
+    """``exchange demo`` as a user runs it; ``banner`` is what it printed up to the prompt."""
+
+    def __init__(self, data_dir: Path, cwd: Path, partners: Path) -> None:
+        self.process = subprocess.Popen(
+            [EXCHANGE, "demo", "--port", "0", "--data-dir", str(data_dir),
+             "--partners-dir", str(partners)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+        )
+        self.banner: list[str] = []
+
+    async def started(self) -> Demo:
+        assert self.process.stdout is not None
+        while not any("Stop it with Ctrl-C" in line for line in self.banner):
+            line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), timeout=60)
+            assert line, "the demo exited early:\n" + "".join(self.banner)
+            self.banner.append(line)
+        return self
+
+    def find(self, pattern: str) -> str:
+        match = re.search(pattern, "".join(self.banner))
+        assert match is not None, pattern
+        return match.group(1)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def demo_data(tmp_path: Path, partners_on_free_ports: Path) -> Iterator[Callable[[], Demo]]:
+    demos: list[Demo] = []
+
+    def start() -> Demo:
+        demos.append(Demo(tmp_path / "demo", tmp_path, partners_on_free_ports))
+        return demos[-1]
+
+    try:
+        yield start
+    finally:
+        for demo in demos:
+            if demo.process.poll() is None:
+                demo.stop()
+
+
+async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_credentials(
+    demo_data: Callable[[], Demo]
+) -> None:
+    demo = await demo_data().started()
+    url = demo.find(r"GraphiQL \(open in a browser\): (http://127\.0\.0\.1:\d+/graphql)")
+    path = Path(demo.find(r"OAuth clients and member tokens: (\S+)"))
+    assert path.stat().st_mode & 0o777 == 0o600
+    credentials = json.loads(path.read_text())
+    assert set(credentials["clients"]) == {
+        "formosa-air", "fresh-mart", "happy-card", "harbor-bank", "tune-stream", "wallet-pay", "settlement", "admin",
+    }
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(url, json={"query": "{ programs { id name pointValue tiers { name level } } }"})
+        assert len(response.json()["data"]["programs"]) == 6
+        admin = credentials["clients"]["admin"]
+        token = await client.post(
+            credentials["token_endpoint"], data={"grant_type": "client_credentials"},
+            auth=(admin["client_id"], admin["client_secret"]),
+        )
+        listed = await client.post(
+            url, json={"query": "{ clients { clientId } }"},
+            headers={"authorization": f"Bearer {token.json()['access_token']}"},
+        )
+        assert len(listed.json()["data"]["clients"]) == 8
+        for name in ("alice", "bob"):
+            member = credentials["members"][name]
+            me = await client.post(
+                url, json={"query": "{ me { id linkedAccounts { memberRef program { id } } } }"},
+                headers={"authorization": f"Bearer {member['access_token']}"},
+            )
+            assert me.json()["data"]["me"] == {
+                "id": member["member_id"],
+                "linkedAccounts": [{"memberRef": name, "program": {"id": "wallet-pay"}}],
+            }
+        partners = dict(
+            re.findall(r"^\s+([a-z-]+)\s+(?:rest|graphql)\s+(http://\S+)$", "".join(demo.banner), re.MULTILINE)
+        )
+        assert set(partners) == set(credentials["clients"]) - {"settlement", "admin"}
+        members = (await client.get(partners["tune-stream"] + "/_sandbox/members")).json()
+        assert [m["member_ref"] for m in members["members"]] == ["alice", "bob", "carol", "dave"]
+
+
+async def test_the_demo_restarts_on_its_data_with_fresh_credentials_and_the_same_members(
+    demo_data: Callable[[], Demo]
+) -> None:
+    first = await demo_data().started()
+    path = Path(first.find(r"OAuth clients and member tokens: (\S+)"))
+    before = json.loads(path.read_text())
+    first.stop()
+    second = await demo_data().started()
+    after = json.loads(path.read_text())
+    assert after["members"]["alice"]["member_id"] == before["members"]["alice"]["member_id"]
+    assert after["clients"]["admin"]["client_id"] == before["clients"]["admin"]["client_id"]
+    assert after["clients"]["admin"]["client_secret"] != before["clients"]["admin"]["client_secret"]
+    admin = after["clients"]["admin"]
+    async with httpx.AsyncClient(timeout=30) as client:
+        token = await client.post(
+            after["token_endpoint"], data={"grant_type": "client_credentials"},
+            auth=(admin["client_id"], admin["client_secret"]),
+        )
+        listed = await client.post(
+            after["graphql"], json={"query": "{ clients { clientId } }"},
+            headers={"authorization": f"Bearer {token.json()['access_token']}"},
+        )
+    assert len(listed.json()["data"]["clients"]) == 8, "no client piles up across restarts"
+    second.stop()

@@ -7,6 +7,13 @@ import pytest
 from exchange.errors import ConfigurationError
 from exchange.settings import Settings, normalize_database_url
 
+PRODUCTION = {
+    "environment": "production",
+    "database_url": "postgresql://h/db",
+    "issuer": "https://exchange.example",
+    "key_encryption_secret": "k" * 32,
+}
+
 
 @pytest.mark.parametrize(
     ("given", "expected"),
@@ -31,5 +38,35 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_production_refuses_the_embedded_database() -> None:
     with pytest.raises(ConfigurationError, match="PostgreSQL"):
-        Settings(environment="production").check_for_production()
-    Settings(environment="production", database_url="postgresql://h/db").check_for_production()
+        Settings(**{**PRODUCTION, "database_url": "sqlite:///x.db"}).check_for_production()
+    Settings(**PRODUCTION).check_for_production()
+
+
+@pytest.mark.parametrize("issuer", [None, "http://exchange.example"])
+def test_production_needs_an_https_issuer(issuer: str | None) -> None:
+    with pytest.raises(ConfigurationError, match="EXCHANGE_ISSUER"):
+        Settings(**{**PRODUCTION, "issuer": issuer}).check_for_production()
+
+
+@pytest.mark.parametrize("secret", [None, "too short"])
+def test_production_refuses_the_development_or_a_short_key_encryption_secret(
+    secret: str | None,
+) -> None:
+    settings = {**PRODUCTION, "key_encryption_secret": secret}
+    if secret is None:
+        del settings["key_encryption_secret"]
+    with pytest.raises(ConfigurationError, match="EXCHANGE_KEY_ENCRYPTION_SECRET"):
+        Settings(**settings).check_for_production()
+
+
+def test_the_issuer_defaults_to_this_servers_address_and_names_the_audience() -> None:
+    settings = Settings(host="127.0.0.1", port=8123)
+    assert settings.issuer_url == "http://127.0.0.1:8123"
+    assert settings.audience == "http://127.0.0.1:8123/graphql"
+    assert Settings(issuer="https://exchange.example/").issuer_url == "https://exchange.example"
+
+
+@pytest.mark.parametrize("issuer", ["exchange.example", "ftp://exchange.example", "https://x.example/?a=1"])
+def test_an_issuer_that_is_not_a_base_url_is_refused(issuer: str) -> None:
+    with pytest.raises(ValueError, match="issuer"):
+        Settings(issuer=issuer)

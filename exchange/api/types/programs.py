@@ -1,4 +1,8 @@
-"""GraphQL types of programs, their tiers and limits, and the coalition."""
+"""GraphQL types of programs, their tiers and limits, and the coalition.
+
+The catalog is public: readable without a token. A program's members and assertion keys
+are its partner's data and carry their own rules.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,11 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.permissions import PUBLIC, authorize, authorize_fields, own_program, requires, source
+from exchange.api.types.auth import AssertionKey
+from exchange.api.types.members import LinkedAccount
+from exchange.auth.scopes import Scope
+from exchange.members import service as members
 from exchange.programs.models import CoalitionLevel, ProgramTier
 from exchange.programs.models import Program as ProgramRow
 from exchange.programs.service import CoalitionView
@@ -25,6 +34,7 @@ class ProgramCategory(Enum):
     HOTEL = "hotel"
 
 
+@authorize_fields(PUBLIC)
 @strawberry.type(description="A tier of a program and the coalition level it is recognised as.")
 class Tier:
     name: str = strawberry.field(description="The program's own name for the tier.")
@@ -35,6 +45,7 @@ class Tier:
         return cls(name=row.name, level=row.level)
 
 
+@authorize_fields(PUBLIC)
 @strawberry.type(description="A rung of the coalition tier ladder that every program maps onto.")
 class CoalitionTierLevel:
     level: int = strawberry.field(description="0 is where every member starts.")
@@ -45,6 +56,7 @@ class CoalitionTierLevel:
         return cls(level=row.level, name=row.name)
 
 
+@authorize_fields(PUBLIC)
 @strawberry.type(description="Limits on converting a program's points out through the exchange.")
 class ConversionLimits:
     minimum_points: int = strawberry.field(description="Fewest points one conversion may take.")
@@ -63,6 +75,7 @@ class ConversionLimits:
     )
 
 
+@authorize_fields(PUBLIC)
 @strawberry.type(description="A partner's loyalty program in the coalition.")
 class Program:
     id: strawberry.ID = strawberry.field(description="Stable program id, e.g. `formosa-air`.")
@@ -78,6 +91,32 @@ class Program:
     async def tiers(self, info: Info[Context, None]) -> list[Tier]:
         rows = await info.context.loaders.tiers.load(str(self.id))
         return [Tier.from_row(row) for row in rows]
+
+    @strawberry.field(
+        description="Members' accounts at this program, by `memberRef`, `first` of them after "
+        "the `memberRef` `after`. Only the program's own partner may read them.",
+        extensions=[authorize(requires(Scope.PARTNER_READ) & own_program(source("id")))],
+    )
+    async def linked_accounts(
+        self, info: Info[Context, None], first: int = 100, after: str | None = None
+    ) -> list[LinkedAccount] | None:
+        async with info.context.services.db.transaction() as session:
+            rows = await members.accounts_at_program(session, str(self.id), first=first, after=after)
+        return [LinkedAccount.from_row(row) for row in rows]
+
+    @strawberry.field(
+        description="Public keys the partner signs member assertions with, newest first: the "
+        "program's own partner and admins only.",
+        extensions=[
+            authorize(
+                requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_program(source("id"))
+                | requires(Scope.ADMIN_READ)
+            )
+        ],
+    )
+    async def assertion_keys(self, info: Info[Context, None]) -> list[AssertionKey] | None:
+        rows = await info.context.loaders.assertion_keys.load(str(self.id))
+        return [AssertionKey.from_row(row) for row in rows]
 
     @classmethod
     def from_row(cls, row: ProgramRow) -> Program:
@@ -98,6 +137,7 @@ class Program:
         )
 
 
+@authorize_fields(PUBLIC)
 @strawberry.type(description="What every program of the coalition shares.")
 class Coalition:
     settlement_currency: str = strawberry.field(

@@ -1,0 +1,48 @@
+"""The root Mutation type: each field reads its arguments, calls one service, maps the result."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.api.context import Context
+from exchange.api.permissions import Rule, argument, authorize, own_program, requires
+from exchange.api.types.auth import AssertionKey
+from exchange.auth import assertions
+from exchange.auth.scopes import Scope
+from exchange.programs import service as programs
+
+#: A partner manages its own program; admins manage any.
+MANAGE_PROGRAM: Rule = requires(Scope.PARTNER_WRITE) & own_program(argument("program_id")) | requires(
+    Scope.ADMIN_WRITE
+)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Register a public key (a JWK as JSON, or PEM) that the program's partner "
+        "signs member assertions with: RSA (2048 bits or more), P-256 or Ed25519. Its `kid` is "
+        "the JWK's own, else its RFC 7638 thumbprint; registering a kid again replaces that key.",
+        extensions=[authorize(MANAGE_PROGRAM)],
+    )
+    async def register_assertion_key(
+        self, info: Info[Context, None], program_id: strawberry.ID, public_key: str
+    ) -> AssertionKey | None:
+        async with info.context.services.db.transaction() as session:
+            await programs.get_program(session, str(program_id), field="programId")
+            row = await assertions.register_assertion_key(
+                session, str(program_id), public_key, info.context.services.clock.now()
+            )
+        return AssertionKey.from_row(row)
+
+    @strawberry.mutation(
+        description="Stop accepting assertions signed with the key `kid`; returns the key removed.",
+        extensions=[authorize(MANAGE_PROGRAM)],
+    )
+    async def remove_assertion_key(
+        self, info: Info[Context, None], program_id: strawberry.ID, kid: str
+    ) -> AssertionKey | None:
+        async with info.context.services.db.transaction() as session:
+            row = await assertions.remove_assertion_key(session, str(program_id), kid)
+        return AssertionKey.from_row(row)

@@ -1,0 +1,91 @@
+"""GraphQL types of the caller, OAuth clients and partners' assertion keys."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+
+from exchange.api.permissions import AUTHENTICATED, authorize_fields, own_program, requires, source
+from exchange.auth.models import OAuthClient as OAuthClientRow
+from exchange.auth.models import PartnerAssertionKey as AssertionKeyRow
+from exchange.auth.principal import Principal
+from exchange.auth.scopes import Role as RoleValue
+from exchange.auth.scopes import Scope, parse_scopes, scope_text
+
+
+@strawberry.enum(description="Who a token speaks for.")
+class Role(Enum):
+    PARTNER = RoleValue.PARTNER.value
+    MEMBER = RoleValue.MEMBER.value
+    SETTLEMENT = RoleValue.SETTLEMENT.value
+    ADMIN = RoleValue.ADMIN.value
+
+
+@authorize_fields(AUTHENTICATED)
+@strawberry.type(description="The caller, as its access token says.")
+class Viewer:
+    role: Role
+    subject: str = strawberry.field(description="The token's `sub`: a client id or a member id.")
+    client_id: str = strawberry.field(description="The OAuth client the token was issued to.")
+    program_id: strawberry.ID | None = strawberry.field(description="A partner's program.")
+    member_id: strawberry.ID | None = strawberry.field(description="A member's exchange id.")
+    scopes: list[str] = strawberry.field(description="What the token allows.")
+    expires_at: datetime
+
+    @classmethod
+    def from_principal(cls, principal: Principal) -> Viewer:
+        return cls(
+            role=Role(principal.role.value),
+            subject=principal.subject,
+            client_id=principal.client_id,
+            program_id=strawberry.ID(principal.program_id) if principal.program_id else None,
+            member_id=strawberry.ID(principal.member_id) if principal.member_id else None,
+            scopes=scope_text(principal.scopes).split(),
+            expires_at=principal.expires_at,
+        )
+
+
+@authorize_fields(requires(Scope.ADMIN_READ, Scope.ADMIN_WRITE))
+@strawberry.type(description="An OAuth client of the exchange (its secret is never shown).")
+class OAuthClient:
+    client_id: str
+    role: Role
+    program_id: strawberry.ID | None = strawberry.field(description="A partner's program.")
+    scopes: list[str]
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: OAuthClientRow) -> OAuthClient:
+        return cls(
+            client_id=row.client_id,
+            role=Role(row.role),
+            program_id=strawberry.ID(row.program_id) if row.program_id else None,
+            scopes=scope_text(parse_scopes(row.scope)).split(),
+            created_at=row.created_at,
+        )
+
+
+@authorize_fields(
+    requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_program(source("program_id"))
+    | requires(Scope.ADMIN_READ, Scope.ADMIN_WRITE)
+)
+@strawberry.type(description="A public key a partner signs member assertions with.")
+class AssertionKey:
+    kid: str = strawberry.field(description="Key id: assertions name it in their `kid` header.")
+    key_type: str = strawberry.field(description="JWK key type: RSA, EC (P-256) or OKP (Ed25519).")
+    public_jwk: str = strawberry.field(description="The public key as a JWK (JSON).")
+    created_at: datetime
+    program_id: strawberry.Private[str]
+
+    @classmethod
+    def from_row(cls, row: AssertionKeyRow) -> AssertionKey:
+        return cls(
+            kid=row.kid,
+            key_type=str(row.public_jwk["kty"]),
+            public_jwk=json.dumps(row.public_jwk, sort_keys=True),
+            created_at=row.created_at,
+            program_id=row.program_id,
+        )

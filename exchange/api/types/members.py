@@ -1,0 +1,91 @@
+"""GraphQL types of members and their linked accounts.
+
+A member's data is seen by the member, and by a partner only as far as its own program
+goes: a member linked at several programs shows each partner only the account there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.api.context import Context
+from exchange.api.permissions import Rule, authorize_fields, own_member, own_program, requires, source
+from exchange.auth.scopes import Scope
+from exchange.members.models import LinkedAccount as LinkedAccountRow
+from exchange.members.models import LinkMethod as LinkMethodValue
+from exchange.members.models import Member as MemberRow
+
+if TYPE_CHECKING:
+    from exchange.api.types.programs import Program
+
+#: An account is its member's, and its program's partner's.
+LINKED_ACCOUNT_RULE: Rule = own_member(source("member_id")) | (
+    requires(Scope.PARTNER_READ) & own_program(source("program_id"))
+)
+#: A member is seen by themself, and by partners of programs they have an account at.
+MEMBER_RULE: Rule = own_member(source("id")) | (
+    requires(Scope.PARTNER_READ) & own_program(source("program_ids"))
+)
+
+
+@strawberry.enum(description="How a linked account was established.")
+class LinkMethod(Enum):
+    ASSERTION = LinkMethodValue.ASSERTION.value
+
+
+@authorize_fields(LINKED_ACCOUNT_RULE)
+@strawberry.type(description="A member's account at one partner's program.")
+class LinkedAccount:
+    member_id: strawberry.ID = strawberry.field(description="The exchange's id of the member.")
+    member_ref: str = strawberry.field(description="The member's id at the program's partner.")
+    linked_at: datetime = strawberry.field(description="When the account was linked.")
+    established_by: LinkMethod = strawberry.field(description="How the link was established.")
+    program_id: strawberry.Private[str]
+
+    @strawberry.field(description="The program the account is at.")
+    async def program(
+        self, info: Info[Context, None]
+    ) -> Annotated[Program, strawberry.lazy("exchange.api.types.programs")]:
+        from exchange.api.types.programs import Program  # programs.py imports this module
+
+        return Program.from_row(await info.context.loaders.programs.load(self.program_id))
+
+    @classmethod
+    def from_row(cls, row: LinkedAccountRow) -> LinkedAccount:
+        return cls(
+            member_id=strawberry.ID(row.member_id),
+            member_ref=row.member_ref,
+            linked_at=row.linked_at,
+            established_by=LinkMethod(row.established_by),
+            program_id=row.program_id,
+        )
+
+
+@authorize_fields(MEMBER_RULE)
+@strawberry.type(description="A member of the exchange.")
+class Member:
+    id: strawberry.ID = strawberry.field(description="The exchange's member id (a member token's `sub`).")
+    created_at: datetime = strawberry.field(description="When the exchange first met the member.")
+    accounts: strawberry.Private[Sequence[LinkedAccount]]
+    program_ids: strawberry.Private[frozenset[str]]
+
+    @strawberry.field(
+        description="The member's linked accounts; a partner sees only the one at its program."
+    )
+    def linked_accounts(self, info: Info[Context, None]) -> list[LinkedAccount]:
+        return LINKED_ACCOUNT_RULE.visible(info.context.principal, self.accounts)
+
+    @classmethod
+    def from_rows(cls, row: MemberRow, accounts: Sequence[LinkedAccountRow]) -> Member:
+        return cls(
+            id=strawberry.ID(row.id),
+            created_at=row.created_at,
+            accounts=[LinkedAccount.from_row(account) for account in accounts],
+            program_ids=frozenset(account.program_id for account in accounts),
+        )

@@ -1,0 +1,194 @@
+"""Member assertions (RFC 7523): a partner signs a JWT naming a member it has authenticated.
+
+A partner registers the public keys it signs with (several at once, so it can rotate its
+own). An assertion is accepted when a registered key of the issuing partner verifies it,
+its claims are in order (``iss`` the partner's client, ``sub`` the member's ref there,
+``aud`` the exchange, a near ``exp``) and its ``jti`` has not been used before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import BadSignatureError, ExpiredTokenError, JoseError, MissingClaimError
+from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
+from sqlalchemy import delete
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.auth.errors import AssertionRejected
+from exchange.auth.models import PartnerAssertionKey, UsedAssertion
+from exchange.db import dialects
+from exchange.errors import BadUserInput, NotFound
+
+#: What partners may sign with. ``Ed25519`` is RFC 9864's name for what ``EdDSA`` meant.
+ASSERTION_ALGORITHMS = ("RS256", "ES256", "Ed25519", "EdDSA")
+#: An assertion is a one-off proof: it may not be valid for longer than this (what
+#: Authlib's and Google's assertion clients sign by default); its jti is kept as long.
+MAX_ASSERTION_LIFETIME = timedelta(hours=1)
+#: Clock difference tolerated between a partner and the exchange.
+ASSERTION_LEEWAY_SECONDS = 60
+MINIMUM_RSA_BITS = 2048
+
+PublicKey = RSAKey | ECKey | OKPKey
+
+
+class InvalidAssertionKey(BadUserInput):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"public key {reason}", field="publicKey")
+
+
+class AssertionKeyNotFound(NotFound):
+    def __init__(self, kid: str) -> None:
+        super().__init__(f"no assertion key has kid {kid!r}", field="kid")
+
+
+def parse_public_key(text: str) -> PublicKey:
+    """A partner's public key, as a JWK (JSON) or PEM. Private or weak keys are refused.
+
+    The key's ``kid`` is the one it names, else its RFC 7638 thumbprint.
+    """
+    data: str | dict[str, Any] = text.strip()
+    if isinstance(data, str) and data.startswith("{"):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise InvalidAssertionKey("is neither a JWK nor a PEM key") from None
+    key = _import_public_key(data)
+    if key.is_private:
+        raise InvalidAssertionKey("is a private key: register the public half only")
+    if isinstance(key, RSAKey) and key.raw_value.key_size < MINIMUM_RSA_BITS:
+        raise InvalidAssertionKey(f"is an RSA key under {MINIMUM_RSA_BITS} bits")
+    if isinstance(key, ECKey) and key.curve_name != "P-256":
+        raise InvalidAssertionKey("must be on curve P-256 (ES256)")
+    if isinstance(key, OKPKey) and key.curve_name != "Ed25519":
+        raise InvalidAssertionKey("must be an Ed25519 key")
+    key.ensure_kid()
+    return key
+
+
+def _import_public_key(data: str | dict[str, Any]) -> PublicKey:
+    key_types: Sequence[type[PublicKey]] = (RSAKey, ECKey, OKPKey)
+    if isinstance(data, dict):
+        key_types = [kind for kind in key_types if kind.key_type == data.get("kty")]
+    for kind in key_types:
+        try:
+            return kind.import_key(data)
+        except (JoseError, ValueError, TypeError):
+            continue
+    raise InvalidAssertionKey("is not an RSA, P-256 or Ed25519 public key (JWK or PEM)")
+
+
+async def register_assertion_key(
+    session: AsyncSession, program_id: str, public_key: str, now: datetime
+) -> PartnerAssertionKey:
+    """Add (or, for a kid already there, replace) a key ``program_id`` signs assertions with."""
+    key = parse_public_key(public_key)
+    row = PartnerAssertionKey(
+        program_id=program_id,
+        kid=str(key.kid),
+        public_jwk=key.as_dict(private=False),
+        created_at=now,
+    )
+    return await session.merge(row)
+
+
+async def remove_assertion_key(
+    session: AsyncSession, program_id: str, kid: str
+) -> PartnerAssertionKey:
+    row = await session.get(PartnerAssertionKey, (program_id, kid))
+    if row is None:
+        raise AssertionKeyNotFound(kid)
+    await session.delete(row)
+    await session.flush()
+    return row
+
+
+async def assertion_keys(
+    session: AsyncSession, program_ids: Iterable[str]
+) -> dict[str, list[PartnerAssertionKey]]:
+    """Each program's registered keys, newest first, in one query."""
+    rows = await session.exec(
+        select(PartnerAssertionKey)
+        .where(col(PartnerAssertionKey.program_id).in_(list(program_ids)))
+        .order_by(col(PartnerAssertionKey.program_id), col(PartnerAssertionKey.created_at).desc())
+    )
+    grouped: dict[str, list[PartnerAssertionKey]] = defaultdict(list)
+    for row in rows:
+        grouped[row.program_id].append(row)
+    return dict(grouped)
+
+
+def verification_keys(rows: Iterable[PartnerAssertionKey]) -> KeySet:
+    return KeySet([_import_public_key(dict(row.public_jwk)) for row in rows])
+
+
+def verify_assertion(
+    assertion: str, keys: KeySet, *, audiences: Sequence[str], now: datetime
+) -> Mapping[str, Any]:
+    """The assertion's claims, once a partner key verifies it and its claims are in order.
+
+    ``keys`` are the issuing partner's; the ``kid`` header picks one (optional when the
+    partner has registered a single key).
+    """
+    if not keys.keys:
+        raise AssertionRejected("the partner has registered no assertion key")
+    try:
+        token = jwt.decode(assertion, keys, algorithms=list(ASSERTION_ALGORITHMS))
+    except BadSignatureError:
+        raise AssertionRejected("the assertion's signature does not verify") from None
+    except (JoseError, ValueError):
+        raise AssertionRejected(
+            "the assertion is malformed, names an unknown kid, or is not signed with "
+            + ", ".join(ASSERTION_ALGORITHMS)
+        ) from None
+    registry = jwt.JWTClaimsRegistry(
+        now=int(now.timestamp()),
+        leeway=ASSERTION_LEEWAY_SECONDS,
+        iss={"essential": True},
+        sub={"essential": True},
+        aud={"essential": True, "values": list(audiences)},
+        exp={"essential": True},
+        jti={"essential": True},
+    )
+    try:
+        registry.validate(token.claims)
+    except ExpiredTokenError:
+        raise AssertionRejected("the assertion has expired") from None
+    except MissingClaimError as error:
+        raise AssertionRejected(f"the assertion lacks a claim: {error.description}") from None
+    except JoseError as error:
+        raise AssertionRejected(f"the assertion's claims are invalid: {error.description}") from None
+    if token.claims["exp"] - now.timestamp() > MAX_ASSERTION_LIFETIME.total_seconds():
+        raise AssertionRejected(
+            f"the assertion is valid for too long (at most {int(MAX_ASSERTION_LIFETIME.total_seconds())} s)"
+        )
+    return token.claims
+
+
+async def record_assertion_use(
+    session: AsyncSession, *, issuer: str, jti: str, expires_at: datetime, now: datetime
+) -> None:
+    """Mark ``(issuer, jti)`` used; a second use is refused as a replay.
+
+    The unique key decides, so two replicas receiving the same assertion at once cannot both
+    accept it. Records of assertions that have expired anyway are dropped on the way.
+    """
+    await session.exec(delete(UsedAssertion).where(col(UsedAssertion.expires_at) < now))  # type: ignore[call-overload]
+    inserted = await session.exec(
+        dialects.insert(session, UsedAssertion)
+        .values(issuer=issuer, jti=jti, expires_at=expires_at)
+        .on_conflict_do_nothing(index_elements=["issuer", "jti"])
+        .returning(col(UsedAssertion.jti))
+    )  # type: ignore[call-overload]
+    if inserted.first() is None:
+        raise AssertionRejected("the assertion has been used before (replayed jti)")
+
+
+def expiry_of(claims: Mapping[str, Any]) -> datetime:
+    return datetime.fromtimestamp(claims["exp"], UTC)

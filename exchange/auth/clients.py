@@ -1,0 +1,95 @@
+"""OAuth clients: partners and staff tools, each with a role, scopes and a hashed secret."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.auth.hashing import hash_secret, new_client_secret
+from exchange.auth.models import OAuthClient
+from exchange.auth.scopes import CLIENT_ROLES, Role, Scope, parse_scopes, scope_text, scopes_for_role
+from exchange.errors import BadUserInput, NotFound
+from exchange.programs import service as programs
+
+
+class ClientNotFound(NotFound):
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"no OAuth client has id {client_id!r}", field="client_id")
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """A client and its secret, which exists in clear only here: show it once."""
+
+    client: OAuthClient
+    client_secret: str
+
+
+def client_role(client: OAuthClient) -> Role:
+    return Role(client.role)
+
+
+def client_scopes(client: OAuthClient) -> frozenset[Scope]:
+    return parse_scopes(client.scope)
+
+
+async def create_client(
+    session: AsyncSession,
+    *,
+    role: Role,
+    now: datetime,
+    program_id: str | None = None,
+    scopes: frozenset[Scope] | None = None,
+    client_id: str | None = None,
+) -> ClientCredentials:
+    """A new client with a fresh secret. A partner's client names the program it runs.
+
+    ``scopes`` default to everything the role may hold and may only narrow it.
+    """
+    if role not in CLIENT_ROLES:
+        raise BadUserInput(
+            f"a client's role is one of {', '.join(CLIENT_ROLES)}; members get tokens "
+            "through a partner's assertion",
+            field="role",
+        )
+    if (role is Role.PARTNER) != (program_id is not None):
+        raise BadUserInput("a partner's client, and only it, names its program", field="partner")
+    if program_id is not None:
+        await programs.get_program(session, program_id, field="partner")
+    granted = scopes_for_role(role, scopes)
+    secret = new_client_secret()
+    client = OAuthClient(
+        client_id=client_id or f"{program_id or role.value}-{secrets.token_hex(4)}",
+        secret_hash=hash_secret(secret),
+        role=role.value,
+        program_id=program_id,
+        scope=scope_text(granted),
+        created_at=now,
+    )
+    session.add(client)
+    await session.flush()
+    return ClientCredentials(client=client, client_secret=secret)
+
+
+async def get_client(session: AsyncSession, client_id: str) -> OAuthClient | None:
+    return await session.get(OAuthClient, client_id)
+
+
+async def reset_client_secret(session: AsyncSession, client_id: str) -> str:
+    """Give a client a new secret (the old one stops working); returns it, in clear, once."""
+    client = await get_client(session, client_id)
+    if client is None:
+        raise ClientNotFound(client_id)
+    secret = new_client_secret()
+    client.secret_hash = hash_secret(secret)
+    await session.flush()
+    return secret
+
+
+async def list_clients(session: AsyncSession) -> Sequence[OAuthClient]:
+    return (await session.exec(select(OAuthClient).order_by(col(OAuthClient.client_id)))).all()

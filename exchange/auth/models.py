@@ -1,0 +1,114 @@
+"""Tables of the auth package: OAuth clients, signing keys, partners' assertion keys, and the
+short-lived records that revocation, replay protection and rate limiting need."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Column, Index, Text, text
+from sqlmodel import Field, SQLModel
+
+from exchange.db.types import UTCDateTime
+
+
+class OAuthClient(SQLModel, table=True):
+    """A partner's or staff tool's credentials. The secret is kept only as an Argon2id hash."""
+
+    __tablename__ = "oauth_client"
+    __table_args__ = (
+        CheckConstraint(
+            "(role = 'partner') = (program_id IS NOT NULL)",
+            name="oauth_client_partner_has_program",
+        ),
+    )
+
+    client_id: str = Field(primary_key=True, max_length=64)
+    secret_hash: str = Field(max_length=255)
+    role: str = Field(max_length=20)
+    program_id: str | None = Field(
+        default=None, foreign_key="program.id", max_length=64, index=True
+    )
+    scope: str = Field(max_length=255)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PartnerAssertionKey(SQLModel, table=True):
+    """A public key a partner signs member assertions with (several, for their rotation)."""
+
+    __tablename__ = "partner_assertion_key"
+
+    program_id: str = Field(
+        foreign_key="program.id", primary_key=True, max_length=64, ondelete="CASCADE"
+    )
+    kid: str = Field(primary_key=True, max_length=128)
+    public_jwk: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class SigningKey(SQLModel, table=True):
+    """A key the exchange signs tokens with.
+
+    One key is ``active`` (signs new tokens); ``retired`` keys only verify, and are published
+    until ``publish_until``, by when every token they signed has expired. The private half is
+    a JWE encrypted with ``EXCHANGE_KEY_ENCRYPTION_SECRET``.
+    """
+
+    __tablename__ = "signing_key"
+    __table_args__ = (
+        CheckConstraint("state IN ('active', 'retired')", name="signing_key_state"),
+        CheckConstraint(
+            "(state = 'active') = (retired_at IS NULL)", name="signing_key_retired_at"
+        ),
+        Index(
+            "signing_key_one_active",
+            "state",
+            unique=True,
+            postgresql_where=text("state = 'active'"),
+            sqlite_where=text("state = 'active'"),
+        ),
+    )
+
+    kid: str = Field(primary_key=True, max_length=64)
+    algorithm: str = Field(max_length=10)
+    public_jwk: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    encrypted_private_key: str = Field(sa_column=Column(Text, nullable=False))
+    state: str = Field(max_length=10)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    retired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    publish_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class RevokedToken(SQLModel, table=True):
+    """An access token revoked before its expiry (RFC 7009); kept until it would expire."""
+
+    __tablename__ = "revoked_token"
+
+    jti: str = Field(primary_key=True, max_length=64)
+    client_id: str = Field(max_length=64)
+    revoked_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class UsedAssertion(SQLModel, table=True):
+    """A member assertion already exchanged for a token: its ``jti`` cannot be replayed."""
+
+    __tablename__ = "used_assertion"
+
+    issuer: str = Field(primary_key=True, max_length=64)
+    jti: str = Field(primary_key=True, max_length=128)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class ClientAuthFailure(SQLModel, table=True):
+    """Failed authentications of one client id in the current window (rate limiting).
+
+    Kept in the database, not in process memory, so that every gateway replica counts the
+    same attempts.
+    """
+
+    __tablename__ = "client_auth_failure"
+
+    client_id: str = Field(primary_key=True, max_length=64)
+    window_started_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    failures: int

@@ -1,0 +1,31 @@
+"""Who is calling: the principal behind a verified access token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from exchange.auth.scopes import Role, Scope
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller, as its access token says; resolvers and services receive it.
+
+    ``program_id`` is set for partners (a partner runs exactly one program: its tenant id is
+    the program id); ``member_id`` is set for members (the exchange's member id, the token's
+    ``sub``). ``client_id`` is the OAuth client the token was issued to: for a member, the
+    partner client that vouched for them.
+    """
+
+    role: Role
+    subject: str
+    client_id: str
+    scopes: frozenset[Scope]
+    token_id: str
+    expires_at: datetime
+    program_id: str | None = None
+    member_id: str | None = None
+
+    def has_scope(self, scope: Scope) -> bool:
+        return scope in self.scopes

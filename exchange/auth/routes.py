@@ -1,0 +1,169 @@
+"""The authorization server's HTTP endpoints, for Starlette.
+
+``POST /oauth/token``, ``POST /oauth/introspect`` (RFC 7662), ``POST /oauth/revoke``
+(RFC 7009), ``GET /.well-known/oauth-authorization-server`` (RFC 8414) and
+``GET /.well-known/jwks.json``. Each POST reads its form on the event loop, checks the
+claimed client against the failure rate limit, runs Authlib in a worker thread (see
+:mod:`exchange.auth.server`), and counts a failed client authentication afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from exchange.auth import ratelimit
+from exchange.auth.keys import SigningKeys
+from exchange.auth.scopes import Scope
+from exchange.auth.server import (
+    CLIENT_AUTH_METHODS,
+    CLIENT_CREDENTIALS,
+    JWT_BEARER,
+    ExchangeAuthorizationServer,
+    FormRequest,
+    RequestWork,
+    claimed_client_id,
+    error_response,
+    invalid_client_response,
+    malformed_basic_authorization,
+)
+from exchange.clock import Clock
+from exchange.db.database import Database
+
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+JWKS_PATH = "/.well-known/jwks.json"
+TOKEN_PATH = "/oauth/token"
+INTROSPECTION_PATH = "/oauth/introspect"
+REVOCATION_PATH = "/oauth/revoke"
+#: How long partners and resource servers may cache the JWKS: shorter than a key's overlap.
+JWKS_MAX_AGE_SECONDS = 300
+#: OAuth requests are a few parameters; a larger body is refused unread.
+MAX_FORM_BYTES = 16_384
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+
+
+def server_metadata(issuer: str) -> dict[str, Any]:
+    """The RFC 8414 document. There is no authorization endpoint, hence no response types."""
+    return {
+        "issuer": issuer,
+        "token_endpoint": f"{issuer}{TOKEN_PATH}",
+        "jwks_uri": f"{issuer}{JWKS_PATH}",
+        "introspection_endpoint": f"{issuer}{INTROSPECTION_PATH}",
+        "revocation_endpoint": f"{issuer}{REVOCATION_PATH}",
+        "grant_types_supported": [CLIENT_CREDENTIALS, JWT_BEARER],
+        "response_types_supported": [],
+        "scopes_supported": [scope.value for scope in Scope],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+    }
+
+
+class OAuthEndpoints:
+    def __init__(
+        self,
+        server: ExchangeAuthorizationServer,
+        *,
+        db: Database,
+        keys: SigningKeys,
+        clock: Clock,
+        failure_limit: ratelimit.FailureLimit,
+    ) -> None:
+        self._server = server
+        self._db = db
+        self._keys = keys
+        self._clock = clock
+        self._limit = failure_limit
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(TOKEN_PATH, self.token, methods=["POST"]),
+            Route(INTROSPECTION_PATH, self.introspect, methods=["POST"]),
+            Route(REVOCATION_PATH, self.revoke, methods=["POST"]),
+            Route(METADATA_PATH, self.metadata, methods=["GET"]),
+            Route(JWKS_PATH, self.jwks, methods=["GET"]),
+        ]
+
+    async def token(self, request: Request) -> Response:
+        return await self._respond(request, self._server.token_response)
+
+    async def introspect(self, request: Request) -> Response:
+        return await self._respond(request, self._server.introspection_response)
+
+    async def revoke(self, request: Request) -> Response:
+        return await self._respond(request, self._server.revocation_response)
+
+    async def metadata(self, _: Request) -> Response:
+        return JSONResponse(server_metadata(self._server.issuer))
+
+    async def jwks(self, _: Request) -> Response:
+        return JSONResponse(
+            await self._keys.jwks(),
+            media_type="application/jwk-set+json",
+            headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE_SECONDS}"},
+        )
+
+    async def _respond(
+        self, request: Request, action: Callable[[FormRequest], Response]
+    ) -> Response:
+        form = await read_form(request)
+        if isinstance(form, Response):
+            return form
+        if malformed_basic_authorization(request.headers):
+            return invalid_client_response()
+        oauth_request = FormRequest(
+            method=request.method, url=str(request.url), headers=request.headers, form=form
+        )
+        now = self._clock.now()
+        client_id = claimed_client_id(oauth_request)
+        if client_id is not None:
+            async with self._db.transaction() as session:
+                wait = await ratelimit.retry_after(session, client_id, self._limit, now)
+            if wait is not None:
+                return too_many_failures(wait)
+        async with self._db.transaction() as session:
+            work = RequestWork(session=session, loop=asyncio.get_running_loop(), now=now)
+            response = await asyncio.to_thread(self._server.handle, work, action, oauth_request)
+        if client_id is not None and work.authentication_failed:
+            async with self._db.transaction() as session:
+                await ratelimit.record_failure(session, client_id, self._limit, now)
+        return response
+
+
+async def read_form(request: Request) -> dict[str, str] | Response:
+    """The request's parameters (RFC 6749 §3.2: form-encoded, none repeated), or the error."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != FORM_MEDIA_TYPE:
+        return error_response(InvalidRequestError(description=f"send the parameters as {FORM_MEDIA_TYPE}"))
+    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+        return error_response(InvalidRequestError(description="the request body is too large"))
+    body = await request.body()
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        return error_response(InvalidRequestError(description="the request body is not UTF-8"))
+    if len(body) > MAX_FORM_BYTES:
+        return error_response(InvalidRequestError(description="the request body is too large"))
+    form = dict(pairs)
+    if len(form) != len(pairs):
+        return error_response(InvalidRequestError(description="a parameter is repeated"))
+    return form
+
+
+def too_many_failures(retry_after: int) -> Response:
+    return JSONResponse(
+        {
+            "error": "temporarily_unavailable",
+            "error_description": "too many failed authentications for this client; "
+            f"try again in {retry_after} s",
+        },
+        status_code=429,
+        headers={"Retry-After": str(retry_after), "Cache-Control": "no-store"},
+    )

@@ -1,0 +1,84 @@
+"""Roles and scopes: who may call the exchange, and what a token lets them do.
+
+Every token has one role. A role's scopes are the most its tokens can carry; a client (or a
+token request) may narrow them. ``<role>:read`` reads the role's data, ``<role>:write`` changes
+it, so a partner can hand a reporting tool a read-only token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+
+from exchange.errors import BadUserInput
+
+
+class Role(StrEnum):
+    """Who is calling."""
+
+    PARTNER = "partner"  #: a partner company, for the one program it runs
+    MEMBER = "member"  #: a member, vouched for by a partner's signed assertion
+    SETTLEMENT = "settlement"  #: settlement staff and their tools
+    ADMIN = "admin"  #: operators of the exchange
+
+
+class Scope(StrEnum):
+    """What a token allows."""
+
+    #: its own program: members, rates, rewards, positions, statements
+    PARTNER_READ = "partner:read"
+    #: its own program: rates, tiers, rewards, assertion keys, records upload
+    PARTNER_WRITE = "partner:write"
+    #: the member's own accounts and history
+    MEMBER_READ = "member:read"
+    #: the member's quotes, conversions, status matches and redemptions
+    MEMBER_WRITE = "member:write"
+    #: periods, every partner's positions and statements, reconciliation
+    SETTLEMENT_READ = "settlement:read"
+    #: closing periods, importing records, resolving breaks, signing off
+    SETTLEMENT_WRITE = "settlement:write"
+    #: programs and OAuth clients
+    ADMIN_READ = "admin:read"
+    ADMIN_WRITE = "admin:write"
+
+
+ROLE_SCOPES: Mapping[Role, frozenset[Scope]] = {
+    role: frozenset(scope for scope in Scope if scope.value.startswith(f"{role.value}:"))
+    for role in Role
+}
+
+#: Roles an OAuth client can have; member tokens come only from a partner's assertion.
+CLIENT_ROLES: tuple[Role, ...] = (Role.PARTNER, Role.SETTLEMENT, Role.ADMIN)
+
+
+class InvalidScope(BadUserInput):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="scopes")
+
+
+def parse_scopes(text: str | Iterable[str]) -> frozenset[Scope]:
+    """Scopes from a space-separated string (as OAuth sends them) or a list of names."""
+    names = text.split() if isinstance(text, str) else list(text)
+    unknown = sorted(name for name in names if name not in Scope._value2member_map_)
+    if unknown:
+        raise InvalidScope(f"unknown scope {', '.join(unknown)}; known: {scope_text(Scope)}")
+    return frozenset(Scope(name) for name in names)
+
+
+def scope_text(scopes: Iterable[Scope]) -> str:
+    """The OAuth form: names in a stable order, separated by spaces."""
+    return " ".join(sorted(scope.value for scope in scopes))
+
+
+def scopes_for_role(role: Role, requested: frozenset[Scope] | None = None) -> frozenset[Scope]:
+    """The requested scopes if the role may hold them all, else an error; none asked: all."""
+    allowed = ROLE_SCOPES[role]
+    if requested is None:
+        return allowed
+    if not requested:
+        raise InvalidScope("give at least one scope")
+    if extra := requested - allowed:
+        raise InvalidScope(
+            f"the {role.value} role cannot hold {scope_text(extra)}; it may hold {scope_text(allowed)}"
+        )
+    return requested

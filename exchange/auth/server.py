@@ -1,0 +1,438 @@
+"""The OAuth 2.0 authorization server: Authlib's framework-neutral server, run for Starlette.
+
+Authlib's server is synchronous and the exchange's database is async. Each OAuth request
+therefore runs in a worker thread (which also keeps Argon2 checks and RSA signing off the
+event loop), and the Authlib hooks that need the database hand a coroutine back to the
+loop and wait for it (:meth:`RequestWork.run`). One unit of work (database session) serves
+the whole request.
+
+Grants: client credentials (partners, staff tools) and the JWT-bearer assertion grant
+(RFC 7523) by which a partner obtains a token for a member it has authenticated. Endpoints:
+introspection (RFC 7662) and revocation (RFC 7009). Tokens: JWT access tokens (RFC 9068)
+from :mod:`exchange.auth.tokens`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from authlib.oauth2 import AuthorizationServer, OAuth2Error
+from authlib.oauth2.rfc6749 import (
+    ClientMixin,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidScopeError,
+    OAuth2Request,
+    TokenMixin,
+)
+from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerGrant
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse, Response
+
+from exchange.auth import assertions, clients, revocation
+from exchange.auth.errors import AssertionRejected, InvalidAccessToken, oauth_description
+from exchange.auth.hashing import verify_secret
+from exchange.auth.keys import SigningKeys
+from exchange.auth.models import OAuthClient
+from exchange.auth.scopes import ROLE_SCOPES, InvalidScope, Role, Scope, parse_scopes, scope_text
+from exchange.auth.tokens import (
+    TokenVerifier,
+    VerifiedToken,
+    access_token_claims,
+    sign_access_token,
+)
+from exchange.errors import BadUserInput
+from exchange.members import service as members
+from exchange.members.models import Member
+
+logger = logging.getLogger("exchange.auth")
+
+T = TypeVar("T")
+
+#: How clients authenticate at the token, introspection and revocation endpoints.
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+CLIENT_CREDENTIALS = "client_credentials"
+JWT_BEARER = JWTBearerGrant.GRANT_TYPE
+#: Errors that mean "this client failed to authenticate": they count towards the rate limit.
+AUTHENTICATION_FAILURES = frozenset({"invalid_client", "invalid_grant"})
+
+
+@dataclass
+class RequestWork:
+    """One OAuth request's unit of work, shared by Authlib's synchronous hooks."""
+
+    session: AsyncSession
+    loop: asyncio.AbstractEventLoop
+    now: datetime
+    clients: dict[str, ExchangeClient | None] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the event loop and wait for it (from the worker thread)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    @property
+    def authentication_failed(self) -> bool:
+        return any(error in AUTHENTICATION_FAILURES for error in self.errors)
+
+
+_work: ContextVar[RequestWork] = ContextVar("oauth_request_work")
+
+
+@dataclass(frozen=True)
+class FormRequest:
+    """What Authlib needs of an HTTP request, read on the event loop beforehand."""
+
+    method: str
+    url: str
+    headers: Headers
+    form: Mapping[str, str]
+
+
+class StarletteOAuth2Request(OAuth2Request):
+    def __init__(self, request: FormRequest) -> None:
+        super().__init__(request.method, request.url, headers=request.headers)
+        self._form = request.form
+        self.payload = BasicOAuth2Payload(dict(request.form))
+
+    @property
+    def form(self) -> Mapping[str, str]:
+        return self._form
+
+
+class ExchangeClient(ClientMixin):
+    """Authlib's view of an :class:`~exchange.auth.models.OAuthClient` row."""
+
+    def __init__(self, row: OAuthClient) -> None:
+        self.row = row
+        self.client_id = row.client_id
+        self.role = clients.client_role(row)
+        self.scopes = clients.client_scopes(row)
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return verify_secret(self.row.secret_hash, client_secret)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method in CLIENT_AUTH_METHODS
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        """Every client may use client credentials; only partners vouch for members."""
+        return grant_type == CLIENT_CREDENTIALS or (
+            grant_type == JWT_BEARER and self.role is Role.PARTNER
+        )
+
+
+class IntrospectedToken(TokenMixin):
+    """Authlib's view of a verified access token (a revoked or expired one never verifies)."""
+
+    def __init__(self, verified: VerifiedToken) -> None:
+        self.verified = verified
+        self.claims = verified.claims
+
+    def check_client(self, client: ExchangeClient) -> bool:
+        return bool(self.claims["client_id"] == client.client_id)
+
+    def is_expired(self) -> bool:
+        return self.verified.principal.expires_at <= _work.get().now
+
+    def is_revoked(self) -> bool:
+        return False
+
+
+class ClientCredentials(ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def validate_requested_scope(self) -> None:
+        granted_scopes(self.request.client, None, self.request.payload.scope)
+
+
+class MemberAssertionGrant(JWTBearerGrant):
+    """A partner's signed assertion about a member it has authenticated (RFC 7523 §2.1).
+
+    ``iss`` is the partner's client id, ``sub`` the member's ref at the partner. A member new
+    to the exchange is created and linked on the way: the partner vouches for them.
+    """
+
+    server: ExchangeAuthorizationServer
+
+    def process_assertion_claims(self, assertion: str) -> Mapping[str, Any]:
+        """Authlib's steps, with the exchange's algorithms, lifetime bound and replay check."""
+        _, unverified = self.extract_assertion(assertion)
+        issuer = unverified.get("iss")
+        client = self.resolve_issuer_client(issuer) if isinstance(issuer, str) else None
+        if client is None:
+            raise InvalidGrantError(description="the assertion's iss names no client here")
+        work = _work.get()
+        try:
+            claims = assertions.verify_assertion(
+                assertion,
+                self.resolve_client_public_key(client),
+                audiences=self.get_audiences(),
+                now=work.now,
+            )
+            work.run(
+                assertions.record_assertion_use(
+                    work.session,
+                    issuer=client.client_id,
+                    jti=claims["jti"],
+                    expires_at=assertions.expiry_of(claims),
+                    now=work.now,
+                )
+            )
+        except AssertionRejected as rejected:
+            raise InvalidGrantError(description=oauth_description(rejected.message)) from None
+        return claims
+
+    def resolve_issuer_client(self, issuer: str) -> ExchangeClient | None:
+        return self.server.query_client(issuer)
+
+    def resolve_client_public_key(self, client: ExchangeClient) -> KeySet:
+        work = _work.get()
+        program_id = client.row.program_id
+        if program_id is None:
+            return KeySet([])
+        keys = work.run(assertions.assertion_keys(work.session, [program_id]))
+        return assertions.verification_keys(keys.get(program_id, []))
+
+    def get_audiences(self) -> list[str]:
+        return [self.server.issuer, self.server.token_endpoint]
+
+    def validate_requested_scope(self) -> None:
+        granted_scopes(self.request.client, Role.MEMBER, self.request.payload.scope)
+
+    def authenticate_user(self, subject: str) -> Member:
+        work = _work.get()
+        program_id = self.request.client.row.program_id
+        try:
+            return work.run(
+                members.resolve_member_from_partner(work.session, program_id, subject, work.now)
+            )
+        except BadUserInput as invalid:
+            raise InvalidGrantError(description=oauth_description(invalid.message)) from None
+
+    def has_granted_permission(self, client: ExchangeClient, user: Member) -> bool:
+        """The partner's own signed word is the member's grant: nothing else to check."""
+        return True
+
+
+class _TokenLookup:
+    """Finds a presented token for introspection and revocation: only if it verifies."""
+
+    server: ExchangeAuthorizationServer
+    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> IntrospectedToken | None:
+        work = _work.get()
+        try:
+            return IntrospectedToken(work.run(self.server.verifier.verify(token_string, work.session)))
+        except InvalidAccessToken:
+            return None
+
+
+class Introspection(_TokenLookup, IntrospectionEndpoint):
+    def check_permission(
+        self, token: IntrospectedToken, client: ExchangeClient, request: OAuth2Request
+    ) -> bool:
+        """A client introspects the tokens issued to it; admins introspect any."""
+        return token.check_client(client) or Scope.ADMIN_READ in client.scopes
+
+    def introspect_token(self, token: IntrospectedToken) -> dict[str, Any]:
+        claims = token.claims
+        keys = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "role", "program_id")
+        return {"active": True, "token_type": "Bearer", **{k: claims[k] for k in keys if k in claims}}
+
+
+class Revocation(_TokenLookup, RevocationEndpoint):
+    def revoke_token(self, token: IntrospectedToken, request: OAuth2Request) -> None:
+        work = _work.get()
+        principal = token.verified.principal
+        work.run(
+            revocation.revoke(
+                work.session,
+                jti=principal.token_id,
+                client_id=principal.client_id,
+                expires_at=principal.expires_at,
+                now=work.now,
+            )
+        )
+
+
+def granted_scopes(client: ExchangeClient, user_role: Role | None, requested: str | None) -> frozenset[Scope]:
+    """What a token may carry: for a member, member scopes; for a client, its own scopes.
+
+    Nothing requested means all of them; asking for more is ``invalid_scope``.
+    """
+    allowed = ROLE_SCOPES[user_role] if user_role is not None else client.scopes
+    if not requested:
+        return allowed
+    try:
+        scopes = parse_scopes(requested)
+    except InvalidScope:
+        raise InvalidScopeError(description="the request names a scope this exchange does not know") from None
+    if not scopes or not scopes <= allowed:
+        raise InvalidScopeError(description=f"this grant allows at most: {scope_text(allowed)}")
+    return scopes
+
+
+class ExchangeAuthorizationServer(AuthorizationServer):
+    """Authlib's authorization server with the exchange's clients, grants, tokens and storage."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        token_lifetime: timedelta,
+        keys: SigningKeys,
+        verifier: TokenVerifier,
+    ) -> None:
+        super().__init__(scopes_supported=[scope.value for scope in Scope])
+        self.issuer = issuer
+        self.token_endpoint = f"{issuer}/oauth/token"
+        self.audience = audience
+        self.token_lifetime = token_lifetime
+        self.keys = keys
+        self.verifier = verifier
+        self.register_grant(ClientCredentials)
+        self.register_grant(MemberAssertionGrant)
+        self.register_endpoint(Introspection)
+        self.register_endpoint(Revocation)
+        self.register_token_generator("default", self.generate_access_token)
+
+    # -- Authlib's hooks; they run in the worker thread of :meth:`handle` --
+
+    def query_client(self, client_id: str) -> ExchangeClient | None:
+        work = _work.get()
+        if client_id not in work.clients:
+            row = work.run(clients.get_client(work.session, client_id))
+            work.clients[client_id] = ExchangeClient(row) if row is not None else None
+        return work.clients[client_id]
+
+    def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
+        """Access tokens are self-contained JWTs: nothing to store, only an audit line."""
+        user = request.user
+        logger.info(
+            "issued a token to client %s%s",
+            request.client.client_id,
+            f" for member {user.id}" if user is not None else "",
+        )
+
+    def create_oauth2_request(self, request: FormRequest) -> OAuth2Request:
+        return StarletteOAuth2Request(request)
+
+    def handle_response(self, status: int, body: Any, headers: list[tuple[str, str]]) -> Response:
+        return JSONResponse(body, status_code=status, headers=dict(headers))
+
+    def handle_error_response(self, request: OAuth2Request | None, error: OAuth2Error) -> Response:
+        _work.get().errors.append(str(error.error))
+        return self.handle_response(*error(self.get_error_uri(request, error)))
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        logger.debug("oauth signal %s %s", name, {k: repr(v) for k, v in kwargs.items()})
+
+    def generate_access_token(
+        self,
+        grant_type: str,
+        client: ExchangeClient,
+        user: Member | None = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        """A signed RFC 9068 token: for the member ``user`` if given, else for the client."""
+        work = _work.get()
+        scopes = granted_scopes(client, Role.MEMBER if user is not None else None, scope)
+        claims = access_token_claims(
+            issuer=self.issuer,
+            audience=self.audience,
+            client_id=client.client_id,
+            role=Role.MEMBER if user is not None else client.role,
+            scopes=scopes,
+            subject=user.id if user is not None else client.client_id,
+            program_id=client.row.program_id if user is None else None,
+            now=work.now,
+            lifetime=self.token_lifetime,
+        )
+        return {
+            "token_type": "Bearer",
+            "access_token": sign_access_token(claims, work.run(self.keys.signing_key(work.session))),
+            "expires_in": int(self.token_lifetime.total_seconds()),
+            "scope": scope_text(scopes),
+        }
+
+    # -- running a request --
+
+    def handle(self, work: RequestWork, action: Callable[[FormRequest], Response], request: FormRequest) -> Response:
+        """Run one Authlib action in this (worker) thread, with ``work`` as its unit of work."""
+        reset = _work.set(work)
+        try:
+            return action(request)
+        except OAuth2Error as error:
+            return self.handle_error_response(None, error)
+        finally:
+            _work.reset(reset)
+
+    def token_response(self, request: FormRequest) -> Response:
+        return self.create_token_response(request)
+
+    def introspection_response(self, request: FormRequest) -> Response:
+        return self.create_endpoint_response(Introspection.ENDPOINT_NAME, request)
+
+    def revocation_response(self, request: FormRequest) -> Response:
+        return self.create_endpoint_response(Revocation.ENDPOINT_NAME, request)
+
+
+def claimed_client_id(request: FormRequest) -> str | None:
+    """The client a request claims to be, before anything is verified (for rate limiting)."""
+    username, _ = extract_basic_authorization(request.headers)
+    if username:
+        return str(username)
+    if client_id := request.form.get("client_id"):
+        return client_id
+    if assertion := request.form.get("assertion"):
+        try:
+            claims = json.loads(jws.extract_compact(assertion.encode()).payload)
+        except (JoseError, ValueError):
+            return None
+        issuer = claims.get("iss") if isinstance(claims, dict) else None
+        return issuer if isinstance(issuer, str) else None
+    return None
+
+
+def malformed_basic_authorization(headers: Headers) -> bool:
+    """A Basic header Authlib would choke on (credentials that are not UTF-8)."""
+    try:
+        extract_basic_authorization(headers)
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def error_response(error: OAuth2Error) -> Response:
+    status, body, headers = error()
+    return JSONResponse(body, status_code=status, headers=dict(headers))
+
+
+def invalid_client_response() -> Response:
+    return error_response(
+        InvalidClientError(status_code=401, description="the Basic credentials are not UTF-8")
+    )

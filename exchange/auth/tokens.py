@@ -1,0 +1,189 @@
+"""JWT access tokens (RFC 9068): what they claim, how they are signed and verified.
+
+A token is self-contained: verifying it needs the issuer's public key (cached in process)
+and one indexed lookup of its ``jti`` among revoked tokens. Claims beyond RFC 9068's are
+``role`` and, for partners, ``program_id``, so a request's principal is known without a query.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from authlib.oauth2.rfc9068.claims import JWTAccessTokenClaims
+from joserfc import jws, jwt
+from joserfc.errors import (
+    BadSignatureError,
+    ExpiredTokenError,
+    InvalidClaimError,
+    JoseError,
+    MissingClaimError,
+)
+from joserfc.jwk import RSAKey
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.auth import revocation
+from exchange.auth.errors import InvalidAccessToken
+from exchange.auth.keys import ALGORITHM, SigningKeys
+from exchange.auth.principal import Principal
+from exchange.auth.scopes import InvalidScope, Role, Scope, parse_scopes, scope_text
+from exchange.clock import Clock
+from exchange.db.database import Database
+
+#: RFC 9068's media type for JWT access tokens, in the ``typ`` header. Requiring it keeps any
+#: other JWT the exchange signs (a settlement statement, say) from passing as a token.
+TOKEN_TYPE = "at+jwt"
+#: Allowance for clocks that disagree a little between the exchange's replicas.
+LEEWAY_SECONDS = 30
+
+
+def access_token_claims(
+    *,
+    issuer: str,
+    audience: str,
+    client_id: str,
+    role: Role,
+    scopes: frozenset[Scope],
+    subject: str,
+    now: datetime,
+    lifetime: timedelta,
+    program_id: str | None = None,
+) -> dict[str, Any]:
+    """The claims of a new access token: RFC 9068's, plus ``role`` and ``program_id``."""
+    issued_at = int(now.timestamp())
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience,
+        "exp": issued_at + int(lifetime.total_seconds()),
+        "iat": issued_at,
+        "jti": secrets.token_urlsafe(16),
+        "client_id": client_id,
+        "scope": scope_text(scopes),
+        "role": role.value,
+    }
+    if program_id is not None:
+        claims["program_id"] = program_id
+    return claims
+
+
+def sign_access_token(claims: Mapping[str, Any], key: RSAKey) -> str:
+    header = {"alg": ALGORITHM, "typ": TOKEN_TYPE, "kid": key.kid}
+    return jwt.encode(header, dict(claims), key, algorithms=[ALGORITHM])
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    """The caller a verified token names; a token whose claims do not add up is refused."""
+    try:
+        role = Role(claims["role"])
+        scopes = parse_scopes(str(claims.get("scope", "")))
+    except (KeyError, ValueError, InvalidScope):
+        raise InvalidAccessToken("the token's role or scope is not one this exchange issues") from None
+    program_id = claims.get("program_id")
+    if (role is Role.PARTNER) != isinstance(program_id, str):
+        raise InvalidAccessToken("the token's program claim does not match its role")
+    return Principal(
+        role=role,
+        subject=claims["sub"],
+        client_id=claims["client_id"],
+        scopes=scopes,
+        token_id=claims["jti"],
+        expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        program_id=program_id,
+        member_id=claims["sub"] if role is Role.MEMBER else None,
+    )
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    claims: Mapping[str, Any]
+    principal: Principal
+
+
+_CLAIM_PROBLEMS = {
+    "iss": "the token was issued by another issuer",
+    "aud": "the token is meant for another audience",
+    "nbf": "the token is not valid yet",
+    "iat": "the token was issued in the future",
+}
+
+
+class TokenVerifier:
+    """Checks a bearer token: signature by a published key, RFC 9068 claims, revocation."""
+
+    def __init__(
+        self, keys: SigningKeys, db: Database, *, issuer: str, audience: str, clock: Clock
+    ) -> None:
+        self._keys = keys
+        self._db = db
+        self._issuer = issuer
+        self._audience = audience
+        self._clock = clock
+
+    async def verify(self, token: str, session: AsyncSession | None = None) -> VerifiedToken:
+        """The token's claims and principal, or :class:`InvalidAccessToken` saying why not.
+
+        Database reads go through ``session`` when the caller is inside a unit of work.
+        """
+        header = _unverified_header(token)
+        if str(header.get("alg")).lower() == "none":
+            raise InvalidAccessToken("unsigned tokens (alg none) are refused")
+        if header.get("alg") != ALGORITHM:
+            raise InvalidAccessToken(f"the token is not signed with {ALGORITHM}")
+        if header.get("typ") != TOKEN_TYPE:
+            raise InvalidAccessToken(f"not an access token (typ must be {TOKEN_TYPE})")
+        kid = header.get("kid")
+        key = await self._keys.public_key(kid, session) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidAccessToken("the token is not signed by a published key of this exchange")
+        try:
+            decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
+        except BadSignatureError:
+            raise InvalidAccessToken("the token's signature does not verify") from None
+        except (JoseError, ValueError):
+            raise InvalidAccessToken("the token is malformed") from None
+        self._check_claims(decoded)
+        principal = principal_from_claims(decoded.claims)
+        if session is None:
+            async with self._db.transaction() as own:
+                revoked = await revocation.is_revoked(own, principal.token_id)
+        else:
+            revoked = await revocation.is_revoked(session, principal.token_id)
+        if revoked:
+            raise InvalidAccessToken("the token has been revoked")
+        return VerifiedToken(claims=decoded.claims, principal=principal)
+
+    def _check_claims(self, decoded: jwt.Token) -> None:
+        claims = JWTAccessTokenClaims(
+            decoded.claims,
+            decoded.header,
+            {
+                "iss": {"essential": True, "value": self._issuer},
+                "aud": {"essential": True, "value": self._audience},
+                "sub": {"essential": True},
+                "exp": {"essential": True},
+                "iat": {"essential": True},
+                "jti": {"essential": True},
+                "client_id": {"essential": True},
+            },
+        )
+        try:
+            claims.validate(now=int(self._clock.now().timestamp()), leeway=LEEWAY_SECONDS)
+        except ExpiredTokenError:
+            raise InvalidAccessToken("the token has expired") from None
+        except MissingClaimError as error:
+            raise InvalidAccessToken(f"the token lacks a claim: {error.description}") from None
+        except InvalidClaimError as error:
+            raise InvalidAccessToken(
+                _CLAIM_PROBLEMS.get(error.claim, f"the token's {error.claim} claim is invalid")
+            ) from None
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    try:
+        return dict(jws.extract_compact(token.encode()).headers())
+    except (JoseError, ValueError, UnicodeError):
+        raise InvalidAccessToken("the token is not a JWT") from None

@@ -1,0 +1,48 @@
+"""Tables of the members package: the exchange's members and their accounts at partners."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from exchange.db.types import UTCDateTime
+
+MEMBER_REF_MAX_LENGTH = 128
+
+
+class LinkMethod(StrEnum):
+    """How a linked account was established."""
+
+    #: The partner vouched for the member with a signed assertion (RFC 7523).
+    ASSERTION = "assertion"
+
+
+class Member(SQLModel, table=True):
+    """A person known to the exchange; ``id`` is what member tokens carry as ``sub``."""
+
+    __tablename__ = "member"
+
+    id: str = Field(primary_key=True, max_length=40)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class LinkedAccount(SQLModel, table=True):
+    """A member's account at one partner's program: ``member_ref`` is their id there.
+
+    A member has at most one account per program, and an account at a program belongs to
+    one member.
+    """
+
+    __tablename__ = "linked_account"
+    __table_args__ = (UniqueConstraint("program_id", "member_ref"),)
+
+    member_id: str = Field(
+        foreign_key="member.id", primary_key=True, max_length=40, ondelete="CASCADE"
+    )
+    program_id: str = Field(foreign_key="program.id", primary_key=True, max_length=64)
+    member_ref: str = Field(max_length=MEMBER_REF_MAX_LENGTH)
+    linked_at: datetime = Field(sa_type=UTCDateTime)
+    established_by: str = Field(max_length=20)

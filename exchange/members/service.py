@@ -1,0 +1,150 @@
+"""Members: who they are to the exchange, and which partner accounts they have linked.
+
+The exchange knows a member by its own id; each partner knows them by their ``member_ref``
+there. A partner vouching for a member it has authenticated (a signed assertion) is enough
+to create the member and link that account: :func:`resolve_member_from_partner`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, insert
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.db import dialects
+from exchange.errors import BadUserInput, Forbidden, NotFound
+from exchange.members.models import MEMBER_REF_MAX_LENGTH, LinkedAccount, LinkMethod, Member
+
+
+class InvalidMemberRef(BadUserInput):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"member_ref {reason}", field="member_ref")
+
+
+class MemberNotFound(NotFound):
+    def __init__(self, member_id: str) -> None:
+        super().__init__(f"no member has id {member_id!r}", field="id")
+
+
+class MemberNotLinked(Forbidden):
+    """Asked by a partner about a member who has no account at its program.
+
+    Also what a partner hears about an id that does not exist, so that it cannot probe
+    which member ids exist elsewhere.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("no member with this id has an account at your program", field="id")
+
+
+def new_member_id() -> str:
+    return f"mbr_{uuid.uuid4().hex}"
+
+
+def check_member_ref(member_ref: str) -> str:
+    """A partner's id for its member: 1 to 128 printable characters, no spaces at the ends."""
+    if not member_ref or len(member_ref) > MEMBER_REF_MAX_LENGTH:
+        raise InvalidMemberRef(f"must be 1 to {MEMBER_REF_MAX_LENGTH} characters")
+    if not member_ref.isprintable() or member_ref.strip() != member_ref:
+        raise InvalidMemberRef("must be printable, without leading or trailing spaces")
+    return member_ref
+
+
+async def find_linked_account(
+    session: AsyncSession, program_id: str, member_ref: str
+) -> LinkedAccount | None:
+    statement = select(LinkedAccount).where(
+        LinkedAccount.program_id == program_id, LinkedAccount.member_ref == member_ref
+    )
+    return (await session.exec(statement)).first()
+
+
+async def resolve_member_from_partner(
+    session: AsyncSession,
+    program_id: str,
+    member_ref: str,
+    now: datetime,
+    *,
+    method: LinkMethod = LinkMethod.ASSERTION,
+) -> Member:
+    """The member whose account at ``program_id`` is ``member_ref``, created if new.
+
+    The partner vouches for the member, so a new ``(program, member_ref)`` creates a member
+    and links that account. Safe under concurrency: when two first requests for the same
+    account race, the second's insert yields to the first's link (the unique key decides)
+    and its own fresh member row is removed again.
+    """
+    check_member_ref(member_ref)
+    if (account := await find_linked_account(session, program_id, member_ref)) is not None:
+        return await get_member(session, account.member_id)
+    member_id = new_member_id()
+    await session.exec(insert(Member).values(id=member_id, created_at=now))  # type: ignore[call-overload]
+    linked = await session.exec(
+        dialects.insert(session, LinkedAccount)
+        .values(
+            member_id=member_id,
+            program_id=program_id,
+            member_ref=member_ref,
+            linked_at=now,
+            established_by=method.value,
+        )
+        .on_conflict_do_nothing(index_elements=["program_id", "member_ref"])
+        .returning(col(LinkedAccount.member_id))  # type: ignore[call-overload]
+    )
+    if linked.first() is None:
+        await session.exec(delete(Member).where(col(Member.id) == member_id))  # type: ignore[call-overload]
+        winner = await find_linked_account(session, program_id, member_ref)
+        assert winner is not None, "the conflicting link must exist"
+        member_id = winner.member_id
+    return await get_member(session, member_id)
+
+
+async def get_member(session: AsyncSession, member_id: str) -> Member:
+    member = await session.get(Member, member_id)
+    if member is None:
+        raise MemberNotFound(member_id)
+    return member
+
+
+async def linked_accounts(
+    session: AsyncSession, member_ids: Iterable[str]
+) -> dict[str, list[LinkedAccount]]:
+    """Each member's linked accounts, by program id, in one query."""
+    rows = await session.exec(
+        select(LinkedAccount)
+        .where(col(LinkedAccount.member_id).in_(list(member_ids)))
+        .order_by(col(LinkedAccount.member_id), col(LinkedAccount.program_id))
+    )
+    grouped: dict[str, list[LinkedAccount]] = defaultdict(list)
+    for account in rows:
+        grouped[account.member_id].append(account)
+    return dict(grouped)
+
+
+async def get_member_linked_to(
+    session: AsyncSession, member_id: str, program_id: str
+) -> tuple[Member, list[LinkedAccount]]:
+    """A member with their accounts, for a partner: only if linked to ``program_id``."""
+    member = await session.get(Member, member_id)
+    accounts = (await linked_accounts(session, [member_id])).get(member_id, [])
+    if member is None or all(account.program_id != program_id for account in accounts):
+        raise MemberNotLinked()
+    return member, accounts
+
+
+async def accounts_at_program(
+    session: AsyncSession, program_id: str, *, first: int, after: str | None = None
+) -> Sequence[LinkedAccount]:
+    """Accounts linked at one program, by ``member_ref``, ``first`` of them after ``after``."""
+    if not 1 <= first <= 500:
+        raise BadUserInput("first must be between 1 and 500", field="first")
+    statement = select(LinkedAccount).where(LinkedAccount.program_id == program_id)
+    if after is not None:
+        statement = statement.where(col(LinkedAccount.member_ref) > after)
+    statement = statement.order_by(col(LinkedAccount.member_ref)).limit(first)
+    return (await session.exec(statement)).all()

@@ -1,0 +1,78 @@
+"""Rotating the signing key: new tokens use the new key at once on every replica that has
+noticed; tokens signed by the old key verify until they expire; then the old key leaves the
+JWKS."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from joserfc import jws
+
+from exchange.app import create_app
+from exchange.auth import keys
+from exchange.auth.scopes import Role
+from exchange.auth.tokens import LEEWAY_SECONDS
+from exchange.loading import load_partners_directory
+from exchange.serving import serving
+from exchange.settings import Settings
+from tests.api.conftest import ExchangeKit
+from tests.clocks import MovableClock
+
+VIEWER = "{ viewer { role } }"
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock(datetime.now(UTC))
+
+
+@pytest.fixture
+async def gateway(gateway_settings: Settings, clock: MovableClock) -> AsyncIterator[str]:
+    """A gateway whose clock the test moves (it decides token times and key re-reads)."""
+    await load_partners_directory(gateway_settings)
+    async with serving(create_app(gateway_settings, clock=clock), port=gateway_settings.port) as server:
+        yield server.url
+
+
+def kid_of(token: str) -> str:
+    return str(jws.extract_compact(token.encode()).headers()["kid"])
+
+
+async def published(http: httpx.AsyncClient) -> set[str]:
+    return {key["kid"] for key in (await http.get("/.well-known/jwks.json")).json()["keys"]}
+
+
+async def test_old_tokens_verify_until_they_expire_and_then_the_old_key_is_withdrawn(
+    kit: ExchangeKit, clock: MovableClock
+) -> None:
+    lifetime = timedelta(seconds=kit.settings.access_token_lifetime)
+    staff = await kit.new_client(Role.SETTLEMENT)
+    old_token = await kit.client_token(staff)
+    old_kid = kid_of(old_token)
+
+    async with kit.db.transaction() as session:
+        rotation = await keys.rotate_signing_key(
+            session, kit.settings.key_encryption_secret.get_secret_value(), clock.now(), lifetime
+        )
+    clock.advance(keys.KEY_REFRESH)
+
+    new_token = await kit.client_token(staff)
+    assert kid_of(new_token) == rotation.new.kid != old_kid
+    assert await published(kit.http) == {old_kid, rotation.new.kid}
+    assert (await kit.graphql(VIEWER, old_token)).status_code == 200
+    assert (await kit.graphql(VIEWER, new_token)).status_code == 200
+
+    clock.advance(lifetime - keys.KEY_REFRESH + timedelta(seconds=LEEWAY_SECONDS + 1))
+    expired = await kit.graphql(VIEWER, old_token)
+    assert expired.json()["errors"][0]["message"] == "the token has expired"
+    assert await published(kit.http) == {old_kid, rotation.new.kid}, "until every old token expired"
+
+    assert rotation.retired is not None and rotation.retired.publish_until is not None
+    clock.current = rotation.retired.publish_until + keys.KEY_REFRESH  # this replica re-reads
+    assert await published(kit.http) == {rotation.new.kid}
+    withdrawn = await kit.graphql(VIEWER, old_token)
+    assert withdrawn.json()["errors"][0]["message"] == "the token is not signed by a published key of this exchange"
+    assert (await kit.graphql(VIEWER, await kit.client_token(staff))).status_code == 200

@@ -1,0 +1,123 @@
+"""The JWT-bearer grant (RFC 7523): a partner's signed assertion yields a token limited to
+one member; every kind of bad assertion is refused with invalid_grant."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from exchange.auth.scopes import Role
+from tests.api.conftest import ExchangeKit
+
+ME = "{ me { id linkedAccounts { memberRef program { id } } } }"
+
+
+async def test_a_member_token_is_limited_to_the_member_the_partner_vouched_for(kit: ExchangeKit) -> None:
+    response = await kit.request_member_token(await kit.assertion("wallet-pay", "alice"), scope="member:read")
+    assert response.status_code == 200, response.text
+    token = response.json()
+    assert token["scope"] == "member:read" and token["token_type"] == "Bearer"
+    me = (await kit.data(ME, token["access_token"]))["me"]
+    assert me["linkedAccounts"] == [{"memberRef": "alice", "program": {"id": "wallet-pay"}}]
+
+    again = await kit.member_token("wallet-pay", "alice")
+    assert (await kit.data(ME, again))["me"]["id"] == me["id"], "the same account is the same member"
+    bob = await kit.member_token("wallet-pay", "bob")
+    assert (await kit.data(ME, bob))["me"]["id"] != me["id"]
+
+
+async def test_the_issuer_or_the_token_endpoint_is_an_accepted_audience(kit: ExchangeKit) -> None:
+    for audience in (kit.settings.issuer_url, kit.token_endpoint):
+        response = await kit.request_member_token(await kit.assertion("fresh-mart", "dave", aud=audience))
+        assert response.status_code == 200, audience
+
+
+async def test_a_member_token_cannot_ask_for_partner_scopes(kit: ExchangeKit) -> None:
+    response = await kit.request_member_token(await kit.assertion("wallet-pay", "carol"), scope="partner:read")
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_scope")
+
+
+def _now() -> int:
+    return int(datetime.now(UTC).timestamp())
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"exp": _now() - 3600}, "expired"),
+        ({"aud": "https://somewhere-else.example/token"}, "claims are invalid"),
+        ({"nbf": _now() + 3600}, "claims are invalid"),
+        ({"exp": _now() + 7200}, "valid for too long"),
+        ({"sub": " alice"}, "member_ref"),
+        ({"iss": "no-such-client"}, "names no client"),
+    ],
+)
+async def test_bad_assertions_are_invalid_grant(kit: ExchangeKit, claims: dict[str, object], reason: str) -> None:
+    response = await kit.request_member_token(await kit.assertion("wallet-pay", "alice", **claims))
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_grant")
+    assert reason in response.json()["error_description"]
+
+
+async def test_a_replayed_assertion_is_refused(kit: ExchangeKit) -> None:
+    assertion = await kit.assertion("wallet-pay", "alice")
+    assert (await kit.request_member_token(assertion)).status_code == 200
+    replay = await kit.request_member_token(assertion)
+    assert replay.json() == {
+        "error": "invalid_grant",
+        "error_description": "the assertion has been used before (replayed jti)",
+    }
+
+
+async def test_an_assertion_signed_by_an_unregistered_key_is_refused(kit: ExchangeKit) -> None:
+    await kit.assertion_key("wallet-pay")
+    client_id = (await kit.partner("wallet-pay")).client.client_id
+    impostor = ECKey.generate_key("P-256", parameters={"kid": kit.partner_keys["wallet-pay"].kid})
+    now = _now()
+    forged = jwt.encode(
+        {"alg": "ES256", "kid": impostor.kid},
+        {"iss": client_id, "sub": "alice", "aud": kit.token_endpoint, "exp": now + 300, "jti": "forged"},
+        impostor,
+    )
+    response = await kit.request_member_token(forged)
+    assert response.json()["error_description"] == "the assertion's signature does not verify"
+
+
+async def test_a_partner_without_a_registered_key_cannot_vouch(kit: ExchangeKit) -> None:
+    client_id = (await kit.partner("harbor-bank")).client.client_id
+    key = ECKey.generate_key("P-256")
+    now = _now()
+    assertion = jwt.encode(
+        {"alg": "ES256"},
+        {"iss": client_id, "sub": "alice", "aud": kit.token_endpoint, "exp": now + 300, "jti": "j"},
+        key,
+    )
+    response = await kit.request_member_token(assertion)
+    assert response.json()["error_description"] == "the partner has registered no assertion key"
+
+
+async def test_only_partner_clients_may_vouch_for_members(kit: ExchangeKit) -> None:
+    staff = await kit.new_client(Role.SETTLEMENT)
+    key = ECKey.generate_key("P-256")
+    now = _now()
+    assertion = jwt.encode(
+        {"alg": "ES256"},
+        {"iss": staff.client.client_id, "sub": "alice", "aud": kit.token_endpoint, "exp": now + 300, "jti": "j"},
+        key,
+    )
+    response = await kit.request_member_token(assertion)
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_grant")
+
+
+async def test_a_removed_key_no_longer_vouches(kit: ExchangeKit) -> None:
+    key = await kit.assertion_key("happy-card")
+    partner_token = await kit.partner_token("happy-card")
+    removed = await kit.data(
+        'mutation($kid: String!) { removeAssertionKey(programId: "happy-card", kid: $kid) { kid } }',
+        partner_token, kid=key.kid,
+    )
+    assert removed == {"removeAssertionKey": {"kid": key.kid}}
+    response = await kit.request_member_token(await kit.assertion("happy-card", "alice"))
+    assert response.status_code == 400

@@ -1,0 +1,181 @@
+"""Every way a bearer token can be wrong is refused before GraphQL runs: HTTP 401 with a
+WWW-Authenticate challenge naming invalid_token and the reason."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from exchange.auth import keys
+from exchange.auth.scopes import Role, Scope
+from exchange.auth.tokens import access_token_claims, sign_access_token
+from tests.api.conftest import ExchangeKit
+
+VIEWER = "{ viewer { role } }"
+Forge = Callable[..., str]
+
+
+@pytest.fixture
+async def signing_key(kit: ExchangeKit, gateway: str) -> RSAKey:
+    """The gateway's own active private key, to forge tokens that differ in one respect."""
+    async with kit.db.transaction() as session:
+        row = await keys.active_key(session)
+    assert row is not None
+    return keys.decrypt_private_key(row, kit.settings.key_encryption_secret.get_secret_value())
+
+
+@pytest.fixture
+def forge(kit: ExchangeKit, signing_key: RSAKey) -> Forge:
+    def make(*, key: Any = signing_key, header: dict[str, Any] | None = None, **claims: Any) -> str:
+        now = datetime.now(UTC)
+        payload = access_token_claims(
+            issuer=kit.settings.issuer_url,
+            audience=kit.settings.audience,
+            client_id="admin-forged",
+            role=Role.ADMIN,
+            scopes=frozenset({Scope.ADMIN_READ}),
+            subject="admin-forged",
+            now=now,
+            lifetime=timedelta(minutes=5),
+        )
+        payload.update(claims)
+        if header is None:
+            return sign_access_token(payload, key)
+        return jwt.encode(header, payload, key, algorithms=[header["alg"]])
+
+    return make
+
+
+def _in(minutes: float) -> int:
+    return int((datetime.now(UTC) + timedelta(minutes=minutes)).timestamp())
+
+
+async def test_a_well_formed_token_is_accepted(kit: ExchangeKit, forge: Forge) -> None:
+    response = await kit.graphql(VIEWER, forge())
+    assert response.json() == {"data": {"viewer": {"role": "ADMIN"}}}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unsigned(token: str) -> str:
+    return f"{_b64(json.dumps({'alg': 'none', 'typ': 'at+jwt'}).encode())}.{token.split('.')[1]}."
+
+
+def _tampered(token: str) -> str:
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["scope"] = "admin:read admin:write"
+    return f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
+
+
+def _hmac_with_public_key(forge: Forge, signing_key: RSAKey) -> str:
+    """The algorithm-confusion attack: HS256 keyed with the published public key's PEM.
+
+    Built by hand, because joserfc refuses to use an asymmetric key as an HMAC secret.
+    """
+    header = _b64(json.dumps({"alg": "HS256", "typ": "at+jwt", "kid": signing_key.kid}).encode())
+    payload = forge().split(".")[1]
+    mac = hmac.new(signing_key.as_pem(private=False), f"{header}.{payload}".encode(), hashlib.sha256)
+    return f"{header}.{payload}.{_b64(mac.digest())}"
+
+
+@pytest.mark.parametrize(
+    ("make_token", "description"),
+    [
+        (lambda forge, key: forge(exp=_in(-5), iat=_in(-10)), "the token has expired"),
+        (lambda forge, key: forge(nbf=_in(10)), "the token is not valid yet"),
+        (lambda forge, key: forge(iat=_in(10), exp=_in(15)), "the token was issued in the future"),
+        (lambda forge, key: forge(iss="https://impostor.example"), "the token was issued by another issuer"),
+        (lambda forge, key: forge(aud="https://other-api.example"), "the token is meant for another audience"),
+        (lambda forge, key: _tampered(forge()), "the token's signature does not verify"),
+        (lambda forge, key: _unsigned(forge()), "unsigned tokens (alg none) are refused"),
+        (_hmac_with_public_key, "the token is not signed with RS256"),
+        (
+            lambda forge, key: forge(key=RSAKey.generate_key(2048, parameters={"kid": "rogue"})),
+            "the token is not signed by a published key of this exchange",
+        ),
+        (
+            lambda forge, key: forge(header={"alg": "RS256", "typ": "JWT", "kid": key.kid}),
+            "not an access token (typ must be at+jwt)",
+        ),
+        (lambda forge, key: forge(jti=None), "the token lacks a claim: Missing claim: 'jti'"),
+        (lambda forge, key: forge(role="emperor"), "the token's role or scope is not one this exchange issues"),
+        (lambda forge, key: "not-a-jwt", "the token is not a JWT"),
+    ],
+    ids=[
+        "expired", "not-yet-valid", "issued-in-the-future", "wrong-issuer", "wrong-audience",
+        "tampered", "alg-none", "hs256-with-public-key", "unknown-kid", "not-an-access-token",
+        "missing-claim", "unknown-role", "malformed",
+    ],
+)
+async def test_a_bad_token_is_401_invalid_token_naming_the_reason(
+    kit: ExchangeKit,
+    forge: Forge,
+    signing_key: RSAKey,
+    make_token: Callable[[Forge, RSAKey], str],
+    description: str,
+) -> None:
+    response = await kit.graphql("{ programs { id } viewer { role } }", make_token(forge, signing_key))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == (
+        f'Bearer error="invalid_token", error_description="{description.replace(chr(34), "?")}"'
+    )
+    assert response.json() == {"errors": [{"message": description, "extensions": {"code": "UNAUTHENTICATED"}}]}
+
+
+async def test_a_bad_token_is_refused_even_for_public_fields(kit: ExchangeKit, forge: Forge) -> None:
+    response = await kit.graphql("{ programs { id } }", forge(exp=_in(-5), iat=_in(-10)))
+    assert response.status_code == 401
+
+
+async def test_a_revoked_token_is_401_invalid_token(kit: ExchangeKit) -> None:
+    partner = await kit.partner("formosa-air")
+    token = await kit.client_token(partner)
+    await kit.http.post("/oauth/revoke", data={"token": token}, auth=(partner.client.client_id, partner.client_secret))
+    response = await kit.graphql(VIEWER, token)
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    assert response.json()["errors"][0]["message"] == "the token has been revoked"
+
+
+@pytest.mark.parametrize("header", ["Basic YWRtaW46c2VjcmV0", "Bearer", "Token abc"])
+async def test_a_credential_that_is_not_a_bearer_token_is_invalid_request(kit: ExchangeKit, header: str) -> None:
+    response = await kit.http.post("/graphql", json={"query": VIEWER}, headers={"authorization": header})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith('Bearer error="invalid_request"')
+
+
+async def test_no_token_for_a_protected_field_is_401_with_a_bare_bearer_challenge(kit: ExchangeKit) -> None:
+    response = await kit.graphql("{ programs { id } viewer { role } }")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    error = response.json()["errors"][0]
+    assert error["extensions"] == {"code": "UNAUTHENTICATED"}
+    assert "Query.viewer" in error["message"]
+    strict = await kit.graphql("{ viewer { role } }", accept="application/graphql-response+json")
+    assert strict.status_code == 401 and "data" not in strict.json()
+    assert strict.headers["content-type"].startswith("application/graphql-response+json")
+
+
+async def test_no_token_for_a_protected_mutation_runs_nothing(kit: ExchangeKit) -> None:
+    response = await kit.graphql(
+        'mutation { registerAssertionKey(programId: "wallet-pay", publicKey: "x") { kid } }'
+    )
+    assert response.status_code == 401
+    assert "Mutation.registerAssertionKey" in response.json()["errors"][0]["message"]
+
+
+async def test_the_refusal_error_body_follows_the_accepted_media_type(kit: ExchangeKit) -> None:
+    response = await kit.graphql(VIEWER, "not-a-jwt", accept="application/graphql-response+json")
+    assert response.headers["content-type"].startswith("application/graphql-response+json")

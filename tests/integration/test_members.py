@@ -1,0 +1,101 @@
+"""Members: a partner's vouching creates the member once; lookups are scoped to a program."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import func, select
+
+from exchange.db.database import Database
+from exchange.members import service as members
+from exchange.members.models import LinkedAccount, Member
+from exchange.programs.declarations import read_partners_directory
+from exchange.programs.service import load_partners
+from tests.conftest import SAMPLE_PARTNERS
+
+NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def loaded(db: Database) -> Database:
+    async with db.transaction() as session:
+        await load_partners(session, read_partners_directory(SAMPLE_PARTNERS), NOW)
+    return db
+
+
+async def test_a_new_account_creates_the_member_and_the_same_account_finds_them_again(
+    loaded: Database,
+) -> None:
+    async with loaded.transaction() as session:
+        alice = await members.resolve_member_from_partner(session, "wallet-pay", "alice", NOW)
+    async with loaded.transaction() as session:
+        again = await members.resolve_member_from_partner(
+            session, "wallet-pay", "alice", NOW + timedelta(days=1)
+        )
+        accounts = await members.linked_accounts(session, [alice.id])
+    assert again.id == alice.id and alice.id.startswith("mbr_")
+    assert again.created_at == NOW
+    [account] = accounts[alice.id]
+    assert (account.program_id, account.member_ref, account.established_by) == (
+        "wallet-pay", "alice", "assertion"
+    )
+    assert account.linked_at == NOW
+
+
+async def test_the_same_ref_at_two_programs_is_two_members(loaded: Database) -> None:
+    async with loaded.transaction() as session:
+        at_wallet = await members.resolve_member_from_partner(session, "wallet-pay", "alice", NOW)
+        at_air = await members.resolve_member_from_partner(session, "formosa-air", "alice", NOW)
+    assert at_wallet.id != at_air.id
+
+
+@pytest.mark.parametrize("ref", ["", " alice", "alice\n", "x" * 129])
+async def test_a_malformed_member_ref_is_refused(loaded: Database, ref: str) -> None:
+    async with loaded.transaction() as session:
+        with pytest.raises(members.InvalidMemberRef) as caught:
+            await members.resolve_member_from_partner(session, "wallet-pay", ref, NOW)
+    assert caught.value.extensions()["field"] == "member_ref"
+
+
+async def test_a_partner_sees_a_member_only_through_its_own_program(loaded: Database) -> None:
+    async with loaded.transaction() as session:
+        bob = await members.resolve_member_from_partner(session, "wallet-pay", "bob", NOW)
+    async with loaded.transaction() as session:
+        member, accounts = await members.get_member_linked_to(session, bob.id, "wallet-pay")
+        assert member.id == bob.id and [a.program_id for a in accounts] == ["wallet-pay"]
+        with pytest.raises(members.MemberNotLinked) as foreign:
+            await members.get_member_linked_to(session, bob.id, "formosa-air")
+        with pytest.raises(members.MemberNotLinked) as missing:
+            await members.get_member_linked_to(session, "mbr_nobody", "formosa-air")
+    assert foreign.value.message == missing.value.message
+    assert foreign.value.extensions()["code"] == "FORBIDDEN"
+
+
+async def test_accounts_at_a_program_page_by_member_ref(loaded: Database) -> None:
+    async with loaded.transaction() as session:
+        for ref in ("dave", "alice", "carol", "bob"):
+            await members.resolve_member_from_partner(session, "fresh-mart", ref, NOW)
+        await members.resolve_member_from_partner(session, "wallet-pay", "erin", NOW)
+    async with loaded.transaction() as session:
+        first = await members.accounts_at_program(session, "fresh-mart", first=3)
+        rest = await members.accounts_at_program(session, "fresh-mart", first=3, after=first[-1].member_ref)
+    assert [a.member_ref for a in first] == ["alice", "bob", "carol"]
+    assert [a.member_ref for a in rest] == ["dave"]
+
+
+@pytest.mark.postgres_only
+async def test_concurrent_first_assertions_for_one_account_make_one_member(pg_db: Database) -> None:
+    async with pg_db.transaction() as session:
+        await load_partners(session, read_partners_directory(SAMPLE_PARTNERS), NOW)
+
+    async def vouch() -> str:
+        async with pg_db.transaction() as session:
+            return (await members.resolve_member_from_partner(session, "happy-card", "carol", NOW)).id
+
+    ids = await asyncio.gather(*(vouch() for _ in range(8)))
+    assert len(set(ids)) == 1
+    async with pg_db.transaction() as session:
+        assert (await session.exec(select(func.count()).select_from(Member))).one() == 1
+        assert (await session.exec(select(func.count()).select_from(LinkedAccount))).one() == 1

@@ -1,0 +1,142 @@
+"""The schema walk: every field of the GraphQL schema, against every role.
+
+The matrix below is the API's access policy, reviewed like schema.graphql: a field added
+without a rule, or whose rule grants other access than listed here, fails this test. Each
+entry lists who may resolve the field: ``anyone`` (no token needed), or roles, where
+``partner:own`` means only for the partner's own program and ``member:own`` only for the
+member themself.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from graphql import GraphQLNonNull, GraphQLObjectType
+
+from exchange.api.permissions import Access, Rule, Unruled
+from exchange.api.schema import ExchangeSchema, build_schema
+from exchange.auth.principal import Principal
+from exchange.auth.scopes import ROLE_SCOPES, Role
+from exchange.settings import Settings
+
+ANYONE = "anyone"
+TOKEN = "partner member settlement admin"
+PARTNER_OWN_OR_MEMBER_OWN = "partner:own member:own"
+KEY_MANAGERS = "partner:own admin"
+
+EXPECTED: dict[str, str] = {
+    "Query.programs": ANYONE,
+    "Query.program": ANYONE,
+    "Query.coalition": ANYONE,
+    "Query.viewer": TOKEN,
+    "Query.me": "member",
+    "Query.member": "partner",
+    "Query.clients": "admin",
+    "Mutation.registerAssertionKey": KEY_MANAGERS,
+    "Mutation.removeAssertionKey": KEY_MANAGERS,
+    **{f"Program.{name}": ANYONE for name in ("id", "name", "category", "pointName", "pointValue", "limits", "tiers")},
+    "Program.linkedAccounts": "partner:own",
+    "Program.assertionKeys": KEY_MANAGERS,
+    **{f"ConversionLimits.{name}": ANYONE for name in (
+        "minimumPoints", "increment", "memberDailyCap", "memberMonthlyCap", "memberYearlyCap", "monthlyIssueBudget"
+    )},
+    "Tier.name": ANYONE,
+    "Tier.level": ANYONE,
+    "Coalition.settlementCurrency": ANYONE,
+    "Coalition.currencyMinorUnits": ANYONE,
+    "Coalition.ladder": ANYONE,
+    "CoalitionTierLevel.level": ANYONE,
+    "CoalitionTierLevel.name": ANYONE,
+    **{f"Member.{name}": PARTNER_OWN_OR_MEMBER_OWN for name in ("id", "createdAt", "linkedAccounts")},
+    **{f"LinkedAccount.{name}": PARTNER_OWN_OR_MEMBER_OWN for name in (
+        "memberId", "memberRef", "linkedAt", "establishedBy", "program"
+    )},
+    **{f"AssertionKey.{name}": KEY_MANAGERS for name in ("kid", "keyType", "publicJwk", "createdAt")},
+    **{f"Viewer.{name}": TOKEN for name in (
+        "role", "subject", "clientId", "programId", "memberId", "scopes", "expiresAt"
+    )},
+    **{f"OAuthClient.{name}": "admin" for name in ("clientId", "role", "programId", "scopes", "createdAt")},
+}
+
+ROLES: tuple[Role | None, ...] = (None, Role.PARTNER, Role.MEMBER, Role.SETTLEMENT, Role.ADMIN)
+
+
+@pytest.fixture(scope="module")
+def schema() -> ExchangeSchema:
+    return build_schema(Settings())
+
+
+def who_may(rule: Rule) -> str:
+    if rule.is_public:
+        return ANYONE
+    granted = []
+    for role in ROLES:
+        access = rule.access(role)
+        if role is not None and access is not Access.NONE:
+            granted.append(role.value + (":own" if access is Access.OWN else ""))
+    return " ".join(granted)
+
+
+def test_every_field_has_a_rule(schema: ExchangeSchema) -> None:
+    unruled = [name for name, rule in schema.field_rules.items() if isinstance(rule, Unruled)]
+    assert unruled == [], "give these fields a rule (exchange.api.permissions): " + ", ".join(unruled)
+
+
+def test_every_field_grants_each_role_what_the_policy_says(schema: ExchangeSchema) -> None:
+    actual = {name: who_may(rule) for name, rule in schema.field_rules.items()}
+    assert actual == EXPECTED
+
+
+class Everything:
+    """A parent object (or arguments) whose every attribute names the same tenant."""
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+
+    def __getattr__(self, name: str) -> str:
+        return self.tenant
+
+    def get(self, name: str, default: Any = None) -> str:
+        return self.tenant
+
+
+def principal_of(role: Role) -> Principal:
+    return Principal(
+        role=role,
+        subject="someone",
+        client_id="client",
+        scopes=ROLE_SCOPES[role],
+        token_id="jti",
+        expires_at=datetime.now(UTC),
+        program_id="own" if role is Role.PARTNER else None,
+        member_id="own" if role is Role.MEMBER else None,
+    )
+
+
+def test_what_each_rule_enforces_is_what_the_table_says(schema: ExchangeSchema) -> None:
+    """For every field and role, the check run per request agrees with the tabulated access:
+    ALL admits any tenant, OWN only the caller's own, NONE nobody."""
+    expected = {Access.ALL: (True, True), Access.OWN: (True, False), Access.NONE: (False, False)}
+    for name, rule in schema.field_rules.items():
+        for role in ROLES:
+            principal = principal_of(role) if role is not None else None
+            own, other = Everything("own"), Everything("other")
+            allowed = (rule.allows(principal, own, own), rule.allows(principal, other, other))  # type: ignore[arg-type]
+            assert allowed == expected[rule.access(role)], (name, role)
+
+
+def test_a_refusable_field_below_a_readable_parent_is_nullable(schema: ExchangeSchema) -> None:
+    """So that a FORBIDDEN nulls that field only, and the rest of the response resolves."""
+    must_be_nullable = []
+    for graphql_type in schema._schema.type_map.values():
+        if not isinstance(graphql_type, GraphQLObjectType) or graphql_type.name.startswith("__"):
+            continue
+        rules = {name: schema.field_rules[f"{graphql_type.name}.{name}"] for name in graphql_type.fields}
+        is_root = graphql_type.name in ("Query", "Mutation")
+        has_public = any(rule.is_public for rule in rules.values())
+        for name, field in graphql_type.fields.items():
+            if (is_root or has_public) and not rules[name].is_public and isinstance(field.type, GraphQLNonNull):
+                must_be_nullable.append(f"{graphql_type.name}.{name}")
+    assert must_be_nullable == []

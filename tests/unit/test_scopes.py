@@ -1,0 +1,45 @@
+"""Roles and scopes: each role holds only its own scopes; requests may narrow them."""
+
+from __future__ import annotations
+
+import pytest
+
+from exchange.auth.scopes import (
+    CLIENT_ROLES,
+    ROLE_SCOPES,
+    InvalidScope,
+    Role,
+    Scope,
+    parse_scopes,
+    scope_text,
+    scopes_for_role,
+)
+
+
+def test_every_role_reads_and_writes_only_its_own_data() -> None:
+    assert ROLE_SCOPES[Role.PARTNER] == {Scope.PARTNER_READ, Scope.PARTNER_WRITE}
+    assert ROLE_SCOPES[Role.MEMBER] == {Scope.MEMBER_READ, Scope.MEMBER_WRITE}
+    assert ROLE_SCOPES[Role.SETTLEMENT] == {Scope.SETTLEMENT_READ, Scope.SETTLEMENT_WRITE}
+    assert ROLE_SCOPES[Role.ADMIN] == {Scope.ADMIN_READ, Scope.ADMIN_WRITE}
+    assert Role.MEMBER not in CLIENT_ROLES
+
+
+def test_scopes_parse_from_the_oauth_form_and_print_back_in_a_stable_order() -> None:
+    scopes = parse_scopes("partner:write  partner:read")
+    assert scopes == {Scope.PARTNER_READ, Scope.PARTNER_WRITE}
+    assert scope_text(scopes) == "partner:read partner:write"
+    assert parse_scopes(["member:read"]) == {Scope.MEMBER_READ}
+
+
+def test_an_unknown_scope_is_named() -> None:
+    with pytest.raises(InvalidScope, match="unknown scope everything"):
+        parse_scopes("partner:read everything")
+
+
+def test_a_role_gets_all_its_scopes_by_default_and_only_its_own_on_request() -> None:
+    assert scopes_for_role(Role.ADMIN) == ROLE_SCOPES[Role.ADMIN]
+    assert scopes_for_role(Role.PARTNER, frozenset({Scope.PARTNER_READ})) == {Scope.PARTNER_READ}
+    with pytest.raises(InvalidScope, match="the partner role cannot hold settlement:read"):
+        scopes_for_role(Role.PARTNER, frozenset({Scope.PARTNER_READ, Scope.SETTLEMENT_READ}))
+    with pytest.raises(InvalidScope, match="at least one"):
+        scopes_for_role(Role.PARTNER, frozenset())
