@@ -11,9 +11,8 @@ from strawberry.types import ExecutionContext
 
 from exchange.api.authentication import TokenRequired
 from exchange.api.errors import ErrorMapping, log_unexpected
-from exchange.api.mutations import Mutation
 from exchange.api.permissions import Rule, enforce_field_rules
-from exchange.api.queries import Query
+from exchange.api.roots import Mutation, Query
 from exchange.settings import Settings
 
 

@@ -1,4 +1,4 @@
-"""The root Mutation type: each field reads its arguments, calls one service, maps the result."""
+"""Who is calling, OAuth clients, and the keys partners sign member assertions with."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
-from exchange.api.permissions import Rule, argument, authorize, own_program, requires
-from exchange.api.types.auth import AssertionKey
-from exchange.auth import assertions
+from exchange.api.permissions import AUTHENTICATED, Rule, argument, authorize, own_program, requires
+from exchange.api.types.auth import AssertionKey, OAuthClient, Viewer
+from exchange.auth import assertions, clients
 from exchange.auth.scopes import Scope
 from exchange.programs import service as programs
 
@@ -19,7 +19,23 @@ MANAGE_PROGRAM: Rule = requires(Scope.PARTNER_WRITE) & own_program(argument("pro
 
 
 @strawberry.type
-class Mutation:
+class AccessQueries:
+    @strawberry.field(description="Who the access token speaks for.", extensions=[authorize(AUTHENTICATED)])
+    def viewer(self, info: Info[Context, None]) -> Viewer | None:
+        return Viewer.from_principal(info.context.caller())
+
+    @strawberry.field(
+        description="Every OAuth client (admins only).",
+        extensions=[authorize(requires(Scope.ADMIN_READ))],
+    )
+    async def clients(self, info: Info[Context, None]) -> list[OAuthClient] | None:
+        async with info.context.services.db.transaction() as session:
+            rows = await clients.list_clients(session)
+        return [OAuthClient.from_row(row) for row in rows]
+
+
+@strawberry.type
+class AccessMutations:
     @strawberry.mutation(
         description="Register a public key (a JWK as JSON, or PEM) that the program's partner "
         "signs member assertions with: RSA (2048 bits or more), P-256 or Ed25519. Its `kid` is "

@@ -1,0 +1,1 @@
+"""GraphQL fields by business capability; ``exchange.api.roots`` merges them into Query and Mutation."""
