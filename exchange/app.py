@@ -28,8 +28,11 @@ from exchange.auth.server import ExchangeAuthorizationServer
 from exchange.auth.tokens import TokenVerifier
 from exchange.clock import Clock, SystemClock
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions.recovery import RecoveryWorker
+from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
 from exchange.db.database import Database
+from exchange.jobs import BackgroundJobs, PeriodicJob
 from exchange.settings import Settings
 
 
@@ -44,12 +47,12 @@ def create_app(
     settings.check_for_production()
     clock = clock or SystemClock()
     db = Database.from_url(settings.database_url)
-    services = Services(
-        settings=settings,
-        db=db,
-        clock=clock,
-        # The process environment holds partners' client secrets (``client_secret_env``).
-        connectors=ConnectorRegistry(settings, environ=os.environ, base_urls=partner_base_urls),
+    # The process environment holds partners' client secrets (``client_secret_env``).
+    connectors = ConnectorRegistry(settings, environ=os.environ, base_urls=partner_base_urls)
+    saga = ConversionSaga.for_settings(settings, db=db, connectors=connectors, clock=clock)
+    services = Services(settings=settings, db=db, clock=clock, connectors=connectors, saga=saga)
+    jobs = BackgroundJobs(
+        [PeriodicJob("conversion-recovery", settings.recovery_interval_seconds, RecoveryWorker(saga).run_once)]
     )
     key_secret = settings.key_encryption_secret.get_secret_value()
     keys = SigningKeys(db, key_secret, clock)
@@ -80,8 +83,10 @@ def create_app(
             async with db.transaction() as session:
                 await ensure_active_key(session, key_secret, clock.now())
             await keys.refresh()
+            jobs.start()
             yield
         finally:
+            await jobs.stop()
             await services.connectors.aclose()
             await db.dispose()
 

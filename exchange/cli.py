@@ -188,6 +188,21 @@ def partners_load(directory: Path | None) -> None:
     )
 
 
+@main.command()
+@reports_errors
+def recover() -> None:
+    """Drive every PENDING conversion on now, once: what the gateway's recovery job does.
+
+    Use it after a crash, or with EXCHANGE_RECOVERY_INTERVAL_SECONDS=0. It asks each
+    partner for the status of operations whose outcome is unknown and finishes the
+    conversion (COMPLETED, FAILED or REVERSED); one it cannot settle yet stays PENDING.
+    """
+    from exchange.conversions.recovery import recover_all
+
+    report = run_async(recover_all(load_settings()))
+    click.echo(f"{report.driven} conversions driven; {report.pending} still pending")
+
+
 @main.group()
 def ledger() -> None:
     """The clearing ledger."""

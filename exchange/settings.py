@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     quote_ttl_seconds: int = Field(
         default=60, ge=5, le=3600, description="How long a conversion quote holds its price."
     )
+    recovery_interval_seconds: float = Field(
+        default=5,
+        ge=0,
+        description="How often each gateway process looks for conversions left in doubt (0: never).",
+    )
     max_query_depth: int = Field(
         default=10, ge=1, description="Deepest GraphQL selection a request may nest."
     )

@@ -14,6 +14,7 @@ from exchange.auth.models import PartnerAssertionKey
 from exchange.auth.principal import Principal
 from exchange.clock import Clock
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions.saga import ConversionSaga
 from exchange.db.database import Database
 from exchange.errors import Unauthenticated
 from exchange.programs import service as programs
@@ -29,6 +30,7 @@ class Services:
     db: Database
     clock: Clock
     connectors: ConnectorRegistry
+    saga: ConversionSaga
 
 
 def _tiers_loader(db: Database) -> DataLoader[str, list[ProgramTier]]:

@@ -1,7 +1,7 @@
 """The recovery worker: finishes every conversion left PENDING by an unknown outcome or a crash.
 
-It runs inside ``exchange serve`` (every ``EXCHANGE_RECOVERY_INTERVAL_SECONDS``) and as
-``exchange recover``. Several workers (one per gateway process) can run at once: each claims
+It runs inside ``exchange serve`` as a periodic job (every
+``EXCHANGE_RECOVERY_INTERVAL_SECONDS``) and as ``exchange recover``. Several workers (one per gateway process) can run at once: each claims
 due conversions with ``FOR UPDATE SKIP LOCKED`` and a lease, so none is driven twice at once.
 """
 
@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from sqlalchemy import func
+from sqlmodel import select
+
+from exchange.clock import Clock, SystemClock
+from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions.models import Conversion, ConversionStatus
 from exchange.conversions.saga import ConversionSaga
+from exchange.db import migrate
+from exchange.db.database import Database
+from exchange.settings import Settings
 
 logger = logging.getLogger("exchange.conversions.recovery")
 
 
 class RecoveryWorker:
-    def __init__(self, saga: ConversionSaga, *, interval: float, batch: int = 20, concurrency: int = 8) -> None:
+    def __init__(self, saga: ConversionSaga, *, batch: int = 20, concurrency: int = 8) -> None:
         self.saga = saga
-        self.interval = interval
         self.batch = batch
         self._slots = asyncio.Semaphore(concurrency)
 
@@ -38,10 +48,29 @@ class RecoveryWorker:
             await asyncio.gather(*(self._recover(conversion_id) for conversion_id in ids))
         return len(driven)
 
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                logger.exception("recovery pass failed; trying again in %s s", self.interval)
-            await asyncio.sleep(self.interval)
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    driven: int
+    pending: int
+
+
+async def recover_all(settings: Settings, clock: Clock | None = None) -> RecoveryReport:
+    """Drive every PENDING conversion once, whatever its next attempt time (``exchange recover``)."""
+    await asyncio.to_thread(migrate.ensure_migrated, settings.database_url)
+    clock = clock or SystemClock()
+    db = Database.from_url(settings.database_url)
+    connectors = ConnectorRegistry(settings, environ=os.environ)
+    try:
+        saga = ConversionSaga.for_settings(settings, db=db, connectors=connectors, clock=clock)
+        driven = await RecoveryWorker(saga).run_once(due_by=datetime.max.replace(tzinfo=UTC))
+        async with db.transaction() as session:
+            pending = (
+                await session.exec(
+                    select(func.count()).select_from(Conversion).where(Conversion.status == ConversionStatus.PENDING)
+                )
+            ).one()
+        return RecoveryReport(driven=driven, pending=pending)
+    finally:
+        await connectors.aclose()
+        await db.dispose()

@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -42,6 +41,7 @@ from exchange.clock import Clock
 from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.contract import Operation, OperationState
 from exchange.connectors.errors import OutcomeUnknown, PartnerError, PartnerRefusal, PartnerUnavailable
+from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.clearing import conversion_transaction
 from exchange.conversions.errors import ConversionNotFound, QuoteAlreadyExecuted
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
@@ -52,6 +52,7 @@ from exchange.ledger.posting import Ledger
 from exchange.pricing import limits, quotes, rates
 from exchange.programs import service as programs
 from exchange.programs.models import Program
+from exchange.settings import Settings
 
 logger = logging.getLogger("exchange.conversions")
 
@@ -102,6 +103,19 @@ class ConversionSaga:
     ledger: Ledger
     clock: Clock
     policy: SagaPolicy
+
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, *, db: Database, connectors: ConnectorRegistry, clock: Clock
+    ) -> ConversionSaga:
+        """The saga as the gateway and ``exchange recover`` run it."""
+        return cls(
+            db=db,
+            connector_for=connectors.for_program,
+            ledger=Ledger(timezone=settings.timezone, clock=clock),
+            clock=clock,
+            policy=SagaPolicy(timezone=settings.timezone),
+        )
 
     # -- entry points -------------------------------------------------------------------
 

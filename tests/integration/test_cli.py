@@ -37,7 +37,7 @@ def sqlite_env(tmp_path: Path) -> dict[str, str]:
 def test_help_names_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("serve", "demo", "db", "partners", "schema", "sandbox", "clients", "keys"):
+    for command in ("serve", "demo", "db", "partners", "schema", "sandbox", "clients", "keys", "recover", "ledger"):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
     for group, command in (
         ("db", "upgrade"), ("partners", "load"), ("schema", "export"), ("sandbox", "serve"),
@@ -326,3 +326,9 @@ async def test_the_demo_restarts_on_its_data_with_fresh_credentials_and_the_same
         )
     assert len(listed.json()["data"]["clients"]) == 8, "no client piles up across restarts"
     second.stop()
+
+
+def test_recover_reports_what_it_drove(migrated_env: dict[str, str]) -> None:
+    result = run("recover", env=migrated_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0 conversions driven; 0 still pending"

@@ -55,7 +55,7 @@ class World:
 
     async def recover_all(self) -> int:
         self.clock.advance(hours=1)
-        return await RecoveryWorker(self.saga, interval=1).run_once()
+        return await RecoveryWorker(self.saga).run_once()
 
     async def ledger_transactions(self) -> int:
         async with self.db.transaction() as session:
@@ -230,7 +230,7 @@ async def test_a_crash_before_the_debit_is_recovered_after_the_lease(world: Worl
         ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="k", source_ref="alice", target_ref="alice")
     )
     assert created
-    assert await RecoveryWorker(world.saga, interval=1).run_once() == 0  # still leased
+    assert await RecoveryWorker(world.saga).run_once() == 0  # still leased
     await world.recover_all()
     async with world.db.transaction() as session:
         finished = await session.get(Conversion, conversion.id)
@@ -273,7 +273,7 @@ async def test_two_workers_never_drive_one_conversion_twice(pg_db: Database) -> 
         world.partners["fresh-mart"].fail_next("credit", Fault.LOSE_REQUEST)
         pending.append(await world.execute(await world.quote(1000), key=f"k{n}"))
     world.clock.advance(hours=1)
-    driven = await asyncio.gather(*(RecoveryWorker(world.saga, interval=1, batch=2).run_once() for _ in range(2)))
+    driven = await asyncio.gather(*(RecoveryWorker(world.saga, batch=2).run_once() for _ in range(2)))
     assert sum(driven) == 6
     status_checks = [call for call in world.partners["fresh-mart"].calls if call[0] == "operation_status"]
     assert len(status_checks) == 6

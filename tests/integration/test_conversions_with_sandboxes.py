@@ -49,7 +49,7 @@ class Exchange:
 
     async def recover(self) -> None:
         self.clock.advance(minutes=10)
-        await RecoveryWorker(self.saga, interval=1).run_once()
+        await RecoveryWorker(self.saga).run_once()
 
     async def status(self, conversion_id: str) -> str:
         async with self.db.transaction() as session:
