@@ -32,6 +32,7 @@ from exchange.conversions.recovery import RecoveryWorker
 from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
 from exchange.db.database import Database
+from exchange.federation.accounts import Federation
 from exchange.jobs import BackgroundJobs, PeriodicJob
 from exchange.settings import Settings
 
@@ -50,7 +51,12 @@ def create_app(
     # The process environment holds partners' client secrets (``client_secret_env``).
     connectors = ConnectorRegistry(settings, environ=os.environ, base_urls=partner_base_urls)
     saga = ConversionSaga.for_settings(settings, db=db, connectors=connectors, clock=clock)
-    services = Services(settings=settings, db=db, clock=clock, connectors=connectors, saga=saga)
+    federation = Federation(
+        db, connectors, balance_ttl=settings.balance_cache_seconds, tier_ttl=settings.tier_cache_seconds
+    )
+    services = Services(
+        settings=settings, db=db, clock=clock, connectors=connectors, saga=saga, federation=federation
+    )
     jobs = BackgroundJobs(
         [PeriodicJob("conversion-recovery", settings.recovery_interval_seconds, RecoveryWorker(saga).run_once)]
     )

@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     quote_ttl_seconds: int = Field(
         default=60, ge=5, le=3600, description="How long a conversion quote holds its price."
     )
+    balance_cache_seconds: float = Field(
+        default=5,
+        ge=0,
+        description="How long a partner's balance answer may be shown again (never across a "
+        "conversion of that member).",
+    )
+    tier_cache_seconds: float = Field(
+        default=60, ge=0, description="How long a partner's tier answer serves tier-bonus lookups."
+    )
     recovery_interval_seconds: float = Field(
         default=5,
         ge=0,

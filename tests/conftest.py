@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from exchange.db.database import Database
 from exchange.errors import ConfigurationError
+from exchange.programs.declarations import PartnersDirectory, read_partners_directory
 from exchange.testing.databases import PostgresDatabases, SqliteDatabases
 from exchange.testing.postgres import ThrowawayCluster
+from exchange.testing.sandboxes import SandboxFleet
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_PARTNERS = REPO_ROOT / "partners"
@@ -90,3 +93,38 @@ async def pg_db(pg_database_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.dispose()
+
+
+class SettableClock:
+    """A wall clock for sandboxes that tests move forward (token expiry, tier expiry)."""
+
+    def __init__(self) -> None:
+        self.moment = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def advance(self, delta: timedelta) -> None:
+        self.moment += delta
+
+
+@pytest.fixture(scope="session")
+def sample_partners() -> PartnersDirectory:
+    return read_partners_directory(SAMPLE_PARTNERS)
+
+
+@pytest.fixture
+def sandbox_clock() -> SettableClock:
+    return SettableClock()
+
+
+@pytest.fixture
+async def sandboxes(
+    sample_partners: PartnersDirectory, tmp_path: Path, sandbox_clock: SettableClock
+) -> AsyncIterator[SandboxFleet]:
+    """A fleet that starts no sandbox until asked: ``await sandboxes.start("formosa-air")``."""
+    fleet = SandboxFleet(sample_partners, tmp_path / "sandboxes", clock=sandbox_clock)
+    try:
+        yield fleet
+    finally:
+        await fleet.stop()

@@ -16,7 +16,11 @@ from exchange.clock import Clock
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.saga import ConversionSaga
 from exchange.db.database import Database
+from exchange.federation.accounts import Federation
 from exchange.errors import Unauthenticated
+from exchange.money import Currency
+from exchange.pricing import rates
+from exchange.pricing.models import RateVersion
 from exchange.programs import service as programs
 from exchange.programs.models import Program, ProgramTier
 from exchange.settings import Settings
@@ -31,6 +35,7 @@ class Services:
     clock: Clock
     connectors: ConnectorRegistry
     saga: ConversionSaga
+    federation: Federation
 
 
 def _tiers_loader(db: Database) -> DataLoader[str, list[ProgramTier]]:
@@ -45,7 +50,7 @@ def _tiers_loader(db: Database) -> DataLoader[str, list[ProgramTier]]:
 def _programs_loader(db: Database) -> DataLoader[str, Program]:
     async def load(program_ids: list[str]) -> list[Program]:
         async with db.transaction() as session:
-            rows = {row.id: row for row in await programs.programs_by_id(session, program_ids)}
+            rows = await programs.programs_by_id(session, program_ids)
         return [rows[program_id] for program_id in program_ids]
 
     return DataLoader(load_fn=load)
@@ -60,6 +65,24 @@ def _assertion_keys_loader(db: Database) -> DataLoader[str, list[PartnerAssertio
     return DataLoader(load_fn=load)
 
 
+def _rate_versions_loader(db: Database) -> DataLoader[int, RateVersion]:
+    async def load(version_ids: list[int]) -> list[RateVersion]:
+        async with db.transaction() as session:
+            rows = await rates.versions_by_id(session, version_ids)
+        return [rows[version_id] for version_id in version_ids]
+
+    return DataLoader(load_fn=load)
+
+
+def _currency_loader(db: Database) -> DataLoader[None, Currency]:
+    async def load(keys: list[None]) -> list[Currency]:
+        async with db.transaction() as session:
+            currency = (await programs.get_coalition(session)).settings.currency
+        return [currency for _ in keys]
+
+    return DataLoader(load_fn=load)
+
+
 @dataclass
 class Loaders:
     """Per-request DataLoaders, so a list of parents costs one query per child kind."""
@@ -67,6 +90,9 @@ class Loaders:
     tiers: DataLoader[str, list[ProgramTier]]
     programs: DataLoader[str, Program]
     assertion_keys: DataLoader[str, list[PartnerAssertionKey]]
+    rate_versions: DataLoader[int, RateVersion]
+    currency: DataLoader[None, Currency]
+    """The settlement currency (one key: ``None``)."""
 
     @classmethod
     def for_request(cls, db: Database) -> Loaders:
@@ -74,6 +100,8 @@ class Loaders:
             tiers=_tiers_loader(db),
             programs=_programs_loader(db),
             assertion_keys=_assertion_keys_loader(db),
+            rate_versions=_rate_versions_loader(db),
+            currency=_currency_loader(db),
         )
 
 

@@ -69,9 +69,18 @@ def source(attribute: str) -> Selector:
     return lambda parent, _arguments: getattr(parent, attribute)
 
 
-def argument(name: str) -> Selector:
-    """Select the tenant from the field's argument ``name`` (its Python name)."""
-    return lambda _parent, arguments: arguments.get(name)
+def argument(path: str) -> Selector:
+    """Select the tenant from the field's argument ``path``: a Python name, or a dotted path
+    into an input object (``"input.to_program"``)."""
+    name, *attributes = path.split(".")
+
+    def select(_parent: Any, arguments: Mapping[str, Any]) -> object:
+        value = arguments.get(name)
+        for attribute in attributes:
+            value = getattr(value, attribute, None)
+        return value
+
+    return select
 
 
 class Rule(BasePermission):

@@ -5,8 +5,11 @@ from __future__ import annotations
 from strawberry.tools import merge_types
 
 from exchange.api.fields.access import AccessMutations, AccessQueries
+from exchange.api.fields.accounts import AccountMutations
 from exchange.api.fields.catalog import CatalogQueries
+from exchange.api.fields.conversions import ConversionMutations, ConversionQueries
 from exchange.api.fields.members import MemberQueries
+from exchange.api.fields.pricing import PricingMutations
 
-Query = merge_types("Query", (CatalogQueries, MemberQueries, AccessQueries))
-Mutation = merge_types("Mutation", (AccessMutations,))
+Query = merge_types("Query", (CatalogQueries, MemberQueries, ConversionQueries, AccessQueries))
+Mutation = merge_types("Mutation", (AccountMutations, PricingMutations, ConversionMutations, AccessMutations))

@@ -18,6 +18,8 @@ class LinkMethod(StrEnum):
 
     #: The partner vouched for the member with a signed assertion (RFC 7523).
     ASSERTION = "assertion"
+    #: The member proved the account with a value the partner verified (``linkAccount``).
+    VERIFIED = "verified"
 
 
 class Member(SQLModel, table=True):

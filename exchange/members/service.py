@@ -148,3 +148,56 @@ async def accounts_at_program(
         statement = statement.where(col(LinkedAccount.member_ref) > after)
     statement = statement.order_by(col(LinkedAccount.member_ref)).limit(first)
     return (await session.exec(statement)).all()
+
+
+class AccountLinkedElsewhere(BadUserInput):
+    def __init__(self) -> None:
+        super().__init__("this account is linked to another member of the exchange", field="memberRef")
+
+
+class AlreadyLinked(BadUserInput):
+    def __init__(self, program_id: str, member_ref: str) -> None:
+        super().__init__(
+            f"you already linked your {program_id} account {member_ref!r}", field="programId", memberRef=member_ref
+        )
+
+
+async def link_account(
+    session: AsyncSession,
+    member_id: str,
+    program_id: str,
+    member_ref: str,
+    now: datetime,
+    *,
+    method: LinkMethod,
+) -> LinkedAccount:
+    """Link the member's account ``member_ref`` at ``program_id``; the same link again is a no-op.
+
+    A member has one account per program, and an account belongs to one member.
+    """
+    check_member_ref(member_ref)
+    await session.exec(
+        dialects.insert(session, LinkedAccount)
+        .values(member_id=member_id, program_id=program_id, member_ref=member_ref, linked_at=now,
+                established_by=method.value)
+        .on_conflict_do_nothing()
+    )  # type: ignore[call-overload]
+    mine = await session.get(LinkedAccount, (member_id, program_id))
+    if mine is not None and mine.member_ref == member_ref:
+        return mine
+    if mine is not None:
+        raise AlreadyLinked(program_id, mine.member_ref)
+    raise AccountLinkedElsewhere()
+
+
+class AccountNotLinked(BadUserInput):
+    def __init__(self, program_id: str, field: str) -> None:
+        super().__init__(f"link your {program_id} account first (linkAccount)", field=field)
+
+
+async def member_ref_at(session: AsyncSession, member_id: str, program_id: str, *, field: str) -> str:
+    """The member's id at ``program_id``; a clear error naming ``field`` if not linked there."""
+    account = await session.get(LinkedAccount, (member_id, program_id))
+    if account is None:
+        raise AccountNotLinked(program_id, field)
+    return account.member_ref

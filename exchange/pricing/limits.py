@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db import dialects
 from exchange.pricing.errors import LimitExceeded
 from exchange.pricing.models import LimitUsage, RateVersion
 from exchange.programs.models import Program
@@ -126,9 +126,8 @@ async def reserve(session: AsyncSession, usages: Sequence[Usage]) -> None:
     if not usages:
         return
     keys = [usage.key for usage in usages]
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
     await session.exec(
-        insert(LimitUsage).values([{"key": key, "used": 0} for key in keys]).on_conflict_do_nothing()
+        dialects.insert(session, LimitUsage).values([{"key": key, "used": 0} for key in keys]).on_conflict_do_nothing()
     )
     used = await _used(session, keys, lock=True)
     for usage in usages:

@@ -162,6 +162,26 @@ async def version_at(session: AsyncSession, source: str, target: str, at: dateti
     return version
 
 
+async def versions_by_id(session: AsyncSession, version_ids: Sequence[int]) -> dict[int, RateVersion]:
+    rows = await session.exec(select(RateVersion).where(col(RateVersion.id).in_(list(version_ids))))
+    return {row.id: row for row in rows if row.id is not None}
+
+
+async def current_versions_into(session: AsyncSession, target: str, at: datetime) -> Sequence[RateVersion]:
+    """The version pricing each pair into ``target`` at ``at``, by source program."""
+    return (
+        await session.exec(
+            select(RateVersion)
+            .where(
+                RateVersion.to_program == target,
+                col(RateVersion.effective_from) <= at,
+                or_(col(RateVersion.effective_to).is_(None), col(RateVersion.effective_to) > at),
+            )
+            .order_by(col(RateVersion.from_program))
+        )
+    ).all()
+
+
 async def history(session: AsyncSession, source: str, target: str) -> Sequence[RateVersion]:
     """Every version of a pair, newest first."""
     return (

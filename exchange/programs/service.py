@@ -121,9 +121,10 @@ async def get_program(session: AsyncSession, program_id: str, *, field: str = "i
     return program
 
 
-async def programs_by_id(session: AsyncSession, program_ids: Iterable[str]) -> Sequence[Program]:
-    """The programs with these ids (those that exist), in one query."""
-    return (await session.exec(select(Program).where(col(Program.id).in_(list(program_ids))))).all()
+async def programs_by_id(session: AsyncSession, program_ids: Iterable[str]) -> dict[str, Program]:
+    """The programs with these ids (those that exist), by id, in one query."""
+    rows = await session.exec(select(Program).where(col(Program.id).in_(list(program_ids))))
+    return {program.id: program for program in rows}
 
 
 async def tiers_by_program(

@@ -32,10 +32,18 @@ def gateway_settings(pg_database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def gateway(gateway_settings: Settings) -> AsyncIterator[str]:
+def partner_base_urls() -> dict[str, str]:
+    """Where the gateway reaches partners; a module that needs real partners overrides this
+    to start sandbox partners (see test_conversions_api.py)."""
+    return {}
+
+
+@pytest.fixture
+async def gateway(gateway_settings: Settings, partner_base_urls: dict[str, str]) -> AsyncIterator[str]:
     """Base URL of a running gateway."""
     await load_partners_directory(gateway_settings)
-    async with serving(create_app(gateway_settings), port=gateway_settings.port) as server:
+    app = create_app(gateway_settings, partner_base_urls=partner_base_urls)
+    async with serving(app, port=gateway_settings.port) as server:
         yield server.url
 
 

@@ -189,6 +189,8 @@ async def test_bad_key_input_is_a_typed_error(kit: ExchangeKit) -> None:
 
 async def test_the_schema_and_the_catalog_stay_open_without_a_token(kit: ExchangeKit) -> None:
     introspection = await kit.data('{ __typename __type(name: "Member") { fields { name } } }')
-    assert {field["name"] for field in introspection["__type"]["fields"]} == {"id", "createdAt", "linkedAccounts"}
+    assert {field["name"] for field in introspection["__type"]["fields"]} == {
+        "id", "createdAt", "linkedAccounts", "accounts", "coalitionLevel"
+    }
     catalog = await kit.data("{ programs { id name pointValue tiers { name level } } coalition { settlementCurrency } }")
     assert len(catalog["programs"]) == 6

@@ -29,7 +29,7 @@ from exchange.connectors.registry import ConnectorRegistry
 from exchange.sandbox.faults import FaultKind
 from exchange.settings import Settings
 from exchange.testing.sandboxes import RunningSandbox, SandboxFleet
-from tests.integration.conftest import SettableClock
+from tests.conftest import SettableClock
 
 PROGRAM = "wallet-pay"
 

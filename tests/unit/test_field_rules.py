@@ -25,6 +25,8 @@ ANYONE = "anyone"
 TOKEN = "partner member settlement admin"
 PARTNER_OWN_OR_MEMBER_OWN = "partner:own member:own"
 KEY_MANAGERS = "partner:own admin"
+MEMBER_OWN_OR_SETTLEMENT = "member:own settlement"
+PRICING_OWNERS = "partner:own settlement admin"
 
 EXPECTED: dict[str, str] = {
     "Query.programs": ANYONE,
@@ -58,6 +60,51 @@ EXPECTED: dict[str, str] = {
         "role", "subject", "clientId", "programId", "memberId", "scopes", "expiresAt"
     )},
     **{f"OAuthClient.{name}": "admin" for name in ("clientId", "role", "programId", "scopes", "createdAt")},
+    # The federated view and linking accounts: the member alone.
+    "Mutation.linkAccount": "member",
+    "Member.accounts": "member:own",
+    "Member.coalitionLevel": "member:own",
+    **{f"Account.{name}": "member:own" for name in (
+        "memberRef", "balance", "tier", "level", "tierExpiresAt", "expiringPoints", "error", "program"
+    )},
+    **{f"ExpiringPoints.{name}": ANYONE for name in ("points", "expiresOn")},
+    **{f"AccountError.{name}": ANYONE for name in ("code", "message")},
+    # Quotes and conversions: the member's own; settlement staff read any.
+    "Mutation.createQuote": "member",
+    "Mutation.executeConversion": "member",
+    "Query.conversion": "member settlement",
+    "Query.conversions": "member",
+    **{f"Quote.{name}": MEMBER_OWN_OR_SETTLEMENT for name in (
+        "id", "pointsIn", "pointsOut", "fee", "moneyValue", "rateVersion", "breakdown", "expiresAt",
+        "createdAt", "fromProgram", "toProgram",
+    )},
+    **{f"Conversion.{name}": MEMBER_OWN_OR_SETTLEMENT for name in (
+        "id", "status", "quoteId", "idempotencyKey", "pointsIn", "pointsOut", "fee", "moneyValue", "rateVersion",
+        "failure", "createdAt", "updatedAt", "finishedAt", "fromProgram", "toProgram",
+    )},
+    **{f"ConversionFailure.{name}": MEMBER_OWN_OR_SETTLEMENT for name in ("code", "message")},
+    **{f"ConversionPage.{name}": ANYONE for name in ("items", "nextCursor")},
+    **{f"QuoteBreakdown.{name}": ANYONE for name in (
+        "basePoints", "stepBonusPoints", "promotionBonusPoints", "tierBonusPoints", "promotions", "memberLevel",
+        "tierBonusPercent",
+    )},
+    **{f"AppliedPromotion.{name}": ANYONE for name in ("id", "bonusPercent")},
+    **{f"Money.{name}": ANYONE for name in ("amount", "currency")},
+    # Rates and promotions into a program: its partner manages them; staff read them.
+    **{f"Mutation.{name}": "partner:own" for name in (
+        "setConversionRate", "clearConversionRate", "createPromotion", "endPromotion"
+    )},
+    "Program.incomingRates": PRICING_OWNERS,
+    "Program.promotions": PRICING_OWNERS,
+    **{f"RateVersion.{name}": PRICING_OWNERS for name in (
+        "id", "version", "fromProgramId", "toProgramId", "effectiveFrom", "effectiveTo", "origin", "createdBy",
+        "sourcePointValue", "targetPointValue", "feePercent", "feeFixed", "bands", "bonusEvery", "bonusPoints",
+        "minimumPoints", "increment", "memberDailyCap", "memberMonthlyCap", "memberYearlyCap",
+    )},
+    **{f"RateBand.{name}": ANYONE for name in ("fromPoints", "pointsIn", "pointsOut")},
+    **{f"Promotion.{name}": PRICING_OWNERS for name in (
+        "id", "programId", "bonusPercent", "startsAt", "endsAt", "fromPrograms", "origin", "createdBy"
+    )},
 }
 
 ROLES: tuple[Role | None, ...] = (None, Role.PARTNER, Role.MEMBER, Role.SETTLEMENT, Role.ADMIN)
@@ -89,17 +136,15 @@ def test_every_field_grants_each_role_what_the_policy_says(schema: ExchangeSchem
     assert actual == EXPECTED
 
 
-class Everything:
-    """A parent object (or arguments) whose every attribute names the same tenant."""
+class Everything(str):
+    """A tenant id that is also a parent object (or arguments, or an input object) whose every
+    attribute, argument and nested field names that same tenant."""
 
-    def __init__(self, tenant: str) -> None:
-        self.tenant = tenant
+    def __getattr__(self, name: str) -> Everything:
+        return self
 
-    def __getattr__(self, name: str) -> str:
-        return self.tenant
-
-    def get(self, name: str, default: Any = None) -> str:
-        return self.tenant
+    def get(self, name: str, default: Any = None) -> Everything:
+        return self
 
 
 def principal_of(role: Role) -> Principal:

@@ -15,13 +15,22 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
-from exchange.api.permissions import Rule, authorize_fields, own_member, own_program, requires, source
+from exchange.api.permissions import (
+    Rule,
+    authorize,
+    authorize_fields,
+    own_member,
+    own_program,
+    requires,
+    source,
+)
 from exchange.auth.scopes import Scope
 from exchange.members.models import LinkedAccount as LinkedAccountRow
 from exchange.members.models import LinkMethod as LinkMethodValue
 from exchange.members.models import Member as MemberRow
 
 if TYPE_CHECKING:
+    from exchange.api.types.accounts import Account
     from exchange.api.types.programs import Program
 
 #: An account is its member's, and its program's partner's.
@@ -37,6 +46,7 @@ MEMBER_RULE: Rule = own_member(source("id")) | (
 @strawberry.enum(description="How a linked account was established.")
 class LinkMethod(Enum):
     ASSERTION = LinkMethodValue.ASSERTION.value
+    VERIFIED = LinkMethodValue.VERIFIED.value
 
 
 @authorize_fields(LINKED_ACCOUNT_RULE)
@@ -72,20 +82,40 @@ class LinkedAccount:
 class Member:
     id: strawberry.ID = strawberry.field(description="The exchange's member id (a member token's `sub`).")
     created_at: datetime = strawberry.field(description="When the exchange first met the member.")
-    accounts: strawberry.Private[Sequence[LinkedAccount]]
+    links: strawberry.Private[Sequence[LinkedAccount]]
     program_ids: strawberry.Private[frozenset[str]]
 
     @strawberry.field(
         description="The member's linked accounts; a partner sees only the one at its program."
     )
     def linked_accounts(self, info: Info[Context, None]) -> list[LinkedAccount]:
-        return LINKED_ACCOUNT_RULE.visible(info.context.principal, self.accounts)
+        return LINKED_ACCOUNT_RULE.visible(info.context.principal, self.links)
+
+    @strawberry.field(
+        description="Every linked account as its partner reports it now (balance, tier, expiring "
+        "points), all partners asked at once; an unreachable partner gives that account an "
+        "`error` and the others still show. Only the member sees this.",
+        extensions=[authorize(own_member(source("id")))],
+    )
+    async def accounts(
+        self, info: Info[Context, None]
+    ) -> list[Annotated[Account, strawberry.lazy("exchange.api.types.accounts")]] | None:
+        from exchange.api.types.accounts import Account
+
+        return [Account.from_view(view) for view in await info.context.services.federation.accounts(str(self.id))]
+
+    @strawberry.field(
+        description="The member's coalition level: the highest among their accounts' current tiers.",
+        extensions=[authorize(own_member(source("id")))],
+    )
+    async def coalition_level(self, info: Info[Context, None]) -> int | None:
+        return await info.context.services.federation.coalition_level(str(self.id))
 
     @classmethod
     def from_rows(cls, row: MemberRow, accounts: Sequence[LinkedAccountRow]) -> Member:
         return cls(
             id=strawberry.ID(row.id),
             created_at=row.created_at,
-            accounts=[LinkedAccount.from_row(account) for account in accounts],
+            links=[LinkedAccount.from_row(account) for account in accounts],
             program_ids=frozenset(account.program_id for account in accounts),
         )

@@ -16,11 +16,19 @@ from exchange.api.context import Context
 from exchange.api.permissions import PUBLIC, authorize, authorize_fields, own_program, requires, source
 from exchange.api.types.auth import AssertionKey
 from exchange.api.types.members import LinkedAccount
+from exchange.api.types.pricing import Promotion, RateVersion
 from exchange.auth.scopes import Scope
 from exchange.members import service as members
+from exchange.pricing import promotions, rates
 from exchange.programs.models import CoalitionLevel, ProgramTier
 from exchange.programs.models import Program as ProgramRow
 from exchange.programs.service import CoalitionView
+
+
+#: A program's own partner, and settlement staff and admins, may read its pricing.
+PROGRAM_OWNER_OR_STAFF = (requires(Scope.PARTNER_READ) & own_program(source("id"))) | requires(
+    Scope.SETTLEMENT_READ, Scope.ADMIN_READ
+)
 
 
 @strawberry.enum(description="What kind of business runs a program.")
@@ -117,6 +125,27 @@ class Program:
     async def assertion_keys(self, info: Info[Context, None]) -> list[AssertionKey] | None:
         rows = await info.context.loaders.assertion_keys.load(str(self.id))
         return [AssertionKey.from_row(row) for row in rows]
+
+    @strawberry.field(
+        description="The rate in effect now for conversions into this program, from each other "
+        "program: the program's own partner and staff only.",
+        extensions=[authorize(PROGRAM_OWNER_OR_STAFF)],
+    )
+    async def incoming_rates(self, info: Info[Context, None]) -> list[RateVersion] | None:
+        services = info.context.services
+        async with services.db.transaction() as session:
+            rows = await rates.current_versions_into(session, str(self.id), services.clock.now())
+        return [RateVersion.from_row(row) for row in rows]
+
+    @strawberry.field(
+        description="Promotions on conversions into this program, past, present and future: "
+        "the program's own partner and staff only.",
+        extensions=[authorize(PROGRAM_OWNER_OR_STAFF)],
+    )
+    async def promotions(self, info: Info[Context, None]) -> list[Promotion] | None:
+        async with info.context.services.db.transaction() as session:
+            rows = await promotions.promotions_of(session, str(self.id))
+        return [Promotion.from_row(row) for row in rows]
 
     @classmethod
     def from_row(cls, row: ProgramRow) -> Program:

@@ -1,0 +1,81 @@
+"""Executing quotes as conversions, and reading them back."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.api.context import Context
+from exchange.api.permissions import authorize, requires
+from exchange.api.types.conversions import Conversion, ConversionPage
+from exchange.auth.scopes import Role, Scope
+from exchange.conversions import queries
+from exchange.conversions.saga import ExecuteRequest
+from exchange.errors import BadUserInput
+from exchange.members import service as members
+from exchange.pricing import quotes
+
+MAX_KEY_LENGTH = 100
+
+
+@strawberry.type
+class ConversionQueries:
+    @strawberry.field(
+        description="One conversion: a member's own (others are `NOT_FOUND`), or any for settlement staff.",
+        extensions=[authorize(requires(Scope.MEMBER_READ, Scope.SETTLEMENT_READ))],
+    )
+    async def conversion(self, info: Info[Context, None], id: strawberry.ID) -> Conversion | None:
+        caller = info.context.caller()
+        async with info.context.services.db.transaction() as session:
+            row = await queries.get_conversion(
+                session, str(id), member_id=caller.member_id if caller.role is Role.MEMBER else None
+            )
+        return Conversion.from_row(row, await info.context.loaders.currency.load(None))
+
+    @strawberry.field(
+        description="Your conversions, newest first: `first` of them after the cursor `after`.",
+        extensions=[authorize(requires(Scope.MEMBER_READ))],
+    )
+    async def conversions(
+        self, info: Info[Context, None], first: int = 20, after: str | None = None
+    ) -> ConversionPage | None:
+        member_id = str(info.context.caller().member_id)
+        async with info.context.services.db.transaction() as session:
+            rows, cursor = await queries.member_conversions(session, member_id, first=first, after=after)
+        currency = await info.context.loaders.currency.load(None)
+        return ConversionPage(items=[Conversion.from_row(row, currency) for row in rows], next_cursor=cursor)
+
+
+@strawberry.type
+class ConversionMutations:
+    @strawberry.mutation(
+        description="Convert points as a quote fixed them. `idempotencyKey` is yours to choose: "
+        "sending the same key again returns the same conversion (the same key with another "
+        "quote is `IDEMPOTENCY_CONFLICT`). The answer is final (COMPLETED, FAILED, REVERSED) "
+        "unless a partner's answer is late: then it is PENDING and finishes on its own; ask "
+        "`conversion(id)`.",
+        extensions=[authorize(requires(Scope.MEMBER_WRITE))],
+    )
+    async def execute_conversion(
+        self, info: Info[Context, None], quote_id: strawberry.ID, idempotency_key: str
+    ) -> Conversion | None:
+        if not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH or not idempotency_key.isprintable():
+            raise BadUserInput(
+                f"idempotencyKey must be 1 to {MAX_KEY_LENGTH} printable characters", field="idempotencyKey"
+            )
+        services = info.context.services
+        member_id = str(info.context.caller().member_id)
+        async with services.db.transaction() as session:
+            quote = await quotes.member_quote(session, str(quote_id), member_id)
+            source_ref = await members.member_ref_at(session, member_id, quote.from_program, field="quoteId")
+            target_ref = await members.member_ref_at(session, member_id, quote.to_program, field="quoteId")
+        row = await services.saga.execute(
+            ExecuteRequest(
+                member_id=member_id,
+                quote_id=quote.id,
+                idempotency_key=idempotency_key,
+                source_ref=source_ref,
+                target_ref=target_ref,
+            )
+        )
+        return Conversion.from_row(row, await info.context.loaders.currency.load(None))

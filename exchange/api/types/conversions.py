@@ -1,0 +1,198 @@
+"""GraphQL types of quotes and conversions: a member's own, and settlement staff's to read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.api.context import Context
+from exchange.api.permissions import PUBLIC, Rule, authorize_fields, own_member, requires, source
+from exchange.api.types.money import Money
+from exchange.auth.scopes import Scope
+from exchange.conversions.models import Conversion as ConversionRow
+from exchange.money import Currency
+from exchange.pricing.models import Quote as QuoteRow
+
+if TYPE_CHECKING:
+    from exchange.api.types.programs import Program
+
+#: A conversion or quote is its member's; settlement staff may read any.
+MEMBERS_OWN: Rule = own_member(source("member_id")) | requires(Scope.SETTLEMENT_READ)
+
+ProgramRef = Annotated["Program", strawberry.lazy("exchange.api.types.programs")]
+
+
+async def _program(info: Info[Context, None], program_id: str) -> ProgramRef:
+    from exchange.api.types.programs import Program  # programs.py imports this module's neighbours
+
+    return Program.from_row(await info.context.loaders.programs.load(program_id))
+
+
+async def _rate_version(info: Info[Context, None], version_id: int) -> int:
+    return (await info.context.loaders.rate_versions.load(version_id)).version
+
+
+@authorize_fields(PUBLIC)
+@strawberry.type(description="A promotion a quote applied, and its bonus percent.")
+class AppliedPromotion:
+    id: str
+    bonus_percent: Decimal
+
+
+@authorize_fields(PUBLIC)
+@strawberry.type(
+    description="How a quote's points out are made up; each part is rounded down on its own and "
+    "they add up exactly to `pointsOut`."
+)
+class QuoteBreakdown:
+    base_points: int = strawberry.field(description="Points the rate gives for the points in.")
+    step_bonus_points: int = strawberry.field(description="The pair's bonus per whole step converted.")
+    promotion_bonus_points: int = strawberry.field(description="The target program's promotions.")
+    tier_bonus_points: int = strawberry.field(description="The member's coalition-level bonus.")
+    promotions: list[AppliedPromotion]
+    member_level: int = strawberry.field(description="The coalition level the tier bonus used.")
+    tier_bonus_percent: Decimal
+
+
+@authorize_fields(MEMBERS_OWN)
+@strawberry.type(description="A conversion's price, fixed until `expiresAt`.")
+class Quote:
+    id: strawberry.ID
+    points_in: int = strawberry.field(description="Points of `fromProgram` the member gives.")
+    points_out: int = strawberry.field(description="Points of `toProgram` the member gets.")
+    fee: Money = strawberry.field(description="The exchange's fee, out of the money value.")
+    money_value: Money = strawberry.field(description="What `fromProgram` owes for the points in.")
+    breakdown: QuoteBreakdown
+    expires_at: datetime
+    created_at: datetime
+    member_id: strawberry.Private[str]
+    from_program_id: strawberry.Private[str]
+    to_program_id: strawberry.Private[str]
+    rate_version_id: strawberry.Private[int]
+
+    @strawberry.field(description="The version of the pair's rate this quote used (1, 2, ...).")
+    async def rate_version(self, info: Info[Context, None]) -> int:
+        return await _rate_version(info, self.rate_version_id)
+
+    @strawberry.field(description="The program points are converted from.")
+    async def from_program(self, info: Info[Context, None]) -> ProgramRef:
+        return await _program(info, self.from_program_id)
+
+    @strawberry.field(description="The program points are converted into.")
+    async def to_program(self, info: Info[Context, None]) -> ProgramRef:
+        return await _program(info, self.to_program_id)
+
+    @classmethod
+    def from_row(cls, row: QuoteRow, currency: Currency) -> Quote:
+        return cls(
+            id=strawberry.ID(row.id),
+            points_in=row.points_in,
+            points_out=row.points_out,
+            fee=Money.of_minor(row.fee_minor, currency),
+            money_value=Money.of_minor(row.money_value_minor, currency),
+            breakdown=QuoteBreakdown(
+                base_points=row.base_points,
+                step_bonus_points=row.step_bonus_points,
+                promotion_bonus_points=row.promotion_bonus_points,
+                tier_bonus_points=row.tier_bonus_points,
+                promotions=[AppliedPromotion(id=p["id"], bonus_percent=Decimal(p["bonus_percent"])) for p in row.promotions],
+                member_level=row.member_level,
+                tier_bonus_percent=row.tier_bonus_percent,
+            ),
+            expires_at=row.expires_at,
+            created_at=row.created_at,
+            member_id=row.member_id,
+            from_program_id=row.from_program,
+            to_program_id=row.to_program,
+            rate_version_id=row.rate_version_id,
+        )
+
+
+@strawberry.enum(description="Where a conversion stands.")
+class ConversionStatus(Enum):
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    REVERSED = "REVERSED"
+
+
+@authorize_fields(MEMBERS_OWN)
+@strawberry.type(description="Why a conversion failed or was reversed.")
+class ConversionFailure:
+    code: str = strawberry.field(description="An error code of the closed list (`INSUFFICIENT_POINTS`, ...).")
+    message: str
+    member_id: strawberry.Private[str]
+
+
+@authorize_fields(MEMBERS_OWN)
+@strawberry.type(
+    description="Points moved from one program into another. PENDING while the partners are "
+    "being asked; then COMPLETED, FAILED (nothing moved) or REVERSED (the debit was given back)."
+)
+class Conversion:
+    id: strawberry.ID
+    status: ConversionStatus
+    quote_id: strawberry.ID
+    idempotency_key: str
+    points_in: int
+    points_out: int
+    fee: Money
+    money_value: Money
+    failure: ConversionFailure | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    member_id: strawberry.Private[str]
+    from_program_id: strawberry.Private[str]
+    to_program_id: strawberry.Private[str]
+    rate_version_id: strawberry.Private[int]
+
+    @strawberry.field(description="The version of the pair's rate the conversion's quote used.")
+    async def rate_version(self, info: Info[Context, None]) -> int:
+        return await _rate_version(info, self.rate_version_id)
+
+    @strawberry.field(description="The program points were converted from.")
+    async def from_program(self, info: Info[Context, None]) -> ProgramRef:
+        return await _program(info, self.from_program_id)
+
+    @strawberry.field(description="The program points were converted into.")
+    async def to_program(self, info: Info[Context, None]) -> ProgramRef:
+        return await _program(info, self.to_program_id)
+
+    @classmethod
+    def from_row(cls, row: ConversionRow, currency: Currency) -> Conversion:
+        failure = (
+            ConversionFailure(code=row.failure_code, message=row.failure_message or "", member_id=row.member_id)
+            if row.failure_code
+            else None
+        )
+        return cls(
+            id=strawberry.ID(row.id),
+            status=ConversionStatus(row.status),
+            quote_id=strawberry.ID(row.quote_id),
+            idempotency_key=row.idempotency_key,
+            points_in=row.points_in,
+            points_out=row.points_out,
+            fee=Money.of_minor(row.fee_minor, currency),
+            money_value=Money.of_minor(row.money_value_minor, currency),
+            failure=failure,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            finished_at=row.finished_at,
+            member_id=row.member_id,
+            from_program_id=row.from_program,
+            to_program_id=row.to_program,
+            rate_version_id=row.rate_version_id,
+        )
+
+
+@authorize_fields(PUBLIC)
+@strawberry.type(description="One page of conversions, newest first.")
+class ConversionPage:
+    items: list[Conversion]
+    next_cursor: str | None = strawberry.field(description="Pass as `after` for the next page; null at the end.")

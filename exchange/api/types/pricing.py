@@ -1,0 +1,118 @@
+"""GraphQL types of rate versions and promotions: a partner's own, and staff's to read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+
+import strawberry
+
+from exchange.api.permissions import PUBLIC, Rule, authorize_fields, own_program, requires, source
+from exchange.auth.scopes import Scope
+from exchange.pricing.models import Promotion as PromotionRow
+from exchange.pricing.models import RateVersion as RateVersionRow
+
+#: Rates and promotions into a program are its partner's; staff may read all of them.
+TARGET_PARTNERS: Rule = (requires(Scope.PARTNER_READ) & own_program(source("to_program"))) | requires(
+    Scope.SETTLEMENT_READ, Scope.ADMIN_READ
+)
+PROMOTION_OWNERS: Rule = (requires(Scope.PARTNER_READ) & own_program(source("program_id"))) | requires(
+    Scope.SETTLEMENT_READ, Scope.ADMIN_READ
+)
+
+
+@strawberry.enum(description="Who set a rate version: derived from point values, declared by the operator, or set by the partner.")
+class RateOrigin(Enum):
+    DERIVED = "derived"
+    DECLARED = "declared"
+    PARTNER = "partner"
+
+
+@authorize_fields(PUBLIC)
+@strawberry.type(description="From `fromPoints` points in, the whole amount converts at `pointsIn`:`pointsOut`.")
+class RateBand:
+    from_points: int
+    points_in: int
+    points_out: int
+
+
+@authorize_fields(TARGET_PARTNERS)
+@strawberry.type(
+    description="One version of the rate that prices conversions from one program into another. "
+    "A version never changes; a new one supersedes it."
+)
+class RateVersion:
+    id: strawberry.ID
+    version: int = strawberry.field(description="1, 2, ... for this pair.")
+    from_program_id: strawberry.ID
+    to_program_id: strawberry.ID
+    effective_from: datetime
+    effective_to: datetime | None = strawberry.field(description="Null while current.")
+    origin: RateOrigin
+    created_by: str
+    source_point_value: Decimal
+    target_point_value: Decimal
+    fee_percent: Decimal
+    fee_fixed: Decimal
+    bands: list[RateBand] = strawberry.field(description="Empty: the rate derives from the point values.")
+    bonus_every: int | None = strawberry.field(description="A step bonus: every this many points in ...")
+    bonus_points: int | None = strawberry.field(description="... earn this many points out extra.")
+    minimum_points: int | None
+    increment: int | None
+    member_daily_cap: int | None
+    member_monthly_cap: int | None
+    member_yearly_cap: int | None
+    to_program: strawberry.Private[str]
+
+    @classmethod
+    def from_row(cls, row: RateVersionRow) -> RateVersion:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            version=row.version,
+            from_program_id=strawberry.ID(row.from_program),
+            to_program_id=strawberry.ID(row.to_program),
+            effective_from=row.effective_from,
+            effective_to=row.effective_to,
+            origin=RateOrigin(row.origin),
+            created_by=row.created_by,
+            source_point_value=row.source_point_value,
+            target_point_value=row.target_point_value,
+            fee_percent=row.fee_percent,
+            fee_fixed=row.fee_fixed,
+            bands=[RateBand(from_points=start, points_in=i, points_out=o) for start, i, o in row.bands],
+            bonus_every=row.bonus_every,
+            bonus_points=row.bonus_points,
+            minimum_points=row.minimum_points,
+            increment=row.increment,
+            member_daily_cap=row.member_daily_cap,
+            member_monthly_cap=row.member_monthly_cap,
+            member_yearly_cap=row.member_yearly_cap,
+            to_program=row.to_program,
+        )
+
+
+@authorize_fields(PROMOTION_OWNERS)
+@strawberry.type(description="A time-limited bonus on conversions into a program.")
+class Promotion:
+    id: strawberry.ID
+    program_id: strawberry.ID
+    bonus_percent: Decimal
+    starts_at: datetime
+    ends_at: datetime
+    from_programs: list[str] | None = strawberry.field(description="Only conversions from these (null: all).")
+    origin: RateOrigin
+    created_by: str
+
+    @classmethod
+    def from_row(cls, row: PromotionRow) -> Promotion:
+        return cls(
+            id=strawberry.ID(row.id),
+            program_id=strawberry.ID(row.program_id),
+            bonus_percent=row.bonus_percent,
+            starts_at=row.starts_at,
+            ends_at=row.ends_at,
+            from_programs=row.sources,
+            origin=RateOrigin(row.origin),
+            created_by=row.created_by,
+        )

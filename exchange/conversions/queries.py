@@ -1,0 +1,61 @@
+"""Reading conversions back: one by id, or a member's, newest first, a page at a time."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlmodel import col, or_, and_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.conversions.errors import ConversionNotFound
+from exchange.conversions.models import Conversion
+from exchange.errors import BadUserInput
+
+MAX_PAGE = 100
+
+
+async def get_conversion(session: AsyncSession, conversion_id: str, *, member_id: str | None) -> Conversion:
+    """A conversion; for a member (``member_id`` given) only their own, others are not found."""
+    conversion = await session.get(Conversion, conversion_id)
+    if conversion is None or (member_id is not None and conversion.member_id != member_id):
+        raise ConversionNotFound(conversion_id)
+    return conversion
+
+
+def _cursor(conversion: Conversion) -> str:
+    return base64.urlsafe_b64encode(f"{conversion.created_at.isoformat()}|{conversion.id}".encode()).decode()
+
+
+def _position(cursor: str) -> tuple[datetime, str]:
+    try:
+        created_at, conversion_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created_at), conversion_id
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadUserInput("not a cursor this API gave out", field="after") from None
+
+
+async def member_conversions(
+    session: AsyncSession, member_id: str, *, first: int, after: str | None
+) -> tuple[Sequence[Conversion], str | None]:
+    """Up to ``first`` of the member's conversions after the cursor ``after``, and the next cursor."""
+    if not 1 <= first <= MAX_PAGE:
+        raise BadUserInput(f"first must be between 1 and {MAX_PAGE}", field="first")
+    statement = select(Conversion).where(Conversion.member_id == member_id)
+    if after is not None:
+        created_at, conversion_id = _position(after)
+        statement = statement.where(
+            or_(
+                col(Conversion.created_at) < created_at,
+                and_(col(Conversion.created_at) == created_at, col(Conversion.id) < conversion_id),
+            )
+        )
+    rows = (
+        await session.exec(
+            statement.order_by(col(Conversion.created_at).desc(), col(Conversion.id).desc()).limit(first + 1)
+        )
+    ).all()
+    page = rows[:first]
+    return page, _cursor(page[-1]) if len(rows) > first else None

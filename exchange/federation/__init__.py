@@ -1,0 +1,1 @@
+"""The federated view: a member's accounts at every linked partner, fetched live."""

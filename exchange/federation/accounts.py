@@ -1,0 +1,117 @@
+"""A member's accounts at every linked partner, fetched concurrently.
+
+The view takes as long as the slowest partner, not the sum of them: every partner is asked
+at once. A partner that cannot answer yields that account's error, and the others still
+show. The member's coalition level (for the tier bonus) is the highest level among their
+accounts' current tiers, as the partners report them (a status match shows there too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import func
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.connectors.contract import MemberAccount
+from exchange.connectors.errors import PartnerError
+from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions.models import Conversion
+from exchange.db.database import Database
+from exchange.federation.cache import SnapshotCache
+from exchange.members import service as members
+from exchange.errors import BadUserInput
+from exchange.members.models import LinkedAccount, LinkMethod
+from exchange.programs import service as programs
+from exchange.programs.models import Program
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """One linked account as the partner reports it now, or the error that prevented it."""
+
+    link: LinkedAccount
+    account: MemberAccount | None
+    level: int | None
+    error: PartnerError | None
+
+
+async def activity_marker(session: AsyncSession, member_id: str) -> object:
+    """Changes whenever the exchange moves the member's points (a conversion step)."""
+    return (
+        await session.exec(select(func.max(Conversion.updated_at)).where(Conversion.member_id == member_id))
+    ).one()
+
+
+class Federation:
+    def __init__(
+        self,
+        db: Database,
+        connectors: ConnectorRegistry,
+        *,
+        balance_ttl: float,
+        tier_ttl: float,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.connectors = connectors
+        self.cache = SnapshotCache(balance_ttl=balance_ttl, tier_ttl=tier_ttl, timer=timer)
+
+    async def accounts(self, member_id: str, *, for_tiers: bool = False) -> list[AccountView]:
+        """Every linked account of the member, each fetched live (or from a fresh cache)."""
+        async with self.db.transaction() as session:
+            links = (await members.linked_accounts(session, [member_id])).get(member_id, [])
+            rows = await programs.programs_by_id(session, [link.program_id for link in links])
+            tiers = await programs.tiers_by_program(session, [link.program_id for link in links])
+            marker = await activity_marker(session, member_id)
+        levels = {program_id: {tier.name: tier.level for tier in rows_} for program_id, rows_ in tiers.items()}
+        return list(
+            await asyncio.gather(
+                *(
+                    self._view(link, rows[link.program_id], levels.get(link.program_id, {}), marker, for_tiers)
+                    for link in links
+                )
+            )
+        )
+
+    async def _view(
+        self, link: LinkedAccount, program: Program, levels: dict[str, int], marker: object, for_tiers: bool
+    ) -> AccountView:
+        key = (link.member_id, link.program_id)
+        account = self.cache.tier(key) if for_tiers else self.cache.balance(key, marker)
+        if account is None:
+            try:
+                account = await self.connectors.for_program(program).account(link.member_ref)
+            except PartnerError as error:
+                return AccountView(link, None, None, error)
+            self.cache.put(key, account, marker)
+        return AccountView(link, account, levels.get(account.tier), None)
+
+    async def coalition_level(self, member_id: str) -> int:
+        """The highest coalition level among the member's reachable accounts (0 if none)."""
+        views = await self.accounts(member_id, for_tiers=True)
+        return max((view.level for view in views if view.level is not None), default=0)
+
+    async def link(
+        self, member_id: str, program_id: str, member_ref: str, verification: str, now: datetime
+    ) -> LinkedAccount:
+        """Link the member's account at a program once its partner confirms it is theirs."""
+        members.check_member_ref(member_ref)
+        async with self.db.transaction() as session:
+            program = await programs.get_program(session, program_id, field="programId")
+        if not await self.connectors.for_program(program).verify_member(member_ref, verification):
+            raise VerificationFailed(program_id)
+        async with self.db.transaction() as session:
+            return await members.link_account(
+                session, member_id, program_id, member_ref, now, method=LinkMethod.VERIFIED
+            )
+
+
+class VerificationFailed(BadUserInput):
+    def __init__(self, program_id: str) -> None:
+        super().__init__(f"{program_id} does not confirm this account with that verification", field="verification")
