@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from functools import wraps
@@ -14,7 +15,6 @@ from typing import Any, ParamSpec, TypeVar
 import click
 import uvicorn
 from pydantic import ValidationError
-
 from sqlalchemy.exc import OperationalError
 
 from exchange.auth.scopes import Role, Scope, parse_scopes
@@ -90,6 +90,9 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     settings = load_settings(host=host, port=port)
     settings.check_for_production()
     migrate.ensure_migrated(settings.database_url)
+    # The app factory (in every worker process) reads its settings from the environment:
+    # hand the command-line options on that way, or the issuer would name the default port.
+    os.environ["EXCHANGE_HOST"], os.environ["EXCHANGE_PORT"] = settings.host, str(settings.port)
     uvicorn.run(
         "exchange.app:create_app_from_environment",
         factory=True,
@@ -272,7 +275,12 @@ def sandbox_serve(
 
     from exchange.programs.declarations import read_partners_directory
     from exchange.sandbox.faults import FaultInjector, FaultSettings
-    from exchange.sandbox.server import SandboxServer, declared_address, sandbox_secret, serve_until_signalled
+    from exchange.sandbox.server import (
+        SandboxServer,
+        declared_address,
+        sandbox_secret,
+        serve_until_signalled,
+    )
 
     settings = load_settings(partners_dir=partners_dir)
     programs = {program.id: program for program in read_partners_directory(settings.partners_dir).programs}

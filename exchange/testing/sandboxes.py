@@ -25,7 +25,11 @@ from typing import Any, Literal
 
 from exchange.clock import Clock
 from exchange.connectors.registry import ConnectorRegistry, with_base_url
-from exchange.programs.declarations import ConnectorDeclaration, PartnersDirectory, ProgramDeclaration
+from exchange.programs.declarations import (
+    ConnectorDeclaration,
+    PartnersDirectory,
+    ProgramDeclaration,
+)
 from exchange.sandbox.admin_client import SandboxAdmin
 from exchange.sandbox.server import DEFAULT_TOKEN_TTL, SandboxServer
 from exchange.settings import Settings

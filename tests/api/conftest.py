@@ -3,25 +3,17 @@ and a kit to act as its partners, staff and members over HTTP."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
-from joserfc import jwt
-from joserfc.jwk import ECKey
 
 from exchange.app import create_app
-from exchange.auth import assertions, clients
-from exchange.auth.clients import ClientCredentials
-from exchange.auth.scopes import Role, Scope
 from exchange.db.database import Database
 from exchange.loading import load_partners_directory
 from exchange.serving import free_port, serving
 from exchange.settings import Settings
+from exchange.testing.kit import ExchangeKit
 from tests.conftest import SAMPLE_PARTNERS
 
 
@@ -51,104 +43,6 @@ async def gateway(gateway_settings: Settings, partner_base_urls: dict[str, str])
 async def client(gateway: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
         yield http
-
-
-@dataclass
-class ExchangeKit:
-    """Acts on a running gateway as its callers do: clients are created as an operator would
-    (in the database), tokens are obtained over HTTP from the token endpoint."""
-
-    settings: Settings
-    http: httpx.AsyncClient
-    db: Database
-    partner_keys: dict[str, ECKey] = field(default_factory=dict)
-    partner_clients: dict[str, ClientCredentials] = field(default_factory=dict)
-
-    @property
-    def token_endpoint(self) -> str:
-        return f"{self.settings.issuer_url}/oauth/token"
-
-    async def new_client(
-        self, role: Role, program_id: str | None = None, scopes: frozenset[Scope] | None = None
-    ) -> ClientCredentials:
-        async with self.db.transaction() as session:
-            return await clients.create_client(
-                session, role=role, program_id=program_id, scopes=scopes, now=datetime.now(UTC)
-            )
-
-    async def request_token(self, credentials: ClientCredentials, **form: str) -> httpx.Response:
-        return await self.http.post(
-            "/oauth/token",
-            data={"grant_type": "client_credentials", **form},
-            auth=(credentials.client.client_id, credentials.client_secret),
-        )
-
-    async def client_token(self, credentials: ClientCredentials, scope: str | None = None) -> str:
-        response = await self.request_token(credentials, **({"scope": scope} if scope else {}))
-        assert response.status_code == 200, response.text
-        return str(response.json()["access_token"])
-
-    async def partner(self, program_id: str) -> ClientCredentials:
-        """The partner's client (one per program, made on first use)."""
-        if program_id not in self.partner_clients:
-            self.partner_clients[program_id] = await self.new_client(Role.PARTNER, program_id)
-        return self.partner_clients[program_id]
-
-    async def partner_token(self, program_id: str, scope: str | None = None) -> str:
-        return await self.client_token(await self.partner(program_id), scope)
-
-    async def staff_token(self, role: Role, scope: str | None = None) -> str:
-        return await self.client_token(await self.new_client(role), scope)
-
-    async def assertion_key(self, program_id: str) -> ECKey:
-        """The key the partner signs member assertions with (registered on first use)."""
-        if program_id not in self.partner_keys:
-            key = ECKey.generate_key("P-256", auto_kid=True)
-            async with self.db.transaction() as session:
-                await assertions.register_assertion_key(
-                    session, program_id, json.dumps(key.as_dict(private=False)), datetime.now(UTC)
-                )
-            self.partner_keys[program_id] = key
-        return self.partner_keys[program_id]
-
-    async def assertion(self, program_id: str, member_ref: str, **claims: Any) -> str:
-        key = await self.assertion_key(program_id)
-        client_id = (await self.partner(program_id)).client.client_id
-        now = datetime.now(UTC)
-        payload = {
-            "iss": client_id,
-            "sub": member_ref,
-            "aud": self.token_endpoint,
-            "iat": int(now.timestamp()),
-            "exp": int((now + timedelta(minutes=5)).timestamp()),
-            "jti": f"{member_ref}-{now.timestamp()}-{id(claims)}",
-            **claims,
-        }
-        return jwt.encode({"alg": "ES256", "kid": key.kid}, payload, key, algorithms=["ES256"])
-
-    async def request_member_token(self, assertion: str, **form: str) -> httpx.Response:
-        return await self.http.post(
-            "/oauth/token",
-            data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion, **form},
-        )
-
-    async def member_token(self, program_id: str, member_ref: str) -> str:
-        response = await self.request_member_token(await self.assertion(program_id, member_ref))
-        assert response.status_code == 200, response.text
-        return str(response.json()["access_token"])
-
-    async def graphql(
-        self, query: str, token: str | None = None, *, accept: str = "application/json", **variables: Any
-    ) -> httpx.Response:
-        headers = {"accept": accept, **({"authorization": f"Bearer {token}"} if token else {})}
-        return await self.http.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
-
-    async def data(self, query: str, token: str | None = None, **variables: Any) -> dict[str, Any]:
-        """The data of a query that must succeed whole."""
-        response = await self.graphql(query, token, **variables)
-        body = response.json()
-        assert response.status_code == 200 and "errors" not in body, body
-        return dict(body["data"])
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from joserfc.jwk import ECKey
 
 from exchange.auth.scopes import Role
 from exchange.members.models import LinkedAccount
-from tests.api.conftest import ExchangeKit
+from exchange.testing.kit import ExchangeKit
 
 
 def errors_at(body: dict[str, Any]) -> dict[tuple[str | int, ...], str]:

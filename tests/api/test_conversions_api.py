@@ -9,7 +9,7 @@ import pytest
 
 from exchange.auth.scopes import Role
 from exchange.testing.sandboxes import SandboxFleet
-from tests.api.conftest import ExchangeKit
+from exchange.testing.kit import ExchangeKit
 
 PARTNERS = ("wallet-pay", "happy-card", "fresh-mart")
 

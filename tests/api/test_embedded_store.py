@@ -16,7 +16,7 @@ from exchange.db.database import Database
 from exchange.loading import load_partners_directory
 from exchange.serving import free_port, serving
 from exchange.settings import Settings
-from tests.api.conftest import ExchangeKit
+from exchange.testing.kit import ExchangeKit
 from tests.clocks import MovableClock
 from tests.conftest import SAMPLE_PARTNERS
 

@@ -18,7 +18,7 @@ from exchange.auth.tokens import LEEWAY_SECONDS
 from exchange.loading import load_partners_directory
 from exchange.serving import serving
 from exchange.settings import Settings
-from tests.api.conftest import ExchangeKit
+from exchange.testing.kit import ExchangeKit
 from tests.clocks import MovableClock
 
 VIEWER = "{ viewer { role } }"

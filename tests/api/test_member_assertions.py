@@ -10,7 +10,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from exchange.auth.scopes import Role
-from tests.api.conftest import ExchangeKit
+from exchange.testing.kit import ExchangeKit
 
 ME = "{ me { id linkedAccounts { memberRef program { id } } } }"
 

@@ -9,7 +9,7 @@ import httpx
 from authlib.integrations.httpx_client import AsyncAssertionClient, AsyncOAuth2Client
 from joserfc.jwk import ECKey
 
-from tests.api.conftest import ExchangeKit
+from exchange.testing.kit import ExchangeKit
 
 VIEWER = "{ viewer { role subject clientId programId memberId scopes } }"
 

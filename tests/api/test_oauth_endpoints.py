@@ -14,7 +14,7 @@ from joserfc.jwk import KeySet
 
 from exchange.auth.scopes import Role, Scope
 from exchange.settings import Settings
-from tests.api.conftest import ExchangeKit
+from exchange.testing.kit import ExchangeKit
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 

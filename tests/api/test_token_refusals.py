@@ -18,7 +18,7 @@ from joserfc.jwk import RSAKey
 from exchange.auth import keys
 from exchange.auth.scopes import Role, Scope
 from exchange.auth.tokens import access_token_claims, sign_access_token
-from tests.api.conftest import ExchangeKit
+from exchange.testing.kit import ExchangeKit
 
 VIEWER = "{ viewer { role } }"
 Forge = Callable[..., str]
