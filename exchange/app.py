@@ -34,6 +34,7 @@ from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.federation.accounts import Federation
 from exchange.jobs import BackgroundJobs, PeriodicJob
+from exchange.programs.catalog import CatalogCache
 from exchange.settings import Settings
 
 
@@ -50,9 +51,10 @@ def create_app(
     db = Database.from_url(settings.database_url)
     # The process environment holds partners' client secrets (``client_secret_env``).
     connectors = ConnectorRegistry(settings, environ=os.environ, base_urls=partner_base_urls)
-    saga = ConversionSaga.for_settings(settings, db=db, connectors=connectors, clock=clock)
+    catalog = CatalogCache(db, ttl=settings.catalog_cache_seconds)
+    saga = ConversionSaga.for_settings(settings, db=db, connectors=connectors, catalog=catalog, clock=clock)
     federation = Federation(
-        db, connectors, balance_ttl=settings.balance_cache_seconds, tier_ttl=settings.tier_cache_seconds
+        db, connectors, catalog, balance_ttl=settings.balance_cache_seconds, tier_ttl=settings.tier_cache_seconds
     )
     services = Services(
         settings=settings, db=db, clock=clock, connectors=connectors, saga=saga, federation=federation

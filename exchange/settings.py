@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     quote_ttl_seconds: int = Field(
         default=60, ge=5, le=3600, description="How long a conversion quote holds its price."
     )
+    catalog_cache_seconds: float = Field(
+        default=5,
+        ge=0,
+        description="How long each process keeps programs and tiers in memory; a `partners load` "
+        "reaches every process within this time.",
+    )
     balance_cache_seconds: float = Field(
         default=5,
         ge=0,

@@ -30,7 +30,12 @@ from graphql import (
     get_operation_ast,
 )
 from graphql.type import GraphQLAbstractType, GraphQLCompositeType
-from starlette.authentication import AuthCredentials, AuthenticationBackend, AuthenticationError, BaseUser
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    AuthenticationError,
+    BaseUser,
+)
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
 from strawberry.extensions import SchemaExtension

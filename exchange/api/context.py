@@ -16,8 +16,8 @@ from exchange.clock import Clock
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.saga import ConversionSaga
 from exchange.db.database import Database
-from exchange.federation.accounts import Federation
 from exchange.errors import Unauthenticated
+from exchange.federation.accounts import Federation
 from exchange.money import Currency
 from exchange.pricing import rates
 from exchange.pricing.models import RateVersion

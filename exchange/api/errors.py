@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
 
 from exchange.errors import ErrorCode, ExchangeError
 
@@ -54,16 +52,6 @@ def to_client_error(error: GraphQLError) -> GraphQLError:
         path=error.path,
         extensions={**(error.extensions or {}), **extensions},
     )
-
-
-class ErrorMapping(SchemaExtension):
-    """Rewrites every error of a result into its client form once execution is over."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if result is not None and result.errors:
-            result.errors = [to_client_error(error) for error in result.errors]
 
 
 def log_unexpected(errors: list[GraphQLError]) -> None:

@@ -20,6 +20,7 @@ from strawberry.types.execution import PreExecutionError
 
 from exchange.api.authentication import principal_of, www_authenticate
 from exchange.api.context import Context, Services
+from exchange.api.errors import to_client_error
 from exchange.api.media import GRAPHQL_RESPONSE_JSON, response_media_type
 from exchange.errors import ErrorCode
 
@@ -60,6 +61,9 @@ class GraphQLView(GraphQL[Context, None]):
     async def process_result(  # type: ignore[override]
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
+        # The one place errors take their client form: every failure, from any phase, passes here.
+        if result.errors:
+            result.errors = [to_client_error(error) for error in result.errors]
         response = await super().process_result(request, result)
         sub_response: Response = request.state.sub_response
         if not never_executed(result):

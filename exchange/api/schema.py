@@ -6,11 +6,17 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.types import ExecutionContext
 
 from exchange.api.authentication import TokenRequired
-from exchange.api.errors import ErrorMapping, log_unexpected
+from exchange.api.errors import log_unexpected
 from exchange.api.permissions import Rule, enforce_field_rules
 from exchange.api.roots import Mutation, Query
 from exchange.settings import Settings
@@ -39,10 +45,12 @@ def build_schema(settings: Settings) -> ExchangeSchema:
         query=Query,
         mutation=Mutation,
         extensions=[
+            # Clients send the same few documents over and over: parse and validate each once.
+            lambda: ParserCache(maxsize=1024),
+            lambda: ValidationCache(maxsize=1024),
             lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
             lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
             lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
             TokenRequired,
-            ErrorMapping,
         ],
     )

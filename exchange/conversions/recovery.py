@@ -22,6 +22,7 @@ from exchange.conversions.models import Conversion, ConversionStatus
 from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
 from exchange.db.database import Database
+from exchange.programs.catalog import CatalogCache
 from exchange.settings import Settings
 
 logger = logging.getLogger("exchange.conversions.recovery")
@@ -62,7 +63,8 @@ async def recover_all(settings: Settings, clock: Clock | None = None) -> Recover
     db = Database.from_url(settings.database_url)
     connectors = ConnectorRegistry(settings, environ=os.environ)
     try:
-        saga = ConversionSaga.for_settings(settings, db=db, connectors=connectors, clock=clock)
+        catalog = CatalogCache(db, ttl=settings.catalog_cache_seconds)
+        saga = ConversionSaga.for_settings(settings, db=db, connectors=connectors, catalog=catalog, clock=clock)
         driven = await RecoveryWorker(saga).run_once(due_by=datetime.max.replace(tzinfo=UTC))
         async with db.transaction() as session:
             pending = (

@@ -51,6 +51,7 @@ from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
 from exchange.pricing import limits, quotes, rates
 from exchange.programs import service as programs
+from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
 from exchange.settings import Settings
 
@@ -100,18 +101,20 @@ def _failure(error: PartnerError) -> tuple[str, str]:
 class ConversionSaga:
     db: Database
     connector_for: ConnectorFor
+    catalog: CatalogCache
     ledger: Ledger
     clock: Clock
     policy: SagaPolicy
 
     @classmethod
     def for_settings(
-        cls, settings: Settings, *, db: Database, connectors: ConnectorRegistry, clock: Clock
+        cls, settings: Settings, *, db: Database, connectors: ConnectorRegistry, catalog: CatalogCache, clock: Clock
     ) -> ConversionSaga:
         """The saga as the gateway and ``exchange recover`` run it."""
         return cls(
             db=db,
             connector_for=connectors.for_program,
+            catalog=catalog,
             ledger=Ledger(timezone=settings.timezone, clock=clock),
             clock=clock,
             policy=SagaPolicy(timezone=settings.timezone),
@@ -261,9 +264,8 @@ class ConversionSaga:
         return conversion
 
     async def _attempt(self, conversion: Conversion, step: SagaStep, *, in_doubt: bool) -> Transition:
-        async with self.db.transaction() as session:
-            source = await programs.get_program(session, conversion.from_program)
-            target = await programs.get_program(session, conversion.to_program)
+        catalog = await self.catalog.get()
+        source, target = catalog.program(conversion.from_program), catalog.program(conversion.to_program)
         if step is SagaStep.DEBIT:
             connector = self.connector_for(source)
             return await (self._settle_debit(conversion, connector) if in_doubt else self._debit(conversion, connector))

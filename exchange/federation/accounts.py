@@ -14,8 +14,10 @@ from datetime import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import func
-from sqlmodel import select
+from typing import Any
+
+from sqlalchemy import ScalarSelect, func
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.connectors.contract import MemberAccount
@@ -28,6 +30,7 @@ from exchange.members import service as members
 from exchange.errors import BadUserInput
 from exchange.members.models import LinkedAccount, LinkMethod
 from exchange.programs import service as programs
+from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
 
 
@@ -36,16 +39,27 @@ class AccountView:
     """One linked account as the partner reports it now, or the error that prevented it."""
 
     link: LinkedAccount
+    program: Program
     account: MemberAccount | None
     level: int | None
     error: PartnerError | None
 
 
-async def activity_marker(session: AsyncSession, member_id: str) -> object:
+def _activity_marker(member_id: str) -> ScalarSelect[Any]:
     """Changes whenever the exchange moves the member's points (a conversion step)."""
-    return (
-        await session.exec(select(func.max(Conversion.updated_at)).where(Conversion.member_id == member_id))
-    ).one()
+    return select(func.max(Conversion.updated_at)).where(Conversion.member_id == member_id).scalar_subquery()
+
+
+async def _links_and_marker(session: AsyncSession, member_id: str) -> tuple[list[LinkedAccount], object]:
+    """The member's linked accounts and activity marker, in one query."""
+    rows = (
+        await session.exec(
+            select(LinkedAccount, _activity_marker(member_id))
+            .where(LinkedAccount.member_id == member_id)
+            .order_by(col(LinkedAccount.program_id))
+        )
+    ).all()
+    return [link for link, _ in rows], rows[0][1] if rows else None
 
 
 class Federation:
@@ -53,6 +67,7 @@ class Federation:
         self,
         db: Database,
         connectors: ConnectorRegistry,
+        catalog: CatalogCache,
         *,
         balance_ttl: float,
         tier_ttl: float,
@@ -60,20 +75,21 @@ class Federation:
     ) -> None:
         self.db = db
         self.connectors = connectors
+        self.catalog = catalog
         self.cache = SnapshotCache(balance_ttl=balance_ttl, tier_ttl=tier_ttl, timer=timer)
 
     async def accounts(self, member_id: str, *, for_tiers: bool = False) -> list[AccountView]:
         """Every linked account of the member, each fetched live (or from a fresh cache)."""
+        catalog = await self.catalog.get()
         async with self.db.transaction() as session:
-            links = (await members.linked_accounts(session, [member_id])).get(member_id, [])
-            rows = await programs.programs_by_id(session, [link.program_id for link in links])
-            tiers = await programs.tiers_by_program(session, [link.program_id for link in links])
-            marker = await activity_marker(session, member_id)
-        levels = {program_id: {tier.name: tier.level for tier in rows_} for program_id, rows_ in tiers.items()}
+            links, marker = await _links_and_marker(session, member_id)
         return list(
             await asyncio.gather(
                 *(
-                    self._view(link, rows[link.program_id], levels.get(link.program_id, {}), marker, for_tiers)
+                    self._view(
+                        link, catalog.program(link.program_id), catalog.tier_levels.get(link.program_id, {}),
+                        marker, for_tiers,
+                    )
                     for link in links
                 )
             )
@@ -88,9 +104,9 @@ class Federation:
             try:
                 account = await self.connectors.for_program(program).account(link.member_ref)
             except PartnerError as error:
-                return AccountView(link, None, None, error)
+                return AccountView(link, program, None, None, error)
             self.cache.put(key, account, marker)
-        return AccountView(link, account, levels.get(account.tier), None)
+        return AccountView(link, program, account, levels.get(account.tier), None)
 
     async def coalition_level(self, member_id: str) -> int:
         """The highest coalition level among the member's reachable accounts (0 if none)."""

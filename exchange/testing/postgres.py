@@ -44,7 +44,7 @@ def find_server_binaries() -> Path:
     if configured := os.environ.get("EXCHANGE_PG_BIN"):
         candidates.append(configured)
     if on_path := shutil.which("pg_ctl"):
-        candidates.append(str(Path(on_path).parent))
+        candidates.append(str(Path(on_path).resolve().parent))  # symlinks lead to the install
     candidates += sorted(
         glob.glob("/usr/lib/postgresql/*/bin"),
         key=lambda path: int(Path(path).parent.name) if Path(path).parent.name.isdigit() else 0,

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from exchange.api.errors import to_client_error
 from exchange.api.schema import build_schema
 from exchange.db.database import Database
 from exchange.settings import Settings
@@ -105,8 +106,9 @@ async def test_queries_nested_deeper_than_the_setting_are_refused() -> None:
     schema = build_schema(Settings(max_query_depth=1))
     result = await schema.execute("{ programs { tiers { name } } }")
     assert result.errors is not None
-    assert result.errors[0].extensions == {"code": "GRAPHQL_VALIDATION_FAILED"}
-    assert "exceeds maximum operation depth of 1" in result.errors[0].message
+    error = to_client_error(result.errors[0])
+    assert error.extensions == {"code": "GRAPHQL_VALIDATION_FAILED"}
+    assert "exceeds maximum operation depth of 1" in error.message
 
 
 async def test_too_many_aliases_are_refused(client: httpx.AsyncClient) -> None:

@@ -19,6 +19,7 @@ from exchange.errors import IdempotencyConflict
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
+from exchange.programs.catalog import CatalogCache
 from exchange.pricing import quotes
 from exchange.pricing.errors import QuoteExpired
 from exchange.pricing.models import Quote
@@ -83,6 +84,7 @@ async def make_world(db: Database) -> World:
     saga = ConversionSaga(
         db=db,
         connector_for=connector_for,  # type: ignore[arg-type]
+        catalog=CatalogCache(db, ttl=0),
         ledger=Ledger(timezone=TAIPEI, clock=clock),
         clock=clock,
         policy=SagaPolicy(timezone=TAIPEI, give_up_after=3),

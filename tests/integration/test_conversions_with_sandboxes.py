@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
@@ -17,6 +17,7 @@ from exchange.db.database import Database
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
+from exchange.programs.catalog import CatalogCache
 from exchange.pricing import quotes
 from exchange.programs.declarations import PartnersDirectory
 from exchange.sandbox.faults import FaultKind
@@ -71,6 +72,7 @@ async def exchange(
     saga = ConversionSaga(
         db=pg_db,
         connector_for=registry.for_program,
+        catalog=CatalogCache(pg_db, ttl=0),
         ledger=Ledger(timezone=settings.timezone, clock=clock),
         clock=clock,
         policy=SagaPolicy(timezone=settings.timezone, give_up_after=2),

@@ -6,7 +6,14 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
-from exchange.api.permissions import AUTHENTICATED, Rule, argument, authorize, own_program, requires
+from exchange.api.permissions import (
+    AUTHENTICATED,
+    Rule,
+    argument,
+    authorize,
+    own_program,
+    requires,
+)
 from exchange.api.types.auth import AssertionKey, OAuthClient, Viewer
 from exchange.auth import assertions, clients
 from exchange.auth.scopes import Scope

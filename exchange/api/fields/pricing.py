@@ -20,7 +20,6 @@ from exchange.pricing.rates import PairLimits, PairOverride
 from exchange.pricing.rules import Band, Ratio, StepBonus
 from exchange.programs import service as programs
 
-
 #: The target program's partner manages the rates and promotions into its program.
 MANAGES_TARGET: Rule = requires(Scope.PARTNER_WRITE) & own_program(argument("input.to_program"))
 MANAGES_PROGRAM: Rule = requires(Scope.PARTNER_WRITE) & own_program(argument("input.program_id"))

@@ -6,11 +6,10 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from strawberry.types import Info
 
-from exchange.api.context import Context
 from exchange.api.permissions import PUBLIC, Rule, authorize_fields, own_member, source
 from exchange.federation.accounts import AccountView
+from exchange.programs.models import Program as ProgramRow
 
 if TYPE_CHECKING:
     from exchange.api.types.programs import Program
@@ -47,15 +46,15 @@ class Account:
     expiring_points: list[ExpiringPoints] | None = strawberry.field(description="Points about to expire, soonest first.")
     error: AccountError | None
     member_id: strawberry.Private[str]
-    program_id: strawberry.Private[str]
+    program_row: strawberry.Private[ProgramRow]
 
     @strawberry.field(description="The program the account is at.")
-    async def program(
-        self, info: Info[Context, None]
-    ) -> Annotated[Program, strawberry.lazy("exchange.api.types.programs")]:
-        from exchange.api.types.programs import Program  # programs.py imports this module's neighbours
+    def program(self) -> Annotated[Program, strawberry.lazy("exchange.api.types.programs")]:
+        from exchange.api.types.programs import (
+            Program,  # programs.py imports this module's neighbours
+        )
 
-        return Program.from_row(await info.context.loaders.programs.load(self.program_id))
+        return Program.from_row(self.program_row)
 
     @classmethod
     def from_view(cls, view: AccountView) -> Account:
@@ -73,5 +72,5 @@ class Account:
             ),
             error=AccountError(code=view.error.code.value, message=view.error.message) if view.error else None,
             member_id=link.member_id,
-            program_id=link.program_id,
+            program_row=view.program,
         )

@@ -8,7 +8,13 @@ from enum import Enum
 
 import strawberry
 
-from exchange.api.permissions import AUTHENTICATED, authorize_fields, own_program, requires, source
+from exchange.api.permissions import (
+    AUTHENTICATED,
+    authorize_fields,
+    own_program,
+    requires,
+    source,
+)
 from exchange.auth.models import OAuthClient as OAuthClientRow
 from exchange.auth.models import PartnerAssertionKey as AssertionKeyRow
 from exchange.auth.principal import Principal

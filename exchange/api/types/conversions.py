@@ -11,7 +11,14 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
-from exchange.api.permissions import PUBLIC, Rule, authorize_fields, own_member, requires, source
+from exchange.api.permissions import (
+    PUBLIC,
+    Rule,
+    authorize_fields,
+    own_member,
+    requires,
+    source,
+)
 from exchange.api.types.money import Money
 from exchange.auth.scopes import Scope
 from exchange.conversions.models import Conversion as ConversionRow
@@ -28,7 +35,9 @@ ProgramRef = Annotated["Program", strawberry.lazy("exchange.api.types.programs")
 
 
 async def _program(info: Info[Context, None], program_id: str) -> ProgramRef:
-    from exchange.api.types.programs import Program  # programs.py imports this module's neighbours
+    from exchange.api.types.programs import (
+        Program,  # programs.py imports this module's neighbours
+    )
 
     return Program.from_row(await info.context.loaders.programs.load(program_id))
 

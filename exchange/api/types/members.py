@@ -62,7 +62,9 @@ class LinkedAccount:
     async def program(
         self, info: Info[Context, None]
     ) -> Annotated[Program, strawberry.lazy("exchange.api.types.programs")]:
-        from exchange.api.types.programs import Program  # programs.py imports this module
+        from exchange.api.types.programs import (
+            Program,  # programs.py imports this module
+        )
 
         return Program.from_row(await info.context.loaders.programs.load(self.program_id))
 

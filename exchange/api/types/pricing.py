@@ -8,7 +8,14 @@ from enum import Enum
 
 import strawberry
 
-from exchange.api.permissions import PUBLIC, Rule, authorize_fields, own_program, requires, source
+from exchange.api.permissions import (
+    PUBLIC,
+    Rule,
+    authorize_fields,
+    own_program,
+    requires,
+    source,
+)
 from exchange.auth.scopes import Scope
 from exchange.pricing.models import Promotion as PromotionRow
 from exchange.pricing.models import RateVersion as RateVersionRow

@@ -13,7 +13,14 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
-from exchange.api.permissions import PUBLIC, authorize, authorize_fields, own_program, requires, source
+from exchange.api.permissions import (
+    PUBLIC,
+    authorize,
+    authorize_fields,
+    own_program,
+    requires,
+    source,
+)
 from exchange.api.types.auth import AssertionKey
 from exchange.api.types.members import LinkedAccount
 from exchange.api.types.pricing import Promotion, RateVersion
@@ -23,7 +30,6 @@ from exchange.pricing import promotions, rates
 from exchange.programs.models import CoalitionLevel, ProgramTier
 from exchange.programs.models import Program as ProgramRow
 from exchange.programs.service import CoalitionView
-
 
 #: A program's own partner, and settlement staff and admins, may read its pricing.
 PROGRAM_OWNER_OR_STAFF = (requires(Scope.PARTNER_READ) & own_program(source("id"))) | requires(

@@ -1,0 +1,142 @@
+"""End-to-end conversions per second on PostgreSQL with sandbox partners, next to pgbench's
+TPC-B on the same database and a bare Strawberry query on the same server setup.
+
+A conversion here is what a member's app does: `createQuote` then `executeConversion`, over
+HTTP with a member token, each through the whole gateway (auth, pricing, limits, the saga:
+debit at one sandbox partner, credit at another, the ledger posting). The same load generator
+(CONCURRENCY clients, DURATION seconds) then asks a bare Strawberry app served by uvicorn with
+the same worker count for `{ hello }`. pgbench runs TPC-B on the exchange's own database.
+Target: conversions/s at least 0.3x the bare query's rate.
+
+    .venv/bin/python bench/conversion_throughput.py [--workers 2] [--concurrency 16] [--duration 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import make_url
+
+from stack import describe, running_stack
+
+from exchange.serving import free_port
+from exchange.testing.postgres import find_server_binaries
+
+PROGRAMS = ("wallet-pay", "happy-card", "fresh-mart")
+#: Amounts each source accepts (minimum, increment).
+AMOUNTS = {"wallet-pay": (10, 1), "happy-card": (100, 4), "fresh-mart": (200, 10)}
+QUOTE = """mutation($from: ID!, $to: ID!, $points: Int!) {
+  createQuote(input: {fromProgram: $from, toProgram: $to, points: $points}) { id } }"""
+EXECUTE = """mutation($quote: ID!, $key: String!) {
+  executeConversion(quoteId: $quote, idempotencyKey: $key) { status } }"""
+
+
+async def load(operation: Callable[[int], Awaitable[None]], concurrency: int, duration: float) -> tuple[int, list[float]]:
+    """Run ``operation`` from ``concurrency`` clients for ``duration`` seconds; count and latencies."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + duration
+    counter = iter(range(10**9))
+
+    async def client() -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await operation(next(counter))
+            latencies.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return len(latencies), latencies
+
+
+def pgbench(database_url: str, duration: int) -> float:
+    url = make_url(database_url)
+    binary = str(find_server_binaries() / "pgbench")
+    env = {**os.environ, "PGHOST": str(url.host), "PGPORT": str(url.port), "PGUSER": str(url.username),
+           "PGDATABASE": str(url.database)}
+    subprocess.run([binary, "-i", "-s", "10", "-q"], env=env, check=True, capture_output=True)
+    output = subprocess.run(
+        [binary, "-c", "8", "-j", "2", "-T", str(duration), "-n"], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    match = re.search(r"tps = ([\d.]+)", output)
+    assert match, output
+    return float(match.group(1))
+
+
+async def bare_query_rate(workers: int, concurrency: int, duration: float) -> tuple[float, list[float]]:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir", str(Path(__file__).parent),
+         "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            for _ in range(200):
+                try:
+                    await http.post("/graphql", json={"query": "{ hello }"})
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+
+            async def hello(_: int) -> None:
+                response = await http.post("/graphql", json={"query": "{ hello }"})
+                assert response.json() == {"data": {"hello": "world"}}
+
+            count, latencies = await load(hello, concurrency, duration)
+        return count / duration, latencies
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+async def main(arguments: argparse.Namespace) -> None:
+    async with running_stack(PROGRAMS, workers=arguments.workers) as stack:
+        tokens = await stack.members(arguments.members, PROGRAMS, balance=100_000_000)
+        refs = list(tokens)
+        rng = random.Random(7)
+        statuses: dict[str, int] = {}
+
+        async def conversion(number: int) -> None:
+            member = rng.choice(refs)
+            source, target = rng.sample(PROGRAMS, 2)
+            minimum, step = AMOUNTS[source]
+            points = minimum + step * rng.randrange(0, 50)
+            quote = (await stack.kit.graphql(QUOTE, tokens[member], **{"from": source, "to": target, "points": points})).json()
+            quote_id = quote["data"]["createQuote"]["id"]
+            executed = (await stack.kit.graphql(EXECUTE, tokens[member], quote=quote_id, key=f"bench-{uuid.uuid4().hex}")).json()
+            assert executed.get("data") and executed["data"]["executeConversion"], executed
+            status = executed["data"]["executeConversion"]["status"]
+            statuses[status] = statuses.get(status, 0) + 1
+
+        await load(conversion, arguments.concurrency, 3)  # warm up: tokens, connections, caches
+        statuses.clear()
+        count, latencies = await load(conversion, arguments.concurrency, arguments.duration)
+        conversions_rate = count / arguments.duration
+        tps = await asyncio.to_thread(pgbench, stack.database_url, int(arguments.duration))
+    bare_rate, bare_latencies = await bare_query_rate(arguments.workers, arguments.concurrency, arguments.duration)
+
+    print(f"conversion throughput benchmark: {arguments.concurrency} clients for {arguments.duration:.0f} s, "
+          f"{arguments.workers} gateway worker(s), {len(PROGRAMS)} sandbox partners, PostgreSQL")
+    print(f"  conversions (quote + execute)  {conversions_rate:8.1f} /s   {describe(latencies)}   {statuses}")
+    print(f"  bare Strawberry query          {bare_rate:8.1f} /s   {describe(bare_latencies)}")
+    print(f"  pgbench TPC-B (8 clients)      {tps:8.1f} tps on the same database")
+    print(f"  ratio conversions / bare query: {conversions_rate / bare_rate:.3f}   (target >= 0.3)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--members", type=int, default=40)
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,91 @@
+"""`me { accounts }` over five partners that each take 20 ms: the gateway should take about as
+long as the slowest partner, not the sum of them.
+
+Five sandbox partners (each its own process) add 20 ms to every answer; the balance cache is
+off so every request asks all five. Measures the gateway's latency for the federated view
+and, in the same run, each partner's own latency for the same account call (through the same
+connector code the gateway uses), alone and all five at once. Asked at once, five partner
+processes share this machine's cores, so the slowest of them answers later than any does
+alone: that concurrent figure is the floor for anyone federating the five, and the target
+(the gateway's p50 within 10 ms of the slowest partner) is measured against it. Both gaps
+are printed.
+
+    .venv/bin/python bench/federated_latency.py [--requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+from stack import describe, running_stack
+
+from exchange.connectors.registry import ConnectorRegistry
+from exchange.programs.declarations import read_partners_directory
+
+PROGRAMS = ("wallet-pay", "happy-card", "fresh-mart", "harbor-bank", "tune-stream")
+ACCOUNTS = "{ me { accounts { program { id } balance error { code } } } }"
+
+
+async def timed(call) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    await call()
+    return time.perf_counter() - started
+
+
+async def main(arguments: argparse.Namespace) -> None:
+    async with running_stack(PROGRAMS, EXCHANGE_BALANCE_CACHE_SECONDS="0") as stack:
+        token = (await stack.members(1, PROGRAMS, balance=10_000))["bench000"]
+        for admin in stack.admins.values():
+            await admin.set_faults(latency_ms=20)
+
+        async def federated() -> None:
+            body = (await stack.kit.graphql(ACCOUNTS, token)).json()
+            accounts = body["data"]["me"]["accounts"]
+            assert len(accounts) == 5 and all(account["error"] is None for account in accounts), body
+
+        for _ in range(20):
+            await federated()
+        gateway = [await timed(federated) for _ in range(arguments.requests)]
+
+        partner_times = {}
+        declarations = {p.id: p for p in read_partners_directory(stack.settings.partners_dir).programs}
+        registry = ConnectorRegistry(stack.settings, environ={})
+        try:
+            connectors = [registry.connector(program, declarations[program].connector) for program in PROGRAMS]
+            for connector in connectors:
+
+                async def direct() -> None:
+                    await connector.account("bench000")
+
+                for _ in range(10):
+                    await direct()
+                partner_times[connector.program_id] = [await timed(direct) for _ in range(arguments.requests)]
+
+            async def all_at_once() -> None:
+                await asyncio.gather(*(connector.account("bench000") for connector in connectors))
+
+            together = [await timed(all_at_once) for _ in range(arguments.requests)]
+        finally:
+            await registry.aclose()
+
+        slowest = max(partner_times, key=lambda program: statistics.median(partner_times[program]))
+        median = statistics.median
+        print(f"federated view benchmark: {arguments.requests} sequential requests, 5 partners at +20 ms each")
+        for program, samples in partner_times.items():
+            print(f"  partner {program:<12} alone        {describe(samples)}")
+        print(f"  all 5 partners at once, direct  {describe(together)}")
+        print(f"  gateway me.accounts             {describe(gateway)}")
+        print(f"  sum of the partners' p50s: {sum(median(s) for s in partner_times.values()) * 1000:.1f} ms")
+        print(f"  gateway p50 - slowest partner's p50 alone ({slowest}): "
+              f"{(median(gateway) - median(partner_times[slowest])) * 1000:+.1f} ms")
+        print(f"  gateway p50 - slowest of all 5 asked at once (p50): "
+              f"{(median(gateway) - median(together)) * 1000:+.1f} ms   (target <= 10 ms)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=200)
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,106 @@
+"""What the gateway benchmarks share: a throwaway PostgreSQL, sandbox partners and the gateway,
+each in a process of its own, and members with tokens and linked accounts.
+
+Not a benchmark itself; ``federated_latency.py`` and ``conversion_throughput.py`` use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from exchange.db import migrate
+from exchange.db.database import Database
+from exchange.loading import load_partners_directory
+from exchange.sandbox.admin_client import SandboxAdmin
+from exchange.serving import free_port
+from exchange.settings import Settings
+from exchange.testing.databases import PostgresDatabases
+from exchange.testing.kit import ExchangeKit
+from exchange.testing.postgres import ThrowawayCluster
+from exchange.testing.processes import ExchangeProcess, declarations_pointing_at, gateway_process, sandbox_process
+
+SAMPLE_PARTNERS = Path(__file__).resolve().parents[1] / "partners"
+LINK = """mutation($program: ID!, $ref: String!, $verification: String!) {
+  linkAccount(programId: $program, memberRef: $ref, verification: $verification) { memberRef } }"""
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    database_url: str
+    kit: ExchangeKit
+    admins: dict[str, SandboxAdmin]
+    processes: list[ExchangeProcess]
+
+    async def members(self, count: int, programs: Sequence[str], *, balance: int) -> dict[str, str]:
+        """``count`` members with ``balance`` points at every program, linked; their tokens by ref."""
+        tokens = {}
+        for n in range(count):
+            ref = f"bench{n:03d}"
+            for program in programs:
+                await self.admins[program].add_member(ref, balance=balance, verification="9999")
+            tokens[ref] = await self.kit.member_token(programs[0], ref)
+            for program in programs[1:]:
+                await self.kit.data(LINK, tokens[ref], program=program, ref=ref, verification="9999")
+        return tokens
+
+
+@asynccontextmanager
+async def running_stack(programs: Sequence[str], *, workers: int = 1, **gateway_env: str) -> AsyncIterator[Stack]:
+    """PostgreSQL, one sandbox process per program, and ``exchange serve`` on a migrated database."""
+    work = Path(tempfile.mkdtemp(prefix="exchange-bench-"))
+    cluster = ThrowawayCluster.start()
+    databases = PostgresDatabases(cluster.url)
+    processes: list[ExchangeProcess] = []
+    try:
+        urls = {}
+        for program in programs:
+            process, urls[program] = sandbox_process(program, SAMPLE_PARTNERS, work / "sandboxes")
+            processes.append(process)
+            await process.start()
+        partners = declarations_pointing_at(urls, SAMPLE_PARTNERS, work / "partners")
+        database_url = databases.create()
+        settings = Settings(database_url=database_url, partners_dir=partners, port=free_port())
+        await asyncio.to_thread(migrate.ensure_migrated, database_url)
+        await load_partners_directory(settings)
+        gateway = gateway_process(settings, workers=workers, EXCHANGE_LOG_LEVEL="warning", **gateway_env)
+        processes.append(gateway)
+        await gateway.start()
+        db = Database.from_url(database_url)
+        async with httpx.AsyncClient(base_url=settings.issuer_url, timeout=60) as http:
+            try:
+                yield Stack(
+                    settings=settings,
+                    database_url=database_url,
+                    kit=ExchangeKit(settings=settings, http=http, db=db),
+                    admins={program: SandboxAdmin(url) for program, url in urls.items()},
+                    processes=processes,
+                )
+            finally:
+                await db.dispose()
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        databases.drop_all()
+        cluster.stop()
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def describe(samples: Sequence[float]) -> str:
+    """p50 / p99 / max of latencies given in seconds, in milliseconds."""
+    return (
+        f"p50 {statistics.median(samples) * 1000:7.1f} ms   p99 {percentile(samples, 0.99) * 1000:7.1f} ms   "
+        f"max {max(samples) * 1000:7.1f} ms"
+    )
