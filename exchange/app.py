@@ -28,7 +28,7 @@ from exchange.auth.server import ExchangeAuthorizationServer
 from exchange.auth.tokens import TokenVerifier
 from exchange.clock import Clock, SystemClock
 from exchange.connectors.registry import ConnectorRegistry
-from exchange.conversions.recovery import RecoveryWorker
+from exchange.sagas.recovery import RecoveryWorker
 from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
 from exchange.db.database import Database
