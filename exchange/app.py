@@ -33,7 +33,11 @@ from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.jobs import BackgroundJobs, PeriodicJob
+from exchange.rewards.jobs import RedemptionJob
+from exchange.rewards.redemption import RedemptionSaga
 from exchange.settings import Settings
+from exchange.tiers.expiry import MatchExpiry
+from exchange.tiers.matching import StatusMatching
 
 
 def create_app(
@@ -50,9 +54,20 @@ def create_app(
     # The process environment holds partners' client secrets (``client_secret_env``).
     connectors = ConnectorRegistry(settings, environ=os.environ, base_urls=partner_base_urls)
     saga = ConversionSaga.for_settings(settings, db=db, connectors=connectors, clock=clock)
-    services = Services(settings=settings, db=db, clock=clock, connectors=connectors, saga=saga)
+    matching = StatusMatching.for_settings(settings, db=db, connectors=connectors, clock=clock)
+    redemptions = RedemptionSaga.for_settings(settings, db=db, connectors=connectors, clock=clock)
+    services = Services(
+        settings=settings, db=db, clock=clock, connectors=connectors, saga=saga,
+        matching=matching, redemptions=redemptions,
+    )
     jobs = BackgroundJobs(
-        [PeriodicJob("conversion-recovery", settings.recovery_interval_seconds, RecoveryWorker(saga).run_once)]
+        [
+            PeriodicJob("conversion-recovery", settings.recovery_interval_seconds, RecoveryWorker(saga).run_once),
+            PeriodicJob(
+                "status-match-expiry", settings.status_match_expiry_interval_seconds, MatchExpiry(matching.saga).run_once
+            ),
+            PeriodicJob("redemptions", settings.redemption_interval_seconds, RedemptionJob(redemptions).run_once),
+        ]
     )
     key_secret = settings.key_encryption_secret.get_secret_value()
     keys = SigningKeys(db, key_secret, clock)

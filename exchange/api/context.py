@@ -19,7 +19,9 @@ from exchange.db.database import Database
 from exchange.errors import Unauthenticated
 from exchange.programs import service as programs
 from exchange.programs.models import Program, ProgramTier
+from exchange.rewards.redemption import RedemptionSaga
 from exchange.settings import Settings
+from exchange.tiers.matching import StatusMatching
 
 
 @dataclass
@@ -31,6 +33,8 @@ class Services:
     clock: Clock
     connectors: ConnectorRegistry
     saga: ConversionSaga
+    matching: StatusMatching
+    redemptions: RedemptionSaga
 
 
 def _tiers_loader(db: Database) -> DataLoader[str, list[ProgramTier]]:

@@ -30,7 +30,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -51,6 +50,7 @@ from exchange.programs import service as programs
 from exchange.programs.models import Program
 from exchange.sagas.doubt import Settlement, settle_or_void
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
+from exchange.sagas.idempotency import record_once
 from exchange.settings import Settings
 
 ConnectorFor = Callable[[Program], PartnerConnector]
@@ -108,16 +108,12 @@ class ConversionSaga(Saga[Conversion]):
     # -- step 1: record -----------------------------------------------------------------
 
     async def _record(self, request: ExecuteRequest) -> tuple[Conversion, bool]:
-        try:
-            async with self.db.transaction() as session:
-                return await self._record_in(session, request)
-        except IntegrityError:
-            # Another request inserted the same key between our look and our insert.
-            async with self.db.transaction() as session:
-                existing = await self._by_key(session, request.member_id, request.idempotency_key)
-            if existing is None:
-                raise
-            return self._same_request(existing, request), False
+        return await record_once(
+            self.db,
+            lambda session: self._record_in(session, request),
+            lambda session: self._by_key(session, request.member_id, request.idempotency_key),
+            lambda existing: self._same_request(existing, request),
+        )
 
     @staticmethod
     def _same_request(existing: Conversion, request: ExecuteRequest) -> Conversion:

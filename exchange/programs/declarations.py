@@ -238,6 +238,48 @@ class ConnectorDeclaration(_Strict):
     oauth: OAuthClientDeclaration
 
 
+class ChallengeDeclaration(_Strict):
+    """What a matched member must do within the match's validity to keep the tier longer.
+
+    Exactly one of ``points`` (points earned at the program) or ``activities`` (qualifying
+    activities: flights, stays, purchases), as the partner reports them.
+    """
+
+    points: PositiveInt | None = None
+    activities: PositiveInt | None = None
+    extend_days: Annotated[int, Field(ge=1, le=730, strict=True)] = Field(
+        description="How much longer the tier is kept, from the match's expiry, once the challenge is met."
+    )
+
+    @model_validator(mode="after")
+    def _one_goal(self) -> ChallengeDeclaration:
+        if (self.points is None) == (self.activities is None):
+            raise ValueError("give exactly one of points or activities")
+        return self
+
+
+class StatusMatchDeclaration(_Strict):
+    """Whether (and how) the program recognises tiers members hold in other programs."""
+
+    grants: bool
+    max_level: Annotated[int, Field(ge=0, strict=True)] | None = Field(
+        default=None, description="The highest coalition level a match grants (required when granting)."
+    )
+    valid_days: Annotated[int, Field(ge=1, le=730, strict=True)] | None = Field(
+        default=None, description="How long a matched tier lasts (required when granting)."
+    )
+    challenge: ChallengeDeclaration | None = None
+
+    @model_validator(mode="after")
+    def _complete_when_granting(self) -> StatusMatchDeclaration:
+        given = [name for name in ("max_level", "valid_days", "challenge") if getattr(self, name) is not None]
+        if not self.grants and given:
+            raise ValueError(f"a program that grants no matches takes no {', '.join(given)}")
+        if self.grants and (self.max_level is None or self.valid_days is None):
+            raise ValueError("a program that grants matches needs max_level and valid_days")
+        return self
+
+
 class ProgramDeclaration(_Strict):
     """One ``<program-id>.toml``."""
 
@@ -250,6 +292,7 @@ class ProgramDeclaration(_Strict):
     limits: LimitsDeclaration = LimitsDeclaration()
     rates: list[RateDeclaration] = Field(default_factory=list)
     promotions: list[PromotionDeclaration] = Field(default_factory=list)
+    status_match: StatusMatchDeclaration = StatusMatchDeclaration(grants=False)
     connector: ConnectorDeclaration
 
     @field_validator("id")
@@ -334,6 +377,16 @@ def _check_tiers_against_ladder(
             )
 
 
+def _check_status_match(path: Path, program: ProgramDeclaration, coalition: CoalitionDeclaration) -> None:
+    max_level = program.status_match.max_level
+    if max_level is not None and max_level > coalition.top_level:
+        raise DeclarationError(
+            path,
+            "status_match.max_level",
+            f"{max_level} is outside the coalition ladder (levels 0..{coalition.top_level})",
+        )
+
+
 def read_partners_directory(directory: Path) -> PartnersDirectory:
     """Read and validate ``coalition.toml`` and every program file in ``directory``."""
     if not directory.is_dir():
@@ -352,6 +405,7 @@ def read_partners_directory(directory: Path) -> PartnersDirectory:
             continue
         program: ProgramDeclaration = _parse(path, ProgramDeclaration)
         _check_tiers_against_ladder(path, program, coalition)
+        _check_status_match(path, program, coalition)
         if program.id in seen:
             raise DeclarationError(path, "id", f"duplicate id {program.id!r} (also in {seen[program.id]})")
         seen[program.id] = path
