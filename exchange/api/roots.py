@@ -7,6 +7,8 @@ from strawberry.tools import merge_types
 from exchange.api.fields.access import AccessMutations, AccessQueries
 from exchange.api.fields.catalog import CatalogQueries
 from exchange.api.fields.members import MemberQueries
+from exchange.api.fields.rewards import RewardMutations, RewardQueries
+from exchange.api.fields.tiers import TierMutations, TierQueries
 
-Query = merge_types("Query", (CatalogQueries, MemberQueries, AccessQueries))
-Mutation = merge_types("Mutation", (AccessMutations,))
+Query = merge_types("Query", (CatalogQueries, MemberQueries, AccessQueries, TierQueries, RewardQueries))
+Mutation = merge_types("Mutation", (AccessMutations, TierMutations, RewardMutations))

@@ -153,7 +153,7 @@ class StatusMatching:
                 raise StatusMatchNotFound(match_id)
             if match.status != MatchStatus.ACTIVE or match.expires_at <= now:
                 raise BadUserInput(f"status match {match_id} is not active", field="matchId")
-            challenge = _challenge_of(match)
+            challenge = match.challenge
             was_met = challenge is not None and challenge.met(match.points_earned, match.activities_done)
             match.points_earned += points
             match.activities_done += activities
@@ -269,9 +269,3 @@ async def _last_counted(session: AsyncSession, member_id: str, program_id: str) 
             .limit(1)
         )
     ).first()
-
-
-def _challenge_of(match: StatusMatch) -> Challenge | None:
-    if match.extend_days is None:
-        return None
-    return Challenge(points=match.challenge_points, activities=match.challenge_activities, extend_days=match.extend_days)

@@ -10,6 +10,7 @@ from sqlmodel import Field
 
 from exchange.db.types import UTCDateTime
 from exchange.sagas.state import DONE, SagaState
+from exchange.tiers.policy import Challenge
 
 
 class MatchStatus(StrEnum):
@@ -62,6 +63,13 @@ class StatusMatch(SagaState, table=True):
     points_earned: int = 0
     activities_done: int = 0
     extended: bool = False
+
+    @property
+    def challenge(self) -> Challenge | None:
+        """The challenge the policy set when the match was made (``None``: none)."""
+        if self.extend_days is None:
+            return None
+        return Challenge(points=self.challenge_points, activities=self.challenge_activities, extend_days=self.extend_days)
 
     @property
     def match_operation(self) -> str:
