@@ -176,7 +176,7 @@ class RedemptionSaga(Saga[Redemption]):
                 ).all()
                 for redemption in due:
                     self._start_reversal(redemption, CancelledBy.TIMEOUT)
-                    redemption.lease_until = None
+                    redemption.next_attempt_at, redemption.lease_until = now, None  # due at once
                     session.add(redemption)
             started += len(due)
             if len(due) < batch:
