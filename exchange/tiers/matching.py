@@ -95,6 +95,8 @@ class StatusMatching:
         lower tier reported by the source partner refuses the request (``TIER_NOT_VERIFIED``).
         """
         assessment = await self._assess(member_id, from_program, to_program, claimed_tier=claimed_tier)
+        if assessment.possible_at is not None:
+            raise MatchTooSoon(to_program, assessment.possible_at)
         decision = assessment.decision
         if not decision.granted:
             raise MatchNotGranted(decision.reason, decision.outcome.value)
