@@ -280,6 +280,22 @@ class StatusMatchDeclaration(_Strict):
         return self
 
 
+class RewardDeclaration(_Strict):
+    """A reward the program's partner publishes from the start (``exchange partners load``
+    creates it once; from then on its stock is live and the partner manages it)."""
+
+    id: Annotated[str, Field(pattern=PROGRAM_ID_PATTERN.pattern)]
+    title: Annotated[str, Field(min_length=1, max_length=120)]
+    description: Annotated[str, Field(max_length=1000)] = ""
+    kind: Literal["direct", "lottery"] = "direct"
+    price: Annotated[ExactDecimal, Field(gt=0)]
+    stock: Annotated[int, Field(ge=0, le=1_000_000, strict=True)]
+    per_member_limit: PositiveInt | None = None
+    min_level: Annotated[int, Field(ge=0, strict=True)] = 0
+    available_from: AwareDatetime | None = None
+    available_until: AwareDatetime | None = None
+
+
 class ProgramDeclaration(_Strict):
     """One ``<program-id>.toml``."""
 
@@ -293,6 +309,7 @@ class ProgramDeclaration(_Strict):
     rates: list[RateDeclaration] = Field(default_factory=list)
     promotions: list[PromotionDeclaration] = Field(default_factory=list)
     status_match: StatusMatchDeclaration = StatusMatchDeclaration(grants=False)
+    rewards: list[RewardDeclaration] = Field(default_factory=list)
     connector: ConnectorDeclaration
 
     @field_validator("id")
@@ -378,13 +395,15 @@ def _check_tiers_against_ladder(
 
 
 def _check_status_match(path: Path, program: ProgramDeclaration, coalition: CoalitionDeclaration) -> None:
-    max_level = program.status_match.max_level
-    if max_level is not None and max_level > coalition.top_level:
-        raise DeclarationError(
-            path,
-            "status_match.max_level",
-            f"{max_level} is outside the coalition ladder (levels 0..{coalition.top_level})",
-        )
+    """Levels named by the status-match policy and by rewards lie on the ladder."""
+    levels = [("status_match.max_level", program.status_match.max_level)] + [
+        (f"rewards[{index}].min_level", reward.min_level) for index, reward in enumerate(program.rewards)
+    ]
+    for field, level in levels:
+        if level is not None and level > coalition.top_level:
+            raise DeclarationError(
+                path, field, f"{level} is outside the coalition ladder (levels 0..{coalition.top_level})"
+            )
 
 
 def read_partners_directory(directory: Path) -> PartnersDirectory:
@@ -417,8 +436,9 @@ def read_partners_directory(directory: Path) -> PartnersDirectory:
 
 
 def _check_references(paths: dict[str, Path], programs: list[ProgramDeclaration]) -> None:
-    """Rates and promotions name programs that exist; promotion ids are unique."""
+    """Rates and promotions name programs that exist; promotion and reward ids are unique."""
     promotion_ids: dict[str, Path] = {}
+    reward_ids: dict[str, Path] = {}
     for program in programs:
         path = paths[program.id]
         sources: set[str] = set()
@@ -442,3 +462,10 @@ def _check_references(paths: dict[str, Path], programs: list[ProgramDeclaration]
                     f"duplicate promotion id {promotion.id!r} (also in {promotion_ids[promotion.id]})",
                 )
             promotion_ids[promotion.id] = path
+        for index, reward in enumerate(program.rewards):
+            if reward.id in reward_ids:
+                raise DeclarationError(
+                    path, f"rewards[{index}].id",
+                    f"duplicate reward id {reward.id!r} (also in {reward_ids[reward.id]})",
+                )
+            reward_ids[reward.id] = path

@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.errors import BadUserInput
 from exchange.programs import service as programs
+from exchange.programs.declarations import PartnersDirectory
 from exchange.rewards.errors import RewardNotFound
 from exchange.rewards.models import Reward, RewardKind
 
@@ -107,3 +108,30 @@ async def list_rewards(
             or_(col(Reward.available_until).is_(None), col(Reward.available_until) > available_at),
         )
     return (await session.exec(statement.order_by(col(Reward.program_id), col(Reward.id)))).all()
+
+
+async def sync_declared_rewards(session: AsyncSession, directory: PartnersDirectory, now: datetime) -> int:
+    """Publish every declared reward that does not exist yet; returns how many.
+
+    A reward that exists is left alone: its stock is live, and its partner manages it.
+    """
+    published = 0
+    for program in directory.programs:
+        for declared in program.rewards:
+            if await session.get(Reward, declared.id) is not None:
+                continue
+            draft = RewardDraft(
+                id=declared.id,
+                title=declared.title,
+                description=declared.description,
+                kind=RewardKind(declared.kind.upper()),
+                price=declared.price,
+                stock=declared.stock,
+                per_member_limit=declared.per_member_limit,
+                min_level=declared.min_level,
+                available_from=declared.available_from,
+                available_until=declared.available_until,
+            )
+            await publish(session, program.id, draft, now)
+            published += 1
+    return published

@@ -122,3 +122,20 @@ def test_a_wrong_status_match_policy_names_file_field_and_reason(
         read_partners_directory(tmp_path)
     assert str(refused.value).startswith(f"{path}: {field}: ")
     assert reason in refused.value.reason
+
+
+@pytest.mark.parametrize(
+    ("rewards", "field", "reason"),
+    [
+        ('[[rewards]]\nid = "r1"\ntitle = "T"\nprice = "1"\nstock = 1\nmin_level = 9\n', "rewards[0].min_level", "outside the coalition ladder"),
+        ('[[rewards]]\nid = "r1"\ntitle = "T"\nprice = 1.5\nstock = 1\n', "rewards[0].price", "a float is inexact"),
+        ('[[rewards]]\nid = "r1"\ntitle = "T"\nprice = "1"\nstock = 1\n[[rewards]]\nid = "r1"\ntitle = "U"\nprice = "1"\nstock = 1\n',
+         "rewards[1].id", "duplicate reward id"),
+    ],
+)
+def test_a_wrong_declared_reward_names_file_field_and_reason(tmp_path: Path, rewards: str, field: str, reason: str) -> None:
+    path = write_program(tmp_path, "[status_match]\ngrants = false\n" + rewards)
+    with pytest.raises(DeclarationError) as refused:
+        read_partners_directory(tmp_path)
+    assert str(refused.value).startswith(f"{path}: {field}: ")
+    assert reason in refused.value.reason
