@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
 import pytest
 from sqlmodel import select
@@ -29,7 +30,14 @@ from exchange.tiers.models import MatchStatus, StatusMatch
 from exchange.tiers.policy import Outcome
 from exchange.tiers.saga import MatchSaga
 from tests.factories import member_with_accounts
-from tests.integration.conftest import SettableClock
+
+
+class SettableClock(Protocol):
+    """The ``sandbox_clock`` fixture: the partners' wall clock, moved by tests."""
+
+    def now(self) -> datetime: ...
+
+    def advance(self, delta: timedelta) -> None: ...
 
 
 @dataclass
