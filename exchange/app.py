@@ -28,14 +28,18 @@ from exchange.auth.server import ExchangeAuthorizationServer
 from exchange.auth.tokens import TokenVerifier
 from exchange.clock import Clock, SystemClock
 from exchange.connectors.registry import ConnectorRegistry
-from exchange.conversions.recovery import RecoveryWorker
 from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.federation.accounts import Federation
 from exchange.jobs import BackgroundJobs, PeriodicJob
 from exchange.programs.catalog import CatalogCache
+from exchange.rewards.jobs import RedemptionJob
+from exchange.rewards.redemption import RedemptionSaga
+from exchange.sagas.recovery import RecoveryWorker
 from exchange.settings import Settings
+from exchange.tiers.expiry import MatchExpiry
+from exchange.tiers.matching import StatusMatching
 
 
 def create_app(
@@ -54,13 +58,24 @@ def create_app(
     catalog = CatalogCache(db, ttl=settings.catalog_cache_seconds)
     saga = ConversionSaga.for_settings(settings, db=db, connectors=connectors, catalog=catalog, clock=clock)
     federation = Federation(
-        db, connectors, catalog, balance_ttl=settings.balance_cache_seconds, tier_ttl=settings.tier_cache_seconds
+        db, connectors.for_program, catalog, balance_ttl=settings.balance_cache_seconds, tier_ttl=settings.tier_cache_seconds
+    )
+    matching = StatusMatching.for_settings(settings, db=db, connectors=connectors, clock=clock)
+    redemptions = RedemptionSaga.for_settings(
+        settings, db=db, connectors=connectors, federation=federation, clock=clock
     )
     services = Services(
-        settings=settings, db=db, clock=clock, connectors=connectors, saga=saga, federation=federation
+        settings=settings, db=db, clock=clock, connectors=connectors, saga=saga, federation=federation,
+        matching=matching, redemptions=redemptions,
     )
     jobs = BackgroundJobs(
-        [PeriodicJob("conversion-recovery", settings.recovery_interval_seconds, RecoveryWorker(saga).run_once)]
+        [
+            PeriodicJob("conversion-recovery", settings.recovery_interval_seconds, RecoveryWorker(saga).run_once),
+            PeriodicJob(
+                "status-match-expiry", settings.status_match_expiry_interval_seconds, MatchExpiry(matching.saga).run_once
+            ),
+            PeriodicJob("redemptions", settings.redemption_interval_seconds, RedemptionJob(redemptions).run_once),
+        ]
     )
     key_secret = settings.key_encryption_secret.get_secret_value()
     keys = SigningKeys(db, key_secret, clock)

@@ -1,5 +1,6 @@
 """``exchange partners load``: validate a partners directory, then load it in one unit of work:
-the coalition and its programs, then every pair's rate version and the declared promotions."""
+the coalition and its programs, then every pair's rate version, the declared promotions and
+the declared rewards not yet published."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from exchange.pricing.promotions import sync_declared_promotions
 from exchange.pricing.rates import sync_declared_rates
 from exchange.programs.declarations import PartnersDirectory, read_partners_directory
 from exchange.programs.service import LoadReport, load_partners
+from exchange.rewards.catalog import sync_declared_rewards
 from exchange.settings import Settings
 
 
@@ -30,6 +32,7 @@ async def load_directory(session: AsyncSession, directory: PartnersDirectory, no
     report = await load_partners(session, directory, now)
     started = await sync_declared_rates(session, directory, now)
     await sync_declared_promotions(session, directory, now)
+    await sync_declared_rewards(session, directory, now)
     return PartnersLoaded(programs=report, rate_versions_started=started)
 
 

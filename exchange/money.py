@@ -5,6 +5,8 @@ Rules (each rounding names one of them):
 * ``ROUND_MONEY`` — money rounds half-even to the settlement currency's minor unit.
 * ``ROUND_POINTS_PAID`` — points paid out round down (toward zero for the positive amounts
   the exchange pays), so the exchange never pays a fraction it does not have.
+* ``ROUND_POINTS_CHARGED`` — points a member pays for something round up, so the points
+  always cover the whole price: a member pays whole points, never a fraction short.
 
 Floats are refused everywhere: a float cannot hold 0.1 exactly, so one reaching a balance,
 a rate or an amount is a bug, and these helpers make it a loud one.
@@ -14,11 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal, InvalidOperation
 from fractions import Fraction
 
 ROUND_MONEY = ROUND_HALF_EVEN
 ROUND_POINTS_PAID = ROUND_DOWN
+ROUND_POINTS_CHARGED = ROUND_UP
 
 #: Fractional digits a program's point value may carry (1000 points = 33 TWD needs 3).
 POINT_VALUE_SCALE = 6
@@ -100,3 +103,8 @@ class Currency:
 def points_paid(value: Decimal | Fraction) -> int:
     """Whole points to pay out for an exact ``value``, by ``ROUND_POINTS_PAID`` (down)."""
     return math.trunc(Fraction(value))  # toward zero: ROUND_DOWN
+
+
+def points_charged(value: Decimal | Fraction) -> int:
+    """Whole points to charge for an exact, positive ``value``, by ``ROUND_POINTS_CHARGED`` (up)."""
+    return math.ceil(Fraction(value))

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,6 +89,25 @@ class Settings(BaseSettings):
         default=5,
         ge=0,
         description="How often each gateway process looks for conversions left in doubt (0: never).",
+    )
+    status_match_expiry_interval_seconds: float = Field(
+        default=60,
+        ge=0,
+        description="How often each gateway process reverts status matches past their expiry at the "
+        "target partner, and finishes matches left in doubt (0: never).",
+    )
+    redemption_interval_seconds: float = Field(
+        default=5,
+        ge=0,
+        description="How often each gateway process reverses undelivered rewards and finishes "
+        "redemptions left in doubt (0: never).",
+    )
+    reward_delivery_days: int = Field(
+        default=14,
+        ge=1,
+        le=365,
+        description="Days a publisher has to confirm delivery of a direct reward before the "
+        "redemption is reversed.",
     )
     max_query_depth: int = Field(
         default=10, ge=1, description="Deepest GraphQL selection a request may nest."
@@ -172,6 +191,10 @@ class Settings(BaseSettings):
     @property
     def quote_ttl(self) -> timedelta:
         return timedelta(seconds=self.quote_ttl_seconds)
+
+    @property
+    def reward_delivery_window(self) -> timedelta:
+        return timedelta(days=self.reward_delivery_days)
 
     @field_validator("issuer")
     @classmethod

@@ -22,7 +22,14 @@ from exchange.ledger.models import (
 )
 from exchange.members.models import LinkedAccount, Member
 from exchange.pricing.models import LimitUsage, Promotion, Quote, RateVersion
-from exchange.programs.models import CoalitionLevel, CoalitionSettings, Program, ProgramTier
+from exchange.programs.models import (
+    CoalitionLevel,
+    CoalitionSettings,
+    Program,
+    ProgramTier,
+)
+from exchange.rewards.models import Redemption, Reward
+from exchange.tiers.models import StatusMatch
 
 __all__ = [
     "ClientAuthFailure",
@@ -43,8 +50,11 @@ __all__ = [
     "Promotion",
     "Quote",
     "RateVersion",
+    "Redemption",
+    "Reward",
     "RevokedToken",
     "SettlementPeriod",
     "SigningKey",
+    "StatusMatch",
     "UsedAssertion",
 ]

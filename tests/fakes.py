@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
-from exchange.connectors.contract import MemberAccount, Operation, OperationKind, OperationState
+from exchange.connectors.contract import (
+    MemberAccount,
+    Operation,
+    OperationKind,
+    OperationState,
+)
 from exchange.connectors.errors import (
     InsufficientPoints,
     OperationConflict,

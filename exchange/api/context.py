@@ -23,7 +23,9 @@ from exchange.pricing import rates
 from exchange.pricing.models import RateVersion
 from exchange.programs import service as programs
 from exchange.programs.models import Program, ProgramTier
+from exchange.rewards.redemption import RedemptionSaga
 from exchange.settings import Settings
+from exchange.tiers.matching import StatusMatching
 
 
 @dataclass
@@ -36,6 +38,8 @@ class Services:
     connectors: ConnectorRegistry
     saga: ConversionSaga
     federation: Federation
+    matching: StatusMatching
+    redemptions: RedemptionSaga
 
 
 def _tiers_loader(db: Database) -> DataLoader[str, list[ProgramTier]]:

@@ -10,6 +10,13 @@ from exchange.api.fields.catalog import CatalogQueries
 from exchange.api.fields.conversions import ConversionMutations, ConversionQueries
 from exchange.api.fields.members import MemberQueries
 from exchange.api.fields.pricing import PricingMutations
+from exchange.api.fields.rewards import RewardMutations, RewardQueries
+from exchange.api.fields.tiers import TierMutations, TierQueries
 
-Query = merge_types("Query", (CatalogQueries, MemberQueries, ConversionQueries, AccessQueries))
-Mutation = merge_types("Mutation", (AccountMutations, PricingMutations, ConversionMutations, AccessMutations))
+Query = merge_types(
+    "Query", (CatalogQueries, MemberQueries, ConversionQueries, TierQueries, RewardQueries, AccessQueries)
+)
+Mutation = merge_types(
+    "Mutation",
+    (AccountMutations, PricingMutations, ConversionMutations, TierMutations, RewardMutations, AccessMutations),
+)

@@ -15,7 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from joserfc import jwt
-from joserfc.errors import BadSignatureError, ExpiredTokenError, JoseError, MissingClaimError
+from joserfc.errors import (
+    BadSignatureError,
+    ExpiredTokenError,
+    JoseError,
+    MissingClaimError,
+)
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 from sqlalchemy import delete
 from sqlmodel import col, select

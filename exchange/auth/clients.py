@@ -12,7 +12,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth.hashing import hash_secret, new_client_secret
 from exchange.auth.models import OAuthClient
-from exchange.auth.scopes import CLIENT_ROLES, Role, Scope, parse_scopes, scope_text, scopes_for_role
+from exchange.auth.scopes import (
+    CLIENT_ROLES,
+    Role,
+    Scope,
+    parse_scopes,
+    scope_text,
+    scopes_for_role,
+)
 from exchange.errors import BadUserInput, NotFound
 from exchange.programs import service as programs
 

@@ -46,11 +46,22 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 
 from exchange.auth import assertions, clients, revocation
-from exchange.auth.errors import AssertionRejected, InvalidAccessToken, oauth_description
+from exchange.auth.errors import (
+    AssertionRejected,
+    InvalidAccessToken,
+    oauth_description,
+)
 from exchange.auth.hashing import verify_secret
 from exchange.auth.keys import SigningKeys
 from exchange.auth.models import OAuthClient
-from exchange.auth.scopes import ROLE_SCOPES, InvalidScope, Role, Scope, parse_scopes, scope_text
+from exchange.auth.scopes import (
+    ROLE_SCOPES,
+    InvalidScope,
+    Role,
+    Scope,
+    parse_scopes,
+    scope_text,
+)
 from exchange.auth.tokens import (
     TokenVerifier,
     VerifiedToken,

@@ -23,8 +23,8 @@ from exchange.connectors.client import CallInfo, HttpRequest, PartnerClient, Rep
 from exchange.connectors.contract import (
     MAX_POINTS,
     MEMBER_REF_PATTERN,
-    ContractCode,
     OPERATION_ID_PATTERN,
+    ContractCode,
     MemberAccount,
     Operation,
     OperationKind,

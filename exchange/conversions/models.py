@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
-from exchange.db.types import UTCDateTime
+from exchange.sagas.state import DONE, SagaState
 
 
 class ConversionStatus(StrEnum):
@@ -26,10 +25,10 @@ class SagaStep(StrEnum):
     CREDIT = "CREDIT"
     POST = "POST"
     REVERSE_DEBIT = "REVERSE_DEBIT"
-    DONE = "DONE"
+    DONE = DONE
 
 
-class Conversion(SQLModel, table=True):
+class Conversion(SagaState, table=True):
     __tablename__ = "conversion"
     __table_args__ = (
         UniqueConstraint("member_id", "idempotency_key"),
@@ -51,18 +50,7 @@ class Conversion(SQLModel, table=True):
     currency: str = Field(max_length=3)
     money_value_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
     fee_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
-    status: str = Field(max_length=10)
-    step: str = Field(max_length=15)
-    in_doubt: bool = Field(default=False, description="The current step's request may have been applied.")
-    failure_code: str | None = Field(default=None, max_length=40)
-    failure_message: str | None = Field(default=None, max_length=500)
     usages: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    attempts: int = 0
-    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
-    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    created_at: datetime = Field(sa_type=UTCDateTime)
-    updated_at: datetime = Field(sa_type=UTCDateTime)
-    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     @property
     def debit_operation(self) -> str:

@@ -7,7 +7,7 @@ import binascii
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlmodel import col, or_, and_, select
+from sqlmodel import and_, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.conversions.errors import ConversionNotFound

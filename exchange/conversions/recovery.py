@@ -1,14 +1,13 @@
-"""The recovery worker: finishes every conversion left PENDING by an unknown outcome or a crash.
+"""Recovering conversions left PENDING by an unknown outcome or a crash.
 
-It runs inside ``exchange serve`` as a periodic job (every
-``EXCHANGE_RECOVERY_INTERVAL_SECONDS``) and as ``exchange recover``. Several workers (one per gateway process) can run at once: each claims
-due conversions with ``FOR UPDATE SKIP LOCKED`` and a lease, so none is driven twice at once.
+The shared :class:`~exchange.sagas.recovery.RecoveryWorker` runs inside ``exchange serve`` as
+a periodic job (every ``EXCHANGE_RECOVERY_INTERVAL_SECONDS``); :func:`recover_all` is
+``exchange recover``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,31 +22,8 @@ from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.programs.catalog import CatalogCache
+from exchange.sagas.recovery import RecoveryWorker
 from exchange.settings import Settings
-
-logger = logging.getLogger("exchange.conversions.recovery")
-
-
-class RecoveryWorker:
-    def __init__(self, saga: ConversionSaga, *, batch: int = 20, concurrency: int = 8) -> None:
-        self.saga = saga
-        self.batch = batch
-        self._slots = asyncio.Semaphore(concurrency)
-
-    async def _recover(self, conversion_id: str) -> None:
-        async with self._slots:
-            try:
-                await self.saga.recover(conversion_id)
-            except Exception:  # one bad conversion must not stop the others
-                logger.exception("recovering conversion %s failed", conversion_id)
-
-    async def run_once(self, *, due_by: datetime | None = None) -> int:
-        """Drive every conversion due by ``due_by`` at most once; returns how many were driven."""
-        driven: set[str] = set()
-        while ids := [i for i in await self.saga.claim_due(self.batch, due_by=due_by) if i not in driven]:
-            driven.update(ids)
-            await asyncio.gather(*(self._recover(conversion_id) for conversion_id in ids))
-        return len(driven)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
-
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ScalarSelect, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.contract import MemberAccount
 from exchange.connectors.errors import PartnerError
-from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.models import Conversion
 from exchange.db.database import Database
+from exchange.errors import BadUserInput
 from exchange.federation.cache import SnapshotCache
 from exchange.members import service as members
-from exchange.errors import BadUserInput
 from exchange.members.models import LinkedAccount, LinkMethod
 from exchange.programs import service as programs
 from exchange.programs.catalog import CatalogCache
@@ -66,7 +65,7 @@ class Federation:
     def __init__(
         self,
         db: Database,
-        connectors: ConnectorRegistry,
+        connector_for: Callable[[Program], PartnerConnector],
         catalog: CatalogCache,
         *,
         balance_ttl: float,
@@ -74,7 +73,7 @@ class Federation:
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
-        self.connectors = connectors
+        self.connector_for = connector_for
         self.catalog = catalog
         self.cache = SnapshotCache(balance_ttl=balance_ttl, tier_ttl=tier_ttl, timer=timer)
 
@@ -102,7 +101,7 @@ class Federation:
         account = self.cache.tier(key) if for_tiers else self.cache.balance(key, marker)
         if account is None:
             try:
-                account = await self.connectors.for_program(program).account(link.member_ref)
+                account = await self.connector_for(program).account(link.member_ref)
             except PartnerError as error:
                 return AccountView(link, program, None, None, error)
             self.cache.put(key, account, marker)
@@ -120,7 +119,7 @@ class Federation:
         members.check_member_ref(member_ref)
         async with self.db.transaction() as session:
             program = await programs.get_program(session, program_id, field="programId")
-        if not await self.connectors.for_program(program).verify_member(member_ref, verification):
+        if not await self.connector_for(program).verify_member(member_ref, verification):
             raise VerificationFailed(program_id)
         async with self.db.transaction() as session:
             return await members.link_account(

@@ -23,9 +23,18 @@ from exchange.clock import Clock
 from exchange.db.bulk import bulk_insert, one_of
 from exchange.errors import IdempotencyConflict
 from exchange.ledger.accounts import AccountKind, AccountRef
-from exchange.ledger.errors import AlreadyReversed, UnbalancedTransaction, UnknownTransaction
+from exchange.ledger.errors import (
+    AlreadyReversed,
+    UnbalancedTransaction,
+    UnknownTransaction,
+)
 from exchange.ledger.hashing import chain_digest, request_digest
-from exchange.ledger.models import LedgerAccount, LedgerChainHead, LedgerEntry, LedgerTransaction
+from exchange.ledger.models import (
+    LedgerAccount,
+    LedgerChainHead,
+    LedgerEntry,
+    LedgerTransaction,
+)
 from exchange.ledger.periods import last_closed_period, period_of, posting_period
 
 MAX_ID_LENGTH = 100

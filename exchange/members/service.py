@@ -18,7 +18,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db import dialects
 from exchange.errors import BadUserInput, Forbidden, NotFound
-from exchange.members.models import MEMBER_REF_MAX_LENGTH, LinkedAccount, LinkMethod, Member
+from exchange.members.models import (
+    MEMBER_REF_MAX_LENGTH,
+    LinkedAccount,
+    LinkMethod,
+    Member,
+)
 
 
 class InvalidMemberRef(BadUserInput):

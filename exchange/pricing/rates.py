@@ -22,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.pricing.errors import ManagedByOperator, NoRate
 from exchange.pricing.models import RateVersion
-from exchange.pricing.rules import Band, Ratio, RateRule, StepBonus
+from exchange.pricing.rules import Band, RateRule, Ratio, StepBonus
 from exchange.programs.declarations import PartnersDirectory, RateDeclaration
 from exchange.programs.models import Program
 

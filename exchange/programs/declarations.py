@@ -238,6 +238,64 @@ class ConnectorDeclaration(_Strict):
     oauth: OAuthClientDeclaration
 
 
+class ChallengeDeclaration(_Strict):
+    """What a matched member must do within the match's validity to keep the tier longer.
+
+    Exactly one of ``points`` (points earned at the program) or ``activities`` (qualifying
+    activities: flights, stays, purchases), as the partner reports them.
+    """
+
+    points: PositiveInt | None = None
+    activities: PositiveInt | None = None
+    extend_days: Annotated[int, Field(ge=1, le=730, strict=True)] = Field(
+        description="How much longer the tier is kept, from the match's expiry, once the challenge is met."
+    )
+
+    @model_validator(mode="after")
+    def _one_goal(self) -> ChallengeDeclaration:
+        if (self.points is None) == (self.activities is None):
+            raise ValueError("give exactly one of points or activities")
+        return self
+
+
+class StatusMatchDeclaration(_Strict):
+    """Whether (and how) the program recognises tiers members hold in other programs."""
+
+    grants: bool
+    max_level: Annotated[int, Field(ge=0, strict=True)] | None = Field(
+        default=None, description="The highest coalition level a match grants (required when granting)."
+    )
+    valid_days: Annotated[int, Field(ge=1, le=730, strict=True)] | None = Field(
+        default=None, description="How long a matched tier lasts (required when granting)."
+    )
+    challenge: ChallengeDeclaration | None = None
+
+    @model_validator(mode="after")
+    def _complete_when_granting(self) -> StatusMatchDeclaration:
+        given = [name for name in ("max_level", "valid_days", "challenge") if getattr(self, name) is not None]
+        if not self.grants and given:
+            raise ValueError(f"a program that grants no matches takes no {', '.join(given)}")
+        if self.grants and (self.max_level is None or self.valid_days is None):
+            raise ValueError("a program that grants matches needs max_level and valid_days")
+        return self
+
+
+class RewardDeclaration(_Strict):
+    """A reward the program's partner publishes from the start (``exchange partners load``
+    creates it once; from then on its stock is live and the partner manages it)."""
+
+    id: Annotated[str, Field(pattern=PROGRAM_ID_PATTERN.pattern)]
+    title: Annotated[str, Field(min_length=1, max_length=120)]
+    description: Annotated[str, Field(max_length=1000)] = ""
+    kind: Literal["direct", "lottery"] = "direct"
+    price: Annotated[ExactDecimal, Field(gt=0)]
+    stock: Annotated[int, Field(ge=0, le=1_000_000, strict=True)]
+    per_member_limit: PositiveInt | None = None
+    min_level: Annotated[int, Field(ge=0, strict=True)] = 0
+    available_from: AwareDatetime | None = None
+    available_until: AwareDatetime | None = None
+
+
 class ProgramDeclaration(_Strict):
     """One ``<program-id>.toml``."""
 
@@ -250,6 +308,8 @@ class ProgramDeclaration(_Strict):
     limits: LimitsDeclaration = LimitsDeclaration()
     rates: list[RateDeclaration] = Field(default_factory=list)
     promotions: list[PromotionDeclaration] = Field(default_factory=list)
+    status_match: StatusMatchDeclaration = StatusMatchDeclaration(grants=False)
+    rewards: list[RewardDeclaration] = Field(default_factory=list)
     connector: ConnectorDeclaration
 
     @field_validator("id")
@@ -334,6 +394,18 @@ def _check_tiers_against_ladder(
             )
 
 
+def _check_status_match(path: Path, program: ProgramDeclaration, coalition: CoalitionDeclaration) -> None:
+    """Levels named by the status-match policy and by rewards lie on the ladder."""
+    levels = [("status_match.max_level", program.status_match.max_level)] + [
+        (f"rewards[{index}].min_level", reward.min_level) for index, reward in enumerate(program.rewards)
+    ]
+    for field, level in levels:
+        if level is not None and level > coalition.top_level:
+            raise DeclarationError(
+                path, field, f"{level} is outside the coalition ladder (levels 0..{coalition.top_level})"
+            )
+
+
 def read_partners_directory(directory: Path) -> PartnersDirectory:
     """Read and validate ``coalition.toml`` and every program file in ``directory``."""
     if not directory.is_dir():
@@ -352,6 +424,7 @@ def read_partners_directory(directory: Path) -> PartnersDirectory:
             continue
         program: ProgramDeclaration = _parse(path, ProgramDeclaration)
         _check_tiers_against_ladder(path, program, coalition)
+        _check_status_match(path, program, coalition)
         if program.id in seen:
             raise DeclarationError(path, "id", f"duplicate id {program.id!r} (also in {seen[program.id]})")
         seen[program.id] = path
@@ -363,8 +436,9 @@ def read_partners_directory(directory: Path) -> PartnersDirectory:
 
 
 def _check_references(paths: dict[str, Path], programs: list[ProgramDeclaration]) -> None:
-    """Rates and promotions name programs that exist; promotion ids are unique."""
+    """Rates and promotions name programs that exist; promotion and reward ids are unique."""
     promotion_ids: dict[str, Path] = {}
+    reward_ids: dict[str, Path] = {}
     for program in programs:
         path = paths[program.id]
         sources: set[str] = set()
@@ -388,3 +462,10 @@ def _check_references(paths: dict[str, Path], programs: list[ProgramDeclaration]
                     f"duplicate promotion id {promotion.id!r} (also in {promotion_ids[promotion.id]})",
                 )
             promotion_ids[promotion.id] = path
+        for index, reward in enumerate(program.rewards):
+            if reward.id in reward_ids:
+                raise DeclarationError(
+                    path, f"rewards[{index}].id",
+                    f"duplicate reward id {reward.id!r} (also in {reward_ids[reward.id]})",
+                )
+            reward_ids[reward.id] = path

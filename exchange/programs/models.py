@@ -60,6 +60,11 @@ class Program(SQLModel, table=True):
     member_yearly_cap: int | None = None
     monthly_issue_budget: int | None = None
     connector: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    status_match: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="The declared status-match policy; null for a program that grants no matches.",
+    )
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
 

@@ -14,7 +14,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.errors import NotFound
 from exchange.programs.declarations import PartnersDirectory, ProgramDeclaration
-from exchange.programs.models import CoalitionLevel, CoalitionSettings, Program, ProgramTier
+from exchange.programs.models import (
+    CoalitionLevel,
+    CoalitionSettings,
+    Program,
+    ProgramTier,
+)
 
 
 class ProgramNotFound(NotFound):
@@ -45,6 +50,9 @@ def _program_columns(declaration: ProgramDeclaration) -> dict[str, Any]:
         "member_yearly_cap": limits.member_yearly_cap,
         "monthly_issue_budget": limits.monthly_issue_budget,
         "connector": declaration.connector.model_dump(mode="json"),
+        "status_match": declaration.status_match.model_dump(mode="json", exclude_none=True)
+        if declaration.status_match.grants
+        else None,
     }
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from exchange.auth.scopes import Role
-from exchange.testing.sandboxes import SandboxFleet
 from exchange.testing.kit import ExchangeKit
+from exchange.testing.sandboxes import SandboxFleet
 
 PARTNERS = ("wallet-pay", "happy-card", "fresh-mart")
 

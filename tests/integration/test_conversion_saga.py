@@ -19,15 +19,15 @@ from exchange.errors import IdempotencyConflict
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
-from exchange.programs.catalog import CatalogCache
 from exchange.pricing import quotes
 from exchange.pricing.errors import QuoteExpired
 from exchange.pricing.models import Quote
+from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.models import Program
 from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
-from tests.fakes import Fault, FakePartner
+from tests.fakes import FakePartner, Fault
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)

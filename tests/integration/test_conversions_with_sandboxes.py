@@ -17,8 +17,8 @@ from exchange.db.database import Database
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
-from exchange.programs.catalog import CatalogCache
 from exchange.pricing import quotes
+from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import PartnersDirectory
 from exchange.sandbox.faults import FaultKind
 from exchange.settings import Settings

@@ -12,10 +12,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from exchange.db.database import Database
 from exchange.errors import IdempotencyConflict
 from exchange.ledger.accounts import ChartOfAccounts
-from exchange.ledger.errors import AlreadyReversed, UnbalancedTransaction, UnknownTransaction
+from exchange.ledger.errors import (
+    AlreadyReversed,
+    UnbalancedTransaction,
+    UnknownTransaction,
+)
 from exchange.ledger.models import SettlementPeriod
 from exchange.ledger.periods import next_period, period_of, posting_period
-from exchange.ledger.posting import Leg, Ledger, TransactionRequest
+from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.ledger.verify import verify_ledger
 from exchange.testing.clock import FrozenClock
 

@@ -13,6 +13,7 @@ from exchange.errors import ConfigurationError
 from exchange.testing import postgres
 from exchange.testing.postgres import ThrowawayCluster
 
+
 def start_cluster_as(account: pwd.struct_passwd, results: multiprocessing.Queue[object]) -> None:
     """In a forked child: become ``account`` for good, then start and query a cluster."""
     try:

@@ -16,7 +16,12 @@ from exchange.db.database import Database
 from exchange.errors import BadUserInput, IdempotencyConflict, NotFound
 from exchange.loading import load_directory
 from exchange.pricing import limits, promotions, quotes, rates
-from exchange.pricing.errors import LimitExceeded, ManagedByOperator, QuoteExpired, QuoteNotFound
+from exchange.pricing.errors import (
+    LimitExceeded,
+    ManagedByOperator,
+    QuoteExpired,
+    QuoteNotFound,
+)
 from exchange.pricing.rates import Origin, PairOverride
 from exchange.pricing.rules import Ratio
 from exchange.programs import service as programs

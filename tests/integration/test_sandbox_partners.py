@@ -213,7 +213,7 @@ async def test_an_answer_lost_after_applying_is_an_unknown_outcome_that_status_r
     fault: FaultKind,
     error: type[Exception],
 ) -> None:
-    partner = connect(once, sandboxes, kind, timeout="0.3")
+    partner = connect(once, sandboxes, kind, timeout="1")
     await wallet.admin.set_faults(script=[fault])
     with pytest.raises(error):
         await partner.debit("f2:debit", "alice", 1_000)
@@ -231,7 +231,7 @@ async def test_a_fault_before_applying_applies_nothing(
     fault: FaultKind,
     error: type[Exception],
 ) -> None:
-    partner = connect(once, sandboxes, kind, timeout="0.3")
+    partner = connect(once, sandboxes, kind, timeout="1")
     await wallet.admin.set_faults(script=[fault])
     with pytest.raises(error):
         await partner.credit("f3:credit", "bob", 1_000)
@@ -255,7 +255,7 @@ async def test_every_call_failing_exhausts_the_retries(
 async def test_latency_is_added_and_too_much_of_it_is_a_timeout(
     once: ConnectorRegistry, sandboxes: SandboxFleet, wallet: RunningSandbox, kind: str
 ) -> None:
-    partner = connect(once, sandboxes, kind, timeout="0.3")
+    partner = connect(once, sandboxes, kind, timeout="1")
     await wallet.admin.set_faults(latency_ms=100)
     started = time.monotonic()
     await partner.account("alice")
@@ -307,7 +307,7 @@ async def test_magic_amounts(
     error: type[Exception] | None,
     applied: bool,
 ) -> None:
-    partner = connect(registry, sandboxes, kind, timeout="0.3")
+    partner = connect(registry, sandboxes, kind, timeout="1")
     if error is None:
         assert (await partner.debit("magic", "alice", points)).points == points
     else:

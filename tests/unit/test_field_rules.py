@@ -105,6 +105,42 @@ EXPECTED: dict[str, str] = {
     **{f"Promotion.{name}": PRICING_OWNERS for name in (
         "id", "programId", "bonusPercent", "startsAt", "endsAt", "fromPrograms", "origin", "createdBy"
     )},
+    # Status matches: members preview and request; the target program's partner reports
+    # challenge progress (its own matches only, checked by the service).
+    "Query.statusMatchPreview": "member",
+    "Query.statusMatches": "member",
+    "Mutation.requestStatusMatch": "member",
+    "Mutation.recordStatusMatchActivity": "partner",
+    **{f"StatusMatchPreview.{name}": "member:own" for name in (
+        "fromProgram", "toProgram", "sourceTier", "currentTier", "outcome", "granted", "reason", "level", "tier",
+        "expiresAt", "challenge", "nextMatchPossibleAt",
+    )},
+    **{f"StatusMatchChallenge.{name}": ANYONE for name in ("points", "activities", "extendDays")},
+    **{f"StatusMatch.{name}": PARTNER_OWN_OR_MEMBER_OWN for name in (
+        "id", "memberId", "fromProgram", "toProgram", "sourceTier", "tier", "status", "expiresAt", "extended",
+        "challenge", "pointsEarned", "activitiesDone", "failureCode", "failureMessage", "createdAt",
+    )},
+    # Rewards: a public catalog; a redemption is its member's and its publisher's.
+    "Query.rewards": ANYONE,
+    "Query.reward": ANYONE,
+    "Query.redemptionQuote": "member",
+    "Query.redemptions": "member",
+    "Query.rewardRedemptions": "partner",
+    "Mutation.publishReward": KEY_MANAGERS,
+    "Mutation.redeemReward": "member",
+    "Mutation.cancelRedemption": "partner member",
+    "Mutation.confirmRedemptionDelivery": "partner",
+    **{f"Reward.{name}": ANYONE for name in (
+        "id", "programId", "title", "description", "kind", "price", "currency", "stock", "perMemberLimit",
+        "minLevel", "availableFrom", "availableUntil", "program",
+    )},
+    **{f"RedemptionQuote.{name}": "member:own" for name in (
+        "rewardId", "payWith", "price", "fee", "total", "pointValue", "points"
+    )},
+    **{f"Redemption.{name}": PARTNER_OWN_OR_MEMBER_OWN for name in (
+        "id", "memberId", "rewardId", "publisher", "payingProgram", "kind", "points", "price", "fee", "status",
+        "deliverBy", "deliveredAt", "cancelledBy", "failureCode", "failureMessage", "createdAt", "finishedAt",
+    )},
 }
 
 ROLES: tuple[Role | None, ...] = (None, Role.PARTNER, Role.MEMBER, Role.SETTLEMENT, Role.ADMIN)

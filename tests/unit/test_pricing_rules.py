@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from exchange.errors import BadUserInput
 from exchange.money import Currency
-from exchange.pricing.rules import AppliedPromotion, Band, Ratio, RateRule, StepBonus, price
+from exchange.pricing.rules import (
+    AppliedPromotion,
+    Band,
+    RateRule,
+    Ratio,
+    StepBonus,
+    price,
+)
 
 TWD = Currency("TWD", 2)
 HAPPY_CARD = Decimal("0.25")  # 4 points = 1 TWD (HAPPY GO)

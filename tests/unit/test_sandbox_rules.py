@@ -7,7 +7,12 @@ from datetime import date
 import pytest
 
 from exchange.connectors.contract import ExpiringPoints
-from exchange.sandbox.faults import FaultInjected, FaultInjector, FaultKind, FaultSettings
+from exchange.sandbox.faults import (
+    FaultInjected,
+    FaultInjector,
+    FaultKind,
+    FaultSettings,
+)
 from exchange.sandbox.points import expiring_view
 
 TODAY = date(2026, 11, 27)

@@ -17,7 +17,13 @@ from exchange.connectors.errors import (
 )
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.settings import Settings
-from tests.unit.connectors.conftest import PROGRAM, FakeTimer, MockPartner, Sleeps, connector_config
+from tests.unit.connectors.conftest import (
+    PROGRAM,
+    FakeTimer,
+    MockPartner,
+    Sleeps,
+    connector_config,
+)
 
 
 def test_failures_below_the_threshold_keep_it_closed() -> None:

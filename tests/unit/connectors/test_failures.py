@@ -28,9 +28,15 @@ from exchange.connectors.errors import (
     UnknownMember,
     UnknownTier,
 )
-from exchange.errors import ErrorCode
 from exchange.connectors.registry import ConnectorRegistry
-from tests.unit.connectors.conftest import PROGRAM, MockPartner, Sleeps, connector_config, operation
+from exchange.errors import ErrorCode
+from tests.unit.connectors.conftest import (
+    PROGRAM,
+    MockPartner,
+    Sleeps,
+    connector_config,
+    operation,
+)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,12 @@ from exchange.connectors.graphql import GraphQLFlavour
 from exchange.connectors.registry import ConnectorRegistry, with_base_url
 from exchange.connectors.rest import RestFlavour
 from exchange.settings import Settings
-from tests.unit.connectors.conftest import BASE_URL, PROGRAM, connector_config, token_answer
+from tests.unit.connectors.conftest import (
+    BASE_URL,
+    PROGRAM,
+    connector_config,
+    token_answer,
+)
 
 
 def test_kind_picks_the_flavour(registry: ConnectorRegistry) -> None:

@@ -1,0 +1,76 @@
+"""Status matches: preview, request, the member's matches, and challenge progress from partners."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.api.context import Context
+from exchange.api.permissions import authorize, requires
+from exchange.api.types.tiers import StatusMatch, StatusMatchPreview
+from exchange.auth.scopes import Scope
+from exchange.errors import BadUserInput
+from exchange.tiers import matching
+
+
+@strawberry.type
+class TierQueries:
+    @strawberry.field(
+        description="What a status match from `fromProgram` into `toProgram` would give the member "
+        "now, and why: both tiers are read live from the partners.",
+        extensions=[authorize(requires(Scope.MEMBER_READ))],
+    )
+    async def status_match_preview(
+        self, info: Info[Context, None], from_program: strawberry.ID, to_program: strawberry.ID
+    ) -> StatusMatchPreview | None:
+        member_id = str(info.context.caller().member_id)
+        assessment = await info.context.services.matching.preview(member_id, str(from_program), str(to_program))
+        return StatusMatchPreview.of(member_id, assessment)
+
+    @strawberry.field(
+        description="The member's status matches, newest first.",
+        extensions=[authorize(requires(Scope.MEMBER_READ))],
+    )
+    async def status_matches(self, info: Info[Context, None], first: int = 50) -> list[StatusMatch] | None:
+        if not 1 <= first <= 200:
+            raise BadUserInput("first must be between 1 and 200", field="first")
+        async with info.context.services.db.transaction() as session:
+            rows = await matching.member_matches(session, str(info.context.caller().member_id), first=first)
+        return [StatusMatch.from_row(row) for row in rows]
+
+
+@strawberry.type
+class TierMutations:
+    @strawberry.mutation(
+        description="Match the member's tier at `fromProgram` into `toProgram`: the source tier is "
+        "verified live with its partner (`claimedTier`, if given, must not be above it: "
+        "`TIER_NOT_VERIFIED`), the target's policy applied (`MATCH_NOT_GRANTED`), and the tier "
+        "pushed to the target partner until the match expires. One match per member per target "
+        "program per 12 months (`MATCH_TOO_SOON`, with `extensions.possibleAt`).",
+        extensions=[authorize(requires(Scope.MEMBER_WRITE))],
+    )
+    async def request_status_match(
+        self,
+        info: Info[Context, None],
+        from_program: strawberry.ID,
+        to_program: strawberry.ID,
+        claimed_tier: str | None = None,
+    ) -> StatusMatch | None:
+        row = await info.context.services.matching.request(
+            str(info.context.caller().member_id), str(from_program), str(to_program), claimed_tier
+        )
+        return StatusMatch.from_row(row)
+
+    @strawberry.mutation(
+        description="The target program's partner reports points earned and activities done by a "
+        "matched member towards the match's challenge; the report that meets it extends the tier. "
+        "`NOT_FOUND` for a match into another program.",
+        extensions=[authorize(requires(Scope.PARTNER_WRITE))],
+    )
+    async def record_status_match_activity(
+        self, info: Info[Context, None], match_id: strawberry.ID, points: int = 0, activities: int = 0
+    ) -> StatusMatch | None:
+        row = await info.context.services.matching.record_activity(
+            str(info.context.caller().program_id), str(match_id), points, activities
+        )
+        return StatusMatch.from_row(row)

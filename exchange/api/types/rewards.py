@@ -1,0 +1,179 @@
+"""GraphQL types of rewards and redemptions.
+
+The catalog of rewards is public. A redemption is its member's, and the publishing
+partner's (who delivers it); the paying program's partner sees its side through the ledger.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.api.context import Context
+from exchange.api.permissions import (
+    PUBLIC,
+    Rule,
+    authorize_fields,
+    own_member,
+    own_program,
+    requires,
+    source,
+)
+from exchange.api.types.programs import Program
+from exchange.auth.scopes import Scope
+from exchange.money import Currency
+from exchange.rewards.models import CancelledBy as CancelledByValue
+from exchange.rewards.models import Redemption as RedemptionRow
+from exchange.rewards.models import RedemptionStatus as RedemptionStatusValue
+from exchange.rewards.models import Reward as RewardRow
+from exchange.rewards.models import RewardKind as RewardKindValue
+from exchange.rewards.redemption import RedemptionQuote as Quote
+
+#: A redemption is seen by its member and by the partner that published the reward.
+REDEMPTION_RULE: Rule = own_member(source("member_id")) | (
+    requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_program(source("publisher"))
+)
+
+
+def _money(minor: int, currency: str, minor_units: int) -> Decimal:
+    return Currency(currency, minor_units).from_minor(minor)
+
+
+@strawberry.enum(description="What a redemption gets the member.")
+class RewardKind(Enum):
+    DIRECT = RewardKindValue.DIRECT.value
+    LOTTERY = RewardKindValue.LOTTERY.value
+
+
+@strawberry.enum(description="Where a redemption stands.")
+class RedemptionStatus(Enum):
+    PENDING = RedemptionStatusValue.PENDING.value
+    COMPLETED = RedemptionStatusValue.COMPLETED.value
+    DELIVERED = RedemptionStatusValue.DELIVERED.value
+    FAILED = RedemptionStatusValue.FAILED.value
+    REVERSING = RedemptionStatusValue.REVERSING.value
+    REVERSED = RedemptionStatusValue.REVERSED.value
+
+
+@strawberry.enum(description="Who undid a redemption.")
+class CancelledBy(Enum):
+    MEMBER = CancelledByValue.MEMBER.value
+    PUBLISHER = CancelledByValue.PUBLISHER.value
+    TIMEOUT = CancelledByValue.TIMEOUT.value
+
+
+@authorize_fields(PUBLIC)
+@strawberry.type(description="A reward a partner publishes for members of any program to redeem.")
+class Reward:
+    id: strawberry.ID
+    program_id: strawberry.ID = strawberry.field(description="The publishing partner's program.")
+    title: str
+    description: str
+    kind: RewardKind
+    price: Decimal = strawberry.field(
+        description="Settlement price: what the paying program owes the publisher, in the settlement currency."
+    )
+    currency: str
+    stock: int = strawberry.field(description="How many are left.")
+    per_member_limit: int | None = strawberry.field(description="Most redemptions per member (null: no limit).")
+    min_level: int = strawberry.field(description="Lowest coalition level that may redeem it.")
+    available_from: datetime
+    available_until: datetime | None
+
+    @strawberry.field(description="The publishing program.")
+    async def program(self, info: Info[Context, None]) -> Program:
+        return Program.from_row(await info.context.loaders.programs.load(str(self.program_id)))
+
+    @classmethod
+    def from_row(cls, row: RewardRow, minor_units: int) -> Reward:
+        return cls(
+            id=strawberry.ID(row.id),
+            program_id=strawberry.ID(row.program_id),
+            title=row.title,
+            description=row.description,
+            kind=RewardKind(row.kind),
+            price=_money(row.price_minor, row.currency, minor_units),
+            currency=row.currency,
+            stock=row.stock,
+            per_member_limit=row.per_member_limit,
+            min_level=row.min_level,
+            available_from=row.available_from,
+            available_until=row.available_until,
+        )
+
+
+@authorize_fields(own_member(source("member_id")))
+@strawberry.type(description="What redeeming a reward with a program's points costs, before paying.")
+class RedemptionQuote:
+    reward_id: strawberry.ID
+    pay_with: strawberry.ID
+    price: Decimal = strawberry.field(description="The reward's settlement price.")
+    fee: Decimal = strawberry.field(description="The exchange's fee on top of it.")
+    total: Decimal = strawberry.field(description="Price plus fee: what the paying program owes.")
+    point_value: Decimal = strawberry.field(description="Value of one point of the paying program.")
+    points: int = strawberry.field(description="Points to pay: total ÷ point value, rounded up to a whole point.")
+    member_id: strawberry.Private[str]
+
+    @classmethod
+    def of(cls, member_id: str, quote: Quote, minor_units: int) -> RedemptionQuote:
+        currency = quote.reward.currency
+        return cls(
+            reward_id=strawberry.ID(quote.reward.id),
+            pay_with=strawberry.ID(quote.paying.id),
+            price=_money(quote.price.price_minor, currency, minor_units),
+            fee=_money(quote.price.fee_minor, currency, minor_units),
+            total=_money(quote.price.total_minor, currency, minor_units),
+            point_value=quote.price.point_value,
+            points=quote.price.points,
+            member_id=member_id,
+        )
+
+
+@authorize_fields(REDEMPTION_RULE)
+@strawberry.type(description="A member's redemption of a reward, paid with one program's points.")
+class Redemption:
+    id: strawberry.ID
+    member_id: strawberry.ID
+    reward_id: strawberry.ID
+    publisher: strawberry.ID = strawberry.field(description="The program whose partner delivers the reward.")
+    paying_program: strawberry.ID = strawberry.field(description="The program whose points paid.")
+    kind: RewardKind
+    points: int = strawberry.field(description="Points debited at the paying program.")
+    price: Decimal
+    fee: Decimal
+    status: RedemptionStatus
+    deliver_by: datetime | None = strawberry.field(
+        description="A direct reward not confirmed delivered by then is reversed."
+    )
+    delivered_at: datetime | None
+    cancelled_by: CancelledBy | None
+    failure_code: str | None
+    failure_message: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: RedemptionRow, minor_units: int) -> Redemption:
+        return cls(
+            id=strawberry.ID(row.id),
+            member_id=strawberry.ID(row.member_id),
+            reward_id=strawberry.ID(row.reward_id),
+            publisher=strawberry.ID(row.publisher),
+            paying_program=strawberry.ID(row.paying_program),
+            kind=RewardKind(row.kind),
+            points=row.points,
+            price=_money(row.price_minor, row.currency, minor_units),
+            fee=_money(row.fee_minor, row.currency, minor_units),
+            status=RedemptionStatus(row.status),
+            deliver_by=row.deliver_by,
+            delivered_at=row.delivered_at,
+            cancelled_by=CancelledBy(row.cancelled_by) if row.cancelled_by else None,
+            failure_code=row.failure_code,
+            failure_message=row.failure_message,
+            created_at=row.created_at,
+            finished_at=row.finished_at,
+        )

@@ -1,0 +1,137 @@
+"""The rewards catalog: partners publish rewards; anyone may browse them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import or_
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.errors import BadUserInput
+from exchange.programs import service as programs
+from exchange.programs.declarations import PartnersDirectory
+from exchange.rewards.errors import RewardNotFound
+from exchange.rewards.models import Reward, RewardKind
+
+MAX_STOCK = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RewardDraft:
+    """A reward as its partner describes it, before it is checked."""
+
+    title: str
+    price: Decimal
+    stock: int
+    kind: RewardKind = RewardKind.DIRECT
+    description: str = ""
+    per_member_limit: int | None = None
+    min_level: int = 0
+    available_from: datetime | None = None
+    available_until: datetime | None = None
+    id: str | None = None
+
+
+async def publish(session: AsyncSession, program_id: str, draft: RewardDraft, now: datetime) -> Reward:
+    """Check ``draft`` and publish it as ``program_id``'s reward; fields named as in GraphQL."""
+    coalition = await programs.get_coalition(session)
+    currency = coalition.settings.currency
+    if not 1 <= len(draft.title.strip()) <= 120:
+        raise BadUserInput("title must be 1 to 120 characters", field="input.title")
+    if len(draft.description) > 1000:
+        raise BadUserInput("description must be at most 1000 characters", field="input.description")
+    if draft.price <= 0:
+        raise BadUserInput(f"price must be greater than 0, got {draft.price}", field="input.price")
+    try:
+        price_minor = currency.to_minor(draft.price)
+    except ValueError as exc:
+        raise BadUserInput(str(exc), field="input.price") from None
+    if not 0 <= draft.stock <= MAX_STOCK:
+        raise BadUserInput(f"stock must be from 0 to {MAX_STOCK}", field="input.stock")
+    if draft.per_member_limit is not None and draft.per_member_limit < 1:
+        raise BadUserInput("perMemberLimit must be at least 1 (or null: no limit)", field="input.perMemberLimit")
+    top = coalition.ladder[-1].level
+    if not 0 <= draft.min_level <= top:
+        raise BadUserInput(f"minLevel must be a ladder level, 0 to {top}", field="input.minLevel")
+    available_from = draft.available_from or now
+    if draft.available_until is not None and draft.available_until <= available_from:
+        raise BadUserInput("availableUntil must be after availableFrom", field="input.availableUntil")
+    reward_id = draft.id or f"rwd_{uuid.uuid4().hex}"
+    if await session.get(Reward, reward_id) is not None:
+        raise BadUserInput(f"a reward with id {reward_id!r} exists", field="input.id")
+    reward = Reward(
+        id=reward_id,
+        program_id=program_id,
+        title=draft.title.strip(),
+        description=draft.description,
+        kind=draft.kind,
+        price_minor=price_minor,
+        currency=currency.code,
+        stock=draft.stock,
+        per_member_limit=draft.per_member_limit,
+        min_level=draft.min_level,
+        available_from=available_from,
+        available_until=draft.available_until,
+        created_at=now,
+    )
+    session.add(reward)
+    await session.flush()
+    return reward
+
+
+async def get_reward(session: AsyncSession, reward_id: str, *, field: str = "rewardId") -> Reward:
+    reward = await session.get(Reward, reward_id)
+    if reward is None:
+        raise RewardNotFound(reward_id, field)
+    return reward
+
+
+def is_available(reward: Reward, at: datetime) -> bool:
+    return reward.available_from <= at and (reward.available_until is None or at < reward.available_until)
+
+
+async def list_rewards(
+    session: AsyncSession, *, program_id: str | None = None, available_at: datetime | None = None
+) -> Sequence[Reward]:
+    """Rewards by publisher and id; only those redeemable at ``available_at`` when given."""
+    statement = select(Reward)
+    if program_id is not None:
+        statement = statement.where(Reward.program_id == program_id)
+    if available_at is not None:
+        statement = statement.where(
+            col(Reward.available_from) <= available_at,
+            or_(col(Reward.available_until).is_(None), col(Reward.available_until) > available_at),
+        )
+    return (await session.exec(statement.order_by(col(Reward.program_id), col(Reward.id)))).all()
+
+
+async def sync_declared_rewards(session: AsyncSession, directory: PartnersDirectory, now: datetime) -> int:
+    """Publish every declared reward that does not exist yet; returns how many.
+
+    A reward that exists is left alone: its stock is live, and its partner manages it.
+    """
+    published = 0
+    for program in directory.programs:
+        for declared in program.rewards:
+            if await session.get(Reward, declared.id) is not None:
+                continue
+            draft = RewardDraft(
+                id=declared.id,
+                title=declared.title,
+                description=declared.description,
+                kind=RewardKind(declared.kind.upper()),
+                price=declared.price,
+                stock=declared.stock,
+                per_member_limit=declared.per_member_limit,
+                min_level=declared.min_level,
+                available_from=declared.available_from,
+                available_until=declared.available_until,
+            )
+            await publish(session, program.id, draft, now)
+            published += 1
+    return published

@@ -1,0 +1,69 @@
+"""What rewards and redemptions refuse."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from exchange.errors import BadUserInput, ErrorCode, ExchangeError, Forbidden, NotFound
+
+
+class RewardNotFound(NotFound):
+    def __init__(self, reward_id: str, field: str = "rewardId") -> None:
+        super().__init__(f"no reward has id {reward_id!r}", field=field)
+
+
+class RedemptionNotFound(NotFound):
+    """Also what a caller hears about another member's or partner's redemption."""
+
+    def __init__(self, redemption_id: str) -> None:
+        super().__init__(f"no redemption of yours has id {redemption_id!r}", field="redemptionId")
+
+
+class OutOfStock(ExchangeError):
+    code = ErrorCode.OUT_OF_STOCK
+
+    def __init__(self, reward_id: str) -> None:
+        super().__init__(f"reward {reward_id} is out of stock", field="rewardId")
+
+
+class RewardUnavailable(ExchangeError):
+    code = ErrorCode.REWARD_UNAVAILABLE
+
+    def __init__(self, reward_id: str, available_from: datetime, available_until: datetime | None) -> None:
+        window = f"from {available_from.isoformat()}" + (
+            f" until {available_until.isoformat()}" if available_until is not None else ""
+        )
+        super().__init__(f"reward {reward_id} can be redeemed only {window}", field="rewardId")
+
+
+class TierTooLow(ExchangeError):
+    code = ErrorCode.TIER_TOO_LOW
+
+    def __init__(self, reward_id: str, needed: int, held: int) -> None:
+        super().__init__(
+            f"reward {reward_id} needs coalition level {needed}; your partners report level {held}",
+            field="rewardId",
+            minLevel=needed,
+            level=held,
+        )
+
+
+class NotCancellable(BadUserInput):
+    def __init__(self, redemption_id: str, status: str) -> None:
+        super().__init__(
+            f"redemption {redemption_id} is {status}: only a paid, undelivered redemption can be cancelled",
+            field="redemptionId",
+        )
+
+
+class NotDeliverable(BadUserInput):
+    def __init__(self, redemption_id: str, status: str) -> None:
+        super().__init__(
+            f"redemption {redemption_id} is {status}: only a paid direct reward awaits delivery",
+            field="redemptionId",
+        )
+
+
+class NotYourReward(Forbidden):
+    def __init__(self) -> None:
+        super().__init__("only the publishing partner may do this", field="rewardId")

@@ -1,0 +1,23 @@
+"""The redemptions job: reverses undelivered rewards and finishes redemptions left in doubt.
+
+A periodic job in every gateway process (every ``EXCHANGE_REDEMPTION_INTERVAL_SECONDS``):
+direct rewards whose delivery was not confirmed by their ``deliver_by`` start reversing,
+then the shared recovery worker drives every due redemption (debits in doubt, reversals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exchange.rewards.redemption import RedemptionSaga
+from exchange.sagas.recovery import RecoveryWorker
+
+
+@dataclass
+class RedemptionJob:
+    saga: RedemptionSaga
+
+    async def run_once(self) -> int:
+        """One pass; returns how many redemptions were driven."""
+        await self.saga.start_undelivered_reversals()
+        return await RecoveryWorker(self.saga).run_once()

@@ -1,0 +1,125 @@
+"""Tables of the rewards package: published rewards and members' redemptions of them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Index,
+    UniqueConstraint,
+)
+from sqlmodel import Field, SQLModel
+
+from exchange.db.types import UTCDateTime
+from exchange.sagas.state import DONE, SagaState
+
+
+class RewardKind(StrEnum):
+    DIRECT = "DIRECT"
+    """The publisher delivers the reward (a coupon, a ticket) and confirms it."""
+    LOTTERY = "LOTTERY"
+    """The redemption is an entry in the publisher's draw; nothing is delivered to confirm."""
+
+
+class Reward(SQLModel, table=True):
+    """A reward a partner publishes; ``stock`` is what is left (never below zero)."""
+
+    __tablename__ = "reward"
+    __table_args__ = (
+        CheckConstraint("stock >= 0", name="ck_reward_stock_not_negative"),
+        Index("ix_reward_program", "program_id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    program_id: str = Field(foreign_key="program.id", max_length=64, description="The publishing partner's program.")
+    title: str = Field(max_length=120)
+    description: str = Field(default="", max_length=1000)
+    kind: str = Field(max_length=10)
+    price_minor: int = Field(sa_column=Column(BigInteger, nullable=False), description="Settlement price, minor units.")
+    currency: str = Field(max_length=3)
+    stock: int
+    per_member_limit: int | None = None
+    min_level: int = 0
+    available_from: datetime = Field(sa_type=UTCDateTime)
+    available_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class RedemptionStatus(StrEnum):
+    PENDING = "PENDING"
+    """Stock reserved; the member is being debited."""
+    COMPLETED = "COMPLETED"
+    """Paid and posted: awaiting delivery (direct) or entered in the draw (lottery)."""
+    DELIVERED = "DELIVERED"
+    """The publisher confirmed delivery."""
+    FAILED = "FAILED"
+    """The member was never debited; the stock came back."""
+    REVERSING = "REVERSING"
+    """Cancelled or undelivered: points, ledger and stock are being given back."""
+    REVERSED = "REVERSED"
+    """Points, ledger and stock were given back."""
+
+
+class RedemptionStep(StrEnum):
+    DEBIT = "DEBIT"
+    POST = "POST"
+    REVERSE_DEBIT = "REVERSE_DEBIT"
+    UNPOST = "UNPOST"
+    DONE = DONE
+
+
+class CancelledBy(StrEnum):
+    MEMBER = "MEMBER"
+    PUBLISHER = "PUBLISHER"
+    TIMEOUT = "TIMEOUT"
+    """No delivery was confirmed in time."""
+
+
+class Redemption(SagaState, table=True):
+    __tablename__ = "redemption"
+    __table_args__ = (
+        UniqueConstraint("member_id", "idempotency_key"),
+        Index("ix_redemption_due", "status", "next_attempt_at"),
+        Index("ix_redemption_delivery", "status", "deliver_by"),
+        Index("ix_redemption_member_created", "member_id", "created_at"),
+        Index("ix_redemption_reward", "reward_id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    member_id: str = Field(foreign_key="member.id", max_length=40)
+    idempotency_key: str = Field(max_length=100)
+    reward_id: str = Field(foreign_key="reward.id", max_length=64)
+    publisher: str = Field(foreign_key="program.id", max_length=64)
+    paying_program: str = Field(foreign_key="program.id", max_length=64)
+    paying_ref: str = Field(max_length=128, description="The member's id at the paying program.")
+    kind: str = Field(max_length=10)
+    points: int = Field(sa_column=Column(BigInteger, nullable=False))
+    price_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    fee_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    usages: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    deliver_by: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    cancelled_by: str | None = Field(default=None, max_length=10)
+
+    @property
+    def debit_operation(self) -> str:
+        return f"{self.id}:debit"
+
+    @property
+    def reverse_debit_operation(self) -> str:
+        return f"{self.id}:reverse-debit"
+
+    @property
+    def ledger_transaction_id(self) -> str:
+        return f"redemption:{self.id}"
+
+    @property
+    def reversal_transaction_id(self) -> str:
+        return f"redemption:{self.id}:reversal"

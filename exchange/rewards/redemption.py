@@ -1,0 +1,401 @@
+"""Redeeming a reward with points of any linked program: the redemption saga.
+
+1. **Record** the redemption PENDING under the member's idempotency key, and in the same
+   unit of work take one from the reward's stock (a guarded ``UPDATE … WHERE stock >= 1``:
+   stock never goes below zero, however many redeem at once) and count it against the
+   member's limit (the limits counters, locked in key order). A repeat of the key returns
+   the same redemption.
+2. **Debit** the member at the paying program (operation ``<id>:debit``).
+3. **Post** the clearing transaction (:mod:`exchange.rewards.clearing`) → COMPLETED: awaiting
+   delivery (direct rewards, until ``deliver_by``) or an entry in the draw (lottery).
+
+A definite failure of the debit ends FAILED; a debit in doubt is settled by the shared rule
+(:func:`exchange.sagas.doubt.settle_or_void`) as conversions do. **Reversing** a completed
+redemption (cancelled by the member or the publisher before delivery, or not delivered in
+time) gives the points back (``<id>:reverse-debit``), then posts the ledger reversal; stock
+and the member's count come back whenever a redemption ends FAILED or REVERSED.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.clock import Clock
+from exchange.connectors.connector import PartnerConnector
+from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable
+from exchange.connectors.registry import ConnectorRegistry
+from exchange.db.database import Database
+from exchange.errors import ErrorCode, ExchangeError, IdempotencyConflict
+from exchange.federation.accounts import Federation
+from exchange.ledger.accounts import ChartOfAccounts
+from exchange.ledger.posting import Ledger
+from exchange.members import service as members
+from exchange.pricing import limits
+from exchange.programs import service as programs
+from exchange.programs.models import Program
+from exchange.rewards import catalog
+from exchange.rewards.clearing import REVERSAL_KIND, redemption_transaction
+from exchange.rewards.errors import (
+    NotCancellable,
+    NotDeliverable,
+    OutOfStock,
+    RedemptionNotFound,
+    RewardUnavailable,
+    TierTooLow,
+)
+from exchange.rewards.models import (
+    CancelledBy,
+    Redemption,
+    RedemptionStatus,
+    RedemptionStep,
+    Reward,
+    RewardKind,
+)
+from exchange.rewards.pricing import RedemptionPrice, redemption_price
+from exchange.sagas.doubt import Settlement, settle_or_void
+from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
+from exchange.sagas.idempotency import record_once
+from exchange.settings import Settings
+from exchange.tiers.errors import NotLinked
+
+#: Final statuses that give back the stock and the member's count.
+_RELEASES_STOCK = (RedemptionStatus.FAILED, RedemptionStatus.REVERSED)
+
+
+@dataclass(frozen=True, slots=True)
+class RedeemRequest:
+    member_id: str
+    reward_id: str
+    pay_with: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class RedemptionQuote:
+    """What redeeming ``reward`` with ``paying`` points costs now."""
+
+    reward: Reward
+    paying: Program
+    price: RedemptionPrice
+
+
+@dataclass
+class RedemptionSaga(Saga[Redemption]):
+    model = Redemption
+    active = (RedemptionStatus.PENDING, RedemptionStatus.REVERSING)
+    label = "redemption"
+
+    db: Database
+    connector_for: Callable[[Program], PartnerConnector]
+    member_level: Callable[[str], Awaitable[int]]
+    """The member's coalition level, as their partners report their tiers now."""
+    ledger: Ledger
+    clock: Clock
+    policy: SagaPolicy
+    delivery_window: timedelta
+
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, *, db: Database, connectors: ConnectorRegistry, federation: Federation, clock: Clock
+    ) -> RedemptionSaga:
+        """The saga as the gateway runs it."""
+        return cls(
+            db=db,
+            connector_for=connectors.for_program,
+            member_level=federation.coalition_level,
+            ledger=Ledger(timezone=settings.timezone, clock=clock),
+            clock=clock,
+            policy=SagaPolicy(timezone=settings.timezone),
+            delivery_window=settings.reward_delivery_window,
+        )
+
+    def missing(self, row_id: str) -> ExchangeError:
+        return RedemptionNotFound(row_id)
+
+    # -- entry points -------------------------------------------------------------------
+
+    async def quote(self, member_id: str, reward_id: str, pay_with: str) -> RedemptionQuote:
+        """The price breakdown of a redemption, before paying."""
+        async with self.db.transaction() as session:
+            await self._paying_ref(session, member_id, pay_with)
+            return await _quote(session, reward_id, pay_with)
+
+    async def redeem(self, request: RedeemRequest) -> Redemption:
+        """Redeem, as far as it goes now; the same key returns the same redemption."""
+        async with self.db.transaction() as session:
+            existing = await _by_key(session, request.member_id, request.idempotency_key)
+            if existing is not None:
+                return _same_request(existing, request)
+            reward = await catalog.get_reward(session, request.reward_id)
+        if reward.min_level > 0:
+            level = await self.member_level(request.member_id)
+            if level < reward.min_level:
+                raise TierTooLow(reward.id, reward.min_level, level)
+        redemption, created = await record_once(
+            self.db,
+            lambda session: self._record_in(session, request),
+            lambda session: _by_key(session, request.member_id, request.idempotency_key),
+            lambda found: _same_request(found, request),
+        )
+        return await self.drive(redemption, recovering=False) if created else redemption
+
+    async def cancel(self, redemption_id: str, *, member_id: str | None = None, program_id: str | None = None) -> Redemption:
+        """Cancel a paid, undelivered redemption as its member or the publishing partner."""
+        async with self.db.transaction() as session:
+            redemption = await _locked_for(session, redemption_id, member_id=member_id, program_id=program_id)
+            if redemption.status != RedemptionStatus.COMPLETED:
+                raise NotCancellable(redemption_id, redemption.status)
+            by = CancelledBy.MEMBER if member_id is not None else CancelledBy.PUBLISHER
+            self._start_reversal(redemption, by)
+            session.add(redemption)
+        return await self.drive(redemption, recovering=False)
+
+    async def confirm_delivery(self, redemption_id: str, program_id: str) -> Redemption:
+        """The publisher delivered the reward: the redemption is final."""
+        async with self.db.transaction() as session:
+            redemption = await _locked_for(session, redemption_id, program_id=program_id)
+            if redemption.status != RedemptionStatus.COMPLETED or redemption.kind != RewardKind.DIRECT:
+                raise NotDeliverable(redemption_id, redemption.status)
+            now = self.clock.now()
+            redemption.status, redemption.delivered_at, redemption.updated_at = RedemptionStatus.DELIVERED, now, now
+            session.add(redemption)
+        return redemption
+
+    async def start_undelivered_reversals(self, batch: int = 100) -> int:
+        """Start reversing every direct redemption whose delivery was not confirmed by its
+        ``deliver_by``; returns how many (the recovery worker then drives them)."""
+        started = 0
+        while True:
+            now = self.clock.now()
+            async with self.db.transaction() as session:
+                due = (
+                    await session.exec(
+                        select(Redemption)
+                        .where(Redemption.status == RedemptionStatus.COMPLETED, col(Redemption.deliver_by) <= now)
+                        .order_by(col(Redemption.deliver_by))
+                        .limit(batch)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+                for redemption in due:
+                    self._start_reversal(redemption, CancelledBy.TIMEOUT)
+                    redemption.next_attempt_at, redemption.lease_until = now, None  # due at once
+                    session.add(redemption)
+            started += len(due)
+            if len(due) < batch:
+                return started
+
+    def _start_reversal(self, redemption: Redemption, by: CancelledBy) -> None:
+        now = self.clock.now()
+        redemption.status, redemption.step = RedemptionStatus.REVERSING, RedemptionStep.REVERSE_DEBIT
+        redemption.cancelled_by = by
+        redemption.next_attempt_at = redemption.lease_until = now + self.policy.lease
+        redemption.updated_at = now
+
+    # -- step 1: record -----------------------------------------------------------------
+
+    async def _paying_ref(self, session: AsyncSession, member_id: str, pay_with: str) -> str:
+        await programs.get_program(session, pay_with, field="payWith")
+        accounts = (await members.linked_accounts(session, [member_id])).get(member_id, [])
+        for account in accounts:
+            if account.program_id == pay_with:
+                return account.member_ref
+        raise NotLinked(pay_with, "payWith")
+
+    async def _record_in(self, session: AsyncSession, request: RedeemRequest) -> tuple[Redemption, bool]:
+        now = self.clock.now()
+        existing = await _by_key(session, request.member_id, request.idempotency_key)
+        if existing is not None:
+            return _same_request(existing, request), False
+        paying_ref = await self._paying_ref(session, request.member_id, request.pay_with)
+        quote = await _quote(session, request.reward_id, request.pay_with)
+        reward = quote.reward
+        if not catalog.is_available(reward, now):
+            raise RewardUnavailable(reward.id, reward.available_from, reward.available_until)
+        taken = await session.exec(
+            update(Reward).where(col(Reward.id) == reward.id, col(Reward.stock) >= 1).values(stock=Reward.stock - 1)  # type: ignore[call-overload]
+        )
+        if taken.rowcount != 1:
+            raise OutOfStock(reward.id)
+        usages = _usages(reward, request.member_id)
+        await limits.reserve(session, usages)
+        redemption = Redemption(
+            id=str(uuid.uuid4()),
+            member_id=request.member_id,
+            idempotency_key=request.idempotency_key,
+            reward_id=reward.id,
+            publisher=reward.program_id,
+            paying_program=request.pay_with,
+            paying_ref=paying_ref,
+            kind=reward.kind,
+            points=quote.price.points,
+            price_minor=quote.price.price_minor,
+            fee_minor=quote.price.fee_minor,
+            currency=reward.currency,
+            usages=[asdict(usage) for usage in usages],
+            deliver_by=now + self.delivery_window if reward.kind == RewardKind.DIRECT else None,
+            status=RedemptionStatus.PENDING,
+            step=RedemptionStep.DEBIT,
+            next_attempt_at=now + self.policy.lease,
+            lease_until=now + self.policy.lease,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(redemption)
+        await session.flush()
+        return redemption, True
+
+    # -- the steps ----------------------------------------------------------------------
+
+    async def attempt(self, redemption: Redemption, step: str, *, in_doubt: bool) -> Transition:
+        if step == RedemptionStep.POST:
+            return Transition(RedemptionStep.DONE, RedemptionStatus.COMPLETED)
+        if step == RedemptionStep.UNPOST:
+            return Transition(RedemptionStep.DONE, RedemptionStatus.REVERSED)
+        async with self.db.transaction() as session:
+            paying = self.connector_for(await programs.get_program(session, redemption.paying_program))
+        if step == RedemptionStep.DEBIT:
+            return await (self._settle_debit(redemption, paying) if in_doubt else self._debit(redemption, paying))
+        if step == RedemptionStep.REVERSE_DEBIT:
+            await paying.reverse(redemption.reverse_debit_operation, redemption.debit_operation)
+            return Transition(RedemptionStep.UNPOST)
+        raise AssertionError(f"no attempt for step {step}")
+
+    async def _debit(self, redemption: Redemption, paying: PartnerConnector) -> Transition:
+        try:
+            await paying.debit(redemption.debit_operation, redemption.paying_ref, redemption.points)
+        except (PartnerRefusal, PartnerUnavailable) as error:
+            return Transition(RedemptionStep.DONE, RedemptionStatus.FAILED, *failure(error))
+        return Transition(RedemptionStep.POST)
+
+    async def _settle_debit(self, redemption: Redemption, paying: PartnerConnector) -> Transition:
+        settlement = await settle_or_void(paying, redemption.debit_operation, redemption.reverse_debit_operation)
+        if settlement is Settlement.APPLIED:
+            return Transition(RedemptionStep.POST)
+        if settlement is Settlement.VOIDED:
+            return Transition(
+                RedemptionStep.DONE, RedemptionStatus.FAILED, ErrorCode.PARTNER_UNAVAILABLE.value,
+                "the paying partner did not confirm the debit in time; it was voided",
+            )
+        return Transition(
+            RedemptionStep.DONE, RedemptionStatus.REVERSED, ErrorCode.PARTNER_UNAVAILABLE.value,
+            "the paying partner confirmed the debit too late; it was reversed",
+        )
+
+    async def on_transition(
+        self, session: AsyncSession, redemption: Redemption, step: str, transition: Transition
+    ) -> None:
+        if step == RedemptionStep.POST:
+            settings = (await programs.get_coalition(session)).settings
+            await self.ledger.post(
+                session,
+                redemption_transaction(
+                    chart=ChartOfAccounts(settings.settlement_currency),
+                    transaction_id=redemption.ledger_transaction_id,
+                    redemption_id=redemption.id,
+                    paying=redemption.paying_program,
+                    publisher=redemption.publisher,
+                    points=redemption.points,
+                    price_minor=redemption.price_minor,
+                    fee_minor=redemption.fee_minor,
+                    effective_at=redemption.created_at,
+                ),
+            )
+        if step == RedemptionStep.UNPOST:
+            await self.ledger.reverse(
+                session,
+                redemption.ledger_transaction_id,
+                transaction_id=redemption.reversal_transaction_id,
+                effective_at=self.clock.now(),
+                kind=REVERSAL_KIND,
+            )
+        if transition.status in _RELEASES_STOCK:
+            await session.exec(
+                update(Reward).where(col(Reward.id) == redemption.reward_id).values(stock=Reward.stock + 1)  # type: ignore[call-overload]
+            )
+            await limits.release(session, [limits.Usage(**usage) for usage in redemption.usages])
+
+
+async def _quote(session: AsyncSession, reward_id: str, pay_with: str) -> RedemptionQuote:
+    reward = await catalog.get_reward(session, reward_id)
+    paying = await programs.get_program(session, pay_with, field="payWith")
+    coalition = (await programs.get_coalition(session)).settings
+    currency = coalition.currency
+    price = redemption_price(
+        price=currency.from_minor(reward.price_minor),
+        point_value=paying.point_value,
+        fee_percent=coalition.fee_percent,
+        fee_fixed=coalition.fee_fixed,
+        currency=currency,
+    )
+    return RedemptionQuote(reward=reward, paying=paying, price=price)
+
+
+def _usages(reward: Reward, member_id: str) -> list[limits.Usage]:
+    if reward.per_member_limit is None:
+        return []
+    return [limits.Usage(f"member:{member_id}:reward:{reward.id}", "per_member_limit", reward.per_member_limit, 1)]
+
+
+async def _by_key(session: AsyncSession, member_id: str, key: str) -> Redemption | None:
+    return (
+        await session.exec(
+            select(Redemption).where(Redemption.member_id == member_id, Redemption.idempotency_key == key)
+        )
+    ).first()
+
+
+def _same_request(existing: Redemption, request: RedeemRequest) -> Redemption:
+    if (existing.reward_id, existing.paying_program) != (request.reward_id, request.pay_with):
+        raise IdempotencyConflict(
+            f"idempotency key {request.idempotency_key!r} was used for another redemption",
+            field="idempotencyKey",
+        )
+    return existing
+
+
+async def _locked_for(
+    session: AsyncSession, redemption_id: str, *, member_id: str | None = None, program_id: str | None = None
+) -> Redemption:
+    """The redemption, locked, if it is the member's (``member_id``) or of the partner's
+    reward (``program_id``); anyone else hears it does not exist."""
+    redemption = (
+        await session.exec(select(Redemption).where(Redemption.id == redemption_id).with_for_update())
+    ).first()
+    if redemption is None or (member_id is not None and redemption.member_id != member_id) or (
+        program_id is not None and redemption.publisher != program_id
+    ):
+        raise RedemptionNotFound(redemption_id)
+    return redemption
+
+
+async def member_redemptions(session: AsyncSession, member_id: str, *, first: int = 50) -> Sequence[Redemption]:
+    """The member's redemptions, newest first."""
+    return (
+        await session.exec(
+            select(Redemption)
+            .where(Redemption.member_id == member_id)
+            .order_by(col(Redemption.created_at).desc())
+            .limit(first)
+        )
+    ).all()
+
+
+async def reward_redemptions(session: AsyncSession, reward_id: str, *, first: int = 100) -> Sequence[Redemption]:
+    """Redemptions of one reward, newest first (for its publisher)."""
+    return (
+        await session.exec(
+            select(Redemption)
+            .where(Redemption.reward_id == reward_id)
+            .order_by(col(Redemption.created_at).desc())
+            .limit(first)
+        )
+    ).all()
+

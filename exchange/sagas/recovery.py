@@ -1,0 +1,45 @@
+"""The recovery worker: finishes every saga row left active by an unknown outcome or a crash.
+
+It runs inside ``exchange serve`` as periodic jobs (one per saga) and in ``exchange
+recover``. Several workers (one per gateway process) can run at once: each claims due rows
+with ``FOR UPDATE SKIP LOCKED`` and a lease, so none is driven twice at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any, Protocol
+
+logger = logging.getLogger("exchange.sagas.recovery")
+
+
+class Recoverable(Protocol):
+    label: str
+
+    async def claim_due(self, batch: int = 20, *, due_by: datetime | None = None) -> list[str]: ...
+
+    async def recover(self, row_id: str) -> Any: ...
+
+
+class RecoveryWorker:
+    def __init__(self, saga: Recoverable, *, batch: int = 20, concurrency: int = 8) -> None:
+        self.saga = saga
+        self.batch = batch
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def _recover(self, row_id: str) -> None:
+        async with self._slots:
+            try:
+                await self.saga.recover(row_id)
+            except Exception:  # one bad row must not stop the others
+                logger.exception("recovering %s %s failed", self.saga.label, row_id)
+
+    async def run_once(self, *, due_by: datetime | None = None) -> int:
+        """Drive every row due by ``due_by`` at most once; returns how many were driven."""
+        driven: set[str] = set()
+        while ids := [i for i in await self.saga.claim_due(self.batch, due_by=due_by) if i not in driven]:
+            driven.update(ids)
+            await asyncio.gather(*(self._recover(row_id) for row_id in ids))
+        return len(driven)

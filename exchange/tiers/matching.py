@@ -1,0 +1,280 @@
+"""Status matching as members ask for it: preview, request, and the challenge's progress.
+
+A preview and a request both read the member's tier **live** from the source partner (and
+the tier they hold now at the target), never from what the member says. A request then
+records the match under a row lock on the member's account at the target program — so two
+requests cannot both pass the one-match-a-year rule — and pushes the tier to the target
+partner through its saga (:mod:`exchange.tiers.saga`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.clock import Clock
+from exchange.connectors.connector import PartnerConnector
+from exchange.connectors.registry import ConnectorRegistry
+from exchange.db.database import Database
+from exchange.errors import BadUserInput
+from exchange.members.models import LinkedAccount
+from exchange.programs import service as programs
+from exchange.programs.models import Program
+from exchange.sagas.engine import SagaPolicy
+from exchange.settings import Settings
+from exchange.tiers.errors import (
+    MatchNotGranted,
+    MatchTooSoon,
+    NotLinked,
+    SameProgram,
+    StatusMatchNotFound,
+    TierNotVerified,
+    UnknownTierName,
+)
+from exchange.tiers.levels import rung_of, rungs
+from exchange.tiers.models import COUNTED, MatchStatus, MatchStep, StatusMatch
+from exchange.tiers.policy import (
+    Challenge,
+    Decision,
+    MatchPolicy,
+    Rung,
+    decide,
+    next_match_allowed,
+)
+from exchange.tiers.saga import MatchSaga
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """What a match from one program into another would give the member now, and why."""
+
+    from_program: str
+    to_program: str
+    source_ref: str
+    target_ref: str
+    source: Rung
+    current: Rung
+    decision: Decision
+    policy: MatchPolicy | None
+    expires_at: datetime | None
+    """When the match would end, if granted now."""
+    possible_at: datetime | None
+    """When the member may next be matched into the target, if not now."""
+
+    @property
+    def challenge(self) -> Challenge | None:
+        return self.policy.challenge if self.policy is not None else None
+
+
+@dataclass
+class StatusMatching:
+    db: Database
+    connector_for: Callable[[Program], PartnerConnector]
+    saga: MatchSaga
+    clock: Clock
+
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, *, db: Database, connectors: ConnectorRegistry, clock: Clock
+    ) -> StatusMatching:
+        """Status matching as the gateway runs it."""
+        saga = MatchSaga(
+            db=db, connector_for=connectors.for_program, clock=clock, policy=SagaPolicy(timezone=settings.timezone)
+        )
+        return cls(db=db, connector_for=connectors.for_program, saga=saga, clock=clock)
+
+    async def preview(self, member_id: str, from_program: str, to_program: str) -> Assessment:
+        """What :meth:`request` would grant now (the member's tiers read live)."""
+        return await self._assess(member_id, from_program, to_program)
+
+    async def request(
+        self, member_id: str, from_program: str, to_program: str, claimed_tier: str | None = None
+    ) -> StatusMatch:
+        """Verify, decide, record and push a match; the match as far as it got.
+
+        ``claimed_tier``, when given, is the tier the member says they hold at the source: a
+        lower tier reported by the source partner refuses the request (``TIER_NOT_VERIFIED``).
+        """
+        assessment = await self._assess(member_id, from_program, to_program, claimed_tier=claimed_tier)
+        if assessment.possible_at is not None:
+            raise MatchTooSoon(to_program, assessment.possible_at)
+        decision = assessment.decision
+        if not decision.granted:
+            raise MatchNotGranted(decision.reason, decision.outcome.value)
+        assert decision.tier is not None and decision.level is not None and assessment.policy is not None
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            await self._lock_account(session, member_id, to_program)
+            last = await _last_counted(session, member_id, to_program)
+            if last is not None and next_match_allowed(last) > now:
+                raise MatchTooSoon(to_program, next_match_allowed(last))
+            challenge = assessment.policy.challenge
+            match_id = str(uuid.uuid4())
+            match = StatusMatch(
+                id=match_id,
+                member_id=member_id,
+                from_program=from_program,
+                to_program=to_program,
+                source_ref=assessment.source_ref,
+                target_ref=assessment.target_ref,
+                source_tier=assessment.source.name,
+                source_level=assessment.source.level,
+                tier=decision.tier.name,
+                level=decision.level,
+                expires_at=now + assessment.policy.validity,
+                tier_operation=f"{match_id}:match",
+                challenge_points=challenge.points if challenge else None,
+                challenge_activities=challenge.activities if challenge else None,
+                extend_days=challenge.extend_days if challenge else None,
+                status=MatchStatus.PENDING,
+                step=MatchStep.PUSH,
+                next_attempt_at=now + self.saga.policy.lease,
+                lease_until=now + self.saga.policy.lease,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(match)
+        return await self.saga.drive(match, recovering=False)
+
+    async def record_activity(self, program_id: str, match_id: str, points: int, activities: int) -> StatusMatch:
+        """The target partner reports what a matched member earned or did towards the challenge.
+
+        Only while the match is ACTIVE and before it expires. The report that meets the
+        challenge starts the extension at once.
+        """
+        for name, value in (("points", points), ("activities", activities)):
+            if value < 0:
+                raise BadUserInput(f"{name} cannot be negative", field=name)
+        if points == activities == 0:
+            raise BadUserInput("report some points or activities", field="points")
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            match = (
+                await session.exec(select(StatusMatch).where(StatusMatch.id == match_id).with_for_update())
+            ).first()
+            if match is None or match.to_program != program_id:
+                raise StatusMatchNotFound(match_id)
+            if match.status != MatchStatus.ACTIVE or match.expires_at <= now:
+                raise BadUserInput(f"status match {match_id} is not active", field="matchId")
+            challenge = match.challenge
+            was_met = challenge is not None and challenge.met(match.points_earned, match.activities_done)
+            match.points_earned += points
+            match.activities_done += activities
+            start_extension = (
+                challenge is not None
+                and not was_met
+                and not match.extended
+                and challenge.met(match.points_earned, match.activities_done)
+            )
+            if start_extension:
+                match.status, match.step = MatchStatus.UPDATING, MatchStep.EXTEND
+                match.next_attempt_at = match.lease_until = now + self.saga.policy.lease
+            match.updated_at = now
+            session.add(match)
+        return await self.saga.drive(match, recovering=False) if start_extension else match
+
+    # -- assessing ----------------------------------------------------------------------
+
+    async def _assess(
+        self, member_id: str, from_program: str, to_program: str, *, claimed_tier: str | None = None
+    ) -> Assessment:
+        if from_program == to_program:
+            raise SameProgram()
+        async with self.db.transaction() as session:
+            source_program = await programs.get_program(session, from_program, field="fromProgram")
+            target_program = await programs.get_program(session, to_program, field="toProgram")
+            links = await _links(session, member_id, (from_program, to_program))
+            tiers = await programs.tiers_by_program(session, (from_program, to_program))
+            last = await _last_counted(session, member_id, to_program)
+        if from_program not in links:
+            raise NotLinked(from_program, "fromProgram")
+        if to_program not in links:
+            raise NotLinked(to_program, "toProgram")
+        claimed = None
+        if claimed_tier is not None:
+            if claimed_tier not in {tier.name for tier in tiers.get(from_program, [])}:
+                raise UnknownTierName(from_program, claimed_tier, "claimedTier")
+            claimed = rung_of(claimed_tier, tiers.get(from_program, []))
+        source_account, target_account = await asyncio.gather(
+            self.connector_for(source_program).account(links[from_program]),
+            self.connector_for(target_program).account(links[to_program]),
+        )
+        source = rung_of(source_account.tier, tiers.get(from_program, []))
+        current = rung_of(target_account.tier, tiers.get(to_program, []))
+        if claimed is not None and source.level < claimed.level:
+            raise TierNotVerified(from_program, claimed.name, source.name)
+        policy = MatchPolicy.from_stored(target_program.status_match)
+        decision = decide(
+            source_program=from_program,
+            source=source,
+            source_is_matched=source_account.tier_expires_at is not None,
+            target_program=to_program,
+            target_tiers=rungs(tiers.get(to_program, [])),
+            current=current,
+            policy=policy,
+        )
+        now = self.clock.now()
+        possible_at = next_match_allowed(last) if last is not None else None
+        return Assessment(
+            from_program=from_program,
+            to_program=to_program,
+            source_ref=links[from_program],
+            target_ref=links[to_program],
+            source=source,
+            current=current,
+            decision=decision,
+            policy=policy,
+            expires_at=now + policy.validity if decision.granted and policy is not None else None,
+            possible_at=possible_at if possible_at is not None and possible_at > now else None,
+        )
+
+    @staticmethod
+    async def _lock_account(session: AsyncSession, member_id: str, program_id: str) -> None:
+        await session.exec(
+            select(LinkedAccount)
+            .where(LinkedAccount.member_id == member_id, LinkedAccount.program_id == program_id)
+            .with_for_update()
+        )
+
+
+async def member_matches(session: AsyncSession, member_id: str, *, first: int = 50) -> Sequence[StatusMatch]:
+    """The member's status matches, newest first."""
+    return (
+        await session.exec(
+            select(StatusMatch)
+            .where(StatusMatch.member_id == member_id)
+            .order_by(col(StatusMatch.created_at).desc())
+            .limit(first)
+        )
+    ).all()
+
+
+async def _links(session: AsyncSession, member_id: str, program_ids: Sequence[str]) -> dict[str, str]:
+    rows = await session.exec(
+        select(LinkedAccount).where(
+            LinkedAccount.member_id == member_id, col(LinkedAccount.program_id).in_(list(program_ids))
+        )
+    )
+    return {row.program_id: row.member_ref for row in rows}
+
+
+async def _last_counted(session: AsyncSession, member_id: str, program_id: str) -> datetime | None:
+    """When the member's latest match into ``program_id`` that counts was made."""
+    return (
+        await session.exec(
+            select(StatusMatch.created_at)
+            .where(
+                StatusMatch.member_id == member_id,
+                StatusMatch.to_program == program_id,
+                col(StatusMatch.status).in_(list(COUNTED)),
+            )
+            .order_by(col(StatusMatch.created_at).desc())
+            .limit(1)
+        )
+    ).first()

@@ -1,0 +1,90 @@
+"""Pushing a status match to the target partner, extending it, reverting it: the match's saga.
+
+* **PUSH** — ``match_tier(<id>:match)`` gives the member the tier until ``expires_at``. A
+  refusal, or a partner that could not be reached, FAILS the match (it then does not count
+  against the member's one match a year). An unknown outcome is settled by the shared
+  in-doubt rule: applied → ACTIVE; never applied → voided → FAILED.
+* **EXTEND** — the challenge was met: ``match_tier(<id>:extend)`` with the expiry moved on by
+  the policy's ``extend_days``; the match is ACTIVE again. After a refusal it is ACTIVE with
+  its old expiry (and the refusal recorded).
+* **REVERT** — past its expiry: ``reverse(<id>:revert)`` of the operation that holds the
+  tier now; the match is EXPIRED.
+
+Every write is keyed by a fixed operation id, so sending one again after an unknown outcome
+applies it at most once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.clock import Clock
+from exchange.connectors.connector import PartnerConnector
+from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable
+from exchange.db.database import Database
+from exchange.errors import ErrorCode
+from exchange.programs import service as programs
+from exchange.programs.models import Program
+from exchange.sagas.doubt import Settlement, settle_or_void
+from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
+from exchange.tiers.models import MatchStatus, MatchStep, StatusMatch
+
+
+@dataclass
+class MatchSaga(Saga[StatusMatch]):
+    model = StatusMatch
+    active = (MatchStatus.PENDING, MatchStatus.UPDATING)
+    label = "status match"
+
+    db: Database
+    connector_for: Callable[[Program], PartnerConnector]
+    clock: Clock
+    policy: SagaPolicy
+
+    async def attempt(self, match: StatusMatch, step: str, *, in_doubt: bool) -> Transition:
+        async with self.db.transaction() as session:
+            target = self.connector_for(await programs.get_program(session, match.to_program))
+        if step == MatchStep.PUSH:
+            return await (self._settle_push(match, target) if in_doubt else self._push(match, target))
+        if step == MatchStep.EXTEND:
+            return await self._extend(match, target)
+        if step == MatchStep.REVERT:
+            await target.reverse(match.revert_operation, match.tier_operation)
+            return Transition(MatchStep.DONE, MatchStatus.EXPIRED)
+        raise AssertionError(f"no attempt for step {step}")
+
+    async def _push(self, match: StatusMatch, target: PartnerConnector) -> Transition:
+        try:
+            await target.match_tier(match.match_operation, match.target_ref, match.tier, match.expires_at)
+        except (PartnerRefusal, PartnerUnavailable) as error:
+            return Transition(MatchStep.DONE, MatchStatus.FAILED, *failure(error))
+        return Transition(MatchStep.DONE, MatchStatus.ACTIVE)
+
+    async def _settle_push(self, match: StatusMatch, target: PartnerConnector) -> Transition:
+        settlement = await settle_or_void(target, match.match_operation, match.void_operation)
+        if settlement is Settlement.APPLIED:
+            return Transition(MatchStep.DONE, MatchStatus.ACTIVE)
+        return Transition(
+            MatchStep.DONE, MatchStatus.FAILED, ErrorCode.PARTNER_UNAVAILABLE.value,
+            "the target partner did not confirm the tier in time; it was withdrawn",
+        )
+
+    async def _extend(self, match: StatusMatch, target: PartnerConnector) -> Transition:
+        assert match.extend_days is not None
+        until = match.expires_at + timedelta(days=match.extend_days)
+        try:
+            await target.match_tier(match.extend_operation, match.target_ref, match.tier, until)
+        except PartnerRefusal as error:
+            return Transition(MatchStep.DONE, MatchStatus.ACTIVE, *failure(error))
+        return Transition(MatchStep.DONE, MatchStatus.ACTIVE)
+
+    async def on_transition(self, session: AsyncSession, match: StatusMatch, step: str, transition: Transition) -> None:
+        if step == MatchStep.EXTEND and transition.failure_code is None:
+            assert match.extend_days is not None
+            match.expires_at += timedelta(days=match.extend_days)
+            match.tier_operation = match.extend_operation
+            match.extended = True

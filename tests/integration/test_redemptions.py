@@ -1,0 +1,261 @@
+"""The redemption saga: stock and limits, the clearing entries, faults, cancellation and
+undelivered rewards — on SQLite and PostgreSQL, with in-memory partners; and 50 parallel
+redemptions of a reward with stock 10 on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import text
+
+from exchange.db.database import Database
+from exchange.errors import IdempotencyConflict
+from exchange.federation.accounts import Federation
+from exchange.ledger.posting import Ledger
+from exchange.ledger.verify import verify_ledger
+from exchange.loading import load_directory
+from exchange.pricing.errors import LimitExceeded
+from exchange.programs.catalog import CatalogCache
+from exchange.programs.declarations import read_partners_directory
+from exchange.programs.models import Program
+from exchange.rewards import catalog
+from exchange.rewards.errors import (
+    NotCancellable,
+    OutOfStock,
+    RedemptionNotFound,
+    RewardUnavailable,
+    TierTooLow,
+)
+from exchange.rewards.jobs import RedemptionJob
+from exchange.rewards.models import (
+    CancelledBy,
+    Redemption,
+    RedemptionStatus,
+    Reward,
+    RewardKind,
+)
+from exchange.rewards.redemption import RedeemRequest, RedemptionSaga
+from exchange.sagas.engine import SagaPolicy
+from exchange.testing.clock import FrozenClock
+from tests.conftest import SAMPLE_PARTNERS
+from tests.factories import member_with_accounts
+from tests.fakes import FakePartner, Fault
+
+TAIPEI = ZoneInfo("Asia/Taipei")
+T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+PROGRAMS = ("wallet-pay", "happy-card", "fresh-mart", "harbor-bank", "tune-stream", "formosa-air")
+
+
+@dataclass
+class World:
+    db: Database
+    clock: FrozenClock
+    partners: dict[str, FakePartner]
+    saga: RedemptionSaga
+    alice: str
+
+    async def reward(self, stock: int = 10, **options: object) -> Reward:
+        draft = catalog.RewardDraft(title="Lounge pass", price=Decimal("150"), stock=stock, **options)  # type: ignore[arg-type]
+        async with self.db.transaction() as session:
+            return await catalog.publish(session, "formosa-air", draft, self.clock.now())
+
+    async def redeem(self, reward: Reward, key: str = "k1", member: str | None = None, pay_with: str = "happy-card") -> Redemption:
+        return await self.saga.redeem(
+            RedeemRequest(member_id=member or self.alice, reward_id=reward.id, pay_with=pay_with, idempotency_key=key)
+        )
+
+    async def stock(self, reward: Reward) -> int:
+        async with self.db.transaction() as session:
+            row = await session.get(Reward, reward.id)
+        assert row is not None
+        return row.stock
+
+    async def get(self, redemption_id: str) -> Redemption:
+        async with self.db.transaction() as session:
+            row = await session.get(Redemption, redemption_id)
+        assert row is not None
+        return row
+
+    async def balances(self) -> dict[str, int]:
+        async with self.db.transaction() as session:
+            report = await verify_ledger(session)
+            assert report.ok, report.problem
+            rows = await session.exec(text("SELECT code, balance FROM ledger_account"))  # type: ignore[call-overload]
+            return {code: balance for code, balance in rows if balance}
+
+    async def recover(self) -> int:
+        self.clock.advance(hours=1)
+        return await RedemptionJob(self.saga).run_once()
+
+
+async def make_world(db: Database, members: int = 0) -> World:
+    clock = FrozenClock(T0)
+    async with db.transaction() as session:
+        await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), T0)
+    balances = {"alice": 100_000, "bob": 500, **{f"m{n}": 10_000 for n in range(members)}}
+    partners = {program: FakePartner(program, dict(balances)) for program in PROGRAMS}
+
+    def connector_for(program: Program) -> FakePartner:
+        return partners[program.id]
+
+    saga = RedemptionSaga(
+        db=db,
+        connector_for=connector_for,  # type: ignore[arg-type]
+        member_level=Federation(
+            db, connector_for, CatalogCache(db, ttl=0), balance_ttl=0, tier_ttl=0  # type: ignore[arg-type]
+        ).coalition_level,
+        ledger=Ledger(timezone=TAIPEI, clock=clock),
+        clock=clock,
+        policy=SagaPolicy(timezone=TAIPEI),
+        delivery_window=timedelta(days=14),
+    )
+    alice = await member_with_accounts(db, {"happy-card": "alice", "fresh-mart": "alice"}, T0)
+    return World(db, clock, partners, saga, alice)
+
+
+@pytest.fixture
+async def world(db: Database) -> World:
+    return await make_world(db)
+
+
+async def test_a_redemption_debits_the_member_posts_the_clearing_and_takes_one_from_stock(world: World) -> None:
+    reward = await world.reward()
+    redemption = await world.redeem(reward)
+    # 150 TWD + 2 % fee = 153 TWD; happy-card points are worth 0.25 TWD: 612 points.
+    assert (redemption.status, redemption.points, redemption.price_minor, redemption.fee_minor) == (
+        RedemptionStatus.COMPLETED, 612, 15000, 300,
+    )
+    assert redemption.deliver_by == T0 + timedelta(days=14)
+    assert world.partners["happy-card"].balances["alice"] == 100_000 - 612
+    assert await world.stock(reward) == 9
+    assert await world.balances() == {
+        "member-points:happy-card": -612,
+        "points-redeemed:happy-card": 612,
+        "partner-clearing:happy-card": -15300,
+        "partner-clearing:formosa-air": 15000,
+        "exchange-fees": 300,
+    }
+    assert (await world.redeem(reward)).id == redemption.id, "the same key is the same redemption"
+    assert world.partners["happy-card"].balances["alice"] == 100_000 - 612
+    with pytest.raises(IdempotencyConflict):
+        await world.redeem(reward, pay_with="fresh-mart")
+
+
+async def test_the_per_member_limit_holds_and_out_of_stock_is_clear(world: World) -> None:
+    limited = await world.reward(stock=5, per_member_limit=2)
+    await world.redeem(limited, "a")
+    await world.redeem(limited, "b")
+    with pytest.raises(LimitExceeded) as refused:
+        await world.redeem(limited, "c")
+    assert refused.value.details == {"limit": "per_member_limit", "remaining": 0}
+    scarce = await world.reward(stock=1, id="scarce")
+    await world.redeem(scarce, "d")
+    with pytest.raises(OutOfStock):
+        await world.redeem(scarce, "e")
+    assert (await world.stock(limited), await world.stock(scarce)) == (3, 0)
+
+
+async def test_a_refused_debit_fails_and_gives_stock_and_limit_back(world: World) -> None:
+    bob = await member_with_accounts(world.db, {"happy-card": "bob"}, T0)
+    reward = await world.reward(stock=1, per_member_limit=1)
+    failed = await world.redeem(reward, member=bob)
+    assert (failed.status, failed.failure_code) == (RedemptionStatus.FAILED, "INSUFFICIENT_POINTS")
+    assert await world.stock(reward) == 1
+    assert (await world.redeem(reward, key="k2")).status == RedemptionStatus.COMPLETED
+    assert await world.balances() != {}
+
+
+@pytest.mark.parametrize(
+    ("fault", "final", "charged"),
+    [
+        (Fault.APPLY_THEN_LOSE_ANSWER, RedemptionStatus.COMPLETED, 612),
+        (Fault.LOSE_REQUEST, RedemptionStatus.FAILED, 0),
+    ],
+)
+async def test_a_debit_in_doubt_is_settled_by_recovery(
+    world: World, fault: Fault, final: RedemptionStatus, charged: int
+) -> None:
+    reward = await world.reward()
+    world.partners["happy-card"].fail_next("debit", fault)
+    pending = await world.redeem(reward)
+    assert pending.status == RedemptionStatus.PENDING and pending.in_doubt
+    assert await world.recover() == 1
+    assert (await world.get(pending.id)).status == final
+    assert world.partners["happy-card"].balances["alice"] == 100_000 - charged
+    assert (await world.balances()).get("member-points:happy-card", 0) == -charged
+    assert await world.stock(reward) == (9 if charged else 10)
+
+
+async def test_a_cancelled_redemption_is_reversed_in_points_ledger_and_stock(world: World) -> None:
+    reward = await world.reward(per_member_limit=1)
+    redemption = await world.redeem(reward)
+    other = await member_with_accounts(world.db, {"wallet-pay": "bob"}, T0)
+    with pytest.raises(RedemptionNotFound):
+        await world.saga.cancel(redemption.id, member_id=other)
+    with pytest.raises(RedemptionNotFound):
+        await world.saga.cancel(redemption.id, program_id="happy-card")
+    cancelled = await world.saga.cancel(redemption.id, member_id=world.alice)
+    assert (cancelled.status, cancelled.cancelled_by) == (RedemptionStatus.REVERSED, CancelledBy.MEMBER)
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert await world.stock(reward) == 10
+    assert await world.balances() == {}, "the reversal negates every leg"
+    with pytest.raises(NotCancellable):
+        await world.saga.cancel(redemption.id, member_id=world.alice)
+    again = await world.redeem(reward, key="k2")
+    assert again.status == RedemptionStatus.COMPLETED, "the member's count came back"
+    by_publisher = await world.saga.cancel(again.id, program_id="formosa-air")
+    assert by_publisher.cancelled_by == CancelledBy.PUBLISHER
+
+
+async def test_an_undelivered_reward_is_reversed_and_a_delivered_one_stays(world: World) -> None:
+    reward = await world.reward()
+    late = await world.redeem(reward, "late")
+    delivered = await world.saga.confirm_delivery((await world.redeem(reward, "on-time")).id, "formosa-air")
+    lottery = await world.redeem(await world.reward(kind=RewardKind.LOTTERY, id="draw"), "draw")
+    assert (delivered.status, lottery.status, lottery.deliver_by) == (
+        RedemptionStatus.DELIVERED, RedemptionStatus.COMPLETED, None,
+    )
+    world.clock.advance(days=15)
+    assert await RedemptionJob(world.saga).run_once() == 1
+    reversed_ = await world.get(late.id)
+    assert (reversed_.status, reversed_.cancelled_by) == (RedemptionStatus.REVERSED, CancelledBy.TIMEOUT)
+    assert (await world.get(delivered.id)).status == RedemptionStatus.DELIVERED
+    assert (await world.get(lottery.id)).status == RedemptionStatus.COMPLETED
+    assert world.partners["happy-card"].balances["alice"] == 100_000 - 2 * 612
+
+
+async def test_a_reward_refuses_members_below_its_level_and_outside_its_window(world: World) -> None:
+    with pytest.raises(TierTooLow) as refused:
+        await world.redeem(await world.reward(min_level=1))
+    assert refused.value.details == {"minLevel": 1, "level": 0}
+    later = await world.reward(id="later", available_from=T0 + timedelta(days=1))
+    with pytest.raises(RewardUnavailable):
+        await world.redeem(later, "k2")
+    assert world.partners["happy-card"].calls == [("account", "alice")], "the level read live; nothing debited"
+    assert world.partners["fresh-mart"].calls == [("account", "alice")]
+
+
+async def test_fifty_parallel_redemptions_of_ten_in_stock_make_exactly_ten(pg_db: Database) -> None:
+    world = await make_world(pg_db, members=50)
+    members = [await member_with_accounts(pg_db, {"happy-card": f"m{n}"}, T0) for n in range(50)]
+    reward = await world.reward(stock=10)
+    results = await asyncio.gather(
+        *(world.redeem(reward, key="k", member=member) for member in members), return_exceptions=True
+    )
+    completed = [result for result in results if isinstance(result, Redemption)]
+    refused = [result for result in results if not isinstance(result, Redemption)]
+    assert [redemption.status for redemption in completed] == [RedemptionStatus.COMPLETED] * 10
+    assert len(refused) == 40 and all(isinstance(error, OutOfStock) for error in refused)
+    assert {error.extensions()["code"] for error in refused if isinstance(error, OutOfStock)} == {"OUT_OF_STOCK"}
+    assert await world.stock(reward) == 0
+    async with pg_db.transaction() as session:
+        lines = (
+            await session.exec(text("SELECT count(*) FROM ledger_transaction WHERE kind = 'redemption'"))  # type: ignore[call-overload]
+        ).one()[0]
+    assert lines == 10
+    assert (await world.balances())["partner-clearing:formosa-air"] == 10 * 15000

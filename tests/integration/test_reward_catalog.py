@@ -1,0 +1,56 @@
+"""The rewards catalog: declared sample rewards load once, and publishing checks its input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from exchange.db.database import Database
+from exchange.errors import BadUserInput
+from exchange.loading import load_directory
+from exchange.programs.declarations import read_partners_directory
+from exchange.rewards import catalog
+from exchange.rewards.models import RewardKind
+from tests.conftest import SAMPLE_PARTNERS
+
+T0 = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+async def test_declared_rewards_are_published_once_and_then_left_to_their_partner(db: Database) -> None:
+    directory = read_partners_directory(SAMPLE_PARTNERS)
+    async with db.transaction() as session:
+        await load_directory(session, directory, T0)
+        draw = await catalog.get_reward(session, "formosa-air-upgrade-draw")
+        assert (draw.program_id, draw.kind, draw.price_minor, draw.min_level) == ("formosa-air", RewardKind.LOTTERY, 2000, 1)
+        draw.stock = 7  # redemptions took some
+        session.add(draw)
+    async with db.transaction() as session:
+        await load_directory(session, directory, T0 + timedelta(days=1))
+        assert (await catalog.get_reward(session, "formosa-air-upgrade-draw")).stock == 7
+        listed = await catalog.list_rewards(session, program_id="formosa-air", available_at=T0)
+    assert [reward.id for reward in listed] == ["formosa-air-lounge-pass", "formosa-air-upgrade-draw"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"price": Decimal("0.001")}, "input.price"),
+        ({"price": Decimal("0")}, "input.price"),
+        ({"stock": -1}, "input.stock"),
+        ({"per_member_limit": 0}, "input.perMemberLimit"),
+        ({"min_level": 5}, "input.minLevel"),
+        ({"title": " "}, "input.title"),
+        ({"available_from": T0, "available_until": T0}, "input.availableUntil"),
+        ({"id": "formosa-air-lounge-pass"}, "input.id"),
+    ],
+)
+async def test_publishing_refuses_bad_input_naming_the_field(db: Database, change: dict[str, object], field: str) -> None:
+    draft = catalog.RewardDraft(**{"title": "Pass", "price": Decimal("10"), "stock": 1, **change})  # type: ignore[arg-type]
+    async with db.transaction() as session:
+        await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), T0)
+    with pytest.raises(BadUserInput) as refused:
+        async with db.transaction() as session:
+            await catalog.publish(session, "fresh-mart", draft, T0)
+    assert refused.value.field == field

@@ -1,0 +1,202 @@
+"""Status matches against real sandbox partners: live verification, the push, the challenge,
+expiry and the target partner told, and pushes whose outcome was unknown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import pytest
+from sqlmodel import select
+
+from exchange.connectors.contract import MemberAccount
+from exchange.connectors.registry import ConnectorRegistry
+from exchange.db.database import Database
+from exchange.errors import NotFound
+from exchange.loading import load_directory
+from exchange.programs import service as programs
+from exchange.programs.declarations import PartnersDirectory
+from exchange.sagas.engine import SagaPolicy
+from exchange.sandbox.faults import FaultKind
+from exchange.settings import Settings
+from exchange.testing.clock import FrozenClock
+from exchange.testing.sandboxes import SandboxFleet
+from exchange.tiers.errors import MatchNotGranted, MatchTooSoon, TierNotVerified
+from exchange.tiers.expiry import MatchExpiry
+from exchange.tiers.matching import StatusMatching
+from exchange.tiers.models import MatchStatus, StatusMatch
+from exchange.tiers.policy import Outcome
+from exchange.tiers.saga import MatchSaga
+from tests.factories import member_with_accounts
+
+
+class SettableClock(Protocol):
+    """The ``sandbox_clock`` fixture: the partners' wall clock, moved by tests."""
+
+    def now(self) -> datetime: ...
+
+    def advance(self, delta: timedelta) -> None: ...
+
+
+@dataclass
+class World:
+    db: Database
+    clock: FrozenClock
+    sandbox_clock: SettableClock
+    sandboxes: SandboxFleet
+    registry: ConnectorRegistry
+    matching: StatusMatching
+    member: str
+
+    def advance(self, delta: timedelta) -> None:
+        """Move the exchange's and the partners' clocks together."""
+        self.clock.advance(seconds=delta.total_seconds())
+        self.sandbox_clock.advance(delta)
+
+    async def airline_account(self) -> MemberAccount:
+        async with self.db.transaction() as session:
+            program = await programs.get_program(session, "formosa-air")
+        return await self.registry.for_program(program).account("carol")
+
+    async def matches(self) -> list[StatusMatch]:
+        async with self.db.transaction() as session:
+            return list((await session.exec(select(StatusMatch))).all())
+
+
+async def make_world(
+    db: Database, sandboxes: SandboxFleet, sample_partners: PartnersDirectory, sandbox_clock: SettableClock
+) -> AsyncIterator[World]:
+    await sandboxes.start("harbor-bank", "formosa-air", "fresh-mart")
+    clock = FrozenClock(sandbox_clock.now())
+    settings = Settings(partner_retry_attempts=1)
+    async with db.transaction() as session:
+        await load_directory(session, sample_partners, clock.now())
+    # bob holds Platinum Card (level 2) at the bank; carol is Base at the airline.
+    member = await member_with_accounts(
+        db, {"harbor-bank": "bob", "formosa-air": "carol", "fresh-mart": "carol"}, clock.now()
+    )
+    registry = sandboxes.registry(settings)
+    saga = MatchSaga(db=db, connector_for=registry.for_program, clock=clock, policy=SagaPolicy(timezone=settings.timezone))
+    try:
+        yield World(db, clock, sandbox_clock, sandboxes, registry, StatusMatching(db, registry.for_program, saga, clock), member)
+    finally:
+        await registry.aclose()
+
+
+@pytest.fixture
+async def world(
+    pg_db: Database, sandboxes: SandboxFleet, sample_partners: PartnersDirectory, sandbox_clock: SettableClock
+) -> AsyncIterator[World]:
+    async for made in make_world(pg_db, sandboxes, sample_partners, sandbox_clock):
+        yield made
+
+
+@pytest.fixture
+async def any_db_world(
+    db: Database, sandboxes: SandboxFleet, sample_partners: PartnersDirectory, sandbox_clock: SettableClock
+) -> AsyncIterator[World]:
+    async for made in make_world(db, sandboxes, sample_partners, sandbox_clock):
+        yield made
+
+
+async def test_a_verified_tier_is_matched_held_by_the_partner_and_reverted_when_it_expires(any_db_world: World) -> None:
+    world = any_db_world
+    preview = await world.matching.preview(world.member, "harbor-bank", "formosa-air")
+    assert preview.decision.outcome is Outcome.GRANTED
+    assert (preview.source.name, preview.decision.tier and preview.decision.tier.name) == ("Platinum Card", "Gold")
+    assert preview.expires_at == world.clock.now() + timedelta(days=90)
+
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    assert (match.status, match.tier, match.level) == (MatchStatus.ACTIVE, "Gold", 2)
+    held = await world.airline_account()
+    assert (held.tier, held.tier_expires_at) == ("Gold", match.expires_at)
+
+    world.advance(timedelta(days=89))
+    assert await MatchExpiry(world.matching.saga).run_once() == 0
+    assert (await world.airline_account()).tier == "Gold", "the partner reports the match until it expires"
+
+    world.advance(timedelta(days=2))
+    assert await MatchExpiry(world.matching.saga).run_once() == 1
+    [expired] = await world.matches()
+    assert expired.status == MatchStatus.EXPIRED
+    assert (await world.airline_account()).tier == "Base"
+    log = {entry["operation_id"]: entry for entry in await world.sandboxes["formosa-air"].admin.operations()}
+    assert log[f"{match.id}:revert"]["reverses"] == f"{match.id}:match"
+    assert log[f"{match.id}:match"]["status"] == "reversed"
+
+
+async def test_live_verification_refuses_a_tier_above_what_the_source_partner_reports(world: World) -> None:
+    with pytest.raises(TierNotVerified) as refused:
+        await world.matching.request(world.member, "harbor-bank", "formosa-air", claimed_tier="Infinite")
+    assert refused.value.details["verifiedTier"] == "Platinum Card"
+    assert await world.matches() == []
+    assert await world.sandboxes["formosa-air"].admin.operations() == []
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air", claimed_tier="Classic")
+    assert match.status == MatchStatus.ACTIVE, "a claim at or below the verified tier is fine"
+
+
+async def test_one_match_per_target_program_per_twelve_months(world: World) -> None:
+    first = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    world.advance(timedelta(days=100))
+    await MatchExpiry(world.matching.saga).run_once()
+    with pytest.raises(MatchTooSoon) as refused:
+        await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    assert refused.value.details["possibleAt"] == first.created_at.replace(year=first.created_at.year + 1).isoformat()
+    preview = await world.matching.preview(world.member, "harbor-bank", "formosa-air")
+    assert preview.possible_at == first.created_at.replace(year=first.created_at.year + 1)
+
+
+async def test_a_program_that_grants_no_matches_refuses_with_the_reason(world: World) -> None:
+    with pytest.raises(MatchNotGranted) as refused:
+        await world.matching.request(world.member, "harbor-bank", "fresh-mart")
+    assert refused.value.details["reason"] == "NOT_GRANTED"
+    assert refused.value.message == "fresh-mart grants no status matches"
+
+
+async def test_a_push_whose_answer_was_lost_is_settled_by_recovery(world: World) -> None:
+    await world.sandboxes["formosa-air"].admin.set_faults(script=[FaultKind.APPLY_THEN_DROP])
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    assert match.status == MatchStatus.PENDING and match.in_doubt
+    world.advance(timedelta(minutes=5))
+    assert await MatchExpiry(world.matching.saga).run_once() == 1
+    [settled] = await world.matches()
+    assert settled.status == MatchStatus.ACTIVE
+    assert (await world.airline_account()).tier == "Gold"
+
+
+async def test_a_push_that_never_applied_is_voided_and_does_not_count(world: World) -> None:
+    await world.sandboxes["formosa-air"].admin.set_faults(script=[FaultKind.ERROR])
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    assert match.status == MatchStatus.PENDING
+    world.advance(timedelta(minutes=5))
+    await MatchExpiry(world.matching.saga).run_once()
+    [failed] = await world.matches()
+    assert failed.status == MatchStatus.FAILED
+    log = {entry["operation_id"]: entry for entry in await world.sandboxes["formosa-air"].admin.operations()}
+    assert log[f"{match.id}:match"]["status"] == "voided"
+    assert (await world.airline_account()).tier == "Base"
+    again = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    assert again.status == MatchStatus.ACTIVE
+
+
+async def test_meeting_the_challenge_keeps_the_tier_longer(world: World) -> None:
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    with pytest.raises(NotFound):
+        await world.matching.record_activity("fresh-mart", match.id, 5000, 0)
+    partly = await world.matching.record_activity("formosa-air", match.id, 3000, 0)
+    assert (partly.status, partly.extended, partly.points_earned) == (MatchStatus.ACTIVE, False, 3000)
+    met = await world.matching.record_activity("formosa-air", match.id, 2000, 0)
+    assert (met.status, met.extended) == (MatchStatus.ACTIVE, True)
+    assert met.expires_at == match.expires_at + timedelta(days=365)
+    assert (await world.airline_account()).tier_expires_at == met.expires_at
+
+    world.advance(timedelta(days=120))
+    assert await MatchExpiry(world.matching.saga).run_once() == 0
+    assert (await world.airline_account()).tier == "Gold"
+    world.advance(timedelta(days=340))
+    await MatchExpiry(world.matching.saga).run_once()
+    assert (await world.airline_account()).tier == "Base"
+    log = {entry["operation_id"]: entry for entry in await world.sandboxes["formosa-air"].admin.operations()}
+    assert log[f"{match.id}:revert"]["reverses"] == f"{match.id}:extend"
