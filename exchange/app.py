@@ -66,7 +66,7 @@ def create_app(
     )
     services = Services(
         settings=settings, db=db, clock=clock, connectors=connectors, saga=saga, federation=federation,
-        matching=matching, redemptions=redemptions,
+        catalog=catalog, matching=matching, redemptions=redemptions,
     )
     jobs = BackgroundJobs(
         [

@@ -18,7 +18,7 @@ from exchange.conversions.saga import ConversionSaga
 from exchange.db.database import Database
 from exchange.errors import Unauthenticated
 from exchange.federation.accounts import Federation
-from exchange.money import Currency
+from exchange.programs.catalog import CatalogCache
 from exchange.pricing import rates
 from exchange.pricing.models import RateVersion
 from exchange.programs import service as programs
@@ -38,6 +38,7 @@ class Services:
     connectors: ConnectorRegistry
     saga: ConversionSaga
     federation: Federation
+    catalog: CatalogCache
     matching: StatusMatching
     redemptions: RedemptionSaga
 
@@ -78,15 +79,6 @@ def _rate_versions_loader(db: Database) -> DataLoader[int, RateVersion]:
     return DataLoader(load_fn=load)
 
 
-def _currency_loader(db: Database) -> DataLoader[None, Currency]:
-    async def load(keys: list[None]) -> list[Currency]:
-        async with db.transaction() as session:
-            currency = (await programs.get_coalition(session)).settings.currency
-        return [currency for _ in keys]
-
-    return DataLoader(load_fn=load)
-
-
 @dataclass
 class Loaders:
     """Per-request DataLoaders, so a list of parents costs one query per child kind."""
@@ -95,8 +87,6 @@ class Loaders:
     programs: DataLoader[str, Program]
     assertion_keys: DataLoader[str, list[PartnerAssertionKey]]
     rate_versions: DataLoader[int, RateVersion]
-    currency: DataLoader[None, Currency]
-    """The settlement currency (one key: ``None``)."""
 
     @classmethod
     def for_request(cls, db: Database) -> Loaders:
@@ -105,7 +95,6 @@ class Loaders:
             programs=_programs_loader(db),
             assertion_keys=_assertion_keys_loader(db),
             rate_versions=_rate_versions_loader(db),
-            currency=_currency_loader(db),
         )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -41,6 +42,12 @@ class ExchangeSchema(strawberry.Schema):
 
 
 def build_schema(settings: Settings) -> ExchangeSchema:
+    # The limits' validation rules are made once: validation results are cached per
+    # (document, rules), so rules made anew for each request would never hit the cache.
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
+    ]
     return ExchangeSchema(
         query=Query,
         mutation=Mutation,
@@ -48,9 +55,8 @@ def build_schema(settings: Settings) -> ExchangeSchema:
             # Clients send the same few documents over and over: parse and validate each once.
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
-            lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+            lambda: AddValidationRules(limit_rules),
             lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
-            lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
             TokenRequired,
         ],
     )

@@ -252,8 +252,7 @@ class ConversionSaga(Saga[Conversion]):
             await limits.release(session, [limits.Usage(**usage) for usage in conversion.usages])
 
     async def _post(self, session: AsyncSession, conversion: Conversion) -> None:
-        settings = (await programs.get_coalition(session)).settings
-        chart = ChartOfAccounts(settings.settlement_currency)
+        chart = ChartOfAccounts(conversion.currency)
         await self.ledger.post(
             session,
             conversion_transaction(

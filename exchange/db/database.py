@@ -34,8 +34,11 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _enable_sqlite_rules)
         return engine
+    # No pre-ping: it costs a round trip on every checkout, and a unit of work is a handful of
+    # statements. A connection the server dropped fails one unit of work, which invalidates
+    # the pool; recycling keeps connections from outliving server-side idle limits.
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300
     )
 
 

@@ -1,6 +1,6 @@
 """The program catalog, cached in each process for a few seconds.
 
-Programs, their connector settings and tier levels change only when an operator runs
+Programs, their connector settings and tier levels, and the settlement currency change only when an operator runs
 ``exchange partners load``; hot paths (every federated view, every saga step) read them
 from here instead of the database. A change reaches every process within ``ttl`` seconds.
 """
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exchange.db.database import Database
+from exchange.money import Currency
 from exchange.programs import service as programs
 from exchange.programs.models import Program
 
@@ -22,6 +23,8 @@ class Catalog:
     programs: dict[str, Program]
     tier_levels: dict[str, dict[str, int]]
     """Each program's tiers, by name, with their coalition levels."""
+    currency: Currency
+    """The settlement currency."""
 
     def program(self, program_id: str) -> Program:
         program = self.programs.get(program_id)
@@ -47,7 +50,9 @@ class CatalogCache:
                 async with self.db.transaction() as session:
                     rows = await programs.list_programs(session)
                     tiers = await programs.tiers_by_program(session, [row.id for row in rows])
+                    coalition = await programs.get_coalition(session)
                 self._catalog = Catalog(
+                    currency=coalition.settings.currency,
                     programs={row.id: row for row in rows},
                     tier_levels={
                         program_id: {tier.name: tier.level for tier in program_tiers}

@@ -76,16 +76,17 @@ async def test_a_second_posting_of_an_id_waits_for_the_first_and_replays_it(pg_d
 
     task_a, task_b = asyncio.create_task(posting_a()), asyncio.create_task(posting_b())
     await a_posted.wait()
-    async with pg_db.transaction() as session:
-        for _ in range(500):
+    for _ in range(1000):
+        # One transaction a look: pg_stat_activity is a snapshot kept for the transaction.
+        async with pg_db.transaction() as session:
             waiting = (
                 await session.exec(
                     text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
                 )
             ).scalar_one()
-            if waiting:
-                break
-            await asyncio.sleep(0.01)
+        if waiting:
+            break
+        await asyncio.sleep(0.01)
     assert waiting == 1, "B should be queued behind A's lock on the chain head"
     assert not task_b.done()
     commit_a.set()

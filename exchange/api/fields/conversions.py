@@ -30,7 +30,7 @@ class ConversionQueries:
             row = await queries.get_conversion(
                 session, str(id), member_id=caller.member_id if caller.role is Role.MEMBER else None
             )
-        return Conversion.from_row(row, await info.context.loaders.currency.load(None))
+        return Conversion.from_row(row, (await info.context.services.catalog.get()).currency)
 
     @strawberry.field(
         description="Your conversions, newest first: `first` of them after the cursor `after`.",
@@ -42,7 +42,7 @@ class ConversionQueries:
         member_id = str(info.context.caller().member_id)
         async with info.context.services.db.transaction() as session:
             rows, cursor = await queries.member_conversions(session, member_id, first=first, after=after)
-        currency = await info.context.loaders.currency.load(None)
+        currency = (await info.context.services.catalog.get()).currency
         return ConversionPage(items=[Conversion.from_row(row, currency) for row in rows], next_cursor=cursor)
 
 
@@ -78,4 +78,4 @@ class ConversionMutations:
                 target_ref=target_ref,
             )
         )
-        return Conversion.from_row(row, await info.context.loaders.currency.load(None))
+        return Conversion.from_row(row, (await info.context.services.catalog.get()).currency)

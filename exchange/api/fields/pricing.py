@@ -150,7 +150,7 @@ class PricingMutations:
                 policy=quotes.QuotePolicy(ttl=services.settings.quote_ttl, timezone=services.settings.timezone),
                 now=services.clock.now(),
             )
-        return Quote.from_row(quote, await info.context.loaders.currency.load(None))
+        return Quote.from_row(quote, (await info.context.services.catalog.get()).currency)
 
     @strawberry.mutation(
         description="Set the rate of conversions into your program from another; it takes effect "
