@@ -22,12 +22,17 @@ def one_of(column: ColumnElement[str], values: Sequence[str], session: AsyncSess
     return column.in_(values)
 
 
+#: Below this many rows a plain (pipelined) executemany beats setting up a COPY.
+COPY_FROM_ROWS = 64
+
+
 async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Insert ``rows`` (tuples in ``columns`` order) in the session's transaction."""
+    """Insert ``rows`` (tuples in ``columns`` order) in the session's transaction: by COPY on
+    PostgreSQL when there are many, else by executemany."""
     if not rows:
         return
     connection = await session.connection()
-    if connection.dialect.name != "postgresql":
+    if connection.dialect.name != "postgresql" or len(rows) < COPY_FROM_ROWS:
         await session.exec(insert(table), params=[dict(zip(columns, row, strict=True)) for row in rows])
         return
     raw = await connection.get_raw_connection()
