@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -134,3 +135,17 @@ async def test_a_partner_restart_mid_conversion_is_recovered(exchange: Exchange)
     await exchange.recover()
     assert await exchange.status(conversion.id) == ConversionStatus.COMPLETED
     assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 2450
+
+
+async def test_the_same_points_cannot_be_spent_twice_in_parallel(exchange: Exchange) -> None:
+    await exchange.sandboxes["happy-card"].admin.add_member("erin", balance=1000, verification="5555")
+    await exchange.sandboxes["fresh-mart"].admin.add_member("erin", balance=0, verification="5555")
+    await exchange.sandboxes["wallet-pay"].admin.add_member("erin", balance=0, verification="5555")
+    first, second = await asyncio.gather(
+        exchange.convert(1000, "happy-card", "fresh-mart", "k1", member="erin"),
+        exchange.convert(1000, "happy-card", "wallet-pay", "k2", member="erin"),
+    )
+    assert sorted([first.status, second.status]) == [ConversionStatus.COMPLETED, ConversionStatus.FAILED]
+    failed = first if first.status == ConversionStatus.FAILED else second
+    assert failed.failure_code == "INSUFFICIENT_POINTS"
+    assert await exchange.sandboxes["happy-card"].admin.balance("erin") == 0
