@@ -49,7 +49,7 @@ from exchange.pricing import limits, quotes, rates
 from exchange.programs import service as programs
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
-from exchange.sagas.doubt import Settlement, settle_or_void
+from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
 from exchange.sagas.idempotency import record_once
 from exchange.settings import Settings
@@ -190,8 +190,12 @@ class ConversionSaga(Saga[Conversion]):
         catalog = await self.catalog.get()
         source, target = catalog.program(conversion.from_program), catalog.program(conversion.to_program)
         if step == SagaStep.DEBIT:
-            connector = self.connector_for(source)
-            return await (self._settle_debit(conversion, connector) if in_doubt else self._debit(conversion, connector))
+            debit = MemberDebit(
+                self.connector_for(source), conversion.debit_operation, conversion.reverse_debit_operation,
+                conversion.source_ref, conversion.points_in, then=SagaStep.CREDIT, done=SagaStep.DONE,
+                failed=ConversionStatus.FAILED, reversed=ConversionStatus.REVERSED, partner="source",
+            )
+            return await debit.attempt(in_doubt=in_doubt)
         if step == SagaStep.CREDIT:
             connector = self.connector_for(target)
             return await (self._settle_credit(conversion, connector) if in_doubt else self._credit(conversion, connector))
@@ -199,27 +203,6 @@ class ConversionSaga(Saga[Conversion]):
             await self.connector_for(source).reverse(conversion.reverse_debit_operation, conversion.debit_operation)
             return Transition(SagaStep.DONE, ConversionStatus.REVERSED)
         raise AssertionError(f"no attempt for step {step}")
-
-    async def _debit(self, conversion: Conversion, source: PartnerConnector) -> Transition:
-        try:
-            await source.debit(conversion.debit_operation, conversion.source_ref, conversion.points_in)
-        except (PartnerRefusal, PartnerUnavailable) as error:
-            return Transition(SagaStep.DONE, ConversionStatus.FAILED, *failure(error))
-        return Transition(SagaStep.CREDIT)
-
-    async def _settle_debit(self, conversion: Conversion, source: PartnerConnector) -> Transition:
-        settlement = await settle_or_void(source, conversion.debit_operation, conversion.reverse_debit_operation)
-        if settlement is Settlement.APPLIED:
-            return Transition(SagaStep.CREDIT)
-        if settlement is Settlement.VOIDED:
-            return Transition(
-                SagaStep.DONE, ConversionStatus.FAILED, ErrorCode.PARTNER_UNAVAILABLE.value,
-                "the source partner did not confirm the debit in time; it was voided",
-            )
-        return Transition(
-            SagaStep.DONE, ConversionStatus.REVERSED, ErrorCode.PARTNER_UNAVAILABLE.value,
-            "the source partner confirmed the debit too late; it was reversed",
-        )
 
     async def _credit(self, conversion: Conversion, target: PartnerConnector) -> Transition:
         try:

@@ -29,10 +29,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
 from exchange.connectors.connector import PartnerConnector
-from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.db.database import Database
-from exchange.errors import ErrorCode, ExchangeError, IdempotencyConflict
+from exchange.errors import ExchangeError, IdempotencyConflict
 from exchange.federation.accounts import Federation
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
@@ -59,8 +58,8 @@ from exchange.rewards.models import (
     RewardKind,
 )
 from exchange.rewards.pricing import RedemptionPrice, redemption_price
-from exchange.sagas.doubt import Settlement, settle_or_void
-from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
+from exchange.sagas.doubt import MemberDebit
+from exchange.sagas.engine import Saga, SagaPolicy, Transition
 from exchange.sagas.idempotency import record_once
 from exchange.settings import Settings
 from exchange.tiers.errors import NotLinked
@@ -262,32 +261,16 @@ class RedemptionSaga(Saga[Redemption]):
         async with self.db.transaction() as session:
             paying = self.connector_for(await programs.get_program(session, redemption.paying_program))
         if step == RedemptionStep.DEBIT:
-            return await (self._settle_debit(redemption, paying) if in_doubt else self._debit(redemption, paying))
+            debit = MemberDebit(
+                paying, redemption.debit_operation, redemption.reverse_debit_operation, redemption.paying_ref,
+                redemption.points, then=RedemptionStep.POST, done=RedemptionStep.DONE,
+                failed=RedemptionStatus.FAILED, reversed=RedemptionStatus.REVERSED, partner="paying",
+            )
+            return await debit.attempt(in_doubt=in_doubt)
         if step == RedemptionStep.REVERSE_DEBIT:
             await paying.reverse(redemption.reverse_debit_operation, redemption.debit_operation)
             return Transition(RedemptionStep.UNPOST)
         raise AssertionError(f"no attempt for step {step}")
-
-    async def _debit(self, redemption: Redemption, paying: PartnerConnector) -> Transition:
-        try:
-            await paying.debit(redemption.debit_operation, redemption.paying_ref, redemption.points)
-        except (PartnerRefusal, PartnerUnavailable) as error:
-            return Transition(RedemptionStep.DONE, RedemptionStatus.FAILED, *failure(error))
-        return Transition(RedemptionStep.POST)
-
-    async def _settle_debit(self, redemption: Redemption, paying: PartnerConnector) -> Transition:
-        settlement = await settle_or_void(paying, redemption.debit_operation, redemption.reverse_debit_operation)
-        if settlement is Settlement.APPLIED:
-            return Transition(RedemptionStep.POST)
-        if settlement is Settlement.VOIDED:
-            return Transition(
-                RedemptionStep.DONE, RedemptionStatus.FAILED, ErrorCode.PARTNER_UNAVAILABLE.value,
-                "the paying partner did not confirm the debit in time; it was voided",
-            )
-        return Transition(
-            RedemptionStep.DONE, RedemptionStatus.REVERSED, ErrorCode.PARTNER_UNAVAILABLE.value,
-            "the paying partner confirmed the debit too late; it was reversed",
-        )
 
     async def on_transition(
         self, session: AsyncSession, redemption: Redemption, step: str, transition: Transition

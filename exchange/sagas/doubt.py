@@ -8,10 +8,14 @@ it for good if it arrives later). Either way the write's effect is then known fo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
 from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.contract import OperationState
+from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable
+from exchange.errors import ErrorCode
+from exchange.sagas.engine import Transition, failure
 
 
 class Settlement(Enum):
@@ -37,3 +41,48 @@ async def settle_or_void(connector: PartnerConnector, operation_id: str, void_id
     if target is not None and target.status is OperationState.VOIDED:
         return Settlement.VOIDED
     return Settlement.UNDONE
+
+
+@dataclass(frozen=True, slots=True)
+class MemberDebit:
+    """Taking a member's points at a partner, as a saga step: the first try, or settling a doubt.
+
+    ``then`` is the step after a debit that applied; ``done`` the final step, with
+    ``failed`` (nothing moved) or ``reversed`` (it applied late and was undone) as the status.
+    """
+
+    connector: PartnerConnector
+    operation_id: str
+    void_id: str
+    member_ref: str
+    points: int
+    then: str
+    done: str
+    failed: str
+    reversed: str
+    partner: str
+    """Who the partner is to the member, for messages: ``"source"``, ``"paying"``."""
+
+    async def attempt(self, *, in_doubt: bool) -> Transition:
+        return await (self._settle() if in_doubt else self._first_try())
+
+    async def _first_try(self) -> Transition:
+        try:
+            await self.connector.debit(self.operation_id, self.member_ref, self.points)
+        except (PartnerRefusal, PartnerUnavailable) as error:
+            return Transition(self.done, self.failed, *failure(error))
+        return Transition(self.then)
+
+    async def _settle(self) -> Transition:
+        settlement = await settle_or_void(self.connector, self.operation_id, self.void_id)
+        if settlement is Settlement.APPLIED:
+            return Transition(self.then)
+        if settlement is Settlement.VOIDED:
+            return Transition(
+                self.done, self.failed, ErrorCode.PARTNER_UNAVAILABLE.value,
+                f"the {self.partner} partner did not confirm the debit in time; it was voided",
+            )
+        return Transition(
+            self.done, self.reversed, ErrorCode.PARTNER_UNAVAILABLE.value,
+            f"the {self.partner} partner confirmed the debit too late; it was reversed",
+        )
