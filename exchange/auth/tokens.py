@@ -8,6 +8,7 @@ and one indexed lookup of its ``jti`` among revoked tokens. Claims beyond RFC 90
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -114,6 +115,10 @@ _CLAIM_PROBLEMS = {
 class TokenVerifier:
     """Checks a bearer token: signature by a published key, RFC 9068 claims, revocation."""
 
+    #: Tokens whose signature and claims were checked, kept so a client's next requests with
+    #: the same token skip the signature check; expiry and revocation are checked every time.
+    VERIFIED_CACHE_SIZE = 10_000
+
     def __init__(
         self, keys: SigningKeys, db: Database, *, issuer: str, audience: str, clock: Clock
     ) -> None:
@@ -122,12 +127,37 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._clock = clock
+        self._verified: OrderedDict[str, tuple[VerifiedToken, int]] = OrderedDict()
 
     async def verify(self, token: str, session: AsyncSession | None = None) -> VerifiedToken:
         """The token's claims and principal, or :class:`InvalidAccessToken` saying why not.
 
         Database reads go through ``session`` when the caller is inside a unit of work.
         """
+        cached = self._verified.get(token)
+        if cached is not None:
+            verified, expires = cached
+            if self._clock.now().timestamp() > expires + LEEWAY_SECONDS:
+                del self._verified[token]
+                raise InvalidAccessToken("the token has expired")
+            self._verified.move_to_end(token)
+        else:
+            verified = await self._verify_signed(token, session)
+            self._verified[token] = (verified, int(verified.claims["exp"]))
+            while len(self._verified) > self.VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        if await self._revoked(verified.principal.token_id, session):
+            raise InvalidAccessToken("the token has been revoked")
+        return verified
+
+    async def _revoked(self, token_id: str, session: AsyncSession | None) -> bool:
+        if session is not None:
+            return await revocation.is_revoked(session, token_id)
+        async with self._db.transaction() as own:
+            return await revocation.is_revoked(own, token_id)
+
+    async def _verify_signed(self, token: str, session: AsyncSession | None) -> VerifiedToken:
+        """Signature by a published key, header and RFC 9068 claims (not revocation)."""
         header = _unverified_header(token)
         if str(header.get("alg")).lower() == "none":
             raise InvalidAccessToken("unsigned tokens (alg none) are refused")
@@ -146,15 +176,7 @@ class TokenVerifier:
         except (JoseError, ValueError):
             raise InvalidAccessToken("the token is malformed") from None
         self._check_claims(decoded)
-        principal = principal_from_claims(decoded.claims)
-        if session is None:
-            async with self._db.transaction() as own:
-                revoked = await revocation.is_revoked(own, principal.token_id)
-        else:
-            revoked = await revocation.is_revoked(session, principal.token_id)
-        if revoked:
-            raise InvalidAccessToken("the token has been revoked")
-        return VerifiedToken(claims=decoded.claims, principal=principal)
+        return VerifiedToken(claims=decoded.claims, principal=principal_from_claims(decoded.claims))
 
     def _check_claims(self, decoded: jwt.Token) -> None:
         claims = JWTAccessTokenClaims(

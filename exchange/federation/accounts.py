@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -77,11 +77,17 @@ class Federation:
         self.catalog = catalog
         self.cache = SnapshotCache(balance_ttl=balance_ttl, tier_ttl=tier_ttl, timer=timer)
 
-    async def accounts(self, member_id: str, *, for_tiers: bool = False) -> list[AccountView]:
-        """Every linked account of the member, each fetched live (or from a fresh cache)."""
+    async def accounts(
+        self, member_id: str, *, links: Sequence[LinkedAccount] | None = None, for_tiers: bool = False
+    ) -> list[AccountView]:
+        """Every linked account of the member (``links``, when the caller has them already),
+        each fetched live (or from a fresh cache)."""
         catalog = await self.catalog.get()
         async with self.db.transaction() as session:
-            links, marker = await _links_and_marker(session, member_id)
+            if links is None:
+                links, marker = await _links_and_marker(session, member_id)
+            else:
+                marker = (await session.exec(select(_activity_marker(member_id)))).one()
         return list(
             await asyncio.gather(
                 *(

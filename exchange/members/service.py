@@ -109,6 +109,21 @@ async def resolve_member_from_partner(
     return await get_member(session, member_id)
 
 
+async def member_with_accounts(session: AsyncSession, member_id: str) -> tuple[Member, list[LinkedAccount]]:
+    """A member and their linked accounts (by program id), in one query."""
+    rows = (
+        await session.exec(
+            select(Member, LinkedAccount)
+            .outerjoin(LinkedAccount, col(LinkedAccount.member_id) == col(Member.id))
+            .where(Member.id == member_id)
+            .order_by(col(LinkedAccount.program_id))
+        )
+    ).all()
+    if not rows:
+        raise MemberNotFound(member_id)
+    return rows[0][0], [account for _, account in rows if account is not None]
+
+
 async def get_member(session: AsyncSession, member_id: str) -> Member:
     member = await session.get(Member, member_id)
     if member is None:

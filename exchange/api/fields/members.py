@@ -21,8 +21,7 @@ class MemberQueries:
     async def me(self, info: Info[Context, None]) -> Member | None:
         member_id = str(info.context.caller().member_id)
         async with info.context.services.db.transaction() as session:
-            row = await members.get_member(session, member_id)
-            accounts = (await members.linked_accounts(session, [member_id])).get(member_id, [])
+            row, accounts = await members.member_with_accounts(session, member_id)
         return Member.from_rows(row, accounts)
 
     @strawberry.field(

@@ -85,6 +85,7 @@ class Member:
     id: strawberry.ID = strawberry.field(description="The exchange's member id (a member token's `sub`).")
     created_at: datetime = strawberry.field(description="When the exchange first met the member.")
     links: strawberry.Private[Sequence[LinkedAccount]]
+    link_rows: strawberry.Private[Sequence[LinkedAccountRow]]
     program_ids: strawberry.Private[frozenset[str]]
 
     @strawberry.field(
@@ -104,7 +105,8 @@ class Member:
     ) -> list[Annotated[Account, strawberry.lazy("exchange.api.types.accounts")]] | None:
         from exchange.api.types.accounts import Account
 
-        return [Account.from_view(view) for view in await info.context.services.federation.accounts(str(self.id))]
+        views = await info.context.services.federation.accounts(str(self.id), links=self.link_rows)
+        return [Account.from_view(view) for view in views]
 
     @strawberry.field(
         description="The member's coalition level: the highest among their accounts' current tiers.",
@@ -119,5 +121,6 @@ class Member:
             id=strawberry.ID(row.id),
             created_at=row.created_at,
             links=[LinkedAccount.from_row(account) for account in accounts],
+            link_rows=accounts,
             program_ids=frozenset(account.program_id for account in accounts),
         )
