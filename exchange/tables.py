@@ -22,9 +22,17 @@ from exchange.ledger.models import (
 )
 from exchange.members.models import LinkedAccount, Member
 from exchange.pricing.models import LimitUsage, Promotion, Quote, RateVersion
+from exchange.settlement.models import (
+    BreakResolution,
+    Reconciliation,
+    ReconciliationBreak,
+    SettlementObligation,
+    SettlementPosition,
+)
 from exchange.programs.models import CoalitionLevel, CoalitionSettings, Program, ProgramTier
 
 __all__ = [
+    "BreakResolution",
     "ClientAuthFailure",
     "CoalitionLevel",
     "CoalitionSettings",
@@ -43,8 +51,12 @@ __all__ = [
     "Promotion",
     "Quote",
     "RateVersion",
+    "Reconciliation",
+    "ReconciliationBreak",
     "RevokedToken",
+    "SettlementObligation",
     "SettlementPeriod",
+    "SettlementPosition",
     "SigningKey",
     "UsedAssertion",
 ]

@@ -112,7 +112,7 @@ class ConversionSaga:
         return cls(
             db=db,
             connector_for=connectors.for_program,
-            ledger=Ledger(timezone=settings.timezone, clock=clock),
+            ledger=Ledger.for_settings(settings, clock),
             clock=clock,
             policy=SagaPolicy(timezone=settings.timezone),
         )

@@ -21,3 +21,10 @@ class AlreadyReversed(ExchangeError):
 class UnknownTransaction(NotFound):
     def __init__(self, transaction_id: str, *, field: str = "id") -> None:
         super().__init__(f"no ledger transaction has id {transaction_id!r}", field=field)
+
+
+class InvalidPeriod(BadUserInput):
+    """Not the name of a settlement period of the coalition's calendar."""
+
+    def __init__(self, message: str, *, field: str = "period") -> None:
+        super().__init__(message, field=field)
