@@ -21,8 +21,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.ledger.chain import lock_chain_head
-from exchange.ledger.errors import InvalidPeriod
-from exchange.ledger.models import SettlementPeriod
+from exchange.ledger.errors import InvalidPeriod, PeriodNotClosed, PeriodNotOver
+from exchange.ledger.models import LedgerTransaction, SettlementPeriod
 
 #: Period lengths that tile a calendar year, so every period starts in the same months each year.
 PERIOD_MONTHS = (1, 2, 3, 4, 6, 12)
@@ -93,17 +93,47 @@ async def last_closed_period(session: AsyncSession) -> str | None:
     ).one()
 
 
-async def start_closing(session: AsyncSession, period: str, *, by: str, now: datetime) -> SettlementPeriod:
+async def _first_unclosed_before(session: AsyncSession, period: str, last_closed: str | None) -> str | None:
+    """The earliest period before ``period`` that has postings but is not CLOSED.
+
+    Postings never land at or before the last closing or closed period, so such a period is
+    either one still CLOSING, or one with postings after the last closed period: two lookups
+    that each end at the first index entry they find.
+    """
+    closing = (
+        await session.exec(
+            select(func.min(SettlementPeriod.period)).where(
+                col(SettlementPeriod.status) == PeriodStatus.CLOSING, col(SettlementPeriod.period) < period
+            )
+        )
+    ).one()
+    with_postings = select(func.min(LedgerTransaction.period)).where(col(LedgerTransaction.period) < period)
+    if last_closed is not None:
+        with_postings = with_postings.where(col(LedgerTransaction.period) > last_closed)
+    active = (await session.exec(with_postings)).one()
+    return min((found for found in (closing, active) if found is not None), default=None)
+
+
+async def start_closing(
+    session: AsyncSession, calendar: SettlementCalendar, period: str, *, by: str, now: datetime
+) -> SettlementPeriod:
     """Switch ``period`` to CLOSING, under the chain head's lock, and return its row.
 
+    A period closes once it is over, and after every earlier period with postings has closed.
     Once this unit of work commits, every posting sees the period as closed and goes to a
     later one; a posting that holds the lock now commits first. A period already closing or
-    closed is returned as it is. The caller checks that closing the period is allowed.
+    closed is returned as it is.
     """
     await lock_chain_head(session)
     row = await session.get(SettlementPeriod, period, with_for_update=True)
-    if row is None:
-        row = SettlementPeriod(period=period, status=PeriodStatus.CLOSING, closing_started_at=now, closed_by=by)
-        session.add(row)
-        await session.flush()
+    if row is not None:
+        return row
+    if now < calendar.ends_at(period):
+        raise PeriodNotOver(period, calendar.ends_at(period))
+    earlier = await _first_unclosed_before(session, period, await last_closed_period(session))
+    if earlier is not None:
+        raise PeriodNotClosed(f"period {earlier} has postings and is not closed: close it first", period=earlier)
+    row = SettlementPeriod(period=period, status=PeriodStatus.CLOSING, closing_started_at=now, closed_by=by)
+    session.add(row)
+    await session.flush()
     return row

@@ -47,7 +47,6 @@ class SettlementObligation(SQLModel, table=True):
     debtor: str = Field(primary_key=True, max_length=64)
     creditor: str = Field(primary_key=True, max_length=64)
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
-    transactions: int = Field(description="Ledger transactions in which the debtor owed the creditor.")
 
 
 class SettlementPosition(SQLModel, table=True):
@@ -88,6 +87,10 @@ class Reconciliation(SQLModel, table=True):
     missing_in_partner: int
     amount_mismatch: int
     duplicate: int
+
+    @property
+    def breaks(self) -> int:
+        return self.missing_in_ledger + self.missing_in_partner + self.amount_mismatch + self.duplicate
 
 
 class ReconciliationBreak(SQLModel, table=True):

@@ -37,7 +37,6 @@ def upgrade() -> None:
         sa.Column("debtor", sa.String(64), primary_key=True),
         sa.Column("creditor", sa.String(64), primary_key=True),
         sa.Column("amount", sa.BigInteger(), nullable=False),
-        sa.Column("transactions", sa.Integer(), nullable=False),
         sa.CheckConstraint("amount > 0", name="settlement_obligation_amount_positive"),
     )
     op.create_table(

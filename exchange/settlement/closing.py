@@ -1,0 +1,112 @@
+"""Closing a period: OPEN → CLOSING (under the ledger's chain-head lock) → figures → CLOSED.
+
+Two units of work. The first switches the period to CLOSING while holding the lock every
+posting takes, and commits at once: from then on nothing posts into the period (late items go to
+the next open one), so its rows are final. The second computes the obligations and positions from
+those rows, stores them and marks the period CLOSED. If the second fails (or the process dies),
+the period stays CLOSING and closing it again finishes the job. Closing a CLOSED period changes
+nothing and returns the figures stored the first time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.clock import Clock
+from exchange.db.bulk import bulk_insert
+from exchange.db.database import Database
+from exchange.ledger.models import SettlementPeriod
+from exchange.ledger.periods import PeriodStatus, SettlementCalendar, last_closed_period, start_closing
+from exchange.money import Currency
+from exchange.settlement import netting
+from exchange.settlement.dialect import prefer_ordered_merges
+from exchange.settlement.errors import SettlementInvariantBroken
+from exchange.settlement.models import SettlementObligation, SettlementPosition
+from exchange.settlement.netting import NettingSaving, Obligation
+
+OBLIGATIONS = SettlementObligation.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class PeriodReport:
+    """A period's state and, once it is closed, its figures."""
+
+    period: str
+    status: PeriodStatus
+    row: SettlementPeriod | None
+    positions: Sequence[SettlementPosition]
+    obligations: Sequence[Obligation]
+
+    @property
+    def saving(self) -> NettingSaving | None:
+        if self.status is not PeriodStatus.CLOSED:
+            return None
+        return NettingSaving.of(self.obligations, {p.participant: p.net for p in self.positions})
+
+
+async def period_report(session: AsyncSession, period: str) -> PeriodReport:
+    """Where ``period`` stands. A period with no row is OPEN, unless a later period has
+    closed: then nothing was ever posted into it, and it is CLOSED with no figures."""
+    row = await session.get(SettlementPeriod, period)
+    if row is None:
+        last_closed = await last_closed_period(session)
+        status = PeriodStatus.CLOSED if last_closed is not None and period < last_closed else PeriodStatus.OPEN
+        return PeriodReport(period, status, None, [], [])
+    positions = (
+        await session.exec(
+            select(SettlementPosition).where(SettlementPosition.period == period).order_by(col(SettlementPosition.participant))
+        )
+    ).all()
+    obligations = [
+        Obligation(o.debtor, o.creditor, o.amount)
+        for o in await session.exec(
+            select(SettlementObligation)
+            .where(SettlementObligation.period == period)
+            .order_by(col(SettlementObligation.debtor), col(SettlementObligation.creditor))
+        )
+    ]
+    return PeriodReport(period, PeriodStatus(row.status), row, positions, obligations)
+
+
+async def _finish(session: AsyncSession, period: str, currency: Currency, clock: Clock) -> None:
+    """Compute and store the figures of a CLOSING period, and mark it CLOSED."""
+    row = await session.get(SettlementPeriod, period, with_for_update=True)  # one closer at a time
+    assert row is not None
+    if row.status == PeriodStatus.CLOSED:
+        return
+    await prefer_ordered_merges(session)
+    owed = await netting.obligations(session, period, currency.code)
+    await bulk_insert(
+        session, OBLIGATIONS, ("period", "debtor", "creditor", "amount"),
+        [(period, o.debtor, o.creditor, o.amount) for o in owed],
+    )
+    await session.exec(netting.INSERT_POSITIONS, params={"period": period})  # type: ignore[call-overload]
+    imbalance = (
+        await session.exec(text("SELECT coalesce(sum(net), 0) FROM settlement_position WHERE period = :period"), params={"period": period})  # type: ignore[call-overload]
+    ).scalar_one()
+    if imbalance:
+        raise SettlementInvariantBroken(f"the net positions of {period} sum to {imbalance}, not zero")
+    row.status = PeriodStatus.CLOSED
+    row.closed_at = clock.now()
+    session.add(row)
+    await session.flush()
+
+
+async def close_period(
+    db: Database, calendar: SettlementCalendar, clock: Clock, currency: Currency, period: str, *, by: str
+) -> PeriodReport:
+    """Close ``period`` (or finish closing it) and return its figures; see the module's docstring."""
+    period = calendar.parse(period)
+    async with db.transaction() as session:
+        row = await start_closing(session, calendar, period, by=by, now=clock.now())
+        status = row.status
+    if status != PeriodStatus.CLOSED:
+        async with db.transaction() as session:
+            await _finish(session, period, currency, clock)
+    async with db.transaction() as session:
+        return await period_report(session, period)

@@ -1,0 +1,101 @@
+"""Where settlement's SQL differs between PostgreSQL and SQLite, and only here.
+
+* Netting pairs two ordered index streams; PostgreSQL's planner, left alone, tends to hash
+  them in parallel workers instead, which measures two to three times slower
+  (``bench/settlement_close.py``).
+* A partner's records are staged in a temporary table of the unit of work. On PostgreSQL the
+  validated CSV text goes to ``COPY`` as it is (the server parses it, numbers the lines with an
+  identity column and turns amounts into minor units in a generated column); on SQLite, which
+  has neither, the same rows are built in Python and inserted in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import TypeVar
+
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, insert, text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.db.bulk import copy_csv
+from exchange.settlement.records import Batch, RecordReader
+
+STAGING = "partner_record_staging"
+#: The file's column names, as the staging table calls them.
+STAGED_AS = {"reference": "reference", "amount": "amount_text", "counterparty": "counterparty", "date": "partner_date"}
+
+T = TypeVar("T")
+
+_SQLITE_STAGING = Table(
+    STAGING,
+    MetaData(),
+    Column("line", BigInteger, nullable=False),
+    Column("reference", String(200), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("counterparty", String(64)),
+    Column("partner_date", String(10)),
+    prefixes=["TEMPORARY"],
+)
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def prefer_ordered_merges(session: AsyncSession) -> None:
+    """For the rest of the unit of work, plan without parallel workers (see the docstring)."""
+    if _is_postgres(session):
+        await session.exec(text("SET LOCAL max_parallel_workers_per_gather = 0"))  # type: ignore[call-overload]
+
+
+async def _in_thread(batches: Iterator[T]) -> AsyncIterator[T]:
+    """The batches, each read and checked in a worker thread: reading a file and checking a
+    batch of lines never blocks the event loop."""
+    while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+        yield batch
+
+
+async def stage_records(session: AsyncSession, reader: RecordReader) -> None:
+    """Load every record ``reader`` validates into the staging table, created here.
+
+    The table holds ``line``, ``reference``, ``amount`` (minor units), ``counterparty`` and
+    ``partner_date``; it lasts until :func:`drop_staging` or the end of the unit of work.
+    """
+    batches: AsyncIterator[Batch] = _in_thread(reader.batches())
+    if _is_postgres(session):
+        scale = 10**reader.format.currency.minor_units
+        await session.exec(  # type: ignore[call-overload]
+            text(
+                f"""
+                CREATE TEMPORARY TABLE {STAGING} (
+                    line bigint GENERATED ALWAYS AS IDENTITY (START WITH 2),
+                    reference varchar(200) NOT NULL,
+                    amount_text numeric NOT NULL,
+                    amount bigint GENERATED ALWAYS AS ((amount_text * {scale})::bigint) STORED,
+                    counterparty varchar(64),
+                    partner_date date
+                ) ON COMMIT DROP
+                """
+            )
+        )
+        columns = [STAGED_AS[name] for name in reader.format.columns]
+        await copy_csv(session, STAGING, columns, (batch.csv() async for batch in batches))
+        await session.exec(text(f"ANALYZE {STAGING}"))  # type: ignore[call-overload]
+        return
+    await drop_staging(session)
+    connection = await session.connection()
+    await connection.run_sync(lambda sync: _SQLITE_STAGING.create(sync))
+    async for batch in batches:
+        await session.exec(  # type: ignore[call-overload]
+            insert(_SQLITE_STAGING),
+            params=[
+                dict(zip(("line", "reference", "amount", "counterparty", "partner_date"), row, strict=True))
+                for row in batch.rows(reader.format)
+            ],
+        )
+
+
+async def drop_staging(session: AsyncSession) -> None:
+    """Drop the staging table now (PostgreSQL drops it at commit in any case)."""
+    await session.exec(text(f"DROP TABLE IF EXISTS {STAGING}"))  # type: ignore[call-overload]

@@ -1,0 +1,155 @@
+"""Reconciling a partner's records of a closed period against the ledger.
+
+The file streams through the validator into a staging table (see ``records`` and ``dialect``),
+then one set-based statement classifies it against the ledger and stores every break:
+
+* the ledger's side is the partner's clearing legs of the period, summed per business
+  reference (a conversion and its reversal in one period share a reference and net out);
+* a reference the file repeats is matched on its first line; each later line is a DUPLICATE;
+* a first line whose reference the ledger lacks is MISSING_IN_LEDGER; one whose amount differs
+  is an AMOUNT_MISMATCH (both amounts kept); one that agrees is MATCHED (counted, not stored);
+* a reference the ledger has with a non-zero amount, absent from the file, is
+  MISSING_IN_PARTNER (a reference that nets to zero owes nothing and may be left out).
+
+Importing again replaces the current reconciliation with a new one (both are kept), until a
+break of the current one has been resolved: from then on its resolutions stand.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import func, text
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.ledger.accounts import ChartOfAccounts
+from exchange.ledger.models import LedgerAccount
+from exchange.money import Currency
+from exchange.settlement.dialect import STAGING, drop_staging, stage_records
+from exchange.settlement.errors import NoSuchParticipant, ReconciliationNotFound, ResolvedBreaksWouldBeLost
+from exchange.settlement.models import BreakKind, BreakResolution, Reconciliation, ReconciliationBreak
+from exchange.settlement.participants import EXCHANGE
+from exchange.settlement.positions import open_position, position_of
+from exchange.settlement.records import RecordReader
+
+CLASSIFY = text(
+    f"""
+    WITH ledger AS (
+        SELECT t.reference, sum(e.amount) AS amount
+          FROM ledger_entry e JOIN ledger_transaction t ON t.seq = e.transaction_seq
+         WHERE e.account_id = :account AND e.period = :period
+         GROUP BY t.reference
+    ), repeated AS (
+        SELECT reference, min(line) AS first_line FROM {STAGING} GROUP BY reference HAVING count(*) > 1
+    )
+    INSERT INTO reconciliation_break
+        (reconciliation_id, kind, reference, line, partner_amount, ledger_amount, counterparty, partner_date)
+    SELECT :reconciliation, kind, reference, line, partner_amount, ledger_amount, counterparty, partner_date
+      FROM (SELECT CASE WHEN s.line <> r.first_line THEN '{BreakKind.DUPLICATE}'
+                        WHEN l.reference IS NULL THEN '{BreakKind.MISSING_IN_LEDGER}'
+                        ELSE '{BreakKind.AMOUNT_MISMATCH}' END AS kind,
+                   s.reference, s.line, s.amount AS partner_amount, l.amount AS ledger_amount,
+                   s.counterparty, s.partner_date
+              FROM {STAGING} s
+              LEFT JOIN repeated r ON r.reference = s.reference
+              LEFT JOIN ledger l ON l.reference = s.reference
+             WHERE s.line <> coalesce(r.first_line, s.line) OR l.reference IS NULL OR l.amount <> s.amount
+            UNION ALL
+            SELECT '{BreakKind.MISSING_IN_PARTNER}', l.reference, NULL, NULL, l.amount, NULL, NULL
+              FROM ledger l
+             WHERE l.amount <> 0 AND NOT EXISTS (SELECT 1 FROM {STAGING} s WHERE s.reference = l.reference)
+           ) breaks
+     ORDER BY line IS NULL, line, reference
+    """
+)
+
+
+async def current_reconciliation(session: AsyncSession, partner: str, period: str) -> Reconciliation | None:
+    """The latest import of the partner's records for the period, if any."""
+    return (
+        await session.exec(
+            select(Reconciliation)
+            .where(Reconciliation.partner == partner, Reconciliation.period == period)
+            .order_by(col(Reconciliation.sequence).desc())
+            .limit(1)
+        )
+    ).first()
+
+
+async def get_reconciliation(session: AsyncSession, partner: str, period: str) -> Reconciliation:
+    await position_of(session, partner, period)
+    reconciliation = await current_reconciliation(session, partner, period)
+    if reconciliation is None:
+        raise ReconciliationNotFound(partner, period)
+    return reconciliation
+
+
+async def unresolved_breaks(session: AsyncSession, reconciliation_id: str) -> int:
+    return (
+        await session.exec(
+            select(func.count())
+            .select_from(ReconciliationBreak)
+            .join(BreakResolution, col(BreakResolution.break_id) == col(ReconciliationBreak.id), isouter=True)
+            .where(ReconciliationBreak.reconciliation_id == reconciliation_id, col(BreakResolution.break_id).is_(None))
+        )
+    ).one()
+
+
+async def import_records(
+    session: AsyncSession,
+    *,
+    currency: Currency,
+    partner: str,
+    period: str,
+    source: Iterable[bytes],
+    actor: str,
+    now: datetime,
+) -> Reconciliation:
+    """Import the partner's file (lines of bytes, streamed) and classify it; one unit of work.
+
+    A malformed file raises :class:`~exchange.settlement.errors.MalformedRecords` naming the
+    first bad line; the caller's unit of work then rolls back, so nothing is imported.
+    """
+    if partner == EXCHANGE:
+        raise NoSuchParticipant(partner, period)
+    await open_position(session, partner, period)
+    current = await current_reconciliation(session, partner, period)
+    if current is not None and await unresolved_breaks(session, current.id) < current.breaks:
+        raise ResolvedBreaksWouldBeLost(partner, period)
+    account = (
+        await session.exec(select(LedgerAccount.id).where(LedgerAccount.code == ChartOfAccounts(currency.code).clearing(partner).code))
+    ).one()
+
+    reader = RecordReader(source, currency)
+    await stage_records(session, reader)
+    reconciliation = Reconciliation(
+        id=str(uuid.uuid4()), period=period, partner=partner, sequence=current.sequence + 1 if current else 1,
+        imported_at=now, imported_by=actor, file_sha256=reader.sha256, lines=reader.lines,
+        matched=0, missing_in_ledger=0, missing_in_partner=0, amount_mismatch=0, duplicate=0,
+    )
+    session.add(reconciliation)
+    await session.flush()
+    await session.exec(CLASSIFY, params={"account": account, "period": period, "reconciliation": reconciliation.id})  # type: ignore[call-overload]
+    await drop_staging(session)
+    counts = dict(
+        (
+            await session.exec(
+                select(ReconciliationBreak.kind, func.count())
+                .where(ReconciliationBreak.reconciliation_id == reconciliation.id)
+                .group_by(col(ReconciliationBreak.kind))
+            )
+        ).all()
+    )
+    reconciliation.missing_in_ledger = counts.get(BreakKind.MISSING_IN_LEDGER, 0)
+    reconciliation.missing_in_partner = counts.get(BreakKind.MISSING_IN_PARTNER, 0)
+    reconciliation.amount_mismatch = counts.get(BreakKind.AMOUNT_MISMATCH, 0)
+    reconciliation.duplicate = counts.get(BreakKind.DUPLICATE, 0)
+    reconciliation.matched = reader.lines - (
+        reconciliation.missing_in_ledger + reconciliation.amount_mismatch + reconciliation.duplicate
+    )
+    session.add(reconciliation)
+    await session.flush()
+    return reconciliation

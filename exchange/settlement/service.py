@@ -1,0 +1,123 @@
+"""The settlement cycle as the gateway and the command line run it: each operation opens its own
+units of work on the database and calls the rules in this package."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.auth.keys import SigningKeys
+from exchange.clock import Clock
+from exchange.db.database import Database
+from exchange.ledger.periods import SettlementCalendar
+from exchange.ledger.posting import Ledger
+from exchange.money import Currency
+from exchange.programs.service import get_coalition
+from exchange.settings import Settings
+from exchange.settlement import breaks, closing, reconciliation, signoff, statements
+from exchange.settlement.closing import PeriodReport
+from exchange.settlement.models import BreakKind, BreakResolution, Reconciliation, ReconciliationBreak, SettlementPosition
+from exchange.settlement.positions import position_of
+
+
+@dataclass(frozen=True)
+class SignedStatement:
+    statement: statements.Statement
+    jws: str
+    key_id: str
+
+
+@dataclass(frozen=True)
+class ReconciliationView:
+    reconciliation: Reconciliation
+    unresolved: int
+
+
+async def settlement_currency(session: AsyncSession) -> Currency:
+    return (await get_coalition(session)).settings.currency
+
+
+@dataclass
+class SettlementService:
+    db: Database
+    ledger: Ledger
+    clock: Clock
+    keys: SigningKeys
+    issuer: str
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *, db: Database, clock: Clock, keys: SigningKeys) -> SettlementService:
+        return cls(db=db, ledger=Ledger.for_settings(settings, clock), clock=clock, keys=keys, issuer=settings.issuer_url)
+
+    @property
+    def calendar(self) -> SettlementCalendar:
+        return self.ledger.calendar
+
+    async def close(self, period: str, *, by: str) -> PeriodReport:
+        async with self.db.transaction() as session:
+            currency = await settlement_currency(session)
+        return await closing.close_period(self.db, self.calendar, self.clock, currency, period, by=by)
+
+    async def period(self, period: str) -> PeriodReport:
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            return await closing.period_report(session, period)
+
+    async def position(self, participant: str, period: str) -> SettlementPosition:
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            return await position_of(session, participant, period)
+
+    async def statement(self, participant: str, period: str) -> SignedStatement:
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            statement = await statements.build_statement(
+                session,
+                issuer=self.issuer,
+                calendar=self.calendar,
+                currency=await settlement_currency(session),
+                participant=participant,
+                period=period,
+            )
+            key = await self.keys.signing_key(session)
+        return SignedStatement(statement, statement.jws(key), str(key.kid))
+
+    async def import_records(self, partner: str, period: str, source: Iterable[bytes], *, by: str) -> ReconciliationView:
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            imported = await reconciliation.import_records(
+                session,
+                currency=await settlement_currency(session),
+                partner=partner,
+                period=period,
+                source=source,
+                actor=by,
+                now=self.clock.now(),
+            )
+            return ReconciliationView(imported, imported.breaks)
+
+    async def reconciliation(self, partner: str, period: str) -> ReconciliationView:
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            current = await reconciliation.get_reconciliation(session, partner, period)
+            return ReconciliationView(current, await reconciliation.unresolved_breaks(session, current.id))
+
+    async def breaks(
+        self, reconciliation_id: str, *, kind: BreakKind | None, unresolved_only: bool, first: int, after: int | None
+    ) -> list[tuple[ReconciliationBreak, BreakResolution | None]]:
+        async with self.db.transaction() as session:
+            return await breaks.list_breaks(
+                session, reconciliation_id, kind=kind, unresolved_only=unresolved_only, first=first, after=after
+            )
+
+    async def resolve(self, request: breaks.ResolveRequest) -> tuple[ReconciliationBreak, BreakResolution]:
+        async with self.db.transaction() as session:
+            currency = await settlement_currency(session)
+            return await breaks.resolve_break(session, self.ledger, currency, request, self.clock.now())
+
+    async def sign_off(self, partner: str, period: str, *, by: str, note: str | None) -> SettlementPosition:
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            return await signoff.sign_off(session, partner, period, actor=by, note=note, now=self.clock.now())
