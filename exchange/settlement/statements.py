@@ -59,11 +59,11 @@ LINES = text(
 ).columns(effective_at=UTCDateTime())
 
 
-def category(kind: str, counterparty: str) -> str:
-    """The statement's heading for a line: the transaction's kind (conversion, redemption,
-    adjustment, reversal, …), except that what a participant owes or is owed by the exchange
-    in a conversion or redemption (or their reversal) is a ``fee``."""
-    return "fee" if counterparty == EXCHANGE and kind != "adjustment" else kind
+def category(kind: str, *parties: str) -> str:
+    """The statement's heading for a line between two parties: the transaction's kind
+    (conversion, redemption, adjustment, reversal, …), except that what is owed between a
+    partner and the exchange in any but an adjustment is a ``fee`` (or a fee refunded)."""
+    return "fee" if EXCHANGE in parties and kind != "adjustment" else kind
 
 
 def _timestamp(moment: datetime) -> str:
@@ -79,10 +79,7 @@ class StatementLine:
     counterparty: str
     amount: int
     """Minor units, from the statement's participant's side."""
-
-    @property
-    def category(self) -> str:
-        return category(self.kind, self.counterparty)
+    category: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,14 +202,16 @@ async def build_statement(
     account = (await session.exec(select(LedgerAccount.id).where(LedgerAccount.code == account_code))).one()
     names = await settled_accounts(session, currency.code)
     rows = await session.exec(LINES, params={"period": period, "unit": currency.code, "account": account})  # type: ignore[call-overload]
-    lines = [
-        StatementLine(
-            transaction_id, reference, kind, effective_at,
-            counterparty=names[creditor if debtor == account else debtor],
-            amount=-int(amount) if debtor == account else int(amount),
+    lines = []
+    for transaction_id, reference, kind, effective_at, debtor, creditor, amount in rows:
+        counterparty = names[creditor if debtor == account else debtor]
+        lines.append(
+            StatementLine(
+                transaction_id, reference, kind, effective_at, counterparty,
+                amount=-int(amount) if debtor == account else int(amount),
+                category=category(kind, participant, counterparty),
+            )
         )
-        for transaction_id, reference, kind, effective_at, debtor, creditor, amount in rows
-    ]
     obligations = (
         await session.exec(
             select(SettlementObligation).where(
