@@ -34,6 +34,7 @@ from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.jobs import BackgroundJobs, PeriodicJob
 from exchange.settings import Settings
+from exchange.settlement.service import SettlementService
 
 
 def create_app(
@@ -50,12 +51,13 @@ def create_app(
     # The process environment holds partners' client secrets (``client_secret_env``).
     connectors = ConnectorRegistry(settings, environ=os.environ, base_urls=partner_base_urls)
     saga = ConversionSaga.for_settings(settings, db=db, connectors=connectors, clock=clock)
-    services = Services(settings=settings, db=db, clock=clock, connectors=connectors, saga=saga)
+    key_secret = settings.key_encryption_secret.get_secret_value()
+    keys = SigningKeys(db, key_secret, clock)
+    settlement = SettlementService.for_settings(settings, db=db, clock=clock, keys=keys)
+    services = Services(settings=settings, db=db, clock=clock, connectors=connectors, saga=saga, settlement=settlement)
     jobs = BackgroundJobs(
         [PeriodicJob("conversion-recovery", settings.recovery_interval_seconds, RecoveryWorker(saga).run_once)]
     )
-    key_secret = settings.key_encryption_secret.get_secret_value()
-    keys = SigningKeys(db, key_secret, clock)
     verifier = TokenVerifier(
         keys, db, issuer=settings.issuer_url, audience=settings.audience, clock=clock
     )

@@ -20,6 +20,7 @@ from exchange.errors import Unauthenticated
 from exchange.programs import service as programs
 from exchange.programs.models import Program, ProgramTier
 from exchange.settings import Settings
+from exchange.settlement.service import SettlementService
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Services:
     clock: Clock
     connectors: ConnectorRegistry
     saga: ConversionSaga
+    settlement: SettlementService
 
 
 def _tiers_loader(db: Database) -> DataLoader[str, list[ProgramTier]]:

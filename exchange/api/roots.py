@@ -7,6 +7,7 @@ from strawberry.tools import merge_types
 from exchange.api.fields.access import AccessMutations, AccessQueries
 from exchange.api.fields.catalog import CatalogQueries
 from exchange.api.fields.members import MemberQueries
+from exchange.api.fields.settlement import SettlementMutations, SettlementQueries
 
-Query = merge_types("Query", (CatalogQueries, MemberQueries, AccessQueries))
-Mutation = merge_types("Mutation", (AccessMutations,))
+Query = merge_types("Query", (CatalogQueries, MemberQueries, AccessQueries, SettlementQueries))
+Mutation = merge_types("Mutation", (AccessMutations, SettlementMutations))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import text
 from sqlmodel import col, select
@@ -53,9 +54,9 @@ class ResolveRequest:
     resolution: Resolution
     reason: str
     actor: str
-    amount: int | None = None
-    """ADJUST only: minor units added to the partner's position (default: what makes the
-    ledger agree with the partner's line)."""
+    amount: Decimal | None = None
+    """ADJUST only: added to the partner's position, in the settlement currency (default: what
+    makes the ledger agree with the partner's line)."""
     counterparty: str | None = None
     """ADJUST only: who takes the other side (default: see the module's docstring)."""
 
@@ -92,7 +93,10 @@ async def _adjustment(
     """The adjustment's amount and counterparty: as asked, or by default; checked."""
     chart = ChartOfAccounts(currency.code)
     partner = reconciliation.partner
-    amount = request.amount if request.amount is not None else default_amount(row)
+    try:
+        amount = currency.to_minor(request.amount) if request.amount is not None else default_amount(row)
+    except ValueError as exc:
+        raise BadAdjustment(str(exc), field="adjustment.amount") from None
     if not amount:
         raise BadAdjustment(
             f"break {row.id} ({row.kind}) needs the adjustment's non-zero amount", field="adjustment.amount"
@@ -115,8 +119,9 @@ async def _adjustment(
 
 async def resolve_break(
     session: AsyncSession, ledger: Ledger, currency: Currency, request: ResolveRequest, now: datetime
-) -> tuple[ReconciliationBreak, BreakResolution]:
-    """Resolve a break of a partner's current reconciliation; see the module's docstring."""
+) -> tuple[ReconciliationBreak, BreakResolution, str]:
+    """Resolve a break of a partner's current reconciliation (see the module's docstring);
+    returns the break, its resolution and the partner."""
     row = await session.get(ReconciliationBreak, request.break_id)
     if row is None:
         raise BreakNotFound(request.break_id)
@@ -141,7 +146,7 @@ async def resolve_break(
     if existing is not None:
         if (existing.resolution, existing.reason, existing.amount, existing.counterparty) != asked:
             raise ResolutionConflict(request.break_id)
-        return row, existing
+        return row, existing, reconciliation.partner
 
     transaction_id = None
     if amount is not None and counterparty is not None:
@@ -172,7 +177,7 @@ async def resolve_break(
     )
     session.add(resolution)
     await session.flush()
-    return row, resolution
+    return row, resolution, reconciliation.partner
 
 
 async def list_breaks(

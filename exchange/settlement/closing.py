@@ -41,6 +41,7 @@ class PeriodReport:
     row: SettlementPeriod | None
     positions: Sequence[SettlementPosition]
     obligations: Sequence[Obligation]
+    currency: Currency
 
     @property
     def saving(self) -> NettingSaving | None:
@@ -49,14 +50,14 @@ class PeriodReport:
         return NettingSaving.of(self.obligations, {p.participant: p.net for p in self.positions})
 
 
-async def period_report(session: AsyncSession, period: str) -> PeriodReport:
+async def period_report(session: AsyncSession, period: str, currency: Currency) -> PeriodReport:
     """Where ``period`` stands. A period with no row is OPEN, unless a later period has
     closed: then nothing was ever posted into it, and it is CLOSED with no figures."""
     row = await session.get(SettlementPeriod, period)
     if row is None:
         last_closed = await last_closed_period(session)
         status = PeriodStatus.CLOSED if last_closed is not None and period < last_closed else PeriodStatus.OPEN
-        return PeriodReport(period, status, None, [], [])
+        return PeriodReport(period, status, None, [], [], currency)
     positions = (
         await session.exec(
             select(SettlementPosition).where(SettlementPosition.period == period).order_by(col(SettlementPosition.participant))
@@ -70,7 +71,7 @@ async def period_report(session: AsyncSession, period: str) -> PeriodReport:
             .order_by(col(SettlementObligation.debtor), col(SettlementObligation.creditor))
         )
     ]
-    return PeriodReport(period, PeriodStatus(row.status), row, positions, obligations)
+    return PeriodReport(period, PeriodStatus(row.status), row, positions, obligations, currency)
 
 
 async def _finish(session: AsyncSession, period: str, currency: Currency, clock: Clock) -> None:
@@ -109,4 +110,4 @@ async def close_period(
         async with db.transaction() as session:
             await _finish(session, period, currency, clock)
     async with db.transaction() as session:
-        return await period_report(session, period)
+        return await period_report(session, period, currency)

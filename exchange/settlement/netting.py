@@ -39,6 +39,7 @@ from exchange.settlement.participants import settled_accounts
 #: The two partial covering indexes on ledger_entry serve each side in transaction order.
 PAIRS = """
     SELECT n.transaction_seq, n.account_id AS debtor_account, p.account_id AS creditor_account,
+           n.position AS debtor_position, p.position AS creditor_position,
            CASE WHEN -n.amount < p.amount THEN -n.amount ELSE p.amount END AS amount
       FROM ledger_entry n
       JOIN ledger_entry p ON p.transaction_seq = n.transaction_seq

@@ -19,7 +19,6 @@ from exchange.settings import Settings
 from exchange.settlement import breaks, closing, reconciliation, signoff, statements
 from exchange.settlement.closing import PeriodReport
 from exchange.settlement.models import BreakKind, BreakResolution, Reconciliation, ReconciliationBreak, SettlementPosition
-from exchange.settlement.positions import position_of
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,21 @@ class SignedStatement:
 class ReconciliationView:
     reconciliation: Reconciliation
     unresolved: int
+    currency: Currency
+
+
+@dataclass(frozen=True)
+class BreakView:
+    row: ReconciliationBreak
+    resolution: BreakResolution | None
+    partner: str
+    currency: Currency
+
+
+@dataclass(frozen=True)
+class PositionView:
+    position: SettlementPosition
+    currency: Currency
 
 
 async def settlement_currency(session: AsyncSession) -> Currency:
@@ -63,12 +77,7 @@ class SettlementService:
     async def period(self, period: str) -> PeriodReport:
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
-            return await closing.period_report(session, period)
-
-    async def position(self, participant: str, period: str) -> SettlementPosition:
-        period = self.calendar.parse(period)
-        async with self.db.transaction() as session:
-            return await position_of(session, participant, period)
+            return await closing.period_report(session, period, await settlement_currency(session))
 
     async def statement(self, participant: str, period: str) -> SignedStatement:
         period = self.calendar.parse(period)
@@ -96,28 +105,39 @@ class SettlementService:
                 actor=by,
                 now=self.clock.now(),
             )
-            return ReconciliationView(imported, imported.breaks)
+            return ReconciliationView(imported, imported.breaks, await settlement_currency(session))
 
     async def reconciliation(self, partner: str, period: str) -> ReconciliationView:
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
             current = await reconciliation.get_reconciliation(session, partner, period)
-            return ReconciliationView(current, await reconciliation.unresolved_breaks(session, current.id))
+            unresolved = await reconciliation.unresolved_breaks(session, current.id)
+            return ReconciliationView(current, unresolved, await settlement_currency(session))
 
     async def breaks(
-        self, reconciliation_id: str, *, kind: BreakKind | None, unresolved_only: bool, first: int, after: int | None
-    ) -> list[tuple[ReconciliationBreak, BreakResolution | None]]:
-        async with self.db.transaction() as session:
-            return await breaks.list_breaks(
-                session, reconciliation_id, kind=kind, unresolved_only=unresolved_only, first=first, after=after
-            )
-
-    async def resolve(self, request: breaks.ResolveRequest) -> tuple[ReconciliationBreak, BreakResolution]:
+        self,
+        of: Reconciliation,
+        *,
+        kind: BreakKind | None = None,
+        unresolved_only: bool = False,
+        first: int = 100,
+        after: int | None = None,
+    ) -> list[BreakView]:
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
-            return await breaks.resolve_break(session, self.ledger, currency, request, self.clock.now())
+            rows = await breaks.list_breaks(
+                session, of.id, kind=kind, unresolved_only=unresolved_only, first=first, after=after
+            )
+        return [BreakView(row, resolution, of.partner, currency) for row, resolution in rows]
 
-    async def sign_off(self, partner: str, period: str, *, by: str, note: str | None) -> SettlementPosition:
+    async def resolve(self, request: breaks.ResolveRequest) -> BreakView:
+        async with self.db.transaction() as session:
+            currency = await settlement_currency(session)
+            row, resolution, partner = await breaks.resolve_break(session, self.ledger, currency, request, self.clock.now())
+        return BreakView(row, resolution, partner, currency)
+
+    async def sign_off(self, partner: str, period: str, *, by: str, note: str | None) -> PositionView:
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
-            return await signoff.sign_off(session, partner, period, actor=by, note=note, now=self.clock.now())
+            position = await signoff.sign_off(session, partner, period, actor=by, note=note, now=self.clock.now())
+            return PositionView(position, await settlement_currency(session))

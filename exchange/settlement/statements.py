@@ -54,7 +54,7 @@ LINES = text(
       FROM ({PAIRS}) pairs JOIN ledger_transaction t ON t.seq = pairs.transaction_seq
      WHERE (pairs.debtor_account = :account OR pairs.creditor_account = :account)
        AND pairs.debtor_account <> pairs.creditor_account
-     ORDER BY t.seq, pairs.debtor_account, pairs.creditor_account
+     ORDER BY t.seq, pairs.debtor_position, pairs.creditor_position
     """
 ).columns(effective_at=UTCDateTime())
 

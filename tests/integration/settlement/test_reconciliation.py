@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from sqlalchemy import func
 from sqlmodel import select
@@ -52,9 +54,9 @@ async def closed(settlement: SettlementService, clock: FrozenClock) -> Settlemen
     return settlement
 
 
-async def breaks_of(service: SettlementService, reconciliation_id: str) -> dict[str, ReconciliationBreak]:
-    found = await service.breaks(reconciliation_id, kind=None, unresolved_only=False, first=100, after=None)
-    return {f"{row.kind}:{row.reference}:{row.line}": row for row, _ in found}
+async def breaks_of(service: SettlementService, reconciliation: Reconciliation) -> dict[str, ReconciliationBreak]:
+    found = await service.breaks(reconciliation)
+    return {f"{view.row.kind}:{view.row.reference}:{view.row.line}": view.row for view in found}
 
 
 async def test_each_line_is_classified_against_the_ledger(closed: SettlementService) -> None:
@@ -63,7 +65,7 @@ async def test_each_line_is_classified_against_the_ledger(closed: SettlementServ
     assert (imported.lines, imported.matched, imported.amount_mismatch, imported.missing_in_ledger,
             imported.duplicate, imported.missing_in_partner) == (5, 2, 1, 1, 1, 1)
     assert (view.unresolved, imported.sequence, imported.imported_by) == (4, 1, "fresh-mart-client")
-    found = await breaks_of(closed, imported.id)
+    found = await breaks_of(closed, imported)
     assert {key: (row.partner_amount, row.ledger_amount) for key, row in found.items()} == {
         "AMOUNT_MISMATCH:redemption:r1:3": (2_400, 2_475),
         "MISSING_IN_LEDGER:conversion:zzz:5": (5_000, None),
@@ -100,7 +102,7 @@ async def test_importing_again_replaces_the_reconciliation_until_a_break_is_reso
     assert (second.sequence, second.amount_mismatch, second.matched) == (2, 0, 3)
     assert (await closed.reconciliation("fresh-mart", "2026-11")).reconciliation.id == second.id
     assert first.id != second.id
-    row = next(iter((await breaks_of(closed, second.id)).values()))
+    row = next(iter((await breaks_of(closed, second)).values()))
     await closed.resolve(ResolveRequest(row.id or 0, Resolution.ACCEPT_LEDGER, "the ledger is right", "staff"))
     with pytest.raises(ResolvedBreaksWouldBeLost):
         await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="x")
@@ -108,10 +110,11 @@ async def test_importing_again_replaces_the_reconciliation_until_a_break_is_reso
 
 async def test_accepting_the_ledger_records_who_and_why_and_posts_nothing(closed: SettlementService) -> None:
     imported = (await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="x")).reconciliation
-    duplicate = (await breaks_of(closed, imported.id))["DUPLICATE:conversion:c1:6"]
-    row, resolution = await closed.resolve(
+    duplicate = (await breaks_of(closed, imported))["DUPLICATE:conversion:c1:6"]
+    resolution = (await closed.resolve(
         ResolveRequest(duplicate.id or 0, Resolution.ACCEPT_LEDGER, "  sent twice by their export  ", "alice@settlement")
-    )
+    )).resolution
+    assert resolution is not None
     assert (resolution.resolution, resolution.reason, resolution.resolved_by) == ("ACCEPT_LEDGER", "sent twice by their export", "alice@settlement")
     assert (resolution.amount, resolution.transaction_id) == (None, None)
     assert (await closed.reconciliation("fresh-mart", "2026-11")).unresolved == 3
@@ -121,11 +124,12 @@ async def test_an_adjustment_is_a_balanced_transaction_in_the_next_open_period(
     closed: SettlementService, clock: FrozenClock
 ) -> None:
     imported = (await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="x")).reconciliation
-    found = await breaks_of(closed, imported.id)
+    found = await breaks_of(closed, imported)
     mismatch = found["AMOUNT_MISMATCH:redemption:r1:3"]
-    _, resolution = await closed.resolve(
+    resolution = (await closed.resolve(
         ResolveRequest(mismatch.id or 0, Resolution.ADJUST, "their figure is the contract price", "bob@settlement")
-    )
+    )).resolution
+    assert resolution is not None
     assert (resolution.amount, resolution.counterparty) == (-75, "wallet-pay")
     assert resolution.transaction_id == f"adjustment:break:{mismatch.id}"
     async with closed.db.transaction() as session:
@@ -139,7 +143,7 @@ async def test_an_adjustment_is_a_balanced_transaction_in_the_next_open_period(
     again = await closed.resolve(
         ResolveRequest(mismatch.id or 0, Resolution.ADJUST, "their figure is the contract price", "bob@settlement")
     )
-    assert again[1].transaction_id == resolution.transaction_id
+    assert again.resolution is not None and again.resolution.transaction_id == resolution.transaction_id
     with pytest.raises(IdempotencyConflict):
         await closed.resolve(ResolveRequest(mismatch.id or 0, Resolution.ACCEPT_LEDGER, "changed my mind", "bob@settlement"))
 
@@ -152,36 +156,39 @@ async def test_an_adjustment_is_a_balanced_transaction_in_the_next_open_period(
 
 async def test_adjustments_default_to_what_the_partner_line_and_the_ledger_say(closed: SettlementService) -> None:
     imported = (await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="x")).reconciliation
-    found = await breaks_of(closed, imported.id)
-    _, missing_here = await closed.resolve(
+    found = await breaks_of(closed, imported)
+    missing_here = (await closed.resolve(
         ResolveRequest(found["MISSING_IN_LEDGER:conversion:zzz:5"].id or 0, Resolution.ADJUST, "confirmed by formosa-air", "s")
-    )
-    _, missing_there = await closed.resolve(
+    )).resolution
+    missing_there = (await closed.resolve(
         ResolveRequest(found["MISSING_IN_PARTNER:conversion:c4:None"].id or 0, Resolution.ADJUST, "never happened", "s")
-    )
+    )).resolution
+    assert missing_here is not None and missing_there is not None
     assert (missing_here.amount, missing_here.counterparty) == (5_000, "formosa-air")
     assert (missing_there.amount, missing_there.counterparty) == (700, "tune-stream")
 
 
 async def test_an_adjustment_needs_an_amount_and_a_counterparty_it_can_name(closed: SettlementService) -> None:
     imported = (await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="x")).reconciliation
-    found = await breaks_of(closed, imported.id)
+    found = await breaks_of(closed, imported)
     duplicate = found["DUPLICATE:conversion:c1:6"].id or 0
     with pytest.raises(BadAdjustment, match="non-zero amount"):
         await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "why not", "s"))
     with pytest.raises(BadAdjustment, match="name the adjustment's counterparty"):
         # conversion:c1 involves both wallet-pay and the exchange's fee
-        await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "why not", "s", amount=100))
+        await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "why not", "s", amount=Decimal("1.00")))
+    with pytest.raises(BadAdjustment, match="finer than the currency's minor unit"):
+        await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "why", "s", amount=Decimal("0.001"), counterparty="wallet-pay"))
     with pytest.raises(BadAdjustment, match="against itself"):
-        await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "why", "s", amount=100, counterparty="fresh-mart"))
+        await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "why", "s", amount=Decimal("1.00"), counterparty="fresh-mart"))
     with pytest.raises(BadAdjustment, match="no program has id 'nobody'"):
-        await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "why", "s", amount=100, counterparty="nobody"))
+        await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "why", "s", amount=Decimal("1.00"), counterparty="nobody"))
     with pytest.raises(BadUserInput, match="reason"):
         await closed.resolve(ResolveRequest(duplicate, Resolution.ACCEPT_LEDGER, "   ", "s"))
     with pytest.raises(BadUserInput, match="posts nothing"):
-        await closed.resolve(ResolveRequest(duplicate, Resolution.ACCEPT_LEDGER, "why", "s", amount=100))
-    _, resolution = await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "fee refund", "s", amount=100, counterparty="EXCHANGE"))
-    assert resolution.counterparty == "EXCHANGE"
+        await closed.resolve(ResolveRequest(duplicate, Resolution.ACCEPT_LEDGER, "why", "s", amount=Decimal("1.00")))
+    resolved = await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "fee refund", "s", amount=Decimal("1.00"), counterparty="EXCHANGE"))
+    assert resolved.resolution is not None and resolved.resolution.counterparty == "EXCHANGE"
 
 
 async def test_sign_off_needs_every_break_resolved_and_then_freezes_the_period(
@@ -195,10 +202,10 @@ async def test_sign_off_needs_every_break_resolved_and_then_freezes_the_period(
     assert caught.value.extensions() == {
         "code": "UNRESOLVED_BREAKS", "unresolved": 4
     }
-    for row in (await breaks_of(closed, imported.id)).values():
+    for row in (await breaks_of(closed, imported)).values():
         await closed.resolve(ResolveRequest(row.id or 0, Resolution.ACCEPT_LEDGER, "agreed on the phone", "s"))
     clock.advance(hours=1)
-    position = await closed.sign_off("fresh-mart", "2026-11", by="carol@settlement", note="all agreed")
+    position = (await closed.sign_off("fresh-mart", "2026-11", by="carol@settlement", note="all agreed")).position
     assert (position.signed_off_by, position.signed_off_at, position.sign_off_note) == ("carol@settlement", clock.now(), "all agreed")
     with pytest.raises(PartnerSignedOff) as refused:
         await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="x")
@@ -213,7 +220,8 @@ async def test_the_counts_hold_for_a_file_larger_than_a_batch(closed: Settlement
     big = "reference,amount\n" + "".join(f"unknown:{n},1\n" for n in range(12_345)) + "conversion:c1,-100.00\n"
     imported = (await closed.import_records("fresh-mart", "2026-11", lines(big), by="x")).reconciliation
     assert (imported.lines, imported.matched, imported.missing_in_ledger, imported.missing_in_partner) == (12_346, 1, 12_345, 3)
-    last = await closed.breaks(imported.id, kind=BreakKind.MISSING_IN_LEDGER, unresolved_only=True, first=2, after=None)
-    assert [row.line for row, _ in last] == [2, 3]
+    first = await closed.breaks(imported, kind=BreakKind.MISSING_IN_LEDGER, unresolved_only=True, first=2)
+    after = await closed.breaks(imported, kind=BreakKind.MISSING_IN_LEDGER, first=2, after=first[-1].row.id)
+    assert [view.row.line for view in first + after] == [2, 3, 4, 5]
 
 
