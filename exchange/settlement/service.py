@@ -3,13 +3,17 @@ units of work on the database and calls the rules in this package."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from joserfc.jwk import RSAKey
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth.keys import SigningKeys
-from exchange.clock import Clock
+from exchange.clock import Clock, SystemClock
+from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.ledger.periods import SettlementCalendar
 from exchange.ledger.posting import Ledger
@@ -19,13 +23,6 @@ from exchange.settings import Settings
 from exchange.settlement import breaks, closing, reconciliation, signoff, statements
 from exchange.settlement.closing import PeriodReport
 from exchange.settlement.models import BreakKind, BreakResolution, Reconciliation, ReconciliationBreak, SettlementPosition
-
-
-@dataclass(frozen=True)
-class SignedStatement:
-    statement: statements.Statement
-    jws: str
-    key_id: str
 
 
 @dataclass(frozen=True)
@@ -79,10 +76,10 @@ class SettlementService:
         async with self.db.transaction() as session:
             return await closing.period_report(session, period, await settlement_currency(session))
 
-    async def statement(self, participant: str, period: str) -> SignedStatement:
+    async def statement(self, participant: str, period: str) -> statements.Statement:
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
-            statement = await statements.build_statement(
+            return await statements.build_statement(
                 session,
                 issuer=self.issuer,
                 calendar=self.calendar,
@@ -90,8 +87,10 @@ class SettlementService:
                 participant=participant,
                 period=period,
             )
-            key = await self.keys.signing_key(session)
-        return SignedStatement(statement, statement.jws(key), str(key.kid))
+
+    async def signing_key(self) -> RSAKey:
+        """The key statements are signed with now: the exchange's active token-signing key."""
+        return await self.keys.signing_key()
 
     async def import_records(self, partner: str, period: str, source: Iterable[bytes], *, by: str) -> ReconciliationView:
         period = self.calendar.parse(period)
@@ -141,3 +140,16 @@ class SettlementService:
         async with self.db.transaction() as session:
             position = await signoff.sign_off(session, partner, period, actor=by, note=note, now=self.clock.now())
             return PositionView(position, await settlement_currency(session))
+
+
+@asynccontextmanager
+async def settlement_service(settings: Settings, clock: Clock | None = None) -> AsyncIterator[SettlementService]:
+    """The service on the database ``settings`` name, for a command: migrated, keys readable."""
+    await asyncio.to_thread(migrate.ensure_migrated, settings.database_url)
+    clock = clock or SystemClock()
+    db = Database.from_url(settings.database_url)
+    try:
+        keys = SigningKeys(db, settings.key_encryption_secret.get_secret_value(), clock)
+        yield SettlementService.for_settings(settings, db=db, clock=clock, keys=keys)
+    finally:
+        await db.dispose()

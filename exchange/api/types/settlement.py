@@ -25,8 +25,9 @@ from exchange.settlement.models import BreakKind as BreakKindValue
 from exchange.settlement.models import Resolution as ResolutionValue
 from exchange.settlement.models import SettlementPosition as PositionRow
 from exchange.settlement.netting import Payments as PaymentsValue
-from exchange.settlement.service import BreakView, PositionView, ReconciliationView, SignedStatement
+from exchange.settlement.service import BreakView, PositionView, ReconciliationView
 from exchange.settlement.statements import CounterpartyTotals as CounterpartyTotalsValue
+from exchange.settlement.statements import Statement as StatementValue
 from exchange.settlement.statements import StatementLine as StatementLineValue
 
 #: Staff, with either settlement scope (a write-only tool reads what it changed).
@@ -265,38 +266,47 @@ class CounterpartyTotals:
 
 
 @authorize_fields(STAFF_OR_OWNER)
-@strawberry.type(
-    description="A participant's statement of a closed period. `json` is the canonical document; "
-    "`jws` is that document signed (RS256, compact) with the exchange's key `keyId`, verifiable "
-    "with the exchange's JWKS at /.well-known/jwks.json alone."
-)
+@strawberry.type(description="A participant's statement of a closed period.")
 class Statement:
-    partner_id: strawberry.ID
+    partner_id: strawberry.ID = strawberry.field(description="A program id, or EXCHANGE for the exchange's fees.")
     period: str
     currency: str
     closed_at: datetime
-    opening_position: Decimal
+    opening_position: Decimal = strawberry.field(description="Carried in: the net positions of every earlier period.")
     payable: Decimal
     receivable: Decimal
-    net_position: Decimal
-    closing_position: Decimal
+    net_position: Decimal = strawberry.field(description="receivable − payable: the multilateral net position.")
+    closing_position: Decimal = strawberry.field(description="openingPosition + netPosition.")
     counterparties: list[CounterpartyTotals]
     line_count: int
-    json: str
-    csv: str
-    jws: str
-    key_id: str = strawberry.field(description="The `kid` of the key that signed `jws`.")
-    signed: strawberry.Private[SignedStatement]
+    statement: strawberry.Private[StatementValue]
 
     @strawberry.field(description="Its lines in order, `first` (at most 1000) from `offset`.")
     def lines(self, first: int = 100, offset: int = 0) -> list[StatementLine]:
-        statement = self.signed.statement
-        chosen = statement.lines[max(0, offset) : max(0, offset) + _page(first)]
-        return [StatementLine.of(line, str(self.partner_id), statement.currency) for line in chosen]
+        chosen = self.statement.lines[max(0, offset) : max(0, offset) + _page(first)]
+        return [StatementLine.of(line, str(self.partner_id), self.statement.currency) for line in chosen]
+
+    @strawberry.field(description="The canonical JSON document (keys sorted, no spaces): what `jws` signs.")
+    def json(self) -> str:
+        return self.statement.json()
+
+    @strawberry.field(description="The same records as CSV: opening, each line, net and closing.")
+    def csv(self) -> str:
+        return self.statement.csv()
+
+    @strawberry.field(
+        description="`json` signed (RS256, compact serialization) with the exchange's key `keyId`: "
+        "anyone verifies it with the JWKS at /.well-known/jwks.json alone."
+    )
+    async def jws(self, info: Info[Context, None]) -> str:
+        return self.statement.jws(await info.context.services.settlement.signing_key())
+
+    @strawberry.field(description="The `kid` of the key that signs `jws`.")
+    async def key_id(self, info: Info[Context, None]) -> str:
+        return str((await info.context.services.settlement.signing_key()).kid)
 
     @classmethod
-    def of(cls, signed: SignedStatement) -> Statement:
-        statement = signed.statement
+    def of(cls, statement: StatementValue) -> Statement:
         money = statement.currency.from_minor
         return cls(
             partner_id=strawberry.ID(statement.participant),
@@ -310,11 +320,7 @@ class Statement:
             closing_position=money(statement.closing),
             counterparties=[CounterpartyTotals.of(t, statement.participant, statement.currency) for t in statement.counterparties],
             line_count=len(statement.lines),
-            json=statement.json(),
-            csv=statement.csv(),
-            jws=signed.jws,
-            key_id=signed.key_id,
-            signed=signed,
+            statement=statement,
         )
 
 

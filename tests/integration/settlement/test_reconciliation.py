@@ -148,7 +148,7 @@ async def test_an_adjustment_is_a_balanced_transaction_in_the_next_open_period(
         await closed.resolve(ResolveRequest(mismatch.id or 0, Resolution.ACCEPT_LEDGER, "changed my mind", "bob@settlement"))
 
     await close(closed, clock, "2026-12")
-    december = (await closed.statement("fresh-mart", "2026-12")).statement
+    december = await closed.statement("fresh-mart", "2026-12")
     assert [(line.reference, line.category, line.counterparty, line.amount) for line in december.lines] == [
         (f"break:{mismatch.id}", "adjustment", "wallet-pay", -75)
     ]

@@ -36,8 +36,8 @@ async def november(settlement: SettlementService, clock: FrozenClock) -> Settlem
 
 
 async def test_a_statement_shows_opening_lines_by_counterparty_and_closing(november: SettlementService) -> None:
-    signed = await november.statement("fresh-mart", "2026-11")
-    document = json.loads(signed.statement.json())
+    statement = await november.statement("fresh-mart", "2026-11")
+    document = json.loads(statement.json())
     assert document["partner"] == "fresh-mart" and document["currency"] == "TWD"
     assert document["period"] == {
         "name": "2026-11", "start": "2026-10-31T16:00:00Z", "end": "2026-11-30T16:00:00Z",
@@ -57,11 +57,11 @@ async def test_a_statement_shows_opening_lines_by_counterparty_and_closing(novem
     ]
     assert document["totals"] == {"payable": "100.00", "receivable": "36.97", "net": "-63.03"}
     assert document["closingPosition"] == "-58.03"
-    assert sum(line.amount for line in signed.statement.lines) == signed.statement.net
+    assert sum(line.amount for line in statement.lines) == statement.net
 
 
 async def test_the_exchange_has_a_statement_of_the_fees_it_is_owed(november: SettlementService) -> None:
-    statement = (await november.statement(EXCHANGE, "2026-11")).statement
+    statement = await november.statement(EXCHANGE, "2026-11")
     assert [(line.reference, line.category, line.counterparty, line.amount) for line in statement.lines] == [
         ("conversion:c1", "fee", "fresh-mart", 200),
         ("redemption:r1", "fee", "wallet-pay", 25),
@@ -71,7 +71,7 @@ async def test_the_exchange_has_a_statement_of_the_fees_it_is_owed(november: Set
 
 
 async def test_the_csv_holds_the_same_records(november: SettlementService) -> None:
-    statement = (await november.statement("fresh-mart", "2026-11")).statement
+    statement = await november.statement("fresh-mart", "2026-11")
     rows = list(csv.DictReader(io.StringIO(statement.csv())))
     assert [row["record"] for row in rows] == ["opening", "line", "line", "line", "line", "net", "closing"]
     assert {(row["partner"], row["period"], row["currency"]) for row in rows} == {("fresh-mart", "2026-11", "TWD")}
@@ -82,11 +82,12 @@ async def test_the_csv_holds_the_same_records(november: SettlementService) -> No
 async def test_the_jws_verifies_with_the_published_keys_alone_and_carries_the_json(
     november: SettlementService,
 ) -> None:
-    signed = await november.statement("fresh-mart", "2026-11")
+    statement = await november.statement("fresh-mart", "2026-11")
+    key = await november.signing_key()
     published = KeySet.import_key_set(json.loads(json.dumps(await november.keys.jwks())))
-    verified = jws.deserialize_compact(signed.jws, published, algorithms=["RS256"])
-    assert verified.payload.decode() == signed.statement.json()
-    assert verified.protected["kid"] == signed.key_id and verified.protected["typ"] == "settlement-statement+json"
+    verified = jws.deserialize_compact(statement.jws(key), published, algorithms=["RS256"])
+    assert verified.payload.decode() == statement.json()
+    assert verified.protected["kid"] == key.kid and verified.protected["typ"] == "settlement-statement+json"
     assert json.loads(verified.payload)["issuer"] == ISSUER
 
 
@@ -99,8 +100,8 @@ def _unb64(text: str) -> bytes:
 
 
 async def test_a_changed_figure_fails_verification(november: SettlementService) -> None:
-    signed = await november.statement("fresh-mart", "2026-11")
-    header, payload, signature = signed.jws.split(".")
+    statement = await november.statement("fresh-mart", "2026-11")
+    header, payload, signature = statement.jws(await november.signing_key()).split(".")
     forged = _unb64(payload).replace(b'"closingPosition":"-58.03"', b'"closingPosition":"-58.04"')
     assert forged != _unb64(payload)
     with pytest.raises(BadSignatureError):
@@ -111,9 +112,9 @@ async def test_a_changed_figure_fails_verification(november: SettlementService) 
 async def test_a_changed_byte_anywhere_fails_verification(
     november: SettlementService, part: int, errors: type[Exception] | tuple[type[Exception], ...]
 ) -> None:
-    signed = await november.statement("fresh-mart", "2026-11")
+    statement = await november.statement("fresh-mart", "2026-11")
     published = KeySet.import_key_set(await november.keys.jwks())
-    pieces = signed.jws.split(".")
+    pieces = statement.jws(await november.signing_key()).split(".")
     for position in range(0, len(_unb64(pieces[part])), 7):
         raw = bytearray(_unb64(pieces[part]))
         raw[position] ^= 0x01
@@ -123,8 +124,9 @@ async def test_a_changed_byte_anywhere_fails_verification(
 
 
 async def test_the_same_period_gives_the_same_bytes(november: SettlementService) -> None:
+    key = await november.signing_key()
     first, second = await november.statement("wallet-pay", "2026-11"), await november.statement("wallet-pay", "2026-11")
-    assert (first.statement.json(), first.jws) == (second.statement.json(), second.jws)
+    assert (first.json(), first.jws(key)) == (second.json(), second.jws(key))
 
 
 async def test_only_closed_periods_and_participants_have_statements(november: SettlementService) -> None:
