@@ -1,8 +1,9 @@
 """Where settlement's SQL differs between PostgreSQL and SQLite, and only here.
 
-* Netting pairs two ordered index streams; PostgreSQL's planner, left alone, tends to hash
-  them in parallel workers instead, which measures two to three times slower
-  (``bench/settlement_close.py``).
+* Netting merges two ordered index streams; PostgreSQL's planner, left alone, hashes them in
+  parallel workers or materializes one side, which measures two to three times slower
+  (``bench/settlement_close.py``). Closing runs several such merges at once instead, one per
+  process the server would give a parallel query.
 * A partner's records are staged in a temporary table of the unit of work. On PostgreSQL the
   validated CSV text goes to ``COPY`` as it is (the server parses it, numbers the lines with an
   identity column and turns amounts into minor units in a generated column); on SQLite, which
@@ -44,9 +45,21 @@ def _is_postgres(session: AsyncSession) -> bool:
 
 
 async def prefer_ordered_merges(session: AsyncSession) -> None:
-    """For the rest of the unit of work, plan without parallel workers (see the docstring)."""
+    """For the rest of the unit of work, merge ordered index scans as they come: no parallel
+    workers, and no materializing the inner side (the index scan can step back by itself)."""
     if _is_postgres(session):
-        await session.exec(text("SET LOCAL max_parallel_workers_per_gather = 0"))  # type: ignore[call-overload]
+        for setting in ("max_parallel_workers_per_gather = 0", "enable_material = off"):
+            await session.exec(text(f"SET LOCAL {setting}"))  # type: ignore[call-overload]
+
+
+async def parallel_parts(session: AsyncSession) -> int:
+    """Into how many parts to cut work the database runs at once: as many processes as it would
+    give one parallel query (its leader and ``max_parallel_workers_per_gather`` workers) on
+    PostgreSQL; one on SQLite, which runs one statement at a time."""
+    if not _is_postgres(session):
+        return 1
+    workers = (await session.exec(text("SHOW max_parallel_workers_per_gather"))).scalar_one()  # type: ignore[call-overload]
+    return 1 + int(workers)
 
 
 async def _in_thread(batches: Iterator[T]) -> AsyncIterator[T]:
@@ -80,7 +93,7 @@ async def stage_records(session: AsyncSession, reader: RecordReader) -> None:
             )
         )
         columns = [STAGED_AS[name] for name in reader.format.columns]
-        await copy_csv(session, STAGING, columns, (batch.csv() async for batch in batches))
+        await copy_csv(session, STAGING, columns, (batch.text async for batch in batches))
         await session.exec(text(f"ANALYZE {STAGING}"))  # type: ignore[call-overload]
         return
     await drop_staging(session)

@@ -47,15 +47,26 @@ PAIRS = """
        AND p.period = :period AND p.unit = :unit AND p.amount > 0
 """
 
+#: Restricts the pairing to the transactions ``first_seq`` to ``last_seq``: a period is paired in
+#: several such ranges at once (see ``closing``), each a merge of two ordered index ranges.
+IN_RANGE = """
+       AND n.transaction_seq BETWEEN :first_seq AND :last_seq AND p.transaction_seq BETWEEN :first_seq AND :last_seq
+"""
 PAIRED_BY_ACCOUNTS = text(
     f"""
     SELECT pairs.debtor_account, pairs.creditor_account, sum(pairs.amount) AS amount
-      FROM ({PAIRS}) pairs
+      FROM ({PAIRS}{IN_RANGE}) pairs
      GROUP BY pairs.debtor_account, pairs.creditor_account
     """
 )
-OWED_IN_PERIOD = text(
-    "SELECT coalesce(sum(-amount), 0) FROM ledger_entry WHERE period = :period AND unit = :unit AND amount < 0"
+OWED_IN_RANGE = text(
+    """
+    SELECT coalesce(sum(-amount), 0) FROM ledger_entry
+     WHERE period = :period AND unit = :unit AND amount < 0 AND transaction_seq BETWEEN :first_seq AND :last_seq
+    """
+)
+SEQ_BOUNDS = text(
+    "SELECT min(transaction_seq), max(transaction_seq) FROM ledger_entry WHERE period = :period AND unit = :unit AND amount < 0"
 )
 
 
@@ -68,34 +79,67 @@ class Obligation:
     amount: int
 
 
-async def obligations(session: AsyncSession, period: str, currency: str) -> list[Obligation]:
-    """Who owed whom in ``period``, computed from its ledger transactions by the attribution rule.
+@dataclass(frozen=True, slots=True)
+class Pairing:
+    """What pairing one range of a period's transactions found: the pairs' worth by (debtor
+    account, creditor account), and what the range's negative legs owe (for the check)."""
+
+    by_accounts: Mapping[tuple[int, int], int]
+    owed: int
+
+
+async def ranges(session: AsyncSession, period: str, currency: str, parts: int) -> list[tuple[int, int]]:
+    """The period's transactions (those with money legs) cut into at most ``parts`` ranges of
+    consecutive sequence numbers, as (first, last)."""
+    first, last = (await session.exec(SEQ_BOUNDS, params={"period": period, "unit": currency})).one()  # type: ignore[call-overload]
+    if first is None:
+        return []
+    size = -(-(last - first + 1) // parts)
+    return [(start, min(start + size - 1, last)) for start in range(first, last + 1, size)]
+
+
+async def pair(session: AsyncSession, period: str, currency: str, span: tuple[int, int]) -> Pairing:
+    """Pair the negative and positive legs of the transactions in ``span`` (first, last)."""
+    parameters = {"period": period, "unit": currency, "first_seq": span[0], "last_seq": span[1]}
+    rows = await session.exec(PAIRED_BY_ACCOUNTS, params=parameters)  # type: ignore[call-overload]
+    by_accounts = {(debtor, creditor): int(amount) for debtor, creditor, amount in rows}
+    owed = (await session.exec(OWED_IN_RANGE, params=parameters)).scalar_one()  # type: ignore[call-overload]
+    return Pairing(by_accounts, int(owed))
+
+
+def combine(pairings: Sequence[Pairing], accounts: Mapping[int, str], period: str, currency: str) -> list[Obligation]:
+    """The period's obligations between participants, from the pairings of all its ranges.
 
     Refuses (:class:`SettlementInvariantBroken`) a period holding a transaction that is not a
-    star, or a leg on a money account that is not a settlement participant's.
+    star (see the check in the module's docstring), or a leg on a money account that is not a
+    settlement participant's.
     """
-    parameters = {"period": period, "unit": currency}
-    accounts = await settled_accounts(session, currency)
-    paired: dict[tuple[str, str], int] = {}
-    paired_total = 0
-    for debtor_account, creditor_account, amount in await session.exec(PAIRED_BY_ACCOUNTS, params=parameters):  # type: ignore[call-overload]
-        paired_total += int(amount)
-        if debtor_account == creditor_account:
-            continue
-        unknown = {debtor_account, creditor_account} - accounts.keys()
-        if unknown:
-            raise SettlementInvariantBroken(
-                f"ledger accounts {sorted(unknown)} hold {currency} but are no settlement participant's"
-            )
-        key = (accounts[debtor_account], accounts[creditor_account])
-        paired[key] = paired.get(key, 0) + int(amount)
-    owed = int((await session.exec(OWED_IN_PERIOD, params=parameters)).scalar_one())  # type: ignore[call-overload]
-    if paired_total != owed:
+    owed = sum(pairing.owed for pairing in pairings)
+    attributed = sum(amount for pairing in pairings for amount in pairing.by_accounts.values())
+    if attributed != owed:
         raise SettlementInvariantBroken(
             f"period {period} holds a {currency} transaction with several legs on both sides: "
-            f"its legs owe {owed}, the pairing attributes {paired_total}"
+            f"its legs owe {owed}, the pairing attributes {attributed}"
         )
-    return sorted(Obligation(debtor, creditor, amount) for (debtor, creditor), amount in paired.items())
+    totals: dict[tuple[str, str], int] = {}
+    for pairing in pairings:
+        for (debtor, creditor), amount in pairing.by_accounts.items():
+            if debtor == creditor:
+                continue
+            if unknown := {debtor, creditor} - accounts.keys():
+                raise SettlementInvariantBroken(
+                    f"ledger accounts {sorted(unknown)} hold {currency} but are no settlement participant's"
+                )
+            key = (accounts[debtor], accounts[creditor])
+            totals[key] = totals.get(key, 0) + amount
+    return sorted(Obligation(debtor, creditor, amount) for (debtor, creditor), amount in totals.items())
+
+
+async def obligations(session: AsyncSession, period: str, currency: str) -> list[Obligation]:
+    """Who owed whom in ``period``, from its ledger transactions by the attribution rule, in one
+    unit of work (closing pairs ranges of the period concurrently instead)."""
+    pairings = [await pair(session, period, currency, span) for span in await ranges(session, period, currency, 1)]
+    return combine(pairings, await settled_accounts(session, currency), period, currency)
 
 
 #: A closed period's positions, from its obligations and the earlier periods' positions.

@@ -18,8 +18,8 @@ break of the current one has been resolved: from then on its resolutions stand.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import datetime
+from typing import BinaryIO
 
 from sqlalchemy import func, text
 from sqlmodel import col, select
@@ -104,11 +104,11 @@ async def import_records(
     currency: Currency,
     partner: str,
     period: str,
-    source: Iterable[bytes],
+    source: BinaryIO,
     actor: str,
     now: datetime,
 ) -> Reconciliation:
-    """Import the partner's file (lines of bytes, streamed) and classify it; one unit of work.
+    """Import the partner's file (read as it streams) and classify it; one unit of work.
 
     A malformed file raises :class:`~exchange.settlement.errors.MalformedRecords` naming the
     first bad line; the caller's unit of work then rolls back, so nothing is imported.

@@ -4,9 +4,10 @@ units of work on the database and calls the rules in this package."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from joserfc.jwk import RSAKey
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -92,7 +93,7 @@ class SettlementService:
         """The key statements are signed with now: the exchange's active token-signing key."""
         return await self.keys.signing_key()
 
-    async def import_records(self, partner: str, period: str, source: Iterable[bytes], *, by: str) -> ReconciliationView:
+    async def import_records(self, partner: str, period: str, source: BinaryIO, *, by: str) -> ReconciliationView:
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
             imported = await reconciliation.import_records(

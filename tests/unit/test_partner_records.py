@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from exchange.money import Currency
 from exchange.settlement.errors import MalformedRecords
-from exchange.settlement.records import BATCH_LINES, RecordReader
+from exchange.settlement.records import BLOCK_BYTES, MAX_LINE_BYTES, RecordReader
 
 TWD = Currency("TWD", 2)
 
 
 def read(text: str | bytes, currency: Currency = TWD) -> tuple[RecordReader, list[tuple[int, str, int, str | None, str | None]]]:
     data = text if isinstance(text, bytes) else text.encode()
-    reader = RecordReader(data.splitlines(keepends=True), currency)
+    reader = RecordReader(io.BytesIO(data), currency)
     return reader, [row for batch in reader.batches() for row in batch.rows(reader.format)]
 
 
@@ -52,11 +54,19 @@ def test_a_currency_without_minor_units_takes_whole_amounts_only() -> None:
 
 
 def test_batches_are_bounded_whatever_the_file_size() -> None:
-    lines = [b"reference,amount\n", *(f"r{n},1\n".encode() for n in range(BATCH_LINES * 2 + 5))]
-    reader = RecordReader(lines, TWD)
-    sizes = [len(batch.matches) for batch in reader.batches()]
-    assert sizes == [BATCH_LINES, BATCH_LINES, 5]
-    assert reader.lines == BATCH_LINES * 2 + 5
+    lines = "reference,amount\n" + "".join(f"conversion:{n:08d},{n % 1000}.5\n" for n in range(200_000))
+    reader = RecordReader(io.BytesIO(lines.encode()), TWD)
+    batches = list(reader.batches())
+    assert len(batches) > 3
+    assert all(len(batch.text.encode()) <= BLOCK_BYTES + MAX_LINE_BYTES for batch in batches)
+    assert [batch.first_line for batch in batches[:2]] == [2, 2 + batches[0].lines]
+    assert sum(batch.lines for batch in batches) == reader.lines == 200_000
+    assert batches[-1].rows(reader.format)[-1] == (200_001, "conversion:00199999", 99950, None, None)
+
+
+def test_quoted_and_bare_lines_mix_within_a_block() -> None:
+    _, rows = read('reference,amount\nplain,1\n"with, comma","-2.5"\n')
+    assert rows == [(2, "plain", 100, None, None), (3, "with, comma", -250, None, None)]
 
 
 @pytest.mark.parametrize(
@@ -94,6 +104,21 @@ def test_bytes_that_are_not_utf8_are_refused_on_their_line() -> None:
     assert refusal(b"reference,amount\nr,1\nr\xff,2\n") == (3, "not UTF-8 text")
 
 
-def test_the_first_bad_line_is_named_even_past_the_first_batch() -> None:
-    lines = ["reference,amount", *(f"r{n},1" for n in range(BATCH_LINES + 10)), "r,oops"]
-    assert refusal("\n".join(lines)) == (BATCH_LINES + 12, "amount: 'oops' is not an amount in TWD: write an exact decimal such as -1234.5, with at most 2 decimals and 15 integer digits")
+def test_the_first_bad_line_is_named_even_blocks_into_the_file() -> None:
+    lines = ["reference,amount", *(f"conversion:{n:08d},1" for n in range(150_000)), "r,oops", "r,fine"]
+    assert refusal("\n".join(lines)) == (150_002, "amount: 'oops' is not an amount in TWD: write an exact decimal such as -1234.5, with at most 2 decimals and 15 integer digits")
+
+
+def test_a_date_the_calendar_lacks_is_caught_among_good_lines() -> None:
+    lines = ["reference,amount,date", *(f"r{n},1,2024-02-29" for n in range(1000)), "r,1,2026-04-31"]
+    assert refusal("\n".join(lines)) == (1002, "date: '2026-04-31' is not a date on the calendar")
+
+
+def test_a_line_too_long_to_be_a_record_is_refused() -> None:
+    text = "reference,amount\nr,1\n" + "x" * (MAX_LINE_BYTES + BLOCK_BYTES) + ",1\n"
+    assert refusal(text) == (3, f"a line over {MAX_LINE_BYTES} bytes")
+
+
+def test_bytes_that_are_not_utf8_are_found_on_their_line_blocks_into_the_file() -> None:
+    good = b"".join(b"conversion:%08d,1\n" % n for n in range(100_000))
+    assert refusal(b"reference,amount\n" + good + b"r\xff,2\n") == (100_002, "not UTF-8 text")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import strawberry
 from strawberry.types import Info
@@ -28,11 +27,6 @@ OWN_PARTNER_ID = own_program(argument("partner_id"))
 #: Staff, and the partner whose id the field names.
 READ_OWN: Rule = requires(Scope.SETTLEMENT_READ) | requires(Scope.PARTNER_READ) & OWN_PARTNER_ID
 STAFF_WRITES: Rule = requires(Scope.SETTLEMENT_WRITE)
-
-
-def _lines(text: str) -> Iterator[bytes]:
-    """A GraphQL string's lines as the bytes a file would hold."""
-    return (line.encode() for line in io.StringIO(text, newline=""))
 
 
 @strawberry.type
@@ -91,7 +85,7 @@ class SettlementMutations:
         self, info: Info[Context, None], partner_id: strawberry.ID, period: str, csv: str
     ) -> Reconciliation | None:
         view = await info.context.services.settlement.import_records(
-            str(partner_id), period, _lines(csv), by=info.context.caller().client_id
+            str(partner_id), period, io.BytesIO(csv.encode()), by=info.context.caller().client_id
         )
         return Reconciliation.of(view)
 

@@ -19,7 +19,7 @@ from exchange.ledger.posting import Leg, Ledger, TransactionRequest
 from exchange.settlement import netting
 from exchange.settlement.errors import SettlementInvariantBroken
 from exchange.settlement.netting import NettingSaving
-from exchange.settlement.participants import EXCHANGE, account_of
+from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
 from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases, SqliteDatabases
 from tests.integration.settlement.conftest import CHART, NOVEMBER, TAIPEI
@@ -67,8 +67,14 @@ async def check(url: str, transactions: list[tuple[str, bool, list[tuple[str, in
             await ledger.post_many(session, [as_request(index, t) for index, t in enumerate(transactions)])
         async with db.transaction() as session:
             obligations = await netting.obligations(session, "2026-11", "TWD")
+            spans = await netting.ranges(session, "2026-11", "TWD", 3)
+            in_parts = [await netting.pair(session, "2026-11", "TWD", span) for span in spans]
+            accounts = await settled_accounts(session, "TWD")
     finally:
         await db.dispose()
+    assert len(spans) <= 3 and spans[0][0] == 1 and spans[-1][1] == len(transactions)
+    assert all(last + 1 == first for (_, last), (first, _) in zip(spans, spans[1:]))
+    assert netting.combine(in_parts, accounts, "2026-11", "TWD") == obligations
     owed, legs = reference(transactions)
     assert {(o.debtor, o.creditor): o.amount for o in obligations} == {key: amount for key, amount in owed.items() if amount}
     nets = Counter[str]()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from decimal import Decimal
 
 import pytest
@@ -35,8 +36,8 @@ conversion:c1,-100,,
 """
 
 
-def lines(text: str) -> list[bytes]:
-    return text.encode().splitlines(keepends=True)
+def lines(text: str) -> io.BytesIO:
+    return io.BytesIO(text.encode())
 
 
 @pytest.fixture
