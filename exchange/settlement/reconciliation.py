@@ -1,7 +1,9 @@
 """Reconciling a partner's records of a closed period against the ledger.
 
 The file streams through the validator into a staging table (see ``records`` and ``dialect``),
-then one set-based statement classifies it against the ledger and stores every break:
+the partner's ledger amounts per reference into another, then one set-based statement (the file
+grouped by reference, fully outer-joined with the ledger's side) classifies the file and stores
+every break:
 
 * the ledger's side is the partner's clearing legs of the period, summed per business
   reference (a conversion and its reversal in one period share a reference and net out);
@@ -28,39 +30,54 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.models import LedgerAccount
 from exchange.money import Currency
-from exchange.settlement.dialect import STAGING, drop_staging, stage_records
+from exchange.settlement.dialect import (
+    LEDGER_STAGING,
+    STAGING,
+    drop_staging,
+    prefer_hashing_in_memory,
+    stage_query,
+    stage_records,
+)
 from exchange.settlement.errors import NoSuchParticipant, ReconciliationNotFound, ResolvedBreaksWouldBeLost
 from exchange.settlement.models import BreakKind, BreakResolution, Reconciliation, ReconciliationBreak
 from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.positions import open_position, position_of
 from exchange.settlement.records import RecordReader
 
+#: The partner's clearing legs of the period, summed per business reference.
+LEDGER_AMOUNTS = """
+    SELECT t.reference, CAST(sum(e.amount) AS BIGINT) AS amount
+      FROM ledger_entry e JOIN ledger_transaction t ON t.seq = e.transaction_seq
+     WHERE e.account_id = :account AND e.period = :period
+     GROUP BY t.reference
+"""
 CLASSIFY = text(
     f"""
-    WITH ledger AS (
-        SELECT t.reference, sum(e.amount) AS amount
-          FROM ledger_entry e JOIN ledger_transaction t ON t.seq = e.transaction_seq
-         WHERE e.account_id = :account AND e.period = :period
-         GROUP BY t.reference
-    ), repeated AS (
-        SELECT reference, min(line) AS first_line FROM {STAGING} GROUP BY reference HAVING count(*) > 1
+    WITH records AS (
+        SELECT reference, count(*) AS lines, min(line) AS line, min(amount) AS amount,
+               min(counterparty) AS counterparty, min(partner_date) AS partner_date
+          FROM {STAGING} GROUP BY reference
+    ), compared AS (
+        SELECT coalesce(r.reference, l.reference) AS reference, r.lines, r.line, r.amount AS partner_amount,
+               l.amount AS ledger_amount, r.counterparty, r.partner_date
+          FROM records r FULL JOIN {LEDGER_STAGING} l ON l.reference = r.reference
+         WHERE (r.reference IS NULL AND l.amount <> 0) OR l.reference IS NULL OR r.lines > 1 OR r.amount <> l.amount
     )
     INSERT INTO reconciliation_break
         (reconciliation_id, kind, reference, line, partner_amount, ledger_amount, counterparty, partner_date)
     SELECT :reconciliation, kind, reference, line, partner_amount, ledger_amount, counterparty, partner_date
-      FROM (SELECT CASE WHEN s.line <> r.first_line THEN '{BreakKind.DUPLICATE}'
-                        WHEN l.reference IS NULL THEN '{BreakKind.MISSING_IN_LEDGER}'
+      FROM (SELECT CASE WHEN line IS NULL THEN '{BreakKind.MISSING_IN_PARTNER}'
+                        WHEN ledger_amount IS NULL THEN '{BreakKind.MISSING_IN_LEDGER}'
                         ELSE '{BreakKind.AMOUNT_MISMATCH}' END AS kind,
-                   s.reference, s.line, s.amount AS partner_amount, l.amount AS ledger_amount,
-                   s.counterparty, s.partner_date
-              FROM {STAGING} s
-              LEFT JOIN repeated r ON r.reference = s.reference
-              LEFT JOIN ledger l ON l.reference = s.reference
-             WHERE s.line <> coalesce(r.first_line, s.line) OR l.reference IS NULL OR l.amount <> s.amount
+                   reference, line, partner_amount, ledger_amount, counterparty, partner_date
+              FROM compared WHERE lines = 1 OR lines IS NULL
             UNION ALL
-            SELECT '{BreakKind.MISSING_IN_PARTNER}', l.reference, NULL, NULL, l.amount, NULL, NULL
-              FROM ledger l
-             WHERE l.amount <> 0 AND NOT EXISTS (SELECT 1 FROM {STAGING} s WHERE s.reference = l.reference)
+            SELECT CASE WHEN s.line <> c.line THEN '{BreakKind.DUPLICATE}'
+                        WHEN c.ledger_amount IS NULL THEN '{BreakKind.MISSING_IN_LEDGER}'
+                        ELSE '{BreakKind.AMOUNT_MISMATCH}' END,
+                   s.reference, s.line, s.amount, c.ledger_amount, s.counterparty, s.partner_date
+              FROM compared c JOIN {STAGING} s ON s.reference = c.reference
+             WHERE c.lines > 1 AND (s.line <> c.line OR c.ledger_amount IS NULL OR s.amount <> c.ledger_amount)
            ) breaks
      ORDER BY line IS NULL, line, reference
     """
@@ -124,7 +141,9 @@ async def import_records(
     ).one()
 
     reader = RecordReader(source, currency)
+    await prefer_hashing_in_memory(session)
     await stage_records(session, reader)
+    await stage_query(session, LEDGER_AMOUNTS, {"account": account, "period": period})
     reconciliation = Reconciliation(
         id=str(uuid.uuid4()), period=period, partner=partner, sequence=current.sequence + 1 if current else 1,
         imported_at=now, imported_by=actor, file_sha256=reader.sha256, lines=reader.lines,
@@ -132,7 +151,7 @@ async def import_records(
     )
     session.add(reconciliation)
     await session.flush()
-    await session.exec(CLASSIFY, params={"account": account, "period": period, "reconciliation": reconciliation.id})  # type: ignore[call-overload]
+    await session.exec(CLASSIFY, params={"reconciliation": reconciliation.id})  # type: ignore[call-overload]
     await drop_staging(session)
     counts = dict(
         (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import date
 
 import pytest
 
@@ -122,3 +123,23 @@ def test_a_line_too_long_to_be_a_record_is_refused() -> None:
 def test_bytes_that_are_not_utf8_are_found_on_their_line_blocks_into_the_file() -> None:
     good = b"".join(b"conversion:%08d,1\n" % n for n in range(100_000))
     assert refusal(b"reference,amount\n" + good + b"r\xff,2\n") == (100_002, "not UTF-8 text")
+
+
+@pytest.mark.parametrize("year", [1, 4, 100, 400, 1900, 1996, 2000, 2023, 2024, 2100, 2400, 9999])
+def test_the_date_pattern_is_the_calendar(year: int) -> None:
+    """Every YYYY-MM-DD of the year's months 00 to 13 and days 00 to 32 is accepted exactly when
+    Python's calendar has it."""
+    format = RecordReader(io.BytesIO(b"reference,amount,date\n"), TWD).format
+    for month in range(14):
+        for day in range(33):
+            text = f"{year:04d}-{month:02d}-{day:02d}"
+            try:
+                date.fromisoformat(text)
+                real = True
+            except ValueError:
+                real = False
+            assert (format.problem(f"r,1,{text}") is None) == real, text
+
+
+def test_year_zero_is_no_date() -> None:
+    assert refusal("reference,amount,date\nr,1,0000-02-29\n") == (2, "date: '0000-02-29' is not a date on the calendar")
