@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import date
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from exchange.money import Currency
 from exchange.settlement.errors import MalformedRecords
 from exchange.settlement.records import BLOCK_BYTES, MAX_LINE_BYTES, RecordReader
+from tests.conftest import REPO_ROOT
 
 TWD = Currency("TWD", 2)
 
@@ -143,3 +145,12 @@ def test_the_date_pattern_is_the_calendar(year: int) -> None:
 
 def test_year_zero_is_no_date() -> None:
     assert refusal("reference,amount,date\nr,1,0000-02-29\n") == (2, "date: '0000-02-29' is not a date on the calendar")
+
+
+def test_the_example_in_the_partners_guide_is_a_valid_file() -> None:
+    guide = (REPO_ROOT / "partners" / "SETTLEMENT.md").read_text()
+    example = re.search(r"```csv\n(.*?)```", guide, re.DOTALL)
+    assert example is not None
+    reader, rows = read(example.group(1))
+    assert reader.format.columns == ("reference", "amount", "counterparty", "date")
+    assert [row[2] for row in rows] == [-9800, 2475, -200]
