@@ -32,6 +32,7 @@ from exchange.auth.keys import SigningKeys
 from exchange.db.database import Database
 from exchange.ledger.verify import verify_ledger
 from exchange.settings import Settings
+from exchange.settlement.closing import PeriodReport
 from exchange.settlement.service import SettlementService
 from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases
@@ -65,7 +66,7 @@ def time_baseline(url: str) -> float:
     return elapsed
 
 
-async def time_close(url: str) -> tuple[float, object]:
+async def time_close(url: str) -> tuple[float, PeriodReport]:
     with psycopg.connect(conninfo(url)) as connection:  # warm the indexes closing reads, as above
         connection.execute(
             "SELECT count(*), sum(amount) FROM ledger_entry WHERE period = %s AND unit = 'TWD' AND amount <> 0", (MONTH,)
@@ -106,8 +107,9 @@ async def main(arguments: argparse.Namespace) -> None:
             entries = connection.execute("SELECT count(*) FROM ledger_entry WHERE period = %s", (MONTH,)).fetchone()
         print(f"  {entries[0]:,} ledger entries in {MONTH}" if entries else "")
 
-        baseline_times, close_times = [], []
-        report = None
+        baseline_times: list[float] = []
+        close_times: list[float] = []
+        report: PeriodReport | None = None
         for round_number in range(arguments.rounds):
             name = f"{make_url(data).database}_round{round_number}"
             admin(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{make_url(data).database}"')

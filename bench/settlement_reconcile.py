@@ -67,6 +67,24 @@ def money(minor: int) -> str:
     return f"{'-' if minor < 0 else ''}{abs(minor) // 100}.{abs(minor) % 100:02d}"
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One size's figures: the reconciling process's (from its JSON) and the baseline's."""
+
+    count: int
+    file_bytes: int
+    baseline: float
+    seconds: float
+    rss_before_kb: int
+    rss_peak_kb: int
+    lines: int
+    matched: int
+    mismatched: int
+    duplicate: int
+    missing_in_ledger: int
+    missing_in_partner: int
+
+
 @dataclass
 class Expected:
     lines: int = 0
@@ -125,7 +143,7 @@ def time_baseline(url: str, path: Path) -> float:
     return elapsed
 
 
-async def reconcile_in_this_process(url: str, path: Path) -> dict[str, object]:
+async def reconcile_in_this_process(url: str, path: Path) -> dict[str, float | int]:
     """The child's job: import the file as `exchange settle reconcile` does; report time and memory."""
     db = Database.from_url(url)
     clock = FrozenClock(AFTER_MONTH)
@@ -149,7 +167,7 @@ async def reconcile_in_this_process(url: str, path: Path) -> dict[str, object]:
     }
 
 
-async def measure(databases: PostgresDatabases, count: int, workdir: Path) -> dict[str, object]:
+async def measure(databases: PostgresDatabases, count: int, workdir: Path) -> Measured:
     url = databases.create()
     print(f"posting {count:,} transactions of {FOCUS} with 19 partners through Ledger.post_many …", flush=True)
     posting = await post_month(url, count, PARTNERS, focus=FOCUS)
@@ -168,12 +186,11 @@ async def measure(databases: PostgresDatabases, count: int, workdir: Path) -> di
     child = subprocess.run(
         [sys.executable, __file__, "--child", url, str(path)], capture_output=True, text=True, check=True
     )
-    result = json.loads(child.stdout)
-    assert (result["lines"], result["mismatched"], result["duplicate"], result["missing_in_ledger"], result["missing_in_partner"]) == (
-        expected.lines, expected.mismatched, expected.repeated, expected.unknown, expected.left_out
-    ), (result, expected)
+    measured = Measured(count=count, file_bytes=path.stat().st_size, baseline=baseline, **json.loads(child.stdout))
+    found = (measured.lines, measured.mismatched, measured.duplicate, measured.missing_in_ledger, measured.missing_in_partner)
+    assert found == (expected.lines, expected.mismatched, expected.repeated, expected.unknown, expected.left_out), (measured, expected)
     databases.drop(url)
-    return {"count": count, "bytes": path.stat().st_size, "baseline": baseline, **result}
+    return measured
 
 
 async def main(arguments: argparse.Namespace) -> None:
@@ -187,11 +204,10 @@ async def main(arguments: argparse.Namespace) -> None:
         print(f"  {'lines':>10} {'file':>9} {'COPY+join':>10} {'reconcile':>10} {'ratio':>6} {'RSS before':>11} {'RSS peak':>9}   breaks")
         for r in results:
             print(
-                f"  {r['lines']:>10,} {int(r['bytes']) / 2**20:>7.1f}MB {r['baseline']:>9.3f}s {r['seconds']:>9.3f}s "  # type: ignore[str-format]
-                f"{float(r['seconds']) / float(r['baseline']):>6.2f} {int(r['rss_before_kb']) / 1024:>9.1f}MB "  # type: ignore[arg-type]
-                f"{int(r['rss_peak_kb']) / 1024:>7.1f}MB   "  # type: ignore[arg-type]
-                f"{r['mismatched']} mismatched, {r['duplicate']} duplicate, "
-                f"{r['missing_in_ledger']} missing in ledger, {r['missing_in_partner']} missing in partner"
+                f"  {r.lines:>10,} {r.file_bytes / 2**20:>7.1f}MB {r.baseline:>9.3f}s {r.seconds:>9.3f}s "
+                f"{r.seconds / r.baseline:>6.2f} {r.rss_before_kb / 1024:>9.1f}MB {r.rss_peak_kb / 1024:>7.1f}MB   "
+                f"{r.mismatched} mismatched, {r.duplicate} duplicate, "
+                f"{r.missing_in_ledger} missing in ledger, {r.missing_in_partner} missing in partner"
             )
         print("  target: reconcile <= 2.00x COPY+join; peak RSS the same for every size")
     finally:

@@ -104,6 +104,7 @@ async def _adjustment(
     counterparty = request.counterparty
     if counterparty is None:
         account = (await session.exec(select(LedgerAccount.id).where(LedgerAccount.code == chart.clearing(partner).code))).one()
+        assert account is not None
         counterparty = await _default_counterparty(session, row, reconciliation.period, currency, account)
     if counterparty is None:
         raise BadAdjustment(

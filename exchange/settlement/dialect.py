@@ -120,7 +120,7 @@ async def stage_records(session: AsyncSession, reader: RecordReader) -> None:
         )
 
 
-async def stage_query(session: AsyncSession, query: str, params: dict[str, object]) -> None:
+async def stage_ledger_amounts(session: AsyncSession, query: str, params: dict[str, object]) -> None:
     """Keep the rows of ``query`` in the temporary table ``ledger_amount_staging`` for the rest
     of the unit of work (or until :func:`drop_staging`); on PostgreSQL with its statistics, so
     that what joins it is planned for its real size."""

@@ -36,4 +36,8 @@ async def settled_accounts(session: AsyncSession, currency: str) -> Mapping[int,
             col(LedgerAccount.unit) == currency, col(LedgerAccount.kind).in_(SETTLED_KINDS)
         )
     )
-    return {int(account_id): participant_of(kind, program_id) for account_id, kind, program_id in rows}
+    accounts: dict[int, str] = {}
+    for account_id, kind, program_id in rows:
+        assert account_id is not None
+        accounts[account_id] = participant_of(kind, program_id)
+    return accounts

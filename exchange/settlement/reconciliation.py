@@ -35,7 +35,7 @@ from exchange.settlement.dialect import (
     STAGING,
     drop_staging,
     prefer_hashing_in_memory,
-    stage_query,
+    stage_ledger_amounts,
     stage_records,
 )
 from exchange.settlement.errors import NoSuchParticipant, ReconciliationNotFound, ResolvedBreaksWouldBeLost
@@ -143,7 +143,7 @@ async def import_records(
     reader = RecordReader(source, currency)
     await prefer_hashing_in_memory(session)
     await stage_records(session, reader)
-    await stage_query(session, LEDGER_AMOUNTS, {"account": account, "period": period})
+    await stage_ledger_amounts(session, LEDGER_AMOUNTS, {"account": account, "period": period})
     reconciliation = Reconciliation(
         id=str(uuid.uuid4()), period=period, partner=partner, sequence=current.sequence + 1 if current else 1,
         imported_at=now, imported_by=actor, file_sha256=reader.sha256, lines=reader.lines,

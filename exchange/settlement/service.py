@@ -21,7 +21,8 @@ from exchange.ledger.posting import Ledger
 from exchange.money import Currency
 from exchange.programs.service import get_coalition
 from exchange.settings import Settings
-from exchange.settlement import breaks, closing, reconciliation, signoff, statements
+from exchange.settlement import closing, reconciliation, signoff, statements
+from exchange.settlement.breaks import ResolveRequest, list_breaks, resolve_break
 from exchange.settlement.closing import PeriodReport
 from exchange.settlement.models import BreakKind, BreakResolution, Reconciliation, ReconciliationBreak, SettlementPosition
 
@@ -125,15 +126,15 @@ class SettlementService:
     ) -> list[BreakView]:
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
-            rows = await breaks.list_breaks(
+            rows = await list_breaks(
                 session, of.id, kind=kind, unresolved_only=unresolved_only, first=first, after=after
             )
         return [BreakView(row, resolution, of.partner, currency) for row, resolution in rows]
 
-    async def resolve(self, request: breaks.ResolveRequest) -> BreakView:
+    async def resolve(self, request: ResolveRequest) -> BreakView:
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
-            row, resolution, partner = await breaks.resolve_break(session, self.ledger, currency, request, self.clock.now())
+            row, resolution, partner = await resolve_break(session, self.ledger, currency, request, self.clock.now())
         return BreakView(row, resolution, partner, currency)
 
     async def sign_off(self, partner: str, period: str, *, by: str, note: str | None) -> PositionView:

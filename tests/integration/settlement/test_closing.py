@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pytest
 from sqlmodel import select
 
-from exchange.db.database import Database
 from exchange.errors import ErrorCode
 from exchange.ledger.errors import PeriodNotClosed, PeriodNotOver
 from exchange.ledger.models import LedgerTransaction

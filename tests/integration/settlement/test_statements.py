@@ -84,7 +84,7 @@ async def test_the_jws_verifies_with_the_published_keys_alone_and_carries_the_js
 ) -> None:
     statement = await november.statement("fresh-mart", "2026-11")
     key = await november.signing_key()
-    published = KeySet.import_key_set(json.loads(json.dumps(await november.keys.jwks())))
+    published = KeySet.import_key_set(await november.keys.jwks())
     verified = jws.deserialize_compact(statement.jws(key), published, algorithms=["RS256"])
     assert verified.payload.decode() == statement.json()
     assert verified.protected["kid"] == key.kid and verified.protected["typ"] == "settlement-statement+json"
