@@ -70,12 +70,12 @@ async def test_a_partner_sees_a_periods_state_and_only_its_own_position(kit: Exc
     token = await kit.partner_token("fresh-mart")
     body = (await kit.graphql(
         'query($period: String!) { settlementPeriod(period: $period) { status positions { partnerId } '
-        'mine: position(partnerId: "fresh-mart") { netPosition signedOffBy } '
+        'mine: position(partnerId: "fresh-mart") { status netPosition signedOffBy } '
         'theirs: position(partnerId: "wallet-pay") { netPosition } obligations { amount } netting { gross { count } } } }',
         token, period=last_month,
     )).json()
     period = body["data"]["settlementPeriod"]
-    assert period["status"] == "CLOSED" and period["mine"] == {"netPosition": "98.00", "signedOffBy": None}
+    assert period["status"] == "CLOSED" and period["mine"] == {"status": "CLOSED", "netPosition": "98.00", "signedOffBy": None}
     assert period["positions"] is None and period["theirs"] is None and period["obligations"] is None
     assert errors_at(body) == {
         ("settlementPeriod", path): "FORBIDDEN"
@@ -145,7 +145,7 @@ async def test_a_partner_uploads_its_records_and_staff_resolve_and_sign_off(kit:
         "partnerAmount": "5.00", "ledgerAmount": None, "resolution": None,
     }
 
-    sign_off = 'mutation($p: String!) { signOffPeriod(partnerId: "fresh-mart", period: $p, note: "ok") { signedOffAt signedOffBy } }'
+    sign_off = 'mutation($p: String!) { signOffPeriod(partnerId: "fresh-mart", period: $p, note: "ok") { status signedOffAt signedOffBy } }'
     early = (await kit.graphql(sign_off, staff, p=last_month)).json()
     assert early["errors"][0]["extensions"] == {"code": "UNRESOLVED_BREAKS", "unresolved": 1}
 
@@ -160,7 +160,7 @@ async def test_a_partner_uploads_its_records_and_staff_resolve_and_sign_off(kit:
     assert resolved["transactionId"] == f"adjustment:break:{missing['id']}" and resolved["resolvedBy"].startswith("settlement-")
 
     signed = (await kit.data(sign_off, staff, p=last_month))["signOffPeriod"]
-    assert signed["signedOffBy"].startswith("settlement-") and signed["signedOffAt"]
+    assert signed["status"] == "SIGNED_OFF" and signed["signedOffBy"].startswith("settlement-") and signed["signedOffAt"]
     again = (await kit.graphql(IMPORT, partner, p=last_month, csv=RECORDS)).json()
     assert again["errors"][0]["extensions"]["code"] == "PERIOD_CLOSED"
     seen = (await kit.graphql(

@@ -75,7 +75,7 @@ EXPECTED: dict[str, str] = {
     **{f"SettlementPeriod.{name}": STAFF for name in ("closedBy", "positions", "obligations", "netting")},
     "SettlementPeriod.position": STAFF_OR_OWNER,
     **{f"SettlementPosition.{name}": STAFF_OR_OWNER for name in (
-        "partnerId", "openingPosition", "payable", "receivable", "netPosition", "closingPosition",
+        "partnerId", "status", "openingPosition", "payable", "receivable", "netPosition", "closingPosition",
         "signedOffAt", "signOffNote",
     )},
     "SettlementPosition.signedOffBy": STAFF,

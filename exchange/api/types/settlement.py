@@ -55,11 +55,15 @@ def break_id_of(value: str, *, field: str) -> int:
     return int(value)
 
 
-@strawberry.enum(description="Where a settlement period stands.")
+@strawberry.enum(
+    description="Where a settlement period stands: OPEN, CLOSING, CLOSED; and, for one partner, "
+    "SIGNED_OFF once staff have signed it off."
+)
 class PeriodStatus(Enum):
     OPEN = PeriodStatusValue.OPEN.value
     CLOSING = PeriodStatusValue.CLOSING.value
     CLOSED = PeriodStatusValue.CLOSED.value
+    SIGNED_OFF = "SIGNED_OFF"
 
 
 @strawberry.enum(description="How a partner's line, or a reference of the ledger, failed to match.")
@@ -94,6 +98,7 @@ class AdjustmentInput:
 @strawberry.type(description="A participant's figures for a closed period, and its sign-off.")
 class SettlementPosition:
     partner_id: strawberry.ID = strawberry.field(description="A program id, or EXCHANGE for the exchange's fees.")
+    status: PeriodStatus = strawberry.field(description="CLOSED, or SIGNED_OFF for this partner.")
     opening_position: Decimal = strawberry.field(description="Carried in: the net positions of every earlier period.")
     payable: Decimal = strawberry.field(description="What it owed its counterparties in the period, gross.")
     receivable: Decimal = strawberry.field(description="What its counterparties owed it in the period, gross.")
@@ -112,6 +117,7 @@ class SettlementPosition:
         money = currency.from_minor
         return cls(
             partner_id=strawberry.ID(row.participant),
+            status=PeriodStatus.CLOSED if row.signed_off_at is None else PeriodStatus.SIGNED_OFF,
             opening_position=money(row.opening),
             payable=money(row.payable),
             receivable=money(row.receivable),
