@@ -77,10 +77,13 @@ async def connect(db: Database, parts: int) -> None:
 
 
 async def time_close(url: str) -> tuple[float, PeriodReport]:
-    with psycopg.connect(conninfo(url)) as connection:  # warm the indexes closing reads, as above
-        connection.execute(
-            "SELECT count(*), sum(amount) FROM ledger_entry WHERE period = %s AND unit = 'TWD' AND amount <> 0", (MONTH,)
-        ).fetchall()
+    with psycopg.connect(conninfo(url)) as connection:  # warm: the two indexes closing reads, read once
+        connection.execute("SET enable_seqscan = off")
+        for side in ("amount < 0", "amount > 0"):
+            connection.execute(
+                f"SELECT count(*), sum(amount) FROM ledger_entry WHERE period = %s AND unit = 'TWD' AND {side}",  # type: ignore[arg-type]
+                (MONTH,),
+            ).fetchall()
     db = Database.from_url(url)
     clock = FrozenClock(AFTER_MONTH)
     service = SettlementService.for_settings(Settings(database_url=url), db=db, clock=clock, keys=SigningKeys(db, "-", clock))
