@@ -51,11 +51,16 @@ def _is_postgres(session: AsyncSession) -> bool:
 
 
 async def prefer_ordered_merges(session: AsyncSession) -> None:
-    """For the rest of the unit of work, merge ordered index scans as they come: no parallel
-    workers, no materializing the inner side (the index scan can step back by itself), and no
-    compiling the plan (for a million rows that costs more than it saves)."""
+    """For the rest of the unit of work, join by merging ordered index scans, whatever the
+    statistics say: no nested loop (which, planned on statistics older than a month's
+    postings, rescans one side per row of the other: hours instead of seconds), no hash join,
+    no parallel workers, no materializing the inner side (the index scan steps back by
+    itself), and no compiling the plan (for a million rows that costs more than it saves)."""
     if _is_postgres(session):
-        for setting in ("max_parallel_workers_per_gather = 0", "enable_material = off", "jit = off"):
+        for setting in (
+            "enable_nestloop = off", "enable_hashjoin = off", "enable_material = off",
+            "max_parallel_workers_per_gather = 0", "jit = off",
+        ):
             await session.exec(text(f"SET LOCAL {setting}"))  # type: ignore[call-overload]
 
 
