@@ -38,6 +38,7 @@ from exchange.rewards.jobs import RedemptionJob
 from exchange.rewards.redemption import RedemptionSaga
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.settings import Settings
+from exchange.settlement.service import SettlementService
 from exchange.tiers.expiry import MatchExpiry
 from exchange.tiers.matching import StatusMatching
 
@@ -64,9 +65,12 @@ def create_app(
     redemptions = RedemptionSaga.for_settings(
         settings, db=db, connectors=connectors, federation=federation, clock=clock
     )
+    key_secret = settings.key_encryption_secret.get_secret_value()
+    keys = SigningKeys(db, key_secret, clock)
+    settlement = SettlementService.for_settings(settings, db=db, clock=clock, keys=keys)
     services = Services(
         settings=settings, db=db, clock=clock, connectors=connectors, saga=saga, federation=federation,
-        catalog=catalog, matching=matching, redemptions=redemptions,
+        catalog=catalog, matching=matching, redemptions=redemptions, settlement=settlement,
     )
     jobs = BackgroundJobs(
         [
@@ -77,8 +81,6 @@ def create_app(
             PeriodicJob("redemptions", settings.redemption_interval_seconds, RedemptionJob(redemptions).run_once),
         ]
     )
-    key_secret = settings.key_encryption_secret.get_secret_value()
-    keys = SigningKeys(db, key_secret, clock)
     verifier = TokenVerifier(
         keys, db, issuer=settings.issuer_url, audience=settings.audience, clock=clock
     )

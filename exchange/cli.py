@@ -1,5 +1,5 @@
 """The ``exchange`` command: serve the gateway, run the demo, migrate, load partners, export the
-schema, create OAuth clients and rotate signing keys."""
+schema, create OAuth clients, rotate signing keys, and settle periods."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, BinaryIO, ParamSpec, TypeVar
 
 import click
 import uvicorn
@@ -228,6 +228,107 @@ def ledger_verify() -> None:
         f"ledger verified: {verification.transactions} transactions, {verification.accounts} accounts, "
         f"chain head {verification.head_hash}"
     )
+
+
+@main.group()
+def settle() -> None:
+    """Monthly settlement: close periods, reconcile partners' records, issue statements."""
+
+
+def _operator() -> str:
+    """Who a command acts as, as recorded with what it changes."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+@settle.command("close")
+@click.argument("period")
+@reports_errors
+def settle_close(period: str) -> None:
+    """Close PERIOD (YYYY-MM) and print every participant's position and what netting saves.
+
+    The period must be over (in EXCHANGE_SETTLEMENT_TIMEZONE) and every earlier period with
+    postings closed. Closing a closed period prints its figures again and changes nothing.
+    """
+    from exchange.settlement.service import settlement_service
+
+    async def close() -> None:
+        async with settlement_service(load_settings()) as service:
+            report = await service.close(period, by=_operator())
+        money = report.currency.from_minor
+        click.echo(f"period {report.period}: {report.status}")
+        click.echo(f"{'participant':<20} {'opening':>16} {'payable':>16} {'receivable':>16} {'net':>16} {'closing':>16}")
+        for p in report.positions:
+            click.echo(
+                f"{p.participant:<20} {money(p.opening):>16} {money(p.payable):>16} {money(p.receivable):>16} "
+                f"{money(p.net):>16} {money(p.opening + p.net):>16}"
+            )
+        click.echo(f"net positions sum to {money(sum(p.net for p in report.positions))} {report.currency.code}")
+        if (saving := report.saving) is not None:
+            for name, payments in (("gross", saving.gross), ("bilateral", saving.bilateral), ("multilateral", saving.multilateral)):
+                click.echo(f"payments {name + ':':<14} {payments.count:>8} moving {money(payments.total):>16} {report.currency.code}")
+
+    run_async(close())
+
+
+@settle.command("reconcile")
+@click.option("--partner", required=True, help="The partner's program id.")
+@click.argument("period")
+@click.argument("file", type=click.File("rb"))
+@reports_errors
+def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
+    """Import a partner's records of the closed PERIOD from FILE (CSV, `-` for standard
+    input) and print how its lines compared with the ledger.
+
+    The file streams through, whatever its size; a malformed line stops the import with its
+    number and the reason, and nothing is imported. The format is in README.md.
+    """
+    from exchange.settlement.service import settlement_service
+
+    async def reconcile() -> None:
+        async with settlement_service(load_settings()) as service:
+            view = await service.import_records(partner, period, file, by=_operator())
+        imported = view.reconciliation
+        click.echo(f"reconciled {partner} {imported.period}: {imported.lines} lines, sha256 {imported.file_sha256}")
+        for name, count in (
+            ("MATCHED", imported.matched), ("AMOUNT_MISMATCH", imported.amount_mismatch),
+            ("MISSING_IN_LEDGER", imported.missing_in_ledger), ("DUPLICATE", imported.duplicate),
+            ("MISSING_IN_PARTNER", imported.missing_in_partner),
+        ):
+            click.echo(f"  {name:<20} {count:>12}")
+        click.echo(f"{view.unresolved} breaks to resolve (GraphQL resolveBreak); reconciliation {imported.id}")
+
+    run_async(reconcile())
+
+
+@settle.command("statement")
+@click.option("--partner", required=True, help="A program id, or EXCHANGE for the exchange's fees.")
+@click.option("--format", "form", type=click.Choice(["json", "csv", "jws"]), default="json", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of standard output.")
+@click.argument("period")
+@reports_errors
+def settle_statement(partner: str, form: str, output: Path | None, period: str) -> None:
+    """Print a participant's statement of the closed PERIOD: the canonical JSON, CSV, or the
+    JSON signed as a JWS that anyone verifies with the exchange's JWKS."""
+    from exchange.settlement.service import settlement_service
+
+    async def statement() -> str:
+        async with settlement_service(load_settings()) as service:
+            found = await service.statement(partner, period)
+            match form:
+                case "json":
+                    return found.json()
+                case "csv":
+                    return found.csv()
+                case _:
+                    return found.jws(await service.signing_key())
+
+    text = run_async(statement())
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        output.write_text(text)
 
 
 @main.group()

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         default="Asia/Taipei",
         description="IANA time zone whose calendar bounds settlement periods and daily/monthly caps.",
     )
+    settlement_period_months: Literal[1, 2, 3, 4, 6, 12] = Field(
+        default=1,
+        description="Length of a settlement period in calendar months (1: monthly, 3: quarterly, …); "
+        "a period is named by its first month. Choose it before the first posting.",
+    )
     quote_ttl_seconds: int = Field(
         default=60, ge=5, le=3600, description="How long a conversion quote holds its price."
     )

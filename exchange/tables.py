@@ -29,9 +29,17 @@ from exchange.programs.models import (
     ProgramTier,
 )
 from exchange.rewards.models import Redemption, Reward
+from exchange.settlement.models import (
+    BreakResolution,
+    Reconciliation,
+    ReconciliationBreak,
+    SettlementObligation,
+    SettlementPosition,
+)
 from exchange.tiers.models import StatusMatch
 
 __all__ = [
+    "BreakResolution",
     "ClientAuthFailure",
     "CoalitionLevel",
     "CoalitionSettings",
@@ -52,8 +60,12 @@ __all__ = [
     "RateVersion",
     "Redemption",
     "Reward",
+    "Reconciliation",
+    "ReconciliationBreak",
     "RevokedToken",
+    "SettlementObligation",
     "SettlementPeriod",
+    "SettlementPosition",
     "SigningKey",
     "StatusMatch",
     "UsedAssertion",

@@ -18,13 +18,14 @@ from exchange.conversions.saga import ConversionSaga
 from exchange.db.database import Database
 from exchange.errors import Unauthenticated
 from exchange.federation.accounts import Federation
-from exchange.programs.catalog import CatalogCache
 from exchange.pricing import rates
 from exchange.pricing.models import RateVersion
 from exchange.programs import service as programs
+from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program, ProgramTier
 from exchange.rewards.redemption import RedemptionSaga
 from exchange.settings import Settings
+from exchange.settlement.service import SettlementService
 from exchange.tiers.matching import StatusMatching
 
 
@@ -41,6 +42,7 @@ class Services:
     catalog: CatalogCache
     matching: StatusMatching
     redemptions: RedemptionSaga
+    settlement: SettlementService
 
 
 def _tiers_loader(db: Database) -> DataLoader[str, list[ProgramTier]]:

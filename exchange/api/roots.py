@@ -11,12 +11,22 @@ from exchange.api.fields.conversions import ConversionMutations, ConversionQueri
 from exchange.api.fields.members import MemberQueries
 from exchange.api.fields.pricing import PricingMutations
 from exchange.api.fields.rewards import RewardMutations, RewardQueries
+from exchange.api.fields.settlement import SettlementMutations, SettlementQueries
 from exchange.api.fields.tiers import TierMutations, TierQueries
 
 Query = merge_types(
-    "Query", (CatalogQueries, MemberQueries, ConversionQueries, TierQueries, RewardQueries, AccessQueries)
+    "Query",
+    (CatalogQueries, MemberQueries, ConversionQueries, TierQueries, RewardQueries, SettlementQueries, AccessQueries),
 )
 Mutation = merge_types(
     "Mutation",
-    (AccountMutations, PricingMutations, ConversionMutations, TierMutations, RewardMutations, AccessMutations),
+    (
+        AccountMutations,
+        PricingMutations,
+        ConversionMutations,
+        TierMutations,
+        RewardMutations,
+        SettlementMutations,
+        AccessMutations,
+    ),
 )

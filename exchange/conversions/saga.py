@@ -91,7 +91,7 @@ class ConversionSaga(Saga[Conversion]):
             db=db,
             connector_for=connectors.for_program,
             catalog=catalog,
-            ledger=Ledger(timezone=settings.timezone, clock=clock),
+            ledger=Ledger.for_settings(settings, clock),
             clock=clock,
             policy=SagaPolicy(timezone=settings.timezone),
         )

@@ -8,9 +8,10 @@ type processing on PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Sequence
 from typing import Any
 
+from psycopg import AsyncConnection
 from sqlalchemy import ARRAY, ColumnElement, String, Table, any_, bindparam, insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -35,10 +36,27 @@ async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str
     if connection.dialect.name != "postgresql" or len(rows) < COPY_FROM_ROWS:
         await session.exec(insert(table), params=[dict(zip(columns, row, strict=True)) for row in rows])
         return
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
-    async with driver.cursor() as cursor, cursor.copy(statement) as copy:
+    async with (await _driver(session)).cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             await copy.write_row(row)
+
+
+async def copy_csv(session: AsyncSession, table: str, columns: Sequence[str], chunks: AsyncIterable[str]) -> None:
+    """PostgreSQL only: stream CSV text (no header) into ``table``; the server parses it.
+
+    Lets a caller that has already checked every line hand the text on as it is, without
+    building a Python row per line.
+    """
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
+    async with (await _driver(session)).cursor() as cursor, cursor.copy(statement) as copy:
+        async for chunk in chunks:
+            await copy.write(chunk)
+
+
+async def _driver(session: AsyncSession) -> AsyncConnection[Any]:
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, AsyncConnection)
+    return driver

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from exchange.errors import BadUserInput, ExchangeError, NotFound
+from datetime import datetime
+
+from exchange.errors import BadUserInput, ErrorCode, ExchangeError, NotFound
 
 
 class UnbalancedTransaction(BadUserInput):
@@ -21,3 +23,26 @@ class AlreadyReversed(ExchangeError):
 class UnknownTransaction(NotFound):
     def __init__(self, transaction_id: str, *, field: str = "id") -> None:
         super().__init__(f"no ledger transaction has id {transaction_id!r}", field=field)
+
+
+class InvalidPeriod(BadUserInput):
+    """Not the name of a settlement period of the coalition's calendar."""
+
+    def __init__(self, message: str, *, field: str = "period") -> None:
+        super().__init__(message, field=field)
+
+
+class PeriodNotOver(BadUserInput):
+    def __init__(self, period: str, ends_at: datetime) -> None:
+        super().__init__(
+            f"period {period} is not over: it ends at {ends_at.isoformat()}", field="period", endsAt=ends_at.isoformat()
+        )
+
+
+class PeriodNotClosed(ExchangeError):
+    """The operation needs a period closed first: this one, or an earlier one."""
+
+    code = ErrorCode.PERIOD_NOT_CLOSED
+
+    def __init__(self, message: str, *, period: str, field: str | None = "period") -> None:
+        super().__init__(message, field=field, period=period)

@@ -1,14 +1,18 @@
-"""Settlement periods: calendar months in the settlement time zone, named ``YYYY-MM``.
+"""Settlement periods: blocks of calendar months in the settlement time zone, named ``YYYY-MM``.
 
-Periods close in order. A posting falls in the period of its effective time unless that
-period is closing or closed; then it falls in the first period after the last closed one,
-keeping its effective time. Postings and closings both hold the chain head's lock when they
-read or change period states, so a posting never lands in a period that is closing.
+A period is one calendar month by default; a coalition may settle every 2, 3, 4, 6 or 12
+months instead, and a period is then named by its first month (quarterly: ``2026-01``,
+``2026-04``, …). Periods close in order. A posting falls in the period of its effective time
+unless that period is closing or closed; then it falls in the first period after the last
+closed one, keeping its effective time. Postings and closings both hold the chain head's lock
+when they read or change period states, so a posting never lands in a period that is closing.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -16,7 +20,13 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.ledger.models import SettlementPeriod
+from exchange.ledger.chain import lock_chain_head
+from exchange.ledger.errors import InvalidPeriod, PeriodNotClosed, PeriodNotOver
+from exchange.ledger.models import LedgerTransaction, SettlementPeriod
+
+#: Period lengths that tile a calendar year, so every period starts in the same months each year.
+PERIOD_MONTHS = (1, 2, 3, 4, 6, 12)
+_PERIOD_NAME = re.compile(r"^(\d{4})-(\d{2})$")
 
 
 class PeriodStatus(StrEnum):
@@ -25,15 +35,53 @@ class PeriodStatus(StrEnum):
     CLOSED = "CLOSED"
 
 
-def period_of(moment: datetime, timezone: ZoneInfo) -> str:
-    """The period a moment falls in, read on the settlement time zone's calendar."""
-    local = moment.astimezone(timezone)
-    return f"{local.year:04d}-{local.month:02d}"
+@dataclass(frozen=True, slots=True)
+class SettlementCalendar:
+    """Where period boundaries fall: every ``months`` months, on ``timezone``'s calendar."""
 
+    timezone: ZoneInfo
+    months: int = 1
 
-def next_period(period: str) -> str:
-    year, month = int(period[:4]), int(period[5:])
-    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+    def __post_init__(self) -> None:
+        if self.months not in PERIOD_MONTHS:
+            raise ValueError(f"a settlement period is one of {PERIOD_MONTHS} months, not {self.months}")
+
+    def period_of(self, moment: datetime) -> str:
+        """The period a moment falls in."""
+        local = moment.astimezone(self.timezone)
+        first_month = (local.month - 1) // self.months * self.months + 1
+        return f"{local.year:04d}-{first_month:02d}"
+
+    def next(self, period: str) -> str:
+        index = int(period[:4]) * 12 + int(period[5:]) - 1 + self.months
+        return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+    def parse(self, text: str, *, field: str = "period") -> str:
+        """``text`` if it names a period (``YYYY-MM``, starting a block of this calendar)."""
+        match = _PERIOD_NAME.match(text)
+        if match is None or not 1 <= int(match[2]) <= 12:
+            raise InvalidPeriod(f"a period is written YYYY-MM, such as 2026-11; got {text!r}", field=field)
+        if (int(match[2]) - 1) % self.months:
+            raise InvalidPeriod(
+                f"periods are {self.months} months long and start in months "
+                f"{', '.join(f'{month:02d}' for month in range(1, 13, self.months))}; {text!r} does not",
+                field=field,
+            )
+        return text
+
+    def starts_at(self, period: str) -> datetime:
+        """The first instant of ``period`` (local midnight of its first day), in UTC."""
+        return datetime(int(period[:4]), int(period[5:]), 1, tzinfo=self.timezone).astimezone(UTC)
+
+    def ends_at(self, period: str) -> datetime:
+        """The first instant after ``period``, in UTC."""
+        return self.starts_at(self.next(period))
+
+    def posting_period(self, natural: str, last_closed: str | None) -> str:
+        """Where a posting whose effective time falls in ``natural`` goes."""
+        if last_closed is None or natural > last_closed:
+            return natural
+        return self.next(last_closed)
 
 
 async def last_closed_period(session: AsyncSession) -> str | None:
@@ -45,8 +93,47 @@ async def last_closed_period(session: AsyncSession) -> str | None:
     ).one()
 
 
-def posting_period(natural: str, last_closed: str | None) -> str:
-    """Where a posting whose effective time falls in ``natural`` goes."""
-    if last_closed is None or natural > last_closed:
-        return natural
-    return next_period(last_closed)
+async def _first_unclosed_before(session: AsyncSession, period: str, last_closed: str | None) -> str | None:
+    """The earliest period before ``period`` that has postings but is not CLOSED.
+
+    Postings never land at or before the last closing or closed period, so such a period is
+    either one still CLOSING, or one with postings after the last closed period: two lookups
+    that each end at the first index entry they find.
+    """
+    closing = (
+        await session.exec(
+            select(func.min(SettlementPeriod.period)).where(
+                col(SettlementPeriod.status) == PeriodStatus.CLOSING, col(SettlementPeriod.period) < period
+            )
+        )
+    ).one()
+    with_postings = select(func.min(LedgerTransaction.period)).where(col(LedgerTransaction.period) < period)
+    if last_closed is not None:
+        with_postings = with_postings.where(col(LedgerTransaction.period) > last_closed)
+    active = (await session.exec(with_postings)).one()
+    return min((found for found in (closing, active) if found is not None), default=None)
+
+
+async def start_closing(
+    session: AsyncSession, calendar: SettlementCalendar, period: str, *, by: str, now: datetime
+) -> SettlementPeriod:
+    """Switch ``period`` to CLOSING, under the chain head's lock, and return its row.
+
+    A period closes once it is over, and after every earlier period with postings has closed.
+    Once this unit of work commits, every posting sees the period as closed and goes to a
+    later one; a posting that holds the lock now commits first. A period already closing or
+    closed is returned as it is.
+    """
+    await lock_chain_head(session)
+    row = await session.get(SettlementPeriod, period, with_for_update=True)
+    if row is not None:
+        return row
+    if now < calendar.ends_at(period):
+        raise PeriodNotOver(period, calendar.ends_at(period))
+    earlier = await _first_unclosed_before(session, period, await last_closed_period(session))
+    if earlier is not None:
+        raise PeriodNotClosed(f"period {earlier} has postings and is not closed: close it first", period=earlier)
+    row = SettlementPeriod(period=period, status=PeriodStatus.CLOSING, closing_started_at=now, closed_by=by)
+    session.add(row)
+    await session.flush()
+    return row

@@ -22,7 +22,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.clock import Clock
 from exchange.db.bulk import bulk_insert, one_of
 from exchange.errors import IdempotencyConflict
-from exchange.ledger.accounts import AccountKind, AccountRef
+from exchange.ledger.accounts import POINTS_UNIT_PREFIX, AccountKind, AccountRef
+from exchange.ledger.chain import lock_chain_head
 from exchange.ledger.errors import (
     AlreadyReversed,
     UnbalancedTransaction,
@@ -35,7 +36,8 @@ from exchange.ledger.models import (
     LedgerEntry,
     LedgerTransaction,
 )
-from exchange.ledger.periods import last_closed_period, period_of, posting_period
+from exchange.ledger.periods import SettlementCalendar, last_closed_period
+from exchange.settings import Settings
 
 MAX_ID_LENGTH = 100
 #: Ids per IN (...) list; keeps every statement far below the driver's parameter limit.
@@ -111,6 +113,28 @@ def check_balanced(request: TransactionRequest) -> None:
         raise UnbalancedTransaction(
             f"transaction {request.id!r} does not balance: {unbalanced} left over", field="legs"
         )
+    _check_money_is_a_star(request)
+
+
+def _check_money_is_a_star(request: TransactionRequest) -> None:
+    """In money, one side of a transaction is a single leg: one debtor paying several
+    creditors, or several debtors paying one creditor.
+
+    That is what makes every money transaction say who owes whom, without any rounding:
+    settlement attributes each leg on the many side wholly to the single leg on the other
+    (see ``exchange.settlement.netting``). Points are not settled between partners.
+    """
+    sides: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for leg in request.legs:
+        if not leg.account.unit.startswith(POINTS_UNIT_PREFIX):
+            sides[leg.account.unit][leg.amount > 0] += 1
+    for unit, (credits, debits) in sides.items():
+        if credits > 1 and debits > 1:
+            raise UnbalancedTransaction(
+                f"transaction {request.id!r} has {credits} credit and {debits} debit legs in {unit}: "
+                "one side must be a single leg, so that it says who owes whom",
+                field="legs",
+            )
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -121,9 +145,14 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
 class Ledger:
     """Posts balanced transactions and reverses them; the one writer of ledger tables."""
 
-    def __init__(self, *, timezone: ZoneInfo, clock: Clock) -> None:
-        self.timezone = timezone
+    def __init__(self, *, timezone: ZoneInfo, clock: Clock, period_months: int = 1) -> None:
+        self.calendar = SettlementCalendar(timezone, period_months)
         self.clock = clock
+
+    @classmethod
+    def for_settings(cls, settings: Settings, clock: Clock) -> Ledger:
+        """The ledger on the coalition's settlement calendar, as the gateway and commands run it."""
+        return cls(timezone=settings.timezone, clock=clock, period_months=settings.settlement_period_months)
 
     async def post(self, session: AsyncSession, request: TransactionRequest) -> PostedTransaction:
         return (await self.post_many(session, [request]))[0]
@@ -145,7 +174,7 @@ class Ledger:
                 raise IdempotencyConflict(
                     f"transaction id {request.id!r} appears twice with different content", field="id"
                 )
-        head = await self._lock_head(session)
+        head = await lock_chain_head(session)
         earlier = await self._posted(session, list(digests))
         for transaction_id, (_, request_hash) in earlier.items():
             if request_hash != digests[transaction_id]:
@@ -198,12 +227,6 @@ class Ledger:
             .order_by(col(LedgerEntry.position))
         )
         return [Leg(_account_ref(account), entry.amount) for entry, account in rows]
-
-    async def _lock_head(self, session: AsyncSession) -> LedgerChainHead:
-        head = (
-            await session.exec(select(LedgerChainHead).where(LedgerChainHead.id == 1).with_for_update())
-        ).one()
-        return head
 
     async def _posted(self, session: AsyncSession, ids: Sequence[str]) -> dict[str, tuple[PostedTransaction, str]]:
         """The transactions among ``ids`` posted before, with the hash of their request."""
@@ -297,7 +320,7 @@ class Ledger:
         results: dict[str, PostedTransaction] = {}
         for request in requests:
             seq += 1
-            period = posting_period(period_of(request.effective_at, self.timezone), last_closed)
+            period = self.calendar.posting_period(self.calendar.period_of(request.effective_at), last_closed)
             request_hash = digests[request.id]
             chained = chain_digest(seq=seq, prev_hash=prev_hash, request_hash=request_hash, period=period)
             transactions.append(

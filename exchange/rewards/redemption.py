@@ -109,7 +109,7 @@ class RedemptionSaga(Saga[Redemption]):
             db=db,
             connector_for=connectors.for_program,
             member_level=federation.coalition_level,
-            ledger=Ledger(timezone=settings.timezone, clock=clock),
+            ledger=Ledger.for_settings(settings, clock),
             clock=clock,
             policy=SagaPolicy(timezone=settings.timezone),
             delivery_window=settings.reward_delivery_window,

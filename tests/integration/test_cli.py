@@ -37,11 +37,11 @@ def sqlite_env(tmp_path: Path) -> dict[str, str]:
 def test_help_names_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("serve", "demo", "db", "partners", "schema", "sandbox", "clients", "keys", "recover", "ledger"):
+    for command in ("serve", "demo", "db", "partners", "schema", "sandbox", "clients", "keys", "recover", "ledger", "settle"):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
     for group, command in (
         ("db", "upgrade"), ("partners", "load"), ("schema", "export"), ("sandbox", "serve"),
-        ("clients", "create"), ("keys", "rotate"),
+        ("clients", "create"), ("keys", "rotate"), ("settle", "close"), ("settle", "reconcile"), ("settle", "statement"),
     ):
         assert command in run(group, "--help").stdout
 

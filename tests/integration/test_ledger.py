@@ -14,11 +14,12 @@ from exchange.errors import IdempotencyConflict
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.errors import (
     AlreadyReversed,
+    InvalidPeriod,
     UnbalancedTransaction,
     UnknownTransaction,
 )
 from exchange.ledger.models import SettlementPeriod
-from exchange.ledger.periods import next_period, period_of, posting_period
+from exchange.ledger.periods import SettlementCalendar
 from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.ledger.verify import verify_ledger
 from exchange.testing.clock import FrozenClock
@@ -97,6 +98,14 @@ async def test_the_same_id_with_other_content_is_a_conflict(db: Database, ledger
         ((Leg(CHART.clearing("a"), 0), Leg(CHART.clearing("b"), 0)), "legs[0].amount"),
         # Balanced in count but not per unit: points cannot pay for money.
         ((Leg(CHART.member_points("a"), -100), Leg(CHART.clearing("b"), 100)), "legs"),
+        # Two debtors and two creditors in money: nothing says who owes whom.
+        (
+            (
+                Leg(CHART.clearing("a"), -60), Leg(CHART.clearing("b"), -40),
+                Leg(CHART.clearing("c"), 50), Leg(CHART.fees(), 50),
+            ),
+            "legs",
+        ),
     ],
 )
 async def test_malformed_transactions_are_refused_and_change_nothing(
@@ -250,8 +259,28 @@ async def test_late_items_go_to_the_next_open_period_keeping_their_date(db: Data
 
 
 def test_periods_follow_the_settlement_calendar() -> None:
-    assert period_of(datetime(2026, 12, 31, 16, 0, tzinfo=UTC), TAIPEI) == "2027-01"
-    assert next_period("2026-12") == "2027-01" and next_period("2027-01") == "2027-02"
-    assert posting_period("2026-10", "2026-11") == "2026-12"
-    assert posting_period("2026-12", "2026-11") == "2026-12"
-    assert posting_period("2026-12", None) == "2026-12"
+    monthly = SettlementCalendar(TAIPEI)
+    assert monthly.period_of(datetime(2026, 12, 31, 16, 0, tzinfo=UTC)) == "2027-01"
+    assert monthly.next("2026-12") == "2027-01" and monthly.next("2027-01") == "2027-02"
+    assert monthly.posting_period("2026-10", "2026-11") == "2026-12"
+    assert monthly.posting_period("2026-12", "2026-11") == "2026-12"
+    assert monthly.posting_period("2026-12", None) == "2026-12"
+    assert monthly.starts_at("2026-11") == datetime(2026, 10, 31, 16, 0, tzinfo=UTC)
+    assert monthly.ends_at("2026-12") == datetime(2026, 12, 31, 16, 0, tzinfo=UTC)
+
+
+def test_a_quarterly_calendar_names_each_period_by_its_first_month() -> None:
+    quarterly = SettlementCalendar(TAIPEI, 3)
+    assert quarterly.period_of(datetime(2026, 12, 31, 15, 59, tzinfo=UTC)) == "2026-10"
+    assert quarterly.period_of(datetime(2026, 12, 31, 16, 0, tzinfo=UTC)) == "2027-01"
+    assert quarterly.next("2026-10") == "2027-01"
+    assert quarterly.posting_period("2026-07", "2026-07") == "2026-10"
+    assert quarterly.parse("2026-04") == "2026-04"
+    with pytest.raises(InvalidPeriod, match="start in months 01, 04, 07, 10"):
+        quarterly.parse("2026-05")
+
+
+@pytest.mark.parametrize("text", ["2026-13", "2026-1", "26-11", "2026-00", "november"])
+def test_a_period_name_must_be_a_month(text: str) -> None:
+    with pytest.raises(InvalidPeriod, match="YYYY-MM"):
+        SettlementCalendar(TAIPEI).parse(text)

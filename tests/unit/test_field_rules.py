@@ -27,6 +27,9 @@ PARTNER_OWN_OR_MEMBER_OWN = "partner:own member:own"
 KEY_MANAGERS = "partner:own admin"
 MEMBER_OWN_OR_SETTLEMENT = "member:own settlement"
 PRICING_OWNERS = "partner:own settlement admin"
+STAFF = "settlement"
+STAFF_OR_PARTNER = "partner settlement"
+STAFF_OR_OWNER = "partner:own settlement"
 
 EXPECTED: dict[str, str] = {
     "Query.programs": ANYONE,
@@ -141,6 +144,47 @@ EXPECTED: dict[str, str] = {
         "id", "memberId", "rewardId", "publisher", "payingProgram", "kind", "points", "price", "fee", "status",
         "deliverBy", "deliveredAt", "cancelledBy", "failureCode", "failureMessage", "createdAt", "finishedAt",
     )},
+    # Settlement: staff see every participant; a partner its own figures, and of a period its state.
+    "Query.settlementPeriod": STAFF_OR_PARTNER,
+    "Query.statement": STAFF_OR_OWNER,
+    "Query.reconciliation": STAFF_OR_OWNER,
+    "Mutation.closePeriod": STAFF,
+    "Mutation.importPartnerRecords": STAFF_OR_OWNER,
+    "Mutation.resolveBreak": STAFF,
+    "Mutation.signOffPeriod": STAFF,
+    **{f"SettlementPeriod.{name}": STAFF_OR_PARTNER for name in (
+        "period", "status", "startsAt", "endsAt", "closingStartedAt", "closedAt"
+    )},
+    **{f"SettlementPeriod.{name}": STAFF for name in ("closedBy", "positions", "obligations", "netting")},
+    "SettlementPeriod.position": STAFF_OR_OWNER,
+    **{f"SettlementPosition.{name}": STAFF_OR_OWNER for name in (
+        "partnerId", "status", "openingPosition", "payable", "receivable", "netPosition", "closingPosition",
+        "signedOffAt", "signOffNote",
+    )},
+    "SettlementPosition.signedOffBy": STAFF,
+    **{f"Obligation.{name}": STAFF for name in ("debtor", "creditor", "amount")},
+    **{f"NettingSaving.{name}": STAFF for name in ("gross", "bilateral", "multilateral")},
+    **{f"Payments.{name}": STAFF for name in ("count", "total")},
+    **{f"Statement.{name}": STAFF_OR_OWNER for name in (
+        "partnerId", "period", "currency", "closedAt", "openingPosition", "payable", "receivable",
+        "netPosition", "closingPosition", "counterparties", "lineCount", "json", "csv", "jws", "keyId", "lines",
+    )},
+    **{f"CounterpartyTotals.{name}": STAFF_OR_OWNER for name in ("counterparty", "payable", "receivable", "net")},
+    **{f"StatementLine.{name}": STAFF_OR_OWNER for name in (
+        "transactionId", "reference", "kind", "category", "effectiveAt", "counterparty", "amount"
+    )},
+    **{f"Reconciliation.{name}": STAFF_OR_OWNER for name in (
+        "id", "partnerId", "period", "sequence", "importedAt", "importedBy", "fileSha256", "lines", "matched",
+        "missingInLedger", "missingInPartner", "amountMismatch", "duplicate", "unresolvedBreaks", "breaks",
+    )},
+    **{f"ReconciliationBreak.{name}": STAFF_OR_OWNER for name in (
+        "id", "kind", "reference", "line", "partnerAmount", "ledgerAmount", "difference", "counterparty",
+        "partnerDate", "resolution",
+    )},
+    **{f"BreakResolution.{name}": STAFF_OR_OWNER for name in (
+        "resolution", "reason", "resolvedAt", "adjustment", "counterparty", "transactionId"
+    )},
+    "BreakResolution.resolvedBy": STAFF,
 }
 
 ROLES: tuple[Role | None, ...] = (None, Role.PARTNER, Role.MEMBER, Role.SETTLEMENT, Role.ADMIN)

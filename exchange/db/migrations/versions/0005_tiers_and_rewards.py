@@ -1,6 +1,6 @@
 """Status matches, rewards and redemptions; programs' status-match policies.
 
-Revision ID: 0007
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 from exchange.db.types import UTCDateTime
 
-revision = "0007"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None

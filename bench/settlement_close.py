@@ -1,0 +1,163 @@
+"""Closing a month against the bare GROUP BY of the same rows, on PostgreSQL.
+
+Posts a month of N clearing transactions among 20 partners through the ledger (see
+``settlement_data.py`` for the mix), then, on a fresh copy of that database per round:
+
+* baseline: the bare aggregation of the month's money legs,
+  ``SELECT account_id, sum(amount) FROM ledger_entry WHERE period = … AND unit = … GROUP BY account_id``,
+  as PostgreSQL plans it (parallel workers allowed);
+* closing: ``SettlementService.close`` — CLOSING under the chain-head lock, the gross
+  obligations per pair from every transaction, the star-shape check, the positions, CLOSED.
+
+Each is run warm (the copy's pages read once first) and timed; prints the medians, their ratio
+(target: closing <= 1.5x the baseline) and what the netting found.
+
+    .venv/bin/python bench/settlement_close.py [--transactions 1000000] [--rounds 3]
+
+Uses a throwaway PostgreSQL cluster from the local binaries, or --database-url.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from exchange.auth.keys import SigningKeys
+from exchange.db.database import Database
+from exchange.ledger.verify import verify_ledger
+from exchange.settings import Settings
+from exchange.settlement.closing import PeriodReport
+from exchange.settlement.service import SettlementService
+from exchange.testing.clock import FrozenClock
+from exchange.testing.databases import PostgresDatabases
+from exchange.testing.postgres import ThrowawayCluster
+from settlement_data import AFTER_MONTH, MONTH, post_month
+
+PARTNERS = [f"partner-{n:02d}" for n in range(20)]
+BASELINE = "SELECT account_id, sum(amount) FROM ledger_entry WHERE period = %s AND unit = 'TWD' GROUP BY account_id"
+
+
+def conninfo(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def admin(server_url: str, statement: str) -> None:
+    with psycopg.connect(conninfo(server_url), autocommit=True) as connection:
+        connection.execute(statement)  # type: ignore[arg-type]
+
+
+def time_baseline(url: str) -> float:
+    with psycopg.connect(conninfo(url)) as connection:
+        connection.execute(BASELINE, (MONTH,)).fetchall()  # warm: the copy's pages read once
+        started = time.perf_counter()
+        rows = connection.execute(BASELINE, (MONTH,)).fetchall()
+        elapsed = time.perf_counter() - started
+    assert sum(total for _, total in rows) == 0
+    return elapsed
+
+
+async def connect(db: Database, parts: int) -> None:
+    """Open ``parts`` connections in the pool (closing uses one per range it nets at once)."""
+
+    async def hold() -> None:
+        async with db.transaction() as session:
+            await session.exec(text("SELECT pg_sleep(0.05)"))  # type: ignore[call-overload]
+
+    await asyncio.gather(*(hold() for _ in range(parts)))
+
+
+async def time_close(url: str) -> tuple[float, PeriodReport]:
+    with psycopg.connect(conninfo(url)) as connection:  # warm: the two indexes closing reads, read once
+        connection.execute("SET enable_seqscan = off")
+        for side in ("amount < 0", "amount > 0"):
+            connection.execute(
+                f"SELECT count(*), sum(amount) FROM ledger_entry WHERE period = %s AND unit = 'TWD' AND {side}",  # type: ignore[arg-type]
+                (MONTH,),
+            ).fetchall()
+    db = Database.from_url(url)
+    clock = FrozenClock(AFTER_MONTH)
+    service = SettlementService.for_settings(Settings(database_url=url), db=db, clock=clock, keys=SigningKeys(db, "-", clock))
+    try:
+        await connect(db, parts=3)  # the baseline's connection is open too, as a gateway's pool is
+        started = time.perf_counter()
+        report = await service.close(MONTH, by="bench")
+        return time.perf_counter() - started, report
+    finally:
+        await db.dispose()
+
+
+async def main(arguments: argparse.Namespace) -> None:
+    cluster = None if arguments.database_url else ThrowawayCluster.start()
+    server_url = arguments.database_url or cluster.url  # type: ignore[union-attr]
+    databases = PostgresDatabases(server_url)
+    data = databases.create()
+    copies: list[str] = []
+    try:
+        count = arguments.transactions
+        print(f"posting {count:,} transactions among {len(PARTNERS)} partners through Ledger.post_many …", flush=True)
+        posting = await post_month(data, count, PARTNERS)
+        print(f"  posted in {posting:.1f} s ({count / posting:,.0f} transactions/s)", flush=True)
+        if not arguments.skip_verify:
+            db = Database.from_url(data)
+            async with db.transaction() as session:
+                verification = await verify_ledger(session)
+            await db.dispose()
+            assert verification.ok, verification.problem
+            print(f"  ledger verified: {verification.transactions:,} transactions, chain head {verification.head_hash[:16]}…")
+        with psycopg.connect(conninfo(data), autocommit=True) as connection:
+            connection.execute("VACUUM ANALYZE")
+            entries = connection.execute("SELECT count(*) FROM ledger_entry WHERE period = %s", (MONTH,)).fetchone()
+        print(f"  {entries[0]:,} ledger entries in {MONTH}" if entries else "")
+
+        baseline_times: list[float] = []
+        close_times: list[float] = []
+        report: PeriodReport | None = None
+        for round_number in range(arguments.rounds):
+            name = f"{make_url(data).database}_round{round_number}"
+            admin(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{make_url(data).database}"')
+            copy = with_database(data, name)
+            copies.append(copy)
+            baseline_times.append(time_baseline(copy))
+            elapsed, report = await time_close(copy)
+            close_times.append(elapsed)
+            admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+            copies.remove(copy)
+
+        baseline, closing = statistics.median(baseline_times), statistics.median(close_times)
+        print(f"\nclosing benchmark: {count:,} transactions, {arguments.rounds} rounds (medians)")
+        print(f"  bare GROUP BY of the month:   {baseline:8.3f} s   (rounds: {', '.join(f'{t:.3f}' for t in baseline_times)})")
+        print(f"  closing the month:            {closing:8.3f} s   (rounds: {', '.join(f'{t:.3f}' for t in close_times)})")
+        print(f"  ratio closing/GROUP BY:       {closing / baseline:8.2f}   (target <= 1.50)")
+        assert report is not None
+        money = report.currency.from_minor
+        saving = report.saving
+        print(f"  {len(report.positions)} positions summing to {money(sum(p.net for p in report.positions))}; "
+              f"{len(report.obligations)} gross obligations")
+        if saving is not None:
+            for name, payments in (("gross", saving.gross), ("bilateral", saving.bilateral), ("multilateral", saving.multilateral)):
+                print(f"  payments {name + ':':<14} {payments.count:5d} moving {money(payments.total):>16} TWD")
+    finally:
+        for copy in copies:
+            admin(server_url, f'DROP DATABASE IF EXISTS "{make_url(copy).database}" WITH (FORCE)')
+        databases.drop_all()
+        if cluster is not None:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--transactions", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-verify", action="store_true", help="do not verify the posted ledger first")
+    parser.add_argument("--database-url", help="a PostgreSQL server to use instead of a throwaway cluster")
+    asyncio.run(main(parser.parse_args()))

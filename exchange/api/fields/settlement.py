@@ -1,0 +1,129 @@
+"""Settlement: periods, closing, statements, partners' records, breaks and sign-off."""
+
+from __future__ import annotations
+
+import io
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.api.context import Context
+from exchange.api.permissions import Rule, argument, authorize, own_program, requires
+from exchange.api.types.settlement import (
+    AdjustmentInput,
+    Reconciliation,
+    ReconciliationBreak,
+    Resolution,
+    SettlementPeriod,
+    SettlementPosition,
+    Statement,
+    break_id_of,
+)
+from exchange.auth.scopes import Scope
+from exchange.settlement.breaks import ResolveRequest
+from exchange.settlement.models import Resolution as ResolutionValue
+
+OWN_PARTNER_ID = own_program(argument("partner_id"))
+#: Staff, and the partner whose id the field names.
+READ_OWN: Rule = requires(Scope.SETTLEMENT_READ) | requires(Scope.PARTNER_READ) & OWN_PARTNER_ID
+STAFF_WRITES: Rule = requires(Scope.SETTLEMENT_WRITE)
+
+
+@strawberry.type
+class SettlementQueries:
+    @strawberry.field(
+        description="A settlement period (`YYYY-MM`, its first month): its state for staff and "
+        "partners, its figures for staff.",
+        extensions=[authorize(requires(Scope.SETTLEMENT_READ) | requires(Scope.PARTNER_READ))],
+    )
+    async def settlement_period(self, info: Info[Context, None], period: str) -> SettlementPeriod | None:
+        settlement = info.context.services.settlement
+        report = await settlement.period(period)
+        calendar = settlement.calendar
+        return SettlementPeriod.from_report(report, calendar.starts_at(report.period), calendar.ends_at(report.period))
+
+    @strawberry.field(
+        description="A participant's statement of a closed period, signed: staff for anyone "
+        "(`EXCHANGE` for the exchange's fees), a partner for itself.",
+        extensions=[authorize(READ_OWN)],
+    )
+    async def statement(self, info: Info[Context, None], partner_id: strawberry.ID, period: str) -> Statement | None:
+        return Statement.of(await info.context.services.settlement.statement(str(partner_id), period))
+
+    @strawberry.field(
+        description="The current reconciliation of a partner's records for a closed period: "
+        "staff, and the partner itself.",
+        extensions=[authorize(READ_OWN)],
+    )
+    async def reconciliation(self, info: Info[Context, None], partner_id: strawberry.ID, period: str) -> Reconciliation | None:
+        return Reconciliation.of(await info.context.services.settlement.reconciliation(str(partner_id), period))
+
+
+@strawberry.type
+class SettlementMutations:
+    @strawberry.mutation(
+        description="Close a period that is over, once every earlier period with postings is "
+        "closed: nothing posts into it afterwards (late items go to the next open period, keeping "
+        "their date), and its obligations and net positions are computed. Closing again returns "
+        "the same figures.",
+        extensions=[authorize(STAFF_WRITES)],
+    )
+    async def close_period(self, info: Info[Context, None], period: str) -> SettlementPeriod | None:
+        settlement = info.context.services.settlement
+        report = await settlement.close(period, by=info.context.caller().client_id)
+        calendar = settlement.calendar
+        return SettlementPeriod.from_report(report, calendar.starts_at(report.period), calendar.ends_at(report.period))
+
+    @strawberry.mutation(
+        description="Import a partner's records of a closed period (CSV: see README, 'Partner "
+        "records') and reconcile them against the ledger. A malformed file is refused whole: "
+        "`BAD_USER_INPUT` with `extensions.line` and `extensions.reason`, and nothing is imported. "
+        "Importing again replaces the reconciliation until one of its breaks is resolved.",
+        extensions=[authorize(requires(Scope.PARTNER_WRITE) & OWN_PARTNER_ID | STAFF_WRITES)],
+    )
+    async def import_partner_records(
+        self, info: Info[Context, None], partner_id: strawberry.ID, period: str, csv: str
+    ) -> Reconciliation | None:
+        view = await info.context.services.settlement.import_records(
+            str(partner_id), period, io.BytesIO(csv.encode()), by=info.context.caller().client_id
+        )
+        return Reconciliation.of(view)
+
+    @strawberry.mutation(
+        description="Resolve a break of a current reconciliation: ACCEPT_LEDGER (the ledger's "
+        "figure stands) or ADJUST (a balanced adjustment between the partner and a counterparty "
+        "is posted into the next open period, referenced `break:<id>`). Who and why are recorded.",
+        extensions=[authorize(STAFF_WRITES)],
+    )
+    async def resolve_break(
+        self,
+        info: Info[Context, None],
+        break_id: strawberry.ID,
+        resolution: Resolution,
+        reason: str,
+        adjustment: AdjustmentInput | None = None,
+    ) -> ReconciliationBreak | None:
+        view = await info.context.services.settlement.resolve(
+            ResolveRequest(
+                break_id=break_id_of(str(break_id), field="breakId"),
+                resolution=ResolutionValue(resolution.value),
+                reason=reason,
+                actor=info.context.caller().client_id,
+                amount=adjustment.amount if adjustment else None,
+                counterparty=str(adjustment.counterparty) if adjustment and adjustment.counterparty else None,
+            )
+        )
+        return ReconciliationBreak.of(view)
+
+    @strawberry.mutation(
+        description="Sign off a partner's closed period, once its records are imported and every "
+        "break is resolved (`UNRESOLVED_BREAKS` otherwise); nothing of it changes afterwards.",
+        extensions=[authorize(STAFF_WRITES)],
+    )
+    async def sign_off_period(
+        self, info: Info[Context, None], partner_id: strawberry.ID, period: str, note: str | None = None
+    ) -> SettlementPosition | None:
+        view = await info.context.services.settlement.sign_off(
+            str(partner_id), period, by=info.context.caller().client_id, note=note
+        )
+        return SettlementPosition.from_view(view)

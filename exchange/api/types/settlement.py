@@ -1,0 +1,459 @@
+"""GraphQL types of settlement: periods, positions, statements, reconciliations and breaks.
+
+Settlement staff see every participant; a partner sees its own statement, position,
+reconciliation and breaks, and of a period only its state. Money is an exact decimal string of
+the settlement currency, from the participant's side: positive is owed to it, negative it owes.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.api.context import Context
+from exchange.api.permissions import (
+    Rule,
+    argument,
+    authorize,
+    authorize_fields,
+    own_program,
+    requires,
+    source,
+)
+from exchange.auth.scopes import Scope
+from exchange.errors import BadUserInput
+from exchange.ledger.periods import PeriodStatus as PeriodStatusValue
+from exchange.money import Currency
+from exchange.settlement.closing import PeriodReport
+from exchange.settlement.models import BreakKind as BreakKindValue
+from exchange.settlement.models import Resolution as ResolutionValue
+from exchange.settlement.models import SettlementPosition as PositionRow
+from exchange.settlement.netting import Payments as PaymentsValue
+from exchange.settlement.service import BreakView, PositionView, ReconciliationView
+from exchange.settlement.statements import CounterpartyTotals as CounterpartyTotalsValue
+from exchange.settlement.statements import Statement as StatementValue
+from exchange.settlement.statements import StatementLine as StatementLineValue
+
+#: Staff, with either settlement scope (a write-only tool reads what it changed).
+STAFF: Rule = requires(Scope.SETTLEMENT_READ, Scope.SETTLEMENT_WRITE)
+#: Staff, and the partner the object belongs to.
+STAFF_OR_OWNER: Rule = STAFF | requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_program(source("partner_id"))
+#: Staff, and any partner (the state of a period is no partner's secret).
+STAFF_OR_PARTNER: Rule = STAFF | requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE)
+
+MAX_PAGE = 1000
+
+
+def _money(currency: Currency, minor: int | None) -> Decimal | None:
+    return None if minor is None else currency.from_minor(minor)
+
+
+def _page(first: int) -> int:
+    return max(0, min(first, MAX_PAGE))
+
+
+def break_id_of(value: str, *, field: str) -> int:
+    """A break's id from its GraphQL ID."""
+    if not value.isdigit():
+        raise BadUserInput(f"a break id is a number, not {value!r}", field=field)
+    return int(value)
+
+
+@strawberry.enum(
+    description="Where a settlement period stands: OPEN, CLOSING, CLOSED; and, for one partner, "
+    "SIGNED_OFF once staff have signed it off."
+)
+class PeriodStatus(Enum):
+    OPEN = PeriodStatusValue.OPEN.value
+    CLOSING = PeriodStatusValue.CLOSING.value
+    CLOSED = PeriodStatusValue.CLOSED.value
+    SIGNED_OFF = "SIGNED_OFF"
+
+
+@strawberry.enum(description="How a partner's line, or a reference of the ledger, failed to match.")
+class BreakKind(Enum):
+    MISSING_IN_LEDGER = BreakKindValue.MISSING_IN_LEDGER.value
+    MISSING_IN_PARTNER = BreakKindValue.MISSING_IN_PARTNER.value
+    AMOUNT_MISMATCH = BreakKindValue.AMOUNT_MISMATCH.value
+    DUPLICATE = BreakKindValue.DUPLICATE.value
+
+
+@strawberry.enum(description="How settlement staff resolve a break.")
+class Resolution(Enum):
+    ACCEPT_LEDGER = ResolutionValue.ACCEPT_LEDGER.value
+    ADJUST = ResolutionValue.ADJUST.value
+
+
+@strawberry.input(description="The adjustment to post when resolving a break with ADJUST.")
+class AdjustmentInput:
+    amount: Decimal | None = strawberry.field(
+        default=None,
+        description="Added to the partner's position (negative: the partner owes more). Default: "
+        "what makes the ledger agree with the partner's line.",
+    )
+    counterparty: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Who takes the other side: a program id, or EXCHANGE. Default: the partner "
+        "line's counterparty, else the only one the reference's transactions have.",
+    )
+
+
+@authorize_fields(STAFF_OR_OWNER)
+@strawberry.type(description="A participant's figures for a closed period, and its sign-off.")
+class SettlementPosition:
+    partner_id: strawberry.ID = strawberry.field(description="A program id, or EXCHANGE for the exchange's fees.")
+    status: PeriodStatus = strawberry.field(description="CLOSED, or SIGNED_OFF for this partner.")
+    opening_position: Decimal = strawberry.field(description="Carried in: the net positions of every earlier period.")
+    payable: Decimal = strawberry.field(description="What it owed its counterparties in the period, gross.")
+    receivable: Decimal = strawberry.field(description="What its counterparties owed it in the period, gross.")
+    net_position: Decimal = strawberry.field(description="receivable − payable: what it settles for the period.")
+    closing_position: Decimal = strawberry.field(description="openingPosition + netPosition.")
+    signed_off_at: datetime | None = strawberry.field(description="When staff signed the period off for it.")
+    sign_off_note: str | None
+    signed_off_by_client: strawberry.Private[str | None]
+
+    @strawberry.field(description="Who signed it off (staff only).", extensions=[authorize(STAFF)])
+    def signed_off_by(self) -> str | None:
+        return self.signed_off_by_client
+
+    @classmethod
+    def from_row(cls, row: PositionRow, currency: Currency) -> SettlementPosition:
+        money = currency.from_minor
+        return cls(
+            partner_id=strawberry.ID(row.participant),
+            status=PeriodStatus.CLOSED if row.signed_off_at is None else PeriodStatus.SIGNED_OFF,
+            opening_position=money(row.opening),
+            payable=money(row.payable),
+            receivable=money(row.receivable),
+            net_position=money(row.net),
+            closing_position=money(row.opening + row.net),
+            signed_off_at=row.signed_off_at,
+            sign_off_note=row.sign_off_note,
+            signed_off_by_client=row.signed_off_by,
+        )
+
+    @classmethod
+    def from_view(cls, view: PositionView) -> SettlementPosition:
+        return cls.from_row(view.position, view.currency)
+
+
+@authorize_fields(STAFF)
+@strawberry.type(description="What one participant owed another over a closed period, gross.")
+class Obligation:
+    debtor: strawberry.ID
+    creditor: strawberry.ID
+    amount: Decimal
+
+
+@authorize_fields(STAFF)
+@strawberry.type(description="A number of payments and the money they move.")
+class Payments:
+    count: int
+    total: Decimal
+
+    @classmethod
+    def of(cls, payments: PaymentsValue, currency: Currency) -> Payments:
+        return cls(count=payments.count, total=currency.from_minor(payments.total))
+
+
+@authorize_fields(STAFF)
+@strawberry.type(
+    description="What netting saves: the payments that settle the period gross, with bilateral "
+    "netting (each pair pays its difference) and with multilateral netting (each participant "
+    "pays or is paid its net position once)."
+)
+class NettingSaving:
+    gross: Payments
+    bilateral: Payments
+    multilateral: Payments
+
+
+@authorize_fields(STAFF_OR_PARTNER)
+@strawberry.type(description="A settlement period and, once closed, its figures.")
+class SettlementPeriod:
+    period: str = strawberry.field(description="YYYY-MM: the period's first month.")
+    status: PeriodStatus
+    starts_at: datetime = strawberry.field(description="Its first instant (in the settlement time zone's calendar).")
+    ends_at: datetime = strawberry.field(description="The first instant after it.")
+    closing_started_at: datetime | None
+    closed_at: datetime | None
+    report: strawberry.Private[PeriodReport]
+
+    @strawberry.field(description="Who started closing it (staff only).", extensions=[authorize(STAFF)])
+    def closed_by(self) -> str | None:
+        return self.report.row.closed_by if self.report.row else None
+
+    @strawberry.field(description="Every participant's position (staff only).", extensions=[authorize(STAFF)])
+    def positions(self) -> list[SettlementPosition] | None:
+        return [SettlementPosition.from_row(row, self.report.currency) for row in self.report.positions]
+
+    @strawberry.field(
+        description="One participant's position: staff, and the partner itself.",
+        extensions=[authorize(STAFF | requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_program(argument("partner_id")))],
+    )
+    def position(self, partner_id: strawberry.ID) -> SettlementPosition | None:
+        found = [row for row in self.report.positions if row.participant == str(partner_id)]
+        return SettlementPosition.from_row(found[0], self.report.currency) if found else None
+
+    @strawberry.field(description="Who owed whom, gross, before netting (staff only).", extensions=[authorize(STAFF)])
+    def obligations(self) -> list[Obligation] | None:
+        money = self.report.currency.from_minor
+        return [
+            Obligation(debtor=strawberry.ID(o.debtor), creditor=strawberry.ID(o.creditor), amount=money(o.amount))
+            for o in self.report.obligations
+        ]
+
+    @strawberry.field(description="The payments netting saves (staff only).", extensions=[authorize(STAFF)])
+    def netting(self) -> NettingSaving | None:
+        saving = self.report.saving
+        if saving is None:
+            return None
+        currency = self.report.currency
+        return NettingSaving(
+            gross=Payments.of(saving.gross, currency),
+            bilateral=Payments.of(saving.bilateral, currency),
+            multilateral=Payments.of(saving.multilateral, currency),
+        )
+
+    @classmethod
+    def from_report(cls, report: PeriodReport, starts_at: datetime, ends_at: datetime) -> SettlementPeriod:
+        return cls(
+            period=report.period,
+            status=PeriodStatus(report.status.value),
+            starts_at=starts_at,
+            ends_at=ends_at,
+            closing_started_at=report.row.closing_started_at if report.row else None,
+            closed_at=report.row.closed_at if report.row else None,
+            report=report,
+        )
+
+
+@authorize_fields(STAFF_OR_OWNER)
+@strawberry.type(description="One line of a statement: what one transaction did between the partner and one counterparty.")
+class StatementLine:
+    transaction_id: strawberry.ID = strawberry.field(description="The ledger transaction's id.")
+    reference: str = strawberry.field(description="Its business reference: what the partner's records name it by.")
+    kind: str = strawberry.field(description="conversion, redemption, adjustment, reversal, …")
+    category: str = strawberry.field(description="The kind, or `fee` for what is owed between a partner and the exchange.")
+    effective_at: datetime = strawberry.field(description="When it happened (a late item keeps its date).")
+    counterparty: strawberry.ID
+    amount: Decimal
+    partner_id: strawberry.Private[str]
+
+    @classmethod
+    def of(cls, line: StatementLineValue, partner_id: str, currency: Currency) -> StatementLine:
+        return cls(
+            transaction_id=strawberry.ID(line.transaction_id),
+            reference=line.reference,
+            kind=line.kind,
+            category=line.category,
+            effective_at=line.effective_at,
+            counterparty=strawberry.ID(line.counterparty),
+            amount=currency.from_minor(line.amount),
+            partner_id=partner_id,
+        )
+
+
+@authorize_fields(STAFF_OR_OWNER)
+@strawberry.type(description="A statement's totals with one counterparty.")
+class CounterpartyTotals:
+    counterparty: strawberry.ID
+    payable: Decimal
+    receivable: Decimal
+    net: Decimal
+    partner_id: strawberry.Private[str]
+
+    @classmethod
+    def of(cls, totals: CounterpartyTotalsValue, partner_id: str, currency: Currency) -> CounterpartyTotals:
+        money = currency.from_minor
+        return cls(
+            counterparty=strawberry.ID(totals.counterparty),
+            payable=money(totals.payable),
+            receivable=money(totals.receivable),
+            net=money(totals.net),
+            partner_id=partner_id,
+        )
+
+
+@authorize_fields(STAFF_OR_OWNER)
+@strawberry.type(description="A participant's statement of a closed period.")
+class Statement:
+    partner_id: strawberry.ID = strawberry.field(description="A program id, or EXCHANGE for the exchange's fees.")
+    period: str
+    currency: str
+    closed_at: datetime
+    opening_position: Decimal = strawberry.field(description="Carried in: the net positions of every earlier period.")
+    payable: Decimal
+    receivable: Decimal
+    net_position: Decimal = strawberry.field(description="receivable − payable: the multilateral net position.")
+    closing_position: Decimal = strawberry.field(description="openingPosition + netPosition.")
+    counterparties: list[CounterpartyTotals]
+    line_count: int
+    statement: strawberry.Private[StatementValue]
+
+    @strawberry.field(description="Its lines in order, `first` (at most 1000) from `offset`.")
+    def lines(self, first: int = 100, offset: int = 0) -> list[StatementLine]:
+        chosen = self.statement.lines[max(0, offset) : max(0, offset) + _page(first)]
+        return [StatementLine.of(line, str(self.partner_id), self.statement.currency) for line in chosen]
+
+    @strawberry.field(description="The canonical JSON document (keys sorted, no spaces): what `jws` signs.")
+    def json(self) -> str:
+        return self.statement.json()
+
+    @strawberry.field(description="The same records as CSV: opening, each line, net and closing.")
+    def csv(self) -> str:
+        return self.statement.csv()
+
+    @strawberry.field(
+        description="`json` signed (RS256, compact serialization) with the exchange's key `keyId`: "
+        "anyone verifies it with the JWKS at /.well-known/jwks.json alone."
+    )
+    async def jws(self, info: Info[Context, None]) -> str:
+        return self.statement.jws(await info.context.services.settlement.signing_key())
+
+    @strawberry.field(description="The `kid` of the key that signs `jws`.")
+    async def key_id(self, info: Info[Context, None]) -> str:
+        return str((await info.context.services.settlement.signing_key()).kid)
+
+    @classmethod
+    def of(cls, statement: StatementValue) -> Statement:
+        money = statement.currency.from_minor
+        return cls(
+            partner_id=strawberry.ID(statement.participant),
+            period=statement.period,
+            currency=statement.currency.code,
+            closed_at=statement.closed_at,
+            opening_position=money(statement.opening),
+            payable=money(statement.payable),
+            receivable=money(statement.receivable),
+            net_position=money(statement.net),
+            closing_position=money(statement.closing),
+            counterparties=[CounterpartyTotals.of(t, statement.participant, statement.currency) for t in statement.counterparties],
+            line_count=len(statement.lines),
+            statement=statement,
+        )
+
+
+@authorize_fields(STAFF_OR_OWNER)
+@strawberry.type(description="How staff resolved a break.")
+class BreakResolution:
+    resolution: Resolution
+    reason: str
+    resolved_at: datetime
+    adjustment: Decimal | None = strawberry.field(description="ADJUST: what was added to the partner's position.")
+    counterparty: strawberry.ID | None = strawberry.field(description="ADJUST: who took the other side.")
+    transaction_id: strawberry.ID | None = strawberry.field(
+        description="ADJUST: the adjustment's ledger transaction (reference `break:<id>`), in the next open period."
+    )
+    partner_id: strawberry.Private[str]
+    resolved_by_client: strawberry.Private[str]
+
+    @strawberry.field(description="Who resolved it (staff only).", extensions=[authorize(STAFF)])
+    def resolved_by(self) -> str | None:
+        return self.resolved_by_client
+
+
+@authorize_fields(STAFF_OR_OWNER)
+@strawberry.type(description="A line of the partner's records, or a reference of the ledger, that did not match.")
+class ReconciliationBreak:
+    id: strawberry.ID
+    kind: BreakKind
+    reference: str
+    line: int | None = strawberry.field(description="Its line in the partner's file (none: MISSING_IN_PARTNER).")
+    partner_amount: Decimal | None
+    ledger_amount: Decimal | None = strawberry.field(description="The partner's legs for the reference, summed.")
+    difference: Decimal | None = strawberry.field(description="partnerAmount − ledgerAmount, where both exist.")
+    counterparty: strawberry.ID | None = strawberry.field(description="As the partner's line named it.")
+    partner_date: date | None = strawberry.field(description="As the partner's line dated it.")
+    resolution: BreakResolution | None
+    partner_id: strawberry.Private[str]
+
+    @classmethod
+    def of(cls, view: BreakView) -> ReconciliationBreak:
+        row, currency, done = view.row, view.currency, view.resolution
+        both = row.partner_amount is not None and row.ledger_amount is not None
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            kind=BreakKind(row.kind),
+            reference=row.reference,
+            line=row.line,
+            partner_amount=_money(currency, row.partner_amount),
+            ledger_amount=_money(currency, row.ledger_amount),
+            difference=_money(currency, (row.partner_amount or 0) - (row.ledger_amount or 0)) if both else None,
+            counterparty=strawberry.ID(row.counterparty) if row.counterparty else None,
+            partner_date=row.partner_date,
+            resolution=None if done is None else BreakResolution(
+                resolution=Resolution(done.resolution),
+                reason=done.reason,
+                resolved_at=done.resolved_at,
+                adjustment=_money(currency, done.amount),
+                counterparty=strawberry.ID(done.counterparty) if done.counterparty else None,
+                transaction_id=strawberry.ID(done.transaction_id) if done.transaction_id else None,
+                partner_id=view.partner,
+                resolved_by_client=done.resolved_by,
+            ),
+            partner_id=view.partner,
+        )
+
+
+@authorize_fields(STAFF_OR_OWNER)
+@strawberry.type(description="The current import of a partner's records for a closed period, and how its lines compared.")
+class Reconciliation:
+    id: strawberry.ID
+    partner_id: strawberry.ID
+    period: str
+    sequence: int = strawberry.field(description="1 for the first import, then 2, … (the latest counts).")
+    imported_at: datetime
+    imported_by: str = strawberry.field(description="The OAuth client (or operator) that imported it.")
+    file_sha256: str = strawberry.field(description="SHA-256 of the file as uploaded.")
+    lines: int = strawberry.field(description="Records in the file.")
+    matched: int
+    missing_in_ledger: int
+    missing_in_partner: int
+    amount_mismatch: int
+    duplicate: int
+    unresolved_breaks: int
+    view: strawberry.Private[ReconciliationView]
+
+    @strawberry.field(description="Its breaks by id: `first` (at most 1000) after the id `after`.")
+    async def breaks(
+        self,
+        info: Info[Context, None],
+        kind: BreakKind | None = None,
+        unresolved_only: bool = False,
+        first: int = 100,
+        after: strawberry.ID | None = None,
+    ) -> list[ReconciliationBreak]:
+        views = await info.context.services.settlement.breaks(
+            self.view.reconciliation,
+            kind=BreakKindValue(kind.value) if kind else None,
+            unresolved_only=unresolved_only,
+            first=_page(first),
+            after=break_id_of(after, field="after") if after is not None else None,
+        )
+        return [ReconciliationBreak.of(view) for view in views]
+
+    @classmethod
+    def of(cls, view: ReconciliationView) -> Reconciliation:
+        row = view.reconciliation
+        return cls(
+            id=strawberry.ID(row.id),
+            partner_id=strawberry.ID(row.partner),
+            period=row.period,
+            sequence=row.sequence,
+            imported_at=row.imported_at,
+            imported_by=row.imported_by,
+            file_sha256=row.file_sha256,
+            lines=row.lines,
+            matched=row.matched,
+            missing_in_ledger=row.missing_in_ledger,
+            missing_in_partner=row.missing_in_partner,
+            amount_mismatch=row.amount_mismatch,
+            duplicate=row.duplicate,
+            unresolved_breaks=view.unresolved,
+            view=view,
+        )

@@ -1,0 +1,1 @@
+"""Monthly settlement: closing periods, multilateral netting, signed statements, reconciliation."""

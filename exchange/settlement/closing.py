@@ -1,0 +1,137 @@
+"""Closing a period: OPEN → CLOSING (under the ledger's chain-head lock) → figures → CLOSED.
+
+First, one unit of work switches the period to CLOSING while holding the lock every posting takes,
+and commits at once: from then on nothing posts into the period (late items go to the next open
+one), so its rows are final. Then the obligations are computed from those rows (in ranges of
+transactions, concurrently), and a last unit of work stores them and the positions and marks the
+period CLOSED. If that fails (or the process dies), the period stays CLOSING and closing it again
+finishes the job. Closing a CLOSED period changes nothing and returns the figures stored the first
+time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.clock import Clock
+from exchange.db.bulk import bulk_insert
+from exchange.db.database import Database
+from exchange.ledger.models import SettlementPeriod
+from exchange.ledger.periods import (
+    PeriodStatus,
+    SettlementCalendar,
+    last_closed_period,
+    start_closing,
+)
+from exchange.money import Currency
+from exchange.settlement import netting
+from exchange.settlement.dialect import parallel_parts, prefer_ordered_merges
+from exchange.settlement.errors import SettlementInvariantBroken
+from exchange.settlement.models import SettlementObligation, SettlementPosition
+from exchange.settlement.netting import NettingSaving, Obligation
+from exchange.settlement.participants import settled_accounts
+
+OBLIGATIONS = SettlementObligation.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class PeriodReport:
+    """A period's state and, once it is closed, its figures."""
+
+    period: str
+    status: PeriodStatus
+    row: SettlementPeriod | None
+    positions: Sequence[SettlementPosition]
+    obligations: Sequence[Obligation]
+    currency: Currency
+
+    @property
+    def saving(self) -> NettingSaving | None:
+        if self.status is not PeriodStatus.CLOSED:
+            return None
+        return NettingSaving.of(self.obligations, {p.participant: p.net for p in self.positions})
+
+
+async def period_report(session: AsyncSession, period: str, currency: Currency) -> PeriodReport:
+    """Where ``period`` stands. A period with no row is OPEN, unless a later period has
+    closed: then nothing was ever posted into it, and it is CLOSED with no figures."""
+    row = await session.get(SettlementPeriod, period)
+    if row is None:
+        last_closed = await last_closed_period(session)
+        status = PeriodStatus.CLOSED if last_closed is not None and period < last_closed else PeriodStatus.OPEN
+        return PeriodReport(period, status, None, [], [], currency)
+    positions = (
+        await session.exec(
+            select(SettlementPosition).where(SettlementPosition.period == period).order_by(col(SettlementPosition.participant))
+        )
+    ).all()
+    obligations = [
+        Obligation(o.debtor, o.creditor, o.amount)
+        for o in await session.exec(
+            select(SettlementObligation)
+            .where(SettlementObligation.period == period)
+            .order_by(col(SettlementObligation.debtor), col(SettlementObligation.creditor))
+        )
+    ]
+    return PeriodReport(period, PeriodStatus(row.status), row, positions, obligations, currency)
+
+
+async def _obligations(db: Database, period: str, currency: Currency) -> list[Obligation]:
+    """Net the (CLOSING, so unchanging) period, pairing ranges of its transactions at once, each
+    in a read-only unit of work of its own: as many as the database would give one query in
+    parallel workers, which cannot share out a merge of two ordered index scans by themselves."""
+    async with db.transaction() as session:
+        spans = await netting.ranges(session, period, currency.code, await parallel_parts(session))
+        accounts = await settled_accounts(session, currency.code)
+
+    async def pair(span: tuple[int, int]) -> netting.Pairing:
+        async with db.transaction() as session:
+            await prefer_ordered_merges(session)
+            return await netting.pair(session, period, currency.code, span)
+
+    pairings = await asyncio.gather(*(pair(span) for span in spans))
+    return netting.combine(pairings, accounts, period, currency.code)
+
+
+async def _finish(session: AsyncSession, period: str, owed: Sequence[Obligation], clock: Clock) -> None:
+    """Store the figures of a CLOSING period and mark it CLOSED (unless another closer has)."""
+    row = await session.get(SettlementPeriod, period, with_for_update=True)  # one closer at a time
+    assert row is not None
+    if row.status == PeriodStatus.CLOSED:
+        return
+    await bulk_insert(
+        session, OBLIGATIONS, ("period", "debtor", "creditor", "amount"),
+        [(period, o.debtor, o.creditor, o.amount) for o in owed],
+    )
+    await session.exec(netting.INSERT_POSITIONS, params={"period": period})  # type: ignore[call-overload]
+    imbalance = (
+        await session.exec(text("SELECT coalesce(sum(net), 0) FROM settlement_position WHERE period = :period"), params={"period": period})  # type: ignore[call-overload]
+    ).scalar_one()
+    if imbalance:
+        raise SettlementInvariantBroken(f"the net positions of {period} sum to {imbalance}, not zero")
+    row.status = PeriodStatus.CLOSED
+    row.closed_at = clock.now()
+    session.add(row)
+    await session.flush()
+
+
+async def close_period(
+    db: Database, calendar: SettlementCalendar, clock: Clock, currency: Currency, period: str, *, by: str
+) -> PeriodReport:
+    """Close ``period`` (or finish closing it) and return its figures; see the module's docstring."""
+    period = calendar.parse(period)
+    async with db.transaction() as session:
+        row = await start_closing(session, calendar, period, by=by, now=clock.now())
+        status = row.status
+    if status != PeriodStatus.CLOSED:
+        owed = await _obligations(db, period, currency)
+        async with db.transaction() as session:
+            await _finish(session, period, owed, clock)
+    async with db.transaction() as session:
+        return await period_report(session, period, currency)

@@ -1,0 +1,86 @@
+"""What settlement refuses."""
+
+from __future__ import annotations
+
+from exchange.errors import (
+    BadUserInput,
+    ErrorCode,
+    ExchangeError,
+    IdempotencyConflict,
+    NotFound,
+)
+
+
+class SettlementInvariantBroken(Exception):
+    """The ledger holds something netting cannot attribute; never expected (posting refuses
+    it), so it is not a client's error: an operator must look."""
+
+
+class PartnerSignedOff(ExchangeError):
+    """The partner's period is signed off: its records and breaks are final."""
+
+    code = ErrorCode.PERIOD_CLOSED
+
+    def __init__(self, partner: str, period: str) -> None:
+        super().__init__(f"{partner}'s period {period} is signed off", field="period", partner=partner)
+
+
+class UnresolvedBreaks(ExchangeError):
+    code = ErrorCode.UNRESOLVED_BREAKS
+
+    def __init__(self, partner: str, period: str, unresolved: int) -> None:
+        super().__init__(
+            f"{partner}'s period {period} has {unresolved} unresolved breaks: resolve every break first",
+            unresolved=unresolved,
+        )
+
+
+class MalformedRecords(BadUserInput):
+    """A partner's file that cannot be read whole; nothing of it is imported."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}; nothing was imported", field="csv", line=line, reason=reason)
+        self.line = line
+        self.reason = reason
+
+
+class NotReconciled(ExchangeError):
+    code = ErrorCode.UNRESOLVED_BREAKS
+
+    def __init__(self, partner: str, period: str) -> None:
+        super().__init__(
+            f"{partner} has no records imported for {period}: import and reconcile them before signing off"
+        )
+
+
+class ResolvedBreaksWouldBeLost(BadUserInput):
+    def __init__(self, partner: str, period: str) -> None:
+        super().__init__(
+            f"breaks of {partner}'s reconciliation for {period} are already resolved; "
+            "a new import would reopen them",
+            field="csv",
+        )
+
+
+class NoSuchParticipant(NotFound):
+    def __init__(self, participant: str, period: str, *, field: str = "partnerId") -> None:
+        super().__init__(f"{participant!r} took no part in settling period {period}", field=field)
+
+
+class ReconciliationNotFound(NotFound):
+    def __init__(self, partner: str, period: str) -> None:
+        super().__init__(f"no records of {partner} are imported for {period}", field="partnerId")
+
+
+class BreakNotFound(NotFound):
+    def __init__(self, break_id: int) -> None:
+        super().__init__(f"no break has id {break_id}", field="breakId")
+
+
+class ResolutionConflict(IdempotencyConflict):
+    def __init__(self, break_id: int) -> None:
+        super().__init__(f"break {break_id} was already resolved differently", field="breakId")
+
+
+class BadAdjustment(BadUserInput):
+    """An adjustment that cannot be posted as asked."""

@@ -1,0 +1,139 @@
+"""Tables of settlement: what closing a period computed, partners' reconciliations and their breaks.
+
+Money is in minor units of the settlement currency (BIGINT), signed as the ledger signs it:
+from a participant's side, positive is what it is owed and negative what it owes. Closing
+writes ``settlement_obligation`` and ``settlement_position`` once per period and never
+changes them (sign-off only stamps a position). Reconciliations are kept whole, re-imports
+included: each import is a new row with the next ``sequence``, and the latest one counts.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+)
+from sqlmodel import Field, SQLModel
+
+from exchange.db.types import BigIdentity, UTCDateTime
+
+
+class BreakKind(StrEnum):
+    """How one line of a partner's records, or one reference of the ledger, compares."""
+
+    MATCHED = "MATCHED"
+    MISSING_IN_LEDGER = "MISSING_IN_LEDGER"
+    MISSING_IN_PARTNER = "MISSING_IN_PARTNER"
+    AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
+    DUPLICATE = "DUPLICATE"
+
+
+class Resolution(StrEnum):
+    ACCEPT_LEDGER = "ACCEPT_LEDGER"
+    """The ledger's figure stands; nothing is posted."""
+    ADJUST = "ADJUST"
+    """A balanced adjustment is posted into the next open period."""
+
+
+class SettlementObligation(SQLModel, table=True):
+    """What ``debtor`` owed ``creditor`` over a closed period, gross, before any netting."""
+
+    __tablename__ = "settlement_obligation"
+    __table_args__ = (CheckConstraint("amount > 0", name="settlement_obligation_amount_positive"),)
+
+    period: str = Field(
+        sa_column=Column(String(7), ForeignKey("settlement_period.period"), primary_key=True)
+    )
+    debtor: str = Field(primary_key=True, max_length=64)
+    creditor: str = Field(primary_key=True, max_length=64)
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class SettlementPosition(SQLModel, table=True):
+    """One participant's figures for a closed period, and its sign-off."""
+
+    __tablename__ = "settlement_position"
+    __table_args__ = (CheckConstraint("net = receivable - payable", name="settlement_position_net"),)
+
+    period: str = Field(
+        sa_column=Column(String(7), ForeignKey("settlement_period.period"), primary_key=True)
+    )
+    participant: str = Field(primary_key=True, max_length=64)
+    opening: int = Field(sa_column=Column(BigInteger, nullable=False), description="Carried in from earlier periods.")
+    payable: int = Field(sa_column=Column(BigInteger, nullable=False))
+    receivable: int = Field(sa_column=Column(BigInteger, nullable=False))
+    net: int = Field(sa_column=Column(BigInteger, nullable=False), description="The multilateral net position.")
+    signed_off_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    signed_off_by: str | None = Field(default=None, max_length=100)
+    sign_off_note: str | None = Field(default=None, max_length=500)
+
+
+class Reconciliation(SQLModel, table=True):
+    """One import of a partner's records for a period, and how its lines compared."""
+
+    __tablename__ = "reconciliation"
+    __table_args__ = (UniqueConstraint("period", "partner", "sequence"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    period: str = Field(max_length=7)
+    partner: str = Field(max_length=64)
+    sequence: int = Field(description="1 for the first import of the partner's period, then 2, …")
+    imported_at: datetime = Field(sa_type=UTCDateTime)
+    imported_by: str = Field(max_length=100)
+    file_sha256: str = Field(max_length=64, description="SHA-256 of the file's bytes, as uploaded.")
+    lines: int = Field(description="Records in the file (lines after the header).")
+    matched: int
+    missing_in_ledger: int
+    missing_in_partner: int
+    amount_mismatch: int
+    duplicate: int
+
+    @property
+    def breaks(self) -> int:
+        return self.missing_in_ledger + self.missing_in_partner + self.amount_mismatch + self.duplicate
+
+
+class ReconciliationBreak(SQLModel, table=True):
+    """A line of the partner's file, or a reference of the ledger, that did not match."""
+
+    __tablename__ = "reconciliation_break"
+    __table_args__ = (Index("ix_reconciliation_break_reconciliation", "reconciliation_id", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigIdentity, primary_key=True, autoincrement=True))
+    reconciliation_id: str = Field(foreign_key="reconciliation.id", max_length=36)
+    kind: str = Field(max_length=20)
+    reference: str = Field(max_length=200)
+    line: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    partner_amount: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    ledger_amount: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    counterparty: str | None = Field(default=None, max_length=64, description="As the partner's file named it.")
+    partner_date: date | None = Field(default=None, description="As the partner's file dated it.")
+
+
+class BreakResolution(SQLModel, table=True):
+    """How settlement staff resolved a break: who, when, why, and any adjustment posted."""
+
+    __tablename__ = "break_resolution"
+
+    break_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("reconciliation_break.id"), primary_key=True, autoincrement=False)
+    )
+    resolution: str = Field(max_length=15)
+    reason: str = Field(max_length=500)
+    resolved_by: str = Field(max_length=100)
+    resolved_at: datetime = Field(sa_type=UTCDateTime)
+    amount: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger, nullable=True),
+        description="The adjustment to the partner's position (ADJUST only).",
+    )
+    counterparty: str | None = Field(default=None, max_length=64)
+    transaction_id: str | None = Field(default=None, max_length=100, description="The adjustment's ledger transaction.")

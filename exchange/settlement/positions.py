@@ -1,0 +1,42 @@
+"""A participant's position in a closed period: read it, or lock it to change what hangs on it.
+
+The position row is the lock of a partner's settlement of one period: importing records,
+resolving a break and signing off all lock it first, so they happen one at a time, and none
+happens after sign-off.
+"""
+
+from __future__ import annotations
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.ledger.errors import PeriodNotClosed
+from exchange.ledger.models import SettlementPeriod
+from exchange.ledger.periods import PeriodStatus
+from exchange.settlement.errors import NoSuchParticipant, PartnerSignedOff
+from exchange.settlement.models import SettlementPosition
+
+
+async def require_closed(session: AsyncSession, period: str) -> SettlementPeriod:
+    row = await session.get(SettlementPeriod, period)
+    if row is None or row.status != PeriodStatus.CLOSED:
+        raise PeriodNotClosed(f"period {period} is not closed", period=period)
+    return row
+
+
+async def position_of(
+    session: AsyncSession, participant: str, period: str, *, for_update: bool = False
+) -> SettlementPosition:
+    """The participant's position in the closed ``period``."""
+    await require_closed(session, period)
+    row = await session.get(SettlementPosition, (period, participant), with_for_update=for_update)
+    if row is None:
+        raise NoSuchParticipant(participant, period)
+    return row
+
+
+async def open_position(session: AsyncSession, partner: str, period: str) -> SettlementPosition:
+    """The partner's position, locked, if it is not signed off yet."""
+    row = await position_of(session, partner, period, for_update=True)
+    if row.signed_off_at is not None:
+        raise PartnerSignedOff(partner, period)
+    return row

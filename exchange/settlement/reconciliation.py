@@ -1,0 +1,183 @@
+"""Reconciling a partner's records of a closed period against the ledger.
+
+The file streams through the validator into a staging table (see ``records`` and ``dialect``),
+the partner's ledger amounts per reference into another, then one set-based statement (the file
+grouped by reference, fully outer-joined with the ledger's side) classifies the file and stores
+every break:
+
+* the ledger's side is the partner's clearing legs of the period, summed per business
+  reference (a conversion and its reversal in one period share a reference and net out);
+* a reference the file repeats is matched on its first line; each later line is a DUPLICATE;
+* a first line whose reference the ledger lacks is MISSING_IN_LEDGER; one whose amount differs
+  is an AMOUNT_MISMATCH (both amounts kept); one that agrees is MATCHED (counted, not stored);
+* a reference the ledger has with a non-zero amount, absent from the file, is
+  MISSING_IN_PARTNER (a reference that nets to zero owes nothing and may be left out).
+
+Importing again replaces the current reconciliation with a new one (both are kept), until a
+break of the current one has been resolved: from then on its resolutions stand.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import BinaryIO
+
+from sqlalchemy import func, text
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.ledger.accounts import ChartOfAccounts
+from exchange.ledger.models import LedgerAccount
+from exchange.money import Currency
+from exchange.settlement.dialect import (
+    LEDGER_STAGING,
+    STAGING,
+    drop_staging,
+    prefer_hashing_in_memory,
+    stage_ledger_amounts,
+    stage_records,
+)
+from exchange.settlement.errors import (
+    NoSuchParticipant,
+    ReconciliationNotFound,
+    ResolvedBreaksWouldBeLost,
+)
+from exchange.settlement.models import (
+    BreakKind,
+    BreakResolution,
+    Reconciliation,
+    ReconciliationBreak,
+)
+from exchange.settlement.participants import EXCHANGE
+from exchange.settlement.positions import open_position, position_of
+from exchange.settlement.records import RecordReader
+
+#: The partner's clearing legs of the period, summed per business reference.
+LEDGER_AMOUNTS = """
+    SELECT t.reference, CAST(sum(e.amount) AS BIGINT) AS amount
+      FROM ledger_entry e JOIN ledger_transaction t ON t.seq = e.transaction_seq
+     WHERE e.account_id = :account AND e.period = :period
+     GROUP BY t.reference
+"""
+CLASSIFY = text(
+    f"""
+    WITH records AS (
+        SELECT reference, count(*) AS lines, min(line) AS line, min(amount) AS amount,
+               min(counterparty) AS counterparty, min(partner_date) AS partner_date
+          FROM {STAGING} GROUP BY reference
+    ), compared AS (
+        SELECT coalesce(r.reference, l.reference) AS reference, r.lines, r.line, r.amount AS partner_amount,
+               l.amount AS ledger_amount, r.counterparty, r.partner_date
+          FROM records r FULL JOIN {LEDGER_STAGING} l ON l.reference = r.reference
+         WHERE (r.reference IS NULL AND l.amount <> 0) OR l.reference IS NULL OR r.lines > 1 OR r.amount <> l.amount
+    )
+    INSERT INTO reconciliation_break
+        (reconciliation_id, kind, reference, line, partner_amount, ledger_amount, counterparty, partner_date)
+    SELECT :reconciliation, kind, reference, line, partner_amount, ledger_amount, counterparty, partner_date
+      FROM (SELECT CASE WHEN line IS NULL THEN '{BreakKind.MISSING_IN_PARTNER}'
+                        WHEN ledger_amount IS NULL THEN '{BreakKind.MISSING_IN_LEDGER}'
+                        ELSE '{BreakKind.AMOUNT_MISMATCH}' END AS kind,
+                   reference, line, partner_amount, ledger_amount, counterparty, partner_date
+              FROM compared WHERE lines = 1 OR lines IS NULL
+            UNION ALL
+            SELECT CASE WHEN s.line <> c.line THEN '{BreakKind.DUPLICATE}'
+                        WHEN c.ledger_amount IS NULL THEN '{BreakKind.MISSING_IN_LEDGER}'
+                        ELSE '{BreakKind.AMOUNT_MISMATCH}' END,
+                   s.reference, s.line, s.amount, c.ledger_amount, s.counterparty, s.partner_date
+              FROM compared c JOIN {STAGING} s ON s.reference = c.reference
+             WHERE c.lines > 1 AND (s.line <> c.line OR c.ledger_amount IS NULL OR s.amount <> c.ledger_amount)
+           ) breaks
+     ORDER BY line IS NULL, line, reference
+    """
+)
+
+
+async def current_reconciliation(session: AsyncSession, partner: str, period: str) -> Reconciliation | None:
+    """The latest import of the partner's records for the period, if any."""
+    return (
+        await session.exec(
+            select(Reconciliation)
+            .where(Reconciliation.partner == partner, Reconciliation.period == period)
+            .order_by(col(Reconciliation.sequence).desc())
+            .limit(1)
+        )
+    ).first()
+
+
+async def get_reconciliation(session: AsyncSession, partner: str, period: str) -> Reconciliation:
+    await position_of(session, partner, period)
+    reconciliation = await current_reconciliation(session, partner, period)
+    if reconciliation is None:
+        raise ReconciliationNotFound(partner, period)
+    return reconciliation
+
+
+async def unresolved_breaks(session: AsyncSession, reconciliation_id: str) -> int:
+    return (
+        await session.exec(
+            select(func.count())
+            .select_from(ReconciliationBreak)
+            .join(BreakResolution, col(BreakResolution.break_id) == col(ReconciliationBreak.id), isouter=True)
+            .where(ReconciliationBreak.reconciliation_id == reconciliation_id, col(BreakResolution.break_id).is_(None))
+        )
+    ).one()
+
+
+async def import_records(
+    session: AsyncSession,
+    *,
+    currency: Currency,
+    partner: str,
+    period: str,
+    source: BinaryIO,
+    actor: str,
+    now: datetime,
+) -> Reconciliation:
+    """Import the partner's file (read as it streams) and classify it; one unit of work.
+
+    A malformed file raises :class:`~exchange.settlement.errors.MalformedRecords` naming the
+    first bad line; the caller's unit of work then rolls back, so nothing is imported.
+    """
+    if partner == EXCHANGE:
+        raise NoSuchParticipant(partner, period)
+    await open_position(session, partner, period)
+    current = await current_reconciliation(session, partner, period)
+    if current is not None and await unresolved_breaks(session, current.id) < current.breaks:
+        raise ResolvedBreaksWouldBeLost(partner, period)
+    account = (
+        await session.exec(select(LedgerAccount.id).where(LedgerAccount.code == ChartOfAccounts(currency.code).clearing(partner).code))
+    ).one()
+
+    reader = RecordReader(source, currency)
+    await prefer_hashing_in_memory(session)
+    await stage_records(session, reader)
+    await stage_ledger_amounts(session, LEDGER_AMOUNTS, {"account": account, "period": period})
+    reconciliation = Reconciliation(
+        id=str(uuid.uuid4()), period=period, partner=partner, sequence=current.sequence + 1 if current else 1,
+        imported_at=now, imported_by=actor, file_sha256=reader.sha256, lines=reader.lines,
+        matched=0, missing_in_ledger=0, missing_in_partner=0, amount_mismatch=0, duplicate=0,
+    )
+    session.add(reconciliation)
+    await session.flush()
+    await session.exec(CLASSIFY, params={"reconciliation": reconciliation.id})  # type: ignore[call-overload]
+    await drop_staging(session)
+    counts = dict(
+        (
+            await session.exec(
+                select(ReconciliationBreak.kind, func.count())
+                .where(ReconciliationBreak.reconciliation_id == reconciliation.id)
+                .group_by(col(ReconciliationBreak.kind))
+            )
+        ).all()
+    )
+    reconciliation.missing_in_ledger = counts.get(BreakKind.MISSING_IN_LEDGER, 0)
+    reconciliation.missing_in_partner = counts.get(BreakKind.MISSING_IN_PARTNER, 0)
+    reconciliation.amount_mismatch = counts.get(BreakKind.AMOUNT_MISMATCH, 0)
+    reconciliation.duplicate = counts.get(BreakKind.DUPLICATE, 0)
+    reconciliation.matched = reader.lines - (
+        reconciliation.missing_in_ledger + reconciliation.amount_mismatch + reconciliation.duplicate
+    )
+    session.add(reconciliation)
+    await session.flush()
+    return reconciliation

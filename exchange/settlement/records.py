@@ -1,0 +1,257 @@
+"""A partner's records of a period, as CSV: the format, and a streaming validator.
+
+The format (also in README.md and partners/CONTRACT.md):
+
+* UTF-8 text (a byte-order mark is allowed), lines ending in LF or CRLF.
+* Line 1 is a header naming the columns, in any order: ``reference`` and ``amount`` are
+  required, ``counterparty`` and ``date`` optional; no other column, none twice.
+* Every further line is one record, its fields separated by commas. A field may be wrapped in
+  double quotes (it may then hold commas); no field holds a double quote, a line break or
+  another control character. Empty lines are refused, and so is a line over 64 KiB.
+* ``reference``: the business reference of the ledger transaction, as the statement prints it
+  (``conversion:…``), 1 to 200 characters. One line per reference: the ledger's amount for a
+  reference is the sum of the partner's legs in every transaction that carries it.
+* ``amount``: the partner's figure as an exact decimal in the settlement currency, from the
+  partner's side: positive when the partner is owed, negative when it owes (``-1234.50``). At
+  most as many decimals as the currency's minor unit, at most 15 integer digits, no sign ``+``,
+  no exponent, no thousands separator, no leading zero.
+* ``counterparty`` (may be empty): who the partner dealt with: a program id, or ``EXCHANGE``.
+* ``date`` (may be empty): the partner's date of the item, ``YYYY-MM-DD``.
+
+The validator reads the file in blocks of :data:`BLOCK_BYTES` and hands each block's whole
+lines on as one :class:`Batch`, so memory does not grow with the file. A block is checked with
+one pattern over all its lines when none is quoted (the common case, at the speed of the regular
+expression engine, calendar dates included); otherwise, or when that check fails, line by line,
+which also names the first bad line and the reason (:class:`~exchange.settlement.errors.MalformedRecords`). The caller
+imports within one unit of work, so a bad line anywhere means nothing is imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from exchange.money import Currency
+from exchange.settlement.errors import MalformedRecords
+from exchange.settlement.participants import EXCHANGE
+
+BLOCK_BYTES = 1 << 20
+MAX_LINE_BYTES = 1 << 16
+REQUIRED = ("reference", "amount")
+OPTIONAL = ("counterparty", "date")
+MAX_REFERENCE = 200
+MAX_INTEGER_DIGITS = 15
+
+#: A record as staged: line number, reference, amount in minor units, counterparty, ISO date.
+Row = tuple[int, str, int, str | None, str | None]
+
+_BOM = b"\xef\xbb\xbf"
+_COUNTERPARTY = r"(?:EXCHANGE|[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)?"
+_DATE_SHAPE = r"\d{4}-\d{2}-\d{2}"
+#: A day of the Gregorian calendar, years 0001 to 9999, written YYYY-MM-DD: the months of 31
+#: days, of 30, February to the 28th, and the 29th in leap years (a multiple of 4, of 400 for
+#: centuries). Checking dates inside the one pattern spares a second pass over every line.
+_CALENDAR_DATE = (
+    r"(?!0000)(?:\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)"
+    r"|02-(?:0[1-9]|1\d|2[0-8]))"
+    r"|(?:\d\d(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)"
+)
+_DATE = f"(?:{_CALENDAR_DATE})?"
+#: Each column's value, bare and within quotes (where a reference may hold commas).
+_VALUES = {
+    "reference": (r'[^",\x00-\x1f\x7f]{1,200}', r'[^"\x00-\x1f\x7f]{1,200}'),
+    "counterparty": (_COUNTERPARTY, _COUNTERPARTY),
+    "date": (_DATE, _DATE),
+}
+_PROGRAM_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+def _amount_pattern(currency: Currency) -> str:
+    fraction = rf"(?:\.\d{{1,{currency.minor_units}}})?" if currency.minor_units else ""
+    return rf"-?(?:0|[1-9]\d{{0,{MAX_INTEGER_DIGITS - 1}}}){fraction}"
+
+
+def _field(name: str, bare: str, quoted: str) -> str:
+    return f'(?:"(?P<{name}_q>{quoted})"|(?P<{name}>{bare}))'
+
+
+@dataclass(frozen=True)
+class RecordFormat:
+    """The columns of one file, in its header's order, and the patterns its lines must match:
+    ``line`` for one line (quoted fields allowed, values captured), ``block`` for every line of
+    a block whose fields are all bare."""
+
+    columns: tuple[str, ...]
+    currency: Currency
+    line: re.Pattern[str]
+    block: re.Pattern[str]
+
+    @classmethod
+    def from_header(cls, header: str, currency: Currency) -> RecordFormat:
+        columns = tuple(name.strip().strip('"') for name in header.split(","))
+        known = REQUIRED + OPTIONAL
+        unknown = [name for name in columns if name not in known]
+        if unknown or len(set(columns)) != len(columns) or not set(REQUIRED) <= set(columns):
+            raise MalformedRecords(
+                1,
+                f"the header must name the columns {', '.join(REQUIRED)} and optionally "
+                f"{', '.join(OPTIONAL)}, each once, in any order; got {header!r}",
+            )
+        values = {**_VALUES, "amount": (_amount_pattern(currency),) * 2}
+        line = ",".join(_field(name, *values[name]) for name in columns)
+        block = ",".join(values[name][0] for name in columns)
+        return cls(columns, currency, re.compile(line), re.compile(f"^{block}$", re.MULTILINE))
+
+    def value(self, match: re.Match[str], name: str) -> str | None:
+        """The field ``name`` of a matched line, unquoted (``None`` for an empty field)."""
+        if name not in self.columns:
+            return None
+        return match[f"{name}_q"] if match[f"{name}_q"] is not None else (match[name] or None)
+
+    def to_minor(self, amount: str) -> int:
+        """An amount the pattern accepted, in minor units (exact: no rounding is ever needed)."""
+        negative = amount.startswith("-")
+        whole, _, fraction = amount.lstrip("-").partition(".")
+        minor = int(whole) * 10**self.currency.minor_units + int(fraction.ljust(self.currency.minor_units, "0") or 0)
+        return -minor if negative else minor
+
+    def row(self, line_number: int, match: re.Match[str]) -> Row:
+        """(line, reference, amount in minor units, counterparty, date) of a matched line."""
+        return (
+            line_number,
+            str(self.value(match, "reference")),
+            self.to_minor(str(self.value(match, "amount"))),
+            self.value(match, "counterparty"),
+            self.value(match, "date"),
+        )
+
+    def problem(self, text: str) -> str | None:
+        """Why one line is refused, in words; ``None`` if it is a good record."""
+        if self.line.fullmatch(text) is not None:
+            return None
+        if not text:
+            return "an empty line; every line after the header is one record"
+        if re.search(r"[\x00-\x1f\x7f]", text):
+            return "a field holds a control character"
+        try:
+            fields = next(csv.reader([text], strict=True))
+        except csv.Error:
+            return "a double quote in the middle of a field; quote whole fields only"
+        if len(fields) != len(self.columns):
+            return f"{len(fields)} fields, but the header names {len(self.columns)}"
+        for name, value in zip(self.columns, fields, strict=True):
+            if '"' in value:
+                return f"{name}: holds a double quote"
+            if reason := self._field_problem(name, value):
+                return f"{name}: {reason}"
+        return "cannot be read as the header's columns"
+
+    def _field_problem(self, name: str, value: str) -> str | None:
+        if name == "reference" and not 1 <= len(value) <= MAX_REFERENCE:
+            return f"must be 1 to {MAX_REFERENCE} characters, got {len(value)}"
+        if name == "amount" and not re.fullmatch(_amount_pattern(self.currency), value):
+            return (
+                f"{value!r} is not an amount in {self.currency.code}: write an exact decimal such as "
+                f"-1234.5, with at most {self.currency.minor_units} decimals and {MAX_INTEGER_DIGITS} "
+                "integer digits"
+            )
+        if name == "counterparty" and value and value != EXCHANGE and not _PROGRAM_ID.match(value):
+            return f"{value!r} is neither a program id nor {EXCHANGE}"
+        if name == "date" and value and not re.fullmatch(_DATE_SHAPE, value):
+            return f"{value!r} is not a date written YYYY-MM-DD"
+        if name == "date" and value and not re.fullmatch(_DATE, value):
+            return f"{value!r} is not a date on the calendar"
+        return None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive valid records, as CSV text (LF-terminated lines) from line ``first_line``."""
+
+    first_line: int
+    text: str
+    lines: int
+
+    def rows(self, format: RecordFormat) -> list[Row]:
+        rows = []
+        for index, line in enumerate(self.text.splitlines()):
+            match = format.line.fullmatch(line)
+            assert match is not None  # checked when the batch was read
+            rows.append(format.row(self.first_line + index, match))
+        return rows
+
+
+class RecordReader:
+    """Validates a partner's file block by block while handing it on in batches.
+
+    After the batches are exhausted, :attr:`lines` is the number of records read and
+    :attr:`sha256` the digest of every byte read.
+    """
+
+    def __init__(self, source: BinaryIO, currency: Currency) -> None:
+        self._source = source
+        self._digest = hashlib.sha256()
+        self._lines_read = 0  # whole lines handed on so far, the header included
+        self.lines = 0
+        self._blocks = self._read_blocks()
+        header, _, self._first = next(self._blocks, b"").removeprefix(_BOM).partition(b"\n")
+        self.format = self._parse_header(header, currency)
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def _read_blocks(self) -> Iterator[bytes]:
+        """Whole lines (each ending in LF), about :data:`BLOCK_BYTES` at a time."""
+        rest = b""
+        while data := self._source.read(BLOCK_BYTES):
+            self._digest.update(data)
+            data, rest = rest + data, b""
+            cut = data.rfind(b"\n") + 1
+            if len(data) - cut > MAX_LINE_BYTES:
+                raise MalformedRecords(self._lines_read + data.count(b"\n", 0, cut) + 1, f"a line over {MAX_LINE_BYTES} bytes")
+            rest = data[cut:]
+            if cut:
+                self._lines_read += data.count(b"\n", 0, cut)
+                yield data[:cut]
+        if rest:
+            self._lines_read += 1
+            yield rest + b"\n"
+
+    @staticmethod
+    def _parse_header(header: bytes, currency: Currency) -> RecordFormat:
+        if not header.strip():
+            raise MalformedRecords(1, "the file is empty: its first line must be the header")
+        try:
+            text = header.decode("utf-8").removesuffix("\r")
+        except UnicodeDecodeError:
+            raise MalformedRecords(1, "not UTF-8 text") from None
+        return RecordFormat.from_header(text, currency)
+
+    def _check(self, raw: bytes, first_line: int) -> str:
+        """The block's lines as text, once every one of them is a good record."""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise MalformedRecords(first_line + raw.count(b"\n", 0, error.start), "not UTF-8 text") from None
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        if '"' in text or len(self.format.block.findall(text)) != text.count("\n"):
+            for index, line in enumerate(text.split("\n")[:-1]):
+                if problem := self.format.problem(line):
+                    raise MalformedRecords(first_line + index, problem)
+        return text
+
+    def batches(self) -> Iterator[Batch]:
+        first_line = 2
+        for raw in itertools.chain([self._first] if self._first else [], self._blocks):
+            text = self._check(raw, first_line)
+            lines = text.count("\n")
+            yield Batch(first_line, text, lines)
+            first_line += lines
+            self.lines = first_line - 2

@@ -1,0 +1,38 @@
+"""Signing off a partner's period: the last step, once its records are reconciled."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.errors import BadUserInput
+from exchange.settlement.errors import NotReconciled, UnresolvedBreaks
+from exchange.settlement.models import SettlementPosition
+from exchange.settlement.positions import open_position
+from exchange.settlement.reconciliation import current_reconciliation, unresolved_breaks
+
+MAX_NOTE = 500
+
+
+async def sign_off(
+    session: AsyncSession, partner: str, period: str, *, actor: str, note: str | None, now: datetime
+) -> SettlementPosition:
+    """Sign off the partner's closed period: its records must be imported and every break of
+    the current reconciliation resolved. Afterwards nothing of it changes: imports and
+    resolutions are refused."""
+    if note is not None and len(note) > MAX_NOTE:
+        raise BadUserInput(f"a note is at most {MAX_NOTE} characters", field="note")
+    position = await open_position(session, partner, period)
+    reconciliation = await current_reconciliation(session, partner, period)
+    if reconciliation is None:
+        raise NotReconciled(partner, period)
+    unresolved = await unresolved_breaks(session, reconciliation.id)
+    if unresolved:
+        raise UnresolvedBreaks(partner, period, unresolved)
+    position.signed_off_at = now
+    position.signed_off_by = actor
+    position.sign_off_note = note
+    session.add(position)
+    await session.flush()
+    return position

@@ -1,0 +1,243 @@
+"""A participant's statement of a closed period: JSON, CSV, and a JWS over the JSON.
+
+The statement shows the participant's opening position (carried from earlier periods), one line
+per transaction and counterparty (the netting's attribution: a conversion's source has a line
+to its target and a fee line to the exchange), totals per counterparty, the period's net
+position and the closing position (opening + net). Amounts are exact decimal strings of the
+settlement currency, from the participant's side: positive is owed to it, negative it owes.
+
+The JSON document is canonical (keys sorted, no spaces, UTF-8), so the same period always gives
+the same bytes; the JWS (RS256, compact serialization) signs exactly those bytes with the
+exchange's active token-signing key. Anyone holding the exchange's JWKS
+(``/.well-known/jwks.json``) verifies it, finding the key by the header's ``kid``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from joserfc import jws
+from joserfc.jwk import RSAKey
+from sqlalchemy import text
+from sqlmodel import or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.auth.keys import ALGORITHM
+from exchange.db.types import UTCDateTime
+from exchange.ledger.accounts import ChartOfAccounts
+from exchange.ledger.models import LedgerAccount
+from exchange.ledger.periods import SettlementCalendar
+from exchange.money import Currency
+from exchange.settlement.models import SettlementObligation
+from exchange.settlement.netting import PAIRS
+from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
+from exchange.settlement.positions import position_of, require_closed
+
+DOCUMENT_TYPE = "coalition-settlement-statement"
+DOCUMENT_VERSION = 1
+#: The JWS ``typ``: what the signed payload is (RFC 7515 §4.1.9).
+JWS_TYPE = "settlement-statement+json"
+CSV_COLUMNS = (
+    "partner", "period", "currency", "record", "transaction", "reference", "kind", "category",
+    "effective_at", "counterparty", "amount",
+)
+
+LINES = text(
+    f"""
+    SELECT t.id, t.reference, t.kind, t.effective_at, pairs.debtor_account, pairs.creditor_account, pairs.amount
+      FROM ({PAIRS}) pairs JOIN ledger_transaction t ON t.seq = pairs.transaction_seq
+     WHERE (pairs.debtor_account = :account OR pairs.creditor_account = :account)
+       AND pairs.debtor_account <> pairs.creditor_account
+     ORDER BY t.seq, pairs.debtor_position, pairs.creditor_position
+    """
+).columns(effective_at=UTCDateTime())
+
+
+def category(kind: str, *parties: str) -> str:
+    """The statement's heading for a line between two parties: the transaction's kind
+    (conversion, redemption, adjustment, reversal, …), except that what is owed between a
+    partner and the exchange in any but an adjustment is a ``fee`` (or a fee refunded)."""
+    return "fee" if EXCHANGE in parties and kind != "adjustment" else kind
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    transaction_id: str
+    reference: str
+    kind: str
+    effective_at: datetime
+    counterparty: str
+    amount: int
+    """Minor units, from the statement's participant's side."""
+    category: str
+
+
+@dataclass(frozen=True, slots=True)
+class CounterpartyTotals:
+    counterparty: str
+    payable: int
+    receivable: int
+
+    @property
+    def net(self) -> int:
+        return self.receivable - self.payable
+
+
+@dataclass(frozen=True)
+class Statement:
+    issuer: str
+    participant: str
+    period: str
+    calendar: SettlementCalendar
+    currency: Currency
+    closed_at: datetime
+    opening: int
+    payable: int
+    receivable: int
+    counterparties: Sequence[CounterpartyTotals]
+    lines: Sequence[StatementLine]
+
+    @property
+    def net(self) -> int:
+        return self.receivable - self.payable
+
+    @property
+    def closing(self) -> int:
+        return self.opening + self.net
+
+    def money(self, minor: int) -> str:
+        return str(self.currency.from_minor(minor))
+
+    def document(self) -> dict[str, Any]:
+        money = self.money
+        return {
+            "type": DOCUMENT_TYPE,
+            "version": DOCUMENT_VERSION,
+            "issuer": self.issuer,
+            "partner": self.participant,
+            "currency": self.currency.code,
+            "period": {
+                "name": self.period,
+                "start": _timestamp(self.calendar.starts_at(self.period)),
+                "end": _timestamp(self.calendar.ends_at(self.period)),
+                "timeZone": self.calendar.timezone.key,
+                "closedAt": _timestamp(self.closed_at),
+            },
+            "openingPosition": money(self.opening),
+            "lines": [
+                {
+                    "transaction": line.transaction_id,
+                    "reference": line.reference,
+                    "kind": line.kind,
+                    "category": line.category,
+                    "effectiveAt": _timestamp(line.effective_at),
+                    "counterparty": line.counterparty,
+                    "amount": money(line.amount),
+                }
+                for line in self.lines
+            ],
+            "counterparties": [
+                {
+                    "counterparty": totals.counterparty,
+                    "payable": money(totals.payable),
+                    "receivable": money(totals.receivable),
+                    "net": money(totals.net),
+                }
+                for totals in self.counterparties
+            ],
+            "totals": {"payable": money(self.payable), "receivable": money(self.receivable), "net": money(self.net)},
+            "closingPosition": money(self.closing),
+        }
+
+    def json(self) -> str:
+        """The canonical JSON document: what the JWS signs."""
+        return json.dumps(self.document(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def csv(self) -> str:
+        """One row per record: ``opening``, each ``line``, ``net`` and ``closing``; every row
+        names the partner, period and currency."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        head = (self.participant, self.period, self.currency.code)
+        writer.writerow((*head, "opening", "", "", "", "", "", "", self.money(self.opening)))
+        for line in self.lines:
+            writer.writerow(
+                (*head, "line", line.transaction_id, line.reference, line.kind, line.category,
+                 _timestamp(line.effective_at), line.counterparty, self.money(line.amount))
+            )
+        writer.writerow((*head, "net", "", "", "", "", "", "", self.money(self.net)))
+        writer.writerow((*head, "closing", "", "", "", "", "", "", self.money(self.closing)))
+        return out.getvalue()
+
+    def jws(self, key: RSAKey) -> str:
+        """The JSON document signed with ``key`` (the exchange's active signing key)."""
+        header = {"alg": ALGORITHM, "kid": key.kid, "typ": JWS_TYPE, "cty": "json"}
+        return jws.serialize_compact(header, self.json().encode(), key, algorithms=[ALGORITHM])
+
+
+async def build_statement(
+    session: AsyncSession,
+    *,
+    issuer: str,
+    calendar: SettlementCalendar,
+    currency: Currency,
+    participant: str,
+    period: str,
+) -> Statement:
+    """The statement of ``participant`` (a program id, or ``EXCHANGE``) for the closed ``period``."""
+    period_row = await require_closed(session, period)
+    position = await position_of(session, participant, period)
+    account_code = account_of(ChartOfAccounts(currency.code), participant).code
+    account = (await session.exec(select(LedgerAccount.id).where(LedgerAccount.code == account_code))).one()
+    names = await settled_accounts(session, currency.code)
+    rows = await session.exec(LINES, params={"period": period, "unit": currency.code, "account": account})  # type: ignore[call-overload]
+    lines = []
+    for transaction_id, reference, kind, effective_at, debtor, creditor, amount in rows:
+        counterparty = names[creditor if debtor == account else debtor]
+        lines.append(
+            StatementLine(
+                transaction_id, reference, kind, effective_at, counterparty,
+                amount=-int(amount) if debtor == account else int(amount),
+                category=category(kind, participant, counterparty),
+            )
+        )
+    obligations = (
+        await session.exec(
+            select(SettlementObligation).where(
+                SettlementObligation.period == period,
+                or_(SettlementObligation.debtor == participant, SettlementObligation.creditor == participant),
+            )
+        )
+    ).all()
+    totals: dict[str, list[int]] = {}
+    for obligation in obligations:
+        if obligation.debtor == participant:
+            totals.setdefault(obligation.creditor, [0, 0])[0] += obligation.amount
+        else:
+            totals.setdefault(obligation.debtor, [0, 0])[1] += obligation.amount
+    assert period_row.closed_at is not None
+    return Statement(
+        issuer=issuer,
+        participant=participant,
+        period=period,
+        calendar=calendar,
+        currency=currency,
+        closed_at=period_row.closed_at,
+        opening=position.opening,
+        payable=position.payable,
+        receivable=position.receivable,
+        counterparties=[CounterpartyTotals(name, *totals[name]) for name in sorted(totals)],
+        lines=lines,
+    )
+

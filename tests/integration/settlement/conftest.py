@@ -1,0 +1,89 @@
+"""A settlement service on a fresh database (SQLite and PostgreSQL) with the sample programs
+loaded, a clock the tests move, and ways to post what partners' operations post."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from exchange.auth.keys import SigningKeys, ensure_active_key
+from exchange.conversions.clearing import conversion_transaction
+from exchange.db.database import Database
+from exchange.ledger.accounts import ChartOfAccounts
+from exchange.ledger.posting import Ledger, Leg, TransactionRequest
+from exchange.loading import load_directory
+from exchange.programs.declarations import read_partners_directory
+from exchange.settlement.closing import PeriodReport
+from exchange.settlement.service import SettlementService
+from exchange.testing.clock import FrozenClock
+from tests.conftest import SAMPLE_PARTNERS
+
+TAIPEI = ZoneInfo("Asia/Taipei")
+CHART = ChartOfAccounts("TWD")
+SECRET = "a test key-encryption secret of some length"
+ISSUER = "http://exchange.test"
+NOVEMBER = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(NOVEMBER)
+
+
+async def ready_service(db: Database, clock: FrozenClock) -> SettlementService:
+    async with db.transaction() as session:
+        await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), clock.now())
+        await ensure_active_key(session, SECRET, clock.now())
+    return SettlementService(
+        db=db,
+        ledger=Ledger(timezone=TAIPEI, clock=clock),
+        clock=clock,
+        keys=SigningKeys(db, SECRET, clock),
+        issuer=ISSUER,
+    )
+
+
+@pytest.fixture
+async def settlement(db: Database, clock: FrozenClock) -> SettlementService:
+    return await ready_service(db, clock)
+
+
+@pytest.fixture
+async def pg_settlement(pg_db: Database, clock: FrozenClock) -> SettlementService:
+    return await ready_service(pg_db, clock)
+
+
+def conversion(
+    name: str, source: str, target: str, value: int, fee: int = 0, *, at: datetime = NOVEMBER
+) -> TransactionRequest:
+    """What a completed conversion posts: ``source`` owes ``value`` cents, ``target`` is owed
+    ``value - fee``, the exchange earns ``fee``."""
+    return conversion_transaction(
+        chart=CHART, transaction_id=f"t-{name}", conversion_id=name, source=source, target=target,
+        points_in=value, points_out=value, money_value_minor=value, fee_minor=fee, effective_at=at,
+    )
+
+
+def redemption(name: str, payer: str, publisher: str, price: int, fee: int = 0, *, at: datetime = NOVEMBER) -> TransactionRequest:
+    """What a cross-partner redemption posts: the paying program owes the publishing partner the
+    reward's price, less the exchange's fee."""
+    legs = [Leg(CHART.clearing(payer), -price), Leg(CHART.clearing(publisher), price - fee)]
+    if fee:
+        legs.append(Leg(CHART.fees(), fee))
+    return TransactionRequest(id=f"t-{name}", kind="redemption", reference=f"redemption:{name}", effective_at=at, legs=tuple(legs))
+
+
+async def post(service: SettlementService, requests: Iterable[TransactionRequest]) -> None:
+    async with service.db.transaction() as session:
+        await service.ledger.post_many(session, list(requests))
+
+
+async def close(service: SettlementService, clock: FrozenClock, period: str) -> PeriodReport:
+    """Close ``period`` once it is over (the clock moves a day past its end if need be)."""
+    end = service.calendar.ends_at(period)
+    if clock.now() < end:
+        clock.current = end + timedelta(days=1)
+    return await service.close(period, by="staff")

@@ -1,0 +1,90 @@
+"""`exchange settle close | reconcile | statement`, run as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from joserfc import jws
+from joserfc.jwk import KeySet
+
+from exchange.auth.keys import SigningKeys, ensure_active_key
+from exchange.db.database import Database
+from exchange.ledger.posting import Ledger
+from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
+from exchange.testing.clock import FrozenClock
+from tests.integration.settlement.conftest import TAIPEI, conversion, redemption
+from tests.integration.test_cli import run
+
+
+@pytest.fixture
+async def october(database_url: str) -> dict[str, str]:
+    """A migrated, loaded database holding an October of postings (over by now)."""
+    env = {"EXCHANGE_DATABASE_URL": database_url}
+    assert run("db", "upgrade", env=env).returncode == 0
+    assert run("partners", "load", "--dir", "partners", env=env).returncode == 0
+    at = datetime(2026, 10, 10, 4, 0, tzinfo=UTC)
+    db = Database.from_url(database_url)
+    try:
+        async with db.transaction() as session:
+            await Ledger(timezone=TAIPEI, clock=FrozenClock(at)).post_many(session, [
+                conversion("c1", "wallet-pay", "fresh-mart", 10_000, fee=200, at=at),
+                redemption("r1", "fresh-mart", "formosa-air", 1_500, at=at),
+            ])
+            await ensure_active_key(session, DEVELOPMENT_KEY_ENCRYPTION_SECRET, at)
+    finally:
+        await db.dispose()
+    return env
+
+
+async def test_close_prints_positions_and_the_saving_and_is_repeatable(october: dict[str, str]) -> None:
+    closed = run("settle", "close", "2026-10", env=october)
+    assert closed.returncode == 0, closed.stderr
+    lines = closed.stdout.splitlines()
+    assert lines[0] == "period 2026-10: CLOSED"
+    assert [line.split()[0::5] for line in lines[2:6]] == [["EXCHANGE", "2.00"], ["formosa-air", "15.00"], ["fresh-mart", "83.00"], ["wallet-pay", "-100.00"]]
+    said = [" ".join(line.split()) for line in lines[6:]]
+    assert said == [
+        "net positions sum to 0.00 TWD",
+        "payments gross: 3 moving 115.00 TWD",
+        "payments bilateral: 3 moving 115.00 TWD",
+        "payments multilateral: 4 moving 100.00 TWD",
+    ]
+    assert run("settle", "close", "2026-10", env=october).stdout == closed.stdout
+
+
+async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
+    october: dict[str, str], tmp_path: Path
+) -> None:
+    assert run("settle", "close", "2026-10", env=october).returncode == 0
+    records = tmp_path / "fresh-mart-2026-10.csv"
+    records.write_text("reference,amount\nconversion:c1,98.00\nredemption:r1,-15.00\nredemption:r1,-15.00\nextra:1,3\n")
+    result = run("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october)
+    assert result.returncode == 0, result.stderr
+    counts = dict(line.split() for line in result.stdout.splitlines()[1:6])
+    assert counts == {"MATCHED": "2", "AMOUNT_MISMATCH": "0", "MISSING_IN_LEDGER": "1", "DUPLICATE": "1", "MISSING_IN_PARTNER": "0"}
+    assert "2 breaks to resolve" in result.stdout
+
+    records.write_text("reference,amount\nconversion:c1,98.00\nconversion:c2,9.999\n")
+    refused = run("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("Error: line 3: amount: '9.999' is not an amount in TWD")
+    assert refused.stderr.rstrip().endswith("nothing was imported")
+
+
+async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(october: dict[str, str], database_url: str) -> None:
+    assert run("settle", "statement", "--partner", "fresh-mart", "2026-10", env=october).returncode == 2
+    assert run("settle", "close", "2026-10", env=october).returncode == 0
+    document = json.loads(run("settle", "statement", "--partner", "fresh-mart", "2026-10", env=october).stdout)
+    assert document["closingPosition"] == "83.00"
+    table = run("settle", "statement", "--partner", "fresh-mart", "--format", "csv", "2026-10", env=october).stdout
+    assert table.splitlines()[-1] == "fresh-mart,2026-10,TWD,closing,,,,,,,83.00"
+    token = run("settle", "statement", "--partner", "fresh-mart", "--format", "jws", "2026-10", env=october).stdout.strip()
+    db = Database.from_url(database_url)
+    try:
+        jwks = await SigningKeys(db, DEVELOPMENT_KEY_ENCRYPTION_SECRET, FrozenClock(datetime.now(UTC))).jwks()
+    finally:
+        await db.dispose()
+    assert json.loads(jws.deserialize_compact(token, KeySet.import_key_set(jwks)).payload) == document

@@ -1,0 +1,142 @@
+"""Statements: what they show, in JSON and CSV, and a JWS any holder of the JWKS can verify."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+
+import pytest
+from joserfc import jws
+from joserfc.errors import BadSignatureError, JoseError
+from joserfc.jwk import KeySet
+
+from exchange.ledger.errors import PeriodNotClosed
+from exchange.settlement.errors import NoSuchParticipant
+from exchange.settlement.participants import EXCHANGE
+from exchange.settlement.service import SettlementService
+from exchange.testing.clock import FrozenClock
+from tests.integration.settlement.conftest import (
+    ISSUER,
+    close,
+    conversion,
+    post,
+    redemption,
+)
+
+
+@pytest.fixture
+async def november(settlement: SettlementService, clock: FrozenClock) -> SettlementService:
+    """October: wallet-pay owed fresh-mart 5.00; November: the lines below."""
+    await post(settlement, [conversion("october", "wallet-pay", "fresh-mart", 500, at=clock.now().replace(month=10))])
+    await close(settlement, clock, "2026-10")
+    await post(settlement, [
+        conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200),
+        redemption("r1", "wallet-pay", "fresh-mart", 2_500, fee=25),
+        conversion("c2", "formosa-air", "fresh-mart", 1_234, fee=12),
+    ])
+    clock.current = clock.current.replace(year=2026, month=11, day=20)
+    await close(settlement, clock, "2026-11")
+    return settlement
+
+
+async def test_a_statement_shows_opening_lines_by_counterparty_and_closing(november: SettlementService) -> None:
+    statement = await november.statement("fresh-mart", "2026-11")
+    document = json.loads(statement.json())
+    assert document["partner"] == "fresh-mart" and document["currency"] == "TWD"
+    assert document["period"] == {
+        "name": "2026-11", "start": "2026-10-31T16:00:00Z", "end": "2026-11-30T16:00:00Z",
+        "timeZone": "Asia/Taipei", "closedAt": document["period"]["closedAt"],
+    }
+    assert document["openingPosition"] == "5.00"
+    assert [(line["reference"], line["category"], line["counterparty"], line["amount"]) for line in document["lines"]] == [
+        ("conversion:c1", "conversion", "wallet-pay", "-98.00"),
+        ("conversion:c1", "fee", EXCHANGE, "-2.00"),
+        ("redemption:r1", "redemption", "wallet-pay", "24.75"),
+        ("conversion:c2", "conversion", "formosa-air", "12.22"),
+    ]
+    assert document["counterparties"] == [
+        {"counterparty": EXCHANGE, "payable": "2.00", "receivable": "0.00", "net": "-2.00"},
+        {"counterparty": "formosa-air", "payable": "0.00", "receivable": "12.22", "net": "12.22"},
+        {"counterparty": "wallet-pay", "payable": "98.00", "receivable": "24.75", "net": "-73.25"},
+    ]
+    assert document["totals"] == {"payable": "100.00", "receivable": "36.97", "net": "-63.03"}
+    assert document["closingPosition"] == "-58.03"
+    assert sum(line.amount for line in statement.lines) == statement.net
+
+
+async def test_the_exchange_has_a_statement_of_the_fees_it_is_owed(november: SettlementService) -> None:
+    statement = await november.statement(EXCHANGE, "2026-11")
+    assert [(line.reference, line.category, line.counterparty, line.amount) for line in statement.lines] == [
+        ("conversion:c1", "fee", "fresh-mart", 200),
+        ("redemption:r1", "fee", "wallet-pay", 25),
+        ("conversion:c2", "fee", "formosa-air", 12),
+    ]
+    assert (statement.opening, statement.net, statement.closing) == (0, 237, 237)
+
+
+async def test_the_csv_holds_the_same_records(november: SettlementService) -> None:
+    statement = await november.statement("fresh-mart", "2026-11")
+    rows = list(csv.DictReader(io.StringIO(statement.csv())))
+    assert [row["record"] for row in rows] == ["opening", "line", "line", "line", "line", "net", "closing"]
+    assert {(row["partner"], row["period"], row["currency"]) for row in rows} == {("fresh-mart", "2026-11", "TWD")}
+    assert [row["amount"] for row in rows] == ["5.00", "-98.00", "-2.00", "24.75", "12.22", "-63.03", "-58.03"]
+    assert rows[1]["effective_at"] == "2026-11-20T04:00:00Z" and rows[1]["transaction"] == "t-c1"
+
+
+async def test_the_jws_verifies_with_the_published_keys_alone_and_carries_the_json(
+    november: SettlementService,
+) -> None:
+    statement = await november.statement("fresh-mart", "2026-11")
+    key = await november.signing_key()
+    published = KeySet.import_key_set(await november.keys.jwks())
+    verified = jws.deserialize_compact(statement.jws(key), published, algorithms=["RS256"])
+    assert verified.payload.decode() == statement.json()
+    assert verified.protected["kid"] == key.kid and verified.protected["typ"] == "settlement-statement+json"
+    assert json.loads(verified.payload)["issuer"] == ISSUER
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+async def test_a_changed_figure_fails_verification(november: SettlementService) -> None:
+    statement = await november.statement("fresh-mart", "2026-11")
+    header, payload, signature = statement.jws(await november.signing_key()).split(".")
+    forged = _unb64(payload).replace(b'"closingPosition":"-58.03"', b'"closingPosition":"-58.04"')
+    assert forged != _unb64(payload)
+    with pytest.raises(BadSignatureError):
+        jws.deserialize_compact(f"{header}.{_b64(forged)}.{signature}", KeySet.import_key_set(await november.keys.jwks()))
+
+
+@pytest.mark.parametrize(("part", "errors"), [(0, (JoseError, ValueError)), (1, BadSignatureError), (2, BadSignatureError)])
+async def test_a_changed_byte_anywhere_fails_verification(
+    november: SettlementService, part: int, errors: type[Exception] | tuple[type[Exception], ...]
+) -> None:
+    statement = await november.statement("fresh-mart", "2026-11")
+    published = KeySet.import_key_set(await november.keys.jwks())
+    pieces = statement.jws(await november.signing_key()).split(".")
+    for position in range(0, len(_unb64(pieces[part])), 7):
+        raw = bytearray(_unb64(pieces[part]))
+        raw[position] ^= 0x01
+        changed = [*pieces[:part], _b64(bytes(raw)), *pieces[part + 1 :]]
+        with pytest.raises(errors):
+            jws.deserialize_compact(".".join(changed), published, algorithms=["RS256"])
+
+
+async def test_the_same_period_gives_the_same_bytes(november: SettlementService) -> None:
+    key = await november.signing_key()
+    first, second = await november.statement("wallet-pay", "2026-11"), await november.statement("wallet-pay", "2026-11")
+    assert (first.json(), first.jws(key)) == (second.json(), second.jws(key))
+
+
+async def test_only_closed_periods_and_participants_have_statements(november: SettlementService) -> None:
+    with pytest.raises(PeriodNotClosed):
+        await november.statement("fresh-mart", "2026-12")
+    with pytest.raises(NoSuchParticipant):
+        await november.statement("harbor-bank", "2026-11")

@@ -1,0 +1,156 @@
+"""The partner records format: what is read, and every way a file is refused with its line."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import date
+
+import pytest
+
+from exchange.money import Currency
+from exchange.settlement.errors import MalformedRecords
+from exchange.settlement.records import BLOCK_BYTES, MAX_LINE_BYTES, RecordReader
+from tests.conftest import REPO_ROOT
+
+TWD = Currency("TWD", 2)
+
+
+def read(text: str | bytes, currency: Currency = TWD) -> tuple[RecordReader, list[tuple[int, str, int, str | None, str | None]]]:
+    data = text if isinstance(text, bytes) else text.encode()
+    reader = RecordReader(io.BytesIO(data), currency)
+    return reader, [row for batch in reader.batches() for row in batch.rows(reader.format)]
+
+
+def refusal(text: str | bytes, currency: Currency = TWD) -> tuple[int, str]:
+    with pytest.raises(MalformedRecords) as caught:
+        read(text, currency)
+    assert caught.value.extensions()["code"] == "BAD_USER_INPUT"
+    assert caught.value.extensions()["line"] == caught.value.line
+    return caught.value.line, caught.value.reason
+
+
+def test_records_are_read_with_their_line_numbers_and_exact_minor_units() -> None:
+    reader, rows = read(
+        "reference,amount,counterparty,date\n"
+        "conversion:a,12.5,wallet-pay,2026-11-03\n"
+        "conversion:b,-0.07,,\n"
+        '"redemption:c,1",1000,EXCHANGE,2026-11-30\n'
+    )
+    assert rows == [
+        (2, "conversion:a", 1250, "wallet-pay", "2026-11-03"),
+        (3, "conversion:b", -7, None, None),
+        (4, "redemption:c,1", 100000, "EXCHANGE", "2026-11-30"),
+    ]
+    assert reader.lines == 3 and len(reader.sha256) == 64
+
+
+def test_columns_come_in_any_order_with_a_bom_and_crlf() -> None:
+    _, rows = read(b"\xef\xbb\xbfamount,reference\r\n-3,conversion:x\r\n4.00,conversion:y")
+    assert rows == [(2, "conversion:x", -300, None, None), (3, "conversion:y", 400, None, None)]
+
+
+def test_a_currency_without_minor_units_takes_whole_amounts_only() -> None:
+    _, rows = read("reference,amount\nr,150\n", Currency("JPY", 0))
+    assert rows == [(2, "r", 150, None, None)]
+    assert refusal("reference,amount\nr,150.5\n", Currency("JPY", 0))[0] == 2
+
+
+def test_batches_are_bounded_whatever_the_file_size() -> None:
+    lines = "reference,amount\n" + "".join(f"conversion:{n:08d},{n % 1000}.5\n" for n in range(200_000))
+    reader = RecordReader(io.BytesIO(lines.encode()), TWD)
+    batches = list(reader.batches())
+    assert len(batches) > 3
+    assert all(len(batch.text.encode()) <= BLOCK_BYTES + MAX_LINE_BYTES for batch in batches)
+    assert [batch.first_line for batch in batches[:2]] == [2, 2 + batches[0].lines]
+    assert sum(batch.lines for batch in batches) == reader.lines == 200_000
+    assert batches[-1].rows(reader.format)[-1] == (200_001, "conversion:00199999", 99950, None, None)
+
+
+def test_quoted_and_bare_lines_mix_within_a_block() -> None:
+    _, rows = read('reference,amount\nplain,1\n"with, comma","-2.5"\n')
+    assert rows == [(2, "plain", 100, None, None), (3, "with, comma", -250, None, None)]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ("", 1, "the file is empty"),
+        ("ref,amount\n", 1, "the header must name the columns reference, amount"),
+        ("reference,amount,amount\n", 1, "each once"),
+        ("reference,amount,colour\n", 1, "the header must name"),
+        ("reference,amount\nr,1\n\nr2,2\n", 3, "an empty line"),
+        ("reference,amount\nr,1\nr2\n", 3, "1 fields, but the header names 2"),
+        ("reference,amount\nr,1,2\n", 2, "3 fields, but the header names 2"),
+        ("reference,amount\nr,1.234\n", 2, "amount: '1.234' is not an amount in TWD"),
+        ("reference,amount\nr,1e3\n", 2, "amount: '1e3' is not an amount"),
+        ("reference,amount\nr,+5\n", 2, "amount: '+5'"),
+        ("reference,amount\nr,\n", 2, "amount: '' is not an amount"),
+        ("reference,amount\nr,0012\n", 2, "amount: '0012'"),
+        ("reference,amount\nr,1234567890123456\n", 2, "15 integer digits"),
+        ("reference,amount\n,5\n", 2, "reference: must be 1 to 200 characters, got 0"),
+        (f"reference,amount\n{'x' * 201},5\n", 2, "reference: must be 1 to 200 characters, got 201"),
+        ('reference,amount\nab"c,5\n', 2, "double quote"),
+        ("reference,amount\nr\t1,5\n", 2, "control character"),
+        ("reference,amount,counterparty\nr,5,Wallet Pay\n", 2, "counterparty: 'Wallet Pay' is neither a program id nor EXCHANGE"),
+        ("reference,amount,date\nr,5,2026-02-30\n", 2, "date: '2026-02-30' is not a date on the calendar"),
+        ("reference,amount,date\nr,5,30/11/2026\n", 2, "date: '30/11/2026' is not a date written YYYY-MM-DD"),
+    ],
+)
+def test_a_malformed_file_is_refused_naming_the_first_bad_line_and_why(text: str, line: int, reason: str) -> None:
+    found_line, found_reason = refusal(text)
+    assert found_line == line
+    assert reason in found_reason
+
+
+def test_bytes_that_are_not_utf8_are_refused_on_their_line() -> None:
+    assert refusal(b"reference,amount\nr,1\nr\xff,2\n") == (3, "not UTF-8 text")
+
+
+def test_the_first_bad_line_is_named_even_blocks_into_the_file() -> None:
+    lines = ["reference,amount", *(f"conversion:{n:08d},1" for n in range(150_000)), "r,oops", "r,fine"]
+    assert refusal("\n".join(lines)) == (150_002, "amount: 'oops' is not an amount in TWD: write an exact decimal such as -1234.5, with at most 2 decimals and 15 integer digits")
+
+
+def test_a_date_the_calendar_lacks_is_caught_among_good_lines() -> None:
+    lines = ["reference,amount,date", *(f"r{n},1,2024-02-29" for n in range(1000)), "r,1,2026-04-31"]
+    assert refusal("\n".join(lines)) == (1002, "date: '2026-04-31' is not a date on the calendar")
+
+
+def test_a_line_too_long_to_be_a_record_is_refused() -> None:
+    text = "reference,amount\nr,1\n" + "x" * (MAX_LINE_BYTES + BLOCK_BYTES) + ",1\n"
+    assert refusal(text) == (3, f"a line over {MAX_LINE_BYTES} bytes")
+
+
+def test_bytes_that_are_not_utf8_are_found_on_their_line_blocks_into_the_file() -> None:
+    good = b"".join(b"conversion:%08d,1\n" % n for n in range(100_000))
+    assert refusal(b"reference,amount\n" + good + b"r\xff,2\n") == (100_002, "not UTF-8 text")
+
+
+@pytest.mark.parametrize("year", [1, 4, 100, 400, 1900, 1996, 2000, 2023, 2024, 2100, 2400, 9999])
+def test_the_date_pattern_is_the_calendar(year: int) -> None:
+    """Every YYYY-MM-DD of the year's months 00 to 13 and days 00 to 32 is accepted exactly when
+    Python's calendar has it."""
+    format = RecordReader(io.BytesIO(b"reference,amount,date\n"), TWD).format
+    for month in range(14):
+        for day in range(33):
+            text = f"{year:04d}-{month:02d}-{day:02d}"
+            try:
+                date.fromisoformat(text)
+                real = True
+            except ValueError:
+                real = False
+            assert (format.problem(f"r,1,{text}") is None) == real, text
+
+
+def test_year_zero_is_no_date() -> None:
+    assert refusal("reference,amount,date\nr,1,0000-02-29\n") == (2, "date: '0000-02-29' is not a date on the calendar")
+
+
+def test_the_example_in_the_partners_guide_is_a_valid_file() -> None:
+    guide = (REPO_ROOT / "partners" / "SETTLEMENT.md").read_text()
+    example = re.search(r"```csv\n(.*?)```", guide, re.DOTALL)
+    assert example is not None
+    reader, rows = read(example.group(1))
+    assert reader.format.columns == ("reference", "amount", "counterparty", "date")
+    assert [row[2] for row in rows] == [-9800, 2475, -200]
