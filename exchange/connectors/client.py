@@ -42,6 +42,30 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing it is sent."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class CookielessClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` that neither keeps nor sends cookies.
+
+    One client serves every member's calls to a partner, so a cookie set in the answer to one
+    member's call must never ride along on the next member's. (It also spares the jar's
+    bookkeeping on every answer, about a fifth of httpx's time per call.)
+    """
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NoCookies()  # empty, and a new one each time: nothing set on it can stay
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        raise TypeError("a partner client keeps no cookies")
+
+
 @dataclass(frozen=True)
 class HttpRequest:
     method: str

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from exchange.connectors.breaker import CircuitBreaker
-from exchange.connectors.client import PartnerClient
+from exchange.connectors.client import CookielessClient, PartnerClient
 from exchange.connectors.connector import ContractConnector, Flavour, PartnerConnector
 from exchange.connectors.errors import PartnerNotConfigured
 from exchange.connectors.graphql import GraphQLFlavour
@@ -132,7 +132,7 @@ class ConnectorRegistry:
             client_secret=self._secret(program_id, config),
             scope=config.oauth.scope,
         )
-        http = httpx.AsyncClient(
+        http = CookielessClient(
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
             headers={"user-agent": USER_AGENT},

@@ -84,3 +84,21 @@ async def test_the_registry_applies_base_url_overrides(settings: Settings) -> No
     assert isinstance(connector.flavour, RestFlavour)
     assert connector.flavour.base_url == "http://127.0.0.1:5555"
     await registry.aclose()
+
+
+async def test_a_cookie_a_partner_sets_never_rides_on_a_later_call(registry: ConnectorRegistry) -> None:
+    """One client serves every member: a cookie from one member's answer must not reach the next call."""
+    connector = registry.connector(PROGRAM, connector_config("rest"))
+    with respx.mock(assert_all_called=False) as router:
+        router.post(f"{BASE_URL}/oauth/token").mock(return_value=token_answer())
+        account = router.get(f"{BASE_URL}/members/alice").mock(
+            return_value=httpx.Response(
+                200,
+                json={"member_ref": "alice", "balance": 0, "tier": "B"},
+                headers={"set-cookie": "session=alice-secret; Path=/"},
+            )
+        )
+        await connector.account("alice")
+        await connector.account("alice")
+    assert account.call_count == 2
+    assert "cookie" not in account.calls.last.request.headers
