@@ -23,7 +23,6 @@ class SagaStep(StrEnum):
 
     DEBIT = "DEBIT"
     CREDIT = "CREDIT"
-    POST = "POST"
     REVERSE_DEBIT = "REVERSE_DEBIT"
     DONE = DONE
 

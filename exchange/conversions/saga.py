@@ -3,8 +3,9 @@
 1. **Record** the conversion PENDING under the member's idempotency key, with the quote's
    amounts and the limits it reserves (one unit of work; a repeat of the key returns it).
 2. **Debit** the member at the source partner (operation ``<id>:debit``).
-3. **Credit** the member at the target partner (operation ``<id>:credit``).
-4. **Post** the clearing transaction to the ledger and mark the conversion COMPLETED.
+3. **Credit** the member at the target partner (operation ``<id>:credit``); the clearing
+   transaction is posted to the ledger in the same unit of work that marks the conversion
+   COMPLETED, so a conversion is COMPLETED if and only if it is posted.
 
 A definite failure of the debit ends FAILED with nothing posted; a definite failure of the
 credit reverses the debit (``<id>:reverse-debit``) and ends REVERSED. Limits come back in
@@ -14,7 +15,7 @@ the partner for the operation's status and drives it on:
 
 * a debit in doubt that the partner applied goes on to the credit; one it never got is
   voided (a reversal naming it, so it can never apply later) and the conversion FAILS;
-* a credit in doubt that was applied goes on to posting; one the partner never got is
+* a credit in doubt that was applied is posted and COMPLETED; one the partner never got is
   sent again (same id, so it applies at most once), and after ``give_up_after`` tries it
   is voided and the debit reversed.
 
@@ -46,8 +47,7 @@ from exchange.errors import ErrorCode, ExchangeError, IdempotencyConflict
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
 from exchange.pricing import limits, quotes, rates
-from exchange.programs import service as programs
-from exchange.programs.catalog import CatalogCache
+from exchange.programs.catalog import Catalog, CatalogCache
 from exchange.programs.models import Program
 from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
@@ -55,6 +55,9 @@ from exchange.sagas.idempotency import record_once
 from exchange.settings import Settings
 
 ConnectorFor = Callable[[Program], PartnerConnector]
+
+#: The credit went through: post the clearing transaction with the move to COMPLETED.
+_CREDITED = Transition(SagaStep.DONE, ConversionStatus.COMPLETED)
 
 #: Final statuses that give back the limits a conversion reserved.
 _RELEASES_LIMITS = (ConversionStatus.FAILED, ConversionStatus.REVERSED)
@@ -111,9 +114,10 @@ class ConversionSaga(Saga[Conversion]):
     # -- step 1: record -----------------------------------------------------------------
 
     async def _record(self, request: ExecuteRequest) -> tuple[Conversion, bool]:
+        catalog = await self.catalog.get()
         return await record_once(
             self.db,
-            lambda session: self._record_in(session, request),
+            lambda session: self._record_in(session, request, catalog),
             lambda session: self._by_key(session, request.member_id, request.idempotency_key),
             lambda existing: self._same_request(existing, request),
         )
@@ -135,7 +139,9 @@ class ConversionSaga(Saga[Conversion]):
             )
         ).first()
 
-    async def _record_in(self, session: AsyncSession, request: ExecuteRequest) -> tuple[Conversion, bool]:
+    async def _record_in(
+        self, session: AsyncSession, request: ExecuteRequest, catalog: Catalog
+    ) -> tuple[Conversion, bool]:
         now = self.clock.now()
         # Locking the quote first queues every execution of it, so they see each other.
         quote = await quotes.member_quote(session, request.quote_id, request.member_id, lock=True)
@@ -146,8 +152,7 @@ class ConversionSaga(Saga[Conversion]):
         if earlier is not None:
             raise QuoteAlreadyExecuted(quote.id, earlier.id)
         quotes.ensure_open(quote, now)
-        source = await programs.get_program(session, quote.from_program)
-        target = await programs.get_program(session, quote.to_program)
+        source, target = catalog.program(quote.from_program), catalog.program(quote.to_program)
         version = await session.get(rates.RateVersion, quote.rate_version_id)
         assert version is not None
         usages = limits.conversion_usages(
@@ -185,8 +190,6 @@ class ConversionSaga(Saga[Conversion]):
     # -- the steps ----------------------------------------------------------------------
 
     async def attempt(self, conversion: Conversion, step: str, *, in_doubt: bool) -> Transition:
-        if step == SagaStep.POST:
-            return Transition(SagaStep.DONE, ConversionStatus.COMPLETED)
         catalog = await self.catalog.get()
         source, target = catalog.program(conversion.from_program), catalog.program(conversion.to_program)
         if step == SagaStep.DEBIT:
@@ -210,12 +213,12 @@ class ConversionSaga(Saga[Conversion]):
         except (PartnerRefusal, PartnerUnavailable) as error:
             code, message = failure(error)
             return Transition(SagaStep.REVERSE_DEBIT, failure_code=code, failure_message=message)
-        return Transition(SagaStep.POST)
+        return _CREDITED
 
     async def _settle_credit(self, conversion: Conversion, target: PartnerConnector) -> Transition:
         operation = await target.operation_status(conversion.credit_operation)
         if operation is not None and operation.status is OperationState.APPLIED:
-            return Transition(SagaStep.POST)
+            return _CREDITED
         if operation is None and conversion.attempts < self.policy.give_up_after:
             return await self._credit(conversion, target)
         if operation is None:
@@ -229,7 +232,7 @@ class ConversionSaga(Saga[Conversion]):
     async def on_transition(
         self, session: AsyncSession, conversion: Conversion, step: str, transition: Transition
     ) -> None:
-        if step == SagaStep.POST:
+        if transition.status == ConversionStatus.COMPLETED:
             await self._post(session, conversion)
         if transition.status in _RELEASES_LIMITS:
             await limits.release(session, [limits.Usage(**usage) for usage in conversion.usages])

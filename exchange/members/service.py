@@ -215,9 +215,14 @@ class AccountNotLinked(BadUserInput):
         super().__init__(f"link your {program_id} account first (linkAccount)", field=field)
 
 
-async def member_ref_at(session: AsyncSession, member_id: str, program_id: str, *, field: str) -> str:
-    """The member's id at ``program_id``; a clear error naming ``field`` if not linked there."""
-    account = await session.get(LinkedAccount, (member_id, program_id))
-    if account is None:
-        raise AccountNotLinked(program_id, field)
-    return account.member_ref
+async def member_refs_at(session: AsyncSession, member_id: str, fields: dict[str, str]) -> dict[str, str]:
+    """The member's ids at the programs ``fields`` names (in one query), by program; a clear error
+    naming the program's field (``fields[program]``) for the first one not linked."""
+    rows = await session.exec(
+        select(LinkedAccount).where(LinkedAccount.member_id == member_id, col(LinkedAccount.program_id).in_(list(fields)))
+    )
+    refs = {row.program_id: row.member_ref for row in rows}
+    for program_id, field in fields.items():
+        if program_id not in refs:
+            raise AccountNotLinked(program_id, field)
+    return refs

@@ -67,15 +67,14 @@ class ConversionMutations:
         member_id = str(info.context.caller().member_id)
         async with services.db.transaction() as session:
             quote = await quotes.member_quote(session, str(quote_id), member_id)
-            source_ref = await members.member_ref_at(session, member_id, quote.from_program, field="quoteId")
-            target_ref = await members.member_ref_at(session, member_id, quote.to_program, field="quoteId")
+            refs = await members.member_refs_at(session, member_id, {quote.from_program: "quoteId", quote.to_program: "quoteId"})
         row = await services.saga.execute(
             ExecuteRequest(
                 member_id=member_id,
                 quote_id=quote.id,
                 idempotency_key=idempotency_key,
-                source_ref=source_ref,
-                target_ref=target_ref,
+                source_ref=refs[quote.from_program],
+                target_ref=refs[quote.to_program],
             )
         )
         return Conversion.from_row(row, (await info.context.services.catalog.get()).currency)

@@ -133,11 +133,11 @@ class PricingMutations:
     async def create_quote(self, info: Info[Context, None], input: QuoteInput) -> Quote | None:
         services = info.context.services
         member_id = str(info.context.caller().member_id)
-        async with services.db.transaction() as session:
-            await members.member_ref_at(session, member_id, str(input.from_program), field="input.fromProgram")
-            await members.member_ref_at(session, member_id, str(input.to_program), field="input.toProgram")
         level = await services.federation.coalition_level(member_id)
         async with services.db.transaction() as session:
+            await members.member_refs_at(
+                session, member_id, {str(input.from_program): "input.fromProgram", str(input.to_program): "input.toProgram"}
+            )
             quote = await quotes.create_quote(
                 session,
                 quotes.QuoteRequest(
