@@ -8,6 +8,10 @@ debit at one sandbox partner, credit at another, the ledger posting). The same l
 the same worker count for `{ hello }`. pgbench runs TPC-B on the exchange's own database.
 Target: conversions/s at least 0.3x the bare query's rate.
 
+It also prints the CPU time each part of the machine (gateway, PostgreSQL, partners, the load
+generator itself) spent per conversion and per bare query, read from /proc (Linux): on a
+machine whose cores are all busy, that sum bounds the rate whatever the concurrency.
+
     .venv/bin/python bench/conversion_throughput.py [--workers 2] [--concurrency 16] [--duration 20]
 """
 
@@ -28,7 +32,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy.engine import make_url
 
-from stack import describe, running_stack
+from stack import describe, own_cpu_seconds, running_stack, tree_cpu_seconds
 
 from exchange.serving import free_port
 from exchange.testing.postgres import find_server_binaries
@@ -72,7 +76,10 @@ def pgbench(database_url: str, duration: int) -> float:
     return float(match.group(1))
 
 
-async def bare_query_rate(workers: int, concurrency: int, duration: float) -> tuple[float, list[float]]:
+async def bare_query_rate(
+    workers: int, concurrency: int, duration: float
+) -> tuple[float, list[float], dict[str, float]]:
+    """Queries per second, their latencies, and the CPU seconds each cost, by part."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir", str(Path(__file__).parent),
@@ -92,8 +99,11 @@ async def bare_query_rate(workers: int, concurrency: int, duration: float) -> tu
                 response = await http.post("/graphql", json={"query": "{ hello }"})
                 assert response.json() == {"data": {"hello": "world"}}
 
+            before = {"server": tree_cpu_seconds(server.pid), "load generator": own_cpu_seconds()}
             count, latencies = await load(hello, concurrency, duration)
-        return count / duration, latencies
+            used = {"server": tree_cpu_seconds(server.pid) - before["server"],
+                    "load generator": own_cpu_seconds() - before["load generator"]}
+        return count / duration, latencies, {part: seconds / count for part, seconds in used.items()}
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -120,10 +130,13 @@ async def main(arguments: argparse.Namespace) -> None:
 
         await load(conversion, arguments.concurrency, 3)  # warm up: tokens, connections, caches
         statuses.clear()
+        before = stack.cpu_seconds()
         count, latencies = await load(conversion, arguments.concurrency, arguments.duration)
+        after = stack.cpu_seconds()
+        conversion_cpu = {part: (after[part] - before[part]) / count for part in before}
         conversions_rate = count / arguments.duration
         tps = await asyncio.to_thread(pgbench, stack.database_url, int(arguments.duration))
-    bare_rate, bare_latencies = await bare_query_rate(arguments.workers, arguments.concurrency, arguments.duration)
+    bare_rate, bare_latencies, bare_cpu = await bare_query_rate(arguments.workers, arguments.concurrency, arguments.duration)
 
     print(f"conversion throughput benchmark: {arguments.concurrency} clients for {arguments.duration:.0f} s, "
           f"{arguments.workers} gateway worker(s), {len(PROGRAMS)} sandbox partners, PostgreSQL")
@@ -131,6 +144,12 @@ async def main(arguments: argparse.Namespace) -> None:
     print(f"  bare Strawberry query          {bare_rate:8.1f} /s   {describe(bare_latencies)}")
     print(f"  pgbench TPC-B (8 clients)      {tps:8.1f} tps on the same database")
     print(f"  ratio conversions / bare query: {conversions_rate / bare_rate:.3f}   (target >= 0.3)")
+    cores = os.cpu_count() or 1
+    for label, cpu in (("a conversion", conversion_cpu), ("a bare query", bare_cpu)):
+        total = sum(cpu.values())
+        parts = ", ".join(f"{part} {seconds * 1000:.1f}" for part, seconds in cpu.items())
+        print(f"  CPU ms per {label}: {parts}; all {total * 1000:.1f} "
+              f"(at most {cores / total:,.0f}/s on {cores} cores)")
 
 
 if __name__ == "__main__":

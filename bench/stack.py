@@ -7,6 +7,8 @@ Not a benchmark itself; ``federated_latency.py`` and ``conversion_throughput.py`
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 import statistics
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -38,7 +40,19 @@ class Stack:
     database_url: str
     kit: ExchangeKit
     admins: dict[str, SandboxAdmin]
-    processes: list[ExchangeProcess]
+    sandboxes: list[ExchangeProcess]
+    gateway: ExchangeProcess
+    cluster: ThrowawayCluster
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each part of the stack (with its child processes)."""
+        postmaster = int((self.cluster.root / "data" / "postmaster.pid").read_text().split()[0])
+        return {
+            "gateway": tree_cpu_seconds(pid_of(self.gateway)),
+            "PostgreSQL": tree_cpu_seconds(postmaster),
+            "partners": sum(tree_cpu_seconds(pid_of(sandbox)) for sandbox in self.sandboxes),
+            "load generator": own_cpu_seconds(),
+        }
 
     async def members(self, count: int, programs: Sequence[str], *, balance: int) -> dict[str, str]:
         """``count`` members with ``balance`` points at every program, linked; their tokens by ref."""
@@ -74,6 +88,7 @@ async def running_stack(programs: Sequence[str], *, workers: int = 1, **gateway_
         gateway = gateway_process(settings, workers=workers, EXCHANGE_LOG_LEVEL="warning", **gateway_env)
         processes.append(gateway)
         await gateway.start()
+        sandboxes = processes[:-1]
         db = Database.from_url(database_url)
         async with httpx.AsyncClient(base_url=settings.issuer_url, timeout=60) as http:
             try:
@@ -82,7 +97,9 @@ async def running_stack(programs: Sequence[str], *, workers: int = 1, **gateway_
                     database_url=database_url,
                     kit=ExchangeKit(settings=settings, http=http, db=db),
                     admins={program: SandboxAdmin(url) for program, url in urls.items()},
-                    processes=processes,
+                    sandboxes=sandboxes,
+                    gateway=gateway,
+                    cluster=cluster,
                 )
             finally:
                 await db.dispose()
@@ -91,6 +108,41 @@ async def running_stack(programs: Sequence[str], *, workers: int = 1, **gateway_
             process.stop()
         databases.drop_all()
         cluster.stop()
+
+
+def pid_of(process: ExchangeProcess) -> int:
+    assert process.process is not None
+    return process.process.pid
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User and system CPU seconds of process ``root`` and its descendants, live or reaped,
+    from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        # utime, stime, and the times of children already reaped (cutime, cstime)
+        times[pid] = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [root]
+    while pending:
+        pid = pending.pop()
+        total += times.get(pid, 0.0)
+        pending.extend(children.get(pid, []))
+    return total
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:
