@@ -57,7 +57,8 @@ class LedgerTransaction(SQLModel, table=True):
 
 class LedgerEntry(SQLModel, table=True):
     """One leg of a transaction; unit and period are copied from account and transaction
-    so that per-unit and per-period sums need no join."""
+    so that per-unit and per-period sums need no join, and the counterparty is derived from
+    the transaction's legs so that netting needs no join of the legs with each other."""
 
     __tablename__ = "ledger_entry"
     __table_args__ = (
@@ -86,6 +87,11 @@ class LedgerEntry(SQLModel, table=True):
     unit: str = Field(max_length=72)
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
     period: str = Field(max_length=7, index=True)
+    counterparty_account_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("ledger_account.id"), nullable=True)
+    )
+    """On a money transaction's spoke leg, its hub's account; NULL on the hub leg and on points
+    legs (the rule is in ``exchange.ledger.stars``)."""
 
 
 class LedgerChainHead(SQLModel, table=True):
