@@ -1,4 +1,4 @@
-"""Each spoke leg of a money transaction names its hub's account.
+"""Each spoke leg of a money transaction names its hub's account; the pairing indexes go.
 
 Adds ``ledger_entry.counterparty_account_id`` and fills it for the rows already posted, with the
 rule of ``exchange.ledger.stars`` written out here in SQL (a migration keeps the rule as it was
@@ -11,6 +11,15 @@ statement, which only derives the new column from the legs (``exchange ledger ve
 recomputes it). On PostgreSQL the update writes a new version of every money leg: run VACUUM
 on a large ledger afterwards.
 
+Drops the two partial indexes that handed netting each side of a period in transaction order,
+which saves every posted leg an index entry: closing now reads each leg of the period once and
+finds the period's rows as the bare per-account sum of the period does (a parallel sequential
+scan when the period is a large part of the table, a bitmap scan of ``ix_ledger_entry_period``
+when it is a small one). A covering index for the new aggregation was measured: PostgreSQL does
+not choose it over the sequential scan of a month that is most of the table, forced it saves a
+fifth of the aggregation, and every posted leg would pay an entry in it, dearer than the two
+partial indexes' (its entries land all over the period's range, not at its end).
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-27
@@ -18,6 +27,7 @@ Create Date: 2026-11-27
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
@@ -54,6 +64,8 @@ SQLITE_GUARD = (
     "CREATE TRIGGER ledger_entry_no_update BEFORE UPDATE ON ledger_entry "
     "BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: UPDATE on ledger_entry is refused'); END"
 )
+#: The partial indexes of 0006, for the downgrade.
+PAIRING_INDEXES = (("negative", "amount < 0"), ("positive", "amount > 0"))
 
 
 def _backfill() -> None:
@@ -70,7 +82,18 @@ def _backfill() -> None:
 def upgrade() -> None:
     op.execute(ADD_COLUMN)
     _backfill()
+    for side, _ in PAIRING_INDEXES:
+        op.drop_index(f"ix_ledger_entry_{side}", table_name="ledger_entry")
 
 
 def downgrade() -> None:
+    for side, condition in PAIRING_INDEXES:
+        op.create_index(
+            f"ix_ledger_entry_{side}",
+            "ledger_entry",
+            ["period", "unit", "transaction_seq"],
+            postgresql_include=["account_id", "amount"],
+            postgresql_where=sa.text(condition),
+            sqlite_where=sa.text(condition),
+        )
     op.execute("ALTER TABLE ledger_entry DROP COLUMN counterparty_account_id")
