@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from exchange.db.database import Database
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Leg, Ledger, TransactionRequest
+from exchange.ledger.stars import hub_positions
 from exchange.ledger.verify import verify_ledger
 from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases
@@ -86,7 +87,8 @@ TRUNCATE plain_transaction, plain_entry;
 
 
 async def insert_plainly(url: str, batches: list[list[TransactionRequest]]) -> float:
-    """The same rows, with precomputed values, by executemany: the floor any ledger sits on."""
+    """The same rows, with precomputed values (each spoke's counterparty too), by executemany:
+    the floor any ledger sits on."""
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     async with await psycopg.AsyncConnection.connect(conninfo) as connection:
         await connection.execute(PLAIN_TABLES)  # type: ignore[arg-type]
@@ -102,8 +104,9 @@ async def insert_plainly(url: str, batches: list[list[TransactionRequest]]) -> f
                      START, None, "0" * 64, "0" * 64, "0" * 64)
                 )
                 entries.extend(
-                    (seq, position, position + 1, leg.account.unit, leg.amount, "2026-11")
-                    for position, leg in enumerate(request.legs)
+                    (seq, position, position + 1, leg.account.unit, leg.amount, "2026-11",
+                     None if hub is None else hub + 1)
+                    for position, (leg, hub) in enumerate(zip(request.legs, hub_positions(request), strict=True))
                 )
             rows.append((headers, entries))
         started = time.perf_counter()
@@ -115,8 +118,8 @@ async def insert_plainly(url: str, batches: list[list[TransactionRequest]]) -> f
                     headers,
                 )
                 await cursor.executemany(
-                    "INSERT INTO plain_entry (transaction_seq, position, account_id, unit, amount, period)"
-                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    "INSERT INTO plain_entry (transaction_seq, position, account_id, unit, amount, period,"
+                    " counterparty_account_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     entries,
                 )
             await connection.commit()

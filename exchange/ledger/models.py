@@ -14,9 +14,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     ForeignKey,
-    Index,
     SmallInteger,
-    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -57,26 +55,11 @@ class LedgerTransaction(SQLModel, table=True):
 
 class LedgerEntry(SQLModel, table=True):
     """One leg of a transaction; unit and period are copied from account and transaction
-    so that per-unit and per-period sums need no join."""
+    so that per-unit and per-period sums need no join, and the counterparty is derived from
+    the transaction's legs so that netting needs no join of the legs with each other."""
 
     __tablename__ = "ledger_entry"
-    __table_args__ = (
-        CheckConstraint("amount <> 0", name="ledger_entry_amount_nonzero"),
-        # Settlement pairs each period's negative legs (what someone owes) with the positive legs
-        # (what someone is owed) of the same transaction: these two indexes hand it both sides
-        # of a period in transaction order, from the indexes alone on PostgreSQL, so that the
-        # pairing is a merge of two ordered streams.
-        *(
-            Index(
-                f"ix_ledger_entry_{side}",
-                "period", "unit", "transaction_seq",
-                postgresql_include=["account_id", "amount"],
-                postgresql_where=text(condition),
-                sqlite_where=text(condition),
-            )
-            for side, condition in (("negative", "amount < 0"), ("positive", "amount > 0"))
-        ),
-    )
+    __table_args__ = (CheckConstraint("amount <> 0", name="ledger_entry_amount_nonzero"),)
 
     transaction_seq: int = Field(
         sa_column=Column(BigInteger, ForeignKey("ledger_transaction.seq"), primary_key=True, autoincrement=False)
@@ -86,6 +69,11 @@ class LedgerEntry(SQLModel, table=True):
     unit: str = Field(max_length=72)
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
     period: str = Field(max_length=7, index=True)
+    counterparty_account_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("ledger_account.id"), nullable=True)
+    )
+    """On a money transaction's spoke leg, its hub's account; NULL on the hub leg and on points
+    legs (the rule is in ``exchange.ledger.stars``)."""
 
 
 class LedgerChainHead(SQLModel, table=True):

@@ -22,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.clock import Clock
 from exchange.db.bulk import bulk_insert, one_of
 from exchange.errors import IdempotencyConflict
-from exchange.ledger.accounts import POINTS_UNIT_PREFIX, AccountKind, AccountRef
+from exchange.ledger.accounts import AccountKind, AccountRef
 from exchange.ledger.chain import lock_chain_head
 from exchange.ledger.errors import (
     AlreadyReversed,
@@ -37,6 +37,7 @@ from exchange.ledger.models import (
     LedgerTransaction,
 )
 from exchange.ledger.periods import SettlementCalendar, last_closed_period
+from exchange.ledger.stars import hub_positions
 from exchange.settings import Settings
 
 MAX_ID_LENGTH = 100
@@ -51,7 +52,7 @@ TRANSACTION_COLUMNS = (
     "seq", "id", "kind", "reference", "period", "effective_at", "posted_at",
     "reverses", "request_hash", "prev_hash", "hash",
 )
-ENTRY_COLUMNS = ("transaction_seq", "position", "account_id", "unit", "amount", "period")
+ENTRY_COLUMNS = ("transaction_seq", "position", "account_id", "unit", "amount", "period", "counterparty_account_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,28 +114,6 @@ def check_balanced(request: TransactionRequest) -> None:
         raise UnbalancedTransaction(
             f"transaction {request.id!r} does not balance: {unbalanced} left over", field="legs"
         )
-    _check_money_is_a_star(request)
-
-
-def _check_money_is_a_star(request: TransactionRequest) -> None:
-    """In money, one side of a transaction is a single leg: one debtor paying several
-    creditors, or several debtors paying one creditor.
-
-    That is what makes every money transaction say who owes whom, without any rounding:
-    settlement attributes each leg on the many side wholly to the single leg on the other
-    (see ``exchange.settlement.netting``). Points are not settled between partners.
-    """
-    sides: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for leg in request.legs:
-        if not leg.account.unit.startswith(POINTS_UNIT_PREFIX):
-            sides[leg.account.unit][leg.amount > 0] += 1
-    for unit, (credits, debits) in sides.items():
-        if credits > 1 and debits > 1:
-            raise UnbalancedTransaction(
-                f"transaction {request.id!r} has {credits} credit and {debits} debit legs in {unit}: "
-                "one side must be a single leg, so that it says who owes whom",
-                field="legs",
-            )
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -162,13 +141,16 @@ class Ledger:
     ) -> list[PostedTransaction]:
         """Post many transactions in the caller's unit of work, in order, as one batch.
 
-        Each request is checked first; nothing is written if any is malformed or conflicts.
+        Each request is checked first (balanced, and a star in money: see ``stars``); nothing is
+        written if any is malformed or conflicts.
         A request whose id was posted before with the same content is not posted again:
         its first result comes back with ``replayed=True``.
         """
         digests: dict[str, str] = {}
+        hubs: dict[str, list[int | None]] = {}
         for request in requests:
             check_balanced(request)
+            hubs[request.id] = hub_positions(request)
             digest = request.digest()
             if digests.setdefault(request.id, digest) != digest:
                 raise IdempotencyConflict(
@@ -188,7 +170,7 @@ class Ledger:
             if request.id not in earlier:
                 fresh.setdefault(request.id, request)
         await self._check_reversals(session, list(fresh.values()))
-        written = await self._write(session, head, list(fresh.values()), digests)
+        written = await self._write(session, head, list(fresh.values()), digests, hubs)
         results = {transaction_id: posted for transaction_id, (posted, _) in earlier.items()}
         results.update(written)
         return [results[request.id] for request in requests]
@@ -305,6 +287,7 @@ class Ledger:
         head: LedgerChainHead,
         requests: Sequence[TransactionRequest],
         digests: dict[str, str],
+        hubs: dict[str, list[int | None]],
     ) -> dict[str, PostedTransaction]:
         if not requests:
             return {}
@@ -327,9 +310,11 @@ class Ledger:
                 (seq, request.id, request.kind, request.reference, period, request.effective_at, posted_at,
                  request.reverses, request_hash, prev_hash, chained)
             )
-            for position, leg in enumerate(request.legs):
-                account_id = account_ids[leg.account]
-                entries.append((seq, position, account_id, leg.account.unit, leg.amount, period))
+            ids = [account_ids[leg.account] for leg in request.legs]
+            for position, (leg, account_id, hub) in enumerate(zip(request.legs, ids, hubs[request.id], strict=True)):
+                entries.append(
+                    (seq, position, account_id, leg.account.unit, leg.amount, period, None if hub is None else ids[hub])
+                )
                 deltas[account_id] += leg.amount
             results[request.id] = PostedTransaction(seq, request.id, period, chained, False)
             prev_hash = chained

@@ -1,9 +1,12 @@
 """``exchange ledger verify``: recompute everything the ledger claims, and name the first lie.
 
-Three checks, in this order: every transaction balances per unit and has at least two legs
+Four checks, in this order: every transaction balances per unit and has at least two legs
 (set-based SQL); the hash chain, recomputed from the stored rows in order, links from the
-genesis hash to the chain head (a stream over the transactions, constant memory); and every
-account's running balance equals the sum of its entries (set-based SQL).
+genesis hash to the chain head (a stream over the transactions, constant memory); every money
+transaction is a star and every leg names the counterparty its transaction's legs give it
+(set-based SQL, by the rule of ``exchange.ledger.stars``; the column is outside the hash, so
+this is what vouches for it); and every account's running balance equals the sum of its entries
+(set-based SQL).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from exchange.db.database import Database
 from exchange.db.types import UTCDateTime
 from exchange.ledger.hashing import chain_digest, request_digest
 from exchange.ledger.models import GENESIS_HASH
+from exchange.ledger.stars import COUNTERPARTY_PROBLEM
 from exchange.settings import Settings
 
 STREAM_BATCH = 2000
@@ -100,6 +104,24 @@ async def _sums(session: AsyncSession) -> Problem | None:
     return None
 
 
+async def _counterparties(session: AsyncSession) -> Problem | None:
+    row = (await session.exec(COUNTERPARTY_PROBLEM)).first()
+    if row is None:
+        return None
+    if row.not_a_star:
+        return Problem(
+            row.id, row.seq, f"has {row.negatives} negative and {row.positives} positive legs in {row.unit}: not a star"
+        )
+    return Problem(
+        row.id, row.seq,
+        f"leg {row.position} names counterparty {_account(row.stored)}; its legs give {_account(row.expected)}",
+    )
+
+
+def _account(account_id: int | None) -> str:
+    return "none" if account_id is None else f"account {account_id}"
+
+
 async def _balances(session: AsyncSession) -> Problem | None:
     row = (await session.exec(WRONG_BALANCE)).first()
     if row is not None:
@@ -131,7 +153,7 @@ def _check_link(legs: list[Row[Any]], expected_seq: int, prev_hash: str) -> Prob
 
 async def verify_ledger(session: AsyncSession) -> Verification:
     """Check the ledger; ``problem`` is the first one found: per-transaction sums, then the
-    chain, then the accounts' running balances."""
+    chain, then the star shape and counterparties, then the accounts' running balances."""
     accounts = (await session.exec(text("SELECT count(*) FROM ledger_account"))).scalar_one()
     head_seq, head_hash = (await session.exec(text("SELECT seq, hash FROM ledger_chain_head"))).one()
     problem = await _sums(session)
@@ -153,7 +175,8 @@ async def verify_ledger(session: AsyncSession) -> Verification:
         count, prev_hash = count + 1, legs[0].hash
     if (count, prev_hash) != (head_seq, head_hash):
         problem = Problem(None, None, f"the chain ends at seq {count} but its head says seq {head_seq}")
-    return Verification(count, accounts, head_hash, problem or await _balances(session))
+    problem = problem or await _counterparties(session) or await _balances(session)
+    return Verification(count, accounts, head_hash, problem)
 
 
 async def verify_database(settings: Settings) -> Verification:

@@ -36,7 +36,7 @@ from exchange.settlement.models import (
     ReconciliationBreak,
     Resolution,
 )
-from exchange.settlement.netting import PAIRS
+from exchange.settlement.netting import SPOKES_OF_ACCOUNT
 from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
 from exchange.settlement.positions import open_position
 from exchange.settlement.reconciliation import current_reconciliation
@@ -46,10 +46,9 @@ MAX_REASON = 500
 
 COUNTERPARTIES = text(
     f"""
-    SELECT DISTINCT pairs.debtor_account, pairs.creditor_account
-      FROM ({PAIRS}) pairs JOIN ledger_transaction t ON t.seq = pairs.transaction_seq
-     WHERE t.reference = :reference AND pairs.debtor_account <> pairs.creditor_account
-       AND (pairs.debtor_account = :account OR pairs.creditor_account = :account)
+    SELECT DISTINCT spokes.spoke_account, spokes.hub_account
+      FROM ({SPOKES_OF_ACCOUNT}) spokes JOIN ledger_transaction t ON t.seq = spokes.transaction_seq
+     WHERE t.reference = :reference
     """
 )
 
@@ -85,8 +84,8 @@ async def _default_counterparty(
         return row.counterparty
     accounts = await settled_accounts(session, currency.code)
     found = {
-        accounts[creditor if debtor == account else debtor]
-        for debtor, creditor in await session.exec(  # type: ignore[call-overload]
+        accounts[hub if spoke == account else spoke]
+        for spoke, hub in await session.exec(  # type: ignore[call-overload]
             COUNTERPARTIES, params={"period": period, "unit": currency.code, "reference": row.reference, "account": account}
         )
     }

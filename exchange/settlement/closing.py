@@ -2,16 +2,15 @@
 
 First, one unit of work switches the period to CLOSING while holding the lock every posting takes,
 and commits at once: from then on nothing posts into the period (late items go to the next open
-one), so its rows are final. Then the obligations are computed from those rows (in ranges of
-transactions, concurrently), and a last unit of work stores them and the positions and marks the
-period CLOSED. If that fails (or the process dies), the period stays CLOSING and closing it again
-finishes the job. Closing a CLOSED period changes nothing and returns the figures stored the first
-time.
+one), so its rows are final. Then a last unit of work, holding the period's row, computes the
+obligations from those rows (one aggregation, see ``netting``), stores them and the positions and
+marks the period CLOSED. If that fails (or the process dies), the period stays CLOSING and closing
+it again finishes the job. Closing a CLOSED period changes nothing and returns the figures stored
+the first time.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,11 +30,9 @@ from exchange.ledger.periods import (
 )
 from exchange.money import Currency
 from exchange.settlement import netting
-from exchange.settlement.dialect import parallel_parts, prefer_ordered_merges
 from exchange.settlement.errors import SettlementInvariantBroken
 from exchange.settlement.models import SettlementObligation, SettlementPosition
 from exchange.settlement.netting import NettingSaving, Obligation
-from exchange.settlement.participants import settled_accounts
 
 OBLIGATIONS = SettlementObligation.__table__  # type: ignore[attr-defined]
 
@@ -82,29 +79,13 @@ async def period_report(session: AsyncSession, period: str, currency: Currency) 
     return PeriodReport(period, PeriodStatus(row.status), row, positions, obligations, currency)
 
 
-async def _obligations(db: Database, period: str, currency: Currency) -> list[Obligation]:
-    """Net the (CLOSING, so unchanging) period, pairing ranges of its transactions at once, each
-    in a read-only unit of work of its own: as many as the database would give one query in
-    parallel workers, which cannot share out a merge of two ordered index scans by themselves."""
-    async with db.transaction() as session:
-        spans = await netting.ranges(session, period, currency.code, await parallel_parts(session))
-        accounts = await settled_accounts(session, currency.code)
-
-    async def pair(span: tuple[int, int]) -> netting.Pairing:
-        async with db.transaction() as session:
-            await prefer_ordered_merges(session)
-            return await netting.pair(session, period, currency.code, span)
-
-    pairings = await asyncio.gather(*(pair(span) for span in spans))
-    return netting.combine(pairings, accounts, period, currency.code)
-
-
-async def _finish(session: AsyncSession, period: str, owed: Sequence[Obligation], clock: Clock) -> None:
-    """Store the figures of a CLOSING period and mark it CLOSED (unless another closer has)."""
+async def _finish(session: AsyncSession, period: str, currency: Currency, clock: Clock) -> None:
+    """Net a CLOSING period, store its figures and mark it CLOSED (unless another closer has)."""
     row = await session.get(SettlementPeriod, period, with_for_update=True)  # one closer at a time
     assert row is not None
     if row.status == PeriodStatus.CLOSED:
         return
+    owed = await netting.obligations(session, period, currency.code)
     await bulk_insert(
         session, OBLIGATIONS, ("period", "debtor", "creditor", "amount"),
         [(period, o.debtor, o.creditor, o.amount) for o in owed],
@@ -130,8 +111,7 @@ async def close_period(
         row = await start_closing(session, calendar, period, by=by, now=clock.now())
         status = row.status
     if status != PeriodStatus.CLOSED:
-        owed = await _obligations(db, period, currency)
         async with db.transaction() as session:
-            await _finish(session, period, owed, clock)
+            await _finish(session, period, currency, clock)
     async with db.transaction() as session:
         return await period_report(session, period, currency)

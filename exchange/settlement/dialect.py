@@ -1,14 +1,10 @@
 """Where settlement's SQL differs between PostgreSQL and SQLite, and only here.
 
-* Netting merges two ordered index streams; PostgreSQL's planner, left alone, hashes them in
-  parallel workers or materializes one side, which measures two to three times slower
-  (``bench/settlement_close.py``). Closing runs several such merges at once instead, one per
-  process the server would give a parallel query.
-* A partner's records are staged in a temporary table of the unit of work. On PostgreSQL the
-  validated CSV text goes to ``COPY`` as it is (the server parses it, numbers the lines with an
-  identity column and turns amounts into minor units in a generated column); on SQLite, which
-  has neither, the same rows are built in Python and inserted in batches. The ledger's side is
-  staged too, and on PostgreSQL both get statistics and the memory to join in one pass.
+A partner's records are staged in a temporary table of the unit of work. On PostgreSQL the
+validated CSV text goes to ``COPY`` as it is (the server parses it, numbers the lines with an
+identity column and turns amounts into minor units in a generated column); on SQLite, which
+has neither, the same rows are built in Python and inserted in batches. The ledger's side is
+staged too, and on PostgreSQL both get statistics and the memory to join in one pass.
 """
 
 from __future__ import annotations
@@ -48,30 +44,6 @@ _SQLITE_STAGING = Table(
 
 def _is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
-
-
-async def prefer_ordered_merges(session: AsyncSession) -> None:
-    """For the rest of the unit of work, join by merging ordered index scans, whatever the
-    statistics say: no nested loop (which, planned on statistics older than a month's
-    postings, rescans one side per row of the other: hours instead of seconds), no hash join,
-    no parallel workers, no materializing the inner side (the index scan steps back by
-    itself), and no compiling the plan (for a million rows that costs more than it saves)."""
-    if _is_postgres(session):
-        for setting in (
-            "enable_nestloop = off", "enable_hashjoin = off", "enable_material = off",
-            "max_parallel_workers_per_gather = 0", "jit = off",
-        ):
-            await session.exec(text(f"SET LOCAL {setting}"))  # type: ignore[call-overload]
-
-
-async def parallel_parts(session: AsyncSession) -> int:
-    """Into how many parts to cut work the database runs at once: as many processes as it would
-    give one parallel query (its leader and ``max_parallel_workers_per_gather`` workers) on
-    PostgreSQL; one on SQLite, which runs one statement at a time."""
-    if not _is_postgres(session):
-        return 1
-    workers = (await session.exec(text("SHOW max_parallel_workers_per_gather"))).scalar_one()  # type: ignore[call-overload]
-    return 1 + int(workers)
 
 
 async def _in_thread(batches: Iterator[T]) -> AsyncIterator[T]:

@@ -1,22 +1,31 @@
 """Multilateral netting of a period: who owed whom, gross, and one net position per participant.
 
-**Attribution.** Every money transaction is a star (the ledger refuses any other when posting):
-one side of it is a single leg, a *hub*. A negative leg owes, a positive leg is owed. Each leg on
-the many side is attributed wholly to the hub: a hub that owes, owes each positive leg its
-amount; a hub that is owed, is owed each negative leg's amount. There is no proportion and no
-rounding: the parts are the legs themselves, so they add up to the whole exactly.
+**Attribution.** Every money transaction is a star, and each of its spoke legs names the account
+of its hub, the single leg on the other side (``exchange.ledger.stars``). Each spoke is attributed
+wholly to its hub: a spoke leg of amount ``a`` on account ``s`` whose hub is on account ``h`` means
+that ``h`` owed ``s`` ``a`` if ``a > 0``, and that ``s`` owed ``h`` ``−a`` if ``a < 0``. There is no
+proportion and no rounding: the parts are the legs themselves, so they add up to the whole
+exactly. (A spoke on its hub's own account moves money within one account and is left out.)
 
-In SQL this is one pairing of every negative leg with every positive leg of the same transaction,
-each pair worth ``least(owed by the negative leg, owed to the positive leg)``: in a star, the hub's
-amount is the transaction's whole total, so the least of the two is always the spoke's own
-amount. (Pairs of an account with itself, where a transaction has legs of both signs on one
-account, only move money within the account and are left out of the obligations.)
+So a period's obligations are one ``GROUP BY`` of its money legs by (account, counterparty),
+summing apart what each group's legs were owed and what they owed: each leg is read once, as the
+bare per-account sum of the period reads it. Hub legs, which name no counterparty, group by
+account alone and serve the check.
 
-**The check.** In a transaction whose two sides both have several legs, the pairs would be worth
-more than the transaction moves (take the largest leg on either side: it alone pairs the whole of
-the other side, and any second leg on its side adds more). So the pairs of a period are worth
-exactly what its negative legs owe if, and only if, every transaction in it is a star; closing
-checks that equality and refuses to close otherwise.
+**The check.** From the same groups, closing checks that each account's hub legs moved exactly
+the opposite of the spoke legs naming it as their hub. A star whose spokes name its hub passes;
+summed over the period, this equality is what makes each participant's net position (from the
+obligations) equal to what its legs moved. It catches what rows written around the ledger most
+likely get wrong: legs naming no counterparty (a transaction inserted without the column, star or
+not: its legs all count as hubs that no spoke names), a spoke naming an account that is not its
+transaction's hub, a hub whose spokes do not add up to it — unless such errors in several
+transactions cancel out account by account. A transaction that is not a star but whose rows
+were forged to name counterparties consistently (two stars in one) leaves every net position
+right, and passes. The period's total alone would check nothing: in a balanced ledger the hub
+legs always sum to minus the spoke legs. Checking each leg against the legs of its own
+transaction means grouping the whole ledger by transaction, which costs more than closing
+itself: ``verify_ledger`` (``exchange ledger verify``) does that, and names any of the above;
+closing refuses only what it can see for free.
 
 **Positions.** A participant's gross payable is the sum of what it owed each counterparty, its
 gross receivable what each owed it; its net position is receivable − payable. Every obligation
@@ -26,7 +35,8 @@ opening position is the sum of its net positions of every earlier period.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -35,39 +45,28 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.settlement.errors import SettlementInvariantBroken
 from exchange.settlement.participants import settled_accounts
 
-#: Every negative leg of a period paired with every positive leg of its transaction, in one unit.
-#: The two partial covering indexes on ledger_entry serve each side in transaction order.
-PAIRS = """
-    SELECT n.transaction_seq, n.account_id AS debtor_account, p.account_id AS creditor_account,
-           n.position AS debtor_position, p.position AS creditor_position,
-           CASE WHEN -n.amount < p.amount THEN -n.amount ELSE p.amount END AS amount
-      FROM ledger_entry n
-      JOIN ledger_entry p ON p.transaction_seq = n.transaction_seq
-     WHERE n.period = :period AND n.unit = :unit AND n.amount < 0
-       AND p.period = :period AND p.unit = :unit AND p.amount > 0
-"""
+#: A period's money legs by (account, counterparty): what their legs were owed, and what they owed.
+BY_COUNTERPARTY = text(
+    """
+    SELECT account_id, counterparty_account_id,
+           sum(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS owed,
+           sum(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS owing
+      FROM ledger_entry
+     WHERE period = :period AND unit = :unit
+     GROUP BY account_id, counterparty_account_id
+    """
+)
 
-#: Restricts the pairing to the transactions ``first_seq`` to ``last_seq``: a period is paired in
-#: several such ranges at once (see ``closing``), each a merge of two ordered index ranges.
-IN_RANGE = """
-       AND n.transaction_seq BETWEEN :first_seq AND :last_seq AND p.transaction_seq BETWEEN :first_seq AND :last_seq
+#: The period's spoke legs that move money between ``:account`` and another account: its own
+#: spokes, and those naming it as their hub. (Hub legs name no counterparty and a spoke on its
+#: hub's own account moves nothing between accounts: ``<>`` leaves both out.)
+SPOKES_OF_ACCOUNT = """
+    SELECT e.transaction_seq, e.position, e.account_id AS spoke_account, e.counterparty_account_id AS hub_account, e.amount
+      FROM ledger_entry e
+     WHERE e.period = :period AND e.unit = :unit
+       AND (e.account_id = :account OR e.counterparty_account_id = :account)
+       AND e.account_id <> e.counterparty_account_id
 """
-PAIRED_BY_ACCOUNTS = text(
-    f"""
-    SELECT pairs.debtor_account, pairs.creditor_account, sum(pairs.amount) AS amount
-      FROM ({PAIRS}{IN_RANGE}) pairs
-     GROUP BY pairs.debtor_account, pairs.creditor_account
-    """
-)
-OWED_IN_RANGE = text(
-    """
-    SELECT coalesce(sum(-amount), 0) FROM ledger_entry
-     WHERE period = :period AND unit = :unit AND amount < 0 AND transaction_seq BETWEEN :first_seq AND :last_seq
-    """
-)
-SEQ_BOUNDS = text(
-    "SELECT min(transaction_seq), max(transaction_seq) FROM ledger_entry WHERE period = :period AND unit = :unit AND amount < 0"
-)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -80,66 +79,66 @@ class Obligation:
 
 
 @dataclass(frozen=True, slots=True)
-class Pairing:
-    """What pairing one range of a period's transactions found: the pairs' worth by (debtor
-    account, creditor account), and what the range's negative legs owe (for the check)."""
+class LegGroup:
+    """A period's money legs on ``account`` naming ``counterparty`` (None: hub legs), summed:
+    ``owed`` what the positive legs were owed, ``owing`` what the negative legs owed (both ≥ 0)."""
 
-    by_accounts: Mapping[tuple[int, int], int]
+    account: int
+    counterparty: int | None
     owed: int
+    owing: int
+
+    @property
+    def moved(self) -> int:
+        return self.owed - self.owing
 
 
-async def ranges(session: AsyncSession, period: str, currency: str, parts: int) -> list[tuple[int, int]]:
-    """The period's transactions (those with money legs) cut into at most ``parts`` ranges of
-    consecutive sequence numbers, as (first, last)."""
-    first, last = (await session.exec(SEQ_BOUNDS, params={"period": period, "unit": currency})).one()  # type: ignore[call-overload]
-    if first is None:
-        return []
-    size = -(-(last - first + 1) // parts)
-    return [(start, min(start + size - 1, last)) for start in range(first, last + 1, size)]
+def attribute(groups: Iterable[LegGroup], accounts: Mapping[int, str], period: str, currency: str) -> list[Obligation]:
+    """The period's obligations between participants, from its leg groups.
 
-
-async def pair(session: AsyncSession, period: str, currency: str, span: tuple[int, int]) -> Pairing:
-    """Pair the negative and positive legs of the transactions in ``span`` (first, last)."""
-    parameters = {"period": period, "unit": currency, "first_seq": span[0], "last_seq": span[1]}
-    rows = await session.exec(PAIRED_BY_ACCOUNTS, params=parameters)  # type: ignore[call-overload]
-    by_accounts = {(debtor, creditor): int(amount) for debtor, creditor, amount in rows}
-    owed = (await session.exec(OWED_IN_RANGE, params=parameters)).scalar_one()  # type: ignore[call-overload]
-    return Pairing(by_accounts, int(owed))
-
-
-def combine(pairings: Sequence[Pairing], accounts: Mapping[int, str], period: str, currency: str) -> list[Obligation]:
-    """The period's obligations between participants, from the pairings of all its ranges.
-
-    Refuses (:class:`SettlementInvariantBroken`) a period holding a transaction that is not a
-    star (see the check in the module's docstring), or a leg on a money account that is not a
-    settlement participant's.
+    Refuses (:class:`SettlementInvariantBroken`) groups that fail the check of the module's
+    docstring, or a spoke leg between money accounts that are not settlement participants'.
     """
-    owed = sum(pairing.owed for pairing in pairings)
-    attributed = sum(amount for pairing in pairings for amount in pairing.by_accounts.values())
-    if attributed != owed:
+    moved_as_hub: Counter[int] = Counter()
+    moved_by_spokes: Counter[int] = Counter()
+    owed: Counter[tuple[str, str]] = Counter()
+    for group in groups:
+        if group.counterparty is None:
+            moved_as_hub[group.account] += group.moved
+            continue
+        moved_by_spokes[group.counterparty] += group.moved
+        if group.account == group.counterparty:
+            continue
+        if unknown := {group.account, group.counterparty} - accounts.keys():
+            raise SettlementInvariantBroken(
+                f"ledger accounts {sorted(unknown)} hold {currency} but are no settlement participant's"
+            )
+        spoke, hub = accounts[group.account], accounts[group.counterparty]
+        owed[(hub, spoke)] += group.owed
+        owed[(spoke, hub)] += group.owing
+    _check_hubs(moved_as_hub, moved_by_spokes, accounts, period, currency)
+    return sorted(Obligation(debtor, creditor, amount) for (debtor, creditor), amount in owed.items() if amount)
+
+
+def _check_hubs(
+    moved_as_hub: Counter[int], moved_by_spokes: Counter[int], accounts: Mapping[int, str], period: str, currency: str
+) -> None:
+    """Each account's hub legs moved the opposite of the spoke legs that name it."""
+    wrong = [a for a in moved_as_hub.keys() | moved_by_spokes.keys() if moved_as_hub[a] + moved_by_spokes[a]]
+    if wrong:
+        names = sorted(accounts.get(a, f"ledger account {a}") for a in wrong)
         raise SettlementInvariantBroken(
-            f"period {period} holds a {currency} transaction with several legs on both sides: "
-            f"its legs owe {owed}, the pairing attributes {attributed}"
+            f"period {period}: the {currency} hub legs of {', '.join(names)} do not balance the spoke legs "
+            "naming them (a transaction that is not a star, or counterparties written around the ledger; "
+            "`exchange ledger verify` names the transaction)"
         )
-    totals: dict[tuple[str, str], int] = {}
-    for pairing in pairings:
-        for (debtor, creditor), amount in pairing.by_accounts.items():
-            if debtor == creditor:
-                continue
-            if unknown := {debtor, creditor} - accounts.keys():
-                raise SettlementInvariantBroken(
-                    f"ledger accounts {sorted(unknown)} hold {currency} but are no settlement participant's"
-                )
-            key = (accounts[debtor], accounts[creditor])
-            totals[key] = totals.get(key, 0) + amount
-    return sorted(Obligation(debtor, creditor, amount) for (debtor, creditor), amount in totals.items())
 
 
 async def obligations(session: AsyncSession, period: str, currency: str) -> list[Obligation]:
-    """Who owed whom in ``period``, from its ledger transactions by the attribution rule, in one
-    unit of work (closing pairs ranges of the period concurrently instead)."""
-    pairings = [await pair(session, period, currency, span) for span in await ranges(session, period, currency, 1)]
-    return combine(pairings, await settled_accounts(session, currency), period, currency)
+    """Who owed whom in ``period``, from its ledger legs by the attribution rule (see :func:`attribute`)."""
+    rows = await session.exec(BY_COUNTERPARTY, params={"period": period, "unit": currency})  # type: ignore[call-overload]
+    groups = [LegGroup(account, counterparty, int(owed), int(owing)) for account, counterparty, owed, owing in rows]
+    return attribute(groups, await settled_accounts(session, currency), period, currency)
 
 
 #: A closed period's positions, from its obligations and the earlier periods' positions.

@@ -35,7 +35,7 @@ from exchange.ledger.models import LedgerAccount
 from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
 from exchange.settlement.models import SettlementObligation
-from exchange.settlement.netting import PAIRS
+from exchange.settlement.netting import SPOKES_OF_ACCOUNT
 from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
 from exchange.settlement.positions import position_of, require_closed
 
@@ -50,11 +50,9 @@ CSV_COLUMNS = (
 
 LINES = text(
     f"""
-    SELECT t.id, t.reference, t.kind, t.effective_at, pairs.debtor_account, pairs.creditor_account, pairs.amount
-      FROM ({PAIRS}) pairs JOIN ledger_transaction t ON t.seq = pairs.transaction_seq
-     WHERE (pairs.debtor_account = :account OR pairs.creditor_account = :account)
-       AND pairs.debtor_account <> pairs.creditor_account
-     ORDER BY t.seq, pairs.debtor_position, pairs.creditor_position
+    SELECT t.id, t.reference, t.kind, t.effective_at, spokes.spoke_account, spokes.hub_account, spokes.amount
+      FROM ({SPOKES_OF_ACCOUNT}) spokes JOIN ledger_transaction t ON t.seq = spokes.transaction_seq
+     ORDER BY spokes.transaction_seq, spokes.position
     """
 ).columns(effective_at=UTCDateTime())
 
@@ -203,12 +201,12 @@ async def build_statement(
     names = await settled_accounts(session, currency.code)
     rows = await session.exec(LINES, params={"period": period, "unit": currency.code, "account": account})  # type: ignore[call-overload]
     lines = []
-    for transaction_id, reference, kind, effective_at, debtor, creditor, amount in rows:
-        counterparty = names[creditor if debtor == account else debtor]
+    for transaction_id, reference, kind, effective_at, spoke, hub, amount in rows:
+        counterparty = names[hub if spoke == account else spoke]
         lines.append(
             StatementLine(
                 transaction_id, reference, kind, effective_at, counterparty,
-                amount=-int(amount) if debtor == account else int(amount),
+                amount=int(amount) if spoke == account else -int(amount),
                 category=category(kind, participant, counterparty),
             )
         )

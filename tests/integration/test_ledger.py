@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from exchange.db.database import Database
+from exchange.db.types import UTCDateTime
 from exchange.errors import IdempotencyConflict
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.errors import (
@@ -18,11 +19,13 @@ from exchange.ledger.errors import (
     UnbalancedTransaction,
     UnknownTransaction,
 )
+from exchange.ledger.hashing import chain_digest, request_digest
 from exchange.ledger.models import SettlementPeriod
 from exchange.ledger.periods import SettlementCalendar
 from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.ledger.verify import verify_ledger
 from exchange.testing.clock import FrozenClock
+from tests.integration.tampering import tamper
 
 CHART = ChartOfAccounts("TWD")
 TAIPEI = ZoneInfo("Asia/Taipei")
@@ -182,18 +185,6 @@ async def test_the_database_refuses_to_change_or_delete_ledger_rows(db: Database
                 await session.exec(text(statement))
 
 
-async def _tamper(db: Database, statement: str) -> None:
-    """Change a ledger row the way someone with the database's owner rights could."""
-    async with db.transaction() as session:
-        if db.dialect == "postgresql":
-            await session.exec(text("ALTER TABLE ledger_entry DISABLE TRIGGER USER"))
-            await session.exec(text("ALTER TABLE ledger_transaction DISABLE TRIGGER USER"))
-        else:
-            for name in ("ledger_entry_no_update", "ledger_transaction_no_update"):
-                await session.exec(text(f"DROP TRIGGER {name}"))
-        await session.exec(text(statement))
-
-
 @pytest.mark.parametrize(
     ("statement", "reason"),
     [
@@ -204,6 +195,19 @@ async def _tamper(db: Database, statement: str) -> None:
         ),
         ("UPDATE ledger_transaction SET reference = 'conversion:other' WHERE seq = 2", "does not match its hash"),
         ("UPDATE ledger_account SET balance = balance + 1 WHERE code = 'exchange-fees'", "account exchange-fees says"),
+        # The counterparty is outside the hash: only recomputing it from the legs vouches for it.
+        (
+            "UPDATE ledger_entry SET counterparty_account_id = account_id WHERE transaction_seq = 2 AND position = 1",
+            "leg 1 names counterparty account 2; its legs give account 3",
+        ),
+        (
+            "UPDATE ledger_entry SET counterparty_account_id = NULL WHERE transaction_seq = 2 AND position = 2",
+            "leg 2 names counterparty none; its legs give account 3",
+        ),
+        (
+            "UPDATE ledger_entry SET counterparty_account_id = 2 WHERE transaction_seq = 2 AND position = 0",
+            "leg 0 names counterparty account 2; its legs give none",
+        ),
     ],
 )
 async def test_verify_names_the_first_tampered_transaction(
@@ -212,13 +216,58 @@ async def test_verify_names_the_first_tampered_transaction(
     async with db.transaction() as session:
         for index in range(4):
             await ledger.post(session, payment(f"t{index}"))
-    await _tamper(db, statement)
+    await tamper(db, statement)
     async with db.transaction() as session:
         report = await verify_ledger(session)
     assert report.problem is not None
     assert reason in str(report.problem)
-    if "account" not in reason:
+    if not reason.startswith("account "):
         assert (report.problem.seq, report.problem.transaction_id) == (2, "t1")
+
+
+async def test_verify_names_a_chained_transaction_that_is_not_a_star(db: Database, ledger: Ledger) -> None:
+    """Someone with the database's rights and the hashing code can append a transaction whose
+    hashes chain; if it is not a star, no counterparty can be right, and verify says so."""
+    async with db.transaction() as session:
+        await ledger.post(session, payment("t0"))
+        head_hash = (await session.exec(text("SELECT hash FROM ledger_chain_head"))).scalar_one()
+    legs = [
+        (CHART.clearing("wallet-pay"), -60), (CHART.clearing("fresh-mart"), -40),
+        (CHART.fees(), 50), (CHART.clearing("formosa-air"), 50),
+    ]
+    request_hash = request_digest(
+        transaction_id="forged", kind="adjustment", reference="x", effective_at=NOON, reverses=None,
+        legs=((account.code, account.unit, amount) for account, amount in legs),
+    )
+    chained = chain_digest(seq=2, prev_hash=head_hash, request_hash=request_hash, period="2026-11")
+    async with db.transaction() as session:
+        await session.exec(  # type: ignore[call-overload]
+            text(
+                "INSERT INTO ledger_account (code, kind, program_id, unit, balance, created_at)"
+                " VALUES ('partner-clearing:formosa-air', 'partner-clearing', 'formosa-air', 'TWD', 0, :at)"
+            ).bindparams(bindparam("at", type_=UTCDateTime())),
+            params={"at": NOON},
+        )
+        await session.exec(  # type: ignore[call-overload]
+            text(
+                "INSERT INTO ledger_transaction (seq, id, kind, reference, period, effective_at, posted_at,"
+                " request_hash, prev_hash, hash) VALUES (2, 'forged', 'adjustment', 'x', '2026-11', :at, :at, :request, :prev, :hash)"
+            ).bindparams(bindparam("at", type_=UTCDateTime())),
+            params={"at": NOON, "request": request_hash, "prev": head_hash, "hash": chained},
+        )
+        for position, (account, amount) in enumerate(legs):
+            await session.exec(  # type: ignore[call-overload]
+                text(
+                    "INSERT INTO ledger_entry (transaction_seq, position, account_id, unit, amount, period)"
+                    " SELECT 2, :position, id, unit, :amount, '2026-11' FROM ledger_account WHERE code = :code"
+                ),
+                params={"position": position, "amount": amount, "code": account.code},
+            )
+        await session.exec(text("UPDATE ledger_chain_head SET seq = 2, hash = :hash"), params={"hash": chained})  # type: ignore[call-overload]
+    async with db.transaction() as session:
+        problem = (await verify_ledger(session)).problem
+    assert problem is not None and (problem.seq, problem.transaction_id) == (2, "forged")
+    assert problem.reason == "has 2 negative and 2 positive legs in TWD: not a star"
 
 
 @pytest.mark.postgres_only

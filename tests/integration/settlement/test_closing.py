@@ -12,12 +12,14 @@ from exchange.errors import ErrorCode
 from exchange.ledger.errors import PeriodNotClosed, PeriodNotOver
 from exchange.ledger.models import LedgerTransaction
 from exchange.ledger.periods import PeriodStatus, start_closing
+from exchange.ledger.posting import Leg, TransactionRequest
 from exchange.settlement import netting
 from exchange.settlement.netting import NettingSaving, Obligation, Payments
 from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.service import SettlementService
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import (
+    CHART,
     NOVEMBER,
     close,
     conversion,
@@ -59,6 +61,32 @@ async def test_closing_nets_who_owed_whom_into_one_position_each(settlement: Set
         bilateral=Payments(5, 2_500 + 140 + 2_940 + 200 + 5_880),
         multilateral=Payments(4, 3_580),
     )
+
+
+async def test_closing_attributes_each_spoke_leg_to_its_hub_whatever_the_shape(
+    settlement: SettlementService, clock: FrozenClock
+) -> None:
+    wallet, mart, air, tune = (CHART.clearing(p) for p in ("wallet-pay", "fresh-mart", "formosa-air", "tune-stream"))
+    shapes = [
+        (Leg(wallet, -100), Leg(mart, 70), Leg(air, 30)),  # one debtor, two creditors
+        (Leg(mart, -40), Leg(tune, -60), Leg(wallet, 100)),  # two debtors, one creditor
+        (Leg(air, 25), Leg(tune, -25)),  # one leg on each side, the creditor first
+        (Leg(wallet, -50), Leg(wallet, 20), Leg(mart, 30)),  # a spoke on the hub's own account
+    ]
+    await post(settlement, [
+        TransactionRequest(f"t{n}", "adjustment", f"adjustment:{n}", NOVEMBER, legs) for n, legs in enumerate(shapes)
+    ])
+    report = await close(settlement, clock, "2026-11")
+    assert list(report.obligations) == [
+        Obligation("fresh-mart", "wallet-pay", 40),
+        Obligation("tune-stream", "formosa-air", 25),
+        Obligation("tune-stream", "wallet-pay", 60),
+        Obligation("wallet-pay", "formosa-air", 30),
+        Obligation("wallet-pay", "fresh-mart", 100),
+    ]
+    assert {p.participant: p.net for p in report.positions} == {
+        "fresh-mart": 60, "formosa-air": 55, "tune-stream": -85, "wallet-pay": -30,
+    }
 
 
 async def test_closing_again_returns_the_same_figures_and_changes_nothing(

@@ -16,13 +16,15 @@ from sqlalchemy import bindparam, text
 from exchange.db.database import Database
 from exchange.db.types import UTCDateTime
 from exchange.ledger.posting import Ledger, Leg, TransactionRequest
+from exchange.ledger.verify import verify_ledger
 from exchange.settlement import netting
 from exchange.settlement.errors import SettlementInvariantBroken
 from exchange.settlement.netting import NettingSaving
-from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
+from exchange.settlement.participants import EXCHANGE, account_of
 from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases, SqliteDatabases
 from tests.integration.settlement.conftest import CHART, NOVEMBER, TAIPEI
+from tests.integration.tampering import tamper
 
 PARTICIPANTS = ["wallet-pay", "fresh-mart", "formosa-air", "tune-stream", EXCHANGE]
 
@@ -67,14 +69,8 @@ async def check(url: str, transactions: list[tuple[str, bool, list[tuple[str, in
             await ledger.post_many(session, [as_request(index, t) for index, t in enumerate(transactions)])
         async with db.transaction() as session:
             obligations = await netting.obligations(session, "2026-11", "TWD")
-            spans = await netting.ranges(session, "2026-11", "TWD", 3)
-            in_parts = [await netting.pair(session, "2026-11", "TWD", span) for span in spans]
-            accounts = await settled_accounts(session, "TWD")
     finally:
         await db.dispose()
-    assert len(spans) <= 3 and spans[0][0] == 1 and spans[-1][1] == len(transactions)
-    assert all(last + 1 == first for (_, last), (first, _) in zip(spans, spans[1:]))
-    assert netting.combine(in_parts, accounts, "2026-11", "TWD") == obligations
     owed, legs = reference(transactions)
     assert {(o.debtor, o.creditor): o.amount for o in obligations} == {key: amount for key, amount in owed.items() if amount}
     nets = Counter[str]()
@@ -128,6 +124,29 @@ async def test_netting_refuses_a_transaction_that_is_not_a_star(db: Database) ->
             "        '2026-11'"
             "   FROM ledger_account WHERE program_id IN ('wallet-pay', 'fresh-mart', 'formosa-air', 'tune-stream')"
         ))
-    with pytest.raises(SettlementInvariantBroken, match="several legs on both sides"):
+    with pytest.raises(SettlementInvariantBroken, match="do not balance the spoke legs naming them"):
         async with db.transaction() as session:
             await netting.obligations(session, "2026-11", "TWD")
+
+
+async def test_netting_refuses_a_spoke_naming_an_account_outside_its_transaction(db: Database) -> None:
+    """The counterparty is stored, not recomputed, when closing: one rewritten behind the
+    ledger's back would move an obligation to a participant that took no part in the transaction.
+    Closing refuses the period; the verifier names the transaction."""
+    ledger = Ledger(timezone=TAIPEI, clock=FrozenClock(NOVEMBER))
+    async with db.transaction() as session:
+        await ledger.post(session, as_request(0, ("wallet-pay", True, [("fresh-mart", 50), ("formosa-air", 30)])))
+        await ledger.post(session, as_request(1, ("tune-stream", False, [("fresh-mart", 20)])))
+    await tamper(
+        db,
+        "UPDATE ledger_entry SET counterparty_account_id ="
+        " (SELECT id FROM ledger_account WHERE program_id = 'tune-stream' AND unit = 'TWD')"
+        " WHERE transaction_seq = 1 AND position = 2",
+    )
+    with pytest.raises(SettlementInvariantBroken, match="hub legs of tune-stream, wallet-pay do not balance"):
+        async with db.transaction() as session:
+            await netting.obligations(session, "2026-11", "TWD")
+    async with db.transaction() as session:
+        problem = (await verify_ledger(session)).problem
+    assert problem is not None and (problem.transaction_id, problem.seq) == ("t0", 1)
+    assert "leg 2 names counterparty account" in problem.reason
