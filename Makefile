@@ -7,13 +7,18 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 AUDIT := tests/audit/node_modules/.package-lock.json
 
-.PHONY: demo test install schema clean
+.PHONY: demo test lint install schema clean
 
 demo: $(INSTALLED)
 	$(BIN)/exchange demo
 
-test: $(INSTALLED) $(AUDIT)
+test: $(INSTALLED) $(AUDIT) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint and formatting: ruff's rules as pyproject.toml chooses them, zero findings.
+lint: $(INSTALLED)
+	$(BIN)/ruff check exchange tests bench
+	$(BIN)/ruff format --check exchange tests bench
 
 install: $(INSTALLED)
 

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy.engine import make_url
-
 from stack import describe, own_cpu_seconds, running_stack, tree_cpu_seconds
 
 from exchange.serving import free_port
@@ -46,7 +45,9 @@ EXECUTE = """mutation($quote: ID!, $key: String!) {
   executeConversion(quoteId: $quote, idempotencyKey: $key) { status } }"""
 
 
-async def load(operation: Callable[[int], Awaitable[None]], concurrency: int, duration: float) -> tuple[int, list[float]]:
+async def load(
+    operation: Callable[[int], Awaitable[None]], concurrency: int, duration: float
+) -> tuple[int, list[float]]:
     """Run ``operation`` from ``concurrency`` clients for ``duration`` seconds; count and latencies."""
     latencies: list[float] = []
     deadline = time.perf_counter() + duration
@@ -65,8 +66,13 @@ async def load(operation: Callable[[int], Awaitable[None]], concurrency: int, du
 def pgbench(database_url: str, duration: int) -> float:
     url = make_url(database_url)
     binary = str(find_server_binaries() / "pgbench")
-    env = {**os.environ, "PGHOST": str(url.host), "PGPORT": str(url.port), "PGUSER": str(url.username),
-           "PGDATABASE": str(url.database)}
+    env = {
+        **os.environ,
+        "PGHOST": str(url.host),
+        "PGPORT": str(url.port),
+        "PGUSER": str(url.username),
+        "PGDATABASE": str(url.database),
+    }
     subprocess.run([binary, "-i", "-s", "10", "-q"], env=env, check=True, capture_output=True)
     output = subprocess.run(
         [binary, "-c", "8", "-j", "2", "-T", str(duration), "-n"], env=env, check=True, capture_output=True, text=True
@@ -82,9 +88,22 @@ async def bare_query_rate(
     """Queries per second, their latencies, and the CPU seconds each cost, by part."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir", str(Path(__file__).parent),
-         "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bare_app:app",
+            "--app-dir",
+            str(Path(__file__).parent),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
@@ -101,8 +120,10 @@ async def bare_query_rate(
 
             before = {"server": tree_cpu_seconds(server.pid), "load generator": own_cpu_seconds()}
             count, latencies = await load(hello, concurrency, duration)
-            used = {"server": tree_cpu_seconds(server.pid) - before["server"],
-                    "load generator": own_cpu_seconds() - before["load generator"]}
+            used = {
+                "server": tree_cpu_seconds(server.pid) - before["server"],
+                "load generator": own_cpu_seconds() - before["load generator"],
+            }
         return count / duration, latencies, {part: seconds / count for part, seconds in used.items()}
     finally:
         server.terminate()
@@ -121,9 +142,13 @@ async def main(arguments: argparse.Namespace) -> None:
             source, target = rng.sample(PROGRAMS, 2)
             minimum, step = AMOUNTS[source]
             points = minimum + step * rng.randrange(0, 50)
-            quote = (await stack.kit.graphql(QUOTE, tokens[member], **{"from": source, "to": target, "points": points})).json()
+            quote = (
+                await stack.kit.graphql(QUOTE, tokens[member], **{"from": source, "to": target, "points": points})
+            ).json()
             quote_id = quote["data"]["createQuote"]["id"]
-            executed = (await stack.kit.graphql(EXECUTE, tokens[member], quote=quote_id, key=f"bench-{uuid.uuid4().hex}")).json()
+            executed = (
+                await stack.kit.graphql(EXECUTE, tokens[member], quote=quote_id, key=f"bench-{uuid.uuid4().hex}")
+            ).json()
             assert executed.get("data") and executed["data"]["executeConversion"], executed
             status = executed["data"]["executeConversion"]["status"]
             statuses[status] = statuses.get(status, 0) + 1
@@ -136,10 +161,14 @@ async def main(arguments: argparse.Namespace) -> None:
         conversion_cpu = {part: (after[part] - before[part]) / count for part in before}
         conversions_rate = count / arguments.duration
         tps = await asyncio.to_thread(pgbench, stack.database_url, int(arguments.duration))
-    bare_rate, bare_latencies, bare_cpu = await bare_query_rate(arguments.workers, arguments.concurrency, arguments.duration)
+    bare_rate, bare_latencies, bare_cpu = await bare_query_rate(
+        arguments.workers, arguments.concurrency, arguments.duration
+    )
 
-    print(f"conversion throughput benchmark: {arguments.concurrency} clients for {arguments.duration:.0f} s, "
-          f"{arguments.workers} gateway worker(s), {len(PROGRAMS)} sandbox partners, PostgreSQL")
+    print(
+        f"conversion throughput benchmark: {arguments.concurrency} clients for {arguments.duration:.0f} s, "
+        f"{arguments.workers} gateway worker(s), {len(PROGRAMS)} sandbox partners, PostgreSQL"
+    )
     print(f"  conversions (quote + execute)  {conversions_rate:8.1f} /s   {describe(latencies)}   {statuses}")
     print(f"  bare Strawberry query          {bare_rate:8.1f} /s   {describe(bare_latencies)}")
     print(f"  pgbench TPC-B (8 clients)      {tps:8.1f} tps on the same database")
@@ -148,8 +177,9 @@ async def main(arguments: argparse.Namespace) -> None:
     for label, cpu in (("a conversion", conversion_cpu), ("a bare query", bare_cpu)):
         total = sum(cpu.values())
         parts = ", ".join(f"{part} {seconds * 1000:.1f}" for part, seconds in cpu.items())
-        print(f"  CPU ms per {label}: {parts}; all {total * 1000:.1f} "
-              f"(at most {cores / total:,.0f}/s on {cores} cores)")
+        print(
+            f"  CPU ms per {label}: {parts}; all {total * 1000:.1f} (at most {cores / total:,.0f}/s on {cores} cores)"
+        )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from exchange.db.database import Database
 from exchange.ledger.accounts import ChartOfAccounts
-from exchange.ledger.posting import Leg, Ledger, TransactionRequest
+from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.ledger.stars import hub_positions
 from exchange.ledger.verify import verify_ledger
 from exchange.testing.clock import FrozenClock
@@ -100,12 +100,30 @@ async def insert_plainly(url: str, batches: list[list[TransactionRequest]]) -> f
             for request in batch:
                 seq += 1
                 headers.append(
-                    (seq, request.id, request.kind, request.reference, "2026-11", request.effective_at,
-                     START, None, "0" * 64, "0" * 64, "0" * 64)
+                    (
+                        seq,
+                        request.id,
+                        request.kind,
+                        request.reference,
+                        "2026-11",
+                        request.effective_at,
+                        START,
+                        None,
+                        "0" * 64,
+                        "0" * 64,
+                        "0" * 64,
+                    )
                 )
                 entries.extend(
-                    (seq, position, position + 1, leg.account.unit, leg.amount, "2026-11",
-                     None if hub is None else hub + 1)
+                    (
+                        seq,
+                        position,
+                        position + 1,
+                        leg.account.unit,
+                        leg.amount,
+                        "2026-11",
+                        None if hub is None else hub + 1,
+                    )
                     for position, (leg, hub) in enumerate(zip(request.legs, hub_positions(request), strict=True))
                 )
             rows.append((headers, entries))
@@ -142,12 +160,17 @@ async def main(arguments: argparse.Namespace) -> None:
             databases.drop(url)
         ledger_rate = count / statistics.median(ledger_times)
         plain_rate = count / statistics.median(plain_times)
-        print(f"ledger posting benchmark: {count} transactions x 3 legs, batches of {size}, "
-              f"{arguments.rounds} rounds (medians)")
-        print(f"  ledger API (post_many):  {ledger_rate:10,.0f} transactions/s   "
-              f"({statistics.median(ledger_times):.3f} s)")
-        print(f"  plain executemany:       {plain_rate:10,.0f} transactions/s   "
-              f"({statistics.median(plain_times):.3f} s)")
+        print(
+            f"ledger posting benchmark: {count} transactions x 3 legs, batches of {size}, "
+            f"{arguments.rounds} rounds (medians)"
+        )
+        print(
+            f"  ledger API (post_many):  {ledger_rate:10,.0f} transactions/s   "
+            f"({statistics.median(ledger_times):.3f} s)"
+        )
+        print(
+            f"  plain executemany:       {plain_rate:10,.0f} transactions/s   ({statistics.median(plain_times):.3f} s)"
+        )
         print(f"  ratio ledger/plain:      {ledger_rate / plain_rate:10.2f}   (target >= 0.50)")
     finally:
         databases.drop_all()

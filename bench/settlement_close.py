@@ -26,6 +26,7 @@ import statistics
 import time
 
 import psycopg
+from settlement_data import AFTER_MONTH, MONTH, post_month
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -38,7 +39,6 @@ from exchange.settlement.service import SettlementService
 from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases
 from exchange.testing.postgres import ThrowawayCluster
-from settlement_data import AFTER_MONTH, MONTH, post_month
 
 PARTNERS = [f"partner-{n:02d}" for n in range(20)]
 BASELINE = "SELECT account_id, sum(amount) FROM ledger_entry WHERE period = %s AND unit = 'TWD' GROUP BY account_id"
@@ -79,7 +79,9 @@ async def time_close(url: str) -> tuple[float, PeriodReport]:
     has warmed them."""
     db = Database.from_url(url)
     clock = FrozenClock(AFTER_MONTH)
-    service = SettlementService.for_settings(Settings(database_url=url), db=db, clock=clock, keys=SigningKeys(db, "-", clock))
+    service = SettlementService.for_settings(
+        Settings(database_url=url), db=db, clock=clock, keys=SigningKeys(db, "-", clock)
+    )
     try:
         await open_connection(db)
         started = time.perf_counter()
@@ -106,7 +108,9 @@ async def main(arguments: argparse.Namespace) -> None:
                 verification = await verify_ledger(session)
             await db.dispose()
             assert verification.ok, verification.problem
-            print(f"  ledger verified: {verification.transactions:,} transactions, chain head {verification.head_hash[:16]}…")
+            print(
+                f"  ledger verified: {verification.transactions:,} transactions, chain head {verification.head_hash[:16]}…"
+            )
         with psycopg.connect(conninfo(data), autocommit=True) as connection:
             connection.execute("VACUUM ANALYZE")
             entries = connection.execute("SELECT count(*) FROM ledger_entry WHERE period = %s", (MONTH,)).fetchone()
@@ -128,16 +132,26 @@ async def main(arguments: argparse.Namespace) -> None:
 
         baseline, closing = statistics.median(baseline_times), statistics.median(close_times)
         print(f"\nclosing benchmark: {count:,} transactions, {arguments.rounds} rounds (medians)")
-        print(f"  bare GROUP BY of the month:   {baseline:8.3f} s   (rounds: {', '.join(f'{t:.3f}' for t in baseline_times)})")
-        print(f"  closing the month:            {closing:8.3f} s   (rounds: {', '.join(f'{t:.3f}' for t in close_times)})")
+        print(
+            f"  bare GROUP BY of the month:   {baseline:8.3f} s   (rounds: {', '.join(f'{t:.3f}' for t in baseline_times)})"
+        )
+        print(
+            f"  closing the month:            {closing:8.3f} s   (rounds: {', '.join(f'{t:.3f}' for t in close_times)})"
+        )
         print(f"  ratio closing/GROUP BY:       {closing / baseline:8.2f}   (target <= 1.50)")
         assert report is not None
         money = report.currency.from_minor
         saving = report.saving
-        print(f"  {len(report.positions)} positions summing to {money(sum(p.net for p in report.positions))}; "
-              f"{len(report.obligations)} gross obligations")
+        print(
+            f"  {len(report.positions)} positions summing to {money(sum(p.net for p in report.positions))}; "
+            f"{len(report.obligations)} gross obligations"
+        )
         if saving is not None:
-            for name, payments in (("gross", saving.gross), ("bilateral", saving.bilateral), ("multilateral", saving.multilateral)):
+            for name, payments in (
+                ("gross", saving.gross),
+                ("bilateral", saving.bilateral),
+                ("multilateral", saving.multilateral),
+            ):
                 print(f"  payments {name + ':':<14} {payments.count:5d} moving {money(payments.total):>16} TWD")
     finally:
         for copy in copies:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from exchange.db.database import Database
 from exchange.ledger.accounts import ChartOfAccounts
-from exchange.ledger.posting import Leg, Ledger, TransactionRequest
+from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.loading import load_partners_directory
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
@@ -82,7 +82,9 @@ def partner_amount(n: int, partner: str, partners: Sequence[str], focus: str) ->
     return sum(leg.amount for leg in legs(n, *parties(n, partners, focus)) if leg.account == CHART.clearing(partner))
 
 
-async def post_month(url: str, count: int, partners: Sequence[str], focus: str | None = None, batch: int = 5000) -> float:
+async def post_month(
+    url: str, count: int, partners: Sequence[str], focus: str | None = None, batch: int = 5000
+) -> float:
     """Load the coalition, then post ``count`` transactions into October; returns the seconds posting took."""
     await load_partners_directory(Settings(database_url=url, partners_dir=PARTNERS_DIR))
     db = Database.from_url(url)
@@ -102,4 +104,3 @@ async def post_month(url: str, count: int, partners: Sequence[str], focus: str |
         return asyncio.get_running_loop().time() - started
     finally:
         await db.dispose()
-

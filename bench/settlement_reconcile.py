@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from settlement_data import AFTER_MONTH, MONTH, parties, partner_amount, post_month, reference
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -43,7 +44,6 @@ from exchange.settlement.service import SettlementService
 from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases
 from exchange.testing.postgres import ThrowawayCluster
-from settlement_data import AFTER_MONTH, MONTH, parties, partner_amount, post_month, reference
 
 PARTNERS = [f"partner-{n:02d}" for n in range(20)]
 FOCUS = PARTNERS[0]
@@ -130,10 +130,13 @@ def time_baseline(url: str, path: Path) -> float:
         )
         connection.commit()
         started = time.perf_counter()
-        with connection.cursor() as cursor, cursor.copy("COPY bench_records FROM STDIN (FORMAT csv, HEADER true)") as copy:
-            with path.open("rb") as records:
-                while chunk := records.read(1 << 20):
-                    copy.write(chunk)
+        with (
+            connection.cursor() as cursor,
+            cursor.copy("COPY bench_records FROM STDIN (FORMAT csv, HEADER true)") as copy,
+            path.open("rb") as records,
+        ):
+            while chunk := records.read(1 << 20):
+                copy.write(chunk)
         agreeing = connection.execute(join).fetchone()  # type: ignore[arg-type]
         connection.commit()
         elapsed = time.perf_counter() - started
@@ -147,7 +150,9 @@ async def reconcile_in_this_process(url: str, path: Path) -> dict[str, float | i
     """The child's job: import the file as `exchange settle reconcile` does; report time and memory."""
     db = Database.from_url(url)
     clock = FrozenClock(AFTER_MONTH)
-    service = SettlementService.for_settings(Settings(database_url=url), db=db, clock=clock, keys=SigningKeys(db, "-", clock))
+    service = SettlementService.for_settings(
+        Settings(database_url=url), db=db, clock=clock, keys=SigningKeys(db, "-", clock)
+    )
     try:
         async with db.transaction() as session:  # connected, and the pool ready, before measuring
             await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
@@ -161,9 +166,15 @@ async def reconcile_in_this_process(url: str, path: Path) -> dict[str, float | i
         await db.dispose()
     done = view.reconciliation
     return {
-        "seconds": elapsed, "rss_before_kb": rss_before, "rss_peak_kb": rss_peak, "lines": done.lines,
-        "matched": done.matched, "mismatched": done.amount_mismatch, "duplicate": done.duplicate,
-        "missing_in_ledger": done.missing_in_ledger, "missing_in_partner": done.missing_in_partner,
+        "seconds": elapsed,
+        "rss_before_kb": rss_before,
+        "rss_peak_kb": rss_peak,
+        "lines": done.lines,
+        "matched": done.matched,
+        "mismatched": done.amount_mismatch,
+        "duplicate": done.duplicate,
+        "missing_in_ledger": done.missing_in_ledger,
+        "missing_in_partner": done.missing_in_partner,
     }
 
 
@@ -187,8 +198,17 @@ async def measure(databases: PostgresDatabases, count: int, workdir: Path) -> Me
         [sys.executable, __file__, "--child", url, str(path)], capture_output=True, text=True, check=True
     )
     measured = Measured(count=count, file_bytes=path.stat().st_size, baseline=baseline, **json.loads(child.stdout))
-    found = (measured.lines, measured.mismatched, measured.duplicate, measured.missing_in_ledger, measured.missing_in_partner)
-    assert found == (expected.lines, expected.mismatched, expected.repeated, expected.unknown, expected.left_out), (measured, expected)
+    found = (
+        measured.lines,
+        measured.mismatched,
+        measured.duplicate,
+        measured.missing_in_ledger,
+        measured.missing_in_partner,
+    )
+    assert found == (expected.lines, expected.mismatched, expected.repeated, expected.unknown, expected.left_out), (
+        measured,
+        expected,
+    )
     databases.drop(url)
     return measured
 
@@ -201,7 +221,9 @@ async def main(arguments: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as workdir:
             results = [await measure(databases, count, Path(workdir)) for count in arguments.lines]
         print("\nreconciliation benchmark (times warm; memory: the reconciling process's peak RSS)")
-        print(f"  {'lines':>10} {'file':>9} {'COPY+join':>10} {'reconcile':>10} {'ratio':>6} {'RSS before':>11} {'RSS peak':>9}   breaks")
+        print(
+            f"  {'lines':>10} {'file':>9} {'COPY+join':>10} {'reconcile':>10} {'ratio':>6} {'RSS before':>11} {'RSS peak':>9}   breaks"
+        )
         for r in results:
             print(
                 f"  {r.lines:>10,} {r.file_bytes / 2**20:>7.1f}MB {r.baseline:>9.3f}s {r.seconds:>9.3f}s "

@@ -59,7 +59,11 @@ def create_app(
     catalog = CatalogCache(db, ttl=settings.catalog_cache_seconds)
     saga = ConversionSaga.for_settings(settings, db=db, connectors=connectors, catalog=catalog, clock=clock)
     federation = Federation(
-        db, connectors.for_program, catalog, balance_ttl=settings.balance_cache_seconds, tier_ttl=settings.tier_cache_seconds
+        db,
+        connectors.for_program,
+        catalog,
+        balance_ttl=settings.balance_cache_seconds,
+        tier_ttl=settings.tier_cache_seconds,
     )
     matching = StatusMatching.for_settings(settings, db=db, connectors=connectors, clock=clock)
     redemptions = RedemptionSaga.for_settings(
@@ -69,21 +73,29 @@ def create_app(
     keys = SigningKeys(db, key_secret, clock)
     settlement = SettlementService.for_settings(settings, db=db, clock=clock, keys=keys)
     services = Services(
-        settings=settings, db=db, clock=clock, connectors=connectors, saga=saga, federation=federation,
-        catalog=catalog, matching=matching, redemptions=redemptions, settlement=settlement,
+        settings=settings,
+        db=db,
+        clock=clock,
+        connectors=connectors,
+        saga=saga,
+        federation=federation,
+        catalog=catalog,
+        matching=matching,
+        redemptions=redemptions,
+        settlement=settlement,
     )
     jobs = BackgroundJobs(
         [
             PeriodicJob("conversion-recovery", settings.recovery_interval_seconds, RecoveryWorker(saga).run_once),
             PeriodicJob(
-                "status-match-expiry", settings.status_match_expiry_interval_seconds, MatchExpiry(matching.saga).run_once
+                "status-match-expiry",
+                settings.status_match_expiry_interval_seconds,
+                MatchExpiry(matching.saga).run_once,
             ),
             PeriodicJob("redemptions", settings.redemption_interval_seconds, RedemptionJob(redemptions).run_once),
         ]
     )
-    verifier = TokenVerifier(
-        keys, db, issuer=settings.issuer_url, audience=settings.audience, clock=clock
-    )
+    verifier = TokenVerifier(keys, db, issuer=settings.issuer_url, audience=settings.audience, clock=clock)
     oauth = OAuthEndpoints(
         ExchangeAuthorizationServer(
             issuer=settings.issuer_url,

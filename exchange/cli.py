@@ -258,7 +258,9 @@ def settle_close(period: str) -> None:
             report = await service.close(period, by=_operator())
         money = report.currency.from_minor
         click.echo(f"period {report.period}: {report.status}")
-        click.echo(f"{'participant':<20} {'opening':>16} {'payable':>16} {'receivable':>16} {'net':>16} {'closing':>16}")
+        click.echo(
+            f"{'participant':<20} {'opening':>16} {'payable':>16} {'receivable':>16} {'net':>16} {'closing':>16}"
+        )
         for p in report.positions:
             click.echo(
                 f"{p.participant:<20} {money(p.opening):>16} {money(p.payable):>16} {money(p.receivable):>16} "
@@ -266,8 +268,14 @@ def settle_close(period: str) -> None:
             )
         click.echo(f"net positions sum to {money(sum(p.net for p in report.positions))} {report.currency.code}")
         if (saving := report.saving) is not None:
-            for name, payments in (("gross", saving.gross), ("bilateral", saving.bilateral), ("multilateral", saving.multilateral)):
-                click.echo(f"payments {name + ':':<14} {payments.count:>8} moving {money(payments.total):>16} {report.currency.code}")
+            for name, payments in (
+                ("gross", saving.gross),
+                ("bilateral", saving.bilateral),
+                ("multilateral", saving.multilateral),
+            ):
+                click.echo(
+                    f"payments {name + ':':<14} {payments.count:>8} moving {money(payments.total):>16} {report.currency.code}"
+                )
 
     run_async(close())
 
@@ -292,8 +300,10 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
         imported = view.reconciliation
         click.echo(f"reconciled {partner} {imported.period}: {imported.lines} lines, sha256 {imported.file_sha256}")
         for name, count in (
-            ("MATCHED", imported.matched), ("AMOUNT_MISMATCH", imported.amount_mismatch),
-            ("MISSING_IN_LEDGER", imported.missing_in_ledger), ("DUPLICATE", imported.duplicate),
+            ("MATCHED", imported.matched),
+            ("AMOUNT_MISMATCH", imported.amount_mismatch),
+            ("MISSING_IN_LEDGER", imported.missing_in_ledger),
+            ("DUPLICATE", imported.duplicate),
             ("MISSING_IN_PARTNER", imported.missing_in_partner),
         ):
             click.echo(f"  {name:<20} {count:>12}")
@@ -305,7 +315,9 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
 @settle.command("statement")
 @click.option("--partner", required=True, help="A program id, or EXCHANGE for the exchange's fees.")
 @click.option("--format", "form", type=click.Choice(["json", "csv", "jws"]), default="json", show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of standard output.")
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of standard output."
+)
 @click.argument("period")
 @reports_errors
 def settle_statement(partner: str, form: str, output: Path | None, period: str) -> None:
@@ -353,8 +365,13 @@ def sandbox() -> None:
     help="Program declarations (default: EXCHANGE_PARTNERS_DIR or partners/).",
 )
 @click.option("--seed", type=int, help="Seed for random faults, for reproducible runs.")
-@click.option("--token-ttl", type=click.IntRange(min=1), default=3600, show_default=True,
-              help="Lifetime of issued access tokens, in seconds.")
+@click.option(
+    "--token-ttl",
+    type=click.IntRange(min=1),
+    default=3600,
+    show_default=True,
+    help="Lifetime of issued access tokens, in seconds.",
+)
 @reports_errors
 def sandbox_serve(
     program_id: str,
@@ -403,8 +420,10 @@ def sandbox_serve(
     )
 
     def ready() -> None:
-        click.echo(f"sandbox {program.id} ({program.connector.kind}) serving on {server.url}; "
-                   f"state in {server.data_file}", err=False)
+        click.echo(
+            f"sandbox {program.id} ({program.connector.kind}) serving on {server.url}; state in {server.data_file}",
+            err=False,
+        )
 
     run_async(serve_until_signalled([server], ready))
 
@@ -455,9 +474,7 @@ def _parse_scopes(values: tuple[str, ...]) -> frozenset[Scope] | None:
 )
 @click.option("--json", "as_json", is_flag=True, help='Print {"client_id": …, "client_secret": …}.')
 @reports_errors
-def clients_create(
-    program_id: str | None, role: str | None, scopes: tuple[str, ...], as_json: bool
-) -> None:
+def clients_create(program_id: str | None, role: str | None, scopes: tuple[str, ...], as_json: bool) -> None:
     """Create an OAuth client and print its secret, once.
 
     A partner's client (--partner P) gets the partner role for program P; staff clients

@@ -46,10 +46,7 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 def banner(gateway_url: str, settings: Settings, sandboxes: list[SandboxServer], credentials: Path) -> str:
     url = f"{gateway_url}/graphql"
-    partners = [
-        f"    {server.program.id:<12} {server.program.connector.kind:<8} {server.url}"
-        for server in sandboxes
-    ]
+    partners = [f"    {server.program.id:<12} {server.program.connector.kind:<8} {server.url}" for server in sandboxes]
     return "\n".join(
         [
             "",
@@ -63,9 +60,9 @@ def banner(gateway_url: str, settings: Settings, sandboxes: list[SandboxServer],
             f"    {EXAMPLE_QUERY}",
             "  or from a shell:",
             f"    curl -s {url} -H 'content-type: application/json' \\",
-            f"      -d '{{\"query\": \"{EXAMPLE_QUERY}\"}}'",
-            "  and, as a member (see README.md, \"Calling the API with a token\"):",
-            f"    curl -s {url} -H \"authorization: Bearer $(jq -r .members.alice.access_token {credentials})\" \\",
+            f'      -d \'{{"query": "{EXAMPLE_QUERY}"}}\'',
+            '  and, as a member (see README.md, "Calling the API with a token"):',
+            f'    curl -s {url} -H "authorization: Bearer $(jq -r .members.alice.access_token {credentials})" \\',
             "      -H 'content-type: application/json' -d '{\"query\": \"{ me { id linkedAccounts { memberRef } } }\"}'",
             "Stop it with Ctrl-C.",
             "",
@@ -79,9 +76,7 @@ async def _demo_client(
     """The demo's client ``client_id``, created on the first run, with a fresh secret on later ones."""
     existing = await clients.get_client(session, client_id)
     if existing is None:
-        return await clients.create_client(
-            session, role=role, program_id=program_id, now=now, client_id=client_id
-        )
+        return await clients.create_client(session, role=role, program_id=program_id, now=now, client_id=client_id)
     return ClientCredentials(existing, await clients.reset_client_secret(session, client_id))
 
 
@@ -104,9 +99,7 @@ async def set_up_clients(db: Database, now: datetime) -> tuple[dict[str, Any], d
         for program in await programs.list_programs(session):
             credentials = await _demo_client(session, f"demo-{program.id}", Role.PARTNER, program.id, now)
             key = ECKey.generate_key("P-256", parameters={"kid": DEMO_KEY_ID})
-            await assertions.register_assertion_key(
-                session, program.id, json.dumps(key.as_dict(private=False)), now
-            )
+            await assertions.register_assertion_key(session, program.id, json.dumps(key.as_dict(private=False)), now)
             keys[program.id] = key
             entries[program.id] = {**_client_entry(credentials), "assertion_key": key.as_dict(private=True)}
         for role in (Role.SETTLEMENT, Role.ADMIN):
@@ -195,17 +188,17 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
     """
     await asyncio.to_thread(migrate.upgrade, settings.database_url)
     report = (await load_partners_directory(settings)).programs
-    print(f"loaded {len(report.created) + len(report.updated) + len(report.unchanged)} programs "
-          f"from {settings.partners_dir}")
+    print(
+        f"loaded {len(report.created) + len(report.updated) + len(report.unchanged)} programs "
+        f"from {settings.partners_dir}"
+    )
     declarations = read_partners_directory(settings.partners_dir).programs
     sandboxes = demo_sandboxes(declarations, data_dir / "sandboxes", os.environ)
     gateway: RunningServer | None = None
     try:
         for sandbox in sandboxes:
             await sandbox.start()
-        gateway = await start_server(
-            create_app(settings), host=settings.host, port=settings.port, handle_signals=False
-        )
+        gateway = await start_server(create_app(settings), host=settings.host, port=settings.port, handle_signals=False)
         credentials = await write_credentials(settings, data_dir, gateway.url)
         print(banner(gateway.url, settings, sandboxes, credentials), flush=True)
         await wait_for_stop_signal()

@@ -47,9 +47,7 @@ class ExchangeError(Exception):
 
     code: ErrorCode = ErrorCode.BAD_USER_INPUT
 
-    def __init__(
-        self, message: str, *, field: str | None = None, **details: Any
-    ) -> None:
+    def __init__(self, message: str, *, field: str | None = None, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.field = field

@@ -33,11 +33,9 @@ def parse_decimal(value: object) -> Decimal:
     Raises ``ValueError`` with a reason a person can act on.
     """
     if isinstance(value, bool):
-        raise ValueError("must be a decimal string such as \"0.25\", not a boolean")
+        raise ValueError('must be a decimal string such as "0.25", not a boolean')
     if isinstance(value, float):
-        raise ValueError(
-            f"must be a decimal string such as \"{value}\": a float is inexact"
-        )
+        raise ValueError(f'must be a decimal string such as "{value}": a float is inexact')
     if isinstance(value, Decimal):
         result = value
     elif isinstance(value, int):
@@ -91,9 +89,7 @@ class Currency:
         """Exact amount in minor units; refuses an amount finer than the minor unit."""
         minor = amount.scaleb(self.minor_units)
         if minor != minor.to_integral_value():
-            raise ValueError(
-                f"{amount} {self.code} is finer than the currency's minor unit"
-            )
+            raise ValueError(f"{amount} {self.code} is finer than the currency's minor unit")
         return int(minor)
 
     def from_minor(self, minor: int) -> Decimal:

@@ -70,9 +70,7 @@ async def start_server(
     With ``handle_signals=False`` the server ignores Ctrl-C: the caller stops it.
     """
     server_class = uvicorn.Server if handle_signals else _SignalFreeServer
-    server = server_class(
-        uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
-    )
+    server = server_class(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

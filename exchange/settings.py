@@ -47,8 +47,7 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,
-        description="SQLAlchemy URL of the store; postgresql://… for production, "
-        "an SQLite file by default.",
+        description="SQLAlchemy URL of the store; postgresql://… for production, an SQLite file by default.",
     )
     partners_dir: Path = Field(
         default=Path("partners"),
@@ -111,18 +110,11 @@ class Settings(BaseSettings):
         default=14,
         ge=1,
         le=365,
-        description="Days a publisher has to confirm delivery of a direct reward before the "
-        "redemption is reversed.",
+        description="Days a publisher has to confirm delivery of a direct reward before the redemption is reversed.",
     )
-    max_query_depth: int = Field(
-        default=10, ge=1, description="Deepest GraphQL selection a request may nest."
-    )
-    max_query_tokens: int = Field(
-        default=2000, ge=1, description="Most tokens a GraphQL document may hold."
-    )
-    max_query_aliases: int = Field(
-        default=15, ge=1, description="Most aliases a GraphQL document may use."
-    )
+    max_query_depth: int = Field(default=10, ge=1, description="Deepest GraphQL selection a request may nest.")
+    max_query_tokens: int = Field(default=2000, ge=1, description="Most tokens a GraphQL document may hold.")
+    max_query_aliases: int = Field(default=15, ge=1, description="Most aliases a GraphQL document may use.")
     partner_retry_attempts: int = Field(
         default=3,
         ge=1,
@@ -232,13 +224,10 @@ class Settings(BaseSettings):
         if self.environment != "production":
             return
         if self.is_sqlite:
-            raise ConfigurationError(
-                "EXCHANGE_ENVIRONMENT=production needs EXCHANGE_DATABASE_URL to name PostgreSQL"
-            )
+            raise ConfigurationError("EXCHANGE_ENVIRONMENT=production needs EXCHANGE_DATABASE_URL to name PostgreSQL")
         if self.issuer is None or not self.issuer.startswith("https://"):
             raise ConfigurationError(
-                "EXCHANGE_ENVIRONMENT=production needs EXCHANGE_ISSUER, the exchange's public "
-                "https:// URL"
+                "EXCHANGE_ENVIRONMENT=production needs EXCHANGE_ISSUER, the exchange's public https:// URL"
             )
         secret = self.key_encryption_secret.get_secret_value()
         if secret == DEVELOPMENT_KEY_ENCRYPTION_SECRET or len(secret) < MINIMUM_SECRET_LENGTH:

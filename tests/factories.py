@@ -17,8 +17,11 @@ async def member_with_accounts(db: Database, accounts: dict[str, str], now: date
         await session.flush()
         session.add_all(
             LinkedAccount(
-                member_id=member_id, program_id=program_id, member_ref=member_ref,
-                linked_at=now, established_by=LinkMethod.ASSERTION,
+                member_id=member_id,
+                program_id=program_id,
+                member_ref=member_ref,
+                linked_at=now,
+                established_by=LinkMethod.ASSERTION,
             )
             for program_id, member_ref in accounts.items()
         )

@@ -88,8 +88,13 @@ class FakePartner:
             raise InsufficientPoints("insufficient", program_id=self.program_id, call=call)
         self.balances[member_ref] += delta
         operation = Operation(
-            operation_id=operation_id, kind=kind, status=OperationState.APPLIED, member_ref=member_ref,
-            points=abs(delta), balance_after=self.balances[member_ref], created_at=NOW,
+            operation_id=operation_id,
+            kind=kind,
+            status=OperationState.APPLIED,
+            member_ref=member_ref,
+            points=abs(delta),
+            balance_after=self.balances[member_ref],
+            created_at=NOW,
         )
         self.operations[operation_id] = operation
         self._lose_answer(fault, call, self.program_id, operation_id)
@@ -110,8 +115,13 @@ class FakePartner:
             target = target.model_copy(update={"status": OperationState.REVERSED, "reversed_points": target.points})
         self.operations[reverses] = target
         reversal = Operation(
-            operation_id=operation_id, kind=OperationKind.REVERSAL, status=OperationState.APPLIED,
-            reverses=reverses, target=target, points=target.points, created_at=NOW,
+            operation_id=operation_id,
+            kind=OperationKind.REVERSAL,
+            status=OperationState.APPLIED,
+            reverses=reverses,
+            target=target,
+            points=target.points,
+            created_at=NOW,
         )
         self.operations[operation_id] = reversal
         self._lose_answer(fault, "reverse", self.program_id, operation_id)

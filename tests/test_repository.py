@@ -71,7 +71,9 @@ def test_compose_runs_migrations_before_the_gateway_on_postgresql() -> None:
         environment = service["environment"]
         assert environment["EXCHANGE_DATABASE_URL"].startswith("postgresql://")
         for name in environment:
-            assert name.startswith("EXCHANGE_") and name.removeprefix("EXCHANGE_").lower() in Settings.model_fields, name
+            assert name.startswith("EXCHANGE_") and name.removeprefix("EXCHANGE_").lower() in Settings.model_fields, (
+                name
+            )
     assert migrate["command"][:2] == ["db", "upgrade"]
     assert gateway["command"][0] == "serve"
 

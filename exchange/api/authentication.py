@@ -204,8 +204,7 @@ class TokenRequired(SchemaExtension):
             )
             if needing:
                 refusal = Unauthenticated(
-                    "an access token is needed for " + ", ".join(needing)
-                    + ": send Authorization: Bearer <token>"
+                    "an access token is needed for " + ", ".join(needing) + ": send Authorization: Bearer <token>"
                 )
                 context.result = PreExecutionError(
                     data=None, errors=[GraphQLError(refusal.message, original_error=refusal)]

@@ -24,9 +24,7 @@ _VARIABLE_ERROR = re.compile(r"^Variable '\$(?P<name>\w+)'")
 
 def _unexpected(error: GraphQLError) -> bool:
     """Neither a domain error nor a GraphQL request error (whose cause is a GraphQLError)."""
-    return error.original_error is not None and not isinstance(
-        error.original_error, (ExchangeError, GraphQLError)
-    )
+    return error.original_error is not None and not isinstance(error.original_error, (ExchangeError, GraphQLError))
 
 
 def to_client_error(error: GraphQLError) -> GraphQLError:

@@ -37,9 +37,7 @@ def never_executed(result: ExecutionResult) -> bool:
     """Parse or validation failure, or variables that do not fit their types."""
     if isinstance(result, PreExecutionError):
         return True
-    return result.data is None and bool(result.errors) and all(
-        error.path is None for error in result.errors
-    )
+    return result.data is None and bool(result.errors) and all(error.path is None for error in result.errors)
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -48,9 +46,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.services = services
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
-        return Context(
-            services=self.services, request=request, response=response, principal=principal_of(request)
-        )
+        return Context(services=self.services, request=request, response=response, principal=principal_of(request))
 
     async def get_sub_response(self, request: Request) -> Response:  # type: ignore[override]
         sub_response = await super().get_sub_response(request)

@@ -334,4 +334,3 @@ def _refuse(rule: Unruled) -> Callable[..., Any]:
         rule.on_unauthorized()
 
     return resolve
-

@@ -35,9 +35,7 @@ class ExchangeSchema(strawberry.Schema):
         super().__init__(*args, **kwargs)
         self.field_rules: dict[str, Rule] = enforce_field_rules(self)
 
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
-    ) -> None:
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         log_unexpected(errors)
 
 

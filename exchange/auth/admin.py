@@ -41,9 +41,7 @@ async def create_client(
     now = (clock or SystemClock()).now()
     return await _in_one_transaction(
         settings,
-        lambda session: clients.create_client(
-            session, role=role, program_id=program_id, scopes=scopes, now=now
-        ),
+        lambda session: clients.create_client(session, role=role, program_id=program_id, scopes=scopes, now=now),
     )
 
 

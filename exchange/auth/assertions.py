@@ -103,9 +103,7 @@ async def register_assertion_key(
     return await session.merge(row)
 
 
-async def remove_assertion_key(
-    session: AsyncSession, program_id: str, kid: str
-) -> PartnerAssertionKey:
+async def remove_assertion_key(session: AsyncSession, program_id: str, kid: str) -> PartnerAssertionKey:
     row = await session.get(PartnerAssertionKey, (program_id, kid))
     if row is None:
         raise AssertionKeyNotFound(kid)
@@ -114,9 +112,7 @@ async def remove_assertion_key(
     return row
 
 
-async def assertion_keys(
-    session: AsyncSession, program_ids: Iterable[str]
-) -> dict[str, list[PartnerAssertionKey]]:
+async def assertion_keys(session: AsyncSession, program_ids: Iterable[str]) -> dict[str, list[PartnerAssertionKey]]:
     """Each program's registered keys, newest first, in one query."""
     rows = await session.exec(
         select(PartnerAssertionKey)
@@ -133,9 +129,7 @@ def verification_keys(rows: Iterable[PartnerAssertionKey]) -> KeySet:
     return KeySet([_import_public_key(dict(row.public_jwk)) for row in rows])
 
 
-def verify_assertion(
-    assertion: str, keys: KeySet, *, audiences: Sequence[str], now: datetime
-) -> Mapping[str, Any]:
+def verify_assertion(assertion: str, keys: KeySet, *, audiences: Sequence[str], now: datetime) -> Mapping[str, Any]:
     """The assertion's claims, once a partner key verifies it and its claims are in order.
 
     ``keys`` are the issuing partner's; the ``kid`` header picks one (optional when the
@@ -149,8 +143,7 @@ def verify_assertion(
         raise AssertionRejected("the assertion's signature does not verify") from None
     except (JoseError, ValueError):
         raise AssertionRejected(
-            "the assertion is malformed, names an unknown kid, or is not signed with "
-            + ", ".join(ASSERTION_ALGORITHMS)
+            "the assertion is malformed, names an unknown kid, or is not signed with " + ", ".join(ASSERTION_ALGORITHMS)
         ) from None
     registry = jwt.JWTClaimsRegistry(
         now=int(now.timestamp()),

@@ -60,8 +60,7 @@ async def create_client(
     """
     if role not in CLIENT_ROLES:
         raise BadUserInput(
-            f"a client's role is one of {', '.join(CLIENT_ROLES)}; members get tokens "
-            "through a partner's assertion",
+            f"a client's role is one of {', '.join(CLIENT_ROLES)}; members get tokens through a partner's assertion",
             field="role",
         )
     if (role is Role.PARTNER) != (program_id is not None):

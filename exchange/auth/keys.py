@@ -51,15 +51,16 @@ _KEY_ENCRYPTION = {"alg": "A256KW", "enc": "A256GCM"}
 
 def key_encryption_key(secret: str) -> OctKey:
     """The AES key that wraps private keys, derived from the configured secret."""
-    derived = HKDF(
-        algorithm=SHA256(), length=32, salt=None, info=b"coalition-exchange signing keys"
-    ).derive(secret.encode())
+    derived = HKDF(algorithm=SHA256(), length=32, salt=None, info=b"coalition-exchange signing keys").derive(
+        secret.encode()
+    )
     return OctKey.import_key(derived)
 
 
 def encrypt_private_key(key: RSAKey, secret: str) -> str:
     return jwe.encrypt_compact(
-        {**_KEY_ENCRYPTION, "kid": key.kid}, json.dumps(key.as_dict(private=True)),
+        {**_KEY_ENCRYPTION, "kid": key.kid},
+        json.dumps(key.as_dict(private=True)),
         key_encryption_key(secret),
     )
 
@@ -77,9 +78,7 @@ def decrypt_private_key(row: SigningKey, secret: str) -> RSAKey:
 
 
 def new_signing_key(secret: str, now: datetime) -> SigningKey:
-    key = RSAKey.generate_key(
-        RSA_KEY_BITS, parameters={"alg": ALGORITHM, "use": "sig"}, auto_kid=True
-    )
+    key = RSAKey.generate_key(RSA_KEY_BITS, parameters={"alg": ALGORITHM, "use": "sig"}, auto_kid=True)
     return SigningKey(
         kid=str(key.kid),
         algorithm=ALGORITHM,
@@ -117,9 +116,7 @@ class Rotation:
     published: Sequence[SigningKey]
 
 
-async def rotate_signing_key(
-    session: AsyncSession, secret: str, now: datetime, token_lifetime: timedelta
-) -> Rotation:
+async def rotate_signing_key(session: AsyncSession, secret: str, now: datetime, token_lifetime: timedelta) -> Rotation:
     """Retire the active key and make a new one active.
 
     The retired key stays published (it verifies) until ``publish_until``: by then every

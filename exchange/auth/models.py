@@ -26,9 +26,7 @@ class OAuthClient(SQLModel, table=True):
     client_id: str = Field(primary_key=True, max_length=64)
     secret_hash: str = Field(max_length=255)
     role: str = Field(max_length=20)
-    program_id: str | None = Field(
-        default=None, foreign_key="program.id", max_length=64, index=True
-    )
+    program_id: str | None = Field(default=None, foreign_key="program.id", max_length=64, index=True)
     scope: str = Field(max_length=255)
     created_at: datetime = Field(sa_type=UTCDateTime)
 
@@ -38,9 +36,7 @@ class PartnerAssertionKey(SQLModel, table=True):
 
     __tablename__ = "partner_assertion_key"
 
-    program_id: str = Field(
-        foreign_key="program.id", primary_key=True, max_length=64, ondelete="CASCADE"
-    )
+    program_id: str = Field(foreign_key="program.id", primary_key=True, max_length=64, ondelete="CASCADE")
     kid: str = Field(primary_key=True, max_length=128)
     public_jwk: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(sa_type=UTCDateTime)
@@ -57,9 +53,7 @@ class SigningKey(SQLModel, table=True):
     __tablename__ = "signing_key"
     __table_args__ = (
         CheckConstraint("state IN ('active', 'retired')", name="signing_key_state"),
-        CheckConstraint(
-            "(state = 'active') = (retired_at IS NULL)", name="signing_key_retired_at"
-        ),
+        CheckConstraint("(state = 'active') = (retired_at IS NULL)", name="signing_key_retired_at"),
         Index(
             "signing_key_one_active",
             "state",

@@ -30,9 +30,7 @@ class FailureLimit:
     window: timedelta
 
 
-async def retry_after(
-    session: AsyncSession, client_id: str, limit: FailureLimit, now: datetime
-) -> int | None:
+async def retry_after(session: AsyncSession, client_id: str, limit: FailureLimit, now: datetime) -> int | None:
     """Seconds until ``client_id`` may try again, or ``None`` if it may try now."""
     row = await session.get(ClientAuthFailure, client_id)
     if row is None or row.failures < limit.failures:
@@ -41,9 +39,7 @@ async def retry_after(
     return math.ceil(remaining) if remaining > 0 else None
 
 
-async def record_failure(
-    session: AsyncSession, client_id: str, limit: FailureLimit, now: datetime
-) -> None:
+async def record_failure(session: AsyncSession, client_id: str, limit: FailureLimit, now: datetime) -> None:
     """Count one failed authentication of ``client_id`` (a new window if the last closed)."""
     if len(client_id) > CLIENT_ID_MAX_LENGTH:
         return
@@ -63,9 +59,7 @@ async def record_failure(
             index_elements=["client_id"],
             set_={
                 "failures": case((expired, 1), else_=table.c.failures + 1),
-                "window_started_at": case(
-                    (expired, literal(now, UTCDateTime())), else_=table.c.window_started_at
-                ),
+                "window_started_at": case((expired, literal(now, UTCDateTime())), else_=table.c.window_started_at),
             },
         )
     )  # type: ignore[call-overload]

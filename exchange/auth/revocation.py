@@ -12,9 +12,7 @@ from exchange.auth.models import RevokedToken
 from exchange.db import dialects
 
 
-async def revoke(
-    session: AsyncSession, *, jti: str, client_id: str, expires_at: datetime, now: datetime
-) -> None:
+async def revoke(session: AsyncSession, *, jti: str, client_id: str, expires_at: datetime, now: datetime) -> None:
     """Refuse the token from now on. Revoking twice is harmless; records of tokens that have
     expired anyway are dropped on the way."""
     await session.exec(delete(RevokedToken).where(col(RevokedToken.expires_at) < now))  # type: ignore[call-overload]

@@ -110,17 +110,13 @@ class OAuthEndpoints:
             headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE_SECONDS}"},
         )
 
-    async def _respond(
-        self, request: Request, action: Callable[[FormRequest], Response]
-    ) -> Response:
+    async def _respond(self, request: Request, action: Callable[[FormRequest], Response]) -> Response:
         form = await read_form(request)
         if isinstance(form, Response):
             return form
         if malformed_basic_authorization(request.headers):
             return invalid_client_response()
-        oauth_request = FormRequest(
-            method=request.method, url=str(request.url), headers=request.headers, form=form
-        )
+        oauth_request = FormRequest(method=request.method, url=str(request.url), headers=request.headers, form=form)
         now = self._clock.now()
         client_id = claimed_client_id(oauth_request)
         if client_id is not None:
@@ -161,8 +157,7 @@ def too_many_failures(retry_after: int) -> Response:
     return JSONResponse(
         {
             "error": "temporarily_unavailable",
-            "error_description": "too many failed authentications for this client; "
-            f"try again in {retry_after} s",
+            "error_description": f"too many failed authentications for this client; try again in {retry_after} s",
         },
         status_code=429,
         headers={"Retry-After": str(retry_after), "Cache-Control": "no-store"},

@@ -43,8 +43,7 @@ class Scope(StrEnum):
 
 
 ROLE_SCOPES: Mapping[Role, frozenset[Scope]] = {
-    role: frozenset(scope for scope in Scope if scope.value.startswith(f"{role.value}:"))
-    for role in Role
+    role: frozenset(scope for scope in Scope if scope.value.startswith(f"{role.value}:")) for role in Role
 }
 
 #: Roles an OAuth client can have; member tokens come only from a partner's assertion.
@@ -78,7 +77,5 @@ def scopes_for_role(role: Role, requested: frozenset[Scope] | None = None) -> fr
     if not requested:
         raise InvalidScope("give at least one scope")
     if extra := requested - allowed:
-        raise InvalidScope(
-            f"the {role.value} role cannot hold {scope_text(extra)}; it may hold {scope_text(allowed)}"
-        )
+        raise InvalidScope(f"the {role.value} role cannot hold {scope_text(extra)}; it may hold {scope_text(allowed)}")
     return requested

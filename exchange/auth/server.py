@@ -147,9 +147,7 @@ class ExchangeClient(ClientMixin):
 
     def check_grant_type(self, grant_type: str) -> bool:
         """Every client may use client credentials; only partners vouch for members."""
-        return grant_type == CLIENT_CREDENTIALS or (
-            grant_type == JWT_BEARER and self.role is Role.PARTNER
-        )
+        return grant_type == CLIENT_CREDENTIALS or (grant_type == JWT_BEARER and self.role is Role.PARTNER)
 
 
 class IntrospectedToken(TokenMixin):
@@ -234,9 +232,7 @@ class MemberAssertionGrant(JWTBearerGrant):
         work = _work.get()
         program_id = self.request.client.row.program_id
         try:
-            return work.run(
-                members.resolve_member_from_partner(work.session, program_id, subject, work.now)
-            )
+            return work.run(members.resolve_member_from_partner(work.session, program_id, subject, work.now))
         except BadUserInput as invalid:
             raise InvalidGrantError(description=oauth_description(invalid.message)) from None
 
@@ -260,9 +256,7 @@ class _TokenLookup:
 
 
 class Introspection(_TokenLookup, IntrospectionEndpoint):
-    def check_permission(
-        self, token: IntrospectedToken, client: ExchangeClient, request: OAuth2Request
-    ) -> bool:
+    def check_permission(self, token: IntrospectedToken, client: ExchangeClient, request: OAuth2Request) -> bool:
         """A client introspects the tokens issued to it; admins introspect any."""
         return token.check_client(client) or Scope.ADMIN_READ in client.scopes
 
@@ -444,6 +438,4 @@ def error_response(error: OAuth2Error) -> Response:
 
 
 def invalid_client_response() -> Response:
-    return error_response(
-        InvalidClientError(status_code=401, description="the Basic credentials are not UTF-8")
-    )
+    return error_response(InvalidClientError(status_code=401, description="the Basic credentials are not UTF-8"))

@@ -119,9 +119,7 @@ class TokenVerifier:
     #: the same token skip the signature check; expiry and revocation are checked every time.
     VERIFIED_CACHE_SIZE = 10_000
 
-    def __init__(
-        self, keys: SigningKeys, db: Database, *, issuer: str, audience: str, clock: Clock
-    ) -> None:
+    def __init__(self, keys: SigningKeys, db: Database, *, issuer: str, audience: str, clock: Clock) -> None:
         self._keys = keys
         self._db = db
         self._issuer = issuer

@@ -23,9 +23,7 @@ class BreakerState(StrEnum):
 
 
 class CircuitBreaker:
-    def __init__(
-        self, *, failure_threshold: int, cooldown: float, timer: Callable[[], float]
-    ) -> None:
+    def __init__(self, *, failure_threshold: int, cooldown: float, timer: Callable[[], float]) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
         self.failure_threshold = failure_threshold

@@ -112,9 +112,7 @@ class Reply:
         try:
             body = json.loads(self.response.content)
         except ValueError:
-            raise self.error(
-                PartnerProtocolError, f"answer ({self.response.status_code}) is not JSON"
-            ) from None
+            raise self.error(PartnerProtocolError, f"answer ({self.response.status_code}) is not JSON") from None
         if not isinstance(body, dict):
             raise self.error(PartnerProtocolError, "answer is not a JSON object")
         return body
@@ -125,9 +123,7 @@ class Reply:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "body"
-            raise self.error(
-                PartnerProtocolError, f"malformed {model.__name__}: {where}: {first['msg']}"
-            ) from None
+            raise self.error(PartnerProtocolError, f"malformed {model.__name__}: {where}: {first['msg']}") from None
 
 
 class PartnerClient:
@@ -157,9 +153,7 @@ class PartnerClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def call(
-        self, info: CallInfo, request: HttpRequest, decode: Callable[[Reply], T]
-    ) -> T:
+    async def call(self, info: CallInfo, request: HttpRequest, decode: Callable[[Reply], T]) -> T:
         """Send ``request`` (retrying as :mod:`~exchange.connectors.retry` says); decode the answer."""
         uncertain: OutcomeUnknown | None = None
         for attempt in range(1, self._retry.attempts + 1):
@@ -181,15 +175,17 @@ class PartnerClient:
                 delay = self._retry.delay(attempt)
                 logger.warning(
                     "partner %s: %s %s: attempt %d failed (%s); retrying in %.3fs",
-                    self.program_id, info.name, info.operation_id or "", attempt,
-                    error.message, delay,
+                    self.program_id,
+                    info.name,
+                    info.operation_id or "",
+                    attempt,
+                    error.message,
+                    delay,
                 )
                 await self._sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _attempt(
-        self, info: CallInfo, request: HttpRequest, decode: Callable[[Reply], T]
-    ) -> T:
+    async def _attempt(self, info: CallInfo, request: HttpRequest, decode: Callable[[Reply], T]) -> T:
         if not self.breaker.allow():
             raise CircuitOpen(
                 f"partner {self.program_id} is failing; calls are held back until it recovers",
@@ -211,9 +207,7 @@ class PartnerClient:
         self.breaker.record_success()
         return result
 
-    async def _exchange(
-        self, info: CallInfo, request: HttpRequest, decode: Callable[[Reply], T]
-    ) -> T:
+    async def _exchange(self, info: CallInfo, request: HttpRequest, decode: Callable[[Reply], T]) -> T:
         token = await self._tokens.get()
         response = await self._send(info, request, token)
         if response.status_code == 401:
@@ -224,9 +218,7 @@ class PartnerClient:
             response = await self._send(info, request, token)
         reply = Reply(response=response, program_id=self.program_id, call=info)
         if response.status_code in (401, 403):
-            raise reply.error(
-                PartnerAuthenticationFailed, f"the partner refused the token ({response.status_code})"
-            )
+            raise reply.error(PartnerAuthenticationFailed, f"the partner refused the token ({response.status_code})")
         if response.status_code >= 500:
             raise reply.error(PartnerServerError, f"the partner answered {response.status_code}")
         return decode(reply)

@@ -93,9 +93,7 @@ class PartnerConnector(Protocol):
         """Give ``points`` to the member."""
         ...
 
-    async def reverse(
-        self, operation_id: str, reverses: str, points: int | None = None
-    ) -> Operation:
+    async def reverse(self, operation_id: str, reverses: str, points: int | None = None) -> Operation:
         """Undo operation ``reverses``: all that is left of it, or ``points`` of it.
 
         Returns the reversal, with the reversed operation as it now stands in ``target``.
@@ -106,9 +104,7 @@ class PartnerConnector(Protocol):
         """
         ...
 
-    async def match_tier(
-        self, operation_id: str, member_ref: str, tier: str, expires_at: datetime
-    ) -> Operation:
+    async def match_tier(self, operation_id: str, member_ref: str, tier: str, expires_at: datetime) -> Operation:
         """Give the member the partner's ``tier`` until ``expires_at`` (a status match).
 
         Revert it with ``reverse(new_id, operation_id)``. ``UnknownTier`` for a name the
@@ -156,9 +152,7 @@ class ContractConnector:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def _call(
-        self, call: Call, args: dict[str, Any], read: Callable[[Reply, Any], T]
-    ) -> T:
+    async def _call(self, call: Call, args: dict[str, Any], read: Callable[[Reply, Any], T]) -> T:
         """Send ``call``; ``read`` turns the result into ours, inside the attempt.
 
         Parsing inside the attempt is what makes a malformed answer count against the
@@ -214,9 +208,7 @@ class ContractConnector:
         args = {"operation_id": operation_id, "member_ref": member_ref, "points": points}
         return await self._call(call, args, read)
 
-    async def reverse(
-        self, operation_id: str, reverses: str, points: int | None = None
-    ) -> Operation:
+    async def reverse(self, operation_id: str, reverses: str, points: int | None = None) -> Operation:
         _check_operation_id(operation_id)
         _check_operation_id(reverses, "reverses")
         args: dict[str, Any] = {"operation_id": operation_id, "reverses": reverses}
@@ -233,9 +225,7 @@ class ContractConnector:
 
         return await self._call(Call.REVERSE, args, read)
 
-    async def match_tier(
-        self, operation_id: str, member_ref: str, tier: str, expires_at: datetime
-    ) -> Operation:
+    async def match_tier(self, operation_id: str, member_ref: str, tier: str, expires_at: datetime) -> Operation:
         _check_operation_id(operation_id)
         _check_member_ref(member_ref)
         if expires_at.tzinfo is None:

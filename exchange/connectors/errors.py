@@ -36,9 +36,7 @@ class PartnerError(ExchangeError):
 
     code = ErrorCode.PARTNER_UNAVAILABLE
 
-    def __init__(
-        self, message: str, *, program_id: str, call: str, operation_id: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, program_id: str, call: str, operation_id: str | None = None) -> None:
         # Only the program is a client-facing detail; call and operation id are for logs.
         super().__init__(message, program=program_id)
         self.program_id = program_id

@@ -39,15 +39,18 @@ DOCUMENTS: dict[Call, str] = {
 }""",
     Call.OPERATION_STATUS: """query OperationStatus($operationId: String!) {
   result: operation(operationId: $operationId) { ...FullOperation }
-}""" + _OPERATION,
+}"""
+    + _OPERATION,
     Call.DEBIT: "mutation Debit" + _MOVE.format(field="debit") + _OPERATION,
     Call.CREDIT: "mutation Credit" + _MOVE.format(field="credit") + _OPERATION,
     Call.REVERSE: """mutation Reverse($operationId: String!, $reverses: String!, $points: Points) {
   result: reverse(operationId: $operationId, reverses: $reverses, points: $points) { ...FullOperation }
-}""" + _OPERATION,
+}"""
+    + _OPERATION,
     Call.MATCH_TIER: """mutation MatchTier($operationId: String!, $memberRef: String!, $tier: String!, $expiresAt: DateTime!) {
   result: matchTier(operationId: $operationId, memberRef: $memberRef, tier: $tier, expiresAt: $expiresAt) { ...FullOperation }
-}""" + _OPERATION,
+}"""
+    + _OPERATION,
 }
 
 

@@ -43,7 +43,7 @@ def with_base_url(config: ConnectorDeclaration, base_url: str) -> ConnectorDecla
     new = base_url.rstrip("/")
     token_url = config.oauth.token_url
     if token_url == old or token_url.startswith(old + "/"):
-        token_url = new + token_url[len(old):]
+        token_url = new + token_url[len(old) :]
     oauth = config.oauth.model_copy(update={"token_url": token_url})
     return config.model_copy(update={"base_url": new, "oauth": oauth})
 
@@ -78,17 +78,13 @@ class ConnectorRegistry:
         self._connectors: dict[str, tuple[ConnectorDeclaration, ContractConnector]] = {}
         self._retired: list[ContractConnector] = []
 
-    def connector(
-        self, program_id: str, config: ConnectorDeclaration | Mapping[str, Any]
-    ) -> PartnerConnector:
+    def connector(self, program_id: str, config: ConnectorDeclaration | Mapping[str, Any]) -> PartnerConnector:
         """The connector of ``program_id`` with connector settings ``config``.
 
         Raises ``PartnerNotConfigured`` when the client secret's environment variable is unset.
         """
         declaration = (
-            config
-            if isinstance(config, ConnectorDeclaration)
-            else ConnectorDeclaration.model_validate(config)
+            config if isinstance(config, ConnectorDeclaration) else ConnectorDeclaration.model_validate(config)
         )
         if program_id in self.base_urls:
             declaration = with_base_url(declaration, self.base_urls[program_id])
@@ -114,7 +110,8 @@ class ConnectorRegistry:
         if not secret:
             logger.error(
                 "program %s: environment variable %s (its OAuth client secret) is not set",
-                program_id, oauth.client_secret_env,
+                program_id,
+                oauth.client_secret_env,
             )
             raise PartnerNotConfigured(
                 f"the exchange has no client secret for program {program_id}",

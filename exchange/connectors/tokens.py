@@ -43,9 +43,7 @@ class _Token:
 
 def _basic_auth(credentials: ClientCredentials) -> httpx.BasicAuth:
     # RFC 6749 section 2.3.1: id and secret are form-encoded before Basic encoding.
-    return httpx.BasicAuth(
-        quote_plus(credentials.client_id), quote_plus(credentials.client_secret)
-    )
+    return httpx.BasicAuth(quote_plus(credentials.client_id), quote_plus(credentials.client_secret))
 
 
 class TokenCache:
@@ -109,23 +107,17 @@ class TokenCache:
                 f"the token endpoint refused the exchange's credentials ({response.status_code})",
             )
         if response.status_code != 200:
-            raise self._error(
-                PartnerTokenUnavailable, f"the token endpoint answered {response.status_code}"
-            )
+            raise self._error(PartnerTokenUnavailable, f"the token endpoint answered {response.status_code}")
         try:
             answer = TokenResponse.model_validate_json(response.content)
         except ValidationError as exc:
             raise self._error(PartnerTokenUnavailable, "the token endpoint's answer is malformed") from exc
         if answer.token_type.lower() != "bearer":
-            raise self._error(
-                PartnerTokenUnavailable, f"the token endpoint issued a {answer.token_type!r} token"
-            )
+            raise self._error(PartnerTokenUnavailable, f"the token endpoint issued a {answer.token_type!r} token")
         if answer.expires_in is None:
             return _Token(answer.access_token, None)
         margin = min(self._refresh_margin, answer.expires_in / 2)
         return _Token(answer.access_token, started + answer.expires_in - margin)
 
     def _error(self, kind: type[PartnerError], detail: str) -> PartnerError:
-        return kind(
-            f"partner {self._program_id}: {detail}", program_id=self._program_id, call="token"
-        )
+        return kind(f"partner {self._program_id}: {detail}", program_id=self._program_id, call="token")

@@ -156,8 +156,14 @@ class ConversionSaga(Saga[Conversion]):
         version = await session.get(rates.RateVersion, quote.rate_version_id)
         assert version is not None
         usages = limits.conversion_usages(
-            member_id=request.member_id, source=source, target=target, version=version,
-            points_in=quote.points_in, points_out=quote.points_out, at=now, timezone=self.policy.timezone,
+            member_id=request.member_id,
+            source=source,
+            target=target,
+            version=version,
+            points_in=quote.points_in,
+            points_out=quote.points_out,
+            at=now,
+            timezone=self.policy.timezone,
         )
         await limits.reserve(session, usages)
         conversion = Conversion(
@@ -194,14 +200,23 @@ class ConversionSaga(Saga[Conversion]):
         source, target = catalog.program(conversion.from_program), catalog.program(conversion.to_program)
         if step == SagaStep.DEBIT:
             debit = MemberDebit(
-                self.connector_for(source), conversion.debit_operation, conversion.reverse_debit_operation,
-                conversion.source_ref, conversion.points_in, then=SagaStep.CREDIT, done=SagaStep.DONE,
-                failed=ConversionStatus.FAILED, reversed=ConversionStatus.REVERSED, partner="source",
+                self.connector_for(source),
+                conversion.debit_operation,
+                conversion.reverse_debit_operation,
+                conversion.source_ref,
+                conversion.points_in,
+                then=SagaStep.CREDIT,
+                done=SagaStep.DONE,
+                failed=ConversionStatus.FAILED,
+                reversed=ConversionStatus.REVERSED,
+                partner="source",
             )
             return await debit.attempt(in_doubt=in_doubt)
         if step == SagaStep.CREDIT:
             connector = self.connector_for(target)
-            return await (self._settle_credit(conversion, connector) if in_doubt else self._credit(conversion, connector))
+            return await (
+                self._settle_credit(conversion, connector) if in_doubt else self._credit(conversion, connector)
+            )
         if step == SagaStep.REVERSE_DEBIT:
             await self.connector_for(source).reverse(conversion.reverse_debit_operation, conversion.debit_operation)
             return Transition(SagaStep.DONE, ConversionStatus.REVERSED)

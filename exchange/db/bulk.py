@@ -27,7 +27,9 @@ def one_of(column: ColumnElement[str], values: Sequence[str], session: AsyncSess
 COPY_FROM_ROWS = 64
 
 
-async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+async def bulk_insert(
+    session: AsyncSession, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
     """Insert ``rows`` (tuples in ``columns`` order) in the session's transaction: by COPY on
     PostgreSQL when there are many, else by executemany."""
     if not rows:

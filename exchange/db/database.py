@@ -37,9 +37,7 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
     # No pre-ping: it costs a round trip on every checkout, and a unit of work is a handful of
     # statements. A connection the server dropped fails one unit of work, which invalidates
     # the pool; recycling keeps connections from outliving server-side idle limits.
-    return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300
-    )
+    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300)
 
 
 class Database:
@@ -47,9 +45,7 @@ class Database:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._sessions = async_sessionmaker(
-            engine, class_=AsyncSession, expire_on_commit=False, autoflush=False
-        )
+        self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False, autoflush=False)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Database:

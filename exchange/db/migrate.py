@@ -55,6 +55,5 @@ def ensure_migrated(url: str) -> None:
     current, head = current_revision(url), head_revision()
     if current != head:
         raise ConfigurationError(
-            f"the database is at migration {current or 'none'}, this code needs {head}: "
-            "run `exchange db upgrade`"
+            f"the database is at migration {current or 'none'}, this code needs {head}: run `exchange db upgrade`"
         )

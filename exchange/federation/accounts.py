@@ -92,8 +92,11 @@ class Federation:
             await asyncio.gather(
                 *(
                     self._view(
-                        link, catalog.program(link.program_id), catalog.tier_levels.get(link.program_id, {}),
-                        marker, for_tiers,
+                        link,
+                        catalog.program(link.program_id),
+                        catalog.tier_levels.get(link.program_id, {}),
+                        marker,
+                        for_tiers,
                     )
                     for link in links
                 )

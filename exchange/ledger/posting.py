@@ -49,8 +49,17 @@ TRANSACTIONS: Table = LedgerTransaction.__table__  # type: ignore[attr-defined]
 ENTRIES: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
 ACCOUNTS: Table = LedgerAccount.__table__  # type: ignore[attr-defined]
 TRANSACTION_COLUMNS = (
-    "seq", "id", "kind", "reference", "period", "effective_at", "posted_at",
-    "reverses", "request_hash", "prev_hash", "hash",
+    "seq",
+    "id",
+    "kind",
+    "reference",
+    "period",
+    "effective_at",
+    "posted_at",
+    "reverses",
+    "request_hash",
+    "prev_hash",
+    "hash",
 )
 ENTRY_COLUMNS = ("transaction_seq", "position", "account_id", "unit", "amount", "period", "counterparty_account_id")
 
@@ -136,9 +145,7 @@ class Ledger:
     async def post(self, session: AsyncSession, request: TransactionRequest) -> PostedTransaction:
         return (await self.post_many(session, [request]))[0]
 
-    async def post_many(
-        self, session: AsyncSession, requests: Sequence[TransactionRequest]
-    ) -> list[PostedTransaction]:
+    async def post_many(self, session: AsyncSession, requests: Sequence[TransactionRequest]) -> list[PostedTransaction]:
         """Post many transactions in the caller's unit of work, in order, as one batch.
 
         Each request is checked first (balanced, and a star in money: see ``stars``); nothing is
@@ -185,9 +192,7 @@ class Ledger:
         kind: str = "reversal",
     ) -> PostedTransaction:
         """Post the exact negation of ``original_id``; a transaction is reversed at most once."""
-        original = (
-            await session.exec(select(LedgerTransaction).where(LedgerTransaction.id == original_id))
-        ).first()
+        original = (await session.exec(select(LedgerTransaction).where(LedgerTransaction.id == original_id))).first()
         if original is None:
             raise UnknownTransaction(original_id, field="reverses")
         legs = await self.legs_of(session, original.seq)
@@ -216,8 +221,11 @@ class Ledger:
         for chunk in _chunks(ids):
             rows = await session.exec(
                 select(
-                    LedgerTransaction.seq, LedgerTransaction.id, LedgerTransaction.period,
-                    LedgerTransaction.hash, LedgerTransaction.request_hash,
+                    LedgerTransaction.seq,
+                    LedgerTransaction.id,
+                    LedgerTransaction.period,
+                    LedgerTransaction.hash,
+                    LedgerTransaction.request_hash,
                 ).where(one_of(col(LedgerTransaction.id), chunk, session))
             )
             for seq, transaction_id, period, chained, request_hash in rows:
@@ -235,9 +243,7 @@ class Ledger:
             if original is None:
                 raise UnknownTransaction(request.reverses, field="reverses")
             reversed_by = (
-                await session.exec(
-                    select(LedgerTransaction.id).where(LedgerTransaction.reverses == request.reverses)
-                )
+                await session.exec(select(LedgerTransaction.id).where(LedgerTransaction.reverses == request.reverses))
             ).first()
             if reversed_by is not None:
                 raise AlreadyReversed(request.reverses, reversed_by)
@@ -291,9 +297,7 @@ class Ledger:
     ) -> dict[str, PostedTransaction]:
         if not requests:
             return {}
-        account_ids = await self._account_ids(
-            session, {leg.account for request in requests for leg in request.legs}
-        )
+        account_ids = await self._account_ids(session, {leg.account for request in requests for leg in request.legs})
         posted_at = self.clock.now()
         last_closed = await last_closed_period(session)
         seq, prev_hash = head.seq, head.hash
@@ -307,8 +311,19 @@ class Ledger:
             request_hash = digests[request.id]
             chained = chain_digest(seq=seq, prev_hash=prev_hash, request_hash=request_hash, period=period)
             transactions.append(
-                (seq, request.id, request.kind, request.reference, period, request.effective_at, posted_at,
-                 request.reverses, request_hash, prev_hash, chained)
+                (
+                    seq,
+                    request.id,
+                    request.kind,
+                    request.reference,
+                    period,
+                    request.effective_at,
+                    posted_at,
+                    request.reverses,
+                    request_hash,
+                    prev_hash,
+                    chained,
+                )
             )
             ids = [account_ids[leg.account] for leg in request.legs]
             for position, (leg, account_id, hub) in enumerate(zip(request.legs, ids, hubs[request.id], strict=True)):
@@ -321,9 +336,7 @@ class Ledger:
 
         await bulk_insert(session, TRANSACTIONS, TRANSACTION_COLUMNS, transactions)
         await bulk_insert(session, ENTRIES, ENTRY_COLUMNS, entries)
-        changed = [
-            {"account_id": account_id, "delta": delta} for account_id, delta in sorted(deltas.items()) if delta
-        ]
+        changed = [{"account_id": account_id, "delta": delta} for account_id, delta in sorted(deltas.items()) if delta]
         if changed:  # in account id order: the fixed order every posting locks accounts in
             await session.exec(
                 update(ACCOUNTS)
@@ -335,6 +348,7 @@ class Ledger:
         session.add(head)
         await session.flush()
         return results
+
 
 def _account_ref(row: LedgerAccount) -> AccountRef:
     return AccountRef(AccountKind(row.kind), row.program_id, row.unit)

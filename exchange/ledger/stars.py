@@ -65,8 +65,7 @@ def hub_positions(request: TransactionRequest) -> list[int | None]:
         hubs[unit] = negatives[0] if len(negatives) == 1 else positives[0]
     # A points leg has no hub: its default index is its own, as a hub's is.
     return [
-        None if (hub := hubs.get(leg.account.unit, index)) == index else hub
-        for index, leg in enumerate(request.legs)
+        None if (hub := hubs.get(leg.account.unit, index)) == index else hub for index, leg in enumerate(request.legs)
     ]
 
 

@@ -113,7 +113,8 @@ async def _counterparties(session: AsyncSession) -> Problem | None:
             row.id, row.seq, f"has {row.negatives} negative and {row.positives} positive legs in {row.unit}: not a star"
         )
     return Problem(
-        row.id, row.seq,
+        row.id,
+        row.seq,
         f"leg {row.position} names counterparty {_account(row.stored)}; its legs give {_account(row.expected)}",
     )
 

@@ -41,9 +41,7 @@ class LinkedAccount(SQLModel, table=True):
     __tablename__ = "linked_account"
     __table_args__ = (UniqueConstraint("program_id", "member_ref"),)
 
-    member_id: str = Field(
-        foreign_key="member.id", primary_key=True, max_length=40, ondelete="CASCADE"
-    )
+    member_id: str = Field(foreign_key="member.id", primary_key=True, max_length=40, ondelete="CASCADE")
     program_id: str = Field(foreign_key="program.id", primary_key=True, max_length=64)
     member_ref: str = Field(max_length=MEMBER_REF_MAX_LENGTH)
     linked_at: datetime = Field(sa_type=UTCDateTime)

@@ -60,9 +60,7 @@ def check_member_ref(member_ref: str) -> str:
     return member_ref
 
 
-async def find_linked_account(
-    session: AsyncSession, program_id: str, member_ref: str
-) -> LinkedAccount | None:
+async def find_linked_account(session: AsyncSession, program_id: str, member_ref: str) -> LinkedAccount | None:
     statement = select(LinkedAccount).where(
         LinkedAccount.program_id == program_id, LinkedAccount.member_ref == member_ref
     )
@@ -131,9 +129,7 @@ async def get_member(session: AsyncSession, member_id: str) -> Member:
     return member
 
 
-async def linked_accounts(
-    session: AsyncSession, member_ids: Iterable[str]
-) -> dict[str, list[LinkedAccount]]:
+async def linked_accounts(session: AsyncSession, member_ids: Iterable[str]) -> dict[str, list[LinkedAccount]]:
     """Each member's linked accounts, by program id, in one query."""
     rows = await session.exec(
         select(LinkedAccount)
@@ -198,8 +194,13 @@ async def link_account(
     check_member_ref(member_ref)
     await session.exec(
         dialects.insert(session, LinkedAccount)
-        .values(member_id=member_id, program_id=program_id, member_ref=member_ref, linked_at=now,
-                established_by=method.value)
+        .values(
+            member_id=member_id,
+            program_id=program_id,
+            member_ref=member_ref,
+            linked_at=now,
+            established_by=method.value,
+        )
         .on_conflict_do_nothing()
     )  # type: ignore[call-overload]
     mine = await session.get(LinkedAccount, (member_id, program_id))
@@ -219,7 +220,9 @@ async def member_refs_at(session: AsyncSession, member_id: str, fields: dict[str
     """The member's ids at the programs ``fields`` names (in one query), by program; a clear error
     naming the program's field (``fields[program]``) for the first one not linked."""
     rows = await session.exec(
-        select(LinkedAccount).where(LinkedAccount.member_id == member_id, col(LinkedAccount.program_id).in_(list(fields)))
+        select(LinkedAccount).where(
+            LinkedAccount.member_id == member_id, col(LinkedAccount.program_id).in_(list(fields))
+        )
     )
     refs = {row.program_id: row.member_ref for row in rows}
     for program_id, field in fields.items():

@@ -39,13 +39,9 @@ class Usage:
 def check_amount(points: int, *, minimum: int, increment: int) -> None:
     """The amount's own rules: at least the minimum, in whole steps of the increment."""
     if points < minimum:
-        raise LimitExceeded(
-            f"at least {minimum} points must be converted", limit="minimum_points", remaining=0
-        )
+        raise LimitExceeded(f"at least {minimum} points must be converted", limit="minimum_points", remaining=0)
     if points % increment:
-        raise LimitExceeded(
-            f"points must be a multiple of {increment}", limit="increment", remaining=0
-        )
+        raise LimitExceeded(f"points must be a multiple of {increment}", limit="increment", remaining=0)
 
 
 def _windows(at: datetime, timezone: ZoneInfo) -> dict[str, str]:

@@ -81,17 +81,15 @@ async def sync_declared_promotions(session: AsyncSession, directory: PartnersDir
             if existing is None:
                 session.add(_row(terms, Origin.DECLARED, OPERATOR, now))
             elif not terms.same_as(existing):
-                for key, value in _row(terms, Origin.DECLARED, OPERATOR, now).model_dump(
-                    exclude={"created_at"}
-                ).items():
+                for key, value in (
+                    _row(terms, Origin.DECLARED, OPERATOR, now).model_dump(exclude={"created_at"}).items()
+                ):
                     setattr(existing, key, value)
                 session.add(existing)
     await session.flush()
 
 
-async def create_promotion(
-    session: AsyncSession, terms: PromotionTerms, *, actor: str, now: datetime
-) -> Promotion:
+async def create_promotion(session: AsyncSession, terms: PromotionTerms, *, actor: str, now: datetime) -> Promotion:
     """Create a partner's promotion; repeating the same id and terms returns the first one."""
     terms.check()
     if terms.ends_at <= now:
@@ -141,7 +139,5 @@ async def active_promotions(
         .order_by(col(Promotion.id))
     )
     return tuple(
-        AppliedPromotion(row.id, row.bonus_percent)
-        for row in rows
-        if row.sources is None or source in row.sources
+        AppliedPromotion(row.id, row.bonus_percent) for row in rows if row.sources is None or source in row.sources
     )

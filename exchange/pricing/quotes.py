@@ -47,9 +47,7 @@ def _check_points(points: int) -> None:
         raise BadUserInput(f"points must be at most {limits.MAX_POINTS:,}, got {points:,}", field="points")
 
 
-async def create_quote(
-    session: AsyncSession, request: QuoteRequest, *, policy: QuotePolicy, now: datetime
-) -> Quote:
+async def create_quote(session: AsyncSession, request: QuoteRequest, *, policy: QuotePolicy, now: datetime) -> Quote:
     """Price a conversion and fix the price until ``now + policy.ttl``."""
     _check_points(request.points)
     if request.source == request.target:
@@ -75,14 +73,18 @@ async def create_quote(
         tier_bonus_percent=tier_bonus,
     )
     if breakdown.points_out < 1:
-        raise BadUserInput(
-            f"{request.points} points of {source.id} convert into no {target.id} points", field="points"
-        )
+        raise BadUserInput(f"{request.points} points of {source.id} convert into no {target.id} points", field="points")
     await limits.check_room(
         session,
         limits.conversion_usages(
-            member_id=request.member_id, source=source, target=target, version=version,
-            points_in=breakdown.points_in, points_out=breakdown.points_out, at=now, timezone=policy.timezone,
+            member_id=request.member_id,
+            source=source,
+            target=target,
+            version=version,
+            points_in=breakdown.points_in,
+            points_out=breakdown.points_out,
+            at=now,
+            timezone=policy.timezone,
         ),
     )
     quote = _quote_row(request, version, breakdown, currency=coalition.settlement_currency, now=now, ttl=policy.ttl)
@@ -92,7 +94,13 @@ async def create_quote(
 
 
 def _quote_row(
-    request: QuoteRequest, version: RateVersion, breakdown: PriceBreakdown, *, currency: str, now: datetime, ttl: timedelta
+    request: QuoteRequest,
+    version: RateVersion,
+    breakdown: PriceBreakdown,
+    *,
+    currency: str,
+    now: datetime,
+    ttl: timedelta,
 ) -> Quote:
     assert version.id is not None
     return Quote(

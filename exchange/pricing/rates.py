@@ -130,7 +130,9 @@ class RateContent:
             fee_percent=version.fee_percent,
             fee_fixed=version.fee_fixed,
             override=PairOverride(
-                bands=tuple(Band(start, Ratio(points_in, points_out)) for start, points_in, points_out in version.bands),
+                bands=tuple(
+                    Band(start, Ratio(points_in, points_out)) for start, points_in, points_out in version.bands
+                ),
                 step_bonus=bonus,
                 limits=PairLimits(
                     minimum_points=version.minimum_points,
@@ -224,10 +226,9 @@ async def _supersede(
 ) -> RateVersion:
     """End the pair's current version at ``at`` and start one with ``content`` (caller holds the lock)."""
     latest = await _latest(session, source, target)
-    if latest is not None:
-        if latest.effective_to is None or latest.effective_to > at:
-            latest.effective_to = at
-            session.add(latest)
+    if latest is not None and (latest.effective_to is None or latest.effective_to > at):
+        latest.effective_to = at
+        session.add(latest)
     version = RateVersion(
         from_program=source,
         to_program=target,
@@ -277,8 +278,13 @@ async def sync_declared_rates(session: AsyncSession, directory: PartnersDirector
             )
             if latest is None or latest.origin != origin or RateContent.of(latest) != content:
                 await _supersede(
-                    session, source=source.id, target=target.id, content=content,
-                    origin=origin, actor=OPERATOR, at=now,
+                    session,
+                    source=source.id,
+                    target=target.id,
+                    content=content,
+                    origin=origin,
+                    actor=OPERATOR,
+                    at=now,
                 )
                 started += 1
     return started

@@ -46,7 +46,7 @@ class Ratio:
         """Read ``"3:1"``; raises ValueError naming what is wrong."""
         left, sep, right = text.partition(":")
         if not sep or not left.strip().isdigit() or not right.strip().isdigit():
-            raise ValueError(f"{text!r} is not a ratio like \"3:1\"")
+            raise ValueError(f'{text!r} is not a ratio like "3:1"')
         return cls(int(left), int(right))
 
     def __str__(self) -> str:

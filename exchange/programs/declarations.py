@@ -102,9 +102,7 @@ class CoalitionDeclaration(_Strict):
     def _levels_are_0_to_n(cls, ladder: list[LadderLevel]) -> list[LadderLevel]:
         levels = [entry.level for entry in ladder]
         if levels != list(range(len(ladder))):
-            raise ValueError(
-                f"levels must be 0..{len(ladder) - 1} in order, found {levels}"
-            )
+            raise ValueError(f"levels must be 0..{len(ladder) - 1} in order, found {levels}")
         names = [entry.name for entry in ladder]
         if len(set(names)) != len(names):
             raise ValueError(f"level names must be unique, found {names}")
@@ -136,10 +134,7 @@ class LimitsDeclaration(_Strict):
     @model_validator(mode="after")
     def _minimum_is_a_step(self) -> LimitsDeclaration:
         if self.minimum_points % self.increment:
-            raise ValueError(
-                f"minimum_points {self.minimum_points} is not a multiple of "
-                f"increment {self.increment}"
-            )
+            raise ValueError(f"minimum_points {self.minimum_points} is not a multiple of increment {self.increment}")
         return self
 
 
@@ -147,7 +142,7 @@ def _ratio(value: object) -> Ratio:
     if isinstance(value, Ratio):
         return value
     if not isinstance(value, str):
-        raise ValueError("must be a ratio string like \"3:1\"")
+        raise ValueError('must be a ratio string like "3:1"')
     return Ratio.parse(value)
 
 
@@ -216,12 +211,8 @@ class OAuthClientDeclaration(_Strict):
 
     token_url: Annotated[str, Field(pattern=r"^https?://")]
     client_id: Annotated[str, Field(min_length=1)]
-    client_secret: str | None = Field(
-        default=None, description="Inline secret; only for sandbox partners."
-    )
-    client_secret_env: str | None = Field(
-        default=None, description="Environment variable holding the secret."
-    )
+    client_secret: str | None = Field(default=None, description="Inline secret; only for sandbox partners.")
+    client_secret_env: str | None = Field(default=None, description="Environment variable holding the secret.")
     scope: str | None = None
 
     @model_validator(mode="after")
@@ -316,9 +307,7 @@ class ProgramDeclaration(_Strict):
     @classmethod
     def _id_is_a_slug(cls, value: str) -> str:
         if not PROGRAM_ID_PATTERN.match(value):
-            raise ValueError(
-                "must be lowercase letters, digits and inner hyphens (at most 64)"
-            )
+            raise ValueError("must be lowercase letters, digits and inner hyphens (at most 64)")
         return value
 
     @field_validator("point_value")
@@ -377,14 +366,10 @@ def _parse(path: Path, model: type[_Strict]) -> Any:
         return model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise DeclarationError(
-            path, _format_location(first["loc"]) or None, _reason(first)
-        ) from None
+        raise DeclarationError(path, _format_location(first["loc"]) or None, _reason(first)) from None
 
 
-def _check_tiers_against_ladder(
-    path: Path, program: ProgramDeclaration, coalition: CoalitionDeclaration
-) -> None:
+def _check_tiers_against_ladder(path: Path, program: ProgramDeclaration, coalition: CoalitionDeclaration) -> None:
     for index, tier in enumerate(program.tiers):
         if not 0 <= tier.level <= coalition.top_level:
             raise DeclarationError(
@@ -412,9 +397,7 @@ def read_partners_directory(directory: Path) -> PartnersDirectory:
         raise DeclarationError(directory, None, "is not a directory")
     coalition_path = directory / COALITION_FILE
     if not coalition_path.exists():
-        raise DeclarationError(
-            coalition_path, None, "is missing (it declares the currency and tier ladder)"
-        )
+        raise DeclarationError(coalition_path, None, "is missing (it declares the currency and tier ladder)")
     coalition: CoalitionDeclaration = _parse(coalition_path, CoalitionDeclaration)
 
     programs: list[ProgramDeclaration] = []
@@ -444,9 +427,7 @@ def _check_references(paths: dict[str, Path], programs: list[ProgramDeclaration]
         sources: set[str] = set()
         for index, rate in enumerate(program.rates):
             if rate.source not in paths or rate.source == program.id:
-                raise DeclarationError(
-                    path, f"rates[{index}].from", f"{rate.source!r} is not another declared program"
-                )
+                raise DeclarationError(path, f"rates[{index}].from", f"{rate.source!r} is not another declared program")
             if rate.source in sources:
                 raise DeclarationError(path, f"rates[{index}].from", f"a second rate from {rate.source!r}")
             sources.add(rate.source)
@@ -458,14 +439,16 @@ def _check_references(paths: dict[str, Path], programs: list[ProgramDeclaration]
                     )
             if promotion.id in promotion_ids:
                 raise DeclarationError(
-                    path, f"promotions[{index}].id",
+                    path,
+                    f"promotions[{index}].id",
                     f"duplicate promotion id {promotion.id!r} (also in {promotion_ids[promotion.id]})",
                 )
             promotion_ids[promotion.id] = path
         for index, reward in enumerate(program.rewards):
             if reward.id in reward_ids:
                 raise DeclarationError(
-                    path, f"rewards[{index}].id",
+                    path,
+                    f"rewards[{index}].id",
                     f"duplicate reward id {reward.id!r} (also in {reward_ids[reward.id]})",
                 )
             reward_ids[reward.id] = path

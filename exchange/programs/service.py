@@ -77,9 +77,7 @@ async def _load_coalition(session: AsyncSession, directory: PartnersDirectory) -
     await session.flush()
 
 
-async def load_partners(
-    session: AsyncSession, directory: PartnersDirectory, now: datetime
-) -> LoadReport:
+async def load_partners(session: AsyncSession, directory: PartnersDirectory, now: datetime) -> LoadReport:
     """Create or update the coalition and every declared program; one unit of work.
 
     Programs absent from the directory are left as they are: a program that has moved
@@ -96,9 +94,9 @@ async def load_partners(
         if program is None:
             session.add(Program(id=declaration.id, created_at=now, updated_at=now, **columns))
             report.created.append(declaration.id)
-        elif columns == {key: getattr(program, key) for key in columns} and _tier_rows(
-            declaration
-        ) == [(tier.name, tier.level) for tier in tiers.get(declaration.id, [])]:
+        elif columns == {key: getattr(program, key) for key in columns} and _tier_rows(declaration) == [
+            (tier.name, tier.level) for tier in tiers.get(declaration.id, [])
+        ]:
             report.unchanged.append(declaration.id)
             continue
         else:
@@ -135,9 +133,7 @@ async def programs_by_id(session: AsyncSession, program_ids: Iterable[str]) -> d
     return {program.id: program for program in rows}
 
 
-async def tiers_by_program(
-    session: AsyncSession, program_ids: Iterable[str]
-) -> dict[str, list[ProgramTier]]:
+async def tiers_by_program(session: AsyncSession, program_ids: Iterable[str]) -> dict[str, list[ProgramTier]]:
     """Each program's tiers, lowest rank first, in one query."""
     rows = await session.exec(
         select(ProgramTier)

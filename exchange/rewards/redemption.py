@@ -145,7 +145,9 @@ class RedemptionSaga(Saga[Redemption]):
         )
         return await self.drive(redemption, recovering=False) if created else redemption
 
-    async def cancel(self, redemption_id: str, *, member_id: str | None = None, program_id: str | None = None) -> Redemption:
+    async def cancel(
+        self, redemption_id: str, *, member_id: str | None = None, program_id: str | None = None
+    ) -> Redemption:
         """Cancel a paid, undelivered redemption as its member or the publishing partner."""
         async with self.db.transaction() as session:
             redemption = await _locked_for(session, redemption_id, member_id=member_id, program_id=program_id)
@@ -262,9 +264,16 @@ class RedemptionSaga(Saga[Redemption]):
             paying = self.connector_for(await programs.get_program(session, redemption.paying_program))
         if step == RedemptionStep.DEBIT:
             debit = MemberDebit(
-                paying, redemption.debit_operation, redemption.reverse_debit_operation, redemption.paying_ref,
-                redemption.points, then=RedemptionStep.POST, done=RedemptionStep.DONE,
-                failed=RedemptionStatus.FAILED, reversed=RedemptionStatus.REVERSED, partner="paying",
+                paying,
+                redemption.debit_operation,
+                redemption.reverse_debit_operation,
+                redemption.paying_ref,
+                redemption.points,
+                then=RedemptionStep.POST,
+                done=RedemptionStep.DONE,
+                failed=RedemptionStatus.FAILED,
+                reversed=RedemptionStatus.REVERSED,
+                partner="paying",
             )
             return await debit.attempt(in_doubt=in_doubt)
         if step == RedemptionStep.REVERSE_DEBIT:
@@ -352,8 +361,10 @@ async def _locked_for(
     redemption = (
         await session.exec(select(Redemption).where(Redemption.id == redemption_id).with_for_update())
     ).first()
-    if redemption is None or (member_id is not None and redemption.member_id != member_id) or (
-        program_id is not None and redemption.publisher != program_id
+    if (
+        redemption is None
+        or (member_id is not None and redemption.member_id != member_id)
+        or (program_id is not None and redemption.publisher != program_id)
     ):
         raise RedemptionNotFound(redemption_id)
     return redemption
@@ -381,4 +392,3 @@ async def reward_redemptions(session: AsyncSession, reward_id: str, *, first: in
             .limit(first)
         )
     ).all()
-

@@ -79,10 +79,14 @@ class MemberDebit:
             return Transition(self.then)
         if settlement is Settlement.VOIDED:
             return Transition(
-                self.done, self.failed, ErrorCode.PARTNER_UNAVAILABLE.value,
+                self.done,
+                self.failed,
+                ErrorCode.PARTNER_UNAVAILABLE.value,
                 f"the {self.partner} partner did not confirm the debit in time; it was voided",
             )
         return Transition(
-            self.done, self.reversed, ErrorCode.PARTNER_UNAVAILABLE.value,
+            self.done,
+            self.reversed,
+            ErrorCode.PARTNER_UNAVAILABLE.value,
             f"the {self.partner} partner confirmed the debit too late; it was reversed",
         )

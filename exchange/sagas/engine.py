@@ -204,4 +204,3 @@ class Saga(abc.ABC, Generic[Row]):
             current.updated_at = now
             session.add(current)
         return current
-

@@ -32,12 +32,8 @@ class SandboxAdmin:
         seed: int | None = None,
     ) -> FaultSettings:
         """Replace every fault knob (``set_faults()`` clears them all)."""
-        settings = FaultSettings(
-            latency_ms=latency_ms, percent=percent or {}, script=script or [], seed=seed
-        )
-        return FaultSettings.model_validate(
-            await self._request("POST", "/faults", settings.model_dump(mode="json"))
-        )
+        settings = FaultSettings(latency_ms=latency_ms, percent=percent or {}, script=script or [], seed=seed)
+        return FaultSettings.model_validate(await self._request("POST", "/faults", settings.model_dump(mode="json")))
 
     async def faults(self) -> FaultSettings:
         return FaultSettings.model_validate(await self._request("GET", "/faults"))

@@ -45,9 +45,7 @@ def create_sandbox_app(
     return Starlette(
         routes=[
             Route(TOKEN_PATH, issuer.token_endpoint, methods=["POST"]),
-            *admin.routes(
-                program_id=points.program.id, points=points, faults=faults, issuer=issuer, restart=restart
-            ),
+            *admin.routes(program_id=points.program.id, points=points, faults=faults, issuer=issuer, restart=restart),
             *rest.routes(service),
             Route("/graphql", graphql, methods=["POST"]),
         ],
@@ -57,4 +55,3 @@ def create_sandbox_app(
         ],
         exception_handlers={Refusal: rest.refusal_handler, FaultInjected: _fault_handler},
     )
-

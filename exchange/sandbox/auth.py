@@ -48,8 +48,7 @@ class TokenIssuer:
         form = dict(parse_qsl((await request.body()).decode(errors="replace")))
         client = self._client(request, form)
         if client is None or not (
-            secrets.compare_digest(client[0], self.client_id)
-            and secrets.compare_digest(client[1], self.client_secret)
+            secrets.compare_digest(client[0], self.client_id) and secrets.compare_digest(client[1], self.client_secret)
         ):
             return _oauth_error(401, "invalid_client", {"www-authenticate": 'Basic realm="sandbox"'})
         if form.get("grant_type") != "client_credentials":

@@ -86,9 +86,7 @@ class FaultSlot:
     fault: FaultKind | None = None
 
 
-_current_slot: contextvars.ContextVar[FaultSlot | None] = contextvars.ContextVar(
-    "sandbox_fault_slot", default=None
-)
+_current_slot: contextvars.ContextVar[FaultSlot | None] = contextvars.ContextVar("sandbox_fault_slot", default=None)
 
 
 def _signal(fault: FaultKind) -> None:
@@ -100,7 +98,9 @@ def _signal(fault: FaultKind) -> None:
 class FaultInjector:
     """The knobs of one sandbox; they outlive restarts of its server."""
 
-    def __init__(self, settings: FaultSettings | None = None, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self, settings: FaultSettings | None = None, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
         self._sleep = sleep
         self._random = random.Random()
         self.settings = FaultSettings()
@@ -216,6 +216,4 @@ class FaultMiddleware:
 
 async def _drop(send: Send) -> None:
     """Start an answer and never finish it: the server closes the connection mid-answer."""
-    await send(
-        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1024")]}
-    )
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1024")]})

@@ -100,8 +100,7 @@ class Verification:
 
 
 @strawberry.type(
-    description="A debit, credit, reversal or tier match as the partner recorded it. "
-    "A voided id has kind null."
+    description="A debit, credit, reversal or tier match as the partner recorded it. A voided id has kind null."
 )
 class Operation:
     operation_id: str
@@ -111,9 +110,7 @@ class Operation:
     points: Points | None = strawberry.field(
         description="Points moved; for a reversal, the points it reversed (0 for a void)."
     )
-    reversed_points: Points = strawberry.field(
-        description="How much of this debit or credit reversals have undone."
-    )
+    reversed_points: Points = strawberry.field(description="How much of this debit or credit reversals have undone.")
     balance_after: Points | None = strawberry.field(
         description="The member's balance right after this operation applied."
     )
@@ -161,9 +158,7 @@ class Query:
         except Refusal as refusal:
             raise _refused(refusal) from None
 
-    @strawberry.field(
-        description="Whether `verification` is the member's; error UNKNOWN_MEMBER if there is none."
-    )
+    @strawberry.field(description="Whether `verification` is the member's; error UNKNOWN_MEMBER if there is none.")
     async def verify_member(self, info: Info[dict[str, Any], None], member_ref: str, verification: str) -> Verification:
         try:
             result = await _service(info).verify(member_ref, verification)
@@ -199,9 +194,7 @@ class Mutation:
             raise _refused(refusal) from None
         return Operation.of(written.operation)
 
-    @strawberry.mutation(
-        description="Undo an operation: what is left of it, or `points` of it; voids an unknown id."
-    )
+    @strawberry.mutation(description="Undo an operation: what is left of it, or `points` of it; voids an unknown id.")
     async def reverse(
         self, info: Info[dict[str, Any], None], operation_id: str, reverses: str, points: Points | None = None
     ) -> Operation:
@@ -225,20 +218,14 @@ class Mutation:
 class _ContractSchema(strawberry.Schema):
     """Logs only failures that are bugs: refusals and injected faults are the sandbox working."""
 
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
-    ) -> None:
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         for error in errors:
-            if error.original_error is not None and not isinstance(
-                error.original_error, (GraphQLError, FaultInjected)
-            ):
+            if error.original_error is not None and not isinstance(error.original_error, (GraphQLError, FaultInjected)):
                 logger.error("sandbox GraphQL error in %s", error.path, exc_info=error.original_error)
 
 
 def build_contract_schema() -> strawberry.Schema:
-    return _ContractSchema(
-        query=Query, mutation=Mutation, config=StrawberryConfig(scalar_map={Points: POINTS_SCALAR})
-    )
+    return _ContractSchema(query=Query, mutation=Mutation, config=StrawberryConfig(scalar_map={Points: POINTS_SCALAR}))
 
 
 class ContractGraphQL(GraphQL[dict[str, Any], None]):

@@ -168,9 +168,7 @@ class PointsSystem:
         async with self.storage.transaction() as db:
             row = await self._existing_member(db, member_ref)
             lots = await (
-                await db.execute(
-                    "SELECT points, expires_on FROM expiring_lot WHERE member_ref = ?", (member_ref,)
-                )
+                await db.execute("SELECT points, expires_on FROM expiring_lot WHERE member_ref = ?", (member_ref,))
             ).fetchall()
         state = self._member_state(row)
         today = self.clock.now().date()
@@ -247,9 +245,7 @@ class PointsSystem:
         async with self.storage.transaction() as db:
             if (replay := await self._replay(db, operation_id, request)) is not None:
                 return replay
-            target = await (
-                await db.execute("SELECT * FROM operation WHERE operation_id = ?", (reverses,))
-            ).fetchone()
+            target = await (await db.execute("SELECT * FROM operation WHERE operation_id = ?", (reverses,))).fetchone()
             if target is None:
                 # Not (yet) here: void the id, so that it can never apply if it arrives late.
                 await self._record(db, reverses, None, "{}", status=OperationState.VOIDED)
@@ -266,8 +262,14 @@ class PointsSystem:
                 member_ref = target["member_ref"]
                 balance = (await self._existing_member(db, member_ref))["balance"]
             await self._record(
-                db, operation_id, OperationKind.REVERSAL, request,
-                member_ref=member_ref, points=reversed_points, balance_after=balance, reverses=reverses,
+                db,
+                operation_id,
+                OperationKind.REVERSAL,
+                request,
+                member_ref=member_ref,
+                points=reversed_points,
+                balance_after=balance,
+                reverses=reverses,
             )
             return Written(await self._get_operation(db, operation_id), created=True)
 
@@ -288,9 +290,7 @@ class PointsSystem:
                 f"member {member['member_ref']} has spent the credited points",
                 balance=member["balance"],
             )
-        await db.execute(
-            "UPDATE member SET balance = balance + ? WHERE member_ref = ?", (delta, member["member_ref"])
-        )
+        await db.execute("UPDATE member SET balance = balance + ? WHERE member_ref = ?", (delta, member["member_ref"]))
         reversed_total = target["reversed_points"] + amount
         status = OperationState.REVERSED if reversed_total == target["points"] else OperationState.APPLIED
         await db.execute(
@@ -303,9 +303,7 @@ class PointsSystem:
         if points is not None:
             raise Refusal(ContractCode.INVALID_REQUEST, "a tier match is reverted whole: give no points")
         if target["status"] == OperationState.REVERSED:
-            raise Refusal(
-                ContractCode.REVERSAL_EXCEEDS_ORIGINAL, f"{target['operation_id']} is already reverted"
-            )
+            raise Refusal(ContractCode.REVERSAL_EXCEEDS_ORIGINAL, f"{target['operation_id']} is already reverted")
         # Only if that match is still the member's: a later match is left alone.
         await db.execute(
             "UPDATE member SET matched_tier = NULL, matched_until = NULL, matched_by = NULL "
@@ -322,9 +320,7 @@ class PointsSystem:
         self._check_tier(tier)
         if expires_at.tzinfo is None or expires_at <= self.clock.now():
             raise Refusal(ContractCode.INVALID_REQUEST, "expires_at must be a future time with a zone")
-        request = _fingerprint(
-            OperationKind.TIER_MATCH, member_ref=member_ref, tier=tier, expires_at=_iso(expires_at)
-        )
+        request = _fingerprint(OperationKind.TIER_MATCH, member_ref=member_ref, tier=tier, expires_at=_iso(expires_at))
         async with self.storage.transaction() as db:
             if (replay := await self._replay(db, operation_id, request)) is not None:
                 return replay
@@ -334,8 +330,13 @@ class PointsSystem:
                 (tier, _iso(expires_at), operation_id, member_ref),
             )
             await self._record(
-                db, operation_id, OperationKind.TIER_MATCH, request,
-                member_ref=member_ref, tier=tier, expires_at=_iso(expires_at),
+                db,
+                operation_id,
+                OperationKind.TIER_MATCH,
+                request,
+                member_ref=member_ref,
+                tier=tier,
+                expires_at=_iso(expires_at),
             )
             return Written(await self._get_operation(db, operation_id), created=True)
 
@@ -343,16 +344,13 @@ class PointsSystem:
 
     def _check_tier(self, tier: str) -> None:
         if tier not in self._tiers:
-            raise Refusal(
-                ContractCode.UNKNOWN_TIER, f"{self.program.id} has no tier {tier!r}", tiers=self._tiers
-            )
+            raise Refusal(ContractCode.UNKNOWN_TIER, f"{self.program.id} has no tier {tier!r}", tiers=self._tiers)
 
     async def _insert_member(
         self, db: aiosqlite.Connection, member_ref: str, balance: int, tier: str, verification: str
     ) -> None:
         await db.execute(
-            "INSERT INTO member (member_ref, balance, opening_balance, tier, verification) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO member (member_ref, balance, opening_balance, tier, verification) VALUES (?, ?, ?, ?, ?)",
             (member_ref, balance, balance, tier, verification),
         )
 
@@ -378,17 +376,13 @@ class PointsSystem:
         )
 
     async def _replay(self, db: aiosqlite.Connection, operation_id: str, request: str) -> Written | None:
-        row = await (
-            await db.execute("SELECT * FROM operation WHERE operation_id = ?", (operation_id,))
-        ).fetchone()
+        row = await (await db.execute("SELECT * FROM operation WHERE operation_id = ?", (operation_id,))).fetchone()
         if row is None:
             return None
         if row["kind"] is None:
             raise Refusal(ContractCode.OPERATION_VOIDED, f"{operation_id} was voided by a reversal")
         if row["request"] != request:
-            raise Refusal(
-                ContractCode.OPERATION_CONFLICT, f"{operation_id} was used for a different request"
-            )
+            raise Refusal(ContractCode.OPERATION_CONFLICT, f"{operation_id} was used for a different request")
         return Written(await self._get_operation(db, operation_id), created=False)
 
     async def _record(
@@ -410,15 +404,22 @@ class PointsSystem:
             "INSERT INTO operation (operation_id, kind, status, member_ref, points, balance_after, "
             "reverses, tier, expires_at, request, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                operation_id, kind.value if kind else None, status.value, member_ref, points,
-                balance_after, reverses, tier, expires_at, request, _iso(self.clock.now()),
+                operation_id,
+                kind.value if kind else None,
+                status.value,
+                member_ref,
+                points,
+                balance_after,
+                reverses,
+                tier,
+                expires_at,
+                request,
+                _iso(self.clock.now()),
             ),
         )
 
     async def _operation(self, db: aiosqlite.Connection, operation_id: str) -> Operation | None:
-        row = await (
-            await db.execute("SELECT * FROM operation WHERE operation_id = ?", (operation_id,))
-        ).fetchone()
+        row = await (await db.execute("SELECT * FROM operation WHERE operation_id = ?", (operation_id,))).fetchone()
         if row is None:
             return None
         target = None

@@ -56,8 +56,13 @@ B = TypeVar("B", bound=_Body)
 def problem(code: ContractCode, detail: str, **facts: Any) -> JSONResponse:
     status = HTTP_STATUS[code]
     return JSONResponse(
-        {"title": code.value.replace("_", " ").capitalize(), "status": status, "code": code.value,
-         "detail": detail, **facts},
+        {
+            "title": code.value.replace("_", " ").capitalize(),
+            "status": status,
+            "code": code.value,
+            "detail": detail,
+            **facts,
+        },
         status_code=status,
         media_type=PROBLEM,
     )
@@ -73,9 +78,7 @@ async def _body(request: Request, model: type[B]) -> B:
 
 
 def _written(written: Written) -> JSONResponse:
-    return JSONResponse(
-        written.operation.model_dump(mode="json"), status_code=201 if written.created else 200
-    )
+    return JSONResponse(written.operation.model_dump(mode="json"), status_code=201 if written.created else 200)
 
 
 def routes(service: PartnerService) -> list[Route]:
@@ -109,9 +112,7 @@ def routes(service: PartnerService) -> list[Route]:
 
     async def tier_match(request: Request) -> Response:
         body = await _body(request, TierMatchBody)
-        return _written(
-            await service.match_tier(body.operation_id, body.member_ref, body.tier, body.expires_at)
-        )
+        return _written(await service.match_tier(body.operation_id, body.member_ref, body.tier, body.expires_at))
 
     return [
         Route("/members/{member_ref}", account, methods=["GET"]),

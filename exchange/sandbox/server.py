@@ -36,9 +36,7 @@ def sandbox_secret(program: ProgramDeclaration, environ: Mapping[str, str]) -> s
         return oauth.client_secret
     secret = environ.get(oauth.client_secret_env or "")
     if not secret:
-        raise ConfigurationError(
-            f"program {program.id}: set {oauth.client_secret_env}, its OAuth client secret"
-        )
+        raise ConfigurationError(f"program {program.id}: set {oauth.client_secret_env}, its OAuth client secret")
     return secret
 
 

@@ -31,9 +31,7 @@ class PartnerService:
         return await self.faults.run(lambda: _read(self.points.account(member_ref)), write=False)
 
     async def verify(self, member_ref: str, verification: str) -> Verification:
-        return await self.faults.run(
-            lambda: _read(self.points.verify(member_ref, verification)), write=False
-        )
+        return await self.faults.run(lambda: _read(self.points.verify(member_ref, verification)), write=False)
 
     async def operation(self, operation_id: str) -> Operation | None:
         return await self.faults.run(lambda: _read(self.points.operation(operation_id)), write=False)
@@ -49,13 +47,9 @@ class PartnerService:
         )
 
     async def reverse(self, operation_id: str, reverses: str, points: int | None) -> Written:
-        return await self.faults.run(
-            lambda: _write(self.points.reverse(operation_id, reverses, points)), write=True
-        )
+        return await self.faults.run(lambda: _write(self.points.reverse(operation_id, reverses, points)), write=True)
 
-    async def match_tier(
-        self, operation_id: str, member_ref: str, tier: str, expires_at: datetime
-    ) -> Written:
+    async def match_tier(self, operation_id: str, member_ref: str, tier: str, expires_at: datetime) -> Written:
         return await self.faults.run(
             lambda: _write(self.points.match_tier(operation_id, member_ref, tier, expires_at)),
             write=True,

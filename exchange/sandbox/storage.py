@@ -83,9 +83,7 @@ class Storage:
                     await db.execute("INSERT INTO meta (key, value) VALUES ('program', ?)", (program_id,))
                     return storage, True
                 if row["value"] != program_id:
-                    raise ConfigurationError(
-                        f"{path} holds the sandbox of {row['value']}, not of {program_id}"
-                    )
+                    raise ConfigurationError(f"{path} holds the sandbox of {row['value']}, not of {program_id}")
                 return storage, False
         except BaseException:
             await connection.close()

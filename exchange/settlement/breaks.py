@@ -86,14 +86,19 @@ async def _default_counterparty(
     found = {
         accounts[hub if spoke == account else spoke]
         for spoke, hub in await session.exec(  # type: ignore[call-overload]
-            COUNTERPARTIES, params={"period": period, "unit": currency.code, "reference": row.reference, "account": account}
+            COUNTERPARTIES,
+            params={"period": period, "unit": currency.code, "reference": row.reference, "account": account},
         )
     }
     return found.pop() if len(found) == 1 else None
 
 
 async def _adjustment(
-    session: AsyncSession, request: ResolveRequest, row: ReconciliationBreak, reconciliation: Reconciliation, currency: Currency
+    session: AsyncSession,
+    request: ResolveRequest,
+    row: ReconciliationBreak,
+    reconciliation: Reconciliation,
+    currency: Currency,
 ) -> tuple[int, str]:
     """The adjustment's amount and counterparty: as asked, or by default; checked."""
     chart = ChartOfAccounts(currency.code)
@@ -108,7 +113,9 @@ async def _adjustment(
         )
     counterparty = request.counterparty
     if counterparty is None:
-        account = (await session.exec(select(LedgerAccount.id).where(LedgerAccount.code == chart.clearing(partner).code))).one()
+        account = (
+            await session.exec(select(LedgerAccount.id).where(LedgerAccount.code == chart.clearing(partner).code))
+        ).one()
         assert account is not None
         counterparty = await _default_counterparty(session, row, reconciliation.period, currency, account)
     if counterparty is None:
@@ -210,4 +217,3 @@ async def list_breaks(
     if after is not None:
         statement = statement.where(col(ReconciliationBreak.id) > after)
     return list((await session.exec(statement)).all())
-

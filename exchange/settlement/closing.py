@@ -65,7 +65,9 @@ async def period_report(session: AsyncSession, period: str, currency: Currency) 
         return PeriodReport(period, status, None, [], [], currency)
     positions = (
         await session.exec(
-            select(SettlementPosition).where(SettlementPosition.period == period).order_by(col(SettlementPosition.participant))
+            select(SettlementPosition)
+            .where(SettlementPosition.period == period)
+            .order_by(col(SettlementPosition.participant))
         )
     ).all()
     obligations = [
@@ -87,12 +89,17 @@ async def _finish(session: AsyncSession, period: str, currency: Currency, clock:
         return
     owed = await netting.obligations(session, period, currency.code)
     await bulk_insert(
-        session, OBLIGATIONS, ("period", "debtor", "creditor", "amount"),
+        session,
+        OBLIGATIONS,
+        ("period", "debtor", "creditor", "amount"),
         [(period, o.debtor, o.creditor, o.amount) for o in owed],
     )
     await session.exec(netting.INSERT_POSITIONS, params={"period": period})  # type: ignore[call-overload]
     imbalance = (
-        await session.exec(text("SELECT coalesce(sum(net), 0) FROM settlement_position WHERE period = :period"), params={"period": period})  # type: ignore[call-overload]
+        await session.exec(
+            text("SELECT coalesce(sum(net), 0) FROM settlement_position WHERE period = :period"),
+            params={"period": period},
+        )  # type: ignore[call-overload]
     ).scalar_one()
     if imbalance:
         raise SettlementInvariantBroken(f"the net positions of {period} sum to {imbalance}, not zero")

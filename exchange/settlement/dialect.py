@@ -87,7 +87,7 @@ async def stage_records(session: AsyncSession, reader: RecordReader) -> None:
         )
     await session.exec(text(f"DROP TABLE IF EXISTS {STAGING}"))  # type: ignore[call-overload]
     connection = await session.connection()
-    await connection.run_sync(lambda sync: _SQLITE_STAGING.create(sync))
+    await connection.run_sync(_SQLITE_STAGING.create)
     async for batch in batches:
         await session.exec(  # type: ignore[call-overload]
             insert(_SQLITE_STAGING),

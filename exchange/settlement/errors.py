@@ -56,8 +56,7 @@ class NotReconciled(ExchangeError):
 class ResolvedBreaksWouldBeLost(BadUserInput):
     def __init__(self, partner: str, period: str) -> None:
         super().__init__(
-            f"breaks of {partner}'s reconciliation for {period} are already resolved; "
-            "a new import would reopen them",
+            f"breaks of {partner}'s reconciliation for {period} are already resolved; a new import would reopen them",
             field="csv",
         )
 

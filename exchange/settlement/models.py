@@ -49,9 +49,7 @@ class SettlementObligation(SQLModel, table=True):
     __tablename__ = "settlement_obligation"
     __table_args__ = (CheckConstraint("amount > 0", name="settlement_obligation_amount_positive"),)
 
-    period: str = Field(
-        sa_column=Column(String(7), ForeignKey("settlement_period.period"), primary_key=True)
-    )
+    period: str = Field(sa_column=Column(String(7), ForeignKey("settlement_period.period"), primary_key=True))
     debtor: str = Field(primary_key=True, max_length=64)
     creditor: str = Field(primary_key=True, max_length=64)
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -63,9 +61,7 @@ class SettlementPosition(SQLModel, table=True):
     __tablename__ = "settlement_position"
     __table_args__ = (CheckConstraint("net = receivable - payable", name="settlement_position_net"),)
 
-    period: str = Field(
-        sa_column=Column(String(7), ForeignKey("settlement_period.period"), primary_key=True)
-    )
+    period: str = Field(sa_column=Column(String(7), ForeignKey("settlement_period.period"), primary_key=True))
     participant: str = Field(primary_key=True, max_length=64)
     opening: int = Field(sa_column=Column(BigInteger, nullable=False), description="Carried in from earlier periods.")
     payable: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -146,7 +146,9 @@ async def import_records(
     if current is not None and await unresolved_breaks(session, current.id) < current.breaks:
         raise ResolvedBreaksWouldBeLost(partner, period)
     account = (
-        await session.exec(select(LedgerAccount.id).where(LedgerAccount.code == ChartOfAccounts(currency.code).clearing(partner).code))
+        await session.exec(
+            select(LedgerAccount.id).where(LedgerAccount.code == ChartOfAccounts(currency.code).clearing(partner).code)
+        )
     ).one()
 
     reader = RecordReader(source, currency)
@@ -154,9 +156,19 @@ async def import_records(
     await stage_records(session, reader)
     await stage_ledger_amounts(session, LEDGER_AMOUNTS, {"account": account, "period": period})
     reconciliation = Reconciliation(
-        id=str(uuid.uuid4()), period=period, partner=partner, sequence=current.sequence + 1 if current else 1,
-        imported_at=now, imported_by=actor, file_sha256=reader.sha256, lines=reader.lines,
-        matched=0, missing_in_ledger=0, missing_in_partner=0, amount_mismatch=0, duplicate=0,
+        id=str(uuid.uuid4()),
+        period=period,
+        partner=partner,
+        sequence=current.sequence + 1 if current else 1,
+        imported_at=now,
+        imported_by=actor,
+        file_sha256=reader.sha256,
+        lines=reader.lines,
+        matched=0,
+        missing_in_ledger=0,
+        missing_in_partner=0,
+        amount_mismatch=0,
+        duplicate=0,
     )
     session.add(reconciliation)
     await session.flush()

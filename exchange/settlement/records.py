@@ -214,7 +214,9 @@ class RecordReader:
             data, rest = rest + data, b""
             cut = data.rfind(b"\n") + 1
             if len(data) - cut > MAX_LINE_BYTES:
-                raise MalformedRecords(self._lines_read + data.count(b"\n", 0, cut) + 1, f"a line over {MAX_LINE_BYTES} bytes")
+                raise MalformedRecords(
+                    self._lines_read + data.count(b"\n", 0, cut) + 1, f"a line over {MAX_LINE_BYTES} bytes"
+                )
             rest = data[cut:]
             if cut:
                 self._lines_read += data.count(b"\n", 0, cut)

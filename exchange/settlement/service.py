@@ -68,7 +68,9 @@ class SettlementService:
 
     @classmethod
     def for_settings(cls, settings: Settings, *, db: Database, clock: Clock, keys: SigningKeys) -> SettlementService:
-        return cls(db=db, ledger=Ledger.for_settings(settings, clock), clock=clock, keys=keys, issuer=settings.issuer_url)
+        return cls(
+            db=db, ledger=Ledger.for_settings(settings, clock), clock=clock, keys=keys, issuer=settings.issuer_url
+        )
 
     @property
     def calendar(self) -> SettlementCalendar:

@@ -44,8 +44,17 @@ DOCUMENT_VERSION = 1
 #: The JWS ``typ``: what the signed payload is (RFC 7515 §4.1.9).
 JWS_TYPE = "settlement-statement+json"
 CSV_COLUMNS = (
-    "partner", "period", "currency", "record", "transaction", "reference", "kind", "category",
-    "effective_at", "counterparty", "amount",
+    "partner",
+    "period",
+    "currency",
+    "record",
+    "transaction",
+    "reference",
+    "kind",
+    "category",
+    "effective_at",
+    "counterparty",
+    "amount",
 )
 
 LINES = text(
@@ -171,8 +180,17 @@ class Statement:
         writer.writerow((*head, "opening", "", "", "", "", "", "", self.money(self.opening)))
         for line in self.lines:
             writer.writerow(
-                (*head, "line", line.transaction_id, line.reference, line.kind, line.category,
-                 _timestamp(line.effective_at), line.counterparty, self.money(line.amount))
+                (
+                    *head,
+                    "line",
+                    line.transaction_id,
+                    line.reference,
+                    line.kind,
+                    line.category,
+                    _timestamp(line.effective_at),
+                    line.counterparty,
+                    self.money(line.amount),
+                )
             )
         writer.writerow((*head, "net", "", "", "", "", "", "", self.money(self.net)))
         writer.writerow((*head, "closing", "", "", "", "", "", "", self.money(self.closing)))
@@ -205,7 +223,11 @@ async def build_statement(
         counterparty = names[hub if spoke == account else spoke]
         lines.append(
             StatementLine(
-                transaction_id, reference, kind, effective_at, counterparty,
+                transaction_id,
+                reference,
+                kind,
+                effective_at,
+                counterparty,
                 amount=int(amount) if spoke == account else -int(amount),
                 category=category(kind, participant, counterparty),
             )
@@ -238,4 +260,3 @@ async def build_statement(
         counterparties=[CounterpartyTotals(name, *totals[name]) for name in sorted(totals)],
         lines=lines,
     )
-

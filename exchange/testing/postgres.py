@@ -91,11 +91,10 @@ class ThrowawayCluster:
         command = list(argv)
         if self.run_as is not None:
             command = ["runuser", "-u", self.run_as, "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, cwd=self.root)
+        result = subprocess.run(command, capture_output=True, text=True, cwd=self.root, check=False)
         if result.returncode != 0:
             raise ConfigurationError(
-                f"{Path(argv[0]).name} failed ({result.returncode}): "
-                f"{(result.stderr or result.stdout).strip()}"
+                f"{Path(argv[0]).name} failed ({result.returncode}): {(result.stderr or result.stdout).strip()}"
             )
         return result
 
@@ -119,10 +118,14 @@ class ThrowawayCluster:
     def _initdb(self) -> None:
         self._run(
             str(self.bin_dir / "initdb"),
-            "--pgdata", str(self.root / "data"),
-            "--username", "postgres",
-            "--auth", "trust",
-            "--encoding", "UTF8",
+            "--pgdata",
+            str(self.root / "data"),
+            "--username",
+            "postgres",
+            "--auth",
+            "trust",
+            "--encoding",
+            "UTF8",
             "--no-sync",
         )
 
@@ -135,9 +138,12 @@ class ThrowawayCluster:
         ]
         self._run(
             str(self.bin_dir / "pg_ctl"),
-            "--pgdata", str(self.root / "data"),
-            "--log", str(self.root / "server.log"),
-            "--options", " ".join(options),
+            "--pgdata",
+            str(self.root / "data"),
+            "--log",
+            str(self.root / "server.log"),
+            "--options",
+            " ".join(options),
             "--wait",
             "start",
         )
@@ -146,8 +152,10 @@ class ThrowawayCluster:
         try:
             self._run(
                 str(self.bin_dir / "pg_ctl"),
-                "--pgdata", str(self.root / "data"),
-                "--mode", "immediate",
+                "--pgdata",
+                str(self.root / "data"),
+                "--mode",
+                "immediate",
                 "--wait",
                 "stop",
             )

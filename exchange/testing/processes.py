@@ -76,13 +76,25 @@ def gateway_process(settings: Settings, *, workers: int = 1, **env: str) -> Exch
     )
 
 
-def sandbox_process(program_id: str, partners_dir: Path, data_dir: Path, port: int | None = None) -> tuple[ExchangeProcess, str]:
+def sandbox_process(
+    program_id: str, partners_dir: Path, data_dir: Path, port: int | None = None
+) -> tuple[ExchangeProcess, str]:
     """``exchange sandbox serve`` for one program on a free port; returns it and its base URL."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     process = ExchangeProcess(
-        ["sandbox", "serve", "--program", program_id, "--port", str(port), "--data-dir", str(data_dir),
-         "--partners-dir", str(partners_dir)],
+        [
+            "sandbox",
+            "serve",
+            "--program",
+            program_id,
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--partners-dir",
+            str(partners_dir),
+        ],
         {},
         f"{url}/_sandbox",
     )
@@ -100,6 +112,8 @@ def declarations_pointing_at(
         content = re.sub(r"http://127\.0\.0\.1:\d+", url, path.read_text())
         if timeout_seconds is not None:
             content = re.sub(r'timeout_seconds = "[\d.]+"\n', "", content)
-            content = content.replace(f'base_url = "{url}"', f'base_url = "{url}"\ntimeout_seconds = "{timeout_seconds}"', 1)
+            content = content.replace(
+                f'base_url = "{url}"', f'base_url = "{url}"\ntimeout_seconds = "{timeout_seconds}"', 1
+            )
         path.write_text(content)
     return target

@@ -86,9 +86,7 @@ class SandboxFleet:
             secret = program.connector.oauth.client_secret or f"sandbox-{program.id}"
             if program.connector.oauth.client_secret is None:
                 # Declared with client_secret_env: the fleet's connectors use this secret too.
-                program = program.model_copy(
-                    update={"connector": _with_secret(program.connector, secret)}
-                )
+                program = program.model_copy(update={"connector": _with_secret(program.connector, secret)})
             server = SandboxServer(
                 program,
                 client_secret=secret,
@@ -112,9 +110,7 @@ class SandboxFleet:
     def base_urls(self) -> dict[str, str]:
         return {program_id: sandbox.url for program_id, sandbox in self._running.items()}
 
-    def connector_config(
-        self, program_id: str, kind: Literal["rest", "graphql"] | None = None
-    ) -> ConnectorDeclaration:
+    def connector_config(self, program_id: str, kind: Literal["rest", "graphql"] | None = None) -> ConnectorDeclaration:
         """The program's connector settings, pointed at its sandbox (optionally in another kind)."""
         sandbox = self._running[program_id]
         config = with_base_url(sandbox.program.connector, sandbox.url)

@@ -69,7 +69,9 @@ class StatusMatch(SagaState, table=True):
         """The challenge the policy set when the match was made (``None``: none)."""
         if self.extend_days is None:
             return None
-        return Challenge(points=self.challenge_points, activities=self.challenge_activities, extend_days=self.extend_days)
+        return Challenge(
+            points=self.challenge_points, activities=self.challenge_activities, extend_days=self.extend_days
+        )
 
     @property
     def match_operation(self) -> str:

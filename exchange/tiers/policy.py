@@ -134,7 +134,9 @@ def decide(
     reason = f"{held}{capped}; {target_program}'s highest tier at level {level} or below is {tier.name}"
     if current is not None and current.level >= tier.level:
         return Decision(
-            Outcome.ALREADY_HELD, f"{reason}, and the member already holds {current.name} (level {current.level})", level
+            Outcome.ALREADY_HELD,
+            f"{reason}, and the member already holds {current.name} (level {current.level})",
+            level,
         )
     return Decision(Outcome.GRANTED, reason, level, tier)
 

@@ -69,7 +69,9 @@ class MatchSaga(Saga[StatusMatch]):
         if settlement is Settlement.APPLIED:
             return Transition(MatchStep.DONE, MatchStatus.ACTIVE)
         return Transition(
-            MatchStep.DONE, MatchStatus.FAILED, ErrorCode.PARTNER_UNAVAILABLE.value,
+            MatchStep.DONE,
+            MatchStatus.FAILED,
+            ErrorCode.PARTNER_UNAVAILABLE.value,
             "the target partner did not confirm the tier in time; it was withdrawn",
         )
 

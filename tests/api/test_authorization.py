@@ -38,8 +38,11 @@ async def members(kit: ExchangeKit) -> dict[str, str]:
     async with kit.db.transaction() as session:
         session.add(
             LinkedAccount(
-                member_id=ids["carol"], program_id="formosa-air", member_ref="carol-fa",
-                linked_at=datetime.now(UTC), established_by="assertion",
+                member_id=ids["carol"],
+                program_id="formosa-air",
+                member_ref="carol-fa",
+                linked_at=datetime.now(UTC),
+                established_by="assertion",
             )
         )
     return {**ids, **{f"{name}_token": token for name, token in tokens.items()}}
@@ -108,33 +111,48 @@ async def test_a_partner_cannot_read_or_change_another_partners_assertion_keys(k
     assert errors_at(read) == {("program", "assertionKeys"): "FORBIDDEN"}
 
     key = json.dumps(ECKey.generate_key("P-256", parameters={"kid": "planted"}).as_dict(private=False))
-    planted = (await kit.graphql(
-        'mutation($key: String!) { registerAssertionKey(programId: "wallet-pay", publicKey: $key) { kid } }',
-        token, key=key,
-    )).json()
+    planted = (
+        await kit.graphql(
+            'mutation($key: String!) { registerAssertionKey(programId: "wallet-pay", publicKey: $key) { kid } }',
+            token,
+            key=key,
+        )
+    ).json()
     assert errors_at(planted) == {("registerAssertionKey",): "FORBIDDEN"}
-    removed = (await kit.graphql(
-        'mutation($kid: String!) { removeAssertionKey(programId: "wallet-pay", kid: $kid) { kid } }',
-        token, kid=kit.partner_keys["wallet-pay"].kid,
-    )).json()
+    removed = (
+        await kit.graphql(
+            'mutation($kid: String!) { removeAssertionKey(programId: "wallet-pay", kid: $kid) { kid } }',
+            token,
+            kid=kit.partner_keys["wallet-pay"].kid,
+        )
+    ).json()
     assert errors_at(removed) == {("removeAssertionKey",): "FORBIDDEN"}
     owner = await kit.partner_token("wallet-pay")
-    kids = (await kit.data('{ program(id: "wallet-pay") { assertionKeys { kid } } }', owner))["program"]["assertionKeys"]
+    kids = (await kit.data('{ program(id: "wallet-pay") { assertionKeys { kid } } }', owner))["program"][
+        "assertionKeys"
+    ]
     assert kids == [{"kid": kit.partner_keys["wallet-pay"].kid}]
 
 
 async def test_a_member_sees_only_themself_by_every_path(kit: ExchangeKit, members: dict[str, str]) -> None:
     token = members["alice_token"]
     me = await kit.data("{ me { id linkedAccounts { memberRef memberId } } viewer { memberId } }", token)
-    assert me["me"] == {"id": members["alice"], "linkedAccounts": [{"memberRef": "alice", "memberId": members["alice"]}]}
+    assert me["me"] == {
+        "id": members["alice"],
+        "linkedAccounts": [{"memberRef": "alice", "memberId": members["alice"]}],
+    }
     assert me["viewer"] == {"memberId": members["alice"]}
 
     by_id = (await kit.graphql("query($id: ID!) { member(id: $id) { id } }", token, id=members["bob"])).json()
     assert errors_at(by_id) == {("member",): "FORBIDDEN"}
-    nested = (await kit.graphql("{ me { linkedAccounts { program { id linkedAccounts { memberRef } } } } }", token)).json()
+    nested = (
+        await kit.graphql("{ me { linkedAccounts { program { id linkedAccounts { memberRef } } } } }", token)
+    ).json()
     assert nested["data"]["me"]["linkedAccounts"][0]["program"] == {"id": "wallet-pay", "linkedAccounts": None}
     assert errors_at(nested) == {("me", "linkedAccounts", 0, "program", "linkedAccounts"): "FORBIDDEN"}
-    catalog = (await kit.graphql('{ program(id: "wallet-pay") { linkedAccounts { memberRef } } clients { clientId } }', token)).json()
+    catalog = (
+        await kit.graphql('{ program(id: "wallet-pay") { linkedAccounts { memberRef } } clients { clientId } }', token)
+    ).json()
     assert set(errors_at(catalog).values()) == {"FORBIDDEN"} and len(catalog["errors"]) == 2
 
 
@@ -146,10 +164,13 @@ async def test_a_partner_token_is_no_member_token(kit: ExchangeKit, members: dic
 async def test_a_missing_scope_is_forbidden_on_that_field_alone(kit: ExchangeKit) -> None:
     read_only = await kit.partner_token("formosa-air", scope="partner:read")
     key = json.dumps(ECKey.generate_key("P-256").as_dict(private=False))
-    write = (await kit.graphql(
-        'mutation($key: String!) { registerAssertionKey(programId: "formosa-air", publicKey: $key) { kid } }',
-        read_only, key=key,
-    )).json()
+    write = (
+        await kit.graphql(
+            'mutation($key: String!) { registerAssertionKey(programId: "formosa-air", publicKey: $key) { kid } }',
+            read_only,
+            key=key,
+        )
+    ).json()
     assert errors_at(write) == {("registerAssertionKey",): "FORBIDDEN"}
     assert "partner:write" in write["errors"][0]["message"]
 
@@ -165,12 +186,17 @@ async def test_admins_manage_clients_and_any_programs_keys_but_read_no_members(
     partner = await kit.partner("fresh-mart")
     admin = await kit.staff_token(Role.ADMIN)
     listed = await kit.data("{ clients { clientId role programId scopes } }", admin)
-    assert {"clientId": partner.client.client_id, "role": "PARTNER", "programId": "fresh-mart",
-            "scopes": ["partner:read", "partner:write"]} in listed["clients"]
+    assert {
+        "clientId": partner.client.client_id,
+        "role": "PARTNER",
+        "programId": "fresh-mart",
+        "scopes": ["partner:read", "partner:write"],
+    } in listed["clients"]
     key = json.dumps(ECKey.generate_key("P-256", parameters={"kid": "set-by-admin"}).as_dict(private=False))
     registered = await kit.data(
         'mutation($key: String!) { registerAssertionKey(programId: "fresh-mart", publicKey: $key) { kid } }',
-        admin, key=key,
+        admin,
+        key=key,
     )
     assert registered == {"registerAssertionKey": {"kid": "set-by-admin"}}
     keys = await kit.data('{ program(id: "fresh-mart") { assertionKeys { kid } } }', admin)
@@ -181,16 +207,24 @@ async def test_admins_manage_clients_and_any_programs_keys_but_read_no_members(
 
 async def test_bad_key_input_is_a_typed_error(kit: ExchangeKit) -> None:
     token = await kit.partner_token("formosa-air")
-    body = (await kit.graphql(
-        'mutation { registerAssertionKey(programId: "formosa-air", publicKey: "nonsense") { kid } }', token
-    )).json()
+    body = (
+        await kit.graphql(
+            'mutation { registerAssertionKey(programId: "formosa-air", publicKey: "nonsense") { kid } }', token
+        )
+    ).json()
     assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "publicKey"}
 
 
 async def test_the_schema_and_the_catalog_stay_open_without_a_token(kit: ExchangeKit) -> None:
     introspection = await kit.data('{ __typename __type(name: "Member") { fields { name } } }')
     assert {field["name"] for field in introspection["__type"]["fields"]} == {
-        "id", "createdAt", "linkedAccounts", "accounts", "coalitionLevel"
+        "id",
+        "createdAt",
+        "linkedAccounts",
+        "accounts",
+        "coalitionLevel",
     }
-    catalog = await kit.data("{ programs { id name pointValue tiers { name level } } coalition { settlementCurrency } }")
+    catalog = await kit.data(
+        "{ programs { id name pointValue tiers { name level } } coalition { settlementCurrency } }"
+    )
     assert len(catalog["programs"]) == 6

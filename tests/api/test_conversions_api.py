@@ -120,7 +120,12 @@ async def test_refusals_name_their_field(kit: ExchangeKit, alice: str) -> None:
     unlinked = error_of(await kit.graphql(QUOTE, alice, **{"from": "happy-card", "to": "fresh-mart", "points": 1000}))
     assert unlinked["extensions"] == {"code": "BAD_USER_INPUT", "field": "input.toProgram"}
     small = error_of(await kit.graphql(QUOTE, alice, **{"from": "happy-card", "to": "wallet-pay", "points": 40}))
-    assert small["extensions"] == {"code": "LIMIT_EXCEEDED", "field": "points", "limit": "minimum_points", "remaining": 0}
+    assert small["extensions"] == {
+        "code": "LIMIT_EXCEEDED",
+        "field": "points",
+        "limit": "minimum_points",
+        "remaining": 0,
+    }
     zero = error_of(await kit.graphql(QUOTE, alice, **{"from": "happy-card", "to": "wallet-pay", "points": 0}))
     assert zero["extensions"] == {"code": "BAD_USER_INPUT", "field": "points"}
     missing = error_of(await kit.graphql(EXECUTE, alice, quote="00000000-0000-0000-0000-000000000000", key="k"))
@@ -164,14 +169,18 @@ mutation($from: ID!, $to: ID!, $ratio: String) {
 
 async def test_partners_price_conversions_into_their_own_program_only(kit: ExchangeKit) -> None:
     fresh_mart = await kit.partner_token("fresh-mart")
-    version = (await kit.data(SET_RATE, fresh_mart, **{"from": "wallet-pay", "to": "fresh-mart", "ratio": "1:12"}))
+    version = await kit.data(SET_RATE, fresh_mart, **{"from": "wallet-pay", "to": "fresh-mart", "ratio": "1:12"})
     assert version["setConversionRate"]["version"] == 2
     assert version["setConversionRate"]["origin"] == "PARTNER"
     assert version["setConversionRate"]["bands"] == [{"fromPoints": 1, "pointsIn": 1, "pointsOut": 12}]
     formosa = await kit.partner_token("formosa-air")
-    foreign = error_of(await kit.graphql(SET_RATE, formosa, **{"from": "wallet-pay", "to": "fresh-mart", "ratio": "1:99"}))
+    foreign = error_of(
+        await kit.graphql(SET_RATE, formosa, **{"from": "wallet-pay", "to": "fresh-mart", "ratio": "1:99"})
+    )
     assert foreign["extensions"]["code"] == "FORBIDDEN"
-    declared = error_of(await kit.graphql(SET_RATE, formosa, **{"from": "harbor-bank", "to": "formosa-air", "ratio": "1:1"}))
+    declared = error_of(
+        await kit.graphql(SET_RATE, formosa, **{"from": "harbor-bank", "to": "formosa-air", "ratio": "1:1"})
+    )
     assert declared["extensions"] == {"code": "FORBIDDEN", "field": "fromProgram"}
     bad = error_of(await kit.graphql(SET_RATE, fresh_mart, **{"from": "wallet-pay", "to": "fresh-mart", "ratio": "12"}))
     assert bad["extensions"] == {"code": "BAD_USER_INPUT", "field": "input.ratio"}
@@ -194,5 +203,7 @@ async def test_partners_run_their_promotions(kit: ExchangeKit) -> None:
     ended = await kit.data('mutation { endPromotion(programId: "fresh-mart", id: "fm-weekend") { id endsAt } }', token)
     assert ended["endPromotion"]["id"] == "fm-weekend"
     other = await kit.partner_token("wallet-pay")
-    refused = error_of(await kit.graphql('mutation { endPromotion(programId: "fresh-mart", id: "fm-weekend") { id } }', other))
+    refused = error_of(
+        await kit.graphql('mutation { endPromotion(programId: "fresh-mart", id: "fm-weekend") { id } }', other)
+    )
     assert refused["extensions"]["code"] == "FORBIDDEN"

@@ -35,13 +35,15 @@ def sqlite_settings(sqlite_databases: object, tmp_path: object) -> Settings:
 @pytest.fixture
 async def embedded_kit(sqlite_settings: Settings, clock: MovableClock) -> AsyncIterator[ExchangeKit]:
     await load_partners_directory(sqlite_settings)
-    async with serving(create_app(sqlite_settings, clock=clock), port=sqlite_settings.port) as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-            db = Database.from_url(sqlite_settings.database_url)
-            try:
-                yield ExchangeKit(settings=sqlite_settings, http=http, db=db)
-            finally:
-                await db.dispose()
+    async with (
+        serving(create_app(sqlite_settings, clock=clock), port=sqlite_settings.port) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=10) as http,
+    ):
+        db = Database.from_url(sqlite_settings.database_url)
+        try:
+            yield ExchangeKit(settings=sqlite_settings, http=http, db=db)
+        finally:
+            await db.dispose()
 
 
 async def test_issuing_introspecting_and_revoking_with_key_re_reads_inside_requests(

@@ -15,10 +15,10 @@ from exchange.settings import Settings
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 
 
-async def post(client: httpx.AsyncClient, query: str, accept: str = "application/json", **variables: Any) -> httpx.Response:
-    return await client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers={"accept": accept}
-    )
+async def post(
+    client: httpx.AsyncClient, query: str, accept: str = "application/json", **variables: Any
+) -> httpx.Response:
+    return await client.post("/graphql", json={"query": query, "variables": variables}, headers={"accept": accept})
 
 
 async def test_programs_lists_the_six_sample_programs(client: httpx.AsyncClient) -> None:
@@ -94,9 +94,7 @@ async def test_request_errors_are_400_without_data_in_the_new_media_type(
 
 
 async def test_a_variable_of_the_wrong_type_names_the_variable(client: httpx.AsyncClient) -> None:
-    response = await post(
-        client, "query($id: ID!) { program(id: $id) { id } }", accept=GRAPHQL_RESPONSE_JSON, id=["x"]
-    )
+    response = await post(client, "query($id: ID!) { program(id: $id) { id } }", accept=GRAPHQL_RESPONSE_JSON, id=["x"])
     assert response.status_code == 400
     error = response.json()["errors"][0]
     assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "id"}

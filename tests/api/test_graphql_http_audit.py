@@ -19,8 +19,11 @@ async def test_graphql_over_http_audit_passes_with_no_error_and_no_warning(gatew
             pytrace=False,
         )
     process = await asyncio.create_subprocess_exec(
-        node, str(AUDIT_DIR / "audit.mjs"), f"{gateway}/graphql",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        node,
+        str(AUDIT_DIR / "audit.mjs"),
+        f"{gateway}/graphql",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
     report = output.decode()

@@ -116,7 +116,8 @@ async def test_a_removed_key_no_longer_vouches(kit: ExchangeKit) -> None:
     partner_token = await kit.partner_token("happy-card")
     removed = await kit.data(
         'mutation($kid: String!) { removeAssertionKey(programId: "happy-card", kid: $kid) { kid } }',
-        partner_token, kid=key.kid,
+        partner_token,
+        kid=key.kid,
     )
     assert removed == {"removeAssertionKey": {"kid": key.kid}}
     response = await kit.request_member_token(await kit.assertion("happy-card", "alice"))

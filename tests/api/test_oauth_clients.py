@@ -21,9 +21,7 @@ async def discover(gateway: str) -> dict[str, str]:
     return dict(response.json())
 
 
-async def test_a_partner_uses_authlibs_oauth2_client_for_client_credentials(
-    gateway: str, kit: ExchangeKit
-) -> None:
+async def test_a_partner_uses_authlibs_oauth2_client_for_client_credentials(gateway: str, kit: ExchangeKit) -> None:
     credentials = await kit.partner("formosa-air")
     metadata = await discover(gateway)
     async with AsyncOAuth2Client(
@@ -63,7 +61,7 @@ async def test_a_partner_registers_its_key_then_obtains_a_member_token_with_auth
         registered = await partner.post(
             f"{gateway}/graphql",
             json={
-                "query": "mutation($key: String!) { registerAssertionKey(programId: \"wallet-pay\", "
+                "query": 'mutation($key: String!) { registerAssertionKey(programId: "wallet-pay", '
                 "publicKey: $key) { kid keyType } }",
                 "variables": {"key": json.dumps(signing_key.as_dict(private=False))},
             },
@@ -80,7 +78,9 @@ async def test_a_partner_registers_its_key_then_obtains_a_member_token_with_auth
     ) as member:
         response = await member.post(
             f"{gateway}/graphql",
-            json={"query": "{ me { id linkedAccounts { memberRef establishedBy program { id } } } viewer { role memberId scopes } }"},
+            json={
+                "query": "{ me { id linkedAccounts { memberRef establishedBy program { id } } } viewer { role memberId scopes } }"
+            },
         )
         assert member.token["scope"] == "member:read member:write"
     data = response.json()["data"]

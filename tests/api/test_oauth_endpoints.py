@@ -80,13 +80,11 @@ async def test_a_wrong_secret_is_invalid_client_with_a_basic_challenge(kit: Exch
     )
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
-    assert response.headers["www-authenticate"].startswith("Basic error=\"invalid_client\"")
+    assert response.headers["www-authenticate"].startswith('Basic error="invalid_client"')
 
 
 async def test_an_unknown_client_is_invalid_client(kit: ExchangeKit) -> None:
-    response = await kit.http.post(
-        "/oauth/token", data={"grant_type": "client_credentials"}, auth=("nobody", "secret")
-    )
+    response = await kit.http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=("nobody", "secret"))
     assert (response.status_code, response.json()["error"]) == (401, "invalid_client")
 
 
@@ -141,23 +139,34 @@ async def test_the_token_endpoint_takes_post_only(client: httpx.AsyncClient) -> 
 async def test_a_client_introspects_its_own_tokens_and_admins_any(kit: ExchangeKit) -> None:
     partner = await kit.partner("harbor-bank")
     token = await kit.client_token(partner)
-    own = await kit.http.post("/oauth/introspect", data={"token": token}, auth=(partner.client.client_id, partner.client_secret))
+    own = await kit.http.post(
+        "/oauth/introspect", data={"token": token}, auth=(partner.client.client_id, partner.client_secret)
+    )
     body = own.json()
     assert body["active"] is True
     assert (body["client_id"], body["sub"], body["scope"], body["token_type"]) == (
-        partner.client.client_id, partner.client.client_id, "partner:read partner:write", "Bearer",
+        partner.client.client_id,
+        partner.client.client_id,
+        "partner:read partner:write",
+        "Bearer",
     )
     assert body["program_id"] == "harbor-bank" and body["exp"] - body["iat"] == kit.settings.access_token_lifetime
 
     other = await kit.partner("fresh-mart")
-    foreign = await kit.http.post("/oauth/introspect", data={"token": token}, auth=(other.client.client_id, other.client_secret))
+    foreign = await kit.http.post(
+        "/oauth/introspect", data={"token": token}, auth=(other.client.client_id, other.client_secret)
+    )
     assert foreign.json() == {"active": False}
 
     admin = await kit.new_client(Role.ADMIN)
-    by_admin = await kit.http.post("/oauth/introspect", data={"token": token}, auth=(admin.client.client_id, admin.client_secret))
+    by_admin = await kit.http.post(
+        "/oauth/introspect", data={"token": token}, auth=(admin.client.client_id, admin.client_secret)
+    )
     assert by_admin.json()["active"] is True
 
-    garbage = await kit.http.post("/oauth/introspect", data={"token": "garbage"}, auth=(admin.client.client_id, admin.client_secret))
+    garbage = await kit.http.post(
+        "/oauth/introspect", data={"token": "garbage"}, auth=(admin.client.client_id, admin.client_secret)
+    )
     assert garbage.json() == {"active": False}
 
 
@@ -243,7 +252,9 @@ async def test_plain_http_is_refused_off_loopback_unless_a_proxy_says_https(kit:
     public = await kit.http.post("/oauth/token", data=data, auth=auth, headers={"host": "exchange.example"})
     assert (public.status_code, public.json()["error"]) == (400, "insecure_transport")
     proxied = await kit.http.post(
-        "/oauth/token", data=data, auth=auth,
+        "/oauth/token",
+        data=data,
+        auth=auth,
         headers={"host": "exchange.example", "x-forwarded-proto": "https"},
     )
     assert proxied.status_code == 200

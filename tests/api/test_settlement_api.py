@@ -33,16 +33,27 @@ async def last_month(kit: ExchangeKit) -> str:
     previous = ledger.calendar.period_of(ledger.calendar.starts_at(current) - timedelta(seconds=1))
     during = ledger.calendar.starts_at(previous) + timedelta(days=3)
     async with kit.db.transaction() as session:
-        await ledger.post_many(session, [
-            conversion_transaction(
-                chart=CHART, transaction_id=f"t-{name}", conversion_id=name, source=source, target=target,
-                points_in=value, points_out=value, money_value_minor=value, fee_minor=fee, effective_at=during,
-            )
-            for name, source, target, value, fee in (
-                ("c1", "wallet-pay", "fresh-mart", 10_000, 200),
-                ("c2", "formosa-air", "wallet-pay", 3_000, 60),
-            )
-        ])
+        await ledger.post_many(
+            session,
+            [
+                conversion_transaction(
+                    chart=CHART,
+                    transaction_id=f"t-{name}",
+                    conversion_id=name,
+                    source=source,
+                    target=target,
+                    points_in=value,
+                    points_out=value,
+                    money_value_minor=value,
+                    fee_minor=fee,
+                    effective_at=during,
+                )
+                for name, source, target, value, fee in (
+                    ("c1", "wallet-pay", "fresh-mart", 10_000, 200),
+                    ("c2", "formosa-air", "wallet-pay", 3_000, 60),
+                )
+            ],
+        )
     return previous
 
 
@@ -60,33 +71,49 @@ async def test_staff_close_a_period_and_see_every_position_and_the_saving(kit: E
     closed = await close(kit, last_month)
     assert closed["status"] == "CLOSED" and closed["closedBy"].startswith("settlement-")
     assert {p["partnerId"]: p["netPosition"] for p in closed["positions"]} == {
-        "EXCHANGE": "2.60", "formosa-air": "-30.00", "fresh-mart": "98.00", "wallet-pay": "-70.60",
+        "EXCHANGE": "2.60",
+        "formosa-air": "-30.00",
+        "fresh-mart": "98.00",
+        "wallet-pay": "-70.60",
     }
-    assert closed["netting"] == {"gross": {"count": 4, "total": "130.00"}, "multilateral": {"count": 4, "total": "100.60"}}
+    assert closed["netting"] == {
+        "gross": {"count": 4, "total": "130.00"},
+        "multilateral": {"count": 4, "total": "100.60"},
+    }
 
 
 async def test_a_partner_sees_a_periods_state_and_only_its_own_position(kit: ExchangeKit, last_month: str) -> None:
     await close(kit, last_month)
     token = await kit.partner_token("fresh-mart")
-    body = (await kit.graphql(
-        'query($period: String!) { settlementPeriod(period: $period) { status positions { partnerId } '
-        'mine: position(partnerId: "fresh-mart") { status netPosition signedOffBy } '
-        'theirs: position(partnerId: "wallet-pay") { netPosition } obligations { amount } netting { gross { count } } } }',
-        token, period=last_month,
-    )).json()
+    body = (
+        await kit.graphql(
+            "query($period: String!) { settlementPeriod(period: $period) { status positions { partnerId } "
+            'mine: position(partnerId: "fresh-mart") { status netPosition signedOffBy } '
+            'theirs: position(partnerId: "wallet-pay") { netPosition } obligations { amount } netting { gross { count } } } }',
+            token,
+            period=last_month,
+        )
+    ).json()
     period = body["data"]["settlementPeriod"]
-    assert period["status"] == "CLOSED" and period["mine"] == {"status": "CLOSED", "netPosition": "98.00", "signedOffBy": None}
+    assert period["status"] == "CLOSED" and period["mine"] == {
+        "status": "CLOSED",
+        "netPosition": "98.00",
+        "signedOffBy": None,
+    }
     assert period["positions"] is None and period["theirs"] is None and period["obligations"] is None
     assert errors_at(body) == {
-        ("settlementPeriod", path): "FORBIDDEN"
-        for path in ("positions", "theirs", "obligations", "netting")
+        ("settlementPeriod", path): "FORBIDDEN" for path in ("positions", "theirs", "obligations", "netting")
     } | {("settlementPeriod", "mine", "signedOffBy"): "FORBIDDEN"}
     member = await kit.member_token("wallet-pay", "alice")
-    refused = (await kit.graphql("query($p: String!) { settlementPeriod(period: $p) { status } }", member, p=last_month)).json()
+    refused = (
+        await kit.graphql("query($p: String!) { settlementPeriod(period: $p) { status } }", member, p=last_month)
+    ).json()
     assert errors_at(refused) == {("settlementPeriod",): "FORBIDDEN"}
 
 
-async def test_a_partner_reads_its_own_signed_statement_and_verifies_it_with_the_jwks(kit: ExchangeKit, last_month: str) -> None:
+async def test_a_partner_reads_its_own_signed_statement_and_verifies_it_with_the_jwks(
+    kit: ExchangeKit, last_month: str
+) -> None:
     await close(kit, last_month)
     token = await kit.partner_token("wallet-pay")
     statement = (await kit.data(STATEMENT, token, partner="wallet-pay", period=last_month))["statement"]
@@ -116,13 +143,19 @@ async def test_no_partner_reads_another_partners_statement_or_reconciliation_by_
     body = (await kit.graphql(query, token, period=last_month, other="wallet-pay")).json()
     assert body["data"]["own"] == {
         "netPosition": "-30.00",
-        "counterparties": [{"counterparty": "EXCHANGE", "net": "-0.60"}, {"counterparty": "wallet-pay", "net": "-29.40"}],
+        "counterparties": [
+            {"counterparty": "EXCHANGE", "net": "-0.60"},
+            {"counterparty": "wallet-pay", "net": "-29.40"},
+        ],
     }
     assert errors_at(body) == {(alias,): "FORBIDDEN" for alias in ("direct", "variable", "exchange", "records")}
-    upload = (await kit.graphql(
-        'mutation($p: String!) { importPartnerRecords(partnerId: "wallet-pay", period: $p, csv: "reference,amount\\n") { id } }',
-        token, p=last_month,
-    )).json()
+    upload = (
+        await kit.graphql(
+            'mutation($p: String!) { importPartnerRecords(partnerId: "wallet-pay", period: $p, csv: "reference,amount\\n") { id } }',
+            token,
+            p=last_month,
+        )
+    ).json()
     assert errors_at(upload) == {("importPartnerRecords",): "FORBIDDEN"}
 
 
@@ -138,11 +171,21 @@ async def test_a_partner_uploads_its_records_and_staff_resolve_and_sign_off(kit:
     partner = await kit.partner_token("fresh-mart")
     staff = await kit.staff_token(Role.SETTLEMENT)
     imported = (await kit.data(IMPORT, partner, p=last_month, csv=RECORDS))["importPartnerRecords"]
-    assert (imported["lines"], imported["matched"], imported["missingInLedger"], imported["unresolvedBreaks"]) == (2, 1, 1, 1)
+    assert (imported["lines"], imported["matched"], imported["missingInLedger"], imported["unresolvedBreaks"]) == (
+        2,
+        1,
+        1,
+        1,
+    )
     [missing] = imported["breaks"]
     assert missing | {"id": None} == {
-        "id": None, "kind": "MISSING_IN_LEDGER", "reference": "conversion:c9", "line": 3,
-        "partnerAmount": "5.00", "ledgerAmount": None, "resolution": None,
+        "id": None,
+        "kind": "MISSING_IN_LEDGER",
+        "reference": "conversion:c9",
+        "line": 3,
+        "partnerAmount": "5.00",
+        "ledgerAmount": None,
+        "resolution": None,
     }
 
     sign_off = 'mutation($p: String!) { signOffPeriod(partnerId: "fresh-mart", period: $p, note: "ok") { status signedOffAt signedOffBy } }'
@@ -155,20 +198,34 @@ async def test_a_partner_uploads_its_records_and_staff_resolve_and_sign_off(kit:
     assert errors_at(refused) == {("resolveBreak",): "FORBIDDEN"}
     resolved = (await kit.data(resolve, staff, id=missing["id"]))["resolveBreak"]["resolution"]
     assert resolved | {"resolvedBy": None, "transactionId": None} == {
-        "resolution": "ADJUST", "adjustment": "5.00", "counterparty": "formosa-air", "resolvedBy": None, "transactionId": None,
+        "resolution": "ADJUST",
+        "adjustment": "5.00",
+        "counterparty": "formosa-air",
+        "resolvedBy": None,
+        "transactionId": None,
     }
-    assert resolved["transactionId"] == f"adjustment:break:{missing['id']}" and resolved["resolvedBy"].startswith("settlement-")
+    assert resolved["transactionId"] == f"adjustment:break:{missing['id']}" and resolved["resolvedBy"].startswith(
+        "settlement-"
+    )
 
     signed = (await kit.data(sign_off, staff, p=last_month))["signOffPeriod"]
-    assert signed["status"] == "SIGNED_OFF" and signed["signedOffBy"].startswith("settlement-") and signed["signedOffAt"]
+    assert (
+        signed["status"] == "SIGNED_OFF" and signed["signedOffBy"].startswith("settlement-") and signed["signedOffAt"]
+    )
     again = (await kit.graphql(IMPORT, partner, p=last_month, csv=RECORDS)).json()
     assert again["errors"][0]["extensions"]["code"] == "PERIOD_CLOSED"
-    seen = (await kit.graphql(
-        'query($p: String!) { reconciliation(partnerId: "fresh-mart", period: $p) { unresolvedBreaks breaks { resolution { reason resolvedBy } } } }',
-        partner, p=last_month,
-    )).json()
+    seen = (
+        await kit.graphql(
+            'query($p: String!) { reconciliation(partnerId: "fresh-mart", period: $p) { unresolvedBreaks breaks { resolution { reason resolvedBy } } } }',
+            partner,
+            p=last_month,
+        )
+    ).json()
     assert seen["data"]["reconciliation"]["unresolvedBreaks"] == 0
-    assert seen["data"]["reconciliation"]["breaks"][0]["resolution"] == {"reason": "confirmed with formosa-air", "resolvedBy": None}
+    assert seen["data"]["reconciliation"]["breaks"][0]["resolution"] == {
+        "reason": "confirmed with formosa-air",
+        "resolvedBy": None,
+    }
     assert errors_at(seen) == {("reconciliation", "breaks", 0, "resolution", "resolvedBy"): "FORBIDDEN"}
 
 
@@ -178,10 +235,16 @@ async def test_a_malformed_upload_names_its_line_and_imports_nothing(kit: Exchan
     body = (await kit.graphql(IMPORT, partner, p=last_month, csv=RECORDS + "conversion:c3,1.234,\n")).json()
     assert body["data"] == {"importPartnerRecords": None}
     assert body["errors"][0]["extensions"] == {
-        "code": "BAD_USER_INPUT", "field": "csv", "line": 4,
+        "code": "BAD_USER_INPUT",
+        "field": "csv",
+        "line": 4,
         "reason": "amount: '1.234' is not an amount in TWD: write an exact decimal such as -1234.5, with at most 2 decimals and 15 integer digits",
     }
-    nothing = (await kit.graphql('query($p: String!) { reconciliation(partnerId: "fresh-mart", period: $p) { id } }', partner, p=last_month)).json()
+    nothing = (
+        await kit.graphql(
+            'query($p: String!) { reconciliation(partnerId: "fresh-mart", period: $p) { id } }', partner, p=last_month
+        )
+    ).json()
     assert nothing["errors"][0]["extensions"]["code"] == "NOT_FOUND"
 
 
@@ -191,7 +254,9 @@ async def test_closing_refuses_what_cannot_close_with_typed_errors(kit: Exchange
     assert bad["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "period"}
     current = Ledger.for_settings(kit.settings, FrozenClock(datetime.now(UTC))).calendar.period_of(datetime.now(UTC))
     early = (await kit.graphql(CLOSE, staff, period=current)).json()
-    assert early["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT" and "is not over" in early["errors"][0]["message"]
+    assert (
+        early["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT" and "is not over" in early["errors"][0]["message"]
+    )
     statement = (await kit.graphql(STATEMENT, staff, partner="fresh-mart", period=last_month)).json()
     assert statement["errors"][0]["extensions"]["code"] == "PERIOD_NOT_CLOSED"
     read_only = await kit.staff_token(Role.SETTLEMENT, scope="settlement:read")

@@ -63,20 +63,27 @@ async def members(kit: ExchangeKit) -> dict[str, str]:
     async with kit.db.transaction() as session:
         session.add(
             LinkedAccount(
-                member_id=bob_id, program_id="formosa-air", member_ref="carol",
-                linked_at=datetime.now(UTC), established_by="assertion",
+                member_id=bob_id,
+                program_id="formosa-air",
+                member_ref="carol",
+                linked_at=datetime.now(UTC),
+                established_by="assertion",
             )
         )
     return {"bob": bob, "alice": alice}
 
 
 async def test_a_member_previews_and_requests_a_status_match(kit: ExchangeKit, members: dict[str, str]) -> None:
-    preview = (await kit.data(PREVIEW, members["bob"], **{"from": "harbor-bank", "to": "formosa-air"}))["statusMatchPreview"]
+    preview = (await kit.data(PREVIEW, members["bob"], **{"from": "harbor-bank", "to": "formosa-air"}))[
+        "statusMatchPreview"
+    ]
     assert preview["sourceTier"] == {"name": "Platinum Card", "level": 2}
     assert (preview["outcome"], preview["granted"], preview["tier"]) == ("GRANTED", True, {"name": "Gold", "level": 2})
     assert preview["challenge"] == {"points": 5000, "extendDays": 365}
 
-    match = (await kit.data(REQUEST, members["bob"], **{"from": "harbor-bank", "to": "formosa-air"}))["requestStatusMatch"]
+    match = (await kit.data(REQUEST, members["bob"], **{"from": "harbor-bank", "to": "formosa-air"}))[
+        "requestStatusMatch"
+    ]
     assert (match["status"], match["tier"]) == ("ACTIVE", {"name": "Gold"})
     again = (await kit.graphql(REQUEST, members["bob"], **{"from": "harbor-bank", "to": "formosa-air"})).json()
     assert codes(again) == {("requestStatusMatch",): "MATCH_TOO_SOON"}
@@ -99,30 +106,45 @@ async def test_a_published_reward_is_redeemed_cancelled_and_seen_only_by_its_par
     kit: ExchangeKit, members: dict[str, str]
 ) -> None:
     airline = await kit.partner_token("formosa-air")
-    reward = (await kit.data(
-        PUBLISH, airline, program="formosa-air",
-        input={"title": "Lounge pass", "price": "100", "stock": 5, "perMemberLimit": 3},
-    ))["publishReward"]
+    reward = (
+        await kit.data(
+            PUBLISH,
+            airline,
+            program="formosa-air",
+            input={"title": "Lounge pass", "price": "100", "stock": 5, "perMemberLimit": 3},
+        )
+    )["publishReward"]
     assert (reward["price"], reward["stock"], reward["kind"]) == ("100.00", 5, "DIRECT")
-    planted = (await kit.graphql(PUBLISH, await kit.partner_token("wallet-pay"), program="formosa-air",
-                                 input={"title": "Fake", "price": "1", "stock": 1})).json()
+    planted = (
+        await kit.graphql(
+            PUBLISH,
+            await kit.partner_token("wallet-pay"),
+            program="formosa-air",
+            input={"title": "Fake", "price": "1", "stock": 1},
+        )
+    ).json()
     assert codes(planted) == {("publishReward",): "FORBIDDEN"}
     catalog = (await kit.graphql("{ rewards { id title stock } }")).json()["data"]["rewards"]
     assert {"id": reward["id"], "title": "Lounge pass", "stock": 5} in catalog, "the catalog is public"
     assert {"id": "fresh-mart-coupon-100", "title": "TWD 100 grocery coupon", "stock": 200} in catalog, "declared"
 
     quote = await kit.data(
-        "query($r: ID!) { redemptionQuote(rewardId: $r, payWith: \"harbor-bank\") { price fee total points } }",
-        members["bob"], r=reward["id"],
+        'query($r: ID!) { redemptionQuote(rewardId: $r, payWith: "harbor-bank") { price fee total points } }',
+        members["bob"],
+        r=reward["id"],
     )
     assert quote["redemptionQuote"] == {"price": "100.00", "fee": "2.00", "total": "102.00", "points": 2040}
-    redeemed = (await kit.data(REDEEM, members["bob"], reward=reward["id"], pay="harbor-bank", key="k1"))["redeemReward"]
+    redeemed = (await kit.data(REDEEM, members["bob"], reward=reward["id"], pay="harbor-bank", key="k1"))[
+        "redeemReward"
+    ]
     assert (redeemed["status"], redeemed["points"], redeemed["payingProgram"]) == ("COMPLETED", 2040, "harbor-bank")
     repeat = (await kit.data(REDEEM, members["bob"], reward=reward["id"], pay="harbor-bank", key="k1"))["redeemReward"]
     assert repeat["id"] == redeemed["id"]
 
     listed = "query($r: ID!) { rewardRedemptions(rewardId: $r) { id memberId status } }"
-    assert [row["id"] for row in (await kit.data(listed, airline, r=reward["id"]))["rewardRedemptions"]] == [redeemed["id"]]
+    assert [row["id"] for row in (await kit.data(listed, airline, r=reward["id"]))["rewardRedemptions"]] == [
+        redeemed["id"]
+    ]
     other_partner = (await kit.graphql(listed, await kit.partner_token("harbor-bank"), r=reward["id"])).json()
     assert codes(other_partner) == {("rewardRedemptions",): "FORBIDDEN"}
     assert (await kit.data("{ redemptions { id } }", members["alice"]))["redemptions"] == []
@@ -142,12 +164,17 @@ async def test_a_published_reward_is_redeemed_cancelled_and_seen_only_by_its_par
     late = (await kit.graphql(cancel, members["bob"], id=second["id"])).json()
     assert codes(late) == {("cancelRedemption",): "BAD_USER_INPUT"}
     mine = await kit.data("{ redemptions { id status } }", members["bob"])
-    assert mine["redemptions"] == [{"id": second["id"], "status": "DELIVERED"}, {"id": redeemed["id"], "status": "REVERSED"}]
+    assert mine["redemptions"] == [
+        {"id": second["id"], "status": "DELIVERED"},
+        {"id": redeemed["id"], "status": "REVERSED"},
+    ]
 
 
 async def test_a_reward_out_of_stock_is_refused_with_its_code(kit: ExchangeKit, members: dict[str, str]) -> None:
     airline = await kit.partner_token("formosa-air")
-    reward = (await kit.data(PUBLISH, airline, program="formosa-air", input={"title": "Last seat", "price": "10", "stock": 1}))
+    reward = await kit.data(
+        PUBLISH, airline, program="formosa-air", input={"title": "Last seat", "price": "10", "stock": 1}
+    )
     reward_id = reward["publishReward"]["id"]
     await kit.data(REDEEM, members["bob"], reward=reward_id, pay="harbor-bank", key="a")
     refused = (await kit.graphql(REDEEM, members["alice"], reward=reward_id, pay="wallet-pay", key="a")).json()

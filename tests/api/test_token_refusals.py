@@ -114,9 +114,19 @@ def _hmac_with_public_key(forge: Forge, signing_key: RSAKey) -> str:
         (lambda forge, key: "not-a-jwt", "the token is not a JWT"),
     ],
     ids=[
-        "expired", "not-yet-valid", "issued-in-the-future", "wrong-issuer", "wrong-audience",
-        "tampered", "alg-none", "hs256-with-public-key", "unknown-kid", "not-an-access-token",
-        "missing-claim", "unknown-role", "malformed",
+        "expired",
+        "not-yet-valid",
+        "issued-in-the-future",
+        "wrong-issuer",
+        "wrong-audience",
+        "tampered",
+        "alg-none",
+        "hs256-with-public-key",
+        "unknown-kid",
+        "not-an-access-token",
+        "missing-claim",
+        "unknown-role",
+        "malformed",
     ],
 )
 async def test_a_bad_token_is_401_invalid_token_naming_the_reason(
@@ -169,9 +179,7 @@ async def test_no_token_for_a_protected_field_is_401_with_a_bare_bearer_challeng
 
 
 async def test_no_token_for_a_protected_mutation_runs_nothing(kit: ExchangeKit) -> None:
-    response = await kit.graphql(
-        'mutation { registerAssertionKey(programId: "wallet-pay", publicKey: "x") { kid } }'
-    )
+    response = await kit.graphql('mutation { registerAssertionKey(programId: "wallet-pay", publicKey: "x") { kid } }')
     assert response.status_code == 401
     assert "Mutation.registerAssertionKey" in response.json()["errors"][0]["message"]
 

@@ -55,9 +55,7 @@ async def test_client_scopes_may_narrow_the_role_but_not_cross_it(loaded: Databa
         )
         assert narrow.client.scope == "settlement:read"
         with pytest.raises(InvalidScope, match="the settlement role cannot hold admin:write"):
-            await clients.create_client(
-                session, role=Role.SETTLEMENT, scopes=frozenset({Scope.ADMIN_WRITE}), now=NOW
-            )
+            await clients.create_client(session, role=Role.SETTLEMENT, scopes=frozenset({Scope.ADMIN_WRITE}), now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -157,7 +155,9 @@ async def test_partners_register_public_keys_as_jwk_or_pem(loaded: Database) -> 
     ec = ECKey.generate_key("P-256", parameters={"kid": "ec-1"})
     ed = OKPKey.generate_key("Ed25519")
     async with loaded.transaction() as session:
-        first = await assertions.register_assertion_key(session, "wallet-pay", json.dumps(ec.as_dict(private=False)), NOW)
+        first = await assertions.register_assertion_key(
+            session, "wallet-pay", json.dumps(ec.as_dict(private=False)), NOW
+        )
         second = await assertions.register_assertion_key(session, "wallet-pay", _pem(ed), NOW + timedelta(seconds=1))
     assert first.kid == "ec-1" and second.kid == ed.thumbprint()
     async with loaded.transaction() as session:
@@ -187,7 +187,9 @@ async def test_revocations_are_remembered_until_the_token_expires(db: Database) 
         assert await revocation.is_revoked(session, "t1")
         assert not await revocation.is_revoked(session, "t2")
     async with db.transaction() as session:
-        await revocation.revoke(session, jti="t2", client_id="c", expires_at=NOW + timedelta(hours=1), now=NOW + timedelta(minutes=2))
+        await revocation.revoke(
+            session, jti="t2", client_id="c", expires_at=NOW + timedelta(hours=1), now=NOW + timedelta(minutes=2)
+        )
         assert not await revocation.is_revoked(session, "t1"), "expired records are dropped"
 
 

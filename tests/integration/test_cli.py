@@ -24,8 +24,13 @@ EXCHANGE = str(Path(sys.executable).with_name("exchange"))
 
 def run(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [EXCHANGE, *argv], capture_output=True, text=True, timeout=120,
-        env={**os.environ, **(env or {})}, cwd=cwd,
+        [EXCHANGE, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        check=False,
     )
 
 
@@ -37,11 +42,30 @@ def sqlite_env(tmp_path: Path) -> dict[str, str]:
 def test_help_names_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("serve", "demo", "db", "partners", "schema", "sandbox", "clients", "keys", "recover", "ledger", "settle"):
+    for command in (
+        "serve",
+        "demo",
+        "db",
+        "partners",
+        "schema",
+        "sandbox",
+        "clients",
+        "keys",
+        "recover",
+        "ledger",
+        "settle",
+    ):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
     for group, command in (
-        ("db", "upgrade"), ("partners", "load"), ("schema", "export"), ("sandbox", "serve"),
-        ("clients", "create"), ("keys", "rotate"), ("settle", "close"), ("settle", "reconcile"), ("settle", "statement"),
+        ("db", "upgrade"),
+        ("partners", "load"),
+        ("schema", "export"),
+        ("sandbox", "serve"),
+        ("clients", "create"),
+        ("keys", "rotate"),
+        ("settle", "close"),
+        ("settle", "reconcile"),
+        ("settle", "statement"),
     ):
         assert command in run(group, "--help").stdout
 
@@ -58,9 +82,7 @@ def test_upgrade_then_load(sqlite_env: dict[str, str], database_url: str) -> Non
     assert "0 created, 0 updated, 6 unchanged; 0 rate versions started" in again.stdout
 
 
-def test_a_broken_program_file_is_one_line_naming_file_and_field(
-    sqlite_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_a_broken_program_file_is_one_line_naming_file_and_field(sqlite_env: dict[str, str], tmp_path: Path) -> None:
     partners = tmp_path / "partners"
     shutil.copytree(SAMPLE_PARTNERS, partners)
     path = partners / "fresh-mart.toml"
@@ -107,9 +129,23 @@ def partners_on_free_ports(tmp_path: Path) -> Path:
 
 async def test_sandbox_serve_runs_a_partner_until_sigterm(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [EXCHANGE, "sandbox", "serve", "--program", "tune-stream", "--port", "0",
-         "--data-dir", str(tmp_path), "--partners-dir", str(SAMPLE_PARTNERS)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path,
+        [
+            EXCHANGE,
+            "sandbox",
+            "serve",
+            "--program",
+            "tune-stream",
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path),
+            "--partners-dir",
+            str(SAMPLE_PARTNERS),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
     )
     try:
         assert process.stdout is not None
@@ -181,7 +217,9 @@ def test_clients_create_prints_the_secret_once_and_as_json_for_scripts(migrated_
     assert re.search(r"^client_secret:\s+\S{40,}$", text.stdout, re.MULTILINE)
     assert "role: partner for program formosa-air; scopes: partner:read partner:write" in text.stdout
 
-    scripted = run("clients", "create", "--role", "settlement", "--scopes", "settlement:read", "--json", env=migrated_env)
+    scripted = run(
+        "clients", "create", "--role", "settlement", "--scopes", "settlement:read", "--json", env=migrated_env
+    )
     assert scripted.returncode == 0, scripted.stderr
     document = json.loads(scripted.stdout)
     assert set(document) == {"client_id", "client_secret"} and document["client_id"].startswith("settlement-")
@@ -220,9 +258,11 @@ class Demo:
 
     def __init__(self, data_dir: Path, cwd: Path, partners: Path) -> None:
         self.process = subprocess.Popen(
-            [EXCHANGE, "demo", "--port", "0", "--data-dir", str(data_dir),
-             "--partners-dir", str(partners)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+            [EXCHANGE, "demo", "--port", "0", "--data-dir", str(data_dir), "--partners-dir", str(partners)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=cwd,
         )
         self.banner: list[str] = []
 
@@ -261,7 +301,7 @@ def demo_data(tmp_path: Path, partners_on_free_ports: Path) -> Iterator[Callable
 
 
 async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_credentials(
-    demo_data: Callable[[], Demo]
+    demo_data: Callable[[], Demo],
 ) -> None:
     demo = await demo_data().started()
     url = demo.find(r"GraphiQL \(open in a browser\): (http://127\.0\.0\.1:\d+/graphql)")
@@ -269,25 +309,35 @@ async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_cr
     assert path.stat().st_mode & 0o777 == 0o600
     credentials = json.loads(path.read_text())
     assert set(credentials["clients"]) == {
-        "formosa-air", "fresh-mart", "happy-card", "harbor-bank", "tune-stream", "wallet-pay", "settlement", "admin",
+        "formosa-air",
+        "fresh-mart",
+        "happy-card",
+        "harbor-bank",
+        "tune-stream",
+        "wallet-pay",
+        "settlement",
+        "admin",
     }
     async with httpx.AsyncClient(timeout=30) as client:
         response = await client.post(url, json={"query": "{ programs { id name pointValue tiers { name level } } }"})
         assert len(response.json()["data"]["programs"]) == 6
         admin = credentials["clients"]["admin"]
         token = await client.post(
-            credentials["token_endpoint"], data={"grant_type": "client_credentials"},
+            credentials["token_endpoint"],
+            data={"grant_type": "client_credentials"},
             auth=(admin["client_id"], admin["client_secret"]),
         )
         listed = await client.post(
-            url, json={"query": "{ clients { clientId } }"},
+            url,
+            json={"query": "{ clients { clientId } }"},
             headers={"authorization": f"Bearer {token.json()['access_token']}"},
         )
         assert len(listed.json()["data"]["clients"]) == 8
         for name in ("alice", "bob"):
             member = credentials["members"][name]
             me = await client.post(
-                url, json={"query": "{ me { id linkedAccounts { memberRef program { id } } } }"},
+                url,
+                json={"query": "{ me { id linkedAccounts { memberRef program { id } } } }"},
                 headers={"authorization": f"Bearer {member['access_token']}"},
             )
             assert me.json()["data"]["me"] == {
@@ -303,7 +353,7 @@ async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_cr
 
 
 async def test_the_demo_restarts_on_its_data_with_fresh_credentials_and_the_same_members(
-    demo_data: Callable[[], Demo]
+    demo_data: Callable[[], Demo],
 ) -> None:
     first = await demo_data().started()
     path = Path(first.find(r"OAuth clients and member tokens: (\S+)"))
@@ -317,11 +367,13 @@ async def test_the_demo_restarts_on_its_data_with_fresh_credentials_and_the_same
     admin = after["clients"]["admin"]
     async with httpx.AsyncClient(timeout=30) as client:
         token = await client.post(
-            after["token_endpoint"], data={"grant_type": "client_credentials"},
+            after["token_endpoint"],
+            data={"grant_type": "client_credentials"},
             auth=(admin["client_id"], admin["client_secret"]),
         )
         listed = await client.post(
-            after["graphql"], json={"query": "{ clients { clientId } }"},
+            after["graphql"],
+            json={"query": "{ clients { clientId } }"},
             headers={"authorization": f"Bearer {token.json()['access_token']}"},
         )
     assert len(listed.json()["data"]["clients"]) == 8, "no client piles up across restarts"

@@ -62,26 +62,40 @@ async def execute(db: Database, ledger: Ledger, clock: Clock, operation: tuple) 
             program = await programs.get_program(session, source)
             version = await rates.version_at(session, source, target, now) if source != target else None
             minimum = max(program.minimum_points, (version.minimum_points or 0) if version else 0)
-            step = (version.increment if version and version.increment else program.increment)
+            step = version.increment if version and version.increment else program.increment
             points = -(-minimum // step) * step * multiple
             quote = await quotes.create_quote(
                 session,
-                quotes.QuoteRequest(member_id=f"m{member}", member_level=level, source=source, target=target, points=points),
+                quotes.QuoteRequest(
+                    member_id=f"m{member}", member_level=level, source=source, target=target, points=points
+                ),
                 policy=POLICY,
                 now=now,
             )
             usages = limits.conversion_usages(
-                member_id=quote.member_id, source=program, target=await programs.get_program(session, target),
+                member_id=quote.member_id,
+                source=program,
+                target=await programs.get_program(session, target),
                 version=await rates.version_at(session, source, target, now),
-                points_in=quote.points_in, points_out=quote.points_out, at=now, timezone=TAIPEI,
+                points_in=quote.points_in,
+                points_out=quote.points_out,
+                at=now,
+                timezone=TAIPEI,
             )
             await limits.reserve(session, usages)
             await ledger.post(
                 session,
                 conversion_transaction(
-                    chart=CHART, transaction_id=f"conversion:{quote.id}", conversion_id=quote.id,
-                    source=source, target=target, points_in=quote.points_in, points_out=quote.points_out,
-                    money_value_minor=quote.money_value_minor, fee_minor=quote.fee_minor, effective_at=now,
+                    chart=CHART,
+                    transaction_id=f"conversion:{quote.id}",
+                    conversion_id=quote.id,
+                    source=source,
+                    target=target,
+                    points_in=quote.points_in,
+                    points_out=quote.points_out,
+                    money_value_minor=quote.money_value_minor,
+                    fee_minor=quote.fee_minor,
+                    effective_at=now,
                 ),
             )
     except (BadUserInput, LimitExceeded):
@@ -107,8 +121,10 @@ async def run_sequence(url: str, steps: list[tuple]) -> None:  # type: ignore[ty
                 if not target.reversed:
                     async with db.transaction() as session:
                         await ledger.reverse(
-                            session, f"conversion:{target.quote.id}",
-                            transaction_id=f"reversal:{target.quote.id}", effective_at=clock.now(),
+                            session,
+                            f"conversion:{target.quote.id}",
+                            transaction_id=f"reversal:{target.quote.id}",
+                            effective_at=clock.now(),
                         )
                         await limits.release(session, target.usages)
                     target.reversed = True
@@ -135,7 +151,10 @@ async def assert_ledger_agrees(db: Database, standing: list[Executed]) -> None:
     async with db.transaction() as session:
         verification = await verify_ledger(session)
         balances = dict(tuple(row) for row in await session.exec(text("SELECT code, balance FROM ledger_account")))
-        per_unit = dict(tuple(row) for row in await session.exec(text("SELECT unit, sum(balance) FROM ledger_account GROUP BY unit")))
+        per_unit = dict(
+            tuple(row)
+            for row in await session.exec(text("SELECT unit, sum(balance) FROM ledger_account GROUP BY unit"))
+        )
         used = dict(tuple(row) for row in await session.exec(text("SELECT key, used FROM limit_usage")))
     assert verification.ok, verification.problem
     assert {code: balance for code, balance in balances.items() if balance} == {
@@ -145,9 +164,13 @@ async def assert_ledger_agrees(db: Database, standing: list[Executed]) -> None:
     assert {key: amount for key, amount in used.items() if amount} == {key: n for key, n in usage.items() if n}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(steps=operations)
-def test_no_point_or_minor_unit_is_created_or_lost_on_sqlite(sqlite_databases: SqliteDatabases, steps: list[tuple]) -> None:  # type: ignore[type-arg]
+def test_no_point_or_minor_unit_is_created_or_lost_on_sqlite(
+    sqlite_databases: SqliteDatabases, steps: list[tuple]
+) -> None:  # type: ignore[type-arg]
     url = sqlite_databases.create()
     try:
         asyncio.run(run_sequence(url, steps))
@@ -155,9 +178,13 @@ def test_no_point_or_minor_unit_is_created_or_lost_on_sqlite(sqlite_databases: S
         sqlite_databases.drop(url)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(steps=operations)
-def test_no_point_or_minor_unit_is_created_or_lost_on_postgresql(postgres_databases: PostgresDatabases, steps: list[tuple]) -> None:  # type: ignore[type-arg]
+def test_no_point_or_minor_unit_is_created_or_lost_on_postgresql(
+    postgres_databases: PostgresDatabases, steps: list[tuple]
+) -> None:  # type: ignore[type-arg]
     url = postgres_databases.create()
     try:
         asyncio.run(run_sequence(url, steps))

@@ -36,7 +36,7 @@ def test_the_openapi_document_lists_every_contract_code() -> None:
 
 
 def test_contract_graphql_is_the_schema_the_sandbox_serves() -> None:
-    assert CONTRACT_SDL == build_contract_schema().as_str() + "\n", (
+    assert build_contract_schema().as_str() + "\n" == CONTRACT_SDL, (
         "partners/contract.graphql is stale: export build_contract_schema().as_str()"
     )
 

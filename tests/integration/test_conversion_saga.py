@@ -40,7 +40,9 @@ class World:
     partners: dict[str, FakePartner]
     saga: ConversionSaga
 
-    async def quote(self, points: int = 1000, source: str = "happy-card", target: str = "fresh-mart", member: str = "m1") -> Quote:
+    async def quote(
+        self, points: int = 1000, source: str = "happy-card", target: str = "fresh-mart", member: str = "m1"
+    ) -> Quote:
         async with self.db.transaction() as session:
             return await quotes.create_quote(
                 session,
@@ -51,7 +53,9 @@ class World:
 
     async def execute(self, quote: Quote, key: str = "k1", member: str = "m1") -> Conversion:
         return await self.saga.execute(
-            ExecuteRequest(member_id=member, quote_id=quote.id, idempotency_key=key, source_ref="alice", target_ref="alice")
+            ExecuteRequest(
+                member_id=member, quote_id=quote.id, idempotency_key=key, source_ref="alice", target_ref="alice"
+            )
         )
 
     async def recover_all(self) -> int:

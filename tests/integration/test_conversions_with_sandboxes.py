@@ -46,7 +46,9 @@ class Exchange:
                 now=self.clock.now(),
             )
         return await self.saga.execute(
-            ExecuteRequest(member_id=member, quote_id=quote.id, idempotency_key=key, source_ref=member, target_ref=member)
+            ExecuteRequest(
+                member_id=member, quote_id=quote.id, idempotency_key=key, source_ref=member, target_ref=member
+            )
         )
 
     async def recover(self) -> None:

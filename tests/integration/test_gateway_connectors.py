@@ -14,9 +14,7 @@ async def test_the_gateway_reaches_sandboxes_and_closes_its_partner_clients(
     sandboxes: SandboxFleet, sqlite_databases: SqliteDatabases
 ) -> None:
     (wallet,) = await sandboxes.start("wallet-pay")
-    app = create_app(
-        Settings(database_url=sqlite_databases.create()), partner_base_urls=sandboxes.base_urls
-    )
+    app = create_app(Settings(database_url=sqlite_databases.create()), partner_base_urls=sandboxes.base_urls)
     async with serving(app):
         connector = app.state.services.connectors.connector(
             "wallet-pay", wallet.program.connector.model_dump(mode="json")

@@ -37,7 +37,9 @@ def ledger() -> Ledger:
     return Ledger(timezone=TAIPEI, clock=FrozenClock(NOON))
 
 
-def payment(transaction_id: str, amount: int = 1000, *, at: datetime = NOON, reference: str = "conversion:c1") -> TransactionRequest:
+def payment(
+    transaction_id: str, amount: int = 1000, *, at: datetime = NOON, reference: str = "conversion:c1"
+) -> TransactionRequest:
     """wallet-pay owes fresh-mart ``amount`` cents; the exchange keeps 2%."""
     fee = amount // 50
     return TransactionRequest(
@@ -56,7 +58,7 @@ def payment(transaction_id: str, amount: int = 1000, *, at: datetime = NOON, ref
 async def balances(db: Database) -> dict[str, int]:
     async with db.transaction() as session:
         rows = await session.exec(text("SELECT code, balance FROM ledger_account"))
-        return {code: balance for code, balance in rows}
+        return dict(rows.all())
 
 
 async def test_posting_moves_balances_and_assigns_the_period(db: Database, ledger: Ledger) -> None:
@@ -104,8 +106,10 @@ async def test_the_same_id_with_other_content_is_a_conflict(db: Database, ledger
         # Two debtors and two creditors in money: nothing says who owes whom.
         (
             (
-                Leg(CHART.clearing("a"), -60), Leg(CHART.clearing("b"), -40),
-                Leg(CHART.clearing("c"), 50), Leg(CHART.fees(), 50),
+                Leg(CHART.clearing("a"), -60),
+                Leg(CHART.clearing("b"), -40),
+                Leg(CHART.clearing("c"), 50),
+                Leg(CHART.fees(), 50),
             ),
             "legs",
         ),
@@ -140,7 +144,12 @@ async def test_a_reversal_must_negate_exactly(db: Database, ledger: Ledger) -> N
         await ledger.post(session, payment("t1"))
     half = payment("t1-half", 500)
     forged = TransactionRequest(
-        "t1-half", "reversal", "conversion:c1", NOON, tuple(Leg(leg.account, -leg.amount) for leg in half.legs), reverses="t1"
+        "t1-half",
+        "reversal",
+        "conversion:c1",
+        NOON,
+        tuple(Leg(leg.account, -leg.amount) for leg in half.legs),
+        reverses="t1",
     )
     with pytest.raises(UnbalancedTransaction, match="does not exactly negate"):
         async with db.transaction() as session:
@@ -153,7 +162,10 @@ async def test_batches_post_in_order_and_skip_repeats(db: Database, ledger: Ledg
     async with db.transaction() as session:
         results = await ledger.post_many(session, [payment("t1"), payment("t0"), payment("t2"), payment("t1")])
     assert [(r.id, r.seq, r.replayed) for r in results] == [
-        ("t1", 2, False), ("t0", 1, True), ("t2", 3, False), ("t1", 2, False)
+        ("t1", 2, False),
+        ("t0", 1, True),
+        ("t2", 3, False),
+        ("t1", 2, False),
     ]
     async with db.transaction() as session:
         report = await verify_ledger(session)
@@ -232,11 +244,17 @@ async def test_verify_names_a_chained_transaction_that_is_not_a_star(db: Databas
         await ledger.post(session, payment("t0"))
         head_hash = (await session.exec(text("SELECT hash FROM ledger_chain_head"))).scalar_one()
     legs = [
-        (CHART.clearing("wallet-pay"), -60), (CHART.clearing("fresh-mart"), -40),
-        (CHART.fees(), 50), (CHART.clearing("formosa-air"), 50),
+        (CHART.clearing("wallet-pay"), -60),
+        (CHART.clearing("fresh-mart"), -40),
+        (CHART.fees(), 50),
+        (CHART.clearing("formosa-air"), 50),
     ]
     request_hash = request_digest(
-        transaction_id="forged", kind="adjustment", reference="x", effective_at=NOON, reverses=None,
+        transaction_id="forged",
+        kind="adjustment",
+        reference="x",
+        effective_at=NOON,
+        reverses=None,
         legs=((account.code, account.unit, amount) for account, amount in legs),
     )
     chained = chain_digest(seq=2, prev_hash=head_hash, request_hash=request_hash, period="2026-11")

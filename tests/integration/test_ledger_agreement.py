@@ -42,20 +42,31 @@ async def test_the_ledger_agrees_with_every_partner_after_a_mix(
     async with pg_db.transaction() as session:
         await load_directory(session, sample_partners, clock.now())
         reward = await catalog.publish(
-            session, "formosa-air", catalog.RewardDraft(title="Upgrade voucher", price=Decimal("100"), stock=10), clock.now()
+            session,
+            "formosa-air",
+            catalog.RewardDraft(title="Upgrade voucher", price=Decimal("100"), stock=10),
+            clock.now(),
         )
     alice = await member_with_accounts(pg_db, {"happy-card": "alice", "fresh-mart": "alice"}, clock.now())
     registry = sandboxes.registry(settings)
     policy = SagaPolicy(timezone=settings.timezone)
     ledger = Ledger(timezone=settings.timezone, clock=clock)
     conversions = ConversionSaga(
-        db=pg_db, connector_for=registry.for_program, catalog=CatalogCache(pg_db, ttl=0), ledger=ledger, clock=clock,
+        db=pg_db,
+        connector_for=registry.for_program,
+        catalog=CatalogCache(pg_db, ttl=0),
+        ledger=ledger,
+        clock=clock,
         policy=policy,
     )
     federation = Federation(pg_db, registry.for_program, CatalogCache(pg_db, ttl=0), balance_ttl=0, tier_ttl=0)
     redemptions = RedemptionSaga(
-        db=pg_db, connector_for=registry.for_program, member_level=federation.coalition_level, ledger=ledger,
-        clock=clock, policy=policy,
+        db=pg_db,
+        connector_for=registry.for_program,
+        member_level=federation.coalition_level,
+        ledger=ledger,
+        clock=clock,
+        policy=policy,
         delivery_window=timedelta(days=14),
     )
 
@@ -68,7 +79,9 @@ async def test_the_ledger_agrees_with_every_partner_after_a_mix(
                 now=clock.now(),
             )
         await conversions.execute(
-            ExecuteRequest(member_id=alice, quote_id=quote.id, idempotency_key=key, source_ref="alice", target_ref="alice")
+            ExecuteRequest(
+                member_id=alice, quote_id=quote.id, idempotency_key=key, source_ref="alice", target_ref="alice"
+            )
         )
 
     async def redeem(pay_with: str, key: str) -> str:
@@ -120,6 +133,8 @@ async def test_the_ledger_agrees_with_every_partner_after_a_mix(
         members = await sandboxes[program].admin.members()
         partner_net = members["total_points"] - members["total_opening_points"]
         assert accounts.get(f"member-points:{program}", 0) == partner_net, program
-    money = [balance for code, balance in accounts.items() if code.startswith("partner-clearing") or code == "exchange-fees"]
+    money = [
+        balance for code, balance in accounts.items() if code.startswith("partner-clearing") or code == "exchange-fees"
+    ]
     assert sum(money) == 0
     assert accounts["partner-clearing:formosa-air"] == 2 * 10000

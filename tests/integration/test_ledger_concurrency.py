@@ -81,7 +81,9 @@ async def test_a_second_posting_of_an_id_waits_for_the_first_and_replays_it(pg_d
         async with pg_db.transaction() as session:
             waiting = (
                 await session.exec(
-                    text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
                 )
             ).scalar_one()
         if waiting:
@@ -94,7 +96,9 @@ async def test_a_second_posting_of_an_id_waits_for_the_first_and_replays_it(pg_d
     assert await task_b is True
 
 
-async def test_parallel_processes_and_connections_keep_one_unbroken_chain(pg_db: Database, pg_database_url: str) -> None:
+async def test_parallel_processes_and_connections_keep_one_unbroken_chain(
+    pg_db: Database, pg_database_url: str
+) -> None:
     processes = [
         await asyncio.create_subprocess_exec(sys.executable, "-c", POSTER, pg_database_url, f"process{n}", "60")
         for n in range(2)
@@ -109,11 +113,7 @@ async def test_parallel_processes_and_connections_keep_one_unbroken_chain(pg_db:
     assert [await process.wait() for process in processes] == [0, 0]
     async with pg_db.transaction() as session:
         report = await verify_ledger(session)
-        legs = (
-            await session.exec(
-                text("SELECT count(DISTINCT transaction_seq), count(*) FROM ledger_entry")
-            )
-        ).one()
+        legs = (await session.exec(text("SELECT count(DISTINCT transaction_seq), count(*) FROM ledger_entry"))).one()
     assert report.ok, report.problem
     assert report.transactions == 2 * 60 + 4 * 30
     assert tuple(legs) == (240, 720)

@@ -24,7 +24,12 @@ from exchange.testing.clock import FrozenClock
 
 CHART = ChartOfAccounts("TWD")
 NOON = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
-WALLET, MART, AIR, FEES = CHART.clearing("wallet-pay"), CHART.clearing("fresh-mart"), CHART.clearing("formosa-air"), CHART.fees()
+WALLET, MART, AIR, FEES = (
+    CHART.clearing("wallet-pay"),
+    CHART.clearing("fresh-mart"),
+    CHART.clearing("formosa-air"),
+    CHART.fees(),
+)
 
 #: Legs of each shape, and the account code each leg must name (None: a hub or points leg).
 SHAPES: list[tuple[tuple[Leg, ...], list[str | None]]] = [
@@ -38,8 +43,16 @@ SHAPES: list[tuple[tuple[Leg, ...], list[str | None]]] = [
     ((Leg(WALLET, -500), Leg(WALLET, 200), Leg(AIR, 300)), [None, WALLET.code, WALLET.code]),
 ]
 CONVERSION = conversion_transaction(
-    chart=CHART, transaction_id="conversion", conversion_id="c", source="fresh-mart", target="formosa-air",
-    points_in=800, points_out=400, money_value_minor=700, fee_minor=14, effective_at=NOON,
+    chart=CHART,
+    transaction_id="conversion",
+    conversion_id="c",
+    source="fresh-mart",
+    target="formosa-air",
+    points_in=800,
+    points_out=400,
+    money_value_minor=700,
+    fee_minor=14,
+    effective_at=NOON,
 )
 #: The conversion's four points legs name nothing; its money legs follow the source.
 CONVERSION_NAMES: list[str | None] = [None, None, None, None, None, MART.code, MART.code]
@@ -47,7 +60,9 @@ CONVERSION_NAMES: list[str | None] = [None, None, None, None, None, MART.code, M
 
 def requests(copies: int) -> list[TransactionRequest]:
     made = [
-        TransactionRequest(f"t{copy}-{shape}", "adjustment", f"adjustment:{copy}-{shape}", NOON + timedelta(minutes=copy), legs)
+        TransactionRequest(
+            f"t{copy}-{shape}", "adjustment", f"adjustment:{copy}-{shape}", NOON + timedelta(minutes=copy), legs
+        )
         for copy in range(copies)
         for shape, (legs, _) in enumerate(SHAPES)
     ]

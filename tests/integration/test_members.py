@@ -31,16 +31,12 @@ async def test_a_new_account_creates_the_member_and_the_same_account_finds_them_
     async with loaded.transaction() as session:
         alice = await members.resolve_member_from_partner(session, "wallet-pay", "alice", NOW)
     async with loaded.transaction() as session:
-        again = await members.resolve_member_from_partner(
-            session, "wallet-pay", "alice", NOW + timedelta(days=1)
-        )
+        again = await members.resolve_member_from_partner(session, "wallet-pay", "alice", NOW + timedelta(days=1))
         accounts = await members.linked_accounts(session, [alice.id])
     assert again.id == alice.id and alice.id.startswith("mbr_")
     assert again.created_at == NOW
     [account] = accounts[alice.id]
-    assert (account.program_id, account.member_ref, account.established_by) == (
-        "wallet-pay", "alice", "assertion"
-    )
+    assert (account.program_id, account.member_ref, account.established_by) == ("wallet-pay", "alice", "assertion")
     assert account.linked_at == NOW
 
 

@@ -38,7 +38,11 @@ def test_cluster_starts_for_the_current_user() -> None:
     try:
         assert (cluster.run_as is None) == (os.geteuid() != 0)
         with psycopg.connect(cluster.url) as connection:
-            settings = dict(connection.execute("select name, setting from pg_settings where name in ('fsync', 'listen_addresses')").fetchall())
+            settings = dict(
+                connection.execute(
+                    "select name, setting from pg_settings where name in ('fsync', 'listen_addresses')"
+                ).fetchall()
+            )
         assert settings == {"fsync": "off", "listen_addresses": "127.0.0.1"}
     finally:
         cluster.stop()

@@ -47,7 +47,9 @@ def edited(tmp_path: Path, file: str, old: str, new: str) -> Path:
     return directory
 
 
-def quote_request(points: int, source: str = "happy-card", target: str = "fresh-mart", member: str = "m1", level: int = 0) -> quotes.QuoteRequest:
+def quote_request(
+    points: int, source: str = "happy-card", target: str = "fresh-mart", member: str = "m1", level: int = 0
+) -> quotes.QuoteRequest:
     return quotes.QuoteRequest(member_id=member, member_level=level, source=source, target=target, points=points)
 
 
@@ -58,7 +60,10 @@ async def test_every_pair_gets_a_version_and_reloading_adds_none(db: Database) -
         declared = await rates.version_at(session, "harbor-bank", "formosa-air", T0)
         derived = await rates.version_at(session, "wallet-pay", "fresh-mart", T0)
     assert (declared.origin, declared.bands, declared.bonus_every, declared.bonus_points) == (
-        Origin.DECLARED, [[1, 10, 1]], 60000, 1000
+        Origin.DECLARED,
+        [[1, 10, 1]],
+        60000,
+        1000,
     )
     assert (derived.origin, derived.bands, derived.fee_percent) == (Origin.DERIVED, [], Decimal(2))
     assert (derived.source_point_value, derived.target_point_value) == (Decimal(1), Decimal("0.1"))
@@ -84,8 +89,12 @@ async def test_a_partner_sets_and_clears_its_own_override(db: Database) -> None:
     later = T0 + timedelta(hours=2)
     async with db.transaction() as session:
         version = await rates.set_partner_override(
-            session, target="fresh-mart", source="wallet-pay",
-            override=PairOverride.fixed(Ratio(1, 12)), actor="client:fresh-mart", now=later,
+            session,
+            target="fresh-mart",
+            source="wallet-pay",
+            override=PairOverride.fixed(Ratio(1, 12)),
+            actor="client:fresh-mart",
+            now=later,
         )
         quote = await quotes.create_quote(session, quote_request(100, "wallet-pay"), policy=POLICY, now=later)
     assert (version.version, version.origin, version.created_by) == (2, Origin.PARTNER, "client:fresh-mart")
@@ -93,8 +102,12 @@ async def test_a_partner_sets_and_clears_its_own_override(db: Database) -> None:
     assert await load(db, at=later + timedelta(hours=1)) == 0  # the operator's reload keeps it
     async with db.transaction() as session:
         cleared = await rates.set_partner_override(
-            session, target="fresh-mart", source="wallet-pay", override=PairOverride(),
-            actor="client:fresh-mart", now=later + timedelta(hours=2),
+            session,
+            target="fresh-mart",
+            source="wallet-pay",
+            override=PairOverride(),
+            actor="client:fresh-mart",
+            now=later + timedelta(hours=2),
         )
     assert (cleared.version, cleared.origin, cleared.bands) == (3, Origin.DERIVED, [])
 
@@ -104,8 +117,12 @@ async def test_a_declared_pair_is_the_operators_alone(db: Database) -> None:
     with pytest.raises(ManagedByOperator) as caught:
         async with db.transaction() as session:
             await rates.set_partner_override(
-                session, target="formosa-air", source="harbor-bank",
-                override=PairOverride.fixed(Ratio(1, 1)), actor="client:formosa-air", now=T0,
+                session,
+                target="formosa-air",
+                source="harbor-bank",
+                override=PairOverride.fixed(Ratio(1, 1)),
+                actor="client:formosa-air",
+                now=T0,
             )
     assert caught.value.extensions()["code"] == "FORBIDDEN"
 
@@ -116,7 +133,12 @@ async def test_quotes_fix_the_breakdown(db: Database) -> None:
         quote = await quotes.create_quote(
             session, quote_request(60000, "harbor-bank", "formosa-air", level=4), policy=POLICY, now=T0
         )
-    assert (quote.points_in, quote.base_points, quote.step_bonus_points, quote.tier_bonus_points) == (60000, 6000, 1000, 300)
+    assert (quote.points_in, quote.base_points, quote.step_bonus_points, quote.tier_bonus_points) == (
+        60000,
+        6000,
+        1000,
+        300,
+    )
     assert quote.points_out == 7300
     assert (quote.money_value_minor, quote.fee_minor, quote.currency) == (300000, 6000, "TWD")
     assert quote.expires_at == T0 + timedelta(seconds=60)
@@ -126,9 +148,15 @@ async def test_promotions_apply_in_their_window_and_to_their_sources(db: Databas
     await load(db)
     during = datetime(2026, 12, 20, tzinfo=UTC)
     async with db.transaction() as session:
-        promoted = await quotes.create_quote(session, quote_request(3000, "fresh-mart", "formosa-air"), policy=POLICY, now=during)
-        other_source = await quotes.create_quote(session, quote_request(1000, "wallet-pay", "formosa-air"), policy=POLICY, now=during)
-        before = await quotes.create_quote(session, quote_request(3000, "fresh-mart", "formosa-air"), policy=POLICY, now=T0)
+        promoted = await quotes.create_quote(
+            session, quote_request(3000, "fresh-mart", "formosa-air"), policy=POLICY, now=during
+        )
+        other_source = await quotes.create_quote(
+            session, quote_request(1000, "wallet-pay", "formosa-air"), policy=POLICY, now=during
+        )
+        before = await quotes.create_quote(
+            session, quote_request(3000, "fresh-mart", "formosa-air"), policy=POLICY, now=T0
+        )
     assert promoted.promotions == [{"id": "formosa-air-year-end-2026", "bonus_percent": "10"}]
     assert promoted.promotion_bonus_points == promoted.base_points // 10
     assert other_source.promotions == [] and before.promotions == []
@@ -137,8 +165,11 @@ async def test_promotions_apply_in_their_window_and_to_their_sources(db: Databas
 async def test_partner_promotions_are_idempotent_and_end_early(db: Database) -> None:
     await load(db)
     terms = promotions.PromotionTerms(
-        id="fm-weekend", program_id="fresh-mart", bonus_percent=Decimal("20"),
-        starts_at=T0, ends_at=T0 + timedelta(days=2),
+        id="fm-weekend",
+        program_id="fresh-mart",
+        bonus_percent=Decimal("20"),
+        starts_at=T0,
+        ends_at=T0 + timedelta(days=2),
     )
     async with db.transaction() as session:
         first = await promotions.create_promotion(session, terms, actor="client:fresh-mart", now=T0)
@@ -150,9 +181,13 @@ async def test_partner_promotions_are_idempotent_and_end_early(db: Database) -> 
             )
         with pytest.raises(NotFound):
             await promotions.end_promotion(session, program_id="wallet-pay", promotion_id="fm-weekend", now=T0)
-        ended = await promotions.end_promotion(session, program_id="fresh-mart", promotion_id="fm-weekend", now=T0 + timedelta(hours=1))
+        ended = await promotions.end_promotion(
+            session, program_id="fresh-mart", promotion_id="fm-weekend", now=T0 + timedelta(hours=1)
+        )
         assert ended.ends_at == T0 + timedelta(hours=1)
-        active = await promotions.active_promotions(session, source="wallet-pay", target="fresh-mart", at=T0 + timedelta(hours=2))
+        active = await promotions.active_promotions(
+            session, source="wallet-pay", target="fresh-mart", at=T0 + timedelta(hours=2)
+        )
     assert active == ()
 
 
@@ -203,8 +238,14 @@ async def usages_for(db: Database, request: quotes.QuoteRequest, at: datetime) -
         target = await programs.get_program(session, request.target)
         version = await rates.version_at(session, request.source, request.target, at)
     return limits.conversion_usages(
-        member_id=request.member_id, source=source, target=target, version=version,
-        points_in=quote.points_in, points_out=quote.points_out, at=at, timezone=POLICY.timezone,
+        member_id=request.member_id,
+        source=source,
+        target=target,
+        version=version,
+        points_in=quote.points_in,
+        points_out=quote.points_out,
+        at=at,
+        timezone=POLICY.timezone,
     )
 
 
@@ -234,7 +275,9 @@ async def test_a_pair_cap_applies_on_top_of_the_programs(db: Database) -> None:
             await limits.reserve(session, usages)
     with pytest.raises(LimitExceeded) as caught:
         async with db.transaction() as session:
-            await quotes.create_quote(session, quote_request(5000, "tune-stream", "wallet-pay"), policy=POLICY, now=T0 + timedelta(days=2))
+            await quotes.create_quote(
+                session, quote_request(5000, "tune-stream", "wallet-pay"), policy=POLICY, now=T0 + timedelta(days=2)
+            )
     assert (caught.value.limit, caught.value.remaining) == ("pair_member_monthly_cap", 4000)
 
 

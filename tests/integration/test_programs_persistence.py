@@ -26,7 +26,12 @@ async def load(db: Database, directory: Path, now: datetime = NOW) -> service.Lo
 async def test_loading_creates_every_program_with_its_tiers(db: Database) -> None:
     report = await load(db, SAMPLE_PARTNERS)
     assert sorted(report.created) == [
-        "formosa-air", "fresh-mart", "happy-card", "harbor-bank", "tune-stream", "wallet-pay"
+        "formosa-air",
+        "fresh-mart",
+        "happy-card",
+        "harbor-bank",
+        "tune-stream",
+        "wallet-pay",
     ]
     async with db.transaction() as session:
         programs = await service.list_programs(session)
@@ -37,13 +42,14 @@ async def test_loading_creates_every_program_with_its_tiers(db: Database) -> Non
     assert str(by_id["formosa-air"].point_value) == "0.4"
     assert by_id["formosa-air"].created_at == NOW
     assert [(t.name, t.level) for t in tiers["formosa-air"]] == [
-        ("Base", 0), ("Silver", 1), ("Gold", 2), ("Diamond", 4)
+        ("Base", 0),
+        ("Silver", 1),
+        ("Gold", 2),
+        ("Diamond", 4),
     ]
     assert by_id["formosa-air"].connector["timeout_seconds"] == "3"
     assert coalition.settings.settlement_currency == "TWD"
-    assert [level.name for level in coalition.ladder] == [
-        "Member", "Silver", "Gold", "Platinum", "Diamond"
-    ]
+    assert [level.name for level in coalition.ladder] == ["Member", "Silver", "Gold", "Platinum", "Diamond"]
 
 
 async def test_loading_again_changes_nothing(db: Database) -> None:
@@ -54,9 +60,7 @@ async def test_loading_again_changes_nothing(db: Database) -> None:
         assert (await service.get_program(session, "wallet-pay")).updated_at == NOW
 
 
-async def test_changed_declarations_update_programs_and_replace_tiers(
-    db: Database, tmp_path: Path
-) -> None:
+async def test_changed_declarations_update_programs_and_replace_tiers(db: Database, tmp_path: Path) -> None:
     await load(db, SAMPLE_PARTNERS)
     directory = tmp_path / "partners"
     shutil.copytree(SAMPLE_PARTNERS, directory)

@@ -64,7 +64,9 @@ class World:
         async with self.db.transaction() as session:
             return await catalog.publish(session, "formosa-air", draft, self.clock.now())
 
-    async def redeem(self, reward: Reward, key: str = "k1", member: str | None = None, pay_with: str = "happy-card") -> Redemption:
+    async def redeem(
+        self, reward: Reward, key: str = "k1", member: str | None = None, pay_with: str = "happy-card"
+    ) -> Redemption:
         return await self.saga.redeem(
             RedeemRequest(member_id=member or self.alice, reward_id=reward.id, pay_with=pay_with, idempotency_key=key)
         )
@@ -107,7 +109,11 @@ async def make_world(db: Database, members: int = 0) -> World:
         db=db,
         connector_for=connector_for,  # type: ignore[arg-type]
         member_level=Federation(
-            db, connector_for, CatalogCache(db, ttl=0), balance_ttl=0, tier_ttl=0  # type: ignore[arg-type]
+            db,
+            connector_for,
+            CatalogCache(db, ttl=0),
+            balance_ttl=0,
+            tier_ttl=0,  # type: ignore[arg-type]
         ).coalition_level,
         ledger=Ledger(timezone=TAIPEI, clock=clock),
         clock=clock,
@@ -128,7 +134,10 @@ async def test_a_redemption_debits_the_member_posts_the_clearing_and_takes_one_f
     redemption = await world.redeem(reward)
     # 150 TWD + 2 % fee = 153 TWD; happy-card points are worth 0.25 TWD: 612 points.
     assert (redemption.status, redemption.points, redemption.price_minor, redemption.fee_minor) == (
-        RedemptionStatus.COMPLETED, 612, 15000, 300,
+        RedemptionStatus.COMPLETED,
+        612,
+        15000,
+        300,
     )
     assert redemption.deliver_by == T0 + timedelta(days=14)
     assert world.partners["happy-card"].balances["alice"] == 100_000 - 612
@@ -218,7 +227,9 @@ async def test_an_undelivered_reward_is_reversed_and_a_delivered_one_stays(world
     delivered = await world.saga.confirm_delivery((await world.redeem(reward, "on-time")).id, "formosa-air")
     lottery = await world.redeem(await world.reward(kind=RewardKind.LOTTERY, id="draw"), "draw")
     assert (delivered.status, lottery.status, lottery.deliver_by) == (
-        RedemptionStatus.DELIVERED, RedemptionStatus.COMPLETED, None,
+        RedemptionStatus.DELIVERED,
+        RedemptionStatus.COMPLETED,
+        None,
     )
     world.clock.advance(days=15)
     assert await RedemptionJob(world.saga).run_once() == 1

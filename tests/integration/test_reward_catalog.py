@@ -23,7 +23,12 @@ async def test_declared_rewards_are_published_once_and_then_left_to_their_partne
     async with db.transaction() as session:
         await load_directory(session, directory, T0)
         draw = await catalog.get_reward(session, "formosa-air-upgrade-draw")
-        assert (draw.program_id, draw.kind, draw.price_minor, draw.min_level) == ("formosa-air", RewardKind.LOTTERY, 2000, 1)
+        assert (draw.program_id, draw.kind, draw.price_minor, draw.min_level) == (
+            "formosa-air",
+            RewardKind.LOTTERY,
+            2000,
+            1,
+        )
         draw.stock = 7  # redemptions took some
         session.add(draw)
     async with db.transaction() as session:
@@ -46,7 +51,9 @@ async def test_declared_rewards_are_published_once_and_then_left_to_their_partne
         ({"id": "formosa-air-lounge-pass"}, "input.id"),
     ],
 )
-async def test_publishing_refuses_bad_input_naming_the_field(db: Database, change: dict[str, object], field: str) -> None:
+async def test_publishing_refuses_bad_input_naming_the_field(
+    db: Database, change: dict[str, object], field: str
+) -> None:
     draft = catalog.RewardDraft(**{"title": "Pass", "price": Decimal("10"), "stock": 1, **change})  # type: ignore[arg-type]
     async with db.transaction() as session:
         await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), T0)

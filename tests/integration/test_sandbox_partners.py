@@ -68,9 +68,7 @@ async def once() -> AsyncIterator[ConnectorRegistry]:
     await registry.aclose()
 
 
-def connect(
-    registry: ConnectorRegistry, sandboxes: SandboxFleet, kind: str, *, timeout: str = "2"
-) -> PartnerConnector:
+def connect(registry: ConnectorRegistry, sandboxes: SandboxFleet, kind: str, *, timeout: str = "2") -> PartnerConnector:
     config = sandboxes.connector_config(PROGRAM, kind).model_copy(  # type: ignore[arg-type]
         update={"timeout_seconds": Decimal(timeout)}
     )
@@ -78,7 +76,9 @@ def connect(
 
 
 @pytest.fixture
-def partner(wallet: RunningSandbox, registry: ConnectorRegistry, sandboxes: SandboxFleet, kind: str) -> PartnerConnector:
+def partner(
+    wallet: RunningSandbox, registry: ConnectorRegistry, sandboxes: SandboxFleet, kind: str
+) -> PartnerConnector:
     return connect(registry, sandboxes, kind)
 
 
@@ -88,7 +88,9 @@ async def test_seeded_members_have_balances_tiers_and_expiring_points(partner: P
     assert [lot.points for lot in alice.expiring] == [5_000]
     bob, carol, dave = [await partner.account(ref) for ref in ("bob", "carol", "dave")]
     assert [(m.balance, m.tier) for m in (bob, carol, dave)] == [
-        (25_000, "Premium"), (3_000, "Regular"), (0, "Regular"),
+        (25_000, "Premium"),
+        (3_000, "Regular"),
+        (0, "Regular"),
     ]
     assert await partner.verify_member("alice", "1111") is True
     assert await partner.verify_member("alice", "2222") is False
@@ -131,9 +133,7 @@ async def test_insufficient_points_is_refused_and_leaves_no_trace(
     assert await wallet.admin.operations() == []
 
 
-async def test_partial_reversals_never_exceed_the_original(
-    partner: PartnerConnector, wallet: RunningSandbox
-) -> None:
+async def test_partial_reversals_never_exceed_the_original(partner: PartnerConnector, wallet: RunningSandbox) -> None:
     await partner.debit("c4:debit", "alice", 1_000)
     first = await partner.reverse("c4:rev1", "c4:debit", 300)
     assert first.points == 300 and first.target is not None
@@ -151,9 +151,7 @@ async def test_partial_reversals_never_exceed_the_original(
     assert status is not None and (status.status, status.reversed_points) == (OperationState.REVERSED, 1_000)
 
 
-async def test_reversing_an_id_that_never_arrived_voids_it(
-    partner: PartnerConnector, wallet: RunningSandbox
-) -> None:
+async def test_reversing_an_id_that_never_arrived_voids_it(partner: PartnerConnector, wallet: RunningSandbox) -> None:
     reversal = await partner.reverse("c5:undo", "c5:debit")
     assert reversal.points == 0 and reversal.target is not None
     assert reversal.target.status is OperationState.VOIDED
@@ -188,9 +186,7 @@ async def test_a_status_match_sets_a_tier_until_it_expires_or_is_reverted(
     assert (await partner.account("carol")).tier == "Regular"
 
 
-async def test_apply_then_error_is_settled_by_the_retry(
-    partner: PartnerConnector, wallet: RunningSandbox
-) -> None:
+async def test_apply_then_error_is_settled_by_the_retry(partner: PartnerConnector, wallet: RunningSandbox) -> None:
     await wallet.admin.set_faults(script=[FaultKind.APPLY_THEN_ERROR])
     debit = await partner.debit("f1:debit", "alice", 1_000)
     assert debit.balance_after == 119_000
@@ -242,9 +238,7 @@ async def test_a_fault_before_applying_applies_nothing(
     assert await wallet.admin.balance("bob") == 25_000
 
 
-async def test_every_call_failing_exhausts_the_retries(
-    partner: PartnerConnector, wallet: RunningSandbox
-) -> None:
+async def test_every_call_failing_exhausts_the_retries(partner: PartnerConnector, wallet: RunningSandbox) -> None:
     await wallet.admin.set_faults(percent={FaultKind.ERROR: 100})
     with pytest.raises(PartnerServerError):
         await partner.account("alice")

@@ -101,7 +101,9 @@ async def convert(soak: Soak, rng: random.Random, number: int) -> None:
     for _ in range(200):
         try:
             if quote_id is None:
-                answer = await soak.kit.graphql(QUOTE, soak.tokens[member], **{"from": source, "to": target, "points": points})
+                answer = await soak.kit.graphql(
+                    QUOTE, soak.tokens[member], **{"from": source, "to": target, "points": points}
+                )
                 body = answer.json()
                 if body.get("errors"):
                     assert body["errors"][0]["extensions"]["code"] in ("LIMIT_EXCEEDED",), body
@@ -130,7 +132,12 @@ async def test_soak_with_faults_and_a_hard_kill_ends_final_and_agreeing(soak: So
     for index, program in enumerate(PROGRAMS):
         await soak.sandboxes[program].admin.set_faults(
             latency_ms=5,
-            percent={FaultKind.ERROR: 4, FaultKind.APPLY_THEN_ERROR: 4, FaultKind.APPLY_THEN_DROP: 4, FaultKind.HANG: 2},
+            percent={
+                FaultKind.ERROR: 4,
+                FaultKind.APPLY_THEN_ERROR: 4,
+                FaultKind.APPLY_THEN_DROP: 4,
+                FaultKind.HANG: 2,
+            },
             seed=index,
         )
     numbers = iter(range(CONVERSIONS))
@@ -153,9 +160,12 @@ async def test_soak_with_faults_and_a_hard_kill_ends_final_and_agreeing(soak: So
     statuses: Counter[str] = Counter()
     for _ in range(600):
         async with soak.kit.db.transaction() as session:
-            statuses = Counter(dict(tuple(row) for row in await session.exec(
-                text("SELECT status, count(*) FROM conversion GROUP BY status")
-            )))
+            statuses = Counter(
+                dict(
+                    tuple(row)
+                    for row in await session.exec(text("SELECT status, count(*) FROM conversion GROUP BY status"))
+                )
+            )
         if not statuses["PENDING"]:
             break
         await asyncio.sleep(0.2)
@@ -164,19 +174,28 @@ async def test_soak_with_faults_and_a_hard_kill_ends_final_and_agreeing(soak: So
 
     async with soak.kit.db.transaction() as session:
         verification = await verify_ledger(session)
-        completed = (await session.exec(text(
-            "SELECT id, from_program, to_program, points_in, points_out FROM conversion WHERE status = 'COMPLETED'"
-        ))).all()
-        ledger_points = dict(tuple(row) for row in await session.exec(text(
-            "SELECT a.program_id, a.balance FROM ledger_account a WHERE a.kind = 'member-points'"
-        )))
+        completed = (
+            await session.exec(
+                text(
+                    "SELECT id, from_program, to_program, points_in, points_out FROM conversion WHERE status = 'COMPLETED'"
+                )
+            )
+        ).all()
+        ledger_points = dict(
+            tuple(row)
+            for row in await session.exec(
+                text("SELECT a.program_id, a.balance FROM ledger_account a WHERE a.kind = 'member-points'")
+            )
+        )
         ledger_lines = {
             (row[0], row[1]): row[2]
-            for row in await session.exec(text(
-                "SELECT t.reference, a.program_id, e.amount FROM ledger_entry e"
-                " JOIN ledger_transaction t ON t.seq = e.transaction_seq"
-                " JOIN ledger_account a ON a.id = e.account_id WHERE a.kind = 'member-points'"
-            ))
+            for row in await session.exec(
+                text(
+                    "SELECT t.reference, a.program_id, e.amount FROM ledger_entry e"
+                    " JOIN ledger_transaction t ON t.seq = e.transaction_seq"
+                    " JOIN ledger_account a ON a.id = e.account_id WHERE a.kind = 'member-points'"
+                )
+            )
         }
     assert verification.ok, verification.problem
 

@@ -78,9 +78,13 @@ async def make_world(
         db, {"harbor-bank": "bob", "formosa-air": "carol", "fresh-mart": "carol"}, clock.now()
     )
     registry = sandboxes.registry(settings)
-    saga = MatchSaga(db=db, connector_for=registry.for_program, clock=clock, policy=SagaPolicy(timezone=settings.timezone))
+    saga = MatchSaga(
+        db=db, connector_for=registry.for_program, clock=clock, policy=SagaPolicy(timezone=settings.timezone)
+    )
     try:
-        yield World(db, clock, sandbox_clock, sandboxes, registry, StatusMatching(db, registry.for_program, saga, clock), member)
+        yield World(
+            db, clock, sandbox_clock, sandboxes, registry, StatusMatching(db, registry.for_program, saga, clock), member
+        )
     finally:
         await registry.aclose()
 

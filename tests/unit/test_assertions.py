@@ -73,9 +73,7 @@ def partner_key() -> ECKey:
         ({"exp": int((NOW + timedelta(hours=1, seconds=1)).timestamp())}, "valid for too long"),
     ],
 )
-def test_assertions_with_bad_claims_are_rejected(
-    partner_key: ECKey, overrides: dict[str, Any], reason: str
-) -> None:
+def test_assertions_with_bad_claims_are_rejected(partner_key: ECKey, overrides: dict[str, Any], reason: str) -> None:
     with pytest.raises(AssertionRejected, match=reason):
         verify(sign(partner_key, "ES256", **overrides), partner_key)
 
@@ -87,13 +85,13 @@ def test_an_assertion_signed_by_another_key_is_rejected(partner_key: ECKey) -> N
 
 
 def test_a_tampered_assertion_is_rejected(partner_key: ECKey) -> None:
-    header, payload, signature = sign(partner_key, "ES256").split(".")
+    header, _payload, signature = sign(partner_key, "ES256").split(".")
     forged = jwt.encode({"alg": "ES256"}, claims(sub="bob"), partner_key).split(".")[1]
     with pytest.raises(AssertionRejected, match="signature does not verify"):
         verify(f"{header}.{forged}.{signature}", partner_key)
 
 
-@pytest.mark.filterwarnings("ignore:JWS algorithm \"none\" is deprecated")
+@pytest.mark.filterwarnings('ignore:JWS algorithm "none" is deprecated')
 def test_unsigned_and_hmac_assertions_are_rejected(partner_key: ECKey) -> None:
     hmac_key = OctKey.import_key(json.dumps(partner_key.as_dict(private=False)).encode())
     unsigned = jwt.encode({"alg": "none"}, claims(), None, algorithms=["none"])

@@ -51,7 +51,7 @@ def test_sample_directory_declares_six_programs_with_real_world_values() -> None
 
 
 def test_unknown_key_is_named(partners: Path) -> None:
-    rewrite(partners / "fresh-mart.toml", 'point_name = ', 'colour = "red"\npoint_name = ')
+    rewrite(partners / "fresh-mart.toml", "point_name = ", 'colour = "red"\npoint_name = ')
     error = refusal(partners)
     assert str(error) == f"{partners / 'fresh-mart.toml'}: colour: unknown key"
 

@@ -44,9 +44,17 @@ EXPECTED: dict[str, str] = {
     **{f"Program.{name}": ANYONE for name in ("id", "name", "category", "pointName", "pointValue", "limits", "tiers")},
     "Program.linkedAccounts": "partner:own",
     "Program.assertionKeys": KEY_MANAGERS,
-    **{f"ConversionLimits.{name}": ANYONE for name in (
-        "minimumPoints", "increment", "memberDailyCap", "memberMonthlyCap", "memberYearlyCap", "monthlyIssueBudget"
-    )},
+    **{
+        f"ConversionLimits.{name}": ANYONE
+        for name in (
+            "minimumPoints",
+            "increment",
+            "memberDailyCap",
+            "memberMonthlyCap",
+            "memberYearlyCap",
+            "monthlyIssueBudget",
+        )
+    },
     "Tier.name": ANYONE,
     "Tier.level": ANYONE,
     "Coalition.settlementCurrency": ANYONE,
@@ -55,21 +63,24 @@ EXPECTED: dict[str, str] = {
     "CoalitionTierLevel.level": ANYONE,
     "CoalitionTierLevel.name": ANYONE,
     **{f"Member.{name}": PARTNER_OWN_OR_MEMBER_OWN for name in ("id", "createdAt", "linkedAccounts")},
-    **{f"LinkedAccount.{name}": PARTNER_OWN_OR_MEMBER_OWN for name in (
-        "memberId", "memberRef", "linkedAt", "establishedBy", "program"
-    )},
+    **{
+        f"LinkedAccount.{name}": PARTNER_OWN_OR_MEMBER_OWN
+        for name in ("memberId", "memberRef", "linkedAt", "establishedBy", "program")
+    },
     **{f"AssertionKey.{name}": KEY_MANAGERS for name in ("kid", "keyType", "publicJwk", "createdAt")},
-    **{f"Viewer.{name}": TOKEN for name in (
-        "role", "subject", "clientId", "programId", "memberId", "scopes", "expiresAt"
-    )},
+    **{
+        f"Viewer.{name}": TOKEN
+        for name in ("role", "subject", "clientId", "programId", "memberId", "scopes", "expiresAt")
+    },
     **{f"OAuthClient.{name}": "admin" for name in ("clientId", "role", "programId", "scopes", "createdAt")},
     # The federated view and linking accounts: the member alone.
     "Mutation.linkAccount": "member",
     "Member.accounts": "member:own",
     "Member.coalitionLevel": "member:own",
-    **{f"Account.{name}": "member:own" for name in (
-        "memberRef", "balance", "tier", "level", "tierExpiresAt", "expiringPoints", "error", "program"
-    )},
+    **{
+        f"Account.{name}": "member:own"
+        for name in ("memberRef", "balance", "tier", "level", "tierExpiresAt", "expiringPoints", "error", "program")
+    },
     **{f"ExpiringPoints.{name}": ANYONE for name in ("points", "expiresOn")},
     **{f"AccountError.{name}": ANYONE for name in ("code", "message")},
     # Quotes and conversions: the member's own; settlement staff read any.
@@ -77,52 +88,139 @@ EXPECTED: dict[str, str] = {
     "Mutation.executeConversion": "member",
     "Query.conversion": "member settlement",
     "Query.conversions": "member",
-    **{f"Quote.{name}": MEMBER_OWN_OR_SETTLEMENT for name in (
-        "id", "pointsIn", "pointsOut", "fee", "moneyValue", "rateVersion", "breakdown", "expiresAt",
-        "createdAt", "fromProgram", "toProgram",
-    )},
-    **{f"Conversion.{name}": MEMBER_OWN_OR_SETTLEMENT for name in (
-        "id", "status", "quoteId", "idempotencyKey", "pointsIn", "pointsOut", "fee", "moneyValue", "rateVersion",
-        "failure", "createdAt", "updatedAt", "finishedAt", "fromProgram", "toProgram",
-    )},
+    **{
+        f"Quote.{name}": MEMBER_OWN_OR_SETTLEMENT
+        for name in (
+            "id",
+            "pointsIn",
+            "pointsOut",
+            "fee",
+            "moneyValue",
+            "rateVersion",
+            "breakdown",
+            "expiresAt",
+            "createdAt",
+            "fromProgram",
+            "toProgram",
+        )
+    },
+    **{
+        f"Conversion.{name}": MEMBER_OWN_OR_SETTLEMENT
+        for name in (
+            "id",
+            "status",
+            "quoteId",
+            "idempotencyKey",
+            "pointsIn",
+            "pointsOut",
+            "fee",
+            "moneyValue",
+            "rateVersion",
+            "failure",
+            "createdAt",
+            "updatedAt",
+            "finishedAt",
+            "fromProgram",
+            "toProgram",
+        )
+    },
     **{f"ConversionFailure.{name}": MEMBER_OWN_OR_SETTLEMENT for name in ("code", "message")},
     **{f"ConversionPage.{name}": ANYONE for name in ("items", "nextCursor")},
-    **{f"QuoteBreakdown.{name}": ANYONE for name in (
-        "basePoints", "stepBonusPoints", "promotionBonusPoints", "tierBonusPoints", "promotions", "memberLevel",
-        "tierBonusPercent",
-    )},
+    **{
+        f"QuoteBreakdown.{name}": ANYONE
+        for name in (
+            "basePoints",
+            "stepBonusPoints",
+            "promotionBonusPoints",
+            "tierBonusPoints",
+            "promotions",
+            "memberLevel",
+            "tierBonusPercent",
+        )
+    },
     **{f"AppliedPromotion.{name}": ANYONE for name in ("id", "bonusPercent")},
     **{f"Money.{name}": ANYONE for name in ("amount", "currency")},
     # Rates and promotions into a program: its partner manages them; staff read them.
-    **{f"Mutation.{name}": "partner:own" for name in (
-        "setConversionRate", "clearConversionRate", "createPromotion", "endPromotion"
-    )},
+    **{
+        f"Mutation.{name}": "partner:own"
+        for name in ("setConversionRate", "clearConversionRate", "createPromotion", "endPromotion")
+    },
     "Program.incomingRates": PRICING_OWNERS,
     "Program.promotions": PRICING_OWNERS,
-    **{f"RateVersion.{name}": PRICING_OWNERS for name in (
-        "id", "version", "fromProgramId", "toProgramId", "effectiveFrom", "effectiveTo", "origin", "createdBy",
-        "sourcePointValue", "targetPointValue", "feePercent", "feeFixed", "bands", "bonusEvery", "bonusPoints",
-        "minimumPoints", "increment", "memberDailyCap", "memberMonthlyCap", "memberYearlyCap",
-    )},
+    **{
+        f"RateVersion.{name}": PRICING_OWNERS
+        for name in (
+            "id",
+            "version",
+            "fromProgramId",
+            "toProgramId",
+            "effectiveFrom",
+            "effectiveTo",
+            "origin",
+            "createdBy",
+            "sourcePointValue",
+            "targetPointValue",
+            "feePercent",
+            "feeFixed",
+            "bands",
+            "bonusEvery",
+            "bonusPoints",
+            "minimumPoints",
+            "increment",
+            "memberDailyCap",
+            "memberMonthlyCap",
+            "memberYearlyCap",
+        )
+    },
     **{f"RateBand.{name}": ANYONE for name in ("fromPoints", "pointsIn", "pointsOut")},
-    **{f"Promotion.{name}": PRICING_OWNERS for name in (
-        "id", "programId", "bonusPercent", "startsAt", "endsAt", "fromPrograms", "origin", "createdBy"
-    )},
+    **{
+        f"Promotion.{name}": PRICING_OWNERS
+        for name in ("id", "programId", "bonusPercent", "startsAt", "endsAt", "fromPrograms", "origin", "createdBy")
+    },
     # Status matches: members preview and request; the target program's partner reports
     # challenge progress (its own matches only, checked by the service).
     "Query.statusMatchPreview": "member",
     "Query.statusMatches": "member",
     "Mutation.requestStatusMatch": "member",
     "Mutation.recordStatusMatchActivity": "partner",
-    **{f"StatusMatchPreview.{name}": "member:own" for name in (
-        "fromProgram", "toProgram", "sourceTier", "currentTier", "outcome", "granted", "reason", "level", "tier",
-        "expiresAt", "challenge", "nextMatchPossibleAt",
-    )},
+    **{
+        f"StatusMatchPreview.{name}": "member:own"
+        for name in (
+            "fromProgram",
+            "toProgram",
+            "sourceTier",
+            "currentTier",
+            "outcome",
+            "granted",
+            "reason",
+            "level",
+            "tier",
+            "expiresAt",
+            "challenge",
+            "nextMatchPossibleAt",
+        )
+    },
     **{f"StatusMatchChallenge.{name}": ANYONE for name in ("points", "activities", "extendDays")},
-    **{f"StatusMatch.{name}": PARTNER_OWN_OR_MEMBER_OWN for name in (
-        "id", "memberId", "fromProgram", "toProgram", "sourceTier", "tier", "status", "expiresAt", "extended",
-        "challenge", "pointsEarned", "activitiesDone", "failureCode", "failureMessage", "createdAt",
-    )},
+    **{
+        f"StatusMatch.{name}": PARTNER_OWN_OR_MEMBER_OWN
+        for name in (
+            "id",
+            "memberId",
+            "fromProgram",
+            "toProgram",
+            "sourceTier",
+            "tier",
+            "status",
+            "expiresAt",
+            "extended",
+            "challenge",
+            "pointsEarned",
+            "activitiesDone",
+            "failureCode",
+            "failureMessage",
+            "createdAt",
+        )
+    },
     # Rewards: a public catalog; a redemption is its member's and its publisher's.
     "Query.rewards": ANYONE,
     "Query.reward": ANYONE,
@@ -133,17 +231,50 @@ EXPECTED: dict[str, str] = {
     "Mutation.redeemReward": "member",
     "Mutation.cancelRedemption": "partner member",
     "Mutation.confirmRedemptionDelivery": "partner",
-    **{f"Reward.{name}": ANYONE for name in (
-        "id", "programId", "title", "description", "kind", "price", "currency", "stock", "perMemberLimit",
-        "minLevel", "availableFrom", "availableUntil", "program",
-    )},
-    **{f"RedemptionQuote.{name}": "member:own" for name in (
-        "rewardId", "payWith", "price", "fee", "total", "pointValue", "points"
-    )},
-    **{f"Redemption.{name}": PARTNER_OWN_OR_MEMBER_OWN for name in (
-        "id", "memberId", "rewardId", "publisher", "payingProgram", "kind", "points", "price", "fee", "status",
-        "deliverBy", "deliveredAt", "cancelledBy", "failureCode", "failureMessage", "createdAt", "finishedAt",
-    )},
+    **{
+        f"Reward.{name}": ANYONE
+        for name in (
+            "id",
+            "programId",
+            "title",
+            "description",
+            "kind",
+            "price",
+            "currency",
+            "stock",
+            "perMemberLimit",
+            "minLevel",
+            "availableFrom",
+            "availableUntil",
+            "program",
+        )
+    },
+    **{
+        f"RedemptionQuote.{name}": "member:own"
+        for name in ("rewardId", "payWith", "price", "fee", "total", "pointValue", "points")
+    },
+    **{
+        f"Redemption.{name}": PARTNER_OWN_OR_MEMBER_OWN
+        for name in (
+            "id",
+            "memberId",
+            "rewardId",
+            "publisher",
+            "payingProgram",
+            "kind",
+            "points",
+            "price",
+            "fee",
+            "status",
+            "deliverBy",
+            "deliveredAt",
+            "cancelledBy",
+            "failureCode",
+            "failureMessage",
+            "createdAt",
+            "finishedAt",
+        )
+    },
     # Settlement: staff see every participant; a partner its own figures, and of a period its state.
     "Query.settlementPeriod": STAFF_OR_PARTNER,
     "Query.statement": STAFF_OR_OWNER,
@@ -152,38 +283,95 @@ EXPECTED: dict[str, str] = {
     "Mutation.importPartnerRecords": STAFF_OR_OWNER,
     "Mutation.resolveBreak": STAFF,
     "Mutation.signOffPeriod": STAFF,
-    **{f"SettlementPeriod.{name}": STAFF_OR_PARTNER for name in (
-        "period", "status", "startsAt", "endsAt", "closingStartedAt", "closedAt"
-    )},
+    **{
+        f"SettlementPeriod.{name}": STAFF_OR_PARTNER
+        for name in ("period", "status", "startsAt", "endsAt", "closingStartedAt", "closedAt")
+    },
     **{f"SettlementPeriod.{name}": STAFF for name in ("closedBy", "positions", "obligations", "netting")},
     "SettlementPeriod.position": STAFF_OR_OWNER,
-    **{f"SettlementPosition.{name}": STAFF_OR_OWNER for name in (
-        "partnerId", "status", "openingPosition", "payable", "receivable", "netPosition", "closingPosition",
-        "signedOffAt", "signOffNote",
-    )},
+    **{
+        f"SettlementPosition.{name}": STAFF_OR_OWNER
+        for name in (
+            "partnerId",
+            "status",
+            "openingPosition",
+            "payable",
+            "receivable",
+            "netPosition",
+            "closingPosition",
+            "signedOffAt",
+            "signOffNote",
+        )
+    },
     "SettlementPosition.signedOffBy": STAFF,
     **{f"Obligation.{name}": STAFF for name in ("debtor", "creditor", "amount")},
     **{f"NettingSaving.{name}": STAFF for name in ("gross", "bilateral", "multilateral")},
     **{f"Payments.{name}": STAFF for name in ("count", "total")},
-    **{f"Statement.{name}": STAFF_OR_OWNER for name in (
-        "partnerId", "period", "currency", "closedAt", "openingPosition", "payable", "receivable",
-        "netPosition", "closingPosition", "counterparties", "lineCount", "json", "csv", "jws", "keyId", "lines",
-    )},
+    **{
+        f"Statement.{name}": STAFF_OR_OWNER
+        for name in (
+            "partnerId",
+            "period",
+            "currency",
+            "closedAt",
+            "openingPosition",
+            "payable",
+            "receivable",
+            "netPosition",
+            "closingPosition",
+            "counterparties",
+            "lineCount",
+            "json",
+            "csv",
+            "jws",
+            "keyId",
+            "lines",
+        )
+    },
     **{f"CounterpartyTotals.{name}": STAFF_OR_OWNER for name in ("counterparty", "payable", "receivable", "net")},
-    **{f"StatementLine.{name}": STAFF_OR_OWNER for name in (
-        "transactionId", "reference", "kind", "category", "effectiveAt", "counterparty", "amount"
-    )},
-    **{f"Reconciliation.{name}": STAFF_OR_OWNER for name in (
-        "id", "partnerId", "period", "sequence", "importedAt", "importedBy", "fileSha256", "lines", "matched",
-        "missingInLedger", "missingInPartner", "amountMismatch", "duplicate", "unresolvedBreaks", "breaks",
-    )},
-    **{f"ReconciliationBreak.{name}": STAFF_OR_OWNER for name in (
-        "id", "kind", "reference", "line", "partnerAmount", "ledgerAmount", "difference", "counterparty",
-        "partnerDate", "resolution",
-    )},
-    **{f"BreakResolution.{name}": STAFF_OR_OWNER for name in (
-        "resolution", "reason", "resolvedAt", "adjustment", "counterparty", "transactionId"
-    )},
+    **{
+        f"StatementLine.{name}": STAFF_OR_OWNER
+        for name in ("transactionId", "reference", "kind", "category", "effectiveAt", "counterparty", "amount")
+    },
+    **{
+        f"Reconciliation.{name}": STAFF_OR_OWNER
+        for name in (
+            "id",
+            "partnerId",
+            "period",
+            "sequence",
+            "importedAt",
+            "importedBy",
+            "fileSha256",
+            "lines",
+            "matched",
+            "missingInLedger",
+            "missingInPartner",
+            "amountMismatch",
+            "duplicate",
+            "unresolvedBreaks",
+            "breaks",
+        )
+    },
+    **{
+        f"ReconciliationBreak.{name}": STAFF_OR_OWNER
+        for name in (
+            "id",
+            "kind",
+            "reference",
+            "line",
+            "partnerAmount",
+            "ledgerAmount",
+            "difference",
+            "counterparty",
+            "partnerDate",
+            "resolution",
+        )
+    },
+    **{
+        f"BreakResolution.{name}": STAFF_OR_OWNER
+        for name in ("resolution", "reason", "resolvedAt", "adjustment", "counterparty", "transactionId")
+    },
     "BreakResolution.resolvedBy": STAFF,
 }
 

@@ -59,7 +59,7 @@ def test_points_paid_round_down(value: str, paid: int) -> None:
     assert points_paid(Decimal(value)) == paid
 
 
-@given(st.decimals(allow_nan=False, allow_infinity=False, places=6, min_value=-10**12, max_value=10**12))
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=6, min_value=-(10**12), max_value=10**12))
 def test_canonical_writes_equal_numbers_alike(value: Decimal) -> None:
     padded = value.quantize(Decimal("1e-9"))
     assert canonical(value) == value

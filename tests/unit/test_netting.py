@@ -17,7 +17,8 @@ def obligations(*groups: LegGroup) -> list[Obligation]:
 def test_a_spoke_owed_and_owing_its_hub_gives_an_obligation_each_way() -> None:
     """Over a period, b was paid 70 by a (b's spoke +70) and paid a 40 (b's spoke −40)."""
     assert obligations(LegGroup(1, None, owed=40, owing=70), LegGroup(2, 1, owed=70, owing=40)) == [
-        Obligation("a", "b", 70), Obligation("b", "a", 40),
+        Obligation("a", "b", 70),
+        Obligation("b", "a", 40),
     ]
 
 

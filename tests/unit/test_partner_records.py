@@ -16,7 +16,9 @@ from tests.conftest import REPO_ROOT
 TWD = Currency("TWD", 2)
 
 
-def read(text: str | bytes, currency: Currency = TWD) -> tuple[RecordReader, list[tuple[int, str, int, str | None, str | None]]]:
+def read(
+    text: str | bytes, currency: Currency = TWD
+) -> tuple[RecordReader, list[tuple[int, str, int, str | None, str | None]]]:
     data = text if isinstance(text, bytes) else text.encode()
     reader = RecordReader(io.BytesIO(data), currency)
     return reader, [row for batch in reader.batches() for row in batch.rows(reader.format)]
@@ -92,7 +94,11 @@ def test_quoted_and_bare_lines_mix_within_a_block() -> None:
         (f"reference,amount\n{'x' * 201},5\n", 2, "reference: must be 1 to 200 characters, got 201"),
         ('reference,amount\nab"c,5\n', 2, "double quote"),
         ("reference,amount\nr\t1,5\n", 2, "control character"),
-        ("reference,amount,counterparty\nr,5,Wallet Pay\n", 2, "counterparty: 'Wallet Pay' is neither a program id nor EXCHANGE"),
+        (
+            "reference,amount,counterparty\nr,5,Wallet Pay\n",
+            2,
+            "counterparty: 'Wallet Pay' is neither a program id nor EXCHANGE",
+        ),
         ("reference,amount,date\nr,5,2026-02-30\n", 2, "date: '2026-02-30' is not a date on the calendar"),
         ("reference,amount,date\nr,5,30/11/2026\n", 2, "date: '30/11/2026' is not a date written YYYY-MM-DD"),
     ],
@@ -109,7 +115,10 @@ def test_bytes_that_are_not_utf8_are_refused_on_their_line() -> None:
 
 def test_the_first_bad_line_is_named_even_blocks_into_the_file() -> None:
     lines = ["reference,amount", *(f"conversion:{n:08d},1" for n in range(150_000)), "r,oops", "r,fine"]
-    assert refusal("\n".join(lines)) == (150_002, "amount: 'oops' is not an amount in TWD: write an exact decimal such as -1234.5, with at most 2 decimals and 15 integer digits")
+    assert refusal("\n".join(lines)) == (
+        150_002,
+        "amount: 'oops' is not an amount in TWD: write an exact decimal such as -1234.5, with at most 2 decimals and 15 integer digits",
+    )
 
 
 def test_a_date_the_calendar_lacks_is_caught_among_good_lines() -> None:

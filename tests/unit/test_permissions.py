@@ -36,8 +36,13 @@ class FakeContext:
 
 def partner(program_id: str, scopes: frozenset[Scope] = ROLE_SCOPES[Role.PARTNER]) -> Principal:
     return Principal(
-        role=Role.PARTNER, subject="c", client_id="c", scopes=scopes, token_id="t",
-        expires_at=datetime.now(UTC), program_id=program_id,
+        role=Role.PARTNER,
+        subject="c",
+        client_id="c",
+        scopes=scopes,
+        token_id="t",
+        expires_at=datetime.now(UTC),
+        program_id=program_id,
     )
 
 
@@ -96,9 +101,7 @@ async def test_a_type_rule_covers_its_fields_and_a_field_rule_wins(probe: Exchan
     other = await probe.execute(query, context_value=FakeContext(partner("q")))
     assert other.data == {"ledger": None}
     assert [error.path for error in other.errors or []] == [["ledger", "total"]]
-    unscoped = await probe.execute(
-        query, context_value=FakeContext(partner("p", frozenset({Scope.PARTNER_WRITE})))
-    )
+    unscoped = await probe.execute(query, context_value=FakeContext(partner("p", frozenset({Scope.PARTNER_WRITE}))))
     assert "partner:read" in str(unscoped.errors)
 
 
@@ -121,13 +124,25 @@ def exchange_schema() -> ExchangeSchema:
         ("{ __typename __schema { types { name } } }", None, []),
         ("{ viewer { role } }", None, ["Query.viewer", "Viewer.role"]),
         ("{ programs { linkedAccounts { memberRef } } }", None, ["Program.linkedAccounts", "LinkedAccount.memberRef"]),
-        ("{ programs { ...F } } fragment F on Program { assertionKeys { kid } }", None, ["Program.assertionKeys", "AssertionKey.kid"]),
-        ("{ programs { ... on Program { linkedAccounts { memberId } } } }", None, ["Program.linkedAccounts", "LinkedAccount.memberId"]),
+        (
+            "{ programs { ...F } } fragment F on Program { assertionKeys { kid } }",
+            None,
+            ["Program.assertionKeys", "AssertionKey.kid"],
+        ),
+        (
+            "{ programs { ... on Program { linkedAccounts { memberId } } } }",
+            None,
+            ["Program.linkedAccounts", "LinkedAccount.memberId"],
+        ),
         ("{ viewer @skip(if: true) { role } }", None, ["Query.viewer", "Viewer.role"]),
         ("query A { programs { id } } query B { me { id } }", "A", []),
         ("query A { programs { id } } query B { me { id } }", "B", ["Query.me", "Member.id"]),
         ("query A { programs { id } } query B { me { id } }", "C", []),
-        ('mutation { removeAssertionKey(programId: "p", kid: "k") { kid } }', None, ["Mutation.removeAssertionKey", "AssertionKey.kid"]),
+        (
+            'mutation { removeAssertionKey(programId: "p", kid: "k") { kid } }',
+            None,
+            ["Mutation.removeAssertionKey", "AssertionKey.kid"],
+        ),
     ],
 )
 def test_an_operation_needs_a_token_when_it_selects_any_protected_field(

@@ -58,7 +58,9 @@ def test_derived_rates_from_real_cash_values(
 
 
 def test_fixed_ratio_with_step_bonus_like_hotel_points_into_miles() -> None:
-    rule = RateRule(BANK_CARD, MILE, Decimal("2"), Decimal(0), bands=(Band(1, Ratio(10, 1)),), step_bonus=StepBonus(60000, 1000))
+    rule = RateRule(
+        BANK_CARD, MILE, Decimal("2"), Decimal(0), bands=(Band(1, Ratio(10, 1)),), step_bonus=StepBonus(60000, 1000)
+    )
     breakdown = price(rule, 130000, currency=TWD)
     assert breakdown.base_points == 13000
     assert breakdown.step_bonus_points == 2000  # two whole blocks of 60,000
@@ -67,7 +69,9 @@ def test_fixed_ratio_with_step_bonus_like_hotel_points_into_miles() -> None:
     assert breakdown.fee_minor == 13000  # the target bears the fee on a declared ratio
 
 
-@pytest.mark.parametrize(("miles", "points_out"), [(3000, 1500), (9000, 4500), (9999, 4999), (10000, 10000), (25000, 25000)])
+@pytest.mark.parametrize(
+    ("miles", "points_out"), [(3000, 1500), (9000, 4500), (9999, 4999), (10000, 10000), (25000, 25000)]
+)
 def test_volume_bands_like_miles_into_ponta(miles: int, points_out: int) -> None:
     rule = RateRule(MILE, HAPPY_CARD, Decimal(0), Decimal(0), bands=(Band(3000, Ratio(2, 1)), Band(10000, Ratio(1, 1))))
     assert price(rule, miles, currency=TWD).points_out == points_out

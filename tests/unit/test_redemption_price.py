@@ -24,7 +24,11 @@ def test_the_member_pays_price_and_fee_at_the_paying_programs_point_value() -> N
 
 def test_points_always_cover_the_whole_amount() -> None:
     price = redemption_price(
-        price=Decimal("99.99"), point_value=Decimal("0.05"), fee_percent=Decimal("2"), fee_fixed=Decimal("1"), currency=TWD
+        price=Decimal("99.99"),
+        point_value=Decimal("0.05"),
+        fee_percent=Decimal("2"),
+        fee_fixed=Decimal("1"),
+        currency=TWD,
     )
     assert price.fee_minor == 300  # 2 % of 99.99 is 2.0 (half-even), plus 1
     assert price.points == 2060  # 102.99 / 0.05 = 2059.8, up

@@ -40,9 +40,7 @@ async def _applied() -> tuple[str, bool]:
 
 
 async def test_a_magic_amount_wins_over_the_script_and_the_script_over_chance() -> None:
-    faults = FaultInjector(
-        FaultSettings(script=[FaultKind.APPLY_THEN_DROP], percent={FaultKind.ERROR: 100})
-    )
+    faults = FaultInjector(FaultSettings(script=[FaultKind.APPLY_THEN_DROP], percent={FaultKind.ERROR: 100}))
     with pytest.raises(FaultInjected, match="hang"):
         await faults.run(_applied, write=True, points=13_000)
     assert faults.settings.script == [FaultKind.APPLY_THEN_DROP], "a magic amount uses no script"

@@ -42,8 +42,16 @@ def test_a_spoke_on_the_hubs_own_account_names_that_account() -> None:
 
 def test_each_money_unit_has_its_own_hub_and_points_legs_have_none() -> None:
     conversion = conversion_transaction(
-        chart=TWD, transaction_id="t", conversion_id="c", source="a", target="b", points_in=500, points_out=200,
-        money_value_minor=1000, fee_minor=20, effective_at=datetime(2026, 11, 20, tzinfo=UTC),
+        chart=TWD,
+        transaction_id="t",
+        conversion_id="c",
+        source="a",
+        target="b",
+        points_in=500,
+        points_out=200,
+        money_value_minor=1000,
+        fee_minor=20,
+        effective_at=datetime(2026, 11, 20, tzinfo=UTC),
     )
     legs = [*conversion.legs, Leg(USD.clearing("a"), 5), Leg(USD.clearing("c"), -5)]
     assert [leg.account.unit for leg in legs[:4]] == ["PTS:a", "PTS:a", "PTS:b", "PTS:b"]

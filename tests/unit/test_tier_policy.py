@@ -28,8 +28,13 @@ def match(
     source: Rung, target: list[Rung], policy: MatchPolicy | None, current: Rung | None = None, matched: bool = False
 ) -> Decision:
     return decide(
-        source_program="harbor-bank", source=source, source_is_matched=matched,
-        target_program="formosa-air", target_tiers=target, current=current or target[0], policy=policy,
+        source_program="harbor-bank",
+        source=source,
+        source_is_matched=matched,
+        target_program="formosa-air",
+        target_tiers=target,
+        current=current or target[0],
+        policy=policy,
     )
 
 
@@ -70,7 +75,9 @@ def test_a_target_with_no_tier_at_or_below_the_level_has_no_matching_tier() -> N
 
 def test_a_member_already_at_or_above_the_matched_tier_gains_nothing() -> None:
     assert match(Rung("Platinum Card", 2), AIRLINE, UP_TO_GOLD, current=Rung("Gold", 2)).outcome is Outcome.ALREADY_HELD
-    assert match(Rung("Platinum Card", 2), AIRLINE, UP_TO_GOLD, current=Rung("Diamond", 4)).outcome is Outcome.ALREADY_HELD
+    assert (
+        match(Rung("Platinum Card", 2), AIRLINE, UP_TO_GOLD, current=Rung("Diamond", 4)).outcome is Outcome.ALREADY_HELD
+    )
     assert match(Rung("Classic", 0), AIRLINE, UP_TO_GOLD).outcome is Outcome.ALREADY_HELD
 
 
@@ -113,13 +120,22 @@ def write_program(directory: Path, status_match: str) -> Path:
     [
         ("[status_match]\ngrants = false\nmax_level = 2\n", "status_match", "takes no max_level"),
         ("[status_match]\ngrants = true\nmax_level = 2\n", "status_match", "needs max_level and valid_days"),
-        ("[status_match]\ngrants = true\nmax_level = 9\nvalid_days = 30\n", "status_match.max_level", "outside the coalition ladder"),
+        (
+            "[status_match]\ngrants = true\nmax_level = 9\nvalid_days = 30\n",
+            "status_match.max_level",
+            "outside the coalition ladder",
+        ),
         (
             "[status_match]\ngrants = true\nmax_level = 2\nvalid_days = 30\n"
             "challenge = { points = 1, activities = 1, extend_days = 30 }\n",
-            "status_match.challenge", "exactly one of points or activities",
+            "status_match.challenge",
+            "exactly one of points or activities",
         ),
-        ("[status_match]\ngrants = true\nmax_level = 2\nvalid_days = 0\n", "status_match.valid_days", "greater than or equal to 1"),
+        (
+            "[status_match]\ngrants = true\nmax_level = 2\nvalid_days = 0\n",
+            "status_match.valid_days",
+            "greater than or equal to 1",
+        ),
     ],
 )
 def test_a_wrong_status_match_policy_names_file_field_and_reason(
@@ -135,13 +151,22 @@ def test_a_wrong_status_match_policy_names_file_field_and_reason(
 @pytest.mark.parametrize(
     ("rewards", "field", "reason"),
     [
-        ('[[rewards]]\nid = "r1"\ntitle = "T"\nprice = "1"\nstock = 1\nmin_level = 9\n', "rewards[0].min_level", "outside the coalition ladder"),
+        (
+            '[[rewards]]\nid = "r1"\ntitle = "T"\nprice = "1"\nstock = 1\nmin_level = 9\n',
+            "rewards[0].min_level",
+            "outside the coalition ladder",
+        ),
         ('[[rewards]]\nid = "r1"\ntitle = "T"\nprice = 1.5\nstock = 1\n', "rewards[0].price", "a float is inexact"),
-        ('[[rewards]]\nid = "r1"\ntitle = "T"\nprice = "1"\nstock = 1\n[[rewards]]\nid = "r1"\ntitle = "U"\nprice = "1"\nstock = 1\n',
-         "rewards[1].id", "duplicate reward id"),
+        (
+            '[[rewards]]\nid = "r1"\ntitle = "T"\nprice = "1"\nstock = 1\n[[rewards]]\nid = "r1"\ntitle = "U"\nprice = "1"\nstock = 1\n',
+            "rewards[1].id",
+            "duplicate reward id",
+        ),
     ],
 )
-def test_a_wrong_declared_reward_names_file_field_and_reason(tmp_path: Path, rewards: str, field: str, reason: str) -> None:
+def test_a_wrong_declared_reward_names_file_field_and_reason(
+    tmp_path: Path, rewards: str, field: str, reason: str
+) -> None:
     path = write_program(tmp_path, "[status_match]\ngrants = false\n" + rewards)
     with pytest.raises(DeclarationError) as refused:
         read_partners_directory(tmp_path)

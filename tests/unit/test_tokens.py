@@ -39,8 +39,14 @@ def test_a_partner_token_carries_rfc_9068_claims_its_role_and_its_program() -> N
 
 def test_a_member_token_names_the_member_as_subject() -> None:
     claims = access_token_claims(
-        issuer="i", audience="a", client_id="wallet-pay-1", role=Role.MEMBER,
-        scopes=frozenset({Scope.MEMBER_READ}), subject="mbr_1", now=NOW, lifetime=timedelta(hours=1),
+        issuer="i",
+        audience="a",
+        client_id="wallet-pay-1",
+        role=Role.MEMBER,
+        scopes=frozenset({Scope.MEMBER_READ}),
+        subject="mbr_1",
+        now=NOW,
+        lifetime=timedelta(hours=1),
     )
     assert "program_id" not in claims
     principal = principal_from_claims(claims)
@@ -53,8 +59,14 @@ def test_a_member_token_names_the_member_as_subject() -> None:
 )
 def test_claims_that_do_not_add_up_are_refused(change: dict[str, object]) -> None:
     claims = access_token_claims(
-        issuer="i", audience="a", client_id="c", role=Role.PARTNER,
-        scopes=frozenset({Scope.PARTNER_READ}), subject="c", program_id="p", now=NOW,
+        issuer="i",
+        audience="a",
+        client_id="c",
+        role=Role.PARTNER,
+        scopes=frozenset({Scope.PARTNER_READ}),
+        subject="c",
+        program_id="p",
+        now=NOW,
         lifetime=timedelta(hours=1),
     )
     claims.update(change)

@@ -20,9 +20,7 @@ from exchange.auth.scopes import Scope
 from exchange.programs import service as programs
 
 #: A partner manages its own program; admins manage any.
-MANAGE_PROGRAM: Rule = requires(Scope.PARTNER_WRITE) & own_program(argument("program_id")) | requires(
-    Scope.ADMIN_WRITE
-)
+MANAGE_PROGRAM: Rule = requires(Scope.PARTNER_WRITE) & own_program(argument("program_id")) | requires(Scope.ADMIN_WRITE)
 
 
 @strawberry.type

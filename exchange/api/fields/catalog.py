@@ -19,9 +19,7 @@ class CatalogQueries:
             rows = await programs.list_programs(session)
         return [Program.from_row(row) for row in rows]
 
-    @strawberry.field(
-        description="One program by id; `NOT_FOUND` if there is none.", extensions=[authorize(PUBLIC)]
-    )
+    @strawberry.field(description="One program by id; `NOT_FOUND` if there is none.", extensions=[authorize(PUBLIC)])
     async def program(self, info: Info[Context, None], id: strawberry.ID) -> Program:
         async with info.context.services.db.transaction() as session:
             row = await programs.get_program(session, str(id))

@@ -67,7 +67,9 @@ class ConversionMutations:
         member_id = str(info.context.caller().member_id)
         async with services.db.transaction() as session:
             quote = await quotes.member_quote(session, str(quote_id), member_id)
-            refs = await members.member_refs_at(session, member_id, {quote.from_program: "quoteId", quote.to_program: "quoteId"})
+            refs = await members.member_refs_at(
+                session, member_id, {quote.from_program: "quoteId", quote.to_program: "quoteId"}
+            )
         row = await services.saga.execute(
             ExecuteRequest(
                 member_id=member_id,

@@ -32,7 +32,7 @@ class QuoteInput:
     points: int
 
 
-@strawberry.input(description="From `fromPoints` points in, convert at `ratio` (e.g. `\"2:1\"`).")
+@strawberry.input(description='From `fromPoints` points in, convert at `ratio` (e.g. `"2:1"`).')
 class RateBandInput:
     from_points: int
     ratio: str
@@ -40,7 +40,7 @@ class RateBandInput:
 
 @strawberry.input(
     description="A rate override for conversions from `fromProgram` into your `toProgram`: a fixed "
-    "`ratio` (`\"3:1\"`) or volume `bands`, an optional step bonus, and pair limits on top of "
+    '`ratio` (`"3:1"`) or volume `bands`, an optional step bonus, and pair limits on top of '
     "the source program's own. The exchange's fee is not yours to set."
 )
 class RateOverrideInput:
@@ -64,7 +64,10 @@ class RateOverrideInput:
         else:
             assert self.bands is not None
             bands = tuple(
-                Band(_positive(band.from_points, f"input.bands[{i}].fromPoints"), _ratio(band.ratio, f"input.bands[{i}].ratio"))
+                Band(
+                    _positive(band.from_points, f"input.bands[{i}].fromPoints"),
+                    _ratio(band.ratio, f"input.bands[{i}].ratio"),
+                )
                 for i, band in enumerate(self.bands)
             )
             starts = [band.from_points for band in bands]
@@ -73,7 +76,9 @@ class RateOverrideInput:
         if (self.bonus_every is None) != (self.bonus_points is None):
             raise BadUserInput("give both bonusEvery and bonusPoints, or neither", field="input.bonusEvery")
         bonus = (
-            StepBonus(_positive(self.bonus_every, "input.bonusEvery"), _positive(self.bonus_points, "input.bonusPoints"))
+            StepBonus(
+                _positive(self.bonus_every, "input.bonusEvery"), _positive(self.bonus_points, "input.bonusPoints")
+            )
             if self.bonus_every is not None and self.bonus_points is not None
             else None
         )
@@ -103,7 +108,9 @@ class RateOverrideInput:
 @strawberry.input(description="A time-limited bonus percent on conversions into your program.")
 class PromotionInput:
     program_id: strawberry.ID
-    id: strawberry.ID = strawberry.field(description="Your id for it; creating it again with the same terms is a no-op.")
+    id: strawberry.ID = strawberry.field(
+        description="Your id for it; creating it again with the same terms is a no-op."
+    )
     bonus_percent: Decimal
     starts_at: datetime
     ends_at: datetime
@@ -136,7 +143,9 @@ class PricingMutations:
         level = await services.federation.coalition_level(member_id)
         async with services.db.transaction() as session:
             await members.member_refs_at(
-                session, member_id, {str(input.from_program): "input.fromProgram", str(input.to_program): "input.toProgram"}
+                session,
+                member_id,
+                {str(input.from_program): "input.fromProgram", str(input.to_program): "input.toProgram"},
             )
             quote = await quotes.create_quote(
                 session,
@@ -212,7 +221,11 @@ async def _supersede(info: Info[Context, None], source: str, target: str, overri
     async with services.db.transaction() as session:
         await programs.get_program(session, source, field="input.fromProgram")
         version = await rates.set_partner_override(
-            session, target=target, source=source, override=override,
-            actor=info.context.caller().client_id, now=services.clock.now(),
+            session,
+            target=target,
+            source=source,
+            override=override,
+            actor=info.context.caller().client_id,
+            now=services.clock.now(),
         )
     return RateVersion.from_row(version)

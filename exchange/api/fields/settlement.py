@@ -55,7 +55,9 @@ class SettlementQueries:
         "staff, and the partner itself.",
         extensions=[authorize(READ_OWN)],
     )
-    async def reconciliation(self, info: Info[Context, None], partner_id: strawberry.ID, period: str) -> Reconciliation | None:
+    async def reconciliation(
+        self, info: Info[Context, None], partner_id: strawberry.ID, period: str
+    ) -> Reconciliation | None:
         return Reconciliation.of(await info.context.services.settlement.reconciliation(str(partner_id), period))
 
 

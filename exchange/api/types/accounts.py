@@ -41,9 +41,13 @@ class Account:
     member_ref: str = strawberry.field(description="The member's id at the partner.")
     balance: int | None = strawberry.field(description="Points available now.")
     tier: str | None = strawberry.field(description="The partner's name of the member's tier.")
-    level: int | None = strawberry.field(description="That tier's coalition level (null: a tier the program does not declare).")
+    level: int | None = strawberry.field(
+        description="That tier's coalition level (null: a tier the program does not declare)."
+    )
     tier_expires_at: datetime | None = strawberry.field(description="When a matched tier ends, if it does.")
-    expiring_points: list[ExpiringPoints] | None = strawberry.field(description="Points about to expire, soonest first.")
+    expiring_points: list[ExpiringPoints] | None = strawberry.field(
+        description="Points about to expire, soonest first."
+    )
     error: AccountError | None
     member_id: strawberry.Private[str]
     program_row: strawberry.Private[ProgramRow]

@@ -109,7 +109,9 @@ class Quote:
                 step_bonus_points=row.step_bonus_points,
                 promotion_bonus_points=row.promotion_bonus_points,
                 tier_bonus_points=row.tier_bonus_points,
-                promotions=[AppliedPromotion(id=p["id"], bonus_percent=Decimal(p["bonus_percent"])) for p in row.promotions],
+                promotions=[
+                    AppliedPromotion(id=p["id"], bonus_percent=Decimal(p["bonus_percent"])) for p in row.promotions
+                ],
                 member_level=row.member_level,
                 tier_bonus_percent=row.tier_bonus_percent,
             ),

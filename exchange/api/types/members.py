@@ -38,9 +38,7 @@ LINKED_ACCOUNT_RULE: Rule = own_member(source("member_id")) | (
     requires(Scope.PARTNER_READ) & own_program(source("program_id"))
 )
 #: A member is seen by themself, and by partners of programs they have an account at.
-MEMBER_RULE: Rule = own_member(source("id")) | (
-    requires(Scope.PARTNER_READ) & own_program(source("program_ids"))
-)
+MEMBER_RULE: Rule = own_member(source("id")) | (requires(Scope.PARTNER_READ) & own_program(source("program_ids")))
 
 
 @strawberry.enum(description="How a linked account was established.")
@@ -88,9 +86,7 @@ class Member:
     link_rows: strawberry.Private[Sequence[LinkedAccountRow]]
     program_ids: strawberry.Private[frozenset[str]]
 
-    @strawberry.field(
-        description="The member's linked accounts; a partner sees only the one at its program."
-    )
+    @strawberry.field(description="The member's linked accounts; a partner sees only the one at its program.")
     def linked_accounts(self, info: Info[Context, None]) -> list[LinkedAccount]:
         return LINKED_ACCOUNT_RULE.visible(info.context.principal, self.links)
 

@@ -11,7 +11,7 @@ from exchange.money import Currency
 
 
 @authorize_fields(PUBLIC)  # a value: whoever may read the field holding it may read it
-@strawberry.type(description="An exact amount of money, e.g. `{amount: \"12.50\", currency: \"TWD\"}`.")
+@strawberry.type(description='An exact amount of money, e.g. `{amount: "12.50", currency: "TWD"}`.')
 class Money:
     amount: Decimal = strawberry.field(description="Exact decimal, in the currency's major unit.")
     currency: str = strawberry.field(description="ISO 4217 code.")

@@ -29,7 +29,9 @@ PROMOTION_OWNERS: Rule = (requires(Scope.PARTNER_READ) & own_program(source("pro
 )
 
 
-@strawberry.enum(description="Who set a rate version: derived from point values, declared by the operator, or set by the partner.")
+@strawberry.enum(
+    description="Who set a rate version: derived from point values, declared by the operator, or set by the partner."
+)
 class RateOrigin(Enum):
     DERIVED = "derived"
     DECLARED = "declared"

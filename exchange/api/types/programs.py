@@ -175,9 +175,7 @@ class Program:
 @authorize_fields(PUBLIC)
 @strawberry.type(description="What every program of the coalition shares.")
 class Coalition:
-    settlement_currency: str = strawberry.field(
-        description="ISO 4217 code of the currency partners settle in."
-    )
+    settlement_currency: str = strawberry.field(description="ISO 4217 code of the currency partners settle in.")
     currency_minor_units: int = strawberry.field(description="Digits of its minor unit.")
     ladder: list[CoalitionTierLevel] = strawberry.field(description="The tier ladder, level 0 first.")
 

@@ -193,7 +193,9 @@ class SettlementPeriod:
 
     @strawberry.field(
         description="One participant's position: staff, and the partner itself.",
-        extensions=[authorize(STAFF | requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_program(argument("partner_id")))],
+        extensions=[
+            authorize(STAFF | requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_program(argument("partner_id")))
+        ],
     )
     def position(self, partner_id: strawberry.ID) -> SettlementPosition | None:
         found = [row for row in self.report.positions if row.participant == str(partner_id)]
@@ -233,12 +235,16 @@ class SettlementPeriod:
 
 
 @authorize_fields(STAFF_OR_OWNER)
-@strawberry.type(description="One line of a statement: what one transaction did between the partner and one counterparty.")
+@strawberry.type(
+    description="One line of a statement: what one transaction did between the partner and one counterparty."
+)
 class StatementLine:
     transaction_id: strawberry.ID = strawberry.field(description="The ledger transaction's id.")
     reference: str = strawberry.field(description="Its business reference: what the partner's records name it by.")
     kind: str = strawberry.field(description="conversion, redemption, adjustment, reversal, …")
-    category: str = strawberry.field(description="The kind, or `fee` for what is owed between a partner and the exchange.")
+    category: str = strawberry.field(
+        description="The kind, or `fee` for what is owed between a partner and the exchange."
+    )
     effective_at: datetime = strawberry.field(description="When it happened (a late item keeps its date).")
     counterparty: strawberry.ID
     amount: Decimal
@@ -332,7 +338,9 @@ class Statement:
             receivable=money(statement.receivable),
             net_position=money(statement.net),
             closing_position=money(statement.closing),
-            counterparties=[CounterpartyTotals.of(t, statement.participant, statement.currency) for t in statement.counterparties],
+            counterparties=[
+                CounterpartyTotals.of(t, statement.participant, statement.currency) for t in statement.counterparties
+            ],
             line_count=len(statement.lines),
             statement=statement,
         )
@@ -386,7 +394,9 @@ class ReconciliationBreak:
             difference=_money(currency, (row.partner_amount or 0) - (row.ledger_amount or 0)) if both else None,
             counterparty=strawberry.ID(row.counterparty) if row.counterparty else None,
             partner_date=row.partner_date,
-            resolution=None if done is None else BreakResolution(
+            resolution=None
+            if done is None
+            else BreakResolution(
                 resolution=Resolution(done.resolution),
                 reason=done.reason,
                 resolved_at=done.resolved_at,
@@ -401,7 +411,9 @@ class ReconciliationBreak:
 
 
 @authorize_fields(STAFF_OR_OWNER)
-@strawberry.type(description="The current import of a partner's records for a closed period, and how its lines compared.")
+@strawberry.type(
+    description="The current import of a partner's records for a closed period, and how its lines compared."
+)
 class Reconciliation:
     id: strawberry.ID
     partner_id: strawberry.ID

@@ -62,18 +62,30 @@ def conversion(
     """What a completed conversion posts: ``source`` owes ``value`` cents, ``target`` is owed
     ``value - fee``, the exchange earns ``fee``."""
     return conversion_transaction(
-        chart=CHART, transaction_id=f"t-{name}", conversion_id=name, source=source, target=target,
-        points_in=value, points_out=value, money_value_minor=value, fee_minor=fee, effective_at=at,
+        chart=CHART,
+        transaction_id=f"t-{name}",
+        conversion_id=name,
+        source=source,
+        target=target,
+        points_in=value,
+        points_out=value,
+        money_value_minor=value,
+        fee_minor=fee,
+        effective_at=at,
     )
 
 
-def redemption(name: str, payer: str, publisher: str, price: int, fee: int = 0, *, at: datetime = NOVEMBER) -> TransactionRequest:
+def redemption(
+    name: str, payer: str, publisher: str, price: int, fee: int = 0, *, at: datetime = NOVEMBER
+) -> TransactionRequest:
     """What a cross-partner redemption posts: the paying program owes the publishing partner the
     reward's price, less the exchange's fee."""
     legs = [Leg(CHART.clearing(payer), -price), Leg(CHART.clearing(publisher), price - fee)]
     if fee:
         legs.append(Leg(CHART.fees(), fee))
-    return TransactionRequest(id=f"t-{name}", kind="redemption", reference=f"redemption:{name}", effective_at=at, legs=tuple(legs))
+    return TransactionRequest(
+        id=f"t-{name}", kind="redemption", reference=f"redemption:{name}", effective_at=at, legs=tuple(legs)
+    )
 
 
 async def post(service: SettlementService, requests: Iterable[TransactionRequest]) -> None:

@@ -30,13 +30,18 @@ from tests.integration.settlement.conftest import (
 OCTOBER = datetime(2026, 10, 15, 4, 0, tzinfo=UTC)
 
 
-async def test_closing_nets_who_owed_whom_into_one_position_each(settlement: SettlementService, clock: FrozenClock) -> None:
-    await post(settlement, [
-        conversion("c1", "wallet-pay", "fresh-mart", 10_000, fee=200),
-        conversion("c2", "fresh-mart", "wallet-pay", 4_000, fee=80),
-        conversion("c3", "fresh-mart", "formosa-air", 3_000, fee=60),
-        redemption("r1", "formosa-air", "wallet-pay", 2_500),
-    ])
+async def test_closing_nets_who_owed_whom_into_one_position_each(
+    settlement: SettlementService, clock: FrozenClock
+) -> None:
+    await post(
+        settlement,
+        [
+            conversion("c1", "wallet-pay", "fresh-mart", 10_000, fee=200),
+            conversion("c2", "fresh-mart", "wallet-pay", 4_000, fee=80),
+            conversion("c3", "fresh-mart", "formosa-air", 3_000, fee=60),
+            redemption("r1", "formosa-air", "wallet-pay", 2_500),
+        ],
+    )
     report = await close(settlement, clock, "2026-11")
 
     assert report.status is PeriodStatus.CLOSED
@@ -73,9 +78,10 @@ async def test_closing_attributes_each_spoke_leg_to_its_hub_whatever_the_shape(
         (Leg(air, 25), Leg(tune, -25)),  # one leg on each side, the creditor first
         (Leg(wallet, -50), Leg(wallet, 20), Leg(mart, 30)),  # a spoke on the hub's own account
     ]
-    await post(settlement, [
-        TransactionRequest(f"t{n}", "adjustment", f"adjustment:{n}", NOVEMBER, legs) for n, legs in enumerate(shapes)
-    ])
+    await post(
+        settlement,
+        [TransactionRequest(f"t{n}", "adjustment", f"adjustment:{n}", NOVEMBER, legs) for n, legs in enumerate(shapes)],
+    )
     report = await close(settlement, clock, "2026-11")
     assert list(report.obligations) == [
         Obligation("fresh-mart", "wallet-pay", 40),
@@ -85,7 +91,10 @@ async def test_closing_attributes_each_spoke_leg_to_its_hub_whatever_the_shape(
         Obligation("wallet-pay", "fresh-mart", 100),
     ]
     assert {p.participant: p.net for p in report.positions} == {
-        "fresh-mart": 60, "formosa-air": 55, "tune-stream": -85, "wallet-pay": -30,
+        "fresh-mart": 60,
+        "formosa-air": 55,
+        "tune-stream": -85,
+        "wallet-pay": -30,
     }
 
 
@@ -101,11 +110,16 @@ async def test_closing_again_returns_the_same_figures_and_changes_nothing(
     assert (again.row.closed_at, again.row.closed_by) == (first.row.closed_at, "staff")
 
 
-async def test_netting_a_closed_period_again_gives_what_closing_stored(settlement: SettlementService, clock: FrozenClock) -> None:
-    await post(settlement, [
-        conversion("c1", "wallet-pay", "fresh-mart", 10_000, fee=200),
-        redemption("r1", "fresh-mart", "formosa-air", 700, fee=7),
-    ])
+async def test_netting_a_closed_period_again_gives_what_closing_stored(
+    settlement: SettlementService, clock: FrozenClock
+) -> None:
+    await post(
+        settlement,
+        [
+            conversion("c1", "wallet-pay", "fresh-mart", 10_000, fee=200),
+            redemption("r1", "fresh-mart", "formosa-air", 700, fee=7),
+        ],
+    )
     stored = await close(settlement, clock, "2026-11")
     async with settlement.db.transaction() as session:
         assert await netting.obligations(session, "2026-11", "TWD") == list(stored.obligations)
@@ -138,7 +152,13 @@ async def test_a_period_closes_only_once_it_is_over(settlement: SettlementServic
 async def test_a_period_closes_only_after_every_earlier_period_with_postings(
     settlement: SettlementService, clock: FrozenClock
 ) -> None:
-    await post(settlement, [conversion("october", "wallet-pay", "fresh-mart", 1_000, at=OCTOBER), conversion("c1", "wallet-pay", "fresh-mart", 2_000)])
+    await post(
+        settlement,
+        [
+            conversion("october", "wallet-pay", "fresh-mart", 1_000, at=OCTOBER),
+            conversion("c1", "wallet-pay", "fresh-mart", 2_000),
+        ],
+    )
     with pytest.raises(PeriodNotClosed) as caught:
         await close(settlement, clock, "2026-11")
     assert caught.value.code is ErrorCode.PERIOD_NOT_CLOSED and caught.value.details["period"] == "2026-10"

@@ -43,12 +43,17 @@ def as_request(index: int, transaction: tuple[str, bool, list[tuple[str, int]]])
     legs = [Leg(account_of(CHART, hub), -sign * sum(amount for _, amount in spokes))]
     legs += [Leg(account_of(CHART, spoke), sign * amount) for spoke, amount in spokes]
     return TransactionRequest(
-        id=f"t{index}", kind="conversion", reference=f"conversion:{index}",
-        effective_at=NOVEMBER + timedelta(minutes=index), legs=tuple(legs),
+        id=f"t{index}",
+        kind="conversion",
+        reference=f"conversion:{index}",
+        effective_at=NOVEMBER + timedelta(minutes=index),
+        legs=tuple(legs),
     )
 
 
-def reference(transactions: list[tuple[str, bool, list[tuple[str, int]]]]) -> tuple[Counter[tuple[str, str]], Counter[str]]:
+def reference(
+    transactions: list[tuple[str, bool, list[tuple[str, int]]]],
+) -> tuple[Counter[tuple[str, str]], Counter[str]]:
     """Who owed whom by the attribution rule, and each participant's legs summed."""
     owed: Counter[tuple[str, str]] = Counter()
     legs: Counter[str] = Counter()
@@ -72,7 +77,9 @@ async def check(url: str, transactions: list[tuple[str, bool, list[tuple[str, in
     finally:
         await db.dispose()
     owed, legs = reference(transactions)
-    assert {(o.debtor, o.creditor): o.amount for o in obligations} == {key: amount for key, amount in owed.items() if amount}
+    assert {(o.debtor, o.creditor): o.amount for o in obligations} == {
+        key: amount for key, amount in owed.items() if amount
+    }
     nets = Counter[str]()
     for o in obligations:
         nets[o.debtor] -= o.amount
@@ -84,7 +91,9 @@ async def check(url: str, transactions: list[tuple[str, bool, list[tuple[str, in
     assert saving.multilateral.count <= len(PARTICIPANTS)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(transactions=stars)
 def test_netting_agrees_with_the_reference_on_sqlite(sqlite_databases: SqliteDatabases, transactions: list) -> None:  # type: ignore[type-arg]
     url = sqlite_databases.create()
@@ -94,9 +103,13 @@ def test_netting_agrees_with_the_reference_on_sqlite(sqlite_databases: SqliteDat
         sqlite_databases.drop(url)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(transactions=stars)
-def test_netting_agrees_with_the_reference_on_postgresql(postgres_databases: PostgresDatabases, transactions: list) -> None:  # type: ignore[type-arg]
+def test_netting_agrees_with_the_reference_on_postgresql(
+    postgres_databases: PostgresDatabases, transactions: list
+) -> None:  # type: ignore[type-arg]
     url = postgres_databases.create()
     try:
         asyncio.run(check(url, transactions))
@@ -109,7 +122,9 @@ async def test_netting_refuses_a_transaction_that_is_not_a_star(db: Database) ->
     the database's rights could, and netting notices instead of misattributing it."""
     ledger = Ledger(timezone=TAIPEI, clock=FrozenClock(NOVEMBER))
     async with db.transaction() as session:
-        await ledger.post(session, as_request(0, ("wallet-pay", True, [("fresh-mart", 50), ("formosa-air", 50), ("tune-stream", 1)])))
+        await ledger.post(
+            session, as_request(0, ("wallet-pay", True, [("fresh-mart", 50), ("formosa-air", 50), ("tune-stream", 1)]))
+        )
         await session.exec(  # type: ignore[call-overload]
             text(
                 "INSERT INTO ledger_transaction (seq, id, kind, reference, period, effective_at, posted_at,"
@@ -117,13 +132,15 @@ async def test_netting_refuses_a_transaction_that_is_not_a_star(db: Database) ->
             ).bindparams(bindparam("at", type_=UTCDateTime())),
             params={"at": NOVEMBER},
         )
-        await session.exec(text(  # type: ignore[call-overload]
-            "INSERT INTO ledger_entry (transaction_seq, position, account_id, unit, amount, period)"
-            " SELECT 2, row_number() OVER (ORDER BY id), id, unit,"
-            "        CASE program_id WHEN 'wallet-pay' THEN -60 WHEN 'fresh-mart' THEN -40 WHEN 'formosa-air' THEN 50 ELSE 50 END,"
-            "        '2026-11'"
-            "   FROM ledger_account WHERE program_id IN ('wallet-pay', 'fresh-mart', 'formosa-air', 'tune-stream')"
-        ))
+        await session.exec(
+            text(  # type: ignore[call-overload]
+                "INSERT INTO ledger_entry (transaction_seq, position, account_id, unit, amount, period)"
+                " SELECT 2, row_number() OVER (ORDER BY id), id, unit,"
+                "        CASE program_id WHEN 'wallet-pay' THEN -60 WHEN 'fresh-mart' THEN -40 WHEN 'formosa-air' THEN 50 ELSE 50 END,"
+                "        '2026-11'"
+                "   FROM ledger_account WHERE program_id IN ('wallet-pay', 'fresh-mart', 'formosa-air', 'tune-stream')"
+            )
+        )
     with pytest.raises(SettlementInvariantBroken, match="do not balance the spoke legs naming them"):
         async with db.transaction() as session:
             await netting.obligations(session, "2026-11", "TWD")

@@ -47,13 +47,16 @@ def lines(text: str) -> io.BytesIO:
 
 @pytest.fixture
 async def closed(settlement: SettlementService, clock: FrozenClock) -> SettlementService:
-    await post(settlement, [
-        conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200),
-        redemption("r1", "wallet-pay", "fresh-mart", 2_500, fee=25),
-        conversion("c2", "formosa-air", "fresh-mart", 1_234, fee=12),
-        conversion("c3", "wallet-pay", "fresh-mart", 500),
-        conversion("c4", "fresh-mart", "tune-stream", 700),
-    ])
+    await post(
+        settlement,
+        [
+            conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200),
+            redemption("r1", "wallet-pay", "fresh-mart", 2_500, fee=25),
+            conversion("c2", "formosa-air", "fresh-mart", 1_234, fee=12),
+            conversion("c3", "wallet-pay", "fresh-mart", 500),
+            conversion("c4", "fresh-mart", "tune-stream", 700),
+        ],
+    )
     async with settlement.db.transaction() as session:
         await settlement.ledger.reverse(session, "t-c3", transaction_id="t-c3-reversal", effective_at=clock.now())
     await close(settlement, clock, "2026-11")
@@ -68,8 +71,14 @@ async def breaks_of(service: SettlementService, reconciliation: Reconciliation) 
 async def test_each_line_is_classified_against_the_ledger(closed: SettlementService) -> None:
     view = await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="fresh-mart-client")
     imported = view.reconciliation
-    assert (imported.lines, imported.matched, imported.amount_mismatch, imported.missing_in_ledger,
-            imported.duplicate, imported.missing_in_partner) == (5, 2, 1, 1, 1, 1)
+    assert (
+        imported.lines,
+        imported.matched,
+        imported.amount_mismatch,
+        imported.missing_in_ledger,
+        imported.duplicate,
+        imported.missing_in_partner,
+    ) == (5, 2, 1, 1, 1, 1)
     assert (view.unresolved, imported.sequence, imported.imported_by) == (4, 1, "fresh-mart-client")
     found = await breaks_of(closed, imported)
     assert {key: (row.partner_amount, row.ledger_amount) for key, row in found.items()} == {
@@ -117,11 +126,19 @@ async def test_importing_again_replaces_the_reconciliation_until_a_break_is_reso
 async def test_accepting_the_ledger_records_who_and_why_and_posts_nothing(closed: SettlementService) -> None:
     imported = (await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="x")).reconciliation
     duplicate = (await breaks_of(closed, imported))["DUPLICATE:conversion:c1:6"]
-    resolution = (await closed.resolve(
-        ResolveRequest(duplicate.id or 0, Resolution.ACCEPT_LEDGER, "  sent twice by their export  ", "alice@settlement")
-    )).resolution
+    resolution = (
+        await closed.resolve(
+            ResolveRequest(
+                duplicate.id or 0, Resolution.ACCEPT_LEDGER, "  sent twice by their export  ", "alice@settlement"
+            )
+        )
+    ).resolution
     assert resolution is not None
-    assert (resolution.resolution, resolution.reason, resolution.resolved_by) == ("ACCEPT_LEDGER", "sent twice by their export", "alice@settlement")
+    assert (resolution.resolution, resolution.reason, resolution.resolved_by) == (
+        "ACCEPT_LEDGER",
+        "sent twice by their export",
+        "alice@settlement",
+    )
     assert (resolution.amount, resolution.transaction_id) == (None, None)
     assert (await closed.reconciliation("fresh-mart", "2026-11")).unresolved == 3
 
@@ -132,26 +149,38 @@ async def test_an_adjustment_is_a_balanced_transaction_in_the_next_open_period(
     imported = (await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="x")).reconciliation
     found = await breaks_of(closed, imported)
     mismatch = found["AMOUNT_MISMATCH:redemption:r1:3"]
-    resolution = (await closed.resolve(
-        ResolveRequest(mismatch.id or 0, Resolution.ADJUST, "their figure is the contract price", "bob@settlement")
-    )).resolution
+    resolution = (
+        await closed.resolve(
+            ResolveRequest(mismatch.id or 0, Resolution.ADJUST, "their figure is the contract price", "bob@settlement")
+        )
+    ).resolution
     assert resolution is not None
     assert (resolution.amount, resolution.counterparty) == (-75, "wallet-pay")
     assert resolution.transaction_id == f"adjustment:break:{mismatch.id}"
     async with closed.db.transaction() as session:
-        posted = (await session.exec(select(LedgerTransaction).where(LedgerTransaction.id == resolution.transaction_id))).one()
+        posted = (
+            await session.exec(select(LedgerTransaction).where(LedgerTransaction.id == resolution.transaction_id))
+        ).one()
         legs = await closed.ledger.legs_of(session, posted.seq)
         assert (await verify_ledger(session)).ok
-    assert (posted.period, posted.kind, posted.reference, posted.effective_at) == ("2026-12", "adjustment", f"break:{mismatch.id}", clock.now())
+    assert (posted.period, posted.kind, posted.reference, posted.effective_at) == (
+        "2026-12",
+        "adjustment",
+        f"break:{mismatch.id}",
+        clock.now(),
+    )
     assert [(leg.account.code, leg.amount) for leg in legs] == [
-        ("partner-clearing:fresh-mart", -75), ("partner-clearing:wallet-pay", 75)
+        ("partner-clearing:fresh-mart", -75),
+        ("partner-clearing:wallet-pay", 75),
     ]
     again = await closed.resolve(
         ResolveRequest(mismatch.id or 0, Resolution.ADJUST, "their figure is the contract price", "bob@settlement")
     )
     assert again.resolution is not None and again.resolution.transaction_id == resolution.transaction_id
     with pytest.raises(IdempotencyConflict):
-        await closed.resolve(ResolveRequest(mismatch.id or 0, Resolution.ACCEPT_LEDGER, "changed my mind", "bob@settlement"))
+        await closed.resolve(
+            ResolveRequest(mismatch.id or 0, Resolution.ACCEPT_LEDGER, "changed my mind", "bob@settlement")
+        )
 
     await close(closed, clock, "2026-12")
     december = await closed.statement("fresh-mart", "2026-12")
@@ -163,12 +192,20 @@ async def test_an_adjustment_is_a_balanced_transaction_in_the_next_open_period(
 async def test_adjustments_default_to_what_the_partner_line_and_the_ledger_say(closed: SettlementService) -> None:
     imported = (await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="x")).reconciliation
     found = await breaks_of(closed, imported)
-    missing_here = (await closed.resolve(
-        ResolveRequest(found["MISSING_IN_LEDGER:conversion:zzz:5"].id or 0, Resolution.ADJUST, "confirmed by formosa-air", "s")
-    )).resolution
-    missing_there = (await closed.resolve(
-        ResolveRequest(found["MISSING_IN_PARTNER:conversion:c4:None"].id or 0, Resolution.ADJUST, "never happened", "s")
-    )).resolution
+    missing_here = (
+        await closed.resolve(
+            ResolveRequest(
+                found["MISSING_IN_LEDGER:conversion:zzz:5"].id or 0, Resolution.ADJUST, "confirmed by formosa-air", "s"
+            )
+        )
+    ).resolution
+    missing_there = (
+        await closed.resolve(
+            ResolveRequest(
+                found["MISSING_IN_PARTNER:conversion:c4:None"].id or 0, Resolution.ADJUST, "never happened", "s"
+            )
+        )
+    ).resolution
     assert missing_here is not None and missing_there is not None
     assert (missing_here.amount, missing_here.counterparty) == (5_000, "formosa-air")
     assert (missing_there.amount, missing_there.counterparty) == (700, "tune-stream")
@@ -184,16 +221,24 @@ async def test_an_adjustment_needs_an_amount_and_a_counterparty_it_can_name(clos
         # conversion:c1 involves both wallet-pay and the exchange's fee
         await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "why not", "s", amount=Decimal("1.00")))
     with pytest.raises(BadAdjustment, match="finer than the currency's minor unit"):
-        await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "why", "s", amount=Decimal("0.001"), counterparty="wallet-pay"))
+        await closed.resolve(
+            ResolveRequest(duplicate, Resolution.ADJUST, "why", "s", amount=Decimal("0.001"), counterparty="wallet-pay")
+        )
     with pytest.raises(BadAdjustment, match="against itself"):
-        await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "why", "s", amount=Decimal("1.00"), counterparty="fresh-mart"))
+        await closed.resolve(
+            ResolveRequest(duplicate, Resolution.ADJUST, "why", "s", amount=Decimal("1.00"), counterparty="fresh-mart")
+        )
     with pytest.raises(BadAdjustment, match="no program has id 'nobody'"):
-        await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "why", "s", amount=Decimal("1.00"), counterparty="nobody"))
+        await closed.resolve(
+            ResolveRequest(duplicate, Resolution.ADJUST, "why", "s", amount=Decimal("1.00"), counterparty="nobody")
+        )
     with pytest.raises(BadUserInput, match="reason"):
         await closed.resolve(ResolveRequest(duplicate, Resolution.ACCEPT_LEDGER, "   ", "s"))
     with pytest.raises(BadUserInput, match="posts nothing"):
         await closed.resolve(ResolveRequest(duplicate, Resolution.ACCEPT_LEDGER, "why", "s", amount=Decimal("1.00")))
-    resolved = await closed.resolve(ResolveRequest(duplicate, Resolution.ADJUST, "fee refund", "s", amount=Decimal("1.00"), counterparty="EXCHANGE"))
+    resolved = await closed.resolve(
+        ResolveRequest(duplicate, Resolution.ADJUST, "fee refund", "s", amount=Decimal("1.00"), counterparty="EXCHANGE")
+    )
     assert resolved.resolution is not None and resolved.resolution.counterparty == "EXCHANGE"
 
 
@@ -205,14 +250,16 @@ async def test_sign_off_needs_every_break_resolved_and_then_freezes_the_period(
     imported = (await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="x")).reconciliation
     with pytest.raises(UnresolvedBreaks) as caught:
         await closed.sign_off("fresh-mart", "2026-11", by="s", note=None)
-    assert caught.value.extensions() == {
-        "code": "UNRESOLVED_BREAKS", "unresolved": 4
-    }
+    assert caught.value.extensions() == {"code": "UNRESOLVED_BREAKS", "unresolved": 4}
     for row in (await breaks_of(closed, imported)).values():
         await closed.resolve(ResolveRequest(row.id or 0, Resolution.ACCEPT_LEDGER, "agreed on the phone", "s"))
     clock.advance(hours=1)
     position = (await closed.sign_off("fresh-mart", "2026-11", by="carol@settlement", note="all agreed")).position
-    assert (position.signed_off_by, position.signed_off_at, position.sign_off_note) == ("carol@settlement", clock.now(), "all agreed")
+    assert (position.signed_off_by, position.signed_off_at, position.sign_off_note) == (
+        "carol@settlement",
+        clock.now(),
+        "all agreed",
+    )
     with pytest.raises(PartnerSignedOff) as refused:
         await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="x")
     assert refused.value.code is ErrorCode.PERIOD_CLOSED
@@ -225,9 +272,12 @@ async def test_sign_off_needs_every_break_resolved_and_then_freezes_the_period(
 async def test_the_counts_hold_for_a_file_larger_than_a_batch(closed: SettlementService) -> None:
     big = "reference,amount\n" + "".join(f"unknown:{n},1\n" for n in range(12_345)) + "conversion:c1,-100.00\n"
     imported = (await closed.import_records("fresh-mart", "2026-11", lines(big), by="x")).reconciliation
-    assert (imported.lines, imported.matched, imported.missing_in_ledger, imported.missing_in_partner) == (12_346, 1, 12_345, 3)
+    assert (imported.lines, imported.matched, imported.missing_in_ledger, imported.missing_in_partner) == (
+        12_346,
+        1,
+        12_345,
+        3,
+    )
     first = await closed.breaks(imported, kind=BreakKind.MISSING_IN_LEDGER, unresolved_only=True, first=2)
     after = await closed.breaks(imported, kind=BreakKind.MISSING_IN_LEDGER, first=2, after=first[-1].row.id)
     assert [view.row.line for view in first + after] == [2, 3, 4, 5]
-
-

@@ -29,10 +29,13 @@ async def october(database_url: str) -> dict[str, str]:
     db = Database.from_url(database_url)
     try:
         async with db.transaction() as session:
-            await Ledger(timezone=TAIPEI, clock=FrozenClock(at)).post_many(session, [
-                conversion("c1", "wallet-pay", "fresh-mart", 10_000, fee=200, at=at),
-                redemption("r1", "fresh-mart", "formosa-air", 1_500, at=at),
-            ])
+            await Ledger(timezone=TAIPEI, clock=FrozenClock(at)).post_many(
+                session,
+                [
+                    conversion("c1", "wallet-pay", "fresh-mart", 10_000, fee=200, at=at),
+                    redemption("r1", "fresh-mart", "formosa-air", 1_500, at=at),
+                ],
+            )
             await ensure_active_key(session, DEVELOPMENT_KEY_ENCRYPTION_SECRET, at)
     finally:
         await db.dispose()
@@ -44,7 +47,12 @@ async def test_close_prints_positions_and_the_saving_and_is_repeatable(october: 
     assert closed.returncode == 0, closed.stderr
     lines = closed.stdout.splitlines()
     assert lines[0] == "period 2026-10: CLOSED"
-    assert [line.split()[0::5] for line in lines[2:6]] == [["EXCHANGE", "2.00"], ["formosa-air", "15.00"], ["fresh-mart", "83.00"], ["wallet-pay", "-100.00"]]
+    assert [line.split()[0::5] for line in lines[2:6]] == [
+        ["EXCHANGE", "2.00"],
+        ["formosa-air", "15.00"],
+        ["fresh-mart", "83.00"],
+        ["wallet-pay", "-100.00"],
+    ]
     said = [" ".join(line.split()) for line in lines[6:]]
     assert said == [
         "net positions sum to 0.00 TWD",
@@ -64,7 +72,13 @@ async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
     result = run("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october)
     assert result.returncode == 0, result.stderr
     counts = dict(line.split() for line in result.stdout.splitlines()[1:6])
-    assert counts == {"MATCHED": "2", "AMOUNT_MISMATCH": "0", "MISSING_IN_LEDGER": "1", "DUPLICATE": "1", "MISSING_IN_PARTNER": "0"}
+    assert counts == {
+        "MATCHED": "2",
+        "AMOUNT_MISMATCH": "0",
+        "MISSING_IN_LEDGER": "1",
+        "DUPLICATE": "1",
+        "MISSING_IN_PARTNER": "0",
+    }
     assert "2 breaks to resolve" in result.stdout
 
     records.write_text("reference,amount\nconversion:c1,98.00\nconversion:c2,9.999\n")
@@ -74,14 +88,18 @@ async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
     assert refused.stderr.rstrip().endswith("nothing was imported")
 
 
-async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(october: dict[str, str], database_url: str) -> None:
+async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(
+    october: dict[str, str], database_url: str
+) -> None:
     assert run("settle", "statement", "--partner", "fresh-mart", "2026-10", env=october).returncode == 2
     assert run("settle", "close", "2026-10", env=october).returncode == 0
     document = json.loads(run("settle", "statement", "--partner", "fresh-mart", "2026-10", env=october).stdout)
     assert document["closingPosition"] == "83.00"
     table = run("settle", "statement", "--partner", "fresh-mart", "--format", "csv", "2026-10", env=october).stdout
     assert table.splitlines()[-1] == "fresh-mart,2026-10,TWD,closing,,,,,,,83.00"
-    token = run("settle", "statement", "--partner", "fresh-mart", "--format", "jws", "2026-10", env=october).stdout.strip()
+    token = run(
+        "settle", "statement", "--partner", "fresh-mart", "--format", "jws", "2026-10", env=october
+    ).stdout.strip()
     db = Database.from_url(database_url)
     try:
         jwks = await SigningKeys(db, DEVELOPMENT_KEY_ENCRYPTION_SECRET, FrozenClock(datetime.now(UTC))).jwks()

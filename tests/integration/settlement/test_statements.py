@@ -31,11 +31,14 @@ async def november(settlement: SettlementService, clock: FrozenClock) -> Settlem
     """October: wallet-pay owed fresh-mart 5.00; November: the lines below."""
     await post(settlement, [conversion("october", "wallet-pay", "fresh-mart", 500, at=clock.now().replace(month=10))])
     await close(settlement, clock, "2026-10")
-    await post(settlement, [
-        conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200),
-        redemption("r1", "wallet-pay", "fresh-mart", 2_500, fee=25),
-        conversion("c2", "formosa-air", "fresh-mart", 1_234, fee=12),
-    ])
+    await post(
+        settlement,
+        [
+            conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200),
+            redemption("r1", "wallet-pay", "fresh-mart", 2_500, fee=25),
+            conversion("c2", "formosa-air", "fresh-mart", 1_234, fee=12),
+        ],
+    )
     clock.current = clock.current.replace(year=2026, month=11, day=20)
     await close(settlement, clock, "2026-11")
     return settlement
@@ -46,11 +49,16 @@ async def test_a_statement_shows_opening_lines_by_counterparty_and_closing(novem
     document = json.loads(statement.json())
     assert document["partner"] == "fresh-mart" and document["currency"] == "TWD"
     assert document["period"] == {
-        "name": "2026-11", "start": "2026-10-31T16:00:00Z", "end": "2026-11-30T16:00:00Z",
-        "timeZone": "Asia/Taipei", "closedAt": document["period"]["closedAt"],
+        "name": "2026-11",
+        "start": "2026-10-31T16:00:00Z",
+        "end": "2026-11-30T16:00:00Z",
+        "timeZone": "Asia/Taipei",
+        "closedAt": document["period"]["closedAt"],
     }
     assert document["openingPosition"] == "5.00"
-    assert [(line["reference"], line["category"], line["counterparty"], line["amount"]) for line in document["lines"]] == [
+    assert [
+        (line["reference"], line["category"], line["counterparty"], line["amount"]) for line in document["lines"]
+    ] == [
         ("conversion:c1", "conversion", "wallet-pay", "-98.00"),
         ("conversion:c1", "fee", EXCHANGE, "-2.00"),
         ("redemption:r1", "redemption", "wallet-pay", "24.75"),
@@ -111,10 +119,14 @@ async def test_a_changed_figure_fails_verification(november: SettlementService) 
     forged = _unb64(payload).replace(b'"closingPosition":"-58.03"', b'"closingPosition":"-58.04"')
     assert forged != _unb64(payload)
     with pytest.raises(BadSignatureError):
-        jws.deserialize_compact(f"{header}.{_b64(forged)}.{signature}", KeySet.import_key_set(await november.keys.jwks()))
+        jws.deserialize_compact(
+            f"{header}.{_b64(forged)}.{signature}", KeySet.import_key_set(await november.keys.jwks())
+        )
 
 
-@pytest.mark.parametrize(("part", "errors"), [(0, (JoseError, ValueError)), (1, BadSignatureError), (2, BadSignatureError)])
+@pytest.mark.parametrize(
+    ("part", "errors"), [(0, (JoseError, ValueError)), (1, BadSignatureError), (2, BadSignatureError)]
+)
 async def test_a_changed_byte_anywhere_fails_verification(
     november: SettlementService, part: int, errors: type[Exception] | tuple[type[Exception], ...]
 ) -> None:

@@ -106,9 +106,14 @@ def operation(
 
 
 _CAMEL = {
-    "operation_id": "operationId", "member_ref": "memberRef", "reversed_points": "reversedPoints",
-    "balance_after": "balanceAfter", "expires_at": "expiresAt", "created_at": "createdAt",
-    "tier_expires_at": "tierExpiresAt", "expires_on": "expiresOn",
+    "operation_id": "operationId",
+    "member_ref": "memberRef",
+    "reversed_points": "reversedPoints",
+    "balance_after": "balanceAfter",
+    "expires_at": "expiresAt",
+    "created_at": "createdAt",
+    "tier_expires_at": "tierExpiresAt",
+    "expires_on": "expiresOn",
 }
 
 
@@ -136,10 +141,14 @@ class MockPartner:
         if self.kind == "graphql":
             error = {"message": detail, "path": ["result"], "extensions": {"code": code, **facts}}
             return httpx.Response(200, json={"data": None, "errors": [error]})
-        statuses = {"UNKNOWN_MEMBER": 404, "OPERATION_NOT_FOUND": 404, "OPERATION_CONFLICT": 409,
-                    "OPERATION_VOIDED": 409, "INVALID_REQUEST": 400}
-        problem = {"title": detail, "status": statuses.get(code, 422), "code": code,
-                   "detail": detail, **facts}
+        statuses = {
+            "UNKNOWN_MEMBER": 404,
+            "OPERATION_NOT_FOUND": 404,
+            "OPERATION_CONFLICT": 409,
+            "OPERATION_VOIDED": 409,
+            "INVALID_REQUEST": 400,
+        }
+        problem = {"title": detail, "status": statuses.get(code, 422), "code": code, "detail": detail, **facts}
         return httpx.Response(
             statuses.get(code, 422), json=problem, headers={"content-type": "application/problem+json"}
         )
@@ -176,9 +185,7 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-async def registry(
-    settings: Settings, timer: FakeTimer, sleeps: Sleeps
-) -> AsyncIterator[ConnectorRegistry]:
+async def registry(settings: Settings, timer: FakeTimer, sleeps: Sleeps) -> AsyncIterator[ConnectorRegistry]:
     registry = ConnectorRegistry(
         settings, environ={"PARTNER_SECRET": "from-env"}, timer=timer, sleep=sleeps, random=lambda: 0.0
     )

@@ -103,9 +103,7 @@ async def test_a_dead_partner_costs_no_request_once_the_circuit_is_open(
     assert fragile.client.breaker.state is BreakerState.OPEN
 
     timer.advance(10)
-    route.mock(side_effect=None, return_value=partner.answer(
-        {"member_ref": "alice", "balance": 1, "tier": "Base"}
-    ))
+    route.mock(side_effect=None, return_value=partner.answer({"member_ref": "alice", "balance": 1, "tier": "Base"}))
     assert (await fragile.account("alice")).balance == 1
     assert fragile.client.breaker.state is BreakerState.CLOSED
 
@@ -151,9 +149,7 @@ async def test_a_failed_probe_opens_the_circuit_again(
         await fragile.account("alice")
 
 
-async def test_refusals_do_not_open_the_circuit(
-    partner: MockPartner, fragile: ContractConnector
-) -> None:
+async def test_refusals_do_not_open_the_circuit(partner: MockPartner, fragile: ContractConnector) -> None:
     partner.route(Call.DEBIT).mock(return_value=partner.refuse("INSUFFICIENT_POINTS"))
     for _ in range(5):
         with pytest.raises(InsufficientPoints):

@@ -53,7 +53,9 @@ async def test_debit_sends_the_operation_id_and_returns_the_operation(
     assert (result.points, result.balance_after) == (100, 900)
     sent = partner.sent(route.calls.last.request)
     assert {key: sent[key] for key in ("operation_id", "member_ref", "points")} == {
-        "operation_id": "op-1", "member_ref": "alice", "points": 100,
+        "operation_id": "op-1",
+        "member_ref": "alice",
+        "points": 100,
     }
 
 
@@ -67,9 +69,7 @@ async def test_partial_reverse_returns_the_reversal_and_its_target(
 ) -> None:
     target = operation("op-0", reversed_points=40)
     route = partner.route(Call.REVERSE).mock(
-        return_value=partner.answer(
-            operation("op-1", "reversal", points=40, reverses="op-0", target=target)
-        )
+        return_value=partner.answer(operation("op-1", "reversal", points=40, reverses="op-0", target=target))
     )
     reversal = await connector.reverse("op-1", "op-0", 40)
     assert reversal.target is not None and reversal.target.reversed_points == 40
@@ -80,8 +80,9 @@ async def test_partial_reverse_returns_the_reversal_and_its_target(
 async def test_whole_reverse_sends_no_points(partner: MockPartner, connector: PartnerConnector) -> None:
     route = partner.route(Call.REVERSE).mock(
         return_value=partner.answer(
-            operation("op-1", "reversal", reverses="op-0",
-                      target=operation("op-0", status="reversed", reversed_points=100))
+            operation(
+                "op-1", "reversal", reverses="op-0", target=operation("op-0", status="reversed", reversed_points=100)
+            )
         )
     )
     reversal = await connector.reverse("op-1", "op-0")
@@ -93,8 +94,9 @@ async def test_match_tier_sends_tier_and_expiry(partner: MockPartner, connector:
     expires = datetime(2027, 2, 25, tzinfo=UTC)
     route = partner.route(Call.MATCH_TIER).mock(
         return_value=partner.answer(
-            operation(kind="tier_match", points=None, balance_after=None, tier="Gold",
-                      expires_at="2027-02-25T00:00:00Z")
+            operation(
+                kind="tier_match", points=None, balance_after=None, tier="Gold", expires_at="2027-02-25T00:00:00Z"
+            )
         )
     )
     result = await connector.match_tier("op-1", "alice", "Gold", expires)
@@ -112,17 +114,13 @@ async def test_operation_status_of_a_voided_id(partner: MockPartner, connector: 
     assert status is not None and status.status is OperationState.VOIDED and status.kind is None
 
 
-async def test_operation_status_of_an_unknown_id_is_none(
-    partner: MockPartner, connector: PartnerConnector
-) -> None:
+async def test_operation_status_of_an_unknown_id_is_none(partner: MockPartner, connector: PartnerConnector) -> None:
     partner.route(Call.OPERATION_STATUS).mock(return_value=partner.answer(None))
     assert await connector.operation_status("op-1") is None
 
 
 async def test_graphql_enums_in_capitals_read_the_same(connector: PartnerConnector, partner: MockPartner) -> None:
-    partner.route(Call.DEBIT).mock(
-        return_value=partner.answer(operation(kind="DEBIT", status="REVERSED"))
-    )
+    partner.route(Call.DEBIT).mock(return_value=partner.answer(operation(kind="DEBIT", status="REVERSED")))
     assert (await connector.debit("op-1", "alice", 100)).status is OperationState.REVERSED
 
 

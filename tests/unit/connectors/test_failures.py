@@ -133,12 +133,8 @@ async def test_a_5xx_is_an_unknown_outcome_retried_with_backoff(
     assert sleeps.delays == [0.05, 0.1]  # 0.1 * 2**n, times 0.5 with random() = 0
 
 
-async def test_a_retry_after_a_5xx_gets_the_applied_result(
-    partner: MockPartner, connector: PartnerConnector
-) -> None:
-    route = partner.route(Call.DEBIT).mock(
-        side_effect=[httpx.Response(500), partner.answer(operation())]
-    )
+async def test_a_retry_after_a_5xx_gets_the_applied_result(partner: MockPartner, connector: PartnerConnector) -> None:
+    route = partner.route(Call.DEBIT).mock(side_effect=[httpx.Response(500), partner.answer(operation())])
     assert (await connector.debit("op-1", "alice", 100)).points == 100
     sent = [partner.sent(call.request) for call in route.calls]
     assert sent[0] == sent[1], "a retry resends the same operation id and body"
@@ -153,9 +149,7 @@ async def test_a_timeout_is_an_unknown_outcome_and_is_not_retried(
     assert route.call_count == 1
 
 
-async def test_a_read_that_times_out_is_not_retried_either(
-    partner: MockPartner, connector: PartnerConnector
-) -> None:
+async def test_a_read_that_times_out_is_not_retried_either(partner: MockPartner, connector: PartnerConnector) -> None:
     route = partner.route(Call.ACCOUNT).mock(side_effect=httpx.ReadTimeout("slow"))
     with pytest.raises(PartnerTimeout):
         await connector.account("alice")
@@ -217,9 +211,7 @@ async def test_a_refusal_after_an_unknown_attempt_is_definite(
     partner: MockPartner, connector: PartnerConnector
 ) -> None:
     """Had the first attempt applied, the repeat would have returned it: the refusal is final."""
-    partner.route(Call.DEBIT).mock(
-        side_effect=[httpx.Response(502), partner.refuse("INSUFFICIENT_POINTS")]
-    )
+    partner.route(Call.DEBIT).mock(side_effect=[httpx.Response(502), partner.refuse("INSUFFICIENT_POINTS")])
     with pytest.raises(InsufficientPoints):
         await connector.debit("op-1", "alice", 100)
 
@@ -238,9 +230,7 @@ class NeverEndingBody(httpx.AsyncByteStream):
         await asyncio.Event().wait()
 
 
-async def test_a_body_that_never_finishes_times_out(
-    partner: MockPartner, impatient: PartnerConnector
-) -> None:
+async def test_a_body_that_never_finishes_times_out(partner: MockPartner, impatient: PartnerConnector) -> None:
     partner.route(Call.DEBIT).mock(return_value=httpx.Response(200, stream=NeverEndingBody()))
     with pytest.raises(PartnerTimeout):
         await impatient.debit("op-1", "alice", 100)

@@ -54,9 +54,7 @@ async def test_a_secret_from_the_environment(registry: ConnectorRegistry) -> Non
             return_value=httpx.Response(200, json={"member_ref": "alice", "balance": 0, "tier": "B"})
         )
         await connector.account("alice")
-    assert token.calls.last.request.headers["authorization"] == httpx.BasicAuth(
-        "exchange", "from-env"
-    )._auth_header
+    assert token.calls.last.request.headers["authorization"] == httpx.BasicAuth("exchange", "from-env")._auth_header
 
 
 def test_a_missing_secret_variable_is_partner_not_configured(registry: ConnectorRegistry) -> None:
@@ -70,15 +68,11 @@ def test_an_overridden_base_url_moves_a_token_url_under_it() -> None:
     assert moved.base_url == "http://127.0.0.1:5555"
     assert moved.oauth.token_url == "http://127.0.0.1:5555/oauth/token"
     elsewhere = connector_config("rest", token_url="https://login.partner.example/token")
-    assert with_base_url(elsewhere, "http://127.0.0.1:5555").oauth.token_url == (
-        "https://login.partner.example/token"
-    )
+    assert with_base_url(elsewhere, "http://127.0.0.1:5555").oauth.token_url == ("https://login.partner.example/token")
 
 
 async def test_the_registry_applies_base_url_overrides(settings: Settings) -> None:
-    registry = ConnectorRegistry(
-        settings, environ={}, base_urls={PROGRAM: "http://127.0.0.1:5555"}
-    )
+    registry = ConnectorRegistry(settings, environ={}, base_urls={PROGRAM: "http://127.0.0.1:5555"})
     connector = registry.connector(PROGRAM, connector_config("rest"))
     assert isinstance(connector, ContractConnector)
     assert isinstance(connector.flavour, RestFlavour)

@@ -40,7 +40,8 @@ async def test_the_token_request_is_client_credentials_with_basic_auth(
     await connector.account("alice")
     request = token_route.calls.last.request
     assert parse_qs(request.content.decode()) == {
-        "grant_type": ["client_credentials"], "scope": ["points"],
+        "grant_type": ["client_credentials"],
+        "scope": ["points"],
     }
     scheme, _, encoded = request.headers["authorization"].partition(" ")
     assert (scheme, base64.b64decode(encoded).decode()) == ("Basic", "exchange:s3cret")
@@ -98,12 +99,11 @@ async def test_a_401_fetches_a_new_token_once_and_resends(
     partner: MockPartner, connector: PartnerConnector, token_route: respx.Route
 ) -> None:
     token_route.mock(side_effect=[token_answer("old"), token_answer("new")])
-    route = partner.route(Call.DEBIT).mock(
-        side_effect=[httpx.Response(401), partner.answer(operation())]
-    )
+    route = partner.route(Call.DEBIT).mock(side_effect=[httpx.Response(401), partner.answer(operation())])
     assert (await connector.debit("op-1", "alice", 100)).points == 100
     assert [call.request.headers["authorization"] for call in route.calls] == [
-        "Bearer old", "Bearer new",
+        "Bearer old",
+        "Bearer new",
     ]
 
 
@@ -117,9 +117,7 @@ async def test_a_second_401_is_an_authentication_failure_and_is_not_retried(
     assert (route.call_count, token_route.call_count) == (2, 2)
 
 
-async def test_a_403_is_an_authentication_failure(
-    partner: MockPartner, connector: PartnerConnector
-) -> None:
+async def test_a_403_is_an_authentication_failure(partner: MockPartner, connector: PartnerConnector) -> None:
     partner.route(Call.ACCOUNT).mock(return_value=httpx.Response(403))
     with pytest.raises(PartnerAuthenticationFailed):
         await connector.account("alice")

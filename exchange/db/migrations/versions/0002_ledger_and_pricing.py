@@ -109,7 +109,13 @@ def upgrade() -> None:
     )
     op.create_table(
         "ledger_entry",
-        sa.Column("transaction_seq", sa.BigInteger(), sa.ForeignKey("ledger_transaction.seq"), primary_key=True, autoincrement=False),
+        sa.Column(
+            "transaction_seq",
+            sa.BigInteger(),
+            sa.ForeignKey("ledger_transaction.seq"),
+            primary_key=True,
+            autoincrement=False,
+        ),
         sa.Column("position", sa.SmallInteger(), primary_key=True, autoincrement=False),
         sa.Column("account_id", sa.BigInteger(), sa.ForeignKey("ledger_account.id"), nullable=False, index=True),
         sa.Column("unit", sa.String(72), nullable=False),
@@ -188,8 +194,12 @@ def upgrade() -> None:
         *(
             sa.Column(name, sa.BigInteger(), nullable=False)
             for name in (
-                "points_in", "points_out", "base_points", "step_bonus_points",
-                "promotion_bonus_points", "tier_bonus_points",
+                "points_in",
+                "points_out",
+                "base_points",
+                "step_bonus_points",
+                "promotion_bonus_points",
+                "tier_bonus_points",
             )
         ),
         sa.Column("currency", sa.String(3), nullable=False),

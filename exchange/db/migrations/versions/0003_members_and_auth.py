@@ -76,9 +76,7 @@ def upgrade() -> None:
         sa.Column("retired_at", UTCDateTime(), nullable=True),
         sa.Column("publish_until", UTCDateTime(), nullable=True),
         sa.CheckConstraint("state IN ('active', 'retired')", name="signing_key_state"),
-        sa.CheckConstraint(
-            "(state = 'active') = (retired_at IS NULL)", name="signing_key_retired_at"
-        ),
+        sa.CheckConstraint("(state = 'active') = (retired_at IS NULL)", name="signing_key_retired_at"),
     )
     op.create_index(
         "signing_key_one_active",
@@ -109,9 +107,7 @@ def upgrade() -> None:
         sa.Column("window_started_at", UTCDateTime(), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
     )
-    op.create_index(
-        "ix_client_auth_failure_window_started_at", "client_auth_failure", ["window_started_at"]
-    )
+    op.create_index("ix_client_auth_failure_window_started_at", "client_auth_failure", ["window_started_at"])
 
 
 def downgrade() -> None:

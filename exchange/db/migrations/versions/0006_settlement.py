@@ -63,9 +63,7 @@ def upgrade() -> None:
         sa.Column("file_sha256", sa.String(64), nullable=False),
         *(
             sa.Column(name, sa.Integer(), nullable=False)
-            for name in (
-                "lines", "matched", "missing_in_ledger", "missing_in_partner", "amount_mismatch", "duplicate"
-            )
+            for name in ("lines", "matched", "missing_in_ledger", "missing_in_partner", "amount_mismatch", "duplicate")
         ),
         sa.UniqueConstraint("period", "partner", "sequence"),
     )
@@ -85,7 +83,10 @@ def upgrade() -> None:
     op.create_table(
         "break_resolution",
         sa.Column(
-            "break_id", sa.BigInteger(), sa.ForeignKey("reconciliation_break.id"), primary_key=True,
+            "break_id",
+            sa.BigInteger(),
+            sa.ForeignKey("reconciliation_break.id"),
+            primary_key=True,
             autoincrement=False,
         ),
         sa.Column("resolution", sa.String(15), nullable=False),
@@ -100,7 +101,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
-        "break_resolution", "reconciliation_break", "reconciliation", "settlement_position", "settlement_obligation"
+        "break_resolution",
+        "reconciliation_break",
+        "reconciliation",
+        "settlement_position",
+        "settlement_obligation",
     ):
         op.drop_table(table)
     for side, _ in ENTRY_INDEXES:
