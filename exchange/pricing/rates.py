@@ -22,9 +22,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.pricing.errors import ManagedByOperator, NoRate
 from exchange.pricing.models import RateVersion
-from exchange.pricing.rules import Band, RateRule, Ratio, StepBonus
+from exchange.pricing.rules import Band, RateRule, StepBonus
 from exchange.programs.declarations import PartnersDirectory, RateDeclaration
 from exchange.programs.models import Program
+from exchange.ratio import Ratio
 
 OPERATOR = "operator"
 

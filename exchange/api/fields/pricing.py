@@ -17,8 +17,9 @@ from exchange.errors import BadUserInput
 from exchange.members import service as members
 from exchange.pricing import promotions, quotes, rates
 from exchange.pricing.rates import PairLimits, PairOverride
-from exchange.pricing.rules import Band, Ratio, StepBonus
+from exchange.pricing.rules import Band, StepBonus
 from exchange.programs import service as programs
+from exchange.ratio import Ratio
 
 #: The target program's partner manages the rates and promotions into its program.
 MANAGES_TARGET: Rule = requires(Scope.PARTNER_WRITE) & own_program(argument("input.to_program"))
