@@ -1,0 +1,234 @@
+"""Who may do what: authorization rules as plain objects, usable by every front end.
+
+A rule answers, for a caller (a :class:`~exchange.auth.principal.Principal`, or ``None`` for no
+token), an object and the request's arguments, whether the caller may go on
+(:meth:`Rule.allows`), and tabulates what a whole role may get (:meth:`Rule.access`), which the
+GraphQL schema-walking test reviews as the access policy. Rules combine with ``&`` and ``|``:
+:data:`PUBLIC` (no token needed), :data:`AUTHENTICATED` (any valid token), :func:`requires` (a
+scope), :func:`own_program` (the partner's own program) and :func:`own_member` (the member
+themself). Tenant rules read the tenant from the object (:func:`source`) or the arguments
+(:func:`argument`).
+
+GraphQL declares a rule on every field (:mod:`exchange.api.permissions` adapts them to
+Strawberry, deny by default); the web pages authorize their routes with the same objects.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Collection, Iterable, Mapping
+from enum import IntEnum
+from typing import Any, TypeVar
+
+from exchange.auth.principal import Principal
+from exchange.auth.scopes import ROLE_SCOPES, Role, Scope
+from exchange.errors import Forbidden, Unauthenticated
+
+T = TypeVar("T")
+Selector = Callable[[Any, Mapping[str, Any]], object]
+
+
+class Access(IntEnum):
+    """How much of a field a role may read: nothing, its own tenant's, or all of it."""
+
+    NONE = 0
+    OWN = 1
+    ALL = 2
+
+
+def source(attribute: str) -> Selector:
+    """Select the tenant from the object the field is on."""
+    return lambda parent, _arguments: getattr(parent, attribute)
+
+
+def argument(path: str) -> Selector:
+    """Select the tenant from the field's argument ``path``: a Python name, or a dotted path
+    into an input object (``"input.to_program"``)."""
+    name, *attributes = path.split(".")
+
+    def select(_parent: Any, arguments: Mapping[str, Any]) -> object:
+        value = arguments.get(name)
+        for attribute in attributes:
+            value = getattr(value, attribute, None)
+        return value
+
+    return select
+
+
+class Rule(abc.ABC):
+    """Who may do something. Subclasses say it twice: for a request (:meth:`allows`)
+    and for a whole role (:meth:`access`), which the schema-walking test tabulates."""
+
+    def unauthenticated(self) -> Unauthenticated:
+        """What a caller without a token hears."""
+        return Unauthenticated(f"an access token is needed ({self.describe()})")
+
+    def forbidden(self) -> Forbidden:
+        """What a caller whose token does not satisfy the rule hears."""
+        return Forbidden(f"not allowed: this needs {self.describe()}")
+
+    @abc.abstractmethod
+    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+        """Whether ``principal`` may resolve the field on ``source`` with ``arguments``."""
+
+    @abc.abstractmethod
+    def access(self, role: Role | None) -> Access:
+        """What a caller of ``role`` (``None``: no token) may get, holding all its scopes."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """The rule in words, for error messages."""
+
+    @property
+    def is_public(self) -> bool:
+        return self.access(None) is Access.ALL
+
+    def visible(self, principal: Principal | None, items: Iterable[T]) -> list[T]:
+        """The ``items`` this rule lets ``principal`` see (for lists of tenant-owned objects)."""
+        return [item for item in items if self.allows(principal, item, {})]
+
+    def __and__(self, other: Rule) -> Rule:
+        return AllOf(self, other)
+
+    def __or__(self, other: Rule) -> Rule:
+        return AnyOf(self, other)
+
+
+class Public(Rule):
+    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+        return True
+
+    def access(self, role: Role | None) -> Access:
+        return Access.ALL
+
+    def describe(self) -> str:
+        return "nothing"
+
+
+class Authenticated(Rule):
+    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+        return principal is not None
+
+    def access(self, role: Role | None) -> Access:
+        return Access.NONE if role is None else Access.ALL
+
+    def describe(self) -> str:
+        return "an access token"
+
+
+class HasScope(Rule):
+    """The token holds at least one of ``scopes``."""
+
+    def __init__(self, *scopes: Scope) -> None:
+        self.scopes = frozenset(scopes)
+
+    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+        return principal is not None and not principal.scopes.isdisjoint(self.scopes)
+
+    def access(self, role: Role | None) -> Access:
+        held = role is not None and not ROLE_SCOPES[role].isdisjoint(self.scopes)
+        return Access.ALL if held else Access.NONE
+
+    def describe(self) -> str:
+        if len(self.scopes) == 1:
+            return f"scope {next(iter(self.scopes))}"
+        return "one of the scopes " + ", ".join(sorted(self.scopes))
+
+
+class OwnProgram(Rule):
+    """The caller is the partner running the selected program (or one of the selected)."""
+
+    def __init__(self, selector: Selector) -> None:
+        self.selector = selector
+
+    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+        if principal is None or principal.program_id is None:
+            return False
+        selected = self.selector(source, arguments)
+        if isinstance(selected, str):
+            return selected == principal.program_id
+        return isinstance(selected, Collection) and principal.program_id in selected
+
+    def access(self, role: Role | None) -> Access:
+        return Access.OWN if role is Role.PARTNER else Access.NONE
+
+    def describe(self) -> str:
+        return "the caller's own program"
+
+
+class OwnMember(Rule):
+    """The caller is the selected member."""
+
+    def __init__(self, selector: Selector) -> None:
+        self.selector = selector
+
+    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+        return (
+            principal is not None
+            and principal.member_id is not None
+            and self.selector(source, arguments) == principal.member_id
+        )
+
+    def access(self, role: Role | None) -> Access:
+        return Access.OWN if role is Role.MEMBER else Access.NONE
+
+    def describe(self) -> str:
+        return "the caller's own member account"
+
+
+class AllOf(Rule):
+    def __init__(self, *rules: Rule) -> None:
+        self.rules = rules
+
+    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+        return all(rule.allows(principal, source, arguments) for rule in self.rules)
+
+    def access(self, role: Role | None) -> Access:
+        return min(rule.access(role) for rule in self.rules)
+
+    def describe(self) -> str:
+        return " and ".join(rule.describe() for rule in self.rules)
+
+
+class AnyOf(Rule):
+    def __init__(self, *rules: Rule) -> None:
+        self.rules = rules
+
+    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+        return any(rule.allows(principal, source, arguments) for rule in self.rules)
+
+    def access(self, role: Role | None) -> Access:
+        return max(rule.access(role) for rule in self.rules)
+
+    def describe(self) -> str:
+        return " or ".join(f"({rule.describe()})" for rule in self.rules)
+
+
+class Unruled(Rule):
+    """What a field without a declared rule gets: nobody may resolve it."""
+
+    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+        return False
+
+    def access(self, role: Role | None) -> Access:
+        return Access.NONE
+
+    def describe(self) -> str:
+        return "an authorization rule, which this field lacks"
+
+
+PUBLIC: Rule = Public()
+AUTHENTICATED: Rule = Authenticated()
+
+
+def requires(*scopes: Scope) -> Rule:
+    """The token holds at least one of ``scopes``."""
+    return HasScope(*scopes)
+
+
+def own_program(selector: Selector) -> Rule:
+    return OwnProgram(selector)
+
+
+def own_member(selector: Selector) -> Rule:
+    return OwnMember(selector)
