@@ -10,7 +10,7 @@ import pytest
 
 from exchange.app import create_app
 from exchange.db.database import Database
-from exchange.loading import load_partners_directory
+from exchange.services.container import load_partners_directory
 from exchange.serving import free_port, serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit

@@ -15,7 +15,7 @@ from exchange.app import create_app
 from exchange.auth import keys
 from exchange.auth.scopes import Role
 from exchange.auth.tokens import LEEWAY_SECONDS
-from exchange.loading import load_partners_directory
+from exchange.services.container import load_partners_directory
 from exchange.serving import serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from exchange.app import create_app
-from exchange.loading import load_partners_directory
 from exchange.members.models import LinkedAccount
 from exchange.programs.declarations import read_partners_directory
+from exchange.services.container import load_partners_directory
 from exchange.serving import serving
 from exchange.settings import Settings
 from exchange.testing.sandboxes import SandboxFleet

@@ -15,9 +15,7 @@ from exchange.api.permissions import (
     requires,
 )
 from exchange.api.types.auth import AssertionKey, OAuthClient, Viewer
-from exchange.auth import assertions, clients
 from exchange.auth.scopes import Scope
-from exchange.programs import service as programs
 
 #: A partner manages its own program; admins manage any.
 MANAGE_PROGRAM: Rule = requires(Scope.PARTNER_WRITE) & own_program(argument("program_id")) | requires(Scope.ADMIN_WRITE)
@@ -34,9 +32,7 @@ class AccessQueries:
         extensions=[authorize(requires(Scope.ADMIN_READ))],
     )
     async def clients(self, info: Info[Context, None]) -> list[OAuthClient] | None:
-        async with info.context.services.db.transaction() as session:
-            rows = await clients.list_clients(session)
-        return [OAuthClient.from_row(row) for row in rows]
+        return [OAuthClient.from_row(row) for row in await info.context.services.access.clients()]
 
 
 @strawberry.type
@@ -50,11 +46,7 @@ class AccessMutations:
     async def register_assertion_key(
         self, info: Info[Context, None], program_id: strawberry.ID, public_key: str
     ) -> AssertionKey | None:
-        async with info.context.services.db.transaction() as session:
-            await programs.get_program(session, str(program_id), field="programId")
-            row = await assertions.register_assertion_key(
-                session, str(program_id), public_key, info.context.services.clock.now()
-            )
+        row = await info.context.services.access.register_assertion_key(str(program_id), public_key)
         return AssertionKey.from_row(row)
 
     @strawberry.mutation(
@@ -64,6 +56,5 @@ class AccessMutations:
     async def remove_assertion_key(
         self, info: Info[Context, None], program_id: strawberry.ID, kid: str
     ) -> AssertionKey | None:
-        async with info.context.services.db.transaction() as session:
-            row = await assertions.remove_assertion_key(session, str(program_id), kid)
+        row = await info.context.services.access.remove_assertion_key(str(program_id), kid)
         return AssertionKey.from_row(row)

@@ -22,8 +22,7 @@ class AccountMutations:
     async def link_account(
         self, info: Info[Context, None], program_id: strawberry.ID, member_ref: str, verification: str
     ) -> LinkedAccount | None:
-        services = info.context.services
-        row = await services.federation.link(
-            str(info.context.caller().member_id), str(program_id), member_ref, verification, services.clock.now()
+        row = await info.context.services.members.link_account(
+            info.context.caller(), str(program_id), member_ref, verification
         )
         return LinkedAccount.from_row(row)

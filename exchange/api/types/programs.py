@@ -25,8 +25,6 @@ from exchange.api.types.auth import AssertionKey
 from exchange.api.types.members import LinkedAccount
 from exchange.api.types.pricing import Promotion, RateVersion
 from exchange.auth.scopes import Scope
-from exchange.members import service as members
-from exchange.pricing import promotions, rates
 from exchange.programs.models import CoalitionLevel, ProgramTier
 from exchange.programs.models import Program as ProgramRow
 from exchange.programs.service import CoalitionView
@@ -114,8 +112,7 @@ class Program:
     async def linked_accounts(
         self, info: Info[Context, None], first: int = 100, after: str | None = None
     ) -> list[LinkedAccount] | None:
-        async with info.context.services.db.transaction() as session:
-            rows = await members.accounts_at_program(session, str(self.id), first=first, after=after)
+        rows = await info.context.loaders.linked_accounts.load((str(self.id), first, after))
         return [LinkedAccount.from_row(row) for row in rows]
 
     @strawberry.field(
@@ -138,9 +135,7 @@ class Program:
         extensions=[authorize(PROGRAM_OWNER_OR_STAFF)],
     )
     async def incoming_rates(self, info: Info[Context, None]) -> list[RateVersion] | None:
-        services = info.context.services
-        async with services.db.transaction() as session:
-            rows = await rates.current_versions_into(session, str(self.id), services.clock.now())
+        rows = await info.context.loaders.incoming_rates.load(str(self.id))
         return [RateVersion.from_row(row) for row in rows]
 
     @strawberry.field(
@@ -149,8 +144,7 @@ class Program:
         extensions=[authorize(PROGRAM_OWNER_OR_STAFF)],
     )
     async def promotions(self, info: Info[Context, None]) -> list[Promotion] | None:
-        async with info.context.services.db.transaction() as session:
-            rows = await promotions.promotions_of(session, str(self.id))
+        rows = await info.context.loaders.promotions.load(str(self.id))
         return [Promotion.from_row(row) for row in rows]
 
     @classmethod

@@ -28,12 +28,12 @@ from exchange.auth.scopes import Scope
 from exchange.errors import BadUserInput
 from exchange.ledger.periods import PeriodStatus as PeriodStatusValue
 from exchange.money import Currency
+from exchange.services.settlement import BreakView, PositionView, ReconciliationView
 from exchange.settlement.closing import PeriodReport
 from exchange.settlement.models import BreakKind as BreakKindValue
 from exchange.settlement.models import Resolution as ResolutionValue
 from exchange.settlement.models import SettlementPosition as PositionRow
 from exchange.settlement.netting import Payments as PaymentsValue
-from exchange.settlement.service import BreakView, PositionView, ReconciliationView
 from exchange.settlement.statements import CounterpartyTotals as CounterpartyTotalsValue
 from exchange.settlement.statements import Statement as StatementValue
 from exchange.settlement.statements import StatementLine as StatementLineValue

@@ -13,9 +13,9 @@ from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import KeySet
 
 from exchange.ledger.errors import PeriodNotClosed
+from exchange.services.settlement import SettlementService
 from exchange.settlement.errors import NoSuchParticipant
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.service import SettlementService
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import (
     ISSUER,

@@ -1,0 +1,64 @@
+"""Members and their accounts: a member's own view, a partner's view of its members, linking
+accounts, and the federated view of every linked partner's live answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from exchange.auth.principal import Principal
+from exchange.clock import Clock
+from exchange.db.database import Database
+from exchange.federation.accounts import AccountView, Federation
+from exchange.members import service as members
+from exchange.members.models import LinkedAccount, Member
+from exchange.services.requests import member_of, program_of
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    """A member and their linked accounts, by program id."""
+
+    member: Member
+    accounts: Sequence[LinkedAccount]
+
+
+@dataclass
+class MemberService:
+    db: Database
+    federation: Federation
+    clock: Clock
+
+    async def me(self, caller: Principal) -> MemberView:
+        """The member behind a member token."""
+        async with self.db.transaction() as session:
+            member, accounts = await members.member_with_accounts(session, member_of(caller))
+        return MemberView(member, accounts)
+
+    async def member_for_partner(self, caller: Principal, member_id: str) -> MemberView:
+        """A member as a partner may see them: only one with an account at its program (any
+        other id, existing or not, is refused alike)."""
+        async with self.db.transaction() as session:
+            member, accounts = await members.get_member_linked_to(session, member_id, program_of(caller))
+        return MemberView(member, accounts)
+
+    async def accounts_at_programs(
+        self, program_ids: Iterable[str], *, first: int, after: str | None
+    ) -> dict[str, list[LinkedAccount]]:
+        """Each program's linked accounts by ``member_ref``, a page of them, in one query."""
+        async with self.db.transaction() as session:
+            return await members.accounts_at_programs(session, program_ids, first=first, after=after)
+
+    async def link_account(
+        self, caller: Principal, program_id: str, member_ref: str, verification: str
+    ) -> LinkedAccount:
+        """Link the caller's account ``member_ref`` at a program once its partner confirms it."""
+        return await self.federation.link(member_of(caller), program_id, member_ref, verification, self.clock.now())
+
+    async def accounts(self, member_id: str, links: Sequence[LinkedAccount]) -> list[AccountView]:
+        """The member's accounts as every linked partner reports them now, asked at once."""
+        return await self.federation.accounts(member_id, links=links)
+
+    async def coalition_level(self, member_id: str) -> int:
+        """The highest coalition level among the member's accounts' current tiers."""
+        return await self.federation.coalition_level(member_id)
