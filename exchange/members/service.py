@@ -29,7 +29,7 @@ from exchange.members.models import (
 
 class InvalidMemberRef(BadUserInput):
     def __init__(self, reason: str) -> None:
-        super().__init__(f"member_ref {reason}", field="member_ref")
+        super().__init__(f"member_ref {reason}", field="memberRef")
 
 
 class MemberNotFound(NotFound):

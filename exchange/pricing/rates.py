@@ -87,7 +87,7 @@ class PairOverride:
 class RateTerms:
     """A partner's rate override as it arrives (a form, a GraphQL input): ratio text, or volume
     bands as (from points, ratio text), an optional step bonus and pair limits. Errors name
-    the field as the API's input does (``input.ratio``, ``input.bands[1].fromPoints``, ...)."""
+    the terms' own fields (``ratio``, ``bands[1].fromPoints``, ``bonusEvery``, ...)."""
 
     ratio: str | None = None
     bands: Sequence[tuple[int, str]] | None = None
@@ -102,24 +102,22 @@ class RateTerms:
     def override(self) -> PairOverride:
         """The override these terms set, once they make sense."""
         if (self.ratio is None) == (self.bands is None):
-            raise BadUserInput("give either ratio or bands", field="input.ratio")
+            raise BadUserInput("give either ratio or bands", field="ratio")
         if self.ratio is not None:
-            bands: tuple[Band, ...] = (Band(1, _ratio(self.ratio, "input.ratio")),)
+            bands: tuple[Band, ...] = (Band(1, _ratio(self.ratio, "ratio")),)
         else:
             assert self.bands is not None
             bands = tuple(
-                Band(_positive(start, f"input.bands[{i}].fromPoints"), _ratio(ratio, f"input.bands[{i}].ratio"))
+                Band(_positive(start, f"bands[{i}].fromPoints"), _ratio(ratio, f"bands[{i}].ratio"))
                 for i, (start, ratio) in enumerate(self.bands)
             )
             starts = [band.from_points for band in bands]
             if not starts or starts != sorted(set(starts)):
-                raise BadUserInput("bands must rise by fromPoints", field="input.bands")
+                raise BadUserInput("bands must rise by fromPoints", field="bands")
         if (self.bonus_every is None) != (self.bonus_points is None):
-            raise BadUserInput("give both bonusEvery and bonusPoints, or neither", field="input.bonusEvery")
+            raise BadUserInput("give both bonusEvery and bonusPoints, or neither", field="bonusEvery")
         bonus = (
-            StepBonus(
-                _positive(self.bonus_every, "input.bonusEvery"), _positive(self.bonus_points, "input.bonusPoints")
-            )
+            StepBonus(_positive(self.bonus_every, "bonusEvery"), _positive(self.bonus_points, "bonusPoints"))
             if self.bonus_every is not None and self.bonus_points is not None
             else None
         )
@@ -127,11 +125,11 @@ class RateTerms:
             bands=bands,
             step_bonus=bonus,
             limits=PairLimits(
-                minimum_points=_optional_positive(self.minimum_points, "input.minimumPoints"),
-                increment=_optional_positive(self.increment, "input.increment"),
-                member_daily_cap=_optional_positive(self.member_daily_cap, "input.memberDailyCap"),
-                member_monthly_cap=_optional_positive(self.member_monthly_cap, "input.memberMonthlyCap"),
-                member_yearly_cap=_optional_positive(self.member_yearly_cap, "input.memberYearlyCap"),
+                minimum_points=_optional_positive(self.minimum_points, "minimumPoints"),
+                increment=_optional_positive(self.increment, "increment"),
+                member_daily_cap=_optional_positive(self.member_daily_cap, "memberDailyCap"),
+                member_monthly_cap=_optional_positive(self.member_monthly_cap, "memberMonthlyCap"),
+                member_yearly_cap=_optional_positive(self.member_yearly_cap, "memberYearlyCap"),
             ),
         )
 

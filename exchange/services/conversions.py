@@ -19,6 +19,7 @@ from exchange.members import service as members
 from exchange.pricing import quotes
 from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
+from exchange.programs.service import ProgramNotFound
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.requests import idempotency_key, member_of
 
@@ -51,11 +52,13 @@ class ConversionService:
         fix the price for the quote's lifetime. The tier bonus uses the member's coalition
         level, read live from their partners."""
         member_id = member_of(caller)
+        catalog = await self.catalog.get()
+        for program_id, field in ((from_program, "fromProgram"), (to_program, "toProgram")):
+            if program_id not in catalog.programs:
+                raise ProgramNotFound(program_id, field=field)
         level = await self.federation.coalition_level(member_id)
         async with self.db.transaction() as session:
-            await members.member_refs_at(
-                session, member_id, {from_program: "input.fromProgram", to_program: "input.toProgram"}
-            )
+            await members.member_refs_at(session, member_id, {from_program: "fromProgram", to_program: "toProgram"})
             return await quotes.create_quote(
                 session,
                 quotes.QuoteRequest(

@@ -31,7 +31,7 @@ class PricingService:
 
     async def _supersede(self, source: str, target: str, override: PairOverride, actor: str) -> RateVersion:
         async with self.db.transaction() as session:
-            await programs.get_program(session, source, field="input.fromProgram")
+            await programs.get_program(session, source, field="fromProgram")
             return await rates.set_partner_override(
                 session, target=target, source=source, override=override, actor=actor, now=self.clock.now()
             )
@@ -41,7 +41,7 @@ class PricingService:
         again return the first one."""
         async with self.db.transaction() as session:
             for source in terms.sources or ():
-                await programs.get_program(session, source, field="input.fromPrograms")
+                await programs.get_program(session, source, field="fromPrograms")
             return await promotions.create_promotion(session, terms, actor=actor, now=self.clock.now())
 
     async def end_promotion(self, program_id: str, promotion_id: str) -> Promotion:

@@ -52,7 +52,7 @@ async def test_a_malformed_member_ref_is_refused(loaded: Database, ref: str) -> 
     async with loaded.transaction() as session:
         with pytest.raises(members.InvalidMemberRef) as caught:
             await members.resolve_member_from_partner(session, "wallet-pay", ref, NOW)
-    assert caught.value.extensions()["field"] == "member_ref"
+    assert caught.value.extensions()["field"] == "memberRef"
 
 
 async def test_a_partner_sees_a_member_only_through_its_own_program(loaded: Database) -> None:
