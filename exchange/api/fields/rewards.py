@@ -46,10 +46,6 @@ class PublishRewardInput:
         )
 
 
-async def _minor_units(info: Info[Context, None]) -> int:
-    return (await info.context.currency()).minor_units
-
-
 @strawberry.type
 class RewardQueries:
     @strawberry.field(
@@ -63,12 +59,12 @@ class RewardQueries:
         rows = await info.context.services.rewards.rewards(
             program_id=str(program_id) if program_id is not None else None, available_only=available_only
         )
-        minor_units = await _minor_units(info)
-        return [Reward.from_row(row, minor_units) for row in rows]
+        currency = await info.context.currency()
+        return [Reward.from_row(row, currency) for row in rows]
 
     @strawberry.field(description="One reward by id; `NOT_FOUND` if there is none.", extensions=[authorize(PUBLIC)])
     async def reward(self, info: Info[Context, None], id: strawberry.ID) -> Reward:
-        return Reward.from_row(await info.context.services.rewards.reward(str(id)), await _minor_units(info))
+        return Reward.from_row(await info.context.services.rewards.reward(str(id)), await info.context.currency())
 
     @strawberry.field(
         description="What redeeming `rewardId` with `payWith` points costs now: price, fee, points.",
@@ -79,7 +75,7 @@ class RewardQueries:
     ) -> RedemptionQuote | None:
         caller = info.context.caller()
         quote = await info.context.services.rewards.quote(caller, str(reward_id), str(pay_with))
-        return RedemptionQuote.of(str(caller.member_id), quote, await _minor_units(info))
+        return RedemptionQuote.of(str(caller.member_id), quote, await info.context.currency())
 
     @strawberry.field(
         description="The member's redemptions, newest first.",
@@ -87,8 +83,8 @@ class RewardQueries:
     )
     async def redemptions(self, info: Info[Context, None], first: int = 50) -> list[Redemption] | None:
         rows = await info.context.services.rewards.member_redemptions(info.context.caller(), first=first)
-        minor_units = await _minor_units(info)
-        return [Redemption.from_row(row, minor_units) for row in rows]
+        currency = await info.context.currency()
+        return [Redemption.from_row(row, currency) for row in rows]
 
     @strawberry.field(
         description="Redemptions of one of the caller's rewards, newest first (the publishing partner only).",
@@ -100,8 +96,8 @@ class RewardQueries:
         rows = await info.context.services.rewards.reward_redemptions(
             info.context.caller(), str(reward_id), first=first
         )
-        minor_units = await _minor_units(info)
-        return [Redemption.from_row(row, minor_units) for row in rows]
+        currency = await info.context.currency()
+        return [Redemption.from_row(row, currency) for row in rows]
 
 
 @strawberry.type
@@ -114,7 +110,7 @@ class RewardMutations:
         self, info: Info[Context, None], program_id: strawberry.ID, input: PublishRewardInput
     ) -> Reward | None:
         row = await info.context.services.rewards.publish(str(program_id), input.to_draft())
-        return Reward.from_row(row, await _minor_units(info))
+        return Reward.from_row(row, await info.context.currency())
 
     @strawberry.mutation(
         description="Redeem `rewardId`, paying with points of the linked program `payWith` (see "
@@ -129,7 +125,7 @@ class RewardMutations:
         row = await info.context.services.rewards.redeem(
             info.context.caller(), str(reward_id), str(pay_with), idempotency_key
         )
-        return Redemption.from_row(row, await _minor_units(info))
+        return Redemption.from_row(row, await info.context.currency())
 
     @strawberry.mutation(
         description="Cancel a paid, undelivered redemption (its member, or the publishing partner): "
@@ -138,7 +134,7 @@ class RewardMutations:
     )
     async def cancel_redemption(self, info: Info[Context, None], redemption_id: strawberry.ID) -> Redemption | None:
         row = await info.context.services.rewards.cancel(info.context.caller(), str(redemption_id))
-        return Redemption.from_row(row, await _minor_units(info))
+        return Redemption.from_row(row, await info.context.currency())
 
     @strawberry.mutation(
         description="The publishing partner confirms it delivered a direct reward.",
@@ -148,4 +144,4 @@ class RewardMutations:
         self, info: Info[Context, None], redemption_id: strawberry.ID
     ) -> Redemption | None:
         row = await info.context.services.rewards.confirm_delivery(info.context.caller(), str(redemption_id))
-        return Redemption.from_row(row, await _minor_units(info))
+        return Redemption.from_row(row, await info.context.currency())
