@@ -33,6 +33,7 @@ from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.federation.accounts import Federation
 from exchange.jobs import BackgroundJobs, PeriodicJob
+from exchange.members.consents import DebitConsents
 from exchange.programs.catalog import CatalogCache
 from exchange.rewards.jobs import RedemptionJob
 from exchange.rewards.redemption import RedemptionSaga
@@ -83,6 +84,7 @@ def create_app(
         matching=matching,
         redemptions=redemptions,
         settlement=settlement,
+        consents=DebitConsents.for_settings(settings, db=db, clock=clock),
     )
     jobs = BackgroundJobs(
         [

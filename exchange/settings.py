@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     quote_ttl_seconds: int = Field(
         default=60, ge=5, le=3600, description="How long a conversion quote holds its price."
     )
+    debit_consent_seconds: int = Field(
+        default=300,
+        ge=10,
+        le=3600,
+        description="How long a member's consent to one debit of a program's points (`authorizeDebit`) stays usable.",
+    )
     catalog_cache_seconds: float = Field(
         default=5,
         ge=0,
@@ -188,6 +194,10 @@ class Settings(BaseSettings):
     @property
     def quote_ttl(self) -> timedelta:
         return timedelta(seconds=self.quote_ttl_seconds)
+
+    @property
+    def debit_consent_ttl(self) -> timedelta:
+        return timedelta(seconds=self.debit_consent_seconds)
 
     @property
     def reward_delivery_window(self) -> timedelta:

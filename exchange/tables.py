@@ -20,7 +20,7 @@ from exchange.ledger.models import (
     LedgerTransaction,
     SettlementPeriod,
 )
-from exchange.members.models import LinkedAccount, Member
+from exchange.members.models import DebitConsent, LinkedAccount, Member
 from exchange.pricing.models import LimitUsage, Promotion, Quote, RateVersion
 from exchange.programs.models import (
     CoalitionLevel,
@@ -44,6 +44,7 @@ __all__ = [
     "CoalitionLevel",
     "CoalitionSettings",
     "Conversion",
+    "DebitConsent",
     "LedgerAccount",
     "LedgerChainHead",
     "LedgerEntry",

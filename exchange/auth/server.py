@@ -262,7 +262,7 @@ class Introspection(_TokenLookup, IntrospectionEndpoint):
 
     def introspect_token(self, token: IntrospectedToken) -> dict[str, Any]:
         claims = token.claims
-        keys = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "role", "program_id")
+        keys = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "role", "program_id", "asserted_by")
         return {"active": True, "token_type": "Bearer", **{k: claims[k] for k in keys if k in claims}}
 
 
@@ -363,7 +363,11 @@ class ExchangeAuthorizationServer(AuthorizationServer):
         expires_in: int | None = None,
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
-        """A signed RFC 9068 token: for the member ``user`` if given, else for the client."""
+        """A signed RFC 9068 token: for the member ``user`` if given, else for the client.
+
+        A member's token names the program of the partner that asserted the member
+        (``asserted_by``): the only program whose points it spends without a consent.
+        """
         work = _work.get()
         scopes = granted_scopes(client, Role.MEMBER if user is not None else None, scope)
         claims = access_token_claims(
@@ -374,6 +378,7 @@ class ExchangeAuthorizationServer(AuthorizationServer):
             scopes=scopes,
             subject=user.id if user is not None else client.client_id,
             program_id=client.row.program_id if user is None else None,
+            asserted_by=client.row.program_id if user is not None else None,
             now=work.now,
             lifetime=self.token_lifetime,
         )

@@ -2,7 +2,10 @@
 
 A token is self-contained: verifying it needs the issuer's public key (cached in process)
 and one indexed lookup of its ``jti`` among revoked tokens. Claims beyond RFC 9068's are
-``role`` and, for partners, ``program_id``, so a request's principal is known without a query.
+``role``; for partners, ``program_id`` (their tenant); for members, ``asserted_by`` (the program
+whose partner's assertion the token was issued on), so a request's principal is known without a
+query. The two program claims are distinct on purpose: no tenant rule reading ``program_id`` can
+ever take a member token for its partner's.
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ def access_token_claims(
     now: datetime,
     lifetime: timedelta,
     program_id: str | None = None,
+    asserted_by: str | None = None,
 ) -> dict[str, Any]:
-    """The claims of a new access token: RFC 9068's, plus ``role`` and ``program_id``."""
+    """The claims of a new access token: RFC 9068's, plus ``role``, and ``program_id`` (a
+    partner's) or ``asserted_by`` (a member's)."""
     issued_at = int(now.timestamp())
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -68,6 +73,8 @@ def access_token_claims(
     }
     if program_id is not None:
         claims["program_id"] = program_id
+    if asserted_by is not None:
+        claims["asserted_by"] = asserted_by
     return claims
 
 
@@ -86,6 +93,14 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     program_id = claims.get("program_id")
     if (role is Role.PARTNER) != isinstance(program_id, str):
         raise InvalidAccessToken("the token's program claim does not match its role")
+    asserted_by = claims.get("asserted_by")
+    if role is Role.MEMBER and not (isinstance(asserted_by, str) and asserted_by):
+        raise InvalidAccessToken(
+            "the member token does not name the program that asserted it (asserted_by; it was issued "
+            "before tokens carried it): request a new token"
+        )
+    if role is not Role.MEMBER and asserted_by is not None:
+        raise InvalidAccessToken("only member tokens carry asserted_by")
     return Principal(
         role=role,
         subject=claims["sub"],
@@ -95,6 +110,7 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         expires_at=datetime.fromtimestamp(claims["exp"], UTC),
         program_id=program_id,
         member_id=claims["sub"] if role is Role.MEMBER else None,
+        asserted_by=asserted_by,
     )
 
 

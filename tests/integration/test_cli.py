@@ -335,15 +335,23 @@ async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_cr
         assert len(listed.json()["data"]["clients"]) == 8
         for name in ("alice", "bob"):
             member = credentials["members"][name]
-            me = await client.post(
-                url,
-                json={"query": "{ me { id linkedAccounts { memberRef program { id } } } }"},
-                headers={"authorization": f"Bearer {member['access_token']}"},
-            )
-            assert me.json()["data"]["me"] == {
-                "id": member["member_id"],
-                "linkedAccounts": [{"memberRef": name, "program": {"id": "wallet-pay"}}],
-            }
+            assert set(member["tokens"]) == {"wallet-pay", "formosa-air"}, "a ready token per linked program"
+            for program, token in member["tokens"].items():
+                me = await client.post(
+                    url,
+                    json={"query": "{ viewer { assertedBy } me { id linkedAccounts { memberRef program { id } } } }"},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                assert me.json()["data"] == {
+                    "viewer": {"assertedBy": program},
+                    "me": {
+                        "id": member["member_id"],
+                        "linkedAccounts": [
+                            {"memberRef": name, "program": {"id": "formosa-air"}},
+                            {"memberRef": name, "program": {"id": "wallet-pay"}},
+                        ],
+                    },
+                }
         partners = dict(
             re.findall(r"^\s+([a-z-]+)\s+(?:rest|graphql)\s+(http://\S+)$", "".join(demo.banner), re.MULTILINE)
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.types import Info
 
@@ -13,6 +15,7 @@ from exchange.conversions import queries
 from exchange.conversions.saga import ExecuteRequest
 from exchange.errors import BadUserInput
 from exchange.members import service as members
+from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
 
 MAX_KEY_LENGTH = 100
@@ -53,18 +56,32 @@ class ConversionMutations:
         "sending the same key again returns the same conversion (the same key with another "
         "quote is `IDEMPOTENCY_CONFLICT`). The answer is final (COMPLETED, FAILED, REVERSED) "
         "unless a partner's answer is late: then it is PENDING and finishes on its own; ask "
-        "`conversion(id)`.",
+        "`conversion(id)`. The source program's points are spent only under its authority: a "
+        "member token its partner asserted, or a `consent` given through it (`authorizeDebit`) "
+        "for exactly the quote's `pointsIn`; else `AUTHORITY_REQUIRED` (`extensions.program`, "
+        "`extensions.reason`) and nothing happens.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def execute_conversion(
-        self, info: Info[Context, None], quote_id: strawberry.ID, idempotency_key: str
+        self,
+        info: Info[Context, None],
+        quote_id: strawberry.ID,
+        idempotency_key: str,
+        consent: Annotated[
+            str | None,
+            strawberry.argument(
+                description="The id of a consent to debit the source program (`authorizeDebit`), "
+                "needed when another program's partner asserted your token; used once."
+            ),
+        ] = None,
     ) -> Conversion | None:
         if not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH or not idempotency_key.isprintable():
             raise BadUserInput(
                 f"idempotencyKey must be 1 to {MAX_KEY_LENGTH} printable characters", field="idempotencyKey"
             )
         services = info.context.services
-        member_id = str(info.context.caller().member_id)
+        caller = info.context.caller()
+        member_id = str(caller.member_id)
         async with services.db.transaction() as session:
             quote = await quotes.member_quote(session, str(quote_id), member_id)
             refs = await members.member_refs_at(
@@ -77,6 +94,7 @@ class ConversionMutations:
                 idempotency_key=idempotency_key,
                 source_ref=refs[quote.from_program],
                 target_ref=refs[quote.to_program],
+                authority=DebitAuthority(asserted_by=str(caller.asserted_by), consent=consent),
             )
         )
         return Conversion.from_row(row, (await info.context.services.catalog.get()).currency)
