@@ -197,16 +197,21 @@ async def test_failures_open_a_window_that_blocks_at_the_limit_and_then_closes(d
     limit = ratelimit.FailureLimit(failures=3, window=timedelta(seconds=60))
     async with db.transaction() as session:
         for second in range(3):
-            assert await ratelimit.retry_after(session, "c1", limit, NOW + timedelta(seconds=second)) is None
+            assert await ratelimit.retry_after(session, {"c1"}, limit, NOW + timedelta(seconds=second)) is None
             await ratelimit.record_failure(session, "c1", limit, NOW + timedelta(seconds=second))
-        assert await ratelimit.retry_after(session, "c1", limit, NOW + timedelta(seconds=10)) == 50
-        assert await ratelimit.retry_after(session, "c2", limit, NOW + timedelta(seconds=10)) is None
-        assert await ratelimit.retry_after(session, "c1", limit, NOW + timedelta(seconds=60)) is None
+        assert await ratelimit.retry_after(session, {"c1"}, limit, NOW + timedelta(seconds=10)) == 50
+        assert await ratelimit.retry_after(session, {"c2"}, limit, NOW + timedelta(seconds=10)) is None
+        assert await ratelimit.retry_after(session, {"c1", "c2"}, limit, NOW + timedelta(seconds=10)) == 50
+        assert await ratelimit.retry_after(session, {"c1"}, limit, NOW + timedelta(seconds=60)) is None
         await ratelimit.record_failure(session, "c1", limit, NOW + timedelta(seconds=61))
         row = await session.get(ClientAuthFailure, "c1")
         assert row is not None and (row.failures, row.window_started_at) == (1, NOW + timedelta(seconds=61))
         await ratelimit.record_failure(session, "x" * 65, limit, NOW)
         assert await session.get(ClientAuthFailure, "x" * 65) is None
+        await ratelimit.record_failures(session, {"named-in-basic", "named-in-form"}, limit, NOW)
+        for client_id in ("named-in-basic", "named-in-form"):
+            named = await session.get(ClientAuthFailure, client_id)
+            assert named is not None and named.failures == 1, "a failure counts against every client named"
 
 
 @pytest.mark.postgres_only
