@@ -58,6 +58,7 @@ from exchange.auth.errors import (
 from exchange.auth.hashing import verify_secret
 from exchange.auth.keys import SigningKeys
 from exchange.auth.models import OAuthClient
+from exchange.auth.presented import PresentedClient
 from exchange.auth.scopes import (
     ROLE_SCOPES,
     InvalidScope,
@@ -181,9 +182,23 @@ class MemberAssertionGrant(JWTBearerGrant):
 
     ``iss`` is the partner's client id, ``sub`` the member's ref at the partner. A member new
     to the exchange is created and linked on the way: the partner vouches for them.
+
+    The assertion alone authenticates the partner (RFC 7523 §3.1). A request that also sends
+    client credentials (Basic or form) has them checked like any other: wrong ones are
+    ``invalid_client``, and the client they authenticate must be the one the assertion's
+    ``iss`` names, so no client presents an assertion another client signed.
     """
 
     server: ExchangeAuthorizationServer
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    #: The client the request's credentials authenticated, if it sent any.
+    authenticated_client: ExchangeClient | None = None
+
+    def validate_token_request(self) -> None:
+        request = self.request
+        if PresentedClient.read(request.headers, request.form).client_credentials:
+            self.authenticated_client = self.authenticate_token_endpoint_client()
+        super().validate_token_request()
 
     def process_assertion_claims(self, assertion: str) -> Mapping[str, Any]:
         """Authlib's steps, with the exchange's algorithms, lifetime bound and replay check."""
@@ -194,6 +209,9 @@ class MemberAssertionGrant(JWTBearerGrant):
         if client is None:
             work.authentication_failed = True
             raise InvalidGrantError(description="the assertion's iss names no client here")
+        authenticated = self.authenticated_client
+        if authenticated is not None and authenticated.client_id != client.client_id:
+            raise InvalidGrantError(description="the assertion's iss is not the client that authenticated")
         try:
             claims = assertions.verify_assertion(
                 assertion,

@@ -1,5 +1,6 @@
 """How the OAuth endpoints authenticate a client, against a client that tries to cheat: one
-method per request, and only failures to authenticate count towards the failure rate limit."""
+method per request, credentials beside an assertion are checked and must name its issuer,
+and only failures to authenticate count towards the failure rate limit."""
 
 from __future__ import annotations
 
@@ -69,6 +70,55 @@ async def test_mixed_guesses_count_against_the_client_they_try_until_it_is_locke
     assert form_post.status_code == 429
 
 
+async def test_an_assertion_alone_or_with_its_issuers_right_credentials_gets_a_member_token(kit: ExchangeKit) -> None:
+    partner = await kit.partner("wallet-pay")
+    alone = await kit.request_member_token(await kit.assertion("wallet-pay", "alice"))
+    assert alone.status_code == 200, alone.text
+    with_basic = await kit.http.post(
+        "/oauth/token",
+        data={"grant_type": JWT_BEARER, "assertion": await kit.assertion("wallet-pay", "alice")},
+        auth=(partner.client.client_id, partner.client_secret),
+    )
+    assert with_basic.status_code == 200, with_basic.text
+    with_form = await kit.request_member_token(
+        await kit.assertion("wallet-pay", "alice"),
+        client_id=partner.client.client_id,
+        client_secret=partner.client_secret,
+    )
+    assert with_form.status_code == 200, with_form.text
+
+
+@pytest.mark.parametrize("how", ["basic", "form", "client_id only"])
+async def test_an_assertion_with_wrong_client_credentials_is_invalid_client(kit: ExchangeKit, how: str) -> None:
+    partner = await kit.partner("wallet-pay")
+    assertion = await kit.assertion("wallet-pay", "bob")
+    data = {"grant_type": JWT_BEARER, "assertion": assertion}
+    auth = None
+    if how == "basic":
+        auth = (partner.client.client_id, "not-the-secret")
+    elif how == "form":
+        data |= {"client_id": partner.client.client_id, "client_secret": "not-the-secret"}
+    else:
+        data |= {"client_id": partner.client.client_id}
+    response = await kit.http.post("/oauth/token", data=data, auth=auth)
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_client")
+    assert "access_token" not in response.json()
+
+
+async def test_another_partners_client_cannot_present_an_assertion(kit: ExchangeKit) -> None:
+    other = await kit.partner("fresh-mart")
+    assertion = await kit.assertion("wallet-pay", "carol")
+    response = await kit.http.post(
+        "/oauth/token",
+        data={"grant_type": JWT_BEARER, "assertion": assertion},
+        auth=(other.client.client_id, other.client_secret),
+    )
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_grant")
+    assert "not the client that authenticated" in response.json()["error_description"]
+    issuer = await kit.request_member_token(assertion)
+    assert issuer.status_code == 200, "the refused request did not use up the assertion"
+
+
 async def test_refusals_to_an_authenticated_client_do_not_lock_it_out(
     kit: ExchangeKit, gateway_settings: Settings
 ) -> None:
@@ -86,6 +136,20 @@ async def test_refusals_to_an_authenticated_client_do_not_lock_it_out(
         assert widened.json()["error"] == "invalid_scope"
     assert (await kit.request_token(caller)).status_code == 200
     assert (await kit.graphql("{ viewer { role } }", others_token)).status_code == 200
+
+
+async def test_wrong_secrets_beside_an_assertion_lock_out_its_issuer(
+    kit: ExchangeKit, gateway_settings: Settings
+) -> None:
+    partner = await kit.partner("tune-stream")
+    for _ in range(gateway_settings.token_failure_limit):
+        response = await kit.http.post(
+            "/oauth/token",
+            data={"grant_type": JWT_BEARER, "assertion": await kit.assertion("tune-stream", "alice")},
+            auth=(partner.client.client_id, "guess"),
+        )
+        assert response.status_code == 401
+    assert (await kit.request_member_token(await kit.assertion("tune-stream", "alice"))).status_code == 429
 
 
 async def test_an_undecodable_basic_header_is_still_a_second_method(client: httpx.AsyncClient) -> None:
