@@ -26,6 +26,7 @@ from exchange.auth.ratelimit import FailureLimit
 from exchange.auth.routes import OAuthEndpoints
 from exchange.auth.server import ExchangeAuthorizationServer
 from exchange.auth.tokens import TokenVerifier
+from exchange.auth.url_credentials import RefuseCredentialsInURL
 from exchange.clock import Clock, SystemClock
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.saga import ConversionSaga
@@ -156,6 +157,7 @@ def create_app(
             Route("/healthz", health),
             Route("/readyz", ready),
         ],
+        middleware=[Middleware(RefuseCredentialsInURL)],
         lifespan=lifespan,
     )
     app.state.services = services

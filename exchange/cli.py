@@ -17,6 +17,7 @@ import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
+from exchange.access_log import uvicorn_log_config
 from exchange.auth.scopes import Role, Scope, parse_scopes
 from exchange.errors import ConfigurationError, ExchangeError
 from exchange.serving import free_port
@@ -83,7 +84,8 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Serve the GraphQL gateway on an already-migrated database.
 
     GraphQL (and GraphiQL in a browser) is at /graphql; /healthz and /readyz answer
-    load balancers.
+    load balancers. The access log (standard output) names each request's path and query
+    parameters, never their values.
     """
     from exchange.db import migrate
 
@@ -100,6 +102,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         port=settings.port,
         workers=workers,
         log_level=settings.log_level,
+        log_config=uvicorn_log_config(),
         proxy_headers=True,
     )
 

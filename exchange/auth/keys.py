@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey, RSAKey
-from sqlalchemy import or_, update
+from sqlalchemy import ColumnElement, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -137,13 +137,14 @@ async def rotate_signing_key(session: AsyncSession, secret: str, now: datetime, 
     return Rotation(new=new, retired=retired, published=await published_keys(session, now))
 
 
+def is_published(now: datetime) -> ColumnElement[bool]:
+    """Which keys are published at ``now``: the active one and retired ones not yet withdrawn."""
+    return or_(col(SigningKey.state) == ACTIVE, col(SigningKey.publish_until) > now)
+
+
 async def published_keys(session: AsyncSession, now: datetime) -> Sequence[SigningKey]:
     """Keys whose tokens may still be valid: the active one and recently retired ones."""
-    statement = (
-        select(SigningKey)
-        .where(or_(col(SigningKey.state) == ACTIVE, col(SigningKey.publish_until) > now))
-        .order_by(col(SigningKey.created_at).desc())
-    )
+    statement = select(SigningKey).where(is_published(now)).order_by(col(SigningKey.created_at).desc())
     return (await session.exec(statement)).all()
 
 

@@ -1,11 +1,11 @@
 """JWT access tokens (RFC 9068): what they claim, how they are signed and verified.
 
 A token is self-contained: verifying it needs the issuer's public key (cached in process)
-and one indexed lookup of its ``jti`` among revoked tokens. Claims beyond RFC 9068's are
-``role``; for partners, ``program_id`` (their tenant); for members, ``asserted_by`` (the program
-whose partner's assertion the token was issued on), so a request's principal is known without a
-query. The two program claims are distinct on purpose: no tenant rule reading ``program_id`` can
-ever take a member token for its partner's.
+and one query that looks its ``jti`` up among revoked tokens and its key among published
+ones. Claims beyond RFC 9068's are ``role``; for partners, ``program_id`` (their tenant); for
+members, ``asserted_by`` (the program whose partner's assertion the token was issued on), so a
+request's principal is known without another query. The two program claims are distinct on
+purpose: no tenant rule reading ``program_id`` can ever take a member token for its partner's.
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ from joserfc.errors import (
     MissingClaimError,
 )
 from joserfc.jwk import RSAKey
+from sqlalchemy import exists
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.auth import revocation
 from exchange.auth.errors import InvalidAccessToken
-from exchange.auth.keys import ALGORITHM, SigningKeys
+from exchange.auth.keys import ALGORITHM, SigningKeys, is_published
+from exchange.auth.models import RevokedToken, SigningKey
 from exchange.auth.principal import Principal
 from exchange.auth.scopes import InvalidScope, Role, Scope, parse_scopes, scope_text
 from exchange.clock import Clock
@@ -42,6 +44,7 @@ from exchange.db.database import Database
 TOKEN_TYPE = "at+jwt"
 #: Allowance for clocks that disagree a little between the exchange's replicas.
 LEEWAY_SECONDS = 30
+NOT_SIGNED_BY_A_PUBLISHED_KEY = "the token is not signed by a published key of this exchange"
 
 
 def access_token_claims(
@@ -118,6 +121,8 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
 class VerifiedToken:
     claims: Mapping[str, Any]
     principal: Principal
+    #: The ``kid`` of the key that signed it.
+    key_id: str
 
 
 _CLAIM_PROBLEMS = {
@@ -132,7 +137,8 @@ class TokenVerifier:
     """Checks a bearer token: signature by a published key, RFC 9068 claims, revocation."""
 
     #: Tokens whose signature and claims were checked, kept so a client's next requests with
-    #: the same token skip the signature check; expiry and revocation are checked every time.
+    #: the same token skip the signature check; expiry, revocation and that the signing key
+    #: is still published are checked every time.
     VERIFIED_CACHE_SIZE = 10_000
 
     def __init__(self, keys: SigningKeys, db: Database, *, issuer: str, audience: str, clock: Clock) -> None:
@@ -160,15 +166,25 @@ class TokenVerifier:
             self._verified[token] = (verified, int(verified.claims["exp"]))
             while len(self._verified) > self.VERIFIED_CACHE_SIZE:
                 self._verified.popitem(last=False)
-        if await self._revoked(verified.principal.token_id, session):
-            raise InvalidAccessToken("the token has been revoked")
+        if session is not None:
+            await self._check_standing(verified, session)
+        else:
+            async with self._db.transaction() as own:
+                await self._check_standing(verified, own)
         return verified
 
-    async def _revoked(self, token_id: str, session: AsyncSession | None) -> bool:
-        if session is not None:
-            return await revocation.is_revoked(session, token_id)
-        async with self._db.transaction() as own:
-            return await revocation.is_revoked(own, token_id)
+    async def _check_standing(self, verified: VerifiedToken, session: AsyncSession) -> None:
+        """Refuse a token that has been revoked, or whose signing key has been withdrawn
+        (retired past its ``publish_until``, or removed). One query, on every request, so
+        either holds at once on every replica: neither the verified-token cache nor the
+        process's copy of the keys (re-read every minute) lets such a token through."""
+        revoked = exists().where(col(RevokedToken.jti) == verified.principal.token_id)
+        published = exists().where(col(SigningKey.kid) == verified.key_id, is_published(self._clock.now()))
+        is_revoked, key_published = (await session.exec(select(revoked, published))).one()
+        if is_revoked:
+            raise InvalidAccessToken("the token has been revoked")
+        if not key_published:
+            raise InvalidAccessToken(NOT_SIGNED_BY_A_PUBLISHED_KEY)
 
     async def _verify_signed(self, token: str, session: AsyncSession | None) -> VerifiedToken:
         """Signature by a published key, header and RFC 9068 claims (not revocation)."""
@@ -182,7 +198,7 @@ class TokenVerifier:
         kid = header.get("kid")
         key = await self._keys.public_key(kid, session) if isinstance(kid, str) else None
         if key is None:
-            raise InvalidAccessToken("the token is not signed by a published key of this exchange")
+            raise InvalidAccessToken(NOT_SIGNED_BY_A_PUBLISHED_KEY)
         try:
             decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
         except BadSignatureError:
@@ -190,7 +206,7 @@ class TokenVerifier:
         except (JoseError, ValueError):
             raise InvalidAccessToken("the token is malformed") from None
         self._check_claims(decoded)
-        return VerifiedToken(claims=decoded.claims, principal=principal_from_claims(decoded.claims))
+        return VerifiedToken(claims=decoded.claims, principal=principal_from_claims(decoded.claims), key_id=kid)
 
     def _check_claims(self, decoded: jwt.Token) -> None:
         claims = JWTAccessTokenClaims(
