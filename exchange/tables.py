@@ -35,6 +35,7 @@ from exchange.settlement.models import (
     ReconciliationBreak,
     SettlementObligation,
     SettlementPosition,
+    StatementKey,
 )
 from exchange.tiers.models import StatusMatch
 
@@ -67,6 +68,7 @@ __all__ = [
     "SettlementPeriod",
     "SettlementPosition",
     "SigningKey",
+    "StatementKey",
     "StatusMatch",
     "UsedAssertion",
 ]
