@@ -40,6 +40,7 @@ from exchange.rewards.jobs import RedemptionJob
 from exchange.rewards.redemption import RedemptionSaga
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.settings import Settings
+from exchange.settlement.routes import statement_keys_route
 from exchange.settlement.service import SettlementService
 from exchange.tiers.expiry import MatchExpiry
 from exchange.tiers.matching import StatusMatching
@@ -73,7 +74,7 @@ def create_app(
     )
     key_secret = settings.key_encryption_secret.get_secret_value()
     keys = SigningKeys(db, key_secret, clock)
-    settlement = SettlementService.for_settings(settings, db=db, clock=clock, keys=keys)
+    settlement = SettlementService.for_settings(settings, db=db, clock=clock)
     services = Services(
         settings=settings,
         db=db,
@@ -122,6 +123,7 @@ def create_app(
         try:
             async with db.transaction() as session:
                 await ensure_active_key(session, key_secret, clock.now())
+                await settlement.keys.ensure_active(session)
             await keys.refresh()
             jobs.start()
             yield
@@ -154,6 +156,7 @@ def create_app(
                 ],
             ),
             *oauth.routes(),
+            statement_keys_route(settlement.keys),
             Route("/healthz", health),
             Route("/readyz", ready),
         ],

@@ -1,5 +1,5 @@
 """The ``exchange`` command: serve the gateway, run the demo, migrate, load partners, export the
-schema, create OAuth clients, rotate signing keys, and settle periods."""
+schema, create OAuth clients, rotate token- and statement-signing keys, and settle periods."""
 
 from __future__ import annotations
 
@@ -325,7 +325,8 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
 @reports_errors
 def settle_statement(partner: str, form: str, output: Path | None, period: str) -> None:
     """Print a participant's statement of the closed PERIOD: the canonical JSON, CSV, or the
-    JSON signed as a JWS that anyone verifies with the exchange's JWKS."""
+    JSON signed as a JWS that anyone verifies with the exchange's published statement keys
+    (/.well-known/statement-keys.json)."""
     from exchange.settlement.service import settlement_service
 
     async def statement() -> str:
@@ -510,17 +511,40 @@ def clients_create(program_id: str | None, role: str | None, scopes: tuple[str, 
 
 @main.group()
 def keys() -> None:
-    """The keys the exchange signs tokens with."""
+    """The keys the exchange signs access tokens and settlement statements with."""
 
 
 @keys.command("rotate")
+@click.option(
+    "--statements",
+    is_flag=True,
+    help="Rotate the statement-signing key instead of the token-signing key.",
+)
 @reports_errors
-def keys_rotate() -> None:
-    """Make a new signing key active; the old one keeps verifying until its tokens expire.
+def keys_rotate(statements: bool) -> None:
+    """Make a new signing key active: the token-signing key, or with --statements the
+    statement-signing key. Either kind's rotation leaves the other alone.
 
-    Running gateways start signing with the new key within a minute, and keep publishing
-    the old key in the JWKS until every token it signed has expired.
+    Running gateways sign with the new key within a minute. The old token key stays
+    published (/.well-known/jwks.json) until every token it signed has expired; the old
+    statement key stays published (/.well-known/statement-keys.json) for
+    EXCHANGE_STATEMENT_RETENTION_YEARS after the last statement it signed.
     """
+    if statements:
+        from exchange.settlement.service import settlement_service
+
+        async def rotate() -> None:
+            async with settlement_service(load_settings()) as service:
+                rotation = await service.rotate_key()
+                click.echo(f"active statement-signing key: {rotation.new.kid}")
+                if (retired := rotation.retired) is not None:
+                    until = service.keys.published_until(retired)
+                    click.echo(f"retired key {retired.kid} stays published until {until}")
+                click.echo(f"published statement keys: {', '.join(key.kid for key in rotation.published)}")
+
+        run_async(rotate())
+        return
+
     from exchange.auth.admin import rotate_keys
 
     rotation = run_async(rotate_keys(load_settings()))

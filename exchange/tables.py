@@ -35,6 +35,7 @@ from exchange.settlement.models import (
     ReconciliationBreak,
     SettlementObligation,
     SettlementPosition,
+    StatementKey,
 )
 from exchange.tiers.models import StatusMatch
 
@@ -68,6 +69,7 @@ __all__ = [
     "SettlementPeriod",
     "SettlementPosition",
     "SigningKey",
+    "StatementKey",
     "StatusMatch",
     "UsedAssertion",
 ]
