@@ -30,8 +30,6 @@ from exchange.testing.postgres import ThrowawayCluster
 from exchange.testing.processes import ExchangeProcess, declarations_pointing_at, gateway_process, sandbox_process
 
 SAMPLE_PARTNERS = Path(__file__).resolve().parents[1] / "partners"
-LINK = """mutation($program: ID!, $ref: String!, $verification: String!) {
-  linkAccount(programId: $program, memberRef: $ref, verification: $verification) { memberRef } }"""
 
 
 @dataclass
@@ -54,16 +52,15 @@ class Stack:
             "load generator": own_cpu_seconds(),
         }
 
-    async def members(self, count: int, programs: Sequence[str], *, balance: int) -> dict[str, str]:
-        """``count`` members with ``balance`` points at every program, linked; their tokens by ref."""
+    async def members(self, count: int, programs: Sequence[str], *, balance: int) -> dict[str, dict[str, str]]:
+        """``count`` members with ``balance`` points at every program, linked; by ref, a token
+        from each program (a token spends only its own program's points)."""
         tokens = {}
         for n in range(count):
             ref = f"bench{n:03d}"
             for program in programs:
                 await self.admins[program].add_member(ref, balance=balance, verification="9999")
-            tokens[ref] = await self.kit.member_token(programs[0], ref)
-            for program in programs[1:]:
-                await self.kit.data(LINK, tokens[ref], program=program, ref=ref, verification="9999")
+            tokens[ref] = await self.kit.linked_member(ref, programs, verification="9999")
         return tokens
 
 

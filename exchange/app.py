@@ -22,11 +22,13 @@ from exchange.auth.ratelimit import FailureLimit
 from exchange.auth.routes import OAuthEndpoints
 from exchange.auth.server import ExchangeAuthorizationServer
 from exchange.auth.tokens import TokenVerifier
+from exchange.auth.url_credentials import RefuseCredentialsInURL
 from exchange.clock import Clock
 from exchange.db import migrate
 from exchange.jobs import BackgroundJobs
 from exchange.services.container import build_services
 from exchange.settings import Settings
+from exchange.settlement.routes import statement_keys_route
 
 
 def create_app(
@@ -64,6 +66,7 @@ def create_app(
         await asyncio.to_thread(migrate.ensure_migrated, settings.database_url)
         try:
             await services.access.ensure_signing_key()
+            await services.settlement.ensure_signing_key()
             jobs.start()
             yield
         finally:
@@ -93,9 +96,11 @@ def create_app(
                 ],
             ),
             *oauth.routes(),
+            statement_keys_route(services.settlement.keys),
             Route("/healthz", health),
             Route("/readyz", ready),
         ],
+        middleware=[Middleware(RefuseCredentialsInURL)],
         lifespan=lifespan,
     )
     app.state.services = services

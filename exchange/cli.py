@@ -1,5 +1,5 @@
 """The ``exchange`` command: serve the gateway, run the demo, migrate, load partners, export the
-schema, create OAuth clients, rotate signing keys, and settle periods."""
+schema, create OAuth clients, rotate token- and statement-signing keys, and settle periods."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
+from exchange.access_log import uvicorn_log_config
 from exchange.auth.scopes import Role, Scope, parse_scopes
 from exchange.errors import ConfigurationError, ExchangeError
 from exchange.serving import free_port
@@ -98,7 +99,8 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Serve the GraphQL gateway on an already-migrated database.
 
     GraphQL (and GraphiQL in a browser) is at /graphql; /healthz and /readyz answer
-    load balancers.
+    load balancers. The access log (standard output) names each request's path and query
+    parameters, never their values.
     """
     from exchange.db import migrate
 
@@ -115,6 +117,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         port=settings.port,
         workers=workers,
         log_level=settings.log_level,
+        log_config=uvicorn_log_config(),
         proxy_headers=True,
     )
 
@@ -319,7 +322,8 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
 @reports_errors
 def settle_statement(partner: str, form: str, output: Path | None, period: str) -> None:
     """Print a participant's statement of the closed PERIOD: the canonical JSON, CSV, or the
-    JSON signed as a JWS that anyone verifies with the exchange's JWKS."""
+    JSON signed as a JWS that anyone verifies with the exchange's published statement keys
+    (/.well-known/statement-keys.json)."""
 
     async def statement(services: Services) -> str:
         found = await services.settlement.statement(partner, period)
@@ -496,17 +500,38 @@ def clients_create(program_id: str | None, role: str | None, scopes: tuple[str, 
 
 @main.group()
 def keys() -> None:
-    """The keys the exchange signs tokens with."""
+    """The keys the exchange signs access tokens and settlement statements with."""
 
 
 @keys.command("rotate")
+@click.option(
+    "--statements",
+    is_flag=True,
+    help="Rotate the statement-signing key instead of the token-signing key.",
+)
 @reports_errors
-def keys_rotate() -> None:
-    """Make a new signing key active; the old one keeps verifying until its tokens expire.
+def keys_rotate(statements: bool) -> None:
+    """Make a new signing key active: the token-signing key, or with --statements the
+    statement-signing key. Either kind's rotation leaves the other alone.
 
-    Running gateways start signing with the new key within a minute, and keep publishing
-    the old key in the JWKS until every token it signed has expired.
+    Running gateways sign with the new key within a minute. The old token key stays
+    published (/.well-known/jwks.json) until every token it signed has expired; the old
+    statement key stays published (/.well-known/statement-keys.json) for
+    EXCHANGE_STATEMENT_RETENTION_YEARS after the last statement it signed.
     """
+    if statements:
+
+        async def rotate(services: Services) -> None:
+            rotation = await services.settlement.rotate_key()
+            click.echo(f"active statement-signing key: {rotation.new.kid}")
+            if (retired := rotation.retired) is not None:
+                until = services.settlement.keys.published_until(retired)
+                click.echo(f"retired key {retired.kid} stays published until {until}")
+            click.echo(f"published statement keys: {', '.join(key.kid for key in rotation.published)}")
+
+        with_services(rotate)
+        return
+
     rotation = with_services(lambda services: services.access.rotate_signing_key())
     click.echo(f"active signing key: {rotation.new.kid}")
     if rotation.retired is not None:

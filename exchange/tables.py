@@ -20,7 +20,7 @@ from exchange.ledger.models import (
     LedgerTransaction,
     SettlementPeriod,
 )
-from exchange.members.models import LinkedAccount, Member
+from exchange.members.models import DebitConsent, LinkedAccount, Member
 from exchange.pricing.models import LimitUsage, Promotion, Quote, RateVersion
 from exchange.programs.models import (
     CoalitionLevel,
@@ -35,6 +35,7 @@ from exchange.settlement.models import (
     ReconciliationBreak,
     SettlementObligation,
     SettlementPosition,
+    StatementKey,
 )
 from exchange.tiers.models import StatusMatch
 
@@ -44,6 +45,7 @@ __all__ = [
     "CoalitionLevel",
     "CoalitionSettings",
     "Conversion",
+    "DebitConsent",
     "LedgerAccount",
     "LedgerChainHead",
     "LedgerEntry",
@@ -67,6 +69,7 @@ __all__ = [
     "SettlementPeriod",
     "SettlementPosition",
     "SigningKey",
+    "StatementKey",
     "StatusMatch",
     "UsedAssertion",
 ]

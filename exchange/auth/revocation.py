@@ -21,8 +21,3 @@ async def revoke(session: AsyncSession, *, jti: str, client_id: str, expires_at:
         .values(jti=jti, client_id=client_id, revoked_at=now, expires_at=expires_at)
         .on_conflict_do_nothing(index_elements=["jti"])
     )  # type: ignore[call-overload]
-
-
-async def is_revoked(session: AsyncSession, jti: str) -> bool:
-    """One primary-key lookup: the only query verifying a token costs."""
-    return await session.get(RevokedToken, jti) is not None

@@ -2,6 +2,9 @@
 
 1. **Record** the conversion PENDING under the member's idempotency key, with the quote's
    amounts and the limits it reserves (one unit of work; a repeat of the key returns it).
+   The source program's points are debited only under its authority
+   (:mod:`exchange.members.authority`): a token it asserted, or a consent given through it,
+   used in this same unit of work.
 2. **Debit** the member at the source partner (operation ``<id>:debit``).
 3. **Credit** the member at the target partner (operation ``<id>:credit``); the clearing
    transaction is posted to the ledger in the same unit of work that marks the conversion
@@ -46,6 +49,8 @@ from exchange.db.database import Database
 from exchange.errors import ErrorCode, ExchangeError, IdempotencyConflict
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
+from exchange.members.authority import DebitAuthority, require_authority
+from exchange.members.consents import authorize_debit
 from exchange.pricing import limits, quotes, rates
 from exchange.programs.catalog import Catalog, CatalogCache
 from exchange.programs.models import Program
@@ -65,11 +70,14 @@ _RELEASES_LIMITS = (ConversionStatus.FAILED, ConversionStatus.REVERSED)
 
 @dataclass(frozen=True, slots=True)
 class ExecuteRequest:
+    """``authority``: under whose authority the source program's points are debited."""
+
     member_id: str
     quote_id: str
     idempotency_key: str
     source_ref: str
     target_ref: str
+    authority: DebitAuthority
 
 
 @dataclass
@@ -152,6 +160,7 @@ class ConversionSaga(Saga[Conversion]):
         if earlier is not None:
             raise QuoteAlreadyExecuted(quote.id, earlier.id)
         quotes.ensure_open(quote, now)
+        require_authority(request.authority, quote.from_program, field="quoteId")
         source, target = catalog.program(quote.from_program), catalog.program(quote.to_program)
         version = await session.get(rates.RateVersion, quote.rate_version_id)
         assert version is not None
@@ -191,6 +200,17 @@ class ConversionSaga(Saga[Conversion]):
         )
         session.add(conversion)
         await session.flush()
+        # Used last, in this unit of work: whatever refuses the conversion leaves it unused.
+        await authorize_debit(
+            session,
+            request.authority,
+            member_id=request.member_id,
+            program=quote.from_program,
+            points=quote.points_in,
+            used_for=f"conversion:{conversion.id}",
+            now=now,
+            field="quoteId",
+        )
         return conversion, True
 
     # -- the steps ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from exchange.db.database import Database
 from exchange.federation.accounts import Federation
 from exchange.jobs import PeriodicJob
 from exchange.loading import PartnersLoaded
+from exchange.members.consents import DebitConsents
 from exchange.pricing.quotes import QuotePolicy
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
@@ -108,7 +109,7 @@ def build_services(
         connectors=connectors,
         keys=keys,
         catalog=CatalogService(db, cache, clock),
-        members=MemberService(db, federation, clock),
+        members=MemberService(db, federation, DebitConsents.for_settings(settings, db=db, clock=clock), clock),
         conversions=ConversionService(
             db=db,
             saga=ConversionSaga.for_settings(settings, db=db, connectors=connectors, catalog=cache, clock=clock),
@@ -126,7 +127,7 @@ def build_services(
         matches=StatusMatchService(
             db, StatusMatching.for_settings(settings, db=db, connectors=connectors, clock=clock)
         ),
-        settlement=SettlementService.for_settings(settings, db=db, clock=clock, keys=keys),
+        settlement=SettlementService.for_settings(settings, db=db, clock=clock),
         access=AccessService(
             db=db,
             keys=keys,
@@ -150,7 +151,10 @@ async def open_services(settings: Settings, *, clock: Clock | None = None) -> As
 
 async def load_partners_directory(settings: Settings, *, clock: Clock | None = None) -> PartnersLoaded:
     """Read and validate ``settings.partners_dir`` whole, then create or update what it declares
-    (``exchange partners load``)."""
-    directory = read_partners_directory(settings.partners_dir)
+    (``exchange partners load``). In production a declaration with an inline connector secret
+    is refused."""
+    directory = read_partners_directory(
+        settings.partners_dir, allow_inline_secrets=settings.environment != "production"
+    )
     async with open_services(settings, clock=clock) as services:
         return await services.catalog.load_partners(directory)

@@ -16,6 +16,7 @@ from exchange.conversions.saga import ConversionSaga, ExecuteRequest
 from exchange.db.database import Database
 from exchange.federation.accounts import Federation
 from exchange.members import service as members
+from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
 from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
@@ -68,9 +69,10 @@ class ConversionService:
                 now=self.clock.now(),
             )
 
-    async def execute(self, caller: Principal, quote_id: str, key: str) -> Conversion:
+    async def execute(self, caller: Principal, quote_id: str, key: str, *, consent: str | None) -> Conversion:
         """Run the caller's quote as a conversion, as far as it goes now; the same ``key``
-        returns the same conversion."""
+        returns the same conversion. The source program's points are debited only under its
+        authority: the caller's token asserted by it, or ``consent`` given through it."""
         member_id = member_of(caller)
         key = idempotency_key(key)
         async with self.db.transaction() as session:
@@ -85,6 +87,7 @@ class ConversionService:
                 idempotency_key=key,
                 source_ref=refs[quote.from_program],
                 target_ref=refs[quote.to_program],
+                authority=DebitAuthority(asserted_by=str(caller.asserted_by), consent=consent),
             )
         )
 

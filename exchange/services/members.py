@@ -1,5 +1,6 @@
 """Members and their accounts: a member's own view, a partner's view of its members, linking
-accounts, and the federated view of every linked partner's live answer."""
+accounts, the federated view of every linked partner's live answer, and the consents a member
+gives for debits under another partner's token."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from exchange.clock import Clock
 from exchange.db.database import Database
 from exchange.federation.accounts import AccountView, Federation
 from exchange.members import service as members
+from exchange.members.consents import DebitConsents, GrantedConsent
 from exchange.members.models import LinkedAccount, Member
 from exchange.services.requests import member_of, program_of
 
@@ -27,6 +29,7 @@ class MemberView:
 class MemberService:
     db: Database
     federation: Federation
+    consents: DebitConsents
     clock: Clock
 
     async def me(self, caller: Principal) -> MemberView:
@@ -58,6 +61,13 @@ class MemberService:
     async def accounts(self, member_id: str, links: Sequence[LinkedAccount]) -> list[AccountView]:
         """The member's accounts as every linked partner reports them now, asked at once."""
         return await self.federation.accounts(member_id, links=links)
+
+    async def authorize_debit(self, caller: Principal, program_id: str, points: int) -> GrantedConsent:
+        """The caller's consent to one debit of exactly ``points`` of ``program_id`` by a request
+        under another partner's token; given only under a token ``program_id`` asserted."""
+        return await self.consents.grant(
+            member_id=member_of(caller), asserted_by=str(caller.asserted_by), program=program_id, points=points
+        )
 
     async def coalition_level(self, member_id: str) -> int:
         """The highest coalition level among the member's accounts' current tiers."""

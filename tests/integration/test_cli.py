@@ -18,6 +18,7 @@ import pytest
 
 from exchange.serving import free_port
 from tests.conftest import SAMPLE_PARTNERS
+from tests.unit.test_declarations import use_secret_files
 
 EXCHANGE = str(Path(sys.executable).with_name("exchange"))
 
@@ -93,6 +94,33 @@ def test_a_broken_program_file_is_one_line_naming_file_and_field(sqlite_env: dic
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"Error: {path}: point_value: must be greater than 0")
     assert result.stdout == ""
+
+
+def test_a_production_load_refuses_inline_secrets_and_reads_secret_files(
+    sqlite_env: dict[str, str], tmp_path: Path
+) -> None:
+    partners = tmp_path / "partners"
+    shutil.copytree(SAMPLE_PARTNERS, partners)
+    production = {**sqlite_env, "EXCHANGE_ENVIRONMENT": "production"}
+    assert run("db", "upgrade", env=production).returncode == 0
+    inline = run("partners", "load", "--dir", str(partners), env=production)
+    assert inline.returncode == 2 and inline.stderr.count("\n") == 1
+    assert inline.stderr.startswith(
+        f"Error: {partners / 'formosa-air.toml'}: connector.oauth.client_secret: an inline secret is refused"
+    )
+
+    files = use_secret_files(partners, tmp_path / "secrets")
+    files["tune-stream"].write_text("")
+    empty = run("partners", "load", "--dir", str(partners), env=production)
+    assert empty.returncode == 2
+    assert empty.stderr == (
+        f"Error: {partners / 'tune-stream.toml'}: connector.oauth.client_secret_file: {files['tune-stream']}: is empty\n"
+    )
+
+    files["tune-stream"].write_text("file-secret-tune-stream\n")
+    loaded = run("partners", "load", "--dir", str(partners), env=production)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "6 created" in loaded.stdout
 
 
 def test_loading_into_an_unmigrated_database_says_what_to_run(sqlite_env: dict[str, str]) -> None:
@@ -335,15 +363,23 @@ async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_cr
         assert len(listed.json()["data"]["clients"]) == 8
         for name in ("alice", "bob"):
             member = credentials["members"][name]
-            me = await client.post(
-                url,
-                json={"query": "{ me { id linkedAccounts { memberRef program { id } } } }"},
-                headers={"authorization": f"Bearer {member['access_token']}"},
-            )
-            assert me.json()["data"]["me"] == {
-                "id": member["member_id"],
-                "linkedAccounts": [{"memberRef": name, "program": {"id": "wallet-pay"}}],
-            }
+            assert set(member["tokens"]) == {"wallet-pay", "formosa-air"}, "a ready token per linked program"
+            for program, token in member["tokens"].items():
+                me = await client.post(
+                    url,
+                    json={"query": "{ viewer { assertedBy } me { id linkedAccounts { memberRef program { id } } } }"},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                assert me.json()["data"] == {
+                    "viewer": {"assertedBy": program},
+                    "me": {
+                        "id": member["member_id"],
+                        "linkedAccounts": [
+                            {"memberRef": name, "program": {"id": "formosa-air"}},
+                            {"memberRef": name, "program": {"id": "wallet-pay"}},
+                        ],
+                    },
+                }
         partners = dict(
             re.findall(r"^\s+([a-z-]+)\s+(?:rest|graphql)\s+(http://\S+)$", "".join(demo.banner), re.MULTILINE)
         )

@@ -8,17 +8,18 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from exchange.conversions.recovery import RecoveryWorker
 from sqlalchemy import text
 
 from exchange.conversions.errors import QuoteAlreadyExecuted
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
-from exchange.conversions.recovery import RecoveryWorker
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest, SagaPolicy
 from exchange.db.database import Database
 from exchange.errors import IdempotencyConflict
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
+from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
 from exchange.pricing.errors import QuoteExpired
 from exchange.pricing.models import Quote
@@ -54,7 +55,12 @@ class World:
     async def execute(self, quote: Quote, key: str = "k1", member: str = "m1") -> Conversion:
         return await self.saga.execute(
             ExecuteRequest(
-                member_id=member, quote_id=quote.id, idempotency_key=key, source_ref="alice", target_ref="alice"
+                member_id=member,
+                quote_id=quote.id,
+                idempotency_key=key,
+                source_ref="alice",
+                target_ref="alice",
+                authority=DebitAuthority(asserted_by=quote.from_program),
             )
         )
 
@@ -142,7 +148,14 @@ async def test_an_expired_quote_is_refused_but_its_conversion_is_still_returned(
 async def test_insufficient_points_fail_the_conversion_and_give_back_the_limits(world: World) -> None:
     quote = await world.quote(1000, member="m2")
     conversion = await world.saga.execute(
-        ExecuteRequest(member_id="m2", quote_id=quote.id, idempotency_key="k", source_ref="bob", target_ref="bob")
+        ExecuteRequest(
+            member_id="m2",
+            quote_id=quote.id,
+            idempotency_key="k",
+            source_ref="bob",
+            target_ref="bob",
+            authority=DebitAuthority(asserted_by=quote.from_program),
+        )
     )
     assert (conversion.status, conversion.failure_code) == (ConversionStatus.FAILED, "INSUFFICIENT_POINTS")
     assert await world.used() == {}
@@ -233,7 +246,14 @@ async def test_a_reversal_in_doubt_is_sent_again_until_it_lands(world: World) ->
 async def test_a_crash_before_the_debit_is_recovered_after_the_lease(world: World) -> None:
     quote = await world.quote(1000)
     conversion, created = await world.saga._record(  # the process dies right after recording
-        ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="k", source_ref="alice", target_ref="alice")
+        ExecuteRequest(
+            member_id="m1",
+            quote_id=quote.id,
+            idempotency_key="k",
+            source_ref="alice",
+            target_ref="alice",
+            authority=DebitAuthority(asserted_by=quote.from_program),
+        )
     )
     assert created
     assert await RecoveryWorker(world.saga).run_once() == 0  # still leased
@@ -247,7 +267,14 @@ async def test_a_crash_before_the_debit_is_recovered_after_the_lease(world: Worl
 async def test_a_crash_after_the_credit_is_posted_by_recovery(world: World) -> None:
     quote = await world.quote(1000)
     conversion, _ = await world.saga._record(
-        ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="k", source_ref="alice", target_ref="alice")
+        ExecuteRequest(
+            member_id="m1",
+            quote_id=quote.id,
+            idempotency_key="k",
+            source_ref="alice",
+            target_ref="alice",
+            authority=DebitAuthority(asserted_by=quote.from_program),
+        )
     )
     await world.partners["happy-card"].debit(conversion.debit_operation, "alice", conversion.points_in)
     await world.partners["fresh-mart"].credit(conversion.credit_operation, "alice", conversion.points_out)

@@ -8,16 +8,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+from exchange.conversions.recovery import RecoveryWorker
 from sqlalchemy import text
 
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.models import Conversion, ConversionStatus
-from exchange.conversions.recovery import RecoveryWorker
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest, SagaPolicy
 from exchange.db.database import Database
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
+from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import PartnersDirectory
@@ -47,7 +48,12 @@ class Exchange:
             )
         return await self.saga.execute(
             ExecuteRequest(
-                member_id=member, quote_id=quote.id, idempotency_key=key, source_ref=member, target_ref=member
+                member_id=member,
+                quote_id=quote.id,
+                idempotency_key=key,
+                source_ref=member,
+                target_ref=member,
+                authority=DebitAuthority(asserted_by=source),
             )
         )
 

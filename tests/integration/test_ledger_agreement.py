@@ -7,15 +7,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from exchange.conversions.recovery import RecoveryWorker
 from sqlalchemy import text
 
-from exchange.conversions.recovery import RecoveryWorker
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest
 from exchange.db.database import Database
 from exchange.federation.accounts import Federation
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
+from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import PartnersDirectory
@@ -80,13 +81,24 @@ async def test_the_ledger_agrees_with_every_partner_after_a_mix(
             )
         await conversions.execute(
             ExecuteRequest(
-                member_id=alice, quote_id=quote.id, idempotency_key=key, source_ref="alice", target_ref="alice"
+                member_id=alice,
+                quote_id=quote.id,
+                idempotency_key=key,
+                source_ref="alice",
+                target_ref="alice",
+                authority=DebitAuthority(asserted_by=source),
             )
         )
 
     async def redeem(pay_with: str, key: str) -> str:
         redemption = await redemptions.redeem(
-            RedeemRequest(member_id=alice, reward_id=reward.id, pay_with=pay_with, idempotency_key=key)
+            RedeemRequest(
+                member_id=alice,
+                reward_id=reward.id,
+                pay_with=pay_with,
+                idempotency_key=key,
+                authority=DebitAuthority(asserted_by=pay_with),
+            )
         )
         return redemption.id
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.types import Info
 
@@ -39,11 +41,26 @@ class ConversionMutations:
         "sending the same key again returns the same conversion (the same key with another "
         "quote is `IDEMPOTENCY_CONFLICT`). The answer is final (COMPLETED, FAILED, REVERSED) "
         "unless a partner's answer is late: then it is PENDING and finishes on its own; ask "
-        "`conversion(id)`.",
+        "`conversion(id)`. The source program's points are spent only under its authority: a "
+        "member token its partner asserted, or a `consent` given through it (`authorizeDebit`) "
+        "for exactly the quote's `pointsIn`; else `AUTHORITY_REQUIRED` (`extensions.program`, "
+        "`extensions.reason`) and nothing happens.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def execute_conversion(
-        self, info: Info[Context, None], quote_id: strawberry.ID, idempotency_key: str
+        self,
+        info: Info[Context, None],
+        quote_id: strawberry.ID,
+        idempotency_key: str,
+        consent: Annotated[
+            str | None,
+            strawberry.argument(
+                description="The id of a consent to debit the source program (`authorizeDebit`), "
+                "needed when another program's partner asserted your token; used once."
+            ),
+        ] = None,
     ) -> Conversion | None:
-        row = await info.context.services.conversions.execute(info.context.caller(), str(quote_id), idempotency_key)
+        row = await info.context.services.conversions.execute(
+            info.context.caller(), str(quote_id), idempotency_key, consent=consent
+        )
         return Conversion.from_row(row, await info.context.currency())

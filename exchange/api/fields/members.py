@@ -1,4 +1,4 @@
-"""Members as themselves and as their partners see them."""
+"""Members as themselves and as their partners see them, and the consents they give."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from strawberry.types import Info
 
 from exchange.api.context import Context
 from exchange.api.permissions import authorize, requires
-from exchange.api.types.members import Member
+from exchange.api.types.members import DebitConsent, Member
 from exchange.auth.scopes import Scope
 
 
@@ -27,3 +27,19 @@ class MemberQueries:
     )
     async def member(self, info: Info[Context, None], id: strawberry.ID) -> Member | None:
         return Member.of(await info.context.services.members.member_for_partner(info.context.caller(), str(id)))
+
+
+@strawberry.type
+class MemberMutations:
+    @strawberry.mutation(
+        description="Consent to one debit of exactly `points` of `program`'s points by a request made "
+        "under another partner's token (converting out of `program`, or paying with it): only "
+        "with a member token `program`'s partner asserted (else `AUTHORITY_REQUIRED`). The "
+        "consent lives `EXCHANGE_DEBIT_CONSENT_SECONDS` (300 by default) and is used once.",
+        extensions=[authorize(requires(Scope.MEMBER_WRITE))],
+    )
+    async def authorize_debit(
+        self, info: Info[Context, None], program: strawberry.ID, points: int
+    ) -> DebitConsent | None:
+        granted = await info.context.services.members.authorize_debit(info.context.caller(), str(program), points)
+        return DebitConsent.of(granted)

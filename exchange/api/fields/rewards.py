@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -116,14 +117,28 @@ class RewardMutations:
         description="Redeem `rewardId`, paying with points of the linked program `payWith` (see "
         "`redemptionQuote`). The same `idempotencyKey` returns the same redemption; "
         "`OUT_OF_STOCK`, `LIMIT_EXCEEDED` (per-member limit), `TIER_TOO_LOW`, `REWARD_UNAVAILABLE` "
-        "and `INSUFFICIENT_POINTS` say why not.",
+        "and `INSUFFICIENT_POINTS` say why not. `payWith`'s points are spent only under its "
+        "authority: a member token its partner asserted, or a `consent` given through it "
+        "(`authorizeDebit`) for exactly the quoted points; else `AUTHORITY_REQUIRED` "
+        "(`extensions.program`, `extensions.reason`) and nothing happens.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def redeem_reward(
-        self, info: Info[Context, None], reward_id: strawberry.ID, pay_with: strawberry.ID, idempotency_key: str
+        self,
+        info: Info[Context, None],
+        reward_id: strawberry.ID,
+        pay_with: strawberry.ID,
+        idempotency_key: str,
+        consent: Annotated[
+            str | None,
+            strawberry.argument(
+                description="The id of a consent to debit `payWith` (`authorizeDebit`), needed when "
+                "another program's partner asserted your token; used once."
+            ),
+        ] = None,
     ) -> Redemption | None:
         row = await info.context.services.rewards.redeem(
-            info.context.caller(), str(reward_id), str(pay_with), idempotency_key
+            info.context.caller(), str(reward_id), str(pay_with), idempotency_key, consent=consent
         )
         return Redemption.from_row(row, await info.context.currency())
 
