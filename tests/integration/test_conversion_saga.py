@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from exchange.conversions.recovery import RecoveryWorker
 from sqlalchemy import text
 
 from exchange.conversions.errors import QuoteAlreadyExecuted
@@ -26,6 +25,7 @@ from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.models import Program
+from exchange.sagas.recovery import RecoveryWorker
 from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
 from tests.fakes import FakePartner, Fault

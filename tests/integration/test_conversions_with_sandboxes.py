@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-from exchange.conversions.recovery import RecoveryWorker
 from sqlalchemy import text
 
 from exchange.connectors.registry import ConnectorRegistry
@@ -22,6 +21,7 @@ from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import PartnersDirectory
+from exchange.sagas.recovery import RecoveryWorker
 from exchange.sandbox.faults import FaultKind
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
