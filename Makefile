@@ -7,7 +7,10 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 AUDIT := tests/audit/node_modules/.package-lock.json
 
-.PHONY: demo test lint install schema clean
+VENDOR_MANIFEST := exchange/web/vendored.txt
+VENDOR_DIR := exchange/web/static/vendor
+
+.PHONY: demo test lint install schema clean vendor
 
 demo: $(INSTALLED)
 	$(BIN)/exchange demo
@@ -37,6 +40,29 @@ $(AUDIT): tests/audit/package-lock.json
 	    echo "Node.js and npm are needed for the GraphQL-over-HTTP audit: install them (apt-get install nodejs npm)"; exit 1; \
 	  fi; }
 	npm ci --prefix tests/audit --no-audit --no-fund --silent
+
+# The web front end's JavaScript and CSS come from the npm registry at the versions VENDOR_MANIFEST
+# names, and are committed: `make vendor` packs each package into a temporary directory and copies
+# the files it serves, their licences and the package's package.json (its name and version).
+vendor:
+	@command -v npm >/dev/null 2>&1 || { echo "make vendor needs npm (apt-get install npm)"; exit 1; }
+	@set -eu; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	unpack() { dir="$$tmp/$$(echo "$$1" | tr '/@' '--')"; \
+	  if [ ! -d "$$dir" ]; then mkdir "$$dir"; \
+	    tarball=$$(npm pack --silent --pack-destination "$$tmp" "$$1" | tail -n 1); \
+	    tar -xzf "$$tmp/$$tarball" -C "$$dir" --strip-components=1; fi; echo "$$dir"; }; \
+	rm -rf $(VENDOR_DIR); \
+	grep -Ev '^[[:space:]]*(#|$$)' $(VENDOR_MANIFEST) | while read -r spec files licences; do \
+	  name=$${spec%@*}; out=$(VENDOR_DIR)/$$(echo "$$name" | tr -d '@' | tr '/' '-'); mkdir -p "$$out"; \
+	  src=$$(unpack "$$spec"); cp "$$src/package.json" "$$out/"; \
+	  for file in $$(echo "$$files" | tr ',' ' '); do cp "$$src/$$file" "$$out/"; done; \
+	  for licence in $$(echo "$$licences" | tr ',' ' '); do \
+	    case "$$licence" in \
+	      *:*) other=$${licence%%:*}; cp "$$(unpack "$$other")/$${licence#*:}" "$$out/LICENSE.$$(echo "$${other%@*}" | tr -d '@' | tr '/' '-')";; \
+	      *) cp "$$src/$$licence" "$$out/";; \
+	    esac; done; \
+	  echo "vendored $$spec into $$out"; \
+	done
 
 schema: $(INSTALLED)
 	$(BIN)/exchange schema export --output schema.graphql
