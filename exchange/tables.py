@@ -21,6 +21,7 @@ from exchange.ledger.models import (
     SettlementPeriod,
 )
 from exchange.members.models import LinkedAccount, Member
+from exchange.people.models import Person, WebSession
 from exchange.pricing.models import LimitUsage, Promotion, Quote, RateVersion
 from exchange.programs.models import (
     CoalitionLevel,
@@ -53,6 +54,7 @@ __all__ = [
     "Member",
     "OAuthClient",
     "PartnerAssertionKey",
+    "Person",
     "Program",
     "ProgramTier",
     "Promotion",
@@ -69,4 +71,5 @@ __all__ = [
     "SigningKey",
     "StatusMatch",
     "UsedAssertion",
+    "WebSession",
 ]
