@@ -9,13 +9,14 @@ AUDIT := tests/audit/node_modules/.package-lock.json
 
 VENDOR_MANIFEST := exchange/web/vendored.txt
 VENDOR_DIR := exchange/web/static/vendor
+I18N := exchange/web/i18n
 
-.PHONY: demo test lint install schema clean vendor
+.PHONY: demo test lint install schema clean vendor messages browser
 
 demo: $(INSTALLED)
 	$(BIN)/exchange demo
 
-test: $(INSTALLED) $(AUDIT) lint
+test: $(INSTALLED) $(AUDIT) browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Lint and formatting: ruff's rules as pyproject.toml chooses them, zero findings.
@@ -63,6 +64,25 @@ vendor:
 	    esac; done; \
 	  echo "vendored $$spec into $$out"; \
 	done
+
+# The browser tests drive Debian's Chromium (Playwright cannot download its own browser here), with
+# a font that has Traditional Chinese; install both from the system's packages if absent.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list :lang=zh-tw 2>/dev/null | grep -q .; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei; \
+	  else \
+	    echo "The browser tests need Chromium and a Chinese font: run as root, or apt-get install chromium fonts-wqy-microhei"; exit 1; \
+	  fi; \
+	fi
+
+# The web front end's messages: extract them from the templates into $(I18N)/messages.pot and
+# merge them into every catalog; then translate what is new in $(I18N)/<locale>/LC_MESSAGES/messages.po
+# (the pages read the .po files themselves, so nothing is compiled).
+messages: $(INSTALLED)
+	$(BIN)/pybabel extract -F $(I18N)/babel.cfg -o $(I18N)/messages.pot --sort-by-file --no-wrap \
+	  --project coalition-points-exchange --copyright-holder "the coalition points exchange" .
+	$(BIN)/pybabel update -i $(I18N)/messages.pot -d $(I18N) --no-wrap --ignore-obsolete
 
 schema: $(INSTALLED)
 	$(BIN)/exchange schema export --output schema.graphql

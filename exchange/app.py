@@ -41,6 +41,7 @@ from exchange.settings import Settings
 from exchange.settlement.service import SettlementService
 from exchange.tiers.expiry import MatchExpiry
 from exchange.tiers.matching import StatusMatching
+from exchange.web.frontend import WebFrontEnd
 
 
 def create_app(
@@ -136,6 +137,7 @@ def create_app(
         return JSONResponse({"status": "ready"})
 
     graphql = GraphQLView(build_schema(settings), services)
+    web = WebFrontEnd.for_settings(settings, db=db, clock=clock, catalog=catalog)
     app = Starlette(
         routes=[
             Route(
@@ -151,6 +153,7 @@ def create_app(
                 ],
             ),
             *oauth.routes(),
+            *web.routes(),
             Route("/healthz", health),
             Route("/readyz", ready),
         ],
