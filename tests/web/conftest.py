@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pyotp
@@ -50,6 +52,14 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 740}
 
 _usernames = itertools.count(1)
+T = TypeVar("T")
+
+
+def run_async(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``work()`` to completion in a thread of its own: Playwright's synchronous API keeps
+    an event loop running in the tests' thread, where asyncio.run cannot start another."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(work())).result()
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,7 @@ class Gateway:
                 )
             return created.totp_uri
 
-        uri = asyncio.run(create())
+        uri = run_async(create)
         return Person(username, PASSWORD, role, program_id, pyotp.parse_uri(uri).secret if uri else None)
 
     def client(self) -> httpx.Client:
@@ -102,7 +112,7 @@ def start_gateway(databases: PostgresDatabases, **settings: object) -> Iterator[
             redemption_interval_seconds=0,
             **settings,  # type: ignore[arg-type]
         )
-        asyncio.run(load_partners_directory(gateway_settings))
+        run_async(lambda: load_partners_directory(gateway_settings))
         app = create_app(gateway_settings)
         with serving_in_thread(app, port=gateway_settings.port) as base_url:
             yield Gateway(url=base_url, settings=gateway_settings, app=app)
