@@ -54,6 +54,7 @@ def test_help_names_every_command() -> None:
         "recover",
         "ledger",
         "settle",
+        "people",
     ):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
     for group, command in (
@@ -66,6 +67,7 @@ def test_help_names_every_command() -> None:
         ("settle", "close"),
         ("settle", "reconcile"),
         ("settle", "statement"),
+        ("people", "create"),
     ):
         assert command in run(group, "--help").stdout
 
