@@ -4,6 +4,7 @@ cookies, and answers the guard's refusals (and unknown addresses) with pages."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from starlette.datastructures import MutableHeaders
@@ -28,6 +29,10 @@ from exchange.web.visitors import Visitor, attach_visitor
 
 #: A cookie value longer than this is nobody's session id or form token (both are 43 characters).
 MAX_TOKEN_LENGTH = 128
+
+
+def _cookie_name(set_cookie: str) -> str:
+    return set_cookie.split("=", 1)[0].strip()
 
 
 def _plausible(token: str | None) -> str | None:
@@ -92,7 +97,7 @@ class WebMiddleware:
             "Content-Language": language.tag,
             "Vary": "Cookie, Accept-Language",
         }
-        cookie_headers = [value for name, value in set_cookies.raw_headers if name == b"set-cookie"]
+        cookie_headers = [value.decode("latin-1") for name, value in set_cookies.raw_headers if name == b"set-cookie"]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -100,8 +105,11 @@ class WebMiddleware:
                 for name, value in extra_headers.items():
                     if name not in headers:
                         headers[name] = value
+                # A cookie the page set itself (a new session at sign-in) wins over ours.
+                own = {_cookie_name(cookie) for cookie in headers.getlist("set-cookie")}
                 for cookie in cookie_headers:
-                    headers.append("set-cookie", cookie.decode("latin-1"))
+                    if _cookie_name(cookie) not in own:
+                        headers.append("set-cookie", cookie)
             await send(message)
 
         try:
@@ -112,7 +120,8 @@ class WebMiddleware:
             if exc.status_code not in (404, 405):
                 raise
             reason = "not-found" if exc.status_code == 404 else "method"
-            await self.refused_page(request, reason, exc.status_code)(scope, receive, send_with_headers)
+            response = self.refused_page(request, reason, exc.status_code, headers=exc.headers)
+            await response(scope, receive, send_with_headers)
 
     def refusal(self, request: Request, refusal: Refusal) -> Response:
         if isinstance(refusal, SignInNeeded) and request.method in SAFE_METHODS:
@@ -120,10 +129,13 @@ class WebMiddleware:
             return RedirectResponse(f"{self.sign_in_path}?{urlencode({'next': wanted})}", status_code=303)
         return self.refused_page(request, refusal.reason, refusal.status_code)
 
-    def refused_page(self, request: Request, reason: str, status_code: int) -> Response:
+    def refused_page(
+        self, request: Request, reason: str, status_code: int, headers: Mapping[str, str] | None = None
+    ) -> Response:
         return self.pages.render(
             request,
             "refused.html",
             {"reason": reason, "sign_in_path": self.sign_in_path, "layout": self.layout},
             status_code=status_code,
+            headers=headers,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from exchange.auth.principal import Principal
 from exchange.people.service import SignedIn
@@ -39,5 +40,5 @@ def visitor_of(connection: HTTPConnection) -> Visitor:
     return visitor
 
 
-def attach_visitor(scope: dict[str, object], visitor: Visitor) -> None:
+def attach_visitor(scope: Scope, visitor: Visitor) -> None:
     scope[_SCOPE_KEY] = visitor

@@ -248,3 +248,25 @@ def test_the_language_switch_is_remembered_for_a_year(gateway: Gateway) -> None:
         assert "Max-Age=31536000" in cookie
         assert client.get("/console/sign-in", headers={"accept-language": "en"}).headers["content-language"] == "zh-TW"
         assert client.get("/console/sign-in?lang=xx").headers["content-language"] == "zh-TW"
+
+
+def test_signing_in_over_an_ended_session_keeps_the_new_session(gateway: Gateway, staff: dict[Role, Person]) -> None:
+    person = staff[Role.SETTLEMENT]
+    with gateway.client() as form_reader, gateway.client() as client:
+        token = form_token(form_reader)
+        response = client.post(
+            "/console/sign-in",
+            data={"csrf_token": token, "username": person.username, "password": person.password},
+            headers={"cookie": f"exchange_form={token}; exchange_session=an-ended-session"},
+        )
+        assert response.status_code == 303
+        sessions = [c for c in response.headers.get_list("set-cookie") if c.startswith("exchange_session=")]
+        assert len(sessions) == 1 and not sessions[0].startswith('exchange_session=""')
+        assert client.get("/console/").status_code == 200
+
+
+def test_a_page_asked_the_wrong_way_says_so_and_what_it_allows(gateway: Gateway) -> None:
+    with gateway.client() as client:
+        response = client.get("/console/sign-out")
+        assert response.status_code == 405 and response.headers["allow"] == "POST"
+        assert "This page cannot be used that way." in response.text
