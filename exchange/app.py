@@ -44,6 +44,7 @@ from exchange.settlement.routes import statement_keys_route
 from exchange.settlement.service import SettlementService
 from exchange.tiers.expiry import MatchExpiry
 from exchange.tiers.matching import StatusMatching
+from exchange.web.frontend import WebFrontEnd
 
 
 def create_app(
@@ -141,6 +142,7 @@ def create_app(
         return JSONResponse({"status": "ready"})
 
     graphql = GraphQLView(build_schema(settings), services)
+    web = WebFrontEnd.for_settings(settings, db=db, clock=clock, catalog=catalog)
     app = Starlette(
         routes=[
             Route(
@@ -157,6 +159,7 @@ def create_app(
             ),
             *oauth.routes(),
             statement_keys_route(settlement.keys),
+            *web.routes(),
             Route("/healthz", health),
             Route("/readyz", ready),
         ],

@@ -552,3 +552,47 @@ def keys_rotate(statements: bool) -> None:
     if rotation.retired is not None:
         click.echo(f"retired key {rotation.retired.kid} stays published until {rotation.retired.publish_until}")
     click.echo(f"published keys: {', '.join(key.kid for key in rotation.published)}")
+
+
+@main.group()
+def people() -> None:
+    """People who sign in to the consoles: settlement staff, admins, partners' staff."""
+
+
+def _read_password() -> str:
+    """The password, from a hidden prompt (typed twice) or, when standard input is not a
+    terminal, its first line: never from the command line, where `ps` and shell history see it."""
+    if sys.stdin.isatty():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@people.command("create")
+@click.option("--username", required=True, help="The name they sign in with (lowercase letters, digits, . _ @ -).")
+@click.option("--role", type=click.Choice(["settlement", "admin", "partner"]), required=True, help="What they do.")
+@click.option("--partner", "program_id", help="The program a partner's staff member works for (with --role partner).")
+@click.option("--totp", is_flag=True, help="Require a code from an authenticator app; prints its otpauth:// URI.")
+@reports_errors
+def people_create(username: str, role: str, program_id: str | None, totp: bool) -> None:
+    """Create a person who signs in to the consoles, with the password read from a prompt
+    (or from standard input's first line when it is not a terminal).
+
+    With --totp they also need a code from an authenticator app: the command prints the
+    secret's otpauth:// URI once, to be turned into a QR code or typed into the app.
+    """
+    from exchange.people.service import NewPerson, people_service
+
+    password = _read_password()
+
+    async def create() -> NewPerson:
+        async with people_service(load_settings()) as service:
+            return await service.create(
+                username=username, password=password, role=Role(role), program_id=program_id, with_totp=totp
+            )
+
+    created = run_async(create())
+    person = created.person
+    tenant = f" for program {person.program_id}" if person.program_id else ""
+    click.echo(f"created {person.username}: role {person.role}{tenant}")
+    if created.totp_uri is not None:
+        click.echo(f"TOTP: add this to an authenticator app now; it is not shown again:\n{created.totp_uri}")

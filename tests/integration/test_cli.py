@@ -55,6 +55,7 @@ def test_help_names_every_command() -> None:
         "recover",
         "ledger",
         "settle",
+        "people",
     ):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
     for group, command in (
@@ -67,6 +68,7 @@ def test_help_names_every_command() -> None:
         ("settle", "close"),
         ("settle", "reconcile"),
         ("settle", "statement"),
+        ("people", "create"),
     ):
         assert command in run(group, "--help").stdout
 
