@@ -1,6 +1,6 @@
 """People who sign in to the consoles, and their server-side sessions.
 
-Revision ID: 0011
+Revision ID: 0010
 Revises: 0007
 Create Date: 2026-12-01
 """
