@@ -26,10 +26,13 @@ lint: $(INSTALLED)
 
 install: $(INSTALLED)
 
+# Not --quiet: pip names each package as it fetches it, so the first install (a few minutes)
+# shows its progress.
 $(INSTALLED): pyproject.toml
+	@echo "Setting up $(VENV)/: the exchange and its test tools, installed with pip"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[test]'
 	touch $@
 
 # The GraphQL-over-HTTP audit runs on Node.js; install it from the system's packages if absent.

@@ -65,7 +65,38 @@ def run_async(coroutine: Coroutine[Any, Any, R]) -> R:
     return asyncio.run(coroutine)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Command(click.Command):
+    """A command that refuses to run unless EXCHANGE_DATABASE_URL names a migrated database.
+
+    Deny by default: every command needs the database unless declared with
+    ``needs_database=False`` (those that create it, or use none). The check runs after the
+    arguments are parsed (so --help and usage errors come first) and before the command
+    does anything, and it creates nothing.
+    """
+
+    def __init__(self, *args: Any, needs_database: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.needs_database = needs_database
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if self.needs_database:
+            from exchange.db import migrate
+
+            try:
+                migrate.ensure_migrated(load_settings().database_url)
+            except ConfigurationError as exc:
+                raise CommandFailed(str(exc)) from None
+        return super().invoke(ctx)
+
+
+class Group(click.Group):
+    """A command group whose commands, and subgroups' commands, are ``Command``s."""
+
+    command_class = Command
+    group_class = type
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """The coalition points exchange.
 
@@ -87,11 +118,8 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     load balancers. The access log (standard output) names each request's path and query
     parameters, never their values.
     """
-    from exchange.db import migrate
-
     settings = load_settings(host=host, port=port)
     settings.check_for_production()
-    migrate.ensure_migrated(settings.database_url)
     # The app factory (in every worker process) reads its settings from the environment:
     # hand the command-line options on that way, or the issuer would name the default port.
     os.environ["EXCHANGE_HOST"], os.environ["EXCHANGE_PORT"] = settings.host, str(settings.port)
@@ -107,7 +135,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     )
 
 
-@main.command()
+@main.command(needs_database=False)
 @click.option("--port", type=int, default=8000, show_default=True, help="Gateway port.")
 @click.option(
     "--data-dir",
@@ -151,7 +179,7 @@ def db() -> None:
     """Database maintenance."""
 
 
-@db.command("upgrade")
+@db.command("upgrade", needs_database=False)
 @click.option("--revision", default="head", show_default=True, help="Target migration.")
 @reports_errors
 def db_upgrade(revision: str) -> None:
@@ -352,7 +380,7 @@ def sandbox() -> None:
     """Sandbox partners: stand-ins for partners' points systems (partners/CONTRACT.md)."""
 
 
-@sandbox.command("serve")
+@sandbox.command("serve", needs_database=False)
 @click.option("--program", "program_id", required=True, help="The program to play, e.g. formosa-air.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, help="Port to bind (default: the port of the program's base_url).")
@@ -437,7 +465,7 @@ def schema() -> None:
     """The GraphQL schema."""
 
 
-@schema.command("export")
+@schema.command("export", needs_database=False)
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),

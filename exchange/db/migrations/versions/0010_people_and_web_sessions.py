@@ -1,7 +1,7 @@
 """People who sign in to the consoles, and their server-side sessions.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-01
 """
 
