@@ -29,6 +29,7 @@ from exchange.jobs import BackgroundJobs
 from exchange.services.container import build_services
 from exchange.settings import Settings
 from exchange.settlement.routes import statement_keys_route
+from exchange.web.frontend import WebFrontEnd
 
 
 def create_app(
@@ -81,6 +82,7 @@ def create_app(
         return JSONResponse({"status": "ready"})
 
     graphql = GraphQLView(build_schema(settings), services)
+    web = WebFrontEnd.for_services(services)
     app = Starlette(
         routes=[
             Route(
@@ -97,6 +99,7 @@ def create_app(
             ),
             *oauth.routes(),
             statement_keys_route(services.settlement.keys),
+            *web.routes(),
             Route("/healthz", health),
             Route("/readyz", ready),
         ],

@@ -68,9 +68,40 @@ def run_async(coroutine: Coroutine[Any, Any, R]) -> R:
     return asyncio.run(coroutine)
 
 
+class Command(click.Command):
+    """A command that refuses to run unless EXCHANGE_DATABASE_URL names a migrated database.
+
+    Deny by default: every command needs the database unless declared with
+    ``needs_database=False`` (those that create it, or use none). The check runs after the
+    arguments are parsed (so --help and usage errors come first) and before the command
+    does anything, and it creates nothing.
+    """
+
+    def __init__(self, *args: Any, needs_database: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.needs_database = needs_database
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if self.needs_database:
+            from exchange.db import migrate
+
+            try:
+                migrate.ensure_migrated(load_settings().database_url)
+            except ConfigurationError as exc:
+                raise CommandFailed(str(exc)) from None
+        return super().invoke(ctx)
+
+
+class Group(click.Group):
+    """A command group whose commands, and subgroups' commands, are ``Command``s."""
+
+    command_class = Command
+    group_class = type
+
+
 def with_services(work: Callable[[Services], Awaitable[R]]) -> R:
-    """Run ``work`` on the application services of the database the environment names
-    (migrated first), and close them afterwards."""
+    """Run ``work`` on the application services of the database the environment names, and
+    close them afterwards."""
     from exchange.services.container import open_services
 
     async def run() -> R:
@@ -80,7 +111,7 @@ def with_services(work: Callable[[Services], Awaitable[R]]) -> R:
     return run_async(run())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """The coalition points exchange.
 
@@ -102,11 +133,8 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     load balancers. The access log (standard output) names each request's path and query
     parameters, never their values.
     """
-    from exchange.db import migrate
-
     settings = load_settings(host=host, port=port)
     settings.check_for_production()
-    migrate.ensure_migrated(settings.database_url)
     # The app factory (in every worker process) reads its settings from the environment:
     # hand the command-line options on that way, or the issuer would name the default port.
     os.environ["EXCHANGE_HOST"], os.environ["EXCHANGE_PORT"] = settings.host, str(settings.port)
@@ -122,7 +150,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     )
 
 
-@main.command()
+@main.command(needs_database=False)
 @click.option("--port", type=int, default=8000, show_default=True, help="Gateway port.")
 @click.option(
     "--data-dir",
@@ -166,7 +194,7 @@ def db() -> None:
     """Database maintenance."""
 
 
-@db.command("upgrade")
+@db.command("upgrade", needs_database=False)
 @click.option("--revision", default="head", show_default=True, help="Target migration.")
 @reports_errors
 def db_upgrade(revision: str) -> None:
@@ -347,7 +375,7 @@ def sandbox() -> None:
     """Sandbox partners: stand-ins for partners' points systems (partners/CONTRACT.md)."""
 
 
-@sandbox.command("serve")
+@sandbox.command("serve", needs_database=False)
 @click.option("--program", "program_id", required=True, help="The program to play, e.g. formosa-air.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, help="Port to bind (default: the port of the program's base_url).")
@@ -432,7 +460,7 @@ def schema() -> None:
     """The GraphQL schema."""
 
 
-@schema.command("export")
+@schema.command("export", needs_database=False)
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -537,3 +565,47 @@ def keys_rotate(statements: bool) -> None:
     if rotation.retired is not None:
         click.echo(f"retired key {rotation.retired.kid} stays published until {rotation.retired.publish_until}")
     click.echo(f"published keys: {', '.join(key.kid for key in rotation.published)}")
+
+
+@main.group()
+def people() -> None:
+    """People who sign in to the consoles: settlement staff, admins, partners' staff."""
+
+
+def _read_password() -> str:
+    """The password, from a hidden prompt (typed twice) or, when standard input is not a
+    terminal, its first line: never from the command line, where `ps` and shell history see it."""
+    if sys.stdin.isatty():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@people.command("create")
+@click.option("--username", required=True, help="The name they sign in with (lowercase letters, digits, . _ @ -).")
+@click.option("--role", type=click.Choice(["settlement", "admin", "partner"]), required=True, help="What they do.")
+@click.option("--partner", "program_id", help="The program a partner's staff member works for (with --role partner).")
+@click.option("--totp", is_flag=True, help="Require a code from an authenticator app; prints its otpauth:// URI.")
+@reports_errors
+def people_create(username: str, role: str, program_id: str | None, totp: bool) -> None:
+    """Create a person who signs in to the consoles, with the password read from a prompt
+    (or from standard input's first line when it is not a terminal).
+
+    With --totp they also need a code from an authenticator app: the command prints the
+    secret's otpauth:// URI once, to be turned into a QR code or typed into the app.
+    """
+    from exchange.people.service import NewPerson, people_service
+
+    password = _read_password()
+
+    async def create() -> NewPerson:
+        async with people_service(load_settings()) as service:
+            return await service.create(
+                username=username, password=password, role=Role(role), program_id=program_id, with_totp=totp
+            )
+
+    created = run_async(create())
+    person = created.person
+    tenant = f" for program {person.program_id}" if person.program_id else ""
+    click.echo(f"created {person.username}: role {person.role}{tenant}")
+    if created.totp_uri is not None:
+        click.echo(f"TOTP: add this to an authenticator app now; it is not shown again:\n{created.totp_uri}")

@@ -183,6 +183,18 @@ class Settings(BaseSettings):
     token_failure_window: int = Field(
         default=60, ge=1, description="Seconds over which failed client authentications count."
     )
+    session_idle_seconds: int = Field(
+        default=1800,
+        ge=60,
+        le=86400,
+        description="A console session unused for this many seconds ends: its person signs in again.",
+    )
+    session_lifetime_seconds: int = Field(
+        default=43200,
+        ge=300,
+        le=604800,
+        description="A console session ends this many seconds after sign-in, however busy.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -21,6 +21,7 @@ from exchange.ledger.models import (
     SettlementPeriod,
 )
 from exchange.members.models import DebitConsent, LinkedAccount, Member
+from exchange.people.models import Person, WebSession
 from exchange.pricing.models import LimitUsage, Promotion, Quote, RateVersion
 from exchange.programs.models import (
     CoalitionLevel,
@@ -55,6 +56,7 @@ __all__ = [
     "Member",
     "OAuthClient",
     "PartnerAssertionKey",
+    "Person",
     "Program",
     "ProgramTier",
     "Promotion",
@@ -72,4 +74,5 @@ __all__ = [
     "StatementKey",
     "StatusMatch",
     "UsedAssertion",
+    "WebSession",
 ]

@@ -41,22 +41,33 @@ def key_encryption_key(secret: str) -> OctKey:
     return OctKey.import_key(derived)
 
 
+def encrypt_with_secret(plaintext: str, secret: str, kid: str) -> str:
+    """A compact JWE of ``plaintext`` under the key derived from ``secret``. ``kid`` names what
+    it holds; the header is authenticated, so :func:`decrypt_with_secret` can insist on it."""
+    return jwe.encrypt_compact({**_KEY_ENCRYPTION, "kid": kid}, plaintext, key_encryption_key(secret))
+
+
+def decrypt_with_secret(token: str, secret: str, kid: str) -> str:
+    """The plaintext of :func:`encrypt_with_secret`'s ``token``, which must name ``kid``.
+
+    Raises :class:`ConfigurationError` when ``secret`` is not the one it was encrypted with
+    (or the token was made for something else).
+    """
+    try:
+        decrypted = jwe.decrypt_compact(token, key_encryption_key(secret))
+    except (JoseError, ValueError):
+        decrypted = None
+    if decrypted is None or decrypted.plaintext is None or decrypted.protected.get("kid") != kid:
+        raise ConfigurationError(
+            f"{kid!r} cannot be decrypted: EXCHANGE_KEY_ENCRYPTION_SECRET is not the secret it was stored with"
+        )
+    return decrypted.plaintext.decode()
+
+
 def encrypt_private_key(key: RSAKey, secret: str) -> str:
-    return jwe.encrypt_compact(
-        {**_KEY_ENCRYPTION, "kid": key.kid},
-        json.dumps(key.as_dict(private=True)),
-        key_encryption_key(secret),
-    )
+    return encrypt_with_secret(json.dumps(key.as_dict(private=True)), secret, str(key.kid))
 
 
 def decrypt_private_key(row: StoredKey, secret: str) -> RSAKey:
     """The private half of ``row``, or a :class:`ConfigurationError` naming the secret."""
-    try:
-        plaintext = jwe.decrypt_compact(row.encrypted_private_key, key_encryption_key(secret))
-    except (JoseError, ValueError):
-        raise ConfigurationError(
-            f"signing key {row.kid} cannot be decrypted: EXCHANGE_KEY_ENCRYPTION_SECRET is not "
-            "the secret it was stored with"
-        ) from None
-    assert plaintext.plaintext is not None
-    return RSAKey.import_key(json.loads(plaintext.plaintext))
+    return RSAKey.import_key(json.loads(decrypt_with_secret(row.encrypted_private_key, secret, row.kid)))

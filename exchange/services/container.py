@@ -20,6 +20,7 @@ from exchange.federation.accounts import Federation
 from exchange.jobs import PeriodicJob
 from exchange.loading import PartnersLoaded
 from exchange.members.consents import DebitConsents
+from exchange.people.service import PeopleService
 from exchange.pricing.quotes import QuotePolicy
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
@@ -57,6 +58,7 @@ class Services:
     matches: StatusMatchService
     settlement: SettlementService
     access: AccessService
+    people: PeopleService
 
     def periodic_jobs(self) -> list[PeriodicJob]:
         """What every gateway process runs in the background (an interval of 0: never)."""
@@ -135,12 +137,14 @@ def build_services(
             key_secret=key_secret,
             token_lifetime=timedelta(seconds=settings.access_token_lifetime),
         ),
+        people=PeopleService.for_settings(settings, db=db, clock=clock),
     )
 
 
 @asynccontextmanager
 async def open_services(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Services]:
-    """The services for a command: the database migrated first, everything closed afterwards."""
+    """The services for a command, on a database that must be migrated already; everything
+    closed afterwards."""
     await asyncio.to_thread(migrate.ensure_migrated, settings.database_url)
     services = build_services(settings, clock=clock)
     try:

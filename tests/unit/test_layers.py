@@ -134,6 +134,7 @@ def test_the_layers_name_every_package() -> None:
         "ledger",
         "loading",
         "members",
+        "people",
         "pricing",
         "programs",
         "rewards",
