@@ -111,7 +111,7 @@ def build_services(
         connectors=connectors,
         keys=keys,
         catalog=CatalogService(db, cache, clock),
-        members=MemberService(db, federation, DebitConsents.for_settings(settings, db=db, clock=clock), clock),
+        members=MemberService(db, federation, DebitConsents.for_settings(settings, db=db, clock=clock), cache, clock),
         conversions=ConversionService(
             db=db,
             saga=ConversionSaga.for_settings(settings, db=db, connectors=connectors, catalog=cache, clock=clock),
@@ -124,6 +124,7 @@ def build_services(
         rewards=RewardService(
             db,
             RedemptionSaga.for_settings(settings, db=db, connectors=connectors, federation=federation, clock=clock),
+            cache,
             clock,
         ),
         matches=StatusMatchService(

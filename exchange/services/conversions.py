@@ -20,7 +20,6 @@ from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
 from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
-from exchange.programs.service import ProgramNotFound
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.requests import idempotency_key, member_of
 
@@ -54,9 +53,8 @@ class ConversionService:
         level, read live from their partners."""
         member_id = member_of(caller)
         catalog = await self.catalog.get()
-        for program_id, field in ((from_program, "fromProgram"), (to_program, "toProgram")):
-            if program_id not in catalog.programs:
-                raise ProgramNotFound(program_id, field=field)
+        catalog.program(from_program, field="fromProgram")
+        catalog.program(to_program, field="toProgram")
         level = await self.federation.coalition_level(member_id)
         async with self.db.transaction() as session:
             await members.member_refs_at(session, member_id, {from_program: "fromProgram", to_program: "toProgram"})

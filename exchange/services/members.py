@@ -14,6 +14,7 @@ from exchange.federation.accounts import AccountView, Federation
 from exchange.members import service as members
 from exchange.members.consents import DebitConsents, GrantedConsent
 from exchange.members.models import LinkedAccount, Member
+from exchange.programs.catalog import CatalogCache
 from exchange.services.requests import member_of, program_of
 
 
@@ -30,6 +31,7 @@ class MemberService:
     db: Database
     federation: Federation
     consents: DebitConsents
+    catalog: CatalogCache
     clock: Clock
 
     async def me(self, caller: Principal) -> MemberView:
@@ -64,7 +66,9 @@ class MemberService:
 
     async def authorize_debit(self, caller: Principal, program_id: str, points: int) -> GrantedConsent:
         """The caller's consent to one debit of exactly ``points`` of ``program_id`` by a request
-        under another partner's token; given only under a token ``program_id`` asserted."""
+        under another partner's token; given only under a token ``program_id`` asserted (an
+        unknown program is not found first)."""
+        (await self.catalog.get()).program(program_id, field="program")
         return await self.consents.grant(
             member_id=member_of(caller), asserted_by=str(caller.asserted_by), program=program_id, points=points
         )

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from exchange.auth.principal import Principal
 from exchange.clock import Clock
 from exchange.db.database import Database
+from exchange.members.authority import DebitAuthority
 from exchange.programs import service as programs
+from exchange.programs.catalog import CatalogCache
 from exchange.rewards import catalog, redemption
 from exchange.rewards.catalog import RewardDraft
 from exchange.rewards.errors import NotYourReward
@@ -24,6 +26,7 @@ MAX_PAGE = 200
 class RewardService:
     db: Database
     saga: RedemptionSaga
+    catalog: CatalogCache
     clock: Clock
 
     async def rewards(self, *, program_id: str | None, available_only: bool) -> Sequence[Reward]:
@@ -45,16 +48,24 @@ class RewardService:
 
     async def quote(self, caller: Principal, reward_id: str, pay_with: str) -> RedemptionQuote:
         """What redeeming ``reward_id`` with the caller's ``pay_with`` points costs now."""
+        (await self.catalog.get()).program(pay_with, field="payWith")
         return await self.saga.quote(member_of(caller), reward_id, pay_with)
 
-    async def redeem(self, caller: Principal, reward_id: str, pay_with: str, key: str) -> Redemption:
-        """Redeem as far as it goes now; the same ``key`` returns the same redemption."""
+    async def redeem(
+        self, caller: Principal, reward_id: str, pay_with: str, key: str, *, consent: str | None
+    ) -> Redemption:
+        """Redeem as far as it goes now; the same ``key`` returns the same redemption. The
+        paying program's points are debited only under its authority: the caller's token
+        asserted by it, or ``consent`` given through it. An unknown ``pay_with`` is not found
+        before anything else."""
+        (await self.catalog.get()).program(pay_with, field="payWith")
         return await self.saga.redeem(
             RedeemRequest(
                 member_id=member_of(caller),
                 reward_id=reward_id,
                 pay_with=pay_with,
                 idempotency_key=idempotency_key(key),
+                authority=DebitAuthority(asserted_by=str(caller.asserted_by), consent=consent),
             )
         )
 
