@@ -593,17 +593,12 @@ def people_create(username: str, role: str, program_id: str | None, totp: bool) 
     With --totp they also need a code from an authenticator app: the command prints the
     secret's otpauth:// URI once, to be turned into a QR code or typed into the app.
     """
-    from exchange.people.service import NewPerson, people_service
-
     password = _read_password()
-
-    async def create() -> NewPerson:
-        async with people_service(load_settings()) as service:
-            return await service.create(
-                username=username, password=password, role=Role(role), program_id=program_id, with_totp=totp
-            )
-
-    created = run_async(create())
+    created = with_services(
+        lambda services: services.people.create(
+            username=username, password=password, role=Role(role), program_id=program_id, with_totp=totp
+        )
+    )
     person = created.person
     tenant = f" for program {person.program_id}" if person.program_id else ""
     click.echo(f"created {person.username}: role {person.role}{tenant}")

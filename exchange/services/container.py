@@ -20,7 +20,6 @@ from exchange.federation.accounts import Federation
 from exchange.jobs import PeriodicJob
 from exchange.loading import PartnersLoaded
 from exchange.members.consents import DebitConsents
-from exchange.people.service import PeopleService
 from exchange.pricing.quotes import QuotePolicy
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
@@ -32,6 +31,7 @@ from exchange.services.catalog import CatalogService
 from exchange.services.conversions import ConversionService
 from exchange.services.matches import StatusMatchService
 from exchange.services.members import MemberService
+from exchange.services.people import PeopleService
 from exchange.services.pricing import PricingService
 from exchange.services.rewards import RewardService
 from exchange.services.settlement import SettlementService

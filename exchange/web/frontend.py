@@ -8,9 +8,9 @@ from starlette.routing import BaseRoute, Mount, Router
 from starlette.types import ASGIApp
 
 from exchange.errors import ConfigurationError
-from exchange.people.service import PeopleService
 from exchange.programs.catalog import CatalogCache
 from exchange.services.container import Services
+from exchange.services.people import PeopleService
 from exchange.settings import Settings
 from exchange.web import console, portal
 from exchange.web.access import Page
