@@ -5,12 +5,13 @@ token), an object and the request's arguments, whether the caller may go on
 (:meth:`Rule.allows`), and tabulates what a whole role may get (:meth:`Rule.access`), which the
 GraphQL schema-walking test reviews as the access policy. Rules combine with ``&`` and ``|``:
 :data:`PUBLIC` (no token needed), :data:`AUTHENTICATED` (any valid token), :func:`requires` (a
-scope), :func:`own_program` (the partner's own program) and :func:`own_member` (the member
-themself). Tenant rules read the tenant from the object (:func:`source`) or the arguments
-(:func:`argument`).
+scope), :func:`roles` (a role), :func:`own_program` (the partner's own program) and
+:func:`own_member` (the member themself); :data:`NOBODY` admits no one. Tenant rules read the
+tenant from the object (:func:`source`) or the arguments (:func:`argument`).
 
 GraphQL declares a rule on every field (:mod:`exchange.api.permissions` adapts them to
-Strawberry, deny by default); the web pages authorize their routes with the same objects.
+Strawberry, deny by default); the web pages declare one on every route
+(:mod:`exchange.web.access`), asking it with the signed-in person's principal alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Collection, Iterable, Mapping
 from enum import IntEnum
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from exchange.auth.principal import Principal
@@ -26,6 +28,8 @@ from exchange.errors import Forbidden, Unauthenticated
 
 T = TypeVar("T")
 Selector = Callable[[Any, Mapping[str, Any]], object]
+#: What a rule is asked with when nothing but the caller matters (a web page's route).
+NO_ARGUMENTS: Mapping[str, Any] = MappingProxyType({})
 
 
 class Access(IntEnum):
@@ -68,8 +72,11 @@ class Rule(abc.ABC):
         return Forbidden(f"not allowed: this needs {self.describe()}")
 
     @abc.abstractmethod
-    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
-        """Whether ``principal`` may resolve the field on ``source`` with ``arguments``."""
+    def allows(
+        self, principal: Principal | None, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
+    ) -> bool:
+        """Whether ``principal`` may resolve the field on ``source`` with ``arguments`` (a page's
+        rule is asked with the principal alone)."""
 
     @abc.abstractmethod
     def access(self, role: Role | None) -> Access:
@@ -95,7 +102,9 @@ class Rule(abc.ABC):
 
 
 class Public(Rule):
-    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+    def allows(
+        self, principal: Principal | None, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
+    ) -> bool:
         return True
 
     def access(self, role: Role | None) -> Access:
@@ -106,7 +115,9 @@ class Public(Rule):
 
 
 class Authenticated(Rule):
-    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+    def allows(
+        self, principal: Principal | None, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
+    ) -> bool:
         return principal is not None
 
     def access(self, role: Role | None) -> Access:
@@ -122,7 +133,9 @@ class HasScope(Rule):
     def __init__(self, *scopes: Scope) -> None:
         self.scopes = frozenset(scopes)
 
-    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+    def allows(
+        self, principal: Principal | None, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
+    ) -> bool:
         return principal is not None and not principal.scopes.isdisjoint(self.scopes)
 
     def access(self, role: Role | None) -> Access:
@@ -135,13 +148,33 @@ class HasScope(Rule):
         return "one of the scopes " + ", ".join(sorted(self.scopes))
 
 
+class HasRole(Rule):
+    """The caller is of one of ``roles`` (whatever scopes its token holds)."""
+
+    def __init__(self, roles: Collection[Role]) -> None:
+        self.roles = frozenset(roles)
+
+    def allows(
+        self, principal: Principal | None, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
+    ) -> bool:
+        return principal is not None and principal.role in self.roles
+
+    def access(self, role: Role | None) -> Access:
+        return Access.ALL if role in self.roles else Access.NONE
+
+    def describe(self) -> str:
+        return "the role " + " or ".join(sorted(self.roles))
+
+
 class OwnProgram(Rule):
     """The caller is the partner running the selected program (or one of the selected)."""
 
     def __init__(self, selector: Selector) -> None:
         self.selector = selector
 
-    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+    def allows(
+        self, principal: Principal | None, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
+    ) -> bool:
         if principal is None or principal.program_id is None:
             return False
         selected = self.selector(source, arguments)
@@ -162,7 +195,9 @@ class OwnMember(Rule):
     def __init__(self, selector: Selector) -> None:
         self.selector = selector
 
-    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+    def allows(
+        self, principal: Principal | None, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
+    ) -> bool:
         return (
             principal is not None
             and principal.member_id is not None
@@ -180,7 +215,9 @@ class AllOf(Rule):
     def __init__(self, *rules: Rule) -> None:
         self.rules = rules
 
-    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+    def allows(
+        self, principal: Principal | None, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
+    ) -> bool:
         return all(rule.allows(principal, source, arguments) for rule in self.rules)
 
     def access(self, role: Role | None) -> Access:
@@ -194,7 +231,9 @@ class AnyOf(Rule):
     def __init__(self, *rules: Rule) -> None:
         self.rules = rules
 
-    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+    def allows(
+        self, principal: Principal | None, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
+    ) -> bool:
         return any(rule.allows(principal, source, arguments) for rule in self.rules)
 
     def access(self, role: Role | None) -> Access:
@@ -205,9 +244,11 @@ class AnyOf(Rule):
 
 
 class Unruled(Rule):
-    """What a field without a declared rule gets: nobody may resolve it."""
+    """What a field or page without a declared rule gets: nobody may resolve or open it."""
 
-    def allows(self, principal: Principal | None, source: Any, arguments: Mapping[str, Any]) -> bool:
+    def allows(
+        self, principal: Principal | None, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
+    ) -> bool:
         return False
 
     def access(self, role: Role | None) -> Access:
@@ -219,6 +260,13 @@ class Unruled(Rule):
 
 PUBLIC: Rule = Public()
 AUTHENTICATED: Rule = Authenticated()
+#: A web page declared without a rule (GraphQL gives each unruled field its own ``Unruled``).
+NOBODY: Rule = Unruled()
+
+
+def roles(*allowed: Role) -> Rule:
+    """The caller is of one of these roles."""
+    return HasRole(allowed)
 
 
 def requires(*scopes: Scope) -> Rule:

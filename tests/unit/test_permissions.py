@@ -16,6 +16,7 @@ from exchange.api.authentication import fields_needing_a_token
 from exchange.api.permissions import (
     AUTHENTICATED,
     PUBLIC,
+    Access,
     Authorize,
     Unruled,
     authorize,
@@ -167,6 +168,21 @@ def test_rules_are_plain_objects_that_load_without_strawberry() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "scope partner:read and the caller's own program"
+
+
+def test_web_pages_and_graphql_fields_declare_the_same_rules() -> None:
+    from exchange.auth import rules
+    from exchange.web import access
+
+    assert (access.Rule, access.PUBLIC, access.NOBODY, access.requires) == (
+        rules.Rule,
+        rules.PUBLIC,
+        rules.NOBODY,
+        rules.requires,
+    )
+    staff = access.roles(Role.SETTLEMENT, Role.ADMIN)
+    assert staff.allows(partner("p")) is False and staff.access(Role.ADMIN) is Access.ALL
+    assert access.requires(Scope.PARTNER_READ).allows(partner("p"))
 
 
 def test_a_rule_answers_for_any_caller_object_and_arguments() -> None:
