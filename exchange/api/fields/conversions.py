@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import IdempotencyKey, Text
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.conversions import Conversion, ConversionPage
 from exchange.auth.scopes import Role, Scope
 from exchange.conversions import queries
+from exchange.conversions.queries import CURSOR_LENGTH
 from exchange.conversions.saga import ExecuteRequest
-from exchange.errors import BadUserInput
 from exchange.members import service as members
 from exchange.pricing import quotes
-
-MAX_KEY_LENGTH = 100
 
 
 @strawberry.type
@@ -37,7 +38,7 @@ class ConversionQueries:
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
     async def conversions(
-        self, info: Info[Context, None], first: int = 20, after: str | None = None
+        self, info: Info[Context, None], first: int = 20, after: Annotated[str, Text(CURSOR_LENGTH)] | None = None
     ) -> ConversionPage | None:
         member_id = str(info.context.caller().member_id)
         async with info.context.services.db.transaction() as session:
@@ -57,12 +58,8 @@ class ConversionMutations:
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def execute_conversion(
-        self, info: Info[Context, None], quote_id: strawberry.ID, idempotency_key: str
+        self, info: Info[Context, None], quote_id: strawberry.ID, idempotency_key: IdempotencyKey
     ) -> Conversion | None:
-        if not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH or not idempotency_key.isprintable():
-            raise BadUserInput(
-                f"idempotencyKey must be 1 to {MAX_KEY_LENGTH} printable characters", field="idempotencyKey"
-            )
         services = info.context.services
         member_id = str(info.context.caller().member_id)
         async with services.db.transaction() as session:

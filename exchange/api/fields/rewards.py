@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
 from exchange.api.fields.access import MANAGE_PROGRAM
+from exchange.api.inputs import IdempotencyKey, Text
 from exchange.api.permissions import PUBLIC, authorize, requires
 from exchange.api.types.rewards import Redemption, RedemptionQuote, Reward, RewardKind
 from exchange.auth.scopes import Scope
@@ -18,17 +20,18 @@ from exchange.errors import BadUserInput
 from exchange.programs import service as programs
 from exchange.rewards import catalog, redemption
 from exchange.rewards.errors import NotYourReward
+from exchange.rewards.models import DESCRIPTION_LENGTH, TITLE_LENGTH
 from exchange.rewards.models import RewardKind as RewardKindValue
 from exchange.rewards.redemption import RedeemRequest
 
 
 @strawberry.input(description="A reward to publish.")
 class PublishRewardInput:
-    title: str
+    title: Annotated[str, Text(TITLE_LENGTH)]
     price: Decimal = strawberry.field(description="Settlement price in the settlement currency (a decimal string).")
     stock: int
     kind: RewardKind = RewardKind.DIRECT
-    description: str = ""
+    description: Annotated[str, Text(DESCRIPTION_LENGTH)] = ""
     per_member_limit: int | None = None
     min_level: int = 0
     available_from: datetime | None = strawberry.field(default=None, description="Default: now.")
@@ -147,10 +150,12 @@ class RewardMutations:
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def redeem_reward(
-        self, info: Info[Context, None], reward_id: strawberry.ID, pay_with: strawberry.ID, idempotency_key: str
+        self,
+        info: Info[Context, None],
+        reward_id: strawberry.ID,
+        pay_with: strawberry.ID,
+        idempotency_key: IdempotencyKey,
     ) -> Redemption | None:
-        if not 1 <= len(idempotency_key) <= 100:
-            raise BadUserInput("idempotencyKey must be 1 to 100 characters", field="idempotencyKey")
         row = await info.context.services.redemptions.redeem(
             RedeemRequest(
                 member_id=str(info.context.caller().member_id),

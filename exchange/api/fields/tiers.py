@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import Text
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.tiers import StatusMatch, StatusMatchPreview
 from exchange.auth.scopes import Scope
 from exchange.errors import BadUserInput
+from exchange.programs.models import TIER_NAME_LENGTH
 from exchange.tiers import matching
 
 
@@ -54,7 +58,7 @@ class TierMutations:
         info: Info[Context, None],
         from_program: strawberry.ID,
         to_program: strawberry.ID,
-        claimed_tier: str | None = None,
+        claimed_tier: Annotated[str, Text(TIER_NAME_LENGTH)] | None = None,
     ) -> StatusMatch | None:
         row = await info.context.services.matching.request(
             str(info.context.caller().member_id), str(from_program), str(to_program), claimed_tier
