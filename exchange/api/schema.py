@@ -21,6 +21,7 @@ from exchange.api.errors import log_unexpected
 from exchange.api.inputs import enforce_input_rules
 from exchange.api.permissions import Rule, enforce_field_rules
 from exchange.api.roots import Mutation, Query
+from exchange.api.scalars import SCALARS
 from exchange.settings import Settings
 
 
@@ -29,11 +30,12 @@ class ExchangeSchema(strawberry.Schema):
     checked against its declared limit, and that logs only unexpected errors (with their trace).
 
     ``field_rules`` maps ``Type.field`` to its rule; a field declared without one refuses
-    everyone (see :mod:`exchange.api.permissions`). Strings: :mod:`exchange.api.inputs`.
+    everyone (see :mod:`exchange.api.permissions`). Strings: :mod:`exchange.api.inputs`;
+    ``Decimal`` and ``DateTime`` values: :mod:`exchange.api.scalars`.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, scalar_overrides=SCALARS, **kwargs)
         self.field_rules: dict[str, Rule] = enforce_field_rules(self)
         enforce_input_rules(self)
 
