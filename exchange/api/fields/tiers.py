@@ -68,7 +68,7 @@ class TierMutations:
     @strawberry.mutation(
         description="The target program's partner reports points earned and activities done by a "
         "matched member towards the match's challenge; the report that meets it extends the tier. "
-        "`NOT_FOUND` for a match into another program.",
+        "The totals stop at 2147483647. `NOT_FOUND` for a match into another program.",
         extensions=[authorize(requires(Scope.PARTNER_WRITE))],
     )
     async def record_status_match_activity(
