@@ -4,7 +4,8 @@
   ``extensions.code`` (and ``extensions.field`` and details where it has them).
 * A parse or validation failure gets ``GRAPHQL_VALIDATION_FAILED``; a variable that does not
   fit its type gets ``BAD_USER_INPUT`` naming the variable (and the path into it), and so does
-  a value a scalar refuses (:mod:`exchange.api.scalars`), written in a variable or inline.
+  a value a scalar refuses (:mod:`exchange.api.scalars`), written in a variable or inline
+  (then naming the argument and the path into it, found in the document).
 * Anything else is unexpected: it is logged with its trace, and the client sees only
   ``Unexpected error.`` with ``INTERNAL_SERVER_ERROR`` — never a stack trace.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 
-from graphql import GraphQLError
+from graphql import ArgumentNode, GraphQLError, Node, ObjectFieldNode, Visitor, parse, visit
 
 from exchange.api.scalars import InvalidValue
 from exchange.errors import ErrorCode, ExchangeError
@@ -40,6 +41,36 @@ def _refused_value(error: GraphQLError) -> InvalidValue | None:
     return cause if isinstance(cause, InvalidValue) else None
 
 
+class _FieldFinder(Visitor):
+    """Finds the argument (and input fields) a value written in the document belongs to."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__()
+        self.offset = offset
+        self.names: list[str] = []
+        self.found: str | None = None
+
+    def enter(self, node: Node, *_: object) -> None:
+        if isinstance(node, (ArgumentNode, ObjectFieldNode)):
+            self.names.append(node.name.value)
+            if node.value.loc is not None and node.value.loc.start == self.offset:
+                self.found = ".".join(self.names)
+
+    def leave(self, node: Node, *_: object) -> None:
+        if isinstance(node, (ArgumentNode, ObjectFieldNode)):
+            self.names.pop()
+
+
+def _literal_field(error: GraphQLError) -> str | None:
+    """``input.bonusPercent`` for a refused value written inline in the document."""
+    node = error.nodes[0] if error.nodes else None
+    if node is None or node.loc is None or error.source is None:
+        return None
+    finder = _FieldFinder(node.loc.start)
+    visit(parse(error.source, no_location=False), finder)
+    return finder.found
+
+
 def to_client_error(error: GraphQLError) -> GraphQLError:
     """The error as the client may see it, with ``extensions.code`` always set."""
     original = error.original_error
@@ -56,8 +87,9 @@ def to_client_error(error: GraphQLError) -> GraphQLError:
         extensions = {"code": ErrorCode.BAD_USER_INPUT.value, "field": field}
         message = f"{field}: {refused}" if refused is not None else error.message
     elif refused is not None:
-        extensions = {"code": ErrorCode.BAD_USER_INPUT.value}
-        message = error.message
+        field = _literal_field(error)
+        extensions = {"code": ErrorCode.BAD_USER_INPUT.value, **({"field": field} if field else {})}
+        message = f"{field}: {refused}" if field else error.message
     else:
         extensions = {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value}
         message = error.message
