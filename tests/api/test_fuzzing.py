@@ -31,7 +31,7 @@ from exchange.testing.kit import ExchangeKit
 from tests.conftest import SAMPLE_PARTNERS
 
 #: Documents generated per role, store and root type (queries, mutations).
-BUDGET = 100
+BUDGET = 150
 
 PROGRAM_IDS = ["fresh-mart", "wallet-pay", "formosa-air", "happy-card", "harbor-bank", "EXCHANGE"]
 HOSTILE_TEXT = [
