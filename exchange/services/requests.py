@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from exchange.auth.principal import Principal
 from exchange.errors import BadUserInput, Forbidden
-
-MAX_IDEMPOTENCY_KEY = 100
+from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
+from exchange.text import text_problem
 
 
 def member_of(caller: Principal) -> str:
@@ -31,9 +31,8 @@ def page_size(first: int, *, maximum: int) -> int:
 
 
 def idempotency_key(key: str) -> str:
-    """A client-chosen key: 1 to 100 printable characters."""
-    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable():
-        raise BadUserInput(
-            f"idempotencyKey must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters", field="idempotencyKey"
-        )
+    """A client-chosen key that makes a write idempotent: 1 to 100 printable characters, the rule
+    GraphQL's ``IdempotencyKey`` declares too (for front ends that check no input of their own)."""
+    if problem := text_problem(key, IDEMPOTENCY_KEY_LENGTH, min_length=1, printable=True):
+        raise BadUserInput(f"idempotencyKey {problem}", field="idempotencyKey")
     return key

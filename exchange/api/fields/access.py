@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import Text
 from exchange.api.permissions import (
     AUTHENTICATED,
     Rule,
@@ -15,6 +18,8 @@ from exchange.api.permissions import (
     requires,
 )
 from exchange.api.types.auth import AssertionKey, OAuthClient, Viewer
+from exchange.auth.assertions import PUBLIC_KEY_LENGTH
+from exchange.auth.models import KID_LENGTH
 from exchange.auth.scopes import Scope
 
 #: A partner manages its own program; admins manage any.
@@ -44,7 +49,7 @@ class AccessMutations:
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def register_assertion_key(
-        self, info: Info[Context, None], program_id: strawberry.ID, public_key: str
+        self, info: Info[Context, None], program_id: strawberry.ID, public_key: Annotated[str, Text(PUBLIC_KEY_LENGTH)]
     ) -> AssertionKey | None:
         row = await info.context.services.access.register_assertion_key(str(program_id), public_key)
         return AssertionKey.from_row(row)
@@ -54,7 +59,7 @@ class AccessMutations:
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def remove_assertion_key(
-        self, info: Info[Context, None], program_id: strawberry.ID, kid: str
+        self, info: Info[Context, None], program_id: strawberry.ID, kid: Annotated[str, Text(KID_LENGTH)]
     ) -> AssertionKey | None:
         row = await info.context.services.access.remove_assertion_key(str(program_id), kid)
         return AssertionKey.from_row(row)

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import Text
 from exchange.api.permissions import Rule, argument, authorize, own_program, requires
 from exchange.api.types.conversions import Quote
 from exchange.api.types.pricing import Promotion, RateVersion
 from exchange.auth.scopes import Scope
 from exchange.pricing.promotions import PromotionTerms
 from exchange.pricing.rates import RateTerms
+
+#: A ratio such as "3:1": no sane one is longer.
+RatioText = Annotated[str, Text(40)]
 
 #: The target program's partner manages the rates and promotions into its program.
 MANAGES_TARGET: Rule = requires(Scope.PARTNER_WRITE) & own_program(argument("input.to_program"))
@@ -31,7 +36,7 @@ class QuoteInput:
 @strawberry.input(description='From `fromPoints` points in, convert at `ratio` (e.g. `"2:1"`).')
 class RateBandInput:
     from_points: int
-    ratio: str
+    ratio: RatioText
 
 
 @strawberry.input(
@@ -42,7 +47,7 @@ class RateBandInput:
 class RateOverrideInput:
     from_program: strawberry.ID
     to_program: strawberry.ID
-    ratio: str | None = None
+    ratio: RatioText | None = None
     bands: list[RateBandInput] | None = None
     bonus_every: int | None = None
     bonus_points: int | None = None

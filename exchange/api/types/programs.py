@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import Enum
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import Text
 from exchange.api.permissions import (
     PUBLIC,
     authorize,
@@ -25,6 +27,7 @@ from exchange.api.types.auth import AssertionKey
 from exchange.api.types.members import LinkedAccount
 from exchange.api.types.pricing import Promotion, RateVersion
 from exchange.auth.scopes import Scope
+from exchange.members.models import MEMBER_REF_MAX_LENGTH
 from exchange.programs.models import CoalitionLevel, ProgramTier
 from exchange.programs.models import Program as ProgramRow
 from exchange.programs.service import CoalitionView
@@ -110,7 +113,10 @@ class Program:
         extensions=[authorize(requires(Scope.PARTNER_READ) & own_program(source("id")))],
     )
     async def linked_accounts(
-        self, info: Info[Context, None], first: int = 100, after: str | None = None
+        self,
+        info: Info[Context, None],
+        first: int = 100,
+        after: Annotated[str, Text(MEMBER_REF_MAX_LENGTH)] | None = None,
     ) -> list[LinkedAccount] | None:
         rows = await info.context.loaders.linked_accounts.load((str(self.id), first, after))
         return [LinkedAccount.from_row(row) for row in rows]
