@@ -78,6 +78,10 @@ class SettlementService:
     def calendar(self) -> SettlementCalendar:
         return self.ledger.calendar
 
+    def previous_period(self) -> str:
+        """The period that ended last, by the settlement calendar and this service's clock."""
+        return self.calendar.latest_over(self.clock.now())
+
     async def close(self, period: str, *, by: str) -> PeriodReport:
         period = self.calendar.parse(period)  # before any unit of work: a bad name changes nothing
         async with self.db.transaction() as session:
