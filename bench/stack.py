@@ -20,8 +20,8 @@ import httpx
 
 from exchange.db import migrate
 from exchange.db.database import Database
-from exchange.loading import load_partners_directory
 from exchange.sandbox.admin_client import SandboxAdmin
+from exchange.services.container import load_partners_directory
 from exchange.serving import free_port
 from exchange.settings import Settings
 from exchange.testing.databases import PostgresDatabases

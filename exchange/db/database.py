@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -60,6 +60,11 @@ class Database:
         """One unit of work: commits when the block ends, rolls back if it raises."""
         async with self._sessions() as session, session.begin():
             yield session
+
+    async def ping(self) -> None:
+        """Raises unless the database answers a trivial query (readiness probes)."""
+        async with self._sessions() as session:
+            await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -26,10 +26,11 @@ class Catalog:
     currency: Currency
     """The settlement currency."""
 
-    def program(self, program_id: str) -> Program:
+    def program(self, program_id: str, *, field: str = "id") -> Program:
+        """The program, or ``NOT_FOUND`` naming ``field``."""
         program = self.programs.get(program_id)
         if program is None:
-            raise programs.ProgramNotFound(program_id)
+            raise programs.ProgramNotFound(program_id, field=field)
         return program
 
 

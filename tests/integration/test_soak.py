@@ -19,8 +19,8 @@ from sqlalchemy import text
 
 from exchange.db.database import Database
 from exchange.ledger.verify import verify_ledger
-from exchange.loading import load_partners_directory
 from exchange.sandbox.faults import FaultKind
+from exchange.services.container import load_partners_directory
 from exchange.serving import free_port
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
