@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from exchange.api.authentication import BearerTokenBackend, refuse_token
 from exchange.api.context import Services
+from exchange.api.errors import service_unavailable
 from exchange.api.http import GraphQLView
 from exchange.api.schema import build_schema
 from exchange.auth.keys import SigningKeys, ensure_active_key
@@ -31,6 +32,7 @@ from exchange.clock import Clock, SystemClock
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
+from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.federation.accounts import Federation
 from exchange.jobs import BackgroundJobs, PeriodicJob
@@ -137,6 +139,8 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def ready(_: Request) -> JSONResponse:
+        """Ready while the database takes a unit of work; during an outage or a failover the
+        unit of work raises DatabaseUnavailable, answered 503 like every route's."""
         async with db.transaction() as session:
             await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
         return JSONResponse({"status": "ready"})
@@ -164,6 +168,7 @@ def create_app(
             Route("/readyz", ready),
         ],
         middleware=[Middleware(RefuseCredentialsInURL)],
+        exception_handlers={DatabaseUnavailable: service_unavailable},
         lifespan=lifespan,
     )
     app.state.services = services

@@ -6,6 +6,10 @@
   fit its type gets ``BAD_USER_INPUT`` naming the variable.
 * Anything else is unexpected: it is logged with its trace, and the client sees only
   ``Unexpected error.`` with ``INTERNAL_SERVER_ERROR`` — never a stack trace.
+* A database outage met before GraphQL runs (verifying the token) or on any other route
+  is answered ``503`` with ``Retry-After`` and a ``SERVICE_UNAVAILABLE`` error
+  (:func:`service_unavailable`); met by a field, it is that field's error, as any
+  :class:`~exchange.errors.ExchangeError` is.
 """
 
 from __future__ import annotations
@@ -14,10 +18,16 @@ import logging
 import re
 
 from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
+from exchange.api.media import response_media_type
 from exchange.errors import ErrorCode, ExchangeError
 
 logger = logging.getLogger("exchange.api")
+
+#: How long a client refused during a database outage should wait before asking again.
+RETRY_AFTER_SECONDS = 5
 
 _VARIABLE_ERROR = re.compile(r"^Variable '\$(?P<name>\w+)'")
 
@@ -57,3 +67,16 @@ def log_unexpected(errors: list[GraphQLError]) -> None:
     for error in errors:
         if _unexpected(error):
             logger.error("unexpected error in %s", error.path, exc_info=error.original_error)
+
+
+async def service_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """Starlette's handler for :class:`~exchange.db.availability.DatabaseUnavailable` that
+    escapes a route: ``503``, ``Retry-After``, and the error as GraphQL would word it."""
+    assert isinstance(error, ExchangeError)
+    logger.warning("%s %s refused: %s", request.method, request.url.path, error.message)
+    return JSONResponse(
+        {"errors": [{"message": error.message, "extensions": error.extensions()}]},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        media_type=response_media_type(request.headers),
+    )
