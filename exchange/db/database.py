@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -68,9 +69,10 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits when the block ends, rolls back if it raises.
 
-        Raises :class:`DatabaseUnavailable` when the server is gone or refuses writes. If
-        that happens at the commit, the outcome is unknown (it may have committed): the
-        client's idempotency key is what makes asking again safe.
+        Raises :class:`DatabaseUnavailable` when the server is gone or refuses writes, or
+        when no pooled connection came free in time (while a failover makes connecting slow,
+        requests queue for the pool). If that happens at the commit, the outcome is unknown
+        (it may have committed): the client's idempotency key is what makes asking again safe.
         """
         try:
             async with self._sessions() as session, session.begin():
@@ -79,6 +81,8 @@ class Database:
             if is_unavailable(error):
                 raise DatabaseUnavailable() from error
             raise
+        except PoolTimeout as error:
+            raise DatabaseUnavailable() from error
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.errors import ErrorCode
 from exchange.serving import free_port
+from exchange.settings import normalize_database_url
 from exchange.testing.postgres import ThrowawayCluster
 
 
@@ -82,6 +84,19 @@ async def test_connections_the_server_closed_while_idle_are_replaced(outage_db: 
     await asyncio.sleep(0.2)
     after = await backend_pids(outage_db)
     assert not before & after
+
+
+async def test_waiting_too_long_for_a_pooled_connection_is_service_unavailable(pg_database_url: str) -> None:
+    url = normalize_database_url(pg_database_url)
+    db = Database(create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.1))
+    try:
+        async with db.transaction() as holding:
+            await holding.exec(text("SELECT 1"))  # type: ignore[call-overload]
+            with pytest.raises(DatabaseUnavailable):
+                async with db.transaction() as waiting:
+                    await waiting.exec(text("SELECT 1"))  # type: ignore[call-overload]
+    finally:
+        await db.dispose()
 
 
 async def test_a_write_a_standby_refuses_is_service_unavailable(pg_db: Database) -> None:
