@@ -273,20 +273,37 @@ def _operator() -> str:
     return f"cli:{getpass.getuser()}"
 
 
+def _period_or_previous(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """PERIOD or --previous, exactly one: checked while parsing (by whichever of the two click
+    takes second), so that the mistake is reported before anything opens the database."""
+    given = {**ctx.params, str(param.name): value}
+    if {"period", "previous"} <= given.keys() and given["previous"] == (given["period"] is not None):
+        raise click.UsageError("give PERIOD or --previous, one of the two", ctx)
+    return value
+
+
 @settle.command("close")
-@click.argument("period")
+@click.option(
+    "--previous",
+    is_flag=True,
+    callback=_period_or_previous,
+    help="Close the period that ended last (in EXCHANGE_SETTLEMENT_TIMEZONE) instead of naming one.",
+)
+@click.argument("period", required=False, callback=_period_or_previous)
 @reports_errors
-def settle_close(period: str) -> None:
-    """Close PERIOD (YYYY-MM) and print every participant's position and what netting saves.
+def settle_close(previous: bool, period: str | None) -> None:
+    """Close PERIOD (YYYY-MM), or with --previous the period that ended last, and print every
+    participant's position and what netting saves.
 
     The period must be over (in EXCHANGE_SETTLEMENT_TIMEZONE) and every earlier period with
-    postings closed. Closing a closed period prints its figures again and changes nothing.
+    postings closed. Closing a closed period prints its figures again and changes nothing, so
+    a monthly job may run --previous whatever the period length.
     """
     from exchange.settlement.service import settlement_service
 
     async def close() -> None:
         async with settlement_service(load_settings()) as service:
-            report = await service.close(period, by=_operator())
+            report = await service.close(period or service.previous_period(), by=_operator())
         money = report.currency.from_minor
         click.echo(f"period {report.period}: {report.status}")
         click.echo(

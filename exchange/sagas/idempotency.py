@@ -12,6 +12,9 @@ from exchange.db.database import Database
 
 Row = TypeVar("Row")
 
+#: The longest idempotency key a client may choose (the key columns' length).
+IDEMPOTENCY_KEY_LENGTH = 100
+
 
 async def record_once(
     db: Database,

@@ -80,7 +80,12 @@ class SettlementService:
     def calendar(self) -> SettlementCalendar:
         return self.ledger.calendar
 
+    def previous_period(self) -> str:
+        """The period that ended last, by the settlement calendar and this service's clock."""
+        return self.calendar.latest_over(self.clock.now())
+
     async def close(self, period: str, *, by: str) -> PeriodReport:
+        period = self.calendar.parse(period)  # before any unit of work: a bad name changes nothing
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
         return await closing.close_period(self.db, self.calendar, self.clock, currency, period, by=by)

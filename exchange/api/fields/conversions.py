@@ -8,17 +8,17 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import IdempotencyKey, Text
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.conversions import Conversion, ConversionPage
 from exchange.auth.scopes import Role, Scope
 from exchange.conversions import queries
+from exchange.conversions.queries import CURSOR_LENGTH
 from exchange.conversions.saga import ExecuteRequest
-from exchange.errors import BadUserInput
 from exchange.members import service as members
 from exchange.members.authority import DebitAuthority
+from exchange.members.consents import CONSENT_ID_LENGTH
 from exchange.pricing import quotes
-
-MAX_KEY_LENGTH = 100
 
 
 @strawberry.type
@@ -40,7 +40,7 @@ class ConversionQueries:
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
     async def conversions(
-        self, info: Info[Context, None], first: int = 20, after: str | None = None
+        self, info: Info[Context, None], first: int = 20, after: Annotated[str, Text(CURSOR_LENGTH)] | None = None
     ) -> ConversionPage | None:
         member_id = str(info.context.caller().member_id)
         async with info.context.services.db.transaction() as session:
@@ -66,19 +66,16 @@ class ConversionMutations:
         self,
         info: Info[Context, None],
         quote_id: strawberry.ID,
-        idempotency_key: str,
+        idempotency_key: IdempotencyKey,
         consent: Annotated[
             str | None,
+            Text(CONSENT_ID_LENGTH),
             strawberry.argument(
                 description="The id of a consent to debit the source program (`authorizeDebit`), "
                 "needed when another program's partner asserted your token; used once."
             ),
         ] = None,
     ) -> Conversion | None:
-        if not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH or not idempotency_key.isprintable():
-            raise BadUserInput(
-                f"idempotencyKey must be 1 to {MAX_KEY_LENGTH} printable characters", field="idempotencyKey"
-            )
         services = info.context.services
         caller = info.context.caller()
         member_id = str(caller.member_id)
