@@ -18,6 +18,7 @@ from starlette.routing import Route
 from exchange.api import records
 from exchange.api.authentication import BearerTokenBackend, refuse_token
 from exchange.api.bodylimit import BodyLimit
+from exchange.api.errors import service_unavailable
 from exchange.api.http import GraphQLView
 from exchange.api.schema import build_schema
 from exchange.auth.ratelimit import FailureLimit
@@ -27,6 +28,7 @@ from exchange.auth.tokens import TokenVerifier
 from exchange.auth.url_credentials import RefuseCredentialsInURL
 from exchange.clock import Clock
 from exchange.db import migrate
+from exchange.db.availability import DatabaseUnavailable
 from exchange.jobs import BackgroundJobs
 from exchange.services.container import build_services
 from exchange.settings import Settings
@@ -80,6 +82,8 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def ready(_: Request) -> JSONResponse:
+        """Ready while the database answers; during an outage or a failover the ping raises
+        DatabaseUnavailable, answered 503 like every route's."""
         await db.ping()
         return JSONResponse({"status": "ready"})
 
@@ -107,6 +111,7 @@ def create_app(
             Route("/readyz", ready),
         ],
         middleware=[Middleware(RefuseCredentialsInURL)],
+        exception_handlers={DatabaseUnavailable: service_unavailable},
         lifespan=lifespan,
     )
     app.state.services = services

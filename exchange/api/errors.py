@@ -13,6 +13,10 @@
   (then naming the argument and the path into it, found in the document).
 * Anything else is unexpected: it is logged with its trace, and the client sees only
   ``Unexpected error.`` with ``INTERNAL_SERVER_ERROR`` — never a stack trace.
+* A database outage met before GraphQL runs (verifying the token) or on any other route
+  is answered ``503`` with ``Retry-After`` and a ``SERVICE_UNAVAILABLE`` error
+  (:func:`service_unavailable`); met by a field, it is that field's error, as any
+  :class:`~exchange.errors.ExchangeError` is.
 """
 
 from __future__ import annotations
@@ -39,11 +43,17 @@ from graphql import (
     parse,
     visit,
 )
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
+from exchange.api.media import response_media_type
 from exchange.api.scalars import InvalidValue
 from exchange.errors import ErrorCode, ExchangeError
 
 logger = logging.getLogger("exchange.api")
+
+#: How long a client refused during a database outage should wait before asking again.
+RETRY_AFTER_SECONDS = 5
 
 _VARIABLE_ERROR = re.compile(r"^Variable '\$(?P<name>\w+)'(?: has invalid value(?: at (?P<path>(?:\.\w+|\[\d+\])+))?)?")
 _HEAD = re.compile(r"[.\[]")
@@ -198,3 +208,16 @@ def _naming(resolve: Callable[..., Any], field: GraphQLField) -> Callable[..., A
         return settle(result) if inspect.isawaitable(result) else result
 
     return resolve_naming_paths
+
+
+async def service_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """Starlette's handler for :class:`~exchange.db.availability.DatabaseUnavailable` that
+    escapes a route: ``503``, ``Retry-After``, and the error as GraphQL would word it."""
+    assert isinstance(error, ExchangeError)
+    logger.warning("%s %s refused: %s", request.method, request.url.path, error.message)
+    return JSONResponse(
+        {"errors": [{"message": error.message, "extensions": error.extensions()}]},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        media_type=response_media_type(request.headers),
+    )

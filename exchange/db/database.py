@@ -4,6 +4,10 @@ PostgreSQL runs through psycopg 3's async driver; SQLite through aiosqlite. On S
 unit of work shares one connection, in turn: SQLite has one writer at a time, and queueing
 for the connection is what keeps two writers from failing each other with "database is
 locked".
+
+A unit of work that meets a PostgreSQL outage or failover raises
+:class:`~exchange.db.availability.DatabaseUnavailable`; connections the outage broke are
+replaced (:mod:`exchange.db.availability`).
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db.availability import DatabaseUnavailable, drop_if_closed_by_server, is_unavailable
 from exchange.settings import normalize_database_url
 
 
@@ -35,9 +42,12 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         event.listen(engine.sync_engine, "connect", _enable_sqlite_rules)
         return engine
     # No pre-ping: it costs a round trip on every checkout, and a unit of work is a handful of
-    # statements. A connection the server dropped fails one unit of work, which invalidates
-    # the pool; recycling keeps connections from outliving server-side idle limits.
-    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300)
+    # statements. A connection the server closed while it was idle is dropped at checkout
+    # instead (a poll, no round trip); one that breaks during a unit of work fails it and
+    # invalidates the pool. Recycling keeps connections from outliving server-side idle limits.
+    engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300)
+    event.listen(engine.sync_engine.pool, "checkout", drop_if_closed_by_server)
+    return engine
 
 
 class Database:
@@ -57,13 +67,27 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commits when the block ends, rolls back if it raises."""
-        async with self._sessions() as session, session.begin():
-            yield session
+        """One unit of work: commits when the block ends, rolls back if it raises.
+
+        Raises :class:`DatabaseUnavailable` when the server is gone or refuses writes, or
+        when no pooled connection came free in time (while a failover makes connecting slow,
+        requests queue for the pool). If that happens at the commit, the outcome is unknown
+        (it may have committed): the client's idempotency key is what makes asking again safe.
+        """
+        try:
+            async with self._sessions() as session, session.begin():
+                yield session
+        except DBAPIError as error:
+            if is_unavailable(error):
+                raise DatabaseUnavailable() from error
+            raise
+        except PoolTimeout as error:
+            raise DatabaseUnavailable() from error
 
     async def ping(self) -> None:
-        """Raises unless the database answers a trivial query (readiness probes)."""
-        async with self._sessions() as session:
+        """Raises unless the database answers a trivial query (readiness probes);
+        :class:`DatabaseUnavailable` during an outage or a failover."""
+        async with self.transaction() as session:
             await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
 
     async def dispose(self) -> None:
