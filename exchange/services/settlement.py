@@ -4,7 +4,7 @@ the clearing ledger. Each operation opens its own units of work and calls the ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from joserfc.jwk import RSAKey
@@ -19,7 +19,13 @@ from exchange.money import Currency
 from exchange.programs.service import get_coalition
 from exchange.settings import Settings
 from exchange.settlement import closing, reconciliation, signoff, statements
-from exchange.settlement.breaks import ResolveRequest, list_breaks, resolve_break
+from exchange.settlement.breaks import (
+    BulkResolveRequest,
+    ResolveRequest,
+    list_breaks,
+    resolve_break,
+    resolve_breaks,
+)
 from exchange.settlement.closing import PeriodReport
 from exchange.settlement.keys import Rotation, StatementKeys
 from exchange.settlement.models import (
@@ -44,6 +50,15 @@ class BreakView:
     resolution: BreakResolution | None
     partner: str
     currency: Currency
+
+
+@dataclass(frozen=True)
+class ResolvedBreaks:
+    resolved: int
+    """Breaks the request resolved."""
+    unchanged: int
+    """Breaks it named that were already resolved the same way."""
+    reconciliation: ReconciliationView
 
 
 @dataclass(frozen=True)
@@ -162,6 +177,16 @@ class SettlementService:
             currency = await settlement_currency(session)
             row, resolution, partner = await resolve_break(session, self.ledger, currency, request, self.clock.now())
         return BreakView(row, resolution, partner, currency)
+
+    async def resolve_many(self, request: BulkResolveRequest) -> ResolvedBreaks:
+        """Resolve a selection of a partner's breaks in one unit of work: all, or none."""
+        request = replace(request, period=self.calendar.parse(request.period))
+        async with self.db.transaction() as session:
+            currency = await settlement_currency(session)
+            done = await resolve_breaks(session, self.ledger, currency, request, self.clock.now())
+        return ResolvedBreaks(
+            done.resolved, done.unchanged, ReconciliationView(done.reconciliation, done.unresolved, currency)
+        )
 
     async def verify_ledger(self) -> Verification:
         """Recompute everything the ledger claims; the first problem, if any."""

@@ -77,8 +77,8 @@ class BreakNotFound(NotFound):
 
 
 class ResolutionConflict(IdempotencyConflict):
-    def __init__(self, break_id: int) -> None:
-        super().__init__(f"break {break_id} was already resolved differently", field="breakId")
+    def __init__(self, break_id: int, *, field: str = "breakId") -> None:
+        super().__init__(f"break {break_id} was already resolved differently", field=field)
 
 
 class BadAdjustment(BadUserInput):
