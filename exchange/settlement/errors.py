@@ -83,3 +83,8 @@ class ResolutionConflict(IdempotencyConflict):
 
 class BadAdjustment(BadUserInput):
     """An adjustment that cannot be posted as asked."""
+
+
+class JobNotFound(NotFound):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no settlement job has id {job_id!r}", field="jobId")
