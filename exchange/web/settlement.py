@@ -220,6 +220,7 @@ class SettlementConsole:
             "notice": notice or query.get("notice"),
             "can_write": WRITES.allows(visitor_of(request).principal),
             "reconciliation": None,
+            "trail": [],
             "max_reason": MAX_REASON,
         }
         try:

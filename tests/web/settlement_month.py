@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -13,7 +14,8 @@ from exchange.ledger.accounts import ChartOfAccounts
 from exchange.services.container import open_services
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
-from tests.web.conftest import run_async
+from exchange.testing.databases import PostgresDatabases
+from tests.web.conftest import Gateway, run_async, start_gateway
 
 #: (name, source, target, value in cents, fee in cents): a month in which netting saves payments.
 CONVERSIONS = (
@@ -65,6 +67,13 @@ def build_last_month(settings: Settings) -> str:
         return previous
 
     return run_async(build)
+
+
+def settling_gateway(databases: PostgresDatabases) -> Iterator[tuple[Gateway, str]]:
+    """A gateway of its own (its months belong to the tests that use it), with last month built
+    and a job runner that looks for work five times a second; and last month's name."""
+    for gateway in start_gateway(databases, settlement_job_interval_seconds=0.2):
+        yield gateway, build_last_month(gateway.settings)
 
 
 def wait_for_job(client: httpx.Client, job_path: str, timeout: float = 30) -> str:

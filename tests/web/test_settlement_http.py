@@ -12,17 +12,14 @@ from joserfc.jwk import KeySet
 
 from exchange.auth.scopes import Role
 from exchange.testing.databases import PostgresDatabases
-from tests.web.conftest import Gateway, start_gateway
-from tests.web.settlement_month import CSRF_FIELD, RECORDS, build_last_month, wait_for_job
+from tests.web.conftest import Gateway
+from tests.web.settlement_month import CSRF_FIELD, RECORDS, settling_gateway, wait_for_job
 from tests.web.test_console_http import form_token, signed_in
 
 
 @pytest.fixture(scope="module")
 def settling(postgres_databases: PostgresDatabases) -> Iterator[tuple[Gateway, str]]:
-    """A gateway of its own (its months are this module's), with last month built and a job
-    runner that looks for work five times a second."""
-    for gateway in start_gateway(postgres_databases, settlement_job_interval_seconds=0.2):
-        yield gateway, build_last_month(gateway.settings)
+    yield from settling_gateway(postgres_databases)
 
 
 def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gateway, str]) -> None:
