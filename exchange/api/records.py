@@ -13,8 +13,6 @@ answers the reconciliation's summary as JSON; refusals are GraphQL-shaped errors
 from __future__ import annotations
 
 import asyncio
-import io
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -26,10 +24,10 @@ from exchange.api.inputs import ID_LENGTH
 from exchange.api.refusals import refusal
 from exchange.errors import ErrorCode, ExchangeError
 from exchange.services.settlement import ReconciliationView, SettlementService
+from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem
 
 PATH = "/settlement/records/{partner_id}/{period}"
-CSV_MEDIA_TYPE = "text/csv"
 #: The HTTP status of each code a domain refusal can carry here (others are 400).
 _STATUSES = {
     ErrorCode.NOT_FOUND: 404,
@@ -37,34 +35,6 @@ _STATUSES = {
     ErrorCode.PERIOD_NOT_CLOSED: 409,
     ErrorCode.UNRESOLVED_BREAKS: 409,
 }
-
-
-class StreamedBody(io.RawIOBase):
-    """A request body as a blocking file, for a worker thread: each ``read`` waits on the
-    event loop for the next chunks of the body. Never read it on the event loop itself."""
-
-    def __init__(self, chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__()
-        self._chunks = chunks
-        self._loop = loop
-        self._buffer = bytearray()
-        self._ended = False
-
-    async def _next_chunk(self) -> bytes:
-        return await anext(self._chunks, b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        while not self._ended and (size is None or size < 0 or len(self._buffer) < size):
-            chunk = asyncio.run_coroutine_threadsafe(self._next_chunk(), self._loop).result()
-            self._ended = not chunk  # Starlette's stream ends with one empty chunk
-            self._buffer += chunk
-        cut = len(self._buffer) if size is None or size < 0 else size
-        data = bytes(self._buffer[:cut])
-        del self._buffer[:cut]
-        return data
 
 
 def summary(view: ReconciliationView) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.errors import ExchangeError
 from exchange.ledger.errors import PeriodNotOver
+from exchange.ledger.models import SettlementPeriod
 from exchange.ledger.periods import SettlementCalendar
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import Verification, verify_ledger
@@ -27,6 +28,7 @@ from exchange.settlement.breaks import (
     BulkResolveRequest,
     ResolveRequest,
     list_breaks,
+    resolution_trail,
     resolve_break,
     resolve_breaks,
 )
@@ -41,6 +43,7 @@ from exchange.settlement.models import (
     SettlementJob,
     SettlementPosition,
 )
+from exchange.settlement.positions import position_of
 
 
 @dataclass(frozen=True)
@@ -227,6 +230,7 @@ class SettlementService:
         of: Reconciliation,
         *,
         kind: BreakKind | None = None,
+        counterparty: str | None = None,
         unresolved_only: bool = False,
         first: int = 100,
         after: int | None = None,
@@ -234,9 +238,27 @@ class SettlementService:
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
             rows = await list_breaks(
-                session, of.id, kind=kind, unresolved_only=unresolved_only, first=first, after=after
+                session,
+                of.id,
+                kind=kind,
+                counterparty=counterparty,
+                unresolved_only=unresolved_only,
+                first=first,
+                after=after,
             )
         return [BreakView(row, resolution, of.partner, currency) for row, resolution in rows]
+
+    async def trail(self, of: Reconciliation, *, first: int = 50) -> list[BreakView]:
+        """The latest resolutions of the reconciliation's breaks: who, when, why."""
+        async with self.db.transaction() as session:
+            currency = await settlement_currency(session)
+            rows = await resolution_trail(session, of.id, first=first)
+        return [BreakView(row, resolution, of.partner, currency) for row, resolution in rows]
+
+    async def periods(self, *, first: int = 24) -> list[SettlementPeriod]:
+        """The latest periods that are closing or closed, newest first."""
+        async with self.db.transaction() as session:
+            return await closing.recent_periods(session, first)
 
     async def resolve(self, request: ResolveRequest) -> BreakView:
         async with self.db.transaction() as session:
@@ -258,6 +280,12 @@ class SettlementService:
         """Recompute everything the ledger claims; the first problem, if any."""
         async with self.db.transaction() as session:
             return await verify_ledger(session)
+
+    async def position(self, participant: str, period: str) -> PositionView:
+        """A participant's position in a closed period, and its sign-off."""
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            return PositionView(await position_of(session, participant, period), await settlement_currency(session))
 
     async def sign_off(self, partner: str, period: str, *, by: str, note: str | None) -> PositionView:
         period = self.calendar.parse(period)

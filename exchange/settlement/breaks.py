@@ -494,11 +494,13 @@ async def list_breaks(
     reconciliation_id: str,
     *,
     kind: BreakKind | None = None,
+    counterparty: str | None = None,
     unresolved_only: bool = False,
     first: int = 100,
     after: int | None = None,
 ) -> list[tuple[ReconciliationBreak, BreakResolution | None]]:
-    """Breaks of a reconciliation by id, ``first`` of them after the id ``after``."""
+    """Breaks of a reconciliation by id, ``first`` of them after the id ``after``; of one
+    class, naming one counterparty in the partner's line, still open: as asked."""
     statement = (
         select(ReconciliationBreak, BreakResolution)
         .join(BreakResolution, col(BreakResolution.break_id) == col(ReconciliationBreak.id), isouter=True)
@@ -508,8 +510,24 @@ async def list_breaks(
     )
     if kind is not None:
         statement = statement.where(ReconciliationBreak.kind == kind.value)
+    if counterparty is not None:
+        statement = statement.where(ReconciliationBreak.counterparty == counterparty)
     if unresolved_only:
         statement = statement.where(col(BreakResolution.break_id).is_(None))
     if after is not None:
         statement = statement.where(col(ReconciliationBreak.id) > after)
+    return list((await session.exec(statement)).all())
+
+
+async def resolution_trail(
+    session: AsyncSession, reconciliation_id: str, *, first: int = 50
+) -> list[tuple[ReconciliationBreak, BreakResolution]]:
+    """Who resolved which break of the reconciliation, when and why: the latest ``first``."""
+    statement = (
+        select(ReconciliationBreak, BreakResolution)
+        .join(BreakResolution, col(BreakResolution.break_id) == col(ReconciliationBreak.id))
+        .where(ReconciliationBreak.reconciliation_id == reconciliation_id)
+        .order_by(col(BreakResolution.resolved_at).desc(), col(ReconciliationBreak.id).desc())
+        .limit(first)
+    )
     return list((await session.exec(statement)).all())

@@ -88,6 +88,13 @@ async def period_report(session: AsyncSession, period: str, currency: Currency) 
     return PeriodReport(period, PeriodStatus(row.status), row, positions, obligations, currency)
 
 
+async def recent_periods(session: AsyncSession, first: int) -> list[SettlementPeriod]:
+    """The latest ``first`` periods that have started closing, newest first."""
+    return list(
+        (await session.exec(select(SettlementPeriod).order_by(col(SettlementPeriod.period).desc()).limit(first))).all()
+    )
+
+
 async def _finish(session: AsyncSession, period: str, currency: Currency, clock: Clock) -> None:
     """Net a CLOSING period, store its figures and mark it CLOSED (unless another closer has)."""
     row = await session.get(SettlementPeriod, period, with_for_update=True)  # one closer at a time

@@ -1,0 +1,352 @@
+"""The settlement console (``/console/settlement/…``), for settlement staff.
+
+Every page calls the settlement service under the rules GraphQL declares for the same work:
+reading needs ``settlement:read`` or ``settlement:write`` (GraphQL's ``STAFF``), changing needs
+``settlement:write`` (``closePeriod``, ``resolveBreaks``, ``signOffPeriod``). Closing is queued
+as a job that the gateway's job runner does (the page polls its progress with htmx); a
+partner's file is streamed to the same import as ``PUT /settlement/records/…``; breaks are
+resolved in bulk by ids or by the page's filter. A refusal re-renders the page with the reason
+and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from exchange.auth.scopes import Scope
+from exchange.errors import BadUserInput, ErrorCode, ExchangeError
+from exchange.services.settlement import SettlementService
+from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
+from exchange.settlement.models import BreakKind, JobState, Resolution
+from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
+from exchange.web.access import Page, requires
+from exchange.web.netting_picture import draw
+from exchange.web.templating import Pages
+from exchange.web.visitors import visitor_of
+
+BASE = "/console/settlement"
+#: Who reads settlement pages: as GraphQL's settlement fields (``STAFF``).
+READS = requires(Scope.SETTLEMENT_READ, Scope.SETTLEMENT_WRITE)
+#: Who changes settlement: as ``closePeriod``, ``resolveBreaks`` and ``signOffPeriod``.
+WRITES = requires(Scope.SETTLEMENT_WRITE)
+BREAKS_PAGE = 50
+TRAIL_LENGTH = 50
+BREAK_KINDS = [kind for kind in BreakKind if kind is not BreakKind.MATCHED]
+DOWNLOADS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "jws": "application/jose"}
+_STATUSES = {
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.PERIOD_CLOSED: 409,
+    ErrorCode.PERIOD_NOT_CLOSED: 409,
+    ErrorCode.UNRESOLVED_BREAKS: 409,
+    ErrorCode.IDEMPOTENCY_CONFLICT: 409,
+}
+
+
+def status_of(refused: ExchangeError) -> int:
+    return _STATUSES.get(refused.code, 400)
+
+
+def _field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def period_url(period: str) -> str:
+    return f"{BASE}/{period}"
+
+
+def reconciliation_url(period: str, partner: str, **query: str) -> str:
+    chosen = {name: value for name, value in query.items() if value}
+    return f"{BASE}/{period}/reconciliations/{partner}" + (f"?{urlencode(chosen)}" if chosen else "")
+
+
+class SettlementConsole:
+    def __init__(self, *, settlement: SettlementService, pages: Pages) -> None:
+        self.settlement = settlement
+        self.pages = pages
+
+    def routes(self) -> list[Page]:
+        return [
+            Page("/settlement/", self.periods, rule=READS),
+            Page("/settlement/close", self.close, rule=WRITES, methods=["POST"]),
+            Page("/settlement/jobs/{job_id}", self.job, rule=READS),
+            Page("/settlement/jobs/{job_id}/progress", self.job_progress, rule=READS),
+            Page("/settlement/{period}", self.period, rule=READS),
+            Page("/settlement/{period}/statements/{participant}", self.statement, rule=READS),
+            Page("/settlement/{period}/statements/{participant}/{form}", self.download, rule=READS),
+            Page("/settlement/{period}/reconciliations/{partner}", self.reconciliation, rule=READS),
+            Page("/settlement/{period}/reconciliations/{partner}/records", self.upload, rule=WRITES, methods=["PUT"]),
+            Page("/settlement/{period}/reconciliations/{partner}/resolve", self.resolve, rule=WRITES, methods=["POST"]),
+            Page(
+                "/settlement/{period}/reconciliations/{partner}/sign-off", self.sign_off, rule=WRITES, methods=["POST"]
+            ),
+        ]
+
+    def _actor(self, request: Request) -> str:
+        principal = visitor_of(request).principal
+        assert principal is not None
+        return principal.client_id
+
+    def _problem(self, request: Request, refused: ExchangeError) -> Response:
+        return self.pages.render(
+            request, "console/settlement/problem.html", {"message": refused.message}, status_code=status_of(refused)
+        )
+
+    # Periods and closing
+
+    async def periods(self, request: Request, *, error: ExchangeError | None = None) -> Response:
+        return self.pages.render(
+            request,
+            "console/settlement/periods.html",
+            {
+                "periods": await self.settlement.periods(),
+                "previous": self.settlement.previous_period(),
+                "jobs": await self.settlement.recent_jobs(),
+                "error": error.message if error else None,
+                "can_write": WRITES.allows(visitor_of(request).principal),
+            },
+            status_code=status_of(error) if error else 200,
+        )
+
+    async def close(self, request: Request) -> Response:
+        period = _field(await request.form(), "period")
+        try:
+            job = await self.settlement.request_close(period, by=self._actor(request))
+        except ExchangeError as refused:
+            return await self.periods(request, error=refused)
+        return RedirectResponse(f"{BASE}/jobs/{job.id}", status_code=303)
+
+    async def job(self, request: Request) -> Response:
+        try:
+            job = await self.settlement.job(request.path_params["job_id"])
+        except ExchangeError as refused:
+            return self._problem(request, refused)
+        return self.pages.render(request, "console/settlement/job.html", {"job": job, "running": _running(job.state)})
+
+    async def job_progress(self, request: Request) -> Response:
+        try:
+            job = await self.settlement.job(request.path_params["job_id"])
+        except ExchangeError as refused:
+            return self._problem(request, refused)
+        return self.pages.render(
+            request, "console/settlement/job_progress.html", {"job": job, "running": _running(job.state)}
+        )
+
+    # A closed period: the netting picture and every participant's position
+
+    async def period(self, request: Request) -> Response:
+        try:
+            report = await self.settlement.period(request.path_params["period"])
+        except ExchangeError as refused:
+            return self._problem(request, refused)
+        nets = {p.participant: p.net for p in report.positions}
+        return self.pages.render(
+            request,
+            "console/settlement/period.html",
+            {
+                "report": report,
+                "picture": draw(report.obligations, nets) if report.saving else None,
+                "saving": report.saving,
+                "money": report.currency.from_minor,
+                "currency": report.currency,
+            },
+        )
+
+    # Statements
+
+    async def statement(self, request: Request) -> Response:
+        period, participant = request.path_params["period"], request.path_params["participant"]
+        try:
+            statement = await self.settlement.statement(participant, period)
+        except ExchangeError as refused:
+            return self._problem(request, refused)
+        return self.pages.render(
+            request,
+            "console/settlement/statement.html",
+            {
+                "statement": statement,
+                "money": statement.currency.from_minor,
+                "currency": statement.currency,
+                "downloads": {form: f"{BASE}/{period}/statements/{participant}/{form}" for form in DOWNLOADS},
+            },
+        )
+
+    async def download(self, request: Request) -> Response:
+        period, participant, form = (request.path_params[name] for name in ("period", "participant", "form"))
+        if form not in DOWNLOADS:
+            return self.pages.render(request, "refused.html", _not_found(), status_code=404)
+        try:
+            statement = await self.settlement.statement(participant, period)
+            body = (
+                statement.json()
+                if form == "json"
+                else statement.csv()
+                if form == "csv"
+                else statement.jws(await self.settlement.signing_key())
+            )
+        except ExchangeError as refused:
+            return self._problem(request, refused)
+        filename = f"statement-{statement.participant}-{statement.period}.{form}"
+        return Response(
+            body,
+            media_type=DOWNLOADS[form],
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+    # Reconciliation
+
+    async def reconciliation(
+        self, request: Request, *, error: ExchangeError | None = None, notice: str | None = None
+    ) -> Response:
+        period, partner = request.path_params["period"], request.path_params["partner"]
+        query = request.query_params
+        kind = query.get("kind") or None
+        counterparty = query.get("counterparty") or None
+        after = query.get("after")
+        context: dict[str, Any] = {
+            "period": period,
+            "partner": partner,
+            "kinds": BREAK_KINDS,
+            "kind": kind if kind in {k.value for k in BREAK_KINDS} else None,
+            "counterparty": counterparty,
+            "error": error.message if error else None,
+            "notice": notice or query.get("notice"),
+            "can_write": WRITES.allows(visitor_of(request).principal),
+            "reconciliation": None,
+            "trail": [],
+            "max_reason": MAX_REASON,
+        }
+        try:
+            position = await self.settlement.position(partner, period)
+            context["position"] = position
+            try:
+                view = await self.settlement.reconciliation(partner, period)
+            except ExchangeError as missing:
+                if missing.code is not ErrorCode.NOT_FOUND:
+                    raise
+                view = None
+            if view is not None:
+                breaks = await self.settlement.breaks(
+                    view.reconciliation,
+                    kind=BreakKind(context["kind"]) if context["kind"] else None,
+                    counterparty=counterparty,
+                    first=BREAKS_PAGE,
+                    after=int(after) if after and after.isdigit() else None,
+                )
+                context.update(
+                    reconciliation=view.reconciliation,
+                    unresolved=view.unresolved,
+                    breaks=breaks,
+                    money=view.currency.from_minor,
+                    currency=view.currency,
+                    trail=await self.settlement.trail(view.reconciliation, first=TRAIL_LENGTH),
+                    next_url=reconciliation_url(
+                        period,
+                        partner,
+                        kind=context["kind"] or "",
+                        counterparty=counterparty or "",
+                        after=str(breaks[-1].row.id),
+                    )
+                    if len(breaks) == BREAKS_PAGE
+                    else None,
+                )
+        except ExchangeError as refused:
+            return self._problem(request, refused)
+        return self.pages.render(
+            request,
+            "console/settlement/reconciliation.html",
+            context,
+            status_code=status_of(error) if error else 200,
+        )
+
+    async def upload(self, request: Request) -> Response:
+        """The partner's file, streamed as it arrives into the import (``PUT`` with the CSRF
+        token as a header, as the page's script sends it); answers JSON for the script."""
+        period, partner = request.path_params["period"], request.path_params["partner"]
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != CSV_MEDIA_TYPE:
+            return JSONResponse({"message": f"send the records as {CSV_MEDIA_TYPE}"}, status_code=415)
+        body = StreamedBody(request.stream(), asyncio.get_running_loop())
+        try:
+            view = await self.settlement.import_records(partner, period, body, by=self._actor(request))
+        except ExchangeError as refused:
+            return JSONResponse({"message": refused.message, **refused.extensions()}, status_code=status_of(refused))
+        return JSONResponse(
+            {
+                "location": reconciliation_url(period, partner, notice="imported"),
+                "lines": view.reconciliation.lines,
+                "unresolvedBreaks": view.unresolved,
+            }
+        )
+
+    async def resolve(self, request: Request) -> Response:
+        period, partner = request.path_params["period"], request.path_params["partner"]
+        form = await request.form()
+        kind, counterparty = _field(form, "kind"), _field(form, "counterparty")
+        try:
+            selection = _selection(form)
+            done = await self.settlement.resolve_many(
+                BulkResolveRequest(
+                    partner=partner,
+                    period=period,
+                    selection=selection,
+                    resolution=_resolution(_field(form, "resolution")),
+                    reason=_field(form, "reason"),
+                    actor=self._actor(request),
+                    counterparty=_field(form, "adjust_against") or None,
+                )
+            )
+        except ExchangeError as refused:
+            return await self.reconciliation(request, error=refused)
+        return RedirectResponse(
+            reconciliation_url(
+                period, partner, kind=kind, counterparty=counterparty, notice=f"resolved:{done.resolved}"
+            ),
+            status_code=303,
+        )
+
+    async def sign_off(self, request: Request) -> Response:
+        period, partner = request.path_params["period"], request.path_params["partner"]
+        note = _field(await request.form(), "note") or None
+        try:
+            await self.settlement.sign_off(partner, period, by=self._actor(request), note=note)
+        except ExchangeError as refused:
+            return await self.reconciliation(request, error=refused)
+        return RedirectResponse(reconciliation_url(period, partner, notice="signed-off"), status_code=303)
+
+
+def _running(state: str) -> bool:
+    return state in (JobState.QUEUED, JobState.RUNNING)
+
+
+def _not_found() -> Mapping[str, Any]:
+    return {"reason": "not-found", "sign_in_path": "/console/sign-in", "layout": "console/layout.html"}
+
+
+def _resolution(value: str) -> Resolution:
+    try:
+        return Resolution(value)
+    except ValueError:
+        raise BadUserInput(
+            "choose how to resolve them: accept the ledger's figure, or adjust", field="resolution"
+        ) from None
+
+
+def _selection(form: FormData) -> BreakSelection:
+    """The breaks ticked (``scope=selected``), or every open break the page's filter shows."""
+    if _field(form, "scope") == "selected":
+        ids = [value for value in form.getlist("break") if isinstance(value, str)]
+        if not all(value.isdigit() for value in ids):
+            raise BadUserInput("break ids are numbers", field="selection.ids")
+        return BreakSelection(ids=tuple(int(value) for value in ids))
+    kind = _field(form, "kind")
+    if kind and kind not in {k.value for k in BREAK_KINDS}:
+        raise BadUserInput(f"no class of break is called {kind!r}", field="selection.kind")
+    return BreakSelection(kind=BreakKind(kind) if kind else None, counterparty=_field(form, "counterparty") or None)

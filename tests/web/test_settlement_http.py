@@ -1,0 +1,107 @@
+"""The settlement console over HTTP: closing in the background, the netting picture, statements,
+the streamed upload, bulk resolution and sign-off; who is refused, and forms without their token."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from joserfc import jws
+from joserfc.jwk import KeySet
+
+from exchange.auth.scopes import Role
+from exchange.testing.databases import PostgresDatabases
+from tests.web.conftest import Gateway
+from tests.web.settlement_month import CSRF_FIELD, RECORDS, settling_gateway, wait_for_job
+from tests.web.test_console_http import form_token, signed_in
+
+
+@pytest.fixture(scope="module")
+def settling(postgres_databases: PostgresDatabases) -> Iterator[tuple[Gateway, str]]:
+    yield from settling_gateway(postgres_databases)
+
+
+def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gateway, str]) -> None:
+    gateway, month = settling
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        token = form_token(client, "/console/settlement/")
+        queued = client.post("/console/settlement/close", data={"csrf_token": token, "period": month})
+        assert queued.status_code == 303 and queued.headers["location"].startswith("/console/settlement/jobs/")
+        assert f"Period {month} is closed." in wait_for_job(client, queued.headers["location"])
+
+        picture = client.get(f"/console/settlement/{month}").text
+        assert picture.count("<svg") == 2 and "Multilateral netting" in picture
+        assert "NT$207.00" in picture  # gross: 100 + 40 + 30 + 25 + 12
+
+        statement = client.get(f"/console/settlement/{month}/statements/fresh-mart")
+        assert statement.status_code == 200 and "statement.js" in statement.text
+        signed = client.get(f"/console/settlement/{month}/statements/fresh-mart/jws").text
+        keys = KeySet.import_key_set(client.get("/.well-known/statement-keys.json").json())
+        document = json.loads(jws.deserialize_compact(signed, keys).payload)
+        assert (document["partner"], document["period"]["name"]) == ("fresh-mart", month)
+        assert client.get(f"/console/settlement/{month}/statements/fresh-mart/csv").text.startswith("partner,period,")
+
+        records = f"/console/settlement/{month}/reconciliations/fresh-mart/records"
+        unsigned = client.put(records, content=RECORDS, headers={"Content-Type": "text/csv"})
+        assert unsigned.status_code == 403
+        page = client.get(f"/console/settlement/{month}/reconciliations/fresh-mart").text
+        assert "No file of this partner has been imported" in page
+        uploaded = client.put(records, content=RECORDS, headers={"Content-Type": "text/csv", "X-CSRF-Token": token})
+        assert uploaded.status_code == 200, uploaded.text
+        assert uploaded.json()["unresolvedBreaks"] == 5
+
+        resolve = f"/console/settlement/{month}/reconciliations/fresh-mart/resolve"
+        no_reason = client.post(resolve, data={"csrf_token": token, "scope": "filter", "resolution": "ACCEPT_LEDGER"})
+        assert no_reason.status_code == 400 and "give the reason" in no_reason.text
+        missing = client.post(
+            resolve,
+            data={
+                "csrf_token": token,
+                "scope": "filter",
+                "kind": "MISSING_IN_LEDGER",
+                "resolution": "ACCEPT_LEDGER",
+                "reason": "not ours",
+            },
+        )
+        assert missing.status_code == 303 and "resolved%3A2" in missing.headers["location"]
+        every = {"csrf_token": token, "scope": "filter", "reason": "agreed"}
+        unnamed = client.post(resolve, data={**every, "resolution": "ADJUST"})
+        assert unnamed.status_code == 400 and "conversion:c2" in unnamed.text  # c2 has wallet-pay and a fee
+        adjusted = client.post(resolve, data={**every, "resolution": "ADJUST", "kind": "AMOUNT_MISMATCH"})
+        assert adjusted.status_code == 303 and "resolved%3A1" in adjusted.headers["location"]
+        accepted = client.post(resolve, data={**every, "resolution": "ACCEPT_LEDGER"})
+        assert accepted.status_code == 303 and "resolved%3A2" in accepted.headers["location"]
+        page = client.get(f"/console/settlement/{month}/reconciliations/fresh-mart").text
+        assert "not ours" in page and "agreed" in page and "Sign off the period for this partner" in page
+        signed_off = client.post(
+            f"/console/settlement/{month}/reconciliations/fresh-mart/sign-off",
+            data={"csrf_token": token, "note": "all agreed"},
+        )
+        assert signed_off.status_code == 303
+        assert "Signed off by" in client.get(signed_off.headers["location"]).text
+
+
+def test_settlement_pages_refuse_other_roles_and_forms_without_their_token(settling: tuple[Gateway, str]) -> None:
+    gateway, month = settling
+    pages = [
+        "/console/settlement/",
+        f"/console/settlement/{month}",
+        f"/console/settlement/{month}/statements/fresh-mart",
+    ]
+    for person in (gateway.person(Role.ADMIN), gateway.person(Role.PARTNER, "fresh-mart")):
+        with signed_in(gateway, person) as client:
+            token = form_token(client, "/console/")
+            for path in pages:
+                assert client.get(path).status_code == 403, (person.role, path)
+            close = client.post("/console/settlement/close", data={"csrf_token": token, "period": month})
+            assert close.status_code == 403
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        refused = client.post("/console/settlement/close", data={"period": month})
+        assert refused.status_code == 403 and "Nothing was changed" in refused.text
+        assert CSRF_FIELD.search(client.get("/console/settlement/").text) is not None
+        not_over = client.post(
+            "/console/settlement/close",
+            data={"csrf_token": form_token(client, "/console/settlement/"), "period": "2999-01"},
+        )
+        assert not_over.status_code == 400 and "is not over" in not_over.text
