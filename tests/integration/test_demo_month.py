@@ -1,0 +1,129 @@
+"""The demo's last month: built through the real services with sandbox partners, the same on
+every run, never twice; it closes with non-trivial netting, its partner file breaks in every
+class, and it can be resolved and signed off — what README's walk-through does."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from exchange.clock import SetClock
+from exchange.conversions.models import ConversionStatus
+from exchange.demo_month import FILE_PARTNER, MonthReport, build_previous_month, create_sign_ins, partner_records
+from exchange.ledger.periods import PeriodStatus, SettlementCalendar
+from exchange.programs.declarations import PartnersDirectory
+from exchange.rewards.models import RedemptionStatus
+from exchange.services.container import Services, load_partners_directory, open_services
+from exchange.settings import Settings
+from exchange.settlement.breaks import ResolveRequest
+from exchange.settlement.models import BreakKind, Resolution
+from exchange.testing.databases import SqliteDatabases
+from exchange.testing.sandboxes import SandboxFleet
+
+
+async def month_on(settings: Settings, fleet: SandboxFleet, now: datetime) -> MonthReport:
+    """What ``make demo`` does: load the programs as of the previous month's start, then build it."""
+    calendar = SettlementCalendar(settings.timezone)
+    await load_partners_directory(settings, clock=SetClock(calendar.starts_at(calendar.latest_over(now))))
+    await fleet.start()
+    return await build_previous_month(
+        settings, now=now, sandbox_urls=fleet.base_urls, partner_base_urls=fleet.base_urls
+    )
+
+
+def figures(report: MonthReport) -> list[tuple[object, ...]]:
+    conversions = [(c.idempotency_key, c.points_in, c.points_out, c.fee_minor, c.status) for c in report.conversions]
+    redemptions = [(r.reward_id, r.paying_program, r.points, r.status) for r in report.redemptions]
+    return sorted(conversions) + sorted(redemptions)
+
+
+async def test_last_month_is_realistic_built_once_closes_reconciles_and_signs_off(
+    database_url: str, sample_partners: PartnersDirectory, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    settings = Settings(database_url=database_url)
+    fleet = SandboxFleet(sample_partners, tmp_path / "sandboxes")
+    try:
+        report = await month_on(settings, fleet, now)
+        assert report.built
+        statuses = Counter(c.status for c in report.conversions)
+        assert len(report.conversions) >= 30
+        assert statuses[ConversionStatus.COMPLETED] >= 25
+        assert statuses[ConversionStatus.FAILED] == 2, "short of points, and a debit the partner failed"
+        assert statuses[ConversionStatus.REVERSED] == 1, "a credit the partner failed, given back"
+        assert Counter(r.status for r in report.redemptions) == {
+            RedemptionStatus.DELIVERED: 7,
+            RedemptionStatus.REVERSED: 2,
+        }
+        assert report.matches == 4
+
+        async with open_services(settings) as services:
+            lines = len(await services.settlement.ledger_lines(FILE_PARTNER, report.period))
+        again = await build_previous_month(
+            settings, now=now, sandbox_urls=fleet.base_urls, partner_base_urls=fleet.base_urls
+        )
+        assert not again.built
+        async with open_services(settings, clock=SetClock(now)) as services:
+            assert len(await services.settlement.ledger_lines(FILE_PARTNER, report.period)) == lines
+            await settle_it(services, report.period)
+    finally:
+        await fleet.stop()
+
+
+async def settle_it(services: Services, period: str) -> None:
+    """Close, reconcile the planted file, resolve every break, sign off: README's walk-through."""
+    records = await partner_records(services, period)
+    closed = await services.settlement.close(period, by="test")
+    assert closed.status is PeriodStatus.CLOSED
+    assert len(closed.positions) == 7, "six partners and the exchange"
+    assert sum(p.net for p in closed.positions) == 0
+    saving = closed.saving
+    assert saving is not None and saving.multilateral.count < saving.gross.count
+    assert saving.multilateral.total < saving.gross.total
+
+    view = await services.settlement.import_records(FILE_PARTNER, period, io.BytesIO(records.encode()), by="test")
+    breaks = await services.settlement.breaks(view.reconciliation)
+    assert {b.row.kind for b in breaks} == {kind for kind in BreakKind if kind is not BreakKind.MATCHED}
+    assert view.reconciliation.matched > 10
+    for found in breaks:
+        await services.settlement.resolve(
+            ResolveRequest(found.row.id or 0, Resolution.ACCEPT_LEDGER, "checked with the partner", actor="test")
+        )
+    signed = await services.settlement.sign_off(FILE_PARTNER, period, by="test", note=None)
+    assert signed.position.signed_off_at is not None
+
+
+async def test_the_same_sandboxes_give_the_same_month(
+    sample_partners: PartnersDirectory, sqlite_databases: SqliteDatabases, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    months = []
+    for run in ("first", "second"):
+        settings = Settings(database_url=sqlite_databases.create())
+        fleet = SandboxFleet(sample_partners, tmp_path / run)
+        try:
+            months.append(await month_on(settings, fleet, now))
+            async with open_services(settings) as services:
+                months.append(
+                    [
+                        (line.kind, line.counterparty, line.amount)
+                        for line in await services.settlement.ledger_lines(FILE_PARTNER, months[-1].period)
+                    ]
+                )
+        finally:
+            await fleet.stop()
+    first, first_lines, second, second_lines = months
+    assert figures(first) == figures(second)
+    assert first_lines == second_lines
+
+
+async def test_the_demo_sign_ins_are_created_once(database_url: str) -> None:
+    settings = Settings(database_url=database_url)
+    await load_partners_directory(settings)
+    async with open_services(settings) as services:
+        people = await create_sign_ins(services, ["formosa-air", "wallet-pay"])
+        assert await create_sign_ins(services, ["formosa-air", "wallet-pay"]) == people
+        for person in people:
+            assert await services.people.person(person.username) is not None
