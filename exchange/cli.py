@@ -25,6 +25,7 @@ from exchange.settings import Settings
 
 if TYPE_CHECKING:
     from exchange.services.container import Services
+    from exchange.services.settlement import BreakView
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -356,7 +357,84 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
         ("MISSING_IN_PARTNER", imported.missing_in_partner),
     ):
         click.echo(f"  {name:<20} {count:>12}")
-    click.echo(f"{view.unresolved} breaks to resolve (GraphQL resolveBreak); reconciliation {imported.id}")
+    click.echo(f"{view.unresolved} breaks to resolve (exchange settle breaks); reconciliation {imported.id}")
+
+
+@settle.command("breaks")
+@click.option("--partner", required=True, help="The partner's program id.")
+@click.option("--unresolved", is_flag=True, help="Only the breaks nobody has resolved yet.")
+@click.argument("period")
+@reports_errors
+def settle_breaks(partner: str, unresolved: bool, period: str) -> None:
+    """List the breaks of the partner's current reconciliation of PERIOD, with how each was
+    resolved: what `exchange settle resolve` takes."""
+
+    async def breaks(services: Services) -> list[BreakView]:
+        current = await services.settlement.reconciliation(partner, period)
+        found: list[BreakView] = []
+        while page := await services.settlement.breaks(
+            current.reconciliation, unresolved_only=unresolved, after=found[-1].row.id if found else None
+        ):
+            found += page
+        return found
+
+    views = with_services(breaks)
+    click.echo(f"{'break':>8} {'kind':<20} {'line':>6} {'partner':>14} {'ledger':>14} {'resolution':<14} reference")
+    for view in views:
+        row, money = view.row, view.currency.from_minor
+        amounts = ["" if amount is None else str(money(amount)) for amount in (row.partner_amount, row.ledger_amount)]
+        resolution = view.resolution.resolution if view.resolution else "-"
+        click.echo(
+            f"{row.id:>8} {row.kind:<20} {row.line or '':>6} {amounts[0]:>14} {amounts[1]:>14} {resolution:<14} "
+            f"{row.reference}"
+        )
+    click.echo(f"{len(views)} breaks")
+
+
+@settle.command("resolve")
+@click.option(
+    "--accept", "resolution", flag_value="ACCEPT_LEDGER", help="The ledger's figure stands; nothing is posted."
+)
+@click.option("--adjust", "resolution", flag_value="ADJUST", help="Post an adjustment into the next open period.")
+@click.option("--amount", help="ADJUST: added to the partner's position (default: what makes the ledger agree).")
+@click.option("--counterparty", help="ADJUST: who takes the other side (default: who the line or reference names).")
+@click.option("--reason", required=True, help="Why, as recorded with the resolution.")
+@click.argument("break_id", type=int)
+@reports_errors
+def settle_resolve(
+    resolution: str | None, amount: str | None, counterparty: str | None, reason: str, break_id: int
+) -> None:
+    """Resolve break BREAK_ID with --accept or --adjust (what GraphQL's resolveBreak does)."""
+    from decimal import Decimal, InvalidOperation
+
+    from exchange.settlement.breaks import ResolveRequest
+    from exchange.settlement.models import Resolution
+
+    if resolution is None:
+        raise click.UsageError("give --accept or --adjust")
+    try:
+        adjustment = None if amount is None else Decimal(amount)
+    except InvalidOperation:
+        raise click.BadParameter(f"{amount!r} is not a decimal amount", param_hint="--amount") from None
+    request = ResolveRequest(
+        break_id, Resolution(resolution), reason, actor=_operator(), amount=adjustment, counterparty=counterparty
+    )
+    view = with_services(lambda services: services.settlement.resolve(request))
+    assert view.resolution is not None
+    posted = f"; posted {view.resolution.transaction_id}" if view.resolution.transaction_id else ""
+    click.echo(f"break {break_id} of {view.partner}: {view.resolution.resolution}{posted}")
+
+
+@settle.command("sign-off")
+@click.option("--partner", required=True, help="The partner's program id.")
+@click.option("--note", help="A note kept with the sign-off.")
+@click.argument("period")
+@reports_errors
+def settle_sign_off(partner: str, note: str | None, period: str) -> None:
+    """Sign off the partner's closed PERIOD, once every break of its reconciliation is resolved;
+    afterwards its records and breaks are final."""
+    view = with_services(lambda services: services.settlement.sign_off(partner, period, by=_operator(), note=note))
+    click.echo(f"signed off {partner} {period} by {view.position.signed_off_by}")
 
 
 @settle.command("statement")

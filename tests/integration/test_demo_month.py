@@ -4,7 +4,7 @@ class, and it can be resolved and signed off — what README's walk-through does
 
 from __future__ import annotations
 
-import io
+import re
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from exchange.settlement.breaks import ResolveRequest
 from exchange.settlement.models import BreakKind, Resolution
 from exchange.testing.databases import SqliteDatabases
 from exchange.testing.sandboxes import SandboxFleet
+from tests.integration.test_cli import run
 
 
 async def month_on(settings: Settings, fleet: SandboxFleet, now: datetime) -> MonthReport:
@@ -67,32 +68,47 @@ async def test_last_month_is_realistic_built_once_closes_reconciles_and_signs_of
         assert not again.built
         async with open_services(settings, clock=SetClock(now)) as services:
             assert len(await services.settlement.ledger_lines(FILE_PARTNER, report.period)) == lines
-            await settle_it(services, report.period)
+            await settle_it(services, database_url, report.period, tmp_path / "records.csv")
     finally:
         await fleet.stop()
 
 
-async def settle_it(services: Services, period: str) -> None:
-    """Close, reconcile the planted file, resolve every break, sign off: README's walk-through."""
-    records = await partner_records(services, period)
-    closed = await services.settlement.close(period, by="test")
-    assert closed.status is PeriodStatus.CLOSED
-    assert len(closed.positions) == 7, "six partners and the exchange"
-    assert sum(p.net for p in closed.positions) == 0
-    saving = closed.saving
+async def settle_it(services: Services, database_url: str, period: str, file: Path) -> None:
+    """README's walk-through with the command line: close, reconcile the planted file, list and
+    resolve every break (the mismatch by adjustment), sign off."""
+    env = {"EXCHANGE_DATABASE_URL": database_url}
+    file.write_text(await partner_records(services, period))
+    closed = run("settle", "close", period, env=env)
+    assert closed.returncode == 0, closed.stderr
+    assert "net positions sum to 0.00 TWD" in closed.stdout
+    report = await services.settlement.period(period)
+    assert report.status is PeriodStatus.CLOSED
+    assert len(report.positions) == 7, "six partners and the exchange"
+    saving = report.saving
     assert saving is not None and saving.multilateral.count < saving.gross.count
     assert saving.multilateral.total < saving.gross.total
 
-    view = await services.settlement.import_records(FILE_PARTNER, period, io.BytesIO(records.encode()), by="test")
-    breaks = await services.settlement.breaks(view.reconciliation)
-    assert {b.row.kind for b in breaks} == {kind for kind in BreakKind if kind is not BreakKind.MATCHED}
-    assert view.reconciliation.matched > 10
-    for found in breaks:
-        await services.settlement.resolve(
-            ResolveRequest(found.row.id or 0, Resolution.ACCEPT_LEDGER, "checked with the partner", actor="test")
-        )
-    signed = await services.settlement.sign_off(FILE_PARTNER, period, by="test", note=None)
-    assert signed.position.signed_off_at is not None
+    reconciled = run("settle", "reconcile", "--partner", FILE_PARTNER, period, str(file), env=env)
+    assert reconciled.returncode == 0, reconciled.stderr
+    for kind in BreakKind:
+        count = re.search(rf"^\s+{kind}\s+(\d+)$", reconciled.stdout, re.MULTILINE)
+        assert count is not None and int(count[1]) >= 1, (kind, reconciled.stdout)
+    listed = run("settle", "breaks", "--partner", FILE_PARTNER, "--unresolved", period, env=env)
+    assert listed.returncode == 0, listed.stderr
+    breaks = re.findall(r"^\s+(\d+) ([A-Z_]+) ", listed.stdout, re.MULTILINE)
+    assert {kind for _, kind in breaks} == {kind for kind in BreakKind if kind is not BreakKind.MATCHED}
+    mismatch = next(break_id for break_id, kind in breaks if kind == BreakKind.AMOUNT_MISMATCH)
+    adjusted = run("settle", "resolve", mismatch, "--adjust", "--reason", "the partner's figure is right", env=env)
+    assert adjusted.returncode == 0, adjusted.stderr
+    assert f"posted adjustment:break:{mismatch}" in adjusted.stdout
+    for break_id, _kind in breaks:  # the others as the console would (a command each is slow)
+        if break_id != mismatch:
+            reason = "checked with the partner"
+            await services.settlement.resolve(ResolveRequest(int(break_id), Resolution.ACCEPT_LEDGER, reason, "test"))
+    signed = run("settle", "sign-off", "--partner", FILE_PARTNER, period, "--note", "all agreed", env=env)
+    assert signed.returncode == 0, signed.stderr
+    position = next(p for p in (await services.settlement.period(period)).positions if p.participant == FILE_PARTNER)
+    assert position.signed_off_at is not None
 
 
 async def test_the_same_sandboxes_give_the_same_month(
@@ -100,9 +116,9 @@ async def test_the_same_sandboxes_give_the_same_month(
 ) -> None:
     now = datetime.now(UTC)
     months = []
-    for run in ("first", "second"):
+    for sandboxes in ("first", "second"):
         settings = Settings(database_url=sqlite_databases.create())
-        fleet = SandboxFleet(sample_partners, tmp_path / run)
+        fleet = SandboxFleet(sample_partners, tmp_path / sandboxes)
         try:
             months.append(await month_on(settings, fleet, now))
             async with open_services(settings) as services:
