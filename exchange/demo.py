@@ -227,6 +227,7 @@ async def write_credentials(settings: Settings, data_dir: Path, gateway_url: str
 async def prepare_last_month(settings: Settings, data_dir: Path, sandboxes: list[SandboxServer]) -> LastMonth:
     """Build the previous month (once), write the partner's file of it, create the console's
     sign-ins."""
+    print("playing last month through the services (the sandbox partners' planted failures log warnings)")
     built = await build_previous_month(
         settings, now=datetime.now(UTC), sandbox_urls={server.program.id: server.url for server in sandboxes}
     )

@@ -9,12 +9,12 @@ programs (one refused by the partner for want of points, one whose debit meets t
 magic failing amount and one whose credit does, so FAILED and REVERSED conversions appear),
 redemptions of the sample rewards paid with various programs (some cancelled the next day,
 the rest delivered). Everything is drawn from one seeded random generator, so the same
-sandboxes give the same figures on every run; and every write has an idempotency key naming the
-period, so a month already built is recognised (its member's first conversion key exists) and
-left alone. A month that is no longer open is never touched.
+sandboxes give the same figures on every run; every write has an idempotency key naming the
+period, and a month whose last write is there is left alone, as is a month no longer open.
 
-:func:`partner_file` then writes one partner's records of the month, derived from the ledger's
-lines, with a break of every class reconciliation knows planted in it.
+:func:`partner_records` then gives one partner's records of the month as CSV, derived from the
+ledger's lines, with a break of every class reconciliation knows planted in it, and
+:func:`create_sign_ins` makes the console's sample people.
 """
 
 from __future__ import annotations
@@ -53,11 +53,11 @@ FILE_PARTNER = "formosa-air"
 CONVERSIONS = 30
 #: A debit or credit of exactly this many points meets a sandbox failure (nothing applied).
 FAILING_POINTS = next(points for points, kind in MAGIC_POINTS.items() if kind is FaultKind.ERROR)
-#: Money values (TWD) members convert, turned into whole thousands of the source's points.
 #: How many times the recovery job may drive a conversion in doubt (the saga gives up before).
 RECOVERY_ROUNDS = 12
 #: The label of the month's last write (alice's conversion whose debit fails).
 LAST_WRITE = "debit-fault"
+#: Money values (TWD) members convert, turned into whole thousands of the source's points.
 CONVERTED_VALUES = (300, 500, 800, 1_000, 1_500, 2_000, 3_000, 5_000)
 
 
@@ -135,11 +135,6 @@ class MonthReport:
     redemptions: list[Redemption] = field(default_factory=list)
     matches: int = 0
 
-    def count(self, status: str) -> int:
-        return sum(1 for c in self.conversions if c.status == status) + sum(
-            1 for r in self.redemptions if r.status == status
-        )
-
 
 def key(period: str, *parts: object) -> str:
     """The idempotency key of one of the month's writes."""
@@ -176,19 +171,14 @@ def partner_principal(program_id: str, expires_at: datetime) -> Principal:
 async def add_sandbox_members(sandbox_urls: Mapping[str, str]) -> None:
     """Add :data:`ADDED_MEMBERS` to every sandbox that lacks them (what the partner's own
     enrolment would have done)."""
-    for url in sandbox_urls.values():
+    for program, url in sandbox_urls.items():
         admin = SandboxAdmin(url)
         known = {member["member_ref"] for member in (await admin.members())["members"]}
         for member in ADDED_MEMBERS:
             if member.member_ref not in known:
-                program = url_program(sandbox_urls, url)
                 await admin.add_member(
                     member.member_ref, balance=member.balance, tier=member.tiers.get(program), verification=member.pin
                 )
-
-
-def url_program(sandbox_urls: Mapping[str, str], url: str) -> str:
-    return next(program for program, known in sandbox_urls.items() if known == url)
 
 
 class Month:
@@ -258,7 +248,7 @@ class Month:
             points = max(1, round(Decimal(value) / point_value / 1000)) * 1000
             if points > self.balances[member_ref, source] // 2 or points in MAGIC_POINTS:
                 continue
-            if await self.convert(member_ref, source, target, points, number) is not None:
+            if await self.convert(member_ref, source, target, points, str(number)) is not None:
                 return
 
     async def credit_fault(self) -> None:
@@ -415,7 +405,7 @@ def plant_breaks(records: Sequence[PartnerRecord], unknown_reference: str) -> li
     )
     planted.insert(6, planted[4])
     last = planted[-1]
-    planted.append(PartnerRecord(unknown_reference, 250_000, EXCHANGE, last.date))
+    planted.append(PartnerRecord(unknown_reference, 250_000, last.counterparty, last.date))
     return planted
 
 

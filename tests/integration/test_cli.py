@@ -71,6 +71,9 @@ def test_help_names_every_command() -> None:
         ("settle", "close"),
         ("settle", "reconcile"),
         ("settle", "statement"),
+        ("settle", "breaks"),
+        ("settle", "resolve"),
+        ("settle", "sign-off"),
         ("people", "create"),
     ):
         assert command in run(group, "--help").stdout
