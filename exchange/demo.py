@@ -64,29 +64,41 @@ class LastMonth:
 
     period: str
     partner_file: Path
-    people: list[DemoPerson]
+
+
+def month_lines(settings: Settings, month: LastMonth | None) -> list[str]:
+    if month is None:
+        return []
+    database = f"EXCHANGE_DATABASE_URL={settings.database_url}"
+    return [
+        f'  Last month, {month.period}, is ready to settle (README.md, "The demo\'s last month"):',
+        f"    {database} exchange settle close {month.period}",
+        f"    {database} exchange settle reconcile --partner {FILE_PARTNER} {month.period} {month.partner_file}",
+    ]
 
 
 def banner(
-    gateway_url: str, settings: Settings, sandboxes: list[SandboxServer], credentials: Path, month: LastMonth
+    gateway_url: str,
+    settings: Settings,
+    sandboxes: list[SandboxServer],
+    credentials: Path,
+    people: list[DemoPerson],
+    month: LastMonth | None,
 ) -> str:
     url = f"{gateway_url}/graphql"
     partners = [f"    {server.program.id:<12} {server.program.connector.kind:<8} {server.url}" for server in sandboxes]
-    people = [f"    {person.username:<24} {person.password}" for person in month.people]
+    sign_ins = [f"    {person.username:<24} {person.password}" for person in people]
     members = ", ".join(f"{member.member_ref} {member.pin}" for member in MEMBERS)
-    database = f"EXCHANGE_DATABASE_URL={settings.database_url}"
     return "\n".join(
         [
             "",
             "The coalition points exchange demo is running.",
             f"  GraphiQL (open in a browser): {url}",
             f"  Console (open in a browser): {gateway_url}/console/ ; sign in as (development passwords):",
-            *people,
+            *sign_ins,
             f"  Portal (open in a browser): {gateway_url}/portal/ ; members sign in at their program with id and PIN:",
             f"    {members}",
-            f'  Last month, {month.period}, is ready to settle (README.md, "The demo\'s last month"):',
-            f"    {database} exchange settle close {month.period}",
-            f"    {database} exchange settle reconcile --partner {FILE_PARTNER} {month.period} {month.partner_file}",
+            *month_lines(settings, month),
             f"  Database: {settings.database_url}",
             "  Sandbox partners (admin API at <url>/_sandbox):",
             *partners,
@@ -224,21 +236,29 @@ async def write_credentials(settings: Settings, data_dir: Path, gateway_url: str
     return path
 
 
-async def prepare_last_month(settings: Settings, data_dir: Path, sandboxes: list[SandboxServer]) -> LastMonth:
-    """Build the previous month (once), write the partner's file of it, create the console's
-    sign-ins."""
+async def prepare_last_month(settings: Settings, data_dir: Path, sandboxes: list[SandboxServer]) -> LastMonth | None:
+    """Build the previous month (once) and write the partner's file of it; ``None`` on a data
+    directory made before the demo built months (its programs are younger than the month)."""
     print("playing last month through the services (the sandbox partners' planted failures log warnings)")
     built = await build_previous_month(
         settings, now=datetime.now(UTC), sandbox_urls={server.program.id: server.url for server in sandboxes}
     )
     if built.built:
         print(f"built {built.period}: {len(built.conversions)} conversions, {len(built.redemptions)} redemptions")
+    if built.unplayable is not None:
+        print(f"{built.period} cannot be played on {data_dir}: {built.unplayable}; `make clean` starts afresh")
+        return None
     path = (data_dir / f"{FILE_PARTNER}-{built.period}.csv").resolve()
     async with open_services(settings) as services:
         records = await partner_records(services, built.period)
-        people = await create_sign_ins(services, [program.id for program in await services.catalog.programs()])
     await asyncio.to_thread(path.write_text, records)
-    return LastMonth(built.period, path, people)
+    return LastMonth(built.period, path)
+
+
+async def sign_ins(settings: Settings) -> list[DemoPerson]:
+    """The console's sample people (see :func:`exchange.demo_month.create_sign_ins`)."""
+    async with open_services(settings) as services:
+        return await create_sign_ins(services, [program.id for program in await services.catalog.programs()])
 
 
 async def run_demo(settings: Settings, data_dir: Path) -> None:
@@ -264,9 +284,10 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
         for sandbox in sandboxes:
             await sandbox.start()
         month = await prepare_last_month(settings, data_dir, sandboxes)
+        people = await sign_ins(settings)
         gateway = await start_server(create_app(settings), host=settings.host, port=settings.port, handle_signals=False)
         credentials = await write_credentials(settings, data_dir, gateway.url)
-        print(banner(gateway.url, settings, sandboxes, credentials, month), flush=True)
+        print(banner(gateway.url, settings, sandboxes, credentials, people, month), flush=True)
         await wait_for_stop_signal()
     finally:
         if gateway is not None:

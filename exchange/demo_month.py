@@ -130,7 +130,9 @@ class MonthReport:
 
     period: str
     built: bool
-    """False when it was built before (or is no longer open) and nothing was done."""
+    """False when nothing was done: it was built before, or is no longer open, or cannot be."""
+    unplayable: str | None = None
+    """Why the month cannot be played on this database, if it cannot."""
     conversions: list[Conversion] = field(default_factory=list)
     redemptions: list[Redemption] = field(default_factory=list)
     matches: int = 0
@@ -344,12 +346,15 @@ async def build_previous_month(
     try:
         period = services.settlement.previous_period()
         clock.set(services.settlement.calendar.starts_at(period))
+        programs = await services.catalog.programs()
+        if any(program.created_at > clock.now() for program in programs):
+            return MonthReport(period, built=False, unplayable="its programs were loaded after it began")
         if (await services.settlement.period(period)).status is not PeriodStatus.OPEN or await month_built(
             services, period
         ):
             return MonthReport(period, built=False)
         await add_sandbox_members(sandbox_urls)
-        month = Month(services, clock, period, await services.catalog.programs())
+        month = Month(services, clock, period, programs)
         await month.play()
         # A conversion left in doubt by a fault is driven on as the recovery job does over the
         # following hours, until the saga ends it (it gives up on a credit after its attempts).

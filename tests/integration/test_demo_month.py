@@ -143,3 +143,13 @@ async def test_the_demo_sign_ins_are_created_once(database_url: str) -> None:
         assert await create_sign_ins(services, ["formosa-air", "wallet-pay"]) == people
         for person in people:
             assert await services.people.person(person.username) is not None
+
+
+async def test_a_month_that_began_before_the_programs_were_loaded_is_left_alone(database_url: str) -> None:
+    """A data directory from before the demo built months: its programs (rates, rewards) start
+    today, so last month cannot be played; the demo says so and serves on."""
+    settings = Settings(database_url=database_url)
+    await load_partners_directory(settings)
+    report = await build_previous_month(settings, now=datetime.now(UTC), sandbox_urls={})
+    assert not report.built
+    assert report.unplayable == "its programs were loaded after it began"
