@@ -22,6 +22,7 @@ from exchange.auth.scopes import Role, Scope, parse_scopes
 from exchange.errors import ConfigurationError, ExchangeError
 from exchange.serving import free_port
 from exchange.settings import Settings
+from exchange.settlement.models import BreakKind, Resolution
 
 if TYPE_CHECKING:
     from exchange.services.container import Services
@@ -357,7 +358,7 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
         ("MISSING_IN_PARTNER", imported.missing_in_partner),
     ):
         click.echo(f"  {name:<20} {count:>12}")
-    click.echo(f"{view.unresolved} breaks to resolve (exchange settle breaks); reconciliation {imported.id}")
+    click.echo(f"{view.unresolved} breaks to resolve (exchange settle resolve); reconciliation {imported.id}")
 
 
 @settle.command("breaks")
@@ -367,7 +368,7 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
 @reports_errors
 def settle_breaks(partner: str, unresolved: bool, period: str) -> None:
     """List the breaks of the partner's current reconciliation of PERIOD, with how each was
-    resolved: what `exchange settle resolve` takes."""
+    resolved: the ids `exchange settle resolve --break` takes."""
 
     async def breaks(services: Services) -> list[BreakView]:
         current = await services.settlement.reconciliation(partner, period)
@@ -391,50 +392,82 @@ def settle_breaks(partner: str, unresolved: bool, period: str) -> None:
     click.echo(f"{len(views)} breaks")
 
 
+def _actor(value: str | None) -> str:
+    """Who a settlement command records as having acted: --as, or the operator."""
+    return value or _operator()
+
+
 @settle.command("resolve")
+@click.option("--partner", required=True, help="The partner's program id.")
 @click.option(
-    "--accept", "resolution", flag_value="ACCEPT_LEDGER", help="The ledger's figure stands; nothing is posted."
+    "--resolution",
+    type=click.Choice([value.value for value in Resolution]),
+    required=True,
+    help="ACCEPT_LEDGER (the ledger's figure stands) or ADJUST (post each break's adjustment).",
 )
-@click.option("--adjust", "resolution", flag_value="ADJUST", help="Post an adjustment into the next open period.")
-@click.option("--amount", help="ADJUST: added to the partner's position (default: what makes the ledger agree).")
-@click.option("--counterparty", help="ADJUST: who takes the other side (default: who the line or reference names).")
-@click.option("--reason", required=True, help="Why, as recorded with the resolution.")
-@click.argument("break_id", type=int)
+@click.option("--reason", required=True, help="Why, recorded with every break resolved.")
+@click.option("--break", "ids", type=click.IntRange(min=0), multiple=True, help="A break's id (repeatable).")
+@click.option(
+    "--kind",
+    type=click.Choice([kind.value for kind in BreakKind if kind is not BreakKind.MATCHED]),
+    help="Every open break of this class.",
+)
+@click.option("--counterparty", help="Every open break whose line in the partner's file names this counterparty.")
+@click.option("--all", "every", is_flag=True, help="Every open break (when no --break, --kind or --counterparty).")
+@click.option(
+    "--adjust-against",
+    help="ADJUST only: who takes the other side of every adjustment (default: each break's own).",
+)
+@click.option("--as", "actor", help="Who is recorded as having resolved them (default: cli:<your user name>).")
+@click.argument("period")
 @reports_errors
 def settle_resolve(
-    resolution: str | None, amount: str | None, counterparty: str | None, reason: str, break_id: int
+    partner: str,
+    resolution: str,
+    reason: str,
+    ids: tuple[int, ...],
+    kind: str | None,
+    counterparty: str | None,
+    every: bool,
+    adjust_against: str | None,
+    actor: str | None,
+    period: str,
 ) -> None:
-    """Resolve break BREAK_ID with --accept or --adjust (what GraphQL's resolveBreak does)."""
-    from decimal import Decimal, InvalidOperation
+    """Resolve breaks of the partner's current reconciliation of PERIOD, all the same way and
+    for the same reason, in one unit of work: all of them, or none.
 
-    from exchange.settlement.breaks import ResolveRequest
-    from exchange.settlement.models import Resolution
+    Select them by --break ids, or by --kind and/or --counterparty (the breaks still open), or
+    take every open break with --all. Repeating a command resolves nothing more.
+    """
+    if every == bool(ids or kind or counterparty):
+        raise click.UsageError("select breaks: --break, --kind and/or --counterparty, or --all")
+    from exchange.settlement.breaks import BreakSelection, BulkResolveRequest
 
-    if resolution is None:
-        raise click.UsageError("give --accept or --adjust")
-    try:
-        adjustment = None if amount is None else Decimal(amount)
-    except InvalidOperation:
-        raise click.BadParameter(f"{amount!r} is not a decimal amount", param_hint="--amount") from None
-    request = ResolveRequest(
-        break_id, Resolution(resolution), reason, actor=_operator(), amount=adjustment, counterparty=counterparty
+    request = BulkResolveRequest(
+        partner=partner,
+        period=period,
+        selection=BreakSelection(ids=ids or None, kind=BreakKind(kind) if kind else None, counterparty=counterparty),
+        resolution=Resolution(resolution),
+        reason=reason,
+        actor=_actor(actor),
+        counterparty=adjust_against,
     )
-    view = with_services(lambda services: services.settlement.resolve(request))
-    assert view.resolution is not None
-    posted = f"; posted {view.resolution.transaction_id}" if view.resolution.transaction_id else ""
-    click.echo(f"break {break_id} of {view.partner}: {view.resolution.resolution}{posted}")
+    done = with_services(lambda services: services.settlement.resolve_many(request))
+    click.echo(f"resolved {done.resolved} breaks ({done.unchanged} already resolved the same way)")
+    click.echo(f"{done.reconciliation.unresolved} breaks of {partner} {period} still open")
 
 
 @settle.command("sign-off")
 @click.option("--partner", required=True, help="The partner's program id.")
 @click.option("--note", help="A note kept with the sign-off.")
+@click.option("--as", "actor", help="Who is recorded as having signed off (default: cli:<your user name>).")
 @click.argument("period")
 @reports_errors
-def settle_sign_off(partner: str, note: str | None, period: str) -> None:
-    """Sign off the partner's closed PERIOD, once every break of its reconciliation is resolved;
-    afterwards its records and breaks are final."""
-    view = with_services(lambda services: services.settlement.sign_off(partner, period, by=_operator(), note=note))
-    click.echo(f"signed off {partner} {period} by {view.position.signed_off_by}")
+def settle_sign_off(partner: str, note: str | None, actor: str | None, period: str) -> None:
+    """Sign off the partner's closed PERIOD once every break is resolved: nothing of it
+    changes afterwards."""
+    view = with_services(lambda services: services.settlement.sign_off(partner, period, by=_actor(actor), note=note))
+    click.echo(f"signed off {partner} {view.position.period} by {view.position.signed_off_by}")
 
 
 @settle.command("statement")

@@ -17,8 +17,7 @@ from exchange.programs.declarations import PartnersDirectory
 from exchange.rewards.models import RedemptionStatus
 from exchange.services.container import Services, load_partners_directory, open_services
 from exchange.settings import Settings
-from exchange.settlement.breaks import ResolveRequest
-from exchange.settlement.models import BreakKind, Resolution
+from exchange.settlement.models import BreakKind
 from exchange.testing.databases import SqliteDatabases
 from exchange.testing.sandboxes import SandboxFleet
 from tests.integration.test_cli import run
@@ -97,14 +96,16 @@ async def settle_it(services: Services, database_url: str, period: str, file: Pa
     assert listed.returncode == 0, listed.stderr
     breaks = re.findall(r"^\s+(\d+) ([A-Z_]+) ", listed.stdout, re.MULTILINE)
     assert {kind for _, kind in breaks} == {kind for kind in BreakKind if kind is not BreakKind.MATCHED}
-    mismatch = next(break_id for break_id, kind in breaks if kind == BreakKind.AMOUNT_MISMATCH)
-    adjusted = run("settle", "resolve", mismatch, "--adjust", "--reason", "the partner's figure is right", env=env)
+    resolve = ("settle", "resolve", "--partner", FILE_PARTNER)
+    adjusted = run(
+        *resolve, "--resolution", "ADJUST", "--kind", "AMOUNT_MISMATCH", "--reason", "theirs", period, env=env
+    )
     assert adjusted.returncode == 0, adjusted.stderr
-    assert f"posted adjustment:break:{mismatch}" in adjusted.stdout
-    for break_id, _kind in breaks:  # the others as the console would (a command each is slow)
-        if break_id != mismatch:
-            reason = "checked with the partner"
-            await services.settlement.resolve(ResolveRequest(int(break_id), Resolution.ACCEPT_LEDGER, reason, "test"))
+    accepted = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "--reason", "the ledger's", period, env=env)
+    assert accepted.stdout.startswith("resolved 3 breaks"), accepted.stderr
+    listed = run("settle", "breaks", "--partner", FILE_PARTNER, period, env=env)
+    assert re.search(r" AMOUNT_MISMATCH .* ADJUST ", listed.stdout), listed.stdout
+    assert listed.stdout.count("ACCEPT_LEDGER") == 3
     signed = run("settle", "sign-off", "--partner", FILE_PARTNER, period, "--note", "all agreed", env=env)
     assert signed.returncode == 0, signed.stderr
     position = next(p for p in (await services.settlement.period(period)).positions if p.participant == FILE_PARTNER)
