@@ -26,6 +26,7 @@ from exchange.settlement.models import BreakKind, Resolution
 
 if TYPE_CHECKING:
     from exchange.services.container import Services
+    from exchange.services.settlement import BreakView
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -358,6 +359,37 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
     ):
         click.echo(f"  {name:<20} {count:>12}")
     click.echo(f"{view.unresolved} breaks to resolve (exchange settle resolve); reconciliation {imported.id}")
+
+
+@settle.command("breaks")
+@click.option("--partner", required=True, help="The partner's program id.")
+@click.option("--unresolved", is_flag=True, help="Only the breaks nobody has resolved yet.")
+@click.argument("period")
+@reports_errors
+def settle_breaks(partner: str, unresolved: bool, period: str) -> None:
+    """List the breaks of the partner's current reconciliation of PERIOD, with how each was
+    resolved: the ids `exchange settle resolve --break` takes."""
+
+    async def breaks(services: Services) -> list[BreakView]:
+        current = await services.settlement.reconciliation(partner, period)
+        found: list[BreakView] = []
+        while page := await services.settlement.breaks(
+            current.reconciliation, unresolved_only=unresolved, after=found[-1].row.id if found else None
+        ):
+            found += page
+        return found
+
+    views = with_services(breaks)
+    click.echo(f"{'break':>8} {'kind':<20} {'line':>6} {'partner':>14} {'ledger':>14} {'resolution':<14} reference")
+    for view in views:
+        row, money = view.row, view.currency.from_minor
+        amounts = ["" if amount is None else str(money(amount)) for amount in (row.partner_amount, row.ledger_amount)]
+        resolution = view.resolution.resolution if view.resolution else "-"
+        click.echo(
+            f"{row.id:>8} {row.kind:<20} {row.line or '':>6} {amounts[0]:>14} {amounts[1]:>14} {resolution:<14} "
+            f"{row.reference}"
+        )
+    click.echo(f"{len(views)} breaks")
 
 
 def _actor(value: str | None) -> str:

@@ -54,6 +54,14 @@ class MemberService:
         async with self.db.transaction() as session:
             return await members.accounts_at_programs(session, program_ids, first=first, after=after)
 
+    async def vouched_for(self, program_id: str, member_ref: str) -> Member:
+        """The member whose account at ``program_id`` is ``member_ref``, as that partner vouches
+        for them (what its signed assertion does at the token endpoint): created, with that
+        account linked, if new."""
+        (await self.catalog.get()).program(program_id, field="programId")
+        async with self.db.transaction() as session:
+            return await members.resolve_member_from_partner(session, program_id, member_ref, self.clock.now())
+
     async def link_account(
         self, caller: Principal, program_id: str, member_ref: str, verification: str
     ) -> LinkedAccount:

@@ -140,6 +140,11 @@ class PeopleService:
             )
         return NewPerson(person=person, totp_uri=totp.provisioning_uri(secret, username) if secret else None)
 
+    async def person(self, username: str) -> Person | None:
+        """The person signing in as ``username`` (typed as people type it), if there is one."""
+        async with self._db.transaction() as session:
+            return await session.get(Person, normalize_username(username))
+
     async def sign_in(self, username: str, password: str, code: str = "") -> SignInOutcome:
         """Check a person's password (and TOTP code, if they have TOTP) and open a session.
 

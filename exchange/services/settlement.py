@@ -189,6 +189,15 @@ class SettlementService:
                 period=period,
             )
 
+    async def ledger_lines(self, participant: str, period: str) -> list[statements.StatementLine]:
+        """The participant's lines of ``period`` as its statement shows them, whether or not the
+        period has closed: before closing, what the ledger holds so far."""
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            return await statements.statement_lines(
+                session, currency=await settlement_currency(session), participant=participant, period=period
+            )
+
     async def signing_key(self) -> RSAKey:
         """The key statements are signed with now: the active statement-signing key."""
         return await self.keys.signing_key()

@@ -71,6 +71,9 @@ def test_help_names_every_command() -> None:
         ("settle", "close"),
         ("settle", "reconcile"),
         ("settle", "statement"),
+        ("settle", "breaks"),
+        ("settle", "resolve"),
+        ("settle", "sign-off"),
         ("people", "create"),
     ):
         assert command in run(group, "--help").stdout
@@ -477,8 +480,9 @@ async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_cr
                     "me": {
                         "id": member["member_id"],
                         "linkedAccounts": [
-                            {"memberRef": name, "program": {"id": "formosa-air"}},
-                            {"memberRef": name, "program": {"id": "wallet-pay"}},
+                            # the demo's last month linked them at every program
+                            {"memberRef": name, "program": {"id": program_id}}
+                            for program_id in sorted(set(credentials["clients"]) - {"settlement", "admin"})
                         ],
                     },
                 }
@@ -487,7 +491,7 @@ async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_cr
         )
         assert set(partners) == set(credentials["clients"]) - {"settlement", "admin"}
         members = (await client.get(partners["tune-stream"] + "/_sandbox/members")).json()
-        assert [m["member_ref"] for m in members["members"]] == ["alice", "bob", "carol", "dave"]
+        assert [m["member_ref"] for m in members["members"]] == ["alice", "bob", "carol", "dave", "erin", "frank"]
 
 
 async def test_the_demo_restarts_on_its_data_with_fresh_credentials_and_the_same_members(
