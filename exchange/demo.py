@@ -32,6 +32,7 @@ from exchange.db import migrate
 from exchange.programs.declarations import read_partners_directory
 from exchange.sandbox.server import SandboxServer, demo_sandboxes
 from exchange.services.container import Services, load_partners_directory, open_services
+from exchange.services.portal import RETURN_PATH
 from exchange.serving import RunningServer, start_server, wait_for_stop_signal
 from exchange.settings import Settings
 
@@ -55,6 +56,7 @@ def banner(gateway_url: str, settings: Settings, sandboxes: list[SandboxServer],
             "",
             "The coalition points exchange demo is running.",
             f"  GraphiQL (open in a browser): {url}",
+            f"  Member portal (open in a browser): {gateway_url}/portal/ ; sign in as alice, PIN 1111",
             f"  Console (open in a browser): {gateway_url}/console/ ; make yourself a person to sign in as:",
             f"    EXCHANGE_DATABASE_URL={settings.database_url} exchange people create --username you --role settlement",
             f"  Database: {settings.database_url}",
@@ -172,10 +174,27 @@ def write_private(path: Path, document: dict[str, Any]) -> None:
     path.chmod(0o600)
 
 
-async def write_credentials(settings: Settings, data_dir: Path, gateway_url: str) -> Path:
+async def set_up_member_sign_in(services: Services, sandboxes: list[SandboxServer], clients: dict[str, Any]) -> None:
+    """Each sandbox's sign-in page signs members in to the portal: its key registered at the
+    exchange (beside the demo's own), the portal's return URL registered at the sandbox."""
+    return_url = services.settings.issuer_url + RETURN_PATH
+    for sandbox in sandboxes:
+        program_id = sandbox.program.id
+        if program_id not in clients:
+            continue
+        public_key = json.dumps(sandbox.sign_in.key.as_dict(private=False))
+        await services.access.register_assertion_key(program_id, public_key)
+        sandbox.sign_in.client_id = clients[program_id]["client_id"]
+        sandbox.sign_in.return_urls = frozenset({return_url})
+
+
+async def write_credentials(
+    settings: Settings, data_dir: Path, gateway_url: str, sandboxes: list[SandboxServer]
+) -> Path:
     issuer = settings.issuer_url
     async with open_services(settings) as services:
         client_entries, partner_keys = await set_up_clients(services)
+        await set_up_member_sign_in(services, sandboxes, client_entries)
     members: dict[str, Any] = {}
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as http:
         for member_ref, pin in DEMO_MEMBERS.items():
@@ -214,7 +233,7 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
         for sandbox in sandboxes:
             await sandbox.start()
         gateway = await start_server(create_app(settings), host=settings.host, port=settings.port, handle_signals=False)
-        credentials = await write_credentials(settings, data_dir, gateway.url)
+        credentials = await write_credentials(settings, data_dir, gateway.url, sandboxes)
         print(banner(gateway.url, settings, sandboxes, credentials), flush=True)
         await wait_for_stop_signal()
     finally:

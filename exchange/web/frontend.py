@@ -14,25 +14,27 @@ from exchange.services.people import PeopleService
 from exchange.settings import Settings
 from exchange.web import console, portal
 from exchange.web.access import Page
-from exchange.web.middleware import WebMiddleware
-from exchange.web.security import CookiePolicy
+from exchange.web.middleware import Sessions, WebMiddleware
+from exchange.web.security import MEMBER_SESSION_COOKIE, SESSION_COOKIE, CookiePolicy
 from exchange.web.static import STATIC_PATH, StaticAssets
 from exchange.web.templating import Pages
 
 
 class WebFrontEnd:
-    def __init__(self, *, people: PeopleService, catalog: CatalogCache, settings: Settings) -> None:
+    def __init__(self, *, people: PeopleService, catalog: CatalogCache, settings: Settings, services: Services) -> None:
         self.people = people
         self.assets = StaticAssets()
         self.pages = Pages(self.assets, settings.timezone)
         # Cookies go over HTTPS only, except on a developer's machine.
         self.cookies = CookiePolicy(secure=settings.environment != "development")
         self.console = console.Console(people=people, pages=self.pages, cookies=self.cookies, catalog=catalog)
-        self.portal = portal.Portal(pages=self.pages)
+        self.portal = portal.Portal(services=services, pages=self.pages, cookies=self.cookies)
 
     @classmethod
     def for_services(cls, services: Services) -> WebFrontEnd:
-        return cls(people=services.people, catalog=services.catalog.cache, settings=services.settings)
+        return cls(
+            people=services.people, catalog=services.catalog.cache, settings=services.settings, services=services
+        )
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -43,18 +45,34 @@ class WebFrontEnd:
             ),
             Mount(
                 portal.PORTAL_PATH,
-                app=self.guarded(self.portal.routes(), sign_in_path=portal.SIGN_IN_PATH, layout=portal.LAYOUT),
+                app=self.guarded(
+                    self.portal.routes(),
+                    sign_in_path=portal.SIGN_IN_PATH,
+                    layout=portal.LAYOUT,
+                    sessions=self.portal.sessions,
+                    session_cookie=MEMBER_SESSION_COOKIE,
+                ),
             ),
         ]
 
-    def guarded(self, routes: Sequence[BaseRoute], *, sign_in_path: str, layout: str) -> ASGIApp:
-        """``routes`` behind the web middleware; each must be a :class:`Page`, with its rule."""
+    def guarded(
+        self,
+        routes: Sequence[BaseRoute],
+        *,
+        sign_in_path: str,
+        layout: str,
+        sessions: Sessions | None = None,
+        session_cookie: str = SESSION_COOKIE,
+    ) -> ASGIApp:
+        """``routes`` behind the web middleware; each must be a :class:`Page`, with its rule.
+        Sessions are people's (the console's) unless ``sessions`` says otherwise."""
         for route in routes:
             if not isinstance(route, Page):
                 raise ConfigurationError(f"{route!r} is not a Page: every web route declares who may open it")
         return WebMiddleware(
             Router(list(routes)),
-            people=self.people,
+            sessions=sessions or self.people,
+            session_cookie=session_cookie,
             pages=self.pages,
             cookies=self.cookies,
             sign_in_path=sign_in_path,
