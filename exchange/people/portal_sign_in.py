@@ -118,11 +118,8 @@ async def add_authority(session: AsyncSession, row: MemberWebSession, program_id
     """``program_id`` vouched for the session's member too: its points may be spent now."""
     if program_id not in row.asserted_by:
         row.asserted_by = sorted({*row.asserted_by, program_id})
-        await session.exec(
-            update(MemberWebSession)
-            .where(col(MemberWebSession.id_hash) == row.id_hash)
-            .values(asserted_by=row.asserted_by)
-        )  # type: ignore[call-overload]
+        session.add(row)
+        await session.flush()
     return row
 
 

@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from exchange.auth.scopes import Role
+from exchange.sandbox.faults import FaultKind
 from tests.web.conftest import PortalGateway
 from tests.web.portal_flows import HIDDEN, answer_partner, csrf_token, partner_page, post_back, sign_in
 from tests.web.portal_partners import PIN
@@ -134,3 +135,61 @@ def test_every_portal_page_refuses_a_console_session_and_no_session(
     for path in ("/portal/",):
         assert client.get(path).status_code == 303
     assert client.post("/portal/sign-out", data={"csrf_token": token}).status_code in (401, 403)
+
+
+def link(client: httpx.Client, program_id: str, member_ref: str, verification: str = PIN) -> httpx.Response:
+    token = csrf_token(client, "/portal/")
+    form = {"csrf_token": token, "program": program_id, "member_ref": member_ref, "verification": verification}
+    return client.post("/portal/accounts/link", data=form)
+
+
+def test_a_member_links_an_account_the_partner_confirms_and_is_refused_a_wrong_code(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=1_000)
+    partners.add_member("formosa-air", member_ref, balance=8_000)
+    sign_in(client, "fresh-mart", member_ref)
+    refused = link(client, "formosa-air", member_ref, verification="9999")
+    assert refused.status_code == 400 and "does not confirm this account" in refused.text
+    assert "8,000" not in client.get("/portal/").text
+    linked = link(client, "formosa-air", member_ref)
+    assert linked.status_code == 303 and linked.headers["location"] == "/portal/?notice=linked"
+    home = client.get("/portal/").text
+    assert "8,000" in home and "1,000" in home
+    assert "Sign in with Formosa Air Miles too" in home
+
+
+def test_signing_in_through_a_second_partner_adds_its_authority_to_the_same_session(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=2_000)
+    partners.add_member("formosa-air", member_ref, balance=9_000)
+    sign_in(client, "fresh-mart", member_ref)
+    assert link(client, "formosa-air", member_ref).status_code == 303
+    session_cookie = client.cookies["exchange_member"]
+    sign_in(client, "formosa-air", member_ref, token_path="/portal/")
+    assert client.cookies["exchange_member"] == session_cookie
+    home = client.get("/portal/").text
+    assert "Sign in with Formosa Air Miles too" not in home
+    assert "You signed in with Formosa Air Miles" in home and "You signed in with FreshMart Rewards" in home
+
+
+def test_a_partner_that_fails_shows_on_its_own_card_while_the_others_render(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=4_321)
+    partners.add_member("wallet-pay", member_ref, balance=765)
+    sign_in(client, "fresh-mart", member_ref)
+    assert link(client, "wallet-pay", member_ref).status_code == 303
+    wallet = partners.fleet["wallet-pay"].admin
+    partners.run(wallet.set_faults(percent={FaultKind.ERROR: 100}))
+    try:
+        home = client.get("/portal/")
+    finally:
+        partners.run(wallet.set_faults())
+    assert home.status_code == 200
+    assert "4,321" in home.text
+    assert "could not be reached just now" in home.text and "765" not in home.text
