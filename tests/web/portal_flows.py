@@ -68,3 +68,31 @@ def sign_in(client: httpx.Client, program_id: str, member_ref: str, *, token_pat
     back = post_back(answer_partner(client, partner_page(client, program_id, token_path=token_path), member_ref))
     landed = back.send(client)
     assert landed.status_code == 200 and 'id="continue"' in landed.text, landed.text
+
+
+QUOTE_PATH = re.compile(r"^/portal/convert/quotes/([0-9a-f-]{36})$")
+IDEMPOTENCY_FIELD = re.compile(r'name="idempotency_key" value="([^"]+)"')
+
+
+def ask_quote(client: httpx.Client, from_program: str, to_program: str, points: int) -> str:
+    """The address of a new quote's page."""
+    form = {
+        "csrf_token": csrf_token(client, "/portal/convert"),
+        "from_program": from_program,
+        "to_program": to_program,
+        "points": str(points),
+    }
+    asked = client.post("/portal/convert", data=form)
+    assert asked.status_code == 303, asked.text
+    location = asked.headers["location"]
+    assert QUOTE_PATH.match(location), location
+    return str(location)
+
+
+def convert_form(client: httpx.Client, quote_page: str) -> dict[str, str]:
+    """The convert form of a quote's page, as rendered (its idempotency key included)."""
+    page = client.get(quote_page).text
+    key = IDEMPOTENCY_FIELD.search(page)
+    token = CSRF_FIELD.search(page)
+    assert key is not None and token is not None
+    return {"csrf_token": token[1], "idempotency_key": key[1]}

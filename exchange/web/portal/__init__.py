@@ -11,6 +11,7 @@ from __future__ import annotations
 from exchange.services.container import Services
 from exchange.web.access import Page
 from exchange.web.portal.accounts import AccountPages
+from exchange.web.portal.convert import ConvertPages
 from exchange.web.portal.members import LAYOUT, PORTAL_PATH, SIGN_IN_PATH
 from exchange.web.portal.sign_in import SignInPages
 from exchange.web.security import CookiePolicy
@@ -25,6 +26,7 @@ class Portal:
         self.groups = [
             SignInPages(sessions=services.portal, pages=pages, cookies=cookies),
             AccountPages(services=services, pages=pages),
+            ConvertPages(services=services, pages=pages),
         ]
 
     def routes(self) -> list[Page]:

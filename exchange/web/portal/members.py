@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import replace
+from typing import TypeVar
 
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from exchange.auth.principal import Principal
 from exchange.auth.scopes import Role
+from exchange.errors import NotFound
 from exchange.services.people import SignedIn
 from exchange.web.access import roles
 from exchange.web.visitors import visitor_of
+
+T = TypeVar("T")
 
 PORTAL_PATH = "/portal"
 HOME_PATH = f"{PORTAL_PATH}/"
@@ -39,6 +45,15 @@ def acting_for(request: Request, program_id: str) -> Principal:
     refuse with ``AUTHORITY_REQUIRED`` (issue 12's rule, applied where GraphQL applies it)."""
     signed_in = member_session(request)
     return replace(signed_in.principal, asserted_by=program_id if program_id in signed_in.asserted_by else None)
+
+
+async def found(lookup: Awaitable[T]) -> T:
+    """What ``lookup`` finds; a thing that is not found (or not the member's, which is the
+    same to them) is the page that says there is nothing at this address."""
+    try:
+        return await lookup
+    except NotFound:
+        raise HTTPException(404) from None
 
 
 def form_field(form: FormData, name: str) -> str:
