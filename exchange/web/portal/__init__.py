@@ -13,6 +13,7 @@ from exchange.web.access import Page
 from exchange.web.portal.accounts import AccountPages
 from exchange.web.portal.convert import ConvertPages
 from exchange.web.portal.members import LAYOUT, PORTAL_PATH, SIGN_IN_PATH
+from exchange.web.portal.rewards import RewardPages
 from exchange.web.portal.sign_in import SignInPages
 from exchange.web.security import CookiePolicy
 from exchange.web.templating import Pages
@@ -27,6 +28,7 @@ class Portal:
             SignInPages(sessions=services.portal, pages=pages, cookies=cookies),
             AccountPages(services=services, pages=pages),
             ConvertPages(services=services, pages=pages),
+            RewardPages(services=services, pages=pages),
         ]
 
     def routes(self) -> list[Page]:
