@@ -12,6 +12,7 @@ from exchange.services.container import Services
 from exchange.web.access import Page
 from exchange.web.portal.accounts import AccountPages
 from exchange.web.portal.convert import ConvertPages
+from exchange.web.portal.matches import StatusMatchPages
 from exchange.web.portal.members import LAYOUT, PORTAL_PATH, SIGN_IN_PATH
 from exchange.web.portal.rewards import RewardPages
 from exchange.web.portal.sign_in import SignInPages
@@ -29,6 +30,7 @@ class Portal:
             AccountPages(services=services, pages=pages),
             ConvertPages(services=services, pages=pages),
             RewardPages(services=services, pages=pages),
+            StatusMatchPages(services=services, pages=pages),
         ]
 
     def routes(self) -> list[Page]:
