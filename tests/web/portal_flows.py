@@ -26,7 +26,8 @@ def csrf_token(client: httpx.Client, path: str = "/portal/sign-in") -> str:
 
 def partner_page(client: httpx.Client, program_id: str, *, token_path: str = "/portal/sign-in") -> str:
     """Start a sign-in through ``program_id``; the partner's sign-in page address."""
-    started = client.post(f"/portal/sign-in/{program_id}", data={"csrf_token": csrf_token(client, token_path)})
+    client.get(token_path)  # the page with the link, as a browser would have it open
+    started = client.get(f"/portal/sign-in/{program_id}")
     assert started.status_code == 303, started.text
     return started.headers["location"]
 

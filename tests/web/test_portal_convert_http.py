@@ -102,7 +102,7 @@ def test_converting_points_of_a_program_the_session_was_not_signed_in_through_is
     refused = client.post(quote_page, data=convert_form(client, quote_page))
     assert refused.status_code == 400
     assert "Sign in with Formosa Air Miles to spend its points" in refused.text
-    assert 'action="/portal/sign-in/formosa-air"' in refused.text
+    assert 'href="/portal/sign-in/formosa-air"' in refused.text
     assert partners.balance("formosa-air", member_ref) == 4_000
     sign_in(client, "formosa-air", member_ref, token_path="/portal/")
     converted = client.post(quote_page, data=convert_form(client, quote_page))

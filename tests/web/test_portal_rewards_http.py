@@ -93,5 +93,5 @@ def test_paying_with_a_program_the_session_was_not_signed_in_through_is_refused(
     assert client.post("/portal/accounts/link", data=link).status_code == 303
     reward_id = publish(portal_gateway, "formosa-air", "Priority boarding")
     refused = client.post(f"/portal/rewards/{reward_id}", data=redeem_form(client, reward_id, "wallet-pay"))
-    assert refused.status_code == 400 and 'action="/portal/sign-in/wallet-pay"' in refused.text
+    assert refused.status_code == 400 and 'href="/portal/sign-in/wallet-pay"' in refused.text
     assert partners.balance("wallet-pay", member_ref) == 90_000

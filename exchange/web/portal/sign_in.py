@@ -1,6 +1,6 @@
 """Members signing in to the portal through a partner, and out again.
 
-``POST /portal/sign-in/{program}`` starts a sign-in (the state goes into a cookie that a post
+``GET /portal/sign-in/{program}`` starts a sign-in (the state goes into a cookie that a post
 from the partner's site brings along) and sends the browser to the partner's sign-in page; the
 partner posts it back to ``/portal/sign-in/return`` with the state and an assertion. The
 session cookie is ``Strict``, which a browser arriving from another site would not send on,
@@ -38,7 +38,9 @@ class SignInPages:
             # The partner posts the member back: the sign-in's state, bound to this browser's
             # cookie, is what proves the request is the browser's own.
             Page("/sign-in/return", self.back, rule=PUBLIC, methods=["POST"], csrf=False),
-            Page("/sign-in/{program}", self.start, rule=PUBLIC, methods=["POST"]),
+            # A link, as "sign in with …" links are: the pages' CSP lets forms post only to the
+            # exchange itself, and a form's redirect to the partner would count as one.
+            Page("/sign-in/{program}", self.start, rule=PUBLIC),
             Page("/sign-out", self.sign_out, rule=MEMBERS, methods=["POST"]),
         ]
 
