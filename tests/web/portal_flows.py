@@ -64,9 +64,11 @@ def post_back(response: httpx.Response) -> PostBack:
     )
 
 
-def sign_in(client: httpx.Client, program_id: str, member_ref: str, *, token_path: str = "/portal/sign-in") -> None:
+def sign_in(
+    client: httpx.Client, program_id: str, member_ref: str, *, token_path: str = "/portal/sign-in", pin: str = PIN
+) -> None:
     """Sign in (or, signed in already, sign in through one more partner) as ``member_ref``."""
-    back = post_back(answer_partner(client, partner_page(client, program_id, token_path=token_path), member_ref))
+    back = post_back(answer_partner(client, partner_page(client, program_id, token_path=token_path), member_ref, pin))
     landed = back.send(client)
     assert landed.status_code == 200 and 'id="continue"' in landed.text, landed.text
 
