@@ -193,3 +193,15 @@ def test_a_partner_that_fails_shows_on_its_own_card_while_the_others_render(
     assert home.status_code == 200
     assert "4,321" in home.text
     assert "could not be reached just now" in home.text and "765" not in home.text
+
+
+def test_signing_out_needs_the_csrf_token_and_ends_the_session(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    sign_in(client, "fresh-mart", portal_gateway.partners.new_member("fresh-mart"))
+    refused = client.post("/portal/sign-out", data={"csrf_token": "not-the-token"})
+    assert refused.status_code == 403 and "Nothing was changed" in refused.text
+    assert client.get("/portal/").status_code == 200, "still signed in"
+    signed_out = client.post("/portal/sign-out", data={"csrf_token": csrf_token(client, "/portal/")})
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/portal/sign-in?notice=signed-out"
+    assert client.get("/portal/").status_code == 303
