@@ -43,6 +43,7 @@ from exchange.ledger.periods import SettlementCalendar
 from exchange.programs.declarations import read_partners_directory
 from exchange.sandbox.server import SandboxServer, demo_sandboxes
 from exchange.services.container import Services, load_partners_directory, open_services
+from exchange.services.portal import RETURN_PATH
 from exchange.serving import RunningServer, start_server, wait_for_stop_signal
 from exchange.settings import Settings
 
@@ -96,7 +97,7 @@ def banner(
             f"  GraphiQL (open in a browser): {url}",
             f"  Console (open in a browser): {gateway_url}/console/ ; sign in as (development passwords):",
             *sign_ins,
-            f"  Portal (open in a browser): {gateway_url}/portal/ ; members sign in at their program with id and PIN:",
+            f"  Member portal (open in a browser): {gateway_url}/portal/ ; choose a program, then a member id and PIN:",
             f"    {members}",
             *month_lines(settings, month),
             f"  Database: {settings.database_url}",
@@ -214,10 +215,27 @@ def write_private(path: Path, document: dict[str, Any]) -> None:
     path.chmod(0o600)
 
 
-async def write_credentials(settings: Settings, data_dir: Path, gateway_url: str) -> Path:
+async def set_up_member_sign_in(services: Services, sandboxes: list[SandboxServer], clients: dict[str, Any]) -> None:
+    """Each sandbox's sign-in page signs members in to the portal: its key registered at the
+    exchange (beside the demo's own), the portal's return URL registered at the sandbox."""
+    return_url = services.settings.issuer_url + RETURN_PATH
+    for sandbox in sandboxes:
+        program_id = sandbox.program.id
+        if program_id not in clients:
+            continue
+        public_key = json.dumps(sandbox.sign_in.key.as_dict(private=False))
+        await services.access.register_assertion_key(program_id, public_key)
+        sandbox.sign_in.client_id = clients[program_id]["client_id"]
+        sandbox.sign_in.return_urls = frozenset({return_url})
+
+
+async def write_credentials(
+    settings: Settings, data_dir: Path, gateway_url: str, sandboxes: list[SandboxServer]
+) -> Path:
     issuer = settings.issuer_url
     async with open_services(settings) as services:
         client_entries, partner_keys = await set_up_clients(services)
+        await set_up_member_sign_in(services, sandboxes, client_entries)
     members: dict[str, Any] = {}
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as http:
         for member_ref, pin in DEMO_MEMBERS.items():
@@ -286,7 +304,7 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
         month = await prepare_last_month(settings, data_dir, sandboxes)
         people = await sign_ins(settings)
         gateway = await start_server(create_app(settings), host=settings.host, port=settings.port, handle_signals=False)
-        credentials = await write_credentials(settings, data_dir, gateway.url)
+        credentials = await write_credentials(settings, data_dir, gateway.url, sandboxes)
         print(banner(gateway.url, settings, sandboxes, credentials, people, month), flush=True)
         await wait_for_stop_signal()
     finally:

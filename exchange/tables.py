@@ -22,6 +22,7 @@ from exchange.ledger.models import (
 )
 from exchange.members.models import DebitConsent, LinkedAccount, Member
 from exchange.people.models import Person, WebSession
+from exchange.people.portal_models import MemberWebSession, PortalSignIn
 from exchange.pricing.models import LimitUsage, Promotion, Quote, RateVersion
 from exchange.programs.models import (
     CoalitionLevel,
@@ -55,9 +56,11 @@ __all__ = [
     "LimitUsage",
     "LinkedAccount",
     "Member",
+    "MemberWebSession",
     "OAuthClient",
     "PartnerAssertionKey",
     "Person",
+    "PortalSignIn",
     "Program",
     "ProgramTier",
     "Promotion",

@@ -214,3 +214,22 @@ async def record_assertion_use(
 
 def expiry_of(claims: Mapping[str, Any]) -> datetime:
     return datetime.fromtimestamp(claims["exp"], UTC)
+
+
+async def accept_assertion(
+    session: AsyncSession,
+    assertion: str,
+    *,
+    issuer: str,
+    program_id: str | None,
+    audiences: Sequence[str],
+    now: datetime,
+) -> Mapping[str, Any]:
+    """The claims of a member assertion ``issuer`` (a partner's client, running ``program_id``)
+    signed, once one of the program's registered keys verifies it and its ``jti`` is recorded
+    as used. Both ways a partner vouches for a member go through here: the JWT-bearer grant
+    (back channel) and the portal's sign-in (front channel, with its own audience)."""
+    rows = (await assertion_keys(session, [program_id])).get(program_id, []) if program_id else []
+    claims = verify_assertion(assertion, verification_keys(rows), audiences=audiences, now=now)
+    await record_assertion_use(session, issuer=issuer, jti=claims["jti"], expires_at=expiry_of(claims), now=now)
+    return claims

@@ -244,6 +244,11 @@ class ConnectorDeclaration(_Strict):
     base_url: Annotated[str, Field(pattern=r"^https?://")]
     timeout_seconds: Annotated[ExactDecimal, Field(gt=0, le=60)] = Decimal("2")
     oauth: OAuthClientDeclaration
+    sign_in_url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        default=None,
+        description="The partner's member sign-in page, where the portal sends members to sign in "
+        "(partners/CONTRACT.md); without it, members cannot sign in to the portal through this program.",
+    )
 
 
 class ChallengeDeclaration(_Strict):

@@ -32,6 +32,7 @@ from exchange.services.conversions import ConversionService
 from exchange.services.matches import StatusMatchService
 from exchange.services.members import MemberService
 from exchange.services.people import PeopleService
+from exchange.services.portal import PortalSignInService
 from exchange.services.pricing import PricingService
 from exchange.services.rewards import RewardService
 from exchange.services.settlement import SettlementService
@@ -59,6 +60,7 @@ class Services:
     settlement: SettlementService
     access: AccessService
     people: PeopleService
+    portal: PortalSignInService
 
     def periodic_jobs(self) -> list[PeriodicJob]:
         """What every gateway process runs in the background (an interval of 0: never)."""
@@ -105,6 +107,7 @@ def build_services(
     )
     key_secret = settings.key_encryption_secret.get_secret_value()
     keys = SigningKeys(db, key_secret, clock)
+    people = PeopleService.for_settings(settings, db=db, clock=clock)
     return Services(
         settings=settings,
         db=db,
@@ -139,7 +142,15 @@ def build_services(
             key_secret=key_secret,
             token_lifetime=timedelta(seconds=settings.access_token_lifetime),
         ),
-        people=PeopleService.for_settings(settings, db=db, clock=clock),
+        people=people,
+        portal=PortalSignInService(
+            db,
+            clock,
+            catalog=cache,
+            connectors=connectors,
+            exchange_url=settings.issuer_url,
+            timeouts=people.timeouts,
+        ),
     )
 
 

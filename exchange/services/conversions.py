@@ -67,6 +67,11 @@ class ConversionService:
                 now=self.clock.now(),
             )
 
+    async def quote(self, caller: Principal, quote_id: str) -> Quote:
+        """One of the caller's own quotes (another's is not found), expired or not."""
+        async with self.db.transaction() as session:
+            return await quotes.member_quote(session, quote_id, member_of(caller))
+
     async def execute(self, caller: Principal, quote_id: str, key: str, *, consent: str | None) -> Conversion:
         """Run the caller's quote as a conversion, as far as it goes now; the same ``key``
         returns the same conversion. The source program's points are debited only under its

@@ -52,10 +52,14 @@ def rate_limit_key(username: str) -> str:
 
 @dataclass(frozen=True)
 class SignedIn:
-    """A live session: who it acts as, and the token its forms and htmx requests carry."""
+    """A live session: who it acts as, and the token its forms and htmx requests carry.
+
+    A member's portal session also names the programs that vouched for the member in it
+    (``asserted_by``): those whose points it may spend."""
 
     principal: Principal
     csrf_token: str
+    asserted_by: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
