@@ -15,13 +15,14 @@ from exchange.settings import Settings
 from exchange.web import console, portal
 from exchange.web.access import Page
 from exchange.web.middleware import WebMiddleware
+from exchange.web.partner import PartnerConsole
 from exchange.web.security import CookiePolicy
 from exchange.web.static import STATIC_PATH, StaticAssets
 from exchange.web.templating import Pages
 
 
 class WebFrontEnd:
-    def __init__(self, *, people: PeopleService, catalog: CatalogCache, settings: Settings) -> None:
+    def __init__(self, *, people: PeopleService, catalog: CatalogCache, settings: Settings, services: Services) -> None:
         self.people = people
         self.assets = StaticAssets()
         self.pages = Pages(self.assets, settings.timezone)
@@ -29,17 +30,24 @@ class WebFrontEnd:
         self.cookies = CookiePolicy(secure=settings.environment != "development")
         self.console = console.Console(people=people, pages=self.pages, cookies=self.cookies, catalog=catalog)
         self.portal = portal.Portal(pages=self.pages)
+        self.partner = PartnerConsole(services=services, pages=self.pages)
 
     @classmethod
     def for_services(cls, services: Services) -> WebFrontEnd:
-        return cls(people=services.people, catalog=services.catalog.cache, settings=services.settings)
+        return cls(
+            people=services.people, catalog=services.catalog.cache, settings=services.settings, services=services
+        )
 
     def routes(self) -> list[BaseRoute]:
         return [
             Mount(STATIC_PATH, app=self.assets.app(), name="static"),
             Mount(
                 console.CONSOLE_PATH,
-                app=self.guarded(self.console.routes(), sign_in_path=console.SIGN_IN_PATH, layout=console.LAYOUT),
+                app=self.guarded(
+                    self.console.routes() + self.partner.routes(),
+                    sign_in_path=console.SIGN_IN_PATH,
+                    layout=console.LAYOUT,
+                ),
             ),
             Mount(
                 portal.PORTAL_PATH,

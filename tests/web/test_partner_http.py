@@ -1,0 +1,152 @@
+"""The partner console over HTTP: each page shows and changes only the signed-in partner's own
+program, validation errors come back on their fields, and another partner's rows cannot be
+reached by changing an address or a form value."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from exchange.auth.scopes import Role
+from tests.web.conftest import Gateway, Person, run_async
+from tests.web.test_console_http import form_token, signed_in
+
+PARTNER = "/console/partner"
+
+
+@pytest.fixture
+def air(gateway: Gateway) -> Person:
+    return gateway.person(Role.PARTNER, "formosa-air")
+
+
+@pytest.fixture
+def mart(gateway: Gateway) -> Person:
+    return gateway.person(Role.PARTNER, "fresh-mart")
+
+
+@pytest.fixture
+def air_client(gateway: Gateway, air: Person) -> Iterator[httpx.Client]:
+    with signed_in(gateway, air) as client:
+        yield client
+
+
+def post(client: httpx.Client, path: str, **form: str | list[str]) -> httpx.Response:
+    return client.post(path, data={"csrf_token": form_token(client, "/console/"), **form})
+
+
+def field_error(page: str, name: str) -> str:
+    match = re.search(rf'<p class="field__error" id="f-{re.escape(name)}-error">([^<]*)</p>', page)
+    assert match is not None, f"no error on {name}"
+    return match[1]
+
+
+def test_the_rates_page_lists_the_rates_into_the_partners_program_only(air_client: httpx.Client) -> None:
+    page = air_client.get(f"{PARTNER}/rates")
+    assert page.status_code == 200
+    assert "Rates into your program" in page.text
+    assert "Harbor Bank" in page.text and "10:1" in page.text, "the declared rate from harbor-bank"
+    assert "Set by the exchange" in page.text, "a declared rate is not the partner's to edit"
+    assert "formosa-air-year-end-2026" in page.text
+
+
+def test_setting_a_rate_creates_a_version_and_a_bad_ratio_is_shown_on_its_field(
+    gateway: Gateway, air_client: httpx.Client
+) -> None:
+    refused = post(air_client, f"{PARTNER}/rates", fromProgram="tune-stream", ratio="three to one")
+    assert refused.status_code == 422
+    assert "ratio" in field_error(refused.text, "ratio").lower() or field_error(refused.text, "ratio")
+    assert 'value="three to one"' in refused.text, "what was typed is kept"
+    odd = post(air_client, f"{PARTNER}/rates", fromProgram="tune-stream", ratio="3:1", bonusEvery="5000")
+    assert odd.status_code == 422 and "bonusPoints" in field_error(odd.text, "bonusEvery")
+    declared = post(air_client, f"{PARTNER}/rates", fromProgram="harbor-bank", ratio="2:1")
+    assert declared.status_code == 422 and "operator" in field_error(declared.text, "fromProgram")
+
+    done = post(air_client, f"{PARTNER}/rates", fromProgram="tune-stream", ratio="4:1", minimumPoints="400")
+    assert done.status_code == 303 and done.headers["location"] == f"{PARTNER}/rates?done=rate-set"
+    listed = air_client.get(done.headers["location"]).text
+    assert "The rate is set" in listed and "4:1" in listed
+    form = air_client.get(f"{PARTNER}/rates/edit", params={"fromProgram": "tune-stream"}).text
+    assert 'value="4:1"' in form and 'value="400"' in form, "the form shows the rate in effect"
+
+    cleared = post(air_client, f"{PARTNER}/rates/clear", fromProgram="tune-stream")
+    assert cleared.status_code == 303
+    assert "4:1" not in air_client.get(f"{PARTNER}/rates").text
+
+
+def test_the_preview_prices_without_storing_a_quote(gateway: Gateway, air_client: httpx.Client) -> None:
+    async def quotes() -> int:
+        from sqlalchemy import func, select
+
+        from exchange.pricing.models import Quote
+        from exchange.services.container import open_services
+
+        async with open_services(gateway.settings) as services, services.db.transaction() as session:
+            return int((await session.exec(select(func.count()).select_from(Quote))).one()[0])  # type: ignore[call-overload]
+
+    before = run_async(quotes)
+    fragment = air_client.get(
+        f"{PARTNER}/rates/preview",
+        params={"fromProgram": "harbor-bank", "points": "60000", "memberLevel": "0"},
+        headers={"HX-Request": "true"},
+    )
+    assert fragment.status_code == 200 and "<html" not in fragment.text, "htmx gets the fragment alone"
+    # 60,000 card points at 10:1 give 6,000 miles, and 1,000 bonus miles per 60,000.
+    assert "7,000" in fragment.text and "6,000" not in fragment.text.split("Points out")[0]
+    too_few = air_client.get(
+        f"{PARTNER}/rates/preview",
+        params={"fromProgram": "harbor-bank", "points": "5000"},
+        headers={"HX-Request": "true"},
+    )
+    assert 'role="alert"' in too_few.text and "at least 10000 points" in too_few.text, "the pair's minimum is named"
+    whole = air_client.get(f"{PARTNER}/rates/preview", params={"fromProgram": "harbor-bank", "points": "x"})
+    assert "<html" in whole.text and "whole number" in whole.text, "without htmx, a whole page"
+    assert run_async(quotes) == before
+
+
+def test_a_promotion_is_created_with_its_errors_on_their_fields_and_ended(air_client: httpx.Client) -> None:
+    bad = post(
+        air_client,
+        f"{PARTNER}/promotions",
+        id="air-spring",
+        bonusPercent="2000",
+        endsAt="2099-01-01T00:00",
+    )
+    assert bad.status_code == 422 and "bonusPercent" in field_error(bad.text, "bonusPercent")
+    backwards = post(
+        air_client,
+        f"{PARTNER}/promotions",
+        id="air-spring",
+        bonusPercent="12.5",
+        startsAt="2099-02-01T00:00",
+        endsAt="2099-01-01T00:00",
+    )
+    assert backwards.status_code == 422 and "after" in field_error(backwards.text, "endsAt")
+    created = post(
+        air_client,
+        f"{PARTNER}/promotions",
+        id="air-spring",
+        bonusPercent="12.5",
+        endsAt="2099-01-01T00:00",
+        fromPrograms=["tune-stream", "fresh-mart"],
+    )
+    assert created.status_code == 303
+    listed = air_client.get(f"{PARTNER}/rates").text
+    assert "air-spring" in listed and "12.5%" in listed and "tune-stream, fresh-mart" in listed
+    ended = post(air_client, f"{PARTNER}/promotions/end", id="air-spring")
+    assert ended.status_code == 303
+
+
+def test_a_partner_cannot_end_another_partners_promotion_by_changing_the_form(
+    gateway: Gateway, mart: Person, air_client: httpx.Client
+) -> None:
+    with signed_in(gateway, mart) as mart_client:
+        refused = post(mart_client, f"{PARTNER}/promotions/end", id="formosa-air-year-end-2026")
+        assert refused.status_code == 422 and "Nothing was changed" in refused.text
+        assert "formosa-air-year-end-2026" not in mart_client.get(f"{PARTNER}/rates").text
+    assert "formosa-air-year-end-2026" in air_client.get(f"{PARTNER}/rates").text
+    listed = air_client.get(f"{PARTNER}/rates").text
+    row = listed.split("formosa-air-year-end-2026")[1].split("</tr>")[0]
+    assert "Ended" not in row, "still running"
