@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections.abc import Callable, Coroutine, Iterator
+import threading
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,10 +27,12 @@ from starlette.applications import Starlette
 from exchange.app import create_app
 from exchange.auth.scopes import Role
 from exchange.people import totp
+from exchange.programs.declarations import read_partners_directory
 from exchange.services.container import load_partners_directory, open_services
 from exchange.serving import free_port
 from exchange.settings import Settings
 from exchange.testing.databases import PostgresDatabases
+from exchange.testing.sandboxes import SandboxFleet
 from exchange.testing.threads import serving_in_thread
 from tests.conftest import REPO_ROOT, SAMPLE_PARTNERS
 
@@ -98,7 +102,9 @@ class Gateway:
         return httpx.Client(base_url=self.url, follow_redirects=False, timeout=30)
 
 
-def start_gateway(databases: PostgresDatabases, **settings: object) -> Iterator[Gateway]:
+def start_gateway(
+    databases: PostgresDatabases, *, partner_base_urls: Mapping[str, str] | None = None, **settings: object
+) -> Iterator[Gateway]:
     url = databases.create()
     try:
         gateway_settings = Settings(
@@ -115,7 +121,7 @@ def start_gateway(databases: PostgresDatabases, **settings: object) -> Iterator[
         # catalog is loaded as in development, and only the gateway runs as configured.
         catalog_settings = gateway_settings.model_copy(update={"environment": "development"})
         run_async(lambda: load_partners_directory(catalog_settings))
-        app = create_app(gateway_settings)
+        app = create_app(gateway_settings, partner_base_urls=partner_base_urls)
         with serving_in_thread(app, port=gateway_settings.port) as base_url:
             yield Gateway(url=base_url, settings=gateway_settings, app=app)
     finally:
@@ -126,6 +132,34 @@ def start_gateway(databases: PostgresDatabases, **settings: object) -> Iterator[
 def gateway(postgres_databases: PostgresDatabases) -> Iterator[Gateway]:
     """One gateway for every web test: each test makes people of its own."""
     yield from start_gateway(postgres_databases)
+
+
+@contextmanager
+def sandboxes_in_thread(programs: Sequence[str], data_dir: Path) -> Iterator[SandboxFleet]:
+    """Sandbox partners for ``programs``, served from a thread with its own event loop (the
+    tests' thread keeps Playwright's)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="sandboxes", daemon=True)
+    thread.start()
+    fleet = SandboxFleet(read_partners_directory(SAMPLE_PARTNERS), data_dir)
+    try:
+        asyncio.run_coroutine_threadsafe(fleet.start(*programs), loop).result(timeout=120)
+        yield fleet
+    finally:
+        asyncio.run_coroutine_threadsafe(fleet.stop(), loop).result(timeout=120)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+
+
+@pytest.fixture(scope="session")
+def partnered_gateway(
+    postgres_databases: PostgresDatabases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """A gateway whose partners harbor-bank and formosa-air are sandboxes on loopback, for
+    tests in which members redeem and convert."""
+    with sandboxes_in_thread(("harbor-bank", "formosa-air"), tmp_path_factory.mktemp("sandboxes")) as fleet:
+        yield from start_gateway(postgres_databases, partner_base_urls=fleet.base_urls, partner_retry_attempts=1)
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,30 @@ import httpx
 import pytest
 
 from exchange.auth.scopes import Role
+from exchange.db.database import Database
+from exchange.testing.kit import ExchangeKit
 from tests.web.conftest import Gateway, Person, run_async
 from tests.web.test_console_http import form_token, signed_in
 
 PARTNER = "/console/partner"
+REDEEM = """mutation($reward: ID!, $key: String!) {
+  redeemReward(rewardId: $reward, payWith: "harbor-bank", idempotencyKey: $key) { id status } }"""
+
+
+def redeem_as_member(gateway: Gateway, reward_id: str, key: str, member_ref: str = "bob") -> dict[str, str]:
+    """A member of harbor-bank (a sandbox partner) redeems ``reward_id`` through GraphQL."""
+
+    async def work() -> dict[str, str]:
+        db = Database.from_url(gateway.settings.database_url)
+        try:
+            async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+                kit = ExchangeKit(settings=gateway.settings, http=http, db=db)
+                token = await kit.member_token("harbor-bank", member_ref)
+                return dict((await kit.data(REDEEM, token, reward=reward_id, key=key))["redeemReward"])
+        finally:
+            await db.dispose()
+
+    return run_async(work)
 
 
 @pytest.fixture
@@ -150,3 +170,78 @@ def test_a_partner_cannot_end_another_partners_promotion_by_changing_the_form(
     listed = air_client.get(f"{PARTNER}/rates").text
     row = listed.split("formosa-air-year-end-2026")[1].split("</tr>")[0]
     assert "Ended" not in row, "still running"
+
+
+def published(client: httpx.Client, **form: str) -> str:
+    """Publish a reward through the form; its id."""
+    response = post(client, f"{PARTNER}/rewards", **form)
+    assert response.status_code == 303, response.text
+    location = response.headers["location"]
+    assert location.endswith("?done=published")
+    return location.split("/rewards/")[1].split("?")[0]
+
+
+def test_a_reward_is_published_repriced_restocked_and_withdrawn(air_client: httpx.Client) -> None:
+    refused = post(air_client, f"{PARTNER}/rewards", title="Seat upgrade", price="-3", stock="10")
+    assert refused.status_code == 422 and "greater than 0" in field_error(refused.text, "price")
+    fine = post(air_client, f"{PARTNER}/rewards", title="Seat upgrade", price="0.001", stock="10")
+    assert fine.status_code == 422 and field_error(fine.text, "price"), "finer than the currency's minor unit"
+    reward_id = published(air_client, title="Seat upgrade", price="150.50", stock="10", perMemberLimit="1")
+    page = air_client.get(f"{PARTNER}/rewards/{reward_id}").text
+    assert "Seat upgrade" in page and "NT$150.50" in page and "Available" in page
+
+    assert post(air_client, f"{PARTNER}/rewards/{reward_id}/price", price="120").status_code == 303
+    assert post(air_client, f"{PARTNER}/rewards/{reward_id}/restock", units="5").status_code == 303
+    too_many = post(air_client, f"{PARTNER}/rewards/{reward_id}/restock", units="0")
+    assert too_many.status_code == 422 and "units" in field_error(too_many.text, "units")
+    page = air_client.get(f"{PARTNER}/rewards/{reward_id}").text
+    assert "NT$120.00" in page and "<dd>15</dd>" in page
+
+    assert post(air_client, f"{PARTNER}/rewards/{reward_id}/withdraw").status_code == 303
+    page = air_client.get(f"{PARTNER}/rewards/{reward_id}?done=withdrawn").text
+    assert "Withdrawn" in page and "Withdraw the reward" not in page
+    listed = air_client.get(f"{PARTNER}/rewards").text
+    assert reward_id in listed and "fresh-mart-coupon-100" not in listed, "only the partner's own rewards"
+
+
+def test_another_partners_reward_cannot_be_opened_or_changed_by_its_address(
+    gateway: Gateway, air_client: httpx.Client, mart: Person
+) -> None:
+    theirs = "fresh-mart-coupon-100"
+    assert air_client.get(f"{PARTNER}/rewards/{theirs}").status_code == 403
+    assert air_client.get(f"{PARTNER}/rewards/no-such-reward").status_code == 404
+    for action, form in (("price", {"price": "1"}), ("restock", {"units": "100"}), ("withdraw", {})):
+        refused = post(air_client, f"{PARTNER}/rewards/{theirs}/{action}", **form)
+        assert refused.status_code == 403, action
+    with signed_in(gateway, mart) as mart_client:
+        page = mart_client.get(f"{PARTNER}/rewards/{theirs}").text
+        assert "NT$95.00" in page and "Available" in page, "unchanged"
+
+
+def test_a_partner_cannot_confirm_or_cancel_a_redemption_that_is_not_its_own(air_client: httpx.Client) -> None:
+    for action in ("confirm", "cancel"):
+        refused = post(
+            air_client, f"{PARTNER}/redemptions/{action}", redemptionId="00000000-0000-0000-0000-000000000000"
+        )
+        assert refused.status_code == 422 and "no redemption of yours" in refused.text
+
+
+def test_a_members_redemption_awaits_the_partners_confirmation_or_cancellation(partnered_gateway: Gateway) -> None:
+    with signed_in(partnered_gateway, partnered_gateway.person(Role.PARTNER, "formosa-air")) as client:
+        reward_id = published(client, title="Lounge day pass", price="50", stock="5")
+        first = redeem_as_member(partnered_gateway, reward_id, "lounge-1")
+        second = redeem_as_member(partnered_gateway, reward_id, "lounge-2")
+        assert first["status"] == second["status"] == "COMPLETED"
+        awaiting = client.get(f"{PARTNER}/redemptions").text
+        assert first["id"] in awaiting and second["id"] in awaiting
+
+        confirmed = post(client, f"{PARTNER}/redemptions/confirm", redemptionId=first["id"])
+        assert confirmed.status_code == 303
+        cancelled = post(client, f"{PARTNER}/redemptions/cancel", redemptionId=second["id"])
+        assert cancelled.status_code == 303
+        assert "Nothing to confirm." in client.get(f"{PARTNER}/redemptions").text
+        again = post(client, f"{PARTNER}/redemptions/confirm", redemptionId=first["id"])
+        assert again.status_code == 422 and "only a paid direct reward awaits delivery" in again.text
+        page = client.get(f"{PARTNER}/rewards/{reward_id}").text
+        assert "Delivered" in page and "Cancelled" in page
+        assert "<dd>4</dd>" in page, "the cancelled redemption gave its unit back"

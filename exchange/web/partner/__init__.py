@@ -11,6 +11,7 @@ from __future__ import annotations
 from exchange.services.container import Services
 from exchange.web.access import Page
 from exchange.web.partner.pricing import PricingPages
+from exchange.web.partner.rewards import RewardPages
 from exchange.web.templating import Pages
 
 
@@ -18,7 +19,10 @@ class PartnerConsole:
     """The partner console's pages, for the console's router."""
 
     def __init__(self, *, services: Services, pages: Pages) -> None:
-        self.areas = (PricingPages(pricing=services.pricing, pages=pages, catalog=services.catalog),)
+        self.areas = (
+            PricingPages(pricing=services.pricing, pages=pages, catalog=services.catalog),
+            RewardPages(rewards=services.rewards, pages=pages, catalog=services.catalog),
+        )
 
     def routes(self) -> list[Page]:
         return [route for area in self.areas for route in area.routes()]
