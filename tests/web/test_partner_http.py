@@ -245,3 +245,79 @@ def test_a_members_redemption_awaits_the_partners_confirmation_or_cancellation(p
         page = client.get(f"{PARTNER}/rewards/{reward_id}").text
         assert "Delivered" in page and "Cancelled" in page
         assert "<dd>4</dd>" in page, "the cancelled redemption gave its unit back"
+
+
+def token_status(gateway: Gateway, client_id: str, secret: str) -> int:
+    with gateway.client() as http:
+        return http.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+        ).status_code
+
+
+def issued_secret(page: str) -> tuple[str, str]:
+    client_id = re.search(r"<dt>Client id</dt><dd><code>([^<]+)</code>", page)
+    secret = re.search(r'id="client-secret">([^<]+)</code>', page)
+    assert client_id is not None and secret is not None, "the secret is shown"
+    return client_id[1], secret[1]
+
+
+def test_a_client_is_created_with_its_secret_shown_once_rotated_and_revoked(
+    gateway: Gateway, air_client: httpx.Client
+) -> None:
+    created = post(air_client, f"{PARTNER}/clients", scopes=["partner:read"])
+    assert created.status_code == 200
+    client_id, secret = issued_secret(created.text)
+    assert client_id.startswith("formosa-air-")
+    listing = air_client.get(f"{PARTNER}/access").text
+    assert client_id in listing and secret not in listing, "shown once, never again"
+    assert token_status(gateway, client_id, secret) == 200
+
+    rotated = post(air_client, f"{PARTNER}/clients/rotate", clientId=client_id)
+    same_id, new_secret = issued_secret(rotated.text)
+    assert same_id == client_id and new_secret != secret
+    assert token_status(gateway, client_id, secret) == 401, "the old secret stopped working"
+    assert token_status(gateway, client_id, new_secret) == 200
+
+    none = post(air_client, f"{PARTNER}/clients")
+    assert none.status_code == 422 and "at least one scope" in none.text
+    revoked = post(air_client, f"{PARTNER}/clients/revoke", clientId=client_id)
+    assert revoked.status_code == 303
+    assert client_id not in air_client.get(f"{PARTNER}/access").text
+    assert token_status(gateway, client_id, new_secret) == 401
+
+
+def test_another_partners_client_cannot_be_rotated_or_revoked_by_changing_the_form(
+    gateway: Gateway, air_client: httpx.Client, mart: Person
+) -> None:
+    with signed_in(gateway, mart) as mart_client:
+        theirs, secret = issued_secret(post(mart_client, f"{PARTNER}/clients", scopes=["partner:read"]).text)
+    assert theirs not in air_client.get(f"{PARTNER}/access").text
+    for action in ("rotate", "revoke"):
+        refused = post(air_client, f"{PARTNER}/clients/{action}", clientId=theirs)
+        assert refused.status_code == 422 and "no OAuth client has id" in refused.text
+        assert 'id="client-secret"' not in refused.text
+    assert token_status(gateway, theirs, secret) == 200, "untouched"
+
+
+def test_assertion_keys_are_added_from_a_jwk_refused_when_malformed_and_retired(
+    gateway: Gateway, air_client: httpx.Client, mart: Person
+) -> None:
+    import json
+
+    from joserfc.jwk import ECKey
+
+    key = ECKey.generate_key("P-256", parameters={"kid": "air-signing-1"})
+    public = json.dumps(key.as_dict(private=False))
+    bad = post(air_client, f"{PARTNER}/keys", publicKey='{"kty": "oct", "k": "c2VjcmV0"}')
+    assert bad.status_code == 422 and "public key" in field_error(bad.text, "publicKey")
+    assert "oct" in bad.text, "what was pasted is kept"
+    assert post(air_client, f"{PARTNER}/keys", publicKey=public).status_code == 303
+    assert "air-signing-1" in air_client.get(f"{PARTNER}/access").text
+
+    with signed_in(gateway, mart) as mart_client:
+        assert "air-signing-1" not in mart_client.get(f"{PARTNER}/access").text
+        refused = post(mart_client, f"{PARTNER}/keys/retire", kid="air-signing-1")
+        assert refused.status_code == 422 and "no assertion key has kid" in refused.text
+    assert "air-signing-1" in air_client.get(f"{PARTNER}/access").text, "still accepted"
+    assert post(air_client, f"{PARTNER}/keys/retire", kid="air-signing-1").status_code == 303
+    assert "air-signing-1" not in air_client.get(f"{PARTNER}/access").text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from exchange.services.container import Services
 from exchange.web.access import Page
+from exchange.web.partner.access import AccessPages
 from exchange.web.partner.pricing import PricingPages
 from exchange.web.partner.rewards import RewardPages
 from exchange.web.templating import Pages
@@ -22,6 +23,7 @@ class PartnerConsole:
         self.areas = (
             PricingPages(pricing=services.pricing, pages=pages, catalog=services.catalog),
             RewardPages(rewards=services.rewards, pages=pages, catalog=services.catalog),
+            AccessPages(access=services.access, pages=pages, settings=services.settings),
         )
 
     def routes(self) -> list[Page]:
