@@ -4,6 +4,7 @@ the clearing ledger. Each operation opens its own units of work and calls the ru
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -18,7 +19,7 @@ from exchange.ledger.verify import Verification, verify_ledger
 from exchange.money import Currency
 from exchange.programs.service import get_coalition
 from exchange.settings import Settings
-from exchange.settlement import closing, reconciliation, signoff, statements
+from exchange.settlement import closing, overview, reconciliation, signoff, statements
 from exchange.settlement.breaks import ResolveRequest, list_breaks, resolve_break
 from exchange.settlement.closing import PeriodReport
 from exchange.settlement.keys import Rotation, StatementKeys
@@ -29,6 +30,7 @@ from exchange.settlement.models import (
     ReconciliationBreak,
     SettlementPosition,
 )
+from exchange.settlement.overview import PartnerPeriod
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,11 @@ class SettlementService:
                 participant=participant,
                 period=period,
             )
+
+    async def partner_periods(self, partner: str, *, first: int = 24) -> Sequence[PartnerPeriod]:
+        """The partner's latest closed periods: its position and its reconciliation's state."""
+        async with self.db.transaction() as session:
+            return await overview.partner_periods(session, partner, first=first)
 
     async def signing_key(self) -> RSAKey:
         """The key statements are signed with now: the active statement-signing key."""

@@ -13,6 +13,7 @@ from exchange.web.access import Page
 from exchange.web.partner.access import AccessPages
 from exchange.web.partner.pricing import PricingPages
 from exchange.web.partner.rewards import RewardPages
+from exchange.web.partner.statements import StatementPages
 from exchange.web.templating import Pages
 
 
@@ -24,6 +25,7 @@ class PartnerConsole:
             PricingPages(pricing=services.pricing, pages=pages, catalog=services.catalog),
             RewardPages(rewards=services.rewards, pages=pages, catalog=services.catalog),
             AccessPages(access=services.access, pages=pages, settings=services.settings),
+            StatementPages(settlement=services.settlement, pages=pages, catalog=services.catalog),
         )
 
     def routes(self) -> list[Page]:
