@@ -209,9 +209,9 @@ class RewardPages:
     async def awaiting(self, request: Request) -> Response:
         redemptions = await self.rewards.awaiting_delivery(partner_of(request), first=AWAITING_SHOWN)
         done = request.query_params.get("done")
-        return self._awaiting_page(request, redemptions, done=done if done in DONE else None)
+        return await self._awaiting_page(request, redemptions, done=done if done in DONE else None)
 
-    def _awaiting_page(
+    async def _awaiting_page(
         self,
         request: Request,
         redemptions: Sequence[Redemption],
@@ -220,10 +220,16 @@ class RewardPages:
         problems: Problems | None = None,
         status_code: int = 200,
     ) -> Response:
+        rewards = await self.rewards.rewards(program_id=program_of(request), available_only=False)
         return self.pages.render(
             request,
             "console/partner/redemptions.html",
-            {"redemptions": redemptions, "done": done, "problems": problems or Problems()},
+            {
+                "redemptions": redemptions,
+                "titles": {reward.id: reward.title for reward in rewards},
+                "done": done,
+                "problems": problems or Problems(),
+            },
             status_code=status_code,
         )
 
@@ -246,5 +252,5 @@ class RewardPages:
             problems = Problems()
             problems.add(error)
             redemptions = await self.rewards.awaiting_delivery(caller, first=AWAITING_SHOWN)
-            return self._awaiting_page(request, redemptions, problems=problems, status_code=422)
+            return await self._awaiting_page(request, redemptions, problems=problems, status_code=422)
         return RedirectResponse(f"{BASE}/redemptions?done={done}", status_code=303)
