@@ -21,6 +21,7 @@ from exchange.pricing.errors import QuoteExpired, QuoteNotFound
 from exchange.pricing.models import Quote, RateVersion
 from exchange.pricing.rules import AppliedPromotion, PriceBreakdown, price
 from exchange.programs import service as programs
+from exchange.programs.models import Program
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,39 +48,71 @@ def _check_points(points: int) -> None:
         raise BadUserInput(f"points must be at most {limits.MAX_POINTS:,}, got {points:,}", field="points")
 
 
-async def create_quote(session: AsyncSession, request: QuoteRequest, *, policy: QuotePolicy, now: datetime) -> Quote:
-    """Price a conversion and fix the price until ``now + policy.ttl``."""
-    _check_points(request.points)
-    if request.source == request.target:
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """A conversion priced now, before any member's caps are counted or anything is stored."""
+
+    source: Program
+    target: Program
+    version: RateVersion
+    breakdown: PriceBreakdown
+    currency: str
+
+
+async def price_conversion(
+    session: AsyncSession, *, source: str, target: str, points: int, member_level: int, now: datetime
+) -> Priced:
+    """Price ``request`` by the rate version, promotions and tier bonus in effect at ``now``,
+    checking the amount against the minimum and increment; nothing is written. A quote is
+    this and the member's caps; a partner's preview is this alone."""
+    _check_points(points)
+    if source == target:
         raise BadUserInput("a program cannot be converted into itself", field="toProgram")
-    source = await programs.get_program(session, request.source, field="fromProgram")
-    target = await programs.get_program(session, request.target, field="toProgram")
-    coalition = (await programs.get_coalition(session)).settings
-    version = await rates.version_at(session, source.id, target.id, now)
+    source_program = await programs.get_program(session, source, field="fromProgram")
+    target_program = await programs.get_program(session, target, field="toProgram")
+    view = await programs.get_coalition(session)
+    if not 0 <= member_level <= view.ladder[-1].level:
+        raise BadUserInput(f"memberLevel must be a ladder level, 0 to {view.ladder[-1].level}", field="memberLevel")
+    coalition = view.settings
+    version = await rates.version_at(session, source, target, now)
     content = rates.RateContent.of(version)
     pair_limits = content.override.limits
     limits.check_amount(
-        request.points,
-        minimum=max(source.minimum_points, pair_limits.minimum_points or 0),
-        increment=pair_limits.increment or source.increment,
+        points,
+        minimum=max(source_program.minimum_points, pair_limits.minimum_points or 0),
+        increment=pair_limits.increment or source_program.increment,
     )
-    applied = await promotions.active_promotions(session, source=source.id, target=target.id, at=now)
-    tier_bonus = coalition.tier_bonus_for(request.member_level)
+    applied = await promotions.active_promotions(session, source=source, target=target, at=now)
+    tier_bonus = coalition.tier_bonus_for(member_level)
     breakdown = price(
         content.rule(),
-        request.points,
+        points,
         currency=coalition.currency,
         promotions=applied,
         tier_bonus_percent=tier_bonus,
     )
     if breakdown.points_out < 1:
-        raise BadUserInput(f"{request.points} points of {source.id} convert into no {target.id} points", field="points")
+        raise BadUserInput(f"{points} points of {source} convert into no {target} points", field="points")
+    return Priced(source_program, target_program, version, breakdown, coalition.settlement_currency)
+
+
+async def create_quote(session: AsyncSession, request: QuoteRequest, *, policy: QuotePolicy, now: datetime) -> Quote:
+    """Price a conversion and fix the price until ``now + policy.ttl``."""
+    priced = await price_conversion(
+        session,
+        source=request.source,
+        target=request.target,
+        points=request.points,
+        member_level=request.member_level,
+        now=now,
+    )
+    version, breakdown = priced.version, priced.breakdown
     await limits.check_room(
         session,
         limits.conversion_usages(
             member_id=request.member_id,
-            source=source,
-            target=target,
+            source=priced.source,
+            target=priced.target,
             version=version,
             points_in=breakdown.points_in,
             points_out=breakdown.points_out,
@@ -87,7 +120,7 @@ async def create_quote(session: AsyncSession, request: QuoteRequest, *, policy: 
             timezone=policy.timezone,
         ),
     )
-    quote = _quote_row(request, version, breakdown, currency=coalition.settlement_currency, now=now, ttl=policy.ttl)
+    quote = _quote_row(request, version, breakdown, currency=priced.currency, now=now, ttl=policy.ttl)
     session.add(quote)
     await session.flush()
     return quote

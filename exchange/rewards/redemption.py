@@ -412,3 +412,20 @@ async def reward_redemptions(session: AsyncSession, reward_id: str, *, first: in
             .limit(first)
         )
     ).all()
+
+
+async def awaiting_delivery(session: AsyncSession, publisher: str, *, first: int = 100) -> Sequence[Redemption]:
+    """The publisher's paid direct redemptions whose delivery it has yet to confirm, the most
+    urgent (the earliest ``deliver_by``) first."""
+    return (
+        await session.exec(
+            select(Redemption)
+            .where(
+                Redemption.status == RedemptionStatus.COMPLETED,
+                Redemption.kind == RewardKind.DIRECT,
+                Redemption.publisher == publisher,
+            )
+            .order_by(col(Redemption.deliver_by), col(Redemption.id))
+            .limit(first)
+        )
+    ).all()

@@ -23,7 +23,7 @@ from exchange.ledger.verify import Verification, verify_ledger
 from exchange.money import Currency
 from exchange.programs.service import get_coalition
 from exchange.settings import Settings
-from exchange.settlement import closing, jobs, reconciliation, signoff, statements
+from exchange.settlement import closing, jobs, overview, reconciliation, signoff, statements
 from exchange.settlement.breaks import (
     BulkResolveRequest,
     ResolveRequest,
@@ -43,6 +43,7 @@ from exchange.settlement.models import (
     SettlementJob,
     SettlementPosition,
 )
+from exchange.settlement.overview import PartnerPeriod
 from exchange.settlement.positions import position_of
 
 
@@ -197,6 +198,11 @@ class SettlementService:
             return await statements.statement_lines(
                 session, currency=await settlement_currency(session), participant=participant, period=period
             )
+
+    async def partner_periods(self, partner: str, *, first: int = 24) -> Sequence[PartnerPeriod]:
+        """The partner's latest closed periods: its position and its reconciliation's state."""
+        async with self.db.transaction() as session:
+            return await overview.partner_periods(session, partner, first=first)
 
     async def signing_key(self) -> RSAKey:
         """The key statements are signed with now: the active statement-signing key."""

@@ -16,6 +16,7 @@ from exchange.settings import Settings
 from exchange.web import console, portal
 from exchange.web.access import Page
 from exchange.web.middleware import Sessions, WebMiddleware
+from exchange.web.partner import PartnerConsole
 from exchange.web.security import MEMBER_SESSION_COOKIE, SESSION_COOKIE, CookiePolicy
 from exchange.web.settlement import SettlementConsole
 from exchange.web.static import STATIC_PATH, StaticAssets
@@ -40,6 +41,7 @@ class WebFrontEnd:
         self.console = console.Console(people=people, pages=self.pages, cookies=self.cookies, catalog=catalog)
         self.portal = portal.Portal(services=services, pages=self.pages, cookies=self.cookies)
         self.settlement = SettlementConsole(settlement=settlement, pages=self.pages)
+        self.partner = PartnerConsole(services=services, pages=self.pages)
 
     @classmethod
     def for_services(cls, services: Services) -> WebFrontEnd:
@@ -57,7 +59,7 @@ class WebFrontEnd:
             Mount(
                 console.CONSOLE_PATH,
                 app=self.guarded(
-                    self.console.routes() + self.settlement.routes(),
+                    self.console.routes() + self.settlement.routes() + self.partner.routes(),
                     sign_in_path=console.SIGN_IN_PATH,
                     layout=console.LAYOUT,
                 ),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -99,7 +99,7 @@ class Gateway:
 
 
 def start_gateway(
-    databases: PostgresDatabases, *, partner_base_urls: dict[str, str] | None = None, **settings: object
+    databases: PostgresDatabases, *, partner_base_urls: Mapping[str, str] | None = None, **settings: object
 ) -> Iterator[Gateway]:
     url = databases.create()
     try:
@@ -151,6 +151,20 @@ def portal_gateway(
         for gateway in start_gateway(postgres_databases, partner_base_urls=partners.fleet.base_urls):
             set_up_member_sign_in(partners, gateway.settings)
             yield PortalGateway(gateway, partners)
+
+
+@pytest.fixture(scope="session")
+def partnered_gateway(
+    postgres_databases: PostgresDatabases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """A gateway whose partners harbor-bank and formosa-air are sandboxes on loopback, for
+    tests in which members redeem and convert."""
+    from tests.web.portal_partners import running_partners
+
+    with running_partners(tmp_path_factory.mktemp("sandboxes"), ("harbor-bank", "formosa-air")) as partners:
+        yield from start_gateway(
+            postgres_databases, partner_base_urls=partners.fleet.base_urls, partner_retry_attempts=1
+        )
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Sandbox partners for the portal's tests: served from a thread of their own, with their member
+"""Sandbox partners for the web tests (portal and partner console): served from a thread of their own, with their member
 sign-in pages set up for the test gateway as an operator would set them up (the partner's
 client at the exchange, its assertion key registered, the portal's return URL at the partner)."""
 
