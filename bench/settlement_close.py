@@ -53,7 +53,7 @@ def with_database(url: str, name: str) -> str:
 
 def admin(server_url: str, statement: str) -> None:
     with psycopg.connect(conninfo(server_url), autocommit=True) as connection:
-        connection.execute(statement)  # type: ignore[arg-type]
+        connection.execute(statement)
 
 
 def time_baseline(url: str) -> float:

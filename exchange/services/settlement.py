@@ -5,7 +5,6 @@ the clearing ledger. Each operation opens its own units of work and calls the ru
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from joserfc.jwk import RSAKey
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,6 +28,7 @@ from exchange.settlement.models import (
     ReconciliationBreak,
     SettlementPosition,
 )
+from exchange.settlement.records import ByteSource
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class SettlementService:
         async with self.db.transaction() as session:
             return await self.keys.rotate(session)
 
-    async def import_records(self, partner: str, period: str, source: BinaryIO, *, by: str) -> ReconciliationView:
+    async def import_records(self, partner: str, period: str, source: ByteSource, *, by: str) -> ReconciliationView:
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
             imported = await reconciliation.import_records(
