@@ -148,7 +148,7 @@ async def insert_plainly(url: str, batches: list[list[TransactionRequest]]) -> f
 
 async def main(arguments: argparse.Namespace) -> None:
     cluster = None if arguments.database_url else ThrowawayCluster.start()
-    server_url = arguments.database_url or cluster.url  # type: ignore[union-attr]
+    server_url = arguments.database_url if cluster is None else cluster.url
     databases = PostgresDatabases(server_url)
     try:
         count, size = arguments.transactions, arguments.batch

@@ -90,7 +90,7 @@ async def time_close(url: str) -> tuple[float, PeriodReport]:
 
 async def main(arguments: argparse.Namespace) -> None:
     cluster = None if arguments.database_url else ThrowawayCluster.start()
-    server_url = arguments.database_url or cluster.url  # type: ignore[union-attr]
+    server_url = arguments.database_url if cluster is None else cluster.url
     databases = PostgresDatabases(server_url)
     data = databases.create()
     copies: list[str] = []

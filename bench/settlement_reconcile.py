@@ -210,7 +210,7 @@ async def measure(databases: PostgresDatabases, count: int, workdir: Path) -> Me
 
 async def main(arguments: argparse.Namespace) -> None:
     cluster = None if arguments.database_url else ThrowawayCluster.start()
-    server_url = arguments.database_url or cluster.url  # type: ignore[union-attr]
+    server_url = arguments.database_url if cluster is None else cluster.url
     databases = PostgresDatabases(server_url)
     try:
         with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as workdir:

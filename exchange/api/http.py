@@ -112,14 +112,14 @@ class GraphQLView(GraphQL[Context, None]):
                 raise HTTPException(405, refused.reason) from None
             raise
 
-    async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
+    async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]  # an HTTP Route serves it: never a WebSocket
         return Context(services=self.services, request=request, response=response, principal=principal_of(request))
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """GraphiQL with its scripts and styles served by the exchange, not by a CDN."""
         return graphiql_response()
 
-    async def get_sub_response(self, request: Request) -> Response:  # type: ignore[override]
+    async def get_sub_response(self, request: Request) -> Response:  # type: ignore[override]  # an HTTP Route serves it: never a WebSocket
         sub_response = await super().get_sub_response(request)
         sub_response.media_type = response_media_type(request.headers)
         request.state.sub_response = sub_response
