@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -142,11 +143,8 @@ async def main(arguments: argparse.Namespace) -> None:
             source, target = rng.sample(PROGRAMS, 2)
             minimum, step = AMOUNTS[source]
             points = minimum + step * rng.randrange(0, 50)
-            quote = (
-                await stack.kit.graphql(
-                    QUOTE, tokens[member][source], **{"from": source, "to": target, "points": points}
-                )
-            ).json()
+            variables: dict[str, Any] = {"from": source, "to": target, "points": points}
+            quote = (await stack.kit.graphql(QUOTE, tokens[member][source], **variables)).json()
             quote_id = quote["data"]["createQuote"]["id"]
             executed = (
                 await stack.kit.graphql(

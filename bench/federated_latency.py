@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 
 from stack import describe, running_stack
 
@@ -30,7 +31,7 @@ PROGRAMS = ("wallet-pay", "happy-card", "fresh-mart", "harbor-bank", "tune-strea
 ACCOUNTS = "{ me { accounts { program { id } balance error { code } } } }"
 
 
-async def timed(call) -> float:  # type: ignore[no-untyped-def]
+async def timed(call: Callable[[], Awaitable[object]]) -> float:
     started = time.perf_counter()
     await call()
     return time.perf_counter() - started

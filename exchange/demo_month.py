@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from functools import partial
 
 from exchange.auth.principal import Principal
 from exchange.auth.scopes import ROLE_SCOPES, Role
@@ -296,17 +297,12 @@ class Month:
         await self.enrol()
         events: list[tuple[datetime, Callable[[], Awaitable[object]]]] = []
         for member_ref, source, target, day in MATCHES:
-            events.append((self.at(day, 10), lambda m=member_ref, s=source, t=target: self.match(m, s, t)))
+            events.append((self.at(day, 10), partial(self.match, member_ref, source, target)))
         for number, (member_ref, reward_id, pay_with, day, then) in enumerate(REDEMPTIONS, 1):
-            events.append(
-                (
-                    self.at(day, 19),
-                    lambda n=number, m=member_ref, r=reward_id, p=pay_with, t=then: self.redeem(n, m, r, p, t),
-                )
-            )
+            events.append((self.at(day, 19), partial(self.redeem, number, member_ref, reward_id, pay_with, then)))
         for number in range(1, CONVERSIONS + 1):
             day, hour, minute = self.random.randint(3, 27), self.random.randint(8, 22), self.random.randrange(0, 60, 5)
-            events.append((self.at(day, hour, minute), lambda n=number: self.random_conversion(n)))
+            events.append((self.at(day, hour, minute), partial(self.random_conversion, number)))
         events += [
             (self.at(2, 11, 30), self.credit_fault),
             (self.at(12, 20, 15), self.short_of_points),

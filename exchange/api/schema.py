@@ -35,8 +35,8 @@ class ExchangeSchema(strawberry.Schema):
     ``Decimal`` and ``DateTime`` values: :mod:`exchange.api.scalars`.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, scalar_overrides=SCALARS, **kwargs)
+    def __init__(self, query: type, **kwargs: Any) -> None:
+        super().__init__(query, scalar_overrides=SCALARS, **kwargs)
         self.field_rules: dict[str, Rule] = enforce_field_rules(self)
         enforce_input_rules(self)
         name_argument_paths(self._schema)

@@ -201,13 +201,13 @@ async def record_assertion_use(
     The unique key decides, so two replicas receiving the same assertion at once cannot both
     accept it. Records of assertions that have expired anyway are dropped on the way.
     """
-    await session.exec(delete(UsedAssertion).where(col(UsedAssertion.expires_at) < now))  # type: ignore[call-overload]
+    await session.exec(delete(UsedAssertion).where(col(UsedAssertion.expires_at) < now))
     inserted = await session.exec(
         dialects.insert(session, UsedAssertion)
         .values(issuer=issuer, jti=jti, expires_at=expires_at)
         .on_conflict_do_nothing(index_elements=["issuer", "jti"])
         .returning(col(UsedAssertion.jti))
-    )  # type: ignore[call-overload]
+    )
     if inserted.first() is None:
         raise AssertionRejected("the assertion has been used before (replayed jti)")
 

@@ -197,7 +197,7 @@ class TokenVerifier:
             raise InvalidAccessToken(f"not an access token (typ must be {TOKEN_TYPE})")
         kid = header.get("kid")
         key = await self._keys.public_key(kid, session) if isinstance(kid, str) else None
-        if key is None:
+        if key is None or not isinstance(kid, str):
             raise InvalidAccessToken(NOT_SIGNED_BY_A_PUBLISHED_KEY)
         try:
             decoded = jwt.decode(token, key, algorithms=[ALGORITHM])

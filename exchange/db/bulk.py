@@ -13,10 +13,11 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from sqlalchemy import ARRAY, ColumnElement, String, Table, any_, bindparam, insert
+from sqlalchemy.sql.elements import SQLCoreOperations
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
-def one_of(column: ColumnElement[str], values: Sequence[str], session: AsyncSession) -> ColumnElement[bool]:
+def one_of(column: SQLCoreOperations[str], values: Sequence[str], session: AsyncSession) -> ColumnElement[bool]:
     """``column IN values``; on PostgreSQL as ``= ANY(array)``, one parameter however many values."""
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         return column == any_(bindparam("values", list(values), type_=ARRAY(String), unique=True))

@@ -220,7 +220,7 @@ class Ledger:
         found: dict[str, tuple[PostedTransaction, str]] = {}
         for chunk in _chunks(ids):
             rows = await session.exec(
-                select(
+                select(  # type: ignore[call-overload]
                     LedgerTransaction.seq,
                     LedgerTransaction.id,
                     LedgerTransaction.period,

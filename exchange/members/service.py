@@ -87,7 +87,7 @@ async def resolve_member_from_partner(
     if (account := await find_linked_account(session, program_id, member_ref)) is not None:
         return await get_member(session, account.member_id)
     member_id = new_member_id()
-    await session.exec(insert(Member).values(id=member_id, created_at=now))  # type: ignore[call-overload]
+    await session.exec(insert(Member).values(id=member_id, created_at=now))
     linked = await session.exec(
         dialects.insert(session, LinkedAccount)
         .values(
@@ -98,10 +98,10 @@ async def resolve_member_from_partner(
             established_by=method.value,
         )
         .on_conflict_do_nothing(index_elements=["program_id", "member_ref"])
-        .returning(col(LinkedAccount.member_id))  # type: ignore[call-overload]
+        .returning(col(LinkedAccount.member_id))
     )
     if linked.first() is None:
-        await session.exec(delete(Member).where(col(Member.id) == member_id))  # type: ignore[call-overload]
+        await session.exec(delete(Member).where(col(Member.id) == member_id))
         winner = await find_linked_account(session, program_id, member_ref)
         assert winner is not None, "the conflicting link must exist"
         member_id = winner.member_id
@@ -216,7 +216,7 @@ async def link_account(
             established_by=method.value,
         )
         .on_conflict_do_nothing()
-    )  # type: ignore[call-overload]
+    )
     mine = await session.get(LinkedAccount, (member_id, program_id))
     if mine is not None and mine.member_ref == member_ref:
         return mine

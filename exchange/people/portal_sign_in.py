@@ -38,7 +38,7 @@ async def begin_sign_in(session: AsyncSession, program_id: str, session_id: str 
     """A new sign-in through ``program_id`` (by the member of portal session ``session_id``, if
     signed in): its state, for the browser's cookie and the partner's round trip, shown once.
     Sign-ins left unfinished are dropped on the way."""
-    await session.exec(delete(PortalSignIn).where(col(PortalSignIn.expires_at) <= now))  # type: ignore[call-overload]
+    await session.exec(delete(PortalSignIn).where(col(PortalSignIn.expires_at) <= now))
     state = secrets.token_urlsafe(32)
     session.add(
         PortalSignIn(
@@ -58,7 +58,7 @@ async def claim_sign_in(session: AsyncSession, state: str, now: datetime) -> Por
     row = await session.get(PortalSignIn, _sha256(state))
     if row is None:
         return None
-    await session.exec(delete(PortalSignIn).where(col(PortalSignIn.state_hash) == row.state_hash))  # type: ignore[call-overload]
+    await session.exec(delete(PortalSignIn).where(col(PortalSignIn.state_hash) == row.state_hash))
     return row if row.expires_at > now else None
 
 
@@ -75,7 +75,7 @@ async def open_member_session(
         delete(MemberWebSession).where(
             or_(col(MemberWebSession.expires_at) <= now, col(MemberWebSession.last_seen_at) <= now - timeouts.idle)
         )
-    )  # type: ignore[call-overload]
+    )
     session_id = secrets.token_urlsafe(32)
     row = MemberWebSession(
         id_hash=_sha256(session_id),
@@ -105,12 +105,12 @@ async def live_member_session_by_hash(
     if row is None:
         return None
     if is_over(row, now, timeouts):
-        await session.exec(delete(MemberWebSession).where(col(MemberWebSession.id_hash) == id_hash))  # type: ignore[call-overload]
+        await session.exec(delete(MemberWebSession).where(col(MemberWebSession.id_hash) == id_hash))
         return None
     if now - row.last_seen_at >= timeouts.touch_interval:
         await session.exec(
             update(MemberWebSession).where(col(MemberWebSession.id_hash) == id_hash).values(last_seen_at=now)
-        )  # type: ignore[call-overload]
+        )
     return row
 
 
@@ -124,7 +124,7 @@ async def add_authority(session: AsyncSession, row: MemberWebSession, program_id
 
 
 async def close_member_session(session: AsyncSession, id_hash: str) -> None:
-    await session.exec(delete(MemberWebSession).where(col(MemberWebSession.id_hash) == id_hash))  # type: ignore[call-overload]
+    await session.exec(delete(MemberWebSession).where(col(MemberWebSession.id_hash) == id_hash))
 
 
 def session_hash(session_id: str) -> str:

@@ -30,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from exchange.errors import BadUserInput
 from exchange.money import POINT_VALUE_SCALE, decimal_places, parse_decimal
@@ -368,7 +369,7 @@ def _format_location(location: Iterable[int | str]) -> str:
     return text
 
 
-def _reason(error: dict[str, Any]) -> str:
+def _reason(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown key"
     if error["type"] == "missing":

@@ -229,7 +229,7 @@ class RedemptionSaga(Saga[Redemption]):
         if not catalog.is_available(reward, now):
             raise RewardUnavailable(reward.id, reward.available_from, reward.available_until)
         taken = await session.exec(
-            update(Reward).where(col(Reward.id) == reward.id, col(Reward.stock) >= 1).values(stock=Reward.stock - 1)  # type: ignore[call-overload]
+            update(Reward).where(col(Reward.id) == reward.id, col(Reward.stock) >= 1).values(stock=Reward.stock - 1)
         )
         if taken.rowcount != 1:
             raise OutOfStock(reward.id)
@@ -330,7 +330,7 @@ class RedemptionSaga(Saga[Redemption]):
             )
         if transition.status in _RELEASES_STOCK:
             await session.exec(
-                update(Reward).where(col(Reward.id) == redemption.reward_id).values(stock=Reward.stock + 1)  # type: ignore[call-overload]
+                update(Reward).where(col(Reward.id) == redemption.reward_id).values(stock=Reward.stock + 1)
             )
             await limits.release(session, [limits.Usage(**usage) for usage in redemption.usages])
 

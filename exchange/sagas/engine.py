@@ -53,7 +53,7 @@ class SagaPolicy:
     """Attempts at a write in doubt that may be sent again before it is voided instead."""
 
     def backoff(self, attempts: int) -> timedelta:
-        return min(self.first_retry * 2 ** min(attempts, 20), self.longest_retry)
+        return min(self.first_retry * (1 << min(attempts, 20)), self.longest_retry)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 logger = logging.getLogger("exchange.sagas.recovery")
 
 
 class Recoverable(Protocol):
-    label: str
+    label: ClassVar[str]
 
     async def claim_due(self, batch: int = 20, *, due_by: datetime | None = None) -> list[str]: ...
 

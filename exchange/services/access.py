@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from exchange.auth import assertions, clients, keys
 from exchange.auth.clients import ClientCredentials
-from exchange.auth.keys import SigningKeys
+from exchange.auth.keys import Rotation, SigningKeys
 from exchange.auth.models import OAuthClient, PartnerAssertionKey
 from exchange.auth.scopes import Role, Scope
 from exchange.clock import Clock
@@ -95,7 +95,7 @@ class AccessService:
             await keys.ensure_active_key(session, self.key_secret, self.clock.now())
         await self.keys.refresh()
 
-    async def rotate_signing_key(self) -> keys.Rotation:
+    async def rotate_signing_key(self) -> Rotation:
         """Make a new signing key active; the old one keeps verifying until its tokens expire."""
         async with self.db.transaction() as session:
             return await keys.rotate_signing_key(session, self.key_secret, self.clock.now(), self.token_lifetime)

@@ -199,5 +199,5 @@ async def _claim_totp_step(session: AsyncSession, username: str, step: int) -> b
             or_(col(Person.totp_last_step).is_(None), col(Person.totp_last_step) < step),
         )
         .values(totp_last_step=step)
-    )  # type: ignore[call-overload]
+    )
     return bool(result.rowcount == 1)

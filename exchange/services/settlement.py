@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import BinaryIO
 
 from joserfc.jwk import RSAKey
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -45,6 +44,7 @@ from exchange.settlement.models import (
 )
 from exchange.settlement.overview import PartnerPeriod
 from exchange.settlement.positions import position_of
+from exchange.settlement.records import ByteSource
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,7 @@ class SettlementService:
         async with self.db.transaction() as session:
             return await self.keys.rotate(session)
 
-    async def import_records(self, partner: str, period: str, source: BinaryIO, *, by: str) -> ReconciliationView:
+    async def import_records(self, partner: str, period: str, source: ByteSource, *, by: str) -> ReconciliationView:
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
             imported = await reconciliation.import_records(

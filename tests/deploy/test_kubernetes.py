@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import click
 import httpx
 import kubernetes_validate
 import pytest
@@ -190,7 +191,7 @@ def test_the_gateway_listens_on_all_addresses_at_the_port_its_probes_and_service
 ) -> None:
     for manifests in overlays.values():
         container = only_gateway_container(manifests)
-        serve = main.get_command(None, "serve")  # type: ignore[arg-type]
+        serve = main.get_command(click.Context(main), "serve")
         assert container["args"][0] == "serve" and serve is not None
         options = serve.make_context("serve", list(container["args"][1:])).params
         assert options["host"] == "0.0.0.0"

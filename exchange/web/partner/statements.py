@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from exchange.errors import ExchangeError
 from exchange.services.catalog import CatalogService
-from exchange.services.settlement import SettlementService
+from exchange.services.settlement import ReconciliationView, SettlementService
 from exchange.settlement.errors import ReconciliationNotFound
 from exchange.settlement.statements import Statement
 from exchange.web.access import Page
@@ -80,6 +80,7 @@ class StatementPages:
 
     async def reconciliation(self, request: Request) -> Response:
         statement = await self._statement(request)
+        view: ReconciliationView | None
         try:
             view = await self.settlement.reconciliation(statement.participant, statement.period)
         except ReconciliationNotFound:

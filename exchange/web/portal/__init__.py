@@ -8,6 +8,8 @@ of its own.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from exchange.services.container import Services
 from exchange.web.access import Page
 from exchange.web.portal.accounts import AccountPages
@@ -22,10 +24,16 @@ from exchange.web.templating import Pages
 __all__ = ["LAYOUT", "PORTAL_PATH", "SIGN_IN_PATH", "Portal"]
 
 
+class PageGroup(Protocol):
+    """A set of the portal's pages."""
+
+    def routes(self) -> list[Page]: ...
+
+
 class Portal:
     def __init__(self, *, services: Services, pages: Pages, cookies: CookiePolicy) -> None:
         self.sessions = services.portal
-        self.groups = [
+        self.groups: list[PageGroup] = [
             SignInPages(sessions=services.portal, pages=pages, cookies=cookies),
             AccountPages(services=services, pages=pages),
             ConvertPages(services=services, pages=pages),

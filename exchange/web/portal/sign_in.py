@@ -9,6 +9,8 @@ so the return page moves on to the portal by a refresh and a link of its own.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -56,7 +58,7 @@ class SignInPages:
         response = RedirectResponse(started.url, status_code=303)
         # The partner's page posts the member back from its own site: over HTTPS the cookie
         # must be SameSite=None to come along (Secure and __Host- then), Lax on a laptop.
-        same_site = "none" if self.cookies.secure else "lax"
+        same_site: Literal["none", "lax"] = "none" if self.cookies.secure else "lax"
         self.cookies.set(
             response, SIGN_IN_STATE_COOKIE, started.state, max_age=STATE_COOKIE_SECONDS, same_site=same_site
         )
