@@ -1,4 +1,5 @@
-"""The sandbox's admin API, under ``/_sandbox``: fault knobs, the operation log, balances.
+"""The sandbox's admin API, under ``/_sandbox``: fault knobs, the operation log, balances, the
+trace context callers sent.
 
 It needs no token: a sandbox is a test and demo tool that listens on loopback. Nothing here
 is part of the partner contract.
@@ -17,6 +18,7 @@ from starlette.routing import Route
 from exchange.sandbox.auth import TokenIssuer
 from exchange.sandbox.faults import FaultInjector, FaultSettings
 from exchange.sandbox.points import MemberState, PointsSystem
+from exchange.sandbox.tracing import TraceHeaders
 
 PREFIX = "/_sandbox"
 
@@ -58,6 +60,7 @@ def routes(
     points: PointsSystem,
     faults: FaultInjector,
     issuer: TokenIssuer,
+    traces: TraceHeaders,
     restart: Callable[[float], None] | None,
 ) -> list[Route]:
     async def info(_: Request) -> Response:
@@ -86,6 +89,9 @@ def routes(
         return JSONResponse(
             {"operations": [{"seq": seq, **op.model_dump(mode="json", exclude={"target"})} for seq, op in log]}
         )
+
+    async def trace_headers(_: Request) -> Response:
+        return JSONResponse({"requests": list(traces.seen)})
 
     async def members(_: Request) -> Response:
         states = await points.members()
@@ -124,6 +130,7 @@ def routes(
         Route(f"{PREFIX}/faults", get_faults, methods=["GET"]),
         Route(f"{PREFIX}/faults", set_faults, methods=["POST"]),
         Route(f"{PREFIX}/operations", operations, methods=["GET"]),
+        Route(f"{PREFIX}/traces", trace_headers, methods=["GET"]),
         Route(f"{PREFIX}/members", members, methods=["GET"]),
         Route(f"{PREFIX}/members/{{member_ref}}", add_member, methods=["PUT"]),
         Route(f"{PREFIX}/tokens/revoke", revoke_tokens, methods=["POST"]),

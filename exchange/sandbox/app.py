@@ -17,6 +17,7 @@ from exchange.sandbox.faults import FaultInjected, FaultInjector, FaultMiddlewar
 from exchange.sandbox.graphql import ContractGraphQL
 from exchange.sandbox.points import PointsSystem, Refusal
 from exchange.sandbox.service import PartnerService
+from exchange.sandbox.tracing import TraceHeaders
 
 TOKEN_PATH = "/oauth/token"
 
@@ -42,14 +43,23 @@ def create_sandbox_app(
     """
     service = PartnerService(points, faults)
     graphql = ContractGraphQL(service)
+    traces = TraceHeaders()
     return Starlette(
         routes=[
             Route(TOKEN_PATH, issuer.token_endpoint, methods=["POST"]),
-            *admin.routes(program_id=points.program.id, points=points, faults=faults, issuer=issuer, restart=restart),
+            *admin.routes(
+                program_id=points.program.id,
+                points=points,
+                faults=faults,
+                issuer=issuer,
+                traces=traces,
+                restart=restart,
+            ),
             *rest.routes(service),
             Route("/graphql", graphql, methods=["POST"]),
         ],
         middleware=[
+            Middleware(traces.middleware, ignored_prefix=admin.PREFIX),
             Middleware(FaultMiddleware, released=released),
             Middleware(BearerTokenMiddleware, issuer=issuer, open_paths=(TOKEN_PATH, admin.PREFIX)),
         ],

@@ -17,7 +17,20 @@ PACKAGE = REPO_ROOT / "exchange"
 FRONT_ENDS = {"api", "web", "cli", "app", "demo", "__main__"}
 SERVICES = {"services"}
 #: What every layer may use: persistence, settings, time, money, errors, process plumbing.
-KERNEL = {"__init__", "db", "errors", "money", "ratio", "clock", "settings", "serving", "jobs", "access_log", "text"}
+KERNEL = {
+    "__init__",
+    "db",
+    "errors",
+    "money",
+    "ratio",
+    "clock",
+    "settings",
+    "serving",
+    "jobs",
+    "access_log",
+    "text",
+    "observability",
+}
 #: Stand-alone programs beside the exchange: the sandbox partner and the test harness.
 BESIDE = {"sandbox", "testing"}
 #: Alembic's environment registers every table; it is an entry point, not part of ``db``.
