@@ -133,8 +133,9 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Serve the GraphQL gateway on an already-migrated database.
 
     GraphQL (and GraphiQL in a browser) is at /graphql; /healthz and /readyz answer
-    load balancers. The access log (standard output) names each request's path and query
-    parameters, never their values.
+    load balancers; /metrics answers Prometheus (not through a proxy). The access log
+    (standard output) names each request's path and query parameters, never their values;
+    EXCHANGE_LOG_FORMAT chooses text or JSON lines.
     """
     settings = load_settings(host=host, port=port)
     settings.check_for_production()

@@ -44,7 +44,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from exchange.db.availability import DatabaseUnavailable
 
@@ -216,17 +216,28 @@ def count_errors(codes: Iterable[str]) -> None:
         ERRORS.labels(code).inc()
 
 
+#: Headers a reverse proxy adds (and a client cannot take away) to what it forwards.
+PROXY_HEADERS = ("x-forwarded-for", "forwarded")
+
+
 class MetricsEndpoint:
     """``GET /metrics``: the exposition, with the saga figures ``read_figures`` gives when the
     database answers within :attr:`figures_timeout` seconds. Otherwise (an outage, a failover,
     a slow database) the scrape still answers, without those gauges: the recorded metrics
-    matter most then."""
+    matter most then.
+
+    Prometheus scrapes each pod directly. A request that came through a reverse proxy (the
+    public ingress) is answered 404 as if the path did not exist: the metrics name no member,
+    but they show partners' volumes and failures, which are no business of the internet.
+    """
 
     def __init__(self, read_figures: Callable[[], Awaitable[Iterable[SagaFigures]]], figures_timeout: float = 2.0):
         self.read_figures = read_figures
         self.figures_timeout = figures_timeout
 
-    async def answer(self, _: Request) -> Response:
+    async def answer(self, request: Request) -> Response:
+        if any(header in request.headers for header in PROXY_HEADERS):
+            return PlainTextResponse("Not Found", status_code=404)
         figures: Iterable[SagaFigures] | None
         try:
             async with asyncio.timeout(self.figures_timeout):

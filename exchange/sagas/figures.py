@@ -40,7 +40,7 @@ async def read_figures(session: AsyncSession, sagas: Sequence[Saga], now: dateti
             .where(col(model.status).in_(list(saga.active)))
             .group_by(col(model.status))
         )
-    rows = (await session.execute(union_all(*selects))).all()
+    rows = (await session.exec(union_all(*selects))).all()  # type: ignore[call-overload]
     figures = {
         metric_name(saga): SagaFigures(metric_name(saga), {str(state): 0 for state in saga.active}) for saga in sagas
     }

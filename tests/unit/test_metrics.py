@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.requests import Request
 
 from exchange.cli import metrics_directory
 from exchange.db.availability import DatabaseUnavailable
@@ -19,6 +20,18 @@ def families(text: bytes) -> dict[str, dict[tuple[tuple[str, str], ...], float]]
         family.name: {tuple(sorted(sample.labels.items())): sample.value for sample in family.samples}
         for family in text_string_to_metric_families(text.decode())
     }
+
+
+def scrape(*headers: tuple[str, str]) -> Request:
+    """A GET /metrics as the endpoint sees it."""
+    return Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/metrics",
+            "headers": [(name.encode(), value.encode()) for name, value in headers],
+        }
+    )
 
 
 def test_the_saga_figures_are_gauges_by_saga_and_state() -> None:
@@ -39,10 +52,19 @@ async def test_a_scrape_answers_without_the_figures_when_the_database_cannot_giv
         await asyncio.sleep(10)  # longer than the endpoint waits
         return []
 
-    response = await MetricsEndpoint(figures, figures_timeout=0.05).answer(None)  # type: ignore[arg-type]
+    response = await MetricsEndpoint(figures, figures_timeout=0.05).answer(scrape())
     served = families(bytes(response.body))
     assert response.status_code == 200
     assert "exchange_saga_state" not in served and "exchange_errors" in served
+
+
+@pytest.mark.parametrize("header", ["x-forwarded-for", "forwarded"])
+async def test_a_scrape_through_a_reverse_proxy_finds_nothing(header: str) -> None:
+    async def figures() -> list[SagaFigures]:
+        raise AssertionError("the database is not asked")
+
+    response = await MetricsEndpoint(figures).answer(scrape((header, "203.0.113.9")))
+    assert response.status_code == 404 and b"exchange_" not in bytes(response.body)
 
 
 def test_several_workers_get_a_fresh_directory_removed_after(monkeypatch: pytest.MonkeyPatch) -> None:
