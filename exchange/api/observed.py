@@ -20,7 +20,9 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
-from exchange.observability.metrics import observe_request
+from exchange.api.refusals import STATUS_CODES
+from exchange.errors import ErrorCode, ExchangeError
+from exchange.observability.metrics import count_errors, observe_request
 from exchange.observability.tracing import extract_trace_context, tracer
 
 MOST_NAMED_FIELDS = 3
@@ -52,7 +54,8 @@ class NameTheOperation(SchemaExtension):
 class ObservedRequests:
     """ASGI middleware of the GraphQL route: a server span around the request and its latency
     in ``exchange_request_duration_seconds``. The view sets ``outcome`` in the request's state
-    (``ok``, ``error``); an answer it never gave is ``refused`` (4xx) or ``error``."""
+    (``ok``, ``error``, ``refused``) and counts the errors it answers; a request it never
+    answered is counted here."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -71,17 +74,29 @@ class ObservedRequests:
             await send(message)
 
         parent = extract_trace_context(Headers(scope=scope))
-        with tracer().start_as_current_span(
-            "graphql",
-            context=parent,
-            kind=trace.SpanKind.SERVER,  # type: ignore[arg-type]
-        ) as span:
+        with tracer().start_as_current_span("graphql", context=parent, kind=trace.SpanKind.SERVER) as span:
+            failure: BaseException | None = None
             try:
                 await self.app(scope, receive, sending)
+            except BaseException as exc:
+                failure = exc
+                raise
             finally:
                 state = scope.setdefault("state", {})
                 operation = state.get("operation", NO_OPERATION)
-                outcome = state.get("outcome") or ("refused" if 400 <= status < 500 else "error")
+                outcome = state.get("outcome") or self._unanswered(status, failure)
                 span.update_name(f"graphql {operation}")
                 span.set_attribute("http.response.status_code", status)
                 observe_request(operation, outcome, started)
+
+    @staticmethod
+    def _unanswered(status: int, failure: BaseException | None) -> str:
+        """The outcome of a request the view never answered, its error counted by code: refused
+        on the way in (a body too large, a token refused) or failed (a database outage,
+        answered 503 further out, or a crash)."""
+        if failure is None and 400 <= status < 500:
+            count_errors([STATUS_CODES.get(status, ErrorCode.BAD_REQUEST).value])
+            return "refused"
+        code = failure.code if isinstance(failure, ExchangeError) else ErrorCode.INTERNAL_SERVER_ERROR
+        count_errors([code.value])
+        return "error"

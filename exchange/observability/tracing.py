@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -78,6 +79,6 @@ def inject_trace_context(headers: MutableMapping[str, str]) -> None:
     propagate.inject(headers)
 
 
-def extract_trace_context(headers: Mapping[str, str]) -> object:
+def extract_trace_context(headers: Mapping[str, str]) -> Context:
     """The caller's trace context from incoming ``headers``, to continue its trace."""
     return propagate.extract(headers)

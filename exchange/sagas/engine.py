@@ -95,6 +95,11 @@ class Saga(abc.ABC, Generic[Row]):
     async def on_transition(self, session: AsyncSession, row: Row, step: str, transition: Transition) -> None:
         """Writes that commit with ``transition`` (``row`` is locked, still at ``step``)."""
 
+    @property
+    def slug(self) -> str:
+        """The saga's name in metrics, traces and log fields: ``conversion``, ``status_match``."""
+        return self.label.replace(" ", "_")
+
     def missing(self, row_id: str) -> ExchangeError:
         """The error for an id that names no row."""
         return NotFound(f"no {self.label} has id {row_id!r}", field="id")
@@ -139,13 +144,16 @@ class Saga(abc.ABC, Generic[Row]):
         Every log line written meanwhile names the row (``conversion_id=…``), and each step is
         a span of the current trace (the request's, or the recovery pass's)."""
         in_doubt = recovering or row.in_doubt
-        name = self.label.replace(" ", "_")
-        with log_context(**{f"{name}_id": self._id(row)}):
+        with log_context(**{f"{self.slug}_id": self._id(row)}):
             while row.status in self.active:
                 step = row.step
                 with tracer().start_as_current_span(
                     f"{self.label} {step}",
-                    attributes={"exchange.saga": name, "exchange.saga.id": self._id(row), "exchange.saga.step": step},
+                    attributes={
+                        "exchange.saga": self.slug,
+                        "exchange.saga.id": self._id(row),
+                        "exchange.saga.step": step,
+                    },
                 ):
                     try:
                         transition = await self.attempt(row, step, in_doubt=in_doubt)

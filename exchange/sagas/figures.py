@@ -19,10 +19,6 @@ from exchange.observability.metrics import SagaFigures
 from exchange.sagas.engine import Saga
 
 
-def metric_name(saga: Saga[object]) -> str:  # type: ignore[type-var]
-    return saga.label.replace(" ", "_")
-
-
 async def read_figures(session: AsyncSession, sagas: Sequence[Saga], now: datetime) -> list[SagaFigures]:  # type: ignore[type-arg]
     """The figures of every saga in ``sagas``, read in one statement at ``now``."""
     selects = []
@@ -31,7 +27,7 @@ async def read_figures(session: AsyncSession, sagas: Sequence[Saga], now: dateti
         lease = col(model.lease_until)
         selects.append(
             select(  # type: ignore[call-overload]
-                literal(metric_name(saga)).label("saga"),
+                literal(saga.slug).label("saga"),
                 col(model.status).label("status"),
                 func.count().label("rows"),
                 func.min(col(model.created_at), type_=UTCDateTime).label("oldest"),
@@ -41,9 +37,7 @@ async def read_figures(session: AsyncSession, sagas: Sequence[Saga], now: dateti
             .group_by(col(model.status))
         )
     rows = (await session.exec(union_all(*selects))).all()  # type: ignore[call-overload]
-    figures = {
-        metric_name(saga): SagaFigures(metric_name(saga), {str(state): 0 for state in saga.active}) for saga in sagas
-    }
+    figures = {saga.slug: SagaFigures(saga.slug, {str(state): 0 for state in saga.active}) for saga in sagas}
     oldest: dict[str, datetime] = {}
     backlog: dict[str, int] = {}
     for saga_name, status, count, first, unleased in rows:

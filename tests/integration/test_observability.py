@@ -119,6 +119,8 @@ async def test_every_metric_is_served_and_moves_with_a_conversion_whichever_work
     await convert(kit, "scraped")
     refused = await kit.http.post("/graphql", content=b"{ __typename }", headers={"content-type": "text/plain"})
     assert refused.status_code == 415
+    unauthenticated = await kit.http.post("/graphql", json={"query": TYPENAME}, headers={"authorization": "Bearer x"})
+    assert unauthenticated.status_code == 401
     missing = await kit.graphql(EXECUTE, await kit.member_token("happy-card", "alice"), quote="no-such", key="k")
     assert missing.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
     # Requests on fresh connections until both workers have answered some: the counts below
@@ -144,9 +146,10 @@ async def test_every_metric_is_served_and_moves_with_a_conversion_whichever_work
     assert moved(requests, operation="__typename", outcome="ok") == asked
     assert moved(requests, operation="executeConversion", outcome="ok") == 1
     assert moved(requests, operation="executeConversion", outcome="error") == 1
-    assert moved(requests, operation="(none)", outcome="refused") == 1
+    assert moved(requests, operation="(none)", outcome="refused") == 2
     assert moved("exchange_errors_total", code="NOT_FOUND") == 1
     assert moved("exchange_errors_total", code="UNSUPPORTED_MEDIA_TYPE") == 1
+    assert moved("exchange_errors_total", code="UNAUTHENTICATED") == 1
     calls = "exchange_partner_call_duration_seconds_count"
     assert moved(calls, program="happy-card", operation="debit", outcome="ok") == 1
     assert moved(calls, program="wallet-pay", operation="credit", outcome="ok") == 1
