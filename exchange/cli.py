@@ -25,6 +25,7 @@ from exchange.errors import ConfigurationError, ExchangeError
 from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
 from exchange.serving import free_port
 from exchange.settings import Settings
+from exchange.settlement.models import BreakKind, Resolution
 
 if TYPE_CHECKING:
     from exchange.services.container import Services
@@ -384,7 +385,85 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
         ("MISSING_IN_PARTNER", imported.missing_in_partner),
     ):
         click.echo(f"  {name:<20} {count:>12}")
-    click.echo(f"{view.unresolved} breaks to resolve (GraphQL resolveBreak); reconciliation {imported.id}")
+    click.echo(f"{view.unresolved} breaks to resolve (exchange settle resolve); reconciliation {imported.id}")
+
+
+def _actor(value: str | None) -> str:
+    """Who a settlement command records as having acted: --as, or the operator."""
+    return value or _operator()
+
+
+@settle.command("resolve")
+@click.option("--partner", required=True, help="The partner's program id.")
+@click.option(
+    "--resolution",
+    type=click.Choice([value.value for value in Resolution]),
+    required=True,
+    help="ACCEPT_LEDGER (the ledger's figure stands) or ADJUST (post each break's adjustment).",
+)
+@click.option("--reason", required=True, help="Why, recorded with every break resolved.")
+@click.option("--break", "ids", type=click.IntRange(min=0), multiple=True, help="A break's id (repeatable).")
+@click.option(
+    "--kind",
+    type=click.Choice([kind.value for kind in BreakKind if kind is not BreakKind.MATCHED]),
+    help="Every open break of this class.",
+)
+@click.option("--counterparty", help="Every open break whose line in the partner's file names this counterparty.")
+@click.option("--all", "every", is_flag=True, help="Every open break (when no --break, --kind or --counterparty).")
+@click.option(
+    "--adjust-against",
+    help="ADJUST only: who takes the other side of every adjustment (default: each break's own).",
+)
+@click.option("--as", "actor", help="Who is recorded as having resolved them (default: cli:<your user name>).")
+@click.argument("period")
+@reports_errors
+def settle_resolve(
+    partner: str,
+    resolution: str,
+    reason: str,
+    ids: tuple[int, ...],
+    kind: str | None,
+    counterparty: str | None,
+    every: bool,
+    adjust_against: str | None,
+    actor: str | None,
+    period: str,
+) -> None:
+    """Resolve breaks of the partner's current reconciliation of PERIOD, all the same way and
+    for the same reason, in one unit of work: all of them, or none.
+
+    Select them by --break ids, or by --kind and/or --counterparty (the breaks still open), or
+    take every open break with --all. Repeating a command resolves nothing more.
+    """
+    if every == bool(ids or kind or counterparty):
+        raise click.UsageError("select breaks: --break, --kind and/or --counterparty, or --all")
+    from exchange.settlement.breaks import BreakSelection, BulkResolveRequest
+
+    request = BulkResolveRequest(
+        partner=partner,
+        period=period,
+        selection=BreakSelection(ids=ids or None, kind=BreakKind(kind) if kind else None, counterparty=counterparty),
+        resolution=Resolution(resolution),
+        reason=reason,
+        actor=_actor(actor),
+        counterparty=adjust_against,
+    )
+    done = with_services(lambda services: services.settlement.resolve_many(request))
+    click.echo(f"resolved {done.resolved} breaks ({done.unchanged} already resolved the same way)")
+    click.echo(f"{done.reconciliation.unresolved} breaks of {partner} {period} still open")
+
+
+@settle.command("sign-off")
+@click.option("--partner", required=True, help="The partner's program id.")
+@click.option("--note", help="A note kept with the sign-off.")
+@click.option("--as", "actor", help="Who is recorded as having signed off (default: cli:<your user name>).")
+@click.argument("period")
+@reports_errors
+def settle_sign_off(partner: str, note: str | None, actor: str | None, period: str) -> None:
+    """Sign off the partner's closed PERIOD once every break is resolved: nothing of it
+    changes afterwards."""
+    view = with_services(lambda services: services.settlement.sign_off(partner, period, by=_actor(actor), note=note))
+    click.echo(f"signed off {partner} {view.position.period} by {view.position.signed_off_by}")
 
 
 @settle.command("statement")

@@ -145,6 +145,12 @@ class Settings(BaseSettings):
         description="How often each gateway process reverses undelivered rewards and finishes "
         "redemptions left in doubt (0: never).",
     )
+    settlement_job_interval_seconds: float = Field(
+        default=1,
+        ge=0,
+        description="How often each gateway process looks for settlement jobs staff queued in the "
+        "console, such as closing a period (0: never).",
+    )
     reward_delivery_days: int = Field(
         default=14,
         ge=1,

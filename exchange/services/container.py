@@ -88,6 +88,7 @@ class Services:
                 MatchExpiry(self.matches.matching.saga).run_once,
             ),
             PeriodicJob("redemptions", settings.redemption_interval_seconds, RedemptionJob(self.rewards.saga).run_once),
+            PeriodicJob("settlement-jobs", settings.settlement_job_interval_seconds, self.settlement.run_jobs),
         ]
 
     async def aclose(self) -> None:

@@ -4,29 +4,41 @@ the clearing ledger. Each operation opens its own units of work and calls the ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from joserfc.jwk import RSAKey
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
+from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
+from exchange.errors import ExchangeError
+from exchange.ledger.errors import PeriodNotOver
 from exchange.ledger.periods import SettlementCalendar
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import Verification, verify_ledger
 from exchange.money import Currency
 from exchange.programs.service import get_coalition
 from exchange.settings import Settings
-from exchange.settlement import closing, reconciliation, signoff, statements
-from exchange.settlement.breaks import ResolveRequest, list_breaks, resolve_break
+from exchange.settlement import closing, jobs, reconciliation, signoff, statements
+from exchange.settlement.breaks import (
+    BulkResolveRequest,
+    ResolveRequest,
+    list_breaks,
+    resolve_break,
+    resolve_breaks,
+)
 from exchange.settlement.closing import PeriodReport
+from exchange.settlement.errors import JobNotFound
 from exchange.settlement.keys import Rotation, StatementKeys
 from exchange.settlement.models import (
     BreakKind,
     BreakResolution,
     Reconciliation,
     ReconciliationBreak,
+    SettlementJob,
     SettlementPosition,
 )
 
@@ -44,6 +56,15 @@ class BreakView:
     resolution: BreakResolution | None
     partner: str
     currency: Currency
+
+
+@dataclass(frozen=True)
+class ResolvedBreaks:
+    resolved: int
+    """Breaks the request resolved."""
+    unchanged: int
+    """Breaks it named that were already resolved the same way."""
+    reconciliation: ReconciliationView
 
 
 @dataclass(frozen=True)
@@ -82,11 +103,71 @@ class SettlementService:
         """The period that ended last, by the settlement calendar and this service's clock."""
         return self.calendar.latest_over(self.clock.now())
 
-    async def close(self, period: str, *, by: str) -> PeriodReport:
+    async def close(self, period: str, *, by: str, progress: closing.Progress | None = None) -> PeriodReport:
         period = self.calendar.parse(period)  # before any unit of work: a bad name changes nothing
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
-        return await closing.close_period(self.db, self.calendar, self.clock, currency, period, by=by)
+        return await closing.close_period(
+            self.db, self.calendar, self.clock, currency, period, by=by, progress=progress or closing.no_progress
+        )
+
+    async def request_close(self, period: str, *, by: str) -> SettlementJob:
+        """Queue closing ``period`` for the gateway's job runner (see ``settlement.jobs``), or
+        return the job already queued or running for it. A period that is not over is refused
+        now; what only closing can find out (an earlier period still open) fails the job."""
+        period = self.calendar.parse(period)
+        now = self.clock.now()
+        if now < self.calendar.ends_at(period):
+            raise PeriodNotOver(period, self.calendar.ends_at(period))
+        async with self.db.transaction() as session:
+            return await jobs.enqueue_close(session, period, by=by, now=now)
+
+    async def job(self, job_id: str) -> SettlementJob:
+        async with self.db.transaction() as session:
+            found = await session.get(SettlementJob, job_id)
+        if found is None:
+            raise JobNotFound(job_id)
+        return found
+
+    async def recent_jobs(self) -> Sequence[SettlementJob]:
+        async with self.db.transaction() as session:
+            return await jobs.recent_jobs(session)
+
+    async def run_next_job(self) -> bool:
+        """Run the oldest queued settlement job, if any, recording its progress; whether one ran.
+
+        A refusal (an earlier period still open, …) fails the job with its reason; the database
+        going away leaves it RUNNING, to be taken again once its heartbeat is stale.
+        """
+        async with self.db.transaction() as session:
+            job = await jobs.claim(session, self.clock.now())
+        if job is None:
+            return False
+
+        async def progress(percent: int, step: str) -> None:
+            async with self.db.transaction() as session:
+                await jobs.record_progress(session, job.id, percent, step, self.clock.now())
+
+        try:
+            await self.close(job.subject, by=job.requested_by, progress=progress)
+        except ExchangeError as refused:
+            error: str | None = str(refused)
+        except DatabaseUnavailable:
+            raise
+        except Exception:
+            async with self.db.transaction() as session:
+                await jobs.finish(session, job.id, self.clock.now(), error="an unexpected error: see the gateway's log")
+            raise
+        else:
+            error = None
+        async with self.db.transaction() as session:
+            await jobs.finish(session, job.id, self.clock.now(), error=error)
+        return True
+
+    async def run_jobs(self) -> None:
+        """Run queued settlement jobs until none is left (the gateway's periodic pass)."""
+        while await self.run_next_job():
+            pass
 
     async def period(self, period: str) -> PeriodReport:
         period = self.calendar.parse(period)
@@ -162,6 +243,16 @@ class SettlementService:
             currency = await settlement_currency(session)
             row, resolution, partner = await resolve_break(session, self.ledger, currency, request, self.clock.now())
         return BreakView(row, resolution, partner, currency)
+
+    async def resolve_many(self, request: BulkResolveRequest) -> ResolvedBreaks:
+        """Resolve a selection of a partner's breaks in one unit of work: all, or none."""
+        request = replace(request, period=self.calendar.parse(request.period))
+        async with self.db.transaction() as session:
+            currency = await settlement_currency(session)
+            done = await resolve_breaks(session, self.ledger, currency, request, self.clock.now())
+        return ResolvedBreaks(
+            done.resolved, done.unchanged, ReconciliationView(done.reconciliation, done.unresolved, currency)
+        )
 
     async def verify_ledger(self) -> Verification:
         """Recompute everything the ledger claims; the first problem, if any."""

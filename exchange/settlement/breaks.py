@@ -10,18 +10,33 @@ the one the partner's line names, else the only one the reference's transactions
 
 A break is resolved once, by one person, for one reason, all recorded; repeating the same
 resolution returns the first one, and any other is refused.
+
+Staff resolve breaks one at a time or many at once (:func:`resolve_breaks`): a selection of the
+partner's current reconciliation, by ids or by filters (the break's class, the counterparty the
+partner's file named), resolved in one unit of work with set-based statements whatever its size.
+Accepting the ledger's figure is one ``INSERT … SELECT``; adjusting reads the selection's
+amounts and counterparties in one query and posts the adjustments through the ledger in
+batches, each break with its default amount and counterparty (or one counterparty named for
+all). A filter selects the breaks still open, so repeating it resolves nothing more; ids may
+name breaks already resolved the same way (counted, not changed), and any resolved otherwise
+refuse the whole request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, Protocol
 
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, Table, and_, exists, insert, literal, text
+from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db.bulk import bulk_insert
+from exchange.db.types import UTCDateTime
 from exchange.errors import BadUserInput
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.models import LedgerAccount
@@ -39,7 +54,7 @@ from exchange.settlement.models import (
 from exchange.settlement.netting import SPOKES_OF_ACCOUNT
 from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
 from exchange.settlement.positions import open_position
-from exchange.settlement.reconciliation import current_reconciliation
+from exchange.settlement.reconciliation import current_reconciliation, get_reconciliation, unresolved_breaks
 
 ADJUSTMENT_KIND = "adjustment"
 MAX_REASON = 500
@@ -70,7 +85,13 @@ def adjustment_id(break_id: int) -> str:
     return f"adjustment:break:{break_id}"
 
 
-def default_amount(row: ReconciliationBreak) -> int | None:
+class _Amounts(Protocol):
+    kind: str
+    partner_amount: int | None
+    ledger_amount: int | None
+
+
+def default_amount(row: _Amounts) -> int | None:
     """What makes the ledger agree with the partner's line; a duplicate line has none."""
     if row.kind == BreakKind.DUPLICATE:
         return None
@@ -123,11 +144,39 @@ async def _adjustment(
             f"name the adjustment's counterparty: break {row.id}'s reference {row.reference!r} does not say who it is",
             field="adjustment.counterparty",
         )
-    if counterparty == partner:
-        raise BadAdjustment("a partner cannot adjust against itself", field="adjustment.counterparty")
-    if counterparty != EXCHANGE and await session.get(Program, counterparty) is None:
-        raise BadAdjustment(f"no program has id {counterparty!r}", field="adjustment.counterparty")
+    await check_counterparty(session, partner, counterparty, field="adjustment.counterparty")
     return amount, counterparty
+
+
+async def check_counterparty(session: AsyncSession, partner: str, counterparty: str, *, field: str) -> None:
+    """An adjustment's counterparty is another participant: a program, or the exchange."""
+    if counterparty == partner:
+        raise BadAdjustment("a partner cannot adjust against itself", field=field)
+    if counterparty != EXCHANGE and await session.get(Program, counterparty) is None:
+        raise BadAdjustment(f"no program has id {counterparty!r}", field=field)
+
+
+def checked_reason(reason: str) -> str:
+    """Why staff resolved a break: 1 to :data:`MAX_REASON` characters, trimmed."""
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_REASON:
+        raise BadUserInput(f"give the reason, in 1 to {MAX_REASON} characters", field="reason")
+    return reason
+
+
+def adjustment_request(
+    chart: ChartOfAccounts, break_id: int, partner: str, counterparty: str, amount: int, now: datetime
+) -> TransactionRequest:
+    """The balanced two-leg transaction that resolves break ``break_id`` by adjusting: ``amount``
+    added to the partner's position, taken from the counterparty's; its id makes posting it again
+    a no-op."""
+    return TransactionRequest(
+        id=adjustment_id(break_id),
+        kind=ADJUSTMENT_KIND,
+        reference=f"break:{break_id}",
+        effective_at=now,
+        legs=(Leg(account_of(chart, partner), amount), Leg(account_of(chart, counterparty), -amount)),
+    )
 
 
 async def resolve_break(
@@ -144,9 +193,7 @@ async def resolve_break(
     current = await current_reconciliation(session, reconciliation.partner, reconciliation.period)
     if current is None or current.id != reconciliation.id:
         raise BadUserInput(f"break {row.id} belongs to a reconciliation a later import replaced", field="breakId")
-    reason = request.reason.strip()
-    if not reason or len(reason) > MAX_REASON:
-        raise BadUserInput(f"give the reason, in 1 to {MAX_REASON} characters", field="reason")
+    reason = checked_reason(request.reason)
     amount: int | None = None
     counterparty: str | None = None
     if request.resolution is Resolution.ADJUST:
@@ -166,16 +213,7 @@ async def resolve_break(
         chart = ChartOfAccounts(currency.code)
         posted = await ledger.post(
             session,
-            TransactionRequest(
-                id=adjustment_id(request.break_id),
-                kind=ADJUSTMENT_KIND,
-                reference=f"break:{request.break_id}",
-                effective_at=now,
-                legs=(
-                    Leg(account_of(chart, reconciliation.partner), amount),
-                    Leg(account_of(chart, counterparty), -amount),
-                ),
-            ),
+            adjustment_request(chart, request.break_id, reconciliation.partner, counterparty, amount, now),
         )
         transaction_id = posted.id
     resolution = BreakResolution(
@@ -191,6 +229,264 @@ async def resolve_break(
     session.add(resolution)
     await session.flush()
     return row, resolution, reconciliation.partner
+
+
+BREAKS: Table = ReconciliationBreak.__table__  # type: ignore[attr-defined]
+RESOLUTIONS: Table = BreakResolution.__table__  # type: ignore[attr-defined]
+RESOLUTION_COLUMNS = (
+    "break_id",
+    "resolution",
+    "reason",
+    "resolved_by",
+    "resolved_at",
+    "amount",
+    "counterparty",
+    "transaction_id",
+)
+#: Ids one request may name; a larger selection is made by filters.
+MAX_SELECTED_IDS = 10_000
+#: Break ids per statement, and adjustments per posting batch.
+BATCH = 5_000
+#: The ledger's one counterparty of each reference of the reconciliation's breaks whose line
+#: names none (``others`` > 1: the reference's transactions have several).
+LEDGER_COUNTERPARTIES = text(
+    f"""
+    SELECT t.reference,
+           min(CASE WHEN s.spoke_account = :account THEN s.hub_account ELSE s.spoke_account END) AS other,
+           count(DISTINCT CASE WHEN s.spoke_account = :account THEN s.hub_account ELSE s.spoke_account END) AS others
+      FROM ({SPOKES_OF_ACCOUNT}) s JOIN ledger_transaction t ON t.seq = s.transaction_seq
+     WHERE t.reference IN (SELECT b.reference FROM reconciliation_break b
+                            WHERE b.reconciliation_id = :reconciliation AND b.counterparty IS NULL)
+     GROUP BY t.reference
+    """
+)
+
+
+@dataclass(frozen=True)
+class BreakSelection:
+    """Breaks of a partner's current reconciliation: the ``ids`` named, or else every open
+    break the filters match (no filter: every open break)."""
+
+    ids: tuple[int, ...] | None = None
+    kind: BreakKind | None = None
+    counterparty: str | None = None
+    """The counterparty the partner's file named on the break's line."""
+
+    def check(self) -> None:
+        if self.ids is not None:
+            if self.kind is not None or self.counterparty is not None:
+                raise BadUserInput("select breaks by ids or by filters, not both", field="selection.ids")
+            if not self.ids or len(self.ids) > MAX_SELECTED_IDS:
+                raise BadUserInput(
+                    f"name 1 to {MAX_SELECTED_IDS} breaks; select more by filters", field="selection.ids"
+                )
+        if self.kind is BreakKind.MATCHED:
+            raise BadUserInput("a matched line is not a break", field="selection.kind")
+
+
+@dataclass(frozen=True)
+class BulkResolveRequest:
+    partner: str
+    period: str
+    selection: BreakSelection
+    resolution: Resolution
+    reason: str
+    actor: str
+    counterparty: str | None = None
+    """ADJUST only: who takes the other side of every adjustment (default: each break's own,
+    as for one break)."""
+
+
+@dataclass(frozen=True)
+class BulkResolution:
+    reconciliation: Reconciliation
+    resolved: int
+    """Breaks this request resolved."""
+    unchanged: int
+    """Breaks it named that were already resolved the same way."""
+    unresolved: int
+    """The reconciliation's breaks still open afterwards."""
+
+
+async def resolve_breaks(
+    session: AsyncSession, ledger: Ledger, currency: Currency, request: BulkResolveRequest, now: datetime
+) -> BulkResolution:
+    """Resolve a selection of breaks of the partner's current reconciliation the same way, for
+    the same reason (see the module's docstring); all of them, or none."""
+    request.selection.check()
+    reason = checked_reason(request.reason)
+    if request.resolution is not Resolution.ADJUST and request.counterparty is not None:
+        raise BadUserInput("accepting the ledger's figure posts nothing: name no counterparty", field="adjustment")
+    await open_position(session, request.partner, request.period)
+    reconciliation = await get_reconciliation(session, request.partner, request.period)
+    if request.counterparty is not None:
+        await check_counterparty(session, request.partner, request.counterparty, field="adjustment.counterparty")
+    ids = request.selection.ids
+    unchanged = 0
+    if ids is not None:
+        unchanged = await _already_resolved(session, reconciliation, sorted(set(ids)), request.resolution, reason)
+    open_before = await unresolved_breaks(session, reconciliation.id)
+    for chunk in _batches(sorted(set(ids))) if ids is not None else [None]:
+        selected = _open_breaks(reconciliation.id, request.selection, chunk)
+        if request.resolution is Resolution.ACCEPT_LEDGER:
+            await _accept(session, selected, reason, request.actor, now)
+        else:
+            await _adjust(session, ledger, currency, reconciliation, selected, request, reason, now)
+    # The position's lock keeps anyone else from resolving these breaks meanwhile.
+    open_after = await unresolved_breaks(session, reconciliation.id)
+    return BulkResolution(reconciliation, open_before - open_after, unchanged, open_after)
+
+
+def _batches(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for start in range(0, len(ids), BATCH):
+        yield ids[start : start + BATCH]
+
+
+def _open_breaks(reconciliation_id: str, selection: BreakSelection, ids: Sequence[int] | None) -> ColumnElement[bool]:
+    """The open breaks of the reconciliation that the selection (or its batch of ids) takes."""
+    clauses = [
+        BREAKS.c.reconciliation_id == reconciliation_id,
+        ~exists().where(RESOLUTIONS.c.break_id == BREAKS.c.id),
+    ]
+    if ids is not None:
+        clauses.append(BREAKS.c.id.in_(ids))
+    if selection.kind is not None:
+        clauses.append(BREAKS.c.kind == selection.kind.value)
+    if selection.counterparty is not None:
+        clauses.append(BREAKS.c.counterparty == selection.counterparty)
+    return and_(*clauses)
+
+
+async def _already_resolved(
+    session: AsyncSession, reconciliation: Reconciliation, ids: Sequence[int], resolution: Resolution, reason: str
+) -> int:
+    """How many of ``ids`` are resolved already, the same way; refused if any is not the
+    reconciliation's, or was resolved otherwise."""
+    resolved = 0
+    for chunk in _batches(ids):
+        rows = await session.exec(
+            core_select(BREAKS.c.id, RESOLUTIONS.c.resolution, RESOLUTIONS.c.reason)
+            .select_from(BREAKS.outerjoin(RESOLUTIONS, RESOLUTIONS.c.break_id == BREAKS.c.id))
+            .where(BREAKS.c.reconciliation_id == reconciliation.id, BREAKS.c.id.in_(chunk))
+        )
+        found: dict[int, tuple[str | None, str | None]] = {row.id: (row.resolution, row.reason) for row in rows}
+        if missing := [break_id for break_id in chunk if break_id not in found]:
+            raise BadUserInput(
+                f"break {missing[0]} is not one of {reconciliation.partner}'s current reconciliation "
+                f"for {reconciliation.period}",
+                field="selection.ids",
+            )
+        for break_id, (done, why) in found.items():
+            if done is None:
+                continue
+            if (done, why) != (resolution.value, reason):
+                raise ResolutionConflict(break_id, field="selection.ids")
+            resolved += 1
+    return resolved
+
+
+async def _accept(session: AsyncSession, selected: ColumnElement[bool], reason: str, actor: str, now: datetime) -> int:
+    """Accept the ledger's figure for every selected break: one statement."""
+    await session.exec(
+        insert(RESOLUTIONS).from_select(
+            RESOLUTION_COLUMNS[:5],
+            core_select(
+                BREAKS.c.id,
+                literal(Resolution.ACCEPT_LEDGER.value, RESOLUTIONS.c.resolution.type),
+                literal(reason, RESOLUTIONS.c.reason.type),
+                literal(actor, RESOLUTIONS.c.resolved_by.type),
+                literal(now, UTCDateTime()),
+            ).where(selected),
+        )
+    )
+
+
+async def _adjust(
+    session: AsyncSession,
+    ledger: Ledger,
+    currency: Currency,
+    reconciliation: Reconciliation,
+    selected: ColumnElement[bool],
+    request: BulkResolveRequest,
+    reason: str,
+    now: datetime,
+) -> None:
+    """Post an adjustment for every selected break (each its default amount; its default
+    counterparty unless the request names one) in batches, and record the resolutions."""
+    rows = list(
+        await session.exec(
+            core_select(
+                BREAKS.c.id,
+                BREAKS.c.kind,
+                BREAKS.c.reference,
+                BREAKS.c.partner_amount,
+                BREAKS.c.ledger_amount,
+                BREAKS.c.counterparty,
+            )
+            .where(selected)
+            .order_by(BREAKS.c.id)
+        )
+    )
+    if not rows:
+        return
+    partner = reconciliation.partner
+    ledgers: dict[str, str] = {}
+    if request.counterparty is None and any(row.counterparty is None for row in rows):
+        ledgers = await _ledger_counterparties(session, reconciliation, currency)
+    adjustments: list[tuple[int, int, str]] = []
+    for row in rows:
+        amount = default_amount(row)
+        if not amount:
+            raise BadAdjustment(
+                f"break {row.id} ({row.kind}) has no amount to adjust by: resolve it on its own, naming one",
+                field="selection",
+            )
+        counterparty = request.counterparty or row.counterparty or ledgers.get(row.reference)
+        if counterparty is None:
+            raise BadAdjustment(
+                f"name the adjustments' counterparty: break {row.id}'s reference {row.reference!r} "
+                "does not say who it is",
+                field="adjustment.counterparty",
+            )
+        adjustments.append((row.id, amount, counterparty))
+    for counterparty in {counterparty for _, _, counterparty in adjustments}:
+        await check_counterparty(session, partner, counterparty, field="adjustment.counterparty")
+    chart = ChartOfAccounts(currency.code)
+    for start in range(0, len(adjustments), BATCH):
+        batch = adjustments[start : start + BATCH]
+        await ledger.post_many(
+            session,
+            [adjustment_request(chart, break_id, partner, other, amount, now) for break_id, amount, other in batch],
+        )
+    resolutions: list[tuple[Any, ...]] = [
+        (break_id, Resolution.ADJUST.value, reason, request.actor, now, amount, other, adjustment_id(break_id))
+        for break_id, amount, other in adjustments
+    ]
+    await bulk_insert(session, RESOLUTIONS, RESOLUTION_COLUMNS, resolutions)
+
+
+async def _ledger_counterparties(
+    session: AsyncSession, reconciliation: Reconciliation, currency: Currency
+) -> dict[str, str]:
+    """Each reference (of the reconciliation's breaks whose line names no counterparty) whose
+    ledger transactions have exactly one counterparty, with it."""
+    chart = ChartOfAccounts(currency.code)
+    account = (
+        await session.exec(
+            select(LedgerAccount.id).where(LedgerAccount.code == chart.clearing(reconciliation.partner).code)
+        )
+    ).one()
+    accounts = await settled_accounts(session, currency.code)
+    rows = await session.exec(  # type: ignore[call-overload]
+        LEDGER_COUNTERPARTIES,
+        params={
+            "period": reconciliation.period,
+            "unit": currency.code,
+            "account": account,
+            "reconciliation": reconciliation.id,
+        },
+    )
+    return {reference: accounts[other] for reference, other, others in rows if others == 1}
 
 
 async def list_breaks(

@@ -11,7 +11,7 @@ the first time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -35,6 +35,13 @@ from exchange.settlement.models import SettlementObligation, SettlementPosition
 from exchange.settlement.netting import NettingSaving, Obligation
 
 OBLIGATIONS = SettlementObligation.__table__  # type: ignore[attr-defined]
+
+Progress = Callable[[int, str], Awaitable[None]]
+"""Told how far closing has come (percent, and the step it starts), between its units of work."""
+
+
+async def no_progress(percent: int, step: str) -> None:
+    """Tells no one."""
 
 
 @dataclass(frozen=True)
@@ -110,15 +117,25 @@ async def _finish(session: AsyncSession, period: str, currency: Currency, clock:
 
 
 async def close_period(
-    db: Database, calendar: SettlementCalendar, clock: Clock, currency: Currency, period: str, *, by: str
+    db: Database,
+    calendar: SettlementCalendar,
+    clock: Clock,
+    currency: Currency,
+    period: str,
+    *,
+    by: str,
+    progress: Progress = no_progress,
 ) -> PeriodReport:
     """Close ``period`` (or finish closing it) and return its figures; see the module's docstring."""
     period = calendar.parse(period)
+    await progress(5, "closing")
     async with db.transaction() as session:
         row = await start_closing(session, calendar, period, by=by, now=clock.now())
         status = row.status
     if status != PeriodStatus.CLOSED:
+        await progress(35, "netting")
         async with db.transaction() as session:
             await _finish(session, period, currency, clock)
+    await progress(90, "reporting")
     async with db.transaction() as session:
         return await period_report(session, period, currency)

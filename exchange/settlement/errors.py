@@ -77,9 +77,14 @@ class BreakNotFound(NotFound):
 
 
 class ResolutionConflict(IdempotencyConflict):
-    def __init__(self, break_id: int) -> None:
-        super().__init__(f"break {break_id} was already resolved differently", field="breakId")
+    def __init__(self, break_id: int, *, field: str = "breakId") -> None:
+        super().__init__(f"break {break_id} was already resolved differently", field=field)
 
 
 class BadAdjustment(BadUserInput):
     """An adjustment that cannot be posted as asked."""
+
+
+class JobNotFound(NotFound):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no settlement job has id {job_id!r}", field="jobId")

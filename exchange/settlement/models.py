@@ -21,6 +21,7 @@ from sqlalchemy import (
     Index,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -140,6 +141,51 @@ class BreakResolution(SQLModel, table=True):
     )
     counterparty: str | None = Field(default=None, max_length=64)
     transaction_id: str | None = Field(default=None, max_length=100, description="The adjustment's ledger transaction.")
+
+
+class JobState(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+#: A job of these states is active: one at a time per kind and subject.
+ACTIVE_JOB = "state IN ('QUEUED', 'RUNNING')"
+
+
+class SettlementJob(SQLModel, table=True):
+    """Settlement work that staff start from a page and the gateway's job runner does in the
+    background (closing a period), with how far it has come."""
+
+    __tablename__ = "settlement_job"
+    __table_args__ = (
+        CheckConstraint("progress BETWEEN 0 AND 100", name="settlement_job_progress"),
+        Index(
+            "ux_settlement_job_active",
+            "kind",
+            "subject",
+            unique=True,
+            postgresql_where=text(ACTIVE_JOB),
+            sqlite_where=text(ACTIVE_JOB),
+        ),
+        Index("ix_settlement_job_state", "state", "requested_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    kind: str = Field(max_length=30)
+    subject: str = Field(max_length=64, description="What it works on: the period, for closing.")
+    state: str = Field(max_length=10)
+    progress: int = Field(default=0, description="Percent done.")
+    step: str = Field(default="", max_length=40, description="What it is doing now.")
+    requested_by: str = Field(max_length=100)
+    requested_at: datetime = Field(sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    heartbeat_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime, description="Last sign of life of the runner; a stale one is retaken."
+    )
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    error: str | None = Field(default=None, max_length=500)
 
 
 class StatementKey(StoredKey, table=True):

@@ -307,3 +307,34 @@ async def test_closing_refuses_what_cannot_close_with_typed_errors(kit: Exchange
     assert statement["errors"][0]["extensions"]["code"] == "PERIOD_NOT_CLOSED"
     read_only = await kit.staff_token(Role.SETTLEMENT, scope="settlement:read")
     assert errors_at((await kit.graphql(CLOSE, read_only, period=last_month)).json()) == {("closePeriod",): "FORBIDDEN"}
+
+
+BULK = """mutation($p: String!, $selection: BreakSelectionInput!, $resolution: Resolution!) {
+  resolveBreaks(partnerId: "fresh-mart", period: $p, selection: $selection, resolution: $resolution,
+                reason: "agreed in the monthly call") {
+    resolved unchanged reconciliation { unresolvedBreaks breaks { kind resolution { resolution reason } } }
+} }"""
+
+
+async def test_staff_resolve_a_selection_of_breaks_in_one_request(kit: ExchangeKit, last_month: str) -> None:
+    await close(kit, last_month)
+    partner = await kit.partner_token("fresh-mart")
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    records = RECORDS + "conversion:c8,1.00,formosa-air\nconversion:c8,1.00,formosa-air\n"
+    imported = (await kit.data(IMPORT, partner, p=last_month, csv=records))["importPartnerRecords"]
+    assert imported["unresolvedBreaks"] == 3
+    refused = (await kit.graphql(BULK, partner, p=last_month, selection={}, resolution="ACCEPT_LEDGER")).json()
+    assert errors_at(refused) == {("resolveBreaks",): "FORBIDDEN"}
+    bad = (await kit.graphql(BULK, staff, p=last_month, selection={"ids": ["x"]}, resolution="ACCEPT_LEDGER")).json()
+    assert bad["errors"][0]["extensions"] | {"code": None} == {"code": None, "field": "selection.ids"}
+    duplicates = {"kind": "DUPLICATE"}
+    adjusted = (await kit.graphql(BULK, staff, p=last_month, selection=duplicates, resolution="ADJUST")).json()
+    assert adjusted["errors"][0]["extensions"] | {"code": None} == {"code": None, "field": "selection"}
+    accepted = (
+        await kit.data(BULK, staff, p=last_month, selection={"counterparty": "formosa-air"}, resolution="ACCEPT_LEDGER")
+    )["resolveBreaks"]
+    assert (accepted["resolved"], accepted["unchanged"], accepted["reconciliation"]["unresolvedBreaks"]) == (3, 0, 0)
+    assert {b["resolution"]["reason"] for b in accepted["reconciliation"]["breaks"]} == {"agreed in the monthly call"}
+    ids = [b["id"] for b in imported["breaks"]]
+    again = await kit.data(BULK, staff, p=last_month, selection={"ids": ids}, resolution="ACCEPT_LEDGER")
+    assert (again["resolveBreaks"]["resolved"], again["resolveBreaks"]["unchanged"]) == (0, 3)

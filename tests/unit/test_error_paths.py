@@ -27,6 +27,8 @@ def mutation_fields() -> dict[str, ArgumentPaths]:
         ("publishReward", "programId", "programId"),
         ("publishReward", "title", "input.title"),
         ("resolveBreak", "adjustment.amount", "adjustment.amount"),
+        ("resolveBreaks", "selection.ids", "selection.ids"),
+        ("resolveBreaks", "adjustment.counterparty", "adjustment.counterparty"),
         ("executeConversion", "quoteId", "quoteId"),
         ("executeConversion", "points", None),  # no argument of executeConversion: left out
         ("executeConversion", None, None),

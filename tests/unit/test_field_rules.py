@@ -299,6 +299,8 @@ EXPECTED: dict[str, str] = {
     "Mutation.closePeriod": STAFF,
     "Mutation.importPartnerRecords": STAFF_OR_OWNER,
     "Mutation.resolveBreak": STAFF,
+    "Mutation.resolveBreaks": STAFF,
+    **{f"BreaksResolved.{name}": STAFF for name in ("resolved", "unchanged", "reconciliation")},
     "Mutation.signOffPeriod": STAFF,
     **{
         f"SettlementPeriod.{name}": STAFF_OR_PARTNER

@@ -13,6 +13,9 @@ from exchange.api.inputs import PeriodName, Text
 from exchange.api.permissions import Rule, argument, authorize, own_program, requires
 from exchange.api.types.settlement import (
     AdjustmentInput,
+    BreakSelectionInput,
+    BreaksResolved,
+    BulkAdjustmentInput,
     Reconciliation,
     ReconciliationBreak,
     Resolution,
@@ -22,7 +25,7 @@ from exchange.api.types.settlement import (
     break_id_of,
 )
 from exchange.auth.scopes import Scope
-from exchange.settlement.breaks import ResolveRequest
+from exchange.settlement.breaks import BulkResolveRequest, ResolveRequest
 from exchange.settlement.models import NOTE_LENGTH, REASON_LENGTH
 from exchange.settlement.models import Resolution as ResolutionValue
 
@@ -132,6 +135,36 @@ class SettlementMutations:
             )
         )
         return ReconciliationBreak.of(view)
+
+    @strawberry.mutation(
+        description="Resolve many breaks of a partner's current reconciliation the same way, for "
+        "the same reason, in one request: all of them, or none. A selection by filters takes the "
+        "breaks still open (repeating it resolves nothing more); ids already resolved the same "
+        "way are counted as unchanged, and one resolved otherwise refuses the request.",
+        extensions=[authorize(STAFF_WRITES)],
+    )
+    async def resolve_breaks(
+        self,
+        info: Info[Context, None],
+        partner_id: strawberry.ID,
+        period: PeriodName,
+        selection: BreakSelectionInput,
+        resolution: Resolution,
+        reason: Annotated[str, Text(REASON_LENGTH)],
+        adjustment: BulkAdjustmentInput | None = None,
+    ) -> BreaksResolved | None:
+        done = await info.context.services.settlement.resolve_many(
+            BulkResolveRequest(
+                partner=str(partner_id),
+                period=period,
+                selection=selection.value(),
+                resolution=ResolutionValue(resolution.value),
+                reason=reason,
+                actor=info.context.caller().client_id,
+                counterparty=str(adjustment.counterparty) if adjustment and adjustment.counterparty else None,
+            )
+        )
+        return BreaksResolved.of(done)
 
     @strawberry.mutation(
         description="Sign off a partner's closed period, once its records are imported and every "

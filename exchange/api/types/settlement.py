@@ -31,7 +31,9 @@ from exchange.db.types import MAX_BIGINT
 from exchange.errors import BadUserInput
 from exchange.ledger.periods import PeriodStatus as PeriodStatusValue
 from exchange.money import Currency
-from exchange.services.settlement import BreakView, PositionView, ReconciliationView
+from exchange.services.settlement import BreakView, PositionView, ReconciliationView, ResolvedBreaks
+from exchange.settlement.breaks import MAX_SELECTED_IDS
+from exchange.settlement.breaks import BreakSelection as BreakSelectionValue
 from exchange.settlement.closing import PeriodReport
 from exchange.settlement.models import BreakKind as BreakKindValue
 from exchange.settlement.models import Resolution as ResolutionValue
@@ -110,6 +112,37 @@ class AdjustmentInput:
         default=None,
         description="Who takes the other side: a program id, or EXCHANGE. Default: the partner "
         "line's counterparty, else the only one the reference's transactions have.",
+    )
+
+
+@strawberry.input(
+    description="Breaks of a partner's current reconciliation: the `ids` named, or else every open "
+    "break the filters match (no filter: every open break)."
+)
+class BreakSelectionInput:
+    ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description=f"At most {MAX_SELECTED_IDS} break ids; not with filters."
+    )
+    kind: BreakKind | None = strawberry.field(default=None, description="Only open breaks of this class.")
+    counterparty: strawberry.ID | None = strawberry.field(
+        default=None, description="Only open breaks whose line in the partner's file names this counterparty."
+    )
+
+    def value(self) -> BreakSelectionValue:
+        return BreakSelectionValue(
+            ids=None if self.ids is None else tuple(break_id_of(str(i), field="selection.ids") for i in self.ids),
+            kind=BreakKindValue(self.kind.value) if self.kind else None,
+            counterparty=str(self.counterparty) if self.counterparty is not None else None,
+        )
+
+
+@strawberry.input(description="The adjustments to post when resolving many breaks with ADJUST.")
+class BulkAdjustmentInput:
+    counterparty: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Who takes the other side of every adjustment: a program id, or EXCHANGE. Default: "
+        "each break's own, as for resolveBreak. Each adjustment's amount is what makes the ledger agree "
+        "with the partner's line.",
     )
 
 
@@ -556,4 +589,18 @@ class Reconciliation:
             duplicate=row.duplicate,
             unresolved_breaks=view.unresolved,
             view=view,
+        )
+
+
+@authorize_fields(STAFF)
+@strawberry.type(description="What resolving many breaks did.")
+class BreaksResolved:
+    resolved: int = strawberry.field(description="Breaks this request resolved.")
+    unchanged: int = strawberry.field(description="Breaks it named that were already resolved the same way.")
+    reconciliation: Reconciliation
+
+    @classmethod
+    def of(cls, done: ResolvedBreaks) -> BreaksResolved:
+        return cls(
+            resolved=done.resolved, unchanged=done.unchanged, reconciliation=Reconciliation.of(done.reconciliation)
         )

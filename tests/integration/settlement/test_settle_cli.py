@@ -166,3 +166,30 @@ async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying(
     assert jws.extract_compact(after.encode()).headers()["kid"] == new_kid.group(1)
     published = await published_statement_keys(database_url)
     assert jws.deserialize_compact(before, published).payload == jws.deserialize_compact(after, published).payload
+
+
+async def test_resolve_takes_a_selection_in_bulk_and_sign_off_follows(october: dict[str, str], tmp_path: Path) -> None:
+    assert run("settle", "close", "2026-10", env=october).returncode == 0
+    records = tmp_path / "fresh-mart-2026-10.csv"
+    records.write_text("reference,amount\nconversion:c1,98.00\nredemption:r1,-15.00\nredemption:r1,-15.00\nextra:1,3\n")
+    assert run("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october).returncode == 0
+    early = run("settle", "sign-off", "--partner", "fresh-mart", "2026-10", env=october)
+    assert (early.returncode, "2 unresolved breaks" in early.stderr) == (2, True)
+
+    resolve = ("settle", "resolve", "--partner", "fresh-mart", "--reason", "agreed in the monthly call")
+    unselected = run(*resolve, "--resolution", "ACCEPT_LEDGER", "2026-10", env=october)
+    assert unselected.returncode == 2 and "--all" in unselected.stderr
+    refused = run(*resolve, "--resolution", "ADJUST", "--kind", "DUPLICATE", "2026-10", env=october)
+    assert refused.returncode == 2 and "has no amount to adjust by" in refused.stderr
+    done = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "--as", "alice@settlement", "2026-10", env=october)
+    assert done.stdout.splitlines() == [
+        "resolved 2 breaks (0 already resolved the same way)",
+        "0 breaks of fresh-mart 2026-10 still open",
+    ], done.stderr
+    again = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october)
+    assert again.stdout.splitlines()[0] == "resolved 0 breaks (0 already resolved the same way)"
+
+    signed = run("settle", "sign-off", "--partner", "fresh-mart", "--as", "carol@settlement", "2026-10", env=october)
+    assert signed.stdout.strip() == "signed off fresh-mart 2026-10 by carol@settlement", signed.stderr
+    late = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october)
+    assert late.returncode == 2 and "signed off" in late.stderr

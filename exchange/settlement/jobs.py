@@ -1,0 +1,104 @@
+"""Settlement jobs: closing a period in the background, for the console.
+
+Staff ask for a period to be closed (:func:`enqueue_close`); the gateway's job runner takes the
+oldest queued job (:func:`claim`), runs the one close (``closing.close_period``) and records
+its progress in the job's row as it goes, then DONE or FAILED with the reason. One job per
+period is active at a time (a unique index over the active ones): asking again while one is
+queued or running returns it. A runner that dies leaves its job RUNNING with a heartbeat that
+goes stale; another runner takes it again after :data:`STALE_AFTER`, and closing again
+finishes what the first left (closing is idempotent).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import Table, or_, update
+from sqlalchemy import select as core_select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.settlement.models import JobState, SettlementJob
+
+CLOSE_PERIOD = "close-period"
+#: A running job whose runner has given no sign of life for this long is taken again.
+STALE_AFTER = timedelta(minutes=2)
+JOBS: Table = SettlementJob.__table__  # type: ignore[attr-defined]
+
+
+async def active_job(session: AsyncSession, kind: str, subject: str) -> SettlementJob | None:
+    return (
+        await session.exec(
+            select(SettlementJob).where(
+                SettlementJob.kind == kind,
+                SettlementJob.subject == subject,
+                col(SettlementJob.state).in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+            )
+        )
+    ).first()
+
+
+async def enqueue_close(session: AsyncSession, period: str, *, by: str, now: datetime) -> SettlementJob:
+    """Queue closing ``period``, or return the job already queued or running for it."""
+    if (found := await active_job(session, CLOSE_PERIOD, period)) is not None:
+        return found
+    job = SettlementJob(
+        id=str(uuid.uuid4()),
+        kind=CLOSE_PERIOD,
+        subject=period,
+        state=JobState.QUEUED.value,
+        requested_by=by,
+        requested_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(job)
+            await session.flush()
+    except IntegrityError:  # asked at the same moment by someone else: theirs stands
+        found = await active_job(session, CLOSE_PERIOD, period)
+        assert found is not None
+        return found
+    return job
+
+
+async def claim(session: AsyncSession, now: datetime) -> SettlementJob | None:
+    """Take the oldest queued job (or a running one whose runner went silent) for this runner;
+    None if there is none. Two runners racing for one job: the state check in the UPDATE lets
+    one of them have it."""
+    takeable = or_(
+        JOBS.c.state == JobState.QUEUED.value,
+        (JOBS.c.state == JobState.RUNNING.value) & (JOBS.c.heartbeat_at < now - STALE_AFTER),
+    )
+    oldest = core_select(JOBS.c.id).where(takeable).order_by(JOBS.c.requested_at).limit(1).scalar_subquery()
+    taken = (
+        await session.exec(
+            update(JOBS)
+            .where(JOBS.c.id == oldest, takeable)
+            .values(state=JobState.RUNNING.value, started_at=now, heartbeat_at=now, step="", progress=0)
+            .returning(JOBS.c.id)
+        )
+    ).first()
+    if taken is None:
+        return None
+    return await session.get(SettlementJob, taken[0], populate_existing=True)
+
+
+async def record_progress(session: AsyncSession, job_id: str, percent: int, step: str, now: datetime) -> None:
+    await session.exec(update(JOBS).where(JOBS.c.id == job_id).values(progress=percent, step=step, heartbeat_at=now))
+
+
+async def finish(session: AsyncSession, job_id: str, now: datetime, *, error: str | None = None) -> None:
+    """Mark the job DONE, or FAILED with ``error``."""
+    values = {"state": JobState.DONE.value, "progress": 100, "step": "done"}
+    if error is not None:
+        values = {"state": JobState.FAILED.value, "error": error[:500]}
+    await session.exec(update(JOBS).where(JOBS.c.id == job_id).values(finished_at=now, **values))
+
+
+async def recent_jobs(session: AsyncSession, limit: int = 20) -> Sequence[SettlementJob]:
+    return (
+        await session.exec(select(SettlementJob).order_by(col(SettlementJob.requested_at).desc()).limit(limit))
+    ).all()

@@ -1,0 +1,204 @@
+"""Resolving many breaks at once: a selection by ids or filters, all or none, idempotent."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from exchange.errors import BadUserInput, IdempotencyConflict, NotFound
+from exchange.ledger.models import LedgerTransaction
+from exchange.ledger.verify import verify_ledger
+from exchange.services.settlement import SettlementService
+from exchange.settlement.breaks import BreakSelection, BulkResolveRequest, ResolveRequest
+from exchange.settlement.errors import BadAdjustment, PartnerSignedOff
+from exchange.settlement.models import BreakKind, BreakResolution, Reconciliation, Resolution
+from exchange.testing.clock import FrozenClock
+from tests.integration.settlement.conftest import close, conversion, post, redemption
+
+FILE = """reference,amount,counterparty,date
+conversion:c1,-99.00,,2026-11-20
+redemption:r1,24.00,wallet-pay,
+conversion:zzz,50.00,formosa-air,2026-11-29
+conversion:yyy,7.00,formosa-air,
+conversion:c1,-100,,
+"""
+
+
+@pytest.fixture
+async def closed(settlement: SettlementService, clock: FrozenClock) -> SettlementService:
+    await post(
+        settlement,
+        [
+            conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200),
+            redemption("r1", "wallet-pay", "fresh-mart", 2_500, fee=25),
+            conversion("c4", "fresh-mart", "tune-stream", 700),
+        ],
+    )
+    await close(settlement, clock, "2026-11")
+    return settlement
+
+
+async def imported(service: SettlementService, text: str = FILE) -> Reconciliation:
+    view = await service.import_records("fresh-mart", "2026-11", io.BytesIO(text.encode()), by="x")
+    return view.reconciliation
+
+
+def bulk(
+    selection: BreakSelection, resolution: Resolution = Resolution.ACCEPT_LEDGER, **given: str
+) -> BulkResolveRequest:
+    return BulkResolveRequest(
+        partner=given.pop("partner", "fresh-mart"),
+        period=given.pop("period", "2026-11"),
+        selection=selection,
+        resolution=resolution,
+        reason=given.pop("reason", "agreed with fresh-mart"),
+        actor=given.pop("actor", "alice@settlement"),
+        **given,
+    )
+
+
+async def ids_of(service: SettlementService, reconciliation: Reconciliation, kind: BreakKind) -> tuple[int, ...]:
+    return tuple(view.row.id or 0 for view in await service.breaks(reconciliation, kind=kind))
+
+
+async def test_a_filter_resolves_every_open_break_of_its_class_recording_who_and_why(closed: SettlementService) -> None:
+    reconciliation = await imported(closed)
+    done = await closed.resolve_many(bulk(BreakSelection(kind=BreakKind.MISSING_IN_LEDGER)))
+    assert (done.resolved, done.unchanged, done.reconciliation.unresolved) == (2, 0, 4)
+    views = await closed.breaks(reconciliation, kind=BreakKind.MISSING_IN_LEDGER)
+    assert {
+        (v.resolution.resolution, v.resolution.reason, v.resolution.resolved_by) for v in views if v.resolution
+    } == {("ACCEPT_LEDGER", "agreed with fresh-mart", "alice@settlement")}
+    again = await closed.resolve_many(bulk(BreakSelection(kind=BreakKind.MISSING_IN_LEDGER)))
+    assert (again.resolved, again.reconciliation.unresolved) == (0, 4)
+
+
+async def test_a_counterparty_filter_takes_only_the_lines_naming_it(closed: SettlementService) -> None:
+    await imported(closed)
+    done = await closed.resolve_many(bulk(BreakSelection(counterparty="formosa-air")))
+    assert (done.resolved, done.reconciliation.unresolved) == (2, 4)
+
+
+async def test_named_ids_repeat_idempotently_and_refuse_a_different_resolution(closed: SettlementService) -> None:
+    reconciliation = await imported(closed)
+    ids = await ids_of(closed, reconciliation, BreakKind.MISSING_IN_LEDGER)
+    first = await closed.resolve_many(bulk(BreakSelection(ids=ids)))
+    again = await closed.resolve_many(bulk(BreakSelection(ids=ids)))
+    assert (first.resolved, first.unchanged, again.resolved, again.unchanged) == (2, 0, 0, 2)
+    with pytest.raises(IdempotencyConflict) as refused:
+        await closed.resolve_many(bulk(BreakSelection(ids=ids), reason="another reason"))
+    assert refused.value.field == "selection.ids"
+
+
+async def test_a_bulk_adjustment_posts_each_breaks_default_in_the_next_period(
+    closed: SettlementService, clock: FrozenClock
+) -> None:
+    reconciliation = await imported(closed)
+    done = await closed.resolve_many(
+        bulk(BreakSelection(kind=BreakKind.MISSING_IN_LEDGER), Resolution.ADJUST, reason="confirmed by formosa-air")
+    )
+    assert done.resolved == 2
+    resolutions = [v.resolution for v in await closed.breaks(reconciliation, kind=BreakKind.MISSING_IN_LEDGER)]
+    assert sorted((r.amount, r.counterparty) for r in resolutions if r) == [
+        (700, "formosa-air"),
+        (5_000, "formosa-air"),
+    ]
+    async with closed.db.transaction() as session:
+        periods = (
+            await session.exec(select(LedgerTransaction.period).where(col(LedgerTransaction.kind) == "adjustment"))
+        ).all()
+        assert (await verify_ledger(session)).ok
+    assert periods == ["2026-12", "2026-12"]
+    missing_there = await closed.resolve_many(
+        bulk(BreakSelection(kind=BreakKind.MISSING_IN_PARTNER), Resolution.ADJUST)
+    )
+    assert missing_there.resolved == 1  # c4: the ledger's one counterparty, tune-stream
+    await close(closed, clock, "2026-12")
+    december = await closed.statement("fresh-mart", "2026-12")
+    assert sorted((line.counterparty, line.amount) for line in december.lines) == [
+        ("formosa-air", 700),
+        ("formosa-air", 5_000),
+        ("tune-stream", 700),
+    ]
+
+
+async def test_a_bulk_adjustment_is_refused_whole_when_a_break_has_nothing_to_adjust(
+    closed: SettlementService,
+) -> None:
+    reconciliation = await imported(closed)
+    with pytest.raises(BadAdjustment) as refused:
+        await closed.resolve_many(bulk(BreakSelection(kind=BreakKind.DUPLICATE), Resolution.ADJUST))
+    assert refused.value.field == "selection"
+    with pytest.raises(BadAdjustment) as unnamed:
+        # conversion:c1 names no counterparty, and its ledger side has wallet-pay and the exchange
+        await closed.resolve_many(bulk(BreakSelection(kind=BreakKind.AMOUNT_MISMATCH), Resolution.ADJUST))
+    assert unnamed.value.field == "adjustment.counterparty"
+    async with closed.db.transaction() as session:
+        assert (await session.exec(select(func.count()).select_from(BreakResolution))).one() == 0
+        adjustments = select(func.count()).where(col(LedgerTransaction.kind) == "adjustment")
+        assert (await session.exec(adjustments)).one() == 0
+    named = await closed.resolve_many(
+        bulk(BreakSelection(kind=BreakKind.AMOUNT_MISMATCH), Resolution.ADJUST, counterparty="wallet-pay")
+    )
+    assert (named.resolved, named.reconciliation.reconciliation.id) == (2, reconciliation.id)
+
+
+async def test_refusals_name_the_field_and_change_nothing(closed: SettlementService) -> None:
+    reconciliation = await imported(closed)
+    ids = await ids_of(closed, reconciliation, BreakKind.DUPLICATE)
+    cases: list[tuple[BulkResolveRequest, str]] = [
+        (bulk(BreakSelection(ids=())), "selection.ids"),
+        (bulk(BreakSelection(ids=ids, kind=BreakKind.DUPLICATE)), "selection.ids"),
+        (bulk(BreakSelection(ids=(*ids, 999_999))), "selection.ids"),
+        (bulk(BreakSelection(kind=BreakKind.MATCHED)), "selection.kind"),
+        (bulk(BreakSelection(ids=ids), reason="  "), "reason"),
+        (bulk(BreakSelection(ids=ids), counterparty="wallet-pay"), "adjustment"),
+        (bulk(BreakSelection(ids=ids), Resolution.ADJUST, counterparty="fresh-mart"), "adjustment.counterparty"),
+        (bulk(BreakSelection(ids=ids), Resolution.ADJUST, counterparty="nobody"), "adjustment.counterparty"),
+        (bulk(BreakSelection(ids=ids), period="2026-13"), "period"),
+    ]
+    for request, field in cases:
+        with pytest.raises(BadUserInput) as refused:
+            await closed.resolve_many(request)
+        assert refused.value.field == field, request
+    with pytest.raises(NotFound) as unknown:
+        await closed.resolve_many(bulk(BreakSelection(ids=ids), partner="nobody"))
+    assert unknown.value.field == "partnerId"
+    assert (await closed.reconciliation("fresh-mart", "2026-11")).unresolved == 6
+
+
+async def test_resolving_after_sign_off_is_refused(closed: SettlementService) -> None:
+    await imported(closed)
+    await closed.resolve_many(bulk(BreakSelection()))
+    await closed.sign_off("fresh-mart", "2026-11", by="carol", note=None)
+    with pytest.raises(PartnerSignedOff):
+        await closed.resolve_many(bulk(BreakSelection()))
+
+
+async def test_a_single_resolution_and_a_bulk_one_meet_idempotently(closed: SettlementService) -> None:
+    reconciliation = await imported(closed)
+    (first, *_) = await ids_of(closed, reconciliation, BreakKind.MISSING_IN_LEDGER)
+    await closed.resolve(ResolveRequest(first, Resolution.ACCEPT_LEDGER, "agreed with fresh-mart", "bob"))
+    done = await closed.resolve_many(bulk(BreakSelection(kind=BreakKind.MISSING_IN_LEDGER)))
+    assert (done.resolved, done.reconciliation.unresolved) == (1, 4)
+
+
+async def test_many_thousand_breaks_resolve_in_one_call(pg_settlement: SettlementService, clock: FrozenClock) -> None:
+    await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000)])
+    await close(pg_settlement, clock, "2026-11")
+    lines = "conversion:c1,-100.00,wallet-pay\n" + "".join(f"unknown:{n},1.00,formosa-air\n" for n in range(12_000))
+    other = "".join(f"other:{n},2.00,wallet-pay\n" for n in range(6_000))
+    await imported(pg_settlement, "reference,amount,counterparty\n" + lines + other)
+    adjusted = await pg_settlement.resolve_many(
+        bulk(BreakSelection(counterparty="wallet-pay"), Resolution.ADJUST, reason="wallet-pay confirmed")
+    )
+    accepted = await pg_settlement.resolve_many(bulk(BreakSelection(kind=BreakKind.MISSING_IN_LEDGER)))
+    assert (adjusted.resolved, accepted.resolved, accepted.reconciliation.unresolved) == (6_000, 12_000, 0)
+    async with pg_settlement.db.transaction() as session:
+        count = select(func.count()).where(col(LedgerTransaction.kind) == "adjustment")
+        assert (await session.exec(count)).one() == 6_000
+        assert (await verify_ledger(session)).ok
+    await pg_settlement.sign_off("fresh-mart", "2026-11", by="carol", note="bulk")

@@ -1,0 +1,82 @@
+"""Closing a period as a background job: queued by staff, run by the job runner, with progress."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from exchange.ledger.errors import PeriodNotOver
+from exchange.ledger.periods import PeriodStatus
+from exchange.services.settlement import SettlementService
+from exchange.settlement import jobs
+from exchange.settlement.errors import JobNotFound
+from exchange.settlement.models import JobState
+from exchange.testing.clock import FrozenClock
+from tests.integration.settlement.conftest import conversion, post
+
+
+@pytest.fixture
+async def november(settlement: SettlementService, clock: FrozenClock) -> SettlementService:
+    await post(settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
+    clock.current = settlement.calendar.ends_at("2026-11") + timedelta(days=1)
+    return settlement
+
+
+async def test_a_queued_close_runs_once_through_the_one_close_and_reports_progress(
+    november: SettlementService, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = await november.request_close("2026-11", by="alice")
+    assert (job.state, job.progress, job.requested_by) == (JobState.QUEUED, 0, "alice")
+    assert (await november.request_close("2026-11", by="bob")).id == job.id  # one active job per period
+    steps: list[tuple[str, int]] = []
+    real = jobs.record_progress
+
+    async def watched(session, job_id, percent, step, now):  # type: ignore[no-untyped-def]
+        steps.append((step, percent))
+        await real(session, job_id, percent, step, now)
+
+    monkeypatch.setattr(jobs, "record_progress", watched)
+    assert await november.run_next_job() is True
+    assert steps == [("closing", 5), ("netting", 35), ("reporting", 90)]
+    done = await november.job(job.id)
+    assert (done.state, done.progress, done.error, done.finished_at is not None) == (JobState.DONE, 100, None, True)
+    report = await november.period("2026-11")
+    assert report.status is PeriodStatus.CLOSED and report.row is not None and report.row.closed_by == "alice"
+    assert await november.run_next_job() is False
+    clock.advance(minutes=1)
+    again = await november.request_close("2026-11", by="bob")
+    assert again.id != job.id  # a new job; closing again changes nothing
+    await november.run_jobs()
+    assert (await november.job(again.id)).state == JobState.DONE
+    assert [j.id for j in await november.recent_jobs()] == [again.id, job.id]
+
+
+async def test_a_close_that_is_refused_fails_its_job_with_the_reason(
+    november: SettlementService, clock: FrozenClock
+) -> None:
+    await post(november, [conversion("c2", "fresh-mart", "wallet-pay", 100, at=clock.now())])  # into December
+    clock.current = november.calendar.ends_at("2027-01") + timedelta(days=1)
+    job = await november.request_close("2027-01", by="alice")
+    assert await november.run_next_job()
+    failed = await november.job(job.id)
+    assert failed.state == JobState.FAILED and failed.error is not None and "close it first" in failed.error
+
+
+async def test_a_period_not_over_is_refused_before_any_job_is_queued(november: SettlementService) -> None:
+    with pytest.raises(PeriodNotOver) as refused:
+        await november.request_close("2026-12", by="alice")
+    assert refused.value.field == "period"
+    assert await november.recent_jobs() == []
+    with pytest.raises(JobNotFound):
+        await november.job("no-such-job")
+
+
+async def test_a_job_whose_runner_went_silent_is_taken_again(november: SettlementService, clock: FrozenClock) -> None:
+    job = await november.request_close("2026-11", by="alice")
+    async with november.db.transaction() as session:
+        assert (await jobs.claim(session, clock.now())) is not None  # a runner takes it, then dies
+    assert await november.run_next_job() is False
+    clock.advance(minutes=3)
+    assert await november.run_next_job() is True
+    assert (await november.job(job.id)).state == JobState.DONE
