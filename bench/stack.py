@@ -82,7 +82,7 @@ async def running_stack(programs: Sequence[str], *, workers: int = 1, **gateway_
         settings = Settings(database_url=database_url, partners_dir=partners, port=free_port())
         await asyncio.to_thread(migrate.ensure_migrated, database_url)
         await load_partners_directory(settings)
-        gateway = gateway_process(settings, workers=workers, EXCHANGE_LOG_LEVEL="warning", **gateway_env)
+        gateway = gateway_process(settings, workers=workers, output=None, EXCHANGE_LOG_LEVEL="warning", **gateway_env)
         processes.append(gateway)
         await gateway.start()
         sandboxes = processes[:-1]

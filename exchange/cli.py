@@ -7,7 +7,9 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+import tempfile
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
@@ -20,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from exchange.access_log import uvicorn_log_config
 from exchange.auth.scopes import Role, Scope, parse_scopes
 from exchange.errors import ConfigurationError, ExchangeError
+from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
 from exchange.serving import free_port
 from exchange.settings import Settings
 from exchange.settlement.models import BreakKind, Resolution
@@ -132,24 +135,49 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Serve the GraphQL gateway on an already-migrated database.
 
     GraphQL (and GraphiQL in a browser) is at /graphql; /healthz and /readyz answer
-    load balancers. The access log (standard output) names each request's path and query
-    parameters, never their values.
+    load balancers; /metrics answers Prometheus (not through a proxy). The access log
+    (standard output) names each request's path and query parameters, never their values;
+    EXCHANGE_LOG_FORMAT chooses text or JSON lines.
     """
     settings = load_settings(host=host, port=port)
     settings.check_for_production()
     # The app factory (in every worker process) reads its settings from the environment:
     # hand the command-line options on that way, or the issuer would name the default port.
     os.environ["EXCHANGE_HOST"], os.environ["EXCHANGE_PORT"] = settings.host, str(settings.port)
-    uvicorn.run(
-        "exchange.app:create_app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_level=settings.log_level,
-        log_config=uvicorn_log_config(),
-        proxy_headers=True,
-    )
+    with metrics_directory(workers):
+        uvicorn.run(
+            "exchange.app:create_app_from_environment",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level=settings.log_level,
+            log_config=uvicorn_log_config(settings.chosen_log_format, settings.log_level),
+            proxy_headers=True,
+        )
+
+
+@contextmanager
+def metrics_directory(workers: int) -> Iterator[None]:
+    """For several workers, the directory where each records its metrics for /metrics to add up
+    (prometheus-client's multiprocess mode, told by PROMETHEUS_MULTIPROC_DIR, which the workers
+    inherit): the one that variable names, emptied of an earlier run's files, or a new temporary
+    one, removed afterwards. One worker keeps its metrics in memory."""
+    if workers <= 1:
+        yield
+        return
+    given = os.environ.get(MULTIPROCESS_DIRECTORY)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="exchange-metrics-") as directory:
+        os.environ[MULTIPROCESS_DIRECTORY] = directory
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_DIRECTORY]
 
 
 @main.command(needs_database=False)

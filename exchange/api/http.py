@@ -33,8 +33,9 @@ from exchange.api.authentication import principal_of, www_authenticate
 from exchange.api.context import Context
 from exchange.api.errors import to_client_error
 from exchange.api.media import GRAPHQL_RESPONSE_JSON, response_media_type
-from exchange.api.refusals import refusal
+from exchange.api.refusals import STATUS_CODES, refusal
 from exchange.errors import ErrorCode
+from exchange.observability.metrics import count_errors
 from exchange.services.container import Services
 from exchange.web.graphiql import graphiql_response
 
@@ -78,6 +79,8 @@ class GraphQLView(GraphQL[Context, None]):
                 {"Allow": "POST" if request.method == "GET" else "GET, POST"} if refused.status_code == 405 else None
             )
             response = refusal(request.headers, refused.status_code, refused.reason, headers=allow)
+            request.state.outcome = "refused"
+            count_errors([STATUS_CODES.get(refused.status_code, ErrorCode.BAD_REQUEST).value])
         await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
@@ -129,10 +132,13 @@ class GraphQLView(GraphQL[Context, None]):
         # The one place errors take their client form: every failure, from any phase, passes here.
         if result.errors:
             result.errors = [to_client_error(error) for error in result.errors]
+            count_errors(str((error.extensions or {}).get("code")) for error in result.errors)
         response = await super().process_result(request, result)
         sub_response: Response = request.state.sub_response
         if not never_executed(result):
+            request.state.outcome = "error" if result.errors else "ok"
             return response
+        request.state.outcome = "refused"
         if sub_response.media_type == GRAPHQL_RESPONSE_JSON:
             response.pop("data", None)
             sub_response.status_code = 400

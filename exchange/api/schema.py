@@ -19,6 +19,7 @@ from strawberry.types import ExecutionContext
 from exchange.api.authentication import TokenRequired
 from exchange.api.errors import log_unexpected, name_argument_paths
 from exchange.api.inputs import enforce_input_rules
+from exchange.api.observed import NameTheOperation
 from exchange.api.permissions import Rule, enforce_field_rules
 from exchange.api.roots import Mutation, Query
 from exchange.api.scalars import SCALARS
@@ -62,5 +63,6 @@ def build_schema(settings: Settings) -> ExchangeSchema:
             lambda: AddValidationRules(limit_rules),
             lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
             TokenRequired,
+            NameTheOperation,
         ],
     )

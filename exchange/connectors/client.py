@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
-from exchange.connectors.breaker import CircuitBreaker
+from exchange.connectors.breaker import BreakerState, CircuitBreaker
 from exchange.connectors.errors import (
     CircuitOpen,
     OutcomeUnknown,
@@ -35,6 +37,8 @@ from exchange.connectors.errors import (
 )
 from exchange.connectors.retry import RetryPolicy, worth_retrying
 from exchange.connectors.tokens import TokenCache
+from exchange.observability.metrics import observe_partner_call, set_breaker_open
+from exchange.observability.tracing import inject_trace_context, tracer
 
 logger = logging.getLogger("exchange.connectors")
 
@@ -193,19 +197,34 @@ class PartnerClient:
                 call=info.name,
                 operation_id=info.operation_id,
             )
+        started = time.perf_counter()
+        span = tracer().start_as_current_span(
+            f"partner {self.program_id} {info.name}",
+            kind=SpanKind.CLIENT,
+            attributes={"exchange.program": self.program_id, "exchange.partner.call": info.name},
+        )
         try:
-            result = await self._exchange(info, request, decode)
+            with span:
+                result = await self._exchange(info, request, decode)
         except PartnerRefusal:
             self.breaker.record_success()  # a clear "no" is a healthy partner
+            self._observe(info, "refused", started)
             raise
-        except PartnerError:
+        except PartnerError as error:
             self.breaker.record_failure()
+            self._observe(info, "unknown" if isinstance(error, OutcomeUnknown) else "unavailable", started)
             raise
         except BaseException:
             self.breaker.release()
             raise
         self.breaker.record_success()
+        self._observe(info, "ok", started)
         return result
+
+    def _observe(self, info: CallInfo, outcome: str, started: float) -> None:
+        """The attempt's latency and outcome, and the breaker's state after it, as metrics."""
+        observe_partner_call(self.program_id, info.name, outcome, started)
+        set_breaker_open(self.program_id, self.breaker.state is not BreakerState.CLOSED)
 
     async def _exchange(self, info: CallInfo, request: HttpRequest, decode: Callable[[Reply], T]) -> T:
         token = await self._tokens.get()
@@ -235,12 +254,9 @@ class PartnerClient:
         try:
             # The deadline covers the whole answer, so a body that trickles in cannot stall us.
             async with asyncio.timeout(self._timeout):
-                return await self._http.request(
-                    request.method,
-                    request.url,
-                    json=request.json,
-                    headers={"authorization": f"Bearer {token}", "accept": "application/json"},
-                )
+                headers = {"authorization": f"Bearer {token}", "accept": "application/json"}
+                inject_trace_context(headers)  # the partner may continue the trace
+                return await self._http.request(request.method, request.url, json=request.json, headers=headers)
         except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise error(PartnerConnectTimeout, f"no connection in time ({exc!r})") from exc
         except httpx.ConnectError as exc:

@@ -38,6 +38,8 @@ from exchange.ledger.models import (
 )
 from exchange.ledger.periods import SettlementCalendar, last_closed_period
 from exchange.ledger.stars import hub_positions
+from exchange.observability.metrics import count_ledger_postings
+from exchange.observability.tracing import tracer
 from exchange.settings import Settings
 
 MAX_ID_LENGTH = 100
@@ -153,6 +155,14 @@ class Ledger:
         A request whose id was posted before with the same content is not posted again:
         its first result comes back with ``replayed=True``.
         """
+        with tracer().start_as_current_span(
+            "ledger post", attributes={"exchange.ledger.kinds": sorted({request.kind for request in requests})}
+        ):
+            return await self._post_many(session, requests)
+
+    async def _post_many(
+        self, session: AsyncSession, requests: Sequence[TransactionRequest]
+    ) -> list[PostedTransaction]:
         digests: dict[str, str] = {}
         hubs: dict[str, list[int | None]] = {}
         for request in requests:
@@ -178,6 +188,7 @@ class Ledger:
                 fresh.setdefault(request.id, request)
         await self._check_reversals(session, list(fresh.values()))
         written = await self._write(session, head, list(fresh.values()), digests, hubs)
+        count_ledger_postings(session, (request.kind for request in fresh.values()))
         results = {transaction_id: posted for transaction_id, (posted, _) in earlier.items()}
         results.update(written)
         return [results[request.id] for request in requests]

@@ -36,6 +36,8 @@ from exchange.connectors.errors import (
 )
 from exchange.db.database import Database
 from exchange.errors import ExchangeError, NotFound
+from exchange.observability.logs import log_context
+from exchange.observability.tracing import tracer
 from exchange.sagas.state import SagaState
 
 logger = logging.getLogger("exchange.sagas")
@@ -93,6 +95,11 @@ class Saga(abc.ABC, Generic[Row]):
     async def on_transition(self, session: AsyncSession, row: Row, step: str, transition: Transition) -> None:
         """Writes that commit with ``transition`` (``row`` is locked, still at ``step``)."""
 
+    @property
+    def slug(self) -> str:
+        """The saga's name in metrics, traces and log fields: ``conversion``, ``status_match``."""
+        return self.label.replace(" ", "_")
+
     def missing(self, row_id: str) -> ExchangeError:
         """The error for an id that names no row."""
         return NotFound(f"no {self.label} has id {row_id!r}", field="id")
@@ -132,22 +139,36 @@ class Saga(abc.ABC, Generic[Row]):
         return [row.id for row in claimed]  # type: ignore[attr-defined]
 
     async def drive(self, row: Row, *, recovering: bool) -> Row:
-        """Run steps until the row is final or must wait (postponed with a backoff)."""
+        """Run steps until the row is final or must wait (postponed with a backoff).
+
+        Every log line written meanwhile names the row (``conversion_id=…``), and each step is
+        a span of the current trace (the request's, or the recovery pass's)."""
         in_doubt = recovering or row.in_doubt
-        while row.status in self.active:
-            step = row.step
-            try:
-                transition = await self.attempt(row, step, in_doubt=in_doubt)
-            except (OutcomeUnknown, PartnerUnavailable) as error:
-                # Unknown, or (while settling a doubt) not reachable: ask again later.
-                return await self._postpone(row, step, error)
-            except PartnerRefusal as error:
-                # A refusal where the contract allows none (a reversal refused): keep the row
-                # for an operator, and keep asking, slowly.
-                logger.error("%s %s: partner refused %s at step %s", self.label, self._id(row), error.message, step)
-                return await self._postpone(row, step, error)
-            row = await self._apply(row, step, transition)
-            in_doubt = False
+        with log_context(**{f"{self.slug}_id": self._id(row)}):
+            while row.status in self.active:
+                step = row.step
+                with tracer().start_as_current_span(
+                    f"{self.label} {step}",
+                    attributes={
+                        "exchange.saga": self.slug,
+                        "exchange.saga.id": self._id(row),
+                        "exchange.saga.step": step,
+                    },
+                ):
+                    try:
+                        transition = await self.attempt(row, step, in_doubt=in_doubt)
+                    except (OutcomeUnknown, PartnerUnavailable) as error:
+                        # Unknown, or (while settling a doubt) not reachable: ask again later.
+                        return await self._postpone(row, step, error)
+                    except PartnerRefusal as error:
+                        # A refusal where the contract allows none (a reversal refused): keep the
+                        # row for an operator, and keep asking, slowly.
+                        logger.error(
+                            "%s %s: partner refused %s at step %s", self.label, self._id(row), error.message, step
+                        )
+                        return await self._postpone(row, step, error)
+                    row = await self._apply(row, step, transition)
+                in_doubt = False
         return row
 
     # -- state changes ------------------------------------------------------------------
@@ -188,6 +209,8 @@ class Saga(abc.ABC, Generic[Row]):
                 current.finished_at, current.lease_until = now, None
             current.updated_at = now
             session.add(current)
+        if current.status not in self.active:
+            logger.info("%s %s finished: %s", self.label, self._id(current), current.status)
         return current
 
     async def _postpone(self, row: Row, step: str, error: PartnerError) -> Row:

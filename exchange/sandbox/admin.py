@@ -1,4 +1,5 @@
-"""The sandbox's admin API, under ``/_sandbox``: fault knobs, the operation log, balances.
+"""The sandbox's admin API, under ``/_sandbox``: fault knobs, the operation log, balances, the
+trace context callers sent.
 
 It needs no token: a sandbox is a test and demo tool that listens on loopback. Nothing here
 is part of the partner contract.
@@ -18,6 +19,7 @@ from exchange.sandbox.auth import TokenIssuer
 from exchange.sandbox.faults import FaultInjector, FaultSettings
 from exchange.sandbox.member_sign_in import MemberSignIn
 from exchange.sandbox.points import MemberState, PointsSystem
+from exchange.sandbox.tracing import TraceHeaders
 
 PREFIX = "/_sandbox"
 
@@ -70,6 +72,7 @@ def routes(
     faults: FaultInjector,
     issuer: TokenIssuer,
     sign_in: MemberSignIn,
+    traces: TraceHeaders,
     restart: Callable[[float], None] | None,
 ) -> list[Route]:
     async def info(_: Request) -> Response:
@@ -98,6 +101,9 @@ def routes(
         return JSONResponse(
             {"operations": [{"seq": seq, **op.model_dump(mode="json", exclude={"target"})} for seq, op in log]}
         )
+
+    async def trace_headers(_: Request) -> Response:
+        return JSONResponse({"requests": list(traces.seen)})
 
     async def members(_: Request) -> Response:
         states = await points.members()
@@ -148,6 +154,7 @@ def routes(
         Route(f"{PREFIX}/faults", get_faults, methods=["GET"]),
         Route(f"{PREFIX}/faults", set_faults, methods=["POST"]),
         Route(f"{PREFIX}/operations", operations, methods=["GET"]),
+        Route(f"{PREFIX}/traces", trace_headers, methods=["GET"]),
         Route(f"{PREFIX}/members", members, methods=["GET"]),
         Route(f"{PREFIX}/members/{{member_ref}}", add_member, methods=["PUT"]),
         Route(f"{PREFIX}/assertion-key", assertion_key, methods=["GET"]),

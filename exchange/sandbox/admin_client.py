@@ -43,6 +43,12 @@ class SandboxAdmin:
         answer: list[dict[str, Any]] = (await self._request("GET", "/operations"))["operations"]
         return answer
 
+    async def trace_headers(self) -> list[dict[str, Any]]:
+        """The latest contract requests, oldest first: ``method``, ``path`` and the
+        ``traceparent`` header they carried (``None``: none)."""
+        answer: list[dict[str, Any]] = (await self._request("GET", "/traces"))["requests"]
+        return answer
+
     async def members(self) -> dict[str, Any]:
         """``members`` (each with balance and opening balance), ``total_points``,
         ``total_opening_points``."""

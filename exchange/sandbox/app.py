@@ -18,6 +18,7 @@ from exchange.sandbox.graphql import ContractGraphQL
 from exchange.sandbox.member_sign_in import MemberSignIn
 from exchange.sandbox.points import PointsSystem, Refusal
 from exchange.sandbox.service import PartnerService
+from exchange.sandbox.tracing import TraceHeaders
 
 TOKEN_PATH = "/oauth/token"
 
@@ -44,6 +45,7 @@ def create_sandbox_app(
     """
     service = PartnerService(points, faults)
     graphql = ContractGraphQL(service)
+    traces = TraceHeaders()
     return Starlette(
         routes=[
             Route(TOKEN_PATH, issuer.token_endpoint, methods=["POST"]),
@@ -54,12 +56,14 @@ def create_sandbox_app(
                 faults=faults,
                 issuer=issuer,
                 sign_in=sign_in,
+                traces=traces,
                 restart=restart,
             ),
             *rest.routes(service),
             Route("/graphql", graphql, methods=["POST"]),
         ],
         middleware=[
+            Middleware(traces.middleware, ignored_prefix=admin.PREFIX),
             Middleware(FaultMiddleware, released=released),
             Middleware(
                 BearerTokenMiddleware, issuer=issuer, open_paths=(TOKEN_PATH, member_sign_in.PATH, admin.PREFIX)

@@ -20,11 +20,14 @@ from exchange.federation.accounts import Federation
 from exchange.jobs import PeriodicJob
 from exchange.loading import PartnersLoaded
 from exchange.members.consents import DebitConsents
+from exchange.observability.metrics import SagaFigures
 from exchange.pricing.quotes import QuotePolicy
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
 from exchange.rewards.jobs import RedemptionJob
 from exchange.rewards.redemption import RedemptionSaga
+from exchange.sagas.engine import Saga
+from exchange.sagas.figures import read_figures
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.access import AccessService
 from exchange.services.catalog import CatalogService
@@ -61,6 +64,16 @@ class Services:
     access: AccessService
     people: PeopleService
     portal: PortalSignInService
+
+    @property
+    def sagas(self) -> list[Saga]:  # type: ignore[type-arg]
+        """Every saga the exchange drives, for the figures its metrics show."""
+        return [self.conversions.saga, self.matches.matching.saga, self.rewards.saga]
+
+    async def saga_figures(self) -> list[SagaFigures]:
+        """Where every saga stands now (read only): the metrics' saga gauges."""
+        async with self.db.transaction() as session:
+            return await read_figures(session, self.sagas, self.clock.now())
 
     def periodic_jobs(self) -> list[PeriodicJob]:
         """What every gateway process runs in the background (an interval of 0: never)."""

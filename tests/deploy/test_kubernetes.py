@@ -227,6 +227,31 @@ async def test_every_probe_answers_200_on_a_real_gateway(
             assert answer.status_code == 200, (path, answer.status_code)
 
 
+async def test_prometheus_scrapes_each_gateway_pod_where_its_metrics_are_served(
+    overlays: dict[str, list[Manifest]], sqlite_databases: SqliteDatabases
+) -> None:
+    scraped = set()
+    for manifests in overlays.values():
+        template = named(manifests, "Deployment", "exchange-gateway")["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        ports = {port["name"]: port["containerPort"] for port in only_gateway_container(manifests)["ports"]}
+        assert annotations["prometheus.io/port"] == str(ports["http"])
+        scraped.add(annotations["prometheus.io/path"])
+        admitted = [
+            rule
+            for rule in named(manifests, "NetworkPolicy", "exchange")["spec"]["ingress"]
+            if rule["from"] == [{"namespaceSelector": {"matchLabels": {"coalition-exchange/metrics": "allowed"}}}]
+        ]
+        assert [rule["ports"] for rule in admitted] == [[{"protocol": "TCP", "port": "http"}]]
+    assert "coalition-exchange/metrics=allowed" in README
+    settings = Settings(database_url=sqlite_databases.create(), port=free_port())
+    async with serving(create_app(settings), port=settings.port) as server, httpx.AsyncClient() as http:
+        for path in scraped:
+            answer = await http.get(server.url + path)
+            assert answer.status_code == 200 and "exchange_request_duration_seconds" in answer.text, path
+
+
 def test_every_variable_the_manifests_set_is_read_by_the_exchange_or_uvicorn(
     overlays: dict[str, list[Manifest]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,12 +19,14 @@ from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
 from exchange.members.authority import DebitAuthority
+from exchange.observability.metrics import SagaFigures
 from exchange.pricing import quotes
 from exchange.pricing.errors import QuoteExpired
 from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.models import Program
+from exchange.sagas.figures import read_figures
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
@@ -179,6 +181,21 @@ async def test_a_debit_applied_but_unanswered_is_confirmed_and_completed(world: 
     assert finished is not None and finished.status == ConversionStatus.COMPLETED
     assert world.partners["fresh-mart"].balances["alice"] == 102_450
     assert await world.ledger_transactions() == 1
+
+
+async def test_a_conversion_in_doubt_shows_in_the_figures_until_recovered(world: World) -> None:
+    world.partners["happy-card"].fail_next("debit", Fault.APPLY_THEN_LOSE_ANSWER)
+    await world.execute(await world.quote(1000))
+    world.clock.advance(seconds=90)
+
+    async def figures() -> SagaFigures:
+        async with world.db.transaction() as session:
+            [conversion] = await read_figures(session, [world.saga], world.clock.now())
+        return conversion
+
+    assert await figures() == SagaFigures("conversion", {"PENDING": 1}, oldest_seconds=90.0, backlog=1)
+    await world.recover_all()
+    assert await figures() == SagaFigures("conversion", {"PENDING": 0}, oldest_seconds=0.0, backlog=0)
 
 
 async def test_a_debit_that_never_arrived_is_voided_and_cannot_apply_later(world: World) -> None:

@@ -30,6 +30,7 @@ KERNEL = {
     "access_log",
     "text",
     "streaming",
+    "observability",
 }
 #: Stand-alone programs beside the exchange: the sandbox partner and the test harness.
 BESIDE = {"sandbox", "testing"}
