@@ -14,7 +14,8 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from exchange.errors import ConfigurationError
@@ -82,6 +83,9 @@ class ThrowawayCluster:
     root: Path
     port: int
     run_as: str | None
+    settings: Mapping[str, str] = field(default_factory=dict)
+    """Server settings on top of ``THROWAWAY_SERVER_SETTINGS`` (a benchmark loads
+    ``pg_stat_statements``, say)."""
 
     @property
     def url(self) -> str:
@@ -99,14 +103,14 @@ class ThrowawayCluster:
         return result
 
     @classmethod
-    def start(cls) -> ThrowawayCluster:
+    def start(cls, settings: Mapping[str, str] | None = None) -> ThrowawayCluster:
         bin_dir = find_server_binaries()
         run_as = unprivileged_user()
         root = Path(tempfile.mkdtemp(prefix="exchange-pg-"))
         if run_as is not None:
             account = pwd.getpwnam(run_as)
             os.chown(root, account.pw_uid, account.pw_gid)
-        cluster = cls(bin_dir=bin_dir, root=root, port=free_port(), run_as=run_as)
+        cluster = cls(bin_dir=bin_dir, root=root, port=free_port(), run_as=run_as, settings=dict(settings or {}))
         try:
             cluster._initdb()
             cluster._start_server()
@@ -134,7 +138,7 @@ class ThrowawayCluster:
             f"-p {self.port}",
             "-c listen_addresses=127.0.0.1",
             f"-c unix_socket_directories={self.root}",
-            *(f"-c {key}={value}" for key, value in THROWAWAY_SERVER_SETTINGS.items()),
+            *(f"-c {key}={value}" for key, value in {**THROWAWAY_SERVER_SETTINGS, **self.settings}.items()),
         ]
         self._run(
             str(self.bin_dir / "pg_ctl"),
