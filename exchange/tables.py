@@ -21,7 +21,7 @@ from exchange.ledger.models import (
     SettlementPeriod,
 )
 from exchange.members.models import LinkedAccount, Member
-from exchange.pricing.models import LimitUsage, Promotion, Quote, RateVersion
+from exchange.pricing.models import LimitUsage, PricingRevision, Promotion, Quote, RateVersion
 from exchange.programs.models import (
     CoalitionLevel,
     CoalitionSettings,
@@ -53,6 +53,7 @@ __all__ = [
     "Member",
     "OAuthClient",
     "PartnerAssertionKey",
+    "PricingRevision",
     "Program",
     "ProgramTier",
     "Promotion",

@@ -83,6 +83,9 @@ class LedgerChainHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     hash: str = Field(default=GENESIS_HASH, max_length=64)
+    last_closed: str | None = Field(default=None, max_length=7)
+    """The latest period that is closing or closed: set by closing, under this row's lock, so
+    a posting learns where it may land from the row it has locked."""
 
 
 class SettlementPeriod(SQLModel, table=True):
