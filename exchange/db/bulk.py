@@ -1,9 +1,10 @@
-"""Reading and writing many rows at once: COPY on PostgreSQL, executemany elsewhere.
+"""Reading and writing many rows at once: COPY on PostgreSQL, one multi-row INSERT for a few.
 
 COPY streams rows into the table in one round trip and skips per-statement planning, which
 is what lets the ledger post thousands of transactions a second. Rows must already hold
 the values the columns store (aware datetimes, ints, strings): they bypass SQLAlchemy's
-type processing on PostgreSQL.
+type processing on PostgreSQL. A few rows go in one ``INSERT … VALUES (…), (…)``: one
+statement, where an executemany would send one per row.
 """
 
 from __future__ import annotations
@@ -23,19 +24,24 @@ def one_of(column: ColumnElement[str], values: Sequence[str], session: AsyncSess
     return column.in_(values)
 
 
-#: Below this many rows a plain (pipelined) executemany beats setting up a COPY.
+#: Below this many rows one multi-row INSERT beats setting up a COPY (and stays far below
+#: any driver's limit on parameters).
 COPY_FROM_ROWS = 64
 
 
 async def bulk_insert(
     session: AsyncSession, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
-    """Insert ``rows`` (tuples in ``columns`` order) in the session's transaction: by COPY on
-    PostgreSQL when there are many, else by executemany."""
+    """Insert ``rows`` (tuples in ``columns`` order) in the session's transaction: a few in
+    one statement; many by COPY on PostgreSQL, by executemany on SQLite (in process)."""
     if not rows:
         return
+    values = [dict(zip(columns, row, strict=True)) for row in rows] if len(rows) < COPY_FROM_ROWS else None
+    if values is not None:
+        await session.exec(insert(table).values(values))
+        return
     connection = await session.connection()
-    if connection.dialect.name != "postgresql" or len(rows) < COPY_FROM_ROWS:
+    if connection.dialect.name != "postgresql":
         await session.exec(insert(table), params=[dict(zip(columns, row, strict=True)) for row in rows])
         return
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
