@@ -5,8 +5,9 @@ must not interleave with a posting, such as switching a settlement period to clo
 lock lasts until the caller's unit of work ends. On SQLite, where one writer runs at a time,
 the ``FOR UPDATE`` is dropped and the single connection gives the same order.
 
-What a posting must know under the lock lives on the row itself: the last hash, and the
-latest period that is closing or closed. On PostgreSQL a statement that waits for a row lock
+What a posting must know under the lock lives on the row itself: the last transaction's seq
+and hash (the database moves them as transactions are inserted), and the latest period that
+is closing or closed. On PostgreSQL a statement that waits for a row lock
 sees the row as its holder committed it, but any other table as it was when the statement
 began; so the locked row, not a subquery beside it, is what a posting may trust.
 """
@@ -37,11 +38,6 @@ async def lock_chain_head(session: AsyncSession) -> ChainHead:
         await session.exec(select(HEAD.c.seq, HEAD.c.hash, HEAD.c.last_closed).where(HEAD.c.id == 1).with_for_update())
     ).one()
     return ChainHead(row.seq, row.hash, row.last_closed)
-
-
-async def advance_chain_head(session: AsyncSession, seq: int, hash: str) -> None:
-    """Record the last posted transaction (the caller holds the lock)."""
-    await session.exec(update(HEAD).where(HEAD.c.id == 1).values(seq=seq, hash=hash))
 
 
 async def record_last_closed(session: AsyncSession, period: str) -> None:

@@ -1,8 +1,10 @@
 """Tables of the clearing ledger.
 
 ``ledger_transaction`` and ``ledger_entry`` are append-only (the database refuses updates
-and deletes); ``ledger_account.balance`` is a running total the verifier recomputes from the
-entries; ``ledger_chain_head`` is the single row that orders postings and holds the last hash.
+and deletes); ``ledger_account.balance`` is a running total the database moves as legs are
+inserted, and the verifier recomputes from the entries; ``ledger_chain_head`` is the single
+row that orders postings and holds the last seq and hash (moved by the database as
+transactions are inserted).
 """
 
 from __future__ import annotations

@@ -5,10 +5,11 @@ the chain never forks, two postings of the same id never both land, the existenc
 an id sees every committed posting, and no two postings ever contend for an account's row.
 The head lock is held until the caller's unit of work commits: keep posting units short.
 
-A posting of one transaction is five statements: lock the head (which also says where the
+A posting of one transaction is three statements: lock the head (which also says where the
 posting may land), insert the transaction (which is the existence check: a repeat of an id
-inserts nothing), insert its legs, move the accounts' balances, move the head. Account ids
-come from memory once known: an account, once opened, never changes.
+inserts nothing), insert its legs. The database moves the head to the last transaction and
+the accounts' balances by the legs, in the statements that insert them (triggers: migration
+0012). Account ids come from memory once known: an account, once opened, never changes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, case, event, insert, update
+from sqlalchemy import Table, event, insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,7 +30,7 @@ from exchange.db import dialects
 from exchange.db.bulk import bulk_insert, one_of
 from exchange.errors import IdempotencyConflict
 from exchange.ledger.accounts import AccountKind, AccountRef
-from exchange.ledger.chain import ChainHead, advance_chain_head, lock_chain_head
+from exchange.ledger.chain import ChainHead, lock_chain_head
 from exchange.ledger.errors import (
     AlreadyReversed,
     UnbalancedTransaction,
@@ -325,7 +326,6 @@ class Ledger:
         seq, prev_hash = head.seq, head.hash
         transactions: list[tuple[Any, ...]] = []
         entries: list[tuple[Any, ...]] = []
-        deltas: dict[int, int] = defaultdict(int)
         results: dict[str, PostedTransaction] = {}
         for request in requests:
             seq += 1
@@ -352,7 +352,6 @@ class Ledger:
                 entries.append(
                     (seq, position, account_id, leg.account.unit, leg.amount, period, None if hub is None else ids[hub])
                 )
-                deltas[account_id] += leg.amount
             results[request.id] = PostedTransaction(seq, request.id, period, chained, False)
             prev_hash = chained
 
@@ -367,17 +366,7 @@ class Ledger:
                 return {}  # posted before: the caller reads it back
         else:
             await bulk_insert(session, TRANSACTIONS, TRANSACTION_COLUMNS, transactions)
-        await bulk_insert(session, ENTRIES, ENTRY_COLUMNS, entries)
-        changed = {account_id: delta for account_id, delta in sorted(deltas.items()) if delta}
-        if changed:
-            # One statement for every account. Each posting holds the head lock, so no two
-            # postings ever contend for these rows, whatever order the server locks them in.
-            await session.exec(
-                update(ACCOUNTS)
-                .where(ACCOUNTS.c.id.in_(list(changed)))
-                .values(balance=ACCOUNTS.c.balance + case(changed, value=ACCOUNTS.c.id))
-            )
-        await advance_chain_head(session, seq, prev_hash)
+        await bulk_insert(session, ENTRIES, ENTRY_COLUMNS, entries)  # the balances follow
         return results
 
 

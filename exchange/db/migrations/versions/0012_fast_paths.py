@@ -11,6 +11,10 @@
 * ``ledger_chain_head.last_closed``: the latest period that is closing or closed, kept on the
   row every posting locks first. Closing sets it under that lock, so the locked row itself
   tells a posting where it may land (a separate read could not: see ``exchange.ledger.chain``).
+* The ledger's running figures follow its rows: inserting transactions moves the chain head
+  to the last of them, inserting legs moves their accounts' balances, in the inserting
+  statement (on PostgreSQL once per statement, from its transition table, so a COPY of
+  thousands of legs makes one update per account). ``exchange ledger verify`` checks both.
 * ``quote.usages``: the limit counters a quote counts against and how much, fixed when it is
   made, so that executing it records the conversion in one ``INSERT … SELECT`` from the quote.
   A quote made before this revision has none (NULL) and must be asked for again.
@@ -34,6 +38,28 @@ SAGA_TABLES = ("conversion", "redemption", "status_match")
 PRICING_TABLES = ("rate_version", "promotion")
 
 POSTGRES_TRIGGERS = [
+    """
+    CREATE FUNCTION ledger_head_follows_transactions() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE ledger_chain_head SET seq = last.seq, hash = last.hash
+          FROM (SELECT seq, hash FROM new_transactions ORDER BY seq DESC LIMIT 1) last
+         WHERE ledger_chain_head.id = 1;
+        RETURN NULL;
+    END $$
+    """,
+    "CREATE TRIGGER ledger_transaction_moves_head AFTER INSERT ON ledger_transaction "
+    "REFERENCING NEW TABLE AS new_transactions FOR EACH STATEMENT EXECUTE FUNCTION ledger_head_follows_transactions()",
+    """
+    CREATE FUNCTION ledger_balances_follow_entries() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE ledger_account SET balance = balance + moved.amount
+          FROM (SELECT account_id, sum(amount) AS amount FROM new_entries GROUP BY account_id) moved
+         WHERE ledger_account.id = moved.account_id;
+        RETURN NULL;
+    END $$
+    """,
+    "CREATE TRIGGER ledger_entry_moves_balances AFTER INSERT ON ledger_entry "
+    "REFERENCING NEW TABLE AS new_entries FOR EACH STATEMENT EXECUTE FUNCTION ledger_balances_follow_entries()",
     """
     CREATE FUNCTION member_activity_moves() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -61,6 +87,10 @@ POSTGRES_TRIGGERS = [
 ]
 
 SQLITE_TRIGGERS = [
+    "CREATE TRIGGER ledger_transaction_moves_head AFTER INSERT ON ledger_transaction "
+    "BEGIN UPDATE ledger_chain_head SET seq = NEW.seq, hash = NEW.hash WHERE id = 1; END",
+    "CREATE TRIGGER ledger_entry_moves_balances AFTER INSERT ON ledger_entry "
+    "BEGIN UPDATE ledger_account SET balance = balance + NEW.amount WHERE id = NEW.account_id; END",
     *(
         f"CREATE TRIGGER {table}_moves_member_activity AFTER UPDATE OF step ON {table} FOR EACH ROW "
         "WHEN NEW.step = 'DONE' AND OLD.step <> 'DONE' "
@@ -103,6 +133,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER ledger_transaction_moves_head ON ledger_transaction")
+        op.execute("DROP TRIGGER ledger_entry_moves_balances ON ledger_entry")
+        op.execute("DROP FUNCTION ledger_head_follows_transactions()")
+        op.execute("DROP FUNCTION ledger_balances_follow_entries()")
         for table in SAGA_TABLES:
             op.execute(f"DROP TRIGGER {table}_moves_member_activity ON {table}")
         for table in PRICING_TABLES:
@@ -110,6 +144,8 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION member_activity_moves()")
         op.execute("DROP FUNCTION pricing_revision_moves()")
     else:
+        op.execute("DROP TRIGGER ledger_transaction_moves_head")
+        op.execute("DROP TRIGGER ledger_entry_moves_balances")
         for table in SAGA_TABLES:
             op.execute(f"DROP TRIGGER {table}_moves_member_activity")
         for table in PRICING_TABLES:
