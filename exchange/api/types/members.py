@@ -85,6 +85,7 @@ class Member:
     links: strawberry.Private[Sequence[LinkedAccount]]
     link_rows: strawberry.Private[Sequence[LinkedAccountRow]]
     program_ids: strawberry.Private[frozenset[str]]
+    activity: strawberry.Private[int]
 
     @strawberry.field(description="The member's linked accounts; a partner sees only the one at its program.")
     def linked_accounts(self, info: Info[Context, None]) -> list[LinkedAccount]:
@@ -101,7 +102,9 @@ class Member:
     ) -> list[Annotated[Account, strawberry.lazy("exchange.api.types.accounts")]] | None:
         from exchange.api.types.accounts import Account
 
-        views = await info.context.services.federation.accounts(str(self.id), links=self.link_rows)
+        views = await info.context.services.federation.accounts(
+            str(self.id), links=self.link_rows, activity=self.activity
+        )
         return [Account.from_view(view) for view in views]
 
     @strawberry.field(
@@ -119,4 +122,5 @@ class Member:
             links=[LinkedAccount.from_row(account) for account in accounts],
             link_rows=accounts,
             program_ids=frozenset(account.program_id for account in accounts),
+            activity=row.activity,
         )
