@@ -28,6 +28,7 @@ from exchange.auth.server import ExchangeAuthorizationServer
 from exchange.auth.tokens import TokenVerifier
 from exchange.clock import Clock, SystemClock
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions.quoting import Quoting
 from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
 from exchange.db.database import Database
@@ -65,6 +66,7 @@ def create_app(
         balance_ttl=settings.balance_cache_seconds,
         tier_ttl=settings.tier_cache_seconds,
     )
+    quoting = Quoting.for_settings(settings, db=db, catalog=catalog, federation=federation, clock=clock)
     matching = StatusMatching.for_settings(settings, db=db, connectors=connectors, clock=clock)
     redemptions = RedemptionSaga.for_settings(
         settings, db=db, connectors=connectors, federation=federation, clock=clock
@@ -77,6 +79,7 @@ def create_app(
         db=db,
         clock=clock,
         connectors=connectors,
+        quoting=quoting,
         saga=saga,
         federation=federation,
         catalog=catalog,

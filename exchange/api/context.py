@@ -14,6 +14,7 @@ from exchange.auth.models import PartnerAssertionKey
 from exchange.auth.principal import Principal
 from exchange.clock import Clock
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions.quoting import Quoting
 from exchange.conversions.saga import ConversionSaga
 from exchange.db.database import Database
 from exchange.errors import Unauthenticated
@@ -37,6 +38,7 @@ class Services:
     db: Database
     clock: Clock
     connectors: ConnectorRegistry
+    quoting: Quoting
     saga: ConversionSaga
     federation: Federation
     catalog: CatalogCache

@@ -224,7 +224,12 @@ async def member_refs_at(session: AsyncSession, member_id: str, fields: dict[str
             LinkedAccount.member_id == member_id, col(LinkedAccount.program_id).in_(list(fields))
         )
     )
-    refs = {row.program_id: row.member_ref for row in rows}
+    return refs_at(rows, fields)
+
+
+def refs_at(links: Iterable[LinkedAccount], fields: dict[str, str]) -> dict[str, str]:
+    """:func:`member_refs_at` over links already read."""
+    refs = {link.program_id: link.member_ref for link in links if link.program_id in fields}
     for program_id, field in fields.items():
         if program_id not in refs:
             raise AccountNotLinked(program_id, field)

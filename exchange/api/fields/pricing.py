@@ -14,8 +14,7 @@ from exchange.api.types.conversions import Quote
 from exchange.api.types.pricing import Promotion, RateVersion
 from exchange.auth.scopes import Scope
 from exchange.errors import BadUserInput
-from exchange.members import service as members
-from exchange.pricing import promotions, quotes, rates
+from exchange.pricing import promotions, rates
 from exchange.pricing.rates import PairLimits, PairOverride
 from exchange.pricing.rules import Band, Ratio, StepBonus
 from exchange.programs import service as programs
@@ -139,27 +138,10 @@ class PricingMutations:
     )
     async def create_quote(self, info: Info[Context, None], input: QuoteInput) -> Quote | None:
         services = info.context.services
-        member_id = str(info.context.caller().member_id)
-        level = await services.federation.coalition_level(member_id)
-        async with services.db.transaction() as session:
-            await members.member_refs_at(
-                session,
-                member_id,
-                {str(input.from_program): "input.fromProgram", str(input.to_program): "input.toProgram"},
-            )
-            quote = await quotes.create_quote(
-                session,
-                quotes.QuoteRequest(
-                    member_id=member_id,
-                    member_level=level,
-                    source=str(input.from_program),
-                    target=str(input.to_program),
-                    points=input.points,
-                ),
-                policy=quotes.QuotePolicy(ttl=services.settings.quote_ttl, timezone=services.settings.timezone),
-                now=services.clock.now(),
-            )
-        return Quote.from_row(quote, (await info.context.services.catalog.get()).currency)
+        priced = await services.quoting.quote(
+            str(info.context.caller().member_id), str(input.from_program), str(input.to_program), input.points
+        )
+        return Quote.from_row(priced.quote, (await services.catalog.get()).currency, version=priced.version.version)
 
     @strawberry.mutation(
         description="Set the rate of conversions into your program from another; it takes effect "
