@@ -19,14 +19,16 @@ from exchange.errors import IdempotencyConflict
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
+from exchange.members.service import AccountNotLinked
 from exchange.pricing import quotes
-from exchange.pricing.errors import QuoteExpired
+from exchange.pricing.errors import QuoteExpired, QuoteNotFound
 from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.models import Program
 from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
+from tests.factories import member_with_accounts
 from tests.fakes import FakePartner, Fault
 
 TAIPEI = ZoneInfo("Asia/Taipei")
@@ -52,11 +54,7 @@ class World:
             )
 
     async def execute(self, quote: Quote, key: str = "k1", member: str = "m1") -> Conversion:
-        return await self.saga.execute(
-            ExecuteRequest(
-                member_id=member, quote_id=quote.id, idempotency_key=key, source_ref="alice", target_ref="alice"
-            )
-        )
+        return await self.saga.execute(ExecuteRequest(member_id=member, quote_id=quote.id, idempotency_key=key))
 
     async def recover_all(self) -> int:
         self.clock.advance(hours=1)
@@ -77,10 +75,10 @@ async def make_world(db: Database) -> World:
     clock = FrozenClock(T0)
     async with db.transaction() as session:
         await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), T0)
-    partners = {
-        program: FakePartner(program, {"alice": 100_000, "bob": 500})
-        for program in ("wallet-pay", "happy-card", "fresh-mart", "harbor-bank", "tune-stream", "formosa-air")
-    }
+    programs = ("wallet-pay", "happy-card", "fresh-mart", "harbor-bank", "tune-stream", "formosa-air")
+    partners = {program: FakePartner(program, {"alice": 100_000, "bob": 500}) for program in programs}
+    for member, ref in (("m1", "alice"), ("m2", "bob")):  # known as alice and bob at every partner
+        await member_with_accounts(db, dict.fromkeys(programs, ref), T0, member_id=member)
 
     def connector_for(program: Program) -> FakePartner:
         return partners[program.id]
@@ -141,9 +139,7 @@ async def test_an_expired_quote_is_refused_but_its_conversion_is_still_returned(
 
 async def test_insufficient_points_fail_the_conversion_and_give_back_the_limits(world: World) -> None:
     quote = await world.quote(1000, member="m2")
-    conversion = await world.saga.execute(
-        ExecuteRequest(member_id="m2", quote_id=quote.id, idempotency_key="k", source_ref="bob", target_ref="bob")
-    )
+    conversion = await world.saga.execute(ExecuteRequest(member_id="m2", quote_id=quote.id, idempotency_key="k"))
     assert (conversion.status, conversion.failure_code) == (ConversionStatus.FAILED, "INSUFFICIENT_POINTS")
     assert await world.used() == {}
     assert await world.ledger_transactions() == 0
@@ -233,7 +229,7 @@ async def test_a_reversal_in_doubt_is_sent_again_until_it_lands(world: World) ->
 async def test_a_crash_before_the_debit_is_recovered_after_the_lease(world: World) -> None:
     quote = await world.quote(1000)
     conversion, created = await world.saga._record(  # the process dies right after recording
-        ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="k", source_ref="alice", target_ref="alice")
+        ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="k")
     )
     assert created
     assert await RecoveryWorker(world.saga).run_once() == 0  # still leased
@@ -246,9 +242,7 @@ async def test_a_crash_before_the_debit_is_recovered_after_the_lease(world: Worl
 
 async def test_a_crash_after_the_credit_is_posted_by_recovery(world: World) -> None:
     quote = await world.quote(1000)
-    conversion, _ = await world.saga._record(
-        ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="k", source_ref="alice", target_ref="alice")
-    )
+    conversion, _ = await world.saga._record(ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="k"))
     await world.partners["happy-card"].debit(conversion.debit_operation, "alice", conversion.points_in)
     await world.partners["fresh-mart"].credit(conversion.credit_operation, "alice", conversion.points_out)
     async with world.db.transaction() as session:  # the process recorded CREDIT, then died
@@ -284,3 +278,44 @@ async def test_two_workers_never_drive_one_conversion_twice(pg_db: Database) -> 
     status_checks = [call for call in world.partners["fresh-mart"].calls if call[0] == "operation_status"]
     assert len(status_checks) == 6
     assert await world.ledger_transactions() == 6
+
+
+@pytest.mark.parametrize("credited", [False, True], ids=["before the credit", "after the credit"])
+async def test_a_crash_between_the_debit_and_the_credit_is_recovered_from_the_debit(
+    world: World, credited: bool
+) -> None:
+    quote = await world.quote(1000)
+    conversion, _ = await world.saga._record(ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="k"))
+    await world.partners["happy-card"].debit(conversion.debit_operation, "alice", conversion.points_in)
+    if credited:
+        await world.partners["fresh-mart"].credit(conversion.credit_operation, "alice", conversion.points_out)
+    # The process died here: moving on to the credit is not recorded, so the row says DEBIT.
+    async with world.db.transaction() as session:
+        assert (await session.get(Conversion, conversion.id)).step == SagaStep.DEBIT  # type: ignore[union-attr]
+    await world.recover_all()
+    async with world.db.transaction() as session:
+        finished = await session.get(Conversion, conversion.id)
+    assert finished is not None and finished.status == ConversionStatus.COMPLETED
+    assert world.partners["happy-card"].balances["alice"] == 99_000
+    assert world.partners["fresh-mart"].balances["alice"] == 102_450  # the credit sent again applied once
+    assert await world.ledger_transactions() == 1
+
+
+async def test_a_quote_is_executed_only_by_its_member_linked_at_both_programs(world: World) -> None:
+    quote = await world.quote(1000)
+    with pytest.raises(QuoteNotFound):
+        await world.execute(quote, member="m2")
+    async with world.db.transaction() as session:
+        await session.exec(text("DELETE FROM linked_account WHERE member_id = 'm1' AND program_id = 'fresh-mart'"))
+    with pytest.raises(AccountNotLinked) as caught:
+        await world.execute(quote)
+    assert caught.value.field == "quoteId"
+    assert await world.used() == {} and await world.ledger_transactions() == 0
+
+
+async def test_a_quote_without_its_limit_counters_must_be_asked_for_again(world: World) -> None:
+    quote = await world.quote(1000)
+    async with world.db.transaction() as session:  # as quotes made before they were recorded
+        await session.exec(text(f"UPDATE quote SET usages = NULL WHERE id = '{quote.id}'"))
+    with pytest.raises(QuoteExpired, match="ask for a new one"):
+        await world.execute(quote)

@@ -78,11 +78,7 @@ async def test_the_ledger_agrees_with_every_partner_after_a_mix(
                 policy=quotes.QuotePolicy(ttl=settings.quote_ttl, timezone=settings.timezone),
                 now=clock.now(),
             )
-        await conversions.execute(
-            ExecuteRequest(
-                member_id=alice, quote_id=quote.id, idempotency_key=key, source_ref="alice", target_ref="alice"
-            )
-        )
+        await conversions.execute(ExecuteRequest(member_id=alice, quote_id=quote.id, idempotency_key=key))
 
     async def redeem(pay_with: str, key: str) -> str:
         redemption = await redemptions.redeem(

@@ -11,11 +11,6 @@ from exchange.api.types.conversions import Conversion, ConversionPage
 from exchange.auth.scopes import Role, Scope
 from exchange.conversions import queries
 from exchange.conversions.saga import ExecuteRequest
-from exchange.errors import BadUserInput
-from exchange.members import service as members
-from exchange.pricing import quotes
-
-MAX_KEY_LENGTH = 100
 
 
 @strawberry.type
@@ -59,24 +54,12 @@ class ConversionMutations:
     async def execute_conversion(
         self, info: Info[Context, None], quote_id: strawberry.ID, idempotency_key: str
     ) -> Conversion | None:
-        if not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH or not idempotency_key.isprintable():
-            raise BadUserInput(
-                f"idempotencyKey must be 1 to {MAX_KEY_LENGTH} printable characters", field="idempotencyKey"
-            )
         services = info.context.services
-        member_id = str(info.context.caller().member_id)
-        async with services.db.transaction() as session:
-            quote = await quotes.member_quote(session, str(quote_id), member_id)
-            refs = await members.member_refs_at(
-                session, member_id, {quote.from_program: "quoteId", quote.to_program: "quoteId"}
-            )
         row = await services.saga.execute(
             ExecuteRequest(
-                member_id=member_id,
-                quote_id=quote.id,
+                member_id=str(info.context.caller().member_id),
+                quote_id=str(quote_id),
                 idempotency_key=idempotency_key,
-                source_ref=refs[quote.from_program],
-                target_ref=refs[quote.to_program],
             )
         )
-        return Conversion.from_row(row, (await info.context.services.catalog.get()).currency)
+        return Conversion.from_row(row, (await services.catalog.get()).currency)

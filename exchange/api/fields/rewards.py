@@ -149,8 +149,6 @@ class RewardMutations:
     async def redeem_reward(
         self, info: Info[Context, None], reward_id: strawberry.ID, pay_with: strawberry.ID, idempotency_key: str
     ) -> Redemption | None:
-        if not 1 <= len(idempotency_key) <= 100:
-            raise BadUserInput("idempotencyKey must be 1 to 100 characters", field="idempotencyKey")
         row = await info.context.services.redemptions.redeem(
             RedeemRequest(
                 member_id=str(info.context.caller().member_id),
