@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete
-from sqlmodel import col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth.models import RevokedToken
@@ -25,4 +25,4 @@ async def revoke(session: AsyncSession, *, jti: str, client_id: str, expires_at:
 
 async def is_revoked(session: AsyncSession, jti: str) -> bool:
     """One primary-key lookup: the only query verifying a token costs."""
-    return await session.get(RevokedToken, jti) is not None
+    return (await session.exec(select(RevokedToken.jti).where(RevokedToken.jti == jti))).first() is not None

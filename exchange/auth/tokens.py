@@ -151,7 +151,7 @@ class TokenVerifier:
     async def _revoked(self, token_id: str, session: AsyncSession | None) -> bool:
         if session is not None:
             return await revocation.is_revoked(session, token_id)
-        async with self._db.transaction() as own:
+        async with self._db.autocommit() as own:
             return await revocation.is_revoked(own, token_id)
 
     async def _verify_signed(self, token: str, session: AsyncSession | None) -> VerifiedToken:

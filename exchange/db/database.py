@@ -61,5 +61,15 @@ class Database:
         async with self._sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncSession]:
+        """A session whose every statement commits on its own, without BEGIN and COMMIT (two
+        round trips fewer): for a read of one statement, or one write that needs no other
+        statement's company (nothing before it must be read in the same snapshot)."""
+        async with self.engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            async with self._sessions(bind=connection) as session:
+                yield session
+
     async def dispose(self) -> None:
         await self.engine.dispose()
