@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,6 +23,9 @@ async def revoke(session: AsyncSession, *, jti: str, client_id: str, expires_at:
     )  # type: ignore[call-overload]
 
 
+_REVOKED = select(RevokedToken.jti).where(RevokedToken.jti == bindparam("jti"))
+
+
 async def is_revoked(session: AsyncSession, jti: str) -> bool:
     """One primary-key lookup: the only query verifying a token costs."""
-    return (await session.exec(select(RevokedToken.jti).where(RevokedToken.jti == jti))).first() is not None
+    return (await session.exec(_REVOKED, params={"jti": jti})).first() is not None  # type: ignore[call-overload]

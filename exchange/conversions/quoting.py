@@ -16,7 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from typing import Any
 
+from sqlalchemy import Select, bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -49,20 +52,26 @@ class _Read:
     used: dict[str, int]
 
 
-async def _read(session: AsyncSession, member_id: str, keys: Sequence[str]) -> _Read:
+@lru_cache(maxsize=16)
+def _reading(count: int) -> Select[Any]:
+    """The revision, member ``member_id``'s links and counters ``key_0`` … ``key_<count - 1>``
+    (one row per link, at least one), built once per number of counters."""
     counters = [
-        select(LimitUsage.used).where(LimitUsage.key == key).scalar_subquery().label(f"used_{index}")
-        for index, key in enumerate(keys)
+        select(LimitUsage.used).where(LimitUsage.key == bindparam(f"key_{index}")).scalar_subquery()
+        for index in range(count)
     ]
-    rows = (
-        await session.exec(
-            select(PricingRevision.revision, LinkedAccount, *counters)  # type: ignore[call-overload]
-            .select_from(PricingRevision)
-            .outerjoin(LinkedAccount, col(LinkedAccount.member_id) == member_id)
-            .where(PricingRevision.id == 1)
-            .order_by(col(LinkedAccount.program_id))
-        )
-    ).all()
+    return (
+        select(PricingRevision.revision, LinkedAccount, *counters)  # type: ignore[call-overload]
+        .select_from(PricingRevision)
+        .outerjoin(LinkedAccount, col(LinkedAccount.member_id) == bindparam("member_id"))
+        .where(PricingRevision.id == 1)
+        .order_by(col(LinkedAccount.program_id))
+    )
+
+
+async def _read(session: AsyncSession, member_id: str, keys: Sequence[str]) -> _Read:
+    params = {"member_id": member_id} | {f"key_{index}": key for index, key in enumerate(keys)}
+    rows = (await session.exec(_reading(len(keys)), params=params)).all()  # type: ignore[call-overload]
     first = rows[0]
     return _Read(
         links=[row[1] for row in rows if row[1] is not None],

@@ -37,9 +37,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import NoReturn
 
-from sqlalchemy import Table, and_, literal, select
+from sqlalchemy import Table, and_, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
@@ -63,7 +65,7 @@ from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
 from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
-from exchange.sagas.idempotency import check_key, record_once
+from exchange.sagas.idempotency import check_key, claiming, record_once
 from exchange.settings import Settings
 
 ConnectorFor = Callable[[Program], PartnerConnector]
@@ -133,11 +135,20 @@ class ConversionSaga(Saga[Conversion]):
         their accounts at both programs (an ``INSERT … SELECT`` that does nothing for a key or a
         quote already used), then the quote's limit counters reserved."""
         now = self.clock.now()
+        state = self.policy.start(now, step=SagaStep.DEBIT)
         async with self.db.transaction() as session:
             conversion, created = await record_once(
                 session,
                 Conversion,
-                self._from_quote(session, request, now),
+                _from_quote(session.get_bind().dialect.name),
+                params={
+                    "new_id": str(uuid.uuid4()),
+                    "new_key": request.idempotency_key,
+                    "quote_id": request.quote_id,
+                    "member_id": request.member_id,
+                    "now": now,
+                    **{f"new_{name}": value for name, value in state.items()},
+                },
                 member_id=request.member_id,
                 key=request.idempotency_key,
                 same=lambda existing: existing.quote_id == request.quote_id,
@@ -147,43 +158,6 @@ class ConversionSaga(Saga[Conversion]):
             if created:
                 await limits.reserve(session, [limits.Usage(**usage) for usage in conversion.usages])
         return conversion, created
-
-    def _from_quote(self, session: AsyncSession, request: ExecuteRequest, now: datetime) -> dialects.Insert:
-        quote, source, target = QUOTES, LINKS.alias("source"), LINKS.alias("target")
-        values = {
-            "id": literal(str(uuid.uuid4())),
-            "member_id": quote.c.member_id,
-            "idempotency_key": literal(request.idempotency_key),
-            "quote_id": quote.c.id,
-            "rate_version_id": quote.c.rate_version_id,
-            "from_program": quote.c.from_program,
-            "to_program": quote.c.to_program,
-            "source_ref": source.c.member_ref,
-            "target_ref": target.c.member_ref,
-            **{
-                name: quote.c[name]
-                for name in ("points_in", "points_out", "currency", "money_value_minor", "fee_minor", "usages")
-            },
-            **{
-                name: literal(value, CONVERSIONS.c[name].type)
-                for name, value in self.policy.start(now, step=SagaStep.DEBIT).items()
-            },
-        }
-        rows = (
-            select(*values.values())
-            .select_from(
-                quote.join(
-                    source, and_(source.c.member_id == quote.c.member_id, source.c.program_id == quote.c.from_program)
-                ).join(target, and_(target.c.member_id == quote.c.member_id, target.c.program_id == quote.c.to_program))
-            )
-            .where(
-                quote.c.id == request.quote_id,
-                quote.c.member_id == request.member_id,
-                quote.c.expires_at > now,
-                quote.c.usages.is_not(None),
-            )
-        )
-        return dialects.insert(session, CONVERSIONS).from_select(list(values), rows)
 
     # -- the steps ----------------------------------------------------------------------
 
@@ -261,6 +235,49 @@ class ConversionSaga(Saga[Conversion]):
                 effective_at=conversion.created_at,
             ),
         )
+
+
+#: The state columns a conversion starts with (``SagaPolicy.start``).
+_STATE = ("status", "step", "in_doubt", "attempts", "next_attempt_at", "lease_until", "created_at", "updated_at")
+
+
+@lru_cache(maxsize=2)
+def _from_quote(dialect: str) -> dialects.Insert:
+    """The conversion of quote ``quote_id`` by member ``member_id``, inserted from the quote
+    and the member's accounts at both programs if it is still open at ``now``; built once."""
+    quote, source, target = QUOTES, LINKS.alias("source"), LINKS.alias("target")
+    values = {
+        "id": bindparam("new_id", type_=CONVERSIONS.c.id.type),
+        "member_id": quote.c.member_id,
+        "idempotency_key": bindparam("new_key", type_=CONVERSIONS.c.idempotency_key.type),
+        "quote_id": quote.c.id,
+        "rate_version_id": quote.c.rate_version_id,
+        "from_program": quote.c.from_program,
+        "to_program": quote.c.to_program,
+        "source_ref": source.c.member_ref,
+        "target_ref": target.c.member_ref,
+        **{
+            name: quote.c[name]
+            for name in ("points_in", "points_out", "currency", "money_value_minor", "fee_minor", "usages")
+        },
+        **{name: bindparam(f"new_{name}", type_=CONVERSIONS.c[name].type) for name in _STATE},
+    }
+    rows = (
+        select(*values.values())
+        .select_from(
+            quote.join(
+                source, and_(source.c.member_id == quote.c.member_id, source.c.program_id == quote.c.from_program)
+            ).join(target, and_(target.c.member_id == quote.c.member_id, target.c.program_id == quote.c.to_program))
+        )
+        .where(
+            quote.c.id == bindparam("quote_id", type_=quote.c.id.type),
+            quote.c.member_id == bindparam("member_id", type_=quote.c.member_id.type),
+            quote.c.expires_at > bindparam("now", type_=quote.c.expires_at.type),
+            quote.c.usages.is_not(None),
+        )
+    )
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(CONVERSIONS)
+    return claiming(insert.from_select(list(values), rows))
 
 
 async def _refusal(session: AsyncSession, request: ExecuteRequest, now: datetime) -> NoReturn:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -46,16 +47,17 @@ class AccountView:
     error: PartnerError | None
 
 
+_LINKS_AND_ACTIVITY = (
+    select(LinkedAccount, Member.activity)
+    .join(Member, col(Member.id) == col(LinkedAccount.member_id))
+    .where(LinkedAccount.member_id == bindparam("member_id"))
+    .order_by(col(LinkedAccount.program_id))
+)
+
+
 async def links_and_activity(session: AsyncSession, member_id: str) -> tuple[list[LinkedAccount], int]:
     """The member's linked accounts (by program) and activity marker, in one query."""
-    rows = (
-        await session.exec(
-            select(LinkedAccount, Member.activity)
-            .join(Member, col(Member.id) == col(LinkedAccount.member_id))
-            .where(LinkedAccount.member_id == member_id)
-            .order_by(col(LinkedAccount.program_id))
-        )
-    ).all()
+    rows = (await session.exec(_LINKS_AND_ACTIVITY, params={"member_id": member_id})).all()  # type: ignore[call-overload]
     return [link for link, _ in rows], rows[0][1] if rows else 0
 
 

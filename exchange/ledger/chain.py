@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.ledger.models import LedgerChainHead
 
 HEAD: Table = LedgerChainHead.__table__  # type: ignore[attr-defined]
+_LOCK = select(HEAD.c.seq, HEAD.c.hash, HEAD.c.last_closed).where(HEAD.c.id == 1).with_for_update()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +35,7 @@ class ChainHead:
 
 async def lock_chain_head(session: AsyncSession) -> ChainHead:
     """The chain head, locked until ``session``'s unit of work ends."""
-    row = (
-        await session.exec(select(HEAD.c.seq, HEAD.c.hash, HEAD.c.last_closed).where(HEAD.c.id == 1).with_for_update())
-    ).one()
+    row = (await session.exec(_LOCK)).one()
     return ChainHead(row.seq, row.hash, row.last_closed)
 
 

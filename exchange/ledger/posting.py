@@ -18,15 +18,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, event, insert
+from sqlalchemy import Insert, Table, bindparam, event, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
-from exchange.db import dialects
 from exchange.db.bulk import bulk_insert, one_of
 from exchange.errors import IdempotencyConflict
 from exchange.ledger.accounts import AccountKind, AccountRef
@@ -357,17 +358,27 @@ class Ledger:
 
         if len(transactions) == 1:
             written = await session.exec(
-                dialects.insert(session, TRANSACTIONS)
-                .values(dict(zip(TRANSACTION_COLUMNS, transactions[0], strict=True)))
-                .on_conflict_do_nothing(index_elements=["id"])
-                .returning(TRANSACTIONS.c.seq)
-            )
+                _lone_transaction(session.get_bind().dialect.name),
+                params={f"new_{name}": value for name, value in zip(TRANSACTION_COLUMNS, transactions[0], strict=True)},
+            )  # type: ignore[call-overload]
             if written.first() is None:
                 return {}  # posted before: the caller reads it back
         else:
             await bulk_insert(session, TRANSACTIONS, TRANSACTION_COLUMNS, transactions)
         await bulk_insert(session, ENTRIES, ENTRY_COLUMNS, entries)  # the balances follow
         return results
+
+
+@lru_cache(maxsize=2)
+def _lone_transaction(dialect: str) -> Insert:
+    """Insert one transaction unless its id was posted before; returns its seq if inserted."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(TRANSACTIONS)
+        .values({name: bindparam(f"new_{name}", type_=TRANSACTIONS.c[name].type) for name in TRANSACTION_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(TRANSACTIONS.c.seq)
+    )
 
 
 def _refuse_changed(earlier: dict[str, tuple[PostedTransaction, str]], digests: dict[str, str]) -> None:

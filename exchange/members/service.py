@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, insert
+from sqlalchemy import bindparam, delete, insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -107,16 +107,17 @@ async def resolve_member_from_partner(
     return await get_member(session, member_id)
 
 
+_MEMBER_WITH_ACCOUNTS = (
+    select(Member, LinkedAccount)
+    .outerjoin(LinkedAccount, col(LinkedAccount.member_id) == col(Member.id))
+    .where(Member.id == bindparam("member_id"))
+    .order_by(col(LinkedAccount.program_id))
+)
+
+
 async def member_with_accounts(session: AsyncSession, member_id: str) -> tuple[Member, list[LinkedAccount]]:
     """A member and their linked accounts (by program id), in one query."""
-    rows = (
-        await session.exec(
-            select(Member, LinkedAccount)
-            .outerjoin(LinkedAccount, col(LinkedAccount.member_id) == col(Member.id))
-            .where(Member.id == member_id)
-            .order_by(col(LinkedAccount.program_id))
-        )
-    ).all()
+    rows = (await session.exec(_MEMBER_WITH_ACCOUNTS, params={"member_id": member_id})).all()  # type: ignore[call-overload]
     if not rows:
         raise MemberNotFound(member_id)
     return rows[0][0], [account for _, account in rows if account is not None]

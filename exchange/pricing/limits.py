@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, update
+from sqlalchemy import BigInteger, String, TextClause, bindparam, case, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.db import dialects
 from exchange.pricing.errors import LimitExceeded
 from exchange.pricing.models import LimitUsage, RateVersion
 from exchange.programs.models import Program
@@ -147,23 +148,36 @@ async def reserve(session: AsyncSession, usages: Sequence[Usage]) -> None:
     usages = sorted(usages, key=lambda usage: usage.key)
     counted: set[str] = set()
     if all(usage.amount <= usage.limit for usage in usages):
-        upsert = dialects.insert(session, LimitUsage).values(
-            [{"key": usage.key, "used": usage.amount} for usage in usages]
-        )
-        added = LimitUsage.used + upsert.excluded.used
-        caps = case({usage.key: usage.limit for usage in usages}, value=col(LimitUsage.key))
-        counted = set(
-            await session.exec(
-                upsert.on_conflict_do_update(
-                    index_elements=["key"], set_={"used": added}, where=added <= caps
-                ).returning(col(LimitUsage.key))
-            )
-        )
+        params: dict[str, Any] = {}
+        for index, usage in enumerate(usages):
+            params |= {f"key_{index}": usage.key, f"amount_{index}": usage.amount, f"cap_{index}": usage.limit}
+        counted = set((await session.exec(_reservation(len(usages)), params=params)).scalars())  # type: ignore[call-overload]
         if len(counted) == len(usages):
             return
     refused = [usage for usage in usages if usage.key not in counted]
     before = await used(session, [usage.key for usage in refused])  # not counted: as they were
     raise _refuse(refused[0], before.get(refused[0].key, 0))
+
+
+@lru_cache(maxsize=64)
+def _reservation(count: int) -> TextClause:
+    """Add ``amount_<i>`` to counter ``key_<i>`` (a new one starts at it) wherever the sum stays
+    within ``cap_<i>``, rows in the order given; returns the keys counted. SQLAlchemy would
+    compile a multi-row insert anew each time: as text, its cache keeps it."""
+    rows = ", ".join(f"(:key_{index}, :amount_{index})" for index in range(count))
+    caps = " ".join(f"WHEN :key_{index} THEN :cap_{index}" for index in range(count))
+    return text(
+        f"INSERT INTO limit_usage (key, used) VALUES {rows} "
+        "ON CONFLICT (key) DO UPDATE SET used = limit_usage.used + excluded.used "
+        f"WHERE limit_usage.used + excluded.used <= CASE limit_usage.key {caps} END "
+        "RETURNING key"
+    ).bindparams(
+        *(
+            bindparam(f"{name}_{index}", type_=kind)
+            for index in range(count)
+            for name, kind in (("key", String()), ("amount", BigInteger()), ("cap", BigInteger()))
+        )
+    )
 
 
 async def release(session: AsyncSession, usages: Sequence[Usage]) -> None:

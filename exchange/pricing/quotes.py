@@ -27,6 +27,7 @@ from exchange.programs import service as programs
 from exchange.programs.models import CoalitionSettings, Program
 
 QUOTES: Table = Quote.__table__  # type: ignore[attr-defined]
+_STORE = insert(QUOTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,7 @@ def price_quote(
 
 
 async def store_quote(session: AsyncSession, quote: Quote) -> None:
-    await session.exec(insert(QUOTES).values({column.name: getattr(quote, column.name) for column in QUOTES.columns}))
+    await session.exec(_STORE, params={column.name: getattr(quote, column.name) for column in QUOTES.columns})  # type: ignore[call-overload]
 
 
 async def create_quote(session: AsyncSession, request: QuoteRequest, *, policy: QuotePolicy, now: datetime) -> Quote:

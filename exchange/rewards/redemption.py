@@ -61,7 +61,7 @@ from exchange.rewards.models import (
 from exchange.rewards.pricing import RedemptionPrice, redemption_price
 from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition
-from exchange.sagas.idempotency import check_key, keyed, record_once, same_request
+from exchange.sagas.idempotency import check_key, claiming, keyed, record_once, same_request
 from exchange.settings import Settings
 from exchange.tiers.errors import NotLinked
 
@@ -225,7 +225,7 @@ class RedemptionSaga(Saga[Redemption]):
         redemption, created = await record_once(
             session,
             Redemption,
-            dialects.insert(session, REDEMPTIONS).values(
+            claiming(dialects.insert(session, REDEMPTIONS)).values(
                 id=str(uuid.uuid4()),
                 member_id=request.member_id,
                 idempotency_key=request.idempotency_key,

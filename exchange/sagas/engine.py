@@ -29,10 +29,11 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, ClassVar, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, Update, bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -48,6 +49,18 @@ from exchange.errors import ExchangeError, NotFound
 from exchange.sagas.state import SagaState
 
 logger = logging.getLogger("exchange.sagas")
+
+
+@lru_cache(maxsize=64)
+def _guarded_update(table: Table, active: tuple[str, ...], names: tuple[str, ...]) -> Update:
+    """Set columns ``names`` (parameters ``new_<name>``) on row ``row_id`` if it is still at step
+    ``recorded`` and in an ``active`` status; built once, so each transition only binds values."""
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"), table.c.step == bindparam("recorded"), table.c.status.in_(active))
+        .values({name: bindparam(f"new_{name}", type_=table.c[name].type) for name in names})
+    )
+
 
 Row = TypeVar("Row", bound=SagaState)
 
@@ -239,12 +252,9 @@ class Saga(abc.ABC, Generic[Row]):
     async def _move(self, session: AsyncSession, row: Row, recorded: str, values: dict[str, Any]) -> bool:
         """Set ``values`` on the row if it is still active at step ``recorded`` (one statement,
         which locks the row until ``session``'s unit of work ends)."""
-        table: Table = self.model.__table__  # type: ignore[attr-defined]
-        moved = await session.exec(
-            update(table)
-            .where(table.c.id == self._id(row), table.c.step == recorded, table.c.status.in_(list(self.active)))
-            .values(values)
-        )
+        statement = _guarded_update(self.model.__table__, tuple(self.active), tuple(values))  # type: ignore[attr-defined]
+        params = {f"new_{name}": value for name, value in values.items()}
+        moved = await session.exec(statement, params={"row_id": self._id(row), "recorded": recorded, **params})  # type: ignore[call-overload]
         return moved.rowcount == 1
 
     @staticmethod

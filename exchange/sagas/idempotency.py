@@ -9,10 +9,9 @@ was made for the same request, and ``IDEMPOTENCY_CONFLICT`` if it was made for a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Table
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -46,25 +45,31 @@ async def keyed(session: AsyncSession, model: type[Row], member_id: str, key: st
     ).first()
 
 
+def claiming(insert: Insert) -> Insert:
+    """``insert`` (a plain ``INSERT`` or an ``INSERT … SELECT`` of a saga's first row) as
+    :func:`record_once` runs it: doing nothing on a taken key, returning the row it made."""
+    return insert.on_conflict_do_nothing().returning(*insert.table.columns)  # type: ignore[attr-defined]
+
+
 async def record_once(
     session: AsyncSession,
     model: type[Row],
-    insert: Insert,
+    claim: Insert,
     *,
+    params: Mapping[str, Any] | None = None,
     member_id: str,
     key: str,
     same: Callable[[Row], bool],
 ) -> tuple[Row | None, bool]:
-    """Insert a saga's first row (``insert``, a plain ``INSERT`` or an ``INSERT … SELECT``)
-    under the member's key, in the caller's unit of work.
+    """Insert a saga's first row under the member's key (``claim``, made by :func:`claiming`,
+    with ``params``), in the caller's unit of work.
 
     ``(row, True)``: inserted now. ``(row, False)``: the key holds a row for the same request
     (``same``), nothing was inserted. ``(None, False)``: nothing inserted and the key holds
     nothing: the ``SELECT`` found nothing to insert, or another unique value was taken — the
     caller says why. ``IdempotencyConflict`` if the key holds a row for another request.
     """
-    table: Table = model.__table__  # type: ignore[attr-defined]
-    created = (await session.exec(insert.on_conflict_do_nothing().returning(*table.columns))).first()
+    created = (await session.exec(claim, params=params)).first()  # type: ignore[call-overload]
     if created is not None:
         return _row(model, created._mapping), True
     existing = await keyed(session, model, member_id, key)
