@@ -152,11 +152,15 @@ async def main(arguments: argparse.Namespace) -> None:
             minimum, step = AMOUNTS[source]
             points = minimum + step * rng.randrange(0, 50)
             quote = (
-                await stack.kit.graphql(QUOTE, tokens[member], **{"from": source, "to": target, "points": points})
+                await stack.kit.graphql(
+                    QUOTE, tokens[member][source], **{"from": source, "to": target, "points": points}
+                )
             ).json()
             quote_id = quote["data"]["createQuote"]["id"]
             executed = (
-                await stack.kit.graphql(EXECUTE, tokens[member], quote=quote_id, key=f"bench-{uuid.uuid4().hex}")
+                await stack.kit.graphql(
+                    EXECUTE, tokens[member][source], quote=quote_id, key=f"bench-{uuid.uuid4().hex}"
+                )
             ).json()
             assert executed.get("data") and executed["data"]["executeConversion"], executed
             status = executed["data"]["executeConversion"]["status"]

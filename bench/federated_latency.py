@@ -38,7 +38,7 @@ async def timed(call) -> float:  # type: ignore[no-untyped-def]
 
 async def main(arguments: argparse.Namespace) -> None:
     async with running_stack(PROGRAMS, EXCHANGE_BALANCE_CACHE_SECONDS="0") as stack:
-        token = (await stack.members(1, PROGRAMS, balance=10_000))["bench000"]
+        token = (await stack.members(1, PROGRAMS, balance=10_000))["bench000"][PROGRAMS[0]]
         for admin in stack.admins.values():
             await admin.set_faults(latency_ms=20)
 

@@ -30,7 +30,6 @@ from settlement_data import AFTER_MONTH, MONTH, post_month
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from exchange.auth.keys import SigningKeys
 from exchange.db.database import Database
 from exchange.ledger.verify import verify_ledger
 from exchange.settings import Settings
@@ -79,9 +78,7 @@ async def time_close(url: str) -> tuple[float, PeriodReport]:
     has warmed them."""
     db = Database.from_url(url)
     clock = FrozenClock(AFTER_MONTH)
-    service = SettlementService.for_settings(
-        Settings(database_url=url), db=db, clock=clock, keys=SigningKeys(db, "-", clock)
-    )
+    service = SettlementService.for_settings(Settings(database_url=url), db=db, clock=clock)
     try:
         await open_connection(db)
         started = time.perf_counter()

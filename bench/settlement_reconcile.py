@@ -37,7 +37,6 @@ from settlement_data import AFTER_MONTH, MONTH, parties, partner_amount, post_mo
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from exchange.auth.keys import SigningKeys
 from exchange.db.database import Database
 from exchange.settings import Settings
 from exchange.settlement.service import SettlementService
@@ -150,9 +149,7 @@ async def reconcile_in_this_process(url: str, path: Path) -> dict[str, float | i
     """The child's job: import the file as `exchange settle reconcile` does; report time and memory."""
     db = Database.from_url(url)
     clock = FrozenClock(AFTER_MONTH)
-    service = SettlementService.for_settings(
-        Settings(database_url=url), db=db, clock=clock, keys=SigningKeys(db, "-", clock)
-    )
+    service = SettlementService.for_settings(Settings(database_url=url), db=db, clock=clock)
     try:
         async with db.transaction() as session:  # connected, and the pool ready, before measuring
             await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
@@ -187,9 +184,7 @@ async def measure(databases: PostgresDatabases, count: int, workdir: Path) -> Me
         connection.execute("VACUUM ANALYZE")  # what autovacuum does in the weeks before a close
     db = Database.from_url(url)
     clock = FrozenClock(AFTER_MONTH)
-    await SettlementService.for_settings(
-        Settings(database_url=url), db=db, clock=clock, keys=SigningKeys(db, "-", clock)
-    ).close(MONTH, by="bench")
+    await SettlementService.for_settings(Settings(database_url=url), db=db, clock=clock).close(MONTH, by="bench")
     await db.dispose()
     path = workdir / f"{FOCUS}-{MONTH}-{count}.csv"
     expected = write_records(path, count)

@@ -35,9 +35,10 @@ from exchange.testing.processes import ExchangeProcess, declarations_pointing_at
 
 SAMPLE_PARTNERS = Path(__file__).resolve().parents[1] / "partners"
 #: What the gateway sent the database so far: every statement but the transaction boundaries,
-#: and the transactions (one BEGIN each, with or without an isolation level). Left out: the query reading the counters, and the
-#: statements of the ledger's deferred trigger, which the server runs at COMMIT as if they
-#: were sent (they read the trigger's NEW row, which no statement a client sends can).
+#: and the transactions (one BEGIN each, with or without an isolation level). Left out: the
+#: query reading the counters, and the statements of the ledger's deferred trigger, which the
+#: server runs at COMMIT as if they were sent (they read the trigger's NEW row, which no
+#: statement a client sends can).
 STATEMENTS_SENT = text(
     """
     SELECT coalesce(sum(calls) FILTER (WHERE upper(query) NOT SIMILAR TO '(BEGIN|COMMIT|ROLLBACK)%'), 0),
@@ -54,8 +55,6 @@ STATEMENT_CALLS = text(
      GROUP BY query
     """
 )
-LINK = """mutation($program: ID!, $ref: String!, $verification: String!) {
-  linkAccount(programId: $program, memberRef: $ref, verification: $verification) { memberRef } }"""
 
 
 @dataclass
@@ -113,16 +112,15 @@ class Stack:
             "load generator": own_cpu_seconds(),
         }
 
-    async def members(self, count: int, programs: Sequence[str], *, balance: int) -> dict[str, str]:
-        """``count`` members with ``balance`` points at every program, linked; their tokens by ref."""
+    async def members(self, count: int, programs: Sequence[str], *, balance: int) -> dict[str, dict[str, str]]:
+        """``count`` members with ``balance`` points at every program, linked; by ref, a token
+        from each program (a token spends only its own program's points)."""
         tokens = {}
         for n in range(count):
             ref = f"bench{n:03d}"
             for program in programs:
                 await self.admins[program].add_member(ref, balance=balance, verification="9999")
-            tokens[ref] = await self.kit.member_token(programs[0], ref)
-            for program in programs[1:]:
-                await self.kit.data(LINK, tokens[ref], program=program, ref=ref, verification="9999")
+            tokens[ref] = await self.kit.linked_member(ref, programs, verification="9999")
         return tokens
 
 

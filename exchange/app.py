@@ -26,6 +26,7 @@ from exchange.auth.ratelimit import FailureLimit
 from exchange.auth.routes import OAuthEndpoints
 from exchange.auth.server import ExchangeAuthorizationServer
 from exchange.auth.tokens import TokenVerifier
+from exchange.auth.url_credentials import RefuseCredentialsInURL
 from exchange.clock import Clock, SystemClock
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.quoting import Quoting
@@ -34,14 +35,17 @@ from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.federation.accounts import Federation
 from exchange.jobs import BackgroundJobs, PeriodicJob
+from exchange.members.consents import DebitConsents
 from exchange.programs.catalog import CatalogCache
 from exchange.rewards.jobs import RedemptionJob
 from exchange.rewards.redemption import RedemptionSaga
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.settings import Settings
+from exchange.settlement.routes import statement_keys_route
 from exchange.settlement.service import SettlementService
 from exchange.tiers.expiry import MatchExpiry
 from exchange.tiers.matching import StatusMatching
+from exchange.web.frontend import WebFrontEnd
 
 
 def create_app(
@@ -73,7 +77,7 @@ def create_app(
     )
     key_secret = settings.key_encryption_secret.get_secret_value()
     keys = SigningKeys(db, key_secret, clock)
-    settlement = SettlementService.for_settings(settings, db=db, clock=clock, keys=keys)
+    settlement = SettlementService.for_settings(settings, db=db, clock=clock)
     services = Services(
         settings=settings,
         db=db,
@@ -86,6 +90,7 @@ def create_app(
         matching=matching,
         redemptions=redemptions,
         settlement=settlement,
+        consents=DebitConsents.for_settings(settings, db=db, clock=clock),
     )
     jobs = BackgroundJobs(
         [
@@ -122,6 +127,7 @@ def create_app(
         try:
             async with db.transaction() as session:
                 await ensure_active_key(session, key_secret, clock.now())
+                await settlement.keys.ensure_active(session)
             await keys.refresh()
             jobs.start()
             yield
@@ -139,6 +145,7 @@ def create_app(
         return JSONResponse({"status": "ready"})
 
     graphql = GraphQLView(build_schema(settings), services)
+    web = WebFrontEnd.for_settings(settings, db=db, clock=clock, catalog=catalog)
     app = Starlette(
         routes=[
             Route(
@@ -154,9 +161,12 @@ def create_app(
                 ],
             ),
             *oauth.routes(),
+            statement_keys_route(settlement.keys),
+            *web.routes(),
             Route("/healthz", health),
             Route("/readyz", ready),
         ],
+        middleware=[Middleware(RefuseCredentialsInURL)],
         lifespan=lifespan,
     )
     app.state.services = services

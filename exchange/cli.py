@@ -1,5 +1,5 @@
 """The ``exchange`` command: serve the gateway, run the demo, migrate, load partners, export the
-schema, create OAuth clients, rotate signing keys, and settle periods."""
+schema, create OAuth clients, rotate token- and statement-signing keys, and settle periods."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
+from exchange.access_log import uvicorn_log_config
 from exchange.auth.scopes import Role, Scope, parse_scopes
 from exchange.errors import ConfigurationError, ExchangeError
 from exchange.serving import free_port
@@ -64,7 +65,38 @@ def run_async(coroutine: Coroutine[Any, Any, R]) -> R:
     return asyncio.run(coroutine)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Command(click.Command):
+    """A command that refuses to run unless EXCHANGE_DATABASE_URL names a migrated database.
+
+    Deny by default: every command needs the database unless declared with
+    ``needs_database=False`` (those that create it, or use none). The check runs after the
+    arguments are parsed (so --help and usage errors come first) and before the command
+    does anything, and it creates nothing.
+    """
+
+    def __init__(self, *args: Any, needs_database: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.needs_database = needs_database
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if self.needs_database:
+            from exchange.db import migrate
+
+            try:
+                migrate.ensure_migrated(load_settings().database_url)
+            except ConfigurationError as exc:
+                raise CommandFailed(str(exc)) from None
+        return super().invoke(ctx)
+
+
+class Group(click.Group):
+    """A command group whose commands, and subgroups' commands, are ``Command``s."""
+
+    command_class = Command
+    group_class = type
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """The coalition points exchange.
 
@@ -83,13 +115,11 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Serve the GraphQL gateway on an already-migrated database.
 
     GraphQL (and GraphiQL in a browser) is at /graphql; /healthz and /readyz answer
-    load balancers.
+    load balancers. The access log (standard output) names each request's path and query
+    parameters, never their values.
     """
-    from exchange.db import migrate
-
     settings = load_settings(host=host, port=port)
     settings.check_for_production()
-    migrate.ensure_migrated(settings.database_url)
     # The app factory (in every worker process) reads its settings from the environment:
     # hand the command-line options on that way, or the issuer would name the default port.
     os.environ["EXCHANGE_HOST"], os.environ["EXCHANGE_PORT"] = settings.host, str(settings.port)
@@ -100,11 +130,12 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         port=settings.port,
         workers=workers,
         log_level=settings.log_level,
+        log_config=uvicorn_log_config(),
         proxy_headers=True,
     )
 
 
-@main.command()
+@main.command(needs_database=False)
 @click.option("--port", type=int, default=8000, show_default=True, help="Gateway port.")
 @click.option(
     "--data-dir",
@@ -148,7 +179,7 @@ def db() -> None:
     """Database maintenance."""
 
 
-@db.command("upgrade")
+@db.command("upgrade", needs_database=False)
 @click.option("--revision", default="head", show_default=True, help="Target migration.")
 @reports_errors
 def db_upgrade(revision: str) -> None:
@@ -322,7 +353,8 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
 @reports_errors
 def settle_statement(partner: str, form: str, output: Path | None, period: str) -> None:
     """Print a participant's statement of the closed PERIOD: the canonical JSON, CSV, or the
-    JSON signed as a JWS that anyone verifies with the exchange's JWKS."""
+    JSON signed as a JWS that anyone verifies with the exchange's published statement keys
+    (/.well-known/statement-keys.json)."""
     from exchange.settlement.service import settlement_service
 
     async def statement() -> str:
@@ -348,7 +380,7 @@ def sandbox() -> None:
     """Sandbox partners: stand-ins for partners' points systems (partners/CONTRACT.md)."""
 
 
-@sandbox.command("serve")
+@sandbox.command("serve", needs_database=False)
 @click.option("--program", "program_id", required=True, help="The program to play, e.g. formosa-air.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, help="Port to bind (default: the port of the program's base_url).")
@@ -433,7 +465,7 @@ def schema() -> None:
     """The GraphQL schema."""
 
 
-@schema.command("export")
+@schema.command("export", needs_database=False)
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -507,17 +539,40 @@ def clients_create(program_id: str | None, role: str | None, scopes: tuple[str, 
 
 @main.group()
 def keys() -> None:
-    """The keys the exchange signs tokens with."""
+    """The keys the exchange signs access tokens and settlement statements with."""
 
 
 @keys.command("rotate")
+@click.option(
+    "--statements",
+    is_flag=True,
+    help="Rotate the statement-signing key instead of the token-signing key.",
+)
 @reports_errors
-def keys_rotate() -> None:
-    """Make a new signing key active; the old one keeps verifying until its tokens expire.
+def keys_rotate(statements: bool) -> None:
+    """Make a new signing key active: the token-signing key, or with --statements the
+    statement-signing key. Either kind's rotation leaves the other alone.
 
-    Running gateways start signing with the new key within a minute, and keep publishing
-    the old key in the JWKS until every token it signed has expired.
+    Running gateways sign with the new key within a minute. The old token key stays
+    published (/.well-known/jwks.json) until every token it signed has expired; the old
+    statement key stays published (/.well-known/statement-keys.json) for
+    EXCHANGE_STATEMENT_RETENTION_YEARS after the last statement it signed.
     """
+    if statements:
+        from exchange.settlement.service import settlement_service
+
+        async def rotate() -> None:
+            async with settlement_service(load_settings()) as service:
+                rotation = await service.rotate_key()
+                click.echo(f"active statement-signing key: {rotation.new.kid}")
+                if (retired := rotation.retired) is not None:
+                    until = service.keys.published_until(retired)
+                    click.echo(f"retired key {retired.kid} stays published until {until}")
+                click.echo(f"published statement keys: {', '.join(key.kid for key in rotation.published)}")
+
+        run_async(rotate())
+        return
+
     from exchange.auth.admin import rotate_keys
 
     rotation = run_async(rotate_keys(load_settings()))
@@ -525,3 +580,47 @@ def keys_rotate() -> None:
     if rotation.retired is not None:
         click.echo(f"retired key {rotation.retired.kid} stays published until {rotation.retired.publish_until}")
     click.echo(f"published keys: {', '.join(key.kid for key in rotation.published)}")
+
+
+@main.group()
+def people() -> None:
+    """People who sign in to the consoles: settlement staff, admins, partners' staff."""
+
+
+def _read_password() -> str:
+    """The password, from a hidden prompt (typed twice) or, when standard input is not a
+    terminal, its first line: never from the command line, where `ps` and shell history see it."""
+    if sys.stdin.isatty():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@people.command("create")
+@click.option("--username", required=True, help="The name they sign in with (lowercase letters, digits, . _ @ -).")
+@click.option("--role", type=click.Choice(["settlement", "admin", "partner"]), required=True, help="What they do.")
+@click.option("--partner", "program_id", help="The program a partner's staff member works for (with --role partner).")
+@click.option("--totp", is_flag=True, help="Require a code from an authenticator app; prints its otpauth:// URI.")
+@reports_errors
+def people_create(username: str, role: str, program_id: str | None, totp: bool) -> None:
+    """Create a person who signs in to the consoles, with the password read from a prompt
+    (or from standard input's first line when it is not a terminal).
+
+    With --totp they also need a code from an authenticator app: the command prints the
+    secret's otpauth:// URI once, to be turned into a QR code or typed into the app.
+    """
+    from exchange.people.service import NewPerson, people_service
+
+    password = _read_password()
+
+    async def create() -> NewPerson:
+        async with people_service(load_settings()) as service:
+            return await service.create(
+                username=username, password=password, role=Role(role), program_id=program_id, with_totp=totp
+            )
+
+    created = run_async(create())
+    person = created.person
+    tenant = f" for program {person.program_id}" if person.program_id else ""
+    click.echo(f"created {person.username}: role {person.role}{tenant}")
+    if created.totp_uri is not None:
+        click.echo(f"TOTP: add this to an authenticator app now; it is not shown again:\n{created.totp_uri}")

@@ -1,11 +1,14 @@
 """``exchange demo``: the whole exchange on one machine, with sample programs and callers.
 
 Besides serving the sample programs, the demo sets up one OAuth client per partner (with a
-demo key it signs member assertions with), one for settlement staff and one for admins,
-obtains member tokens for ``alice`` and ``bob`` at ``wallet-pay`` the way a partner would
-(a signed assertion posted to the token endpoint), and writes it all to
-``<data-dir>/credentials.json``. Restarting is safe: the same clients get fresh secrets and
-keys, so the file is always current and nothing piles up.
+demo key it signs member assertions with), one for settlement staff and one for admins, and
+makes ``alice`` and ``bob`` members the way they would become ones: ``wallet-pay`` vouches for
+them (a signed assertion posted to the token endpoint), they link their ``formosa-air``
+accounts with their PINs, and ``formosa-air`` vouches for them too. A member token spends only
+the points of the program that asserted it, so each member gets a ready token per linked
+program (``members.alice.tokens["wallet-pay"]``). It all goes to ``<data-dir>/credentials.json``.
+Restarting is safe: the same clients get fresh secrets and keys, linking again is a no-op, so
+the file is always current and nothing piles up.
 """
 
 from __future__ import annotations
@@ -39,9 +42,13 @@ from exchange.settings import Settings
 EXAMPLE_QUERY = "{ programs { id name pointValue tiers { name level } } }"
 CREDENTIALS_FILE = "credentials.json"
 DEMO_KEY_ID = "demo-assertion-key"
-#: The sample members a sandbox partner knows in every program; these get ready tokens.
-DEMO_MEMBERS = (("alice", "wallet-pay"), ("bob", "wallet-pay"))
+#: Sample members every sandbox partner knows, with their PIN there; these get ready tokens.
+DEMO_MEMBERS = {"alice": "1111", "bob": "2222"}
+#: The programs they are linked at: the first vouches for them, they link the others.
+DEMO_PROGRAMS = ("wallet-pay", "formosa-air")
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+LINK = """mutation($program: ID!, $ref: String!, $pin: String!) {
+  linkAccount(programId: $program, memberRef: $ref, verification: $pin) { memberRef } }"""
 
 
 def banner(gateway_url: str, settings: Settings, sandboxes: list[SandboxServer], credentials: Path) -> str:
@@ -52,6 +59,8 @@ def banner(gateway_url: str, settings: Settings, sandboxes: list[SandboxServer],
             "",
             "The coalition points exchange demo is running.",
             f"  GraphiQL (open in a browser): {url}",
+            f"  Console (open in a browser): {gateway_url}/console/ ; make yourself a person to sign in as:",
+            f"    EXCHANGE_DATABASE_URL={settings.database_url} exchange people create --username you --role settlement",
             f"  Database: {settings.database_url}",
             "  Sandbox partners (members alice, bob, carol, dave; admin API at <url>/_sandbox):",
             *partners,
@@ -62,7 +71,7 @@ def banner(gateway_url: str, settings: Settings, sandboxes: list[SandboxServer],
             f"    curl -s {url} -H 'content-type: application/json' \\",
             f'      -d \'{{"query": "{EXAMPLE_QUERY}"}}\'',
             '  and, as a member (see README.md, "Calling the API with a token"):',
-            f'    curl -s {url} -H "authorization: Bearer $(jq -r .members.alice.access_token {credentials})" \\',
+            f"""    curl -s {url} -H "authorization: Bearer $(jq -r '.members.alice.tokens["wallet-pay"]' {credentials})" \\""",
             "      -H 'content-type: application/json' -d '{\"query\": \"{ me { id linkedAccounts { memberRef } } }\"}'",
             "Stop it with Ctrl-C.",
             "",
@@ -128,17 +137,43 @@ async def obtain_member_token(
     )
     token = await http.post("/oauth/token", data={"grant_type": JWT_BEARER, "assertion": assertion})
     token.raise_for_status()
-    access_token = token.json()["access_token"]
-    me = await http.post(
-        "/graphql",
-        json={"query": "{ me { id } }"},
-        headers={"authorization": f"Bearer {access_token}"},
-    )
-    me.raise_for_status()
     return {
-        "member_id": me.json()["data"]["me"]["id"],
-        "access_token": access_token,
+        "access_token": token.json()["access_token"],
         "expires_at": (now + timedelta(seconds=token.json()["expires_in"])).isoformat(),
+    }
+
+
+async def _member_data(http: httpx.AsyncClient, token: str, query: str, **variables: str) -> dict[str, Any]:
+    answer = await http.post(
+        "/graphql", json={"query": query, "variables": variables}, headers={"authorization": f"Bearer {token}"}
+    )
+    answer.raise_for_status()
+    body: dict[str, Any] = answer.json()
+    if body.get("errors"):
+        raise RuntimeError(f"the demo could not set up its members: {body['errors']}")
+    return dict(body["data"])
+
+
+async def demo_member(
+    http: httpx.AsyncClient, issuer: str, clients: dict[str, Any], keys: dict[str, ECKey], member_ref: str, pin: str
+) -> dict[str, Any]:
+    """``member_ref`` as the first of :data:`DEMO_PROGRAMS` vouches for them, with their accounts at
+    the others linked, and a token from each program: each spends only its own program's points."""
+
+    async def vouched_by(program_id: str) -> dict[str, Any]:
+        return await obtain_member_token(http, issuer, clients[program_id]["client_id"], keys[program_id], member_ref)
+
+    first, *others = DEMO_PROGRAMS
+    tokens = {first: await vouched_by(first)}
+    for program_id in others:
+        await _member_data(http, tokens[first]["access_token"], LINK, program=program_id, ref=member_ref, pin=pin)
+        tokens[program_id] = await vouched_by(program_id)
+    me = await _member_data(http, tokens[first]["access_token"], "{ me { id } }")
+    return {
+        "member_id": me["me"]["id"],
+        "member_ref": member_ref,
+        "tokens": {program_id: token["access_token"] for program_id, token in tokens.items()},
+        "expires_at": min(token["expires_at"] for token in tokens.values()),
     }
 
 
@@ -160,11 +195,8 @@ async def write_credentials(settings: Settings, data_dir: Path, gateway_url: str
         await db.dispose()
     members: dict[str, Any] = {}
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as http:
-        for member_ref, program_id in DEMO_MEMBERS:
-            token = await obtain_member_token(
-                http, issuer, client_entries[program_id]["client_id"], partner_keys[program_id], member_ref
-            )
-            members[member_ref] = {"program_id": program_id, "member_ref": member_ref, **token}
+        for member_ref, pin in DEMO_MEMBERS.items():
+            members[member_ref] = await demo_member(http, issuer, client_entries, partner_keys, member_ref, pin)
     path = (data_dir / CREDENTIALS_FILE).resolve()
     write_private(
         path,

@@ -37,8 +37,12 @@ async def load_directory(session: AsyncSession, directory: PartnersDirectory, no
 
 
 async def load_partners_directory(settings: Settings, clock: Clock | None = None) -> PartnersLoaded:
-    """Read and validate ``settings.partners_dir`` whole, then create or update what it declares."""
-    directory = read_partners_directory(settings.partners_dir)
+    """Read and validate ``settings.partners_dir`` whole, then create or update what it declares.
+
+    In production a declaration with an inline connector secret is refused."""
+    directory = read_partners_directory(
+        settings.partners_dir, allow_inline_secrets=settings.environment != "production"
+    )
     await asyncio.to_thread(migrate.ensure_migrated, settings.database_url)
     db = Database.from_url(settings.database_url)
     try:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.types import ASGIApp
 
+from exchange.access_log import uvicorn_log_config
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now (for a server whose URL must be known first)."""
@@ -70,7 +72,10 @@ async def start_server(
     With ``handle_signals=False`` the server ignores Ctrl-C: the caller stops it.
     """
     server_class = uvicorn.Server if handle_signals else _SignalFreeServer
-    server = server_class(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on"))
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, log_config=uvicorn_log_config(), lifespan="on"
+    )
+    server = server_class(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -22,6 +22,8 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///exchange.db"
 #: Encrypts signing keys on laptops and in tests; production refuses to start with it.
 DEVELOPMENT_KEY_ENCRYPTION_SECRET = "development-only key-encryption secret, never in production"
 MINIMUM_SECRET_LENGTH = 32
+#: Statements are business records: kept, and verifiable, for seven years at the least.
+MINIMUM_STATEMENT_RETENTION_YEARS = 7
 
 
 def normalize_database_url(url: str) -> str:
@@ -73,6 +75,12 @@ class Settings(BaseSettings):
     )
     quote_ttl_seconds: int = Field(
         default=60, ge=5, le=3600, description="How long a conversion quote holds its price."
+    )
+    debit_consent_seconds: int = Field(
+        default=300,
+        ge=10,
+        le=3600,
+        description="How long a member's consent to one debit of a program's points (`authorizeDebit`) stays usable.",
     )
     catalog_cache_seconds: float = Field(
         default=5,
@@ -153,9 +161,18 @@ class Settings(BaseSettings):
     )
     key_encryption_secret: SecretStr = Field(
         default=SecretStr(DEVELOPMENT_KEY_ENCRYPTION_SECRET),
-        description="Secret that encrypts the token-signing private keys in the database; "
+        description="Secret that encrypts the private signing keys (tokens' and statements') in the database; "
         f"production refuses the development default and anything under {MINIMUM_SECRET_LENGTH} "
         "characters.",
+    )
+    statement_retention_years: int = Field(
+        default=MINIMUM_STATEMENT_RETENTION_YEARS,
+        ge=MINIMUM_STATEMENT_RETENTION_YEARS,
+        le=100,
+        description="Years partners keep settlement statements: a retired statement-signing key "
+        "stays published this long after the last statement it signed, so that every statement "
+        f"verifies with the published keys for as long as it is kept (at least "
+        f"{MINIMUM_STATEMENT_RETENTION_YEARS}).",
     )
     token_failure_limit: int = Field(
         default=10,
@@ -165,6 +182,18 @@ class Settings(BaseSettings):
     )
     token_failure_window: int = Field(
         default=60, ge=1, description="Seconds over which failed client authentications count."
+    )
+    session_idle_seconds: int = Field(
+        default=1800,
+        ge=60,
+        le=86400,
+        description="A console session unused for this many seconds ends: its person signs in again.",
+    )
+    session_lifetime_seconds: int = Field(
+        default=43200,
+        ge=300,
+        le=604800,
+        description="A console session ends this many seconds after sign-in, however busy.",
     )
 
     @field_validator("database_url")
@@ -188,6 +217,10 @@ class Settings(BaseSettings):
     @property
     def quote_ttl(self) -> timedelta:
         return timedelta(seconds=self.quote_ttl_seconds)
+
+    @property
+    def debit_consent_ttl(self) -> timedelta:
+        return timedelta(seconds=self.debit_consent_seconds)
 
     @property
     def reward_delivery_window(self) -> timedelta:

@@ -20,7 +20,8 @@ from exchange.ledger.models import (
     LedgerTransaction,
     SettlementPeriod,
 )
-from exchange.members.models import LinkedAccount, Member
+from exchange.members.models import DebitConsent, LinkedAccount, Member
+from exchange.people.models import Person, WebSession
 from exchange.pricing.models import LimitUsage, PricingRevision, Promotion, Quote, RateVersion
 from exchange.programs.models import (
     CoalitionLevel,
@@ -35,6 +36,7 @@ from exchange.settlement.models import (
     ReconciliationBreak,
     SettlementObligation,
     SettlementPosition,
+    StatementKey,
 )
 from exchange.tiers.models import StatusMatch
 
@@ -44,6 +46,7 @@ __all__ = [
     "CoalitionLevel",
     "CoalitionSettings",
     "Conversion",
+    "DebitConsent",
     "LedgerAccount",
     "LedgerChainHead",
     "LedgerEntry",
@@ -53,6 +56,7 @@ __all__ = [
     "Member",
     "OAuthClient",
     "PartnerAssertionKey",
+    "Person",
     "PricingRevision",
     "Program",
     "ProgramTier",
@@ -68,6 +72,8 @@ __all__ = [
     "SettlementPeriod",
     "SettlementPosition",
     "SigningKey",
+    "StatementKey",
     "StatusMatch",
     "UsedAssertion",
+    "WebSession",
 ]

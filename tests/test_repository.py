@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 
+import click
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -39,10 +42,112 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert re.search(r"^make test\b", ci, re.MULTILINE)
 
 
-def _cli_accepts(argv: list[str]) -> bool:
-    """Whether `exchange <argv>` names a real command (asked with --help, nothing runs)."""
-    words = [word for word in argv if not word.startswith("-")]
-    return CliRunner().invoke(main, [*words, "--help"]).exit_code == 0
+def cli_problem(argv: Sequence[str], *, placeholders: bool = False) -> str | None:
+    """What click would say against `exchange <argv>`, or None if it names a real command
+    and every option and argument fits it. Nothing runs.
+
+    Real command lines (the Dockerfile's, the compose file's) are parsed whole, values
+    converted as the command would. Documentation writes placeholders for values
+    (`--port P`, `--format json|csv|jws`): there only names and arity count, each option
+    taking a value as the command's does, no argument missing or left over. A documented
+    command path alone (`exchange settle`, `exchange keys rotate` in prose) names the command.
+    """
+    command: click.Command = main
+    ctx = click.Context(main, info_name="exchange", **main.context_settings)
+    args = list(argv)
+    try:
+        while isinstance(command, click.Group):
+            values, args, _ = command.make_parser(ctx).parse_args(args)
+            if values.get("help"):
+                return None
+            if not args:
+                return None if placeholders and ctx.parent else f"`{ctx.command_path}` needs a command"
+            name, *args = args
+            found = command.get_command(ctx, name)
+            if found is None:
+                return f"`{ctx.command_path}` has no command {name!r}"
+            command, ctx = found, click.Context(found, info_name=name, parent=ctx, **found.context_settings)
+        if not placeholders:
+            command.parse_args(ctx, args)
+            return None
+        if not args:
+            return None
+        values, extra, _ = command.make_parser(ctx).parse_args(args)
+    except click.exceptions.Exit:
+        return None  # --help
+    except click.UsageError as exc:
+        return f"`{ctx.command_path}`: {exc.format_message()}"
+    if extra:
+        return f"`{ctx.command_path}`: unexpected arguments {extra}"
+    if values.get("help"):
+        return None
+    missing = [
+        param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+        for param in command.params
+        if param.required and values.get(param.name) is None
+    ]
+    return f"`{ctx.command_path}`: missing {', '.join(missing)}" if missing else None
+
+
+def documented_command_lines(markdown: str) -> list[list[str]]:
+    """The `exchange …` command lines of a Markdown text, as argv after `exchange`: code spans
+    that are one, and the commands of `sh` blocks (after `&&`/`;`, behind VAR=value)."""
+    lines = [span.replace("\\|", "|") for span in re.findall(r"`([^`\n]+)`", markdown)]
+    for block in re.findall(r"^```sh\n(.*?)^```", markdown, re.MULTILINE | re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            lines += re.split(r"&&|;|\$\(", line.split(" #")[0])
+    command = re.compile(r"^\s*(?:[A-Za-z_]\w*=\S*\s+)*(?:\S*/)?exchange\s+(.*)$")
+    return [
+        [word.strip("[]") for word in shlex.split(match.group(1)) if word.strip("[]")]
+        for line in lines
+        if (match := command.match(line))
+    ]
+
+
+def test_every_documented_command_line_fits_the_command() -> None:
+    documents = [
+        REPO_ROOT / "README.md",
+        *sorted((REPO_ROOT / "partners").glob("*.md")),
+        REPO_ROOT / "bench" / "README.md",
+    ]
+    checked = 0
+    for path in documents:
+        for argv in documented_command_lines(path.read_text()):
+            problem = cli_problem(argv, placeholders=True)
+            assert problem is None, f"{path.relative_to(REPO_ROOT)}: exchange {shlex.join(argv)}: {problem}"
+            checked += 1
+    assert checked >= 20
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("exchange serve --wrokers 2", "No such option '--wrokers'. Did you mean '--workers'?"),
+        ("exchange serve --workers", "Option '--workers' requires an argument."),
+        ("exchange clients create --json yes", "unexpected arguments ['yes']"),
+        ("exchange settle statement [--format csv] PERIOD", "missing --partner"),
+        ("exchange settle close", None),
+        ("exchange settle close PERIOD FILE", "unexpected arguments ['FILE']"),
+        ("exchange setle close PERIOD", "has no command 'setle'"),
+        ("exchange settle statement --partner P [--format json\\|csv\\|jws] PERIOD", None),
+        ("exchange db upgrade && exchange serve -h", None),
+    ],
+)
+def test_a_documented_command_line_that_does_not_fit_is_reported(line: str, problem: str | None) -> None:
+    commands = documented_command_lines(f"```sh\n{line}\n```\n")
+    assert commands
+    found = [cli_problem(argv, placeholders=True) for argv in commands]
+    if problem is None:
+        assert found == [None] * len(commands)
+    else:
+        assert len(found) == 1 and problem in str(found[0]), found
+
+
+def test_a_real_command_line_is_parsed_as_the_command_would() -> None:
+    assert cli_problem(["serve", "--workers", "2"]) is None
+    assert "'two' is not a valid integer" in str(cli_problem(["serve", "--workers", "two"]))
+    assert "No such option '--wrokers'" in str(cli_problem(["serve", "--wrokers", "2"]))
+    assert "needs a command" in str(cli_problem(["db"]))
 
 
 def test_container_image_runs_the_exchange_command_as_a_non_root_user() -> None:
@@ -52,7 +157,7 @@ def test_container_image_runs_the_exchange_command_as_a_non_root_user() -> None:
     entrypoint = re.findall(r"^ENTRYPOINT\s+(\[.*\])", dockerfile, re.MULTILINE)
     assert entrypoint and yaml.safe_load(entrypoint[-1]) == ["exchange"]
     command = re.findall(r"^CMD\s+(\[.*\])", dockerfile, re.MULTILINE)
-    assert command and _cli_accepts(yaml.safe_load(command[-1]))
+    assert command and cli_problem(yaml.safe_load(command[-1])) is None
     for name in re.findall(r"^ENV\s+(EXCHANGE_\w+)", dockerfile, re.MULTILINE):
         assert name.removeprefix("EXCHANGE_").lower() in Settings.model_fields, name
 
@@ -67,7 +172,7 @@ def test_compose_runs_migrations_before_the_gateway_on_postgresql() -> None:
     for service in (gateway, migrate):
         command = service["command"]
         argv = shlex.split(command) if isinstance(command, str) else command
-        assert _cli_accepts(argv), argv
+        assert cli_problem(argv) is None, cli_problem(argv)
         environment = service["environment"]
         assert environment["EXCHANGE_DATABASE_URL"].startswith("postgresql://")
         for name in environment:

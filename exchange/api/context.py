@@ -19,6 +19,7 @@ from exchange.conversions.saga import ConversionSaga
 from exchange.db.database import Database
 from exchange.errors import Unauthenticated
 from exchange.federation.accounts import Federation
+from exchange.members.consents import DebitConsents
 from exchange.pricing import rates
 from exchange.pricing.models import RateVersion
 from exchange.programs import service as programs
@@ -45,6 +46,7 @@ class Services:
     matching: StatusMatching
     redemptions: RedemptionSaga
     settlement: SettlementService
+    consents: DebitConsents
 
 
 def _tiers_loader(db: Database) -> DataLoader[str, list[ProgramTier]]:

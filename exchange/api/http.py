@@ -11,7 +11,7 @@ before execution (see :mod:`exchange.api.authentication`).
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema import BaseSchema
@@ -23,6 +23,7 @@ from exchange.api.context import Context, Services
 from exchange.api.errors import to_client_error
 from exchange.api.media import GRAPHQL_RESPONSE_JSON, response_media_type
 from exchange.errors import ErrorCode
+from exchange.web.graphiql import graphiql_response
 
 
 def refused_for_want_of_a_token(response: GraphQLHTTPResponse) -> bool:
@@ -47,6 +48,10 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
         return Context(services=self.services, request=request, response=response, principal=principal_of(request))
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:  # type: ignore[override]
+        """GraphiQL with its scripts and styles served by the exchange, not by a CDN."""
+        return graphiql_response()
 
     async def get_sub_response(self, request: Request) -> Response:  # type: ignore[override]
         sub_response = await super().get_sub_response(request)

@@ -8,7 +8,7 @@ from exchange.api.fields.access import AccessMutations, AccessQueries
 from exchange.api.fields.accounts import AccountMutations
 from exchange.api.fields.catalog import CatalogQueries
 from exchange.api.fields.conversions import ConversionMutations, ConversionQueries
-from exchange.api.fields.members import MemberQueries
+from exchange.api.fields.members import MemberMutations, MemberQueries
 from exchange.api.fields.pricing import PricingMutations
 from exchange.api.fields.rewards import RewardMutations, RewardQueries
 from exchange.api.fields.settlement import SettlementMutations, SettlementQueries
@@ -22,6 +22,7 @@ Mutation = merge_types(
     "Mutation",
     (
         AccountMutations,
+        MemberMutations,
         PricingMutations,
         ConversionMutations,
         TierMutations,

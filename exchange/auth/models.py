@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, Index, Text, text
+from sqlalchemy import JSON, CheckConstraint, Column
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import UTCDateTime
+from exchange.keyring.models import StoredKey, key_table_constraints
 
 
 class OAuthClient(SQLModel, table=True):
@@ -42,34 +43,16 @@ class PartnerAssertionKey(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 
-class SigningKey(SQLModel, table=True):
-    """A key the exchange signs tokens with.
+class SigningKey(StoredKey, table=True):
+    """A key the exchange signs access tokens with (:mod:`exchange.auth.keys`).
 
-    One key is ``active`` (signs new tokens); ``retired`` keys only verify, and are published
-    until ``publish_until``, by when every token they signed has expired. The private half is
-    a JWE encrypted with ``EXCHANGE_KEY_ENCRYPTION_SECRET``.
+    A ``retired`` key is published until ``publish_until``, by when every token it signed has
+    expired.
     """
 
     __tablename__ = "signing_key"
-    __table_args__ = (
-        CheckConstraint("state IN ('active', 'retired')", name="signing_key_state"),
-        CheckConstraint("(state = 'active') = (retired_at IS NULL)", name="signing_key_retired_at"),
-        Index(
-            "signing_key_one_active",
-            "state",
-            unique=True,
-            postgresql_where=text("state = 'active'"),
-            sqlite_where=text("state = 'active'"),
-        ),
-    )
+    __table_args__ = key_table_constraints("signing_key")
 
-    kid: str = Field(primary_key=True, max_length=64)
-    algorithm: str = Field(max_length=10)
-    public_jwk: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
-    encrypted_private_key: str = Field(sa_column=Column(Text, nullable=False))
-    state: str = Field(max_length=10)
-    created_at: datetime = Field(sa_type=UTCDateTime)
-    retired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     publish_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 

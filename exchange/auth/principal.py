@@ -15,7 +15,9 @@ class Principal:
     ``program_id`` is set for partners (a partner runs exactly one program: its tenant id is
     the program id); ``member_id`` is set for members (the exchange's member id, the token's
     ``sub``). ``client_id`` is the OAuth client the token was issued to: for a member, the
-    partner client that vouched for them.
+    partner client that vouched for them, and ``asserted_by`` that partner's program: points
+    held there are spent under its authority, points held elsewhere only with a consent
+    (:mod:`exchange.members.authority`). It is never a tenant: tenant rules read ``program_id``.
     """
 
     role: Role
@@ -26,6 +28,7 @@ class Principal:
     expires_at: datetime
     program_id: str | None = None
     member_id: str | None = None
+    asserted_by: str | None = None
 
     def has_scope(self, scope: Scope) -> bool:
         return scope in self.scopes

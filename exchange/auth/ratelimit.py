@@ -9,11 +9,12 @@ the increment is one atomic upsert, so concurrent failures are all counted.
 from __future__ import annotations
 
 import math
+from collections.abc import Set
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, delete, literal
-from sqlmodel import col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth.models import ClientAuthFailure
@@ -30,13 +31,24 @@ class FailureLimit:
     window: timedelta
 
 
-async def retry_after(session: AsyncSession, client_id: str, limit: FailureLimit, now: datetime) -> int | None:
-    """Seconds until ``client_id`` may try again, or ``None`` if it may try now."""
-    row = await session.get(ClientAuthFailure, client_id)
-    if row is None or row.failures < limit.failures:
-        return None
-    remaining = (row.window_started_at + limit.window - now).total_seconds()
+async def retry_after(session: AsyncSession, client_ids: Set[str], limit: FailureLimit, now: datetime) -> int | None:
+    """Seconds until a request naming ``client_ids`` may try again (the longest wait of any
+    of them), or ``None`` if it may try now."""
+    rows = await session.exec(
+        select(ClientAuthFailure).where(
+            col(ClientAuthFailure.client_id).in_(list(client_ids)),
+            col(ClientAuthFailure.failures) >= limit.failures,
+        )
+    )
+    remaining = max(((row.window_started_at + limit.window - now).total_seconds() for row in rows), default=0)
     return math.ceil(remaining) if remaining > 0 else None
+
+
+async def record_failures(session: AsyncSession, client_ids: Set[str], limit: FailureLimit, now: datetime) -> None:
+    """Count one failed authentication against each of ``client_ids``, in a fixed order so
+    that concurrent failures naming the same clients never deadlock."""
+    for client_id in sorted(client_ids):
+        await record_failure(session, client_id, limit, now)
 
 
 async def record_failure(session: AsyncSession, client_id: str, limit: FailureLimit, now: datetime) -> None:

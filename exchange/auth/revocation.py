@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete
-from sqlmodel import col, select
+from sqlalchemy import delete
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth.models import RevokedToken
@@ -21,11 +21,3 @@ async def revoke(session: AsyncSession, *, jti: str, client_id: str, expires_at:
         .values(jti=jti, client_id=client_id, revoked_at=now, expires_at=expires_at)
         .on_conflict_do_nothing(index_elements=["jti"])
     )  # type: ignore[call-overload]
-
-
-_REVOKED = select(RevokedToken.jti).where(RevokedToken.jti == bindparam("jti"))
-
-
-async def is_revoked(session: AsyncSession, jti: str) -> bool:
-    """One primary-key lookup: the only query verifying a token costs."""
-    return (await session.exec(_REVOKED, params={"jti": jti})).first() is not None  # type: ignore[call-overload]

@@ -2,9 +2,11 @@
 
 ``POST /oauth/token``, ``POST /oauth/introspect`` (RFC 7662), ``POST /oauth/revoke``
 (RFC 7009), ``GET /.well-known/oauth-authorization-server`` (RFC 8414) and
-``GET /.well-known/jwks.json``. Each POST reads its form on the event loop, checks the
-claimed client against the failure rate limit, runs Authlib in a worker thread (see
-:mod:`exchange.auth.server`), and counts a failed client authentication afterwards.
+``GET /.well-known/jwks.json``. Each POST reads its form on the event loop, checks every
+client the request names against the failure rate limit, refuses a request that
+authenticates its client more than one way, runs Authlib in a worker thread (see
+:mod:`exchange.auth.server`), and counts a failed client authentication afterwards against
+every client the request named.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from starlette.routing import Route
 
 from exchange.auth import ratelimit
 from exchange.auth.keys import SigningKeys
+from exchange.auth.presented import PresentedClient
 from exchange.auth.scopes import Scope
 from exchange.auth.server import (
     CLIENT_AUTH_METHODS,
@@ -29,7 +32,6 @@ from exchange.auth.server import (
     ExchangeAuthorizationServer,
     FormRequest,
     RequestWork,
-    claimed_client_id,
     error_response,
     invalid_client_response,
     malformed_basic_authorization,
@@ -118,18 +120,23 @@ class OAuthEndpoints:
             return invalid_client_response()
         oauth_request = FormRequest(method=request.method, url=str(request.url), headers=request.headers, form=form)
         now = self._clock.now()
-        client_id = claimed_client_id(oauth_request)
-        if client_id is not None:
+        presented = PresentedClient.read(request.headers, form)
+        named = presented.client_ids
+        if named:
             async with self._db.transaction() as session:
-                wait = await ratelimit.retry_after(session, client_id, self._limit, now)
+                wait = await ratelimit.retry_after(session, named, self._limit, now)
             if wait is not None:
                 return too_many_failures(wait)
-        async with self._db.transaction() as session:
-            work = RequestWork(session=session, loop=asyncio.get_running_loop(), now=now)
-            response = await asyncio.to_thread(self._server.handle, work, action, oauth_request)
-        if client_id is not None and work.authentication_failed:
+        if presented.mixed:
+            response, failed = more_than_one_method(), True
+        else:
             async with self._db.transaction() as session:
-                await ratelimit.record_failure(session, client_id, self._limit, now)
+                work = RequestWork(session=session, loop=asyncio.get_running_loop(), now=now)
+                response = await asyncio.to_thread(self._server.handle, work, action, oauth_request)
+            failed = work.authentication_failed
+        if failed and named:
+            async with self._db.transaction() as session:
+                await ratelimit.record_failures(session, named, self._limit, now)
         return response
 
 
@@ -151,6 +158,18 @@ async def read_form(request: Request) -> dict[str, str] | Response:
     if len(form) != len(pairs):
         return error_response(InvalidRequestError(description="a parameter is repeated"))
     return form
+
+
+def more_than_one_method() -> Response:
+    """RFC 6749 §2.3.1 forbids a second authentication method in one request, and §5.2 names
+    the error for it: ``invalid_request`` ("utilizes more than one mechanism for
+    authenticating the client"), not ``invalid_client``, since no credential was judged."""
+    return error_response(
+        InvalidRequestError(
+            description="authenticate the client one way only: HTTP Basic, or client_id and "
+            "client_secret in the form, never both"
+        )
+    )
 
 
 def too_many_failures(retry_after: int) -> Response:

@@ -10,12 +10,18 @@ Grants: client credentials (partners, staff tools) and the JWT-bearer assertion 
 (RFC 7523) by which a partner obtains a token for a member it has authenticated. Endpoints:
 introspection (RFC 7662) and revocation (RFC 7009). Tokens: JWT access tokens (RFC 9068)
 from :mod:`exchange.auth.tokens`.
+
+What counts as a failed authentication, for the failure rate limit: ``invalid_client`` (the
+client's credentials are wrong, or name no client), and on the token endpoint a member
+assertion that fails to verify (its signature, claims or ``jti``), which counts against the
+client its ``iss`` claims. Nothing else does: a client that authenticated and then asks for
+something it may not have (another client's token, a scope beyond its own) has not failed to
+prove who it is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from contextvars import ContextVar
@@ -38,8 +44,6 @@ from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerGrant
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
-from joserfc import jws
-from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import Headers
@@ -54,6 +58,7 @@ from exchange.auth.errors import (
 from exchange.auth.hashing import verify_secret
 from exchange.auth.keys import SigningKeys
 from exchange.auth.models import OAuthClient
+from exchange.auth.presented import PresentedClient
 from exchange.auth.scopes import (
     ROLE_SCOPES,
     InvalidScope,
@@ -80,27 +85,25 @@ T = TypeVar("T")
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 CLIENT_CREDENTIALS = "client_credentials"
 JWT_BEARER = JWTBearerGrant.GRANT_TYPE
-#: Errors that mean "this client failed to authenticate": they count towards the rate limit.
-AUTHENTICATION_FAILURES = frozenset({"invalid_client", "invalid_grant"})
 
 
 @dataclass
 class RequestWork:
-    """One OAuth request's unit of work, shared by Authlib's synchronous hooks."""
+    """One OAuth request's unit of work, shared by Authlib's synchronous hooks.
+
+    ``authentication_failed`` is set when the request failed to authenticate a client (see
+    the module's docstring); the caller counts it against the failure rate limit.
+    """
 
     session: AsyncSession
     loop: asyncio.AbstractEventLoop
     now: datetime
     clients: dict[str, ExchangeClient | None] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    authentication_failed: bool = False
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` on the event loop and wait for it (from the worker thread)."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    @property
-    def authentication_failed(self) -> bool:
-        return any(error in AUTHENTICATION_FAILURES for error in self.errors)
 
 
 _work: ContextVar[RequestWork] = ContextVar("oauth_request_work")
@@ -179,18 +182,36 @@ class MemberAssertionGrant(JWTBearerGrant):
 
     ``iss`` is the partner's client id, ``sub`` the member's ref at the partner. A member new
     to the exchange is created and linked on the way: the partner vouches for them.
+
+    The assertion alone authenticates the partner (RFC 7523 §3.1). A request that also sends
+    client credentials (Basic or form) has them checked like any other: wrong ones are
+    ``invalid_client``, and the client they authenticate must be the one the assertion's
+    ``iss`` names, so no client presents an assertion another client signed.
     """
 
     server: ExchangeAuthorizationServer
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    #: The client the request's credentials authenticated, if it sent any.
+    authenticated_client: ExchangeClient | None = None
+
+    def validate_token_request(self) -> None:
+        request = self.request
+        if PresentedClient.read(request.headers, request.form).client_credentials:
+            self.authenticated_client = self.authenticate_token_endpoint_client()
+        super().validate_token_request()
 
     def process_assertion_claims(self, assertion: str) -> Mapping[str, Any]:
         """Authlib's steps, with the exchange's algorithms, lifetime bound and replay check."""
         _, unverified = self.extract_assertion(assertion)
         issuer = unverified.get("iss")
         client = self.resolve_issuer_client(issuer) if isinstance(issuer, str) else None
-        if client is None:
-            raise InvalidGrantError(description="the assertion's iss names no client here")
         work = _work.get()
+        if client is None:
+            work.authentication_failed = True
+            raise InvalidGrantError(description="the assertion's iss names no client here")
+        authenticated = self.authenticated_client
+        if authenticated is not None and authenticated.client_id != client.client_id:
+            raise InvalidGrantError(description="the assertion's iss is not the client that authenticated")
         try:
             claims = assertions.verify_assertion(
                 assertion,
@@ -208,6 +229,7 @@ class MemberAssertionGrant(JWTBearerGrant):
                 )
             )
         except AssertionRejected as rejected:
+            work.authentication_failed = True
             raise InvalidGrantError(description=oauth_description(rejected.message)) from None
         return claims
 
@@ -262,7 +284,7 @@ class Introspection(_TokenLookup, IntrospectionEndpoint):
 
     def introspect_token(self, token: IntrospectedToken) -> dict[str, Any]:
         claims = token.claims
-        keys = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "role", "program_id")
+        keys = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "role", "program_id", "asserted_by")
         return {"active": True, "token_type": "Bearer", **{k: claims[k] for k in keys if k in claims}}
 
 
@@ -348,7 +370,8 @@ class ExchangeAuthorizationServer(AuthorizationServer):
         return JSONResponse(body, status_code=status, headers=dict(headers))
 
     def handle_error_response(self, request: OAuth2Request | None, error: OAuth2Error) -> Response:
-        _work.get().errors.append(str(error.error))
+        if error.error == InvalidClientError.error:
+            _work.get().authentication_failed = True
         return self.handle_response(*error(self.get_error_uri(request, error)))
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
@@ -363,7 +386,11 @@ class ExchangeAuthorizationServer(AuthorizationServer):
         expires_in: int | None = None,
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
-        """A signed RFC 9068 token: for the member ``user`` if given, else for the client."""
+        """A signed RFC 9068 token: for the member ``user`` if given, else for the client.
+
+        A member's token names the program of the partner that asserted the member
+        (``asserted_by``): the only program whose points it spends without a consent.
+        """
         work = _work.get()
         scopes = granted_scopes(client, Role.MEMBER if user is not None else None, scope)
         claims = access_token_claims(
@@ -374,6 +401,7 @@ class ExchangeAuthorizationServer(AuthorizationServer):
             scopes=scopes,
             subject=user.id if user is not None else client.client_id,
             program_id=client.row.program_id if user is None else None,
+            asserted_by=client.row.program_id if user is not None else None,
             now=work.now,
             lifetime=self.token_lifetime,
         )
@@ -404,23 +432,6 @@ class ExchangeAuthorizationServer(AuthorizationServer):
 
     def revocation_response(self, request: FormRequest) -> Response:
         return self.create_endpoint_response(Revocation.ENDPOINT_NAME, request)
-
-
-def claimed_client_id(request: FormRequest) -> str | None:
-    """The client a request claims to be, before anything is verified (for rate limiting)."""
-    username, _ = extract_basic_authorization(request.headers)
-    if username:
-        return str(username)
-    if client_id := request.form.get("client_id"):
-        return client_id
-    if assertion := request.form.get("assertion"):
-        try:
-            claims = json.loads(jws.extract_compact(assertion.encode()).payload)
-        except (JoseError, ValueError):
-            return None
-        issuer = claims.get("iss") if isinstance(claims, dict) else None
-        return issuer if isinstance(issuer, str) else None
-    return None
 
 
 def malformed_basic_authorization(headers: Headers) -> bool:

@@ -1,8 +1,11 @@
 """JWT access tokens (RFC 9068): what they claim, how they are signed and verified.
 
 A token is self-contained: verifying it needs the issuer's public key (cached in process)
-and one indexed lookup of its ``jti`` among revoked tokens. Claims beyond RFC 9068's are
-``role`` and, for partners, ``program_id``, so a request's principal is known without a query.
+and one query that looks its ``jti`` up among revoked tokens and its key among published
+ones. Claims beyond RFC 9068's are ``role``; for partners, ``program_id`` (their tenant); for
+members, ``asserted_by`` (the program whose partner's assertion the token was issued on), so a
+request's principal is known without another query. The two program claims are distinct on
+purpose: no tenant rule reading ``program_id`` can ever take a member token for its partner's.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from joserfc.errors import (
     MissingClaimError,
 )
 from joserfc.jwk import RSAKey
+from sqlalchemy import exists
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.auth import revocation
 from exchange.auth.errors import InvalidAccessToken
-from exchange.auth.keys import ALGORITHM, SigningKeys
+from exchange.auth.keys import ALGORITHM, SigningKeys, is_published
+from exchange.auth.models import RevokedToken, SigningKey
 from exchange.auth.principal import Principal
 from exchange.auth.scopes import InvalidScope, Role, Scope, parse_scopes, scope_text
 from exchange.clock import Clock
@@ -39,6 +44,7 @@ from exchange.db.database import Database
 TOKEN_TYPE = "at+jwt"
 #: Allowance for clocks that disagree a little between the exchange's replicas.
 LEEWAY_SECONDS = 30
+NOT_SIGNED_BY_A_PUBLISHED_KEY = "the token is not signed by a published key of this exchange"
 
 
 def access_token_claims(
@@ -52,8 +58,10 @@ def access_token_claims(
     now: datetime,
     lifetime: timedelta,
     program_id: str | None = None,
+    asserted_by: str | None = None,
 ) -> dict[str, Any]:
-    """The claims of a new access token: RFC 9068's, plus ``role`` and ``program_id``."""
+    """The claims of a new access token: RFC 9068's, plus ``role``, and ``program_id`` (a
+    partner's) or ``asserted_by`` (a member's)."""
     issued_at = int(now.timestamp())
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -68,6 +76,8 @@ def access_token_claims(
     }
     if program_id is not None:
         claims["program_id"] = program_id
+    if asserted_by is not None:
+        claims["asserted_by"] = asserted_by
     return claims
 
 
@@ -86,6 +96,14 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     program_id = claims.get("program_id")
     if (role is Role.PARTNER) != isinstance(program_id, str):
         raise InvalidAccessToken("the token's program claim does not match its role")
+    asserted_by = claims.get("asserted_by")
+    if role is Role.MEMBER and not (isinstance(asserted_by, str) and asserted_by):
+        raise InvalidAccessToken(
+            "the member token does not name the program that asserted it (asserted_by; it was issued "
+            "before tokens carried it): request a new token"
+        )
+    if role is not Role.MEMBER and asserted_by is not None:
+        raise InvalidAccessToken("only member tokens carry asserted_by")
     return Principal(
         role=role,
         subject=claims["sub"],
@@ -95,6 +113,7 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         expires_at=datetime.fromtimestamp(claims["exp"], UTC),
         program_id=program_id,
         member_id=claims["sub"] if role is Role.MEMBER else None,
+        asserted_by=asserted_by,
     )
 
 
@@ -102,6 +121,8 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
 class VerifiedToken:
     claims: Mapping[str, Any]
     principal: Principal
+    #: The ``kid`` of the key that signed it.
+    key_id: str
 
 
 _CLAIM_PROBLEMS = {
@@ -116,7 +137,8 @@ class TokenVerifier:
     """Checks a bearer token: signature by a published key, RFC 9068 claims, revocation."""
 
     #: Tokens whose signature and claims were checked, kept so a client's next requests with
-    #: the same token skip the signature check; expiry and revocation are checked every time.
+    #: the same token skip the signature check; expiry, revocation and that the signing key
+    #: is still published are checked every time.
     VERIFIED_CACHE_SIZE = 10_000
 
     def __init__(self, keys: SigningKeys, db: Database, *, issuer: str, audience: str, clock: Clock) -> None:
@@ -144,15 +166,25 @@ class TokenVerifier:
             self._verified[token] = (verified, int(verified.claims["exp"]))
             while len(self._verified) > self.VERIFIED_CACHE_SIZE:
                 self._verified.popitem(last=False)
-        if await self._revoked(verified.principal.token_id, session):
-            raise InvalidAccessToken("the token has been revoked")
+        if session is not None:
+            await self._check_standing(verified, session)
+        else:
+            async with self._db.autocommit() as own:  # one statement: no transaction around it
+                await self._check_standing(verified, own)
         return verified
 
-    async def _revoked(self, token_id: str, session: AsyncSession | None) -> bool:
-        if session is not None:
-            return await revocation.is_revoked(session, token_id)
-        async with self._db.autocommit() as own:
-            return await revocation.is_revoked(own, token_id)
+    async def _check_standing(self, verified: VerifiedToken, session: AsyncSession) -> None:
+        """Refuse a token that has been revoked, or whose signing key has been withdrawn
+        (retired past its ``publish_until``, or removed). One query, on every request, so
+        either holds at once on every replica: neither the verified-token cache nor the
+        process's copy of the keys (re-read every minute) lets such a token through."""
+        revoked = exists().where(col(RevokedToken.jti) == verified.principal.token_id)
+        published = exists().where(col(SigningKey.kid) == verified.key_id, is_published(self._clock.now()))
+        is_revoked, key_published = (await session.exec(select(revoked, published))).one()
+        if is_revoked:
+            raise InvalidAccessToken("the token has been revoked")
+        if not key_published:
+            raise InvalidAccessToken(NOT_SIGNED_BY_A_PUBLISHED_KEY)
 
     async def _verify_signed(self, token: str, session: AsyncSession | None) -> VerifiedToken:
         """Signature by a published key, header and RFC 9068 claims (not revocation)."""
@@ -166,7 +198,7 @@ class TokenVerifier:
         kid = header.get("kid")
         key = await self._keys.public_key(kid, session) if isinstance(kid, str) else None
         if key is None:
-            raise InvalidAccessToken("the token is not signed by a published key of this exchange")
+            raise InvalidAccessToken(NOT_SIGNED_BY_A_PUBLISHED_KEY)
         try:
             decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
         except BadSignatureError:
@@ -174,7 +206,7 @@ class TokenVerifier:
         except (JoseError, ValueError):
             raise InvalidAccessToken("the token is malformed") from None
         self._check_claims(decoded)
-        return VerifiedToken(claims=decoded.claims, principal=principal_from_claims(decoded.claims))
+        return VerifiedToken(claims=decoded.claims, principal=principal_from_claims(decoded.claims), key_id=kid)
 
     def _check_claims(self, decoded: jwt.Token) -> None:
         claims = JWTAccessTokenClaims(

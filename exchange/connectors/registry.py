@@ -30,6 +30,7 @@ from exchange.connectors.retry import RetryPolicy
 from exchange.connectors.tokens import ClientCredentials, TokenCache
 from exchange.programs.declarations import ConnectorDeclaration
 from exchange.programs.models import Program
+from exchange.programs.secrets import SecretUnavailable, client_secret
 from exchange.settings import Settings
 
 logger = logging.getLogger("exchange.connectors")
@@ -81,7 +82,8 @@ class ConnectorRegistry:
     def connector(self, program_id: str, config: ConnectorDeclaration | Mapping[str, Any]) -> PartnerConnector:
         """The connector of ``program_id`` with connector settings ``config``.
 
-        Raises ``PartnerNotConfigured`` when the client secret's environment variable is unset.
+        Raises ``PartnerNotConfigured`` when the client secret cannot be had (an unset
+        environment variable, a missing or empty file, an inline secret in production).
         """
         declaration = (
             config if isinstance(config, ConnectorDeclaration) else ConnectorDeclaration.model_validate(config)
@@ -103,22 +105,19 @@ class ConnectorRegistry:
         return self.connector(program.id, program.connector)
 
     def _secret(self, program_id: str, config: ConnectorDeclaration) -> str:
-        oauth = config.oauth
-        if oauth.client_secret is not None:
-            return oauth.client_secret
-        secret = self._environ.get(oauth.client_secret_env or "")
-        if not secret:
-            logger.error(
-                "program %s: environment variable %s (its OAuth client secret) is not set",
-                program_id,
-                oauth.client_secret_env,
-            )
+        """The client secret, read when the connector is built (a secret file: on first use
+        after start, and again only when the program's connector settings change)."""
+        try:
+            if config.oauth.client_secret is not None and self.settings.environment == "production":
+                raise SecretUnavailable("client_secret", "an inline secret is refused in production")
+            return client_secret(config.oauth, self._environ)
+        except SecretUnavailable as unavailable:
+            logger.error("program %s: no OAuth client secret: %s", program_id, unavailable)
             raise PartnerNotConfigured(
                 f"the exchange has no client secret for program {program_id}",
                 program_id=program_id,
                 call="configure",
-            )
-        return secret
+            ) from None
 
     def _build(self, program_id: str, config: ConnectorDeclaration) -> ContractConnector:
         settings = self.settings

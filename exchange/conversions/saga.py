@@ -2,7 +2,9 @@
 
 1. **Record** the conversion PENDING under the member's idempotency key, with the quote's
    amounts, and reserve the limits it counts against (one unit of work; a repeat of the key
-   returns it).
+   returns it). The source program's points are debited only under its authority
+   (:mod:`exchange.members.authority`): a token it asserted, or a consent given through it,
+   used in this same unit of work.
 2. **Debit** the member at the source partner (operation ``<id>:debit``).
 3. **Credit** the member at the target partner (operation ``<id>:credit``); the clearing
    transaction is posted to the ledger in the same unit of work that marks the conversion
@@ -58,6 +60,8 @@ from exchange.errors import ErrorCode, ExchangeError
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
 from exchange.members import service as members
+from exchange.members.authority import DebitAuthority, require_authority
+from exchange.members.consents import authorize_debit
 from exchange.members.models import LinkedAccount
 from exchange.pricing import limits, quotes
 from exchange.pricing.models import Quote
@@ -83,9 +87,12 @@ LINKS: Table = LinkedAccount.__table__  # type: ignore[attr-defined]
 
 @dataclass(frozen=True, slots=True)
 class ExecuteRequest:
+    """``authority``: under whose authority the source program's points are debited."""
+
     member_id: str
     quote_id: str
     idempotency_key: str
+    authority: DebitAuthority
 
 
 @dataclass
@@ -156,7 +163,19 @@ class ConversionSaga(Saga[Conversion]):
             if conversion is None:
                 await _refusal(session, request, now)
             if created:
+                require_authority(request.authority, conversion.from_program, field="quoteId")
                 await limits.reserve(session, [limits.Usage(**usage) for usage in conversion.usages])
+                # Used last, in this unit of work: whatever refuses the conversion leaves it unused.
+                await authorize_debit(
+                    session,
+                    request.authority,
+                    member_id=request.member_id,
+                    program=conversion.from_program,
+                    points=conversion.points_in,
+                    used_for=f"conversion:{conversion.id}",
+                    now=now,
+                    field="quoteId",
+                )
         return conversion, created
 
     # -- the steps ----------------------------------------------------------------------

@@ -9,6 +9,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from exchange.errors import ConfigurationError
 from exchange.settings import normalize_database_url
@@ -50,10 +52,49 @@ def current_revision(url: str) -> str | None:
         engine.dispose()
 
 
+def display_url(url: str) -> str:
+    """``url`` as it may be printed: with its password, if it has one, masked."""
+    parsed = make_url(url)
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file an SQLite URL names (relative to the working directory), or None: not SQLite,
+    in memory, or a ``file:`` URI that SQLite resolves itself."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    if parsed.query.get("uri") == "true":
+        return None
+    return Path(parsed.database)
+
+
 def ensure_migrated(url: str) -> None:
-    """Refuse a database whose schema is not the one this code was written for."""
-    current, head = current_revision(url), head_revision()
+    """Refuse a database that is missing, unreachable, or not at the schema this code was
+    written for, naming it and saying what to do.
+
+    Creates nothing: SQLite would create an empty file on connecting, so a missing file is
+    refused before any connection.
+    """
+    shown = display_url(url)
+    otherwise = "or point EXCHANGE_DATABASE_URL at the database you meant"
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise ConfigurationError(
+            f"no database at {shown} ({path.absolute()} does not exist): "
+            f"run `exchange db upgrade` to create it, {otherwise}"
+        )
+    try:
+        current = current_revision(url)
+    except DBAPIError as exc:
+        reason = "; ".join(" ".join(line.split()) for line in str(exc.orig).splitlines() if line.strip())
+        raise ConfigurationError(
+            f"cannot open the database at {shown} ({reason}): check that its server is up and it "
+            f"exists, then run `exchange db upgrade`, {otherwise}"
+        ) from None
+    head = head_revision()
     if current != head:
         raise ConfigurationError(
-            f"the database is at migration {current or 'none'}, this code needs {head}: run `exchange db upgrade`"
+            f"the database at {shown} is at migration {current or 'none'}, this code needs {head}: "
+            f"run `exchange db upgrade`, {otherwise}"
         )

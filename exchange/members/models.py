@@ -1,4 +1,5 @@
-"""Tables of the members package: the exchange's members and their accounts at partners."""
+"""Tables of the members package: the exchange's members, their accounts at partners, and the
+consents they give through one partner to debit points held there."""
 
 from __future__ import annotations
 
@@ -50,3 +51,24 @@ class LinkedAccount(SQLModel, table=True):
     member_ref: str = Field(max_length=MEMBER_REF_MAX_LENGTH)
     linked_at: datetime = Field(sa_type=UTCDateTime)
     established_by: str = Field(max_length=20)
+
+
+class DebitConsent(SQLModel, table=True):
+    """A member's consent, given through ``program_id``'s partner, to one debit of exactly
+    ``points`` there by a request made under another partner's token.
+
+    Only the SHA-256 of the consent's secret is kept (the secret is a random 256-bit value,
+    shown once). It is used at most once (``used_at``, ``used_for`` names the conversion or
+    redemption it paid for) and never after ``expires_at``.
+    """
+
+    __tablename__ = "debit_consent"
+
+    secret_hash: str = Field(primary_key=True, max_length=64)
+    member_id: str = Field(foreign_key="member.id", max_length=40, ondelete="CASCADE", index=True)
+    program_id: str = Field(foreign_key="program.id", max_length=64)
+    points: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    used_for: str | None = Field(default=None, max_length=80)

@@ -34,6 +34,7 @@ from pydantic import (
 from exchange.errors import BadUserInput
 from exchange.money import POINT_VALUE_SCALE, decimal_places, parse_decimal
 from exchange.pricing.rules import Ratio
+from exchange.programs.secrets import SecretUnavailable, read_secret_file
 
 COALITION_FILE = "coalition.toml"
 PROGRAM_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -206,19 +207,35 @@ class PromotionDeclaration(_Strict):
         return self
 
 
+SECRET_SOURCES = ("client_secret", "client_secret_env", "client_secret_file")
+
+
 class OAuthClientDeclaration(_Strict):
     """How the exchange authenticates to the partner's points system."""
 
     token_url: Annotated[str, Field(pattern=r"^https?://")]
     client_id: Annotated[str, Field(min_length=1)]
-    client_secret: str | None = Field(default=None, description="Inline secret; only for sandbox partners.")
+    client_secret: str | None = Field(
+        default=None, description="Inline secret; only for sandbox partners (production refuses it)."
+    )
     client_secret_env: str | None = Field(default=None, description="Environment variable holding the secret.")
+    client_secret_file: str | None = Field(
+        default=None, description="Absolute path of a file holding the secret (a mounted secret, say)."
+    )
     scope: str | None = None
+
+    @field_validator("client_secret_file")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        # Absolute, because the gateway reads it, from whatever directory it runs in.
+        if value is not None and not Path(value).is_absolute():
+            raise ValueError(f"must be an absolute path, got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> OAuthClientDeclaration:
-        if (self.client_secret is None) == (self.client_secret_env is None):
-            raise ValueError("give exactly one of client_secret or client_secret_env")
+        if sum(getattr(self, source) is not None for source in SECRET_SOURCES) != 1:
+            raise ValueError("give exactly one of client_secret, client_secret_env or client_secret_file")
         return self
 
 
@@ -391,8 +408,29 @@ def _check_status_match(path: Path, program: ProgramDeclaration, coalition: Coal
             )
 
 
-def read_partners_directory(directory: Path) -> PartnersDirectory:
-    """Read and validate ``coalition.toml`` and every program file in ``directory``."""
+def _check_secret_source(path: Path, program: ProgramDeclaration, *, allow_inline_secrets: bool) -> None:
+    """No inline secret where they are not allowed; a secret file that is there and holds one."""
+    oauth = program.connector.oauth
+    if oauth.client_secret is not None and not allow_inline_secrets:
+        raise DeclarationError(
+            path,
+            "connector.oauth.client_secret",
+            "an inline secret is refused in production: name client_secret_env or client_secret_file",
+        )
+    if oauth.client_secret_file is not None:
+        try:
+            read_secret_file(Path(oauth.client_secret_file))
+        except SecretUnavailable as unavailable:
+            raise DeclarationError(path, "connector.oauth.client_secret_file", str(unavailable)) from None
+
+
+def read_partners_directory(directory: Path, *, allow_inline_secrets: bool = True) -> PartnersDirectory:
+    """Read and validate ``coalition.toml`` and every program file in ``directory``.
+
+    Production passes ``allow_inline_secrets=False``: connector secrets then come from the
+    environment or a file, never from the declaration itself. A declared secret file is read
+    here too, so that a missing or empty one fails the load rather than the first call.
+    """
     if not directory.is_dir():
         raise DeclarationError(directory, None, "is not a directory")
     coalition_path = directory / COALITION_FILE
@@ -408,6 +446,7 @@ def read_partners_directory(directory: Path) -> PartnersDirectory:
         program: ProgramDeclaration = _parse(path, ProgramDeclaration)
         _check_tiers_against_ladder(path, program, coalition)
         _check_status_match(path, program, coalition)
+        _check_secret_source(path, program, allow_inline_secrets=allow_inline_secrets)
         if program.id in seen:
             raise DeclarationError(path, "id", f"duplicate id {program.id!r} (also in {seen[program.id]})")
         seen[program.id] = path

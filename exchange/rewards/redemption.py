@@ -4,7 +4,9 @@
    unit of work take one from the reward's stock (a guarded ``UPDATE … WHERE stock >= 1``:
    stock never goes below zero, however many redeem at once) and count it against the
    member's limit (the limits counters, locked in key order). A repeat of the key returns
-   the same redemption.
+   the same redemption. The paying program's points are spent only under its authority
+   (:mod:`exchange.members.authority`): a token it asserted, or a consent given through it,
+   used in this same unit of work.
 2. **Debit** the member at the paying program (operation ``<id>:debit``).
 3. **Post** the clearing transaction (:mod:`exchange.rewards.clearing`) → COMPLETED: awaiting
    delivery (direct rewards, until ``deliver_by``) or an entry in the draw (lottery).
@@ -37,6 +39,8 @@ from exchange.federation.accounts import Federation
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
 from exchange.members import service as members
+from exchange.members.authority import DebitAuthority, require_authority
+from exchange.members.consents import authorize_debit
 from exchange.pricing import limits
 from exchange.programs import service as programs
 from exchange.programs.models import Program
@@ -73,10 +77,13 @@ REDEMPTIONS: Table = Redemption.__table__  # type: ignore[attr-defined]
 
 @dataclass(frozen=True, slots=True)
 class RedeemRequest:
+    """``authority``: under whose authority the paying program's points are debited."""
+
     member_id: str
     reward_id: str
     pay_with: str
     idempotency_key: str
+    authority: DebitAuthority
 
     def made(self, redemption: Redemption) -> bool:
         """Whether ``redemption`` (under this request's key) was made for this request."""
@@ -141,6 +148,7 @@ class RedemptionSaga(Saga[Redemption]):
             if existing is not None:
                 return same_request(existing, request.idempotency_key, request.made)
             reward = await catalog.get_reward(session, request.reward_id)
+        require_authority(request.authority, request.pay_with, field="payWith")  # before asking partners
         if reward.min_level > 0:
             level = await self.member_level(request.member_id)
             if level < reward.min_level:
@@ -254,6 +262,18 @@ class RedemptionSaga(Saga[Redemption]):
             if taken.rowcount != 1:
                 raise OutOfStock(reward.id)
             await limits.reserve(session, usages)
+            # The consent is used after the row: a concurrent repeat of the key then meets the
+            # unique key (and gets this redemption), not a consent this request has just used.
+            await authorize_debit(
+                session,
+                request.authority,
+                member_id=request.member_id,
+                program=request.pay_with,
+                points=quote.price.points,
+                used_for=f"redemption:{redemption.id}",
+                now=now,
+                field="payWith",
+            )
         return redemption, created
 
     # -- the steps ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from exchange.clock import Clock, SystemClock
 from exchange.errors import ConfigurationError
 from exchange.programs.declarations import ProgramDeclaration
+from exchange.programs.secrets import SecretUnavailable, client_secret
 from exchange.sandbox.app import create_sandbox_app
 from exchange.sandbox.auth import TokenIssuer
 from exchange.sandbox.faults import FaultInjector
@@ -31,13 +32,10 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 def sandbox_secret(program: ProgramDeclaration, environ: Mapping[str, str]) -> str:
     """The client secret the sandbox expects: the one the exchange will present."""
-    oauth = program.connector.oauth
-    if oauth.client_secret is not None:
-        return oauth.client_secret
-    secret = environ.get(oauth.client_secret_env or "")
-    if not secret:
-        raise ConfigurationError(f"program {program.id}: set {oauth.client_secret_env}, its OAuth client secret")
-    return secret
+    try:
+        return client_secret(program.connector.oauth, environ)
+    except SecretUnavailable as unavailable:
+        raise ConfigurationError(f"program {program.id}: no OAuth client secret: {unavailable}") from None
 
 
 class SandboxServer:

@@ -1,4 +1,5 @@
-"""Tables of settlement: what closing a period computed, partners' reconciliations and their breaks.
+"""Tables of settlement: what closing a period computed, partners' reconciliations and their
+breaks, and the keys statements are signed with.
 
 Money is in minor units of the settlement currency (BIGINT), signed as the ledger signs it:
 from a participant's side, positive is what it is owed and negative what it owes. Closing
@@ -24,6 +25,7 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import BigIdentity, UTCDateTime
+from exchange.keyring.models import StoredKey, key_table_constraints
 
 
 class BreakKind(StrEnum):
@@ -133,3 +135,14 @@ class BreakResolution(SQLModel, table=True):
     )
     counterparty: str | None = Field(default=None, max_length=64)
     transaction_id: str | None = Field(default=None, max_length=100, description="The adjustment's ledger transaction.")
+
+
+class StatementKey(StoredKey, table=True):
+    """A key the exchange signs settlement statements with (:mod:`exchange.settlement.keys`).
+
+    Apart from the token-signing keys: a retired statement key stays published for the
+    statement retention period after its retirement, not for a token's lifetime.
+    """
+
+    __tablename__ = "statement_key"
+    __table_args__ = key_table_constraints("statement_key")

@@ -12,7 +12,6 @@ from typing import BinaryIO
 from joserfc.jwk import RSAKey
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.auth.keys import SigningKeys
 from exchange.clock import Clock, SystemClock
 from exchange.db import migrate
 from exchange.db.database import Database
@@ -24,6 +23,7 @@ from exchange.settings import Settings
 from exchange.settlement import closing, reconciliation, signoff, statements
 from exchange.settlement.breaks import ResolveRequest, list_breaks, resolve_break
 from exchange.settlement.closing import PeriodReport
+from exchange.settlement.keys import Rotation, StatementKeys
 from exchange.settlement.models import (
     BreakKind,
     BreakResolution,
@@ -63,13 +63,17 @@ class SettlementService:
     db: Database
     ledger: Ledger
     clock: Clock
-    keys: SigningKeys
+    keys: StatementKeys
     issuer: str
 
     @classmethod
-    def for_settings(cls, settings: Settings, *, db: Database, clock: Clock, keys: SigningKeys) -> SettlementService:
+    def for_settings(cls, settings: Settings, *, db: Database, clock: Clock) -> SettlementService:
         return cls(
-            db=db, ledger=Ledger.for_settings(settings, clock), clock=clock, keys=keys, issuer=settings.issuer_url
+            db=db,
+            ledger=Ledger.for_settings(settings, clock),
+            clock=clock,
+            keys=StatementKeys.for_settings(settings, db=db, clock=clock),
+            issuer=settings.issuer_url,
         )
 
     @property
@@ -99,8 +103,14 @@ class SettlementService:
             )
 
     async def signing_key(self) -> RSAKey:
-        """The key statements are signed with now: the exchange's active token-signing key."""
+        """The key statements are signed with now: the active statement-signing key."""
         return await self.keys.signing_key()
+
+    async def rotate_key(self) -> Rotation:
+        """Make a new statement-signing key active; the old one stays published for the
+        statement retention period."""
+        async with self.db.transaction() as session:
+            return await self.keys.rotate(session)
 
     async def import_records(self, partner: str, period: str, source: BinaryIO, *, by: str) -> ReconciliationView:
         period = self.calendar.parse(period)
@@ -159,7 +169,6 @@ async def settlement_service(settings: Settings, clock: Clock | None = None) -> 
     clock = clock or SystemClock()
     db = Database.from_url(settings.database_url)
     try:
-        keys = SigningKeys(db, settings.key_encryption_secret.get_secret_value(), clock)
-        yield SettlementService.for_settings(settings, db=db, clock=clock, keys=keys)
+        yield SettlementService.for_settings(settings, db=db, clock=clock)
     finally:
         await db.dispose()

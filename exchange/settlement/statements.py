@@ -8,8 +8,9 @@ settlement currency, from the participant's side: positive is owed to it, negati
 
 The JSON document is canonical (keys sorted, no spaces, UTF-8), so the same period always gives
 the same bytes; the JWS (RS256, compact serialization) signs exactly those bytes with the
-exchange's active token-signing key. Anyone holding the exchange's JWKS
-(``/.well-known/jwks.json``) verifies it, finding the key by the header's ``kid``.
+exchange's active statement-signing key (:mod:`exchange.settlement.keys`, not a token key).
+Anyone holding the exchange's statement keys (``/.well-known/statement-keys.json``) verifies
+it, finding the key by the header's ``kid``, for as long as statements are kept.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from sqlalchemy import text
 from sqlmodel import or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.auth.keys import ALGORITHM
 from exchange.db.types import UTCDateTime
+from exchange.keyring.crypto import ALGORITHM
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.models import LedgerAccount
 from exchange.ledger.periods import SettlementCalendar
@@ -197,7 +198,7 @@ class Statement:
         return out.getvalue()
 
     def jws(self, key: RSAKey) -> str:
-        """The JSON document signed with ``key`` (the exchange's active signing key)."""
+        """The JSON document signed with ``key`` (the exchange's active statement-signing key)."""
         header = {"alg": ALGORITHM, "kid": key.kid, "typ": JWS_TYPE, "cty": "json"}
         return jws.serialize_compact(header, self.json().encode(), key, algorithms=[ALGORITHM])
 

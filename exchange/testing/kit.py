@@ -2,12 +2,16 @@
 
 Tests, the soak and the benchmarks all use it. Clients are created as an operator would (in
 the database); tokens come from the gateway's token endpoint, member tokens through the
-assertion grant a partner uses.
+assertion grant a partner uses. A member token spends only the points of the program that
+asserted it: :meth:`ExchangeKit.linked_member` gives a member a token from each of their
+programs, :meth:`ExchangeKit.debit_consent` a consent to spend one program's points under
+another's token.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +25,11 @@ from exchange.auth.clients import ClientCredentials
 from exchange.auth.scopes import Role, Scope
 from exchange.db.database import Database
 from exchange.settings import Settings
+
+LINK = """mutation($program: ID!, $ref: String!, $verification: String!) {
+  linkAccount(programId: $program, memberRef: $ref, verification: $verification) { memberRef } }"""
+AUTHORIZE_DEBIT = """mutation($program: ID!, $points: Int!) {
+  authorizeDebit(program: $program, points: $points) { id } }"""
 
 
 @dataclass
@@ -106,6 +115,22 @@ class ExchangeKit:
         response = await self.request_member_token(await self.assertion(program_id, member_ref))
         assert response.status_code == 200, response.text
         return str(response.json()["access_token"])
+
+    async def linked_member(self, member_ref: str, programs: Sequence[str], verification: str) -> dict[str, str]:
+        """A token for ``member_ref`` from each of ``programs``, by program: ``programs[0]``
+        vouches for the member, who links their accounts at the others (their partners check
+        ``verification``); then each of those partners asserts the member too."""
+        first = await self.member_token(programs[0], member_ref)
+        for program in programs[1:]:
+            await self.data(LINK, first, program=program, ref=member_ref, verification=verification)
+        return {programs[0]: first} | {
+            program: await self.member_token(program, member_ref) for program in programs[1:]
+        }
+
+    async def debit_consent(self, token: str, program: str, points: int) -> str:
+        """The id of a consent to one debit of ``points`` of ``program``, given under ``token``
+        (which ``program`` must have asserted)."""
+        return str((await self.data(AUTHORIZE_DEBIT, token, program=program, points=points))["authorizeDebit"]["id"])
 
     async def graphql(
         self, query: str, token: str | None = None, *, accept: str = "application/json", **variables: Any

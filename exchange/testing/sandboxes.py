@@ -85,7 +85,7 @@ class SandboxFleet:
         for program in declarations:
             secret = program.connector.oauth.client_secret or f"sandbox-{program.id}"
             if program.connector.oauth.client_secret is None:
-                # Declared with client_secret_env: the fleet's connectors use this secret too.
+                # Declared with client_secret_env or _file: the fleet's connectors use this secret too.
                 program = program.model_copy(update={"connector": _with_secret(program.connector, secret)})
             server = SandboxServer(
                 program,
@@ -128,5 +128,7 @@ class SandboxFleet:
 
 
 def _with_secret(connector: ConnectorDeclaration, secret: str) -> ConnectorDeclaration:
-    oauth = connector.oauth.model_copy(update={"client_secret": secret, "client_secret_env": None})
+    oauth = connector.oauth.model_copy(
+        update={"client_secret": secret, "client_secret_env": None, "client_secret_file": None}
+    )
     return connector.model_copy(update={"oauth": oauth})

@@ -54,6 +54,12 @@ async def alice(kit: ExchangeKit) -> str:
     return token
 
 
+@pytest.fixture
+async def alice_at_happy_card(kit: ExchangeKit, alice: str) -> str:
+    """Alice's token asserted by happy-card, whose points it may convert (wallet-pay's may not)."""
+    return await kit.member_token("happy-card", "alice")
+
+
 def error_of(response: Any) -> dict[str, Any]:
     body = response.json()
     assert body.get("errors"), body
@@ -96,7 +102,7 @@ async def test_a_partner_that_is_down_costs_only_its_own_account(
     assert accounts["wallet-pay"]["balance"] == 120_000 and accounts["wallet-pay"]["error"] is None
 
 
-async def test_quote_then_convert_then_read_it_back(kit: ExchangeKit, alice: str) -> None:
+async def test_quote_then_convert_then_read_it_back(kit: ExchangeKit, alice: str, alice_at_happy_card: str) -> None:
     quote = (await kit.data(QUOTE, alice, **{"from": "happy-card", "to": "wallet-pay", "points": 1000}))["createQuote"]
     # 250.00 TWD, 2% fee 5.00, 245 base points, 2% tier bonus at level 2 = 4 points
     assert quote["moneyValue"] == {"amount": "250.00", "currency": "TWD"}
@@ -104,10 +110,10 @@ async def test_quote_then_convert_then_read_it_back(kit: ExchangeKit, alice: str
     assert quote["breakdown"] == {"basePoints": 245, "tierBonusPoints": 4, "memberLevel": 2, "tierBonusPercent": "2"}
     assert (quote["pointsIn"], quote["pointsOut"], quote["rateVersion"]) == (1000, 249, 1)
 
-    done = (await kit.data(EXECUTE, alice, quote=quote["id"], key="convert-1"))["executeConversion"]
+    done = (await kit.data(EXECUTE, alice_at_happy_card, quote=quote["id"], key="convert-1"))["executeConversion"]
     assert (done["status"], done["pointsOut"], done["failure"]) == ("COMPLETED", 249, None)
     assert (done["fromProgram"], done["toProgram"]) == ({"id": "happy-card"}, {"id": "wallet-pay"})
-    again = (await kit.data(EXECUTE, alice, quote=quote["id"], key="convert-1"))["executeConversion"]
+    again = (await kit.data(EXECUTE, alice_at_happy_card, quote=quote["id"], key="convert-1"))["executeConversion"]
     assert again["id"] == done["id"]
 
     accounts = {a["program"]["id"]: a["balance"] for a in (await kit.data(ACCOUNTS, alice))["me"]["accounts"]}
@@ -144,9 +150,9 @@ async def test_insufficient_points_fail_the_conversion_visibly(kit: ExchangeKit)
     assert failed["failure"]["code"] == "INSUFFICIENT_POINTS"
 
 
-async def test_members_see_only_their_own_conversions(kit: ExchangeKit, alice: str) -> None:
+async def test_members_see_only_their_own_conversions(kit: ExchangeKit, alice: str, alice_at_happy_card: str) -> None:
     quote = (await kit.data(QUOTE, alice, **{"from": "happy-card", "to": "wallet-pay", "points": 1000}))["createQuote"]
-    done = (await kit.data(EXECUTE, alice, quote=quote["id"], key="k"))["executeConversion"]
+    done = (await kit.data(EXECUTE, alice_at_happy_card, quote=quote["id"], key="k"))["executeConversion"]
     bob = await kit.member_token("wallet-pay", "bob")
     hidden = error_of(await kit.graphql("query($id: ID!) { conversion(id: $id) { id } }", bob, id=done["id"]))
     assert hidden["extensions"]["code"] == "NOT_FOUND"

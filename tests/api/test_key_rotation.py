@@ -1,6 +1,6 @@
 """Rotating the signing key: new tokens use the new key at once on every replica that has
 noticed; tokens signed by the old key verify until they expire; then the old key leaves the
-JWKS."""
+JWKS. A key withdrawn early stops its tokens at once, cached ones included."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from joserfc import jws
+from sqlalchemy import delete, update
+from sqlmodel import col
 
 from exchange.app import create_app
 from exchange.auth import keys
+from exchange.auth.models import SigningKey
 from exchange.auth.scopes import Role
-from exchange.auth.tokens import LEEWAY_SECONDS
+from exchange.auth.tokens import LEEWAY_SECONDS, NOT_SIGNED_BY_A_PUBLISHED_KEY
 from exchange.loading import load_partners_directory
 from exchange.serving import serving
 from exchange.settings import Settings
@@ -75,4 +78,37 @@ async def test_old_tokens_verify_until_they_expire_and_then_the_old_key_is_withd
     assert await published(kit.http) == {rotation.new.kid}
     withdrawn = await kit.graphql(VIEWER, old_token)
     assert withdrawn.json()["errors"][0]["message"] == "the token is not signed by a published key of this exchange"
+    assert (await kit.graphql(VIEWER, await kit.client_token(staff))).status_code == 200
+
+
+@pytest.mark.parametrize("withdrawal", ["publish_until passed", "removed"])
+async def test_tokens_of_a_withdrawn_key_are_refused_at_the_next_request_though_verified_before(
+    kit: ExchangeKit, clock: MovableClock, withdrawal: str
+) -> None:
+    staff = await kit.new_client(Role.SETTLEMENT)
+    token = await kit.client_token(staff)
+    assert (await kit.graphql(VIEWER, token)).status_code == 200, "verified once, so the gateway caches it"
+    assert (await kit.graphql(VIEWER, token)).status_code == 200
+
+    lifetime = timedelta(seconds=kit.settings.access_token_lifetime)
+    async with kit.db.transaction() as session:
+        rotation = await keys.rotate_signing_key(
+            session, kit.settings.key_encryption_secret.get_secret_value(), clock.now(), lifetime
+        )
+        assert rotation.retired is not None and rotation.retired.kid == kid_of(token)
+        withdrawn = col(SigningKey.kid) == rotation.retired.kid
+        if withdrawal == "removed":
+            await session.exec(delete(SigningKey).where(withdrawn))  # type: ignore[call-overload]
+        else:
+            await session.exec(update(SigningKey).where(withdrawn).values(publish_until=clock.now()))  # type: ignore[call-overload]
+
+    refused = await kit.graphql(VIEWER, token)
+    assert refused.status_code == 401
+    assert refused.json()["errors"][0]["message"] == NOT_SIGNED_BY_A_PUBLISHED_KEY
+    introspected = await kit.http.post(
+        "/oauth/introspect", data={"token": token}, auth=(staff.client.client_id, staff.client_secret)
+    )
+    assert introspected.json() == {"active": False}
+
+    clock.advance(keys.KEY_REFRESH)  # the gateway now signs with the new key
     assert (await kit.graphql(VIEWER, await kit.client_token(staff))).status_code == 200

@@ -29,6 +29,28 @@ async def test_a_member_token_is_limited_to_the_member_the_partner_vouched_for(k
     assert (await kit.data(ME, bob))["me"]["id"] != me["id"]
 
 
+async def test_a_member_token_names_the_program_that_asserted_it_and_introspection_shows_it(
+    kit: ExchangeKit,
+) -> None:
+    token = await kit.member_token("fresh-mart", "carol")
+    viewer = (await kit.data("{ viewer { role assertedBy programId } }", token))["viewer"]
+    assert viewer == {"role": "MEMBER", "assertedBy": "fresh-mart", "programId": None}
+    partner = await kit.partner("fresh-mart")
+    response = await kit.http.post(
+        "/oauth/introspect", data={"token": token}, auth=(partner.client.client_id, partner.client_secret)
+    )
+    introspected = response.json()
+    assert introspected["active"] is True
+    assert (introspected["role"], introspected["asserted_by"]) == ("member", "fresh-mart")
+    assert "program_id" not in introspected, "a member token is no partner's tenant"
+    own = await kit.http.post(
+        "/oauth/introspect",
+        data={"token": await kit.partner_token("fresh-mart")},
+        auth=(partner.client.client_id, partner.client_secret),
+    )
+    assert "asserted_by" not in own.json()
+
+
 async def test_the_issuer_or_the_token_endpoint_is_an_accepted_audience(kit: ExchangeKit) -> None:
     for audience in (kit.settings.issuer_url, kit.token_endpoint):
         response = await kit.request_member_token(await kit.assertion("fresh-mart", "dave", aud=audience))

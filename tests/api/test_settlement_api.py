@@ -1,6 +1,6 @@
 """The settlement cycle over GraphQL with real tokens: staff close, partners read their own
-statement (and verify it with the published JWKS), upload their records, staff resolve and sign
-off; no partner reaches another partner's figures by any path."""
+statement (and verify it with the published statement keys), upload their records, staff
+resolve and sign off; no partner reaches another partner's figures by any path."""
 
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ def errors_at(body: dict[str, Any]) -> dict[tuple[str | int, ...], str]:
     return {tuple(error["path"]): error["extensions"]["code"] for error in body.get("errors", [])}
 
 
-@pytest.fixture
-async def last_month(kit: ExchangeKit) -> str:
+async def post_last_month(kit: ExchangeKit) -> str:
     """The period before the current one, holding two conversions; not closed yet."""
     ledger = Ledger.for_settings(kit.settings, FrozenClock(datetime.now(UTC)))
     current = ledger.calendar.period_of(datetime.now(UTC))
@@ -55,6 +54,11 @@ async def last_month(kit: ExchangeKit) -> str:
             ],
         )
     return previous
+
+
+@pytest.fixture
+async def last_month(kit: ExchangeKit) -> str:
+    return await post_last_month(kit)
 
 
 CLOSE = """mutation($period: String!) { closePeriod(period: $period) {
@@ -111,7 +115,7 @@ async def test_a_partner_sees_a_periods_state_and_only_its_own_position(kit: Exc
     assert errors_at(refused) == {("settlementPeriod",): "FORBIDDEN"}
 
 
-async def test_a_partner_reads_its_own_signed_statement_and_verifies_it_with_the_jwks(
+async def test_a_partner_reads_its_own_signed_statement_and_verifies_it_with_the_statement_keys(
     kit: ExchangeKit, last_month: str
 ) -> None:
     await close(kit, last_month)
@@ -123,9 +127,11 @@ async def test_a_partner_reads_its_own_signed_statement_and_verifies_it_with_the
         {"reference": "conversion:c1", "category": "fee", "counterparty": "EXCHANGE", "amount": "-2.00"},
         {"reference": "conversion:c2", "category": "conversion", "counterparty": "formosa-air", "amount": "29.40"},
     ]
-    jwks = (await kit.http.get("/.well-known/jwks.json")).json()
-    verified = jws.deserialize_compact(statement["jws"], KeySet.import_key_set(jwks), algorithms=["RS256"])
+    published = (await kit.http.get("/.well-known/statement-keys.json")).json()
+    verified = jws.deserialize_compact(statement["jws"], KeySet.import_key_set(published), algorithms=["RS256"])
     assert verified.payload.decode() == statement["json"] and verified.protected["kid"] == statement["keyId"]
+    token_keys = (await kit.http.get("/.well-known/jwks.json")).json()
+    assert statement["keyId"] not in {key["kid"] for key in token_keys["keys"]}, "statements have keys of their own"
 
 
 async def test_no_partner_reads_another_partners_statement_or_reconciliation_by_any_path(

@@ -111,6 +111,11 @@ def _hmac_with_public_key(forge: Forge, signing_key: RSAKey) -> str:
         ),
         (lambda forge, key: forge(jti=None), "the token lacks a claim: Missing claim: 'jti'"),
         (lambda forge, key: forge(role="emperor"), "the token's role or scope is not one this exchange issues"),
+        (
+            lambda forge, key: forge(role="member", scope="member:read member:write", sub="mbr_1"),
+            "the member token does not name the program that asserted it (asserted_by; it was issued "
+            "before tokens carried it): request a new token",
+        ),
         (lambda forge, key: "not-a-jwt", "the token is not a JWT"),
     ],
     ids=[
@@ -126,6 +131,7 @@ def _hmac_with_public_key(forge: Forge, signing_key: RSAKey) -> str:
         "not-an-access-token",
         "missing-claim",
         "unknown-role",
+        "member-token-before-asserted-by",
         "malformed",
     ],
 )

@@ -14,7 +14,7 @@ from sqlmodel import select
 from exchange.auth import assertions, clients, keys, ratelimit, revocation
 from exchange.auth.errors import AssertionRejected
 from exchange.auth.hashing import verify_secret
-from exchange.auth.models import ClientAuthFailure, SigningKey
+from exchange.auth.models import ClientAuthFailure, RevokedToken, SigningKey
 from exchange.auth.scopes import InvalidScope, Role, Scope
 from exchange.db.database import Database
 from exchange.errors import BadUserInput, ConfigurationError, NotFound
@@ -184,29 +184,34 @@ async def test_revocations_are_remembered_until_the_token_expires(db: Database) 
     async with db.transaction() as session:
         await revocation.revoke(session, jti="t1", client_id="c", expires_at=NOW + timedelta(minutes=1), now=NOW)
         await revocation.revoke(session, jti="t1", client_id="c", expires_at=NOW + timedelta(minutes=1), now=NOW)
-        assert await revocation.is_revoked(session, "t1")
-        assert not await revocation.is_revoked(session, "t2")
+        assert await session.get(RevokedToken, "t1") is not None
+        assert await session.get(RevokedToken, "t2") is None
     async with db.transaction() as session:
         await revocation.revoke(
             session, jti="t2", client_id="c", expires_at=NOW + timedelta(hours=1), now=NOW + timedelta(minutes=2)
         )
-        assert not await revocation.is_revoked(session, "t1"), "expired records are dropped"
+        assert await session.get(RevokedToken, "t1") is None, "expired records are dropped"
 
 
 async def test_failures_open_a_window_that_blocks_at_the_limit_and_then_closes(db: Database) -> None:
     limit = ratelimit.FailureLimit(failures=3, window=timedelta(seconds=60))
     async with db.transaction() as session:
         for second in range(3):
-            assert await ratelimit.retry_after(session, "c1", limit, NOW + timedelta(seconds=second)) is None
+            assert await ratelimit.retry_after(session, {"c1"}, limit, NOW + timedelta(seconds=second)) is None
             await ratelimit.record_failure(session, "c1", limit, NOW + timedelta(seconds=second))
-        assert await ratelimit.retry_after(session, "c1", limit, NOW + timedelta(seconds=10)) == 50
-        assert await ratelimit.retry_after(session, "c2", limit, NOW + timedelta(seconds=10)) is None
-        assert await ratelimit.retry_after(session, "c1", limit, NOW + timedelta(seconds=60)) is None
+        assert await ratelimit.retry_after(session, {"c1"}, limit, NOW + timedelta(seconds=10)) == 50
+        assert await ratelimit.retry_after(session, {"c2"}, limit, NOW + timedelta(seconds=10)) is None
+        assert await ratelimit.retry_after(session, {"c1", "c2"}, limit, NOW + timedelta(seconds=10)) == 50
+        assert await ratelimit.retry_after(session, {"c1"}, limit, NOW + timedelta(seconds=60)) is None
         await ratelimit.record_failure(session, "c1", limit, NOW + timedelta(seconds=61))
         row = await session.get(ClientAuthFailure, "c1")
         assert row is not None and (row.failures, row.window_started_at) == (1, NOW + timedelta(seconds=61))
         await ratelimit.record_failure(session, "x" * 65, limit, NOW)
         assert await session.get(ClientAuthFailure, "x" * 65) is None
+        await ratelimit.record_failures(session, {"named-in-basic", "named-in-form"}, limit, NOW)
+        for client_id in ("named-in-basic", "named-in-form"):
+            named = await session.get(ClientAuthFailure, client_id)
+            assert named is not None and named.failures == 1, "a failure counts against every client named"
 
 
 @pytest.mark.postgres_only

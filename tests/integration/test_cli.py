@@ -13,11 +13,15 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import click
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
+from exchange.cli import main
 from exchange.serving import free_port
 from tests.conftest import SAMPLE_PARTNERS
+from tests.unit.test_declarations import use_secret_files
 
 EXCHANGE = str(Path(sys.executable).with_name("exchange"))
 
@@ -54,6 +58,7 @@ def test_help_names_every_command() -> None:
         "recover",
         "ledger",
         "settle",
+        "people",
     ):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
     for group, command in (
@@ -66,6 +71,7 @@ def test_help_names_every_command() -> None:
         ("settle", "close"),
         ("settle", "reconcile"),
         ("settle", "statement"),
+        ("people", "create"),
     ):
         assert command in run(group, "--help").stdout
 
@@ -95,6 +101,33 @@ def test_a_broken_program_file_is_one_line_naming_file_and_field(sqlite_env: dic
     assert result.stdout == ""
 
 
+def test_a_production_load_refuses_inline_secrets_and_reads_secret_files(
+    sqlite_env: dict[str, str], tmp_path: Path
+) -> None:
+    partners = tmp_path / "partners"
+    shutil.copytree(SAMPLE_PARTNERS, partners)
+    production = {**sqlite_env, "EXCHANGE_ENVIRONMENT": "production"}
+    assert run("db", "upgrade", env=production).returncode == 0
+    inline = run("partners", "load", "--dir", str(partners), env=production)
+    assert inline.returncode == 2 and inline.stderr.count("\n") == 1
+    assert inline.stderr.startswith(
+        f"Error: {partners / 'formosa-air.toml'}: connector.oauth.client_secret: an inline secret is refused"
+    )
+
+    files = use_secret_files(partners, tmp_path / "secrets")
+    files["tune-stream"].write_text("")
+    empty = run("partners", "load", "--dir", str(partners), env=production)
+    assert empty.returncode == 2
+    assert empty.stderr == (
+        f"Error: {partners / 'tune-stream.toml'}: connector.oauth.client_secret_file: {files['tune-stream']}: is empty\n"
+    )
+
+    files["tune-stream"].write_text("file-secret-tune-stream\n")
+    loaded = run("partners", "load", "--dir", str(partners), env=production)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "6 created" in loaded.stdout
+
+
 def test_loading_into_an_unmigrated_database_says_what_to_run(sqlite_env: dict[str, str]) -> None:
     result = run("partners", "load", "--dir", str(SAMPLE_PARTNERS), env=sqlite_env)
     assert result.returncode == 2
@@ -106,6 +139,99 @@ def test_serve_refuses_an_unmigrated_database(sqlite_env: dict[str, str]) -> Non
     result = run("serve", "--port", "0", env=sqlite_env)
     assert result.returncode == 2
     assert "run `exchange db upgrade`" in result.stderr
+
+
+def _database_commands() -> list[list[str]]:
+    """Every command that needs the database, with made-up values for what it requires."""
+
+    def argv(command: click.Command, path: list[str]) -> list[list[str]]:
+        if isinstance(command, click.Group):
+            return [line for name, sub in command.commands.items() for line in argv(sub, [*path, name])]
+        if not getattr(command, "needs_database", False):
+            return []
+        line = list(path)
+        for param in command.params:
+            value = param.type.choices[0] if isinstance(param.type, click.Choice) else "2024-01"
+            if isinstance(param, click.Argument):
+                line.append("-" if isinstance(param.type, click.File) else value)
+            elif param.required:
+                line += [param.opts[0], value]
+        return [line]
+
+    return argv(main, [])
+
+
+def test_every_command_without_its_database_refuses_creating_nothing(tmp_path: Path) -> None:
+    commands = _database_commands()
+    assert ["ledger", "verify"] in commands and ["serve"] in commands
+    env = {**os.environ, "EXCHANGE_DATABASE_URL": "sqlite:///data/exchange.db"}
+    processes = [
+        subprocess.Popen(
+            [EXCHANGE, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        for argv in commands
+    ]
+    for argv, process in zip(commands, processes, strict=True):
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 2, (argv, stderr)
+        assert stderr.startswith("Error: no database at sqlite+aiosqlite:///data/exchange.db "), (argv, stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_command_in_an_empty_directory_names_the_database_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EXCHANGE_DATABASE_URL", raising=False)
+    result = run("ledger", "verify", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"Error: no database at sqlite+aiosqlite:///exchange.db ({tmp_path / 'exchange.db'} does not exist): "
+        "run `exchange db upgrade` to create it, or point EXCHANGE_DATABASE_URL at the database you meant\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_postgresql_database_that_does_not_exist_is_named_with_its_password_masked(
+    postgres_server_url: str, tmp_path: Path
+) -> None:
+    server = make_url(postgres_server_url)
+    password = server.password or "never-printed"
+    url = server.set(database="exchange_no_such_database", password=password).render_as_string(hide_password=False)
+    result = run("ledger", "verify", env={"EXCHANGE_DATABASE_URL": url}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: cannot open the database at postgresql+psycopg://")
+    assert ":***@" in result.stderr and "/exchange_no_such_database (" in result.stderr
+    assert str(password) not in result.stderr
+    assert "run `exchange db upgrade`, or point EXCHANGE_DATABASE_URL at the database you meant" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreachable_postgresql_server_is_one_line_naming_it() -> None:
+    port = free_port()
+    url = f"postgresql://exchange:secret@127.0.0.1:{port}/exchange"
+    result = run("settle", "close", "2024-01", env={"EXCHANGE_DATABASE_URL": url})
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"Error: cannot open the database at postgresql+psycopg://exchange:***@127.0.0.1:{port}/exchange ("
+    )
+    assert "secret" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_an_unmigrated_postgresql_database_says_to_upgrade(postgres_server_url: str) -> None:
+    url = make_url(postgres_server_url).set(database="postgres").render_as_string(hide_password=False)
+    result = run("keys", "rotate", env={"EXCHANGE_DATABASE_URL": url})
+    assert result.returncode == 2
+    assert "/postgres is at migration none, this code needs " in result.stderr
+    assert "run `exchange db upgrade`, or point EXCHANGE_DATABASE_URL at the database you meant" in result.stderr
 
 
 def test_a_bad_setting_names_its_variable(sqlite_env: dict[str, str]) -> None:
@@ -301,9 +427,13 @@ def demo_data(tmp_path: Path, partners_on_free_ports: Path) -> Iterator[Callable
 
 
 async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_credentials(
-    demo_data: Callable[[], Demo],
+    demo_data: Callable[[], Demo], tmp_path: Path
 ) -> None:
     demo = await demo_data().started()
+    # As README shows: the other commands reach the demo's database by its URL, relative to
+    # where the demo runs (its data dir is tmp_path / "demo").
+    verified = run("ledger", "verify", env={"EXCHANGE_DATABASE_URL": "sqlite:///demo/exchange.db"}, cwd=tmp_path)
+    assert verified.returncode == 0, verified.stderr
     url = demo.find(r"GraphiQL \(open in a browser\): (http://127\.0\.0\.1:\d+/graphql)")
     path = Path(demo.find(r"OAuth clients and member tokens: (\S+)"))
     assert path.stat().st_mode & 0o777 == 0o600
@@ -335,15 +465,23 @@ async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_cr
         assert len(listed.json()["data"]["clients"]) == 8
         for name in ("alice", "bob"):
             member = credentials["members"][name]
-            me = await client.post(
-                url,
-                json={"query": "{ me { id linkedAccounts { memberRef program { id } } } }"},
-                headers={"authorization": f"Bearer {member['access_token']}"},
-            )
-            assert me.json()["data"]["me"] == {
-                "id": member["member_id"],
-                "linkedAccounts": [{"memberRef": name, "program": {"id": "wallet-pay"}}],
-            }
+            assert set(member["tokens"]) == {"wallet-pay", "formosa-air"}, "a ready token per linked program"
+            for program, token in member["tokens"].items():
+                me = await client.post(
+                    url,
+                    json={"query": "{ viewer { assertedBy } me { id linkedAccounts { memberRef program { id } } } }"},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                assert me.json()["data"] == {
+                    "viewer": {"assertedBy": program},
+                    "me": {
+                        "id": member["member_id"],
+                        "linkedAccounts": [
+                            {"memberRef": name, "program": {"id": "formosa-air"}},
+                            {"memberRef": name, "program": {"id": "wallet-pay"}},
+                        ],
+                    },
+                }
         partners = dict(
             re.findall(r"^\s+([a-z-]+)\s+(?:rest|graphql)\s+(http://\S+)$", "".join(demo.banner), re.MULTILINE)
         )

@@ -19,6 +19,7 @@ from exchange.errors import IdempotencyConflict
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
+from exchange.members.authority import DebitAuthority
 from exchange.members.service import AccountNotLinked
 from exchange.pricing import quotes
 from exchange.pricing.errors import QuoteExpired, QuoteNotFound
@@ -54,7 +55,14 @@ class World:
             )
 
     async def execute(self, quote: Quote, key: str = "k1", member: str = "m1") -> Conversion:
-        return await self.saga.execute(ExecuteRequest(member_id=member, quote_id=quote.id, idempotency_key=key))
+        return await self.saga.execute(
+            ExecuteRequest(
+                member_id=member,
+                quote_id=quote.id,
+                idempotency_key=key,
+                authority=DebitAuthority(asserted_by=quote.from_program),
+            )
+        )
 
     async def recover_all(self) -> int:
         self.clock.advance(hours=1)
@@ -139,7 +147,14 @@ async def test_an_expired_quote_is_refused_but_its_conversion_is_still_returned(
 
 async def test_insufficient_points_fail_the_conversion_and_give_back_the_limits(world: World) -> None:
     quote = await world.quote(1000, member="m2")
-    conversion = await world.saga.execute(ExecuteRequest(member_id="m2", quote_id=quote.id, idempotency_key="k"))
+    conversion = await world.saga.execute(
+        ExecuteRequest(
+            member_id="m2",
+            quote_id=quote.id,
+            idempotency_key="k",
+            authority=DebitAuthority(asserted_by=quote.from_program),
+        )
+    )
     assert (conversion.status, conversion.failure_code) == (ConversionStatus.FAILED, "INSUFFICIENT_POINTS")
     assert await world.used() == {}
     assert await world.ledger_transactions() == 0
@@ -229,7 +244,12 @@ async def test_a_reversal_in_doubt_is_sent_again_until_it_lands(world: World) ->
 async def test_a_crash_before_the_debit_is_recovered_after_the_lease(world: World) -> None:
     quote = await world.quote(1000)
     conversion, created = await world.saga._record(  # the process dies right after recording
-        ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="k")
+        ExecuteRequest(
+            member_id="m1",
+            quote_id=quote.id,
+            idempotency_key="k",
+            authority=DebitAuthority(asserted_by=quote.from_program),
+        )
     )
     assert created
     assert await RecoveryWorker(world.saga).run_once() == 0  # still leased
@@ -242,7 +262,14 @@ async def test_a_crash_before_the_debit_is_recovered_after_the_lease(world: Worl
 
 async def test_a_crash_after_the_credit_is_posted_by_recovery(world: World) -> None:
     quote = await world.quote(1000)
-    conversion, _ = await world.saga._record(ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="k"))
+    conversion, _ = await world.saga._record(
+        ExecuteRequest(
+            member_id="m1",
+            quote_id=quote.id,
+            idempotency_key="k",
+            authority=DebitAuthority(asserted_by=quote.from_program),
+        )
+    )
     await world.partners["happy-card"].debit(conversion.debit_operation, "alice", conversion.points_in)
     await world.partners["fresh-mart"].credit(conversion.credit_operation, "alice", conversion.points_out)
     async with world.db.transaction() as session:  # the process recorded CREDIT, then died
@@ -285,7 +312,11 @@ async def test_a_crash_between_the_debit_and_the_credit_is_recovered_from_the_de
     world: World, credited: bool
 ) -> None:
     quote = await world.quote(1000)
-    conversion, _ = await world.saga._record(ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="k"))
+    conversion, _ = await world.saga._record(
+        ExecuteRequest(
+            member_id="m1", quote_id=quote.id, idempotency_key="k", authority=DebitAuthority(asserted_by="happy-card")
+        )
+    )
     await world.partners["happy-card"].debit(conversion.debit_operation, "alice", conversion.points_in)
     if credited:
         await world.partners["fresh-mart"].credit(conversion.credit_operation, "alice", conversion.points_out)

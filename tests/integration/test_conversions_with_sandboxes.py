@@ -18,6 +18,7 @@ from exchange.db.database import Database
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
+from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import PartnersDirectory
@@ -46,7 +47,14 @@ class Exchange:
                 policy=quotes.QuotePolicy(ttl=self.settings.quote_ttl, timezone=self.settings.timezone),
                 now=self.clock.now(),
             )
-        return await self.saga.execute(ExecuteRequest(member_id=member, quote_id=quote.id, idempotency_key=key))
+        return await self.saga.execute(
+            ExecuteRequest(
+                member_id=member,
+                quote_id=quote.id,
+                idempotency_key=key,
+                authority=DebitAuthority(asserted_by=source),
+            )
+        )
 
     async def recover(self) -> None:
         self.clock.advance(minutes=10)

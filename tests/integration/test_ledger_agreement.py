@@ -16,6 +16,7 @@ from exchange.federation.accounts import Federation
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
+from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import PartnersDirectory
@@ -78,11 +79,24 @@ async def test_the_ledger_agrees_with_every_partner_after_a_mix(
                 policy=quotes.QuotePolicy(ttl=settings.quote_ttl, timezone=settings.timezone),
                 now=clock.now(),
             )
-        await conversions.execute(ExecuteRequest(member_id=alice, quote_id=quote.id, idempotency_key=key))
+        await conversions.execute(
+            ExecuteRequest(
+                member_id=alice,
+                quote_id=quote.id,
+                idempotency_key=key,
+                authority=DebitAuthority(asserted_by=source),
+            )
+        )
 
     async def redeem(pay_with: str, key: str) -> str:
         redemption = await redemptions.redeem(
-            RedeemRequest(member_id=alice, reward_id=reward.id, pay_with=pay_with, idempotency_key=key)
+            RedeemRequest(
+                member_id=alice,
+                reward_id=reward.id,
+                pay_with=pay_with,
+                idempotency_key=key,
+                authority=DebitAuthority(asserted_by=pay_with),
+            )
         )
         return redemption.id
 

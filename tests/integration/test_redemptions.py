@@ -19,6 +19,7 @@ from exchange.federation.accounts import Federation
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
+from exchange.members.authority import DebitAuthority
 from exchange.pricing.errors import LimitExceeded
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
@@ -68,7 +69,13 @@ class World:
         self, reward: Reward, key: str = "k1", member: str | None = None, pay_with: str = "happy-card"
     ) -> Redemption:
         return await self.saga.redeem(
-            RedeemRequest(member_id=member or self.alice, reward_id=reward.id, pay_with=pay_with, idempotency_key=key)
+            RedeemRequest(
+                member_id=member or self.alice,
+                reward_id=reward.id,
+                pay_with=pay_with,
+                idempotency_key=key,
+                authority=DebitAuthority(asserted_by=pay_with),
+            )
         )
 
     async def stock(self, reward: Reward) -> int:

@@ -44,8 +44,6 @@ QUOTE = """mutation($from: ID!, $to: ID!, $points: Int!) {
   createQuote(input: {fromProgram: $from, toProgram: $to, points: $points}) { id } }"""
 EXECUTE = """mutation($quote: ID!, $key: String!) {
   executeConversion(quoteId: $quote, idempotencyKey: $key) { id status } }"""
-LINK = """mutation($program: ID!, $ref: String!) {
-  linkAccount(programId: $program, memberRef: $ref, verification: "5555") { memberRef } }"""
 
 
 @dataclass
@@ -53,7 +51,7 @@ class Soak:
     kit: ExchangeKit
     gateway: ExchangeProcess
     sandboxes: SandboxFleet
-    tokens: dict[str, str]
+    tokens: dict[str, dict[str, str]]  # member -> program -> a token that program asserted
     conversions: dict[str, str]  # conversion id -> member
 
 
@@ -78,11 +76,7 @@ async def soak(pg_database_url: str, sandboxes: SandboxFleet, tmp_path: Path) ->
     db = Database.from_url(settings.database_url)
     async with httpx.AsyncClient(base_url=settings.issuer_url, timeout=30) as http:
         kit = ExchangeKit(settings=settings, http=http, db=db)
-        tokens = {}
-        for member in MEMBERS:
-            tokens[member] = await kit.member_token("wallet-pay", member)
-            for program in PROGRAMS[1:]:
-                await kit.data(LINK, tokens[member], program=program, ref=member)
+        tokens = {member: await kit.linked_member(member, PROGRAMS, verification="5555") for member in MEMBERS}
         try:
             yield Soak(kit, gateway, sandboxes, tokens, {})
         finally:
@@ -102,14 +96,14 @@ async def convert(soak: Soak, rng: random.Random, number: int) -> None:
         try:
             if quote_id is None:
                 answer = await soak.kit.graphql(
-                    QUOTE, soak.tokens[member], **{"from": source, "to": target, "points": points}
+                    QUOTE, soak.tokens[member][source], **{"from": source, "to": target, "points": points}
                 )
                 body = answer.json()
                 if body.get("errors"):
                     assert body["errors"][0]["extensions"]["code"] in ("LIMIT_EXCEEDED",), body
                     return
                 quote_id = body["data"]["createQuote"]["id"]
-            answer = await soak.kit.graphql(EXECUTE, soak.tokens[member], quote=quote_id, key=key)
+            answer = await soak.kit.graphql(EXECUTE, soak.tokens[member][source], quote=quote_id, key=key)
             body = answer.json()
             if body.get("errors"):
                 code = body["errors"][0]["extensions"]["code"]

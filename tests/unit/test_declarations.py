@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from exchange.programs.declarations import DeclarationError, read_partners_directory
+from exchange.programs.secrets import client_secret
 from tests.conftest import SAMPLE_PARTNERS
 
 
@@ -25,9 +26,9 @@ def rewrite(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def refusal(directory: Path) -> DeclarationError:
+def refusal(directory: Path, *, allow_inline_secrets: bool = True) -> DeclarationError:
     with pytest.raises(DeclarationError) as caught:
-        read_partners_directory(directory)
+        read_partners_directory(directory, allow_inline_secrets=allow_inline_secrets)
     assert "\n" not in str(caught.value)
     return caught.value
 
@@ -154,3 +155,83 @@ def test_missing_coalition_file_is_named(partners: Path) -> None:
 def test_directory_without_programs_is_refused(tmp_path: Path) -> None:
     shutil.copy(SAMPLE_PARTNERS / "coalition.toml", tmp_path)
     assert "declares no programs" in str(refusal(tmp_path))
+
+
+def use_secret_files(partners: Path, secrets: Path) -> dict[str, Path]:
+    """Every sample program's inline secret moved into a file of ``secrets``."""
+    secrets.mkdir(exist_ok=True)
+    files = {}
+    for path in sorted(partners.glob("*.toml")):
+        if path.name == "coalition.toml":
+            continue
+        program = path.stem
+        files[program] = secrets / program
+        files[program].write_text(f"file-secret-{program}\n")
+        rewrite(path, f'client_secret = "sandbox-{program}"', f'client_secret_file = "{files[program]}"')
+    return files
+
+
+def test_production_refuses_an_inline_connector_secret(partners: Path) -> None:
+    error = refusal(partners, allow_inline_secrets=False)
+    assert str(error) == (
+        f"{partners / 'formosa-air.toml'}: connector.oauth.client_secret: an inline secret is refused in "
+        "production: name client_secret_env or client_secret_file"
+    )
+
+
+def test_production_takes_secrets_from_files_read_at_load(partners: Path, tmp_path: Path) -> None:
+    files = use_secret_files(partners, tmp_path / "secrets")
+    directory = read_partners_directory(partners, allow_inline_secrets=False)
+    oauth = {program.id: program.connector.oauth for program in directory.programs}
+    assert oauth["fresh-mart"].client_secret_file == str(files["fresh-mart"])
+    assert client_secret(oauth["fresh-mart"], {}) == "file-secret-fresh-mart", "without its line break"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "does not exist"),
+        ("", "is empty"),
+        (" \n\n", "is empty"),
+        ("one\ntwo\n", "holds more than one line"),
+        (b"\xff\xfe", "is not UTF-8 text"),
+        ("directory", "cannot be read: Is a directory"),
+    ],
+)
+def test_a_secret_file_that_is_wrong_fails_the_load_naming_it(
+    partners: Path, tmp_path: Path, content: str | bytes | None, reason: str
+) -> None:
+    secret = use_secret_files(partners, tmp_path / "secrets")["harbor-bank"]
+    secret.unlink()
+    if content == "directory":
+        secret.mkdir()
+    elif isinstance(content, bytes):
+        secret.write_bytes(content)
+    elif content is not None:
+        secret.write_text(content)
+    error = refusal(partners, allow_inline_secrets=False)
+    assert error.path == str(partners / "harbor-bank.toml")
+    assert error.field == "connector.oauth.client_secret_file"
+    assert error.reason.startswith(f"{secret}: {reason}")
+
+
+def test_a_secret_file_must_be_named_by_an_absolute_path(partners: Path) -> None:
+    rewrite(partners / "wallet-pay.toml", 'client_secret = "sandbox-wallet-pay"', 'client_secret_file = "secrets/x"')
+    error = refusal(partners)
+    assert (error.field, error.reason) == (
+        "connector.oauth.client_secret_file",
+        "must be an absolute path, got 'secrets/x'",
+    )
+
+
+def test_a_secret_file_is_one_secret_source_among_three(partners: Path) -> None:
+    rewrite(
+        partners / "wallet-pay.toml",
+        'client_secret = "sandbox-wallet-pay"',
+        'client_secret_env = "WALLET_SECRET"\nclient_secret_file = "/run/secrets/wallet-pay"',
+    )
+    error = refusal(partners)
+    assert (error.field, error.reason) == (
+        "connector.oauth",
+        "give exactly one of client_secret, client_secret_env or client_secret_file",
+    )

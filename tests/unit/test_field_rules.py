@@ -70,11 +70,14 @@ EXPECTED: dict[str, str] = {
     **{f"AssertionKey.{name}": KEY_MANAGERS for name in ("kid", "keyType", "publicJwk", "createdAt")},
     **{
         f"Viewer.{name}": TOKEN
-        for name in ("role", "subject", "clientId", "programId", "memberId", "scopes", "expiresAt")
+        for name in ("role", "subject", "clientId", "programId", "memberId", "assertedBy", "scopes", "expiresAt")
     },
     **{f"OAuthClient.{name}": "admin" for name in ("clientId", "role", "programId", "scopes", "createdAt")},
     # The federated view and linking accounts: the member alone.
     "Mutation.linkAccount": "member",
+    # Consents to debit a program's points: the member alone.
+    "Mutation.authorizeDebit": "member",
+    **{f"DebitConsent.{name}": "member:own" for name in ("id", "program", "points", "expiresAt")},
     "Member.accounts": "member:own",
     "Member.coalitionLevel": "member:own",
     **{

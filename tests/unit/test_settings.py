@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from exchange.errors import ConfigurationError
 from exchange.settings import Settings, normalize_database_url
@@ -70,3 +71,11 @@ def test_the_issuer_defaults_to_this_servers_address_and_names_the_audience() ->
 def test_an_issuer_that_is_not_a_base_url_is_refused(issuer: str) -> None:
     with pytest.raises(ValueError, match="issuer"):
         Settings(issuer=issuer)
+
+
+def test_statements_are_kept_seven_years_at_least(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().statement_retention_years == 7
+    monkeypatch.setenv("EXCHANGE_STATEMENT_RETENTION_YEARS", "10")
+    assert Settings().statement_retention_years == 10
+    with pytest.raises(ValidationError, match="greater than or equal to 7"):
+        Settings(statement_retention_years=6)

@@ -37,25 +37,47 @@ def test_a_partner_token_carries_rfc_9068_claims_its_role_and_its_program() -> N
     assert principal.expires_at == NOW + timedelta(minutes=15)
 
 
-def test_a_member_token_names_the_member_as_subject() -> None:
-    claims = access_token_claims(
+def _member_claims() -> dict[str, object]:
+    return access_token_claims(
         issuer="i",
         audience="a",
         client_id="wallet-pay-1",
         role=Role.MEMBER,
         scopes=frozenset({Scope.MEMBER_READ}),
         subject="mbr_1",
+        asserted_by="wallet-pay",
         now=NOW,
         lifetime=timedelta(hours=1),
     )
-    assert "program_id" not in claims
+
+
+def test_a_member_token_names_the_member_as_subject_and_the_program_that_asserted_them() -> None:
+    claims = _member_claims()
+    assert "program_id" not in claims, "a member token is never a partner's tenant"
+    assert claims["asserted_by"] == "wallet-pay"
     principal = principal_from_claims(claims)
     assert (principal.member_id, principal.client_id) == ("mbr_1", "wallet-pay-1")
+    assert (principal.asserted_by, principal.program_id) == ("wallet-pay", None)
+
+
+@pytest.mark.parametrize("asserted_by", [None, "", 7])
+def test_a_member_token_without_the_program_that_asserted_it_is_refused(asserted_by: object) -> None:
+    claims = {key: value for key, value in _member_claims().items() if key != "asserted_by"}
+    if asserted_by is not None:
+        claims["asserted_by"] = asserted_by
+    with pytest.raises(InvalidAccessToken, match="request a new token"):
+        principal_from_claims(claims)
 
 
 @pytest.mark.parametrize(
     "change",
-    [{"role": "emperor"}, {"scope": "everything"}, {"program_id": None}, {"role": "admin"}],
+    [
+        {"role": "emperor"},
+        {"scope": "everything"},
+        {"program_id": None},
+        {"role": "admin"},
+        {"asserted_by": "p"},
+    ],
 )
 def test_claims_that_do_not_add_up_are_refused(change: dict[str, object]) -> None:
     claims = access_token_claims(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.types import Info
 
@@ -11,6 +13,7 @@ from exchange.api.types.conversions import Conversion, ConversionPage
 from exchange.auth.scopes import Role, Scope
 from exchange.conversions import queries
 from exchange.conversions.saga import ExecuteRequest
+from exchange.members.authority import DebitAuthority
 
 
 @strawberry.type
@@ -48,18 +51,33 @@ class ConversionMutations:
         "sending the same key again returns the same conversion (the same key with another "
         "quote is `IDEMPOTENCY_CONFLICT`). The answer is final (COMPLETED, FAILED, REVERSED) "
         "unless a partner's answer is late: then it is PENDING and finishes on its own; ask "
-        "`conversion(id)`.",
+        "`conversion(id)`. The source program's points are spent only under its authority: a "
+        "member token its partner asserted, or a `consent` given through it (`authorizeDebit`) "
+        "for exactly the quote's `pointsIn`; else `AUTHORITY_REQUIRED` (`extensions.program`, "
+        "`extensions.reason`) and nothing happens.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def execute_conversion(
-        self, info: Info[Context, None], quote_id: strawberry.ID, idempotency_key: str
+        self,
+        info: Info[Context, None],
+        quote_id: strawberry.ID,
+        idempotency_key: str,
+        consent: Annotated[
+            str | None,
+            strawberry.argument(
+                description="The id of a consent to debit the source program (`authorizeDebit`), "
+                "needed when another program's partner asserted your token; used once."
+            ),
+        ] = None,
     ) -> Conversion | None:
         services = info.context.services
+        caller = info.context.caller()
         row = await services.saga.execute(
             ExecuteRequest(
-                member_id=str(info.context.caller().member_id),
+                member_id=str(caller.member_id),
                 quote_id=str(quote_id),
                 idempotency_key=idempotency_key,
+                authority=DebitAuthority(asserted_by=str(caller.asserted_by), consent=consent),
             )
         )
         return Conversion.from_row(row, (await services.catalog.get()).currency)

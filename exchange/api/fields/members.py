@@ -1,4 +1,4 @@
-"""Members as themselves and as their partners see them."""
+"""Members as themselves and as their partners see them, and the consents they give."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from strawberry.types import Info
 
 from exchange.api.context import Context
 from exchange.api.permissions import authorize, requires
-from exchange.api.types.members import Member
+from exchange.api.types.members import DebitConsent, Member
 from exchange.auth.scopes import Scope
 from exchange.members import service as members
 
@@ -34,3 +34,22 @@ class MemberQueries:
         async with info.context.services.db.transaction() as session:
             row, accounts = await members.get_member_linked_to(session, str(id), program_id)
         return Member.from_rows(row, accounts)
+
+
+@strawberry.type
+class MemberMutations:
+    @strawberry.mutation(
+        description="Consent to one debit of exactly `points` of `program`'s points by a request made "
+        "under another partner's token (converting out of `program`, or paying with it): only "
+        "with a member token `program`'s partner asserted (else `AUTHORITY_REQUIRED`). The "
+        "consent lives `EXCHANGE_DEBIT_CONSENT_SECONDS` (300 by default) and is used once.",
+        extensions=[authorize(requires(Scope.MEMBER_WRITE))],
+    )
+    async def authorize_debit(
+        self, info: Info[Context, None], program: strawberry.ID, points: int
+    ) -> DebitConsent | None:
+        caller = info.context.caller()
+        granted = await info.context.services.consents.grant(
+            member_id=str(caller.member_id), asserted_by=str(caller.asserted_by), program=str(program), points=points
+        )
+        return DebitConsent.of(granted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -15,6 +16,7 @@ from exchange.api.permissions import PUBLIC, authorize, requires
 from exchange.api.types.rewards import Redemption, RedemptionQuote, Reward, RewardKind
 from exchange.auth.scopes import Scope
 from exchange.errors import BadUserInput
+from exchange.members.authority import DebitAuthority
 from exchange.programs import service as programs
 from exchange.rewards import catalog, redemption
 from exchange.rewards.errors import NotYourReward
@@ -143,18 +145,34 @@ class RewardMutations:
         description="Redeem `rewardId`, paying with points of the linked program `payWith` (see "
         "`redemptionQuote`). The same `idempotencyKey` returns the same redemption; "
         "`OUT_OF_STOCK`, `LIMIT_EXCEEDED` (per-member limit), `TIER_TOO_LOW`, `REWARD_UNAVAILABLE` "
-        "and `INSUFFICIENT_POINTS` say why not.",
+        "and `INSUFFICIENT_POINTS` say why not. `payWith`'s points are spent only under its "
+        "authority: a member token its partner asserted, or a `consent` given through it "
+        "(`authorizeDebit`) for exactly the quoted points; else `AUTHORITY_REQUIRED` "
+        "(`extensions.program`, `extensions.reason`) and nothing happens.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def redeem_reward(
-        self, info: Info[Context, None], reward_id: strawberry.ID, pay_with: strawberry.ID, idempotency_key: str
+        self,
+        info: Info[Context, None],
+        reward_id: strawberry.ID,
+        pay_with: strawberry.ID,
+        idempotency_key: str,
+        consent: Annotated[
+            str | None,
+            strawberry.argument(
+                description="The id of a consent to debit `payWith` (`authorizeDebit`), needed when "
+                "another program's partner asserted your token; used once."
+            ),
+        ] = None,
     ) -> Redemption | None:
+        caller = info.context.caller()
         row = await info.context.services.redemptions.redeem(
             RedeemRequest(
-                member_id=str(info.context.caller().member_id),
+                member_id=str(caller.member_id),
                 reward_id=str(reward_id),
                 pay_with=str(pay_with),
                 idempotency_key=idempotency_key,
+                authority=DebitAuthority(asserted_by=str(caller.asserted_by), consent=consent),
             )
         )
         return Redemption.from_row(row, await _minor_units(info))

@@ -48,7 +48,9 @@ class SettlementQueries:
         extensions=[authorize(READ_OWN)],
     )
     async def statement(self, info: Info[Context, None], partner_id: strawberry.ID, period: str) -> Statement | None:
-        return Statement.of(await info.context.services.settlement.statement(str(partner_id), period))
+        settlement = info.context.services.settlement
+        # The key is taken once, so that `jws` and `keyId` agree even across a rotation.
+        return Statement.of(await settlement.statement(str(partner_id), period), await settlement.signing_key())
 
     @strawberry.field(
         description="The current reconciliation of a partner's records for a closed period: "

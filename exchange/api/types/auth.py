@@ -38,6 +38,10 @@ class Viewer:
     client_id: str = strawberry.field(description="The OAuth client the token was issued to.")
     program_id: strawberry.ID | None = strawberry.field(description="A partner's program.")
     member_id: strawberry.ID | None = strawberry.field(description="A member's exchange id.")
+    asserted_by: strawberry.ID | None = strawberry.field(
+        description="A member's token: the program whose partner asserted it, the only one whose "
+        "points it spends without a consent (`authorizeDebit`)."
+    )
     scopes: list[str] = strawberry.field(description="What the token allows.")
     expires_at: datetime
 
@@ -49,6 +53,7 @@ class Viewer:
             client_id=principal.client_id,
             program_id=strawberry.ID(principal.program_id) if principal.program_id else None,
             member_id=strawberry.ID(principal.member_id) if principal.member_id else None,
+            asserted_by=strawberry.ID(principal.asserted_by) if principal.asserted_by else None,
             scopes=scope_text(principal.scopes).split(),
             expires_at=principal.expires_at,
         )

@@ -25,6 +25,7 @@ from exchange.api.permissions import (
     source,
 )
 from exchange.auth.scopes import Scope
+from exchange.members.consents import GrantedConsent
 from exchange.members.models import LinkedAccount as LinkedAccountRow
 from exchange.members.models import LinkMethod as LinkMethodValue
 from exchange.members.models import Member as MemberRow
@@ -123,4 +124,41 @@ class Member:
             link_rows=accounts,
             program_ids=frozenset(account.program_id for account in accounts),
             activity=row.activity,
+        )
+
+
+@authorize_fields(own_member(source("member_id")))
+@strawberry.type(
+    description="Your consent, given through `program`'s partner, to one debit of exactly `points` of "
+    "its points by a request made under another partner's token: pass `id` as `consent` to "
+    "`executeConversion` (converting `points` out of `program`) or `redeemReward` (paying `points` "
+    "with `program`). It is used once, even if that conversion or redemption then fails, and "
+    "expires at `expiresAt`."
+)
+class DebitConsent:
+    id: strawberry.ID = strawberry.field(
+        description="The consent's secret: shown this once (the exchange keeps only its hash). Keep it "
+        "like a password until it is used."
+    )
+    points: int = strawberry.field(description="The exact points it lets one request debit.")
+    expires_at: datetime = strawberry.field(description="Unusable from then on.")
+    member_id: strawberry.Private[str]
+    program_id: strawberry.Private[str]
+
+    @strawberry.field(description="The program whose points it lets a request debit.")
+    async def program(
+        self, info: Info[Context, None]
+    ) -> Annotated[Program, strawberry.lazy("exchange.api.types.programs")]:
+        from exchange.api.types.programs import Program
+
+        return Program.from_row(await info.context.loaders.programs.load(self.program_id))
+
+    @classmethod
+    def of(cls, granted: GrantedConsent) -> DebitConsent:
+        return cls(
+            id=strawberry.ID(granted.secret),
+            points=granted.consent.points,
+            expires_at=granted.consent.expires_at,
+            member_id=granted.consent.member_id,
+            program_id=granted.consent.program_id,
         )

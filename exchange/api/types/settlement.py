@@ -12,6 +12,7 @@ from decimal import Decimal
 from enum import Enum
 
 import strawberry
+from joserfc.jwk import RSAKey
 from strawberry.types import Info
 
 from exchange.api.context import Context
@@ -300,6 +301,7 @@ class Statement:
     counterparties: list[CounterpartyTotals]
     line_count: int
     statement: strawberry.Private[StatementValue]
+    key: strawberry.Private[RSAKey]
 
     @strawberry.field(description="Its lines in order, `first` (at most 1000) from `offset`.")
     def lines(self, first: int = 100, offset: int = 0) -> list[StatementLine]:
@@ -315,18 +317,21 @@ class Statement:
         return self.statement.csv()
 
     @strawberry.field(
-        description="`json` signed (RS256, compact serialization) with the exchange's key `keyId`: "
-        "anyone verifies it with the JWKS at /.well-known/jwks.json alone."
+        description="`json` signed (RS256, compact serialization, `typ` settlement-statement+json) with "
+        "the exchange's statement-signing key `keyId`: anyone verifies it with the statement keys "
+        "published at /.well-known/statement-keys.json alone, for as long as the exchange keeps "
+        "statements (seven years at least), whatever keys were rotated since."
     )
-    async def jws(self, info: Info[Context, None]) -> str:
-        return self.statement.jws(await info.context.services.settlement.signing_key())
+    def jws(self) -> str:
+        return self.statement.jws(self.key)
 
-    @strawberry.field(description="The `kid` of the key that signs `jws`.")
-    async def key_id(self, info: Info[Context, None]) -> str:
-        return str((await info.context.services.settlement.signing_key()).kid)
+    @strawberry.field(description="The `kid` of the statement-signing key that signs `jws`.")
+    def key_id(self) -> str:
+        return str(self.key.kid)
 
     @classmethod
-    def of(cls, statement: StatementValue) -> Statement:
+    def of(cls, statement: StatementValue, key: RSAKey) -> Statement:
+        """``key``: the statement-signing key that signs this answer's ``jws``."""
         money = statement.currency.from_minor
         return cls(
             partner_id=strawberry.ID(statement.participant),
@@ -343,6 +348,7 @@ class Statement:
             ],
             line_count=len(statement.lines),
             statement=statement,
+            key=key,
         )
 
 

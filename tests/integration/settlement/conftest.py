@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from exchange.auth.keys import SigningKeys, ensure_active_key
 from exchange.conversions.clearing import conversion_transaction
 from exchange.db.database import Database
 from exchange.ledger.accounts import ChartOfAccounts
@@ -17,6 +16,7 @@ from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.loading import load_directory
 from exchange.programs.declarations import read_partners_directory
 from exchange.settlement.closing import PeriodReport
+from exchange.settlement.keys import StatementKeys
 from exchange.settlement.service import SettlementService
 from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
@@ -25,6 +25,7 @@ TAIPEI = ZoneInfo("Asia/Taipei")
 CHART = ChartOfAccounts("TWD")
 SECRET = "a test key-encryption secret of some length"
 ISSUER = "http://exchange.test"
+RETENTION_YEARS = 7
 NOVEMBER = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
 
 
@@ -34,14 +35,15 @@ def clock() -> FrozenClock:
 
 
 async def ready_service(db: Database, clock: FrozenClock) -> SettlementService:
+    keys = StatementKeys(db, SECRET, clock, retention_years=RETENTION_YEARS)
     async with db.transaction() as session:
         await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), clock.now())
-        await ensure_active_key(session, SECRET, clock.now())
+        await keys.ensure_active(session)
     return SettlementService(
         db=db,
         ledger=Ledger(timezone=TAIPEI, clock=clock),
         clock=clock,
-        keys=SigningKeys(db, SECRET, clock),
+        keys=keys,
         issuer=ISSUER,
     )
 

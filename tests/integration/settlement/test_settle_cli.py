@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,13 +11,28 @@ import pytest
 from joserfc import jws
 from joserfc.jwk import KeySet
 
-from exchange.auth.keys import SigningKeys, ensure_active_key
 from exchange.db.database import Database
 from exchange.ledger.posting import Ledger
 from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
+from exchange.settlement.keys import StatementKeys
 from exchange.testing.clock import FrozenClock
-from tests.integration.settlement.conftest import TAIPEI, conversion, redemption
+from tests.integration.settlement.conftest import RETENTION_YEARS, TAIPEI, conversion, redemption
 from tests.integration.test_cli import run
+
+
+def statement_keys(db: Database) -> StatementKeys:
+    return StatementKeys(
+        db, DEVELOPMENT_KEY_ENCRYPTION_SECRET, FrozenClock(datetime.now(UTC)), retention_years=RETENTION_YEARS
+    )
+
+
+async def published_statement_keys(database_url: str) -> KeySet:
+    """What /.well-known/statement-keys.json serves for the database."""
+    db = Database.from_url(database_url)
+    try:
+        return KeySet.import_key_set(await statement_keys(db).jwks())
+    finally:
+        await db.dispose()
 
 
 @pytest.fixture
@@ -36,7 +52,7 @@ async def october(database_url: str) -> dict[str, str]:
                     redemption("r1", "fresh-mart", "formosa-air", 1_500, at=at),
                 ],
             )
-            await ensure_active_key(session, DEVELOPMENT_KEY_ENCRYPTION_SECRET, at)
+            await statement_keys(db).ensure_active(session)  # as a gateway's first start does
     finally:
         await db.dispose()
     return env
@@ -100,9 +116,25 @@ async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(
     token = run(
         "settle", "statement", "--partner", "fresh-mart", "--format", "jws", "2026-10", env=october
     ).stdout.strip()
-    db = Database.from_url(database_url)
-    try:
-        jwks = await SigningKeys(db, DEVELOPMENT_KEY_ENCRYPTION_SECRET, FrozenClock(datetime.now(UTC))).jwks()
-    finally:
-        await db.dispose()
-    assert json.loads(jws.deserialize_compact(token, KeySet.import_key_set(jwks)).payload) == document
+    assert json.loads(jws.deserialize_compact(token, await published_statement_keys(database_url)).payload) == document
+
+
+async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying(
+    october: dict[str, str], database_url: str
+) -> None:
+    assert run("settle", "close", "2026-10", env=october).returncode == 0
+    statement = ("settle", "statement", "--partner", "fresh-mart", "--format", "jws", "2026-10")
+    before = run(*statement, env=october).stdout.strip()
+    rotated = run("keys", "rotate", "--statements", env=october)
+    assert rotated.returncode == 0, rotated.stderr
+    new_kid = re.search(r"^active statement-signing key: (\S+)$", rotated.stdout, re.MULTILINE)
+    old_kid = jws.extract_compact(before.encode()).headers()["kid"]
+    assert new_kid is not None and new_kid.group(1) != old_kid
+    until = re.search(rf"^retired key {old_kid} stays published until (\d{{4}})-", rotated.stdout, re.MULTILINE)
+    assert until is not None and int(until.group(1)) == datetime.now(UTC).year + RETENTION_YEARS
+    assert rotated.stdout.splitlines()[-1] == f"published statement keys: {new_kid.group(1)}, {old_kid}"
+
+    after = run(*statement, env=october).stdout.strip()
+    assert jws.extract_compact(after.encode()).headers()["kid"] == new_kid.group(1)
+    published = await published_statement_keys(database_url)
+    assert jws.deserialize_compact(before, published).payload == jws.deserialize_compact(after, published).payload

@@ -1,4 +1,5 @@
-"""Statements: what they show, in JSON and CSV, and a JWS any holder of the JWKS can verify."""
+"""Statements: what they show, in JSON and CSV, and a JWS any holder of the published statement
+keys can verify, for as long as statements are kept, whatever keys were rotated since."""
 
 from __future__ import annotations
 
@@ -6,19 +7,29 @@ import base64
 import csv
 import io
 import json
+from datetime import timedelta
 
 import pytest
 from joserfc import jws
-from joserfc.errors import BadSignatureError, JoseError
+from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
+from sqlmodel import select
 
+from exchange.auth import keys as token_keys
+from exchange.errors import ConfigurationError
+from exchange.keyring.cache import KEY_REFRESH
+from exchange.keyring.crypto import decrypt_private_key
 from exchange.ledger.errors import PeriodNotClosed
 from exchange.settlement.errors import NoSuchParticipant
+from exchange.settlement.keys import StatementKeys, years_after
+from exchange.settlement.models import StatementKey
 from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.service import SettlementService
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import (
     ISSUER,
+    RETENTION_YEARS,
+    SECRET,
     close,
     conversion,
     post,
@@ -152,3 +163,79 @@ async def test_only_closed_periods_and_participants_have_statements(november: Se
         await november.statement("fresh-mart", "2026-12")
     with pytest.raises(NoSuchParticipant):
         await november.statement("harbor-bank", "2026-11")
+
+
+async def published(service: SettlementService) -> KeySet:
+    """What /.well-known/statement-keys.json serves now."""
+    return KeySet.import_key_set(await service.keys.jwks())
+
+
+async def test_a_jws_signed_before_a_rotation_verifies_until_the_retention_period_ends(
+    november: SettlementService, clock: FrozenClock
+) -> None:
+    statement = await november.statement("fresh-mart", "2026-11")
+    before = statement.jws(await november.signing_key())
+    rotation = await november.rotate_key()
+    assert rotation.retired is not None and [key.kid for key in rotation.published] == [
+        rotation.new.kid,
+        rotation.retired.kid,
+    ]
+    clock.advance(seconds=KEY_REFRESH.total_seconds())
+    after = statement.jws(await november.signing_key())
+    assert jws.extract_compact(after.encode()).headers()["kid"] == rotation.new.kid
+    for signed in (before, after):
+        assert jws.deserialize_compact(signed, await published(november)).payload.decode() == statement.json()
+
+    until = november.keys.published_until(rotation.retired)
+    retired_at = rotation.retired.retired_at
+    assert retired_at is not None and until == (retired_at + KEY_REFRESH).replace(year=2026 + RETENTION_YEARS)
+    clock.current = until - timedelta(seconds=1)
+    assert jws.deserialize_compact(before, await published(november)).payload.decode() == statement.json()
+    async with november.db.transaction() as session:
+        assert [key.kid for key in await november.keys.published(session, until)] == [rotation.new.kid]
+    clock.current = until + KEY_REFRESH  # by when every process has re-read its keys
+    with pytest.raises(InvalidKeyIdError):
+        jws.deserialize_compact(before, await published(november))
+    assert jws.deserialize_compact(after, await published(november)).payload.decode() == statement.json()
+
+
+async def test_a_longer_retention_keeps_keys_retired_earlier_published_longer(
+    november: SettlementService, clock: FrozenClock
+) -> None:
+    """How long a retired key stays published follows the retention in force, not the one in
+    force at its rotation: raising the setting later reaches back."""
+    rotation = await november.rotate_key()
+    assert rotation.retired is not None
+    longer = StatementKeys(november.db, SECRET, clock, retention_years=RETENTION_YEARS + 3)
+    clock.current = years_after(clock.now(), RETENTION_YEARS + 1)
+    assert rotation.retired.kid not in {key["kid"] for key in (await november.keys.jwks())["keys"]}
+    assert rotation.retired.kid in {key["kid"] for key in (await longer.jwks())["keys"]}
+
+
+async def test_rotating_token_keys_leaves_the_statement_key_alone(
+    november: SettlementService, clock: FrozenClock
+) -> None:
+    statement_kid = (await november.signing_key()).kid
+    async with november.db.transaction() as session:
+        await token_keys.ensure_active_key(session, SECRET, clock.now())
+        rotation = await token_keys.rotate_signing_key(session, SECRET, clock.now(), timedelta(hours=1))
+    clock.advance(seconds=KEY_REFRESH.total_seconds())
+    assert (await november.signing_key()).kid == statement_kid
+    assert rotation.retired is not None and statement_kid not in {rotation.new.kid, rotation.retired.kid}
+    assert {key["kid"] for key in (await november.keys.jwks())["keys"]} == {statement_kid}
+
+
+async def test_statement_keys_are_stored_encrypted_and_one_is_active(
+    november: SettlementService, clock: FrozenClock
+) -> None:
+    async with november.db.transaction() as session:
+        first = await november.keys.ensure_active(session)
+        assert (await november.keys.ensure_active(session)).kid == first.kid
+    assert '"d"' not in first.encrypted_private_key and "d" not in first.public_jwk
+    assert decrypt_private_key(first, SECRET).kid == first.kid
+    with pytest.raises(ConfigurationError, match="EXCHANGE_KEY_ENCRYPTION_SECRET"):
+        decrypt_private_key(first, "another secret")
+    await november.rotate_key()
+    async with november.db.transaction() as session:
+        states = sorted(row.state for row in (await session.exec(select(StatementKey))).all())
+    assert states == ["active", "retired"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 import respx
@@ -61,6 +63,34 @@ def test_a_missing_secret_variable_is_partner_not_configured(registry: Connector
     config = connector_config("rest", client_secret=None, client_secret_env="NOT_SET_ANYWHERE")
     with pytest.raises(PartnerNotConfigured, match=PROGRAM):
         registry.connector(PROGRAM, config)
+
+
+async def test_a_secret_from_a_file(registry: ConnectorRegistry, tmp_path: Path) -> None:
+    secret_file = tmp_path / "partner-secret"
+    secret_file.write_text("from-file\n")
+    connector = registry.connector(
+        PROGRAM, connector_config("rest", client_secret=None, client_secret_file=str(secret_file))
+    )
+    with respx.mock(assert_all_called=False) as router:
+        token = router.post(f"{BASE_URL}/oauth/token").mock(return_value=token_answer())
+        router.get(f"{BASE_URL}/members/alice").mock(
+            return_value=httpx.Response(200, json={"member_ref": "alice", "balance": 0, "tier": "B"})
+        )
+        await connector.account("alice")
+    assert token.calls.last.request.headers["authorization"] == httpx.BasicAuth("exchange", "from-file")._auth_header
+
+
+def test_a_missing_secret_file_is_partner_not_configured(registry: ConnectorRegistry, tmp_path: Path) -> None:
+    config = connector_config("rest", client_secret=None, client_secret_file=str(tmp_path / "absent"))
+    with pytest.raises(PartnerNotConfigured, match=PROGRAM):
+        registry.connector(PROGRAM, config)
+
+
+def test_production_never_uses_an_inline_secret(settings: Settings) -> None:
+    """Even one stored by a load that ran outside production."""
+    registry = ConnectorRegistry(settings.model_copy(update={"environment": "production"}), environ={})
+    with pytest.raises(PartnerNotConfigured, match=PROGRAM):
+        registry.connector(PROGRAM, connector_config("rest"))
 
 
 def test_an_overridden_base_url_moves_a_token_url_under_it() -> None:

@@ -1,0 +1,51 @@
+"""The gateway's access log: uvicorn's, with no query-string value in it.
+
+A query string may carry what must never be written down: a credential a client put in the
+URL by mistake (the gateway refuses it, but uvicorn logs the request line anyway) or a
+member's data in a GraphQL GET. The access log keeps the path and each parameter's name and
+writes ``***`` for every value; a part without ``=``, or a name that does not look like one
+(too long, odd characters), is replaced whole.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from typing import Any
+
+from uvicorn.config import LOGGING_CONFIG
+
+REDACTED = "***"
+_PARAMETER_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]]{1,32}")
+
+
+def redact_query(path: str) -> str:
+    """``path`` with every query value (and every odd-looking parameter) replaced by ``***``."""
+    path, separator, query = path.partition("?")
+    if not separator:
+        return path
+    return f"{path}?" + "&".join(_redact_parameter(part) for part in query.split("&"))
+
+
+def _redact_parameter(part: str) -> str:
+    name, equals, _ = part.partition("=")
+    return f"{name}={REDACTED}" if equals and _PARAMETER_NAME.fullmatch(name) else REDACTED
+
+
+class RedactQueryValues(logging.Filter):
+    """Rewrites uvicorn's access records (client, method, path, HTTP version, status)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], redact_query(args[2]), args[3], args[4])
+        return True
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's default logging configuration, its access log's query values redacted."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"redact_query": {"()": RedactQueryValues}}
+    config["handlers"]["access"]["filters"] = ["redact_query"]
+    return config

@@ -1,0 +1,94 @@
+"""A process's copy of one kind of published keys, re-read from the database now and then."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from joserfc.jwk import RSAKey
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.clock import Clock
+from exchange.db.database import Database
+from exchange.errors import ConfigurationError
+from exchange.keyring.crypto import decrypt_private_key
+from exchange.keyring.models import ACTIVE, StoredKey
+
+#: How stale a process's copy of the keys may get: it picks up a rotation within this time,
+#: so a retired key may still sign for this long after its rotation.
+KEY_REFRESH = timedelta(seconds=60)
+#: A kid this process does not know makes it re-read the keys at most this often.
+UNKNOWN_KID_REFRESH = timedelta(seconds=5)
+
+
+class PublishedKeys(ABC):
+    """This process's copy of one kind's published keys and its active private key.
+
+    Verifying costs a dictionary lookup, not a query. A kid this process has not seen (a key
+    another replica made after a rotation) triggers an early re-read, rate-limited so that
+    made-up kids cannot turn into a query per request. A subclass says which keys its kind
+    publishes and how an operator makes a new one.
+    """
+
+    #: The command that makes a new active key of this kind, for the error when there is none.
+    rotate_command: str
+
+    def __init__(self, db: Database, secret: str, clock: Clock) -> None:
+        self._db = db
+        self._secret = secret
+        self._clock = clock
+        self._public: dict[str, RSAKey] = {}
+        self._jwks: dict[str, Any] = {"keys": []}
+        self._active_kid: str | None = None
+        self._private: dict[str, RSAKey] = {}
+        self._loaded_at: datetime | None = None
+        self._lock = asyncio.Lock()
+
+    @abstractmethod
+    async def published(self, session: AsyncSession, now: datetime) -> Sequence[StoredKey]:
+        """The keys published at ``now``, the newest first: the active one and the retired
+        ones still published."""
+
+    async def refresh(self, session: AsyncSession | None = None) -> None:
+        """Re-read the keys, in ``session`` if the caller is inside a unit of work (on SQLite
+        its one connection is taken), else in a transaction of its own."""
+        async with self._lock:
+            now = self._clock.now()
+            if session is None:
+                async with self._db.transaction() as own:
+                    rows = await self.published(own, now)
+            else:
+                rows = await self.published(session, now)
+            self._public = {row.kid: RSAKey.import_key(row.public_jwk) for row in rows}
+            self._jwks = {"keys": [dict(row.public_jwk) for row in rows]}
+            active = next((row for row in rows if row.state == ACTIVE), None)
+            self._active_kid = active.kid if active else None
+            if active is not None and active.kid not in self._private:
+                self._private = {active.kid: decrypt_private_key(active, self._secret)}
+            self._loaded_at = now
+
+    async def _refresh_if_older_than(self, age: timedelta, session: AsyncSession | None) -> None:
+        if self._loaded_at is None or self._clock.now() - self._loaded_at >= age:
+            await self.refresh(session)
+
+    async def signing_key(self, session: AsyncSession | None = None) -> RSAKey:
+        """The active private key (with its kid)."""
+        await self._refresh_if_older_than(KEY_REFRESH, session)
+        if self._active_kid is None:
+            raise ConfigurationError(f"there is no active signing key: run `{self.rotate_command}`")
+        return self._private[self._active_kid]
+
+    async def public_key(self, kid: str, session: AsyncSession | None = None) -> RSAKey | None:
+        """The published key named ``kid``, or ``None`` if there is none."""
+        await self._refresh_if_older_than(KEY_REFRESH, session)
+        if kid not in self._public:
+            await self._refresh_if_older_than(UNKNOWN_KID_REFRESH, session)
+        return self._public.get(kid)
+
+    async def jwks(self) -> dict[str, Any]:
+        """The JWK Set document: every published public key."""
+        await self._refresh_if_older_than(KEY_REFRESH, None)
+        return self._jwks

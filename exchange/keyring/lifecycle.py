@@ -1,0 +1,79 @@
+"""A kind of key's life on its table: created on first start, one active, rotated.
+
+The functions take the kind's table model; what a kind decides for itself (how long a retired
+key stays published) its own module passes in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.db import dialects
+from exchange.keyring.crypto import ALGORITHM, encrypt_private_key, generate_key
+from exchange.keyring.models import ACTIVE, RETIRED, StoredKey
+
+K = TypeVar("K", bound=StoredKey)
+
+
+def new_key(model: type[K], secret: str, now: datetime) -> K:
+    """A new active key of ``model``'s kind, its private half encrypted with ``secret``."""
+    key = generate_key()
+    return model(
+        kid=str(key.kid),
+        algorithm=ALGORITHM,
+        public_jwk=key.as_dict(private=False),
+        encrypted_private_key=encrypt_private_key(key, secret),
+        state=ACTIVE,
+        created_at=now,
+    )
+
+
+async def active_key(session: AsyncSession, model: type[K]) -> K | None:
+    return (await session.exec(select(model).where(model.state == ACTIVE))).first()
+
+
+async def ensure_active_key(session: AsyncSession, model: type[K], secret: str, now: datetime) -> K:
+    """The active key, created on first start. Replicas starting together create one between
+    them: the partial unique index lets the first insert win and the others yield."""
+    if (key := await active_key(session, model)) is not None:
+        return key
+    candidate = new_key(model, secret, now)
+    await session.exec(
+        dialects.insert(session, model)
+        .values(**candidate.model_dump())
+        .on_conflict_do_nothing(index_elements=["state"], index_where=col(model.state) == ACTIVE)
+    )  # type: ignore[call-overload]
+    key = await active_key(session, model)
+    assert key is not None
+    return key
+
+
+@dataclass(frozen=True)
+class Rotation(Generic[K]):
+    new: K
+    retired: K | None
+    published: Sequence[K]
+
+
+async def rotate_key(
+    session: AsyncSession, model: type[K], secret: str, now: datetime, **retirement: Any
+) -> tuple[K, K | None]:
+    """Retire the active key (setting ``retirement``'s columns as well) and make a new one
+    active: ``(new, retired)``."""
+    retired = await active_key(session, model)
+    if retired is not None:
+        await session.exec(
+            update(model).where(col(model.kid) == retired.kid).values(state=RETIRED, retired_at=now, **retirement)
+        )  # type: ignore[call-overload]
+        await session.refresh(retired)
+    new = new_key(model, secret, now)
+    session.add(new)
+    await session.flush()
+    return new, retired

@@ -1,0 +1,105 @@
+"""Whose authority spends which points: the rule, as plain functions.
+
+A member token is born from one partner's assertion and says so (``asserted_by``). Points held
+at a program are debited — converted out of, or paid with for a reward — only under that
+program's own authority: a token its partner asserted, or a consent the member gave through
+that partner (:mod:`exchange.members.consents`), bound to the member, the program and the exact
+points, and used once. Reading is not spending: any linked partner's token shows the federated
+view, quotes, redemption prices and status-match previews, and links accounts.
+
+Without the rule, a partner could mint tokens that convert its members' points held at other
+programs into its own, and be paid for them at settlement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from exchange.errors import ErrorCode, ExchangeError
+from exchange.members.models import DebitConsent
+
+
+class Refusal(StrEnum):
+    """Why a debit lacks the authority it needs (``extensions.reason``)."""
+
+    #: The token was asserted by another program, and the request presented no consent.
+    NOT_ASSERTED = "NOT_ASSERTED"
+    #: No consent has the presented secret (never given, or forgotten a day after it expired).
+    CONSENT_UNKNOWN = "CONSENT_UNKNOWN"
+    CONSENT_OTHER_MEMBER = "CONSENT_OTHER_MEMBER"
+    CONSENT_OTHER_PROGRAM = "CONSENT_OTHER_PROGRAM"
+    CONSENT_OTHER_POINTS = "CONSENT_OTHER_POINTS"
+    CONSENT_USED = "CONSENT_USED"
+    CONSENT_EXPIRED = "CONSENT_EXPIRED"
+
+
+_MESSAGES = {
+    Refusal.NOT_ASSERTED: "points held at {program} are spent only under {program}'s authority: "
+    "use a member token {program} asserted, or a consent given through it (authorizeDebit)",
+    Refusal.CONSENT_UNKNOWN: "no consent to debit {program} has this id",
+    Refusal.CONSENT_OTHER_MEMBER: "this consent was given by another member",
+    Refusal.CONSENT_OTHER_PROGRAM: "this consent is for another program's points, not {program}'s",
+    Refusal.CONSENT_OTHER_POINTS: "this consent is for {consented} points of {program}, not {points}",
+    Refusal.CONSENT_USED: "this consent to debit {program} has been used",
+    Refusal.CONSENT_EXPIRED: "this consent to debit {program} has expired: ask {program} for a new one",
+}
+
+
+class AuthorityRequired(ExchangeError):
+    """A debit of ``program``'s points without that program's authority; nothing was changed.
+
+    ``extensions.program`` names the program whose authority is needed, ``extensions.reason``
+    says what was missing (:class:`Refusal`).
+    """
+
+    code = ErrorCode.AUTHORITY_REQUIRED
+
+    def __init__(self, program: str, reason: Refusal, *, field: str, points: int = 0, consented: int = 0) -> None:
+        message = _MESSAGES[reason].format(program=program, points=points, consented=consented)
+        super().__init__(message, field=field, program=program, reason=reason.value)
+
+
+@dataclass(frozen=True, slots=True)
+class DebitAuthority:
+    """The authority a member's request carries: the program whose partner asserted its
+    token, and the secret of a consent the request presents (if any)."""
+
+    asserted_by: str
+    consent: str | None = None
+
+
+def require_own_assertion(asserted_by: str, program: str, *, field: str) -> None:
+    """Only ``program``'s own assertion will do (giving a consent to debit ``program``)."""
+    if asserted_by != program:
+        raise AuthorityRequired(program, Refusal.NOT_ASSERTED, field=field)
+
+
+def require_authority(authority: DebitAuthority, program: str, *, field: str) -> None:
+    """Refuse at once a debit of ``program`` that can have no authority: a token another program
+    asserted, and no consent. A presented consent is checked where it is used
+    (:func:`consent_refusal`, in the unit of work that records the debit)."""
+    if authority.consent is None:
+        require_own_assertion(authority.asserted_by, program, field=field)
+
+
+def consent_refusal(
+    consent: DebitConsent | None, *, member_id: str, program: str, points: int, now: datetime
+) -> Refusal | None:
+    """Why ``consent`` does not authorize debiting ``points`` of ``program`` from ``member_id``
+    now, or ``None`` if it does. Whose it is comes first, so another member's consent tells
+    nothing more about itself."""
+    if consent is None:
+        return Refusal.CONSENT_UNKNOWN
+    if consent.member_id != member_id:
+        return Refusal.CONSENT_OTHER_MEMBER
+    if consent.program_id != program:
+        return Refusal.CONSENT_OTHER_PROGRAM
+    if consent.points != points:
+        return Refusal.CONSENT_OTHER_POINTS
+    if consent.used_at is not None:
+        return Refusal.CONSENT_USED
+    if consent.expires_at <= now:
+        return Refusal.CONSENT_EXPIRED
+    return None

@@ -1,0 +1,144 @@
+"""Debit consents: what lets a request under one partner's token spend points held at another.
+
+A member who arrives through partner B and wants to convert out of (or pay with) program A
+asks A for a consent first, under a token A asserted: :meth:`DebitConsents.grant`. The consent
+is bound to the member, to A and to the exact points; it lives a short while
+(``EXCHANGE_DEBIT_CONSENT_SECONDS``) and pays for one debit. Its id is a random 256-bit secret,
+shown once; only its SHA-256 is stored.
+
+Sagas call :func:`authorize_debit` in the unit of work that records their conversion or
+redemption: a presented consent is used there by one guarded ``UPDATE`` (unused, unexpired,
+the member's, the program's, the points'), so of two requests presenting it exactly one
+succeeds, and a request that fails later in that unit of work leaves it unused. A saga that
+then fails or is reversed does not give it back: it was used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, update
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.clock import Clock
+from exchange.db.database import Database
+from exchange.errors import BadUserInput
+from exchange.members.authority import (
+    AuthorityRequired,
+    DebitAuthority,
+    Refusal,
+    consent_refusal,
+    require_authority,
+    require_own_assertion,
+)
+from exchange.members.models import DebitConsent
+from exchange.pricing.limits import MAX_POINTS
+from exchange.programs import service as programs
+from exchange.settings import Settings
+
+#: Bytes of randomness in a consent's secret: 256 bits, so the stored SHA-256 needs no salt.
+SECRET_BYTES = 32
+#: An unused consent is forgotten this long after it expired (refused as expired until then).
+FORGET_AFTER = timedelta(days=1)
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class GrantedConsent:
+    """A consent just given: its secret (the client's only copy) and its terms."""
+
+    secret: str
+    consent: DebitConsent
+
+
+@dataclass
+class DebitConsents:
+    """Grants debit consents (the ``authorizeDebit`` mutation)."""
+
+    db: Database
+    clock: Clock
+    ttl: timedelta
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *, db: Database, clock: Clock) -> DebitConsents:
+        return cls(db=db, clock=clock, ttl=settings.debit_consent_ttl)
+
+    async def grant(self, *, member_id: str, asserted_by: str, program: str, points: int) -> GrantedConsent:
+        """The member's consent to one debit of ``points`` of ``program``, given under a token
+        ``program`` asserted (else :class:`~exchange.members.authority.AuthorityRequired`)."""
+        require_own_assertion(asserted_by, program, field="program")
+        if not 0 < points <= MAX_POINTS:
+            raise BadUserInput(f"points must be from 1 to {MAX_POINTS:,}, got {points:,}", field="points")
+        now = self.clock.now()
+        secret = secrets.token_urlsafe(SECRET_BYTES)
+        consent = DebitConsent(
+            secret_hash=secret_hash(secret),
+            member_id=member_id,
+            program_id=program,
+            points=points,
+            created_at=now,
+            expires_at=now + self.ttl,
+        )
+        async with self.db.transaction() as session:
+            await programs.get_program(session, program, field="program")
+            await session.exec(
+                delete(DebitConsent).where(  # type: ignore[call-overload]
+                    col(DebitConsent.used_at).is_(None), col(DebitConsent.expires_at) < now - FORGET_AFTER
+                )
+            )
+            session.add(consent)
+        return GrantedConsent(secret=secret, consent=consent)
+
+
+async def authorize_debit(
+    session: AsyncSession,
+    authority: DebitAuthority,
+    *,
+    member_id: str,
+    program: str,
+    points: int,
+    used_for: str,
+    now: datetime,
+    field: str,
+) -> None:
+    """Enforce the rule for debiting ``points`` of ``program`` from ``member_id``, inside the
+    unit of work that records the debit (``used_for``: ``conversion:<id>``, ...).
+
+    The token's own program needs nothing more; any other needs a consent. A presented
+    consent is always checked and used, whoever asserted the token, so that a request never
+    silently ignores what it was sent with.
+    """
+    require_authority(authority, program, field=field)
+    if authority.consent is None:
+        return
+    digest = secret_hash(authority.consent)
+    used = await session.exec(
+        update(DebitConsent)  # type: ignore[call-overload]
+        .where(
+            col(DebitConsent.secret_hash) == digest,
+            col(DebitConsent.member_id) == member_id,
+            col(DebitConsent.program_id) == program,
+            col(DebitConsent.points) == points,
+            col(DebitConsent.used_at).is_(None),
+            col(DebitConsent.expires_at) > now,
+        )
+        .values(used_at=now, used_for=used_for)
+    )
+    if used.rowcount == 1:
+        return
+    consent = await session.get(DebitConsent, digest)
+    refusal = consent_refusal(consent, member_id=member_id, program=program, points=points, now=now)
+    raise AuthorityRequired(
+        program,
+        refusal or Refusal.CONSENT_USED,  # it matched, yet another request used it meanwhile
+        field="consent",
+        points=points,
+        consented=consent.points if consent is not None else 0,
+    )

@@ -1,0 +1,209 @@
+"""The people service: creating accounts, signing in and out, and resuming sessions.
+
+It owns the units of work; the web front end and the CLI only translate to and from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
+
+from sqlalchemy import or_, update
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.auth import ratelimit
+from exchange.auth.hashing import hash_secret, new_client_secret, verify_secret
+from exchange.auth.principal import Principal
+from exchange.auth.scopes import Role
+from exchange.clock import Clock, SystemClock
+from exchange.db import migrate
+from exchange.db.database import Database
+from exchange.people import totp
+from exchange.people.accounts import PASSWORD_MAX_LENGTH, add_person, check_password, check_username, normalize_username
+from exchange.people.models import Person
+from exchange.people.sessions import SessionTimeouts, close_session, live_session, open_session, principal_for
+from exchange.settings import Settings
+
+#: Sign-in failures are counted with the token endpoint's failures, under keys that no OAuth
+#: client id has (those never hold a colon).
+RATE_LIMIT_PREFIX = "person:"
+
+
+@cache
+def _unknown_person_hash() -> str:
+    """A hash to verify against when nobody has the username, so that an unknown username
+    takes as long to refuse as a wrong password."""
+    return hash_secret(new_client_secret())
+
+
+def _password_matches(person: Person | None, password: str) -> bool:
+    """Argon2 verification (about 50 ms of CPU: run it off the event loop). Nobody's password
+    matches for an unknown username, after the same work as for a known one."""
+    if person is None:
+        verify_secret(_unknown_person_hash(), password)
+        return False
+    return verify_secret(person.password_hash, password)
+
+
+def rate_limit_key(username: str) -> str:
+    return RATE_LIMIT_PREFIX + username
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A live session: who it acts as, and the token its forms and htmx requests carry."""
+
+    principal: Principal
+    csrf_token: str
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A sign-in that succeeded: the new session's id (for the cookie, and nowhere else)."""
+
+    session_id: str
+    signed_in: SignedIn
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Wrong username, password or code: one answer for all, so that it tells nothing."""
+
+
+@dataclass(frozen=True)
+class Locked:
+    """Too many failures for this username: no attempt is judged for ``retry_after`` seconds."""
+
+    retry_after: int
+
+
+SignInOutcome = Opened | Refused | Locked
+
+
+@dataclass(frozen=True)
+class NewPerson:
+    person: Person
+    #: The ``otpauth://`` URI of the person's TOTP secret, to show them once; None without TOTP.
+    totp_uri: str | None
+
+
+class PeopleService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        key_secret: str,
+        failure_limit: ratelimit.FailureLimit,
+        timeouts: SessionTimeouts,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._key_secret = key_secret
+        self._limit = failure_limit
+        self.timeouts = timeouts
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *, db: Database, clock: Clock) -> PeopleService:
+        """Sign-in failures count against the token endpoint's limit and window."""
+        return cls(
+            db,
+            clock,
+            key_secret=settings.key_encryption_secret.get_secret_value(),
+            failure_limit=ratelimit.FailureLimit(
+                failures=settings.token_failure_limit, window=timedelta(seconds=settings.token_failure_window)
+            ),
+            timeouts=SessionTimeouts(
+                idle=timedelta(seconds=settings.session_idle_seconds),
+                lifetime=timedelta(seconds=settings.session_lifetime_seconds),
+            ),
+        )
+
+    async def create(
+        self, *, username: str, password: str, role: Role, program_id: str | None = None, with_totp: bool = False
+    ) -> NewPerson:
+        """A new person; with ``with_totp``, a TOTP secret too, whose URI is returned once."""
+        username = check_username(username)
+        check_password(password)
+        password_hash = await asyncio.to_thread(hash_secret, password)
+        secret = totp.new_totp_secret() if with_totp else None
+        async with self._db.transaction() as session:
+            person = await add_person(
+                session,
+                username=username,
+                role=role,
+                program_id=program_id,
+                password_hash=password_hash,
+                encrypted_totp_secret=totp.seal_secret(secret, username, self._key_secret) if secret else None,
+                now=self._clock.now(),
+            )
+        return NewPerson(person=person, totp_uri=totp.provisioning_uri(secret, username) if secret else None)
+
+    async def sign_in(self, username: str, password: str, code: str = "") -> SignInOutcome:
+        """Check a person's password (and TOTP code, if they have TOTP) and open a session.
+
+        Every failure counts against the username, whether or not anyone has it; at the limit
+        the username is locked for the rest of the window, right password or not.
+        """
+        now = self._clock.now()
+        username = normalize_username(username)
+        key = rate_limit_key(username)
+        async with self._db.transaction() as session:
+            wait = await ratelimit.retry_after(session, key, self._limit, now)
+            person = None if wait is not None else await session.get(Person, username)
+        if wait is not None:
+            return Locked(retry_after=wait)
+        verified = len(password) <= PASSWORD_MAX_LENGTH and await asyncio.to_thread(_password_matches, person, password)
+        step = None
+        if verified and person is not None and person.encrypted_totp_secret is not None:
+            secret = totp.open_secret(person.encrypted_totp_secret, person.username, self._key_secret)
+            step = totp.matching_step(secret, code, now)
+            verified = step is not None
+        async with self._db.transaction() as session:
+            if verified and step is not None:
+                verified = await _claim_totp_step(session, username, step)
+            if person is None or not verified:
+                await ratelimit.record_failure(session, key, self._limit, now)
+                return Refused()
+            session_id, row = await open_session(session, person, now, self.timeouts)
+        return Opened(session_id=session_id, signed_in=SignedIn(principal_for(row), row.csrf_token))
+
+    async def resume(self, session_id: str) -> SignedIn | None:
+        """The session a cookie names, if it is live."""
+        async with self._db.transaction() as session:
+            row = await live_session(session, session_id, self._clock.now(), self.timeouts)
+        return None if row is None else SignedIn(principal_for(row), row.csrf_token)
+
+    async def sign_out(self, session_id: str) -> None:
+        async with self._db.transaction() as session:
+            await close_session(session, session_id)
+
+
+async def _claim_totp_step(session: AsyncSession, username: str, step: int) -> bool:
+    """Record ``step`` as the person's last code, unless it (or a later one) was used already:
+    one conditional update, so two sign-ins with the same code cannot both pass."""
+    result = await session.exec(
+        update(Person)
+        .where(
+            col(Person.username) == username,
+            or_(col(Person.totp_last_step).is_(None), col(Person.totp_last_step) < step),
+        )
+        .values(totp_last_step=step)
+    )  # type: ignore[call-overload]
+    return bool(result.rowcount == 1)
+
+
+@asynccontextmanager
+async def people_service(settings: Settings, clock: Clock | None = None) -> AsyncIterator[PeopleService]:
+    """The service on the database ``settings`` name, for a command."""
+    await asyncio.to_thread(migrate.ensure_migrated, settings.database_url)
+    db = Database.from_url(settings.database_url)
+    try:
+        yield PeopleService.for_settings(settings, db=db, clock=clock or SystemClock())
+    finally:
+        await db.dispose()

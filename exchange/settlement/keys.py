@@ -1,0 +1,86 @@
+"""The keys settlement statements are signed with: a kind of :mod:`exchange.keyring` key of
+their own, apart from the OAuth server's token-signing keys.
+
+A partner's finance team verifies a statement it downloaded years ago, so a retired statement
+key stays published for the retention period (``EXCHANGE_STATEMENT_RETENTION_YEARS``, at least
+seven) after the last moment it may have signed, where a token key is published for about an
+hour. And a statement key never passes for a token key: the token verifier reads only the
+token keys' table, and statement keys are published in a document of their own
+(``/.well-known/statement-keys.json``), never in the JWKS that resource servers trust for
+tokens. Rotating either kind leaves the other alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.clock import Clock
+from exchange.db.database import Database
+from exchange.keyring import lifecycle
+from exchange.keyring.cache import KEY_REFRESH, PublishedKeys
+from exchange.settings import Settings
+from exchange.settlement.models import StatementKey
+
+Rotation = lifecycle.Rotation[StatementKey]
+
+
+def years_after(moment: datetime, years: int) -> datetime:
+    """The same moment ``years`` calendar years later (29 February becomes 1 March)."""
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:
+        return moment.replace(year=moment.year + years, month=3, day=1)
+
+
+class StatementKeys(PublishedKeys):
+    """The statement keys: the active one that signs, and the published document of every key
+    whose statements are still kept."""
+
+    rotate_command = "exchange keys rotate --statements"
+
+    def __init__(self, db: Database, secret: str, clock: Clock, *, retention_years: int) -> None:
+        super().__init__(db, secret, clock)
+        self.retention_years = retention_years
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *, db: Database, clock: Clock) -> StatementKeys:
+        return cls(
+            db,
+            settings.key_encryption_secret.get_secret_value(),
+            clock,
+            retention_years=settings.statement_retention_years,
+        )
+
+    def published_until(self, key: StatementKey) -> datetime | None:
+        """When a retired key leaves the published document: the retention period after the
+        last statement it may have signed (this process, or another that had not yet noticed
+        the rotation). ``None`` for the active key."""
+        if key.retired_at is None:
+            return None
+        return years_after(key.retired_at + KEY_REFRESH, self.retention_years)
+
+    def is_published(self, key: StatementKey, now: datetime) -> bool:
+        until = self.published_until(key)
+        return until is None or now < until
+
+    async def published(self, session: AsyncSession, now: datetime) -> Sequence[StatementKey]:
+        # One row per rotation, a handful in a decade: the rule is applied here, in exactly the
+        # form published_until states it, rather than restated as calendar arithmetic in SQL.
+        rows = (await session.exec(select(StatementKey).order_by(col(StatementKey.created_at).desc()))).all()
+        return [row for row in rows if self.is_published(row, now)]
+
+    async def ensure_active(self, session: AsyncSession) -> StatementKey:
+        """The active statement key, created on first start."""
+        return await lifecycle.ensure_active_key(session, StatementKey, self._secret, self._clock.now())
+
+    async def rotate(self, session: AsyncSession) -> Rotation:
+        """Retire the active key and make a new one active; the retired one stays published
+        until :meth:`published_until`. Every process signs with the new key within
+        :data:`KEY_REFRESH`."""
+        now = self._clock.now()
+        new, retired = await lifecycle.rotate_key(session, StatementKey, self._secret, now)
+        return lifecycle.Rotation(new=new, retired=retired, published=await self.published(session, now))

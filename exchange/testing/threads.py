@@ -1,0 +1,54 @@
+"""Serving an ASGI app from a thread with its own event loop, for synchronous tests.
+
+The browser tests drive Playwright's synchronous API, which cannot run inside an event loop;
+the gateway they talk to runs beside them in a thread, on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from starlette.types import ASGIApp
+
+from exchange.serving import RunningServer, start_server
+
+
+@contextmanager
+def serving_in_thread(app: ASGIApp, *, port: int = 0, timeout: float = 120) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 until the block ends; yields its base URL."""
+    started = threading.Event()
+    stop: asyncio.Event | None = None
+    found: dict[str, object] = {}
+
+    async def serve() -> None:
+        nonlocal stop
+        stop = asyncio.Event()
+        try:
+            running: RunningServer = await start_server(app, port=port, handle_signals=False)
+        except BaseException as failure:
+            found["failure"] = failure
+            started.set()
+            return
+        found["url"] = running.url
+        started.set()
+        await stop.wait()
+        await running.stop()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), name="gateway", daemon=True)
+    thread.start()
+    if not started.wait(timeout):
+        raise RuntimeError(f"the server did not start within {timeout} s")
+    if "failure" in found:
+        thread.join()
+        raise RuntimeError("the server failed to start") from found["failure"]  # type: ignore[misc]
+    try:
+        yield str(found["url"])
+    finally:
+        assert stop is not None
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout)
+        loop.close()

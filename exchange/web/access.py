@@ -1,0 +1,209 @@
+"""Who may open which page: one declared rule per route, deny by default.
+
+Declare a page with its rule::
+
+    Page("/periods", periods, rule=requires(Scope.SETTLEMENT_READ))
+
+The rules speak of the same :class:`~exchange.auth.principal.Principal` that GraphQL resolvers
+receive (a signed-in person's role, scopes and program), with the same words as
+:mod:`exchange.api.permissions`: :data:`PUBLIC`, :func:`roles`, :func:`requires` (any of the
+scopes), combined with ``&`` and ``|``. A page declared without a rule gets :data:`NOBODY`
+and refuses everyone; the web front end accepts no route that is not a :class:`Page`. Tenant
+checks (a partner's own program) belong to the services a page calls, as in GraphQL.
+
+The guard refuses before the page runs: without a session, a ``GET`` is sent to sign in and
+anything else is ``401``; with a session the rule does not admit, ``403``. Every request that
+is not ``GET``/``HEAD`` must carry the session's CSRF token (form field ``csrf_token``, or the
+``X-CSRF-Token`` header htmx sends), or it is ``403`` and the page does not run.
+"""
+
+from __future__ import annotations
+
+import abc
+import hmac
+from collections.abc import Awaitable, Callable, Collection
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from exchange.auth.principal import Principal
+from exchange.auth.scopes import Role, Scope
+from exchange.web.visitors import visitor_of
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+#: A form of the consoles is a few fields; a larger body is refused unread.
+MAX_FORM_BYTES = 65_536
+
+
+class Rule(abc.ABC):
+    """Who may open a page."""
+
+    @abc.abstractmethod
+    def allows(self, principal: Principal | None) -> bool:
+        """Whether ``principal`` (``None``: nobody is signed in) may open the page."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """The rule in words."""
+
+    @property
+    def is_public(self) -> bool:
+        return self.allows(None)
+
+    def __and__(self, other: Rule) -> Rule:
+        return AllOf(self, other)
+
+    def __or__(self, other: Rule) -> Rule:
+        return AnyOf(self, other)
+
+
+class Public(Rule):
+    def allows(self, principal: Principal | None) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return "anyone"
+
+
+class Nobody(Rule):
+    """What a page without a declared rule gets."""
+
+    def allows(self, principal: Principal | None) -> bool:
+        return False
+
+    def describe(self) -> str:
+        return "nobody (the page declares no rule)"
+
+
+class HasRole(Rule):
+    def __init__(self, roles: Collection[Role]) -> None:
+        self.roles = frozenset(roles)
+
+    def allows(self, principal: Principal | None) -> bool:
+        return principal is not None and principal.role in self.roles
+
+    def describe(self) -> str:
+        return "the role " + " or ".join(sorted(self.roles))
+
+
+class HasScope(Rule):
+    def __init__(self, scopes: Collection[Scope]) -> None:
+        self.scopes = frozenset(scopes)
+
+    def allows(self, principal: Principal | None) -> bool:
+        return principal is not None and not principal.scopes.isdisjoint(self.scopes)
+
+    def describe(self) -> str:
+        return "one of the scopes " + ", ".join(sorted(self.scopes))
+
+
+class AllOf(Rule):
+    def __init__(self, *rules: Rule) -> None:
+        self.rules = rules
+
+    def allows(self, principal: Principal | None) -> bool:
+        return all(rule.allows(principal) for rule in self.rules)
+
+    def describe(self) -> str:
+        return " and ".join(rule.describe() for rule in self.rules)
+
+
+class AnyOf(Rule):
+    def __init__(self, *rules: Rule) -> None:
+        self.rules = rules
+
+    def allows(self, principal: Principal | None) -> bool:
+        return any(rule.allows(principal) for rule in self.rules)
+
+    def describe(self) -> str:
+        return " or ".join(f"({rule.describe()})" for rule in self.rules)
+
+
+PUBLIC: Rule = Public()
+NOBODY: Rule = Nobody()
+
+
+def roles(*allowed: Role) -> Rule:
+    """A signed-in person of one of these roles."""
+    return HasRole(allowed)
+
+
+def requires(*scopes: Scope) -> Rule:
+    """A signed-in person holding at least one of ``scopes``."""
+    return HasScope(scopes)
+
+
+class Refusal(Exception):
+    """The guard refused the request; the web middleware answers with the page that says
+    why (``refused.html``, by ``reason``)."""
+
+    status_code = 403
+    reason = "forbidden"
+
+
+class SignInNeeded(Refusal):
+    status_code = 401
+    reason = "sign-in"
+
+
+class NotAllowed(Refusal):
+    status_code = 403
+    reason = "forbidden"
+
+
+class CsrfRefused(Refusal):
+    status_code = 403
+    reason = "csrf"
+
+
+class FormTooLarge(Refusal):
+    status_code = 413
+    reason = "too-large"
+
+
+class Page(Route):
+    """A route of the web front end, guarded by its ``rule`` (left out: :data:`NOBODY`)."""
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Endpoint,
+        *,
+        rule: Rule = NOBODY,
+        methods: Collection[str] = ("GET",),
+        name: str | None = None,
+    ) -> None:
+        self.rule = rule
+        self.page = endpoint
+
+        async def guarded(request: Request) -> Response:
+            visitor = visitor_of(request)
+            if not rule.allows(visitor.principal):
+                raise SignInNeeded() if visitor.principal is None else NotAllowed()
+            if request.method not in SAFE_METHODS:
+                await check_csrf(request, visitor.csrf_token)
+            return await endpoint(request)
+
+        super().__init__(path, guarded, methods=list(methods), name=name or endpoint.__name__)
+
+
+async def check_csrf(request: Request, expected: str) -> None:
+    """Refuse a request that does not carry ``expected`` (as a header, or a form field)."""
+    given = request.headers.get(CSRF_HEADER)
+    if given is None:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        length = request.headers.get("content-length")
+        if media_type not in FORM_MEDIA_TYPES or length is None or not length.isdigit():
+            raise CsrfRefused()
+        if int(length) > MAX_FORM_BYTES:
+            raise FormTooLarge()
+        field = (await request.form()).get(CSRF_FIELD)
+        given = field if isinstance(field, str) else None
+    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise CsrfRefused()

@@ -1,0 +1,52 @@
+"""Money and moments as a person reads them, by the rules of their locale (CLDR, via Babel).
+
+Amounts are exact: no digit is rounded away for display (an amount finer than the currency's
+usual digits shows all of its digits), and a float is refused. Moments are shown in the
+settlement time zone, the one whose calendar bounds periods and caps.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from babel import Locale
+from babel.dates import format_date as babel_format_date
+from babel.dates import format_datetime as babel_format_datetime
+from babel.numbers import format_currency, format_decimal
+
+from exchange.money import Currency
+
+
+def format_money(amount: Decimal, currency: Currency | str, locale: Locale) -> str:
+    """``amount`` of ``currency`` (a :class:`Currency` or an ISO 4217 code), e.g. ``NT$1,234.50``."""
+    if not isinstance(amount, Decimal):
+        raise TypeError(f"money is a Decimal, not {type(amount).__name__}")
+    code = currency.code if isinstance(currency, Currency) else currency
+    return format_currency(amount, code, locale=locale, decimal_quantization=False)
+
+
+def format_points(points: int, locale: Locale) -> str:
+    """A whole number of points with the locale's grouping, e.g. ``12,000``."""
+    if isinstance(points, bool) or not isinstance(points, int):
+        raise TypeError(f"points are an int, not {type(points).__name__}")
+    return format_decimal(points, locale=locale)
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("a moment to show must be timezone-aware (the exchange keeps UTC)")
+    return moment
+
+
+def format_moment(moment: datetime, zone: ZoneInfo, locale: Locale, form: str = "medium") -> str:
+    """Date and time of ``moment`` in ``zone``, e.g. ``Dec 1, 2026, 8:30:00 PM``."""
+    return babel_format_datetime(_aware(moment), form, tzinfo=zone, locale=locale)
+
+
+def format_day(day: date | datetime, zone: ZoneInfo, locale: Locale, form: str = "medium") -> str:
+    """The calendar day of ``day`` (a moment is first placed in ``zone``)."""
+    if isinstance(day, datetime):
+        day = _aware(day).astimezone(zone).date()
+    return babel_format_date(day, form, locale=locale)

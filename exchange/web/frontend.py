@@ -1,0 +1,63 @@
+"""The web front end, assembled: static files, the console and the portal, for ``create_app``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.routing import BaseRoute, Mount, Router
+from starlette.types import ASGIApp
+
+from exchange.clock import Clock
+from exchange.db.database import Database
+from exchange.errors import ConfigurationError
+from exchange.people.service import PeopleService
+from exchange.programs.catalog import CatalogCache
+from exchange.settings import Settings
+from exchange.web import console, portal
+from exchange.web.access import Page
+from exchange.web.middleware import WebMiddleware
+from exchange.web.security import CookiePolicy
+from exchange.web.static import STATIC_PATH, StaticAssets
+from exchange.web.templating import Pages
+
+
+class WebFrontEnd:
+    def __init__(self, *, people: PeopleService, catalog: CatalogCache, settings: Settings) -> None:
+        self.people = people
+        self.assets = StaticAssets()
+        self.pages = Pages(self.assets, settings.timezone)
+        # Cookies go over HTTPS only, except on a developer's machine.
+        self.cookies = CookiePolicy(secure=settings.environment != "development")
+        self.console = console.Console(people=people, pages=self.pages, cookies=self.cookies, catalog=catalog)
+        self.portal = portal.Portal(pages=self.pages)
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *, db: Database, clock: Clock, catalog: CatalogCache) -> WebFrontEnd:
+        return cls(people=PeopleService.for_settings(settings, db=db, clock=clock), catalog=catalog, settings=settings)
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Mount(STATIC_PATH, app=self.assets.app(), name="static"),
+            Mount(
+                console.CONSOLE_PATH,
+                app=self.guarded(self.console.routes(), sign_in_path=console.SIGN_IN_PATH, layout=console.LAYOUT),
+            ),
+            Mount(
+                portal.PORTAL_PATH,
+                app=self.guarded(self.portal.routes(), sign_in_path=portal.SIGN_IN_PATH, layout=portal.LAYOUT),
+            ),
+        ]
+
+    def guarded(self, routes: Sequence[BaseRoute], *, sign_in_path: str, layout: str) -> ASGIApp:
+        """``routes`` behind the web middleware; each must be a :class:`Page`, with its rule."""
+        for route in routes:
+            if not isinstance(route, Page):
+                raise ConfigurationError(f"{route!r} is not a Page: every web route declares who may open it")
+        return WebMiddleware(
+            Router(list(routes)),
+            people=self.people,
+            pages=self.pages,
+            cookies=self.cookies,
+            sign_in_path=sign_in_path,
+            layout=layout,
+        )

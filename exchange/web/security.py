@@ -1,0 +1,76 @@
+"""The web front end's cookies and response headers.
+
+Cookies are ``HttpOnly``, ``SameSite=Strict`` and ``Path=/``; outside development they are
+``Secure`` too, and take the ``__Host-`` prefix, which browsers accept only from HTTPS, for the
+whole host, with no ``Domain``: no subdomain and no plain-HTTP page can plant or overwrite them.
+
+Pages forbid inline scripts and styles (Content-Security-Policy ``script-src 'self'``), framing,
+and caching (they are somebody's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from starlette.responses import Response
+
+SESSION_COOKIE = "exchange_session"
+ANONYMOUS_CSRF_COOKIE = "exchange_form"
+LANGUAGE_COOKIE = "exchange_lang"
+#: A language choice is kept for a year.
+LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
+
+PAGE_CSP = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ]
+)
+
+
+def page_headers(*, secure: bool, content_security_policy: str = PAGE_CSP) -> dict[str, str]:
+    """Headers of every page (``secure``: the exchange runs behind HTTPS)."""
+    headers = {
+        "Content-Security-Policy": content_security_policy,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "same-origin",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
+    if secure:
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+    return headers
+
+
+@dataclass(frozen=True)
+class CookiePolicy:
+    secure: bool
+
+    def name(self, base: str) -> str:
+        return f"__Host-{base}" if self.secure else base
+
+    def read(self, cookies: Mapping[str, str], base: str) -> str | None:
+        return cookies.get(self.name(base))
+
+    def set(self, response: Response, base: str, value: str, *, max_age: int | None = None) -> None:
+        """Set a cookie; without ``max_age`` it lasts until the browser closes."""
+        response.set_cookie(
+            self.name(base),
+            value,
+            max_age=max_age,
+            path="/",
+            secure=self.secure,
+            httponly=True,
+            samesite="strict",
+        )
+
+    def delete(self, response: Response, base: str) -> None:
+        response.delete_cookie(self.name(base), path="/", secure=self.secure, httponly=True, samesite="strict")

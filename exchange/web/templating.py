@@ -1,0 +1,112 @@
+"""Rendering the pages: one Jinja2 environment, translated per request, with Babel's formats.
+
+Templates say every word through gettext (``{{ _("…") }}``, ``{% trans %}``), which looks the
+message up in the visitor's language; the filters format for that language too:
+
+* ``amount|money(currency)`` — a ``Decimal`` amount of a :class:`~exchange.money.Currency` (or
+  an ISO code), exact (see :mod:`exchange.web.formatting`);
+* ``points|points`` — a whole number of points;
+* ``moment|moment`` and ``moment|day`` — an aware datetime in the settlement time zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.runtime import Context
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from exchange.money import Currency
+from exchange.web.formatting import format_day, format_moment, format_money, format_points
+from exchange.web.i18n import LANGUAGES, Language
+from exchange.web.static import StaticAssets
+from exchange.web.visitors import visitor_of
+
+TEMPLATES_DIR = Path(__file__).with_name("templates")
+LANGUAGE_PARAMETER = "lang"
+
+
+def _language(context: Context) -> Language:
+    language = context["language"]
+    assert isinstance(language, Language)
+    return language
+
+
+@pass_context
+def _gettext(context: Context, message: str) -> str:
+    return _language(context).translations.gettext(message)
+
+
+@pass_context
+def _ngettext(context: Context, singular: str, plural: str, count: int) -> str:
+    return _language(context).translations.ngettext(singular, plural, count)
+
+
+def language_url(request: Request, language: Language) -> str:
+    """This page's address, asking for ``language`` (other query parameters kept)."""
+    query = [(name, value) for name, value in request.query_params.multi_items() if name != LANGUAGE_PARAMETER]
+    query.append((LANGUAGE_PARAMETER, language.tag))
+    return f"{request.url.path}?{urlencode(query)}"
+
+
+class Pages:
+    """Renders templates for a request: the visitor's language, session and CSRF token are in
+    every page's context (``language``, ``principal``, ``csrf_token``)."""
+
+    def __init__(self, assets: StaticAssets, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self.env = Environment(
+            loader=FileSystemLoader(TEMPLATES_DIR),
+            autoescape=select_autoescape(default=True),
+            undefined=StrictUndefined,
+            extensions=["jinja2.ext.i18n"],
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
+        self.env.globals.update(static_url=assets.url, languages=LANGUAGES)
+        self.env.filters.update(money=self._money, points=self._points, moment=self._moment, day=self._day)
+
+    def render(
+        self,
+        request: Request,
+        template: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> HTMLResponse:
+        visitor = visitor_of(request)
+        html = self.env.get_template(template).render(
+            request=request,
+            language=visitor.language,
+            principal=visitor.principal,
+            csrf_token=visitor.csrf_token,
+            language_url=lambda language: language_url(request, language),
+            **(context or {}),
+        )
+        return HTMLResponse(html, status_code=status_code, headers=dict(headers or {}))
+
+    @pass_context
+    def _money(self, context: Context, amount: Decimal, currency: Currency | str) -> str:
+        return format_money(amount, currency, _language(context).locale)
+
+    @pass_context
+    def _points(self, context: Context, points: int) -> str:
+        return format_points(points, _language(context).locale)
+
+    @pass_context
+    def _moment(self, context: Context, moment: datetime, form: str = "medium") -> str:
+        return format_moment(moment, self.zone, _language(context).locale, form)
+
+    @pass_context
+    def _day(self, context: Context, day: date | datetime, form: str = "medium") -> str:
+        return format_day(day, self.zone, _language(context).locale, form)

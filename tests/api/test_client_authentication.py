@@ -1,0 +1,161 @@
+"""How the OAuth endpoints authenticate a client, against a client that tries to cheat: one
+method per request, credentials beside an assertion are checked and must name its issuer,
+and only failures to authenticate count towards the failure rate limit."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import pytest
+
+from exchange.auth.clients import ClientCredentials
+from exchange.auth.scopes import Role
+from exchange.settings import Settings
+from exchange.testing.kit import ExchangeKit
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+CLIENT_CREDENTIALS = {"grant_type": "client_credentials"}
+
+
+def basic(text: str) -> dict[str, str]:
+    """An ``Authorization: Basic`` header holding exactly ``text`` (user name, maybe no colon)."""
+    return {"authorization": "Basic " + base64.b64encode(text.encode()).decode()}
+
+
+def mixed_attempts(victim: ClientCredentials, secret: str) -> list[tuple[dict[str, str], dict[str, str]]]:
+    """(headers, form) pairs that authenticate ``victim`` with ``secret`` one way and put a
+    decoy, or the same client, in another."""
+    client_id = victim.client.client_id
+    return [
+        (basic("decoy"), {"client_id": client_id, "client_secret": secret}),
+        (basic("decoy:decoy-secret"), {"client_id": client_id, "client_secret": secret}),
+        (basic(f"{client_id}:{secret}"), {"client_id": "decoy"}),
+        (basic(f"{client_id}:{secret}"), {"client_secret": "decoy-secret"}),
+        (basic(f"{client_id}:{secret}"), {"client_id": client_id}),
+    ]
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/introspect", "/oauth/revoke"])
+async def test_a_client_authenticating_two_ways_at_once_is_refused_even_with_its_right_secret(
+    kit: ExchangeKit, path: str
+) -> None:
+    victim = await kit.partner("formosa-air")
+    token = await kit.client_token(victim)
+    for headers, form in mixed_attempts(victim, victim.client_secret):
+        response = await kit.http.post(path, data={**CLIENT_CREDENTIALS, "token": token, **form}, headers=headers)
+        assert (response.status_code, response.json()["error"]) == (400, "invalid_request"), (headers, form)
+        assert "one way only" in response.json()["error_description"]
+    assert (await kit.graphql("{ viewer { role } }", token)).status_code == 200, "nothing was revoked"
+
+
+@pytest.mark.parametrize("attempt", range(3), ids=["basic-name-decoy", "basic-decoy", "form-decoy"])
+async def test_mixed_guesses_count_against_the_client_they_try_until_it_is_locked_out(
+    kit: ExchangeKit, gateway_settings: Settings, attempt: int
+) -> None:
+    victim = await kit.partner("formosa-air")
+    limit = gateway_settings.token_failure_limit
+    statuses = []
+    for guess in range(25):
+        headers, form = mixed_attempts(victim, f"guess-{guess}")[attempt]
+        response = await kit.http.post("/oauth/token", data={**CLIENT_CREDENTIALS, **form}, headers=headers)
+        statuses.append(response.status_code)
+    assert statuses == [400] * limit + [429] * (25 - limit)
+    locked = await kit.request_token(victim)
+    assert locked.status_code == 429, "the right secret waits out the window too"
+    form_post = await kit.http.post(
+        "/oauth/token",
+        data={**CLIENT_CREDENTIALS, "client_id": victim.client.client_id, "client_secret": victim.client_secret},
+    )
+    assert form_post.status_code == 429
+
+
+async def test_an_assertion_alone_or_with_its_issuers_right_credentials_gets_a_member_token(kit: ExchangeKit) -> None:
+    partner = await kit.partner("wallet-pay")
+    alone = await kit.request_member_token(await kit.assertion("wallet-pay", "alice"))
+    assert alone.status_code == 200, alone.text
+    with_basic = await kit.http.post(
+        "/oauth/token",
+        data={"grant_type": JWT_BEARER, "assertion": await kit.assertion("wallet-pay", "alice")},
+        auth=(partner.client.client_id, partner.client_secret),
+    )
+    assert with_basic.status_code == 200, with_basic.text
+    with_form = await kit.request_member_token(
+        await kit.assertion("wallet-pay", "alice"),
+        client_id=partner.client.client_id,
+        client_secret=partner.client_secret,
+    )
+    assert with_form.status_code == 200, with_form.text
+
+
+@pytest.mark.parametrize("how", ["basic", "form", "client_id only"])
+async def test_an_assertion_with_wrong_client_credentials_is_invalid_client(kit: ExchangeKit, how: str) -> None:
+    partner = await kit.partner("wallet-pay")
+    assertion = await kit.assertion("wallet-pay", "bob")
+    data = {"grant_type": JWT_BEARER, "assertion": assertion}
+    auth = None
+    if how == "basic":
+        auth = (partner.client.client_id, "not-the-secret")
+    elif how == "form":
+        data |= {"client_id": partner.client.client_id, "client_secret": "not-the-secret"}
+    else:
+        data |= {"client_id": partner.client.client_id}
+    response = await kit.http.post("/oauth/token", data=data, auth=auth)
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_client")
+    assert "access_token" not in response.json()
+
+
+async def test_another_partners_client_cannot_present_an_assertion(kit: ExchangeKit) -> None:
+    other = await kit.partner("fresh-mart")
+    assertion = await kit.assertion("wallet-pay", "carol")
+    response = await kit.http.post(
+        "/oauth/token",
+        data={"grant_type": JWT_BEARER, "assertion": assertion},
+        auth=(other.client.client_id, other.client_secret),
+    )
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_grant")
+    assert "not the client that authenticated" in response.json()["error_description"]
+    issuer = await kit.request_member_token(assertion)
+    assert issuer.status_code == 200, "the refused request did not use up the assertion"
+
+
+async def test_refusals_to_an_authenticated_client_do_not_lock_it_out(
+    kit: ExchangeKit, gateway_settings: Settings
+) -> None:
+    caller = await kit.new_client(Role.PARTNER, "harbor-bank")
+    auth = (caller.client.client_id, caller.client_secret)
+    others_token = await kit.partner_token("fresh-mart")
+    member_token = await kit.member_token("wallet-pay", "dave")
+    for _ in range(gateway_settings.token_failure_limit + 1):
+        for token in (others_token, member_token):
+            revoke = await kit.http.post("/oauth/revoke", data={"token": token}, auth=auth)
+            assert (revoke.status_code, revoke.json()["error"]) == (400, "invalid_grant"), "not its token (RFC 7009)"
+            introspect = await kit.http.post("/oauth/introspect", data={"token": token}, auth=auth)
+            assert introspect.json() == {"active": False}
+        widened = await kit.request_token(caller, scope="admin:read")
+        assert widened.json()["error"] == "invalid_scope"
+    assert (await kit.request_token(caller)).status_code == 200
+    assert (await kit.graphql("{ viewer { role } }", others_token)).status_code == 200
+
+
+async def test_wrong_secrets_beside_an_assertion_lock_out_its_issuer(
+    kit: ExchangeKit, gateway_settings: Settings
+) -> None:
+    partner = await kit.partner("tune-stream")
+    for _ in range(gateway_settings.token_failure_limit):
+        response = await kit.http.post(
+            "/oauth/token",
+            data={"grant_type": JWT_BEARER, "assertion": await kit.assertion("tune-stream", "alice")},
+            auth=(partner.client.client_id, "guess"),
+        )
+        assert response.status_code == 401
+    assert (await kit.request_member_token(await kit.assertion("tune-stream", "alice"))).status_code == 429
+
+
+async def test_an_undecodable_basic_header_is_still_a_second_method(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/oauth/token",
+        data={**CLIENT_CREDENTIALS, "client_id": "anyone", "client_secret": "anything"},
+        headers={"authorization": "Basic !!!"},
+    )
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")

@@ -1,0 +1,144 @@
+"""Statements outlive key rotation. A statement's JWS that a partner downloaded verifies with the
+documents the gateway publishes over HTTP alone after the token keys and the statement keys
+were rotated, and for as long as statements are kept; after that its key is withdrawn. A
+statement key never signs anything the gateway accepts as an access token."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from joserfc import jws, jwt
+from joserfc.errors import InvalidKeyIdError
+from joserfc.jwk import KeySet
+
+from exchange.app import create_app
+from exchange.auth import keys
+from exchange.auth.scopes import Role, Scope
+from exchange.auth.tokens import TOKEN_TYPE, access_token_claims
+from exchange.keyring.cache import KEY_REFRESH
+from exchange.loading import load_partners_directory
+from exchange.serving import serving
+from exchange.settings import Settings
+from exchange.settlement.keys import StatementKeys
+from exchange.settlement.statements import JWS_TYPE
+from exchange.testing.kit import ExchangeKit
+from tests.api.test_settlement_api import STATEMENT, close, post_last_month
+from tests.clocks import MovableClock
+
+STATEMENT_KEYS = "/.well-known/statement-keys.json"
+TOKEN_KEYS = "/.well-known/jwks.json"
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock(datetime.now(UTC))
+
+
+@pytest.fixture
+async def gateway(gateway_settings: Settings, clock: MovableClock) -> AsyncIterator[str]:
+    """A gateway whose clock the test moves (it decides key re-reads and which keys are published)."""
+    await load_partners_directory(gateway_settings)
+    async with serving(create_app(gateway_settings, clock=clock), port=gateway_settings.port) as server:
+        yield server.url
+
+
+@pytest.fixture
+def statement_keys(kit: ExchangeKit, clock: MovableClock) -> StatementKeys:
+    """The statement keys as an operator's command sees them, on the gateway's database."""
+    return StatementKeys.for_settings(kit.settings, db=kit.db, clock=clock)
+
+
+async def fetched(kit: ExchangeKit, path: str) -> KeySet:
+    response = await kit.http.get(path)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/jwk-set+json"
+    return KeySet.import_key_set(response.json())
+
+
+def kids(key_set: KeySet) -> set[str]:
+    return {str(key.kid) for key in key_set.keys}
+
+
+def verified(statement: dict[str, Any], key_set: KeySet) -> str:
+    """The statement's signed JSON, if its JWS verifies with ``key_set`` alone."""
+    signed = jws.deserialize_compact(statement["jws"], key_set, algorithms=["RS256"])
+    assert signed.protected == {"alg": "RS256", "kid": statement["keyId"], "typ": JWS_TYPE, "cty": "json"}
+    return signed.payload.decode()
+
+
+async def test_a_statement_downloaded_before_both_rotations_verifies_for_as_long_as_statements_are_kept(
+    kit: ExchangeKit, clock: MovableClock, statement_keys: StatementKeys
+) -> None:
+    period = await post_last_month(kit)
+    await close(kit, period)
+    partner = await kit.partner_token("wallet-pay")
+    downloaded = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
+    first_kid = downloaded["keyId"]
+
+    secret = kit.settings.key_encryption_secret.get_secret_value()
+    lifetime = timedelta(seconds=kit.settings.access_token_lifetime)
+    async with kit.db.transaction() as session:
+        token_rotation = await keys.rotate_signing_key(session, secret, clock.now(), lifetime)
+    clock.advance(KEY_REFRESH)
+    after_tokens = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
+    assert after_tokens["keyId"] == first_kid, "rotating the token keys leaves statements' keys alone"
+
+    async with kit.db.transaction() as session:
+        rotation = await statement_keys.rotate(session)
+    clock.advance(KEY_REFRESH)
+    refetched = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
+    assert rotation.retired is not None and rotation.retired.kid == first_kid
+    assert refetched["keyId"] == rotation.new.kid != first_kid and refetched["json"] == downloaded["json"]
+
+    published = await fetched(kit, STATEMENT_KEYS)
+    assert kids(published) == {first_kid, rotation.new.kid}
+    assert verified(downloaded, published) == verified(refetched, published) == downloaded["json"]
+    assert token_rotation.retired is not None
+    old_token_kid = token_rotation.retired.kid
+    token_kids = kids(await fetched(kit, TOKEN_KEYS))
+    assert token_kids == {token_rotation.new.kid, old_token_kid}
+    assert not token_kids & kids(published), "the two kinds of key are published apart"
+
+    until = statement_keys.published_until(rotation.retired)
+    assert until is not None and until.year == clock.now().year + kit.settings.statement_retention_years
+    clock.current = until - timedelta(days=1)
+    years_later = await fetched(kit, STATEMENT_KEYS)
+    assert verified(downloaded, years_later) == downloaded["json"]
+    assert old_token_kid not in kids(await fetched(kit, TOKEN_KEYS)), "the old token key left long ago"
+
+    clock.current = until + KEY_REFRESH  # past the retention, and the gateway has re-read its keys
+    withdrawn = await fetched(kit, STATEMENT_KEYS)
+    assert kids(withdrawn) == {rotation.new.kid}
+    with pytest.raises(InvalidKeyIdError):
+        jws.deserialize_compact(downloaded["jws"], withdrawn, algorithms=["RS256"])
+    assert verified(refetched, withdrawn) == downloaded["json"]
+
+
+@pytest.mark.parametrize("typ", [TOKEN_TYPE, JWS_TYPE])
+async def test_an_access_token_signed_with_a_statement_key_is_refused(
+    kit: ExchangeKit, statement_keys: StatementKeys, typ: str
+) -> None:
+    """Well-formed token claims signed with the active statement key, whatever the ``typ``."""
+    key = await statement_keys.signing_key()
+    claims = access_token_claims(
+        issuer=kit.settings.issuer_url,
+        audience=kit.settings.audience,
+        client_id="admin-forged",
+        role=Role.ADMIN,
+        scopes=frozenset({Scope.ADMIN_READ}),
+        subject="admin-forged",
+        now=datetime.now(UTC),
+        lifetime=timedelta(minutes=5),
+    )
+    forged = jwt.encode({"alg": "RS256", "typ": typ, "kid": key.kid}, claims, key, algorithms=["RS256"])
+    response = await kit.graphql("{ viewer { role } }", forged)
+    assert response.status_code == 401
+    reason = response.json()["errors"][0]["message"]
+    assert reason == (
+        "the token is not signed by a published key of this exchange"
+        if typ == TOKEN_TYPE
+        else f"not an access token (typ must be {TOKEN_TYPE})"
+    )
+    assert str(key.kid) in kids(await fetched(kit, STATEMENT_KEYS))

@@ -1,0 +1,217 @@
+"""People's accounts, sign-in and sessions, on SQLite and PostgreSQL; and `exchange people create`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyotp
+import pytest
+from sqlmodel import select
+
+from exchange.auth.ratelimit import FailureLimit
+from exchange.auth.scopes import ROLE_SCOPES, Role
+from exchange.db.database import Database
+from exchange.errors import BadUserInput, ExchangeError
+from exchange.loading import load_partners_directory
+from exchange.people import totp
+from exchange.people.models import Person, WebSession
+from exchange.people.service import Locked, Opened, PeopleService, Refused
+from exchange.people.sessions import SessionTimeouts, hash_session_id
+from exchange.settings import Settings
+from tests.clocks import MovableClock
+from tests.conftest import SAMPLE_PARTNERS
+
+KEY_SECRET = "a key-encryption secret for the people tests"
+PASSWORD = "correct horse battery staple"
+LIMIT = FailureLimit(failures=3, window=timedelta(seconds=60))
+TIMEOUTS = SessionTimeouts(idle=timedelta(minutes=30), lifetime=timedelta(hours=12))
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock(datetime(2026, 12, 1, 12, 0, 10, tzinfo=UTC))
+
+
+@pytest.fixture
+async def people(database_url: str, db: Database, clock: MovableClock) -> AsyncIterator[PeopleService]:
+    await load_partners_directory(Settings(database_url=database_url, partners_dir=SAMPLE_PARTNERS))
+    yield PeopleService(db, clock, key_secret=KEY_SECRET, failure_limit=LIMIT, timeouts=TIMEOUTS)
+
+
+async def test_a_person_is_stored_with_a_password_hash_and_a_sealed_totp_secret(
+    people: PeopleService, db: Database
+) -> None:
+    created = await people.create(username=" Alice ", password=PASSWORD, role=Role.SETTLEMENT, with_totp=True)
+    assert created.person.username == "alice"
+    assert created.totp_uri is not None
+    secret = pyotp.parse_uri(created.totp_uri).secret
+    async with db.transaction() as session:
+        row = await session.get(Person, "alice")
+    assert row is not None and row.role == "settlement" and row.program_id is None
+    assert row.password_hash.startswith("$argon2id$") and PASSWORD not in row.password_hash
+    assert row.encrypted_totp_secret is not None and secret not in row.encrypted_totp_secret
+    plain = await people.create(username="bob", password=PASSWORD, role=Role.ADMIN)
+    assert plain.totp_uri is None and plain.person.encrypted_totp_secret is None
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "role", "program_id", "field"),
+    [
+        ("", PASSWORD, Role.ADMIN, None, "username"),
+        ("has space", PASSWORD, Role.ADMIN, None, "username"),
+        ("x" * 49, PASSWORD, Role.ADMIN, None, "username"),
+        ("carol", "too short", Role.ADMIN, None, "password"),
+        ("carol", PASSWORD, Role.PARTNER, None, "partner"),
+        ("carol", PASSWORD, Role.SETTLEMENT, "formosa-air", "partner"),
+        ("carol", PASSWORD, Role.PARTNER, "no-such-program", "partner"),
+        ("carol", PASSWORD, Role.MEMBER, None, "role"),
+    ],
+)
+async def test_impossible_people_are_refused_naming_the_field(
+    people: PeopleService, db: Database, username: str, password: str, role: Role, program_id: str | None, field: str
+) -> None:
+    with pytest.raises(ExchangeError) as refused:
+        await people.create(username=username, password=password, role=role, program_id=program_id)
+    assert refused.value.field == field
+    async with db.transaction() as session:
+        assert (await session.exec(select(Person))).all() == []
+
+
+async def test_a_username_is_taken_once(people: PeopleService) -> None:
+    await people.create(username="dave", password=PASSWORD, role=Role.ADMIN)
+    with pytest.raises(BadUserInput, match="already a person named 'dave'"):
+        await people.create(username="DAVE", password=PASSWORD, role=Role.SETTLEMENT)
+
+
+async def test_signing_in_opens_a_session_acting_as_the_persons_role_and_program(
+    people: PeopleService, db: Database, clock: MovableClock
+) -> None:
+    await people.create(username="erin", password=PASSWORD, role=Role.PARTNER, program_id="formosa-air")
+    outcome = await people.sign_in("Erin", PASSWORD)
+    assert isinstance(outcome, Opened)
+    principal = outcome.signed_in.principal
+    assert (principal.role, principal.program_id, principal.subject) == (Role.PARTNER, "formosa-air", "erin")
+    assert principal.scopes == ROLE_SCOPES[Role.PARTNER]
+    assert principal.client_id == "console:erin"
+    assert principal.expires_at == clock.now() + TIMEOUTS.lifetime
+    async with db.transaction() as session:
+        rows = (await session.exec(select(WebSession))).all()
+    assert [row.id_hash for row in rows] == [hash_session_id(outcome.session_id)]
+    assert outcome.session_id not in rows[0].id_hash and len(outcome.session_id) >= 43
+    resumed = await people.resume(outcome.session_id)
+    assert resumed == outcome.signed_in
+
+
+async def test_a_wrong_password_or_an_unknown_username_is_refused_alike_and_counted(
+    people: PeopleService, clock: MovableClock
+) -> None:
+    await people.create(username="frank", password=PASSWORD, role=Role.ADMIN)
+    assert isinstance(await people.sign_in("frank", "wrong password!!"), Refused)
+    assert isinstance(await people.sign_in("nobody", PASSWORD), Refused)
+    assert isinstance(await people.sign_in("frank", PASSWORD), Opened)
+
+
+async def test_after_the_limit_a_username_is_locked_even_with_the_right_password_until_the_window_closes(
+    people: PeopleService, clock: MovableClock
+) -> None:
+    await people.create(username="grace", password=PASSWORD, role=Role.ADMIN)
+    await people.create(username="heidi", password=PASSWORD, role=Role.ADMIN)
+    for _ in range(LIMIT.failures):
+        assert isinstance(await people.sign_in("grace", "wrong password!!"), Refused)
+    clock.advance(timedelta(seconds=20))
+    locked = await people.sign_in("GRACE", PASSWORD)
+    assert isinstance(locked, Locked) and locked.retry_after == 40
+    assert isinstance(await people.sign_in("heidi", PASSWORD), Opened), "another username is not locked"
+    clock.advance(timedelta(seconds=40))
+    assert isinstance(await people.sign_in("grace", PASSWORD), Opened)
+
+
+async def test_with_totp_the_current_code_is_needed_and_used_once(people: PeopleService, clock: MovableClock) -> None:
+    created = await people.create(username="ivan", password=PASSWORD, role=Role.SETTLEMENT, with_totp=True)
+    assert created.totp_uri is not None
+    secret = pyotp.parse_uri(created.totp_uri).secret
+    code = totp.code_at(secret, clock.now())
+    assert isinstance(await people.sign_in("ivan", PASSWORD), Refused), "no code"
+    assert isinstance(await people.sign_in("ivan", PASSWORD, "000000" if code != "000000" else "111111"), Refused)
+    assert isinstance(await people.sign_in("ivan", PASSWORD, code), Opened)
+    clock.advance(timedelta(seconds=5))
+    assert isinstance(await people.sign_in("ivan", PASSWORD, code), Refused), "a used code is not accepted again"
+    clock.advance(LIMIT.window)
+    assert isinstance(await people.sign_in("ivan", PASSWORD, totp.code_at(secret, clock.now())), Opened)
+
+
+async def test_a_session_ends_when_idle_for_too_long(people: PeopleService, db: Database, clock: MovableClock) -> None:
+    await people.create(username="judy", password=PASSWORD, role=Role.ADMIN)
+    opened = await people.sign_in("judy", PASSWORD)
+    assert isinstance(opened, Opened)
+    clock.advance(TIMEOUTS.idle - timedelta(seconds=1))
+    assert await people.resume(opened.session_id) is not None, "a request keeps it alive"
+    clock.advance(TIMEOUTS.idle - timedelta(seconds=1))
+    assert await people.resume(opened.session_id) is not None
+    clock.advance(TIMEOUTS.idle)
+    assert await people.resume(opened.session_id) is None
+    async with db.transaction() as session:
+        assert (await session.exec(select(WebSession))).all() == []
+
+
+async def test_a_busy_session_ends_at_its_absolute_expiry(people: PeopleService, clock: MovableClock) -> None:
+    await people.create(username="ken", password=PASSWORD, role=Role.ADMIN)
+    opened = await people.sign_in("ken", PASSWORD)
+    assert isinstance(opened, Opened)
+    while clock.now() + TIMEOUTS.idle / 2 < opened.signed_in.principal.expires_at:
+        clock.advance(TIMEOUTS.idle / 2)
+        assert await people.resume(opened.session_id) is not None
+    clock.advance(TIMEOUTS.idle / 2)
+    assert await people.resume(opened.session_id) is None
+
+
+async def test_signing_out_deletes_the_session(people: PeopleService, db: Database) -> None:
+    await people.create(username="leo", password=PASSWORD, role=Role.ADMIN)
+    first, second = await people.sign_in("leo", PASSWORD), await people.sign_in("leo", PASSWORD)
+    assert isinstance(first, Opened) and isinstance(second, Opened)
+    await people.sign_out(first.session_id)
+    assert await people.resume(first.session_id) is None
+    assert await people.resume(second.session_id) is not None, "only that session ends"
+    assert await people.resume("made-up") is None
+
+
+EXCHANGE = str(Path(sys.executable).with_name("exchange"))
+
+
+def exchange_command(*argv: str, stdin: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [EXCHANGE, *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "EXCHANGE_DATABASE_URL": database_url, "EXCHANGE_PARTNERS_DIR": str(SAMPLE_PARTNERS)},
+        check=False,
+    )
+
+
+def test_the_cli_creates_people_with_the_password_from_standard_input(pg_database_url: str) -> None:
+    assert exchange_command("partners", "load", stdin="", database_url=pg_database_url).returncode == 0
+    created = exchange_command(
+        "people", "create", "--username", "mia", "--role", "partner", "--partner", "formosa-air", "--totp",
+        stdin=PASSWORD + "\n",
+        database_url=pg_database_url,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert "created mia: role partner for program formosa-air" in created.stdout
+    assert "otpauth://totp/Coalition%20points%20exchange:mia?secret=" in created.stdout
+    assert PASSWORD not in created.stdout + created.stderr
+    short = exchange_command(
+        "people", "create", "--username", "ned", "--role", "admin", stdin="short\n", database_url=pg_database_url
+    )
+    assert short.returncode == 2 and "a password is 12 to 256 characters long" in short.stderr
+    on_argv = exchange_command(
+        "people", "create", "--username", "ned", "--role", "admin", "--password", PASSWORD,
+        stdin="", database_url=pg_database_url,
+    )  # fmt: skip
+    assert on_argv.returncode == 2 and "No such option '--password'" in on_argv.stderr

@@ -1,0 +1,54 @@
+"""Money, points and moments as the pages show them, per locale."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from exchange.money import Currency
+from exchange.web.formatting import format_day, format_moment, format_money, format_points
+from exchange.web.i18n import ENGLISH, TRADITIONAL_CHINESE
+
+TAIPEI = ZoneInfo("Asia/Taipei")
+TWD = Currency("TWD", 2)
+
+
+def test_money_is_formatted_by_each_locales_rules() -> None:
+    assert format_money(Decimal("1234.5"), TWD, ENGLISH.locale) == "NT$1,234.50"
+    assert format_money(Decimal("1234.5"), "TWD", TRADITIONAL_CHINESE.locale) == "$1,234.50"
+    assert format_money(Decimal("-3"), "USD", TRADITIONAL_CHINESE.locale) == "-US$3.00"
+
+
+def test_money_keeps_every_digit_it_has() -> None:
+    assert format_money(Decimal("0.125"), TWD, ENGLISH.locale) == "NT$0.125"
+    assert format_money(Decimal("0.000001"), TWD, ENGLISH.locale) == "NT$0.000001"
+
+
+@pytest.mark.parametrize("amount", [0.1, 1, "1.00"])
+def test_money_that_is_not_a_decimal_is_refused(amount: object) -> None:
+    with pytest.raises(TypeError, match="Decimal"):
+        format_money(amount, TWD, ENGLISH.locale)  # type: ignore[arg-type]
+
+
+def test_points_are_whole_numbers_grouped_by_the_locale() -> None:
+    assert format_points(1_234_567, ENGLISH.locale) == "1,234,567"
+    with pytest.raises(TypeError):
+        format_points(Decimal("1"), ENGLISH.locale)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        format_points(True, ENGLISH.locale)
+
+
+def test_moments_are_shown_in_the_settlement_time_zone() -> None:
+    moment = datetime(2026, 12, 31, 17, 30, tzinfo=UTC)  # 01:30 on 1 January in Taipei
+    assert format_moment(moment, TAIPEI, ENGLISH.locale) == "Jan 1, 2027, 1:30:00\u202fAM"
+    assert format_moment(moment, TAIPEI, TRADITIONAL_CHINESE.locale) == "2027年1月1日 凌晨1:30:00"
+    assert format_day(moment, TAIPEI, ENGLISH.locale) == "Jan 1, 2027"
+    assert format_day(date(2026, 12, 31), TAIPEI, TRADITIONAL_CHINESE.locale) == "2026年12月31日"
+
+
+def test_a_naive_moment_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        format_moment(datetime(2026, 12, 1, 12, 0), TAIPEI, ENGLISH.locale)
