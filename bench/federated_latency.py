@@ -10,13 +10,14 @@ alone: that concurrent figure is the floor for anyone federating the five, and t
 (the gateway's p50 within 10 ms of the slowest partner) is measured against it. Both gaps
 are printed.
 
-    .venv/bin/python bench/federated_latency.py [--requests 200]
+    .venv/bin/python bench/federated_latency.py [--requests 200] [--profile FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import statistics
 import time
 
@@ -49,7 +50,11 @@ async def main(arguments: argparse.Namespace) -> None:
 
         for _ in range(20):
             await federated()
+        profiler = stack.profile_gateway(arguments.profile, 3600) if arguments.profile else None
         gateway = [await timed(federated) for _ in range(arguments.requests)]
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy stops and writes what it sampled
+            profiler.wait()
 
         partner_times = {}
         declarations = {p.id: p for p in read_partners_directory(stack.settings.partners_dir).programs}
@@ -93,4 +98,5 @@ async def main(arguments: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--profile", metavar="FILE", help="sample the gateway with py-spy while it answers, into FILE")
     asyncio.run(main(parser.parse_args()))

@@ -20,7 +20,7 @@ class MemberQueries:
     )
     async def me(self, info: Info[Context, None]) -> Member | None:
         member_id = str(info.context.caller().member_id)
-        async with info.context.services.db.transaction() as session:
+        async with info.context.services.db.autocommit() as session:  # one read
             row, accounts = await members.member_with_accounts(session, member_id)
         return Member.from_rows(row, accounts)
 
