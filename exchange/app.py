@@ -17,7 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from exchange.api import records
 from exchange.api.authentication import BearerTokenBackend, refuse_token
+from exchange.api.bodylimit import BodyLimit
 from exchange.api.context import Services
 from exchange.api.http import GraphQLView
 from exchange.api.schema import build_schema
@@ -146,20 +148,16 @@ def create_app(
 
     graphql = GraphQLView(build_schema(settings), services)
     web = WebFrontEnd.for_settings(settings, db=db, clock=clock, catalog=catalog)
+    bearer_tokens = Middleware(AuthenticationMiddleware, backend=BearerTokenBackend(verifier), on_error=refuse_token)
     app = Starlette(
         routes=[
+            # Every method reaches the view, which refuses all but GET and POST in GraphQL's shape.
             Route(
                 "/graphql",
                 graphql,
-                methods=["GET", "POST"],
-                middleware=[
-                    Middleware(
-                        AuthenticationMiddleware,
-                        backend=BearerTokenBackend(verifier),
-                        on_error=refuse_token,
-                    )
-                ],
+                middleware=[Middleware(BodyLimit, max_bytes=settings.max_request_bytes), bearer_tokens],
             ),
+            Route(records.PATH, records.RecordsUpload(settlement).put, methods=["PUT"], middleware=[bearer_tokens]),
             *oauth.routes(),
             statement_keys_route(settlement.keys),
             *web.routes(),

@@ -25,6 +25,9 @@ ROUND_POINTS_CHARGED = ROUND_UP
 
 #: Fractional digits a program's point value may carry (1000 points = 33 TWD needs 3).
 POINT_VALUE_SCALE = 6
+#: Digits a money amount may have before its point (999,999,999,999,999.99): its minor units,
+#: with up to three decimals, fit the 64-bit integer columns amounts are stored in.
+MAX_MONEY_INTEGER_DIGITS = 15
 
 
 def parse_decimal(value: object) -> Decimal:
@@ -86,7 +89,12 @@ class Currency:
         return self.from_minor(round(Fraction(amount) * 10**self.minor_units))
 
     def to_minor(self, amount: Decimal) -> int:
-        """Exact amount in minor units; refuses an amount finer than the minor unit."""
+        """Exact amount in minor units; refuses an amount finer than the minor unit, or with more
+        than :data:`MAX_MONEY_INTEGER_DIGITS` digits before its point."""
+        if not amount.is_finite() or (amount and amount.adjusted() >= MAX_MONEY_INTEGER_DIGITS):
+            raise ValueError(
+                f"{amount} {self.code} is out of range: at most {MAX_MONEY_INTEGER_DIGITS} digits before the point"
+            )
         minor = amount.scaleb(self.minor_units)
         if minor != minor.to_integral_value():
             raise ValueError(f"{amount} {self.code} is finer than the currency's minor unit")

@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=10, ge=1, description="Deepest GraphQL selection a request may nest.")
     max_query_tokens: int = Field(default=2000, ge=1, description="Most tokens a GraphQL document may hold.")
     max_query_aliases: int = Field(default=15, ge=1, description="Most aliases a GraphQL document may use.")
+    max_request_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description="Largest body a GraphQL request may have, in bytes; a larger one is answered 413 unread.",
+    )
     partner_retry_attempts: int = Field(
         default=3,
         ge=1,

@@ -6,15 +6,26 @@ execution (a parse, validation or variable-coercion failure) is a 400 with no ``
 This view answers in the media type the client accepts and sets those statuses, and answers
 ``401`` with ``WWW-Authenticate: Bearer`` when an operation without a token was refused
 before execution (see :mod:`exchange.api.authentication`).
+
+What Strawberry refuses before GraphQL runs (a body that is not UTF-8, not JSON or not a JSON
+object, batches, a mutation over GET, an unknown operation name, a method other than GET and
+POST) it answers in plain text; here those are GraphQL-shaped errors with ``extensions.code``
+(:mod:`exchange.api.refusals`): 400, 405 with ``Allow``, or 415 for a body that is not JSON.
 """
 
 from __future__ import annotations
 
+import json
+from typing import Any, NoReturn
+
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema import BaseSchema
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
@@ -22,8 +33,11 @@ from exchange.api.authentication import principal_of, www_authenticate
 from exchange.api.context import Context, Services
 from exchange.api.errors import to_client_error
 from exchange.api.media import GRAPHQL_RESPONSE_JSON, response_media_type
+from exchange.api.refusals import refusal
 from exchange.errors import ErrorCode
 from exchange.web.graphiql import graphiql_response
+
+JSON_MEDIA_TYPE = "application/json"
 
 
 def refused_for_want_of_a_token(response: GraphQLHTTPResponse) -> bool:
@@ -41,10 +55,60 @@ def never_executed(result: ExecutionResult) -> bool:
     return result.data is None and bool(result.errors) and all(error.path is None for error in result.errors)
 
 
+def _not_json(constant: str) -> NoReturn:
+    raise HTTPException(400, f"the request body is not JSON: {constant} is not a JSON value")
+
+
 class GraphQLView(GraphQL[Context, None]):
     def __init__(self, schema: BaseSchema, services: Services) -> None:
         super().__init__(schema)
         self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as refused:
+            allow = (
+                {"Allow": "POST" if request.method == "GET" else "GET, POST"} if refused.status_code == 405 else None
+            )
+            response = refusal(request.headers, refused.status_code, refused.reason, headers=allow)
+        await response(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """The body (or a GET parameter) as JSON: UTF-8 text, an object or a list, no NaN."""
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise HTTPException(400, "the request body is not UTF-8 text") from None
+        value = json.loads(data, parse_constant=_not_json)
+        if not isinstance(value, (dict, list)):
+            raise HTTPException(400, 'expected a JSON object, such as {"query": "{ programs { id } }"}')
+        return value
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[GraphQLRequestData]:
+        if request.method == "POST":
+            media_type = (request.content_type or "").split(";")[0].strip().lower()
+            if media_type != JSON_MEDIA_TYPE:
+                raise HTTPException(415, f"send the request as {JSON_MEDIA_TYPE}")
+        data = await super().parse_http_body(request)
+        for item in data if isinstance(data, list) else [data]:
+            if not isinstance(item.operation_name, (str, type(None))):
+                raise HTTPException(400, "the operation's `operationName` must be a string or null, if provided.")
+        return data
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as refused:
+            # A mutation over GET is a method not allowed (GraphQL over HTTP), not a bad request.
+            if isinstance(refused.__cause__, InvalidOperationTypeError):
+                raise HTTPException(405, refused.reason) from None
+            raise
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
         return Context(services=self.services, request=request, response=response, principal=principal_of(request))

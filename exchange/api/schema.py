@@ -18,22 +18,26 @@ from strawberry.types import ExecutionContext
 
 from exchange.api.authentication import TokenRequired
 from exchange.api.errors import log_unexpected
+from exchange.api.inputs import enforce_input_rules
 from exchange.api.permissions import Rule, enforce_field_rules
 from exchange.api.roots import Mutation, Query
+from exchange.api.scalars import SCALARS
 from exchange.settings import Settings
 
 
 class ExchangeSchema(strawberry.Schema):
-    """A schema whose every field has an authorization rule, and that logs only unexpected
-    errors (with their trace).
+    """A schema whose every field has an authorization rule, whose every string argument is
+    checked against its declared limit, and that logs only unexpected errors (with their trace).
 
     ``field_rules`` maps ``Type.field`` to its rule; a field declared without one refuses
-    everyone (see :mod:`exchange.api.permissions`).
+    everyone (see :mod:`exchange.api.permissions`). Strings: :mod:`exchange.api.inputs`;
+    ``Decimal`` and ``DateTime`` values: :mod:`exchange.api.scalars`.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, scalar_overrides=SCALARS, **kwargs)
         self.field_rules: dict[str, Rule] = enforce_field_rules(self)
+        enforce_input_rules(self)
 
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         log_unexpected(errors)

@@ -27,9 +27,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth.errors import AssertionRejected
-from exchange.auth.models import PartnerAssertionKey, UsedAssertion
+from exchange.auth.models import CLIENT_ID_LENGTH, JTI_LENGTH, KID_LENGTH, PartnerAssertionKey, UsedAssertion
 from exchange.db import dialects
 from exchange.errors import BadUserInput, NotFound
+from exchange.members.models import MEMBER_REF_MAX_LENGTH
+from exchange.text import text_problem
 
 #: What partners may sign with. ``Ed25519`` is RFC 9864's name for what ``EdDSA`` meant.
 ASSERTION_ALGORITHMS = ("RS256", "ES256", "Ed25519", "EdDSA")
@@ -39,6 +41,8 @@ MAX_ASSERTION_LIFETIME = timedelta(hours=1)
 #: Clock difference tolerated between a partner and the exchange.
 ASSERTION_LEEWAY_SECONDS = 60
 MINIMUM_RSA_BITS = 2048
+#: The longest public key text taken (an RSA 4096 JWK or PEM is under 1 KiB).
+PUBLIC_KEY_LENGTH = 16_384
 
 PublicKey = RSAKey | ECKey | OKPKey
 
@@ -74,6 +78,8 @@ def parse_public_key(text: str) -> PublicKey:
     if isinstance(key, OKPKey) and key.curve_name != "Ed25519":
         raise InvalidAssertionKey("must be an Ed25519 key")
     key.ensure_kid()
+    if problem := text_problem(str(key.kid), KID_LENGTH, min_length=1, printable=True):
+        raise InvalidAssertionKey(f"kid {problem}")
     return key
 
 
@@ -162,11 +168,29 @@ def verify_assertion(assertion: str, keys: KeySet, *, audiences: Sequence[str], 
         raise AssertionRejected(f"the assertion lacks a claim: {error.description}") from None
     except JoseError as error:
         raise AssertionRejected(f"the assertion's claims are invalid: {error.description}") from None
+    _check_claim_values(token.claims)
     if token.claims["exp"] - now.timestamp() > MAX_ASSERTION_LIFETIME.total_seconds():
         raise AssertionRejected(
             f"the assertion is valid for too long (at most {int(MAX_ASSERTION_LIFETIME.total_seconds())} s)"
         )
     return token.claims
+
+
+#: The text claims an assertion must carry, and the longest each may be (what is kept of them).
+_TEXT_CLAIMS = {"iss": CLIENT_ID_LENGTH, "sub": MEMBER_REF_MAX_LENGTH, "jti": JTI_LENGTH}
+
+
+def _check_claim_values(claims: Mapping[str, Any]) -> None:
+    """Claims whose values could not be stored or compared are refused, not failed on later."""
+    for name, limit in _TEXT_CLAIMS.items():
+        value = claims[name]
+        if not isinstance(value, str) or (problem := text_problem(value, limit, min_length=1)):
+            reason = "must be a string" if not isinstance(value, str) else problem
+            raise AssertionRejected(f"the assertion's {name} claim {reason}")
+    for name in ("exp", "iat", "nbf"):
+        value = claims.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise AssertionRejected(f"the assertion's {name} claim must be a whole number of seconds")
 
 
 async def record_assertion_use(

@@ -12,6 +12,12 @@ from sqlmodel import Field, SQLModel
 from exchange.db.types import UTCDateTime
 from exchange.keyring.models import StoredKey, key_table_constraints
 
+#: The longest ``kid`` of a partner's assertion key, and ``jti`` of an assertion, kept.
+KID_LENGTH = 128
+JTI_LENGTH = 128
+#: The longest OAuth client id.
+CLIENT_ID_LENGTH = 64
+
 
 class OAuthClient(SQLModel, table=True):
     """A partner's or staff tool's credentials. The secret is kept only as an Argon2id hash."""
@@ -24,7 +30,7 @@ class OAuthClient(SQLModel, table=True):
         ),
     )
 
-    client_id: str = Field(primary_key=True, max_length=64)
+    client_id: str = Field(primary_key=True, max_length=CLIENT_ID_LENGTH)
     secret_hash: str = Field(max_length=255)
     role: str = Field(max_length=20)
     program_id: str | None = Field(default=None, foreign_key="program.id", max_length=64, index=True)
@@ -38,7 +44,7 @@ class PartnerAssertionKey(SQLModel, table=True):
     __tablename__ = "partner_assertion_key"
 
     program_id: str = Field(foreign_key="program.id", primary_key=True, max_length=64, ondelete="CASCADE")
-    kid: str = Field(primary_key=True, max_length=128)
+    kid: str = Field(primary_key=True, max_length=KID_LENGTH)
     public_jwk: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(sa_type=UTCDateTime)
 
@@ -73,7 +79,7 @@ class UsedAssertion(SQLModel, table=True):
     __tablename__ = "used_assertion"
 
     issuer: str = Field(primary_key=True, max_length=64)
-    jti: str = Field(primary_key=True, max_length=128)
+    jti: str = Field(primary_key=True, max_length=JTI_LENGTH)
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
 
 

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from exchange.auth import ratelimit
 from exchange.auth.keys import SigningKeys
+from exchange.auth.models import CLIENT_ID_LENGTH
 from exchange.auth.presented import PresentedClient
 from exchange.auth.scopes import Scope
 from exchange.auth.server import (
@@ -38,6 +39,7 @@ from exchange.auth.server import (
 )
 from exchange.clock import Clock
 from exchange.db.database import Database
+from exchange.text import text_problem
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 JWKS_PATH = "/.well-known/jwks.json"
@@ -122,6 +124,8 @@ class OAuthEndpoints:
         now = self._clock.now()
         presented = PresentedClient.read(request.headers, form)
         named = presented.client_ids
+        if any(text_problem(client_id, CLIENT_ID_LENGTH) for client_id in named):
+            return invalid_client_response("no client has that id")
         if named:
             async with self._db.transaction() as session:
                 wait = await ratelimit.retry_after(session, named, self._limit, now)
@@ -145,15 +149,22 @@ async def read_form(request: Request) -> dict[str, str] | Response:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != FORM_MEDIA_TYPE:
         return error_response(InvalidRequestError(description=f"send the parameters as {FORM_MEDIA_TYPE}"))
-    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+    length = request.headers.get("content-length") or "0"
+    if not length.isdigit() or int(length) > MAX_FORM_BYTES:
         return error_response(InvalidRequestError(description="the request body is too large"))
-    body = await request.body()
+    body = b""
+    async for chunk in request.stream():  # counted as it arrives: a chunked body is capped too
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return error_response(InvalidRequestError(description="the request body is too large"))
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        # Strict: a percent-encoded byte sequence that is not UTF-8 is refused, not replaced.
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
         return error_response(InvalidRequestError(description="the request body is not UTF-8"))
-    if len(body) > MAX_FORM_BYTES:
-        return error_response(InvalidRequestError(description="the request body is too large"))
+    for name, value in pairs:
+        if problem := text_problem(name, MAX_FORM_BYTES) or text_problem(value, MAX_FORM_BYTES):
+            return error_response(InvalidRequestError(description=f"a parameter {problem}"))
     form = dict(pairs)
     if len(form) != len(pairs):
         return error_response(InvalidRequestError(description="a parameter is repeated"))

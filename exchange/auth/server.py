@@ -448,5 +448,5 @@ def error_response(error: OAuth2Error) -> Response:
     return JSONResponse(body, status_code=status, headers=dict(headers))
 
 
-def invalid_client_response() -> Response:
-    return error_response(InvalidClientError(status_code=401, description="the Basic credentials are not UTF-8"))
+def invalid_client_response(description: str = "the Basic credentials are not UTF-8") -> Response:
+    return error_response(InvalidClientError(status_code=401, description=description))

@@ -8,7 +8,11 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field
 
+from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
 from exchange.sagas.state import DONE, SagaState
+
+#: A conversion's id: a UUID.
+CONVERSION_ID_LENGTH = 36
 
 
 class ConversionStatus(StrEnum):
@@ -35,9 +39,9 @@ class Conversion(SagaState, table=True):
         Index("ix_conversion_member_created", "member_id", "created_at"),
     )
 
-    id: str = Field(primary_key=True, max_length=36)
+    id: str = Field(primary_key=True, max_length=CONVERSION_ID_LENGTH)
     member_id: str = Field(max_length=40)
-    idempotency_key: str = Field(max_length=100)
+    idempotency_key: str = Field(max_length=IDEMPOTENCY_KEY_LENGTH)
     quote_id: str = Field(foreign_key="quote.id", max_length=36, unique=True)
     rate_version_id: int = Field(foreign_key="rate_version.id")
     from_program: str = Field(foreign_key="program.id", max_length=64)

@@ -11,10 +11,13 @@ from sqlmodel import and_, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.conversions.errors import ConversionNotFound
-from exchange.conversions.models import Conversion
+from exchange.conversions.models import CONVERSION_ID_LENGTH, Conversion
 from exchange.errors import BadUserInput
+from exchange.text import text_problem
 
 MAX_PAGE = 100
+#: A cursor is base64 of a creation time and a conversion id: never longer than this.
+CURSOR_LENGTH = 128
 
 
 async def get_conversion(session: AsyncSession, conversion_id: str, *, member_id: str | None) -> Conversion:
@@ -32,9 +35,12 @@ def _cursor(conversion: Conversion) -> str:
 def _position(cursor: str) -> tuple[datetime, str]:
     try:
         created_at, conversion_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created_at), conversion_id
+        moment = datetime.fromisoformat(created_at)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadUserInput("not a cursor this API gave out", field="after") from None
+        moment = None
+    if moment is None or moment.tzinfo is None or text_problem(conversion_id, CONVERSION_ID_LENGTH):
+        raise BadUserInput("not a cursor this API gave out", field="after")
+    return moment, conversion_id
 
 
 async def member_conversions(

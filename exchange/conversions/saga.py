@@ -69,7 +69,7 @@ from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
 from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
-from exchange.sagas.idempotency import check_key, claiming, record_once
+from exchange.sagas.idempotency import claiming, record_once
 from exchange.settings import Settings
 
 ConnectorFor = Callable[[Program], PartnerConnector]
@@ -129,7 +129,6 @@ class ConversionSaga(Saga[Conversion]):
 
     async def execute(self, request: ExecuteRequest) -> Conversion:
         """Run a quote as a conversion, as far as it goes now; the same key returns the same one."""
-        check_key(request.idempotency_key)
         conversion, created = await self._record(request)
         if not created:
             return conversion

@@ -73,5 +73,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+#: The largest value a 32-bit (``INTEGER``) column holds.
+MAX_INTEGER = 2**31 - 1
+#: The largest value a 64-bit (``BIGINT``) column holds.
+MAX_BIGINT = 2**63 - 1
 #: A 64-bit auto-increment key; on SQLite only ``INTEGER PRIMARY KEY`` auto-increments.
 BigIdentity = BigInteger().with_variant(Integer(), "sqlite")

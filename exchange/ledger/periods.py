@@ -26,6 +26,10 @@ from exchange.ledger.models import LedgerTransaction, SettlementPeriod
 
 #: Period lengths that tile a calendar year, so every period starts in the same months each year.
 PERIOD_MONTHS = (1, 2, 3, 4, 6, 12)
+#: The years a period may fall in: each period's bounds, in any time zone, stay on the calendar
+#: (``0001-01`` would start before year 1 in UTC; ``9999-12`` would end in year 10000).
+FIRST_YEAR = 1970
+LAST_YEAR = 8999
 _PERIOD_NAME = re.compile(r"^(\d{4})-(\d{2})$")
 
 
@@ -58,9 +62,11 @@ class SettlementCalendar:
 
     def parse(self, text: str, *, field: str = "period") -> str:
         """``text`` if it names a period (``YYYY-MM``, starting a block of this calendar)."""
-        match = _PERIOD_NAME.match(text)
+        match = _PERIOD_NAME.fullmatch(text) if text.isascii() else None
         if match is None or not 1 <= int(match[2]) <= 12:
             raise InvalidPeriod(f"a period is written YYYY-MM, such as 2026-11; got {text!r}", field=field)
+        if not FIRST_YEAR <= int(match[1]) <= LAST_YEAR:
+            raise InvalidPeriod(f"a period falls in the years {FIRST_YEAR} to {LAST_YEAR}; got {text!r}", field=field)
         if (int(match[2]) - 1) % self.months:
             raise InvalidPeriod(
                 f"periods are {self.months} months long and start in months "

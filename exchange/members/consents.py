@@ -42,6 +42,8 @@ from exchange.settings import Settings
 
 #: Bytes of randomness in a consent's secret: 256 bits, so the stored SHA-256 needs no salt.
 SECRET_BYTES = 32
+#: The longest consent id a client can send: the secret's URL-safe base64 is 43 characters.
+CONSENT_ID_LENGTH = 64
 #: An unused consent is forgotten this long after it expired (refused as expired until then).
 FORGET_AFTER = timedelta(days=1)
 

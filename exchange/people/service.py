@@ -154,7 +154,7 @@ class PeopleService:
         username = normalize_username(username)
         key = rate_limit_key(username)
         async with self._db.transaction() as session:
-            wait = await ratelimit.retry_after(session, key, self._limit, now)
+            wait = await ratelimit.retry_after(session, {key}, self._limit, now)
             person = None if wait is not None else await session.get(Person, username)
         if wait is not None:
             return Locked(retry_after=wait)

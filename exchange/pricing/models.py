@@ -12,6 +12,9 @@ from sqlmodel import Field, SQLModel
 from exchange.db.types import ExactNumeric, UTCDateTime
 from exchange.money import POINT_VALUE_SCALE
 
+#: Decimals a bonus or tier percent keeps (its column is NUMERIC(9, 4)).
+PERCENT_SCALE = 4
+
 
 class RateVersion(SQLModel, table=True):
     """One immutable version of a pair's rate rule, valid from ``effective_from`` until
@@ -55,7 +58,7 @@ class Promotion(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     program_id: str = Field(foreign_key="program.id", max_length=64, index=True)
     sources: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
-    bonus_percent: Decimal = Field(sa_type=ExactNumeric(9, 4))
+    bonus_percent: Decimal = Field(sa_type=ExactNumeric(9, PERCENT_SCALE))
     starts_at: datetime = Field(sa_type=UTCDateTime)
     ends_at: datetime = Field(sa_type=UTCDateTime)
     origin: str = Field(max_length=10)
@@ -84,7 +87,7 @@ class Quote(SQLModel, table=True):
     fee_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
     promotions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     member_level: int
-    tier_bonus_percent: Decimal = Field(sa_type=ExactNumeric(9, 4))
+    tier_bonus_percent: Decimal = Field(sa_type=ExactNumeric(9, PERCENT_SCALE))
     created_at: datetime = Field(sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     usages: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -16,7 +16,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.errors import BadUserInput, IdempotencyConflict, NotFound
-from exchange.pricing.models import Promotion
+from exchange.money import canonical, decimal_places
+from exchange.pricing.models import PERCENT_SCALE, Promotion
 from exchange.pricing.rates import OPERATOR, Origin
 from exchange.pricing.rules import AppliedPromotion
 from exchange.programs.declarations import PartnersDirectory
@@ -38,6 +39,8 @@ class PromotionTerms:
             raise BadUserInput(
                 f"bonusPercent must be more than 0 and at most {MAX_BONUS_PERCENT}", field="bonusPercent"
             )
+        if decimal_places(canonical(self.bonus_percent)) > PERCENT_SCALE:
+            raise BadUserInput(f"bonusPercent has at most {PERCENT_SCALE} decimals", field="bonusPercent")
         if self.ends_at <= self.starts_at:
             raise BadUserInput("endsAt must be after startsAt", field="endsAt")
 

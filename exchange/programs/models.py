@@ -12,6 +12,9 @@ from sqlmodel import Field, SQLModel
 from exchange.db.types import ExactNumeric, UTCDateTime
 from exchange.money import POINT_VALUE_SCALE, Currency
 
+#: The longest name a program may give a tier.
+TIER_NAME_LENGTH = 60
+
 
 class CoalitionSettings(SQLModel, table=True):
     """The single row that says which currency the coalition settles in."""
@@ -77,5 +80,5 @@ class ProgramTier(SQLModel, table=True):
 
     program_id: str = Field(foreign_key="program.id", primary_key=True, max_length=64, ondelete="CASCADE")
     rank: int = Field(primary_key=True)
-    name: str = Field(max_length=60)
+    name: str = Field(max_length=TIER_NAME_LENGTH)
     level: int = Field(foreign_key="coalition_level.level")

@@ -16,7 +16,7 @@ from exchange.errors import BadUserInput
 from exchange.programs import service as programs
 from exchange.programs.declarations import PartnersDirectory
 from exchange.rewards.errors import RewardNotFound
-from exchange.rewards.models import Reward, RewardKind
+from exchange.rewards.models import DESCRIPTION_LENGTH, TITLE_LENGTH, Reward, RewardKind
 
 MAX_STOCK = 1_000_000
 
@@ -41,10 +41,10 @@ async def publish(session: AsyncSession, program_id: str, draft: RewardDraft, no
     """Check ``draft`` and publish it as ``program_id``'s reward; fields named as in GraphQL."""
     coalition = await programs.get_coalition(session)
     currency = coalition.settings.currency
-    if not 1 <= len(draft.title.strip()) <= 120:
-        raise BadUserInput("title must be 1 to 120 characters", field="input.title")
-    if len(draft.description) > 1000:
-        raise BadUserInput("description must be at most 1000 characters", field="input.description")
+    if not 1 <= len(draft.title.strip()) <= TITLE_LENGTH:
+        raise BadUserInput(f"title must be 1 to {TITLE_LENGTH} characters", field="input.title")
+    if len(draft.description) > DESCRIPTION_LENGTH:
+        raise BadUserInput(f"description must be at most {DESCRIPTION_LENGTH} characters", field="input.description")
     if draft.price <= 0:
         raise BadUserInput(f"price must be greater than 0, got {draft.price}", field="input.price")
     try:

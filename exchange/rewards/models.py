@@ -17,6 +17,7 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import UTCDateTime
+from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
 from exchange.sagas.state import DONE, SagaState
 
 
@@ -25,6 +26,11 @@ class RewardKind(StrEnum):
     """The publisher delivers the reward (a coupon, a ticket) and confirms it."""
     LOTTERY = "LOTTERY"
     """The redemption is an entry in the publisher's draw; nothing is delivered to confirm."""
+
+
+#: Columns' lengths, which what clients send is held to.
+TITLE_LENGTH = 120
+DESCRIPTION_LENGTH = 1000
 
 
 class Reward(SQLModel, table=True):
@@ -38,8 +44,8 @@ class Reward(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)
     program_id: str = Field(foreign_key="program.id", max_length=64, description="The publishing partner's program.")
-    title: str = Field(max_length=120)
-    description: str = Field(default="", max_length=1000)
+    title: str = Field(max_length=TITLE_LENGTH)
+    description: str = Field(default="", max_length=DESCRIPTION_LENGTH)
     kind: str = Field(max_length=10)
     price_minor: int = Field(sa_column=Column(BigInteger, nullable=False), description="Settlement price, minor units.")
     currency: str = Field(max_length=3)
@@ -93,7 +99,7 @@ class Redemption(SagaState, table=True):
 
     id: str = Field(primary_key=True, max_length=36)
     member_id: str = Field(foreign_key="member.id", max_length=40)
-    idempotency_key: str = Field(max_length=100)
+    idempotency_key: str = Field(max_length=IDEMPOTENCY_KEY_LENGTH)
     reward_id: str = Field(foreign_key="reward.id", max_length=64)
     publisher: str = Field(foreign_key="program.id", max_length=64)
     paying_program: str = Field(foreign_key="program.id", max_length=64)

@@ -65,7 +65,7 @@ from exchange.rewards.models import (
 from exchange.rewards.pricing import RedemptionPrice, redemption_price
 from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition
-from exchange.sagas.idempotency import check_key, claiming, keyed, record_once, same_request
+from exchange.sagas.idempotency import claiming, keyed, record_once, same_request
 from exchange.settings import Settings
 from exchange.tiers.errors import NotLinked
 
@@ -142,7 +142,6 @@ class RedemptionSaga(Saga[Redemption]):
 
     async def redeem(self, request: RedeemRequest) -> Redemption:
         """Redeem, as far as it goes now; the same key returns the same redemption."""
-        check_key(request.idempotency_key)
         async with self.db.transaction() as session:
             existing = await keyed(session, Redemption, request.member_id, request.idempotency_key)
             if existing is not None:

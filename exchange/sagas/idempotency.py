@@ -1,6 +1,8 @@
 """One rule for idempotency keys, for every saga a member starts with one.
 
-The member chooses the key: 1 to 100 printable characters. The saga's first row is inserted
+The member chooses the key: 1 to ``IDEMPOTENCY_KEY_LENGTH`` printable characters (what the
+API declares of every ``idempotencyKey``: ``exchange.api.inputs.IdempotencyKey``). The saga's
+first row is inserted
 under (member, key) with ``ON CONFLICT DO NOTHING``, so the unique key decides between
 requests that race with the same key (the database has the second wait until the first
 commits or rolls back). When nothing was inserted, the row the key holds is the answer if it
@@ -16,9 +18,10 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db.dialects import Insert
-from exchange.errors import BadUserInput, IdempotencyConflict
+from exchange.errors import IdempotencyConflict
 
-MAX_KEY_LENGTH = 100
+#: The longest idempotency key a client may choose (the key columns' length).
+IDEMPOTENCY_KEY_LENGTH = 100
 
 
 class Keyed(Protocol):
@@ -27,13 +30,6 @@ class Keyed(Protocol):
 
 
 Row = TypeVar("Row", bound=Keyed)
-
-
-def check_key(key: str) -> str:
-    """A key the member may choose: 1 to 100 printable characters."""
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-        raise BadUserInput(f"idempotencyKey must be 1 to {MAX_KEY_LENGTH} printable characters", field="idempotencyKey")
-    return key
 
 
 async def keyed(session: AsyncSession, model: type[Row], member_id: str, key: str) -> Row | None:

@@ -45,6 +45,11 @@ class Resolution(StrEnum):
     """A balanced adjustment is posted into the next open period."""
 
 
+#: Columns' lengths, which what staff send is held to.
+REASON_LENGTH = 500
+NOTE_LENGTH = 500
+
+
 class SettlementObligation(SQLModel, table=True):
     """What ``debtor`` owed ``creditor`` over a closed period, gross, before any netting."""
 
@@ -71,7 +76,7 @@ class SettlementPosition(SQLModel, table=True):
     net: int = Field(sa_column=Column(BigInteger, nullable=False), description="The multilateral net position.")
     signed_off_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     signed_off_by: str | None = Field(default=None, max_length=100)
-    sign_off_note: str | None = Field(default=None, max_length=500)
+    sign_off_note: str | None = Field(default=None, max_length=NOTE_LENGTH)
 
 
 class Reconciliation(SQLModel, table=True):
@@ -125,7 +130,7 @@ class BreakResolution(SQLModel, table=True):
         sa_column=Column(BigInteger, ForeignKey("reconciliation_break.id"), primary_key=True, autoincrement=False)
     )
     resolution: str = Field(max_length=15)
-    reason: str = Field(max_length=500)
+    reason: str = Field(max_length=REASON_LENGTH)
     resolved_by: str = Field(max_length=100)
     resolved_at: datetime = Field(sa_type=UTCDateTime)
     amount: int | None = Field(

@@ -19,6 +19,7 @@ break of the current one has been resolved: from then on its resolutions stand.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import BinaryIO
@@ -39,6 +40,7 @@ from exchange.settlement.dialect import (
     stage_records,
 )
 from exchange.settlement.errors import (
+    MalformedRecords,
     NoSuchParticipant,
     ReconciliationNotFound,
     ResolvedBreaksWouldBeLost,
@@ -60,6 +62,16 @@ LEDGER_AMOUNTS = """
      WHERE e.account_id = :account AND e.period = :period
      GROUP BY t.reference
 """
+#: The file's first line naming a counterparty that is neither a program nor the exchange.
+UNKNOWN_COUNTERPARTY = text(
+    f"""
+    SELECT s.line, s.counterparty FROM {STAGING} s
+     WHERE s.counterparty IS NOT NULL AND s.counterparty NOT IN ('', :exchange)
+       AND NOT EXISTS (SELECT 1 FROM program p WHERE p.id = s.counterparty)
+     ORDER BY s.line
+     LIMIT 1
+    """
+)
 CLASSIFY = text(
     f"""
     WITH records AS (
@@ -151,9 +163,15 @@ async def import_records(
         )
     ).one()
 
-    reader = RecordReader(source, currency)
+    # Reading the header may wait on the source (a streamed upload): never on the event loop.
+    reader = await asyncio.to_thread(RecordReader, source, currency)
     await prefer_hashing_in_memory(session)
     await stage_records(session, reader)
+    unknown = (await session.exec(UNKNOWN_COUNTERPARTY, params={"exchange": EXCHANGE})).first()  # type: ignore[call-overload]
+    if unknown is not None:
+        raise MalformedRecords(
+            unknown.line, f"counterparty: {unknown.counterparty!r} is neither a program of the coalition nor {EXCHANGE}"
+        )
     await stage_ledger_amounts(session, LEDGER_AMOUNTS, {"account": account, "period": period})
     reconciliation = Reconciliation(
         id=str(uuid.uuid4()),

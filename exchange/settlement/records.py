@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from exchange.money import Currency
+from exchange.money import MAX_MONEY_INTEGER_DIGITS, Currency
 from exchange.settlement.errors import MalformedRecords
 from exchange.settlement.participants import EXCHANGE
 
@@ -45,7 +45,7 @@ MAX_LINE_BYTES = 1 << 16
 REQUIRED = ("reference", "amount")
 OPTIONAL = ("counterparty", "date")
 MAX_REFERENCE = 200
-MAX_INTEGER_DIGITS = 15
+MAX_INTEGER_DIGITS = MAX_MONEY_INTEGER_DIGITS
 
 #: A record as staged: line number, reference, amount in minor units, counterparty, ISO date.
 Row = tuple[int, str, int, str | None, str | None]

@@ -81,6 +81,7 @@ class SettlementService:
         return self.ledger.calendar
 
     async def close(self, period: str, *, by: str) -> PeriodReport:
+        period = self.calendar.parse(period)  # before any unit of work: a bad name changes nothing
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
         return await closing.close_period(self.db, self.calendar, self.clock, currency, period, by=by)

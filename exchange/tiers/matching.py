@@ -22,6 +22,7 @@ from exchange.clock import Clock
 from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.db.database import Database
+from exchange.db.types import MAX_INTEGER
 from exchange.errors import BadUserInput
 from exchange.members.models import LinkedAccount
 from exchange.programs import service as programs
@@ -159,8 +160,9 @@ class StatusMatching:
                 raise BadUserInput(f"status match {match_id} is not active", field="matchId")
             challenge = match.challenge
             was_met = challenge is not None and challenge.met(match.points_earned, match.activities_done)
-            match.points_earned += points
-            match.activities_done += activities
+            # The counters are 32-bit columns: past their top they stop (no challenge needs more).
+            match.points_earned = min(match.points_earned + points, MAX_INTEGER)
+            match.activities_done = min(match.activities_done + activities, MAX_INTEGER)
             start_extension = (
                 challenge is not None
                 and not was_met

@@ -4,15 +4,20 @@ and a kit to act as its partners, staff and members over HTTP."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from exchange.app import create_app
+from exchange.conversions.clearing import conversion_transaction
 from exchange.db.database import Database
+from exchange.ledger.accounts import ChartOfAccounts
+from exchange.ledger.posting import Ledger
 from exchange.loading import load_partners_directory
 from exchange.serving import free_port, serving
 from exchange.settings import Settings
+from exchange.testing.clock import FrozenClock
 from exchange.testing.kit import ExchangeKit
 from tests.conftest import SAMPLE_PARTNERS
 
@@ -52,3 +57,40 @@ async def kit(gateway_settings: Settings, client: httpx.AsyncClient) -> AsyncIte
         yield ExchangeKit(settings=gateway_settings, http=client, db=db)
     finally:
         await db.dispose()
+
+
+@pytest.fixture
+async def last_month(kit: ExchangeKit) -> str:
+    """The period before the current one, holding two conversions; not closed yet."""
+    return await post_last_month(kit)
+
+
+async def post_last_month(kit: ExchangeKit) -> str:
+    """Post two conversions into the period before the current one; its name."""
+    ledger = Ledger.for_settings(kit.settings, FrozenClock(datetime.now(UTC)))
+    current = ledger.calendar.period_of(datetime.now(UTC))
+    previous = ledger.calendar.period_of(ledger.calendar.starts_at(current) - timedelta(seconds=1))
+    during = ledger.calendar.starts_at(previous) + timedelta(days=3)
+    async with kit.db.transaction() as session:
+        await ledger.post_many(
+            session,
+            [
+                conversion_transaction(
+                    chart=ChartOfAccounts("TWD"),
+                    transaction_id=f"t-{name}",
+                    conversion_id=name,
+                    source=source,
+                    target=target,
+                    points_in=value,
+                    points_out=value,
+                    money_value_minor=value,
+                    fee_minor=fee,
+                    effective_at=during,
+                )
+                for name, source, target, value, fee in (
+                    ("c1", "wallet-pay", "fresh-mart", 10_000, 200),
+                    ("c2", "formosa-air", "wallet-pay", 3_000, 60),
+                )
+            ],
+        )
+    return previous

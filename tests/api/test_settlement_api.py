@@ -4,15 +4,13 @@ resolve and sign off; no partner reaches another partner's figures by any path."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from joserfc import jws
 from joserfc.jwk import KeySet
 
 from exchange.auth.scopes import Role
-from exchange.conversions.clearing import conversion_transaction
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
 from exchange.testing.clock import FrozenClock
@@ -23,42 +21,6 @@ CHART = ChartOfAccounts("TWD")
 
 def errors_at(body: dict[str, Any]) -> dict[tuple[str | int, ...], str]:
     return {tuple(error["path"]): error["extensions"]["code"] for error in body.get("errors", [])}
-
-
-async def post_last_month(kit: ExchangeKit) -> str:
-    """The period before the current one, holding two conversions; not closed yet."""
-    ledger = Ledger.for_settings(kit.settings, FrozenClock(datetime.now(UTC)))
-    current = ledger.calendar.period_of(datetime.now(UTC))
-    previous = ledger.calendar.period_of(ledger.calendar.starts_at(current) - timedelta(seconds=1))
-    during = ledger.calendar.starts_at(previous) + timedelta(days=3)
-    async with kit.db.transaction() as session:
-        await ledger.post_many(
-            session,
-            [
-                conversion_transaction(
-                    chart=CHART,
-                    transaction_id=f"t-{name}",
-                    conversion_id=name,
-                    source=source,
-                    target=target,
-                    points_in=value,
-                    points_out=value,
-                    money_value_minor=value,
-                    fee_minor=fee,
-                    effective_at=during,
-                )
-                for name, source, target, value, fee in (
-                    ("c1", "wallet-pay", "fresh-mart", 10_000, 200),
-                    ("c2", "formosa-air", "wallet-pay", 3_000, 60),
-                )
-            ],
-        )
-    return previous
-
-
-@pytest.fixture
-async def last_month(kit: ExchangeKit) -> str:
-    return await post_last_month(kit)
 
 
 CLOSE = """mutation($period: String!) { closePeriod(period: $period) {

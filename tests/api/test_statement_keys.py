@@ -25,7 +25,8 @@ from exchange.settings import Settings
 from exchange.settlement.keys import StatementKeys
 from exchange.settlement.statements import JWS_TYPE
 from exchange.testing.kit import ExchangeKit
-from tests.api.test_settlement_api import STATEMENT, close, post_last_month
+from tests.api.conftest import post_last_month
+from tests.api.test_settlement_api import STATEMENT, close
 from tests.clocks import MovableClock
 
 STATEMENT_KEYS = "/.well-known/statement-keys.json"

@@ -102,6 +102,20 @@ async def test_a_member_previews_and_requests_a_status_match(kit: ExchangeKit, m
     assert own["recordStatusMatchActivity"] == {"pointsEarned": 100}
 
 
+async def test_challenge_progress_stops_at_its_counters_limit_instead_of_overflowing(
+    kit: ExchangeKit, members: dict[str, str]
+) -> None:
+    match = (await kit.data(REQUEST, members["bob"], **{"from": "harbor-bank", "to": "formosa-air"}))[
+        "requestStatusMatch"
+    ]
+    activity = """mutation($id: ID!, $points: Int!) {
+      recordStatusMatchActivity(matchId: $id, points: $points, activities: $points) { pointsEarned activitiesDone } }"""
+    partner = await kit.partner_token("formosa-air")
+    for _ in range(2):
+        reported = await kit.data(activity, partner, id=match["id"], points=2**31 - 1)
+    assert reported["recordStatusMatchActivity"] == {"pointsEarned": 2**31 - 1, "activitiesDone": 2**31 - 1}
+
+
 async def test_a_published_reward_is_redeemed_cancelled_and_seen_only_by_its_parties(
     kit: ExchangeKit, members: dict[str, str]
 ) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 
 import pytest
 import strawberry
 from graphql import parse
 
 from exchange.api.authentication import fields_needing_a_token
+from exchange.api.inputs import Text
 from exchange.api.permissions import (
     AUTHENTICATED,
     PUBLIC,
@@ -72,7 +74,7 @@ class Probe:
         return Vault()
 
     @strawberry.field(extensions=[authorize(AUTHENTICATED)])
-    def ledger(self, owner: str) -> Ledger | None:
+    def ledger(self, owner: Annotated[str, Text(64)]) -> Ledger | None:
         return Ledger(owner=owner)
 
     @strawberry.field(extensions=[authorize(PUBLIC)])

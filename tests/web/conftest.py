@@ -112,7 +112,10 @@ def start_gateway(databases: PostgresDatabases, **settings: object) -> Iterator[
             redemption_interval_seconds=0,
             **settings,  # type: ignore[arg-type]
         )
-        run_async(lambda: load_partners_directory(gateway_settings))
+        # The sample declarations carry inline secrets, which a production load refuses; the
+        # catalog is loaded as in development, and only the gateway runs as configured.
+        catalog_settings = gateway_settings.model_copy(update={"environment": "development"})
+        run_async(lambda: load_partners_directory(catalog_settings))
         app = create_app(gateway_settings)
         with serving_in_thread(app, port=gateway_settings.port) as base_url:
             yield Gateway(url=base_url, settings=gateway_settings, app=app)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import Text
 from exchange.api.permissions import (
     AUTHENTICATED,
     Rule,
@@ -16,6 +19,8 @@ from exchange.api.permissions import (
 )
 from exchange.api.types.auth import AssertionKey, OAuthClient, Viewer
 from exchange.auth import assertions, clients
+from exchange.auth.assertions import PUBLIC_KEY_LENGTH
+from exchange.auth.models import KID_LENGTH
 from exchange.auth.scopes import Scope
 from exchange.programs import service as programs
 
@@ -48,7 +53,7 @@ class AccessMutations:
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def register_assertion_key(
-        self, info: Info[Context, None], program_id: strawberry.ID, public_key: str
+        self, info: Info[Context, None], program_id: strawberry.ID, public_key: Annotated[str, Text(PUBLIC_KEY_LENGTH)]
     ) -> AssertionKey | None:
         async with info.context.services.db.transaction() as session:
             await programs.get_program(session, str(program_id), field="programId")
@@ -62,7 +67,7 @@ class AccessMutations:
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def remove_assertion_key(
-        self, info: Info[Context, None], program_id: strawberry.ID, kid: str
+        self, info: Info[Context, None], program_id: strawberry.ID, kid: Annotated[str, Text(KID_LENGTH)]
     ) -> AssertionKey | None:
         async with info.context.services.db.transaction() as session:
             row = await assertions.remove_assertion_key(session, str(program_id), kid)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import Text
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.members import LinkedAccount
 from exchange.auth.scopes import Scope
+from exchange.members.models import MEMBER_REF_MAX_LENGTH
+
+#: The longest verification value (a PIN, a code) passed on to a partner.
+VERIFICATION_LENGTH = 128
 
 
 @strawberry.type
@@ -20,7 +27,11 @@ class AccountMutations:
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def link_account(
-        self, info: Info[Context, None], program_id: strawberry.ID, member_ref: str, verification: str
+        self,
+        info: Info[Context, None],
+        program_id: strawberry.ID,
+        member_ref: Annotated[str, Text(MEMBER_REF_MAX_LENGTH)],
+        verification: Annotated[str, Text(VERIFICATION_LENGTH)],
     ) -> LinkedAccount | None:
         services = info.context.services
         row = await services.federation.link(

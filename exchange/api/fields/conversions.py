@@ -8,12 +8,15 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import IdempotencyKey, Text
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.conversions import Conversion, ConversionPage
 from exchange.auth.scopes import Role, Scope
 from exchange.conversions import queries
+from exchange.conversions.queries import CURSOR_LENGTH
 from exchange.conversions.saga import ExecuteRequest
 from exchange.members.authority import DebitAuthority
+from exchange.members.consents import CONSENT_ID_LENGTH
 
 
 @strawberry.type
@@ -35,7 +38,7 @@ class ConversionQueries:
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
     async def conversions(
-        self, info: Info[Context, None], first: int = 20, after: str | None = None
+        self, info: Info[Context, None], first: int = 20, after: Annotated[str, Text(CURSOR_LENGTH)] | None = None
     ) -> ConversionPage | None:
         member_id = str(info.context.caller().member_id)
         async with info.context.services.db.transaction() as session:
@@ -61,9 +64,10 @@ class ConversionMutations:
         self,
         info: Info[Context, None],
         quote_id: strawberry.ID,
-        idempotency_key: str,
+        idempotency_key: IdempotencyKey,
         consent: Annotated[
             str | None,
+            Text(CONSENT_ID_LENGTH),
             strawberry.argument(
                 description="The id of a consent to debit the source program (`authorizeDebit`), "
                 "needed when another program's partner asserted your token; used once."

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import Text
 from exchange.api.permissions import Rule, argument, authorize, own_program, requires
 from exchange.api.types.conversions import Quote
 from exchange.api.types.pricing import Promotion, RateVersion
@@ -18,6 +20,9 @@ from exchange.pricing import promotions, rates
 from exchange.pricing.rates import PairLimits, PairOverride
 from exchange.pricing.rules import Band, Ratio, StepBonus
 from exchange.programs import service as programs
+
+#: A ratio such as "3:1": no sane one is longer.
+RatioText = Annotated[str, Text(40)]
 
 #: The target program's partner manages the rates and promotions into its program.
 MANAGES_TARGET: Rule = requires(Scope.PARTNER_WRITE) & own_program(argument("input.to_program"))
@@ -34,7 +39,7 @@ class QuoteInput:
 @strawberry.input(description='From `fromPoints` points in, convert at `ratio` (e.g. `"2:1"`).')
 class RateBandInput:
     from_points: int
-    ratio: str
+    ratio: RatioText
 
 
 @strawberry.input(
@@ -45,7 +50,7 @@ class RateBandInput:
 class RateOverrideInput:
     from_program: strawberry.ID
     to_program: strawberry.ID
-    ratio: str | None = None
+    ratio: RatioText | None = None
     bands: list[RateBandInput] | None = None
     bonus_every: int | None = None
     bonus_points: int | None = None

@@ -12,25 +12,28 @@ from strawberry.types import Info
 
 from exchange.api.context import Context
 from exchange.api.fields.access import MANAGE_PROGRAM
+from exchange.api.inputs import IdempotencyKey, Text
 from exchange.api.permissions import PUBLIC, authorize, requires
 from exchange.api.types.rewards import Redemption, RedemptionQuote, Reward, RewardKind
 from exchange.auth.scopes import Scope
 from exchange.errors import BadUserInput
 from exchange.members.authority import DebitAuthority
+from exchange.members.consents import CONSENT_ID_LENGTH
 from exchange.programs import service as programs
 from exchange.rewards import catalog, redemption
 from exchange.rewards.errors import NotYourReward
+from exchange.rewards.models import DESCRIPTION_LENGTH, TITLE_LENGTH
 from exchange.rewards.models import RewardKind as RewardKindValue
 from exchange.rewards.redemption import RedeemRequest
 
 
 @strawberry.input(description="A reward to publish.")
 class PublishRewardInput:
-    title: str
+    title: Annotated[str, Text(TITLE_LENGTH)]
     price: Decimal = strawberry.field(description="Settlement price in the settlement currency (a decimal string).")
     stock: int
     kind: RewardKind = RewardKind.DIRECT
-    description: str = ""
+    description: Annotated[str, Text(DESCRIPTION_LENGTH)] = ""
     per_member_limit: int | None = None
     min_level: int = 0
     available_from: datetime | None = strawberry.field(default=None, description="Default: now.")
@@ -156,9 +159,10 @@ class RewardMutations:
         info: Info[Context, None],
         reward_id: strawberry.ID,
         pay_with: strawberry.ID,
-        idempotency_key: str,
+        idempotency_key: IdempotencyKey,
         consent: Annotated[
             str | None,
+            Text(CONSENT_ID_LENGTH),
             strawberry.argument(
                 description="The id of a consent to debit `payWith` (`authorizeDebit`), needed when "
                 "another program's partner asserted your token; used once."

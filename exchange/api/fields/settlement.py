@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import PeriodName, Text
 from exchange.api.permissions import Rule, argument, authorize, own_program, requires
 from exchange.api.types.settlement import (
     AdjustmentInput,
@@ -21,12 +23,18 @@ from exchange.api.types.settlement import (
 )
 from exchange.auth.scopes import Scope
 from exchange.settlement.breaks import ResolveRequest
+from exchange.settlement.models import NOTE_LENGTH, REASON_LENGTH
 from exchange.settlement.models import Resolution as ResolutionValue
 
 OWN_PARTNER_ID = own_program(argument("partner_id"))
 #: Staff, and the partner whose id the field names.
 READ_OWN: Rule = requires(Scope.SETTLEMENT_READ) | requires(Scope.PARTNER_READ) & OWN_PARTNER_ID
 STAFF_WRITES: Rule = requires(Scope.SETTLEMENT_WRITE)
+#: Who imports a partner's records: staff, and the partner itself (also the streamed upload's rule).
+IMPORTS_RECORDS: Rule = requires(Scope.PARTNER_WRITE) & OWN_PARTNER_ID | STAFF_WRITES
+#: Records sent inline to importPartnerRecords; a larger file goes through the streamed
+#: upload (``PUT /settlement/records/…``), which has no such limit.
+INLINE_RECORDS_LENGTH = 1 << 20
 
 
 @strawberry.type
@@ -36,7 +44,7 @@ class SettlementQueries:
         "partners, its figures for staff.",
         extensions=[authorize(requires(Scope.SETTLEMENT_READ) | requires(Scope.PARTNER_READ))],
     )
-    async def settlement_period(self, info: Info[Context, None], period: str) -> SettlementPeriod | None:
+    async def settlement_period(self, info: Info[Context, None], period: PeriodName) -> SettlementPeriod | None:
         settlement = info.context.services.settlement
         report = await settlement.period(period)
         calendar = settlement.calendar
@@ -47,7 +55,9 @@ class SettlementQueries:
         "(`EXCHANGE` for the exchange's fees), a partner for itself.",
         extensions=[authorize(READ_OWN)],
     )
-    async def statement(self, info: Info[Context, None], partner_id: strawberry.ID, period: str) -> Statement | None:
+    async def statement(
+        self, info: Info[Context, None], partner_id: strawberry.ID, period: PeriodName
+    ) -> Statement | None:
         settlement = info.context.services.settlement
         # The key is taken once, so that `jws` and `keyId` agree even across a rotation.
         return Statement.of(await settlement.statement(str(partner_id), period), await settlement.signing_key())
@@ -58,7 +68,7 @@ class SettlementQueries:
         extensions=[authorize(READ_OWN)],
     )
     async def reconciliation(
-        self, info: Info[Context, None], partner_id: strawberry.ID, period: str
+        self, info: Info[Context, None], partner_id: strawberry.ID, period: PeriodName
     ) -> Reconciliation | None:
         return Reconciliation.of(await info.context.services.settlement.reconciliation(str(partner_id), period))
 
@@ -72,7 +82,7 @@ class SettlementMutations:
         "the same figures.",
         extensions=[authorize(STAFF_WRITES)],
     )
-    async def close_period(self, info: Info[Context, None], period: str) -> SettlementPeriod | None:
+    async def close_period(self, info: Info[Context, None], period: PeriodName) -> SettlementPeriod | None:
         settlement = info.context.services.settlement
         report = await settlement.close(period, by=info.context.caller().client_id)
         calendar = settlement.calendar
@@ -83,10 +93,14 @@ class SettlementMutations:
         "records') and reconcile them against the ledger. A malformed file is refused whole: "
         "`BAD_USER_INPUT` with `extensions.line` and `extensions.reason`, and nothing is imported. "
         "Importing again replaces the reconciliation until one of its breaks is resolved.",
-        extensions=[authorize(requires(Scope.PARTNER_WRITE) & OWN_PARTNER_ID | STAFF_WRITES)],
+        extensions=[authorize(IMPORTS_RECORDS)],
     )
     async def import_partner_records(
-        self, info: Info[Context, None], partner_id: strawberry.ID, period: str, csv: str
+        self,
+        info: Info[Context, None],
+        partner_id: strawberry.ID,
+        period: PeriodName,
+        csv: Annotated[str, Text(INLINE_RECORDS_LENGTH)],
     ) -> Reconciliation | None:
         view = await info.context.services.settlement.import_records(
             str(partner_id), period, io.BytesIO(csv.encode()), by=info.context.caller().client_id
@@ -104,7 +118,7 @@ class SettlementMutations:
         info: Info[Context, None],
         break_id: strawberry.ID,
         resolution: Resolution,
-        reason: str,
+        reason: Annotated[str, Text(REASON_LENGTH)],
         adjustment: AdjustmentInput | None = None,
     ) -> ReconciliationBreak | None:
         view = await info.context.services.settlement.resolve(
@@ -125,7 +139,11 @@ class SettlementMutations:
         extensions=[authorize(STAFF_WRITES)],
     )
     async def sign_off_period(
-        self, info: Info[Context, None], partner_id: strawberry.ID, period: str, note: str | None = None
+        self,
+        info: Info[Context, None],
+        partner_id: strawberry.ID,
+        period: PeriodName,
+        note: Annotated[str, Text(NOTE_LENGTH)] | None = None,
     ) -> SettlementPosition | None:
         view = await info.context.services.settlement.sign_off(
             str(partner_id), period, by=info.context.caller().client_id, note=note

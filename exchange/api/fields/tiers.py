@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import Text
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.tiers import StatusMatch, StatusMatchPreview
 from exchange.auth.scopes import Scope
 from exchange.errors import BadUserInput
+from exchange.programs.models import TIER_NAME_LENGTH
 from exchange.tiers import matching
 
 
@@ -54,7 +58,7 @@ class TierMutations:
         info: Info[Context, None],
         from_program: strawberry.ID,
         to_program: strawberry.ID,
-        claimed_tier: str | None = None,
+        claimed_tier: Annotated[str, Text(TIER_NAME_LENGTH)] | None = None,
     ) -> StatusMatch | None:
         row = await info.context.services.matching.request(
             str(info.context.caller().member_id), str(from_program), str(to_program), claimed_tier
@@ -64,7 +68,7 @@ class TierMutations:
     @strawberry.mutation(
         description="The target program's partner reports points earned and activities done by a "
         "matched member towards the match's challenge; the report that meets it extends the tier. "
-        "`NOT_FOUND` for a match into another program.",
+        "The totals stop at 2147483647. `NOT_FOUND` for a match into another program.",
         extensions=[authorize(requires(Scope.PARTNER_WRITE))],
     )
     async def record_status_match_activity(

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import Enum
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import Text
 from exchange.api.permissions import (
     PUBLIC,
     authorize,
@@ -26,6 +28,7 @@ from exchange.api.types.members import LinkedAccount
 from exchange.api.types.pricing import Promotion, RateVersion
 from exchange.auth.scopes import Scope
 from exchange.members import service as members
+from exchange.members.models import MEMBER_REF_MAX_LENGTH
 from exchange.pricing import promotions, rates
 from exchange.programs.models import CoalitionLevel, ProgramTier
 from exchange.programs.models import Program as ProgramRow
@@ -112,7 +115,10 @@ class Program:
         extensions=[authorize(requires(Scope.PARTNER_READ) & own_program(source("id")))],
     )
     async def linked_accounts(
-        self, info: Info[Context, None], first: int = 100, after: str | None = None
+        self,
+        info: Info[Context, None],
+        first: int = 100,
+        after: Annotated[str, Text(MEMBER_REF_MAX_LENGTH)] | None = None,
     ) -> list[LinkedAccount] | None:
         async with info.context.services.db.transaction() as session:
             rows = await members.accounts_at_program(session, str(self.id), first=first, after=after)

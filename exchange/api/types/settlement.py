@@ -26,6 +26,7 @@ from exchange.api.permissions import (
     source,
 )
 from exchange.auth.scopes import Scope
+from exchange.db.types import MAX_BIGINT
 from exchange.errors import BadUserInput
 from exchange.ledger.periods import PeriodStatus as PeriodStatusValue
 from exchange.money import Currency
@@ -59,8 +60,8 @@ def _page(first: int) -> int:
 
 def break_id_of(value: str, *, field: str) -> int:
     """A break's id from its GraphQL ID."""
-    if not value.isdigit():
-        raise BadUserInput(f"a break id is a number, not {value!r}", field=field)
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_BIGINT:
+        raise BadUserInput(f"a break id is a number from 0 to {MAX_BIGINT}, not {value!r}", field=field)
     return int(value)
 
 

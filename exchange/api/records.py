@@ -1,0 +1,122 @@
+"""``PUT /settlement/records/{partnerId}/{period}``: a partner's records file, streamed.
+
+GraphQL bodies are capped (``EXCHANGE_MAX_REQUEST_BYTES``), so ``importPartnerRecords`` suits
+small files only. This route takes a file of any size as ``text/csv`` and hands the request's
+body, as it arrives, to the same application service the mutation calls
+(:meth:`~exchange.settlement.service.SettlementService.import_records`): the validator reads it
+block by block in a worker thread, so the file is never held in memory. It is authorized as the
+mutation is (staff with ``settlement:write``, or the partner itself with ``partner:write``) and
+answers the reconciliation's summary as JSON; refusals are GraphQL-shaped errors
+(``extensions.code``, and ``line`` and ``reason`` for a malformed file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from exchange.api.authentication import principal_of, www_authenticate
+from exchange.api.fields.settlement import IMPORTS_RECORDS
+from exchange.api.inputs import ID_LENGTH
+from exchange.api.refusals import refusal
+from exchange.errors import ErrorCode, ExchangeError
+from exchange.settlement.service import ReconciliationView, SettlementService
+from exchange.text import text_problem
+
+PATH = "/settlement/records/{partner_id}/{period}"
+CSV_MEDIA_TYPE = "text/csv"
+#: The HTTP status of each code a domain refusal can carry here (others are 400).
+_STATUSES = {
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.PERIOD_CLOSED: 409,
+    ErrorCode.PERIOD_NOT_CLOSED: 409,
+    ErrorCode.UNRESOLVED_BREAKS: 409,
+}
+
+
+class StreamedBody(io.RawIOBase):
+    """A request body as a blocking file, for a worker thread: each ``read`` waits on the
+    event loop for the next chunks of the body. Never read it on the event loop itself."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._loop = loop
+        self._buffer = bytearray()
+        self._ended = False
+
+    async def _next_chunk(self) -> bytes:
+        return await anext(self._chunks, b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        while not self._ended and (size is None or size < 0 or len(self._buffer) < size):
+            chunk = asyncio.run_coroutine_threadsafe(self._next_chunk(), self._loop).result()
+            self._ended = not chunk  # Starlette's stream ends with one empty chunk
+            self._buffer += chunk
+        cut = len(self._buffer) if size is None or size < 0 else size
+        data = bytes(self._buffer[:cut])
+        del self._buffer[:cut]
+        return data
+
+
+def summary(view: ReconciliationView) -> dict[str, Any]:
+    """The reconciliation as the GraphQL type ``Reconciliation`` names its fields."""
+    row = view.reconciliation
+    return {
+        "id": row.id,
+        "partnerId": row.partner,
+        "period": row.period,
+        "sequence": row.sequence,
+        "importedAt": row.imported_at.isoformat(),
+        "importedBy": row.imported_by,
+        "fileSha256": row.file_sha256,
+        "lines": row.lines,
+        "matched": row.matched,
+        "missingInLedger": row.missing_in_ledger,
+        "missingInPartner": row.missing_in_partner,
+        "amountMismatch": row.amount_mismatch,
+        "duplicate": row.duplicate,
+        "unresolvedBreaks": view.unresolved,
+    }
+
+
+class RecordsUpload:
+    """The route's endpoint; ``settlement`` is the service the GraphQL mutation calls too."""
+
+    def __init__(self, settlement: SettlementService) -> None:
+        self._settlement = settlement
+
+    async def put(self, request: Request) -> Response:
+        partner, period = request.path_params["partner_id"], request.path_params["period"]
+        principal = principal_of(request)
+        if principal is None:
+            return refusal(
+                request.headers,
+                401,
+                "an access token is needed: send Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": www_authenticate()},
+            )
+        if not IMPORTS_RECORDS.allows(principal, None, {"partner_id": partner}):
+            return refusal(request.headers, 403, f"not allowed: this needs {IMPORTS_RECORDS.describe()}")
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != CSV_MEDIA_TYPE:
+            return refusal(request.headers, 415, f"send the records as {CSV_MEDIA_TYPE}")
+        for name, value, limit in (("partnerId", partner, ID_LENGTH), ("period", period, 7)):
+            if problem := text_problem(value, limit):
+                return refusal(request.headers, 400, f"{name} {problem}", code=ErrorCode.BAD_USER_INPUT, field=name)
+        body = StreamedBody(request.stream(), asyncio.get_running_loop())
+        try:
+            view = await self._settlement.import_records(partner, period, body, by=principal.client_id)
+        except ExchangeError as refused:
+            extensions = refused.extensions()
+            code = ErrorCode(extensions.pop("code"))
+            return refusal(request.headers, _STATUSES.get(code, 400), refused.message, code=code, **extensions)
+        return JSONResponse(summary(view))

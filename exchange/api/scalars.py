@@ -1,0 +1,98 @@
+"""The ``Decimal`` and ``DateTime`` scalars as the exchange reads them from clients.
+
+Strawberry's own scalars take any value Python's ``Decimal`` and ``isoparse`` take: ``NaN``,
+``Infinity``, ``1e999999``, and times without a UTC offset. None of those can be priced,
+compared or stored, so these replace them under the same names (partners' documents keep
+working) and refuse such values while the request is parsed: nothing runs, and the error
+names the variable (``BAD_USER_INPUT``). Each field's own bounds (its column's scale, a
+money amount's digits) are the domain's to check.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import strawberry
+from strawberry.types.scalar import ScalarDefinition
+
+#: Digits a Decimal input may have before and after its point: more than any column holds.
+MAX_DECIMAL_DIGITS = 18
+#: The times a DateTime input may name: wide enough for any business date, narrow enough that
+#: adding a period or a delivery window to one, or moving it to any time zone, stays on the
+#: calendar.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+class InvalidValue(ValueError):
+    """A client's value a scalar refuses; the message says why."""
+
+
+def parse_decimal_input(value: Any) -> Decimal:
+    """A finite decimal within :data:`MAX_DECIMAL_DIGITS` digits on either side of the point,
+    from a string (``"12.50"``, ``"1.5e3"``) or a JSON integer; never from a float."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidValue('write a Decimal as a string, such as "12.50"')
+    try:
+        number = Decimal(value.strip() if isinstance(value, str) else value)
+    except InvalidOperation:
+        raise InvalidValue(f"{value!r} is not a decimal number") from None
+    if not number.is_finite():
+        raise InvalidValue(f"{value!r} is not a finite decimal number")
+    if not number:
+        return Decimal(0)  # whatever its exponent (0E-999999 is still zero)
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    if number.adjusted() >= MAX_DECIMAL_DIGITS or -(exponent + trailing_zeros) > MAX_DECIMAL_DIGITS:
+        raise InvalidValue(
+            f"{value!r} is out of range: at most {MAX_DECIMAL_DIGITS} digits before the point "
+            f"and {MAX_DECIMAL_DIGITS} after it"
+        )
+    return number
+
+
+def parse_datetime_input(value: Any) -> datetime:
+    """An ISO 8601 time with its UTC offset (``2026-11-30T16:00:00+08:00``), as aware UTC."""
+    if not isinstance(value, str):
+        raise InvalidValue("write a DateTime as an ISO 8601 string with its UTC offset")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidValue(f"{value!r} is not an ISO 8601 date and time") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidValue(f"{value!r} has no UTC offset: add one, such as Z or +08:00")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        moment = None  # off the calendar once in UTC
+    if moment is None or not EARLIEST <= moment < LATEST:
+        raise InvalidValue(f"{value!r} is out of range: from {EARLIEST:%Y-%m-%d} until {LATEST:%Y-%m-%d}")
+    return moment
+
+
+DecimalScalar: ScalarDefinition = strawberry.scalar(
+    name="Decimal",
+    description=(
+        'An exact decimal, written as a string ("12.50", "-3", "1.5e3") or an integer: finite, '
+        f"at most {MAX_DECIMAL_DIGITS} digits before the point and {MAX_DECIMAL_DIGITS} after it "
+        "(each field may allow fewer: see its description)."
+    ),
+    serialize=str,
+    parse_value=parse_decimal_input,
+)
+
+DateTimeScalar: ScalarDefinition = strawberry.scalar(
+    name="DateTime",
+    description=(
+        "A point in time, ISO 8601 with its UTC offset (2026-11-30T16:00:00+08:00, or Z); a time "
+        f"without one is refused. From {EARLIEST:%Y-%m-%d} until {LATEST:%Y-%m-%d}. Answers are in UTC."
+    ),
+    serialize=datetime.isoformat,
+    parse_value=parse_datetime_input,
+)
+
+#: ``scalar_overrides`` for the schema.
+SCALARS: dict[object, ScalarDefinition] = {Decimal: DecimalScalar, datetime: DateTimeScalar}

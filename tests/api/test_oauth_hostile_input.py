@@ -1,0 +1,149 @@
+"""Hostile values sent to the OAuth endpoints are refused as OAuth errors (400 or 401), on
+SQLite and PostgreSQL alike; none reaches the store."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jwt
+
+from exchange.serving import free_port
+from exchange.settings import Settings
+from exchange.testing.kit import ExchangeKit
+from tests.conftest import SAMPLE_PARTNERS
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture
+def gateway_settings(database_url: str) -> Settings:
+    """Every test here runs once on SQLite and once on PostgreSQL."""
+    return Settings(database_url=database_url, partners_dir=SAMPLE_PARTNERS, port=free_port())
+
+
+def oauth_error(response: httpx.Response, status: int, error: str) -> None:
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.json()["error"] == error, response.text
+
+
+NOT_TEXT_FORMS = [
+    b"grant_type=client_credentials&client_id=%00&client_secret=x",  # NUL
+    b"grant_type=client_credentials&client_id=%ED%A0%80&client_secret=x",  # a surrogate, as UTF-8
+    b"grant_type=client_credentials&client_id=a&client_secret=%FF",  # not UTF-8 once decoded
+    b"grant_type=client_credentials&scope=partner%3Aread%00&client_id=a&client_secret=b",
+    b"token=%00&client_id=a&client_secret=b",
+    b"grant_type=client_credentials&client_id=\xff",  # not UTF-8 as sent
+]
+
+
+async def test_form_values_that_are_not_text_are_an_invalid_request(client: httpx.AsyncClient) -> None:
+    for path in ("/oauth/token", "/oauth/introspect", "/oauth/revoke"):
+        for body in NOT_TEXT_FORMS:
+            oauth_error(await client.post(path, content=body, headers=FORM), 400, "invalid_request")
+
+
+async def test_oversized_form_bodies_are_refused_unread_even_in_chunks(client: httpx.AsyncClient) -> None:
+    body = b"grant_type=client_credentials&pad=" + b"x" * (1 << 20)
+
+    async def chunks() -> Any:
+        for start in range(0, len(body), 8192):
+            yield body[start : start + 8192]
+
+    oauth_error(await client.post("/oauth/token", content=body, headers=FORM), 400, "invalid_request")
+    oauth_error(await client.post("/oauth/token", content=chunks(), headers=FORM), 400, "invalid_request")
+
+
+MALFORMED_CREDENTIALS = [
+    b"\x00:secret",
+    b"a" * 300 + b":secret",
+    "客户:secret".encode(),
+    b"\xff\xfe:secret",
+    b"no-colon",
+    b":",
+]
+
+
+async def test_malformed_basic_credentials_are_an_invalid_client(client: httpx.AsyncClient) -> None:
+    for credentials in MALFORMED_CREDENTIALS:
+        header = "Basic " + base64.b64encode(credentials).decode()
+        response = await client.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, headers={"authorization": header}
+        )
+        assert response.status_code in (400, 401), response.text
+        assert response.json()["error"] in ("invalid_client", "invalid_request"), response.text
+
+
+async def test_basic_headers_that_are_not_base64_are_refused(client: httpx.AsyncClient) -> None:
+    for header in ("Basic %%%", "Basic", "Basic " + "A" * 20_000):
+        response = await client.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, headers={"authorization": header}
+        )
+        assert 400 <= response.status_code < 500, response.text
+
+
+async def _signed(kit: ExchangeKit, claims: dict[str, Any], header: dict[str, Any] | None = None) -> str:
+    key = await kit.assertion_key("wallet-pay")
+    client_id = (await kit.partner("wallet-pay")).client.client_id
+    now = datetime.now(UTC)
+    payload = {
+        "iss": client_id,
+        "sub": "alice",
+        "aud": kit.token_endpoint,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(minutes=5)).timestamp()),
+        "jti": f"jti-{now.timestamp()}",
+        **claims,
+    }
+    return jwt.encode({"alg": "ES256", "kid": key.kid, **(header or {})}, payload, key, algorithms=["ES256"])
+
+
+HOSTILE_CLAIMS: list[dict[str, Any]] = [
+    {"jti": "j" * 129},
+    {"jti": "j\x00"},
+    {"jti": 5},
+    {"sub": {"id": "alice"}},
+    {"sub": "alice\x00"},
+    {"sub": "a" * 129},
+    {"iss": "w" * 100},
+    {"iss": ["wallet-pay"]},
+    {"exp": 1e300},
+    {"exp": "soon"},
+    {"iat": True},
+]
+
+
+async def test_assertions_with_hostile_claims_are_an_invalid_grant(kit: ExchangeKit) -> None:
+    for claims in HOSTILE_CLAIMS:
+        response = await kit.request_member_token(await _signed(kit, claims))
+        assert response.status_code in (400, 401), (claims, response.text)
+        assert response.json()["error"] in ("invalid_grant", "invalid_client", "invalid_request"), response.text
+
+
+NOT_JWTS = ["not-a-jwt", "a.b.c", "", "x" * 15_000, base64.urlsafe_b64encode(b'{"alg":"none"}').decode() + ".e30."]
+
+
+async def test_assertions_that_are_not_jwts_are_an_invalid_grant(kit: ExchangeKit) -> None:
+    for assertion in NOT_JWTS:
+        response = await kit.request_member_token(assertion)
+        assert response.status_code in (400, 401), response.text
+
+
+async def test_an_assertion_naming_a_hostile_kid_is_an_invalid_grant(kit: ExchangeKit) -> None:
+    for kid in ("k" * 5000, "k\x00"):
+        response = await kit.request_member_token(await _signed(kit, {}, {"kid": kid}))
+        assert response.status_code == 400 and response.json()["error"] == "invalid_grant", response.text
+
+
+async def test_assertion_keys_with_hostile_kids_are_refused(kit: ExchangeKit) -> None:
+    key = (await kit.assertion_key("wallet-pay")).as_dict(private=False)
+    token = await kit.partner_token("wallet-pay")
+    register = 'mutation($key: String!) { registerAssertionKey(programId: "wallet-pay", publicKey: $key) { kid } }'
+    for kid in ("k" * 129, "k\x00", ""):
+        body = (await kit.graphql(register, token, key=json.dumps({**key, "kid": kid}))).json()
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body

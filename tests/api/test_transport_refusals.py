@@ -1,0 +1,168 @@
+"""What the transport refuses before GraphQL runs is answered in GraphQL's shape, with a code
+and the right status: bodies that are not a JSON object, oversized bodies, wrong methods and
+media types. Large partner files have a streamed route of their own."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+
+from exchange.auth.scopes import Role
+from exchange.testing.kit import ExchangeKit
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+MIB = 1 << 20
+
+
+def refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/"), response.headers
+    body = response.json()
+    assert [error["extensions"]["code"] for error in body["errors"]] == [code], body
+    return dict(body["errors"][0])
+
+
+NOT_JSON_OBJECTS = [b'"hello"', b"null", b"[]", b"5", b"true", b"\xff\xfe{}", b"{not json", b'{"query": NaN}', b""]
+WRONG_JSON_TYPES: list[Any] = [
+    {"query": 5},
+    {"query": "{ programs { id } }", "variables": "x"},
+    {"query": "{ programs { id } }", "operationName": 5},
+]
+
+
+async def test_a_body_that_is_not_a_json_object_is_a_bad_request(client: httpx.AsyncClient) -> None:
+    for accept in ("application/json", GRAPHQL_RESPONSE_JSON):
+        for body in NOT_JSON_OBJECTS:
+            headers = {"content-type": "application/json", "accept": accept}
+            response = await client.post("/graphql", content=body, headers=headers)
+            refused(response, 400, "BAD_REQUEST")
+            assert response.headers["content-type"].startswith(accept)
+    for payload in WRONG_JSON_TYPES:
+        refused(await client.post("/graphql", json=payload), 400, "BAD_REQUEST")
+
+
+async def test_transport_refusals_carry_a_code_and_their_status(client: httpx.AsyncClient) -> None:
+    query = "{ programs { id } }"
+    refused(
+        await client.post("/graphql", content=query, headers={"content-type": "text/plain"}),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    )
+    refused(await client.post("/graphql", data={"query": query}), 415, "UNSUPPORTED_MEDIA_TYPE")
+    mutation = await client.get("/graphql", params={"query": 'mutation { closePeriod(period: "2026-01") { status } }'})
+    refused(mutation, 405, "METHOD_NOT_ALLOWED")
+    assert mutation.headers["allow"] == "POST"
+    for method in ("PUT", "DELETE", "PATCH"):
+        response = await client.request(method, "/graphql", json={"query": query})
+        refused(response, 405, "METHOD_NOT_ALLOWED")
+        assert response.headers["allow"] == "GET, POST"
+    refused(await client.get("/graphql", headers={"accept": "application/json"}), 400, "BAD_REQUEST")
+    unknown = {"query": "query A { programs { id } } query B { coalition { currency } }", "operationName": "C"}
+    refused(await client.post("/graphql", json=unknown), 400, "BAD_REQUEST")
+    refused(await client.post("/graphql", json=[{"query": query}, {"query": query}]), 400, "BAD_REQUEST")
+
+
+def _padded(size: int) -> bytes:
+    """A valid GraphQL request of about ``size`` bytes (a long comment in its query)."""
+    return b'{"query": "{ programs { id } }#' + b"x" * size + b'"}'
+
+
+async def _chunks(body: bytes, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), chunk):
+        yield body[start : start + chunk]
+
+
+async def test_bodies_over_the_cap_are_refused_unread_and_under_it_executed(client: httpx.AsyncClient) -> None:
+    json_headers = {"content-type": "application/json"}
+    refused(await client.post("/graphql", content=_padded(2 * MIB), headers=json_headers), 413, "PAYLOAD_TOO_LARGE")
+    chunked = await client.post("/graphql", content=_chunks(_padded(2 * MIB)), headers=json_headers)
+    refused(chunked, 413, "PAYLOAD_TOO_LARGE")
+    under = await client.post("/graphql", content=_padded(MIB - 1024), headers=json_headers)
+    assert under.status_code == 200 and len(under.json()["data"]["programs"]) == 6
+    under_chunked = await client.post("/graphql", content=_chunks(_padded(MIB - 1024)), headers=json_headers)
+    assert under_chunked.status_code == 200, under_chunked.text
+
+
+UPLOAD = "/settlement/records/fresh-mart/{period}"
+
+
+def _records(lines: int) -> Iterator[bytes]:
+    """A partner file of ``lines`` records, made as it is sent."""
+    yield b"reference,amount,counterparty\nconversion:c1,98.00,wallet-pay\n"
+    for number in range(2, lines + 1):
+        yield f"conversion:x{number:08d},1.00,wallet-pay\n".encode()
+
+
+async def _streamed(lines: int) -> AsyncIterator[bytes]:
+    batch: list[bytes] = []
+    for line in _records(lines):
+        batch.append(line)
+        if len(batch) == 2000:
+            yield b"".join(batch)
+            batch = []
+    yield b"".join(batch)
+
+
+async def test_a_large_partner_file_streams_into_the_same_import_as_the_mutation(
+    kit: ExchangeKit, last_month: str
+) -> None:
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    await kit.data("mutation($p: String!) { closePeriod(period: $p) { status } }", staff, p=last_month)
+    partner = await kit.partner_token("fresh-mart")
+    lines = 60_000  # about 2 MiB: over the GraphQL cap
+    response = await kit.http.put(
+        UPLOAD.format(period=last_month),
+        content=_streamed(lines),
+        headers={"authorization": f"Bearer {partner}", "content-type": "text/csv"},
+    )
+    assert response.status_code == 200, response.text
+    summary = response.json()
+    assert summary["lines"] == lines and summary["matched"] == 1
+    assert summary["missingInLedger"] == lines - 1 and summary["partnerId"] == "fresh-mart"
+    read = 'query($p: String!) { reconciliation(partnerId: "fresh-mart", period: $p) { id lines matched } }'
+    reconciliation = (await kit.data(read, partner, p=last_month))["reconciliation"]
+    assert reconciliation == {"id": summary["id"], "lines": lines, "matched": 1}
+
+
+async def test_the_streamed_upload_refuses_as_the_mutation_does(kit: ExchangeKit, last_month: str) -> None:
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    await kit.data("mutation($p: String!) { closePeriod(period: $p) { status } }", staff, p=last_month)
+    url = UPLOAD.format(period=last_month)
+    csv = {"content-type": "text/csv"}
+    good = b"reference,amount\nconversion:c1,98.00\n"
+    refused(await kit.http.put(url, content=good, headers=csv), 401, "UNAUTHENTICATED")
+    other = await kit.partner_token("wallet-pay")
+    refused(
+        await kit.http.put(url, content=good, headers={**csv, "authorization": f"Bearer {other}"}), 403, "FORBIDDEN"
+    )
+    reader = await kit.partner_token("fresh-mart", scope="partner:read")
+    refused(
+        await kit.http.put(url, content=good, headers={**csv, "authorization": f"Bearer {reader}"}), 403, "FORBIDDEN"
+    )
+    partner = {"authorization": f"Bearer {await kit.partner_token('fresh-mart')}"}
+    refused(
+        await kit.http.put(url, content=good, headers={**partner, "content-type": "application/json"}),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    )
+    broken = good + b"conversion:c2,1.5.0\n"
+    error = refused(await kit.http.put(url, content=broken, headers={**partner, **csv}), 400, "BAD_USER_INPUT")
+    assert error["extensions"]["line"] == 3 and "amount" in error["extensions"]["reason"]
+    refused(
+        await kit.http.put(UPLOAD.format(period="0001-01"), content=good, headers={**partner, **csv}),
+        400,
+        "BAD_USER_INPUT",
+    )
+    refused(
+        await kit.http.put(UPLOAD.format(period="2099-01"), content=good, headers={**partner, **csv}),
+        409,
+        "PERIOD_NOT_CLOSED",
+    )
+    accepted = await kit.http.put(url, content=good, headers={**staff_headers(staff), **csv})
+    assert accepted.status_code == 200 and accepted.json()["matched"] == 1, accepted.text
+
+
+def staff_headers(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
