@@ -27,8 +27,9 @@ def _enable_sqlite_rules(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
-    """An async engine for ``url`` with the exchange's connection rules applied."""
+def create_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit: bool = False) -> AsyncEngine:
+    """An async engine for ``url`` with the exchange's connection rules applied; ``autocommit``:
+    its connections run every statement in a transaction of its own (PostgreSQL only)."""
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60)
@@ -37,19 +38,42 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
     # No pre-ping: it costs a round trip on every checkout, and a unit of work is a handful of
     # statements. A connection the server dropped fails one unit of work, which invalidates
     # the pool; recycling keeps connections from outliving server-side idle limits.
-    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300)
+    return create_async_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=300,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
+    )
 
 
 class Database:
-    """Owns the engine; hands out one session per unit of work."""
+    """Owns the engine; hands out one session per unit of work.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    Statements that commit on their own (:meth:`autocommit`) run on connections kept in that
+    mode: on PostgreSQL a pool of their own (switching a connection's mode on every checkout
+    costs about what BEGIN and COMMIT do); on SQLite the one connection, switched, since a
+    second one would write beside it.
+    """
+
+    def __init__(self, engine: AsyncEngine, autocommit_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
+        self._autocommit_engine = autocommit_engine
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False, autoflush=False)
+        self._autocommit_sessions = async_sessionmaker(
+            autocommit_engine or engine.execution_options(isolation_level="AUTOCOMMIT"),
+            class_=AsyncSession,
+            expire_on_commit=False,
+            autoflush=False,
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Database:
-        return cls(create_engine(url, **options))
+        engine = create_engine(url, **options)
+        if engine.dialect.name != "postgresql":
+            return cls(engine)
+        return cls(engine, create_engine(url, **options, autocommit=True))
 
     @property
     def dialect(self) -> str:
@@ -66,10 +90,10 @@ class Database:
         """A session whose every statement commits on its own, without BEGIN and COMMIT (two
         round trips fewer): for a read of one statement, or one write that needs no other
         statement's company (nothing before it must be read in the same snapshot)."""
-        async with self.engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            async with self._sessions(bind=connection) as session:
-                yield session
+        async with self._autocommit_sessions() as session:
+            yield session
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._autocommit_engine is not None:
+            await self._autocommit_engine.dispose()
