@@ -183,6 +183,7 @@ async def main(arguments: argparse.Namespace) -> None:
         statements, transactions = (sent_after[i] - sent_before[i] for i in range(2))
         calls = {query: n - calls_before.get(query, 0) for query, n in (await stack.statement_calls()).items()}
         conversion_cpu = {part: (after[part] - before[part]) / count for part in before}
+        gateway_kernel = conversion_cpu.pop("gateway (system)")
         conversions_rate = count / arguments.duration
         tps = await asyncio.to_thread(pgbench, stack.database_url, int(arguments.duration))
     bare_rate, bare_latencies, bare_cpu = await bare_query_rate(
@@ -214,6 +215,10 @@ async def main(arguments: argparse.Namespace) -> None:
         print(
             f"  CPU ms per {label}: {parts}; all {total * 1000:.1f} (at most {cores / total:,.0f}/s on {cores} cores)"
         )
+    print(
+        f"  gateway CPU per conversion / bare query server CPU: {conversion_cpu['gateway'] / bare_cpu['server']:.1f}x"
+        f"   (of the gateway's {conversion_cpu['gateway'] * 1000:.1f} ms, {gateway_kernel * 1000:.1f} in the kernel)"
+    )
 
 
 if __name__ == "__main__":

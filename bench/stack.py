@@ -103,10 +103,12 @@ class Stack:
         )
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds used so far by each part of the stack (with its child processes)."""
+        """CPU seconds used so far by each part of the stack (with its child processes); and,
+        apart, the gateway's time in the kernel (``gateway (system)``, part of ``gateway``)."""
         postmaster = int((self.cluster.root / "data" / "postmaster.pid").read_text().split()[0])
         return {
             "gateway": tree_cpu_seconds(pid_of(self.gateway)),
+            "gateway (system)": tree_cpu_seconds(pid_of(self.gateway), kernel_only=True),
             "PostgreSQL": tree_cpu_seconds(postmaster),
             "partners": sum(tree_cpu_seconds(pid_of(sandbox)) for sandbox in self.sandboxes),
             "load generator": own_cpu_seconds(),
@@ -179,9 +181,9 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """User and system CPU seconds of process ``root`` and its descendants, live or reaped,
-    from /proc (Linux)."""
+def tree_cpu_seconds(root: int, *, kernel_only: bool = False) -> float:
+    """User and system CPU seconds (``kernel_only``: system only) of process ``root`` and its
+    descendants, live or reaped, from /proc (Linux)."""
     children: dict[int, list[int]] = {}
     times: dict[int, float] = {}
     for entry in os.scandir("/proc"):
@@ -195,7 +197,8 @@ def tree_cpu_seconds(root: int) -> float:
         pid = int(entry.name)
         children.setdefault(int(fields[1]), []).append(pid)
         # utime, stime, and the times of children already reaped (cutime, cstime)
-        times[pid] = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        counted = (fields[12], fields[14]) if kernel_only else fields[11:15]
+        times[pid] = sum(int(value) for value in counted) / os.sysconf("SC_CLK_TCK")
     total, pending = 0.0, [root]
     while pending:
         pid = pending.pop()
