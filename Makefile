@@ -7,16 +7,28 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 AUDIT := tests/audit/node_modules/.package-lock.json
 
+# The newest PostgreSQL server installed (Debian's layout): the tests run it.
+PG_VERSION := $(shell ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1)
+# The system packages the tests need that are missing here: Node.js for the GraphQL-over-HTTP
+# audit; Debian's Chromium and a font with Traditional Chinese for the browser tests (Playwright
+# cannot download its own browser here); pg_auto_failover for that PostgreSQL server, for the
+# failover test (deploy/postgresql-failover.md).
+MISSING_PACKAGES := $(strip \
+  $(if $(shell command -v npm),,nodejs npm) \
+  $(if $(and $(shell command -v chromium),$(shell fc-list :lang=zh-tw 2>/dev/null)),,chromium fonts-wqy-microhei) \
+  $(if $(and $(shell command -v pg_autoctl),$(wildcard /usr/lib/postgresql/$(PG_VERSION)/lib/pgautofailover.so)),,\
+    postgresql-$(PG_VERSION)-auto-failover pg-auto-failover-cli))
+
 VENDOR_MANIFEST := exchange/web/vendored.txt
 VENDOR_DIR := exchange/web/static/vendor
 I18N := exchange/web/i18n
 
-.PHONY: demo test lint install schema clean vendor messages browser
+.PHONY: demo test lint install schema clean vendor messages system-packages
 
 demo: $(INSTALLED)
 	$(BIN)/exchange demo
 
-test: $(INSTALLED) $(AUDIT) browser lint
+test: $(INSTALLED) system-packages $(AUDIT) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Lint and formatting: ruff's rules as pyproject.toml chooses them, zero findings.
@@ -35,14 +47,20 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --progress-bar on -e '.[test]'
 	touch $@
 
-# The GraphQL-over-HTTP audit runs on Node.js; install it from the system's packages if absent.
-$(AUDIT): tests/audit/package-lock.json
-	@command -v npm >/dev/null 2>&1 || { \
+# Installs MISSING_PACKAGES from the system's packages (one apt-get update) when root; otherwise
+# stops, naming them.
+system-packages:
+	@if [ -z "$(PG_VERSION)" ]; then echo "The tests need PostgreSQL's server: apt-get install postgresql"; exit 1; fi
+	@if [ -n "$(MISSING_PACKAGES)" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && apt-get install -y -qq nodejs npm; \
+	    apt-get update -qq && apt-get install -y -qq $(MISSING_PACKAGES); \
 	  else \
-	    echo "Node.js and npm are needed for the GraphQL-over-HTTP audit: install them (apt-get install nodejs npm)"; exit 1; \
-	  fi; }
+	    echo "The tests need these system packages: run as root, or apt-get install $(MISSING_PACKAGES)"; exit 1; \
+	  fi; \
+	fi
+
+# The GraphQL-over-HTTP audit's Node.js packages (Node.js itself comes with system-packages).
+$(AUDIT): tests/audit/package-lock.json | system-packages
 	npm ci --prefix tests/audit --no-audit --no-fund --silent
 
 # The web front end's JavaScript and CSS come from the npm registry at the versions VENDOR_MANIFEST
@@ -67,17 +85,6 @@ vendor:
 	    esac; done; \
 	  echo "vendored $$spec into $$out"; \
 	done
-
-# The browser tests drive Debian's Chromium (Playwright cannot download its own browser here), with
-# a font that has Traditional Chinese; install both from the system's packages if absent.
-browser:
-	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list :lang=zh-tw 2>/dev/null | grep -q .; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei; \
-	  else \
-	    echo "The browser tests need Chromium and a Chinese font: run as root, or apt-get install chromium fonts-wqy-microhei"; exit 1; \
-	  fi; \
-	fi
 
 # The web front end's messages: extract them from the templates into $(I18N)/messages.pot and
 # merge them into every catalog; then translate what is new in $(I18N)/<locale>/LC_MESSAGES/messages.po

@@ -32,9 +32,9 @@ from sqlalchemy.engine import make_url
 
 from exchange.db.database import Database
 from exchange.ledger.verify import verify_ledger
+from exchange.services.settlement import SettlementService
 from exchange.settings import Settings
 from exchange.settlement.closing import PeriodReport
-from exchange.settlement.service import SettlementService
 from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases
 from exchange.testing.postgres import ThrowawayCluster

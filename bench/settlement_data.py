@@ -23,7 +23,7 @@ from pathlib import Path
 from exchange.db.database import Database
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger, Leg, TransactionRequest
-from exchange.loading import load_partners_directory
+from exchange.services.container import load_partners_directory
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
 

@@ -38,8 +38,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from exchange.db.database import Database
+from exchange.services.settlement import SettlementService
 from exchange.settings import Settings
-from exchange.settlement.service import SettlementService
 from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases
 from exchange.testing.postgres import ThrowawayCluster

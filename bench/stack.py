@@ -24,8 +24,8 @@ from sqlalchemy.engine import make_url
 
 from exchange.db import migrate
 from exchange.db.database import Database
-from exchange.loading import load_partners_directory
 from exchange.sandbox.admin_client import SandboxAdmin
+from exchange.services.container import load_partners_directory
 from exchange.serving import free_port
 from exchange.settings import Settings
 from exchange.testing.databases import PostgresDatabases
@@ -130,7 +130,7 @@ class Stack:
 async def running_stack(programs: Sequence[str], *, workers: int = 1, **gateway_env: str) -> AsyncIterator[Stack]:
     """PostgreSQL, one sandbox process per program, and ``exchange serve`` on a migrated database."""
     work = Path(tempfile.mkdtemp(prefix="exchange-bench-"))
-    cluster = ThrowawayCluster.start({"shared_preload_libraries": "pg_stat_statements"})
+    cluster = ThrowawayCluster.start(shared_preload_libraries="pg_stat_statements")
     databases = PostgresDatabases(cluster.url)
     processes: list[ExchangeProcess] = []
     try:

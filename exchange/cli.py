@@ -7,10 +7,10 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import wraps
 from pathlib import Path
-from typing import Any, BinaryIO, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 import click
 import uvicorn
@@ -22,6 +22,9 @@ from exchange.auth.scopes import Role, Scope, parse_scopes
 from exchange.errors import ConfigurationError, ExchangeError
 from exchange.serving import free_port
 from exchange.settings import Settings
+
+if TYPE_CHECKING:
+    from exchange.services.container import Services
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -94,6 +97,18 @@ class Group(click.Group):
 
     command_class = Command
     group_class = type
+
+
+def with_services(work: Callable[[Services], Awaitable[R]]) -> R:
+    """Run ``work`` on the application services of the database the environment names, and
+    close them afterwards."""
+    from exchange.services.container import open_services
+
+    async def run() -> R:
+        async with open_services(load_settings()) as services:
+            return await work(services)
+
+    return run_async(run())
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -210,7 +225,7 @@ def partners_load(directory: Path | None) -> None:
     Nothing is loaded unless every file is valid; the first problem is reported as
     FILE: FIELD: REASON.
     """
-    from exchange.loading import load_partners_directory
+    from exchange.services.container import load_partners_directory
 
     settings = load_settings(partners_dir=directory)
     loaded = run_async(load_partners_directory(settings))
@@ -231,9 +246,7 @@ def recover() -> None:
     partner for the status of operations whose outcome is unknown and finishes the
     conversion (COMPLETED, FAILED or REVERSED); one it cannot settle yet stays PENDING.
     """
-    from exchange.conversions.recovery import recover_all
-
-    report = run_async(recover_all(load_settings()))
+    report = with_services(lambda services: services.conversions.recover())
     click.echo(f"{report.driven} conversions driven; {report.pending} still pending")
 
 
@@ -249,9 +262,7 @@ def ledger_verify() -> None:
 
     Exits 1, naming the first bad transaction, if anything is off.
     """
-    from exchange.ledger.verify import verify_database
-
-    verification = run_async(verify_database(load_settings()))
+    verification = with_services(lambda services: services.settlement.verify_ledger())
     if verification.problem is not None:
         click.echo(f"ledger verification failed: {verification.problem}", err=True)
         sys.exit(1)
@@ -273,42 +284,53 @@ def _operator() -> str:
     return f"cli:{getpass.getuser()}"
 
 
+def _period_or_previous(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """PERIOD or --previous, exactly one: checked while parsing (by whichever of the two click
+    takes second), so that the mistake is reported before anything opens the database."""
+    given = {**ctx.params, str(param.name): value}
+    if {"period", "previous"} <= given.keys() and given["previous"] == (given["period"] is not None):
+        raise click.UsageError("give PERIOD or --previous, one of the two", ctx)
+    return value
+
+
 @settle.command("close")
-@click.argument("period")
+@click.option(
+    "--previous",
+    is_flag=True,
+    callback=_period_or_previous,
+    help="Close the period that ended last (in EXCHANGE_SETTLEMENT_TIMEZONE) instead of naming one.",
+)
+@click.argument("period", required=False, callback=_period_or_previous)
 @reports_errors
-def settle_close(period: str) -> None:
-    """Close PERIOD (YYYY-MM) and print every participant's position and what netting saves.
+def settle_close(previous: bool, period: str | None) -> None:
+    """Close PERIOD (YYYY-MM), or with --previous the period that ended last, and print every
+    participant's position and what netting saves.
 
     The period must be over (in EXCHANGE_SETTLEMENT_TIMEZONE) and every earlier period with
-    postings closed. Closing a closed period prints its figures again and changes nothing.
+    postings closed. Closing a closed period prints its figures again and changes nothing, so
+    a monthly job may run --previous whatever the period length.
     """
-    from exchange.settlement.service import settlement_service
-
-    async def close() -> None:
-        async with settlement_service(load_settings()) as service:
-            report = await service.close(period, by=_operator())
-        money = report.currency.from_minor
-        click.echo(f"period {report.period}: {report.status}")
+    report = with_services(
+        lambda services: services.settlement.close(period or services.settlement.previous_period(), by=_operator())
+    )
+    money = report.currency.from_minor
+    click.echo(f"period {report.period}: {report.status}")
+    click.echo(f"{'participant':<20} {'opening':>16} {'payable':>16} {'receivable':>16} {'net':>16} {'closing':>16}")
+    for p in report.positions:
         click.echo(
-            f"{'participant':<20} {'opening':>16} {'payable':>16} {'receivable':>16} {'net':>16} {'closing':>16}"
+            f"{p.participant:<20} {money(p.opening):>16} {money(p.payable):>16} {money(p.receivable):>16} "
+            f"{money(p.net):>16} {money(p.opening + p.net):>16}"
         )
-        for p in report.positions:
+    click.echo(f"net positions sum to {money(sum(p.net for p in report.positions))} {report.currency.code}")
+    if (saving := report.saving) is not None:
+        for name, payments in (
+            ("gross", saving.gross),
+            ("bilateral", saving.bilateral),
+            ("multilateral", saving.multilateral),
+        ):
             click.echo(
-                f"{p.participant:<20} {money(p.opening):>16} {money(p.payable):>16} {money(p.receivable):>16} "
-                f"{money(p.net):>16} {money(p.opening + p.net):>16}"
+                f"payments {name + ':':<14} {payments.count:>8} moving {money(payments.total):>16} {report.currency.code}"
             )
-        click.echo(f"net positions sum to {money(sum(p.net for p in report.positions))} {report.currency.code}")
-        if (saving := report.saving) is not None:
-            for name, payments in (
-                ("gross", saving.gross),
-                ("bilateral", saving.bilateral),
-                ("multilateral", saving.multilateral),
-            ):
-                click.echo(
-                    f"payments {name + ':':<14} {payments.count:>8} moving {money(payments.total):>16} {report.currency.code}"
-                )
-
-    run_async(close())
 
 
 @settle.command("reconcile")
@@ -323,24 +345,18 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
     The file streams through, whatever its size; a malformed line stops the import with its
     number and the reason, and nothing is imported. The format is in README.md.
     """
-    from exchange.settlement.service import settlement_service
-
-    async def reconcile() -> None:
-        async with settlement_service(load_settings()) as service:
-            view = await service.import_records(partner, period, file, by=_operator())
-        imported = view.reconciliation
-        click.echo(f"reconciled {partner} {imported.period}: {imported.lines} lines, sha256 {imported.file_sha256}")
-        for name, count in (
-            ("MATCHED", imported.matched),
-            ("AMOUNT_MISMATCH", imported.amount_mismatch),
-            ("MISSING_IN_LEDGER", imported.missing_in_ledger),
-            ("DUPLICATE", imported.duplicate),
-            ("MISSING_IN_PARTNER", imported.missing_in_partner),
-        ):
-            click.echo(f"  {name:<20} {count:>12}")
-        click.echo(f"{view.unresolved} breaks to resolve (GraphQL resolveBreak); reconciliation {imported.id}")
-
-    run_async(reconcile())
+    view = with_services(lambda services: services.settlement.import_records(partner, period, file, by=_operator()))
+    imported = view.reconciliation
+    click.echo(f"reconciled {partner} {imported.period}: {imported.lines} lines, sha256 {imported.file_sha256}")
+    for name, count in (
+        ("MATCHED", imported.matched),
+        ("AMOUNT_MISMATCH", imported.amount_mismatch),
+        ("MISSING_IN_LEDGER", imported.missing_in_ledger),
+        ("DUPLICATE", imported.duplicate),
+        ("MISSING_IN_PARTNER", imported.missing_in_partner),
+    ):
+        click.echo(f"  {name:<20} {count:>12}")
+    click.echo(f"{view.unresolved} breaks to resolve (GraphQL resolveBreak); reconciliation {imported.id}")
 
 
 @settle.command("statement")
@@ -355,20 +371,18 @@ def settle_statement(partner: str, form: str, output: Path | None, period: str) 
     """Print a participant's statement of the closed PERIOD: the canonical JSON, CSV, or the
     JSON signed as a JWS that anyone verifies with the exchange's published statement keys
     (/.well-known/statement-keys.json)."""
-    from exchange.settlement.service import settlement_service
 
-    async def statement() -> str:
-        async with settlement_service(load_settings()) as service:
-            found = await service.statement(partner, period)
-            match form:
-                case "json":
-                    return found.json()
-                case "csv":
-                    return found.csv()
-                case _:
-                    return found.jws(await service.signing_key())
+    async def statement(services: Services) -> str:
+        found = await services.settlement.statement(partner, period)
+        match form:
+            case "json":
+                return found.json()
+            case "csv":
+                return found.csv()
+            case _:
+                return found.jws(await services.settlement.signing_key())
 
-    text = run_async(statement())
+    text = with_services(statement)
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
@@ -513,17 +527,11 @@ def clients_create(program_id: str | None, role: str | None, scopes: tuple[str, 
     (--role settlement or --role admin) get that role. The exchange keeps only a hash of
     the secret: store it when it is printed.
     """
-    from exchange.auth.admin import create_client
-
     if (program_id is None) == (role is None):
         raise CommandFailed("give exactly one of --partner PROGRAM or --role settlement|admin")
-    settings = load_settings()
-    credentials = run_async(
-        create_client(
-            settings,
-            role=Role(role) if role else Role.PARTNER,
-            program_id=program_id,
-            scopes=_parse_scopes(scopes),
+    credentials = with_services(
+        lambda services: services.access.create_client(
+            role=Role(role) if role else Role.PARTNER, program_id=program_id, scopes=_parse_scopes(scopes)
         )
     )
     client = credentials.client
@@ -559,23 +567,19 @@ def keys_rotate(statements: bool) -> None:
     EXCHANGE_STATEMENT_RETENTION_YEARS after the last statement it signed.
     """
     if statements:
-        from exchange.settlement.service import settlement_service
 
-        async def rotate() -> None:
-            async with settlement_service(load_settings()) as service:
-                rotation = await service.rotate_key()
-                click.echo(f"active statement-signing key: {rotation.new.kid}")
-                if (retired := rotation.retired) is not None:
-                    until = service.keys.published_until(retired)
-                    click.echo(f"retired key {retired.kid} stays published until {until}")
-                click.echo(f"published statement keys: {', '.join(key.kid for key in rotation.published)}")
+        async def rotate(services: Services) -> None:
+            rotation = await services.settlement.rotate_key()
+            click.echo(f"active statement-signing key: {rotation.new.kid}")
+            if (retired := rotation.retired) is not None:
+                until = services.settlement.keys.published_until(retired)
+                click.echo(f"retired key {retired.kid} stays published until {until}")
+            click.echo(f"published statement keys: {', '.join(key.kid for key in rotation.published)}")
 
-        run_async(rotate())
+        with_services(rotate)
         return
 
-    from exchange.auth.admin import rotate_keys
-
-    rotation = run_async(rotate_keys(load_settings()))
+    rotation = with_services(lambda services: services.access.rotate_signing_key())
     click.echo(f"active signing key: {rotation.new.kid}")
     if rotation.retired is not None:
         click.echo(f"retired key {rotation.retired.kid} stays published until {rotation.retired.publish_until}")
@@ -608,17 +612,12 @@ def people_create(username: str, role: str, program_id: str | None, totp: bool) 
     With --totp they also need a code from an authenticator app: the command prints the
     secret's otpauth:// URI once, to be turned into a QR code or typed into the app.
     """
-    from exchange.people.service import NewPerson, people_service
-
     password = _read_password()
-
-    async def create() -> NewPerson:
-        async with people_service(load_settings()) as service:
-            return await service.create(
-                username=username, password=password, role=Role(role), program_id=program_id, with_totp=totp
-            )
-
-    created = run_async(create())
+    created = with_services(
+        lambda services: services.people.create(
+            username=username, password=password, role=Role(role), program_id=program_id, with_totp=totp
+        )
+    )
     person = created.person
     tenant = f" for program {person.program_id}" if person.program_id else ""
     click.echo(f"created {person.username}: role {person.role}{tenant}")

@@ -24,18 +24,14 @@ from typing import Any
 import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.app import create_app
-from exchange.auth import assertions, clients
 from exchange.auth.clients import ClientCredentials
 from exchange.auth.scopes import Role
 from exchange.db import migrate
-from exchange.db.database import Database
-from exchange.loading import load_partners_directory
-from exchange.programs import service as programs
 from exchange.programs.declarations import read_partners_directory
 from exchange.sandbox.server import SandboxServer, demo_sandboxes
+from exchange.services.container import Services, load_partners_directory, open_services
 from exchange.serving import RunningServer, start_server, wait_for_stop_signal
 from exchange.settings import Settings
 
@@ -79,16 +75,6 @@ def banner(gateway_url: str, settings: Settings, sandboxes: list[SandboxServer],
     )
 
 
-async def _demo_client(
-    session: AsyncSession, client_id: str, role: Role, program_id: str | None, now: datetime
-) -> ClientCredentials:
-    """The demo's client ``client_id``, created on the first run, with a fresh secret on later ones."""
-    existing = await clients.get_client(session, client_id)
-    if existing is None:
-        return await clients.create_client(session, role=role, program_id=program_id, now=now, client_id=client_id)
-    return ClientCredentials(existing, await clients.reset_client_secret(session, client_id))
-
-
 def _client_entry(credentials: ClientCredentials) -> dict[str, Any]:
     client = credentials.client
     return {
@@ -100,20 +86,20 @@ def _client_entry(credentials: ClientCredentials) -> dict[str, Any]:
     }
 
 
-async def set_up_clients(db: Database, now: datetime) -> tuple[dict[str, Any], dict[str, ECKey]]:
-    """One client per partner (with a fresh assertion key), one settlement, one admin."""
+async def set_up_clients(services: Services) -> tuple[dict[str, Any], dict[str, ECKey]]:
+    """One client per partner (with a fresh assertion key), one settlement, one admin; the
+    same clients on every start, with fresh secrets."""
     entries: dict[str, Any] = {}
     keys: dict[str, ECKey] = {}
-    async with db.transaction() as session:
-        for program in await programs.list_programs(session):
-            credentials = await _demo_client(session, f"demo-{program.id}", Role.PARTNER, program.id, now)
-            key = ECKey.generate_key("P-256", parameters={"kid": DEMO_KEY_ID})
-            await assertions.register_assertion_key(session, program.id, json.dumps(key.as_dict(private=False)), now)
-            keys[program.id] = key
-            entries[program.id] = {**_client_entry(credentials), "assertion_key": key.as_dict(private=True)}
-        for role in (Role.SETTLEMENT, Role.ADMIN):
-            credentials = await _demo_client(session, f"demo-{role.value}", role, None, now)
-            entries[role.value] = _client_entry(credentials)
+    for program in await services.catalog.programs():
+        credentials = await services.access.renew_client(f"demo-{program.id}", role=Role.PARTNER, program_id=program.id)
+        key = ECKey.generate_key("P-256", parameters={"kid": DEMO_KEY_ID})
+        await services.access.register_assertion_key(program.id, json.dumps(key.as_dict(private=False)))
+        keys[program.id] = key
+        entries[program.id] = {**_client_entry(credentials), "assertion_key": key.as_dict(private=True)}
+    for role in (Role.SETTLEMENT, Role.ADMIN):
+        credentials = await services.access.renew_client(f"demo-{role.value}", role=role, program_id=None)
+        entries[role.value] = _client_entry(credentials)
     return entries, keys
 
 
@@ -188,11 +174,8 @@ def write_private(path: Path, document: dict[str, Any]) -> None:
 
 async def write_credentials(settings: Settings, data_dir: Path, gateway_url: str) -> Path:
     issuer = settings.issuer_url
-    db = Database.from_url(settings.database_url)
-    try:
-        client_entries, partner_keys = await set_up_clients(db, datetime.now(UTC))
-    finally:
-        await db.dispose()
+    async with open_services(settings) as services:
+        client_entries, partner_keys = await set_up_clients(services)
     members: dict[str, Any] = {}
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as http:
         for member_ref, pin in DEMO_MEMBERS.items():

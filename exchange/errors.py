@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     AUTHORITY_REQUIRED = "AUTHORITY_REQUIRED"
     PARTNER_UNAVAILABLE = "PARTNER_UNAVAILABLE"
     PARTNER_REFUSED = "PARTNER_REFUSED"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     PERIOD_CLOSED = "PERIOD_CLOSED"
     MATCH_NOT_GRANTED = "MATCH_NOT_GRANTED"
     MATCH_TOO_SOON = "MATCH_TOO_SOON"
@@ -46,9 +47,11 @@ class ErrorCode(StrEnum):
 class ExchangeError(Exception):
     """An expected failure with a client-facing code, message and (optionally) field.
 
-    ``field`` names the input the error is about, as the client spelled it
-    (``input.points``); ``details`` carries extra machine-readable facts (such as the
-    room left under a limit) that become ``extensions`` entries.
+    ``field`` names the input the error is about by its request's own name for it, in the
+    public API's spelling (``points``, ``toProgram``, ``adjustment.amount``); the GraphQL layer
+    turns it into the path of the argument as the client wrote it (``input.points``).
+    ``details`` carries extra machine-readable facts (such as the room left under a limit)
+    that become ``extensions`` entries.
     """
 
     code: ErrorCode = ErrorCode.BAD_USER_INPUT

@@ -1,7 +1,9 @@
 """Periodic background jobs that run inside ``exchange serve`` (every gateway process).
 
 Each job must be safe to run in many processes at once (they claim work with row locks or
-leases); a failing pass is logged and the job tries again at its next interval.
+leases); a failing pass is logged and the job tries again at its next interval. A pass that
+meets a database outage (a failover) is expected: one line, no trace, and the next pass
+finishes what it left.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+
+from exchange.db.availability import DatabaseUnavailable
 
 logger = logging.getLogger("exchange.jobs")
 
@@ -25,6 +29,10 @@ class PeriodicJob:
         while True:
             try:
                 await self.run_once()
+            except DatabaseUnavailable:
+                logger.warning(
+                    "background job %s: the database is unavailable; next pass in %s s", self.name, self.interval
+                )
             except Exception:
                 logger.exception("background job %s failed; next pass in %s s", self.name, self.interval)
             await asyncio.sleep(self.interval)

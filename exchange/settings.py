@@ -30,16 +30,35 @@ def normalize_database_url(url: str) -> str:
     """Pick the async driver the exchange runs on for a plain database URL.
 
     ``postgresql://`` and ``postgres://`` mean psycopg 3; ``sqlite://`` means aiosqlite.
-    A URL that already names a driver is kept as it is.
+    A URL that already names a driver is kept as it is. A PostgreSQL URL naming several
+    hosts as libpq writes them (``postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write``,
+    as ``pg_autoctl show uri`` prints it) is rewritten into the form SQLAlchemy parses,
+    ``postgresql+psycopg://u@/db?host=h1:5432&host=h2:5432&target_session_attrs=read-write``;
+    libpq then tries the hosts in turn (see deploy/postgresql-failover.md).
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"not a database URL: {url!r}")
     if scheme in ("postgresql", "postgres"):
-        return f"postgresql+psycopg://{rest}"
+        return _hosts_into_query(f"postgresql+psycopg://{rest}")
     if scheme == "sqlite":
         return f"sqlite+aiosqlite://{rest}"
+    if scheme.startswith("postgresql+"):
+        return _hosts_into_query(url)
     return url
+
+
+def _hosts_into_query(url: str) -> str:
+    """``url`` with a comma-separated list of hosts moved into ``host=`` query parameters."""
+    parts = urlsplit(url)
+    user, at, host_list = parts.netloc.rpartition("@")
+    hosts = host_list.split(",")
+    if len(hosts) == 1:
+        return url
+    if not all(hosts) or any(host.startswith("[") for host in hosts):
+        raise ValueError(f"name each host of a multi-host URL by name or IPv4 address, got {host_list!r}")
+    query = "&".join([*(f"host={host}" for host in hosts), *([parts.query] if parts.query else [])])
+    return f"{parts.scheme}://{user}{at}{parts.path}?{query}"
 
 
 class Settings(BaseSettings):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.errors import ConfigurationError
 from exchange.programs.declarations import PartnersDirectory, read_partners_directory
@@ -36,6 +37,21 @@ def postgres_server_url() -> Iterator[str]:
         pytest.fail(str(exc), pytrace=False)
     try:
         yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def own_postgres_cluster() -> Iterator[ThrowawayCluster]:
+    """A PostgreSQL cluster of the test's own, migrated, for a test that halts and resumes it
+    (an outage); its URL names the migrated database, and its commits survive a halt."""
+    try:
+        cluster = ThrowawayCluster.start(synchronous_commit="on")
+    except ConfigurationError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        migrate.upgrade(cluster.url)
+        yield cluster
     finally:
         cluster.stop()
 

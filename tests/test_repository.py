@@ -10,6 +10,7 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner
+from graphql import NoDeprecatedCustomRule, parse, validate
 
 from exchange.api.schema import build_schema
 from exchange.cli import main
@@ -29,6 +30,21 @@ def test_schema_export_prints_the_same_sdl() -> None:
     result = CliRunner().invoke(main, ["schema", "export"])
     assert result.exit_code == 0
     assert result.output == (REPO_ROOT / "schema.graphql").read_text()
+
+
+def test_the_documents_graphql_examples_fit_the_schema_without_deprecated_fields() -> None:
+    schema = build_schema(Settings())._schema
+    documents = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "partners").glob("*.md"))]
+    examples = [
+        (path.name, block)
+        for path in documents
+        for block in re.findall(r"```graphql\n(.*?)```", path.read_text(), flags=re.DOTALL)
+    ]
+    assert examples
+    for name, example in examples:
+        document = parse(example)
+        assert validate(schema, document) == [], name
+        assert validate(schema, document, [NoDeprecatedCustomRule]) == [], name
 
 
 def test_readme_documents_every_setting() -> None:
@@ -108,7 +124,10 @@ def test_every_documented_command_line_fits_the_command() -> None:
     documents = [
         REPO_ROOT / "README.md",
         *sorted((REPO_ROOT / "partners").glob("*.md")),
+        *sorted((REPO_ROOT / "deploy").glob("*.md")),
         REPO_ROOT / "bench" / "README.md",
+        REPO_ROOT / "deploy" / "README.md",
+        REPO_ROOT / "deploy" / "k8s" / "README.md",
     ]
     checked = 0
     for path in documents:

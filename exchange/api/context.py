@@ -1,86 +1,60 @@
-"""What every resolver may use: the database, the settings, the clock, the caller, and
-per-request loaders."""
+"""What every resolver may use: the application services, the caller, and per-request loaders."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
-from exchange.auth import assertions
 from exchange.auth.models import PartnerAssertionKey
 from exchange.auth.principal import Principal
-from exchange.clock import Clock
-from exchange.connectors.registry import ConnectorRegistry
-from exchange.conversions.quoting import Quoting
-from exchange.conversions.saga import ConversionSaga
-from exchange.db.database import Database
 from exchange.errors import Unauthenticated
-from exchange.federation.accounts import Federation
-from exchange.members.consents import DebitConsents
-from exchange.pricing import rates
-from exchange.pricing.models import RateVersion
-from exchange.programs import service as programs
-from exchange.programs.catalog import CatalogCache
+from exchange.members.models import LinkedAccount
+from exchange.money import Currency
+from exchange.pricing.models import Promotion, RateVersion
 from exchange.programs.models import Program, ProgramTier
-from exchange.rewards.redemption import RedemptionSaga
-from exchange.settings import Settings
-from exchange.settlement.service import SettlementService
-from exchange.tiers.matching import StatusMatching
+from exchange.services.container import Services
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+#: A page of a program's linked accounts: (program id, first, after).
+AccountsPage = tuple[str, int, str | None]
 
 
-@dataclass
-class Services:
-    """Long-lived parts shared by every request; built once by ``create_app``."""
+def _rows(load_many: Callable[[list[K]], Awaitable[Mapping[K, V]]]) -> DataLoader[K, V]:
+    """One row per key, all keys of a tick in one call; every key must exist."""
 
-    settings: Settings
-    db: Database
-    clock: Clock
-    connectors: ConnectorRegistry
-    quoting: Quoting
-    saga: ConversionSaga
-    federation: Federation
-    catalog: CatalogCache
-    matching: StatusMatching
-    redemptions: RedemptionSaga
-    settlement: SettlementService
-    consents: DebitConsents
-
-
-def _tiers_loader(db: Database) -> DataLoader[str, list[ProgramTier]]:
-    async def load(program_ids: list[str]) -> list[list[ProgramTier]]:
-        async with db.transaction() as session:
-            tiers = await programs.tiers_by_program(session, program_ids)
-        return [tiers.get(program_id, []) for program_id in program_ids]
+    async def load(keys: list[K]) -> list[V]:
+        found = await load_many(keys)
+        return [found[key] for key in keys]
 
     return DataLoader(load_fn=load)
 
 
-def _programs_loader(db: Database) -> DataLoader[str, Program]:
-    async def load(program_ids: list[str]) -> list[Program]:
-        async with db.transaction() as session:
-            rows = await programs.programs_by_id(session, program_ids)
-        return [rows[program_id] for program_id in program_ids]
+def _lists(load_many: Callable[[list[K]], Awaitable[Mapping[K, list[V]]]]) -> DataLoader[K, list[V]]:
+    """A list per key (empty when there is none), all keys of a tick in one call."""
+
+    async def load(keys: list[K]) -> list[list[V]]:
+        found = await load_many(keys)
+        return [found.get(key, []) for key in keys]
 
     return DataLoader(load_fn=load)
 
 
-def _assertion_keys_loader(db: Database) -> DataLoader[str, list[PartnerAssertionKey]]:
-    async def load(program_ids: list[str]) -> list[list[PartnerAssertionKey]]:
-        async with db.transaction() as session:
-            keys = await assertions.assertion_keys(session, program_ids)
-        return [keys.get(program_id, []) for program_id in program_ids]
+def _accounts_pages(services: Services) -> DataLoader[AccountsPage, list[LinkedAccount]]:
+    """A page of linked accounts per program: one call per distinct page asked for."""
 
-    return DataLoader(load_fn=load)
-
-
-def _rate_versions_loader(db: Database) -> DataLoader[int, RateVersion]:
-    async def load(version_ids: list[int]) -> list[RateVersion]:
-        async with db.transaction() as session:
-            rows = await rates.versions_by_id(session, version_ids)
-        return [rows[version_id] for version_id in version_ids]
+    async def load(keys: list[AccountsPage]) -> list[list[LinkedAccount]]:
+        pages: dict[tuple[int, str | None], dict[str, list[LinkedAccount]]] = {}
+        for first, after in dict.fromkeys((first, after) for _, first, after in keys):
+            program_ids = [program_id for program_id, f, a in keys if (f, a) == (first, after)]
+            pages[first, after] = await services.members.accounts_at_programs(program_ids, first=first, after=after)
+        return [pages[first, after].get(program_id, []) for program_id, first, after in keys]
 
     return DataLoader(load_fn=load)
 
@@ -89,18 +63,24 @@ def _rate_versions_loader(db: Database) -> DataLoader[int, RateVersion]:
 class Loaders:
     """Per-request DataLoaders, so a list of parents costs one query per child kind."""
 
-    tiers: DataLoader[str, list[ProgramTier]]
     programs: DataLoader[str, Program]
+    tiers: DataLoader[str, list[ProgramTier]]
     assertion_keys: DataLoader[str, list[PartnerAssertionKey]]
     rate_versions: DataLoader[int, RateVersion]
+    incoming_rates: DataLoader[str, list[RateVersion]]
+    promotions: DataLoader[str, list[Promotion]]
+    linked_accounts: DataLoader[AccountsPage, list[LinkedAccount]]
 
     @classmethod
-    def for_request(cls, db: Database) -> Loaders:
+    def for_request(cls, services: Services) -> Loaders:
         return cls(
-            tiers=_tiers_loader(db),
-            programs=_programs_loader(db),
-            assertion_keys=_assertion_keys_loader(db),
-            rate_versions=_rate_versions_loader(db),
+            programs=_rows(services.catalog.programs_by_id),
+            tiers=_lists(services.catalog.tiers_by_program),
+            assertion_keys=_lists(services.access.assertion_keys),
+            rate_versions=_rows(services.pricing.rate_versions),
+            incoming_rates=_lists(services.pricing.incoming_rates),
+            promotions=_lists(services.pricing.promotions),
+            linked_accounts=_accounts_pages(services),
         )
 
 
@@ -115,10 +95,14 @@ class Context:
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loaders = Loaders.for_request(self.services.db)
+        self.loaders = Loaders.for_request(self.services)
 
     def caller(self) -> Principal:
         """The principal, in a resolver whose rule already required a token."""
         if self.principal is None:
             raise Unauthenticated("an access token is needed")
         return self.principal
+
+    async def currency(self) -> Currency:
+        """The settlement currency, which money fields are shown in."""
+        return await self.services.catalog.currency()

@@ -2,27 +2,61 @@
 
 * An :class:`~exchange.errors.ExchangeError` keeps its message and gains
   ``extensions.code`` (and ``extensions.field`` and details where it has them).
+  ``extensions.field`` is the path of the argument as the client wrote it, the same way for
+  every operation: ``programId`` for an argument, ``input.toProgram`` for a field of an input
+  object, ``adjustment.amount`` inside one. The domain names the field by its request's own
+  name for it (``toProgram``); :func:`name_argument_paths` puts it under the argument that
+  holds it, and leaves out a name that is no argument of the field the client asked for.
 * A parse or validation failure gets ``GRAPHQL_VALIDATION_FAILED``; a variable that does not
   fit its type gets ``BAD_USER_INPUT`` naming the variable (and the path into it), and so does
   a value a scalar refuses (:mod:`exchange.api.scalars`), written in a variable or inline
   (then naming the argument and the path into it, found in the document).
 * Anything else is unexpected: it is logged with its trace, and the client sees only
   ``Unexpected error.`` with ``INTERNAL_SERVER_ERROR`` — never a stack trace.
+* A database outage met before GraphQL runs (verifying the token) or on any other route
+  is answered ``503`` with ``Retry-After`` and a ``SERVICE_UNAVAILABLE`` error
+  (:func:`service_unavailable`); met by a field, it is that field's error, as any
+  :class:`~exchange.errors.ExchangeError` is.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from graphql import ArgumentNode, GraphQLError, Node, ObjectFieldNode, Visitor, parse, visit
+from graphql import (
+    ArgumentNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLInputObjectType,
+    GraphQLObjectType,
+    GraphQLSchema,
+    Node,
+    ObjectFieldNode,
+    Visitor,
+    default_field_resolver,
+    get_named_type,
+    parse,
+    visit,
+)
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
+from exchange.api.media import response_media_type
 from exchange.api.scalars import InvalidValue
 from exchange.errors import ErrorCode, ExchangeError
 
 logger = logging.getLogger("exchange.api")
 
+#: How long a client refused during a database outage should wait before asking again.
+RETRY_AFTER_SECONDS = 5
+
 _VARIABLE_ERROR = re.compile(r"^Variable '\$(?P<name>\w+)'(?: has invalid value(?: at (?P<path>(?:\.\w+|\[\d+\])+))?)?")
+_HEAD = re.compile(r"[.\[]")
 
 
 def _unexpected(error: GraphQLError) -> bool:
@@ -108,3 +142,82 @@ def log_unexpected(errors: list[GraphQLError]) -> None:
     for error in errors:
         if _unexpected(error):
             logger.error("unexpected error in %s", error.path, exc_info=error.original_error)
+
+
+@dataclass(frozen=True, slots=True)
+class ArgumentPaths:
+    """Where a field's inputs sit in what the client wrote: its arguments, and the fields of
+    its input-object arguments (by the argument holding them)."""
+
+    arguments: frozenset[str]
+    nested: Mapping[str, str]
+
+    @classmethod
+    def of(cls, field: GraphQLField) -> ArgumentPaths:
+        nested: dict[str, str] = {}
+        for name, argument in field.args.items():
+            input_type = get_named_type(argument.type)
+            if isinstance(input_type, GraphQLInputObjectType):
+                for inner in input_type.fields:
+                    nested.setdefault(inner, name)
+        return cls(frozenset(field.args), {inner: name for inner, name in nested.items() if inner not in field.args})
+
+    def path(self, field: str | None) -> str | None:
+        """``field`` as the client wrote it; ``None`` for a name that is no input of this field."""
+        if field is None:
+            return None
+        head = _HEAD.split(field, maxsplit=1)[0]
+        if head in self.arguments:
+            return field
+        if head in self.nested:
+            return f"{self.nested[head]}.{field}"
+        return None
+
+    def name(self, error: ExchangeError) -> None:
+        error.field = self.path(error.field)
+
+
+def name_argument_paths(schema: GraphQLSchema) -> None:
+    """Make the errors of every root field, and of every field that takes arguments, name their
+    field by its argument path (see the module's docstring). Called once, on the built schema."""
+    roots = {schema.query_type, schema.mutation_type}
+    for graphql_type in schema.type_map.values():
+        if not isinstance(graphql_type, GraphQLObjectType) or graphql_type.name.startswith("__"):
+            continue
+        for graphql_field in graphql_type.fields.values():
+            if graphql_field.args or graphql_type in roots:
+                graphql_field.resolve = _naming(graphql_field.resolve or default_field_resolver, graphql_field)
+
+
+def _naming(resolve: Callable[..., Any], field: GraphQLField) -> Callable[..., Any]:
+    paths = ArgumentPaths.of(field)
+
+    async def settle(result: Awaitable[Any]) -> Any:
+        try:
+            return await result
+        except ExchangeError as error:
+            paths.name(error)
+            raise
+
+    def resolve_naming_paths(source: Any, info: Any, **arguments: Any) -> Any:
+        try:
+            result = resolve(source, info, **arguments)
+        except ExchangeError as error:
+            paths.name(error)
+            raise
+        return settle(result) if inspect.isawaitable(result) else result
+
+    return resolve_naming_paths
+
+
+async def service_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """Starlette's handler for :class:`~exchange.db.availability.DatabaseUnavailable` that
+    escapes a route: ``503``, ``Retry-After``, and the error as GraphQL would word it."""
+    assert isinstance(error, ExchangeError)
+    logger.warning("%s %s refused: %s", request.method, request.url.path, error.message)
+    return JSONResponse(
+        {"errors": [{"message": error.message, "extensions": error.extensions()}]},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        media_type=response_media_type(request.headers),
+    )

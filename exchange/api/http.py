@@ -30,11 +30,12 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
 from exchange.api.authentication import principal_of, www_authenticate
-from exchange.api.context import Context, Services
+from exchange.api.context import Context
 from exchange.api.errors import to_client_error
 from exchange.api.media import GRAPHQL_RESPONSE_JSON, response_media_type
 from exchange.api.refusals import refusal
 from exchange.errors import ErrorCode
+from exchange.services.container import Services
 from exchange.web.graphiql import graphiql_response
 
 JSON_MEDIA_TYPE = "application/json"

@@ -3,7 +3,7 @@
 GraphQL bodies are capped (``EXCHANGE_MAX_REQUEST_BYTES``), so ``importPartnerRecords`` suits
 small files only. This route takes a file of any size as ``text/csv`` and hands the request's
 body, as it arrives, to the same application service the mutation calls
-(:meth:`~exchange.settlement.service.SettlementService.import_records`): the validator reads it
+(:meth:`~exchange.services.settlement.SettlementService.import_records`): the validator reads it
 block by block in a worker thread, so the file is never held in memory. It is authorized as the
 mutation is (staff with ``settlement:write``, or the partner itself with ``partner:write``) and
 answers the reconciliation's summary as JSON; refusals are GraphQL-shaped errors
@@ -25,7 +25,7 @@ from exchange.api.fields.settlement import IMPORTS_RECORDS
 from exchange.api.inputs import ID_LENGTH
 from exchange.api.refusals import refusal
 from exchange.errors import ErrorCode, ExchangeError
-from exchange.settlement.service import ReconciliationView, SettlementService
+from exchange.services.settlement import ReconciliationView, SettlementService
 from exchange.text import text_problem
 
 PATH = "/settlement/records/{partner_id}/{period}"

@@ -17,7 +17,7 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext
 
 from exchange.api.authentication import TokenRequired
-from exchange.api.errors import log_unexpected
+from exchange.api.errors import log_unexpected, name_argument_paths
 from exchange.api.inputs import enforce_input_rules
 from exchange.api.permissions import Rule, enforce_field_rules
 from exchange.api.roots import Mutation, Query
@@ -27,7 +27,8 @@ from exchange.settings import Settings
 
 class ExchangeSchema(strawberry.Schema):
     """A schema whose every field has an authorization rule, whose every string argument is
-    checked against its declared limit, and that logs only unexpected errors (with their trace).
+    checked against its declared limit, whose errors name their field by the argument path the
+    client wrote, and that logs only unexpected errors (with their trace).
 
     ``field_rules`` maps ``Type.field`` to its rule; a field declared without one refuses
     everyone (see :mod:`exchange.api.permissions`). Strings: :mod:`exchange.api.inputs`;
@@ -38,6 +39,7 @@ class ExchangeSchema(strawberry.Schema):
         super().__init__(*args, scalar_overrides=SCALARS, **kwargs)
         self.field_rules: dict[str, Rule] = enforce_field_rules(self)
         enforce_input_rules(self)
+        name_argument_paths(self._schema)
 
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         log_unexpected(errors)

@@ -7,11 +7,12 @@ import binascii
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import func
 from sqlmodel import and_, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.conversions.errors import ConversionNotFound
-from exchange.conversions.models import CONVERSION_ID_LENGTH, Conversion
+from exchange.conversions.models import CONVERSION_ID_LENGTH, Conversion, ConversionStatus
 from exchange.errors import BadUserInput
 from exchange.text import text_problem
 
@@ -65,3 +66,9 @@ async def member_conversions(
     ).all()
     page = rows[:first]
     return page, _cursor(page[-1]) if len(rows) > first else None
+
+
+async def count_pending(session: AsyncSession) -> int:
+    """Conversions not final yet."""
+    statement = select(func.count()).select_from(Conversion).where(Conversion.status == ConversionStatus.PENDING)
+    return (await session.exec(statement)).one()

@@ -106,6 +106,8 @@ class Quoting:
         """Price converting ``points`` of ``source`` into ``target`` for the member, and fix
         the price until the quote expires."""
         catalog = await self.catalog.get()
+        catalog.program(source, field="fromProgram")  # an unknown program is not found, before anything else
+        catalog.program(target, field="toProgram")
         now = self.clock.now()
         # Neither statement needs the other's snapshot or locks: each commits on its own.
         async with self.db.autocommit() as session:
@@ -113,7 +115,7 @@ class Quoting:
             terms = _terms_or_none(catalog, book, source, target, now)
             keys = [cap.key for cap in terms.caps(member_id, now, self.policy.timezone)] if terms else []
             read = await _read(session, member_id, keys)
-            members.refs_at(read.links, {source: "input.fromProgram", target: "input.toProgram"})
+            members.refs_at(read.links, {source: "fromProgram", target: "toProgram"})
             quotes.check_request(points, source, target)
             if read.revision != book.revision:  # rates or promotions changed since the book was read
                 book = await self.books.at(session, now, revision=read.revision)

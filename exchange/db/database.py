@@ -4,18 +4,25 @@ PostgreSQL runs through psycopg 3's async driver; SQLite through aiosqlite. On S
 unit of work shares one connection, in turn: SQLite has one writer at a time, and queueing
 for the connection is what keeps two writers from failing each other with "database is
 locked".
+
+A unit of work that meets a PostgreSQL outage or failover raises
+:class:`~exchange.db.availability.DatabaseUnavailable`; connections the outage broke are
+replaced (:mod:`exchange.db.availability`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db.availability import DatabaseUnavailable, drop_if_closed_by_server, is_unavailable
 from exchange.settings import normalize_database_url
 
 
@@ -36,9 +43,10 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocomm
         event.listen(engine.sync_engine, "connect", _enable_sqlite_rules)
         return engine
     # No pre-ping: it costs a round trip on every checkout, and a unit of work is a handful of
-    # statements. A connection the server dropped fails one unit of work, which invalidates
-    # the pool; recycling keeps connections from outliving server-side idle limits.
-    return create_async_engine(
+    # statements. A connection the server closed while it was idle is dropped at checkout
+    # instead (a poll, no round trip); one that breaks during a unit of work fails it and
+    # invalidates the pool. Recycling keeps connections from outliving server-side idle limits.
+    engine = create_async_engine(
         url,
         echo=echo,
         pool_size=pool_size,
@@ -46,6 +54,22 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocomm
         pool_recycle=300,
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
+    event.listen(engine.sync_engine.pool, "checkout", drop_if_closed_by_server)
+    return engine
+
+
+@contextmanager
+def _unavailable_on_outage() -> Iterator[None]:
+    """Turns an outage met inside the block (the server gone or refusing writes, or no pooled
+    connection free in time) into :class:`DatabaseUnavailable`; other errors pass unchanged."""
+    try:
+        yield
+    except DBAPIError as error:
+        if is_unavailable(error):
+            raise DatabaseUnavailable() from error
+        raise
+    except PoolTimeout as error:
+        raise DatabaseUnavailable() from error
 
 
 class Database:
@@ -81,17 +105,32 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commits when the block ends, rolls back if it raises."""
-        async with self._sessions() as session, session.begin():
-            yield session
+        """One unit of work: commits when the block ends, rolls back if it raises.
+
+        Raises :class:`DatabaseUnavailable` when the server is gone or refuses writes, or
+        when no pooled connection came free in time (while a failover makes connecting slow,
+        requests queue for the pool). If that happens at the commit, the outcome is unknown
+        (it may have committed): the client's idempotency key is what makes asking again safe.
+        """
+        with _unavailable_on_outage():
+            async with self._sessions() as session, session.begin():
+                yield session
+
+    async def ping(self) -> None:
+        """Raises unless the database answers a trivial query (readiness probes);
+        :class:`DatabaseUnavailable` during an outage or a failover."""
+        async with self.transaction() as session:
+            await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncSession]:
         """A session whose every statement commits on its own, without BEGIN and COMMIT (two
         round trips fewer): for a read of one statement, or one write that needs no other
-        statement's company (nothing before it must be read in the same snapshot)."""
-        async with self._autocommit_sessions() as session:
-            yield session
+        statement's company (nothing before it must be read in the same snapshot). Raises
+        :class:`DatabaseUnavailable` as :meth:`transaction` does."""
+        with _unavailable_on_outage():
+            async with self._autocommit_sessions() as session:
+                yield session
 
     async def dispose(self) -> None:
         await self.engine.dispose()

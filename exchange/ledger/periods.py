@@ -57,7 +57,18 @@ class SettlementCalendar:
         return f"{local.year:04d}-{first_month:02d}"
 
     def next(self, period: str) -> str:
-        index = int(period[:4]) * 12 + int(period[5:]) - 1 + self.months
+        return self._shift(period, self.months)
+
+    def previous(self, period: str) -> str:
+        return self._shift(period, -self.months)
+
+    def latest_over(self, moment: datetime) -> str:
+        """The last period that is over at ``moment``: the one before the period it falls in."""
+        return self.previous(self.period_of(moment))
+
+    @staticmethod
+    def _shift(period: str, months: int) -> str:
+        index = int(period[:4]) * 12 + int(period[5:]) - 1 + months
         return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
     def parse(self, text: str, *, field: str = "period") -> str:

@@ -11,20 +11,16 @@ this is what vouches for it); and every account's running balance equals the sum
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.db import migrate
-from exchange.db.database import Database
 from exchange.db.types import UTCDateTime
 from exchange.ledger.hashing import chain_digest, request_digest
 from exchange.ledger.models import GENESIS_HASH
 from exchange.ledger.stars import COUNTERPARTY_PROBLEM
-from exchange.settings import Settings
 
 STREAM_BATCH = 2000
 
@@ -178,14 +174,3 @@ async def verify_ledger(session: AsyncSession) -> Verification:
         problem = Problem(None, None, f"the chain ends at seq {count} but its head says seq {head_seq}")
     problem = problem or await _counterparties(session) or await _balances(session)
     return Verification(count, accounts, head_hash, problem)
-
-
-async def verify_database(settings: Settings) -> Verification:
-    """Verify the ledger of the database ``settings`` name (what ``exchange ledger verify`` runs)."""
-    await asyncio.to_thread(migrate.ensure_migrated, settings.database_url)
-    db = Database.from_url(settings.database_url)
-    try:
-        async with db.transaction() as session:
-            return await verify_ledger(session)
-    finally:
-        await db.dispose()

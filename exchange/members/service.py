@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert
+from sqlalchemy import bindparam, delete, func, insert
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -28,7 +29,7 @@ from exchange.members.models import (
 
 class InvalidMemberRef(BadUserInput):
     def __init__(self, reason: str) -> None:
-        super().__init__(f"member_ref {reason}", field="member_ref")
+        super().__init__(f"member_ref {reason}", field="memberRef")
 
 
 class MemberNotFound(NotFound):
@@ -154,17 +155,30 @@ async def get_member_linked_to(
     return member, accounts
 
 
-async def accounts_at_program(
-    session: AsyncSession, program_id: str, *, first: int, after: str | None = None
-) -> Sequence[LinkedAccount]:
-    """Accounts linked at one program, by ``member_ref``, ``first`` of them after ``after``."""
+async def accounts_at_programs(
+    session: AsyncSession, program_ids: Iterable[str], *, first: int, after: str | None = None
+) -> dict[str, list[LinkedAccount]]:
+    """Each program's linked accounts by ``member_ref``, ``first`` of them after ``after``, in
+    one query (a window per program)."""
     if not 1 <= first <= 500:
         raise BadUserInput("first must be between 1 and 500", field="first")
-    statement = select(LinkedAccount).where(LinkedAccount.program_id == program_id)
+    statement = select(
+        LinkedAccount,
+        func.row_number()
+        .over(partition_by=col(LinkedAccount.program_id), order_by=col(LinkedAccount.member_ref))
+        .label("rank"),
+    ).where(col(LinkedAccount.program_id).in_(list(program_ids)))
     if after is not None:
         statement = statement.where(col(LinkedAccount.member_ref) > after)
-    statement = statement.order_by(col(LinkedAccount.member_ref)).limit(first)
-    return (await session.exec(statement)).all()
+    ranked = statement.subquery()
+    account = aliased(LinkedAccount, ranked)
+    rows = await session.exec(
+        select(account).where(ranked.c.rank <= first).order_by(ranked.c.program_id, ranked.c.member_ref)
+    )
+    grouped: dict[str, list[LinkedAccount]] = defaultdict(list)
+    for row in rows:
+        grouped[row.program_id].append(row)
+    return dict(grouped)
 
 
 class AccountLinkedElsewhere(BadUserInput):

@@ -7,6 +7,7 @@ applied, so ending or changing one never alters a quote already given.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -120,12 +121,17 @@ async def end_promotion(session: AsyncSession, *, program_id: str, promotion_id:
     return promotion
 
 
-async def promotions_of(session: AsyncSession, program_id: str) -> Sequence[Promotion]:
-    return (
-        await session.exec(
-            select(Promotion).where(Promotion.program_id == program_id).order_by(col(Promotion.starts_at))
-        )
-    ).all()
+async def promotions_of(session: AsyncSession, program_ids: Sequence[str]) -> dict[str, list[Promotion]]:
+    """Each program's promotions, by start, in one query."""
+    rows = await session.exec(
+        select(Promotion)
+        .where(col(Promotion.program_id).in_(list(program_ids)))
+        .order_by(col(Promotion.program_id), col(Promotion.starts_at))
+    )
+    grouped: dict[str, list[Promotion]] = defaultdict(list)
+    for row in rows:
+        grouped[row.program_id].append(row)
+    return dict(grouped)
 
 
 async def active_promotions(

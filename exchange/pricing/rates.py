@@ -11,6 +11,7 @@ it was used, whatever the programs declare later.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,11 +21,13 @@ from typing import Any
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.errors import BadUserInput
 from exchange.pricing.errors import ManagedByOperator, NoRate
 from exchange.pricing.models import RateVersion
-from exchange.pricing.rules import Band, RateRule, Ratio, StepBonus
+from exchange.pricing.rules import Band, RateRule, StepBonus
 from exchange.programs.declarations import PartnersDirectory, RateDeclaration
 from exchange.programs.models import Program
+from exchange.ratio import Ratio
 
 OPERATOR = "operator"
 
@@ -78,6 +81,74 @@ class PairOverride:
                 member_yearly_cap=declaration.member_yearly_cap,
             ),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RateTerms:
+    """A partner's rate override as it arrives (a form, a GraphQL input): ratio text, or volume
+    bands as (from points, ratio text), an optional step bonus and pair limits. Errors name
+    the terms' own fields (``ratio``, ``bands[1].fromPoints``, ``bonusEvery``, ...)."""
+
+    ratio: str | None = None
+    bands: Sequence[tuple[int, str]] | None = None
+    bonus_every: int | None = None
+    bonus_points: int | None = None
+    minimum_points: int | None = None
+    increment: int | None = None
+    member_daily_cap: int | None = None
+    member_monthly_cap: int | None = None
+    member_yearly_cap: int | None = None
+
+    def override(self) -> PairOverride:
+        """The override these terms set, once they make sense."""
+        if (self.ratio is None) == (self.bands is None):
+            raise BadUserInput("give either ratio or bands", field="ratio")
+        if self.ratio is not None:
+            bands: tuple[Band, ...] = (Band(1, _ratio(self.ratio, "ratio")),)
+        else:
+            assert self.bands is not None
+            bands = tuple(
+                Band(_positive(start, f"bands[{i}].fromPoints"), _ratio(ratio, f"bands[{i}].ratio"))
+                for i, (start, ratio) in enumerate(self.bands)
+            )
+            starts = [band.from_points for band in bands]
+            if not starts or starts != sorted(set(starts)):
+                raise BadUserInput("bands must rise by fromPoints", field="bands")
+        if (self.bonus_every is None) != (self.bonus_points is None):
+            raise BadUserInput("give both bonusEvery and bonusPoints, or neither", field="bonusEvery")
+        bonus = (
+            StepBonus(_positive(self.bonus_every, "bonusEvery"), _positive(self.bonus_points, "bonusPoints"))
+            if self.bonus_every is not None and self.bonus_points is not None
+            else None
+        )
+        return PairOverride(
+            bands=bands,
+            step_bonus=bonus,
+            limits=PairLimits(
+                minimum_points=_optional_positive(self.minimum_points, "minimumPoints"),
+                increment=_optional_positive(self.increment, "increment"),
+                member_daily_cap=_optional_positive(self.member_daily_cap, "memberDailyCap"),
+                member_monthly_cap=_optional_positive(self.member_monthly_cap, "memberMonthlyCap"),
+                member_yearly_cap=_optional_positive(self.member_yearly_cap, "memberYearlyCap"),
+            ),
+        )
+
+
+def _positive(value: int, field: str) -> int:
+    if value <= 0:
+        raise BadUserInput(f"must be positive, got {value}", field=field)
+    return value
+
+
+def _optional_positive(value: int | None, field: str) -> int | None:
+    return None if value is None else _positive(value, field)
+
+
+def _ratio(text: str, field: str) -> Ratio:
+    try:
+        return Ratio.parse(text)
+    except ValueError as exc:
+        raise BadUserInput(str(exc), field=field) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,19 +240,24 @@ async def versions_by_id(session: AsyncSession, version_ids: Sequence[int]) -> d
     return {row.id: row for row in rows if row.id is not None}
 
 
-async def current_versions_into(session: AsyncSession, target: str, at: datetime) -> Sequence[RateVersion]:
-    """The version pricing each pair into ``target`` at ``at``, by source program."""
-    return (
-        await session.exec(
-            select(RateVersion)
-            .where(
-                RateVersion.to_program == target,
-                col(RateVersion.effective_from) <= at,
-                or_(col(RateVersion.effective_to).is_(None), col(RateVersion.effective_to) > at),
-            )
-            .order_by(col(RateVersion.from_program))
+async def current_versions_into(
+    session: AsyncSession, targets: Sequence[str], at: datetime
+) -> dict[str, list[RateVersion]]:
+    """For each of ``targets``, the version pricing each pair into it at ``at``, by source
+    program; in one query."""
+    rows = await session.exec(
+        select(RateVersion)
+        .where(
+            col(RateVersion.to_program).in_(list(targets)),
+            col(RateVersion.effective_from) <= at,
+            or_(col(RateVersion.effective_to).is_(None), col(RateVersion.effective_to) > at),
         )
-    ).all()
+        .order_by(col(RateVersion.to_program), col(RateVersion.from_program))
+    )
+    grouped: dict[str, list[RateVersion]] = defaultdict(list)
+    for row in rows:
+        grouped[row.to_program].append(row)
+    return dict(grouped)
 
 
 async def history(session: AsyncSession, source: str, target: str) -> Sequence[RateVersion]:

@@ -28,29 +28,7 @@ from fractions import Fraction
 
 from exchange.errors import BadUserInput
 from exchange.money import Currency, points_paid
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Ratio:
-    """``points_in`` points of the source buy ``points_out`` points of the target."""
-
-    points_in: int
-    points_out: int
-
-    def __post_init__(self) -> None:
-        if self.points_in <= 0 or self.points_out <= 0:
-            raise ValueError(f"a ratio's sides must be positive, got {self}")
-
-    @classmethod
-    def parse(cls, text: str) -> Ratio:
-        """Read ``"3:1"``; raises ValueError naming what is wrong."""
-        left, sep, right = text.partition(":")
-        if not sep or not left.strip().isdigit() or not right.strip().isdigit():
-            raise ValueError(f'{text!r} is not a ratio like "3:1"')
-        return cls(int(left), int(right))
-
-    def __str__(self) -> str:
-        return f"{self.points_in}:{self.points_out}"
+from exchange.ratio import Ratio
 
 
 @dataclass(frozen=True, slots=True)

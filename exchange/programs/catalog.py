@@ -32,6 +32,7 @@ class Catalog:
         return self.coalition.currency
 
     def program(self, program_id: str, *, field: str = "id") -> Program:
+        """The program, or ``NOT_FOUND`` naming ``field``."""
         program = self.programs.get(program_id)
         if program is None:
             raise programs.ProgramNotFound(program_id, field=field)

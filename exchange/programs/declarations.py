@@ -33,8 +33,8 @@ from pydantic import (
 
 from exchange.errors import BadUserInput
 from exchange.money import POINT_VALUE_SCALE, decimal_places, parse_decimal
-from exchange.pricing.rules import Ratio
 from exchange.programs.secrets import SecretUnavailable, read_secret_file
+from exchange.ratio import Ratio
 
 COALITION_FILE = "coalition.toml"
 PROGRAM_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")

@@ -42,28 +42,28 @@ async def publish(session: AsyncSession, program_id: str, draft: RewardDraft, no
     coalition = await programs.get_coalition(session)
     currency = coalition.settings.currency
     if not 1 <= len(draft.title.strip()) <= TITLE_LENGTH:
-        raise BadUserInput(f"title must be 1 to {TITLE_LENGTH} characters", field="input.title")
+        raise BadUserInput(f"title must be 1 to {TITLE_LENGTH} characters", field="title")
     if len(draft.description) > DESCRIPTION_LENGTH:
-        raise BadUserInput(f"description must be at most {DESCRIPTION_LENGTH} characters", field="input.description")
+        raise BadUserInput(f"description must be at most {DESCRIPTION_LENGTH} characters", field="description")
     if draft.price <= 0:
-        raise BadUserInput(f"price must be greater than 0, got {draft.price}", field="input.price")
+        raise BadUserInput(f"price must be greater than 0, got {draft.price}", field="price")
     try:
         price_minor = currency.to_minor(draft.price)
     except ValueError as exc:
-        raise BadUserInput(str(exc), field="input.price") from None
+        raise BadUserInput(str(exc), field="price") from None
     if not 0 <= draft.stock <= MAX_STOCK:
-        raise BadUserInput(f"stock must be from 0 to {MAX_STOCK}", field="input.stock")
+        raise BadUserInput(f"stock must be from 0 to {MAX_STOCK}", field="stock")
     if draft.per_member_limit is not None and draft.per_member_limit < 1:
-        raise BadUserInput("perMemberLimit must be at least 1 (or null: no limit)", field="input.perMemberLimit")
+        raise BadUserInput("perMemberLimit must be at least 1 (or null: no limit)", field="perMemberLimit")
     top = coalition.ladder[-1].level
     if not 0 <= draft.min_level <= top:
-        raise BadUserInput(f"minLevel must be a ladder level, 0 to {top}", field="input.minLevel")
+        raise BadUserInput(f"minLevel must be a ladder level, 0 to {top}", field="minLevel")
     available_from = draft.available_from or now
     if draft.available_until is not None and draft.available_until <= available_from:
-        raise BadUserInput("availableUntil must be after availableFrom", field="input.availableUntil")
+        raise BadUserInput("availableUntil must be after availableFrom", field="availableUntil")
     reward_id = draft.id or f"rwd_{uuid.uuid4().hex}"
     if await session.get(Reward, reward_id) is not None:
-        raise BadUserInput(f"a reward with id {reward_id!r} exists", field="input.id")
+        raise BadUserInput(f"a reward with id {reward_id!r} exists", field="id")
     reward = Reward(
         id=reward_id,
         program_id=program_id,

@@ -14,7 +14,6 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +74,20 @@ def unprivileged_user() -> str | None:
     )
 
 
+def as_server_user(run_as: str | None, argv: list[str]) -> list[str]:
+    """``argv`` run as the server's user: through ``runuser`` when that is not the caller."""
+    return argv if run_as is None else ["runuser", "-u", run_as, "--", *argv]
+
+
+def server_owned_directory(prefix: str, run_as: str | None) -> Path:
+    """A new temporary directory that the server's user owns."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    if run_as is not None:
+        account = pwd.getpwnam(run_as)
+        os.chown(root, account.pw_uid, account.pw_gid)
+    return root
+
+
 @dataclass
 class ThrowawayCluster:
     """A PostgreSQL cluster in a temporary directory; :meth:`stop` removes every trace."""
@@ -83,19 +96,16 @@ class ThrowawayCluster:
     root: Path
     port: int
     run_as: str | None
-    settings: Mapping[str, str] = field(default_factory=dict)
-    """Server settings on top of ``THROWAWAY_SERVER_SETTINGS`` (a benchmark loads
-    ``pg_stat_statements``, say)."""
+    settings: dict[str, str] = field(default_factory=lambda: dict(THROWAWAY_SERVER_SETTINGS))
 
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *argv: str) -> subprocess.CompletedProcess[str]:
-        command = list(argv)
-        if self.run_as is not None:
-            command = ["runuser", "-u", self.run_as, "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, cwd=self.root, check=False)
+        result = subprocess.run(
+            as_server_user(self.run_as, list(argv)), capture_output=True, text=True, cwd=self.root, check=False
+        )
         if result.returncode != 0:
             raise ConfigurationError(
                 f"{Path(argv[0]).name} failed ({result.returncode}): {(result.stderr or result.stdout).strip()}"
@@ -103,14 +113,19 @@ class ThrowawayCluster:
         return result
 
     @classmethod
-    def start(cls, settings: Mapping[str, str] | None = None) -> ThrowawayCluster:
+    def start(cls, **settings: str) -> ThrowawayCluster:
+        """Initialise and start a cluster; ``settings`` override :data:`THROWAWAY_SERVER_SETTINGS`
+        (``synchronous_commit="on"`` keeps commits through :meth:`halt`)."""
         bin_dir = find_server_binaries()
         run_as = unprivileged_user()
-        root = Path(tempfile.mkdtemp(prefix="exchange-pg-"))
-        if run_as is not None:
-            account = pwd.getpwnam(run_as)
-            os.chown(root, account.pw_uid, account.pw_gid)
-        cluster = cls(bin_dir=bin_dir, root=root, port=free_port(), run_as=run_as, settings=dict(settings or {}))
+        root = server_owned_directory("exchange-pg-", run_as)
+        cluster = cls(
+            bin_dir=bin_dir,
+            root=root,
+            port=free_port(),
+            run_as=run_as,
+            settings={**THROWAWAY_SERVER_SETTINGS, **settings},
+        )
         try:
             cluster._initdb()
             cluster._start_server()
@@ -138,7 +153,7 @@ class ThrowawayCluster:
             f"-p {self.port}",
             "-c listen_addresses=127.0.0.1",
             f"-c unix_socket_directories={self.root}",
-            *(f"-c {key}={value}" for key, value in {**THROWAWAY_SERVER_SETTINGS, **self.settings}.items()),
+            *(f"-c {key}={value}" for key, value in self.settings.items()),
         ]
         self._run(
             str(self.bin_dir / "pg_ctl"),
@@ -152,16 +167,25 @@ class ThrowawayCluster:
             "start",
         )
 
+    def halt(self) -> None:
+        """Stop the server at once, as a crash would (its connections break), keeping its
+        data (commits acknowledged with ``synchronous_commit`` off may be lost);
+        :meth:`resume` starts it again on the same port."""
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "--pgdata",
+            str(self.root / "data"),
+            "--mode",
+            "immediate",
+            "--wait",
+            "stop",
+        )
+
+    def resume(self) -> None:
+        self._start_server()
+
     def stop(self) -> None:
         try:
-            self._run(
-                str(self.bin_dir / "pg_ctl"),
-                "--pgdata",
-                str(self.root / "data"),
-                "--mode",
-                "immediate",
-                "--wait",
-                "stop",
-            )
+            self.halt()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -4,12 +4,12 @@ Declare a page with its rule::
 
     Page("/periods", periods, rule=requires(Scope.SETTLEMENT_READ))
 
-The rules speak of the same :class:`~exchange.auth.principal.Principal` that GraphQL resolvers
-receive (a signed-in person's role, scopes and program), with the same words as
-:mod:`exchange.api.permissions`: :data:`PUBLIC`, :func:`roles`, :func:`requires` (any of the
-scopes), combined with ``&`` and ``|``. A page declared without a rule gets :data:`NOBODY`
-and refuses everyone; the web front end accepts no route that is not a :class:`Page`. Tenant
-checks (a partner's own program) belong to the services a page calls, as in GraphQL.
+The rules are the very objects GraphQL fields declare (:mod:`exchange.auth.rules`, re-exported
+here), asked about the same :class:`~exchange.auth.principal.Principal` (a signed-in person's
+role, scopes and program): :data:`PUBLIC`, :func:`roles`, :func:`requires` (any of the scopes),
+combined with ``&`` and ``|``. A page declared without a rule gets :data:`NOBODY` and refuses
+everyone; the web front end accepts no route that is not a :class:`Page`. Tenant checks (a
+partner's own program) belong to the services a page calls, as in GraphQL.
 
 The guard refuses before the page runs: without a session, a ``GET`` is sent to sign in and
 anything else is ``401``; with a session the rule does not admit, ``403``. Every request that
@@ -19,7 +19,6 @@ is not ``GET``/``HEAD`` must carry the session's CSRF token (form field ``csrf_t
 
 from __future__ import annotations
 
-import abc
 import hmac
 from collections.abc import Awaitable, Callable, Collection
 
@@ -27,8 +26,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from exchange.auth.principal import Principal
-from exchange.auth.scopes import Role, Scope
+from exchange.auth.rules import NOBODY as NOBODY
+from exchange.auth.rules import PUBLIC as PUBLIC
+from exchange.auth.rules import Rule as Rule
+from exchange.auth.rules import requires as requires
+from exchange.auth.rules import roles as roles
 from exchange.web.visitors import visitor_of
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -39,104 +41,6 @@ CSRF_HEADER = "X-CSRF-Token"
 FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 #: A form of the consoles is a few fields; a larger body is refused unread.
 MAX_FORM_BYTES = 65_536
-
-
-class Rule(abc.ABC):
-    """Who may open a page."""
-
-    @abc.abstractmethod
-    def allows(self, principal: Principal | None) -> bool:
-        """Whether ``principal`` (``None``: nobody is signed in) may open the page."""
-
-    @abc.abstractmethod
-    def describe(self) -> str:
-        """The rule in words."""
-
-    @property
-    def is_public(self) -> bool:
-        return self.allows(None)
-
-    def __and__(self, other: Rule) -> Rule:
-        return AllOf(self, other)
-
-    def __or__(self, other: Rule) -> Rule:
-        return AnyOf(self, other)
-
-
-class Public(Rule):
-    def allows(self, principal: Principal | None) -> bool:
-        return True
-
-    def describe(self) -> str:
-        return "anyone"
-
-
-class Nobody(Rule):
-    """What a page without a declared rule gets."""
-
-    def allows(self, principal: Principal | None) -> bool:
-        return False
-
-    def describe(self) -> str:
-        return "nobody (the page declares no rule)"
-
-
-class HasRole(Rule):
-    def __init__(self, roles: Collection[Role]) -> None:
-        self.roles = frozenset(roles)
-
-    def allows(self, principal: Principal | None) -> bool:
-        return principal is not None and principal.role in self.roles
-
-    def describe(self) -> str:
-        return "the role " + " or ".join(sorted(self.roles))
-
-
-class HasScope(Rule):
-    def __init__(self, scopes: Collection[Scope]) -> None:
-        self.scopes = frozenset(scopes)
-
-    def allows(self, principal: Principal | None) -> bool:
-        return principal is not None and not principal.scopes.isdisjoint(self.scopes)
-
-    def describe(self) -> str:
-        return "one of the scopes " + ", ".join(sorted(self.scopes))
-
-
-class AllOf(Rule):
-    def __init__(self, *rules: Rule) -> None:
-        self.rules = rules
-
-    def allows(self, principal: Principal | None) -> bool:
-        return all(rule.allows(principal) for rule in self.rules)
-
-    def describe(self) -> str:
-        return " and ".join(rule.describe() for rule in self.rules)
-
-
-class AnyOf(Rule):
-    def __init__(self, *rules: Rule) -> None:
-        self.rules = rules
-
-    def allows(self, principal: Principal | None) -> bool:
-        return any(rule.allows(principal) for rule in self.rules)
-
-    def describe(self) -> str:
-        return " or ".join(f"({rule.describe()})" for rule in self.rules)
-
-
-PUBLIC: Rule = Public()
-NOBODY: Rule = Nobody()
-
-
-def roles(*allowed: Role) -> Rule:
-    """A signed-in person of one of these roles."""
-    return HasRole(allowed)
-
-
-def requires(*scopes: Scope) -> Rule:
-    """A signed-in person holding at least one of ``scopes``."""
-    return HasScope(scopes)
 
 
 class Refusal(Exception):

@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from exchange.auth.scopes import Role
-from exchange.people.service import Locked, Opened, PeopleService
 from exchange.programs.catalog import CatalogCache
+from exchange.services.people import Locked, Opened, PeopleService
 from exchange.web.access import PUBLIC, Page, roles
 from exchange.web.security import ANONYMOUS_CSRF_COOKIE, SESSION_COOKIE, CookiePolicy
 from exchange.web.templating import Pages

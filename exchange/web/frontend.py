@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from starlette.routing import BaseRoute, Mount, Router
 from starlette.types import ASGIApp
 
-from exchange.clock import Clock
-from exchange.db.database import Database
 from exchange.errors import ConfigurationError
-from exchange.people.service import PeopleService
 from exchange.programs.catalog import CatalogCache
+from exchange.services.container import Services
+from exchange.services.people import PeopleService
 from exchange.settings import Settings
 from exchange.web import console, portal
 from exchange.web.access import Page
@@ -32,8 +31,8 @@ class WebFrontEnd:
         self.portal = portal.Portal(pages=self.pages)
 
     @classmethod
-    def for_settings(cls, settings: Settings, *, db: Database, clock: Clock, catalog: CatalogCache) -> WebFrontEnd:
-        return cls(people=PeopleService.for_settings(settings, db=db, clock=clock), catalog=catalog, settings=settings)
+    def for_services(cls, services: Services) -> WebFrontEnd:
+        return cls(people=services.people, catalog=services.catalog.cache, settings=services.settings)
 
     def routes(self) -> list[BaseRoute]:
         return [

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exchange.people.service import PeopleService
+from exchange.services.people import PeopleService
 from exchange.web.access import SAFE_METHODS, Refusal, SignInNeeded
 from exchange.web.i18n import DEFAULT, from_accept_language, language_named
 from exchange.web.security import (

@@ -8,7 +8,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from exchange.auth.principal import Principal
-from exchange.people.service import SignedIn
+from exchange.services.people import SignedIn
 from exchange.web.i18n import Language
 
 _SCOPE_KEY = "exchange.web.visitor"

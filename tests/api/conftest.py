@@ -14,7 +14,7 @@ from exchange.conversions.clearing import conversion_transaction
 from exchange.db.database import Database
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
-from exchange.loading import load_partners_directory
+from exchange.services.container import load_partners_directory
 from exchange.serving import free_port, serving
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock

@@ -128,12 +128,12 @@ async def test_refusals_name_their_field(kit: ExchangeKit, alice: str) -> None:
     small = error_of(await kit.graphql(QUOTE, alice, **{"from": "happy-card", "to": "wallet-pay", "points": 40}))
     assert small["extensions"] == {
         "code": "LIMIT_EXCEEDED",
-        "field": "points",
+        "field": "input.points",
         "limit": "minimum_points",
         "remaining": 0,
     }
     zero = error_of(await kit.graphql(QUOTE, alice, **{"from": "happy-card", "to": "wallet-pay", "points": 0}))
-    assert zero["extensions"] == {"code": "BAD_USER_INPUT", "field": "points"}
+    assert zero["extensions"] == {"code": "BAD_USER_INPUT", "field": "input.points"}
     missing = error_of(await kit.graphql(EXECUTE, alice, quote="00000000-0000-0000-0000-000000000000", key="k"))
     assert missing["extensions"] == {"code": "NOT_FOUND", "field": "quoteId"}
     quote = (await kit.data(QUOTE, alice, **{"from": "happy-card", "to": "wallet-pay", "points": 1000}))["createQuote"]
@@ -187,7 +187,7 @@ async def test_partners_price_conversions_into_their_own_program_only(kit: Excha
     declared = error_of(
         await kit.graphql(SET_RATE, formosa, **{"from": "harbor-bank", "to": "formosa-air", "ratio": "1:1"})
     )
-    assert declared["extensions"] == {"code": "FORBIDDEN", "field": "fromProgram"}
+    assert declared["extensions"] == {"code": "FORBIDDEN", "field": "input.fromProgram"}
     bad = error_of(await kit.graphql(SET_RATE, fresh_mart, **{"from": "wallet-pay", "to": "fresh-mart", "ratio": "12"}))
     assert bad["extensions"] == {"code": "BAD_USER_INPUT", "field": "input.ratio"}
     rates_query = '{ program(id: "fresh-mart") { incomingRates { fromProgramId version } } }'

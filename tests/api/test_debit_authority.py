@@ -18,10 +18,10 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from exchange.app import create_app
-from exchange.loading import load_partners_directory
 from exchange.members.models import DebitConsent
 from exchange.pricing.models import LimitUsage
 from exchange.programs.declarations import read_partners_directory
+from exchange.services.container import load_partners_directory
 from exchange.serving import free_port, serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit

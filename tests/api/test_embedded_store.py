@@ -13,7 +13,7 @@ from exchange.app import create_app
 from exchange.auth import keys
 from exchange.auth.scopes import Role
 from exchange.db.database import Database
-from exchange.loading import load_partners_directory
+from exchange.services.container import load_partners_directory
 from exchange.serving import free_port, serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit

@@ -3,7 +3,8 @@
 The gateway keeps partners' answers for a while (here for minutes, so that only the activity
 marker can refresh them). Each test reads `me.accounts` (which fills the cache), does
 something through the exchange that changes the member's points or tier at a partner, and
-reads again at once: the view shows what the partner holds now.
+reads again at once: the view shows what the partner holds now. Each runs on SQLite and on
+PostgreSQL (the marker is moved by the database itself, in each dialect its own way).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from exchange.app import create_app
-from exchange.loading import load_partners_directory
 from exchange.members.models import LinkedAccount
 from exchange.programs.declarations import read_partners_directory
-from exchange.serving import serving
+from exchange.services.container import load_partners_directory
+from exchange.serving import free_port, serving
 from exchange.settings import Settings
+from exchange.testing.kit import ExchangeKit
 from exchange.testing.sandboxes import SandboxFleet
-from tests.api.conftest import ExchangeKit
 from tests.conftest import SAMPLE_PARTNERS
 
 ACCOUNTS = "{ me { accounts { program { id } balance tier } } }"
@@ -35,6 +36,12 @@ async def fleet(tmp_path: Path) -> AsyncIterator[SandboxFleet]:
         yield sandboxes
     finally:
         await sandboxes.stop()
+
+
+@pytest.fixture
+def gateway_settings(database_url: str) -> Settings:
+    """tests.api.conftest's settings, on a fresh SQLite or PostgreSQL database."""
+    return Settings(database_url=database_url, partners_dir=SAMPLE_PARTNERS, port=free_port())
 
 
 @pytest.fixture

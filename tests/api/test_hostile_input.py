@@ -75,7 +75,7 @@ async def test_values_too_large_or_too_precise_for_their_column_are_refused(kit:
     reward = {"title": "Voucher", "price": "100000000000000000", "stock": 5}
     assert_bad_input(await kit.graphql(REWARD, token, input=reward), "input.price")
     assert_bad_input(await kit.graphql(REWARD, token, input={**reward, "price": "1.001"}), "input.price")
-    assert_bad_input(await kit.graphql(PROMOTION, token, input=promotion(bonusPercent="1.00001")), "bonusPercent")
+    assert_bad_input(await kit.graphql(PROMOTION, token, input=promotion(bonusPercent="1.00001")), "input.bonusPercent")
     created = await kit.data(PROMOTION, token, input=promotion(bonusPercent="12.5000"))
     assert Decimal(created["createPromotion"]["bonusPercent"]) == Decimal("12.5")
 

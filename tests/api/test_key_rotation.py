@@ -18,7 +18,7 @@ from exchange.auth import keys
 from exchange.auth.models import SigningKey
 from exchange.auth.scopes import Role
 from exchange.auth.tokens import LEEWAY_SECONDS, NOT_SIGNED_BY_A_PUBLISHED_KEY
-from exchange.loading import load_partners_directory
+from exchange.services.container import load_partners_directory
 from exchange.serving import serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit

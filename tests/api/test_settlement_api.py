@@ -127,6 +127,84 @@ async def test_no_partner_reads_another_partners_statement_or_reconciliation_by_
     assert errors_at(upload) == {("importPartnerRecords",): "FORBIDDEN"}
 
 
+MONEY_PAIRS = {
+    "openingPosition": "opening",
+    "payable": "grossPayable",
+    "receivable": "grossReceivable",
+    "netPosition": "netAmount",
+    "closingPosition": "closing",
+}
+POSITION = " ".join(f"{old} {new} {{ amount currency }}" for old, new in MONEY_PAIRS.items())
+
+
+def same_amounts(found: dict[str, Any], pairs: dict[str, str]) -> None:
+    """Each deprecated decimal and its Money replacement say the same amount, in TWD."""
+    for old, new in pairs.items():
+        expected = None if found[old] is None else {"amount": found[old], "currency": "TWD"}
+        assert found[new] == expected, (old, new, found)
+
+
+async def test_money_fields_say_what_the_deprecated_decimals_say(kit: ExchangeKit, last_month: str) -> None:
+    await close(kit, last_month)
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    period = (
+        await kit.data(
+            "query($p: String!) { settlementPeriod(period: $p) { positions { " + POSITION + " }"
+            " obligations { amount value { amount currency } }"
+            " netting { gross { total totalValue { amount currency } } } } }",
+            staff,
+            p=last_month,
+        )
+    )["settlementPeriod"]
+    for position in period["positions"]:
+        same_amounts(position, MONEY_PAIRS)
+    for obligation in period["obligations"]:
+        same_amounts(obligation, {"amount": "value"})
+    same_amounts(period["netting"]["gross"], {"total": "totalValue"})
+    statement = (
+        await kit.data(
+            'query($p: String!) { statement(partnerId: "wallet-pay", period: $p) { currency '
+            + POSITION
+            + " counterparties { payable grossPayable { amount currency } receivable grossReceivable { amount currency }"
+            " net netAmount { amount currency } } lines { amount value { amount currency } } } }",
+            staff,
+            p=last_month,
+        )
+    )["statement"]
+    assert statement["currency"] == "TWD" and statement["netAmount"] == {"amount": "-70.60", "currency": "TWD"}
+    same_amounts(statement, MONEY_PAIRS)
+    for totals in statement["counterparties"]:
+        same_amounts(totals, {"payable": "grossPayable", "receivable": "grossReceivable", "net": "netAmount"})
+    for line in statement["lines"]:
+        same_amounts(line, {"amount": "value"})
+    imported = (
+        await kit.data(
+            'mutation($p: String!, $csv: String!) { importPartnerRecords(partnerId: "fresh-mart", period: $p, csv: $csv)'
+            " { breaks { id partnerAmount partnerValue { amount currency } ledgerAmount ledgerValue { amount currency }"
+            " difference differenceValue { amount currency } } } }",
+            staff,
+            p=last_month,
+            csv="reference,amount\nconversion:c1,97.00\nconversion:c9,5.00\n",
+        )
+    )["importPartnerRecords"]
+    pairs = {"partnerAmount": "partnerValue", "ledgerAmount": "ledgerValue", "difference": "differenceValue"}
+    assert {b["differenceValue"]["amount"] if b["differenceValue"] else None for b in imported["breaks"]} == {
+        "-1.00",
+        None,
+    }
+    for found in imported["breaks"]:
+        same_amounts(found, pairs)
+    adjusted = (
+        await kit.data(
+            'mutation($id: ID!) { resolveBreak(breakId: $id, resolution: ADJUST, reason: "agreed") {'
+            " resolution { adjustment adjustmentValue { amount currency } } } }",
+            staff,
+            id=next(b["id"] for b in imported["breaks"] if b["differenceValue"]),
+        )
+    )["resolveBreak"]["resolution"]
+    assert adjusted == {"adjustment": "-1.00", "adjustmentValue": {"amount": "-1.00", "currency": "TWD"}}
+
+
 RECORDS = "reference,amount,counterparty\nconversion:c1,98.00,wallet-pay\nconversion:c9,5.00,formosa-air\n"
 IMPORT = """mutation($p: String!, $csv: String!) { importPartnerRecords(partnerId: "fresh-mart", period: $p, csv: $csv) {
   id lines matched missingInLedger unresolvedBreaks

@@ -19,7 +19,7 @@ from exchange.auth import keys
 from exchange.auth.scopes import Role, Scope
 from exchange.auth.tokens import TOKEN_TYPE, access_token_claims
 from exchange.keyring.cache import KEY_REFRESH
-from exchange.loading import load_partners_directory
+from exchange.services.container import load_partners_directory
 from exchange.serving import serving
 from exchange.settings import Settings
 from exchange.settlement.keys import StatementKeys

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from exchange.app import create_app
-from exchange.loading import load_partners_directory
 from exchange.members.models import LinkedAccount
 from exchange.programs.declarations import read_partners_directory
+from exchange.services.container import load_partners_directory
 from exchange.serving import serving
 from exchange.settings import Settings
 from exchange.testing.sandboxes import SandboxFleet
@@ -182,6 +182,50 @@ async def test_a_published_reward_is_redeemed_cancelled_and_seen_only_by_its_par
         {"id": second["id"], "status": "DELIVERED"},
         {"id": redeemed["id"], "status": "REVERSED"},
     ]
+
+
+def twd(amount: str) -> dict[str, str]:
+    return {"amount": amount, "currency": "TWD"}
+
+
+async def test_prices_are_money_and_the_deprecated_decimals_say_the_same(
+    kit: ExchangeKit, members: dict[str, str]
+) -> None:
+    airline = await kit.partner_token("formosa-air")
+    published = await kit.data(
+        'mutation($input: PublishRewardInput!) { publishReward(programId: "formosa-air", input: $input) {'
+        " id price currency settlementPrice { amount currency } } }",
+        airline,
+        input={"title": "Lounge pass", "price": "100", "stock": 5},
+    )
+    reward = published["publishReward"]
+    assert (reward["price"], reward["currency"], reward["settlementPrice"]) == ("100.00", "TWD", twd("100.00"))
+    quote = await kit.data(
+        'query($r: ID!) { redemptionQuote(rewardId: $r, payWith: "harbor-bank") { price fee total'
+        " settlementPrice { amount currency } exchangeFee { amount currency } totalOwed { amount currency } } }",
+        members["bob"],
+        r=reward["id"],
+    )
+    assert quote["redemptionQuote"] == {
+        "price": "100.00",
+        "fee": "2.00",
+        "total": "102.00",
+        "settlementPrice": twd("100.00"),
+        "exchangeFee": twd("2.00"),
+        "totalOwed": twd("102.00"),
+    }
+    redeemed = await kit.data(
+        'mutation($r: ID!) { redeemReward(rewardId: $r, payWith: "harbor-bank", idempotencyKey: "m") {'
+        " price fee settlementPrice { amount currency } exchangeFee { amount currency } } }",
+        members["bob"],
+        r=reward["id"],
+    )
+    assert redeemed["redeemReward"] == {
+        "price": "100.00",
+        "fee": "2.00",
+        "settlementPrice": twd("100.00"),
+        "exchangeFee": twd("2.00"),
+    }
 
 
 async def test_a_reward_out_of_stock_is_refused_with_its_code(kit: ExchangeKit, members: dict[str, str]) -> None:

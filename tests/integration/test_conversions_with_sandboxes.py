@@ -12,7 +12,6 @@ from sqlalchemy import text
 
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.models import Conversion, ConversionStatus
-from exchange.conversions.recovery import RecoveryWorker
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest, SagaPolicy
 from exchange.db.database import Database
 from exchange.ledger.posting import Ledger
@@ -22,6 +21,7 @@ from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import PartnersDirectory
+from exchange.sagas.recovery import RecoveryWorker
 from exchange.sandbox.faults import FaultKind
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock

@@ -346,6 +346,25 @@ def test_a_quarterly_calendar_names_each_period_by_its_first_month() -> None:
         quarterly.parse("2026-05")
 
 
+def test_the_latest_period_over_is_the_one_before_now_on_the_settlement_calendar() -> None:
+    monthly = SettlementCalendar(TAIPEI)
+    # 00:30 on 1 December in Taipei is still 30 November in UTC: November is over there.
+    assert monthly.latest_over(datetime(2026, 11, 30, 16, 30, tzinfo=UTC)) == "2026-11"
+    assert monthly.latest_over(datetime(2026, 11, 30, 15, 59, tzinfo=UTC)) == "2026-10"
+    assert monthly.latest_over(datetime(2027, 1, 15, tzinfo=UTC)) == "2026-12"
+    quarterly = SettlementCalendar(TAIPEI, 3)
+    assert quarterly.latest_over(datetime(2027, 2, 1, tzinfo=UTC)) == "2026-10"
+    assert quarterly.previous("2027-01") == "2026-10"
+
+
+@pytest.mark.parametrize("months", [1, 2, 3, 4, 6, 12])
+def test_previous_undoes_next_across_years(months: int) -> None:
+    calendar = SettlementCalendar(TAIPEI, months)
+    periods = [f"{year}-{month:02d}" for year in (2026, 2027) for month in range(1, 13, months)]
+    assert [calendar.next(period) for period in periods[:-1]] == periods[1:]
+    assert [calendar.previous(period) for period in periods[1:]] == periods[:-1]
+
+
 @pytest.mark.parametrize("text", ["2026-13", "2026-1", "26-11", "2026-00", "november"])
 def test_a_period_name_must_be_a_month(text: str) -> None:
     with pytest.raises(InvalidPeriod, match="YYYY-MM"):

@@ -9,7 +9,6 @@ from decimal import Decimal
 
 from sqlalchemy import text
 
-from exchange.conversions.recovery import RecoveryWorker
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest
 from exchange.db.database import Database
 from exchange.federation.accounts import Federation
@@ -25,6 +24,7 @@ from exchange.rewards.jobs import RedemptionJob
 from exchange.rewards.models import RedemptionStatus
 from exchange.rewards.redemption import RedeemRequest, RedemptionSaga
 from exchange.sagas.engine import SagaPolicy
+from exchange.sagas.recovery import RecoveryWorker
 from exchange.sandbox.faults import FaultKind
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock

@@ -52,7 +52,7 @@ async def test_a_malformed_member_ref_is_refused(loaded: Database, ref: str) -> 
     async with loaded.transaction() as session:
         with pytest.raises(members.InvalidMemberRef) as caught:
             await members.resolve_member_from_partner(session, "wallet-pay", ref, NOW)
-    assert caught.value.extensions()["field"] == "member_ref"
+    assert caught.value.extensions()["field"] == "memberRef"
 
 
 async def test_a_partner_sees_a_member_only_through_its_own_program(loaded: Database) -> None:
@@ -69,16 +69,21 @@ async def test_a_partner_sees_a_member_only_through_its_own_program(loaded: Data
     assert foreign.value.extensions()["code"] == "FORBIDDEN"
 
 
-async def test_accounts_at_a_program_page_by_member_ref(loaded: Database) -> None:
+async def test_accounts_at_programs_page_by_member_ref_per_program(loaded: Database) -> None:
     async with loaded.transaction() as session:
         for ref in ("dave", "alice", "carol", "bob"):
             await members.resolve_member_from_partner(session, "fresh-mart", ref, NOW)
-        await members.resolve_member_from_partner(session, "wallet-pay", "erin", NOW)
+        for ref in ("erin", "bob"):
+            await members.resolve_member_from_partner(session, "wallet-pay", ref, NOW)
+    programs = ["fresh-mart", "wallet-pay", "formosa-air"]
     async with loaded.transaction() as session:
-        first = await members.accounts_at_program(session, "fresh-mart", first=3)
-        rest = await members.accounts_at_program(session, "fresh-mart", first=3, after=first[-1].member_ref)
-    assert [a.member_ref for a in first] == ["alice", "bob", "carol"]
-    assert [a.member_ref for a in rest] == ["dave"]
+        first = await members.accounts_at_programs(session, programs, first=3)
+        rest = await members.accounts_at_programs(session, ["fresh-mart"], first=3, after="carol")
+    assert {program: [a.member_ref for a in accounts] for program, accounts in first.items()} == {
+        "fresh-mart": ["alice", "bob", "carol"],
+        "wallet-pay": ["bob", "erin"],
+    }
+    assert [a.member_ref for a in rest["fresh-mart"]] == ["dave"]
 
 
 @pytest.mark.postgres_only

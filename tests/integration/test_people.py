@@ -17,11 +17,11 @@ from exchange.auth.ratelimit import FailureLimit
 from exchange.auth.scopes import ROLE_SCOPES, Role
 from exchange.db.database import Database
 from exchange.errors import BadUserInput, ExchangeError
-from exchange.loading import load_partners_directory
 from exchange.people import totp
 from exchange.people.models import Person, WebSession
-from exchange.people.service import Locked, Opened, PeopleService, Refused
 from exchange.people.sessions import SessionTimeouts, hash_session_id
+from exchange.services.container import load_partners_directory
+from exchange.services.people import Locked, Opened, PeopleService, Refused
 from exchange.settings import Settings
 from tests.clocks import MovableClock
 from tests.conftest import SAMPLE_PARTNERS

@@ -23,9 +23,9 @@ from exchange.pricing.errors import (
     QuoteNotFound,
 )
 from exchange.pricing.rates import Origin, PairOverride
-from exchange.pricing.rules import Ratio
 from exchange.programs import service as programs
 from exchange.programs.declarations import read_partners_directory
+from exchange.ratio import Ratio
 from tests.conftest import SAMPLE_PARTNERS
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)

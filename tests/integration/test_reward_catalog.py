@@ -41,14 +41,14 @@ async def test_declared_rewards_are_published_once_and_then_left_to_their_partne
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"price": Decimal("0.001")}, "input.price"),
-        ({"price": Decimal("0")}, "input.price"),
-        ({"stock": -1}, "input.stock"),
-        ({"per_member_limit": 0}, "input.perMemberLimit"),
-        ({"min_level": 5}, "input.minLevel"),
-        ({"title": " "}, "input.title"),
-        ({"available_from": T0, "available_until": T0}, "input.availableUntil"),
-        ({"id": "formosa-air-lounge-pass"}, "input.id"),
+        ({"price": Decimal("0.001")}, "price"),
+        ({"price": Decimal("0")}, "price"),
+        ({"stock": -1}, "stock"),
+        ({"per_member_limit": 0}, "perMemberLimit"),
+        ({"min_level": 5}, "minLevel"),
+        ({"title": " "}, "title"),
+        ({"available_from": T0, "available_until": T0}, "availableUntil"),
+        ({"id": "formosa-air-lounge-pass"}, "id"),
     ],
 )
 async def test_publishing_refuses_bad_input_naming_the_field(

@@ -244,6 +244,7 @@ EXPECTED: dict[str, str] = {
             "kind",
             "price",
             "currency",
+            "settlementPrice",
             "stock",
             "perMemberLimit",
             "minLevel",
@@ -254,7 +255,18 @@ EXPECTED: dict[str, str] = {
     },
     **{
         f"RedemptionQuote.{name}": "member:own"
-        for name in ("rewardId", "payWith", "price", "fee", "total", "pointValue", "points")
+        for name in (
+            "rewardId",
+            "payWith",
+            "price",
+            "fee",
+            "total",
+            "settlementPrice",
+            "exchangeFee",
+            "totalOwed",
+            "pointValue",
+            "points",
+        )
     },
     **{
         f"Redemption.{name}": PARTNER_OWN_OR_MEMBER_OWN
@@ -268,6 +280,8 @@ EXPECTED: dict[str, str] = {
             "points",
             "price",
             "fee",
+            "settlementPrice",
+            "exchangeFee",
             "status",
             "deliverBy",
             "deliveredAt",
@@ -302,14 +316,19 @@ EXPECTED: dict[str, str] = {
             "receivable",
             "netPosition",
             "closingPosition",
+            "opening",
+            "grossPayable",
+            "grossReceivable",
+            "netAmount",
+            "closing",
             "signedOffAt",
             "signOffNote",
         )
     },
     "SettlementPosition.signedOffBy": STAFF,
-    **{f"Obligation.{name}": STAFF for name in ("debtor", "creditor", "amount")},
+    **{f"Obligation.{name}": STAFF for name in ("debtor", "creditor", "amount", "value")},
     **{f"NettingSaving.{name}": STAFF for name in ("gross", "bilateral", "multilateral")},
-    **{f"Payments.{name}": STAFF for name in ("count", "total")},
+    **{f"Payments.{name}": STAFF for name in ("count", "total", "totalValue")},
     **{
         f"Statement.{name}": STAFF_OR_OWNER
         for name in (
@@ -322,6 +341,11 @@ EXPECTED: dict[str, str] = {
             "receivable",
             "netPosition",
             "closingPosition",
+            "opening",
+            "grossPayable",
+            "grossReceivable",
+            "netAmount",
+            "closing",
             "counterparties",
             "lineCount",
             "json",
@@ -331,10 +355,13 @@ EXPECTED: dict[str, str] = {
             "lines",
         )
     },
-    **{f"CounterpartyTotals.{name}": STAFF_OR_OWNER for name in ("counterparty", "payable", "receivable", "net")},
+    **{
+        f"CounterpartyTotals.{name}": STAFF_OR_OWNER
+        for name in ("counterparty", "payable", "receivable", "net", "grossPayable", "grossReceivable", "netAmount")
+    },
     **{
         f"StatementLine.{name}": STAFF_OR_OWNER
-        for name in ("transactionId", "reference", "kind", "category", "effectiveAt", "counterparty", "amount")
+        for name in ("transactionId", "reference", "kind", "category", "effectiveAt", "counterparty", "amount", "value")
     },
     **{
         f"Reconciliation.{name}": STAFF_OR_OWNER
@@ -366,6 +393,9 @@ EXPECTED: dict[str, str] = {
             "partnerAmount",
             "ledgerAmount",
             "difference",
+            "partnerValue",
+            "ledgerValue",
+            "differenceValue",
             "counterparty",
             "partnerDate",
             "resolution",
@@ -373,7 +403,15 @@ EXPECTED: dict[str, str] = {
     },
     **{
         f"BreakResolution.{name}": STAFF_OR_OWNER
-        for name in ("resolution", "reason", "resolvedAt", "adjustment", "counterparty", "transactionId")
+        for name in (
+            "resolution",
+            "reason",
+            "resolvedAt",
+            "adjustment",
+            "adjustmentValue",
+            "counterparty",
+            "transactionId",
+        )
     },
     "BreakResolution.resolvedBy": STAFF,
 }

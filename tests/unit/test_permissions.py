@@ -3,6 +3,8 @@ operation without a token may not select."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -16,6 +18,7 @@ from exchange.api.inputs import Text
 from exchange.api.permissions import (
     AUTHENTICATED,
     PUBLIC,
+    Access,
     Authorize,
     Unruled,
     authorize,
@@ -152,3 +155,47 @@ def test_an_operation_needs_a_token_when_it_selects_any_protected_field(
 ) -> None:
     found = fields_needing_a_token(exchange_schema._schema, exchange_schema.field_rules, parse(query), operation)
     assert found == needing
+
+
+def test_rules_are_plain_objects_that_load_without_strawberry() -> None:
+    """The web pages authorize routes with the same rules, without GraphQL in the process."""
+    code = (
+        "import sys\n"
+        "from exchange.auth.rules import own_program, requires, source\n"
+        "from exchange.auth.scopes import Scope\n"
+        "rule = requires(Scope.PARTNER_READ) & own_program(source('program_id'))\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('strawberry', 'graphql')]\n"
+        "print(rule.describe())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "scope partner:read and the caller's own program"
+
+
+def test_web_pages_and_graphql_fields_declare_the_same_rules() -> None:
+    from exchange.auth import rules
+    from exchange.web import access
+
+    assert (access.Rule, access.PUBLIC, access.NOBODY, access.requires) == (
+        rules.Rule,
+        rules.PUBLIC,
+        rules.NOBODY,
+        rules.requires,
+    )
+    staff = access.roles(Role.SETTLEMENT, Role.ADMIN)
+    assert staff.allows(partner("p")) is False and staff.access(Role.ADMIN) is Access.ALL
+    assert access.requires(Scope.PARTNER_READ).allows(partner("p"))
+
+
+def test_a_rule_answers_for_any_caller_object_and_arguments() -> None:
+    rule = requires(Scope.PARTNER_READ) & own_program(source("program_id"))
+    mine, theirs = Reward(program_id="p"), Reward(program_id="q")
+    assert rule.allows(partner("p"), mine, {}) and not rule.allows(partner("p"), theirs, {})
+    assert not rule.allows(None, mine, {})
+    assert rule.visible(partner("p"), [mine, theirs]) == [mine]
+    assert rule.forbidden().code == "FORBIDDEN" and rule.unauthenticated().code == "UNAUTHENTICATED"
+
+
+@dataclass
+class Reward:
+    program_id: str

@@ -15,10 +15,10 @@ from exchange.pricing.rules import (
     AppliedPromotion,
     Band,
     RateRule,
-    Ratio,
     StepBonus,
     price,
 )
+from exchange.ratio import Ratio
 
 TWD = Currency("TWD", 2)
 HAPPY_CARD = Decimal("0.25")  # 4 points = 1 TWD (HAPPY GO)

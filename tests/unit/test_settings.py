@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from exchange.errors import ConfigurationError
 from exchange.settings import Settings, normalize_database_url
@@ -27,6 +28,39 @@ PRODUCTION = {
 )
 def test_database_urls_pick_async_drivers(given: str, expected: str) -> None:
     assert normalize_database_url(given) == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            "postgresql://u:p@db1:5432,db2:5433/exchange?target_session_attrs=read-write",
+            "postgresql+psycopg://u:p@/exchange?host=db1:5432&host=db2:5433&target_session_attrs=read-write",
+        ),
+        ("postgres://db1,db2/exchange", "postgresql+psycopg:///exchange?host=db1&host=db2"),
+        ("postgresql+psycopg://db1:1,db2:2/x", "postgresql+psycopg:///x?host=db1:1&host=db2:2"),
+    ],
+)
+def test_a_url_naming_several_hosts_as_libpq_does_is_put_in_sqlalchemy_form(given: str, expected: str) -> None:
+    assert normalize_database_url(given) == expected
+
+
+def test_a_multi_host_url_reaches_libpq_with_every_host_in_order() -> None:
+    url = make_url(
+        normalize_database_url(
+            "postgresql://u:s%40cret@10.0.0.1:5432,10.0.0.2:6432/exchange?target_session_attrs=read-write"
+        )
+    )
+    _, connect = url.get_dialect()().create_connect_args(url)
+    assert connect["host"] == "10.0.0.1,10.0.0.2"
+    assert connect["port"] == "5432,6432"
+    assert (connect["user"], connect["password"], connect["dbname"]) == ("u", "s@cret", "exchange")
+    assert connect["target_session_attrs"] == "read-write"
+
+
+def test_a_multi_host_url_with_a_bracketed_address_is_refused() -> None:
+    with pytest.raises(ValidationError, match="by name or IPv4 address"):
+        Settings(database_url="postgresql://[::1]:5432,[::2]:5432/exchange")
 
 
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:

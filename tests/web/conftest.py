@@ -24,9 +24,8 @@ from starlette.applications import Starlette
 
 from exchange.app import create_app
 from exchange.auth.scopes import Role
-from exchange.loading import load_partners_directory
 from exchange.people import totp
-from exchange.people.service import people_service
+from exchange.services.container import load_partners_directory, open_services
 from exchange.serving import free_port
 from exchange.settings import Settings
 from exchange.testing.databases import PostgresDatabases
@@ -86,8 +85,8 @@ class Gateway:
         username = f"{role.value}-{next(_usernames)}"
 
         async def create() -> str | None:
-            async with people_service(self.settings) as service:
-                created = await service.create(
+            async with open_services(self.settings) as services:
+                created = await services.people.create(
                     username=username, password=PASSWORD, role=role, program_id=program_id, with_totp=with_totp
                 )
             return created.totp_uri

@@ -18,11 +18,9 @@ from exchange.api.permissions import (
     requires,
 )
 from exchange.api.types.auth import AssertionKey, OAuthClient, Viewer
-from exchange.auth import assertions, clients
 from exchange.auth.assertions import PUBLIC_KEY_LENGTH
 from exchange.auth.models import KID_LENGTH
 from exchange.auth.scopes import Scope
-from exchange.programs import service as programs
 
 #: A partner manages its own program; admins manage any.
 MANAGE_PROGRAM: Rule = requires(Scope.PARTNER_WRITE) & own_program(argument("program_id")) | requires(Scope.ADMIN_WRITE)
@@ -39,9 +37,7 @@ class AccessQueries:
         extensions=[authorize(requires(Scope.ADMIN_READ))],
     )
     async def clients(self, info: Info[Context, None]) -> list[OAuthClient] | None:
-        async with info.context.services.db.transaction() as session:
-            rows = await clients.list_clients(session)
-        return [OAuthClient.from_row(row) for row in rows]
+        return [OAuthClient.from_row(row) for row in await info.context.services.access.clients()]
 
 
 @strawberry.type
@@ -55,11 +51,7 @@ class AccessMutations:
     async def register_assertion_key(
         self, info: Info[Context, None], program_id: strawberry.ID, public_key: Annotated[str, Text(PUBLIC_KEY_LENGTH)]
     ) -> AssertionKey | None:
-        async with info.context.services.db.transaction() as session:
-            await programs.get_program(session, str(program_id), field="programId")
-            row = await assertions.register_assertion_key(
-                session, str(program_id), public_key, info.context.services.clock.now()
-            )
+        row = await info.context.services.access.register_assertion_key(str(program_id), public_key)
         return AssertionKey.from_row(row)
 
     @strawberry.mutation(
@@ -69,6 +61,5 @@ class AccessMutations:
     async def remove_assertion_key(
         self, info: Info[Context, None], program_id: strawberry.ID, kid: Annotated[str, Text(KID_LENGTH)]
     ) -> AssertionKey | None:
-        async with info.context.services.db.transaction() as session:
-            row = await assertions.remove_assertion_key(session, str(program_id), kid)
+        row = await info.context.services.access.remove_assertion_key(str(program_id), kid)
         return AssertionKey.from_row(row)

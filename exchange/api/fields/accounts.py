@@ -33,8 +33,7 @@ class AccountMutations:
         member_ref: Annotated[str, Text(MEMBER_REF_MAX_LENGTH)],
         verification: Annotated[str, Text(VERIFICATION_LENGTH)],
     ) -> LinkedAccount | None:
-        services = info.context.services
-        row = await services.federation.link(
-            str(info.context.caller().member_id), str(program_id), member_ref, verification, services.clock.now()
+        row = await info.context.services.members.link_account(
+            info.context.caller(), str(program_id), member_ref, verification
         )
         return LinkedAccount.from_row(row)

@@ -11,11 +11,8 @@ from exchange.api.context import Context
 from exchange.api.inputs import IdempotencyKey, Text
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.conversions import Conversion, ConversionPage
-from exchange.auth.scopes import Role, Scope
-from exchange.conversions import queries
+from exchange.auth.scopes import Scope
 from exchange.conversions.queries import CURSOR_LENGTH
-from exchange.conversions.saga import ExecuteRequest
-from exchange.members.authority import DebitAuthority
 from exchange.members.consents import CONSENT_ID_LENGTH
 
 
@@ -26,12 +23,8 @@ class ConversionQueries:
         extensions=[authorize(requires(Scope.MEMBER_READ, Scope.SETTLEMENT_READ))],
     )
     async def conversion(self, info: Info[Context, None], id: strawberry.ID) -> Conversion | None:
-        caller = info.context.caller()
-        async with info.context.services.db.transaction() as session:
-            row = await queries.get_conversion(
-                session, str(id), member_id=caller.member_id if caller.role is Role.MEMBER else None
-            )
-        return Conversion.from_row(row, (await info.context.services.catalog.get()).currency)
+        row = await info.context.services.conversions.conversion(info.context.caller(), str(id))
+        return Conversion.from_row(row, await info.context.currency())
 
     @strawberry.field(
         description="Your conversions, newest first: `first` of them after the cursor `after`.",
@@ -40,11 +33,8 @@ class ConversionQueries:
     async def conversions(
         self, info: Info[Context, None], first: int = 20, after: Annotated[str, Text(CURSOR_LENGTH)] | None = None
     ) -> ConversionPage | None:
-        member_id = str(info.context.caller().member_id)
-        async with info.context.services.db.transaction() as session:
-            rows, cursor = await queries.member_conversions(session, member_id, first=first, after=after)
-        currency = (await info.context.services.catalog.get()).currency
-        return ConversionPage(items=[Conversion.from_row(row, currency) for row in rows], next_cursor=cursor)
+        page = await info.context.services.conversions.conversions(info.context.caller(), first=first, after=after)
+        return ConversionPage.of(page, await info.context.currency())
 
 
 @strawberry.type
@@ -74,14 +64,7 @@ class ConversionMutations:
             ),
         ] = None,
     ) -> Conversion | None:
-        services = info.context.services
-        caller = info.context.caller()
-        row = await services.saga.execute(
-            ExecuteRequest(
-                member_id=str(caller.member_id),
-                quote_id=str(quote_id),
-                idempotency_key=idempotency_key,
-                authority=DebitAuthority(asserted_by=str(caller.asserted_by), consent=consent),
-            )
+        row = await info.context.services.conversions.execute(
+            info.context.caller(), str(quote_id), idempotency_key, consent=consent
         )
-        return Conversion.from_row(row, (await services.catalog.get()).currency)
+        return Conversion.from_row(row, await info.context.currency())

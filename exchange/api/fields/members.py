@@ -9,7 +9,6 @@ from exchange.api.context import Context
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.members import DebitConsent, Member
 from exchange.auth.scopes import Scope
-from exchange.members import service as members
 
 
 @strawberry.type
@@ -19,10 +18,7 @@ class MemberQueries:
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
     async def me(self, info: Info[Context, None]) -> Member | None:
-        member_id = str(info.context.caller().member_id)
-        async with info.context.services.db.autocommit() as session:  # one read
-            row, accounts = await members.member_with_accounts(session, member_id)
-        return Member.from_rows(row, accounts)
+        return Member.of(await info.context.services.members.me(info.context.caller()))
 
     @strawberry.field(
         description="A member who has an account at the caller's program (partners only); "
@@ -30,10 +26,7 @@ class MemberQueries:
         extensions=[authorize(requires(Scope.PARTNER_READ))],
     )
     async def member(self, info: Info[Context, None], id: strawberry.ID) -> Member | None:
-        program_id = str(info.context.caller().program_id)
-        async with info.context.services.db.transaction() as session:
-            row, accounts = await members.get_member_linked_to(session, str(id), program_id)
-        return Member.from_rows(row, accounts)
+        return Member.of(await info.context.services.members.member_for_partner(info.context.caller(), str(id)))
 
 
 @strawberry.type
@@ -48,8 +41,5 @@ class MemberMutations:
     async def authorize_debit(
         self, info: Info[Context, None], program: strawberry.ID, points: int
     ) -> DebitConsent | None:
-        caller = info.context.caller()
-        granted = await info.context.services.consents.grant(
-            member_id=str(caller.member_id), asserted_by=str(caller.asserted_by), program=str(program), points=points
-        )
+        granted = await info.context.services.members.authorize_debit(info.context.caller(), str(program), points)
         return DebitConsent.of(granted)

@@ -15,11 +15,8 @@ from exchange.api.permissions import Rule, argument, authorize, own_program, req
 from exchange.api.types.conversions import Quote
 from exchange.api.types.pricing import Promotion, RateVersion
 from exchange.auth.scopes import Scope
-from exchange.errors import BadUserInput
-from exchange.pricing import promotions, rates
-from exchange.pricing.rates import PairLimits, PairOverride
-from exchange.pricing.rules import Band, Ratio, StepBonus
-from exchange.programs import service as programs
+from exchange.pricing.promotions import PromotionTerms
+from exchange.pricing.rates import RateTerms
 
 #: A ratio such as "3:1": no sane one is longer.
 RatioText = Annotated[str, Text(40)]
@@ -60,52 +57,17 @@ class RateOverrideInput:
     member_monthly_cap: int | None = None
     member_yearly_cap: int | None = None
 
-    def to_override(self) -> PairOverride:
-        if (self.ratio is None) == (self.bands is None):
-            raise BadUserInput("give either ratio or bands", field="input.ratio")
-        if self.ratio is not None:
-            bands: tuple[Band, ...] = (Band(1, _ratio(self.ratio, "input.ratio")),)
-        else:
-            assert self.bands is not None
-            bands = tuple(
-                Band(
-                    _positive(band.from_points, f"input.bands[{i}].fromPoints"),
-                    _ratio(band.ratio, f"input.bands[{i}].ratio"),
-                )
-                for i, band in enumerate(self.bands)
-            )
-            starts = [band.from_points for band in bands]
-            if not starts or starts != sorted(set(starts)):
-                raise BadUserInput("bands must rise by fromPoints", field="input.bands")
-        if (self.bonus_every is None) != (self.bonus_points is None):
-            raise BadUserInput("give both bonusEvery and bonusPoints, or neither", field="input.bonusEvery")
-        bonus = (
-            StepBonus(
-                _positive(self.bonus_every, "input.bonusEvery"), _positive(self.bonus_points, "input.bonusPoints")
-            )
-            if self.bonus_every is not None and self.bonus_points is not None
-            else None
-        )
-        limits = {
-            name: _positive(value, f"input.{name}") if value is not None else None
-            for name, value in (
-                ("minimumPoints", self.minimum_points),
-                ("increment", self.increment),
-                ("memberDailyCap", self.member_daily_cap),
-                ("memberMonthlyCap", self.member_monthly_cap),
-                ("memberYearlyCap", self.member_yearly_cap),
-            )
-        }
-        return PairOverride(
-            bands=bands,
-            step_bonus=bonus,
-            limits=PairLimits(
-                minimum_points=limits["minimumPoints"],
-                increment=limits["increment"],
-                member_daily_cap=limits["memberDailyCap"],
-                member_monthly_cap=limits["memberMonthlyCap"],
-                member_yearly_cap=limits["memberYearlyCap"],
-            ),
+    def to_terms(self) -> RateTerms:
+        return RateTerms(
+            ratio=self.ratio,
+            bands=[(band.from_points, band.ratio) for band in self.bands] if self.bands is not None else None,
+            bonus_every=self.bonus_every,
+            bonus_points=self.bonus_points,
+            minimum_points=self.minimum_points,
+            increment=self.increment,
+            member_daily_cap=self.member_daily_cap,
+            member_monthly_cap=self.member_monthly_cap,
+            member_yearly_cap=self.member_yearly_cap,
         )
 
 
@@ -120,18 +82,15 @@ class PromotionInput:
     ends_at: datetime
     from_programs: list[strawberry.ID] | None = None
 
-
-def _positive(value: int, field: str) -> int:
-    if value <= 0:
-        raise BadUserInput(f"must be positive, got {value}", field=field)
-    return value
-
-
-def _ratio(text: str, field: str) -> Ratio:
-    try:
-        return Ratio.parse(text)
-    except ValueError as exc:
-        raise BadUserInput(str(exc), field=field) from None
+    def to_terms(self) -> PromotionTerms:
+        return PromotionTerms(
+            id=str(self.id),
+            program_id=str(self.program_id),
+            bonus_percent=self.bonus_percent,
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+            sources=tuple(str(source) for source in self.from_programs) if self.from_programs is not None else None,
+        )
 
 
 @strawberry.type
@@ -142,11 +101,10 @@ class PricingMutations:
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def create_quote(self, info: Info[Context, None], input: QuoteInput) -> Quote | None:
-        services = info.context.services
-        priced = await services.quoting.quote(
-            str(info.context.caller().member_id), str(input.from_program), str(input.to_program), input.points
+        priced = await info.context.services.conversions.create_quote(
+            info.context.caller(), str(input.from_program), str(input.to_program), input.points
         )
-        return Quote.from_row(priced.quote, (await services.catalog.get()).currency, version=priced.version.version)
+        return Quote.from_row(priced.quote, await info.context.currency(), version=priced.version.version)
 
     @strawberry.mutation(
         description="Set the rate of conversions into your program from another; it takes effect "
@@ -154,8 +112,10 @@ class PricingMutations:
         extensions=[authorize(MANAGES_TARGET)],
     )
     async def set_conversion_rate(self, info: Info[Context, None], input: RateOverrideInput) -> RateVersion | None:
-        override = input.to_override()
-        return await _supersede(info, str(input.from_program), str(input.to_program), override)
+        version = await info.context.services.pricing.set_rate(
+            str(input.from_program), str(input.to_program), input.to_terms(), actor=info.context.caller().client_id
+        )
+        return RateVersion.from_row(version)
 
     @strawberry.mutation(
         description="Go back to the rate derived from the two programs' point values.",
@@ -164,28 +124,19 @@ class PricingMutations:
     async def clear_conversion_rate(
         self, info: Info[Context, None], from_program: strawberry.ID, to_program: strawberry.ID
     ) -> RateVersion | None:
-        return await _supersede(info, str(from_program), str(to_program), PairOverride())
+        version = await info.context.services.pricing.clear_rate(
+            str(from_program), str(to_program), actor=info.context.caller().client_id
+        )
+        return RateVersion.from_row(version)
 
     @strawberry.mutation(
         description="Start a promotion on conversions into your program.",
         extensions=[authorize(MANAGES_PROGRAM)],
     )
     async def create_promotion(self, info: Info[Context, None], input: PromotionInput) -> Promotion | None:
-        services = info.context.services
-        terms = promotions.PromotionTerms(
-            id=str(input.id),
-            program_id=str(input.program_id),
-            bonus_percent=input.bonus_percent,
-            starts_at=input.starts_at,
-            ends_at=input.ends_at,
-            sources=tuple(str(source) for source in input.from_programs) if input.from_programs is not None else None,
+        row = await info.context.services.pricing.create_promotion(
+            input.to_terms(), actor=info.context.caller().client_id
         )
-        async with services.db.transaction() as session:
-            for source in terms.sources or ():
-                await programs.get_program(session, source, field="input.fromPrograms")
-            row = await promotions.create_promotion(
-                session, terms, actor=info.context.caller().client_id, now=services.clock.now()
-            )
         return Promotion.from_row(row)
 
     @strawberry.mutation(
@@ -195,24 +146,4 @@ class PricingMutations:
     async def end_promotion(
         self, info: Info[Context, None], program_id: strawberry.ID, id: strawberry.ID
     ) -> Promotion | None:
-        services = info.context.services
-        async with services.db.transaction() as session:
-            row = await promotions.end_promotion(
-                session, program_id=str(program_id), promotion_id=str(id), now=services.clock.now()
-            )
-        return Promotion.from_row(row)
-
-
-async def _supersede(info: Info[Context, None], source: str, target: str, override: PairOverride) -> RateVersion:
-    services = info.context.services
-    async with services.db.transaction() as session:
-        await programs.get_program(session, source, field="input.fromProgram")
-        version = await rates.set_partner_override(
-            session,
-            target=target,
-            source=source,
-            override=override,
-            actor=info.context.caller().client_id,
-            now=services.clock.now(),
-        )
-    return RateVersion.from_row(version)
+        return Promotion.from_row(await info.context.services.pricing.end_promotion(str(program_id), str(id)))

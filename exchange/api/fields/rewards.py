@@ -16,15 +16,10 @@ from exchange.api.inputs import IdempotencyKey, Text
 from exchange.api.permissions import PUBLIC, authorize, requires
 from exchange.api.types.rewards import Redemption, RedemptionQuote, Reward, RewardKind
 from exchange.auth.scopes import Scope
-from exchange.errors import BadUserInput
-from exchange.members.authority import DebitAuthority
 from exchange.members.consents import CONSENT_ID_LENGTH
-from exchange.programs import service as programs
-from exchange.rewards import catalog, redemption
-from exchange.rewards.errors import NotYourReward
+from exchange.rewards.catalog import RewardDraft
 from exchange.rewards.models import DESCRIPTION_LENGTH, TITLE_LENGTH
 from exchange.rewards.models import RewardKind as RewardKindValue
-from exchange.rewards.redemption import RedeemRequest
 
 
 @strawberry.input(description="A reward to publish.")
@@ -40,15 +35,19 @@ class PublishRewardInput:
     available_until: datetime | None = None
     id: strawberry.ID | None = strawberry.field(default=None, description="Default: a new id.")
 
-
-def _check_first(first: int) -> None:
-    if not 1 <= first <= 200:
-        raise BadUserInput("first must be between 1 and 200", field="first")
-
-
-async def _minor_units(info: Info[Context, None]) -> int:
-    async with info.context.services.db.transaction() as session:
-        return (await programs.get_coalition(session)).settings.currency_minor_units
+    def to_draft(self) -> RewardDraft:
+        return RewardDraft(
+            title=self.title,
+            price=self.price,
+            stock=self.stock,
+            kind=RewardKindValue(self.kind.value),
+            description=self.description,
+            per_member_limit=self.per_member_limit,
+            min_level=self.min_level,
+            available_from=self.available_from,
+            available_until=self.available_until,
+            id=str(self.id) if self.id is not None else None,
+        )
 
 
 @strawberry.type
@@ -61,22 +60,15 @@ class RewardQueries:
     async def rewards(
         self, info: Info[Context, None], program_id: strawberry.ID | None = None, available_only: bool = True
     ) -> list[Reward]:
-        now = info.context.services.clock.now()
-        async with info.context.services.db.transaction() as session:
-            minor_units = (await programs.get_coalition(session)).settings.currency_minor_units
-            rows = await catalog.list_rewards(
-                session,
-                program_id=str(program_id) if program_id is not None else None,
-                available_at=now if available_only else None,
-            )
-        return [Reward.from_row(row, minor_units) for row in rows]
+        rows = await info.context.services.rewards.rewards(
+            program_id=str(program_id) if program_id is not None else None, available_only=available_only
+        )
+        currency = await info.context.currency()
+        return [Reward.from_row(row, currency) for row in rows]
 
     @strawberry.field(description="One reward by id; `NOT_FOUND` if there is none.", extensions=[authorize(PUBLIC)])
     async def reward(self, info: Info[Context, None], id: strawberry.ID) -> Reward:
-        async with info.context.services.db.transaction() as session:
-            minor_units = (await programs.get_coalition(session)).settings.currency_minor_units
-            row = await catalog.get_reward(session, str(id), field="id")
-        return Reward.from_row(row, minor_units)
+        return Reward.from_row(await info.context.services.rewards.reward(str(id)), await info.context.currency())
 
     @strawberry.field(
         description="What redeeming `rewardId` with `payWith` points costs now: price, fee, points.",
@@ -85,20 +77,18 @@ class RewardQueries:
     async def redemption_quote(
         self, info: Info[Context, None], reward_id: strawberry.ID, pay_with: strawberry.ID
     ) -> RedemptionQuote | None:
-        member_id = str(info.context.caller().member_id)
-        quote = await info.context.services.redemptions.quote(member_id, str(reward_id), str(pay_with))
-        return RedemptionQuote.of(member_id, quote, await _minor_units(info))
+        caller = info.context.caller()
+        quote = await info.context.services.rewards.quote(caller, str(reward_id), str(pay_with))
+        return RedemptionQuote.of(str(caller.member_id), quote, await info.context.currency())
 
     @strawberry.field(
         description="The member's redemptions, newest first.",
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
     async def redemptions(self, info: Info[Context, None], first: int = 50) -> list[Redemption] | None:
-        _check_first(first)
-        async with info.context.services.db.transaction() as session:
-            minor_units = (await programs.get_coalition(session)).settings.currency_minor_units
-            rows = await redemption.member_redemptions(session, str(info.context.caller().member_id), first=first)
-        return [Redemption.from_row(row, minor_units) for row in rows]
+        rows = await info.context.services.rewards.member_redemptions(info.context.caller(), first=first)
+        currency = await info.context.currency()
+        return [Redemption.from_row(row, currency) for row in rows]
 
     @strawberry.field(
         description="Redemptions of one of the caller's rewards, newest first (the publishing partner only).",
@@ -107,14 +97,11 @@ class RewardQueries:
     async def reward_redemptions(
         self, info: Info[Context, None], reward_id: strawberry.ID, first: int = 100
     ) -> list[Redemption] | None:
-        _check_first(first)
-        async with info.context.services.db.transaction() as session:
-            minor_units = (await programs.get_coalition(session)).settings.currency_minor_units
-            reward = await catalog.get_reward(session, str(reward_id))
-            if reward.program_id != info.context.caller().program_id:
-                raise NotYourReward()
-            rows = await redemption.reward_redemptions(session, reward.id, first=first)
-        return [Redemption.from_row(row, minor_units) for row in rows]
+        rows = await info.context.services.rewards.reward_redemptions(
+            info.context.caller(), str(reward_id), first=first
+        )
+        currency = await info.context.currency()
+        return [Redemption.from_row(row, currency) for row in rows]
 
 
 @strawberry.type
@@ -126,23 +113,8 @@ class RewardMutations:
     async def publish_reward(
         self, info: Info[Context, None], program_id: strawberry.ID, input: PublishRewardInput
     ) -> Reward | None:
-        draft = catalog.RewardDraft(
-            title=input.title,
-            price=input.price,
-            stock=input.stock,
-            kind=RewardKindValue(input.kind.value),
-            description=input.description,
-            per_member_limit=input.per_member_limit,
-            min_level=input.min_level,
-            available_from=input.available_from,
-            available_until=input.available_until,
-            id=str(input.id) if input.id is not None else None,
-        )
-        async with info.context.services.db.transaction() as session:
-            await programs.get_program(session, str(program_id), field="programId")
-            row = await catalog.publish(session, str(program_id), draft, info.context.services.clock.now())
-            minor_units = (await programs.get_coalition(session)).settings.currency_minor_units
-        return Reward.from_row(row, minor_units)
+        row = await info.context.services.rewards.publish(str(program_id), input.to_draft())
+        return Reward.from_row(row, await info.context.currency())
 
     @strawberry.mutation(
         description="Redeem `rewardId`, paying with points of the linked program `payWith` (see "
@@ -169,17 +141,10 @@ class RewardMutations:
             ),
         ] = None,
     ) -> Redemption | None:
-        caller = info.context.caller()
-        row = await info.context.services.redemptions.redeem(
-            RedeemRequest(
-                member_id=str(caller.member_id),
-                reward_id=str(reward_id),
-                pay_with=str(pay_with),
-                idempotency_key=idempotency_key,
-                authority=DebitAuthority(asserted_by=str(caller.asserted_by), consent=consent),
-            )
+        row = await info.context.services.rewards.redeem(
+            info.context.caller(), str(reward_id), str(pay_with), idempotency_key, consent=consent
         )
-        return Redemption.from_row(row, await _minor_units(info))
+        return Redemption.from_row(row, await info.context.currency())
 
     @strawberry.mutation(
         description="Cancel a paid, undelivered redemption (its member, or the publishing partner): "
@@ -187,11 +152,8 @@ class RewardMutations:
         extensions=[authorize(requires(Scope.MEMBER_WRITE, Scope.PARTNER_WRITE))],
     )
     async def cancel_redemption(self, info: Info[Context, None], redemption_id: strawberry.ID) -> Redemption | None:
-        caller = info.context.caller()
-        row = await info.context.services.redemptions.cancel(
-            str(redemption_id), member_id=caller.member_id, program_id=caller.program_id
-        )
-        return Redemption.from_row(row, await _minor_units(info))
+        row = await info.context.services.rewards.cancel(info.context.caller(), str(redemption_id))
+        return Redemption.from_row(row, await info.context.currency())
 
     @strawberry.mutation(
         description="The publishing partner confirms it delivered a direct reward.",
@@ -200,7 +162,5 @@ class RewardMutations:
     async def confirm_redemption_delivery(
         self, info: Info[Context, None], redemption_id: strawberry.ID
     ) -> Redemption | None:
-        row = await info.context.services.redemptions.confirm_delivery(
-            str(redemption_id), str(info.context.caller().program_id)
-        )
-        return Redemption.from_row(row, await _minor_units(info))
+        row = await info.context.services.rewards.confirm_delivery(info.context.caller(), str(redemption_id))
+        return Redemption.from_row(row, await info.context.currency())

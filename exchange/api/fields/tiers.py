@@ -12,9 +12,7 @@ from exchange.api.inputs import Text
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.tiers import StatusMatch, StatusMatchPreview
 from exchange.auth.scopes import Scope
-from exchange.errors import BadUserInput
 from exchange.programs.models import TIER_NAME_LENGTH
-from exchange.tiers import matching
 
 
 @strawberry.type
@@ -27,19 +25,16 @@ class TierQueries:
     async def status_match_preview(
         self, info: Info[Context, None], from_program: strawberry.ID, to_program: strawberry.ID
     ) -> StatusMatchPreview | None:
-        member_id = str(info.context.caller().member_id)
-        assessment = await info.context.services.matching.preview(member_id, str(from_program), str(to_program))
-        return StatusMatchPreview.of(member_id, assessment)
+        caller = info.context.caller()
+        assessment = await info.context.services.matches.preview(caller, str(from_program), str(to_program))
+        return StatusMatchPreview.of(str(caller.member_id), assessment)
 
     @strawberry.field(
         description="The member's status matches, newest first.",
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
     async def status_matches(self, info: Info[Context, None], first: int = 50) -> list[StatusMatch] | None:
-        if not 1 <= first <= 200:
-            raise BadUserInput("first must be between 1 and 200", field="first")
-        async with info.context.services.db.transaction() as session:
-            rows = await matching.member_matches(session, str(info.context.caller().member_id), first=first)
+        rows = await info.context.services.matches.matches(info.context.caller(), first=first)
         return [StatusMatch.from_row(row) for row in rows]
 
 
@@ -60,8 +55,8 @@ class TierMutations:
         to_program: strawberry.ID,
         claimed_tier: Annotated[str, Text(TIER_NAME_LENGTH)] | None = None,
     ) -> StatusMatch | None:
-        row = await info.context.services.matching.request(
-            str(info.context.caller().member_id), str(from_program), str(to_program), claimed_tier
+        row = await info.context.services.matches.request(
+            info.context.caller(), str(from_program), str(to_program), claimed_tier
         )
         return StatusMatch.from_row(row)
 
@@ -74,7 +69,7 @@ class TierMutations:
     async def record_status_match_activity(
         self, info: Info[Context, None], match_id: strawberry.ID, points: int = 0, activities: int = 0
     ) -> StatusMatch | None:
-        row = await info.context.services.matching.record_activity(
-            str(info.context.caller().program_id), str(match_id), points, activities
+        row = await info.context.services.matches.record_activity(
+            info.context.caller(), str(match_id), points, activities
         )
         return StatusMatch.from_row(row)

@@ -24,6 +24,7 @@ from exchange.auth.scopes import Scope
 from exchange.conversions.models import Conversion as ConversionRow
 from exchange.money import Currency
 from exchange.pricing.models import Quote as QuoteRow
+from exchange.services.conversions import ConversionPage as ConversionPageValue
 
 if TYPE_CHECKING:
     from exchange.api.types.programs import Program
@@ -208,3 +209,7 @@ class Conversion:
 class ConversionPage:
     items: list[Conversion]
     next_cursor: str | None = strawberry.field(description="Pass as `after` for the next page; null at the end.")
+
+    @classmethod
+    def of(cls, page: ConversionPageValue, currency: Currency) -> ConversionPage:
+        return cls(items=[Conversion.from_row(row, currency) for row in page.items], next_cursor=page.next_cursor)

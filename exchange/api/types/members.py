@@ -28,7 +28,7 @@ from exchange.auth.scopes import Scope
 from exchange.members.consents import GrantedConsent
 from exchange.members.models import LinkedAccount as LinkedAccountRow
 from exchange.members.models import LinkMethod as LinkMethodValue
-from exchange.members.models import Member as MemberRow
+from exchange.services.members import MemberView
 
 if TYPE_CHECKING:
     from exchange.api.types.accounts import Account
@@ -103,9 +103,7 @@ class Member:
     ) -> list[Annotated[Account, strawberry.lazy("exchange.api.types.accounts")]] | None:
         from exchange.api.types.accounts import Account
 
-        views = await info.context.services.federation.accounts(
-            str(self.id), links=self.link_rows, activity=self.activity
-        )
+        views = await info.context.services.members.accounts(str(self.id), self.link_rows, self.activity)
         return [Account.from_view(view) for view in views]
 
     @strawberry.field(
@@ -113,17 +111,17 @@ class Member:
         extensions=[authorize(own_member(source("id")))],
     )
     async def coalition_level(self, info: Info[Context, None]) -> int | None:
-        return await info.context.services.federation.coalition_level(str(self.id))
+        return await info.context.services.members.coalition_level(str(self.id))
 
     @classmethod
-    def from_rows(cls, row: MemberRow, accounts: Sequence[LinkedAccountRow]) -> Member:
+    def of(cls, view: MemberView) -> Member:
         return cls(
-            id=strawberry.ID(row.id),
-            created_at=row.created_at,
-            links=[LinkedAccount.from_row(account) for account in accounts],
-            link_rows=accounts,
-            program_ids=frozenset(account.program_id for account in accounts),
-            activity=row.activity,
+            id=strawberry.ID(view.member.id),
+            created_at=view.member.created_at,
+            links=[LinkedAccount.from_row(account) for account in view.accounts],
+            link_rows=view.accounts,
+            program_ids=frozenset(account.program_id for account in view.accounts),
+            activity=view.member.activity,
         )
 
 

@@ -27,9 +27,7 @@ from exchange.api.types.auth import AssertionKey
 from exchange.api.types.members import LinkedAccount
 from exchange.api.types.pricing import Promotion, RateVersion
 from exchange.auth.scopes import Scope
-from exchange.members import service as members
 from exchange.members.models import MEMBER_REF_MAX_LENGTH
-from exchange.pricing import promotions, rates
 from exchange.programs.models import CoalitionLevel, ProgramTier
 from exchange.programs.models import Program as ProgramRow
 from exchange.programs.service import CoalitionView
@@ -120,8 +118,7 @@ class Program:
         first: int = 100,
         after: Annotated[str, Text(MEMBER_REF_MAX_LENGTH)] | None = None,
     ) -> list[LinkedAccount] | None:
-        async with info.context.services.db.transaction() as session:
-            rows = await members.accounts_at_program(session, str(self.id), first=first, after=after)
+        rows = await info.context.loaders.linked_accounts.load((str(self.id), first, after))
         return [LinkedAccount.from_row(row) for row in rows]
 
     @strawberry.field(
@@ -144,9 +141,7 @@ class Program:
         extensions=[authorize(PROGRAM_OWNER_OR_STAFF)],
     )
     async def incoming_rates(self, info: Info[Context, None]) -> list[RateVersion] | None:
-        services = info.context.services
-        async with services.db.transaction() as session:
-            rows = await rates.current_versions_into(session, str(self.id), services.clock.now())
+        rows = await info.context.loaders.incoming_rates.load(str(self.id))
         return [RateVersion.from_row(row) for row in rows]
 
     @strawberry.field(
@@ -155,8 +150,7 @@ class Program:
         extensions=[authorize(PROGRAM_OWNER_OR_STAFF)],
     )
     async def promotions(self, info: Info[Context, None]) -> list[Promotion] | None:
-        async with info.context.services.db.transaction() as session:
-            rows = await promotions.promotions_of(session, str(self.id))
+        rows = await info.context.loaders.promotions.load(str(self.id))
         return [Promotion.from_row(row) for row in rows]
 
     @classmethod

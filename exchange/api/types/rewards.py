@@ -23,6 +23,7 @@ from exchange.api.permissions import (
     requires,
     source,
 )
+from exchange.api.types.money import Money
 from exchange.api.types.programs import Program
 from exchange.auth.scopes import Scope
 from exchange.money import Currency
@@ -39,8 +40,13 @@ REDEMPTION_RULE: Rule = own_member(source("member_id")) | (
 )
 
 
-def _money(minor: int, currency: str, minor_units: int) -> Decimal:
-    return Currency(currency, minor_units).from_minor(minor)
+def _in(code: str, settlement: Currency) -> Currency:
+    """A row's currency: its own code, with the settlement currency's minor units."""
+    return Currency(code, settlement.minor_units)
+
+
+def _use(replacement: str) -> str:
+    return f"Use `{replacement}`: the same amount as Money, with its currency."
 
 
 @strawberry.enum(description="What a redemption gets the member.")
@@ -75,9 +81,11 @@ class Reward:
     description: str
     kind: RewardKind
     price: Decimal = strawberry.field(
-        description="Settlement price: what the paying program owes the publisher, in the settlement currency."
+        description="Settlement price: what the paying program owes the publisher, in the settlement currency.",
+        deprecation_reason=_use("settlementPrice"),
     )
-    currency: str
+    currency: str = strawberry.field(deprecation_reason="Use `settlementPrice.currency`.")
+    settlement_price: Money = strawberry.field(description="What the paying program owes the publisher.")
     stock: int = strawberry.field(description="How many are left.")
     per_member_limit: int | None = strawberry.field(description="Most redemptions per member (null: no limit).")
     min_level: int = strawberry.field(description="Lowest coalition level that may redeem it.")
@@ -89,15 +97,17 @@ class Reward:
         return Program.from_row(await info.context.loaders.programs.load(str(self.program_id)))
 
     @classmethod
-    def from_row(cls, row: RewardRow, minor_units: int) -> Reward:
+    def from_row(cls, row: RewardRow, settlement: Currency) -> Reward:
+        currency = _in(row.currency, settlement)
         return cls(
             id=strawberry.ID(row.id),
             program_id=strawberry.ID(row.program_id),
             title=row.title,
             description=row.description,
             kind=RewardKind(row.kind),
-            price=_money(row.price_minor, row.currency, minor_units),
+            price=currency.from_minor(row.price_minor),
             currency=row.currency,
+            settlement_price=Money.of_minor(row.price_minor, currency),
             stock=row.stock,
             per_member_limit=row.per_member_limit,
             min_level=row.min_level,
@@ -111,22 +121,34 @@ class Reward:
 class RedemptionQuote:
     reward_id: strawberry.ID
     pay_with: strawberry.ID
-    price: Decimal = strawberry.field(description="The reward's settlement price.")
-    fee: Decimal = strawberry.field(description="The exchange's fee on top of it.")
-    total: Decimal = strawberry.field(description="Price plus fee: what the paying program owes.")
+    price: Decimal = strawberry.field(
+        description="The reward's settlement price.", deprecation_reason=_use("settlementPrice")
+    )
+    fee: Decimal = strawberry.field(
+        description="The exchange's fee on top of it.", deprecation_reason=_use("exchangeFee")
+    )
+    total: Decimal = strawberry.field(
+        description="Price plus fee: what the paying program owes.", deprecation_reason=_use("totalOwed")
+    )
+    settlement_price: Money = strawberry.field(description="The reward's settlement price.")
+    exchange_fee: Money = strawberry.field(description="The exchange's fee on top of it.")
+    total_owed: Money = strawberry.field(description="Price plus fee: what the paying program owes.")
     point_value: Decimal = strawberry.field(description="Value of one point of the paying program.")
     points: int = strawberry.field(description="Points to pay: total ÷ point value, rounded up to a whole point.")
     member_id: strawberry.Private[str]
 
     @classmethod
-    def of(cls, member_id: str, quote: Quote, minor_units: int) -> RedemptionQuote:
-        currency = quote.reward.currency
+    def of(cls, member_id: str, quote: Quote, settlement: Currency) -> RedemptionQuote:
+        currency, price = _in(quote.reward.currency, settlement), quote.price
         return cls(
             reward_id=strawberry.ID(quote.reward.id),
             pay_with=strawberry.ID(quote.paying.id),
-            price=_money(quote.price.price_minor, currency, minor_units),
-            fee=_money(quote.price.fee_minor, currency, minor_units),
-            total=_money(quote.price.total_minor, currency, minor_units),
+            price=currency.from_minor(price.price_minor),
+            fee=currency.from_minor(price.fee_minor),
+            total=currency.from_minor(price.total_minor),
+            settlement_price=Money.of_minor(price.price_minor, currency),
+            exchange_fee=Money.of_minor(price.fee_minor, currency),
+            total_owed=Money.of_minor(price.total_minor, currency),
             point_value=quote.price.point_value,
             points=quote.price.points,
             member_id=member_id,
@@ -143,8 +165,10 @@ class Redemption:
     paying_program: strawberry.ID = strawberry.field(description="The program whose points paid.")
     kind: RewardKind
     points: int = strawberry.field(description="Points debited at the paying program.")
-    price: Decimal
-    fee: Decimal
+    price: Decimal = strawberry.field(deprecation_reason=_use("settlementPrice"))
+    fee: Decimal = strawberry.field(deprecation_reason=_use("exchangeFee"))
+    settlement_price: Money = strawberry.field(description="What the paying program owes the publisher.")
+    exchange_fee: Money = strawberry.field(description="The exchange's fee on top of it.")
     status: RedemptionStatus
     deliver_by: datetime | None = strawberry.field(
         description="A direct reward not confirmed delivered by then is reversed."
@@ -157,7 +181,8 @@ class Redemption:
     finished_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: RedemptionRow, minor_units: int) -> Redemption:
+    def from_row(cls, row: RedemptionRow, settlement: Currency) -> Redemption:
+        currency = _in(row.currency, settlement)
         return cls(
             id=strawberry.ID(row.id),
             member_id=strawberry.ID(row.member_id),
@@ -166,8 +191,10 @@ class Redemption:
             paying_program=strawberry.ID(row.paying_program),
             kind=RewardKind(row.kind),
             points=row.points,
-            price=_money(row.price_minor, row.currency, minor_units),
-            fee=_money(row.fee_minor, row.currency, minor_units),
+            price=currency.from_minor(row.price_minor),
+            fee=currency.from_minor(row.fee_minor),
+            settlement_price=Money.of_minor(row.price_minor, currency),
+            exchange_fee=Money.of_minor(row.fee_minor, currency),
             status=RedemptionStatus(row.status),
             deliver_by=row.deliver_by,
             delivered_at=row.delivered_at,

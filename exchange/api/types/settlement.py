@@ -25,17 +25,18 @@ from exchange.api.permissions import (
     requires,
     source,
 )
+from exchange.api.types.money import Money
 from exchange.auth.scopes import Scope
 from exchange.db.types import MAX_BIGINT
 from exchange.errors import BadUserInput
 from exchange.ledger.periods import PeriodStatus as PeriodStatusValue
 from exchange.money import Currency
+from exchange.services.settlement import BreakView, PositionView, ReconciliationView
 from exchange.settlement.closing import PeriodReport
 from exchange.settlement.models import BreakKind as BreakKindValue
 from exchange.settlement.models import Resolution as ResolutionValue
 from exchange.settlement.models import SettlementPosition as PositionRow
 from exchange.settlement.netting import Payments as PaymentsValue
-from exchange.settlement.service import BreakView, PositionView, ReconciliationView
 from exchange.settlement.statements import CounterpartyTotals as CounterpartyTotalsValue
 from exchange.settlement.statements import Statement as StatementValue
 from exchange.settlement.statements import StatementLine as StatementLineValue
@@ -52,6 +53,14 @@ MAX_PAGE = 1000
 
 def _money(currency: Currency, minor: int | None) -> Decimal | None:
     return None if minor is None else currency.from_minor(minor)
+
+
+def _as_money(currency: Currency, minor: int | None) -> Money | None:
+    return None if minor is None else Money.of_minor(minor, currency)
+
+
+def _use(replacement: str) -> str:
+    return f"Use `{replacement}`: the same amount as Money, with its currency."
 
 
 def _page(first: int) -> int:
@@ -109,11 +118,28 @@ class AdjustmentInput:
 class SettlementPosition:
     partner_id: strawberry.ID = strawberry.field(description="A program id, or EXCHANGE for the exchange's fees.")
     status: PeriodStatus = strawberry.field(description="CLOSED, or SIGNED_OFF for this partner.")
-    opening_position: Decimal = strawberry.field(description="Carried in: the net positions of every earlier period.")
-    payable: Decimal = strawberry.field(description="What it owed its counterparties in the period, gross.")
-    receivable: Decimal = strawberry.field(description="What its counterparties owed it in the period, gross.")
-    net_position: Decimal = strawberry.field(description="receivable − payable: what it settles for the period.")
-    closing_position: Decimal = strawberry.field(description="openingPosition + netPosition.")
+    opening_position: Decimal = strawberry.field(
+        description="Carried in: the net positions of every earlier period.", deprecation_reason=_use("opening")
+    )
+    payable: Decimal = strawberry.field(
+        description="What it owed its counterparties in the period, gross.", deprecation_reason=_use("grossPayable")
+    )
+    receivable: Decimal = strawberry.field(
+        description="What its counterparties owed it in the period, gross.", deprecation_reason=_use("grossReceivable")
+    )
+    net_position: Decimal = strawberry.field(
+        description="receivable − payable: what it settles for the period.", deprecation_reason=_use("netAmount")
+    )
+    closing_position: Decimal = strawberry.field(
+        description="openingPosition + netPosition.", deprecation_reason=_use("closing")
+    )
+    opening: Money = strawberry.field(description="Carried in: the net positions of every earlier period.")
+    gross_payable: Money = strawberry.field(description="What it owed its counterparties in the period, gross.")
+    gross_receivable: Money = strawberry.field(description="What its counterparties owed it in the period, gross.")
+    net_amount: Money = strawberry.field(
+        description="grossReceivable − grossPayable: its net position, what it settles for the period."
+    )
+    closing: Money = strawberry.field(description="opening + netAmount.")
     signed_off_at: datetime | None = strawberry.field(description="When staff signed the period off for it.")
     sign_off_note: str | None
     signed_off_by_client: strawberry.Private[str | None]
@@ -133,6 +159,11 @@ class SettlementPosition:
             receivable=money(row.receivable),
             net_position=money(row.net),
             closing_position=money(row.opening + row.net),
+            opening=Money.of_minor(row.opening, currency),
+            gross_payable=Money.of_minor(row.payable, currency),
+            gross_receivable=Money.of_minor(row.receivable, currency),
+            net_amount=Money.of_minor(row.net, currency),
+            closing=Money.of_minor(row.opening + row.net, currency),
             signed_off_at=row.signed_off_at,
             sign_off_note=row.sign_off_note,
             signed_off_by_client=row.signed_off_by,
@@ -148,18 +179,24 @@ class SettlementPosition:
 class Obligation:
     debtor: strawberry.ID
     creditor: strawberry.ID
-    amount: Decimal
+    amount: Decimal = strawberry.field(deprecation_reason=_use("value"))
+    value: Money = strawberry.field(description="What the debtor owed the creditor.")
 
 
 @authorize_fields(STAFF)
 @strawberry.type(description="A number of payments and the money they move.")
 class Payments:
     count: int
-    total: Decimal
+    total: Decimal = strawberry.field(deprecation_reason=_use("totalValue"))
+    total_value: Money = strawberry.field(description="The money they move.")
 
     @classmethod
     def of(cls, payments: PaymentsValue, currency: Currency) -> Payments:
-        return cls(count=payments.count, total=currency.from_minor(payments.total))
+        return cls(
+            count=payments.count,
+            total=currency.from_minor(payments.total),
+            total_value=Money.of_minor(payments.total, currency),
+        )
 
 
 @authorize_fields(STAFF)
@@ -207,7 +244,12 @@ class SettlementPeriod:
     def obligations(self) -> list[Obligation] | None:
         money = self.report.currency.from_minor
         return [
-            Obligation(debtor=strawberry.ID(o.debtor), creditor=strawberry.ID(o.creditor), amount=money(o.amount))
+            Obligation(
+                debtor=strawberry.ID(o.debtor),
+                creditor=strawberry.ID(o.creditor),
+                amount=money(o.amount),
+                value=Money.of_minor(o.amount, self.report.currency),
+            )
             for o in self.report.obligations
         ]
 
@@ -249,7 +291,8 @@ class StatementLine:
     )
     effective_at: datetime = strawberry.field(description="When it happened (a late item keeps its date).")
     counterparty: strawberry.ID
-    amount: Decimal
+    amount: Decimal = strawberry.field(deprecation_reason=_use("value"))
+    value: Money = strawberry.field(description="What the line moves, from the partner's side (positive: owed to it).")
     partner_id: strawberry.Private[str]
 
     @classmethod
@@ -262,6 +305,7 @@ class StatementLine:
             effective_at=line.effective_at,
             counterparty=strawberry.ID(line.counterparty),
             amount=currency.from_minor(line.amount),
+            value=Money.of_minor(line.amount, currency),
             partner_id=partner_id,
         )
 
@@ -270,9 +314,12 @@ class StatementLine:
 @strawberry.type(description="A statement's totals with one counterparty.")
 class CounterpartyTotals:
     counterparty: strawberry.ID
-    payable: Decimal
-    receivable: Decimal
-    net: Decimal
+    payable: Decimal = strawberry.field(deprecation_reason=_use("grossPayable"))
+    receivable: Decimal = strawberry.field(deprecation_reason=_use("grossReceivable"))
+    net: Decimal = strawberry.field(deprecation_reason=_use("netAmount"))
+    gross_payable: Money = strawberry.field(description="What the partner owed the counterparty, gross.")
+    gross_receivable: Money = strawberry.field(description="What the counterparty owed the partner, gross.")
+    net_amount: Money = strawberry.field(description="grossReceivable − grossPayable.")
     partner_id: strawberry.Private[str]
 
     @classmethod
@@ -283,6 +330,9 @@ class CounterpartyTotals:
             payable=money(totals.payable),
             receivable=money(totals.receivable),
             net=money(totals.net),
+            gross_payable=Money.of_minor(totals.payable, currency),
+            gross_receivable=Money.of_minor(totals.receivable, currency),
+            net_amount=Money.of_minor(totals.net, currency),
             partner_id=partner_id,
         )
 
@@ -292,13 +342,24 @@ class CounterpartyTotals:
 class Statement:
     partner_id: strawberry.ID = strawberry.field(description="A program id, or EXCHANGE for the exchange's fees.")
     period: str
-    currency: str
+    currency: str = strawberry.field(deprecation_reason="Every Money names its currency.")
     closed_at: datetime
-    opening_position: Decimal = strawberry.field(description="Carried in: the net positions of every earlier period.")
-    payable: Decimal
-    receivable: Decimal
-    net_position: Decimal = strawberry.field(description="receivable − payable: the multilateral net position.")
-    closing_position: Decimal = strawberry.field(description="openingPosition + netPosition.")
+    opening_position: Decimal = strawberry.field(
+        description="Carried in: the net positions of every earlier period.", deprecation_reason=_use("opening")
+    )
+    payable: Decimal = strawberry.field(deprecation_reason=_use("grossPayable"))
+    receivable: Decimal = strawberry.field(deprecation_reason=_use("grossReceivable"))
+    net_position: Decimal = strawberry.field(
+        description="receivable − payable: the multilateral net position.", deprecation_reason=_use("netAmount")
+    )
+    closing_position: Decimal = strawberry.field(
+        description="openingPosition + netPosition.", deprecation_reason=_use("closing")
+    )
+    opening: Money = strawberry.field(description="Carried in: the net positions of every earlier period.")
+    gross_payable: Money = strawberry.field(description="What it owed its counterparties in the period, gross.")
+    gross_receivable: Money = strawberry.field(description="What its counterparties owed it in the period, gross.")
+    net_amount: Money = strawberry.field(description="grossReceivable − grossPayable: the multilateral net position.")
+    closing: Money = strawberry.field(description="opening + netAmount.")
     counterparties: list[CounterpartyTotals]
     line_count: int
     statement: strawberry.Private[StatementValue]
@@ -344,6 +405,11 @@ class Statement:
             receivable=money(statement.receivable),
             net_position=money(statement.net),
             closing_position=money(statement.closing),
+            opening=Money.of_minor(statement.opening, statement.currency),
+            gross_payable=Money.of_minor(statement.payable, statement.currency),
+            gross_receivable=Money.of_minor(statement.receivable, statement.currency),
+            net_amount=Money.of_minor(statement.net, statement.currency),
+            closing=Money.of_minor(statement.closing, statement.currency),
             counterparties=[
                 CounterpartyTotals.of(t, statement.participant, statement.currency) for t in statement.counterparties
             ],
@@ -359,7 +425,10 @@ class BreakResolution:
     resolution: Resolution
     reason: str
     resolved_at: datetime
-    adjustment: Decimal | None = strawberry.field(description="ADJUST: what was added to the partner's position.")
+    adjustment: Decimal | None = strawberry.field(
+        description="ADJUST: what was added to the partner's position.", deprecation_reason=_use("adjustmentValue")
+    )
+    adjustment_value: Money | None = strawberry.field(description="ADJUST: what was added to the partner's position.")
     counterparty: strawberry.ID | None = strawberry.field(description="ADJUST: who took the other side.")
     transaction_id: strawberry.ID | None = strawberry.field(
         description="ADJUST: the adjustment's ledger transaction (reference `break:<id>`), in the next open period."
@@ -379,9 +448,16 @@ class ReconciliationBreak:
     kind: BreakKind
     reference: str
     line: int | None = strawberry.field(description="Its line in the partner's file (none: MISSING_IN_PARTNER).")
-    partner_amount: Decimal | None
-    ledger_amount: Decimal | None = strawberry.field(description="The partner's legs for the reference, summed.")
-    difference: Decimal | None = strawberry.field(description="partnerAmount − ledgerAmount, where both exist.")
+    partner_amount: Decimal | None = strawberry.field(deprecation_reason=_use("partnerValue"))
+    ledger_amount: Decimal | None = strawberry.field(
+        description="The partner's legs for the reference, summed.", deprecation_reason=_use("ledgerValue")
+    )
+    difference: Decimal | None = strawberry.field(
+        description="partnerAmount − ledgerAmount, where both exist.", deprecation_reason=_use("differenceValue")
+    )
+    partner_value: Money | None = strawberry.field(description="The amount on the partner's line.")
+    ledger_value: Money | None = strawberry.field(description="The partner's legs for the reference, summed.")
+    difference_value: Money | None = strawberry.field(description="partnerValue − ledgerValue, where both exist.")
     counterparty: strawberry.ID | None = strawberry.field(description="As the partner's line named it.")
     partner_date: date | None = strawberry.field(description="As the partner's line dated it.")
     resolution: BreakResolution | None
@@ -391,6 +467,7 @@ class ReconciliationBreak:
     def of(cls, view: BreakView) -> ReconciliationBreak:
         row, currency, done = view.row, view.currency, view.resolution
         both = row.partner_amount is not None and row.ledger_amount is not None
+        difference = (row.partner_amount or 0) - (row.ledger_amount or 0) if both else None
         return cls(
             id=strawberry.ID(str(row.id)),
             kind=BreakKind(row.kind),
@@ -398,7 +475,10 @@ class ReconciliationBreak:
             line=row.line,
             partner_amount=_money(currency, row.partner_amount),
             ledger_amount=_money(currency, row.ledger_amount),
-            difference=_money(currency, (row.partner_amount or 0) - (row.ledger_amount or 0)) if both else None,
+            difference=_money(currency, difference),
+            partner_value=_as_money(currency, row.partner_amount),
+            ledger_value=_as_money(currency, row.ledger_amount),
+            difference_value=_as_money(currency, difference),
             counterparty=strawberry.ID(row.counterparty) if row.counterparty else None,
             partner_date=row.partner_date,
             resolution=None
@@ -408,6 +488,7 @@ class ReconciliationBreak:
                 reason=done.reason,
                 resolved_at=done.resolved_at,
                 adjustment=_money(currency, done.amount),
+                adjustment_value=_as_money(currency, done.amount),
                 counterparty=strawberry.ID(done.counterparty) if done.counterparty else None,
                 transaction_id=strawberry.ID(done.transaction_id) if done.transaction_id else None,
                 partner_id=view.partner,

@@ -15,9 +15,9 @@ from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.loading import load_directory
 from exchange.programs.declarations import read_partners_directory
+from exchange.services.settlement import SettlementService
 from exchange.settlement.closing import PeriodReport
 from exchange.settlement.keys import StatementKeys
-from exchange.settlement.service import SettlementService
 from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
 

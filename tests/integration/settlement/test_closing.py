@@ -13,10 +13,10 @@ from exchange.ledger.errors import PeriodNotClosed, PeriodNotOver
 from exchange.ledger.models import LedgerTransaction
 from exchange.ledger.periods import PeriodStatus, start_closing
 from exchange.ledger.posting import Leg, TransactionRequest
+from exchange.services.settlement import SettlementService
 from exchange.settlement import netting
 from exchange.settlement.netting import NettingSaving, Obligation, Payments
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.service import SettlementService
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import (
     CHART,

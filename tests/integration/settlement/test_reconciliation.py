@@ -13,6 +13,7 @@ from exchange.errors import BadUserInput, ErrorCode, IdempotencyConflict
 from exchange.ledger.errors import PeriodNotClosed
 from exchange.ledger.models import LedgerTransaction
 from exchange.ledger.verify import verify_ledger
+from exchange.services.settlement import SettlementService
 from exchange.settlement.breaks import ResolveRequest
 from exchange.settlement.errors import (
     BadAdjustment,
@@ -28,7 +29,6 @@ from exchange.settlement.models import (
     ReconciliationBreak,
     Resolution,
 )
-from exchange.settlement.service import SettlementService
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import close, conversion, post, redemption
 

@@ -79,6 +79,34 @@ async def test_close_prints_positions_and_the_saving_and_is_repeatable(october: 
     assert run("settle", "close", "2026-10", env=october).stdout == closed.stdout
 
 
+async def test_close_previous_closes_the_period_that_ended_last_in_the_settlement_time_zone(
+    database_url: str,
+) -> None:
+    env = {"EXCHANGE_DATABASE_URL": database_url, "EXCHANGE_SETTLEMENT_TIMEZONE": "Asia/Taipei"}
+    assert run("db", "upgrade", env=env).returncode == 0
+    assert run("partners", "load", "--dir", "partners", env=env).returncode == 0
+    today = datetime.now(TAIPEI)
+    year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
+    at = datetime(year, month, 10, 12, 0, tzinfo=TAIPEI)
+    db = Database.from_url(database_url)
+    try:
+        async with db.transaction() as session:
+            await Ledger(timezone=TAIPEI, clock=FrozenClock(at)).post_many(
+                session, [conversion("c1", "wallet-pay", "fresh-mart", 10_000, fee=200, at=at)]
+            )
+    finally:
+        await db.dispose()
+
+    for argv in (["settle", "close"], ["settle", "close", "--previous", f"{year}-{month:02d}"]):
+        refused = run(*argv, env=env)
+        assert refused.returncode == 2 and "give PERIOD or --previous, one of the two" in refused.stderr
+    closed = run("settle", "close", "--previous", env=env)
+    assert closed.returncode == 0, closed.stderr
+    assert closed.stdout.splitlines()[0] == f"period {year}-{month:02d}: CLOSED"
+    assert "wallet-pay" in closed.stdout
+    assert run("settle", "close", "--previous", env=env).stdout == closed.stdout
+
+
 async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
     october: dict[str, str], tmp_path: Path
 ) -> None:

@@ -20,11 +20,11 @@ from exchange.errors import ConfigurationError
 from exchange.keyring.cache import KEY_REFRESH
 from exchange.keyring.crypto import decrypt_private_key
 from exchange.ledger.errors import PeriodNotClosed
+from exchange.services.settlement import SettlementService
 from exchange.settlement.errors import NoSuchParticipant
 from exchange.settlement.keys import StatementKeys, years_after
 from exchange.settlement.models import StatementKey
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.service import SettlementService
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import (
     ISSUER,

@@ -1,22 +1,20 @@
-"""The settlement cycle as the gateway and the command line run it: each operation opens its own
-units of work on the database and calls the rules in this package."""
+"""Settlement: closing periods, statements, partners' records, breaks and sign-off, and verifying
+the clearing ledger. Each operation opens its own units of work and calls the rules in
+``exchange.settlement`` and ``exchange.ledger``."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from joserfc.jwk import RSAKey
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.clock import Clock, SystemClock
-from exchange.db import migrate
+from exchange.clock import Clock
 from exchange.db.database import Database
 from exchange.ledger.periods import SettlementCalendar
 from exchange.ledger.posting import Ledger
+from exchange.ledger.verify import Verification, verify_ledger
 from exchange.money import Currency
 from exchange.programs.service import get_coalition
 from exchange.settings import Settings
@@ -80,6 +78,10 @@ class SettlementService:
     def calendar(self) -> SettlementCalendar:
         return self.ledger.calendar
 
+    def previous_period(self) -> str:
+        """The period that ended last, by the settlement calendar and this service's clock."""
+        return self.calendar.latest_over(self.clock.now())
+
     async def close(self, period: str, *, by: str) -> PeriodReport:
         period = self.calendar.parse(period)  # before any unit of work: a bad name changes nothing
         async with self.db.transaction() as session:
@@ -106,6 +108,11 @@ class SettlementService:
     async def signing_key(self) -> RSAKey:
         """The key statements are signed with now: the active statement-signing key."""
         return await self.keys.signing_key()
+
+    async def ensure_signing_key(self) -> None:
+        """An active statement-signing key exists (made on the first start)."""
+        async with self.db.transaction() as session:
+            await self.keys.ensure_active(session)
 
     async def rotate_key(self) -> Rotation:
         """Make a new statement-signing key active; the old one stays published for the
@@ -156,20 +163,13 @@ class SettlementService:
             row, resolution, partner = await resolve_break(session, self.ledger, currency, request, self.clock.now())
         return BreakView(row, resolution, partner, currency)
 
+    async def verify_ledger(self) -> Verification:
+        """Recompute everything the ledger claims; the first problem, if any."""
+        async with self.db.transaction() as session:
+            return await verify_ledger(session)
+
     async def sign_off(self, partner: str, period: str, *, by: str, note: str | None) -> PositionView:
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
             position = await signoff.sign_off(session, partner, period, actor=by, note=note, now=self.clock.now())
             return PositionView(position, await settlement_currency(session))
-
-
-@asynccontextmanager
-async def settlement_service(settings: Settings, clock: Clock | None = None) -> AsyncIterator[SettlementService]:
-    """The service on the database ``settings`` name, for a command: migrated, keys readable."""
-    await asyncio.to_thread(migrate.ensure_migrated, settings.database_url)
-    clock = clock or SystemClock()
-    db = Database.from_url(settings.database_url)
-    try:
-        yield SettlementService.for_settings(settings, db=db, clock=clock)
-    finally:
-        await db.dispose()

@@ -1,13 +1,10 @@
-"""The people service: creating accounts, signing in and out, and resuming sessions.
-
-It owns the units of work; the web front end and the CLI only translate to and from it.
-"""
+"""People: creating the accounts of those who sign in to the consoles, signing in and out, and
+resuming sessions. The rules are in ``exchange.people``; the web front end and the command only
+translate to and from this service."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
@@ -20,8 +17,7 @@ from exchange.auth import ratelimit
 from exchange.auth.hashing import hash_secret, new_client_secret, verify_secret
 from exchange.auth.principal import Principal
 from exchange.auth.scopes import Role
-from exchange.clock import Clock, SystemClock
-from exchange.db import migrate
+from exchange.clock import Clock
 from exchange.db.database import Database
 from exchange.people import totp
 from exchange.people.accounts import PASSWORD_MAX_LENGTH, add_person, check_password, check_username, normalize_username
@@ -196,14 +192,3 @@ async def _claim_totp_step(session: AsyncSession, username: str, step: int) -> b
         .values(totp_last_step=step)
     )  # type: ignore[call-overload]
     return bool(result.rowcount == 1)
-
-
-@asynccontextmanager
-async def people_service(settings: Settings, clock: Clock | None = None) -> AsyncIterator[PeopleService]:
-    """The service on the database ``settings`` name, for a command."""
-    await asyncio.to_thread(migrate.ensure_migrated, settings.database_url)
-    db = Database.from_url(settings.database_url)
-    try:
-        yield PeopleService.for_settings(settings, db=db, clock=clock or SystemClock())
-    finally:
-        await db.dispose()

@@ -1,0 +1,80 @@
+"""When PostgreSQL cannot take the exchange's work: an outage, or a failover under way.
+
+While a primary dies and its standby is promoted (see ``deploy/postgresql-failover.md``),
+connections break and new ones find no server that accepts writes. Those failures are not
+bugs: :func:`is_unavailable` tells them apart from every other database error, the unit of
+work turns them into :class:`DatabaseUnavailable` (``SERVICE_UNAVAILABLE`` for the client,
+503 over plain HTTP), and the client asks again once a primary accepts writes.
+
+Pooled connections the failover broke are dropped as they are taken from the pool
+(:func:`drop_if_closed_by_server`), so the first requests after a failover do not fail on
+connections to the dead server.
+"""
+
+from __future__ import annotations
+
+import select
+from typing import Any
+
+import psycopg
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from exchange.errors import ErrorCode, ExchangeError
+
+#: Server answers that mean "not now" rather than "wrong": admin shutdown, crash shutdown,
+#: starting up or shutting down, and a write sent to a server that is (now) a standby.
+_NOT_NOW_STATES = frozenset({"57P01", "57P02", "57P03", "25006"})
+#: Marks, in a pooled connection's ``info``, that it has been handed out before.
+_USED = "exchange.used"
+
+
+class DatabaseUnavailable(ExchangeError):
+    """The database cannot be reached, or accepts no writes, for now."""
+
+    code = ErrorCode.SERVICE_UNAVAILABLE
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the exchange's database is not accepting work right now (a failover may be under way): "
+            "try again in a few seconds; a write sent again with the same idempotency key is applied "
+            "at most once"
+        )
+
+
+def is_unavailable(error: DBAPIError) -> bool:
+    """Whether ``error`` says the server is gone or refuses writes, as opposed to a fault of
+    the statement (a constraint, a deadlock, a bug), which stays an unexpected error."""
+    if error.connection_invalidated:
+        return True  # SQLAlchemy saw the connection break
+    cause = error.orig
+    if not isinstance(cause, psycopg.Error):
+        return False
+    if cause.sqlstate is None:
+        # Raised by libpq itself: refused, lost, timed out, or no host accepts writes.
+        return isinstance(cause, psycopg.OperationalError)
+    return cause.sqlstate.startswith("08") or cause.sqlstate in _NOT_NOW_STATES  # 08: connection exception
+
+
+def drop_if_closed_by_server(_dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """Pool ``checkout`` hook: refuse a pooled connection whose server has closed it.
+
+    An idle connection has nothing to read; if its socket is readable, the server has hung
+    up (killed, shut down, failed over) or sent its last words before doing so. Raising
+    :class:`DisconnectionError` makes the pool discard it and connect anew, so a request
+    after a failover does not fail on a connection to the old primary. This costs one
+    ``poll`` system call, where a pre-ping would cost a round trip to the server on every
+    unit of work. A connection on its first checkout is not looked at: it was just made,
+    and the pool gives up if the connection that replaces a dropped one is dropped too.
+    """
+    if not record.info.get(_USED):
+        record.info[_USED] = True  # the pool clears ``info`` when it connects anew
+        return
+    try:
+        socket = record.driver_connection.pgconn.socket  # type: ignore[union-attr]
+    except psycopg.OperationalError:
+        raise DisconnectionError("the connection is already closed") from None
+    poller = select.poll()
+    poller.register(socket, select.POLLIN)
+    if poller.poll(0):
+        raise DisconnectionError("the server closed this idle connection")

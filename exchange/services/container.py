@@ -1,0 +1,162 @@
+"""Every application service, built once from the settings: what the gateway, the web pages and
+the ``exchange`` command share."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from exchange.auth.keys import SigningKeys
+from exchange.clock import Clock, SystemClock
+from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions.quoting import Quoting
+from exchange.conversions.saga import ConversionSaga
+from exchange.db import migrate
+from exchange.db.database import Database
+from exchange.federation.accounts import Federation
+from exchange.jobs import PeriodicJob
+from exchange.loading import PartnersLoaded
+from exchange.members.consents import DebitConsents
+from exchange.programs.catalog import CatalogCache
+from exchange.programs.declarations import read_partners_directory
+from exchange.rewards.jobs import RedemptionJob
+from exchange.rewards.redemption import RedemptionSaga
+from exchange.sagas.recovery import RecoveryWorker
+from exchange.services.access import AccessService
+from exchange.services.catalog import CatalogService
+from exchange.services.conversions import ConversionService
+from exchange.services.matches import StatusMatchService
+from exchange.services.members import MemberService
+from exchange.services.people import PeopleService
+from exchange.services.pricing import PricingService
+from exchange.services.rewards import RewardService
+from exchange.services.settlement import SettlementService
+from exchange.settings import Settings
+from exchange.tiers.expiry import MatchExpiry
+from exchange.tiers.matching import StatusMatching
+
+
+@dataclass
+class Services:
+    """One service per capability, and the long-lived parts they share (one database, one
+    connector per partner, one signing-key cache)."""
+
+    settings: Settings
+    db: Database
+    clock: Clock
+    connectors: ConnectorRegistry
+    keys: SigningKeys
+    catalog: CatalogService
+    members: MemberService
+    conversions: ConversionService
+    pricing: PricingService
+    rewards: RewardService
+    matches: StatusMatchService
+    settlement: SettlementService
+    access: AccessService
+    people: PeopleService
+
+    def periodic_jobs(self) -> list[PeriodicJob]:
+        """What every gateway process runs in the background (an interval of 0: never)."""
+        settings = self.settings
+        return [
+            PeriodicJob(
+                "conversion-recovery",
+                settings.recovery_interval_seconds,
+                RecoveryWorker(self.conversions.saga).run_once,
+            ),
+            PeriodicJob(
+                "status-match-expiry",
+                settings.status_match_expiry_interval_seconds,
+                MatchExpiry(self.matches.matching.saga).run_once,
+            ),
+            PeriodicJob("redemptions", settings.redemption_interval_seconds, RedemptionJob(self.rewards.saga).run_once),
+        ]
+
+    async def aclose(self) -> None:
+        await self.connectors.aclose()
+        await self.db.dispose()
+
+
+def build_services(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    partner_base_urls: Mapping[str, str] | None = None,
+) -> Services:
+    """The services on the database ``settings`` name. ``partner_base_urls`` points programs'
+    connectors elsewhere than their declarations (tests run sandbox partners on free ports)."""
+    clock = clock or SystemClock()
+    db = Database.from_url(settings.database_url)
+    # The process environment holds partners' client secrets (``client_secret_env``).
+    connectors = ConnectorRegistry(settings, environ=os.environ, base_urls=partner_base_urls)
+    cache = CatalogCache(db, ttl=settings.catalog_cache_seconds)
+    federation = Federation(
+        db,
+        connectors.for_program,
+        cache,
+        balance_ttl=settings.balance_cache_seconds,
+        tier_ttl=settings.tier_cache_seconds,
+    )
+    key_secret = settings.key_encryption_secret.get_secret_value()
+    keys = SigningKeys(db, key_secret, clock)
+    return Services(
+        settings=settings,
+        db=db,
+        clock=clock,
+        connectors=connectors,
+        keys=keys,
+        catalog=CatalogService(db, cache, clock),
+        members=MemberService(db, federation, DebitConsents.for_settings(settings, db=db, clock=clock), cache, clock),
+        conversions=ConversionService(
+            db=db,
+            saga=ConversionSaga.for_settings(settings, db=db, connectors=connectors, catalog=cache, clock=clock),
+            quoting=Quoting.for_settings(settings, db=db, catalog=cache, federation=federation, clock=clock),
+        ),
+        pricing=PricingService(db, clock),
+        rewards=RewardService(
+            db,
+            RedemptionSaga.for_settings(settings, db=db, connectors=connectors, federation=federation, clock=clock),
+            cache,
+            clock,
+        ),
+        matches=StatusMatchService(
+            db, StatusMatching.for_settings(settings, db=db, connectors=connectors, clock=clock)
+        ),
+        settlement=SettlementService.for_settings(settings, db=db, clock=clock),
+        access=AccessService(
+            db=db,
+            keys=keys,
+            clock=clock,
+            key_secret=key_secret,
+            token_lifetime=timedelta(seconds=settings.access_token_lifetime),
+        ),
+        people=PeopleService.for_settings(settings, db=db, clock=clock),
+    )
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Services]:
+    """The services for a command, on a database that must be migrated already; everything
+    closed afterwards."""
+    await asyncio.to_thread(migrate.ensure_migrated, settings.database_url)
+    services = build_services(settings, clock=clock)
+    try:
+        yield services
+    finally:
+        await services.aclose()
+
+
+async def load_partners_directory(settings: Settings, *, clock: Clock | None = None) -> PartnersLoaded:
+    """Read and validate ``settings.partners_dir`` whole, then create or update what it declares
+    (``exchange partners load``). In production a declaration with an inline connector secret
+    is refused."""
+    directory = read_partners_directory(
+        settings.partners_dir, allow_inline_secrets=settings.environment != "production"
+    )
+    async with open_services(settings, clock=clock) as services:
+        return await services.catalog.load_partners(directory)

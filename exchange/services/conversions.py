@@ -1,0 +1,80 @@
+"""Quotes and conversions: pricing a member's conversion, executing it under the saga, reading
+conversions back, and driving conversions left in doubt."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from exchange.auth.principal import Principal
+from exchange.auth.scopes import Role
+from exchange.conversions import queries
+from exchange.conversions.models import Conversion
+from exchange.conversions.quoting import PricedQuote, Quoting
+from exchange.conversions.saga import ConversionSaga, ExecuteRequest
+from exchange.db.database import Database
+from exchange.members.authority import DebitAuthority
+from exchange.sagas.recovery import RecoveryWorker
+from exchange.services.requests import idempotency_key, member_of
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionPage:
+    """Conversions, newest first, and the cursor of the next page (``None``: the last page)."""
+
+    items: Sequence[Conversion]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    driven: int
+    pending: int
+
+
+@dataclass
+class ConversionService:
+    db: Database
+    saga: ConversionSaga
+    quoting: Quoting
+
+    async def create_quote(self, caller: Principal, from_program: str, to_program: str, points: int) -> PricedQuote:
+        """Price converting the caller's ``points`` of ``from_program`` into ``to_program`` and
+        fix the price for the quote's lifetime. The tier bonus uses the member's coalition
+        level, from their partners' tiers (cached, or read live)."""
+        return await self.quoting.quote(member_of(caller), from_program, to_program, points)
+
+    async def execute(self, caller: Principal, quote_id: str, key: str, *, consent: str | None) -> Conversion:
+        """Run the caller's quote as a conversion, as far as it goes now; the same ``key``
+        returns the same conversion. The source program's points are debited only under its
+        authority: the caller's token asserted by it, or ``consent`` given through it. The saga
+        reads the quote and the member's links in the statement that starts it."""
+        return await self.saga.execute(
+            ExecuteRequest(
+                member_id=member_of(caller),
+                quote_id=quote_id,
+                idempotency_key=idempotency_key(key),
+                authority=DebitAuthority(asserted_by=str(caller.asserted_by), consent=consent),
+            )
+        )
+
+    async def conversion(self, caller: Principal, conversion_id: str) -> Conversion:
+        """A member's own conversion (another's is not found), or any for settlement staff."""
+        async with self.db.transaction() as session:
+            return await queries.get_conversion(
+                session, conversion_id, member_id=member_of(caller) if caller.role is Role.MEMBER else None
+            )
+
+    async def conversions(self, caller: Principal, *, first: int, after: str | None) -> ConversionPage:
+        """The caller's conversions, newest first: ``first`` of them after the cursor ``after``."""
+        async with self.db.transaction() as session:
+            rows, cursor = await queries.member_conversions(session, member_of(caller), first=first, after=after)
+        return ConversionPage(items=rows, next_cursor=cursor)
+
+    async def recover(self) -> RecoveryReport:
+        """Drive every PENDING conversion once, whatever its next attempt time (after a crash)."""
+        driven = await RecoveryWorker(self.saga).run_once(due_by=datetime.max.replace(tzinfo=UTC))
+        async with self.db.transaction() as session:
+            pending = await queries.count_pending(session)
+        return RecoveryReport(driven=driven, pending=pending)

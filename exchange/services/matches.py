@@ -1,0 +1,42 @@
+"""Status matches: what a match would give, requesting one, the member's matches, and the target
+partner's reports of challenge progress."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from exchange.auth.principal import Principal
+from exchange.db.database import Database
+from exchange.services.requests import member_of, page_size, program_of
+from exchange.tiers import matching
+from exchange.tiers.matching import Assessment, StatusMatching
+from exchange.tiers.models import StatusMatch
+
+MAX_PAGE = 200
+
+
+@dataclass
+class StatusMatchService:
+    db: Database
+    matching: StatusMatching
+
+    async def preview(self, caller: Principal, from_program: str, to_program: str) -> Assessment:
+        """What a match would give the caller now, and why (both tiers read live)."""
+        return await self.matching.preview(member_of(caller), from_program, to_program)
+
+    async def request(
+        self, caller: Principal, from_program: str, to_program: str, claimed_tier: str | None
+    ) -> StatusMatch:
+        """Verify, decide, record and push the caller's match; the match as far as it got."""
+        return await self.matching.request(member_of(caller), from_program, to_program, claimed_tier)
+
+    async def matches(self, caller: Principal, *, first: int) -> Sequence[StatusMatch]:
+        """The caller's status matches, newest first."""
+        first = page_size(first, maximum=MAX_PAGE)
+        async with self.db.transaction() as session:
+            return await matching.member_matches(session, member_of(caller), first=first)
+
+    async def record_activity(self, caller: Principal, match_id: str, points: int, activities: int) -> StatusMatch:
+        """The target partner reports challenge progress of a match into its own program."""
+        return await self.matching.record_activity(program_of(caller), match_id, points, activities)

@@ -1,0 +1,80 @@
+"""Members and their accounts: a member's own view, a partner's view of its members, linking
+accounts, the federated view of every linked partner's live answer, and the consents a member
+gives for debits under another partner's token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from exchange.auth.principal import Principal
+from exchange.clock import Clock
+from exchange.db.database import Database
+from exchange.federation.accounts import AccountView, Federation
+from exchange.members import service as members
+from exchange.members.consents import DebitConsents, GrantedConsent
+from exchange.members.models import LinkedAccount, Member
+from exchange.programs.catalog import CatalogCache
+from exchange.services.requests import member_of, program_of
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    """A member and their linked accounts, by program id."""
+
+    member: Member
+    accounts: Sequence[LinkedAccount]
+
+
+@dataclass
+class MemberService:
+    db: Database
+    federation: Federation
+    consents: DebitConsents
+    catalog: CatalogCache
+    clock: Clock
+
+    async def me(self, caller: Principal) -> MemberView:
+        """The member behind a member token (one read, so no transaction around it)."""
+        async with self.db.autocommit() as session:
+            member, accounts = await members.member_with_accounts(session, member_of(caller))
+        return MemberView(member, accounts)
+
+    async def member_for_partner(self, caller: Principal, member_id: str) -> MemberView:
+        """A member as a partner may see them: only one with an account at its program (any
+        other id, existing or not, is refused alike)."""
+        async with self.db.transaction() as session:
+            member, accounts = await members.get_member_linked_to(session, member_id, program_of(caller))
+        return MemberView(member, accounts)
+
+    async def accounts_at_programs(
+        self, program_ids: Iterable[str], *, first: int, after: str | None
+    ) -> dict[str, list[LinkedAccount]]:
+        """Each program's linked accounts by ``member_ref``, a page of them, in one query."""
+        async with self.db.transaction() as session:
+            return await members.accounts_at_programs(session, program_ids, first=first, after=after)
+
+    async def link_account(
+        self, caller: Principal, program_id: str, member_ref: str, verification: str
+    ) -> LinkedAccount:
+        """Link the caller's account ``member_ref`` at a program once its partner confirms it."""
+        return await self.federation.link(member_of(caller), program_id, member_ref, verification, self.clock.now())
+
+    async def accounts(self, member_id: str, links: Sequence[LinkedAccount], activity: int) -> list[AccountView]:
+        """The member's accounts as every linked partner reports them now, asked at once;
+        ``links`` and the member's ``activity`` marker as read with the member (answers cached
+        since that activity are reused)."""
+        return await self.federation.accounts(member_id, links=links, activity=activity)
+
+    async def authorize_debit(self, caller: Principal, program_id: str, points: int) -> GrantedConsent:
+        """The caller's consent to one debit of exactly ``points`` of ``program_id`` by a request
+        under another partner's token; given only under a token ``program_id`` asserted (an
+        unknown program is not found first)."""
+        (await self.catalog.get()).program(program_id, field="program")
+        return await self.consents.grant(
+            member_id=member_of(caller), asserted_by=str(caller.asserted_by), program=program_id, points=points
+        )
+
+    async def coalition_level(self, member_id: str) -> int:
+        """The highest coalition level among the member's accounts' current tiers."""
+        return await self.federation.coalition_level(member_id)

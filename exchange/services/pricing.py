@@ -1,0 +1,66 @@
+"""Rates and promotions: partners price conversions into their own programs, and everyone
+allowed reads the rate versions and promotions in effect."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from exchange.clock import Clock
+from exchange.db.database import Database
+from exchange.pricing import promotions, rates
+from exchange.pricing.models import Promotion, RateVersion
+from exchange.pricing.promotions import PromotionTerms
+from exchange.pricing.rates import PairOverride, RateTerms
+from exchange.programs import service as programs
+
+
+@dataclass
+class PricingService:
+    db: Database
+    clock: Clock
+
+    async def set_rate(self, source: str, target: str, terms: RateTerms, *, actor: str) -> RateVersion:
+        """Set the rate of conversions from ``source`` into ``target`` (the target partner's
+        own), as a new rate version from now. A pair the operator declared is refused."""
+        return await self._supersede(source, target, terms.override(), actor)
+
+    async def clear_rate(self, source: str, target: str, *, actor: str) -> RateVersion:
+        """Go back to the rate derived from the two programs' point values."""
+        return await self._supersede(source, target, PairOverride(), actor)
+
+    async def _supersede(self, source: str, target: str, override: PairOverride, actor: str) -> RateVersion:
+        async with self.db.transaction() as session:
+            await programs.get_program(session, source, field="fromProgram")
+            return await rates.set_partner_override(
+                session, target=target, source=source, override=override, actor=actor, now=self.clock.now()
+            )
+
+    async def create_promotion(self, terms: PromotionTerms, *, actor: str) -> Promotion:
+        """Start a promotion on conversions into ``terms.program_id``; the same id and terms
+        again return the first one."""
+        async with self.db.transaction() as session:
+            for source in terms.sources or ():
+                await programs.get_program(session, source, field="fromPrograms")
+            return await promotions.create_promotion(session, terms, actor=actor, now=self.clock.now())
+
+    async def end_promotion(self, program_id: str, promotion_id: str) -> Promotion:
+        """End one of a program's promotions now."""
+        async with self.db.transaction() as session:
+            return await promotions.end_promotion(
+                session, program_id=program_id, promotion_id=promotion_id, now=self.clock.now()
+            )
+
+    async def incoming_rates(self, program_ids: Sequence[str]) -> dict[str, list[RateVersion]]:
+        """For each program, the versions in effect now for conversions into it, by source."""
+        async with self.db.transaction() as session:
+            return await rates.current_versions_into(session, program_ids, self.clock.now())
+
+    async def promotions(self, program_ids: Sequence[str]) -> dict[str, list[Promotion]]:
+        """Each program's promotions, past, present and future."""
+        async with self.db.transaction() as session:
+            return await promotions.promotions_of(session, program_ids)
+
+    async def rate_versions(self, version_ids: Sequence[int]) -> dict[int, RateVersion]:
+        async with self.db.transaction() as session:
+            return await rates.versions_by_id(session, version_ids)

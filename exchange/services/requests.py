@@ -1,0 +1,38 @@
+"""What several services check of a request before any work: who the caller is, a page size,
+an idempotency key."""
+
+from __future__ import annotations
+
+from exchange.auth.principal import Principal
+from exchange.errors import BadUserInput, Forbidden
+from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
+from exchange.text import text_problem
+
+
+def member_of(caller: Principal) -> str:
+    """The member a member token speaks for; any other caller is refused."""
+    if caller.member_id is None:
+        raise Forbidden("this needs a member token")
+    return caller.member_id
+
+
+def program_of(caller: Principal) -> str:
+    """The program a partner token speaks for; any other caller is refused."""
+    if caller.program_id is None:
+        raise Forbidden("this needs a partner token")
+    return caller.program_id
+
+
+def page_size(first: int, *, maximum: int) -> int:
+    """``first``, when it asks for 1 to ``maximum`` items."""
+    if not 1 <= first <= maximum:
+        raise BadUserInput(f"first must be between 1 and {maximum}", field="first")
+    return first
+
+
+def idempotency_key(key: str) -> str:
+    """A client-chosen key that makes a write idempotent: 1 to 100 printable characters, the rule
+    GraphQL's ``IdempotencyKey`` declares too (for front ends that check no input of their own)."""
+    if problem := text_problem(key, IDEMPOTENCY_KEY_LENGTH, min_length=1, printable=True):
+        raise BadUserInput(f"idempotencyKey {problem}", field="idempotencyKey")
+    return key

@@ -1,0 +1,94 @@
+"""Rewards and redemptions: the public catalog, publishing, and redeeming with any linked
+program's points under the redemption saga; cancelling and confirming delivery."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from exchange.auth.principal import Principal
+from exchange.clock import Clock
+from exchange.db.database import Database
+from exchange.members.authority import DebitAuthority
+from exchange.programs import service as programs
+from exchange.programs.catalog import CatalogCache
+from exchange.rewards import catalog, redemption
+from exchange.rewards.catalog import RewardDraft
+from exchange.rewards.errors import NotYourReward
+from exchange.rewards.models import Redemption, Reward
+from exchange.rewards.redemption import RedeemRequest, RedemptionQuote, RedemptionSaga
+from exchange.services.requests import idempotency_key, member_of, page_size, program_of
+
+MAX_PAGE = 200
+
+
+@dataclass
+class RewardService:
+    db: Database
+    saga: RedemptionSaga
+    catalog: CatalogCache
+    clock: Clock
+
+    async def rewards(self, *, program_id: str | None, available_only: bool) -> Sequence[Reward]:
+        """Published rewards by program and id: only those redeemable now when ``available_only``."""
+        async with self.db.transaction() as session:
+            return await catalog.list_rewards(
+                session, program_id=program_id, available_at=self.clock.now() if available_only else None
+            )
+
+    async def reward(self, reward_id: str) -> Reward:
+        async with self.db.transaction() as session:
+            return await catalog.get_reward(session, reward_id, field="id")
+
+    async def publish(self, program_id: str, draft: RewardDraft) -> Reward:
+        """Publish a reward of ``program_id``."""
+        async with self.db.transaction() as session:
+            await programs.get_program(session, program_id, field="programId")
+            return await catalog.publish(session, program_id, draft, self.clock.now())
+
+    async def quote(self, caller: Principal, reward_id: str, pay_with: str) -> RedemptionQuote:
+        """What redeeming ``reward_id`` with the caller's ``pay_with`` points costs now."""
+        (await self.catalog.get()).program(pay_with, field="payWith")
+        return await self.saga.quote(member_of(caller), reward_id, pay_with)
+
+    async def redeem(
+        self, caller: Principal, reward_id: str, pay_with: str, key: str, *, consent: str | None
+    ) -> Redemption:
+        """Redeem as far as it goes now; the same ``key`` returns the same redemption. The
+        paying program's points are debited only under its authority: the caller's token
+        asserted by it, or ``consent`` given through it. An unknown ``pay_with`` is not found
+        before anything else."""
+        (await self.catalog.get()).program(pay_with, field="payWith")
+        return await self.saga.redeem(
+            RedeemRequest(
+                member_id=member_of(caller),
+                reward_id=reward_id,
+                pay_with=pay_with,
+                idempotency_key=idempotency_key(key),
+                authority=DebitAuthority(asserted_by=str(caller.asserted_by), consent=consent),
+            )
+        )
+
+    async def cancel(self, caller: Principal, redemption_id: str) -> Redemption:
+        """Cancel a paid, undelivered redemption: as its member, or as the publishing partner."""
+        return await self.saga.cancel(redemption_id, member_id=caller.member_id, program_id=caller.program_id)
+
+    async def confirm_delivery(self, caller: Principal, redemption_id: str) -> Redemption:
+        """The publishing partner delivered a direct reward."""
+        return await self.saga.confirm_delivery(redemption_id, program_of(caller))
+
+    async def member_redemptions(self, caller: Principal, *, first: int) -> Sequence[Redemption]:
+        """The caller's redemptions, newest first."""
+        first = page_size(first, maximum=MAX_PAGE)
+        async with self.db.transaction() as session:
+            return await redemption.member_redemptions(session, member_of(caller), first=first)
+
+    async def reward_redemptions(self, caller: Principal, reward_id: str, *, first: int) -> Sequence[Redemption]:
+        """Redemptions of one of the caller's own rewards, newest first; another partner's
+        reward is refused."""
+        first = page_size(first, maximum=MAX_PAGE)
+        async with self.db.transaction() as session:
+            reward = await catalog.get_reward(session, reward_id)
+            if reward.program_id != program_of(caller):
+                raise NotYourReward()
+            return await redemption.reward_redemptions(session, reward.id, first=first)

@@ -1,0 +1,64 @@
+"""While the database is down (an outage, a failover under way), callers are told so with
+``SERVICE_UNAVAILABLE``, never an internal error; once it is back, the same gateway serves
+them again without a failed request."""
+
+from __future__ import annotations
+
+import pytest
+
+from exchange.serving import free_port
+from exchange.settings import Settings
+from exchange.testing.kit import ExchangeKit
+from exchange.testing.postgres import ThrowawayCluster
+from tests.conftest import SAMPLE_PARTNERS
+
+ME = "{ me { id } }"
+PROGRAMS = "{ programs { id } }"
+
+
+@pytest.fixture
+def gateway_settings(own_postgres_cluster: ThrowawayCluster) -> Settings:
+    """The gateway on a cluster of this test's own, with no catalog cache: every request
+    reads the database."""
+    return Settings(
+        database_url=own_postgres_cluster.url,
+        partners_dir=SAMPLE_PARTNERS,
+        port=free_port(),
+        catalog_cache_seconds=0,
+    )
+
+
+def refused(response_body: dict[str, object]) -> list[object]:
+    return [error["extensions"]["code"] for error in response_body["errors"]]  # type: ignore[attr-defined, index]
+
+
+async def test_requests_during_an_outage_are_service_unavailable_and_served_once_it_is_over(
+    own_postgres_cluster: ThrowawayCluster, kit: ExchangeKit
+) -> None:
+    member = await kit.member_token("wallet-pay", "alice")
+    partner = await kit.partner("wallet-pay")
+    assert "errors" not in (await kit.graphql(ME, member)).json()
+
+    own_postgres_cluster.halt()
+    # The token is verified against the database before GraphQL runs: the whole request is refused.
+    authenticated = await kit.graphql(ME, member, accept="application/graphql-response+json")
+    assert authenticated.status_code == 503
+    assert authenticated.headers["retry-after"] == "5"
+    assert authenticated.headers["content-type"].startswith("application/graphql-response+json")
+    assert refused(authenticated.json()) == ["SERVICE_UNAVAILABLE"]
+    # A public field meets the outage as it resolves: its error, in an answer GraphQL gave.
+    public = await kit.graphql(PROGRAMS)
+    assert public.status_code == 200
+    assert public.json()["data"] is None and refused(public.json()) == ["SERVICE_UNAVAILABLE"]
+    assert "failover" in public.json()["errors"][0]["message"]
+    for response in (await kit.http.get("/readyz"), await kit.request_token(partner)):
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "5"
+        assert refused(response.json()) == ["SERVICE_UNAVAILABLE"]
+
+    own_postgres_cluster.resume()
+    assert (await kit.http.get("/readyz")).status_code == 200
+    for _ in range(3):
+        assert "errors" not in (await kit.graphql(ME, member)).json()
+        assert "errors" not in (await kit.graphql(PROGRAMS)).json()
+    assert (await kit.request_token(partner)).status_code == 200

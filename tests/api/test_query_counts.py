@@ -1,0 +1,98 @@
+"""A list of parents costs the database as many statements as one parent does: nested fields
+load through DataLoaders, one batch per child kind, never one query per parent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+from starlette.applications import Starlette
+
+from exchange.app import create_app
+from exchange.auth.scopes import Role
+from exchange.db.database import Database
+from exchange.services.container import load_partners_directory
+from exchange.serving import serving
+from exchange.settings import Settings
+from exchange.testing.kit import ExchangeKit
+
+PROGRAM_FIELDS = """
+  id
+  tiers { name level }
+  incomingRates { fromProgramId version }
+  promotions { id }
+  assertionKeys { kid }
+  linkedAccounts(first: 5) { memberRef program { id } }
+"""
+REWARD_FIELDS = "id program { id tiers { name } }"
+
+
+@pytest.fixture
+async def app(gateway_settings: Settings) -> Starlette:
+    await load_partners_directory(gateway_settings)
+    return create_app(gateway_settings)
+
+
+@pytest.fixture
+async def counting_kit(gateway_settings: Settings, app: Starlette) -> AsyncIterator[ExchangeKit]:
+    async with serving(app, port=gateway_settings.port) as server, httpx.AsyncClient(base_url=server.url) as http:
+        db = Database.from_url(gateway_settings.database_url)
+        try:
+            yield ExchangeKit(settings=gateway_settings, http=http, db=db)
+        finally:
+            await db.dispose()
+
+
+@contextmanager
+def statements(app: Starlette) -> Iterator[list[str]]:
+    """The SQL statements the gateway's own engine sends while the block runs."""
+    engine = app.state.services.db.engine.sync_engine
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def cost(kit: ExchangeKit, app: Starlette, query: str, token: str) -> int:
+    """Statements one run of ``query`` sends, once caches are warm."""
+    response = await kit.graphql(query, token)
+    assert response.status_code == 200 and response.json().get("data"), response.text
+    with statements(app) as sent:
+        await kit.graphql(query, token)
+    return len(sent)
+
+
+async def test_every_program_costs_what_one_program_costs(counting_kit: ExchangeKit, app: Starlette) -> None:
+    kit = counting_kit
+    admin = await kit.staff_token(Role.ADMIN)
+    for program in ("formosa-air", "fresh-mart", "wallet-pay"):
+        await kit.assertion_key(program)
+    partner = await kit.partner_token("fresh-mart")
+    await kit.member_token("fresh-mart", "alice")  # a linked account to page through
+    programs = (await kit.data("{ programs { id } }"))["programs"]
+    assert len(programs) > 1
+    every = "{ programs {" + PROGRAM_FIELDS + "} }"
+    one = '{ program(id: "fresh-mart") {' + PROGRAM_FIELDS + "} }"
+    # The admin reads every program's pricing and keys; linkedAccounts is each partner's own.
+    assert await cost(kit, app, every, admin) == await cost(kit, app, one, admin)
+    assert await cost(kit, app, every, partner) == await cost(kit, app, one, partner)
+
+
+async def test_every_reward_costs_what_one_reward_costs(counting_kit: ExchangeKit, app: Starlette) -> None:
+    kit = counting_kit
+    rewards = (await kit.data("{ rewards(availableOnly: false) { id } }"))["rewards"]
+    assert len(rewards) > 1
+    every = "{ rewards(availableOnly: false) {" + REWARD_FIELDS + "} }"
+    one = '{ reward(id: "' + rewards[0]["id"] + '") {' + REWARD_FIELDS + "} }"
+    token = await kit.staff_token(Role.ADMIN)
+    assert await cost(kit, app, every, token) == await cost(kit, app, one, token)
