@@ -232,7 +232,7 @@ class Month:
         except ExchangeError:
             return None
         conversion = await self.services.conversions.execute(
-            caller, quote.id, key(self.period, "conversion", label), consent=None
+            caller, quote.quote.id, key(self.period, "conversion", label), consent=None
         )
         if conversion.status == ConversionStatus.COMPLETED:
             self.balances[member_ref, source] -= conversion.points_in
@@ -260,10 +260,10 @@ class Month:
         credit, and her points are given back (REVERSED)."""
         source, target = "happy-card", "wallet-pay"
         caller = self.member("alice", source)
-        sample = await self.services.conversions.create_quote(caller, source, target, 40_000)
+        sample = (await self.services.conversions.create_quote(caller, source, target, 40_000)).quote
         estimate = round(FAILING_POINTS * sample.points_in / sample.points_out / 4) * 4
         for points in sorted(range(estimate - 16, estimate + 17, 4), key=lambda p: abs(p - estimate)):
-            quote = await self.services.conversions.create_quote(caller, source, target, points)
+            quote = (await self.services.conversions.create_quote(caller, source, target, points)).quote
             if quote.points_out == FAILING_POINTS:
                 await self.convert("alice", source, target, points, "credit-fault")
                 return

@@ -23,7 +23,7 @@ from exchange.ledger.models import (
 from exchange.members.models import DebitConsent, LinkedAccount, Member
 from exchange.people.models import Person, WebSession
 from exchange.people.portal_models import MemberWebSession, PortalSignIn
-from exchange.pricing.models import LimitUsage, Promotion, Quote, RateVersion
+from exchange.pricing.models import LimitUsage, PricingRevision, Promotion, Quote, RateVersion
 from exchange.programs.models import (
     CoalitionLevel,
     CoalitionSettings,
@@ -61,6 +61,7 @@ __all__ = [
     "PartnerAssertionKey",
     "Person",
     "PortalSignIn",
+    "PricingRevision",
     "Program",
     "ProgramTier",
     "Promotion",

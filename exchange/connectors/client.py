@@ -149,6 +149,10 @@ class PartnerClient:
         self._retry = retry
         self._timeout = timeout
         self._sleep = sleep
+        # What every request carries, worked out once (see _prepared).
+        self._headers = [(name, value) for name, value in http.headers.multi_items() if name != "accept"]
+        self._headers.append(("accept", "application/json"))
+        self._extensions = {"timeout": http.timeout.as_dict()}
 
     @property
     def is_closed(self) -> bool:
@@ -242,6 +246,21 @@ class PartnerClient:
             raise reply.error(PartnerServerError, f"the partner answered {response.status_code}")
         return decode(reply)
 
+    def _prepared(self, request: HttpRequest, token: str) -> httpx.Request:
+        """``request`` as httpx sends it, built directly: a partner call needs none of the
+        client's merging per request (base URL, parameters, cookies), about a fifth of its time
+        in httpx — only the client's default headers, the token, a JSON body, and the client's
+        timeouts (which tell a connection that never came from an answer that never came)."""
+        headers = [*self._headers, ("authorization", f"Bearer {token}")]
+        trace: dict[str, str] = {}
+        inject_trace_context(trace)  # the partner may continue the trace
+        headers.extend(trace.items())
+        content = None
+        if request.json is not None:
+            content = json.dumps(request.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            headers.append(("content-type", "application/json"))
+        return httpx.Request(request.method, request.url, headers=headers, content=content, extensions=self._extensions)
+
     async def _send(self, info: CallInfo, request: HttpRequest, token: str) -> httpx.Response:
         def error(kind: type[PartnerError], detail: str) -> PartnerError:
             return kind(
@@ -254,9 +273,7 @@ class PartnerClient:
         try:
             # The deadline covers the whole answer, so a body that trickles in cannot stall us.
             async with asyncio.timeout(self._timeout):
-                headers = {"authorization": f"Bearer {token}", "accept": "application/json"}
-                inject_trace_context(headers)  # the partner may continue the trace
-                return await self._http.request(request.method, request.url, json=request.json, headers=headers)
+                return await self._http.send(self._prepared(request, token))
         except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise error(PartnerConnectTimeout, f"no connection in time ({exc!r})") from exc
         except httpx.ConnectError as exc:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert
+from sqlalchemy import bindparam, delete, func, insert
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -108,16 +108,17 @@ async def resolve_member_from_partner(
     return await get_member(session, member_id)
 
 
+_MEMBER_WITH_ACCOUNTS = (
+    select(Member, LinkedAccount)
+    .outerjoin(LinkedAccount, col(LinkedAccount.member_id) == col(Member.id))
+    .where(Member.id == bindparam("member_id"))
+    .order_by(col(LinkedAccount.program_id))
+)
+
+
 async def member_with_accounts(session: AsyncSession, member_id: str) -> tuple[Member, list[LinkedAccount]]:
     """A member and their linked accounts (by program id), in one query."""
-    rows = (
-        await session.exec(
-            select(Member, LinkedAccount)
-            .outerjoin(LinkedAccount, col(LinkedAccount.member_id) == col(Member.id))
-            .where(Member.id == member_id)
-            .order_by(col(LinkedAccount.program_id))
-        )
-    ).all()
+    rows = (await session.exec(_MEMBER_WITH_ACCOUNTS, params={"member_id": member_id})).all()
     if not rows:
         raise MemberNotFound(member_id)
     return rows[0][0], [account for _, account in rows if account is not None]
@@ -238,7 +239,12 @@ async def member_refs_at(session: AsyncSession, member_id: str, fields: dict[str
             LinkedAccount.member_id == member_id, col(LinkedAccount.program_id).in_(list(fields))
         )
     )
-    refs = {row.program_id: row.member_ref for row in rows}
+    return refs_at(rows, fields)
+
+
+def refs_at(links: Iterable[LinkedAccount], fields: dict[str, str]) -> dict[str, str]:
+    """:func:`member_refs_at` over links already read."""
+    refs = {link.program_id: link.member_ref for link in links if link.program_id in fields}
     for program_id, field in fields.items():
         if program_id not in refs:
             raise AccountNotLinked(program_id, field)

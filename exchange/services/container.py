@@ -13,6 +13,7 @@ from datetime import timedelta
 from exchange.auth.keys import SigningKeys
 from exchange.clock import Clock, SystemClock
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions.quoting import Quoting
 from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
 from exchange.db.database import Database
@@ -21,7 +22,6 @@ from exchange.jobs import PeriodicJob
 from exchange.loading import PartnersLoaded
 from exchange.members.consents import DebitConsents
 from exchange.observability.metrics import SagaFigures
-from exchange.pricing.quotes import QuotePolicy
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
 from exchange.rewards.jobs import RedemptionJob
@@ -132,10 +132,7 @@ def build_services(
         conversions=ConversionService(
             db=db,
             saga=ConversionSaga.for_settings(settings, db=db, connectors=connectors, catalog=cache, clock=clock),
-            federation=federation,
-            catalog=cache,
-            policy=QuotePolicy(ttl=settings.quote_ttl, timezone=settings.timezone),
-            clock=clock,
+            quoting=Quoting.for_settings(settings, db=db, catalog=cache, federation=federation, clock=clock),
         ),
         pricing=PricingService(db, clock),
         rewards=RewardService(

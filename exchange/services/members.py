@@ -35,8 +35,8 @@ class MemberService:
     clock: Clock
 
     async def me(self, caller: Principal) -> MemberView:
-        """The member behind a member token."""
-        async with self.db.transaction() as session:
+        """The member behind a member token (one read, so no transaction around it)."""
+        async with self.db.autocommit() as session:
             member, accounts = await members.member_with_accounts(session, member_of(caller))
         return MemberView(member, accounts)
 
@@ -68,9 +68,11 @@ class MemberService:
         """Link the caller's account ``member_ref`` at a program once its partner confirms it."""
         return await self.federation.link(member_of(caller), program_id, member_ref, verification, self.clock.now())
 
-    async def accounts(self, member_id: str, links: Sequence[LinkedAccount]) -> list[AccountView]:
-        """The member's accounts as every linked partner reports them now, asked at once."""
-        return await self.federation.accounts(member_id, links=links)
+    async def accounts(self, member_id: str, links: Sequence[LinkedAccount], activity: int) -> list[AccountView]:
+        """The member's accounts as every linked partner reports them now, asked at once;
+        ``links`` and the member's ``activity`` marker as read with the member (answers cached
+        since that activity are reused)."""
+        return await self.federation.accounts(member_id, links=links, activity=activity)
 
     async def authorize_debit(self, caller: Principal, program_id: str, points: int) -> GrantedConsent:
         """The caller's consent to one debit of exactly ``points`` of ``program_id`` by a request

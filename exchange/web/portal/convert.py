@@ -67,7 +67,7 @@ class ConvertPages:
             )
         except ExchangeError as problem:
             return await self._form(request, entered=entered, problem=problem, status_code=400)
-        return RedirectResponse(f"{PORTAL_PATH}/convert/quotes/{quote.id}", status_code=303)
+        return RedirectResponse(f"{PORTAL_PATH}/convert/quotes/{quote.quote.id}", status_code=303)
 
     async def quote(self, request: Request) -> Response:
         quote = await found(self.services.conversions.quote(member(request), request.path_params["quote_id"]))
