@@ -31,10 +31,12 @@ demo: $(INSTALLED)
 test: $(INSTALLED) system-packages $(AUDIT) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Lint and formatting: ruff's rules as pyproject.toml chooses them, zero findings.
+# Lint, formatting and types: ruff's rules and mypy's as pyproject.toml chooses them, zero findings.
+# mypy checks what [tool.mypy] names and keeps an incremental cache in .mypy_cache/.
 lint: $(INSTALLED)
 	$(BIN)/ruff check exchange tests bench
 	$(BIN)/ruff format --check exchange tests bench
+	$(BIN)/mypy
 
 install: $(INSTALLED)
 

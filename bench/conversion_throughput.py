@@ -8,11 +8,20 @@ debit at one sandbox partner, credit at another, the ledger posting). The same l
 the same worker count for `{ hello }`. pgbench runs TPC-B on the exchange's own database.
 Target: conversions/s at least 0.3x the bare query's rate.
 
+It counts the SQL statements the gateway sent per conversion (quote and execute), as
+PostgreSQL's ``pg_stat_statements`` saw them: every statement but BEGIN, COMMIT and ROLLBACK
+(the transactions are counted apart), less what the gateway's background jobs send on their
+own, measured in an idle window (``--idle`` seconds) before the load and printed beside.
+
 It also prints the CPU time each part of the machine (gateway, PostgreSQL, partners, the load
 generator itself) spent per conversion and per bare query, read from /proc (Linux): on a
 machine whose cores are all busy, that sum bounds the rate whatever the concurrency.
 
-    .venv/bin/python bench/conversion_throughput.py [--workers 2] [--concurrency 16] [--duration 20]
+    .venv/bin/python bench/conversion_throughput.py [--workers 2] [--concurrency 16] [--duration 20] [--statements]
+        [--profile FILE]
+
+``--profile`` needs py-spy (``.venv/bin/pip install py-spy``); FILE holds its collapsed stacks
+(``py-spy record --format raw``), one line per stack with its sample count.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -142,11 +152,8 @@ async def main(arguments: argparse.Namespace) -> None:
             source, target = rng.sample(PROGRAMS, 2)
             minimum, step = AMOUNTS[source]
             points = minimum + step * rng.randrange(0, 50)
-            quote = (
-                await stack.kit.graphql(
-                    QUOTE, tokens[member][source], **{"from": source, "to": target, "points": points}
-                )
-            ).json()
+            variables: dict[str, Any] = {"from": source, "to": target, "points": points}
+            quote = (await stack.kit.graphql(QUOTE, tokens[member][source], **variables)).json()
             quote_id = quote["data"]["createQuote"]["id"]
             executed = (
                 await stack.kit.graphql(
@@ -159,10 +166,22 @@ async def main(arguments: argparse.Namespace) -> None:
 
         await load(conversion, arguments.concurrency, 3)  # warm up: tokens, connections, caches
         statuses.clear()
-        before = stack.cpu_seconds()
+        # What the background jobs (recovery, expiry, ...) send on their own, measured idle.
+        idle_before = await stack.statements_sent()
+        await asyncio.sleep(arguments.idle)
+        idle_after = await stack.statements_sent()
+        background_rate = (idle_after[0] - idle_before[0]) / arguments.idle
+        calls_before = await stack.statement_calls()
+        profiler = stack.profile_gateway(arguments.profile, arguments.duration) if arguments.profile else None
+        before, sent_before = stack.cpu_seconds(), await stack.statements_sent()
         count, latencies = await load(conversion, arguments.concurrency, arguments.duration)
-        after = stack.cpu_seconds()
+        if profiler is not None:
+            profiler.wait()
+        after, sent_after = stack.cpu_seconds(), await stack.statements_sent()
+        statements, transactions = (sent_after[i] - sent_before[i] for i in range(2))
+        calls = {query: n - calls_before.get(query, 0) for query, n in (await stack.statement_calls()).items()}
         conversion_cpu = {part: (after[part] - before[part]) / count for part in before}
+        gateway_kernel = conversion_cpu.pop("gateway (system)")
         conversions_rate = count / arguments.duration
         tps = await asyncio.to_thread(pgbench, stack.database_url, int(arguments.duration))
     bare_rate, bare_latencies, bare_cpu = await bare_query_rate(
@@ -177,6 +196,16 @@ async def main(arguments: argparse.Namespace) -> None:
     print(f"  bare Strawberry query          {bare_rate:8.1f} /s   {describe(bare_latencies)}")
     print(f"  pgbench TPC-B (8 clients)      {tps:8.1f} tps on the same database")
     print(f"  ratio conversions / bare query: {conversions_rate / bare_rate:.3f}   (target >= 0.3)")
+    background = background_rate * arguments.duration
+    print(
+        f"  SQL statements per conversion: {(statements - background) / count:.1f}   "
+        f"(in {transactions / count:.1f} transactions; the background jobs sent {background / count:.2f} "
+        "more per conversion)"
+    )
+    if arguments.statements:
+        for query, n in sorted(calls.items(), key=lambda item: -item[1]):
+            if n:
+                print(f"    {n / count:5.2f}  {' '.join(query.split())[:150]}")
     cores = os.cpu_count() or 1
     for label, cpu in (("a conversion", conversion_cpu), ("a bare query", bare_cpu)):
         total = sum(cpu.values())
@@ -184,6 +213,11 @@ async def main(arguments: argparse.Namespace) -> None:
         print(
             f"  CPU ms per {label}: {parts}; all {total * 1000:.1f} (at most {cores / total:,.0f}/s on {cores} cores)"
         )
+    print(
+        f"  gateway CPU per conversion / bare query server CPU: {conversion_cpu['gateway'] / bare_cpu['server']:.1f}x"
+        f"   (target <= 6x; of the gateway's {conversion_cpu['gateway'] * 1000:.1f} ms,"
+        f" {gateway_kernel * 1000:.1f} in the kernel)"
+    )
 
 
 if __name__ == "__main__":
@@ -192,4 +226,9 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--members", type=int, default=40)
+    parser.add_argument("--idle", type=float, default=10, help="seconds to count the background jobs' statements")
+    parser.add_argument("--statements", action="store_true", help="print each statement's calls per conversion")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="sample the gateway's processes with py-spy under the load into FILE"
+    )
     asyncio.run(main(parser.parse_args()))

@@ -18,6 +18,7 @@ import asyncio
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -91,12 +92,13 @@ async def insert_plainly(url: str, batches: list[list[TransactionRequest]]) -> f
     the floor any ledger sits on."""
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     async with await psycopg.AsyncConnection.connect(conninfo) as connection:
-        await connection.execute(PLAIN_TABLES)  # type: ignore[arg-type]
+        await connection.execute(PLAIN_TABLES)
         await connection.commit()
         rows = []
         seq = 0
         for batch in batches:
-            headers, entries = [], []
+            headers: list[tuple[Any, ...]] = []
+            entries: list[tuple[Any, ...]] = []
             for request in batch:
                 seq += 1
                 headers.append(
@@ -146,7 +148,7 @@ async def insert_plainly(url: str, batches: list[list[TransactionRequest]]) -> f
 
 async def main(arguments: argparse.Namespace) -> None:
     cluster = None if arguments.database_url else ThrowawayCluster.start()
-    server_url = arguments.database_url or cluster.url  # type: ignore[union-attr]
+    server_url = arguments.database_url if cluster is None else cluster.url
     databases = PostgresDatabases(server_url)
     try:
         count, size = arguments.transactions, arguments.batch

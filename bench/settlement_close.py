@@ -53,7 +53,7 @@ def with_database(url: str, name: str) -> str:
 
 def admin(server_url: str, statement: str) -> None:
     with psycopg.connect(conninfo(server_url), autocommit=True) as connection:
-        connection.execute(statement)  # type: ignore[arg-type]
+        connection.execute(statement)
 
 
 def time_baseline(url: str) -> float:
@@ -90,7 +90,7 @@ async def time_close(url: str) -> tuple[float, PeriodReport]:
 
 async def main(arguments: argparse.Namespace) -> None:
     cluster = None if arguments.database_url else ThrowawayCluster.start()
-    server_url = arguments.database_url or cluster.url  # type: ignore[union-attr]
+    server_url = arguments.database_url if cluster is None else cluster.url
     databases = PostgresDatabases(server_url)
     data = databases.create()
     copies: list[str] = []

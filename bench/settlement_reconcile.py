@@ -123,7 +123,7 @@ def time_baseline(url: str, path: Path) -> float:
     ledger_side = LEDGER_SIDE.format(focus=FOCUS, month=MONTH)
     join = BASELINE_JOIN.format(focus=FOCUS, month=MONTH)
     with psycopg.connect(conninfo(url)) as connection:
-        connection.execute(f"SELECT count(*) FROM ({ledger_side}) warm").fetchall()  # type: ignore[arg-type]
+        connection.execute(f"SELECT count(*) FROM ({ledger_side}) warm").fetchall()
         connection.execute(
             "CREATE UNLOGGED TABLE bench_records (reference text, amount numeric, counterparty text, partner_date date)"
         )
@@ -136,7 +136,7 @@ def time_baseline(url: str, path: Path) -> float:
         ):
             while chunk := records.read(1 << 20):
                 copy.write(chunk)
-        agreeing = connection.execute(join).fetchone()  # type: ignore[arg-type]
+        agreeing = connection.execute(join).fetchone()
         connection.commit()
         elapsed = time.perf_counter() - started
         connection.execute("DROP TABLE bench_records")
@@ -210,7 +210,7 @@ async def measure(databases: PostgresDatabases, count: int, workdir: Path) -> Me
 
 async def main(arguments: argparse.Namespace) -> None:
     cluster = None if arguments.database_url else ThrowawayCluster.start()
-    server_url = arguments.database_url or cluster.url  # type: ignore[union-attr]
+    server_url = arguments.database_url if cluster is None else cluster.url
     databases = PostgresDatabases(server_url)
     try:
         with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as workdir:

@@ -10,6 +10,8 @@ import asyncio
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from exchange.db import migrate
 from exchange.db.database import Database
@@ -30,6 +34,27 @@ from exchange.testing.postgres import ThrowawayCluster
 from exchange.testing.processes import ExchangeProcess, declarations_pointing_at, gateway_process, sandbox_process
 
 SAMPLE_PARTNERS = Path(__file__).resolve().parents[1] / "partners"
+#: What the gateway sent the database so far: every statement but the transaction boundaries,
+#: and the transactions (one BEGIN each, with or without an isolation level). Left out: the
+#: query reading the counters, and the statements of the ledger's deferred trigger, which the
+#: server runs at COMMIT as if they were sent (they read the trigger's NEW row, which no
+#: statement a client sends can).
+STATEMENTS_SENT = text(
+    """
+    SELECT coalesce(sum(calls) FILTER (WHERE upper(query) NOT SIMILAR TO '(BEGIN|COMMIT|ROLLBACK)%'), 0),
+           coalesce(sum(calls) FILTER (WHERE upper(query) LIKE 'BEGIN%'), 0)
+      FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+     WHERE d.datname = :database AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%NEW.%'
+    """
+)
+#: Each statement's calls so far, most called first (``--statements``).
+STATEMENT_CALLS = text(
+    """
+    SELECT query, sum(calls) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+     WHERE d.datname = :database AND query NOT LIKE '%pg_stat_statements%'
+     GROUP BY query
+    """
+)
 
 
 @dataclass
@@ -42,11 +67,48 @@ class Stack:
     gateway: ExchangeProcess
     cluster: ThrowawayCluster
 
+    async def statements_sent(self) -> tuple[int, int]:
+        """Statements (besides BEGIN, COMMIT, ROLLBACK) and transactions run so far in the
+        exchange's database, as PostgreSQL counted them (``pg_stat_statements``): everything the
+        gateway's processes sent, its background jobs included."""
+        async with self.kit.db.transaction() as session:
+            row = (await session.execute(STATEMENTS_SENT, {"database": make_url(self.database_url).database})).one()
+        return int(row[0]), int(row[1])
+
+    async def statement_calls(self) -> dict[str, int]:
+        """Calls so far of each statement (normalized by ``pg_stat_statements``)."""
+        async with self.kit.db.transaction() as session:
+            rows = await session.execute(STATEMENT_CALLS, {"database": make_url(self.database_url).database})
+        return {query: int(calls) for query, calls in rows}
+
+    def profile_gateway(self, output: str, duration: float) -> subprocess.Popen[bytes]:
+        """Start sampling the gateway's processes (``py-spy``) for ``duration`` seconds into
+        ``output`` (collapsed stacks); wait on the process returned."""
+        return subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(pid_of(self.gateway)),
+                "--subprocesses",
+                "--duration",
+                str(int(duration)),
+                "--format",
+                "raw",
+                "--output",
+                output,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds used so far by each part of the stack (with its child processes)."""
+        """CPU seconds used so far by each part of the stack (with its child processes); and,
+        apart, the gateway's time in the kernel (``gateway (system)``, part of ``gateway``)."""
         postmaster = int((self.cluster.root / "data" / "postmaster.pid").read_text().split()[0])
         return {
             "gateway": tree_cpu_seconds(pid_of(self.gateway)),
+            "gateway (system)": tree_cpu_seconds(pid_of(self.gateway), kernel_only=True),
             "PostgreSQL": tree_cpu_seconds(postmaster),
             "partners": sum(tree_cpu_seconds(pid_of(sandbox)) for sandbox in self.sandboxes),
             "load generator": own_cpu_seconds(),
@@ -68,7 +130,7 @@ class Stack:
 async def running_stack(programs: Sequence[str], *, workers: int = 1, **gateway_env: str) -> AsyncIterator[Stack]:
     """PostgreSQL, one sandbox process per program, and ``exchange serve`` on a migrated database."""
     work = Path(tempfile.mkdtemp(prefix="exchange-bench-"))
-    cluster = ThrowawayCluster.start()
+    cluster = ThrowawayCluster.start(shared_preload_libraries="pg_stat_statements")
     databases = PostgresDatabases(cluster.url)
     processes: list[ExchangeProcess] = []
     try:
@@ -82,11 +144,13 @@ async def running_stack(programs: Sequence[str], *, workers: int = 1, **gateway_
         settings = Settings(database_url=database_url, partners_dir=partners, port=free_port())
         await asyncio.to_thread(migrate.ensure_migrated, database_url)
         await load_partners_directory(settings)
-        gateway = gateway_process(settings, workers=workers, EXCHANGE_LOG_LEVEL="warning", **gateway_env)
+        db = Database.from_url(database_url)
+        async with db.transaction() as session:
+            await session.execute(text("CREATE EXTENSION pg_stat_statements"))
+        gateway = gateway_process(settings, workers=workers, output=None, EXCHANGE_LOG_LEVEL="warning", **gateway_env)
         processes.append(gateway)
         await gateway.start()
         sandboxes = processes[:-1]
-        db = Database.from_url(database_url)
         async with httpx.AsyncClient(base_url=settings.issuer_url, timeout=60) as http:
             try:
                 yield Stack(
@@ -117,9 +181,9 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """User and system CPU seconds of process ``root`` and its descendants, live or reaped,
-    from /proc (Linux)."""
+def tree_cpu_seconds(root: int, *, kernel_only: bool = False) -> float:
+    """User and system CPU seconds (``kernel_only``: system only) of process ``root`` and its
+    descendants, live or reaped, from /proc (Linux)."""
     children: dict[int, list[int]] = {}
     times: dict[int, float] = {}
     for entry in os.scandir("/proc"):
@@ -133,7 +197,8 @@ def tree_cpu_seconds(root: int) -> float:
         pid = int(entry.name)
         children.setdefault(int(fields[1]), []).append(pid)
         # utime, stime, and the times of children already reaped (cutime, cstime)
-        times[pid] = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        counted = (fields[12], fields[14]) if kernel_only else fields[11:15]
+        times[pid] = sum(int(value) for value in counted) / os.sysconf("SC_CLK_TCK")
     total, pending = 0.0, [root]
     while pending:
         pid = pending.pop()

@@ -1,4 +1,6 @@
-"""The gateway's access log: uvicorn's, with no query-string value in it.
+"""The gateway's logging configuration: uvicorn's access and error logs and the exchange's own,
+in the chosen format (:mod:`exchange.observability.logs`), and no query-string value in the
+access log.
 
 A query string may carry what must never be written down: a credential a client put in the
 URL by mistake (the gateway refuses it, but uvicorn logs the request line anyway) or a
@@ -15,6 +17,8 @@ import re
 from typing import Any
 
 from uvicorn.config import LOGGING_CONFIG
+
+from exchange.observability.logs import FORMATTERS, LogFormat
 
 REDACTED = "***"
 _PARAMETER_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]]{1,32}")
@@ -43,9 +47,17 @@ class RedactQueryValues(logging.Filter):
         return True
 
 
-def uvicorn_log_config() -> dict[str, Any]:
-    """uvicorn's default logging configuration, its access log's query values redacted."""
+def uvicorn_log_config(log_format: LogFormat = "text", level: str | None = None) -> dict[str, Any]:
+    """uvicorn's logging configuration with its access log's query values redacted and every
+    line in ``log_format``; with a ``level``, the exchange's own loggers (``exchange.*``) are
+    written at that level to standard error beside uvicorn's (as ``exchange serve`` runs;
+    otherwise they propagate to the root logger, as in tests)."""
     config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"] = {"exchange": {"()": FORMATTERS[log_format]}}
     config["filters"] = {"redact_query": {"()": RedactQueryValues}}
+    for handler in config["handlers"].values():
+        handler["formatter"] = "exchange"
     config["handlers"]["access"]["filters"] = ["redact_query"]
+    if level is not None:
+        config["loggers"]["exchange"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     return config

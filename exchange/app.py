@@ -4,6 +4,7 @@ background jobs and the routes into one ASGI app."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -20,6 +21,7 @@ from exchange.api.authentication import BearerTokenBackend, refuse_token
 from exchange.api.bodylimit import BodyLimit
 from exchange.api.errors import service_unavailable
 from exchange.api.http import GraphQLView
+from exchange.api.observed import ObservedRequests
 from exchange.api.schema import build_schema
 from exchange.auth.ratelimit import FailureLimit
 from exchange.auth.routes import OAuthEndpoints
@@ -30,6 +32,9 @@ from exchange.clock import Clock
 from exchange.db import migrate
 from exchange.db.availability import DatabaseUnavailable
 from exchange.jobs import BackgroundJobs
+from exchange.observability.metrics import MetricsEndpoint, forget_process
+from exchange.observability.requests import RequestId
+from exchange.observability.tracing import configure_tracing, flush_traces
 from exchange.services.container import build_services
 from exchange.settings import Settings
 from exchange.settlement.routes import statement_keys_route
@@ -77,6 +82,8 @@ def create_app(
         finally:
             await jobs.stop()
             await services.aclose()
+            forget_process(os.getpid())
+            flush_traces()
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -96,7 +103,11 @@ def create_app(
             Route(
                 "/graphql",
                 graphql,
-                middleware=[Middleware(BodyLimit, max_bytes=settings.max_request_bytes), bearer_tokens],
+                middleware=[
+                    Middleware(ObservedRequests),
+                    Middleware(BodyLimit, max_bytes=settings.max_request_bytes),
+                    bearer_tokens,
+                ],
             ),
             Route(
                 records.PATH,
@@ -109,8 +120,13 @@ def create_app(
             *web.routes(),
             Route("/healthz", health),
             Route("/readyz", ready),
+            *(
+                [Route("/metrics", MetricsEndpoint(services.saga_figures).answer, methods=["GET"])]
+                if settings.metrics
+                else []
+            ),
         ],
-        middleware=[Middleware(RefuseCredentialsInURL)],
+        middleware=[Middleware(RequestId), Middleware(RefuseCredentialsInURL)],
         exception_handlers={DatabaseUnavailable: service_unavailable},
         lifespan=lifespan,
     )
@@ -119,5 +135,8 @@ def create_app(
 
 
 def create_app_from_environment() -> Starlette:
-    """The factory ``exchange serve`` hands to uvicorn: settings from the environment."""
-    return create_app(Settings())
+    """The factory ``exchange serve`` hands to uvicorn: settings from the environment, and
+    OpenTelemetry's own variables (tracing is off unless they configure an exporter)."""
+    settings = Settings()
+    configure_tracing(os.environ)
+    return create_app(settings)

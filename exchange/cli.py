@@ -7,7 +7,9 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+import tempfile
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
@@ -20,12 +22,14 @@ from sqlalchemy.exc import OperationalError
 from exchange.access_log import uvicorn_log_config
 from exchange.auth.scopes import Role, Scope, parse_scopes
 from exchange.errors import ConfigurationError, ExchangeError
+from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
 from exchange.serving import free_port
 from exchange.settings import Settings
 from exchange.settlement.models import BreakKind, Resolution
 
 if TYPE_CHECKING:
     from exchange.services.container import Services
+    from exchange.services.settlement import BreakView
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -131,24 +135,49 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Serve the GraphQL gateway on an already-migrated database.
 
     GraphQL (and GraphiQL in a browser) is at /graphql; /healthz and /readyz answer
-    load balancers. The access log (standard output) names each request's path and query
-    parameters, never their values.
+    load balancers; /metrics answers Prometheus (not through a proxy). The access log
+    (standard output) names each request's path and query parameters, never their values;
+    EXCHANGE_LOG_FORMAT chooses text or JSON lines.
     """
     settings = load_settings(host=host, port=port)
     settings.check_for_production()
     # The app factory (in every worker process) reads its settings from the environment:
     # hand the command-line options on that way, or the issuer would name the default port.
     os.environ["EXCHANGE_HOST"], os.environ["EXCHANGE_PORT"] = settings.host, str(settings.port)
-    uvicorn.run(
-        "exchange.app:create_app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_level=settings.log_level,
-        log_config=uvicorn_log_config(),
-        proxy_headers=True,
-    )
+    with metrics_directory(workers):
+        uvicorn.run(
+            "exchange.app:create_app_from_environment",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level=settings.log_level,
+            log_config=uvicorn_log_config(settings.chosen_log_format, settings.log_level),
+            proxy_headers=True,
+        )
+
+
+@contextmanager
+def metrics_directory(workers: int) -> Iterator[None]:
+    """For several workers, the directory where each records its metrics for /metrics to add up
+    (prometheus-client's multiprocess mode, told by PROMETHEUS_MULTIPROC_DIR, which the workers
+    inherit): the one that variable names, emptied of an earlier run's files, or a new temporary
+    one, removed afterwards. One worker keeps its metrics in memory."""
+    if workers <= 1:
+        yield
+        return
+    given = os.environ.get(MULTIPROCESS_DIRECTORY)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="exchange-metrics-") as directory:
+        os.environ[MULTIPROCESS_DIRECTORY] = directory
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_DIRECTORY]
 
 
 @main.command(needs_database=False)
@@ -358,6 +387,37 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
     ):
         click.echo(f"  {name:<20} {count:>12}")
     click.echo(f"{view.unresolved} breaks to resolve (exchange settle resolve); reconciliation {imported.id}")
+
+
+@settle.command("breaks")
+@click.option("--partner", required=True, help="The partner's program id.")
+@click.option("--unresolved", is_flag=True, help="Only the breaks nobody has resolved yet.")
+@click.argument("period")
+@reports_errors
+def settle_breaks(partner: str, unresolved: bool, period: str) -> None:
+    """List the breaks of the partner's current reconciliation of PERIOD, with how each was
+    resolved: the ids `exchange settle resolve --break` takes."""
+
+    async def breaks(services: Services) -> list[BreakView]:
+        current = await services.settlement.reconciliation(partner, period)
+        found: list[BreakView] = []
+        while page := await services.settlement.breaks(
+            current.reconciliation, unresolved_only=unresolved, after=found[-1].row.id if found else None
+        ):
+            found += page
+        return found
+
+    views = with_services(breaks)
+    click.echo(f"{'break':>8} {'kind':<20} {'line':>6} {'partner':>14} {'ledger':>14} {'resolution':<14} reference")
+    for view in views:
+        row, money = view.row, view.currency.from_minor
+        amounts = ["" if amount is None else str(money(amount)) for amount in (row.partner_amount, row.ledger_amount)]
+        resolution = view.resolution.resolution if view.resolution else "-"
+        click.echo(
+            f"{row.id:>8} {row.kind:<20} {row.line or '':>6} {amounts[0]:>14} {amounts[1]:>14} {resolution:<14} "
+            f"{row.reference}"
+        )
+    click.echo(f"{len(views)} breaks")
 
 
 def _actor(value: str | None) -> str:

@@ -15,3 +15,17 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+class SetClock:
+    """A clock that shows the time it was set to until it is moved: for work done "as of" a
+    moment, such as the demo's previous month built through the real services."""
+
+    def __init__(self, now: datetime) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        return self.current
+
+    def set(self, now: datetime) -> None:
+        self.current = now

@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,21 @@ from joserfc.jwk import ECKey
 from exchange.app import create_app
 from exchange.auth.clients import ClientCredentials
 from exchange.auth.scopes import Role
+from exchange.clock import SetClock
 from exchange.db import migrate
+from exchange.demo_month import (
+    FILE_PARTNER,
+    MEMBERS,
+    DemoPerson,
+    build_previous_month,
+    create_sign_ins,
+    partner_records,
+)
+from exchange.ledger.periods import SettlementCalendar
 from exchange.programs.declarations import read_partners_directory
 from exchange.sandbox.server import SandboxServer, demo_sandboxes
 from exchange.services.container import Services, load_partners_directory, open_services
+from exchange.services.portal import RETURN_PATH
 from exchange.serving import RunningServer, start_server, wait_for_stop_signal
 from exchange.settings import Settings
 
@@ -47,18 +59,49 @@ LINK = """mutation($program: ID!, $ref: String!, $pin: String!) {
   linkAccount(programId: $program, memberRef: $ref, verification: $pin) { memberRef } }"""
 
 
-def banner(gateway_url: str, settings: Settings, sandboxes: list[SandboxServer], credentials: Path) -> str:
+@dataclass(frozen=True)
+class LastMonth:
+    """What the demo built of the previous month: its name, and the partner's file to reconcile."""
+
+    period: str
+    partner_file: Path
+
+
+def month_lines(settings: Settings, month: LastMonth | None) -> list[str]:
+    if month is None:
+        return []
+    database = f"EXCHANGE_DATABASE_URL={settings.database_url}"
+    return [
+        f'  Last month, {month.period}, is ready to settle (README.md, "The demo\'s last month"):',
+        f"    {database} exchange settle close {month.period}",
+        f"    {database} exchange settle reconcile --partner {FILE_PARTNER} {month.period} {month.partner_file}",
+    ]
+
+
+def banner(
+    gateway_url: str,
+    settings: Settings,
+    sandboxes: list[SandboxServer],
+    credentials: Path,
+    people: list[DemoPerson],
+    month: LastMonth | None,
+) -> str:
     url = f"{gateway_url}/graphql"
     partners = [f"    {server.program.id:<12} {server.program.connector.kind:<8} {server.url}" for server in sandboxes]
+    sign_ins = [f"    {person.username:<24} {person.password}" for person in people]
+    members = ", ".join(f"{member.member_ref} {member.pin}" for member in MEMBERS)
     return "\n".join(
         [
             "",
             "The coalition points exchange demo is running.",
             f"  GraphiQL (open in a browser): {url}",
-            f"  Console (open in a browser): {gateway_url}/console/ ; make yourself a person to sign in as:",
-            f"    EXCHANGE_DATABASE_URL={settings.database_url} exchange people create --username you --role settlement",
+            f"  Console (open in a browser): {gateway_url}/console/ ; sign in as (development passwords):",
+            *sign_ins,
+            f"  Member portal (open in a browser): {gateway_url}/portal/ ; choose a program, then a member id and PIN:",
+            f"    {members}",
+            *month_lines(settings, month),
             f"  Database: {settings.database_url}",
-            "  Sandbox partners (members alice, bob, carol, dave; admin API at <url>/_sandbox):",
+            "  Sandbox partners (admin API at <url>/_sandbox):",
             *partners,
             f"  OAuth clients and member tokens: {credentials}",
             "  Try this query:",
@@ -172,10 +215,27 @@ def write_private(path: Path, document: dict[str, Any]) -> None:
     path.chmod(0o600)
 
 
-async def write_credentials(settings: Settings, data_dir: Path, gateway_url: str) -> Path:
+async def set_up_member_sign_in(services: Services, sandboxes: list[SandboxServer], clients: dict[str, Any]) -> None:
+    """Each sandbox's sign-in page signs members in to the portal: its key registered at the
+    exchange (beside the demo's own), the portal's return URL registered at the sandbox."""
+    return_url = services.settings.issuer_url + RETURN_PATH
+    for sandbox in sandboxes:
+        program_id = sandbox.program.id
+        if program_id not in clients:
+            continue
+        public_key = json.dumps(sandbox.sign_in.key.as_dict(private=False))
+        await services.access.register_assertion_key(program_id, public_key)
+        sandbox.sign_in.client_id = clients[program_id]["client_id"]
+        sandbox.sign_in.return_urls = frozenset({return_url})
+
+
+async def write_credentials(
+    settings: Settings, data_dir: Path, gateway_url: str, sandboxes: list[SandboxServer]
+) -> Path:
     issuer = settings.issuer_url
     async with open_services(settings) as services:
         client_entries, partner_keys = await set_up_clients(services)
+        await set_up_member_sign_in(services, sandboxes, client_entries)
     members: dict[str, Any] = {}
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as http:
         for member_ref, pin in DEMO_MEMBERS.items():
@@ -194,6 +254,31 @@ async def write_credentials(settings: Settings, data_dir: Path, gateway_url: str
     return path
 
 
+async def prepare_last_month(settings: Settings, data_dir: Path, sandboxes: list[SandboxServer]) -> LastMonth | None:
+    """Build the previous month (once) and write the partner's file of it; ``None`` on a data
+    directory made before the demo built months (its programs are younger than the month)."""
+    print("playing last month through the services (the sandbox partners' planted failures log warnings)")
+    built = await build_previous_month(
+        settings, now=datetime.now(UTC), sandbox_urls={server.program.id: server.url for server in sandboxes}
+    )
+    if built.built:
+        print(f"built {built.period}: {len(built.conversions)} conversions, {len(built.redemptions)} redemptions")
+    if built.unplayable is not None:
+        print(f"{built.period} cannot be played on {data_dir}: {built.unplayable}; `make clean` starts afresh")
+        return None
+    path = (data_dir / f"{FILE_PARTNER}-{built.period}.csv").resolve()
+    async with open_services(settings) as services:
+        records = await partner_records(services, built.period)
+    await asyncio.to_thread(path.write_text, records)
+    return LastMonth(built.period, path)
+
+
+async def sign_ins(settings: Settings) -> list[DemoPerson]:
+    """The console's sample people (see :func:`exchange.demo_month.create_sign_ins`)."""
+    async with open_services(settings) as services:
+        return await create_sign_ins(services, [program.id for program in await services.catalog.programs()])
+
+
 async def run_demo(settings: Settings, data_dir: Path) -> None:
     """Sandbox partners, then the gateway; Ctrl-C (or SIGTERM) stops the gateway, then them.
 
@@ -202,7 +287,10 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
     and a port already taken fails the start with a clear message.
     """
     await asyncio.to_thread(migrate.upgrade, settings.database_url)
-    report = (await load_partners_directory(settings)).programs
+    # The coalition has run since the previous month began, so that month can be played.
+    calendar = SettlementCalendar(settings.timezone, settings.settlement_period_months)
+    began = SetClock(calendar.starts_at(calendar.latest_over(datetime.now(UTC))))
+    report = (await load_partners_directory(settings, clock=began)).programs
     print(
         f"loaded {len(report.created) + len(report.updated) + len(report.unchanged)} programs "
         f"from {settings.partners_dir}"
@@ -213,9 +301,11 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
     try:
         for sandbox in sandboxes:
             await sandbox.start()
+        month = await prepare_last_month(settings, data_dir, sandboxes)
+        people = await sign_ins(settings)
         gateway = await start_server(create_app(settings), host=settings.host, port=settings.port, handle_signals=False)
-        credentials = await write_credentials(settings, data_dir, gateway.url)
-        print(banner(gateway.url, settings, sandboxes, credentials), flush=True)
+        credentials = await write_credentials(settings, data_dir, gateway.url, sandboxes)
+        print(banner(gateway.url, settings, sandboxes, credentials, people, month), flush=True)
         await wait_for_stop_signal()
     finally:
         if gateway is not None:

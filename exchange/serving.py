@@ -13,6 +13,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -86,8 +87,9 @@ async def start_server(
 
 
 @asynccontextmanager
-async def serving(app: ASGIApp, **options: object) -> AsyncIterator[RunningServer]:
-    running = await start_server(app, **options)  # type: ignore[arg-type]
+async def serving(app: ASGIApp, **options: Any) -> AsyncIterator[RunningServer]:
+    """:func:`start_server` with these ``options`` until the block ends."""
+    running = await start_server(app, **options)
     try:
         yield running
     finally:

@@ -83,6 +83,18 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the gateway."
     )
+    log_format: Literal["text", "json"] | None = Field(
+        default=None,
+        description="`json`: one JSON object per log line (time, level, logger, message, request_id, "
+        "conversion_id, …), for a log collector; `text`: one readable line. Default: json in production, "
+        "text in development.",
+    )
+    metrics: bool = Field(
+        default=True,
+        description="Serve Prometheus metrics at /metrics (counts and latencies by operation, partner, "
+        "error code and saga; no member, id or query text). Keep the path to the cluster: it shows "
+        'partners\' volumes (see README.md, "Observability").',
+    )
     settlement_timezone: str = Field(
         default="Asia/Taipei",
         description="IANA time zone whose calendar bounds settlement periods and daily/monthly caps.",
@@ -239,6 +251,11 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{value!r} is not an IANA time zone such as Asia/Taipei") from None
         return value
+
+    @property
+    def chosen_log_format(self) -> Literal["text", "json"]:
+        """The log format: the setting, or JSON in production and text in development."""
+        return self.log_format or ("json" if self.environment == "production" else "text")
 
     @property
     def timezone(self) -> ZoneInfo:

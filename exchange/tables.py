@@ -22,7 +22,8 @@ from exchange.ledger.models import (
 )
 from exchange.members.models import DebitConsent, LinkedAccount, Member
 from exchange.people.models import Person, WebSession
-from exchange.pricing.models import LimitUsage, Promotion, Quote, RateVersion
+from exchange.people.portal_models import MemberWebSession, PortalSignIn
+from exchange.pricing.models import LimitUsage, PricingRevision, Promotion, Quote, RateVersion
 from exchange.programs.models import (
     CoalitionLevel,
     CoalitionSettings,
@@ -55,9 +56,12 @@ __all__ = [
     "LimitUsage",
     "LinkedAccount",
     "Member",
+    "MemberWebSession",
     "OAuthClient",
     "PartnerAssertionKey",
     "Person",
+    "PortalSignIn",
+    "PricingRevision",
     "Program",
     "ProgramTier",
     "Promotion",

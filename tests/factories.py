@@ -9,9 +9,12 @@ from exchange.db.database import Database
 from exchange.members.models import LinkedAccount, LinkMethod, Member
 
 
-async def member_with_accounts(db: Database, accounts: dict[str, str], now: datetime) -> str:
-    """A new member linked to ``accounts`` (program id → member ref at that program); its id."""
-    member_id = f"mbr_{uuid.uuid4().hex}"
+async def member_with_accounts(
+    db: Database, accounts: dict[str, str], now: datetime, *, member_id: str | None = None
+) -> str:
+    """A new member (``member_id``, or a fresh id) linked to ``accounts`` (program id → member
+    ref at that program); its id."""
+    member_id = member_id or f"mbr_{uuid.uuid4().hex}"
     async with db.transaction() as session:
         session.add(Member(id=member_id, created_at=now))
         await session.flush()

@@ -33,8 +33,9 @@ from exchange.api.authentication import principal_of, www_authenticate
 from exchange.api.context import Context
 from exchange.api.errors import to_client_error
 from exchange.api.media import GRAPHQL_RESPONSE_JSON, response_media_type
-from exchange.api.refusals import refusal
+from exchange.api.refusals import STATUS_CODES, refusal
 from exchange.errors import ErrorCode
+from exchange.observability.metrics import count_errors
 from exchange.services.container import Services
 from exchange.web.graphiql import graphiql_response
 
@@ -53,7 +54,8 @@ def never_executed(result: ExecutionResult) -> bool:
     """Parse or validation failure, or variables that do not fit their types."""
     if isinstance(result, PreExecutionError):
         return True
-    return result.data is None and bool(result.errors) and all(error.path is None for error in result.errors)
+    errors = result.errors or []
+    return result.data is None and bool(errors) and all(error.path is None for error in errors)
 
 
 def _not_json(constant: str) -> NoReturn:
@@ -77,6 +79,8 @@ class GraphQLView(GraphQL[Context, None]):
                 {"Allow": "POST" if request.method == "GET" else "GET, POST"} if refused.status_code == 405 else None
             )
             response = refusal(request.headers, refused.status_code, refused.reason, headers=allow)
+            request.state.outcome = "refused"
+            count_errors([STATUS_CODES.get(refused.status_code, ErrorCode.BAD_REQUEST).value])
         await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
@@ -111,38 +115,39 @@ class GraphQLView(GraphQL[Context, None]):
                 raise HTTPException(405, refused.reason) from None
             raise
 
-    async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
+    async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]  # an HTTP Route serves it: never a WebSocket
         return Context(services=self.services, request=request, response=response, principal=principal_of(request))
 
-    async def render_graphql_ide(self, request: Request) -> HTMLResponse:  # type: ignore[override]
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """GraphiQL with its scripts and styles served by the exchange, not by a CDN."""
         return graphiql_response()
 
-    async def get_sub_response(self, request: Request) -> Response:  # type: ignore[override]
+    async def get_sub_response(self, request: Request) -> Response:  # type: ignore[override]  # an HTTP Route serves it: never a WebSocket
         sub_response = await super().get_sub_response(request)
         sub_response.media_type = response_media_type(request.headers)
         request.state.sub_response = sub_response
         return sub_response
 
-    async def process_result(  # type: ignore[override]
-        self, request: Request, result: ExecutionResult
-    ) -> GraphQLHTTPResponse:
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         # The one place errors take their client form: every failure, from any phase, passes here.
         if result.errors:
             result.errors = [to_client_error(error) for error in result.errors]
+            count_errors(str((error.extensions or {}).get("code")) for error in result.errors)
         response = await super().process_result(request, result)
         sub_response: Response = request.state.sub_response
         if not never_executed(result):
+            request.state.outcome = "error" if result.errors else "ok"
             return response
+        request.state.outcome = "refused"
         if sub_response.media_type == GRAPHQL_RESPONSE_JSON:
-            response.pop("data", None)  # type: ignore[misc]
+            response.pop("data", None)
             sub_response.status_code = 400
         if refused_for_want_of_a_token(response):
             sub_response.status_code = 401
             sub_response.headers["WWW-Authenticate"] = www_authenticate()
         return response
 
-    def create_response(  # type: ignore[override]
+    def create_response(
         self,
         response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
         sub_response: Response,

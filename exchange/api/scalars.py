@@ -65,12 +65,12 @@ def parse_datetime_input(value: Any) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidValue(f"{value!r} has no UTC offset: add one, such as Z or +08:00")
     try:
-        moment = moment.astimezone(UTC)
+        in_utc: datetime | None = moment.astimezone(UTC)
     except OverflowError:
-        moment = None  # off the calendar once in UTC
-    if moment is None or not EARLIEST <= moment < LATEST:
+        in_utc = None  # off the calendar once in UTC
+    if in_utc is None or not EARLIEST <= in_utc < LATEST:
         raise InvalidValue(f"{value!r} is out of range: from {EARLIEST:%Y-%m-%d} until {LATEST:%Y-%m-%d}")
-    return moment
+    return in_utc
 
 
 DecimalScalar: ScalarDefinition = strawberry.scalar(

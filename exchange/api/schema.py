@@ -19,6 +19,7 @@ from strawberry.types import ExecutionContext
 from exchange.api.authentication import TokenRequired
 from exchange.api.errors import log_unexpected, name_argument_paths
 from exchange.api.inputs import enforce_input_rules
+from exchange.api.observed import NameTheOperation
 from exchange.api.permissions import Rule, enforce_field_rules
 from exchange.api.roots import Mutation, Query
 from exchange.api.scalars import SCALARS
@@ -35,8 +36,8 @@ class ExchangeSchema(strawberry.Schema):
     ``Decimal`` and ``DateTime`` values: :mod:`exchange.api.scalars`.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, scalar_overrides=SCALARS, **kwargs)
+    def __init__(self, query: type, **kwargs: Any) -> None:
+        super().__init__(query, scalar_overrides=SCALARS, **kwargs)
         self.field_rules: dict[str, Rule] = enforce_field_rules(self)
         enforce_input_rules(self)
         name_argument_paths(self._schema)
@@ -62,5 +63,6 @@ def build_schema(settings: Settings) -> ExchangeSchema:
             lambda: AddValidationRules(limit_rules),
             lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
             TokenRequired,
+            NameTheOperation,
         ],
     )

@@ -201,16 +201,35 @@ async def record_assertion_use(
     The unique key decides, so two replicas receiving the same assertion at once cannot both
     accept it. Records of assertions that have expired anyway are dropped on the way.
     """
-    await session.exec(delete(UsedAssertion).where(col(UsedAssertion.expires_at) < now))  # type: ignore[call-overload]
+    await session.exec(delete(UsedAssertion).where(col(UsedAssertion.expires_at) < now))
     inserted = await session.exec(
         dialects.insert(session, UsedAssertion)
         .values(issuer=issuer, jti=jti, expires_at=expires_at)
         .on_conflict_do_nothing(index_elements=["issuer", "jti"])
         .returning(col(UsedAssertion.jti))
-    )  # type: ignore[call-overload]
+    )
     if inserted.first() is None:
         raise AssertionRejected("the assertion has been used before (replayed jti)")
 
 
 def expiry_of(claims: Mapping[str, Any]) -> datetime:
     return datetime.fromtimestamp(claims["exp"], UTC)
+
+
+async def accept_assertion(
+    session: AsyncSession,
+    assertion: str,
+    *,
+    issuer: str,
+    program_id: str | None,
+    audiences: Sequence[str],
+    now: datetime,
+) -> Mapping[str, Any]:
+    """The claims of a member assertion ``issuer`` (a partner's client, running ``program_id``)
+    signed, once one of the program's registered keys verifies it and its ``jti`` is recorded
+    as used. Both ways a partner vouches for a member go through here: the JWT-bearer grant
+    (back channel) and the portal's sign-in (front channel, with its own audience)."""
+    rows = (await assertion_keys(session, [program_id])).get(program_id, []) if program_id else []
+    claims = verify_assertion(assertion, verification_keys(rows), audiences=audiences, now=now)
+    await record_assertion_use(session, issuer=issuer, jti=claims["jti"], expires_at=expiry_of(claims), now=now)
+    return claims

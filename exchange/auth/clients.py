@@ -97,5 +97,23 @@ async def reset_client_secret(session: AsyncSession, client_id: str) -> str:
     return secret
 
 
-async def list_clients(session: AsyncSession) -> Sequence[OAuthClient]:
-    return (await session.exec(select(OAuthClient).order_by(col(OAuthClient.client_id)))).all()
+async def list_clients(session: AsyncSession, *, program_id: str | None = None) -> Sequence[OAuthClient]:
+    """Every client by id, or only ``program_id``'s partner's."""
+    statement = select(OAuthClient)
+    if program_id is not None:
+        statement = statement.where(OAuthClient.program_id == program_id)
+    return (await session.exec(statement.order_by(col(OAuthClient.client_id)))).all()
+
+
+async def program_client(session: AsyncSession, program_id: str, client_id: str) -> OAuthClient:
+    """``program_id``'s own client ``client_id``; another's is not found, as if it did not exist."""
+    client = await session.get(OAuthClient, client_id, with_for_update=True)
+    if client is None or client.program_id != program_id:
+        raise ClientNotFound(client_id)
+    return client
+
+
+async def delete_client(session: AsyncSession, client: OAuthClient) -> None:
+    """No token is issued to ``client`` any more (those issued expire with their lifetime)."""
+    await session.delete(client)
+    await session.flush()

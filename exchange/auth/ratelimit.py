@@ -63,7 +63,7 @@ async def record_failure(session: AsyncSession, client_id: str, limit: FailureLi
             col(ClientAuthFailure.window_started_at) <= window_closed_before,
             col(ClientAuthFailure.client_id) != client_id,
         )
-    )  # type: ignore[call-overload]
+    )
     await session.exec(
         dialects.insert(session, ClientAuthFailure)
         .values(client_id=client_id, window_started_at=now, failures=1)
@@ -74,4 +74,4 @@ async def record_failure(session: AsyncSession, client_id: str, limit: FailureLi
                 "window_started_at": case((expired, literal(now, UTCDateTime())), else_=table.c.window_started_at),
             },
         )
-    )  # type: ignore[call-overload]
+    )

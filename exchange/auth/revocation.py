@@ -15,9 +15,9 @@ from exchange.db import dialects
 async def revoke(session: AsyncSession, *, jti: str, client_id: str, expires_at: datetime, now: datetime) -> None:
     """Refuse the token from now on. Revoking twice is harmless; records of tokens that have
     expired anyway are dropped on the way."""
-    await session.exec(delete(RevokedToken).where(col(RevokedToken.expires_at) < now))  # type: ignore[call-overload]
+    await session.exec(delete(RevokedToken).where(col(RevokedToken.expires_at) < now))
     await session.exec(
         dialects.insert(session, RevokedToken)
         .values(jti=jti, client_id=client_id, revoked_at=now, expires_at=expires_at)
         .on_conflict_do_nothing(index_elements=["jti"])
-    )  # type: ignore[call-overload]
+    )

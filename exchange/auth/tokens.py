@@ -27,7 +27,7 @@ from joserfc.errors import (
     MissingClaimError,
 )
 from joserfc.jwk import RSAKey
-from sqlalchemy import exists
+from sqlalchemy import bindparam, exists
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -133,6 +133,13 @@ _CLAIM_PROBLEMS = {
 }
 
 
+#: Whether token ``jti`` is revoked, and whether key ``kid`` is published at ``now``; built once.
+_STANDING = select(
+    exists().where(col(RevokedToken.jti) == bindparam("jti")),
+    exists().where(col(SigningKey.kid) == bindparam("kid"), is_published(bindparam("now"))),  # type: ignore[arg-type]
+)
+
+
 class TokenVerifier:
     """Checks a bearer token: signature by a published key, RFC 9068 claims, revocation."""
 
@@ -169,7 +176,7 @@ class TokenVerifier:
         if session is not None:
             await self._check_standing(verified, session)
         else:
-            async with self._db.transaction() as own:
+            async with self._db.autocommit() as own:  # one statement: no transaction around it
                 await self._check_standing(verified, own)
         return verified
 
@@ -178,9 +185,8 @@ class TokenVerifier:
         (retired past its ``publish_until``, or removed). One query, on every request, so
         either holds at once on every replica: neither the verified-token cache nor the
         process's copy of the keys (re-read every minute) lets such a token through."""
-        revoked = exists().where(col(RevokedToken.jti) == verified.principal.token_id)
-        published = exists().where(col(SigningKey.kid) == verified.key_id, is_published(self._clock.now()))
-        is_revoked, key_published = (await session.exec(select(revoked, published))).one()
+        params = {"jti": verified.principal.token_id, "kid": verified.key_id, "now": self._clock.now()}
+        is_revoked, key_published = (await session.exec(_STANDING, params=params)).one()
         if is_revoked:
             raise InvalidAccessToken("the token has been revoked")
         if not key_published:
@@ -197,7 +203,7 @@ class TokenVerifier:
             raise InvalidAccessToken(f"not an access token (typ must be {TOKEN_TYPE})")
         kid = header.get("kid")
         key = await self._keys.public_key(kid, session) if isinstance(kid, str) else None
-        if key is None:
+        if key is None or not isinstance(kid, str):
             raise InvalidAccessToken(NOT_SIGNED_BY_A_PUBLISHED_KEY)
         try:
             decoded = jwt.decode(token, key, algorithms=[ALGORITHM])

@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
-from exchange.connectors.breaker import CircuitBreaker
+from exchange.connectors.breaker import BreakerState, CircuitBreaker
 from exchange.connectors.errors import (
     CircuitOpen,
     OutcomeUnknown,
@@ -35,6 +37,8 @@ from exchange.connectors.errors import (
 )
 from exchange.connectors.retry import RetryPolicy, worth_retrying
 from exchange.connectors.tokens import TokenCache
+from exchange.observability.metrics import observe_partner_call, set_breaker_open
+from exchange.observability.tracing import inject_trace_context, tracer
 
 logger = logging.getLogger("exchange.connectors")
 
@@ -145,6 +149,10 @@ class PartnerClient:
         self._retry = retry
         self._timeout = timeout
         self._sleep = sleep
+        # What every request carries, worked out once (see _prepared).
+        self._headers = [(name, value) for name, value in http.headers.multi_items() if name != "accept"]
+        self._headers.append(("accept", "application/json"))
+        self._extensions = {"timeout": http.timeout.as_dict()}
 
     @property
     def is_closed(self) -> bool:
@@ -193,19 +201,34 @@ class PartnerClient:
                 call=info.name,
                 operation_id=info.operation_id,
             )
+        started = time.perf_counter()
+        span = tracer().start_as_current_span(
+            f"partner {self.program_id} {info.name}",
+            kind=SpanKind.CLIENT,
+            attributes={"exchange.program": self.program_id, "exchange.partner.call": info.name},
+        )
         try:
-            result = await self._exchange(info, request, decode)
+            with span:
+                result = await self._exchange(info, request, decode)
         except PartnerRefusal:
             self.breaker.record_success()  # a clear "no" is a healthy partner
+            self._observe(info, "refused", started)
             raise
-        except PartnerError:
+        except PartnerError as error:
             self.breaker.record_failure()
+            self._observe(info, "unknown" if isinstance(error, OutcomeUnknown) else "unavailable", started)
             raise
         except BaseException:
             self.breaker.release()
             raise
         self.breaker.record_success()
+        self._observe(info, "ok", started)
         return result
+
+    def _observe(self, info: CallInfo, outcome: str, started: float) -> None:
+        """The attempt's latency and outcome, and the breaker's state after it, as metrics."""
+        observe_partner_call(self.program_id, info.name, outcome, started)
+        set_breaker_open(self.program_id, self.breaker.state is not BreakerState.CLOSED)
 
     async def _exchange(self, info: CallInfo, request: HttpRequest, decode: Callable[[Reply], T]) -> T:
         token = await self._tokens.get()
@@ -223,6 +246,21 @@ class PartnerClient:
             raise reply.error(PartnerServerError, f"the partner answered {response.status_code}")
         return decode(reply)
 
+    def _prepared(self, request: HttpRequest, token: str) -> httpx.Request:
+        """``request`` as httpx sends it, built directly: a partner call needs none of the
+        client's merging per request (base URL, parameters, cookies), about a fifth of its time
+        in httpx — only the client's default headers, the token, a JSON body, and the client's
+        timeouts (which tell a connection that never came from an answer that never came)."""
+        headers = [*self._headers, ("authorization", f"Bearer {token}")]
+        trace: dict[str, str] = {}
+        inject_trace_context(trace)  # the partner may continue the trace
+        headers.extend(trace.items())
+        content = None
+        if request.json is not None:
+            content = json.dumps(request.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            headers.append(("content-type", "application/json"))
+        return httpx.Request(request.method, request.url, headers=headers, content=content, extensions=self._extensions)
+
     async def _send(self, info: CallInfo, request: HttpRequest, token: str) -> httpx.Response:
         def error(kind: type[PartnerError], detail: str) -> PartnerError:
             return kind(
@@ -235,12 +273,7 @@ class PartnerClient:
         try:
             # The deadline covers the whole answer, so a body that trickles in cannot stall us.
             async with asyncio.timeout(self._timeout):
-                return await self._http.request(
-                    request.method,
-                    request.url,
-                    json=request.json,
-                    headers={"authorization": f"Bearer {token}", "accept": "application/json"},
-                )
+                return await self._http.send(self._prepared(request, token))
         except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise error(PartnerConnectTimeout, f"no connection in time ({exc!r})") from exc
         except httpx.ConnectError as exc:

@@ -39,14 +39,17 @@ USER_AGENT = "coalition-points-exchange"
 
 
 def with_base_url(config: ConnectorDeclaration, base_url: str) -> ConnectorDeclaration:
-    """``config`` pointed at ``base_url``; a token URL under the old base URL moves with it."""
+    """``config`` pointed at ``base_url``; a token URL or sign-in page under the old base URL
+    moves with it."""
     old = config.base_url.rstrip("/")
     new = base_url.rstrip("/")
-    token_url = config.oauth.token_url
-    if token_url == old or token_url.startswith(old + "/"):
-        token_url = new + token_url[len(old) :]
-    oauth = config.oauth.model_copy(update={"token_url": token_url})
-    return config.model_copy(update={"base_url": new, "oauth": oauth})
+
+    def moved(url: str) -> str:
+        return new + url[len(old) :] if url == old or url.startswith(old + "/") else url
+
+    oauth = config.oauth.model_copy(update={"token_url": moved(config.oauth.token_url)})
+    sign_in_url = None if config.sign_in_url is None else moved(config.sign_in_url)
+    return config.model_copy(update={"base_url": new, "oauth": oauth, "sign_in_url": sign_in_url})
 
 
 def _flavour(config: ConnectorDeclaration) -> Flavour:
@@ -99,6 +102,13 @@ class ConnectorRegistry:
         connector = self._build(program_id, declaration)
         self._connectors[program_id] = (declaration, connector)
         return connector
+
+    def sign_in_url(self, program: Program) -> str | None:
+        """Where the program's partner signs members in for the portal, if it does."""
+        declaration = ConnectorDeclaration.model_validate(program.connector)
+        if program.id in self.base_urls:
+            declaration = with_base_url(declaration, self.base_urls[program.id])
+        return declaration.sign_in_url
 
     def for_program(self, program: Program) -> PartnerConnector:
         """The connector of a loaded program, from its stored connector settings."""

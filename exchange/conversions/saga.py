@@ -1,14 +1,19 @@
 """The conversion saga: move points between two partners without losing or creating any.
 
 1. **Record** the conversion PENDING under the member's idempotency key, with the quote's
-   amounts and the limits it reserves (one unit of work; a repeat of the key returns it).
-   The source program's points are debited only under its authority
+   amounts, and reserve the limits it counts against (one unit of work; a repeat of the key
+   returns it). The source program's points are debited only under its authority
    (:mod:`exchange.members.authority`): a token it asserted, or a consent given through it,
    used in this same unit of work.
 2. **Debit** the member at the source partner (operation ``<id>:debit``).
 3. **Credit** the member at the target partner (operation ``<id>:credit``); the clearing
    transaction is posted to the ledger in the same unit of work that marks the conversion
    COMPLETED, so a conversion is COMPLETED if and only if it is posted.
+
+The move from the debit to the credit is not recorded on its own (a chained transition): a
+crash between them leaves the conversion at DEBIT, and recovery asks the source partner,
+finds the debit applied, and sends the credit — the same operation id, which the target
+partner applies at most once, whether or not the first one reached it.
 
 A definite failure of the debit ends FAILED with nothing posted; a definite failure of the
 credit reverses the debit (``<id>:reverse-debit``) and ends REVERSED. Limits come back in
@@ -32,9 +37,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import NoReturn
 
-from sqlmodel import select
+from sqlalchemy import Table, and_, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
@@ -45,18 +54,22 @@ from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.clearing import conversion_transaction
 from exchange.conversions.errors import ConversionNotFound, QuoteAlreadyExecuted
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
+from exchange.db import dialects
 from exchange.db.database import Database
-from exchange.errors import ErrorCode, ExchangeError, IdempotencyConflict
+from exchange.errors import ErrorCode, ExchangeError
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
+from exchange.members import service as members
 from exchange.members.authority import DebitAuthority, require_authority
 from exchange.members.consents import authorize_debit
-from exchange.pricing import limits, quotes, rates
-from exchange.programs.catalog import Catalog, CatalogCache
+from exchange.members.models import LinkedAccount
+from exchange.pricing import limits, quotes
+from exchange.pricing.models import Quote
+from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
 from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
-from exchange.sagas.idempotency import record_once
+from exchange.sagas.idempotency import claiming, record_once
 from exchange.settings import Settings
 
 ConnectorFor = Callable[[Program], PartnerConnector]
@@ -67,6 +80,10 @@ _CREDITED = Transition(SagaStep.DONE, ConversionStatus.COMPLETED)
 #: Final statuses that give back the limits a conversion reserved.
 _RELEASES_LIMITS = (ConversionStatus.FAILED, ConversionStatus.REVERSED)
 
+CONVERSIONS: Table = Conversion.__table__  # type: ignore[attr-defined]
+QUOTES: Table = Quote.__table__  # type: ignore[attr-defined]
+LINKS: Table = LinkedAccount.__table__  # type: ignore[attr-defined]
+
 
 @dataclass(frozen=True, slots=True)
 class ExecuteRequest:
@@ -75,8 +92,6 @@ class ExecuteRequest:
     member_id: str
     quote_id: str
     idempotency_key: str
-    source_ref: str
-    target_ref: str
     authority: DebitAuthority
 
 
@@ -122,96 +137,45 @@ class ConversionSaga(Saga[Conversion]):
     # -- step 1: record -----------------------------------------------------------------
 
     async def _record(self, request: ExecuteRequest) -> tuple[Conversion, bool]:
-        catalog = await self.catalog.get()
-        return await record_once(
-            self.db,
-            lambda session: self._record_in(session, request, catalog),
-            lambda session: self._by_key(session, request.member_id, request.idempotency_key),
-            lambda existing: self._same_request(existing, request),
-        )
-
-    @staticmethod
-    def _same_request(existing: Conversion, request: ExecuteRequest) -> Conversion:
-        if existing.quote_id != request.quote_id:
-            raise IdempotencyConflict(
-                f"idempotency key {request.idempotency_key!r} was used for quote {existing.quote_id}",
-                field="idempotencyKey",
-            )
-        return existing
-
-    @staticmethod
-    async def _by_key(session: AsyncSession, member_id: str, key: str) -> Conversion | None:
-        return (
-            await session.exec(
-                select(Conversion).where(Conversion.member_id == member_id, Conversion.idempotency_key == key)
-            )
-        ).first()
-
-    async def _record_in(
-        self, session: AsyncSession, request: ExecuteRequest, catalog: Catalog
-    ) -> tuple[Conversion, bool]:
+        """Two statements: the conversion inserted straight from the member's open quote and
+        their accounts at both programs (an ``INSERT … SELECT`` that does nothing for a key or a
+        quote already used), then the quote's limit counters reserved."""
         now = self.clock.now()
-        # Locking the quote first queues every execution of it, so they see each other.
-        quote = await quotes.member_quote(session, request.quote_id, request.member_id, lock=True)
-        existing = await self._by_key(session, request.member_id, request.idempotency_key)
-        if existing is not None:
-            return self._same_request(existing, request), False
-        earlier = (await session.exec(select(Conversion).where(Conversion.quote_id == quote.id))).first()
-        if earlier is not None:
-            raise QuoteAlreadyExecuted(quote.id, earlier.id)
-        quotes.ensure_open(quote, now)
-        require_authority(request.authority, quote.from_program, field="quoteId")
-        source, target = catalog.program(quote.from_program), catalog.program(quote.to_program)
-        version = await session.get(rates.RateVersion, quote.rate_version_id)
-        assert version is not None
-        usages = limits.conversion_usages(
-            member_id=request.member_id,
-            source=source,
-            target=target,
-            version=version,
-            points_in=quote.points_in,
-            points_out=quote.points_out,
-            at=now,
-            timezone=self.policy.timezone,
-        )
-        await limits.reserve(session, usages)
-        conversion = Conversion(
-            id=str(uuid.uuid4()),
-            member_id=request.member_id,
-            idempotency_key=request.idempotency_key,
-            quote_id=quote.id,
-            rate_version_id=quote.rate_version_id,
-            from_program=quote.from_program,
-            to_program=quote.to_program,
-            source_ref=request.source_ref,
-            target_ref=request.target_ref,
-            points_in=quote.points_in,
-            points_out=quote.points_out,
-            currency=quote.currency,
-            money_value_minor=quote.money_value_minor,
-            fee_minor=quote.fee_minor,
-            status=ConversionStatus.PENDING,
-            step=SagaStep.DEBIT,
-            usages=[asdict(usage) for usage in usages],
-            next_attempt_at=now + self.policy.lease,
-            lease_until=now + self.policy.lease,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(conversion)
-        await session.flush()
-        # Used last, in this unit of work: whatever refuses the conversion leaves it unused.
-        await authorize_debit(
-            session,
-            request.authority,
-            member_id=request.member_id,
-            program=quote.from_program,
-            points=quote.points_in,
-            used_for=f"conversion:{conversion.id}",
-            now=now,
-            field="quoteId",
-        )
-        return conversion, True
+        state = self.policy.start(now, step=SagaStep.DEBIT)
+        async with self.db.transaction() as session:
+            conversion, created = await record_once(
+                session,
+                Conversion,
+                _from_quote(session.get_bind().dialect.name),
+                params={
+                    "new_id": str(uuid.uuid4()),
+                    "new_key": request.idempotency_key,
+                    "quote_id": request.quote_id,
+                    "member_id": request.member_id,
+                    "now": now,
+                    **{f"new_{name}": value for name, value in state.items()},
+                },
+                member_id=request.member_id,
+                key=request.idempotency_key,
+                same=lambda existing: existing.quote_id == request.quote_id,
+            )
+            if conversion is None:
+                await _refusal(session, request, now)
+            if created:
+                require_authority(request.authority, conversion.from_program, field="quoteId")
+                await limits.reserve(session, [limits.Usage(**usage) for usage in conversion.usages])
+                # Used last, in this unit of work: whatever refuses the conversion leaves it unused.
+                await authorize_debit(
+                    session,
+                    request.authority,
+                    member_id=request.member_id,
+                    program=conversion.from_program,
+                    points=conversion.points_in,
+                    used_for=f"conversion:{conversion.id}",
+                    now=now,
+                    field="quoteId",
+                )
+        return conversion, created
 
     # -- the steps ----------------------------------------------------------------------
 
@@ -289,3 +253,60 @@ class ConversionSaga(Saga[Conversion]):
                 effective_at=conversion.created_at,
             ),
         )
+
+
+#: The state columns a conversion starts with (``SagaPolicy.start``).
+_STATE = ("status", "step", "in_doubt", "attempts", "next_attempt_at", "lease_until", "created_at", "updated_at")
+
+
+@lru_cache(maxsize=2)
+def _from_quote(dialect: str) -> dialects.Insert:
+    """The conversion of quote ``quote_id`` by member ``member_id``, inserted from the quote
+    and the member's accounts at both programs if it is still open at ``now``; built once."""
+    quote, source, target = QUOTES, LINKS.alias("source"), LINKS.alias("target")
+    values = {
+        "id": bindparam("new_id", type_=CONVERSIONS.c.id.type),
+        "member_id": quote.c.member_id,
+        "idempotency_key": bindparam("new_key", type_=CONVERSIONS.c.idempotency_key.type),
+        "quote_id": quote.c.id,
+        "rate_version_id": quote.c.rate_version_id,
+        "from_program": quote.c.from_program,
+        "to_program": quote.c.to_program,
+        "source_ref": source.c.member_ref,
+        "target_ref": target.c.member_ref,
+        **{
+            name: quote.c[name]
+            for name in ("points_in", "points_out", "currency", "money_value_minor", "fee_minor", "usages")
+        },
+        **{name: bindparam(f"new_{name}", type_=CONVERSIONS.c[name].type) for name in _STATE},
+    }
+    rows = (
+        select(*values.values())
+        .select_from(
+            quote.join(
+                source, and_(source.c.member_id == quote.c.member_id, source.c.program_id == quote.c.from_program)
+            ).join(target, and_(target.c.member_id == quote.c.member_id, target.c.program_id == quote.c.to_program))
+        )
+        .where(
+            quote.c.id == bindparam("quote_id", type_=quote.c.id.type),
+            quote.c.member_id == bindparam("member_id", type_=quote.c.member_id.type),
+            quote.c.expires_at > bindparam("now", type_=quote.c.expires_at.type),
+            quote.c.usages.is_not(None),
+        )
+    )
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(CONVERSIONS)
+    return claiming(insert.from_select(list(values), rows))
+
+
+async def _refusal(session: AsyncSession, request: ExecuteRequest, now: datetime) -> NoReturn:
+    """Why a quote made no conversion (its key being free): not the member's, not linked,
+    executed already, or expired."""
+    quote = await quotes.member_quote(session, request.quote_id, request.member_id)
+    await members.member_refs_at(
+        session, request.member_id, {quote.from_program: "quoteId", quote.to_program: "quoteId"}
+    )
+    earlier = (await session.exec(select(CONVERSIONS.c.id).where(CONVERSIONS.c.quote_id == quote.id))).first()  # type: ignore[call-overload]
+    if earlier is not None:
+        raise QuoteAlreadyExecuted(quote.id, earlier[0])
+    quotes.ensure_open(quote, now)
+    raise AssertionError(f"quote {quote.id} made no conversion, for no reason known")

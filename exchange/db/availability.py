@@ -71,7 +71,7 @@ def drop_if_closed_by_server(_dbapi_connection: Any, record: ConnectionPoolEntry
         record.info[_USED] = True  # the pool clears ``info`` when it connects anew
         return
     try:
-        socket = record.driver_connection.pgconn.socket  # type: ignore[union-attr]
+        socket = record.driver_connection.pgconn.socket  # type: ignore[union-attr]  # checked out: connected
     except psycopg.OperationalError:
         raise DisconnectionError("the connection is already closed") from None
     poller = select.poll()

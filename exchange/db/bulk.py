@@ -1,47 +1,70 @@
-"""Reading and writing many rows at once: COPY on PostgreSQL, executemany elsewhere.
+"""Reading and writing many rows at once: COPY on PostgreSQL, one multi-row INSERT for a few.
 
 COPY streams rows into the table in one round trip and skips per-statement planning, which
 is what lets the ledger post thousands of transactions a second. Rows must already hold
 the values the columns store (aware datetimes, ints, strings): they bypass SQLAlchemy's
-type processing on PostgreSQL.
+type processing on PostgreSQL. A few rows go in one ``INSERT … VALUES (…), (…)``: one
+statement, where an executemany would send one per row. SQLAlchemy compiles a multi-row
+insert anew every time, so it is written here once per table, columns and row count, as
+text with typed parameters, which its cache keeps.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from psycopg import AsyncConnection
-from sqlalchemy import ARRAY, ColumnElement, String, Table, any_, bindparam, insert
+from sqlalchemy import ARRAY, ColumnElement, String, Table, TextClause, any_, bindparam, insert, text
+from sqlalchemy.sql.elements import SQLCoreOperations
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
-def one_of(column: ColumnElement[str], values: Sequence[str], session: AsyncSession) -> ColumnElement[bool]:
+def one_of(column: SQLCoreOperations[str], values: Sequence[str], session: AsyncSession) -> ColumnElement[bool]:
     """``column IN values``; on PostgreSQL as ``= ANY(array)``, one parameter however many values."""
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         return column == any_(bindparam("values", list(values), type_=ARRAY(String), unique=True))
     return column.in_(values)
 
 
-#: Below this many rows a plain (pipelined) executemany beats setting up a COPY.
+#: Below this many rows one multi-row INSERT beats setting up a COPY (and stays far below
+#: any driver's limit on parameters).
 COPY_FROM_ROWS = 64
 
 
 async def bulk_insert(
     session: AsyncSession, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
-    """Insert ``rows`` (tuples in ``columns`` order) in the session's transaction: by COPY on
-    PostgreSQL when there are many, else by executemany."""
+    """Insert ``rows`` (tuples in ``columns`` order) in the session's transaction: a few in
+    one statement; many by COPY on PostgreSQL, by executemany on SQLite (in process)."""
     if not rows:
         return
+    if len(rows) < COPY_FROM_ROWS:
+        params = {
+            f"{column}_{index}": value
+            for index, row in enumerate(rows)
+            for column, value in zip(columns, row, strict=True)
+        }
+        await session.exec(_values(table, tuple(columns), len(rows)), params=params)  # type: ignore[call-overload]
+        return
     connection = await session.connection()
-    if connection.dialect.name != "postgresql" or len(rows) < COPY_FROM_ROWS:
+    if connection.dialect.name != "postgresql":
         await session.exec(insert(table), params=[dict(zip(columns, row, strict=True)) for row in rows])
         return
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
     async with (await _driver(session)).cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             await copy.write_row(row)
+
+
+@lru_cache(maxsize=256)
+def _values(table: Table, columns: tuple[str, ...], count: int) -> TextClause:
+    """``INSERT INTO table (columns) VALUES`` ``count`` rows of parameters ``<column>_<row>``."""
+    rows = ", ".join("(" + ", ".join(f":{column}_{index}" for column in columns) + ")" for index in range(count))
+    return text(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {rows}").bindparams(
+        *(bindparam(f"{column}_{index}", type_=table.c[column].type) for index in range(count) for column in columns)
+    )
 
 
 async def copy_csv(session: AsyncSession, table: str, columns: Sequence[str], chunks: AsyncIterable[str]) -> None:

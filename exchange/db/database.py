@@ -12,8 +12,8 @@ replaced (:mod:`exchange.db.availability`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from sqlalchemy import event, text
@@ -34,8 +34,9 @@ def _enable_sqlite_rules(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
-    """An async engine for ``url`` with the exchange's connection rules applied."""
+def create_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit: bool = False) -> AsyncEngine:
+    """An async engine for ``url`` with the exchange's connection rules applied; ``autocommit``:
+    its connections run every statement in a transaction of its own (PostgreSQL only)."""
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60)
@@ -45,21 +46,58 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
     # statements. A connection the server closed while it was idle is dropped at checkout
     # instead (a poll, no round trip); one that breaks during a unit of work fails it and
     # invalidates the pool. Recycling keeps connections from outliving server-side idle limits.
-    engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300)
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=300,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
+    )
     event.listen(engine.sync_engine.pool, "checkout", drop_if_closed_by_server)
     return engine
 
 
-class Database:
-    """Owns the engine; hands out one session per unit of work."""
+@contextmanager
+def _unavailable_on_outage() -> Iterator[None]:
+    """Turns an outage met inside the block (the server gone or refusing writes, or no pooled
+    connection free in time) into :class:`DatabaseUnavailable`; other errors pass unchanged."""
+    try:
+        yield
+    except DBAPIError as error:
+        if is_unavailable(error):
+            raise DatabaseUnavailable() from error
+        raise
+    except PoolTimeout as error:
+        raise DatabaseUnavailable() from error
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+class Database:
+    """Owns the engine; hands out one session per unit of work.
+
+    Statements that commit on their own (:meth:`autocommit`) run on connections kept in that
+    mode: on PostgreSQL a pool of their own (switching a connection's mode on every checkout
+    costs about what BEGIN and COMMIT do); on SQLite the one connection, switched, since a
+    second one would write beside it.
+    """
+
+    def __init__(self, engine: AsyncEngine, autocommit_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
+        self._autocommit_engine = autocommit_engine
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False, autoflush=False)
+        self._autocommit_sessions = async_sessionmaker(
+            autocommit_engine or engine.execution_options(isolation_level="AUTOCOMMIT"),
+            class_=AsyncSession,
+            expire_on_commit=False,
+            autoflush=False,
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Database:
-        return cls(create_engine(url, **options))
+        engine = create_engine(url, **options)
+        if engine.dialect.name != "postgresql":
+            return cls(engine)
+        return cls(engine, create_engine(url, **options, autocommit=True))
 
     @property
     def dialect(self) -> str:
@@ -74,15 +112,9 @@ class Database:
         requests queue for the pool). If that happens at the commit, the outcome is unknown
         (it may have committed): the client's idempotency key is what makes asking again safe.
         """
-        try:
+        with _unavailable_on_outage():
             async with self._sessions() as session, session.begin():
                 yield session
-        except DBAPIError as error:
-            if is_unavailable(error):
-                raise DatabaseUnavailable() from error
-            raise
-        except PoolTimeout as error:
-            raise DatabaseUnavailable() from error
 
     async def ping(self) -> None:
         """Raises unless the database answers a trivial query (readiness probes);
@@ -90,5 +122,17 @@ class Database:
         async with self.transaction() as session:
             await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
 
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncSession]:
+        """A session whose every statement commits on its own, without BEGIN and COMMIT (two
+        round trips fewer): for a read of one statement, or one write that needs no other
+        statement's company (nothing before it must be read in the same snapshot). Raises
+        :class:`DatabaseUnavailable` as :meth:`transaction` does."""
+        with _unavailable_on_outage():
+            async with self._autocommit_sessions() as session:
+                yield session
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._autocommit_engine is not None:
+            await self._autocommit_engine.dispose()

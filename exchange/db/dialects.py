@@ -12,8 +12,10 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+Insert = postgresql.Insert | sqlite.Insert
 
-def insert(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
+
+def insert(session: AsyncSession, table: Any) -> Insert:
     """An ``INSERT`` into ``table`` that accepts ``on_conflict_do_nothing/do_update``."""
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)

@@ -4,6 +4,11 @@ The view takes as long as the slowest partner, not the sum of them: every partne
 at once. A partner that cannot answer yields that account's error, and the others still
 show. The member's coalition level (for the tier bonus) is the highest level among their
 accounts' current tiers, as the partners report them (a status match shows there too).
+
+Answers are cached for a few seconds (:mod:`exchange.federation.cache`), keyed on the
+member's activity marker (``member.activity``), which the database moves whenever one of the
+member's sagas — a conversion, a redemption, a status match — finishes a run. The marker is
+read with the member's links, in the same statement.
 """
 
 from __future__ import annotations
@@ -13,21 +18,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ScalarSelect, func
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.contract import MemberAccount
 from exchange.connectors.errors import PartnerError
-from exchange.conversions.models import Conversion
 from exchange.db.database import Database
 from exchange.errors import BadUserInput
 from exchange.federation.cache import SnapshotCache
 from exchange.members import service as members
-from exchange.members.models import LinkedAccount, LinkMethod
+from exchange.members.models import LinkedAccount, LinkMethod, Member
 from exchange.programs import service as programs
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
@@ -44,21 +47,18 @@ class AccountView:
     error: PartnerError | None
 
 
-def _activity_marker(member_id: str) -> ScalarSelect[Any]:
-    """Changes whenever the exchange moves the member's points (a conversion step)."""
-    return select(func.max(Conversion.updated_at)).where(Conversion.member_id == member_id).scalar_subquery()
+_LINKS_AND_ACTIVITY = (
+    select(LinkedAccount, Member.activity)
+    .join(Member, col(Member.id) == col(LinkedAccount.member_id))
+    .where(LinkedAccount.member_id == bindparam("member_id"))
+    .order_by(col(LinkedAccount.program_id))
+)
 
 
-async def _links_and_marker(session: AsyncSession, member_id: str) -> tuple[list[LinkedAccount], object]:
-    """The member's linked accounts and activity marker, in one query."""
-    rows = (
-        await session.exec(
-            select(LinkedAccount, _activity_marker(member_id))
-            .where(LinkedAccount.member_id == member_id)
-            .order_by(col(LinkedAccount.program_id))
-        )
-    ).all()
-    return [link for link, _ in rows], rows[0][1] if rows else None
+async def links_and_activity(session: AsyncSession, member_id: str) -> tuple[list[LinkedAccount], int]:
+    """The member's linked accounts (by program) and activity marker, in one query."""
+    rows = (await session.exec(_LINKS_AND_ACTIVITY, params={"member_id": member_id})).all()
+    return [link for link, _ in rows], rows[0][1] if rows else 0
 
 
 class Federation:
@@ -78,25 +78,47 @@ class Federation:
         self.cache = SnapshotCache(balance_ttl=balance_ttl, tier_ttl=tier_ttl, timer=timer)
 
     async def accounts(
-        self, member_id: str, *, links: Sequence[LinkedAccount] | None = None, for_tiers: bool = False
+        self, member_id: str, *, links: Sequence[LinkedAccount] | None = None, activity: int | None = None
     ) -> list[AccountView]:
-        """Every linked account of the member (``links``, when the caller has them already),
-        each fetched live (or from a fresh cache)."""
-        catalog = await self.catalog.get()
+        """Every linked account of the member, each fetched live (or from a cache entry taken
+        since their last activity). ``links`` and ``activity``, when the caller read them
+        already (both, in one statement: ``links_and_activity``), save the query."""
+        if links is None or activity is None:
+            async with self.db.transaction() as session:
+                links, activity = await links_and_activity(session, member_id)
+        return await self._views(links, activity)
+
+    async def coalition_level(self, member_id: str) -> int:
+        """The highest coalition level among the member's reachable accounts (0 if none)."""
         async with self.db.transaction() as session:
-            if links is None:
-                links, marker = await _links_and_marker(session, member_id)
-            else:
-                marker = (await session.exec(select(_activity_marker(member_id)))).one()
+            links, _ = await links_and_activity(session, member_id)
+        return await self.level(links)
+
+    async def level(self, links: Sequence[LinkedAccount]) -> int:
+        """The coalition level of the member with ``links``: tiers from the tier cache, and
+        from the partners for those it lacks."""
+        views = await self._views(links, None)
+        return max((view.level for view in views if view.level is not None), default=0)
+
+    async def cached_level(self, links: Sequence[LinkedAccount]) -> int | None:
+        """:meth:`level` if every tier it needs is cached (no partner asked), else ``None``."""
+        catalog = await self.catalog.get()
+        levels = []
+        for link in links:
+            account = self.cache.tier((link.member_id, link.program_id))
+            if account is None:
+                return None
+            levels.append(catalog.tier_levels.get(link.program_id, {}).get(account.tier))
+        return max((level for level in levels if level is not None), default=0)
+
+    async def _views(self, links: Sequence[LinkedAccount], activity: int | None) -> list[AccountView]:
+        """Each link's view: for balances (``activity`` given) or for tiers (``None``)."""
+        catalog = await self.catalog.get()
         return list(
             await asyncio.gather(
                 *(
                     self._view(
-                        link,
-                        catalog.program(link.program_id),
-                        catalog.tier_levels.get(link.program_id, {}),
-                        marker,
-                        for_tiers,
+                        link, catalog.program(link.program_id), catalog.tier_levels.get(link.program_id, {}), activity
                     )
                     for link in links
                 )
@@ -104,22 +126,17 @@ class Federation:
         )
 
     async def _view(
-        self, link: LinkedAccount, program: Program, levels: dict[str, int], marker: object, for_tiers: bool
+        self, link: LinkedAccount, program: Program, levels: dict[str, int], activity: int | None
     ) -> AccountView:
         key = (link.member_id, link.program_id)
-        account = self.cache.tier(key) if for_tiers else self.cache.balance(key, marker)
+        account = self.cache.tier(key) if activity is None else self.cache.balance(key, activity)
         if account is None:
             try:
                 account = await self.connector_for(program).account(link.member_ref)
             except PartnerError as error:
                 return AccountView(link, program, None, None, error)
-            self.cache.put(key, account, marker)
+            self.cache.put(key, account, activity)
         return AccountView(link, program, account, levels.get(account.tier), None)
-
-    async def coalition_level(self, member_id: str) -> int:
-        """The highest coalition level among the member's reachable accounts (0 if none)."""
-        views = await self.accounts(member_id, for_tiers=True)
-        return max((view.level for view in views if view.level is not None), default=0)
 
     async def link(
         self, member_id: str, program_id: str, member_ref: str, verification: str, now: datetime

@@ -1,9 +1,10 @@
 """A small per-process cache of partners' account snapshots.
 
 Balances may be a few seconds old, but never older than the member's last activity at the
-exchange: an entry remembers the member's activity marker when it was fetched, and a
-different marker (a conversion moved since) makes it stale at once. Tiers change slowly and
-conversions do not move them, so a longer time-to-live serves the tier-bonus lookups.
+exchange: an entry remembers the member's activity marker (``member.activity``) when it was
+fetched, and a different marker (a conversion, redemption or status match of theirs finished
+since) makes it stale at once. Tiers change slowly, so a longer time-to-live serves the
+tier-bonus lookups (a status match reaches them within that time).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class SnapshotCache:
         return entry.account if entry is not None else None
 
     def put(self, key: Key, account: MemberAccount, marker: object) -> None:
+        """Remember an answer fetched under ``marker`` (``None``: for tiers only)."""
         self._entries[key] = Cached(account, self._timer(), marker)
         self._entries.move_to_end(key)
         while len(self._entries) > self._size:

@@ -49,7 +49,7 @@ async def ensure_active_key(session: AsyncSession, model: type[K], secret: str, 
         dialects.insert(session, model)
         .values(**candidate.model_dump())
         .on_conflict_do_nothing(index_elements=["state"], index_where=col(model.state) == ACTIVE)
-    )  # type: ignore[call-overload]
+    )
     key = await active_key(session, model)
     assert key is not None
     return key
@@ -71,7 +71,7 @@ async def rotate_key(
     if retired is not None:
         await session.exec(
             update(model).where(col(model.kid) == retired.kid).values(state=RETIRED, retired_at=now, **retirement)
-        )  # type: ignore[call-overload]
+        )
         await session.refresh(retired)
     new = new_key(model, secret, now)
     session.add(new)

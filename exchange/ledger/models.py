@@ -1,8 +1,10 @@
 """Tables of the clearing ledger.
 
 ``ledger_transaction`` and ``ledger_entry`` are append-only (the database refuses updates
-and deletes); ``ledger_account.balance`` is a running total the verifier recomputes from the
-entries; ``ledger_chain_head`` is the single row that orders postings and holds the last hash.
+and deletes); ``ledger_account.balance`` is a running total the database moves as legs are
+inserted, and the verifier recomputes from the entries; ``ledger_chain_head`` is the single
+row that orders postings and holds the last seq and hash (moved by the database as
+transactions are inserted).
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class LedgerChainHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     hash: str = Field(default=GENESIS_HASH, max_length=64)
+    last_closed: str | None = Field(default=None, max_length=7)
+    """The latest period that is closing or closed: set by closing, under this row's lock, so
+    a posting learns where it may land from the row it has locked."""
 
 
 class SettlementPeriod(SQLModel, table=True):

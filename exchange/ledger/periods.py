@@ -20,7 +20,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.ledger.chain import lock_chain_head
+from exchange.ledger.chain import HEAD, lock_chain_head, record_last_closed
 from exchange.ledger.errors import InvalidPeriod, PeriodNotClosed, PeriodNotOver
 from exchange.ledger.models import LedgerTransaction, SettlementPeriod
 
@@ -102,12 +102,10 @@ class SettlementCalendar:
 
 
 async def last_closed_period(session: AsyncSession) -> str | None:
-    """The latest period that is closing or closed (periods close in order)."""
-    return (
-        await session.exec(
-            select(func.max(SettlementPeriod.period)).where(col(SettlementPeriod.status) != PeriodStatus.OPEN)
-        )
-    ).one()
+    """The latest period that is closing or closed (periods close in order), as the chain head
+    records it."""
+    last_closed: str | None = (await session.exec(select(HEAD.c.last_closed).where(HEAD.c.id == 1))).one()
+    return last_closed
 
 
 async def _first_unclosed_before(session: AsyncSession, period: str, last_closed: str | None) -> str | None:
@@ -141,16 +139,18 @@ async def start_closing(
     later one; a posting that holds the lock now commits first. A period already closing or
     closed is returned as it is.
     """
-    await lock_chain_head(session)
+    head = await lock_chain_head(session)
     row = await session.get(SettlementPeriod, period, with_for_update=True)
     if row is not None:
         return row
     if now < calendar.ends_at(period):
         raise PeriodNotOver(period, calendar.ends_at(period))
-    earlier = await _first_unclosed_before(session, period, await last_closed_period(session))
+    earlier = await _first_unclosed_before(session, period, head.last_closed)
     if earlier is not None:
         raise PeriodNotClosed(f"period {earlier} has postings and is not closed: close it first", period=earlier)
     row = SettlementPeriod(period=period, status=PeriodStatus.CLOSING, closing_started_at=now, closed_by=by)
     session.add(row)
     await session.flush()
+    if head.last_closed is None or period > head.last_closed:  # an earlier period never posted into may close late
+        await record_last_closed(session, period)
     return row

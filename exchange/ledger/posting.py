@@ -1,9 +1,15 @@
 """Posting to the clearing ledger: balanced, idempotent by client-chosen id, hash-chained.
 
 Every posting takes the chain head's row lock first. That one lock orders all postings, so
-the chain never forks, two postings of the same id never both land, and the existence check
-for an id sees every committed posting; account rows are then updated in id order. The
-head lock is held until the caller's unit of work commits: keep posting units short.
+the chain never forks, two postings of the same id never both land, the existence check for
+an id sees every committed posting, and no two postings ever contend for an account's row.
+The head lock is held until the caller's unit of work commits: keep posting units short.
+
+A posting of one transaction is three statements: lock the head (which also says where the
+posting may land), insert the transaction (which is the existence check: a repeat of an id
+inserts nothing), insert its legs. The database moves the head to the last transaction and
+the accounts' balances by the legs, in the statements that insert them (triggers: migration
+0012). Account ids come from memory once known: an account, once opened, never changes.
 """
 
 from __future__ import annotations
@@ -12,10 +18,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import Insert, Table, bindparam, event, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,7 +31,7 @@ from exchange.clock import Clock
 from exchange.db.bulk import bulk_insert, one_of
 from exchange.errors import IdempotencyConflict
 from exchange.ledger.accounts import AccountKind, AccountRef
-from exchange.ledger.chain import lock_chain_head
+from exchange.ledger.chain import ChainHead, lock_chain_head
 from exchange.ledger.errors import (
     AlreadyReversed,
     UnbalancedTransaction,
@@ -32,12 +40,13 @@ from exchange.ledger.errors import (
 from exchange.ledger.hashing import chain_digest, request_digest
 from exchange.ledger.models import (
     LedgerAccount,
-    LedgerChainHead,
     LedgerEntry,
     LedgerTransaction,
 )
-from exchange.ledger.periods import SettlementCalendar, last_closed_period
+from exchange.ledger.periods import SettlementCalendar
 from exchange.ledger.stars import hub_positions
+from exchange.observability.metrics import count_ledger_postings
+from exchange.observability.tracing import tracer
 from exchange.settings import Settings
 
 MAX_ID_LENGTH = 100
@@ -136,6 +145,8 @@ class Ledger:
     def __init__(self, *, timezone: ZoneInfo, clock: Clock, period_months: int = 1) -> None:
         self.calendar = SettlementCalendar(timezone, period_months)
         self.clock = clock
+        self._accounts: dict[str, tuple[int, str]] = {}
+        """Id and unit of every account by code, as committed: an account never changes once opened."""
 
     @classmethod
     def for_settings(cls, settings: Settings, clock: Clock) -> Ledger:
@@ -153,6 +164,14 @@ class Ledger:
         A request whose id was posted before with the same content is not posted again:
         its first result comes back with ``replayed=True``.
         """
+        with tracer().start_as_current_span(
+            "ledger post", attributes={"exchange.ledger.kinds": sorted({request.kind for request in requests})}
+        ):
+            return await self._post_many(session, requests)
+
+    async def _post_many(
+        self, session: AsyncSession, requests: Sequence[TransactionRequest]
+    ) -> list[PostedTransaction]:
         digests: dict[str, str] = {}
         hubs: dict[str, list[int | None]] = {}
         for request in requests:
@@ -164,20 +183,22 @@ class Ledger:
                     f"transaction id {request.id!r} appears twice with different content", field="id"
                 )
         head = await lock_chain_head(session)
-        earlier = await self._posted(session, list(digests))
-        for transaction_id, (_, request_hash) in earlier.items():
-            if request_hash != digests[transaction_id]:
-                raise IdempotencyConflict(
-                    f"transaction id {transaction_id!r} was posted before with different content",
-                    field="id",
-                )
-
+        # A batch finds its repeats first, so that the chain runs over its fresh requests only;
+        # a lone request is simply written, and its insert does nothing if the id was posted.
+        earlier = await self._posted(session, list(digests)) if len(digests) > 1 else {}
+        _refuse_changed(earlier, digests)
         fresh: dict[str, TransactionRequest] = {}
         for request in requests:
             if request.id not in earlier:
                 fresh.setdefault(request.id, request)
         await self._check_reversals(session, list(fresh.values()))
         written = await self._write(session, head, list(fresh.values()), digests, hubs)
+        count_ledger_postings(session, (fresh[transaction_id].kind for transaction_id in written))
+        if len(written) < len(fresh):
+            earlier = await self._posted(
+                session, [transaction_id for transaction_id in fresh if transaction_id not in written]
+            )
+            _refuse_changed(earlier, digests)
         results = {transaction_id: posted for transaction_id, (posted, _) in earlier.items()}
         results.update(written)
         return [results[request.id] for request in requests]
@@ -220,7 +241,7 @@ class Ledger:
         found: dict[str, tuple[PostedTransaction, str]] = {}
         for chunk in _chunks(ids):
             rows = await session.exec(
-                select(
+                select(  # type: ignore[call-overload]
                     LedgerTransaction.seq,
                     LedgerTransaction.id,
                     LedgerTransaction.period,
@@ -245,6 +266,8 @@ class Ledger:
             reversed_by = (
                 await session.exec(select(LedgerTransaction.id).where(LedgerTransaction.reverses == request.reverses))
             ).first()
+            if reversed_by == request.id:
+                continue  # a repeat of this very reversal: writing it finds it posted
             if reversed_by is not None:
                 raise AlreadyReversed(request.reverses, reversed_by)
             expected = [(leg.account, -leg.amount) for leg in await self.legs_of(session, original.seq)]
@@ -255,17 +278,26 @@ class Ledger:
 
     async def _account_ids(self, session: AsyncSession, accounts: set[AccountRef]) -> dict[AccountRef, int]:
         """Ids of the accounts, opening those that do not exist yet (under the head lock)."""
-        by_code = {account.code: account for account in accounts}
-        rows = await session.exec(select(LedgerAccount).where(col(LedgerAccount.code).in_(list(by_code))))
         ids: dict[AccountRef, int] = {}
-        for row in rows:
-            if row.unit != by_code[row.code].unit:
-                raise UnbalancedTransaction(
-                    f"account {row.code} is kept in {row.unit}, not {by_code[row.code].unit}", field="legs"
-                )
-            assert row.id is not None
-            ids[by_code[row.code]] = row.id
-        missing = [account for account in accounts if account not in ids]
+        unknown: dict[str, AccountRef] = {}
+        for account in accounts:
+            known = self._accounts.get(account.code)
+            if known is None:
+                unknown[account.code] = account
+            else:
+                ids[account] = _checked(account, *known)
+        if unknown:
+            ids.update(await self._look_up_or_open(session, unknown))
+        return ids
+
+    async def _look_up_or_open(self, session: AsyncSession, by_code: dict[str, AccountRef]) -> dict[AccountRef, int]:
+        """Ids of accounts not in memory: read, or opened now. They are remembered once the
+        unit of work commits (before, a rollback could take an opened account away)."""
+        rows = await session.exec(
+            select(ACCOUNTS.c.id, ACCOUNTS.c.code, ACCOUNTS.c.unit).where(ACCOUNTS.c.code.in_(list(by_code)))
+        )
+        found = {code: (account_id, unit) for account_id, code, unit in rows}
+        missing = [account for code, account in by_code.items() if code not in found]
         if missing:
             created = await session.exec(
                 insert(ACCOUNTS)
@@ -284,26 +316,28 @@ class Ledger:
                 )
                 .returning(ACCOUNTS.c.id, ACCOUNTS.c.code)
             )
-            ids.update((by_code[code], account_id) for account_id, code in created)
-        return ids
+            found.update((code, (account_id, by_code[code].unit)) for account_id, code in created)
+        event.listen(session.sync_session, "after_commit", lambda _: self._accounts.update(found), once=True)
+        return {by_code[code]: _checked(by_code[code], *known) for code, known in found.items()}
 
     async def _write(
         self,
         session: AsyncSession,
-        head: LedgerChainHead,
+        head: ChainHead,
         requests: Sequence[TransactionRequest],
         digests: dict[str, str],
         hubs: dict[str, list[int | None]],
     ) -> dict[str, PostedTransaction]:
+        """Write ``requests`` after the head; a lone request that was posted before is not
+        written (and not returned)."""
         if not requests:
             return {}
         account_ids = await self._account_ids(session, {leg.account for request in requests for leg in request.legs})
         posted_at = self.clock.now()
-        last_closed = await last_closed_period(session)
+        last_closed = head.last_closed
         seq, prev_hash = head.seq, head.hash
         transactions: list[tuple[Any, ...]] = []
         entries: list[tuple[Any, ...]] = []
-        deltas: dict[int, int] = defaultdict(int)
         results: dict[str, PostedTransaction] = {}
         for request in requests:
             seq += 1
@@ -330,24 +364,47 @@ class Ledger:
                 entries.append(
                     (seq, position, account_id, leg.account.unit, leg.amount, period, None if hub is None else ids[hub])
                 )
-                deltas[account_id] += leg.amount
             results[request.id] = PostedTransaction(seq, request.id, period, chained, False)
             prev_hash = chained
 
-        await bulk_insert(session, TRANSACTIONS, TRANSACTION_COLUMNS, transactions)
-        await bulk_insert(session, ENTRIES, ENTRY_COLUMNS, entries)
-        changed = [{"account_id": account_id, "delta": delta} for account_id, delta in sorted(deltas.items()) if delta]
-        if changed:  # in account id order: the fixed order every posting locks accounts in
-            await session.exec(
-                update(ACCOUNTS)
-                .where(ACCOUNTS.c.id == bindparam("account_id"))
-                .values(balance=ACCOUNTS.c.balance + bindparam("delta")),
-                params=changed,
+        if len(transactions) == 1:
+            written = await session.exec(
+                _lone_transaction(session.get_bind().dialect.name),
+                params={f"new_{name}": value for name, value in zip(TRANSACTION_COLUMNS, transactions[0], strict=True)},
             )
-        head.seq, head.hash = seq, prev_hash
-        session.add(head)
-        await session.flush()
+            if written.first() is None:
+                return {}  # posted before: the caller reads it back
+        else:
+            await bulk_insert(session, TRANSACTIONS, TRANSACTION_COLUMNS, transactions)
+        await bulk_insert(session, ENTRIES, ENTRY_COLUMNS, entries)  # the balances follow
         return results
+
+
+@lru_cache(maxsize=2)
+def _lone_transaction(dialect: str) -> Insert:
+    """Insert one transaction unless its id was posted before; returns its seq if inserted."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(TRANSACTIONS)
+        .values({name: bindparam(f"new_{name}", type_=TRANSACTIONS.c[name].type) for name in TRANSACTION_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(TRANSACTIONS.c.seq)
+    )
+
+
+def _refuse_changed(earlier: dict[str, tuple[PostedTransaction, str]], digests: dict[str, str]) -> None:
+    """An id posted before must come with the same content."""
+    for transaction_id, (_, request_hash) in earlier.items():
+        if request_hash != digests[transaction_id]:
+            raise IdempotencyConflict(
+                f"transaction id {transaction_id!r} was posted before with different content", field="id"
+            )
+
+
+def _checked(account: AccountRef, account_id: int, unit: str) -> int:
+    if unit != account.unit:
+        raise UnbalancedTransaction(f"account {account.code} is kept in {unit}, not {account.unit}", field="legs")
+    return account_id
 
 
 def _account_ref(row: LedgerAccount) -> AccountRef:

@@ -91,7 +91,7 @@ class DebitConsents:
         async with self.db.transaction() as session:
             await programs.get_program(session, program, field="program")
             await session.exec(
-                delete(DebitConsent).where(  # type: ignore[call-overload]
+                delete(DebitConsent).where(
                     col(DebitConsent.used_at).is_(None), col(DebitConsent.expires_at) < now - FORGET_AFTER
                 )
             )
@@ -122,7 +122,7 @@ async def authorize_debit(
         return
     digest = secret_hash(authority.consent)
     used = await session.exec(
-        update(DebitConsent)  # type: ignore[call-overload]
+        update(DebitConsent)
         .where(
             col(DebitConsent.secret_hash) == digest,
             col(DebitConsent.member_id) == member_id,

@@ -30,6 +30,10 @@ class Member(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=40)
     created_at: datetime = Field(sa_type=UTCDateTime)
+    activity: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"))
+    """Moves whenever one of the member's sagas finishes a run (its row's ``step`` becomes
+    ``DONE``): a trigger on each saga table moves it, in the transaction recording the outcome.
+    Partner answers cached before it moved are stale (``exchange.federation.cache``)."""
 
 
 class LinkedAccount(SQLModel, table=True):

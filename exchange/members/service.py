@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert
+from sqlalchemy import bindparam, delete, func, insert
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -87,7 +87,7 @@ async def resolve_member_from_partner(
     if (account := await find_linked_account(session, program_id, member_ref)) is not None:
         return await get_member(session, account.member_id)
     member_id = new_member_id()
-    await session.exec(insert(Member).values(id=member_id, created_at=now))  # type: ignore[call-overload]
+    await session.exec(insert(Member).values(id=member_id, created_at=now))
     linked = await session.exec(
         dialects.insert(session, LinkedAccount)
         .values(
@@ -98,26 +98,27 @@ async def resolve_member_from_partner(
             established_by=method.value,
         )
         .on_conflict_do_nothing(index_elements=["program_id", "member_ref"])
-        .returning(col(LinkedAccount.member_id))  # type: ignore[call-overload]
+        .returning(col(LinkedAccount.member_id))
     )
     if linked.first() is None:
-        await session.exec(delete(Member).where(col(Member.id) == member_id))  # type: ignore[call-overload]
+        await session.exec(delete(Member).where(col(Member.id) == member_id))
         winner = await find_linked_account(session, program_id, member_ref)
         assert winner is not None, "the conflicting link must exist"
         member_id = winner.member_id
     return await get_member(session, member_id)
 
 
+_MEMBER_WITH_ACCOUNTS = (
+    select(Member, LinkedAccount)
+    .outerjoin(LinkedAccount, col(LinkedAccount.member_id) == col(Member.id))
+    .where(Member.id == bindparam("member_id"))
+    .order_by(col(LinkedAccount.program_id))
+)
+
+
 async def member_with_accounts(session: AsyncSession, member_id: str) -> tuple[Member, list[LinkedAccount]]:
     """A member and their linked accounts (by program id), in one query."""
-    rows = (
-        await session.exec(
-            select(Member, LinkedAccount)
-            .outerjoin(LinkedAccount, col(LinkedAccount.member_id) == col(Member.id))
-            .where(Member.id == member_id)
-            .order_by(col(LinkedAccount.program_id))
-        )
-    ).all()
+    rows = (await session.exec(_MEMBER_WITH_ACCOUNTS, params={"member_id": member_id})).all()
     if not rows:
         raise MemberNotFound(member_id)
     return rows[0][0], [account for _, account in rows if account is not None]
@@ -216,7 +217,7 @@ async def link_account(
             established_by=method.value,
         )
         .on_conflict_do_nothing()
-    )  # type: ignore[call-overload]
+    )
     mine = await session.get(LinkedAccount, (member_id, program_id))
     if mine is not None and mine.member_ref == member_ref:
         return mine
@@ -238,7 +239,12 @@ async def member_refs_at(session: AsyncSession, member_id: str, fields: dict[str
             LinkedAccount.member_id == member_id, col(LinkedAccount.program_id).in_(list(fields))
         )
     )
-    refs = {row.program_id: row.member_ref for row in rows}
+    return refs_at(rows, fields)
+
+
+def refs_at(links: Iterable[LinkedAccount], fields: dict[str, str]) -> dict[str, str]:
+    """:func:`member_refs_at` over links already read."""
+    refs = {link.program_id: link.member_ref for link in links if link.program_id in fields}
     for program_id, field in fields.items():
         if program_id not in refs:
             raise AccountNotLinked(program_id, field)

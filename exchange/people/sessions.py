@@ -69,7 +69,7 @@ async def open_session(
         delete(WebSession).where(
             or_(col(WebSession.expires_at) <= now, col(WebSession.last_seen_at) <= now - timeouts.idle)
         )
-    )  # type: ignore[call-overload]
+    )
     session_id = secrets.token_urlsafe(32)
     row = WebSession(
         id_hash=hash_session_id(session_id),
@@ -95,12 +95,12 @@ async def live_session(
     if row is None:
         return None
     if is_over(row, now, timeouts):
-        await session.exec(delete(WebSession).where(col(WebSession.id_hash) == id_hash))  # type: ignore[call-overload]
+        await session.exec(delete(WebSession).where(col(WebSession.id_hash) == id_hash))
         return None
     if now - row.last_seen_at >= timeouts.touch_interval:
-        await session.exec(update(WebSession).where(col(WebSession.id_hash) == id_hash).values(last_seen_at=now))  # type: ignore[call-overload]
+        await session.exec(update(WebSession).where(col(WebSession.id_hash) == id_hash).values(last_seen_at=now))
     return row
 
 
 async def close_session(session: AsyncSession, session_id: str) -> None:
-    await session.exec(delete(WebSession).where(col(WebSession.id_hash) == hash_session_id(session_id)))  # type: ignore[call-overload]
+    await session.exec(delete(WebSession).where(col(WebSession.id_hash) == hash_session_id(session_id)))

@@ -2,22 +2,25 @@
 
 Caps are counters in ``limit_usage``, one row per subject and window (a member's day at a
 program, a program's month of issuing). Checking a quote reads them; executing a conversion
-reserves: the rows are locked in key order (a fixed order, so concurrent reservations
-queue instead of deadlocking), checked and incremented in the caller's unit of work. A
+reserves, in one guarded upsert that adds each amount only where it stays within its cap —
+rows in key order, a fixed order, so concurrent reservations queue instead of deadlocking —
+and refuses (the caller's unit of work then rolls back) if any counter lacked room. A
 conversion that fails or is reversed releases what it reserved.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import BigInteger, String, TextClause, bindparam, case, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.db import dialects
 from exchange.pricing.errors import LimitExceeded
 from exchange.pricing.models import LimitUsage, RateVersion
 from exchange.programs.models import Program
@@ -36,6 +39,20 @@ class Usage:
     amount: int
 
 
+@dataclass(frozen=True, slots=True)
+class Cap:
+    """A limit a conversion counts against, before its amounts are known: ``counts`` says
+    which of them, the points in or the points out."""
+
+    key: str
+    name: str
+    limit: int
+    counts: str
+
+    def usage(self, *, points_in: int, points_out: int) -> Usage:
+        return Usage(self.key, self.name, self.limit, points_in if self.counts == "in" else points_out)
+
+
 def check_amount(points: int, *, minimum: int, increment: int) -> None:
     """The amount's own rules: at least the minimum, in whole steps of the increment."""
     if points < minimum:
@@ -47,6 +64,41 @@ def check_amount(points: int, *, minimum: int, increment: int) -> None:
 def _windows(at: datetime, timezone: ZoneInfo) -> dict[str, str]:
     local = at.astimezone(timezone)
     return {"day": local.strftime("%Y-%m-%d"), "month": local.strftime("%Y-%m"), "year": local.strftime("%Y")}
+
+
+def conversion_caps(
+    *, member_id: str, source: Program, target: Program, version: RateVersion, at: datetime, timezone: ZoneInfo
+) -> list[Cap]:
+    """Every capped counter a conversion at ``at`` counts against, in key order."""
+    windows = _windows(at, timezone)
+    caps: list[Cap] = []
+    member_caps = (
+        ("day", "member_daily_cap", source.member_daily_cap, version.member_daily_cap),
+        ("month", "member_monthly_cap", source.member_monthly_cap, version.member_monthly_cap),
+        ("year", "member_yearly_cap", source.member_yearly_cap, version.member_yearly_cap),
+    )
+    for window, name, program_cap, pair_cap in member_caps:
+        if program_cap is not None:
+            caps.append(Cap(f"member:{member_id}:out:{source.id}:{window}:{windows[window]}", name, program_cap, "in"))
+        if pair_cap is not None:
+            caps.append(
+                Cap(
+                    f"member:{member_id}:pair:{source.id}>{target.id}:{window}:{windows[window]}",
+                    f"pair_{name}",
+                    pair_cap,
+                    "in",
+                )
+            )
+    if target.monthly_issue_budget is not None:
+        caps.append(
+            Cap(
+                f"program:{target.id}:issue:month:{windows['month']}",
+                "monthly_issue_budget",
+                target.monthly_issue_budget,
+                "out",
+            )
+        )
+    return sorted(caps, key=lambda cap: cap.key)
 
 
 def conversion_usages(
@@ -61,37 +113,8 @@ def conversion_usages(
     timezone: ZoneInfo,
 ) -> list[Usage]:
     """Every capped counter a conversion counts against, with the amount it adds."""
-    windows = _windows(at, timezone)
-    usages: list[Usage] = []
-    member_caps = (
-        ("day", "member_daily_cap", source.member_daily_cap, version.member_daily_cap),
-        ("month", "member_monthly_cap", source.member_monthly_cap, version.member_monthly_cap),
-        ("year", "member_yearly_cap", source.member_yearly_cap, version.member_yearly_cap),
-    )
-    for window, name, program_cap, pair_cap in member_caps:
-        if program_cap is not None:
-            usages.append(
-                Usage(f"member:{member_id}:out:{source.id}:{window}:{windows[window]}", name, program_cap, points_in)
-            )
-        if pair_cap is not None:
-            usages.append(
-                Usage(
-                    f"member:{member_id}:pair:{source.id}>{target.id}:{window}:{windows[window]}",
-                    f"pair_{name}",
-                    pair_cap,
-                    points_in,
-                )
-            )
-    if target.monthly_issue_budget is not None:
-        usages.append(
-            Usage(
-                f"program:{target.id}:issue:month:{windows['month']}",
-                "monthly_issue_budget",
-                target.monthly_issue_budget,
-                points_out,
-            )
-        )
-    return sorted(usages, key=lambda usage: usage.key)
+    caps = conversion_caps(member_id=member_id, source=source, target=target, version=version, at=at, timezone=timezone)
+    return [cap.usage(points_in=points_in, points_out=points_out) for cap in caps]
 
 
 def _refuse(usage: Usage, used: int) -> LimitExceeded:
@@ -103,45 +126,67 @@ def _refuse(usage: Usage, used: int) -> LimitExceeded:
     )
 
 
-async def _used(session: AsyncSession, keys: Sequence[str], *, lock: bool) -> dict[str, int]:
+async def used(session: AsyncSession, keys: Sequence[str], *, lock: bool = False) -> dict[str, int]:
+    """How much of each counter is used (a counter never used has no row: 0)."""
     statement = select(LimitUsage).where(col(LimitUsage.key).in_(keys)).order_by(col(LimitUsage.key))
     rows = await session.exec(statement.with_for_update() if lock else statement)
     return {row.key: row.used for row in rows}
 
 
-async def check_room(session: AsyncSession, usages: Sequence[Usage]) -> None:
+def check_room(usages: Sequence[Usage], used: Mapping[str, int]) -> None:
     """Refuse, without reserving, if any counter lacks room (what a quote does)."""
-    used = await _used(session, [usage.key for usage in usages], lock=False)
     for usage in usages:
         if used.get(usage.key, 0) + usage.amount > usage.limit:
             raise _refuse(usage, used.get(usage.key, 0))
 
 
 async def reserve(session: AsyncSession, usages: Sequence[Usage]) -> None:
-    """Count ``usages`` against their caps, or refuse and count nothing."""
+    """Count ``usages`` against their caps, or refuse; on a refusal some counters may have
+    been counted already: the caller's unit of work must roll back (raising does)."""
     if not usages:
         return
-    keys = [usage.key for usage in usages]
-    await session.exec(
-        dialects.insert(session, LimitUsage).values([{"key": key, "used": 0} for key in keys]).on_conflict_do_nothing()
+    usages = sorted(usages, key=lambda usage: usage.key)
+    counted: set[str] = set()
+    if all(usage.amount <= usage.limit for usage in usages):
+        params: dict[str, Any] = {}
+        for index, usage in enumerate(usages):
+            params |= {f"key_{index}": usage.key, f"amount_{index}": usage.amount, f"cap_{index}": usage.limit}
+        counted = set((await session.exec(_reservation(len(usages)), params=params)).scalars())  # type: ignore[call-overload]
+        if len(counted) == len(usages):
+            return
+    refused = [usage for usage in usages if usage.key not in counted]
+    before = await used(session, [usage.key for usage in refused])  # not counted: as they were
+    raise _refuse(refused[0], before.get(refused[0].key, 0))
+
+
+@lru_cache(maxsize=64)
+def _reservation(count: int) -> TextClause:
+    """Add ``amount_<i>`` to counter ``key_<i>`` (a new one starts at it) wherever the sum stays
+    within ``cap_<i>``, rows in the order given; returns the keys counted. SQLAlchemy would
+    compile a multi-row insert anew each time: as text, its cache keeps it."""
+    rows = ", ".join(f"(:key_{index}, :amount_{index})" for index in range(count))
+    caps = " ".join(f"WHEN :key_{index} THEN :cap_{index}" for index in range(count))
+    return text(
+        f"INSERT INTO limit_usage (key, used) VALUES {rows} "
+        "ON CONFLICT (key) DO UPDATE SET used = limit_usage.used + excluded.used "
+        f"WHERE limit_usage.used + excluded.used <= CASE limit_usage.key {caps} END "
+        "RETURNING key"
+    ).bindparams(
+        *(
+            bindparam(f"{name}_{index}", type_=kind)
+            for index in range(count)
+            for name, kind in (("key", String()), ("amount", BigInteger()), ("cap", BigInteger()))
+        )
     )
-    used = await _used(session, keys, lock=True)
-    for usage in usages:
-        if used[usage.key] + usage.amount > usage.limit:
-            raise _refuse(usage, used[usage.key])
-    await _add(session, {usage.key: usage.amount for usage in usages})
 
 
 async def release(session: AsyncSession, usages: Sequence[Usage]) -> None:
-    """Give back what a failed or reversed conversion reserved."""
+    """Give back what a failed or reversed conversion reserved (rows locked in key order first)."""
     if usages:
-        await _used(session, [usage.key for usage in usages], lock=True)
-        await _add(session, {usage.key: -usage.amount for usage in usages})
-
-
-async def _add(session: AsyncSession, amounts: dict[str, int]) -> None:
-    rows = await session.exec(select(LimitUsage).where(col(LimitUsage.key).in_(list(amounts))))
-    for row in rows:
-        row.used += amounts[row.key]
-        session.add(row)
-    await session.flush()
+        amounts = {usage.key: usage.amount for usage in usages}
+        await used(session, sorted(amounts), lock=True)
+        await session.exec(
+            update(LimitUsage)
+            .where(col(LimitUsage.key).in_(list(amounts)))
+            .values(used=LimitUsage.used - case(amounts, value=col(LimitUsage.key)))
+        )

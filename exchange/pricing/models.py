@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import ExactNumeric, UTCDateTime
@@ -90,6 +90,21 @@ class Quote(SQLModel, table=True):
     tier_bonus_percent: Decimal = Field(sa_type=ExactNumeric(9, PERCENT_SCALE))
     created_at: datetime = Field(sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
+    usages: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """The limit counters executing it counts against, with the amounts (``limits.Usage``):
+    fixed with the price. NULL on quotes made before they were recorded; those must be asked
+    for again."""
+
+
+class PricingRevision(SQLModel, table=True):
+    """One row whose ``revision`` moves with every change to rate versions or promotions (the
+    database's triggers move it), so a process may keep them in memory and know when not to."""
+
+    __tablename__ = "pricing_revision"
+    __table_args__ = (CheckConstraint("id = 1", name="pricing_revision_single_row"),)
+
+    id: int = Field(default=1, primary_key=True)
+    revision: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
 
 
 class LimitUsage(SQLModel, table=True):

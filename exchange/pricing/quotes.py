@@ -1,18 +1,21 @@
 """Quotes: a conversion's price, fixed for a short time.
 
-A quote pins the rate version, the promotions and the tier bonus it used and the exact
-amounts; executing it later converts exactly those amounts, whatever changed meanwhile,
-as long as it has not expired.
+A quote pins the rate version, the promotions and the tier bonus it used, the exact
+amounts, and the limit counters it counts against (the day, month and year it was made in,
+and the caps then); executing it later converts exactly those amounts and counts them there,
+whatever changed meanwhile, as long as it has not expired.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Table, insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.errors import BadUserInput
@@ -21,6 +24,10 @@ from exchange.pricing.errors import QuoteExpired, QuoteNotFound
 from exchange.pricing.models import Quote, RateVersion
 from exchange.pricing.rules import AppliedPromotion, PriceBreakdown, price
 from exchange.programs import service as programs
+from exchange.programs.models import CoalitionSettings, Program
+
+QUOTES: Table = Quote.__table__  # type: ignore[attr-defined]
+_STORE = insert(QUOTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,56 +47,133 @@ class QuotePolicy:
     timezone: ZoneInfo
 
 
-def _check_points(points: int) -> None:
+@dataclass(frozen=True, slots=True)
+class PairTerms:
+    """What prices a pair at one moment: the programs, the coalition's settings, the rate
+    version and the target's promotions that apply."""
+
+    source: Program
+    target: Program
+    coalition: CoalitionSettings
+    version: RateVersion
+    promotions: tuple[AppliedPromotion, ...]
+
+    def caps(self, member_id: str, at: datetime, timezone: ZoneInfo) -> list[limits.Cap]:
+        """The limit counters a conversion by ``member_id`` at ``at`` counts against."""
+        return limits.conversion_caps(
+            member_id=member_id, source=self.source, target=self.target, version=self.version, at=at, timezone=timezone
+        )
+
+
+def check_request(points: int, source: str, target: str) -> None:
+    """What a quote request must be, whatever the programs: a sane amount, two programs."""
     if points <= 0:
         raise BadUserInput(f"points must be positive, got {points}", field="points")
     if points > limits.MAX_POINTS:
         raise BadUserInput(f"points must be at most {limits.MAX_POINTS:,}, got {points:,}", field="points")
+    if source == target:
+        raise BadUserInput("a program cannot be converted into itself", field="toProgram")
+
+
+async def read_terms(session: AsyncSession, source: str, target: str, at: datetime) -> PairTerms:
+    """The pair's terms at ``at``, read from the database."""
+    source_program = await programs.get_program(session, source, field="fromProgram")
+    target_program = await programs.get_program(session, target, field="toProgram")
+    coalition = (await programs.get_coalition(session)).settings
+    return PairTerms(
+        source=source_program,
+        target=target_program,
+        coalition=coalition,
+        version=await rates.version_at(session, source, target, at),
+        promotions=await promotions.active_promotions(session, source=source, target=target, at=at),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """A conversion priced now, before any member's caps are counted or anything is stored."""
+
+    source: Program
+    target: Program
+    version: RateVersion
+    breakdown: PriceBreakdown
+    currency: str
+
+
+def price_on(terms: PairTerms, points: int, member_level: int) -> PriceBreakdown:
+    """``points`` of the pair priced on ``terms`` for a member at coalition ``member_level``,
+    checked against the pair's minimum and increment."""
+    content = rates.RateContent.of(terms.version)
+    pair_limits = content.override.limits
+    limits.check_amount(
+        points,
+        minimum=max(terms.source.minimum_points, pair_limits.minimum_points or 0),
+        increment=pair_limits.increment or terms.source.increment,
+    )
+    breakdown = price(
+        content.rule(),
+        points,
+        currency=terms.coalition.currency,
+        promotions=terms.promotions,
+        tier_bonus_percent=terms.coalition.tier_bonus_for(member_level),
+    )
+    if breakdown.points_out < 1:
+        raise BadUserInput(
+            f"{points} points of {terms.source.id} convert into no {terms.target.id} points", field="points"
+        )
+    return breakdown
+
+
+async def price_conversion(
+    session: AsyncSession, *, source: str, target: str, points: int, member_level: int, now: datetime
+) -> Priced:
+    """What converting ``points`` of ``source`` into ``target`` gives at ``now`` for a member at
+    coalition ``member_level``; nothing is written. A quote is this and the member's caps; a
+    partner's preview is this alone."""
+    check_request(points, source, target)
+    terms = await read_terms(session, source, target, now)
+    ladder = (await programs.get_coalition(session)).ladder
+    if not 0 <= member_level <= ladder[-1].level:
+        raise BadUserInput(f"memberLevel must be a ladder level, 0 to {ladder[-1].level}", field="memberLevel")
+    breakdown = price_on(terms, points, member_level)
+    return Priced(terms.source, terms.target, terms.version, breakdown, terms.coalition.settlement_currency)
+
+
+def price_quote(
+    request: QuoteRequest, terms: PairTerms, used: Mapping[str, int], *, policy: QuotePolicy, now: datetime
+) -> Quote:
+    """The quote for ``request`` on ``terms`` (not stored), fixed until ``now + policy.ttl``,
+    given how much of each limit counter is ``used``."""
+    breakdown = price_on(terms, request.points, request.member_level)
+    usages = [
+        cap.usage(points_in=breakdown.points_in, points_out=breakdown.points_out)
+        for cap in terms.caps(request.member_id, now, policy.timezone)
+    ]
+    limits.check_room(usages, used)
+    return _quote_row(
+        request,
+        terms.version,
+        breakdown,
+        usages,
+        currency=terms.coalition.settlement_currency,
+        now=now,
+        ttl=policy.ttl,
+    )
+
+
+async def store_quote(session: AsyncSession, quote: Quote) -> None:
+    await session.exec(_STORE, params={column.name: getattr(quote, column.name) for column in QUOTES.columns})
 
 
 async def create_quote(session: AsyncSession, request: QuoteRequest, *, policy: QuotePolicy, now: datetime) -> Quote:
-    """Price a conversion and fix the price until ``now + policy.ttl``."""
-    _check_points(request.points)
-    if request.source == request.target:
-        raise BadUserInput("a program cannot be converted into itself", field="toProgram")
-    source = await programs.get_program(session, request.source, field="fromProgram")
-    target = await programs.get_program(session, request.target, field="toProgram")
-    coalition = (await programs.get_coalition(session)).settings
-    version = await rates.version_at(session, source.id, target.id, now)
-    content = rates.RateContent.of(version)
-    pair_limits = content.override.limits
-    limits.check_amount(
-        request.points,
-        minimum=max(source.minimum_points, pair_limits.minimum_points or 0),
-        increment=pair_limits.increment or source.increment,
-    )
-    applied = await promotions.active_promotions(session, source=source.id, target=target.id, at=now)
-    tier_bonus = coalition.tier_bonus_for(request.member_level)
-    breakdown = price(
-        content.rule(),
-        request.points,
-        currency=coalition.currency,
-        promotions=applied,
-        tier_bonus_percent=tier_bonus,
-    )
-    if breakdown.points_out < 1:
-        raise BadUserInput(f"{request.points} points of {source.id} convert into no {target.id} points", field="points")
-    await limits.check_room(
-        session,
-        limits.conversion_usages(
-            member_id=request.member_id,
-            source=source,
-            target=target,
-            version=version,
-            points_in=breakdown.points_in,
-            points_out=breakdown.points_out,
-            at=now,
-            timezone=policy.timezone,
-        ),
-    )
-    quote = _quote_row(request, version, breakdown, currency=coalition.settlement_currency, now=now, ttl=policy.ttl)
-    session.add(quote)
-    await session.flush()
+    """Price a conversion and fix the price until ``now + policy.ttl``, reading what it needs
+    from the database (the gateway's :class:`~exchange.conversions.quoting.Quoting` reads the
+    same in one statement)."""
+    check_request(request.points, request.source, request.target)
+    terms = await read_terms(session, request.source, request.target, now)
+    used = await limits.used(session, [cap.key for cap in terms.caps(request.member_id, now, policy.timezone)])
+    quote = price_quote(request, terms, used, policy=policy, now=now)
+    await store_quote(session, quote)
     return quote
 
 
@@ -97,6 +181,7 @@ def _quote_row(
     request: QuoteRequest,
     version: RateVersion,
     breakdown: PriceBreakdown,
+    usages: list[limits.Usage],
     *,
     currency: str,
     now: datetime,
@@ -123,6 +208,7 @@ def _quote_row(
         tier_bonus_percent=breakdown.tier_bonus_percent,
         created_at=now,
         expires_at=now + ttl,
+        usages=[asdict(usage) for usage in usages],
     )
 
 
@@ -143,6 +229,10 @@ def ensure_open(quote: Quote, now: datetime) -> None:
         raise QuoteExpired(
             f"quote {quote.id} expired at {quote.expires_at.isoformat()}; ask for a new one",
             field="quoteId",
+        )
+    if quote.usages is None:
+        raise QuoteExpired(
+            f"quote {quote.id} is of an earlier version of the exchange; ask for a new one", field="quoteId"
         )
 
 

@@ -1,8 +1,9 @@
 """The program catalog, cached in each process for a few seconds.
 
-Programs, their connector settings and tier levels, and the settlement currency change only when an operator runs
-``exchange partners load``; hot paths (every federated view, every saga step) read them
-from here instead of the database. A change reaches every process within ``ttl`` seconds.
+Programs, their connector settings and tier levels, and the coalition's settings (currency,
+fees, tier bonuses) change only when an operator runs ``exchange partners load``; hot paths
+(every federated view, every quote, every saga step) read them from here instead of the
+database. A change reaches every process within ``ttl`` seconds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from exchange.db.database import Database
 from exchange.money import Currency
 from exchange.programs import service as programs
-from exchange.programs.models import Program
+from exchange.programs.models import CoalitionSettings, Program
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +24,12 @@ class Catalog:
     programs: dict[str, Program]
     tier_levels: dict[str, dict[str, int]]
     """Each program's tiers, by name, with their coalition levels."""
-    currency: Currency
-    """The settlement currency."""
+    coalition: CoalitionSettings
+
+    @property
+    def currency(self) -> Currency:
+        """The settlement currency."""
+        return self.coalition.currency
 
     def program(self, program_id: str, *, field: str = "id") -> Program:
         """The program, or ``NOT_FOUND`` naming ``field``."""
@@ -53,7 +58,7 @@ class CatalogCache:
                     tiers = await programs.tiers_by_program(session, [row.id for row in rows])
                     coalition = await programs.get_coalition(session)
                 self._catalog = Catalog(
-                    currency=coalition.settings.currency,
+                    coalition=coalition.settings,
                     programs={row.id: row for row in rows},
                     tier_levels={
                         program_id: {tier.name: tier.level for tier in program_tiers}

@@ -30,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from exchange.errors import BadUserInput
 from exchange.money import POINT_VALUE_SCALE, decimal_places, parse_decimal
@@ -244,6 +245,11 @@ class ConnectorDeclaration(_Strict):
     base_url: Annotated[str, Field(pattern=r"^https?://")]
     timeout_seconds: Annotated[ExactDecimal, Field(gt=0, le=60)] = Decimal("2")
     oauth: OAuthClientDeclaration
+    sign_in_url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        default=None,
+        description="The partner's member sign-in page, where the portal sends members to sign in "
+        "(partners/CONTRACT.md); without it, members cannot sign in to the portal through this program.",
+    )
 
 
 class ChallengeDeclaration(_Strict):
@@ -363,7 +369,7 @@ def _format_location(location: Iterable[int | str]) -> str:
     return text
 
 
-def _reason(error: dict[str, Any]) -> str:
+def _reason(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown key"
     if error["type"] == "missing":

@@ -105,14 +105,14 @@ async def load_partners(session: AsyncSession, directory: PartnersDirectory, now
             program.updated_at = now
             report.updated.append(declaration.id)
         await session.flush()
-        await session.exec(delete(ProgramTier).where(ProgramTier.program_id == declaration.id))
+        await session.exec(delete(ProgramTier).where(col(ProgramTier.program_id) == declaration.id))
         session.add_all(
             ProgramTier(program_id=declaration.id, rank=rank, name=name, level=level)
             for rank, (name, level) in enumerate(_tier_rows(declaration))
         )
     await session.flush()
     top = directory.coalition.top_level
-    await session.exec(delete(CoalitionLevel).where(CoalitionLevel.level > top))
+    await session.exec(delete(CoalitionLevel).where(col(CoalitionLevel.level) > top))
     return report
 
 
@@ -138,7 +138,7 @@ async def tiers_by_program(session: AsyncSession, program_ids: Iterable[str]) ->
     rows = await session.exec(
         select(ProgramTier)
         .where(col(ProgramTier.program_id).in_(list(program_ids)))
-        .order_by(ProgramTier.program_id, ProgramTier.rank)
+        .order_by(col(ProgramTier.program_id), col(ProgramTier.rank))
     )
     grouped: dict[str, list[ProgramTier]] = defaultdict(list)
     for tier in rows:

@@ -13,9 +13,10 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.errors import BadUserInput
+from exchange.money import Currency
 from exchange.programs import service as programs
 from exchange.programs.declarations import PartnersDirectory
-from exchange.rewards.errors import RewardNotFound
+from exchange.rewards.errors import NotYourReward, RewardNotFound
 from exchange.rewards.models import DESCRIPTION_LENGTH, TITLE_LENGTH, Reward, RewardKind
 
 MAX_STOCK = 1_000_000
@@ -45,12 +46,7 @@ async def publish(session: AsyncSession, program_id: str, draft: RewardDraft, no
         raise BadUserInput(f"title must be 1 to {TITLE_LENGTH} characters", field="title")
     if len(draft.description) > DESCRIPTION_LENGTH:
         raise BadUserInput(f"description must be at most {DESCRIPTION_LENGTH} characters", field="description")
-    if draft.price <= 0:
-        raise BadUserInput(f"price must be greater than 0, got {draft.price}", field="price")
-    try:
-        price_minor = currency.to_minor(draft.price)
-    except ValueError as exc:
-        raise BadUserInput(str(exc), field="price") from None
+    price_minor = _price_minor(draft.price, currency)
     if not 0 <= draft.stock <= MAX_STOCK:
         raise BadUserInput(f"stock must be from 0 to {MAX_STOCK}", field="stock")
     if draft.per_member_limit is not None and draft.per_member_limit < 1:
@@ -81,6 +77,57 @@ async def publish(session: AsyncSession, program_id: str, draft: RewardDraft, no
     )
     session.add(reward)
     await session.flush()
+    return reward
+
+
+def _price_minor(price: Decimal, currency: Currency) -> int:
+    if price <= 0:
+        raise BadUserInput(f"price must be greater than 0, got {price}", field="price")
+    try:
+        return currency.to_minor(price)
+    except ValueError as exc:
+        raise BadUserInput(str(exc), field="price") from None
+
+
+async def _own_locked(session: AsyncSession, program_id: str, reward_id: str) -> Reward:
+    """``program_id``'s reward, locked for the change; another partner's is refused."""
+    reward = await session.get(Reward, reward_id, with_for_update=True)
+    if reward is None:
+        raise RewardNotFound(reward_id)
+    if reward.program_id != program_id:
+        raise NotYourReward()
+    return reward
+
+
+async def reprice(session: AsyncSession, program_id: str, reward_id: str, price: Decimal) -> Reward:
+    """A new settlement price for redemptions from now on; those made keep the price they paid."""
+    reward = await _own_locked(session, program_id, reward_id)
+    reward.price_minor = _price_minor(price, (await programs.get_coalition(session)).settings.currency)
+    session.add(reward)
+    await session.flush()
+    return reward
+
+
+async def restock(session: AsyncSession, program_id: str, reward_id: str, units: int) -> Reward:
+    """``units`` more in stock (the row is locked, so no concurrent redemption is lost)."""
+    reward = await _own_locked(session, program_id, reward_id)
+    if not 1 <= units <= MAX_STOCK - reward.stock:
+        raise BadUserInput(
+            f"units must be from 1 to {MAX_STOCK - reward.stock} (stock is at most {MAX_STOCK})", field="units"
+        )
+    reward.stock += units
+    session.add(reward)
+    await session.flush()
+    return reward
+
+
+async def withdraw(session: AsyncSession, program_id: str, reward_id: str, now: datetime) -> Reward:
+    """No redemption from ``now`` on; redemptions already paid still await delivery."""
+    reward = await _own_locked(session, program_id, reward_id)
+    if reward.available_until is None or reward.available_until > now:
+        reward.available_until = max(now, reward.available_from)
+        session.add(reward)
+        await session.flush()
     return reward
 
 

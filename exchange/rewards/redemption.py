@@ -25,15 +25,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import Table, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
 from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.db import dialects
 from exchange.db.database import Database
-from exchange.errors import ExchangeError, IdempotencyConflict
+from exchange.errors import ExchangeError
 from exchange.federation.accounts import Federation
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
@@ -64,12 +65,14 @@ from exchange.rewards.models import (
 from exchange.rewards.pricing import RedemptionPrice, redemption_price
 from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition
-from exchange.sagas.idempotency import record_once
+from exchange.sagas.idempotency import claiming, keyed, record_once, same_request
 from exchange.settings import Settings
 from exchange.tiers.errors import NotLinked
 
 #: Final statuses that give back the stock and the member's count.
 _RELEASES_STOCK = (RedemptionStatus.FAILED, RedemptionStatus.REVERSED)
+
+REDEMPTIONS: Table = Redemption.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,10 @@ class RedeemRequest:
     pay_with: str
     idempotency_key: str
     authority: DebitAuthority
+
+    def made(self, redemption: Redemption) -> bool:
+        """Whether ``redemption`` (under this request's key) was made for this request."""
+        return (redemption.reward_id, redemption.paying_program) == (self.reward_id, self.pay_with)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,21 +143,17 @@ class RedemptionSaga(Saga[Redemption]):
     async def redeem(self, request: RedeemRequest) -> Redemption:
         """Redeem, as far as it goes now; the same key returns the same redemption."""
         async with self.db.transaction() as session:
-            existing = await _by_key(session, request.member_id, request.idempotency_key)
+            existing = await keyed(session, Redemption, request.member_id, request.idempotency_key)
             if existing is not None:
-                return _same_request(existing, request)
+                return same_request(existing, request.idempotency_key, request.made)
             reward = await catalog.get_reward(session, request.reward_id)
         require_authority(request.authority, request.pay_with, field="payWith")  # before asking partners
         if reward.min_level > 0:
             level = await self.member_level(request.member_id)
             if level < reward.min_level:
                 raise TierTooLow(reward.id, reward.min_level, level)
-        redemption, created = await record_once(
-            self.db,
-            lambda session: self._record_in(session, request),
-            lambda session: _by_key(session, request.member_id, request.idempotency_key),
-            lambda found: _same_request(found, request),
-        )
+        async with self.db.transaction() as session:
+            redemption, created = await self._record_in(session, request)
         return await self.drive(redemption, recovering=False) if created else redemption
 
     async def cancel(
@@ -220,58 +223,57 @@ class RedemptionSaga(Saga[Redemption]):
 
     async def _record_in(self, session: AsyncSession, request: RedeemRequest) -> tuple[Redemption, bool]:
         now = self.clock.now()
-        existing = await _by_key(session, request.member_id, request.idempotency_key)
-        if existing is not None:
-            return _same_request(existing, request), False
         paying_ref = await self._paying_ref(session, request.member_id, request.pay_with)
         quote = await _quote(session, request.reward_id, request.pay_with)
         reward = quote.reward
         if not catalog.is_available(reward, now):
             raise RewardUnavailable(reward.id, reward.available_from, reward.available_until)
-        taken = await session.exec(
-            update(Reward).where(col(Reward.id) == reward.id, col(Reward.stock) >= 1).values(stock=Reward.stock - 1)  # type: ignore[call-overload]
-        )
-        if taken.rowcount != 1:
-            raise OutOfStock(reward.id)
         usages = _usages(reward, request.member_id)
-        await limits.reserve(session, usages)
-        redemption = Redemption(
-            id=str(uuid.uuid4()),
-            member_id=request.member_id,
-            idempotency_key=request.idempotency_key,
-            reward_id=reward.id,
-            publisher=reward.program_id,
-            paying_program=request.pay_with,
-            paying_ref=paying_ref,
-            kind=reward.kind,
-            points=quote.price.points,
-            price_minor=quote.price.price_minor,
-            fee_minor=quote.price.fee_minor,
-            currency=reward.currency,
-            usages=[asdict(usage) for usage in usages],
-            deliver_by=now + self.delivery_window if reward.kind == RewardKind.DIRECT else None,
-            status=RedemptionStatus.PENDING,
-            step=RedemptionStep.DEBIT,
-            next_attempt_at=now + self.policy.lease,
-            lease_until=now + self.policy.lease,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(redemption)
-        # The consent is used after the row: a concurrent repeat of the key then meets the
-        # unique key (and gets this redemption), not a consent this request has just used.
-        await session.flush()
-        await authorize_debit(
+        redemption, created = await record_once(
             session,
-            request.authority,
+            Redemption,
+            claiming(dialects.insert(session, REDEMPTIONS)).values(
+                id=str(uuid.uuid4()),
+                member_id=request.member_id,
+                idempotency_key=request.idempotency_key,
+                reward_id=reward.id,
+                publisher=reward.program_id,
+                paying_program=request.pay_with,
+                paying_ref=paying_ref,
+                kind=reward.kind,
+                points=quote.price.points,
+                price_minor=quote.price.price_minor,
+                fee_minor=quote.price.fee_minor,
+                currency=reward.currency,
+                usages=[asdict(usage) for usage in usages],
+                deliver_by=now + self.delivery_window if reward.kind == RewardKind.DIRECT else None,
+                **self.policy.start(now, step=RedemptionStep.DEBIT),
+            ),
             member_id=request.member_id,
-            program=request.pay_with,
-            points=quote.price.points,
-            used_for=f"redemption:{redemption.id}",
-            now=now,
-            field="payWith",
+            key=request.idempotency_key,
+            same=request.made,
         )
-        return redemption, True
+        assert redemption is not None, "only the key is unique among what a redemption is inserted with"
+        if created:
+            taken = await session.exec(
+                update(Reward).where(col(Reward.id) == reward.id, col(Reward.stock) >= 1).values(stock=Reward.stock - 1)
+            )
+            if taken.rowcount != 1:
+                raise OutOfStock(reward.id)
+            await limits.reserve(session, usages)
+            # The consent is used after the row: a concurrent repeat of the key then meets the
+            # unique key (and gets this redemption), not a consent this request has just used.
+            await authorize_debit(
+                session,
+                request.authority,
+                member_id=request.member_id,
+                program=request.pay_with,
+                points=quote.price.points,
+                used_for=f"redemption:{redemption.id}",
+                now=now,
+                field="payWith",
+            )
+        return redemption, created
 
     # -- the steps ----------------------------------------------------------------------
 
@@ -297,8 +299,10 @@ class RedemptionSaga(Saga[Redemption]):
             )
             return await debit.attempt(in_doubt=in_doubt)
         if step == RedemptionStep.REVERSE_DEBIT:
+            # Chained: after a crash, the reversal is sent again from this step (its fixed id
+            # makes the partner apply it once), and the ledger reversal follows.
             await paying.reverse(redemption.reverse_debit_operation, redemption.debit_operation)
-            return Transition(RedemptionStep.UNPOST)
+            return Transition(RedemptionStep.UNPOST, chained=True)
         raise AssertionError(f"no attempt for step {step}")
 
     async def on_transition(
@@ -330,7 +334,7 @@ class RedemptionSaga(Saga[Redemption]):
             )
         if transition.status in _RELEASES_STOCK:
             await session.exec(
-                update(Reward).where(col(Reward.id) == redemption.reward_id).values(stock=Reward.stock + 1)  # type: ignore[call-overload]
+                update(Reward).where(col(Reward.id) == redemption.reward_id).values(stock=Reward.stock + 1)
             )
             await limits.release(session, [limits.Usage(**usage) for usage in redemption.usages])
 
@@ -354,23 +358,6 @@ def _usages(reward: Reward, member_id: str) -> list[limits.Usage]:
     if reward.per_member_limit is None:
         return []
     return [limits.Usage(f"member:{member_id}:reward:{reward.id}", "per_member_limit", reward.per_member_limit, 1)]
-
-
-async def _by_key(session: AsyncSession, member_id: str, key: str) -> Redemption | None:
-    return (
-        await session.exec(
-            select(Redemption).where(Redemption.member_id == member_id, Redemption.idempotency_key == key)
-        )
-    ).first()
-
-
-def _same_request(existing: Redemption, request: RedeemRequest) -> Redemption:
-    if (existing.reward_id, existing.paying_program) != (request.reward_id, request.pay_with):
-        raise IdempotencyConflict(
-            f"idempotency key {request.idempotency_key!r} was used for another redemption",
-            field="idempotencyKey",
-        )
-    return existing
 
 
 async def _locked_for(
@@ -409,6 +396,23 @@ async def reward_redemptions(session: AsyncSession, reward_id: str, *, first: in
             select(Redemption)
             .where(Redemption.reward_id == reward_id)
             .order_by(col(Redemption.created_at).desc())
+            .limit(first)
+        )
+    ).all()
+
+
+async def awaiting_delivery(session: AsyncSession, publisher: str, *, first: int = 100) -> Sequence[Redemption]:
+    """The publisher's paid direct redemptions whose delivery it has yet to confirm, the most
+    urgent (the earliest ``deliver_by``) first."""
+    return (
+        await session.exec(
+            select(Redemption)
+            .where(
+                Redemption.status == RedemptionStatus.COMPLETED,
+                Redemption.kind == RewardKind.DIRECT,
+                Redemption.publisher == publisher,
+            )
+            .order_by(col(Redemption.deliver_by), col(Redemption.id))
             .limit(first)
         )
     ).all()

@@ -47,8 +47,10 @@ async def settle_or_void(connector: PartnerConnector, operation_id: str, void_id
 class MemberDebit:
     """Taking a member's points at a partner, as a saga step: the first try, or settling a doubt.
 
-    ``then`` is the step after a debit that applied; ``done`` the final step, with
-    ``failed`` (nothing moved) or ``reversed`` (it applied late and was undone) as the status.
+    ``then`` is the step after a debit that applied, chained (not recorded on its own): after a
+    crash, settling the debit finds it applied and leads there again. ``done`` is the final
+    step, with ``failed`` (nothing moved) or ``reversed`` (it applied late and was undone) as
+    the status.
     """
 
     connector: PartnerConnector
@@ -71,12 +73,12 @@ class MemberDebit:
             await self.connector.debit(self.operation_id, self.member_ref, self.points)
         except (PartnerRefusal, PartnerUnavailable) as error:
             return Transition(self.done, self.failed, *failure(error))
-        return Transition(self.then)
+        return Transition(self.then, chained=True)
 
     async def _settle(self) -> Transition:
         settlement = await settle_or_void(self.connector, self.operation_id, self.void_id)
         if settlement is Settlement.APPLIED:
-            return Transition(self.then)
+            return Transition(self.then, chained=True)
         if settlement is Settlement.VOIDED:
             return Transition(
                 self.done,

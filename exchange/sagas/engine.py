@@ -3,10 +3,18 @@
 A saga row (a :class:`~exchange.sagas.state.SagaState` table) names its next ``step``. The
 driver attempts that step — usually one partner call, made outside any database
 transaction — and applies what the attempt decided (a :class:`Transition`) in one short unit
-of work that first locks the row and checks it still stands at that step, so a request and
-the recovery worker can never both move one row. Effects that must commit with the
-transition (a ledger posting, stock given back) run in that same unit of work, in the
-saga's :meth:`Saga.on_transition`.
+of work whose first statement is a guarded update: it moves the row only if the row still
+stands at the step the driver last recorded (which also locks it), so a request and the
+recovery worker can never both move one row. Effects that must commit with the transition
+(a ledger posting, stock given back) run in that same unit of work, after it, in the saga's
+:meth:`Saga.on_transition`.
+
+A transition may be *chained*: the next step's partner call is keyed by a fixed operation id,
+and settling the step before finds its way there again (a debit that applied leads to the
+credit, which the partner applies at most once). Such a transition is not recorded on its
+own: the driver goes on at once, and a crash in between is recovered from the earlier step.
+When a saga finishes a run (its ``step`` becomes ``DONE``), the database moves the member's
+activity marker (``member.activity``), which the federated view's cache keys on.
 
 When a call's outcome is unknown (or, while settling a doubt, the partner cannot be
 reached), the row is *postponed*: it stays at its step, marked in doubt, and is tried again
@@ -21,9 +29,11 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar, Generic, TypeVar
+from functools import lru_cache
+from typing import Any, ClassVar, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Table, Update, bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -36,9 +46,23 @@ from exchange.connectors.errors import (
 )
 from exchange.db.database import Database
 from exchange.errors import ExchangeError, NotFound
+from exchange.observability.logs import log_context
+from exchange.observability.tracing import tracer
 from exchange.sagas.state import SagaState
 
 logger = logging.getLogger("exchange.sagas")
+
+
+@lru_cache(maxsize=64)
+def _guarded_update(table: Table, active: tuple[str, ...], names: tuple[str, ...]) -> Update:
+    """Set columns ``names`` (parameters ``new_<name>``) on row ``row_id`` if it is still at step
+    ``recorded`` and in an ``active`` status; built once, so each transition only binds values."""
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"), table.c.step == bindparam("recorded"), table.c.status.in_(active))
+        .values({name: bindparam(f"new_{name}", type_=table.c[name].type) for name in names})
+    )
+
 
 Row = TypeVar("Row", bound=SagaState)
 
@@ -53,17 +77,37 @@ class SagaPolicy:
     """Attempts at a write in doubt that may be sent again before it is voided instead."""
 
     def backoff(self, attempts: int) -> timedelta:
-        return min(self.first_retry * 2 ** min(attempts, 20), self.longest_retry)
+        return min(self.first_retry * (1 << min(attempts, 20)), self.longest_retry)
+
+    def start(self, now: datetime, *, step: str, status: str = "PENDING") -> dict[str, Any]:
+        """The state columns of a saga row recorded at ``now`` and driven at once by the
+        request that records it: the lease keeps the recovery worker away meanwhile, and the
+        worker takes the row up when the lease ends, if the request died."""
+        return {
+            "status": status,
+            "step": step,
+            "in_doubt": False,
+            "attempts": 0,
+            "next_attempt_at": now + self.lease,
+            "lease_until": now + self.lease,
+            "created_at": now,
+            "updated_at": now,
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """What one step decided: the next step, the status (``None``: unchanged) and why."""
+    """What one step decided: the next step, the status (``None``: unchanged) and why.
+
+    ``chained``: go on to ``step`` without recording it (see the module's docstring); only for
+    a transition that leaves the status alone.
+    """
 
     step: str
     status: str | None = None
     failure_code: str | None = None
     failure_message: str | None = None
+    chained: bool = False
 
 
 def failure(error: PartnerError) -> tuple[str, str]:
@@ -90,8 +134,17 @@ class Saga(abc.ABC, Generic[Row]):
         Partner errors propagate: unknown outcomes and unreachable partners postpone the row.
         """
 
+    def changes(self, row: Row, step: str, transition: Transition) -> dict[str, Any]:
+        """Columns of the saga's own that ``transition`` sets, besides the state columns."""
+        return {}
+
     async def on_transition(self, session: AsyncSession, row: Row, step: str, transition: Transition) -> None:
-        """Writes that commit with ``transition`` (``row`` is locked, still at ``step``)."""
+        """Writes that commit with ``transition`` (``row``, as it was before it, is locked)."""
+
+    @property
+    def slug(self) -> str:
+        """The saga's name in metrics, traces and log fields: ``conversion``, ``status_match``."""
+        return self.label.replace(" ", "_")
 
     def missing(self, row_id: str) -> ExchangeError:
         """The error for an id that names no row."""
@@ -132,22 +185,42 @@ class Saga(abc.ABC, Generic[Row]):
         return [row.id for row in claimed]  # type: ignore[attr-defined]
 
     async def drive(self, row: Row, *, recovering: bool) -> Row:
-        """Run steps until the row is final or must wait (postponed with a backoff)."""
+        """Run steps until the row is final or must wait (postponed with a backoff).
+
+        Every log line written meanwhile names the row (``conversion_id=…``), and each step is
+        a span of the current trace (the request's, or the recovery pass's)."""
         in_doubt = recovering or row.in_doubt
-        while row.status in self.active:
-            step = row.step
-            try:
-                transition = await self.attempt(row, step, in_doubt=in_doubt)
-            except (OutcomeUnknown, PartnerUnavailable) as error:
-                # Unknown, or (while settling a doubt) not reachable: ask again later.
-                return await self._postpone(row, step, error)
-            except PartnerRefusal as error:
-                # A refusal where the contract allows none (a reversal refused): keep the row
-                # for an operator, and keep asking, slowly.
-                logger.error("%s %s: partner refused %s at step %s", self.label, self._id(row), error.message, step)
-                return await self._postpone(row, step, error)
-            row = await self._apply(row, step, transition)
-            in_doubt = False
+        recorded = row.step  # where the database has the row; ``row.step`` runs ahead on chained steps
+        with log_context(**{f"{self.slug}_id": self._id(row)}):
+            while row.status in self.active:
+                step = row.step
+                with tracer().start_as_current_span(
+                    f"{self.label} {step}",
+                    attributes={
+                        "exchange.saga": self.slug,
+                        "exchange.saga.id": self._id(row),
+                        "exchange.saga.step": step,
+                    },
+                ):
+                    try:
+                        transition = await self.attempt(row, step, in_doubt=in_doubt)
+                    except (OutcomeUnknown, PartnerUnavailable) as error:
+                        # Unknown, or (while settling a doubt) not reachable: ask again later.
+                        return await self._postpone(row, recorded, error)
+                    except PartnerRefusal as error:
+                        # A refusal where the contract allows none (a reversal refused): keep the
+                        # row for an operator, and keep asking, slowly.
+                        logger.error(
+                            "%s %s: partner refused %s at step %s", self.label, self._id(row), error.message, step
+                        )
+                        return await self._postpone(row, recorded, error)
+                    if transition.chained:
+                        assert transition.status is None, "a chained transition leaves the status alone"
+                        row.step, row.in_doubt, row.attempts = transition.step, False, 0
+                    else:
+                        row = await self._apply(row, recorded, step, transition)
+                        recorded = row.step
+                in_doubt = False
         return row
 
     # -- state changes ------------------------------------------------------------------
@@ -156,51 +229,63 @@ class Saga(abc.ABC, Generic[Row]):
     def _id(row: SagaState) -> str:
         return str(row.id)  # type: ignore[attr-defined]
 
-    async def locked(self, session: AsyncSession, row_id: str, step: str | None = None) -> Row | None:
-        """The row, locked, if it is still active (and at ``step``, if given); else ``None``."""
-        model = self.model
-        row = (await session.exec(select(model).where(model.id == row_id).with_for_update())).one()  # type: ignore[attr-defined]
-        if row.status not in self.active or (step is not None and row.step != step):
-            return None
-        return row  # type: ignore[return-value]
-
     async def reload(self, row_id: str) -> Row:
         async with self.db.transaction() as session:
             row = await session.get(self.model, row_id)
         assert row is not None
         return row  # type: ignore[return-value]
 
-    async def _apply(self, row: Row, step: str, transition: Transition) -> Row:
+    async def _apply(self, row: Row, recorded: str, step: str, transition: Transition) -> Row:
+        """Record ``transition`` (decided at ``step``) if the row still stands where the driver
+        last ``recorded`` it, with the saga's writes; else the row as someone else left it."""
+        now = self.clock.now()
+        values: dict[str, Any] = {"step": transition.step, "in_doubt": False, "attempts": 0, "updated_at": now}
+        if transition.status is not None:
+            values["status"] = transition.status
+        if transition.failure_code is not None:
+            values["failure_code"] = transition.failure_code
+            values["failure_message"] = (transition.failure_message or "")[:500]
+        if values.get("status", row.status) not in self.active:
+            values["finished_at"], values["lease_until"] = now, None
+        values.update(self.changes(row, step, transition))
         async with self.db.transaction() as session:
-            current = await self.locked(session, self._id(row), step)
-            if current is None:
-                return await self.reload(self._id(row))
-            await self.on_transition(session, current, step, transition)
-            now = self.clock.now()
-            current.step = transition.step
-            if transition.status is not None:
-                current.status = transition.status
-            current.in_doubt, current.attempts = False, 0
-            if transition.failure_code is not None:
-                current.failure_code = transition.failure_code
-                current.failure_message = (transition.failure_message or "")[:500]
-            if current.status not in self.active:
-                current.finished_at, current.lease_until = now, None
-            current.updated_at = now
-            session.add(current)
-        return current
+            moved = await self._move(session, row, recorded, values)
+            if moved:
+                await self.on_transition(session, row, step, transition)
+        if not moved:
+            return await self.reload(self._id(row))
+        row = self._moved(row, values)
+        if row.status not in self.active:
+            logger.info("%s %s finished: %s", self.label, self._id(row), row.status)
+        return row
 
-    async def _postpone(self, row: Row, step: str, error: PartnerError) -> Row:
-        logger.warning("%s %s: %s at step %s; will ask again", self.label, self._id(row), error.message, step)
+    async def _postpone(self, row: Row, recorded: str, error: PartnerError) -> Row:
+        logger.warning("%s %s: %s at step %s; will ask again", self.label, self._id(row), error.message, row.step)
+        now = self.clock.now()
+        attempts = row.attempts + 1
+        values: dict[str, Any] = {
+            "step": row.step,
+            "in_doubt": row.in_doubt or isinstance(error, OutcomeUnknown),
+            "attempts": attempts,
+            "next_attempt_at": now + self.policy.backoff(attempts),
+            "lease_until": None,
+            "updated_at": now,
+        }
         async with self.db.transaction() as session:
-            current = await self.locked(session, self._id(row), step)
-            if current is None:
-                return await self.reload(self._id(row))
-            now = self.clock.now()
-            current.in_doubt = current.in_doubt or isinstance(error, OutcomeUnknown)
-            current.attempts += 1
-            current.next_attempt_at = now + self.policy.backoff(current.attempts)
-            current.lease_until = None
-            current.updated_at = now
-            session.add(current)
-        return current
+            moved = await self._move(session, row, recorded, values)
+        return self._moved(row, values) if moved else await self.reload(self._id(row))
+
+    async def _move(self, session: AsyncSession, row: Row, recorded: str, values: dict[str, Any]) -> bool:
+        """Set ``values`` on the row if it is still active at step ``recorded`` (one statement,
+        which locks the row until ``session``'s unit of work ends)."""
+        statement = _guarded_update(self.model.__table__, tuple(self.active), tuple(values))  # type: ignore[attr-defined]
+        params = {f"new_{name}": value for name, value in values.items()}
+        moved = await session.exec(statement, params={"row_id": self._id(row), "recorded": recorded, **params})
+        return moved.rowcount == 1
+
+    @staticmethod
+    def _moved(row: Row, values: dict[str, Any]) -> Row:
+        """``row`` as the database now has it (it was moved with ``values``)."""
+        for name, value in values.items():
+            setattr(row, name, value)
+        return row

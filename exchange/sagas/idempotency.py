@@ -1,40 +1,83 @@
-"""Recording a saga's first row exactly once per client-chosen idempotency key."""
+"""One rule for idempotency keys, for every saga a member starts with one.
+
+The member chooses the key: 1 to ``IDEMPOTENCY_KEY_LENGTH`` printable characters (what the
+API declares of every ``idempotencyKey``: ``exchange.api.inputs.IdempotencyKey``). The saga's
+first row is inserted
+under (member, key) with ``ON CONFLICT DO NOTHING``, so the unique key decides between
+requests that race with the same key (the database has the second wait until the first
+commits or rolls back). When nothing was inserted, the row the key holds is the answer if it
+was made for the same request, and ``IDEMPOTENCY_CONFLICT`` if it was made for another.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.db.database import Database
-
-Row = TypeVar("Row")
+from exchange.db.dialects import Insert
+from exchange.errors import IdempotencyConflict
 
 #: The longest idempotency key a client may choose (the key columns' length).
 IDEMPOTENCY_KEY_LENGTH = 100
 
 
-async def record_once(
-    db: Database,
-    record: Callable[[AsyncSession], Awaitable[tuple[Row, bool]]],
-    find: Callable[[AsyncSession], Awaitable[Row | None]],
-    same: Callable[[Row], Row],
-) -> tuple[Row, bool]:
-    """Run ``record`` (the row and whether it was created) in one unit of work.
+class Keyed(Protocol):
+    member_id: str
+    idempotency_key: str
 
-    ``record`` looks for the key itself first; when another request inserts the same key
-    between that look and the insert, the unique key refuses ours and the row ``find``
-    returns is the answer — after ``same`` checked it was made for the same request
-    (it raises ``IdempotencyConflict`` otherwise).
+
+Row = TypeVar("Row", bound=Keyed)
+
+
+async def keyed(session: AsyncSession, model: type[Row], member_id: str, key: str) -> Row | None:
+    """The row the member's key holds, if any."""
+    return (await session.exec(select(model).where(model.member_id == member_id, model.idempotency_key == key))).first()
+
+
+def claiming(insert: Insert) -> Insert:
+    """``insert`` (a plain ``INSERT`` or an ``INSERT … SELECT`` of a saga's first row) as
+    :func:`record_once` runs it: doing nothing on a taken key, returning the row it made."""
+    # returning() is typed as a generic ReturningInsert; it is the dialect insert it was
+    return insert.on_conflict_do_nothing().returning(*insert.table.columns)  # type: ignore[return-value]
+
+
+async def record_once(
+    session: AsyncSession,
+    model: type[Row],
+    claim: Insert,
+    *,
+    params: Mapping[str, Any] | None = None,
+    member_id: str,
+    key: str,
+    same: Callable[[Row], bool],
+) -> tuple[Row | None, bool]:
+    """Insert a saga's first row under the member's key (``claim``, made by :func:`claiming`,
+    with ``params``), in the caller's unit of work.
+
+    ``(row, True)``: inserted now. ``(row, False)``: the key holds a row for the same request
+    (``same``), nothing was inserted. ``(None, False)``: nothing inserted and the key holds
+    nothing: the ``SELECT`` found nothing to insert, or another unique value was taken — the
+    caller says why. ``IdempotencyConflict`` if the key holds a row for another request.
     """
-    try:
-        async with db.transaction() as session:
-            return await record(session)
-    except IntegrityError:
-        async with db.transaction() as session:
-            existing = await find(session)
-        if existing is None:
-            raise
-        return same(existing), False
+    created = (await session.exec(claim, params=params)).first()
+    if created is not None:
+        return _row(model, created._mapping), True
+    existing = await keyed(session, model, member_id, key)
+    if existing is None:
+        return None, False
+    return same_request(existing, key, same), False
+
+
+def same_request(existing: Row, key: str, same: Callable[[Row], bool]) -> Row:
+    """``existing``, the row the key holds, if it was made for the same request (``same``)."""
+    if not same(existing):
+        kind = type(existing).__tablename__.replace("_", " ")  # type: ignore[attr-defined]
+        raise IdempotencyConflict(f"idempotency key {key!r} was used for another {kind}", field="idempotencyKey")
+    return existing
+
+
+def _row(model: type[Row], values: Any) -> Row:
+    return model(**dict(values))

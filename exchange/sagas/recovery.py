@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
+
+from exchange.observability.tracing import tracer
 
 logger = logging.getLogger("exchange.sagas.recovery")
 
 
 class Recoverable(Protocol):
-    label: str
+    label: ClassVar[str]
 
     async def claim_due(self, batch: int = 20, *, due_by: datetime | None = None) -> list[str]: ...
 
@@ -32,7 +34,9 @@ class RecoveryWorker:
     async def _recover(self, row_id: str) -> None:
         async with self._slots:
             try:
-                await self.saga.recover(row_id)
+                # One trace per row recovered, its steps and partner calls beneath.
+                with tracer().start_as_current_span(f"recover {self.saga.label}"):
+                    await self.saga.recover(row_id)
             except Exception:  # one bad row must not stop the others
                 logger.exception("recovering %s %s failed", self.saga.label, row_id)
 

@@ -1,4 +1,5 @@
-"""The sandbox's admin API, under ``/_sandbox``: fault knobs, the operation log, balances.
+"""The sandbox's admin API, under ``/_sandbox``: fault knobs, the operation log, balances, the
+trace context callers sent.
 
 It needs no token: a sandbox is a test and demo tool that listens on loopback. Nothing here
 is part of the partner contract.
@@ -16,7 +17,9 @@ from starlette.routing import Route
 
 from exchange.sandbox.auth import TokenIssuer
 from exchange.sandbox.faults import FaultInjector, FaultSettings
+from exchange.sandbox.member_sign_in import MemberSignIn
 from exchange.sandbox.points import MemberState, PointsSystem
+from exchange.sandbox.tracing import TraceHeaders
 
 PREFIX = "/_sandbox"
 
@@ -27,6 +30,16 @@ class NewMember(BaseModel):
     balance: StrictInt = 0
     tier: StrictStr | None = None
     verification: StrictStr = "0000"
+
+
+class SignInSettings(BaseModel):
+    """Who the member sign-in page signs assertions for: the partner's client id at the
+    exchange and the exchange's return URLs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: StrictStr
+    return_urls: list[StrictStr]
 
 
 class RestartRequest(BaseModel):
@@ -58,6 +71,8 @@ def routes(
     points: PointsSystem,
     faults: FaultInjector,
     issuer: TokenIssuer,
+    sign_in: MemberSignIn,
+    traces: TraceHeaders,
     restart: Callable[[float], None] | None,
 ) -> list[Route]:
     async def info(_: Request) -> Response:
@@ -87,6 +102,9 @@ def routes(
             {"operations": [{"seq": seq, **op.model_dump(mode="json", exclude={"target"})} for seq, op in log]}
         )
 
+    async def trace_headers(_: Request) -> Response:
+        return JSONResponse({"requests": list(traces.seen)})
+
     async def members(_: Request) -> Response:
         states = await points.members()
         return JSONResponse(
@@ -106,6 +124,18 @@ def routes(
         state = await points.add_member(request.path_params["member_ref"], body.balance, tier, body.verification)
         return JSONResponse(_member(state), status_code=201)
 
+    async def assertion_key(_: Request) -> Response:
+        return JSONResponse(sign_in.key.as_dict(private=False))
+
+    async def set_sign_in(request: Request) -> Response:
+        try:
+            body = SignInSettings.model_validate_json(await request.body() or b"{}")
+        except ValidationError as exc:
+            return _invalid(exc)
+        sign_in.client_id = body.client_id
+        sign_in.return_urls = frozenset(body.return_urls)
+        return JSONResponse({"client_id": sign_in.client_id, "return_urls": sorted(sign_in.return_urls)})
+
     async def revoke_tokens(_: Request) -> Response:
         return JSONResponse({"revoked": issuer.revoke_all()})
 
@@ -124,8 +154,11 @@ def routes(
         Route(f"{PREFIX}/faults", get_faults, methods=["GET"]),
         Route(f"{PREFIX}/faults", set_faults, methods=["POST"]),
         Route(f"{PREFIX}/operations", operations, methods=["GET"]),
+        Route(f"{PREFIX}/traces", trace_headers, methods=["GET"]),
         Route(f"{PREFIX}/members", members, methods=["GET"]),
         Route(f"{PREFIX}/members/{{member_ref}}", add_member, methods=["PUT"]),
+        Route(f"{PREFIX}/assertion-key", assertion_key, methods=["GET"]),
+        Route(f"{PREFIX}/member-sign-in", set_sign_in, methods=["PUT"]),
         Route(f"{PREFIX}/tokens/revoke", revoke_tokens, methods=["POST"]),
         Route(f"{PREFIX}/restart", restart_server, methods=["POST"]),
     ]

@@ -43,6 +43,12 @@ class SandboxAdmin:
         answer: list[dict[str, Any]] = (await self._request("GET", "/operations"))["operations"]
         return answer
 
+    async def trace_headers(self) -> list[dict[str, Any]]:
+        """The latest contract requests, oldest first: ``method``, ``path`` and the
+        ``traceparent`` header they carried (``None``: none)."""
+        answer: list[dict[str, Any]] = (await self._request("GET", "/traces"))["requests"]
+        return answer
+
     async def members(self) -> dict[str, Any]:
         """``members`` (each with balance and opening balance), ``total_points``,
         ``total_opening_points``."""
@@ -63,6 +69,15 @@ class SandboxAdmin:
             body["tier"] = tier
         answer: dict[str, Any] = await self._request("PUT", f"/members/{member_ref}", body)
         return answer
+
+    async def assertion_key(self) -> dict[str, Any]:
+        """The public JWK the member sign-in page signs assertions with (to register at the exchange)."""
+        answer: dict[str, Any] = await self._request("GET", "/assertion-key")
+        return answer
+
+    async def set_member_sign_in(self, *, client_id: str, return_urls: list[str]) -> None:
+        """Let the member sign-in page sign for ``client_id``, back to ``return_urls`` only."""
+        await self._request("PUT", "/member-sign-in", {"client_id": client_id, "return_urls": return_urls})
 
     async def revoke_tokens(self) -> int:
         return int((await self._request("POST", "/tokens/revoke"))["revoked"])

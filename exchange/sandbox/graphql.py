@@ -235,5 +235,5 @@ class ContractGraphQL(GraphQL[dict[str, Any], None]):
         super().__init__(build_contract_schema(), graphql_ide=None, allow_queries_via_get=False)
         self.service = service
 
-    async def get_context(self, request: Request, response: Response) -> dict[str, Any]:  # type: ignore[override]
+    async def get_context(self, request: Request, response: Response) -> dict[str, Any]:  # type: ignore[override]  # an HTTP Route serves it: never a WebSocket
         return {"service": self.service, "request": request, "response": response}

@@ -22,6 +22,7 @@ from exchange.programs.secrets import SecretUnavailable, client_secret
 from exchange.sandbox.app import create_sandbox_app
 from exchange.sandbox.auth import TokenIssuer
 from exchange.sandbox.faults import FaultInjector
+from exchange.sandbox.member_sign_in import MemberSignIn
 from exchange.sandbox.points import PointsSystem
 from exchange.sandbox.storage import Storage
 from exchange.serving import RunningServer, start_server, wait_for_stop_signal
@@ -60,6 +61,8 @@ class SandboxServer:
         self.token_ttl = token_ttl
         self.clock = clock or SystemClock()
         self.faults = faults or FaultInjector()
+        #: The member sign-in page's key and settings, kept across restarts like the fault knobs.
+        self.sign_in = MemberSignIn(self.clock)
         self.log_level = log_level
         self._port = port
         self._server: RunningServer | None = None
@@ -127,6 +130,7 @@ class SandboxServer:
                     ttl=self.token_ttl,
                     clock=self.clock,
                 ),
+                sign_in=self.sign_in,
                 released=self._released,
                 restart=self.request_restart,
             )

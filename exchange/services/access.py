@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from exchange.auth import assertions, clients, keys
 from exchange.auth.clients import ClientCredentials
-from exchange.auth.keys import SigningKeys
+from exchange.auth.keys import Rotation, SigningKeys
 from exchange.auth.models import OAuthClient, PartnerAssertionKey
 from exchange.auth.scopes import Role, Scope
 from exchange.clock import Clock
@@ -44,6 +44,24 @@ class AccessService:
                 session, role=role, program_id=program_id, scopes=scopes, now=self.clock.now(), client_id=client_id
             )
 
+    async def program_clients(self, program_id: str) -> Sequence[OAuthClient]:
+        """The clients of ``program_id``'s partner, by id."""
+        async with self.db.transaction() as session:
+            return await clients.list_clients(session, program_id=program_id)
+
+    async def rotate_program_client(self, program_id: str, client_id: str) -> ClientCredentials:
+        """A fresh secret for one of ``program_id``'s own clients (the old one stops working)."""
+        async with self.db.transaction() as session:
+            client = await clients.program_client(session, program_id, client_id)
+            return ClientCredentials(client, await clients.reset_client_secret(session, client.client_id))
+
+    async def revoke_program_client(self, program_id: str, client_id: str) -> OAuthClient:
+        """Delete one of ``program_id``'s own clients: no new token for it; the client removed."""
+        async with self.db.transaction() as session:
+            client = await clients.program_client(session, program_id, client_id)
+            await clients.delete_client(session, client)
+            return client
+
     async def renew_client(self, client_id: str, *, role: Role, program_id: str | None) -> ClientCredentials:
         """The client ``client_id`` with a fresh secret, created with ``role`` if it is new."""
         async with self.db.transaction() as session:
@@ -77,7 +95,7 @@ class AccessService:
             await keys.ensure_active_key(session, self.key_secret, self.clock.now())
         await self.keys.refresh()
 
-    async def rotate_signing_key(self) -> keys.Rotation:
+    async def rotate_signing_key(self) -> Rotation:
         """Make a new signing key active; the old one keeps verifying until its tokens expire."""
         async with self.db.transaction() as session:
             return await keys.rotate_signing_key(session, self.key_secret, self.clock.now(), self.token_lifetime)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from exchange.auth.keys import SigningKeys
 from exchange.clock import Clock, SystemClock
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions.quoting import Quoting
 from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
 from exchange.db.database import Database
@@ -20,11 +21,13 @@ from exchange.federation.accounts import Federation
 from exchange.jobs import PeriodicJob
 from exchange.loading import PartnersLoaded
 from exchange.members.consents import DebitConsents
-from exchange.pricing.quotes import QuotePolicy
+from exchange.observability.metrics import SagaFigures
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
 from exchange.rewards.jobs import RedemptionJob
 from exchange.rewards.redemption import RedemptionSaga
+from exchange.sagas.engine import Saga
+from exchange.sagas.figures import read_figures
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.access import AccessService
 from exchange.services.catalog import CatalogService
@@ -32,6 +35,7 @@ from exchange.services.conversions import ConversionService
 from exchange.services.matches import StatusMatchService
 from exchange.services.members import MemberService
 from exchange.services.people import PeopleService
+from exchange.services.portal import PortalSignInService
 from exchange.services.pricing import PricingService
 from exchange.services.rewards import RewardService
 from exchange.services.settlement import SettlementService
@@ -59,6 +63,17 @@ class Services:
     settlement: SettlementService
     access: AccessService
     people: PeopleService
+    portal: PortalSignInService
+
+    @property
+    def sagas(self) -> list[Saga]:  # type: ignore[type-arg]
+        """Every saga the exchange drives, for the figures its metrics show."""
+        return [self.conversions.saga, self.matches.matching.saga, self.rewards.saga]
+
+    async def saga_figures(self) -> list[SagaFigures]:
+        """Where every saga stands now (read only): the metrics' saga gauges."""
+        async with self.db.transaction() as session:
+            return await read_figures(session, self.sagas, self.clock.now())
 
     def periodic_jobs(self) -> list[PeriodicJob]:
         """What every gateway process runs in the background (an interval of 0: never)."""
@@ -105,6 +120,7 @@ def build_services(
     )
     key_secret = settings.key_encryption_secret.get_secret_value()
     keys = SigningKeys(db, key_secret, clock)
+    people = PeopleService.for_settings(settings, db=db, clock=clock)
     return Services(
         settings=settings,
         db=db,
@@ -116,10 +132,7 @@ def build_services(
         conversions=ConversionService(
             db=db,
             saga=ConversionSaga.for_settings(settings, db=db, connectors=connectors, catalog=cache, clock=clock),
-            federation=federation,
-            catalog=cache,
-            policy=QuotePolicy(ttl=settings.quote_ttl, timezone=settings.timezone),
-            clock=clock,
+            quoting=Quoting.for_settings(settings, db=db, catalog=cache, federation=federation, clock=clock),
         ),
         pricing=PricingService(db, clock),
         rewards=RewardService(
@@ -139,7 +152,15 @@ def build_services(
             key_secret=key_secret,
             token_lifetime=timedelta(seconds=settings.access_token_lifetime),
         ),
-        people=PeopleService.for_settings(settings, db=db, clock=clock),
+        people=people,
+        portal=PortalSignInService(
+            db,
+            clock,
+            catalog=cache,
+            connectors=connectors,
+            exchange_url=settings.issuer_url,
+            timeouts=people.timeouts,
+        ),
     )
 
 

@@ -9,17 +9,14 @@ from datetime import UTC, datetime
 
 from exchange.auth.principal import Principal
 from exchange.auth.scopes import Role
-from exchange.clock import Clock
 from exchange.conversions import queries
 from exchange.conversions.models import Conversion
+from exchange.conversions.quoting import PricedQuote, Quoting
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest
 from exchange.db.database import Database
-from exchange.federation.accounts import Federation
-from exchange.members import service as members
 from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
 from exchange.pricing.models import Quote
-from exchange.programs.catalog import CatalogCache
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.requests import idempotency_key, member_of
 
@@ -42,49 +39,29 @@ class RecoveryReport:
 class ConversionService:
     db: Database
     saga: ConversionSaga
-    federation: Federation
-    catalog: CatalogCache
-    policy: quotes.QuotePolicy
-    clock: Clock
+    quoting: Quoting
 
-    async def create_quote(self, caller: Principal, from_program: str, to_program: str, points: int) -> Quote:
+    async def create_quote(self, caller: Principal, from_program: str, to_program: str, points: int) -> PricedQuote:
         """Price converting the caller's ``points`` of ``from_program`` into ``to_program`` and
         fix the price for the quote's lifetime. The tier bonus uses the member's coalition
-        level, read live from their partners."""
-        member_id = member_of(caller)
-        catalog = await self.catalog.get()
-        catalog.program(from_program, field="fromProgram")
-        catalog.program(to_program, field="toProgram")
-        level = await self.federation.coalition_level(member_id)
+        level, from their partners' tiers (cached, or read live)."""
+        return await self.quoting.quote(member_of(caller), from_program, to_program, points)
+
+    async def quote(self, caller: Principal, quote_id: str) -> Quote:
+        """One of the caller's own quotes (another's is not found), expired or not."""
         async with self.db.transaction() as session:
-            await members.member_refs_at(session, member_id, {from_program: "fromProgram", to_program: "toProgram"})
-            return await quotes.create_quote(
-                session,
-                quotes.QuoteRequest(
-                    member_id=member_id, member_level=level, source=from_program, target=to_program, points=points
-                ),
-                policy=self.policy,
-                now=self.clock.now(),
-            )
+            return await quotes.member_quote(session, quote_id, member_of(caller))
 
     async def execute(self, caller: Principal, quote_id: str, key: str, *, consent: str | None) -> Conversion:
         """Run the caller's quote as a conversion, as far as it goes now; the same ``key``
         returns the same conversion. The source program's points are debited only under its
-        authority: the caller's token asserted by it, or ``consent`` given through it."""
-        member_id = member_of(caller)
-        key = idempotency_key(key)
-        async with self.db.transaction() as session:
-            quote = await quotes.member_quote(session, quote_id, member_id)
-            refs = await members.member_refs_at(
-                session, member_id, {quote.from_program: "quoteId", quote.to_program: "quoteId"}
-            )
+        authority: the caller's token asserted by it, or ``consent`` given through it. The saga
+        reads the quote and the member's links in the statement that starts it."""
         return await self.saga.execute(
             ExecuteRequest(
-                member_id=member_id,
-                quote_id=quote.id,
-                idempotency_key=key,
-                source_ref=refs[quote.from_program],
-                target_ref=refs[quote.to_program],
+                member_id=member_of(caller),
+                quote_id=quote_id,
+                idempotency_key=idempotency_key(key),
                 authority=DebitAuthority(asserted_by=str(caller.asserted_by), consent=consent),
             )
         )

@@ -35,8 +35,8 @@ class MemberService:
     clock: Clock
 
     async def me(self, caller: Principal) -> MemberView:
-        """The member behind a member token."""
-        async with self.db.transaction() as session:
+        """The member behind a member token (one read, so no transaction around it)."""
+        async with self.db.autocommit() as session:
             member, accounts = await members.member_with_accounts(session, member_of(caller))
         return MemberView(member, accounts)
 
@@ -54,15 +54,25 @@ class MemberService:
         async with self.db.transaction() as session:
             return await members.accounts_at_programs(session, program_ids, first=first, after=after)
 
+    async def vouched_for(self, program_id: str, member_ref: str) -> Member:
+        """The member whose account at ``program_id`` is ``member_ref``, as that partner vouches
+        for them (what its signed assertion does at the token endpoint): created, with that
+        account linked, if new."""
+        (await self.catalog.get()).program(program_id, field="programId")
+        async with self.db.transaction() as session:
+            return await members.resolve_member_from_partner(session, program_id, member_ref, self.clock.now())
+
     async def link_account(
         self, caller: Principal, program_id: str, member_ref: str, verification: str
     ) -> LinkedAccount:
         """Link the caller's account ``member_ref`` at a program once its partner confirms it."""
         return await self.federation.link(member_of(caller), program_id, member_ref, verification, self.clock.now())
 
-    async def accounts(self, member_id: str, links: Sequence[LinkedAccount]) -> list[AccountView]:
-        """The member's accounts as every linked partner reports them now, asked at once."""
-        return await self.federation.accounts(member_id, links=links)
+    async def accounts(self, member_id: str, links: Sequence[LinkedAccount], activity: int) -> list[AccountView]:
+        """The member's accounts as every linked partner reports them now, asked at once;
+        ``links`` and the member's ``activity`` marker as read with the member (answers cached
+        since that activity are reused)."""
+        return await self.federation.accounts(member_id, links=links, activity=activity)
 
     async def authorize_debit(self, caller: Principal, program_id: str, points: int) -> GrantedConsent:
         """The caller's consent to one debit of exactly ``points`` of ``program_id`` by a request

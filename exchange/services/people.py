@@ -52,10 +52,14 @@ def rate_limit_key(username: str) -> str:
 
 @dataclass(frozen=True)
 class SignedIn:
-    """A live session: who it acts as, and the token its forms and htmx requests carry."""
+    """A live session: who it acts as, and the token its forms and htmx requests carry.
+
+    A member's portal session also names the programs that vouched for the member in it
+    (``asserted_by``): those whose points it may spend."""
 
     principal: Principal
     csrf_token: str
+    asserted_by: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,11 @@ class PeopleService:
             )
         return NewPerson(person=person, totp_uri=totp.provisioning_uri(secret, username) if secret else None)
 
+    async def person(self, username: str) -> Person | None:
+        """The person signing in as ``username`` (typed as people type it), if there is one."""
+        async with self._db.transaction() as session:
+            return await session.get(Person, normalize_username(username))
+
     async def sign_in(self, username: str, password: str, code: str = "") -> SignInOutcome:
         """Check a person's password (and TOTP code, if they have TOTP) and open a session.
 
@@ -190,5 +199,5 @@ async def _claim_totp_step(session: AsyncSession, username: str, step: int) -> b
             or_(col(Person.totp_last_step).is_(None), col(Person.totp_last_step) < step),
         )
         .values(totp_last_step=step)
-    )  # type: ignore[call-overload]
+    )
     return bool(result.rowcount == 1)

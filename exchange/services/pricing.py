@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from exchange.clock import Clock
 from exchange.db.database import Database
-from exchange.pricing import promotions, rates
+from exchange.pricing import promotions, quotes, rates
 from exchange.pricing.models import Promotion, RateVersion
 from exchange.pricing.promotions import PromotionTerms
 from exchange.pricing.rates import PairOverride, RateTerms
@@ -60,6 +60,15 @@ class PricingService:
         """Each program's promotions, past, present and future."""
         async with self.db.transaction() as session:
             return await promotions.promotions_of(session, program_ids)
+
+    async def preview(self, source: str, target: str, points: int, *, member_level: int = 0) -> quotes.Priced:
+        """What converting ``points`` of ``source`` into ``target`` gives now, for a member at
+        coalition ``member_level``: the quote's own pricing, with no member's caps counted and
+        no quote stored (the partner's console previews its rates with it)."""
+        async with self.db.transaction() as session:
+            return await quotes.price_conversion(
+                session, source=source, target=target, points=points, member_level=member_level, now=self.clock.now()
+            )
 
     async def rate_versions(self, version_ids: Sequence[int]) -> dict[int, RateVersion]:
         async with self.db.transaction() as session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from exchange.auth.principal import Principal
 from exchange.clock import Clock
@@ -46,6 +47,21 @@ class RewardService:
             await programs.get_program(session, program_id, field="programId")
             return await catalog.publish(session, program_id, draft, self.clock.now())
 
+    async def reprice(self, caller: Principal, reward_id: str, price: Decimal) -> Reward:
+        """A new settlement price for the caller's own reward (redemptions made keep theirs)."""
+        async with self.db.transaction() as session:
+            return await catalog.reprice(session, program_of(caller), reward_id, price)
+
+    async def restock(self, caller: Principal, reward_id: str, units: int) -> Reward:
+        """``units`` more of the caller's own reward in stock."""
+        async with self.db.transaction() as session:
+            return await catalog.restock(session, program_of(caller), reward_id, units)
+
+    async def withdraw(self, caller: Principal, reward_id: str) -> Reward:
+        """End the caller's own reward's availability now."""
+        async with self.db.transaction() as session:
+            return await catalog.withdraw(session, program_of(caller), reward_id, self.clock.now())
+
     async def quote(self, caller: Principal, reward_id: str, pay_with: str) -> RedemptionQuote:
         """What redeeming ``reward_id`` with the caller's ``pay_with`` points costs now."""
         (await self.catalog.get()).program(pay_with, field="payWith")
@@ -82,6 +98,12 @@ class RewardService:
         first = page_size(first, maximum=MAX_PAGE)
         async with self.db.transaction() as session:
             return await redemption.member_redemptions(session, member_of(caller), first=first)
+
+    async def awaiting_delivery(self, caller: Principal, *, first: int) -> Sequence[Redemption]:
+        """The caller's paid direct redemptions awaiting its confirmation of delivery."""
+        first = page_size(first, maximum=MAX_PAGE)
+        async with self.db.transaction() as session:
+            return await redemption.awaiting_delivery(session, program_of(caller), first=first)
 
     async def reward_redemptions(self, caller: Principal, reward_id: str, *, first: int) -> Sequence[Redemption]:
         """Redemptions of one of the caller's own rewards, newest first; another partner's

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import BinaryIO
 
 from joserfc.jwk import RSAKey
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,7 +22,7 @@ from exchange.ledger.verify import Verification, verify_ledger
 from exchange.money import Currency
 from exchange.programs.service import get_coalition
 from exchange.settings import Settings
-from exchange.settlement import closing, jobs, reconciliation, signoff, statements
+from exchange.settlement import closing, jobs, overview, reconciliation, signoff, statements
 from exchange.settlement.breaks import (
     BulkResolveRequest,
     ResolveRequest,
@@ -43,7 +42,9 @@ from exchange.settlement.models import (
     SettlementJob,
     SettlementPosition,
 )
+from exchange.settlement.overview import PartnerPeriod
 from exchange.settlement.positions import position_of
+from exchange.settlement.records import ByteSource
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,20 @@ class SettlementService:
                 period=period,
             )
 
+    async def ledger_lines(self, participant: str, period: str) -> list[statements.StatementLine]:
+        """The participant's lines of ``period`` as its statement shows them, whether or not the
+        period has closed: before closing, what the ledger holds so far."""
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            return await statements.statement_lines(
+                session, currency=await settlement_currency(session), participant=participant, period=period
+            )
+
+    async def partner_periods(self, partner: str, *, first: int = 24) -> Sequence[PartnerPeriod]:
+        """The partner's latest closed periods: its position and its reconciliation's state."""
+        async with self.db.transaction() as session:
+            return await overview.partner_periods(session, partner, first=first)
+
     async def signing_key(self) -> RSAKey:
         """The key statements are signed with now: the active statement-signing key."""
         return await self.keys.signing_key()
@@ -204,7 +219,7 @@ class SettlementService:
         async with self.db.transaction() as session:
             return await self.keys.rotate(session)
 
-    async def import_records(self, partner: str, period: str, source: BinaryIO, *, by: str) -> ReconciliationView:
+    async def import_records(self, partner: str, period: str, source: ByteSource, *, by: str) -> ReconciliationView:
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
             imported = await reconciliation.import_records(

@@ -364,7 +364,7 @@ async def _already_resolved(
     reconciliation's, or was resolved otherwise."""
     resolved = 0
     for chunk in _batches(ids):
-        rows = await session.exec(
+        rows = await session.exec(  # type: ignore[call-overload]
             core_select(BREAKS.c.id, RESOLUTIONS.c.resolution, RESOLUTIONS.c.reason)
             .select_from(BREAKS.outerjoin(RESOLUTIONS, RESOLUTIONS.c.break_id == BREAKS.c.id))
             .where(BREAKS.c.reconciliation_id == reconciliation.id, BREAKS.c.id.in_(chunk))
@@ -385,7 +385,7 @@ async def _already_resolved(
     return resolved
 
 
-async def _accept(session: AsyncSession, selected: ColumnElement[bool], reason: str, actor: str, now: datetime) -> int:
+async def _accept(session: AsyncSession, selected: ColumnElement[bool], reason: str, actor: str, now: datetime) -> None:
     """Accept the ledger's figure for every selected break: one statement."""
     await session.exec(
         insert(RESOLUTIONS).from_select(
@@ -414,7 +414,7 @@ async def _adjust(
     """Post an adjustment for every selected break (each its default amount; its default
     counterparty unless the request names one) in batches, and record the resolutions."""
     rows = list(
-        await session.exec(
+        await session.exec(  # type: ignore[call-overload]
             core_select(
                 BREAKS.c.id,
                 BREAKS.c.kind,

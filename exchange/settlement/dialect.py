@@ -89,7 +89,7 @@ async def stage_records(session: AsyncSession, reader: RecordReader) -> None:
     connection = await session.connection()
     await connection.run_sync(_SQLITE_STAGING.create)
     async for batch in batches:
-        await session.exec(  # type: ignore[call-overload]
+        await session.exec(
             insert(_SQLITE_STAGING),
             params=[
                 dict(zip(("line", "reference", "amount", "counterparty", "partner_date"), row, strict=True))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime
-from typing import BinaryIO
 
 from sqlalchemy import func, text
 from sqlmodel import col, select
@@ -53,7 +52,7 @@ from exchange.settlement.models import (
 )
 from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.positions import open_position, position_of
-from exchange.settlement.records import RecordReader
+from exchange.settlement.records import ByteSource, RecordReader
 
 #: The partner's clearing legs of the period, summed per business reference.
 LEDGER_AMOUNTS = """
@@ -142,7 +141,7 @@ async def import_records(
     currency: Currency,
     partner: str,
     period: str,
-    source: BinaryIO,
+    source: ByteSource,
     actor: str,
     now: datetime,
 ) -> Reconciliation:

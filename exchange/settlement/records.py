@@ -34,7 +34,7 @@ import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 
 from exchange.money import MAX_MONEY_INTEGER_DIGITS, Currency
 from exchange.settlement.errors import MalformedRecords
@@ -49,6 +49,13 @@ MAX_INTEGER_DIGITS = MAX_MONEY_INTEGER_DIGITS
 
 #: A record as staged: line number, reference, amount in minor units, counterparty, ISO date.
 Row = tuple[int, str, int, str | None, str | None]
+
+
+class ByteSource(Protocol):
+    """Where a partner's file is read from: an open file, or an upload streamed as it arrives."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
 
 _BOM = b"\xef\xbb\xbf"
 _COUNTERPARTY = r"(?:EXCHANGE|[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)?"
@@ -117,7 +124,8 @@ class RecordFormat:
         """An amount the pattern accepted, in minor units (exact: no rounding is ever needed)."""
         negative = amount.startswith("-")
         whole, _, fraction = amount.lstrip("-").partition(".")
-        minor = int(whole) * 10**self.currency.minor_units + int(fraction.ljust(self.currency.minor_units, "0") or 0)
+        scale: int = 10**self.currency.minor_units
+        minor = int(whole) * scale + int(fraction.ljust(self.currency.minor_units, "0") or 0)
         return -minor if negative else minor
 
     def row(self, line_number: int, match: re.Match[str]) -> Row:
@@ -193,7 +201,7 @@ class RecordReader:
     :attr:`sha256` the digest of every byte read.
     """
 
-    def __init__(self, source: BinaryIO, currency: Currency) -> None:
+    def __init__(self, source: ByteSource, currency: Currency) -> None:
         self._source = source
         self._digest = hashlib.sha256()
         self._lines_read = 0  # whole lines handed on so far, the header included

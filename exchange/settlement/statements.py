@@ -203,20 +203,15 @@ class Statement:
         return jws.serialize_compact(header, self.json().encode(), key, algorithms=[ALGORITHM])
 
 
-async def build_statement(
-    session: AsyncSession,
-    *,
-    issuer: str,
-    calendar: SettlementCalendar,
-    currency: Currency,
-    participant: str,
-    period: str,
-) -> Statement:
-    """The statement of ``participant`` (a program id, or ``EXCHANGE``) for the closed ``period``."""
-    period_row = await require_closed(session, period)
-    position = await position_of(session, participant, period)
+async def statement_lines(
+    session: AsyncSession, *, currency: Currency, participant: str, period: str
+) -> list[StatementLine]:
+    """The lines of ``participant`` (a program id, or ``EXCHANGE``) in ``period``, in posting
+    order: its statement's lines once the period is closed, what the ledger holds so far before."""
     account_code = account_of(ChartOfAccounts(currency.code), participant).code
-    account = (await session.exec(select(LedgerAccount.id).where(LedgerAccount.code == account_code))).one()
+    account = (await session.exec(select(LedgerAccount.id).where(LedgerAccount.code == account_code))).first()
+    if account is None:  # an account is made at a participant's first posting
+        return []
     names = await settled_accounts(session, currency.code)
     rows = await session.exec(LINES, params={"period": period, "unit": currency.code, "account": account})  # type: ignore[call-overload]
     lines = []
@@ -233,6 +228,22 @@ async def build_statement(
                 category=category(kind, participant, counterparty),
             )
         )
+    return lines
+
+
+async def build_statement(
+    session: AsyncSession,
+    *,
+    issuer: str,
+    calendar: SettlementCalendar,
+    currency: Currency,
+    participant: str,
+    period: str,
+) -> Statement:
+    """The statement of ``participant`` (a program id, or ``EXCHANGE``) for the closed ``period``."""
+    period_row = await require_closed(session, period)
+    position = await position_of(session, participant, period)
+    lines = await statement_lines(session, currency=currency, participant=participant, period=period)
     obligations = (
         await session.exec(
             select(SettlementObligation).where(

@@ -36,7 +36,7 @@ class PostgresDatabases:
     def _admin(self, statement: str) -> None:
         conninfo = make_url(self.server_url).set(drivername="postgresql")
         with psycopg.connect(conninfo.render_as_string(hide_password=False), autocommit=True) as conn:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
 
     def create(self) -> str:
         """A new migrated database; returns its URL."""

@@ -197,7 +197,7 @@ class FailoverCluster:
     def _configure_for_tests(self, node: FailoverNode) -> None:
         with psycopg.connect(node.url, autocommit=True) as connection:
             for name, value in TEST_NODE_SETTINGS.items():
-                connection.execute(f"ALTER SYSTEM SET {name} = '{value}'")  # type: ignore[arg-type]
+                connection.execute(f"ALTER SYSTEM SET {name} = '{value}'")
             connection.execute("SELECT pg_reload_conf()")
 
     # -- what the cluster says ----------------------------------------------------------
@@ -207,7 +207,7 @@ class FailoverCluster:
         """The rows ``statement`` gives at ``url``, or None when nothing answers there."""
         try:
             with psycopg.connect(url, connect_timeout=2, autocommit=True) as connection:
-                return list(connection.execute(statement).fetchall())  # type: ignore[arg-type]
+                return list(connection.execute(statement).fetchall())
         except psycopg.OperationalError:
             return None
 

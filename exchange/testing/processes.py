@@ -39,17 +39,22 @@ async def _wait_until_ready(url: str, attempts: int = 600) -> None:
 class ExchangeProcess:
     """``exchange <argv>`` in its own process; started, killed and stopped by its owner."""
 
-    def __init__(self, argv: list[str], env: Mapping[str, str], ready_url: str) -> None:
+    def __init__(self, argv: list[str], env: Mapping[str, str], ready_url: str, output: Path | None = None) -> None:
+        """``output``: a file that gets what the process writes (standard output and error);
+        by default it goes nowhere."""
         self.argv = argv
         self.env = {**os.environ, **env}
         self.ready_url = ready_url
+        self.output = output
         self.process: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        self.process = subprocess.Popen(
-            [EXCHANGE, *self.argv], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        self.process = self._spawn()
         await _wait_until_ready(self.ready_url)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with open(self.output or os.devnull, "ab") as sink:
+            return subprocess.Popen([EXCHANGE, *self.argv], env=self.env, stdout=sink, stderr=sink)
 
     def kill(self) -> None:
         """SIGKILL: no clean-up, no goodbye, as a crashed machine would go."""
@@ -63,8 +68,9 @@ class ExchangeProcess:
             self.process.wait(timeout=30)
 
 
-def gateway_process(settings: Settings, *, workers: int = 1, **env: str) -> ExchangeProcess:
-    """``exchange serve`` on ``settings`` (database, partners, port); ``env`` adds EXCHANGE_* settings."""
+def gateway_process(settings: Settings, *, workers: int = 1, output: Path | None = None, **env: str) -> ExchangeProcess:
+    """``exchange serve`` on ``settings`` (database, partners, port); ``env`` adds EXCHANGE_* settings;
+    ``output`` keeps what it writes."""
     return ExchangeProcess(
         ["serve", "--port", str(settings.port), "--workers", str(workers)],
         {
@@ -73,6 +79,7 @@ def gateway_process(settings: Settings, *, workers: int = 1, **env: str) -> Exch
             **env,
         },
         f"{settings.issuer_url}/readyz",
+        output,
     )
 
 

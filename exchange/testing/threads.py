@@ -21,7 +21,8 @@ def serving_in_thread(app: ASGIApp, *, port: int = 0, timeout: float = 120) -> I
     """Serve ``app`` on 127.0.0.1 until the block ends; yields its base URL."""
     started = threading.Event()
     stop: asyncio.Event | None = None
-    found: dict[str, object] = {}
+    failures: list[BaseException] = []
+    urls: list[str] = []
 
     async def serve() -> None:
         nonlocal stop
@@ -29,10 +30,10 @@ def serving_in_thread(app: ASGIApp, *, port: int = 0, timeout: float = 120) -> I
         try:
             running: RunningServer = await start_server(app, port=port, handle_signals=False)
         except BaseException as failure:
-            found["failure"] = failure
+            failures.append(failure)
             started.set()
             return
-        found["url"] = running.url
+        urls.append(running.url)
         started.set()
         await stop.wait()
         await running.stop()
@@ -42,11 +43,11 @@ def serving_in_thread(app: ASGIApp, *, port: int = 0, timeout: float = 120) -> I
     thread.start()
     if not started.wait(timeout):
         raise RuntimeError(f"the server did not start within {timeout} s")
-    if "failure" in found:
+    if failures:
         thread.join()
-        raise RuntimeError("the server failed to start") from found["failure"]  # type: ignore[misc]
+        raise RuntimeError("the server failed to start") from failures[0]
     try:
-        yield str(found["url"])
+        yield urls[0]
     finally:
         assert stop is not None
         loop.call_soon_threadsafe(stop.set)

@@ -133,12 +133,7 @@ class StatusMatching:
                 challenge_points=challenge.points if challenge else None,
                 challenge_activities=challenge.activities if challenge else None,
                 extend_days=challenge.extend_days if challenge else None,
-                status=MatchStatus.PENDING,
-                step=MatchStep.PUSH,
-                next_attempt_at=now + self.saga.policy.lease,
-                lease_until=now + self.saga.policy.lease,
-                created_at=now,
-                updated_at=now,
+                **self.saga.policy.start(now, step=MatchStep.PUSH, status=MatchStatus.PENDING),
             )
             session.add(match)
         return await self.saga.drive(match, recovering=False)

@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-
-from sqlmodel.ext.asyncio.session import AsyncSession
+from typing import Any
 
 from exchange.clock import Clock
 from exchange.connectors.connector import PartnerConnector
@@ -84,9 +83,12 @@ class MatchSaga(Saga[StatusMatch]):
             return Transition(MatchStep.DONE, MatchStatus.ACTIVE, *failure(error))
         return Transition(MatchStep.DONE, MatchStatus.ACTIVE)
 
-    async def on_transition(self, session: AsyncSession, match: StatusMatch, step: str, transition: Transition) -> None:
+    def changes(self, match: StatusMatch, step: str, transition: Transition) -> dict[str, Any]:
         if step == MatchStep.EXTEND and transition.failure_code is None:
             assert match.extend_days is not None
-            match.expires_at += timedelta(days=match.extend_days)
-            match.tier_operation = match.extend_operation
-            match.extended = True
+            return {
+                "expires_at": match.expires_at + timedelta(days=match.extend_days),
+                "tier_operation": match.extend_operation,
+                "extended": True,
+            }
+        return {}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable, Collection
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -82,19 +83,32 @@ class Page(Route):
         rule: Rule = NOBODY,
         methods: Collection[str] = ("GET",),
         name: str | None = None,
+        csrf: bool = True,
     ) -> None:
+        """``csrf=False`` is for the one form another site posts by design (a partner sending
+        a member back to the portal), which the page checks by a token of its own instead."""
         self.rule = rule
         self.page = endpoint
+        self.csrf = csrf
 
         async def guarded(request: Request) -> Response:
             visitor = visitor_of(request)
             if not rule.allows(visitor.principal):
                 raise SignInNeeded() if visitor.principal is None else NotAllowed()
-            if request.method not in SAFE_METHODS:
+            if csrf and request.method not in SAFE_METHODS:
                 await check_csrf(request, visitor.csrf_token)
             return await endpoint(request)
 
         super().__init__(path, guarded, methods=list(methods), name=name or endpoint.__name__)
+
+
+async def read_small_form(request: Request) -> FormData:
+    """The request's form, refused unread when it is larger than a form of these pages is
+    (or does not say its length)."""
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit() or int(length) > MAX_FORM_BYTES:
+        raise FormTooLarge()
+    return await request.form()
 
 
 async def check_csrf(request: Request, expected: str) -> None:

@@ -15,8 +15,9 @@ from exchange.services.settlement import SettlementService
 from exchange.settings import Settings
 from exchange.web import console, portal
 from exchange.web.access import Page
-from exchange.web.middleware import WebMiddleware
-from exchange.web.security import CookiePolicy
+from exchange.web.middleware import Sessions, WebMiddleware
+from exchange.web.partner import PartnerConsole
+from exchange.web.security import MEMBER_SESSION_COOKIE, SESSION_COOKIE, CookiePolicy
 from exchange.web.settlement import SettlementConsole
 from exchange.web.static import STATIC_PATH, StaticAssets
 from exchange.web.templating import Pages
@@ -24,7 +25,13 @@ from exchange.web.templating import Pages
 
 class WebFrontEnd:
     def __init__(
-        self, *, people: PeopleService, catalog: CatalogCache, settings: Settings, settlement: SettlementService
+        self,
+        *,
+        people: PeopleService,
+        catalog: CatalogCache,
+        settings: Settings,
+        settlement: SettlementService,
+        services: Services,
     ) -> None:
         self.people = people
         self.assets = StaticAssets()
@@ -32,8 +39,9 @@ class WebFrontEnd:
         # Cookies go over HTTPS only, except on a developer's machine.
         self.cookies = CookiePolicy(secure=settings.environment != "development")
         self.console = console.Console(people=people, pages=self.pages, cookies=self.cookies, catalog=catalog)
-        self.portal = portal.Portal(pages=self.pages)
+        self.portal = portal.Portal(services=services, pages=self.pages, cookies=self.cookies)
         self.settlement = SettlementConsole(settlement=settlement, pages=self.pages)
+        self.partner = PartnerConsole(services=services, pages=self.pages)
 
     @classmethod
     def for_services(cls, services: Services) -> WebFrontEnd:
@@ -42,6 +50,7 @@ class WebFrontEnd:
             catalog=services.catalog.cache,
             settings=services.settings,
             settlement=services.settlement,
+            services=services,
         )
 
     def routes(self) -> list[BaseRoute]:
@@ -50,25 +59,41 @@ class WebFrontEnd:
             Mount(
                 console.CONSOLE_PATH,
                 app=self.guarded(
-                    self.console.routes() + self.settlement.routes(),
+                    self.console.routes() + self.settlement.routes() + self.partner.routes(),
                     sign_in_path=console.SIGN_IN_PATH,
                     layout=console.LAYOUT,
                 ),
             ),
             Mount(
                 portal.PORTAL_PATH,
-                app=self.guarded(self.portal.routes(), sign_in_path=portal.SIGN_IN_PATH, layout=portal.LAYOUT),
+                app=self.guarded(
+                    self.portal.routes(),
+                    sign_in_path=portal.SIGN_IN_PATH,
+                    layout=portal.LAYOUT,
+                    sessions=self.portal.sessions,
+                    session_cookie=MEMBER_SESSION_COOKIE,
+                ),
             ),
         ]
 
-    def guarded(self, routes: Sequence[BaseRoute], *, sign_in_path: str, layout: str) -> ASGIApp:
-        """``routes`` behind the web middleware; each must be a :class:`Page`, with its rule."""
+    def guarded(
+        self,
+        routes: Sequence[BaseRoute],
+        *,
+        sign_in_path: str,
+        layout: str,
+        sessions: Sessions | None = None,
+        session_cookie: str = SESSION_COOKIE,
+    ) -> ASGIApp:
+        """``routes`` behind the web middleware; each must be a :class:`Page`, with its rule.
+        Sessions are people's (the console's) unless ``sessions`` says otherwise."""
         for route in routes:
             if not isinstance(route, Page):
                 raise ConfigurationError(f"{route!r} is not a Page: every web route declares who may open it")
         return WebMiddleware(
             Router(list(routes)),
-            people=self.people,
+            sessions=sessions or self.people,
+            session_cookie=session_cookie,
             pages=self.pages,
             cookies=self.cookies,
             sign_in_path=sign_in_path,

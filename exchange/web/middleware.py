@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from typing import Protocol
 from urllib.parse import urlencode
 
 from starlette.datastructures import MutableHeaders
@@ -13,14 +14,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exchange.services.people import PeopleService
+from exchange.services.people import SignedIn
 from exchange.web.access import SAFE_METHODS, Refusal, SignInNeeded
 from exchange.web.i18n import DEFAULT, from_accept_language, language_named
 from exchange.web.security import (
     ANONYMOUS_CSRF_COOKIE,
     LANGUAGE_COOKIE,
     LANGUAGE_COOKIE_MAX_AGE,
-    SESSION_COOKIE,
     CookiePolicy,
     page_headers,
 )
@@ -39,22 +39,31 @@ def _plausible(token: str | None) -> str | None:
     return token if token and len(token) <= MAX_TOKEN_LENGTH else None
 
 
+class Sessions(Protocol):
+    """Where a group of pages finds the session a cookie names (people's, or members')."""
+
+    async def resume(self, session_id: str) -> SignedIn | None: ...
+
+
 class WebMiddleware:
-    """For a group of pages (the console, the portal): ``sign_in_path`` is where a visitor
-    without a session is sent, ``layout`` the template refusals are shown in."""
+    """For a group of pages (the console, the portal): ``sessions`` resumes the session the
+    cookie ``session_cookie`` names, ``sign_in_path`` is where a visitor without a session is
+    sent, ``layout`` the template refusals are shown in."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        people: PeopleService,
+        sessions: Sessions,
+        session_cookie: str,
         pages: Pages,
         cookies: CookiePolicy,
         sign_in_path: str,
         layout: str,
     ) -> None:
         self.app = app
-        self.people = people
+        self.sessions = sessions
+        self.session_cookie = session_cookie
         self.pages = pages
         self.cookies = cookies
         self.sign_in_path = sign_in_path
@@ -75,10 +84,10 @@ class WebMiddleware:
             or from_accept_language(request.headers.get("accept-language"))
             or DEFAULT
         )
-        session_id = _plausible(self.cookies.read(request.cookies, SESSION_COOKIE))
-        signed_in = await self.people.resume(session_id) if session_id else None
-        if self.cookies.read(request.cookies, SESSION_COOKIE) is not None and signed_in is None:
-            self.cookies.delete(set_cookies, SESSION_COOKIE)
+        session_id = _plausible(self.cookies.read(request.cookies, self.session_cookie))
+        signed_in = await self.sessions.resume(session_id) if session_id else None
+        if self.cookies.read(request.cookies, self.session_cookie) is not None and signed_in is None:
+            self.cookies.delete(set_cookies, self.session_cookie)
         anonymous_token = _plausible(self.cookies.read(request.cookies, ANONYMOUS_CSRF_COOKIE))
         if signed_in is None and anonymous_token is None:
             anonymous_token = secrets.token_urlsafe(32)

@@ -12,10 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from starlette.responses import Response
 
 SESSION_COOKIE = "exchange_session"
+#: A member's portal session: a cookie of its own, so that it and a console session never
+#: replace each other in one browser.
+MEMBER_SESSION_COOKIE = "exchange_member"
+#: A portal sign-in under way: the state the member's partner must send back.
+SIGN_IN_STATE_COOKIE = "exchange_sign_in"
 ANONYMOUS_CSRF_COOKIE = "exchange_form"
 LANGUAGE_COOKIE = "exchange_lang"
 #: A language choice is kept for a year.
@@ -60,8 +66,18 @@ class CookiePolicy:
     def read(self, cookies: Mapping[str, str], base: str) -> str | None:
         return cookies.get(self.name(base))
 
-    def set(self, response: Response, base: str, value: str, *, max_age: int | None = None) -> None:
-        """Set a cookie; without ``max_age`` it lasts until the browser closes."""
+    def set(
+        self,
+        response: Response,
+        base: str,
+        value: str,
+        *,
+        max_age: int | None = None,
+        same_site: Literal["strict", "lax", "none"] = "strict",
+    ) -> None:
+        """Set a cookie; without ``max_age`` it lasts until the browser closes. Only the one
+        cookie a partner's post back must bring along (a portal sign-in's state) is not
+        ``strict``."""
         response.set_cookie(
             self.name(base),
             value,
@@ -69,7 +85,7 @@ class CookiePolicy:
             path="/",
             secure=self.secure,
             httponly=True,
-            samesite="strict",
+            samesite=same_site,
         )
 
     def delete(self, response: Response, base: str) -> None:

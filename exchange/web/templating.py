@@ -71,7 +71,7 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
+        self.env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension
         self.env.globals.update(static_url=assets.url, languages=LANGUAGES)
         self.env.filters.update(money=self._money, points=self._points, moment=self._moment, day=self._day)
 

@@ -4,6 +4,8 @@ them again without a failed request."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from exchange.serving import free_port
@@ -28,8 +30,8 @@ def gateway_settings(own_postgres_cluster: ThrowawayCluster) -> Settings:
     )
 
 
-def refused(response_body: dict[str, object]) -> list[object]:
-    return [error["extensions"]["code"] for error in response_body["errors"]]  # type: ignore[attr-defined, index]
+def refused(response_body: dict[str, Any]) -> list[str]:
+    return [error["extensions"]["code"] for error in response_body["errors"]]
 
 
 async def test_requests_during_an_outage_are_service_unavailable_and_served_once_it_is_over(

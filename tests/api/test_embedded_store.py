@@ -16,6 +16,7 @@ from exchange.db.database import Database
 from exchange.services.container import load_partners_directory
 from exchange.serving import free_port, serving
 from exchange.settings import Settings
+from exchange.testing.databases import SqliteDatabases
 from exchange.testing.kit import ExchangeKit
 from tests.clocks import MovableClock
 from tests.conftest import SAMPLE_PARTNERS
@@ -27,8 +28,8 @@ def clock() -> MovableClock:
 
 
 @pytest.fixture
-def sqlite_settings(sqlite_databases: object, tmp_path: object) -> Settings:
-    url = sqlite_databases.create()  # type: ignore[attr-defined]
+def sqlite_settings(sqlite_databases: SqliteDatabases, tmp_path: object) -> Settings:
+    url = sqlite_databases.create()
     return Settings(database_url=url, partners_dir=SAMPLE_PARTNERS, port=free_port())
 
 

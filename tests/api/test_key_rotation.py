@@ -98,9 +98,9 @@ async def test_tokens_of_a_withdrawn_key_are_refused_at_the_next_request_though_
         assert rotation.retired is not None and rotation.retired.kid == kid_of(token)
         withdrawn = col(SigningKey.kid) == rotation.retired.kid
         if withdrawal == "removed":
-            await session.exec(delete(SigningKey).where(withdrawn))  # type: ignore[call-overload]
+            await session.exec(delete(SigningKey).where(withdrawn))
         else:
-            await session.exec(update(SigningKey).where(withdrawn).values(publish_until=clock.now()))  # type: ignore[call-overload]
+            await session.exec(update(SigningKey).where(withdrawn).values(publish_until=clock.now()))
 
     refused = await kit.graphql(VIEWER, token)
     assert refused.status_code == 401

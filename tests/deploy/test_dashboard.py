@@ -1,32 +1,23 @@
-"""The Grafana dashboard (deploy/grafana/exchange.json) asks only for the metrics the gateway is
-to serve, by their labels, and shows every one of them."""
+"""The Grafana dashboard (deploy/grafana/exchange.json) asks only for the metrics the gateway
+serves, by their labels, and shows every one of them."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 
+from exchange.observability.metrics import served_metrics
 from tests.conftest import REPO_ROOT
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "exchange.json"
 
-#: The Prometheus metrics the gateway is to serve at /metrics: name → (type, labels). This list
-#: is the contract between the dashboard and the metrics code; deploy/README.md describes it, and
-#: the metrics work takes it over (and this test then imports it from there).
-METRICS: dict[str, tuple[Literal["histogram", "gauge", "counter"], frozenset[str]]] = {
-    "exchange_request_duration_seconds": ("histogram", frozenset({"operation", "outcome"})),
-    "exchange_saga_state": ("gauge", frozenset({"saga", "state"})),
-    "exchange_saga_oldest_pending_seconds": ("gauge", frozenset({"saga"})),
-    "exchange_partner_call_duration_seconds": ("histogram", frozenset({"program", "operation", "outcome"})),
-    "exchange_partner_breaker_open": ("gauge", frozenset({"program"})),
-    "exchange_ledger_postings_total": ("counter", frozenset({"kind"})),
-    "exchange_recovery_backlog": ("gauge", frozenset({"saga"})),
-    "exchange_errors_total": ("counter", frozenset({"code"})),
-}
+#: The Prometheus metrics the gateway serves at /metrics, as its code declares them: name → (type,
+#: labels). tests/api/test_metrics.py checks that a running gateway serves each of them.
+METRICS = served_metrics()
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 #: PromQL words that are neither metrics nor functions.
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import click
 import httpx
 import kubernetes_validate
 import pytest
@@ -190,7 +191,7 @@ def test_the_gateway_listens_on_all_addresses_at_the_port_its_probes_and_service
 ) -> None:
     for manifests in overlays.values():
         container = only_gateway_container(manifests)
-        serve = main.get_command(None, "serve")  # type: ignore[arg-type]
+        serve = main.get_command(click.Context(main), "serve")
         assert container["args"][0] == "serve" and serve is not None
         options = serve.make_context("serve", list(container["args"][1:])).params
         assert options["host"] == "0.0.0.0"
@@ -224,6 +225,31 @@ async def test_every_probe_answers_200_on_a_real_gateway(
         for path in sorted(paths):
             answer = await http.get(server.url + path)
             assert answer.status_code == 200, (path, answer.status_code)
+
+
+async def test_prometheus_scrapes_each_gateway_pod_where_its_metrics_are_served(
+    overlays: dict[str, list[Manifest]], sqlite_databases: SqliteDatabases
+) -> None:
+    scraped = set()
+    for manifests in overlays.values():
+        template = named(manifests, "Deployment", "exchange-gateway")["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        ports = {port["name"]: port["containerPort"] for port in only_gateway_container(manifests)["ports"]}
+        assert annotations["prometheus.io/port"] == str(ports["http"])
+        scraped.add(annotations["prometheus.io/path"])
+        admitted = [
+            rule
+            for rule in named(manifests, "NetworkPolicy", "exchange")["spec"]["ingress"]
+            if rule["from"] == [{"namespaceSelector": {"matchLabels": {"coalition-exchange/metrics": "allowed"}}}]
+        ]
+        assert [rule["ports"] for rule in admitted] == [[{"protocol": "TCP", "port": "http"}]]
+    assert "coalition-exchange/metrics=allowed" in README
+    settings = Settings(database_url=sqlite_databases.create(), port=free_port())
+    async with serving(create_app(settings), port=settings.port) as server, httpx.AsyncClient() as http:
+        for path in scraped:
+            answer = await http.get(server.url + path)
+            assert answer.status_code == 200 and "exchange_request_duration_seconds" in answer.text, path
 
 
 def test_every_variable_the_manifests_set_is_read_by_the_exchange_or_uvicorn(

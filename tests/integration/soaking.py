@@ -239,7 +239,7 @@ async def saga_statuses(db: Database) -> dict[str, Counter[str]]:
                 dict(
                     tuple(row)
                     for row in await session.exec(text(f"SELECT status, count(*) FROM {saga} GROUP BY status"))
-                )  # type: ignore[call-overload]
+                )
             )
             for saga in SAGAS
         }

@@ -22,6 +22,7 @@ from exchange.cli import main
 from exchange.serving import free_port
 from tests.conftest import SAMPLE_PARTNERS
 from tests.unit.test_declarations import use_secret_files
+from tests.web import portal_flows
 
 EXCHANGE = str(Path(sys.executable).with_name("exchange"))
 
@@ -71,6 +72,9 @@ def test_help_names_every_command() -> None:
         ("settle", "close"),
         ("settle", "reconcile"),
         ("settle", "statement"),
+        ("settle", "breaks"),
+        ("settle", "resolve"),
+        ("settle", "sign-off"),
         ("people", "create"),
     ):
         assert command in run(group, "--help").stdout
@@ -477,8 +481,9 @@ async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_cr
                     "me": {
                         "id": member["member_id"],
                         "linkedAccounts": [
-                            {"memberRef": name, "program": {"id": "formosa-air"}},
-                            {"memberRef": name, "program": {"id": "wallet-pay"}},
+                            # the demo's last month linked them at every program
+                            {"memberRef": name, "program": {"id": program_id}}
+                            for program_id in sorted(set(credentials["clients"]) - {"settlement", "admin"})
                         ],
                     },
                 }
@@ -487,7 +492,7 @@ async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_cr
         )
         assert set(partners) == set(credentials["clients"]) - {"settlement", "admin"}
         members = (await client.get(partners["tune-stream"] + "/_sandbox/members")).json()
-        assert [m["member_ref"] for m in members["members"]] == ["alice", "bob", "carol", "dave"]
+        assert [m["member_ref"] for m in members["members"]] == ["alice", "bob", "carol", "dave", "erin", "frank"]
 
 
 async def test_the_demo_restarts_on_its_data_with_fresh_credentials_and_the_same_members(
@@ -522,3 +527,19 @@ def test_recover_reports_what_it_drove(migrated_env: dict[str, str]) -> None:
     result = run("recover", env=migrated_env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0 conversions driven; 0 still pending"
+
+
+async def test_in_the_demo_alice_signs_in_to_the_portal_at_a_sandbox_with_her_pin(
+    demo_data: Callable[[], Demo],
+) -> None:
+    demo = await demo_data().started()
+    portal = demo.find(r"Member portal \(open in a browser\): (http://127\.0\.0\.1:\d+/portal/)")
+
+    def sign_in() -> str:
+        with httpx.Client(base_url=portal.removesuffix("/portal/"), timeout=30) as client:
+            portal_flows.sign_in(client, "wallet-pay", "alice", pin="1111")
+            return client.get("/portal/").text
+
+    home = await asyncio.to_thread(sign_in)
+    assert 'id="account-wallet-pay"' in home and 'id="account-formosa-air"' in home
+    assert "You signed in with Wallet Pay Points" in home

@@ -7,6 +7,7 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, event, given, settings
@@ -59,7 +60,7 @@ class Executed:
     reversed: bool = False
 
 
-async def execute(db: Database, ledger: Ledger, clock: Clock, operation: tuple) -> Executed | None:  # type: ignore[type-arg]
+async def execute(db: Database, ledger: Ledger, clock: Clock, operation: tuple[Any, ...]) -> Executed | None:
     _, member, (source, target), multiple, level = operation
     now = clock.now()
     try:
@@ -108,7 +109,7 @@ async def execute(db: Database, ledger: Ledger, clock: Clock, operation: tuple) 
     return Executed(quote, usages)
 
 
-async def run_sequence(url: str, steps: list[tuple]) -> None:  # type: ignore[type-arg]
+async def run_sequence(url: str, steps: list[tuple[Any, ...]]) -> None:
     db = Database.from_url(url)
     clock = FrozenClock(datetime(2026, 11, 20, 3, 0, tzinfo=UTC))
     ledger = Ledger(timezone=TAIPEI, clock=clock)
@@ -175,8 +176,8 @@ async def assert_ledger_agrees(db: Database, standing: list[Executed]) -> None:
 )
 @given(steps=operations)
 def test_no_point_or_minor_unit_is_created_or_lost_on_sqlite(
-    sqlite_databases: SqliteDatabases, steps: list[tuple]
-) -> None:  # type: ignore[type-arg]
+    sqlite_databases: SqliteDatabases, steps: list[tuple[Any, ...]]
+) -> None:
     url = sqlite_databases.create()
     try:
         asyncio.run(run_sequence(url, steps))
@@ -189,8 +190,8 @@ def test_no_point_or_minor_unit_is_created_or_lost_on_sqlite(
 )
 @given(steps=operations)
 def test_no_point_or_minor_unit_is_created_or_lost_on_postgresql(
-    postgres_databases: PostgresDatabases, steps: list[tuple]
-) -> None:  # type: ignore[type-arg]
+    postgres_databases: PostgresDatabases, steps: list[tuple[Any, ...]]
+) -> None:
     url = postgres_databases.create()
     try:
         asyncio.run(run_sequence(url, steps))

@@ -19,15 +19,19 @@ from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
 from exchange.members.authority import DebitAuthority
+from exchange.members.service import AccountNotLinked
+from exchange.observability.metrics import SagaFigures
 from exchange.pricing import quotes
-from exchange.pricing.errors import QuoteExpired
+from exchange.pricing.errors import QuoteExpired, QuoteNotFound
 from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.models import Program
+from exchange.sagas.figures import read_figures
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
+from tests.factories import member_with_accounts
 from tests.fakes import FakePartner, Fault
 
 TAIPEI = ZoneInfo("Asia/Taipei")
@@ -58,8 +62,6 @@ class World:
                 member_id=member,
                 quote_id=quote.id,
                 idempotency_key=key,
-                source_ref="alice",
-                target_ref="alice",
                 authority=DebitAuthority(asserted_by=quote.from_program),
             )
         )
@@ -83,10 +85,10 @@ async def make_world(db: Database) -> World:
     clock = FrozenClock(T0)
     async with db.transaction() as session:
         await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), T0)
-    partners = {
-        program: FakePartner(program, {"alice": 100_000, "bob": 500})
-        for program in ("wallet-pay", "happy-card", "fresh-mart", "harbor-bank", "tune-stream", "formosa-air")
-    }
+    programs = ("wallet-pay", "happy-card", "fresh-mart", "harbor-bank", "tune-stream", "formosa-air")
+    partners = {program: FakePartner(program, {"alice": 100_000, "bob": 500}) for program in programs}
+    for member, ref in (("m1", "alice"), ("m2", "bob")):  # known as alice and bob at every partner
+        await member_with_accounts(db, dict.fromkeys(programs, ref), T0, member_id=member)
 
     def connector_for(program: Program) -> FakePartner:
         return partners[program.id]
@@ -152,8 +154,6 @@ async def test_insufficient_points_fail_the_conversion_and_give_back_the_limits(
             member_id="m2",
             quote_id=quote.id,
             idempotency_key="k",
-            source_ref="bob",
-            target_ref="bob",
             authority=DebitAuthority(asserted_by=quote.from_program),
         )
     )
@@ -179,6 +179,21 @@ async def test_a_debit_applied_but_unanswered_is_confirmed_and_completed(world: 
     assert finished is not None and finished.status == ConversionStatus.COMPLETED
     assert world.partners["fresh-mart"].balances["alice"] == 102_450
     assert await world.ledger_transactions() == 1
+
+
+async def test_a_conversion_in_doubt_shows_in_the_figures_until_recovered(world: World) -> None:
+    world.partners["happy-card"].fail_next("debit", Fault.APPLY_THEN_LOSE_ANSWER)
+    await world.execute(await world.quote(1000))
+    world.clock.advance(seconds=90)
+
+    async def figures() -> SagaFigures:
+        async with world.db.transaction() as session:
+            [conversion] = await read_figures(session, [world.saga], world.clock.now())
+        return conversion
+
+    assert await figures() == SagaFigures("conversion", {"PENDING": 1}, oldest_seconds=90.0, backlog=1)
+    await world.recover_all()
+    assert await figures() == SagaFigures("conversion", {"PENDING": 0}, oldest_seconds=0.0, backlog=0)
 
 
 async def test_a_debit_that_never_arrived_is_voided_and_cannot_apply_later(world: World) -> None:
@@ -250,8 +265,6 @@ async def test_a_crash_before_the_debit_is_recovered_after_the_lease(world: Worl
             member_id="m1",
             quote_id=quote.id,
             idempotency_key="k",
-            source_ref="alice",
-            target_ref="alice",
             authority=DebitAuthority(asserted_by=quote.from_program),
         )
     )
@@ -271,8 +284,6 @@ async def test_a_crash_after_the_credit_is_posted_by_recovery(world: World) -> N
             member_id="m1",
             quote_id=quote.id,
             idempotency_key="k",
-            source_ref="alice",
-            target_ref="alice",
             authority=DebitAuthority(asserted_by=quote.from_program),
         )
     )
@@ -311,3 +322,48 @@ async def test_two_workers_never_drive_one_conversion_twice(pg_db: Database) -> 
     status_checks = [call for call in world.partners["fresh-mart"].calls if call[0] == "operation_status"]
     assert len(status_checks) == 6
     assert await world.ledger_transactions() == 6
+
+
+@pytest.mark.parametrize("credited", [False, True], ids=["before the credit", "after the credit"])
+async def test_a_crash_between_the_debit_and_the_credit_is_recovered_from_the_debit(
+    world: World, credited: bool
+) -> None:
+    quote = await world.quote(1000)
+    conversion, _ = await world.saga._record(
+        ExecuteRequest(
+            member_id="m1", quote_id=quote.id, idempotency_key="k", authority=DebitAuthority(asserted_by="happy-card")
+        )
+    )
+    await world.partners["happy-card"].debit(conversion.debit_operation, "alice", conversion.points_in)
+    if credited:
+        await world.partners["fresh-mart"].credit(conversion.credit_operation, "alice", conversion.points_out)
+    # The process died here: moving on to the credit is not recorded, so the row says DEBIT.
+    async with world.db.transaction() as session:
+        assert (await session.get(Conversion, conversion.id)).step == SagaStep.DEBIT  # type: ignore[union-attr]
+    await world.recover_all()
+    async with world.db.transaction() as session:
+        finished = await session.get(Conversion, conversion.id)
+    assert finished is not None and finished.status == ConversionStatus.COMPLETED
+    assert world.partners["happy-card"].balances["alice"] == 99_000
+    assert world.partners["fresh-mart"].balances["alice"] == 102_450  # the credit sent again applied once
+    assert await world.ledger_transactions() == 1
+
+
+async def test_a_quote_is_executed_only_by_its_member_linked_at_both_programs(world: World) -> None:
+    quote = await world.quote(1000)
+    with pytest.raises(QuoteNotFound):
+        await world.execute(quote, member="m2")
+    async with world.db.transaction() as session:
+        await session.exec(text("DELETE FROM linked_account WHERE member_id = 'm1' AND program_id = 'fresh-mart'"))
+    with pytest.raises(AccountNotLinked) as caught:
+        await world.execute(quote)
+    assert caught.value.field == "quoteId"
+    assert await world.used() == {} and await world.ledger_transactions() == 0
+
+
+async def test_a_quote_without_its_limit_counters_must_be_asked_for_again(world: World) -> None:
+    quote = await world.quote(1000)
+    async with world.db.transaction() as session:  # as quotes made before they were recorded
+        await session.exec(text(f"UPDATE quote SET usages = NULL WHERE id = '{quote.id}'"))
+    with pytest.raises(QuoteExpired, match="ask for a new one"):
+        await world.execute(quote)

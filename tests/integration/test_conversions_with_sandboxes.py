@@ -26,6 +26,7 @@ from exchange.sandbox.faults import FaultKind
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
 from exchange.testing.sandboxes import SandboxFleet
+from tests.factories import member_with_accounts
 
 PROGRAMS = ("happy-card", "fresh-mart", "wallet-pay")
 
@@ -51,8 +52,6 @@ class Exchange:
                 member_id=member,
                 quote_id=quote.id,
                 idempotency_key=key,
-                source_ref=member,
-                target_ref=member,
                 authority=DebitAuthority(asserted_by=source),
             )
         )
@@ -77,6 +76,8 @@ async def exchange(
     settings = Settings(partner_retry_attempts=1)
     async with pg_db.transaction() as session:
         await load_directory(session, sample_partners, clock.now())
+    for member in ("alice", "erin"):  # known by the same name at every partner
+        await member_with_accounts(pg_db, dict.fromkeys(PROGRAMS, member), clock.now(), member_id=member)
     registry: ConnectorRegistry = sandboxes.registry(settings)
     saga = ConversionSaga(
         db=pg_db,

@@ -20,8 +20,7 @@ from exchange.ledger.errors import (
     UnknownTransaction,
 )
 from exchange.ledger.hashing import chain_digest, request_digest
-from exchange.ledger.models import SettlementPeriod
-from exchange.ledger.periods import SettlementCalendar
+from exchange.ledger.periods import SettlementCalendar, start_closing
 from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.ledger.verify import verify_ledger
 from exchange.testing.clock import FrozenClock
@@ -316,7 +315,7 @@ async def test_late_items_go_to_the_next_open_period_keeping_their_date(db: Data
     november = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
     async with db.transaction() as session:
         assert (await ledger.post(session, payment("on-time", at=november))).period == "2026-11"
-        session.add(SettlementPeriod(period="2026-11", status="CLOSING", closing_started_at=NOON, closed_by="staff"))
+        await start_closing(session, ledger.calendar, "2026-11", by="staff", now=datetime(2026, 12, 1, tzinfo=UTC))
     async with db.transaction() as session:
         late = await ledger.post(session, payment("late", at=november))
         early = await ledger.post(session, payment("older", at=datetime(2026, 9, 1, tzinfo=UTC)))

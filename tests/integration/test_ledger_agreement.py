@@ -84,8 +84,6 @@ async def test_the_ledger_agrees_with_every_partner_after_a_mix(
                 member_id=alice,
                 quote_id=quote.id,
                 idempotency_key=key,
-                source_ref="alice",
-                target_ref="alice",
                 authority=DebitAuthority(asserted_by=source),
             )
         )

@@ -304,3 +304,16 @@ async def test_parallel_reservations_never_overshoot_a_cap(pg_db: Database) -> N
 
     results = await asyncio.gather(*(reserve() for _ in range(10)))
     assert results.count(True) == 3
+
+
+async def test_a_reservation_without_room_names_its_limit_and_counts_nothing(db: Database) -> None:
+    roomy = limits.Usage("a:roomy", "roomy_cap", 100, 10)
+    full = limits.Usage("b:full", "full_cap", 100, 60)
+    async with db.transaction() as session:
+        await limits.reserve(session, [full])
+    with pytest.raises(LimitExceeded) as caught:
+        async with db.transaction() as session:
+            await limits.reserve(session, [full, roomy])  # a:roomy is counted first, then rolled back
+    assert (caught.value.limit, caught.value.remaining) == ("full_cap", 40)
+    async with db.transaction() as session:
+        assert await limits.used(session, ["a:roomy", "b:full"]) == {"b:full": 60}

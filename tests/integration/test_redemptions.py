@@ -120,7 +120,7 @@ async def make_world(db: Database, members: int = 0) -> World:
             connector_for,
             CatalogCache(db, ttl=0),
             balance_ttl=0,
-            tier_ttl=0,  # type: ignore[arg-type]
+            tier_ttl=0,
         ).coalition_level,
         ledger=Ledger(timezone=TAIPEI, clock=clock),
         clock=clock,

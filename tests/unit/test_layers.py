@@ -14,7 +14,7 @@ from tests.conftest import REPO_ROOT
 PACKAGE = REPO_ROOT / "exchange"
 
 #: Transport and composition: they parse input, call services and present results.
-FRONT_ENDS = {"api", "web", "cli", "app", "demo", "__main__"}
+FRONT_ENDS = {"api", "web", "cli", "app", "demo", "demo_month", "__main__"}
 SERVICES = {"services"}
 #: What every layer may use: persistence, settings, time, money, errors, process plumbing.
 KERNEL = {
@@ -30,6 +30,7 @@ KERNEL = {
     "access_log",
     "text",
     "streaming",
+    "observability",
 }
 #: Stand-alone programs beside the exchange: the sandbox partner and the test harness.
 BESIDE = {"sandbox", "testing"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,7 +98,9 @@ class Gateway:
         return httpx.Client(base_url=self.url, follow_redirects=False, timeout=30)
 
 
-def start_gateway(databases: PostgresDatabases, **settings: object) -> Iterator[Gateway]:
+def start_gateway(
+    databases: PostgresDatabases, *, partner_base_urls: Mapping[str, str] | None = None, **settings: object
+) -> Iterator[Gateway]:
     url = databases.create()
     try:
         gateway_settings = Settings(
@@ -115,7 +117,7 @@ def start_gateway(databases: PostgresDatabases, **settings: object) -> Iterator[
         # catalog is loaded as in development, and only the gateway runs as configured.
         catalog_settings = gateway_settings.model_copy(update={"environment": "development"})
         run_async(lambda: load_partners_directory(catalog_settings))
-        app = create_app(gateway_settings)
+        app = create_app(gateway_settings, partner_base_urls=partner_base_urls)
         with serving_in_thread(app, port=gateway_settings.port) as base_url:
             yield Gateway(url=base_url, settings=gateway_settings, app=app)
     finally:
@@ -126,6 +128,43 @@ def start_gateway(databases: PostgresDatabases, **settings: object) -> Iterator[
 def gateway(postgres_databases: PostgresDatabases) -> Iterator[Gateway]:
     """One gateway for every web test: each test makes people of its own."""
     yield from start_gateway(postgres_databases)
+
+
+#: The partners the portal's tests sign members in through and convert between.
+PORTAL_PARTNERS = ("fresh-mart", "formosa-air", "wallet-pay")
+
+
+@dataclass
+class PortalGateway:
+    gateway: Gateway
+    partners: Any  # tests.web.portal_partners.Partners (imported late: it imports this module)
+
+
+@pytest.fixture(scope="session")
+def portal_gateway(
+    postgres_databases: PostgresDatabases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PortalGateway]:
+    """A gateway whose connectors reach sandbox partners, which sign members in to its portal."""
+    from tests.web.portal_partners import running_partners, set_up_member_sign_in
+
+    with running_partners(tmp_path_factory.mktemp("portal-sandboxes"), PORTAL_PARTNERS) as partners:
+        for gateway in start_gateway(postgres_databases, partner_base_urls=partners.fleet.base_urls):
+            set_up_member_sign_in(partners, gateway.settings)
+            yield PortalGateway(gateway, partners)
+
+
+@pytest.fixture(scope="session")
+def partnered_gateway(
+    postgres_databases: PostgresDatabases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """A gateway whose partners harbor-bank and formosa-air are sandboxes on loopback, for
+    tests in which members redeem and convert."""
+    from tests.web.portal_partners import running_partners
+
+    with running_partners(tmp_path_factory.mktemp("sandboxes"), ("harbor-bank", "formosa-air")) as partners:
+        yield from start_gateway(
+            postgres_databases, partner_base_urls=partners.fleet.base_urls, partner_retry_attempts=1
+        )
 
 
 @pytest.fixture(scope="session")

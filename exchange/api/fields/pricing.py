@@ -101,10 +101,10 @@ class PricingMutations:
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def create_quote(self, info: Info[Context, None], input: QuoteInput) -> Quote | None:
-        quote = await info.context.services.conversions.create_quote(
+        priced = await info.context.services.conversions.create_quote(
             info.context.caller(), str(input.from_program), str(input.to_program), input.points
         )
-        return Quote.from_row(quote, await info.context.currency())
+        return Quote.from_row(priced.quote, await info.context.currency(), version=priced.version.version)
 
     @strawberry.mutation(
         description="Set the rate of conversions into your program from another; it takes effect "

@@ -83,11 +83,11 @@ class Quote:
     member_id: strawberry.Private[str]
     from_program_id: strawberry.Private[str]
     to_program_id: strawberry.Private[str]
-    rate_version_id: strawberry.Private[int]
+    version: strawberry.Private[int]
 
     @strawberry.field(description="The version of the pair's rate this quote used (1, 2, ...).")
-    async def rate_version(self, info: Info[Context, None]) -> int:
-        return await _rate_version(info, self.rate_version_id)
+    def rate_version(self) -> int:
+        return self.version
 
     @strawberry.field(description="The program points are converted from.")
     async def from_program(self, info: Info[Context, None]) -> ProgramRef:
@@ -98,7 +98,8 @@ class Quote:
         return await _program(info, self.to_program_id)
 
     @classmethod
-    def from_row(cls, row: QuoteRow, currency: Currency) -> Quote:
+    def from_row(cls, row: QuoteRow, currency: Currency, *, version: int) -> Quote:
+        """``version``: the number of the rate version it used (``row`` has its id)."""
         return cls(
             id=strawberry.ID(row.id),
             points_in=row.points_in,
@@ -121,7 +122,7 @@ class Quote:
             member_id=row.member_id,
             from_program_id=row.from_program,
             to_program_id=row.to_program,
-            rate_version_id=row.rate_version_id,
+            version=version,
         )
 
 

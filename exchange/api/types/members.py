@@ -86,6 +86,7 @@ class Member:
     links: strawberry.Private[Sequence[LinkedAccount]]
     link_rows: strawberry.Private[Sequence[LinkedAccountRow]]
     program_ids: strawberry.Private[frozenset[str]]
+    activity: strawberry.Private[int]
 
     @strawberry.field(description="The member's linked accounts; a partner sees only the one at its program.")
     def linked_accounts(self, info: Info[Context, None]) -> list[LinkedAccount]:
@@ -102,7 +103,7 @@ class Member:
     ) -> list[Annotated[Account, strawberry.lazy("exchange.api.types.accounts")]] | None:
         from exchange.api.types.accounts import Account
 
-        views = await info.context.services.members.accounts(str(self.id), self.link_rows)
+        views = await info.context.services.members.accounts(str(self.id), self.link_rows, self.activity)
         return [Account.from_view(view) for view in views]
 
     @strawberry.field(
@@ -120,6 +121,7 @@ class Member:
             links=[LinkedAccount.from_row(account) for account in view.accounts],
             link_rows=view.accounts,
             program_ids=frozenset(account.program_id for account in view.accounts),
+            activity=view.member.activity,
         )
 
 

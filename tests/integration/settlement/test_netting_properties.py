@@ -35,9 +35,11 @@ star = st.tuples(
     st.lists(st.tuples(st.sampled_from(PARTICIPANTS), st.integers(1, 10**9)), min_size=1, max_size=4),
 )
 stars = st.lists(star, min_size=1, max_size=25)
+#: A transaction as ``star`` draws it: hub, whether the hub owes, and the spokes with their amounts.
+Star = tuple[str, bool, list[tuple[str, int]]]
 
 
-def as_request(index: int, transaction: tuple[str, bool, list[tuple[str, int]]]) -> TransactionRequest:
+def as_request(index: int, transaction: Star) -> TransactionRequest:
     hub, owes, spokes = transaction
     sign = 1 if owes else -1
     legs = [Leg(account_of(CHART, hub), -sign * sum(amount for _, amount in spokes))]
@@ -52,7 +54,7 @@ def as_request(index: int, transaction: tuple[str, bool, list[tuple[str, int]]])
 
 
 def reference(
-    transactions: list[tuple[str, bool, list[tuple[str, int]]]],
+    transactions: list[Star],
 ) -> tuple[Counter[tuple[str, str]], Counter[str]]:
     """Who owed whom by the attribution rule, and each participant's legs summed."""
     owed: Counter[tuple[str, str]] = Counter()
@@ -66,7 +68,7 @@ def reference(
     return owed, legs
 
 
-async def check(url: str, transactions: list[tuple[str, bool, list[tuple[str, int]]]]) -> None:
+async def check(url: str, transactions: list[Star]) -> None:
     db = Database.from_url(url)
     ledger = Ledger(timezone=TAIPEI, clock=FrozenClock(NOVEMBER))
     try:
@@ -95,7 +97,9 @@ async def check(url: str, transactions: list[tuple[str, bool, list[tuple[str, in
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 @given(transactions=stars)
-def test_netting_agrees_with_the_reference_on_sqlite(sqlite_databases: SqliteDatabases, transactions: list) -> None:  # type: ignore[type-arg]
+def test_netting_agrees_with_the_reference_on_sqlite(
+    sqlite_databases: SqliteDatabases, transactions: list[Star]
+) -> None:
     url = sqlite_databases.create()
     try:
         asyncio.run(check(url, transactions))
@@ -108,8 +112,8 @@ def test_netting_agrees_with_the_reference_on_sqlite(sqlite_databases: SqliteDat
 )
 @given(transactions=stars)
 def test_netting_agrees_with_the_reference_on_postgresql(
-    postgres_databases: PostgresDatabases, transactions: list
-) -> None:  # type: ignore[type-arg]
+    postgres_databases: PostgresDatabases, transactions: list[Star]
+) -> None:
     url = postgres_databases.create()
     try:
         asyncio.run(check(url, transactions))

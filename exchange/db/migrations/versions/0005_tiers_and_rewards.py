@@ -7,6 +7,8 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -18,7 +20,7 @@ branch_labels = None
 depends_on = None
 
 
-def _saga_columns() -> list[sa.Column]:  # type: ignore[type-arg]
+def _saga_columns() -> list[sa.Column[Any]]:
     """The columns of exchange.sagas.state.SagaState."""
     return [
         sa.Column("status", sa.String(10), nullable=False),

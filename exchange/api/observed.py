@@ -1,0 +1,102 @@
+"""Each GraphQL request measured and traced: its latency by operation and outcome, and a server
+span that continues the caller's trace.
+
+The operation is named by the root fields the executed operation selects (``createQuote``,
+``executeConversion``, ``me``; several sorted and joined by ``,``, more than
+:data:`MOST_NAMED_FIELDS` as ``(several)``), read once the document has passed validation, so
+every name is one of the schema's; never the query text, the client's operation name or an
+argument. A request that never reached execution is ``(none)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from graphql import DocumentNode, FieldNode
+from graphql.utilities import get_operation_ast
+from opentelemetry import trace
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.extensions import SchemaExtension
+
+from exchange.api.refusals import STATUS_CODES
+from exchange.errors import ErrorCode, ExchangeError
+from exchange.observability.metrics import count_errors, observe_request
+from exchange.observability.tracing import extract_trace_context, tracer
+
+MOST_NAMED_FIELDS = 3
+NO_OPERATION = "(none)"
+
+
+def operation_label(document: DocumentNode | None, operation_name: str | None) -> str:
+    """The root field names of the operation that runs, as a bounded metric label."""
+    operation = get_operation_ast(document, operation_name) if document is not None else None
+    if operation is None:
+        return NO_OPERATION
+    names = sorted({node.name.value for node in operation.selection_set.selections if isinstance(node, FieldNode)})
+    if not names:
+        return NO_OPERATION
+    return ",".join(names) if len(names) <= MOST_NAMED_FIELDS else "(several)"
+
+
+class NameTheOperation(SchemaExtension):
+    """Tells :class:`ObservedRequests` (through the request's state) which operation runs."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        label = operation_label(context.graphql_document, context.operation_name)
+        context.context.request.state.operation = label
+        trace.get_current_span().set_attribute("graphql.operation.name", label)
+        yield
+
+
+class ObservedRequests:
+    """ASGI middleware of the GraphQL route: a server span around the request and its latency
+    in ``exchange_request_duration_seconds``. The view sets ``outcome`` in the request's state
+    (``ok``, ``error``, ``refused``) and counts the errors it answers; a request it never
+    answered is counted here."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        parent = extract_trace_context(Headers(scope=scope))
+        with tracer().start_as_current_span("graphql", context=parent, kind=trace.SpanKind.SERVER) as span:
+            failure: BaseException | None = None
+            try:
+                await self.app(scope, receive, sending)
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                state = scope.setdefault("state", {})
+                operation = state.get("operation", NO_OPERATION)
+                outcome = state.get("outcome") or self._unanswered(status, failure)
+                span.update_name(f"graphql {operation}")
+                span.set_attribute("http.response.status_code", status)
+                observe_request(operation, outcome, started)
+
+    @staticmethod
+    def _unanswered(status: int, failure: BaseException | None) -> str:
+        """The outcome of a request the view never answered, its error counted by code: refused
+        on the way in (a body too large, a token refused) or failed (a database outage,
+        answered 503 further out, or a crash)."""
+        if failure is None and 400 <= status < 500:
+            count_errors([STATUS_CODES.get(status, ErrorCode.BAD_REQUEST).value])
+            return "refused"
+        code = failure.code if isinstance(failure, ExchangeError) else ErrorCode.INTERNAL_SERVER_ERROR
+        count_errors([code.value])
+        return "error"

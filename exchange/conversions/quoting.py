@@ -1,0 +1,173 @@
+"""Quoting a conversion as the gateway does: what a quote reads, in one statement.
+
+A quote needs the member's links (both programs linked; the accounts whose tiers make the
+member's coalition level, for the tier bonus), the pair's terms, and how much of each limit
+counter is used. Programs and the coalition's settings come from the catalog, rates and
+promotions from this process's pricing book (:mod:`exchange.pricing.book`), tiers from the
+federated view's tier cache. One statement reads the links, the pricing revision (is the
+book current?) and the counters; a second stores the quote; each commits on its own, without
+a transaction around them. Only what is missing from memory
+costs more: a book read again after a rate change, partners asked for tiers not cached (then
+outside any unit of work, and the quote is stored in a second one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Select, bindparam
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.clock import Clock
+from exchange.db.database import Database
+from exchange.errors import ExchangeError
+from exchange.federation.accounts import Federation
+from exchange.members import service as members
+from exchange.members.models import LinkedAccount
+from exchange.pricing import limits, quotes
+from exchange.pricing.book import PricingBook, PricingBooks
+from exchange.pricing.models import LimitUsage, PricingRevision, Quote, RateVersion
+from exchange.programs.catalog import Catalog, CatalogCache
+from exchange.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class PricedQuote:
+    quote: Quote
+    version: RateVersion
+    """The rate version it used."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """What the one statement read: the member's links, the pricing revision, the counters."""
+
+    links: list[LinkedAccount]
+    revision: int
+    used: dict[str, int]
+
+
+@lru_cache(maxsize=16)
+def _reading(count: int) -> Select[Any]:
+    """The revision, member ``member_id``'s links and counters ``key_0`` … ``key_<count - 1>``
+    (one row per link, at least one), built once per number of counters."""
+    counters = [
+        select(LimitUsage.used).where(LimitUsage.key == bindparam(f"key_{index}")).scalar_subquery()
+        for index in range(count)
+    ]
+    return (
+        select(PricingRevision.revision, LinkedAccount, *counters)  # type: ignore[return-value]  # sqlmodel Select
+        .select_from(PricingRevision)
+        .outerjoin(LinkedAccount, col(LinkedAccount.member_id) == bindparam("member_id"))
+        .where(PricingRevision.id == 1)
+        .order_by(col(LinkedAccount.program_id))
+    )
+
+
+async def _read(session: AsyncSession, member_id: str, keys: Sequence[str]) -> _Read:
+    params = {"member_id": member_id} | {f"key_{index}": key for index, key in enumerate(keys)}
+    rows = (await session.exec(_reading(len(keys)), params=params)).all()  # type: ignore[call-overload]
+    first = rows[0]
+    return _Read(
+        links=[row[1] for row in rows if row[1] is not None],
+        revision=first[0],
+        used={key: used for key, used in zip(keys, first[2:], strict=True) if used is not None},
+    )
+
+
+@dataclass
+class Quoting:
+    db: Database
+    catalog: CatalogCache
+    books: PricingBooks
+    federation: Federation
+    clock: Clock
+    policy: quotes.QuotePolicy
+
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, *, db: Database, catalog: CatalogCache, federation: Federation, clock: Clock
+    ) -> Quoting:
+        return cls(
+            db=db,
+            catalog=catalog,
+            books=PricingBooks(),
+            federation=federation,
+            clock=clock,
+            policy=quotes.QuotePolicy(ttl=settings.quote_ttl, timezone=settings.timezone),
+        )
+
+    async def quote(self, member_id: str, source: str, target: str, points: int) -> PricedQuote:
+        """Price converting ``points`` of ``source`` into ``target`` for the member, and fix
+        the price until the quote expires."""
+        catalog = await self.catalog.get()
+        catalog.program(source, field="fromProgram")  # an unknown program is not found, before anything else
+        catalog.program(target, field="toProgram")
+        now = self.clock.now()
+        # Neither statement needs the other's snapshot or locks: each commits on its own.
+        async with self.db.autocommit() as session:
+            book = await self.books.at(session, now)
+            terms = _terms_or_none(catalog, book, source, target, now)
+            keys = [cap.key for cap in terms.caps(member_id, now, self.policy.timezone)] if terms else []
+            read = await _read(session, member_id, keys)
+            members.refs_at(read.links, {source: "fromProgram", target: "toProgram"})
+            quotes.check_request(points, source, target)
+            if read.revision != book.revision:  # rates or promotions changed since the book was read
+                book = await self.books.at(session, now, revision=read.revision)
+            terms = _terms(catalog, book, source, target, now)
+            used = read.used
+            missing = [cap.key for cap in terms.caps(member_id, now, self.policy.timezone) if cap.key not in keys]
+            if missing:
+                used = used | await limits.used(session, missing)
+            level = await self.federation.cached_level(read.links)
+            if level is not None:
+                return await self._store(session, member_id, level, terms, points, used, now)
+        level = await self.federation.level(read.links)
+        async with self.db.autocommit() as session:
+            return await self._store(session, member_id, level, terms, points, used, now)
+
+    async def _store(
+        self,
+        session: AsyncSession,
+        member_id: str,
+        level: int,
+        terms: quotes.PairTerms,
+        points: int,
+        used: dict[str, int],
+        now: datetime,
+    ) -> PricedQuote:
+        request = quotes.QuoteRequest(
+            member_id=member_id,
+            member_level=level,
+            source=terms.source.id,
+            target=terms.target.id,
+            points=points,
+        )
+        quote = quotes.price_quote(request, terms, used, policy=self.policy, now=now)
+        await quotes.store_quote(session, quote)
+        return PricedQuote(quote, terms.version)
+
+
+def _terms(catalog: Catalog, book: PricingBook, source: str, target: str, at: datetime) -> quotes.PairTerms:
+    return quotes.PairTerms(
+        source=catalog.program(source, field="fromProgram"),
+        target=catalog.program(target, field="toProgram"),
+        coalition=catalog.coalition,
+        version=book.version_at(source, target, at),
+        promotions=book.promotions_at(source, target, at),
+    )
+
+
+def _terms_or_none(
+    catalog: Catalog, book: PricingBook, source: str, target: str, at: datetime
+) -> quotes.PairTerms | None:
+    """The terms, or ``None`` when the pair has none (the checks that follow say why)."""
+    try:
+        return _terms(catalog, book, source, target, at)
+    except ExchangeError:
+        return None

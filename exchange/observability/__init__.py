@@ -1,0 +1,1 @@
+"""Seeing the gateway run: Prometheus metrics, structured logs and OpenTelemetry traces."""

@@ -1,0 +1,116 @@
+"""The gateway's logs: one line per record, as text or JSON, carrying the request and saga it
+belongs to, and never a secret.
+
+What a record belongs to is kept in a context variable (:func:`log_context`): the request id
+(:mod:`exchange.observability.requests`) and the id of the saga being driven (``conversion_id``,
+``redemption_id``, ``status_match_id``). Tasks started inside inherit it, so every line written
+on a request's behalf names it, whichever module wrote it.
+
+Secrets are kept out twice. The code does not log them: tokens, client secrets, PINs and
+verification codes are never formatted into a message. And every formatted line (message and
+trace alike) passes :func:`redact`, which blanks what looks like a credential: an
+``Authorization`` scheme and its value, a JWT, and the value of any ``name=value`` or
+``"name": value`` pair whose name is a credential's (``access_token``, ``client_secret``,
+``password``, ``pin``, …).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, Literal
+
+LogFormat = Literal["text", "json"]
+
+REDACTED = "***"
+
+_CONTEXT: ContextVar[Mapping[str, str]] = ContextVar("exchange_log_context", default=MappingProxyType({}))
+
+#: Names whose values are credentials, in any case, with ``-`` or ``_``.
+_SECRET_NAMES = (
+    r"authorization|proxy[-_]authorization|cookie|set[-_]cookie|access[-_]token|refresh[-_]token|id[-_]token|"
+    r"token|client[-_]secret|secret|password|passwd|passcode|pin|otp|totp|assertion|api[-_]key|verification"
+)
+_SECRET_PAIR = re.compile(
+    rf"""(?ix)
+    (?P<name>["']?\b(?:{_SECRET_NAMES})\b["']?\s*[:=]\s*)
+    (?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?:Bearer|Basic)\s+[^\s,;&"']+|[^\s,;&"'}}\]]+)
+    """
+)
+_SCHEME = re.compile(r"(?i)\b(Bearer|Basic|DPoP)\s+[A-Za-z0-9._~+/=-]{8,}")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential-looking value replaced by ``***``."""
+    text = _JWT.sub(REDACTED, text)
+    text = _SCHEME.sub(lambda found: f"{found.group(1)} {REDACTED}", text)
+
+    def blank(found: re.Match[str]) -> str:
+        value = found.group("value")
+        quote = value[0] if value[:1] in ("'", '"') else ""
+        return f"{found.group('name')}{quote}{REDACTED}{quote}"
+
+    return _SECRET_PAIR.sub(blank, text)
+
+
+@contextmanager
+def log_context(**fields: str) -> Iterator[None]:
+    """Every record written inside (in this task, and tasks it starts) carries ``fields``."""
+    token = _CONTEXT.set({**_CONTEXT.get(), **fields})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def current_context() -> Mapping[str, str]:
+    return _CONTEXT.get()
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger message key=value…``, redacted."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        context = " ".join(f"{key}={value}" for key, value in current_context().items())
+        if context:
+            first, newline, rest = line.partition("\n")
+            line = f"{first} {context}{newline}{rest}"
+        return redact(line)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``process``
+    (the worker's pid), ``message``,
+    the context's fields (``request_id``, ``conversion_id``, …) and ``exception`` (its trace);
+    every string redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "process": record.process,
+            "message": record.getMessage(),
+            **current_context(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps({key: redact(value) if isinstance(value, str) else value for key, value in entry.items()})
+
+
+FORMATTERS: Mapping[LogFormat, type[logging.Formatter]] = {"text": TextFormatter, "json": JsonFormatter}

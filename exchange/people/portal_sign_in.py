@@ -1,0 +1,131 @@
+"""Members signing in to the portal through a partner: the sign-ins under way and the sessions.
+
+The front-channel flow (partners/CONTRACT.md, "Signing members in to the portal"): the portal
+sends the browser to the partner's sign-in page with a random ``state`` (kept here only as its
+SHA-256, for a few minutes, used once) and its return URL; the partner authenticates the
+member and sends the browser back with the state and a signed assertion whose ``nonce`` is the
+state. A session records the member and the programs that vouched for them in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, or_, update
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.errors import NotFound
+from exchange.people.portal_models import MemberWebSession, PortalSignIn
+from exchange.people.sessions import SessionTimeouts
+
+#: How long a member has to sign in at their partner and come back.
+SIGN_IN_LIFETIME = timedelta(minutes=10)
+
+
+class ProgramNotSigningIn(NotFound):
+    def __init__(self, program_id: str) -> None:
+        super().__init__(f"program {program_id} does not sign members in to the portal", field="program")
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+async def begin_sign_in(session: AsyncSession, program_id: str, session_id: str | None, now: datetime) -> str:
+    """A new sign-in through ``program_id`` (by the member of portal session ``session_id``, if
+    signed in): its state, for the browser's cookie and the partner's round trip, shown once.
+    Sign-ins left unfinished are dropped on the way."""
+    await session.exec(delete(PortalSignIn).where(col(PortalSignIn.expires_at) <= now))
+    state = secrets.token_urlsafe(32)
+    session.add(
+        PortalSignIn(
+            state_hash=_sha256(state),
+            program_id=program_id,
+            session_hash=_sha256(session_id) if session_id else None,
+            expires_at=now + SIGN_IN_LIFETIME,
+        )
+    )
+    await session.flush()
+    return state
+
+
+async def claim_sign_in(session: AsyncSession, state: str, now: datetime) -> PortalSignIn | None:
+    """The live sign-in with ``state``, ended (a state is used once); ``None`` for a state
+    never issued, used already or expired."""
+    row = await session.get(PortalSignIn, _sha256(state))
+    if row is None:
+        return None
+    await session.exec(delete(PortalSignIn).where(col(PortalSignIn.state_hash) == row.state_hash))
+    return row if row.expires_at > now else None
+
+
+def is_over(row: MemberWebSession, now: datetime, timeouts: SessionTimeouts) -> bool:
+    return now >= row.expires_at or now - row.last_seen_at >= timeouts.idle
+
+
+async def open_member_session(
+    session: AsyncSession, member_id: str, program_id: str, now: datetime, timeouts: SessionTimeouts
+) -> tuple[str, MemberWebSession]:
+    """A new session for ``member_id``, vouched for by ``program_id``: its id (for the cookie,
+    shown once) and its row. Sessions that are over, anybody's, are deleted on the way."""
+    await session.exec(
+        delete(MemberWebSession).where(
+            or_(col(MemberWebSession.expires_at) <= now, col(MemberWebSession.last_seen_at) <= now - timeouts.idle)
+        )
+    )
+    session_id = secrets.token_urlsafe(32)
+    row = MemberWebSession(
+        id_hash=_sha256(session_id),
+        member_id=member_id,
+        asserted_by=[program_id],
+        csrf_token=secrets.token_urlsafe(32),
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + timeouts.lifetime,
+    )
+    session.add(row)
+    await session.flush()
+    return session_id, row
+
+
+async def live_member_session(
+    session: AsyncSession, session_id: str, now: datetime, timeouts: SessionTimeouts
+) -> MemberWebSession | None:
+    """The session ``session_id`` names if it is not over (noting that it was seen now)."""
+    return await live_member_session_by_hash(session, _sha256(session_id), now, timeouts)
+
+
+async def live_member_session_by_hash(
+    session: AsyncSession, id_hash: str, now: datetime, timeouts: SessionTimeouts
+) -> MemberWebSession | None:
+    row = await session.get(MemberWebSession, id_hash)
+    if row is None:
+        return None
+    if is_over(row, now, timeouts):
+        await session.exec(delete(MemberWebSession).where(col(MemberWebSession.id_hash) == id_hash))
+        return None
+    if now - row.last_seen_at >= timeouts.touch_interval:
+        await session.exec(
+            update(MemberWebSession).where(col(MemberWebSession.id_hash) == id_hash).values(last_seen_at=now)
+        )
+    return row
+
+
+async def add_authority(session: AsyncSession, row: MemberWebSession, program_id: str) -> MemberWebSession:
+    """``program_id`` vouched for the session's member too: its points may be spent now."""
+    if program_id not in row.asserted_by:
+        row.asserted_by = sorted({*row.asserted_by, program_id})
+        session.add(row)
+        await session.flush()
+    return row
+
+
+async def close_member_session(session: AsyncSession, id_hash: str) -> None:
+    await session.exec(delete(MemberWebSession).where(col(MemberWebSession.id_hash) == id_hash))
+
+
+def session_hash(session_id: str) -> str:
+    return _sha256(session_id)

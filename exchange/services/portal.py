@@ -1,0 +1,190 @@
+"""Members signing in to the portal through their partners, and their portal sessions.
+
+The rules are in :mod:`exchange.people.portal_sign_in`; the assertion is verified by the very
+code the JWT-bearer grant uses (:func:`exchange.auth.assertions.accept_assertion`), with the
+portal's return URL as its audience, so an assertion made for one cannot be spent at the other.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import urlencode
+
+from exchange.auth import assertions, clients
+from exchange.auth.errors import AssertionRejected
+from exchange.auth.presented import unverified_issuer
+from exchange.auth.principal import Principal
+from exchange.auth.scopes import ROLE_SCOPES, Role
+from exchange.clock import Clock
+from exchange.connectors.registry import ConnectorRegistry
+from exchange.db.database import Database
+from exchange.errors import BadUserInput
+from exchange.members import service as members
+from exchange.people import portal_sign_in
+from exchange.people.portal_models import MemberWebSession
+from exchange.people.sessions import SessionTimeouts
+from exchange.programs.catalog import CatalogCache
+from exchange.programs.models import Program
+from exchange.services.people import Opened, SignedIn
+
+logger = logging.getLogger("exchange.portal")
+
+#: Where partners send members back to, under the exchange's public address.
+RETURN_PATH = "/portal/sign-in/return"
+#: What a portal session's principal names as its client (members' requests record it).
+PORTAL_CLIENT = "portal"
+
+
+class SignInProblem(StrEnum):
+    """Why a member coming back from their partner was not signed in."""
+
+    #: The state is missing, not this browser's, used already or expired.
+    STATE = "state"
+    #: The partner sent no assertion (the member cancelled, or the partner said why).
+    NO_ASSERTION = "no-assertion"
+    #: The assertion does not verify, or is not the partner's the sign-in went to.
+    ASSERTION = "assertion"
+
+
+@dataclass(frozen=True)
+class SignInFailed:
+    problem: SignInProblem
+
+
+@dataclass(frozen=True)
+class SignInStarted:
+    """Send the browser to ``url``; keep ``state`` in its cookie until it comes back."""
+
+    state: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Joined:
+    """The member signed in already, now vouched for by one more program (same session)."""
+
+    signed_in: SignedIn
+
+
+SignInOutcome = Opened | Joined | SignInFailed
+
+
+def member_principal(row: MemberWebSession) -> Principal:
+    """The principal a portal session acts as: a member token's, without an ``asserted_by``
+    (each debit names the program it spends, which must be one of the session's)."""
+    return Principal(
+        role=Role.MEMBER,
+        subject=row.member_id,
+        client_id=PORTAL_CLIENT,
+        scopes=ROLE_SCOPES[Role.MEMBER],
+        token_id=row.id_hash,
+        expires_at=row.expires_at,
+        member_id=row.member_id,
+    )
+
+
+def signed_in(row: MemberWebSession) -> SignedIn:
+    return SignedIn(member_principal(row), row.csrf_token, frozenset(row.asserted_by))
+
+
+class PortalSignInService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        catalog: CatalogCache,
+        connectors: ConnectorRegistry,
+        exchange_url: str,
+        timeouts: SessionTimeouts,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._catalog = catalog
+        self._connectors = connectors
+        self.return_url = exchange_url.rstrip("/") + RETURN_PATH
+        self.timeouts = timeouts
+
+    async def partners(self) -> list[Program]:
+        """The programs whose partners sign members in to the portal, by name."""
+        catalog = await self._catalog.get()
+        found = [program for program in catalog.programs.values() if self._connectors.sign_in_url(program)]
+        return sorted(found, key=lambda program: program.name)
+
+    async def start(self, program_id: str, session_id: str | None) -> SignInStarted:
+        """A sign-in through ``program_id``'s partner (one that signs members in, else not
+        found), by the member of portal session ``session_id`` if they are signed in already."""
+        program = (await self._catalog.get()).program(program_id, field="program")
+        url = self._connectors.sign_in_url(program)
+        if url is None:
+            raise portal_sign_in.ProgramNotSigningIn(program_id)
+        async with self._db.transaction() as session:
+            state = await portal_sign_in.begin_sign_in(session, program.id, session_id, self._clock.now())
+        query = urlencode({"state": state, "redirect_uri": self.return_url})
+        return SignInStarted(state=state, url=f"{url}{'&' if '?' in url else '?'}{query}")
+
+    async def finish(self, *, state: str, browser_state: str | None, assertion: str | None) -> SignInOutcome:
+        """The member back from their partner with ``state`` (which must be the one this
+        browser's cookie holds) and the partner's ``assertion``.
+
+        The state is used up first, whatever follows. A member who started from a live session
+        and comes back as its member keeps that session, with the program's authority added
+        (:class:`Joined`); anyone else gets a new session (:class:`Opened`).
+        """
+        if not state or not browser_state or not hmac.compare_digest(state.encode(), browser_state.encode()):
+            return SignInFailed(SignInProblem.STATE)
+        now = self._clock.now()
+        async with self._db.transaction() as session:
+            started = await portal_sign_in.claim_sign_in(session, state, now)
+        if started is None:
+            return SignInFailed(SignInProblem.STATE)
+        if not assertion:
+            return SignInFailed(SignInProblem.NO_ASSERTION)
+        program_id = started.program_id
+        issuer = unverified_issuer(assertion)
+        try:
+            async with self._db.transaction() as session:
+                client = await clients.get_client(session, issuer) if issuer else None
+                if client is None or client.program_id != program_id:
+                    raise AssertionRejected(f"the assertion's iss is not the client of {program_id}")
+                claims = await assertions.accept_assertion(
+                    session,
+                    assertion,
+                    issuer=client.client_id,
+                    program_id=program_id,
+                    audiences=[self.return_url],
+                    now=now,
+                )
+                nonce = claims.get("nonce")
+                if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode(), state.encode()):
+                    raise AssertionRejected("the assertion's nonce is not this sign-in's state")
+                member = await members.resolve_member_from_partner(session, program_id, claims["sub"], now)
+                current = (
+                    await portal_sign_in.live_member_session_by_hash(session, started.session_hash, now, self.timeouts)
+                    if started.session_hash
+                    else None
+                )
+                if current is not None and current.member_id == member.id:
+                    return Joined(signed_in(await portal_sign_in.add_authority(session, current, program_id)))
+                if current is not None:
+                    await portal_sign_in.close_member_session(session, current.id_hash)
+                new_id, row = await portal_sign_in.open_member_session(
+                    session, member.id, program_id, now, self.timeouts
+                )
+                return Opened(session_id=new_id, signed_in=signed_in(row))
+        except BadUserInput as rejected:
+            logger.warning("portal sign-in through %s refused: %s", program_id, rejected.message)
+            return SignInFailed(SignInProblem.ASSERTION)
+
+    async def resume(self, session_id: str) -> SignedIn | None:
+        """The portal session a cookie names, if it is live."""
+        async with self._db.transaction() as session:
+            row = await portal_sign_in.live_member_session(session, session_id, self._clock.now(), self.timeouts)
+        return None if row is None else signed_in(row)
+
+    async def sign_out(self, session_id: str) -> None:
+        async with self._db.transaction() as session:
+            await portal_sign_in.close_member_session(session, portal_sign_in.session_hash(session_id))

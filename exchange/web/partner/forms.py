@@ -1,0 +1,134 @@
+"""What the partner console's pages share: who may open them, the program they act for, and
+reading a form's values into the plain values the services take.
+
+Form fields are named as GraphQL names the same inputs (``bonusPercent``, ``fromProgram``), so
+that a service's error, which names its field that way, is shown on the field it is about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+
+from exchange.auth.principal import Principal
+from exchange.auth.rules import Rule, own_program, requires, source
+from exchange.auth.scopes import Scope
+from exchange.errors import BadUserInput, ExchangeError
+from exchange.money import parse_decimal
+from exchange.web.access import NotAllowed
+from exchange.web.console import CONSOLE_PATH
+from exchange.web.visitors import visitor_of
+
+#: The partner console's pages, below the console's own path.
+PARTNER_PATH = "/partner"
+BASE = CONSOLE_PATH + PARTNER_PATH
+#: Reading the partner's own pages; changing its own program.
+READ = requires(Scope.PARTNER_READ)
+WRITE = requires(Scope.PARTNER_WRITE)
+#: A row (of any table with a ``program_id`` column) belongs to the caller's program.
+OWN_ROW: Rule = own_program(source("program_id"))
+#: The longest text a form field of these pages takes (ids, ratios, numbers); longer is refused.
+MAX_FIELD = 200
+
+
+def partner_of(request: Request) -> Principal:
+    """The signed-in partner staff member (the page's rule admitted them: they have a program)."""
+    principal = visitor_of(request).principal
+    if principal is None or principal.program_id is None:
+        raise NotAllowed()
+    return principal
+
+
+def program_of(request: Request) -> str:
+    program_id = partner_of(request).program_id
+    assert program_id is not None
+    return program_id
+
+
+def ensure_own(request: Request, row: object, rule: Rule = OWN_ROW) -> None:
+    """Refuse (403) a row of another partner's program, whatever its id in the address said."""
+    if not rule.allows(partner_of(request), row):
+        raise NotAllowed()
+
+
+@dataclass
+class Problems:
+    """What was wrong with a form: a message per field, and one for the whole form."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    form: str | None = None
+
+    def add(self, error: ExchangeError) -> None:
+        if error.field is not None and error.field not in self.fields:
+            self.fields[error.field] = error.message
+        elif self.form is None:
+            self.form = error.message
+
+    def __bool__(self) -> bool:
+        return bool(self.fields) or self.form is not None
+
+
+class FormValues:
+    """A posted (or queried) form's text values, read into typed values or a field's error."""
+
+    def __init__(self, values: FormData | Mapping[str, Any]) -> None:
+        self.raw = {
+            name: value.strip() for name, value in values.items() if isinstance(value, str) and name != "csrf_token"
+        }
+
+    def text(self, name: str, *, required: bool = False) -> str | None:
+        value = self.raw.get(name, "")
+        if len(value) > MAX_FIELD:
+            raise BadUserInput(f"{name} must be at most {MAX_FIELD} characters", field=name)
+        if not value:
+            if required:
+                raise BadUserInput(f"{name} is required", field=name)
+            return None
+        return value
+
+    def required(self, name: str) -> str:
+        value = self.text(name, required=True)
+        assert value is not None
+        return value
+
+    def integer(self, name: str) -> int | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        digits = value.replace(",", "")
+        if not digits.lstrip("-").isdigit() or len(digits) > 18:
+            raise BadUserInput(f"{name} must be a whole number, got {value!r}", field=name)
+        return int(digits)
+
+    def required_integer(self, name: str) -> int:
+        value = self.integer(name)
+        if value is None:
+            raise BadUserInput(f"{name} is required", field=name)
+        return value
+
+    def decimal(self, name: str) -> Decimal:
+        value = self.required(name)
+        try:
+            return parse_decimal(value.replace(",", ""))
+        except (ValueError, ArithmeticError):
+            raise BadUserInput(f"{name} must be a decimal number such as 12.50, got {value!r}", field=name) from None
+
+    def moment(self, name: str, zone: ZoneInfo) -> datetime | None:
+        """A ``datetime-local`` value, read in the settlement time zone (the one pages show)."""
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            local = datetime.fromisoformat(value)
+        except ValueError:
+            raise BadUserInput(f"{name} must be a date and time, got {value!r}", field=name) from None
+        if local.tzinfo is not None:
+            raise BadUserInput(f"{name} must be a local date and time, got {value!r}", field=name)
+        return local.replace(tzinfo=zone)

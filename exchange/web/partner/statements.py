@@ -1,0 +1,94 @@
+"""The partner's statements (read on the page, downloaded as JSON, CSV or the signed JWS) and
+the reconciliation of its records, which it reads and settlement staff resolve."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from exchange.errors import ExchangeError
+from exchange.services.catalog import CatalogService
+from exchange.services.settlement import ReconciliationView, SettlementService
+from exchange.settlement.errors import ReconciliationNotFound
+from exchange.settlement.statements import Statement
+from exchange.web.access import Page
+from exchange.web.partner.forms import PARTNER_PATH, READ, program_of
+from exchange.web.templating import Pages
+
+#: The downloads of a statement, by extension: their media types.
+FORMATS = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "jws": "application/jose",
+}
+BREAKS_SHOWN = 500
+PERIODS_SHOWN = 24
+
+
+class StatementPages:
+    def __init__(self, *, settlement: SettlementService, pages: Pages, catalog: CatalogService) -> None:
+        self.settlement = settlement
+        self.pages = pages
+        self.catalog = catalog
+
+    def routes(self) -> list[Page]:
+        prefix = f"{PARTNER_PATH}/statements"
+        return [
+            Page(prefix, self.periods, rule=READ),
+            Page(prefix + "/{period}", self.statement, rule=READ),
+            Page(prefix + "/{period}/statement.{format}", self.download, rule=READ),
+            Page(prefix + "/{period}/reconciliation", self.reconciliation, rule=READ),
+        ]
+
+    async def periods(self, request: Request) -> Response:
+        rows = await self.settlement.partner_periods(program_of(request), first=PERIODS_SHOWN)
+        currency = await self.catalog.currency()
+        return self.pages.render(request, "console/partner/statements.html", {"periods": rows, "currency": currency})
+
+    async def _statement(self, request: Request) -> Statement:
+        """The partner's own statement of the period in the address; a period it took no part in,
+        or one not closed, is not found."""
+        try:
+            return await self.settlement.statement(program_of(request), str(request.path_params["period"]))
+        except ExchangeError:
+            raise HTTPException(status_code=404) from None
+
+    async def statement(self, request: Request) -> Response:
+        statement = await self._statement(request)
+        return self.pages.render(
+            request, "console/partner/statement.html", {"statement": statement, "currency": statement.currency}
+        )
+
+    async def download(self, request: Request) -> Response:
+        fmt = str(request.path_params["format"])
+        if fmt not in FORMATS:
+            raise HTTPException(status_code=404)
+        statement = await self._statement(request)
+        if fmt == "json":
+            body = statement.json()
+        elif fmt == "csv":
+            body = statement.csv()
+        else:
+            body = statement.jws(await self.settlement.signing_key())
+        filename = f"statement-{statement.participant}-{statement.period}.{fmt}"
+        return Response(
+            body,
+            media_type=FORMATS[fmt],
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+    async def reconciliation(self, request: Request) -> Response:
+        statement = await self._statement(request)
+        view: ReconciliationView | None
+        try:
+            view = await self.settlement.reconciliation(statement.participant, statement.period)
+        except ReconciliationNotFound:
+            view, breaks = None, []
+        else:
+            breaks = await self.settlement.breaks(view.reconciliation, first=BREAKS_SHOWN)
+        return self.pages.render(
+            request,
+            "console/partner/reconciliation.html",
+            {"statement": statement, "view": view, "breaks": breaks, "currency": statement.currency},
+        )

@@ -1,0 +1,87 @@
+"""The portal's home: the member's accounts as their partners report them now, and linking
+another account.
+
+Every linked partner is asked at once; one that fails shows its failure on its own card while
+the others show their balances and tiers.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from exchange.errors import ExchangeError
+from exchange.services.container import Services
+from exchange.web.access import Page
+from exchange.web.portal.members import HOME_PATH, MEMBERS, form_field, member, member_session
+from exchange.web.templating import Pages
+
+NOTICES = ("linked",)
+
+
+class AccountPages:
+    def __init__(self, *, services: Services, pages: Pages) -> None:
+        self.services = services
+        self.pages = pages
+
+    def routes(self) -> list[Page]:
+        return [
+            Page("/", self.home, rule=MEMBERS),
+            Page("/accounts/link", self.link, rule=MEMBERS, methods=["POST"]),
+        ]
+
+    async def home(self, request: Request) -> Response:
+        notice = request.query_params.get("notice")
+        return await self._home(request, notice=notice if notice in NOTICES else None)
+
+    async def link(self, request: Request) -> Response:
+        form = await request.form()
+        try:
+            await self.services.members.link_account(
+                member(request),
+                form_field(form, "program"),
+                form_field(form, "member_ref").strip(),
+                form_field(form, "verification"),
+            )
+        except ExchangeError as problem:
+            return await self._home(
+                request, problem=problem, entered={"program": form_field(form, "program")}, status_code=400
+            )
+        return RedirectResponse(f"{HOME_PATH}?notice=linked", status_code=303)
+
+    async def _home(
+        self,
+        request: Request,
+        *,
+        notice: str | None = None,
+        problem: ExchangeError | None = None,
+        entered: dict[str, str] | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        view = await self.services.members.me(member(request))
+        accounts = await self.services.members.accounts(view.member.id, view.accounts, view.member.activity)
+        linked = {account.program_id for account in view.accounts}
+        catalog = await self.services.catalog.cache.get()
+        signs_in = {program.id for program in await self.services.portal.partners()}
+        asserted_by = member_session(request).asserted_by
+        return self.pages.render(
+            request,
+            "portal/accounts.html",
+            {
+                "accounts": accounts,
+                "asserted_by": asserted_by,
+                "other_partners": [
+                    catalog.programs[program_id]
+                    for program_id in sorted(linked - asserted_by)
+                    if program_id in signs_in
+                ],
+                "unlinked": sorted(
+                    (program for program in catalog.programs.values() if program.id not in linked),
+                    key=lambda program: program.name,
+                ),
+                "notice": notice,
+                "problem": problem,
+                "entered": entered or {},
+            },
+            status_code=status_code,
+        )

@@ -1,0 +1,141 @@
+"""Converting points: ask for a quote, convert it before its countdown runs out, see the outcome.
+
+The quote page is rendered with a fresh idempotency key in its form, so submitting that form
+twice converts once. After the quote's expiry the page (its script at once, the server on
+submit) asks for a new quote with the same programs and points. A debit needs the source
+program's authority in this session; without it the member is offered its sign-in.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from exchange.conversions.models import Conversion
+from exchange.errors import BadUserInput, ExchangeError
+from exchange.pricing.models import Quote
+from exchange.services.container import Services
+from exchange.web.access import Page
+from exchange.web.portal.members import (
+    MEMBERS,
+    PORTAL_PATH,
+    acting_for,
+    form_field,
+    found,
+    member,
+    member_session,
+)
+from exchange.web.templating import Pages
+
+
+def _points(text: str) -> int | None:
+    text = text.strip().replace(",", "")
+    return int(text) if text.isdigit() and len(text) <= 12 else None
+
+
+class ConvertPages:
+    def __init__(self, *, services: Services, pages: Pages) -> None:
+        self.services = services
+        self.pages = pages
+
+    def routes(self) -> list[Page]:
+        return [
+            Page("/convert", self.form, rule=MEMBERS),
+            Page("/convert", self.ask_quote, rule=MEMBERS, methods=["POST"]),
+            Page("/convert/quotes/{quote_id}", self.quote, rule=MEMBERS),
+            Page("/convert/quotes/{quote_id}", self.execute, rule=MEMBERS, methods=["POST"]),
+            Page("/conversions/{conversion_id}", self.outcome, rule=MEMBERS),
+        ]
+
+    async def form(self, request: Request) -> Response:
+        query = request.query_params
+        entered = {name: query.get(name, "") for name in ("from_program", "to_program", "points")}
+        return await self._form(request, entered=entered, expired=query.get("expired") == "1")
+
+    async def ask_quote(self, request: Request) -> Response:
+        form = await request.form()
+        entered = {name: form_field(form, name) for name in ("from_program", "to_program", "points")}
+        points = _points(entered["points"])
+        try:
+            if points is None:
+                raise BadUserInput("points must be a whole number", field="points")
+            quote = await self.services.conversions.create_quote(
+                member(request), entered["from_program"], entered["to_program"], points
+            )
+        except ExchangeError as problem:
+            return await self._form(request, entered=entered, problem=problem, status_code=400)
+        return RedirectResponse(f"{PORTAL_PATH}/convert/quotes/{quote.quote.id}", status_code=303)
+
+    async def quote(self, request: Request) -> Response:
+        quote = await found(self.services.conversions.quote(member(request), request.path_params["quote_id"]))
+        return await self._quote_page(request, quote)
+
+    async def execute(self, request: Request) -> Response:
+        form = await request.form()
+        quote = await found(self.services.conversions.quote(member(request), request.path_params["quote_id"]))
+        try:
+            conversion = await self.services.conversions.execute(
+                acting_for(request, quote.from_program), quote.id, form_field(form, "idempotency_key"), consent=None
+            )
+        except ExchangeError as problem:
+            return await self._quote_page(request, quote, problem=problem, status_code=400)
+        return RedirectResponse(f"{PORTAL_PATH}/conversions/{conversion.id}", status_code=303)
+
+    async def outcome(self, request: Request) -> Response:
+        conversion = await found(
+            self.services.conversions.conversion(member(request), request.path_params["conversion_id"])
+        )
+        return self.pages.render(request, "portal/conversion.html", await self._amounts(conversion))
+
+    async def _form(
+        self,
+        request: Request,
+        *,
+        entered: dict[str, str],
+        expired: bool = False,
+        problem: ExchangeError | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        view = await self.services.members.me(member(request))
+        catalog = await self.services.catalog.cache.get()
+        programs = sorted(
+            (catalog.programs[account.program_id] for account in view.accounts), key=lambda program: program.name
+        )
+        return self.pages.render(
+            request,
+            "portal/convert.html",
+            {"programs": programs, "entered": entered, "expired": expired, "problem": problem},
+            status_code=status_code,
+        )
+
+    async def _quote_page(
+        self, request: Request, quote: Quote, *, problem: ExchangeError | None = None, status_code: int = 200
+    ) -> Response:
+        context = await self._amounts(quote)
+        expired = quote.expires_at <= self.services.clock.now() or (
+            problem is not None and problem.code.value == "QUOTE_EXPIRED"
+        )
+        context.update(
+            quote=quote,
+            expired=expired,
+            problem=problem,
+            # A key per rendering of the form: the same form sent twice converts once.
+            idempotency_key=secrets.token_urlsafe(24),
+            may_spend=quote.from_program in member_session(request).asserted_by,
+        )
+        return self.pages.render(request, "portal/quote.html", context, status_code=status_code)
+
+    async def _amounts(self, priced: Quote | Conversion) -> dict[str, Any]:
+        catalog = await self.services.catalog.cache.get()
+        currency = catalog.currency
+        return {
+            "priced": priced,
+            "source": catalog.programs[priced.from_program],
+            "target": catalog.programs[priced.to_program],
+            "currency": currency,
+            "value": currency.from_minor(priced.money_value_minor),
+            "fee": currency.from_minor(priced.fee_minor),
+        }

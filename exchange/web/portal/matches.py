@@ -1,0 +1,96 @@
+"""Status matches: preview what a match from one program into another would give now (both
+tiers read live), request it, and see the member's matches."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from exchange.errors import ExchangeError
+from exchange.services.container import Services
+from exchange.tiers.matching import Assessment
+from exchange.web.access import Page
+from exchange.web.portal.members import MEMBERS, PORTAL_PATH, form_field, member
+from exchange.web.templating import Pages
+
+MATCHES_SHOWN = 20
+NOTICES = ("requested",)
+
+
+class StatusMatchPages:
+    def __init__(self, *, services: Services, pages: Pages) -> None:
+        self.services = services
+        self.pages = pages
+
+    def routes(self) -> list[Page]:
+        return [
+            Page("/status-match", self.overview, rule=MEMBERS),
+            Page("/status-match", self.request, rule=MEMBERS, methods=["POST"]),
+        ]
+
+    async def overview(self, request: Request) -> Response:
+        query = request.query_params
+        entered = {name: query.get(name, "") for name in ("from_program", "to_program")}
+        assessment: Assessment | None = None
+        problem: ExchangeError | None = None
+        if entered["from_program"] and entered["to_program"]:
+            try:
+                assessment = await self.services.matches.preview(
+                    member(request), entered["from_program"], entered["to_program"]
+                )
+            except ExchangeError as refused:
+                problem = refused
+        notice = query.get("notice")
+        return await self._page(
+            request,
+            entered=entered,
+            assessment=assessment,
+            problem=problem,
+            notice=notice if notice in NOTICES else None,
+            status_code=400 if problem else 200,
+        )
+
+    async def request(self, request: Request) -> Response:
+        form = await request.form()
+        entered = {name: form_field(form, name) for name in ("from_program", "to_program")}
+        try:
+            await self.services.matches.request(
+                member(request),
+                entered["from_program"],
+                entered["to_program"],
+                form_field(form, "claimed_tier") or None,
+            )
+        except ExchangeError as problem:
+            return await self._page(request, entered=entered, problem=problem, status_code=400)
+        return RedirectResponse(f"{PORTAL_PATH}/status-match?notice=requested", status_code=303)
+
+    async def _page(
+        self,
+        request: Request,
+        *,
+        entered: dict[str, str],
+        assessment: Assessment | None = None,
+        problem: ExchangeError | None = None,
+        notice: str | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        caller = member(request)
+        view = await self.services.members.me(caller)
+        catalog = await self.services.catalog.cache.get()
+        programs = sorted(
+            (catalog.programs[account.program_id] for account in view.accounts), key=lambda program: program.name
+        )
+        return self.pages.render(
+            request,
+            "portal/status_match.html",
+            {
+                "programs": programs,
+                "all_programs": catalog.programs,
+                "entered": entered,
+                "assessment": assessment,
+                "problem": problem,
+                "notice": notice,
+                "matches": await self.services.matches.matches(caller, first=MATCHES_SHOWN),
+            },
+            status_code=status_code,
+        )

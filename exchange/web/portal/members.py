@@ -1,0 +1,61 @@
+"""What every portal page shares: who may open it, and the member a page acts for."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import replace
+from typing import TypeVar
+
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from exchange.auth.principal import Principal
+from exchange.auth.scopes import Role
+from exchange.errors import NotFound
+from exchange.services.people import SignedIn
+from exchange.web.access import roles
+from exchange.web.visitors import visitor_of
+
+T = TypeVar("T")
+
+PORTAL_PATH = "/portal"
+HOME_PATH = f"{PORTAL_PATH}/"
+SIGN_IN_PATH = f"{PORTAL_PATH}/sign-in"
+LAYOUT = "portal/layout.html"
+
+#: Every page behind sign-in: a member's, as a member token's fields are.
+MEMBERS = roles(Role.MEMBER)
+
+
+def member_session(request: Request) -> SignedIn:
+    """The signed-in member's session (the page's rule admitted only members)."""
+    signed_in = visitor_of(request).signed_in
+    assert signed_in is not None and signed_in.principal.role is Role.MEMBER
+    return signed_in
+
+
+def member(request: Request) -> Principal:
+    return member_session(request).principal
+
+
+def acting_for(request: Request, program_id: str) -> Principal:
+    """The member's principal for spending ``program_id``'s points: asserted by that program
+    if it vouched for the member in this session; else asserted by none, which the services
+    refuse with ``AUTHORITY_REQUIRED`` (issue 12's rule, applied where GraphQL applies it)."""
+    signed_in = member_session(request)
+    return replace(signed_in.principal, asserted_by=program_id if program_id in signed_in.asserted_by else None)
+
+
+async def found(lookup: Awaitable[T]) -> T:
+    """What ``lookup`` finds; a thing that is not found (or not the member's, which is the
+    same to them) is the page that says there is nothing at this address."""
+    try:
+        return await lookup
+    except NotFound:
+        raise HTTPException(404) from None
+
+
+def form_field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""

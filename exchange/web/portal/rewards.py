@@ -1,0 +1,143 @@
+"""Rewards: the catalog by coalition level, redeeming one with a linked program's points, and
+the member's redemption history.
+
+The redeem form carries an idempotency key made for each rendering (the same form sent twice
+redeems once). Paying with a program's points needs that program's authority in this session,
+as converting does.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from exchange.errors import ExchangeError
+from exchange.rewards.models import Reward
+from exchange.rewards.redemption import RedemptionQuote
+from exchange.services.container import Services
+from exchange.web.access import Page
+from exchange.web.portal.members import (
+    MEMBERS,
+    PORTAL_PATH,
+    acting_for,
+    form_field,
+    found,
+    member,
+    member_session,
+)
+from exchange.web.templating import Pages
+
+HISTORY_LENGTH = 50
+NOTICES = ("redeemed",)
+
+
+class RewardPages:
+    def __init__(self, *, services: Services, pages: Pages) -> None:
+        self.services = services
+        self.pages = pages
+
+    def routes(self) -> list[Page]:
+        return [
+            Page("/rewards", self.catalog, rule=MEMBERS),
+            Page("/rewards/history", self.history, rule=MEMBERS),
+            Page("/rewards/{reward_id}", self.reward, rule=MEMBERS),
+            Page("/rewards/{reward_id}", self.redeem, rule=MEMBERS, methods=["POST"]),
+        ]
+
+    async def catalog(self, request: Request) -> Response:
+        caller = member(request)
+        rewards = await self.services.rewards.rewards(program_id=None, available_only=True)
+        level = await self.services.members.coalition_level(str(caller.member_id))
+        coalition = await self.services.catalog.coalition()
+        catalog = await self.services.catalog.cache.get()
+        by_level = [
+            (rung, [reward for reward in rewards if reward.min_level == rung.level]) for rung in coalition.ladder
+        ]
+        return self.pages.render(
+            request,
+            "portal/rewards.html",
+            {
+                "levels": [(rung, listed) for rung, listed in by_level if listed],
+                "member_level": level,
+                "level_name": next((rung.name for rung in coalition.ladder if rung.level == level), str(level)),
+                "programs": catalog.programs,
+                "currency": catalog.currency,
+            },
+        )
+
+    async def reward(self, request: Request) -> Response:
+        reward = await found(self.services.rewards.reward(request.path_params["reward_id"]))
+        return await self._reward_page(request, reward)
+
+    async def redeem(self, request: Request) -> Response:
+        reward = await found(self.services.rewards.reward(request.path_params["reward_id"]))
+        form = await request.form()
+        pay_with = form_field(form, "pay_with")
+        try:
+            await self.services.rewards.redeem(
+                acting_for(request, pay_with), reward.id, pay_with, form_field(form, "idempotency_key"), consent=None
+            )
+        except ExchangeError as problem:
+            return await self._reward_page(request, reward, problem=problem, pay_with=pay_with, status_code=400)
+        return RedirectResponse(f"{PORTAL_PATH}/rewards/history?notice=redeemed", status_code=303)
+
+    async def history(self, request: Request) -> Response:
+        redemptions = await self.services.rewards.member_redemptions(member(request), first=HISTORY_LENGTH)
+        rewards = {
+            reward.id: reward for reward in await self.services.rewards.rewards(program_id=None, available_only=False)
+        }
+        catalog = await self.services.catalog.cache.get()
+        notice = request.query_params.get("notice")
+        return self.pages.render(
+            request,
+            "portal/history.html",
+            {
+                "redemptions": redemptions,
+                "rewards": rewards,
+                "programs": catalog.programs,
+                "notice": notice if notice in NOTICES else None,
+            },
+        )
+
+    async def _reward_page(
+        self,
+        request: Request,
+        reward: Reward,
+        *,
+        problem: ExchangeError | None = None,
+        pay_with: str = "",
+        status_code: int = 200,
+    ) -> Response:
+        caller = member(request)
+        view = await self.services.members.me(caller)
+        catalog = await self.services.catalog.cache.get()
+        options: list[dict[str, Any]] = []
+        for account in sorted(view.accounts, key=lambda account: catalog.programs[account.program_id].name):
+            quote: RedemptionQuote | None = None
+            failure: ExchangeError | None = None
+            try:
+                quote = await self.services.rewards.quote(caller, reward.id, account.program_id)
+            except ExchangeError as refused:
+                failure = refused
+            options.append({"program": catalog.programs[account.program_id], "quote": quote, "failure": failure})
+        return self.pages.render(
+            request,
+            "portal/reward.html",
+            {
+                "reward": reward,
+                "publisher": catalog.programs[reward.program_id],
+                "currency": catalog.currency,
+                "price": catalog.currency.from_minor(reward.price_minor),
+                "options": options,
+                "asserted_by": member_session(request).asserted_by,
+                "problem": problem,
+                "pay_with": pay_with,
+                "paying_program": catalog.programs.get(pay_with),
+                # A key per rendering of the form: the same form sent twice redeems once.
+                "idempotency_key": secrets.token_urlsafe(24),
+            },
+            status_code=status_code,
+        )

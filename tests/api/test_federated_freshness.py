@@ -1,0 +1,115 @@
+"""The federated view never shows a partner's answer from before the member's own activity.
+
+The gateway keeps partners' answers for a while (here for minutes, so that only the activity
+marker can refresh them). Each test reads `me.accounts` (which fills the cache), does
+something through the exchange that changes the member's points or tier at a partner, and
+reads again at once: the view shows what the partner holds now. Each runs on SQLite and on
+PostgreSQL (the marker is moved by the database itself, in each dialect its own way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from exchange.app import create_app
+from exchange.members.models import LinkedAccount
+from exchange.programs.declarations import read_partners_directory
+from exchange.services.container import load_partners_directory
+from exchange.serving import free_port, serving
+from exchange.settings import Settings
+from exchange.testing.kit import ExchangeKit
+from exchange.testing.sandboxes import SandboxFleet
+from tests.conftest import SAMPLE_PARTNERS
+
+ACCOUNTS = "{ me { accounts { program { id } balance tier } } }"
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path) -> AsyncIterator[SandboxFleet]:
+    sandboxes = SandboxFleet(read_partners_directory(SAMPLE_PARTNERS), tmp_path / "sandboxes")
+    await sandboxes.start("harbor-bank", "formosa-air")
+    try:
+        yield sandboxes
+    finally:
+        await sandboxes.stop()
+
+
+@pytest.fixture
+def gateway_settings(database_url: str) -> Settings:
+    """tests.api.conftest's settings, on a fresh SQLite or PostgreSQL database."""
+    return Settings(database_url=database_url, partners_dir=SAMPLE_PARTNERS, port=free_port())
+
+
+@pytest.fixture
+async def gateway(gateway_settings: Settings, fleet: SandboxFleet) -> AsyncIterator[str]:
+    """The gateway of tests.api.conftest, caching partners' answers for five minutes."""
+    settings = gateway_settings.model_copy(
+        update={"partner_retry_attempts": 1, "balance_cache_seconds": 300, "tier_cache_seconds": 300}
+    )
+    await load_partners_directory(settings)
+    async with serving(create_app(settings, partner_base_urls=fleet.base_urls), port=settings.port) as server:
+        yield server.url
+
+
+@pytest.fixture
+async def bob(kit: ExchangeKit) -> str:
+    """bob at harbor-bank (25,000 points, Platinum Card), also linked as carol at formosa-air
+    (3,000 miles, Base); his token."""
+    token = await kit.member_token("harbor-bank", "bob")
+    member_id = (await kit.data("{ me { id } }", token))["me"]["id"]
+    async with kit.db.transaction() as session:
+        session.add(
+            LinkedAccount(
+                member_id=member_id,
+                program_id="formosa-air",
+                member_ref="carol",
+                linked_at=datetime.now(UTC),
+                established_by="assertion",
+            )
+        )
+    return token
+
+
+async def accounts(kit: ExchangeKit, token: str) -> dict[str, tuple[int, str]]:
+    """Balance and tier by program, as the federated view shows them."""
+    rows = (await kit.data(ACCOUNTS, token))["me"]["accounts"]
+    return {row["program"]["id"]: (row["balance"], row["tier"]) for row in rows}
+
+
+async def test_a_redemption_shows_in_the_balance_at_once(kit: ExchangeKit, bob: str) -> None:
+    assert (await accounts(kit, bob))["harbor-bank"] == (25_000, "Platinum Card")
+    reward = (
+        await kit.data(
+            'mutation { publishReward(programId: "formosa-air", input: {title: "Lounge pass", price: "100", stock: 5})'
+            " { id } }",
+            await kit.partner_token("formosa-air"),
+        )
+    )["publishReward"]
+    redeem = """mutation($reward: ID!) {
+      redeemReward(rewardId: $reward, payWith: "harbor-bank", idempotencyKey: "k1") { status points } }"""
+    redeemed = (await kit.data(redeem, bob, reward=reward["id"]))["redeemReward"]
+    assert redeemed == {"status": "COMPLETED", "points": 2040}
+    assert (await accounts(kit, bob))["harbor-bank"] == (25_000 - 2040, "Platinum Card")
+
+
+async def test_a_status_match_shows_in_the_tier_at_once(kit: ExchangeKit, bob: str) -> None:
+    assert (await accounts(kit, bob))["formosa-air"] == (3_000, "Base")
+    match = """mutation { requestStatusMatch(fromProgram: "harbor-bank", toProgram: "formosa-air") { status } }"""
+    assert (await kit.data(match, bob))["requestStatusMatch"] == {"status": "ACTIVE"}
+    assert (await accounts(kit, bob))["formosa-air"] == (3_000, "Gold")
+
+
+async def test_a_conversion_shows_in_both_balances_at_once(kit: ExchangeKit, bob: str) -> None:
+    before = await accounts(kit, bob)
+    quote = """mutation { createQuote(input: {fromProgram: "harbor-bank", toProgram: "formosa-air", points: 10000})
+      { id pointsOut } }"""
+    quoted = (await kit.data(quote, bob))["createQuote"]
+    execute = """mutation($quote: ID!) { executeConversion(quoteId: $quote, idempotencyKey: "k1") { status } }"""
+    assert (await kit.data(execute, bob, quote=quoted["id"]))["executeConversion"] == {"status": "COMPLETED"}
+    after = await accounts(kit, bob)
+    assert after["harbor-bank"][0] == before["harbor-bank"][0] - 10_000
+    assert after["formosa-air"][0] == before["formosa-air"][0] + quoted["pointsOut"]

@@ -1,0 +1,111 @@
+"""Log lines: credentials blanked whatever the format, the request's and saga's ids carried from
+the context, request ids taken from the caller only when well-formed, and GraphQL operations named
+for metrics by their root fields only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import pytest
+from graphql import parse
+
+from exchange.api.observed import operation_label
+from exchange.observability.logs import JsonFormatter, TextFormatter, log_context, redact
+from exchange.observability.requests import request_id_from
+
+JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl"
+
+
+@pytest.mark.parametrize(
+    ("line", "logged"),
+    [
+        ("authorization: Bearer opaque-token-value", "authorization: ***"),
+        ("sent Basic dXNlcjpzM2NyM3Q=", "sent Basic ***"),
+        (f"assertion {JWT} refused", "assertion *** refused"),
+        ("client_id=exchange&client_secret=s3cr3t&scope=points", "client_id=exchange&client_secret=***&scope=points"),
+        ('{"pin": "4931", "points": 100}', '{"pin": "***", "points": 100}'),
+        ("{'Access-Token': 'abc123', 'program': 'wallet-pay'}", "{'Access-Token': '***', 'program': 'wallet-pay'}"),
+        ("verification=1111 refused", "verification=*** refused"),
+        ("PASSWORD: hunter2", "PASSWORD: ***"),
+        ("code=NOT_FOUND field=quoteId", "code=NOT_FOUND field=quoteId"),
+        ("conversion cv_8f2c finished: COMPLETED", "conversion cv_8f2c finished: COMPLETED"),
+    ],
+)
+def test_credentials_are_blanked_and_the_rest_kept(line: str, logged: str) -> None:
+    assert redact(line) == logged
+
+
+def record(message: str, *args: object, exc_info: bool = False) -> logging.LogRecord:
+    return logging.LogRecord(
+        "exchange.test", logging.WARNING, __file__, 1, message, args, sys.exc_info() if exc_info else None
+    )
+
+
+def test_a_json_line_carries_the_context_and_no_secret() -> None:
+    with log_context(request_id="r-1"), log_context(conversion_id="cv_1"):
+        line = JsonFormatter().format(record("token %s refused for %s", JWT, "alice"))
+    entry = json.loads(line)
+    assert entry["message"] == "token *** refused for alice"
+    assert (entry["request_id"], entry["conversion_id"]) == ("r-1", "cv_1")
+    assert (entry["level"], entry["logger"]) == ("warning", "exchange.test")
+    assert entry["time"].endswith("+00:00") and isinstance(entry["process"], int)
+
+
+def test_a_trace_is_redacted_too() -> None:
+    secret = "s3cr3t-in-a-trace"
+    try:
+        raise ValueError("token refused: client_secret=" + secret)
+    except ValueError:
+        entry = json.loads(JsonFormatter().format(record("failed", exc_info=True)))
+        text = TextFormatter().format(record("failed", exc_info=True))
+    assert "s3cr3t-in-a-trace" not in entry["exception"] and "client_secret=***" in entry["exception"]
+    assert "s3cr3t-in-a-trace" not in text and text.count("\n") > 1
+
+
+def test_a_text_line_ends_with_its_context_and_outside_it_has_none() -> None:
+    with log_context(request_id="r-2"):
+        inside = TextFormatter().format(record("hello"))
+    outside = TextFormatter().format(record("hello"))
+    assert inside.endswith("WARNING exchange.test hello request_id=r-2")
+    assert outside.endswith("WARNING exchange.test hello")
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("3f1c2a9e-0b7d-4c1e-9a51-2d3e4f5a6b7c", True),
+        ("01HZX3K5Q8J2M4N6P8R0T2V4W6", True),
+        (None, False),
+        ("", False),
+        ("two words", False),
+        ("x" * 129, False),
+        ("id\r\nforged: header", False),
+        ('{"json": true}', False),
+    ],
+)
+def test_a_callers_request_id_is_kept_only_when_well_formed(given: str | None, kept: bool) -> None:
+    chosen = request_id_from(given)
+    assert (chosen == given) is kept
+    assert len(chosen) >= 1
+
+
+@pytest.mark.parametrize(
+    ("document", "operation_name", "label"),
+    [
+        ("{ me { accounts { balance } } }", None, "me"),
+        (
+            'mutation { executeConversion(quoteId: "q-secret-id", idempotencyKey: "k") { id } }',
+            None,
+            "executeConversion",
+        ),
+        ("{ a: programs { id } b: programs { name } me { id } }", None, "me,programs"),
+        ("{ a { x } b { x } c { x } d { x } }", None, "(several)"),
+        ("query One { me { id } } query Two { programs { id } }", "Two", "programs"),
+        ("query One { me { id } } query Two { programs { id } }", None, "(none)"),
+        ("{ ...Root } fragment Root on Query { me { id } }", None, "(none)"),
+    ],
+)
+def test_an_operation_is_named_by_its_root_fields_only(document: str, operation_name: str | None, label: str) -> None:
+    assert operation_label(parse(document), operation_name) == label

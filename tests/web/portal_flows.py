@@ -1,0 +1,101 @@
+"""Walking the portal's sign-in over HTTP as a browser would: the portal, the partner's page,
+and back."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from tests.web.portal_partners import PIN
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+HIDDEN = re.compile(r'<input type="hidden" name="(state|redirect_uri)" value="([^"]+)">')
+BACK_FORM = re.compile(r'<form id="back" method="post" action="([^"]+)">')
+BACK_FIELD = re.compile(r'<input type="hidden" name="(state|assertion|error)" value="([^"]+)">')
+
+
+def csrf_token(client: httpx.Client, path: str = "/portal/sign-in") -> str:
+    match = CSRF_FIELD.search(client.get(path).text)
+    assert match is not None, path
+    return match[1]
+
+
+def partner_page(client: httpx.Client, program_id: str, *, token_path: str = "/portal/sign-in") -> str:
+    """Start a sign-in through ``program_id``; the partner's sign-in page address."""
+    client.get(token_path)  # the page with the link, as a browser would have it open
+    started = client.get(f"/portal/sign-in/{program_id}")
+    assert started.status_code == 303, started.text
+    return started.headers["location"]
+
+
+def answer_partner(client: httpx.Client, page_url: str, member_ref: str, pin: str = PIN) -> httpx.Response:
+    """Fill in the partner's sign-in page; its answer (a redirect back, or the page again)."""
+    page = client.get(page_url)
+    assert page.status_code == 200, page.text
+    hidden = dict(HIDDEN.findall(page.text))
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(page_url))
+    return client.post(
+        f"{origin}/member-sign-in", data={**hidden, "member": member_ref, "pin": pin, "action": "sign-in"}
+    )
+
+
+@dataclass(frozen=True)
+class PostBack:
+    """What the partner's page posts back to the portal."""
+
+    url: str
+    fields: dict[str, str]
+
+    def send(self, client: httpx.Client, **changes: str) -> httpx.Response:
+        return client.post(self.url, data={**self.fields, **changes})
+
+
+def post_back(response: httpx.Response) -> PostBack:
+    """The form the partner's answer posts back to the exchange."""
+    assert response.status_code == 200, response.text
+    action = BACK_FORM.search(response.text)
+    assert action is not None, response.text
+    return PostBack(
+        html.unescape(action[1]), {name: html.unescape(value) for name, value in BACK_FIELD.findall(response.text)}
+    )
+
+
+def sign_in(
+    client: httpx.Client, program_id: str, member_ref: str, *, token_path: str = "/portal/sign-in", pin: str = PIN
+) -> None:
+    """Sign in (or, signed in already, sign in through one more partner) as ``member_ref``."""
+    back = post_back(answer_partner(client, partner_page(client, program_id, token_path=token_path), member_ref, pin))
+    landed = back.send(client)
+    assert landed.status_code == 200 and 'id="continue"' in landed.text, landed.text
+
+
+QUOTE_PATH = re.compile(r"^/portal/convert/quotes/([0-9a-f-]{36})$")
+IDEMPOTENCY_FIELD = re.compile(r'name="idempotency_key" value="([^"]+)"')
+
+
+def ask_quote(client: httpx.Client, from_program: str, to_program: str, points: int) -> str:
+    """The address of a new quote's page."""
+    form = {
+        "csrf_token": csrf_token(client, "/portal/convert"),
+        "from_program": from_program,
+        "to_program": to_program,
+        "points": str(points),
+    }
+    asked = client.post("/portal/convert", data=form)
+    assert asked.status_code == 303, asked.text
+    location = asked.headers["location"]
+    assert QUOTE_PATH.match(location), location
+    return str(location)
+
+
+def convert_form(client: httpx.Client, quote_page: str) -> dict[str, str]:
+    """The convert form of a quote's page, as rendered (its idempotency key included)."""
+    page = client.get(quote_page).text
+    key = IDEMPOTENCY_FIELD.search(page)
+    token = CSRF_FIELD.search(page)
+    assert key is not None and token is not None
+    return {"csrf_token": token[1], "idempotency_key": key[1]}

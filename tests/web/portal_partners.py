@@ -1,0 +1,96 @@
+"""Sandbox partners for the web tests (portal and partner console): served from a thread of their own, with their member
+sign-in pages set up for the test gateway as an operator would set them up (the partner's
+client at the exchange, its assertion key registered, the portal's return URL at the partner)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from exchange.auth.scopes import Role
+from exchange.programs.declarations import read_partners_directory
+from exchange.services.container import open_services
+from exchange.services.portal import RETURN_PATH
+from exchange.settings import Settings
+from exchange.testing.sandboxes import SandboxFleet
+from tests.conftest import SAMPLE_PARTNERS
+from tests.web.conftest import run_async
+
+T = TypeVar("T")
+PIN = "2468"
+_refs = itertools.count(1)
+
+
+class LoopThread:
+    """An event loop in a thread: the sandboxes run on it, tests hand it coroutines."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="sandboxes", daemon=True)
+        self.thread.start()
+
+    def run(self, work: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@dataclass
+class Partners:
+    fleet: SandboxFleet
+    loop: LoopThread
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run(work)
+
+    def new_member(self, program_id: str, *, balance: int = 0, tier: str | None = None) -> str:
+        """A new member at ``program_id``'s sandbox, whose PIN is :data:`PIN`; their member id."""
+        member_ref = f"m{next(_refs)}-{program_id}"
+        self.run(self.fleet[program_id].admin.add_member(member_ref, balance=balance, tier=tier, verification=PIN))
+        return member_ref
+
+    def add_member(self, program_id: str, member_ref: str, *, balance: int = 0, tier: str | None = None) -> str:
+        self.run(self.fleet[program_id].admin.add_member(member_ref, balance=balance, tier=tier, verification=PIN))
+        return member_ref
+
+    def balance(self, program_id: str, member_ref: str) -> int:
+        return self.run(self.fleet[program_id].admin.balance(member_ref))
+
+
+@contextmanager
+def running_partners(data_dir: Path, programs: tuple[str, ...]) -> Iterator[Partners]:
+    loop = LoopThread()
+    fleet = SandboxFleet(read_partners_directory(SAMPLE_PARTNERS), data_dir)
+    try:
+        loop.run(fleet.start(*programs))
+        yield Partners(fleet, loop)
+    finally:
+        loop.run(fleet.stop())
+        loop.close()
+
+
+def set_up_member_sign_in(partners: Partners, settings: Settings) -> None:
+    """Each sandbox signs members in for the gateway: a partner client at the exchange, the
+    sandbox's key registered there, and the portal's return URL registered at the sandbox."""
+    return_url = settings.issuer_url + RETURN_PATH
+    for sandbox in partners.fleet:
+        public_key = partners.run(sandbox.admin.assertion_key())
+
+        async def register(program_id: str = sandbox.program.id, key: dict[str, Any] = public_key) -> str:
+            async with open_services(settings) as services:
+                credentials = await services.access.create_client(role=Role.PARTNER, program_id=program_id)
+                await services.access.register_assertion_key(program_id, json.dumps(key))
+            return credentials.client.client_id
+
+        client_id = run_async(register)
+        partners.run(sandbox.admin.set_member_sign_in(client_id=client_id, return_urls=[return_url]))

@@ -1,0 +1,409 @@
+"""The partner console over HTTP: each page shows and changes only the signed-in partner's own
+program, validation errors come back on their fields, and another partner's rows cannot be
+reached by changing an address or a form value."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from functools import partial
+
+import httpx
+import pytest
+from joserfc import jws
+from joserfc.jwk import KeySet
+
+from exchange.auth.scopes import Role
+from exchange.db.database import Database
+from exchange.services.container import open_services
+from exchange.settlement.breaks import ResolveRequest
+from exchange.settlement.models import Resolution
+from exchange.testing.databases import PostgresDatabases
+from exchange.testing.kit import ExchangeKit
+from tests.api.conftest import post_last_month
+from tests.web.conftest import Gateway, Person, run_async, start_gateway
+from tests.web.test_console_http import form_token, signed_in
+
+PARTNER = "/console/partner"
+REDEEM = """mutation($reward: ID!, $key: String!) {
+  redeemReward(rewardId: $reward, payWith: "harbor-bank", idempotencyKey: $key) { id status } }"""
+
+
+def redeem_as_member(gateway: Gateway, reward_id: str, key: str, member_ref: str = "bob") -> dict[str, str]:
+    """A member of harbor-bank (a sandbox partner) redeems ``reward_id`` through GraphQL."""
+
+    async def work() -> dict[str, str]:
+        db = Database.from_url(gateway.settings.database_url)
+        try:
+            async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+                kit = ExchangeKit(settings=gateway.settings, http=http, db=db)
+                token = await kit.member_token("harbor-bank", member_ref)
+                return dict((await kit.data(REDEEM, token, reward=reward_id, key=key))["redeemReward"])
+        finally:
+            await db.dispose()
+
+    return run_async(work)
+
+
+@pytest.fixture
+def air(gateway: Gateway) -> Person:
+    return gateway.person(Role.PARTNER, "formosa-air")
+
+
+@pytest.fixture
+def mart(gateway: Gateway) -> Person:
+    return gateway.person(Role.PARTNER, "fresh-mart")
+
+
+@pytest.fixture
+def air_client(gateway: Gateway, air: Person) -> Iterator[httpx.Client]:
+    with signed_in(gateway, air) as client:
+        yield client
+
+
+def post(client: httpx.Client, path: str, **form: str | list[str]) -> httpx.Response:
+    return client.post(path, data={"csrf_token": form_token(client, "/console/"), **form})
+
+
+def shows_ratio(page: str, ratio: str) -> bool:
+    """Whether ``ratio`` stands alone on the page (not inside a time such as 15:34:13)."""
+    return re.search(rf"(?<![\d:]){re.escape(ratio)}(?![\d:])", page) is not None
+
+
+def field_error(page: str, name: str) -> str:
+    match = re.search(rf'<p class="field__error" id="f-{re.escape(name)}-error">([^<]*)</p>', page)
+    assert match is not None, f"no error on {name}"
+    return match[1]
+
+
+def test_the_rates_page_lists_the_rates_into_the_partners_program_only(air_client: httpx.Client) -> None:
+    page = air_client.get(f"{PARTNER}/rates")
+    assert page.status_code == 200
+    assert "Rates into your program" in page.text
+    assert "Harbor Bank" in page.text and shows_ratio(page.text, "10:1"), "the declared rate from harbor-bank"
+    assert "Set by the exchange" in page.text, "a declared rate is not the partner's to edit"
+    assert "formosa-air-year-end-2026" in page.text
+
+
+def test_setting_a_rate_creates_a_version_and_a_bad_ratio_is_shown_on_its_field(
+    gateway: Gateway, air_client: httpx.Client
+) -> None:
+    refused = post(air_client, f"{PARTNER}/rates", fromProgram="tune-stream", ratio="three to one")
+    assert refused.status_code == 422
+    assert "ratio" in field_error(refused.text, "ratio").lower() or field_error(refused.text, "ratio")
+    assert 'value="three to one"' in refused.text, "what was typed is kept"
+    odd = post(air_client, f"{PARTNER}/rates", fromProgram="tune-stream", ratio="3:1", bonusEvery="5000")
+    assert odd.status_code == 422 and "bonusPoints" in field_error(odd.text, "bonusEvery")
+    declared = post(air_client, f"{PARTNER}/rates", fromProgram="harbor-bank", ratio="2:1")
+    assert declared.status_code == 422 and "operator" in field_error(declared.text, "fromProgram")
+
+    done = post(air_client, f"{PARTNER}/rates", fromProgram="tune-stream", ratio="4:1", minimumPoints="400")
+    assert done.status_code == 303 and done.headers["location"] == f"{PARTNER}/rates?done=rate-set"
+    listed = air_client.get(done.headers["location"]).text
+    assert "The rate is set" in listed and shows_ratio(listed, "4:1")
+    form = air_client.get(f"{PARTNER}/rates/edit", params={"fromProgram": "tune-stream"}).text
+    assert 'value="4:1"' in form and 'value="400"' in form, "the form shows the rate in effect"
+
+    cleared = post(air_client, f"{PARTNER}/rates/clear", fromProgram="tune-stream")
+    assert cleared.status_code == 303
+    assert not shows_ratio(air_client.get(f"{PARTNER}/rates").text, "4:1")
+
+
+def test_the_preview_prices_without_storing_a_quote(gateway: Gateway, air_client: httpx.Client) -> None:
+    async def quotes() -> int:
+        from sqlalchemy import func, select
+
+        from exchange.pricing.models import Quote
+        from exchange.services.container import open_services
+
+        async with open_services(gateway.settings) as services, services.db.transaction() as session:
+            return int((await session.exec(select(func.count()).select_from(Quote))).one()[0])  # type: ignore[call-overload]
+
+    before = run_async(quotes)
+    fragment = air_client.get(
+        f"{PARTNER}/rates/preview",
+        params={"fromProgram": "harbor-bank", "points": "60000", "memberLevel": "0"},
+        headers={"HX-Request": "true"},
+    )
+    assert fragment.status_code == 200 and "<html" not in fragment.text, "htmx gets the fragment alone"
+    # 60,000 card points at 10:1 give 6,000 miles, and 1,000 bonus miles per 60,000.
+    assert "Points out</dt><dd><strong>7,000 Mile</strong>" in fragment.text
+    too_few = air_client.get(
+        f"{PARTNER}/rates/preview",
+        params={"fromProgram": "harbor-bank", "points": "5000"},
+        headers={"HX-Request": "true"},
+    )
+    assert 'role="alert"' in too_few.text and "at least 10000 points" in too_few.text, "the pair's minimum is named"
+    whole = air_client.get(f"{PARTNER}/rates/preview", params={"fromProgram": "harbor-bank", "points": "x"})
+    assert "<html" in whole.text and "whole number" in whole.text, "without htmx, a whole page"
+    assert run_async(quotes) == before
+
+
+def test_a_promotion_is_created_with_its_errors_on_their_fields_and_ended(air_client: httpx.Client) -> None:
+    bad = post(
+        air_client,
+        f"{PARTNER}/promotions",
+        id="air-spring",
+        bonusPercent="2000",
+        endsAt="2099-01-01T00:00",
+    )
+    assert bad.status_code == 422 and "bonusPercent" in field_error(bad.text, "bonusPercent")
+    backwards = post(
+        air_client,
+        f"{PARTNER}/promotions",
+        id="air-spring",
+        bonusPercent="12.5",
+        startsAt="2099-02-01T00:00",
+        endsAt="2099-01-01T00:00",
+    )
+    assert backwards.status_code == 422 and "after" in field_error(backwards.text, "endsAt")
+    created = post(
+        air_client,
+        f"{PARTNER}/promotions",
+        id="air-spring",
+        bonusPercent="12.5",
+        endsAt="2099-01-01T00:00",
+        fromPrograms=["tune-stream", "fresh-mart"],
+    )
+    assert created.status_code == 303
+    listed = air_client.get(f"{PARTNER}/rates").text
+    assert "air-spring" in listed and "12.5%" in listed and "tune-stream, fresh-mart" in listed
+    ended = post(air_client, f"{PARTNER}/promotions/end", id="air-spring")
+    assert ended.status_code == 303
+
+
+def test_a_partner_cannot_end_another_partners_promotion_by_changing_the_form(
+    gateway: Gateway, mart: Person, air_client: httpx.Client
+) -> None:
+    with signed_in(gateway, mart) as mart_client:
+        refused = post(mart_client, f"{PARTNER}/promotions/end", id="formosa-air-year-end-2026")
+        assert refused.status_code == 422 and "Nothing was changed" in refused.text
+        assert "formosa-air-year-end-2026" not in mart_client.get(f"{PARTNER}/rates").text
+    assert "formosa-air-year-end-2026" in air_client.get(f"{PARTNER}/rates").text
+    listed = air_client.get(f"{PARTNER}/rates").text
+    row = listed.split("formosa-air-year-end-2026")[1].split("</tr>")[0]
+    assert "Ended" not in row, "still running"
+
+
+def published(client: httpx.Client, **form: str) -> str:
+    """Publish a reward through the form; its id."""
+    response = post(client, f"{PARTNER}/rewards", **form)
+    assert response.status_code == 303, response.text
+    location = response.headers["location"]
+    assert location.endswith("?done=published")
+    return location.split("/rewards/")[1].split("?")[0]
+
+
+def test_a_reward_is_published_repriced_restocked_and_withdrawn(air_client: httpx.Client) -> None:
+    refused = post(air_client, f"{PARTNER}/rewards", title="Seat upgrade", price="-3", stock="10")
+    assert refused.status_code == 422 and "greater than 0" in field_error(refused.text, "price")
+    fine = post(air_client, f"{PARTNER}/rewards", title="Seat upgrade", price="0.001", stock="10")
+    assert fine.status_code == 422 and field_error(fine.text, "price"), "finer than the currency's minor unit"
+    reward_id = published(air_client, title="Seat upgrade", price="150.50", stock="10", perMemberLimit="1")
+    page = air_client.get(f"{PARTNER}/rewards/{reward_id}").text
+    assert "Seat upgrade" in page and "NT$150.50" in page and "Available" in page
+
+    assert post(air_client, f"{PARTNER}/rewards/{reward_id}/price", price="120").status_code == 303
+    assert post(air_client, f"{PARTNER}/rewards/{reward_id}/restock", units="5").status_code == 303
+    too_many = post(air_client, f"{PARTNER}/rewards/{reward_id}/restock", units="0")
+    assert too_many.status_code == 422 and "units" in field_error(too_many.text, "units")
+    page = air_client.get(f"{PARTNER}/rewards/{reward_id}").text
+    assert "NT$120.00" in page and "<dd>15</dd>" in page
+
+    assert post(air_client, f"{PARTNER}/rewards/{reward_id}/withdraw").status_code == 303
+    page = air_client.get(f"{PARTNER}/rewards/{reward_id}?done=withdrawn").text
+    assert "Withdrawn" in page and "Withdraw the reward" not in page
+    listed = air_client.get(f"{PARTNER}/rewards").text
+    assert reward_id in listed and "fresh-mart-coupon-100" not in listed, "only the partner's own rewards"
+
+
+def test_another_partners_reward_cannot_be_opened_or_changed_by_its_address(
+    gateway: Gateway, air_client: httpx.Client, mart: Person
+) -> None:
+    theirs = "fresh-mart-coupon-100"
+    assert air_client.get(f"{PARTNER}/rewards/{theirs}").status_code == 403
+    assert air_client.get(f"{PARTNER}/rewards/no-such-reward").status_code == 404
+    for action, form in (("price", {"price": "1"}), ("restock", {"units": "100"}), ("withdraw", {})):
+        refused = post(air_client, f"{PARTNER}/rewards/{theirs}/{action}", **form)
+        assert refused.status_code == 403, action
+    with signed_in(gateway, mart) as mart_client:
+        page = mart_client.get(f"{PARTNER}/rewards/{theirs}").text
+        assert "NT$95.00" in page and "Available" in page, "unchanged"
+
+
+def test_a_partner_cannot_confirm_or_cancel_a_redemption_that_is_not_its_own(air_client: httpx.Client) -> None:
+    for action in ("confirm", "cancel"):
+        refused = post(
+            air_client, f"{PARTNER}/redemptions/{action}", redemptionId="00000000-0000-0000-0000-000000000000"
+        )
+        assert refused.status_code == 422 and "no redemption of yours" in refused.text
+
+
+def test_a_members_redemption_awaits_the_partners_confirmation_or_cancellation(partnered_gateway: Gateway) -> None:
+    with signed_in(partnered_gateway, partnered_gateway.person(Role.PARTNER, "formosa-air")) as client:
+        reward_id = published(client, title="Lounge day pass", price="50", stock="5")
+        first = redeem_as_member(partnered_gateway, reward_id, "lounge-1")
+        second = redeem_as_member(partnered_gateway, reward_id, "lounge-2")
+        assert first["status"] == second["status"] == "COMPLETED"
+        awaiting = client.get(f"{PARTNER}/redemptions").text
+        assert first["id"] in awaiting and second["id"] in awaiting
+
+        confirmed = post(client, f"{PARTNER}/redemptions/confirm", redemptionId=first["id"])
+        assert confirmed.status_code == 303
+        cancelled = post(client, f"{PARTNER}/redemptions/cancel", redemptionId=second["id"])
+        assert cancelled.status_code == 303
+        awaiting = client.get(f"{PARTNER}/redemptions").text
+        assert first["id"] not in awaiting and second["id"] not in awaiting
+        again = post(client, f"{PARTNER}/redemptions/confirm", redemptionId=first["id"])
+        assert again.status_code == 422 and "only a paid direct reward awaits delivery" in again.text
+        page = client.get(f"{PARTNER}/rewards/{reward_id}").text
+        assert "Delivered" in page and "Cancelled" in page
+        assert "<dd>4</dd>" in page, "the cancelled redemption gave its unit back"
+
+
+def token_status(gateway: Gateway, client_id: str, secret: str) -> int:
+    with gateway.client() as http:
+        return http.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+        ).status_code
+
+
+def issued_secret(page: str) -> tuple[str, str]:
+    client_id = re.search(r"<dt>Client id</dt><dd><code>([^<]+)</code>", page)
+    secret = re.search(r'id="client-secret">([^<]+)</code>', page)
+    assert client_id is not None and secret is not None, "the secret is shown"
+    return client_id[1], secret[1]
+
+
+def test_a_client_is_created_with_its_secret_shown_once_rotated_and_revoked(
+    gateway: Gateway, air_client: httpx.Client
+) -> None:
+    created = post(air_client, f"{PARTNER}/clients", scopes=["partner:read"])
+    assert created.status_code == 200
+    client_id, secret = issued_secret(created.text)
+    assert client_id.startswith("formosa-air-")
+    listing = air_client.get(f"{PARTNER}/access").text
+    assert client_id in listing and secret not in listing, "shown once, never again"
+    assert token_status(gateway, client_id, secret) == 200
+
+    rotated = post(air_client, f"{PARTNER}/clients/rotate", clientId=client_id)
+    same_id, new_secret = issued_secret(rotated.text)
+    assert same_id == client_id and new_secret != secret
+    assert token_status(gateway, client_id, secret) == 401, "the old secret stopped working"
+    assert token_status(gateway, client_id, new_secret) == 200
+
+    none = post(air_client, f"{PARTNER}/clients")
+    assert none.status_code == 422 and "at least one scope" in none.text
+    revoked = post(air_client, f"{PARTNER}/clients/revoke", clientId=client_id)
+    assert revoked.status_code == 303
+    assert client_id not in air_client.get(f"{PARTNER}/access").text
+    assert token_status(gateway, client_id, new_secret) == 401
+
+
+def test_another_partners_client_cannot_be_rotated_or_revoked_by_changing_the_form(
+    gateway: Gateway, air_client: httpx.Client, mart: Person
+) -> None:
+    with signed_in(gateway, mart) as mart_client:
+        theirs, secret = issued_secret(post(mart_client, f"{PARTNER}/clients", scopes=["partner:read"]).text)
+    assert theirs not in air_client.get(f"{PARTNER}/access").text
+    for action in ("rotate", "revoke"):
+        refused = post(air_client, f"{PARTNER}/clients/{action}", clientId=theirs)
+        assert refused.status_code == 422 and "no OAuth client has id" in refused.text
+        assert 'id="client-secret"' not in refused.text
+    assert token_status(gateway, theirs, secret) == 200, "untouched"
+
+
+def test_assertion_keys_are_added_from_a_jwk_refused_when_malformed_and_retired(
+    gateway: Gateway, air_client: httpx.Client, mart: Person
+) -> None:
+    from joserfc.jwk import ECKey
+
+    key = ECKey.generate_key("P-256", parameters={"kid": "air-signing-1"})
+    public = json.dumps(key.as_dict(private=False))
+    bad = post(air_client, f"{PARTNER}/keys", publicKey='{"kty": "oct", "k": "c2VjcmV0"}')
+    assert bad.status_code == 422 and "public key" in field_error(bad.text, "publicKey")
+    assert "oct" in bad.text, "what was pasted is kept"
+    assert post(air_client, f"{PARTNER}/keys", publicKey=public).status_code == 303
+    assert "air-signing-1" in air_client.get(f"{PARTNER}/access").text
+
+    with signed_in(gateway, mart) as mart_client:
+        assert "air-signing-1" not in mart_client.get(f"{PARTNER}/access").text
+        refused = post(mart_client, f"{PARTNER}/keys/retire", kid="air-signing-1")
+        assert refused.status_code == 422 and "no assertion key has kid" in refused.text
+    assert "air-signing-1" in air_client.get(f"{PARTNER}/access").text, "still accepted"
+    assert post(air_client, f"{PARTNER}/keys/retire", kid="air-signing-1").status_code == 303
+    assert "air-signing-1" not in air_client.get(f"{PARTNER}/access").text
+
+
+async def settle_last_month(gateway: Gateway) -> str:
+    """Close the previous period with two conversions in it and import formosa-air's records:
+    one break resolved, one open; the period's name."""
+    db = Database.from_url(gateway.settings.database_url)
+    try:
+        async with httpx.AsyncClient(base_url=gateway.url) as http:
+            period = await post_last_month(ExchangeKit(settings=gateway.settings, http=http, db=db))
+    finally:
+        await db.dispose()
+    async with open_services(gateway.settings) as services:
+        await services.settlement.close(period, by="test")
+        records = b"reference,amount\nconversion:c2,-1.00\nconversion:not-in-ledger,5.00\n"
+        view = await services.settlement.import_records("formosa-air", period, io.BytesIO(records), by="test")
+        first = (await services.settlement.breaks(view.reconciliation))[0]
+        assert first.row.id is not None
+        await services.settlement.resolve(
+            ResolveRequest(first.row.id, Resolution.ACCEPT_LEDGER, "our file was wrong", "test")
+        )
+    return period
+
+
+@pytest.fixture(scope="module")
+def settled(postgres_databases: PostgresDatabases) -> Iterator[tuple[Gateway, str]]:
+    """A gateway of its own (closing a period changes what every test of a gateway sees) with
+    the previous period settled."""
+    for gateway in start_gateway(postgres_databases):
+        yield gateway, run_async(partial(settle_last_month, gateway))
+
+
+def test_statements_are_the_partners_own_and_download_as_json_csv_and_a_verifiable_jws(
+    settled: tuple[Gateway, str],
+) -> None:
+    gateway, period = settled
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
+        listing = client.get(f"{PARTNER}/statements").text
+        assert period in listing and "1 break to resolve" in listing
+        page = client.get(f"{PARTNER}/statements/{period}").text
+        assert "conversion:c2" in page and "wallet-pay" in page
+
+        document = client.get(f"{PARTNER}/statements/{period}/statement.json")
+        assert document.headers["content-type"] == "application/json"
+        assert document.json()["partner"] == "formosa-air" and document.json()["period"]["name"] == period
+        assert "attachment" in document.headers["content-disposition"]
+        rows = client.get(f"{PARTNER}/statements/{period}/statement.csv").text.splitlines()
+        assert rows[1].startswith(f"formosa-air,{period},TWD,opening")
+        signed = client.get(f"{PARTNER}/statements/{period}/statement.jws")
+        assert signed.headers["content-type"] == "application/jose"
+        with gateway.client() as http:
+            keys = KeySet.import_key_set(http.get("/.well-known/statement-keys.json").json())
+        assert json.loads(jws.deserialize_compact(signed.text, keys).payload) == document.json()
+
+        assert client.get(f"{PARTNER}/statements/2001-01").status_code == 404, "a period it took no part in"
+        assert client.get(f"{PARTNER}/statements/{period}/statement.xml").status_code == 404
+
+
+def test_the_reconciliation_shows_the_partners_breaks_and_their_resolution_read_only(
+    settled: tuple[Gateway, str],
+) -> None:
+    gateway, period = settled
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
+        page = client.get(f"{PARTNER}/statements/{period}/reconciliation").text
+        assert "conversion:not-in-ledger" in page and "In your records, not in the ledger" in page
+        assert "our file was wrong" in page and "Ledger figure stands" in page
+        assert "<strong>Open</strong>" in page
+        assert "<form" not in page.split("<main")[1].split("</main>")[0], "nothing to change here"
+    with signed_in(gateway, gateway.person(Role.PARTNER, "fresh-mart")) as client:
+        theirs = client.get(f"{PARTNER}/statements/{period}/reconciliation").text
+        assert "conversion:not-in-ledger" not in theirs and "No records imported" in theirs
+        document = client.get(f"{PARTNER}/statements/{period}/statement.json").json()
+        assert document["partner"] == "fresh-mart", "the address names no partner: always one's own"

@@ -1,0 +1,254 @@
+"""The member portal in a real browser (headless Chromium), against sandbox partners on
+loopback: signing in at the partner's page, converting in time and after the countdown ran out,
+redeeming a reward, what is refused, in both languages and at a phone's width."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+from sqlalchemy import update
+from sqlmodel import col
+
+from exchange.auth.scopes import Role
+from exchange.db.database import Database
+from exchange.pricing.models import Quote
+from exchange.rewards.catalog import RewardDraft
+from exchange.services.container import open_services
+from tests.web.conftest import DESKTOP, PASSWORD, PHONE, PortalGateway, open_context, run_async
+from tests.web.portal_partners import PIN
+
+Screenshot = Callable[[Page, str], Path]
+QUOTE_URL = re.compile(r"/portal/convert/quotes/([0-9a-f-]{36})$")
+
+
+@pytest.fixture
+def portal_context(browser: Browser, portal_gateway: PortalGateway) -> Iterator[BrowserContext]:
+    context = open_context(browser, portal_gateway.gateway)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def member_page(portal_context: BrowserContext) -> Iterator[Page]:
+    """A page whose every document of the exchange must run under its CSP without a violation."""
+    page = portal_context.new_page()
+    yield page
+    if not page.is_closed():
+        assert page.evaluate("window.__cspViolations || []") == []
+
+
+def sign_in(page: Page, program_name: str, member_ref: str, *, start: str = "/portal/sign-in") -> None:
+    """Sign in at the partner's page, as a member does (or, signed in, through one more partner)."""
+    page.goto(start)
+    page.get_by_role("link", name=re.compile(f"^Sign in with {program_name}")).click()
+    page.get_by_label("Member id").fill(member_ref)
+    page.get_by_label("PIN").fill(PIN)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/portal/$"))
+
+
+def link(page: Page, program_name: str, member_ref: str) -> None:
+    page.goto("/portal/")
+    page.get_by_label("Program", exact=True).select_option(label=program_name)
+    page.get_by_label("Member id at that program").fill(member_ref)
+    page.get_by_label("Verification code").fill(PIN)
+    page.get_by_role("button", name="Link account").click()
+    expect(page.get_by_role("status")).to_have_text("The account is linked.")
+
+
+def ask_quote(page: Page, source: str, target: str, points: int) -> str:
+    page.goto("/portal/convert")
+    page.get_by_label("From", exact=True).select_option(label=source)
+    page.get_by_label("To", exact=True).select_option(label=target)
+    page.get_by_label("Points to convert").fill(str(points))
+    page.get_by_role("button", name="Get a quote").click()
+    expect(page).to_have_url(QUOTE_URL)
+    match = QUOTE_URL.search(page.url)
+    assert match is not None
+    return match[1]
+
+
+def expire_in(portal_gateway: PortalGateway, quote_id: str, seconds: float) -> None:
+    """Bring the quote's expiry near (as if most of its minutes had passed)."""
+
+    async def run() -> None:
+        db = Database.from_url(portal_gateway.gateway.settings.database_url)
+        try:
+            async with db.transaction() as session:
+                soon = datetime.now(UTC) + timedelta(seconds=seconds)
+                await session.exec(update(Quote).where(col(Quote.id) == quote_id).values(expires_at=soon))  # type: ignore[call-overload]
+        finally:
+            await db.dispose()
+
+    run_async(run)
+
+
+def member_with_two_programs(portal_gateway: PortalGateway, page: Page) -> str:
+    """Signed in through FreshMart (5,000 points), Formosa Air (4,000 miles) linked."""
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=5_000)
+    partners.add_member("formosa-air", member_ref, balance=4_000)
+    sign_in(page, "FreshMart Rewards", member_ref)
+    link(page, "Formosa Air Miles", member_ref)
+    return member_ref
+
+
+def test_a_member_converts_in_time_and_both_partners_balances_change(
+    member_page: Page, portal_gateway: PortalGateway, screenshot: Screenshot
+) -> None:
+    page, partners = member_page, portal_gateway.partners
+    member_ref = member_with_two_programs(portal_gateway, page)
+    expect(page.locator("#account-fresh-mart .balance")).to_have_text("5,000 FreshMart Point")
+    expect(page.locator("#account-formosa-air .balance")).to_have_text("4,000 Mile")
+    screenshot(page, "accounts")
+    ask_quote(page, "FreshMart Rewards", "Formosa Air Miles", 1_000)
+    expect(page.locator("[data-countdown-left]")).to_have_text(re.compile(r"^[0-9]+:[0-5][0-9]$"))
+    expect(page.locator("#quote-announce")).to_contain_text("Time left to convert at this price")
+    screenshot(page, "quote")
+    page.get_by_role("button", name="Convert now").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Converted")
+    screenshot(page, "outcome")
+    assert partners.balance("fresh-mart", member_ref) == 4_000
+    miles = partners.balance("formosa-air", member_ref)
+    assert miles > 4_000
+    expect(page.locator("#outcome")).to_contain_text(f"{miles - 4_000:,} points of Formosa Air Miles")
+    page.get_by_role("link", name="See your balances").click()
+    expect(page.locator("#account-formosa-air .balance")).to_have_text(f"{miles:,} Mile")
+
+
+def test_after_the_countdown_runs_out_the_page_asks_for_a_new_quote_from_the_keyboard(
+    member_page: Page, portal_gateway: PortalGateway, screenshot: Screenshot
+) -> None:
+    page, partners = member_page, portal_gateway.partners
+    member_ref = member_with_two_programs(portal_gateway, page)
+    quote_id = ask_quote(page, "FreshMart Rewards", "Formosa Air Miles", 1_000)
+    expire_in(portal_gateway, quote_id, 3)
+    page.reload()
+    expect(page.get_by_role("button", name="Convert now")).to_be_visible()
+    new_quote = page.get_by_role("button", name="Ask for a new quote")
+    expect(new_quote).to_be_visible(timeout=15_000)
+    expect(page.get_by_role("button", name="Convert now")).to_be_hidden()
+    expect(page.locator("#quote-announce")).to_have_text("This quote has run out. Ask for a new quote to convert.")
+    expect(new_quote).to_be_focused()
+    screenshot(page, "expired")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(QUOTE_URL)
+    assert quote_id not in page.url
+    expect(page.get_by_role("button", name="Convert now")).to_be_visible()
+    assert partners.balance("fresh-mart", member_ref) == 5_000
+
+
+def test_a_member_redeems_a_reward_published_by_a_partner(
+    member_page: Page, portal_gateway: PortalGateway, screenshot: Screenshot
+) -> None:
+    page, partners = member_page, portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=60_000)
+
+    async def publish() -> str:
+        async with open_services(portal_gateway.gateway.settings) as services:
+            draft = RewardDraft(
+                title="Harbour cruise for two", price=Decimal("120"), stock=3, description="Sunset sailing."
+            )
+            return (await services.rewards.publish("formosa-air", draft)).id
+
+    reward_id = run_async(publish)
+    sign_in(page, "FreshMart Rewards", member_ref)
+    page.get_by_role("link", name="Rewards", exact=True).click()
+    screenshot(page, "catalog")
+    page.get_by_role("link", name="Harbour cruise for two").click()
+    expect(page).to_have_url(re.compile(f"/portal/rewards/{reward_id}$"))
+    option = page.get_by_label(re.compile(r"FreshMart Point of FreshMart Rewards$"))
+    expect(option).to_be_checked()
+    price = int(re.match(r"[\d,]+", option.evaluate("e => e.labels[0].textContent"))[0].replace(",", ""))  # type: ignore[index]
+    screenshot(page, "reward")
+    page.get_by_role("button", name="Redeem").click()
+    expect(page.get_by_role("status")).to_have_text("Redeemed. It is listed below.")
+    expect(page.locator("table.list")).to_contain_text("Harbour cruise for two")
+    expect(page.locator("table.list")).to_contain_text("Paid, awaiting delivery")
+    screenshot(page, "history")
+    assert partners.balance("fresh-mart", member_ref) == 60_000 - price
+
+
+def test_every_portal_page_is_refused_without_a_member_session_even_to_staff(
+    member_page: Page, portal_gateway: PortalGateway, screenshot: Screenshot
+) -> None:
+    page = member_page
+    pages = ["/portal/", "/portal/convert", "/portal/rewards", "/portal/rewards/history", "/portal/status-match"]
+    for path in pages:
+        page.goto(path)
+        expect(page).to_have_url(re.compile(r"/portal/sign-in\?next="))
+        expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to the member portal")
+    screenshot(page, "sign-in")
+    staff = portal_gateway.gateway.person(Role.ADMIN)
+    page.goto("/console/sign-in")
+    page.get_by_label("Username").fill(staff.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/console/$"))
+    for path in pages:
+        page.goto(path)
+        expect(page).to_have_url(re.compile(r"/portal/sign-in\?next="))
+
+
+def test_a_form_sent_without_its_csrf_token_is_refused_and_nothing_changes(
+    member_page: Page, portal_gateway: PortalGateway, screenshot: Screenshot
+) -> None:
+    page, partners = member_page, portal_gateway.partners
+    member_ref = member_with_two_programs(portal_gateway, page)
+    ask_quote(page, "FreshMart Rewards", "Formosa Air Miles", 1_000)
+    page.locator("#quote-live input[name=csrf_token]").evaluate("input => input.remove()")
+    with page.expect_response(lambda response: response.request.method == "POST") as answer:
+        page.get_by_role("button", name="Convert now").click()
+    assert answer.value.status == 403
+    expect(page.get_by_role("heading", level=1)).to_have_text("The form could not be accepted")
+    screenshot(page, "refused")
+    assert partners.balance("fresh-mart", member_ref) == 5_000
+
+
+@pytest.mark.parametrize("language", ["en", "zh-TW"])
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
+    browser: Browser, portal_gateway: PortalGateway, screenshot: Screenshot, language: str, viewport: dict[str, int]
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=12_500, tier="Gold Shopper")
+    partners.add_member("wallet-pay", member_ref, balance=800)
+    english = open_context(browser, portal_gateway.gateway, viewport=viewport)
+    try:
+        page = english.new_page()
+        sign_in(page, "FreshMart Rewards", member_ref)
+        link(page, "Wallet Pay Points", member_ref)
+        cookies = english.cookies()
+    finally:
+        english.close()
+    context = open_context(browser, portal_gateway.gateway, locale=language, viewport=viewport)
+    context.add_cookies(cookies)  # type: ignore[arg-type]
+    try:
+        page = context.new_page()
+        page.goto("/portal/")
+        expect(page.locator("html")).to_have_attribute("lang", language)
+        expect(page.locator("#account-fresh-mart .balance")).to_contain_text("12,500")
+        screenshot(page, "accounts")
+        page.goto("/portal/convert?from_program=fresh-mart&to_program=wallet-pay&points=1000")
+        page.locator("form.form button[type=submit]").click()
+        expect(page).to_have_url(QUOTE_URL)
+        expect(page.locator("[data-countdown-left]")).to_have_text(re.compile(r"^[0-9]+:[0-5][0-9]$"))
+        screenshot(page, "quote")
+        page.goto("/portal/status-match?from_program=fresh-mart&to_program=wallet-pay")
+        expect(page.locator("#matched-tier")).to_have_text("Premium")
+        screenshot(page, "status-match")
+        page.goto("/portal/rewards")
+        screenshot(page, "rewards")
+        scroll_width = page.evaluate("document.documentElement.scrollWidth")
+        assert scroll_width <= viewport["width"], "nothing sticks out sideways"
+        assert page.evaluate("window.__cspViolations") == []
+    finally:
+        context.close()

@@ -1,0 +1,122 @@
+"""Converting in the portal over HTTP, against real sandbox partners: in time, twice from one
+form, after the quote ran out, and without the source program's authority."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import update
+from sqlmodel import col
+
+from exchange.db.database import Database
+from exchange.pricing.models import Quote
+from tests.web.conftest import PortalGateway, run_async
+from tests.web.portal_flows import QUOTE_PATH, ask_quote, convert_form, csrf_token, sign_in
+from tests.web.portal_partners import PIN
+
+
+@pytest.fixture
+def client(portal_gateway: PortalGateway) -> Iterator[httpx.Client]:
+    with portal_gateway.gateway.client() as client:
+        yield client
+
+
+def linked_member(portal_gateway: PortalGateway, client: httpx.Client, *, also_sign_in: bool) -> str:
+    """A member signed in through FreshMart (5,000 points) with Formosa Air linked (4,000 miles)."""
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=5_000)
+    partners.add_member("formosa-air", member_ref, balance=4_000)
+    sign_in(client, "fresh-mart", member_ref)
+    form = {"csrf_token": csrf_token(client, "/portal/"), "program": "formosa-air", "member_ref": member_ref}
+    assert client.post("/portal/accounts/link", data={**form, "verification": PIN}).status_code == 303
+    if also_sign_in:
+        sign_in(client, "formosa-air", member_ref, token_path="/portal/")
+    return member_ref
+
+
+def expire(portal_gateway: PortalGateway, quote_page: str) -> None:
+    """Let the quote's time run out (as if its minutes had passed)."""
+    match = QUOTE_PATH.match(quote_page)
+    assert match is not None
+
+    async def run() -> None:
+        db = Database.from_url(portal_gateway.gateway.settings.database_url)
+        try:
+            async with db.transaction() as session:
+                past = datetime.now(UTC) - timedelta(seconds=1)
+                await session.exec(update(Quote).where(col(Quote.id) == match[1]).values(expires_at=past))  # type: ignore[call-overload]
+        finally:
+            await db.dispose()
+
+    run_async(run)
+
+
+def test_a_member_converts_in_time_and_both_partners_balances_change_once_for_a_double_submit(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = linked_member(portal_gateway, client, also_sign_in=False)
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
+    page = client.get(quote_page).text
+    assert 'data-expires-at="' in page and "Convert now" in page
+    form = convert_form(client, quote_page)
+    first = client.post(quote_page, data=form)
+    again = client.post(quote_page, data=form)  # the same rendered form, sent twice
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"]
+    outcome = client.get(first.headers["location"])
+    assert outcome.status_code == 200 and "Converted" in outcome.text
+    assert partners.balance("fresh-mart", member_ref) == 4_000
+    assert partners.balance("formosa-air", member_ref) > 4_000
+    gained = partners.balance("formosa-air", member_ref) - 4_000
+    assert f"{gained:,}" in outcome.text
+
+
+def test_after_the_quote_ran_out_the_page_asks_for_a_new_quote_and_nothing_moves(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = linked_member(portal_gateway, client, also_sign_in=False)
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
+    form = convert_form(client, quote_page)
+    expire(portal_gateway, quote_page)
+    refused = client.post(quote_page, data=form)
+    assert refused.status_code == 400
+    assert '<div id="quote-live" hidden>' in refused.text
+    assert '<div id="quote-expired" hidden' not in refused.text and "Ask for a new quote" in refused.text
+    assert partners.balance("fresh-mart", member_ref) == 5_000
+    assert '<div id="quote-live" hidden>' in client.get(quote_page).text
+    assert QUOTE_PATH.match(ask_quote(client, "fresh-mart", "formosa-air", 1_000))
+
+
+def test_converting_points_of_a_program_the_session_was_not_signed_in_through_is_refused(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = linked_member(portal_gateway, client, also_sign_in=False)
+    quote_page = ask_quote(client, "formosa-air", "fresh-mart", 3_000)
+    assert "converting its points will ask you to" in client.get(quote_page).text
+    refused = client.post(quote_page, data=convert_form(client, quote_page))
+    assert refused.status_code == 400
+    assert "Sign in with Formosa Air Miles to spend its points" in refused.text
+    assert 'href="/portal/sign-in/formosa-air"' in refused.text
+    assert partners.balance("formosa-air", member_ref) == 4_000
+    sign_in(client, "formosa-air", member_ref, token_path="/portal/")
+    converted = client.post(quote_page, data=convert_form(client, quote_page))
+    assert converted.status_code == 303
+    assert partners.balance("formosa-air", member_ref) == 1_000
+
+
+def test_a_quote_or_conversion_of_someone_else_is_not_found(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    linked_member(portal_gateway, client, also_sign_in=False)
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
+    with portal_gateway.gateway.client() as other:
+        sign_in(other, "fresh-mart", portal_gateway.partners.new_member("fresh-mart"))
+        assert other.get(quote_page).status_code == 404
+        assert other.get("/portal/convert/quotes/not-a-quote").status_code == 404
+        assert other.get("/portal/conversions/not-a-conversion").status_code == 404

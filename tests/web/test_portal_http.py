@@ -1,0 +1,207 @@
+"""The member portal over HTTP: signing in through a partner (the front-channel flow of
+partners/CONTRACT.md), what each way of getting it wrong is answered, and who is refused."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from exchange.auth.scopes import Role
+from exchange.sandbox.faults import FaultKind
+from tests.web.conftest import PortalGateway
+from tests.web.portal_flows import HIDDEN, answer_partner, csrf_token, partner_page, post_back, sign_in
+from tests.web.portal_partners import PIN
+
+
+@pytest.fixture
+def client(portal_gateway: PortalGateway) -> httpx.Client:
+    with portal_gateway.gateway.client() as client:
+        yield client
+
+
+def test_a_member_signs_in_through_their_partner_and_sees_their_balance(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    member_ref = portal_gateway.partners.new_member("fresh-mart", balance=12_345)
+    sign_in(client, "fresh-mart", member_ref)
+    home = client.get("/portal/")
+    assert home.status_code == 200
+    assert "12,345" in home.text and member_ref in home.text
+
+
+def test_the_partner_page_refuses_a_wrong_pin_and_sends_nobody_back(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    answer = answer_partner(client, partner_page(client, "fresh-mart"), member_ref, pin="0000")
+    assert answer.status_code == 401 and "do not match" in answer.text
+    assert client.get("/portal/").status_code == 303
+
+
+def test_the_partner_page_follows_no_return_url_but_the_registered_one(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    page = partner_page(client, "fresh-mart")
+    elsewhere = page.replace("redirect_uri=http", "redirect_uri=https%3A%2F%2Fattacker.example%2F%3Fx%3Dhttp")
+    assert elsewhere != page
+    refused = client.get(elsewhere)
+    assert refused.status_code == 400 and "not registered" in refused.text
+    origin = page.split("/member-sign-in")[0]
+    posted = client.post(
+        f"{origin}/member-sign-in",
+        data={"state": "s", "redirect_uri": "https://attacker.example/", "member": "x", "pin": PIN, "action": "cancel"},
+    )
+    assert posted.status_code == 400 and "location" not in posted.headers
+
+
+def test_a_sign_in_comes_back_once_and_only_to_the_browser_that_started_it(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    back = post_back(answer_partner(client, partner_page(client, "fresh-mart"), member_ref))
+    with portal_gateway.gateway.client() as other_browser:
+        stolen = back.send(other_browser)
+        assert stolen.status_code == 400 and "was not started here" in stolen.text
+        assert other_browser.get("/portal/").status_code == 303
+    # The other browser's attempt did not use up this one's state: it completes once...
+    assert back.send(client).status_code == 200
+    assert client.get("/portal/").status_code == 200
+    # ...and never again (the state and the assertion are both single use).
+    client.cookies.delete("exchange_member")
+    client.cookies.set("exchange_sign_in", back.fields["state"])
+    assert back.send(client).status_code == 400
+    assert client.get("/portal/").status_code == 303
+
+
+def test_a_member_who_cancels_at_the_partner_is_not_signed_in(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    page_url = partner_page(client, "fresh-mart")
+    hidden = dict(HIDDEN.findall(client.get(page_url).text))
+    cancelled = post_back(client.post(page_url.split("?")[0], data={**hidden, "action": "cancel"}))
+    assert cancelled.fields["error"] == "access_denied" and "assertion" not in cancelled.fields
+    landed = cancelled.send(client)
+    assert landed.status_code == 400 and "did not sign you in" in landed.text
+
+
+def test_an_assertion_for_the_token_endpoint_does_not_sign_anyone_in_to_the_portal(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    back = post_back(answer_partner(client, partner_page(client, "fresh-mart"), member_ref))
+    # The same partner key, but an assertion whose audience is the token endpoint, not the portal.
+    sandbox = portal_gateway.partners.fleet["fresh-mart"].server.sign_in
+    token_endpoint = portal_gateway.gateway.settings.issuer_url + "/oauth/token"
+    forged = sandbox.assertion(member_ref, token_endpoint, back.fields["state"])
+    refused = back.send(client, assertion=forged)
+    assert refused.status_code == 400 and "could not be verified" in refused.text
+    assert client.get("/portal/").status_code == 303
+
+
+def test_an_assertion_for_another_sign_in_is_refused(portal_gateway: PortalGateway, client: httpx.Client) -> None:
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    back = post_back(answer_partner(client, partner_page(client, "fresh-mart"), member_ref))
+    sandbox = portal_gateway.partners.fleet["fresh-mart"].server.sign_in
+    other = sandbox.assertion(member_ref, back.url, "another sign-in's state")
+    assert back.send(client, assertion=other).status_code == 400
+    assert client.get("/portal/").status_code == 303
+
+
+def test_signing_in_through_a_partner_as_another_member_starts_a_new_session(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=5_000)
+    partners.add_member("formosa-air", member_ref, balance=7_000)
+    sign_in(client, "fresh-mart", member_ref)
+    first_session = client.cookies["exchange_member"]
+    # Formosa Air's account is not linked to this member: it is someone else to the exchange.
+    sign_in(client, "formosa-air", member_ref, token_path="/portal/")
+    assert client.cookies["exchange_member"] != first_session
+    home = client.get("/portal/").text
+    assert "7,000" in home and "5,000" not in home
+
+
+def test_every_portal_page_refuses_a_console_session_and_no_session(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    gateway = portal_gateway.gateway
+    staff = gateway.person(Role.ADMIN)
+    token = csrf_token(client, "/console/sign-in")
+    signed = client.post(
+        "/console/sign-in", data={"csrf_token": token, "username": staff.username, "password": staff.password}
+    )
+    assert signed.status_code == 303
+    for path in ("/portal/",):
+        assert client.get(path).status_code == 303
+    assert client.post("/portal/sign-out", data={"csrf_token": token}).status_code in (401, 403)
+
+
+def link(client: httpx.Client, program_id: str, member_ref: str, verification: str = PIN) -> httpx.Response:
+    token = csrf_token(client, "/portal/")
+    form = {"csrf_token": token, "program": program_id, "member_ref": member_ref, "verification": verification}
+    return client.post("/portal/accounts/link", data=form)
+
+
+def test_a_member_links_an_account_the_partner_confirms_and_is_refused_a_wrong_code(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=1_000)
+    partners.add_member("formosa-air", member_ref, balance=8_000)
+    sign_in(client, "fresh-mart", member_ref)
+    refused = link(client, "formosa-air", member_ref, verification="9999")
+    assert refused.status_code == 400 and "does not confirm this account" in refused.text
+    assert "8,000" not in client.get("/portal/").text
+    linked = link(client, "formosa-air", member_ref)
+    assert linked.status_code == 303 and linked.headers["location"] == "/portal/?notice=linked"
+    home = client.get("/portal/").text
+    assert "8,000" in home and "1,000" in home
+    assert "Sign in with Formosa Air Miles too" in home
+
+
+def test_signing_in_through_a_second_partner_adds_its_authority_to_the_same_session(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=2_000)
+    partners.add_member("formosa-air", member_ref, balance=9_000)
+    sign_in(client, "fresh-mart", member_ref)
+    assert link(client, "formosa-air", member_ref).status_code == 303
+    session_cookie = client.cookies["exchange_member"]
+    sign_in(client, "formosa-air", member_ref, token_path="/portal/")
+    assert client.cookies["exchange_member"] == session_cookie
+    home = client.get("/portal/").text
+    assert "Sign in with Formosa Air Miles too" not in home
+    assert "You signed in with Formosa Air Miles" in home and "You signed in with FreshMart Rewards" in home
+
+
+def test_a_partner_that_fails_shows_on_its_own_card_while_the_others_render(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=4_321)
+    partners.add_member("wallet-pay", member_ref, balance=765)
+    sign_in(client, "fresh-mart", member_ref)
+    assert link(client, "wallet-pay", member_ref).status_code == 303
+    wallet = partners.fleet["wallet-pay"].admin
+    partners.run(wallet.set_faults(percent={FaultKind.ERROR: 100}))
+    try:
+        home = client.get("/portal/")
+    finally:
+        partners.run(wallet.set_faults())
+    assert home.status_code == 200
+    assert "4,321" in home.text
+    assert "could not be reached just now" in home.text and "765" not in home.text
+
+
+def test_signing_out_needs_the_csrf_token_and_ends_the_session(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    sign_in(client, "fresh-mart", portal_gateway.partners.new_member("fresh-mart"))
+    refused = client.post("/portal/sign-out", data={"csrf_token": "not-the-token"})
+    assert refused.status_code == 403 and "Nothing was changed" in refused.text
+    assert client.get("/portal/").status_code == 200, "still signed in"
+    signed_out = client.post("/portal/sign-out", data={"csrf_token": csrf_token(client, "/portal/")})
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/portal/sign-in?notice=signed-out"
+    assert client.get("/portal/").status_code == 303

@@ -1,0 +1,97 @@
+"""Rewards in the portal over HTTP: a reward published through the rewards service, listed by
+coalition level, redeemed once for a form sent twice, and shown in the history."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from exchange.rewards.catalog import RewardDraft
+from exchange.services.container import open_services
+from tests.web.conftest import PortalGateway, run_async
+from tests.web.portal_flows import CSRF_FIELD, IDEMPOTENCY_FIELD, sign_in
+
+_rewards = itertools.count(1)
+
+
+@pytest.fixture
+def client(portal_gateway: PortalGateway) -> Iterator[httpx.Client]:
+    with portal_gateway.gateway.client() as client:
+        yield client
+
+
+def publish(
+    portal_gateway: PortalGateway, program_id: str, title: str, *, price: str = "40", min_level: int = 0
+) -> str:
+    """A reward of ``program_id``, published as its partner does (RewardService.publish)."""
+    reward_id = f"portal-test-{next(_rewards)}"
+
+    async def run() -> str:
+        async with open_services(portal_gateway.gateway.settings) as services:
+            draft = RewardDraft(title=title, price=Decimal(price), stock=5, min_level=min_level, id=reward_id)
+            return (await services.rewards.publish(program_id, draft)).id
+
+    return run_async(run)
+
+
+def redeem_form(client: httpx.Client, reward_id: str, pay_with: str) -> dict[str, str]:
+    page = client.get(f"/portal/rewards/{reward_id}").text
+    key, token = IDEMPOTENCY_FIELD.search(page), CSRF_FIELD.search(page)
+    assert key is not None and token is not None, page
+    return {"csrf_token": token[1], "idempotency_key": key[1], "pay_with": pay_with}
+
+
+def test_a_member_redeems_a_published_reward_once_for_a_double_submit_and_sees_it_in_the_history(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=50_000)
+    sign_in(client, "fresh-mart", member_ref)
+    reward_id = publish(portal_gateway, "formosa-air", "Window seat voucher")
+    catalog = client.get("/portal/rewards")
+    assert catalog.status_code == 200 and "Window seat voucher" in catalog.text
+    page = client.get(f"/portal/rewards/{reward_id}").text
+    points = re.search(r'<label for="pay-fresh-mart">([\d,]+) ', page)
+    assert points is not None, page
+    price = int(points[1].replace(",", ""))
+    form = redeem_form(client, reward_id, "fresh-mart")
+    first, again = (
+        client.post(f"/portal/rewards/{reward_id}", data=form),
+        client.post(f"/portal/rewards/{reward_id}", data=form),
+    )
+    assert first.status_code == again.status_code == 303
+    assert partners.balance("fresh-mart", member_ref) == 50_000 - price
+    history = client.get(first.headers["location"]).text
+    assert history.count("Window seat voucher") == 1 and "Paid, awaiting delivery" in history
+
+
+def test_rewards_are_listed_by_the_coalition_level_they_need(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    sign_in(client, "fresh-mart", portal_gateway.partners.new_member("fresh-mart"))
+    publish(portal_gateway, "wallet-pay", "Gold lounge evening", min_level=2)
+    catalog = client.get("/portal/rewards").text
+    higher = catalog.index("Gold lounge evening")
+    assert "above your level" in catalog[:higher]
+
+
+def test_paying_with_a_program_the_session_was_not_signed_in_through_is_refused(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=100)
+    partners.add_member("wallet-pay", member_ref, balance=90_000)
+    sign_in(client, "fresh-mart", member_ref)
+    token = CSRF_FIELD.search(client.get("/portal/").text)
+    assert token is not None
+    link = {"csrf_token": token[1], "program": "wallet-pay", "member_ref": member_ref, "verification": "2468"}
+    assert client.post("/portal/accounts/link", data=link).status_code == 303
+    reward_id = publish(portal_gateway, "formosa-air", "Priority boarding")
+    refused = client.post(f"/portal/rewards/{reward_id}", data=redeem_form(client, reward_id, "wallet-pay"))
+    assert refused.status_code == 400 and 'href="/portal/sign-in/wallet-pay"' in refused.text
+    assert partners.balance("wallet-pay", member_ref) == 90_000

@@ -1,0 +1,49 @@
+"""Status matches in the portal over HTTP, against real sandbox partners: the preview reads
+both tiers live, the request pushes the tier to the target partner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.web.conftest import PortalGateway
+from tests.web.portal_flows import csrf_token, sign_in
+from tests.web.portal_partners import PIN
+
+
+@pytest.fixture
+def client(portal_gateway: PortalGateway) -> Iterator[httpx.Client]:
+    with portal_gateway.gateway.client() as client:
+        yield client
+
+
+def test_a_member_previews_a_status_match_requests_it_and_the_partner_holds_the_tier(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", tier="Gold Shopper")
+    partners.add_member("wallet-pay", member_ref)
+    sign_in(client, "fresh-mart", member_ref)
+    link = {"csrf_token": csrf_token(client, "/portal/"), "program": "wallet-pay", "member_ref": member_ref}
+    assert client.post("/portal/accounts/link", data={**link, "verification": PIN}).status_code == 303
+
+    refused = client.get("/portal/status-match", params={"from_program": "wallet-pay", "to_program": "fresh-mart"})
+    assert 'id="not-granted"' in refused.text and 'id="request-match"' not in refused.text
+
+    preview = client.get("/portal/status-match", params={"from_program": "fresh-mart", "to_program": "wallet-pay"})
+    assert preview.status_code == 200
+    assert '<dd id="matched-tier">Premium</dd>' in preview.text and "Gold Shopper" in preview.text
+    form = {
+        "csrf_token": csrf_token(client, "/portal/status-match"),
+        "from_program": "fresh-mart",
+        "to_program": "wallet-pay",
+        "claimed_tier": "Gold Shopper",
+    }
+    requested = client.post("/portal/status-match", data=form)
+    assert requested.status_code == 303
+    listed = client.get(requested.headers["location"]).text
+    assert "was requested" in listed and "Active" in listed
+    members = partners.run(partners.fleet["wallet-pay"].admin.members())["members"]
+    assert next(m for m in members if m["member_ref"] == member_ref)["tier"] == "Premium"
