@@ -12,7 +12,7 @@ and changes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,7 +26,8 @@ from exchange.services.settlement import SettlementService
 from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
 from exchange.settlement.models import BreakKind, JobState, Resolution
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
-from exchange.web.access import Page, requires
+from exchange.text import text_problem
+from exchange.web.access import Endpoint, Page, Rule, requires
 from exchange.web.netting_picture import draw
 from exchange.web.templating import Pages
 from exchange.web.visitors import visitor_of
@@ -53,9 +54,20 @@ def status_of(refused: ExchangeError) -> int:
     return _STATUSES.get(refused.code, 400)
 
 
-def _field(form: FormData, name: str) -> str:
+#: How long a path parameter may be; any other is refused before a service sees it.
+PATH_LIMITS = {"period": 7, "partner": 64, "participant": 64, "job_id": 36, "form": 8}
+
+
+def _checked(value: str, name: str, limit: int) -> str:
+    if problem := text_problem(value, limit):
+        raise BadUserInput(f"{name} {problem}", field=name)
+    return value
+
+
+def _field(form: FormData, name: str, limit: int = MAX_REASON) -> str:
+    """A form field as typed (trimmed); refused if too long or holding a NUL."""
     value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
+    return _checked(value.strip(), name, limit) if isinstance(value, str) else ""
 
 
 def period_url(period: str) -> str:
@@ -72,19 +84,39 @@ class SettlementConsole:
         self.settlement = settlement
         self.pages = pages
 
+    def _page(self, path: str, endpoint: Endpoint, *, rule: Rule, methods: Collection[str] = ("GET",)) -> Page:
+        """A page whose path parameters are checked first: one it cannot take is refused with
+        the reason, and no service sees it."""
+
+        async def checked(request: Request) -> Response:
+            try:
+                for name, value in request.path_params.items():
+                    _checked(value, name, PATH_LIMITS[name])
+            except BadUserInput as refused:
+                if request.method == "PUT":
+                    return JSONResponse({"message": refused.message, **refused.extensions()}, status_code=400)
+                return self._problem(request, refused)
+            return await endpoint(request)
+
+        return Page(path, checked, rule=rule, methods=methods, name=endpoint.__name__)
+
     def routes(self) -> list[Page]:
         return [
-            Page("/settlement/", self.periods, rule=READS),
-            Page("/settlement/close", self.close, rule=WRITES, methods=["POST"]),
-            Page("/settlement/jobs/{job_id}", self.job, rule=READS),
-            Page("/settlement/jobs/{job_id}/progress", self.job_progress, rule=READS),
-            Page("/settlement/{period}", self.period, rule=READS),
-            Page("/settlement/{period}/statements/{participant}", self.statement, rule=READS),
-            Page("/settlement/{period}/statements/{participant}/{form}", self.download, rule=READS),
-            Page("/settlement/{period}/reconciliations/{partner}", self.reconciliation, rule=READS),
-            Page("/settlement/{period}/reconciliations/{partner}/records", self.upload, rule=WRITES, methods=["PUT"]),
-            Page("/settlement/{period}/reconciliations/{partner}/resolve", self.resolve, rule=WRITES, methods=["POST"]),
-            Page(
+            self._page("/settlement/", self.periods, rule=READS),
+            self._page("/settlement/close", self.close, rule=WRITES, methods=["POST"]),
+            self._page("/settlement/jobs/{job_id}", self.job, rule=READS),
+            self._page("/settlement/jobs/{job_id}/progress", self.job_progress, rule=READS),
+            self._page("/settlement/{period}", self.period, rule=READS),
+            self._page("/settlement/{period}/statements/{participant}", self.statement, rule=READS),
+            self._page("/settlement/{period}/statements/{participant}/{form}", self.download, rule=READS),
+            self._page("/settlement/{period}/reconciliations/{partner}", self.reconciliation, rule=READS),
+            self._page(
+                "/settlement/{period}/reconciliations/{partner}/records", self.upload, rule=WRITES, methods=["PUT"]
+            ),
+            self._page(
+                "/settlement/{period}/reconciliations/{partner}/resolve", self.resolve, rule=WRITES, methods=["POST"]
+            ),
+            self._page(
                 "/settlement/{period}/reconciliations/{partner}/sign-off", self.sign_off, rule=WRITES, methods=["POST"]
             ),
         ]
@@ -116,9 +148,9 @@ class SettlementConsole:
         )
 
     async def close(self, request: Request) -> Response:
-        period = _field(await request.form(), "period")
+        form = await request.form()
         try:
-            job = await self.settlement.request_close(period, by=self._actor(request))
+            job = await self.settlement.request_close(_field(form, "period", 7), by=self._actor(request))
         except ExchangeError as refused:
             return await self.periods(request, error=refused)
         return RedirectResponse(f"{BASE}/jobs/{job.id}", status_code=303)
@@ -209,6 +241,8 @@ class SettlementConsole:
         query = request.query_params
         kind = query.get("kind") or None
         counterparty = query.get("counterparty") or None
+        if counterparty is not None and text_problem(counterparty, PATH_LIMITS["partner"]):
+            counterparty = None  # a filter no break can match
         after = query.get("after")
         context: dict[str, Any] = {
             "period": period,
@@ -238,7 +272,7 @@ class SettlementConsole:
                     kind=BreakKind(context["kind"]) if context["kind"] else None,
                     counterparty=counterparty,
                     first=BREAKS_PAGE,
-                    after=int(after) if after and after.isdigit() else None,
+                    after=int(after) if after and after.isdigit() and len(after) < 19 else None,
                 )
                 context.update(
                     reconciliation=view.reconciliation,
@@ -289,8 +323,8 @@ class SettlementConsole:
     async def resolve(self, request: Request) -> Response:
         period, partner = request.path_params["period"], request.path_params["partner"]
         form = await request.form()
-        kind, counterparty = _field(form, "kind"), _field(form, "counterparty")
         try:
+            kind, counterparty = _field(form, "kind"), _field(form, "counterparty")
             selection = _selection(form)
             done = await self.settlement.resolve_many(
                 BulkResolveRequest(
@@ -314,8 +348,9 @@ class SettlementConsole:
 
     async def sign_off(self, request: Request) -> Response:
         period, partner = request.path_params["period"], request.path_params["partner"]
-        note = _field(await request.form(), "note") or None
+        form = await request.form()
         try:
+            note = _field(form, "note") or None
             await self.settlement.sign_off(partner, period, by=self._actor(request), note=note)
         except ExchangeError as refused:
             return await self.reconciliation(request, error=refused)

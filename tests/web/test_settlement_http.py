@@ -50,10 +50,22 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         uploaded = client.put(records, content=RECORDS, headers={"Content-Type": "text/csv", "X-CSRF-Token": token})
         assert uploaded.status_code == 200, uploaded.text
         assert uploaded.json()["unresolvedBreaks"] == 5
+        reconciliation = f"/console/settlement/{month}/reconciliations/fresh-mart"
+        for query in ("?after=" + "9" * 30, "?kind=NOPE&after=x", "?counterparty=%00"):
+            assert client.get(reconciliation + query).status_code == 200, query
+        assert client.get(f"/console/settlement/{month}/statements/fresh-mart/xml").status_code == 404
+        assert client.get("/console/settlement/2026-13").status_code == 400
+        assert client.get("/console/settlement/jobs/no-such-job").status_code == 404
+        assert client.get(f"/console/settlement/{month}/statements/fresh%00mart").status_code == 400
+        assert client.get(f"/console/settlement/{month}/reconciliations/{'x' * 65}").status_code == 400
 
         resolve = f"/console/settlement/{month}/reconciliations/fresh-mart/resolve"
         no_reason = client.post(resolve, data={"csrf_token": token, "scope": "filter", "resolution": "ACCEPT_LEDGER"})
         assert no_reason.status_code == 400 and "give the reason" in no_reason.text
+        nul = client.post(
+            resolve, data={"csrf_token": token, "scope": "filter", "resolution": "ACCEPT_LEDGER", "reason": "a\x00b"}
+        )
+        assert nul.status_code == 400 and "NUL" in nul.text
         missing = client.post(
             resolve,
             data={
