@@ -1,0 +1,224 @@
+"""Ledger postings per second with 1, 4, 8 and 16 concurrent writers, on PostgreSQL.
+
+Every posting takes the chain head's row lock first and holds it until its unit of work
+commits, so however many writers there are, postings land one at a time. This measures what
+that costs: N asyncio tasks, each with a pooled connection of its own, post for a fixed time
+through the real ledger (``Ledger.post``), one unit of work per posting holding one
+conversion's clearing transaction (``conversion_transaction``: seven legs between two sample
+programs, as a completed conversion posts it). Prints postings per second per writer count,
+the ratio to one writer (the issue's target: 8 writers post at least 3x what one does), each
+posting's latency (unit of work begun to committed: the wait for the head lock included), how
+long each posting held the head as its writer saw it (its lock statement answered to its
+commit answered: no other posting moves meanwhile, so with one writer 1 / that time is the
+ceiling of every writer together; with several, the event loop's delay in reading answers
+counts too, so the intervals overlap and the figure bounds the server's from above), and the
+CPU the writing process spent per posting (on a small machine it shares the cores with
+PostgreSQL). Each writer count runs on a fresh migrated database with the sample programs
+(partners/) loaded; ``exchange ledger verify`` then checks it: sums, hash chain, balances.
+
+    .venv/bin/python bench/ledger_writers.py [--duration 10] [--writers 1,4,8,16] [--durable]
+
+Uses a throwaway PostgreSQL cluster from the local binaries (fsync and synchronous commit off,
+as the other benchmarks; ``--durable`` turns both on, so each commit waits for its WAL flush
+while it holds the head lock), or --database-url.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import event
+
+from exchange.conversions.clearing import conversion_transaction
+from exchange.db.database import Database
+from exchange.ledger.accounts import ChartOfAccounts
+from exchange.ledger.posting import Ledger, TransactionRequest
+from exchange.loading import load_directory
+from exchange.programs.declarations import read_partners_directory
+from exchange.testing.clock import FrozenClock
+from exchange.testing.databases import PostgresDatabases
+from exchange.testing.postgres import ThrowawayCluster
+
+PARTNERS_DIR = Path(__file__).resolve().parent.parent / "partners"
+START = datetime(2026, 11, 1, tzinfo=UTC)
+HEAD_LOCKED_AT = "bench_head_locked_at"
+DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+
+
+@dataclass(frozen=True)
+class Round:
+    writers: int
+    postings: int
+    seconds: float
+    latencies: list[float]
+    holds: list[float]
+    cpu_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.postings / self.seconds
+
+
+class Conversions:
+    """An endless supply of distinct conversions between the sample programs, round robin over
+    every ordered pair, as a conversion's saga would post them."""
+
+    def __init__(self, chart: ChartOfAccounts, programs: list[str], prefix: str) -> None:
+        self.chart = chart
+        self.pairs = [(source, target) for source in programs for target in programs if source != target]
+        self.prefix = prefix
+        self.counter = itertools.count()
+
+    def next(self) -> TransactionRequest:
+        n = next(self.counter)
+        source, target = self.pairs[n % len(self.pairs)]
+        value = 1000 + n % 997
+        return conversion_transaction(
+            chart=self.chart,
+            transaction_id=f"{self.prefix}-{n}",
+            conversion_id=f"{self.prefix}-{n}",
+            source=source,
+            target=target,
+            points_in=10 * value,
+            points_out=9 * value,
+            money_value_minor=value,
+            fee_minor=value // 50,
+            effective_at=START + timedelta(milliseconds=n),
+        )
+
+
+async def load_programs(db: Database) -> tuple[ChartOfAccounts, list[str]]:
+    directory = read_partners_directory(PARTNERS_DIR)
+    async with db.transaction() as session:
+        await load_directory(session, directory, START)
+    programs = sorted(program.id for program in directory.programs)
+    return ChartOfAccounts(directory.coalition.settlement_currency), programs
+
+
+def note_head_locks(db: Database) -> None:
+    """Stamp a connection with the moment its lock of the chain head came back: from then to
+    the commit, no other posting can proceed (the serial part of every posting)."""
+
+    def stamp(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "FOR UPDATE" in statement and "ledger_chain_head" in statement:
+            conn.info[HEAD_LOCKED_AT] = time.perf_counter()
+
+    event.listen(db.engine.sync_engine, "after_cursor_execute", stamp)
+
+
+async def write_for(
+    db: Database, ledger: Ledger, conversions: Conversions, until: float, latencies: list[float], holds: list[float]
+) -> int:
+    """One writer: post conversions one unit of work at a time until ``until``."""
+    posted = 0
+    while time.perf_counter() < until:
+        request = conversions.next()
+        started = time.perf_counter()
+        async with db.transaction() as session:
+            await ledger.post(session, request)
+            info = (await session.connection()).info
+        committed = time.perf_counter()
+        latencies.append(committed - started)
+        holds.append(committed - info.pop(HEAD_LOCKED_AT))
+        posted += 1
+    return posted
+
+
+async def measure(url: str, writers: int, duration: float) -> Round:
+    db = Database.from_url(url, pool_size=writers)
+    try:
+        chart, programs = await load_programs(db)
+        ledger = Ledger(timezone=ZoneInfo("Asia/Taipei"), clock=FrozenClock(START))
+        conversions = Conversions(chart, programs, f"w{writers}")
+        note_head_locks(db)
+        # Warm up: open every account and a connection per writer before the clock starts.
+        warm_until = time.perf_counter() + 0.5
+        await asyncio.gather(*(write_for(db, ledger, conversions, warm_until, [], []) for _ in range(writers)))
+        latencies: list[float] = []
+        holds: list[float] = []
+        cpu_started, started = time.process_time(), time.perf_counter()
+        until = started + duration
+        counts = await asyncio.gather(
+            *(write_for(db, ledger, conversions, until, latencies, holds) for _ in range(writers))
+        )
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        return Round(writers, sum(counts), seconds, latencies, holds, cpu)
+    finally:
+        await db.dispose()
+
+
+def verify(url: str) -> str:
+    """``exchange ledger verify`` on the benchmark's database; fails the run if it does."""
+    result = subprocess.run(
+        [sys.executable, "-m", "exchange", "ledger", "verify"],
+        env={**os.environ, "EXCHANGE_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"exchange ledger verify failed: {(result.stderr or result.stdout).strip()}")
+    return result.stdout.strip()
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def main(arguments: argparse.Namespace) -> None:
+    cluster = None
+    if not arguments.database_url:
+        cluster = ThrowawayCluster.start(**(DURABLE if arguments.durable else {}))
+    server_url = arguments.database_url if cluster is None else cluster.url
+    databases = PostgresDatabases(server_url)
+    counts = [int(count) for count in arguments.writers.split(",")]
+    try:
+        rounds = []
+        for writers in counts:
+            url = databases.create()
+            rounds.append(await measure(url, writers, arguments.duration))
+            verified = verify(url)
+            databases.drop(url)
+        commits = "durable commits" if arguments.durable else "fsync and synchronous_commit off"
+        print(
+            f"ledger writers benchmark: conversions' clearing transactions (7 legs), {arguments.duration:g} s each, {commits}"
+        )
+        base = rounds[0].rate
+        for result in rounds:
+            print(
+                f"  {result.writers:3d} writer(s) {result.rate:9,.0f} postings/s   x{result.rate / base:5.2f}   "
+                f"p50 {statistics.median(result.latencies) * 1000:7.2f} ms   "
+                f"p99 {percentile(result.latencies, 0.99) * 1000:7.2f} ms   "
+                f"head held {statistics.mean(result.holds) * 1000:5.2f} ms   "
+                f"client CPU {result.cpu_seconds / result.postings * 1000:5.2f} ms/posting"
+            )
+        by_count = {result.writers: result.rate for result in rounds}
+        if 1 in by_count and 8 in by_count:
+            print(f"  8 writers / 1 writer: {by_count[8] / by_count[1]:.2f}   (target >= 3)")
+        print(f"  exchange ledger verify passed on every database; the last: {verified}")
+    finally:
+        databases.drop_all()
+        if cluster is not None:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds each writer count posts for")
+    parser.add_argument("--writers", default="1,4,8,16", help="comma-separated writer counts")
+    parser.add_argument("--durable", action="store_true", help="fsync and synchronous commit on")
+    parser.add_argument("--database-url", help="a PostgreSQL server to use instead of a throwaway cluster")
+    asyncio.run(main(parser.parse_args()))
