@@ -399,7 +399,8 @@ class Demo:
     async def started(self) -> Demo:
         assert self.process.stdout is not None
         while not any("Stop it with Ctrl-C" in line for line in self.banner):
-            line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), timeout=60)
+            # Before its banner the demo plays last month, quietly: minutes on a busy machine.
+            line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), timeout=300)
             assert line, "the demo exited early:\n" + "".join(self.banner)
             self.banner.append(line)
         return self
