@@ -83,11 +83,21 @@ class OperationState(StrEnum):
     ``reversed``: wholly undone by reversals.
     ``voided``: never applied and never will be: a reversal named the id before the operation
     arrived, so the partner refuses it for good (``OPERATION_VOIDED``).
+    ``pending``: accepted, to be settled later (a debit or credit only); it becomes ``applied``
+    or ``failed``, and the partner says so by a signed callback or a result file.
+    ``failed``: accepted pending, then not applied; nothing moved, and the id is spent.
     """
 
     APPLIED = "applied"
     REVERSED = "reversed"
     VOIDED = "voided"
+    PENDING = "pending"
+    FAILED = "failed"
+
+    @property
+    def settled(self) -> bool:
+        """Whether the partner has decided (everything but ``pending``)."""
+        return self is not OperationState.PENDING
 
 
 Points = Annotated[StrictInt, Field(ge=0, le=MAX_POINTS)]

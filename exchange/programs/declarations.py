@@ -242,6 +242,12 @@ class OAuthClientDeclaration(_Strict):
 
 class ConnectorDeclaration(_Strict):
     kind: Literal["rest", "graphql"]
+    mode: Literal["realtime", "async", "batch"] = Field(
+        default="realtime",
+        description="How the partner settles writes: at once (realtime, though it may still answer "
+        "pending), later with a signed callback (async), or credits by a daily file (batch); "
+        "partners/CONTRACT.md, 'Partners that answer later'.",
+    )
     base_url: Annotated[str, Field(pattern=r"^https?://")]
     timeout_seconds: Annotated[ExactDecimal, Field(gt=0, le=60)] = Decimal("2")
     oauth: OAuthClientDeclaration

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from exchange.sandbox.auth import TokenIssuer
 from exchange.sandbox.faults import FaultInjector, FaultSettings
+from exchange.sandbox.late import CallbackTarget
 from exchange.sandbox.member_sign_in import MemberSignIn
 from exchange.sandbox.points import MemberState, PointsSystem
 from exchange.sandbox.tracing import TraceHeaders
@@ -40,6 +41,15 @@ class SignInSettings(BaseModel):
 
     client_id: StrictStr
     return_urls: list[StrictStr]
+
+
+class CallbackSettings(BaseModel):
+    """Where an async sandbox posts its signed callbacks: the exchange's
+    ``/partners/{program_id}/callbacks``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: StrictStr | None
 
 
 class RestartRequest(BaseModel):
@@ -72,6 +82,7 @@ def routes(
     faults: FaultInjector,
     issuer: TokenIssuer,
     sign_in: MemberSignIn,
+    callbacks: CallbackTarget,
     traces: TraceHeaders,
     restart: Callable[[float], None] | None,
 ) -> list[Route]:
@@ -136,6 +147,17 @@ def routes(
         sign_in.return_urls = frozenset(body.return_urls)
         return JSONResponse({"client_id": sign_in.client_id, "return_urls": sorted(sign_in.return_urls)})
 
+    async def set_callbacks(request: Request) -> Response:
+        try:
+            body = CallbackSettings.model_validate_json(await request.body() or b"{}")
+        except ValidationError as exc:
+            return _invalid(exc)
+        callbacks.url = body.url
+        return JSONResponse({"url": callbacks.url})
+
+    async def sent_callbacks(_: Request) -> Response:
+        return JSONResponse({"url": callbacks.url, "sent": list(callbacks.sent)})
+
     async def revoke_tokens(_: Request) -> Response:
         return JSONResponse({"revoked": issuer.revoke_all()})
 
@@ -159,6 +181,8 @@ def routes(
         Route(f"{PREFIX}/members/{{member_ref}}", add_member, methods=["PUT"]),
         Route(f"{PREFIX}/assertion-key", assertion_key, methods=["GET"]),
         Route(f"{PREFIX}/member-sign-in", set_sign_in, methods=["PUT"]),
+        Route(f"{PREFIX}/callbacks", set_callbacks, methods=["PUT"]),
+        Route(f"{PREFIX}/callbacks", sent_callbacks, methods=["GET"]),
         Route(f"{PREFIX}/tokens/revoke", revoke_tokens, methods=["POST"]),
         Route(f"{PREFIX}/restart", restart_server, methods=["POST"]),
     ]

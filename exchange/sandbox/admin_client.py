@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from exchange.sandbox.faults import FaultKind, FaultSettings
+from exchange.sandbox.faults import CallbackFault, FaultKind, FaultSettings
 
 
 class SandboxAdmin:
@@ -30,9 +30,22 @@ class SandboxAdmin:
         percent: dict[FaultKind, int] | None = None,
         script: list[FaultKind] | None = None,
         seed: int | None = None,
+        settle_after_ms: int | None = 0,
+        callback: CallbackFault = CallbackFault.ONCE,
+        drop_result_lines: int = 0,
+        decline: int = 0,
     ) -> FaultSettings:
         """Replace every fault knob (``set_faults()`` clears them all)."""
-        settings = FaultSettings(latency_ms=latency_ms, percent=percent or {}, script=script or [], seed=seed)
+        settings = FaultSettings(
+            latency_ms=latency_ms,
+            percent=percent or {},
+            script=script or [],
+            seed=seed,
+            settle_after_ms=settle_after_ms,
+            callback=callback,
+            drop_result_lines=drop_result_lines,
+            decline=decline,
+        )
         return FaultSettings.model_validate(await self._request("POST", "/faults", settings.model_dump(mode="json")))
 
     async def faults(self) -> FaultSettings:
@@ -78,6 +91,16 @@ class SandboxAdmin:
     async def set_member_sign_in(self, *, client_id: str, return_urls: list[str]) -> None:
         """Let the member sign-in page sign for ``client_id``, back to ``return_urls`` only."""
         await self._request("PUT", "/member-sign-in", {"client_id": client_id, "return_urls": return_urls})
+
+    async def set_callback_url(self, url: str | None) -> None:
+        """Where an async sandbox posts its signed callbacks (``None``: nowhere)."""
+        await self._request("PUT", "/callbacks", {"url": url})
+
+    async def sent_callbacks(self) -> list[dict[str, Any]]:
+        """The latest callbacks an async sandbox sent, oldest first: ``operation_id``, ``status``
+        and the ``answer`` (HTTP status; ``None`` if none came)."""
+        answer: list[dict[str, Any]] = (await self._request("GET", "/callbacks"))["sent"]
+        return answer
 
     async def revoke_tokens(self) -> int:
         return int((await self._request("POST", "/tokens/revoke"))["revoked"])

@@ -15,6 +15,7 @@ from exchange.sandbox import admin, member_sign_in, rest
 from exchange.sandbox.auth import BearerTokenMiddleware, TokenIssuer
 from exchange.sandbox.faults import FaultInjected, FaultInjector, FaultMiddleware
 from exchange.sandbox.graphql import ContractGraphQL
+from exchange.sandbox.late import CallbackTarget
 from exchange.sandbox.member_sign_in import MemberSignIn
 from exchange.sandbox.points import PointsSystem, Refusal
 from exchange.sandbox.service import PartnerService
@@ -35,6 +36,7 @@ def create_sandbox_app(
     faults: FaultInjector,
     issuer: TokenIssuer,
     sign_in: MemberSignIn,
+    callbacks: CallbackTarget,
     released: asyncio.Event,
     restart: Callable[[float], None] | None = None,
 ) -> Starlette:
@@ -56,6 +58,7 @@ def create_sandbox_app(
                 faults=faults,
                 issuer=issuer,
                 sign_in=sign_in,
+                callbacks=callbacks,
                 traces=traces,
                 restart=restart,
             ),

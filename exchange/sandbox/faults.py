@@ -58,6 +58,15 @@ MAGIC_POINTS: dict[int, FaultKind] = {
 Percent = Annotated[int, Field(ge=0, le=100, strict=True)]
 
 
+class CallbackFault(StrEnum):
+    """What becomes of the signed callback an async sandbox sends when it settles an operation."""
+
+    ONCE = "once"  # sent once, as a partner should
+    NEVER = "never"  # never sent: the exchange must poll
+    TWICE = "twice"  # sent twice: the second must change nothing
+    FORGED = "forged"  # signed with a wrong key: the exchange must refuse it
+
+
 class FaultSettings(BaseModel):
     """The knobs, as the admin API reads and writes them (``POST /_sandbox/faults``)."""
 
@@ -67,6 +76,14 @@ class FaultSettings(BaseModel):
     percent: dict[FaultKind, Percent] = Field(default_factory=dict)
     script: list[FaultKind] = Field(default_factory=list)
     seed: int | None = None
+    settle_after_ms: Annotated[int, Field(ge=0, strict=True)] | None = 0
+    """An async sandbox settles a pending operation this long after accepting it (null: never,
+    until the knob changes)."""
+    callback: CallbackFault = CallbackFault.ONCE
+    decline: Annotated[int, Field(ge=0, strict=True)] = 0
+    """The next operations settled later (async or batch) are declined, this many: status ``failed``."""
+    drop_result_lines: Annotated[int, Field(ge=0, strict=True)] = 0
+    """A batch result file leaves out its last lines, this many (the exchange must poll for them)."""
 
     @model_validator(mode="after")
     def _percentages_fit(self) -> FaultSettings:
@@ -125,6 +142,13 @@ class FaultInjector:
                     return kind, False
                 roll -= percent
         return None, False
+
+    def declines(self) -> bool:
+        """Whether the operation being settled later is declined (uses up one ``decline``)."""
+        if self.settings.decline:
+            self.settings.decline -= 1
+            return True
+        return False
 
     async def run(
         self, action: Callable[[], Awaitable[tuple[T, bool]]], *, write: bool, points: int | None = None

@@ -64,6 +64,12 @@ class OperationStatus(Enum):
     VOIDED = strawberry.enum_value(
         "voided", description="Never applied, and refused if it arrives: a reversal came first."
     )
+    PENDING = strawberry.enum_value(
+        "pending", description="A debit or credit accepted, to be settled later: it becomes APPLIED or FAILED."
+    )
+    FAILED = strawberry.enum_value(
+        "failed", description="Accepted pending, then not applied: nothing moved, and the id is spent."
+    )
 
 
 @strawberry.type(description="Points of the balance that lapse at the end of a day unless spent.")

@@ -4,12 +4,20 @@ Every write is keyed by the exchange's operation id. A repeat with the same requ
 the operation as recorded (``created`` False); the same id with another request is refused
 (``OPERATION_CONFLICT``); an id a reversal voided is refused for good (``OPERATION_VOIDED``).
 A refused request leaves no trace. Each call is one unit of work on the sandbox's storage.
+
+A program whose connector ``mode`` is ``async`` answers every debit and credit "accepted,
+pending" and settles it later (:meth:`PointsSystem.settle_pending`); one in ``batch`` mode
+takes credits as a file (:meth:`PointsSystem.take_credits_file`) and settles them at once,
+keeping the result file. Either way an operation settled later may be declined (status
+``failed``): when the caller says so (the ``decline`` fault knob), or a debit the balance no
+longer covers.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -218,21 +226,124 @@ class PointsSystem:
         async with self.storage.transaction() as db:
             if (replay := await self._replay(db, operation_id, request)) is not None:
                 return replay
-            member = await self._existing_member(db, member_ref)
-            balance = member["balance"] + (points if kind is OperationKind.CREDIT else -points)
-            if balance < 0:
-                raise Refusal(
-                    ContractCode.INSUFFICIENT_POINTS,
-                    f"member {member_ref} has {member['balance']} points, {points} asked",
-                    balance=member["balance"],
+            await self._existing_member(db, member_ref)
+            if self.program.connector.mode == "async":
+                await self._record(
+                    db, operation_id, kind, request, status=OperationState.PENDING, member_ref=member_ref, points=points
                 )
-            if balance > MAX_POINTS:
-                raise Refusal(ContractCode.INVALID_REQUEST, "the balance would exceed the maximum")
-            await db.execute("UPDATE member SET balance = ? WHERE member_ref = ?", (balance, member_ref))
-            await self._record(
-                db, operation_id, kind, request, member_ref=member_ref, points=points, balance_after=balance
-            )
+            else:
+                await self._apply(db, kind, operation_id, request, member_ref, points)
             return Written(await self._get_operation(db, operation_id), created=True)
+
+    async def _apply(
+        self,
+        db: aiosqlite.Connection,
+        kind: OperationKind,
+        operation_id: str,
+        request: str,
+        member_ref: str,
+        points: int,
+    ) -> None:
+        """Move the member's points and record the operation applied."""
+        balance = await self._balance_after(db, kind, member_ref, points)
+        await db.execute("UPDATE member SET balance = ? WHERE member_ref = ?", (balance, member_ref))
+        await self._record(db, operation_id, kind, request, member_ref=member_ref, points=points, balance_after=balance)
+
+    async def _balance_after(self, db: aiosqlite.Connection, kind: OperationKind, member_ref: str, points: int) -> int:
+        """The member's balance once ``kind`` of ``points`` applies; refused if it cannot."""
+        member = await self._existing_member(db, member_ref)
+        balance: int = member["balance"] + (points if kind is OperationKind.CREDIT else -points)
+        if balance < 0:
+            raise Refusal(
+                ContractCode.INSUFFICIENT_POINTS,
+                f"member {member_ref} has {member['balance']} points, {points} asked",
+                balance=member["balance"],
+            )
+        if balance > MAX_POINTS:
+            raise Refusal(ContractCode.INVALID_REQUEST, "the balance would exceed the maximum")
+        return balance
+
+    # -- operations settled later ---------------------------------------------------------
+
+    async def settle_pending(self, *, accepted_by: datetime, declines: Callable[[], bool]) -> list[Operation]:
+        """Settle every pending operation accepted by ``accepted_by``, oldest first:
+        applied, or failed (``declines()`` says so, or a debit the balance no longer covers)."""
+        async with self.storage.transaction() as db:
+            rows = await (
+                await db.execute(
+                    "SELECT * FROM operation WHERE status = ? AND created_at <= ? ORDER BY seq",
+                    (OperationState.PENDING.value, _iso(accepted_by)),
+                )
+            ).fetchall()
+            for row in rows:
+                await self._settle(db, row, declined=declines())
+            return [await self._get_operation(db, row["operation_id"]) for row in rows]
+
+    async def _settle(self, db: aiosqlite.Connection, row: aiosqlite.Row, *, declined: bool) -> None:
+        kind, member_ref, points = OperationKind(row["kind"]), row["member_ref"], row["points"]
+        try:
+            if declined:
+                raise Refusal(ContractCode.INVALID_REQUEST, "declined")
+            balance = await self._balance_after(db, kind, member_ref, points)
+        except Refusal:
+            await db.execute("UPDATE operation SET status = ? WHERE seq = ?", (OperationState.FAILED.value, row["seq"]))
+            return
+        await db.execute("UPDATE member SET balance = ? WHERE member_ref = ?", (balance, member_ref))
+        await db.execute(
+            "UPDATE operation SET status = ?, balance_after = ? WHERE seq = ?",
+            (OperationState.APPLIED.value, balance, row["seq"]),
+        )
+
+    async def take_credits_file(
+        self, batch_id: str, lines: list[tuple[str, str, int]], *, declines: Callable[[], bool]
+    ) -> int:
+        """A batch of credits (operation id, member, points): each recorded and settled at once,
+        its outcome kept for the result file. A batch sent again changes nothing; a line whose
+        id is known already keeps its first outcome. Returns the batch's line count."""
+        async with self.storage.transaction() as db:
+            known = await db.execute_fetchall("SELECT count(*) FROM batch_line WHERE batch_id = ?", (batch_id,))
+            if next(iter(known))[0]:
+                return int(next(iter(known))[0])
+            for operation_id, member_ref, points in lines:
+                request = _fingerprint(OperationKind.CREDIT, member_ref=member_ref, points=points)
+                try:
+                    _check_id(operation_id, "operation_id")
+                    _check_points(points)
+                    if await self._replay(db, operation_id, request) is None:
+                        await self._existing_member(db, member_ref)
+                        await self._record(
+                            db,
+                            operation_id,
+                            OperationKind.CREDIT,
+                            request,
+                            status=OperationState.PENDING,
+                            member_ref=member_ref,
+                            points=points,
+                        )
+                        row = await (
+                            await db.execute("SELECT * FROM operation WHERE operation_id = ?", (operation_id,))
+                        ).fetchone()
+                        assert row is not None, operation_id
+                        await self._settle(db, row, declined=declines())
+                    status = (await self._get_operation(db, operation_id)).status.value
+                except Refusal:
+                    status = OperationState.FAILED.value  # refused outright: nothing recorded, nothing applied
+                await db.execute(
+                    "INSERT INTO batch_line (batch_id, operation_id, status) VALUES (?, ?, ?)",
+                    (batch_id, operation_id, status),
+                )
+            return len(lines)
+
+    async def batch_results(self, batch_id: str) -> list[tuple[str, str]] | None:
+        """The result file's lines (operation id, status), in the file's order; ``None`` for a
+        batch never received."""
+        async with self.storage.transaction() as db:
+            rows = await (
+                await db.execute(
+                    "SELECT operation_id, status FROM batch_line WHERE batch_id = ? ORDER BY seq", (batch_id,)
+                )
+            ).fetchall()
+        return [(row["operation_id"], row["status"]) for row in rows] or None
 
     async def reverse(self, operation_id: str, reverses: str, points: int | None) -> Written:
         _check_id(operation_id, "operation_id")
@@ -250,8 +361,10 @@ class PointsSystem:
                 # Not (yet) here: void the id, so that it can never apply if it arrives late.
                 await self._record(db, reverses, None, "{}", status=OperationState.VOIDED)
                 reversed_points, member_ref, balance = 0, None, None
-            elif target["status"] == OperationState.VOIDED:
+            elif target["status"] in (OperationState.VOIDED, OperationState.FAILED):
                 reversed_points, member_ref, balance = 0, None, None
+            elif target["status"] == OperationState.PENDING:
+                raise Refusal(ContractCode.NOT_REVERSIBLE, f"{reverses} is pending: it is settled first")
             elif target["kind"] == OperationKind.REVERSAL:
                 raise Refusal(ContractCode.NOT_REVERSIBLE, f"{reverses} is a reversal")
             elif target["kind"] == OperationKind.TIER_MATCH:

@@ -13,10 +13,11 @@ from pydantic import (
     ValidationError,
 )
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from exchange.connectors.contract import HTTP_STATUS, ContractCode
+from exchange.connectors import batch_files
+from exchange.connectors.contract import HTTP_STATUS, ContractCode, OperationState
 from exchange.sandbox.points import Refusal, Written
 from exchange.sandbox.service import PartnerService
 
@@ -78,7 +79,9 @@ async def _body(request: Request, model: type[B]) -> B:
 
 
 def _written(written: Written) -> JSONResponse:
-    return JSONResponse(written.operation.model_dump(mode="json"), status_code=201 if written.created else 200)
+    pending = written.operation.status is OperationState.PENDING
+    status = (202 if pending else 201) if written.created else 200
+    return JSONResponse(written.operation.model_dump(mode="json"), status_code=status)
 
 
 def routes(service: PartnerService) -> list[Route]:
@@ -114,7 +117,34 @@ def routes(service: PartnerService) -> list[Route]:
         body = await _body(request, TierMatchBody)
         return _written(await service.match_tier(body.operation_id, body.member_ref, body.tier, body.expires_at))
 
+    async def credits_file(request: Request) -> Response:
+        text = (await request.body()).decode()
+        rows = text.splitlines()
+        if not rows or rows[0] != batch_files.CREDITS_HEADER:
+            raise Refusal(ContractCode.INVALID_REQUEST, f"line 1: expected {batch_files.CREDITS_HEADER}")
+        try:
+            lines = [batch_files.parse_credit(row, number) for number, row in enumerate(rows[1:], start=2)]
+        except batch_files.MalformedLine as malformed:
+            raise Refusal(ContractCode.INVALID_REQUEST, str(malformed), line=malformed.number) from None
+        batch_id = request.path_params["batch_id"]
+        count = await service.take_credits_file(batch_id, lines)
+        return JSONResponse({"batch_id": batch_id, "lines": count}, status_code=202)
+
+    async def results_file(request: Request) -> Response:
+        batch_id = request.path_params["batch_id"]
+        results = await service.batch_results(batch_id)
+        if results is None:
+            return problem(ContractCode.OPERATION_NOT_FOUND, f"no batch {batch_id}")
+        body = (
+            batch_files.RESULTS_HEADER
+            + "\n"
+            + "".join(batch_files.result_line(operation_id, OperationState(status)) for operation_id, status in results)
+        )
+        return PlainTextResponse(body, media_type="text/csv")
+
     return [
+        Route("/batches/{batch_id}/credits", credits_file, methods=["PUT"]),
+        Route("/batches/{batch_id}/results", results_file, methods=["GET"]),
         Route("/members/{member_ref}", account, methods=["GET"]),
         Route("/members/{member_ref}/verify", verify, methods=["POST"]),
         Route("/operations/{operation_id}", operation, methods=["GET"]),

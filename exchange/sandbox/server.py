@@ -19,9 +19,11 @@ from exchange.clock import Clock, SystemClock
 from exchange.errors import ConfigurationError
 from exchange.programs.declarations import ProgramDeclaration
 from exchange.programs.secrets import SecretUnavailable, client_secret
+from exchange.sandbox import late
 from exchange.sandbox.app import create_sandbox_app
 from exchange.sandbox.auth import TokenIssuer
 from exchange.sandbox.faults import FaultInjector
+from exchange.sandbox.late import CallbackTarget, LateSettler
 from exchange.sandbox.member_sign_in import MemberSignIn
 from exchange.sandbox.points import PointsSystem
 from exchange.sandbox.storage import Storage
@@ -63,6 +65,9 @@ class SandboxServer:
         self.faults = faults or FaultInjector()
         #: The member sign-in page's key and settings, kept across restarts like the fault knobs.
         self.sign_in = MemberSignIn(self.clock)
+        #: Where an async sandbox posts its callbacks, kept across restarts too.
+        self.callbacks = CallbackTarget()
+        self._settler: asyncio.Task[None] | None = None
         self.log_level = log_level
         self._port = port
         self._server: RunningServer | None = None
@@ -131,6 +136,7 @@ class SandboxServer:
                     clock=self.clock,
                 ),
                 sign_in=self.sign_in,
+                callbacks=self.callbacks,
                 released=self._released,
                 restart=self.request_restart,
             )
@@ -147,11 +153,16 @@ class SandboxServer:
             raise
         self._storage = storage
         self._port = self._server.port
+        if self.program.connector.mode == "async":
+            settler = LateSettler(points, self.faults, self.callbacks, secret=self.client_secret, clock=self.clock)
+            self._settler = asyncio.create_task(settler.run(), name=f"sandbox {self.program.id} settler")
 
     async def _stop(self) -> None:
         if self._server is None:
             return
         self._released.set()  # hanging requests end now, not when their clients give up
+        await late.stop(self._settler)
+        self._settler = None
         server, self._server = self._server, None
         await server.stop()
         if self._storage is not None:

@@ -49,6 +49,15 @@ class PartnerService:
     async def reverse(self, operation_id: str, reverses: str, points: int | None) -> Written:
         return await self.faults.run(lambda: _write(self.points.reverse(operation_id, reverses, points)), write=True)
 
+    async def take_credits_file(self, batch_id: str, lines: list[tuple[str, str, int]]) -> int:
+        return await self.points.take_credits_file(batch_id, lines, declines=self.faults.declines)
+
+    async def batch_results(self, batch_id: str) -> list[tuple[str, str]] | None:
+        """The result file's lines, less the last ``drop_result_lines`` (a fault knob)."""
+        results = await self.points.batch_results(batch_id)
+        dropped = self.faults.settings.drop_result_lines
+        return results[: len(results) - dropped] if results is not None and dropped else results
+
     async def match_tier(self, operation_id: str, member_ref: str, tier: str, expires_at: datetime) -> Written:
         return await self.faults.run(
             lambda: _write(self.points.match_tier(operation_id, member_ref, tier, expires_at)),

@@ -52,6 +52,13 @@ CREATE TABLE IF NOT EXISTS operation (
     request TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS batch_line (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_id TEXT NOT NULL,
+    operation_id TEXT NOT NULL,
+    status TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batch_line_batch ON batch_line (batch_id);
 """
 
 

@@ -1,0 +1,65 @@
+"""The files a batch-mode partner and the exchange trade: the day's credits, and the results.
+
+Both are CSV (``text/csv``, UTF-8, a header line, ``\\n`` line ends). Operation ids and member
+refs never hold a comma or a quote (``OPERATION_ID_PATTERN``, ``MEMBER_REF_PATTERN``), so a
+line is its fields joined by commas, with no quoting. The exchange writes the credits file
+and reads the results file one line at a time; both sides use this module.
+
+- credits: ``operation_id,member_ref,points``
+- results: ``operation_id,status`` with status ``applied`` or ``failed``
+"""
+
+from __future__ import annotations
+
+import re
+
+from exchange.connectors.contract import (
+    MAX_POINTS,
+    MEMBER_REF_PATTERN,
+    OPERATION_ID_PATTERN,
+    OperationState,
+)
+
+MEDIA_TYPE = "text/csv"
+CREDITS_HEADER = "operation_id,member_ref,points"
+RESULTS_HEADER = "operation_id,status"
+#: The results a line may give: what the partner did with that credit.
+RESULT_STATES = (OperationState.APPLIED, OperationState.FAILED)
+
+_OPERATION_ID = re.compile(OPERATION_ID_PATTERN)
+_MEMBER_REF = re.compile(MEMBER_REF_PATTERN)
+
+
+class MalformedLine(ValueError):
+    """A line that is not what the file's header says, with its 1-based line number."""
+
+    def __init__(self, number: int, reason: str) -> None:
+        super().__init__(f"line {number}: {reason}")
+        self.number = number
+        self.reason = reason
+
+
+def credit_line(operation_id: str, member_ref: str, points: int) -> str:
+    return f"{operation_id},{member_ref},{points}\n"
+
+
+def result_line(operation_id: str, status: OperationState) -> str:
+    return f"{operation_id},{status.value}\n"
+
+
+def parse_credit(line: str, number: int) -> tuple[str, str, int]:
+    fields = line.rstrip("\r\n").split(",")
+    if len(fields) != 3 or not _OPERATION_ID.match(fields[0]) or not _MEMBER_REF.match(fields[1]):
+        raise MalformedLine(number, f"expected {CREDITS_HEADER}")
+    if not fields[2].isdigit() or not 0 < int(fields[2]) <= MAX_POINTS:
+        raise MalformedLine(number, f"points must be a whole number from 1 to {MAX_POINTS}")
+    return fields[0], fields[1], int(fields[2])
+
+
+def parse_result(line: str, number: int) -> tuple[str, OperationState]:
+    fields = line.rstrip("\r\n").split(",")
+    if len(fields) != 2 or not _OPERATION_ID.match(fields[0]):
+        raise MalformedLine(number, f"expected {RESULTS_HEADER}")
+    if fields[1] not in {state.value for state in RESULT_STATES}:
+        raise MalformedLine(number, "status must be applied or failed")
+    return fields[0], OperationState(fields[1])
