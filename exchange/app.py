@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from exchange.api import records
+from exchange.api import callbacks, records
 from exchange.api.authentication import BearerTokenBackend, refuse_token
 from exchange.api.bodylimit import BodyLimit
 from exchange.api.errors import service_unavailable
@@ -115,6 +115,7 @@ def create_app(
                 methods=["PUT"],
                 middleware=[bearer_tokens],
             ),
+            Route(callbacks.PATH, callbacks.PartnerCallbacks(services.late).post, methods=["POST"]),
             *oauth.routes(),
             statement_keys_route(services.settlement.keys),
             *web.routes(),

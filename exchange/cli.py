@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
@@ -278,6 +279,53 @@ def recover() -> None:
     """
     report = with_services(lambda services: services.conversions.recover())
     click.echo(f"{report.driven} conversions driven; {report.pending} still pending")
+
+
+@main.command()
+@click.option("--program", help="Only the writes waiting for this program's partner.")
+@click.option("--first", type=int, default=50, show_default=True, help="How many, oldest first.")
+@reports_errors
+def pending(program: str | None, first: int) -> None:
+    """List the debits and credits waiting for a partner's late word, oldest first.
+
+    A partner that answered "accepted, pending" (or a batch partner whose credits file is
+    not yet answered) settles them later, by callback or result file; meanwhile the
+    exchange polls it with back-off. Each line: saga, id, program, operation, points,
+    waiting since, for how long, polls so far, next poll.
+    """
+    waiting = with_services(lambda services: services.late.waiting(first=first, program_id=program))
+    for write in waiting:
+        click.echo(
+            f"{write.saga}\t{write.id}\t{write.program_id}\t{write.operation_id}\t{write.points}\t"
+            f"{write.waiting_since.isoformat()}\t{_duration(write.age)}\t{write.polls}\t{write.next_poll_at.isoformat()}"
+        )
+    click.echo(f"{len(waiting)} waiting", err=True)
+
+
+def _duration(age: timedelta) -> str:
+    """``2d03h04m``, ``03h04m`` or ``4m05s``: how long something has waited."""
+    seconds = int(age.total_seconds())
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    if days:
+        return f"{days}d{hours:02d}h{minutes:02d}m"
+    return f"{hours:02d}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+@main.group()
+def batches() -> None:
+    """Credits files for batch-mode partners."""
+
+
+@batches.command("run")
+@reports_errors
+def batches_run() -> None:
+    """Send batch-mode partners the credits waiting for them and apply the result files they
+    have answered, once: what the gateway's job does every EXCHANGE_BATCH_INTERVAL_SECONDS.
+    Run it from a daily scheduler to send the day's file."""
+    done = with_services(lambda services: services.batches.run_once())
+    click.echo(f"{done.sent} files sent; {done.applied} results applied; {done.missing} left out, to be polled")
 
 
 @main.group()
@@ -574,7 +622,6 @@ def sandbox_serve(
     the operation log and balances are under /_sandbox.
     """
     import os
-    from datetime import timedelta
 
     from exchange.programs.declarations import read_partners_directory
     from exchange.sandbox.faults import FaultInjector, FaultSettings

@@ -133,6 +133,30 @@ class Settings(BaseSettings):
         ge=0,
         description="How often each gateway process looks for conversions left in doubt (0: never).",
     )
+    pending_poll_first_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="How soon the exchange first asks a partner about a debit or credit it answered "
+        "'accepted, pending' (or a credit queued for a batch partner's file), when no callback came.",
+    )
+    pending_poll_longest_seconds: float = Field(
+        default=3600,
+        gt=0,
+        description="The longest wait between two such questions: the back-off doubles up to it.",
+    )
+    callback_tolerance_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="How far a partner callback's webhook-timestamp may be from the exchange's clock "
+        "before the callback is refused as stale (a replay) or from the future.",
+    )
+    batch_interval_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="How often each gateway process sends batch-mode partners the credits waiting for "
+        "them and applies the result files they have answered (0: never; run "
+        "'exchange batches run' from a daily scheduler instead).",
+    )
     status_match_expiry_interval_seconds: float = Field(
         default=60,
         ge=0,

@@ -12,7 +12,7 @@ from exchange.auth.models import (
     SigningKey,
     UsedAssertion,
 )
-from exchange.conversions.models import Conversion
+from exchange.conversions.models import Conversion, CreditBatch, CreditBatchLine
 from exchange.ledger.models import (
     LedgerAccount,
     LedgerChainHead,
@@ -48,6 +48,8 @@ __all__ = [
     "CoalitionLevel",
     "CoalitionSettings",
     "Conversion",
+    "CreditBatch",
+    "CreditBatchLine",
     "DebitConsent",
     "LedgerAccount",
     "LedgerChainHead",

@@ -9,6 +9,7 @@ from exchange.api.fields.accounts import AccountMutations
 from exchange.api.fields.catalog import CatalogQueries
 from exchange.api.fields.conversions import ConversionMutations, ConversionQueries
 from exchange.api.fields.members import MemberMutations, MemberQueries
+from exchange.api.fields.pending import PendingQueries
 from exchange.api.fields.pricing import PricingMutations
 from exchange.api.fields.rewards import RewardMutations, RewardQueries
 from exchange.api.fields.settlement import SettlementMutations, SettlementQueries
@@ -16,7 +17,16 @@ from exchange.api.fields.tiers import TierMutations, TierQueries
 
 Query = merge_types(
     "Query",
-    (CatalogQueries, MemberQueries, ConversionQueries, TierQueries, RewardQueries, SettlementQueries, AccessQueries),
+    (
+        CatalogQueries,
+        MemberQueries,
+        ConversionQueries,
+        TierQueries,
+        RewardQueries,
+        SettlementQueries,
+        PendingQueries,
+        AccessQueries,
+    ),
 )
 Mutation = merge_types(
     "Mutation",

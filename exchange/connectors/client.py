@@ -12,7 +12,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -72,9 +73,15 @@ class CookielessClient(httpx.AsyncClient):
 
 @dataclass(frozen=True)
 class HttpRequest:
+    """``content``: instead of ``json``, a body made afresh for every attempt (a file, streamed),
+    of ``media_type``; ``timeout``: the whole exchange's limit, if not the connector's."""
+
     method: str
     url: str
     json: Any = None
+    content: Callable[[], AsyncIterator[bytes]] | None = None
+    media_type: str | None = None
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,15 @@ class Reply:
             operation_id=self.call.operation_id,
             facts=facts,
         )
+
+    async def lines(self) -> AsyncIterator[str]:
+        """The body's lines as they arrive (a streamed reply); a broken stream is the
+        partner's connection lost."""
+        try:
+            async for line in self.response.aiter_lines():
+                yield line
+        except httpx.TransportError as exc:
+            raise self.error(PartnerConnectionLost, f"the connection broke ({exc!r})") from exc
 
     def json_object(self) -> dict[str, Any]:
         """The body as a JSON object, or a protocol error."""
@@ -255,13 +271,40 @@ class PartnerClient:
         trace: dict[str, str] = {}
         inject_trace_context(trace)  # the partner may continue the trace
         headers.extend(trace.items())
-        content = None
+        content: bytes | AsyncIterator[bytes] | None = None
         if request.json is not None:
             content = json.dumps(request.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
             headers.append(("content-type", "application/json"))
+        elif request.content is not None:
+            content = request.content()
+            headers.append(("content-type", request.media_type or "application/octet-stream"))
         return httpx.Request(request.method, request.url, headers=headers, content=content, extensions=self._extensions)
 
-    async def _send(self, info: CallInfo, request: HttpRequest, token: str) -> httpx.Response:
+    @asynccontextmanager
+    async def streamed(self, info: CallInfo, request: HttpRequest) -> AsyncIterator[Reply]:
+        """Send ``request`` once and yield its reply with the body unread, to be read as it
+        arrives (``reply.lines()``): a file. No retry — a download is asked for again at the
+        next pass — but a fresh token after a 401, as for every call."""
+        token = await self._tokens.get()
+        response = await self._send(info, request, token, stream=True)
+        try:
+            if response.status_code == 401:
+                await response.aclose()
+                self._tokens.invalidate(token)
+                token = await self._tokens.get()
+                response = await self._send(info, request, token, stream=True)
+            reply = Reply(response=response, program_id=self.program_id, call=info)
+            if response.status_code in (401, 403):
+                raise reply.error(
+                    PartnerAuthenticationFailed, f"the partner refused the token ({response.status_code})"
+                )
+            if response.status_code >= 500:
+                raise reply.error(PartnerServerError, f"the partner answered {response.status_code}")
+            yield reply
+        finally:
+            await response.aclose()
+
+    async def _send(self, info: CallInfo, request: HttpRequest, token: str, *, stream: bool = False) -> httpx.Response:
         def error(kind: type[PartnerError], detail: str) -> PartnerError:
             return kind(
                 f"partner {self.program_id}: {info.name}: {detail}",
@@ -272,8 +315,8 @@ class PartnerClient:
 
         try:
             # The deadline covers the whole answer, so a body that trickles in cannot stall us.
-            async with asyncio.timeout(self._timeout):
-                return await self._http.send(self._prepared(request, token))
+            async with asyncio.timeout(request.timeout or self._timeout):
+                return await self._http.send(self._prepared(request, token), stream=stream)
         except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise error(PartnerConnectTimeout, f"no connection in time ({exc!r})") from exc
         except httpx.ConnectError as exc:

@@ -14,11 +14,13 @@ Every method raises only :class:`~exchange.connectors.errors.PartnerError`s (bes
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
+from exchange.connectors import batch_files
 from exchange.connectors.client import CallInfo, HttpRequest, PartnerClient, Reply
 from exchange.connectors.contract import (
     MAX_POINTS,
@@ -28,6 +30,8 @@ from exchange.connectors.contract import (
     MemberAccount,
     Operation,
     OperationKind,
+    OperationState,
+    Problem,
     Verification,
 )
 from exchange.connectors.errors import REFUSALS, PartnerProtocolError
@@ -45,10 +49,12 @@ class Call(StrEnum):
     REVERSE = "reverse"
     MATCH_TIER = "match_tier"
     OPERATION_STATUS = "operation_status"
+    SEND_CREDITS = "send_credits"
+    CREDIT_RESULTS = "credit_results"
 
     @property
     def write(self) -> bool:
-        return self in (Call.DEBIT, Call.CREDIT, Call.REVERSE, Call.MATCH_TIER)
+        return self in (Call.DEBIT, Call.CREDIT, Call.REVERSE, Call.MATCH_TIER, Call.SEND_CREDITS)
 
 
 class Flavour(Protocol):
@@ -119,8 +125,21 @@ class PartnerConnector(Protocol):
         """
         ...
 
+    async def send_credits(self, batch_id: str, lines: Callable[[], AsyncIterator[bytes]]) -> None:
+        """A batch-mode partner's credits file (``batch_files``), streamed from ``lines()``
+        (called afresh for each attempt); the partner takes a batch once, by its id."""
+        ...
+
+    def credit_results(self, batch_id: str) -> AsyncIterator[tuple[str, OperationState]]:
+        """The result file of batch ``batch_id``, line by line as it arrives (nothing while the
+        partner has none yet)."""
+        ...
+
     async def aclose(self) -> None: ...
 
+
+#: How long a file's whole transfer may take (a day's credits may be many megabytes).
+FILE_TIMEOUT_SECONDS = 300.0
 
 _OPERATION_ID = re.compile(OPERATION_ID_PATTERN)
 _MEMBER_REF = re.compile(MEMBER_REF_PATTERN)
@@ -144,10 +163,12 @@ def _check_points(value: int) -> None:
 class ContractConnector:
     """:class:`PartnerConnector` over a partner client, in the partner's flavour."""
 
-    def __init__(self, client: PartnerClient, flavour: Flavour) -> None:
+    def __init__(self, client: PartnerClient, flavour: Flavour, base_url: str) -> None:
+        """``base_url``: where the batch files are traded (REST, whatever the flavour)."""
         self.program_id = client.program_id
         self.client = client
         self.flavour = flavour
+        self.base_url = base_url.rstrip("/")
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -256,6 +277,49 @@ class ContractConnector:
             return operation
 
         return await self._call(Call.OPERATION_STATUS, {"operation_id": operation_id}, read)
+
+    async def send_credits(self, batch_id: str, lines: Callable[[], AsyncIterator[bytes]]) -> None:
+        _check_operation_id(batch_id, "batch_id")
+        request = HttpRequest(
+            "PUT",
+            f"{self.base_url}/batches/{quote(batch_id, safe='')}/credits",
+            content=lines,
+            media_type=batch_files.MEDIA_TYPE,
+            timeout=FILE_TIMEOUT_SECONDS,
+        )
+
+        def read(reply: Reply) -> None:
+            status = reply.response.status_code
+            if 400 <= status < 500:
+                problem = reply.parse(Problem, reply.json_object())
+                raise_refusal(Call.SEND_CREDITS, reply, problem.code, problem.detail or problem.title or "", {})
+            if not 200 <= status < 300:
+                raise reply.error(PartnerProtocolError, f"unexpected status {status}")
+
+        await self.client.call(CallInfo(Call.SEND_CREDITS.value, write=True, operation_id=batch_id), request, read)
+
+    async def credit_results(self, batch_id: str) -> AsyncIterator[tuple[str, OperationState]]:
+        _check_operation_id(batch_id, "batch_id")
+        request = HttpRequest(
+            "GET", f"{self.base_url}/batches/{quote(batch_id, safe='')}/results", timeout=FILE_TIMEOUT_SECONDS
+        )
+        info = CallInfo(Call.CREDIT_RESULTS.value, write=False, operation_id=batch_id)
+        async with self.client.streamed(info, request) as reply:
+            if reply.response.status_code == 404:
+                return  # no result file yet
+            if reply.response.status_code != 200:
+                raise reply.error(PartnerProtocolError, f"unexpected status {reply.response.status_code}")
+            number = 0
+            async for line in reply.lines():
+                number += 1
+                if number == 1:
+                    if line.rstrip("\r") != batch_files.RESULTS_HEADER:
+                        raise reply.error(PartnerProtocolError, f"line 1: expected {batch_files.RESULTS_HEADER}")
+                elif line:
+                    try:
+                        yield batch_files.parse_result(line, number)
+                    except batch_files.MalformedLine as malformed:
+                        raise reply.error(PartnerProtocolError, str(malformed)) from None
 
 
 def _operation(reply: Reply, result: Any, operation_id: str, kind: OperationKind) -> Operation:

@@ -114,6 +114,11 @@ class ConnectorRegistry:
         """The connector of a loaded program, from its stored connector settings."""
         return self.connector(program.id, program.connector)
 
+    def callback_secret(self, program: Program) -> str:
+        """The key the program's partner signs its callbacks with: the client secret it issued
+        the exchange (:mod:`exchange.connectors.callbacks`)."""
+        return self._secret(program.id, ConnectorDeclaration.model_validate(program.connector))
+
     def _secret(self, program_id: str, config: ConnectorDeclaration) -> str:
         """The client secret, read when the connector is built (a secret file: on first use
         after start, and again only when the program's connector settings change)."""
@@ -167,7 +172,7 @@ class ConnectorRegistry:
             timeout=timeout,
             sleep=self._sleep,
         )
-        return ContractConnector(client, _flavour(config))
+        return ContractConnector(client, _flavour(config), config.base_url)
 
     async def aclose(self) -> None:
         connectors = [connector for _, connector in self._connectors.values()] + self._retired

@@ -1,13 +1,16 @@
-"""The conversion table: one row per conversion, carrying its saga's state."""
+"""The conversion table: one row per conversion, carrying its saga's state; and the credits
+files sent to batch-mode partners (:mod:`exchange.conversions.batches`)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
-from sqlmodel import Field
+from sqlmodel import Field, SQLModel
 
+from exchange.db.types import UTCDateTime
 from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
 from exchange.sagas.state import DONE, SagaState
 
@@ -26,7 +29,12 @@ class SagaStep(StrEnum):
     """The next thing a PENDING conversion's saga must do."""
 
     DEBIT = "DEBIT"
+    AWAIT_DEBIT = "AWAIT_DEBIT"
+    """The source partner accepted the debit pending; waiting for its word."""
     CREDIT = "CREDIT"
+    AWAIT_CREDIT = "AWAIT_CREDIT"
+    """The target partner accepted the credit pending, or it is queued for a batch partner's
+    credits file; waiting for its word."""
     REVERSE_DEBIT = "REVERSE_DEBIT"
     DONE = DONE
 
@@ -61,7 +69,7 @@ class Conversion(SagaState, table=True):
 
     @property
     def credit_operation(self) -> str:
-        return f"{self.id}:credit"
+        return credit_operation(self.id)
 
     @property
     def reverse_debit_operation(self) -> str:
@@ -74,3 +82,43 @@ class Conversion(SagaState, table=True):
     @property
     def ledger_transaction_id(self) -> str:
         return f"conversion:{self.id}"
+
+
+def credit_operation(conversion_id: str) -> str:
+    """The operation id of a conversion's credit at the target partner."""
+    return f"{conversion_id}:credit"
+
+
+class CreditBatchStatus(StrEnum):
+    ASSEMBLED = "ASSEMBLED"
+    """Its lines are chosen; the file is still to be sent (or sent again)."""
+    SENT = "SENT"
+    """The partner took the file; its result file is awaited."""
+    SETTLED = "SETTLED"
+    """The result file was applied (lines it left out are polled one by one)."""
+
+
+class CreditBatch(SQLModel, table=True):
+    """One credits file for a batch-mode partner: the credits that waited for it when it was made."""
+
+    __tablename__ = "credit_batch"
+    __table_args__ = (Index("ix_credit_batch_program_status", "program_id", "status"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    program_id: str = Field(foreign_key="program.id", max_length=64)
+    status: str = Field(max_length=10)
+    lines: int = 0
+    results: int = Field(default=0, description="Lines of the result file applied.")
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CreditBatchLine(SQLModel, table=True):
+    """A conversion's credit in a credits file; a conversion is in one file at most."""
+
+    __tablename__ = "credit_batch_line"
+    __table_args__ = (Index("ix_credit_batch_line_batch", "batch_id", "conversion_id"),)
+
+    conversion_id: str = Field(primary_key=True, foreign_key="conversion.id", max_length=CONVERSION_ID_LENGTH)
+    batch_id: str = Field(foreign_key="credit_batch.id", max_length=36)

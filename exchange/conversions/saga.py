@@ -15,6 +15,15 @@ crash between them leaves the conversion at DEBIT, and recovery asks the source 
 finds the debit applied, and sends the credit — the same operation id, which the target
 partner applies at most once, whether or not the first one reached it.
 
+A partner may answer the debit or the credit "accepted, pending" (partners/CONTRACT.md,
+"Partners that answer later"): the conversion then waits, PENDING, at ``AWAIT_DEBIT`` or
+``AWAIT_CREDIT`` — for hours or days, holding no worker — until the partner's signed
+callback (:mod:`exchange.services.late`) or a poll of the operation's status with
+back-off (the recovery worker) brings the outcome: applied goes on as above; failed ends
+FAILED (a debit) or reverses the debit (a credit). A batch-mode target is not called at
+all: its credits wait at ``AWAIT_CREDIT`` for the day's credits file
+(:mod:`exchange.conversions.batches`), whose result file settles them the same way.
+
 A definite failure of the debit ends FAILED with nothing posted; a definite failure of the
 credit reverses the debit (``<id>:reverse-debit``) and ends REVERSED. Limits come back in
 both cases. When a call's outcome is unknown (timeout, dropped connection, 5xx, a crash
@@ -66,6 +75,7 @@ from exchange.members.models import LinkedAccount
 from exchange.pricing import limits, quotes
 from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
+from exchange.programs.declarations import ConnectorDeclaration
 from exchange.programs.models import Program
 from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
@@ -76,6 +86,9 @@ ConnectorFor = Callable[[Program], PartnerConnector]
 
 #: The credit went through: post the clearing transaction with the move to COMPLETED.
 _CREDITED = Transition(SagaStep.DONE, ConversionStatus.COMPLETED)
+
+#: The target partner left the credit pending (or it waits for a credits file).
+_CREDIT_PENDING = Transition(SagaStep.AWAIT_CREDIT, wait=True)
 
 #: Final statuses that give back the limits a conversion reserved.
 _RELEASES_LIMITS = (ConversionStatus.FAILED, ConversionStatus.REVERSED)
@@ -119,7 +132,7 @@ class ConversionSaga(Saga[Conversion]):
             catalog=catalog,
             ledger=Ledger.for_settings(settings, clock),
             clock=clock,
-            policy=SagaPolicy(timezone=settings.timezone),
+            policy=SagaPolicy.for_settings(settings),
         )
 
     def missing(self, row_id: str) -> ExchangeError:
@@ -183,41 +196,71 @@ class ConversionSaga(Saga[Conversion]):
         catalog = await self.catalog.get()
         source, target = catalog.program(conversion.from_program), catalog.program(conversion.to_program)
         if step == SagaStep.DEBIT:
-            debit = MemberDebit(
-                self.connector_for(source),
-                conversion.debit_operation,
-                conversion.reverse_debit_operation,
-                conversion.source_ref,
-                conversion.points_in,
-                then=SagaStep.CREDIT,
-                done=SagaStep.DONE,
-                failed=ConversionStatus.FAILED,
-                reversed=ConversionStatus.REVERSED,
-                partner="source",
-            )
-            return await debit.attempt(in_doubt=in_doubt)
+            return await self.debit(conversion, self.connector_for(source)).attempt(in_doubt=in_doubt)
+        if step == SagaStep.AWAIT_DEBIT:
+            return await self.debit(conversion, self.connector_for(source)).poll()
         if step == SagaStep.CREDIT:
-            connector = self.connector_for(target)
-            return await (
-                self._settle_credit(conversion, connector) if in_doubt else self._credit(conversion, connector)
-            )
+            if in_doubt:
+                return await self._settle_credit(conversion, self.connector_for(target))
+            if in_batches(target):
+                return _CREDIT_PENDING  # the day's credits file carries it (exchange.conversions.batches)
+            return await self._credit(conversion, self.connector_for(target))
+        if step == SagaStep.AWAIT_CREDIT:
+            operation = await self.connector_for(target).operation_status(conversion.credit_operation)
+            return self.credit_outcome(None if operation is None else operation.status)
         if step == SagaStep.REVERSE_DEBIT:
             await self.connector_for(source).reverse(conversion.reverse_debit_operation, conversion.debit_operation)
             return Transition(SagaStep.DONE, ConversionStatus.REVERSED)
         raise AssertionError(f"no attempt for step {step}")
 
+    @staticmethod
+    def debit(conversion: Conversion, source: PartnerConnector) -> MemberDebit:
+        """The conversion's debit at the source partner, as a saga step."""
+        return MemberDebit(
+            source,
+            conversion.debit_operation,
+            conversion.reverse_debit_operation,
+            conversion.source_ref,
+            conversion.points_in,
+            then=SagaStep.CREDIT,
+            done=SagaStep.DONE,
+            failed=ConversionStatus.FAILED,
+            reversed=ConversionStatus.REVERSED,
+            partner="source",
+            waiting=SagaStep.AWAIT_DEBIT,
+        )
+
+    @staticmethod
+    def credit_outcome(state: OperationState | None) -> Transition:
+        """The target partner's word on a credit it left pending (or that waits for a file):
+        none yet (it may not have the file), still pending, applied, or not applied at all —
+        then the debit is reversed."""
+        if state is None or state is OperationState.PENDING:
+            return _CREDIT_PENDING
+        if state is OperationState.APPLIED:
+            return _CREDITED
+        return Transition(
+            SagaStep.REVERSE_DEBIT,
+            failure_code=ErrorCode.PARTNER_REFUSED.value,
+            failure_message=f"the target partner did not apply the credit it had accepted ({state})",
+        )
+
     async def _credit(self, conversion: Conversion, target: PartnerConnector) -> Transition:
         try:
-            await target.credit(conversion.credit_operation, conversion.target_ref, conversion.points_out)
+            operation = await target.credit(conversion.credit_operation, conversion.target_ref, conversion.points_out)
         except (PartnerRefusal, PartnerUnavailable) as error:
             code, message = failure(error)
             return Transition(SagaStep.REVERSE_DEBIT, failure_code=code, failure_message=message)
-        return _CREDITED
+        return _CREDIT_PENDING if operation.status is OperationState.PENDING else _CREDITED
 
     async def _settle_credit(self, conversion: Conversion, target: PartnerConnector) -> Transition:
         operation = await target.operation_status(conversion.credit_operation)
-        if operation is not None and operation.status is OperationState.APPLIED:
-            return _CREDITED
+        if operation is not None and operation.status in (
+            OperationState.APPLIED,
+            OperationState.PENDING,
+            OperationState.FAILED,
+        ):
+            return self.credit_outcome(operation.status)
         if operation is None and conversion.attempts < self.policy.give_up_after:
             return await self._credit(conversion, target)
         if operation is None:
@@ -253,6 +296,11 @@ class ConversionSaga(Saga[Conversion]):
                 effective_at=conversion.created_at,
             ),
         )
+
+
+def in_batches(program: Program) -> bool:
+    """Whether the program's partner takes credits as a daily file (``[connector] mode``)."""
+    return ConnectorDeclaration.model_validate(program.connector).mode == "batch"
 
 
 #: The state columns a conversion starts with (``SagaPolicy.start``).

@@ -74,6 +74,8 @@ class RedemptionStatus(StrEnum):
 
 class RedemptionStep(StrEnum):
     DEBIT = "DEBIT"
+    AWAIT_DEBIT = "AWAIT_DEBIT"
+    """The paying partner accepted the debit pending; waiting for its word."""
     POST = "POST"
     REVERSE_DEBIT = "REVERSE_DEBIT"
     UNPOST = "UNPOST"

@@ -125,7 +125,7 @@ class RedemptionSaga(Saga[Redemption]):
             member_level=federation.coalition_level,
             ledger=Ledger.for_settings(settings, clock),
             clock=clock,
-            policy=SagaPolicy(timezone=settings.timezone),
+            policy=SagaPolicy.for_settings(settings),
             delivery_window=settings.reward_delivery_window,
         )
 
@@ -277,6 +277,23 @@ class RedemptionSaga(Saga[Redemption]):
 
     # -- the steps ----------------------------------------------------------------------
 
+    @staticmethod
+    def debit(redemption: Redemption, paying: PartnerConnector) -> MemberDebit:
+        """The redemption's debit at the paying partner, as a saga step."""
+        return MemberDebit(
+            paying,
+            redemption.debit_operation,
+            redemption.reverse_debit_operation,
+            redemption.paying_ref,
+            redemption.points,
+            then=RedemptionStep.POST,
+            done=RedemptionStep.DONE,
+            failed=RedemptionStatus.FAILED,
+            reversed=RedemptionStatus.REVERSED,
+            partner="paying",
+            waiting=RedemptionStep.AWAIT_DEBIT,
+        )
+
     async def attempt(self, redemption: Redemption, step: str, *, in_doubt: bool) -> Transition:
         if step == RedemptionStep.POST:
             return Transition(RedemptionStep.DONE, RedemptionStatus.COMPLETED)
@@ -285,19 +302,9 @@ class RedemptionSaga(Saga[Redemption]):
         async with self.db.transaction() as session:
             paying = self.connector_for(await programs.get_program(session, redemption.paying_program))
         if step == RedemptionStep.DEBIT:
-            debit = MemberDebit(
-                paying,
-                redemption.debit_operation,
-                redemption.reverse_debit_operation,
-                redemption.paying_ref,
-                redemption.points,
-                then=RedemptionStep.POST,
-                done=RedemptionStep.DONE,
-                failed=RedemptionStatus.FAILED,
-                reversed=RedemptionStatus.REVERSED,
-                partner="paying",
-            )
-            return await debit.attempt(in_doubt=in_doubt)
+            return await self.debit(redemption, paying).attempt(in_doubt=in_doubt)
+        if step == RedemptionStep.AWAIT_DEBIT:
+            return await self.debit(redemption, paying).poll()
         if step == RedemptionStep.REVERSE_DEBIT:
             # Chained: after a crash, the reversal is sent again from this step (its fixed id
             # makes the partner apply it once), and the ledger reversal follows.

@@ -3,7 +3,8 @@
 After a timeout or a crash only the partner knows whether a write landed. Its operation
 status says so when it has the operation; when it has none, the request may still be in
 flight, so the exchange *voids* the id with a reversal naming it (the partner then refuses
-it for good if it arrives later). Either way the write's effect is then known for certain.
+it for good if it arrives later). Either way the write's effect is then known for certain —
+unless the partner has it *pending* (accepted, to be settled later): then the saga waits.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class Settlement(Enum):
     """The partner never applied it and never will."""
     UNDONE = "undone"
     """It applied after all (late, or was already reversed); the reversal undid it."""
+    PENDING = "pending"
+    """The partner accepted it and will settle it later; wait for its word."""
 
 
 async def settle_or_void(connector: PartnerConnector, operation_id: str, void_id: str) -> Settlement:
@@ -36,6 +39,10 @@ async def settle_or_void(connector: PartnerConnector, operation_id: str, void_id
     operation = await connector.operation_status(operation_id)
     if operation is not None and operation.status is OperationState.APPLIED:
         return Settlement.APPLIED
+    if operation is not None and operation.status is OperationState.PENDING:
+        return Settlement.PENDING  # a pending operation is the partner's to settle, not ours to void
+    if operation is not None and operation.status is OperationState.FAILED:
+        return Settlement.VOIDED
     reversal = await connector.reverse(void_id, operation_id)
     target = reversal.target
     if target is not None and target.status is OperationState.VOIDED:
@@ -50,7 +57,8 @@ class MemberDebit:
     ``then`` is the step after a debit that applied, chained (not recorded on its own): after a
     crash, settling the debit finds it applied and leads there again. ``done`` is the final
     step, with ``failed`` (nothing moved) or ``reversed`` (it applied late and was undone) as
-    the status.
+    the status. ``waiting`` is the step that waits for a debit the partner left pending
+    (:meth:`poll` asks about it, :meth:`outcome` applies the partner's word).
     """
 
     connector: PartnerConnector
@@ -64,21 +72,43 @@ class MemberDebit:
     reversed: str
     partner: str
     """Who the partner is to the member, for messages: ``"source"``, ``"paying"``."""
+    waiting: str
 
     async def attempt(self, *, in_doubt: bool) -> Transition:
         return await (self._settle() if in_doubt else self._first_try())
 
+    async def poll(self) -> Transition:
+        """Ask the partner about the debit it left pending."""
+        operation = await self.connector.operation_status(self.operation_id)
+        return self.outcome(None if operation is None else operation.status)
+
+    def outcome(self, state: OperationState | None) -> Transition:
+        """The partner's word on a pending debit: still pending (or, against the contract,
+        unknown to it: keep asking), applied, or anything else (nothing was taken)."""
+        if state is None or state is OperationState.PENDING:
+            return Transition(self.waiting, wait=True)
+        if state is OperationState.APPLIED:
+            return Transition(self.then, chained=True)
+        return Transition(
+            self.done,
+            self.failed,
+            ErrorCode.PARTNER_REFUSED.value,
+            f"the {self.partner} partner did not apply the debit it had accepted ({state})",
+        )
+
     async def _first_try(self) -> Transition:
         try:
-            await self.connector.debit(self.operation_id, self.member_ref, self.points)
+            operation = await self.connector.debit(self.operation_id, self.member_ref, self.points)
         except (PartnerRefusal, PartnerUnavailable) as error:
             return Transition(self.done, self.failed, *failure(error))
-        return Transition(self.then, chained=True)
+        return self.outcome(operation.status)
 
     async def _settle(self) -> Transition:
         settlement = await settle_or_void(self.connector, self.operation_id, self.void_id)
         if settlement is Settlement.APPLIED:
             return Transition(self.then, chained=True)
+        if settlement is Settlement.PENDING:
+            return Transition(self.waiting, wait=True)
         if settlement is Settlement.VOIDED:
             return Transition(
                 self.done,

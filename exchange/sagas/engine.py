@@ -16,6 +16,13 @@ own: the driver goes on at once, and a crash in between is recovered from the ea
 When a saga finishes a run (its ``step`` becomes ``DONE``), the database moves the member's
 activity marker (``member.activity``), which the federated view's cache keys on.
 
+A partner may answer a write "accepted, pending" and settle it hours or days later. The
+saga then *waits*: the row is recorded at a waiting step (``AWAIT_CREDIT``, say) with no
+lease and no worker held, and is polled (the partner's operation status) after a back-off
+that grows from ``SagaPolicy.first_poll`` to ``longest_poll``. The partner's late word — a
+signed callback or a line of a result file — reaches the row sooner through
+:meth:`Saga.conclude`, which applies it exactly as a poll's answer would be applied.
+
 When a call's outcome is unknown (or, while settling a doubt, the partner cannot be
 reached), the row is *postponed*: it stays at its step, marked in doubt, and is tried again
 after a growing backoff. Rows a request is still driving hold a lease that keeps the
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -49,6 +56,7 @@ from exchange.errors import ExchangeError, NotFound
 from exchange.observability.logs import log_context
 from exchange.observability.tracing import tracer
 from exchange.sagas.state import SagaState
+from exchange.settings import Settings
 
 logger = logging.getLogger("exchange.sagas")
 
@@ -75,9 +83,23 @@ class SagaPolicy:
     longest_retry: timedelta = timedelta(minutes=5)
     give_up_after: int = 8
     """Attempts at a write in doubt that may be sent again before it is voided instead."""
+    first_poll: timedelta = timedelta(minutes=1)
+    longest_poll: timedelta = timedelta(hours=1)
+    """How soon, and at most how long apart, a write the partner left pending is asked about."""
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> SagaPolicy:
+        return cls(
+            timezone=settings.timezone,
+            first_poll=timedelta(seconds=settings.pending_poll_first_seconds),
+            longest_poll=timedelta(seconds=settings.pending_poll_longest_seconds),
+        )
 
     def backoff(self, attempts: int) -> timedelta:
         return min(self.first_retry * (1 << min(attempts, 20)), self.longest_retry)
+
+    def poll_backoff(self, polls: int) -> timedelta:
+        return min(self.first_poll * (1 << min(polls, 20)), self.longest_poll)
 
     def start(self, now: datetime, *, step: str, status: str = "PENDING") -> dict[str, Any]:
         """The state columns of a saga row recorded at ``now`` and driven at once by the
@@ -101,6 +123,8 @@ class Transition:
 
     ``chained``: go on to ``step`` without recording it (see the module's docstring); only for
     a transition that leaves the status alone.
+    ``wait``: the partner left the write pending; record ``step`` (a waiting step) and ask
+    again after the poll back-off, which grows while the row keeps waiting at that step.
     """
 
     step: str
@@ -108,6 +132,7 @@ class Transition:
     failure_code: str | None = None
     failure_message: str | None = None
     chained: bool = False
+    wait: bool = False
 
 
 def failure(error: PartnerError) -> tuple[str, str]:
@@ -164,6 +189,24 @@ class Saga(abc.ABC, Generic[Row]):
             session.add(row)
         return await self.drive(row, recovering=True)  # type: ignore[arg-type]
 
+    async def conclude(self, row_id: str, waiting: str, decide: Callable[[Row], Transition]) -> Row:
+        """Apply a partner's late word on the write a row waits for at step ``waiting`` (a
+        signed callback, a line of a result file): ``decide`` turns the row into the
+        transition a poll's answer would have given; then drive the row on.
+
+        A row no longer at ``waiting`` is returned as it stands: the word came twice, or a
+        poll learnt it first.
+        """
+        async with self.db.transaction() as session:
+            row = await session.get(self.model, row_id, with_for_update=True)
+            if row is None:
+                raise self.missing(row_id)
+            if row.status not in self.active or row.step != waiting:
+                return row  # type: ignore[return-value]
+            row.lease_until = self.clock.now() + self.policy.lease
+            session.add(row)
+        return await self.drive(row, recovering=False, known=decide)  # type: ignore[arg-type]
+
     async def claim_due(self, batch: int = 20, *, due_by: datetime | None = None) -> list[str]:
         """Lease up to ``batch`` active rows whose next attempt is due by ``due_by``
         (default: now), skipping any another worker or a request holds; return their ids."""
@@ -184,9 +227,10 @@ class Saga(abc.ABC, Generic[Row]):
                 session.add(row)
         return [row.id for row in claimed]  # type: ignore[attr-defined]
 
-    async def drive(self, row: Row, *, recovering: bool) -> Row:
+    async def drive(self, row: Row, *, recovering: bool, known: Callable[[Row], Transition] | None = None) -> Row:
         """Run steps until the row is final or must wait (postponed with a backoff).
 
+        ``known``: the first step's transition, decided already (:meth:`conclude`).
         Every log line written meanwhile names the row (``conversion_id=…``), and each step is
         a span of the current trace (the request's, or the recovery pass's)."""
         in_doubt = recovering or row.in_doubt
@@ -203,7 +247,10 @@ class Saga(abc.ABC, Generic[Row]):
                     },
                 ):
                     try:
-                        transition = await self.attempt(row, step, in_doubt=in_doubt)
+                        if known is not None:
+                            transition, known = known(row), None
+                        else:
+                            transition = await self.attempt(row, step, in_doubt=in_doubt)
                     except (OutcomeUnknown, PartnerUnavailable) as error:
                         # Unknown, or (while settling a doubt) not reachable: ask again later.
                         return await self._postpone(row, recorded, error)
@@ -214,6 +261,8 @@ class Saga(abc.ABC, Generic[Row]):
                             "%s %s: partner refused %s at step %s", self.label, self._id(row), error.message, step
                         )
                         return await self._postpone(row, recorded, error)
+                    if transition.wait:
+                        return await self._wait(row, recorded, transition.step)
                     if transition.chained:
                         assert transition.status is None, "a chained transition leaves the status alone"
                         row.step, row.in_doubt, row.attempts = transition.step, False, 0
@@ -273,6 +322,26 @@ class Saga(abc.ABC, Generic[Row]):
         }
         async with self.db.transaction() as session:
             moved = await self._move(session, row, recorded, values)
+        return self._moved(row, values) if moved else await self.reload(self._id(row))
+
+    async def _wait(self, row: Row, recorded: str, step: str) -> Row:
+        """Record ``row`` waiting at ``step`` for a partner's late word; poll it after the back-off
+        (``attempts`` counts the polls made at that step; ``updated_at`` stays when the wait began)."""
+        now = self.clock.now()
+        polls = row.attempts + 1 if recorded == step else 0
+        values: dict[str, Any] = {
+            "step": step,
+            "in_doubt": False,
+            "attempts": polls,
+            "next_attempt_at": now + self.policy.poll_backoff(polls),
+            "lease_until": None,
+        }
+        if polls == 0:
+            values["updated_at"] = now  # a poll that finds it still pending moves nothing: the wait's start stays
+        async with self.db.transaction() as session:
+            moved = await self._move(session, row, recorded, values)
+        if moved:
+            logger.info("%s %s: waiting at %s for the partner", self.label, self._id(row), step)
         return self._moved(row, values) if moved else await self.reload(self._id(row))
 
     async def _move(self, session: AsyncSession, row: Row, recorded: str, values: dict[str, Any]) -> bool:

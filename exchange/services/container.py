@@ -13,6 +13,7 @@ from datetime import timedelta
 from exchange.auth.keys import SigningKeys
 from exchange.clock import Clock, SystemClock
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions.batches import CreditBatches
 from exchange.conversions.quoting import Quoting
 from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
@@ -32,6 +33,7 @@ from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.access import AccessService
 from exchange.services.catalog import CatalogService
 from exchange.services.conversions import ConversionService
+from exchange.services.late import LateOutcomes
 from exchange.services.matches import StatusMatchService
 from exchange.services.members import MemberService
 from exchange.services.people import PeopleService
@@ -64,6 +66,8 @@ class Services:
     access: AccessService
     people: PeopleService
     portal: PortalSignInService
+    late: LateOutcomes
+    batches: CreditBatches
 
     @property
     def sagas(self) -> list[Saga]:  # type: ignore[type-arg]
@@ -90,6 +94,7 @@ class Services:
                 MatchExpiry(self.matches.matching.saga).run_once,
             ),
             PeriodicJob("redemptions", settings.redemption_interval_seconds, RedemptionJob(self.rewards.saga).run_once),
+            PeriodicJob("credit-batches", settings.batch_interval_seconds, self.batches.run_once),
             PeriodicJob("settlement-jobs", settings.settlement_job_interval_seconds, self.settlement.run_jobs),
         ]
 
@@ -121,6 +126,10 @@ def build_services(
     key_secret = settings.key_encryption_secret.get_secret_value()
     keys = SigningKeys(db, key_secret, clock)
     people = PeopleService.for_settings(settings, db=db, clock=clock)
+    conversion_saga = ConversionSaga.for_settings(settings, db=db, connectors=connectors, catalog=cache, clock=clock)
+    redemption_saga = RedemptionSaga.for_settings(
+        settings, db=db, connectors=connectors, federation=federation, clock=clock
+    )
     return Services(
         settings=settings,
         db=db,
@@ -131,13 +140,13 @@ def build_services(
         members=MemberService(db, federation, DebitConsents.for_settings(settings, db=db, clock=clock), cache, clock),
         conversions=ConversionService(
             db=db,
-            saga=ConversionSaga.for_settings(settings, db=db, connectors=connectors, catalog=cache, clock=clock),
+            saga=conversion_saga,
             quoting=Quoting.for_settings(settings, db=db, catalog=cache, federation=federation, clock=clock),
         ),
         pricing=PricingService(db, clock),
         rewards=RewardService(
             db,
-            RedemptionSaga.for_settings(settings, db=db, connectors=connectors, federation=federation, clock=clock),
+            redemption_saga,
             cache,
             clock,
         ),
@@ -161,6 +170,16 @@ def build_services(
             exchange_url=settings.issuer_url,
             timeouts=people.timeouts,
         ),
+        late=LateOutcomes(
+            db=db,
+            conversions=conversion_saga,
+            redemptions=redemption_saga,
+            connectors=connectors,
+            catalog=cache,
+            clock=clock,
+            tolerance=settings.callback_tolerance_seconds,
+        ),
+        batches=CreditBatches(db=db, saga=conversion_saga, catalog=cache, clock=clock),
     )
 
 

@@ -109,10 +109,16 @@ def sandbox_process(
 
 
 def declarations_pointing_at(
-    base_urls: Mapping[str, str], source: Path, target: Path, *, timeout_seconds: str | None = None
+    base_urls: Mapping[str, str],
+    source: Path,
+    target: Path,
+    *,
+    timeout_seconds: str | None = None,
+    modes: Mapping[str, str] | None = None,
 ) -> Path:
     """A copy of the declarations in ``source`` whose programs in ``base_urls`` call those URLs
-    (token endpoints move along), optionally with another partner timeout."""
+    (token endpoints move along), optionally with another partner timeout, and with the
+    connector ``mode`` (``async``, ``batch``) of the programs in ``modes``."""
     shutil.copytree(source, target)
     for program_id, url in base_urls.items():
         path = target / f"{program_id}.toml"
@@ -123,4 +129,7 @@ def declarations_pointing_at(
                 f'base_url = "{url}"', f'base_url = "{url}"\ntimeout_seconds = "{timeout_seconds}"', 1
             )
         path.write_text(content)
+    for program_id, mode in (modes or {}).items():
+        path = target / f"{program_id}.toml"
+        path.write_text(re.sub(r'(\[connector\]\nkind = "\w+"\n)', rf'\1mode = "{mode}"\n', path.read_text(), count=1))
     return target

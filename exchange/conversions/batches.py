@@ -1,0 +1,208 @@
+"""Credits for batch-mode partners: the day's credits file, and applying its result file.
+
+A conversion whose target partner takes credits by file (``[connector] mode = "batch"``) waits
+at ``AWAIT_CREDIT`` without calling the partner. A pass of :class:`CreditBatches`, for each
+such partner:
+
+1. **assembles** a batch: one ``INSERT … SELECT`` puts every waiting credit that is in no
+   batch yet into a new one (a conversion is in one batch at most: its primary key);
+2. **sends** it: the credits file is streamed to the partner (``PUT /batches/{id}/credits``)
+   page by page from the database, never held whole; the partner takes a batch once, by its
+   id, so a file sent again after a lost answer changes nothing;
+3. **collects** the result file (``GET /batches/{id}/results``) as it arrives: each line
+   settles its conversion through the saga (:meth:`~exchange.sagas.engine.Saga.conclude`) —
+   applied: posted and COMPLETED; failed: the debit reversed. Lines the file leaves out are
+   made due at once, so the recovery worker asks the partner about each (its operation
+   status), as it would for a callback that never came.
+
+Every step can run again (in another process, after a crash): the batch row records how far
+it got, and settling a conversion twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy import Table, exists, insert, literal, select, update
+from sqlmodel import col
+from sqlmodel import select as select_rows
+
+from exchange.clock import Clock
+from exchange.connectors import batch_files
+from exchange.connectors.contract import OperationState
+from exchange.conversions.models import (
+    Conversion,
+    ConversionStatus,
+    CreditBatch,
+    CreditBatchLine,
+    CreditBatchStatus,
+    SagaStep,
+    credit_operation,
+)
+from exchange.conversions.saga import ConversionSaga, in_batches
+from exchange.db.database import Database
+from exchange.programs.catalog import CatalogCache
+
+logger = logging.getLogger("exchange.conversions.batches")
+
+CONVERSIONS: Table = Conversion.__table__  # type: ignore[attr-defined]
+LINES: Table = CreditBatchLine.__table__  # type: ignore[attr-defined]
+BATCHES: Table = CreditBatch.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPass:
+    """What one pass did: batches sent, result lines applied, lines the results left out."""
+
+    sent: int = 0
+    applied: int = 0
+    missing: int = 0
+
+
+@dataclass
+class CreditBatches:
+    db: Database
+    saga: ConversionSaga
+    catalog: CatalogCache
+    clock: Clock
+    page: int = 500
+    """Credits read from the database per query while a file is streamed."""
+
+    async def run_once(self) -> BatchPass:
+        """Assemble, send and collect for every batch-mode partner."""
+        sent = applied = missing = 0
+        catalog = await self.catalog.get()
+        for program in catalog.programs.values():
+            if not in_batches(program):
+                continue
+            await self.assemble(program.id)
+            for batch in await self._unsettled(program.id):
+                if batch.status == CreditBatchStatus.ASSEMBLED:
+                    await self._send(batch)
+                    sent += 1
+                got, left_out = await self._collect(batch)
+                applied, missing = applied + got, missing + left_out
+        return BatchPass(sent, applied, missing)
+
+    async def assemble(self, program_id: str) -> CreditBatch | None:
+        """A new batch of every credit to ``program_id`` waiting for a file; ``None`` if none."""
+        waiting = (
+            select(CONVERSIONS.c.id)
+            .where(
+                CONVERSIONS.c.to_program == program_id,
+                CONVERSIONS.c.status == ConversionStatus.PENDING,
+                CONVERSIONS.c.step == SagaStep.AWAIT_CREDIT,
+            )
+            .where(~exists().where(LINES.c.conversion_id == CONVERSIONS.c.id))
+        )
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            if not (await session.exec(select(waiting.exists()))).scalar():  # type: ignore[call-overload]
+                return None
+            batch = CreditBatch(
+                id=str(uuid.uuid4()), program_id=program_id, status=CreditBatchStatus.ASSEMBLED, created_at=now
+            )
+            session.add(batch)
+            await session.flush()
+            added = await session.exec(
+                insert(LINES).from_select(["conversion_id", "batch_id"], waiting.add_columns(literal(batch.id)))
+            )
+            batch.lines = added.rowcount
+            session.add(batch)
+        logger.info("credit batch %s for %s: %d credits", batch.id, program_id, batch.lines)
+        return batch
+
+    async def _unsettled(self, program_id: str) -> list[CreditBatch]:
+        async with self.db.transaction() as session:
+            rows = await session.exec(
+                select_rows(CreditBatch)
+                .where(
+                    col(CreditBatch.program_id) == program_id,
+                    col(CreditBatch.status) != CreditBatchStatus.SETTLED,
+                )
+                .order_by(col(CreditBatch.created_at))
+            )
+            return list(rows)
+
+    async def _send(self, batch: CreditBatch) -> None:
+        connector = self.saga.connector_for((await self.catalog.get()).program(batch.program_id))
+        await connector.send_credits(batch.id, lambda: self._credits_file(batch.id))
+        async with self.db.transaction() as session:
+            await session.exec(
+                update(BATCHES)
+                .where(BATCHES.c.id == batch.id, BATCHES.c.status == CreditBatchStatus.ASSEMBLED)
+                .values(status=CreditBatchStatus.SENT, sent_at=self.clock.now())
+            )
+        batch.status = CreditBatchStatus.SENT
+
+    async def _credits_file(self, batch_id: str) -> AsyncIterator[bytes]:
+        """The file, a page of lines at a time (keyset-paged by conversion id, each page its
+        own short read)."""
+        yield (batch_files.CREDITS_HEADER + "\n").encode()
+        after = ""
+        while True:
+            async with self.db.transaction() as session:
+                rows = (
+                    await session.exec(
+                        select(CONVERSIONS.c.id, CONVERSIONS.c.target_ref, CONVERSIONS.c.points_out)  # type: ignore[call-overload]
+                        .join(LINES, LINES.c.conversion_id == CONVERSIONS.c.id)
+                        .where(LINES.c.batch_id == batch_id, LINES.c.conversion_id > after)
+                        .order_by(LINES.c.conversion_id)
+                        .limit(self.page)
+                    )
+                ).all()
+            if not rows:
+                return
+            yield "".join(
+                batch_files.credit_line(credit_operation(cid), ref, points) for cid, ref, points in rows
+            ).encode()
+            after = rows[-1][0]
+
+    async def _collect(self, batch: CreditBatch) -> tuple[int, int]:
+        """Apply the batch's result file if the partner has it; returns (lines applied, lines
+        left out)."""
+        connector = self.saga.connector_for((await self.catalog.get()).program(batch.program_id))
+        applied = 0
+        async for operation_id, state in connector.credit_results(batch.id):
+            conversion_id, _, suffix = operation_id.rpartition(":")
+            if suffix != "credit" or not await self._in_batch(batch.id, conversion_id):
+                logger.warning("credit batch %s: result line for %s is not one of its credits", batch.id, operation_id)
+                continue
+            await self._settle(conversion_id, state)
+            applied += 1
+        if not applied:
+            return 0, 0  # no result file yet: ask again at the next pass
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            # Credits the file left out: the recovery worker asks the partner about each, now.
+            left_out = await session.exec(
+                update(CONVERSIONS)
+                .where(
+                    CONVERSIONS.c.id.in_(select(LINES.c.conversion_id).where(LINES.c.batch_id == batch.id)),
+                    CONVERSIONS.c.status == ConversionStatus.PENDING,
+                    CONVERSIONS.c.step == SagaStep.AWAIT_CREDIT,
+                )
+                .values(next_attempt_at=now)
+            )
+            await session.exec(
+                update(BATCHES)
+                .where(BATCHES.c.id == batch.id)
+                .values(status=CreditBatchStatus.SETTLED, results=applied, settled_at=now)
+            )
+        if left_out.rowcount:
+            logger.warning(
+                "credit batch %s: the result file left out %d credits; asking about each", batch.id, left_out.rowcount
+            )
+        return applied, left_out.rowcount
+
+    async def _settle(self, conversion_id: str, state: OperationState) -> None:
+        outcome = self.saga.credit_outcome(state)
+        await self.saga.conclude(conversion_id, SagaStep.AWAIT_CREDIT, lambda _: outcome)
+
+    async def _in_batch(self, batch_id: str, conversion_id: str) -> bool:
+        async with self.db.transaction() as session:
+            line = await session.get(CreditBatchLine, conversion_id)
+        return line is not None and line.batch_id == batch_id

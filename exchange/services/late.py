@@ -1,0 +1,193 @@
+"""A partner's late word on a write it left pending: from its signed callback, or a result file;
+and, for staff, every write still waiting for one.
+
+The operation id names the saga row (``<conversion id>:credit``, ``<redemption id>:debit``);
+the word applies only to a row that waits for it at that partner (a partner cannot settle
+another partner's operations) and is applied by the saga's own rule, as a poll's answer
+would be (:meth:`~exchange.sagas.engine.Saga.conclude`). A row that no longer waits — the
+word came twice, or a poll learnt it first — is left as it is, so a duplicate is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+from sqlalchemy import Table, case, literal, select, union_all
+
+from exchange.clock import Clock
+from exchange.connectors import callbacks
+from exchange.connectors.contract import Operation, OperationKind
+from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
+from exchange.conversions.saga import ConversionSaga
+from exchange.db.database import Database
+from exchange.errors import BadUserInput, NotFound
+from exchange.programs.catalog import CatalogCache
+from exchange.rewards.models import Redemption, RedemptionStatus, RedemptionStep
+from exchange.rewards.redemption import RedemptionSaga
+
+CONVERSIONS: Table = Conversion.__table__  # type: ignore[attr-defined]
+REDEMPTIONS: Table = Redemption.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Concluded:
+    """What became of the row a partner's word was about: ``status`` and ``step`` after it."""
+
+    saga: str
+    row_id: str
+    status: str
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingWrite:
+    """A debit or credit a partner left pending (or a credit waiting for a batch partner's file)."""
+
+    saga: str
+    id: str
+    program_id: str
+    """The partner whose word is awaited."""
+    operation_id: str
+    step: str
+    points: int
+    waiting_since: datetime
+    age: timedelta
+    polls: int
+    next_poll_at: datetime
+
+
+#: Most rows one listing of waiting writes returns.
+MAX_WAITING = 500
+
+
+@dataclass
+class LateOutcomes:
+    db: Database
+    conversions: ConversionSaga
+    redemptions: RedemptionSaga
+    connectors: ConnectorRegistry
+    catalog: CatalogCache
+    clock: Clock
+    tolerance: int
+    """Seconds a callback's timestamp may be from the exchange's clock."""
+
+    async def callback(self, program_id: str, headers: Mapping[str, str], body: bytes) -> Concluded:
+        """A partner's signed callback: verify it (``CallbackRefused``: forged or stale), then
+        apply the operation it carries."""
+        catalog = await self.catalog.get()
+        program = catalog.program(program_id, field="programId")
+        callbacks.verify(
+            self.connectors.callback_secret(program), headers, body, now=self.clock.now(), tolerance=self.tolerance
+        )
+        try:
+            operation = Operation.model_validate_json(body)
+        except ValidationError as invalid:
+            first = invalid.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            raise BadUserInput(f"the callback is not an operation: {where}: {first['msg']}", field=where) from None
+        return await self.apply(program_id, operation)
+
+    async def waiting(self, *, first: int = 50, program_id: str | None = None) -> list[WaitingWrite]:
+        """The writes waiting longest for a partner's word, oldest first (``first`` of them),
+        of every partner or of ``program_id``."""
+        if not 1 <= first <= MAX_WAITING:
+            raise BadUserInput(f"first must be between 1 and {MAX_WAITING}", field="first")
+        conversions, redemptions = CONVERSIONS, REDEMPTIONS
+        debit = conversions.c.step == SagaStep.AWAIT_DEBIT
+        waiting = union_all(
+            select(
+                literal("conversion").label("saga"),
+                conversions.c.id,
+                case((debit, conversions.c.from_program), else_=conversions.c.to_program).label("program_id"),
+                conversions.c.step,
+                case((debit, conversions.c.points_in), else_=conversions.c.points_out).label("points"),
+                conversions.c.updated_at,
+                conversions.c.attempts,
+                conversions.c.next_attempt_at,
+            ).where(
+                conversions.c.status == ConversionStatus.PENDING,
+                conversions.c.step.in_([SagaStep.AWAIT_DEBIT, SagaStep.AWAIT_CREDIT]),
+            ),
+            select(
+                literal("redemption").label("saga"),
+                redemptions.c.id,
+                redemptions.c.paying_program.label("program_id"),
+                redemptions.c.step,
+                redemptions.c.points,
+                redemptions.c.updated_at,
+                redemptions.c.attempts,
+                redemptions.c.next_attempt_at,
+            ).where(redemptions.c.status == RedemptionStatus.PENDING, redemptions.c.step == RedemptionStep.AWAIT_DEBIT),
+        ).subquery()
+        statement = select(waiting)
+        if program_id is not None:
+            statement = statement.where(waiting.c.program_id == program_id)
+        async with self.db.transaction() as session:
+            rows = (
+                await session.exec(statement.order_by(waiting.c.updated_at, waiting.c.id).limit(first))  # type: ignore[call-overload]
+            ).all()
+        now = self.clock.now()
+        return [
+            WaitingWrite(
+                saga=saga,
+                id=row_id,
+                program_id=program,
+                operation_id=f"{row_id}:{'credit' if step == SagaStep.AWAIT_CREDIT else 'debit'}",
+                step=step,
+                points=points,
+                waiting_since=since,
+                age=now - since,
+                polls=polls,
+                next_poll_at=next_poll,
+            )
+            for saga, row_id, program, step, points, since, polls, next_poll in rows
+        ]
+
+    async def apply(self, program_id: str, operation: Operation) -> Concluded:
+        """Apply ``operation`` (as partner ``program_id`` now has it) to the row waiting for it.
+
+        ``NotFound`` if no conversion or redemption of that program has the operation;
+        ``BadUserInput`` if the partner's operation is not the one the exchange sent.
+        """
+        row_id, _, suffix = operation.operation_id.rpartition(":")
+        async with self.db.transaction() as session:
+            conversion = await session.get(Conversion, row_id)
+            redemption = None if conversion is not None else await session.get(Redemption, row_id)
+        if conversion is not None and suffix == "debit" and conversion.from_program == program_id:
+            _same(operation, OperationKind.DEBIT, conversion.source_ref, conversion.points_in)
+            source = self.conversions.connector_for((await self.catalog.get()).program(program_id))
+            row = await self.conversions.conclude(
+                row_id, SagaStep.AWAIT_DEBIT, lambda row: self.conversions.debit(row, source).outcome(operation.status)
+            )
+            return Concluded("conversion", row_id, row.status, row.step)
+        if conversion is not None and suffix == "credit" and conversion.to_program == program_id:
+            _same(operation, OperationKind.CREDIT, conversion.target_ref, conversion.points_out)
+            row = await self.conversions.conclude(
+                row_id, SagaStep.AWAIT_CREDIT, lambda _: self.conversions.credit_outcome(operation.status)
+            )
+            return Concluded("conversion", row_id, row.status, row.step)
+        if redemption is not None and suffix == "debit" and redemption.paying_program == program_id:
+            _same(operation, OperationKind.DEBIT, redemption.paying_ref, redemption.points)
+            paying = self.redemptions.connector_for((await self.catalog.get()).program(program_id))
+            settled = await self.redemptions.conclude(
+                row_id,
+                RedemptionStep.AWAIT_DEBIT,
+                lambda row: self.redemptions.debit(row, paying).outcome(operation.status),
+            )
+            return Concluded("redemption", row_id, settled.status, settled.step)
+        raise NotFound(
+            f"program {program_id} has no operation {operation.operation_id!r} at the exchange", field="operation_id"
+        )
+
+
+def _same(operation: Operation, kind: OperationKind, member_ref: str, points: int) -> None:
+    """The partner's word must be about the very write the exchange sent."""
+    if operation.kind is not kind or operation.member_ref != member_ref or operation.points != points:
+        raise BadUserInput(
+            f"operation {operation.operation_id} is not the {kind} of {points} points the exchange sent",
+            field="operation_id",
+        )
