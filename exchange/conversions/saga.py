@@ -200,10 +200,10 @@ class ConversionSaga(Saga[Conversion]):
         if step == SagaStep.AWAIT_DEBIT:
             return await self.debit(conversion, self.connector_for(source)).poll()
         if step == SagaStep.CREDIT:
+            if in_batches(target):
+                return _CREDIT_PENDING  # never sent alone: the credits file carries it (conversions.batches)
             if in_doubt:
                 return await self._settle_credit(conversion, self.connector_for(target))
-            if in_batches(target):
-                return _CREDIT_PENDING  # the day's credits file carries it (exchange.conversions.batches)
             return await self._credit(conversion, self.connector_for(target))
         if step == SagaStep.AWAIT_CREDIT:
             operation = await self.connector_for(target).operation_status(conversion.credit_operation)

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from exchange.clock import Clock
-from exchange.connectors.callbacks import signed_headers
+from exchange.connectors.callbacks import callback_key, signed_headers
 from exchange.connectors.contract import Operation
 from exchange.sandbox.faults import CallbackFault, FaultInjector
 from exchange.sandbox.points import PointsSystem
@@ -69,7 +69,7 @@ class LateSettler:
         if self.target.url is None or fault is CallbackFault.NEVER:
             return
         body = operation.model_dump_json().encode()
-        key = "forged-" + self.secret if fault is CallbackFault.FORGED else self.secret
+        key = callback_key("forged-" + self.secret if fault is CallbackFault.FORGED else self.secret)
         headers = signed_headers(
             key, f"{operation.operation_id}:{operation.status.value}", int(self.clock.now().timestamp()), body
         )

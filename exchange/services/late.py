@@ -81,7 +81,11 @@ class LateOutcomes:
         catalog = await self.catalog.get()
         program = catalog.program(program_id, field="programId")
         callbacks.verify(
-            self.connectors.callback_secret(program), headers, body, now=self.clock.now(), tolerance=self.tolerance
+            callbacks.callback_key(self.connectors.callback_secret(program)),
+            headers,
+            body,
+            now=self.clock.now(),
+            tolerance=self.tolerance,
         )
         try:
             operation = Operation.model_validate_json(body)

@@ -296,6 +296,22 @@ EXPECTED: dict[str, str] = {
     "Query.settlementPeriod": STAFF_OR_PARTNER,
     "Query.statement": STAFF_OR_OWNER,
     "Query.reconciliation": STAFF_OR_OWNER,
+    "Query.pendingOperations": STAFF,
+    **{
+        f"PendingOperation.{name}": STAFF
+        for name in (
+            "saga",
+            "id",
+            "programId",
+            "operationId",
+            "step",
+            "points",
+            "waitingSince",
+            "ageSeconds",
+            "polls",
+            "nextPollAt",
+        )
+    },
     "Mutation.closePeriod": STAFF,
     "Mutation.importPartnerRecords": STAFF_OR_OWNER,
     "Mutation.resolveBreak": STAFF,
