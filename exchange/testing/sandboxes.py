@@ -17,7 +17,7 @@ More programs than the declarations hold: pass ``ProgramDeclaration``s to ``star
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -75,11 +75,20 @@ class SandboxFleet:
         self._declared = {program.id: program for program in directory.programs}
         self._running: dict[str, RunningSandbox] = {}
 
-    async def start(self, *programs: str | ProgramDeclaration) -> list[RunningSandbox]:
-        """Start a sandbox per program (all declared programs if none are named)."""
+    async def start(
+        self, *programs: str | ProgramDeclaration, modes: Mapping[str, str] | None = None
+    ) -> list[RunningSandbox]:
+        """Start a sandbox per program (all declared programs if none are named); ``modes``
+        runs some in another connector mode (``async``, ``batch``) than declared."""
         declarations = [
             self._declared[program] if isinstance(program, str) else program
             for program in (programs or tuple(self._declared))
+        ]
+        declarations = [
+            program.model_copy(update={"connector": program.connector.model_copy(update={"mode": modes[program.id]})})
+            if modes and program.id in modes
+            else program
+            for program in declarations
         ]
         started = []
         for program in declarations:

@@ -57,6 +57,8 @@ def test_help_names_every_command() -> None:
         "clients",
         "keys",
         "recover",
+        "pending",
+        "batches",
         "ledger",
         "settle",
         "people",
@@ -76,6 +78,7 @@ def test_help_names_every_command() -> None:
         ("settle", "resolve"),
         ("settle", "sign-off"),
         ("people", "create"),
+        ("batches", "run"),
     ):
         assert command in run(group, "--help").stdout
 

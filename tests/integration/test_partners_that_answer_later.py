@@ -1,0 +1,277 @@
+"""Partners that answer later, for real: a gateway on loopback and sandbox partners in async
+mode (fresh-mart: debits and credits accepted pending, settled with a signed callback) and in
+batch mode (wallet-pay: credits by a daily file), realtime happy-card beside them.
+
+Each test checks the outcome and that nothing was lost or doubled: one ledger posting per
+completed conversion, and the partners' balances moved by exactly what completed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from exchange.app import create_app
+from exchange.auth.scopes import Role
+from exchange.connectors.callbacks import callback_key, signed_headers
+from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
+from exchange.conversions.saga import ExecuteRequest
+from exchange.db.database import Database
+from exchange.members.authority import DebitAuthority
+from exchange.pricing import quotes
+from exchange.sandbox.faults import CallbackFault
+from exchange.services.container import Services, load_partners_directory
+from exchange.serving import free_port, serving
+from exchange.settings import Settings
+from exchange.testing.kit import ExchangeKit
+from exchange.testing.processes import declarations_pointing_at
+from exchange.testing.sandboxes import SandboxFleet
+from tests.conftest import SAMPLE_PARTNERS
+from tests.factories import member_with_accounts
+
+MODES = {"fresh-mart": "async", "wallet-pay": "batch"}
+PROGRAMS = ("happy-card", "fresh-mart", "wallet-pay")
+OPENING = 120_000  # alice's balance at every sandbox
+
+PENDING_OPERATIONS = """{ pendingOperations { saga id programId operationId step points ageSeconds polls } }"""
+
+
+@dataclass
+class Late:
+    services: Services
+    sandboxes: SandboxFleet
+    kit: ExchangeKit
+    callback_url: str
+
+    @property
+    def db(self) -> Database:
+        return self.services.db
+
+    async def convert(self, points: int, source: str, target: str, key: str) -> Conversion:
+        settings = self.services.settings
+        async with self.db.transaction() as session:
+            quote = await quotes.create_quote(
+                session,
+                quotes.QuoteRequest(member_id="alice", member_level=0, source=source, target=target, points=points),
+                policy=quotes.QuotePolicy(ttl=settings.quote_ttl, timezone=settings.timezone),
+                now=datetime.now(UTC),
+            )
+        return await self.services.conversions.saga.execute(
+            ExecuteRequest(
+                member_id="alice", quote_id=quote.id, idempotency_key=key, authority=DebitAuthority(asserted_by=source)
+            )
+        )
+
+    async def conversion(self, conversion_id: str) -> Conversion:
+        async with self.db.transaction() as session:
+            conversion = await session.get(Conversion, conversion_id)
+        assert conversion is not None
+        return conversion
+
+    async def postings(self, conversion_id: str) -> int:
+        async with self.db.transaction() as session:
+            result = await session.exec(
+                text("SELECT count(*) FROM ledger_transaction WHERE reference = :ref"),  # type: ignore[call-overload]
+                params={"ref": f"conversion:{conversion_id}"},
+            )
+            return int(result.one()[0])
+
+    async def moved(self, program: str) -> int:
+        """Alice's points at ``program`` since the start."""
+        return await self.sandboxes[program].admin.balance("alice") - OPENING
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 15) -> None:
+    """Wait until ``check()`` holds (a condition, not a time)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"{what} never happened"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def late(pg_database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Late]:
+    await sandboxes.start(*PROGRAMS, modes=MODES)
+    settings = Settings(
+        database_url=pg_database_url,
+        partners_dir=declarations_pointing_at({}, SAMPLE_PARTNERS, tmp_path / "partners", modes=MODES),
+        port=free_port(),
+        # No background jobs: each test polls (recover) and sends files (batches) itself.
+        recovery_interval_seconds=0,
+        redemption_interval_seconds=0,
+        partner_retry_attempts=1,
+    )
+    await load_partners_directory(settings)
+    app = create_app(settings, partner_base_urls=sandboxes.base_urls)
+    async with serving(app, port=settings.port) as server:
+        services: Services = app.state.services
+        await member_with_accounts(services.db, dict.fromkeys(PROGRAMS, "alice"), datetime.now(UTC), member_id="alice")
+        callback_url = f"{server.url}/partners/fresh-mart/callbacks"
+        await sandboxes["fresh-mart"].admin.set_callback_url(callback_url)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            yield Late(services, sandboxes, ExchangeKit(settings=settings, http=http, db=services.db), callback_url)
+
+
+async def test_an_async_credit_waits_pending_then_completes_on_the_signed_callback(late: Late) -> None:
+    fresh_mart = late.sandboxes["fresh-mart"].admin
+    await fresh_mart.set_faults(settle_after_ms=None)  # the partner holds it pending
+    conversion = await late.convert(1000, "happy-card", "fresh-mart", "k-async")
+    assert (conversion.status, conversion.step) == (ConversionStatus.PENDING, SagaStep.AWAIT_CREDIT)
+    assert await late.moved("happy-card") == -1000 and await late.moved("fresh-mart") == 0
+
+    staff = await late.kit.staff_token(Role.SETTLEMENT)
+    waiting = (await late.kit.data(PENDING_OPERATIONS, staff))["pendingOperations"]
+    assert [(w["id"], w["programId"], w["operationId"], w["step"], w["points"]) for w in waiting] == [
+        (conversion.id, "fresh-mart", f"{conversion.id}:credit", "AWAIT_CREDIT", conversion.points_out)
+    ]
+    assert waiting[0]["ageSeconds"] >= 0
+    partner = await late.kit.partner_token("fresh-mart")
+    refused = (await late.kit.graphql(PENDING_OPERATIONS, partner)).json()
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    listed = await exchange_command("pending", database_url=late.services.settings.database_url)
+    assert listed.split("\t")[:5] == [
+        "conversion",
+        conversion.id,
+        "fresh-mart",
+        f"{conversion.id}:credit",
+        str(conversion.points_out),
+    ]
+
+    await fresh_mart.set_faults(settle_after_ms=0)  # settles now, and calls back
+    await eventually(
+        lambda: _status_is(late, conversion.id, ConversionStatus.COMPLETED), "completion by the partner's callback"
+    )
+    assert [sent["answer"] for sent in await fresh_mart.sent_callbacks()] == [200]
+    assert await late.moved("fresh-mart") == conversion.points_out
+    assert await late.postings(conversion.id) == 1
+    assert (await late.kit.data(PENDING_OPERATIONS, staff))["pendingOperations"] == []
+
+
+async def test_a_callback_that_comes_twice_changes_nothing_the_second_time(late: Late) -> None:
+    fresh_mart = late.sandboxes["fresh-mart"].admin
+    await fresh_mart.set_faults(callback=CallbackFault.TWICE)
+    conversion = await late.convert(1000, "happy-card", "fresh-mart", "k-twice")
+
+    async def both_answered() -> bool:
+        return len(await fresh_mart.sent_callbacks()) == 2
+
+    await eventually(both_answered, "two callbacks")
+    assert [sent["answer"] for sent in await fresh_mart.sent_callbacks()] == [200, 200]
+    assert (await late.conversion(conversion.id)).status == ConversionStatus.COMPLETED
+    assert await late.postings(conversion.id) == 1
+    assert await late.moved("fresh-mart") == conversion.points_out
+    assert await late.moved("happy-card") == -1000
+
+
+async def test_a_forged_or_replayed_callback_is_refused_and_changes_nothing(late: Late) -> None:
+    fresh_mart = late.sandboxes["fresh-mart"].admin
+    await fresh_mart.set_faults(callback=CallbackFault.FORGED)
+    conversion = await late.convert(1000, "happy-card", "fresh-mart", "k-forged")
+
+    async def answered() -> bool:
+        return bool(await fresh_mart.sent_callbacks())
+
+    await eventually(answered, "the forged callback")
+    assert [sent["answer"] for sent in await fresh_mart.sent_callbacks()] == [401]
+    settled = next(op for op in await fresh_mart.operations() if op["operation_id"] == f"{conversion.id}:credit")
+    assert settled["status"] == "applied"  # the partner did credit: only the forgery was refused
+
+    body = httpx.Response(200, json={**settled, "target": None}).content
+    replayed = signed_headers(
+        callback_key("sandbox-fresh-mart"), "replay-1", int(time.time()) - 3600, body
+    )  # well signed, an hour old
+    answer = await late.kit.http.post(late.callback_url, content=body, headers=replayed)
+    assert answer.status_code == 401 and answer.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    # Another partner cannot settle fresh-mart's credit, even with its own valid signature.
+    elsewhere = signed_headers(callback_key("sandbox-happy-card"), "other-1", int(time.time()), body)
+    answer = await late.kit.http.post(
+        late.callback_url.replace("fresh-mart", "happy-card"), content=body, headers=elsewhere
+    )
+    assert answer.status_code == 404
+    conversion = await late.conversion(conversion.id)
+    assert (conversion.status, conversion.step) == (ConversionStatus.PENDING, SagaStep.AWAIT_CREDIT)
+    assert await late.postings(conversion.id) == 0
+
+    await late.services.conversions.recover()  # polling learns what the forgery could not say
+    assert (await late.conversion(conversion.id)).status == ConversionStatus.COMPLETED
+    assert await late.postings(conversion.id) == 1
+    assert await late.moved("fresh-mart") == conversion.points_out
+
+
+async def test_a_callback_that_never_comes_is_made_up_for_by_polling(late: Late) -> None:
+    fresh_mart = late.sandboxes["fresh-mart"].admin
+    await fresh_mart.set_faults(callback=CallbackFault.NEVER)
+    conversion = await late.convert(1000, "fresh-mart", "happy-card", "k-never")  # fresh-mart debits late
+    assert conversion.step == SagaStep.AWAIT_DEBIT
+
+    async def debited() -> bool:
+        return await late.moved("fresh-mart") == -1000
+
+    await eventually(debited, "the partner settling the debit")
+    assert (await late.conversion(conversion.id)).status == ConversionStatus.PENDING
+    await late.services.conversions.recover()
+    assert (await late.conversion(conversion.id)).status == ConversionStatus.COMPLETED
+    assert await late.moved("happy-card") == conversion.points_out
+    assert await late.postings(conversion.id) == 1
+    assert await fresh_mart.sent_callbacks() == []
+
+
+async def test_a_credit_the_partner_declines_later_reverses_the_debit(late: Late) -> None:
+    await late.sandboxes["fresh-mart"].admin.set_faults(decline=1)
+    conversion = await late.convert(1000, "happy-card", "fresh-mart", "k-declined")
+    await eventually(lambda: _status_is(late, conversion.id, ConversionStatus.REVERSED), "the reversal")
+    conversion = await late.conversion(conversion.id)
+    assert conversion.failure_code == "PARTNER_REFUSED"
+    assert await late.moved("happy-card") == 0 and await late.moved("fresh-mart") == 0
+    assert await late.postings(conversion.id) == 0
+
+
+async def test_a_batch_result_file_completes_some_reverses_others_and_missing_lines_are_polled(late: Late) -> None:
+    wallet_pay = late.sandboxes["wallet-pay"].admin
+    conversions = [await late.convert(400, "happy-card", "wallet-pay", f"k-batch-{n}") for n in range(3)]
+    assert {c.step for c in conversions} == {SagaStep.AWAIT_CREDIT}
+    assert not [op for op in await wallet_pay.operations() if op["kind"] == "credit"]  # not called: a file will
+
+    # The partner declines the file's first credit and leaves its last line out of the results.
+    await wallet_pay.set_faults(decline=1, drop_result_lines=1)
+    done = await late.services.batches.run_once()
+    assert (done.sent, done.applied, done.missing) == (1, 2, 1)
+    first, middle, last = sorted(conversions, key=lambda c: c.id)  # the file's order
+    assert (await late.conversion(first.id)).status == ConversionStatus.REVERSED
+    assert (await late.conversion(middle.id)).status == ConversionStatus.COMPLETED
+    assert (await late.conversion(last.id)).status == ConversionStatus.PENDING
+
+    again = await late.services.batches.run_once()  # nothing new to send, nothing to apply twice
+    assert (again.sent, again.applied) == (0, 0)
+    await late.services.conversions.recover()  # the left-out line, polled
+    assert (await late.conversion(last.id)).status == ConversionStatus.COMPLETED
+    assert [await late.postings(c.id) for c in (first, middle, last)] == [0, 1, 1]
+    assert await late.moved("wallet-pay") == middle.points_out + last.points_out
+    assert await late.moved("happy-card") == -800
+
+
+async def exchange_command(*argv: str, database_url: str) -> str:
+    """The ``exchange`` command's standard output (it must succeed)."""
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("exchange")),
+        *argv,
+        env={**os.environ, "EXCHANGE_DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def _status_is(late: Late, conversion_id: str, status: ConversionStatus) -> bool:
+    return (await late.conversion(conversion_id)).status == status
