@@ -20,6 +20,7 @@ from sqlalchemy import Table, case, literal, select, union_all
 from exchange.clock import Clock
 from exchange.connectors import callbacks
 from exchange.connectors.contract import Operation, OperationKind
+from exchange.connectors.errors import PartnerNotConfigured
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.conversions.saga import ConversionSaga
@@ -76,12 +77,16 @@ class LateOutcomes:
     """Seconds a callback's timestamp may be from the exchange's clock."""
 
     async def callback(self, program_id: str, headers: Mapping[str, str], body: bytes) -> Concluded:
-        """A partner's signed callback: verify it (``CallbackRefused``: forged or stale), then
-        apply the operation it carries."""
+        """A partner's signed callback: verify it (``CallbackRefused``: forged or stale, or no
+        secret to check it with), then apply the operation it carries."""
         catalog = await self.catalog.get()
         program = catalog.program(program_id, field="programId")
+        try:
+            secret = self.connectors.callback_secret(program)
+        except PartnerNotConfigured:
+            raise callbacks.CallbackRefused(f"the exchange holds no secret to check {program_id}'s callbacks") from None
         callbacks.verify(
-            callbacks.callback_key(self.connectors.callback_secret(program)),
+            callbacks.callback_key(secret),
             headers,
             body,
             now=self.clock.now(),
