@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,16 +104,23 @@ class Soak:
 
 @asynccontextmanager
 async def running_soak(
-    database_url: str, sandboxes: SandboxFleet, directory: Path, **gateway_env: str
+    database_url: str,
+    sandboxes: SandboxFleet,
+    directory: Path,
+    *,
+    modes: Mapping[str, str] | None = None,
+    **gateway_env: str,
 ) -> AsyncIterator[Soak]:
     """The gateway (a process) on ``database_url`` and sandboxes of :data:`PROGRAMS`, each
-    with :data:`MEMBERS` holding :data:`OPENING` points and linked at every program."""
-    await sandboxes.start(*PROGRAMS)
+    with :data:`MEMBERS` holding :data:`OPENING` points and linked at every program;
+    ``modes`` runs some partners in async or batch mode (``[connector] mode``), async ones
+    calling the gateway back."""
+    await sandboxes.start(*PROGRAMS, modes=modes)
     for program in PROGRAMS:
         for member in MEMBERS:
             await sandboxes[program].admin.add_member(member, balance=OPENING, verification="5555")
     partners = declarations_pointing_at(
-        sandboxes.base_urls, SAMPLE_PARTNERS, directory / "partners", timeout_seconds="0.5"
+        sandboxes.base_urls, SAMPLE_PARTNERS, directory / "partners", timeout_seconds="0.5", modes=modes
     )
     settings = Settings(database_url=database_url, partners_dir=partners, port=free_port())
     await load_partners_directory(settings)
@@ -126,6 +133,9 @@ async def running_soak(
         **gateway_env,
     )
     await gateway.start()
+    for program, mode in (modes or {}).items():
+        if mode == "async":
+            await sandboxes[program].admin.set_callback_url(f"{settings.issuer_url}/partners/{program}/callbacks")
     db = Database.from_url(settings.database_url)
     try:
         async with httpx.AsyncClient(base_url=settings.issuer_url, timeout=30) as http:
@@ -137,9 +147,10 @@ async def running_soak(
         await db.dispose()
 
 
-async def inject_faults(soak: Soak) -> None:
+async def inject_faults(soak: Soak, *, declines: int = 0) -> None:
     """Every partner fails some calls, at random: errors, writes applied then refused or
-    dropped, and hangs past the gateway's timeout."""
+    dropped, and hangs past the gateway's timeout; partners that answer later (async or batch)
+    also decline the first ``declines`` writes they settle."""
     for index, program in enumerate(PROGRAMS):
         await soak.sandboxes[program].admin.set_faults(
             latency_ms=5,
@@ -150,6 +161,7 @@ async def inject_faults(soak: Soak) -> None:
                 FaultKind.HANG: 2,
             },
             seed=index,
+            decline=declines,
         )
 
 
