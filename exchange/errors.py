@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
 #: The HTTP status of a refusal answered outside GraphQL (file routes, web pages) when it is
 #: not 400: GraphQL answers 200 with ``extensions.code``, plain HTTP needs a status too.
 _HTTP_STATUSES = {
+    ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.PERIOD_CLOSED: 409,
     ErrorCode.PERIOD_NOT_CLOSED: 409,

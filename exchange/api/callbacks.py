@@ -15,13 +15,12 @@ from starlette.responses import JSONResponse, Response
 
 from exchange.api.inputs import ID_LENGTH
 from exchange.api.refusals import refusal
-from exchange.errors import ErrorCode, ExchangeError
+from exchange.errors import ErrorCode, ExchangeError, http_status
 from exchange.services.late import LateOutcomes
 from exchange.text import text_problem
 
 PATH = "/partners/{program_id}/callbacks"
 MAX_BYTES = 64 * 1024
-_STATUSES = {ErrorCode.UNAUTHENTICATED: 401, ErrorCode.NOT_FOUND: 404}
 
 
 class PartnerCallbacks:
@@ -42,7 +41,7 @@ class PartnerCallbacks:
         except ExchangeError as refused:
             extensions = refused.extensions()
             code = ErrorCode(extensions.pop("code"))
-            return refusal(request.headers, _STATUSES.get(code, 400), refused.message, code=code, **extensions)
+            return refusal(request.headers, http_status(code), refused.message, code=code, **extensions)
         return JSONResponse(
             {"saga": concluded.saga, "id": concluded.row_id, "status": concluded.status, "step": concluded.step}
         )
