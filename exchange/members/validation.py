@@ -10,6 +10,8 @@ that may not transfer), and a name the member gave that is not the partner's
 
 from __future__ import annotations
 
+import unicodedata
+
 from exchange.connectors.contract import Eligibility, Verification
 from exchange.errors import BadUserInput, ErrorCode, ExchangeError
 from exchange.members.names import same_name
@@ -67,9 +69,10 @@ _WHY = {
 
 
 def check_name_given(program_id: str, name: str | None, *, required: bool) -> str | None:
-    """The member's name as given (stripped), before asking the partner anything."""
+    """The member's name as given, in compatibility form (NFKC: an ideographic space is a
+    space) and stripped, before asking the partner anything."""
     if name is not None:
-        name = name.strip()
+        name = unicodedata.normalize("NFKC", name).strip()
         if not name or len(name) > NAME_MAX_LENGTH or not name.isprintable():
             raise BadUserInput(f"name must be 1 to {NAME_MAX_LENGTH} printable characters", field="name")
     if name is None and required:
