@@ -11,7 +11,11 @@ fresh-mart has a day's cooling period after linking.
 from __future__ import annotations
 
 import asyncio
+import getpass
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,19 +87,24 @@ query($member: ID, $conversion: ID) {
 
 
 @pytest.fixture
-def gateway_settings(pg_database_url: str, tmp_path: Path) -> Settings:
-    partners = tmp_path / "partners"
-    shutil.copytree(SAMPLE_PARTNERS, partners)
-    for program, risk in RISK.items():
-        with (partners / f"{program}.toml").open("a") as declaration:
-            declaration.write(risk)
-    return Settings(database_url=pg_database_url, partners_dir=partners, port=free_port())
-
-
-@pytest.fixture
 async def partner_base_urls(sandboxes: SandboxFleet) -> dict[str, str]:
     await sandboxes.start(*PARTNERS)
     return sandboxes.base_urls
+
+
+@pytest.fixture
+def gateway_settings(
+    pg_database_url: str, tmp_path: Path, sandboxes: SandboxFleet, partner_base_urls: dict[str, str]
+) -> Settings:
+    """The sample programs with their ``[risk]``, declared where the sandboxes run (so that the
+    ``exchange`` command, which reads partners' addresses from the database, reaches them too)."""
+    partners = tmp_path / "partners"
+    shutil.copytree(SAMPLE_PARTNERS, partners)
+    for program, risk in RISK.items():
+        path = partners / f"{program}.toml"
+        declared = sandboxes[program].program.connector.base_url
+        path.write_text(path.read_text().replace(declared, partner_base_urls[program]) + risk)
+    return Settings(database_url=pg_database_url, partners_dir=partners, port=free_port())
 
 
 @pytest.fixture
@@ -301,3 +310,35 @@ async def test_a_rejected_hold_ends_failed_with_nothing_moved(
     logged = await decisions(kit, staff, conversion=conversion_id)
     assert [(d["decision"], d["decidedBy"] is not None) for d in logged] == [("REJECT", True), ("HOLD", False)]
     assert logged[0]["reason"] == "unusual amount"
+
+
+def exchange_command(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("exchange")), "risk", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "EXCHANGE_DATABASE_URL": settings.database_url},
+        check=False,
+    )
+
+
+async def test_staff_review_holds_from_the_command_line(
+    kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str], staff: str
+) -> None:
+    to_approve, to_reject = [
+        (await convert(kit, alice["happy-card"], "happy-card", "wallet-pay", 6000, key)).json()["data"][
+            "executeConversion"
+        ]["id"]
+        for key in ("cli-1", "cli-2")
+    ]
+    approved = await asyncio.to_thread(exchange_command, kit.settings, "approve", to_approve, "--as", "ops-anna")
+    assert approved.returncode == 0, approved.stderr
+    assert f"{to_approve} COMPLETED" in approved.stdout
+    rejected = await asyncio.to_thread(exchange_command, kit.settings, "reject", to_reject, "--reason", "too big")
+    assert rejected.returncode == 0, rejected.stderr
+    assert f"{to_reject} FAILED" in rejected.stdout
+    assert await sandboxes["happy-card"].admin.balance("alice") == 120_000 - 6000
+    assert (await kit.data(HELD, staff))["heldConversions"] == []
+    logged = [(d["decision"], d["decidedBy"]) for d in await decisions(kit, staff) if d["subject"] == "CONVERSION"]
+    assert logged[:2] == [("REJECT", f"cli:{getpass.getuser()}"), ("APPROVE", "ops-anna")]
