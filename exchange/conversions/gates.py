@@ -92,9 +92,8 @@ async def screen(session: AsyncSession, conversion: Conversion, source: Program,
             field="quoteId",
             availableAt=open_at.isoformat(),
         )
-    target_link = links[conversion.to_program]
-    names = (source_link.holder_name, target_link.holder_name)
-    if policy.refuse_name_mismatch and None not in names and not same_name(*names):  # type: ignore[arg-type]
+    source_name, target_name = source_link.holder_name, links[conversion.to_program].holder_name
+    if policy.refuse_name_mismatch and source_name and target_name and not same_name(source_name, target_name):
         reason = f"{conversion.from_program} and {conversion.to_program} have different names for the member"
         raise NamesDiffer(
             reason, decision=verdict(Decision.REFUSE, reason, ErrorCode.NAME_MISMATCH.value), field="quoteId"
