@@ -35,6 +35,16 @@ class ErrorCode(StrEnum):
     TIER_TOO_LOW = "TIER_TOO_LOW"
     PERIOD_NOT_CLOSED = "PERIOD_NOT_CLOSED"
     UNRESOLVED_BREAKS = "UNRESOLVED_BREAKS"
+    #: Membership validation at linking (``exchange.members.validation``).
+    NAME_MISMATCH = "NAME_MISMATCH"
+    ACCOUNT_INACTIVE = "ACCOUNT_INACTIVE"
+    ACCOUNT_SUSPENDED = "ACCOUNT_SUSPENDED"
+    ACCOUNT_NOT_ACTIVATED = "ACCOUNT_NOT_ACTIVATED"
+    TIER_NOT_ALLOWED = "TIER_NOT_ALLOWED"
+    #: Risk gates of a conversion (``exchange.risk``).
+    VELOCITY_EXCEEDED = "VELOCITY_EXCEEDED"
+    COOLING_PERIOD = "COOLING_PERIOD"
+    NOT_HELD = "NOT_HELD"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     #: The transport refused the request before GraphQL ran (see ``exchange.api.refusals``).
     BAD_REQUEST = "BAD_REQUEST"

@@ -12,6 +12,7 @@ from exchange.api.fields.members import MemberMutations, MemberQueries
 from exchange.api.fields.pending import PendingQueries
 from exchange.api.fields.pricing import PricingMutations
 from exchange.api.fields.rewards import RewardMutations, RewardQueries
+from exchange.api.fields.risk import RiskMutations, RiskQueries
 from exchange.api.fields.settlement import SettlementMutations, SettlementQueries
 from exchange.api.fields.tiers import TierMutations, TierQueries
 
@@ -26,6 +27,7 @@ Query = merge_types(
         SettlementQueries,
         PendingQueries,
         AccessQueries,
+        RiskQueries,
     ),
 )
 Mutation = merge_types(
@@ -39,5 +41,6 @@ Mutation = merge_types(
         RewardMutations,
         SettlementMutations,
         AccessMutations,
+        RiskMutations,
     ),
 )

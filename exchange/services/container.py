@@ -14,6 +14,7 @@ from exchange.auth.keys import SigningKeys
 from exchange.clock import Clock, SystemClock
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.batches import CreditBatches
+from exchange.conversions.holds import HoldReview
 from exchange.conversions.quoting import Quoting
 from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
@@ -40,6 +41,7 @@ from exchange.services.people import PeopleService
 from exchange.services.portal import PortalSignInService
 from exchange.services.pricing import PricingService
 from exchange.services.rewards import RewardService
+from exchange.services.risk import RiskService
 from exchange.services.settlement import SettlementService
 from exchange.settings import Settings
 from exchange.tiers.expiry import MatchExpiry
@@ -68,6 +70,7 @@ class Services:
     portal: PortalSignInService
     late: LateOutcomes
     batches: CreditBatches
+    risk: RiskService
 
     @property
     def sagas(self) -> list[Saga]:  # type: ignore[type-arg]
@@ -180,6 +183,7 @@ def build_services(
             tolerance=settings.callback_tolerance_seconds,
         ),
         batches=CreditBatches(db=db, saga=conversion_saga, catalog=cache, clock=clock),
+        risk=RiskService(db, HoldReview(db, conversion_saga, clock)),
     )
 
 

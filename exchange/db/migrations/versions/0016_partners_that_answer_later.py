@@ -4,7 +4,7 @@
 at new saga steps, ``AWAIT_DEBIT`` and ``AWAIT_CREDIT``.)
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0018 (chained after the risk gates, merged first)
 Create Date: 2026-12-01
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from exchange.db.types import UTCDateTime
 
 revision = "0016"
-down_revision = "0013"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
