@@ -41,6 +41,7 @@ from exchange.settlement.models import (
     StatementKey,
 )
 from exchange.tiers.models import StatusMatch
+from exchange.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
 
 __all__ = [
     "BreakResolution",
@@ -81,4 +82,8 @@ __all__ = [
     "StatusMatch",
     "UsedAssertion",
     "WebSession",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookSubscription",
 ]

@@ -39,6 +39,7 @@ from exchange.services.portal import PortalSignInService
 from exchange.services.pricing import PricingService
 from exchange.services.rewards import RewardService
 from exchange.services.settlement import SettlementService
+from exchange.services.webhooks import WebhookService
 from exchange.settings import Settings
 from exchange.tiers.expiry import MatchExpiry
 from exchange.tiers.matching import StatusMatching
@@ -64,6 +65,7 @@ class Services:
     access: AccessService
     people: PeopleService
     portal: PortalSignInService
+    webhooks: WebhookService
 
     @property
     def sagas(self) -> list[Saga]:  # type: ignore[type-arg]
@@ -91,9 +93,11 @@ class Services:
             ),
             PeriodicJob("redemptions", settings.redemption_interval_seconds, RedemptionJob(self.rewards.saga).run_once),
             PeriodicJob("settlement-jobs", settings.settlement_job_interval_seconds, self.settlement.run_jobs),
+            PeriodicJob("webhooks", settings.webhook_interval_seconds, self.webhooks.deliver),
         ]
 
     async def aclose(self) -> None:
+        await self.webhooks.aclose()
         await self.connectors.aclose()
         await self.db.dispose()
 
@@ -161,6 +165,7 @@ def build_services(
             exchange_url=settings.issuer_url,
             timeouts=people.timeouts,
         ),
+        webhooks=WebhookService.for_settings(settings, db=db, clock=clock),
     )
 
 

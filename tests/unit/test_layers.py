@@ -155,5 +155,6 @@ def test_the_layers_name_every_package() -> None:
         "sagas",
         "settlement",
         "tiers",
+        "webhooks",
     }
     assert set(graph) - known == domain
