@@ -13,10 +13,20 @@ from exchange.api.fields.pricing import PricingMutations
 from exchange.api.fields.rewards import RewardMutations, RewardQueries
 from exchange.api.fields.settlement import SettlementMutations, SettlementQueries
 from exchange.api.fields.tiers import TierMutations, TierQueries
+from exchange.api.fields.webhooks import WebhookMutations, WebhookQueries
 
 Query = merge_types(
     "Query",
-    (CatalogQueries, MemberQueries, ConversionQueries, TierQueries, RewardQueries, SettlementQueries, AccessQueries),
+    (
+        CatalogQueries,
+        MemberQueries,
+        ConversionQueries,
+        TierQueries,
+        RewardQueries,
+        SettlementQueries,
+        AccessQueries,
+        WebhookQueries,
+    ),
 )
 Mutation = merge_types(
     "Mutation",
@@ -29,5 +39,6 @@ Mutation = merge_types(
         RewardMutations,
         SettlementMutations,
         AccessMutations,
+        WebhookMutations,
     ),
 )
