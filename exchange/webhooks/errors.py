@@ -19,4 +19,6 @@ class SubscriptionNotFound(NotFound):
 
 class DeliveryNotFound(NotFound):
     def __init__(self, delivery_id: int) -> None:
-        super().__init__(f"no webhook delivery has id {delivery_id} in this subscription", field="deliveryIds")
+        super().__init__(
+            f"this subscription has no delivered or dead-lettered delivery with id {delivery_id}", field="deliveryIds"
+        )

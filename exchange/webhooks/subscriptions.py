@@ -141,7 +141,8 @@ async def rotate(
 
 
 async def delete(session: AsyncSession, tenant: str | None, subscription_id: str, now: datetime) -> WebhookSubscription:
-    """Stop the subscription: nothing more is sent, what was pending is cancelled; its log stays."""
+    """Stop the subscription: nothing more is sent, what was pending is cancelled; its rows (the
+    delivery log) are kept for the record, and no longer shown."""
     row = await get(session, tenant, subscription_id, lock=True)
     row.deleted_at = now
     session.add(row)

@@ -60,6 +60,7 @@ def test_help_names_every_command() -> None:
         "ledger",
         "settle",
         "people",
+        "webhooks",
     ):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
     for group, command in (
@@ -76,6 +77,9 @@ def test_help_names_every_command() -> None:
         ("settle", "resolve"),
         ("settle", "sign-off"),
         ("people", "create"),
+        ("webhooks", "create"),
+        ("webhooks", "replay"),
+        ("webhooks", "deliver"),
     ):
         assert command in run(group, "--help").stdout
 

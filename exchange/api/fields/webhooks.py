@@ -104,7 +104,7 @@ class WebhookMutations:
 
     @strawberry.mutation(
         description="Stop a subscription: nothing more is sent and its pending deliveries are "
-        "cancelled; its delivery log stays.",
+        "cancelled; its delivery log is kept in the database, no longer shown.",
         extensions=[authorize(MANAGE)],
     )
     async def delete_webhook_subscription(
