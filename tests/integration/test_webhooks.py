@@ -6,6 +6,7 @@ injected clock, replay and secret rotation."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,10 +22,13 @@ from starlette.routing import Route
 
 from exchange.db.database import Database
 from exchange.errors import BadUserInput
+from exchange.programs.declarations import PartnersDirectory
 from exchange.services.webhooks import WebhookService
 from exchange.serving import RunningServer, free_port, serving
 from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
 from exchange.testing.clock import FrozenClock
+from exchange.testing.sandboxes import SandboxFleet
+from exchange.tiers.expiry import MatchExpiry
 from exchange.webhooks.delivery import Dispatcher
 from exchange.webhooks.errors import SubscriptionNotFound
 from exchange.webhooks.events import Event, EventType
@@ -32,6 +36,7 @@ from exchange.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEve
 from exchange.webhooks.outbox import emit
 from exchange.webhooks.schedule import RetrySchedule
 from exchange.webhooks.subscriptions import SubscriptionDraft, WithSecret
+from tests.conftest import SettableClock
 from tests.integration import test_conversion_saga as conversions
 
 ALL_TYPES = [event_type.value for event_type in EventType]
@@ -327,3 +332,21 @@ async def test_a_receiver_slower_than_the_timeout_is_cut_off_and_retried(hooks: 
     assert (report.delivered, report.retrying) == (0, 1)
     (attempt,) = await service.attempts(None, subscription.subscription.id)
     assert "Timeout" in (attempt.error or "") and attempt.latency_ms < 5000
+
+
+async def test_a_status_match_writes_granted_then_expired(
+    pg_db: Database, sandboxes: SandboxFleet, sample_partners: PartnersDirectory, sandbox_clock: SettableClock
+) -> None:
+    from tests.integration import test_status_matches as matches
+
+    async for world in matches.make_world(pg_db, sandboxes, sample_partners, sandbox_clock):
+        match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+        world.advance(timedelta(days=91))
+        assert await MatchExpiry(world.matching.saga).run_once() == 1
+    async with pg_db.transaction() as session:
+        rows = (await session.exec(select(WebhookEvent).order_by(col(WebhookEvent.sequence)))).all()
+    assert [(row.type, row.object, row.programs) for row in rows] == [
+        ("status_match.granted", f"status_match:{match.id}", ["harbor-bank", "formosa-air"]),
+        ("status_match.expired", f"status_match:{match.id}", ["harbor-bank", "formosa-air"]),
+    ]
+    assert json.loads(rows[0].body)["data"]["tier"] == "Gold"
