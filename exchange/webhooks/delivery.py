@@ -4,7 +4,9 @@ Each pass (the gateway's periodic job, or ``exchange webhooks deliver``):
 
 1. **Fan out** events not yet fanned out, in their order, to every live subscription that
    wants them (its event type, its program among the event's, created before the event): one
-   delivery per subscription and event (a unique key, so two workers cannot double one).
+   delivery per subscription and event (a unique key, so two workers cannot double one). One
+   process fans out at a time (the events are locked in order), so an object's deliveries
+   exist in the order of its events.
 2. **Claim** due deliveries under a lease, skipping rows another worker holds. A delivery is
    due only if no earlier delivery of the *same object* to the same subscription is still
    pending: a subscription receives the events of one conversion (redemption, match, …) in
@@ -152,7 +154,9 @@ class Dispatcher:
                         .where(col(WebhookEvent.fanned_out).is_(False))
                         .order_by(col(WebhookEvent.sequence))
                         .limit(batch)
-                        .with_for_update(skip_locked=True)
+                        # Not SKIP LOCKED: a second process waits for the first to commit, so
+                        # it can never fan out an object's later event before its earlier one.
+                        .with_for_update()
                     )
                 ).all()
                 if not events:

@@ -350,3 +350,32 @@ async def test_a_status_match_writes_granted_then_expired(
         ("status_match.expired", f"status_match:{match.id}", ["harbor-bank", "formosa-air"]),
     ]
     assert json.loads(rows[0].body)["data"]["tier"] == "Gold"
+
+
+async def test_two_workers_in_parallel_send_each_event_once_and_each_objects_events_in_order(pg_db: Database) -> None:
+    clock = FrozenClock(datetime.now(UTC).replace(microsecond=0))
+    receiver = Receiver()
+    async with serving(Starlette(routes=[Route("/{name}", receiver.hook, methods=["POST"])])) as server:
+        receiver.server = server
+        first, second = service_for(pg_db, clock), service_for(pg_db, clock)
+        try:
+            made = await first.create(
+                SubscriptionDraft(receiver.url(), ["redemption.paid", "redemption.delivered"]), by="t"
+            )
+            async with pg_db.transaction() as session:
+                for n in range(15):
+                    await emit(session, redemption_event(EventType.REDEMPTION_PAID, f"r{n}", clock.now()))
+            async with pg_db.transaction() as session:
+                for n in range(15):
+                    await emit(session, redemption_event(EventType.REDEMPTION_DELIVERED, f"r{n}", clock.now()))
+            await asyncio.gather(first.deliver(), second.deliver(), first.deliver(), second.deliver())
+        finally:
+            await first.aclose()
+            await second.aclose()
+    received = [(headers["webhook-id"], verified(made.secret, headers, body)) for headers, body in receiver.accepted()]
+    assert len(received) == len({message_id for message_id, _ in received}) == 30
+    for n in range(15):
+        assert [body["type"] for _, body in received if body["data"]["id"] == f"r{n}"] == [
+            "redemption.paid",
+            "redemption.delivered",
+        ]
