@@ -104,8 +104,14 @@ class Dispatcher:
     _http: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
 
     @property
+    def batch(self) -> int:
+        """Deliveries claimed at once: four waves of ``concurrency``."""
+        return self.concurrency * 4
+
+    @property
     def lease(self) -> timedelta:
-        return timedelta(seconds=2 * self.timeout + 30)
+        """Long enough for a batch whose every attempt times out, and recording it."""
+        return timedelta(seconds=self.timeout * self.batch / self.concurrency + 30)
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -127,7 +133,7 @@ class Dispatcher:
         report.fanned_out = await self.fan_out()
         limit = asyncio.Semaphore(self.concurrency)
         for _ in range(max_rounds):
-            claimed = await self.claim(batch=self.concurrency * 4)
+            claimed = await self.claim(batch=self.batch)
             if not claimed:
                 break
             outcomes = await asyncio.gather(*(self._send(limit, item) for item in claimed))
@@ -275,12 +281,19 @@ class Dispatcher:
             headers = signing.headers(item.secrets, item.message_id, self.clock.now(), item.body)
             started = time.perf_counter()
             try:
-                response = await self.http.post(item.url, content=item.body.encode(), headers=headers)
+                # The timeout bounds the whole attempt (httpx's bounds each read), and the
+                # receiver's body is never read: only its status counts.
+                async with (
+                    asyncio.timeout(self.timeout),
+                    self.http.stream("POST", item.url, content=item.body.encode(), headers=headers) as response,
+                ):
+                    status = response.status_code
+            except TimeoutError:
+                return Outcome(None, _elapsed_ms(started), f"ReadTimeout: no answer within {self.timeout:g} s")
             except httpx.HTTPError as failed:
                 return Outcome(None, _elapsed_ms(started), f"{type(failed).__name__}: {failed}"[:ERROR_LENGTH])
-            latency = _elapsed_ms(started)
-            refused = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
-            return Outcome(response.status_code, latency, refused)
+            refused = None if 200 <= status < 300 else f"HTTP {status}"
+            return Outcome(status, _elapsed_ms(started), refused)
 
     # -- record ---------------------------------------------------------------------------
 
