@@ -1,5 +1,6 @@
 """The ``exchange`` command: serve the gateway, run the demo, migrate, load partners, export the
-schema, create OAuth clients, rotate token- and statement-signing keys, and settle periods."""
+schema, create OAuth clients, rotate token- and statement-signing keys, settle periods, and
+manage webhook subscriptions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
@@ -730,6 +731,126 @@ def clients_create(program_id: str | None, role: str | None, scopes: tuple[str, 
     click.echo(f"client_secret: {credentials.client_secret}")
     click.echo(f"role: {client.role}{tenant}; scopes: {client.scope}")
     click.echo("Store the secret now: the exchange keeps only a hash and cannot show it again.")
+
+
+@main.group()
+def webhooks() -> None:
+    """Webhook subscriptions: subscribe, the delivery log, replay, rotate, deliver now."""
+
+
+@webhooks.command("create")
+@click.option("--url", required=True, help="Where events are sent (https://; http:// to loopback in development).")
+@click.option(
+    "--event",
+    "events",
+    multiple=True,
+    help="An event type to send (repeatable), such as conversion.completed; default: every type.",
+)
+@click.option("--partner", "program_id", help="The partner's program (its events only); default: every program's.")
+@click.option("--description", default="", help="What the receiver is, for people reading the list.")
+@reports_errors
+def webhooks_create(url: str, events: tuple[str, ...], program_id: str | None, description: str) -> None:
+    """Subscribe URL to events and print its signing secret, once."""
+    from exchange.webhooks.events import EventType
+    from exchange.webhooks.subscriptions import SubscriptionDraft
+
+    draft = SubscriptionDraft(url, list(events) or [event.value for event in EventType], description, program_id)
+    made = with_services(lambda services: services.webhooks.create(draft, by=_operator()))
+    click.echo(f"subscription: {made.subscription.id}")
+    click.echo(f"secret:       {made.secret}")
+    click.echo(f"events: {' '.join(made.subscription.event_types)}")
+    click.echo("Store the secret now: it is shown only this once (`exchange webhooks rotate` makes a new one).")
+
+
+@webhooks.command("list")
+@click.option("--partner", "program_id", help="Only this program's subscriptions.")
+@reports_errors
+def webhooks_list(program_id: str | None) -> None:
+    """List live subscriptions: id, program (- for a staff tool's), URL and event types."""
+    rows = with_services(lambda services: services.webhooks.subscriptions(None, program_id=program_id))
+    for row in rows:
+        click.echo(f"{row.id}  {row.program_id or '-'}  {row.url}  {','.join(row.event_types)}")
+
+
+@webhooks.command("deliveries")
+@click.option(
+    "--status", type=click.Choice(["PENDING", "DELIVERED", "DEAD", "CANCELLED"]), help="Only deliveries in this state."
+)
+@click.option("--first", type=int, default=50, show_default=True, help="How many, the latest event first.")
+@click.argument("subscription")
+@reports_errors
+def webhooks_deliveries(status: str | None, first: int, subscription: str) -> None:
+    """The subscription's deliveries: id, event, status, tries and the last answer."""
+    views = with_services(lambda services: services.webhooks.deliveries(None, subscription, status=status, first=first))
+    for view in views:
+        delivery, event = view.delivery, view.event
+        answer = delivery.last_error or (str(delivery.last_status_code) if delivery.last_status_code else "-")
+        click.echo(
+            f"{delivery.id}  {event.id}  {event.type}  {event.object}  {delivery.status}  "
+            f"tries={delivery.attempts}  last={answer}"
+        )
+
+
+@webhooks.command("log")
+@click.option("--first", type=int, default=50, show_default=True, help="How many attempts, the latest first.")
+@click.argument("subscription")
+@reports_errors
+def webhooks_log(first: int, subscription: str) -> None:
+    """The subscription's delivery log: every attempt with its time, answer and latency."""
+    rows = with_services(lambda services: services.webhooks.attempts(None, subscription, first=first))
+    for row in rows:
+        answer = row.status_code if row.status_code is not None else "-"
+        click.echo(
+            f"{row.attempted_at.isoformat()}  delivery={row.delivery_id}  status={answer}  "
+            f"{row.latency_ms}ms  {row.outcome}  {row.error or ''}".rstrip()
+        )
+
+
+@webhooks.command("replay")
+@click.option("--delivery", "delivery_ids", type=int, multiple=True, help="A delivery to send again (repeatable).")
+@click.option("--dead", is_flag=True, help="Every dead-lettered delivery.")
+@click.option("--since", type=click.DateTime(), help="Every finished delivery of an event since then (UTC).")
+@click.argument("subscription")
+@reports_errors
+def webhooks_replay(delivery_ids: tuple[int, ...], dead: bool, since: datetime | None, subscription: str) -> None:
+    """Send finished deliveries again, with their original webhook-id and a new retry window."""
+    after = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
+    count = with_services(
+        lambda services: services.webhooks.replay(None, subscription, delivery_ids=delivery_ids, dead=dead, since=after)
+    )
+    click.echo(f"{count} deliveries queued again; the gateway sends them (or `exchange webhooks deliver`)")
+
+
+@webhooks.command("rotate")
+@click.argument("subscription")
+@reports_errors
+def webhooks_rotate(subscription: str) -> None:
+    """Make a new signing secret and print it, once; the old one also signs for
+    EXCHANGE_WEBHOOK_SECRET_OVERLAP_HOURS while the receiver switches."""
+    made = with_services(lambda services: services.webhooks.rotate_secret(None, subscription))
+    click.echo(f"secret: {made.secret}")
+    click.echo(f"the old secret also signs until {made.subscription.previous_secret_until}")
+
+
+@webhooks.command("delete")
+@click.argument("subscription")
+@reports_errors
+def webhooks_delete(subscription: str) -> None:
+    """Stop a subscription; what was pending is cancelled (its log is kept in the database)."""
+    with_services(lambda services: services.webhooks.delete(None, subscription))
+    click.echo(f"subscription {subscription} deleted")
+
+
+@webhooks.command("deliver")
+@reports_errors
+def webhooks_deliver() -> None:
+    """Send every delivery that is due now, once: what the gateway's webhook job does (for
+    EXCHANGE_WEBHOOK_INTERVAL_SECONDS=0, or a scheduler)."""
+    report = with_services(lambda services: services.webhooks.deliver())
+    click.echo(
+        f"{report.fanned_out} deliveries made; {report.delivered} delivered, "
+        f"{report.retrying} to retry, {report.dead} dead-lettered"
+    )
 
 
 @main.group()

@@ -181,6 +181,38 @@ class Settings(BaseSettings):
         le=365,
         description="Days a publisher has to confirm delivery of a direct reward before the redemption is reversed.",
     )
+    webhook_interval_seconds: float = Field(
+        default=1,
+        ge=0,
+        description="How often each gateway process sends the webhook deliveries that are due (0: never; "
+        "`exchange webhooks deliver` then does it).",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10, gt=0, le=60, description="How long one webhook delivery may take, connecting included."
+    )
+    webhook_concurrency: int = Field(
+        default=8, ge=1, le=100, description="Most webhook deliveries each gateway process sends at once."
+    )
+    webhook_first_retry_seconds: float = Field(
+        default=5,
+        gt=0,
+        description="Wait before the first retry of a failed webhook delivery; doubles for each next one.",
+    )
+    webhook_longest_retry_seconds: float = Field(
+        default=21600, gt=0, description="Longest wait between two tries of a webhook delivery (6 hours)."
+    )
+    webhook_retry_hours: float = Field(
+        default=72,
+        gt=0,
+        le=720,
+        description="How long a webhook delivery is retried before it is dead-lettered (three days).",
+    )
+    webhook_secret_overlap_hours: float = Field(
+        default=24,
+        ge=0,
+        le=720,
+        description="After a webhook secret is rotated, how long deliveries are signed with the old secret too.",
+    )
     max_query_depth: int = Field(default=10, ge=1, description="Deepest GraphQL selection a request may nest.")
     max_query_tokens: int = Field(default=2000, ge=1, description="Most tokens a GraphQL document may hold.")
     max_query_aliases: int = Field(default=15, ge=1, description="Most aliases a GraphQL document may use.")

@@ -42,6 +42,7 @@ from exchange.settlement.models import (
     StatementKey,
 )
 from exchange.tiers.models import StatusMatch
+from exchange.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
 
 __all__ = [
     "BreakResolution",
@@ -85,4 +86,8 @@ __all__ = [
     "StatusMatch",
     "UsedAssertion",
     "WebSession",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookSubscription",
 ]

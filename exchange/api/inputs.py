@@ -32,6 +32,7 @@ from graphql import (
     default_field_resolver,
 )
 
+from exchange.db.types import MAX_BIGINT
 from exchange.errors import BadUserInput
 from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
 from exchange.text import text_problem
@@ -61,6 +62,13 @@ class Text:
             problem := text_problem(value, self.max_length, min_length=self.min_length, printable=self.printable)
         ):
             raise BadUserInput(f"{path} {problem}", field=path)
+
+
+def numeric_id(value: str, *, what: str, field: str) -> int:
+    """A numeric row id (a break's, a delivery's) from its GraphQL ID: it fits 64 bits."""
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_BIGINT:
+        raise BadUserInput(f"{what} is a number from 0 to {MAX_BIGINT}, not {value!r}", field=field)
+    return int(value)
 
 
 #: A client-chosen key that makes a write idempotent: one rule for every such key.

@@ -15,6 +15,7 @@ from exchange.api.fields.rewards import RewardMutations, RewardQueries
 from exchange.api.fields.risk import RiskMutations, RiskQueries
 from exchange.api.fields.settlement import SettlementMutations, SettlementQueries
 from exchange.api.fields.tiers import TierMutations, TierQueries
+from exchange.api.fields.webhooks import WebhookMutations, WebhookQueries
 
 Query = merge_types(
     "Query",
@@ -28,6 +29,7 @@ Query = merge_types(
         PendingQueries,
         AccessQueries,
         RiskQueries,
+        WebhookQueries,
     ),
 )
 Mutation = merge_types(
@@ -42,5 +44,6 @@ Mutation = merge_types(
         SettlementMutations,
         AccessMutations,
         RiskMutations,
+        WebhookMutations,
     ),
 )

@@ -27,6 +27,9 @@ from exchange.errors import BadUserInput, ErrorCode, ExchangeError
 from exchange.pricing import limits
 from exchange.risk.decisions import decision
 from exchange.risk.models import Decision, RiskDecision, Subject
+from exchange.sagas.engine import Transition
+from exchange.webhooks.events import conversion_finished
+from exchange.webhooks.outbox import emit
 
 #: The longest reason staff may give for a rejection.
 REASON_MAX_LENGTH = 500
@@ -115,6 +118,8 @@ class HoldReview:
             )
             if conversion is not None:
                 await limits.release(session, [limits.Usage(**usage) for usage in conversion.usages])
+                ended = Transition(SagaStep.DONE.value, ConversionStatus.FAILED.value, REJECTED, reason)
+                await emit(session, conversion_finished(conversion, ended, now))  # as the saga's own ends do
         return conversion or await self._as_reviewed(conversion_id, Decision.REJECT)
 
     async def _review(

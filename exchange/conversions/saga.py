@@ -84,6 +84,8 @@ from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
 from exchange.sagas.idempotency import claiming, record_once
 from exchange.settings import Settings
+from exchange.webhooks.events import conversion_finished
+from exchange.webhooks.outbox import emit
 
 ConnectorFor = Callable[[Program], PartnerConnector]
 
@@ -283,6 +285,7 @@ class ConversionSaga(Saga[Conversion]):
             await self._post(session, conversion)
         if transition.status in _RELEASES_LIMITS:
             await limits.release(session, [limits.Usage(**usage) for usage in conversion.usages])
+        await emit(session, conversion_finished(conversion, transition, self.clock.now()))
 
     async def _post(self, session: AsyncSession, conversion: Conversion) -> None:
         chart = ChartOfAccounts(conversion.currency)

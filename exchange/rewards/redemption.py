@@ -68,6 +68,8 @@ from exchange.sagas.engine import Saga, SagaPolicy, Transition
 from exchange.sagas.idempotency import claiming, keyed, record_once, same_request
 from exchange.settings import Settings
 from exchange.tiers.errors import NotLinked
+from exchange.webhooks.events import redemption_changed, redemption_delivered
+from exchange.webhooks.outbox import emit
 
 #: Final statuses that give back the stock and the member's count.
 _RELEASES_STOCK = (RedemptionStatus.FAILED, RedemptionStatus.REVERSED)
@@ -178,6 +180,7 @@ class RedemptionSaga(Saga[Redemption]):
             now = self.clock.now()
             redemption.status, redemption.delivered_at, redemption.updated_at = RedemptionStatus.DELIVERED, now, now
             session.add(redemption)
+            await emit(session, redemption_delivered(redemption, now))
         return redemption
 
     async def start_undelivered_reversals(self, batch: int = 100) -> int:
@@ -344,6 +347,7 @@ class RedemptionSaga(Saga[Redemption]):
                 update(Reward).where(col(Reward.id) == redemption.reward_id).values(stock=Reward.stock + 1)
             )
             await limits.release(session, [limits.Usage(**usage) for usage in redemption.usages])
+        await emit(session, redemption_changed(redemption, step, transition, self.clock.now()))
 
 
 async def _quote(session: AsyncSession, reward_id: str, pay_with: str) -> RedemptionQuote:

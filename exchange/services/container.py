@@ -43,6 +43,7 @@ from exchange.services.pricing import PricingService
 from exchange.services.rewards import RewardService
 from exchange.services.risk import RiskService
 from exchange.services.settlement import SettlementService
+from exchange.services.webhooks import WebhookService
 from exchange.settings import Settings
 from exchange.tiers.expiry import MatchExpiry
 from exchange.tiers.matching import StatusMatching
@@ -71,6 +72,7 @@ class Services:
     late: LateOutcomes
     batches: CreditBatches
     risk: RiskService
+    webhooks: WebhookService
 
     @property
     def sagas(self) -> list[Saga]:  # type: ignore[type-arg]
@@ -99,9 +101,11 @@ class Services:
             PeriodicJob("redemptions", settings.redemption_interval_seconds, RedemptionJob(self.rewards.saga).run_once),
             PeriodicJob("credit-batches", settings.batch_interval_seconds, self.batches.run_once),
             PeriodicJob("settlement-jobs", settings.settlement_job_interval_seconds, self.settlement.run_jobs),
+            PeriodicJob("webhooks", settings.webhook_interval_seconds, self.webhooks.deliver),
         ]
 
     async def aclose(self) -> None:
+        await self.webhooks.aclose()
         await self.connectors.aclose()
         await self.db.dispose()
 
@@ -184,6 +188,7 @@ def build_services(
         ),
         batches=CreditBatches(db=db, saga=conversion_saga, catalog=cache, clock=clock),
         risk=RiskService(db, HoldReview(db, conversion_saga, clock)),
+        webhooks=WebhookService.for_settings(settings, db=db, clock=clock),
     )
 
 

@@ -33,6 +33,8 @@ from exchange.settlement import netting
 from exchange.settlement.errors import SettlementInvariantBroken
 from exchange.settlement.models import SettlementObligation, SettlementPosition
 from exchange.settlement.netting import NettingSaving, Obligation
+from exchange.webhooks.events import period_closed
+from exchange.webhooks.outbox import emit
 
 OBLIGATIONS = SettlementObligation.__table__  # type: ignore[attr-defined]
 
@@ -120,6 +122,8 @@ async def _finish(session: AsyncSession, period: str, currency: Currency, clock:
     row.status = PeriodStatus.CLOSED
     row.closed_at = clock.now()
     session.add(row)
+    participants = await session.exec(select(SettlementPosition.participant).where(SettlementPosition.period == period))
+    await emit(session, *period_closed(period, participants.all(), row.closed_at))
     await session.flush()
 
 

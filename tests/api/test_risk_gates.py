@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from exchange.auth.scopes import Role
 from exchange.serving import free_port
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
 from exchange.testing.sandboxes import SandboxFleet
+from exchange.webhooks.models import WebhookEvent
 from tests.conftest import SAMPLE_PARTNERS
 
 PARTNERS = ("wallet-pay", "happy-card", "fresh-mart")
@@ -310,6 +312,11 @@ async def test_a_rejected_hold_ends_failed_with_nothing_moved(
     logged = await decisions(kit, staff, conversion=conversion_id)
     assert [(d["decision"], d["decidedBy"] is not None) for d in logged] == [("REJECT", True), ("HOLD", False)]
     assert logged[0]["reason"] == "unusual amount"
+    async with kit.db.transaction() as session:  # subscribers hear of it as of any failed conversion
+        events = (
+            await session.exec(select(WebhookEvent.type).where(WebhookEvent.object == f"conversion:{conversion_id}"))
+        ).all()
+    assert events == ["conversion.failed"]
 
 
 def exchange_command(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:

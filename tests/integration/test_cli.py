@@ -62,6 +62,7 @@ def test_help_names_every_command() -> None:
         "ledger",
         "settle",
         "people",
+        "webhooks",
     ):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
     for group, command in (
@@ -79,6 +80,9 @@ def test_help_names_every_command() -> None:
         ("settle", "sign-off"),
         ("people", "create"),
         ("batches", "run"),
+        ("webhooks", "create"),
+        ("webhooks", "replay"),
+        ("webhooks", "deliver"),
     ):
         assert command in run(group, "--help").stdout
 

@@ -30,6 +30,9 @@ PRICING_OWNERS = "partner:own settlement admin"
 STAFF = "settlement"
 STAFF_OR_PARTNER = "partner settlement"
 STAFF_OR_OWNER = "partner:own settlement"
+WEBHOOK_OWNERS = "partner:own settlement admin"
+#: By a subscription's id: the service answers "not found" for another partner's subscription.
+WEBHOOK_BY_ID = "partner settlement admin"
 
 EXPECTED: dict[str, str] = {
     "Query.programs": ANYONE,
@@ -454,6 +457,49 @@ EXPECTED: dict[str, str] = {
             "decidedAt",
         )
     },
+    "Query.webhookSubscriptions": WEBHOOK_OWNERS,
+    "Query.webhookSubscription": WEBHOOK_BY_ID,
+    "Mutation.createWebhookSubscription": WEBHOOK_OWNERS,
+    "Mutation.rotateWebhookSecret": WEBHOOK_BY_ID,
+    "Mutation.deleteWebhookSubscription": WEBHOOK_BY_ID,
+    "Mutation.replayWebhookDeliveries": WEBHOOK_BY_ID,
+    **{
+        f"WebhookSubscription.{name}": WEBHOOK_OWNERS
+        for name in (
+            "id",
+            "programId",
+            "url",
+            "eventTypes",
+            "description",
+            "createdAt",
+            "previousSecretUntil",
+            "deliveries",
+            "attempts",
+        )
+    },
+    **{
+        f"WebhookDelivery.{name}": WEBHOOK_OWNERS
+        for name in (
+            "id",
+            "eventId",
+            "eventType",
+            "object",
+            "occurredAt",
+            "payload",
+            "status",
+            "attempts",
+            "nextAttemptAt",
+            "lastStatusCode",
+            "lastError",
+            "finishedAt",
+        )
+    },
+    **{
+        f"WebhookAttempt.{name}": WEBHOOK_OWNERS
+        for name in ("deliveryId", "attemptedAt", "statusCode", "latencyMs", "error", "outcome")
+    },
+    "WebhookSubscriptionSecret.subscription": WEBHOOK_OWNERS,
+    "WebhookSubscriptionSecret.secret": WEBHOOK_OWNERS,
 }
 
 ROLES: tuple[Role | None, ...] = (None, Role.PARTNER, Role.MEMBER, Role.SETTLEMENT, Role.ADMIN)

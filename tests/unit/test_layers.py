@@ -156,5 +156,6 @@ def test_the_layers_name_every_package() -> None:
         "sagas",
         "settlement",
         "tiers",
+        "webhooks",
     }
     assert set(graph) - known == domain

@@ -16,6 +16,7 @@ from joserfc.jwk import RSAKey
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import numeric_id
 from exchange.api.permissions import (
     Rule,
     argument,
@@ -27,8 +28,6 @@ from exchange.api.permissions import (
 )
 from exchange.api.types.money import Money, replaced_by_money
 from exchange.auth.scopes import Scope
-from exchange.db.types import MAX_BIGINT
-from exchange.errors import BadUserInput
 from exchange.ledger.periods import PeriodStatus as PeriodStatusValue
 from exchange.money import Currency
 from exchange.services.settlement import BreakView, PositionView, ReconciliationView, ResolvedBreaks
@@ -67,9 +66,7 @@ def _page(first: int) -> int:
 
 def break_id_of(value: str, *, field: str) -> int:
     """A break's id from its GraphQL ID."""
-    if not (value.isascii() and value.isdigit()) or int(value) > MAX_BIGINT:
-        raise BadUserInput(f"a break id is a number from 0 to {MAX_BIGINT}, not {value!r}", field=field)
-    return int(value)
+    return numeric_id(value, what="a break id", field=field)
 
 
 @strawberry.enum(

@@ -1,0 +1,138 @@
+"""Webhooks: subscribing, rotating a secret, deleting, the delivery log, replaying.
+
+A partner acts on its own program's subscriptions only (the service answers "not found" for
+any other, whether or not it exists); staff tools (admin or settlement scopes) on all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.api.context import Context
+from exchange.api.inputs import Text, numeric_id
+from exchange.api.permissions import Rule, argument, authorize, own_program, requires
+from exchange.api.types.webhooks import (
+    STAFF,
+    WebhookEventType,
+    WebhookSubscription,
+    WebhookSubscriptionSecret,
+)
+from exchange.auth.scopes import Scope
+from exchange.webhooks.models import DESCRIPTION_LENGTH, URL_LENGTH
+from exchange.webhooks.subscriptions import SubscriptionDraft
+
+#: A partner manages its own program's subscriptions; staff manage any.
+MANAGE: Rule = requires(Scope.PARTNER_WRITE) | requires(Scope.ADMIN_WRITE) | requires(Scope.SETTLEMENT_WRITE)
+READ: Rule = requires(Scope.PARTNER_READ) | STAFF
+
+
+@strawberry.input(description="A URL to send events to.")
+class CreateWebhookSubscriptionInput:
+    url: Annotated[str, Text(URL_LENGTH)] = strawberry.field(
+        description="https:// (in development also http:// to a loopback host); see docs/WEBHOOKS.md for the rule."
+    )
+    event_types: list[WebhookEventType]
+    program_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="The program whose events it receives: a partner names its own; staff may name "
+        "any, or none for every program's events.",
+    )
+    description: Annotated[str, Text(DESCRIPTION_LENGTH)] = ""
+
+    def to_draft(self) -> SubscriptionDraft:
+        return SubscriptionDraft(
+            url=self.url,
+            event_types=[event_type.value for event_type in self.event_types],
+            description=self.description,
+            program_id=str(self.program_id) if self.program_id is not None else None,
+        )
+
+
+@strawberry.type
+class WebhookQueries:
+    @strawberry.field(
+        description="Live webhook subscriptions: a partner's own program's; staff see every one, "
+        "or `programId`'s when given.",
+        extensions=[authorize(requires(Scope.PARTNER_READ) & own_program(argument("program_id")) | STAFF)],
+    )
+    async def webhook_subscriptions(
+        self, info: Info[Context, None], program_id: strawberry.ID | None = None
+    ) -> list[WebhookSubscription] | None:
+        rows = await info.context.services.webhooks.subscriptions(
+            info.context.caller().program_id, program_id=str(program_id) if program_id is not None else None
+        )
+        return [WebhookSubscription.from_row(row) for row in rows]
+
+    @strawberry.field(description="One webhook subscription by id.", extensions=[authorize(READ)])
+    async def webhook_subscription(self, info: Info[Context, None], id: strawberry.ID) -> WebhookSubscription | None:
+        row = await info.context.services.webhooks.subscription(info.context.caller().program_id, str(id))
+        return WebhookSubscription.from_row(row)
+
+
+@strawberry.type
+class WebhookMutations:
+    @strawberry.mutation(
+        description="Subscribe a URL to events; the answer holds its signing secret, shown this once.",
+        extensions=[
+            authorize(
+                requires(Scope.PARTNER_WRITE) & own_program(argument("input.program_id"))
+                | requires(Scope.ADMIN_WRITE)
+                | requires(Scope.SETTLEMENT_WRITE)
+            )
+        ],
+    )
+    async def create_webhook_subscription(
+        self, info: Info[Context, None], input: CreateWebhookSubscriptionInput
+    ) -> WebhookSubscriptionSecret | None:
+        made = await info.context.services.webhooks.create(input.to_draft(), by=info.context.caller().client_id)
+        return WebhookSubscriptionSecret.of(made)
+
+    @strawberry.mutation(
+        description="A new signing secret, shown this once; the old one also signs for "
+        "`EXCHANGE_WEBHOOK_SECRET_OVERLAP_HOURS` while receivers switch.",
+        extensions=[authorize(MANAGE)],
+    )
+    async def rotate_webhook_secret(
+        self, info: Info[Context, None], id: strawberry.ID
+    ) -> WebhookSubscriptionSecret | None:
+        made = await info.context.services.webhooks.rotate_secret(info.context.caller().program_id, str(id))
+        return WebhookSubscriptionSecret.of(made)
+
+    @strawberry.mutation(
+        description="Stop a subscription: nothing more is sent and its pending deliveries are "
+        "cancelled; its delivery log is kept in the database, no longer shown.",
+        extensions=[authorize(MANAGE)],
+    )
+    async def delete_webhook_subscription(
+        self, info: Info[Context, None], id: strawberry.ID
+    ) -> WebhookSubscription | None:
+        row = await info.context.services.webhooks.delete(info.context.caller().program_id, str(id))
+        return WebhookSubscription.from_row(row)
+
+    @strawberry.mutation(
+        description="Send finished deliveries again, each with a fresh retry window and its "
+        "original `webhook-id`: those in `deliveryIds`, or every dead-lettered one (`dead`), or "
+        "every one of an event since `since`. Returns how many were queued.",
+        extensions=[authorize(MANAGE)],
+    )
+    async def replay_webhook_deliveries(
+        self,
+        info: Info[Context, None],
+        subscription_id: strawberry.ID,
+        delivery_ids: list[strawberry.ID] | None = None,
+        dead: bool = False,
+        since: datetime | None = None,
+    ) -> int | None:
+        return await info.context.services.webhooks.replay(
+            info.context.caller().program_id,
+            str(subscription_id),
+            delivery_ids=[
+                numeric_id(str(value), what="a delivery id", field="deliveryIds") for value in delivery_ids or []
+            ],
+            dead=dead,
+            since=since,
+        )

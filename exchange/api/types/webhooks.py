@@ -1,0 +1,175 @@
+"""Webhook subscriptions, their deliveries and the delivery log, as GraphQL shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.api.context import Context
+from exchange.api.permissions import Rule, authorize_fields, own_program, requires, source
+from exchange.auth.scopes import Scope
+from exchange.webhooks.events import EventType
+from exchange.webhooks.models import DeliveryStatus as DeliveryStatusValue
+from exchange.webhooks.models import WebhookAttempt as AttemptRow
+from exchange.webhooks.models import WebhookSubscription as SubscriptionRow
+from exchange.webhooks.subscriptions import DeliveryView, WithSecret
+
+#: Staff tools (admins, settlement staff) reach every subscription.
+STAFF: Rule = requires(Scope.ADMIN_READ, Scope.ADMIN_WRITE) | requires(Scope.SETTLEMENT_READ, Scope.SETTLEMENT_WRITE)
+#: A partner reaches its own program's subscriptions; staff reach all.
+OWNER_OR_STAFF: Rule = requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_program(source("program_id")) | STAFF
+
+
+@strawberry.enum(
+    description="An event a webhook subscription may ask for (its `type` in the payload is the "
+    "value's dotted name, such as `conversion.completed`)."
+)
+class WebhookEventType(Enum):
+    CONVERSION_COMPLETED = EventType.CONVERSION_COMPLETED.value
+    CONVERSION_FAILED = EventType.CONVERSION_FAILED.value
+    CONVERSION_REVERSED = EventType.CONVERSION_REVERSED.value
+    STATUS_MATCH_GRANTED = EventType.STATUS_MATCH_GRANTED.value
+    STATUS_MATCH_EXPIRED = EventType.STATUS_MATCH_EXPIRED.value
+    REDEMPTION_PAID = EventType.REDEMPTION_PAID.value
+    REDEMPTION_REVERSED = EventType.REDEMPTION_REVERSED.value
+    REDEMPTION_DELIVERED = EventType.REDEMPTION_DELIVERED.value
+    PERIOD_CLOSED = EventType.PERIOD_CLOSED.value
+    STATEMENT_READY = EventType.STATEMENT_READY.value
+
+
+@strawberry.enum(description="Where a delivery stands.")
+class WebhookDeliveryStatus(Enum):
+    PENDING = DeliveryStatusValue.PENDING.value
+    DELIVERED = DeliveryStatusValue.DELIVERED.value
+    DEAD = DeliveryStatusValue.DEAD.value
+    CANCELLED = DeliveryStatusValue.CANCELLED.value
+
+
+@authorize_fields(OWNER_OR_STAFF)
+@strawberry.type(description="One try at a delivery: the delivery log.")
+class WebhookAttempt:
+    delivery_id: strawberry.ID
+    attempted_at: datetime
+    status_code: int | None = strawberry.field(description="The receiver's HTTP status; null if none came.")
+    latency_ms: int
+    error: str | None = strawberry.field(description="Why the try failed (a status, a timeout, …).")
+    outcome: WebhookDeliveryStatus = strawberry.field(description="The delivery's status after this try.")
+    program_id: strawberry.Private[str | None]
+
+    @classmethod
+    def from_row(cls, row: AttemptRow, program_id: str | None) -> WebhookAttempt:
+        return cls(
+            delivery_id=strawberry.ID(str(row.delivery_id)),
+            attempted_at=row.attempted_at,
+            status_code=row.status_code,
+            latency_ms=row.latency_ms,
+            error=row.error,
+            outcome=WebhookDeliveryStatus(row.outcome),
+            program_id=program_id,
+        )
+
+
+@authorize_fields(OWNER_OR_STAFF)
+@strawberry.type(description="One event to send to one subscription.")
+class WebhookDelivery:
+    id: strawberry.ID
+    event_id: str = strawberry.field(description="The event's id, sent as `webhook-id` (the same on every try).")
+    event_type: WebhookEventType
+    object: str = strawberry.field(description="What the event is about: `conversion:<id>`, `period:<YYYY-MM>`, ….")
+    occurred_at: datetime
+    payload: str = strawberry.field(description="The JSON body sent, byte for byte.")
+    status: WebhookDeliveryStatus
+    attempts: int = strawberry.field(description="Tries since it was made (or last replayed).")
+    next_attempt_at: datetime | None = strawberry.field(description="When it is tried next, while PENDING.")
+    last_status_code: int | None
+    last_error: str | None
+    finished_at: datetime | None
+    program_id: strawberry.Private[str | None]
+
+    @classmethod
+    def from_view(cls, view: DeliveryView, program_id: str | None) -> WebhookDelivery:
+        delivery, event = view.delivery, view.event
+        pending = delivery.status == DeliveryStatusValue.PENDING
+        return cls(
+            id=strawberry.ID(str(delivery.id)),
+            event_id=event.id,
+            event_type=WebhookEventType(event.type),
+            object=event.object,
+            occurred_at=event.occurred_at,
+            payload=event.body,
+            status=WebhookDeliveryStatus(delivery.status),
+            attempts=delivery.attempts,
+            next_attempt_at=delivery.next_attempt_at if pending else None,
+            last_status_code=delivery.last_status_code,
+            last_error=delivery.last_error,
+            finished_at=delivery.finished_at,
+            program_id=program_id,
+        )
+
+
+@authorize_fields(OWNER_OR_STAFF)
+@strawberry.type(
+    description="A URL that receives the exchange's events of the listed types, signed by the "
+    "Standard Webhooks rules. A partner's receives its own program's events only; a staff "
+    "tool's (no program) receives every program's."
+)
+class WebhookSubscription:
+    id: strawberry.ID
+    program_id: strawberry.ID | None = strawberry.field(description="The partner's program; null for a staff tool's.")
+    url: str
+    event_types: list[WebhookEventType]
+    description: str
+    created_at: datetime
+    previous_secret_until: datetime | None = strawberry.field(
+        description="After a rotation, until when deliveries are also signed with the old secret."
+    )
+
+    @strawberry.field(description="Its deliveries, the latest event first; only those in `status` when given.")
+    async def deliveries(
+        self, info: Info[Context, None], status: WebhookDeliveryStatus | None = None, first: int = 50
+    ) -> list[WebhookDelivery]:
+        views = await info.context.services.webhooks.deliveries(
+            info.context.caller().program_id,
+            str(self.id),
+            status=status.value if status is not None else None,
+            first=first,
+        )
+        return [WebhookDelivery.from_view(view, self.program_id) for view in views]
+
+    @strawberry.field(description="The delivery log: every try, the latest first.")
+    async def attempts(self, info: Info[Context, None], first: int = 50) -> list[WebhookAttempt]:
+        rows = await info.context.services.webhooks.attempts(
+            info.context.caller().program_id, str(self.id), first=first
+        )
+        return [WebhookAttempt.from_row(row, self.program_id) for row in rows]
+
+    @classmethod
+    def from_row(cls, row: SubscriptionRow) -> WebhookSubscription:
+        return cls(
+            id=strawberry.ID(row.id),
+            program_id=strawberry.ID(row.program_id) if row.program_id is not None else None,
+            url=row.url,
+            event_types=[WebhookEventType(name) for name in row.event_types],
+            description=row.description,
+            created_at=row.created_at,
+            previous_secret_until=row.previous_secret_until,
+        )
+
+
+@authorize_fields(OWNER_OR_STAFF)
+@strawberry.type(description="A subscription and its signing secret, shown this once: store it now.")
+class WebhookSubscriptionSecret:
+    subscription: WebhookSubscription
+    secret: str = strawberry.field(description="`whsec_` and the base64 of 32 random bytes (Standard Webhooks).")
+    program_id: strawberry.Private[str | None]
+
+    @classmethod
+    def of(cls, made: WithSecret) -> WebhookSubscriptionSecret:
+        return cls(
+            subscription=WebhookSubscription.from_row(made.subscription),
+            secret=made.secret,
+            program_id=made.subscription.program_id,
+        )

@@ -1,0 +1,128 @@
+"""Webhooks as an application service: subscriptions, their logs, replays, and delivering.
+
+``tenant`` is the acting partner's program (it reaches only its own subscriptions) or
+``None`` for staff and the command line (see :mod:`exchange.webhooks.subscriptions`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from exchange.clock import Clock
+from exchange.db.database import Database
+from exchange.services.requests import page_size
+from exchange.settings import Settings
+from exchange.webhooks import subscriptions
+from exchange.webhooks.delivery import DeliveryPass, Dispatcher
+from exchange.webhooks.models import WebhookAttempt, WebhookSubscription
+from exchange.webhooks.schedule import RetrySchedule
+from exchange.webhooks.subscriptions import DeliveryView, SubscriptionDraft, WithSecret
+
+MAX_PAGE = 500
+
+
+@dataclass
+class WebhookService:
+    db: Database
+    clock: Clock
+    dispatcher: Dispatcher
+    key_secret: str
+    production: bool
+    rotation_overlap: timedelta
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *, db: Database, clock: Clock) -> WebhookService:
+        key_secret = settings.key_encryption_secret.get_secret_value()
+        return cls(
+            db=db,
+            clock=clock,
+            dispatcher=Dispatcher(
+                db=db,
+                clock=clock,
+                key_secret=key_secret,
+                schedule=RetrySchedule(
+                    first=timedelta(seconds=settings.webhook_first_retry_seconds),
+                    longest=timedelta(seconds=settings.webhook_longest_retry_seconds),
+                    give_up_after=timedelta(hours=settings.webhook_retry_hours),
+                ),
+                timeout=settings.webhook_timeout_seconds,
+                concurrency=settings.webhook_concurrency,
+                draw=random.SystemRandom().random,
+            ),
+            key_secret=key_secret,
+            production=settings.environment == "production",
+            rotation_overlap=timedelta(hours=settings.webhook_secret_overlap_hours),
+        )
+
+    async def create(self, draft: SubscriptionDraft, *, by: str) -> WithSecret:
+        async with self.db.transaction() as session:
+            return await subscriptions.create(
+                session, draft, production=self.production, key_secret=self.key_secret, by=by, now=self.clock.now()
+            )
+
+    async def subscriptions(
+        self, tenant: str | None, *, program_id: str | None = None
+    ) -> Sequence[WebhookSubscription]:
+        async with self.db.transaction() as session:
+            return await subscriptions.listed(session, tenant, program_id=program_id)
+
+    async def subscription(self, tenant: str | None, subscription_id: str) -> WebhookSubscription:
+        async with self.db.transaction() as session:
+            return await subscriptions.get(session, tenant, subscription_id)
+
+    async def rotate_secret(self, tenant: str | None, subscription_id: str) -> WithSecret:
+        async with self.db.transaction() as session:
+            return await subscriptions.rotate(
+                session,
+                tenant,
+                subscription_id,
+                key_secret=self.key_secret,
+                overlap=self.rotation_overlap,
+                now=self.clock.now(),
+            )
+
+    async def delete(self, tenant: str | None, subscription_id: str) -> WebhookSubscription:
+        async with self.db.transaction() as session:
+            return await subscriptions.delete(session, tenant, subscription_id, self.clock.now())
+
+    async def replay(
+        self,
+        tenant: str | None,
+        subscription_id: str,
+        *,
+        delivery_ids: Collection[int] = (),
+        dead: bool = False,
+        since: datetime | None = None,
+    ) -> int:
+        async with self.db.transaction() as session:
+            return await subscriptions.replay(
+                session,
+                tenant,
+                subscription_id,
+                delivery_ids=delivery_ids,
+                dead=dead,
+                since=since,
+                now=self.clock.now(),
+            )
+
+    async def deliveries(
+        self, tenant: str | None, subscription_id: str, *, status: str | None = None, first: int = 50
+    ) -> list[DeliveryView]:
+        first = page_size(first, maximum=MAX_PAGE)
+        async with self.db.transaction() as session:
+            return await subscriptions.deliveries(session, tenant, subscription_id, status=status, first=first)
+
+    async def attempts(self, tenant: str | None, subscription_id: str, *, first: int = 50) -> Sequence[WebhookAttempt]:
+        first = page_size(first, maximum=MAX_PAGE)
+        async with self.db.transaction() as session:
+            return await subscriptions.attempts(session, tenant, subscription_id, first=first)
+
+    async def deliver(self) -> DeliveryPass:
+        """One pass of the delivery worker (the gateway's job, ``exchange webhooks deliver``)."""
+        return await self.dispatcher.run_once()
+
+    async def aclose(self) -> None:
+        await self.dispatcher.aclose()

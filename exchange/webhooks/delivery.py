@@ -1,0 +1,357 @@
+"""The delivery worker: fan events out to subscriptions, send them, record every attempt.
+
+Each pass (the gateway's periodic job, or ``exchange webhooks deliver``):
+
+1. **Fan out** events not yet fanned out, in their order, to every live subscription that
+   wants them (its event type, its program among the event's, created before the event): one
+   delivery per subscription and event (a unique key, so two workers cannot double one). One
+   process fans out at a time (the events are locked in order), so an object's deliveries
+   exist in the order of its events.
+2. **Claim** due deliveries under a lease, skipping rows another worker holds. A delivery is
+   due only if no earlier delivery of the *same object* to the same subscription is still
+   pending: a subscription receives the events of one conversion (redemption, match, …) in
+   the order they happened, the later waiting until the earlier is delivered or dead.
+3. **Send** them concurrently (at most ``concurrency`` at once, each within ``timeout``),
+   outside any database transaction, signed by the Standard Webhooks rules.
+4. **Record** each attempt in the delivery log; a 2xx delivers, anything else (or no
+   answer) schedules a retry by :class:`~exchange.webhooks.schedule.RetrySchedule`, or
+   dead-letters the delivery once its retry window is over.
+
+A worker that dies between sending and recording leaves the lease to expire: the delivery is
+sent again (at least once; receivers dedupe on ``webhook-id``). Nothing here runs on a
+request's path, so a slow or failing receiver slows no request and no saga.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import and_, exists, update
+from sqlalchemy.orm import aliased
+from sqlmodel import col, select
+
+from exchange.clock import Clock
+from exchange.db import dialects
+from exchange.db.database import Database
+from exchange.webhooks import signing
+from exchange.webhooks.models import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
+from exchange.webhooks.schedule import RetrySchedule
+
+logger = logging.getLogger("exchange.webhooks")
+
+DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
+ERROR_LENGTH = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery leased for one attempt, with what sending it needs."""
+
+    delivery_id: int
+    attempts: int
+    first_attempt_at: datetime
+    subscription_id: str
+    url: str
+    secrets: tuple[str, ...]
+    message_id: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+@dataclass
+class DeliveryPass:
+    """What one pass did."""
+
+    fanned_out: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    dead: int = 0
+
+
+@dataclass
+class Dispatcher:
+    db: Database
+    clock: Clock
+    key_secret: str
+    schedule: RetrySchedule = field(default_factory=RetrySchedule)
+    timeout: float = 10.0
+    concurrency: int = 8
+    draw: Callable[[], float] = random.random
+    """The jitter's random source (tests pass a fixed one)."""
+    _http: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
+
+    @property
+    def batch(self) -> int:
+        """Deliveries claimed at once: four waves of ``concurrency``."""
+        return self.concurrency * 4
+
+    @property
+    def lease(self) -> timedelta:
+        """Long enough for a batch whose every attempt times out, and recording it."""
+        return timedelta(seconds=self.timeout * self.batch / self.concurrency + 30)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """One client for every pass (its TLS context and connections are reused); redirects
+        are not followed: a subscription's URL is the only place its events go."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def run_once(self, *, max_rounds: int = 100) -> DeliveryPass:
+        """Fan out, then send what is due (and what becomes due as earlier deliveries of the
+        same object finish) until nothing is, or ``max_rounds`` batches were sent."""
+        report = DeliveryPass()
+        report.fanned_out = await self.fan_out()
+        limit = asyncio.Semaphore(self.concurrency)
+        for _ in range(max_rounds):
+            claimed = await self.claim(batch=self.batch)
+            if not claimed:
+                break
+            outcomes = await asyncio.gather(*(self._send(limit, item) for item in claimed))
+            for item, outcome in zip(claimed, outcomes, strict=True):
+                status = await self.record(item, outcome)
+                if status == DeliveryStatus.DELIVERED:
+                    report.delivered += 1
+                elif status == DeliveryStatus.DEAD:
+                    report.dead += 1
+                elif status == DeliveryStatus.PENDING:
+                    report.retrying += 1
+        return report
+
+    # -- fan out --------------------------------------------------------------------------
+
+    async def fan_out(self, batch: int = 500) -> int:
+        """Make the deliveries of events not yet fanned out; how many were made."""
+        made = 0
+        while True:
+            async with self.db.transaction() as session:
+                events = (
+                    await session.exec(
+                        select(WebhookEvent)
+                        .where(col(WebhookEvent.fanned_out).is_(False))
+                        .order_by(col(WebhookEvent.sequence))
+                        .limit(batch)
+                        # Not SKIP LOCKED: a second process waits for the first to commit, so
+                        # it can never fan out an object's later event before its earlier one.
+                        .with_for_update()
+                    )
+                ).all()
+                if not events:
+                    return made
+                subscriptions = (
+                    await session.exec(select(WebhookSubscription).where(col(WebhookSubscription.deleted_at).is_(None)))
+                ).all()
+                rows = [
+                    {
+                        "subscription_id": subscription.id,
+                        "sequence": event.sequence,
+                        "object": event.object,
+                        "status": DeliveryStatus.PENDING.value,
+                        "attempts": 0,
+                        "first_attempt_at": event.occurred_at,
+                        "next_attempt_at": event.occurred_at,
+                    }
+                    for event in events
+                    for subscription in subscriptions
+                    if wants(subscription, event)
+                ]
+                if rows:
+                    await session.exec(
+                        dialects.insert(session, DELIVERIES)
+                        .values(rows)
+                        .on_conflict_do_nothing(index_elements=["subscription_id", "sequence"])
+                    )
+                await session.exec(
+                    update(WebhookEvent)
+                    .where(col(WebhookEvent.sequence).in_([event.sequence for event in events]))
+                    .values(fanned_out=True)
+                )
+                made += len(rows)
+            if len(events) < batch:
+                return made
+
+    # -- claim ----------------------------------------------------------------------------
+
+    async def claim(self, batch: int) -> list[Claimed]:
+        """Lease up to ``batch`` due deliveries, each the earliest pending of its object."""
+        now = self.clock.now()
+        earlier = aliased(WebhookDelivery)
+        async with self.db.transaction() as session:
+            deliveries = (
+                await session.exec(
+                    select(WebhookDelivery)
+                    .where(
+                        WebhookDelivery.status == DeliveryStatus.PENDING,
+                        col(WebhookDelivery.next_attempt_at) <= now,
+                        (col(WebhookDelivery.lease_until).is_(None)) | (col(WebhookDelivery.lease_until) <= now),
+                        ~exists().where(
+                            and_(
+                                col(earlier.subscription_id) == WebhookDelivery.subscription_id,
+                                col(earlier.object) == WebhookDelivery.object,
+                                col(earlier.status) == DeliveryStatus.PENDING,
+                                col(earlier.sequence) < WebhookDelivery.sequence,
+                            )
+                        ),
+                    )
+                    .order_by(col(WebhookDelivery.next_attempt_at), col(WebhookDelivery.sequence))
+                    .limit(batch)
+                    .with_for_update(skip_locked=True, of=WebhookDelivery)
+                )
+            ).all()
+            if not deliveries:
+                return []
+            for delivery in deliveries:
+                delivery.lease_until = now + self.lease
+                session.add(delivery)
+            events = {
+                event.sequence: event
+                for event in await session.exec(
+                    select(WebhookEvent).where(col(WebhookEvent.sequence).in_([d.sequence for d in deliveries]))
+                )
+            }
+            subscriptions = {
+                subscription.id: subscription
+                for subscription in await session.exec(
+                    select(WebhookSubscription).where(
+                        col(WebhookSubscription.id).in_({d.subscription_id for d in deliveries})
+                    )
+                )
+            }
+        return [
+            Claimed(
+                delivery_id=int(delivery.id),  # type: ignore[arg-type]
+                attempts=delivery.attempts,
+                first_attempt_at=delivery.first_attempt_at,
+                subscription_id=delivery.subscription_id,
+                url=subscriptions[delivery.subscription_id].url,
+                secrets=self.signing_secrets(subscriptions[delivery.subscription_id], now),
+                message_id=events[delivery.sequence].id,
+                body=events[delivery.sequence].body,
+            )
+            for delivery in deliveries
+        ]
+
+    def signing_secrets(self, subscription: WebhookSubscription, now: datetime) -> tuple[str, ...]:
+        """The current secret and, while a rotation's window lasts, the one before it."""
+        current = signing.unseal(subscription.secret, self.key_secret, subscription.id, subscription.secret_version)
+        if (
+            subscription.previous_secret is None
+            or subscription.previous_secret_until is None
+            or subscription.previous_secret_until <= now
+        ):
+            return (current,)
+        previous = signing.unseal(
+            subscription.previous_secret, self.key_secret, subscription.id, subscription.secret_version - 1
+        )
+        return (current, previous)
+
+    # -- send -----------------------------------------------------------------------------
+
+    async def _send(self, limit: asyncio.Semaphore, item: Claimed) -> Outcome:
+        async with limit:
+            headers = signing.headers(item.secrets, item.message_id, self.clock.now(), item.body)
+            started = time.perf_counter()
+            try:
+                # The timeout bounds the whole attempt (httpx's bounds each read), and the
+                # receiver's body is never read: only its status counts.
+                async with (
+                    asyncio.timeout(self.timeout),
+                    self.http.stream("POST", item.url, content=item.body.encode(), headers=headers) as response,
+                ):
+                    status = response.status_code
+            except TimeoutError:
+                return Outcome(None, _elapsed_ms(started), f"ReadTimeout: no answer within {self.timeout:g} s")
+            except httpx.HTTPError as failed:
+                return Outcome(None, _elapsed_ms(started), f"{type(failed).__name__}: {failed}"[:ERROR_LENGTH])
+            refused = None if 200 <= status < 300 else f"HTTP {status}"
+            return Outcome(status, _elapsed_ms(started), refused)
+
+    # -- record ---------------------------------------------------------------------------
+
+    async def record(self, item: Claimed, outcome: Outcome) -> DeliveryStatus | None:
+        """Log the attempt and move the delivery on; ``None`` if another worker had taken it
+        over meanwhile (its lease ran out), which then records its own attempt."""
+        now = self.clock.now()
+        failures = item.attempts + 1
+        values: dict[str, object] = {"attempts": failures, "lease_until": None, "last_status_code": outcome.status_code}
+        values["last_error"] = outcome.error
+        if outcome.delivered:
+            status = DeliveryStatus.DELIVERED
+        else:
+            retry_at = self.schedule.next_attempt(item.first_attempt_at, now, failures, self.draw())
+            status = DeliveryStatus.PENDING if retry_at is not None else DeliveryStatus.DEAD
+            if retry_at is not None:
+                values["next_attempt_at"] = retry_at
+        values["status"] = status.value
+        if status != DeliveryStatus.PENDING:
+            values["finished_at"] = now
+        async with self.db.transaction() as session:
+            moved = await session.exec(
+                update(WebhookDelivery)
+                .where(
+                    col(WebhookDelivery.id) == item.delivery_id,
+                    col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+                    col(WebhookDelivery.attempts) == item.attempts,
+                )
+                .values(**values)
+            )
+            if moved.rowcount != 1:
+                return None
+            session.add(
+                WebhookAttempt(
+                    delivery_id=item.delivery_id,
+                    subscription_id=item.subscription_id,
+                    attempted_at=now,
+                    status_code=outcome.status_code,
+                    latency_ms=outcome.latency_ms,
+                    error=outcome.error,
+                    outcome=status.value,
+                )
+            )
+        if status == DeliveryStatus.DEAD:
+            logger.warning(
+                "webhook delivery %s to subscription %s dead-lettered", item.delivery_id, item.subscription_id
+            )
+        return status
+
+
+def wants(subscription: WebhookSubscription, event: WebhookEvent) -> bool:
+    """Whether ``subscription`` receives ``event``: its type, its tenant, and made in time."""
+    return (
+        event.type in subscription.event_types
+        and subscription.created_at <= event.occurred_at
+        and (subscription.program_id is None or event.programs is None or subscription.program_id in event.programs)
+    )
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)

@@ -1,0 +1,120 @@
+"""The webhook tables: subscriptions, the event outbox, deliveries and their attempts.
+
+An event row is written in the unit of work of the change it reports (the outbox), so it
+exists if and only if that change committed. The delivery worker fans each event out to the
+subscriptions that want it (one delivery per subscription and event) and sends them; every
+try is an attempt row, the subscription's delivery log.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from exchange.db.types import BigIdentity, UTCDateTime
+
+#: ``https://…`` URLs longer than this are refused (and the column is this long).
+URL_LENGTH = 2000
+DESCRIPTION_LENGTH = 200
+#: An event's id, sent as ``webhook-id``: ``msg_`` and a UUID's hex.
+EVENT_ID_LENGTH = 36
+OBJECT_LENGTH = 120
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "PENDING"
+    """To be sent (again) at ``next_attempt_at``."""
+    DELIVERED = "DELIVERED"
+    """The receiver answered 2xx."""
+    DEAD = "DEAD"
+    """Retried for the whole retry window without a 2xx: dead-lettered, until replayed."""
+    CANCELLED = "CANCELLED"
+    """Its subscription was deleted before it was delivered."""
+
+
+class WebhookSubscription(SQLModel, table=True):
+    """A URL that receives events of the listed types. ``program_id`` is the partner that owns
+    it (and whose events alone it receives); ``None``: a staff tool's, which receives every
+    program's events."""
+
+    __tablename__ = "webhook_subscription"
+
+    id: str = Field(primary_key=True, max_length=36)
+    program_id: str | None = Field(default=None, foreign_key="program.id", max_length=64, index=True)
+    url: str = Field(max_length=URL_LENGTH)
+    event_types: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    description: str = Field(default="", max_length=DESCRIPTION_LENGTH)
+    secret: str = Field(sa_column=Column(Text, nullable=False), description="The signing secret, as a JWE.")
+    previous_secret: str | None = Field(
+        default=None, sa_column=Column(Text, nullable=True), description="The secret before a rotation, as a JWE."
+    )
+    previous_secret_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    secret_version: int = 1
+    created_by: str = Field(max_length=120)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebhookEvent(SQLModel, table=True):
+    """One event in the outbox. ``sequence`` orders events (and so the deliveries of one
+    object); ``programs`` are the partners it concerns (``None``: every partner)."""
+
+    __tablename__ = "webhook_event"
+    __table_args__ = (Index("ix_webhook_event_unfanned", "fanned_out", "sequence"),)
+
+    sequence: int | None = Field(default=None, sa_column=Column(BigIdentity, primary_key=True, autoincrement=True))
+    id: str = Field(max_length=EVENT_ID_LENGTH, unique=True, description="Sent as `webhook-id`.")
+    type: str = Field(max_length=40)
+    object: str = Field(max_length=OBJECT_LENGTH, description="What the event is about: `conversion:<id>`, ….")
+    programs: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    body: str = Field(sa_column=Column(Text, nullable=False), description="The JSON sent, byte for byte.")
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    fanned_out: bool = False
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event to send to one subscription, and where its sending stands."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "sequence"),
+        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+        Index("ix_webhook_delivery_object", "subscription_id", "object", "status", "sequence"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigIdentity, primary_key=True, autoincrement=True))
+    subscription_id: str = Field(foreign_key="webhook_subscription.id", max_length=36)
+    sequence: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("webhook_event.sequence"), nullable=False),
+        description="The event's: deliveries of one object go out in this order.",
+    )
+    object: str = Field(max_length=OBJECT_LENGTH)
+    status: str = Field(default=DeliveryStatus.PENDING, max_length=10)
+    attempts: int = 0
+    first_attempt_at: datetime = Field(sa_type=UTCDateTime, description="When the retry window started.")
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=300)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One try at a delivery: the delivery log."""
+
+    __tablename__ = "webhook_attempt"
+    __table_args__ = (Index("ix_webhook_attempt_subscription", "subscription_id", "attempted_at"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigIdentity, primary_key=True, autoincrement=True))
+    delivery_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("webhook_delivery.id"), nullable=False, index=True)
+    )
+    subscription_id: str = Field(max_length=36)
+    attempted_at: datetime = Field(sa_type=UTCDateTime)
+    status_code: int | None = Field(default=None, description="The receiver's HTTP status; none if none came.")
+    latency_ms: int
+    error: str | None = Field(default=None, max_length=300)
+    outcome: str = Field(max_length=10, description="The delivery's status after this attempt.")

@@ -1,0 +1,237 @@
+"""Subscriptions: made, listed, rotated, deleted, and their deliveries replayed.
+
+Every function takes ``tenant``: the program of the partner acting (it sees and changes only
+its own program's subscriptions; any other is "not found", whether or not it exists) or
+``None`` for staff and the command line, who see every subscription. A subscription with a
+program receives that program's events only; one without (a staff tool's) receives all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.errors import BadUserInput
+from exchange.programs import service as programs
+from exchange.webhooks import signing
+from exchange.webhooks.errors import DeliveryNotFound, SubscriptionNotFound
+from exchange.webhooks.events import EventType
+from exchange.webhooks.models import (
+    DESCRIPTION_LENGTH,
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
+from exchange.webhooks.urls import check_url
+
+#: Most deliveries one replay may queue again.
+REPLAY_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionDraft:
+    url: str
+    event_types: Sequence[str]
+    description: str = ""
+    program_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WithSecret:
+    """A subscription and its new secret: shown this once, never again."""
+
+    subscription: WebhookSubscription
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    delivery: WebhookDelivery
+    event: WebhookEvent
+
+
+def check_event_types(names: Sequence[str]) -> list[str]:
+    """The event types, each known, none twice, at least one; else ``eventTypes``' error."""
+    known = {event_type.value for event_type in EventType}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise BadUserInput(
+            f"unknown event type {unknown[0]!r}; the types are {', '.join(sorted(known))}", field="eventTypes"
+        )
+    if not names:
+        raise BadUserInput("name at least one event type", field="eventTypes")
+    return sorted(set(names))
+
+
+async def create(
+    session: AsyncSession, draft: SubscriptionDraft, *, production: bool, key_secret: str, by: str, now: datetime
+) -> WithSecret:
+    url = check_url(draft.url, production=production)
+    event_types = check_event_types(draft.event_types)
+    if len(draft.description) > DESCRIPTION_LENGTH:
+        raise BadUserInput(f"at most {DESCRIPTION_LENGTH} characters", field="description")
+    if draft.program_id is not None:
+        await programs.get_program(session, draft.program_id, field="programId")
+    subscription_id = str(uuid.uuid4())
+    secret = signing.new_secret()
+    row = WebhookSubscription(
+        id=subscription_id,
+        program_id=draft.program_id,
+        url=url,
+        event_types=event_types,
+        description=draft.description,
+        secret=signing.seal(secret, key_secret, subscription_id, 1),
+        created_by=by[:120],
+        created_at=now,
+    )
+    session.add(row)
+    return WithSecret(row, secret)
+
+
+async def listed(
+    session: AsyncSession, tenant: str | None, *, program_id: str | None = None
+) -> Sequence[WebhookSubscription]:
+    """Live subscriptions the tenant sees (staff: optionally one program's), oldest first."""
+    query = select(WebhookSubscription).where(col(WebhookSubscription.deleted_at).is_(None))
+    owner = tenant if tenant is not None else program_id
+    if owner is not None:
+        query = query.where(WebhookSubscription.program_id == owner)
+    return (await session.exec(query.order_by(col(WebhookSubscription.created_at), col(WebhookSubscription.id)))).all()
+
+
+async def get(
+    session: AsyncSession, tenant: str | None, subscription_id: str, *, lock: bool = False, field: str = "id"
+) -> WebhookSubscription:
+    """A live subscription the tenant may see, else not found."""
+    query = select(WebhookSubscription).where(WebhookSubscription.id == subscription_id)
+    row = (await session.exec(query.with_for_update() if lock else query)).first()
+    if row is None or row.deleted_at is not None or (tenant is not None and row.program_id != tenant):
+        raise SubscriptionNotFound(subscription_id, field)
+    return row
+
+
+async def rotate(
+    session: AsyncSession,
+    tenant: str | None,
+    subscription_id: str,
+    *,
+    key_secret: str,
+    overlap: timedelta,
+    now: datetime,
+) -> WithSecret:
+    """A new secret; the one it replaces keeps signing beside it for ``overlap`` (receivers
+    switch meanwhile). A rotation during another's overlap ends the older secret at once."""
+    row = await get(session, tenant, subscription_id, lock=True)
+    current = signing.unseal(row.secret, key_secret, row.id, row.secret_version)
+    secret = signing.new_secret()
+    row.secret_version += 1
+    row.previous_secret = signing.seal(current, key_secret, row.id, row.secret_version - 1)
+    row.previous_secret_until = now + overlap
+    row.secret = signing.seal(secret, key_secret, row.id, row.secret_version)
+    session.add(row)
+    return WithSecret(row, secret)
+
+
+async def delete(session: AsyncSession, tenant: str | None, subscription_id: str, now: datetime) -> WebhookSubscription:
+    """Stop the subscription: nothing more is sent, what was pending is cancelled; its rows (the
+    delivery log) are kept for the record, and no longer shown."""
+    row = await get(session, tenant, subscription_id, lock=True)
+    row.deleted_at = now
+    session.add(row)
+    await session.exec(
+        update(WebhookDelivery)
+        .where(col(WebhookDelivery.subscription_id) == row.id, col(WebhookDelivery.status) == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.CANCELLED.value, finished_at=now, lease_until=None)
+    )
+    return row
+
+
+async def replay(
+    session: AsyncSession,
+    tenant: str | None,
+    subscription_id: str,
+    *,
+    delivery_ids: Collection[int] = (),
+    dead: bool = False,
+    since: datetime | None = None,
+    now: datetime,
+) -> int:
+    """Queue deliveries again, each with a fresh retry window: those named by id, or every
+    dead-lettered one (``dead``), or every finished one of an event since ``since``; how many.
+
+    The same ``webhook-id`` is sent again (it is the same event), so a receiver that had
+    processed it can tell."""
+    row = await get(session, tenant, subscription_id, field="subscriptionId")
+    if not delivery_ids and not dead and since is None:
+        raise BadUserInput("name deliveries, or ask for the dead-lettered ones, or give a time", field="deliveryIds")
+    query = select(WebhookDelivery.id).where(
+        WebhookDelivery.subscription_id == row.id,
+        col(WebhookDelivery.status).in_([DeliveryStatus.DELIVERED, DeliveryStatus.DEAD]),
+    )
+    if delivery_ids:
+        found = set((await session.exec(query.where(col(WebhookDelivery.id).in_(list(delivery_ids))))).all())
+        missing = sorted(set(delivery_ids) - found)
+        if missing:
+            raise DeliveryNotFound(missing[0])
+        chosen = list(found)
+    else:
+        if dead:
+            query = query.where(WebhookDelivery.status == DeliveryStatus.DEAD)
+        if since is not None:
+            query = query.join(WebhookEvent, col(WebhookEvent.sequence) == WebhookDelivery.sequence).where(
+                col(WebhookEvent.occurred_at) >= since
+            )
+        chosen = list((await session.exec(query.limit(REPLAY_LIMIT))).all())
+    if chosen:
+        await session.exec(
+            update(WebhookDelivery)
+            .where(col(WebhookDelivery.id).in_(chosen))
+            .values(
+                status=DeliveryStatus.PENDING.value,
+                attempts=0,
+                first_attempt_at=now,
+                next_attempt_at=now,
+                lease_until=None,
+                finished_at=None,
+            )
+        )
+    return len(chosen)
+
+
+async def deliveries(
+    session: AsyncSession, tenant: str | None, subscription_id: str, *, status: str | None, first: int
+) -> list[DeliveryView]:
+    """The subscription's deliveries, newest event first, with their events."""
+    row = await get(session, tenant, subscription_id)
+    query = (
+        select(WebhookDelivery, WebhookEvent)
+        .join(WebhookEvent, col(WebhookEvent.sequence) == WebhookDelivery.sequence)
+        .where(WebhookDelivery.subscription_id == row.id)
+    )
+    if status is not None:
+        query = query.where(WebhookDelivery.status == status)
+    rows = await session.exec(query.order_by(col(WebhookDelivery.sequence).desc()).limit(first))
+    return [DeliveryView(delivery, event) for delivery, event in rows]
+
+
+async def attempts(
+    session: AsyncSession, tenant: str | None, subscription_id: str, *, first: int
+) -> Sequence[WebhookAttempt]:
+    """The subscription's delivery log, newest attempt first."""
+    row = await get(session, tenant, subscription_id)
+    return (
+        await session.exec(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.subscription_id == row.id)
+            .order_by(col(WebhookAttempt.attempted_at).desc(), col(WebhookAttempt.id).desc())
+            .limit(first)
+        )
+    ).all()

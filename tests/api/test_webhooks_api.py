@@ -1,0 +1,148 @@
+"""Webhooks over GraphQL, as partners and staff tools use them: subscribing (tenant-checked,
+bad URLs refused naming the field and the rule), the gateway's own worker delivering the
+events of a real period close to a receiver on loopback, the delivery log, replay and
+rotation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from standardwebhooks import Webhook
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from exchange.auth.scopes import Role
+from exchange.serving import RunningServer, serving
+from exchange.testing.kit import ExchangeKit
+
+CREATE = """mutation($input: CreateWebhookSubscriptionInput!) {
+  createWebhookSubscription(input: $input) { secret subscription { id programId url eventTypes } } }"""
+SUBSCRIPTION = """query($id: ID!) { webhookSubscription(id: $id) {
+  id deliveries { id eventId eventType object status attempts lastStatusCode }
+  attempts { deliveryId statusCode outcome latencyMs } } }"""
+REPLAY = """mutation($id: ID!, $ids: [ID!]) { replayWebhookDeliveries(subscriptionId: $id, deliveryIds: $ids) }"""
+ROTATE = """mutation($id: ID!) { rotateWebhookSecret(id: $id) { secret subscription { previousSecretUntil } } }"""
+CLOSE = """mutation($period: String!) { closePeriod(period: $period) { status } }"""
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.arrived = asyncio.Condition()
+
+    async def hook(self, request: Request) -> Response:
+        body = await request.body()
+        async with self.arrived:
+            self.received.append((dict(request.headers), body))
+            self.arrived.notify_all()
+        return Response(status_code=204)
+
+    async def wait_for(self, count: int) -> None:
+        async with self.arrived:
+            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.received) >= count), timeout=30)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, RunningServer]]:
+    hooks = Receiver()
+    async with serving(Starlette(routes=[Route("/hook", hooks.hook, methods=["POST"])])) as server:
+        yield hooks, server
+
+
+async def settled(kit: ExchangeKit, token: str, subscription_id: str) -> dict[str, Any]:
+    """The subscription once the worker has recorded every delivery's outcome."""
+    async with asyncio.timeout(30):
+        while True:
+            seen = (await kit.data(SUBSCRIPTION, token, id=subscription_id))["webhookSubscription"]
+            if all(delivery["status"] != "PENDING" for delivery in seen["deliveries"]):
+                return dict(seen)
+            await asyncio.sleep(0.05)
+
+
+async def create(kit: ExchangeKit, token: str, **input: Any) -> dict[str, Any]:
+    return dict((await kit.graphql(CREATE, token, input=input)).json())
+
+
+async def test_a_partner_subscribes_for_its_own_program_only(
+    kit: ExchangeKit, receiver: tuple[Receiver, RunningServer]
+) -> None:
+    url = receiver[1].url + "/hook"
+    formosa = await kit.partner_token("formosa-air")
+    made = await create(kit, formosa, url=url, eventTypes=["PERIOD_CLOSED"], programId="formosa-air")
+    subscription = made["data"]["createWebhookSubscription"]
+    assert subscription["secret"].startswith("whsec_")
+    assert subscription["subscription"]["eventTypes"] == ["PERIOD_CLOSED"]
+
+    theirs = await create(kit, formosa, url=url, eventTypes=["PERIOD_CLOSED"], programId="fresh-mart")
+    assert theirs["data"]["createWebhookSubscription"] is None
+    assert theirs["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    staffless = await create(kit, formosa, url=url, eventTypes=["PERIOD_CLOSED"])
+    assert staffless["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+    fresh = await kit.partner_token("fresh-mart")
+    for query in (SUBSCRIPTION, ROTATE):
+        body = (await kit.graphql(query, fresh, id=subscription["subscription"]["id"])).json()
+        assert body["errors"][0]["extensions"] == {"code": "NOT_FOUND", "field": "id"}, body
+    listed = await kit.data('{ webhookSubscriptions(programId: "fresh-mart") { id } }', fresh)
+    assert listed["webhookSubscriptions"] == []
+    member = await kit.member_token("formosa-air", "alice")
+    refused = (await kit.graphql("{ webhookSubscriptions { id } }", member)).json()
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("http://partner.example/hook", "https-required"),
+        ("https://user:secret@partner.example/hook", "no-credentials"),
+        ("hook", "absolute"),
+    ],
+)
+async def test_a_bad_url_is_refused_naming_the_field_and_the_rule(kit: ExchangeKit, url: str, rule: str) -> None:
+    token = await kit.partner_token("formosa-air")
+    body = await create(kit, token, url=url, eventTypes=["PERIOD_CLOSED"], programId="formosa-air")
+    (error,) = body["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "input.url", "rule": rule}
+    assert (await kit.data('{ webhookSubscriptions(programId: "formosa-air") { id } }', token)) == {
+        "webhookSubscriptions": []
+    }
+
+
+async def test_the_gateway_delivers_a_period_close_then_replays_and_rotates(
+    kit: ExchangeKit, last_month: str, receiver: tuple[Receiver, RunningServer]
+) -> None:
+    hooks, server = receiver
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    made = (
+        await kit.data(
+            CREATE, staff, input={"url": server.url + "/hook", "eventTypes": ["PERIOD_CLOSED", "STATEMENT_READY"]}
+        )
+    )["createWebhookSubscription"]
+    subscription_id, secret = made["subscription"]["id"], made["secret"]
+    assert made["subscription"]["programId"] is None
+
+    await kit.data(CLOSE, staff, period=last_month)
+    # One period.closed and a statement.ready per participant (wallet-pay, fresh-mart,
+    # formosa-air and the exchange's fees), sent by the gateway's own worker.
+    await hooks.wait_for(5)
+    bodies = [Webhook(secret).verify(body, headers) for headers, body in hooks.received]
+    assert sorted(body["type"] for body in bodies) == ["period.closed"] + ["statement.ready"] * 4
+    assert {body["data"]["period"] for body in bodies} == {last_month}
+
+    seen = await settled(kit, staff, subscription_id)
+    assert {d["status"] for d in seen["deliveries"]} == {"DELIVERED"}
+    assert {(a["statusCode"], a["outcome"]) for a in seen["attempts"]} == {(204, "DELIVERED")}
+    replayed = seen["deliveries"][0]
+    assert (await kit.data(REPLAY, staff, id=subscription_id, ids=[replayed["id"]])) == {"replayWebhookDeliveries": 1}
+    await hooks.wait_for(6)
+    assert hooks.received[5][0]["webhook-id"] == replayed["eventId"]
+
+    rotated = (await kit.data(ROTATE, staff, id=subscription_id))["rotateWebhookSecret"]
+    assert rotated["secret"] != secret and rotated["subscription"]["previousSecretUntil"]
+    bad = (await kit.graphql(REPLAY, staff, id=subscription_id, ids=["x"])).json()
+    assert bad["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "deliveryIds"}

@@ -1,0 +1,381 @@
+"""Webhooks end to end: events written by the sagas with their change, delivered to a real
+receiver on loopback that fails and then recovers, signatures verified with the Standard
+Webhooks reference library, order per object kept, retries and dead-lettering on an
+injected clock, replay and secret rotation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+from standardwebhooks import Webhook, WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from exchange.db.database import Database
+from exchange.errors import BadUserInput
+from exchange.programs.declarations import PartnersDirectory
+from exchange.services.webhooks import WebhookService
+from exchange.serving import RunningServer, free_port, serving
+from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
+from exchange.testing.clock import FrozenClock
+from exchange.testing.sandboxes import SandboxFleet
+from exchange.tiers.expiry import MatchExpiry
+from exchange.webhooks.delivery import Dispatcher
+from exchange.webhooks.errors import SubscriptionNotFound
+from exchange.webhooks.events import Event, EventType
+from exchange.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEvent, WebhookSubscription
+from exchange.webhooks.outbox import emit
+from exchange.webhooks.schedule import RetrySchedule
+from exchange.webhooks.subscriptions import SubscriptionDraft, WithSecret
+from tests.conftest import SettableClock
+from tests.integration import test_conversion_saga as conversions
+
+ALL_TYPES = [event_type.value for event_type in EventType]
+CONVERSION_TYPES = ["conversion.completed", "conversion.failed", "conversion.reversed"]
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on loopback: answers 503 to the next ``failures`` requests, then 204;
+    keeps every request it was sent."""
+
+    failures: int = 0
+    received: list[tuple[str, dict[str, str], bytes, int]] = field(default_factory=list)
+    server: RunningServer | None = None
+
+    async def hook(self, request: Request) -> Response:
+        body = await request.body()
+        status = 204
+        if self.failures > 0:
+            status, self.failures = 503, self.failures - 1
+        self.received.append((request.url.path, dict(request.headers), body, status))
+        return Response(status_code=status)
+
+    def url(self, path: str = "/hook") -> str:
+        assert self.server is not None
+        return self.server.url + path
+
+    def accepted(self, path: str = "/hook") -> list[tuple[dict[str, str], bytes]]:
+        return [(headers, body) for at, headers, body, status in self.received if at == path and status == 204]
+
+
+@dataclass
+class Hooks:
+    db: Database
+    clock: FrozenClock
+    service: WebhookService
+    receiver: Receiver
+    world: conversions.World
+
+    async def subscribe(self, url: str, types: list[str], program_id: str | None = None) -> WithSecret:
+        return await self.service.create(SubscriptionDraft(url, types, program_id=program_id), by="test")
+
+    async def deliver_all(self, step: timedelta = timedelta(seconds=10), passes: int = 20) -> int:
+        """Run the worker, moving the clock on between passes, until nothing is pending;
+        how many passes it took."""
+        for done in range(1, passes + 1):
+            await self.service.deliver()
+            if not await self.deliveries(DeliveryStatus.PENDING):
+                return done
+            self.clock.advance(seconds=step.total_seconds())
+        raise AssertionError(f"deliveries still pending after {passes} passes")
+
+    async def deliveries(self, status: DeliveryStatus | None = None) -> list[WebhookDelivery]:
+        async with self.db.transaction() as session:
+            query = select(WebhookDelivery).order_by(col(WebhookDelivery.id))
+            if status is not None:
+                query = query.where(WebhookDelivery.status == status)
+            return list((await session.exec(query)).all())
+
+    async def events(self) -> list[WebhookEvent]:
+        async with self.db.transaction() as session:
+            return list((await session.exec(select(WebhookEvent).order_by(col(WebhookEvent.sequence)))).all())
+
+    async def emit(self, *events: Event) -> None:
+        async with self.db.transaction() as session:
+            await emit(session, *events)
+
+
+def service_for(
+    db: Database, clock: FrozenClock, *, timeout: float = 5, schedule: RetrySchedule | None = None
+) -> WebhookService:
+    dispatcher = Dispatcher(
+        db=db,
+        clock=clock,
+        key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET,
+        schedule=schedule or RetrySchedule(),
+        timeout=timeout,
+        concurrency=4,
+        draw=lambda: 0.0,  # no jitter: each wait is the shortest the schedule allows
+    )
+    return WebhookService(
+        db=db,
+        clock=clock,
+        dispatcher=dispatcher,
+        key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET,
+        production=False,
+        rotation_overlap=timedelta(minutes=2),
+    )
+
+
+@pytest.fixture
+async def hooks(db: Database) -> AsyncIterator[Hooks]:
+    world = await conversions.make_world(db)
+    # Near the real time: the reference library refuses signatures more than 5 minutes off.
+    world.clock.current = datetime.now(UTC).replace(microsecond=0)
+    receiver = Receiver()
+    app = Starlette(routes=[Route("/{name}", receiver.hook, methods=["POST"])])
+    async with serving(app) as server:
+        receiver.server = server
+        hooks = Hooks(db, world.clock, service_for(db, world.clock), receiver, world)
+        try:
+            yield hooks
+        finally:
+            await hooks.service.aclose()
+
+
+def verified(secret: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """The body, if the Standard Webhooks reference library accepts its signature."""
+    return dict(Webhook(secret).verify(body, headers))
+
+
+def redemption_event(event_type: EventType, redemption: str, now: datetime) -> Event:
+    return Event(event_type, f"redemption:{redemption}", ("happy-card", "formosa-air"), {"id": redemption}, now)
+
+
+async def test_a_receiver_that_fails_then_recovers_gets_every_event_signed_and_in_order_per_object(
+    hooks: Hooks,
+) -> None:
+    staff = await hooks.subscribe(hooks.receiver.url("/staff"), ALL_TYPES)
+    partner = await hooks.subscribe(hooks.receiver.url("/happy-card"), CONVERSION_TYPES, program_id="happy-card")
+    world = hooks.world
+    completed = await world.execute(await world.quote(1000), key="a")
+    del world.partners["fresh-mart"].balances["bob"]  # bob is unknown at the target: reversed
+    reversed_ = await world.execute(await world.quote(100, member="m2"), key="b", member="m2")
+    elsewhere = await world.execute(await world.quote(1000, source="wallet-pay"), key="c")
+    now = hooks.clock.now()
+    await hooks.emit(
+        redemption_event(EventType.REDEMPTION_PAID, "r1", now),
+        redemption_event(EventType.REDEMPTION_DELIVERED, "r1", now),
+    )
+    events = await hooks.events()
+    assert [(event.type, event.object) for event in events] == [
+        ("conversion.completed", f"conversion:{completed.id}"),
+        ("conversion.reversed", f"conversion:{reversed_.id}"),
+        ("conversion.completed", f"conversion:{elsewhere.id}"),
+        ("redemption.paid", "redemption:r1"),
+        ("redemption.delivered", "redemption:r1"),
+    ]
+
+    hooks.receiver.failures = 6  # down for the first pass
+    first = await hooks.service.deliver()
+    # 5 events to staff, 2 to happy-card; the earliest of each object was tried (r1's delivery
+    # waits for its payment's), and every try failed.
+    assert (first.fanned_out, first.delivered, first.retrying) == (7, 0, 6)
+    assert b"redemption.delivered" not in b"".join(body for _, _, body, _ in hooks.receiver.received)
+
+    passes = await hooks.deliver_all()
+    assert passes >= 2
+    staff_bodies = [verified(staff.secret, headers, body) for headers, body in hooks.receiver.accepted("/staff")]
+    assert sorted(body["type"] for body in staff_bodies) == sorted(event.type for event in events)
+    r1 = [body["type"] for body in staff_bodies if body["data"].get("id") == "r1"]
+    assert r1 == ["redemption.paid", "redemption.delivered"]
+    partner_bodies = [
+        verified(partner.secret, headers, body) for headers, body in hooks.receiver.accepted("/happy-card")
+    ]
+    assert sorted(body["data"]["id"] for body in partner_bodies) == sorted([completed.id, reversed_.id])
+    assert {body["data"]["fromProgram"] for body in partner_bodies} == {"happy-card"}
+    headers, body = hooks.receiver.accepted("/staff")[0]
+    with pytest.raises(WebhookVerificationError):
+        verified(partner.secret, headers, body)  # each subscription has its own secret
+    with pytest.raises(WebhookVerificationError):
+        verified(staff.secret, headers, body.replace(b"conversion", b"Conversion"))
+    log = await hooks.service.attempts(None, staff.subscription.id, first=50)
+    assert sorted((attempt.status_code, attempt.outcome) for attempt in log).count((503, "PENDING")) >= 1
+    assert all(attempt.latency_ms >= 0 for attempt in log)
+    assert {d.status for d in await hooks.deliveries()} == {DeliveryStatus.DELIVERED}
+
+
+async def test_redemptions_and_status_matches_write_their_events_with_the_change(db: Database) -> None:
+    from tests.integration import test_redemptions as redemptions
+
+    world = await redemptions.make_world(db)
+    reward = await world.reward()
+    paid = await world.redeem(reward, "k1")
+    delivered = await world.saga.confirm_delivery(paid.id, "formosa-air")
+    cancelled = await world.saga.cancel((await world.redeem(reward, "k2")).id, member_id=world.alice)
+    async with db.transaction() as session:
+        rows = (await session.exec(select(WebhookEvent).order_by(col(WebhookEvent.sequence)))).all()
+    assert [(row.type, row.object) for row in rows] == [
+        ("redemption.paid", f"redemption:{paid.id}"),
+        ("redemption.delivered", f"redemption:{delivered.id}"),
+        ("redemption.paid", f"redemption:{cancelled.id}"),
+        ("redemption.reversed", f"redemption:{cancelled.id}"),
+    ]
+    assert all(row.programs == ["happy-card", "formosa-air"] for row in rows)
+
+
+async def test_a_receiver_that_never_answers_is_retried_with_backoff_then_dead_lettered_and_replayed(
+    hooks: Hooks,
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there: refused at once
+    schedule = RetrySchedule(first=timedelta(hours=1), longest=timedelta(hours=20), give_up_after=timedelta(days=3))
+    hooks.service = service_for(hooks.db, hooks.clock, schedule=schedule)
+    subscription = await hooks.subscribe(down, ["period.closed"])
+    started = hooks.clock.now()
+    await hooks.emit(Event(EventType.PERIOD_CLOSED, "period:2026-10", None, {"period": "2026-10"}, started))
+    waits: list[timedelta] = []
+    for _ in range(100):
+        await hooks.service.deliver()
+        (delivery,) = await hooks.deliveries()
+        if delivery.status != DeliveryStatus.PENDING:
+            break
+        waits.append(delivery.next_attempt_at - hooks.clock.now())
+        hooks.clock.current = delivery.next_attempt_at
+    # No jitter: each wait is half of an hour doubled per failure, capped at half of 20 hours;
+    # the attempt whose next wait would end past three days is the last.
+    assert waits == [timedelta(minutes=30 * 2**n) for n in range(5)] + [timedelta(hours=10)] * 5
+    assert delivery.status == DeliveryStatus.DEAD
+    assert timedelta(days=3) - timedelta(hours=10) < hooks.clock.now() - started <= timedelta(days=3)
+    log = await hooks.service.attempts(None, subscription.subscription.id, first=100)
+    assert len(log) == len(waits) + 1 == delivery.attempts
+    assert log[0].outcome == "DEAD" and all(attempt.status_code is None for attempt in log)
+    assert "ConnectError" in (log[0].error or "")
+
+    # Replay once the receiver is back (and the clock near the real time again, which the
+    # reference library checks the timestamp against): the same message, to the new URL.
+    hooks.clock.current = datetime.now(UTC)
+    async with hooks.db.transaction() as session:
+        row = await session.get(WebhookSubscription, subscription.subscription.id)
+        assert row is not None
+        row.url = hooks.receiver.url("/back")
+        session.add(row)
+    replayed = await hooks.service.replay(None, subscription.subscription.id, dead=True)
+    assert replayed == 1
+    await hooks.deliver_all()
+    ((headers, body),) = hooks.receiver.accepted("/back")
+    assert verified(subscription.secret, headers, body)["data"] == {"period": "2026-10"}
+    assert headers["webhook-id"] == (await hooks.events())[0].id
+    assert await hooks.service.replay(None, subscription.subscription.id, delivery_ids=[delivery.id or 0]) == 1
+    await hooks.deliver_all()
+    assert len(hooks.receiver.accepted("/back")) == 2
+    with pytest.raises(BadUserInput):
+        await hooks.service.replay(None, subscription.subscription.id)
+
+
+async def test_a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends(hooks: Hooks) -> None:
+    old = await hooks.subscribe(hooks.receiver.url(), ["period.closed"])
+    new = await hooks.service.rotate_secret(None, old.subscription.id)
+    assert new.secret != old.secret and new.secret.startswith("whsec_")
+    await hooks.emit(Event(EventType.PERIOD_CLOSED, "period:2026-09", None, {"period": "2026-09"}, hooks.clock.now()))
+    await hooks.deliver_all()
+    hooks.clock.advance(minutes=2, seconds=1)  # the overlap is over
+    await hooks.emit(Event(EventType.PERIOD_CLOSED, "period:2026-10", None, {"period": "2026-10"}, hooks.clock.now()))
+    await hooks.deliver_all()
+    (during_headers, during_body), (after_headers, after_body) = hooks.receiver.accepted()
+    assert len(during_headers["webhook-signature"].split()) == 2
+    assert verified(old.secret, during_headers, during_body) == verified(new.secret, during_headers, during_body)
+    assert len(after_headers["webhook-signature"].split()) == 1
+    assert verified(new.secret, after_headers, after_body)["data"] == {"period": "2026-10"}
+    with pytest.raises(WebhookVerificationError):
+        verified(old.secret, after_headers, after_body)
+
+
+async def test_a_partner_reaches_only_its_own_subscriptions_and_events(hooks: Hooks) -> None:
+    theirs = await hooks.subscribe(hooks.receiver.url("/fresh"), ALL_TYPES, program_id="fresh-mart")
+    ours = await hooks.subscribe(hooks.receiver.url("/happy"), ALL_TYPES, program_id="happy-card")
+    assert [row.id for row in await hooks.service.subscriptions("happy-card")] == [ours.subscription.id]
+    for attempt in (
+        hooks.service.subscription("happy-card", theirs.subscription.id),
+        hooks.service.rotate_secret("happy-card", theirs.subscription.id),
+        hooks.service.delete("happy-card", theirs.subscription.id),
+        hooks.service.replay("happy-card", theirs.subscription.id, dead=True),
+        hooks.service.attempts("happy-card", theirs.subscription.id),
+    ):
+        with pytest.raises(SubscriptionNotFound):
+            await attempt
+    now = hooks.clock.now()
+    await hooks.emit(
+        Event(EventType.STATEMENT_READY, "statement:fresh-mart:2026-10", ("fresh-mart",), {"p": "fresh-mart"}, now),
+        Event(EventType.PERIOD_CLOSED, "period:2026-10", None, {"period": "2026-10"}, now),
+    )
+    await hooks.deliver_all()
+    assert [verified(ours.secret, h, b)["type"] for h, b in hooks.receiver.accepted("/happy")] == ["period.closed"]
+    assert len(hooks.receiver.accepted("/fresh")) == 2
+    await hooks.service.delete("fresh-mart", theirs.subscription.id)
+    assert [row.id for row in await hooks.service.subscriptions(None)] == [ours.subscription.id]
+
+
+async def test_a_receiver_slower_than_the_timeout_is_cut_off_and_retried(hooks: Hooks) -> None:
+    never = asyncio.Event()
+
+    async def hang(_: Request) -> Response:
+        await never.wait()
+        return Response(status_code=204)
+
+    async with serving(Starlette(routes=[Route("/slow", hang, methods=["POST"])])) as slow:
+        service = service_for(hooks.db, hooks.clock, timeout=0.2)
+        subscription = await service.create(SubscriptionDraft(slow.url + "/slow", ["period.closed"]), by="test")
+        await hooks.emit(Event(EventType.PERIOD_CLOSED, "period:2026-10", None, {}, hooks.clock.now()))
+        report = await service.deliver()
+        never.set()
+        await service.aclose()
+    assert (report.delivered, report.retrying) == (0, 1)
+    (attempt,) = await service.attempts(None, subscription.subscription.id)
+    assert "Timeout" in (attempt.error or "") and attempt.latency_ms < 5000
+
+
+async def test_a_status_match_writes_granted_then_expired(
+    pg_db: Database, sandboxes: SandboxFleet, sample_partners: PartnersDirectory, sandbox_clock: SettableClock
+) -> None:
+    from tests.integration import test_status_matches as matches
+
+    async for world in matches.make_world(pg_db, sandboxes, sample_partners, sandbox_clock):
+        match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+        world.advance(timedelta(days=91))
+        assert await MatchExpiry(world.matching.saga).run_once() == 1
+    async with pg_db.transaction() as session:
+        rows = (await session.exec(select(WebhookEvent).order_by(col(WebhookEvent.sequence)))).all()
+    assert [(row.type, row.object, row.programs) for row in rows] == [
+        ("status_match.granted", f"status_match:{match.id}", ["harbor-bank", "formosa-air"]),
+        ("status_match.expired", f"status_match:{match.id}", ["harbor-bank", "formosa-air"]),
+    ]
+    assert json.loads(rows[0].body)["data"]["tier"] == "Gold"
+
+
+async def test_two_workers_in_parallel_send_each_event_once_and_each_objects_events_in_order(pg_db: Database) -> None:
+    clock = FrozenClock(datetime.now(UTC).replace(microsecond=0))
+    receiver = Receiver()
+    async with serving(Starlette(routes=[Route("/{name}", receiver.hook, methods=["POST"])])) as server:
+        receiver.server = server
+        first, second = service_for(pg_db, clock), service_for(pg_db, clock)
+        try:
+            made = await first.create(
+                SubscriptionDraft(receiver.url(), ["redemption.paid", "redemption.delivered"]), by="t"
+            )
+            async with pg_db.transaction() as session:
+                for n in range(15):
+                    await emit(session, redemption_event(EventType.REDEMPTION_PAID, f"r{n}", clock.now()))
+            async with pg_db.transaction() as session:
+                for n in range(15):
+                    await emit(session, redemption_event(EventType.REDEMPTION_DELIVERED, f"r{n}", clock.now()))
+            await asyncio.gather(first.deliver(), second.deliver(), first.deliver(), second.deliver())
+        finally:
+            await first.aclose()
+            await second.aclose()
+    received = [(headers["webhook-id"], verified(made.secret, headers, body)) for headers, body in receiver.accepted()]
+    assert len(received) == len({message_id for message_id, _ in received}) == 30
+    for n in range(15):
+        assert [body["type"] for _, body in received if body["data"]["id"] == f"r{n}"] == [
+            "redemption.paid",
+            "redemption.delivered",
+        ]

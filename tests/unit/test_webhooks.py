@@ -1,0 +1,98 @@
+"""Webhooks' pure rules: which URLs a subscription may name, the retry schedule, and our
+Standard Webhooks signature checked against the specification's reference library."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from exchange.errors import ConfigurationError
+from exchange.webhooks import signing
+from exchange.webhooks.errors import BadWebhookURL
+from exchange.webhooks.events import Event, EventType
+from exchange.webhooks.schedule import RetrySchedule
+from exchange.webhooks.urls import check_url
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.mark.parametrize(
+    ("url", "production", "rule"),
+    [
+        ("ftp://partner.example/hook", False, "https-required"),
+        ("http://partner.example/hook", False, "https-required"),
+        ("http://127.0.0.1:9000/hook", True, "https-required"),
+        ("https://user:pw@partner.example/hook", False, "no-credentials"),
+        ("/hook", False, "absolute"),
+        ("https://partner.example/hook#fragment", False, "absolute"),
+        ("https://partner.example/ho ok", False, "absolute"),
+        ("https://partner.example:99999/hook", False, "absolute"),
+        ("https://" + "a" * 2000 + ".example/", False, "absolute"),
+        ("https://localhost/hook", True, "public-host"),
+        ("https://10.1.2.3/hook", True, "public-host"),
+        ("https://169.254.169.254/latest/meta-data", True, "public-host"),
+        ("https://[::1]/hook", True, "public-host"),
+    ],
+)
+def test_a_url_that_breaks_the_rule_is_refused_naming_the_rule(url: str, production: bool, rule: str) -> None:
+    with pytest.raises(BadWebhookURL) as refused:
+        check_url(url, production=production)
+    assert refused.value.extensions() == {"code": "BAD_USER_INPUT", "field": "url", "rule": rule}
+
+
+@pytest.mark.parametrize(
+    ("url", "production"),
+    [
+        ("https://partner.example/hooks/exchange?tenant=1", True),
+        ("https://203.0.113.7/hook", False),
+        ("http://127.0.0.1:8123/hook", False),
+        ("http://localhost/hook", False),
+        ("http://[::1]:8000/hook", False),
+    ],
+)
+def test_https_anywhere_and_http_to_loopback_in_development_are_accepted(url: str, production: bool) -> None:
+    assert check_url(url, production=production) == url
+
+
+def test_retries_double_from_the_first_wait_up_to_the_longest_then_give_up_after_three_days() -> None:
+    schedule = RetrySchedule()
+    assert [schedule.delay(n, draw=0.999999).total_seconds() for n in (1, 2, 3)] == pytest.approx([5, 10, 20])
+    assert schedule.delay(1, draw=0.0) == timedelta(seconds=2.5), "jitter takes at most half"
+    assert schedule.delay(40, draw=0.999999) <= timedelta(hours=6)
+    first = NOW
+    assert schedule.next_attempt(first, first + timedelta(days=2), 20, draw=0.0) == first + timedelta(days=2, hours=3)
+    assert schedule.next_attempt(first, first + timedelta(days=2, hours=22), 20, draw=0.0) is None
+
+
+def test_our_signature_is_what_the_reference_library_verifies_with_either_secret_of_a_rotation() -> None:
+    old, new = signing.new_secret(), signing.new_secret()
+    assert len(base64.b64decode(new.removeprefix("whsec_"))) == 32
+    event = Event(EventType.CONVERSION_COMPLETED, "conversion:c1", ("a", "b"), {"id": "c1", "pointsIn": 1000}, NOW)
+    body = event.body()
+    headers = signing.headers([new, old], event.id, NOW, body)
+    assert headers["webhook-signature"].count("v1,") == 2
+    for secret in (new, old):
+        assert Webhook(secret).verify(body, headers) == json.loads(body)
+    assert Webhook(new).sign(event.id, NOW, body) == headers["webhook-signature"].split()[0]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(signing.new_secret()).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new).verify(body.replace("1000", "1001"), headers)
+    assert json.loads(body) == {
+        "type": "conversion.completed",
+        "timestamp": NOW.isoformat().replace("+00:00", "Z"),
+        "data": {"id": "c1", "pointsIn": 1000},
+    }
+
+
+def test_a_secret_sealed_for_one_subscription_opens_only_for_it() -> None:
+    secret = signing.new_secret()
+    sealed = signing.seal(secret, "k" * 40, "s1", 1)
+    assert secret not in sealed
+    assert signing.unseal(sealed, "k" * 40, "s1", 1) == secret
+    with pytest.raises(ConfigurationError, match="cannot be decrypted"):
+        signing.unseal(sealed, "k" * 40, "s2", 1)
