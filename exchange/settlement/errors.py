@@ -88,3 +88,10 @@ class BadAdjustment(BadUserInput):
 class JobNotFound(NotFound):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no settlement job has id {job_id!r}", field="jobId")
+
+
+class NotArchivable(BadUserInput):
+    """A period whose ledger rows cannot be detached for archive, and why."""
+
+    def __init__(self, period: str, reason: str) -> None:
+        super().__init__(f"period {period} cannot be archived: {reason}", field="period", period=period)
