@@ -100,7 +100,7 @@ async def chain_state(
         ends = {row.period: row.hash for row in rows if row.period is not None}
         seqs = sorted(row.seq for row in rows if row.period is None)
     else:
-        heads = await session.exec(
+        heads = await session.exec(  # type: ignore[call-overload]  # a Core select; sqlmodel types ORM ones
             select(HEADS.c.period, HEADS.c.hash).where(HEADS.c.shard == shard, HEADS.c.period.in_(list(periods)))
         )
         ends = dict(heads.all())
