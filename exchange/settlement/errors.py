@@ -95,3 +95,12 @@ class NotArchivable(BadUserInput):
 
     def __init__(self, period: str, reason: str) -> None:
         super().__init__(f"period {period} cannot be archived: {reason}", field="period", period=period)
+
+
+class PeriodArchived(BadUserInput):
+    """The period's ledger rows were detached for archive: its lines are in the archive."""
+
+    def __init__(self, period: str) -> None:
+        super().__init__(
+            f"period {period} is archived: its ledger lines are no longer in the ledger", field="period", period=period
+        )

@@ -22,7 +22,8 @@ from exchange.ledger.verify import verify_ledger
 from exchange.money import Currency
 from exchange.settlement.archive import archive_period
 from exchange.settlement.closing import close_period
-from exchange.settlement.errors import NotArchivable
+from exchange.settlement.errors import NotArchivable, PeriodArchived
+from exchange.settlement.statements import statement_lines
 from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import SqliteDatabases
 from tests.integration.test_ledger import NOON, balances, payment
@@ -248,6 +249,9 @@ async def test_a_signed_off_period_detaches_and_still_verifies(pg_db: Database, 
     assert verification.ok, verification.problem
     assert (verification.transactions, left) == (2, 2)
     assert await balances(pg_db) == before
+    with pytest.raises(PeriodArchived):  # its lines are in the archive now
+        async with pg_db.transaction() as session:
+            await statement_lines(session, currency=TWD, participant="fresh-mart", period="2026-11")
     async with pg_db.transaction() as session:  # archiving again changes nothing
         assert (await archive_period(session, "2026-11", now=AFTER_NOVEMBER, export=None)).archived_at == DECEMBER
     async with pg_db.transaction() as session:
