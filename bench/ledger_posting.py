@@ -104,6 +104,7 @@ async def insert_plainly(url: str, batches: list[list[TransactionRequest]]) -> f
                 headers.append(
                     (
                         seq,
+                        1,
                         request.id,
                         request.kind,
                         request.reference,
@@ -124,6 +125,7 @@ async def insert_plainly(url: str, batches: list[list[TransactionRequest]]) -> f
                         leg.account.unit,
                         leg.amount,
                         "2026-11",
+                        1,
                         None if hub is None else hub + 1,
                     )
                     for position, (leg, hub) in enumerate(zip(request.legs, hub_positions(request), strict=True))
@@ -133,13 +135,13 @@ async def insert_plainly(url: str, batches: list[list[TransactionRequest]]) -> f
         for headers, entries in rows:
             async with connection.cursor() as cursor:
                 await cursor.executemany(
-                    "INSERT INTO plain_transaction (seq, id, kind, reference, period, effective_at, posted_at,"
-                    " reverses, request_hash, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    "INSERT INTO plain_transaction (seq, shard, id, kind, reference, period, effective_at, posted_at,"
+                    " reverses, request_hash, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     headers,
                 )
                 await cursor.executemany(
-                    "INSERT INTO plain_entry (transaction_seq, position, account_id, unit, amount, period,"
-                    " counterparty_account_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    "INSERT INTO plain_entry (transaction_seq, position, account_id, unit, amount, period, shard,"
+                    " counterparty_account_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                     entries,
                 )
             await connection.commit()

@@ -1,26 +1,30 @@
 """Ledger postings per second with 1, 4, 8 and 16 concurrent writers, on PostgreSQL.
 
-Every posting takes the chain head's row lock first and holds it until its unit of work
-commits, so however many writers there are, postings land one at a time. This measures what
-that costs: N asyncio tasks, each with a pooled connection of its own, post for a fixed time
+Every posting locks one of the ledger's shards first and holds it until its unit of work
+commits; postings in different shards go on at once (``--shards``, default the setting's
+default; ``--shards 1`` is the single chain head every posting once waited for). This
+measures what that gives: N writers, each with a pooled connection of its own, post for a fixed time
 through the real ledger (``Ledger.post``), one unit of work per posting holding one
 conversion's clearing transaction (``conversion_transaction``: seven legs between two sample
 programs, as a completed conversion posts it). Prints postings per second per writer count,
 the ratio to one writer (the issue's target: 8 writers post at least 3x what one does), each
-posting's latency (unit of work begun to committed: the wait for the head lock included), how
-long each posting held the head as its writer saw it (its lock statement answered to its
-commit answered: no other posting moves meanwhile, so with one writer 1 / that time is the
-ceiling of every writer together; with several, the event loop's delay in reading answers
-counts too, so the intervals overlap and the figure bounds the server's from above), and the
-CPU the writing process spent per posting (on a small machine it shares the cores with
-PostgreSQL). Each writer count runs on a fresh migrated database with the sample programs
-(partners/) loaded; ``exchange ledger verify`` then checks it: sums, hash chain, balances.
+posting's latency (unit of work begun to committed: the wait for a shard included), how
+long each posting held its shard as its writer saw it (its lock statement answered to its
+commit answered: no other posting in that shard moves meanwhile, so with one shard and one
+writer 1 / that time is the ceiling of every writer together; with several, the event loop's
+delay in reading answers counts too, so the figure bounds the server's from above), and the
+CPU the writing processes spent per posting (on a small machine they share the cores with
+PostgreSQL). Writers run as asyncio tasks in ``--processes`` processes (default 1); with more,
+each process runs its share of the writers, as a gateway's workers would. Each writer count runs
+on a fresh migrated database with the sample programs (partners/) loaded; ``exchange ledger
+verify`` then checks it: sums, every shard's hash chains, balances.
 
-    .venv/bin/python bench/ledger_writers.py [--duration 10] [--writers 1,4,8,16] [--durable]
+    .venv/bin/python bench/ledger_writers.py [--duration 10] [--writers 1,4,8,16] [--shards 8]
+        [--processes 1] [--durable]
 
 Uses a throwaway PostgreSQL cluster from the local binaries (fsync and synchronous commit off,
 as the other benchmarks; ``--durable`` turns both on, so each commit waits for its WAL flush
-while it holds the head lock), or --database-url.
+while it holds its shard's lock), or --database-url.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,7 +50,7 @@ from sqlalchemy import event
 from exchange.conversions.clearing import conversion_transaction
 from exchange.db.database import Database
 from exchange.ledger.accounts import ChartOfAccounts
-from exchange.ledger.posting import Ledger, TransactionRequest
+from exchange.ledger.posting import DEFAULT_SHARDS, Ledger, TransactionRequest
 from exchange.loading import load_directory
 from exchange.programs.declarations import read_partners_directory
 from exchange.testing.clock import FrozenClock
@@ -53,7 +59,7 @@ from exchange.testing.postgres import ThrowawayCluster
 
 PARTNERS_DIR = Path(__file__).resolve().parent.parent / "partners"
 START = datetime(2026, 11, 1, tzinfo=UTC)
-HEAD_LOCKED_AT = "bench_head_locked_at"
+SHARD_LOCKED_AT = "bench_shard_locked_at"
 DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 
 
@@ -107,13 +113,13 @@ async def load_programs(db: Database) -> tuple[ChartOfAccounts, list[str]]:
     return ChartOfAccounts(directory.coalition.settlement_currency), programs
 
 
-def note_head_locks(db: Database) -> None:
-    """Stamp a connection with the moment its lock of the chain head came back: from then to
-    the commit, no other posting can proceed (the serial part of every posting)."""
+def note_shard_locks(db: Database) -> None:
+    """Stamp a connection with the moment its lock of a shard came back: from then to the
+    commit, no other posting in that shard can proceed (the serial part of every posting)."""
 
     def stamp(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if "FOR UPDATE" in statement and "ledger_chain_head" in statement:
-            conn.info[HEAD_LOCKED_AT] = time.perf_counter()
+        if "FOR UPDATE" in statement and "ledger_shard" in statement:
+            conn.info[SHARD_LOCKED_AT] = time.perf_counter()
 
     event.listen(db.engine.sync_engine, "after_cursor_execute", stamp)
 
@@ -131,21 +137,28 @@ async def write_for(
             info = (await session.connection()).info
         committed = time.perf_counter()
         latencies.append(committed - started)
-        holds.append(committed - info.pop(HEAD_LOCKED_AT))
+        holds.append(committed - info.pop(SHARD_LOCKED_AT))
         posted += 1
     return posted
 
 
-async def measure(url: str, writers: int, duration: float) -> Round:
+async def run_writers(
+    url: str, writers: int, shards: int, prefix: str, start_at: float, duration: float
+) -> tuple[int, list[float], list[float], float, float]:
+    """``writers`` writers in this process: warm up, wait for ``start_at`` (wall clock, so that
+    every process starts together), post for ``duration``. Postings, latencies, holds, CPU, seconds."""
     db = Database.from_url(url, pool_size=writers)
     try:
-        chart, programs = await load_programs(db)
-        ledger = Ledger(timezone=ZoneInfo("Asia/Taipei"), clock=FrozenClock(START))
-        conversions = Conversions(chart, programs, f"w{writers}")
-        note_head_locks(db)
+        directory = read_partners_directory(PARTNERS_DIR)
+        chart = ChartOfAccounts(directory.coalition.settlement_currency)
+        programs = sorted(program.id for program in directory.programs)
+        ledger = Ledger(timezone=ZoneInfo("Asia/Taipei"), clock=FrozenClock(START), shards=shards)
+        conversions = Conversions(chart, programs, prefix)
+        note_shard_locks(db)
         # Warm up: open every account and a connection per writer before the clock starts.
         warm_until = time.perf_counter() + 0.5
         await asyncio.gather(*(write_for(db, ledger, conversions, warm_until, [], []) for _ in range(writers)))
+        await asyncio.sleep(max(0.0, start_at - time.time()))
         latencies: list[float] = []
         holds: list[float] = []
         cpu_started, started = time.process_time(), time.perf_counter()
@@ -153,10 +166,47 @@ async def measure(url: str, writers: int, duration: float) -> Round:
         counts = await asyncio.gather(
             *(write_for(db, ledger, conversions, until, latencies, holds) for _ in range(writers))
         )
-        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        return Round(writers, sum(counts), seconds, latencies, holds, cpu)
+        return sum(counts), latencies, holds, time.process_time() - cpu_started, time.perf_counter() - started
     finally:
         await db.dispose()
+
+
+def run_process(
+    url: str, writers: int, shards: int, prefix: str, start_at: float, duration: float
+) -> tuple[int, list[float], list[float], float, float]:
+    return asyncio.run(run_writers(url, writers, shards, prefix, start_at, duration))
+
+
+async def measure(url: str, writers: int, arguments: argparse.Namespace) -> Round:
+    db = Database.from_url(url)
+    try:
+        await load_programs(db)
+    finally:
+        await db.dispose()
+    processes = min(arguments.processes, writers)
+    shares = [writers // processes + (index < writers % processes) for index in range(processes)]
+    if processes == 1:
+        results = [await run_writers(url, writers, arguments.shards, f"w{writers}", time.time(), arguments.duration)]
+    else:
+        start_at = time.time() + 5  # every process imported, connected and warmed up by then
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [
+                asyncio.wrap_future(
+                    pool.submit(
+                        run_process, url, share, arguments.shards, f"w{writers}-p{index}", start_at, arguments.duration
+                    )
+                )
+                for index, share in enumerate(shares)
+            ]
+            results = await asyncio.gather(*futures)
+    return Round(
+        writers,
+        sum(result[0] for result in results),
+        max(result[4] for result in results),
+        [latency for result in results for latency in result[1]],
+        [hold for result in results for hold in result[2]],
+        sum(result[3] for result in results),
+    )
 
 
 def verify(url: str) -> str:
@@ -189,12 +239,13 @@ async def main(arguments: argparse.Namespace) -> None:
         rounds = []
         for writers in counts:
             url = databases.create()
-            rounds.append(await measure(url, writers, arguments.duration))
+            rounds.append(await measure(url, writers, arguments))
             verified = verify(url)
             databases.drop(url)
         commits = "durable commits" if arguments.durable else "fsync and synchronous_commit off"
         print(
-            f"ledger writers benchmark: conversions' clearing transactions (7 legs), {arguments.duration:g} s each, {commits}"
+            f"ledger writers benchmark: conversions' clearing transactions (7 legs), {arguments.duration:g} s each, "
+            f"{arguments.shards} shard(s), writers in {arguments.processes} process(es), {commits}"
         )
         base = rounds[0].rate
         for result in rounds:
@@ -202,8 +253,8 @@ async def main(arguments: argparse.Namespace) -> None:
                 f"  {result.writers:3d} writer(s) {result.rate:9,.0f} postings/s   x{result.rate / base:5.2f}   "
                 f"p50 {statistics.median(result.latencies) * 1000:7.2f} ms   "
                 f"p99 {percentile(result.latencies, 0.99) * 1000:7.2f} ms   "
-                f"head held {statistics.mean(result.holds) * 1000:5.2f} ms   "
-                f"client CPU {result.cpu_seconds / result.postings * 1000:5.2f} ms/posting"
+                f"shard held {statistics.mean(result.holds) * 1000:5.2f} ms   "
+                f"writers' CPU {result.cpu_seconds / result.postings * 1000:5.2f} ms/posting"
             )
         by_count = {result.writers: result.rate for result in rounds}
         if 1 in by_count and 8 in by_count:
@@ -220,5 +271,7 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=10.0, help="seconds each writer count posts for")
     parser.add_argument("--writers", default="1,4,8,16", help="comma-separated writer counts")
     parser.add_argument("--durable", action="store_true", help="fsync and synchronous commit on")
+    parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS, help="shards postings spread over (1 to 16)")
+    parser.add_argument("--processes", type=int, default=1, help="processes the writers are spread over")
     parser.add_argument("--database-url", help="a PostgreSQL server to use instead of a throwaway cluster")
     asyncio.run(main(parser.parse_args()))

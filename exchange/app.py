@@ -77,6 +77,7 @@ def create_app(
         try:
             await services.access.ensure_signing_key()
             await services.settlement.ensure_signing_key()
+            await services.settlement.ensure_partitions()
             jobs.start()
             yield
         finally:

@@ -338,9 +338,11 @@ def ledger() -> None:
 @ledger.command("verify")
 @reports_errors
 def ledger_verify() -> None:
-    """Recompute every transaction's sums, the hash chain and every account balance.
+    """Recompute every transaction's sums, every shard's hash chains, the close anchors and every
+    account balance.
 
-    Exits 1, naming the first bad transaction, if anything is off.
+    Exits 1, naming the first bad transaction, if anything is off. An archived period's chains
+    are checked against the heads its close anchor recorded.
     """
     verification = with_services(lambda services: services.settlement.verify_ledger())
     if verification.problem is not None:
@@ -348,8 +350,31 @@ def ledger_verify() -> None:
         sys.exit(1)
     click.echo(
         f"ledger verified: {verification.transactions} transactions, {verification.accounts} accounts, "
-        f"chain head {verification.head_hash}"
+        f"{verification.chains} chains, last close anchor {verification.head_hash}"
     )
+
+
+@ledger.command("archive")
+@click.option("--period", required=True, metavar="YYYY-MM", help="A closed period every partner has signed off.")
+@click.option(
+    "--export",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write the period's transactions and legs to (CSV), before they are detached.",
+)
+@reports_errors
+def ledger_archive(period: str, export: Path | None) -> None:
+    """Detach a settled period's ledger partitions (PostgreSQL), exporting them first if asked.
+
+    Its rows leave the ledger's tables as tables of their own (dump them, then drop them);
+    `exchange ledger verify` then checks the period against its close anchor.
+    """
+    archive = with_services(lambda services: services.settlement.archive(period, export=export))
+    click.echo(
+        f"period {archive.period} archived at {archive.archived_at.isoformat()}: {archive.transactions} transactions, "
+        f"close anchor {archive.anchor_hash}"
+    )
+    for path in archive.exported:
+        click.echo(f"  exported {path}")
 
 
 @main.group()

@@ -104,6 +104,13 @@ class Settings(BaseSettings):
         description="Length of a settlement period in calendar months (1: monthly, 3: quarterly, …); "
         "a period is named by its first month. Choose it before the first posting.",
     )
+    ledger_shards: int = Field(
+        default=8,
+        ge=1,
+        le=16,
+        description="How many hash chains ledger postings spread over, each with its own lock (1 to 16): "
+        "concurrent postings wait for one another only within a shard. Changing it is safe at any time.",
+    )
     quote_ttl_seconds: int = Field(
         default=60, ge=5, le=3600, description="How long a conversion quote holds its price."
     )

@@ -15,9 +15,14 @@ from exchange.auth.models import (
 from exchange.conversions.models import Conversion, CreditBatch, CreditBatchLine
 from exchange.ledger.models import (
     LedgerAccount,
+    LedgerArchivedBalance,
+    LedgerBalance,
     LedgerChainHead,
+    LedgerCloseAnchor,
     LedgerEntry,
+    LedgerShard,
     LedgerTransaction,
+    LedgerTransactionKey,
     SettlementPeriod,
 )
 from exchange.members.models import DebitConsent, LinkedAccount, Member
@@ -54,9 +59,14 @@ __all__ = [
     "CreditBatchLine",
     "DebitConsent",
     "LedgerAccount",
+    "LedgerArchivedBalance",
+    "LedgerBalance",
     "LedgerChainHead",
+    "LedgerCloseAnchor",
     "LedgerEntry",
+    "LedgerShard",
     "LedgerTransaction",
+    "LedgerTransactionKey",
     "LimitUsage",
     "LinkedAccount",
     "Member",

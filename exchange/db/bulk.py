@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, BinaryIO
 
 from psycopg import AsyncConnection
 from sqlalchemy import ARRAY, ColumnElement, String, Table, TextClause, any_, bindparam, insert, text
@@ -77,6 +77,14 @@ async def copy_csv(session: AsyncSession, table: str, columns: Sequence[str], ch
     async with (await _driver(session)).cursor() as cursor, cursor.copy(statement) as copy:
         async for chunk in chunks:
             await copy.write(chunk)
+
+
+async def copy_out_csv(session: AsyncSession, query: str, sink: BinaryIO) -> None:
+    """PostgreSQL only: stream ``query``'s rows into ``sink`` as CSV with a header."""
+    statement = f"COPY ({query}) TO STDOUT (FORMAT csv, HEADER)"
+    async with (await _driver(session)).cursor() as cursor, cursor.copy(statement) as copy:
+        async for chunk in copy:
+            sink.write(chunk)
 
 
 async def _driver(session: AsyncSession) -> AsyncConnection[Any]:

@@ -2,7 +2,8 @@
 
 ``request_digest`` covers what a client asked to post (so a repeat can be recognised and a
 different request under the same id refused); ``chain_digest`` links a transaction to the
-one before it. Both are recomputed from stored rows by the verifier, so they must depend
+one before it in its chain; ``anchor_digest`` links a period's close, which names the head of
+every chain of the period, to the close before it. Both are recomputed from stored rows by the verifier, so they must depend
 only on values the database keeps exactly.
 """
 
@@ -51,3 +52,12 @@ def request_digest(
 
 def chain_digest(*, seq: int, prev_hash: str, request_hash: str, period: str) -> str:
     return hashlib.sha256(f"{seq}|{prev_hash}|{request_hash}|{period}".encode()).hexdigest()
+
+
+def anchor_heads(heads: Iterable[tuple[int, int, int, str]]) -> str:
+    """The canonical form of a period's chain heads: (shard, transactions, seq, hash), by shard."""
+    return ";".join(f"{shard}:{transactions}:{seq}:{chained}" for shard, transactions, seq, chained in sorted(heads))
+
+
+def anchor_digest(*, prev_hash: str, period: str, heads: str) -> str:
+    return hashlib.sha256(f"{prev_hash}|{period}|{heads}".encode()).hexdigest()

@@ -1,10 +1,15 @@
 """Tables of the clearing ledger.
 
 ``ledger_transaction`` and ``ledger_entry`` are append-only (the database refuses updates
-and deletes); ``ledger_account.balance`` is a running total the database moves as legs are
-inserted, and the verifier recomputes from the entries; ``ledger_chain_head`` is the single
-row that orders postings and holds the last seq and hash (moved by the database as
-transactions are inserted).
+and deletes) and, on PostgreSQL, partitioned by settlement period (``exchange.ledger.partitions``):
+their keys carry the period, so the global uniqueness of a transaction id (the idempotency key)
+and of a reversal lives in ``ledger_transaction_key``. Postings spread over shards
+(``exchange.ledger.chain``): ``ledger_shard`` holds the row a posting locks, each (shard, period)
+is a hash chain of its own whose last link ``ledger_chain_head`` keeps, ``ledger_balance`` holds
+each account's running total per shard (so concurrent postings never wait on an account's row),
+and ``ledger_close_anchor`` records, when a period closes, a hash over every chain of it, chained
+to the previous close. The database moves heads and balances as rows are inserted (triggers);
+the verifier recomputes all of them.
 """
 
 from __future__ import annotations
@@ -16,13 +21,18 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
     SmallInteger,
+    String,
+    Text,
 )
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import BigIdentity, UTCDateTime
 
 GENESIS_HASH = "0" * 64
+#: Shard rows the schema holds (``ledger_shard``); the setting ``ledger_shards`` uses the first N.
+MAX_SHARDS = 16
 
 
 class LedgerAccount(SQLModel, table=True):
@@ -33,26 +43,55 @@ class LedgerAccount(SQLModel, table=True):
     kind: str = Field(max_length=30)
     program_id: str | None = Field(default=None, max_length=64, index=True)
     unit: str = Field(max_length=72)
-    balance: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class LedgerBalance(SQLModel, table=True):
+    """An account's running total of the legs posted in one shard: the account's balance is
+    the sum over shards (view ``ledger_account_balance``)."""
+
+    __tablename__ = "ledger_balance"
+
+    account_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("ledger_account.id"), primary_key=True, autoincrement=False)
+    )
+    shard: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    balance: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class LedgerTransaction(SQLModel, table=True):
-    """One balanced posting; ``seq`` is its place in the hash chain."""
+    """One balanced posting. ``seq`` is unique across the ledger and grows along each chain
+    (it has gaps: shards draw from one sequence); the chain of a transaction is the one of its
+    (``shard``, ``period``)."""
 
     __tablename__ = "ledger_transaction"
+    __table_args__ = {"postgresql_partition_by": "LIST (period)"}
 
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    id: str = Field(max_length=100, unique=True)
+    period: str = Field(sa_column=Column(String(7), primary_key=True, index=True))
+    shard: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    id: str = Field(max_length=100, index=True)
     kind: str = Field(max_length=30)
     reference: str = Field(max_length=200, index=True)
-    period: str = Field(max_length=7, index=True)
     effective_at: datetime = Field(sa_type=UTCDateTime)
     posted_at: datetime = Field(sa_type=UTCDateTime)
-    reverses: str | None = Field(default=None, max_length=100, unique=True)
+    reverses: str | None = Field(default=None, max_length=100, index=True)
     request_hash: str = Field(max_length=64)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+
+
+class LedgerTransactionKey(SQLModel, table=True):
+    """Every transaction id ever posted, and what it reverses: unique here, across periods and
+    shards, so an id posts once and a transaction is reversed at most once. (A unique index on
+    the partitioned table would have to include the period.) Kept when a period is archived."""
+
+    __tablename__ = "ledger_transaction_key"
+
+    id: str = Field(max_length=100, primary_key=True)
+    reverses: str | None = Field(default=None, max_length=100, unique=True)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    period: str = Field(max_length=7)
 
 
 class LedgerEntry(SQLModel, table=True):
@@ -61,16 +100,24 @@ class LedgerEntry(SQLModel, table=True):
     the transaction's legs so that netting needs no join of the legs with each other."""
 
     __tablename__ = "ledger_entry"
-    __table_args__ = (CheckConstraint("amount <> 0", name="ledger_entry_amount_nonzero"),)
-
-    transaction_seq: int = Field(
-        sa_column=Column(BigInteger, ForeignKey("ledger_transaction.seq"), primary_key=True, autoincrement=False)
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="ledger_entry_amount_nonzero"),
+        ForeignKeyConstraint(
+            ["transaction_seq", "period"],
+            ["ledger_transaction.seq", "ledger_transaction.period"],
+            name="ledger_entry_transaction_fkey",
+        ),
+        {"postgresql_partition_by": "LIST (period)"},
     )
+
+    transaction_seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     position: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    period: str = Field(sa_column=Column(String(7), primary_key=True, index=True))
+    shard: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    """The transaction's shard, copied so that the shard's balance rows follow the legs."""
     account_id: int = Field(sa_column=Column(BigInteger, ForeignKey("ledger_account.id"), nullable=False, index=True))
     unit: str = Field(max_length=72)
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
-    period: str = Field(max_length=7, index=True)
     counterparty_account_id: int | None = Field(
         default=None, sa_column=Column(BigInteger, ForeignKey("ledger_account.id"), nullable=True)
     )
@@ -78,16 +125,62 @@ class LedgerEntry(SQLModel, table=True):
     legs (the rule is in ``exchange.ledger.stars``)."""
 
 
-class LedgerChainHead(SQLModel, table=True):
-    __tablename__ = "ledger_chain_head"
-    __table_args__ = (CheckConstraint("id = 1", name="ledger_chain_head_single_row"),)
+class LedgerShard(SQLModel, table=True):
+    """The row a posting locks: one per shard, ``MAX_SHARDS`` of them."""
 
-    id: int = Field(default=1, primary_key=True)
-    seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    hash: str = Field(default=GENESIS_HASH, max_length=64)
+    __tablename__ = "ledger_shard"
+    __table_args__ = (CheckConstraint(f"id BETWEEN 1 AND {MAX_SHARDS}", name="ledger_shard_id_range"),)
+
+    id: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
     last_closed: str | None = Field(default=None, max_length=7)
-    """The latest period that is closing or closed: set by closing, under this row's lock, so
-    a posting learns where it may land from the row it has locked."""
+    """The latest period that is closing or closed: set on every shard by closing, under all
+    their locks, so a posting learns where it may land from the row it has locked."""
+
+
+class LedgerChainHead(SQLModel, table=True):
+    """The last link of one (shard, period) chain, moved by the database as transactions are
+    inserted. A chain with no row is empty. ``genesis`` is what its first transaction links
+    to: the genesis hash, except for chains that migration 0019 cut out of the single chain
+    posted before it (their first transaction links to the one before it, as then posted)."""
+
+    __tablename__ = "ledger_chain_head"
+
+    shard: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    period: str = Field(primary_key=True, max_length=7)
+    genesis: str = Field(max_length=64)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    hash: str = Field(max_length=64)
+    transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class LedgerArchivedBalance(SQLModel, table=True):
+    """What the legs of archived periods moved, per account and shard: an account's running
+    balance (``ledger_balance``) still counts them, its entries in the ledger no longer do."""
+
+    __tablename__ = "ledger_archived_balance"
+
+    account_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("ledger_account.id"), primary_key=True, autoincrement=False)
+    )
+    shard: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    balance: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class LedgerCloseAnchor(SQLModel, table=True):
+    """Written when a period starts closing, under every shard's lock: the head of each of the
+    period's chains (``heads``: ``shard:transactions:seq:hash`` joined by ``;``, by shard), and
+    ``hash`` over them and the previous close's anchor. One hash then commits to everything
+    posted in the period, and stays when the period's rows are detached for archive."""
+
+    __tablename__ = "ledger_close_anchor"
+
+    period: str = Field(primary_key=True, max_length=7)
+    heads: str = Field(sa_type=Text)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+    archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When the period's partitions were detached (``exchange ledger archive``): its rows are
+    gone from the ledger's tables, and verify checks its chains against this anchor only."""
 
 
 class SettlementPeriod(SQLModel, table=True):

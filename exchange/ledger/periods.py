@@ -4,8 +4,9 @@ A period is one calendar month by default; a coalition may settle every 2, 3, 4,
 months instead, and a period is then named by its first month (quarterly: ``2026-01``,
 ``2026-04``, …). Periods close in order. A posting falls in the period of its effective time
 unless that period is closing or closed; then it falls in the first period after the last
-closed one, keeping its effective time. Postings and closings both hold the chain head's lock
+closed one, keeping its effective time. Postings hold a shard's lock and closings every shard's
 when they read or change period states, so a posting never lands in a period that is closing.
+Switching a period to closing records its close anchor: the heads of its chains, final from then.
 """
 
 from __future__ import annotations
@@ -20,9 +21,16 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.ledger.chain import HEAD, lock_chain_head, record_last_closed
+from exchange.ledger.chain import SHARDS, lock_all_shards, record_last_closed
 from exchange.ledger.errors import InvalidPeriod, PeriodNotClosed, PeriodNotOver
-from exchange.ledger.models import LedgerTransaction, SettlementPeriod
+from exchange.ledger.hashing import anchor_digest, anchor_heads
+from exchange.ledger.models import (
+    GENESIS_HASH,
+    LedgerChainHead,
+    LedgerCloseAnchor,
+    LedgerTransaction,
+    SettlementPeriod,
+)
 
 #: Period lengths that tile a calendar year, so every period starts in the same months each year.
 PERIOD_MONTHS = (1, 2, 3, 4, 6, 12)
@@ -102,9 +110,9 @@ class SettlementCalendar:
 
 
 async def last_closed_period(session: AsyncSession) -> str | None:
-    """The latest period that is closing or closed (periods close in order), as the chain head
-    records it."""
-    last_closed: str | None = (await session.exec(select(HEAD.c.last_closed).where(HEAD.c.id == 1))).one()
+    """The latest period that is closing or closed (periods close in order), as the shards
+    record it."""
+    last_closed: str | None = (await session.exec(select(SHARDS.c.last_closed).where(SHARDS.c.id == 1))).one()
     return last_closed
 
 
@@ -132,14 +140,15 @@ async def _first_unclosed_before(session: AsyncSession, period: str, last_closed
 async def start_closing(
     session: AsyncSession, calendar: SettlementCalendar, period: str, *, by: str, now: datetime
 ) -> SettlementPeriod:
-    """Switch ``period`` to CLOSING, under the chain head's lock, and return its row.
+    """Switch ``period`` to CLOSING, under every shard's lock, record its close anchor, and
+    return its row.
 
     A period closes once it is over, and after every earlier period with postings has closed.
     Once this unit of work commits, every posting sees the period as closed and goes to a
-    later one; a posting that holds the lock now commits first. A period already closing or
+    later one; a posting that holds a shard now commits first. A period already closing or
     closed is returned as it is.
     """
-    head = await lock_chain_head(session)
+    head = (await lock_all_shards(session))[0]
     row = await session.get(SettlementPeriod, period, with_for_update=True)
     if row is not None:
         return row
@@ -153,4 +162,29 @@ async def start_closing(
     await session.flush()
     if head.last_closed is None or period > head.last_closed:  # an earlier period never posted into may close late
         await record_last_closed(session, period)
+        await _anchor(session, period)
     return row
+
+
+async def _anchor(session: AsyncSession, period: str) -> None:
+    """Record the heads of ``period``'s chains, final now that it is closing, chained to the
+    previous close's anchor (closes are anchored in period order)."""
+    heads = await session.exec(
+        select(LedgerChainHead.shard, LedgerChainHead.transactions, LedgerChainHead.seq, LedgerChainHead.hash).where(
+            LedgerChainHead.period == period
+        )
+    )
+    previous = (
+        await session.exec(select(LedgerCloseAnchor.hash).order_by(col(LedgerCloseAnchor.period).desc()).limit(1))
+    ).first()
+    prev_hash = previous or GENESIS_HASH
+    canonical = anchor_heads(heads.all())
+    session.add(
+        LedgerCloseAnchor(
+            period=period,
+            heads=canonical,
+            prev_hash=prev_hash,
+            hash=anchor_digest(prev_hash=prev_hash, period=period, heads=canonical),
+        )
+    )
+    await session.flush()

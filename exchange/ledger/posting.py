@@ -1,15 +1,17 @@
 """Posting to the clearing ledger: balanced, idempotent by client-chosen id, hash-chained.
 
-Every posting takes the chain head's row lock first. That one lock orders all postings, so
-the chain never forks, two postings of the same id never both land, the existence check for
-an id sees every committed posting, and no two postings ever contend for an account's row.
-The head lock is held until the caller's unit of work commits: keep posting units short.
+Every posting locks one shard first (``exchange.ledger.chain``): the shard's postings land one
+at a time, so its chain in each period never forks and its balance rows see one writer at a
+time, while postings in other shards go on. Ids are unique across shards and periods in
+``ledger_transaction_key``: a posting whose id was posted before inserts nothing there (the
+existence check), and a concurrent posting of the same id waits on that key until the first
+commits. The shard is held until the caller's unit of work commits: keep posting units short.
 
-A posting of one transaction is three statements: lock the head (which also says where the
-posting may land), insert the transaction (which is the existence check: a repeat of an id
-inserts nothing), insert its legs. The database moves the head to the last transaction and
-the accounts' balances by the legs, in the statements that insert them (triggers: migration
-0012). Account ids come from memory once known: an account, once opened, never changes.
+A posting of one transaction is five statements: lock a shard (which also says where the
+posting may land), read where its chain ends and draw a seq, claim the id, insert the
+transaction, insert its legs. The database moves the chain's head and the shard's balances
+in the statements that insert them (triggers: migration 0019). Account ids come from memory
+once known: an account, once opened, never changes.
 """
 
 from __future__ import annotations
@@ -22,16 +24,17 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Insert, Table, bindparam, event, insert
+from sqlalchemy import Insert, Table, bindparam, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
 from exchange.db.bulk import bulk_insert, one_of
+from exchange.db.dialects import insert as dialect_insert
 from exchange.errors import IdempotencyConflict
 from exchange.ledger.accounts import AccountKind, AccountRef
-from exchange.ledger.chain import ChainHead, lock_chain_head
+from exchange.ledger.chain import LockedShard, chain_state, home_shard, lock_shard
 from exchange.ledger.errors import (
     AlreadyReversed,
     UnbalancedTransaction,
@@ -39,9 +42,11 @@ from exchange.ledger.errors import (
 )
 from exchange.ledger.hashing import chain_digest, request_digest
 from exchange.ledger.models import (
+    MAX_SHARDS,
     LedgerAccount,
     LedgerEntry,
     LedgerTransaction,
+    LedgerTransactionKey,
 )
 from exchange.ledger.periods import SettlementCalendar
 from exchange.ledger.stars import hub_positions
@@ -57,8 +62,12 @@ LOOKUP_CHUNK = 5000
 TRANSACTIONS: Table = LedgerTransaction.__table__  # type: ignore[attr-defined]
 ENTRIES: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
 ACCOUNTS: Table = LedgerAccount.__table__  # type: ignore[attr-defined]
+KEYS: Table = LedgerTransactionKey.__table__  # type: ignore[attr-defined]
+#: Shards postings spread over unless told otherwise (the setting ``ledger_shards``).
+DEFAULT_SHARDS = 8
 TRANSACTION_COLUMNS = (
     "seq",
+    "shard",
     "id",
     "kind",
     "reference",
@@ -70,7 +79,17 @@ TRANSACTION_COLUMNS = (
     "prev_hash",
     "hash",
 )
-ENTRY_COLUMNS = ("transaction_seq", "position", "account_id", "unit", "amount", "period", "counterparty_account_id")
+ENTRY_COLUMNS = (
+    "transaction_seq",
+    "position",
+    "account_id",
+    "unit",
+    "amount",
+    "period",
+    "shard",
+    "counterparty_account_id",
+)
+KEY_COLUMNS = ("id", "reverses", "seq", "period")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,16 +161,26 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
 class Ledger:
     """Posts balanced transactions and reverses them; the one writer of ledger tables."""
 
-    def __init__(self, *, timezone: ZoneInfo, clock: Clock, period_months: int = 1) -> None:
+    def __init__(
+        self, *, timezone: ZoneInfo, clock: Clock, period_months: int = 1, shards: int = DEFAULT_SHARDS
+    ) -> None:
+        if not 1 <= shards <= MAX_SHARDS:
+            raise ValueError(f"the ledger has 1 to {MAX_SHARDS} shards, not {shards}")
         self.calendar = SettlementCalendar(timezone, period_months)
         self.clock = clock
+        self.shards = shards
         self._accounts: dict[str, tuple[int, str]] = {}
         """Id and unit of every account by code, as committed: an account never changes once opened."""
 
     @classmethod
     def for_settings(cls, settings: Settings, clock: Clock) -> Ledger:
         """The ledger on the coalition's settlement calendar, as the gateway and commands run it."""
-        return cls(timezone=settings.timezone, clock=clock, period_months=settings.settlement_period_months)
+        return cls(
+            timezone=settings.timezone,
+            clock=clock,
+            period_months=settings.settlement_period_months,
+            shards=settings.ledger_shards,
+        )
 
     async def post(self, session: AsyncSession, request: TransactionRequest) -> PostedTransaction:
         return (await self.post_many(session, [request]))[0]
@@ -182,7 +211,7 @@ class Ledger:
                 raise IdempotencyConflict(
                     f"transaction id {request.id!r} appears twice with different content", field="id"
                 )
-        head = await lock_chain_head(session)
+        shard = await lock_shard(session, home_shard(requests[0].id, self.shards), self.shards)
         # A batch finds its repeats first, so that the chain runs over its fresh requests only;
         # a lone request is simply written, and its insert does nothing if the id was posted.
         earlier = await self._posted(session, list(digests)) if len(digests) > 1 else {}
@@ -192,13 +221,17 @@ class Ledger:
             if request.id not in earlier:
                 fresh.setdefault(request.id, request)
         await self._check_reversals(session, list(fresh.values()))
-        written = await self._write(session, head, list(fresh.values()), digests, hubs)
+        written = await self._write(session, shard, list(fresh.values()), digests, hubs)
         count_ledger_postings(session, (fresh[transaction_id].kind for transaction_id in written))
         if len(written) < len(fresh):
-            earlier = await self._posted(
-                session, [transaction_id for transaction_id in fresh if transaction_id not in written]
-            )
+            unwritten = [transaction_id for transaction_id in fresh if transaction_id not in written]
+            earlier = await self._posted(session, unwritten)
             _refuse_changed(earlier, digests)
+            for transaction_id in unwritten:
+                if transaction_id not in earlier:
+                    raise IdempotencyConflict(
+                        f"transaction id {transaction_id!r} was posted in a period since archived", field="id"
+                    )
         results = {transaction_id: posted for transaction_id, (posted, _) in earlier.items()}
         results.update(written)
         return [results[request.id] for request in requests]
@@ -264,7 +297,9 @@ class Ledger:
             if original is None:
                 raise UnknownTransaction(request.reverses, field="reverses")
             reversed_by = (
-                await session.exec(select(LedgerTransaction.id).where(LedgerTransaction.reverses == request.reverses))
+                await session.exec(
+                    select(LedgerTransactionKey.id).where(LedgerTransactionKey.reverses == request.reverses)
+                )
             ).first()
             if reversed_by == request.id:
                 continue  # a repeat of this very reversal: writing it finds it posted
@@ -277,7 +312,7 @@ class Ledger:
                 )
 
     async def _account_ids(self, session: AsyncSession, accounts: set[AccountRef]) -> dict[AccountRef, int]:
-        """Ids of the accounts, opening those that do not exist yet (under the head lock)."""
+        """Ids of the accounts, opening those that do not exist yet."""
         ids: dict[AccountRef, int] = {}
         unknown: dict[str, AccountRef] = {}
         for account in accounts:
@@ -292,15 +327,16 @@ class Ledger:
 
     async def _look_up_or_open(self, session: AsyncSession, by_code: dict[str, AccountRef]) -> dict[AccountRef, int]:
         """Ids of accounts not in memory: read, or opened now. They are remembered once the
-        unit of work commits (before, a rollback could take an opened account away)."""
-        rows = await session.exec(
-            select(ACCOUNTS.c.id, ACCOUNTS.c.code, ACCOUNTS.c.unit).where(ACCOUNTS.c.code.in_(list(by_code)))
-        )
-        found = {code: (account_id, unit) for account_id, code, unit in rows}
+        unit of work commits (before, a rollback could take an opened account away).
+
+        Postings in other shards may open the same account at the same moment: the insert does
+        nothing for a code another has opened (waiting for it to commit), and those are read
+        again. Accounts are opened in code order, so two openers never wait on each other."""
+        found = await self._read_accounts(session, list(by_code))
         missing = [account for code, account in by_code.items() if code not in found]
         if missing:
             created = await session.exec(
-                insert(ACCOUNTS)
+                dialect_insert(session, ACCOUNTS)
                 .values(
                     [
                         {
@@ -308,45 +344,59 @@ class Ledger:
                             "kind": account.kind.value,
                             "program_id": account.program_id,
                             "unit": account.unit,
-                            "balance": 0,
                             "created_at": self.clock.now(),
                         }
                         for account in sorted(missing)
                     ]
                 )
+                .on_conflict_do_nothing(index_elements=["code"])
                 .returning(ACCOUNTS.c.id, ACCOUNTS.c.code)
             )
             found.update((code, (account_id, by_code[code].unit)) for account_id, code in created)
+            if len(found) < len(by_code):
+                found.update(await self._read_accounts(session, [code for code in by_code if code not in found]))
         event.listen(session.sync_session, "after_commit", lambda _: self._accounts.update(found), once=True)
         return {by_code[code]: _checked(by_code[code], *known) for code, known in found.items()}
+
+    @staticmethod
+    async def _read_accounts(session: AsyncSession, codes: list[str]) -> dict[str, tuple[int, str]]:
+        rows = await session.exec(
+            select(ACCOUNTS.c.id, ACCOUNTS.c.code, ACCOUNTS.c.unit).where(ACCOUNTS.c.code.in_(codes))
+        )
+        return {code: (account_id, unit) for account_id, code, unit in rows}
 
     async def _write(
         self,
         session: AsyncSession,
-        head: ChainHead,
+        shard: LockedShard,
         requests: Sequence[TransactionRequest],
         digests: dict[str, str],
         hubs: dict[str, list[int | None]],
     ) -> dict[str, PostedTransaction]:
-        """Write ``requests`` after the head; a lone request that was posted before is not
-        written (and not returned)."""
+        """Write ``requests`` at the ends of ``shard``'s chains; a lone request that was posted
+        before is not written (and not returned)."""
         if not requests:
             return {}
         account_ids = await self._account_ids(session, {leg.account for request in requests for leg in request.legs})
         posted_at = self.clock.now()
-        last_closed = head.last_closed
-        seq, prev_hash = head.seq, head.hash
+        periods = [
+            self.calendar.posting_period(self.calendar.period_of(request.effective_at), shard.last_closed)
+            for request in requests
+        ]
+        ends, seqs = await chain_state(session, shard.id, sorted(set(periods)), len(requests))
         transactions: list[tuple[Any, ...]] = []
         entries: list[tuple[Any, ...]] = []
+        keys: list[tuple[Any, ...]] = []
         results: dict[str, PostedTransaction] = {}
-        for request in requests:
-            seq += 1
-            period = self.calendar.posting_period(self.calendar.period_of(request.effective_at), last_closed)
+        for request, period, seq in zip(requests, periods, seqs, strict=True):
             request_hash = digests[request.id]
+            prev_hash = ends[period]
             chained = chain_digest(seq=seq, prev_hash=prev_hash, request_hash=request_hash, period=period)
+            ends[period] = chained
             transactions.append(
                 (
                     seq,
+                    shard.id,
                     request.id,
                     request.kind,
                     request.reference,
@@ -359,36 +409,46 @@ class Ledger:
                     chained,
                 )
             )
+            keys.append((request.id, request.reverses, seq, period))
             ids = [account_ids[leg.account] for leg in request.legs]
             for position, (leg, account_id, hub) in enumerate(zip(request.legs, ids, hubs[request.id], strict=True)):
                 entries.append(
-                    (seq, position, account_id, leg.account.unit, leg.amount, period, None if hub is None else ids[hub])
+                    (
+                        seq,
+                        position,
+                        account_id,
+                        leg.account.unit,
+                        leg.amount,
+                        period,
+                        shard.id,
+                        None if hub is None else ids[hub],
+                    )
                 )
             results[request.id] = PostedTransaction(seq, request.id, period, chained, False)
-            prev_hash = chained
 
-        if len(transactions) == 1:
-            written = await session.exec(
-                _lone_transaction(session.get_bind().dialect.name),
-                params={f"new_{name}": value for name, value in zip(TRANSACTION_COLUMNS, transactions[0], strict=True)},
+        if len(keys) == 1:
+            claimed = await session.exec(
+                _claim_key(session.get_bind().dialect.name),
+                params={f"new_{name}": value for name, value in zip(KEY_COLUMNS, keys[0], strict=True)},
             )
-            if written.first() is None:
+            if claimed.first() is None:
                 return {}  # posted before: the caller reads it back
         else:
-            await bulk_insert(session, TRANSACTIONS, TRANSACTION_COLUMNS, transactions)
-        await bulk_insert(session, ENTRIES, ENTRY_COLUMNS, entries)  # the balances follow
+            await bulk_insert(session, KEYS, KEY_COLUMNS, keys)
+        await bulk_insert(session, TRANSACTIONS, TRANSACTION_COLUMNS, transactions)  # the chain's head follows
+        await bulk_insert(session, ENTRIES, ENTRY_COLUMNS, entries)  # the shard's balances follow
         return results
 
 
 @lru_cache(maxsize=2)
-def _lone_transaction(dialect: str) -> Insert:
-    """Insert one transaction unless its id was posted before; returns its seq if inserted."""
+def _claim_key(dialect: str) -> Insert:
+    """Claim one transaction id unless it was posted before; returns the id if claimed."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
-        insert(TRANSACTIONS)
-        .values({name: bindparam(f"new_{name}", type_=TRANSACTIONS.c[name].type) for name in TRANSACTION_COLUMNS})
+        insert(KEYS)
+        .values({name: bindparam(f"new_{name}", type_=KEYS.c[name].type) for name in KEY_COLUMNS})
         .on_conflict_do_nothing(index_elements=["id"])
-        .returning(TRANSACTIONS.c.seq)
+        .returning(KEYS.c.id)
     )
 
 

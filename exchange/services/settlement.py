@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from joserfc.jwk import RSAKey
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -16,6 +17,7 @@ from exchange.db.database import Database
 from exchange.errors import ExchangeError
 from exchange.ledger.errors import PeriodNotOver
 from exchange.ledger.models import SettlementPeriod
+from exchange.ledger.partitions import ensure_partitions
 from exchange.ledger.periods import SettlementCalendar
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import Verification, verify_ledger
@@ -23,6 +25,7 @@ from exchange.money import Currency
 from exchange.programs.service import get_coalition
 from exchange.settings import Settings
 from exchange.settlement import closing, jobs, overview, reconciliation, signoff, statements
+from exchange.settlement.archive import Archive, archive_period
 from exchange.settlement.breaks import (
     BulkResolveRequest,
     ResolveRequest,
@@ -213,6 +216,13 @@ class SettlementService:
         async with self.db.transaction() as session:
             await self.keys.ensure_active(session)
 
+    async def ensure_partitions(self) -> None:
+        """The current and the next period have their ledger partitions (PostgreSQL; see
+        ``ledger.partitions``): made at the gateway's start, before their first posting."""
+        current = self.calendar.period_of(self.clock.now())
+        async with self.db.transaction() as session:
+            await ensure_partitions(session, [current, self.calendar.next(current)])
+
     async def rotate_key(self) -> Rotation:
         """Make a new statement-signing key active; the old one stays published for the
         statement retention period."""
@@ -290,6 +300,12 @@ class SettlementService:
         return ResolvedBreaks(
             done.resolved, done.unchanged, ReconciliationView(done.reconciliation, done.unresolved, currency)
         )
+
+    async def archive(self, period: str, *, export: Path | None) -> Archive:
+        """Detach a closed, signed-off period's ledger rows for archive (see ``settlement.archive``)."""
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            return await archive_period(session, period, now=self.clock.now(), export=export)
 
     async def verify_ledger(self) -> Verification:
         """Recompute everything the ledger claims; the first problem, if any."""

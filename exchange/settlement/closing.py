@@ -1,7 +1,8 @@
 """Closing a period: OPEN → CLOSING (under the ledger's chain-head lock) → figures → CLOSED.
 
-First, one unit of work switches the period to CLOSING while holding the lock every posting takes,
-and commits at once: from then on nothing posts into the period (late items go to the next open
+First, the two periods after it get their ledger partitions (PostgreSQL). Then one unit of work
+switches the period to CLOSING while holding every shard's lock (which postings take), records
+the period's close anchor, and commits at once: from then on nothing posts into the period (late items go to the next open
 one), so its rows are final. Then a last unit of work, holding the period's row, computes the
 obligations from those rows (one aggregation, see ``netting``), stores them and the positions and
 marks the period CLOSED. If that fails (or the process dies), the period stays CLOSING and closing
@@ -22,6 +23,7 @@ from exchange.clock import Clock
 from exchange.db.bulk import bulk_insert
 from exchange.db.database import Database
 from exchange.ledger.models import SettlementPeriod
+from exchange.ledger.partitions import ensure_partitions
 from exchange.ledger.periods import (
     PeriodStatus,
     SettlementCalendar,
@@ -140,6 +142,9 @@ async def close_period(
     """Close ``period`` (or finish closing it) and return its figures; see the module's docstring."""
     period = calendar.parse(period)
     await progress(5, "closing")
+    async with db.transaction() as session:  # before any shard is locked: attaching waits for postings
+        following = calendar.next(period)
+        await ensure_partitions(session, [following, calendar.next(following)])
     async with db.transaction() as session:
         row = await start_closing(session, calendar, period, by=by, now=clock.now())
         status = row.status

@@ -88,3 +88,19 @@ class BadAdjustment(BadUserInput):
 class JobNotFound(NotFound):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no settlement job has id {job_id!r}", field="jobId")
+
+
+class NotArchivable(BadUserInput):
+    """A period whose ledger rows cannot be detached for archive, and why."""
+
+    def __init__(self, period: str, reason: str) -> None:
+        super().__init__(f"period {period} cannot be archived: {reason}", field="period", period=period)
+
+
+class PeriodArchived(BadUserInput):
+    """The period's ledger rows were detached for archive: its lines are in the archive."""
+
+    def __init__(self, period: str) -> None:
+        super().__init__(
+            f"period {period} is archived: its ledger lines are no longer in the ledger", field="period", period=period
+        )

@@ -32,9 +32,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.db.types import UTCDateTime
 from exchange.keyring.crypto import ALGORITHM
 from exchange.ledger.accounts import ChartOfAccounts
-from exchange.ledger.models import LedgerAccount
+from exchange.ledger.models import LedgerAccount, LedgerCloseAnchor
 from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
+from exchange.settlement.errors import PeriodArchived
 from exchange.settlement.models import SettlementObligation
 from exchange.settlement.netting import SPOKES_OF_ACCOUNT
 from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
@@ -207,7 +208,11 @@ async def statement_lines(
     session: AsyncSession, *, currency: Currency, participant: str, period: str
 ) -> list[StatementLine]:
     """The lines of ``participant`` (a program id, or ``EXCHANGE``) in ``period``, in posting
-    order: its statement's lines once the period is closed, what the ledger holds so far before."""
+    order: its statement's lines once the period is closed, what the ledger holds so far before.
+    Refused once the period is archived (``settlement.archive``): its rows have left the ledger."""
+    anchor = await session.get(LedgerCloseAnchor, period)
+    if anchor is not None and anchor.archived_at is not None:
+        raise PeriodArchived(period)
     account_code = account_of(ChartOfAccounts(currency.code), participant).code
     account = (await session.exec(select(LedgerAccount.id).where(LedgerAccount.code == account_code))).first()
     if account is None:  # an account is made at a participant's first posting

@@ -292,7 +292,7 @@ async def check_ledger_agrees(soak: Soak) -> None:
         ledger_points = dict(
             tuple(row)
             for row in await session.exec(
-                text("SELECT a.program_id, a.balance FROM ledger_account a WHERE a.kind = 'member-points'")  # type: ignore[call-overload]
+                text("SELECT a.program_id, a.balance FROM ledger_account_balance a WHERE a.kind = 'member-points'")  # type: ignore[call-overload]
             )
         )
         ledger_lines = {

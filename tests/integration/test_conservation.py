@@ -157,10 +157,12 @@ async def assert_ledger_agrees(db: Database, standing: list[Executed]) -> None:
             usage[item.key] += item.amount
     async with db.transaction() as session:
         verification = await verify_ledger(session)
-        balances = dict(tuple(row) for row in await session.exec(text("SELECT code, balance FROM ledger_account")))
+        balances = dict(
+            tuple(row) for row in await session.exec(text("SELECT code, balance FROM ledger_account_balance"))
+        )
         per_unit = dict(
             tuple(row)
-            for row in await session.exec(text("SELECT unit, sum(balance) FROM ledger_account GROUP BY unit"))
+            for row in await session.exec(text("SELECT unit, sum(balance) FROM ledger_account_balance GROUP BY unit"))
         )
         used = dict(tuple(row) for row in await session.exec(text("SELECT key, used FROM limit_usage")))
     assert verification.ok, verification.problem

@@ -126,7 +126,9 @@ async def test_faults_at_either_partner_end_final_and_agreeing(
     credited = await partner_net(exchange.sandboxes, "fresh-mart", "alice")
     async with exchange.db.transaction() as session:
         report = await verify_ledger(session)
-        balances = dict(tuple(row) for row in await session.exec(text("SELECT code, balance FROM ledger_account")))
+        balances = dict(
+            tuple(row) for row in await session.exec(text("SELECT code, balance FROM ledger_account_balance"))
+        )
     assert report.ok
     assert debited == balances.get("member-points:happy-card", 0)
     assert credited == balances.get("member-points:fresh-mart", 0)

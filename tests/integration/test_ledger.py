@@ -56,7 +56,7 @@ def payment(
 
 async def balances(db: Database) -> dict[str, int]:
     async with db.transaction() as session:
-        rows = await session.exec(text("SELECT code, balance FROM ledger_account"))
+        rows = await session.exec(text("SELECT code, balance FROM ledger_account_balance"))
         return dict(rows.all())
 
 
@@ -205,7 +205,11 @@ async def test_the_database_refuses_to_change_or_delete_ledger_rows(db: Database
             "its content does not match its hash",
         ),
         ("UPDATE ledger_transaction SET reference = 'conversion:other' WHERE seq = 2", "does not match its hash"),
-        ("UPDATE ledger_account SET balance = balance + 1 WHERE code = 'exchange-fees'", "account exchange-fees says"),
+        (
+            "UPDATE ledger_balance SET balance = balance + 1"
+            " WHERE account_id = (SELECT id FROM ledger_account WHERE code = 'exchange-fees')",
+            "account exchange-fees says",
+        ),
         # The counterparty is outside the hash: only recomputing it from the legs vouches for it.
         (
             "UPDATE ledger_entry SET counterparty_account_id = account_id WHERE transaction_seq = 2 AND position = 1",
@@ -241,7 +245,7 @@ async def test_verify_names_a_chained_transaction_that_is_not_a_star(db: Databas
     hashes chain; if it is not a star, no counterparty can be right, and verify says so."""
     async with db.transaction() as session:
         await ledger.post(session, payment("t0"))
-        head_hash = (await session.exec(text("SELECT hash FROM ledger_chain_head"))).scalar_one()
+        shard, head_hash = (await session.exec(text("SELECT shard, hash FROM ledger_chain_head"))).one()
     legs = [
         (CHART.clearing("wallet-pay"), -60),
         (CHART.clearing("fresh-mart"), -40),
@@ -260,27 +264,27 @@ async def test_verify_names_a_chained_transaction_that_is_not_a_star(db: Databas
     async with db.transaction() as session:
         await session.exec(  # type: ignore[call-overload]
             text(
-                "INSERT INTO ledger_account (code, kind, program_id, unit, balance, created_at)"
-                " VALUES ('partner-clearing:formosa-air', 'partner-clearing', 'formosa-air', 'TWD', 0, :at)"
+                "INSERT INTO ledger_account (code, kind, program_id, unit, created_at)"
+                " VALUES ('partner-clearing:formosa-air', 'partner-clearing', 'formosa-air', 'TWD', :at)"
             ).bindparams(bindparam("at", type_=UTCDateTime())),
             params={"at": NOON},
         )
         await session.exec(  # type: ignore[call-overload]
             text(
-                "INSERT INTO ledger_transaction (seq, id, kind, reference, period, effective_at, posted_at,"
-                " request_hash, prev_hash, hash) VALUES (2, 'forged', 'adjustment', 'x', '2026-11', :at, :at, :request, :prev, :hash)"
+                "INSERT INTO ledger_transaction (seq, shard, id, kind, reference, period, effective_at, posted_at,"
+                " request_hash, prev_hash, hash)"
+                " VALUES (2, :shard, 'forged', 'adjustment', 'x', '2026-11', :at, :at, :request, :prev, :hash)"
             ).bindparams(bindparam("at", type_=UTCDateTime())),
-            params={"at": NOON, "request": request_hash, "prev": head_hash, "hash": chained},
+            params={"at": NOON, "shard": shard, "request": request_hash, "prev": head_hash, "hash": chained},
         )
         for position, (account, amount) in enumerate(legs):
             await session.exec(  # type: ignore[call-overload]
                 text(
-                    "INSERT INTO ledger_entry (transaction_seq, position, account_id, unit, amount, period)"
-                    " SELECT 2, :position, id, unit, :amount, '2026-11' FROM ledger_account WHERE code = :code"
+                    "INSERT INTO ledger_entry (transaction_seq, position, account_id, unit, amount, period, shard)"
+                    " SELECT 2, :position, id, unit, :amount, '2026-11', :shard FROM ledger_account WHERE code = :code"
                 ),
-                params={"position": position, "amount": amount, "code": account.code},
-            )
-        await session.exec(text("UPDATE ledger_chain_head SET seq = 2, hash = :hash"), params={"hash": chained})  # type: ignore[call-overload]
+                params={"position": position, "amount": amount, "code": account.code, "shard": shard},
+            )  # the chain's head and the balances follow, as the database moves them
     async with db.transaction() as session:
         problem = (await verify_ledger(session)).problem
     assert problem is not None and (problem.seq, problem.transaction_id) == (2, "forged")
@@ -295,15 +299,15 @@ async def test_postgres_refuses_an_unbalanced_transaction_at_commit(pg_db: Datab
         async with pg_db.transaction() as session:
             await session.exec(
                 text(
-                    "INSERT INTO ledger_transaction (seq, id, kind, reference, period, effective_at, posted_at,"
-                    " request_hash, prev_hash, hash) SELECT 2, 'sneaky', 'adjustment', 'x', '2026-11', now(), now(),"
+                    "INSERT INTO ledger_transaction (seq, shard, id, kind, reference, period, effective_at, posted_at,"
+                    " request_hash, prev_hash, hash) SELECT 2, shard, 'sneaky', 'adjustment', 'x', '2026-11', now(), now(),"
                     " 'h', hash, 'h' FROM ledger_chain_head"
                 )
             )
             await session.exec(
                 text(
-                    "INSERT INTO ledger_entry (transaction_seq, position, account_id, unit, amount, period)"
-                    " SELECT 2, 0, id, unit, 500, '2026-11' FROM ledger_account WHERE code = 'exchange-fees'"
+                    "INSERT INTO ledger_entry (transaction_seq, position, account_id, unit, amount, period, shard)"
+                    " SELECT 2, 0, id, unit, 500, '2026-11', 1 FROM ledger_account WHERE code = 'exchange-fees'"
                 )
             )
     with pytest.raises(DBAPIError, match="append-only"):

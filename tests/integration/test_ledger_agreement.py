@@ -126,7 +126,9 @@ async def test_the_ledger_agrees_with_every_partner_after_a_mix(
             (status,) = (await session.exec(text(f"SELECT status FROM redemption WHERE id = '{redemption_id}'"))).one()  # type: ignore[call-overload]
             statuses[redemption_id] = status
         report = await verify_ledger(session)
-        accounts = dict(tuple(row) for row in await session.exec(text("SELECT code, balance FROM ledger_account")))  # type: ignore[call-overload]
+        accounts = dict(
+            tuple(row) for row in await session.exec(text("SELECT code, balance FROM ledger_account_balance"))
+        )  # type: ignore[call-overload]
         (redemption_lines,) = (
             await session.exec(text("SELECT count(*) FROM ledger_transaction WHERE kind LIKE 'redemption%'"))  # type: ignore[call-overload]
         ).one()

@@ -94,7 +94,7 @@ class World:
         async with self.db.transaction() as session:
             report = await verify_ledger(session)
             assert report.ok, report.problem
-            rows = await session.exec(text("SELECT code, balance FROM ledger_account"))  # type: ignore[call-overload]
+            rows = await session.exec(text("SELECT code, balance FROM ledger_account_balance"))  # type: ignore[call-overload]
             return {code: balance for code, balance in rows if balance}
 
     async def recover(self) -> int:

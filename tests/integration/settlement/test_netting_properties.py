@@ -131,17 +131,17 @@ async def test_netting_refuses_a_transaction_that_is_not_a_star(db: Database) ->
         )
         await session.exec(  # type: ignore[call-overload]
             text(
-                "INSERT INTO ledger_transaction (seq, id, kind, reference, period, effective_at, posted_at,"
-                " request_hash, prev_hash, hash) VALUES (2, 'sneaky', 'adjustment', 'x', '2026-11', :at, :at, 'h', 'h', 'h')"
+                "INSERT INTO ledger_transaction (seq, shard, id, kind, reference, period, effective_at, posted_at,"
+                " request_hash, prev_hash, hash) VALUES (2, 1, 'sneaky', 'adjustment', 'x', '2026-11', :at, :at, 'h', 'h', 'h')"
             ).bindparams(bindparam("at", type_=UTCDateTime())),
             params={"at": NOVEMBER},
         )
         await session.exec(
             text(  # type: ignore[call-overload]
-                "INSERT INTO ledger_entry (transaction_seq, position, account_id, unit, amount, period)"
+                "INSERT INTO ledger_entry (transaction_seq, position, account_id, unit, amount, period, shard)"
                 " SELECT 2, row_number() OVER (ORDER BY id), id, unit,"
                 "        CASE program_id WHEN 'wallet-pay' THEN -60 WHEN 'fresh-mart' THEN -40 WHEN 'formosa-air' THEN 50 ELSE 50 END,"
-                "        '2026-11'"
+                "        '2026-11', 1"
                 "   FROM ledger_account WHERE program_id IN ('wallet-pay', 'fresh-mart', 'formosa-air', 'tune-stream')"
             )
         )

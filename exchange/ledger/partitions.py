@@ -1,0 +1,109 @@
+"""The ledger's partitions on PostgreSQL: one per settlement period, and a default one.
+
+``ledger_transaction`` and ``ledger_entry`` are partitioned by period (``LIST (period)``). A
+period gets its own partitions ahead of its first posting (:func:`ensure_partitions`: the
+gateway at start for the current and next period, closing for the two after the one it
+closes); a row of a period that has none lands in the default partition, so a posting never
+fails for want of one. A closed period's partitions can be detached (:func:`detach_period`):
+its rows leave the ledger's tables, as a table of their own to dump and drop. A period whose
+rows sit in the default partition keeps them there: it cannot be detached.
+
+Partitions are made as plain tables and then attached, which locks the parent only against
+other schema changes (``SHARE UPDATE EXCLUSIVE``), not against postings; one transaction-level
+advisory lock keeps two processes from making the same partition. SQLite has no partitions:
+all of this does nothing there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.db.bulk import copy_out_csv
+
+TABLES = ("ledger_transaction", "ledger_entry")
+#: pg_advisory_xact_lock key of partition changes ("ledger partitions").
+_ADVISORY_KEY = 0x4C454447_50415254
+
+
+#: Drops a detached legs table's foreign keys to the transactions, whatever PostgreSQL named them.
+_DROP_TRANSACTION_KEYS = """
+    DO $$
+    DECLARE constraint_name text;
+    BEGIN
+        FOR constraint_name IN
+            SELECT conname FROM pg_constraint
+             WHERE conrelid = '{table}'::regclass AND contype = 'f' AND confrelid = 'ledger_transaction'::regclass
+        LOOP
+            EXECUTE format('ALTER TABLE {table} DROP CONSTRAINT %I', constraint_name);
+        END LOOP;
+    END $$
+"""
+
+
+def partition_name(table: str, period: str) -> str:
+    return f"{table}_{period.replace('-', '_')}"
+
+
+def partitioned(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def has_partition(session: AsyncSession, period: str) -> bool:
+    name = partition_name(TABLES[0], period)
+    found = (await session.exec(text("SELECT to_regclass(:name) IS NOT NULL"), params={"name": name})).scalar_one()  # type: ignore[call-overload]
+    return bool(found)
+
+
+async def ensure_partitions(session: AsyncSession, periods: Iterable[str]) -> list[str]:
+    """Give each of ``periods`` its own partitions unless it has them or already has rows in the
+    default partition; the periods given partitions. Run it in a unit of work of its own: the
+    attach waits for postings under way, and holds the advisory lock until it commits."""
+    if not partitioned(session):
+        return []
+    await session.exec(text("SELECT pg_advisory_xact_lock(:key)"), params={"key": _ADVISORY_KEY})  # type: ignore[call-overload]
+    made = []
+    for period in sorted(set(periods)):
+        if await has_partition(session, period):
+            continue
+        in_default = (
+            await session.exec(
+                text("SELECT EXISTS (SELECT 1 FROM ledger_transaction_default WHERE period = :period)"),  # type: ignore[call-overload]
+                params={"period": period},
+            )
+        ).scalar_one()
+        if in_default:
+            continue
+        for table in TABLES:
+            name = partition_name(table, period)
+            await session.exec(text(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))  # type: ignore[call-overload]
+            await session.exec(text(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES IN ('{period}')"))  # type: ignore[call-overload]
+        made.append(period)
+    return made
+
+
+async def export_period(session: AsyncSession, period: str, directory: Path) -> list[Path]:
+    """Write the period's transactions and legs as CSV files (with a header) in ``directory``."""
+    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    written = []
+    for table in TABLES:
+        path = directory / f"{partition_name(table, period)}.csv"
+        sink = await asyncio.to_thread(path.open, "wb")
+        with sink:
+            await copy_out_csv(session, f"SELECT * FROM {partition_name(table, period)} ORDER BY 1, 2", sink)
+        written.append(path)
+    return written
+
+
+async def detach_period(session: AsyncSession, period: str) -> None:
+    """Detach the period's partitions: legs first, and their table's foreign key to the
+    transactions with them (it would otherwise hold the detached transactions in place)."""
+    await session.exec(text("SELECT pg_advisory_xact_lock(:key)"), params={"key": _ADVISORY_KEY})  # type: ignore[call-overload]
+    entries, transactions = partition_name("ledger_entry", period), partition_name("ledger_transaction", period)
+    await session.exec(text(f"ALTER TABLE ledger_entry DETACH PARTITION {entries}"))  # type: ignore[call-overload]
+    await session.exec(text(_DROP_TRANSACTION_KEYS.format(table=entries)))  # type: ignore[call-overload]
+    await session.exec(text(f"ALTER TABLE ledger_transaction DETACH PARTITION {transactions}"))  # type: ignore[call-overload]

@@ -1,0 +1,81 @@
+"""Archiving a settled period: its ledger rows leave the ledger's tables (PostgreSQL).
+
+A period can be archived once it is CLOSED and every partner has signed it off: nothing of it
+changes any more. Archiving writes, if asked, the period's transactions and legs as CSV files,
+records what its legs moved per account and shard (``ledger_archived_balance``, so the running
+balances still verify), detaches its partitions and marks its close anchor archived. The detached
+tables stay in the database, outside the ledger, for an operator to dump and drop.
+
+What ``exchange ledger verify`` proves afterwards is in ``exchange.ledger.verify``: that the
+period's chains ended at the heads its close anchor recorded, and that the anchor is in the
+chain of closes. An export is proven by recomputing its chains to those heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.ledger.errors import PeriodNotClosed
+from exchange.ledger.models import LedgerCloseAnchor, SettlementPeriod
+from exchange.ledger.partitions import detach_period, export_period, has_partition, partition_name, partitioned
+from exchange.ledger.periods import PeriodStatus
+from exchange.settlement.errors import NotArchivable
+from exchange.settlement.models import SettlementPosition
+from exchange.settlement.participants import EXCHANGE
+
+
+@dataclass(frozen=True, slots=True)
+class Archive:
+    period: str
+    transactions: int
+    anchor_hash: str
+    archived_at: datetime
+    exported: list[Path] = field(default_factory=list)
+
+
+ARCHIVED_BALANCES = """
+    INSERT INTO ledger_archived_balance AS archived (account_id, shard, balance)
+    SELECT account_id, shard, sum(amount) FROM {entries} GROUP BY account_id, shard
+    ON CONFLICT (account_id, shard) DO UPDATE SET balance = archived.balance + excluded.balance
+"""
+
+
+async def archive_period(session: AsyncSession, period: str, *, now: datetime, export: Path | None) -> Archive:
+    """Archive ``period`` (see the module's docstring); an archived period is returned as it was."""
+    if not partitioned(session):
+        raise NotArchivable(period, "the ledger is partitioned on PostgreSQL only; on SQLite every period stays")
+    anchor = await session.get(LedgerCloseAnchor, period, with_for_update=True)
+    row = await session.get(SettlementPeriod, period)
+    if anchor is None or row is None or row.status != PeriodStatus.CLOSED:
+        raise PeriodNotClosed(f"period {period} is not closed: close it and have it signed off first", period=period)
+    transactions = sum(int(head.split(":")[1]) for head in anchor.heads.split(";") if head)
+    if anchor.archived_at is not None:
+        return Archive(period, transactions, anchor.hash, anchor.archived_at)
+    unsigned = (
+        await session.exec(
+            select(SettlementPosition.participant)
+            .where(
+                SettlementPosition.period == period,
+                col(SettlementPosition.signed_off_at).is_(None),
+                SettlementPosition.participant != EXCHANGE,
+            )
+            .order_by(col(SettlementPosition.participant))
+        )
+    ).all()
+    if unsigned:
+        raise NotArchivable(period, f"not signed off by {', '.join(unsigned)}")
+    if not await has_partition(session, period):
+        raise NotArchivable(period, "its rows are in the default partition (posted before the period had its own)")
+    exported = [] if export is None else await export_period(session, period, export)
+    await session.exec(text(ARCHIVED_BALANCES.format(entries=partition_name("ledger_entry", period))))  # type: ignore[call-overload]
+    await detach_period(session, period)
+    anchor.archived_at = now
+    session.add(anchor)
+    await session.flush()
+    return Archive(period, transactions, anchor.hash, now, exported)

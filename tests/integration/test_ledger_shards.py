@@ -1,0 +1,271 @@
+"""Postings spread over shards, closes anchor them, periods migrate and detach: verify still
+proves every chain, and names whatever was changed behind the ledger's back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+
+from exchange.db import migrate
+from exchange.db.database import Database
+from exchange.ledger.partitions import ensure_partitions
+from exchange.ledger.periods import start_closing
+from exchange.ledger.posting import Ledger
+from exchange.ledger.verify import verify_ledger
+from exchange.money import Currency
+from exchange.settlement.archive import archive_period
+from exchange.settlement.closing import close_period
+from exchange.settlement.errors import NotArchivable, PeriodArchived
+from exchange.settlement.statements import statement_lines
+from exchange.testing.clock import FrozenClock
+from exchange.testing.databases import SqliteDatabases
+from tests.integration.test_ledger import NOON, balances, payment
+
+TAIPEI = ZoneInfo("Asia/Taipei")
+DECEMBER = datetime(2026, 12, 10, 4, 0, tzinfo=UTC)
+AFTER_NOVEMBER = datetime(2026, 12, 2, tzinfo=UTC)
+TWD = Currency("TWD", 2)
+
+
+def sharded(shards: int = 4, at: datetime = NOON) -> Ledger:
+    return Ledger(timezone=TAIPEI, clock=FrozenClock(at), shards=shards)
+
+
+async def post(db: Database, ledger: Ledger, ids: list[str], *, at: datetime = NOON) -> None:
+    for index, transaction_id in enumerate(ids):
+        async with db.transaction() as session:
+            await ledger.post(session, payment(transaction_id, 1000 + index, at=at))
+
+
+async def chains(db: Database) -> dict[int, list[int]]:
+    """Each shard's seqs in November, in chain order."""
+    async with db.transaction() as session:
+        rows = (await session.exec(text("SELECT shard, seq FROM ledger_transaction ORDER BY shard, seq"))).all()  # type: ignore[call-overload]
+    found: dict[int, list[int]] = {}
+    for shard, seq in rows:
+        found.setdefault(shard, []).append(seq)
+    return found
+
+
+async def problem_of(db: Database) -> str:
+    async with db.transaction() as session:
+        verification = await verify_ledger(session)
+    assert verification.problem is not None
+    return str(verification.problem)
+
+
+async def behind_the_ledgers_back(db: Database, *statements: str) -> None:
+    """Run ``statements`` in one unit of work with the ledger's triggers out of the way: its
+    guards, and what moves heads and balances (someone rewriting rows would not want them)."""
+    async with db.transaction() as session:
+        if db.dialect == "postgresql":
+            for table in ("ledger_entry", "ledger_transaction"):
+                await session.exec(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))  # type: ignore[call-overload]
+        else:
+            for table in ("ledger_entry", "ledger_transaction"):
+                for trigger in ("no_update", "no_delete", "moves_head", "moves_balances"):
+                    await session.exec(text(f"DROP TRIGGER IF EXISTS {table}_{trigger}"))  # type: ignore[call-overload]
+        for statement in statements:
+            await session.exec(text(statement))  # type: ignore[call-overload]
+
+
+def deleting(seq: int) -> list[str]:
+    return [
+        f"DELETE FROM ledger_entry WHERE transaction_seq = {seq}",
+        f"DELETE FROM ledger_transaction WHERE seq = {seq}",
+    ]
+
+
+def renumbering(from_seq: int, to_seq: int) -> list[str]:
+    """Give transaction ``from_seq`` the number ``to_seq``: a copy, its legs moved, the original gone."""
+    columns = "period, shard, id, kind, reference, effective_at, posted_at, reverses, request_hash, prev_hash, hash"
+    return [
+        f"INSERT INTO ledger_transaction (seq, {columns}) SELECT {to_seq}, {columns} FROM ledger_transaction"
+        f" WHERE seq = {from_seq}",
+        f"UPDATE ledger_entry SET transaction_seq = {to_seq} WHERE transaction_seq = {from_seq}",
+        f"DELETE FROM ledger_transaction WHERE seq = {from_seq}",
+    ]
+
+
+@pytest.fixture
+async def spread(db: Database) -> dict[int, list[int]]:
+    """Twelve payments over four shards; the test picks the busiest shard's chain."""
+    await post(db, sharded(), [f"t{index}" for index in range(12)])
+    found = await chains(db)
+    assert len(found) >= 2 and max(len(seqs) for seqs in found.values()) >= 3
+    return found
+
+
+def busiest(found: dict[int, list[int]]) -> tuple[int, list[int]]:
+    return max(found.items(), key=lambda item: len(item[1]))
+
+
+async def test_postings_spread_over_shards_and_verify(db: Database, spread: dict[int, list[int]]) -> None:
+    async with db.transaction() as session:
+        verification = await verify_ledger(session)
+    assert verification.ok, verification.problem
+    assert (verification.transactions, verification.chains) == (12, len(spread))
+    assert (await balances(db))["exchange-fees"] == sum((1000 + index) // 50 for index in range(12))
+
+
+@pytest.mark.parametrize("change", ["deleted", "altered", "moved", "last deleted", "reordered"])
+async def test_verify_catches_tampering_in_any_shard(db: Database, spread: dict[int, list[int]], change: str) -> None:
+    shard, seqs = busiest(spread)
+    other = next(s for s in spread if s != shard)
+    first, second, last = seqs[0], seqs[1], seqs[-1]
+    statements, reason, seq = {
+        "deleted": (deleting(first), "does not link to the transaction before it", second),
+        "altered": (
+            [f"UPDATE ledger_entry SET amount = -amount WHERE transaction_seq = {second}"],
+            "its content does not match its hash",
+            second,
+        ),
+        "moved": (
+            [
+                f"UPDATE ledger_transaction SET shard = {other} WHERE seq = {second}",
+                f"UPDATE ledger_entry SET shard = {other} WHERE transaction_seq = {second}",
+            ],
+            "does not link to the transaction before it",
+            None,
+        ),
+        "last deleted": (deleting(last), f"the chain of shard {shard} in 2026-11 ends at seq", None),
+        # The first two change places: their numbers are swapped, through a free one.
+        "reordered": (
+            [*renumbering(first, 0), *renumbering(second, first), *renumbering(0, second)],
+            "does not link to the transaction before it",
+            first,
+        ),
+    }[change]
+    await behind_the_ledgers_back(db, *statements)
+    problem = await problem_of(db)
+    assert reason in problem
+    if seq is not None:
+        assert f"(seq {seq})" in problem
+
+
+async def test_a_closed_periods_anchor_catches_a_chain_cut_back_with_its_head(db: Database) -> None:
+    """Delete a chain's last transaction and move its head back to the one before: the chain
+    is consistent again, but the period's close anchor recorded the head as it was."""
+    ledger = sharded(1)
+    await post(db, ledger, ["a", "b", "c"])
+    async with db.transaction() as session:
+        await start_closing(session, ledger.calendar, "2026-11", by="staff", now=AFTER_NOVEMBER)
+    [seqs] = (await chains(db)).values()
+    await behind_the_ledgers_back(db, *deleting(seqs[-1]))
+    async with db.transaction() as session:
+        await session.exec(
+            text(  # type: ignore[call-overload]
+                "UPDATE ledger_chain_head SET seq = t.seq, hash = t.hash, transactions = 2"
+                " FROM (SELECT seq, hash FROM ledger_transaction WHERE seq = :seq) t"
+            ),
+            params={"seq": seqs[1]},
+        )
+    assert "the close anchor of 2026-11 records heads" in await problem_of(db)
+
+
+async def test_the_migration_keeps_a_populated_ledger_and_its_chain(database_url: str) -> None:
+    """Posted, one period closed, taken back to the single-chain tables of 0013 and up again:
+    every row, balance and hash survives, the closed period is anchored, posting goes on."""
+    db = Database.from_url(database_url)
+    ledger = sharded(1)
+    try:
+        await post(db, ledger, ["n1", "n2", "n3"])
+        async with db.transaction() as session:
+            await start_closing(session, ledger.calendar, "2026-11", by="staff", now=AFTER_NOVEMBER)
+        await post(db, sharded(1, DECEMBER), ["d1", "d2"], at=DECEMBER)
+        before = await balances(db)
+        config = migrate.alembic_config(database_url)
+        await asyncio.to_thread(command.downgrade, config, "0013")
+        async with db.transaction() as session:
+            single = (await session.exec(text("SELECT seq, last_closed FROM ledger_chain_head"))).one()  # type: ignore[call-overload]
+        assert tuple(single) == (5, "2026-11")
+        await asyncio.to_thread(command.upgrade, config, "head")
+        assert await balances(db) == before
+        await post(db, sharded(4, DECEMBER), ["d3", "d4", "d5"], at=DECEMBER)
+        async with db.transaction() as session:
+            verification = await verify_ledger(session)
+            anchored = (await session.exec(text("SELECT period FROM ledger_close_anchor"))).scalars().all()  # type: ignore[call-overload]
+            if db.dialect == "postgresql":
+                own = await session.exec(text("SELECT to_regclass('ledger_transaction_2026_11') IS NOT NULL"))  # type: ignore[call-overload]
+                assert own.scalar_one()
+        assert verification.ok, verification.problem
+        assert verification.transactions == 8 and anchored == ["2026-11"]
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_writers_posting_at_once_keep_balances_and_every_chain(pg_db: Database) -> None:
+    """Eight writers, each its own connection, post at once over four shards."""
+    ledger = sharded(4)
+
+    async def writer(name: str) -> None:
+        await post(pg_db, ledger, [f"{name}-{index}" for index in range(15)])
+
+    await asyncio.gather(*(writer(f"w{number}") for number in range(8)))
+    async with pg_db.transaction() as session:
+        verification = await verify_ledger(session)
+        per_shard = Counter(
+            dict((await session.exec(text("SELECT shard, count(*) FROM ledger_transaction GROUP BY shard"))).all())  # type: ignore[call-overload]
+        )
+    assert verification.ok, verification.problem
+    assert verification.transactions == 120 and len(per_shard) > 1
+    fees = 8 * sum((1000 + index) // 50 for index in range(15))
+    assert await balances(pg_db) == {
+        "partner-clearing:wallet-pay": -8 * sum(1000 + index for index in range(15)),
+        "partner-clearing:fresh-mart": 8 * sum(1000 + index for index in range(15)) - fees,
+        "exchange-fees": fees,
+    }
+
+
+@pytest.mark.postgres_only
+async def test_a_signed_off_period_detaches_and_still_verifies(pg_db: Database, tmp_path: Path) -> None:
+    ledger = sharded(4)
+    async with pg_db.transaction() as session:
+        assert await ensure_partitions(session, ["2026-11"]) == ["2026-11"]
+    await post(pg_db, ledger, [f"n{index}" for index in range(6)])
+    await close_period(pg_db, ledger.calendar, FrozenClock(AFTER_NOVEMBER), TWD, "2026-11", by="staff")
+    await post(pg_db, sharded(4, DECEMBER), ["d1", "d2"], at=DECEMBER)
+    before = await balances(pg_db)
+    with pytest.raises(NotArchivable, match="not signed off by fresh-mart, wallet-pay"):
+        async with pg_db.transaction() as session:
+            await archive_period(session, "2026-11", now=DECEMBER, export=None)
+    async with pg_db.transaction() as session:
+        await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
+        archive = await archive_period(session, "2026-11", now=DECEMBER, export=tmp_path)
+    assert archive.transactions == 6
+    exported = (tmp_path / "ledger_transaction_2026_11.csv").read_text().splitlines()
+    assert len(exported) == 1 + 6 and exported[0].startswith("seq,period,shard,id")
+    async with pg_db.transaction() as session:
+        verification = await verify_ledger(session)
+        left = (await session.exec(text("SELECT count(*) FROM ledger_transaction"))).scalar_one()  # type: ignore[call-overload]
+    assert verification.ok, verification.problem
+    assert (verification.transactions, left) == (2, 2)
+    assert await balances(pg_db) == before
+    with pytest.raises(PeriodArchived):  # its lines are in the archive now
+        async with pg_db.transaction() as session:
+            await statement_lines(session, currency=TWD, participant="fresh-mart", period="2026-11")
+    async with pg_db.transaction() as session:  # archiving again changes nothing
+        assert (await archive_period(session, "2026-11", now=AFTER_NOVEMBER, export=None)).archived_at == DECEMBER
+    async with pg_db.transaction() as session:
+        await session.exec(
+            text("UPDATE ledger_chain_head SET transactions = transactions + 1 WHERE period = '2026-11'")
+        )  # type: ignore[call-overload]
+    assert "the close anchor of 2026-11 records heads" in await problem_of(pg_db)
+
+
+async def test_sqlite_keeps_every_period(sqlite_databases: SqliteDatabases) -> None:
+    db = Database.from_url(sqlite_databases.create())
+    try:
+        with pytest.raises(NotArchivable, match="partitioned on PostgreSQL only"):
+            async with db.transaction() as session:
+                await archive_period(session, "2026-11", now=DECEMBER, export=None)
+    finally:
+        await db.dispose()
