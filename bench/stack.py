@@ -91,6 +91,7 @@ class Stack:
                 "--pid",
                 str(pid_of(self.gateway)),
                 "--subprocesses",
+                "--nonblocking",  # pausing the workers to sample them would cost them CPU and stall them
                 "--duration",
                 str(int(duration)),
                 "--format",

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: How long ``serve``'s workers may take to answer uvicorn's health check (see ``serve``).
+WORKER_HEALTHCHECK_SECONDS = 60
+
 
 class CommandFailed(click.ClickException):
     """A failure the user can act on: one line on stderr, exit status 2."""
@@ -157,6 +160,11 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
             log_level=settings.log_level,
             log_config=uvicorn_log_config(settings.chosen_log_format, settings.log_level),
             proxy_headers=True,
+            # uvicorn kills a worker that does not answer its health check within this time, and
+            # starts another. Its default (5 s) is shorter than a worker's start-up (imports, app)
+            # on a busy machine: each replacement was killed in turn, and the gateway spent its CPU
+            # starting workers instead of serving.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         )
 
 

@@ -352,10 +352,10 @@ async def build_previous_month(
         await add_sandbox_members(sandbox_urls)
         month = Month(services, clock, period, programs)
         await month.play()
-        # A conversion left in doubt by a fault is driven on as the recovery job does over the
-        # following hours, until the saga ends it (it gives up on a credit after its attempts).
+        # A conversion left in doubt by a fault is driven on as the recovery job would, until
+        # the saga ends it (it gives up on a credit after its attempts); each pass drives again
+        # what the one before left in doubt, at the same instant.
         for _round in range(RECOVERY_ROUNDS):
-            clock.set(clock.now() + timedelta(minutes=20))
             if not (await services.conversions.recover()).pending:
                 break
         report = month.report

@@ -133,7 +133,12 @@ class Settings(BaseSettings):
         "conversion of that member).",
     )
     tier_cache_seconds: float = Field(
-        default=60, ge=0, description="How long a partner's tier answer serves tier-bonus lookups."
+        default=60,
+        ge=0,
+        description=(
+            "How long a partner's tier answer serves tier-bonus lookups; never across a conversion, "
+            "redemption or status match of that member."
+        ),
     )
     recovery_interval_seconds: float = Field(
         default=5,

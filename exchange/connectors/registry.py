@@ -12,6 +12,7 @@ partners on free ports. The token URL moves along when it lies under the declare
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import random as random_module
 import time
@@ -81,6 +82,7 @@ class ConnectorRegistry:
         self._random = random
         self._connectors: dict[str, tuple[ConnectorDeclaration, ContractConnector]] = {}
         self._retired: list[ContractConnector] = []
+        self._by_settings: dict[str, tuple[dict[str, Any], PartnerConnector]] = {}
 
     def connector(self, program_id: str, config: ConnectorDeclaration | Mapping[str, Any]) -> PartnerConnector:
         """The connector of ``program_id`` with connector settings ``config``.
@@ -111,8 +113,18 @@ class ConnectorRegistry:
         return declaration.sign_in_url
 
     def for_program(self, program: Program) -> PartnerConnector:
-        """The connector of a loaded program, from its stored connector settings."""
-        return self.connector(program.id, program.connector)
+        """The connector of a loaded program, from its stored connector settings.
+
+        Every partner call starts here: settings equal to those the connector was last asked
+        for (plain JSON, compared as such) skip validating them again."""
+        settings = program.connector
+        known = self._by_settings.get(program.id)
+        current = self._connectors.get(program.id)
+        if known is not None and current is not None and known[1] is current[1] and known[0] == settings:
+            return current[1]
+        connector = self.connector(program.id, settings)
+        self._by_settings[program.id] = (copy.deepcopy(settings), connector)
+        return connector
 
     def callback_secret(self, program: Program) -> str:
         """The key the program's partner signs its callbacks with: the client secret it issued
@@ -178,4 +190,5 @@ class ConnectorRegistry:
         connectors = [connector for _, connector in self._connectors.values()] + self._retired
         self._connectors.clear()
         self._retired.clear()
+        self._by_settings.clear()
         await asyncio.gather(*(connector.aclose() for connector in connectors))

@@ -4,8 +4,9 @@ A quote needs the member's links (both programs linked; the accounts whose tiers
 member's coalition level, for the tier bonus), the pair's terms, and how much of each limit
 counter is used. Programs and the coalition's settings come from the catalog, rates and
 promotions from this process's pricing book (:mod:`exchange.pricing.book`), tiers from the
-federated view's tier cache. One statement reads the links, the pricing revision (is the
-book current?) and the counters; a second stores the quote; each commits on its own, without
+federated view's tier cache (entries taken since the member's last activity, so a status match
+counts at once). One statement reads the links, the member's activity marker, the pricing
+revision (is the book current?) and the counters; a second stores the quote; each commits on its own, without
 a transaction around them. Only what is missing from memory
 costs more: a book read again after a rate change, partners asked for tiers not cached (then
 outside any unit of work, and the quote is stored in a second one).
@@ -28,7 +29,7 @@ from exchange.db.database import Database
 from exchange.errors import ExchangeError
 from exchange.federation.accounts import Federation
 from exchange.members import service as members
-from exchange.members.models import LinkedAccount
+from exchange.members.models import LinkedAccount, Member
 from exchange.pricing import limits, quotes
 from exchange.pricing.book import PricingBook, PricingBooks
 from exchange.pricing.models import LimitUsage, PricingRevision, Quote, RateVersion
@@ -45,23 +46,26 @@ class PricedQuote:
 
 @dataclass(frozen=True, slots=True)
 class _Read:
-    """What the one statement read: the member's links, the pricing revision, the counters."""
+    """What the one statement read: the member's links and activity marker, the pricing
+    revision, the counters."""
 
     links: list[LinkedAccount]
+    activity: int
     revision: int
     used: dict[str, int]
 
 
 @lru_cache(maxsize=16)
 def _reading(count: int) -> Select[Any]:
-    """The revision, member ``member_id``'s links and counters ``key_0`` … ``key_<count - 1>``
-    (one row per link, at least one), built once per number of counters."""
+    """The revision, member ``member_id``'s activity marker, links and counters ``key_0`` …
+    ``key_<count - 1>`` (one row per link, at least one), built once per number of counters."""
     counters = [
         select(LimitUsage.used).where(LimitUsage.key == bindparam(f"key_{index}")).scalar_subquery()
         for index in range(count)
     ]
+    activity = select(Member.activity).where(Member.id == bindparam("member_id")).scalar_subquery()
     return (
-        select(PricingRevision.revision, LinkedAccount, *counters)  # type: ignore[return-value]  # sqlmodel Select
+        select(PricingRevision.revision, LinkedAccount, activity, *counters)  # type: ignore[return-value]  # sqlmodel Select
         .select_from(PricingRevision)
         .outerjoin(LinkedAccount, col(LinkedAccount.member_id) == bindparam("member_id"))
         .where(PricingRevision.id == 1)
@@ -75,8 +79,9 @@ async def _read(session: AsyncSession, member_id: str, keys: Sequence[str]) -> _
     first = rows[0]
     return _Read(
         links=[row[1] for row in rows if row[1] is not None],
+        activity=first[2] or 0,
         revision=first[0],
-        used={key: used for key, used in zip(keys, first[2:], strict=True) if used is not None},
+        used={key: used for key, used in zip(keys, first[3:], strict=True) if used is not None},
     )
 
 
@@ -124,10 +129,10 @@ class Quoting:
             missing = [cap.key for cap in terms.caps(member_id, now, self.policy.timezone) if cap.key not in keys]
             if missing:
                 used = used | await limits.used(session, missing)
-            level = await self.federation.cached_level(read.links)
+            level = await self.federation.cached_level(read.links, read.activity)
             if level is not None:
                 return await self._store(session, member_id, level, terms, points, used, now)
-        level = await self.federation.level(read.links)
+        level = await self.federation.level(read.links, read.activity)
         async with self.db.autocommit() as session:
             return await self._store(session, member_id, level, terms, points, used, now)
 

@@ -90,39 +90,43 @@ class Federation:
         if links is None or activity is None:
             async with self.db.transaction() as session:
                 links, activity = await links_and_activity(session, member_id)
-        return await self._views(links, activity)
+        return await self._views(links, activity, for_tiers=False)
 
     async def coalition_level(self, member_id: str) -> int:
         """The highest coalition level among the member's reachable accounts (0 if none)."""
         async with self.db.transaction() as session:
-            links, _ = await links_and_activity(session, member_id)
-        return await self.level(links)
+            links, activity = await links_and_activity(session, member_id)
+        return await self.level(links, activity)
 
-    async def level(self, links: Sequence[LinkedAccount]) -> int:
-        """The coalition level of the member with ``links``: tiers from the tier cache, and
-        from the partners for those it lacks."""
-        views = await self._views(links, None)
+    async def level(self, links: Sequence[LinkedAccount], activity: int) -> int:
+        """The coalition level of the member with ``links`` and activity marker ``activity``:
+        tiers from the tier cache, and from the partners for those it lacks."""
+        views = await self._views(links, activity, for_tiers=True)
         return max((view.level for view in views if view.level is not None), default=0)
 
-    async def cached_level(self, links: Sequence[LinkedAccount]) -> int | None:
+    async def cached_level(self, links: Sequence[LinkedAccount], activity: int) -> int | None:
         """:meth:`level` if every tier it needs is cached (no partner asked), else ``None``."""
         catalog = await self.catalog.get()
         levels = []
         for link in links:
-            account = self.cache.tier((link.member_id, link.program_id))
+            account = self.cache.tier((link.member_id, link.program_id), activity)
             if account is None:
                 return None
             levels.append(catalog.tier_levels.get(link.program_id, {}).get(account.tier))
         return max((level for level in levels if level is not None), default=0)
 
-    async def _views(self, links: Sequence[LinkedAccount], activity: int | None) -> list[AccountView]:
-        """Each link's view: for balances (``activity`` given) or for tiers (``None``)."""
+    async def _views(self, links: Sequence[LinkedAccount], activity: int, *, for_tiers: bool) -> list[AccountView]:
+        """Each link's view, for balances or (``for_tiers``, cached longer) for tiers."""
         catalog = await self.catalog.get()
         return list(
             await asyncio.gather(
                 *(
                     self._view(
-                        link, catalog.program(link.program_id), catalog.tier_levels.get(link.program_id, {}), activity
+                        link,
+                        catalog.program(link.program_id),
+                        catalog.tier_levels.get(link.program_id, {}),
+                        activity,
+                        for_tiers=for_tiers,
                     )
                     for link in links
                 )
@@ -130,10 +134,10 @@ class Federation:
         )
 
     async def _view(
-        self, link: LinkedAccount, program: Program, levels: dict[str, int], activity: int | None
+        self, link: LinkedAccount, program: Program, levels: dict[str, int], activity: int, *, for_tiers: bool
     ) -> AccountView:
         key = (link.member_id, link.program_id)
-        account = self.cache.tier(key) if activity is None else self.cache.balance(key, activity)
+        account = self.cache.tier(key, activity) if for_tiers else self.cache.balance(key, activity)
         if account is None:
             try:
                 account = await self.connector_for(program).account(link.member_ref)

@@ -1,10 +1,10 @@
 """A small per-process cache of partners' account snapshots.
 
-Balances may be a few seconds old, but never older than the member's last activity at the
+Answers may be a few seconds old, but never older than the member's last activity at the
 exchange: an entry remembers the member's activity marker (``member.activity``) when it was
 fetched, and a different marker (a conversion, redemption or status match of theirs finished
 since) makes it stale at once. Tiers change slowly, so a longer time-to-live serves the
-tier-bonus lookups (a status match reaches them within that time).
+tier-bonus lookups; a status match still shows in the next quote, as it moves the marker.
 """
 
 from __future__ import annotations
@@ -45,13 +45,13 @@ class SnapshotCache:
         entry = self._get(key, self.balance_ttl)
         return entry.account if entry is not None and entry.marker == marker else None
 
-    def tier(self, key: Key) -> MemberAccount | None:
-        """A snapshot fresh enough to read a tier from."""
+    def tier(self, key: Key, marker: object) -> MemberAccount | None:
+        """A snapshot fresh enough to read a tier from, taken since the member's last activity."""
         entry = self._get(key, self.tier_ttl)
-        return entry.account if entry is not None else None
+        return entry.account if entry is not None and entry.marker == marker else None
 
     def put(self, key: Key, account: MemberAccount, marker: object) -> None:
-        """Remember an answer fetched under ``marker`` (``None``: for tiers only)."""
+        """Remember an answer fetched under the member's activity ``marker``."""
         self._entries[key] = Cached(account, self._timer(), marker)
         self._entries.move_to_end(key)
         while len(self._entries) > self._size:

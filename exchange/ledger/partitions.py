@@ -17,10 +17,11 @@ all of this does nothing there.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import ForeignKeyConstraint, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db.bulk import copy_out_csv
@@ -47,6 +48,25 @@ _DROP_TRANSACTION_KEYS = """
 
 def partition_name(table: str, period: str) -> str:
     return f"{table}_{period.replace('-', '_')}"
+
+
+_PARTITION_NAME = re.compile(rf"^(?:{'|'.join(TABLES)})_(?:\d{{4}}_\d{{2}}|default)$")
+
+
+def compared(item: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's ``include_object`` hook: whether a schema comparison looks at ``item``. The
+    ledger's partitions (attached or detached) are made per period at run time and no model
+    describes them, so they, their indexes and the foreign keys PostgreSQL adds towards each
+    of them are skipped; their parents are compared."""
+    if type_ == "table":
+        return not _is_partition(name)
+    if isinstance(item, ForeignKeyConstraint):
+        return not _is_partition(item.referred_table.name)
+    return True
+
+
+def _is_partition(table: str | None) -> bool:
+    return table is not None and _PARTITION_NAME.match(table) is not None
 
 
 def partitioned(session: AsyncSession) -> bool:

@@ -207,19 +207,22 @@ class Saga(abc.ABC, Generic[Row]):
             session.add(row)
         return await self.drive(row, recovering=False, known=decide)  # type: ignore[arg-type]
 
-    async def claim_due(self, batch: int = 20, *, due_by: datetime | None = None) -> list[str]:
+    async def claim_due(
+        self, batch: int = 20, *, due_by: datetime | None = None, skip: Collection[str] = ()
+    ) -> list[str]:
         """Lease up to ``batch`` active rows whose next attempt is due by ``due_by``
-        (default: now), skipping any another worker or a request holds; return their ids."""
+        (default: now), skipping any another worker or a request holds, and those in ``skip``
+        (driven already in this pass: leasing them would keep them from the next pass until
+        the lease ends, however soon it comes); return their ids."""
         now = self.clock.now()
         due_by = due_by or now
         model = self.model
+        due = select(model).where(col(model.status).in_(list(self.active)), col(model.next_attempt_at) <= due_by)
+        if skip:
+            due = due.where(col(model.id).not_in(list(skip)))  # type: ignore[attr-defined]
         async with self.db.transaction() as session:
             rows = await session.exec(
-                select(model)
-                .where(col(model.status).in_(list(self.active)), col(model.next_attempt_at) <= due_by)
-                .order_by(col(model.next_attempt_at))
-                .limit(batch)
-                .with_for_update(skip_locked=True)
+                due.order_by(col(model.next_attempt_at)).limit(batch).with_for_update(skip_locked=True)
             )
             claimed = [row for row in rows if row.lease_until is None or row.lease_until <= now]
             for row in claimed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
@@ -20,7 +21,9 @@ logger = logging.getLogger("exchange.sagas.recovery")
 class Recoverable(Protocol):
     label: ClassVar[str]
 
-    async def claim_due(self, batch: int = 20, *, due_by: datetime | None = None) -> list[str]: ...
+    async def claim_due(
+        self, batch: int = 20, *, due_by: datetime | None = None, skip: Collection[str] = ()
+    ) -> list[str]: ...
 
     async def recover(self, row_id: str) -> Any: ...
 
@@ -43,7 +46,7 @@ class RecoveryWorker:
     async def run_once(self, *, due_by: datetime | None = None) -> int:
         """Drive every row due by ``due_by`` at most once; returns how many were driven."""
         driven: set[str] = set()
-        while ids := [i for i in await self.saga.claim_due(self.batch, due_by=due_by) if i not in driven]:
+        while ids := await self.saga.claim_due(self.batch, due_by=due_by, skip=driven):
             driven.update(ids)
             await asyncio.gather(*(self._recover(row_id) for row_id in ids))
         return len(driven)

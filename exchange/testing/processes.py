@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,16 +25,22 @@ from exchange.settings import Settings
 EXCHANGE = str(Path(sys.executable).with_name("exchange"))
 
 
-async def _wait_until_ready(url: str, attempts: int = 600) -> None:
+#: How long a process may take to answer ready: on a machine whose cores are all busy, the
+#: gateway's imports alone take ~15 s, in its parent process and again in each worker.
+READY_WITHIN_SECONDS = 120
+
+
+async def _wait_until_ready(url: str) -> None:
+    deadline = time.monotonic() + READY_WITHIN_SECONDS
     async with httpx.AsyncClient() as http:
-        for _ in range(attempts):
+        while time.monotonic() < deadline:
             try:
                 if (await http.get(url)).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.05)
-    raise RuntimeError(f"nothing answered at {url}")
+    raise RuntimeError(f"nothing answered at {url} within {READY_WITHIN_SECONDS} s")
 
 
 class ExchangeProcess:

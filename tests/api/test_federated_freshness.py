@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
 from exchange.app import create_app
@@ -22,7 +23,7 @@ from exchange.services.container import load_partners_directory
 from exchange.serving import free_port, serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
-from exchange.testing.sandboxes import SandboxFleet
+from exchange.testing.sandboxes import RunningSandbox, SandboxFleet
 from tests.conftest import SAMPLE_PARTNERS
 
 ACCOUNTS = "{ me { accounts { program { id } balance tier } } }"
@@ -101,6 +102,31 @@ async def test_a_status_match_shows_in_the_tier_at_once(kit: ExchangeKit, bob: s
     match = """mutation { requestStatusMatch(fromProgram: "harbor-bank", toProgram: "formosa-air") { status } }"""
     assert (await kit.data(match, bob))["requestStatusMatch"] == {"status": "ACTIVE"}
     assert (await accounts(kit, bob))["formosa-air"] == (3_000, "Gold")
+
+
+async def partner_sets_tier(sandbox: RunningSandbox, member_ref: str, tier: str) -> None:
+    """The partner changes a member's tier in its own records, without the exchange."""
+    async with aiosqlite.connect(sandbox.server.data_file) as db:
+        await db.execute("UPDATE member SET tier = ? WHERE member_ref = ?", (tier, member_ref))
+        await db.commit()
+
+
+async def test_a_status_match_shows_in_the_next_quotes_tier_bonus(
+    kit: ExchangeKit, bob: str, fleet: SandboxFleet
+) -> None:
+    """A status match reads bob's tier live (Harbor Bank raised him to Infinite meanwhile); the
+    quote right after it prices the tier bonus on that tier, not on the one cached before."""
+    quote = """mutation { createQuote(input: {fromProgram: "harbor-bank", toProgram: "formosa-air", points: 10000})
+      { breakdown { memberLevel tierBonusPercent } } }"""
+    assert (await kit.data(quote, bob))["createQuote"]["breakdown"] == {"memberLevel": 2, "tierBonusPercent": "2"}
+    await partner_sets_tier(fleet["harbor-bank"], "bob", "Infinite")
+    match = """mutation { requestStatusMatch(fromProgram: "harbor-bank", toProgram: "formosa-air")
+      { status sourceTier { name } } }"""
+    assert (await kit.data(match, bob))["requestStatusMatch"] == {
+        "status": "ACTIVE",
+        "sourceTier": {"name": "Infinite"},
+    }
+    assert (await kit.data(quote, bob))["createQuote"]["breakdown"] == {"memberLevel": 3, "tierBonusPercent": "3"}
 
 
 async def test_a_conversion_shows_in_both_balances_at_once(kit: ExchangeKit, bob: str) -> None:

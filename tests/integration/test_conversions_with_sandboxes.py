@@ -23,6 +23,7 @@ from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import PartnersDirectory
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.sandbox.faults import FaultKind
+from exchange.services.conversions import ConversionService, RecoveryReport
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
 from exchange.testing.sandboxes import SandboxFleet
@@ -59,6 +60,10 @@ class Exchange:
     async def recover(self) -> None:
         self.clock.advance(minutes=10)
         await RecoveryWorker(self.saga).run_once()
+
+    async def recover_all(self) -> RecoveryReport:
+        """``exchange recover``'s pass (every PENDING conversion, due or not), clock unmoved."""
+        return await ConversionService(self.db, self.saga, quoting=None).recover()  # quoting: unused here
 
     async def status(self, conversion_id: str) -> str:
         async with self.db.transaction() as session:
@@ -146,6 +151,21 @@ async def test_a_partner_restart_mid_conversion_is_recovered(exchange: Exchange)
     await exchange.recover()
     assert await exchange.status(conversion.id) == ConversionStatus.COMPLETED
     assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 2450
+
+
+async def test_each_recovery_pass_drives_again_what_the_last_left_in_doubt_at_the_same_instant(
+    exchange: Exchange,
+) -> None:
+    """A pass leases nothing it does not drive: a conversion it left in doubt is free for the
+    next pass at once, not only once the clock has passed a lease (the demo's month recovers
+    under a clock that stands still)."""
+    await exchange.sandboxes["fresh-mart"].admin.set_faults(script=[FaultKind.ERROR, FaultKind.ERROR])
+    conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
+    assert conversion.status == ConversionStatus.PENDING
+    assert await exchange.recover_all() == RecoveryReport(driven=1, pending=1)  # the credit fails again
+    assert await exchange.recover_all() == RecoveryReport(driven=1, pending=0)  # given up: voided, reversed
+    assert await exchange.status(conversion.id) == ConversionStatus.REVERSED
+    assert await partner_net(exchange.sandboxes, "happy-card", "alice") == 0
 
 
 async def test_the_same_points_cannot_be_spent_twice_in_parallel(exchange: Exchange) -> None:

@@ -9,13 +9,14 @@ from sqlmodel import SQLModel
 
 import exchange.tables  # noqa: F401
 from exchange.db import migrate
+from exchange.ledger.partitions import compared
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
     engine = create_engine(migrate.sync_database_url(database_url))
     try:
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(connection, opts={"compare_type": True, "include_object": compared})
             differences = compare_metadata(context, SQLModel.metadata)
     finally:
         engine.dispose()

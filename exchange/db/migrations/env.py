@@ -7,6 +7,7 @@ from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
 import exchange.tables  # noqa: F401  (registers every table on SQLModel.metadata)
+from exchange.ledger.partitions import compared
 
 url = context.config.attributes["database_url"]
 engine = create_engine(url, poolclass=pool.NullPool)
@@ -19,6 +20,7 @@ with engine.connect() as connection:
         target_metadata=SQLModel.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=compared,
     )
     with context.begin_transaction():
         context.run_migrations()

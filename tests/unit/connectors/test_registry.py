@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import httpx
 import pytest
@@ -13,6 +15,7 @@ from exchange.connectors.errors import PartnerNotConfigured
 from exchange.connectors.graphql import GraphQLFlavour
 from exchange.connectors.registry import ConnectorRegistry, with_base_url
 from exchange.connectors.rest import RestFlavour
+from exchange.programs.models import Program
 from exchange.settings import Settings
 from tests.unit.connectors.conftest import (
     BASE_URL,
@@ -35,6 +38,19 @@ def test_the_same_program_and_settings_give_the_same_connector(registry: Connect
     first = registry.connector(PROGRAM, config)
     assert registry.connector(PROGRAM, config.model_dump(mode="json")) is first
     assert registry.connector(PROGRAM, connector_config("graphql")) is not first
+
+
+def test_a_program_keeps_its_connector_until_its_connector_settings_change(registry: ConnectorRegistry) -> None:
+    def program(**changes: str) -> Program:
+        # The registry reads a program's id and connector settings only.
+        return cast(Program, SimpleNamespace(id=PROGRAM, connector=connector_config("rest", **changes).model_dump()))
+
+    first = registry.for_program(program())
+    assert registry.for_program(program()) is first
+    changed = registry.for_program(program(timeout="5"))
+    assert changed is not first
+    assert registry.for_program(program(timeout="5")) is changed
+    assert registry.for_program(program()) is not changed
 
 
 async def test_closing_closes_every_client_built(settings: Settings) -> None:
