@@ -12,6 +12,7 @@ from exchange.auth.models import (
     SigningKey,
     UsedAssertion,
 )
+from exchange.coalition.models import CoalitionDraw, CoalitionExpiry, CoalitionLot, CoalitionOperation
 from exchange.conversions.models import Conversion
 from exchange.ledger.models import (
     LedgerAccount,
@@ -45,7 +46,11 @@ from exchange.tiers.models import StatusMatch
 __all__ = [
     "BreakResolution",
     "ClientAuthFailure",
+    "CoalitionDraw",
+    "CoalitionExpiry",
     "CoalitionLevel",
+    "CoalitionLot",
+    "CoalitionOperation",
     "CoalitionSettings",
     "Conversion",
     "DebitConsent",
