@@ -28,6 +28,7 @@ from exchange.settings import Settings
 from exchange.settlement.models import BreakKind, Resolution
 
 if TYPE_CHECKING:
+    from exchange.conversions.models import Conversion
     from exchange.services.container import Services
     from exchange.services.settlement import BreakView
 
@@ -789,3 +790,66 @@ def people_create(username: str, role: str, program_id: str | None, totp: bool) 
     click.echo(f"created {person.username}: role {person.role}{tenant}")
     if created.totp_uri is not None:
         click.echo(f"TOTP: add this to an authenticator app now; it is not shown again:\n{created.totp_uri}")
+
+
+@main.group()
+def risk() -> None:
+    """Risk review: conversions held by a program's risk gates, and the decision log."""
+
+
+def _conversion_line(conversion: Conversion) -> str:
+    return (
+        f"{conversion.id} {conversion.status:<9} {conversion.points_in:>12,} {conversion.from_program} -> "
+        f"{conversion.to_program} member {conversion.member_id} since {conversion.created_at.isoformat()}"
+    )
+
+
+@risk.command("held")
+@click.option("--first", type=click.IntRange(1, 500), default=50, show_default=True, help="How many at most.")
+@reports_errors
+def risk_held(first: int) -> None:
+    """List the conversions waiting for review, oldest first."""
+    held = with_services(lambda services: services.risk.held(first=first))
+    for conversion in held:
+        click.echo(_conversion_line(conversion))
+    click.echo(f"{len(held)} held")
+
+
+@risk.command("approve")
+@click.argument("conversion_id")
+@click.option("--as", "actor", help="Who approves, as recorded (default: cli:<user>).")
+@reports_errors
+def risk_approve(conversion_id: str, actor: str | None) -> None:
+    """Approve a held conversion: it runs at once from its first debit (again: shown as it stands)."""
+    conversion = with_services(lambda services: services.risk.approve(conversion_id, staff=_actor(actor)))
+    click.echo(_conversion_line(conversion))
+
+
+@risk.command("reject")
+@click.argument("conversion_id")
+@click.option("--reason", required=True, help="Why, recorded with the decision and on the conversion.")
+@click.option("--as", "actor", help="Who rejects, as recorded (default: cli:<user>).")
+@reports_errors
+def risk_reject(conversion_id: str, reason: str, actor: str | None) -> None:
+    """Reject a held conversion: FAILED, nothing moved (again: shown as it stands)."""
+    conversion = with_services(lambda services: services.risk.reject(conversion_id, staff=_actor(actor), reason=reason))
+    click.echo(_conversion_line(conversion))
+
+
+@risk.command("decisions")
+@click.option("--conversion", "conversion_id", help="Only about this conversion.")
+@click.option("--member", "member_id", help="Only about this member.")
+@click.option("--first", type=click.IntRange(1, 500), default=50, show_default=True, help="How many at most.")
+@reports_errors
+def risk_decisions(conversion_id: str | None, member_id: str | None, first: int) -> None:
+    """The risk decision log, newest first: what each gate decided, and why."""
+    rows = with_services(
+        lambda services: services.risk.decisions(conversion_id=conversion_id, member_id=member_id, first=first)
+    )
+    for row in rows:
+        about = row.conversion_id or f"link {row.program_id}:{row.member_ref}"
+        click.echo(
+            f"{row.decided_at.isoformat()} {row.decision:<7} {row.rule or '-':<20} {about} "
+            f"{row.decided_by or 'gates'}: {row.reason}"
+        )
+    click.echo(f"{len(rows)} decisions")

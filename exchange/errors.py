@@ -35,6 +35,16 @@ class ErrorCode(StrEnum):
     TIER_TOO_LOW = "TIER_TOO_LOW"
     PERIOD_NOT_CLOSED = "PERIOD_NOT_CLOSED"
     UNRESOLVED_BREAKS = "UNRESOLVED_BREAKS"
+    #: Membership validation at linking (``exchange.members.validation``).
+    NAME_MISMATCH = "NAME_MISMATCH"
+    ACCOUNT_INACTIVE = "ACCOUNT_INACTIVE"
+    ACCOUNT_SUSPENDED = "ACCOUNT_SUSPENDED"
+    ACCOUNT_NOT_ACTIVATED = "ACCOUNT_NOT_ACTIVATED"
+    TIER_NOT_ALLOWED = "TIER_NOT_ALLOWED"
+    #: Risk gates of a conversion (``exchange.risk``).
+    VELOCITY_EXCEEDED = "VELOCITY_EXCEEDED"
+    COOLING_PERIOD = "COOLING_PERIOD"
+    NOT_HELD = "NOT_HELD"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     #: The transport refused the request before GraphQL ran (see ``exchange.api.refusals``).
     BAD_REQUEST = "BAD_REQUEST"
@@ -42,6 +52,22 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+#: The HTTP status of a refusal answered outside GraphQL (file routes, web pages) when it is
+#: not 400: GraphQL answers 200 with ``extensions.code``, plain HTTP needs a status too.
+_HTTP_STATUSES = {
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.PERIOD_CLOSED: 409,
+    ErrorCode.PERIOD_NOT_CLOSED: 409,
+    ErrorCode.UNRESOLVED_BREAKS: 409,
+    ErrorCode.IDEMPOTENCY_CONFLICT: 409,
+}
+
+
+def http_status(code: ErrorCode) -> int:
+    """The HTTP status a refusal with ``code`` answers with over plain HTTP."""
+    return _HTTP_STATUSES.get(code, 400)
 
 
 class ExchangeError(Exception):

@@ -38,6 +38,7 @@ from exchange.programs.models import (
     ProgramTier,
 )
 from exchange.rewards.models import Redemption, Reward
+from exchange.risk.models import RiskDecision
 from exchange.settlement.models import (
     BreakResolution,
     Reconciliation,
@@ -84,6 +85,7 @@ __all__ = [
     "Redemption",
     "RevokedToken",
     "Reward",
+    "RiskDecision",
     "SettlementJob",
     "SettlementObligation",
     "SettlementPeriod",

@@ -22,19 +22,12 @@ from exchange.api.authentication import principal_of, www_authenticate
 from exchange.api.fields.settlement import IMPORTS_RECORDS
 from exchange.api.inputs import ID_LENGTH
 from exchange.api.refusals import refusal
-from exchange.errors import ErrorCode, ExchangeError
+from exchange.errors import ErrorCode, ExchangeError, http_status
 from exchange.services.settlement import ReconciliationView, SettlementService
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem
 
 PATH = "/settlement/records/{partner_id}/{period}"
-#: The HTTP status of each code a domain refusal can carry here (others are 400).
-_STATUSES = {
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.PERIOD_CLOSED: 409,
-    ErrorCode.PERIOD_NOT_CLOSED: 409,
-    ErrorCode.UNRESOLVED_BREAKS: 409,
-}
 
 
 def summary(view: ReconciliationView) -> dict[str, Any]:
@@ -88,5 +81,5 @@ class RecordsUpload:
         except ExchangeError as refused:
             extensions = refused.extensions()
             code = ErrorCode(extensions.pop("code"))
-            return refusal(request.headers, _STATUSES.get(code, 400), refused.message, code=code, **extensions)
+            return refusal(request.headers, http_status(code), refused.message, code=code, **extensions)
         return JSONResponse(summary(view))

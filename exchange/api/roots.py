@@ -11,12 +11,22 @@ from exchange.api.fields.conversions import ConversionMutations, ConversionQueri
 from exchange.api.fields.members import MemberMutations, MemberQueries
 from exchange.api.fields.pricing import PricingMutations
 from exchange.api.fields.rewards import RewardMutations, RewardQueries
+from exchange.api.fields.risk import RiskMutations, RiskQueries
 from exchange.api.fields.settlement import SettlementMutations, SettlementQueries
 from exchange.api.fields.tiers import TierMutations, TierQueries
 
 Query = merge_types(
     "Query",
-    (CatalogQueries, MemberQueries, ConversionQueries, TierQueries, RewardQueries, SettlementQueries, AccessQueries),
+    (
+        CatalogQueries,
+        MemberQueries,
+        ConversionQueries,
+        TierQueries,
+        RewardQueries,
+        SettlementQueries,
+        AccessQueries,
+        RiskQueries,
+    ),
 )
 Mutation = merge_types(
     "Mutation",
@@ -29,5 +39,6 @@ Mutation = merge_types(
         RewardMutations,
         SettlementMutations,
         AccessMutations,
+        RiskMutations,
     ),
 )

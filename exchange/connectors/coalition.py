@@ -26,7 +26,7 @@ from exchange.coalition.errors import CoalitionRefusal
 from exchange.coalition.models import CoalitionOperation
 from exchange.coalition.rules import point_rules
 from exchange.connectors.connector import Call, check_member_ref, check_operation_id, check_points
-from exchange.connectors.contract import ContractCode, ExpiringPoints, MemberAccount, Operation
+from exchange.connectors.contract import ContractCode, ExpiringPoints, MemberAccount, Operation, Verification
 from exchange.connectors.errors import REFUSALS, InvalidRequest
 from exchange.db.database import Database
 from exchange.programs import service as programs
@@ -78,10 +78,10 @@ class CoalitionConnector:
             ),
         )
 
-    async def verify_member(self, member_ref: str, verification: str) -> bool:
+    async def verify_member(self, member_ref: str, verification: str) -> Verification:
         """No value proves an account at the point: every member has one already."""
         check_member_ref(member_ref)
-        return False
+        return Verification(member_ref=member_ref, verified=False)
 
     async def debit(self, operation_id: str, member_ref: str, points: int) -> Operation:
         check_operation_id(operation_id)

@@ -81,8 +81,9 @@ class PartnerConnector(Protocol):
         """Balance, tier and expiring points; ``UnknownMember`` if there is no such member."""
         ...
 
-    async def verify_member(self, member_ref: str, verification: str) -> bool:
-        """Whether ``verification`` (a value the member gave) is theirs; ``UnknownMember`` if none."""
+    async def verify_member(self, member_ref: str, verification: str) -> Verification:
+        """Whether ``verification`` (a value the member gave) is theirs and, if it is, the name
+        the partner has for them and whether the account is eligible; ``UnknownMember`` if none."""
         ...
 
     async def debit(self, operation_id: str, member_ref: str, points: int) -> Operation:
@@ -175,13 +176,13 @@ class ContractConnector:
 
         return await self._call(Call.ACCOUNT, {"member_ref": member_ref}, read)
 
-    async def verify_member(self, member_ref: str, verification: str) -> bool:
+    async def verify_member(self, member_ref: str, verification: str) -> Verification:
         check_member_ref(member_ref)
 
-        def read(reply: Reply, result: Any) -> bool:
+        def read(reply: Reply, result: Any) -> Verification:
             answer = reply.parse(Verification, result)
             _expect(reply, answer.member_ref == member_ref, "member_ref")
-            return answer.verified
+            return answer
 
         args = {"member_ref": member_ref, "verification": verification}
         return await self._call(Call.VERIFY_MEMBER, args, read)

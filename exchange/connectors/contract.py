@@ -90,7 +90,22 @@ class OperationState(StrEnum):
     VOIDED = "voided"
 
 
+class Eligibility(StrEnum):
+    """Whether a member's account may take part in transfers, and if not, why not."""
+
+    ELIGIBLE = "eligible"
+    #: Closed or dormant: the member must reactivate it with the partner.
+    INACTIVE = "inactive"
+    #: Blocked by the partner (fraud, a dispute, a breach of its terms).
+    SUSPENDED = "suspended"
+    #: Enrolled, but the member has not completed activation (a first login, an e-mail confirmed).
+    NOT_ACTIVATED = "not_activated"
+    #: Active, but the member's tier may not transfer points (a junior or corporate account).
+    TIER_NOT_ALLOWED = "tier_not_allowed"
+
+
 Points = Annotated[StrictInt, Field(ge=0, le=MAX_POINTS)]
+WireEligibility = Annotated[Eligibility, BeforeValidator(_lowercase)]
 WireKind = Annotated[OperationKind, BeforeValidator(_lowercase)]
 WireState = Annotated[OperationState, BeforeValidator(_lowercase)]
 
@@ -120,8 +135,14 @@ class MemberAccount(_Wire):
 
 
 class Verification(_Wire):
+    """Whether the verification value was the member's; when it was, the name the partner has
+    for the member (``None`` if it keeps none) and whether the account is eligible. A partner
+    that answers neither is taken to have an eligible account and no name on record."""
+
     member_ref: str
     verified: StrictBool
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    eligibility: WireEligibility = Eligibility.ELIGIBLE
 
 
 class Operation(_Wire):

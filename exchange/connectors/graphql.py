@@ -34,7 +34,7 @@ DOCUMENTS: dict[Call, str] = {
 }""",
     Call.VERIFY_MEMBER: """query VerifyMember($memberRef: String!, $verification: String!) {
   result: verifyMember(memberRef: $memberRef, verification: $verification) {
-    member_ref: memberRef verified
+    member_ref: memberRef verified name eligibility
   }
 }""",
     Call.OPERATION_STATUS: """query OperationStatus($operationId: String!) {

@@ -16,6 +16,8 @@ CONVERSION_ID_LENGTH = 36
 
 
 class ConversionStatus(StrEnum):
+    #: Waiting for staff to approve or reject it (a risk gate's hold); nothing moved yet.
+    HELD = "HELD"
     PENDING = "PENDING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
@@ -37,6 +39,7 @@ class Conversion(SagaState, table=True):
         UniqueConstraint("member_id", "idempotency_key"),
         Index("ix_conversion_due", "status", "next_attempt_at"),
         Index("ix_conversion_member_created", "member_id", "created_at"),
+        Index("ix_conversion_account_created", "from_program", "source_ref", "created_at"),
     )
 
     id: str = Field(primary_key=True, max_length=CONVERSION_ID_LENGTH)

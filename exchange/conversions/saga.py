@@ -4,7 +4,9 @@
    amounts, and reserve the limits it counts against (one unit of work; a repeat of the key
    returns it). The source program's points are debited only under its authority
    (:mod:`exchange.members.authority`): a token it asserted, or a consent given through it,
-   used in this same unit of work.
+   used in this same unit of work. The source program's risk gates (:mod:`exchange.conversions.gates`)
+   screen it there too: a refusal records nothing, and a hold leaves it HELD, its saga
+   waiting until staff approve it (it goes on from the debit) or reject it (FAILED).
 2. **Debit** the member at the source partner (operation ``<id>:debit``).
 3. **Credit** the member at the target partner (operation ``<id>:credit``); the clearing
    transaction is posted to the ledger in the same unit of work that marks the conversion
@@ -51,6 +53,7 @@ from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.contract import OperationState
 from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions import gates
 from exchange.conversions.clearing import conversion_transaction
 from exchange.conversions.errors import ConversionNotFound, QuoteAlreadyExecuted
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
@@ -142,6 +145,7 @@ class ConversionSaga(Saga[Conversion]):
         quote already used), then the quote's limit counters reserved."""
         now = self.clock.now()
         state = self.policy.start(now, step=SagaStep.DEBIT)
+        catalog = await self.catalog.get()
         async with self.db.transaction() as session:
             conversion, created = await record_once(
                 session,
@@ -163,6 +167,7 @@ class ConversionSaga(Saga[Conversion]):
                 await _refusal(session, request, now)
             if created:
                 require_authority(request.authority, conversion.from_program, field="quoteId")
+                await gates.screen(session, conversion, catalog.program(conversion.from_program), now)
                 await limits.reserve(session, [limits.Usage(**usage) for usage in conversion.usages])
                 # Used last, in this unit of work: whatever refuses the conversion leaves it unused.
                 await authorize_debit(

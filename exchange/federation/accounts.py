@@ -31,9 +31,13 @@ from exchange.errors import BadUserInput
 from exchange.federation.cache import SnapshotCache
 from exchange.members import service as members
 from exchange.members.models import LinkedAccount, LinkMethod, Member
+from exchange.members.validation import MembershipRefused, check_name_given, validate_membership
 from exchange.programs import service as programs
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
+from exchange.risk.decisions import decision, record_refusal
+from exchange.risk.models import Decision, RiskDecision, Subject
+from exchange.risk.policy import RiskPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,18 +143,53 @@ class Federation:
         return AccountView(link, program, account, levels.get(account.tier), None)
 
     async def link(
-        self, member_id: str, program_id: str, member_ref: str, verification: str, now: datetime
+        self,
+        member_id: str,
+        program_id: str,
+        member_ref: str,
+        verification: str,
+        now: datetime,
+        *,
+        name: str | None = None,
     ) -> LinkedAccount:
-        """Link the member's account at a program once its partner confirms it is theirs."""
+        """Link the member's account at a program once its partner confirms it is theirs, is
+        eligible, and (if the member gave ``name``) has that name on record
+        (:mod:`exchange.members.validation`). The verdict is recorded in the risk decision log:
+        an allow with the link, a refusal on its own after nothing else was written."""
         members.check_member_ref(member_ref)
         async with self.db.transaction() as session:
             program = await programs.get_program(session, program_id, field="programId")
-        if not await self.connector_for(program).verify_member(member_ref, verification):
+        policy = RiskPolicy.of(program.risk)
+        name_required = policy is not None and policy.refuse_name_mismatch
+        name = check_name_given(program_id, name, required=name_required)
+        answer = await self.connector_for(program).verify_member(member_ref, verification)
+        if not answer.verified:
             raise VerificationFailed(program_id)
-        async with self.db.transaction() as session:
-            return await members.link_account(
-                session, member_id, program_id, member_ref, now, method=LinkMethod.VERIFIED
+
+        def verdict(kind: Decision, reason: str, rule: str | None = None) -> RiskDecision:
+            return decision(
+                Subject.LINK,
+                kind,
+                reason=reason,
+                rule=rule,
+                member_id=member_id,
+                program_id=program_id,
+                member_ref=member_ref,
+                now=now,
             )
+
+        try:
+            validate_membership(program_id, answer, name, name_required=name_required)
+        except MembershipRefused as refused:
+            await record_refusal(self.db, verdict(Decision.REFUSE, refused.message, refused.rule))
+            raise
+        async with self.db.transaction() as session:
+            link = await members.link_account(
+                session, member_id, program_id, member_ref, now, method=LinkMethod.VERIFIED, holder_name=answer.name
+            )
+            checked = "name and eligibility checked" if name is not None else "eligibility checked"
+            session.add(verdict(Decision.ALLOW, f"verified by {program_id}; {checked}"))
+            return link
 
 
 class VerificationFailed(BadUserInput):

@@ -54,6 +54,12 @@ class LinkedAccount(SQLModel, table=True):
     member_ref: str = Field(max_length=MEMBER_REF_MAX_LENGTH)
     linked_at: datetime = Field(sa_type=UTCDateTime)
     established_by: str = Field(max_length=20)
+    holder_name: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The member's name as the partner reported it when the account was verified "
+        "(null for an account a partner's assertion linked, or a partner that keeps no name).",
+    )
 
 
 class DebitConsent(SQLModel, table=True):

@@ -232,10 +232,12 @@ async def link_account(
     now: datetime,
     *,
     method: LinkMethod,
+    holder_name: str | None = None,
 ) -> LinkedAccount:
     """Link the member's account ``member_ref`` at ``program_id``; the same link again is a no-op.
 
     A member has one account per program, and an account belongs to one member.
+    ``holder_name`` is the member's name as the partner reported it (the risk gates compare it).
     """
     check_member_ref(member_ref)
     await session.exec(
@@ -246,6 +248,7 @@ async def link_account(
             member_ref=member_ref,
             linked_at=now,
             established_by=method.value,
+            holder_name=holder_name,
         )
         .on_conflict_do_nothing()
     )

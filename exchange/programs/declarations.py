@@ -366,6 +366,40 @@ class StatusMatchDeclaration(_Strict):
         return self
 
 
+class VelocityDeclaration(_Strict):
+    """At most ``max_count`` conversions, or ``max_points`` points, out of the program within
+    ``window_seconds``: per member (all their conversions, from any program) or per account
+    (those debiting the member's account at this program)."""
+
+    per: Literal["member", "account"]
+    window_seconds: Annotated[int, Field(ge=60, le=366 * 86400, strict=True)]
+    max_count: PositiveInt | None = None
+    max_points: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> VelocityDeclaration:
+        if self.max_count is None and self.max_points is None:
+            raise ValueError("give max_count, max_points or both")
+        return self
+
+
+class RiskDeclaration(_Strict):
+    """The program's risk gates on conversions out of it (``exchange.risk``)."""
+
+    velocity: list[VelocityDeclaration] = Field(default_factory=list)
+    cooling_period_seconds: Annotated[int, Field(ge=0, le=90 * 86400, strict=True)] = Field(
+        default=0, description="How long after an account is linked its points may first be converted out."
+    )
+    refuse_name_mismatch: bool = Field(
+        default=False,
+        description="Linking needs the member's name, matching the partner's record; a conversion is "
+        "refused when the names its two partners have for the member differ.",
+    )
+    hold_above_points: PositiveInt | None = Field(
+        default=None, description="A conversion of more points waits for staff to approve it."
+    )
+
+
 class RewardDeclaration(_Strict):
     """A reward the program's partner publishes from the start (``exchange partners load``
     creates it once; from then on its stock is live and the partner manages it)."""
@@ -396,6 +430,7 @@ class ProgramDeclaration(_Strict):
     promotions: list[PromotionDeclaration] = Field(default_factory=list)
     status_match: StatusMatchDeclaration = StatusMatchDeclaration(grants=False)
     rewards: list[RewardDeclaration] = Field(default_factory=list)
+    risk: RiskDeclaration | None = None
     connector: ConnectorDeclaration
 
     @field_validator("id")

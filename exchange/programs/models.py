@@ -87,6 +87,11 @@ class Program(SQLModel, table=True):
         sa_column=Column(JSON, nullable=True),
         description="The declared status-match policy; null for a program that grants no matches.",
     )
+    risk: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="The declared risk gates (``exchange.risk.policy``); null for a program with none.",
+    )
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
 

@@ -55,6 +55,7 @@ def _program_columns(declaration: ProgramDeclaration) -> dict[str, Any]:
         "status_match": declaration.status_match.model_dump(mode="json", exclude_none=True)
         if declaration.status_match.grants
         else None,
+        "risk": declaration.risk.model_dump(mode="json", exclude_none=True) if declaration.risk else None,
     }
 
 

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from exchange.connectors.contract import Eligibility
 from exchange.sandbox.auth import TokenIssuer
 from exchange.sandbox.faults import FaultInjector, FaultSettings
 from exchange.sandbox.member_sign_in import MemberSignIn
@@ -30,6 +31,8 @@ class NewMember(BaseModel):
     balance: StrictInt = 0
     tier: StrictStr | None = None
     verification: StrictStr = "0000"
+    name: StrictStr | None = None
+    eligibility: Eligibility = Eligibility.ELIGIBLE
 
 
 class SignInSettings(BaseModel):
@@ -121,7 +124,9 @@ def routes(
         except ValidationError as exc:
             return _invalid(exc)
         tier = body.tier or points.program.tiers[0].name
-        state = await points.add_member(request.path_params["member_ref"], body.balance, tier, body.verification)
+        state = await points.add_member(
+            request.path_params["member_ref"], body.balance, tier, body.verification, body.name, body.eligibility
+        )
         return JSONResponse(_member(state), status_code=201)
 
     async def assertion_key(_: Request) -> Response:

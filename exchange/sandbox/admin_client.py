@@ -62,11 +62,20 @@ class SandboxAdmin:
         raise KeyError(member_ref)
 
     async def add_member(
-        self, member_ref: str, *, balance: int = 0, tier: str | None = None, verification: str = "0000"
+        self,
+        member_ref: str,
+        *,
+        balance: int = 0,
+        tier: str | None = None,
+        verification: str = "0000",
+        name: str | None = None,
+        eligibility: str = "eligible",
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"balance": balance, "verification": verification}
+        body: dict[str, Any] = {"balance": balance, "verification": verification, "eligibility": eligibility}
         if tier is not None:
             body["tier"] = tier
+        if name is not None:
+            body["name"] = name
         answer: dict[str, Any] = await self._request("PUT", f"/members/{member_ref}", body)
         return answer
 

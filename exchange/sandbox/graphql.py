@@ -66,6 +66,15 @@ class OperationStatus(Enum):
     )
 
 
+@strawberry.enum(description="Whether the account may take part in transfers, and if not, why not.")
+class Eligibility(Enum):
+    ELIGIBLE = "eligible"
+    INACTIVE = "inactive"
+    SUSPENDED = "suspended"
+    NOT_ACTIVATED = "not_activated"
+    TIER_NOT_ALLOWED = "tier_not_allowed"
+
+
 @strawberry.type(description="Points of the balance that lapse at the end of a day unless spent.")
 class ExpiringPoints:
     points: Points
@@ -97,6 +106,10 @@ class MemberAccount:
 class Verification:
     member_ref: str
     verified: bool
+    name: str | None = strawberry.field(
+        description="The member's name as the partner has it; null unless verified (or if none is kept)."
+    )
+    eligibility: Eligibility
 
 
 @strawberry.type(
@@ -164,7 +177,12 @@ class Query:
             result = await _service(info).verify(member_ref, verification)
         except Refusal as refusal:
             raise _refused(refusal) from None
-        return Verification(member_ref=result.member_ref, verified=result.verified)
+        return Verification(
+            member_ref=result.member_ref,
+            verified=result.verified,
+            name=result.name,
+            eligibility=Eligibility(result.eligibility.value),
+        )
 
     @strawberry.field(description="The operation with this id, or null if the partner has none.")
     async def operation(self, info: Info[dict[str, Any], None], operation_id: str) -> Operation | None:

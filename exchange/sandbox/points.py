@@ -22,6 +22,7 @@ from exchange.connectors.contract import (
     MEMBER_REF_PATTERN,
     OPERATION_ID_PATTERN,
     ContractCode,
+    Eligibility,
     ExpiringPoints,
     MemberAccount,
     Operation,
@@ -53,14 +54,15 @@ class SeedMember:
     tier_index: int  # into the program's tiers; clamped, so -1 is the top tier
     verification: str
     expiring: tuple[tuple[int, int], ...]  # (points, days from seeding)
+    name: str
 
 
 #: The members every sandbox starts with; tiers are named from the program's declaration.
 SEED_MEMBERS = (
-    SeedMember("alice", 120_000, -1, "1111", ((5_000, 30),)),
-    SeedMember("bob", 25_000, 1, "2222", ((2_000, 10), (1_000, 90))),
-    SeedMember("carol", 3_000, 0, "3333", ()),
-    SeedMember("dave", 0, 0, "4444", ()),
+    SeedMember("alice", 120_000, -1, "1111", ((5_000, 30),), "Alice Chen"),
+    SeedMember("bob", 25_000, 1, "2222", ((2_000, 10), (1_000, 90)), "王小明"),
+    SeedMember("carol", 3_000, 0, "3333", (), "Carol Lin"),
+    SeedMember("dave", 0, 0, "4444", (), "Dave Wu"),
 )
 
 
@@ -141,15 +143,26 @@ class PointsSystem:
         async with self.storage.transaction() as db:
             for seed in SEED_MEMBERS:
                 tier = self._tiers[max(-len(self._tiers), min(seed.tier_index, len(self._tiers) - 1))]
-                await self._insert_member(db, seed.member_ref, seed.balance, tier, seed.verification)
+                await self._insert_member(
+                    db, seed.member_ref, seed.balance, tier, seed.verification, seed.name, Eligibility.ELIGIBLE
+                )
                 for points, days in seed.expiring:
                     await db.execute(
                         "INSERT INTO expiring_lot (member_ref, points, expires_on) VALUES (?, ?, ?)",
                         (seed.member_ref, points, (now + timedelta(days=days)).date().isoformat()),
                     )
 
-    async def add_member(self, member_ref: str, balance: int, tier: str, verification: str) -> MemberState:
-        """A new member with an opening balance (admin only); ``OPERATION_CONFLICT`` if it exists."""
+    async def add_member(
+        self,
+        member_ref: str,
+        balance: int,
+        tier: str,
+        verification: str,
+        name: str | None = None,
+        eligibility: Eligibility = Eligibility.ELIGIBLE,
+    ) -> MemberState:
+        """A new member with an opening balance, a name (``None``: none on record) and an
+        eligibility (admin only); ``OPERATION_CONFLICT`` if it exists."""
         _check_member_ref(member_ref)
         if not 0 <= balance <= MAX_POINTS:
             raise Refusal(ContractCode.INVALID_REQUEST, f"balance must be from 0 to {MAX_POINTS}")
@@ -157,7 +170,7 @@ class PointsSystem:
         async with self.storage.transaction() as db:
             if await self._member(db, member_ref) is not None:
                 raise Refusal(ContractCode.OPERATION_CONFLICT, f"member {member_ref} exists")
-            await self._insert_member(db, member_ref, balance, tier, verification)
+            await self._insert_member(db, member_ref, balance, tier, verification, name, eligibility)
             row = await self._member(db, member_ref)
             assert row is not None
             return self._member_state(row)
@@ -185,7 +198,14 @@ class PointsSystem:
     async def verify(self, member_ref: str, verification: str) -> Verification:
         async with self.storage.transaction() as db:
             row = await self._existing_member(db, member_ref)
-        return Verification(member_ref=member_ref, verified=row["verification"] == verification)
+        verified = row["verification"] == verification
+        # The name and standing are the member's to know: told only to whoever proved the account.
+        return Verification(
+            member_ref=member_ref,
+            verified=verified,
+            name=row["name"] if verified else None,
+            eligibility=Eligibility(row["eligibility"]) if verified else Eligibility.ELIGIBLE,
+        )
 
     async def operation(self, operation_id: str) -> Operation | None:
         async with self.storage.transaction() as db:
@@ -347,11 +367,19 @@ class PointsSystem:
             raise Refusal(ContractCode.UNKNOWN_TIER, f"{self.program.id} has no tier {tier!r}", tiers=self._tiers)
 
     async def _insert_member(
-        self, db: aiosqlite.Connection, member_ref: str, balance: int, tier: str, verification: str
+        self,
+        db: aiosqlite.Connection,
+        member_ref: str,
+        balance: int,
+        tier: str,
+        verification: str,
+        name: str | None,
+        eligibility: Eligibility,
     ) -> None:
         await db.execute(
-            "INSERT INTO member (member_ref, balance, opening_balance, tier, verification) VALUES (?, ?, ?, ?, ?)",
-            (member_ref, balance, balance, tier, verification),
+            "INSERT INTO member (member_ref, balance, opening_balance, tier, verification, name, eligibility)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (member_ref, balance, balance, tier, verification, name, eligibility.value),
         )
 
     async def _member(self, db: aiosqlite.Connection, member_ref: str) -> aiosqlite.Row | None:

@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS member (
     opening_balance INTEGER NOT NULL CHECK (opening_balance >= 0),
     tier TEXT NOT NULL,
     verification TEXT NOT NULL,
+    name TEXT,
+    eligibility TEXT NOT NULL DEFAULT 'eligible',
     matched_tier TEXT,
     matched_until TEXT,
     matched_by TEXT
@@ -55,6 +57,18 @@ CREATE TABLE IF NOT EXISTS operation (
 """
 
 
+#: Columns added to ``member`` since the first stores were made, for files made before them.
+_LATER_MEMBER_COLUMNS = {"name": "TEXT", "eligibility": "TEXT NOT NULL DEFAULT 'eligible'"}
+
+
+async def _add_missing_columns(connection: aiosqlite.Connection) -> None:
+    """Bring a store made by an older sandbox up to :data:`SCHEMA` (a data dir survives upgrades)."""
+    present = {row[1] for row in await (await connection.execute("PRAGMA table_info(member)")).fetchall()}
+    for name, definition in _LATER_MEMBER_COLUMNS.items():
+        if name not in present:
+            await connection.execute(f"ALTER TABLE member ADD COLUMN {name} {definition}")
+
+
 class Storage:
     def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
         self.path = path
@@ -77,6 +91,7 @@ class Storage:
             await connection.execute("PRAGMA synchronous=FULL")
             await connection.execute("PRAGMA foreign_keys=ON")
             await connection.executescript(SCHEMA)
+            await _add_missing_columns(connection)
             async with storage.transaction() as db:
                 row = await (await db.execute("SELECT value FROM meta WHERE key = 'program'")).fetchone()
                 if row is None:

@@ -15,6 +15,7 @@ from exchange.clock import Clock, SystemClock
 from exchange.connectors.coalition import CoalitionConnector
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions import queries as conversion_queries
+from exchange.conversions.holds import HoldReview
 from exchange.conversions.quoting import Quoting
 from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
@@ -42,6 +43,7 @@ from exchange.services.people import PeopleService
 from exchange.services.portal import PortalSignInService
 from exchange.services.pricing import PricingService
 from exchange.services.rewards import RewardService
+from exchange.services.risk import RiskService
 from exchange.services.settlement import SettlementService
 from exchange.settings import Settings
 from exchange.tiers.expiry import MatchExpiry
@@ -69,6 +71,7 @@ class Services:
     people: PeopleService
     portal: PortalSignInService
     coalition: CoalitionService
+    risk: RiskService
 
     @property
     def sagas(self) -> list[Saga]:  # type: ignore[type-arg]
@@ -132,6 +135,7 @@ def build_services(
     key_secret = settings.key_encryption_secret.get_secret_value()
     keys = SigningKeys(db, key_secret, clock)
     people = PeopleService.for_settings(settings, db=db, clock=clock)
+    saga = ConversionSaga.for_settings(settings, db=db, connectors=connectors, catalog=cache, clock=clock)
     return Services(
         settings=settings,
         db=db,
@@ -142,7 +146,7 @@ def build_services(
         members=MemberService(db, federation, DebitConsents.for_settings(settings, db=db, clock=clock), cache, clock),
         conversions=ConversionService(
             db=db,
-            saga=ConversionSaga.for_settings(settings, db=db, connectors=connectors, catalog=cache, clock=clock),
+            saga=saga,
             quoting=Quoting.for_settings(settings, db=db, catalog=cache, federation=federation, clock=clock),
         ),
         pricing=PricingService(db, clock),
@@ -173,6 +177,7 @@ def build_services(
             timeouts=people.timeouts,
         ),
         coalition=CoalitionService(db, Ledger.for_settings(settings, clock), clock),
+        risk=RiskService(db, HoldReview(db, saga, clock)),
     )
 
 

@@ -17,6 +17,7 @@ from exchange.db.database import Database
 from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
 from exchange.pricing.models import Quote
+from exchange.risk.decisions import GateRefusal, record_refusal
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.requests import idempotency_key, member_of
 
@@ -59,16 +60,19 @@ class ConversionService:
         reads the quote and the member's links in the statement that starts it. Coalition points
         need no partner's authority: the exchange holds them for the member."""
         loaded = await self.saga.catalog.get()
-        return await self.saga.execute(
-            ExecuteRequest(
-                member_id=member_of(caller),
-                quote_id=quote_id,
-                idempotency_key=idempotency_key(key),
-                authority=DebitAuthority(
-                    asserted_by=str(caller.asserted_by), consent=consent, exchange_held=loaded.exchange_held
-                ),
-            )
+        request = ExecuteRequest(
+            member_id=member_of(caller),
+            quote_id=quote_id,
+            idempotency_key=idempotency_key(key),
+            authority=DebitAuthority(
+                asserted_by=str(caller.asserted_by), consent=consent, exchange_held=loaded.exchange_held
+            ),
         )
+        try:
+            return await self.saga.execute(request)
+        except GateRefusal as refusal:
+            await record_refusal(self.db, refusal.decision)
+            raise
 
     async def conversion(self, caller: Principal, conversion_id: str) -> Conversion:
         """A member's own conversion (another's is not found), or any for settlement staff."""

@@ -63,10 +63,13 @@ class MemberService:
             return await members.resolve_member_from_partner(session, program_id, member_ref, self.clock.now())
 
     async def link_account(
-        self, caller: Principal, program_id: str, member_ref: str, verification: str
+        self, caller: Principal, program_id: str, member_ref: str, verification: str, *, name: str | None = None
     ) -> LinkedAccount:
-        """Link the caller's account ``member_ref`` at a program once its partner confirms it."""
-        return await self.federation.link(member_of(caller), program_id, member_ref, verification, self.clock.now())
+        """Link the caller's account ``member_ref`` at a program once its partner confirms it
+        (and the member's ``name``, if given or the program requires it)."""
+        return await self.federation.link(
+            member_of(caller), program_id, member_ref, verification, self.clock.now(), name=name
+        )
 
     async def accounts(self, member_id: str, links: Sequence[LinkedAccount], activity: int) -> list[AccountView]:
         """The member's accounts as every linked partner reports them now, asked at once;

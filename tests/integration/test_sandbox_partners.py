@@ -92,8 +92,8 @@ async def test_seeded_members_have_balances_tiers_and_expiring_points(partner: P
         (3_000, "Regular"),
         (0, "Regular"),
     ]
-    assert await partner.verify_member("alice", "1111") is True
-    assert await partner.verify_member("alice", "2222") is False
+    assert (await partner.verify_member("alice", "1111")).verified is True
+    assert (await partner.verify_member("alice", "2222")).verified is False
     with pytest.raises(UnknownMember):
         await partner.account("zed")
     with pytest.raises(UnknownMember):

@@ -235,3 +235,19 @@ def test_a_secret_file_is_one_secret_source_among_three(partners: Path) -> None:
         "connector.oauth",
         "give exactly one of client_secret, client_secret_env or client_secret_file",
     )
+
+
+def test_a_velocity_rule_without_a_limit_is_refused(partners: Path) -> None:
+    with (partners / "harbor-bank.toml").open("a") as declaration:
+        declaration.write('\n[risk]\n\n[[risk.velocity]]\nper = "member"\nwindow_seconds = 3600\n')
+    error = refusal(partners)
+    assert str(error) == f"{partners / 'harbor-bank.toml'}: risk.velocity[0]: give max_count, max_points or both"
+
+
+def test_risk_gates_are_read_with_their_defaults(partners: Path) -> None:
+    with (partners / "harbor-bank.toml").open("a") as declaration:
+        declaration.write("\n[risk]\nhold_above_points = 100000\n")
+    bank = next(p for p in read_partners_directory(partners).programs if p.id == "harbor-bank")
+    assert bank.risk is not None
+    assert (bank.risk.hold_above_points, bank.risk.cooling_period_seconds, bank.risk.velocity) == (100000, 0, [])
+    assert bank.risk.refuse_name_mismatch is False

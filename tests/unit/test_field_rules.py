@@ -416,6 +416,28 @@ EXPECTED: dict[str, str] = {
         )
     },
     "BreakResolution.resolvedBy": STAFF,
+    # Risk review: settlement staff only.
+    "Query.heldConversions": STAFF,
+    "Query.riskDecisions": STAFF,
+    "Mutation.approveConversion": STAFF,
+    "Mutation.rejectConversion": STAFF,
+    **{
+        f"RiskDecision.{name}": STAFF
+        for name in (
+            "id",
+            "subject",
+            "decision",
+            "rule",
+            "reason",
+            "memberId",
+            "programId",
+            "memberRef",
+            "conversionId",
+            "points",
+            "decidedBy",
+            "decidedAt",
+        )
+    },
 }
 
 ROLES: tuple[Role | None, ...] = (None, Role.PARTNER, Role.MEMBER, Role.SETTLEMENT, Role.ADMIN)

@@ -153,6 +153,7 @@ def test_the_layers_name_every_package() -> None:
         "pricing",
         "programs",
         "rewards",
+        "risk",
         "sagas",
         "settlement",
         "tiers",

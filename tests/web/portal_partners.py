@@ -59,8 +59,12 @@ class Partners:
         self.run(self.fleet[program_id].admin.add_member(member_ref, balance=balance, tier=tier, verification=PIN))
         return member_ref
 
-    def add_member(self, program_id: str, member_ref: str, *, balance: int = 0, tier: str | None = None) -> str:
-        self.run(self.fleet[program_id].admin.add_member(member_ref, balance=balance, tier=tier, verification=PIN))
+    def add_member(
+        self, program_id: str, member_ref: str, *, balance: int = 0, tier: str | None = None, name: str | None = None
+    ) -> str:
+        self.run(
+            self.fleet[program_id].admin.add_member(member_ref, balance=balance, tier=tier, verification=PIN, name=name)
+        )
         return member_ref
 
     def balance(self, program_id: str, member_ref: str) -> int:

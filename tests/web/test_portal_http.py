@@ -137,23 +137,33 @@ def test_every_portal_page_refuses_a_console_session_and_no_session(
     assert client.post("/portal/sign-out", data={"csrf_token": token}).status_code in (401, 403)
 
 
-def link(client: httpx.Client, program_id: str, member_ref: str, verification: str = PIN) -> httpx.Response:
+def link(
+    client: httpx.Client, program_id: str, member_ref: str, verification: str = PIN, name: str = ""
+) -> httpx.Response:
     token = csrf_token(client, "/portal/")
-    form = {"csrf_token": token, "program": program_id, "member_ref": member_ref, "verification": verification}
+    form = {
+        "csrf_token": token,
+        "program": program_id,
+        "member_ref": member_ref,
+        "verification": verification,
+        "name": name,
+    }
     return client.post("/portal/accounts/link", data=form)
 
 
-def test_a_member_links_an_account_the_partner_confirms_and_is_refused_a_wrong_code(
+def test_a_member_links_an_account_the_partner_confirms_and_is_refused_a_wrong_code_or_name(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
     partners = portal_gateway.partners
     member_ref = partners.new_member("fresh-mart", balance=1_000)
-    partners.add_member("formosa-air", member_ref, balance=8_000)
+    partners.add_member("formosa-air", member_ref, balance=8_000, name="Lin Mei")
     sign_in(client, "fresh-mart", member_ref)
     refused = link(client, "formosa-air", member_ref, verification="9999")
     assert refused.status_code == 400 and "does not confirm this account" in refused.text
+    other_name = link(client, "formosa-air", member_ref, name="Lin Mai")
+    assert other_name.status_code == 400 and "has another name for this account" in other_name.text
     assert "8,000" not in client.get("/portal/").text
-    linked = link(client, "formosa-air", member_ref)
+    linked = link(client, "formosa-air", member_ref, name="MEI LIN")
     assert linked.status_code == 303 and linked.headers["location"] == "/portal/?notice=linked"
     home = client.get("/portal/").text
     assert "8,000" in home and "1,000" in home

@@ -13,6 +13,7 @@ from exchange.api.permissions import authorize, requires
 from exchange.api.types.members import LinkedAccount
 from exchange.auth.scopes import Scope
 from exchange.members.models import MEMBER_REF_MAX_LENGTH
+from exchange.members.validation import NAME_MAX_LENGTH
 
 #: The longest verification value (a PIN, a code) passed on to a partner.
 VERIFICATION_LENGTH = 128
@@ -23,7 +24,11 @@ class AccountMutations:
     @strawberry.mutation(
         description="Link your account `memberRef` at a program: its partner checks "
         "`verification` (a value it gave you, such as a PIN) before the link is made. Linking "
-        "the same account again is a no-op.",
+        "the same account again is a no-op. Give `name` as the program has it to have it checked "
+        "(case, width, spacing, punctuation and the order of Latin names do not matter); a program "
+        "that refuses name mismatches requires it. Refused with `NAME_MISMATCH`, or, for an account "
+        "the partner reports ineligible, `ACCOUNT_INACTIVE`, `ACCOUNT_SUSPENDED`, "
+        "`ACCOUNT_NOT_ACTIVATED` or `TIER_NOT_ALLOWED` (`extensions.field`, `extensions.eligibility`).",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def link_account(
@@ -32,8 +37,13 @@ class AccountMutations:
         program_id: strawberry.ID,
         member_ref: Annotated[str, Text(MEMBER_REF_MAX_LENGTH)],
         verification: Annotated[str, Text(VERIFICATION_LENGTH)],
+        name: Annotated[
+            str | None,
+            Text(NAME_MAX_LENGTH),
+            strawberry.argument(description="Your name, as the program has it on your account."),
+        ] = None,
     ) -> LinkedAccount | None:
         row = await info.context.services.members.link_account(
-            info.context.caller(), str(program_id), member_ref, verification
+            info.context.caller(), str(program_id), member_ref, verification, name=name
         )
         return LinkedAccount.from_row(row)

@@ -128,6 +128,7 @@ class Quote:
 
 @strawberry.enum(description="Where a conversion stands.")
 class ConversionStatus(Enum):
+    HELD = strawberry.enum_value("HELD", description="Held by a risk gate for staff review; nothing has moved yet.")
     PENDING = "PENDING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
@@ -145,7 +146,9 @@ class ConversionFailure:
 @authorize_fields(MEMBERS_OWN)
 @strawberry.type(
     description="Points moved from one program into another. PENDING while the partners are "
-    "being asked; then COMPLETED, FAILED (nothing moved) or REVERSED (the debit was given back)."
+    "being asked; then COMPLETED, FAILED (nothing moved) or REVERSED (the debit was given back). "
+    "HELD first if the source program's risk gates hold it for staff review: approved, it goes on; "
+    "rejected, it is FAILED (`failure.code` RISK_REJECTED)."
 )
 class Conversion:
     id: strawberry.ID

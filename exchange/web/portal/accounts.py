@@ -42,6 +42,7 @@ class AccountPages:
                 form_field(form, "program"),
                 form_field(form, "member_ref").strip(),
                 form_field(form, "verification"),
+                name=form_field(form, "name").strip() or None,
             )
         except ExchangeError as problem:
             return await self._home(

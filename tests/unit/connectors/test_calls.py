@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from exchange.connectors.connector import Call, PartnerConnector
-from exchange.connectors.contract import OperationKind, OperationState
+from exchange.connectors.contract import Eligibility, OperationKind, OperationState
 from tests.unit.connectors.conftest import MockPartner, operation
 
 
@@ -38,9 +38,22 @@ async def test_verify_member_sends_the_value_and_reads_the_verdict(
     route = partner.route(Call.VERIFY_MEMBER).mock(
         return_value=partner.answer({"member_ref": "alice", "verified": False})
     )
-    assert await connector.verify_member("alice", "0000") is False
+    answer = await connector.verify_member("alice", "0000")
+    assert (answer.verified, answer.name, answer.eligibility) == (False, None, Eligibility.ELIGIBLE)
     sent = partner.sent(route.calls.last.request)
     assert sent["verification"] == "0000"
+
+
+async def test_verify_member_reads_the_partners_name_and_eligibility(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    partner.route(Call.VERIFY_MEMBER).mock(
+        return_value=partner.answer(
+            {"member_ref": "alice", "verified": True, "name": "Alice Chen", "eligibility": "suspended"}
+        )
+    )
+    answer = await connector.verify_member("alice", "1111")
+    assert (answer.verified, answer.name, answer.eligibility) == (True, "Alice Chen", Eligibility.SUSPENDED)
 
 
 async def test_debit_sends_the_operation_id_and_returns_the_operation(

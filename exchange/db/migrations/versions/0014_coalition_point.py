@@ -1,7 +1,7 @@
 """The coalition point: programs' kind, the point's declaration, and its lots and operations.
 
 Revision ID: 0014
-Revises: 0013
+Revises: 0018
 Create Date: 2026-12-01
 """
 
@@ -14,7 +14,7 @@ from exchange.db.types import BigIdentity, ExactNumeric, UTCDateTime
 from exchange.money import POINT_VALUE_SCALE
 
 revision = "0014"
-down_revision = "0013"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,77 @@
+"""Risk review: conversions held by a gate, approving or rejecting them, and the decision log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.api.context import Context
+from exchange.api.inputs import Text
+from exchange.api.permissions import authorize, requires
+from exchange.api.types.conversions import Conversion
+from exchange.api.types.risk import RiskDecision
+from exchange.auth.scopes import Scope
+from exchange.conversions.holds import REASON_MAX_LENGTH
+
+
+@strawberry.type
+class RiskQueries:
+    @strawberry.field(
+        description="Conversions held by a risk gate for review, oldest first.",
+        extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
+    )
+    async def held_conversions(self, info: Info[Context, None], first: int = 50) -> list[Conversion] | None:
+        rows = await info.context.services.risk.held(first=first)
+        currency = await info.context.currency()
+        return [Conversion.from_row(row, currency) for row in rows]
+
+    @strawberry.field(
+        description="Risk decisions (allow, refuse, hold, approve, reject) with their reasons, newest "
+        "first: about one conversion, one member, or all.",
+        extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
+    )
+    async def risk_decisions(
+        self,
+        info: Info[Context, None],
+        conversion_id: strawberry.ID | None = None,
+        member_id: strawberry.ID | None = None,
+        first: int = 50,
+    ) -> list[RiskDecision] | None:
+        rows = await info.context.services.risk.decisions(
+            conversion_id=None if conversion_id is None else str(conversion_id),
+            member_id=None if member_id is None else str(member_id),
+            first=first,
+        )
+        return [RiskDecision.from_row(row) for row in rows]
+
+
+@strawberry.type
+class RiskMutations:
+    @strawberry.mutation(
+        description="Approve a HELD conversion: it goes on at once from its first debit, and the "
+        "answer is where it got (as `executeConversion`'s). Approving it again returns it as it "
+        "stands; one rejected already is `NOT_HELD`.",
+        extensions=[authorize(requires(Scope.SETTLEMENT_WRITE))],
+    )
+    async def approve_conversion(self, info: Info[Context, None], id: strawberry.ID) -> Conversion | None:
+        caller = info.context.caller()
+        row = await info.context.services.risk.approve(str(id), staff=caller.subject)
+        return Conversion.from_row(row, await info.context.currency())
+
+    @strawberry.mutation(
+        description="Reject a HELD conversion for `reason`: it ends FAILED (`RISK_REJECTED`) with "
+        "nothing moved and its limits given back. Rejecting it again returns it as it stands; one "
+        "approved already is `NOT_HELD`.",
+        extensions=[authorize(requires(Scope.SETTLEMENT_WRITE))],
+    )
+    async def reject_conversion(
+        self,
+        info: Info[Context, None],
+        id: strawberry.ID,
+        reason: Annotated[str, Text(REASON_MAX_LENGTH, min_length=1)],
+    ) -> Conversion | None:
+        caller = info.context.caller()
+        row = await info.context.services.risk.reject(str(id), staff=caller.subject, reason=reason)
+        return Conversion.from_row(row, await info.context.currency())

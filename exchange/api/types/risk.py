@@ -1,0 +1,65 @@
+"""GraphQL types of the risk decision log (settlement staff only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+
+from exchange.api.permissions import authorize_fields, requires
+from exchange.auth.scopes import Scope
+from exchange.risk.models import RiskDecision as RiskDecisionRow
+
+
+@strawberry.enum(description="What a risk gate (or staff reviewing a hold) decided.")
+class RiskVerdict(Enum):
+    ALLOW = "ALLOW"
+    REFUSE = "REFUSE"
+    HOLD = "HOLD"
+    APPROVE = "APPROVE"
+    REJECT = "REJECT"
+
+
+@strawberry.enum(description="What a risk decision was about.")
+class RiskSubject(Enum):
+    LINK = "LINK"
+    CONVERSION = "CONVERSION"
+
+
+@authorize_fields(requires(Scope.SETTLEMENT_READ))
+@strawberry.type(description="One decision of the risk gates, with its reason; newest first in lists.")
+class RiskDecision:
+    id: strawberry.ID
+    subject: RiskSubject
+    decision: RiskVerdict
+    rule: str | None = strawberry.field(
+        description="The rule that decided: an error code (`NAME_MISMATCH`, `COOLING_PERIOD`, "
+        "`ACCOUNT_SUSPENDED`, ...), `VELOCITY_MEMBER`, `VELOCITY_ACCOUNT`, `HOLD_ABOVE`, "
+        "`STAFF_REVIEW`; null for an allow."
+    )
+    reason: str
+    member_id: strawberry.ID
+    program_id: strawberry.ID = strawberry.field(description="The program whose account (or gates) it is about.")
+    member_ref: str
+    conversion_id: strawberry.ID | None
+    points: int | None
+    decided_by: str | None = strawberry.field(description="The staff member who approved or rejected; null: the gates.")
+    decided_at: datetime
+
+    @classmethod
+    def from_row(cls, row: RiskDecisionRow) -> RiskDecision:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            subject=RiskSubject(row.subject),
+            decision=RiskVerdict(row.decision),
+            rule=row.rule,
+            reason=row.reason,
+            member_id=strawberry.ID(row.member_id),
+            program_id=strawberry.ID(row.program_id),
+            member_ref=row.member_ref,
+            conversion_id=strawberry.ID(row.conversion_id) if row.conversion_id else None,
+            points=row.points,
+            decided_by=row.decided_by,
+            decided_at=row.decided_at,
+        )

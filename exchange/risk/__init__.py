@@ -1,0 +1,1 @@
+"""Risk gates on conversions, declared per program, and the record of every decision."""

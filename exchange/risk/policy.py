@@ -1,0 +1,65 @@
+"""A program's risk gates as the gates read them (from ``[risk]`` in its declaration)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+
+class Per(StrEnum):
+    #: Every conversion of the member, out of any program.
+    MEMBER = "member"
+    #: The conversions debiting the member's account at this program.
+    ACCOUNT = "account"
+
+
+@dataclass(frozen=True, slots=True)
+class Velocity:
+    per: Per
+    window: timedelta
+    max_count: int | None
+    max_points: int | None
+
+    def describe(self) -> str:
+        limits = [f"{self.max_count} conversions"] if self.max_count is not None else []
+        limits += [f"{self.max_points:,} points"] if self.max_points is not None else []
+        return f"at most {' or '.join(limits)} per {self.per.value} in {_duration(self.window)}"
+
+
+@dataclass(frozen=True, slots=True)
+class RiskPolicy:
+    velocity: tuple[Velocity, ...] = ()
+    cooling_period: timedelta = timedelta(0)
+    refuse_name_mismatch: bool = False
+    hold_above_points: int | None = None
+
+    @classmethod
+    def of(cls, declared: dict[str, Any] | None) -> RiskPolicy | None:
+        """The policy a program's ``risk`` column holds (``None``: the program declares none)."""
+        if declared is None:
+            return None
+        return cls(
+            velocity=tuple(
+                Velocity(
+                    per=Per(rule["per"]),
+                    window=timedelta(seconds=rule["window_seconds"]),
+                    max_count=rule.get("max_count"),
+                    max_points=rule.get("max_points"),
+                )
+                for rule in declared.get("velocity", [])
+            ),
+            cooling_period=timedelta(seconds=declared.get("cooling_period_seconds", 0)),
+            refuse_name_mismatch=declared.get("refuse_name_mismatch", False),
+            hold_above_points=declared.get("hold_above_points"),
+        )
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"

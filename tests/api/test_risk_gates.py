@@ -1,0 +1,344 @@
+"""Membership validation at linking and the risk gates on conversions, through a real gateway
+with sandbox partners on loopback: each refusal with its code and nothing changed, a hold
+approved and one rejected by staff, and every decision in the log.
+
+The gateway loads the sample programs with ``[risk]`` sections added (the sample files declare
+none): happy-card refuses name mismatches, holds above 5,000 points and allows three
+conversions an hour per account; wallet-pay allows 3,000 points an hour per member;
+fresh-mart has a day's cooling period after linking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exchange.auth.scopes import Role
+from exchange.serving import free_port
+from exchange.settings import Settings
+from exchange.testing.kit import ExchangeKit
+from exchange.testing.sandboxes import SandboxFleet
+from tests.conftest import SAMPLE_PARTNERS
+
+PARTNERS = ("wallet-pay", "happy-card", "fresh-mart")
+
+RISK = {
+    "happy-card": """
+[risk]
+refuse_name_mismatch = true
+hold_above_points = 5000
+
+[[risk.velocity]]
+per = "account"
+window_seconds = 3600
+max_count = 3
+""",
+    "wallet-pay": """
+[risk]
+
+[[risk.velocity]]
+per = "member"
+window_seconds = 3600
+max_points = 3000
+""",
+    "fresh-mart": """
+[risk]
+cooling_period_seconds = 86400
+""",
+}
+
+LINK = """
+mutation($program: ID!, $ref: String!, $verification: String!, $name: String) {
+  linkAccount(programId: $program, memberRef: $ref, verification: $verification, name: $name) { memberRef }
+}
+"""
+ME = "{ me { id accounts { program { id } balance } } }"
+QUOTE = """
+mutation($from: ID!, $to: ID!, $points: Int!) {
+  createQuote(input: {fromProgram: $from, toProgram: $to, points: $points}) { id }
+}
+"""
+EXECUTE = """
+mutation($quote: ID!, $key: String!) {
+  executeConversion(quoteId: $quote, idempotencyKey: $key) { id status failure { code } }
+}
+"""
+CONVERSIONS = """
+{ conversions(first: 50) { items { status pointsIn pointsOut fromProgram { id } toProgram { id } } } }
+"""
+HELD = "{ heldConversions { id status pointsIn } }"
+APPROVE = "mutation($id: ID!) { approveConversion(id: $id) { id status failure { code } } }"
+REJECT = 'mutation($id: ID!) { rejectConversion(id: $id, reason: "unusual amount") { id status failure { code } } }'
+DECISIONS = """
+query($member: ID, $conversion: ID) {
+  riskDecisions(memberId: $member, conversionId: $conversion) {
+    subject decision rule reason programId memberRef conversionId points decidedBy
+  }
+}
+"""
+
+
+@pytest.fixture
+async def partner_base_urls(sandboxes: SandboxFleet) -> dict[str, str]:
+    await sandboxes.start(*PARTNERS)
+    return sandboxes.base_urls
+
+
+@pytest.fixture
+def gateway_settings(
+    pg_database_url: str, tmp_path: Path, sandboxes: SandboxFleet, partner_base_urls: dict[str, str]
+) -> Settings:
+    """The sample programs with their ``[risk]``, declared where the sandboxes run (so that the
+    ``exchange`` command, which reads partners' addresses from the database, reaches them too)."""
+    partners = tmp_path / "partners"
+    shutil.copytree(SAMPLE_PARTNERS, partners)
+    for program, risk in RISK.items():
+        path = partners / f"{program}.toml"
+        declared = sandboxes[program].program.connector.base_url
+        path.write_text(path.read_text().replace(declared, partner_base_urls[program]) + risk)
+    return Settings(database_url=pg_database_url, partners_dir=partners, port=free_port())
+
+
+@pytest.fixture
+async def staff(kit: ExchangeKit) -> str:
+    return await kit.staff_token(Role.SETTLEMENT)
+
+
+@pytest.fixture
+async def alice(kit: ExchangeKit) -> dict[str, str]:
+    """Alice's tokens from wallet-pay (which vouched for her) and from happy-card, whose account
+    she linked with her name as happy-card has it (in another order and case)."""
+    wallet = await kit.member_token("wallet-pay", "alice")
+    await kit.data(LINK, wallet, program="happy-card", ref="alice", verification="1111", name="CHEN alice")
+    return {"wallet-pay": wallet, "happy-card": await kit.member_token("happy-card", "alice")}
+
+
+def error_of(response: Any) -> dict[str, Any]:
+    body = response.json()
+    assert len(body.get("errors") or ()) == 1, body
+    return dict(body["errors"][0])
+
+
+async def convert(kit: ExchangeKit, token: str, source: str, target: str, points: int, key: str) -> Any:
+    quote = (await kit.data(QUOTE, token, **{"from": source, "to": target, "points": points}))["createQuote"]
+    return await kit.graphql(EXECUTE, token, quote=quote["id"], key=key)
+
+
+async def balances(sandboxes: SandboxFleet, member_ref: str) -> dict[str, int]:
+    return {program: await sandboxes[program].admin.balance(member_ref) for program in PARTNERS}
+
+
+async def decisions(kit: ExchangeKit, staff: str, **about: str) -> list[dict[str, Any]]:
+    return list((await kit.data(DECISIONS, staff, **about))["riskDecisions"])
+
+
+async def test_an_ineligible_account_is_refused_with_its_own_code(
+    kit: ExchangeKit, sandboxes: SandboxFleet, staff: str
+) -> None:
+    token = await kit.member_token("wallet-pay", "bob")
+    member = (await kit.data(ME, token))["me"]["id"]
+    codes = {
+        "inactive": "ACCOUNT_INACTIVE",
+        "suspended": "ACCOUNT_SUSPENDED",
+        "not_activated": "ACCOUNT_NOT_ACTIVATED",
+        "tier_not_allowed": "TIER_NOT_ALLOWED",
+    }
+    for eligibility in codes:
+        await sandboxes["fresh-mart"].admin.add_member(
+            f"bob-{eligibility}", balance=1000, verification="2222", name="王小明", eligibility=eligibility
+        )
+    for eligibility, code in codes.items():
+        refused = error_of(
+            await kit.graphql(LINK, token, program="fresh-mart", ref=f"bob-{eligibility}", verification="2222")
+        )
+        assert refused["extensions"] == {
+            "code": code,
+            "field": "memberRef",
+            "program": "fresh-mart",
+            "eligibility": eligibility,
+        }
+    accounts = (await kit.data(ME, token))["me"]["accounts"]
+    assert [account["program"]["id"] for account in accounts] == ["wallet-pay"]  # nothing linked
+    logged = await decisions(kit, staff, member=member)
+    assert sorted((d["subject"], d["decision"], d["rule"]) for d in logged) == sorted(
+        ("LINK", "REFUSE", code) for code in codes.values()
+    )
+
+
+async def test_linking_checks_the_name_against_the_partners_record(kit: ExchangeKit, staff: str) -> None:
+    token = await kit.member_token("wallet-pay", "bob")
+    wrong = error_of(
+        await kit.graphql(LINK, token, program="fresh-mart", ref="bob", verification="2222", name="Chen Mei")
+    )
+    assert wrong["extensions"] == {"code": "NAME_MISMATCH", "field": "name", "program": "fresh-mart"}
+    # happy-card refuses name mismatches: it needs the name
+    missing = error_of(await kit.graphql(LINK, token, program="happy-card", ref="bob", verification="2222"))
+    assert missing["extensions"] == {"code": "BAD_USER_INPUT", "field": "name"}
+    # a space, or an ideographic space, between the characters: the same name as 王小明
+    await kit.data(LINK, token, program="fresh-mart", ref="bob", verification="2222", name="王 小明")
+    await kit.data(LINK, token, program="happy-card", ref="bob", verification="2222", name="王　小明")
+    member = (await kit.data(ME, token))["me"]["id"]
+    logged = [(d["decision"], d["rule"], d["programId"]) for d in await decisions(kit, staff, member=member)]
+    assert logged == [
+        ("ALLOW", None, "happy-card"),
+        ("ALLOW", None, "fresh-mart"),
+        ("REFUSE", "NAME_MISMATCH", "fresh-mart"),
+    ]
+
+
+async def test_each_gate_refuses_with_its_code_and_changes_nothing(
+    kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str], staff: str
+) -> None:
+    before = await balances(sandboxes, "alice")
+    # cooling: alice's fresh-mart account was just linked
+    await kit.data(LINK, alice["wallet-pay"], program="fresh-mart", ref="alice", verification="1111")
+    fresh = await kit.member_token("fresh-mart", "alice")
+    cooling = error_of(await convert(kit, fresh, "fresh-mart", "wallet-pay", 1000, "cool"))
+    assert cooling["extensions"]["code"] == "COOLING_PERIOD"
+    assert cooling["extensions"]["field"] == "quoteId"
+    # velocity per member, in points: 2,000 then 2,000 more of 3,000 an hour
+    first = (await convert(kit, alice["wallet-pay"], "wallet-pay", "happy-card", 2000, "w1")).json()["data"]
+    assert first["executeConversion"]["status"] == "COMPLETED"
+    points = error_of(await convert(kit, alice["wallet-pay"], "wallet-pay", "happy-card", 2000, "w2"))
+    assert points["extensions"] == {
+        "code": "VELOCITY_EXCEEDED",
+        "field": "quoteId",
+        "per": "member",
+        "windowSeconds": 3600,
+    }
+    # velocity per account, in conversions: three from happy-card, not a fourth
+    for n in range(3):
+        done = (await convert(kit, alice["happy-card"], "happy-card", "wallet-pay", 400, f"h{n}")).json()["data"]
+        assert done["executeConversion"]["status"] == "COMPLETED"
+    count = error_of(await convert(kit, alice["happy-card"], "happy-card", "wallet-pay", 400, "h3"))
+    assert (count["extensions"]["code"], count["extensions"]["per"]) == ("VELOCITY_EXCEEDED", "account")
+    # names: alice's happy-card and fresh-mart accounts are hers, carol's is someone else's
+    carol = await kit.member_token("wallet-pay", "carol")
+    await kit.data(LINK, carol, program="happy-card", ref="carol", verification="3333", name="Carol Lin")
+    await kit.data(LINK, carol, program="fresh-mart", ref="dave", verification="4444")
+    carol_at_happy_card = await kit.member_token("happy-card", "carol")
+    names = error_of(await convert(kit, carol_at_happy_card, "happy-card", "fresh-mart", 400, "n1"))
+    assert names["extensions"] == {"code": "NAME_MISMATCH", "field": "quoteId"}
+
+    # no refused conversion was recorded, and only the allowed ones moved points
+    conversions = (await kit.data(CONVERSIONS, alice["wallet-pay"]))["conversions"]["items"]
+    assert [item["status"] for item in conversions] == ["COMPLETED"] * 4
+    expected = dict(before)
+    for item in conversions:
+        expected[item["fromProgram"]["id"]] -= item["pointsIn"]
+        expected[item["toProgram"]["id"]] += item["pointsOut"]
+    assert await balances(sandboxes, "alice") == expected
+    assert await sandboxes["happy-card"].admin.balance("carol") == 3000
+    refused = [
+        (d["rule"], d["programId"])
+        for d in await decisions(kit, staff)
+        if d["decision"] == "REFUSE" and d["subject"] == "CONVERSION"
+    ]
+    assert sorted(refused) == [
+        ("COOLING_PERIOD", "fresh-mart"),
+        ("NAME_MISMATCH", "happy-card"),
+        ("VELOCITY_ACCOUNT", "happy-card"),
+        ("VELOCITY_MEMBER", "wallet-pay"),
+    ]
+
+
+async def test_velocity_holds_under_concurrent_conversions(
+    kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str]
+) -> None:
+    token = alice["happy-card"]
+    quotes = [
+        (await kit.data(QUOTE, token, **{"from": "happy-card", "to": "wallet-pay", "points": 400}))["createQuote"]["id"]
+        for _ in range(6)
+    ]
+    answers = await asyncio.gather(
+        *(kit.graphql(EXECUTE, token, quote=quote, key=f"race-{n}") for n, quote in enumerate(quotes))
+    )
+    bodies = [answer.json() for answer in answers]
+    passed = [body for body in bodies if not body.get("errors")]
+    refused = [body["errors"][0]["extensions"]["code"] for body in bodies if body.get("errors")]
+    assert len(passed) == 3 and refused == ["VELOCITY_EXCEEDED"] * 3
+    assert await sandboxes["happy-card"].admin.balance("alice") == 120_000 - 3 * 400
+
+
+async def test_a_held_conversion_waits_for_staff_and_runs_when_approved(
+    kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str], staff: str
+) -> None:
+    before = await balances(sandboxes, "alice")
+    held = (await convert(kit, alice["happy-card"], "happy-card", "wallet-pay", 6000, "big")).json()["data"]
+    conversion = held["executeConversion"]
+    assert conversion["status"] == "HELD"
+    assert await balances(sandboxes, "alice") == before  # nothing moved while it waits
+    assert (await kit.data(HELD, staff))["heldConversions"] == [
+        {"id": conversion["id"], "status": "HELD", "pointsIn": 6000}
+    ]
+    member_try = error_of(await kit.graphql(APPROVE, alice["happy-card"], id=conversion["id"]))
+    assert member_try["extensions"]["code"] == "FORBIDDEN"
+
+    approved = (await kit.data(APPROVE, staff, id=conversion["id"]))["approveConversion"]
+    assert approved == {"id": conversion["id"], "status": "COMPLETED", "failure": None}
+    again = (await kit.data(APPROVE, staff, id=conversion["id"]))["approveConversion"]
+    assert again == approved  # idempotent
+    too_late = error_of(await kit.graphql(REJECT, staff, id=conversion["id"]))
+    assert too_late["extensions"]["code"] == "NOT_HELD"
+    after = await balances(sandboxes, "alice")
+    assert after["happy-card"] == before["happy-card"] - 6000 and after["wallet-pay"] > before["wallet-pay"]
+    assert (await kit.data(HELD, staff))["heldConversions"] == []
+    logged = [(d["decision"], d["rule"]) for d in await decisions(kit, staff, conversion=conversion["id"])]
+    assert logged == [("APPROVE", "STAFF_REVIEW"), ("HOLD", "HOLD_ABOVE")]
+
+
+async def test_a_rejected_hold_ends_failed_with_nothing_moved(
+    kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str], staff: str
+) -> None:
+    before = await balances(sandboxes, "alice")
+    held = (await convert(kit, alice["happy-card"], "happy-card", "wallet-pay", 6000, "big")).json()["data"]
+    conversion_id = held["executeConversion"]["id"]
+    rejected = (await kit.data(REJECT, staff, id=conversion_id))["rejectConversion"]
+    assert rejected == {"id": conversion_id, "status": "FAILED", "failure": {"code": "RISK_REJECTED"}}
+    assert (await kit.data(REJECT, staff, id=conversion_id))["rejectConversion"] == rejected
+    assert error_of(await kit.graphql(APPROVE, staff, id=conversion_id))["extensions"]["code"] == "NOT_HELD"
+    assert await balances(sandboxes, "alice") == before
+    assert await sandboxes["happy-card"].admin.operations() == []  # no partner was asked anything
+    logged = await decisions(kit, staff, conversion=conversion_id)
+    assert [(d["decision"], d["decidedBy"] is not None) for d in logged] == [("REJECT", True), ("HOLD", False)]
+    assert logged[0]["reason"] == "unusual amount"
+
+
+def exchange_command(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("exchange")), "risk", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "EXCHANGE_DATABASE_URL": settings.database_url},
+        check=False,
+    )
+
+
+async def test_staff_review_holds_from_the_command_line(
+    kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str], staff: str
+) -> None:
+    to_approve, to_reject = [
+        (await convert(kit, alice["happy-card"], "happy-card", "wallet-pay", 6000, key)).json()["data"][
+            "executeConversion"
+        ]["id"]
+        for key in ("cli-1", "cli-2")
+    ]
+    approved = await asyncio.to_thread(exchange_command, kit.settings, "approve", to_approve, "--as", "ops-anna")
+    assert approved.returncode == 0, approved.stderr
+    assert f"{to_approve} COMPLETED" in approved.stdout
+    rejected = await asyncio.to_thread(exchange_command, kit.settings, "reject", to_reject, "--reason", "too big")
+    assert rejected.returncode == 0, rejected.stderr
+    assert f"{to_reject} FAILED" in rejected.stdout
+    assert await sandboxes["happy-card"].admin.balance("alice") == 120_000 - 6000
+    assert (await kit.data(HELD, staff))["heldConversions"] == []
+    logged = [(d["decision"], d["decidedBy"]) for d in await decisions(kit, staff) if d["subject"] == "CONVERSION"]
+    assert logged[:2] == [("REJECT", f"cli:{getpass.getuser()}"), ("APPROVE", "ops-anna")]
