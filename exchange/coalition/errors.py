@@ -1,6 +1,6 @@
 """Refusals of writes to the coalition point, named by the connector contract's codes.
 
-The internal connector (``exchange.connectors.coalition``) turns each into the same refusal a
+The internal connector (``exchange.coalition.connector``) turns each into the same refusal a
 partner's answer with that code becomes, so the sagas cannot tell the point from a partner.
 Nothing was applied when one is raised.
 """

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from exchange.auth.keys import SigningKeys
 from exchange.clock import Clock, SystemClock
-from exchange.connectors.coalition import CoalitionConnector
+from exchange.coalition.connector import CoalitionConnector
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions import queries as conversion_queries
 from exchange.conversions.holds import HoldReview

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from exchange.coalition.connector import CoalitionConnector
 from exchange.coalition.expiry import expire_batch
 from exchange.coalition.rules import PointRules, expiry_of, point_rules
 from exchange.coalition.verify import check_point
-from exchange.connectors.coalition import CoalitionConnector
 from exchange.connectors.errors import InsufficientPoints, OperationConflict, OperationVoided
 from exchange.conversions.clearing import conversion_transaction
 from exchange.db.database import Database
