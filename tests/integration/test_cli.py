@@ -132,7 +132,7 @@ def test_a_production_load_refuses_inline_secrets_and_reads_secret_files(
     files["tune-stream"].write_text("file-secret-tune-stream\n")
     loaded = run("partners", "load", "--dir", str(partners), env=production)
     assert loaded.returncode == 0, loaded.stderr
-    assert "6 created" in loaded.stdout
+    assert "7 created" in loaded.stdout  # six partners' programs and the coalition point
 
 
 def test_loading_into_an_unmigrated_database_says_what_to_run(sqlite_env: dict[str, str]) -> None:
