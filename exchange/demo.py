@@ -41,6 +41,7 @@ from exchange.demo_month import (
 )
 from exchange.ledger.periods import SettlementCalendar
 from exchange.programs.declarations import read_partners_directory
+from exchange.programs.models import ProgramKind
 from exchange.sandbox.server import SandboxServer, demo_sandboxes
 from exchange.services.container import Services, load_partners_directory, open_services
 from exchange.services.portal import RETURN_PATH
@@ -131,10 +132,12 @@ def _client_entry(credentials: ClientCredentials) -> dict[str, Any]:
 
 async def set_up_clients(services: Services) -> tuple[dict[str, Any], dict[str, ECKey]]:
     """One client per partner (with a fresh assertion key), one settlement, one admin; the
-    same clients on every start, with fresh secrets."""
+    same clients on every start, with fresh secrets. The coalition point has no partner."""
     entries: dict[str, Any] = {}
     keys: dict[str, ECKey] = {}
     for program in await services.catalog.programs():
+        if program.kind != ProgramKind.PARTNER:
+            continue
         credentials = await services.access.renew_client(f"demo-{program.id}", role=Role.PARTNER, program_id=program.id)
         key = ECKey.generate_key("P-256", parameters={"kid": DEMO_KEY_ID})
         await services.access.register_assertion_key(program.id, json.dumps(key.as_dict(private=False)))

@@ -12,6 +12,13 @@ from exchange.auth.models import (
     SigningKey,
     UsedAssertion,
 )
+from exchange.coalition.models import (
+    CoalitionDraw,
+    CoalitionExpiry,
+    CoalitionLiability,
+    CoalitionLot,
+    CoalitionOperation,
+)
 from exchange.conversions.models import Conversion, CreditBatch, CreditBatchLine
 from exchange.ledger.models import (
     LedgerAccount,
@@ -52,7 +59,12 @@ from exchange.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEve
 __all__ = [
     "BreakResolution",
     "ClientAuthFailure",
+    "CoalitionDraw",
+    "CoalitionExpiry",
     "CoalitionLevel",
+    "CoalitionLiability",
+    "CoalitionLot",
+    "CoalitionOperation",
     "CoalitionSettings",
     "Conversion",
     "CreditBatch",

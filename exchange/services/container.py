@@ -12,7 +12,9 @@ from datetime import timedelta
 
 from exchange.auth.keys import SigningKeys
 from exchange.clock import Clock, SystemClock
+from exchange.coalition.connector import CoalitionConnector
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions import queries as conversion_queries
 from exchange.conversions.batches import CreditBatches
 from exchange.conversions.holds import HoldReview
 from exchange.conversions.quoting import Quoting
@@ -21,6 +23,7 @@ from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.federation.accounts import Federation
 from exchange.jobs import PeriodicJob
+from exchange.ledger.posting import Ledger
 from exchange.loading import PartnersLoaded
 from exchange.members.consents import DebitConsents
 from exchange.observability.metrics import SagaFigures
@@ -33,6 +36,7 @@ from exchange.sagas.figures import read_figures
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.access import AccessService
 from exchange.services.catalog import CatalogService
+from exchange.services.coalition import CoalitionService
 from exchange.services.conversions import ConversionService
 from exchange.services.late import LateOutcomes
 from exchange.services.matches import StatusMatchService
@@ -71,6 +75,7 @@ class Services:
     portal: PortalSignInService
     late: LateOutcomes
     batches: CreditBatches
+    coalition: CoalitionService
     risk: RiskService
     webhooks: WebhookService
 
@@ -102,6 +107,7 @@ class Services:
             PeriodicJob("credit-batches", settings.batch_interval_seconds, self.batches.run_once),
             PeriodicJob("settlement-jobs", settings.settlement_job_interval_seconds, self.settlement.run_jobs),
             PeriodicJob("webhooks", settings.webhook_interval_seconds, self.webhooks.deliver),
+            PeriodicJob("coalition-expiry", settings.coalition_expiry_interval_seconds, self.coalition.run_once),
         ]
 
     async def aclose(self) -> None:
@@ -121,7 +127,12 @@ def build_services(
     clock = clock or SystemClock()
     db = Database.from_url(settings.database_url)
     # The process environment holds partners' client secrets (``client_secret_env``).
-    connectors = ConnectorRegistry(settings, environ=os.environ, base_urls=partner_base_urls)
+    connectors = ConnectorRegistry(
+        settings,
+        environ=os.environ,
+        base_urls=partner_base_urls,
+        coalition=lambda program: CoalitionConnector(program.id, db, clock, conversion_queries.source_program),
+    )
     cache = CatalogCache(db, ttl=settings.catalog_cache_seconds)
     federation = Federation(
         db,
@@ -189,6 +200,7 @@ def build_services(
         batches=CreditBatches(db=db, saga=conversion_saga, catalog=cache, clock=clock),
         risk=RiskService(db, HoldReview(db, conversion_saga, clock)),
         webhooks=WebhookService.for_settings(settings, db=db, clock=clock),
+        coalition=CoalitionService(db, Ledger.for_settings(settings, clock), clock),
     )
 
 

@@ -70,7 +70,7 @@ async def test_listing_every_program_shows_a_partner_only_its_own_accounts(
     by_id = {program["id"]: program["linkedAccounts"] for program in body["data"]["programs"]}
     assert by_id.pop("wallet-pay") == [{"memberRef": "alice"}, {"memberRef": "bob"}, {"memberRef": "carol"}]
     assert set(by_id.values()) == {None}
-    assert sorted(errors_at(body).values()) == ["FORBIDDEN"] * 5
+    assert sorted(errors_at(body).values()) == ["FORBIDDEN"] * 6  # five partners and the coalition point
 
 
 async def test_aliases_and_fragments_do_not_open_another_tenant(kit: ExchangeKit, members: dict[str, str]) -> None:
@@ -139,7 +139,11 @@ async def test_a_member_sees_only_themself_by_every_path(kit: ExchangeKit, membe
     me = await kit.data("{ me { id linkedAccounts { memberRef memberId } } viewer { memberId } }", token)
     assert me["me"] == {
         "id": members["alice"],
-        "linkedAccounts": [{"memberRef": "alice", "memberId": members["alice"]}],
+        # Her own account at the coalition point (her id is her memberRef there), and wallet-pay's.
+        "linkedAccounts": [
+            {"memberRef": members["alice"], "memberId": members["alice"]},
+            {"memberRef": "alice", "memberId": members["alice"]},
+        ],
     }
     assert me["viewer"] == {"memberId": members["alice"]}
 
@@ -148,8 +152,14 @@ async def test_a_member_sees_only_themself_by_every_path(kit: ExchangeKit, membe
     nested = (
         await kit.graphql("{ me { linkedAccounts { program { id linkedAccounts { memberRef } } } } }", token)
     ).json()
-    assert nested["data"]["me"]["linkedAccounts"][0]["program"] == {"id": "wallet-pay", "linkedAccounts": None}
-    assert errors_at(nested) == {("me", "linkedAccounts", 0, "program", "linkedAccounts"): "FORBIDDEN"}
+    assert [account["program"] for account in nested["data"]["me"]["linkedAccounts"]] == [
+        {"id": "coalition", "linkedAccounts": None},
+        {"id": "wallet-pay", "linkedAccounts": None},
+    ]
+    assert errors_at(nested) == {
+        ("me", "linkedAccounts", 0, "program", "linkedAccounts"): "FORBIDDEN",
+        ("me", "linkedAccounts", 1, "program", "linkedAccounts"): "FORBIDDEN",
+    }
     catalog = (
         await kit.graphql('{ program(id: "wallet-pay") { linkedAccounts { memberRef } } clients { clientId } }', token)
     ).json()
@@ -176,7 +186,7 @@ async def test_a_missing_scope_is_forbidden_on_that_field_alone(kit: ExchangeKit
 
     settlement = await kit.staff_token(Role.SETTLEMENT)
     body = (await kit.graphql("{ viewer { role } programs { id } clients { clientId } }", settlement)).json()
-    assert body["data"]["viewer"] == {"role": "SETTLEMENT"} and len(body["data"]["programs"]) == 6
+    assert body["data"]["viewer"] == {"role": "SETTLEMENT"} and len(body["data"]["programs"]) == 7
     assert body["data"]["clients"] is None and errors_at(body) == {("clients",): "FORBIDDEN"}
 
 
@@ -222,9 +232,10 @@ async def test_the_schema_and_the_catalog_stay_open_without_a_token(kit: Exchang
         "createdAt",
         "linkedAccounts",
         "accounts",
+        "expiringPoints",
         "coalitionLevel",
     }
     catalog = await kit.data(
         "{ programs { id name pointValue tiers { name level } } coalition { settlementCurrency } }"
     )
-    assert len(catalog["programs"]) == 6
+    assert len(catalog["programs"]) == 7  # six partners' programs and the coalition point

@@ -84,7 +84,8 @@ async def test_linking_needs_the_partners_confirmation(kit: ExchangeKit) -> None
 async def test_the_federated_view_shows_every_linked_account_live(kit: ExchangeKit, alice: str) -> None:
     me = (await kit.data(ACCOUNTS, alice))["me"]
     accounts = {account["program"]["id"]: account for account in me["accounts"]}
-    assert set(accounts) == {"wallet-pay", "happy-card"}
+    assert set(accounts) == {"wallet-pay", "happy-card", "coalition"}
+    assert accounts["coalition"]["balance"] == 0 and accounts["coalition"]["error"] is None
     assert accounts["happy-card"]["balance"] == 120_000
     assert accounts["happy-card"]["tier"] == "VIP" and accounts["happy-card"]["level"] == 2
     assert accounts["wallet-pay"]["expiringPoints"][0]["points"] == 5000
@@ -117,7 +118,7 @@ async def test_quote_then_convert_then_read_it_back(kit: ExchangeKit, alice: str
     assert again["id"] == done["id"]
 
     accounts = {a["program"]["id"]: a["balance"] for a in (await kit.data(ACCOUNTS, alice))["me"]["accounts"]}
-    assert accounts == {"happy-card": 119_000, "wallet-pay": 120_249}  # never a stale balance
+    assert accounts == {"happy-card": 119_000, "wallet-pay": 120_249, "coalition": 0}  # never a stale balance
     listed = await kit.data("{ conversions(first: 5) { items { id status } nextCursor } }", alice)
     assert listed["conversions"] == {"items": [{"id": done["id"], "status": "COMPLETED"}], "nextCursor": None}
 

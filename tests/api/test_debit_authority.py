@@ -175,6 +175,7 @@ async def test_reading_works_through_any_linked_partner(kit: ExchangeKit, alice:
         assert {account["program"]["id"]: account["balance"] for account in me["accounts"]} == {
             "happy-card": HAPPY_CARD_OPENING,
             "wallet-pay": HAPPY_CARD_OPENING,
+            "coalition": 0,
         }
 
 

@@ -21,11 +21,11 @@ async def post(
     return await client.post("/graphql", json={"query": query, "variables": variables}, headers={"accept": accept})
 
 
-async def test_programs_lists_the_six_sample_programs(client: httpx.AsyncClient) -> None:
+async def test_programs_lists_the_six_sample_programs_and_the_coalition_point(client: httpx.AsyncClient) -> None:
     response = await post(client, "{ programs { id name pointValue tiers { name level } } }")
     assert response.status_code == 200
     programs = {p["id"]: p for p in response.json()["data"]["programs"]}
-    assert len(programs) == 6
+    assert len(programs) == 7
     assert programs["happy-card"]["pointValue"] == "0.25"
     assert programs["harbor-bank"]["pointValue"] == "0.05"
     assert programs["formosa-air"]["tiers"] == [

@@ -21,7 +21,10 @@ async def test_a_member_token_is_limited_to_the_member_the_partner_vouched_for(k
     token = response.json()
     assert token["scope"] == "member:read" and token["token_type"] == "Bearer"
     me = (await kit.data(ME, token["access_token"]))["me"]
-    assert me["linkedAccounts"] == [{"memberRef": "alice", "program": {"id": "wallet-pay"}}]
+    assert me["linkedAccounts"] == [
+        {"memberRef": me["id"], "program": {"id": "coalition"}},  # every member's own, at the coalition point
+        {"memberRef": "alice", "program": {"id": "wallet-pay"}},
+    ]
 
     again = await kit.member_token("wallet-pay", "alice")
     assert (await kit.data(ME, again))["me"]["id"] == me["id"], "the same account is the same member"

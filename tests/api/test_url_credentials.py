@@ -75,7 +75,7 @@ async def test_graphql_refuses_an_access_token_in_the_url(kit: ExchangeKit, meth
 
 async def test_a_graphql_get_without_credentials_in_its_url_still_runs(kit: ExchangeKit) -> None:
     response = await kit.http.get("/graphql", params={"query": "{ programs { id } }"})
-    assert response.status_code == 200 and len(response.json()["data"]["programs"]) == 6
+    assert response.status_code == 200 and len(response.json()["data"]["programs"]) == 7
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ def test_help_names_every_command() -> None:
         "batches",
         "ledger",
         "settle",
+        "coalition",
         "people",
         "webhooks",
     ):
@@ -83,6 +84,7 @@ def test_help_names_every_command() -> None:
         ("webhooks", "create"),
         ("webhooks", "replay"),
         ("webhooks", "deliver"),
+        ("coalition", "expire"),
     ):
         assert command in run(group, "--help").stdout
 
@@ -94,9 +96,10 @@ def test_upgrade_then_load(sqlite_env: dict[str, str], database_url: str) -> Non
     assert upgraded.stdout.startswith("database at migration ")
     loaded = run("partners", "load", "--dir", str(SAMPLE_PARTNERS), env=env)
     assert loaded.returncode == 0, loaded.stderr
-    assert "6 created, 0 updated, 0 unchanged; 30 rate versions started" in loaded.stdout
+    # Six partners' programs and the coalition point: 7 × 6 pairs.
+    assert "7 created, 0 updated, 0 unchanged; 42 rate versions started" in loaded.stdout
     again = run("partners", "load", "--dir", str(SAMPLE_PARTNERS), env=env)
-    assert "0 created, 0 updated, 6 unchanged; 0 rate versions started" in again.stdout
+    assert "0 created, 0 updated, 7 unchanged; 0 rate versions started" in again.stdout
 
 
 def test_a_broken_program_file_is_one_line_naming_file_and_field(sqlite_env: dict[str, str], tmp_path: Path) -> None:
@@ -136,7 +139,7 @@ def test_a_production_load_refuses_inline_secrets_and_reads_secret_files(
     files["tune-stream"].write_text("file-secret-tune-stream\n")
     loaded = run("partners", "load", "--dir", str(partners), env=production)
     assert loaded.returncode == 0, loaded.stderr
-    assert "6 created" in loaded.stdout
+    assert "7 created" in loaded.stdout  # six partners' programs and the coalition point
 
 
 def test_loading_into_an_unmigrated_database_says_what_to_run(sqlite_env: dict[str, str]) -> None:
@@ -551,3 +554,13 @@ async def test_in_the_demo_alice_signs_in_to_the_portal_at_a_sandbox_with_her_pi
     home = await asyncio.to_thread(sign_in)
     assert 'id="account-wallet-pay"' in home and 'id="account-formosa-air"' in home
     assert "You signed in with Wallet Pay Points" in home
+
+
+def test_coalition_expire_is_idempotent_and_verify_shows_the_points_liability(migrated_env: dict[str, str]) -> None:
+    for _ in range(2):
+        expired = run("coalition", "expire", env=migrated_env)
+        assert expired.returncode == 0, expired.stderr
+        assert expired.stdout.strip() == "0 coalition points expired from 0 lots in 0 ledger transactions"
+    verified = run("ledger", "verify", env=migrated_env)
+    assert verified.returncode == 0, verified.stderr
+    assert "coalition point coalition: 0 points outstanding, liability 0.00 TWD" in verified.stdout

@@ -54,7 +54,7 @@ def quote_request(
 
 
 async def test_every_pair_gets_a_version_and_reloading_adds_none(db: Database) -> None:
-    assert await load(db) == 30
+    assert await load(db) == 42  # 7 × 6 ordered pairs: six partners' programs and the coalition point
     assert await load(db, at=T0 + timedelta(hours=1)) == 0
     async with db.transaction() as session:
         declared = await rates.version_at(session, "harbor-bank", "formosa-air", T0)

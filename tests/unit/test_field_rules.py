@@ -44,7 +44,10 @@ EXPECTED: dict[str, str] = {
     "Query.clients": "admin",
     "Mutation.registerAssertionKey": KEY_MANAGERS,
     "Mutation.removeAssertionKey": KEY_MANAGERS,
-    **{f"Program.{name}": ANYONE for name in ("id", "name", "category", "pointName", "pointValue", "limits", "tiers")},
+    **{
+        f"Program.{name}": ANYONE
+        for name in ("id", "name", "kind", "category", "pointName", "pointValue", "limits", "tiers")
+    },
     "Program.linkedAccounts": "partner:own",
     "Program.assertionKeys": KEY_MANAGERS,
     **{
@@ -63,6 +66,8 @@ EXPECTED: dict[str, str] = {
     "Coalition.settlementCurrency": ANYONE,
     "Coalition.currencyMinorUnits": ANYONE,
     "Coalition.ladder": ANYONE,
+    "Coalition.point": ANYONE,
+    **{f"CoalitionPoint.{name}": ANYONE for name in ("programId", "expiry", "timezone", "breakage")},
     "CoalitionTierLevel.level": ANYONE,
     "CoalitionTierLevel.name": ANYONE,
     **{f"Member.{name}": PARTNER_OWN_OR_MEMBER_OWN for name in ("id", "createdAt", "linkedAccounts")},
@@ -83,6 +88,8 @@ EXPECTED: dict[str, str] = {
     **{f"DebitConsent.{name}": "member:own" for name in ("id", "program", "points", "expiresAt")},
     "Member.accounts": "member:own",
     "Member.coalitionLevel": "member:own",
+    "Member.expiringPoints": "member:own",
+    **{f"ExpiringCoalitionPoints.{name}": "member:own" for name in ("points", "expiresAt")},
     **{
         f"Account.{name}": "member:own"
         for name in ("memberRef", "balance", "tier", "level", "tierExpiresAt", "expiringPoints", "error", "program")
@@ -327,6 +334,9 @@ EXPECTED: dict[str, str] = {
     },
     **{f"SettlementPeriod.{name}": STAFF for name in ("closedBy", "positions", "obligations", "netting")},
     "SettlementPeriod.position": STAFF_OR_OWNER,
+    "SettlementPeriod.coalitionLiability": STAFF_OR_PARTNER,
+    # Reached only through a period or a statement, which guard it.
+    **{f"CoalitionLiability.{name}": ANYONE for name in ("programId", "points", "pointValue", "liability")},
     **{
         f"SettlementPosition.{name}": STAFF_OR_OWNER
         for name in (
@@ -369,6 +379,7 @@ EXPECTED: dict[str, str] = {
             "closing",
             "counterparties",
             "lineCount",
+            "coalitionLiability",
             "json",
             "csv",
             "jws",
