@@ -78,7 +78,6 @@ from exchange.members.models import LinkedAccount
 from exchange.pricing import limits, quotes
 from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
-from exchange.programs.declarations import ConnectorDeclaration
 from exchange.programs.models import Program
 from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
@@ -307,8 +306,10 @@ class ConversionSaga(Saga[Conversion]):
 
 
 def in_batches(program: Program) -> bool:
-    """Whether the program's partner takes credits as a daily file (``[connector] mode``)."""
-    return ConnectorDeclaration.model_validate(program.connector).mode == "batch"
+    """Whether the program's partner takes credits as a daily file (``[connector] mode``); read
+    from the stored settings as they are, which the coalition point's internal connector has no
+    mode in."""
+    return program.connector.get("mode") == "batch"
 
 
 #: The state columns a conversion starts with (``SagaPolicy.start``).

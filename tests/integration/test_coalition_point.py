@@ -311,7 +311,7 @@ async def test_points_are_spendable_to_the_last_instant_of_the_lot_and_expire_ex
     async with point.db.transaction() as session:
         balances = dict(
             tuple(row)  # type: ignore[misc]
-            for row in await session.exec(text("SELECT code, balance FROM ledger_account WHERE balance <> 0"))
+            for row in await session.exec(text("SELECT code, balance FROM ledger_account_balance WHERE balance <> 0"))
         )
     # The operator keeps breakage: the value of 100 points leaves the point's float for it.
     assert balances["points-expired:coalition"] == 100

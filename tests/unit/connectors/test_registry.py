@@ -15,7 +15,7 @@ from exchange.connectors.errors import PartnerNotConfigured
 from exchange.connectors.graphql import GraphQLFlavour
 from exchange.connectors.registry import ConnectorRegistry, with_base_url
 from exchange.connectors.rest import RestFlavour
-from exchange.programs.models import Program
+from exchange.programs.models import Program, ProgramKind
 from exchange.settings import Settings
 from tests.unit.connectors.conftest import (
     BASE_URL,
@@ -42,8 +42,9 @@ def test_the_same_program_and_settings_give_the_same_connector(registry: Connect
 
 def test_a_program_keeps_its_connector_until_its_connector_settings_change(registry: ConnectorRegistry) -> None:
     def program(**changes: str) -> Program:
-        # The registry reads a program's id and connector settings only.
-        return cast(Program, SimpleNamespace(id=PROGRAM, connector=connector_config("rest", **changes).model_dump()))
+        # The registry reads a program's id, kind and connector settings only.
+        settings = connector_config("rest", **changes).model_dump()
+        return cast(Program, SimpleNamespace(id=PROGRAM, kind=ProgramKind.PARTNER, connector=settings))
 
     first = registry.for_program(program())
     assert registry.for_program(program()) is first
