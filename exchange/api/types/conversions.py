@@ -23,8 +23,8 @@ from exchange.api.types.money import Money
 from exchange.auth.scopes import Scope
 from exchange.conversions.models import Conversion as ConversionRow
 from exchange.money import Currency
-from exchange.pricing import routes
 from exchange.pricing.models import Quote as QuoteRow
+from exchange.pricing.routes import legs_of
 from exchange.services.conversions import ConversionPage as ConversionPageValue
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ class Quote:
                 member_level=row.member_level,
                 tier_bonus_percent=row.tier_bonus_percent,
             ),
-            route=QuoteLeg.route_of(routes.legs_of(row), currency),
+            route=QuoteLeg.route_of(legs_of(row), currency),
             expires_at=row.expires_at,
             created_at=row.created_at,
             member_id=row.member_id,
@@ -253,7 +253,7 @@ class Conversion:
             fee=Money.of_minor(row.fee_minor, currency),
             money_value=Money.of_minor(row.money_value_minor, currency),
             failure=failure,
-            route=QuoteLeg.route_of(routes.legs_of(row), currency),
+            route=QuoteLeg.route_of(legs_of(row), currency),
             created_at=row.created_at,
             updated_at=row.updated_at,
             finished_at=row.finished_at,
