@@ -12,7 +12,13 @@ from exchange.auth.models import (
     SigningKey,
     UsedAssertion,
 )
-from exchange.coalition.models import CoalitionDraw, CoalitionExpiry, CoalitionLot, CoalitionOperation
+from exchange.coalition.models import (
+    CoalitionDraw,
+    CoalitionExpiry,
+    CoalitionLiability,
+    CoalitionLot,
+    CoalitionOperation,
+)
 from exchange.conversions.models import Conversion
 from exchange.ledger.models import (
     LedgerAccount,
@@ -49,6 +55,7 @@ __all__ = [
     "CoalitionDraw",
     "CoalitionExpiry",
     "CoalitionLevel",
+    "CoalitionLiability",
     "CoalitionLot",
     "CoalitionOperation",
     "CoalitionSettings",
