@@ -4,6 +4,11 @@ Points: the source program's members lose ``points_in`` (the program redeemed th
 target program issues ``points_out`` to its member. Money: the source owes the money value;
 the target is owed that value less the fee; the exchange earns the fee. Each unit sums to
 zero, so nothing is created or lost in the ledger's own arithmetic.
+
+A conversion through the coalition point posts one such transaction per leg (A → coalition,
+then coalition → B), each with its own money value and fee: the coalition point issues the
+points the first leg pays out and redeems them in the second, so the member holds none after
+it, and its clearing account keeps what the first leg brought in less what the second paid.
 """
 
 from __future__ import annotations

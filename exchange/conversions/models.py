@@ -65,6 +65,9 @@ class Conversion(SagaState, table=True):
     money_value_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
     fee_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
     usages: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    route: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """The quote's legs through the coalition point (NULL: direct); each posts its own clearing
+    transaction."""
 
     @property
     def debit_operation(self) -> str:
@@ -83,8 +86,12 @@ class Conversion(SagaState, table=True):
         return f"{self.id}:void-credit"
 
     @property
-    def ledger_transaction_id(self) -> str:
-        return f"conversion:{self.id}"
+    def ledger_transaction_ids(self) -> list[str]:
+        """The clearing transactions it posts, one per leg: ``conversion:<id>`` for a direct
+        conversion, ``conversion:<id>:1`` and ``:2`` for one through the coalition point."""
+        if not self.route:
+            return [f"conversion:{self.id}"]
+        return [f"conversion:{self.id}:{number}" for number in range(1, len(self.route) + 1)]
 
 
 def credit_operation(conversion_id: str) -> str:

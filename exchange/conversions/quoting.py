@@ -1,8 +1,9 @@
 """Quoting a conversion as the gateway does: what a quote reads, in one statement.
 
 A quote needs the member's links (both programs linked; the accounts whose tiers make the
-member's coalition level, for the tier bonus), the pair's terms, and how much of each limit
-counter is used. Programs and the coalition's settings come from the catalog, rates and
+member's coalition level, for the tier bonus), the terms of each way the pair may go (the pair
+itself, and through the coalition point: :mod:`exchange.pricing.routes`), and how much of each
+limit counter is used. Programs and the coalition's settings come from the catalog, rates and
 promotions from this process's pricing book (:mod:`exchange.pricing.book`), tiers from the
 federated view's tier cache (entries taken since the member's last activity, so a status match
 counts at once). One statement reads the links, the member's activity marker, the pricing
@@ -30,7 +31,7 @@ from exchange.errors import ExchangeError
 from exchange.federation.accounts import Federation
 from exchange.members import service as members
 from exchange.members.models import LinkedAccount, Member
-from exchange.pricing import limits, quotes
+from exchange.pricing import limits, quotes, routes
 from exchange.pricing.book import PricingBook, PricingBooks
 from exchange.pricing.models import LimitUsage, PricingRevision, Quote, RateVersion
 from exchange.programs.catalog import Catalog, CatalogCache
@@ -117,31 +118,36 @@ class Quoting:
         # Neither statement needs the other's snapshot or locks: each commits on its own.
         async with self.db.autocommit() as session:
             book = await self.books.at(session, now)
-            terms = _terms_or_none(catalog, book, source, target, now)
-            keys = [cap.key for cap in terms.caps(member_id, now, self.policy.timezone)] if terms else []
+            keys = self._keys(_chains_or_none(catalog, book, source, target, now), member_id, now)
             read = await _read(session, member_id, keys)
             members.refs_at(read.links, {source: "fromProgram", target: "toProgram"})
             quotes.check_request(points, source, target)
             if read.revision != book.revision:  # rates or promotions changed since the book was read
                 book = await self.books.at(session, now, revision=read.revision)
-            terms = _terms(catalog, book, source, target, now)
+            chains = _chains(catalog, book, source, target, now)
             used = read.used
-            missing = [cap.key for cap in terms.caps(member_id, now, self.policy.timezone) if cap.key not in keys]
+            missing = [key for key in self._keys(chains, member_id, now) if key not in keys]
             if missing:
                 used = used | await limits.used(session, missing)
             level = await self.federation.cached_level(read.links, read.activity)
             if level is not None:
-                return await self._store(session, member_id, level, terms, points, used, now)
+                return await self._store(session, member_id, level, chains, points, used, now)
         level = await self.federation.level(read.links, read.activity)
         async with self.db.autocommit() as session:
-            return await self._store(session, member_id, level, terms, points, used, now)
+            return await self._store(session, member_id, level, chains, points, used, now)
+
+    def _keys(self, chains: list[quotes.Chain], member_id: str, now: datetime) -> list[str]:
+        """The limit counters any of ``chains`` counts against, each once, in key order."""
+        return sorted(
+            {cap.key for chain in chains for cap in quotes.chain_caps(chain, member_id, now, self.policy.timezone)}
+        )
 
     async def _store(
         self,
         session: AsyncSession,
         member_id: str,
         level: int,
-        terms: quotes.PairTerms,
+        chains: list[quotes.Chain],
         points: int,
         used: dict[str, int],
         now: datetime,
@@ -149,13 +155,15 @@ class Quoting:
         request = quotes.QuoteRequest(
             member_id=member_id,
             member_level=level,
-            source=terms.source.id,
-            target=terms.target.id,
+            source=chains[0][0].source.id,
+            target=chains[0][-1].target.id,
             points=points,
         )
-        quote = quotes.price_quote(request, terms, used, policy=self.policy, now=now)
+        quote = quotes.price_quote(request, chains, used, policy=self.policy, now=now)
         await quotes.store_quote(session, quote)
-        return PricedQuote(quote, terms.version)
+        # A routed quote names its first leg's version.
+        version = next(chain[0].version for chain in chains if chain[0].version.id == quote.rate_version_id)
+        return PricedQuote(quote, version)
 
 
 def _terms(catalog: Catalog, book: PricingBook, source: str, target: str, at: datetime) -> quotes.PairTerms:
@@ -168,11 +176,18 @@ def _terms(catalog: Catalog, book: PricingBook, source: str, target: str, at: da
     )
 
 
-def _terms_or_none(
-    catalog: Catalog, book: PricingBook, source: str, target: str, at: datetime
-) -> quotes.PairTerms | None:
-    """The terms, or ``None`` when the pair has none (the checks that follow say why)."""
+def _chains(catalog: Catalog, book: PricingBook, source: str, target: str, at: datetime) -> list[quotes.Chain]:
+    """The terms of every route from ``source`` into ``target``, from memory (as
+    :func:`quotes.read_chains` reads them from the database)."""
+    return routes.usable(
+        routes.paths(source, target, catalog.coalition.point_program_id),
+        lambda leg_source, leg_target: _terms(catalog, book, leg_source, leg_target, at),
+    )
+
+
+def _chains_or_none(catalog: Catalog, book: PricingBook, source: str, target: str, at: datetime) -> list[quotes.Chain]:
+    """The chains, or none when the pair has none (the checks that follow say why)."""
     try:
-        return _terms(catalog, book, source, target, at)
+        return _chains(catalog, book, source, target, at)
     except ExchangeError:
-        return None
+        return []

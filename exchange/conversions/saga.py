@@ -12,6 +12,10 @@
    transaction is posted to the ledger in the same unit of work that marks the conversion
    COMPLETED, so a conversion is COMPLETED if and only if it is posted.
 
+A conversion its quote routed through the coalition point (:mod:`exchange.pricing.routes`)
+runs the same steps: the member is debited at A and credited at B, and never holds coalition
+points in between; it posts two clearing transactions, one per leg, in that same unit of work.
+
 The move from the debit to the credit is not recorded on its own (a chained transition): a
 crash between them leaves the conversion at DEBIT, and recovery asks the source partner,
 finds the debit applied, and sends the credit — the same operation id, which the target
@@ -75,7 +79,7 @@ from exchange.members import service as members
 from exchange.members.authority import DebitAuthority, require_authority
 from exchange.members.consents import authorize_debit
 from exchange.members.models import LinkedAccount
-from exchange.pricing import limits, quotes
+from exchange.pricing import limits, quotes, routes
 from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
@@ -287,21 +291,29 @@ class ConversionSaga(Saga[Conversion]):
         await emit(session, conversion_finished(conversion, transition, self.clock.now()))
 
     async def _post(self, session: AsyncSession, conversion: Conversion) -> None:
+        """One clearing transaction per leg, in one batch: a conversion through the coalition
+        point posts A → coalition and coalition → B, so each partner's position and the
+        coalition's are right, and the member holds no coalition point after it."""
         chart = ChartOfAccounts(conversion.currency)
-        await self.ledger.post(
+        await self.ledger.post_many(
             session,
-            conversion_transaction(
-                chart=chart,
-                transaction_id=conversion.ledger_transaction_id,
-                conversion_id=conversion.id,
-                source=conversion.from_program,
-                target=conversion.to_program,
-                points_in=conversion.points_in,
-                points_out=conversion.points_out,
-                money_value_minor=conversion.money_value_minor,
-                fee_minor=conversion.fee_minor,
-                effective_at=conversion.created_at,
-            ),
+            [
+                conversion_transaction(
+                    chart=chart,
+                    transaction_id=transaction_id,
+                    conversion_id=conversion.id,
+                    source=leg["from_program"],
+                    target=leg["to_program"],
+                    points_in=leg["points_in"],
+                    points_out=leg["points_out"],
+                    money_value_minor=leg["money_value_minor"],
+                    fee_minor=leg["fee_minor"],
+                    effective_at=conversion.created_at,
+                )
+                for transaction_id, leg in zip(
+                    conversion.ledger_transaction_ids, routes.legs_of(conversion), strict=True
+                )
+            ],
         )
 
 
@@ -333,7 +345,7 @@ def _from_quote(dialect: str) -> dialects.Insert:
         "target_ref": target.c.member_ref,
         **{
             name: quote.c[name]
-            for name in ("points_in", "points_out", "currency", "money_value_minor", "fee_minor", "usages")
+            for name in ("points_in", "points_out", "currency", "money_value_minor", "fee_minor", "usages", "route")
         },
         **{name: bindparam(f"new_{name}", type_=CONVERSIONS.c[name].type) for name in _STATE},
     }

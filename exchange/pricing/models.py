@@ -94,6 +94,9 @@ class Quote(SQLModel, table=True):
     """The limit counters executing it counts against, with the amounts (``limits.Usage``):
     fixed with the price. NULL on quotes made before they were recorded; those must be asked
     for again."""
+    route: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """The legs of a quote routed through the coalition point (``routes.PricedLeg.record``), in
+    order; NULL for a direct quote, whose one leg is the row itself."""
 
 
 class PricingRevision(SQLModel, table=True):

@@ -9,7 +9,7 @@ whatever changed meanwhile, as long as it has not expired.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Table, insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.errors import BadUserInput
-from exchange.pricing import limits, promotions, rates
-from exchange.pricing.errors import QuoteExpired, QuoteNotFound
+from exchange.errors import BadUserInput, ExchangeError
+from exchange.pricing import limits, promotions, rates, routes
+from exchange.pricing.errors import NoRate, QuoteExpired, QuoteNotFound
 from exchange.pricing.models import Quote, RateVersion
 from exchange.pricing.rules import AppliedPromotion, PriceBreakdown, price
 from exchange.programs import service as programs
@@ -65,6 +65,16 @@ class PairTerms:
         )
 
 
+Chain = tuple[PairTerms, ...]
+"""The terms of a route's legs, in order: one for the direct pair, two through the coalition
+point (:mod:`exchange.pricing.routes`)."""
+
+
+def chain_caps(chain: Chain, member_id: str, at: datetime, timezone: ZoneInfo) -> list[limits.Cap]:
+    """The limit counters a conversion along ``chain`` counts against: every leg's."""
+    return [cap for terms in chain for cap in terms.caps(member_id, at, timezone)]
+
+
 def check_request(points: int, source: str, target: str) -> None:
     """What a quote request must be, whatever the programs: a sane amount, two programs."""
     if points <= 0:
@@ -87,6 +97,27 @@ async def read_terms(session: AsyncSession, source: str, target: str, at: dateti
         version=await rates.version_at(session, source, target, at),
         promotions=await promotions.active_promotions(session, source=source, target=target, at=at),
     )
+
+
+async def read_chains(session: AsyncSession, source: str, target: str, at: datetime) -> list[Chain]:
+    """The terms of every route from ``source`` into ``target`` at ``at``, read from the
+    database: the direct pair, then the route through the coalition point, each if every pair
+    of it has a rate in force (else ``NO_RATE``, the direct pair's)."""
+    ways = routes.paths(source, target, (await programs.get_coalition(session)).settings.point_program_id)
+    terms: dict[routes.Pair, PairTerms | NoRate] = {}
+    for pair in dict.fromkeys(pair for way in ways for pair in way):
+        try:
+            terms[pair] = await read_terms(session, *pair, at)
+        except NoRate as error:
+            terms[pair] = error
+
+    def terms_for(leg_source: str, leg_target: str) -> PairTerms:
+        found = terms[(leg_source, leg_target)]
+        if isinstance(found, NoRate):
+            raise found
+        return found
+
+    return routes.usable(ways, terms_for)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,23 +170,66 @@ async def price_conversion(
     return Priced(terms.source, terms.target, terms.version, breakdown, terms.coalition.settlement_currency)
 
 
+def price_route(request: QuoteRequest, chain: Chain, *, policy: QuotePolicy, now: datetime) -> routes.Route:
+    """``request``'s points priced along ``chain``, each leg on its own terms (:func:`price_on`)
+    converting what the leg before paid out, with the limit counters each counts against."""
+    legs: list[routes.PricedLeg] = []
+    points = request.points
+    for terms in chain:
+        breakdown = price_on(terms, points, request.member_level)
+        assert terms.version.id is not None
+        legs.append(
+            routes.PricedLeg(
+                source=terms.source.id,
+                target=terms.target.id,
+                rate_version_id=terms.version.id,
+                breakdown=breakdown,
+                usages=tuple(
+                    cap.usage(points_in=breakdown.points_in, points_out=breakdown.points_out)
+                    for cap in terms.caps(request.member_id, now, policy.timezone)
+                ),
+            )
+        )
+        points = breakdown.points_out
+    return routes.Route(tuple(legs))
+
+
+def choose_route(
+    request: QuoteRequest, chains: Sequence[Chain], used: Mapping[str, int], *, policy: QuotePolicy, now: datetime
+) -> routes.Route:
+    """The best of ``chains`` (:func:`routes.best`) that can take the request now: priced, and
+    within the limits given how much of each counter is ``used``. The direct pair's refusal
+    (its minimum, increment or caps) is final: a route never goes around the limits a pair
+    declares. A route that cannot take the request is left out; when it was the only way, its
+    refusal is raised."""
+    priced: list[routes.Route] = []
+    refusal: ExchangeError | None = None
+    for chain in chains:
+        try:
+            route = price_route(request, chain, policy=policy, now=now)
+            limits.check_room(route.usages, used)
+        except ExchangeError as error:
+            if len(chain) == 1:
+                raise
+            refusal = refusal or error
+            continue
+        priced.append(route)
+    if not priced:
+        assert refusal is not None, "a quote has at least one chain to price"
+        raise refusal
+    return routes.best(priced)
+
+
 def price_quote(
-    request: QuoteRequest, terms: PairTerms, used: Mapping[str, int], *, policy: QuotePolicy, now: datetime
+    request: QuoteRequest, chains: Sequence[Chain], used: Mapping[str, int], *, policy: QuotePolicy, now: datetime
 ) -> Quote:
-    """The quote for ``request`` on ``terms`` (not stored), fixed until ``now + policy.ttl``,
-    given how much of each limit counter is ``used``."""
-    breakdown = price_on(terms, request.points, request.member_level)
-    usages = [
-        cap.usage(points_in=breakdown.points_in, points_out=breakdown.points_out)
-        for cap in terms.caps(request.member_id, now, policy.timezone)
-    ]
-    limits.check_room(usages, used)
+    """The quote for ``request`` along the best of ``chains`` (not stored), fixed until
+    ``now + policy.ttl``, given how much of each limit counter is ``used``."""
+    route = choose_route(request, chains, used, policy=policy, now=now)
     return _quote_row(
         request,
-        terms.version,
-        breakdown,
-        usages,
-        currency=terms.coalition.settlement_currency,
+        route,
+        currency=chains[0][0].coalition.settlement_currency,
         now=now,
         ttl=policy.ttl,
     )
@@ -170,45 +244,48 @@ async def create_quote(session: AsyncSession, request: QuoteRequest, *, policy: 
     from the database (the gateway's :class:`~exchange.conversions.quoting.Quoting` reads the
     same in one statement)."""
     check_request(request.points, request.source, request.target)
-    terms = await read_terms(session, request.source, request.target, now)
-    used = await limits.used(session, [cap.key for cap in terms.caps(request.member_id, now, policy.timezone)])
-    quote = price_quote(request, terms, used, policy=policy, now=now)
+    chains = await read_chains(session, request.source, request.target, now)
+    keys = {cap.key for chain in chains for cap in chain_caps(chain, request.member_id, now, policy.timezone)}
+    used = await limits.used(session, sorted(keys))
+    quote = price_quote(request, chains, used, policy=policy, now=now)
     await store_quote(session, quote)
     return quote
 
 
 def _quote_row(
     request: QuoteRequest,
-    version: RateVersion,
-    breakdown: PriceBreakdown,
-    usages: list[limits.Usage],
+    route: routes.Route,
     *,
     currency: str,
     now: datetime,
     ttl: timedelta,
 ) -> Quote:
-    assert version.id is not None
+    """The quote of ``route``: the points in and the money value are its first leg's, the points
+    out and their breakdown its last leg's, the fee every leg's; a routed quote names its first
+    leg's rate version and keeps every leg in ``route``."""
+    breakdown = route.last.breakdown
     return Quote(
         id=str(uuid.uuid4()),
         member_id=request.member_id,
         from_program=request.source,
         to_program=request.target,
-        rate_version_id=version.id,
-        points_in=breakdown.points_in,
+        rate_version_id=route.first.rate_version_id,
+        points_in=route.first.breakdown.points_in,
         points_out=breakdown.points_out,
         base_points=breakdown.base_points,
         step_bonus_points=breakdown.step_bonus_points,
         promotion_bonus_points=breakdown.promotion_bonus_points,
         tier_bonus_points=breakdown.tier_bonus_points,
         currency=currency,
-        money_value_minor=breakdown.money_value_minor,
-        fee_minor=breakdown.fee_minor,
+        money_value_minor=route.money_value_minor,
+        fee_minor=route.fee_minor,
         promotions=[{"id": p.id, "bonus_percent": str(p.bonus_percent)} for p in breakdown.promotions],
         member_level=request.member_level,
         tier_bonus_percent=breakdown.tier_bonus_percent,
         created_at=now,
         expires_at=now + ttl,
-        usages=[asdict(usage) for usage in usages],
+        usages=[asdict(usage) for usage in route.usages],
+        route=route.record(),
     )
 
 

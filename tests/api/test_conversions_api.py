@@ -214,3 +214,67 @@ async def test_partners_run_their_promotions(kit: ExchangeKit) -> None:
         await kit.graphql('mutation { endPromotion(programId: "fresh-mart", id: "fm-weekend") { id } }', other)
     )
     assert refused["extensions"]["code"] == "FORBIDDEN"
+
+
+ROUTE = (
+    "route { fromProgram { id } toProgram { id } pointsIn pointsOut rateVersion moneyValue { amount } fee { amount } }"
+)
+ROUTED_QUOTE = f"""
+mutation($from: ID!, $to: ID!, $points: Int!) {{
+  createQuote(input: {{fromProgram: $from, toProgram: $to, points: $points}}) {{
+    id pointsIn pointsOut fee {{ amount }} moneyValue {{ amount }} {ROUTE}
+  }}
+}}
+"""
+ROUTED_EXECUTE = f"""
+mutation($quote: ID!, $key: String!) {{
+  executeConversion(quoteId: $quote, idempotencyKey: $key) {{ id status pointsOut {ROUTE} }}
+}}
+"""
+
+
+def leg(source: str, target: str, points_in: int, points_out: int, money: str, fee: str) -> dict[str, Any]:
+    return {
+        "fromProgram": {"id": source},
+        "toProgram": {"id": target},
+        "pointsIn": points_in,
+        "pointsOut": points_out,
+        "rateVersion": 1,
+        "moneyValue": {"amount": money},
+        "fee": {"amount": fee},
+    }
+
+
+async def test_a_conversion_goes_through_the_coalition_point_when_that_pays_more(
+    kit: ExchangeKit, alice: str, alice_at_happy_card: str
+) -> None:
+    await kit.data(LINK, alice, program="fresh-mart", ref="alice", verification="1111")
+    direct = await kit.data(ROUTED_QUOTE, alice, **{"from": "happy-card", "to": "fresh-mart", "points": 1000})
+    # Derived, the direct pair pays 2,450 + 2% tier bonus; two legs' fees make the route pay less.
+    assert direct["createQuote"]["route"] == [leg("happy-card", "fresh-mart", 1000, 2499, "250.00", "5.00")]
+
+    fresh_mart = await kit.partner_token("fresh-mart")
+    await kit.data(SET_RATE, fresh_mart, **{"from": "happy-card", "to": "fresh-mart", "ratio": "1:2"})
+    quote = await kit.data(ROUTED_QUOTE, alice, **{"from": "happy-card", "to": "fresh-mart", "points": 1000})
+    quote = quote["createQuote"]
+    # Directly 1:2 now pays 2,040. Through the coalition point: 250.00 less 5.00 is 245 coalition
+    # points (+4 tier bonus), worth 249.00; less 4.98, 2,440 fresh-mart points (+48).
+    route = [
+        leg("happy-card", "coalition", 1000, 249, "250.00", "5.00"),
+        leg("coalition", "fresh-mart", 249, 2488, "249.00", "4.98"),
+    ]
+    assert quote["route"] == route
+    assert (quote["pointsIn"], quote["pointsOut"], quote["moneyValue"], quote["fee"]) == (
+        1000,
+        2488,
+        {"amount": "250.00"},
+        {"amount": "9.98"},
+    )
+
+    done = (await kit.data(ROUTED_EXECUTE, alice_at_happy_card, quote=quote["id"], key="routed"))["executeConversion"]
+    assert (done["status"], done["pointsOut"], done["route"]) == ("COMPLETED", 2488, route)
+    again = (await kit.data(ROUTED_EXECUTE, alice_at_happy_card, quote=quote["id"], key="routed"))["executeConversion"]
+    assert again == done
+    accounts = {a["program"]["id"]: a["balance"] for a in (await kit.data(ACCOUNTS, alice))["me"]["accounts"]}
+    assert (accounts["happy-card"], accounts["fresh-mart"]) == (119_000, 122_488)
+    assert accounts.get("coalition", 0) == 0, "the member holds no coalition point after it"

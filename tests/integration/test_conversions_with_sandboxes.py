@@ -18,9 +18,11 @@ from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
 from exchange.members.authority import DebitAuthority
-from exchange.pricing import quotes
+from exchange.pricing import quotes, rates
+from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import PartnersDirectory
+from exchange.ratio import Ratio
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.sandbox.faults import FaultKind
 from exchange.services.conversions import ConversionService, RecoveryReport
@@ -40,20 +42,25 @@ class Exchange:
     sandboxes: SandboxFleet
     settings: Settings
 
-    async def convert(self, points: int, source: str, target: str, key: str, member: str = "alice") -> Conversion:
+    async def quote(self, points: int, source: str, target: str, member: str = "alice") -> Quote:
         async with self.db.transaction() as session:
-            quote = await quotes.create_quote(
+            return await quotes.create_quote(
                 session,
                 quotes.QuoteRequest(member_id=member, member_level=0, source=source, target=target, points=points),
                 policy=quotes.QuotePolicy(ttl=self.settings.quote_ttl, timezone=self.settings.timezone),
                 now=self.clock.now(),
             )
+
+    async def convert(self, points: int, source: str, target: str, key: str, member: str = "alice") -> Conversion:
+        return await self.execute(await self.quote(points, source, target, member), key)
+
+    async def execute(self, quote: Quote, key: str) -> Conversion:
         return await self.saga.execute(
             ExecuteRequest(
-                member_id=member,
+                member_id=quote.member_id,
                 quote_id=quote.id,
                 idempotency_key=key,
-                authority=DebitAuthority(asserted_by=source),
+                authority=DebitAuthority(asserted_by=quote.from_program),
             )
         )
 
@@ -180,3 +187,111 @@ async def test_the_same_points_cannot_be_spent_twice_in_parallel(exchange: Excha
     failed = first if first.status == ConversionStatus.FAILED else second
     assert failed.failure_code == "INSUFFICIENT_POINTS"
     assert await exchange.sandboxes["happy-card"].admin.balance("erin") == 0
+
+
+async def price_fresh_mart_poorly(exchange: Exchange) -> None:
+    """fresh-mart prices happy-card points 1:2 (2,000 for 1,000): the route through the
+    coalition point pays more (1,000 → 245 coalition points → 2,401)."""
+    async with exchange.db.transaction() as session:
+        await rates.set_partner_override(
+            session,
+            target="fresh-mart",
+            source="happy-card",
+            override=rates.PairOverride.fixed(Ratio(1, 2)),
+            actor="fresh-mart",
+            now=exchange.clock.now(),
+        )
+
+
+async def routed_ledger(exchange: Exchange, conversion_id: str) -> tuple[list[str], dict[str, int]]:
+    """The conversion's clearing transactions and every account's balance, the ledger verified."""
+    async with exchange.db.transaction() as session:
+        report = await verify_ledger(session)
+        posted = [
+            row[0]
+            for row in await session.exec(  # type: ignore[call-overload]
+                text("SELECT id FROM ledger_transaction WHERE reference = :reference ORDER BY seq"),
+                params={"reference": f"conversion:{conversion_id}"},
+            )
+        ]
+        balances = dict(tuple(row) for row in await session.exec(text("SELECT code, balance FROM ledger_account")))  # type: ignore[call-overload]
+    assert report.ok, report.problem
+    return posted, balances
+
+
+#: What the two legs of 1,000 happy-card points through the coalition point post, when completed.
+ROUTED_BALANCES = {
+    "member-points:happy-card": -1000,
+    "member-points:coalition": 0,  # issued by the first leg, redeemed by the second
+    "member-points:fresh-mart": 2401,
+    "partner-clearing:happy-card": -25000,
+    "partner-clearing:coalition": 0,  # 245.00 in from happy-card, 245.00 out to fresh-mart
+    "partner-clearing:fresh-mart": 24010,
+    "exchange-fees": 500 + 490,
+}
+
+
+@pytest.mark.parametrize(
+    ("program", "fault", "final"),
+    [
+        (None, None, ConversionStatus.COMPLETED),
+        ("fresh-mart", FaultKind.APPLY_THEN_DROP, ConversionStatus.COMPLETED),
+        ("happy-card", FaultKind.APPLY_THEN_DROP, ConversionStatus.COMPLETED),
+        ("happy-card", FaultKind.ERROR, ConversionStatus.FAILED),
+    ],
+)
+async def test_a_conversion_through_the_coalition_point_ends_final_and_agreeing(
+    exchange: Exchange, program: str | None, fault: FaultKind | None, final: ConversionStatus
+) -> None:
+    await price_fresh_mart_poorly(exchange)
+    if program is not None and fault is not None:
+        await exchange.sandboxes[program].admin.set_faults(script=[fault])
+    quote = await exchange.quote(1000, "happy-card", "fresh-mart")
+    conversion = await exchange.execute(quote, "routed")
+    assert [leg["to_program"] for leg in conversion.route or []] == ["coalition", "fresh-mart"]
+    if conversion.status == ConversionStatus.PENDING:
+        await exchange.recover()
+    assert await exchange.status(conversion.id) == final
+    posted, balances = await routed_ledger(exchange, conversion.id)
+    debited = await partner_net(exchange.sandboxes, "happy-card", "alice")
+    credited = await partner_net(exchange.sandboxes, "fresh-mart", "alice")
+    assert (debited, credited) == (
+        balances.get("member-points:happy-card", 0),
+        balances.get("member-points:fresh-mart", 0),
+    )
+    if final == ConversionStatus.COMPLETED:
+        assert posted == [f"conversion:{conversion.id}:1", f"conversion:{conversion.id}:2"]
+        assert {code: balances.get(code, 0) for code in ROUTED_BALANCES} == ROUTED_BALANCES
+    else:
+        assert (posted, debited, credited) == ([], 0, 0)
+    replay = await exchange.execute(quote, "routed")
+    assert (replay.id, replay.status) == (conversion.id, final)
+    assert (await routed_ledger(exchange, conversion.id))[0] == posted, "a replay posts nothing more"
+
+
+async def test_a_crash_between_the_legs_partners_is_recovered_with_both_postings(exchange: Exchange) -> None:
+    await price_fresh_mart_poorly(exchange)
+    quote = await exchange.quote(1000, "happy-card", "fresh-mart")
+    conversion, _ = await exchange.saga._record(
+        ExecuteRequest(
+            member_id="alice",
+            quote_id=quote.id,
+            idempotency_key="k",
+            authority=DebitAuthority(asserted_by="happy-card"),
+        )
+    )
+    registry = exchange.sandboxes.registry(exchange.settings)
+    try:
+        catalog = await exchange.saga.catalog.get()
+        await registry.for_program(catalog.program("happy-card")).debit(conversion.debit_operation, "alice", 1000)
+    finally:
+        await registry.aclose()
+    # The process died after the debit: the row still says DEBIT, nothing is posted.
+    assert (await routed_ledger(exchange, conversion.id))[0] == []
+    await exchange.recover()
+    assert await exchange.status(conversion.id) == ConversionStatus.COMPLETED
+    posted, balances = await routed_ledger(exchange, conversion.id)
+    assert len(posted) == 2
+    assert {code: balances.get(code, 0) for code in ROUTED_BALANCES} == ROUTED_BALANCES
+    assert await partner_net(exchange.sandboxes, "happy-card", "alice") == -1000
+    assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 2401

@@ -127,8 +127,10 @@ async def test_a_declared_pair_is_the_operators_alone(db: Database) -> None:
     assert caught.value.extensions()["code"] == "FORBIDDEN"
 
 
-async def test_quotes_fix_the_breakdown(db: Database) -> None:
-    await load(db)
+async def test_quotes_fix_the_breakdown(db: Database, tmp_path: Path) -> None:
+    # Without a coalition point, so that the declared pair itself prices the quote.
+    coalition = (SAMPLE_PARTNERS / "coalition.toml").read_text()
+    await load(db, edited(tmp_path, "coalition.toml", coalition[coalition.index("[point]") :], ""))
     async with db.transaction() as session:
         quote = await quotes.create_quote(
             session, quote_request(60000, "harbor-bank", "formosa-air", level=4), policy=POLICY, now=T0
@@ -142,6 +144,29 @@ async def test_quotes_fix_the_breakdown(db: Database) -> None:
     assert quote.points_out == 7300
     assert (quote.money_value_minor, quote.fee_minor, quote.currency) == (300000, 6000, "TWD")
     assert quote.expires_at == T0 + timedelta(seconds=60)
+
+
+async def test_a_declared_rate_the_coalition_point_beats_is_routed_through_it(db: Database) -> None:
+    await load(db)  # harbor-bank → formosa-air is declared 10:1 (6,000 + 1,000 bonus for 60,000)
+    async with db.transaction() as session:
+        quote = await quotes.create_quote(
+            session, quote_request(60000, "harbor-bank", "formosa-air", level=4), policy=POLICY, now=T0
+        )
+    # 3,000.00 less 60.00 is 2,940 coalition points + 5% = 3,087; those are 3,087.00, less 61.74:
+    # 7,563 miles + 5% (378), the last leg's breakdown.
+    assert [
+        (leg["to_program"], leg["points_in"], leg["points_out"], leg["fee_minor"]) for leg in quote.route or []
+    ] == [
+        ("coalition", 60000, 3087, 6000),
+        ("formosa-air", 3087, 7941, 6174),
+    ]
+    assert (quote.points_out, quote.base_points, quote.step_bonus_points, quote.tier_bonus_points) == (
+        7941,
+        7563,
+        0,
+        378,
+    )
+    assert (quote.money_value_minor, quote.fee_minor) == (300000, 6000 + 6174)
 
 
 async def test_promotions_apply_in_their_window_and_to_their_sources(db: Database) -> None:

@@ -111,6 +111,7 @@ EXPECTED: dict[str, str] = {
             "moneyValue",
             "rateVersion",
             "breakdown",
+            "route",
             "expiresAt",
             "createdAt",
             "fromProgram",
@@ -130,6 +131,7 @@ EXPECTED: dict[str, str] = {
             "moneyValue",
             "rateVersion",
             "failure",
+            "route",
             "createdAt",
             "updatedAt",
             "finishedAt",
@@ -152,6 +154,11 @@ EXPECTED: dict[str, str] = {
         )
     },
     **{f"AppliedPromotion.{name}": ANYONE for name in ("id", "bonusPercent")},
+    # A leg shows under its quote or conversion, whose rule it inherits.
+    **{
+        f"QuoteLeg.{name}": ANYONE
+        for name in ("pointsIn", "pointsOut", "moneyValue", "fee", "rateVersion", "fromProgram", "toProgram")
+    },
     **{f"Money.{name}": ANYONE for name in ("amount", "currency")},
     # Rates and promotions into a program: its partner manages them; staff read them.
     **{

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -24,6 +24,7 @@ from exchange.auth.scopes import Scope
 from exchange.conversions.models import Conversion as ConversionRow
 from exchange.money import Currency
 from exchange.pricing.models import Quote as QuoteRow
+from exchange.pricing.routes import legs_of
 from exchange.services.conversions import ConversionPage as ConversionPageValue
 
 if TYPE_CHECKING:
@@ -69,15 +70,66 @@ class QuoteBreakdown:
     tier_bonus_percent: Decimal
 
 
+@authorize_fields(PUBLIC)
+@strawberry.type(
+    description="One leg of a quote's or a conversion's route: a conversion from one program into "
+    "another, priced on that pair's rate with its own fee. A direct conversion has one leg; one "
+    "through the coalition point two, the second converting the coalition points the first paid out."
+)
+class QuoteLeg:
+    points_in: int = strawberry.field(description="Points of `fromProgram` the leg converts.")
+    points_out: int = strawberry.field(description="Points of `toProgram` the leg pays out.")
+    money_value: Money = strawberry.field(description="What `fromProgram` owes for the leg's points in.")
+    fee: Money = strawberry.field(description="The exchange's fee on this leg, out of its money value.")
+    from_program_id: strawberry.Private[str]
+    to_program_id: strawberry.Private[str]
+    rate_version_id: strawberry.Private[int]
+
+    @strawberry.field(description="The version of the leg's pair rate (1, 2, ...).")
+    async def rate_version(self, info: Info[Context, None]) -> int:
+        return await _rate_version(info, self.rate_version_id)
+
+    @strawberry.field(description="The program the leg converts from.")
+    async def from_program(self, info: Info[Context, None]) -> ProgramRef:
+        return await _program(info, self.from_program_id)
+
+    @strawberry.field(description="The program the leg converts into.")
+    async def to_program(self, info: Info[Context, None]) -> ProgramRef:
+        return await _program(info, self.to_program_id)
+
+    @classmethod
+    def route_of(cls, legs: list[dict[str, Any]], currency: Currency) -> list[QuoteLeg]:
+        """The legs a quote or conversion keeps (``legs``), as the API shows them."""
+        return [
+            cls(
+                points_in=leg["points_in"],
+                points_out=leg["points_out"],
+                money_value=Money.of_minor(leg["money_value_minor"], currency),
+                fee=Money.of_minor(leg["fee_minor"], currency),
+                from_program_id=leg["from_program"],
+                to_program_id=leg["to_program"],
+                rate_version_id=leg["rate_version_id"],
+            )
+            for leg in legs
+        ]
+
+
 @authorize_fields(MEMBERS_OWN)
 @strawberry.type(description="A conversion's price, fixed until `expiresAt`.")
 class Quote:
     id: strawberry.ID
     points_in: int = strawberry.field(description="Points of `fromProgram` the member gives.")
     points_out: int = strawberry.field(description="Points of `toProgram` the member gets.")
-    fee: Money = strawberry.field(description="The exchange's fee, out of the money value.")
+    fee: Money = strawberry.field(description="The exchange's fee, out of the money value: every leg's of `route`.")
     money_value: Money = strawberry.field(description="What `fromProgram` owes for the points in.")
-    breakdown: QuoteBreakdown
+    breakdown: QuoteBreakdown = strawberry.field(
+        description="How `pointsOut` is made up: the last leg's, for a quote through the coalition point."
+    )
+    route: list[QuoteLeg] = strawberry.field(
+        description="The way the points go, leg by leg: `fromProgram` into `toProgram` directly (one leg), "
+        "or through the coalition point (two) when that pays more of `toProgram`, or when the pair has "
+        "no rate of its own. The member holds no coalition point in between."
+    )
     expires_at: datetime
     created_at: datetime
     member_id: strawberry.Private[str]
@@ -85,7 +137,10 @@ class Quote:
     to_program_id: strawberry.Private[str]
     version: strawberry.Private[int]
 
-    @strawberry.field(description="The version of the pair's rate this quote used (1, 2, ...).")
+    @strawberry.field(
+        description="The version of the pair's rate this quote used (1, 2, ...); the first leg's, for a "
+        "quote through the coalition point (each leg names its own in `route`)."
+    )
     def rate_version(self) -> int:
         return self.version
 
@@ -117,6 +172,7 @@ class Quote:
                 member_level=row.member_level,
                 tier_bonus_percent=row.tier_bonus_percent,
             ),
+            route=QuoteLeg.route_of(legs_of(row), currency),
             expires_at=row.expires_at,
             created_at=row.created_at,
             member_id=row.member_id,
@@ -160,6 +216,9 @@ class Conversion:
     fee: Money
     money_value: Money
     failure: ConversionFailure | None
+    route: list[QuoteLeg] = strawberry.field(
+        description="The legs its quote fixed: one, or two through the coalition point (see `Quote.route`)."
+    )
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
@@ -197,6 +256,7 @@ class Conversion:
             fee=Money.of_minor(row.fee_minor, currency),
             money_value=Money.of_minor(row.money_value_minor, currency),
             failure=failure,
+            route=QuoteLeg.route_of(legs_of(row), currency),
             created_at=row.created_at,
             updated_at=row.updated_at,
             finished_at=row.finished_at,
