@@ -75,7 +75,8 @@ async def test_a_point_value_change_supersedes_every_pair_of_that_program(db: Da
         old_quote = await quotes.create_quote(session, quote_request(1000), policy=POLICY, now=T0)
     later = T0 + timedelta(days=3)
     directory = edited(tmp_path, "fresh-mart.toml", 'point_value = "0.1"', 'point_value = "0.125"')
-    assert await load(db, directory, later) == 10  # 5 pairs out of fresh-mart, 5 into it
+    # 6 pairs out of fresh-mart and 6 into it: the other five partners and the coalition point
+    assert await load(db, directory, later) == 12
     async with db.transaction() as session:
         history = await rates.history(session, "happy-card", "fresh-mart")
         new_quote = await quotes.create_quote(session, quote_request(1000), policy=POLICY, now=later)
