@@ -12,6 +12,7 @@ from exchange.auth.models import (
     SigningKey,
     UsedAssertion,
 )
+from exchange.books.models import BudgetCrossing
 from exchange.conversions.models import Conversion
 from exchange.ledger.models import (
     LedgerAccount,
@@ -44,6 +45,7 @@ from exchange.tiers.models import StatusMatch
 
 __all__ = [
     "BreakResolution",
+    "BudgetCrossing",
     "ClientAuthFailure",
     "CoalitionLevel",
     "CoalitionSettings",

@@ -49,6 +49,7 @@ def _program_columns(declaration: ProgramDeclaration) -> dict[str, Any]:
         "member_monthly_cap": limits.member_monthly_cap,
         "member_yearly_cap": limits.member_yearly_cap,
         "monthly_issue_budget": limits.monthly_issue_budget,
+        "budget_monthly_issue": declaration.budget.monthly_issue if declaration.budget else None,
         "connector": declaration.connector.model_dump(mode="json"),
         "status_match": declaration.status_match.model_dump(mode="json", exclude_none=True)
         if declaration.status_match.grants

@@ -30,6 +30,7 @@ from exchange.sagas.engine import Saga
 from exchange.sagas.figures import read_figures
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.access import AccessService
+from exchange.services.books import BooksService
 from exchange.services.catalog import CatalogService
 from exchange.services.conversions import ConversionService
 from exchange.services.matches import StatusMatchService
@@ -61,6 +62,7 @@ class Services:
     rewards: RewardService
     matches: StatusMatchService
     settlement: SettlementService
+    books: BooksService
     access: AccessService
     people: PeopleService
     portal: PortalSignInService
@@ -121,6 +123,7 @@ def build_services(
     key_secret = settings.key_encryption_secret.get_secret_value()
     keys = SigningKeys(db, key_secret, clock)
     people = PeopleService.for_settings(settings, db=db, clock=clock)
+    settlement = SettlementService.for_settings(settings, db=db, clock=clock)
     return Services(
         settings=settings,
         db=db,
@@ -144,7 +147,8 @@ def build_services(
         matches=StatusMatchService(
             db, StatusMatching.for_settings(settings, db=db, connectors=connectors, clock=clock)
         ),
-        settlement=SettlementService.for_settings(settings, db=db, clock=clock),
+        settlement=settlement,
+        books=BooksService(db, settlement.calendar, clock),
         access=AccessService(
             db=db,
             keys=keys,
