@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from exchange.api import records
+from exchange.api import books_export, records
 from exchange.api.authentication import BearerTokenBackend, refuse_token
 from exchange.api.bodylimit import BodyLimit
 from exchange.api.errors import service_unavailable
@@ -113,6 +113,12 @@ def create_app(
                 records.PATH,
                 records.RecordsUpload(services.settlement).put,
                 methods=["PUT"],
+                middleware=[bearer_tokens],
+            ),
+            Route(
+                books_export.PATH,
+                books_export.BooksExport(services.books).get,
+                methods=["GET"],
                 middleware=[bearer_tokens],
             ),
             *oauth.routes(),

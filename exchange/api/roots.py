@@ -6,6 +6,7 @@ from strawberry.tools import merge_types
 
 from exchange.api.fields.access import AccessMutations, AccessQueries
 from exchange.api.fields.accounts import AccountMutations
+from exchange.api.fields.books import BooksQueries
 from exchange.api.fields.catalog import CatalogQueries
 from exchange.api.fields.conversions import ConversionMutations, ConversionQueries
 from exchange.api.fields.members import MemberMutations, MemberQueries
@@ -16,7 +17,16 @@ from exchange.api.fields.tiers import TierMutations, TierQueries
 
 Query = merge_types(
     "Query",
-    (CatalogQueries, MemberQueries, ConversionQueries, TierQueries, RewardQueries, SettlementQueries, AccessQueries),
+    (
+        CatalogQueries,
+        MemberQueries,
+        ConversionQueries,
+        TierQueries,
+        RewardQueries,
+        SettlementQueries,
+        BooksQueries,
+        AccessQueries,
+    ),
 )
 Mutation = merge_types(
     "Mutation",

@@ -1,0 +1,134 @@
+"""GraphQL types of the partners' books: a program's points and their cost over one period.
+
+Every figure comes from one :class:`~exchange.books.report.PartnerBooks`, the value the CSV
+export renders too, so the two always agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+
+import strawberry
+
+from exchange.api.permissions import PUBLIC, authorize_fields
+from exchange.api.types.money import Money
+from exchange.api.types.settlement import STAFF_OR_OWNER
+from exchange.books.budget import BudgetLevel as BudgetLevelValue
+from exchange.books.budget import BudgetStatus
+from exchange.books.report import PartnerBooks as PartnerBooksValue
+from exchange.money import Currency
+
+
+@strawberry.enum(description="How much of its issue budget a program has spent in the period.")
+class BudgetLevel(Enum):
+    NONE = strawberry.enum_value(BudgetLevelValue.NONE.value, description="Under 80 %.")
+    WARNING = strawberry.enum_value(BudgetLevelValue.WARNING.value, description="At least 80 %.")
+    EXHAUSTED = strawberry.enum_value(BudgetLevelValue.EXHAUSTED.value, description="At least 100 %.")
+
+
+@authorize_fields(PUBLIC)  # a value: whoever may read the books may read it
+@strawberry.type(
+    description="A number of points and their value at the program's point value today "
+    "(points × pointValue, half-even to the currency's minor unit)."
+)
+class PointsFigure:
+    points: int
+    value: Money
+
+    @classmethod
+    def of(cls, books: PartnerBooksValue, points: int) -> PointsFigure:
+        return cls(points=points, value=Money.of_minor(books.value(points), books.currency))
+
+
+@authorize_fields(PUBLIC)
+@strawberry.type(
+    description="Issue spend against the declared budget (`[budget] monthly_issue` × the months of the "
+    "period). Alerts at exactly 80 % (WARNING) and 100 % (EXHAUSTED), each logged once."
+)
+class IssueBudget:
+    budget: Money = strawberry.field(description="The period's budget.")
+    spend: Money = strawberry.field(description="The value of the points issued in the period: `issued.value`.")
+    percent_used: Decimal = strawberry.field(description="spend ÷ budget × 100, two decimals, half-even.")
+    level: BudgetLevel
+
+    @classmethod
+    def of(cls, status: BudgetStatus, currency: Currency) -> IssueBudget:
+        return cls(
+            budget=Money.of_minor(status.budget, currency),
+            spend=Money.of_minor(status.spend, currency),
+            percent_used=status.percent_used,
+            level=BudgetLevel(status.level.value),
+        )
+
+
+@authorize_fields(STAFF_OR_OWNER)
+@strawberry.type(
+    description="A program's books of one settlement period, from the clearing ledger: points it issued "
+    "and took back through the exchange, what is outstanding and what it is worth, the money behind "
+    "them and the cost per point. Entries count in the period they were posted into, as statements "
+    "count them. The same figures as CSV: GET /settlement/books/{partnerId}/{period}.csv."
+)
+class PartnerBooks:
+    partner_id: strawberry.ID
+    period: str
+    starts_at: datetime = strawberry.field(description="The period's first instant.")
+    ends_at: datetime = strawberry.field(description="The first instant after it.")
+    point_value: Decimal = strawberry.field(
+        description="The program's declared point value, which values every figure."
+    )
+    issued: PointsFigure = strawberry.field(
+        description="Points the program issued to its members on the exchange's instruction."
+    )
+    converted_out: PointsFigure = strawberry.field(description="Its members' points converted out of the program.")
+    redeemed_for_rewards: PointsFigure = strawberry.field(
+        description="Its members' points paying for rewards, net of reversals."
+    )
+    redeemed: PointsFigure = strawberry.field(description="convertedOut + redeemedForRewards.")
+    reversed: PointsFigure = strawberry.field(
+        description="Points given back by reversals in the period (already netted in the figures above)."
+    )
+    other_points: PointsFigure = strawberry.field(description="Points issued (+) or taken back (−) by adjustments.")
+    outstanding: PointsFigure = strawberry.field(
+        description="The outstanding liability the exchange created: points issued less points taken back, "
+        "from the beginning to the period's end (negative when more left than came in), and its value."
+    )
+    money_received_for_issued: Money = strawberry.field(
+        description="What the program was owed for the points it issued in the period."
+    )
+    money_paid_for_redeemed: Money = strawberry.field(
+        description="What it owed for the points taken back (fees included)."
+    )
+    money_net: Money = strawberry.field(description="Its whole clearing movement in the period: its statement's net.")
+    cost_per_point: Decimal | None = strawberry.field(
+        description="moneyPaidForRedeemed ÷ redeemed points, six decimals, half-even; null when none were taken back."
+    )
+    budget: IssueBudget | None = strawberry.field(description="Null when the program declares no issue budget.")
+
+    @classmethod
+    def of(cls, books: PartnerBooksValue) -> PartnerBooks:
+        figures, currency = books.figures, books.currency
+
+        def points(count: int) -> PointsFigure:
+            return PointsFigure.of(books, count)
+
+        return cls(
+            partner_id=strawberry.ID(books.partner),
+            period=books.period,
+            starts_at=books.starts_at,
+            ends_at=books.ends_at,
+            point_value=books.point_value,
+            issued=points(figures.issued),
+            converted_out=points(figures.converted_out),
+            redeemed_for_rewards=points(figures.redeemed_for_rewards),
+            redeemed=points(figures.redeemed),
+            reversed=points(figures.reversed),
+            other_points=points(figures.other_points),
+            outstanding=points(figures.outstanding),
+            money_received_for_issued=Money.of_minor(figures.money_for_issued, currency),
+            money_paid_for_redeemed=Money.of_minor(-figures.money_for_redeemed, currency),
+            money_net=Money.of_minor(figures.money_net, currency),
+            cost_per_point=books.cost_per_point,
+            budget=None if books.budget is None else IssueBudget.of(books.budget, currency),
+        )
