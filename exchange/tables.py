@@ -13,6 +13,7 @@ from exchange.auth.models import (
     UsedAssertion,
 )
 from exchange.books.models import BudgetCrossing
+from exchange.coalition.models import CoalitionDraw, CoalitionExpiry, CoalitionLot, CoalitionOperation
 from exchange.conversions.models import Conversion
 from exchange.ledger.models import (
     LedgerAccount,
@@ -47,7 +48,11 @@ __all__ = [
     "BreakResolution",
     "BudgetCrossing",
     "ClientAuthFailure",
+    "CoalitionDraw",
+    "CoalitionExpiry",
     "CoalitionLevel",
+    "CoalitionLot",
+    "CoalitionOperation",
     "CoalitionSettings",
     "Conversion",
     "DebitConsent",

@@ -26,12 +26,24 @@ class AccountKind(StrEnum):
     """Points a program issued to its members on the exchange's instruction."""
     POINTS_REDEEMED = "points-redeemed"
     """Points a program took back from its members on the exchange's instruction."""
+    POINTS_EXPIRED = "points-expired"
+    """Coalition points that lapsed unspent (the expiry job); their value is breakage."""
+    COALITION_BREAKAGE = "coalition-breakage"
+    """What the operator keeps of expired coalition points' value, in money, when it keeps breakage."""
 
 
 PROGRAM_KINDS = frozenset(
-    {AccountKind.PARTNER_CLEARING, AccountKind.MEMBER_POINTS, AccountKind.POINTS_ISSUED, AccountKind.POINTS_REDEEMED}
+    {
+        AccountKind.PARTNER_CLEARING,
+        AccountKind.MEMBER_POINTS,
+        AccountKind.POINTS_ISSUED,
+        AccountKind.POINTS_REDEEMED,
+        AccountKind.POINTS_EXPIRED,
+    }
 )
-POINT_KINDS = frozenset({AccountKind.MEMBER_POINTS, AccountKind.POINTS_ISSUED, AccountKind.POINTS_REDEEMED})
+POINT_KINDS = frozenset(
+    {AccountKind.MEMBER_POINTS, AccountKind.POINTS_ISSUED, AccountKind.POINTS_REDEEMED, AccountKind.POINTS_EXPIRED}
+)
 
 
 def points_unit(program_id: str) -> str:
@@ -75,3 +87,9 @@ class ChartOfAccounts:
 
     def redeemed(self, program_id: str) -> AccountRef:
         return AccountRef(AccountKind.POINTS_REDEEMED, program_id, points_unit(program_id))
+
+    def expired(self, program_id: str) -> AccountRef:
+        return AccountRef(AccountKind.POINTS_EXPIRED, program_id, points_unit(program_id))
+
+    def breakage(self) -> AccountRef:
+        return AccountRef(AccountKind.COALITION_BREAKAGE, None, self.currency)

@@ -21,6 +21,9 @@ class LinkMethod(StrEnum):
     ASSERTION = "assertion"
     #: The member proved the account with a value the partner verified (``linkAccount``).
     VERIFIED = "verified"
+    #: The exchange's own account for the member at the coalition point (``member_ref`` is the
+    #: member's id): every member has one, from the moment both exist.
+    COALITION = "coalition"
 
 
 class Member(SQLModel, table=True):

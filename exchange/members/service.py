@@ -12,12 +12,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, func, insert
+from sqlalchemy import Table, bindparam, delete, func, insert, literal
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db import dialects
+from exchange.db.types import UTCDateTime
 from exchange.errors import BadUserInput, Forbidden, NotFound
 from exchange.members.models import (
     MEMBER_REF_MAX_LENGTH,
@@ -25,6 +26,7 @@ from exchange.members.models import (
     LinkMethod,
     Member,
 )
+from exchange.programs.models import CoalitionSettings
 
 
 class InvalidMemberRef(BadUserInput):
@@ -46,6 +48,9 @@ class MemberNotLinked(Forbidden):
 
     def __init__(self) -> None:
         super().__init__("no member with this id has an account at your program", field="id")
+
+
+LINKS: Table = LinkedAccount.__table__  # type: ignore[attr-defined]
 
 
 def new_member_id() -> str:
@@ -105,7 +110,33 @@ async def resolve_member_from_partner(
         winner = await find_linked_account(session, program_id, member_ref)
         assert winner is not None, "the conflicting link must exist"
         member_id = winner.member_id
+    else:
+        await link_coalition_accounts(session, now, member_id=member_id)
     return await get_member(session, member_id)
+
+
+async def link_coalition_accounts(session: AsyncSession, now: datetime, *, member_id: str | None = None) -> None:
+    """Open the member's account at the coalition point (every member's, without ``member_id``),
+    if a point is declared; set-based, and a no-op for accounts that exist.
+
+    The exchange keeps the point itself, so the account needs no partner's word: its
+    ``member_ref`` is the member's own id.
+    """
+    point = (
+        select(CoalitionSettings.point_program_id)
+        .where(col(CoalitionSettings.point_program_id).is_not(None))
+        .scalar_subquery()
+    )
+    members = select(
+        col(Member.id), point, col(Member.id), literal(now, UTCDateTime()), literal(LinkMethod.COALITION.value)
+    ).where(point.is_not(None))
+    if member_id is not None:
+        members = members.where(col(Member.id) == member_id)
+    await session.exec(
+        dialects.insert(session, LINKS)
+        .from_select(["member_id", "program_id", "member_ref", "linked_at", "established_by"], members)
+        .on_conflict_do_nothing()
+    )
 
 
 _MEMBER_WITH_ACCOUNTS = (

@@ -321,18 +321,20 @@ async def _supersede(
 
 
 async def sync_declared_rates(session: AsyncSession, directory: PartnersDirectory, now: datetime) -> int:
-    """Bring every pair of the directory's programs up to date; returns versions started.
+    """Bring every pair of the directory's programs (the coalition point's too, both ways) up to
+    date; returns versions started.
 
     A pair gets a new version when its point values, its fee or its declared override
     changed. A partner's own override is kept (with the new point values) unless the
     directory now declares the pair.
     """
-    programs = await _lock_programs(session, [program.id for program in directory.programs])
+    priced = directory.priced
+    programs = await _lock_programs(session, [program.id for program in priced])
     pricing = directory.coalition.pricing
     started = 0
-    for target in directory.programs:
+    for target in priced:
         declared = {rate.source: rate for rate in target.rates}
-        for source in directory.programs:
+        for source in priced:
             if source.id == target.id:
                 continue
             latest = await _latest(session, source.id, target.id)

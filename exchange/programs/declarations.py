@@ -16,8 +16,10 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AwareDatetime,
@@ -58,6 +60,20 @@ def _exact_decimal(value: object) -> Decimal:
 ExactDecimal = Annotated[Decimal, BeforeValidator(_exact_decimal)]
 
 
+def _program_id(value: str) -> str:
+    if not PROGRAM_ID_PATTERN.match(value):
+        raise ValueError("must be lowercase letters, digits and inner hyphens (at most 64)")
+    return value
+
+
+def _point_value(value: Decimal) -> Decimal:
+    if value <= 0:
+        raise ValueError(f"must be greater than 0, got {value}")
+    if decimal_places(value) > POINT_VALUE_SCALE:
+        raise ValueError(f"has more than {POINT_VALUE_SCALE} decimal places: {value}")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
 
@@ -80,39 +96,6 @@ class PricingDeclaration(_Strict):
         default_factory=list,
         description="Extra points, as a percent of base points, by coalition level (index = level).",
     )
-
-
-class CoalitionDeclaration(_Strict):
-    """``coalition.toml``: what every program in the coalition shares."""
-
-    settlement_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    currency_minor_units: Annotated[int, Field(ge=0, le=4, strict=True)]
-    ladder: Annotated[list[LadderLevel], Field(min_length=1)]
-    pricing: PricingDeclaration = PricingDeclaration()
-
-    @model_validator(mode="after")
-    def _tier_bonus_per_level(self) -> CoalitionDeclaration:
-        bonuses = self.pricing.tier_bonus_percent
-        if bonuses and len(bonuses) != len(self.ladder):
-            raise ValueError(
-                f"pricing.tier_bonus_percent has {len(bonuses)} entries for {len(self.ladder)} ladder levels"
-            )
-        return self
-
-    @field_validator("ladder")
-    @classmethod
-    def _levels_are_0_to_n(cls, ladder: list[LadderLevel]) -> list[LadderLevel]:
-        levels = [entry.level for entry in ladder]
-        if levels != list(range(len(ladder))):
-            raise ValueError(f"levels must be 0..{len(ladder) - 1} in order, found {levels}")
-        names = [entry.name for entry in ladder]
-        if len(set(names)) != len(names):
-            raise ValueError(f"level names must be unique, found {names}")
-        return ladder
-
-    @property
-    def top_level(self) -> int:
-        return self.ladder[-1].level
 
 
 class TierDeclaration(_Strict):
@@ -216,6 +199,95 @@ class PromotionDeclaration(_Strict):
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
         return self
+
+
+class PointExpiry(StrEnum):
+    """When a lot of coalition points lapses, counted from the instant it was earned."""
+
+    #: At the end of the calendar year after the one it was earned in, in the point's time zone.
+    END_OF_NEXT_YEAR = "end-of-next-year"
+
+
+class BreakageKeeper(StrEnum):
+    """Who keeps the value of coalition points that expire unspent."""
+
+    #: The exchange's operator, who issued them (``coalition-breakage`` account).
+    OPERATOR = "operator"
+    #: The partner whose program funded each expired lot gets its value back.
+    FUNDING_PARTNERS = "funding-partners"
+
+
+class PointDeclaration(_Strict):
+    """``[point]`` of ``coalition.toml``: the coalition point, a program the exchange itself
+    keeps (its balances live in the exchange's database, in lots that expire).
+
+    ``rates`` declare pair overrides into the point, like a program file's ``[[rates]]``;
+    rates out of it are declared in the target program's file (``from = "<point id>"``).
+    """
+
+    id: str
+    name: Annotated[str, Field(min_length=1, max_length=80)]
+    point_name: Annotated[str, Field(min_length=1, max_length=40)]
+    point_value: ExactDecimal
+    expiry: PointExpiry = PointExpiry.END_OF_NEXT_YEAR
+    timezone: str = Field(description="The zone whose calendar the expiry follows (the settlement time zone).")
+    breakage: BreakageKeeper = BreakageKeeper.OPERATOR
+    rates: list[RateDeclaration] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_a_slug(cls, value: str) -> str:
+        return _program_id(value)
+
+    @field_validator("point_value")
+    @classmethod
+    def _positive_and_exact(cls, value: Decimal) -> Decimal:
+        return _point_value(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone") from None
+        return value
+
+
+class CoalitionDeclaration(_Strict):
+    """``coalition.toml``: what every program in the coalition shares."""
+
+    settlement_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    currency_minor_units: Annotated[int, Field(ge=0, le=4, strict=True)]
+    ladder: Annotated[list[LadderLevel], Field(min_length=1)]
+    pricing: PricingDeclaration = PricingDeclaration()
+    point: PointDeclaration | None = Field(
+        default=None, description="The coalition point the exchange itself issues (docs/COALITION.md)."
+    )
+
+    @model_validator(mode="after")
+    def _tier_bonus_per_level(self) -> CoalitionDeclaration:
+        bonuses = self.pricing.tier_bonus_percent
+        if bonuses and len(bonuses) != len(self.ladder):
+            raise ValueError(
+                f"pricing.tier_bonus_percent has {len(bonuses)} entries for {len(self.ladder)} ladder levels"
+            )
+        return self
+
+    @field_validator("ladder")
+    @classmethod
+    def _levels_are_0_to_n(cls, ladder: list[LadderLevel]) -> list[LadderLevel]:
+        levels = [entry.level for entry in ladder]
+        if levels != list(range(len(ladder))):
+            raise ValueError(f"levels must be 0..{len(ladder) - 1} in order, found {levels}")
+        names = [entry.name for entry in ladder]
+        if len(set(names)) != len(names):
+            raise ValueError(f"level names must be unique, found {names}")
+        return ladder
+
+    @property
+    def top_level(self) -> int:
+        return self.ladder[-1].level
 
 
 SECRET_SOURCES = ("client_secret", "client_secret_env", "client_secret_file")
@@ -340,18 +412,12 @@ class ProgramDeclaration(_Strict):
     @field_validator("id")
     @classmethod
     def _id_is_a_slug(cls, value: str) -> str:
-        if not PROGRAM_ID_PATTERN.match(value):
-            raise ValueError("must be lowercase letters, digits and inner hyphens (at most 64)")
-        return value
+        return _program_id(value)
 
     @field_validator("point_value")
     @classmethod
     def _point_value_is_positive_and_exact(cls, value: Decimal) -> Decimal:
-        if value <= 0:
-            raise ValueError(f"must be greater than 0, got {value}")
-        if decimal_places(value) > POINT_VALUE_SCALE:
-            raise ValueError(f"has more than {POINT_VALUE_SCALE} decimal places: {value}")
-        return value
+        return _point_value(value)
 
     @field_validator("tiers")
     @classmethod
@@ -371,6 +437,13 @@ class PartnersDirectory:
 
     coalition: CoalitionDeclaration
     programs: tuple[ProgramDeclaration, ...]
+    """The partners' programs (``kind: PARTNER``); the coalition point is ``coalition.point``."""
+
+    @property
+    def priced(self) -> tuple[ProgramDeclaration | PointDeclaration, ...]:
+        """Every program that rates join: the partners' and, if declared, the coalition point."""
+        point = self.coalition.point
+        return self.programs if point is None else (*self.programs, point)
 
 
 def _format_location(location: Iterable[int | str]) -> str:
@@ -481,23 +554,42 @@ def read_partners_directory(directory: Path, *, allow_inline_secrets: bool = Tru
         programs.append(program)
     if not programs:
         raise DeclarationError(directory, None, "declares no programs (*.toml)")
-    _check_references(seen, programs)
+    if coalition.point is not None:
+        if coalition.point.id in seen:
+            raise DeclarationError(
+                coalition_path,
+                "point.id",
+                f"{coalition.point.id!r} is also a program's id ({seen[coalition.point.id]})",
+            )
+        seen[coalition.point.id] = coalition_path
+    _check_references(seen, programs, coalition.point)
     return PartnersDirectory(coalition=coalition, programs=tuple(programs))
 
 
-def _check_references(paths: dict[str, Path], programs: list[ProgramDeclaration]) -> None:
+def _check_rates(paths: dict[str, Path], target: ProgramDeclaration | PointDeclaration, *, prefix: str = "") -> None:
+    """``target``'s rates come from other declared programs (the coalition point counts), one each."""
+    path = paths[target.id]
+    sources: set[str] = set()
+    for index, rate in enumerate(target.rates):
+        field = f"{prefix}rates[{index}].from"
+        if rate.source not in paths or rate.source == target.id:
+            raise DeclarationError(path, field, f"{rate.source!r} is not another declared program")
+        if rate.source in sources:
+            raise DeclarationError(path, field, f"a second rate from {rate.source!r}")
+        sources.add(rate.source)
+
+
+def _check_references(
+    paths: dict[str, Path], programs: list[ProgramDeclaration], point: PointDeclaration | None
+) -> None:
     """Rates and promotions name programs that exist; promotion and reward ids are unique."""
+    if point is not None:
+        _check_rates(paths, point, prefix="point.")
     promotion_ids: dict[str, Path] = {}
     reward_ids: dict[str, Path] = {}
     for program in programs:
         path = paths[program.id]
-        sources: set[str] = set()
-        for index, rate in enumerate(program.rates):
-            if rate.source not in paths or rate.source == program.id:
-                raise DeclarationError(path, f"rates[{index}].from", f"{rate.source!r} is not another declared program")
-            if rate.source in sources:
-                raise DeclarationError(path, f"rates[{index}].from", f"a second rate from {rate.source!r}")
-            sources.add(rate.source)
+        _check_rates(paths, program)
         for index, promotion in enumerate(program.promotions):
             for source in promotion.sources or ():
                 if source not in paths or source == program.id:

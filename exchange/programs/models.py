@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, UniqueConstraint
@@ -14,6 +15,14 @@ from exchange.money import POINT_VALUE_SCALE, Currency
 
 #: The longest name a program may give a tier.
 TIER_NAME_LENGTH = 60
+
+
+class ProgramKind(StrEnum):
+    """Whose points a program's are: a partner's (kept in its own points system, reached through
+    its connector) or the coalition point (kept by the exchange itself, in lots)."""
+
+    PARTNER = "PARTNER"
+    COALITION = "COALITION"
 
 
 class CoalitionSettings(SQLModel, table=True):
@@ -27,6 +36,14 @@ class CoalitionSettings(SQLModel, table=True):
     fee_percent: Decimal = Field(default=Decimal(0), sa_type=ExactNumeric(9, 4))
     fee_fixed: Decimal = Field(default=Decimal(0), sa_type=ExactNumeric(18, 4))
     tier_bonus_percent: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    point_program_id: str | None = Field(
+        default=None, max_length=64, description="The coalition point's program id, when one is declared."
+    )
+    point_expiry: str | None = Field(default=None, max_length=40, description="``PointExpiry`` of the point's lots.")
+    point_timezone: str | None = Field(default=None, max_length=64, description="The zone the expiry follows.")
+    point_breakage: str | None = Field(
+        default=None, max_length=20, description="``BreakageKeeper``: who keeps the value of expired points."
+    )
 
     @property
     def currency(self) -> Currency:
@@ -53,6 +70,8 @@ class Program(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)
     name: str = Field(max_length=80)
+    kind: str = Field(default=ProgramKind.PARTNER.value, max_length=20)
+    """``ProgramKind``: ``COALITION`` for the point the exchange keeps itself."""
     category: str = Field(max_length=20)
     point_name: str = Field(max_length=40)
     point_value: Decimal = Field(sa_type=ExactNumeric(18, POINT_VALUE_SCALE))

@@ -13,11 +13,12 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.errors import NotFound
-from exchange.programs.declarations import PartnersDirectory, ProgramDeclaration
+from exchange.programs.declarations import PartnersDirectory, PointDeclaration, ProgramDeclaration
 from exchange.programs.models import (
     CoalitionLevel,
     CoalitionSettings,
     Program,
+    ProgramKind,
     ProgramTier,
 )
 
@@ -39,6 +40,7 @@ class LoadReport:
 def _program_columns(declaration: ProgramDeclaration) -> dict[str, Any]:
     limits = declaration.limits
     return {
+        "kind": ProgramKind.PARTNER.value,
         "name": declaration.name,
         "category": declaration.category,
         "point_name": declaration.point_name,
@@ -57,12 +59,50 @@ def _program_columns(declaration: ProgramDeclaration) -> dict[str, Any]:
     }
 
 
+#: The coalition point's connector settings: no partner to call, the exchange keeps it.
+INTERNAL_CONNECTOR: dict[str, Any] = {"kind": "internal"}
+
+
+def _point_columns(point: PointDeclaration) -> dict[str, Any]:
+    """The coalition point as a program row: any amount, no caps, the exchange's own connector."""
+    return {
+        "kind": ProgramKind.COALITION.value,
+        "name": point.name,
+        "category": "coalition",
+        "point_name": point.point_name,
+        "point_value": point.point_value,
+        "minimum_points": 1,
+        "increment": 1,
+        "member_daily_cap": None,
+        "member_monthly_cap": None,
+        "member_yearly_cap": None,
+        "monthly_issue_budget": None,
+        "budget_monthly_issue": None,
+        "connector": INTERNAL_CONNECTOR,
+        "status_match": None,
+    }
+
+
 def _tier_rows(declaration: ProgramDeclaration) -> list[tuple[str, int]]:
     return [(tier.name, tier.level) for tier in declaration.tiers]
 
 
+def _declared_rows(directory: PartnersDirectory) -> list[tuple[str, dict[str, Any], list[tuple[str, int]]]]:
+    """Every program to load: (id, columns, tiers). The coalition point has one tier, the
+    ladder's entry level: it grants no status."""
+    rows = [
+        (declaration.id, _program_columns(declaration), _tier_rows(declaration)) for declaration in directory.programs
+    ]
+    point = directory.coalition.point
+    if point is not None:
+        entry = directory.coalition.ladder[0]
+        rows.append((point.id, _point_columns(point), [(entry.name, entry.level)]))
+    return rows
+
+
 async def _load_coalition(session: AsyncSession, directory: PartnersDirectory) -> None:
     coalition = directory.coalition
+    point = coalition.point
     await session.merge(
         CoalitionSettings(
             id=1,
@@ -71,6 +111,10 @@ async def _load_coalition(session: AsyncSession, directory: PartnersDirectory) -
             fee_percent=coalition.pricing.fee_percent,
             fee_fixed=coalition.pricing.fee_fixed,
             tier_bonus_percent=[str(percent) for percent in coalition.pricing.tier_bonus_percent],
+            point_program_id=point.id if point else None,
+            point_expiry=point.expiry.value if point else None,
+            point_timezone=point.timezone if point else None,
+            point_breakage=point.breakage.value if point else None,
         )
     )
     for entry in coalition.ladder:
@@ -89,27 +133,26 @@ async def load_partners(session: AsyncSession, directory: PartnersDirectory, now
     existing = {p.id: p for p in (await session.exec(select(Program)))}
     tiers = await tiers_by_program(session, existing)
 
-    for declaration in directory.programs:
-        columns = _program_columns(declaration)
-        program = existing.get(declaration.id)
+    for program_id, columns, tier_rows in _declared_rows(directory):
+        program = existing.get(program_id)
         if program is None:
-            session.add(Program(id=declaration.id, created_at=now, updated_at=now, **columns))
-            report.created.append(declaration.id)
-        elif columns == {key: getattr(program, key) for key in columns} and _tier_rows(declaration) == [
-            (tier.name, tier.level) for tier in tiers.get(declaration.id, [])
+            session.add(Program(id=program_id, created_at=now, updated_at=now, **columns))
+            report.created.append(program_id)
+        elif columns == {key: getattr(program, key) for key in columns} and tier_rows == [
+            (tier.name, tier.level) for tier in tiers.get(program_id, [])
         ]:
-            report.unchanged.append(declaration.id)
+            report.unchanged.append(program_id)
             continue
         else:
             for key, value in columns.items():
                 setattr(program, key, value)
             program.updated_at = now
-            report.updated.append(declaration.id)
+            report.updated.append(program_id)
         await session.flush()
-        await session.exec(delete(ProgramTier).where(col(ProgramTier.program_id) == declaration.id))
+        await session.exec(delete(ProgramTier).where(col(ProgramTier.program_id) == program_id))
         session.add_all(
-            ProgramTier(program_id=declaration.id, rank=rank, name=name, level=level)
-            for rank, (name, level) in enumerate(_tier_rows(declaration))
+            ProgramTier(program_id=program_id, rank=rank, name=name, level=level)
+            for rank, (name, level) in enumerate(tier_rows)
         )
     await session.flush()
     top = directory.coalition.top_level

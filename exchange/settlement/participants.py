@@ -1,9 +1,12 @@
-"""Who takes part in settlement: every partner's clearing account, and the exchange's fee account.
+"""Who takes part in settlement: every program's clearing account (the coalition point's too), and
+the exchange's fee and breakage accounts.
 
 A participant is named by its program id, or :data:`EXCHANGE` for the exchange itself (program
 ids are lowercase, so the name cannot clash). The exchange takes part in netting like any
 partner: it is owed the fees it earned, so that the net positions of all participants sum to
-exactly zero. In a partner's statement, the exchange is the counterparty of its fee lines.
+exactly zero. In a partner's statement, the exchange is the counterparty of its fee lines. The
+exchange also keeps the value of expired coalition points when it keeps breakage
+(``coalition-breakage``): it settles as the same participant.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from exchange.ledger.accounts import AccountKind, AccountRef, ChartOfAccounts
 from exchange.ledger.models import LedgerAccount
 
 EXCHANGE = "EXCHANGE"
-SETTLED_KINDS = (AccountKind.PARTNER_CLEARING, AccountKind.EXCHANGE_FEES)
+SETTLED_KINDS = (AccountKind.PARTNER_CLEARING, AccountKind.EXCHANGE_FEES, AccountKind.COALITION_BREAKAGE)
+_EXCHANGE_KINDS = (AccountKind.EXCHANGE_FEES, AccountKind.COALITION_BREAKAGE)
 
 
 def account_of(chart: ChartOfAccounts, participant: str) -> AccountRef:
@@ -26,7 +30,7 @@ def account_of(chart: ChartOfAccounts, participant: str) -> AccountRef:
 
 
 def participant_of(kind: str, program_id: str | None) -> str:
-    return EXCHANGE if kind == AccountKind.EXCHANGE_FEES else str(program_id)
+    return EXCHANGE if kind in _EXCHANGE_KINDS else str(program_id)
 
 
 async def settled_accounts(session: AsyncSession, currency: str) -> Mapping[int, str]:

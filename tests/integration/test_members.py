@@ -35,9 +35,15 @@ async def test_a_new_account_creates_the_member_and_the_same_account_finds_them_
         accounts = await members.linked_accounts(session, [alice.id])
     assert again.id == alice.id and alice.id.startswith("mbr_")
     assert again.created_at == NOW
-    [account] = accounts[alice.id]
+    coalition, account = accounts[alice.id]
     assert (account.program_id, account.member_ref, account.established_by) == ("wallet-pay", "alice", "assertion")
     assert account.linked_at == NOW
+    # Every member has an account at the coalition point, under their own id.
+    assert (coalition.program_id, coalition.member_ref, coalition.established_by) == (
+        "coalition",
+        alice.id,
+        "coalition",
+    )
 
 
 async def test_the_same_ref_at_two_programs_is_two_members(loaded: Database) -> None:
@@ -60,7 +66,7 @@ async def test_a_partner_sees_a_member_only_through_its_own_program(loaded: Data
         bob = await members.resolve_member_from_partner(session, "wallet-pay", "bob", NOW)
     async with loaded.transaction() as session:
         member, accounts = await members.get_member_linked_to(session, bob.id, "wallet-pay")
-        assert member.id == bob.id and [a.program_id for a in accounts] == ["wallet-pay"]
+        assert member.id == bob.id and [a.program_id for a in accounts] == ["coalition", "wallet-pay"]
         with pytest.raises(members.MemberNotLinked) as foreign:
             await members.get_member_linked_to(session, bob.id, "formosa-air")
         with pytest.raises(members.MemberNotLinked) as missing:
@@ -99,4 +105,5 @@ async def test_concurrent_first_assertions_for_one_account_make_one_member(pg_db
     assert len(set(ids)) == 1
     async with pg_db.transaction() as session:
         assert (await session.exec(select(func.count()).select_from(Member))).one() == 1
-        assert (await session.exec(select(func.count()).select_from(LinkedAccount))).one() == 1
+        # The account at wallet-pay, and the member's own at the coalition point.
+        assert (await session.exec(select(func.count()).select_from(LinkedAccount))).one() == 2

@@ -26,6 +26,7 @@ async def load(db: Database, directory: Path, now: datetime = NOW) -> service.Lo
 async def test_loading_creates_every_program_with_its_tiers(db: Database) -> None:
     report = await load(db, SAMPLE_PARTNERS)
     assert sorted(report.created) == [
+        "coalition",
         "formosa-air",
         "fresh-mart",
         "happy-card",
@@ -50,12 +51,17 @@ async def test_loading_creates_every_program_with_its_tiers(db: Database) -> Non
     assert by_id["formosa-air"].connector["timeout_seconds"] == "3"
     assert coalition.settings.settlement_currency == "TWD"
     assert [level.name for level in coalition.ladder] == ["Member", "Silver", "Gold", "Platinum", "Diamond"]
+    assert {program.id: program.kind for program in programs if program.kind != "PARTNER"} == {"coalition": "COALITION"}
+    assert by_id["coalition"].point_value == Decimal("1")
+    assert [(t.name, t.level) for t in tiers["coalition"]] == [("Member", 0)]
+    assert (coalition.settings.point_program_id, coalition.settings.point_timezone) == ("coalition", "Asia/Taipei")
+    assert coalition.settings.point_breakage == "operator"
 
 
 async def test_loading_again_changes_nothing(db: Database) -> None:
     await load(db, SAMPLE_PARTNERS)
     report = await load(db, SAMPLE_PARTNERS, NOW + timedelta(days=1))
-    assert (report.created, report.updated, len(report.unchanged)) == ([], [], 6)
+    assert (report.created, report.updated, len(report.unchanged)) == ([], [], 7)
     async with db.transaction() as session:
         assert (await service.get_program(session, "wallet-pay")).updated_at == NOW
 

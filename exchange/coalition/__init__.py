@@ -1,0 +1,1 @@
+"""The coalition point: a program the exchange issues and keeps itself (docs/COALITION.md)."""
