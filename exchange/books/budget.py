@@ -1,7 +1,8 @@
 """A program's issue spend against its declared monthly budget, and alerts at 80 % and 100 %.
 
-The spend of a period is the value of the points the program issued through the exchange in
-it (points × its point value, rounded once by ``ROUND_MONEY``). The budget is declared per
+The spend of a period is the value of what the program issued through the exchange in it: its
+own points issued (× its point value) and the coalition points it funded (× the coalition
+point's value), each rounded once by ``ROUND_MONEY``. The budget is declared per
 calendar month (``[budget] monthly_issue`` in ``partners/<program>.toml``); a settlement period
 of several months has that many months of budget.
 

@@ -67,7 +67,13 @@ _OUTSTANDING = text(
 _ACCOUNTS = text("SELECT kind, id FROM ledger_account WHERE program_id = :program")
 
 #: No account has this id (ids are positive): stands in for an account not opened yet.
-_NO_ACCOUNT = 0
+NO_ACCOUNT = 0
+
+
+async def program_accounts(session: AsyncSession, program_id: str) -> dict[str, int]:
+    """The ids of the program's ledger accounts, by kind (absent: not opened yet)."""
+    found = await session.exec(_ACCOUNTS, params={"program": program_id})  # type: ignore[call-overload]
+    return dict(found.all())
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +109,10 @@ class LedgerFigures:
 
 async def ledger_figures(session: AsyncSession, program_id: str, period: str) -> LedgerFigures:
     """The program's figures for ``period``: four small set-based queries."""
-    found = await session.exec(_ACCOUNTS, params={"program": program_id})  # type: ignore[call-overload]
-    accounts: dict[str, int] = dict(found.all())
+    accounts = await program_accounts(session, program_id)
 
     def account(kind: AccountKind) -> int:
-        return int(accounts.get(kind.value, _NO_ACCOUNT))
+        return int(accounts.get(kind.value, NO_ACCOUNT))
 
     points: dict[tuple[str, str, bool], int] = {}
     rows = await session.exec(  # type: ignore[call-overload]

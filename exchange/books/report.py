@@ -16,6 +16,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from exchange.books.budget import BudgetStatus
+from exchange.books.coalition import CoalitionFigures
 from exchange.books.figures import LedgerFigures
 from exchange.money import POINT_VALUE_SCALE, Currency
 
@@ -25,6 +26,29 @@ CSV_COLUMNS = ("partner", "period", "figure", "points", "amount", "currency")
 def value_of(points: int, point_value: Decimal, currency: Currency) -> int:
     """``points`` valued at ``point_value``, in minor units (``ROUND_MONEY``: half-even)."""
     return currency.to_minor(currency.round(Fraction(points) * Fraction(point_value)))
+
+
+@dataclass(frozen=True, slots=True)
+class CoalitionSide:
+    """The program's coalition figures, and what values them."""
+
+    figures: CoalitionFigures
+    point_value: Decimal
+    """The coalition point's declared value."""
+    breakage_kept_by: str
+    """Who keeps expired points' value: ``operator`` or ``funding-partners``."""
+
+    def points_lines(self) -> tuple[tuple[str, int | None], ...]:
+        figures = self.figures
+        return (
+            ("coalition_funded", figures.funded),
+            ("coalition_spent_at", figures.spent_at),
+            ("coalition_outstanding", figures.outstanding),
+            ("coalition_breakage", figures.breakage),
+            ("coalition_breakage_to_date", figures.breakage_to_date),
+            ("coalition_maturing", figures.maturing),
+            ("coalition_estimated_breakage", figures.estimated_breakage),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +63,8 @@ class PartnerBooks:
     figures: LedgerFigures
     budget: BudgetStatus | None
     """None when the program declares no issue budget."""
+    coalition: CoalitionSide | None
+    """None when the coalition declares no point (or for the point itself)."""
 
     def value(self, points: int) -> int:
         return value_of(points, self.point_value, self.currency)
@@ -90,6 +116,18 @@ class PartnerBooks:
         cost = self.cost_per_point
         yield (*base, "cost_per_point", "", "" if cost is None else str(cost), self.currency.code)
         yield (*base, "point_value", "", str(self.point_value), self.currency.code)
+        if self.coalition is not None:
+            side = self.coalition
+            for name, count in side.points_lines():
+                if count is None:
+                    yield (*base, name, "", "", self.currency.code)
+                else:
+                    amount = money(value_of(count, side.point_value, self.currency))
+                    yield (*base, name, str(count), str(amount), self.currency.code)
+            rate = side.figures.expiry_rate_shown
+            yield (*base, "coalition_expiry_rate", "", "" if rate is None else str(rate), "")
+            yield (*base, "coalition_point_value", "", str(side.point_value), self.currency.code)
+            yield (*base, "coalition_breakage_kept_by", "", side.breakage_kept_by, "")
         if self.budget is not None:
             yield (*base, "budget_percent_used", "", str(self.budget.percent_used), "")
             yield (*base, "budget_level", "", self.budget.level.value, "")

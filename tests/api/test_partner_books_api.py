@@ -17,6 +17,8 @@ BOOKS = f"""query($partner: ID!, $period: String!) {{ partnerBooks(partnerId: $p
   reversed {FIGURE} otherPoints {FIGURE} outstanding {FIGURE}
   moneyReceivedForIssued {{ amount }} moneyPaidForRedeemed {{ amount }} moneyNet {{ amount }}
   budget {{ budget {{ amount }} spend {{ amount }} percentUsed level }}
+  coalition {{ pointId pointValue breakageKeptBy expiryRate funded {FIGURE} spentAt {FIGURE} outstanding {FIGURE}
+    breakage {FIGURE} breakageToDate {FIGURE} maturing {FIGURE} estimatedBreakage {FIGURE} }}
 }} }}"""
 
 
@@ -66,6 +68,20 @@ async def test_a_partner_reads_its_own_books_and_csv_shows_the_same_figures(kit:
     assert exported["budget_percent_used"] == ("", books["budget"]["percentUsed"])
     assert exported["budget_level"] == ("", books["budget"]["level"])
     assert exported["point_value"] == ("", books["pointValue"])
+    coalition = books["coalition"]
+    assert coalition["pointId"] == "coalition" and coalition["breakageKeptBy"] == "operator"
+    for figure, field in (
+        ("coalition_funded", "funded"),
+        ("coalition_spent_at", "spentAt"),
+        ("coalition_outstanding", "outstanding"),
+        ("coalition_breakage", "breakage"),
+        ("coalition_breakage_to_date", "breakageToDate"),
+        ("coalition_maturing", "maturing"),
+    ):
+        assert exported[figure] == (str(coalition[field]["points"]), coalition[field]["value"]["amount"]), figure
+    assert coalition["estimatedBreakage"] is None and exported["coalition_estimated_breakage"] == ("", "")
+    assert coalition["expiryRate"] is None and exported["coalition_expiry_rate"] == ("", "")
+    assert exported["coalition_point_value"] == ("", coalition["pointValue"])
 
 
 async def test_staff_read_any_partners_books_with_the_cost_per_point(kit: ExchangeKit, last_month: str) -> None:

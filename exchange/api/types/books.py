@@ -17,6 +17,7 @@ from exchange.api.types.money import Money
 from exchange.api.types.settlement import STAFF_OR_OWNER
 from exchange.books.budget import BudgetLevel as BudgetLevelValue
 from exchange.books.budget import BudgetStatus
+from exchange.books.report import CoalitionSide, value_of
 from exchange.books.report import PartnerBooks as PartnerBooksValue
 from exchange.money import Currency
 
@@ -38,8 +39,67 @@ class PointsFigure:
     value: Money
 
     @classmethod
-    def of(cls, books: PartnerBooksValue, points: int) -> PointsFigure:
-        return cls(points=points, value=Money.of_minor(books.value(points), books.currency))
+    def of(cls, points: int, point_value: Decimal, currency: Currency) -> PointsFigure:
+        return cls(points=points, value=Money.of_minor(value_of(points, point_value, currency), currency))
+
+
+@authorize_fields(PUBLIC)
+@strawberry.type(
+    description="The program's side of the coalition point in the period. Movements (`funded`, `spentAt`) "
+    "are read from the ledger; what it funded that is outstanding or expired from the point's lots "
+    "(`funded_by` the program). Values are at the coalition point's value."
+)
+class CoalitionBooks:
+    point_id: strawberry.ID = strawberry.field(description="The coalition point's program id.")
+    point_value: Decimal = strawberry.field(description="Its declared value in the settlement currency.")
+    breakage_kept_by: str = strawberry.field(
+        description="Who keeps the value of expired points: `operator` or `funding-partners`."
+    )
+    funded: PointsFigure = strawberry.field(
+        description="Coalition points the program funded: its members converted its points into them."
+    )
+    spent_at: PointsFigure = strawberry.field(
+        description="Coalition points spent with the program (converted into its points, or paying for its "
+        "rewards), net of reversals: what it received from the coalition."
+    )
+    outstanding: PointsFigure = strawberry.field(
+        description="Of the coalition points it ever funded, those members still held at the period's end."
+    )
+    breakage: PointsFigure = strawberry.field(description="Of those it funded, the points that expired in the period.")
+    breakage_to_date: PointsFigure = strawberry.field(
+        description="Of those it funded, every point that expired up to the period's end."
+    )
+    maturing: PointsFigure = strawberry.field(description="Points of the lots it funded that expire in the period.")
+    expiry_rate: Decimal | None = strawberry.field(
+        description="The estimator: over every lot of the point whose expiry fell in the twelve months before the "
+        "period, the points that lapsed (a matured lot's unspent rest included) ÷ the points those lots held; six "
+        "decimals, half-even. Null when no lot matured then."
+    )
+    estimated_breakage: PointsFigure | None = strawberry.field(
+        description="expiryRate × maturing, half-even to whole points: the breakage to expect in the period."
+    )
+
+    @classmethod
+    def of(cls, side: CoalitionSide, currency: Currency) -> CoalitionBooks:
+        figures = side.figures
+
+        def points(count: int) -> PointsFigure:
+            return PointsFigure.of(count, side.point_value, currency)
+
+        estimate = figures.estimated_breakage
+        return cls(
+            point_id=strawberry.ID(figures.point_id),
+            point_value=side.point_value,
+            breakage_kept_by=side.breakage_kept_by,
+            funded=points(figures.funded),
+            spent_at=points(figures.spent_at),
+            outstanding=points(figures.outstanding),
+            breakage=points(figures.breakage),
+            breakage_to_date=points(figures.breakage_to_date),
+            maturing=points(figures.maturing),
+            expiry_rate=figures.expiry_rate_shown,
+            estimated_breakage=None if estimate is None else points(estimate),
+        )
 
 
 @authorize_fields(PUBLIC)
@@ -49,7 +109,9 @@ class PointsFigure:
 )
 class IssueBudget:
     budget: Money = strawberry.field(description="The period's budget.")
-    spend: Money = strawberry.field(description="The value of the points issued in the period: `issued.value`.")
+    spend: Money = strawberry.field(
+        description="The value of what the program issued in the period: `issued.value` + `coalition.funded.value`."
+    )
     percent_used: Decimal = strawberry.field(description="spend ÷ budget × 100, two decimals, half-even.")
     level: BudgetLevel
 
@@ -105,13 +167,16 @@ class PartnerBooks:
         description="moneyPaidForRedeemed ÷ redeemed points, six decimals, half-even; null when none were taken back."
     )
     budget: IssueBudget | None = strawberry.field(description="Null when the program declares no issue budget.")
+    coalition: CoalitionBooks | None = strawberry.field(
+        description="Its side of the coalition point; null when the coalition declares none (and for the point itself)."
+    )
 
     @classmethod
     def of(cls, books: PartnerBooksValue) -> PartnerBooks:
         figures, currency = books.figures, books.currency
 
         def points(count: int) -> PointsFigure:
-            return PointsFigure.of(books, count)
+            return PointsFigure.of(count, books.point_value, currency)
 
         return cls(
             partner_id=strawberry.ID(books.partner),
@@ -131,4 +196,5 @@ class PartnerBooks:
             money_net=Money.of_minor(figures.money_net, currency),
             cost_per_point=books.cost_per_point,
             budget=None if books.budget is None else IssueBudget.of(books.budget, currency),
+            coalition=None if books.coalition is None else CoalitionBooks.of(books.coalition, currency),
         )
