@@ -38,6 +38,9 @@ class CoalitionSide:
     breakage_kept_by: str
     """Who keeps expired points' value: ``operator`` or ``funding-partners``."""
 
+    def value(self, points: int, currency: Currency) -> int:
+        return value_of(points, self.point_value, currency)
+
     def points_lines(self) -> tuple[tuple[str, int | None], ...]:
         figures = self.figures
         return (
@@ -122,7 +125,7 @@ class PartnerBooks:
                 if count is None:
                     yield (*base, name, "", "", self.currency.code)
                 else:
-                    amount = money(value_of(count, side.point_value, self.currency))
+                    amount = money(side.value(count, self.currency))
                     yield (*base, name, str(count), str(amount), self.currency.code)
             rate = side.figures.expiry_rate_shown
             yield (*base, "coalition_expiry_rate", "", "" if rate is None else str(rate), "")

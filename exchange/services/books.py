@@ -26,6 +26,10 @@ class BooksService:
     calendar: SettlementCalendar
     clock: Clock
 
+    def current_period(self) -> str:
+        """The period under way, by the settlement calendar and this service's clock."""
+        return self.calendar.period_of(self.clock.now())
+
     async def partner_books(self, partner_id: str, period: str) -> PartnerBooks:
         """``partner_id``'s books of ``period`` (``YYYY-MM``; an open period's so far).
 
