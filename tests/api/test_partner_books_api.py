@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from typing import Any
 
 from exchange.auth.scopes import Role
+from exchange.conversions.clearing import conversion_transaction
+from exchange.ledger.accounts import ChartOfAccounts
+from exchange.ledger.posting import Ledger
+from exchange.testing.clock import FrozenClock
 from tests.api.conftest import ExchangeKit
 
 FIGURE = "{ points value { amount currency } }"
@@ -123,3 +128,28 @@ async def test_a_bad_period_or_unknown_program_is_a_typed_refusal(kit: ExchangeK
     ]
     missing = await kit.http.get("/settlement/books/no-such/2026-11.csv", headers={"authorization": f"Bearer {staff}"})
     assert missing.status_code == 404 and missing.json()["errors"][0]["extensions"]["field"] == "partnerId"
+
+
+async def test_totals_beyond_a_32_bit_int_are_served_whole(kit: ExchangeKit) -> None:
+    ledger = Ledger.for_settings(kit.settings, FrozenClock(datetime.now(UTC)))
+    async with kit.db.transaction() as session:
+        await ledger.post(
+            session,
+            conversion_transaction(
+                chart=ChartOfAccounts("TWD"),
+                transaction_id="t-huge",
+                conversion_id="huge",
+                source="harbor-bank",
+                target="fresh-mart",
+                points_in=3_000_000_000,
+                points_out=3_000_000_000,
+                money_value_minor=30_000_000_000,
+                fee_minor=0,
+                effective_at=datetime.now(UTC),
+            ),
+        )
+    staff = await kit.staff_token(Role.SETTLEMENT, "settlement:read")
+    period = ledger.calendar.period_of(datetime.now(UTC))
+    books = (await kit.data(BOOKS, staff, partner="fresh-mart", period=period))["partnerBooks"]
+    assert books["issued"] == {"points": 3_000_000_000, "value": {"amount": "300000000.00", "currency": "TWD"}}
+    assert books["budget"]["level"] == "EXHAUSTED"

@@ -13,6 +13,7 @@ from enum import Enum
 import strawberry
 
 from exchange.api.permissions import PUBLIC, authorize_fields
+from exchange.api.scalars import PointTotal
 from exchange.api.types.money import Money
 from exchange.api.types.settlement import STAFF_OR_OWNER
 from exchange.books.budget import BudgetLevel as BudgetLevelValue
@@ -35,12 +36,12 @@ class BudgetLevel(Enum):
     "(points × pointValue, half-even to the currency's minor unit)."
 )
 class PointsFigure:
-    points: int
+    points: PointTotal
     value: Money
 
     @classmethod
     def of(cls, points: int, point_value: Decimal, currency: Currency) -> PointsFigure:
-        return cls(points=points, value=Money.of_minor(value_of(points, point_value, currency), currency))
+        return cls(points=PointTotal(points), value=Money.of_minor(value_of(points, point_value, currency), currency))
 
 
 @authorize_fields(PUBLIC)
