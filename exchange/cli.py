@@ -288,17 +288,44 @@ def ledger() -> None:
 @ledger.command("verify")
 @reports_errors
 def ledger_verify() -> None:
-    """Recompute every transaction's sums, the hash chain and every account balance.
+    """Recompute every transaction's sums, the hash chain and every account balance, and check
+    the coalition point's lots against the ledger (printing its outstanding liability).
 
-    Exits 1, naming the first bad transaction, if anything is off.
+    Exits 1, naming the first bad transaction (or lot), if anything is off.
     """
-    verification = with_services(lambda services: services.settlement.verify_ledger())
-    if verification.problem is not None:
-        click.echo(f"ledger verification failed: {verification.problem}", err=True)
+    checked = with_services(lambda services: services.settlement.verify_ledger())
+    if checked.problem is not None:
+        click.echo(f"ledger verification failed: {checked.problem}", err=True)
         sys.exit(1)
+    verification = checked.verification
     click.echo(
         f"ledger verified: {verification.transactions} transactions, {verification.accounts} accounts, "
         f"chain head {verification.head_hash}"
+    )
+    if checked.point is not None:
+        rules, point = checked.point.rules, checked.point.check
+        click.echo(
+            f"coalition point {rules.program_id}: {point.outstanding} points outstanding, liability "
+            f"{rules.currency.from_minor(point.liability_minor)} {rules.currency.code} (lots agree with the ledger)"
+        )
+
+
+@main.group()
+def coalition() -> None:
+    """The coalition point the exchange issues (docs/COALITION.md)."""
+
+
+@coalition.command("expire")
+@reports_errors
+def coalition_expire() -> None:
+    """Expire the coalition points whose lots are due now and post their breakage to the ledger.
+
+    Idempotent: a second run expires nothing more. The gateway runs the same pass every
+    EXCHANGE_COALITION_EXPIRY_INTERVAL_SECONDS.
+    """
+    report = with_services(lambda services: services.coalition.expire())
+    click.echo(
+        f"{report.points} coalition points expired from {report.lots} lots in {report.transactions} ledger transactions"
     )
 
 

@@ -145,6 +145,12 @@ class Settings(BaseSettings):
         description="How often each gateway process reverses undelivered rewards and finishes "
         "redemptions left in doubt (0: never).",
     )
+    coalition_expiry_interval_seconds: float = Field(
+        default=3600,
+        ge=0,
+        description="How often each gateway process expires coalition points whose lots are due "
+        "and posts their breakage (0: never; `exchange coalition expire` does it on demand).",
+    )
     settlement_job_interval_seconds: float = Field(
         default=1,
         ge=0,

@@ -126,17 +126,17 @@ _OPERATION_ID = re.compile(OPERATION_ID_PATTERN)
 _MEMBER_REF = re.compile(MEMBER_REF_PATTERN)
 
 
-def _check_operation_id(value: str, name: str = "operation_id") -> None:
+def check_operation_id(value: str, name: str = "operation_id") -> None:
     if not _OPERATION_ID.match(value):
         raise ValueError(f"{name} {value!r} does not match {OPERATION_ID_PATTERN}")
 
 
-def _check_member_ref(value: str) -> None:
+def check_member_ref(value: str) -> None:
     if not _MEMBER_REF.match(value):
         raise ValueError(f"member_ref {value!r} does not match {MEMBER_REF_PATTERN}")
 
 
-def _check_points(value: int) -> None:
+def check_points(value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_POINTS:
         raise ValueError(f"points must be a whole number from 1 to {MAX_POINTS}, got {value!r}")
 
@@ -166,7 +166,7 @@ class ContractConnector:
         return await self.client.call(info, self.flavour.request(call, args), decode)
 
     async def account(self, member_ref: str) -> MemberAccount:
-        _check_member_ref(member_ref)
+        check_member_ref(member_ref)
 
         def read(reply: Reply, result: Any) -> MemberAccount:
             account = reply.parse(MemberAccount, result)
@@ -176,7 +176,7 @@ class ContractConnector:
         return await self._call(Call.ACCOUNT, {"member_ref": member_ref}, read)
 
     async def verify_member(self, member_ref: str, verification: str) -> bool:
-        _check_member_ref(member_ref)
+        check_member_ref(member_ref)
 
         def read(reply: Reply, result: Any) -> bool:
             answer = reply.parse(Verification, result)
@@ -195,9 +195,9 @@ class ContractConnector:
     async def _move(
         self, call: Call, kind: OperationKind, operation_id: str, member_ref: str, points: int
     ) -> Operation:
-        _check_operation_id(operation_id)
-        _check_member_ref(member_ref)
-        _check_points(points)
+        check_operation_id(operation_id)
+        check_member_ref(member_ref)
+        check_points(points)
 
         def read(reply: Reply, result: Any) -> Operation:
             operation = _operation(reply, result, operation_id, kind)
@@ -209,11 +209,11 @@ class ContractConnector:
         return await self._call(call, args, read)
 
     async def reverse(self, operation_id: str, reverses: str, points: int | None = None) -> Operation:
-        _check_operation_id(operation_id)
-        _check_operation_id(reverses, "reverses")
+        check_operation_id(operation_id)
+        check_operation_id(reverses, "reverses")
         args: dict[str, Any] = {"operation_id": operation_id, "reverses": reverses}
         if points is not None:
-            _check_points(points)
+            check_points(points)
             args["points"] = points
 
         def read(reply: Reply, result: Any) -> Operation:
@@ -226,8 +226,8 @@ class ContractConnector:
         return await self._call(Call.REVERSE, args, read)
 
     async def match_tier(self, operation_id: str, member_ref: str, tier: str, expires_at: datetime) -> Operation:
-        _check_operation_id(operation_id)
-        _check_member_ref(member_ref)
+        check_operation_id(operation_id)
+        check_member_ref(member_ref)
         if expires_at.tzinfo is None:
             raise ValueError("expires_at must be timezone-aware")
 
@@ -246,7 +246,7 @@ class ContractConnector:
         return await self._call(Call.MATCH_TIER, args, read)
 
     async def operation_status(self, operation_id: str) -> Operation | None:
-        _check_operation_id(operation_id)
+        check_operation_id(operation_id)
 
         def read(reply: Reply, result: Any) -> Operation | None:
             if result is None:

@@ -29,7 +29,7 @@ from exchange.connectors.rest import RestFlavour
 from exchange.connectors.retry import RetryPolicy
 from exchange.connectors.tokens import ClientCredentials, TokenCache
 from exchange.programs.declarations import ConnectorDeclaration
-from exchange.programs.models import Program
+from exchange.programs.models import Program, ProgramKind
 from exchange.programs.secrets import SecretUnavailable, client_secret
 from exchange.settings import Settings
 
@@ -70,10 +70,15 @@ class ConnectorRegistry:
         timer: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = random_module.random,
+        coalition: Callable[[Program], PartnerConnector] | None = None,
     ) -> None:
         """``environ`` resolves ``client_secret_env``; ``timer``, ``sleep`` and ``random``
-        drive token expiry, the breaker and retry backoff (tests pass fakes)."""
+        drive token expiry, the breaker and retry backoff (tests pass fakes). ``coalition``
+        builds the connector of the coalition point (a program of kind ``COALITION``), which
+        the exchange serves itself."""
         self.settings = settings
+        self._coalition = coalition
+        self._internal: dict[str, PartnerConnector] = {}
         self.base_urls = dict(base_urls or {})
         self._environ = environ
         self._timer = timer
@@ -104,15 +109,30 @@ class ConnectorRegistry:
         return connector
 
     def sign_in_url(self, program: Program) -> str | None:
-        """Where the program's partner signs members in for the portal, if it does."""
+        """Where the program's partner signs members in for the portal, if it does (the
+        coalition point has no partner to sign members in)."""
+        if program.kind == ProgramKind.COALITION:
+            return None
         declaration = ConnectorDeclaration.model_validate(program.connector)
         if program.id in self.base_urls:
             declaration = with_base_url(declaration, self.base_urls[program.id])
         return declaration.sign_in_url
 
     def for_program(self, program: Program) -> PartnerConnector:
-        """The connector of a loaded program, from its stored connector settings."""
+        """The connector of a loaded program, from its stored connector settings; the
+        coalition point's is the exchange's own."""
+        if program.kind == ProgramKind.COALITION:
+            return self._coalition_connector(program)
         return self.connector(program.id, program.connector)
+
+    def _coalition_connector(self, program: Program) -> PartnerConnector:
+        if self._coalition is None:
+            raise PartnerNotConfigured(
+                f"this process serves no coalition point ({program.id})", program_id=program.id, call="configure"
+            )
+        if program.id not in self._internal:
+            self._internal[program.id] = self._coalition(program)
+        return self._internal[program.id]
 
     def _secret(self, program_id: str, config: ConnectorDeclaration) -> str:
         """The client secret, read when the connector is built (a secret file: on first use

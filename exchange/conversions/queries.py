@@ -72,3 +72,10 @@ async def count_pending(session: AsyncSession) -> int:
     """Conversions not final yet."""
     statement = select(func.count()).select_from(Conversion).where(Conversion.status == ConversionStatus.PENDING)
     return (await session.exec(statement)).one()
+
+
+async def source_program(session: AsyncSession, conversion_id: str) -> str | None:
+    """The program a conversion takes points from (``None``: no conversion has this id): what
+    funds the coalition points it credits."""
+    row = (await session.exec(select(Conversion.from_program).where(Conversion.id == conversion_id))).first()
+    return row

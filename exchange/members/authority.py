@@ -7,6 +7,9 @@ that partner (:mod:`exchange.members.consents`), bound to the member, the progra
 points, and used once. Reading is not spending: any linked partner's token shows the federated
 view, quotes, redemption prices and status-match previews, and links accounts.
 
+The coalition point is the exception: the exchange holds it for the member, no partner does,
+so any member token of theirs spends it (``DebitAuthority.exchange_held``).
+
 Without the rule, a partner could mint tokens that convert its members' points held at other
 programs into its own, and be paid for them at settlement.
 """
@@ -64,10 +67,15 @@ class AuthorityRequired(ExchangeError):
 @dataclass(frozen=True, slots=True)
 class DebitAuthority:
     """The authority a member's request carries: the program whose partner asserted its
-    token, and the secret of a consent the request presents (if any)."""
+    token, and the secret of a consent the request presents (if any).
+
+    ``exchange_held`` names the programs whose points the exchange itself holds for the member
+    (the coalition point): no partner holds them, so any token of the member's spends them.
+    """
 
     asserted_by: str
     consent: str | None = None
+    exchange_held: frozenset[str] = frozenset()
 
 
 def require_own_assertion(asserted_by: str, program: str, *, field: str) -> None:
@@ -78,9 +86,10 @@ def require_own_assertion(asserted_by: str, program: str, *, field: str) -> None
 
 def require_authority(authority: DebitAuthority, program: str, *, field: str) -> None:
     """Refuse at once a debit of ``program`` that can have no authority: a token another program
-    asserted, and no consent. A presented consent is checked where it is used
-    (:func:`consent_refusal`, in the unit of work that records the debit)."""
-    if authority.consent is None:
+    asserted, and no consent (points the exchange holds itself need neither). A presented
+    consent is checked where it is used (:func:`consent_refusal`, in the unit of work that
+    records the debit)."""
+    if authority.consent is None and program not in authority.exchange_held:
         require_own_assertion(authority.asserted_by, program, field=field)
 
 

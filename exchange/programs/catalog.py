@@ -31,6 +31,12 @@ class Catalog:
         """The settlement currency."""
         return self.coalition.currency
 
+    @property
+    def exchange_held(self) -> frozenset[str]:
+        """The programs whose points the exchange holds itself: the coalition point, if declared."""
+        point = self.coalition.point_program_id
+        return frozenset() if point is None else frozenset({point})
+
     def program(self, program_id: str, *, field: str = "id") -> Program:
         """The program, or ``NOT_FOUND`` naming ``field``."""
         program = self.programs.get(program_id)

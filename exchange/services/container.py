@@ -12,13 +12,16 @@ from datetime import timedelta
 
 from exchange.auth.keys import SigningKeys
 from exchange.clock import Clock, SystemClock
+from exchange.connectors.coalition import CoalitionConnector
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.conversions import queries as conversion_queries
 from exchange.conversions.quoting import Quoting
 from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.federation.accounts import Federation
 from exchange.jobs import PeriodicJob
+from exchange.ledger.posting import Ledger
 from exchange.loading import PartnersLoaded
 from exchange.members.consents import DebitConsents
 from exchange.observability.metrics import SagaFigures
@@ -32,6 +35,7 @@ from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.access import AccessService
 from exchange.services.books import BooksService
 from exchange.services.catalog import CatalogService
+from exchange.services.coalition import CoalitionService
 from exchange.services.conversions import ConversionService
 from exchange.services.matches import StatusMatchService
 from exchange.services.members import MemberService
@@ -66,6 +70,7 @@ class Services:
     access: AccessService
     people: PeopleService
     portal: PortalSignInService
+    coalition: CoalitionService
 
     @property
     def sagas(self) -> list[Saga]:  # type: ignore[type-arg]
@@ -93,6 +98,7 @@ class Services:
             ),
             PeriodicJob("redemptions", settings.redemption_interval_seconds, RedemptionJob(self.rewards.saga).run_once),
             PeriodicJob("settlement-jobs", settings.settlement_job_interval_seconds, self.settlement.run_jobs),
+            PeriodicJob("coalition-expiry", settings.coalition_expiry_interval_seconds, self.coalition.run_once),
         ]
 
     async def aclose(self) -> None:
@@ -111,7 +117,12 @@ def build_services(
     clock = clock or SystemClock()
     db = Database.from_url(settings.database_url)
     # The process environment holds partners' client secrets (``client_secret_env``).
-    connectors = ConnectorRegistry(settings, environ=os.environ, base_urls=partner_base_urls)
+    connectors = ConnectorRegistry(
+        settings,
+        environ=os.environ,
+        base_urls=partner_base_urls,
+        coalition=lambda program: CoalitionConnector(program.id, db, clock, conversion_queries.source_program),
+    )
     cache = CatalogCache(db, ttl=settings.catalog_cache_seconds)
     federation = Federation(
         db,
@@ -165,6 +176,7 @@ def build_services(
             exchange_url=settings.issuer_url,
             timeouts=people.timeouts,
         ),
+        coalition=CoalitionService(db, Ledger.for_settings(settings, clock), clock),
     )
 
 

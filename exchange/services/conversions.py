@@ -56,13 +56,17 @@ class ConversionService:
         """Run the caller's quote as a conversion, as far as it goes now; the same ``key``
         returns the same conversion. The source program's points are debited only under its
         authority: the caller's token asserted by it, or ``consent`` given through it. The saga
-        reads the quote and the member's links in the statement that starts it."""
+        reads the quote and the member's links in the statement that starts it. Coalition points
+        need no partner's authority: the exchange holds them for the member."""
+        loaded = await self.saga.catalog.get()
         return await self.saga.execute(
             ExecuteRequest(
                 member_id=member_of(caller),
                 quote_id=quote_id,
                 idempotency_key=idempotency_key(key),
-                authority=DebitAuthority(asserted_by=str(caller.asserted_by), consent=consent),
+                authority=DebitAuthority(
+                    asserted_by=str(caller.asserted_by), consent=consent, exchange_held=loaded.exchange_held
+                ),
             )
         )
 

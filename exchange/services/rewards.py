@@ -74,14 +74,17 @@ class RewardService:
         paying program's points are debited only under its authority: the caller's token
         asserted by it, or ``consent`` given through it. An unknown ``pay_with`` is not found
         before anything else."""
-        (await self.catalog.get()).program(pay_with, field="payWith")
+        loaded = await self.catalog.get()
+        loaded.program(pay_with, field="payWith")
         return await self.saga.redeem(
             RedeemRequest(
                 member_id=member_of(caller),
                 reward_id=reward_id,
                 pay_with=pay_with,
                 idempotency_key=idempotency_key(key),
-                authority=DebitAuthority(asserted_by=str(caller.asserted_by), consent=consent),
+                authority=DebitAuthority(
+                    asserted_by=str(caller.asserted_by), consent=consent, exchange_held=loaded.exchange_held
+                ),
             )
         )
 

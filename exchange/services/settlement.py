@@ -11,6 +11,8 @@ from joserfc.jwk import RSAKey
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
+from exchange.coalition.rules import declared_point
+from exchange.coalition.verify import check_point
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.errors import ExchangeError
@@ -21,6 +23,7 @@ from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import Verification, verify_ledger
 from exchange.money import Currency
 from exchange.programs.service import get_coalition
+from exchange.services.coalition import PointStanding
 from exchange.settings import Settings
 from exchange.settlement import closing, jobs, overview, reconciliation, signoff, statements
 from exchange.settlement.breaks import (
@@ -45,6 +48,21 @@ from exchange.settlement.models import (
 from exchange.settlement.overview import PartnerPeriod
 from exchange.settlement.positions import position_of
 from exchange.settlement.records import ByteSource
+
+
+@dataclass(frozen=True)
+class LedgerCheck:
+    """``exchange ledger verify``: the ledger's own checks, and the coalition point's (if declared)."""
+
+    verification: Verification
+    point: PointStanding | None
+
+    @property
+    def problem(self) -> str | None:
+        """The first problem: the ledger's, else the point's."""
+        if self.verification.problem is not None:
+            return str(self.verification.problem)
+        return None if self.point is None else self.point.check.problem
 
 
 @dataclass(frozen=True)
@@ -291,10 +309,14 @@ class SettlementService:
             done.resolved, done.unchanged, ReconciliationView(done.reconciliation, done.unresolved, currency)
         )
 
-    async def verify_ledger(self) -> Verification:
-        """Recompute everything the ledger claims; the first problem, if any."""
+    async def verify_ledger(self) -> LedgerCheck:
+        """Recompute everything the ledger claims, then check the coalition point's lots against
+        it (docs/COALITION.md); the first problem, if any, and the point's liability."""
         async with self.db.transaction() as session:
-            return await verify_ledger(session)
+            verification = await verify_ledger(session)
+            rules = await declared_point(session)
+            point = None if rules is None else PointStanding(rules, await check_point(session, rules))
+        return LedgerCheck(verification, point)
 
     async def position(self, participant: str, period: str) -> PositionView:
         """A participant's position in a closed period, and its sign-off."""

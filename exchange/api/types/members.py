@@ -46,6 +46,9 @@ MEMBER_RULE: Rule = own_member(source("id")) | (requires(Scope.PARTNER_READ) & o
 class LinkMethod(Enum):
     ASSERTION = LinkMethodValue.ASSERTION.value
     VERIFIED = LinkMethodValue.VERIFIED.value
+    COALITION = strawberry.enum_value(
+        LinkMethodValue.COALITION.value, description="The member's own account at the coalition point."
+    )
 
 
 @authorize_fields(LINKED_ACCOUNT_RULE)
@@ -78,6 +81,17 @@ class LinkedAccount:
         )
 
 
+@authorize_fields(own_member(source("member_id")))
+@strawberry.type(description="Coalition points of a member's balance that expire together.")
+class ExpiringCoalitionPoints:
+    points: int = strawberry.field(description="How many.")
+    expires_at: datetime = strawberry.field(
+        description="The instant they expire: 00:00 on 1 January in the point's time zone (spendable "
+        "until just before)."
+    )
+    member_id: strawberry.Private[str]
+
+
 @authorize_fields(MEMBER_RULE)
 @strawberry.type(description="A member of the exchange.")
 class Member:
@@ -105,6 +119,19 @@ class Member:
 
         views = await info.context.services.members.accounts(str(self.id), self.link_rows, self.activity)
         return [Account.from_view(view) for view in views]
+
+    @strawberry.field(
+        description="The member's coalition points by when they expire, soonest first: one entry per "
+        "lot date (points earned in one year expire together at the end of the next). Only the member "
+        "sees this.",
+        extensions=[authorize(own_member(source("id")))],
+    )
+    async def expiring_points(self, info: Info[Context, None]) -> list[ExpiringCoalitionPoints] | None:
+        lots = await info.context.services.coalition.expiring_points(info.context.caller())
+        return [
+            ExpiringCoalitionPoints(points=lot.points, expires_at=lot.expires_at, member_id=str(self.id))
+            for lot in lots
+        ]
 
     @strawberry.field(
         description="The member's coalition level: the highest among their accounts' current tiers.",

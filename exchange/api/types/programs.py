@@ -30,6 +30,7 @@ from exchange.auth.scopes import Scope
 from exchange.members.models import MEMBER_REF_MAX_LENGTH
 from exchange.programs.models import CoalitionLevel, ProgramTier
 from exchange.programs.models import Program as ProgramRow
+from exchange.programs.models import ProgramKind as ProgramKindValue
 from exchange.programs.service import CoalitionView
 
 #: A program's own partner, and settlement staff and admins, may read its pricing.
@@ -47,6 +48,18 @@ class ProgramCategory(Enum):
     MUSIC = "music"
     AIRLINE = "airline"
     HOTEL = "hotel"
+    COALITION = "coalition"
+
+
+@strawberry.enum(description="Whose points a program's are.")
+class ProgramKind(Enum):
+    PARTNER = strawberry.enum_value(
+        ProgramKindValue.PARTNER.value, description="A partner's: kept in its own points system."
+    )
+    COALITION = strawberry.enum_value(
+        ProgramKindValue.COALITION.value,
+        description="The coalition point: issued and kept by the exchange itself, in lots that expire.",
+    )
 
 
 @authorize_fields(PUBLIC)
@@ -91,10 +104,11 @@ class ConversionLimits:
 
 
 @authorize_fields(PUBLIC)
-@strawberry.type(description="A partner's loyalty program in the coalition.")
+@strawberry.type(description="A loyalty program in the coalition: a partner's, or the coalition point.")
 class Program:
     id: strawberry.ID = strawberry.field(description="Stable program id, e.g. `formosa-air`.")
     name: str = strawberry.field(description="Display name.")
+    kind: ProgramKind = strawberry.field(description="A partner's program, or the coalition point.")
     category: ProgramCategory
     point_name: str = strawberry.field(description="What the program calls one point.")
     point_value: Decimal = strawberry.field(
@@ -158,6 +172,7 @@ class Program:
         return cls(
             id=strawberry.ID(row.id),
             name=row.name,
+            kind=ProgramKind(row.kind),
             category=ProgramCategory(row.category),
             point_name=row.point_name,
             point_value=row.point_value,
@@ -178,11 +193,36 @@ class Coalition:
     settlement_currency: str = strawberry.field(description="ISO 4217 code of the currency partners settle in.")
     currency_minor_units: int = strawberry.field(description="Digits of its minor unit.")
     ladder: list[CoalitionTierLevel] = strawberry.field(description="The tier ladder, level 0 first.")
+    point: CoalitionPoint | None = strawberry.field(
+        description="The coalition point the exchange issues (null: none is declared)."
+    )
 
     @classmethod
     def from_view(cls, view: CoalitionView) -> Coalition:
+        settings = view.settings
         return cls(
-            settlement_currency=view.settings.settlement_currency,
-            currency_minor_units=view.settings.currency_minor_units,
+            settlement_currency=settings.settlement_currency,
+            currency_minor_units=settings.currency_minor_units,
             ladder=[CoalitionTierLevel.from_row(level) for level in view.ladder],
+            point=None
+            if settings.point_program_id is None
+            else CoalitionPoint(
+                program_id=strawberry.ID(settings.point_program_id),
+                expiry=str(settings.point_expiry),
+                timezone=str(settings.point_timezone),
+                breakage=str(settings.point_breakage),
+            ),
         )
+
+
+@authorize_fields(PUBLIC)
+@strawberry.type(description="The coalition point's rules, as declared in coalition.toml.")
+class CoalitionPoint:
+    program_id: strawberry.ID = strawberry.field(description="Its program (`programs` shows it as `COALITION`).")
+    expiry: str = strawberry.field(
+        description="When a lot expires: `end-of-next-year` (the end of the year after it was earned)."
+    )
+    timezone: str = strawberry.field(description="The time zone whose calendar the expiry follows.")
+    breakage: str = strawberry.field(
+        description="Who keeps the value of expired points: `operator` or `funding-partners`."
+    )
