@@ -13,7 +13,10 @@ from fractions import Fraction
 import pytest
 from sqlmodel import func, select
 
+from exchange.coalition import lots
+from exchange.coalition.expiry import expire_batch
 from exchange.coalition.models import CoalitionDraw, CoalitionExpiry, CoalitionLot, CoalitionOperation
+from exchange.coalition.rules import point_rules
 from exchange.conversions.clearing import conversion_transaction
 from exchange.ledger.posting import Leg, TransactionRequest
 from exchange.members.models import Member
@@ -211,3 +214,39 @@ async def test_the_breakage_estimate_applies_the_trailing_expiry_rate_to_the_lot
         "the window has moved past lots 1 and 2; lot 3's unspent 3,000 count as lapsed"
     )
     assert (await books.partner_books("formosa-air", "2025-10")).coalition.figures.expiry_rate is None  # type: ignore[union-attr]
+
+
+async def test_the_books_follow_lots_the_point_itself_spends_reverses_and_expires(
+    settlement: SettlementService, books: BooksService
+) -> None:
+    """Through the point's own lots and expiry job: Formosa Air's lot is partly spent, part of
+    the spend reversed, and the rest lapses at the first instant of 2027 in Taipei."""
+    earned, spent = datetime(2025, 6, 1, tzinfo=TAIPEI), datetime(2026, 3, 1, tzinfo=TAIPEI)
+    async with settlement.db.transaction() as session:
+        rules = await point_rules(session)
+        session.add(Member(id="m-2", created_at=earned))
+        await session.flush()
+        for funder, points in (("formosa-air", 1_000), ("wallet-pay", 500)):
+            await lots.credit(
+                session,
+                rules,
+                operation_id=f"{funder}:credit",
+                member_ref="m-2",
+                points=points,
+                funded_by=funder,
+                now=earned,
+            )
+        await lots.debit(session, operation_id="spend:debit", member_ref="m-2", points=700, now=spent)
+        await lots.reverse(session, operation_id="spend:reverse-debit", reverses="spend:debit", points=100, now=spent)
+        held = await lots.outstanding(session)
+    december = [await books.partner_books(funder, "2026-12") for funder in ("formosa-air", "wallet-pay")]
+    assert [side.coalition.figures.outstanding for side in december if side.coalition] == [400, 500]
+    assert sum(side.coalition.figures.outstanding for side in december if side.coalition) == held
+    async with settlement.db.transaction() as session:
+        batch = await expire_batch(session, rules, settlement.ledger, now=LAPSES_2027, limit=100)
+    assert batch.points == 900
+    january = (await books.partner_books("formosa-air", "2027-01")).coalition
+    assert january is not None
+    assert (january.figures.breakage, january.figures.breakage_to_date, january.figures.outstanding) == (400, 400, 0)
+    assert january.figures.maturing == 1_000 and january.figures.expiry_rate is None, "nothing matured in 2026"
+    assert (await books.partner_books("formosa-air", "2026-12")).coalition.figures.breakage == 0  # type: ignore[union-attr]
