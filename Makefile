@@ -28,8 +28,14 @@ I18N := exchange/web/i18n
 demo: $(INSTALLED)
 	$(BIN)/exchange demo
 
+# The whole suite runs as two pytest processes side by side (tests/run_in_parallel.py says why);
+# with PYTEST_ARGS, one pytest runs exactly what they name.
 test: $(INSTALLED) system-packages $(AUDIT) lint
+ifeq ($(strip $(PYTEST_ARGS)),)
+	$(BIN)/python tests/run_in_parallel.py
+else
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+endif
 
 # Lint, formatting and types: ruff's rules and mypy's as pyproject.toml chooses them, zero findings.
 # mypy checks what [tool.mypy] names and keeps an incremental cache in .mypy_cache/.

@@ -44,6 +44,22 @@ class ErrorCode(StrEnum):
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 
+#: The HTTP status of a refusal answered outside GraphQL (file routes, web pages) when it is
+#: not 400: GraphQL answers 200 with ``extensions.code``, plain HTTP needs a status too.
+_HTTP_STATUSES = {
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.PERIOD_CLOSED: 409,
+    ErrorCode.PERIOD_NOT_CLOSED: 409,
+    ErrorCode.UNRESOLVED_BREAKS: 409,
+    ErrorCode.IDEMPOTENCY_CONFLICT: 409,
+}
+
+
+def http_status(code: ErrorCode) -> int:
+    """The HTTP status a refusal with ``code`` answers with over plain HTTP."""
+    return _HTTP_STATUSES.get(code, 400)
+
+
 class ExchangeError(Exception):
     """An expected failure with a client-facing code, message and (optionally) field.
 

@@ -24,19 +24,12 @@ from exchange.api.inputs import ID_LENGTH
 from exchange.api.permissions import Rule
 from exchange.api.refusals import refusal
 from exchange.auth.principal import Principal
-from exchange.errors import ErrorCode, ExchangeError
+from exchange.errors import ErrorCode, ExchangeError, http_status
 from exchange.services.settlement import ReconciliationView, SettlementService
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem
 
 PATH = "/settlement/records/{partner_id}/{period}"
-#: The HTTP status of each code a domain refusal can carry here (others are 400).
-_STATUSES = {
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.PERIOD_CLOSED: 409,
-    ErrorCode.PERIOD_NOT_CLOSED: 409,
-    ErrorCode.UNRESOLVED_BREAKS: 409,
-}
 
 
 def summary(view: ReconciliationView) -> dict[str, Any]:
@@ -80,7 +73,7 @@ def domain_refusal(request: Request, refused: ExchangeError) -> Response:
     """A domain refusal as the route's answer: its code's HTTP status, GraphQL's error shape."""
     extensions = refused.extensions()
     code = ErrorCode(extensions.pop("code"))
-    return refusal(request.headers, _STATUSES.get(code, 400), refused.message, code=code, **extensions)
+    return refusal(request.headers, http_status(code), refused.message, code=code, **extensions)
 
 
 class RecordsUpload:

@@ -59,14 +59,6 @@ from exchange.settlement.reconciliation import current_reconciliation, get_recon
 ADJUSTMENT_KIND = "adjustment"
 MAX_REASON = 500
 
-COUNTERPARTIES = text(
-    f"""
-    SELECT DISTINCT spokes.spoke_account, spokes.hub_account
-      FROM ({SPOKES_OF_ACCOUNT}) spokes JOIN ledger_transaction t ON t.seq = spokes.transaction_seq
-     WHERE t.reference = :reference
-    """
-)
-
 
 @dataclass(frozen=True)
 class ResolveRequest:
@@ -99,19 +91,12 @@ def default_amount(row: _Amounts) -> int | None:
 
 
 async def _default_counterparty(
-    session: AsyncSession, row: ReconciliationBreak, period: str, currency: Currency, account: int
+    session: AsyncSession, row: ReconciliationBreak, reconciliation: Reconciliation, currency: Currency
 ) -> str | None:
     if row.counterparty is not None:
         return row.counterparty
-    accounts = await settled_accounts(session, currency.code)
-    found = {
-        accounts[hub if spoke == account else spoke]
-        for spoke, hub in await session.exec(  # type: ignore[call-overload]
-            COUNTERPARTIES,
-            params={"period": period, "unit": currency.code, "reference": row.reference, "account": account},
-        )
-    }
-    return found.pop() if len(found) == 1 else None
+    ledgers = await _ledger_counterparties(session, reconciliation, currency, break_id=row.id)
+    return ledgers.get(row.reference)
 
 
 async def _adjustment(
@@ -122,7 +107,6 @@ async def _adjustment(
     currency: Currency,
 ) -> tuple[int, str]:
     """The adjustment's amount and counterparty: as asked, or by default; checked."""
-    chart = ChartOfAccounts(currency.code)
     partner = reconciliation.partner
     try:
         amount = currency.to_minor(request.amount) if request.amount is not None else default_amount(row)
@@ -132,13 +116,7 @@ async def _adjustment(
         raise BadAdjustment(
             f"break {row.id} ({row.kind}) needs the adjustment's non-zero amount", field="adjustment.amount"
         )
-    counterparty = request.counterparty
-    if counterparty is None:
-        account = (
-            await session.exec(select(LedgerAccount.id).where(LedgerAccount.code == chart.clearing(partner).code))
-        ).one()
-        assert account is not None
-        counterparty = await _default_counterparty(session, row, reconciliation.period, currency, account)
+    counterparty = request.counterparty or await _default_counterparty(session, row, reconciliation, currency)
     if counterparty is None:
         raise BadAdjustment(
             f"name the adjustment's counterparty: break {row.id}'s reference {row.reference!r} does not say who it is",
@@ -248,7 +226,8 @@ MAX_SELECTED_IDS = 10_000
 #: Break ids per statement, and adjustments per posting batch.
 BATCH = 5_000
 #: The ledger's one counterparty of each reference of the reconciliation's breaks whose line
-#: names none (``others`` > 1: the reference's transactions have several).
+#: names none (``others`` > 1: the reference's transactions have several); of one break's
+#: reference when ``break_id`` is given (``COALESCE`` lets PostgreSQL type a NULL parameter).
 LEDGER_COUNTERPARTIES = text(
     f"""
     SELECT t.reference,
@@ -256,7 +235,8 @@ LEDGER_COUNTERPARTIES = text(
            count(DISTINCT CASE WHEN s.spoke_account = :account THEN s.hub_account ELSE s.spoke_account END) AS others
       FROM ({SPOKES_OF_ACCOUNT}) s JOIN ledger_transaction t ON t.seq = s.transaction_seq
      WHERE t.reference IN (SELECT b.reference FROM reconciliation_break b
-                            WHERE b.reconciliation_id = :reconciliation AND b.counterparty IS NULL)
+                            WHERE b.reconciliation_id = :reconciliation AND b.counterparty IS NULL
+                              AND b.id = COALESCE(:break_id, b.id))
      GROUP BY t.reference
     """
 )
@@ -466,7 +446,7 @@ async def _adjust(
 
 
 async def _ledger_counterparties(
-    session: AsyncSession, reconciliation: Reconciliation, currency: Currency
+    session: AsyncSession, reconciliation: Reconciliation, currency: Currency, *, break_id: int | None = None
 ) -> dict[str, str]:
     """Each reference (of the reconciliation's breaks whose line names no counterparty) whose
     ledger transactions have exactly one counterparty, with it."""
@@ -484,6 +464,7 @@ async def _ledger_counterparties(
             "unit": currency.code,
             "account": account,
             "reconciliation": reconciliation.id,
+            "break_id": break_id,
         },
     )
     return {reference: accounts[other] for reference, other, others in rows if others == 1}

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from exchange.auth.scopes import Scope
-from exchange.errors import BadUserInput, ErrorCode, ExchangeError
+from exchange.errors import BadUserInput, ErrorCode, ExchangeError, http_status
 from exchange.services.settlement import SettlementService
 from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
 from exchange.settlement.models import BreakKind, JobState, Resolution
@@ -41,19 +41,6 @@ BREAKS_PAGE = 50
 TRAIL_LENGTH = 50
 BREAK_KINDS = [kind for kind in BreakKind if kind is not BreakKind.MATCHED]
 DOWNLOADS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "jws": "application/jose"}
-_STATUSES = {
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.PERIOD_CLOSED: 409,
-    ErrorCode.PERIOD_NOT_CLOSED: 409,
-    ErrorCode.UNRESOLVED_BREAKS: 409,
-    ErrorCode.IDEMPOTENCY_CONFLICT: 409,
-}
-
-
-def status_of(refused: ExchangeError) -> int:
-    return _STATUSES.get(refused.code, 400)
-
-
 #: How long a path parameter may be; any other is refused before a service sees it.
 PATH_LIMITS = {"period": 7, "partner": 64, "participant": 64, "job_id": 36, "form": 8}
 
@@ -128,7 +115,10 @@ class SettlementConsole:
 
     def _problem(self, request: Request, refused: ExchangeError) -> Response:
         return self.pages.render(
-            request, "console/settlement/problem.html", {"message": refused.message}, status_code=status_of(refused)
+            request,
+            "console/settlement/problem.html",
+            {"message": refused.message},
+            status_code=http_status(refused.code),
         )
 
     # Periods and closing
@@ -144,7 +134,7 @@ class SettlementConsole:
                 "error": error.message if error else None,
                 "can_write": WRITES.allows(visitor_of(request).principal),
             },
-            status_code=status_of(error) if error else 200,
+            status_code=http_status(error.code) if error else 200,
         )
 
     async def close(self, request: Request) -> Response:
@@ -297,7 +287,7 @@ class SettlementConsole:
             request,
             "console/settlement/reconciliation.html",
             context,
-            status_code=status_of(error) if error else 200,
+            status_code=http_status(error.code) if error else 200,
         )
 
     async def upload(self, request: Request) -> Response:
@@ -311,7 +301,9 @@ class SettlementConsole:
         try:
             view = await self.settlement.import_records(partner, period, body, by=self._actor(request))
         except ExchangeError as refused:
-            return JSONResponse({"message": refused.message, **refused.extensions()}, status_code=status_of(refused))
+            return JSONResponse(
+                {"message": refused.message, **refused.extensions()}, status_code=http_status(refused.code)
+            )
         return JSONResponse(
             {
                 "location": reconciliation_url(period, partner, notice="imported"),

@@ -19,3 +19,8 @@ class Money:
     @classmethod
     def of_minor(cls, minor: int, currency: Currency) -> Money:
         return cls(amount=currency.from_minor(minor), currency=currency.code)
+
+
+def replaced_by_money(replacement: str) -> str:
+    """The deprecation reason of a bare-decimal field kept one release next to its ``Money`` twin."""
+    return f"Use `{replacement}`: the same amount as Money, with its currency."

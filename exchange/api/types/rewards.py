@@ -23,7 +23,7 @@ from exchange.api.permissions import (
     requires,
     source,
 )
-from exchange.api.types.money import Money
+from exchange.api.types.money import Money, replaced_by_money
 from exchange.api.types.programs import Program
 from exchange.auth.scopes import Scope
 from exchange.money import Currency
@@ -43,10 +43,6 @@ REDEMPTION_RULE: Rule = own_member(source("member_id")) | (
 def _in(code: str, settlement: Currency) -> Currency:
     """A row's currency: its own code, with the settlement currency's minor units."""
     return Currency(code, settlement.minor_units)
-
-
-def _use(replacement: str) -> str:
-    return f"Use `{replacement}`: the same amount as Money, with its currency."
 
 
 @strawberry.enum(description="What a redemption gets the member.")
@@ -82,7 +78,7 @@ class Reward:
     kind: RewardKind
     price: Decimal = strawberry.field(
         description="Settlement price: what the paying program owes the publisher, in the settlement currency.",
-        deprecation_reason=_use("settlementPrice"),
+        deprecation_reason=replaced_by_money("settlementPrice"),
     )
     currency: str = strawberry.field(deprecation_reason="Use `settlementPrice.currency`.")
     settlement_price: Money = strawberry.field(description="What the paying program owes the publisher.")
@@ -122,13 +118,13 @@ class RedemptionQuote:
     reward_id: strawberry.ID
     pay_with: strawberry.ID
     price: Decimal = strawberry.field(
-        description="The reward's settlement price.", deprecation_reason=_use("settlementPrice")
+        description="The reward's settlement price.", deprecation_reason=replaced_by_money("settlementPrice")
     )
     fee: Decimal = strawberry.field(
-        description="The exchange's fee on top of it.", deprecation_reason=_use("exchangeFee")
+        description="The exchange's fee on top of it.", deprecation_reason=replaced_by_money("exchangeFee")
     )
     total: Decimal = strawberry.field(
-        description="Price plus fee: what the paying program owes.", deprecation_reason=_use("totalOwed")
+        description="Price plus fee: what the paying program owes.", deprecation_reason=replaced_by_money("totalOwed")
     )
     settlement_price: Money = strawberry.field(description="The reward's settlement price.")
     exchange_fee: Money = strawberry.field(description="The exchange's fee on top of it.")
@@ -165,8 +161,8 @@ class Redemption:
     paying_program: strawberry.ID = strawberry.field(description="The program whose points paid.")
     kind: RewardKind
     points: int = strawberry.field(description="Points debited at the paying program.")
-    price: Decimal = strawberry.field(deprecation_reason=_use("settlementPrice"))
-    fee: Decimal = strawberry.field(deprecation_reason=_use("exchangeFee"))
+    price: Decimal = strawberry.field(deprecation_reason=replaced_by_money("settlementPrice"))
+    fee: Decimal = strawberry.field(deprecation_reason=replaced_by_money("exchangeFee"))
     settlement_price: Money = strawberry.field(description="What the paying program owes the publisher.")
     exchange_fee: Money = strawberry.field(description="The exchange's fee on top of it.")
     status: RedemptionStatus

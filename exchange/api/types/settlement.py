@@ -25,7 +25,7 @@ from exchange.api.permissions import (
     requires,
     source,
 )
-from exchange.api.types.money import Money
+from exchange.api.types.money import Money, replaced_by_money
 from exchange.auth.scopes import Scope
 from exchange.db.types import MAX_BIGINT
 from exchange.errors import BadUserInput
@@ -59,10 +59,6 @@ def _money(currency: Currency, minor: int | None) -> Decimal | None:
 
 def _as_money(currency: Currency, minor: int | None) -> Money | None:
     return None if minor is None else Money.of_minor(minor, currency)
-
-
-def _use(replacement: str) -> str:
-    return f"Use `{replacement}`: the same amount as Money, with its currency."
 
 
 def _page(first: int) -> int:
@@ -152,19 +148,23 @@ class SettlementPosition:
     partner_id: strawberry.ID = strawberry.field(description="A program id, or EXCHANGE for the exchange's fees.")
     status: PeriodStatus = strawberry.field(description="CLOSED, or SIGNED_OFF for this partner.")
     opening_position: Decimal = strawberry.field(
-        description="Carried in: the net positions of every earlier period.", deprecation_reason=_use("opening")
+        description="Carried in: the net positions of every earlier period.",
+        deprecation_reason=replaced_by_money("opening"),
     )
     payable: Decimal = strawberry.field(
-        description="What it owed its counterparties in the period, gross.", deprecation_reason=_use("grossPayable")
+        description="What it owed its counterparties in the period, gross.",
+        deprecation_reason=replaced_by_money("grossPayable"),
     )
     receivable: Decimal = strawberry.field(
-        description="What its counterparties owed it in the period, gross.", deprecation_reason=_use("grossReceivable")
+        description="What its counterparties owed it in the period, gross.",
+        deprecation_reason=replaced_by_money("grossReceivable"),
     )
     net_position: Decimal = strawberry.field(
-        description="receivable − payable: what it settles for the period.", deprecation_reason=_use("netAmount")
+        description="receivable − payable: what it settles for the period.",
+        deprecation_reason=replaced_by_money("netAmount"),
     )
     closing_position: Decimal = strawberry.field(
-        description="openingPosition + netPosition.", deprecation_reason=_use("closing")
+        description="openingPosition + netPosition.", deprecation_reason=replaced_by_money("closing")
     )
     opening: Money = strawberry.field(description="Carried in: the net positions of every earlier period.")
     gross_payable: Money = strawberry.field(description="What it owed its counterparties in the period, gross.")
@@ -212,7 +212,7 @@ class SettlementPosition:
 class Obligation:
     debtor: strawberry.ID
     creditor: strawberry.ID
-    amount: Decimal = strawberry.field(deprecation_reason=_use("value"))
+    amount: Decimal = strawberry.field(deprecation_reason=replaced_by_money("value"))
     value: Money = strawberry.field(description="What the debtor owed the creditor.")
 
 
@@ -220,7 +220,7 @@ class Obligation:
 @strawberry.type(description="A number of payments and the money they move.")
 class Payments:
     count: int
-    total: Decimal = strawberry.field(deprecation_reason=_use("totalValue"))
+    total: Decimal = strawberry.field(deprecation_reason=replaced_by_money("totalValue"))
     total_value: Money = strawberry.field(description="The money they move.")
 
     @classmethod
@@ -324,7 +324,7 @@ class StatementLine:
     )
     effective_at: datetime = strawberry.field(description="When it happened (a late item keeps its date).")
     counterparty: strawberry.ID
-    amount: Decimal = strawberry.field(deprecation_reason=_use("value"))
+    amount: Decimal = strawberry.field(deprecation_reason=replaced_by_money("value"))
     value: Money = strawberry.field(description="What the line moves, from the partner's side (positive: owed to it).")
     partner_id: strawberry.Private[str]
 
@@ -347,9 +347,9 @@ class StatementLine:
 @strawberry.type(description="A statement's totals with one counterparty.")
 class CounterpartyTotals:
     counterparty: strawberry.ID
-    payable: Decimal = strawberry.field(deprecation_reason=_use("grossPayable"))
-    receivable: Decimal = strawberry.field(deprecation_reason=_use("grossReceivable"))
-    net: Decimal = strawberry.field(deprecation_reason=_use("netAmount"))
+    payable: Decimal = strawberry.field(deprecation_reason=replaced_by_money("grossPayable"))
+    receivable: Decimal = strawberry.field(deprecation_reason=replaced_by_money("grossReceivable"))
+    net: Decimal = strawberry.field(deprecation_reason=replaced_by_money("netAmount"))
     gross_payable: Money = strawberry.field(description="What the partner owed the counterparty, gross.")
     gross_receivable: Money = strawberry.field(description="What the counterparty owed the partner, gross.")
     net_amount: Money = strawberry.field(description="grossReceivable − grossPayable.")
@@ -378,15 +378,17 @@ class Statement:
     currency: str = strawberry.field(deprecation_reason="Every Money names its currency.")
     closed_at: datetime
     opening_position: Decimal = strawberry.field(
-        description="Carried in: the net positions of every earlier period.", deprecation_reason=_use("opening")
+        description="Carried in: the net positions of every earlier period.",
+        deprecation_reason=replaced_by_money("opening"),
     )
-    payable: Decimal = strawberry.field(deprecation_reason=_use("grossPayable"))
-    receivable: Decimal = strawberry.field(deprecation_reason=_use("grossReceivable"))
+    payable: Decimal = strawberry.field(deprecation_reason=replaced_by_money("grossPayable"))
+    receivable: Decimal = strawberry.field(deprecation_reason=replaced_by_money("grossReceivable"))
     net_position: Decimal = strawberry.field(
-        description="receivable − payable: the multilateral net position.", deprecation_reason=_use("netAmount")
+        description="receivable − payable: the multilateral net position.",
+        deprecation_reason=replaced_by_money("netAmount"),
     )
     closing_position: Decimal = strawberry.field(
-        description="openingPosition + netPosition.", deprecation_reason=_use("closing")
+        description="openingPosition + netPosition.", deprecation_reason=replaced_by_money("closing")
     )
     opening: Money = strawberry.field(description="Carried in: the net positions of every earlier period.")
     gross_payable: Money = strawberry.field(description="What it owed its counterparties in the period, gross.")
@@ -459,7 +461,8 @@ class BreakResolution:
     reason: str
     resolved_at: datetime
     adjustment: Decimal | None = strawberry.field(
-        description="ADJUST: what was added to the partner's position.", deprecation_reason=_use("adjustmentValue")
+        description="ADJUST: what was added to the partner's position.",
+        deprecation_reason=replaced_by_money("adjustmentValue"),
     )
     adjustment_value: Money | None = strawberry.field(description="ADJUST: what was added to the partner's position.")
     counterparty: strawberry.ID | None = strawberry.field(description="ADJUST: who took the other side.")
@@ -481,12 +484,13 @@ class ReconciliationBreak:
     kind: BreakKind
     reference: str
     line: int | None = strawberry.field(description="Its line in the partner's file (none: MISSING_IN_PARTNER).")
-    partner_amount: Decimal | None = strawberry.field(deprecation_reason=_use("partnerValue"))
+    partner_amount: Decimal | None = strawberry.field(deprecation_reason=replaced_by_money("partnerValue"))
     ledger_amount: Decimal | None = strawberry.field(
-        description="The partner's legs for the reference, summed.", deprecation_reason=_use("ledgerValue")
+        description="The partner's legs for the reference, summed.", deprecation_reason=replaced_by_money("ledgerValue")
     )
     difference: Decimal | None = strawberry.field(
-        description="partnerAmount − ledgerAmount, where both exist.", deprecation_reason=_use("differenceValue")
+        description="partnerAmount − ledgerAmount, where both exist.",
+        deprecation_reason=replaced_by_money("differenceValue"),
     )
     partner_value: Money | None = strawberry.field(description="The amount on the partner's line.")
     ledger_value: Money | None = strawberry.field(description="The partner's legs for the reference, summed.")

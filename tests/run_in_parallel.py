@@ -1,0 +1,73 @@
+"""Runs the whole suite as two pytest processes at once: the web pages, and everything else.
+
+One pytest process keeps one core busy, and the machines the suite runs on have two. The web
+tests (a headless Chromium driving gateways) and the rest share nothing but the machine: each
+process starts its own throwaway PostgreSQL cluster on a free port, and databases are named
+uniquely. Side by side they take about as long as the longer of the two instead of their sum.
+
+Each half writes to its own log under test-artifacts/, printed whole when that half ends; while
+both run, a line a minute shows where each is. The exit status is the first failing half's.
+Arguments are passed to both halves' pytest.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+ARTIFACTS = Path("test-artifacts")
+HALVES = {
+    "web pages": ["tests/web"],
+    "everything else": ["tests", "--ignore=tests/web"],
+}
+PROGRESS_EVERY_SECONDS = 60
+
+
+def last_line(log: Path) -> str:
+    lines = log.read_text(errors="replace").strip().splitlines()
+    return lines[-1][-100:] if lines else "(starting)"
+
+
+def main(arguments: list[str]) -> int:
+    ARTIFACTS.mkdir(exist_ok=True)
+    started = time.monotonic()
+    running: dict[str, tuple[subprocess.Popen[bytes], Path, IO[bytes]]] = {}
+    for name, paths in HALVES.items():
+        log = ARTIFACTS / f"pytest-{name.replace(' ', '-')}.log"
+        sink = log.open("wb")
+        command = [sys.executable, "-m", "pytest", *paths, *arguments]
+        running[name] = (subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT), log, sink)
+        print(f"started {name}: {' '.join(command[1:])} (log: {log})", flush=True)
+    status = 0
+    next_progress = started + PROGRESS_EVERY_SECONDS
+    try:
+        while running:
+            time.sleep(1)
+            for name, (process, log, sink) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                sink.close()
+                del running[name]
+                minutes = (time.monotonic() - started) / 60
+                print(f"\n===== {name}: pytest exited {process.returncode} after {minutes:.1f} min =====", flush=True)
+                sys.stdout.write(log.read_text(errors="replace"))
+                sys.stdout.flush()
+                status = status or process.returncode
+            if running and time.monotonic() >= next_progress:
+                next_progress += PROGRESS_EVERY_SECONDS
+                minutes = (time.monotonic() - started) / 60
+                for name, (_, log, _) in running.items():
+                    print(f"[{minutes:4.0f} min] {name}: {last_line(log)}", flush=True)
+    finally:
+        for process, _, sink in running.values():
+            process.terminate()
+            process.wait()
+            sink.close()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
