@@ -8,7 +8,8 @@ then plays the month in time order: status matches, a few dozen conversions betw
 programs (one refused by the partner for want of points, one whose debit meets the sandbox's
 magic failing amount and one whose credit does, so FAILED and REVERSED conversions appear),
 redemptions of the sample rewards paid with various programs (some cancelled the next day,
-the rest delivered). Everything is drawn from one seeded random generator, so the same
+the rest delivered), and coalition points earned from partners' programs, spent into others and
+on a reward. Everything is drawn from one seeded random generator, so the same
 sandboxes give the same figures on every run; every write has an idempotency key naming the
 period, and a month whose last write is there is left alone, as is a month no longer open.
 
@@ -34,7 +35,7 @@ from exchange.conversions.models import Conversion, ConversionStatus
 from exchange.conversions.queries import MAX_PAGE
 from exchange.errors import ExchangeError
 from exchange.ledger.periods import PeriodStatus, SettlementCalendar
-from exchange.programs.models import Program
+from exchange.programs.models import Program, ProgramKind
 from exchange.rewards.models import Redemption, RedemptionStatus
 from exchange.sandbox.admin_client import SandboxAdmin
 from exchange.sandbox.faults import MAGIC_POINTS, FaultKind
@@ -58,6 +59,8 @@ FAILING_POINTS = next(points for points, kind in MAGIC_POINTS.items() if kind is
 RECOVERY_ROUNDS = 12
 #: The label of the month's last write (alice's conversion whose debit fails).
 LAST_WRITE = "debit-fault"
+#: The coalition point of the sample partners directory (partners/coalition.toml).
+COALITION_POINT = "coalition"
 #: Money values (TWD) members convert, turned into whole thousands of the source's points.
 CONVERTED_VALUES = (300, 500, 800, 1_000, 1_500, 2_000, 3_000, 5_000)
 
@@ -103,6 +106,17 @@ REDEMPTIONS = (
     ("bob", "tune-stream-premium-month", "wallet-pay", 18, "cancel"),
     ("erin", "tune-stream-premium-month", "formosa-air", 21, "deliver"),
     ("frank", "fresh-mart-coupon-100", "tune-stream", 24, "deliver"),
+    ("bob", "fresh-mart-coupon-100", COALITION_POINT, 25, "deliver"),
+)
+#: (member, from, to, points, day): coalition points earned from a partner's program, then
+#: spent into another's (the rest stays, expiring at the end of next year).
+COALITION_MOVES = (
+    ("alice", "wallet-pay", COALITION_POINT, 3_000, 5),
+    ("bob", "formosa-air", COALITION_POINT, 5_000, 6),
+    ("erin", "formosa-air", COALITION_POINT, 4_000, 10),
+    ("frank", "happy-card", COALITION_POINT, 8_000, 12),
+    ("alice", COALITION_POINT, "formosa-air", 1_000, 15),
+    ("erin", COALITION_POINT, "tune-stream", 500, 20),
 )
 
 
@@ -191,7 +205,8 @@ class Month:
         self.services = services
         self.clock = clock
         self.period = period
-        self.programs = {program.id: program for program in programs}
+        # Partners' programs; the coalition point's moves are planned (COALITION_MOVES), not drawn.
+        self.programs = {program.id: program for program in programs if program.kind == ProgramKind.PARTNER}
         self.calendar = services.settlement.calendar
         self.random = random.Random(SEED)
         self.member_ids: dict[str, str] = {}
@@ -205,7 +220,10 @@ class Month:
         return local.astimezone(UTC)
 
     def member(self, member_ref: str, asserted_by: str) -> Principal:
-        return member_principal(self.member_ids[member_ref], asserted_by, self.clock.now() + timedelta(hours=1))
+        """The member's token as ``asserted_by`` vouched for them; the coalition point vouches for
+        no one, and any token of theirs spends its points: theirs from the home program then."""
+        asserting = HOME_PROGRAM if asserted_by == COALITION_POINT else asserted_by
+        return member_principal(self.member_ids[member_ref], asserting, self.clock.now() + timedelta(hours=1))
 
     def member_by_id(self, member_id: str) -> Principal:
         return member_principal(member_id, HOME_PROGRAM, self.clock.now() + timedelta(hours=1))
@@ -217,6 +235,7 @@ class Month:
             ref = sandbox_member.member_ref
             member = await self.services.members.vouched_for(HOME_PROGRAM, ref)
             self.member_ids[ref] = member.id
+            self.balances[ref, COALITION_POINT] = 0
             for program_id in self.programs:
                 self.balances[ref, program_id] = sandbox_member.balance
                 if program_id != HOME_PROGRAM:
@@ -303,6 +322,9 @@ class Month:
         for number in range(1, CONVERSIONS + 1):
             day, hour, minute = self.random.randint(3, 27), self.random.randint(8, 22), self.random.randrange(0, 60, 5)
             events.append((self.at(day, hour, minute), partial(self.random_conversion, number)))
+        for number, (member_ref, source, target, points, day) in enumerate(COALITION_MOVES, 1):
+            label = f"coalition-{number}"
+            events.append((self.at(day, 12), partial(self.convert, member_ref, source, target, points, label)))
         events += [
             (self.at(2, 11, 30), self.credit_fault),
             (self.at(12, 20, 15), self.short_of_points),

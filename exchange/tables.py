@@ -13,7 +13,13 @@ from exchange.auth.models import (
     UsedAssertion,
 )
 from exchange.books.models import BudgetCrossing
-from exchange.coalition.models import CoalitionDraw, CoalitionExpiry, CoalitionLot, CoalitionOperation
+from exchange.coalition.models import (
+    CoalitionDraw,
+    CoalitionExpiry,
+    CoalitionLiability,
+    CoalitionLot,
+    CoalitionOperation,
+)
 from exchange.conversions.models import Conversion
 from exchange.ledger.models import (
     LedgerAccount,
@@ -51,6 +57,7 @@ __all__ = [
     "CoalitionDraw",
     "CoalitionExpiry",
     "CoalitionLevel",
+    "CoalitionLiability",
     "CoalitionLot",
     "CoalitionOperation",
     "CoalitionSettings",

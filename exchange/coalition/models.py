@@ -17,11 +17,13 @@ of sagas not yet posted.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
 
-from exchange.db.types import BigIdentity, UTCDateTime
+from exchange.db.types import BigIdentity, ExactNumeric, UTCDateTime
+from exchange.money import POINT_VALUE_SCALE
 
 
 class CoalitionLot(SQLModel, table=True):
@@ -96,3 +98,18 @@ class CoalitionExpiry(SQLModel, table=True):
     points: int = Field(sa_column=Column(BigInteger, nullable=False))
     ledger_transaction_id: str = Field(max_length=100, index=True)
     expired_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class CoalitionLiability(SQLModel, table=True):
+    """The point's outstanding liability at the end of a closed period, recorded by the closing:
+    the ledger's ``member-points`` balance of the point over that period and every earlier one,
+    valued at the point's value then (``liability_minor``, rounded half-even)."""
+
+    __tablename__ = "coalition_liability"
+
+    period: str = Field(primary_key=True, max_length=7)
+    program_id: str = Field(max_length=64)
+    points: int = Field(sa_column=Column(BigInteger, nullable=False))
+    point_value: Decimal = Field(sa_type=ExactNumeric(18, POINT_VALUE_SCALE))
+    liability_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    recorded_at: datetime = Field(sa_type=UTCDateTime)

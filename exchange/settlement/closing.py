@@ -3,8 +3,8 @@
 First, one unit of work switches the period to CLOSING while holding the lock every posting takes,
 and commits at once: from then on nothing posts into the period (late items go to the next open
 one), so its rows are final. Then a last unit of work, holding the period's row, computes the
-obligations from those rows (one aggregation, see ``netting``), stores them and the positions and
-marks the period CLOSED. If that fails (or the process dies), the period stays CLOSING and closing
+obligations from those rows (one aggregation, see ``netting``), stores them, the positions and the
+coalition point's outstanding liability at the period's end, and marks the period CLOSED. If that fails (or the process dies), the period stays CLOSING and closing
 it again finishes the job. Closing a CLOSED period changes nothing and returns the figures stored
 the first time.
 """
@@ -19,6 +19,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
+from exchange.coalition.liability import liability_at, record_liability
+from exchange.coalition.models import CoalitionLiability
 from exchange.db.bulk import bulk_insert
 from exchange.db.database import Database
 from exchange.ledger.models import SettlementPeriod
@@ -54,6 +56,8 @@ class PeriodReport:
     positions: Sequence[SettlementPosition]
     obligations: Sequence[Obligation]
     currency: Currency
+    coalition_liability: CoalitionLiability | None = None
+    """The coalition point's outstanding liability at the period's end (closed periods)."""
 
     @property
     def saving(self) -> NettingSaving | None:
@@ -85,7 +89,9 @@ async def period_report(session: AsyncSession, period: str, currency: Currency) 
             .order_by(col(SettlementObligation.debtor), col(SettlementObligation.creditor))
         )
     ]
-    return PeriodReport(period, PeriodStatus(row.status), row, positions, obligations, currency)
+    return PeriodReport(
+        period, PeriodStatus(row.status), row, positions, obligations, currency, await liability_at(session, period)
+    )
 
 
 async def recent_periods(session: AsyncSession, first: int) -> list[SettlementPeriod]:
@@ -117,6 +123,7 @@ async def _finish(session: AsyncSession, period: str, currency: Currency, clock:
     ).scalar_one()
     if imbalance:
         raise SettlementInvariantBroken(f"the net positions of {period} sum to {imbalance}, not zero")
+    await record_liability(session, period, clock.now())
     row.status = PeriodStatus.CLOSED
     row.closed_at = clock.now()
     session.add(row)

@@ -3,7 +3,8 @@
 The statement shows the participant's opening position (carried from earlier periods), one line
 per transaction and counterparty (the netting's attribution: a conversion's source has a line
 to its target and a fee line to the exchange), totals per counterparty, the period's net
-position and the closing position (opening + net). Amounts are exact decimal strings of the
+position and the closing position (opening + net); where the coalition has a point, its
+outstanding liability at the period's end (coalition-wide: points, value per point, amount). Amounts are exact decimal strings of the
 settlement currency, from the participant's side: positive is owed to it, negative it owes.
 
 The JSON document is canonical (keys sorted, no spaces, UTF-8), so the same period always gives
@@ -29,6 +30,8 @@ from sqlalchemy import text
 from sqlmodel import or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.coalition.liability import liability_at
+from exchange.coalition.models import CoalitionLiability
 from exchange.db.types import UTCDateTime
 from exchange.keyring.crypto import ALGORITHM
 from exchange.ledger.accounts import ChartOfAccounts
@@ -114,6 +117,8 @@ class Statement:
     receivable: int
     counterparties: Sequence[CounterpartyTotals]
     lines: Sequence[StatementLine]
+    coalition_liability: CoalitionLiability | None = None
+    """The coalition point's outstanding liability at the period's end, coalition-wide."""
 
     @property
     def net(self) -> int:
@@ -165,6 +170,20 @@ class Statement:
             ],
             "totals": {"payable": money(self.payable), "receivable": money(self.receivable), "net": money(self.net)},
             "closingPosition": money(self.closing),
+        } | self._liability()
+
+    def _liability(self) -> dict[str, Any]:
+        """The coalition point's outstanding liability (only where the coalition has a point)."""
+        liability = self.coalition_liability
+        if liability is None:
+            return {}
+        return {
+            "coalitionLiability": {
+                "program": liability.program_id,
+                "points": liability.points,
+                "pointValue": str(liability.point_value),
+                "amount": self.money(liability.liability_minor),
+            }
         }
 
     def json(self) -> str:
@@ -271,4 +290,5 @@ async def build_statement(
         receivable=position.receivable,
         counterparties=[CounterpartyTotals(name, *totals[name]) for name in sorted(totals)],
         lines=lines,
+        coalition_liability=await liability_at(session, period),
     )

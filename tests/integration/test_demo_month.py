@@ -54,13 +54,17 @@ async def test_last_month_is_realistic_built_once_closes_reconciles_and_signs_of
         assert statuses[ConversionStatus.FAILED] == 2, "short of points, and a debit the partner failed"
         assert statuses[ConversionStatus.REVERSED] == 1, "a credit the partner failed, given back"
         assert Counter(r.status for r in report.redemptions) == {
-            RedemptionStatus.DELIVERED: 7,
+            RedemptionStatus.DELIVERED: 8,
             RedemptionStatus.REVERSED: 2,
         }
         assert report.matches == 4
 
         async with open_services(settings) as services:
             lines = len(await services.settlement.ledger_lines(FILE_PARTNER, report.period))
+            # Members hold coalition points earned in the month, and the lots agree with the ledger.
+            standing = await services.coalition.standing()
+            assert standing is not None and standing.check.problem is None
+            assert standing.check.outstanding > 0
         again = await build_previous_month(
             settings, now=now, sandbox_urls=fleet.base_urls, partner_base_urls=fleet.base_urls
         )
@@ -82,7 +86,7 @@ async def settle_it(services: Services, database_url: str, period: str, file: Pa
     assert "net positions sum to 0.00 TWD" in closed.stdout
     report = await services.settlement.period(period)
     assert report.status is PeriodStatus.CLOSED
-    assert len(report.positions) == 7, "six partners and the exchange"
+    assert len(report.positions) == 8, "six partners, the coalition point and the exchange"
     saving = report.saving
     assert saving is not None and saving.multilateral.count < saving.gross.count
     assert saving.multilateral.total < saving.gross.total

@@ -17,6 +17,7 @@ from strawberry.types import Info
 
 from exchange.api.context import Context
 from exchange.api.permissions import (
+    PUBLIC,
     Rule,
     argument,
     authorize,
@@ -27,6 +28,7 @@ from exchange.api.permissions import (
 )
 from exchange.api.types.money import Money, replaced_by_money
 from exchange.auth.scopes import Scope
+from exchange.coalition.models import CoalitionLiability as CoalitionLiabilityRow
 from exchange.db.types import MAX_BIGINT
 from exchange.errors import BadUserInput
 from exchange.ledger.periods import PeriodStatus as PeriodStatusValue
@@ -244,6 +246,28 @@ class NettingSaving:
     multilateral: Payments
 
 
+@authorize_fields(PUBLIC)
+@strawberry.type(
+    description="The coalition point's outstanding liability at the end of a closed period: the points "
+    "members held (the ledger's member-points balance of the point) times the value of a point, "
+    "rounded half-even to the currency's minor unit."
+)
+class CoalitionLiability:
+    program_id: strawberry.ID = strawberry.field(description="The coalition point's program.")
+    points: int = strawberry.field(description="Coalition points outstanding at the period's end.")
+    point_value: Decimal = strawberry.field(description="The value of one point at the closing.")
+    liability: Money = strawberry.field(description="points × pointValue.")
+
+    @classmethod
+    def of(cls, row: CoalitionLiabilityRow, currency: Currency) -> CoalitionLiability:
+        return cls(
+            program_id=strawberry.ID(row.program_id),
+            points=row.points,
+            point_value=row.point_value,
+            liability=Money.of_minor(row.liability_minor, currency),
+        )
+
+
 @authorize_fields(STAFF_OR_PARTNER)
 @strawberry.type(description="A settlement period and, once closed, its figures.")
 class SettlementPeriod:
@@ -297,6 +321,14 @@ class SettlementPeriod:
             bilateral=Payments.of(saving.bilateral, currency),
             multilateral=Payments.of(saving.multilateral, currency),
         )
+
+    @strawberry.field(
+        description="The coalition point's outstanding liability at the period's end, recorded at its "
+        "closing (null before, or when the coalition has no point)."
+    )
+    def coalition_liability(self) -> CoalitionLiability | None:
+        row = self.report.coalition_liability
+        return None if row is None else CoalitionLiability.of(row, self.report.currency)
 
     @classmethod
     def from_report(cls, report: PeriodReport, starts_at: datetime, ends_at: datetime) -> SettlementPeriod:
@@ -397,6 +429,10 @@ class Statement:
     closing: Money = strawberry.field(description="opening + netAmount.")
     counterparties: list[CounterpartyTotals]
     line_count: int
+    coalition_liability: CoalitionLiability | None = strawberry.field(
+        description="The coalition point's outstanding liability at the period's end, coalition-wide "
+        "(null when the coalition has no point)."
+    )
     statement: strawberry.Private[StatementValue]
     key: strawberry.Private[RSAKey]
 
@@ -449,6 +485,9 @@ class Statement:
                 CounterpartyTotals.of(t, statement.participant, statement.currency) for t in statement.counterparties
             ],
             line_count=len(statement.lines),
+            coalition_liability=None
+            if statement.coalition_liability is None
+            else CoalitionLiability.of(statement.coalition_liability, statement.currency),
             statement=statement,
             key=key,
         )

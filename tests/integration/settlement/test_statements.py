@@ -239,3 +239,25 @@ async def test_statement_keys_are_stored_encrypted_and_one_is_active(
     async with november.db.transaction() as session:
         states = sorted(row.state for row in (await session.exec(select(StatementKey))).all())
     assert states == ["active", "retired"]
+
+
+async def test_a_closing_records_the_coalition_liability_and_every_statement_shows_it(
+    settlement: SettlementService, clock: FrozenClock
+) -> None:
+    # 12,345 coalition points earned from FreshMart, 2,345 spent into WalletPay: 10,000 outstanding.
+    await post(
+        settlement,
+        [conversion("earn", "fresh-mart", "coalition", 12_345), conversion("spend", "coalition", "wallet-pay", 2_345)],
+    )
+    report = await close(settlement, clock, "2026-11")
+    liability = report.coalition_liability
+    assert liability is not None
+    assert (liability.program_id, liability.points, str(liability.point_value)) == ("coalition", 10_000, "1")
+    assert liability.liability_minor == 10_000_00
+    expected = {"program": "coalition", "points": 10_000, "pointValue": "1", "amount": "10000.00"}
+    for partner in ("fresh-mart", "wallet-pay", "coalition"):
+        statement = await settlement.statement(partner, "2026-11")
+        assert json.loads(statement.json())["coalitionLiability"] == expected
+    # Closing again changes nothing, a later closing carries the balance over.
+    assert (await close(settlement, clock, "2026-11")).coalition_liability == liability
+    assert (await close(settlement, clock, "2026-12")).coalition_liability.points == 10_000  # type: ignore[union-attr]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from exchange.db.types import BigIdentity, UTCDateTime
+from exchange.db.types import BigIdentity, ExactNumeric, UTCDateTime
+from exchange.money import POINT_VALUE_SCALE
 
 revision = "0014"
 down_revision = "0013"
@@ -75,9 +76,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_coalition_expiry_lot_id", "coalition_expiry", ["lot_id"])
     op.create_index("ix_coalition_expiry_ledger_transaction_id", "coalition_expiry", ["ledger_transaction_id"])
+    op.create_table(
+        "coalition_liability",
+        sa.Column("period", sa.String(7), primary_key=True),
+        sa.Column("program_id", sa.String(64), nullable=False),
+        sa.Column("points", sa.BigInteger(), nullable=False),
+        sa.Column("point_value", ExactNumeric(18, POINT_VALUE_SCALE), nullable=False),
+        sa.Column("liability_minor", sa.BigInteger(), nullable=False),
+        sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("coalition_liability")
     op.drop_table("coalition_expiry")
     op.drop_table("coalition_draw")
     op.drop_table("coalition_operation")
