@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from exchange.api import callbacks, records
+from exchange.api import books_export, callbacks, records
 from exchange.api.authentication import BearerTokenBackend, refuse_token
 from exchange.api.bodylimit import BodyLimit
 from exchange.api.errors import service_unavailable
@@ -117,6 +117,12 @@ def create_app(
                 middleware=[bearer_tokens],
             ),
             Route(callbacks.PATH, callbacks.PartnerCallbacks(services.late).post, methods=["POST"]),
+            Route(
+                books_export.PATH,
+                books_export.BooksExport(services.books).get,
+                methods=["GET"],
+                middleware=[bearer_tokens],
+            ),
             *oauth.routes(),
             statement_keys_route(services.settlement.keys),
             *web.routes(),

@@ -638,6 +638,27 @@ def settle_statement(partner: str, form: str, output: Path | None, period: str) 
         output.write_text(text)
 
 
+@main.command("books")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (what GET /settlement/books/… serves).")
+@click.argument("partner")
+@click.argument("period")
+@reports_errors
+def books(as_csv: bool, partner: str, period: str) -> None:
+    """Print PARTNER's books of PERIOD (YYYY-MM; an open period's so far): points issued, taken
+    back and outstanding with their value, the money behind them, the cost per point and the
+    issue budget's use. Like every read of the books, it records and logs, once, a budget alert
+    level newly crossed."""
+    from exchange.books.report import csv_lines
+
+    found = with_services(lambda services: services.books.partner_books(partner, period))
+    if as_csv:
+        sys.stdout.writelines(csv_lines(found))
+        return
+    click.echo(f"{found.partner} {found.period} ({found.currency.code})")
+    for _, _, figure, points, amount, currency in list(found.csv_rows())[1:]:
+        click.echo(f"  {figure:<28} {points:>14} {amount:>18} {currency}".rstrip())
+
+
 @main.group()
 def sandbox() -> None:
     """Sandbox partners: stand-ins for partners' points systems (partners/CONTRACT.md)."""

@@ -12,6 +12,7 @@ from exchange.auth.models import (
     SigningKey,
     UsedAssertion,
 )
+from exchange.books.models import BudgetCrossing
 from exchange.coalition.models import (
     CoalitionDraw,
     CoalitionExpiry,
@@ -58,6 +59,7 @@ from exchange.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEve
 
 __all__ = [
     "BreakResolution",
+    "BudgetCrossing",
     "ClientAuthFailure",
     "CoalitionDraw",
     "CoalitionExpiry",

@@ -21,7 +21,9 @@ from starlette.responses import JSONResponse, Response
 from exchange.api.authentication import principal_of, www_authenticate
 from exchange.api.fields.settlement import IMPORTS_RECORDS
 from exchange.api.inputs import ID_LENGTH
+from exchange.api.permissions import Rule
 from exchange.api.refusals import refusal
+from exchange.auth.principal import Principal
 from exchange.errors import ErrorCode, ExchangeError, http_status
 from exchange.services.settlement import ReconciliationView, SettlementService
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
@@ -51,6 +53,29 @@ def summary(view: ReconciliationView) -> dict[str, Any]:
     }
 
 
+def authorized(request: Request, rule: Rule, arguments: dict[str, Any]) -> Principal | Response:
+    """The caller of a route that ``rule`` guards, or its refusal, as GraphQL's field rules
+    refuse: 401 without a token, 403 without the scope or tenant."""
+    principal = principal_of(request)
+    if principal is None:
+        return refusal(
+            request.headers,
+            401,
+            "an access token is needed: send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": www_authenticate()},
+        )
+    if not rule.allows(principal, None, arguments):
+        return refusal(request.headers, 403, f"not allowed: this needs {rule.describe()}")
+    return principal
+
+
+def domain_refusal(request: Request, refused: ExchangeError) -> Response:
+    """A domain refusal as the route's answer: its code's HTTP status, GraphQL's error shape."""
+    extensions = refused.extensions()
+    code = ErrorCode(extensions.pop("code"))
+    return refusal(request.headers, http_status(code), refused.message, code=code, **extensions)
+
+
 class RecordsUpload:
     """The route's endpoint; ``settlement`` is the service the GraphQL mutation calls too."""
 
@@ -59,16 +84,9 @@ class RecordsUpload:
 
     async def put(self, request: Request) -> Response:
         partner, period = request.path_params["partner_id"], request.path_params["period"]
-        principal = principal_of(request)
-        if principal is None:
-            return refusal(
-                request.headers,
-                401,
-                "an access token is needed: send Authorization: Bearer <token>",
-                headers={"WWW-Authenticate": www_authenticate()},
-            )
-        if not IMPORTS_RECORDS.allows(principal, None, {"partner_id": partner}):
-            return refusal(request.headers, 403, f"not allowed: this needs {IMPORTS_RECORDS.describe()}")
+        principal = authorized(request, IMPORTS_RECORDS, {"partner_id": partner})
+        if isinstance(principal, Response):
+            return principal
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != CSV_MEDIA_TYPE:
             return refusal(request.headers, 415, f"send the records as {CSV_MEDIA_TYPE}")
@@ -79,7 +97,5 @@ class RecordsUpload:
         try:
             view = await self._settlement.import_records(partner, period, body, by=principal.client_id)
         except ExchangeError as refused:
-            extensions = refused.extensions()
-            code = ErrorCode(extensions.pop("code"))
-            return refusal(request.headers, http_status(code), refused.message, code=code, **extensions)
+            return domain_refusal(request, refused)
         return JSONResponse(summary(view))

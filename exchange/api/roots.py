@@ -6,6 +6,7 @@ from strawberry.tools import merge_types
 
 from exchange.api.fields.access import AccessMutations, AccessQueries
 from exchange.api.fields.accounts import AccountMutations
+from exchange.api.fields.books import BooksQueries
 from exchange.api.fields.catalog import CatalogQueries
 from exchange.api.fields.conversions import ConversionMutations, ConversionQueries
 from exchange.api.fields.members import MemberMutations, MemberQueries
@@ -27,6 +28,7 @@ Query = merge_types(
         RewardQueries,
         SettlementQueries,
         PendingQueries,
+        BooksQueries,
         AccessQueries,
         RiskQueries,
         WebhookQueries,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NewType
 
 import strawberry
 from strawberry.types.scalar import ScalarDefinition
@@ -94,5 +94,27 @@ DateTimeScalar: ScalarDefinition = strawberry.scalar(
     parse_value=parse_datetime_input,
 )
 
+#: A whole number of points that may outgrow GraphQL's 32-bit ``Int``: a program's totals.
+PointTotal = NewType("PointTotal", int)
+
+
+def parse_point_total(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue("write a PointTotal as a whole number")
+    return value
+
+
+PointTotalScalar: ScalarDefinition = strawberry.scalar(
+    name="PointTotal",
+    description="A whole number of points that may outgrow a 32-bit Int (a program's totals), written as a "
+    "JSON integer; exact in every client up to 2^53.",
+    serialize=int,
+    parse_value=parse_point_total,
+)
+
 #: ``scalar_overrides`` for the schema.
-SCALARS: dict[object, ScalarDefinition] = {Decimal: DecimalScalar, datetime: DateTimeScalar}
+SCALARS: dict[object, ScalarDefinition] = {
+    Decimal: DecimalScalar,
+    datetime: DateTimeScalar,
+    PointTotal: PointTotalScalar,
+}

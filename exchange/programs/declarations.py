@@ -123,6 +123,16 @@ class LimitsDeclaration(_Strict):
         return self
 
 
+class BudgetDeclaration(_Strict):
+    """What the partner's finance team plans to spend on issuing points: alerts, never a refusal
+    (``limits.monthly_issue_budget`` is the cap that refuses conversions)."""
+
+    monthly_issue: Annotated[ExactDecimal, Field(gt=0)] = Field(
+        description="Value (settlement currency) of the points the program plans to issue "
+        "through the exchange a calendar month; the books warn at 80 % and 100 % of it."
+    )
+
+
 def _ratio(value: object) -> Ratio:
     if isinstance(value, Ratio):
         return value
@@ -432,6 +442,7 @@ class ProgramDeclaration(_Strict):
     point_value: ExactDecimal
     tiers: Annotated[list[TierDeclaration], Field(min_length=1)]
     limits: LimitsDeclaration = LimitsDeclaration()
+    budget: BudgetDeclaration | None = None
     rates: list[RateDeclaration] = Field(default_factory=list)
     promotions: list[PromotionDeclaration] = Field(default_factory=list)
     status_match: StatusMatchDeclaration = StatusMatchDeclaration(grants=False)
@@ -528,6 +539,16 @@ def _check_status_match(path: Path, program: ProgramDeclaration, coalition: Coal
             )
 
 
+def _check_budget(path: Path, program: ProgramDeclaration, coalition: CoalitionDeclaration) -> None:
+    """A budget is an amount of the settlement currency: no finer than its minor unit."""
+    if program.budget is not None and decimal_places(program.budget.monthly_issue) > coalition.currency_minor_units:
+        raise DeclarationError(
+            path,
+            "budget.monthly_issue",
+            f"{program.budget.monthly_issue} is finer than {coalition.settlement_currency}'s minor unit",
+        )
+
+
 def _check_secret_source(path: Path, program: ProgramDeclaration, *, allow_inline_secrets: bool) -> None:
     """No inline secret where they are not allowed; a secret file that is there and holds one."""
     oauth = program.connector.oauth
@@ -566,6 +587,7 @@ def read_partners_directory(directory: Path, *, allow_inline_secrets: bool = Tru
         program: ProgramDeclaration = _parse(path, ProgramDeclaration)
         _check_tiers_against_ladder(path, program, coalition)
         _check_status_match(path, program, coalition)
+        _check_budget(path, program, coalition)
         _check_secret_source(path, program, allow_inline_secrets=allow_inline_secrets)
         if program.id in seen:
             raise DeclarationError(path, "id", f"duplicate id {program.id!r} (also in {seen[program.id]})")

@@ -81,6 +81,11 @@ class Program(SQLModel, table=True):
     member_monthly_cap: int | None = None
     member_yearly_cap: int | None = None
     monthly_issue_budget: int | None = None
+    budget_monthly_issue: Decimal | None = Field(
+        default=None,
+        sa_type=ExactNumeric(18, 4),
+        description="The declared monthly issue budget (settlement currency): the books' alerts.",
+    )
     connector: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     status_match: dict[str, Any] | None = Field(
         default=None,

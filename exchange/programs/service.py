@@ -51,6 +51,7 @@ def _program_columns(declaration: ProgramDeclaration) -> dict[str, Any]:
         "member_monthly_cap": limits.member_monthly_cap,
         "member_yearly_cap": limits.member_yearly_cap,
         "monthly_issue_budget": limits.monthly_issue_budget,
+        "budget_monthly_issue": declaration.budget.monthly_issue if declaration.budget else None,
         "connector": declaration.connector.model_dump(mode="json"),
         "status_match": declaration.status_match.model_dump(mode="json", exclude_none=True)
         if declaration.status_match.grants
@@ -77,6 +78,7 @@ def _point_columns(point: PointDeclaration) -> dict[str, Any]:
         "member_monthly_cap": None,
         "member_yearly_cap": None,
         "monthly_issue_budget": None,
+        "budget_monthly_issue": None,
         "connector": INTERNAL_CONNECTOR,
         "status_match": None,
     }

@@ -35,6 +35,7 @@ from exchange.sagas.engine import Saga
 from exchange.sagas.figures import read_figures
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.access import AccessService
+from exchange.services.books import BooksService
 from exchange.services.catalog import CatalogService
 from exchange.services.coalition import CoalitionService
 from exchange.services.conversions import ConversionService
@@ -70,6 +71,7 @@ class Services:
     rewards: RewardService
     matches: StatusMatchService
     settlement: SettlementService
+    books: BooksService
     access: AccessService
     people: PeopleService
     portal: PortalSignInService
@@ -148,6 +150,7 @@ def build_services(
     redemption_saga = RedemptionSaga.for_settings(
         settings, db=db, connectors=connectors, federation=federation, clock=clock
     )
+    settlement = SettlementService.for_settings(settings, db=db, clock=clock)
     return Services(
         settings=settings,
         db=db,
@@ -171,7 +174,8 @@ def build_services(
         matches=StatusMatchService(
             db, StatusMatching.for_settings(settings, db=db, connectors=connectors, clock=clock)
         ),
-        settlement=SettlementService.for_settings(settings, db=db, clock=clock),
+        settlement=settlement,
+        books=BooksService(db, settlement.calendar, clock),
         access=AccessService(
             db=db,
             keys=keys,

@@ -214,7 +214,9 @@ async def routed_ledger(exchange: Exchange, conversion_id: str) -> tuple[list[st
                 params={"reference": f"conversion:{conversion_id}"},
             )
         ]
-        balances = dict(tuple(row) for row in await session.exec(text("SELECT code, balance FROM ledger_account_balance")))  # type: ignore[call-overload]
+        balances = dict(
+            tuple(row) for row in await session.exec(text("SELECT code, balance FROM ledger_account_balance"))
+        )  # type: ignore[call-overload]
     assert report.ok, report.problem
     return posted, balances
 

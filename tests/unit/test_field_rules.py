@@ -335,6 +335,49 @@ EXPECTED: dict[str, str] = {
     "Mutation.resolveBreaks": STAFF,
     **{f"BreaksResolved.{name}": STAFF for name in ("resolved", "unchanged", "reconciliation")},
     "Mutation.signOffPeriod": STAFF,
+    # The partners' books: staff any program's, a partner its own; the values inside them open.
+    "Query.partnerBooks": STAFF_OR_OWNER,
+    **{
+        f"PartnerBooks.{name}": STAFF_OR_OWNER
+        for name in (
+            "partnerId",
+            "period",
+            "startsAt",
+            "endsAt",
+            "pointValue",
+            "issued",
+            "convertedOut",
+            "redeemedForRewards",
+            "redeemed",
+            "reversed",
+            "otherPoints",
+            "outstanding",
+            "moneyReceivedForIssued",
+            "moneyPaidForRedeemed",
+            "moneyNet",
+            "costPerPoint",
+            "budget",
+            "coalition",
+        )
+    },
+    **{f"PointsFigure.{name}": ANYONE for name in ("points", "value")},
+    **{f"IssueBudget.{name}": ANYONE for name in ("budget", "spend", "percentUsed", "level")},
+    **{
+        f"CoalitionBooks.{name}": ANYONE
+        for name in (
+            "pointId",
+            "pointValue",
+            "breakageKeptBy",
+            "funded",
+            "spentAt",
+            "outstanding",
+            "breakage",
+            "breakageToDate",
+            "maturing",
+            "expiryRate",
+            "estimatedBreakage",
+        )
+    },
     **{
         f"SettlementPeriod.{name}": STAFF_OR_PARTNER
         for name in ("period", "status", "startsAt", "endsAt", "closingStartedAt", "closedAt")

@@ -141,6 +141,7 @@ def test_the_layers_name_every_package() -> None:
     known = FRONT_ENDS | SERVICES | KERNEL | BESIDE | {MIGRATIONS, "tables"}
     domain = {
         "auth",
+        "books",
         "coalition",
         "connectors",
         "conversions",

@@ -28,6 +28,7 @@ PAGES = {
     f"{PARTNER}/rewards": "Rewards",
     f"{PARTNER}/redemptions": "Redemptions to confirm",
     f"{PARTNER}/statements": "Statements",
+    f"{PARTNER}/books": "Books",
     f"{PARTNER}/access": "Clients and keys",
 }
 

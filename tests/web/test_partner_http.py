@@ -392,6 +392,27 @@ def test_statements_are_the_partners_own_and_download_as_json_csv_and_a_verifiab
         assert client.get(f"{PARTNER}/statements/{period}/statement.xml").status_code == 404
 
 
+def test_the_books_page_shows_the_partners_own_figures_and_downloads_them_as_csv(
+    settled: tuple[Gateway, str],
+) -> None:
+    gateway, period = settled
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
+        current = client.get(f"{PARTNER}/books")
+        assert current.status_code == 303 and re.fullmatch(
+            rf"{PARTNER}/books/\d{{4}}-\d{{2}}", current.headers["location"]
+        )
+        page = client.get(f"{PARTNER}/books/{period}").text
+        assert f"Books for {period}" in page and "Converted out" in page and "3,000" in page
+        assert "Issue budget" in page and "Coalition points" in page
+        exported = client.get(f"{PARTNER}/books/{period}/books.csv")
+        assert exported.headers["content-type"].startswith("text/csv")
+        assert f"formosa-air,{period},converted_out,3000,1200.00,TWD" in exported.text.splitlines()
+        assert client.get(f"{PARTNER}/books/2026-13").status_code == 404
+    with signed_in(gateway, gateway.person(Role.PARTNER, "wallet-pay")) as client:
+        theirs = client.get(f"{PARTNER}/books/{period}/books.csv").text
+        assert theirs.splitlines()[1].startswith(f"wallet-pay,{period},"), "the address names no partner: its own"
+
+
 def test_the_reconciliation_shows_the_partners_breaks_and_their_resolution_read_only(
     settled: tuple[Gateway, str],
 ) -> None:

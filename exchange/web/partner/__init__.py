@@ -11,6 +11,7 @@ from __future__ import annotations
 from exchange.services.container import Services
 from exchange.web.access import Page
 from exchange.web.partner.access import AccessPages
+from exchange.web.partner.books import BooksPages
 from exchange.web.partner.pricing import PricingPages
 from exchange.web.partner.rewards import RewardPages
 from exchange.web.partner.statements import StatementPages
@@ -26,6 +27,7 @@ class PartnerConsole:
             RewardPages(rewards=services.rewards, pages=pages, catalog=services.catalog),
             AccessPages(access=services.access, pages=pages, settings=services.settings),
             StatementPages(settlement=services.settlement, pages=pages, catalog=services.catalog),
+            BooksPages(books=services.books, pages=pages),
         )
 
     def routes(self) -> list[Page]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from datetime import UTC, datetime
@@ -193,3 +195,15 @@ async def test_resolve_takes_a_selection_in_bulk_and_sign_off_follows(october: d
     assert signed.stdout.strip() == "signed off fresh-mart 2026-10 by carol@settlement", signed.stderr
     late = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october)
     assert late.returncode == 2 and "signed off" in late.stderr
+
+
+async def test_books_print_a_partners_figures_as_text_or_csv(october: dict[str, str]) -> None:
+    exported = run("books", "fresh-mart", "2026-10", "--csv", env=october)
+    assert exported.returncode == 0, exported.stderr
+    rows = {row[2]: row[3:] for row in csv.reader(io.StringIO(exported.stdout))}
+    assert rows["issued"] == ["10000", "1000.00", "TWD"]
+    assert rows["money_net"] == ["", "83.00", "TWD"], "98.00 for the points it issued, 15.00 for a reward"
+    assert rows["budget_level"] == ["", "NONE", ""]
+    shown = run("books", "fresh-mart", "2026-10", env=october)
+    assert shown.stdout.splitlines()[0] == "fresh-mart 2026-10 (TWD)"
+    assert ["issued", "10000", "1000.00", "TWD"] in [line.split() for line in shown.stdout.splitlines()]

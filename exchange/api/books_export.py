@@ -1,0 +1,50 @@
+"""``GET /settlement/books/{partnerId}/{period}.csv``: a partner's books as CSV.
+
+The same :class:`~exchange.books.report.PartnerBooks` GraphQL's ``partnerBooks`` shows, from the
+same application service, written line by line as a streamed response (one line per figure:
+``partner,period,figure,points,amount,currency``). Authorized as ``partnerBooks`` is: staff with
+``settlement:read``, or the partner itself with ``partner:read``; refusals are GraphQL-shaped
+errors, as the records upload's are.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from exchange.api.fields.settlement import READ_OWN
+from exchange.api.inputs import ID_LENGTH
+from exchange.api.records import authorized, domain_refusal
+from exchange.api.refusals import refusal
+from exchange.books.report import csv_lines
+from exchange.errors import ErrorCode, ExchangeError
+from exchange.services.books import BooksService
+from exchange.streaming import CSV_MEDIA_TYPE
+from exchange.text import text_problem
+
+PATH = "/settlement/books/{partner_id}/{period}.csv"
+
+
+class BooksExport:
+    """The route's endpoint; ``books`` is the service ``partnerBooks`` calls too."""
+
+    def __init__(self, books: BooksService) -> None:
+        self._books = books
+
+    async def get(self, request: Request) -> Response:
+        partner, period = request.path_params["partner_id"], request.path_params["period"]
+        principal = authorized(request, READ_OWN, {"partner_id": partner})
+        if isinstance(principal, Response):
+            return principal
+        for name, value, limit in (("partnerId", partner, ID_LENGTH), ("period", period, 7)):
+            if problem := text_problem(value, limit):
+                return refusal(request.headers, 400, f"{name} {problem}", code=ErrorCode.BAD_USER_INPUT, field=name)
+        try:
+            books = await self._books.partner_books(partner, period)
+        except ExchangeError as refused:
+            return domain_refusal(request, refused)
+        return StreamingResponse(
+            csv_lines(books),
+            media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="books-{books.partner}-{books.period}.csv"'},
+        )

@@ -1,0 +1,164 @@
+"""A program's figures for one period, read from the clearing ledger in a few set-based queries.
+
+Every figure is a ``GROUP BY`` (or a conditional ``sum``) over ``ledger_entry``, joined to its
+account and transaction; no entry is ever read into Python. The queries are plain SQL that
+PostgreSQL and SQLite run alike. Entries are counted in the period they were *posted into*
+(``ledger_entry.period``), as closing and statements count them, so the books tie out to the
+period's statement; an entry that arrived late for a closed period counts in the next one.
+
+Points legs (``points-issued``, ``points-redeemed``, ``member-points`` of the program) say how
+many points moved; the program's ``partner-clearing`` legs say what money moved. A movement is
+classed by its business reference, which a reversal keeps: ``conversion:…`` or
+``redemption:…`` (a reward); anything else (adjustments, later kinds) is ``other``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.ledger.accounts import AccountKind
+
+CONVERSION = "conversion"
+REWARD = "reward"
+OTHER = "other"
+
+_CATEGORY = f"""CASE WHEN t.reference LIKE 'conversion:%' THEN '{CONVERSION}'
+                     WHEN t.reference LIKE 'redemption:%' THEN '{REWARD}'
+                     ELSE '{OTHER}' END"""
+
+#: Points the program issued and redeemed in the period, by account, category and whether the
+#: transaction reverses another. Amounts keep the ledger's sign (credits negative).
+_POINTS = text(
+    f"""
+    SELECT a.kind AS account_kind, {_CATEGORY} AS category, t.reverses IS NOT NULL AS reversal,
+           sum(e.amount) AS amount
+      FROM ledger_entry e
+      JOIN ledger_account a ON a.id = e.account_id
+      JOIN ledger_transaction t ON t.seq = e.transaction_seq
+     WHERE a.program_id = :program AND e.period = :period AND a.kind IN (:issued, :redeemed)
+     GROUP BY a.kind, {_CATEGORY}, t.reverses IS NOT NULL
+    """
+)
+
+#: The program's clearing money in the period: all of it, the part of transactions that redeemed
+#: its points, and the part of transactions that issued them (debit +: owed to it).
+_MONEY = text(
+    """
+    SELECT coalesce(sum(e.amount), 0) AS net,
+           coalesce(sum(CASE WHEN EXISTS (SELECT 1 FROM ledger_entry r
+                                           WHERE r.transaction_seq = e.transaction_seq AND r.account_id = :redeemed)
+                             THEN e.amount ELSE 0 END), 0) AS for_redeemed,
+           coalesce(sum(CASE WHEN EXISTS (SELECT 1 FROM ledger_entry i
+                                           WHERE i.transaction_seq = e.transaction_seq AND i.account_id = :issued)
+                             THEN e.amount ELSE 0 END), 0) AS for_issued
+      FROM ledger_entry e
+     WHERE e.account_id = :clearing AND e.period = :period
+    """
+)
+
+#: The net points the exchange moved into the program's members' accounts, up to the period's end.
+_OUTSTANDING = text(
+    "SELECT coalesce(sum(e.amount), 0) FROM ledger_entry e WHERE e.account_id = :account AND e.period <= :period"
+)
+
+_ACCOUNTS = text("SELECT kind, id FROM ledger_account WHERE program_id = :program")
+
+#: No account has this id (ids are positive): stands in for an account not opened yet.
+NO_ACCOUNT = 0
+
+
+async def program_accounts(session: AsyncSession, program_id: str) -> dict[str, int]:
+    """The ids of the program's ledger accounts, by kind (absent: not opened yet)."""
+    found = await session.exec(_ACCOUNTS, params={"program": program_id})  # type: ignore[call-overload]
+    return dict(found.all())
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerFigures:
+    """What the ledger says of one program in one period; points are whole points, money in
+    minor units of the settlement currency."""
+
+    issued: int
+    """Points the program issued to its members on the exchange's instruction (conversions in)."""
+    converted_out: int
+    """Its members' points it took back for conversions out of the program."""
+    redeemed_for_rewards: int
+    """Its members' points it took back to pay for rewards, net of reversals."""
+    reversed: int
+    """Of the points taken back, those given back by reversals (already netted above)."""
+    other_points: int
+    """Points issued (+) or taken back (−) by anything else (adjustments)."""
+    outstanding: int
+    """Net points the exchange has moved into the program's members' accounts since the
+    beginning, up to the period's end: issued less taken back (negative when more left than came in)."""
+    money_net: int
+    """The program's whole clearing movement in the period (+ owed to it): its statement's net."""
+    money_for_redeemed: int
+    """Of that, the part of transactions that took back its points (negative: it paid)."""
+    money_for_issued: int
+    """Of that, the part of transactions that issued its points (positive: it was paid)."""
+
+    @property
+    def redeemed(self) -> int:
+        """Every point taken back through the exchange, net of reversals."""
+        return self.converted_out + self.redeemed_for_rewards
+
+
+async def ledger_figures(session: AsyncSession, program_id: str, period: str) -> LedgerFigures:
+    """The program's figures for ``period``: four small set-based queries."""
+    accounts = await program_accounts(session, program_id)
+
+    def account(kind: AccountKind) -> int:
+        return int(accounts.get(kind.value, NO_ACCOUNT))
+
+    points: dict[tuple[str, str, bool], int] = {}
+    rows = await session.exec(  # type: ignore[call-overload]
+        _POINTS,
+        params={
+            "program": program_id,
+            "period": period,
+            "issued": AccountKind.POINTS_ISSUED.value,
+            "redeemed": AccountKind.POINTS_REDEEMED.value,
+        },
+    )
+    for account_kind, category, reversal, amount in rows.all():  # at most 2 × 3 × 2 groups
+        points[(account_kind, category, bool(reversal))] = int(amount)
+
+    def moved(account_kind: AccountKind, *categories: str, reversal: bool | None = None) -> int:
+        return sum(
+            amount
+            for (kind, category, is_reversal), amount in points.items()
+            if kind == account_kind.value and category in categories and reversal in (None, is_reversal)
+        )
+
+    issued, redeemed = AccountKind.POINTS_ISSUED, AccountKind.POINTS_REDEEMED
+    money = (
+        await session.exec(  # type: ignore[call-overload]
+            _MONEY,
+            params={
+                "clearing": account(AccountKind.PARTNER_CLEARING),
+                "redeemed": account(redeemed),
+                "issued": account(issued),
+                "period": period,
+            },
+        )
+    ).one()
+    outstanding = (
+        await session.exec(  # type: ignore[call-overload]
+            _OUTSTANDING, params={"account": account(AccountKind.MEMBER_POINTS), "period": period}
+        )
+    ).scalar_one()
+    return LedgerFigures(
+        issued=-moved(issued, CONVERSION, REWARD),
+        converted_out=moved(redeemed, CONVERSION),
+        redeemed_for_rewards=moved(redeemed, REWARD),
+        reversed=-moved(redeemed, CONVERSION, REWARD, reversal=True),
+        other_points=-moved(issued, OTHER) - moved(redeemed, OTHER),
+        outstanding=int(outstanding),
+        money_net=int(money.net),
+        money_for_redeemed=int(money.for_redeemed),
+        money_for_issued=int(money.for_issued),
+    )

@@ -1,0 +1,167 @@
+"""The partners' books tie out to the ledger over a month of mixed activity, and budget alerts
+fire at exactly 80 % and 100 % of the declared budget, each logged once (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from sqlmodel import select
+
+from exchange.books.budget import BudgetLevel
+from exchange.conversions.clearing import conversion_transaction
+from exchange.errors import ExchangeError
+from exchange.ledger.accounts import AccountKind
+from exchange.ledger.models import LedgerAccount
+from exchange.ledger.posting import TransactionRequest
+from exchange.rewards.clearing import REVERSAL_KIND, redemption_transaction
+from exchange.services.books import BooksService
+from exchange.services.settlement import SettlementService
+from exchange.testing.clock import FrozenClock
+from tests.integration.settlement.conftest import CHART, NOVEMBER, close, post
+
+OCTOBER = NOVEMBER.replace(month=10)
+DECEMBER = NOVEMBER.replace(month=12)
+PROGRAMS = ("formosa-air", "fresh-mart", "tune-stream", "wallet-pay")
+
+
+@pytest.fixture
+def books(settlement: SettlementService, clock: FrozenClock) -> BooksService:
+    return BooksService(settlement.db, settlement.calendar, clock)
+
+
+def converted(
+    name: str, source: str, target: str, points_in: int, points_out: int, value: int, fee: int, *, at=NOVEMBER
+) -> TransactionRequest:  # type: ignore[no-untyped-def]
+    return conversion_transaction(
+        chart=CHART,
+        transaction_id=f"t-{name}",
+        conversion_id=name,
+        source=source,
+        target=target,
+        points_in=points_in,
+        points_out=points_out,
+        money_value_minor=value,
+        fee_minor=fee,
+        effective_at=at,
+    )
+
+
+def redeemed(name: str, paying: str, publisher: str, points: int, price: int, fee: int) -> TransactionRequest:
+    return redemption_transaction(
+        chart=CHART,
+        transaction_id=f"t-{name}",
+        redemption_id=name,
+        paying=paying,
+        publisher=publisher,
+        points=points,
+        price_minor=price,
+        fee_minor=fee,
+        effective_at=NOVEMBER,
+    )
+
+
+async def a_month_of_activity(settlement: SettlementService) -> None:
+    """October, then November's conversions both ways, redemptions and a reversal, then December."""
+    await post(settlement, [converted("oct", "wallet-pay", "formosa-air", 5_000, 2_000, 80_000, 1_600, at=OCTOBER)])
+    await post(
+        settlement,
+        [
+            converted("c1", "wallet-pay", "formosa-air", 10_000, 4_000, 160_000, 3_200),
+            converted("c2", "formosa-air", "fresh-mart", 3_000, 12_000, 120_000, 2_400),
+            converted("c3", "fresh-mart", "formosa-air", 5_000, 500, 20_000, 400),
+            converted("c4", "tune-stream", "wallet-pay", 7_000, 700, 7_000, 140),
+            redeemed("r1", "formosa-air", "fresh-mart", 1_500, 60_000, 600),
+            redeemed("r2", "formosa-air", "tune-stream", 500, 20_000, 200),
+            redeemed("r3", "wallet-pay", "formosa-air", 900, 9_000, 90),
+        ],
+    )
+    async with settlement.db.transaction() as session:
+        await settlement.ledger.reverse(
+            session, "t-r2", transaction_id="t-r2-back", effective_at=NOVEMBER + timedelta(days=1), kind=REVERSAL_KIND
+        )
+    await post(settlement, [converted("dec", "fresh-mart", "formosa-air", 1_000, 100, 4_000, 80, at=DECEMBER)])
+
+
+async def test_the_books_show_a_month_of_mixed_activity(settlement: SettlementService, books: BooksService) -> None:
+    await a_month_of_activity(settlement)
+    november = await books.partner_books("formosa-air", "2026-11")
+    figures = november.figures
+    assert (figures.issued, figures.converted_out, figures.redeemed_for_rewards, figures.reversed) == (
+        4_500,
+        3_000,
+        1_500,
+        500,
+    )
+    assert figures.outstanding == 2_000 + 4_500 - 4_500, "October's 2,000 miles are still out; December is not counted"
+    assert figures.money_for_redeemed == -(120_000 + 60_600), "c2 and r1; r2 was reversed"
+    assert figures.money_for_issued == (160_000 - 3_200) + (20_000 - 400)
+    assert figures.money_net == figures.money_for_redeemed + figures.money_for_issued + 9_000
+    assert november.cost_per_point == Decimal("0.401333"), "1,806.00 TWD paid for 4,500 miles, half-even"
+    assert november.value(figures.outstanding) == 80_000, "2,000 miles at 0.4 TWD"
+
+
+async def test_the_books_tie_out_to_the_ledger(
+    settlement: SettlementService, books: BooksService, clock: FrozenClock
+) -> None:
+    await a_month_of_activity(settlement)
+    async with settlement.db.transaction() as session:
+        balances = {
+            (row.program_id, row.kind): row.balance
+            for row in await session.exec(select(LedgerAccount).where(LedgerAccount.program_id.is_not(None)))  # type: ignore[union-attr]
+        }
+    for program in PROGRAMS:
+        months = [await books.partner_books(program, period) for period in ("2026-10", "2026-11", "2026-12")]
+        assert months[-1].figures.outstanding == balances.get((program, AccountKind.MEMBER_POINTS), 0), program
+        issued = sum(month.figures.issued for month in months)
+        assert issued == -balances.get((program, AccountKind.POINTS_ISSUED), 0), program
+        taken_back = sum(month.figures.redeemed for month in months)
+        assert taken_back == balances.get((program, AccountKind.POINTS_REDEEMED), 0), program
+        assert sum(month.figures.money_net for month in months) == balances.get(
+            (program, AccountKind.PARTNER_CLEARING), 0
+        )
+    await close(settlement, clock, "2026-10")
+    await close(settlement, clock, "2026-11")
+    for program in PROGRAMS:
+        statement = await settlement.statement(program, "2026-11")
+        assert (await books.partner_books(program, "2026-11")).figures.money_net == statement.net, program
+
+
+async def test_an_unknown_partner_or_a_malformed_period_is_refused(books: BooksService) -> None:
+    with pytest.raises(ExchangeError) as unknown:
+        await books.partner_books("no-such-program", "2026-11")
+    assert (unknown.value.code, unknown.value.field) == ("NOT_FOUND", "partnerId")
+    with pytest.raises(ExchangeError) as malformed:
+        await books.partner_books("formosa-air", "2026-13")
+    assert (malformed.value.code, malformed.value.field) == ("BAD_USER_INPUT", "period")
+
+
+async def test_budget_alerts_fire_at_exactly_80_and_100_percent_and_are_logged_once(
+    settlement: SettlementService, books: BooksService, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Formosa Air budgets 3,200,000 TWD a month: 80 % is 6,400,000 miles at 0.4 TWD."""
+    caplog.set_level(logging.WARNING, logger="exchange.books.budget")
+
+    async def issue(name: str, miles: int) -> BudgetLevel:
+        await post(settlement, [converted(name, "wallet-pay", "formosa-air", miles, miles, 1, 0)])
+        read = await books.partner_books("formosa-air", "2026-11")
+        assert read.budget is not None
+        return read.budget.level
+
+    def alerts() -> list[str]:
+        return [record.getMessage() for record in caplog.records if record.name == "exchange.books.budget"]
+
+    assert await issue("just-under", 6_399_999) == BudgetLevel.NONE, "2,559,999.60 TWD is under 80 %"
+    assert alerts() == []
+    assert await issue("to-80", 1) == BudgetLevel.WARNING
+    assert await issue("more", 1_599_999) == BudgetLevel.WARNING, "read again just under 100 %: no new alert"
+    assert len(alerts()) == 1 and alerts()[0].startswith(
+        "issue budget WARNING: formosa-air spent 2560000.00 of 3200000.00"
+    )
+    assert await issue("to-100", 1) == BudgetLevel.EXHAUSTED
+    await books.partner_books("formosa-air", "2026-11")
+    assert [message.split(":")[0] for message in alerts()] == ["issue budget WARNING", "issue budget EXHAUSTED"]
+    read = await books.partner_books("formosa-air", "2026-11")
+    assert read.budget is not None and (read.budget.spend, read.budget.percent_used) == (320_000_000, Decimal("100.00"))
