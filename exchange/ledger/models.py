@@ -140,7 +140,7 @@ class LedgerShard(SQLModel, table=True):
 class LedgerChainHead(SQLModel, table=True):
     """The last link of one (shard, period) chain, moved by the database as transactions are
     inserted. A chain with no row is empty. ``genesis`` is what its first transaction links
-    to: the genesis hash, except for chains that migration 0019 cut out of the single chain
+    to: the genesis hash, except for chains that migration 0017 cut out of the single chain
     posted before it (their first transaction links to the one before it, as then posted)."""
 
     __tablename__ = "ledger_chain_head"

@@ -10,7 +10,7 @@ commits. The shard is held until the caller's unit of work commits: keep posting
 A posting of one transaction is five statements: lock a shard (which also says where the
 posting may land), read where its chain ends and draw a seq, claim the id, insert the
 transaction, insert its legs. The database moves the chain's head and the shard's balances
-in the statements that insert them (triggers: migration 0019). Account ids come from memory
+in the statements that insert them (triggers: migration 0017). Account ids come from memory
 once known: an account, once opened, never changes.
 """
 

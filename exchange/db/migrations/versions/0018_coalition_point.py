@@ -1,7 +1,7 @@
 """The coalition point: programs' kind, the point's declaration, and its lots and operations.
 
-Revision ID: 0014
-Revises: 0018
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-01
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 from exchange.db.types import BigIdentity, ExactNumeric, UTCDateTime
 from exchange.money import POINT_VALUE_SCALE
 
-revision = "0014"
-down_revision = "0019"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

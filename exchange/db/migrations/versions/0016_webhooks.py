@@ -1,7 +1,7 @@
 """Webhooks: subscriptions, the event outbox, deliveries and the delivery log.
 
-Revision ID: 0017
-Revises: 0013
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-01
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from exchange.db.types import BigIdentity, UTCDateTime
 
-revision = "0017"
-down_revision = "0016"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

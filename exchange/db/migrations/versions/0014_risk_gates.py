@@ -1,7 +1,7 @@
 """Membership validation and risk gates: the partner's name on a linked account, each program's
 declared risk gates, the risk decision log, and an index for counting an account's conversions.
 
-Revision ID: 0018
+Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-01
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 from exchange.db.types import BigIdentity, UTCDateTime
 
-revision = "0018"
+revision = "0014"
 down_revision = "0013"
 branch_labels = None
 depends_on = None

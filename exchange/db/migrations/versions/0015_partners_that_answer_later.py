@@ -3,8 +3,8 @@
 (Conversions and redemptions waiting for a partner's late word need no new column: they wait
 at new saga steps, ``AWAIT_DEBIT`` and ``AWAIT_CREDIT``.)
 
-Revision ID: 0016
-Revises: 0018 (chained after the risk gates, merged first)
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-01
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 from exchange.db.types import UTCDateTime
 
-revision = "0016"
-down_revision = "0018"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

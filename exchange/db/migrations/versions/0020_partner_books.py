@@ -1,8 +1,8 @@
 """The partners' books: each program's declared monthly issue budget, and the budget alert
 levels each program's spend has crossed per period (each logged once).
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-01
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 from exchange.db.types import ExactNumeric, UTCDateTime
 
-revision = "0015"
-down_revision = "0020"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 

@@ -21,8 +21,8 @@
 The downgrade puts the rows back in the single-chain tables; it is exact for a ledger posted in
 one shard (as the tests' round trip does), and refuses a ledger posted in several.
 
-Revision ID: 0019
-Revises: 0013
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-01
 """
 
@@ -35,8 +35,8 @@ from alembic import op
 
 from exchange.db.types import UTCDateTime
 
-revision = "0019"
-down_revision = "0017"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

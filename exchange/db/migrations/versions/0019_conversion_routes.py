@@ -1,7 +1,7 @@
 """Routes through the coalition point: the legs a quote and its conversion went by.
 
-Revision ID: 0020
-Revises: 0014
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0020"
-down_revision = "0014"
+revision = "0019"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
