@@ -84,8 +84,10 @@ async def test_a_partner_registers_its_key_then_obtains_a_member_token_with_auth
         )
         assert member.token["scope"] == "member:read member:write"
     data = response.json()["data"]
-    assert data["me"]["linkedAccounts"] == [
-        {"memberRef": "alice", "establishedBy": "ASSERTION", "program": {"id": "wallet-pay"}}
+    member_id = data["viewer"]["memberId"]
+    assert data["me"]["linkedAccounts"] == [  # the coalition point's account every member has, then the asserted one
+        {"memberRef": member_id, "establishedBy": "COALITION", "program": {"id": "coalition"}},
+        {"memberRef": "alice", "establishedBy": "ASSERTION", "program": {"id": "wallet-pay"}},
     ]
     assert data["viewer"] == {
         "role": "MEMBER",

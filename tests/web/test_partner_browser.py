@@ -201,5 +201,7 @@ def data_words(page: Page) -> set[str]:
         )
     ]
     names += [level.name for level in directory.coalition.ladder]
+    if (point := directory.coalition.point) is not None:
+        names += [point.id, point.name, point.point_name]
     names += page.locator("main code, main th[scope=row]").all_inner_texts()
     return CODES | {word for text in names for word in LATIN_WORD.findall(text)}

@@ -123,6 +123,10 @@ class RewardPages:
             except ExchangeError as refused:
                 failure = refused
             options.append({"program": catalog.programs[account.program_id], "quote": quote, "failure": failure})
+        asserted_by = member_session(request).asserted_by
+        if not pay_with:  # preselect what can pay at once: a priced program the member signed in with
+            priced = [option["program"].id for option in options if option["quote"] is not None]
+            pay_with = next((program for program in priced if program in asserted_by), priced[0] if priced else "")
         return self.pages.render(
             request,
             "portal/reward.html",
@@ -132,7 +136,7 @@ class RewardPages:
                 "currency": catalog.currency,
                 "price": catalog.currency.from_minor(reward.price_minor),
                 "options": options,
-                "asserted_by": member_session(request).asserted_by,
+                "asserted_by": asserted_by,
                 "problem": problem,
                 "pay_with": pay_with,
                 "paying_program": catalog.programs.get(pay_with),
