@@ -1,9 +1,9 @@
-"""Runs the whole suite as two pytest processes at once: the web pages, and everything else.
+"""Runs the whole suite as two pytest processes at once.
 
-One pytest process keeps one core busy, and the machines the suite runs on have two. The web
-tests (a headless Chromium driving gateways) and the rest share nothing but the machine: each
-process starts its own throwaway PostgreSQL cluster on a free port, and databases are named
-uniquely. Side by side they take about as long as the longer of the two instead of their sum.
+One pytest process keeps one core busy, and the machines the suite runs on have two. The two
+halves share nothing but the machine: each process starts its own throwaway PostgreSQL cluster
+on a free port, and databases are named uniquely. Side by side they take about as long as the
+longer of the two instead of their sum.
 
 Each half writes to its own log under test-artifacts/, printed whole when that half ends; while
 both run, a line a minute shows where each is. The exit status is the first failing half's.
@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import IO
 
 ARTIFACTS = Path("test-artifacts")
+#: Two halves of about the same length, each test file in exactly one: the browser tests with the
+#: integration tests that run whole systems (demo, soak, failover), and the rest. The web tests
+#: come last in theirs, as in a whole run: Playwright's loop must not precede asyncio tests.
 HALVES = {
-    "web pages": ["tests/web"],
-    "everything else": ["tests", "--ignore=tests/web"],
+    "systems and web pages": ["tests/integration", "--ignore=tests/integration/settlement", "tests/web"],
+    "everything else": ["tests", "--ignore=tests/web", "--ignore-glob=tests/integration/test_*.py"],
 }
 PROGRESS_EVERY_SECONDS = 60
 

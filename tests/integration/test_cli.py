@@ -441,7 +441,7 @@ def demo_data(tmp_path: Path, partners_on_free_ports: Path) -> Iterator[Callable
                 demo.stop()
 
 
-async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_credentials(
+async def test_demo_serves_the_six_partners_and_the_coalition_point_with_working_credentials(
     demo_data: Callable[[], Demo], tmp_path: Path
 ) -> None:
     demo = await demo_data().started()
@@ -464,8 +464,9 @@ async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_cr
         "admin",
     }
     async with httpx.AsyncClient(timeout=30) as client:
-        response = await client.post(url, json={"query": "{ programs { id name pointValue tiers { name level } } }"})
-        assert len(response.json()["data"]["programs"]) == 6
+        response = await client.post(url, json={"query": "{ programs { id kind } }"})
+        kinds = [program["kind"] for program in response.json()["data"]["programs"]]
+        assert sorted(kinds) == ["COALITION", *["PARTNER"] * 6]  # six partners and the coalition point
         admin = credentials["clients"]["admin"]
         token = await client.post(
             credentials["token_endpoint"],
@@ -492,9 +493,13 @@ async def test_demo_serves_the_six_programs_with_sandbox_partners_and_working_cr
                     "me": {
                         "id": member["member_id"],
                         "linkedAccounts": [
-                            # the demo's last month linked them at every program
-                            {"memberRef": name, "program": {"id": program_id}}
-                            for program_id in sorted(set(credentials["clients"]) - {"settlement", "admin"})
+                            # the coalition point's account every member has (its ref: the member's id)
+                            {"memberRef": member["member_id"], "program": {"id": "coalition"}},
+                            # and the demo's last month linked them at every partner
+                            *(
+                                {"memberRef": name, "program": {"id": program_id}}
+                                for program_id in sorted(set(credentials["clients"]) - {"settlement", "admin"})
+                            ),
                         ],
                     },
                 }
