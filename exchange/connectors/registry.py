@@ -139,7 +139,14 @@ class ConnectorRegistry:
 
     def callback_secret(self, program: Program) -> str:
         """The key the program's partner signs its callbacks with: the client secret it issued
-        the exchange (:mod:`exchange.connectors.callbacks`)."""
+        the exchange (:mod:`exchange.connectors.callbacks`). The coalition point has no partner,
+        so nothing signs callbacks for it."""
+        if program.kind == ProgramKind.COALITION:
+            raise PartnerNotConfigured(
+                f"{program.id} is the exchange's own: no partner calls back for it",
+                program_id=program.id,
+                call="callback",
+            )
         return self._secret(program.id, ConnectorDeclaration.model_validate(program.connector))
 
     def _coalition_connector(self, program: Program) -> PartnerConnector:

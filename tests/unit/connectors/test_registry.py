@@ -143,3 +143,9 @@ async def test_a_cookie_a_partner_sets_never_rides_on_a_later_call(registry: Con
         await connector.account("alice")
     assert account.call_count == 2
     assert "cookie" not in account.calls.last.request.headers
+
+
+def test_no_partner_signs_callbacks_for_the_coalition_point(registry: ConnectorRegistry) -> None:
+    point = cast(Program, SimpleNamespace(id="coalition", kind=ProgramKind.COALITION, connector={"kind": "internal"}))
+    with pytest.raises(PartnerNotConfigured, match="no partner calls back"):
+        registry.callback_secret(point)
