@@ -7,11 +7,13 @@ time, while postings in other shards go on. Ids are unique across shards and per
 existence check), and a concurrent posting of the same id waits on that key until the first
 commits. The shard is held until the caller's unit of work commits: keep posting units short.
 
-A posting of one transaction is five statements: lock a shard (which also says where the
-posting may land), read where its chain ends and draw a seq, claim the id, insert the
-transaction, insert its legs. The database moves the chain's head and the shard's balances
-in the statements that insert them (triggers: migration 0017). Account ids come from memory
-once known: an account, once opened, never changes.
+A posting of one transaction is three statements on PostgreSQL: lock a shard (which also says
+where the posting may land), read where its chain ends and draw a seq, then one statement that
+claims the id and, only if it did, inserts the transaction and its legs (:data:`_POST_ONE`). On
+SQLite the last is three statements: claim, insert the transaction, insert its legs. The
+database moves the chain's head and the shard's balances as rows are inserted (triggers:
+migration 0017), and checks at commit that every transaction's legs balance. Account ids come
+from memory once known: an account, once opened, never changes.
 """
 
 from __future__ import annotations
@@ -20,12 +22,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Insert, Table, bindparam, event
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, bindparam, event, text
+from sqlalchemy.dialects import sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -384,11 +385,11 @@ class Ledger:
             for request in requests
         ]
         ends, seqs = await chain_state(session, shard.id, sorted(set(periods)), len(requests))
+        lots = list(zip(requests, periods, seqs, strict=True))
         transactions: list[tuple[Any, ...]] = []
         entries: list[tuple[Any, ...]] = []
-        keys: list[tuple[Any, ...]] = []
         results: dict[str, PostedTransaction] = {}
-        for request, period, seq in zip(requests, periods, seqs, strict=True):
+        for request, period, seq in lots:
             request_hash = digests[request.id]
             prev_hash = ends[period]
             chained = chain_digest(seq=seq, prev_hash=prev_hash, request_hash=request_hash, period=period)
@@ -409,7 +410,6 @@ class Ledger:
                     chained,
                 )
             )
-            keys.append((request.id, request.reverses, seq, period))
             ids = [account_ids[leg.account] for leg in request.legs]
             for position, (leg, account_id, hub) in enumerate(zip(request.legs, ids, hubs[request.id], strict=True)):
                 entries.append(
@@ -425,31 +425,70 @@ class Ledger:
                     )
                 )
             results[request.id] = PostedTransaction(seq, request.id, period, chained, False)
-
-        if len(keys) == 1:
-            claimed = await session.exec(
-                _claim_key(session.get_bind().dialect.name),
-                params={f"new_{name}": value for name, value in zip(KEY_COLUMNS, keys[0], strict=True)},
-            )
-            if claimed.first() is None:
+        if len(requests) == 1:
+            request, period, seq = lots[0]
+            if not await _post_one(session, (request.id, request.reverses, seq, period), transactions[0], entries):
                 return {}  # posted before: the caller reads it back
         else:
+            keys = [(request.id, request.reverses, seq, period) for request, period, seq in lots]
             await bulk_insert(session, KEYS, KEY_COLUMNS, keys)
-        await bulk_insert(session, TRANSACTIONS, TRANSACTION_COLUMNS, transactions)  # the chain's head follows
-        await bulk_insert(session, ENTRIES, ENTRY_COLUMNS, entries)  # the shard's balances follow
+            await bulk_insert(session, TRANSACTIONS, TRANSACTION_COLUMNS, transactions)  # the chains' heads follow
+            await bulk_insert(session, ENTRIES, ENTRY_COLUMNS, entries)  # the shard's balances follow
         return results
 
 
-@lru_cache(maxsize=2)
-def _claim_key(dialect: str) -> Insert:
-    """Claim one transaction id unless it was posted before; returns the id if claimed."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        insert(KEYS)
-        .values({name: bindparam(f"new_{name}", type_=KEYS.c[name].type) for name in KEY_COLUMNS})
-        .on_conflict_do_nothing(index_elements=["id"])
-        .returning(KEYS.c.id)
+async def _post_one(
+    session: AsyncSession, key: tuple[Any, ...], transaction: tuple[Any, ...], entries: list[tuple[Any, ...]]
+) -> bool:
+    """Claim one transaction's id, and insert it and its legs if that claimed it; whether it did.
+
+    On PostgreSQL this is one statement (:data:`_POST_ONE`); on SQLite, three."""
+    if session.get_bind().dialect.name == "postgresql":
+        params = dict(zip(TRANSACTION_COLUMNS, transaction, strict=True))
+        for name, index in (("account_ids", 2), ("units", 3), ("amounts", 4), ("counterparties", 7)):
+            params[name] = [entry[index] for entry in entries]
+        return (await session.exec(_POST_ONE, params=params)).first() is not None  # type: ignore[call-overload]
+    claimed = await session.exec(_CLAIM_ONE, params=dict(zip(KEY_COLUMNS, key, strict=True)))
+    if claimed.first() is None:
+        return False
+    await bulk_insert(session, TRANSACTIONS, TRANSACTION_COLUMNS, [transaction])  # the chain's head follows
+    await bulk_insert(session, ENTRIES, ENTRY_COLUMNS, entries)  # the shard's balances follow
+    return True
+
+
+#: SQLite: claim one id unless it was posted before; returns the id if claimed.
+_CLAIM_ONE = (
+    sqlite.insert(KEYS)
+    .values({name: bindparam(name, type_=KEYS.c[name].type) for name in KEY_COLUMNS})
+    .on_conflict_do_nothing(index_elements=["id"])
+    .returning(KEYS.c.id)
+)
+#: PostgreSQL: a lone posting in one statement. It claims the id unless it was posted before,
+#: and only if it did, inserts the transaction and its legs (given as arrays, the position
+#: being the index: one text for any number of legs); it returns a row if it claimed the id. The foreign key from the
+#: legs and the triggers (chain head, balances: ``REFERENCING NEW TABLE``; the deferred
+#: balance check) see the whole statement's rows, as they would three statements'.
+_POST_ONE = text(
+    f"""
+    WITH claimed AS (
+        INSERT INTO ledger_transaction_key (id, reverses, seq, period)
+        VALUES (:id, :reverses, :seq, :period)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING seq
+    ), posted AS (
+        INSERT INTO ledger_transaction ({", ".join(TRANSACTION_COLUMNS)})
+        SELECT {", ".join(f":{name}" for name in TRANSACTION_COLUMNS)} FROM claimed
+    ), legs AS (
+        INSERT INTO ledger_entry ({", ".join(ENTRY_COLUMNS)})
+        SELECT :seq, leg.position - 1, leg.account_id, leg.unit, leg.amount, :period, :shard, leg.counterparty
+          FROM claimed,
+               unnest(CAST(:account_ids AS bigint[]), CAST(:units AS text[]), CAST(:amounts AS bigint[]),
+                      CAST(:counterparties AS bigint[]))
+               WITH ORDINALITY AS leg(account_id, unit, amount, counterparty, position)
     )
+    SELECT seq FROM claimed
+    """
+).bindparams(*(bindparam(name, type_=TRANSACTIONS.c[name].type) for name in TRANSACTION_COLUMNS))
 
 
 def _refuse_changed(earlier: dict[str, tuple[PostedTransaction, str]], digests: dict[str, str]) -> None:

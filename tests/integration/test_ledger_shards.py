@@ -12,12 +12,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic import command
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.ledger.partitions import ensure_partitions
 from exchange.ledger.periods import start_closing
-from exchange.ledger.posting import Ledger
+from exchange.ledger.posting import ENTRY_COLUMNS, TRANSACTION_COLUMNS, Ledger, _post_one
 from exchange.ledger.verify import verify_ledger
 from exchange.money import Currency
 from exchange.settlement.archive import archive_period
@@ -223,6 +224,45 @@ async def test_writers_posting_at_once_keep_balances_and_every_chain(pg_db: Data
         "partner-clearing:fresh-mart": 8 * sum(1000 + index for index in range(15)) - fees,
         "exchange-fees": fees,
     }
+
+
+@pytest.mark.postgres_only
+async def test_a_lone_posting_in_one_statement_moves_head_and_balances_and_is_checked(pg_db: Database) -> None:
+    """On PostgreSQL a lone posting claims its id and inserts the transaction and its legs in one
+    statement: the triggers still move the chain's head and the shard's balances, verify passes,
+    and the database still refuses legs that do not balance (at commit)."""
+    async with pg_db.transaction() as session:
+        posted = await sharded().post(session, payment("one", 1000))
+    async with pg_db.transaction() as session:
+        head = (await session.exec(text("SELECT shard, seq, hash, transactions FROM ledger_chain_head"))).one()  # type: ignore[call-overload]
+        shard = head.shard
+        shard_balances = dict(
+            (
+                await session.exec(
+                    text("SELECT code, balance FROM ledger_balance JOIN ledger_account ON id = account_id")
+                )
+            ).all()  # type: ignore[call-overload]
+        )
+        verification = await verify_ledger(session)
+    assert (head.seq, head.hash, head.transactions) == (posted.seq, posted.hash, 1)
+    assert shard_balances == {
+        "partner-clearing:wallet-pay": -1000,
+        "partner-clearing:fresh-mart": 980,
+        "exchange-fees": 20,
+    }
+    assert verification.ok, verification.problem
+    with pytest.raises(IntegrityError, match="does not balance"):
+        async with pg_db.transaction() as session:
+            row = (await session.exec(text(f"SELECT {', '.join(TRANSACTION_COLUMNS)} FROM ledger_transaction"))).one()  # type: ignore[call-overload]
+            legs = (
+                await session.exec(text(f"SELECT {', '.join(ENTRY_COLUMNS)} FROM ledger_entry ORDER BY position"))
+            ).all()  # type: ignore[call-overload]
+            seq = row.seq + 1
+            transaction = (seq, shard, "lopsided", *row[3:])
+            # The first leg doubled: the legs no longer sum to zero.
+            entries = [(seq, *leg[1:4], leg.amount * (2 if leg.position == 0 else 1), *leg[5:]) for leg in legs]
+            assert await _post_one(session, ("lopsided", None, seq, row.period), transaction, entries)
+    assert await balances(pg_db) == shard_balances
 
 
 @pytest.mark.postgres_only
