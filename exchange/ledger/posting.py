@@ -10,8 +10,8 @@ commits. The shard is held until the caller's unit of work commits: keep posting
 A posting of one transaction is three statements on PostgreSQL: lock a shard (which also says
 where the posting may land), read where its chain ends and draw a seq, then one statement that
 claims the id and, only if it did, inserts the transaction and its legs (:data:`_POST_ONE`). On
-SQLite the last is three statements: claim, insert the transaction, insert its legs. The
-database moves the chain's head and the shard's balances as rows are inserted (triggers:
+SQLite the last is three statements: claim, insert the transaction, insert its legs. A batch
+claims its ids in one statement first and links only those it claimed. The database moves the chain's head and the shard's balances as rows are inserted (triggers:
 migration 0017), and checks at commit that every transaction's legs balance. Account ids come
 from memory once known: an account, once opened, never changes.
 """
@@ -225,14 +225,17 @@ class Ledger:
         written = await self._write(session, shard, list(fresh.values()), digests, hubs)
         count_ledger_postings(session, (fresh[transaction_id].kind for transaction_id in written))
         if len(written) < len(fresh):
+            # Claimed by another unit of work, committed meanwhile (or in a period since archived).
             unwritten = [transaction_id for transaction_id in fresh if transaction_id not in written]
-            earlier = await self._posted(session, unwritten)
-            _refuse_changed(earlier, digests)
+            meanwhile = await self._posted(session, unwritten)
+            _refuse_changed(meanwhile, digests)
             for transaction_id in unwritten:
-                if transaction_id not in earlier:
+                if transaction_id not in meanwhile:
+                    await self._refuse_reversed_by_another(session, fresh[transaction_id])
                     raise IdempotencyConflict(
                         f"transaction id {transaction_id!r} was posted in a period since archived", field="id"
                     )
+            earlier.update(meanwhile)
         results = {transaction_id: posted for transaction_id, (posted, _) in earlier.items()}
         results.update(written)
         return [results[request.id] for request in requests]
@@ -288,29 +291,39 @@ class Ledger:
         return found
 
     async def _check_reversals(self, session: AsyncSession, requests: Sequence[TransactionRequest]) -> None:
-        """A reversal must exactly negate a posted transaction that is not reversed yet."""
+        """A reversal must exactly negate a posted transaction that is not reversed yet (nor by
+        another request of the batch)."""
+        batch: dict[str, str] = {}
         for request in requests:
             if request.reverses is None:
                 continue
+            if batch.setdefault(request.reverses, request.id) != request.id:
+                raise AlreadyReversed(request.reverses, batch[request.reverses])
             original = (
                 await session.exec(select(LedgerTransaction).where(LedgerTransaction.id == request.reverses))
             ).first()
             if original is None:
                 raise UnknownTransaction(request.reverses, field="reverses")
-            reversed_by = (
-                await session.exec(
-                    select(LedgerTransactionKey.id).where(LedgerTransactionKey.reverses == request.reverses)
-                )
-            ).first()
-            if reversed_by == request.id:
+            if await self._refuse_reversed_by_another(session, request):
                 continue  # a repeat of this very reversal: writing it finds it posted
-            if reversed_by is not None:
-                raise AlreadyReversed(request.reverses, reversed_by)
             expected = [(leg.account, -leg.amount) for leg in await self.legs_of(session, original.seq)]
             if [(leg.account, leg.amount) for leg in request.legs] != expected:
                 raise UnbalancedTransaction(
                     f"reversal {request.id!r} does not exactly negate {request.reverses!r}", field="legs"
                 )
+
+    @staticmethod
+    async def _refuse_reversed_by_another(session: AsyncSession, request: TransactionRequest) -> bool:
+        """Refuse a reversal of a transaction some other transaction reverses
+        (:class:`AlreadyReversed`); whether this one does."""
+        if request.reverses is None:
+            return False
+        reversed_by = (
+            await session.exec(select(LedgerTransactionKey.id).where(LedgerTransactionKey.reverses == request.reverses))
+        ).first()
+        if reversed_by is not None and reversed_by != request.id:
+            raise AlreadyReversed(request.reverses, reversed_by)
+        return reversed_by is not None
 
     async def _account_ids(self, session: AsyncSession, accounts: set[AccountRef]) -> dict[AccountRef, int]:
         """Ids of the accounts, opening those that do not exist yet."""
@@ -374,8 +387,9 @@ class Ledger:
         digests: dict[str, str],
         hubs: dict[str, list[int | None]],
     ) -> dict[str, PostedTransaction]:
-        """Write ``requests`` at the ends of ``shard``'s chains; a lone request that was posted
-        before is not written (and not returned)."""
+        """Write ``requests`` at the ends of ``shard``'s chains, each whose id (and reversal) it
+        claims; one posted before, or by another unit of work meanwhile, is not written (and not
+        returned): the caller reads it back."""
         if not requests:
             return {}
         account_ids = await self._account_ids(session, {leg.account for request in requests for leg in request.legs})
@@ -386,6 +400,13 @@ class Ledger:
         ]
         ends, seqs = await chain_state(session, shard.id, sorted(set(periods)), len(requests))
         lots = list(zip(requests, periods, seqs, strict=True))
+        if len(lots) > 1:
+            # A batch claims its ids before it links them: an id (or a reversal) that a posting in
+            # another shard claimed meanwhile leaves a gap in the seqs, not a broken link.
+            claimed = await _claim_ids(
+                session, [(request.id, request.reverses, seq, period) for request, period, seq in lots]
+            )
+            lots = [lot for lot in lots if lot[0].id in claimed]
         transactions: list[tuple[Any, ...]] = []
         entries: list[tuple[Any, ...]] = []
         results: dict[str, PostedTransaction] = {}
@@ -430,11 +451,25 @@ class Ledger:
             if not await _post_one(session, (request.id, request.reverses, seq, period), transactions[0], entries):
                 return {}  # posted before: the caller reads it back
         else:
-            keys = [(request.id, request.reverses, seq, period) for request, period, seq in lots]
-            await bulk_insert(session, KEYS, KEY_COLUMNS, keys)
             await bulk_insert(session, TRANSACTIONS, TRANSACTION_COLUMNS, transactions)  # the chains' heads follow
             await bulk_insert(session, ENTRIES, ENTRY_COLUMNS, entries)  # the shard's balances follow
         return results
+
+
+async def _claim_ids(session: AsyncSession, keys: list[tuple[Any, ...]]) -> set[str]:
+    """Claim a batch's ids (rows in ``KEY_COLUMNS`` order); the ids claimed. On PostgreSQL an id
+    or a reversal another unit of work claimed is skipped once that one commits, and ids are
+    claimed in id order, so two batches sharing ids wait for each other instead of deadlocking.
+    On SQLite units of work take turns, and the batch has read its repeats already: all are new."""
+    if session.get_bind().dialect.name != "postgresql":
+        await bulk_insert(session, KEYS, KEY_COLUMNS, keys)
+        return {key[0] for key in keys}
+    ids, reverses, seqs, periods = (list(column) for column in zip(*sorted(keys), strict=True))
+    claimed = await session.exec(
+        _CLAIM_IDS,  # type: ignore[call-overload]  # a text statement
+        params={"ids": ids, "reverses": reverses, "seqs": seqs, "periods": periods},
+    )
+    return set(claimed.scalars())
 
 
 async def _post_one(
@@ -456,15 +491,25 @@ async def _post_one(
     return True
 
 
-#: SQLite: claim one id unless it was posted before; returns the id if claimed.
+#: SQLite: claim one id (and what it reverses) unless taken; returns the id if claimed.
 _CLAIM_ONE = (
     sqlite.insert(KEYS)
     .values({name: bindparam(name, type_=KEYS.c[name].type) for name in KEY_COLUMNS})
-    .on_conflict_do_nothing(index_elements=["id"])
+    .on_conflict_do_nothing()
     .returning(KEYS.c.id)
 )
-#: PostgreSQL: a lone posting in one statement. It claims the id unless it was posted before,
-#: and only if it did, inserts the transaction and its legs (given as arrays, the position
+#: PostgreSQL: claim a batch's ids (and what they reverse) unless taken, one array a column.
+_CLAIM_IDS = text(
+    """
+    INSERT INTO ledger_transaction_key (id, reverses, seq, period)
+    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:reverses AS text[]), CAST(:seqs AS bigint[]),
+                         CAST(:periods AS text[]))
+    ON CONFLICT DO NOTHING
+    RETURNING id
+    """
+)
+#: PostgreSQL: a lone posting in one statement. It claims the id (and what it reverses) unless
+#: taken, and only if it did, inserts the transaction and its legs (given as arrays, the position
 #: being the index: one text for any number of legs); it returns a row if it claimed the id. The foreign key from the
 #: legs and the triggers (chain head, balances: ``REFERENCING NEW TABLE``; the deferred
 #: balance check) see the whole statement's rows, as they would three statements'.
@@ -473,7 +518,7 @@ _POST_ONE = text(
     WITH claimed AS (
         INSERT INTO ledger_transaction_key (id, reverses, seq, period)
         VALUES (:id, :reverses, :seq, :period)
-        ON CONFLICT (id) DO NOTHING
+        ON CONFLICT DO NOTHING
         RETURNING seq
     ), posted AS (
         INSERT INTO ledger_transaction ({", ".join(TRANSACTION_COLUMNS)})

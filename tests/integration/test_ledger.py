@@ -138,6 +138,17 @@ async def test_reversal_negates_once(db: Database, ledger: Ledger) -> None:
             await ledger.reverse(session, "nope", transaction_id="r", effective_at=NOON)
 
 
+async def test_a_batch_holding_two_reversals_of_one_transaction_is_refused(db: Database, ledger: Ledger) -> None:
+    async with db.transaction() as session:
+        await ledger.post(session, payment("t1"))
+    negated = tuple(Leg(leg.account, -leg.amount) for leg in payment("t1").legs)
+    twice = [TransactionRequest(f"r{n}", "reversal", "conversion:c1", NOON, negated, reverses="t1") for n in (1, 2)]
+    with pytest.raises(AlreadyReversed, match="'t1' was already reversed by 'r1'"):
+        async with db.transaction() as session:
+            await ledger.post_many(session, twice)
+    assert (await balances(db))["exchange-fees"] == 20
+
+
 async def test_a_reversal_must_negate_exactly(db: Database, ledger: Ledger) -> None:
     async with db.transaction() as session:
         await ledger.post(session, payment("t1"))

@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
 from alembic import command
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db import migrate
 from exchange.db.database import Database
+from exchange.errors import IdempotencyConflict
+from exchange.ledger.errors import AlreadyReversed
 from exchange.ledger.partitions import ensure_partitions
 from exchange.ledger.periods import start_closing
-from exchange.ledger.posting import ENTRY_COLUMNS, TRANSACTION_COLUMNS, Ledger, _post_one
+from exchange.ledger.posting import ENTRY_COLUMNS, TRANSACTION_COLUMNS, Ledger, PostedTransaction, _post_one
 from exchange.ledger.verify import verify_ledger
 from exchange.money import Currency
 from exchange.settlement.archive import archive_period
@@ -33,6 +38,8 @@ TAIPEI = ZoneInfo("Asia/Taipei")
 DECEMBER = datetime(2026, 12, 10, 4, 0, tzinfo=UTC)
 AFTER_NOVEMBER = datetime(2026, 12, 2, tzinfo=UTC)
 TWD = Currency("TWD", 2)
+LOCK_WAITERS = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+T = TypeVar("T")
 
 
 def sharded(shards: int = 4, at: datetime = NOON) -> Ledger:
@@ -263,6 +270,79 @@ async def test_a_lone_posting_in_one_statement_moves_head_and_balances_and_is_ch
             entries = [(seq, *leg[1:4], leg.amount * (2 if leg.position == 0 else 1), *leg[5:]) for leg in legs]
             assert await _post_one(session, ("lopsided", None, seq, row.period), transaction, entries)
     assert await balances(pg_db) == shard_balances
+
+
+async def second_waits_for_first(
+    db: Database, first: Callable[[AsyncSession], Awaitable[object]], second: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    """Run ``first`` in a unit of work and, before it commits, ``second`` in another (another
+    connection, so another shard); commit ``first`` once ``second`` waits on one of its locks,
+    and return what ``second`` returns (or raise what it raises)."""
+
+    async def in_unit_of_work() -> T:
+        async with db.transaction() as session:
+            return await second(session)
+
+    async with db.transaction() as session:
+        await first(session)
+        task = asyncio.create_task(in_unit_of_work())
+        waiting = 0
+        while not waiting and not task.done():
+            await asyncio.sleep(0.01)
+            async with db.transaction() as look:  # pg_stat_activity is a snapshot per transaction
+                waiting = (await look.exec(text(LOCK_WAITERS))).scalar_one()  # type: ignore[call-overload]
+        assert waiting == 1, "the second posting should wait for the first's lock"
+    return await task
+
+
+async def batch_racing(db: Database, raced_amount: int) -> list[PostedTransaction]:
+    """A batch of three posted while another unit of work (in another shard) posts its id
+    ``raced``, with ``raced_amount``, and commits once the batch waits for it (on the id: the
+    accounts are open already)."""
+    ledger = sharded()
+    await post(db, ledger, ["opening"])
+
+    async def post_raced(session: AsyncSession) -> PostedTransaction:
+        return await ledger.post(session, payment("raced", raced_amount))
+
+    async def post_batch(session: AsyncSession) -> list[PostedTransaction]:
+        return await ledger.post_many(session, [payment("before"), payment("raced"), payment("after")])
+
+    return await second_waits_for_first(db, post_raced, post_batch)
+
+
+@pytest.mark.postgres_only
+async def test_a_batch_racing_a_posting_of_one_of_its_ids_gets_that_posting_back(pg_db: Database) -> None:
+    results = await batch_racing(pg_db, 1000)
+    assert [(result.id, result.replayed) for result in results] == [
+        ("before", False),
+        ("raced", True),
+        ("after", False),
+    ]
+    async with pg_db.transaction() as session:
+        verification = await verify_ledger(session)
+    assert verification.ok, verification.problem
+    assert verification.transactions == 4 and (await balances(pg_db))["exchange-fees"] == 4 * 20
+
+
+@pytest.mark.postgres_only
+async def test_a_batch_racing_a_posting_of_one_of_its_ids_with_other_content_is_a_conflict(pg_db: Database) -> None:
+    with pytest.raises(IdempotencyConflict, match="'raced' was posted before with different content"):
+        await batch_racing(pg_db, 2000)
+    assert (await balances(pg_db))["exchange-fees"] == 20 + 40  # the opening's and the racing posting's
+
+
+@pytest.mark.postgres_only
+async def test_of_two_reversals_of_a_transaction_posted_at_once_the_second_is_refused(pg_db: Database) -> None:
+    ledger = sharded()
+    await post(pg_db, ledger, ["t"])
+
+    def reversal(transaction_id: str) -> Callable[[AsyncSession], Awaitable[object]]:
+        return lambda session: ledger.reverse(session, "t", transaction_id=transaction_id, effective_at=NOON)
+
+    with pytest.raises(AlreadyReversed, match="'t' was already reversed by 'first'"):
+        await second_waits_for_first(pg_db, reversal("first"), reversal("second"))
+    assert (await balances(pg_db))["exchange-fees"] == 0
 
 
 @pytest.mark.postgres_only
