@@ -3,10 +3,12 @@
 ``ledger_transaction`` and ``ledger_entry`` are partitioned by period (``LIST (period)``). A
 period gets its own partitions ahead of its first posting (:func:`ensure_partitions`: the
 gateway at start for the current and next period, closing for the two after the one it
-closes); a row of a period that has none lands in the default partition, so a posting never
-fails for want of one. A closed period's partitions can be detached (:func:`detach_period`):
-its rows leave the ledger's tables, as a table of their own to dump and drop. A period whose
-rows sit in the default partition keeps them there: it cannot be detached.
+closes, archiving for the period it archives); a row of a period that has none lands in the
+default partition, so a posting never fails for want of one. Making a period's partitions moves
+any rows of it out of the default partition into them, in the same unit of work (PostgreSQL
+refuses to attach a partition while the default holds rows for it). A closed period's
+partitions can be detached (:func:`detach_period`): its rows leave the ledger's tables, as a
+table of their own to dump and drop.
 
 Partitions are made as plain tables and then attached, which locks the parent only against
 other schema changes (``SHARE UPDATE EXCLUSIVE``), not against postings; one transaction-level
@@ -25,8 +27,13 @@ from sqlalchemy import ForeignKeyConstraint, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db.bulk import copy_out_csv
+from exchange.ledger.models import LedgerEntry, LedgerTransaction
 
 TABLES = ("ledger_transaction", "ledger_entry")
+_COLUMNS = {
+    table.name: [column.name for column in table.columns]
+    for table in (LedgerTransaction.__table__, LedgerEntry.__table__)  # type: ignore[attr-defined]
+}
 #: pg_advisory_xact_lock key of partition changes ("ledger partitions").
 _ADVISORY_KEY = 0x4C454447_50415254
 
@@ -80,9 +87,10 @@ async def has_partition(session: AsyncSession, period: str) -> bool:
 
 
 async def ensure_partitions(session: AsyncSession, periods: Iterable[str]) -> list[str]:
-    """Give each of ``periods`` its own partitions unless it has them or already has rows in the
-    default partition; the periods given partitions. Run it in a unit of work of its own: the
-    attach waits for postings under way, and holds the advisory lock until it commits."""
+    """Give each of ``periods`` its own partitions unless it has them, moving its rows out of the
+    default partition; the periods given partitions. Run it in a unit of work of its own (or as
+    the start of archiving): the attach waits for postings under way, and holds the advisory
+    lock until it commits."""
     if not partitioned(session):
         return []
     await session.exec(text("SELECT pg_advisory_xact_lock(:key)"), params={"key": _ADVISORY_KEY})  # type: ignore[call-overload]
@@ -90,20 +98,49 @@ async def ensure_partitions(session: AsyncSession, periods: Iterable[str]) -> li
     for period in sorted(set(periods)):
         if await has_partition(session, period):
             continue
-        in_default = (
-            await session.exec(
-                text("SELECT EXISTS (SELECT 1 FROM ledger_transaction_default WHERE period = :period)"),  # type: ignore[call-overload]
-                params={"period": period},
-            )
-        ).scalar_one()
-        if in_default:
-            continue
         for table in TABLES:
             name = partition_name(table, period)
             await session.exec(text(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))  # type: ignore[call-overload]
+        await _move_out_of_default(session, period)
+        for table in TABLES:  # the transactions first: the legs' foreign key finds them there
+            name = partition_name(table, period)
             await session.exec(text(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES IN ('{period}')"))  # type: ignore[call-overload]
         made.append(period)
     return made
+
+
+async def _move_out_of_default(session: AsyncSession, period: str) -> None:
+    """Move ``period``'s rows from the default partitions into its own, not yet attached.
+
+    The default partitions are locked first, until the commit, so no posting adds rows of the
+    period meanwhile (attaching would lock them anyway). The rows are the same rows:
+    copied column for column into plain tables, which fire no trigger, so heads and balances
+    stay as they are; the default partitions' append-only guards step aside for the delete
+    alone, in this unit of work (the legs first: they refer to the transactions)."""
+    defaults = [partition_name(table, "default") for table in TABLES]
+    await session.exec(text(f"LOCK TABLE {', '.join(defaults)} IN EXCLUSIVE MODE"))  # type: ignore[call-overload]
+    in_default = (
+        await session.exec(
+            text("SELECT EXISTS (SELECT 1 FROM ledger_transaction_default WHERE period = :period)"),  # type: ignore[call-overload]
+            params={"period": period},
+        )
+    ).scalar_one()
+    if not in_default:
+        return
+    for table in TABLES:
+        columns = ", ".join(_COLUMNS[table])
+        await session.exec(
+            text(  # type: ignore[call-overload]
+                f"INSERT INTO {partition_name(table, period)} ({columns})"
+                f" SELECT {columns} FROM {partition_name(table, 'default')} WHERE period = :period"
+            ),
+            params={"period": period},
+        )
+    for table in reversed(TABLES):
+        default, guard = partition_name(table, "default"), f"{table}_append_only"
+        await session.exec(text(f"ALTER TABLE {default} DISABLE TRIGGER {guard}"))  # type: ignore[call-overload]
+        await session.exec(text(f"DELETE FROM {default} WHERE period = :period"), params={"period": period})  # type: ignore[call-overload]
+        await session.exec(text(f"ALTER TABLE {default} ENABLE TRIGGER {guard}"))  # type: ignore[call-overload]
 
 
 async def export_period(session: AsyncSession, period: str, directory: Path) -> list[Path]:

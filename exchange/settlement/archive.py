@@ -1,10 +1,12 @@
 """Archiving a settled period: its ledger rows leave the ledger's tables (PostgreSQL).
 
 A period can be archived once it is CLOSED and every partner has signed it off: nothing of it
-changes any more. Archiving writes, if asked, the period's transactions and legs as CSV files,
-records what its legs moved per account and shard (``ledger_archived_balance``, so the running
-balances still verify), detaches its partitions and marks its close anchor archived. The detached
-tables stay in the database, outside the ledger, for an operator to dump and drop.
+changes any more. Archiving gives the period its own partitions first if it has none (its
+rows, posted before it had them, move out of the default partition: ``ledger.partitions``),
+writes, if asked, the period's transactions and legs as CSV files, records what its legs moved
+per account and shard (``ledger_archived_balance``, so the running balances still verify),
+detaches its partitions and marks its close anchor archived. The detached tables stay in the
+database, outside the ledger, for an operator to dump and drop.
 
 What ``exchange ledger verify`` proves afterwards is in ``exchange.ledger.verify``: that the
 period's chains ended at the heads its close anchor recorded, and that the anchor is in the
@@ -23,7 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.ledger.errors import PeriodNotClosed
 from exchange.ledger.models import LedgerCloseAnchor, SettlementPeriod
-from exchange.ledger.partitions import detach_period, export_period, has_partition, partition_name, partitioned
+from exchange.ledger.partitions import detach_period, ensure_partitions, export_period, partition_name, partitioned
 from exchange.ledger.periods import PeriodStatus
 from exchange.settlement.errors import NotArchivable
 from exchange.settlement.models import SettlementPosition
@@ -70,8 +72,7 @@ async def archive_period(session: AsyncSession, period: str, *, now: datetime, e
     ).all()
     if unsigned:
         raise NotArchivable(period, f"not signed off by {', '.join(unsigned)}")
-    if not await has_partition(session, period):
-        raise NotArchivable(period, "its rows are in the default partition (posted before the period had its own)")
+    await ensure_partitions(session, [period])  # rows posted before it had partitions leave the default one
     exported = [] if export is None else await export_period(session, period, export)
     await session.exec(text(ARCHIVED_BALANCES.format(entries=partition_name("ledger_entry", period))))  # type: ignore[call-overload]
     await detach_period(session, period)

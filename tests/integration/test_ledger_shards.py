@@ -381,6 +381,44 @@ async def test_a_signed_off_period_detaches_and_still_verifies(pg_db: Database, 
     assert "the close anchor of 2026-11 records heads" in await problem_of(pg_db)
 
 
+async def in_default_partitions(db: Database) -> dict[str, tuple[int, int]]:
+    """Transactions and legs per period in the default partitions."""
+    async with db.transaction() as session:
+        rows = await session.exec(
+            text(  # type: ignore[call-overload]
+                "SELECT period, count(DISTINCT seq), count(*) FROM ledger_transaction_default"
+                " JOIN ledger_entry_default e USING (period) WHERE e.transaction_seq = seq GROUP BY period"
+            )
+        )
+        return {period: (transactions, legs) for period, transactions, legs in rows}
+
+
+@pytest.mark.postgres_only
+async def test_periods_posted_into_the_default_partition_get_their_own_and_archive(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    """November and December are posted before either has partitions of its own: closing
+    November makes December's, moving its rows; archiving November makes and detaches its own."""
+    ledger = sharded(4)
+    await post(pg_db, ledger, ["n1", "n2", "n3"])
+    await post(pg_db, sharded(4, DECEMBER), ["d1"], at=DECEMBER)
+    before = await balances(pg_db)
+    assert await in_default_partitions(pg_db) == {"2026-11": (3, 9), "2026-12": (1, 3)}
+    await close_period(pg_db, ledger.calendar, FrozenClock(AFTER_NOVEMBER), TWD, "2026-11", by="staff")
+    assert await in_default_partitions(pg_db) == {"2026-11": (3, 9)}
+    async with pg_db.transaction() as session:
+        await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
+        archive = await archive_period(session, "2026-11", now=DECEMBER, export=tmp_path)
+    assert archive.transactions == 3 and await in_default_partitions(pg_db) == {}
+    assert len((tmp_path / "ledger_entry_2026_11.csv").read_text().splitlines()) == 1 + 9
+    async with pg_db.transaction() as session:
+        verification = await verify_ledger(session)
+    assert verification.ok, verification.problem
+    assert verification.transactions == 1 and await balances(pg_db) == before
+    await post(pg_db, sharded(4, DECEMBER), ["d2"], at=DECEMBER)  # into December's own partition
+    assert await in_default_partitions(pg_db) == {}
+
+
 async def test_sqlite_keeps_every_period(sqlite_databases: SqliteDatabases) -> None:
     db = Database.from_url(sqlite_databases.create())
     try:
