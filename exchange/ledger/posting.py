@@ -11,9 +11,10 @@ A posting of one transaction is three statements on PostgreSQL: lock a shard (wh
 where the posting may land), read where its chain ends and draw a seq, then one statement that
 claims the id and, only if it did, inserts the transaction and its legs (:data:`_POST_ONE`). On
 SQLite the last is three statements: claim, insert the transaction, insert its legs. A batch
-claims its ids in one statement first and links only those it claimed. The database moves the chain's head and the shard's balances as rows are inserted (triggers:
-migration 0017), and checks at commit that every transaction's legs balance. Account ids come
-from memory once known: an account, once opened, never changes.
+claims its ids in one statement first and links only those it claimed. The database moves the
+chain's head and the shard's balances as rows are inserted (triggers: migration 0017), and
+checks at commit that every transaction's legs balance. Account ids come from memory once
+known: an account, once opened, never changes.
 """
 
 from __future__ import annotations
@@ -509,10 +510,11 @@ _CLAIM_IDS = text(
     """
 )
 #: PostgreSQL: a lone posting in one statement. It claims the id (and what it reverses) unless
-#: taken, and only if it did, inserts the transaction and its legs (given as arrays, the position
-#: being the index: one text for any number of legs); it returns a row if it claimed the id. The foreign key from the
-#: legs and the triggers (chain head, balances: ``REFERENCING NEW TABLE``; the deferred
-#: balance check) see the whole statement's rows, as they would three statements'.
+#: taken, and only if it did, inserts the transaction and its legs (given as arrays, the
+#: position being the index: one text for any number of legs); it returns a row if it claimed
+#: the id. The foreign key from the legs and the triggers (chain head, balances: ``REFERENCING
+#: NEW TABLE``; the deferred balance check) see the whole statement's rows, as they would three
+#: statements'.
 _POST_ONE = text(
     f"""
     WITH claimed AS (
