@@ -87,8 +87,7 @@ from exchange.sagas.doubt import MemberDebit, late_answer, state_of
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
 from exchange.sagas.idempotency import claiming, record_once
 from exchange.settings import Settings
-from exchange.webhooks.events import conversion_finished
-from exchange.webhooks.outbox import emit
+from exchange.webhooks.events import Event, conversion_finished
 
 ConnectorFor = Callable[[Program], PartnerConnector]
 
@@ -286,7 +285,9 @@ class ConversionSaga(Saga[Conversion]):
             await self._post(session, conversion)
         if transition.status in _RELEASES_LIMITS:
             await limits.release(session, [limits.Usage(**usage) for usage in conversion.usages])
-        await emit(session, conversion_finished(conversion, transition, self.clock.now()))
+
+    def event(self, conversion: Conversion, step: str, transition: Transition) -> Event | None:
+        return conversion_finished(conversion, transition, self.clock.now())
 
     async def _post(self, session: AsyncSession, conversion: Conversion) -> None:
         """One clearing transaction per leg, in one batch: a conversion through the coalition
