@@ -19,8 +19,8 @@ each process runs its share of the writers, as a gateway's workers would. Each w
 on a fresh migrated database with the sample programs (partners/) loaded; ``exchange ledger
 verify`` then checks it: sums, every shard's hash chains, balances.
 
-    .venv/bin/python bench/ledger_writers.py [--duration 10] [--writers 1,4,8,16] [--shards 8]
-        [--processes 1] [--durable]
+    .venv/bin/python bench/ledger_writers.py [--duration 10] [--writers 1,4,8,16] [--rounds 3]
+        [--shards 8] [--processes 1] [--durable]
 
 Uses a throwaway PostgreSQL cluster from the local binaries (fsync and synchronous commit off,
 as the other benchmarks; ``--durable`` turns both on, so each commit waits for its WAL flush
@@ -236,29 +236,35 @@ async def main(arguments: argparse.Namespace) -> None:
     databases = PostgresDatabases(server_url)
     counts = [int(count) for count in arguments.writers.split(",")]
     try:
-        rounds = []
-        for writers in counts:
-            url = databases.create()
-            rounds.append(await measure(url, writers, arguments))
-            verified = verify(url)
-            databases.drop(url)
+        measured: dict[int, list[Round]] = {writers: [] for writers in counts}
+        for _ in range(arguments.rounds):  # interleaved, so that a drift of the machine touches every count alike
+            for writers in counts:
+                url = databases.create()
+                measured[writers].append(await measure(url, writers, arguments))
+                verified = verify(url)
+                databases.drop(url)
         commits = "durable commits" if arguments.durable else "fsync and synchronous_commit off"
         print(
             f"ledger writers benchmark: conversions' clearing transactions (7 legs), {arguments.duration:g} s each, "
-            f"{arguments.shards} shard(s), writers in {arguments.processes} process(es), {commits}"
+            f"{arguments.shards} shard(s), writers in {arguments.processes} process(es), {commits}, "
+            f"{arguments.rounds} round(s): medians"
         )
-        base = rounds[0].rate
-        for result in rounds:
+        rates = {writers: statistics.median(result.rate for result in results) for writers, results in measured.items()}
+        base = rates[counts[0]]
+        for writers, results in measured.items():
+            latencies = [latency for result in results for latency in result.latencies]
+            holds = [hold for result in results for hold in result.holds]
+            cpu = sum(result.cpu_seconds for result in results) / sum(result.postings for result in results)
             print(
-                f"  {result.writers:3d} writer(s) {result.rate:9,.0f} postings/s   x{result.rate / base:5.2f}   "
-                f"p50 {statistics.median(result.latencies) * 1000:7.2f} ms   "
-                f"p99 {percentile(result.latencies, 0.99) * 1000:7.2f} ms   "
-                f"shard held {statistics.mean(result.holds) * 1000:5.2f} ms   "
-                f"writers' CPU {result.cpu_seconds / result.postings * 1000:5.2f} ms/posting"
+                f"  {writers:3d} writer(s) {rates[writers]:9,.0f} postings/s   x{rates[writers] / base:5.2f}   "
+                f"p50 {statistics.median(latencies) * 1000:7.2f} ms   "
+                f"p99 {percentile(latencies, 0.99) * 1000:7.2f} ms   "
+                f"shard held {statistics.mean(holds) * 1000:5.2f} ms   "
+                f"writers' CPU {cpu * 1000:5.2f} ms/posting   "
+                f"(rounds: {', '.join(f'{result.rate:,.0f}' for result in results)})"
             )
-        by_count = {result.writers: result.rate for result in rounds}
-        if 1 in by_count and 8 in by_count:
-            print(f"  8 writers / 1 writer: {by_count[8] / by_count[1]:.2f}   (target >= 3)")
+        if 1 in rates and 8 in rates:
+            print(f"  8 writers / 1 writer: {rates[8] / rates[1]:.2f}   (target >= 3)")
         print(f"  exchange ledger verify passed on every database; the last: {verified}")
     finally:
         databases.drop_all()
@@ -270,6 +276,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds each writer count posts for")
     parser.add_argument("--writers", default="1,4,8,16", help="comma-separated writer counts")
+    parser.add_argument("--rounds", type=int, default=3, help="times each writer count is measured (medians shown)")
     parser.add_argument("--durable", action="store_true", help="fsync and synchronous commit on")
     parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS, help="shards postings spread over (1 to 16)")
     parser.add_argument("--processes", type=int, default=1, help="processes the writers are spread over")

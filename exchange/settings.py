@@ -136,8 +136,8 @@ class Settings(BaseSettings):
         default=60,
         ge=0,
         description=(
-            "How long a partner's tier answer serves tier-bonus lookups; never across a conversion, "
-            "redemption or status match of that member."
+            "How long a partner's tier answer serves tier-bonus lookups; never across a status match "
+            "of that member (conversions and redemptions change balances, not tiers)."
         ),
     )
     recovery_interval_seconds: float = Field(

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -36,7 +37,7 @@ from exchange.connectors.contract import (
 )
 from exchange.connectors.errors import REFUSALS, InvalidRequest
 from exchange.db.database import Database
-from exchange.programs import service as programs
+from exchange.programs.catalog import CatalogCache
 
 #: The program that funded a credit, from its saga's id (``None``: the operator).
 Funder = Callable[[AsyncSession, str], Awaitable[str | None]]
@@ -45,11 +46,12 @@ Funder = Callable[[AsyncSession, str], Awaitable[str | None]]
 class CoalitionConnector:
     """:class:`PartnerConnector` of the coalition point ``program_id``."""
 
-    def __init__(self, program_id: str, db: Database, clock: Clock, funder: Funder) -> None:
+    def __init__(self, program_id: str, db: Database, clock: Clock, funder: Funder, catalog: CatalogCache) -> None:
         self.program_id = program_id
         self.db = db
         self.clock = clock
         self.funder = funder
+        self.catalog = catalog
 
     async def aclose(self) -> None:
         """Nothing to close: the database belongs to the application."""
@@ -61,25 +63,26 @@ class CoalitionConnector:
         )
 
     async def account(self, member_ref: str) -> MemberAccount:
+        """The member's lots in one statement; the point's tier and zone from the catalog."""
         check_member_ref(member_ref)
         now = self.clock.now()
-        async with self.db.transaction() as session:
-            if not await lots.member_exists(session, member_ref):
-                raise self._refused(Call.ACCOUNT, errors.unknown_member(member_ref), None)
-            rules = await point_rules(session)
-            # The point has one tier, the ladder's entry level: every member holds it.
-            [tier] = (await programs.tiers_by_program(session, [self.program_id]))[self.program_id]
-            held = await lots.balance(session, member_ref, now)
-            expiring = await lots.expiring(session, member_ref, now)
+        catalog = await self.catalog.get()
+        async with self.db.autocommit() as session:
+            expiring = await lots.holdings(session, member_ref, now)
+        if expiring is None:
+            raise self._refused(Call.ACCOUNT, errors.unknown_member(member_ref), None)
+        # The point has one tier, the ladder's entry level: every member holds it.
+        [tier] = catalog.tier_levels[self.program_id]
+        zone = ZoneInfo(str(catalog.coalition.point_timezone))
         return MemberAccount(
             member_ref=member_ref,
-            balance=held,
-            tier=tier.name,
+            balance=sum(lot.points for lot in expiring),
+            tier=tier,
             # The contract's date is the last day the points are good: the day before the instant.
             expiring=tuple(
                 ExpiringPoints(
                     points=lot.points,
-                    expires_on=(lot.expires_at - timedelta(microseconds=1)).astimezone(rules.zone).date(),
+                    expires_on=(lot.expires_at - timedelta(microseconds=1)).astimezone(zone).date(),
                 )
                 for lot in expiring
             ),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import func
+from sqlalchemy import and_, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -80,30 +80,34 @@ async def operation(session: AsyncSession, operation_id: str) -> Recorded | None
     return Recorded(recorded, target)
 
 
-async def balance(session: AsyncSession, member_id: str, now: datetime) -> int:
-    """What the member can spend now: the remains of their lots that have not expired."""
-    total = await session.exec(
-        select(func.coalesce(func.sum(CoalitionLot.remaining), 0)).where(
-            CoalitionLot.member_id == member_id, col(CoalitionLot.expires_at) > now
+async def holdings(session: AsyncSession, member_ref: str, now: datetime) -> list[ExpiringLots] | None:
+    """The member's balance by expiry instant, soonest first (what expires, and when; the
+    balance is their sum), in one statement; ``None`` if ``member_ref`` names no member (at the
+    point, a member's ref is their own id)."""
+    rows = (
+        await session.exec(
+            select(Member.id, CoalitionLot.expires_at, func.sum(CoalitionLot.remaining))
+            .select_from(Member)
+            .outerjoin(
+                CoalitionLot,
+                and_(
+                    col(CoalitionLot.member_id) == col(Member.id),
+                    col(CoalitionLot.expires_at) > now,
+                    col(CoalitionLot.remaining) > 0,
+                ),
+            )
+            .where(Member.id == member_ref)
+            .group_by(col(Member.id), col(CoalitionLot.expires_at))
+            .order_by(col(CoalitionLot.expires_at))
         )
-    )
-    return int(total.one())
-
-
-async def expiring(session: AsyncSession, member_id: str, now: datetime) -> list[ExpiringLots]:
-    """The member's balance by expiry instant, soonest first: what expires, and when."""
-    rows = await session.exec(
-        select(CoalitionLot.expires_at, func.sum(CoalitionLot.remaining))
-        .where(CoalitionLot.member_id == member_id, col(CoalitionLot.expires_at) > now, col(CoalitionLot.remaining) > 0)
-        .group_by(col(CoalitionLot.expires_at))
-        .order_by(col(CoalitionLot.expires_at))
-    )
-    return [ExpiringLots(points=int(points), expires_at=expires_at) for expires_at, points in rows]
-
-
-async def member_exists(session: AsyncSession, member_ref: str) -> bool:
-    """Whether ``member_ref`` names a member (at the point, a member's ref is their own id)."""
-    return await session.get(Member, member_ref) is not None
+    ).all()
+    if not rows:
+        return None
+    return [
+        ExpiringLots(points=int(points), expires_at=expires_at)
+        for _, expires_at, points in rows
+        if expires_at is not None
+    ]
 
 
 # -- writing ----------------------------------------------------------------------------
@@ -233,7 +237,8 @@ async def _get(session: AsyncSession, operation_id: str, *, for_update: bool = F
 
 
 async def _require_member(session: AsyncSession, member_ref: str) -> None:
-    if not await member_exists(session, member_ref):
+    """At the point, a member's ref is their own id."""
+    if await session.get(Member, member_ref) is None:
         raise errors.unknown_member(member_ref)
 
 

@@ -5,8 +5,8 @@ member's coalition level, for the tier bonus), the terms of each way the pair ma
 itself, and through the coalition point: :mod:`exchange.pricing.routes`), and how much of each
 limit counter is used. Programs and the coalition's settings come from the catalog, rates and
 promotions from this process's pricing book (:mod:`exchange.pricing.book`), tiers from the
-federated view's tier cache (entries taken since the member's last activity, so a status match
-counts at once). One statement reads the links, the member's activity marker, the pricing
+federated view's tier cache (entries taken since the member's last status match, which
+therefore counts at once). One statement reads the links, the member's activity markers, the pricing
 revision (is the book current?) and the counters; a second stores the quote; each commits on its own, without
 a transaction around them. Only what is missing from memory
 costs more: a book read again after a rate change, partners asked for tiers not cached (then
@@ -30,7 +30,7 @@ from exchange.db.database import Database
 from exchange.errors import ExchangeError
 from exchange.federation.accounts import Federation
 from exchange.members import service as members
-from exchange.members.models import LinkedAccount, Member
+from exchange.members.models import ActivityMarkers, LinkedAccount, Member
 from exchange.pricing import limits, quotes, routes
 from exchange.pricing.book import PricingBook, PricingBooks
 from exchange.pricing.models import LimitUsage, PricingRevision, Quote, RateVersion
@@ -47,26 +47,29 @@ class PricedQuote:
 
 @dataclass(frozen=True, slots=True)
 class _Read:
-    """What the one statement read: the member's links and activity marker, the pricing
+    """What the one statement read: the member's links and activity markers, the pricing
     revision, the counters."""
 
     links: list[LinkedAccount]
-    activity: int
+    activity: ActivityMarkers
     revision: int
     used: dict[str, int]
 
 
 @lru_cache(maxsize=16)
 def _reading(count: int) -> Select[Any]:
-    """The revision, member ``member_id``'s activity marker, links and counters ``key_0`` …
+    """The revision, member ``member_id``'s activity markers, links and counters ``key_0`` …
     ``key_<count - 1>`` (one row per link, at least one), built once per number of counters."""
     counters = [
         select(LimitUsage.used).where(LimitUsage.key == bindparam(f"key_{index}")).scalar_subquery()
         for index in range(count)
     ]
-    activity = select(Member.activity).where(Member.id == bindparam("member_id")).scalar_subquery()
+    markers = [
+        select(marker).where(Member.id == bindparam("member_id")).scalar_subquery()
+        for marker in (Member.activity, Member.tier_activity)
+    ]
     return (
-        select(PricingRevision.revision, LinkedAccount, activity, *counters)  # type: ignore[return-value]  # sqlmodel Select
+        select(PricingRevision.revision, LinkedAccount, *markers, *counters)  # type: ignore[return-value]  # sqlmodel Select
         .select_from(PricingRevision)
         .outerjoin(LinkedAccount, col(LinkedAccount.member_id) == bindparam("member_id"))
         .where(PricingRevision.id == 1)
@@ -80,9 +83,9 @@ async def _read(session: AsyncSession, member_id: str, keys: Sequence[str]) -> _
     first = rows[0]
     return _Read(
         links=[row[1] for row in rows if row[1] is not None],
-        activity=first[2] or 0,
+        activity=ActivityMarkers(balances=first[2] or 0, tiers=first[3] or 0),
         revision=first[0],
-        used={key: used for key, used in zip(keys, first[3:], strict=True) if used is not None},
+        used={key: used for key, used in zip(keys, first[4:], strict=True) if used is not None},
     )
 
 

@@ -83,12 +83,11 @@ from exchange.pricing import limits, quotes, routes
 from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
-from exchange.sagas.doubt import MemberDebit
+from exchange.sagas.doubt import MemberDebit, late_answer, state_of
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
 from exchange.sagas.idempotency import claiming, record_once
 from exchange.settings import Settings
-from exchange.webhooks.events import conversion_finished
-from exchange.webhooks.outbox import emit
+from exchange.webhooks.events import Event, conversion_finished
 
 ConnectorFor = Callable[[Program], PartnerConnector]
 
@@ -216,8 +215,7 @@ class ConversionSaga(Saga[Conversion]):
                 return await self._settle_credit(conversion, self.connector_for(target))
             return await self._credit(conversion, self.connector_for(target))
         if step == SagaStep.AWAIT_CREDIT:
-            operation = await self.connector_for(target).operation_status(conversion.credit_operation)
-            return self.credit_outcome(None if operation is None else operation.status)
+            return self.credit_outcome(await state_of(self.connector_for(target), conversion.credit_operation))
         if step == SagaStep.REVERSE_DEBIT:
             await self.connector_for(source).reverse(conversion.reverse_debit_operation, conversion.debit_operation)
             return Transition(SagaStep.DONE, ConversionStatus.REVERSED)
@@ -245,14 +243,13 @@ class ConversionSaga(Saga[Conversion]):
         """The target partner's word on a credit it left pending (or that waits for a file):
         none yet (it may not have the file), still pending, applied, or not applied at all —
         then the debit is reversed."""
-        if state is None or state is OperationState.PENDING:
-            return _CREDIT_PENDING
-        if state is OperationState.APPLIED:
-            return _CREDITED
-        return Transition(
-            SagaStep.REVERSE_DEBIT,
-            failure_code=ErrorCode.PARTNER_REFUSED.value,
-            failure_message=f"the target partner did not apply the credit it had accepted ({state})",
+        return late_answer(
+            state,
+            waiting=_CREDIT_PENDING,
+            applied=_CREDITED,
+            refused=Transition(SagaStep.REVERSE_DEBIT),
+            partner="target",
+            write="credit",
         )
 
     async def _credit(self, conversion: Conversion, target: PartnerConnector) -> Transition:
@@ -288,7 +285,9 @@ class ConversionSaga(Saga[Conversion]):
             await self._post(session, conversion)
         if transition.status in _RELEASES_LIMITS:
             await limits.release(session, [limits.Usage(**usage) for usage in conversion.usages])
-        await emit(session, conversion_finished(conversion, transition, self.clock.now()))
+
+    def event(self, conversion: Conversion, step: str, transition: Transition) -> Event | None:
+        return conversion_finished(conversion, transition, self.clock.now())
 
     async def _post(self, session: AsyncSession, conversion: Conversion) -> None:
         """One clearing transaction per leg, in one batch: a conversion through the coalition

@@ -5,9 +5,10 @@ at once. A partner that cannot answer yields that account's error, and the other
 show. The member's coalition level (for the tier bonus) is the highest level among their
 accounts' current tiers, as the partners report them (a status match shows there too).
 
-Answers are cached for a few seconds (:mod:`exchange.federation.cache`), keyed on the
-member's activity marker (``member.activity``), which the database moves whenever one of the
-member's sagas — a conversion, a redemption, a status match — finishes a run. The marker is
+Answers are cached for a few seconds (:mod:`exchange.federation.cache`), against the member's
+activity markers, which the database moves: ``member.activity`` whenever one of the member's
+sagas — a conversion, a redemption, a status match — finishes a run (balances are stale then),
+``member.tier_activity`` whenever a status match does (tiers are stale then). The markers are
 read with the member's links, in the same statement.
 """
 
@@ -30,7 +31,7 @@ from exchange.db.database import Database
 from exchange.errors import BadUserInput
 from exchange.federation.cache import SnapshotCache
 from exchange.members import service as members
-from exchange.members.models import LinkedAccount, LinkMethod, Member
+from exchange.members.models import ActivityMarkers, LinkedAccount, LinkMethod, Member
 from exchange.members.validation import MembershipRefused, check_name_given, validate_membership
 from exchange.programs import service as programs
 from exchange.programs.catalog import CatalogCache
@@ -52,17 +53,19 @@ class AccountView:
 
 
 _LINKS_AND_ACTIVITY = (
-    select(LinkedAccount, Member.activity)
+    select(LinkedAccount, Member.activity, Member.tier_activity)
     .join(Member, col(Member.id) == col(LinkedAccount.member_id))
     .where(LinkedAccount.member_id == bindparam("member_id"))
     .order_by(col(LinkedAccount.program_id))
 )
 
 
-async def links_and_activity(session: AsyncSession, member_id: str) -> tuple[list[LinkedAccount], int]:
-    """The member's linked accounts (by program) and activity marker, in one query."""
+async def links_and_activity(session: AsyncSession, member_id: str) -> tuple[list[LinkedAccount], ActivityMarkers]:
+    """The member's linked accounts (by program) and activity markers, in one query."""
     rows = (await session.exec(_LINKS_AND_ACTIVITY, params={"member_id": member_id})).all()
-    return [link for link, _ in rows], rows[0][1] if rows else 0
+    if not rows:
+        return [], ActivityMarkers(balances=0, tiers=0)
+    return [link for link, _, _ in rows], ActivityMarkers(balances=rows[0][1], tiers=rows[0][2])
 
 
 class Federation:
@@ -82,7 +85,11 @@ class Federation:
         self.cache = SnapshotCache(balance_ttl=balance_ttl, tier_ttl=tier_ttl, timer=timer)
 
     async def accounts(
-        self, member_id: str, *, links: Sequence[LinkedAccount] | None = None, activity: int | None = None
+        self,
+        member_id: str,
+        *,
+        links: Sequence[LinkedAccount] | None = None,
+        activity: ActivityMarkers | None = None,
     ) -> list[AccountView]:
         """Every linked account of the member, each fetched live (or from a cache entry taken
         since their last activity). ``links`` and ``activity``, when the caller read them
@@ -98,13 +105,13 @@ class Federation:
             links, activity = await links_and_activity(session, member_id)
         return await self.level(links, activity)
 
-    async def level(self, links: Sequence[LinkedAccount], activity: int) -> int:
-        """The coalition level of the member with ``links`` and activity marker ``activity``:
+    async def level(self, links: Sequence[LinkedAccount], activity: ActivityMarkers) -> int:
+        """The coalition level of the member with ``links`` and activity markers ``activity``:
         tiers from the tier cache, and from the partners for those it lacks."""
         views = await self._views(links, activity, for_tiers=True)
         return max((view.level for view in views if view.level is not None), default=0)
 
-    async def cached_level(self, links: Sequence[LinkedAccount], activity: int) -> int | None:
+    async def cached_level(self, links: Sequence[LinkedAccount], activity: ActivityMarkers) -> int | None:
         """:meth:`level` if every tier it needs is cached (no partner asked), else ``None``."""
         catalog = await self.catalog.get()
         levels = []
@@ -115,7 +122,9 @@ class Federation:
             levels.append(catalog.tier_levels.get(link.program_id, {}).get(account.tier))
         return max((level for level in levels if level is not None), default=0)
 
-    async def _views(self, links: Sequence[LinkedAccount], activity: int, *, for_tiers: bool) -> list[AccountView]:
+    async def _views(
+        self, links: Sequence[LinkedAccount], activity: ActivityMarkers, *, for_tiers: bool
+    ) -> list[AccountView]:
         """Each link's view, for balances or (``for_tiers``, cached longer) for tiers."""
         catalog = await self.catalog.get()
         return list(
@@ -134,7 +143,13 @@ class Federation:
         )
 
     async def _view(
-        self, link: LinkedAccount, program: Program, levels: dict[str, int], activity: int, *, for_tiers: bool
+        self,
+        link: LinkedAccount,
+        program: Program,
+        levels: dict[str, int],
+        activity: ActivityMarkers,
+        *,
+        for_tiers: bool,
     ) -> AccountView:
         key = (link.member_id, link.program_id)
         account = self.cache.tier(key, activity) if for_tiers else self.cache.balance(key, activity)

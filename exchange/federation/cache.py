@@ -1,10 +1,13 @@
 """A small per-process cache of partners' account snapshots.
 
 Answers may be a few seconds old, but never older than the member's last activity at the
-exchange: an entry remembers the member's activity marker (``member.activity``) when it was
-fetched, and a different marker (a conversion, redemption or status match of theirs finished
-since) makes it stale at once. Tiers change slowly, so a longer time-to-live serves the
-tier-bonus lookups; a status match still shows in the next quote, as it moves the marker.
+exchange: an entry remembers the member's activity markers
+(:class:`~exchange.members.models.ActivityMarkers`) when it was fetched. For a balance, a
+different ``balances`` marker (a conversion, redemption or status match of theirs finished
+since) makes it stale at once; for a tier, a different ``tiers`` marker (a status match
+finished since). Tiers change slowly, so a longer time-to-live serves the tier-bonus lookups,
+and a conversion leaves them cached: the next quote asks no partner, while a status match
+still shows in it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exchange.connectors.contract import MemberAccount
+from exchange.members.models import ActivityMarkers
 
 Key = tuple[str, str]  # (member id, program id)
 
@@ -22,7 +26,7 @@ Key = tuple[str, str]  # (member id, program id)
 class Cached:
     account: MemberAccount
     fetched_at: float
-    marker: object
+    markers: ActivityMarkers
 
 
 class SnapshotCache:
@@ -40,19 +44,19 @@ class SnapshotCache:
         self._entries.move_to_end(key)
         return entry
 
-    def balance(self, key: Key, marker: object) -> MemberAccount | None:
+    def balance(self, key: Key, markers: ActivityMarkers) -> MemberAccount | None:
         """A snapshot fresh enough to show a balance, taken since the member's last activity."""
         entry = self._get(key, self.balance_ttl)
-        return entry.account if entry is not None and entry.marker == marker else None
+        return entry.account if entry is not None and entry.markers.balances == markers.balances else None
 
-    def tier(self, key: Key, marker: object) -> MemberAccount | None:
-        """A snapshot fresh enough to read a tier from, taken since the member's last activity."""
+    def tier(self, key: Key, markers: ActivityMarkers) -> MemberAccount | None:
+        """A snapshot fresh enough to read a tier from, taken since the member's last status match."""
         entry = self._get(key, self.tier_ttl)
-        return entry.account if entry is not None and entry.marker == marker else None
+        return entry.account if entry is not None and entry.markers.tiers == markers.tiers else None
 
-    def put(self, key: Key, account: MemberAccount, marker: object) -> None:
-        """Remember an answer fetched under the member's activity ``marker``."""
-        self._entries[key] = Cached(account, self._timer(), marker)
+    def put(self, key: Key, account: MemberAccount, markers: ActivityMarkers) -> None:
+        """Remember an answer fetched under the member's activity ``markers``."""
+        self._entries[key] = Cached(account, self._timer(), markers)
         self._entries.move_to_end(key)
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)

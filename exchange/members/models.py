@@ -3,6 +3,7 @@ consents they give through one partner to debit points held there."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -26,6 +27,16 @@ class LinkMethod(StrEnum):
     COALITION = "coalition"
 
 
+@dataclass(frozen=True, slots=True)
+class ActivityMarkers:
+    """A member's activity markers when read: ``balances`` (``member.activity``) moves when any
+    of their sagas finishes a run, ``tiers`` (``member.tier_activity``) when a status match does.
+    A partner's answer cached under other markers is stale for balances, or for tiers."""
+
+    balances: int
+    tiers: int
+
+
 class Member(SQLModel, table=True):
     """A person known to the exchange; ``id`` is what member tokens carry as ``sub``."""
 
@@ -37,6 +48,15 @@ class Member(SQLModel, table=True):
     """Moves whenever one of the member's sagas finishes a run (its row's ``step`` becomes
     ``DONE``): a trigger on each saga table moves it, in the transaction recording the outcome.
     Partner answers cached before it moved are stale (``exchange.federation.cache``)."""
+    tier_activity: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"))
+    """Moves whenever one of the member's status matches finishes a run (a trigger on
+    ``status_match``): tiers cached before it moved are stale. Conversions and redemptions
+    change balances, not tiers, so they leave it."""
+
+    @property
+    def markers(self) -> ActivityMarkers:
+        """Both activity markers, as the federated view's cache keys on them."""
+        return ActivityMarkers(balances=self.activity, tiers=self.tier_activity)
 
 
 class LinkedAccount(SQLModel, table=True):

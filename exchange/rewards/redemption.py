@@ -68,7 +68,7 @@ from exchange.sagas.engine import Saga, SagaPolicy, Transition
 from exchange.sagas.idempotency import claiming, keyed, record_once, same_request
 from exchange.settings import Settings
 from exchange.tiers.errors import NotLinked
-from exchange.webhooks.events import redemption_changed, redemption_delivered
+from exchange.webhooks.events import Event, redemption_changed, redemption_delivered
 from exchange.webhooks.outbox import emit
 
 #: Final statuses that give back the stock and the member's count.
@@ -347,7 +347,9 @@ class RedemptionSaga(Saga[Redemption]):
                 update(Reward).where(col(Reward.id) == redemption.reward_id).values(stock=Reward.stock + 1)
             )
             await limits.release(session, [limits.Usage(**usage) for usage in redemption.usages])
-        await emit(session, redemption_changed(redemption, step, transition, self.clock.now()))
+
+    def event(self, redemption: Redemption, step: str, transition: Transition) -> Event | None:
+        return redemption_changed(redemption, step, transition, self.clock.now())
 
 
 async def _quote(session: AsyncSession, reward_id: str, pay_with: str) -> RedemptionQuote:

@@ -9,7 +9,7 @@ unless the partner has it *pending* (accepted, to be settled later): then the sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from exchange.connectors.connector import PartnerConnector
@@ -50,6 +50,36 @@ async def settle_or_void(connector: PartnerConnector, operation_id: str, void_id
     return Settlement.UNDONE
 
 
+async def state_of(connector: PartnerConnector, operation_id: str) -> OperationState | None:
+    """The partner's state of a write it left pending; ``None`` when it has no such operation."""
+    operation = await connector.operation_status(operation_id)
+    return None if operation is None else operation.status
+
+
+def late_answer(
+    state: OperationState | None,
+    *,
+    waiting: Transition,
+    applied: Transition,
+    refused: Transition,
+    partner: str,
+    write: str,
+) -> Transition:
+    """Where a saga goes on a partner's word on a write it accepted and left pending: still
+    pending (or, against the contract, unknown to it: keep asking) → ``waiting``; applied →
+    ``applied``; anything else → ``refused``, failed as PARTNER_REFUSED with the partner's state
+    (``partner`` names who it is to the member, ``write`` what was sent: for the message)."""
+    if state is None or state is OperationState.PENDING:
+        return waiting
+    if state is OperationState.APPLIED:
+        return applied
+    return replace(
+        refused,
+        failure_code=ErrorCode.PARTNER_REFUSED.value,
+        failure_message=f"the {partner} partner did not apply the {write} it had accepted ({state})",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class MemberDebit:
     """Taking a member's points at a partner, as a saga step: the first try, or settling a doubt.
@@ -79,21 +109,17 @@ class MemberDebit:
 
     async def poll(self) -> Transition:
         """Ask the partner about the debit it left pending."""
-        operation = await self.connector.operation_status(self.operation_id)
-        return self.outcome(None if operation is None else operation.status)
+        return self.outcome(await state_of(self.connector, self.operation_id))
 
     def outcome(self, state: OperationState | None) -> Transition:
-        """The partner's word on a pending debit: still pending (or, against the contract,
-        unknown to it: keep asking), applied, or anything else (nothing was taken)."""
-        if state is None or state is OperationState.PENDING:
-            return Transition(self.waiting, wait=True)
-        if state is OperationState.APPLIED:
-            return Transition(self.then, chained=True)
-        return Transition(
-            self.done,
-            self.failed,
-            ErrorCode.PARTNER_REFUSED.value,
-            f"the {self.partner} partner did not apply the debit it had accepted ({state})",
+        """The partner's word on a pending debit (:func:`late_answer`); refused: nothing was taken."""
+        return late_answer(
+            state,
+            waiting=Transition(self.waiting, wait=True),
+            applied=Transition(self.then, chained=True),
+            refused=Transition(self.done, self.failed),
+            partner=self.partner,
+            write="debit",
         )
 
     async def _first_try(self) -> Transition:

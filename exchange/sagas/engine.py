@@ -14,7 +14,8 @@ and settling the step before finds its way there again (a debit that applied lea
 credit, which the partner applies at most once). Such a transition is not recorded on its
 own: the driver goes on at once, and a crash in between is recovered from the earlier step.
 When a saga finishes a run (its ``step`` becomes ``DONE``), the database moves the member's
-activity marker (``member.activity``), which the federated view's cache keys on.
+activity marker (``member.activity``), which the federated view's cache keys on (a status
+match's also moves ``member.tier_activity``, which tiers are kept against).
 
 A partner may answer a write "accepted, pending" and settle it hours or days later. The
 saga then *waits*: the row is recorded at a waiting step (``AWAIT_CREDIT``, say) with no
@@ -57,6 +58,8 @@ from exchange.observability.logs import log_context
 from exchange.observability.tracing import tracer
 from exchange.sagas.state import SagaState
 from exchange.settings import Settings
+from exchange.webhooks import outbox
+from exchange.webhooks.events import Event
 
 logger = logging.getLogger("exchange.sagas")
 
@@ -165,6 +168,12 @@ class Saga(abc.ABC, Generic[Row]):
 
     async def on_transition(self, session: AsyncSession, row: Row, step: str, transition: Transition) -> None:
         """Writes that commit with ``transition`` (``row``, as it was before it, is locked)."""
+
+    def event(self, row: Row, step: str, transition: Transition) -> Event | None:
+        """The webhook event ``transition`` reports (``row`` as it was before it), if any: it is
+        written to the outbox with the transition, on PostgreSQL in the very statement that
+        records it."""
+        return None
 
     @property
     def slug(self) -> str:
@@ -301,7 +310,7 @@ class Saga(abc.ABC, Generic[Row]):
             values["finished_at"], values["lease_until"] = now, None
         values.update(self.changes(row, step, transition))
         async with self.db.transaction() as session:
-            moved = await self._move(session, row, recorded, values)
+            moved = await self._move(session, row, recorded, values, self.event(row, step, transition))
             if moved:
                 await self.on_transition(session, row, step, transition)
         if not moved:
@@ -347,13 +356,23 @@ class Saga(abc.ABC, Generic[Row]):
             logger.info("%s %s: waiting at %s for the partner", self.label, self._id(row), step)
         return self._moved(row, values) if moved else await self.reload(self._id(row))
 
-    async def _move(self, session: AsyncSession, row: Row, recorded: str, values: dict[str, Any]) -> bool:
-        """Set ``values`` on the row if it is still active at step ``recorded`` (one statement,
-        which locks the row until ``session``'s unit of work ends)."""
+    async def _move(
+        self, session: AsyncSession, row: Row, recorded: str, values: dict[str, Any], event: Event | None = None
+    ) -> bool:
+        """Set ``values`` on the row if it is still active at step ``recorded`` (which locks the
+        row until ``session``'s unit of work ends), and if it moved, write ``event`` to the outbox.
+        One statement; on SQLite, which cannot update inside an insert's ``WITH``, two."""
         statement = _guarded_update(self.model.__table__, tuple(self.active), tuple(values))  # type: ignore[attr-defined]
-        params = {f"new_{name}": value for name, value in values.items()}
-        moved = await session.exec(statement, params={"row_id": self._id(row), "recorded": recorded, **params})
-        return moved.rowcount == 1
+        params = {"row_id": self._id(row), "recorded": recorded} | {
+            f"new_{name}": value for name, value in values.items()
+        }
+        if event is not None and session.get_bind().dialect.name == "postgresql":
+            params |= {f"event_{name}": value for name, value in outbox.columns(event).items()}
+            return (await session.exec(outbox.after(statement), params=params)).first() is not None
+        moved = (await session.exec(statement, params=params)).rowcount == 1
+        if moved:
+            await outbox.emit(session, event)
+        return moved
 
     @staticmethod
     def _moved(row: Row, values: dict[str, Any]) -> Row:

@@ -69,7 +69,7 @@ class CoalitionService:
         """The caller's coalition points by the instant they expire, soonest first."""
         member_id = member_of(caller)
         async with self.db.transaction() as session:
-            return await lots.expiring(session, member_id, self.clock.now())
+            return await lots.holdings(session, member_id, self.clock.now()) or []
 
     async def standing(self) -> PointStanding | None:
         """The point's outstanding points, liability and checks; ``None`` when none is declared."""

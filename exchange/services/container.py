@@ -129,13 +129,13 @@ def build_services(
     clock = clock or SystemClock()
     db = Database.from_url(settings.database_url)
     # The process environment holds partners' client secrets (``client_secret_env``).
+    cache = CatalogCache(db, ttl=settings.catalog_cache_seconds)
     connectors = ConnectorRegistry(
         settings,
         environ=os.environ,
         base_urls=partner_base_urls,
-        coalition=lambda program: CoalitionConnector(program.id, db, clock, conversion_queries.source_program),
+        coalition=lambda program: CoalitionConnector(program.id, db, clock, conversion_queries.source_program, cache),
     )
-    cache = CatalogCache(db, ttl=settings.catalog_cache_seconds)
     federation = Federation(
         db,
         connectors.for_program,

@@ -13,7 +13,7 @@ from exchange.db.database import Database
 from exchange.federation.accounts import AccountView, Federation
 from exchange.members import service as members
 from exchange.members.consents import DebitConsents, GrantedConsent
-from exchange.members.models import LinkedAccount, Member
+from exchange.members.models import ActivityMarkers, LinkedAccount, Member
 from exchange.programs.catalog import CatalogCache
 from exchange.services.requests import member_of, program_of
 
@@ -71,9 +71,11 @@ class MemberService:
             member_of(caller), program_id, member_ref, verification, self.clock.now(), name=name
         )
 
-    async def accounts(self, member_id: str, links: Sequence[LinkedAccount], activity: int) -> list[AccountView]:
+    async def accounts(
+        self, member_id: str, links: Sequence[LinkedAccount], activity: ActivityMarkers
+    ) -> list[AccountView]:
         """The member's accounts as every linked partner reports them now, asked at once;
-        ``links`` and the member's ``activity`` marker as read with the member (answers cached
+        ``links`` and the member's ``activity`` markers as read with the member (answers cached
         since that activity are reused)."""
         return await self.federation.accounts(member_id, links=links, activity=activity)
 

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from exchange.clock import Clock
 from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable
@@ -33,8 +31,7 @@ from exchange.programs.models import Program
 from exchange.sagas.doubt import Settlement, settle_or_void
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
 from exchange.tiers.models import MatchStatus, MatchStep, StatusMatch
-from exchange.webhooks.events import status_match_changed
-from exchange.webhooks.outbox import emit
+from exchange.webhooks.events import Event, status_match_changed
 
 
 @dataclass
@@ -97,5 +94,5 @@ class MatchSaga(Saga[StatusMatch]):
             }
         return {}
 
-    async def on_transition(self, session: AsyncSession, match: StatusMatch, step: str, transition: Transition) -> None:
-        await emit(session, status_match_changed(match, step, transition, self.clock.now()))
+    def event(self, match: StatusMatch, step: str, transition: Transition) -> Event | None:
+        return status_match_changed(match, step, transition, self.clock.now())

@@ -139,3 +139,20 @@ async def test_a_conversion_shows_in_both_balances_at_once(kit: ExchangeKit, bob
     after = await accounts(kit, bob)
     assert after["harbor-bank"][0] == before["harbor-bank"][0] - 10_000
     assert after["formosa-air"][0] == before["formosa-air"][0] + quoted["pointsOut"]
+
+
+async def test_a_conversion_keeps_the_tiers_the_next_quote_prices_on(
+    kit: ExchangeKit, bob: str, fleet: SandboxFleet
+) -> None:
+    """A conversion moves balances, not tiers: the quote after it prices the tier bonus on the
+    tiers cached before it, asking no partner (Harbor Bank's own change to Infinite meanwhile
+    shows only once the tier cache's lifetime has passed, or after a status match)."""
+    quote = """mutation { createQuote(input: {fromProgram: "harbor-bank", toProgram: "formosa-air", points: 10000})
+      { id breakdown { memberLevel } } }"""
+    quoted = (await kit.data(quote, bob))["createQuote"]
+    assert quoted["breakdown"] == {"memberLevel": 2}
+    execute = """mutation($quote: ID!) { executeConversion(quoteId: $quote, idempotencyKey: "k1") { status } }"""
+    assert (await kit.data(execute, bob, quote=quoted["id"]))["executeConversion"] == {"status": "COMPLETED"}
+    await partner_sets_tier(fleet["harbor-bank"], "bob", "Infinite")
+    assert (await kit.data(quote, bob))["createQuote"]["breakdown"] == {"memberLevel": 2}
+    assert (await accounts(kit, bob))["harbor-bank"][1] == "Infinite"  # balances are asked again

@@ -29,6 +29,7 @@ from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
 from exchange.members.service import link_coalition_accounts
+from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
 from exchange.services.coalition import CoalitionService
 from exchange.testing.clock import FrozenClock
@@ -103,7 +104,10 @@ async def open_point(url: str, members: int = 2) -> Point:
     async with db.transaction() as session:
         await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), clock.now())
     point = Point(
-        db, clock, CoalitionConnector(POINT, db, clock, funded_by_fresh_mart), Ledger(timezone=TAIPEI, clock=clock)
+        db,
+        clock,
+        CoalitionConnector(POINT, db, clock, funded_by_fresh_mart, CatalogCache(db, ttl=0)),
+        Ledger(timezone=TAIPEI, clock=clock),
     )
     for _ in range(members):
         member = await member_with_accounts(db, {}, clock.now())

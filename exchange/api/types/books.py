@@ -6,6 +6,7 @@ export renders too, so the two always agree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -40,8 +41,16 @@ class PointsFigure:
     value: Money
 
     @classmethod
-    def of(cls, points: int, point_value: Decimal, currency: Currency) -> PointsFigure:
-        return cls(points=PointTotal(points), value=Money.of_minor(value_of(points, point_value, currency), currency))
+    def valued_at(cls, point_value: Decimal, currency: Currency) -> Callable[[int], PointsFigure]:
+        """The builder of every figure of one program's books (or of the coalition point's side):
+        a number of points, valued at ``point_value``."""
+
+        def figure(points: int) -> PointsFigure:
+            return cls(
+                points=PointTotal(points), value=Money.of_minor(value_of(points, point_value, currency), currency)
+            )
+
+        return figure
 
 
 @authorize_fields(PUBLIC)
@@ -82,11 +91,7 @@ class CoalitionBooks:
 
     @classmethod
     def of(cls, side: CoalitionSide, currency: Currency) -> CoalitionBooks:
-        figures = side.figures
-
-        def points(count: int) -> PointsFigure:
-            return PointsFigure.of(count, side.point_value, currency)
-
+        figures, points = side.figures, PointsFigure.valued_at(side.point_value, currency)
         estimate = figures.estimated_breakage
         return cls(
             point_id=strawberry.ID(figures.point_id),
@@ -175,10 +180,7 @@ class PartnerBooks:
     @classmethod
     def of(cls, books: PartnerBooksValue) -> PartnerBooks:
         figures, currency = books.figures, books.currency
-
-        def points(count: int) -> PointsFigure:
-            return PointsFigure.of(count, books.point_value, currency)
-
+        points = PointsFigure.valued_at(books.point_value, currency)
         return cls(
             partner_id=strawberry.ID(books.partner),
             period=books.period,

@@ -26,6 +26,7 @@ from exchange.api.permissions import (
 )
 from exchange.auth.scopes import Scope
 from exchange.members.consents import GrantedConsent
+from exchange.members.models import ActivityMarkers
 from exchange.members.models import LinkedAccount as LinkedAccountRow
 from exchange.members.models import LinkMethod as LinkMethodValue
 from exchange.services.members import MemberView
@@ -100,7 +101,7 @@ class Member:
     links: strawberry.Private[Sequence[LinkedAccount]]
     link_rows: strawberry.Private[Sequence[LinkedAccountRow]]
     program_ids: strawberry.Private[frozenset[str]]
-    activity: strawberry.Private[int]
+    activity: strawberry.Private[ActivityMarkers]
 
     @strawberry.field(description="The member's linked accounts; a partner sees only the one at its program.")
     def linked_accounts(self, info: Info[Context, None]) -> list[LinkedAccount]:
@@ -148,7 +149,7 @@ class Member:
             links=[LinkedAccount.from_row(account) for account in view.accounts],
             link_rows=view.accounts,
             program_ids=frozenset(account.program_id for account in view.accounts),
-            activity=view.member.activity,
+            activity=view.member.markers,
         )
 
 

@@ -60,7 +60,7 @@ class AccountPages:
         status_code: int = 200,
     ) -> Response:
         view = await self.services.members.me(member(request))
-        accounts = await self.services.members.accounts(view.member.id, view.accounts, view.member.activity)
+        accounts = await self.services.members.accounts(view.member.id, view.accounts, view.member.markers)
         linked = {account.program_id for account in view.accounts}
         catalog = await self.services.catalog.cache.get()
         signs_in = {program.id for program in await self.services.portal.partners()}

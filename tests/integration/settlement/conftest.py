@@ -15,6 +15,8 @@ from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.loading import load_directory
 from exchange.programs.declarations import read_partners_directory
+from exchange.rewards.clearing import redemption_transaction
+from exchange.services.books import BooksService
 from exchange.services.settlement import SettlementService
 from exchange.settlement.closing import PeriodReport
 from exchange.settlement.keys import StatementKeys
@@ -58,19 +60,33 @@ async def pg_settlement(pg_db: Database, clock: FrozenClock) -> SettlementServic
     return await ready_service(pg_db, clock)
 
 
+@pytest.fixture
+def books(settlement: SettlementService, clock: FrozenClock) -> BooksService:
+    return BooksService(settlement.db, settlement.calendar, clock)
+
+
 def conversion(
-    name: str, source: str, target: str, value: int, fee: int = 0, *, at: datetime = NOVEMBER
+    name: str,
+    source: str,
+    target: str,
+    value: int,
+    fee: int = 0,
+    *,
+    points: tuple[int, int] | None = None,
+    at: datetime = NOVEMBER,
 ) -> TransactionRequest:
     """What a completed conversion posts: ``source`` owes ``value`` cents, ``target`` is owed
-    ``value - fee``, the exchange earns ``fee``."""
+    ``value - fee``, the exchange earns ``fee``; ``points`` (in, out) when they are not both
+    ``value``."""
+    points_in, points_out = (value, value) if points is None else points
     return conversion_transaction(
         chart=CHART,
         transaction_id=f"t-{name}",
         conversion_id=name,
         source=source,
         target=target,
-        points_in=value,
-        points_out=value,
+        points_in=points_in,
+        points_out=points_out,
         money_value_minor=value,
         fee_minor=fee,
         effective_at=at,
@@ -87,6 +103,24 @@ def redemption(
         legs.append(Leg(CHART.fees(), fee))
     return TransactionRequest(
         id=f"t-{name}", kind="redemption", reference=f"redemption:{name}", effective_at=at, legs=tuple(legs)
+    )
+
+
+def points_redemption(
+    name: str, paying: str, publisher: str, points: int, price: int, fee: int, *, at: datetime = NOVEMBER
+) -> TransactionRequest:
+    """What a redemption paid with ``points`` of ``paying`` posts, its points legs included (the
+    books count them); :func:`redemption` is its clearing legs alone."""
+    return redemption_transaction(
+        chart=CHART,
+        transaction_id=f"t-{name}",
+        redemption_id=name,
+        paying=paying,
+        publisher=publisher,
+        points=points,
+        price_minor=price,
+        fee_minor=fee,
+        effective_at=at,
     )
 
 

@@ -10,60 +10,23 @@ from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 
-import pytest
 from sqlmodel import func, select
 
 from exchange.coalition import lots
 from exchange.coalition.expiry import expire_batch
 from exchange.coalition.models import CoalitionDraw, CoalitionExpiry, CoalitionLot, CoalitionOperation
 from exchange.coalition.rules import point_rules
-from exchange.conversions.clearing import conversion_transaction
 from exchange.ledger.posting import Leg, TransactionRequest
 from exchange.members.models import Member
-from exchange.rewards.clearing import REVERSAL_KIND, redemption_transaction
+from exchange.rewards.clearing import REVERSAL_KIND
 from exchange.services.books import BooksService
 from exchange.services.settlement import SettlementService
-from exchange.testing.clock import FrozenClock
-from tests.integration.settlement.conftest import CHART, NOVEMBER, TAIPEI, post
+from tests.integration.settlement.conftest import CHART, NOVEMBER, TAIPEI, conversion, points_redemption, post
 
 POINT = "coalition"
 #: Lots earned in 2024 lapse at the first instant of 2026 in Taipei; lots of 2025, of 2027.
 LAPSED_2026 = datetime(2026, 1, 1, tzinfo=TAIPEI)
 LAPSES_2027 = datetime(2027, 1, 1, tzinfo=TAIPEI)
-
-
-@pytest.fixture
-def books(settlement: SettlementService, clock: FrozenClock) -> BooksService:
-    return BooksService(settlement.db, settlement.calendar, clock)
-
-
-def converted(name: str, source: str, target: str, points_in: int, points_out: int, value: int) -> TransactionRequest:
-    return conversion_transaction(
-        chart=CHART,
-        transaction_id=f"t-{name}",
-        conversion_id=name,
-        source=source,
-        target=target,
-        points_in=points_in,
-        points_out=points_out,
-        money_value_minor=value,
-        fee_minor=value // 50,
-        effective_at=NOVEMBER,
-    )
-
-
-def paid_with_points(name: str, publisher: str, points: int) -> TransactionRequest:
-    return redemption_transaction(
-        chart=CHART,
-        transaction_id=f"t-{name}",
-        redemption_id=name,
-        paying=POINT,
-        publisher=publisher,
-        points=points,
-        price_minor=points * 100,
-        fee_minor=points,
-        effective_at=NOVEMBER,
-    )
 
 
 def expired(name: str, points: int, at: datetime) -> TransactionRequest:
@@ -143,12 +106,12 @@ async def a_month_with_the_coalition_point(settlement: SettlementService) -> Non
     await post(
         settlement,
         [
-            converted("earn-1", "formosa-air", POINT, 5_000, 2_000, 200_000),
-            converted("earn-2", "wallet-pay", POINT, 1_000, 1_000, 100_000),
-            converted("spend-at-formosa", POINT, "formosa-air", 500, 1_250, 50_000),
-            paid_with_points("lounge", "formosa-air", 600),
-            paid_with_points("groceries", "fresh-mart", 100),
-            paid_with_points("cancelled", "formosa-air", 50),
+            conversion("earn-1", "formosa-air", POINT, 200_000, 4_000, points=(5_000, 2_000)),
+            conversion("earn-2", "wallet-pay", POINT, 100_000, 2_000, points=(1_000, 1_000)),
+            conversion("spend-at-formosa", POINT, "formosa-air", 50_000, 1_000, points=(500, 1_250)),
+            points_redemption("lounge", POINT, "formosa-air", 600, 60_000, 600),
+            points_redemption("groceries", POINT, "fresh-mart", 100, 10_000, 100),
+            points_redemption("cancelled", POINT, "formosa-air", 50, 5_000, 50),
         ],
     )
     async with settlement.db.transaction() as session:

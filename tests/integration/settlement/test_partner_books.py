@@ -11,77 +11,43 @@ import pytest
 from sqlalchemy import text
 
 from exchange.books.budget import BudgetLevel
-from exchange.conversions.clearing import conversion_transaction
 from exchange.errors import ExchangeError
 from exchange.ledger.accounts import AccountKind
-from exchange.ledger.posting import TransactionRequest
-from exchange.rewards.clearing import REVERSAL_KIND, redemption_transaction
+from exchange.rewards.clearing import REVERSAL_KIND
 from exchange.services.books import BooksService
 from exchange.services.settlement import SettlementService
 from exchange.testing.clock import FrozenClock
-from tests.integration.settlement.conftest import CHART, NOVEMBER, close, post
+from tests.integration.settlement.conftest import NOVEMBER, close, conversion, points_redemption, post
 
 OCTOBER = NOVEMBER.replace(month=10)
 DECEMBER = NOVEMBER.replace(month=12)
 PROGRAMS = ("formosa-air", "fresh-mart", "tune-stream", "wallet-pay")
 
 
-@pytest.fixture
-def books(settlement: SettlementService, clock: FrozenClock) -> BooksService:
-    return BooksService(settlement.db, settlement.calendar, clock)
-
-
-def converted(
-    name: str, source: str, target: str, points_in: int, points_out: int, value: int, fee: int, *, at=NOVEMBER
-) -> TransactionRequest:  # type: ignore[no-untyped-def]
-    return conversion_transaction(
-        chart=CHART,
-        transaction_id=f"t-{name}",
-        conversion_id=name,
-        source=source,
-        target=target,
-        points_in=points_in,
-        points_out=points_out,
-        money_value_minor=value,
-        fee_minor=fee,
-        effective_at=at,
-    )
-
-
-def redeemed(name: str, paying: str, publisher: str, points: int, price: int, fee: int) -> TransactionRequest:
-    return redemption_transaction(
-        chart=CHART,
-        transaction_id=f"t-{name}",
-        redemption_id=name,
-        paying=paying,
-        publisher=publisher,
-        points=points,
-        price_minor=price,
-        fee_minor=fee,
-        effective_at=NOVEMBER,
-    )
-
-
 async def a_month_of_activity(settlement: SettlementService) -> None:
     """October, then November's conversions both ways, redemptions and a reversal, then December."""
-    await post(settlement, [converted("oct", "wallet-pay", "formosa-air", 5_000, 2_000, 80_000, 1_600, at=OCTOBER)])
+    await post(
+        settlement, [conversion("oct", "wallet-pay", "formosa-air", 80_000, 1_600, points=(5_000, 2_000), at=OCTOBER)]
+    )
     await post(
         settlement,
         [
-            converted("c1", "wallet-pay", "formosa-air", 10_000, 4_000, 160_000, 3_200),
-            converted("c2", "formosa-air", "fresh-mart", 3_000, 12_000, 120_000, 2_400),
-            converted("c3", "fresh-mart", "formosa-air", 5_000, 500, 20_000, 400),
-            converted("c4", "tune-stream", "wallet-pay", 7_000, 700, 7_000, 140),
-            redeemed("r1", "formosa-air", "fresh-mart", 1_500, 60_000, 600),
-            redeemed("r2", "formosa-air", "tune-stream", 500, 20_000, 200),
-            redeemed("r3", "wallet-pay", "formosa-air", 900, 9_000, 90),
+            conversion("c1", "wallet-pay", "formosa-air", 160_000, 3_200, points=(10_000, 4_000)),
+            conversion("c2", "formosa-air", "fresh-mart", 120_000, 2_400, points=(3_000, 12_000)),
+            conversion("c3", "fresh-mart", "formosa-air", 20_000, 400, points=(5_000, 500)),
+            conversion("c4", "tune-stream", "wallet-pay", 7_000, 140, points=(7_000, 700)),
+            points_redemption("r1", "formosa-air", "fresh-mart", 1_500, 60_000, 600),
+            points_redemption("r2", "formosa-air", "tune-stream", 500, 20_000, 200),
+            points_redemption("r3", "wallet-pay", "formosa-air", 900, 9_000, 90),
         ],
     )
     async with settlement.db.transaction() as session:
         await settlement.ledger.reverse(
             session, "t-r2", transaction_id="t-r2-back", effective_at=NOVEMBER + timedelta(days=1), kind=REVERSAL_KIND
         )
-    await post(settlement, [converted("dec", "fresh-mart", "formosa-air", 1_000, 100, 4_000, 80, at=DECEMBER)])
+    await post(
+        settlement, [conversion("dec", "fresh-mart", "formosa-air", 4_000, 80, points=(1_000, 100), at=DECEMBER)]
+    )
 
 
 async def test_the_books_show_a_month_of_mixed_activity(settlement: SettlementService, books: BooksService) -> None:
@@ -146,7 +112,7 @@ async def test_budget_alerts_fire_at_exactly_80_and_100_percent_and_are_logged_o
     caplog.set_level(logging.WARNING, logger="exchange.books.budget")
 
     async def issue(name: str, miles: int) -> BudgetLevel:
-        await post(settlement, [converted(name, "wallet-pay", "formosa-air", miles, miles, 1, 0)])
+        await post(settlement, [conversion(name, "wallet-pay", "formosa-air", 1, 0, points=(miles, miles))])
         read = await books.partner_books("formosa-air", "2026-11")
         assert read.budget is not None
         return read.budget.level
