@@ -53,7 +53,8 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER status_match_moves_member_tier_activity ON status_match")
         op.execute("DROP FUNCTION member_tier_activity_moves()")
+        op.drop_column("member", "tier_activity")
     else:
         op.execute("DROP TRIGGER status_match_moves_member_tier_activity")
-    with op.batch_alter_table("member") as batch:
-        batch.drop_column("tier_activity")
+        # In place: a batch copy of ``member`` would break the triggers on the saga tables that name it.
+        op.execute("ALTER TABLE member DROP COLUMN tier_activity")
