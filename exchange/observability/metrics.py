@@ -21,6 +21,7 @@ has since died would linger in the multiprocess files.
 from __future__ import annotations
 
 import asyncio
+import glob
 import logging
 import os
 import time
@@ -156,12 +157,35 @@ def exposition(figures: Iterable[SagaFigures] | None) -> bytes:
     multiprocess mode) and the saga figures, unless they could not be read (``None``)."""
     registry = CollectorRegistry(auto_describe=False)
     if os.environ.get(MULTIPROCESS_DIRECTORY):
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
+        _SizedFiles(registry)  # type: ignore[no-untyped-call]  # its constructor, untyped in prometheus-client
     else:
         registry.register(_Recorded())
     if figures is not None:
         registry.register(_DatabaseGauges(figures))
     return generate_latest(registry)
+
+
+class _SizedFiles(multiprocess.MultiProcessCollector):
+    """Every process's metric files, but those another process is creating at this instant.
+
+    prometheus-client creates a process's file empty and then sizes it; a scrape that reads it
+    in between fails (there is not even the header's length to read). A file that small holds
+    no value yet, so leaving it out loses nothing: it counts from the next scrape on."""
+
+    def collect(self) -> Iterable[Metric]:
+        files = [path for path in glob.glob(os.path.join(self._path, "*.db")) if _sized(path)]
+        return self.merge(files, accumulate=True)  # type: ignore[no-untyped-call,no-any-return]  # untyped in prometheus-client
+
+
+def _sized(path: str) -> bool:
+    try:
+        return os.path.getsize(path) >= _HEADER_BYTES
+    except FileNotFoundError:  # a dead process's live gauges, removed since the listing
+        return False
+
+
+#: A metric file's header: the length in use and padding (prometheus-client's ``MmapedDict``).
+_HEADER_BYTES = 8
 
 
 class _Recorded(Collector):

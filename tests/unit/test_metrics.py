@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.requests import Request
 
@@ -85,3 +86,17 @@ def test_a_given_directory_is_emptied_of_an_earlier_runs_figures(
     monkeypatch.setenv(MULTIPROCESS_DIRECTORY, str(tmp_path))
     with metrics_directory(2):
         assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_scrape_leaves_out_a_metric_file_another_worker_is_still_creating(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """prometheus-client creates a worker's file empty and sizes it a moment later; a scrape in
+    between answered 500. It now counts what the other workers recorded."""
+    monkeypatch.setenv(MULTIPROCESS_DIRECTORY, str(tmp_path))
+    recorded = MmapedDict(str(tmp_path / "counter_101.db"))
+    key = mmap_key("exchange_test", "exchange_test_total", ["worker"], ["101"], "A test counter.")
+    recorded.write_value(key, 3.0, 0.0)
+    recorded.close()
+    (tmp_path / "counter_102.db").touch()  # worker 102's file, not sized yet
+    assert families(exposition(None))["exchange_test"] == {(("worker", "101"),): 3.0}
