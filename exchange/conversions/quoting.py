@@ -64,14 +64,11 @@ def _reading(count: int) -> Select[Any]:
         select(LimitUsage.used).where(LimitUsage.key == bindparam(f"key_{index}")).scalar_subquery()
         for index in range(count)
     ]
-    markers = [
-        select(marker).where(Member.id == bindparam("member_id")).scalar_subquery()
-        for marker in (Member.activity, Member.tier_activity)
-    ]
     return (
-        select(PricingRevision.revision, LinkedAccount, *markers, *counters)  # type: ignore[return-value]  # sqlmodel Select
+        select(PricingRevision.revision, LinkedAccount, Member.activity, Member.tier_activity, *counters)  # type: ignore[return-value]  # sqlmodel Select
         .select_from(PricingRevision)
         .outerjoin(LinkedAccount, col(LinkedAccount.member_id) == bindparam("member_id"))
+        .outerjoin(Member, col(Member.id) == bindparam("member_id"))
         .where(PricingRevision.id == 1)
         .order_by(col(LinkedAccount.program_id))
     )
