@@ -1,6 +1,7 @@
 """Input no page takes, sent as a hostile client sends it: answered with a 4xx that names the
 value and the rule (never a 500), and nothing changes. The guard refuses what no page takes
-(a NUL, a file, a body that is not a small form) before any page runs."""
+(a NUL, a file, a body that is not a small form) before any page runs; the forms' own readers
+refuse numbers and dates their columns cannot hold, on their fields."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from exchange.auth.scopes import Role
 from tests.web.conftest import Gateway
 from tests.web.test_console_http import form_token, signed_in
-from tests.web.test_partner_http import PARTNER, post
+from tests.web.test_partner_http import PARTNER, field_error, post
 
 _titles = itertools.count(1)
 
@@ -63,4 +64,22 @@ def test_a_body_that_is_not_a_small_form_of_text_is_refused_unread(partner: http
     assert too_large.status_code == 413 and "Too much was sent" in too_large.text
     a_file = partner.post(f"{PARTNER}/rewards", data=fields, files={"description": ("d.txt", b"text")}, headers=token)
     assert a_file.status_code == 400 and "description must be text, not a file" in refusal(a_file)
+    assert not published(partner, title)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("stock", "\u00b2", "must be a whole number"),  # str.isdigit says yes, int() says no
+        ("minLevel", "--5", "must be a whole number"),
+        ("perMemberLimit", "2147483648", "from -2,147,483,648 to 2,147,483,647"),  # an INTEGER column
+        ("availableFrom", "0001-01-01T00:00", "in the years 2 to 9998"),  # before year 1 in UTC
+    ],
+)
+def test_a_number_or_date_its_column_cannot_hold_is_refused_on_its_field(
+    partner: httpx.Client, field: str, value: str, rule: str
+) -> None:
+    title = f"number-{next(_titles)}"
+    refused = post(partner, f"{PARTNER}/rewards", **{"title": title, "price": "5", "stock": "3", field: value})
+    assert refused.status_code == 422 and rule in html.unescape(field_error(refused.text, field))
     assert not published(partner, title)
