@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exchange.text import whole_number
+
+#: The most points either side of a ratio may name: as many as one conversion may move
+#: (``exchange.pricing.limits.MAX_POINTS``); larger, pricing's decimals lose their exactness.
+MAX_SIDE = 1_000_000_000
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Ratio:
@@ -17,16 +23,17 @@ class Ratio:
     points_out: int
 
     def __post_init__(self) -> None:
-        if self.points_in <= 0 or self.points_out <= 0:
-            raise ValueError(f"a ratio's sides must be positive, got {self}")
+        if not (0 < self.points_in <= MAX_SIDE and 0 < self.points_out <= MAX_SIDE):
+            raise ValueError(f"a ratio's sides must be from 1 to {MAX_SIDE:,}, got {self}")
 
     @classmethod
     def parse(cls, text: str) -> Ratio:
         """Read ``"3:1"``; raises ValueError naming what is wrong."""
         left, sep, right = text.partition(":")
-        if not sep or not left.strip().isdigit() or not right.strip().isdigit():
+        points_in, points_out = (whole_number(side, max_digits=len(text)) for side in (left, right))
+        if not sep or points_in is None or points_out is None or "," in text:
             raise ValueError(f'{text!r} is not a ratio like "3:1"')
-        return cls(int(left), int(right))
+        return cls(points_in, points_out)
 
     def __str__(self) -> str:
         return f"{self.points_in}:{self.points_out}"

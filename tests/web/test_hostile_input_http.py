@@ -83,3 +83,12 @@ def test_a_number_or_date_its_column_cannot_hold_is_refused_on_its_field(
     refused = post(partner, f"{PARTNER}/rewards", **{"title": title, "price": "5", "stock": "3", field: value})
     assert refused.status_code == 422 and rule in html.unescape(field_error(refused.text, field))
     assert not published(partner, title)
+
+
+def test_a_ratio_beyond_what_one_conversion_moves_is_refused_and_the_preview_still_prices(
+    partner: httpx.Client,
+) -> None:
+    refused = post(partner, f"{PARTNER}/rates", fromProgram="tune-stream", ratio=f"1:{10**30}")
+    assert refused.status_code == 422 and "from 1 to 1,000,000,000" in field_error(refused.text, "ratio")
+    preview = partner.get(f"{PARTNER}/rates/preview", params={"fromProgram": "tune-stream", "points": "1000"})
+    assert preview.status_code == 200
