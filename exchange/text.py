@@ -32,15 +32,20 @@ def text_problem(value: str, max_length: int, *, min_length: int = 0, printable:
     return None
 
 
+def ascii_digits(text: str) -> int | None:
+    """The number ``text`` writes in ASCII digits alone (no sign, comma or space), else ``None``.
+
+    ``str.isdigit`` alone is not the test: it admits ``²`` and other digits ``int`` refuses.
+    """
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def whole_number(text: str, *, max_digits: int = 18, signed: bool = False) -> int | None:
     """The whole number ``text`` writes (``None``: it writes none): ASCII digits, at most
     ``max_digits`` of them, with thousands commas and spaces around allowed, and a leading
-    minus if ``signed``.
-
-    ``str.isdigit`` is not the test: it admits ``²`` and other digits ``int`` refuses.
-    """
+    minus if ``signed``."""
     digits = text.strip().replace(",", "")
-    unsigned = digits[1:] if signed and digits.startswith("-") else digits
-    if not (unsigned.isascii() and unsigned.isdigit()) or len(unsigned) > max_digits:
-        return None
-    return int(digits)
+    negative = signed and digits.startswith("-")
+    unsigned = digits[1:] if negative else digits
+    number = ascii_digits(unsigned) if len(unsigned) <= max_digits else None
+    return None if number is None else -number if negative else number

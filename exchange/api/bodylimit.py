@@ -13,6 +13,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exchange.api.refusals import refusal
+from exchange.text import ascii_digits
 
 
 class BodyTooLarge(Exception):
@@ -31,8 +32,8 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+        length = ascii_digits(headers.get("content-length") or "")
+        if length is not None and length > self.max_bytes:
             await self._refuse(headers, scope, receive, send)
             return
         received = 0

@@ -39,7 +39,7 @@ from exchange.auth.server import (
 )
 from exchange.clock import Clock
 from exchange.db.database import Database
-from exchange.text import text_problem
+from exchange.text import ascii_digits, text_problem
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 JWKS_PATH = "/.well-known/jwks.json"
@@ -149,8 +149,8 @@ async def read_form(request: Request) -> dict[str, str] | Response:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != FORM_MEDIA_TYPE:
         return error_response(InvalidRequestError(description=f"send the parameters as {FORM_MEDIA_TYPE}"))
-    length = request.headers.get("content-length") or "0"
-    if not length.isdigit() or int(length) > MAX_FORM_BYTES:
+    length = ascii_digits(request.headers.get("content-length") or "0")
+    if length is None or length > MAX_FORM_BYTES:
         return error_response(InvalidRequestError(description="the request body is too large"))
     body = b""
     async for chunk in request.stream():  # counted as it arrives: a chunked body is capped too

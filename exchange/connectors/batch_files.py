@@ -19,6 +19,7 @@ from exchange.connectors.contract import (
     OPERATION_ID_PATTERN,
     OperationState,
 )
+from exchange.text import ascii_digits
 
 MEDIA_TYPE = "text/csv"
 CREDITS_HEADER = "operation_id,member_ref,points"
@@ -51,9 +52,10 @@ def parse_credit(line: str, number: int) -> tuple[str, str, int]:
     fields = line.rstrip("\r\n").split(",")
     if len(fields) != 3 or not _OPERATION_ID.match(fields[0]) or not _MEMBER_REF.match(fields[1]):
         raise MalformedLine(number, f"expected {CREDITS_HEADER}")
-    if not fields[2].isdigit() or not 0 < int(fields[2]) <= MAX_POINTS:
+    points = ascii_digits(fields[2])
+    if points is None or not 0 < points <= MAX_POINTS:
         raise MalformedLine(number, f"points must be a whole number from 1 to {MAX_POINTS}")
-    return fields[0], fields[1], int(fields[2])
+    return fields[0], fields[1], points
 
 
 def parse_result(line: str, number: int) -> tuple[str, OperationState]:

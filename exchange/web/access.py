@@ -39,7 +39,7 @@ from exchange.auth.rules import PUBLIC as PUBLIC
 from exchange.auth.rules import Rule as Rule
 from exchange.auth.rules import requires as requires
 from exchange.auth.rules import roles as roles
-from exchange.text import text_problem
+from exchange.text import ascii_digits, text_problem
 from exchange.web.visitors import visitor_of
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -130,13 +130,14 @@ class Page(Route):
 async def read_form(request: Request) -> FormData:
     """The request's form, read once for the guard and the page: refused unread when it is
     larger than a form of these pages is (or does not say its length), or is not a form."""
-    length = request.headers.get("content-length")
-    if length is None and "transfer-encoding" not in request.headers:
+    declared = request.headers.get("content-length")
+    if declared is None and "transfer-encoding" not in request.headers:
         return FormData()  # no body at all (a form of nothing but the CSRF header)
-    if length is None or not length.isdigit() or int(length) > MAX_FORM_BYTES:
+    length = ascii_digits(declared or "")
+    if length is None or length > MAX_FORM_BYTES:
         raise FormTooLarge()
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if int(length) > 0 and media_type not in FORM_MEDIA_TYPES:
+    if length > 0 and media_type not in FORM_MEDIA_TYPES:
         raise NotAForm(f"the body must be a form ({' or '.join(FORM_MEDIA_TYPES)}), not {media_type or 'untyped'}")
     try:
         return await request.form()

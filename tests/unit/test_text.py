@@ -1,9 +1,10 @@
-"""Reading a whole number a person typed: ASCII digits only, whatever else str.isdigit admits."""
+"""Reading a whole number a person or a partner wrote: ASCII digits only, whatever else str.isdigit admits."""
 
 from __future__ import annotations
 
 import pytest
 
+from exchange.connectors.batch_files import MalformedLine, parse_credit
 from exchange.text import whole_number
 
 
@@ -19,3 +20,9 @@ def test_a_whole_number_is_ascii_digits_within_its_length(text: str, number: int
 @pytest.mark.parametrize(("text", "number"), [("-5", -5), ("--5", None), ("-", None), ("5-", None)])
 def test_a_signed_whole_number_takes_one_leading_minus(text: str, number: int | None) -> None:
     assert whole_number(text, signed=True) == number
+
+
+@pytest.mark.parametrize("points", ["\u00b2", "\uff11\uff12", "+5", " 5", "-5", "0", str(2**53)])
+def test_a_credits_file_line_with_points_that_are_not_ascii_digits_in_range_is_malformed(points: str) -> None:
+    with pytest.raises(MalformedLine, match="points must be a whole number"):
+        parse_credit(f"op-1,alice,{points}", 2)
