@@ -127,6 +127,12 @@ class Page(Route):
         super().__init__(path, guarded, methods=list(methods), name=name or endpoint.__name__)
 
 
+def form_text(form: FormData, name: str) -> str:
+    """Field ``name`` of ``form`` as sent ("" when absent; the guard refused a file already)."""
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
 async def read_form(request: Request) -> FormData:
     """The request's form, read once for the guard and the page: refused unread when it is
     larger than a form of these pages is (or does not say its length), or is not a form."""

@@ -3,14 +3,13 @@ the home page. The pages of each capability hang below ``/console/`` as they arr
 
 from __future__ import annotations
 
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from exchange.auth.scopes import Role
 from exchange.programs.catalog import CatalogCache
 from exchange.services.people import Locked, Opened, PeopleService
-from exchange.web.access import PUBLIC, Page, roles
+from exchange.web.access import PUBLIC, Page, form_text, roles
 from exchange.web.security import ANONYMOUS_CSRF_COOKIE, SESSION_COOKIE, CookiePolicy
 from exchange.web.templating import Pages
 from exchange.web.visitors import visitor_of
@@ -41,11 +40,6 @@ def after_sign_in(wanted: str | None) -> str:
     ):
         return wanted
     return HOME_PATH
-
-
-def _field(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value if isinstance(value, str) else ""
 
 
 class Console:
@@ -81,8 +75,8 @@ class Console:
 
     async def sign_in(self, request: Request) -> Response:
         form = await request.form()
-        username, next_path = _field(form, "username"), after_sign_in(_field(form, "next"))
-        outcome = await self.people.sign_in(username, _field(form, "password"), _field(form, "code"))
+        username, next_path = form_text(form, "username"), after_sign_in(form_text(form, "next"))
+        outcome = await self.people.sign_in(username, form_text(form, "password"), form_text(form, "code"))
         if isinstance(outcome, Opened):
             response = RedirectResponse(next_path, status_code=303)
             self.cookies.set(response, SESSION_COOKIE, outcome.session_id)

@@ -27,7 +27,7 @@ from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRe
 from exchange.settlement.models import BreakKind, JobState, Resolution
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem, whole_number
-from exchange.web.access import Endpoint, Page, Rule, requires
+from exchange.web.access import Endpoint, Page, Rule, form_text, requires
 from exchange.web.netting_picture import draw
 from exchange.web.templating import Pages
 from exchange.web.visitors import visitor_of
@@ -53,8 +53,7 @@ def _checked(value: str, name: str, limit: int) -> str:
 
 def _field(form: FormData, name: str, limit: int = MAX_REASON) -> str:
     """A form field as typed (trimmed); refused if too long or holding a NUL."""
-    value = form.get(name)
-    return _checked(value.strip(), name, limit) if isinstance(value, str) else ""
+    return _checked(form_text(form, name).strip(), name, limit)
 
 
 def period_url(period: str) -> str:

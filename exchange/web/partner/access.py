@@ -14,7 +14,7 @@ from exchange.auth.scopes import ROLE_SCOPES, Role, Scope, parse_scopes
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.services.access import AccessService
 from exchange.settings import Settings
-from exchange.web.access import Page
+from exchange.web.access import Page, form_text
 from exchange.web.partner.forms import BASE, PARTNER_PATH, READ, WRITE, FormValues, Problems, program_of
 from exchange.web.templating import Pages
 
@@ -23,8 +23,7 @@ DONE = ("revoked", "key-added", "key-retired")
 
 
 def public_key_of(form: FormData) -> str:
-    value = form.get("publicKey")
-    text = value.strip() if isinstance(value, str) else ""
+    text = form_text(form, "publicKey").strip()
     if not text:
         raise BadUserInput("publicKey is required: paste the public key as a JWK or PEM", field="publicKey")
     if len(text) > PUBLIC_KEY_LENGTH:

@@ -12,8 +12,8 @@ from starlette.responses import RedirectResponse, Response
 
 from exchange.errors import ExchangeError
 from exchange.services.container import Services
-from exchange.web.access import Page
-from exchange.web.portal.members import HOME_PATH, MEMBERS, form_field, member, member_session
+from exchange.web.access import Page, form_text
+from exchange.web.portal.members import HOME_PATH, MEMBERS, member, member_session
 from exchange.web.templating import Pages
 
 NOTICES = ("linked",)
@@ -39,14 +39,14 @@ class AccountPages:
         try:
             await self.services.members.link_account(
                 member(request),
-                form_field(form, "program"),
-                form_field(form, "member_ref").strip(),
-                form_field(form, "verification"),
-                name=form_field(form, "name").strip() or None,
+                form_text(form, "program"),
+                form_text(form, "member_ref").strip(),
+                form_text(form, "verification"),
+                name=form_text(form, "name").strip() or None,
             )
         except ExchangeError as problem:
             return await self._home(
-                request, problem=problem, entered={"program": form_field(form, "program")}, status_code=400
+                request, problem=problem, entered={"program": form_text(form, "program")}, status_code=400
             )
         return RedirectResponse(f"{HOME_PATH}?notice=linked", status_code=303)
 

@@ -19,12 +19,11 @@ from exchange.errors import BadUserInput, ExchangeError
 from exchange.pricing.models import Quote
 from exchange.services.container import Services
 from exchange.text import whole_number
-from exchange.web.access import Page
+from exchange.web.access import Page, form_text
 from exchange.web.portal.members import (
     MEMBERS,
     PORTAL_PATH,
     acting_for,
-    form_field,
     found,
     member,
     member_session,
@@ -53,7 +52,7 @@ class ConvertPages:
 
     async def ask_quote(self, request: Request) -> Response:
         form = await request.form()
-        entered = {name: form_field(form, name) for name in ("from_program", "to_program", "points")}
+        entered = {name: form_text(form, name) for name in ("from_program", "to_program", "points")}
         points = whole_number(entered["points"], max_digits=12)
         try:
             if points is None:
@@ -74,7 +73,7 @@ class ConvertPages:
         quote = await found(self.services.conversions.quote(member(request), request.path_params["quote_id"]))
         try:
             conversion = await self.services.conversions.execute(
-                acting_for(request, quote.from_program), quote.id, form_field(form, "idempotency_key"), consent=None
+                acting_for(request, quote.from_program), quote.id, form_text(form, "idempotency_key"), consent=None
             )
         except ExchangeError as problem:
             return await self._quote_page(request, quote, problem=problem, status_code=400)

@@ -9,8 +9,8 @@ from starlette.responses import RedirectResponse, Response
 from exchange.errors import ExchangeError
 from exchange.services.container import Services
 from exchange.tiers.matching import Assessment
-from exchange.web.access import Page
-from exchange.web.portal.members import MEMBERS, PORTAL_PATH, form_field, member
+from exchange.web.access import Page, form_text
+from exchange.web.portal.members import MEMBERS, PORTAL_PATH, member
 from exchange.web.templating import Pages
 
 MATCHES_SHOWN = 20
@@ -52,13 +52,13 @@ class StatusMatchPages:
 
     async def request(self, request: Request) -> Response:
         form = await request.form()
-        entered = {name: form_field(form, name) for name in ("from_program", "to_program")}
+        entered = {name: form_text(form, name) for name in ("from_program", "to_program")}
         try:
             await self.services.matches.request(
                 member(request),
                 entered["from_program"],
                 entered["to_program"],
-                form_field(form, "claimed_tier") or None,
+                form_text(form, "claimed_tier") or None,
             )
         except ExchangeError as problem:
             return await self._page(request, entered=entered, problem=problem, status_code=400)

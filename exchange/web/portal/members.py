@@ -56,6 +56,6 @@ async def found(lookup: Awaitable[T]) -> T:
         raise HTTPException(404) from None
 
 
-def form_field(form: FormData, name: str) -> str:
+def form_text(form: FormData, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""

@@ -18,12 +18,11 @@ from exchange.errors import ExchangeError
 from exchange.rewards.models import Reward
 from exchange.rewards.redemption import RedemptionQuote
 from exchange.services.container import Services
-from exchange.web.access import Page
+from exchange.web.access import Page, form_text
 from exchange.web.portal.members import (
     MEMBERS,
     PORTAL_PATH,
     acting_for,
-    form_field,
     found,
     member,
     member_session,
@@ -75,10 +74,10 @@ class RewardPages:
     async def redeem(self, request: Request) -> Response:
         reward = await found(self.services.rewards.reward(request.path_params["reward_id"]))
         form = await request.form()
-        pay_with = form_field(form, "pay_with")
+        pay_with = form_text(form, "pay_with")
         try:
             await self.services.rewards.redeem(
-                acting_for(request, pay_with), reward.id, pay_with, form_field(form, "idempotency_key"), consent=None
+                acting_for(request, pay_with), reward.id, pay_with, form_text(form, "idempotency_key"), consent=None
             )
         except ExchangeError as problem:
             return await self._reward_page(request, reward, problem=problem, pay_with=pay_with, status_code=400)

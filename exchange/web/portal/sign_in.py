@@ -16,8 +16,8 @@ from starlette.responses import RedirectResponse, Response
 
 from exchange.services.people import Opened
 from exchange.services.portal import PortalSignInService, SignInFailed, SignInProblem
-from exchange.web.access import PUBLIC, Page
-from exchange.web.portal.members import HOME_PATH, MEMBERS, SIGN_IN_PATH, form_field
+from exchange.web.access import PUBLIC, Page, form_text
+from exchange.web.portal.members import HOME_PATH, MEMBERS, SIGN_IN_PATH
 from exchange.web.security import ANONYMOUS_CSRF_COOKIE, MEMBER_SESSION_COOKIE, SIGN_IN_STATE_COOKIE, CookiePolicy
 from exchange.web.templating import Pages
 from exchange.web.visitors import visitor_of
@@ -67,9 +67,9 @@ class SignInPages:
     async def back(self, request: Request) -> Response:
         form = await request.form()
         outcome = await self.sessions.finish(
-            state=form_field(form, "state"),
+            state=form_text(form, "state"),
             browser_state=self.cookies.read(request.cookies, SIGN_IN_STATE_COOKIE),
-            assertion=form_field(form, "assertion") or None,
+            assertion=form_text(form, "assertion") or None,
         )
         if isinstance(outcome, SignInFailed):
             response = await self._choose_page(request, problem=outcome.problem, status_code=400)
