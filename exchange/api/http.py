@@ -15,7 +15,6 @@ POST) it answers in plain text; here those are GraphQL-shaped errors with ``exte
 
 from __future__ import annotations
 
-import json
 from typing import Any, NoReturn
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -37,6 +36,7 @@ from exchange.api.refusals import STATUS_CODES, refusal
 from exchange.errors import ErrorCode
 from exchange.observability.metrics import count_errors
 from exchange.services.container import Services
+from exchange.text import json_value
 from exchange.web.graphiql import graphiql_response
 
 JSON_MEDIA_TYPE = "application/json"
@@ -84,13 +84,17 @@ class GraphQLView(GraphQL[Context, None]):
         await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
-        """The body (or a GET parameter) as JSON: UTF-8 text, an object or a list, no NaN."""
+        """The body (or a GET parameter) as JSON: UTF-8 text, an object or a list, no NaN; JSON
+        that is malformed, nested too deeply or holds an integer too long to read is a 400."""
         if isinstance(data, bytes):
             try:
                 data = data.decode("utf-8")
             except UnicodeDecodeError:
                 raise HTTPException(400, "the request body is not UTF-8 text") from None
-        value = json.loads(data, parse_constant=_not_json)
+        try:
+            value = json_value(data, parse_constant=_not_json)
+        except ValueError as malformed:
+            raise HTTPException(400, f"the request body is not JSON: {malformed}") from None
         if not isinstance(value, (dict, list)):
             raise HTTPException(400, 'expected a JSON object, such as {"query": "{ programs { id } }"}')
         return value

@@ -24,7 +24,19 @@ def refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     return dict(body["errors"][0])
 
 
-NOT_JSON_OBJECTS = [b'"hello"', b"null", b"[]", b"5", b"true", b"\xff\xfe{}", b"{not json", b'{"query": NaN}', b""]
+NOT_JSON_OBJECTS = [
+    b'"hello"',
+    b"null",
+    b"[]",
+    b"5",
+    b"true",
+    b"\xff\xfe{}",
+    b"{not json",
+    b'{"query": NaN}',
+    b"",
+    b"[" * 50_000 + b"]" * 50_000,  # deeper than Python's JSON reader recurses
+    b'{"query": "{ programs { id } }", "variables": {"n": ' + b"9" * 5_000 + b"}}",  # past int()'s digits
+]
 WRONG_JSON_TYPES: list[Any] = [
     {"query": 5},
     {"query": "{ programs { id } }", "variables": "x"},
