@@ -57,6 +57,7 @@ async def test_a_body_that_is_not_a_json_object_is_a_bad_request(client: httpx.A
 
 async def test_transport_refusals_carry_a_code_and_their_status(client: httpx.AsyncClient) -> None:
     query = "{ programs { id } }"
+    json_headers = {"content-type": "application/json"}
     refused(
         await client.post("/graphql", content=query, headers={"content-type": "text/plain"}),
         415,
@@ -74,6 +75,12 @@ async def test_transport_refusals_carry_a_code_and_their_status(client: httpx.As
     unknown = {"query": "query A { programs { id } } query B { coalition { currency } }", "operationName": "C"}
     refused(await client.post("/graphql", json=unknown), 400, "BAD_REQUEST")
     refused(await client.post("/graphql", json=[{"query": query}, {"query": query}]), 400, "BAD_REQUEST")
+    # An unknown operation's name is quoted back, a lone surrogate too (escaped, as JSON allows).
+    surrogate = b'{"query": "{ programs { id } }", "operationName": "\\ud800"}'
+    error = refused(await client.post("/graphql", content=surrogate, headers=json_headers), 400, "BAD_REQUEST")
+    assert "\ud800" in error["message"]
+    callback = refused(await client.post("/partners/%00/callbacks", content=b"{}"), 400, "BAD_USER_INPUT")
+    assert callback["extensions"]["field"] == "programId"
 
 
 def _padded(size: int) -> bytes:
