@@ -117,6 +117,13 @@ def test_non_positive_points_are_refused() -> None:
         price(derived(WALLET, HAPPY_CARD), 0, currency=TWD)
 
 
+@pytest.mark.parametrize("text", ["١:٢", "²:1", "1:1000000001", "-1:2", "1.5:1", "1:"])
+def test_a_written_ratio_is_two_sides_of_ascii_digits_up_to_a_billion(text: str) -> None:
+    with pytest.raises(ValueError, match="ratio"):
+        Ratio.parse(text)
+    assert Ratio.parse(" 3 : 1000000000 ") == Ratio(3, 1_000_000_000)
+
+
 point_values = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("1000"), places=6)
 percents = st.decimals(min_value=Decimal(0), max_value=Decimal(100), places=4)
 
