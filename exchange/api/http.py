@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -62,6 +63,16 @@ def _not_json(constant: str) -> NoReturn:
     raise HTTPException(400, f"the request body is not JSON: {constant} is not a JSON value")
 
 
+def _lowercase_media_type(scope: Scope) -> None:
+    """Write the request's media type in lower case: media types are case-insensitive (RFC 9110
+    §8.3.1), and Strawberry compares them as written, refusing ``Application/JSON``."""
+    headers = MutableHeaders(scope=scope)
+    content_type = headers.get("content-type")
+    if content_type is not None:
+        media_type, separator, parameters = content_type.partition(";")
+        headers["content-type"] = media_type.strip().lower() + separator + parameters
+
+
 class GraphQLView(GraphQL[Context, None]):
     def __init__(self, schema: BaseSchema, services: Services) -> None:
         super().__init__(schema)
@@ -71,6 +82,7 @@ class GraphQLView(GraphQL[Context, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        _lowercase_media_type(scope)
         request = Request(scope, receive)
         try:
             response = await self.run(request)

@@ -64,6 +64,10 @@ async def test_transport_refusals_carry_a_code_and_their_status(client: httpx.As
         "UNSUPPORTED_MEDIA_TYPE",
     )
     refused(await client.post("/graphql", data={"query": query}), 415, "UNSUPPORTED_MEDIA_TYPE")
+    shouted = {"content-type": "Application/JSON; charset=UTF-8"}  # media types are case-insensitive
+    assert (
+        await client.post("/graphql", content=b'{"query": "{ programs { id } }"}', headers=shouted)
+    ).status_code == 200
     mutation = await client.get("/graphql", params={"query": 'mutation { closePeriod(period: "2026-01") { status } }'})
     refused(mutation, 405, "METHOD_NOT_ALLOWED")
     assert mutation.headers["allow"] == "POST"
