@@ -58,6 +58,7 @@ async def test_a_body_that_is_not_a_json_object_is_a_bad_request(client: httpx.A
 async def test_transport_refusals_carry_a_code_and_their_status(client: httpx.AsyncClient) -> None:
     query = "{ programs { id } }"
     json_headers = {"content-type": "application/json"}
+    new_media_type = {"accept": GRAPHQL_RESPONSE_JSON}
     refused(
         await client.post("/graphql", content=query, headers={"content-type": "text/plain"}),
         415,
@@ -79,6 +80,11 @@ async def test_transport_refusals_carry_a_code_and_their_status(client: httpx.As
     unknown = {"query": "query A { programs { id } } query B { coalition { currency } }", "operationName": "C"}
     refused(await client.post("/graphql", json=unknown), 400, "BAD_REQUEST")
     refused(await client.post("/graphql", json=[{"query": query}, {"query": query}]), 400, "BAD_REQUEST")
+    # Several operations and no operationName: none runs (Strawberry alone would run the first).
+    ambiguous = {"query": "query A { programs { id } } query B { __typename }"}
+    refused(await client.post("/graphql", json=ambiguous, headers=new_media_type), 400, "GRAPHQL_VALIDATION_FAILED")
+    named = (await client.post("/graphql", json={**ambiguous, "operationName": "B"})).json()
+    assert named == {"data": {"__typename": "Query"}}
     # An unknown operation's name is quoted back, a lone surrogate too (escaped, as JSON allows).
     surrogate = b'{"query": "{ programs { id } }", "operationName": "\\ud800"}'
     error = refused(await client.post("/graphql", content=surrogate, headers=json_headers), 400, "BAD_REQUEST")
