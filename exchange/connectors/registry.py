@@ -29,6 +29,7 @@ from exchange.connectors.graphql import GraphQLFlavour
 from exchange.connectors.rest import RestFlavour
 from exchange.connectors.retry import RetryPolicy
 from exchange.connectors.tokens import ClientCredentials, TokenCache
+from exchange.connectors.transport import AiohttpTransport
 from exchange.programs.declarations import ConnectorDeclaration
 from exchange.programs.models import Program, ProgramKind
 from exchange.programs.secrets import SecretUnavailable, client_secret
@@ -72,16 +73,19 @@ class ConnectorRegistry:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = random_module.random,
         coalition: Callable[[Program], PartnerConnector] | None = None,
+        transport: Callable[[], httpx.AsyncBaseTransport] = AiohttpTransport,
     ) -> None:
         """``environ`` resolves ``client_secret_env``; ``timer``, ``sleep`` and ``random``
         drive token expiry, the breaker and retry backoff (tests pass fakes). ``coalition``
         builds the connector of the coalition point (a program of kind ``COALITION``), which
-        the exchange serves itself."""
+        the exchange serves itself. ``transport`` makes each partner's connection pool
+        (unit tests that mock partners with respx pass httpx's own, which respx patches)."""
         self.settings = settings
         self._coalition = coalition
         self._internal: dict[str, PartnerConnector] = {}
         self.base_urls = dict(base_urls or {})
         self._environ = environ
+        self._transport = transport
         self._timer = timer
         self._sleep = sleep
         self._random = random
@@ -183,6 +187,7 @@ class ConnectorRegistry:
             scope=config.oauth.scope,
         )
         http = CookielessClient(
+            transport=self._transport(),
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
             headers={"user-agent": USER_AGENT},

@@ -26,13 +26,14 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, event, text
+from sqlalchemy import Table, bindparam, text
 from sqlalchemy.dialects import sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
 from exchange.db.bulk import bulk_insert, one_of
+from exchange.db.commits import after_commit
 from exchange.db.dialects import insert as dialect_insert
 from exchange.errors import IdempotencyConflict
 from exchange.ledger.accounts import AccountKind, AccountRef
@@ -370,7 +371,7 @@ class Ledger:
             found.update((code, (account_id, by_code[code].unit)) for account_id, code in created)
             if len(found) < len(by_code):
                 found.update(await self._read_accounts(session, [code for code in by_code if code not in found]))
-        event.listen(session.sync_session, "after_commit", lambda _: self._accounts.update(found), once=True)
+        after_commit(session, lambda: self._accounts.update(found))
         return {by_code[code]: _checked(by_code[code], *known) for code, known in found.items()}
 
     @staticmethod

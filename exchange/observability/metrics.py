@@ -42,12 +42,12 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from exchange.db.availability import DatabaseUnavailable
+from exchange.db.commits import after_commit
 
 logger = logging.getLogger("exchange.observability")
 
@@ -202,14 +202,9 @@ def forget_process(pid: int) -> None:
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 
 
-def on_commit(session: AsyncSession, record: Callable[[], None]) -> None:
-    """Run ``record`` once ``session``'s unit of work commits (never, if it rolls back): a
-    metric of what was written counts only what stayed written."""
-    event.listen(session.sync_session, "after_commit", lambda _: record(), once=True)
-
-
 def count_ledger_postings(session: AsyncSession, kinds: Iterable[str]) -> None:
-    """Count transactions of ``kinds`` posted in ``session``, when it commits."""
+    """Count transactions of ``kinds`` posted in ``session``, when it commits: a metric of what
+    was written counts only what stayed written."""
     counts = CountOf(kinds)
     if not counts:
         return
@@ -218,7 +213,7 @@ def count_ledger_postings(session: AsyncSession, kinds: Iterable[str]) -> None:
         for kind, posted in counts.items():
             LEDGER_POSTINGS.labels(kind).inc(posted)
 
-    on_commit(session, record)
+    after_commit(session, record)
 
 
 def observe_partner_call(program: str, operation: str, outcome: str, started: float) -> None:

@@ -23,6 +23,7 @@ from exchange.ledger.hashing import chain_digest, request_digest
 from exchange.ledger.periods import SettlementCalendar, start_closing
 from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.ledger.verify import verify_ledger
+from exchange.observability.metrics import REGISTRY
 from exchange.testing.clock import FrozenClock
 from tests.integration.tampering import tamper
 
@@ -72,6 +73,32 @@ async def test_posting_moves_balances_and_assigns_the_period(db: Database, ledge
         "partner-clearing:wallet-pay": -6000,
         "partner-clearing:fresh-mart": 5880,
         "exchange-fees": 120,
+    }
+
+
+class Abandoned(Exception):
+    """Raised to roll a unit of work back after its posting."""
+
+
+async def test_a_posting_rolled_back_is_not_counted_nor_are_its_new_accounts_remembered(
+    db: Database, ledger: Ledger
+) -> None:
+    def counted() -> float:
+        return REGISTRY.get_sample_value("exchange_ledger_postings_total", {"kind": "conversion"}) or 0.0
+
+    before = counted()
+    with pytest.raises(Abandoned):
+        async with db.transaction() as session:
+            await ledger.post(session, payment("t1"))  # opens the three accounts
+            raise Abandoned
+    assert counted() == before and await balances(db) == {}
+    async with db.transaction() as session:  # the accounts are opened again, not taken from memory
+        await ledger.post(session, payment("t1"))
+    assert counted() == before + 1
+    assert await balances(db) == {
+        "partner-clearing:wallet-pay": -1000,
+        "partner-clearing:fresh-mart": 980,
+        "exchange-fees": 20,
     }
 
 

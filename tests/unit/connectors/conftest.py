@@ -187,7 +187,12 @@ def settings() -> Settings:
 @pytest.fixture
 async def registry(settings: Settings, timer: FakeTimer, sleeps: Sleeps) -> AsyncIterator[ConnectorRegistry]:
     registry = ConnectorRegistry(
-        settings, environ={"PARTNER_SECRET": "from-env"}, timer=timer, sleep=sleeps, random=lambda: 0.0
+        settings,
+        environ={"PARTNER_SECRET": "from-env"},
+        timer=timer,
+        sleep=sleeps,
+        random=lambda: 0.0,
+        transport=httpx.AsyncHTTPTransport,  # respx patches httpx's own transport
     )
     try:
         yield registry

@@ -84,7 +84,7 @@ async def fragile(timer: FakeTimer, sleeps: Sleeps, kind: str) -> ContractConnec
         partner_breaker_failure_threshold=3,
         partner_breaker_cooldown_seconds=10,
     )
-    registry = ConnectorRegistry(settings, environ={}, timer=timer, sleep=sleeps)
+    registry = ConnectorRegistry(settings, environ={}, timer=timer, sleep=sleeps, transport=httpx.AsyncHTTPTransport)
     connector = registry.connector(PROGRAM, connector_config(kind))
     assert isinstance(connector, ContractConnector)
     return connector
@@ -161,7 +161,7 @@ async def test_retries_stop_when_the_circuit_opens(
     partner: MockPartner, timer: FakeTimer, sleeps: Sleeps, kind: str
 ) -> None:
     settings = Settings(partner_retry_attempts=5, partner_breaker_failure_threshold=2)
-    registry = ConnectorRegistry(settings, environ={}, timer=timer, sleep=sleeps)
+    registry = ConnectorRegistry(settings, environ={}, timer=timer, sleep=sleeps, transport=httpx.AsyncHTTPTransport)
     connector = registry.connector(PROGRAM, connector_config(kind))
     route = partner.route(Call.ACCOUNT).mock(side_effect=httpx.ConnectError("refused"))
     with pytest.raises(CircuitOpen):

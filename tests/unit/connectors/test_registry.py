@@ -55,7 +55,7 @@ def test_a_program_keeps_its_connector_until_its_connector_settings_change(regis
 
 
 async def test_closing_closes_every_client_built(settings: Settings) -> None:
-    registry = ConnectorRegistry(settings, environ={})
+    registry = ConnectorRegistry(settings, environ={}, transport=httpx.AsyncHTTPTransport)
     old = registry.connector(PROGRAM, connector_config("rest"))
     new = registry.connector(PROGRAM, connector_config("rest", timeout="5"))
     await registry.aclose()
@@ -105,7 +105,9 @@ def test_a_missing_secret_file_is_partner_not_configured(registry: ConnectorRegi
 
 def test_production_never_uses_an_inline_secret(settings: Settings) -> None:
     """Even one stored by a load that ran outside production."""
-    registry = ConnectorRegistry(settings.model_copy(update={"environment": "production"}), environ={})
+    registry = ConnectorRegistry(
+        settings.model_copy(update={"environment": "production"}), environ={}, transport=httpx.AsyncHTTPTransport
+    )
     with pytest.raises(PartnerNotConfigured, match=PROGRAM):
         registry.connector(PROGRAM, connector_config("rest"))
 
@@ -119,7 +121,9 @@ def test_an_overridden_base_url_moves_a_token_url_under_it() -> None:
 
 
 async def test_the_registry_applies_base_url_overrides(settings: Settings) -> None:
-    registry = ConnectorRegistry(settings, environ={}, base_urls={PROGRAM: "http://127.0.0.1:5555"})
+    registry = ConnectorRegistry(
+        settings, environ={}, base_urls={PROGRAM: "http://127.0.0.1:5555"}, transport=httpx.AsyncHTTPTransport
+    )
     connector = registry.connector(PROGRAM, connector_config("rest"))
     assert isinstance(connector, ContractConnector)
     assert isinstance(connector.flavour, RestFlavour)
