@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: The largest side a written ratio may have (as many points as one conversion may move), so
-#: that what it makes of a conversion's points stays far inside the 64-bit columns that hold them.
+from exchange.text import whole_number
+
+#: The most points either side of a ratio may name: as many as one conversion may move
+#: (``exchange.pricing.limits.MAX_POINTS``); larger, pricing's decimals lose their exactness.
 MAX_SIDE = 1_000_000_000
 
 
@@ -21,19 +23,17 @@ class Ratio:
     points_out: int
 
     def __post_init__(self) -> None:
-        if self.points_in <= 0 or self.points_out <= 0:
-            raise ValueError(f"a ratio's sides must be positive, got {self}")
+        if not (0 < self.points_in <= MAX_SIDE and 0 < self.points_out <= MAX_SIDE):
+            raise ValueError(f"a ratio's sides must be from 1 to {MAX_SIDE:,}, got {self}")
 
     @classmethod
     def parse(cls, text: str) -> Ratio:
-        """Read ``"3:1"`` (digits 0-9 only, each side at most :data:`MAX_SIDE`); raises
-        ValueError naming what is wrong."""
-        left, sep, right = (side.strip() for side in text.partition(":"))
-        if not sep or not all(side.isascii() and side.isdigit() for side in (left, right)):
+        """Read ``"3:1"``; raises ValueError naming what is wrong."""
+        left, sep, right = text.partition(":")
+        points_in, points_out = (whole_number(side, max_digits=len(text)) for side in (left, right))
+        if not sep or points_in is None or points_out is None or "," in text:
             raise ValueError(f'{text!r} is not a ratio like "3:1"')
-        if max(int(left), int(right)) > MAX_SIDE:
-            raise ValueError(f"a ratio's sides must be at most {MAX_SIDE:,}, got {text.strip()}")
-        return cls(int(left), int(right))
+        return cls(points_in, points_out)
 
     def __str__(self) -> str:
         return f"{self.points_in}:{self.points_out}"

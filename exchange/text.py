@@ -1,4 +1,5 @@
-"""What any text from outside must be before it is stored, compared or sent on.
+"""What any text from outside must be before it is stored, compared or sent on, and reading a
+whole number a person typed.
 
 PostgreSQL refuses a NUL in a string and psycopg cannot encode an unpaired surrogate, while
 SQLite stores both, and stores a string longer than its column too. So every string a client
@@ -36,6 +37,20 @@ def text_problem(value: str, max_length: int, *, min_length: int = 0, printable:
     if printable and not value.isprintable():
         return "must be printable characters only"
     return None
+
+
+def whole_number(text: str, *, max_digits: int = 18, signed: bool = False) -> int | None:
+    """The whole number ``text`` writes (``None``: it writes none): ASCII digits, at most
+    ``max_digits`` of them, with thousands commas and spaces around allowed, and a leading
+    minus if ``signed``.
+
+    ``str.isdigit`` is not the test: it admits ``²`` and other digits ``int`` refuses.
+    """
+    digits = text.strip().replace(",", "")
+    unsigned = digits[1:] if signed and digits.startswith("-") else digits
+    if not (unsigned.isascii() and unsigned.isdigit()) or len(unsigned) > max_digits:
+        return None
+    return int(digits)
 
 
 def json_value(text: str | bytes, **options: Any) -> Any:

@@ -7,6 +7,7 @@ to create the member and link that account: :func:`resolve_member_from_partner`.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.connectors.contract import MEMBER_REF_PATTERN
 from exchange.db import dialects
 from exchange.db.types import UTCDateTime
 from exchange.errors import BadUserInput, Forbidden, NotFound
@@ -52,6 +54,7 @@ class MemberNotLinked(Forbidden):
 
 
 LINKS: Table = LinkedAccount.__table__  # type: ignore[attr-defined]
+_MEMBER_REF = re.compile(MEMBER_REF_PATTERN)
 
 
 def new_member_id() -> str:
@@ -59,11 +62,12 @@ def new_member_id() -> str:
 
 
 def check_member_ref(member_ref: str) -> str:
-    """A partner's id for its member: 1 to 128 printable characters, no spaces at the ends."""
+    """A partner's id for its member, as partners/CONTRACT.md allows it (1 to 128 of
+    ``A–Z a–z 0–9 . _ : @ + -``): the connectors send a partner no other."""
     if not member_ref or len(member_ref) > MEMBER_REF_MAX_LENGTH:
         raise InvalidMemberRef(f"must be 1 to {MEMBER_REF_MAX_LENGTH} characters")
-    if not member_ref.isprintable() or member_ref.strip() != member_ref:
-        raise InvalidMemberRef("must be printable, without leading or trailing spaces")
+    if not _MEMBER_REF.fullmatch(member_ref):
+        raise InvalidMemberRef("must be letters A-Z a-z, digits and . _ : @ + - only")
     return member_ref
 
 

@@ -15,6 +15,12 @@ The guard refuses before the page runs: without a session, a ``GET`` is sent to 
 anything else is ``401``; with a session the rule does not admit, ``403``. Every request that
 is not ``GET``/``HEAD`` must carry the session's CSRF token (form field ``csrf_token``, or the
 ``X-CSRF-Token`` header htmx sends), or it is ``403`` and the page does not run.
+
+The guard also reads every ``POST``'s form, in the one way every page then shares (the page's
+``request.form()`` is the guard's, read once): a body larger than a form of these pages is
+``413``, one that is not a form ``415``, a form the parser refuses ``400``. And no page sees a
+value the database cannot hold: an address, query or form value with a NUL (or a file where
+text belongs) is ``400``, naming the value and the rule, before the page runs.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable, Collection
 
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -32,6 +39,7 @@ from exchange.auth.rules import PUBLIC as PUBLIC
 from exchange.auth.rules import Rule as Rule
 from exchange.auth.rules import requires as requires
 from exchange.auth.rules import roles as roles
+from exchange.text import text_problem
 from exchange.web.visitors import visitor_of
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -46,10 +54,14 @@ MAX_FORM_BYTES = 65_536
 
 class Refusal(Exception):
     """The guard refused the request; the web middleware answers with the page that says
-    why (``refused.html``, by ``reason``)."""
+    why (``refused.html``, by ``reason``, with ``message`` if the refusal has one)."""
 
     status_code = 403
     reason = "forbidden"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class SignInNeeded(Refusal):
@@ -70,6 +82,17 @@ class CsrfRefused(Refusal):
 class FormTooLarge(Refusal):
     status_code = 413
     reason = "too-large"
+
+
+class BadRequest(Refusal):
+    """A value no page takes, or a body that is no form; ``message`` names it and the rule."""
+
+    status_code = 400
+    reason = "bad-request"
+
+
+class NotAForm(BadRequest):
+    status_code = 415
 
 
 class Page(Route):
@@ -95,33 +118,50 @@ class Page(Route):
             visitor = visitor_of(request)
             if not rule.allows(visitor.principal):
                 raise SignInNeeded() if visitor.principal is None else NotAllowed()
+            form = await read_form(request) if request.method == "POST" else None
             if csrf and request.method not in SAFE_METHODS:
-                await check_csrf(request, visitor.csrf_token)
+                check_csrf(request, visitor.csrf_token, form)
+            check_values(request, form)
             return await endpoint(request)
 
         super().__init__(path, guarded, methods=list(methods), name=name or endpoint.__name__)
 
 
-async def read_small_form(request: Request) -> FormData:
-    """The request's form, refused unread when it is larger than a form of these pages is
-    (or does not say its length)."""
+async def read_form(request: Request) -> FormData:
+    """The request's form, read once for the guard and the page: refused unread when it is
+    larger than a form of these pages is (or does not say its length), or is not a form."""
     length = request.headers.get("content-length")
+    if length is None and "transfer-encoding" not in request.headers:
+        return FormData()  # no body at all (a form of nothing but the CSRF header)
     if length is None or not length.isdigit() or int(length) > MAX_FORM_BYTES:
         raise FormTooLarge()
-    return await request.form()
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if int(length) > 0 and media_type not in FORM_MEDIA_TYPES:
+        raise NotAForm(f"the body must be a form ({' or '.join(FORM_MEDIA_TYPES)}), not {media_type or 'untyped'}")
+    try:
+        return await request.form()
+    except HTTPException as refused:  # Starlette's answer to a form its parser cannot read
+        raise BadRequest(f"the form cannot be read: {refused.detail}") from None
 
 
-async def check_csrf(request: Request, expected: str) -> None:
-    """Refuse a request that does not carry ``expected`` (as a header, or a form field)."""
+def check_csrf(request: Request, expected: str, form: FormData | None) -> None:
+    """Refuse a request that does not carry ``expected`` (as a header, or a field of ``form``)."""
     given = request.headers.get(CSRF_HEADER)
-    if given is None:
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        length = request.headers.get("content-length")
-        if media_type not in FORM_MEDIA_TYPES or length is None or not length.isdigit():
-            raise CsrfRefused()
-        if int(length) > MAX_FORM_BYTES:
-            raise FormTooLarge()
-        field = (await request.form()).get(CSRF_FIELD)
+    if given is None and form is not None:
+        field = form.get(CSRF_FIELD)
         given = field if isinstance(field, str) else None
     if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
         raise CsrfRefused()
+
+
+def check_values(request: Request, form: FormData | None) -> None:
+    """Refuse a value of the address, the query or the form that no page takes: text the
+    database cannot hold (a NUL), or a file (no form of these pages uploads one)."""
+    named = [*request.path_params.items(), *request.query_params.multi_items(), *(form.multi_items() if form else [])]
+    for name, value in named:
+        if problem := text_problem(name, MAX_FORM_BYTES):
+            raise BadRequest(f"a field's name {problem}")
+        if isinstance(value, UploadFile):
+            raise BadRequest(f"{name} must be text, not a file")
+        if problem := text_problem(value, MAX_FORM_BYTES):
+            raise BadRequest(f"{name} {problem}")

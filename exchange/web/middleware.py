@@ -136,15 +136,21 @@ class WebMiddleware:
         if isinstance(refusal, SignInNeeded) and request.method in SAFE_METHODS:
             wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"{self.sign_in_path}?{urlencode({'next': wanted})}", status_code=303)
-        return self.refused_page(request, refusal.reason, refusal.status_code)
+        return self.refused_page(request, refusal.reason, refusal.status_code, message=refusal.message)
 
     def refused_page(
-        self, request: Request, reason: str, status_code: int, headers: Mapping[str, str] | None = None
+        self,
+        request: Request,
+        reason: str,
+        status_code: int,
+        headers: Mapping[str, str] | None = None,
+        *,
+        message: str | None = None,
     ) -> Response:
         return self.pages.render(
             request,
             "refused.html",
-            {"reason": reason, "sign_in_path": self.sign_in_path, "layout": self.layout},
+            {"reason": reason, "message": message, "sign_in_path": self.sign_in_path, "layout": self.layout},
             status_code=status_code,
             headers=headers,
         )

@@ -26,7 +26,7 @@ from exchange.services.settlement import SettlementService
 from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
 from exchange.settlement.models import BreakKind, JobState, Resolution
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
-from exchange.text import text_problem
+from exchange.text import text_problem, whole_number
 from exchange.web.access import Endpoint, Page, Rule, requires
 from exchange.web.netting_picture import draw
 from exchange.web.templating import Pages
@@ -262,7 +262,7 @@ class SettlementConsole:
                     kind=BreakKind(context["kind"]) if context["kind"] else None,
                     counterparty=counterparty,
                     first=BREAKS_PAGE,
-                    after=int(after) if after and after.isdigit() and len(after) < 19 else None,
+                    after=whole_number(after) if after else None,
                 )
                 context.update(
                     reconciliation=view.reconciliation,
@@ -369,10 +369,10 @@ def _resolution(value: str) -> Resolution:
 def _selection(form: FormData) -> BreakSelection:
     """The breaks ticked (``scope=selected``), or every open break the page's filter shows."""
     if _field(form, "scope") == "selected":
-        ids = [value for value in form.getlist("break") if isinstance(value, str)]
-        if not all(value.isdigit() for value in ids):
+        ids = [whole_number(value) if isinstance(value, str) else None for value in form.getlist("break")]
+        if None in ids:
             raise BadUserInput("break ids are numbers", field="selection.ids")
-        return BreakSelection(ids=tuple(int(value) for value in ids))
+        return BreakSelection(ids=tuple(number for number in ids if number is not None))
     kind = _field(form, "kind")
     if kind and kind not in {k.value for k in BREAK_KINDS}:
         raise BadUserInput(f"no class of break is called {kind!r}", field="selection.kind")

@@ -158,6 +158,8 @@ def test_a_member_links_an_account_the_partner_confirms_and_is_refused_a_wrong_c
     member_ref = partners.new_member("fresh-mart", balance=1_000)
     partners.add_member("formosa-air", member_ref, balance=8_000, name="Lin Mei")
     sign_in(client, "fresh-mart", member_ref)
+    unspeakable = link(client, "formosa-air", "\uff11\uff12")  # no partner's id: the contract's characters only
+    assert unspeakable.status_code == 400 and "member_ref must be letters" in unspeakable.text
     refused = link(client, "formosa-air", member_ref, verification="9999")
     assert refused.status_code == 400 and "does not confirm this account" in refused.text
     other_name = link(client, "formosa-air", member_ref, name="Lin Mai")

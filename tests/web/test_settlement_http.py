@@ -51,8 +51,9 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         assert uploaded.status_code == 200, uploaded.text
         assert uploaded.json()["unresolvedBreaks"] == 5
         reconciliation = f"/console/settlement/{month}/reconciliations/fresh-mart"
-        for query in ("?after=" + "9" * 30, "?kind=NOPE&after=x", "?counterparty=%00"):
+        for query in ("?after=" + "9" * 30, "?kind=NOPE&after=x", "?after=%C2%B2", "?counterparty=" + "x" * 65):
             assert client.get(reconciliation + query).status_code == 200, query
+        assert client.get(reconciliation + "?counterparty=%00").status_code == 400
         assert client.get(f"/console/settlement/{month}/statements/fresh-mart/xml").status_code == 404
         assert client.get("/console/settlement/2026-13").status_code == 400
         assert client.get("/console/settlement/jobs/no-such-job").status_code == 404

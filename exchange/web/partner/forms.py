@@ -20,8 +20,10 @@ from starlette.requests import Request
 from exchange.auth.principal import Principal
 from exchange.auth.rules import Rule, own_program, requires, source
 from exchange.auth.scopes import Scope
+from exchange.db.types import MAX_INTEGER
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.money import parse_decimal
+from exchange.text import whole_number
 from exchange.web.access import NotAllowed
 from exchange.web.console import CONSOLE_PATH
 from exchange.web.visitors import visitor_of
@@ -36,6 +38,9 @@ WRITE = requires(Scope.PARTNER_WRITE)
 OWN_ROW: Rule = own_program(source("program_id"))
 #: The longest text a form field of these pages takes (ids, ratios, numbers); longer is refused.
 MAX_FIELD = 200
+#: The years a date field takes: a moment is stored in UTC, where a local time in year 1 or
+#: 9999 may fall outside the calendar.
+FIRST_YEAR, LAST_YEAR = 2, 9998
 
 
 def partner_of(request: Request) -> Principal:
@@ -99,13 +104,17 @@ class FormValues:
         return value
 
     def integer(self, name: str) -> int | None:
+        """A whole number as GraphQL's ``Int`` takes it (32 bits: the columns such numbers are
+        stored in hold no more)."""
         value = self.text(name)
         if value is None:
             return None
-        digits = value.replace(",", "")
-        if not digits.lstrip("-").isdigit() or len(digits) > 18:
-            raise BadUserInput(f"{name} must be a whole number, got {value!r}", field=name)
-        return int(digits)
+        number = whole_number(value, signed=True)
+        if number is None or not -MAX_INTEGER - 1 <= number <= MAX_INTEGER:
+            raise BadUserInput(
+                f"{name} must be a whole number from {-MAX_INTEGER - 1:,} to {MAX_INTEGER:,}, got {value!r}", field=name
+            )
+        return number
 
     def required_integer(self, name: str) -> int:
         value = self.integer(name)
@@ -131,4 +140,6 @@ class FormValues:
             raise BadUserInput(f"{name} must be a date and time, got {value!r}", field=name) from None
         if local.tzinfo is not None:
             raise BadUserInput(f"{name} must be a local date and time, got {value!r}", field=name)
+        if not FIRST_YEAR <= local.year <= LAST_YEAR:  # stored in UTC, year 1 or 9999 may not fit
+            raise BadUserInput(f"{name} must be in the years {FIRST_YEAR} to {LAST_YEAR}, got {value!r}", field=name)
         return local.replace(tzinfo=zone)

@@ -190,8 +190,10 @@ class PricingPages:
         except ExchangeError as error:
             problems.add(error)
         context = {"priced": priced, "problems": problems, "currency": catalog.currency, "programs": catalog.programs}
-        template = "preview.html" if request.headers.get("HX-Request") == "true" else "preview_page.html"
-        return self.pages.render(request, f"console/partner/{template}", context)
+        if request.headers.get("HX-Request") == "true":  # htmx swaps in only a 2xx answer
+            return self.pages.render(request, "console/partner/preview.html", context)
+        status_code = 422 if problems else 200
+        return self.pages.render(request, "console/partner/preview_page.html", context, status_code=status_code)
 
     async def promotion_form(self, request: Request) -> Response:
         own = program_of(request)

@@ -18,6 +18,7 @@ from exchange.conversions.models import Conversion
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.pricing.models import Quote
 from exchange.services.container import Services
+from exchange.text import whole_number
 from exchange.web.access import Page
 from exchange.web.portal.members import (
     MEMBERS,
@@ -29,11 +30,6 @@ from exchange.web.portal.members import (
     member_session,
 )
 from exchange.web.templating import Pages
-
-
-def _points(text: str) -> int | None:
-    text = text.strip().replace(",", "")
-    return int(text) if text.isdigit() and len(text) <= 12 else None
 
 
 class ConvertPages:
@@ -58,7 +54,7 @@ class ConvertPages:
     async def ask_quote(self, request: Request) -> Response:
         form = await request.form()
         entered = {name: form_field(form, name) for name in ("from_program", "to_program", "points")}
-        points = _points(entered["points"])
+        points = whole_number(entered["points"], max_digits=12)
         try:
             if points is None:
                 raise BadUserInput("points must be a whole number", field="points")

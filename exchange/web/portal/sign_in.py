@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from exchange.services.people import Opened
 from exchange.services.portal import PortalSignInService, SignInFailed, SignInProblem
-from exchange.web.access import PUBLIC, Page, read_small_form
+from exchange.web.access import PUBLIC, Page
 from exchange.web.portal.members import HOME_PATH, MEMBERS, SIGN_IN_PATH, form_field
 from exchange.web.security import ANONYMOUS_CSRF_COOKIE, MEMBER_SESSION_COOKIE, SIGN_IN_STATE_COOKIE, CookiePolicy
 from exchange.web.templating import Pages
@@ -65,7 +65,7 @@ class SignInPages:
         return response
 
     async def back(self, request: Request) -> Response:
-        form = await read_small_form(request)
+        form = await request.form()
         outcome = await self.sessions.finish(
             state=form_field(form, "state"),
             browser_state=self.cookies.read(request.cookies, SIGN_IN_STATE_COOKIE),
