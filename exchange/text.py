@@ -5,9 +5,16 @@ PostgreSQL refuses a NUL in a string and psycopg cannot encode an unpaired surro
 SQLite stores both, and stores a string longer than its column too. So every string a client
 sends (GraphQL arguments, OAuth form values, assertion claims) is checked here first, against
 the same limits on both stores: the column's own length, from the constant its model uses.
+
+JSON from outside (a GraphQL request body, a JWK, a JWT's claims before they are verified) is
+read by :func:`json_value`, which refuses what Python's reader fails on in ways no caller
+expects, as the ``ValueError`` every JSON caller already handles.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 
 def text_problem(value: str, max_length: int, *, min_length: int = 0, printable: bool = False) -> str | None:
@@ -49,3 +56,28 @@ def whole_number(text: str, *, max_digits: int = 18, signed: bool = False) -> in
     unsigned = digits[1:] if negative else digits
     number = ascii_digits(unsigned) if len(unsigned) <= max_digits else None
     return None if number is None else -number if negative else number
+
+
+def json_value(text: str | bytes, **options: Any) -> Any:
+    """``json.loads(text, **options)``, failing only with ``ValueError``.
+
+    Python's reader raises ``RecursionError`` for arrays or objects nested deeper than the
+    interpreter's recursion limit (a few kilobytes of ``[`` reach it), and a bare ``ValueError``
+    (no ``JSONDecodeError``) naming an interpreter setting for an integer of more than 4,300
+    digits. Both are malformed input: here each is a ``ValueError`` saying so in the client's
+    terms, and an integer longer than :data:`MAX_JSON_INTEGER_DIGITS` digits is refused.
+    """
+    try:
+        return json.loads(text, **{"parse_int": _integer, **options})
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+#: The most digits a JSON integer from outside may have: far more than any count or id needs.
+MAX_JSON_INTEGER_DIGITS = 100
+
+
+def _integer(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_JSON_INTEGER_DIGITS:
+        raise ValueError(f"a JSON integer has more than {MAX_JSON_INTEGER_DIGITS} digits")
+    return int(digits)

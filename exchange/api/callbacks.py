@@ -30,7 +30,9 @@ class PartnerCallbacks:
     async def post(self, request: Request) -> Response:
         program_id = request.path_params["program_id"]
         if problem := text_problem(program_id, ID_LENGTH):
-            return refusal(request.headers, 400, f"programId {problem}", code=ErrorCode.BAD_USER_INPUT)
+            return refusal(
+                request.headers, 400, f"programId {problem}", code=ErrorCode.BAD_USER_INPUT, field="programId"
+            )
         body = b""
         async for chunk in request.stream():
             body += chunk

@@ -7,12 +7,15 @@
   object, ``adjustment.amount`` inside one. The domain names the field by its request's own
   name for it (``toProgram``); :func:`name_argument_paths` puts it under the argument that
   holds it, and leaves out a name that is no argument of the field the client asked for.
-* A parse or validation failure gets ``GRAPHQL_VALIDATION_FAILED``; a variable that does not
-  fit its type gets ``BAD_USER_INPUT`` naming the variable (and the path into it), and so does
+* A parse or validation failure gets ``GRAPHQL_VALIDATION_FAILED`` (a variable the document
+  declares and never uses, too); a variable whose value does not fit its type gets
+  ``BAD_USER_INPUT`` naming the variable (and the path into it), and so does
   a value a scalar refuses (:mod:`exchange.api.scalars`), written in a variable or inline
   (then naming the argument and the path into it, found in the document).
 * Anything else is unexpected: it is logged with its trace, and the client sees only
-  ``Unexpected error.`` with ``INTERNAL_SERVER_ERROR`` — never a stack trace.
+  ``Unexpected error.`` with ``INTERNAL_SERVER_ERROR`` — never a stack trace. So is a
+  result the field's own type cannot represent (a number past ``Int``): the domain bounds
+  what it answers, and a value past that is a bug to see in the log, not the client's error.
 * A database outage met before GraphQL runs (verifying the token) or on any other route
   is answered ``503`` with ``Retry-After`` and a ``SERVICE_UNAVAILABLE`` error
   (:func:`service_unavailable`); met by a field, it is that field's error, as any
@@ -55,16 +58,27 @@ logger = logging.getLogger("exchange.api")
 #: How long a client refused during a database outage should wait before asking again.
 RETRY_AFTER_SECONDS = 5
 
-_VARIABLE_ERROR = re.compile(r"^Variable '\$(?P<name>\w+)'(?: has invalid value(?: at (?P<path>(?:\.\w+|\[\d+\])+))?)?")
+_VARIABLE_ERROR = re.compile(r"^Variable '\$(?P<name>\w+)' has invalid value(?: at (?P<path>(?:\.\w+|\[\d+\])+))?")
 _HEAD = re.compile(r"[.\[]")
 
 
 def _unexpected(error: GraphQLError) -> bool:
     """Neither a domain error, nor a GraphQL request error (whose cause is a GraphQLError), nor
-    a value a scalar refused."""
-    return error.original_error is not None and not isinstance(
-        error.original_error, (ExchangeError, GraphQLError, InvalidValue)
-    )
+    a value a scalar refused; or a value of the exchange's own that its type cannot represent
+    (:func:`_unrepresentable`)."""
+    original = error.original_error
+    if original is None:
+        return False
+    return _unrepresentable(error) or not isinstance(original, (ExchangeError, GraphQLError, InvalidValue))
+
+
+def _unrepresentable(error: GraphQLError) -> bool:
+    """A field's result that its type cannot represent (``Int cannot represent non 32-bit
+    signed integer value``): GraphQL raises a bare GraphQLError, located by no node of the
+    document, while it completes the field. That is the exchange's fault, not the request's;
+    a request error raised during execution (an argument's) names the node it is about."""
+    original = error.original_error
+    return error.path is not None and isinstance(original, GraphQLError) and not original.nodes
 
 
 def _refused_value(error: GraphQLError) -> InvalidValue | None:

@@ -15,10 +15,10 @@ POST) it answers in plain text; here those are GraphQL-shaped errors with ``exte
 
 from __future__ import annotations
 
-import json
 from typing import Any, NoReturn
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -37,6 +37,7 @@ from exchange.api.refusals import STATUS_CODES, refusal
 from exchange.errors import ErrorCode
 from exchange.observability.metrics import count_errors
 from exchange.services.container import Services
+from exchange.text import json_value
 from exchange.web.graphiql import graphiql_response
 
 JSON_MEDIA_TYPE = "application/json"
@@ -62,6 +63,16 @@ def _not_json(constant: str) -> NoReturn:
     raise HTTPException(400, f"the request body is not JSON: {constant} is not a JSON value")
 
 
+def _lowercase_media_type(scope: Scope) -> None:
+    """Write the request's media type in lower case: media types are case-insensitive (RFC 9110
+    §8.3.1), and Strawberry compares them as written, refusing ``Application/JSON``."""
+    headers = MutableHeaders(scope=scope)
+    content_type = headers.get("content-type")
+    if content_type is not None:
+        media_type, separator, parameters = content_type.partition(";")
+        headers["content-type"] = media_type.strip().lower() + separator + parameters
+
+
 class GraphQLView(GraphQL[Context, None]):
     def __init__(self, schema: BaseSchema, services: Services) -> None:
         super().__init__(schema)
@@ -71,6 +82,7 @@ class GraphQLView(GraphQL[Context, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        _lowercase_media_type(scope)
         request = Request(scope, receive)
         try:
             response = await self.run(request)
@@ -84,13 +96,17 @@ class GraphQLView(GraphQL[Context, None]):
         await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
-        """The body (or a GET parameter) as JSON: UTF-8 text, an object or a list, no NaN."""
+        """The body (or a GET parameter) as JSON: UTF-8 text, an object or a list, no NaN; JSON
+        that is malformed, nested too deeply or holds an integer too long to read is a 400."""
         if isinstance(data, bytes):
             try:
                 data = data.decode("utf-8")
             except UnicodeDecodeError:
                 raise HTTPException(400, "the request body is not UTF-8 text") from None
-        value = json.loads(data, parse_constant=_not_json)
+        try:
+            value = json_value(data, parse_constant=_not_json)
+        except ValueError as malformed:
+            raise HTTPException(400, f"the request body is not JSON: {malformed}") from None
         if not isinstance(value, (dict, list)):
             raise HTTPException(400, 'expected a JSON object, such as {"query": "{ programs { id } }"}')
         return value

@@ -9,6 +9,7 @@ whatever failed; nobody parses plain text.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,18 @@ STATUS_CODES: Mapping[int, ErrorCode] = {
 }
 
 
+class ErrorBody(JSONResponse):
+    """An error body written in ASCII, as Strawberry writes GraphQL's answers.
+
+    A refusal may quote what the client sent (``Unknown operation named '…'``), and JSON may
+    carry an unpaired surrogate (``"\\ud800"``) that no UTF-8 text can hold: Starlette's own
+    rendering would fail on it with a 500. Escaped, it goes back as the client wrote it.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def refusal(
     request_headers: Headers,
     status: int,
@@ -41,7 +54,7 @@ def refusal(
 ) -> JSONResponse:
     """A GraphQL-shaped error body with ``extensions.code`` (by default, the status's)."""
     extensions = {"code": (code or STATUS_CODES.get(status, ErrorCode.BAD_REQUEST)).value, **details}
-    return JSONResponse(
+    return ErrorBody(
         {"errors": [{"message": message, "extensions": extensions}]},
         status_code=status,
         headers=dict(headers or {}),

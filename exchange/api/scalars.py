@@ -94,7 +94,8 @@ DateTimeScalar: ScalarDefinition = strawberry.scalar(
     parse_value=parse_datetime_input,
 )
 
-#: A whole number of points that may outgrow GraphQL's 32-bit ``Int``: a program's totals.
+#: A whole number of points that may outgrow GraphQL's 32-bit ``Int``: a program's totals, a balance a
+#: partner reports (its contract allows 2^53 - 1).
 PointTotal = NewType("PointTotal", int)
 
 
@@ -106,8 +107,8 @@ def parse_point_total(value: Any) -> int:
 
 PointTotalScalar: ScalarDefinition = strawberry.scalar(
     name="PointTotal",
-    description="A whole number of points that may outgrow a 32-bit Int (a program's totals), written as a "
-    "JSON integer; exact in every client up to 2^53.",
+    description="A whole number of points that may outgrow a 32-bit Int (a program's totals, a balance a partner "
+    "reports), written as a JSON integer; exact in every client up to 2^53.",
     serialize=int,
     parse_value=parse_point_total,
 )

@@ -20,6 +20,7 @@ from exchange.api.authentication import TokenRequired
 from exchange.api.errors import log_unexpected, name_argument_paths
 from exchange.api.inputs import enforce_input_rules
 from exchange.api.observed import NameTheOperation
+from exchange.api.operations import OneOperationOrNamed
 from exchange.api.permissions import Rule, enforce_field_rules
 from exchange.api.roots import Mutation, Query
 from exchange.api.scalars import SCALARS
@@ -63,6 +64,7 @@ def build_schema(settings: Settings) -> ExchangeSchema:
             lambda: AddValidationRules(limit_rules),
             lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
             TokenRequired,
+            OneOperationOrNamed,  # after TokenRequired: an ambiguous document is refused as such
             NameTheOperation,
         ],
     )

@@ -8,7 +8,6 @@ its claims are in order (``iss`` the partner's client, ``sub`` the member's ref 
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,7 @@ from exchange.auth.models import CLIENT_ID_LENGTH, JTI_LENGTH, KID_LENGTH, Partn
 from exchange.db import dialects
 from exchange.errors import BadUserInput, NotFound
 from exchange.members.models import MEMBER_REF_MAX_LENGTH
-from exchange.text import text_problem
+from exchange.text import json_value, text_problem
 
 #: What partners may sign with. ``Ed25519`` is RFC 9864's name for what ``EdDSA`` meant.
 ASSERTION_ALGORITHMS = ("RS256", "ES256", "Ed25519", "EdDSA")
@@ -65,7 +64,7 @@ def parse_public_key(text: str) -> PublicKey:
     data: str | dict[str, Any] = text.strip()
     if isinstance(data, str) and data.startswith("{"):
         try:
-            data = json.loads(data)
+            data = json_value(data)
         except ValueError:
             raise InvalidAssertionKey("is neither a JWK nor a PEM key") from None
     key = _import_public_key(data)
@@ -147,7 +146,7 @@ def verify_assertion(assertion: str, keys: KeySet, *, audiences: Sequence[str], 
         token = jwt.decode(assertion, keys, algorithms=list(ASSERTION_ALGORITHMS))
     except BadSignatureError:
         raise AssertionRejected("the assertion's signature does not verify") from None
-    except (JoseError, ValueError):
+    except (JoseError, ValueError, RecursionError):  # RecursionError: claims nested too deeply to read
         raise AssertionRejected(
             "the assertion is malformed, names an unknown kid, or is not signed with " + ", ".join(ASSERTION_ALGORITHMS)
         ) from None

@@ -10,7 +10,6 @@ the count away from the client actually tried in another.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +17,8 @@ from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from joserfc import jws
 from joserfc.errors import JoseError
 from starlette.datastructures import Headers
+
+from exchange.text import json_value
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def unverified_issuer(assertion: str) -> str | None:
     if not assertion:
         return None
     try:
-        claims = json.loads(jws.extract_compact(assertion.encode()).payload)
+        claims = json_value(jws.extract_compact(assertion.encode()).payload)
     except (JoseError, ValueError):
         return None
     issuer = claims.get("iss") if isinstance(claims, dict) else None

@@ -56,8 +56,12 @@ class InvalidScope(BadUserInput):
 
 
 def parse_scopes(text: str | Iterable[str]) -> frozenset[Scope]:
-    """Scopes from a space-separated string (as OAuth sends them) or a list of names."""
-    names = text.split() if isinstance(text, str) else list(text)
+    """Scopes from a space-separated string (as OAuth sends them) or a list of names.
+
+    Only the space separates (RFC 6749 §3.3): ``str.split()`` would also split on a tab, a
+    line break or a no-break space, none of which a scope may hold or be separated by.
+    """
+    names = [name for name in text.split(" ") if name] if isinstance(text, str) else list(text)
     unknown = sorted(name for name in names if name not in Scope._value2member_map_)
     if unknown:
         raise InvalidScope(f"unknown scope {', '.join(unknown)}; known: {scope_text(Scope)}")

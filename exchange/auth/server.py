@@ -199,6 +199,14 @@ class MemberAssertionGrant(JWTBearerGrant):
             self.authenticated_client = self.authenticate_token_endpoint_client()
         super().validate_token_request()
 
+    def extract_assertion(self, assertion: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        """Authlib's, refusing as it refuses other malformed JSON a payload nested too deeply
+        for Python's reader (see :func:`exchange.text.json_value`)."""
+        try:
+            return super().extract_assertion(assertion)  # type: ignore[no-any-return]
+        except RecursionError:
+            raise InvalidGrantError(description="Invalid JWT payload.") from None
+
     def process_assertion_claims(self, assertion: str) -> Mapping[str, Any]:
         """Authlib's steps, with the exchange's algorithms, lifetime bound and replay check."""
         _, unverified = self.extract_assertion(assertion)

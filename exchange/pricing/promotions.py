@@ -44,6 +44,18 @@ class PromotionTerms:
             raise BadUserInput(f"bonusPercent has at most {PERCENT_SCALE} decimals", field="bonusPercent")
         if self.ends_at <= self.starts_at:
             raise BadUserInput("endsAt must be after startsAt", field="endsAt")
+        if self.sources is not None:
+            self._check_sources(self.sources)
+
+    def _check_sources(self, sources: tuple[str, ...]) -> None:
+        """Each a program that can convert into this one, once: a promotion that could never
+        apply is a mistake, and each name costs a look-up."""
+        if not sources:
+            raise BadUserInput("name at least one program in fromPrograms, or null for all", field="fromPrograms")
+        if len(set(sources)) != len(sources):
+            raise BadUserInput("fromPrograms names a program more than once", field="fromPrograms")
+        if self.program_id in sources:
+            raise BadUserInput(f"{self.program_id} does not convert into itself", field="fromPrograms")
 
     def same_as(self, promotion: Promotion) -> bool:
         return (

@@ -39,6 +39,7 @@ class PricingService:
     async def create_promotion(self, terms: PromotionTerms, *, actor: str) -> Promotion:
         """Start a promotion on conversions into ``terms.program_id``; the same id and terms
         again return the first one."""
+        terms.check()  # before a look-up per source
         async with self.db.transaction() as session:
             for source in terms.sources or ():
                 await programs.get_program(session, source, field="fromPrograms")

@@ -92,6 +92,14 @@ async def test_the_federated_view_shows_every_linked_account_live(kit: ExchangeK
     assert me["coalitionLevel"] == 2  # the best of Premium (1) and VIP (2)
 
 
+async def test_a_balance_past_a_32_bit_int_is_shown_whole(kit: ExchangeKit, sandboxes: SandboxFleet) -> None:
+    """Partners report up to 2^53 - 1 points (their contract): a GraphQL Int would fail there."""
+    await sandboxes["wallet-pay"].admin.add_member("whale", balance=2**53 - 1)
+    me = (await kit.data(ACCOUNTS, await kit.member_token("wallet-pay", "whale")))["me"]
+    accounts = {account["program"]["id"]: account for account in me["accounts"]}
+    assert accounts["wallet-pay"]["balance"] == 2**53 - 1 and accounts["wallet-pay"]["error"] is None
+
+
 async def test_a_partner_that_is_down_costs_only_its_own_account(
     kit: ExchangeKit, alice: str, sandboxes: SandboxFleet
 ) -> None:

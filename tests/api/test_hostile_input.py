@@ -80,6 +80,22 @@ async def test_values_too_large_or_too_precise_for_their_column_are_refused(kit:
     assert Decimal(created["createPromotion"]["bonusPercent"]) == Decimal("12.5")
 
 
+async def test_a_reward_costing_more_points_than_a_redemption_may_spend_is_refused(kit: ExchangeKit) -> None:
+    """A price the column holds can still come to more points than any answer may carry (an
+    Int) or any redemption may spend: a typed limit, not a result GraphQL cannot represent."""
+    token = await kit.partner_token("fresh-mart")
+    dear = {"title": "Yacht", "price": "99999999999999.99", "stock": 1, "id": "yacht"}
+    await kit.data(REWARD, token, input=dear)
+    member = await kit.member_token("wallet-pay", "alice")
+    quote = '{ redemptionQuote(rewardId: "yacht", payWith: "wallet-pay") { points } }'
+    redeem = 'mutation { redeemReward(rewardId: "yacht", payWith: "wallet-pay", idempotencyKey: "k") { id } }'
+    for operation in (quote, redeem):
+        error = refusal(await kit.graphql(operation, member))
+        assert error["extensions"]["code"] == "LIMIT_EXCEEDED", error
+        assert (error["extensions"]["field"], error["extensions"]["limit"]) == ("payWith", "max_points")
+    assert (await kit.data("{ redemptions { id } }", member))["redemptions"] == []
+
+
 WITHOUT_OFFSET_OR_OFF_CALENDAR = [
     "2031-01-01T00:00:00",
     "2031-01-01",

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from joserfc import jwt
+from joserfc import jws, jwt
 
 from exchange.serving import free_port
 from exchange.settings import Settings
@@ -125,7 +125,21 @@ async def test_assertions_with_hostile_claims_are_an_invalid_grant(kit: Exchange
         assert response.json()["error"] in ("invalid_grant", "invalid_client", "invalid_request"), response.text
 
 
-NOT_JWTS = ["not-a-jwt", "a.b.c", "", "x" * 15_000, base64.urlsafe_b64encode(b'{"alg":"none"}').decode() + ".e30."]
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+#: Deeper than Python's JSON reader recurses (it raises RecursionError, not ValueError).
+TOO_DEEP = b"[" * 3_000 + b"]" * 3_000
+
+NOT_JWTS = [
+    "not-a-jwt",
+    "a.b.c",
+    "",
+    "x" * 15_000,
+    base64.urlsafe_b64encode(b'{"alg":"none"}').decode() + ".e30.",
+    _b64(b'{"alg":"ES256"}') + "." + _b64(TOO_DEEP) + "." + _b64(b"signature"),
+]
 
 
 async def test_assertions_that_are_not_jwts_are_an_invalid_grant(kit: ExchangeKit) -> None:
@@ -147,3 +161,14 @@ async def test_assertion_keys_with_hostile_kids_are_refused(kit: ExchangeKit) ->
     for kid in ("k" * 129, "k\x00", ""):
         body = (await kit.graphql(register, token, key=json.dumps({**key, "kid": kid}))).json()
         assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
+
+
+async def test_json_nested_too_deeply_is_refused_where_a_partner_sends_it(kit: ExchangeKit) -> None:
+    """A partner's own signed assertion, and a key it registers, are read as JSON too."""
+    key = await kit.assertion_key("wallet-pay")
+    signed = jws.serialize_compact({"alg": "ES256", "kid": key.kid}, TOO_DEEP, key, algorithms=["ES256"])
+    oauth_error(await kit.request_member_token(signed), 400, "invalid_grant")
+    token = await kit.partner_token("wallet-pay")
+    register = 'mutation($key: String!) { registerAssertionKey(programId: "wallet-pay", publicKey: $key) { kid } }'
+    body = (await kit.graphql(register, token, key='{"kty": ' + TOO_DEEP.decode() + "}")).json()
+    assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "publicKey"}, body

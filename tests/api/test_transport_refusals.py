@@ -24,7 +24,19 @@ def refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     return dict(body["errors"][0])
 
 
-NOT_JSON_OBJECTS = [b'"hello"', b"null", b"[]", b"5", b"true", b"\xff\xfe{}", b"{not json", b'{"query": NaN}', b""]
+NOT_JSON_OBJECTS = [
+    b'"hello"',
+    b"null",
+    b"[]",
+    b"5",
+    b"true",
+    b"\xff\xfe{}",
+    b"{not json",
+    b'{"query": NaN}',
+    b"",
+    b"[" * 50_000 + b"]" * 50_000,  # deeper than Python's JSON reader recurses
+    b'{"query": "{ programs { id } }", "variables": {"n": ' + b"9" * 5_000 + b"}}",  # past int()'s digits
+]
 WRONG_JSON_TYPES: list[Any] = [
     {"query": 5},
     {"query": "{ programs { id } }", "variables": "x"},
@@ -45,12 +57,18 @@ async def test_a_body_that_is_not_a_json_object_is_a_bad_request(client: httpx.A
 
 async def test_transport_refusals_carry_a_code_and_their_status(client: httpx.AsyncClient) -> None:
     query = "{ programs { id } }"
+    json_headers = {"content-type": "application/json"}
+    new_media_type = {"accept": GRAPHQL_RESPONSE_JSON}
     refused(
         await client.post("/graphql", content=query, headers={"content-type": "text/plain"}),
         415,
         "UNSUPPORTED_MEDIA_TYPE",
     )
     refused(await client.post("/graphql", data={"query": query}), 415, "UNSUPPORTED_MEDIA_TYPE")
+    shouted = {"content-type": "Application/JSON; charset=UTF-8"}  # media types are case-insensitive
+    assert (
+        await client.post("/graphql", content=b'{"query": "{ programs { id } }"}', headers=shouted)
+    ).status_code == 200
     mutation = await client.get("/graphql", params={"query": 'mutation { closePeriod(period: "2026-01") { status } }'})
     refused(mutation, 405, "METHOD_NOT_ALLOWED")
     assert mutation.headers["allow"] == "POST"
@@ -62,6 +80,17 @@ async def test_transport_refusals_carry_a_code_and_their_status(client: httpx.As
     unknown = {"query": "query A { programs { id } } query B { coalition { currency } }", "operationName": "C"}
     refused(await client.post("/graphql", json=unknown), 400, "BAD_REQUEST")
     refused(await client.post("/graphql", json=[{"query": query}, {"query": query}]), 400, "BAD_REQUEST")
+    # Several operations and no operationName: none runs (Strawberry alone would run the first).
+    ambiguous = {"query": "query A { programs { id } } query B { __typename }"}
+    refused(await client.post("/graphql", json=ambiguous, headers=new_media_type), 400, "GRAPHQL_VALIDATION_FAILED")
+    named = (await client.post("/graphql", json={**ambiguous, "operationName": "B"})).json()
+    assert named == {"data": {"__typename": "Query"}}
+    # An unknown operation's name is quoted back, a lone surrogate too (escaped, as JSON allows).
+    surrogate = b'{"query": "{ programs { id } }", "operationName": "\\ud800"}'
+    error = refused(await client.post("/graphql", content=surrogate, headers=json_headers), 400, "BAD_REQUEST")
+    assert "\ud800" in error["message"]
+    callback = refused(await client.post("/partners/%00/callbacks", content=b"{}"), 400, "BAD_USER_INPUT")
+    assert callback["extensions"]["field"] == "programId"
 
 
 def _padded(size: int) -> bytes:

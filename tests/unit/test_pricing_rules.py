@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from exchange.errors import BadUserInput
 from exchange.money import Currency
+from exchange.pricing.promotions import PromotionTerms
 from exchange.pricing.rules import (
     AppliedPromotion,
     Band,
@@ -115,6 +117,22 @@ def test_the_fee_never_exceeds_the_money_value() -> None:
 def test_non_positive_points_are_refused() -> None:
     with pytest.raises(BadUserInput):
         price(derived(WALLET, HAPPY_CARD), 0, currency=TWD)
+
+
+@pytest.mark.parametrize("text", ["١:٢", "²:1", "1:1000000001", "-1:2", "1.5:1", "1:"])
+def test_a_written_ratio_is_two_sides_of_ascii_digits_up_to_a_billion(text: str) -> None:
+    with pytest.raises(ValueError, match="ratio"):
+        Ratio.parse(text)
+    assert Ratio.parse(" 3 : 1000000000 ") == Ratio(3, 1_000_000_000)
+
+
+@pytest.mark.parametrize("sources", [(), ("wallet-pay", "wallet-pay"), ("wallet-pay", "fresh-mart")])
+def test_a_promotion_names_each_program_it_applies_from_once_and_never_its_own(sources: tuple[str, ...]) -> None:
+    start = datetime(2031, 1, 1, tzinfo=UTC)
+    terms = PromotionTerms("p", "fresh-mart", Decimal(5), start, start + timedelta(days=1), sources)
+    with pytest.raises(BadUserInput) as refused:
+        terms.check()
+    assert refused.value.field == "fromPrograms"
 
 
 point_values = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("1000"), places=6)

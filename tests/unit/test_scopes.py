@@ -36,6 +36,12 @@ def test_an_unknown_scope_is_named() -> None:
         parse_scopes("partner:read everything")
 
 
+@pytest.mark.parametrize("separator", ["\t", "\n", "\u00a0", "\u3000"])
+def test_only_a_space_separates_scopes(separator: str) -> None:
+    with pytest.raises(InvalidScope):
+        parse_scopes(f"partner:read{separator}partner:write")
+
+
 def test_a_role_gets_all_its_scopes_by_default_and_only_its_own_on_request() -> None:
     assert scopes_for_role(Role.ADMIN) == ROLE_SCOPES[Role.ADMIN]
     assert scopes_for_role(Role.PARTNER, frozenset({Scope.PARTNER_READ})) == {Scope.PARTNER_READ}

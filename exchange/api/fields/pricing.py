@@ -80,7 +80,10 @@ class PromotionInput:
     bonus_percent: Decimal
     starts_at: datetime
     ends_at: datetime
-    from_programs: list[strawberry.ID] | None = None
+    from_programs: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description="Only conversions from these programs, each named once, never the promotion's own (null: all).",
+    )
 
     def to_terms(self) -> PromotionTerms:
         return PromotionTerms(

@@ -71,7 +71,9 @@ class RewardQueries:
         return Reward.from_row(await info.context.services.rewards.reward(str(id)), await info.context.currency())
 
     @strawberry.field(
-        description="What redeeming `rewardId` with `payWith` points costs now: price, fee, points.",
+        description="What redeeming `rewardId` with `payWith` points costs now: price, fee, points. "
+        "`LIMIT_EXCEEDED` (`extensions.limit` max_points) when that is more than the 1,000,000,000 points "
+        "one redemption may spend.",
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
     async def redemption_quote(
@@ -119,7 +121,7 @@ class RewardMutations:
     @strawberry.mutation(
         description="Redeem `rewardId`, paying with points of the linked program `payWith` (see "
         "`redemptionQuote`). The same `idempotencyKey` returns the same redemption; "
-        "`OUT_OF_STOCK`, `LIMIT_EXCEEDED` (per-member limit), `TIER_TOO_LOW`, `REWARD_UNAVAILABLE` "
+        "`OUT_OF_STOCK`, `LIMIT_EXCEEDED` (per-member limit, or max_points), `TIER_TOO_LOW`, `REWARD_UNAVAILABLE` "
         "and `INSUFFICIENT_POINTS` say why not. `payWith`'s points are spent only under its "
         "authority: a member token its partner asserted, or a `consent` given through it "
         "(`authorizeDebit`) for exactly the quoted points; else `AUTHORITY_REQUIRED` "

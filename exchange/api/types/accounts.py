@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from exchange.api.permissions import PUBLIC, Rule, authorize_fields, own_member, source
+from exchange.api.scalars import PointTotal
 from exchange.federation.accounts import AccountView
 from exchange.programs.models import Program as ProgramRow
 
@@ -21,7 +22,7 @@ MEMBER_ONLY: Rule = own_member(source("member_id"))
 @authorize_fields(PUBLIC)
 @strawberry.type(description="Points that expire on a date unless used.")
 class ExpiringPoints:
-    points: int
+    points: PointTotal
     expires_on: date
 
 
@@ -39,7 +40,7 @@ class AccountError:
 )
 class Account:
     member_ref: str = strawberry.field(description="The member's id at the partner.")
-    balance: int | None = strawberry.field(description="Points available now.")
+    balance: PointTotal | None = strawberry.field(description="Points available now.")
     tier: str | None = strawberry.field(description="The partner's name of the member's tier.")
     level: int | None = strawberry.field(
         description="That tier's coalition level (null: a tier the program does not declare)."
@@ -65,12 +66,15 @@ class Account:
         account, link = view.account, view.link
         return cls(
             member_ref=link.member_ref,
-            balance=account.balance if account else None,
+            balance=PointTotal(account.balance) if account else None,
             tier=account.tier if account else None,
             level=view.level,
             tier_expires_at=account.tier_expires_at if account else None,
             expiring_points=(
-                [ExpiringPoints(points=item.points, expires_on=item.expires_on) for item in account.expiring]
+                [
+                    ExpiringPoints(points=PointTotal(item.points), expires_on=item.expires_on)
+                    for item in account.expiring
+                ]
                 if account
                 else None
             ),

@@ -24,6 +24,7 @@ from exchange.api.permissions import (
     requires,
     source,
 )
+from exchange.api.scalars import PointTotal
 from exchange.auth.scopes import Scope
 from exchange.members.consents import GrantedConsent
 from exchange.members.models import ActivityMarkers
@@ -85,7 +86,7 @@ class LinkedAccount:
 @authorize_fields(own_member(source("member_id")))
 @strawberry.type(description="Coalition points of a member's balance that expire together.")
 class ExpiringCoalitionPoints:
-    points: int = strawberry.field(description="How many.")
+    points: PointTotal = strawberry.field(description="How many.")
     expires_at: datetime = strawberry.field(
         description="The instant they expire: 00:00 on 1 January in the point's time zone (spendable "
         "until just before)."
@@ -130,7 +131,7 @@ class Member:
     async def expiring_points(self, info: Info[Context, None]) -> list[ExpiringCoalitionPoints] | None:
         lots = await info.context.services.coalition.expiring_points(info.context.caller())
         return [
-            ExpiringCoalitionPoints(points=lot.points, expires_at=lot.expires_at, member_id=str(self.id))
+            ExpiringCoalitionPoints(points=PointTotal(lot.points), expires_at=lot.expires_at, member_id=str(self.id))
             for lot in lots
         ]
 

@@ -27,6 +27,7 @@ from exchange.api.permissions import (
     requires,
     source,
 )
+from exchange.api.scalars import PointTotal
 from exchange.api.types.money import Money, replaced_by_money
 from exchange.auth.scopes import Scope
 from exchange.coalition.models import CoalitionLiability as CoalitionLiabilityRow
@@ -251,7 +252,7 @@ class NettingSaving:
 )
 class CoalitionLiability:
     program_id: strawberry.ID = strawberry.field(description="The coalition point's program.")
-    points: int = strawberry.field(description="Coalition points outstanding at the period's end.")
+    points: PointTotal = strawberry.field(description="Coalition points outstanding at the period's end.")
     point_value: Decimal = strawberry.field(description="The value of one point at the closing.")
     liability: Money = strawberry.field(description="points × pointValue.")
 
@@ -259,7 +260,7 @@ class CoalitionLiability:
     def of(cls, row: CoalitionLiabilityRow, currency: Currency) -> CoalitionLiability:
         return cls(
             program_id=strawberry.ID(row.program_id),
-            points=row.points,
+            points=PointTotal(row.points),
             point_value=row.point_value,
             liability=Money.of_minor(row.liability_minor, currency),
         )
