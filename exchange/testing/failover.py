@@ -17,6 +17,7 @@ binaries found (Debian: ``apt-get install postgresql-15-auto-failover pg-auto-fa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -73,6 +74,7 @@ class FailoverNode:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    pgdata: Path
 
     @property
     def url(self) -> str:
@@ -83,11 +85,31 @@ class FailoverNode:
         return self.process.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL to the whole group: keeper, its services and the postmaster, at once (the
-        postmaster's children, each in a session of its own, exit on its death)."""
+        """SIGKILL to the whole group: keeper, its services and the postmaster, at once; then to
+        the postmaster's children, each in a session of its own. Most exit on its death, but the
+        monitor's log collector and health-check worker were seen to outlive it."""
+        children = self._server_children()
         if self.alive:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _server_children(self) -> list[int]:
+        """The processes the node's postmaster started, read before it dies (after, they are
+        the init process's children and cannot be told from any other)."""
+        try:
+            postmaster = int((self.pgdata / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # The parent pid is the second field after the command, which is in parentheses.
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return children
 
 
 @dataclass
@@ -169,7 +191,7 @@ class FailoverCluster:
                 env=self._environment(),
                 start_new_session=True,  # its own process group, killed whole
             )
-        return FailoverNode(name=name, port=port, process=process, log=log)
+        return FailoverNode(name=name, port=port, process=process, log=log, pgdata=self.root / name)
 
     def _start_monitor(self) -> None:
         port = free_port()
