@@ -29,6 +29,12 @@ from exchange.programs.models import Program
 MAX_POINTS = 1_000_000_000
 
 
+def beyond_max_points(message: str, *, field: str = "points") -> LimitExceeded:
+    """The refusal of a request that would move more than :data:`MAX_POINTS` (``message`` says
+    how many, and of what)."""
+    return LimitExceeded(message, limit="max_points", remaining=MAX_POINTS, field=field)
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """``amount`` counted against ``limit`` on counter ``key``; ``name`` says which limit."""

@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.pricing import limits, promotions, rates, routes
-from exchange.pricing.errors import LimitExceeded, NoRate, QuoteExpired, QuoteNotFound
+from exchange.pricing.errors import NoRate, QuoteExpired, QuoteNotFound
 from exchange.pricing.models import Quote, RateVersion
 from exchange.pricing.rules import AppliedPromotion, PriceBreakdown, price
 from exchange.programs import service as programs
@@ -153,11 +153,9 @@ def price_on(terms: PairTerms, points: int, member_level: int) -> PriceBreakdown
             f"{points} points of {terms.source.id} convert into no {terms.target.id} points", field="points"
         )
     if breakdown.points_out > limits.MAX_POINTS:
-        raise LimitExceeded(
+        raise limits.beyond_max_points(
             f"{points:,} points of {terms.source.id} would convert into {breakdown.points_out:,} "
-            f"{terms.target.id} points, more than the {limits.MAX_POINTS:,} one conversion may move",
-            limit="max_points",
-            remaining=limits.MAX_POINTS,
+            f"{terms.target.id} points, more than the {limits.MAX_POINTS:,} one conversion may move"
         )
     return breakdown
 

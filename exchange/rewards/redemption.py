@@ -42,7 +42,6 @@ from exchange.members import service as members
 from exchange.members.authority import DebitAuthority, require_authority
 from exchange.members.consents import authorize_debit
 from exchange.pricing import limits
-from exchange.pricing.errors import LimitExceeded
 from exchange.programs import service as programs
 from exchange.programs.models import Program
 from exchange.rewards import catalog
@@ -368,11 +367,9 @@ async def _quote(session: AsyncSession, reward_id: str, pay_with: str) -> Redemp
     if price.points > limits.MAX_POINTS:
         # A reward priced far above what one program's points are worth: no answer may carry
         # more points than a request may move (nor more than an Int holds).
-        raise LimitExceeded(
+        raise limits.beyond_max_points(
             f"reward {reward.id} costs {price.points:,} points of {pay_with}, more than the "
             f"{limits.MAX_POINTS:,} one redemption may spend",
-            limit="max_points",
-            remaining=limits.MAX_POINTS,
             field="payWith",
         )
     return RedemptionQuote(reward=reward, paying=paying, price=price)
