@@ -15,8 +15,9 @@ a rate or an amount is a bug, and these helpers make it a loud one.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
 from fractions import Fraction
 
 ROUND_MONEY = ROUND_HALF_EVEN
@@ -28,10 +29,16 @@ POINT_VALUE_SCALE = 6
 #: Digits a money amount may have before its point (999,999,999,999,999.99): its minor units,
 #: with up to three decimals, fit the 64-bit integer columns amounts are stored in.
 MAX_MONEY_INTEGER_DIGITS = 15
+#: How people and partners write a decimal: an optional minus, ASCII digits, at most one point
+#: (``-12.50``, ``0.25``, ``.5``). No exponent (``1e3``), no ``NaN`` or ``Infinity``, no digits
+#: of other scripts (``١٢``, ``１２``), which Python's ``Decimal`` would all take.
+DECIMAL_NOTATION = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+DECIMAL_RULE = 'plain decimal notation: ASCII digits with at most one ".", and an optional leading "-"'
 
 
 def parse_decimal(value: object) -> Decimal:
-    """Read an exact decimal from a string, an int or a Decimal; refuse floats and junk.
+    """Read an exact decimal from a string (in :data:`DECIMAL_NOTATION`, spaces around
+    allowed), an int or a Decimal; refuse floats and junk.
 
     Raises ``ValueError`` with a reason a person can act on.
     """
@@ -44,10 +51,9 @@ def parse_decimal(value: object) -> Decimal:
     elif isinstance(value, int):
         result = Decimal(value)
     elif isinstance(value, str):
-        try:
-            result = Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueError(f"{value!r} is not a decimal number") from None
+        if not DECIMAL_NOTATION.fullmatch(value.strip()):
+            raise ValueError(f"must be written in {DECIMAL_RULE}, got {value!r}")
+        result = Decimal(value.strip())
     else:
         raise ValueError(f"must be a decimal string, not {type(value).__name__}")
     if not result.is_finite():

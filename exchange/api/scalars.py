@@ -1,21 +1,25 @@
 """The ``Decimal`` and ``DateTime`` scalars as the exchange reads them from clients.
 
 Strawberry's own scalars take any value Python's ``Decimal`` and ``isoparse`` take: ``NaN``,
-``Infinity``, ``1e999999``, and times without a UTC offset. None of those can be priced,
-compared or stored, so these replace them under the same names (partners' documents keep
-working) and refuse such values while the request is parsed: nothing runs, and the error
-names the variable (``BAD_USER_INPUT``). Each field's own bounds (its column's scale, a
-money amount's digits) are the domain's to check.
+``Infinity``, ``1e999999``, Arabic-Indic or fullwidth digits, and times without a UTC offset.
+None of those is how a price or a rate is written, and some cannot be priced, compared or
+stored, so these replace them under the same names (partners' documents keep working) and
+refuse such values while the request is parsed: nothing runs, and the error names the variable
+(``BAD_USER_INPUT``). A Decimal is read by the rule every front end reads one by
+(:data:`exchange.money.DECIMAL_NOTATION`) and answered in the same notation. Each field's own
+bounds (its column's scale, a money amount's digits) are the domain's to check.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, NewType
 
 import strawberry
 from strawberry.types.scalar import ScalarDefinition
+
+from exchange.money import DECIMAL_RULE, parse_decimal
 
 #: Digits a Decimal input may have before and after its point: more than any column holds.
 MAX_DECIMAL_DIGITS = 18
@@ -31,18 +35,17 @@ class InvalidValue(ValueError):
 
 
 def parse_decimal_input(value: Any) -> Decimal:
-    """A finite decimal within :data:`MAX_DECIMAL_DIGITS` digits on either side of the point,
-    from a string (``"12.50"``, ``"1.5e3"``) or a JSON integer; never from a float."""
+    """A decimal within :data:`MAX_DECIMAL_DIGITS` digits on either side of the point, from a
+    string in plain decimal notation (``"12.50"``, ``"-3"``) or a JSON integer; never from a
+    float."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidValue('write a Decimal as a string, such as "12.50"')
     try:
-        number = Decimal(value.strip() if isinstance(value, str) else value)
-    except InvalidOperation:
-        raise InvalidValue(f"{value!r} is not a decimal number") from None
-    if not number.is_finite():
-        raise InvalidValue(f"{value!r} is not a finite decimal number")
+        number = parse_decimal(value)
+    except ValueError as refused:
+        raise InvalidValue(f"a Decimal {refused}") from None
     if not number:
-        return Decimal(0)  # whatever its exponent (0E-999999 is still zero)
+        return Decimal(0)  # whatever its digits (0.000 is zero)
     _, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)
     trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
@@ -52,6 +55,11 @@ def parse_decimal_input(value: Any) -> Decimal:
             f"and {MAX_DECIMAL_DIGITS} after it"
         )
     return number
+
+
+def serialize_decimal(value: Decimal) -> str:
+    """``value`` as inputs are written (``str`` would give ``1E-7`` for a tiny one)."""
+    return format(value, "f")
 
 
 def parse_datetime_input(value: Any) -> datetime:
@@ -76,11 +84,12 @@ def parse_datetime_input(value: Any) -> datetime:
 DecimalScalar: ScalarDefinition = strawberry.scalar(
     name="Decimal",
     description=(
-        'An exact decimal, written as a string ("12.50", "-3", "1.5e3") or an integer: finite, '
-        f"at most {MAX_DECIMAL_DIGITS} digits before the point and {MAX_DECIMAL_DIGITS} after it "
-        "(each field may allow fewer: see its description)."
+        f'An exact decimal, written as a string in {DECIMAL_RULE} ("12.50", "-3"; no exponent, '
+        f"no NaN or Infinity), or as an integer: at most {MAX_DECIMAL_DIGITS} digits before the point "
+        f"and {MAX_DECIMAL_DIGITS} after it (each field may allow fewer: see its description). Answered "
+        "in the same notation."
     ),
-    serialize=str,
+    serialize=serialize_decimal,
     parse_value=parse_decimal_input,
 )
 

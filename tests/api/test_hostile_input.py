@@ -56,14 +56,26 @@ def promotion(**overrides: Any) -> dict[str, Any]:
     }
 
 
-NOT_FINITE_OR_ABSURD = ["NaN", "sNaN", "Infinity", "-Infinity", "1e999999", "1e-999999", "1e18"]
+#: Python's Decimal reads each of these; none is plain ASCII decimal notation.
+NOT_PLAIN_DECIMALS = [
+    "NaN",
+    "sNaN",
+    "Infinity",
+    "-Infinity",
+    "1e999999",
+    "1e-999999",
+    "1e18",
+    "1e1",
+    "\u0661\u0660",  # Arabic-Indic 10
+    "\uff11\uff10",  # fullwidth 10
+]
 
 
-async def test_a_decimal_that_is_not_finite_or_absurd_is_refused_naming_the_field(kit: ExchangeKit) -> None:
+async def test_a_decimal_not_in_plain_ascii_notation_is_refused_naming_the_field(kit: ExchangeKit) -> None:
     token = await kit.partner_token("fresh-mart")
     staff = await kit.staff_token(Role.SETTLEMENT)
     adjust = 'mutation($amount: Decimal) { resolveBreak(breakId: "1", resolution: ADJUST, reason: "r", adjustment: {amount: $amount}) { id } }'
-    for value in NOT_FINITE_OR_ABSURD:
+    for value in NOT_PLAIN_DECIMALS:
         assert_bad_input(await kit.graphql(PROMOTION, token, input=promotion(bonusPercent=value)), "input.bonusPercent")
         inline = f'mutation {{ createPromotion(input: {{programId: "fresh-mart", id: "p", bonusPercent: "{value}", startsAt: "2031-01-01T00:00:00Z", endsAt: "2031-02-01T00:00:00Z"}}) {{ id }} }}'
         assert_bad_input(await kit.graphql(inline, token), "input.bonusPercent")

@@ -74,7 +74,19 @@ def test_negative_point_value_is_refused(partners: Path) -> None:
 def test_non_decimal_point_value_is_refused(partners: Path) -> None:
     rewrite(partners / "happy-card.toml", 'point_value = "0.25"', 'point_value = "a quarter"')
     error = refusal(partners)
-    assert (error.field, error.reason) == ("point_value", "'a quarter' is not a decimal number")
+    assert error.field == "point_value"
+    assert (
+        error.reason
+        == 'must be written in plain decimal notation: ASCII digits with at most one ".", and an optional leading "-", got \'a quarter\''
+    )
+
+
+@pytest.mark.parametrize("written", ["2.5e-1", "\uff10.\uff12\uff15", "Infinity"])
+def test_point_value_in_exponent_or_non_ascii_digits_is_refused(partners: Path, written: str) -> None:
+    rewrite(partners / "happy-card.toml", 'point_value = "0.25"', f'point_value = "{written}"')
+    error = refusal(partners)
+    assert (error.field, error.path) == ("point_value", str(partners / "happy-card.toml"))
+    assert "plain decimal notation" in error.reason
 
 
 def test_float_point_value_is_refused_as_inexact(partners: Path) -> None:

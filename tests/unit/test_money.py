@@ -19,10 +19,32 @@ def test_floats_are_refused(value: float) -> None:
         parse_decimal(value)
 
 
-@pytest.mark.parametrize("value", ["NaN", "Infinity", "-inf"])
-def test_non_finite_decimals_are_refused(value: str) -> None:
-    with pytest.raises(ValueError, match="finite"):
+@pytest.mark.parametrize(
+    "value",
+    [
+        "NaN",
+        "Infinity",
+        "-inf",
+        "1e3",
+        "1E-2",
+        "\u0661\u0662",
+        "\uff11\uff12.5",
+        "1.2.3",
+        "+-1",
+        "",
+        ".",
+        "0x10",
+        "1_000",
+    ],
+)
+def test_anything_but_plain_ascii_decimal_notation_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="plain decimal notation"):
         parse_decimal(value)
+
+
+def test_a_non_finite_decimal_object_is_refused() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        parse_decimal(Decimal("Infinity"))
 
 
 def test_booleans_are_not_numbers() -> None:
@@ -32,6 +54,12 @@ def test_booleans_are_not_numbers() -> None:
 
 def test_strings_and_ints_are_exact() -> None:
     assert parse_decimal(" 0.10 ") == Decimal("0.10")
+    assert [parse_decimal(text) for text in ("-12.5", ".5", "5.", "007")] == [
+        Decimal("-12.5"),
+        Decimal("0.5"),
+        Decimal(5),
+        Decimal(7),
+    ]
     assert parse_decimal(7) == Decimal(7)
 
 

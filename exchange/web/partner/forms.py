@@ -22,7 +22,7 @@ from exchange.auth.rules import Rule, own_program, requires, source
 from exchange.auth.scopes import Scope
 from exchange.db.types import MAX_INTEGER
 from exchange.errors import BadUserInput, ExchangeError
-from exchange.money import parse_decimal
+from exchange.money import DECIMAL_RULE, parse_decimal
 from exchange.text import whole_number
 from exchange.web.access import NotAllowed
 from exchange.web.console import CONSOLE_PATH
@@ -123,11 +123,14 @@ class FormValues:
         return value
 
     def decimal(self, name: str) -> Decimal:
+        """A decimal as :func:`~exchange.money.parse_decimal` reads one, thousands commas allowed."""
         value = self.required(name)
         try:
             return parse_decimal(value.replace(",", ""))
-        except (ValueError, ArithmeticError):
-            raise BadUserInput(f"{name} must be a decimal number such as 12.50, got {value!r}", field=name) from None
+        except ValueError:
+            raise BadUserInput(
+                f"{name} must be written in {DECIMAL_RULE}, such as 1,250.50, got {value!r}", field=name
+            ) from None
 
     def moment(self, name: str, zone: ZoneInfo) -> datetime | None:
         """A ``datetime-local`` value, read in the settlement time zone (the one pages show)."""
