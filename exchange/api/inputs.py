@@ -34,7 +34,7 @@ from graphql import (
 
 from exchange.db.types import MAX_BIGINT
 from exchange.errors import BadUserInput
-from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
+from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH, IDEMPOTENCY_KEY_RULE, key_problem
 from exchange.text import text_problem
 
 if TYPE_CHECKING:
@@ -57,11 +57,27 @@ class Text:
     min_length: int = 0
     printable: bool = False
 
+    def problem(self, value: str) -> str | None:
+        return text_problem(value, self.max_length, min_length=self.min_length, printable=self.printable)
+
+    def describe(self) -> str:
+        """The limit as the schema states it."""
+        return f"At most {self.max_length} characters."
+
     def check(self, value: Any, path: str) -> None:
-        if isinstance(value, str) and (
-            problem := text_problem(value, self.max_length, min_length=self.min_length, printable=self.printable)
-        ):
+        if isinstance(value, str) and (problem := self.problem(value)):
             raise BadUserInput(f"{path} {problem}", field=path)
+
+
+@dataclass(frozen=True)
+class _IdempotencyKeyText(Text):
+    """An idempotency key's declaration: the services' own rule, stated in the schema."""
+
+    def problem(self, value: str) -> str | None:
+        return key_problem(value)
+
+    def describe(self) -> str:
+        return f"Yours to choose: {IDEMPOTENCY_KEY_RULE}."
 
 
 def numeric_id(value: str, *, what: str, field: str) -> int:
@@ -72,7 +88,7 @@ def numeric_id(value: str, *, what: str, field: str) -> int:
 
 
 #: A client-chosen key that makes a write idempotent: one rule for every such key.
-IdempotencyKey = Annotated[str, Text(IDEMPOTENCY_KEY_LENGTH, min_length=1, printable=True)]
+IdempotencyKey = Annotated[str, _IdempotencyKeyText(IDEMPOTENCY_KEY_LENGTH)]
 #: A settlement period's name, ``YYYY-MM`` (its format is the calendar's to check).
 PeriodName = Annotated[str, Text(7)]
 
@@ -95,7 +111,7 @@ def _declaration(element: GraphQLArgument | GraphQLInputField) -> Text | None:
     annotation = getattr(definition, "type_annotation", None)
     declared = _declared(annotation.evaluate()) if annotation is not None else None
     if declared is not None:
-        limit = f"At most {declared.max_length} characters."
+        limit = declared.describe()
         element.description = f"{element.description} {limit}" if element.description else limit
     return declared
 

@@ -1,8 +1,12 @@
 """One rule for idempotency keys, for every saga a member starts with one.
 
-The member chooses the key: 1 to ``IDEMPOTENCY_KEY_LENGTH`` printable characters (what the
-API declares of every ``idempotencyKey``: ``exchange.api.inputs.IdempotencyKey``). The saga's
-first row is inserted
+The member chooses the key, by one rule (:data:`IDEMPOTENCY_KEY_RULE`, checked by
+:func:`key_problem`): printable ASCII, so that a key reads, logs and compares the same
+everywhere (no look-alike letters, no invisible ones), and no space at either end, so that
+``"k1 "`` is not a second key beside ``"k1"`` and a key of spaces is no key. The services
+check it of every key they are given (``exchange.services.requests.idempotency_key``), and
+the API declares it of every ``idempotencyKey`` (``exchange.api.inputs.IdempotencyKey``). The
+saga's first row is inserted
 under (member, key) with ``ON CONFLICT DO NOTHING``, so the unique key decides between
 requests that race with the same key (the database has the second wait until the first
 commits or rolls back). When nothing was inserted, the row the key holds is the answer if it
@@ -11,6 +15,7 @@ was made for the same request, and ``IDEMPOTENCY_CONFLICT`` if it was made for a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -22,6 +27,16 @@ from exchange.errors import IdempotencyConflict
 
 #: The longest idempotency key a client may choose (the key columns' length).
 IDEMPOTENCY_KEY_LENGTH = 100
+#: The rule, in the words errors and the schema use.
+IDEMPOTENCY_KEY_RULE = f"1 to {IDEMPOTENCY_KEY_LENGTH} printable ASCII characters, with no space at either end"
+_KEY = re.compile(rf"[!-~](?:[ -~]{{0,{IDEMPOTENCY_KEY_LENGTH - 2}}}[!-~])?")
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` breaks :data:`IDEMPOTENCY_KEY_RULE`, in words (``None``: it keeps it)."""
+    if _KEY.fullmatch(key):
+        return None
+    return f"must be {IDEMPOTENCY_KEY_RULE}" + (f", got {len(key)}" if len(key) > IDEMPOTENCY_KEY_LENGTH else "")
 
 
 class Keyed(Protocol):

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from exchange.auth.principal import Principal
 from exchange.errors import BadUserInput, Forbidden
-from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
-from exchange.text import text_problem
+from exchange.sagas.idempotency import key_problem
 
 
 def member_of(caller: Principal) -> str:
@@ -31,8 +30,9 @@ def page_size(first: int, *, maximum: int) -> int:
 
 
 def idempotency_key(key: str) -> str:
-    """A client-chosen key that makes a write idempotent: 1 to 100 printable characters, the rule
-    GraphQL's ``IdempotencyKey`` declares too (for front ends that check no input of their own)."""
-    if problem := text_problem(key, IDEMPOTENCY_KEY_LENGTH, min_length=1, printable=True):
+    """A client-chosen key that makes a write idempotent, if it keeps the one rule every such
+    key keeps (:data:`~exchange.sagas.idempotency.IDEMPOTENCY_KEY_RULE`): every write that
+    moves points reads its key through here, whichever front end it came from."""
+    if problem := key_problem(key):
         raise BadUserInput(f"idempotencyKey {problem}", field="idempotencyKey")
     return key
