@@ -10,11 +10,12 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from exchange.api import books_export, callbacks, records
 from exchange.api.authentication import BearerTokenBackend, refuse_token
@@ -22,6 +23,7 @@ from exchange.api.bodylimit import BodyLimit
 from exchange.api.errors import service_unavailable
 from exchange.api.http import GraphQLView
 from exchange.api.observed import ObservedRequests
+from exchange.api.refusals import unrouted
 from exchange.api.schema import build_schema
 from exchange.auth.ratelimit import FailureLimit
 from exchange.auth.routes import OAuthEndpoints
@@ -98,44 +100,57 @@ def create_app(
     graphql = GraphQLView(build_schema(settings), services)
     web = WebFrontEnd.for_services(services)
     bearer_tokens = Middleware(AuthenticationMiddleware, backend=BearerTokenBackend(verifier), on_error=refuse_token)
+    api_routes: list[BaseRoute] = [
+        # Every method reaches the view, which refuses all but GET and POST in GraphQL's shape.
+        Route(
+            "/graphql",
+            graphql,
+            middleware=[
+                Middleware(ObservedRequests),
+                Middleware(BodyLimit, max_bytes=settings.max_request_bytes),
+                bearer_tokens,
+            ],
+        ),
+        Route(
+            records.PATH,
+            records.RecordsUpload(services.settlement).put,
+            methods=["PUT"],
+            middleware=[bearer_tokens],
+        ),
+        Route(callbacks.PATH, callbacks.PartnerCallbacks(services.late).post, methods=["POST"]),
+        Route(
+            books_export.PATH,
+            books_export.BooksExport(services.books).get,
+            methods=["GET"],
+            middleware=[bearer_tokens],
+        ),
+        *oauth.routes(),
+        statement_keys_route(services.settlement.keys),
+        Route("/healthz", health),
+        Route("/readyz", ready),
+        *(
+            [Route("/metrics", MetricsEndpoint(services.saga_figures).answer, methods=["GET"])]
+            if settings.metrics
+            else []
+        ),
+    ]
+    api_prefixes = {"/" + route.path.split("/")[1] for route in api_routes if isinstance(route, Route)}
+
+    async def no_route(request: Request, error: Exception) -> Response:
+        """No route serves the address (404), or not with this method (405): under the API's
+        paths the API's JSON error; elsewhere a page for a browser (one that accepts text/html),
+        JSON for any other client. The consoles' own paths answer their pages before this."""
+        assert isinstance(error, HTTPException)
+        path = request.url.path
+        under_api = any(path == prefix or path.startswith(prefix + "/") for prefix in api_prefixes)
+        if error.status_code in (404, 405) and not under_api and "text/html" in request.headers.get("accept", ""):
+            return web.unrouted_page(request, error)
+        return unrouted(request, error)
+
     app = Starlette(
-        routes=[
-            # Every method reaches the view, which refuses all but GET and POST in GraphQL's shape.
-            Route(
-                "/graphql",
-                graphql,
-                middleware=[
-                    Middleware(ObservedRequests),
-                    Middleware(BodyLimit, max_bytes=settings.max_request_bytes),
-                    bearer_tokens,
-                ],
-            ),
-            Route(
-                records.PATH,
-                records.RecordsUpload(services.settlement).put,
-                methods=["PUT"],
-                middleware=[bearer_tokens],
-            ),
-            Route(callbacks.PATH, callbacks.PartnerCallbacks(services.late).post, methods=["POST"]),
-            Route(
-                books_export.PATH,
-                books_export.BooksExport(services.books).get,
-                methods=["GET"],
-                middleware=[bearer_tokens],
-            ),
-            *oauth.routes(),
-            statement_keys_route(services.settlement.keys),
-            *web.routes(),
-            Route("/healthz", health),
-            Route("/readyz", ready),
-            *(
-                [Route("/metrics", MetricsEndpoint(services.saga_figures).answer, methods=["GET"])]
-                if settings.metrics
-                else []
-            ),
-        ],
+        routes=[*api_routes, *web.routes()],
         middleware=[Middleware(RequestId), Middleware(RefuseCredentialsInURL)],
-        exception_handlers={DatabaseUnavailable: service_unavailable},
+        exception_handlers={DatabaseUnavailable: service_unavailable, HTTPException: no_route},
         lifespan=lifespan,
     )
     app.state.services = services

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from exchange.api.media import response_media_type
@@ -60,3 +62,15 @@ def refusal(
         headers=dict(headers or {}),
         media_type=response_media_type(request_headers),
     )
+
+
+def unrouted(request: Request, error: HTTPException) -> JSONResponse:
+    """Starlette's own refusals, which it answers in plain text, in this shape: no route serves
+    the address (404), or not with this method (405, with ``Allow``)."""
+    if error.status_code == 404:
+        message = f"nothing is served at {request.url.path}"
+    elif error.status_code == 405 and (allow := (error.headers or {}).get("Allow")):
+        message = f"{request.method} is not allowed here; this address takes {allow}"
+    else:
+        message = error.detail
+    return refusal(request.headers, error.status_code, message, headers=error.headers)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Router
 from starlette.types import ASGIApp
 
@@ -15,12 +18,13 @@ from exchange.services.settlement import SettlementService
 from exchange.settings import Settings
 from exchange.web import console, portal
 from exchange.web.access import Page
-from exchange.web.middleware import Sessions, WebMiddleware
+from exchange.web.middleware import Sessions, WebMiddleware, language_of
 from exchange.web.partner import PartnerConsole
-from exchange.web.security import MEMBER_SESSION_COOKIE, SESSION_COOKIE, CookiePolicy
+from exchange.web.security import MEMBER_SESSION_COOKIE, SESSION_COOKIE, CookiePolicy, page_headers
 from exchange.web.settlement import SettlementConsole
 from exchange.web.static import STATIC_PATH, StaticAssets
 from exchange.web.templating import Pages
+from exchange.web.visitors import Visitor, attach_visitor
 
 
 class WebFrontEnd:
@@ -75,6 +79,33 @@ class WebFrontEnd:
                 ),
             ),
         ]
+
+    def unrouted_page(self, request: Request, error: HTTPException) -> Response:
+        """The page for an address outside the consoles that no route serves (404), or not with
+        that method (405, with ``Allow``), in the console's style and the visitor's language,
+        as the consoles' own refusals are. An unknown address reads no session: the page shows
+        nobody signed in."""
+        language = language_of(request, self.cookies)
+        attach_visitor(
+            request.scope, Visitor(language=language, signed_in=None, session_id=None, anonymous_csrf_token="")
+        )
+        return self.pages.render(
+            request,
+            "refused.html",
+            {
+                "reason": "not-found" if error.status_code == 404 else "method",
+                "message": None,
+                "sign_in_path": console.SIGN_IN_PATH,
+                "layout": console.LAYOUT,
+            },
+            status_code=error.status_code,
+            headers={
+                **page_headers(secure=self.cookies.secure),
+                "Content-Language": language.tag,
+                "Vary": "Accept, Cookie, Accept-Language",
+                **(error.headers or {}),
+            },
+        )
 
     def guarded(
         self,

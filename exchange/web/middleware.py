@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exchange.services.people import SignedIn
 from exchange.web.access import SAFE_METHODS, Refusal, SignInNeeded
-from exchange.web.i18n import DEFAULT, from_accept_language, language_named
+from exchange.web.i18n import DEFAULT, Language, from_accept_language, language_named
 from exchange.web.security import (
     ANONYMOUS_CSRF_COOKIE,
     LANGUAGE_COOKIE,
@@ -37,6 +37,17 @@ def _cookie_name(set_cookie: str) -> str:
 
 def _plausible(token: str | None) -> str | None:
     return token if token and len(token) <= MAX_TOKEN_LENGTH else None
+
+
+def language_of(request: Request, cookies: CookiePolicy) -> Language:
+    """The visitor's language: the one the address names (``?lang=``), else their cookie's,
+    else the first of their browser's that the pages speak, else the default."""
+    return (
+        language_named(request.query_params.get(LANGUAGE_PARAMETER))
+        or language_named(cookies.read(request.cookies, LANGUAGE_COOKIE))
+        or from_accept_language(request.headers.get("accept-language"))
+        or DEFAULT
+    )
 
 
 class Sessions(Protocol):
@@ -78,12 +89,7 @@ class WebMiddleware:
         chosen = language_named(request.query_params.get(LANGUAGE_PARAMETER))
         if chosen is not None:
             self.cookies.set(set_cookies, LANGUAGE_COOKIE, chosen.tag, max_age=LANGUAGE_COOKIE_MAX_AGE)
-        language = (
-            chosen
-            or language_named(self.cookies.read(request.cookies, LANGUAGE_COOKIE))
-            or from_accept_language(request.headers.get("accept-language"))
-            or DEFAULT
-        )
+        language = language_of(request, self.cookies)
         session_id = _plausible(self.cookies.read(request.cookies, self.session_cookie))
         signed_in = await self.sessions.resume(session_id) if session_id else None
         if self.cookies.read(request.cookies, self.session_cookie) is not None and signed_in is None:

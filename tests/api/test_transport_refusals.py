@@ -93,6 +93,17 @@ async def test_transport_refusals_carry_a_code_and_their_status(client: httpx.As
     assert callback["extensions"]["field"] == "programId"
 
 
+async def test_an_address_or_method_no_route_serves_is_refused_in_the_apis_shape(client: httpx.AsyncClient) -> None:
+    """Starlette alone answers these in plain text; under the API's paths even a browser gets JSON."""
+    missing = refused(await client.get("/oauth/authorize", headers={"accept": "text/html"}), 404, "NOT_FOUND")
+    assert missing["message"] == "nothing is served at /oauth/authorize"
+    refused(await client.get("/nowhere"), 404, "NOT_FOUND")
+    wrong = await client.get("/oauth/token")
+    assert refused(wrong, 405, "METHOD_NOT_ALLOWED")["message"] == "GET is not allowed here; this address takes POST"
+    assert wrong.headers["allow"] == "POST"
+    refused(await client.delete("/healthz"), 405, "METHOD_NOT_ALLOWED")
+
+
 def _padded(size: int) -> bytes:
     """A valid GraphQL request of about ``size`` bytes (a long comment in its query)."""
     return b'{"query": "{ programs { id } }#' + b"x" * size + b'"}'

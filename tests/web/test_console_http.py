@@ -239,6 +239,18 @@ def test_an_unknown_console_address_is_a_page_saying_so(gateway: Gateway) -> Non
         assert "找不到網頁" in response.text and response.headers["content-language"] == "zh-TW"
 
 
+def test_an_unknown_address_outside_the_consoles_is_a_page_for_a_browser(gateway: Gateway) -> None:
+    with gateway.client() as client:
+        browser = {"accept": "text/html,application/xhtml+xml", "accept-language": "zh-TW"}
+        response = client.get("/no-such-page", headers=browser)
+        assert response.status_code == 404 and response.headers["content-type"].startswith("text/html")
+        assert "找不到網頁" in response.text and response.headers["content-language"] == "zh-TW"
+        assert "Content-Security-Policy" in response.headers
+        wrong = client.post("/static/app.css", headers=browser)
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD"
+        assert "此網頁無法以這種方式使用。" in wrong.text
+
+
 def test_the_language_switch_is_remembered_for_a_year(gateway: Gateway) -> None:
     with gateway.client() as client:
         switched = client.get("/console/sign-in?lang=zh-TW", headers={"accept-language": "en"})
