@@ -34,6 +34,7 @@ from authlib.oauth2.rfc6749 import (
     ClientMixin,
     InvalidClientError,
     InvalidGrantError,
+    InvalidRequestError,
     InvalidScopeError,
     OAuth2Request,
     TokenMixin,
@@ -262,6 +263,15 @@ class _TokenLookup:
 
     server: ExchangeAuthorizationServer
     CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def check_params(self, request: OAuth2Request, client: ExchangeClient) -> None:
+        """Only ``token`` is required. ``token_type_hint`` is a hint: a server that cannot find
+        the token by it searches every type it has (RFC 7009 and RFC 7662, section 2.1), so a
+        hint it does not know is no error. Authlib refuses one as ``unsupported_token_type``,
+        which RFC 7009 keeps for a token the server cannot revoke. The exchange issues access
+        tokens only, and :meth:`query_token` finds them whatever the hint."""
+        if "token" not in request.form:
+            raise InvalidRequestError(description="the token parameter is missing")
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> IntrospectedToken | None:
         work = _work.get()

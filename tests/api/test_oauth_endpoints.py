@@ -196,6 +196,23 @@ async def test_a_revoked_token_is_refused_and_inactive(kit: ExchangeKit) -> None
     assert unknown.status_code == 200, "an invalid token is no error (RFC 7009 section 2.2)"
 
 
+async def test_a_token_type_hint_that_does_not_help_is_ignored_as_rfc_7009_asks(kit: ExchangeKit) -> None:
+    """The server searches every token type it has when the hint does not find the token."""
+    partner = await kit.partner("wallet-pay")
+    auth = (partner.client.client_id, partner.client_secret)
+    for hint in ("refresh_token", "urn:example:unknown-type"):
+        token = await kit.client_token(partner)
+        introspected = await kit.http.post(
+            "/oauth/introspect", data={"token": token, "token_type_hint": hint}, auth=auth
+        )
+        assert introspected.json()["active"] is True, introspected.text
+        revoked = await kit.http.post("/oauth/revoke", data={"token": token, "token_type_hint": hint}, auth=auth)
+        assert revoked.status_code == 200, revoked.text
+        assert (await kit.graphql("{ viewer { role } }", token)).status_code == 401
+    missing = await kit.http.post("/oauth/revoke", data={"token_type_hint": "access_token"}, auth=auth)
+    assert (missing.status_code, missing.json()["error"]) == (400, "invalid_request")
+
+
 async def test_a_partner_revokes_the_member_tokens_it_obtained_but_not_others_tokens(kit: ExchangeKit) -> None:
     member_token = await kit.member_token("wallet-pay", "bob")
     outsider = await kit.partner("fresh-mart")
