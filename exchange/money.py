@@ -26,6 +26,8 @@ ROUND_POINTS_CHARGED = ROUND_UP
 
 #: Fractional digits a program's point value may carry (1000 points = 33 TWD needs 3).
 POINT_VALUE_SCALE = 6
+#: Decimals a percent keeps (a fee, a promotion's or a tier's bonus; their columns are NUMERIC(9, 4)).
+PERCENT_SCALE = 4
 #: Digits a money amount may have before its point (999,999,999,999,999.99): its minor units,
 #: with up to three decimals, fit the 64-bit integer columns amounts are stored in.
 MAX_MONEY_INTEGER_DIGITS = 15

@@ -10,10 +10,7 @@ from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, UniqueC
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import ExactNumeric, UTCDateTime
-from exchange.money import POINT_VALUE_SCALE
-
-#: Decimals a bonus or tier percent keeps (its column is NUMERIC(9, 4)).
-PERCENT_SCALE = 4
+from exchange.money import PERCENT_SCALE, POINT_VALUE_SCALE
 
 
 class RateVersion(SQLModel, table=True):

@@ -22,24 +22,29 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails
 
+from exchange.db.types import MAX_INTEGER
 from exchange.errors import BadUserInput
-from exchange.money import POINT_VALUE_SCALE, decimal_places, parse_decimal
+from exchange.money import MAX_MONEY_INTEGER_DIGITS, PERCENT_SCALE, POINT_VALUE_SCALE, decimal_places, parse_decimal
 from exchange.programs.secrets import SecretUnavailable, read_secret_file
 from exchange.ratio import Ratio
 
 COALITION_FILE = "coalition.toml"
+#: Digits a point value may have before its point (its column is NUMERIC(18, 6)).
+POINT_VALUE_INTEGER_DIGITS = 18 - POINT_VALUE_SCALE
+#: Digits a fixed fee or a budget may have before and after its point (NUMERIC(18, 4) columns).
+AMOUNT_DIGITS = (14, 4)
 PROGRAM_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 
@@ -59,6 +64,26 @@ def _exact_decimal(value: object) -> Decimal:
 
 ExactDecimal = Annotated[Decimal, BeforeValidator(_exact_decimal)]
 
+# Every number a declaration gives is bounded as the API's inputs for the same setting are, and
+# as the column that keeps it: a file is refused naming its key, never loaded half-way into an
+# overflowing column (PostgreSQL) or stored past what the API could show (SQLite).
+
+#: A count of points or of times (a cap, a minimum, a step, a budget in points): 1 to GraphQL's Int.
+Count = Annotated[int, Field(ge=1, le=MAX_INTEGER, strict=True)]
+#: A level of the coalition ladder: 0 to GraphQL's Int (and, checked on loading, on the ladder).
+Level = Annotated[int, Field(ge=0, le=MAX_INTEGER, strict=True)]
+
+
+def _digits(before: int, after: int) -> AfterValidator:
+    """At most ``before`` digits before the point and ``after`` after it (trailing zeros aside)."""
+
+    def check(value: Decimal) -> Decimal:
+        if (value and value.adjusted() >= before) or decimal_places(value.normalize()) > after:
+            raise ValueError(f"must have at most {before} digits before the point and {after} after it, got {value}")
+        return value
+
+    return AfterValidator(check)
+
 
 def _program_id(value: str) -> str:
     if not PROGRAM_ID_PATTERN.match(value):
@@ -71,6 +96,8 @@ def _point_value(value: Decimal) -> Decimal:
         raise ValueError(f"must be greater than 0, got {value}")
     if decimal_places(value) > POINT_VALUE_SCALE:
         raise ValueError(f"has more than {POINT_VALUE_SCALE} decimal places: {value}")
+    if value.adjusted() >= POINT_VALUE_INTEGER_DIGITS:
+        raise ValueError(f"must have at most {POINT_VALUE_INTEGER_DIGITS} digits before the point, got {value}")
     return value
 
 
@@ -79,12 +106,12 @@ class _Strict(BaseModel):
 
 
 class LadderLevel(_Strict):
-    level: Annotated[int, Field(ge=0, strict=True)]
+    level: Level
     name: Annotated[str, Field(min_length=1, max_length=40)]
 
 
-Percent = Annotated[ExactDecimal, Field(ge=0, le=1000)]
-Money = Annotated[ExactDecimal, Field(ge=0)]
+Percent = Annotated[ExactDecimal, Field(ge=0, le=1000), _digits(4, PERCENT_SCALE)]
+Money = Annotated[ExactDecimal, Field(ge=0), _digits(*AMOUNT_DIGITS)]
 
 
 class PricingDeclaration(_Strict):
@@ -106,12 +133,12 @@ class TierDeclaration(_Strict):
 class LimitsDeclaration(_Strict):
     """Conversion limits on points leaving the program, and its issuing budget."""
 
-    minimum_points: PositiveInt = 1
-    increment: PositiveInt = 1
-    member_daily_cap: PositiveInt | None = None
-    member_monthly_cap: PositiveInt | None = None
-    member_yearly_cap: PositiveInt | None = None
-    monthly_issue_budget: PositiveInt | None = Field(
+    minimum_points: Count = 1
+    increment: Count = 1
+    member_daily_cap: Count | None = None
+    member_monthly_cap: Count | None = None
+    member_yearly_cap: Count | None = None
+    monthly_issue_budget: Count | None = Field(
         default=None,
         description="Points the program is willing to issue through the exchange a month.",
     )
@@ -127,7 +154,7 @@ class BudgetDeclaration(_Strict):
     """What the partner's finance team plans to spend on issuing points: alerts, never a refusal
     (``limits.monthly_issue_budget`` is the cap that refuses conversions)."""
 
-    monthly_issue: Annotated[ExactDecimal, Field(gt=0)] = Field(
+    monthly_issue: Annotated[ExactDecimal, Field(gt=0), _digits(*AMOUNT_DIGITS)] = Field(
         description="Value (settlement currency) of the points the program plans to issue "
         "through the exchange a calendar month; the books warn at 80 % and 100 % of it."
     )
@@ -145,23 +172,23 @@ RatioText = Annotated[Ratio, BeforeValidator(_ratio)]
 
 
 class BandDeclaration(_Strict):
-    from_points: Annotated[int, Field(ge=1, strict=True, alias="from")]
+    from_points: Annotated[Count, Field(alias="from")]
     ratio: RatioText
 
 
 class StepBonusDeclaration(_Strict):
-    every: PositiveInt
-    points: PositiveInt
+    every: Count
+    points: Count
 
 
 class PairLimitsDeclaration(_Strict):
     """Limits of one pair; each, when given, applies on top of the source program's own."""
 
-    minimum_points: PositiveInt | None = None
-    increment: PositiveInt | None = None
-    member_daily_cap: PositiveInt | None = None
-    member_monthly_cap: PositiveInt | None = None
-    member_yearly_cap: PositiveInt | None = None
+    minimum_points: Count | None = None
+    increment: Count | None = None
+    member_daily_cap: Count | None = None
+    member_monthly_cap: Count | None = None
+    member_yearly_cap: Count | None = None
 
 
 class RateDeclaration(PairLimitsDeclaration):
@@ -189,7 +216,7 @@ class PromotionDeclaration(_Strict):
     """A time-limited bonus on conversions into the declaring program."""
 
     id: Annotated[str, Field(pattern=PROGRAM_ID_PATTERN.pattern)]
-    bonus_percent: Annotated[ExactDecimal, Field(gt=0, le=1000)]
+    bonus_percent: Annotated[Percent, Field(gt=0)]
     starts_at: AwareDatetime
     ends_at: AwareDatetime
     sources: list[str] | None = Field(default=None, alias="from")
@@ -347,8 +374,8 @@ class ChallengeDeclaration(_Strict):
     activities: flights, stays, purchases), as the partner reports them.
     """
 
-    points: PositiveInt | None = None
-    activities: PositiveInt | None = None
+    points: Count | None = None
+    activities: Count | None = None
     extend_days: Annotated[int, Field(ge=1, le=730, strict=True)] = Field(
         description="How much longer the tier is kept, from the match's expiry, once the challenge is met."
     )
@@ -364,7 +391,7 @@ class StatusMatchDeclaration(_Strict):
     """Whether (and how) the program recognises tiers members hold in other programs."""
 
     grants: bool
-    max_level: Annotated[int, Field(ge=0, strict=True)] | None = Field(
+    max_level: Level | None = Field(
         default=None, description="The highest coalition level a match grants (required when granting)."
     )
     valid_days: Annotated[int, Field(ge=1, le=730, strict=True)] | None = Field(
@@ -389,8 +416,8 @@ class VelocityDeclaration(_Strict):
 
     per: Literal["member", "account"]
     window_seconds: Annotated[int, Field(ge=60, le=366 * 86400, strict=True)]
-    max_count: PositiveInt | None = None
-    max_points: PositiveInt | None = None
+    max_count: Count | None = None
+    max_points: Count | None = None
 
     @model_validator(mode="after")
     def _some_limit(self) -> VelocityDeclaration:
@@ -411,7 +438,7 @@ class RiskDeclaration(_Strict):
         description="Linking needs the member's name, matching the partner's record; a conversion is "
         "refused when the names its two partners have for the member differ.",
     )
-    hold_above_points: PositiveInt | None = Field(
+    hold_above_points: Count | None = Field(
         default=None, description="A conversion of more points waits for staff to approve it."
     )
 
@@ -424,10 +451,10 @@ class RewardDeclaration(_Strict):
     title: Annotated[str, Field(min_length=1, max_length=120)]
     description: Annotated[str, Field(max_length=1000)] = ""
     kind: Literal["direct", "lottery"] = "direct"
-    price: Annotated[ExactDecimal, Field(gt=0)]
+    price: Annotated[ExactDecimal, Field(gt=0), _digits(MAX_MONEY_INTEGER_DIGITS, 4)]
     stock: Annotated[int, Field(ge=0, le=1_000_000, strict=True)]
-    per_member_limit: PositiveInt | None = None
-    min_level: Annotated[int, Field(ge=0, strict=True)] = 0
+    per_member_limit: Count | None = None
+    min_level: Level = 0
     available_from: AwareDatetime | None = None
     available_until: AwareDatetime | None = None
 

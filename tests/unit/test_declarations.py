@@ -263,3 +263,55 @@ def test_risk_gates_are_read_with_their_defaults(partners: Path) -> None:
     assert bank.risk is not None
     assert (bank.risk.hold_above_points, bank.risk.cooling_period_seconds, bank.risk.velocity) == (100000, 0, [])
     assert bank.risk.refuse_name_mismatch is False
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "field", "rule"),
+    [
+        (
+            "fresh-mart.toml",
+            "member_daily_cap = 200000",
+            "member_daily_cap = 2147483648",
+            "limits.member_daily_cap",
+            "less than or equal to 2147483647",
+        ),
+        (
+            "fresh-mart.toml",
+            "monthly_issue_budget = 50000000",
+            "monthly_issue_budget = 9999999999999",
+            "limits.monthly_issue_budget",
+            "less than or equal to 2147483647",
+        ),
+        ("fresh-mart.toml", "minimum_points = 200", "minimum_points = 200.0", "limits.minimum_points", "valid integer"),
+        (
+            "fresh-mart.toml",
+            'monthly_issue = "500000"',
+            'monthly_issue = "100000000000000"',
+            "budget.monthly_issue",
+            "at most 14 digits before the point",
+        ),
+        (
+            "formosa-air.toml",
+            'price = "600"',
+            'price = "1000000000000000"',
+            "rewards[0].price",
+            "at most 15 digits before the point",
+        ),
+        ("coalition.toml", 'fee_fixed = "0"', 'fee_fixed = "0.00001"', "pricing.fee_fixed", "4 after it"),
+        ("coalition.toml", 'fee_percent = "2"', 'fee_percent = "2.00001"', "pricing.fee_percent", "4 after it"),
+        (
+            "happy-card.toml",
+            'point_value = "0.25"',
+            'point_value = "1000000000000"',
+            "point_value",
+            "at most 12 digits before the point",
+        ),
+    ],
+)
+def test_a_number_beyond_what_the_api_and_its_column_take_is_refused_naming_file_and_key(
+    partners: Path, file: str, old: str, new: str, field: str, rule: str
+) -> None:
+    rewrite(partners / file, old, new)
+    error = refusal(partners)
+    assert (error.path, error.field) == (str(partners / file), field)
+    assert rule in error.reason, error.reason
