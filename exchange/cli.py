@@ -57,7 +57,7 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "EXCHANGE_" + "_".join(str(part) for part in first["loc"]).upper()
-        raise CommandFailed(f"{name}: {first['msg']}") from None
+        raise CommandFailed(f"{name}: {str(first['msg']).removeprefix('Value error, ')}") from None
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:

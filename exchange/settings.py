@@ -30,7 +30,9 @@ def normalize_database_url(url: str) -> str:
     """Pick the async driver the exchange runs on for a plain database URL.
 
     ``postgresql://`` and ``postgres://`` mean psycopg 3; ``sqlite://`` means aiosqlite.
-    A URL that already names a driver is kept as it is. A PostgreSQL URL naming several
+    A URL that already names one of those drivers is kept as it is; any other database or
+    driver (``mysql://``, ``postgresql+asyncpg://``) is refused here, by name, rather than
+    failing later with a missing module's traceback. A PostgreSQL URL naming several
     hosts as libpq writes them (``postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write``,
     as ``pg_autoctl show uri`` prints it) is rewritten into the form SQLAlchemy parses,
     ``postgresql+psycopg://u@/db?host=h1:5432&host=h2:5432&target_session_attrs=read-write``;
@@ -43,9 +45,14 @@ def normalize_database_url(url: str) -> str:
         return _hosts_into_query(f"postgresql+psycopg://{rest}")
     if scheme == "sqlite":
         return f"sqlite+aiosqlite://{rest}"
-    if scheme.startswith("postgresql+"):
+    if scheme == "postgresql+psycopg":
         return _hosts_into_query(url)
-    return url
+    if scheme == "sqlite+aiosqlite":
+        return url
+    raise ValueError(
+        f"the exchange runs on PostgreSQL (postgresql://user:password@host/database) or SQLite "
+        f"(sqlite:///file.db), not {scheme}://"
+    )
 
 
 def _hosts_into_query(url: str) -> str:

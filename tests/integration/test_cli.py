@@ -252,6 +252,12 @@ def test_a_bad_setting_names_its_variable(sqlite_env: dict[str, str]) -> None:
     result = run("db", "upgrade", env={**sqlite_env, "EXCHANGE_PORT": "eighty"})
     assert result.returncode == 2
     assert result.stderr.startswith("Error: EXCHANGE_PORT: ")
+    mysql = run("ledger", "verify", env={**sqlite_env, "EXCHANGE_DATABASE_URL": "mysql://u@h/db"})
+    assert (mysql.returncode, mysql.stderr) == (
+        2,
+        "Error: EXCHANGE_DATABASE_URL: the exchange runs on PostgreSQL (postgresql://user:password@host/database) "
+        "or SQLite (sqlite:///file.db), not mysql://\n",
+    )
 
 
 @pytest.fixture

@@ -58,6 +58,12 @@ def test_a_multi_host_url_reaches_libpq_with_every_host_in_order() -> None:
     assert connect["target_session_attrs"] == "read-write"
 
 
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "postgresql+asyncpg://h/db", "sqlite+pysqlite:///x.db"])
+def test_a_database_or_driver_the_exchange_does_not_run_on_is_refused_by_name(url: str) -> None:
+    with pytest.raises(ValidationError, match=r"runs on PostgreSQL .* or SQLite .*, not "):
+        Settings(database_url=url)
+
+
 def test_a_multi_host_url_with_a_bracketed_address_is_refused() -> None:
     with pytest.raises(ValidationError, match="by name or IPv4 address"):
         Settings(database_url="postgresql://[::1]:5432,[::2]:5432/exchange")
