@@ -1,4 +1,5 @@
-"""The web front end, assembled: static files, the console and the portal, for ``create_app``."""
+"""The web front end, assembled: the front door, static files, the console and the portal, for
+``create_app``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Router
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp
 
 from exchange.errors import ConfigurationError
@@ -25,6 +26,7 @@ from exchange.web.settlement import SettlementConsole
 from exchange.web.static import STATIC_PATH, StaticAssets
 from exchange.web.templating import Pages
 from exchange.web.visitors import Visitor, attach_visitor
+from exchange.web.welcome import WELCOME_PATH, Welcome
 
 
 class WebFrontEnd:
@@ -46,6 +48,7 @@ class WebFrontEnd:
         self.portal = portal.Portal(services=services, pages=self.pages, cookies=self.cookies)
         self.settlement = SettlementConsole(settlement=settlement, pages=self.pages)
         self.partner = PartnerConsole(services=services, pages=self.pages)
+        self.welcome = Welcome(self.pages)
 
     @classmethod
     def for_services(cls, services: Services) -> WebFrontEnd:
@@ -59,6 +62,10 @@ class WebFrontEnd:
 
     def routes(self) -> list[BaseRoute]:
         return [
+            Route(
+                WELCOME_PATH,
+                self.guarded(self.welcome.routes(), sign_in_path=console.SIGN_IN_PATH, layout=console.LAYOUT),
+            ),
             Mount(STATIC_PATH, app=self.assets.app(), name="static"),
             Mount(
                 console.CONSOLE_PATH,

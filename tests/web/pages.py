@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.routing import Mount, Router
+from starlette.routing import Mount, Route, Router
 
 from exchange.web.access import Page
 from exchange.web.middleware import WebMiddleware
@@ -12,12 +12,14 @@ from exchange.web.middleware import WebMiddleware
 def web_pages(app: Starlette) -> list[tuple[str, str, Page]]:
     """Every page the app serves, as ``(path, method, page)`` (HEAD left out: it is GET's)."""
     found: list[tuple[str, str, Page]] = []
-    for mount in app.routes:
-        if isinstance(mount, Mount) and isinstance(mount.app, WebMiddleware):
-            router = mount.app.app
+    for route in app.routes:
+        # The consoles are mounted under their prefixes; the front door is a route of its own.
+        if isinstance(route, (Mount, Route)) and isinstance(route.app, WebMiddleware):
+            prefix = route.path if isinstance(route, Mount) else ""
+            router = route.app.app
             assert isinstance(router, Router)
             for page in router.routes:
                 assert isinstance(page, Page)
                 for method in sorted((page.methods or set()) - {"HEAD"}):
-                    found.append((mount.path + page.path, method, page))
+                    found.append((prefix + page.path, method, page))
     return found

@@ -239,6 +239,14 @@ def test_an_unknown_console_address_is_a_page_saying_so(gateway: Gateway) -> Non
         assert "找不到網頁" in response.text and response.headers["content-language"] == "zh-TW"
 
 
+def test_the_bare_address_says_where_each_front_end_is(gateway: Gateway) -> None:
+    with gateway.client() as client:
+        response = client.get("/", headers={"accept-language": "zh-TW"})
+        assert response.status_code == 200 and "會員專區" in response.text
+        assert all(f'href="{path}"' in response.text for path in ("/portal/", "/console/", "/graphql"))
+    assert ("/", "GET") in [(path, method) for path, method, _ in web_pages(gateway.app)]
+
+
 def test_an_unknown_address_outside_the_consoles_is_a_page_for_a_browser(gateway: Gateway) -> None:
     with gateway.client() as client:
         browser = {"accept": "text/html,application/xhtml+xml", "accept-language": "zh-TW"}
