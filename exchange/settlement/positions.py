@@ -12,8 +12,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.ledger.errors import PeriodNotClosed
 from exchange.ledger.models import SettlementPeriod
 from exchange.ledger.periods import PeriodStatus
+from exchange.programs.models import Program
+from exchange.programs.service import ProgramNotFound
 from exchange.settlement.errors import NoSuchParticipant, PartnerSignedOff
 from exchange.settlement.models import SettlementPosition
+from exchange.settlement.participants import EXCHANGE
 
 
 async def require_closed(session: AsyncSession, period: str) -> SettlementPeriod:
@@ -30,6 +33,9 @@ async def position_of(
     await require_closed(session, period)
     row = await session.get(SettlementPosition, (period, participant), with_for_update=for_update)
     if row is None:
+        # A mistyped id is named as such, not as a program that happened to have no business.
+        if participant != EXCHANGE and await session.get(Program, participant) is None:
+            raise ProgramNotFound(participant, field="partnerId")
         raise NoSuchParticipant(participant, period)
     return row
 

@@ -46,6 +46,17 @@ async def test_staff_close_a_period_and_see_every_position_and_the_saving(kit: E
         "gross": {"count": 4, "total": "130.00"},
         "multilateral": {"count": 4, "total": "100.60"},
     }
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    messages = {
+        partner: (await kit.graphql(STATEMENT, staff, partner=partner, period=last_month)).json()["errors"][0][
+            "message"
+        ]
+        for partner in ("happy-card", "fresh_mart")
+    }
+    assert messages == {
+        "happy-card": f"'happy-card' took no part in settling period {last_month}",
+        "fresh_mart": "no program has id 'fresh_mart'",  # a typo is not a program without business
+    }
 
 
 async def test_a_partner_sees_a_periods_state_and_only_its_own_position(kit: ExchangeKit, last_month: str) -> None:
