@@ -38,6 +38,7 @@ from authlib.oauth2.rfc6749 import (
     InvalidScopeError,
     OAuth2Request,
     TokenMixin,
+    UnsupportedGrantTypeError,
 )
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
@@ -85,6 +86,11 @@ T = TypeVar("T")
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 CLIENT_CREDENTIALS = "client_credentials"
 JWT_BEARER = JWTBearerGrant.GRANT_TYPE
+#: Why a client that sent no credentials, or a wrong secret, is refused, and what to check.
+NOT_AUTHENTICATED = (
+    "the client did not authenticate: its secret is wrong or none was sent; send client_id and "
+    "client_secret by HTTP Basic or in the form"
+)
 
 
 @dataclass
@@ -350,6 +356,30 @@ class ExchangeAuthorizationServer(AuthorizationServer):
         self.register_token_generator("default", self.generate_access_token)
 
     # -- Authlib's hooks; they run in the worker thread of :meth:`handle` --
+
+    def authenticate_client(self, request: OAuth2Request, methods: list[str], endpoint: str = "token") -> Any:
+        """Authlib's client authentication, with its last refusal reworded: when no method
+        authenticated the client (a wrong secret, or none sent) it names its list of methods
+        (``The client cannot authenticate with methods: ['client_secret_basic', …]``), which
+        does not tell a client's developer what to check."""
+        try:
+            return super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError as refused:
+            if not str(refused.description).startswith("The client cannot authenticate"):
+                raise
+            raise InvalidClientError(status_code=refused.status_code, description=NOT_AUTHENTICATED) from None
+
+    def get_token_grant(self, request: OAuth2Request) -> Any:
+        """The grant ``grant_type`` names; an unknown one is refused naming those there are
+        (Authlib's refusal says nothing)."""
+        try:
+            return super().get_token_grant(request)
+        except UnsupportedGrantTypeError as refused:
+            refused.description = (
+                f"grant_type {refused.grant_type!r} is not granted here: use {CLIENT_CREDENTIALS}, "
+                f"or {JWT_BEARER} for a member's token"
+            )
+            raise
 
     def query_client(self, client_id: str) -> ExchangeClient | None:
         work = _work.get()

@@ -159,3 +159,17 @@ async def test_an_undecodable_basic_header_is_still_a_second_method(client: http
         headers={"authorization": "Basic !!!"},
     )
     assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+
+
+async def test_a_wrong_secret_or_an_unknown_grant_is_refused_saying_what_to_check(kit: ExchangeKit) -> None:
+    partner = await kit.partner("formosa-air")
+    wrong = await kit.http.post("/oauth/token", data=CLIENT_CREDENTIALS, auth=(partner.client.client_id, "not-it"))
+    assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_client")
+    assert wrong.json()["error_description"].startswith("the client did not authenticate: its secret is wrong")
+    password = await kit.http.post(
+        "/oauth/token", data={"grant_type": "password"}, auth=(partner.client.client_id, partner.client_secret)
+    )
+    assert (password.status_code, password.json()["error"]) == (400, "unsupported_grant_type")
+    assert password.json()["error_description"] == (
+        f"grant_type 'password' is not granted here: use client_credentials, or {JWT_BEARER} for a member's token"
+    )
