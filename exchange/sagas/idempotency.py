@@ -90,7 +90,11 @@ def same_request(existing: Row, key: str, same: Callable[[Row], bool]) -> Row:
     """``existing``, the row the key holds, if it was made for the same request (``same``)."""
     if not same(existing):
         kind = type(existing).__tablename__.replace("_", " ")  # type: ignore[attr-defined]
-        raise IdempotencyConflict(f"idempotency key {key!r} was used for another {kind}", field="idempotencyKey")
+        raise IdempotencyConflict(
+            f"idempotency key {key!r} was used for another {kind}: a key names one request, so choose a "
+            f"new key for a new {kind} (the same key and request again return the first {kind})",
+            field="idempotencyKey",
+        )
     return existing
 
 

@@ -158,7 +158,7 @@ async def test_a_redemption_debits_the_member_posts_the_clearing_and_takes_one_f
     }
     assert (await world.redeem(reward)).id == redemption.id, "the same key is the same redemption"
     assert world.partners["happy-card"].balances["alice"] == 100_000 - 612
-    with pytest.raises(IdempotencyConflict):
+    with pytest.raises(IdempotencyConflict, match="choose a new key for a new redemption"):
         await world.redeem(reward, pay_with="fresh-mart")
 
 
