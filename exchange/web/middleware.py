@@ -1,5 +1,6 @@
 """The middleware in front of every page: works out the visitor, adds the pages' headers and
-cookies, and answers the guard's refusals (and unknown addresses) with pages."""
+cookies, and answers the guard's refusals (unknown addresses, and domain errors no page
+handled) with pages."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from exchange.errors import ErrorCode, ExchangeError, http_status
 from exchange.services.people import SignedIn
 from exchange.web.access import SAFE_METHODS, Refusal, SignInNeeded
 from exchange.web.i18n import DEFAULT, Language, from_accept_language, language_named
@@ -136,6 +138,14 @@ class WebMiddleware:
                 raise
             reason = "not-found" if exc.status_code == 404 else "method"
             response = self.refused_page(request, reason, exc.status_code, headers=exc.headers)
+            await response(scope, receive, send_with_headers)
+        except ExchangeError as error:
+            # Pages show the refusals they expect on their own forms; one that escapes a page
+            # (no partners loaded yet, on an exchange just set up) is still a page saying why,
+            # not a 500. An unavailable database is answered 503 as on every route.
+            if error.code == ErrorCode.SERVICE_UNAVAILABLE:
+                raise
+            response = self.refused_page(request, "error", http_status(error.code), message=error.message)
             await response(scope, receive, send_with_headers)
 
     def refusal(self, request: Request, refusal: Refusal) -> Response:

@@ -99,7 +99,11 @@ class Gateway:
 
 
 def start_gateway(
-    databases: PostgresDatabases, *, partner_base_urls: Mapping[str, str] | None = None, **settings: object
+    databases: PostgresDatabases,
+    *,
+    partner_base_urls: Mapping[str, str] | None = None,
+    load_partners: bool = True,
+    **settings: object,
 ) -> Iterator[Gateway]:
     url = databases.create()
     try:
@@ -116,7 +120,8 @@ def start_gateway(
         # The sample declarations carry inline secrets, which a production load refuses; the
         # catalog is loaded as in development, and only the gateway runs as configured.
         catalog_settings = gateway_settings.model_copy(update={"environment": "development"})
-        run_async(lambda: load_partners_directory(catalog_settings))
+        if load_partners:
+            run_async(lambda: load_partners_directory(catalog_settings))
         app = create_app(gateway_settings, partner_base_urls=partner_base_urls)
         with serving_in_thread(app, port=gateway_settings.port) as base_url:
             yield Gateway(url=base_url, settings=gateway_settings, app=app)

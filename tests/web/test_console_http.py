@@ -247,6 +247,16 @@ def test_the_bare_address_says_where_each_front_end_is(gateway: Gateway) -> None
     assert ("/", "GET") in [(path, method) for path, method, _ in web_pages(gateway.app)]
 
 
+def test_pages_of_an_exchange_with_no_partners_loaded_say_so_instead_of_failing(
+    postgres_databases: PostgresDatabases,
+) -> None:
+    """A newcomer who migrated and started the gateway but skipped `exchange partners load`."""
+    with contextmanager(start_gateway)(postgres_databases, load_partners=False) as gateway, gateway.client() as client:
+        response = client.get("/portal/sign-in", headers={"accept-language": "zh-TW"})
+        assert response.status_code == 404 and "無法完成此操作" in response.text
+        assert "run `exchange partners load`" in response.text.replace("&#96;", "`")
+
+
 def test_an_unknown_address_outside_the_consoles_is_a_page_for_a_browser(gateway: Gateway) -> None:
     with gateway.client() as client:
         browser = {"accept": "text/html,application/xhtml+xml", "accept-language": "zh-TW"}
