@@ -232,6 +232,19 @@ class Settings(BaseSettings):
         le=720,
         description="After a webhook secret is rotated, how long deliveries are signed with the old secret too.",
     )
+    webhook_retention_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="How long ended webhook deliveries (and their attempts and events) are kept; a dead "
+        "letter is replayable that long.",
+    )
+    retention_interval_seconds: float = Field(
+        default=3600,
+        ge=0,
+        description="How often each gateway process prunes what is past its keeping (0: never; `exchange prune` "
+        "then does it).",
+    )
     max_query_depth: int = Field(default=10, ge=1, description="Deepest GraphQL selection a request may nest.")
     max_query_tokens: int = Field(default=2000, ge=1, description="Most tokens a GraphQL document may hold.")
     max_query_aliases: int = Field(default=15, ge=1, description="Most aliases a GraphQL document may use.")
