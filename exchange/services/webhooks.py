@@ -51,6 +51,7 @@ class WebhookService:
                 timeout=settings.webhook_timeout_seconds,
                 concurrency=settings.webhook_concurrency,
                 draw=random.SystemRandom().random,
+                public_only=settings.environment == "production",
             ),
             key_secret=key_secret,
             production=settings.environment == "production",
