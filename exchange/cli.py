@@ -1020,9 +1020,10 @@ def risk() -> None:
 
 
 def _conversion_line(conversion: Conversion) -> str:
+    until = f" held until {conversion.next_attempt_at.isoformat()}" if conversion.status == "HELD" else ""
     return (
         f"{conversion.id} {conversion.status:<9} {conversion.points_in:>12,} {conversion.from_program} -> "
-        f"{conversion.to_program} member {conversion.member_id} since {conversion.created_at.isoformat()}"
+        f"{conversion.to_program} member {conversion.member_id} since {conversion.created_at.isoformat()}{until}"
     )
 
 

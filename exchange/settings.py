@@ -143,7 +143,8 @@ class Settings(BaseSettings):
     recovery_interval_seconds: float = Field(
         default=5,
         ge=0,
-        description="How often each gateway process looks for conversions left in doubt (0: never).",
+        description="How often each gateway process looks for conversions left in doubt, and for holds "
+        "whose review time has passed (0: never).",
     )
     pending_poll_first_seconds: float = Field(
         default=60,

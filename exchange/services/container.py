@@ -100,6 +100,7 @@ class Services:
                 settings.recovery_interval_seconds,
                 RecoveryWorker(self.conversions.saga).run_once,
             ),
+            PeriodicJob("held-conversion-expiry", settings.recovery_interval_seconds, self.risk.review.expire_due),
             PeriodicJob(
                 "status-match-expiry",
                 settings.status_match_expiry_interval_seconds,
