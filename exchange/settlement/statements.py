@@ -137,6 +137,16 @@ class Statement:
     def closing(self) -> int:
         return self.opening + self.net
 
+    @property
+    def starts_at(self) -> datetime:
+        """The period's first instant (UTC), on the calendar of the settlement time zone."""
+        return self.calendar.starts_at(self.period)
+
+    @property
+    def ends_at(self) -> datetime:
+        """The first instant after the period (UTC)."""
+        return self.calendar.ends_at(self.period)
+
     def money(self, minor: int) -> str:
         return str(self.currency.from_minor(minor))
 
@@ -150,8 +160,8 @@ class Statement:
             "currency": self.currency.code,
             "period": {
                 "name": self.period,
-                "start": _timestamp(self.calendar.starts_at(self.period)),
-                "end": _timestamp(self.calendar.ends_at(self.period)),
+                "start": _timestamp(self.starts_at),
+                "end": _timestamp(self.ends_at),
                 "timeZone": self.calendar.timezone.key,
                 "closedAt": _timestamp(self.closed_at),
             },

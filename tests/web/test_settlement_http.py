@@ -36,6 +36,7 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
 
         statement = client.get(f"/console/settlement/{month}/statements/fresh-mart")
         assert statement.status_code == 200 and "statement.js" in statement.text
+        assert "<code>Asia/Taipei</code>" in statement.text and " points × NT$" in statement.text
         signed = client.get(f"/console/settlement/{month}/statements/fresh-mart/jws").text
         keys = KeySet.import_key_set(client.get("/.well-known/statement-keys.json").json())
         document = json.loads(jws.deserialize_compact(signed, keys).payload)
