@@ -8,6 +8,7 @@ import csv
 import io
 import json
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -167,6 +168,24 @@ def document_of_csv(text: str) -> dict[str, Any]:
     return document
 
 
+def assert_adds_up(document: dict[str, Any]) -> None:
+    """A statement's totals add up: its lines to each counterparty's net and to the period's net,
+    the counterparties' gross figures to the totals, the opening and the net to the closing."""
+    totals = {name: Decimal(amount) for name, amount in document["totals"].items()}
+    lines = [(line["counterparty"], Decimal(line["amount"])) for line in document["lines"]]
+    assert sum(amount for _, amount in lines) == totals["net"] == totals["receivable"] - totals["payable"]
+    for row in document["counterparties"]:
+        net = Decimal(row["net"])
+        assert (
+            net
+            == Decimal(row["receivable"]) - Decimal(row["payable"])
+            == sum(amount for counterparty, amount in lines if counterparty == row["counterparty"])
+        ), row
+    for name in ("payable", "receivable", "net"):
+        assert sum(Decimal(row[name]) for row in document["counterparties"]) == totals[name], name
+    assert Decimal(document["openingPosition"]) + totals["net"] == Decimal(document["closingPosition"])
+
+
 def document_without_signature_data(statement_json: str) -> dict[str, Any]:
     return {k: v for k, v in json.loads(statement_json).items() if k not in {"type", "version", "issuer"}}
 
@@ -206,6 +225,7 @@ async def test_the_csv_holds_the_same_records(november: SettlementService) -> No
         "Asia/Taipei",
     )
     assert document_of_csv(text) == document_without_signature_data(statement.json())
+    assert_adds_up(document_of_csv(text))
 
 
 async def test_the_jws_verifies_with_the_published_keys_alone_and_carries_the_json(
@@ -363,6 +383,7 @@ async def test_a_closing_records_the_coalition_liability_and_every_statement_sho
         statement = await settlement.statement(partner, "2026-11")
         assert json.loads(statement.json())["coalitionLiability"] == expected
         assert document_of_csv(statement.csv()) == document_without_signature_data(statement.json())
+        assert_adds_up(document_of_csv(statement.csv()))
     # Closing again changes nothing, a later closing carries the balance over.
     assert (await close(settlement, clock, "2026-11")).coalition_liability == liability
     assert (await close(settlement, clock, "2026-12")).coalition_liability.points == 10_000  # type: ignore[union-attr]
