@@ -78,6 +78,8 @@ def test_quoted_and_bare_lines_mix_within_a_block() -> None:
     ("text", "line", "reason"),
     [
         ("", 1, "the file is empty"),
+        ("\ufeff", 1, "the file is empty"),
+        ("\nreference,amount\nr,1\n", 1, "an empty line; the first line must be the header"),
         ("ref,amount\n", 1, "the header must name the columns reference, amount"),
         ("reference,amount,amount\n", 1, "each once"),
         ("reference,amount,colour\n", 1, "the header must name"),
@@ -92,6 +94,8 @@ def test_quoted_and_bare_lines_mix_within_a_block() -> None:
         ("reference,amount\nr,1234567890123456\n", 2, "15 integer digits"),
         ("reference,amount\n,5\n", 2, "reference: must be 1 to 200 characters, got 0"),
         (f"reference,amount\n{'x' * 201},5\n", 2, "reference: must be 1 to 200 characters, got 201"),
+        ("reference,amount\nconversion:a ,5\n", 2, "reference: 'conversion:a ' starts or ends with a space"),
+        ('reference,amount\nr,1\n" redemption:b",5\n', 3, "reference: ' redemption:b' starts or ends with a space"),
         ('reference,amount\nab"c,5\n', 2, "double quote"),
         ("reference,amount\nr\t1,5\n", 2, "control character"),
         (
