@@ -444,7 +444,7 @@ def _period_or_previous(ctx: click.Context, param: click.Parameter, value: Any) 
 @reports_errors
 def settle_close(previous: bool, period: str | None) -> None:
     """Close PERIOD (YYYY-MM), or with --previous the period that ended last, and print every
-    participant's position and what netting saves.
+    participant's position, what netting saves and the coalition point's liability.
 
     The period must be over (in EXCHANGE_SETTLEMENT_TIMEZONE) and every earlier period with
     postings closed. Closing a closed period prints its figures again and changes nothing, so
@@ -471,6 +471,12 @@ def settle_close(previous: bool, period: str | None) -> None:
             click.echo(
                 f"payments {name + ':':<14} {payments.count:>8} moving {money(payments.total):>16} {report.currency.code}"
             )
+    if (liability := report.coalition_liability) is not None:
+        click.echo(
+            f"coalition point {liability.program_id} at the period's end: {liability.points} points outstanding "
+            f"× {liability.point_value} {report.currency.code} = liability {money(liability.liability_minor)} "
+            f"{report.currency.code} (half-even to the minor unit)"
+        )
 
 
 @settle.command("reconcile")

@@ -77,6 +77,8 @@ async def test_close_prints_positions_and_the_saving_and_is_repeatable(october: 
         "payments gross: 3 moving 115.00 TWD",
         "payments bilateral: 3 moving 115.00 TWD",
         "payments multilateral: 4 moving 100.00 TWD",
+        "coalition point coalition at the period's end: 0 points outstanding × 1 TWD = liability 0.00 TWD"
+        " (half-even to the minor unit)",
     ]
     assert run("settle", "close", "2026-10", env=october).stdout == closed.stdout
 
