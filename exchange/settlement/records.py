@@ -154,13 +154,28 @@ class RecordFormat:
         except csv.Error:
             return "a double quote in the middle of a field; quote whole fields only"
         if len(fields) != len(self.columns):
-            return f"{len(fields)} fields, but the header names {len(self.columns)}"
+            return f"{len(fields)} fields, but the header names {len(self.columns)}" + self._comma_hint(fields)
         for name, value in zip(self.columns, fields, strict=True):
             if '"' in value:
                 return f"{name}: holds a double quote"
             if reason := self._field_problem(name, value):
                 return f"{name}: {reason}"
         return "cannot be read as the header's columns"
+
+    def _comma_hint(self, fields: list[str]) -> str:
+        """A hint when the extra fields look like an amount's digits split at a decimal comma or
+        a thousands separator (``12,50``, ``1,234.00``)."""
+        at = self.columns.index("amount")
+        if (
+            len(fields) > len(self.columns)
+            and re.fullmatch(r"-?\d+", fields[at])
+            and re.fullmatch(r"\d+(\.\d+)?", fields[at + 1])
+        ):
+            return (
+                f"; if {fields[at]},{fields[at + 1]} is one amount, write it with a decimal point and no "
+                "thousands separator (-1234.50, not -1,234.50 or -1234,50)"
+            )
+        return ""
 
     def _field_problem(self, name: str, value: str) -> str | None:
         if name == "reference" and not 1 <= len(value) <= MAX_REFERENCE:
@@ -171,7 +186,7 @@ class RecordFormat:
             return (
                 f"{value!r} is not an amount in {self.currency.code}: write an exact decimal such as "
                 f"-1234.5, with at most {self.currency.minor_units} decimals and {MAX_INTEGER_DIGITS} "
-                "integer digits"
+                f"integer digits, a decimal point and no thousands separator"
             )
         if name == "counterparty" and value and value != EXCHANGE and not _PROGRAM_ID.match(value):
             return f"{value!r} is neither a program id nor {EXCHANGE}"
