@@ -33,6 +33,7 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         picture = client.get(f"/console/settlement/{month}").text
         assert picture.count("<svg") == 2 and "Multilateral netting" in picture
         assert "NT$207.00" in picture  # gross: 100 + 40 + 30 + 25 + 12
+        assert "Coalition point liability" in picture and " points × NT$" in picture
 
         statement = client.get(f"/console/settlement/{month}/statements/fresh-mart")
         assert statement.status_code == 200 and "statement.js" in statement.text
