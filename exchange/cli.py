@@ -292,6 +292,19 @@ def recover() -> None:
 
 
 @main.command()
+@reports_errors
+def prune() -> None:
+    """Delete what is past its keeping, once: what the gateway's retention job does.
+
+    Quotes never executed go a week after they expired; ended webhook deliveries, their
+    attempts and their events after EXCHANGE_WEBHOOK_RETENTION_DAYS. Nothing that moved points
+    or money is pruned.
+    """
+    pruned = with_services(lambda services: services.retention.run_once())
+    click.echo(f"pruned {pruned}")
+
+
+@main.command()
 @click.option("--program", help="Only the writes waiting for this program's partner.")
 @click.option("--first", type=int, default=50, show_default=True, help="How many, oldest first.")
 @reports_errors
@@ -1026,9 +1039,10 @@ def risk() -> None:
 
 
 def _conversion_line(conversion: Conversion) -> str:
+    until = f" held until {conversion.next_attempt_at.isoformat()}" if conversion.status == "HELD" else ""
     return (
         f"{conversion.id} {conversion.status:<9} {conversion.points_in:>12,} {conversion.from_program} -> "
-        f"{conversion.to_program} member {conversion.member_id} since {conversion.created_at.isoformat()}"
+        f"{conversion.to_program} member {conversion.member_id} since {conversion.created_at.isoformat()}{until}"
     )
 
 

@@ -63,6 +63,7 @@ _HTTP_STATUSES = {
     ErrorCode.PERIOD_NOT_CLOSED: 409,
     ErrorCode.UNRESOLVED_BREAKS: 409,
     ErrorCode.IDEMPOTENCY_CONFLICT: 409,
+    ErrorCode.NOT_HELD: 409,
 }
 
 

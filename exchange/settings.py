@@ -143,7 +143,8 @@ class Settings(BaseSettings):
     recovery_interval_seconds: float = Field(
         default=5,
         ge=0,
-        description="How often each gateway process looks for conversions left in doubt (0: never).",
+        description="How often each gateway process looks for conversions left in doubt, and for holds "
+        "whose review time has passed (0: never).",
     )
     pending_poll_first_seconds: float = Field(
         default=60,
@@ -230,6 +231,19 @@ class Settings(BaseSettings):
         ge=0,
         le=720,
         description="After a webhook secret is rotated, how long deliveries are signed with the old secret too.",
+    )
+    webhook_retention_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="How long ended webhook deliveries (and their attempts and events) are kept; a dead "
+        "letter is replayable that long.",
+    )
+    retention_interval_seconds: float = Field(
+        default=3600,
+        ge=0,
+        description="How often each gateway process prunes what is past its keeping (0: never; `exchange prune` "
+        "then does it).",
     )
     max_query_depth: int = Field(default=10, ge=1, description="Deepest GraphQL selection a request may nest.")
     max_query_tokens: int = Field(default=2000, ge=1, description="Most tokens a GraphQL document may hold.")

@@ -53,7 +53,8 @@ class VelocityExceeded(GateRefusal):
 async def screen(session: AsyncSession, conversion: Conversion, source: Program, now: datetime) -> None:
     """Refuse, hold or allow ``conversion`` (just inserted, PENDING) under ``source``'s gates.
 
-    A hold moves the conversion to HELD (``conversion`` too): the saga then waits for staff.
+    A hold moves the conversion to HELD (``conversion`` too): the saga then waits for staff, until
+    its ``next_attempt_at``, when it ends unreviewed (:mod:`exchange.conversions.holds`).
     Allows and holds are recorded here, in the caller's unit of work."""
     policy = RiskPolicy.of(source.risk)
     if policy is None:
@@ -111,12 +112,14 @@ async def screen(session: AsyncSession, conversion: Conversion, source: Program,
                     windowSeconds=int(rule.window.total_seconds()),
                 )
     if policy.hold_above_points is not None and conversion.points_in > policy.hold_above_points:
-        await session.exec(
-            update(Conversion)
-            .where(col(Conversion.id) == conversion.id)
-            .values(status=ConversionStatus.HELD.value, lease_until=None)
-        )
-        conversion.status, conversion.lease_until = ConversionStatus.HELD.value, None
+        held = {
+            "status": ConversionStatus.HELD.value,
+            "lease_until": None,
+            "next_attempt_at": now + policy.hold_expires_after,  # when it ends unreviewed
+        }
+        await session.exec(update(Conversion).where(col(Conversion.id) == conversion.id).values(held))
+        for name, value in held.items():
+            setattr(conversion, name, value)
         reason = f"above {policy.hold_above_points:,} points: waits for staff review"
         session.add(verdict(Decision.HOLD, reason, HOLD_ABOVE))
         return

@@ -1,11 +1,16 @@
 """Staff review of held conversions: approve (the saga goes on from its first debit) or reject
-(it ends FAILED with nothing moved).
+(it ends FAILED with nothing moved); and the end of a hold nobody reviewed in time.
 
 Each is one guarded update from HELD, so of two reviews of one conversion exactly one moves it,
 and the decision is recorded in the same unit of work. Reviewing again with the same verdict
 returns the conversion as it stands (idempotent); the other verdict after one was given is
 refused (``NOT_HELD``). A rejection gives back the limits the conversion reserved; a consent it
 used stays used, as after any failure.
+
+A hold that waits past its ``next_attempt_at`` (set when it was held: the source program's
+``hold_expires_after_seconds``) is rejected by the exchange itself, ``HOLD_EXPIRED``, with no
+staff named: the member's limits are not kept reserved for a review that never came. Staff
+who approve it afterwards are told ``NOT_HELD``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,12 @@ from exchange.webhooks.outbox import emit
 REASON_MAX_LENGTH = 500
 #: The failure code of a conversion staff rejected.
 REJECTED = "RISK_REJECTED"
+#: The failure code, and the decision's rule, of a hold that ended unreviewed.
+EXPIRED = "HOLD_EXPIRED"
+#: Why a hold that ended unreviewed failed, as its decision and its failure say.
+UNREVIEWED = "held for staff review, and not reviewed before the hold ended: nothing moved"
+#: The rule a staff member's decision names.
+STAFF_REVIEW = "STAFF_REVIEW"
 
 
 class NotHeld(ExchangeError):
@@ -97,30 +108,64 @@ class HoldReview:
         reason = reason.strip()
         if not reason or len(reason) > REASON_MAX_LENGTH:
             raise BadUserInput(f"reason must be 1 to {REASON_MAX_LENGTH} characters", field="reason")
-        now = self.clock.now()
         async with self.db.transaction() as session:
-            conversion = await self._review(
-                session,
-                conversion_id,
-                Decision.REJECT,
-                {
-                    "status": ConversionStatus.FAILED.value,
-                    "step": SagaStep.DONE.value,
-                    "failure_code": REJECTED,
-                    "failure_message": f"rejected by staff: {reason}"[:500],
-                    "lease_until": None,
-                    "updated_at": now,
-                    "finished_at": now,
-                },
-                staff=staff,
-                reason=reason,
-                now=now,
-            )
-            if conversion is not None:
-                await limits.release(session, [limits.Usage(**usage) for usage in conversion.usages])
-                ended = Transition(SagaStep.DONE.value, ConversionStatus.FAILED.value, REJECTED, reason)
-                await emit(session, conversion_finished(conversion, ended, now))  # as the saga's own ends do
+            conversion = await self._end(session, conversion_id, REJECTED, STAFF_REVIEW, staff, reason)
         return conversion or await self._as_reviewed(conversion_id, Decision.REJECT)
+
+    async def expire_due(self, *, batch: int = 100) -> int:
+        """End every hold whose review time has passed (``HOLD_EXPIRED``); how many ended.
+
+        Due rows are claimed ``FOR UPDATE SKIP LOCKED``, so several gateway processes share
+        the work, and a review that reached a row first wins it (the guarded update then
+        finds it no longer HELD)."""
+        ended = 0
+        while True:
+            now = self.clock.now()
+            async with self.db.transaction() as session:
+                due = (
+                    await session.exec(
+                        select(Conversion.id)
+                        .where(Conversion.status == ConversionStatus.HELD.value, col(Conversion.next_attempt_at) <= now)
+                        .order_by(col(Conversion.next_attempt_at))
+                        .limit(batch)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+                for conversion_id in due:
+                    await self._end(session, conversion_id, EXPIRED, EXPIRED, None, UNREVIEWED)
+            ended += len(due)
+            if len(due) < batch:
+                return ended
+
+    async def _end(
+        self, session: AsyncSession, conversion_id: str, code: str, rule: str, staff: str | None, reason: str
+    ) -> Conversion | None:
+        """End a held conversion FAILED (``code``) with nothing moved, its limits given back and
+        subscribers told; ``None`` if it was not held (any more)."""
+        now = self.clock.now()
+        conversion = await self._review(
+            session,
+            conversion_id,
+            Decision.REJECT,
+            {
+                "status": ConversionStatus.FAILED.value,
+                "step": SagaStep.DONE.value,
+                "failure_code": code,
+                "failure_message": (f"rejected by staff: {reason}" if staff else reason)[:500],
+                "lease_until": None,
+                "updated_at": now,
+                "finished_at": now,
+            },
+            rule=rule,
+            staff=staff,
+            reason=reason,
+            now=now,
+        )
+        if conversion is not None:
+            await limits.release(session, [limits.Usage(**usage) for usage in conversion.usages])
+            ended = Transition(SagaStep.DONE.value, ConversionStatus.FAILED.value, code, reason)
+            await emit(session, conversion_finished(conversion, ended, now))  # as the saga's own ends do
+        return conversion
 
     async def _review(
         self,
@@ -129,7 +174,8 @@ class HoldReview:
         verdict: Decision,
         values: dict[str, object],
         *,
-        staff: str,
+        rule: str = STAFF_REVIEW,
+        staff: str | None,
         reason: str,
         now: datetime,
     ) -> Conversion | None:
@@ -149,7 +195,7 @@ class HoldReview:
                 Subject.CONVERSION,
                 verdict,
                 reason=reason,
-                rule="STAFF_REVIEW",
+                rule=rule,
                 member_id=conversion.member_id,
                 program_id=conversion.from_program,
                 member_ref=conversion.source_ref,

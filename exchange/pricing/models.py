@@ -70,6 +70,7 @@ class Quote(SQLModel, table=True):
     """A price fixed for a short time: executing it converts exactly these amounts."""
 
     __tablename__ = "quote"
+    __table_args__ = (Index("ix_quote_expires", "expires_at"),)
 
     id: str = Field(primary_key=True, max_length=36)
     member_id: str = Field(max_length=64, index=True)

@@ -38,6 +38,7 @@ from exchange.errors import BadUserInput
 from exchange.money import POINT_VALUE_SCALE, decimal_places, parse_decimal
 from exchange.programs.secrets import SecretUnavailable, read_secret_file
 from exchange.ratio import Ratio
+from exchange.risk.policy import HOLD_EXPIRES_AFTER
 
 COALITION_FILE = "coalition.toml"
 PROGRAM_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -413,6 +414,10 @@ class RiskDeclaration(_Strict):
     )
     hold_above_points: PositiveInt | None = Field(
         default=None, description="A conversion of more points waits for staff to approve it."
+    )
+    hold_expires_after_seconds: Annotated[int, Field(ge=3600, le=90 * 86400, strict=True)] = Field(
+        default=int(HOLD_EXPIRES_AFTER.total_seconds()),
+        description="How long a held conversion waits for staff; then it ends FAILED (HOLD_EXPIRED), nothing moved.",
     )
 
 

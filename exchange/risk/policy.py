@@ -7,6 +7,10 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+#: How long a held conversion waits for staff before it ends on its own, unless the program
+#: declares otherwise (``hold_expires_after_seconds``): a week spans a weekend and a holiday.
+HOLD_EXPIRES_AFTER = timedelta(days=7)
+
 
 class Per(StrEnum):
     #: Every conversion of the member, out of any program.
@@ -34,6 +38,7 @@ class RiskPolicy:
     cooling_period: timedelta = timedelta(0)
     refuse_name_mismatch: bool = False
     hold_above_points: int | None = None
+    hold_expires_after: timedelta = HOLD_EXPIRES_AFTER
 
     @classmethod
     def of(cls, declared: dict[str, Any] | None) -> RiskPolicy | None:
@@ -53,6 +58,9 @@ class RiskPolicy:
             cooling_period=timedelta(seconds=declared.get("cooling_period_seconds", 0)),
             refuse_name_mismatch=declared.get("refuse_name_mismatch", False),
             hold_above_points=declared.get("hold_above_points"),
+            hold_expires_after=timedelta(
+                seconds=declared.get("hold_expires_after_seconds", HOLD_EXPIRES_AFTER.total_seconds())
+            ),
         )
 
 

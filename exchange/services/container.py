@@ -29,6 +29,7 @@ from exchange.members.consents import DebitConsents
 from exchange.observability.metrics import SagaFigures
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
+from exchange.retention import Retention
 from exchange.rewards.jobs import RedemptionJob
 from exchange.rewards.redemption import RedemptionSaga
 from exchange.sagas.engine import Saga
@@ -80,6 +81,7 @@ class Services:
     coalition: CoalitionService
     risk: RiskService
     webhooks: WebhookService
+    retention: Retention
 
     @property
     def sagas(self) -> list[Saga]:  # type: ignore[type-arg]
@@ -100,6 +102,7 @@ class Services:
                 settings.recovery_interval_seconds,
                 RecoveryWorker(self.conversions.saga).run_once,
             ),
+            PeriodicJob("held-conversion-expiry", settings.recovery_interval_seconds, self.risk.review.expire_due),
             PeriodicJob(
                 "status-match-expiry",
                 settings.status_match_expiry_interval_seconds,
@@ -110,6 +113,7 @@ class Services:
             PeriodicJob("settlement-jobs", settings.settlement_job_interval_seconds, self.settlement.run_jobs),
             PeriodicJob("webhooks", settings.webhook_interval_seconds, self.webhooks.deliver),
             PeriodicJob("coalition-expiry", settings.coalition_expiry_interval_seconds, self.coalition.run_once),
+            PeriodicJob("retention", settings.retention_interval_seconds, self.retention.run_once),
         ]
 
     async def aclose(self) -> None:
@@ -205,6 +209,7 @@ def build_services(
         risk=RiskService(db, HoldReview(db, conversion_saga, clock)),
         webhooks=WebhookService.for_settings(settings, db=db, clock=clock),
         coalition=CoalitionService(db, Ledger.for_settings(settings, clock), clock),
+        retention=Retention(db, clock, webhook_retention=timedelta(days=settings.webhook_retention_days)),
     )
 
 

@@ -17,6 +17,7 @@ from exchange.web import console, portal
 from exchange.web.access import Page
 from exchange.web.middleware import Sessions, WebMiddleware
 from exchange.web.partner import PartnerConsole
+from exchange.web.risk import RiskConsole
 from exchange.web.security import MEMBER_SESSION_COOKIE, SESSION_COOKIE, CookiePolicy
 from exchange.web.settlement import SettlementConsole
 from exchange.web.static import STATIC_PATH, StaticAssets
@@ -42,6 +43,7 @@ class WebFrontEnd:
         self.portal = portal.Portal(services=services, pages=self.pages, cookies=self.cookies)
         self.settlement = SettlementConsole(settlement=settlement, pages=self.pages)
         self.partner = PartnerConsole(services=services, pages=self.pages)
+        self.risk = RiskConsole(risk=services.risk, pages=self.pages)
 
     @classmethod
     def for_services(cls, services: Services) -> WebFrontEnd:
@@ -59,7 +61,7 @@ class WebFrontEnd:
             Mount(
                 console.CONSOLE_PATH,
                 app=self.guarded(
-                    self.console.routes() + self.settlement.routes() + self.partner.routes(),
+                    self.console.routes() + self.settlement.routes() + self.risk.routes() + self.partner.routes(),
                     sign_in_path=console.SIGN_IN_PATH,
                     layout=console.LAYOUT,
                 ),

@@ -83,6 +83,8 @@ class WebhookDelivery(SQLModel, table=True):
         UniqueConstraint("subscription_id", "sequence"),
         Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
         Index("ix_webhook_delivery_object", "subscription_id", "object", "status", "sequence"),
+        Index("ix_webhook_delivery_sequence", "sequence"),
+        Index("ix_webhook_delivery_ended", "status", "finished_at"),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigIdentity, primary_key=True, autoincrement=True))

@@ -43,6 +43,7 @@ def gateway_settings(gateway_settings: Settings) -> Settings:
             "settlement_job_interval_seconds": 0,
             "webhook_interval_seconds": 0,
             "batch_interval_seconds": 0,
+            "retention_interval_seconds": 0,
         }
     )
 

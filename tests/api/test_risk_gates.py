@@ -3,7 +3,8 @@ with sandbox partners on loopback: each refusal with its code and nothing change
 approved and one rejected by staff, and every decision in the log.
 
 The gateway loads the sample programs with ``[risk]`` sections added (the sample files declare
-none): happy-card refuses name mismatches, holds above 5,000 points and allows three
+none): happy-card refuses name mismatches, holds above 5,000 points (for two hours' review at
+most) and allows three
 conversions an hour per account; wallet-pay allows 3,000 points an hour per member;
 fresh-mart has a day's cooling period after linking.
 """
@@ -16,15 +17,20 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func
 from sqlmodel import select
 
 from exchange.auth.scopes import Role
+from exchange.pricing.models import LimitUsage
+from exchange.services.container import build_services
 from exchange.serving import free_port
 from exchange.settings import Settings
+from exchange.testing.clock import FrozenClock
 from exchange.testing.kit import ExchangeKit
 from exchange.testing.sandboxes import SandboxFleet
 from exchange.webhooks.models import WebhookEvent
@@ -37,6 +43,7 @@ RISK = {
 [risk]
 refuse_name_mismatch = true
 hold_above_points = 5000
+hold_expires_after_seconds = 7200
 
 [[risk.velocity]]
 per = "account"
@@ -318,6 +325,61 @@ async def test_a_rejected_hold_ends_failed_with_nothing_moved(
             await session.exec(select(WebhookEvent.type).where(WebhookEvent.object == f"conversion:{conversion_id}"))
         ).all()
     assert events == ["conversion.failed"]
+
+
+async def reserved(kit: ExchangeKit) -> int:
+    async with kit.db.transaction() as session:
+        return int((await session.exec(select(func.coalesce(func.sum(LimitUsage.used), 0)))).one())
+
+
+CONVERSION = """
+query($id: ID!) { conversion(id: $id) { status createdAt heldUntil failure { code message } } }
+"""
+
+
+async def test_a_hold_nobody_reviews_ends_failed_at_its_time_with_nothing_moved(
+    kit: ExchangeKit,
+    sandboxes: SandboxFleet,
+    alice: dict[str, str],
+    staff: str,
+    partner_base_urls: dict[str, str],
+) -> None:
+    before = await balances(sandboxes, "alice")
+    held = (await convert(kit, alice["happy-card"], "happy-card", "wallet-pay", 6000, "big")).json()["data"]
+    conversion_id = held["executeConversion"]["id"]
+    shown = (await kit.data(CONVERSION, alice["happy-card"], id=conversion_id))["conversion"]
+    held_until = datetime.fromisoformat(shown["heldUntil"])
+    assert held_until == datetime.fromisoformat(shown["createdAt"]) + timedelta(hours=2)  # as happy-card declares
+
+    async def expire_at(moment: datetime) -> int:
+        services = build_services(kit.settings, clock=FrozenClock(moment), partner_base_urls=partner_base_urls)
+        try:
+            return await services.risk.review.expire_due()
+        finally:
+            await services.aclose()
+
+    assert await reserved(kit) > 0  # its caps (the member's day and month, the budget) while it waits
+    assert await expire_at(held_until - timedelta(seconds=1)) == 0
+    assert (await kit.data(HELD, staff))["heldConversions"] == [
+        {"id": conversion_id, "status": "HELD", "pointsIn": 6000}
+    ]
+    assert await expire_at(held_until) == 1
+    assert await expire_at(held_until) == 0  # once
+
+    ended = (await kit.data(CONVERSION, alice["happy-card"], id=conversion_id))["conversion"]
+    assert (ended["status"], ended["failure"]["code"], ended["heldUntil"]) == ("FAILED", "HOLD_EXPIRED", None)
+    assert "not reviewed" in ended["failure"]["message"]
+    assert error_of(await kit.graphql(APPROVE, staff, id=conversion_id))["extensions"]["code"] == "NOT_HELD"
+    assert await balances(sandboxes, "alice") == before
+    assert await sandboxes["happy-card"].admin.operations() == []
+    logged = [(d["decision"], d["rule"], d["decidedBy"]) for d in await decisions(kit, staff, conversion=conversion_id)]
+    assert logged == [("REJECT", "HOLD_EXPIRED", None), ("HOLD", "HOLD_ABOVE", None)]
+    async with kit.db.transaction() as session:
+        events = (
+            await session.exec(select(WebhookEvent.type).where(WebhookEvent.object == f"conversion:{conversion_id}"))
+        ).all()
+    assert events == ["conversion.failed"]
+    assert await reserved(kit) == 0  # the caps it had reserved are given back
 
 
 def exchange_command(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:

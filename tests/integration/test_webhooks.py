@@ -1,7 +1,7 @@
 """Webhooks end to end: events written by the sagas with their change, delivered to a real
 receiver on loopback that fails and then recovers, signatures verified with the Standard
 Webhooks reference library, order per object kept, retries and dead-lettering on an
-injected clock, replay and secret rotation."""
+injected clock, replay and secret rotation, and the history's retention."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import col, select
 from standardwebhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
@@ -20,9 +21,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from exchange.conversions.models import Conversion
 from exchange.db.database import Database
 from exchange.errors import BadUserInput
+from exchange.pricing.models import Quote
 from exchange.programs.declarations import PartnersDirectory
+from exchange.retention import Pruned, Retention
 from exchange.services.webhooks import WebhookService
 from exchange.serving import RunningServer, free_port, serving
 from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
@@ -32,7 +36,13 @@ from exchange.tiers.expiry import MatchExpiry
 from exchange.webhooks.delivery import Dispatcher
 from exchange.webhooks.errors import SubscriptionNotFound
 from exchange.webhooks.events import Event, EventType
-from exchange.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEvent, WebhookSubscription
+from exchange.webhooks.models import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
 from exchange.webhooks.outbox import emit
 from exchange.webhooks.schedule import RetrySchedule
 from exchange.webhooks.subscriptions import SubscriptionDraft, WithSecret
@@ -379,3 +389,61 @@ async def test_two_workers_in_parallel_send_each_event_once_and_each_objects_eve
             "redemption.paid",
             "redemption.delivered",
         ]
+
+
+async def table_sizes(hooks: Hooks) -> dict[str, int]:
+    async with hooks.db.transaction() as session:
+        return {
+            model.__name__: len((await session.exec(select(model))).all())
+            for model in (Quote, Conversion, WebhookEvent, WebhookDelivery, WebhookAttempt)
+        }
+
+
+async def test_retention_prunes_what_is_past_its_keeping_and_keeps_the_rest(hooks: Hooks) -> None:
+    """Quotes nobody executed go a week after they expired; ended deliveries, with their
+    attempts and events, after the retention period; what a conversion used, and a delivery
+    still to be sent, stay (``exchange.retention``)."""
+    await hooks.subscribe(hooks.receiver.url("/a"), CONVERSION_TYPES)
+    await hooks.subscribe(hooks.receiver.url("/b"), CONVERSION_TYPES)
+    world = hooks.world
+    executed = await world.execute(await world.quote(1000), key="a")
+    await world.execute(await world.quote(1000, member="m2"), key="b", member="m2")
+    never_executed = await world.quote(1000)
+    await hooks.deliver_all()
+    start = hooks.clock.now()
+    async with hooks.db.transaction() as session:
+        ids = (await session.exec(select(WebhookDelivery.id).order_by(col(WebhookDelivery.id)))).all()
+        # one delivery dead-lettered, one replayed (pending again): only the first may go
+        await session.exec(update(WebhookDelivery).where(col(WebhookDelivery.id) == ids[0]).values(status="DEAD"))
+        await session.exec(
+            update(WebhookDelivery)
+            .where(col(WebhookDelivery.id) == ids[1])
+            .values(status=DeliveryStatus.PENDING.value, finished_at=None)
+        )
+    before = await table_sizes(hooks)
+    assert before == {"Quote": 3, "Conversion": 2, "WebhookEvent": 2, "WebhookDelivery": 4, "WebhookAttempt": 4}
+
+    def retention(days: float) -> Retention:
+        return Retention(hooks.db, FrozenClock(start + timedelta(days=days)), timedelta(days=90), batch=1)
+
+    assert await retention(6).run_once() == Pruned()
+    assert await retention(8).run_once() == Pruned(quotes=1)
+    async with hooks.db.transaction() as session:
+        assert await session.get(Quote, never_executed.id) is None
+        assert await session.get(Quote, executed.quote_id) is not None
+    assert await retention(89).run_once() == Pruned()
+
+    # Past 90 days: three ended deliveries and their attempts go; the replayed one, its
+    # attempt and its event stay, and so does every conversion and the quotes they used.
+    assert await retention(91).run_once() == Pruned(webhook_deliveries=3, webhook_attempts=3, webhook_events=1)
+    assert await table_sizes(hooks) == {
+        "Quote": 2,
+        "Conversion": 2,
+        "WebhookEvent": 1,
+        "WebhookDelivery": 1,
+        "WebhookAttempt": 1,
+    }
+    async with hooks.db.transaction() as session:
+        kept = await session.get(WebhookDelivery, ids[1])
+        assert kept is not None and kept.status == DeliveryStatus.PENDING
+    assert await retention(365).run_once() == Pruned()

@@ -251,3 +251,12 @@ def test_risk_gates_are_read_with_their_defaults(partners: Path) -> None:
     assert bank.risk is not None
     assert (bank.risk.hold_above_points, bank.risk.cooling_period_seconds, bank.risk.velocity) == (100000, 0, [])
     assert bank.risk.refuse_name_mismatch is False
+    assert bank.risk.hold_expires_after_seconds == 7 * 86400
+
+
+@pytest.mark.parametrize("seconds", ["60", "7776001", "3600.5", '"3600"'])
+def test_a_hold_review_time_out_of_bounds_is_refused(partners: Path, seconds: str) -> None:
+    with (partners / "harbor-bank.toml").open("a") as declaration:
+        declaration.write(f"\n[risk]\nhold_above_points = 100000\nhold_expires_after_seconds = {seconds}\n")
+    error = refusal(partners)
+    assert f"{partners / 'harbor-bank.toml'}: risk.hold_expires_after_seconds: " in str(error)

@@ -135,6 +135,7 @@ EXPECTED: dict[str, str] = {
             "createdAt",
             "updatedAt",
             "finishedAt",
+            "heldUntil",
             "fromProgram",
             "toProgram",
         )

@@ -153,6 +153,7 @@ def test_the_layers_name_every_package() -> None:
         "people",
         "pricing",
         "programs",
+        "retention",
         "rewards",
         "risk",
         "sagas",

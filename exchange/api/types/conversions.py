@@ -22,6 +22,7 @@ from exchange.api.permissions import (
 from exchange.api.types.money import Money
 from exchange.auth.scopes import Scope
 from exchange.conversions.models import Conversion as ConversionRow
+from exchange.conversions.models import ConversionStatus as RowStatus
 from exchange.money import Currency
 from exchange.pricing.models import Quote as QuoteRow
 from exchange.pricing.routes import legs_of
@@ -204,7 +205,8 @@ class ConversionFailure:
     description="Points moved from one program into another. PENDING while the partners are "
     "being asked; then COMPLETED, FAILED (nothing moved) or REVERSED (the debit was given back). "
     "HELD first if the source program's risk gates hold it for staff review: approved, it goes on; "
-    "rejected, it is FAILED (`failure.code` RISK_REJECTED)."
+    "rejected, it is FAILED (`failure.code` RISK_REJECTED); not reviewed by `heldUntil`, it is FAILED "
+    "(`failure.code` HOLD_EXPIRED)."
 )
 class Conversion:
     id: strawberry.ID
@@ -222,6 +224,9 @@ class Conversion:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    held_until: datetime | None = strawberry.field(
+        description="While HELD: when the hold ends FAILED (HOLD_EXPIRED) unless staff decide before; else null."
+    )
     member_id: strawberry.Private[str]
     from_program_id: strawberry.Private[str]
     to_program_id: strawberry.Private[str]
@@ -260,6 +265,7 @@ class Conversion:
             created_at=row.created_at,
             updated_at=row.updated_at,
             finished_at=row.finished_at,
+            held_until=row.next_attempt_at if row.status == RowStatus.HELD else None,
             member_id=row.member_id,
             from_program_id=row.from_program,
             to_program_id=row.to_program,

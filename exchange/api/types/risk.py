@@ -36,7 +36,7 @@ class RiskDecision:
     rule: str | None = strawberry.field(
         description="The rule that decided: an error code (`NAME_MISMATCH`, `COOLING_PERIOD`, "
         "`ACCOUNT_SUSPENDED`, ...), `VELOCITY_MEMBER`, `VELOCITY_ACCOUNT`, `HOLD_ABOVE`, "
-        "`STAFF_REVIEW`; null for an allow."
+        "`STAFF_REVIEW`, `HOLD_EXPIRED`; null for an allow."
     )
     reason: str
     member_id: strawberry.ID

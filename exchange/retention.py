@@ -1,0 +1,106 @@
+"""What the exchange forgets, and when: rows that only ever grow and that nothing reads after a
+while, deleted in batches by set-based statements (never a Python loop over rows).
+
+- **Quotes nobody executed**, a week after they expired (:data:`QUOTE_GRACE`). A quote a
+  conversion used is that conversion's price and stays with it; a pruned quote is
+  ``NOT_FOUND`` where it was ``QUOTE_EXPIRED``.
+- **Webhook history** older than ``EXCHANGE_WEBHOOK_RETENTION_DAYS``: deliveries that ended
+  (delivered, cancelled, or dead-lettered and not replayed since) with their attempts, then
+  events no delivery names any more. A dead letter is replayable for that long.
+
+Nothing that moves points or money is ever pruned: the ledger, conversions, redemptions,
+consents, settlement and the risk log are records, kept for good (or archived by period,
+``exchange ledger archive``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Delete, delete, exists, select
+from sqlalchemy.orm import Mapped
+from sqlmodel import SQLModel, col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.clock import Clock
+from exchange.conversions.models import Conversion
+from exchange.db.database import Database
+from exchange.pricing.models import Quote
+from exchange.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEvent
+
+#: How long after it expired an unexecuted quote is kept.
+QUOTE_GRACE = timedelta(days=7)
+#: Deliveries that will not be sent again unless someone replays them.
+ENDED = (DeliveryStatus.DELIVERED.value, DeliveryStatus.CANCELLED.value, DeliveryStatus.DEAD.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    quotes: int = 0
+    webhook_deliveries: int = 0
+    webhook_attempts: int = 0
+    webhook_events: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.quotes} quotes, {self.webhook_deliveries} webhook deliveries "
+            f"({self.webhook_attempts} attempts), {self.webhook_events} webhook events"
+        )
+
+
+@dataclass
+class Retention:
+    db: Database
+    clock: Clock
+    webhook_retention: timedelta
+    batch: int = 1000
+
+    async def run_once(self) -> Pruned:
+        """Delete what has passed its time, a batch per unit of work (short locks; a pass that
+        stops halfway leaves nothing inconsistent and the next one goes on)."""
+        now = self.clock.now()
+        webhooks_before = now - self.webhook_retention
+        ended = col(WebhookDelivery.status).in_(ENDED) & (col(WebhookDelivery.finished_at) < webhooks_before)
+        attempts = await self._prune(
+            WebhookAttempt,
+            col(WebhookAttempt.id),
+            exists().where(col(WebhookDelivery.id) == col(WebhookAttempt.delivery_id), ended),
+        )
+        deliveries = await self._prune(
+            WebhookDelivery,
+            col(WebhookDelivery.id),
+            ended & ~exists().where(col(WebhookAttempt.delivery_id) == col(WebhookDelivery.id)),
+        )
+        events = await self._prune(
+            WebhookEvent,
+            col(WebhookEvent.sequence),
+            col(WebhookEvent.fanned_out)
+            & (col(WebhookEvent.occurred_at) < webhooks_before)
+            & ~exists().where(col(WebhookDelivery.sequence) == col(WebhookEvent.sequence)),
+        )
+        quotes = await self._prune(
+            Quote,
+            col(Quote.id),
+            (col(Quote.expires_at) < now - QUOTE_GRACE) & ~exists().where(col(Conversion.quote_id) == col(Quote.id)),
+        )
+        return Pruned(quotes=quotes, webhook_deliveries=deliveries, webhook_attempts=attempts, webhook_events=events)
+
+    async def _prune(self, model: type[SQLModel], key: Mapped[Any], condition: ColumnElement[bool]) -> int:
+        """Delete the rows of ``model`` (primary key ``key``) that meet ``condition``, a batch per unit of work
+        until none is left; how many. The condition is checked again on each row the delete
+        locks (on PostgreSQL, a row changed meanwhile, say a dead letter replayed, is
+        re-read and kept)."""
+        statement = delete(model).where(key.in_(select(key).where(condition).limit(self.batch)), condition)
+        deleted = 0
+        while True:
+            async with self.db.transaction() as session:
+                count = await _delete(session, statement)
+            deleted += count
+            if count < self.batch:
+                return deleted
+
+
+async def _delete(session: AsyncSession, statement: Delete) -> int:
+    return int((await session.exec(statement)).rowcount)

@@ -1,0 +1,157 @@
+"""The risk review console against real sandbox partners: a member's conversion held by
+FreshMart's gate shows to settlement staff, who reject one (a reason required) and approve
+another over HTTP; partner staff are refused; the member's page says when the hold ends; and
+in a browser, on a phone in Traditional Chinese, staff reject one from the list."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import update
+from sqlmodel import col
+
+from exchange.auth.scopes import Role
+from exchange.db.database import Database
+from exchange.programs.models import Program
+from exchange.testing.databases import PostgresDatabases
+from tests.web.conftest import PHONE, Gateway, PortalGateway, open_context, run_async, start_gateway
+from tests.web.portal_flows import ask_quote, convert_form, csrf_token, sign_in
+from tests.web.portal_partners import PIN, running_partners, set_up_member_sign_in
+from tests.web.test_console_http import form_token, signed_in
+
+#: Conversions out of FreshMart above this many points wait for staff.
+HOLD_ABOVE = 2_000
+HELD_ROW = re.compile(r"<td>([0-9a-f-]{36})</td>")
+
+
+def held_ids(page: str) -> list[str]:
+    """The conversions the page lists as waiting (the decisions' table below it names some too)."""
+    return HELD_ROW.findall(page.split('id="decisions-heading"')[0])
+
+
+@pytest.fixture(scope="module")
+def holding_gateway(
+    postgres_databases: PostgresDatabases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PortalGateway]:
+    """A gateway of its own (the hold changes FreshMart for every test that converts out of it),
+    reading the catalog afresh on every use, with FreshMart's hold declared."""
+    with running_partners(tmp_path_factory.mktemp("risk-sandboxes"), ("fresh-mart", "formosa-air")) as partners:
+        for gateway in start_gateway(
+            postgres_databases, partner_base_urls=partners.fleet.base_urls, catalog_cache_seconds=0
+        ):
+            set_up_member_sign_in(partners, gateway.settings)
+            hold(gateway)
+            yield PortalGateway(gateway, partners)
+
+
+def hold(gateway: Gateway) -> None:
+    async def declare() -> None:
+        db = Database.from_url(gateway.settings.database_url)
+        try:
+            async with db.transaction() as session:
+                await session.exec(  # type: ignore[call-overload]
+                    update(Program)
+                    .where(col(Program.id) == "fresh-mart")
+                    .values(risk={"hold_above_points": HOLD_ABOVE, "hold_expires_after_seconds": 86400})
+                )
+        finally:
+            await db.dispose()
+
+    run_async(declare)
+
+
+def linked_member(portal: PortalGateway, client: httpx.Client) -> str:
+    """A member signed in through FreshMart (10,000 points), with a Formosa Air account linked."""
+    member_ref = portal.partners.new_member("fresh-mart", balance=10_000)
+    portal.partners.add_member("formosa-air", member_ref, balance=0)
+    sign_in(client, "fresh-mart", member_ref)
+    form = {"csrf_token": csrf_token(client, "/portal/"), "program": "formosa-air", "member_ref": member_ref}
+    assert client.post("/portal/accounts/link", data={**form, "verification": PIN}).status_code == 303
+    return member_ref
+
+
+def held_conversion(client: httpx.Client) -> str:
+    """Convert 3,000 FreshMart points of the signed-in member: held; the conversion's page."""
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 3_000)
+    converted = client.post(quote_page, data=convert_form(client, quote_page))
+    assert converted.status_code == 303, converted.text
+    return str(converted.headers["location"])
+
+
+def test_staff_reject_and_approve_held_conversions_and_partners_cannot(holding_gateway: PortalGateway) -> None:
+    partners, gateway = holding_gateway.partners, holding_gateway.gateway
+    with gateway.client() as member:
+        member_ref = linked_member(holding_gateway, member)
+        to_reject, to_approve = (held_conversion(member) for _ in range(2))
+        page = member.get(to_reject).text
+        assert "Your conversion is waiting for review" in page and "Decided by" in page
+    assert partners.balance("fresh-mart", member_ref) == 10_000  # nothing moved while held
+
+    with signed_in(gateway, gateway.person(Role.PARTNER, "fresh-mart")) as partner:
+        assert partner.get("/console/risk/").status_code == 403
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as staff:
+        listed = staff.get("/console/risk/")
+        assert listed.status_code == 200
+        held = held_ids(listed.text)
+        reject_id, approve_id = (path.rsplit("/", 1)[1] for path in (to_reject, to_approve))
+        assert held == [reject_id, approve_id]  # oldest first
+        token = form_token(staff, "/console/risk/")
+
+        no_reason = staff.post(f"/console/risk/{reject_id}/reject", data={"csrf_token": token, "reason": "  "})
+        assert no_reason.status_code == 400 and "reason must be 1 to 500 characters" in no_reason.text
+        no_token = staff.post(f"/console/risk/{reject_id}/reject", data={"reason": "stolen card"})
+        assert no_token.status_code == 403
+        assert held_ids(staff.get("/console/risk/").text) == held  # nothing changed
+
+        rejected = staff.post(f"/console/risk/{reject_id}/reject", data={"csrf_token": token, "reason": "stolen card"})
+        assert rejected.status_code == 303
+        after = staff.get(rejected.headers["location"]).text
+        assert f"Conversion {reject_id}: Rejected." in after and "stolen card" in html.unescape(after)
+        approved = staff.post(f"/console/risk/{approve_id}/approve", data={"csrf_token": token})
+        assert approved.status_code == 303
+        assert f"Conversion {approve_id}: Approved." in staff.get(approved.headers["location"]).text
+        assert held_ids(staff.get("/console/risk/").text) == []
+
+        again = staff.post(f"/console/risk/{reject_id}/approve", data={"csrf_token": token})
+        assert again.status_code == 409 and "not held" in again.text
+        assert staff.post("/console/risk/x%00y/approve", data={"csrf_token": token}).status_code == 400
+
+    assert partners.balance("fresh-mart", member_ref) == 10_000 - 3_000  # only the approved one moved
+    assert partners.balance("formosa-air", member_ref) > 0
+
+
+def test_staff_reject_a_held_conversion_on_a_phone_in_traditional_chinese(
+    holding_gateway: PortalGateway, browser: Browser, screenshot: Callable[[Page, str], Path]
+) -> None:
+    gateway = holding_gateway.gateway
+    with gateway.client() as member:
+        linked_member(holding_gateway, member)
+        conversion_id = held_conversion(member).rsplit("/", 1)[1]
+    person = gateway.person(Role.SETTLEMENT)
+    context = open_context(browser, gateway, locale="zh-TW", viewport=PHONE)
+    try:
+        page = context.new_page()
+        page.goto("/console/sign-in")
+        page.locator("#username").fill(person.username)
+        page.locator("#password").fill(person.password)
+        page.locator("#password").press("Enter")
+        page.get_by_role("link", name="風險審核").click()
+        expect(page.get_by_role("heading", name="等候審核的轉換")).to_be_visible()
+        row = page.locator("tr", has_text=conversion_id)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"the risk review scrolls sideways by {overflow} px on a phone"
+        screenshot(page, "held")
+        row.get_by_label(f"駁回 {conversion_id[:8]} 的原因").fill("卡片掛失")
+        row.get_by_role("button", name=f"駁回 {conversion_id[:8]}").click()
+        expect(page.get_by_role("status")).to_have_text(f"轉換 {conversion_id}：駁回。")
+        expect(page.locator("tr", has_text=conversion_id).first).to_contain_text("卡片掛失")
+        screenshot(page, "rejected")
+        assert page.evaluate("window.__cspViolations") == []
+    finally:
+        context.close()
