@@ -468,7 +468,9 @@ def settle_close(previous: bool, period: str | None) -> None:
     )
     money = report.currency.from_minor
     click.echo(f"period {report.period}: {report.status}")
-    click.echo(f"{'participant':<20} {'opening':>16} {'payable':>16} {'receivable':>16} {'net':>16} {'closing':>16}")
+    code = report.currency.code
+    headings = (f"{name} ({code})" for name in ("opening", "payable", "receivable", "net", "closing"))
+    click.echo(f"{'participant':<20} " + " ".join(f"{heading:>16}" for heading in headings))
     for p in report.positions:
         click.echo(
             f"{p.participant:<20} {money(p.opening):>16} {money(p.payable):>16} {money(p.receivable):>16} "
@@ -527,17 +529,20 @@ def settle_breaks(partner: str, unresolved: bool, period: str) -> None:
     """List the breaks of the partner's current reconciliation of PERIOD, with how each was
     resolved: the ids `exchange settle resolve --break` takes."""
 
-    async def breaks(services: Services) -> list[BreakView]:
+    async def breaks(services: Services) -> tuple[str, list[BreakView]]:
         current = await services.settlement.reconciliation(partner, period)
         found: list[BreakView] = []
         while page := await services.settlement.breaks(
             current.reconciliation, unresolved_only=unresolved, after=found[-1].row.id if found else None
         ):
             found += page
-        return found
+        return current.currency.code, found
 
-    views = with_services(breaks)
-    click.echo(f"{'break':>8} {'kind':<20} {'line':>6} {'partner':>14} {'ledger':>14} {'resolution':<14} reference")
+    code, views = with_services(breaks)
+    click.echo(
+        f"{'break':>8} {'kind':<20} {'line':>6} {f'partner ({code})':>14} {f'ledger ({code})':>14} "
+        f"{'resolution':<14} reference"
+    )
     for view in views:
         row, money = view.row, view.currency.from_minor
         amounts = ["" if amount is None else str(money(amount)) for amount in (row.partner_amount, row.ledger_amount)]

@@ -65,6 +65,9 @@ async def test_close_prints_positions_and_the_saving_and_is_repeatable(october: 
     assert closed.returncode == 0, closed.stderr
     lines = closed.stdout.splitlines()
     assert lines[0] == "period 2026-10: CLOSED"
+    assert " ".join(lines[1].split()) == (
+        "participant opening (TWD) payable (TWD) receivable (TWD) net (TWD) closing (TWD)"
+    ), "amounts name their currency"
     assert [line.split()[0::5] for line in lines[2:6]] == [
         ["EXCHANGE", "2.00"],
         ["formosa-air", "15.00"],
@@ -128,6 +131,8 @@ async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
         "MISSING_IN_PARTNER": "0",
     }
     assert "2 breaks to resolve" in result.stdout
+    listed = run("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october).stdout.splitlines()
+    assert "partner (TWD)" in listed[0] and "ledger (TWD)" in listed[0], "amounts name their currency"
 
     records.write_text("reference,amount\nconversion:c1,98.00\nconversion:c2,9.999\n")
     refused = run("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october)
