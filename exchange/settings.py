@@ -245,6 +245,12 @@ class Settings(BaseSettings):
         description="How often each gateway process prunes what is past its keeping (0: never; `exchange prune` "
         "then does it).",
     )
+    webhook_max_subscriptions: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Most live webhook subscriptions a partner (or the staff tools together) may hold.",
+    )
     max_query_depth: int = Field(default=10, ge=1, description="Deepest GraphQL selection a request may nest.")
     max_query_tokens: int = Field(default=2000, ge=1, description="Most tokens a GraphQL document may hold.")
     max_query_aliases: int = Field(default=15, ge=1, description="Most aliases a GraphQL document may use.")

@@ -114,6 +114,7 @@ async def program_client(session: AsyncSession, program_id: str, client_id: str)
 
 
 async def delete_client(session: AsyncSession, client: OAuthClient) -> None:
-    """No token is issued to ``client`` any more (those issued expire with their lifetime)."""
+    """No token is issued to ``client`` any more, and those issued to it (member tokens it
+    obtained too) are refused from now on (:class:`~exchange.auth.tokens.TokenVerifier`)."""
     await session.delete(client)
     await session.flush()

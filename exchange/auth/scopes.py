@@ -33,6 +33,9 @@ class Scope(StrEnum):
     MEMBER_READ = "member:read"
     #: the member's quotes, conversions, status matches and redemptions
     MEMBER_WRITE = "member:write"
+    #: spending the member's coalition points (with ``member:write``): they are the exchange's,
+    #: no partner's assertion answers for them, so a token carries this authority by name
+    MEMBER_COALITION = "member:coalition"
     #: periods, every partner's positions and statements, reconciliation
     SETTLEMENT_READ = "settlement:read"
     #: closing periods, importing records, resolving breaks, signing off

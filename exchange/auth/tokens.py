@@ -33,7 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth.errors import InvalidAccessToken
 from exchange.auth.keys import ALGORITHM, SigningKeys, is_published
-from exchange.auth.models import RevokedToken, SigningKey
+from exchange.auth.models import OAuthClient, RevokedToken, SigningKey
 from exchange.auth.principal import Principal
 from exchange.auth.scopes import InvalidScope, Role, Scope, parse_scopes, scope_text
 from exchange.clock import Clock
@@ -133,10 +133,12 @@ _CLAIM_PROBLEMS = {
 }
 
 
-#: Whether token ``jti`` is revoked, and whether key ``kid`` is published at ``now``; built once.
+#: Whether token ``jti`` is revoked, whether key ``kid`` is published at ``now``, and whether the
+#: client it was issued to still exists; built once.
 _STANDING = select(
     exists().where(col(RevokedToken.jti) == bindparam("jti")),
     exists().where(col(SigningKey.kid) == bindparam("kid"), is_published(bindparam("now"))),  # type: ignore[arg-type]
+    exists().where(col(OAuthClient.client_id) == bindparam("client_id")),
 )
 
 
@@ -181,16 +183,25 @@ class TokenVerifier:
         return verified
 
     async def _check_standing(self, verified: VerifiedToken, session: AsyncSession) -> None:
-        """Refuse a token that has been revoked, or whose signing key has been withdrawn
-        (retired past its ``publish_until``, or removed). One query, on every request, so
-        either holds at once on every replica: neither the verified-token cache nor the
-        process's copy of the keys (re-read every minute) lets such a token through."""
-        params = {"jti": verified.principal.token_id, "kid": verified.key_id, "now": self._clock.now()}
-        is_revoked, key_published = (await session.exec(_STANDING, params=params)).one()
+        """Refuse a token that has been revoked, whose signing key has been withdrawn (retired
+        past its ``publish_until``, or removed), or whose client has been deleted (revoked in
+        the console or the CLI: its tokens, and the member tokens it obtained, end with it).
+        One query, on every request, so each holds at once on every replica: neither the
+        verified-token cache nor the process's copy of the keys (re-read every minute) lets
+        such a token through."""
+        params = {
+            "jti": verified.principal.token_id,
+            "kid": verified.key_id,
+            "now": self._clock.now(),
+            "client_id": verified.principal.client_id,
+        }
+        is_revoked, key_published, client_exists = (await session.exec(_STANDING, params=params)).one()
         if is_revoked:
             raise InvalidAccessToken("the token has been revoked")
         if not key_published:
             raise InvalidAccessToken(NOT_SIGNED_BY_A_PUBLISHED_KEY)
+        if not client_exists:
+            raise InvalidAccessToken("the client this token was issued to has been revoked")
 
     async def _verify_signed(self, token: str, session: AsyncSession | None) -> VerifiedToken:
         """Signature by a published key, header and RFC 9068 claims (not revocation)."""

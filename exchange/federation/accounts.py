@@ -10,6 +10,10 @@ activity markers, which the database moves: ``member.activity`` whenever one of 
 sagas — a conversion, a redemption, a status match — finishes a run (balances are stale then),
 ``member.tier_activity`` whenever a status match does (tiers are stale then). The markers are
 read with the member's links, in the same statement.
+
+Lookups of one account under the same markers that are in flight at once share one call to
+the partner: a document that repeats ``me { accounts }`` under many aliases (or requests
+arriving together) costs each partner one call, not one per alias.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ class Federation:
         self.connector_for = connector_for
         self.catalog = catalog
         self.cache = SnapshotCache(balance_ttl=balance_ttl, tier_ttl=tier_ttl, timer=timer)
+        self._fetching: dict[tuple[tuple[str, str], ActivityMarkers], asyncio.Future[MemberAccount]] = {}
 
     async def accounts(
         self,
@@ -155,11 +160,30 @@ class Federation:
         account = self.cache.tier(key, activity) if for_tiers else self.cache.balance(key, activity)
         if account is None:
             try:
-                account = await self.connector_for(program).account(link.member_ref)
+                account = await self._fetch(key, program, link.member_ref, activity)
             except PartnerError as error:
                 return AccountView(link, program, None, None, error)
             self.cache.put(key, account, activity)
         return AccountView(link, program, account, levels.get(account.tier), None)
+
+    async def _fetch(
+        self, key: tuple[str, str], program: Program, member_ref: str, activity: ActivityMarkers
+    ) -> MemberAccount:
+        """The partner's answer for one account: the call already in flight for it under the
+        same markers, if any (a later marker never joins an earlier call's answer), else a new
+        one. A waiter that is cancelled leaves the call to the others."""
+        flight = (key, activity)
+        call = self._fetching.get(flight)
+        if call is None:
+            call = asyncio.ensure_future(self.connector_for(program).account(member_ref))
+            self._fetching[flight] = call
+            call.add_done_callback(lambda done: self._landed(flight, done))
+        return await asyncio.shield(call)
+
+    def _landed(self, flight: tuple[tuple[str, str], ActivityMarkers], call: asyncio.Future[MemberAccount]) -> None:
+        self._fetching.pop(flight, None)
+        if not call.cancelled():
+            call.exception()  # retrieved, also when every waiter was cancelled
 
     async def link(
         self,

@@ -8,7 +8,11 @@ points, and used once. Reading is not spending: any linked partner's token shows
 view, quotes, redemption prices and status-match previews, and links accounts.
 
 The coalition point is the exception: the exchange holds it for the member, no partner does,
-so any member token of theirs spends it (``DebitAuthority.exchange_held``).
+so no partner's assertion answers for it. A token spends it only if it carries the scope
+``member:coalition`` (``DebitAuthority.spends_exchange_held``): a partner asks for it by
+name, or leaves it out (``scope=member:read member:write``) so that its member tokens never
+move the member's coalition points; a portal session, the member at the exchange itself,
+holds it.
 
 Without the rule, a partner could mint tokens that convert its members' points held at other
 programs into its own, and be paid for them at settlement.
@@ -29,6 +33,8 @@ class Refusal(StrEnum):
 
     #: The token was asserted by another program, and the request presented no consent.
     NOT_ASSERTED = "NOT_ASSERTED"
+    #: Points the exchange holds (the coalition point), under a token without ``member:coalition``.
+    SCOPE_MISSING = "SCOPE_MISSING"
     #: No consent has the presented secret (never given, or forgotten a day after it expired).
     CONSENT_UNKNOWN = "CONSENT_UNKNOWN"
     CONSENT_OTHER_MEMBER = "CONSENT_OTHER_MEMBER"
@@ -41,6 +47,8 @@ class Refusal(StrEnum):
 _MESSAGES = {
     Refusal.NOT_ASSERTED: "points held at {program} are spent only under {program}'s authority: "
     "use a member token {program} asserted, or a consent given through it (authorizeDebit)",
+    Refusal.SCOPE_MISSING: "{program} points are the exchange's: they are spent only under a token "
+    "with the scope member:coalition",
     Refusal.CONSENT_UNKNOWN: "no consent to debit {program} has this id",
     Refusal.CONSENT_OTHER_MEMBER: "this consent was given by another member",
     Refusal.CONSENT_OTHER_PROGRAM: "this consent is for another program's points, not {program}'s",
@@ -70,12 +78,14 @@ class DebitAuthority:
     token, and the secret of a consent the request presents (if any).
 
     ``exchange_held`` names the programs whose points the exchange itself holds for the member
-    (the coalition point): no partner holds them, so any token of the member's spends them.
+    (the coalition point): no partner holds them, so a token spends them only if it carries
+    the scope ``member:coalition`` (``spends_exchange_held``).
     """
 
     asserted_by: str
     consent: str | None = None
     exchange_held: frozenset[str] = frozenset()
+    spends_exchange_held: bool = False
 
 
 def require_own_assertion(asserted_by: str, program: str, *, field: str) -> None:
@@ -86,10 +96,14 @@ def require_own_assertion(asserted_by: str, program: str, *, field: str) -> None
 
 def require_authority(authority: DebitAuthority, program: str, *, field: str) -> None:
     """Refuse at once a debit of ``program`` that can have no authority: a token another program
-    asserted, and no consent (points the exchange holds itself need neither). A presented
+    asserted, and no consent (points the exchange holds itself need neither, but the scope
+    ``member:coalition``). A presented
     consent is checked where it is used (:func:`consent_refusal`, in the unit of work that
     records the debit)."""
-    if authority.consent is None and program not in authority.exchange_held:
+    if program in authority.exchange_held:
+        if not authority.spends_exchange_held:
+            raise AuthorityRequired(program, Refusal.SCOPE_MISSING, field=field)
+    elif authority.consent is None:
         require_own_assertion(authority.asserted_by, program, field=field)
 
 

@@ -165,8 +165,10 @@ async def list_programs(session: AsyncSession) -> Sequence[Program]:
     return (await session.exec(select(Program).order_by(Program.id))).all()
 
 
-async def get_program(session: AsyncSession, program_id: str, *, field: str = "id") -> Program:
-    program = await session.get(Program, program_id)
+async def get_program(session: AsyncSession, program_id: str, *, field: str = "id", lock: bool = False) -> Program:
+    """The program, else :class:`ProgramNotFound` naming ``field``; ``lock``: its row locked
+    until the unit of work ends (to serialize changes counted per program)."""
+    program = await session.get(Program, program_id, with_for_update=lock)
     if program is None:
         raise ProgramNotFound(program_id, field=field)
     return program

@@ -56,7 +56,7 @@ class AccessService:
             return ClientCredentials(client, await clients.reset_client_secret(session, client.client_id))
 
     async def revoke_program_client(self, program_id: str, client_id: str) -> OAuthClient:
-        """Delete one of ``program_id``'s own clients: no new token for it; the client removed."""
+        """Delete one of ``program_id``'s own clients: no new token for it, and its tokens end."""
         async with self.db.transaction() as session:
             client = await clients.program_client(session, program_id, client_id)
             await clients.delete_client(session, client)

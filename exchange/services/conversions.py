@@ -14,12 +14,11 @@ from exchange.conversions.models import Conversion
 from exchange.conversions.quoting import PricedQuote, Quoting
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest
 from exchange.db.database import Database
-from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
 from exchange.pricing.models import Quote
 from exchange.risk.decisions import GateRefusal, record_refusal
 from exchange.sagas.recovery import RecoveryWorker
-from exchange.services.requests import idempotency_key, member_of
+from exchange.services.requests import debit_authority, idempotency_key, member_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +56,15 @@ class ConversionService:
         """Run the caller's quote as a conversion, as far as it goes now; the same ``key``
         returns the same conversion. The source program's points are debited only under its
         authority: the caller's token asserted by it, or ``consent`` given through it. The saga
-        reads the quote and the member's links in the statement that starts it. Coalition points
-        need no partner's authority: the exchange holds them for the member."""
+        reads the quote and the member's links in the statement that starts it.
+        Coalition points need no partner's authority (the exchange holds them for the member),
+        but a token with ``member:coalition``."""
         loaded = await self.saga.catalog.get()
         request = ExecuteRequest(
             member_id=member_of(caller),
             quote_id=quote_id,
             idempotency_key=idempotency_key(key),
-            authority=DebitAuthority(
-                asserted_by=str(caller.asserted_by), consent=consent, exchange_held=loaded.exchange_held
-            ),
+            authority=debit_authority(caller, consent, loaded.exchange_held),
         )
         try:
             return await self.saga.execute(request)

@@ -1,10 +1,14 @@
 """What several services check of a request before any work: who the caller is, a page size,
-an idempotency key."""
+an idempotency key, the authority a member's debit carries."""
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 from exchange.auth.principal import Principal
+from exchange.auth.scopes import Scope
 from exchange.errors import BadUserInput, Forbidden
+from exchange.members.authority import DebitAuthority
 from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
 from exchange.text import text_problem
 
@@ -36,3 +40,15 @@ def idempotency_key(key: str) -> str:
     if problem := text_problem(key, IDEMPOTENCY_KEY_LENGTH, min_length=1, printable=True):
         raise BadUserInput(f"idempotencyKey {problem}", field="idempotencyKey")
     return key
+
+
+def debit_authority(caller: Principal, consent: str | None, exchange_held: Set[str]) -> DebitAuthority:
+    """What the caller's request may debit (:mod:`exchange.members.authority`): the program
+    that asserted its token, the consent it presents, and the points the exchange holds
+    (``exchange_held``) only if its token carries ``member:coalition``."""
+    return DebitAuthority(
+        asserted_by=str(caller.asserted_by),
+        consent=consent,
+        exchange_held=frozenset(exchange_held),
+        spends_exchange_held=Scope.MEMBER_COALITION in caller.scopes,
+    )

@@ -10,7 +10,6 @@ from decimal import Decimal
 from exchange.auth.principal import Principal
 from exchange.clock import Clock
 from exchange.db.database import Database
-from exchange.members.authority import DebitAuthority
 from exchange.programs import service as programs
 from exchange.programs.catalog import CatalogCache
 from exchange.rewards import catalog, redemption
@@ -18,7 +17,7 @@ from exchange.rewards.catalog import RewardDraft
 from exchange.rewards.errors import NotYourReward
 from exchange.rewards.models import Redemption, Reward
 from exchange.rewards.redemption import RedeemRequest, RedemptionQuote, RedemptionSaga
-from exchange.services.requests import idempotency_key, member_of, page_size, program_of
+from exchange.services.requests import debit_authority, idempotency_key, member_of, page_size, program_of
 
 MAX_PAGE = 200
 
@@ -82,9 +81,7 @@ class RewardService:
                 reward_id=reward_id,
                 pay_with=pay_with,
                 idempotency_key=idempotency_key(key),
-                authority=DebitAuthority(
-                    asserted_by=str(caller.asserted_by), consent=consent, exchange_held=loaded.exchange_held
-                ),
+                authority=debit_authority(caller, consent, loaded.exchange_held),
             )
         )
 

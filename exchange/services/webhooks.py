@@ -32,6 +32,7 @@ class WebhookService:
     key_secret: str
     production: bool
     rotation_overlap: timedelta
+    max_subscriptions: int
 
     @classmethod
     def for_settings(cls, settings: Settings, *, db: Database, clock: Clock) -> WebhookService:
@@ -51,16 +52,24 @@ class WebhookService:
                 timeout=settings.webhook_timeout_seconds,
                 concurrency=settings.webhook_concurrency,
                 draw=random.SystemRandom().random,
+                public_only=settings.environment == "production",
             ),
             key_secret=key_secret,
             production=settings.environment == "production",
             rotation_overlap=timedelta(hours=settings.webhook_secret_overlap_hours),
+            max_subscriptions=settings.webhook_max_subscriptions,
         )
 
     async def create(self, draft: SubscriptionDraft, *, by: str) -> WithSecret:
         async with self.db.transaction() as session:
             return await subscriptions.create(
-                session, draft, production=self.production, key_secret=self.key_secret, by=by, now=self.clock.now()
+                session,
+                draft,
+                production=self.production,
+                key_secret=self.key_secret,
+                by=by,
+                now=self.clock.now(),
+                limit=self.max_subscriptions,
             )
 
     async def subscriptions(

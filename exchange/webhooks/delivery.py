@@ -41,6 +41,7 @@ from exchange.clock import Clock
 from exchange.db import dialects
 from exchange.db.database import Database
 from exchange.webhooks import signing
+from exchange.webhooks.egress import public_only_transport
 from exchange.webhooks.models import (
     DeliveryStatus,
     WebhookAttempt,
@@ -101,6 +102,8 @@ class Dispatcher:
     concurrency: int = 8
     draw: Callable[[], float] = random.random
     """The jitter's random source (tests pass a fixed one)."""
+    public_only: bool = False
+    """Connect to public addresses only, wherever a URL's host name leads (production)."""
     _http: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
 
     @property
@@ -116,9 +119,11 @@ class Dispatcher:
     @property
     def http(self) -> httpx.AsyncClient:
         """One client for every pass (its TLS context and connections are reused); redirects
-        are not followed: a subscription's URL is the only place its events go."""
+        are not followed: a subscription's URL is the only place its events go. With
+        ``public_only``, no connection goes to a non-public address (:mod:`.egress`)."""
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+            transport = public_only_transport() if self.public_only else None
+            self._http = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, transport=transport)
         return self._http
 
     async def aclose(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exchange.errors import BadUserInput, NotFound
+from exchange.errors import BadUserInput, ErrorCode, ExchangeError, NotFound
 
 
 class BadWebhookURL(BadUserInput):
@@ -21,4 +21,17 @@ class DeliveryNotFound(NotFound):
     def __init__(self, delivery_id: int) -> None:
         super().__init__(
             f"this subscription has no delivered or dead-lettered delivery with id {delivery_id}", field="deliveryIds"
+        )
+
+
+class TooManySubscriptions(ExchangeError):
+    """A subscription past the most one owner may hold: every event is delivered once per
+    subscription, so without a bound one partner could multiply the exchange's deliveries (to
+    any public URL) and crowd out every other partner's."""
+
+    code = ErrorCode.LIMIT_EXCEEDED
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"at most {limit} live webhook subscriptions: delete one first", field="input", limit="subscriptions"
         )

@@ -13,14 +13,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.errors import BadUserInput
 from exchange.programs import service as programs
 from exchange.webhooks import signing
-from exchange.webhooks.errors import DeliveryNotFound, SubscriptionNotFound
+from exchange.webhooks.errors import DeliveryNotFound, SubscriptionNotFound, TooManySubscriptions
 from exchange.webhooks.events import EventType
 from exchange.webhooks.models import (
     DESCRIPTION_LENGTH,
@@ -72,14 +72,36 @@ def check_event_types(names: Sequence[str]) -> list[str]:
 
 
 async def create(
-    session: AsyncSession, draft: SubscriptionDraft, *, production: bool, key_secret: str, by: str, now: datetime
+    session: AsyncSession,
+    draft: SubscriptionDraft,
+    *,
+    production: bool,
+    key_secret: str,
+    by: str,
+    now: datetime,
+    limit: int,
 ) -> WithSecret:
+    """A new subscription and its secret; one past the ``limit`` live subscriptions of its
+    owner (the program, or the staff tools) is :class:`TooManySubscriptions`. A partner's
+    program row is locked while counting, so two at once cannot both take its last place."""
     url = check_url(draft.url, production=production)
     event_types = check_event_types(draft.event_types)
     if len(draft.description) > DESCRIPTION_LENGTH:
         raise BadUserInput(f"at most {DESCRIPTION_LENGTH} characters", field="description")
     if draft.program_id is not None:
-        await programs.get_program(session, draft.program_id, field="programId")
+        await programs.get_program(session, draft.program_id, field="programId", lock=True)
+    live = await session.exec(
+        select(func.count())
+        .select_from(WebhookSubscription)
+        .where(
+            col(WebhookSubscription.program_id).is_(None)
+            if draft.program_id is None
+            else col(WebhookSubscription.program_id) == draft.program_id,
+            col(WebhookSubscription.deleted_at).is_(None),
+        )
+    )
+    if live.one() >= limit:
+        raise TooManySubscriptions(limit)
     subscription_id = str(uuid.uuid4())
     secret = signing.new_secret()
     row = WebhookSubscription(

@@ -7,30 +7,64 @@ The rule, in order (the first broken one is reported, by name, as ``extensions.r
 * ``https-required``: ``https://``; in development (``EXCHANGE_ENVIRONMENT`` other than
   ``production``) also ``http://`` to a loopback host (``localhost``, ``127.0.0.0/8``, ``::1``),
   for tests and the demo;
-* ``public-host`` (production only): not ``localhost`` nor an IP address that is loopback,
-  private, link-local, reserved or multicast: the exchange must not be made to call into its
-  own network. Names are not resolved here; see docs/WEBHOOKS.md.
+* ``public-host`` (production only): not ``localhost`` nor an IP address that is not public
+  (:func:`is_public`): the exchange must not be made to call into its own network. An address
+  counts in every form the system's resolver reads as one (``2130706433``, ``0x7f.1``,
+  ``127.1`` are 127.0.0.1). Names are not resolved here: the delivery worker checks where a
+  name leads each time it connects (:mod:`exchange.webhooks.egress`).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 from urllib.parse import urlsplit
 
 from exchange.webhooks.errors import BadWebhookURL
 from exchange.webhooks.models import URL_LENGTH
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: RFC 6052's well-known NAT64 prefix: its addresses lead to the IPv4 address in their last 32 bits.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
-def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+
+def host_address(host: str) -> Address | None:
+    """The IP address ``host`` is, in any form the system's resolver takes as an address
+    (``inet_aton``'s too: ``2130706433``, ``0x7f.1``, ``127.1``); ``None`` for a name."""
     try:
         return ipaddress.ip_address(host)
     except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, ValueError):
         return None
+
+
+def is_public(address: Address) -> bool:
+    """Whether ``address`` is on the public internet: globally routable unicast (not loopback,
+    private, link-local, shared 100.64/10, reserved, ...), also for an IPv4 address inside an
+    IPv6 one (mapped, 6to4, NAT64)."""
+    if address.is_multicast or not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = address.ipv4_mapped or address.sixtofour
+        if inner is None and address in NAT64:
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        return inner is None or is_public(inner)
+    return True
 
 
 def is_loopback(host: str) -> bool:
     address = _ip(host)
     return host == "localhost" or (address is not None and address.is_loopback)
+
+
+def _ip(host: str) -> Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
 
 
 def check_url(url: str, *, production: bool) -> str:
@@ -52,21 +86,8 @@ def check_url(url: str, *, production: bool) -> str:
     if scheme != "https" and not (scheme == "http" and not production and is_loopback(host)):
         rule = "https:// is required" + ("" if production else " (http:// only to a loopback host in development)")
         raise BadWebhookURL(rule, "https-required")
-    address = _ip(host)
-    if production and (
-        host == "localhost"
-        or (
-            address is not None
-            and (
-                address.is_loopback
-                or address.is_private
-                or address.is_link_local
-                or address.is_reserved
-                or address.is_multicast
-                or address.is_unspecified
-            )
-        )
-    ):
+    address = host_address(host)
+    if production and (host == "localhost" or (address is not None and not is_public(address))):
         raise BadWebhookURL(
             "in production the URL's host must be public, not a local or private address", "public-host"
         )

@@ -119,3 +119,25 @@ async def test_only_the_member_sees_their_expiring_coalition_points(kit: Exchang
     partner = await kit.partner_token("wallet-pay")
     body = (await kit.graphql("{ me { expiringPoints { points } } }", partner)).json()
     assert body["errors"][0]["extensions"]["code"] in {"FORBIDDEN", "UNAUTHENTICATED"}
+
+
+async def test_a_token_without_the_coalition_scope_earns_coalition_points_but_cannot_spend_them(
+    kit: ExchangeKit,
+) -> None:
+    assertion = await kit.assertion("wallet-pay", "carol")
+    response = await kit.request_member_token(assertion, scope="member:read member:write")
+    carol = str(response.json()["access_token"])
+    quote = (await kit.data(QUOTE, carol, **{"from": "wallet-pay", "to": "coalition", "points": 1000}))["createQuote"]
+    earned = (await kit.data(EXECUTE, carol, quote=quote["id"], key="earn"))["executeConversion"]
+    assert earned["status"] == "COMPLETED"
+
+    out = (await kit.data(QUOTE, carol, **{"from": "coalition", "to": "wallet-pay", "points": 100}))["createQuote"]
+    refusals = [
+        (await kit.graphql(EXECUTE, carol, quote=out["id"], key="spend")).json(),
+        (await kit.graphql(REDEEM, carol, reward="fresh-mart-coupon-100", pay="coalition", key="pay")).json(),
+    ]
+    for body in refusals:
+        [error] = body["errors"]
+        assert error["extensions"]["code"] == "AUTHORITY_REQUIRED"
+        assert (error["extensions"]["program"], error["extensions"]["reason"]) == ("coalition", "SCOPE_MISSING")
+    assert await coalition_balance(kit, carol) == earned["pointsOut"]

@@ -156,3 +156,16 @@ async def test_a_conversion_keeps_the_tiers_the_next_quote_prices_on(
     await partner_sets_tier(fleet["harbor-bank"], "bob", "Infinite")
     assert (await kit.data(quote, bob))["createQuote"]["breakdown"] == {"memberLevel": 2}
     assert (await accounts(kit, bob))["harbor-bank"][1] == "Infinite"  # balances are asked again
+
+
+async def test_a_document_repeating_the_federated_view_under_aliases_asks_each_partner_once(
+    kit: ExchangeKit, bob: str, fleet: SandboxFleet
+) -> None:
+    aliases = " ".join(f"v{n}: me {{ accounts {{ balance }} }}" for n in range(12))
+    before = len(await fleet["harbor-bank"].admin.trace_headers())
+    views = await kit.data(f"{{ {aliases} }}", bob)
+    assert len({str(view) for view in views.values()}) == 1
+    asked = (await fleet["harbor-bank"].admin.trace_headers())[before:]
+    assert [request for request in asked if "/members/" in request["path"]] == [
+        {"method": "GET", "path": "/members/bob", "traceparent": None}
+    ]

@@ -82,7 +82,7 @@ async def test_a_partner_registers_its_key_then_obtains_a_member_token_with_auth
                 "query": "{ me { id linkedAccounts { memberRef establishedBy program { id } } } viewer { role memberId scopes } }"
             },
         )
-        assert member.token["scope"] == "member:read member:write"
+        assert member.token["scope"] == "member:coalition member:read member:write"
     data = response.json()["data"]
     member_id = data["viewer"]["memberId"]
     assert data["me"]["linkedAccounts"] == [  # the coalition point's account every member has, then the asserted one
@@ -92,5 +92,5 @@ async def test_a_partner_registers_its_key_then_obtains_a_member_token_with_auth
     assert data["viewer"] == {
         "role": "MEMBER",
         "memberId": data["me"]["id"],
-        "scopes": ["member:read", "member:write"],
+        "scopes": ["member:coalition", "member:read", "member:write"],
     }

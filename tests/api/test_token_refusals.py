@@ -34,16 +34,18 @@ async def signing_key(kit: ExchangeKit, gateway: str) -> RSAKey:
 
 
 @pytest.fixture
-def forge(kit: ExchangeKit, signing_key: RSAKey) -> Forge:
+async def forge(kit: ExchangeKit, signing_key: RSAKey) -> Forge:
+    client_id = (await kit.new_client(Role.ADMIN)).client.client_id  # a token's client must exist
+
     def make(*, key: Any = signing_key, header: dict[str, Any] | None = None, **claims: Any) -> str:
         now = datetime.now(UTC)
         payload = access_token_claims(
             issuer=kit.settings.issuer_url,
             audience=kit.settings.audience,
-            client_id="admin-forged",
+            client_id=client_id,
             role=Role.ADMIN,
             scopes=frozenset({Scope.ADMIN_READ}),
-            subject="admin-forged",
+            subject=client_id,
             now=now,
             lifetime=timedelta(minutes=5),
         )

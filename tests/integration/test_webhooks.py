@@ -34,7 +34,7 @@ from exchange.testing.clock import FrozenClock
 from exchange.testing.sandboxes import SandboxFleet
 from exchange.tiers.expiry import MatchExpiry
 from exchange.webhooks.delivery import Dispatcher
-from exchange.webhooks.errors import SubscriptionNotFound
+from exchange.webhooks.errors import SubscriptionNotFound, TooManySubscriptions
 from exchange.webhooks.events import Event, EventType
 from exchange.webhooks.models import (
     DeliveryStatus,
@@ -134,6 +134,7 @@ def service_for(
         key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET,
         production=False,
         rotation_overlap=timedelta(minutes=2),
+        max_subscriptions=3,
     )
 
 
@@ -323,6 +324,18 @@ async def test_a_partner_reaches_only_its_own_subscriptions_and_events(hooks: Ho
     assert len(hooks.receiver.accepted("/fresh")) == 2
     await hooks.service.delete("fresh-mart", theirs.subscription.id)
     assert [row.id for row in await hooks.service.subscriptions(None)] == [ours.subscription.id]
+
+
+async def test_a_partner_holds_at_most_the_configured_subscriptions(hooks: Hooks) -> None:
+    made = [
+        await hooks.subscribe(hooks.receiver.url(f"/{n}"), ["period.closed"], program_id="happy-card") for n in range(3)
+    ]
+    with pytest.raises(TooManySubscriptions) as refused:
+        await hooks.subscribe(hooks.receiver.url("/4"), ["period.closed"], program_id="happy-card")
+    assert refused.value.extensions()["code"] == "LIMIT_EXCEEDED"
+    await hooks.subscribe(hooks.receiver.url("/other"), ["period.closed"], program_id="fresh-mart")  # its own count
+    await hooks.service.delete("happy-card", made[0].subscription.id)
+    await hooks.subscribe(hooks.receiver.url("/4"), ["period.closed"], program_id="happy-card")
 
 
 async def test_a_receiver_slower_than_the_timeout_is_cut_off_and_retried(hooks: Hooks) -> None:

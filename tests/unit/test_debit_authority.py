@@ -53,6 +53,19 @@ def test_a_token_asserted_by_another_program_is_refused_naming_the_program_whose
     assert "happy-card" in refused.value.message
 
 
+def test_coalition_points_are_spent_only_under_a_token_with_the_coalition_scope() -> None:
+    held = frozenset({"coalition"})
+    require_authority(
+        DebitAuthority(asserted_by="happy-card", exchange_held=held, spends_exchange_held=True),
+        "coalition",
+        field="payWith",
+    )
+    with pytest.raises(AuthorityRequired) as refused:
+        require_authority(DebitAuthority(asserted_by="happy-card", exchange_held=held), "coalition", field="payWith")
+    assert refused.value.extensions()["reason"] == "SCOPE_MISSING"
+    assert refused.value.extensions()["program"] == "coalition"
+
+
 def test_a_presented_consent_defers_the_decision_to_where_it_is_used() -> None:
     require_authority(DebitAuthority(asserted_by="wallet-pay", consent="secret"), "happy-card", field="quoteId")
 

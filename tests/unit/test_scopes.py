@@ -18,7 +18,7 @@ from exchange.auth.scopes import (
 
 def test_every_role_reads_and_writes_only_its_own_data() -> None:
     assert ROLE_SCOPES[Role.PARTNER] == {Scope.PARTNER_READ, Scope.PARTNER_WRITE}
-    assert ROLE_SCOPES[Role.MEMBER] == {Scope.MEMBER_READ, Scope.MEMBER_WRITE}
+    assert ROLE_SCOPES[Role.MEMBER] == {Scope.MEMBER_READ, Scope.MEMBER_WRITE, Scope.MEMBER_COALITION}
     assert ROLE_SCOPES[Role.SETTLEMENT] == {Scope.SETTLEMENT_READ, Scope.SETTLEMENT_WRITE}
     assert ROLE_SCOPES[Role.ADMIN] == {Scope.ADMIN_READ, Scope.ADMIN_WRITE}
     assert Role.MEMBER not in CLIENT_ROLES

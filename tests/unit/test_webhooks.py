@@ -7,11 +7,13 @@ import base64
 import json
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from exchange.errors import ConfigurationError
 from exchange.webhooks import signing
+from exchange.webhooks.delivery import Dispatcher
 from exchange.webhooks.errors import BadWebhookURL
 from exchange.webhooks.events import Event, EventType
 from exchange.webhooks.schedule import RetrySchedule
@@ -36,6 +38,13 @@ NOW = datetime.now(UTC).replace(microsecond=0)
         ("https://10.1.2.3/hook", True, "public-host"),
         ("https://169.254.169.254/latest/meta-data", True, "public-host"),
         ("https://[::1]/hook", True, "public-host"),
+        # What the resolver reads as an address is one, in any notation; and shared, mapped, NAT64
+        ("https://2130706433/hook", True, "public-host"),
+        ("https://0x7f.1/hook", True, "public-host"),
+        ("https://0251.0376.0251.0376/latest/meta-data", True, "public-host"),
+        ("https://100.64.0.1/hook", True, "public-host"),
+        ("https://[::ffff:169.254.169.254]/hook", True, "public-host"),
+        ("https://[64:ff9b::a9fe:a9fe]/hook", True, "public-host"),
     ],
 )
 def test_a_url_that_breaks_the_rule_is_refused_naming_the_rule(url: str, production: bool, rule: str) -> None:
@@ -97,3 +106,13 @@ def test_a_secret_sealed_for_one_subscription_opens_only_for_it() -> None:
     assert signing.unseal(sealed, "k" * 40, "s1", 1) == secret
     with pytest.raises(ConfigurationError, match="cannot be decrypted"):
         signing.unseal(sealed, "k" * 40, "s2", 1)
+
+
+@pytest.mark.parametrize("url", ["http://localhost:9/hook", "http://2130706433:9/hook", "http://[::1]:9/hook"])
+async def test_the_production_worker_does_not_connect_where_a_host_leads_to_a_non_public_address(url: str) -> None:
+    dispatcher = Dispatcher(db=None, clock=None, key_secret="", public_only=True)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(httpx.ConnectError, match="not a public address"):
+            await dispatcher.http.post(url, content=b"{}")
+    finally:
+        await dispatcher.aclose()

@@ -297,10 +297,20 @@ def test_a_client_is_created_with_its_secret_shown_once_rotated_and_revoked(
 
     none = post(air_client, f"{PARTNER}/clients")
     assert none.status_code == 422 and "at least one scope" in none.text
+    with gateway.client() as http:
+        token = http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, new_secret))
+    viewer = {
+        "json": {"query": "{ viewer { clientId } }"},
+        "headers": {"authorization": f"Bearer {token.json()['access_token']}"},
+    }
+    with gateway.client() as http:
+        assert http.post("/graphql", **viewer).status_code == 200
     revoked = post(air_client, f"{PARTNER}/clients/revoke", clientId=client_id)
     assert revoked.status_code == 303
     assert client_id not in air_client.get(f"{PARTNER}/access").text
     assert token_status(gateway, client_id, new_secret) == 401
+    with gateway.client() as http:
+        assert http.post("/graphql", **viewer).status_code == 401, "the tokens it holds end with the client"
 
 
 def test_another_partners_client_cannot_be_rotated_or_revoked_by_changing_the_form(

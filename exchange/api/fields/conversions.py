@@ -47,7 +47,8 @@ class ConversionMutations:
         "`conversion(id)`. The source program's points are spent only under its authority: a "
         "member token its partner asserted, or a `consent` given through it (`authorizeDebit`) "
         "for exactly the quote's `pointsIn`; else `AUTHORITY_REQUIRED` (`extensions.program`, "
-        "`extensions.reason`) and nothing happens.",
+        "`extensions.reason`) and nothing happens. Coalition points are the exchange's: they are "
+        "spent under a token with the scope `member:coalition`.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def execute_conversion(

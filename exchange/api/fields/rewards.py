@@ -125,7 +125,8 @@ class RewardMutations:
         "and `INSUFFICIENT_POINTS` say why not. `payWith`'s points are spent only under its "
         "authority: a member token its partner asserted, or a `consent` given through it "
         "(`authorizeDebit`) for exactly the quoted points; else `AUTHORITY_REQUIRED` "
-        "(`extensions.program`, `extensions.reason`) and nothing happens.",
+        "(`extensions.program`, `extensions.reason`) and nothing happens. Coalition points are the "
+        "exchange's: they are spent under a token with the scope `member:coalition`.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def redeem_reward(

@@ -76,7 +76,9 @@ class WebhookQueries:
 @strawberry.type
 class WebhookMutations:
     @strawberry.mutation(
-        description="Subscribe a URL to events; the answer holds its signing secret, shown this once.",
+        description="Subscribe a URL to events; the answer holds its signing secret, shown this once. "
+        "A partner holds at most `EXCHANGE_WEBHOOK_MAX_SUBSCRIPTIONS` live subscriptions (else "
+        "`LIMIT_EXCEEDED`).",
         extensions=[
             authorize(
                 requires(Scope.PARTNER_WRITE) & own_program(argument("input.program_id"))
