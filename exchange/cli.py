@@ -659,7 +659,7 @@ def settle_statement(partner: str, form: str, output: Path | None, period: str) 
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
-        output.write_text(text)
+        output.write_bytes(text.encode())  # the document's bytes: UTF-8, its line ends, whatever the locale
 
 
 @main.command("books")

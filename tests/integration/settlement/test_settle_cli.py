@@ -142,7 +142,7 @@ async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
 
 
 async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(
-    october: dict[str, str], database_url: str
+    october: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
     assert run("settle", "statement", "--partner", "fresh-mart", "2026-10", env=october).returncode == 2
     assert run("settle", "close", "2026-10", env=october).returncode == 0
@@ -156,6 +156,21 @@ async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(
         "settle", "statement", "--partner", "fresh-mart", "--format", "jws", "2026-10", env=october
     ).stdout.strip()
     assert json.loads(jws.deserialize_compact(token, await published_statement_keys(database_url)).payload) == document
+    written = tmp_path / "statement.csv"
+    saved = run(
+        "settle",
+        "statement",
+        "--partner",
+        "fresh-mart",
+        "--format",
+        "csv",
+        "--output",
+        str(written),
+        "2026-10",
+        env={**october, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"},
+    )
+    assert saved.returncode == 0, saved.stderr
+    assert written.read_bytes() == table.replace("\n", "\r\n").encode()  # exactly the CSV's bytes, CRLF kept
 
 
 async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying(
