@@ -457,7 +457,7 @@ def _period_or_previous(ctx: click.Context, param: click.Parameter, value: Any) 
 @reports_errors
 def settle_close(previous: bool, period: str | None) -> None:
     """Close PERIOD (YYYY-MM), or with --previous the period that ended last, and print every
-    participant's position and what netting saves.
+    participant's position, what netting saves and the coalition point's liability.
 
     The period must be over (in EXCHANGE_SETTLEMENT_TIMEZONE) and every earlier period with
     postings closed. Closing a closed period prints its figures again and changes nothing, so
@@ -468,7 +468,9 @@ def settle_close(previous: bool, period: str | None) -> None:
     )
     money = report.currency.from_minor
     click.echo(f"period {report.period}: {report.status}")
-    click.echo(f"{'participant':<20} {'opening':>16} {'payable':>16} {'receivable':>16} {'net':>16} {'closing':>16}")
+    code = report.currency.code
+    headings = (f"{name} ({code})" for name in ("opening", "payable", "receivable", "net", "closing"))
+    click.echo(f"{'participant':<20} " + " ".join(f"{heading:>16}" for heading in headings))
     for p in report.positions:
         click.echo(
             f"{p.participant:<20} {money(p.opening):>16} {money(p.payable):>16} {money(p.receivable):>16} "
@@ -484,6 +486,12 @@ def settle_close(previous: bool, period: str | None) -> None:
             click.echo(
                 f"payments {name + ':':<14} {payments.count:>8} moving {money(payments.total):>16} {report.currency.code}"
             )
+    if (liability := report.coalition_liability) is not None:
+        click.echo(
+            f"coalition point {liability.program_id} at the period's end: {liability.points} points outstanding "
+            f"× {liability.point_value} {report.currency.code} = liability {money(liability.liability_minor)} "
+            f"{report.currency.code} (half-even to the minor unit)"
+        )
 
 
 @settle.command("reconcile")
@@ -521,17 +529,20 @@ def settle_breaks(partner: str, unresolved: bool, period: str) -> None:
     """List the breaks of the partner's current reconciliation of PERIOD, with how each was
     resolved: the ids `exchange settle resolve --break` takes."""
 
-    async def breaks(services: Services) -> list[BreakView]:
+    async def breaks(services: Services) -> tuple[str, list[BreakView]]:
         current = await services.settlement.reconciliation(partner, period)
         found: list[BreakView] = []
         while page := await services.settlement.breaks(
             current.reconciliation, unresolved_only=unresolved, after=found[-1].row.id if found else None
         ):
             found += page
-        return found
+        return current.currency.code, found
 
-    views = with_services(breaks)
-    click.echo(f"{'break':>8} {'kind':<20} {'line':>6} {'partner':>14} {'ledger':>14} {'resolution':<14} reference")
+    code, views = with_services(breaks)
+    click.echo(
+        f"{'break':>8} {'kind':<20} {'line':>6} {f'partner ({code})':>14} {f'ledger ({code})':>14} "
+        f"{'resolution':<14} reference"
+    )
     for view in views:
         row, money = view.row, view.currency.from_minor
         amounts = ["" if amount is None else str(money(amount)) for amount in (row.partner_amount, row.ledger_amount)]
@@ -648,7 +659,7 @@ def settle_statement(partner: str, form: str, output: Path | None, period: str) 
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
-        output.write_text(text)
+        output.write_bytes(text.encode())  # the document's bytes: UTF-8, its line ends, whatever the locale
 
 
 @main.command("books")

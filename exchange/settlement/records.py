@@ -9,7 +9,7 @@ The format (also in README.md and partners/CONTRACT.md):
   double quotes (it may then hold commas); no field holds a double quote, a line break or
   another control character. Empty lines are refused, and so is a line over 64 KiB.
 * ``reference``: the business reference of the ledger transaction, as the statement prints it
-  (``conversion:…``), 1 to 200 characters. One line per reference: the ledger's amount for a
+  (``conversion:…``), 1 to 200 characters, neither starting nor ending with a space. One line per reference: the ledger's amount for a
   reference is the sum of the partner's legs in every transaction that carries it.
 * ``amount``: the partner's figure as an exact decimal in the settlement currency, from the
   partner's side: positive when the partner is owed, negative when it owes (``-1234.50``). At
@@ -69,9 +69,12 @@ _CALENDAR_DATE = (
     r"|(?:\d\d(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)"
 )
 _DATE = f"(?:{_CALENDAR_DATE})?"
-#: Each column's value, bare and within quotes (where a reference may hold commas).
+#: A reference, bare or within quotes (where it may hold commas): 1 to 200 characters, none a
+#: control character or a double quote, neither the first nor the last a space, which no
+#: reference the exchange prints has and which would otherwise mismatch in silence.
+_REFERENCE = r"(?=[^\s{0}])[^{0}]{{1,200}}(?<=[^\s{0}])"
 _VALUES = {
-    "reference": (r'[^",\x00-\x1f\x7f]{1,200}', r'[^"\x00-\x1f\x7f]{1,200}'),
+    "reference": (_REFERENCE.format(r'",\x00-\x1f\x7f'), _REFERENCE.format(r'"\x00-\x1f\x7f')),
     "counterparty": (_COUNTERPARTY, _COUNTERPARTY),
     "date": (_DATE, _DATE),
 }
@@ -151,7 +154,7 @@ class RecordFormat:
         except csv.Error:
             return "a double quote in the middle of a field; quote whole fields only"
         if len(fields) != len(self.columns):
-            return f"{len(fields)} fields, but the header names {len(self.columns)}"
+            return f"{len(fields)} fields, but the header names {len(self.columns)}" + self._comma_hint(fields)
         for name, value in zip(self.columns, fields, strict=True):
             if '"' in value:
                 return f"{name}: holds a double quote"
@@ -159,14 +162,31 @@ class RecordFormat:
                 return f"{name}: {reason}"
         return "cannot be read as the header's columns"
 
+    def _comma_hint(self, fields: list[str]) -> str:
+        """A hint when the extra fields look like an amount's digits split at a decimal comma or
+        a thousands separator (``12,50``, ``1,234.00``)."""
+        at = self.columns.index("amount")
+        if (
+            len(fields) > len(self.columns)
+            and re.fullmatch(r"-?\d+", fields[at])
+            and re.fullmatch(r"\d+(\.\d+)?", fields[at + 1])
+        ):
+            return (
+                f"; if {fields[at]},{fields[at + 1]} is one amount, write it with a decimal point and no "
+                "thousands separator (-1234.50, not -1,234.50 or -1234,50)"
+            )
+        return ""
+
     def _field_problem(self, name: str, value: str) -> str | None:
         if name == "reference" and not 1 <= len(value) <= MAX_REFERENCE:
             return f"must be 1 to {MAX_REFERENCE} characters, got {len(value)}"
+        if name == "reference" and value != value.strip():
+            return f"{value!r} starts or ends with a space; write the reference as the statement prints it"
         if name == "amount" and not re.fullmatch(_amount_pattern(self.currency), value):
             return (
                 f"{value!r} is not an amount in {self.currency.code}: write an exact decimal such as "
                 f"-1234.5, with at most {self.currency.minor_units} decimals and {MAX_INTEGER_DIGITS} "
-                "integer digits"
+                f"integer digits, a decimal point and no thousands separator"
             )
         if name == "counterparty" and value and value != EXCHANGE and not _PROGRAM_ID.match(value):
             return f"{value!r} is neither a program id nor {EXCHANGE}"
@@ -207,8 +227,9 @@ class RecordReader:
         self._lines_read = 0  # whole lines handed on so far, the header included
         self.lines = 0
         self._blocks = self._read_blocks()
-        header, _, self._first = next(self._blocks, b"").removeprefix(_BOM).partition(b"\n")
-        self.format = self._parse_header(header, currency)
+        block = next(self._blocks, b"").removeprefix(_BOM)
+        header, _, self._first = block.partition(b"\n")
+        self.format = self._parse_header(header, currency, empty=not block.strip())
 
     @property
     def sha256(self) -> str:
@@ -234,9 +255,11 @@ class RecordReader:
             yield rest + b"\n"
 
     @staticmethod
-    def _parse_header(header: bytes, currency: Currency) -> RecordFormat:
-        if not header.strip():
+    def _parse_header(header: bytes, currency: Currency, *, empty: bool) -> RecordFormat:
+        if empty:
             raise MalformedRecords(1, "the file is empty: its first line must be the header")
+        if not header.strip():
+            raise MalformedRecords(1, "an empty line; the first line must be the header")
         try:
             text = header.decode("utf-8").removesuffix("\r")
         except UnicodeDecodeError:

@@ -4,8 +4,12 @@ The statement shows the participant's opening position (carried from earlier per
 per transaction and counterparty (the netting's attribution: a conversion's source has a line
 to its target and a fee line to the exchange), totals per counterparty, the period's net
 position and the closing position (opening + net); where the coalition has a point, its
-outstanding liability at the period's end (coalition-wide: points, value per point, amount). Amounts are exact decimal strings of the
-settlement currency, from the participant's side: positive is owed to it, negative it owes.
+outstanding liability at the period's end (coalition-wide: points, value per point, amount).
+Amounts are exact decimal strings of the settlement currency, from the participant's side:
+positive is owed to it, negative it owes.
+
+The CSV is rendered from the JSON document, one row per figure, so the two cannot disagree:
+every figure of the JSON is in it, written the same way.
 
 The JSON document is canonical (keys sorted, no spaces, UTF-8), so the same period always gives
 the same bytes; the JWS (RS256, compact serialization) signs exactly those bytes with the
@@ -19,7 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +64,10 @@ CSV_COLUMNS = (
     "effective_at",
     "counterparty",
     "amount",
+    "points",
+    "period_start",
+    "period_end",
+    "time_zone",
 )
 
 LINES = text(
@@ -129,6 +137,16 @@ class Statement:
     def closing(self) -> int:
         return self.opening + self.net
 
+    @property
+    def starts_at(self) -> datetime:
+        """The period's first instant (UTC), on the calendar of the settlement time zone."""
+        return self.calendar.starts_at(self.period)
+
+    @property
+    def ends_at(self) -> datetime:
+        """The first instant after the period (UTC)."""
+        return self.calendar.ends_at(self.period)
+
     def money(self, minor: int) -> str:
         return str(self.currency.from_minor(minor))
 
@@ -142,8 +160,8 @@ class Statement:
             "currency": self.currency.code,
             "period": {
                 "name": self.period,
-                "start": _timestamp(self.calendar.starts_at(self.period)),
-                "end": _timestamp(self.calendar.ends_at(self.period)),
+                "start": _timestamp(self.starts_at),
+                "end": _timestamp(self.ends_at),
                 "timeZone": self.calendar.timezone.key,
                 "closedAt": _timestamp(self.closed_at),
             },
@@ -192,30 +210,58 @@ class Statement:
         return json.dumps(self.document(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     def csv(self) -> str:
-        """One row per record: ``opening``, each ``line``, ``net`` and ``closing``; every row
-        names the partner, period and currency."""
+        """The JSON document's figures as CSV, one row per figure (RFC 4180: CRLF line ends,
+        fields quoted where needed; UTF-8): ``opening``, each ``line``, per counterparty its
+        ``counterparty_payable``, ``counterparty_receivable`` and ``counterparty_net``, the
+        totals ``payable``, ``receivable`` and ``net``, ``closing``, where the coalition has a
+        point ``coalition_liability`` (points and amount) and ``coalition_point_value``, and
+        ``closed`` (when, in ``effective_at``). Every row names the partner, the period (its
+        bounds in UTC and the time zone it is cut in) and the currency, and every figure reads
+        exactly as in the JSON."""
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(CSV_COLUMNS)
-        head = (self.participant, self.period, self.currency.code)
-        writer.writerow((*head, "opening", "", "", "", "", "", "", self.money(self.opening)))
-        for line in self.lines:
-            writer.writerow(
-                (
-                    *head,
-                    "line",
-                    line.transaction_id,
-                    line.reference,
-                    line.kind,
-                    line.category,
-                    _timestamp(line.effective_at),
-                    line.counterparty,
-                    self.money(line.amount),
-                )
-            )
-        writer.writerow((*head, "net", "", "", "", "", "", "", self.money(self.net)))
-        writer.writerow((*head, "closing", "", "", "", "", "", "", self.money(self.closing)))
+        for row in self._csv_rows():
+            writer.writerow(row)
         return out.getvalue()
+
+    def _csv_rows(self) -> Iterator[tuple[str, ...]]:
+        document = self.document()
+        period = document["period"]
+        head = (self.participant, self.period, self.currency.code)
+        bounds = (period["start"], period["end"], period["timeZone"])
+
+        def figure(record: str, amount: str, *, counterparty: str = "", points: str = "") -> tuple[str, ...]:
+            return (*head, record, "", "", "", "", "", counterparty, amount, points, *bounds)
+
+        yield figure("opening", document["openingPosition"])
+        for line in document["lines"]:
+            yield (
+                *head,
+                "line",
+                line["transaction"],
+                line["reference"],
+                line["kind"],
+                line["category"],
+                line["effectiveAt"],
+                line["counterparty"],
+                line["amount"],
+                "",
+                *bounds,
+            )
+        for totals in document["counterparties"]:
+            for name in ("payable", "receivable", "net"):
+                yield figure(f"counterparty_{name}", totals[name], counterparty=totals["counterparty"])
+        for name in ("payable", "receivable", "net"):
+            yield figure(name, document["totals"][name])
+        yield figure("closing", document["closingPosition"])
+        if liability := document.get("coalitionLiability"):
+            program = liability["program"]
+            yield figure(
+                "coalition_liability", liability["amount"], counterparty=program, points=str(liability["points"])
+            )
+            yield figure("coalition_point_value", liability["pointValue"], counterparty=program)
+        yield (*head, "closed", "", "", "", "", period["closedAt"], "", "", "", *bounds)
 
     def jws(self, key: RSAKey) -> str:
         """The JSON document signed with ``key`` (the exchange's active statement-signing key)."""

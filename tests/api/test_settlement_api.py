@@ -4,6 +4,7 @@ resolve and sign off; no partner reaches another partner's figures by any path."
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -295,7 +296,7 @@ async def test_a_malformed_upload_names_its_line_and_imports_nothing(kit: Exchan
         "code": "BAD_USER_INPUT",
         "field": "csv",
         "line": 4,
-        "reason": "amount: '1.234' is not an amount in TWD: write an exact decimal such as -1234.5, with at most 2 decimals and 15 integer digits",
+        "reason": "amount: '1.234' is not an amount in TWD: write an exact decimal such as -1234.5, with at most 2 decimals and 15 integer digits, a decimal point and no thousands separator",
     }
     nothing = (
         await kit.graphql(
@@ -349,3 +350,52 @@ async def test_staff_resolve_a_selection_of_breaks_in_one_request(kit: ExchangeK
     ids = [b["id"] for b in imported["breaks"]]
     again = await kit.data(BULK, staff, p=last_month, selection={"ids": ids}, resolution="ACCEPT_LEDGER")
     assert (again["resolveBreaks"]["resolved"], again["resolveBreaks"]["unchanged"]) == (0, 3)
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def test_a_statements_fields_read_as_its_json_and_jws_figure_by_figure(kit: ExchangeKit, last_month: str) -> None:
+    await close(kit, last_month)
+    statement = (
+        await kit.data(
+            'query($p: String!) { statement(partnerId: "wallet-pay", period: $p) {'
+            " startsAt endsAt timeZone closedAt opening { amount currency } grossPayable { amount currency }"
+            " grossReceivable { amount currency } netAmount { amount currency } closing { amount currency }"
+            " counterparties { counterparty grossPayable { amount } grossReceivable { amount } netAmount { amount } }"
+            " lines(first: 1000) { transactionId reference kind category effectiveAt counterparty value { amount } }"
+            " coalitionLiability { programId points pointValue liability { amount currency } } json jws } }",
+            await kit.staff_token(Role.SETTLEMENT),
+            p=last_month,
+        )
+    )["statement"]
+    document = json.loads(statement["json"])
+    period = document["period"]
+    assert [instant(statement[name]) for name in ("startsAt", "endsAt", "closedAt")] == [
+        instant(period[name]) for name in ("start", "end", "closedAt")
+    ]
+    assert statement["timeZone"] == period["timeZone"] == kit.settings.settlement_timezone
+    figures = {"opening": "openingPosition", "closing": "closingPosition"}
+    figures |= {"grossPayable": "payable", "grossReceivable": "receivable", "netAmount": "net"}
+    for field, key in figures.items():
+        expected = document["totals"][key] if key in document["totals"] else document[key]
+        assert statement[field] == {"amount": expected, "currency": document["currency"]}, field
+    assert [
+        {"counterparty": c["counterparty"], **{key: c[field]["amount"] for field, key in figures.items() if field in c}}
+        for c in statement["counterparties"]
+    ] == document["counterparties"]
+    names = {"transactionId": "transaction", "value": "amount"}
+    assert [
+        {names.get(field, field): value["amount"] if field == "value" else value for field, value in line.items()}
+        | {"effectiveAt": instant(line["effectiveAt"])}
+        for line in statement["lines"]
+    ] == [line | {"effectiveAt": instant(line["effectiveAt"])} for line in document["lines"]]
+    liability = statement["coalitionLiability"]
+    assert {
+        "program": liability["programId"],
+        "points": liability["points"],
+        "pointValue": liability["pointValue"],
+        "amount": liability["liability"]["amount"],
+    } == document["coalitionLiability"] and liability["liability"]["currency"] == document["currency"]
+    assert jws.extract_compact(statement["jws"].encode()).payload.decode() == statement["json"]

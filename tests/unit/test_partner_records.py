@@ -78,6 +78,8 @@ def test_quoted_and_bare_lines_mix_within_a_block() -> None:
     ("text", "line", "reason"),
     [
         ("", 1, "the file is empty"),
+        ("\ufeff", 1, "the file is empty"),
+        ("\nreference,amount\nr,1\n", 1, "an empty line; the first line must be the header"),
         ("ref,amount\n", 1, "the header must name the columns reference, amount"),
         ("reference,amount,amount\n", 1, "each once"),
         ("reference,amount,colour\n", 1, "the header must name"),
@@ -86,12 +88,17 @@ def test_quoted_and_bare_lines_mix_within_a_block() -> None:
         ("reference,amount\nr,1,2\n", 2, "3 fields, but the header names 2"),
         ("reference,amount\nr,1.234\n", 2, "amount: '1.234' is not an amount in TWD"),
         ("reference,amount\nr,1e3\n", 2, "amount: '1e3' is not an amount"),
+        ('reference,amount\nr,"1,234.50"\n', 2, "a decimal point and no thousands separator"),
+        ("reference,amount\nr,-1234,50\n", 2, "3 fields, but the header names 2; if -1234,50 is one amount, write"),
+        ("amount,reference\n1,234.50,r\n", 2, "if 1,234.50 is one amount, write it with a decimal point"),
         ("reference,amount\nr,+5\n", 2, "amount: '+5'"),
         ("reference,amount\nr,\n", 2, "amount: '' is not an amount"),
         ("reference,amount\nr,0012\n", 2, "amount: '0012'"),
         ("reference,amount\nr,1234567890123456\n", 2, "15 integer digits"),
         ("reference,amount\n,5\n", 2, "reference: must be 1 to 200 characters, got 0"),
         (f"reference,amount\n{'x' * 201},5\n", 2, "reference: must be 1 to 200 characters, got 201"),
+        ("reference,amount\nconversion:a ,5\n", 2, "reference: 'conversion:a ' starts or ends with a space"),
+        ('reference,amount\nr,1\n" redemption:b",5\n', 3, "reference: ' redemption:b' starts or ends with a space"),
         ('reference,amount\nab"c,5\n', 2, "double quote"),
         ("reference,amount\nr\t1,5\n", 2, "control character"),
         (
@@ -117,7 +124,7 @@ def test_the_first_bad_line_is_named_even_blocks_into_the_file() -> None:
     lines = ["reference,amount", *(f"conversion:{n:08d},1" for n in range(150_000)), "r,oops", "r,fine"]
     assert refusal("\n".join(lines)) == (
         150_002,
-        "amount: 'oops' is not an amount in TWD: write an exact decimal such as -1234.5, with at most 2 decimals and 15 integer digits",
+        "amount: 'oops' is not an amount in TWD: write an exact decimal such as -1234.5, with at most 2 decimals and 15 integer digits, a decimal point and no thousands separator",
     )
 
 

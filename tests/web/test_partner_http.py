@@ -398,6 +398,9 @@ def test_statements_are_the_partners_own_and_download_as_json_csv_and_a_verifiab
         with gateway.client() as http:
             keys = KeySet.import_key_set(http.get("/.well-known/statement-keys.json").json())
         assert json.loads(jws.deserialize_compact(signed.text, keys).payload) == document.json()
+        liability = document.json()["coalitionLiability"]
+        assert "<code>Asia/Taipei</code>" in page, "the page names the time zone that cuts the period"
+        assert f"{liability['points']:,} points × NT$" in page, "and shows the coalition point's liability"
 
         assert client.get(f"{PARTNER}/statements/2001-01").status_code == 404, "a period it took no part in"
         assert client.get(f"{PARTNER}/statements/{period}/statement.xml").status_code == 404

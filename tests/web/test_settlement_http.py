@@ -33,9 +33,11 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         picture = client.get(f"/console/settlement/{month}").text
         assert picture.count("<svg") == 2 and "Multilateral netting" in picture
         assert "NT$207.00" in picture  # gross: 100 + 40 + 30 + 25 + 12
+        assert "Coalition point liability" in picture and " points × NT$" in picture
 
         statement = client.get(f"/console/settlement/{month}/statements/fresh-mart")
         assert statement.status_code == 200 and "statement.js" in statement.text
+        assert "<code>Asia/Taipei</code>" in statement.text and " points × NT$" in statement.text
         signed = client.get(f"/console/settlement/{month}/statements/fresh-mart/jws").text
         keys = KeySet.import_key_set(client.get("/.well-known/statement-keys.json").json())
         document = json.loads(jws.deserialize_compact(signed, keys).payload)

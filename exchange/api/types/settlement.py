@@ -406,6 +406,11 @@ class Statement:
     partner_id: strawberry.ID = strawberry.field(description="A program id, or EXCHANGE for the exchange's fees.")
     period: str
     currency: str = strawberry.field(deprecation_reason="Every Money names its currency.")
+    starts_at: datetime = strawberry.field(description="The period's first instant (the JSON's `period.start`).")
+    ends_at: datetime = strawberry.field(description="The first instant after the period (`period.end`).")
+    time_zone: str = strawberry.field(
+        description="The IANA time zone whose calendar months cut the period (`period.timeZone`), e.g. Asia/Taipei."
+    )
     closed_at: datetime
     opening_position: Decimal = strawberry.field(
         description="Carried in: the net positions of every earlier period.",
@@ -443,7 +448,10 @@ class Statement:
     def json(self) -> str:
         return self.statement.json()
 
-    @strawberry.field(description="The same records as CSV: opening, each line, net and closing.")
+    @strawberry.field(
+        description="Every figure of `json` as CSV (RFC 4180, one row per figure; partners/SETTLEMENT.md "
+        "names its records)."
+    )
     def csv(self) -> str:
         return self.statement.csv()
 
@@ -468,6 +476,9 @@ class Statement:
             partner_id=strawberry.ID(statement.participant),
             period=statement.period,
             currency=statement.currency.code,
+            starts_at=statement.starts_at,
+            ends_at=statement.ends_at,
+            time_zone=statement.calendar.timezone.key,
             closed_at=statement.closed_at,
             opening_position=money(statement.opening),
             payable=money(statement.payable),

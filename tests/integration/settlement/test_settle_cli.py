@@ -65,6 +65,9 @@ async def test_close_prints_positions_and_the_saving_and_is_repeatable(october: 
     assert closed.returncode == 0, closed.stderr
     lines = closed.stdout.splitlines()
     assert lines[0] == "period 2026-10: CLOSED"
+    assert " ".join(lines[1].split()) == (
+        "participant opening (TWD) payable (TWD) receivable (TWD) net (TWD) closing (TWD)"
+    ), "amounts name their currency"
     assert [line.split()[0::5] for line in lines[2:6]] == [
         ["EXCHANGE", "2.00"],
         ["formosa-air", "15.00"],
@@ -77,6 +80,8 @@ async def test_close_prints_positions_and_the_saving_and_is_repeatable(october: 
         "payments gross: 3 moving 115.00 TWD",
         "payments bilateral: 3 moving 115.00 TWD",
         "payments multilateral: 4 moving 100.00 TWD",
+        "coalition point coalition at the period's end: 0 points outstanding × 1 TWD = liability 0.00 TWD"
+        " (half-even to the minor unit)",
     ]
     assert run("settle", "close", "2026-10", env=october).stdout == closed.stdout
 
@@ -126,6 +131,8 @@ async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
         "MISSING_IN_PARTNER": "0",
     }
     assert "2 breaks to resolve" in result.stdout
+    listed = run("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october).stdout.splitlines()
+    assert "partner (TWD)" in listed[0] and "ledger (TWD)" in listed[0], "amounts name their currency"
 
     records.write_text("reference,amount\nconversion:c1,98.00\nconversion:c2,9.999\n")
     refused = run("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october)
@@ -135,18 +142,35 @@ async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
 
 
 async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(
-    october: dict[str, str], database_url: str
+    october: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
     assert run("settle", "statement", "--partner", "fresh-mart", "2026-10", env=october).returncode == 2
     assert run("settle", "close", "2026-10", env=october).returncode == 0
     document = json.loads(run("settle", "statement", "--partner", "fresh-mart", "2026-10", env=october).stdout)
     assert document["closingPosition"] == "83.00"
     table = run("settle", "statement", "--partner", "fresh-mart", "--format", "csv", "2026-10", env=october).stdout
-    assert table.splitlines()[-1] == "fresh-mart,2026-10,TWD,closing,,,,,,,83.00"
+    assert "fresh-mart,2026-10,TWD,closing,,,,,,,83.00,,2026-09-30T16:00:00Z,2026-10-31T16:00:00Z,Asia/Taipei" in (
+        table.splitlines()
+    )
     token = run(
         "settle", "statement", "--partner", "fresh-mart", "--format", "jws", "2026-10", env=october
     ).stdout.strip()
     assert json.loads(jws.deserialize_compact(token, await published_statement_keys(database_url)).payload) == document
+    written = tmp_path / "statement.csv"
+    saved = run(
+        "settle",
+        "statement",
+        "--partner",
+        "fresh-mart",
+        "--format",
+        "csv",
+        "--output",
+        str(written),
+        "2026-10",
+        env={**october, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"},
+    )
+    assert saved.returncode == 0, saved.stderr
+    assert written.read_bytes() == table.replace("\n", "\r\n").encode()  # exactly the CSV's bytes, CRLF kept
 
 
 async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying(

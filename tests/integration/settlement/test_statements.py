@@ -8,6 +8,8 @@ import csv
 import io
 import json
 from datetime import timedelta
+from decimal import Decimal
+from typing import Any
 
 import pytest
 from joserfc import jws
@@ -95,13 +97,135 @@ async def test_the_exchange_has_a_statement_of_the_fees_it_is_owed(november: Set
     assert (statement.opening, statement.net, statement.closing) == (0, 237, 237)
 
 
+def document_of_csv(text: str) -> dict[str, Any]:
+    """The statement's JSON document as read back from its CSV alone (less its type, version
+    and issuer, which the CSV does not repeat)."""
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    first = rows[0]
+    by_record: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        assert (row["partner"], row["period"], row["currency"]) == (
+            first["partner"],
+            first["period"],
+            first["currency"],
+        )
+        assert (row["period_start"], row["period_end"], row["time_zone"]) == (
+            first["period_start"],
+            first["period_end"],
+            first["time_zone"],
+        )
+        by_record.setdefault(row["record"], []).append(row)
+    (opening,), (closing,), (closed,) = by_record.pop("opening"), by_record.pop("closing"), by_record.pop("closed")
+    document: dict[str, Any] = {
+        "partner": first["partner"],
+        "currency": first["currency"],
+        "period": {
+            "name": first["period"],
+            "start": first["period_start"],
+            "end": first["period_end"],
+            "timeZone": first["time_zone"],
+            "closedAt": closed["effective_at"],
+        },
+        "openingPosition": opening["amount"],
+        "lines": [
+            {
+                "transaction": row["transaction"],
+                "reference": row["reference"],
+                "kind": row["kind"],
+                "category": row["category"],
+                "effectiveAt": row["effective_at"],
+                "counterparty": row["counterparty"],
+                "amount": row["amount"],
+            }
+            for row in by_record.pop("line", [])
+        ],
+        "counterparties": [
+            {
+                "counterparty": payable["counterparty"],
+                "payable": payable["amount"],
+                "receivable": receivable["amount"],
+                "net": net["amount"],
+            }
+            for payable, receivable, net in zip(
+                by_record.pop("counterparty_payable", []),
+                by_record.pop("counterparty_receivable", []),
+                by_record.pop("counterparty_net", []),
+                strict=True,
+            )
+        ],
+        "totals": {name: by_record.pop(name)[0]["amount"] for name in ("payable", "receivable", "net")},
+        "closingPosition": closing["amount"],
+    }
+    if "coalition_liability" in by_record:
+        (liability,), (value,) = by_record.pop("coalition_liability"), by_record.pop("coalition_point_value")
+        document["coalitionLiability"] = {
+            "program": liability["counterparty"],
+            "points": int(liability["points"]),
+            "pointValue": value["amount"],
+            "amount": liability["amount"],
+        }
+    assert not by_record, f"records the JSON lacks: {sorted(by_record)}"
+    return document
+
+
+def assert_adds_up(document: dict[str, Any]) -> None:
+    """A statement's totals add up: its lines to each counterparty's net and to the period's net,
+    the counterparties' gross figures to the totals, the opening and the net to the closing."""
+    totals = {name: Decimal(amount) for name, amount in document["totals"].items()}
+    lines = [(line["counterparty"], Decimal(line["amount"])) for line in document["lines"]]
+    assert sum(amount for _, amount in lines) == totals["net"] == totals["receivable"] - totals["payable"]
+    for row in document["counterparties"]:
+        net = Decimal(row["net"])
+        assert (
+            net
+            == Decimal(row["receivable"]) - Decimal(row["payable"])
+            == sum(amount for counterparty, amount in lines if counterparty == row["counterparty"])
+        ), row
+    for name in ("payable", "receivable", "net"):
+        assert sum(Decimal(row[name]) for row in document["counterparties"]) == totals[name], name
+    assert Decimal(document["openingPosition"]) + totals["net"] == Decimal(document["closingPosition"])
+
+
+def document_without_signature_data(statement_json: str) -> dict[str, Any]:
+    return {k: v for k, v in json.loads(statement_json).items() if k not in {"type", "version", "issuer"}}
+
+
 async def test_the_csv_holds_the_same_records(november: SettlementService) -> None:
     statement = await november.statement("fresh-mart", "2026-11")
-    rows = list(csv.DictReader(io.StringIO(statement.csv())))
-    assert [row["record"] for row in rows] == ["opening", "line", "line", "line", "line", "net", "closing"]
-    assert {(row["partner"], row["period"], row["currency"]) for row in rows} == {("fresh-mart", "2026-11", "TWD")}
-    assert [row["amount"] for row in rows] == ["5.00", "-98.00", "-2.00", "24.75", "12.22", "-63.03", "-58.03"]
+    text = statement.csv()
+    assert (
+        text.startswith("partner,period,currency,") and text.endswith("\r\n") and "\n" not in text.replace("\r\n", "")
+    )
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    by_counterparty = ["counterparty_payable", "counterparty_receivable", "counterparty_net"]
+    assert [row["record"] for row in rows] == [
+        "opening",
+        *["line"] * 4,
+        *by_counterparty * 3,
+        *["payable", "receivable", "net", "closing"],
+        *["coalition_liability", "coalition_point_value"],
+        "closed",
+    ]
+    assert [(row["record"], row["amount"]) for row in rows if not row["counterparty"] or row["record"] == "line"] == [
+        ("opening", "5.00"),
+        ("line", "-98.00"),
+        ("line", "-2.00"),
+        ("line", "24.75"),
+        ("line", "12.22"),
+        ("payable", "100.00"),
+        ("receivable", "36.97"),
+        ("net", "-63.03"),
+        ("closing", "-58.03"),
+        ("closed", ""),
+    ]
     assert rows[1]["effective_at"] == "2026-11-20T04:00:00Z" and rows[1]["transaction"] == "t-c1"
+    assert (rows[0]["period_start"], rows[0]["period_end"], rows[0]["time_zone"]) == (
+        "2026-10-31T16:00:00Z",
+        "2026-11-30T16:00:00Z",
+        "Asia/Taipei",
+    )
+    assert document_of_csv(text) == document_without_signature_data(statement.json())
+    assert_adds_up(document_of_csv(text))
 
 
 async def test_the_jws_verifies_with_the_published_keys_alone_and_carries_the_json(
@@ -258,6 +382,8 @@ async def test_a_closing_records_the_coalition_liability_and_every_statement_sho
     for partner in ("fresh-mart", "wallet-pay", "coalition"):
         statement = await settlement.statement(partner, "2026-11")
         assert json.loads(statement.json())["coalitionLiability"] == expected
+        assert document_of_csv(statement.csv()) == document_without_signature_data(statement.json())
+        assert_adds_up(document_of_csv(statement.csv()))
     # Closing again changes nothing, a later closing carries the balance over.
     assert (await close(settlement, clock, "2026-11")).coalition_liability == liability
     assert (await close(settlement, clock, "2026-12")).coalition_liability.points == 10_000  # type: ignore[union-attr]
