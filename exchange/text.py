@@ -47,11 +47,27 @@ def ascii_digits(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
 
 
+def without_thousands_commas(text: str) -> str | None:
+    """``text`` with its thousands commas taken out, if it has any only there (``1,250.50``:
+    groups of three digits before the point, the first of one to three); ``None`` for a comma
+    anywhere else (``1,2,3`` is no number, not 123). Text without a comma comes back as it is."""
+    if "," not in text:
+        return text
+    whole, point, fraction = text.partition(".")
+    sign = whole[:1] if whole[:1] == "-" else ""
+    groups = whole[len(sign) :].split(",")
+    if not 1 <= len(groups[0]) <= 3 or any(len(group) != 3 for group in groups[1:]) or "," in fraction:
+        return None
+    return sign + "".join(groups) + point + fraction
+
+
 def whole_number(text: str, *, max_digits: int = 18, signed: bool = False) -> int | None:
     """The whole number ``text`` writes (``None``: it writes none): ASCII digits, at most
-    ``max_digits`` of them, with thousands commas and spaces around allowed, and a leading
-    minus if ``signed``."""
-    digits = text.strip().replace(",", "")
+    ``max_digits`` of them, with thousands commas (:func:`without_thousands_commas`) and spaces
+    around allowed, and a leading minus if ``signed``."""
+    digits = without_thousands_commas(text.strip())
+    if digits is None:
+        return None
     negative = signed and digits.startswith("-")
     unsigned = digits[1:] if negative else digits
     number = ascii_digits(unsigned) if len(unsigned) <= max_digits else None

@@ -10,8 +10,10 @@ from exchange.text import whole_number
 
 @pytest.mark.parametrize(
     ("text", "number"),
-    [(" 1,200 ", 1200), ("0", 0), ("9" * 18, 10**18 - 1), ("-5", None), ("", None), ("-", None)]
-    + [(odd, None) for odd in ("\u00b2", "\u0661\u0662", "\uff11\uff12", "1.5", "1e3", "0x10", "NaN", "9" * 19)],
+    [(" 1,200 ", 1200), ("1,234,567", 1234567), ("0", 0), ("9" * 18, 10**18 - 1), ("-5", None), ("", None)]
+    + [("-", None)]
+    + [(odd, None) for odd in ("\u00b2", "\u0661\u0662", "\uff11\uff12", "1.5", "1e3", "0x10", "NaN", "9" * 19)]
+    + [(misplaced, None) for misplaced in ("1,2,3", "12,34", "1,0000", ",100", "100,", "1,,000", "1234,567")],
 )
 def test_a_whole_number_is_ascii_digits_within_its_length(text: str, number: int | None) -> None:
     assert whole_number(text) == number

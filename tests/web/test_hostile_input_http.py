@@ -76,6 +76,8 @@ def test_a_body_that_is_not_a_small_form_of_text_is_refused_unread(partner: http
         ("availableFrom", "0001-01-01T00:00", "in the years 2 to 9998"),  # before year 1 in UTC
         ("price", "5e1", "plain decimal notation"),  # Decimal() reads 50
         ("price", "\uff15", "plain decimal notation"),  # a fullwidth 5
+        ("price", "1,2.50", "plain decimal notation"),  # a comma that groups no thousands
+        ("stock", "1,2,3", "must be a whole number"),  # not 123
     ],
 )
 def test_a_number_or_date_its_column_cannot_hold_is_refused_on_its_field(

@@ -23,7 +23,7 @@ from exchange.auth.scopes import Scope
 from exchange.db.types import MAX_INTEGER
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.money import DECIMAL_RULE, parse_decimal
-from exchange.text import whole_number
+from exchange.text import whole_number, without_thousands_commas
 from exchange.web.access import NotAllowed
 from exchange.web.console import CONSOLE_PATH
 from exchange.web.visitors import visitor_of
@@ -123,10 +123,14 @@ class FormValues:
         return value
 
     def decimal(self, name: str) -> Decimal:
-        """A decimal as :func:`~exchange.money.parse_decimal` reads one, thousands commas allowed."""
+        """A decimal as :func:`~exchange.money.parse_decimal` reads one, thousands commas allowed
+        (only between groups of three digits)."""
         value = self.required(name)
+        plain = without_thousands_commas(value)
         try:
-            return parse_decimal(value.replace(",", ""))
+            if plain is None:
+                raise ValueError(value)
+            return parse_decimal(plain)
         except ValueError:
             raise BadUserInput(
                 f"{name} must be written in {DECIMAL_RULE}, such as 1,250.50, got {value!r}", field=name
