@@ -17,6 +17,9 @@ KID_LENGTH = 128
 JTI_LENGTH = 128
 #: The longest OAuth client id.
 CLIENT_ID_LENGTH = 64
+#: The longest caller's address a failed authentication is counted against (an IPv6 /64
+#: network in text is at most 43 characters).
+ADDRESS_LENGTH = 64
 
 
 class OAuthClient(SQLModel, table=True):
@@ -84,7 +87,8 @@ class UsedAssertion(SQLModel, table=True):
 
 
 class ClientAuthFailure(SQLModel, table=True):
-    """Failed authentications of one client id in the current window (rate limiting).
+    """Failed authentications of one client id from one caller's address in the current
+    window (rate limiting, :mod:`exchange.auth.ratelimit`).
 
     Kept in the database, not in process memory, so that every gateway replica counts the
     same attempts.
@@ -93,5 +97,6 @@ class ClientAuthFailure(SQLModel, table=True):
     __tablename__ = "client_auth_failure"
 
     client_id: str = Field(primary_key=True, max_length=64)
+    address: str = Field(primary_key=True, max_length=ADDRESS_LENGTH)
     window_started_at: datetime = Field(sa_type=UTCDateTime, index=True)
     failures: int

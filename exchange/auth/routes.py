@@ -3,10 +3,10 @@
 ``POST /oauth/token``, ``POST /oauth/introspect`` (RFC 7662), ``POST /oauth/revoke``
 (RFC 7009), ``GET /.well-known/oauth-authorization-server`` (RFC 8414) and
 ``GET /.well-known/jwks.json``. Each POST reads its form on the event loop, checks every
-client the request names against the failure rate limit, refuses a request that
-authenticates its client more than one way, runs Authlib in a worker thread (see
-:mod:`exchange.auth.server`), and counts a failed client authentication afterwards against
-every client the request named.
+client the request names against the failure rate limit (for the caller's address, see
+:mod:`exchange.auth.ratelimit`), refuses a request that authenticates its client more than one
+way, runs Authlib in a worker thread (see :mod:`exchange.auth.server`), and counts a failed
+client authentication afterwards against every client the request named, from that address.
 """
 
 from __future__ import annotations
@@ -122,13 +122,14 @@ class OAuthEndpoints:
             return invalid_client_response()
         oauth_request = FormRequest(method=request.method, url=str(request.url), headers=request.headers, form=form)
         now = self._clock.now()
+        address = ratelimit.caller_address(request.client.host if request.client else None)
         presented = PresentedClient.read(request.headers, form)
         named = presented.client_ids
         if any(text_problem(client_id, CLIENT_ID_LENGTH) for client_id in named):
             return invalid_client_response("no client has that id")
         if named:
             async with self._db.transaction() as session:
-                wait = await ratelimit.retry_after(session, named, self._limit, now)
+                wait = await ratelimit.retry_after(session, named, address, self._limit, now)
             if wait is not None:
                 return too_many_failures(wait)
         if presented.mixed:
@@ -140,7 +141,7 @@ class OAuthEndpoints:
             failed = work.authentication_failed
         if failed and named:
             async with self._db.transaction() as session:
-                await ratelimit.record_failures(session, named, self._limit, now)
+                await ratelimit.record_failures(session, named, address, self._limit, now)
         return response
 
 
@@ -187,7 +188,9 @@ def too_many_failures(retry_after: int) -> Response:
     return JSONResponse(
         {
             "error": "temporarily_unavailable",
-            "error_description": f"too many failed authentications for this client; try again in {retry_after} s",
+            "error_description": (
+                f"too many failed authentications for this client from this address; try again in {retry_after} s"
+            ),
         },
         status_code=429,
         headers={"Retry-After": str(retry_after), "Cache-Control": "no-store"},

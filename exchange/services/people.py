@@ -159,7 +159,7 @@ class PeopleService:
         username = normalize_username(username)
         key = rate_limit_key(username)
         async with self._db.transaction() as session:
-            wait = await ratelimit.retry_after(session, {key}, self._limit, now)
+            wait = await ratelimit.retry_after(session, {key}, ratelimit.ANY_ADDRESS, self._limit, now)
             person = None if wait is not None else await session.get(Person, username)
         if wait is not None:
             return Locked(retry_after=wait)
@@ -173,7 +173,7 @@ class PeopleService:
             if verified and step is not None:
                 verified = await _claim_totp_step(session, username, step)
             if person is None or not verified:
-                await ratelimit.record_failure(session, key, self._limit, now)
+                await ratelimit.record_failure(session, key, ratelimit.ANY_ADDRESS, self._limit, now)
                 return Refused()
             session_id, row = await open_session(session, person, now, self.timeouts)
         return Opened(session_id=session_id, signed_in=SignedIn(principal_for(row), row.csrf_token))

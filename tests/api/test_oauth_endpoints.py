@@ -251,6 +251,30 @@ async def test_repeated_failures_lock_the_client_out_with_429_and_retry_after(
     assert (await kit.request_token(bystander)).status_code == 200
 
 
+async def test_wrong_secrets_from_one_address_do_not_lock_the_partner_out_from_another(
+    kit: ExchangeKit, gateway_settings: Settings
+) -> None:
+    # The gateway trusts loopback as a proxy (uvicorn's default FORWARDED_ALLOW_IPS, and
+    # `exchange serve` keeps proxy headers on), so X-Forwarded-For names the caller.
+    victim = await kit.partner("formosa-air")
+    client_id = victim.client.client_id
+
+    async def request_token(secret: str, caller: str) -> httpx.Response:
+        return await kit.http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, secret),
+            headers={"x-forwarded-for": caller},
+        )
+
+    for _ in range(gateway_settings.token_failure_limit):
+        assert (await request_token("guess", "203.0.113.7")).status_code == 401
+    locked = await request_token(victim.client_secret, "203.0.113.7")
+    assert locked.status_code == 429, "the attacker's address waits, right secret or not"
+    served = await request_token(victim.client_secret, "198.51.100.9")
+    assert served.status_code == 200, served.text
+
+
 async def test_failed_assertions_count_against_the_issuing_client(kit: ExchangeKit, gateway_settings: Settings) -> None:
     partner = await kit.partner("tune-stream")
     await kit.assertion_key("tune-stream")

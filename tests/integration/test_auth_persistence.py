@@ -24,6 +24,8 @@ from tests.clocks import MovableClock
 from tests.conftest import SAMPLE_PARTNERS
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+#: Two callers' addresses.
+A, B = "203.0.113.7", "198.51.100.9"
 SECRET = "a test key-encryption secret of some length"
 
 
@@ -197,21 +199,34 @@ async def test_failures_open_a_window_that_blocks_at_the_limit_and_then_closes(d
     limit = ratelimit.FailureLimit(failures=3, window=timedelta(seconds=60))
     async with db.transaction() as session:
         for second in range(3):
-            assert await ratelimit.retry_after(session, {"c1"}, limit, NOW + timedelta(seconds=second)) is None
-            await ratelimit.record_failure(session, "c1", limit, NOW + timedelta(seconds=second))
-        assert await ratelimit.retry_after(session, {"c1"}, limit, NOW + timedelta(seconds=10)) == 50
-        assert await ratelimit.retry_after(session, {"c2"}, limit, NOW + timedelta(seconds=10)) is None
-        assert await ratelimit.retry_after(session, {"c1", "c2"}, limit, NOW + timedelta(seconds=10)) == 50
-        assert await ratelimit.retry_after(session, {"c1"}, limit, NOW + timedelta(seconds=60)) is None
-        await ratelimit.record_failure(session, "c1", limit, NOW + timedelta(seconds=61))
-        row = await session.get(ClientAuthFailure, "c1")
+            assert await ratelimit.retry_after(session, {"c1"}, A, limit, NOW + timedelta(seconds=second)) is None
+            await ratelimit.record_failure(session, "c1", A, limit, NOW + timedelta(seconds=second))
+        assert await ratelimit.retry_after(session, {"c1"}, A, limit, NOW + timedelta(seconds=10)) == 50
+        assert await ratelimit.retry_after(session, {"c2"}, A, limit, NOW + timedelta(seconds=10)) is None
+        assert await ratelimit.retry_after(session, {"c1", "c2"}, A, limit, NOW + timedelta(seconds=10)) == 50
+        assert await ratelimit.retry_after(session, {"c1"}, A, limit, NOW + timedelta(seconds=60)) is None
+        await ratelimit.record_failure(session, "c1", A, limit, NOW + timedelta(seconds=61))
+        row = await session.get(ClientAuthFailure, ("c1", A))
         assert row is not None and (row.failures, row.window_started_at) == (1, NOW + timedelta(seconds=61))
-        await ratelimit.record_failure(session, "x" * 65, limit, NOW)
-        assert await session.get(ClientAuthFailure, "x" * 65) is None
-        await ratelimit.record_failures(session, {"named-in-basic", "named-in-form"}, limit, NOW)
+        await ratelimit.record_failure(session, "x" * 65, A, limit, NOW)
+        assert await session.get(ClientAuthFailure, ("x" * 65, A)) is None
+        await ratelimit.record_failures(session, {"named-in-basic", "named-in-form"}, A, limit, NOW)
         for client_id in ("named-in-basic", "named-in-form"):
-            named = await session.get(ClientAuthFailure, client_id)
+            named = await session.get(ClientAuthFailure, (client_id, A))
             assert named is not None and named.failures == 1, "a failure counts against every client named"
+
+
+async def test_failures_from_one_address_do_not_block_another(db: Database) -> None:
+    limit = ratelimit.FailureLimit(failures=2, window=timedelta(seconds=60))
+    async with db.transaction() as session:
+        for _ in range(2):
+            await ratelimit.record_failure(session, "c1", A, limit, NOW)
+        assert await ratelimit.retry_after(session, {"c1"}, A, limit, NOW) == 60
+        assert await ratelimit.retry_after(session, {"c1"}, B, limit, NOW) is None
+        await ratelimit.record_failure(session, "c1", B, limit, NOW)
+        assert await ratelimit.retry_after(session, {"c1"}, B, limit, NOW) is None, "B's own count is 1"
+        await ratelimit.record_failure(session, "c2", B, limit, NOW + timedelta(seconds=61))
+        assert await session.get(ClientAuthFailure, ("c1", A)) is None, "closed windows are pruned"
 
 
 @pytest.mark.postgres_only
@@ -220,9 +235,9 @@ async def test_concurrent_failures_are_all_counted(pg_db: Database) -> None:
 
     async def fail() -> None:
         async with pg_db.transaction() as session:
-            await ratelimit.record_failure(session, "c1", limit, NOW)
+            await ratelimit.record_failure(session, "c1", A, limit, NOW)
 
     await asyncio.gather(*(fail() for _ in range(20)))
     async with pg_db.transaction() as session:
-        row = await session.get(ClientAuthFailure, "c1")
+        row = await session.get(ClientAuthFailure, ("c1", A))
     assert row is not None and row.failures == 20
