@@ -86,13 +86,19 @@ async def get_client(session: AsyncSession, client_id: str) -> OAuthClient | Non
     return await session.get(OAuthClient, client_id)
 
 
-async def reset_client_secret(session: AsyncSession, client_id: str) -> str:
-    """Give a client a new secret (the old one stops working); returns it, in clear, once."""
+async def reset_client_secret(session: AsyncSession, client_id: str, now: datetime) -> str:
+    """Give a client a new secret; returns it, in clear, once.
+
+    The old secret stops working, and so do the tokens issued before ``now`` (the client's
+    own and the member tokens it obtained): a secret is reset because it may have leaked, and
+    a leaked secret's tokens are as good as the secret until they expire.
+    """
     client = await get_client(session, client_id)
     if client is None:
         raise ClientNotFound(client_id)
     secret = new_client_secret()
     client.secret_hash = hash_secret(secret)
+    client.secret_set_at = now
     await session.flush()
     return secret
 

@@ -23,7 +23,12 @@ ADDRESS_LENGTH = 64
 
 
 class OAuthClient(SQLModel, table=True):
-    """A partner's or staff tool's credentials. The secret is kept only as an Argon2id hash."""
+    """A partner's or staff tool's credentials. The secret is kept only as an Argon2id hash.
+
+    ``secret_set_at`` is when the current secret was set by a reset (``None`` while the
+    client has the secret it was made with): tokens issued before it, with the secret it
+    replaced, are refused (:class:`~exchange.auth.tokens.TokenVerifier`).
+    """
 
     __tablename__ = "oauth_client"
     __table_args__ = (
@@ -39,6 +44,7 @@ class OAuthClient(SQLModel, table=True):
     program_id: str | None = Field(default=None, foreign_key="program.id", max_length=64, index=True)
     scope: str = Field(max_length=255)
     created_at: datetime = Field(sa_type=UTCDateTime)
+    secret_set_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class PartnerAssertionKey(SQLModel, table=True):

@@ -1,8 +1,8 @@
 """JWT access tokens (RFC 9068): what they claim, how they are signed and verified.
 
 A token is self-contained: verifying it needs the issuer's public key (cached in process)
-and one query that looks its ``jti`` up among revoked tokens and its key among published
-ones. Claims beyond RFC 9068's are ``role``; for partners, ``program_id`` (their tenant); for
+and one query that looks its ``jti`` up among revoked tokens, its key among published ones,
+and its client among clients (and when that client's secret was last set). Claims beyond RFC 9068's are ``role``; for partners, ``program_id`` (their tenant); for
 members, ``asserted_by`` (the program whose partner's assertion the token was issued on), so a
 request's principal is known without another query. The two program claims are distinct on
 purpose: no tenant rule reading ``program_id`` can ever take a member token for its partner's.
@@ -133,12 +133,24 @@ _CLAIM_PROBLEMS = {
 }
 
 
-#: Whether token ``jti`` is revoked, whether key ``kid`` is published at ``now``, and whether the
-#: client it was issued to still exists; built once.
+#: Whether token ``jti`` is revoked, whether key ``kid`` is published at ``now``, whether the
+#: client it was issued to still exists, and whether that client's secret was set after the
+#: token was issued; built once.
+#:
+#: ``iat`` has whole seconds and ``secret_set_at`` does not. A token is refused when
+#: ``iat < floor(secret_set_at)``, i.e. when it was issued in a second wholly before the one
+#: the secret was set in: a token issued with the new secret, even in the same second as the
+#: reset, is never refused, at the price of letting a token issued with the old secret in that
+#: same second live on. For whole seconds ``iat < floor(t)`` is ``t >= iat + 1``, which the
+#: query asks without truncating a time in SQL (``issued_second_ended`` is ``iat + 1``).
 _STANDING = select(
     exists().where(col(RevokedToken.jti) == bindparam("jti")),
     exists().where(col(SigningKey.kid) == bindparam("kid"), is_published(bindparam("now"))),  # type: ignore[arg-type]
     exists().where(col(OAuthClient.client_id) == bindparam("client_id")),
+    exists().where(
+        col(OAuthClient.client_id) == bindparam("client_id"),
+        col(OAuthClient.secret_set_at) >= bindparam("issued_second_ended"),
+    ),
 )
 
 
@@ -184,9 +196,10 @@ class TokenVerifier:
 
     async def _check_standing(self, verified: VerifiedToken, session: AsyncSession) -> None:
         """Refuse a token that has been revoked, whose signing key has been withdrawn (retired
-        past its ``publish_until``, or removed), or whose client has been deleted (revoked in
-        the console or the CLI: its tokens, and the member tokens it obtained, end with it).
-        One query, on every request, so each holds at once on every replica: neither the
+        past its ``publish_until``, or removed), whose client has been deleted (revoked in
+        the console or the CLI: its tokens, and the member tokens it obtained, end with it),
+        or whose client's secret was reset after it was issued (it may have been issued with a
+        leaked secret; the member tokens the client obtained end too). One query, on every request, so each holds at once on every replica: neither the
         verified-token cache nor the process's copy of the keys (re-read every minute) lets
         such a token through."""
         params = {
@@ -194,14 +207,19 @@ class TokenVerifier:
             "kid": verified.key_id,
             "now": self._clock.now(),
             "client_id": verified.principal.client_id,
+            "issued_second_ended": datetime.fromtimestamp(int(verified.claims["iat"]) + 1, UTC),
         }
-        is_revoked, key_published, client_exists = (await session.exec(_STANDING, params=params)).one()
+        is_revoked, key_published, client_exists, secret_reset = (await session.exec(_STANDING, params=params)).one()
         if is_revoked:
             raise InvalidAccessToken("the token has been revoked")
         if not key_published:
             raise InvalidAccessToken(NOT_SIGNED_BY_A_PUBLISHED_KEY)
         if not client_exists:
             raise InvalidAccessToken("the client this token was issued to has been revoked")
+        if secret_reset:
+            raise InvalidAccessToken(
+                "the secret of the client this token was issued to has been changed since: request a new token"
+            )
 
     async def _verify_signed(self, token: str, session: AsyncSession | None) -> VerifiedToken:
         """Signature by a published key, header and RFC 9068 claims (not revocation)."""

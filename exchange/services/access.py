@@ -50,10 +50,12 @@ class AccessService:
             return await clients.list_clients(session, program_id=program_id)
 
     async def rotate_program_client(self, program_id: str, client_id: str) -> ClientCredentials:
-        """A fresh secret for one of ``program_id``'s own clients (the old one stops working)."""
+        """A fresh secret for one of ``program_id``'s own clients: the old one stops working,
+        and so do the tokens issued with it (the member tokens the client obtained too)."""
         async with self.db.transaction() as session:
             client = await clients.program_client(session, program_id, client_id)
-            return ClientCredentials(client, await clients.reset_client_secret(session, client.client_id))
+            secret = await clients.reset_client_secret(session, client.client_id, self.clock.now())
+            return ClientCredentials(client, secret)
 
     async def revoke_program_client(self, program_id: str, client_id: str) -> OAuthClient:
         """Delete one of ``program_id``'s own clients: no new token for it, and its tokens end."""
@@ -63,14 +65,15 @@ class AccessService:
             return client
 
     async def renew_client(self, client_id: str, *, role: Role, program_id: str | None) -> ClientCredentials:
-        """The client ``client_id`` with a fresh secret, created with ``role`` if it is new."""
+        """The client ``client_id`` with a fresh secret, created with ``role`` if it is new; an
+        existing client's old secret, and the tokens issued with it, stop working."""
         async with self.db.transaction() as session:
             existing = await clients.get_client(session, client_id)
             if existing is None:
                 return await clients.create_client(
                     session, role=role, program_id=program_id, now=self.clock.now(), client_id=client_id
                 )
-            return ClientCredentials(existing, await clients.reset_client_secret(session, client_id))
+            return ClientCredentials(existing, await clients.reset_client_secret(session, client_id, self.clock.now()))
 
     async def register_assertion_key(self, program_id: str, public_key: str) -> PartnerAssertionKey:
         """Add (or, for a kid already there, replace) a key the program's partner signs member

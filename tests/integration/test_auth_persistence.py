@@ -80,13 +80,15 @@ async def test_impossible_clients_are_refused(
 async def test_a_reset_secret_replaces_the_old_one(loaded: Database) -> None:
     async with loaded.transaction() as session:
         issued = await clients.create_client(session, role=Role.ADMIN, now=NOW, client_id="admin-tool")
-        new_secret = await clients.reset_client_secret(session, "admin-tool")
+        assert issued.client.secret_set_at is None, "the secret it was made with"
+        new_secret = await clients.reset_client_secret(session, "admin-tool", NOW + timedelta(minutes=5))
         stored = await clients.get_client(session, "admin-tool")
         assert stored is not None
+        assert stored.secret_set_at == NOW + timedelta(minutes=5), "tokens issued before it are refused"
         assert verify_secret(stored.secret_hash, new_secret)
         assert not verify_secret(stored.secret_hash, issued.client_secret)
         with pytest.raises(clients.ClientNotFound):
-            await clients.reset_client_secret(session, "nobody")
+            await clients.reset_client_secret(session, "nobody", NOW)
 
 
 async def test_private_signing_keys_are_stored_encrypted_and_need_the_secret(db: Database) -> None:

@@ -1,0 +1,92 @@
+"""A client's new secret ends the tokens issued with its old one: the client's own and the
+member tokens it obtained, on every request and at introspection. A secret may be reset
+because it leaked, and a leaked secret's tokens are as good as the secret until they expire."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from exchange.app import create_app
+from exchange.auth.keys import SigningKeys
+from exchange.services.access import AccessService
+from exchange.services.container import load_partners_directory
+from exchange.serving import serving
+from exchange.settings import Settings
+from exchange.testing.kit import ExchangeKit
+from tests.clocks import MovableClock
+
+VIEWER = "{ viewer { role } }"
+ROTATED = "the secret of the client this token was issued to has been changed since: request a new token"
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    # Early in a second, with room left in it to move within it.
+    return MovableClock(datetime.now(UTC).replace(microsecond=200_000))
+
+
+@pytest.fixture
+async def gateway(gateway_settings: Settings, clock: MovableClock) -> AsyncIterator[str]:
+    """A gateway whose clock the test moves (it stamps tokens' iat and the rotation)."""
+    await load_partners_directory(gateway_settings)
+    async with serving(create_app(gateway_settings, clock=clock), port=gateway_settings.port) as server:
+        yield server.url
+
+
+@pytest.fixture
+def access(kit: ExchangeKit, clock: MovableClock) -> AccessService:
+    """The service the partner portal's "New secret" calls, on the gateway's clock."""
+    secret = kit.settings.key_encryption_secret.get_secret_value()
+    return AccessService(
+        db=kit.db,
+        keys=SigningKeys(kit.db, secret, clock),
+        clock=clock,
+        key_secret=secret,
+        token_lifetime=timedelta(seconds=kit.settings.access_token_lifetime),
+    )
+
+
+async def test_a_new_secret_ends_the_client_and_member_tokens_issued_before_it(
+    kit: ExchangeKit, clock: MovableClock, access: AccessService
+) -> None:
+    partner = await kit.partner("wallet-pay")
+    auth = (partner.client.client_id, partner.client_secret)
+    client_token = await kit.client_token(partner)
+    member_token = await kit.member_token("wallet-pay", "alice")
+    before = await kit.graphql(VIEWER, member_token)
+    assert before.status_code == 200, before.text
+
+    clock.advance(timedelta(seconds=1))
+    rotated = await access.rotate_program_client("wallet-pay", partner.client.client_id)
+
+    for token in (client_token, member_token):
+        refused = await kit.graphql(VIEWER, token)
+        assert refused.status_code == 401
+        assert refused.json()["errors"][0]["message"] == ROTATED
+    new_auth = (partner.client.client_id, rotated.client_secret)
+    for token in (client_token, member_token):
+        introspected = await kit.http.post("/oauth/introspect", data={"token": token}, auth=new_auth)
+        assert introspected.json() == {"active": False}
+    assert (
+        await kit.http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=auth)
+    ).status_code == 401
+
+    new_client_token = await kit.client_token(rotated)
+    new_member_token = await kit.member_token("wallet-pay", "alice")
+    for token in (new_client_token, new_member_token):
+        assert (await kit.graphql(VIEWER, token)).status_code == 200
+        introspected = await kit.http.post("/oauth/introspect", data={"token": token}, auth=new_auth)
+        assert introspected.json()["active"] is True
+
+
+async def test_a_token_issued_in_the_second_of_the_rotation_but_after_it_is_accepted(
+    kit: ExchangeKit, clock: MovableClock, access: AccessService
+) -> None:
+    partner = await kit.partner("fresh-mart")
+    rotated = await access.rotate_program_client("fresh-mart", partner.client.client_id)
+    clock.advance(timedelta(milliseconds=500))  # same whole second: iat equals the rotation's
+    token = await kit.client_token(rotated)
+    assert (await kit.graphql(VIEWER, token)).status_code == 200
