@@ -811,9 +811,17 @@ def _parse_scopes(values: tuple[str, ...]) -> frozenset[Scope] | None:
     multiple=True,
     help="Scopes to grant, space- or comma-separated (default: all of the role's).",
 )
+@click.option(
+    "--member-scopes",
+    multiple=True,
+    help="A partner's client: the most the member tokens it obtains may carry, space- or "
+    "comma-separated (default: all member scopes with partner:write, else member:read).",
+)
 @click.option("--json", "as_json", is_flag=True, help='Print {"client_id": …, "client_secret": …}.')
 @reports_errors
-def clients_create(program_id: str | None, role: str | None, scopes: tuple[str, ...], as_json: bool) -> None:
+def clients_create(
+    program_id: str | None, role: str | None, scopes: tuple[str, ...], member_scopes: tuple[str, ...], as_json: bool
+) -> None:
     """Create an OAuth client and print its secret, once.
 
     A partner's client (--partner P) gets the partner role for program P; staff clients
@@ -824,7 +832,10 @@ def clients_create(program_id: str | None, role: str | None, scopes: tuple[str, 
         raise CommandFailed("give exactly one of --partner PROGRAM or --role settlement|admin")
     credentials = with_services(
         lambda services: services.access.create_client(
-            role=Role(role) if role else Role.PARTNER, program_id=program_id, scopes=_parse_scopes(scopes)
+            role=Role(role) if role else Role.PARTNER,
+            program_id=program_id,
+            scopes=_parse_scopes(scopes),
+            member_scopes=_parse_scopes(member_scopes),
         )
     )
     client = credentials.client
@@ -834,7 +845,8 @@ def clients_create(program_id: str | None, role: str | None, scopes: tuple[str, 
     tenant = f" for program {client.program_id}" if client.program_id else ""
     click.echo(f"client_id:     {client.client_id}")
     click.echo(f"client_secret: {credentials.client_secret}")
-    click.echo(f"role: {client.role}{tenant}; scopes: {client.scope}")
+    for_members = f"; member scopes: {client.member_scope}" if client.member_scope else ""
+    click.echo(f"role: {client.role}{tenant}; scopes: {client.scope}{for_members}")
     click.echo("Store the secret now: the exchange keeps only a hash and cannot show it again.")
 
 

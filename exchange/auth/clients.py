@@ -16,6 +16,7 @@ from exchange.auth.scopes import (
     CLIENT_ROLES,
     Role,
     Scope,
+    member_scopes_for_client,
     parse_scopes,
     scope_text,
     scopes_for_role,
@@ -45,6 +46,11 @@ def client_scopes(client: OAuthClient) -> frozenset[Scope]:
     return parse_scopes(client.scope)
 
 
+def client_member_scopes(client: OAuthClient) -> frozenset[Scope]:
+    """The most the member tokens ``client`` obtains may carry."""
+    return parse_scopes(client.member_scope)
+
+
 async def create_client(
     session: AsyncSession,
     *,
@@ -52,11 +58,14 @@ async def create_client(
     now: datetime,
     program_id: str | None = None,
     scopes: frozenset[Scope] | None = None,
+    member_scopes: frozenset[Scope] | None = None,
     client_id: str | None = None,
 ) -> ClientCredentials:
     """A new client with a fresh secret. A partner's client names the program it runs.
 
-    ``scopes`` default to everything the role may hold and may only narrow it.
+    ``scopes`` default to everything the role may hold and may only narrow it;
+    ``member_scopes`` (a partner's client's) default to what its scopes allow
+    (:func:`~exchange.auth.scopes.member_scopes_for_client`).
     """
     if role not in CLIENT_ROLES:
         raise BadUserInput(
@@ -68,6 +77,7 @@ async def create_client(
     if program_id is not None:
         await programs.get_program(session, program_id, field="partner")
     granted = scopes_for_role(role, scopes)
+    for_members = member_scopes_for_client(role, granted, member_scopes)
     secret = new_client_secret()
     client = OAuthClient(
         client_id=client_id or f"{program_id or role.value}-{secrets.token_hex(4)}",
@@ -75,6 +85,7 @@ async def create_client(
         role=role.value,
         program_id=program_id,
         scope=scope_text(granted),
+        member_scope=scope_text(for_members),
         created_at=now,
     )
     session.add(client)

@@ -43,6 +43,9 @@ class OAuthClient(SQLModel, table=True):
     role: str = Field(max_length=20)
     program_id: str | None = Field(default=None, foreign_key="program.id", max_length=64, index=True)
     scope: str = Field(max_length=255)
+    #: The most the member tokens it obtains may carry (:mod:`exchange.auth.scopes`); empty
+    #: for a staff client.
+    member_scope: str = Field(max_length=255)
     created_at: datetime = Field(sa_type=UTCDateTime)
     secret_set_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 

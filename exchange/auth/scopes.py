@@ -3,6 +3,13 @@
 Every token has one role. A role's scopes are the most its tokens can carry; a client (or a
 token request) may narrow them. ``<role>:read`` reads the role's data, ``<role>:write`` changes
 it, so a partner can hand a reporting tool a read-only token.
+
+A partner's client also has its member scopes: the most the member tokens it obtains (by the
+assertion grant) can carry, so that a read-only reporting client that can present the
+partner's assertions cannot mint tokens that spend members' points. Unless chosen when the
+client is created, they follow its own scopes: every member scope for a client that holds
+``partner:write`` (it already changes the program's data), ``member:read`` only for one that
+does not. Staff clients obtain no member tokens and have none.
 """
 
 from __future__ import annotations
@@ -49,13 +56,16 @@ ROLE_SCOPES: Mapping[Role, frozenset[Scope]] = {
     role: frozenset(scope for scope in Scope if scope.value.startswith(f"{role.value}:")) for role in Role
 }
 
+#: The field a client's member scopes are given in.
+MEMBER_SCOPES_FIELD = "memberScopes"
+
 #: Roles an OAuth client can have; member tokens come only from a partner's assertion.
 CLIENT_ROLES: tuple[Role, ...] = (Role.PARTNER, Role.SETTLEMENT, Role.ADMIN)
 
 
 class InvalidScope(BadUserInput):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, field="scopes")
+    def __init__(self, message: str, field: str = "scopes") -> None:
+        super().__init__(message, field=field)
 
 
 def parse_scopes(text: str | Iterable[str]) -> frozenset[Scope]:
@@ -85,4 +95,28 @@ def scopes_for_role(role: Role, requested: frozenset[Scope] | None = None) -> fr
         raise InvalidScope("give at least one scope")
     if extra := requested - allowed:
         raise InvalidScope(f"the {role.value} role cannot hold {scope_text(extra)}; it may hold {scope_text(allowed)}")
+    return requested
+
+
+def member_scopes_for_client(
+    role: Role, scopes: frozenset[Scope], requested: frozenset[Scope] | None = None
+) -> frozenset[Scope]:
+    """A client's member scopes (see the module's docstring): the requested ones if it may
+    have them, else an error; none asked: the default that follows its ``scopes``."""
+    member_scopes = ROLE_SCOPES[Role.MEMBER]
+    if role is not Role.PARTNER:
+        if requested:
+            raise InvalidScope(
+                "only a partner's client obtains member tokens: give it no member scopes", MEMBER_SCOPES_FIELD
+            )
+        return frozenset()
+    if requested is None:
+        return member_scopes if Scope.PARTNER_WRITE in scopes else frozenset({Scope.MEMBER_READ})
+    if not requested:
+        raise InvalidScope("give at least one member scope", MEMBER_SCOPES_FIELD)
+    if extra := requested - member_scopes:
+        raise InvalidScope(
+            f"member tokens cannot hold {scope_text(extra)}; they may hold {scope_text(member_scopes)}",
+            MEMBER_SCOPES_FIELD,
+        )
     return requested

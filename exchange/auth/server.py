@@ -61,7 +61,6 @@ from exchange.auth.keys import SigningKeys
 from exchange.auth.models import OAuthClient
 from exchange.auth.presented import PresentedClient
 from exchange.auth.scopes import (
-    ROLE_SCOPES,
     InvalidScope,
     Role,
     Scope,
@@ -144,6 +143,7 @@ class ExchangeClient(ClientMixin):
         self.client_id = row.client_id
         self.role = clients.client_role(row)
         self.scopes = clients.client_scopes(row)
+        self.member_scopes = clients.client_member_scopes(row)
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -314,11 +314,12 @@ class Revocation(_TokenLookup, RevocationEndpoint):
 
 
 def granted_scopes(client: ExchangeClient, user_role: Role | None, requested: str | None) -> frozenset[Scope]:
-    """What a token may carry: for a member, member scopes; for a client, its own scopes.
+    """What a token may carry: for a member, the client's member scopes; for a client, its
+    own scopes.
 
-    Nothing requested means all of them; asking for more is ``invalid_scope``.
+    Nothing requested means all of them; asking for more is ``invalid_scope``, naming them.
     """
-    allowed = ROLE_SCOPES[user_role] if user_role is not None else client.scopes
+    allowed = client.member_scopes if user_role is Role.MEMBER else client.scopes
     if not requested:
         return allowed
     try:
@@ -326,7 +327,10 @@ def granted_scopes(client: ExchangeClient, user_role: Role | None, requested: st
     except InvalidScope:
         raise InvalidScopeError(description="the request names a scope this exchange does not know") from None
     if not scopes or not scopes <= allowed:
-        raise InvalidScopeError(description=f"this grant allows at most: {scope_text(allowed)}")
+        most = (
+            "this client's member tokens may carry at most" if user_role is Role.MEMBER else "this grant allows at most"
+        )
+        raise InvalidScopeError(description=f"{most}: {scope_text(allowed)}")
     return scopes
 
 

@@ -36,12 +36,19 @@ class AccessService:
         role: Role,
         program_id: str | None,
         scopes: frozenset[Scope] | None = None,
+        member_scopes: frozenset[Scope] | None = None,
         client_id: str | None = None,
     ) -> ClientCredentials:
         """A new client and its secret, shown this once (the exchange keeps only its hash)."""
         async with self.db.transaction() as session:
             return await clients.create_client(
-                session, role=role, program_id=program_id, scopes=scopes, now=self.clock.now(), client_id=client_id
+                session,
+                role=role,
+                program_id=program_id,
+                scopes=scopes,
+                member_scopes=member_scopes,
+                now=self.clock.now(),
+                client_id=client_id,
             )
 
     async def program_clients(self, program_id: str) -> Sequence[OAuthClient]:

@@ -48,11 +48,20 @@ class ExchangeKit:
         return f"{self.settings.issuer_url}/oauth/token"
 
     async def new_client(
-        self, role: Role, program_id: str | None = None, scopes: frozenset[Scope] | None = None
+        self,
+        role: Role,
+        program_id: str | None = None,
+        scopes: frozenset[Scope] | None = None,
+        member_scopes: frozenset[Scope] | None = None,
     ) -> ClientCredentials:
         async with self.db.transaction() as session:
             return await clients.create_client(
-                session, role=role, program_id=program_id, scopes=scopes, now=datetime.now(UTC)
+                session,
+                role=role,
+                program_id=program_id,
+                scopes=scopes,
+                member_scopes=member_scopes,
+                now=datetime.now(UTC),
             )
 
     async def request_token(self, credentials: ClientCredentials, **form: str) -> httpx.Response:

@@ -195,12 +195,13 @@ async def test_admins_manage_clients_and_any_programs_keys_but_read_no_members(
 ) -> None:
     partner = await kit.partner("fresh-mart")
     admin = await kit.staff_token(Role.ADMIN)
-    listed = await kit.data("{ clients { clientId role programId scopes } }", admin)
+    listed = await kit.data("{ clients { clientId role programId scopes memberScopes } }", admin)
     assert {
         "clientId": partner.client.client_id,
         "role": "PARTNER",
         "programId": "fresh-mart",
         "scopes": ["partner:read", "partner:write"],
+        "memberScopes": ["member:coalition", "member:read", "member:write"],
     } in listed["clients"]
     key = json.dumps(ECKey.generate_key("P-256", parameters={"kid": "set-by-admin"}).as_dict(private=False))
     registered = await kit.data(

@@ -9,7 +9,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from exchange.auth.scopes import Role
+from exchange.auth.scopes import Role, Scope
 from exchange.testing.kit import ExchangeKit
 
 ME = "{ me { id linkedAccounts { memberRef program { id } } } }"
@@ -63,6 +63,33 @@ async def test_the_issuer_or_the_token_endpoint_is_an_accepted_audience(kit: Exc
 async def test_a_member_token_cannot_ask_for_partner_scopes(kit: ExchangeKit) -> None:
     response = await kit.request_member_token(await kit.assertion("wallet-pay", "carol"), scope="partner:read")
     assert (response.status_code, response.json()["error"]) == (400, "invalid_scope")
+
+
+async def test_a_clients_member_tokens_carry_at_most_its_member_scopes(kit: ExchangeKit) -> None:
+    reporting = await kit.new_client(Role.PARTNER, "wallet-pay", scopes=frozenset({Scope.PARTNER_READ}))
+    chosen = await kit.new_client(
+        Role.PARTNER, "wallet-pay", member_scopes=frozenset({Scope.MEMBER_READ, Scope.MEMBER_WRITE})
+    )
+    allowed = {
+        reporting.client.client_id: "member:read",  # no partner:write: member:read by default
+        chosen.client.client_id: "member:read member:write",
+        (await kit.partner("wallet-pay")).client.client_id: "member:coalition member:read member:write",
+    }
+    for client_id, scopes in allowed.items():
+        default = await kit.request_member_token(await kit.assertion("wallet-pay", "erin", iss=client_id))
+        assert default.status_code == 200, default.text
+        assert default.json()["scope"] == scopes
+    for client_id, wider in (
+        (reporting.client.client_id, "member:write"),
+        (chosen.client.client_id, "member:coalition"),
+    ):
+        refused = await kit.request_member_token(
+            await kit.assertion("wallet-pay", "erin", iss=client_id), scope=f"member:read {wider}"
+        )
+        assert (refused.status_code, refused.json()["error"]) == (400, "invalid_scope")
+        assert refused.json()["error_description"] == (
+            f"this client's member tokens may carry at most: {allowed[client_id]}"
+        )
 
 
 def _now() -> int:

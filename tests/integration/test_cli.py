@@ -361,7 +361,26 @@ def test_clients_create_prints_the_secret_once_and_as_json_for_scripts(migrated_
     assert text.returncode == 0, text.stderr
     assert re.search(r"^client_id:\s+formosa-air-\w+$", text.stdout, re.MULTILINE)
     assert re.search(r"^client_secret:\s+\S{40,}$", text.stdout, re.MULTILINE)
-    assert "role: partner for program formosa-air; scopes: partner:read partner:write" in text.stdout
+    assert (
+        "role: partner for program formosa-air; scopes: partner:read partner:write; "
+        "member scopes: member:coalition member:read member:write"
+    ) in text.stdout
+    reporting = run(
+        "clients", "create", "--partner", "formosa-air", "--scopes", "partner:read", env=migrated_env
+    ).stdout
+    assert "scopes: partner:read; member scopes: member:read\n" in reporting
+    chosen = run(
+        "clients",
+        "create",
+        "--partner",
+        "formosa-air",
+        "--scopes",
+        "partner:read",
+        "--member-scopes",
+        "member:read,member:write",
+        env=migrated_env,
+    ).stdout
+    assert "scopes: partner:read; member scopes: member:read member:write\n" in chosen
 
     scripted = run(
         "clients", "create", "--role", "settlement", "--scopes", "settlement:read", "--json", env=migrated_env
@@ -379,6 +398,8 @@ def test_clients_create_prints_the_secret_once_and_as_json_for_scripts(migrated_
         ([], "exactly one of --partner"),
         (["--role", "admin", "--scopes", "partner:read"], "the admin role cannot hold partner:read"),
         (["--role", "admin", "--scopes", "everything"], "unknown scope everything"),
+        (["--role", "admin", "--member-scopes", "member:read"], "only a partner's client obtains member tokens"),
+        (["--partner", "formosa-air", "--member-scopes", "partner:read"], "member tokens cannot hold partner:read"),
     ],
 )
 def test_impossible_clients_are_refused_in_one_line(

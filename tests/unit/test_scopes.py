@@ -10,6 +10,7 @@ from exchange.auth.scopes import (
     InvalidScope,
     Role,
     Scope,
+    member_scopes_for_client,
     parse_scopes,
     scope_text,
     scopes_for_role,
@@ -49,3 +50,29 @@ def test_a_role_gets_all_its_scopes_by_default_and_only_its_own_on_request() -> 
         scopes_for_role(Role.PARTNER, frozenset({Scope.PARTNER_READ, Scope.SETTLEMENT_READ}))
     with pytest.raises(InvalidScope, match="at least one"):
         scopes_for_role(Role.PARTNER, frozenset())
+
+
+def test_a_partner_clients_member_scopes_follow_its_own_unless_chosen() -> None:
+    everything, read_only = ROLE_SCOPES[Role.PARTNER], frozenset({Scope.PARTNER_READ})
+    assert member_scopes_for_client(Role.PARTNER, everything) == ROLE_SCOPES[Role.MEMBER]
+    assert member_scopes_for_client(Role.PARTNER, frozenset({Scope.PARTNER_WRITE})) == ROLE_SCOPES[Role.MEMBER]
+    assert member_scopes_for_client(Role.PARTNER, read_only) == {Scope.MEMBER_READ}
+    chosen = frozenset({Scope.MEMBER_READ, Scope.MEMBER_WRITE})
+    assert member_scopes_for_client(Role.PARTNER, read_only, chosen) == chosen
+    assert member_scopes_for_client(Role.ADMIN, ROLE_SCOPES[Role.ADMIN]) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("role", "chosen", "message"),
+    [
+        (Role.PARTNER, frozenset({Scope.PARTNER_READ}), "member tokens cannot hold partner:read"),
+        (Role.PARTNER, frozenset(), "at least one member scope"),
+        (Role.SETTLEMENT, frozenset({Scope.MEMBER_READ}), "only a partner's client obtains member tokens"),
+    ],
+)
+def test_impossible_member_scopes_are_refused_naming_the_field(
+    role: Role, chosen: frozenset[Scope], message: str
+) -> None:
+    with pytest.raises(InvalidScope, match=message) as refused:
+        member_scopes_for_client(role, ROLE_SCOPES[role], chosen)
+    assert refused.value.field == "memberScopes"

@@ -313,6 +313,21 @@ def test_a_client_is_created_with_its_secret_shown_once_rotated_and_revoked(
         assert http.post("/graphql", **viewer).status_code == 401, "the tokens it holds end with the client"
 
 
+def test_a_client_gets_the_member_scopes_ticked_or_those_its_scopes_give(air_client: httpx.Client) -> None:
+    reporting, _ = issued_secret(post(air_client, f"{PARTNER}/clients", scopes=["partner:read"]).text)
+    ticked = post(
+        air_client, f"{PARTNER}/clients", scopes=["partner:read"], memberScopes=["member:read", "member:write"]
+    )
+    chosen, _ = issued_secret(ticked.text)
+    listing = air_client.get(f"{PARTNER}/access").text
+    for client_id, member_scopes in ((reporting, "member:read"), (chosen, "member:read member:write")):
+        row = re.search(rf"<code>{client_id}</code></th>\s*<td>[^<]*</td>\s*<td>([^<]*)</td>", listing)
+        assert row is not None and row[1] == member_scopes
+    refused = post(air_client, f"{PARTNER}/clients", scopes=["partner:read"], memberScopes=["partner:write"])
+    assert refused.status_code == 422 and 'id="client-secret"' not in refused.text
+    assert "member tokens cannot hold partner:write" in field_error(refused.text, "memberScopes")
+
+
 def test_another_partners_client_cannot_be_rotated_or_revoked_by_changing_the_form(
     gateway: Gateway, air_client: httpx.Client, mart: Person
 ) -> None:

@@ -66,6 +66,9 @@ class OAuthClient:
     role: Role
     program_id: strawberry.ID | None = strawberry.field(description="A partner's program.")
     scopes: list[str]
+    member_scopes: list[str] = strawberry.field(
+        description="The most the member tokens a partner's client obtains may carry (none for a staff client)."
+    )
     created_at: datetime
 
     @classmethod
@@ -75,6 +78,7 @@ class OAuthClient:
             role=Role(row.role),
             program_id=strawberry.ID(row.program_id) if row.program_id else None,
             scopes=scope_text(parse_scopes(row.scope)).split(),
+            member_scopes=scope_text(parse_scopes(row.member_scope)).split(),
             created_at=row.created_at,
         )
 

@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from exchange.auth.assertions import PUBLIC_KEY_LENGTH
 from exchange.auth.clients import ClientCredentials
-from exchange.auth.scopes import ROLE_SCOPES, Role, Scope, parse_scopes
+from exchange.auth.scopes import MEMBER_SCOPES_FIELD, ROLE_SCOPES, Role, Scope, parse_scopes
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.services.access import AccessService
 from exchange.settings import Settings
@@ -19,6 +19,7 @@ from exchange.web.partner.forms import BASE, PARTNER_PATH, READ, WRITE, FormValu
 from exchange.web.templating import Pages
 
 PARTNER_SCOPES = sorted(ROLE_SCOPES[Role.PARTNER])
+MEMBER_SCOPES = sorted(ROLE_SCOPES[Role.MEMBER])
 DONE = ("revoked", "key-added", "key-retired")
 
 
@@ -70,6 +71,7 @@ class AccessPages:
                 "clients": await self.access.program_clients(own),
                 "keys": (await self.access.assertion_keys([own])).get(own, []),
                 "scopes": PARTNER_SCOPES,
+                "member_scopes": MEMBER_SCOPES,
                 "issued": issued,
                 "done": done,
                 "problems": problems or Problems(),
@@ -85,13 +87,21 @@ class AccessPages:
         return await self._page(request, problems=problems, key_text=key_text, status_code=422)
 
     async def create_client(self, request: Request) -> Response:
+        """A new client with the scopes ticked; member scopes ticked narrow (or widen) the
+        member tokens it may obtain, none ticked leaves the default its scopes give."""
         form = await request.form()
         try:
             chosen = [value for value in form.getlist("scopes") if isinstance(value, str)]
             if not chosen:
                 raise BadUserInput("choose at least one scope", field="scopes")
             scopes: frozenset[Scope] = parse_scopes(chosen)
-            issued = await self.access.create_client(role=Role.PARTNER, program_id=program_of(request), scopes=scopes)
+            for_members = [value for value in form.getlist(MEMBER_SCOPES_FIELD) if isinstance(value, str)]
+            issued = await self.access.create_client(
+                role=Role.PARTNER,
+                program_id=program_of(request),
+                scopes=scopes,
+                member_scopes=parse_scopes(for_members) if for_members else None,
+            )
         except ExchangeError as error:
             return await self._refused(request, error)
         return await self._page(request, issued=issued)
