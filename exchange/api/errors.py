@@ -115,7 +115,8 @@ def _about_a_written_value(error: GraphQLError) -> bool:
     """A validation error about a value written inline for an argument (``points: 99999999999``,
     an enum it does not hold, an input object missing a field): the same value sent in a
     variable is ``BAD_USER_INPUT`` naming it, so written inline it is too."""
-    return error.path is None and bool(error.nodes) and isinstance(error.nodes[0], ValueNode)
+    nodes = error.nodes or []
+    return error.path is None and bool(nodes) and isinstance(nodes[0], ValueNode)
 
 
 def _literal_field(error: GraphQLError) -> str | None:
