@@ -80,7 +80,10 @@ EXPECTED: dict[str, str] = {
         f"Viewer.{name}": TOKEN
         for name in ("role", "subject", "clientId", "programId", "memberId", "assertedBy", "scopes", "expiresAt")
     },
-    **{f"OAuthClient.{name}": "admin" for name in ("clientId", "role", "programId", "scopes", "createdAt")},
+    **{
+        f"OAuthClient.{name}": "admin"
+        for name in ("clientId", "role", "programId", "scopes", "memberScopes", "createdAt")
+    },
     # The federated view and linking accounts: the member alone.
     "Mutation.linkAccount": "member",
     # Consents to debit a program's points: the member alone.
