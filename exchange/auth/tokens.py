@@ -2,8 +2,9 @@
 
 A token is self-contained: verifying it needs the issuer's public key (cached in process)
 and one query that looks its ``jti`` up among revoked tokens, its key among published ones,
-and its client among clients (and when that client's secret was last set). Claims beyond RFC 9068's are ``role``; for partners, ``program_id`` (their tenant); for
-members, ``asserted_by`` (the program whose partner's assertion the token was issued on), so a
+and its client among clients (and when that client's secret was last reset). Claims beyond
+RFC 9068's are ``role``; for partners, ``program_id`` (their tenant); for members,
+``asserted_by`` (the program whose partner's assertion the token was issued on), so a
 request's principal is known without another query. The two program claims are distinct on
 purpose: no tenant rule reading ``program_id`` can ever take a member token for its partner's.
 """
@@ -199,9 +200,9 @@ class TokenVerifier:
         past its ``publish_until``, or removed), whose client has been deleted (revoked in
         the console or the CLI: its tokens, and the member tokens it obtained, end with it),
         or whose client's secret was reset after it was issued (it may have been issued with a
-        leaked secret; the member tokens the client obtained end too). One query, on every request, so each holds at once on every replica: neither the
-        verified-token cache nor the process's copy of the keys (re-read every minute) lets
-        such a token through."""
+        leaked secret; the member tokens the client obtained end too). One query, on every
+        request, so each holds at once on every replica: neither the verified-token cache nor
+        the process's copy of the keys (re-read every minute) lets such a token through."""
         params = {
             "jti": verified.principal.token_id,
             "kid": verified.key_id,
