@@ -346,6 +346,7 @@ EXPECTED: dict[str, str] = {
             "startsAt",
             "endsAt",
             "pointValue",
+            "pointValuesFixedAt",
             "issued",
             "convertedOut",
             "redeemedForRewards",
