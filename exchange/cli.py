@@ -1085,16 +1085,23 @@ def risk_reject(conversion_id: str, reason: str, actor: str | None) -> None:
 
 @risk.command("decisions")
 @click.option("--conversion", "conversion_id", help="Only about this conversion.")
+@click.option("--redemption", "redemption_id", help="Only about this redemption.")
 @click.option("--member", "member_id", help="Only about this member.")
 @click.option("--first", type=click.IntRange(1, 500), default=50, show_default=True, help="How many at most.")
 @reports_errors
-def risk_decisions(conversion_id: str | None, member_id: str | None, first: int) -> None:
+def risk_decisions(conversion_id: str | None, redemption_id: str | None, member_id: str | None, first: int) -> None:
     """The risk decision log, newest first: what each gate decided, and why."""
     rows = with_services(
-        lambda services: services.risk.decisions(conversion_id=conversion_id, member_id=member_id, first=first)
+        lambda services: services.risk.decisions(
+            conversion_id=conversion_id, redemption_id=redemption_id, member_id=member_id, first=first
+        )
     )
     for row in rows:
-        about = row.conversion_id or f"link {row.program_id}:{row.member_ref}"
+        about = (
+            row.conversion_id
+            or (row.redemption_id and f"redemption {row.redemption_id}")
+            or f"link {row.program_id}:{row.member_ref}"
+        )
         click.echo(
             f"{row.decided_at.isoformat()} {row.decision:<7} {row.rule or '-':<20} {about} "
             f"{row.decided_by or 'gates'}: {row.reason}"

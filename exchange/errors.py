@@ -41,9 +41,10 @@ class ErrorCode(StrEnum):
     ACCOUNT_SUSPENDED = "ACCOUNT_SUSPENDED"
     ACCOUNT_NOT_ACTIVATED = "ACCOUNT_NOT_ACTIVATED"
     TIER_NOT_ALLOWED = "TIER_NOT_ALLOWED"
-    #: Risk gates of a conversion (``exchange.risk``).
+    #: Risk gates of a conversion or a redemption (``exchange.risk``).
     VELOCITY_EXCEEDED = "VELOCITY_EXCEEDED"
     COOLING_PERIOD = "COOLING_PERIOD"
+    REVIEW_REQUIRED = "REVIEW_REQUIRED"
     NOT_HELD = "NOT_HELD"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     #: The transport refused the request before GraphQL ran (see ``exchange.api.refusals``).

@@ -428,19 +428,22 @@ class VelocityDeclaration(_Strict):
 
 
 class RiskDeclaration(_Strict):
-    """The program's risk gates on conversions out of it (``exchange.risk``)."""
+    """The program's risk gates on points leaving its members' accounts: conversions out of it and
+    redemptions paid with its points (``exchange.risk``)."""
 
     velocity: list[VelocityDeclaration] = Field(default_factory=list)
     cooling_period_seconds: Annotated[int, Field(ge=0, le=90 * 86400, strict=True)] = Field(
-        default=0, description="How long after an account is linked its points may first be converted out."
+        default=0, description="How long after an account is linked its points may first leave it."
     )
     refuse_name_mismatch: bool = Field(
         default=False,
-        description="Linking needs the member's name, matching the partner's record; a conversion is "
-        "refused when the names its two partners have for the member differ.",
+        description="Linking needs the member's name, matching the partner's record; a conversion (or "
+        "redemption) is refused when the names its two partners (the paying program and the target, or "
+        "the reward's publisher) have for the member differ.",
     )
     hold_above_points: Count | None = Field(
-        default=None, description="A conversion of more points waits for staff to approve it."
+        default=None,
+        description="A conversion of more points waits for staff to approve it; a redemption of more is refused.",
     )
     hold_expires_after_seconds: Annotated[int, Field(ge=3600, le=90 * 86400, strict=True)] = Field(
         default=int(HOLD_EXPIRES_AFTER.total_seconds()),

@@ -96,6 +96,7 @@ class Redemption(SagaState, table=True):
         Index("ix_redemption_due", "status", "next_attempt_at"),
         Index("ix_redemption_delivery", "status", "deliver_by"),
         Index("ix_redemption_member_created", "member_id", "created_at"),
+        Index("ix_redemption_account_created", "paying_program", "paying_ref", "created_at"),
         Index("ix_redemption_reward", "reward_id"),
     )
 

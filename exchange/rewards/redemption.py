@@ -6,7 +6,8 @@
    member's limit (the limits counters, locked in key order). A repeat of the key returns
    the same redemption. The paying program's points are spent only under its authority
    (:mod:`exchange.members.authority`): a token it asserted, or a consent given through it,
-   used in this same unit of work.
+   used in this same unit of work. The paying program's risk gates (:mod:`exchange.risk.gates`)
+   screen it there too, as they screen a conversion out of it: a refusal records nothing.
 2. **Debit** the member at the paying program (operation ``<id>:debit``).
 3. **Post** the clearing transaction (:mod:`exchange.rewards.clearing`) → COMPLETED: awaiting
    delivery (direct rewards, until ``deliver_by``) or an entry in the draw (lottery).
@@ -23,7 +24,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Table, update
 from sqlmodel import col, select
@@ -63,6 +64,9 @@ from exchange.rewards.models import (
     RewardKind,
 )
 from exchange.rewards.pricing import RedemptionPrice, redemption_price
+from exchange.risk.gates import HOLD_ABOVE, Outflow, ReviewRequired, refuse_if_barred
+from exchange.risk.models import Decision, Subject
+from exchange.risk.policy import RiskPolicy
 from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition
 from exchange.sagas.idempotency import claiming, keyed, record_once, same_request
@@ -258,6 +262,7 @@ class RedemptionSaga(Saga[Redemption]):
         )
         assert redemption is not None, "only the key is unique among what a redemption is inserted with"
         if created:
+            await _screen(session, redemption, quote.paying, now)
             taken = await session.exec(
                 update(Reward).where(col(Reward.id) == reward.id, col(Reward.stock) >= 1).values(stock=Reward.stock - 1)
             )
@@ -373,6 +378,43 @@ async def _quote(session: AsyncSession, reward_id: str, pay_with: str) -> Redemp
             field="payWith",
         )
     return RedemptionQuote(reward=reward, paying=paying, price=price)
+
+
+async def _screen(session: AsyncSession, redemption: Redemption, paying: Program, now: datetime) -> None:
+    """Refuse or allow ``redemption`` (just inserted, PENDING) under the paying program's risk
+    gates, as a conversion out of it is (:mod:`exchange.risk.gates`); its names are compared
+    with the member's account at the publisher, where the reward goes, if there is one.
+
+    A redemption cannot wait for staff review as a held conversion does: one above the
+    program's ``hold_above_points`` is refused (``REVIEW_REQUIRED``). An allow is recorded in
+    the caller's unit of work; a refusal rolls it back and is recorded by the caller."""
+    policy = RiskPolicy.of(paying.risk)
+    if policy is None:
+        return
+    outflow = Outflow(
+        subject=Subject.REDEMPTION,
+        id=redemption.id,
+        member_id=redemption.member_id,
+        program_id=redemption.paying_program,
+        member_ref=redemption.paying_ref,
+        points=redemption.points,
+        to_program=None if redemption.publisher == redemption.paying_program else redemption.publisher,
+        field="payWith",
+    )
+    await refuse_if_barred(session, outflow, policy, now)
+    if policy.holds(redemption.points):
+        reason = (
+            f"{paying.id} has staff review more than {policy.hold_above_points:,} of its points leaving "
+            f"an account, and a redemption cannot wait for review: one paid with {paying.id} points may "
+            f"spend at most {policy.hold_above_points:,} of them (this one: {redemption.points:,})"
+        )
+        raise ReviewRequired(
+            reason,
+            decision=outflow.verdict(Decision.REFUSE, reason, now, HOLD_ABOVE),
+            field="payWith",
+            holdAbovePoints=policy.hold_above_points,
+        )
+    session.add(outflow.verdict(Decision.ALLOW, "every gate passed", now))
 
 
 def _usages(reward: Reward, member_id: str) -> list[limits.Usage]:

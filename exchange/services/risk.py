@@ -1,5 +1,6 @@
 """Risk review for staff: conversions held by a gate, approving or rejecting them, and the log
-of every gate's decision. GraphQL and the CLI are two front ends on these."""
+of every gate's decision (on links, conversions and redemptions). GraphQL and the CLI are two
+front ends on these."""
 
 from __future__ import annotations
 
@@ -31,8 +32,15 @@ class RiskService:
         return await self.review.reject(conversion_id, staff=staff, reason=reason)
 
     async def decisions(
-        self, *, conversion_id: str | None = None, member_id: str | None = None, first: int = 50
+        self,
+        *,
+        conversion_id: str | None = None,
+        redemption_id: str | None = None,
+        member_id: str | None = None,
+        first: int = 50,
     ) -> Sequence[RiskDecision]:
-        """Gate decisions, newest first: about one conversion, one member, or all."""
+        """Gate decisions, newest first: about one conversion, one redemption, one member, or all."""
         async with self.db.transaction() as session:
-            return await decisions.decisions(session, conversion_id=conversion_id, member_id=member_id, first=first)
+            return await decisions.decisions(
+                session, conversion_id=conversion_id, redemption_id=redemption_id, member_id=member_id, first=first
+            )

@@ -1,6 +1,7 @@
-"""Membership validation at linking and the risk gates on conversions, through a real gateway
-with sandbox partners on loopback: each refusal with its code and nothing changed, a hold
-approved and one rejected by staff, and every decision in the log.
+"""Membership validation at linking and the risk gates on conversions and redemptions, through a
+real gateway with sandbox partners on loopback: each refusal with its code and nothing changed,
+velocity counted over conversions and redemptions together, a hold approved and one rejected
+by staff, and every decision in the log.
 
 The gateway loads the sample programs with ``[risk]`` sections added (the sample files declare
 none): happy-card refuses name mismatches, holds above 5,000 points (for two hours' review at
@@ -89,7 +90,7 @@ REJECT = 'mutation($id: ID!) { rejectConversion(id: $id, reason: "unusual amount
 DECISIONS = """
 query($member: ID, $conversion: ID) {
   riskDecisions(memberId: $member, conversionId: $conversion) {
-    subject decision rule reason programId memberRef conversionId points decidedBy
+    subject decision rule reason programId memberRef conversionId redemptionId points decidedBy
   }
 }
 """
@@ -412,3 +413,100 @@ async def test_staff_review_holds_from_the_command_line(
     assert (await kit.data(HELD, staff))["heldConversions"] == []
     logged = [(d["decision"], d["decidedBy"]) for d in await decisions(kit, staff) if d["subject"] == "CONVERSION"]
     assert logged[:2] == [("REJECT", f"cli:{getpass.getuser()}"), ("APPROVE", "ops-anna")]
+
+
+COUPON = "fresh-mart-coupon-100"
+REDEEM = """
+mutation($reward: ID!, $pay: ID!, $key: String!) {
+  redeemReward(rewardId: $reward, payWith: $pay, idempotencyKey: $key) { id status points }
+}
+"""
+REDEMPTIONS = "{ redemptions { id status } }"
+STOCK = "query($id: ID!) { reward(id: $id) { stock } }"
+
+
+async def redeem(kit: ExchangeKit, token: str, pay_with: str, key: str, reward: str = COUPON) -> Any:
+    return await kit.graphql(REDEEM, token, reward=reward, pay=pay_with, key=key)
+
+
+async def stock(kit: ExchangeKit, reward: str = COUPON) -> int:
+    return int((await kit.data(STOCK, id=reward))["reward"]["stock"])
+
+
+async def test_conversions_and_redemptions_count_together_against_a_velocity_limit(
+    kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str], staff: str
+) -> None:
+    token = alice["happy-card"]  # happy-card allows three an hour per account
+    assert (await convert(kit, token, "happy-card", "wallet-pay", 400, "c1")).json()["data"]["executeConversion"]
+    redeemed = (await kit.data(REDEEM, token, reward=COUPON, pay="happy-card", key="r1"))["redeemReward"]
+    assert redeemed["status"] == "COMPLETED"
+    assert (await convert(kit, token, "happy-card", "wallet-pay", 400, "c2")).json()["data"]["executeConversion"]
+
+    refused = error_of(await redeem(kit, token, "happy-card", "r2"))
+    assert refused["extensions"] == {
+        "code": "VELOCITY_EXCEEDED",
+        "field": "payWith",
+        "per": "account",
+        "windowSeconds": 3600,
+    }
+    assert error_of(await redeem(kit, token, "happy-card", "r2"))["extensions"] == refused["extensions"]  # retried
+    assert error_of(await convert(kit, token, "happy-card", "wallet-pay", 400, "c3"))["extensions"]["per"] == "account"
+
+    assert await sandboxes["happy-card"].admin.balance("alice") == 120_000 - 2 * 400 - redeemed["points"]
+    assert await stock(kit) == 200 - 1
+    assert (await kit.data(REDEMPTIONS, token))["redemptions"] == [{"id": redeemed["id"], "status": "COMPLETED"}]
+    member = (await kit.data(ME, token))["me"]["id"]
+    logged = [
+        (d["decision"], d["rule"], d["programId"], d["redemptionId"] == redeemed["id"], d["conversionId"])
+        for d in await decisions(kit, staff, member=member)
+        if d["subject"] == "REDEMPTION"
+    ]
+    assert logged == [
+        ("REFUSE", "VELOCITY_ACCOUNT", "happy-card", False, None),
+        ("REFUSE", "VELOCITY_ACCOUNT", "happy-card", False, None),
+        ("ALLOW", None, "happy-card", True, None),
+    ]
+
+
+async def test_each_gate_refuses_a_redemption_with_its_code_and_changes_nothing(
+    kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str], staff: str
+) -> None:
+    before = await balances(sandboxes, "alice")
+    # cooling: alice's fresh-mart account was just linked
+    await kit.data(LINK, alice["wallet-pay"], program="fresh-mart", ref="alice", verification="1111")
+    fresh = await kit.member_token("fresh-mart", "alice")
+    cooling = error_of(await redeem(kit, fresh, "fresh-mart", "cool"))
+    assert (cooling["extensions"]["code"], cooling["extensions"]["field"]) == ("COOLING_PERIOD", "payWith")
+    # names: carol's happy-card account and the account at fresh-mart (the coupon's publisher)
+    # carry different names
+    carol = await kit.member_token("wallet-pay", "carol")
+    await kit.data(LINK, carol, program="happy-card", ref="carol", verification="3333", name="Carol Lin")
+    await kit.data(LINK, carol, program="fresh-mart", ref="dave", verification="4444")
+    names = error_of(await redeem(kit, await kit.member_token("happy-card", "carol"), "happy-card", "n1"))
+    assert names["extensions"] == {"code": "NAME_MISMATCH", "field": "payWith"}
+    # above happy-card's 5,000 points for review: 1,300 TWD is 5,304 happy-card points with the fee
+    big = (
+        await kit.data(
+            'mutation($input: PublishRewardInput!) { publishReward(programId: "fresh-mart", input: $input) { id } }',
+            await kit.partner_token("fresh-mart"),
+            input={"title": "Hamper", "price": "1300", "stock": 1},
+        )
+    )["publishReward"]["id"]
+    review = error_of(await redeem(kit, alice["happy-card"], "happy-card", "big", reward=big))
+    assert review["extensions"] == {"code": "REVIEW_REQUIRED", "field": "payWith", "holdAbovePoints": 5000}
+    assert "at most 5,000" in review["message"]
+
+    assert await balances(sandboxes, "alice") == before
+    assert await sandboxes["happy-card"].admin.balance("carol") == 3000
+    assert (await stock(kit), await stock(kit, big)) == (200, 1)
+    assert (await kit.data(REDEMPTIONS, alice["happy-card"]))["redemptions"] == []
+    refused = [
+        (d["decision"], d["rule"], d["programId"], d["points"] > 0)
+        for d in await decisions(kit, staff)
+        if d["subject"] == "REDEMPTION"
+    ]
+    assert sorted(refused) == [
+        ("REFUSE", "COOLING_PERIOD", "fresh-mart", True),
+        ("REFUSE", "HOLD_ABOVE", "happy-card", True),
+        ("REFUSE", "NAME_MISMATCH", "happy-card", True),
+    ]

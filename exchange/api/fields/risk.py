@@ -29,7 +29,7 @@ class RiskQueries:
 
     @strawberry.field(
         description="Risk decisions (allow, refuse, hold, approve, reject) with their reasons, newest "
-        "first: about one conversion, one member, or all.",
+        "first: about one conversion, one redemption, one member, or all.",
         extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
     )
     async def risk_decisions(
@@ -38,9 +38,11 @@ class RiskQueries:
         conversion_id: strawberry.ID | None = None,
         member_id: strawberry.ID | None = None,
         first: int = 50,
+        redemption_id: strawberry.ID | None = None,
     ) -> list[RiskDecision] | None:
         rows = await info.context.services.risk.decisions(
             conversion_id=None if conversion_id is None else str(conversion_id),
+            redemption_id=None if redemption_id is None else str(redemption_id),
             member_id=None if member_id is None else str(member_id),
             first=first,
         )
