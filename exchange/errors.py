@@ -44,7 +44,6 @@ class ErrorCode(StrEnum):
     #: Risk gates of a conversion or a redemption (``exchange.risk``).
     VELOCITY_EXCEEDED = "VELOCITY_EXCEEDED"
     COOLING_PERIOD = "COOLING_PERIOD"
-    REVIEW_REQUIRED = "REVIEW_REQUIRED"
     NOT_HELD = "NOT_HELD"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     #: The transport refused the request before GraphQL ran (see ``exchange.api.refusals``).

@@ -60,6 +60,8 @@ class Reward(SQLModel, table=True):
 class RedemptionStatus(StrEnum):
     PENDING = "PENDING"
     """Stock reserved; the member is being debited."""
+    HELD = "HELD"
+    """Stock reserved; held by the paying program's risk gates for staff review, nothing debited."""
     COMPLETED = "COMPLETED"
     """Paid and posted: awaiting delivery (direct) or entered in the draw (lottery)."""
     DELIVERED = "DELIVERED"

@@ -7,9 +7,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-#: How long a held conversion waits for staff before it ends on its own, unless the program
-#: declares otherwise (``hold_expires_after_seconds``): a week spans a weekend and a holiday.
-HOLD_EXPIRES_AFTER = timedelta(days=7)
+from exchange.programs.declarations import HOLD_EXPIRES_AFTER
 
 
 class Per(StrEnum):

@@ -1,4 +1,4 @@
-"""Risk review for staff: conversions held by a gate, approving or rejecting them, and the log
+"""Risk review for staff: conversions and redemptions held by a gate, approving or rejecting them, and the log
 of every gate's decision (on links, conversions and redemptions). GraphQL and the CLI are two
 front ends on these."""
 
@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from exchange.conversions.holds import HoldReview
 from exchange.conversions.models import Conversion
 from exchange.db.database import Database
+from exchange.rewards.models import Redemption
 from exchange.risk import decisions
 from exchange.risk.models import RiskDecision
+from exchange.services.holds import HoldReview
 
 
 @dataclass
@@ -21,15 +22,27 @@ class RiskService:
 
     async def held(self, *, first: int = 50) -> Sequence[Conversion]:
         """Conversions waiting for staff, oldest first."""
-        return await self.review.held(first=first)
+        return await self.review.held(self.review.conversions, first=first)
 
     async def approve(self, conversion_id: str, *, staff: str) -> Conversion:
         """Approve a held conversion (again: as it stands); it runs at once."""
-        return await self.review.approve(conversion_id, staff=staff)
+        return await self.review.approve(self.review.conversions, conversion_id, staff=staff)
 
     async def reject(self, conversion_id: str, *, staff: str, reason: str) -> Conversion:
         """Reject a held conversion (again: as it stands): FAILED, nothing moved."""
-        return await self.review.reject(conversion_id, staff=staff, reason=reason)
+        return await self.review.reject(self.review.conversions, conversion_id, staff=staff, reason=reason)
+
+    async def held_redemptions(self, *, first: int = 50) -> Sequence[Redemption]:
+        """Redemptions waiting for staff, oldest first."""
+        return await self.review.held(self.review.redemptions, first=first)
+
+    async def approve_redemption(self, redemption_id: str, *, staff: str) -> Redemption:
+        """Approve a held redemption (again: as it stands); it runs at once."""
+        return await self.review.approve(self.review.redemptions, redemption_id, staff=staff)
+
+    async def reject_redemption(self, redemption_id: str, *, staff: str, reason: str) -> Redemption:
+        """Reject a held redemption (again: as it stands): FAILED, nothing debited, stock given back."""
+        return await self.review.reject(self.review.redemptions, redemption_id, staff=staff, reason=reason)
 
     async def decisions(
         self,

@@ -128,8 +128,8 @@ class RewardMutations:
         "(`extensions.program`, `extensions.reason`) and nothing happens. Coalition points are the "
         "exchange's: they are spent under a token with the scope `member:coalition`. `payWith`'s "
         "risk gates refuse as they refuse a conversion out of it (`COOLING_PERIOD`, `NAME_MISMATCH`, "
-        "`VELOCITY_EXCEEDED`, counted with its conversions), and above its `hold_above_points` "
-        "(`REVIEW_REQUIRED`, `extensions.holdAbovePoints`): nothing happens.",
+        "`VELOCITY_EXCEEDED`, counted with its conversions): nothing happens; above its "
+        "`hold_above_points` the redemption is HELD for staff review, nothing debited until approved.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def redeem_reward(
