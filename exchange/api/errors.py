@@ -11,7 +11,8 @@
   declares and never uses, too); a variable whose value does not fit its type gets
   ``BAD_USER_INPUT`` naming the variable (and the path into it), and so does
   a value a scalar refuses (:mod:`exchange.api.scalars`), written in a variable or inline
-  (then naming the argument and the path into it, found in the document).
+  (then naming the argument and the path into it, found in the document), and so does a
+  value written inline that its argument's type cannot hold (``points: 99999999999``).
 * Anything else is unexpected: it is logged with its trace, and the client sees only
   ``Unexpected error.`` with ``INTERNAL_SERVER_ERROR`` — never a stack trace. So is a
   result the field's own type cannot represent (a number past ``Int``): the domain bounds
@@ -40,6 +41,7 @@ from graphql import (
     GraphQLSchema,
     Node,
     ObjectFieldNode,
+    ValueNode,
     Visitor,
     default_field_resolver,
     get_named_type,
@@ -109,6 +111,14 @@ class _FieldFinder(Visitor):
             self.names.pop()
 
 
+def _about_a_written_value(error: GraphQLError) -> bool:
+    """A validation error about a value written inline for an argument (``points: 99999999999``,
+    an enum it does not hold, an input object missing a field): the same value sent in a
+    variable is ``BAD_USER_INPUT`` naming it, so written inline it is too."""
+    nodes = error.nodes or []
+    return error.path is None and bool(nodes) and isinstance(nodes[0], ValueNode)
+
+
 def _literal_field(error: GraphQLError) -> str | None:
     """``input.bonusPercent`` for a refused value written inline in the document."""
     node = error.nodes[0] if error.nodes else None
@@ -138,6 +148,9 @@ def to_client_error(error: GraphQLError) -> GraphQLError:
         field = _literal_field(error)
         extensions = {"code": ErrorCode.BAD_USER_INPUT.value, **({"field": field} if field else {})}
         message = f"{field}: {refused}" if field else error.message
+    elif _about_a_written_value(error) and (field := _literal_field(error)) is not None:
+        extensions = {"code": ErrorCode.BAD_USER_INPUT.value, "field": field}
+        message = f"{field}: {error.message}"
     else:
         extensions = {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value}
         message = error.message

@@ -34,7 +34,7 @@ class CoalitionSide:
 
     figures: CoalitionFigures
     point_value: Decimal
-    """The coalition point's declared value."""
+    """The coalition point's value, as :attr:`PartnerBooks.point_value` is fixed."""
     breakage_kept_by: str
     """Who keeps expired points' value: ``operator`` or ``funding-partners``."""
 
@@ -62,7 +62,10 @@ class PartnerBooks:
     ends_at: datetime
     currency: Currency
     point_value: Decimal
-    """The program's declared value of one point today: what every points figure is valued at."""
+    """What every points figure is valued at: the program's value of one point as the period's
+    closing fixed it, or today's declared value while the period is open."""
+    values_fixed_at: datetime | None
+    """When the period's closing fixed the point values; ``None``: today's (the period is open)."""
     figures: LedgerFigures
     budget: BudgetStatus | None
     """None when the program declares no issue budget."""
@@ -119,6 +122,8 @@ class PartnerBooks:
         cost = self.cost_per_point
         yield (*base, "cost_per_point", "", "" if cost is None else str(cost), self.currency.code)
         yield (*base, "point_value", "", str(self.point_value), self.currency.code)
+        fixed = "" if self.values_fixed_at is None else self.values_fixed_at.isoformat()
+        yield (*base, "point_values_fixed_at", "", fixed, "")
         if self.coalition is not None:
             side = self.coalition
             for name, count in side.points_lines():

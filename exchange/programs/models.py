@@ -111,3 +111,15 @@ class ProgramTier(SQLModel, table=True):
     rank: int = Field(primary_key=True)
     name: str = Field(max_length=TIER_NAME_LENGTH)
     level: int = Field(foreign_key="coalition_level.level")
+
+
+class PeriodPointValue(SQLModel, table=True):
+    """A program's point value as a period's closing fixed it: what that period's books value
+    its points at ever after, whatever the program declares later (:mod:`.valuation`)."""
+
+    __tablename__ = "period_point_value"
+
+    period: str = Field(primary_key=True, max_length=7)
+    program_id: str = Field(primary_key=True, max_length=64, foreign_key="program.id", ondelete="CASCADE")
+    point_value: Decimal = Field(sa_type=ExactNumeric(18, POINT_VALUE_SCALE))
+    fixed_at: datetime = Field(sa_type=UTCDateTime)

@@ -1,5 +1,6 @@
 """The partners' books: one unit of work reads a program's figures for a period from the
-ledger and the coalition point's lots, compares its issue spend (the points it issued and the
+ledger and the coalition point's lots, values them (at the point values the period's closing
+fixed, or today's while it is open: :mod:`exchange.programs.valuation`), compares its issue spend (the points it issued and the
 coalition points it funded, at their values) with its budget and records (then logs) the alert
 levels crossed for the first time. GraphQL, the CSV export and ``exchange books`` call this alone."""
 
@@ -18,6 +19,7 @@ from exchange.db.database import Database
 from exchange.ledger.periods import SettlementCalendar
 from exchange.programs.models import CoalitionSettings
 from exchange.programs.service import get_coalition, get_program
+from exchange.programs.valuation import point_value
 
 
 @dataclass
@@ -41,6 +43,7 @@ class BooksService:
             program = await get_program(session, partner_id, field="partnerId")
             coalition = (await get_coalition(session)).settings
             currency = coalition.currency
+            value = await point_value(session, program, period)
             figures = await ledger_figures(session, program.id, period)
             side = await self._coalition_side(session, program.id, period, coalition)
             budget: BudgetStatus | None = None
@@ -48,7 +51,7 @@ class BooksService:
             if program.budget_monthly_issue is not None:
                 budget = BudgetStatus(
                     budget=period_budget(currency.to_minor(program.budget_monthly_issue), self.calendar.months),
-                    spend=value_of(figures.issued, program.point_value, currency)
+                    spend=value_of(figures.issued, value.value, currency)
                     + (0 if side is None else value_of(side.figures.funded, side.point_value, currency)),
                 )
                 crossed = await record_crossings(session, program.id, period, budget, now=self.clock.now())
@@ -60,7 +63,8 @@ class BooksService:
             starts_at=self.calendar.starts_at(period),
             ends_at=self.calendar.ends_at(period),
             currency=currency,
-            point_value=program.point_value,
+            point_value=value.value,
+            values_fixed_at=value.fixed_at,
             figures=figures,
             budget=budget,
             coalition=side,
@@ -83,4 +87,5 @@ class BooksService:
             ends=self.calendar.ends_at(period),
             since=self.calendar.starts_at(year_before),
         )
-        return CoalitionSide(figures, point.point_value, str(coalition.point_breakage))
+        fixed = await point_value(session, point, period)
+        return CoalitionSide(figures, fixed.value, str(coalition.point_breakage))

@@ -33,6 +33,7 @@ from exchange.ledger.periods import (
     start_closing,
 )
 from exchange.money import Currency
+from exchange.programs.valuation import fix_point_values
 from exchange.settlement import netting
 from exchange.settlement.errors import SettlementInvariantBroken
 from exchange.settlement.models import SettlementObligation, SettlementPosition
@@ -128,6 +129,7 @@ async def _finish(session: AsyncSession, period: str, currency: Currency, clock:
     if imbalance:
         raise SettlementInvariantBroken(f"the net positions of {period} sum to {imbalance}, not zero")
     await record_liability(session, period, clock.now())
+    await fix_point_values(session, period, clock.now())
     row.status = PeriodStatus.CLOSED
     row.closed_at = clock.now()
     session.add(row)

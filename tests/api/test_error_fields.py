@@ -120,6 +120,15 @@ BAD_INPUTS = [
         "input.bonusPercent",
     ),
     ("partner", '{ program(id: "fresh-mart") { linkedAccounts(first: 0) { memberRef } } }', "first"),
+    # Written inline, a value its argument's type cannot hold is named as a variable's would be.
+    (
+        "member",
+        'mutation { createQuote(input: {fromProgram: "wallet-pay", toProgram: "fresh-mart", points: 99999999999}) '
+        "{ id } }",
+        "input.points",
+    ),
+    ("member", '{ redemptions(first: "ten") { id } }', "first"),
+    ("member", 'mutation { createQuote(input: {fromProgram: "wallet-pay", points: 100}) { id } }', "input"),
     (
         "admin",
         'mutation { publishReward(programId: "fresh-mart", input: {title: "", price: "1", stock: 1}) { id } }',

@@ -418,6 +418,8 @@ def test_the_books_page_shows_the_partners_own_figures_and_downloads_them_as_csv
         page = client.get(f"{PARTNER}/books/{period}").text
         assert f"Books for {period}" in page and "Converted out" in page and "3,000" in page
         assert "Issue budget" in page and "Coalition points" in page
+        assert "a point, the value the period's closing fixed on" in page, "a closed period's values are fixed"
+        assert "the period is open" in client.get(current.headers["location"]).text, "an open one's follow today's"
         exported = client.get(f"{PARTNER}/books/{period}/books.csv")
         assert exported.headers["content-type"].startswith("text/csv")
         assert f"formosa-air,{period},converted_out,3000,1200.00,TWD" in exported.text.splitlines()

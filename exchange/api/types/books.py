@@ -61,7 +61,9 @@ class PointsFigure:
 )
 class CoalitionBooks:
     point_id: strawberry.ID = strawberry.field(description="The coalition point's program id.")
-    point_value: Decimal = strawberry.field(description="Its declared value in the settlement currency.")
+    point_value: Decimal = strawberry.field(
+        description="Its value in the settlement currency, fixed as PartnerBooks.pointValue is."
+    )
     breakage_kept_by: str = strawberry.field(
         description="Who keeps the value of expired points: `operator` or `funding-partners`."
     )
@@ -144,7 +146,12 @@ class PartnerBooks:
     starts_at: datetime = strawberry.field(description="The period's first instant.")
     ends_at: datetime = strawberry.field(description="The first instant after it.")
     point_value: Decimal = strawberry.field(
-        description="The program's declared point value, which values every figure."
+        description="The point value every figure is valued at: the program's as the period's closing fixed it, "
+        "or its declared value today while the period is open."
+    )
+    point_values_fixed_at: datetime | None = strawberry.field(
+        description="When the period's closing fixed the point values (the program's and the coalition point's); "
+        "null while the period is open: the figures are valued at today's declared values and change with them."
     )
     issued: PointsFigure = strawberry.field(
         description="Points the program issued to its members on the exchange's instruction."
@@ -187,6 +194,7 @@ class PartnerBooks:
             starts_at=books.starts_at,
             ends_at=books.ends_at,
             point_value=books.point_value,
+            point_values_fixed_at=books.values_fixed_at,
             issued=points(figures.issued),
             converted_out=points(figures.converted_out),
             redeemed_for_rewards=points(figures.redeemed_for_rewards),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -13,11 +14,14 @@ from sqlalchemy import text
 from exchange.books.budget import BudgetLevel
 from exchange.errors import ExchangeError
 from exchange.ledger.accounts import AccountKind
+from exchange.loading import load_directory
+from exchange.programs.declarations import read_partners_directory
 from exchange.rewards.clearing import REVERSAL_KIND
 from exchange.services.books import BooksService
 from exchange.services.settlement import SettlementService
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import NOVEMBER, close, conversion, points_redemption, post
+from tests.integration.test_pricing import edited
 
 OCTOBER = NOVEMBER.replace(month=10)
 DECEMBER = NOVEMBER.replace(month=12)
@@ -132,3 +136,29 @@ async def test_budget_alerts_fire_at_exactly_80_and_100_percent_and_are_logged_o
     assert [message.split(":")[0] for message in alerts()] == ["issue budget WARNING", "issue budget EXHAUSTED"]
     read = await books.partner_books("formosa-air", "2026-11")
     assert read.budget is not None and (read.budget.spend, read.budget.percent_used) == (320_000_000, Decimal("100.00"))
+
+
+async def test_a_closed_periods_books_keep_the_point_values_its_closing_fixed(
+    settlement: SettlementService, books: BooksService, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """A partner declaring a new point value revalues the open period's books, never a closed one's."""
+    await post(settlement, [conversion("c1", "wallet-pay", "formosa-air", 160_000, 3_200, points=(10_000, 4_000))])
+    open_books = await books.partner_books("formosa-air", "2026-11")
+    assert (open_books.point_value, open_books.values_fixed_at) == (Decimal("0.4"), None)
+    await close(settlement, clock, "2026-11")
+    closed_at = (await settlement.statement("formosa-air", "2026-11")).closed_at
+
+    partners = edited(tmp_path, "formosa-air.toml", 'point_value = "0.4"', 'point_value = "0.5"')
+    partners = edited(tmp_path, "coalition.toml", 'point_value = "1"', 'point_value = "2"')
+    async with settlement.db.transaction() as session:
+        await load_directory(session, read_partners_directory(partners), clock.now())
+
+    november = await books.partner_books("formosa-air", "2026-11")
+    assert (november.point_value, november.values_fixed_at) == (Decimal("0.4"), closed_at)
+    assert november.value(november.figures.outstanding) == 160_000, "4,000 miles at the 0.4 TWD of the closing"
+    assert november.coalition is not None and november.coalition.point_value == Decimal("1")
+    assert ("formosa-air", "2026-11", "point_values_fixed_at", "", closed_at.isoformat(), "") in november.csv_rows()
+    december = await books.partner_books("formosa-air", "2026-12")
+    assert (december.point_value, december.values_fixed_at) == (Decimal("0.5"), None)
+    assert december.value(december.figures.outstanding) == 200_000, "still outstanding, at today's 0.5 TWD"
+    assert december.coalition is not None and december.coalition.point_value == Decimal("2")
