@@ -287,7 +287,8 @@ EXPECTED: dict[str, str] = {
         )
     },
     **{
-        f"Redemption.{name}": PARTNER_OWN_OR_MEMBER_OWN
+        # Settlement staff too: they review held redemptions.
+        f"Redemption.{name}": "partner:own member:own settlement"
         for name in (
             "id",
             "memberId",
@@ -302,6 +303,7 @@ EXPECTED: dict[str, str] = {
             "exchangeFee",
             "status",
             "deliverBy",
+            "heldUntil",
             "deliveredAt",
             "cancelledBy",
             "failureCode",
@@ -506,6 +508,9 @@ EXPECTED: dict[str, str] = {
     "Query.riskDecisions": STAFF,
     "Mutation.approveConversion": STAFF,
     "Mutation.rejectConversion": STAFF,
+    "Query.heldRedemptions": STAFF,
+    "Mutation.approveRedemption": STAFF,
+    "Mutation.rejectRedemption": STAFF,
     **{
         f"RiskDecision.{name}": STAFF
         for name in (
@@ -518,6 +523,7 @@ EXPECTED: dict[str, str] = {
             "programId",
             "memberRef",
             "conversionId",
+            "redemptionId",
             "points",
             "decidedBy",
             "decidedAt",
