@@ -71,10 +71,32 @@ class Round:
     latencies: list[float]
     holds: list[float]
     cpu_seconds: float
+    busy_seconds: float
+    """Core-seconds the whole machine was busy meanwhile."""
 
     @property
     def rate(self) -> float:
         return self.postings / self.seconds
+
+    @property
+    def busy_cores(self) -> float:
+        return self.busy_seconds / self.seconds
+
+
+def machine_busy_seconds() -> float:
+    """Core-seconds every core of the machine has spent not idle since boot (/proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
+
+
+async def busy_between(start_at: float, duration: float) -> float:
+    """Core-seconds the machine is busy from ``start_at`` (wall clock) for ``duration``."""
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    before = machine_busy_seconds()
+    await asyncio.sleep(duration)
+    return machine_busy_seconds() - before
 
 
 class Conversions:
@@ -186,9 +208,12 @@ async def measure(url: str, writers: int, arguments: argparse.Namespace) -> Roun
     processes = min(arguments.processes, writers)
     shares = [writers // processes + (index < writers % processes) for index in range(processes)]
     if processes == 1:
-        results = [await run_writers(url, writers, arguments.shards, f"w{writers}", time.time(), arguments.duration)]
+        start_at = time.time() + 1  # warmed up by then
+        busy = asyncio.create_task(busy_between(start_at, arguments.duration))
+        results = [await run_writers(url, writers, arguments.shards, f"w{writers}", start_at, arguments.duration)]
     else:
         start_at = time.time() + 5  # every process imported, connected and warmed up by then
+        busy = asyncio.create_task(busy_between(start_at, arguments.duration))
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [
                 asyncio.wrap_future(
@@ -206,6 +231,7 @@ async def measure(url: str, writers: int, arguments: argparse.Namespace) -> Roun
         [latency for result in results for latency in result[1]],
         [hold for result in results for hold in result[2]],
         sum(result[3] for result in results),
+        await busy,
     )
 
 
@@ -254,17 +280,27 @@ async def main(arguments: argparse.Namespace) -> None:
         for writers, results in measured.items():
             latencies = [latency for result in results for latency in result.latencies]
             holds = [hold for result in results for hold in result.holds]
-            cpu = sum(result.cpu_seconds for result in results) / sum(result.postings for result in results)
+            postings = sum(result.postings for result in results)
+            cpu = sum(result.cpu_seconds for result in results) / postings
+            machine = sum(result.busy_seconds for result in results) / postings
+            busy = statistics.median(result.busy_cores for result in results)
             print(
                 f"  {writers:3d} writer(s) {rates[writers]:9,.0f} postings/s   x{rates[writers] / base:5.2f}   "
                 f"p50 {statistics.median(latencies) * 1000:7.2f} ms   "
                 f"p99 {percentile(latencies, 0.99) * 1000:7.2f} ms   "
                 f"shard held {statistics.mean(holds) * 1000:5.2f} ms   "
                 f"writers' CPU {cpu * 1000:5.2f} ms/posting   "
+                f"machine CPU {machine * 1000:5.2f} ms/posting, {busy:4.2f} cores busy   "
                 f"(rounds: {', '.join(f'{result.rate:,.0f}' for result in results)})"
             )
         if 1 in rates and 8 in rates:
             print(f"  8 writers / 1 writer: {rates[8] / rates[1]:.2f}   (target >= 3)")
+            cores = os.cpu_count() or 1
+            one = statistics.median(result.busy_cores for result in measured[1])
+            print(
+                f"  one writer keeps {one:.2f} of the machine's {cores} cores busy: at the same CPU per posting, "
+                f"any number of writers posts at most {cores / one:.2f}x what one does here"
+            )
         print(f"  exchange ledger verify passed on every database; the last: {verified}")
     finally:
         databases.drop_all()

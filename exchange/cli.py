@@ -25,7 +25,7 @@ from exchange.access_log import uvicorn_log_config
 from exchange.auth.scopes import Role, Scope, parse_scopes
 from exchange.errors import ConfigurationError, ExchangeError
 from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
-from exchange.serving import free_port
+from exchange.serving import ensure_free, free_port
 from exchange.settings import Settings
 from exchange.settlement.models import BreakKind, Resolution
 
@@ -147,6 +147,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """
     settings = load_settings(host=host, port=port)
     settings.check_for_production()
+    ensure_free(settings.host, settings.port, name="the gateway")  # one line, before any worker starts
     # The app factory (in every worker process) reads its settings from the environment:
     # hand the command-line options on that way, or the issuer would name the default port.
     os.environ["EXCHANGE_HOST"], os.environ["EXCHANGE_PORT"] = settings.host, str(settings.port)

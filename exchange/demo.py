@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import secrets
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,7 +46,7 @@ from exchange.programs.models import ProgramKind
 from exchange.sandbox.server import SandboxServer, demo_sandboxes
 from exchange.services.container import Services, load_partners_directory, open_services
 from exchange.services.portal import RETURN_PATH
-from exchange.serving import RunningServer, start_server, wait_for_stop_signal
+from exchange.serving import RunningServer, listening_socket, start_server, wait_for_stop_signal
 from exchange.settings import Settings
 
 EXAMPLE_QUERY = "{ programs { id name pointValue tiers { name level } } }"
@@ -289,6 +290,15 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
     child processes: one Ctrl-C stops everything, nothing is left behind if the demo dies,
     and a port already taken fails the start with a clear message.
     """
+    # The gateway's address first: a port in use stops the demo before it builds anything.
+    listener = listening_socket(settings.host, settings.port, name="the gateway")
+    try:
+        await _run_demo(settings, data_dir, listener)
+    finally:
+        listener.close()  # the gateway has closed it already if it served
+
+
+async def _run_demo(settings: Settings, data_dir: Path, listener: socket.socket) -> None:
     await asyncio.to_thread(migrate.upgrade, settings.database_url)
     # The coalition has run since the previous month began, so that month can be played.
     calendar = SettlementCalendar(settings.timezone, settings.settlement_period_months)
@@ -306,7 +316,7 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
             await sandbox.start()
         month = await prepare_last_month(settings, data_dir, sandboxes)
         people = await sign_ins(settings)
-        gateway = await start_server(create_app(settings), host=settings.host, port=settings.port, handle_signals=False)
+        gateway = await start_server(create_app(settings), host=settings.host, handle_signals=False, listener=listener)
         credentials = await write_credentials(settings, data_dir, gateway.url, sandboxes)
         print(banner(gateway.url, settings, sandboxes, credentials, people, month), flush=True)
         await wait_for_stop_signal()

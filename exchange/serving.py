@@ -8,6 +8,7 @@ which one was bound.
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +20,33 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from exchange.access_log import uvicorn_log_config
+from exchange.errors import ConfigurationError
+
+
+def listening_socket(host: str, port: int, *, name: str = "the server") -> socket.socket:
+    """A socket bound to ``host:port`` (``port`` 0: a free one), ready for a server to listen on.
+
+    A server is given its socket bound beforehand, so that an address it cannot have stops the
+    start with one line naming it (a ``ConfigurationError``), and before anything else has
+    begun: left to uvicorn, the application starts first, and then uvicorn logs a traceback
+    and calls ``sys.exit`` inside the event loop.
+    """
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no obstacle
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        reason = "the address is already in use" if error.errno == errno.EADDRINUSE else error.strerror
+        raise ConfigurationError(
+            f"{name} cannot listen on {host}:{port}: {reason}; stop what listens there or choose another port"
+        ) from None
+    return listener
+
+
+def ensure_free(host: str, port: int, *, name: str = "the server") -> None:
+    """Raise the error of :func:`listening_socket` now if ``host:port`` cannot be had."""
+    listening_socket(host, port, name=name).close()
 
 
 def free_port() -> int:
@@ -67,17 +95,23 @@ async def start_server(
     port: int = 0,
     log_level: str = "warning",
     handle_signals: bool = True,
+    name: str = "the server",
+    listener: socket.socket | None = None,
 ) -> RunningServer:
     """Start serving ``app``; returns once the socket listens (or raises if start-up failed).
 
+    ``listener``: a socket :func:`listening_socket` bound beforehand (``host`` and ``port`` are
+    then ignored); otherwise one is bound here, ``name`` naming the server in its error.
     With ``handle_signals=False`` the server ignores Ctrl-C: the caller stops it.
     """
+    if listener is None:
+        listener = listening_socket(host, port, name=name)
     server_class = uvicorn.Server if handle_signals else _SignalFreeServer
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, log_config=uvicorn_log_config(), lifespan="on"
     )
     server = server_class(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
         if task.done():
             task.result()  # re-raises the start-up failure

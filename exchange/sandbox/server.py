@@ -140,14 +140,14 @@ class SandboxServer:
                 released=self._released,
                 restart=self.request_restart,
             )
-            try:
-                self._server = await start_server(
-                    app, host=self.host, port=self._port, log_level=self.log_level, handle_signals=False
-                )
-            except SystemExit:  # uvicorn's answer to a port it cannot bind
-                raise ConfigurationError(
-                    f"sandbox {self.program.id} cannot listen on {self.host}:{self._port}"
-                ) from None
+            self._server = await start_server(
+                app,
+                host=self.host,
+                port=self._port,
+                log_level=self.log_level,
+                handle_signals=False,
+                name=f"sandbox {self.program.id}",
+            )
         except BaseException:
             await storage.close()
             raise

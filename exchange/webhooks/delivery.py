@@ -41,7 +41,7 @@ from exchange.clock import Clock
 from exchange.db import dialects
 from exchange.db.database import Database
 from exchange.webhooks import signing
-from exchange.webhooks.egress import public_only_transport
+from exchange.webhooks.egress import PublicOnlyTransport
 from exchange.webhooks.models import (
     DeliveryStatus,
     WebhookAttempt,
@@ -122,7 +122,7 @@ class Dispatcher:
         are not followed: a subscription's URL is the only place its events go. With
         ``public_only``, no connection goes to a non-public address (:mod:`.egress`)."""
         if self._http is None:
-            transport = public_only_transport() if self.public_only else None
+            transport = PublicOnlyTransport() if self.public_only else None
             self._http = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, transport=transport)
         return self._http
 

@@ -16,46 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterable
 
-import httpcore
 import httpx
 
 from exchange.webhooks.urls import host_address, is_public
 
 
-class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to public addresses of a host."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self.inner = inner or httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        address = await public_address(host, port)
-        return await self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("webhooks are delivered over TCP to public addresses only")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
-
-
 async def public_address(host: str, port: int) -> str:
     """The address to connect to for ``host``: its first, once every address it resolves to is
-    public; else :class:`httpcore.ConnectError` naming the address that is not."""
+    public; else :class:`httpx.ConnectError` naming the address that is not."""
     literal = host_address(host.strip("[]"))
     if literal is not None:
         addresses = [literal]
@@ -63,31 +32,44 @@ async def public_address(host: str, port: int) -> str:
         try:
             found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as failed:
-            raise httpcore.ConnectError(f"{host} does not resolve: {failed}") from None
+            raise httpx.ConnectError(f"{host} does not resolve: {failed}") from None
         addresses = [address for info in found if (address := host_address(str(info[4][0]))) is not None]
     if not addresses:
-        raise httpcore.ConnectError(f"{host} resolves to no address")
+        raise httpx.ConnectError(f"{host} resolves to no address")
     for address in addresses:
         if not is_public(address):
-            raise httpcore.ConnectError(f"{host} resolves to {address}, which is not a public address")
+            raise httpx.ConnectError(f"{host} resolves to {address}, which is not a public address")
     return str(addresses[0])
 
 
-def public_only_transport() -> httpx.AsyncHTTPTransport:
-    """An httpx transport whose connections go to public addresses only.
+class PublicOnlyTransport(httpx.AsyncBaseTransport):
+    """An httpx transport whose requests go to public addresses only.
 
-    httpx takes no network backend of its own, so its connection pool is replaced by one
-    with httpx's default limits and TLS verification over :class:`PublicOnlyBackend`.
-    Passing a transport also keeps httpx from routing through a proxy named by the
-    environment, which would resolve the name itself.
+    Each request is sent to the address :func:`public_address` checked, in place of the host
+    name; the ``Host`` header keeps the name (httpx set it when the request was made), and so
+    does TLS, through httpcore's ``sni_hostname`` request extension: the server is asked for,
+    and its certificate verified against, the name in the subscription's URL. Passing a
+    transport also keeps httpx from routing through a proxy named by the environment, which
+    would resolve the name itself.
     """
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx.AsyncClient's
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=PublicOnlyBackend(),
-    )
-    return transport
+
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self.inner = inner or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        address = await public_address(url.host, url.port or (443 if url.scheme == "https" else 80))
+        if address == url.host:
+            return await self.inner.handle_async_request(request)
+        extensions = {**request.extensions, "sni_hostname": url.host} if url.scheme == "https" else request.extensions
+        to_address = httpx.Request(
+            request.method,
+            url.copy_with(host=address),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=extensions,
+        )
+        return await self.inner.handle_async_request(to_address)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

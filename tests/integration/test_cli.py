@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -153,6 +154,39 @@ def test_serve_refuses_an_unmigrated_database(sqlite_env: dict[str, str]) -> Non
     result = run("serve", "--port", "0", env=sqlite_env)
     assert result.returncode == 2
     assert "run `exchange db upgrade`" in result.stderr
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that something else listens on."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
+
+
+def test_serve_names_a_port_in_use_in_one_line(sqlite_env: dict[str, str], taken_port: int) -> None:
+    assert run("db", "upgrade", env=sqlite_env).returncode == 0
+    for workers in ("1", "2"):
+        result = run("serve", "--port", str(taken_port), "--workers", workers, env=sqlite_env)
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"Error: the gateway cannot listen on 127.0.0.1:{taken_port}: the address is already in use; "
+            "stop what listens there or choose another port\n"
+        )
+
+
+def test_demo_on_a_port_in_use_stops_before_building_anything(
+    tmp_path: Path, partners_on_free_ports: Path, taken_port: int
+) -> None:
+    data = tmp_path / "demo"
+    result = run(
+        "demo", "--port", str(taken_port), "--data-dir", str(data), "--partners-dir", str(partners_on_free_ports)
+    )
+    assert result.returncode == 2
+    assert f"the gateway cannot listen on 127.0.0.1:{taken_port}: the address is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (data / "exchange.db").exists()
 
 
 def _database_commands() -> list[list[str]]:

@@ -3,8 +3,10 @@ Standard Webhooks signature checked against the specification's reference librar
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -14,6 +16,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from exchange.errors import ConfigurationError
 from exchange.webhooks import signing
 from exchange.webhooks.delivery import Dispatcher
+from exchange.webhooks.egress import PublicOnlyTransport
 from exchange.webhooks.errors import BadWebhookURL
 from exchange.webhooks.events import Event, EventType
 from exchange.webhooks.schedule import RetrySchedule
@@ -116,3 +119,34 @@ async def test_the_production_worker_does_not_connect_where_a_host_leads_to_a_no
             await dispatcher.http.post(url, content=b"{}")
     finally:
         await dispatcher.aclose()
+
+
+async def test_the_production_worker_sends_to_the_public_address_it_checked_keeping_the_name_for_tls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Resolved once, by the worker: the request goes to the checked address, while the Host
+    header and the TLS server name (which the certificate is verified against) stay the URL's."""
+    loop = asyncio.get_running_loop()
+    answers = {"hooks.example": "93.184.215.14", "rebinding.example": "127.0.0.1"}
+
+    async def resolve(host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", resolve)
+    sent: list[httpx.Request] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    async with httpx.AsyncClient(transport=PublicOnlyTransport(httpx.MockTransport(partner))) as http:
+        response = await http.post("https://hooks.example:8443/in?x=1", content=b"{}")
+        with pytest.raises(httpx.ConnectError, match=r"rebinding\.example resolves to 127\.0\.0\.1"):
+            await http.post("https://rebinding.example/in", content=b"{}")
+    assert response.status_code == 204
+    assert response.request.url == "https://hooks.example:8443/in?x=1"
+    [request] = sent
+    assert request.url == "https://93.184.215.14:8443/in?x=1"
+    assert request.headers["host"] == "hooks.example:8443"
+    assert request.extensions["sni_hostname"] == "hooks.example"
+    assert request.content == b"{}"
