@@ -31,6 +31,7 @@ from exchange.settlement.models import BreakKind, Resolution
 
 if TYPE_CHECKING:
     from exchange.conversions.models import Conversion
+    from exchange.rewards.models import Redemption
     from exchange.services.container import Services
     from exchange.services.settlement import BreakView
 
@@ -1053,61 +1054,90 @@ def people_create(username: str, role: str, program_id: str | None, totp: bool) 
 
 @main.group()
 def risk() -> None:
-    """Risk review: conversions held by a program's risk gates, and the decision log."""
+    """Risk review: conversions and redemptions held by a program's risk gates, and the decision log."""
 
 
-def _conversion_line(conversion: Conversion) -> str:
-    until = f" held until {conversion.next_attempt_at.isoformat()}" if conversion.status == "HELD" else ""
-    return (
-        f"{conversion.id} {conversion.status:<9} {conversion.points_in:>12,} {conversion.from_program} -> "
-        f"{conversion.to_program} member {conversion.member_id} since {conversion.created_at.isoformat()}{until}"
-    )
+def _held_line(row: Conversion | Redemption) -> str:
+    from exchange.conversions.models import Conversion  # the command loads its models lazily
+
+    until = f" held until {row.next_attempt_at.isoformat()}" if row.status == "HELD" else ""
+    if isinstance(row, Conversion):
+        what = f"{row.points_in:>12,} {row.from_program} -> {row.to_program}"
+    else:
+        what = f"{row.points:>12,} {row.paying_program} -> reward {row.reward_id}"
+    return f"{row.id} {row.status:<9} {what} member {row.member_id} since {row.created_at.isoformat()}{until}"
 
 
 @risk.command("held")
-@click.option("--first", type=click.IntRange(1, 500), default=50, show_default=True, help="How many at most.")
+@click.option("--first", type=click.IntRange(1, 500), default=50, show_default=True, help="How many at most of each.")
 @reports_errors
 def risk_held(first: int) -> None:
-    """List the conversions waiting for review, oldest first."""
+    """List the conversions, then the redemptions, waiting for review, oldest first."""
     held = with_services(lambda services: services.risk.held(first=first))
-    for conversion in held:
-        click.echo(_conversion_line(conversion))
-    click.echo(f"{len(held)} held")
+    redemptions = with_services(lambda services: services.risk.held_redemptions(first=first))
+    rows: list[Conversion | Redemption] = [*held, *redemptions]
+    for row in rows:
+        click.echo(_held_line(row))
+    click.echo(f"{len(held)} conversions and {len(redemptions)} redemptions held")
+
+
+_REDEMPTION = click.option("--redemption", is_flag=True, help="The id is a held redemption's, not a conversion's.")
 
 
 @risk.command("approve")
-@click.argument("conversion_id")
+@click.argument("row_id", metavar="ID")
+@_REDEMPTION
 @click.option("--as", "actor", help="Who approves, as recorded (default: cli:<user>).")
 @reports_errors
-def risk_approve(conversion_id: str, actor: str | None) -> None:
-    """Approve a held conversion: it runs at once from its first debit (again: shown as it stands)."""
-    conversion = with_services(lambda services: services.risk.approve(conversion_id, staff=_actor(actor)))
-    click.echo(_conversion_line(conversion))
+def risk_approve(row_id: str, redemption: bool, actor: str | None) -> None:
+    """Approve a held conversion (or redemption): it runs at once from its first debit (again:
+    shown as it stands)."""
+    if redemption:
+        click.echo(
+            _held_line(with_services(lambda services: services.risk.approve_redemption(row_id, staff=_actor(actor))))
+        )
+    else:
+        click.echo(_held_line(with_services(lambda services: services.risk.approve(row_id, staff=_actor(actor)))))
 
 
 @risk.command("reject")
-@click.argument("conversion_id")
-@click.option("--reason", required=True, help="Why, recorded with the decision and on the conversion.")
+@click.argument("row_id", metavar="ID")
+@_REDEMPTION
+@click.option("--reason", required=True, help="Why, recorded with the decision and on the conversion or redemption.")
 @click.option("--as", "actor", help="Who rejects, as recorded (default: cli:<user>).")
 @reports_errors
-def risk_reject(conversion_id: str, reason: str, actor: str | None) -> None:
-    """Reject a held conversion: FAILED, nothing moved (again: shown as it stands)."""
-    conversion = with_services(lambda services: services.risk.reject(conversion_id, staff=_actor(actor), reason=reason))
-    click.echo(_conversion_line(conversion))
+def risk_reject(row_id: str, redemption: bool, reason: str, actor: str | None) -> None:
+    """Reject a held conversion (or redemption): FAILED, nothing moved (again: shown as it stands)."""
+    if redemption:
+        rejected = with_services(
+            lambda services: services.risk.reject_redemption(row_id, staff=_actor(actor), reason=reason)
+        )
+        click.echo(_held_line(rejected))
+    else:
+        click.echo(
+            _held_line(with_services(lambda services: services.risk.reject(row_id, staff=_actor(actor), reason=reason)))
+        )
 
 
 @risk.command("decisions")
 @click.option("--conversion", "conversion_id", help="Only about this conversion.")
+@click.option("--redemption", "redemption_id", help="Only about this redemption.")
 @click.option("--member", "member_id", help="Only about this member.")
 @click.option("--first", type=click.IntRange(1, 500), default=50, show_default=True, help="How many at most.")
 @reports_errors
-def risk_decisions(conversion_id: str | None, member_id: str | None, first: int) -> None:
+def risk_decisions(conversion_id: str | None, redemption_id: str | None, member_id: str | None, first: int) -> None:
     """The risk decision log, newest first: what each gate decided, and why."""
     rows = with_services(
-        lambda services: services.risk.decisions(conversion_id=conversion_id, member_id=member_id, first=first)
+        lambda services: services.risk.decisions(
+            conversion_id=conversion_id, redemption_id=redemption_id, member_id=member_id, first=first
+        )
     )
     for row in rows:
-        about = row.conversion_id or f"link {row.program_id}:{row.member_ref}"
+        about = (
+            row.conversion_id
+            or (row.redemption_id and f"redemption {row.redemption_id}")
+            or f"link {row.program_id}:{row.member_ref}"
+        )
         click.echo(
             f"{row.decided_at.isoformat()} {row.decision:<7} {row.rule or '-':<20} {about} "
             f"{row.decided_by or 'gates'}: {row.reason}"

@@ -41,7 +41,7 @@ class ErrorCode(StrEnum):
     ACCOUNT_SUSPENDED = "ACCOUNT_SUSPENDED"
     ACCOUNT_NOT_ACTIVATED = "ACCOUNT_NOT_ACTIVATED"
     TIER_NOT_ALLOWED = "TIER_NOT_ALLOWED"
-    #: Risk gates of a conversion (``exchange.risk``).
+    #: Risk gates of a conversion or a redemption (``exchange.risk``).
     VELOCITY_EXCEEDED = "VELOCITY_EXCEEDED"
     COOLING_PERIOD = "COOLING_PERIOD"
     NOT_HELD = "NOT_HELD"

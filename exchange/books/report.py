@@ -19,6 +19,7 @@ from exchange.books.budget import BudgetStatus
 from exchange.books.coalition import CoalitionFigures
 from exchange.books.figures import LedgerFigures
 from exchange.money import POINT_VALUE_SCALE, Currency
+from exchange.spreadsheet import spreadsheet_row
 
 CSV_COLUMNS = ("partner", "period", "figure", "points", "amount", "currency")
 
@@ -142,11 +143,13 @@ class PartnerBooks:
 
 
 def csv_lines(books: PartnerBooks) -> Iterator[str]:
-    """The CSV export, one text line at a time (RFC 4180: CRLF line ends)."""
+    """The CSV export, one text line at a time (RFC 4180: CRLF line ends), every cell written
+    so that a spreadsheet opening it shows text or a number, never runs a formula
+    (:func:`~exchange.spreadsheet.spreadsheet_row`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for row in books.csv_rows():
-        writer.writerow(row)
+        writer.writerow(spreadsheet_row(row))
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

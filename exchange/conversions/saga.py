@@ -4,7 +4,7 @@
    amounts, and reserve the limits it counts against (one unit of work; a repeat of the key
    returns it). The source program's points are debited only under its authority
    (:mod:`exchange.members.authority`): a token it asserted, or a consent given through it,
-   used in this same unit of work. The source program's risk gates (:mod:`exchange.conversions.gates`)
+   used in this same unit of work. The source program's risk gates (:mod:`exchange.risk.gates`)
    screen it there too: a refusal records nothing, and a hold leaves it HELD, its saga
    waiting until staff approve it (it goes on from the debit) or reject it (FAILED).
 2. **Debit** the member at the source partner (operation ``<id>:debit``).
@@ -83,6 +83,8 @@ from exchange.pricing import limits, quotes, routes
 from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
+from exchange.risk.gates import Gates
+from exchange.risk.policy import RiskPolicy
 from exchange.sagas.doubt import MemberDebit, late_answer, state_of
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
 from exchange.sagas.idempotency import claiming, record_once
@@ -127,10 +129,19 @@ class ConversionSaga(Saga[Conversion]):
     ledger: Ledger
     clock: Clock
     policy: SagaPolicy
+    gates: Gates
+    """The risk gates, counting every way points leave an account."""
 
     @classmethod
     def for_settings(
-        cls, settings: Settings, *, db: Database, connectors: ConnectorRegistry, catalog: CatalogCache, clock: Clock
+        cls,
+        settings: Settings,
+        *,
+        db: Database,
+        connectors: ConnectorRegistry,
+        catalog: CatalogCache,
+        clock: Clock,
+        gates: Gates,
     ) -> ConversionSaga:
         """The saga as the gateway and ``exchange recover`` run it."""
         return cls(
@@ -140,6 +151,7 @@ class ConversionSaga(Saga[Conversion]):
             ledger=Ledger.for_settings(settings, clock),
             clock=clock,
             policy=SagaPolicy.for_settings(settings),
+            gates=gates,
         )
 
     def missing(self, row_id: str) -> ExchangeError:
@@ -184,7 +196,8 @@ class ConversionSaga(Saga[Conversion]):
                 await _refusal(session, request, now)
             if created:
                 require_authority(request.authority, conversion.from_program, field="quoteId")
-                await gates.screen(session, conversion, catalog.program(conversion.from_program), now)
+                source = catalog.program(conversion.from_program)
+                await self.gates.screen(session, conversion, gates.outflow(conversion), RiskPolicy.of(source.risk), now)
                 await limits.reserve(session, [limits.Usage(**usage) for usage in conversion.usages])
                 # Used last, in this unit of work: whatever refuses the conversion leaves it unused.
                 await authorize_debit(

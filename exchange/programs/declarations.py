@@ -15,6 +15,7 @@ import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -39,9 +40,13 @@ from exchange.errors import BadUserInput
 from exchange.money import MAX_MONEY_INTEGER_DIGITS, PERCENT_SCALE, POINT_VALUE_SCALE, decimal_places, parse_decimal
 from exchange.programs.secrets import SecretUnavailable, read_secret_file
 from exchange.ratio import Ratio
-from exchange.risk.policy import HOLD_EXPIRES_AFTER
 
 COALITION_FILE = "coalition.toml"
+#: How long a held conversion or redemption waits for staff before it ends on its own, unless
+#: the program declares otherwise (``[risk] hold_expires_after_seconds``): a week spans a weekend
+#: and a holiday. (The risk gates, ``exchange.risk``, read the declared value; they build on this
+#: package, not the other way round.)
+HOLD_EXPIRES_AFTER = timedelta(days=7)
 #: Digits a point value may have before its point (its column is NUMERIC(18, 6)).
 POINT_VALUE_INTEGER_DIGITS = 18 - POINT_VALUE_SCALE
 #: Digits a fixed fee or a budget may have before and after its point (NUMERIC(18, 4) columns).
@@ -428,23 +433,26 @@ class VelocityDeclaration(_Strict):
 
 
 class RiskDeclaration(_Strict):
-    """The program's risk gates on conversions out of it (``exchange.risk``)."""
+    """The program's risk gates on points leaving its members' accounts: conversions out of it and
+    redemptions paid with its points (``exchange.risk``)."""
 
     velocity: list[VelocityDeclaration] = Field(default_factory=list)
     cooling_period_seconds: Annotated[int, Field(ge=0, le=90 * 86400, strict=True)] = Field(
-        default=0, description="How long after an account is linked its points may first be converted out."
+        default=0, description="How long after an account is linked its points may first leave it."
     )
     refuse_name_mismatch: bool = Field(
         default=False,
-        description="Linking needs the member's name, matching the partner's record; a conversion is "
-        "refused when the names its two partners have for the member differ.",
+        description="Linking needs the member's name, matching the partner's record; a conversion (or "
+        "redemption) is refused when the names its two partners (the paying program and the target, or "
+        "the reward's publisher) have for the member differ.",
     )
     hold_above_points: Count | None = Field(
-        default=None, description="A conversion of more points waits for staff to approve it."
+        default=None,
+        description="A conversion or redemption of more points waits for staff to approve it.",
     )
     hold_expires_after_seconds: Annotated[int, Field(ge=3600, le=90 * 86400, strict=True)] = Field(
         default=int(HOLD_EXPIRES_AFTER.total_seconds()),
-        description="How long a held conversion waits for staff; then it ends FAILED (HOLD_EXPIRED), nothing moved.",
+        description="How long a held conversion or redemption waits for staff; then it ends FAILED (HOLD_EXPIRED), nothing moved.",
     )
 
 

@@ -60,6 +60,8 @@ class Reward(SQLModel, table=True):
 class RedemptionStatus(StrEnum):
     PENDING = "PENDING"
     """Stock reserved; the member is being debited."""
+    HELD = "HELD"
+    """Stock reserved; held by the paying program's risk gates for staff review, nothing debited."""
     COMPLETED = "COMPLETED"
     """Paid and posted: awaiting delivery (direct) or entered in the draw (lottery)."""
     DELIVERED = "DELIVERED"
@@ -96,6 +98,7 @@ class Redemption(SagaState, table=True):
         Index("ix_redemption_due", "status", "next_attempt_at"),
         Index("ix_redemption_delivery", "status", "deliver_by"),
         Index("ix_redemption_member_created", "member_id", "created_at"),
+        Index("ix_redemption_account_created", "paying_program", "paying_ref", "created_at"),
         Index("ix_redemption_reward", "reward_id"),
     )
 

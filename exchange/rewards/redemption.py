@@ -6,7 +6,11 @@
    member's limit (the limits counters, locked in key order). A repeat of the key returns
    the same redemption. The paying program's points are spent only under its authority
    (:mod:`exchange.members.authority`): a token it asserted, or a consent given through it,
-   used in this same unit of work.
+   used in this same unit of work. The paying program's risk gates (:mod:`exchange.risk.gates`)
+   screen it there too, as they screen a conversion out of it: a refusal records nothing, and
+   a hold leaves it HELD (stock and count taken, nothing debited) until staff approve it (it
+   goes on from step 2) or reject it, or the hold ends (:mod:`exchange.services.holds`):
+   FAILED, stock and count given back.
 2. **Debit** the member at the paying program (operation ``<id>:debit``).
 3. **Post** the clearing transaction (:mod:`exchange.rewards.clearing`) → COMPLETED: awaiting
    delivery (direct rewards, until ``deliver_by``) or an entry in the draw (lottery).
@@ -63,6 +67,9 @@ from exchange.rewards.models import (
     RewardKind,
 )
 from exchange.rewards.pricing import RedemptionPrice, redemption_price
+from exchange.risk.gates import Gates, Outflow, Way
+from exchange.risk.models import Subject
+from exchange.risk.policy import RiskPolicy
 from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition
 from exchange.sagas.idempotency import claiming, keyed, record_once, same_request
@@ -115,10 +122,19 @@ class RedemptionSaga(Saga[Redemption]):
     clock: Clock
     policy: SagaPolicy
     delivery_window: timedelta
+    gates: Gates
+    """The risk gates, counting every way points leave an account."""
 
     @classmethod
     def for_settings(
-        cls, settings: Settings, *, db: Database, connectors: ConnectorRegistry, federation: Federation, clock: Clock
+        cls,
+        settings: Settings,
+        *,
+        db: Database,
+        connectors: ConnectorRegistry,
+        federation: Federation,
+        clock: Clock,
+        gates: Gates,
     ) -> RedemptionSaga:
         """The saga as the gateway runs it."""
         return cls(
@@ -129,6 +145,7 @@ class RedemptionSaga(Saga[Redemption]):
             clock=clock,
             policy=SagaPolicy.for_settings(settings),
             delivery_window=settings.reward_delivery_window,
+            gates=gates,
         )
 
     def missing(self, row_id: str) -> ExchangeError:
@@ -258,6 +275,7 @@ class RedemptionSaga(Saga[Redemption]):
         )
         assert redemption is not None, "only the key is unique among what a redemption is inserted with"
         if created:
+            await self.gates.screen(session, redemption, outflow(redemption), RiskPolicy.of(quote.paying.risk), now)
             taken = await session.exec(
                 update(Reward).where(col(Reward.id) == reward.id, col(Reward.stock) >= 1).values(stock=Reward.stock - 1)
             )
@@ -343,10 +361,7 @@ class RedemptionSaga(Saga[Redemption]):
                 kind=REVERSAL_KIND,
             )
         if transition.status in _RELEASES_STOCK:
-            await session.exec(
-                update(Reward).where(col(Reward.id) == redemption.reward_id).values(stock=Reward.stock + 1)
-            )
-            await limits.release(session, [limits.Usage(**usage) for usage in redemption.usages])
+            await release(session, redemption)
 
     def event(self, redemption: Redemption, step: str, transition: Transition) -> Event | None:
         return redemption_changed(redemption, step, transition, self.clock.now())
@@ -373,6 +388,43 @@ async def _quote(session: AsyncSession, reward_id: str, pay_with: str) -> Redemp
             field="payWith",
         )
     return RedemptionQuote(reward=reward, paying=paying, price=price)
+
+
+async def release(session: AsyncSession, redemption: Redemption) -> None:
+    """Give back the stock and the member's count ``redemption`` took: it ended moving nothing."""
+    await session.exec(update(Reward).where(col(Reward.id) == redemption.reward_id).values(stock=Reward.stock + 1))
+    await limits.release(session, [limits.Usage(**usage) for usage in redemption.usages])
+
+
+#: Redemptions paid with a program's points, as velocity counts them and a hold holds them.
+REDEMPTIONS_OUT = Way(
+    subject=Subject.REDEMPTION,
+    table=Redemption,
+    id=col(Redemption.id),
+    member_id=col(Redemption.member_id),
+    program=col(Redemption.paying_program),
+    member_ref=col(Redemption.paying_ref),
+    points=col(Redemption.points),
+    status=col(Redemption.status),
+    created_at=col(Redemption.created_at),
+    moved_nothing=tuple(status.value for status in _RELEASES_STOCK),
+)
+
+
+def outflow(redemption: Redemption) -> Outflow:
+    """What ``redemption`` takes from the member's account at the paying program, as the risk
+    gates see it: its names are compared with the member's account at the publisher, where the
+    reward goes, if there is one."""
+    return Outflow(
+        way=REDEMPTIONS_OUT,
+        id=redemption.id,
+        member_id=redemption.member_id,
+        program_id=redemption.paying_program,
+        member_ref=redemption.paying_ref,
+        points=redemption.points,
+        to_program=None if redemption.publisher == redemption.paying_program else redemption.publisher,
+        field="payWith",
+    )
 
 
 def _usages(reward: Reward, member_id: str) -> list[limits.Usage]:

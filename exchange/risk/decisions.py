@@ -41,6 +41,7 @@ def decision(
     now: datetime,
     rule: str | None = None,
     conversion_id: str | None = None,
+    redemption_id: str | None = None,
     points: int | None = None,
     decided_by: str | None = None,
 ) -> RiskDecision:
@@ -53,6 +54,7 @@ def decision(
         program_id=program_id,
         member_ref=member_ref,
         conversion_id=conversion_id,
+        redemption_id=redemption_id,
         points=points,
         decided_by=decided_by,
         decided_at=now,
@@ -69,15 +71,18 @@ async def decisions(
     session: AsyncSession,
     *,
     conversion_id: str | None = None,
+    redemption_id: str | None = None,
     member_id: str | None = None,
     first: int = 50,
 ) -> Sequence[RiskDecision]:
-    """Decisions, newest first: about one conversion, one member, or all."""
+    """Decisions, newest first: about one conversion, one redemption, one member, or all."""
     if not 1 <= first <= MAX_PAGE:
         raise BadUserInput(f"first must be between 1 and {MAX_PAGE}", field="first")
     statement = select(RiskDecision)
     if conversion_id is not None:
         statement = statement.where(RiskDecision.conversion_id == conversion_id)
+    if redemption_id is not None:
+        statement = statement.where(RiskDecision.redemption_id == redemption_id)
     if member_id is not None:
         statement = statement.where(RiskDecision.member_id == member_id)
     return (await session.exec(statement.order_by(col(RiskDecision.id).desc()).limit(first))).all()

@@ -1,4 +1,5 @@
-"""The risk decision log: every gate's verdict on a link or a conversion, and staff's on a hold."""
+"""The risk decision log: every gate's verdict on a link, a conversion or a redemption, and staff's
+on a hold."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class Subject(StrEnum):
 
     LINK = "LINK"
     CONVERSION = "CONVERSION"
+    REDEMPTION = "REDEMPTION"
 
 
 class RiskDecision(SQLModel, table=True):
@@ -34,6 +36,7 @@ class RiskDecision(SQLModel, table=True):
     __tablename__ = "risk_decision"
     __table_args__ = (
         Index("ix_risk_decision_conversion", "conversion_id"),
+        Index("ix_risk_decision_redemption", "redemption_id"),
         Index("ix_risk_decision_member", "member_id", "decided_at"),
     )
 
@@ -46,6 +49,7 @@ class RiskDecision(SQLModel, table=True):
     program_id: str = Field(max_length=64)
     member_ref: str = Field(max_length=128)
     conversion_id: str | None = Field(default=None, max_length=36)
+    redemption_id: str | None = Field(default=None, max_length=36)
     points: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     decided_by: str | None = Field(default=None, max_length=80)
     decided_at: datetime = Field(sa_type=UTCDateTime)

@@ -7,15 +7,13 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-#: How long a held conversion waits for staff before it ends on its own, unless the program
-#: declares otherwise (``hold_expires_after_seconds``): a week spans a weekend and a holiday.
-HOLD_EXPIRES_AFTER = timedelta(days=7)
+from exchange.programs.declarations import HOLD_EXPIRES_AFTER
 
 
 class Per(StrEnum):
-    #: Every conversion of the member, out of any program.
+    #: Every conversion and redemption of the member, paid with any program's points.
     MEMBER = "member"
-    #: The conversions debiting the member's account at this program.
+    #: The conversions and redemptions debiting the member's account at this program.
     ACCOUNT = "account"
 
 
@@ -27,7 +25,7 @@ class Velocity:
     max_points: int | None
 
     def describe(self) -> str:
-        limits = [f"{self.max_count} conversions"] if self.max_count is not None else []
+        limits = [f"{self.max_count} conversions or redemptions"] if self.max_count is not None else []
         limits += [f"{self.max_points:,} points"] if self.max_points is not None else []
         return f"at most {' or '.join(limits)} per {self.per.value} in {_duration(self.window)}"
 
@@ -39,6 +37,10 @@ class RiskPolicy:
     refuse_name_mismatch: bool = False
     hold_above_points: int | None = None
     hold_expires_after: timedelta = HOLD_EXPIRES_AFTER
+
+    def holds(self, points: int) -> bool:
+        """Whether ``points`` leaving an account are above what goes without staff review."""
+        return self.hold_above_points is not None and points > self.hold_above_points
 
     @classmethod
     def of(cls, declared: dict[str, Any] | None) -> RiskPolicy | None:

@@ -16,7 +16,7 @@ from exchange.coalition.connector import CoalitionConnector
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions import queries as conversion_queries
 from exchange.conversions.batches import CreditBatches
-from exchange.conversions.holds import HoldReview
+from exchange.conversions.gates import CONVERSIONS_OUT
 from exchange.conversions.quoting import Quoting
 from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
@@ -31,7 +31,8 @@ from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
 from exchange.retention import Retention
 from exchange.rewards.jobs import RedemptionJob
-from exchange.rewards.redemption import RedemptionSaga
+from exchange.rewards.redemption import REDEMPTIONS_OUT, RedemptionSaga
+from exchange.risk.gates import Gates
 from exchange.sagas.engine import Saga
 from exchange.sagas.figures import read_figures
 from exchange.sagas.recovery import RecoveryWorker
@@ -40,6 +41,7 @@ from exchange.services.books import BooksService
 from exchange.services.catalog import CatalogService
 from exchange.services.coalition import CoalitionService
 from exchange.services.conversions import ConversionService
+from exchange.services.holds import HoldReview
 from exchange.services.late import LateOutcomes
 from exchange.services.matches import StatusMatchService
 from exchange.services.members import MemberService
@@ -102,7 +104,7 @@ class Services:
                 settings.recovery_interval_seconds,
                 RecoveryWorker(self.conversions.saga).run_once,
             ),
-            PeriodicJob("held-conversion-expiry", settings.recovery_interval_seconds, self.risk.review.expire_due),
+            PeriodicJob("hold-expiry", settings.recovery_interval_seconds, self.risk.review.expire_due),
             PeriodicJob(
                 "status-match-expiry",
                 settings.status_match_expiry_interval_seconds,
@@ -120,6 +122,12 @@ class Services:
         await self.webhooks.aclose()
         await self.connectors.aclose()
         await self.db.dispose()
+
+
+def risk_gates() -> Gates:
+    """The risk gates, counting every way points leave a member's account: velocity sees
+    conversions and redemptions together, whichever saga moves them."""
+    return Gates(ways=(CONVERSIONS_OUT, REDEMPTIONS_OUT))
 
 
 def build_services(
@@ -150,9 +158,12 @@ def build_services(
     key_secret = settings.key_encryption_secret.get_secret_value()
     keys = SigningKeys(db, key_secret, clock)
     people = PeopleService.for_settings(settings, db=db, clock=clock)
-    conversion_saga = ConversionSaga.for_settings(settings, db=db, connectors=connectors, catalog=cache, clock=clock)
+    gates = risk_gates()
+    conversion_saga = ConversionSaga.for_settings(
+        settings, db=db, connectors=connectors, catalog=cache, clock=clock, gates=gates
+    )
     redemption_saga = RedemptionSaga.for_settings(
-        settings, db=db, connectors=connectors, federation=federation, clock=clock
+        settings, db=db, connectors=connectors, federation=federation, clock=clock, gates=gates
     )
     settlement = SettlementService.for_settings(settings, db=db, clock=clock)
     return Services(
@@ -206,7 +217,7 @@ def build_services(
             tolerance=settings.callback_tolerance_seconds,
         ),
         batches=CreditBatches(db=db, saga=conversion_saga, catalog=cache, clock=clock),
-        risk=RiskService(db, HoldReview(db, conversion_saga, clock)),
+        risk=RiskService(db, HoldReview.of(db, conversion_saga, redemption_saga, clock)),
         webhooks=WebhookService.for_settings(settings, db=db, clock=clock),
         coalition=CoalitionService(db, Ledger.for_settings(settings, clock), clock),
         retention=Retention(db, clock, webhook_retention=timedelta(days=settings.webhook_retention_days)),

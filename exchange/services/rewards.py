@@ -17,6 +17,7 @@ from exchange.rewards.catalog import RewardDraft
 from exchange.rewards.errors import NotYourReward
 from exchange.rewards.models import Redemption, Reward
 from exchange.rewards.redemption import RedeemRequest, RedemptionQuote, RedemptionSaga
+from exchange.risk.decisions import GateRefusal, record_refusal
 from exchange.services.requests import debit_authority, idempotency_key, member_of, page_size, program_of
 
 MAX_PAGE = 200
@@ -72,18 +73,22 @@ class RewardService:
         """Redeem as far as it goes now; the same ``key`` returns the same redemption. The
         paying program's points are debited only under its authority: the caller's token
         asserted by it, or ``consent`` given through it. An unknown ``pay_with`` is not found
-        before anything else."""
+        before anything else. The paying program's risk gates refuse as they refuse a
+        conversion out of it; a refusal changes nothing and is recorded."""
         loaded = await self.catalog.get()
         loaded.program(pay_with, field="payWith")
-        return await self.saga.redeem(
-            RedeemRequest(
-                member_id=member_of(caller),
-                reward_id=reward_id,
-                pay_with=pay_with,
-                idempotency_key=idempotency_key(key),
-                authority=debit_authority(caller, consent, loaded.exchange_held),
-            )
+        request = RedeemRequest(
+            member_id=member_of(caller),
+            reward_id=reward_id,
+            pay_with=pay_with,
+            idempotency_key=idempotency_key(key),
+            authority=debit_authority(caller, consent, loaded.exchange_held),
         )
+        try:
+            return await self.saga.redeem(request)
+        except GateRefusal as refusal:
+            await record_refusal(self.db, refusal.decision)
+            raise
 
     async def cancel(self, caller: Principal, redemption_id: str) -> Redemption:
         """Cancel a paid, undelivered redemption: as its member, or as the publishing partner."""

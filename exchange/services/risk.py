@@ -1,16 +1,18 @@
-"""Risk review for staff: conversions held by a gate, approving or rejecting them, and the log
-of every gate's decision. GraphQL and the CLI are two front ends on these."""
+"""Risk review for staff: conversions and redemptions held by a gate, approving or rejecting them, and the log
+of every gate's decision (on links, conversions and redemptions). GraphQL and the CLI are two
+front ends on these."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from exchange.conversions.holds import HoldReview
 from exchange.conversions.models import Conversion
 from exchange.db.database import Database
+from exchange.rewards.models import Redemption
 from exchange.risk import decisions
 from exchange.risk.models import RiskDecision
+from exchange.services.holds import HoldReview
 
 
 @dataclass
@@ -20,19 +22,38 @@ class RiskService:
 
     async def held(self, *, first: int = 50) -> Sequence[Conversion]:
         """Conversions waiting for staff, oldest first."""
-        return await self.review.held(first=first)
+        return await self.review.held(self.review.conversions, first=first)
 
     async def approve(self, conversion_id: str, *, staff: str) -> Conversion:
         """Approve a held conversion (again: as it stands); it runs at once."""
-        return await self.review.approve(conversion_id, staff=staff)
+        return await self.review.approve(self.review.conversions, conversion_id, staff=staff)
 
     async def reject(self, conversion_id: str, *, staff: str, reason: str) -> Conversion:
         """Reject a held conversion (again: as it stands): FAILED, nothing moved."""
-        return await self.review.reject(conversion_id, staff=staff, reason=reason)
+        return await self.review.reject(self.review.conversions, conversion_id, staff=staff, reason=reason)
+
+    async def held_redemptions(self, *, first: int = 50) -> Sequence[Redemption]:
+        """Redemptions waiting for staff, oldest first."""
+        return await self.review.held(self.review.redemptions, first=first)
+
+    async def approve_redemption(self, redemption_id: str, *, staff: str) -> Redemption:
+        """Approve a held redemption (again: as it stands); it runs at once."""
+        return await self.review.approve(self.review.redemptions, redemption_id, staff=staff)
+
+    async def reject_redemption(self, redemption_id: str, *, staff: str, reason: str) -> Redemption:
+        """Reject a held redemption (again: as it stands): FAILED, nothing debited, stock given back."""
+        return await self.review.reject(self.review.redemptions, redemption_id, staff=staff, reason=reason)
 
     async def decisions(
-        self, *, conversion_id: str | None = None, member_id: str | None = None, first: int = 50
+        self,
+        *,
+        conversion_id: str | None = None,
+        redemption_id: str | None = None,
+        member_id: str | None = None,
+        first: int = 50,
     ) -> Sequence[RiskDecision]:
-        """Gate decisions, newest first: about one conversion, one member, or all."""
+        """Gate decisions, newest first: about one conversion, one redemption, one member, or all."""
         async with self.db.transaction() as session:
-            return await decisions.decisions(session, conversion_id=conversion_id, member_id=member_id, first=first)
+            return await decisions.decisions(
+                session, conversion_id=conversion_id, redemption_id=redemption_id, member_id=member_id, first=first
+            )

@@ -9,7 +9,10 @@ Amounts are exact decimal strings of the settlement currency, from the participa
 positive is owed to it, negative it owes.
 
 The CSV is rendered from the JSON document, one row per figure, so the two cannot disagree:
-every figure of the JSON is in it, written the same way.
+every figure of the JSON is in it, written the same way. Only a text cell a spreadsheet would
+take for a formula (one beginning with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return,
+or with ``'``) carries one ``'`` before it (:mod:`exchange.spreadsheet`); amounts, points and
+moments never do, and the JSON, which the JWS signs, holds every text exactly.
 
 The JSON document is canonical (keys sorted, no spaces, UTF-8), so the same period always gives
 the same bytes; the JWS (RS256, compact serialization) signs exactly those bytes with the
@@ -47,6 +50,7 @@ from exchange.settlement.models import SettlementObligation
 from exchange.settlement.netting import SPOKES_OF_ACCOUNT
 from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
 from exchange.settlement.positions import position_of, require_closed
+from exchange.spreadsheet import spreadsheet_row
 
 DOCUMENT_TYPE = "coalition-settlement-statement"
 DOCUMENT_VERSION = 1
@@ -217,12 +221,13 @@ class Statement:
         point ``coalition_liability`` (points and amount) and ``coalition_point_value``, and
         ``closed`` (when, in ``effective_at``). Every row names the partner, the period (its
         bounds in UTC and the time zone it is cut in) and the currency, and every figure reads
-        exactly as in the JSON."""
+        exactly as in the JSON; a text a spreadsheet would run as a formula is written with one
+        ``'`` before it (:func:`~exchange.spreadsheet.spreadsheet_cell`)."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(CSV_COLUMNS)
         for row in self._csv_rows():
-            writer.writerow(row)
+            writer.writerow(spreadsheet_row(row))
         return out.getvalue()
 
     def _csv_rows(self) -> Iterator[tuple[str, ...]]:

@@ -1,23 +1,28 @@
-"""The risk review console (``/console/risk/``), for settlement staff: the conversions a
-program's risk gates hold, each approved or rejected with a reason, and the latest decisions.
+"""The risk review console (``/console/risk/``), for settlement staff: the conversions and
+redemptions a program's risk gates hold, each approved or rejected with a reason, and the latest
+decisions.
 
 The pages call the risk service under the rules GraphQL declares for the same work: reading
-needs ``settlement:read`` (``heldConversions``, ``riskDecisions``), deciding needs
-``settlement:write`` (``approveConversion``, ``rejectConversion``). A decision redirects to the
-list, which says what became of the conversion; a refusal (a reason missing or too long, a
-conversion decided already) re-renders the list with the reason, and changes nothing.
+needs ``settlement:read`` (``heldConversions``, ``heldRedemptions``, ``riskDecisions``), deciding
+needs ``settlement:write`` (``approveConversion``, ``rejectConversion``, ``approveRedemption``,
+``rejectRedemption``). A decision redirects to the list, which says what became of the
+conversion or redemption; a refusal (a reason missing or too long, one decided already)
+re-renders the list with the reason, and changes nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from exchange.auth.scopes import Scope
-from exchange.conversions.holds import REASON_MAX_LENGTH
+from exchange.conversions.models import Conversion
 from exchange.errors import BadUserInput, ExchangeError, http_status
+from exchange.rewards.models import Redemption
+from exchange.services.holds import REASON_MAX_LENGTH
 from exchange.services.risk import RiskService
 from exchange.text import text_problem
 from exchange.web.access import Page, form_text, requires
@@ -25,13 +30,13 @@ from exchange.web.templating import Pages
 from exchange.web.visitors import visitor_of
 
 BASE = "/console/risk"
-#: Who reads the review: as ``heldConversions`` and ``riskDecisions``.
+#: Who reads the review: as ``heldConversions``, ``heldRedemptions`` and ``riskDecisions``.
 READS = requires(Scope.SETTLEMENT_READ)
-#: Who decides: as ``approveConversion`` and ``rejectConversion``.
+#: Who decides: as ``approveConversion``, ``rejectConversion`` and their redemption twins.
 WRITES = requires(Scope.SETTLEMENT_WRITE)
 HELD_PAGE = 100
 DECISIONS_PAGE = 20
-#: A conversion id is a UUID; anything longer is refused before a service sees it.
+#: A conversion's or redemption's id is a UUID; anything longer is refused before a service sees it.
 ID_LENGTH = 36
 
 
@@ -45,6 +50,8 @@ class RiskConsole:
             Page("/risk/", self.held, rule=READS),
             Page("/risk/{conversion_id}/approve", self.approve, rule=WRITES, methods=["POST"]),
             Page("/risk/{conversion_id}/reject", self.reject, rule=WRITES, methods=["POST"]),
+            Page("/risk/redemptions/{redemption_id}/approve", self.approve_redemption, rule=WRITES, methods=["POST"]),
+            Page("/risk/redemptions/{redemption_id}/reject", self.reject_redemption, rule=WRITES, methods=["POST"]),
         ]
 
     async def held(self, request: Request, *, refused: ExchangeError | None = None) -> Response:
@@ -54,6 +61,7 @@ class RiskConsole:
             "console/risk/held.html",
             {
                 "held": await self.risk.held(first=HELD_PAGE),
+                "held_redemptions": await self.risk.held_redemptions(first=HELD_PAGE),
                 "decisions": await self.risk.decisions(first=DECISIONS_PAGE),
                 "decided": decided if len(decided) <= ID_LENGTH and decided.isprintable() else "",
                 "error": refused.message if refused else None,
@@ -64,35 +72,50 @@ class RiskConsole:
         )
 
     async def approve(self, request: Request) -> Response:
-        try:
-            conversion = await self.risk.approve(_conversion_id(request), staff=_actor(request))
-        except ExchangeError as refused:
-            return await self.held(request, refused=refused)
-        return _back_to_list(conversion.id)
+        return await self._decide(
+            request, lambda: self.risk.approve(_row_id(request, "conversion_id"), staff=_actor(request))
+        )
 
     async def reject(self, request: Request) -> Response:
         form = await request.form()
+        return await self._decide(
+            request,
+            lambda: self.risk.reject(
+                _row_id(request, "conversion_id"), staff=_actor(request), reason=form_text(form, "reason")
+            ),
+        )
+
+    async def approve_redemption(self, request: Request) -> Response:
+        return await self._decide(
+            request, lambda: self.risk.approve_redemption(_row_id(request, "redemption_id"), staff=_actor(request))
+        )
+
+    async def reject_redemption(self, request: Request) -> Response:
+        form = await request.form()
+        return await self._decide(
+            request,
+            lambda: self.risk.reject_redemption(
+                _row_id(request, "redemption_id"), staff=_actor(request), reason=form_text(form, "reason")
+            ),
+        )
+
+    async def _decide(self, request: Request, decide: Callable[[], Awaitable[Conversion | Redemption]]) -> Response:
+        """Back to the list, which says what became of it; a refusal re-renders the list with its reason."""
         try:
-            conversion = await self.risk.reject(
-                _conversion_id(request), staff=_actor(request), reason=form_text(form, "reason")
-            )
+            decided = await decide()
         except ExchangeError as refused:
             return await self.held(request, refused=refused)
-        return _back_to_list(conversion.id)
+        return RedirectResponse(f"{BASE}/?{urlencode({'decided': decided.id})}", status_code=303)
 
 
-def _conversion_id(request: Request) -> str:
-    conversion_id: str = request.path_params["conversion_id"]
-    if problem := text_problem(conversion_id, ID_LENGTH):
+def _row_id(request: Request, name: str) -> str:
+    row_id: str = request.path_params[name]
+    if problem := text_problem(row_id, ID_LENGTH):
         raise BadUserInput(f"id {problem}", field="id")
-    return conversion_id
+    return row_id
 
 
 def _actor(request: Request) -> str:
     principal = visitor_of(request).principal
     assert principal is not None
     return principal.client_id  # ``console:<username>``, as the settlement pages record it
-
-
-def _back_to_list(conversion_id: str) -> Response:
-    return RedirectResponse(f"{BASE}/?{urlencode({'decided': conversion_id})}", status_code=303)

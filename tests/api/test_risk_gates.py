@@ -1,6 +1,7 @@
-"""Membership validation at linking and the risk gates on conversions, through a real gateway
-with sandbox partners on loopback: each refusal with its code and nothing changed, a hold
-approved and one rejected by staff, and every decision in the log.
+"""Membership validation at linking and the risk gates on conversions and redemptions, through a
+real gateway with sandbox partners on loopback: each refusal with its code and nothing changed,
+velocity counted over conversions and redemptions together, a hold approved and one rejected
+by staff, and every decision in the log.
 
 The gateway loads the sample programs with ``[risk]`` sections added (the sample files declare
 none): happy-card refuses name mismatches, holds above 5,000 points (for two hours' review at
@@ -87,9 +88,9 @@ HELD = "{ heldConversions { id status pointsIn } }"
 APPROVE = "mutation($id: ID!) { approveConversion(id: $id) { id status failure { code } } }"
 REJECT = 'mutation($id: ID!) { rejectConversion(id: $id, reason: "unusual amount") { id status failure { code } } }'
 DECISIONS = """
-query($member: ID, $conversion: ID) {
-  riskDecisions(memberId: $member, conversionId: $conversion) {
-    subject decision rule reason programId memberRef conversionId points decidedBy
+query($member: ID, $conversion: ID, $redemption: ID) {
+  riskDecisions(memberId: $member, conversionId: $conversion, redemptionId: $redemption) {
+    subject decision rule reason programId memberRef conversionId redemptionId points decidedBy
   }
 }
 """
@@ -412,3 +413,165 @@ async def test_staff_review_holds_from_the_command_line(
     assert (await kit.data(HELD, staff))["heldConversions"] == []
     logged = [(d["decision"], d["decidedBy"]) for d in await decisions(kit, staff) if d["subject"] == "CONVERSION"]
     assert logged[:2] == [("REJECT", f"cli:{getpass.getuser()}"), ("APPROVE", "ops-anna")]
+
+
+COUPON = "fresh-mart-coupon-100"
+REDEEM = """
+mutation($reward: ID!, $pay: ID!, $key: String!) {
+  redeemReward(rewardId: $reward, payWith: $pay, idempotencyKey: $key) { id status points }
+}
+"""
+REDEMPTIONS = "{ redemptions { id status } }"
+STOCK = "query($id: ID!) { reward(id: $id) { stock } }"
+
+
+async def redeem(kit: ExchangeKit, token: str, pay_with: str, key: str, reward: str = COUPON) -> Any:
+    return await kit.graphql(REDEEM, token, reward=reward, pay=pay_with, key=key)
+
+
+async def stock(kit: ExchangeKit, reward: str = COUPON) -> int:
+    return int((await kit.data(STOCK, id=reward))["reward"]["stock"])
+
+
+async def test_conversions_and_redemptions_count_together_against_a_velocity_limit(
+    kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str], staff: str
+) -> None:
+    token = alice["happy-card"]  # happy-card allows three an hour per account
+    assert (await convert(kit, token, "happy-card", "wallet-pay", 400, "c1")).json()["data"]["executeConversion"]
+    redeemed = (await kit.data(REDEEM, token, reward=COUPON, pay="happy-card", key="r1"))["redeemReward"]
+    assert redeemed["status"] == "COMPLETED"
+    assert (await convert(kit, token, "happy-card", "wallet-pay", 400, "c2")).json()["data"]["executeConversion"]
+
+    refused = error_of(await redeem(kit, token, "happy-card", "r2"))
+    assert refused["extensions"] == {
+        "code": "VELOCITY_EXCEEDED",
+        "field": "payWith",
+        "per": "account",
+        "windowSeconds": 3600,
+    }
+    assert error_of(await redeem(kit, token, "happy-card", "r2"))["extensions"] == refused["extensions"]  # retried
+    assert error_of(await convert(kit, token, "happy-card", "wallet-pay", 400, "c3"))["extensions"]["per"] == "account"
+
+    assert await sandboxes["happy-card"].admin.balance("alice") == 120_000 - 2 * 400 - redeemed["points"]
+    assert await stock(kit) == 200 - 1
+    assert (await kit.data(REDEMPTIONS, token))["redemptions"] == [{"id": redeemed["id"], "status": "COMPLETED"}]
+    member = (await kit.data(ME, token))["me"]["id"]
+    logged = [
+        (d["decision"], d["rule"], d["programId"], d["redemptionId"] == redeemed["id"], d["conversionId"])
+        for d in await decisions(kit, staff, member=member)
+        if d["subject"] == "REDEMPTION"
+    ]
+    assert logged == [
+        ("REFUSE", "VELOCITY_ACCOUNT", "happy-card", False, None),
+        ("REFUSE", "VELOCITY_ACCOUNT", "happy-card", False, None),
+        ("ALLOW", None, "happy-card", True, None),
+    ]
+
+
+async def test_each_gate_refuses_a_redemption_with_its_code_and_changes_nothing(
+    kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str], staff: str
+) -> None:
+    before = await balances(sandboxes, "alice")
+    # cooling: alice's fresh-mart account was just linked
+    await kit.data(LINK, alice["wallet-pay"], program="fresh-mart", ref="alice", verification="1111")
+    fresh = await kit.member_token("fresh-mart", "alice")
+    cooling = error_of(await redeem(kit, fresh, "fresh-mart", "cool"))
+    assert (cooling["extensions"]["code"], cooling["extensions"]["field"]) == ("COOLING_PERIOD", "payWith")
+    # names: carol's happy-card account and the account at fresh-mart (the coupon's publisher)
+    # carry different names
+    carol = await kit.member_token("wallet-pay", "carol")
+    await kit.data(LINK, carol, program="happy-card", ref="carol", verification="3333", name="Carol Lin")
+    await kit.data(LINK, carol, program="fresh-mart", ref="dave", verification="4444")
+    names = error_of(await redeem(kit, await kit.member_token("happy-card", "carol"), "happy-card", "n1"))
+    assert names["extensions"] == {"code": "NAME_MISMATCH", "field": "payWith"}
+    assert await balances(sandboxes, "alice") == before
+    assert await sandboxes["happy-card"].admin.balance("carol") == 3000
+    assert await stock(kit) == 200
+    assert (await kit.data(REDEMPTIONS, alice["happy-card"]))["redemptions"] == []
+    refused = [
+        (d["decision"], d["rule"], d["programId"], d["points"] > 0)
+        for d in await decisions(kit, staff)
+        if d["subject"] == "REDEMPTION"
+    ]
+    assert sorted(refused) == [
+        ("REFUSE", "COOLING_PERIOD", "fresh-mart", True),
+        ("REFUSE", "NAME_MISMATCH", "happy-card", True),
+    ]
+
+
+HELD_REDEMPTIONS = "{ heldRedemptions { id status points } }"
+APPROVE_REDEMPTION = "mutation($id: ID!) { approveRedemption(id: $id) { id status failureCode } }"
+REJECT_REDEMPTION = """
+mutation($id: ID!) { rejectRedemption(id: $id, reason: "unusual amount") { id status failureCode } }
+"""
+MY_REDEMPTIONS = "{ redemptions { id status failureCode heldUntil createdAt } }"
+
+
+async def test_a_redemption_above_the_hold_waits_for_staff_approved_rejected_or_expired(
+    kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str], staff: str, partner_base_urls: dict[str, str]
+) -> None:
+    token, before = alice["happy-card"], await balances(sandboxes, "alice")
+    # 1,300 TWD is 5,304 happy-card points with the fee: above happy-card's 5,000 for review
+    hamper = (
+        await kit.data(
+            'mutation($input: PublishRewardInput!) { publishReward(programId: "fresh-mart", input: $input) { id } }',
+            await kit.partner_token("fresh-mart"),
+            input={"title": "Hamper", "price": "1300", "stock": 3},
+        )
+    )["publishReward"]["id"]
+    to_approve, to_reject, to_expire = [
+        (await kit.data(REDEEM, token, reward=hamper, pay="happy-card", key=key))["redeemReward"]
+        for key in ("big-1", "big-2", "big-3")
+    ]
+    assert {(r["status"], r["points"]) for r in (to_approve, to_reject, to_expire)} == {("HELD", 5304)}
+    assert await balances(sandboxes, "alice") == before  # nothing debited while held
+    assert await stock(kit, hamper) == 0  # set aside
+    assert (await kit.data(HELD_REDEMPTIONS, staff))["heldRedemptions"] == [
+        {"id": r["id"], "status": "HELD", "points": 5304} for r in (to_approve, to_reject, to_expire)
+    ]
+    assert error_of(await kit.graphql(APPROVE_REDEMPTION, token, id=to_approve["id"]))["extensions"]["code"] == (
+        "FORBIDDEN"
+    )
+
+    approved = (await kit.data(APPROVE_REDEMPTION, staff, id=to_approve["id"]))["approveRedemption"]
+    assert approved == {"id": to_approve["id"], "status": "COMPLETED", "failureCode": None}
+    assert (await kit.data(APPROVE_REDEMPTION, staff, id=to_approve["id"]))["approveRedemption"] == approved
+    assert error_of(await kit.graphql(REJECT_REDEMPTION, staff, id=to_approve["id"]))["extensions"]["code"] == (
+        "NOT_HELD"
+    )
+    rejected = (await kit.data(REJECT_REDEMPTION, staff, id=to_reject["id"]))["rejectRedemption"]
+    assert rejected == {"id": to_reject["id"], "status": "FAILED", "failureCode": "RISK_REJECTED"}
+
+    mine = {r["id"]: r for r in (await kit.data(MY_REDEMPTIONS, token))["redemptions"]}
+    held_until = datetime.fromisoformat(mine[to_expire["id"]]["heldUntil"])
+    assert held_until == datetime.fromisoformat(mine[to_expire["id"]]["createdAt"]) + timedelta(hours=2)
+    services = build_services(kit.settings, clock=FrozenClock(held_until), partner_base_urls=partner_base_urls)
+    try:
+        assert await services.risk.review.expire_due() == 1  # by the recovery pass's job
+    finally:
+        await services.aclose()
+    expired = (await kit.data(MY_REDEMPTIONS, token))["redemptions"]
+    assert {(r["id"], r["status"], r["failureCode"], r["heldUntil"]) for r in expired} == {
+        (to_approve["id"], "COMPLETED", None, None),
+        (to_reject["id"], "FAILED", "RISK_REJECTED", None),
+        (to_expire["id"], "FAILED", "HOLD_EXPIRED", None),
+    }
+    assert error_of(await kit.graphql(APPROVE_REDEMPTION, staff, id=to_expire["id"]))["extensions"]["code"] == (
+        "NOT_HELD"
+    )
+    assert (await kit.data(HELD_REDEMPTIONS, staff))["heldRedemptions"] == []
+    after = await balances(sandboxes, "alice")
+    assert after == {**before, "happy-card": before["happy-card"] - 5304}  # only the approved one
+    assert await stock(kit, hamper) == 2  # the rejected and the expired ones' stock came back
+    logged = {
+        r["id"]: [
+            (d["decision"], d["rule"], d["decidedBy"] is not None)
+            for d in await decisions(kit, staff, redemption=r["id"])
+        ]
+        for r in (to_approve, to_reject, to_expire)
+    }
+    assert logged == {
+        to_approve["id"]: [("APPROVE", "STAFF_REVIEW", True), ("HOLD", "HOLD_ABOVE", False)],
+        to_reject["id"]: [("REJECT", "STAFF_REVIEW", True), ("HOLD", "HOLD_ABOVE", False)],
+        to_expire["id"]: [("REJECT", "HOLD_EXPIRED", False), ("HOLD", "HOLD_ABOVE", False)],
+    }

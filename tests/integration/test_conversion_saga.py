@@ -29,6 +29,7 @@ from exchange.programs.declarations import read_partners_directory
 from exchange.programs.models import Program
 from exchange.sagas.figures import read_figures
 from exchange.sagas.recovery import RecoveryWorker
+from exchange.services.container import risk_gates
 from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import member_with_accounts
@@ -100,6 +101,7 @@ async def make_world(db: Database) -> World:
         ledger=Ledger(timezone=TAIPEI, clock=clock),
         clock=clock,
         policy=SagaPolicy(timezone=TAIPEI, give_up_after=3),
+        gates=risk_gates(),
     )
     return World(db, clock, partners, saga)
 

@@ -25,6 +25,7 @@ from exchange.programs.declarations import PartnersDirectory
 from exchange.ratio import Ratio
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.sandbox.faults import FaultKind
+from exchange.services.container import risk_gates
 from exchange.services.conversions import ConversionService, RecoveryReport
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
@@ -98,6 +99,7 @@ async def exchange(
         ledger=Ledger(timezone=settings.timezone, clock=clock),
         clock=clock,
         policy=SagaPolicy(timezone=settings.timezone, give_up_after=2),
+        gates=risk_gates(),
     )
     try:
         yield Exchange(pg_db, saga, clock, sandboxes, settings)

@@ -26,6 +26,7 @@ from exchange.rewards.redemption import RedeemRequest, RedemptionSaga
 from exchange.sagas.engine import SagaPolicy
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.sandbox.faults import FaultKind
+from exchange.services.container import risk_gates
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
 from exchange.testing.sandboxes import SandboxFleet
@@ -59,6 +60,7 @@ async def test_the_ledger_agrees_with_every_partner_after_a_mix(
         ledger=ledger,
         clock=clock,
         policy=policy,
+        gates=risk_gates(),
     )
     federation = Federation(pg_db, registry.for_program, CatalogCache(pg_db, ttl=0), balance_ttl=0, tier_ttl=0)
     redemptions = RedemptionSaga(
@@ -69,6 +71,7 @@ async def test_the_ledger_agrees_with_every_partner_after_a_mix(
         clock=clock,
         policy=policy,
         delivery_window=timedelta(days=14),
+        gates=risk_gates(),
     )
 
     async def convert(points: int, source: str, target: str, key: str) -> None:

@@ -42,6 +42,7 @@ from exchange.rewards.models import (
 )
 from exchange.rewards.redemption import RedeemRequest, RedemptionSaga
 from exchange.sagas.engine import SagaPolicy
+from exchange.services.container import risk_gates
 from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import member_with_accounts
@@ -126,6 +127,7 @@ async def make_world(db: Database, members: int = 0) -> World:
         clock=clock,
         policy=SagaPolicy(timezone=TAIPEI),
         delivery_window=timedelta(days=14),
+        gates=risk_gates(),
     )
     alice = await member_with_accounts(db, {"happy-card": "alice", "fresh-mart": "alice"}, T0)
     return World(db, clock, partners, saga, alice)

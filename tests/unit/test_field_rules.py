@@ -290,7 +290,8 @@ EXPECTED: dict[str, str] = {
         )
     },
     **{
-        f"Redemption.{name}": PARTNER_OWN_OR_MEMBER_OWN
+        # Settlement staff too: they review held redemptions.
+        f"Redemption.{name}": "partner:own member:own settlement"
         for name in (
             "id",
             "memberId",
@@ -305,6 +306,7 @@ EXPECTED: dict[str, str] = {
             "exchangeFee",
             "status",
             "deliverBy",
+            "heldUntil",
             "deliveredAt",
             "cancelledBy",
             "failureCode",
@@ -349,6 +351,7 @@ EXPECTED: dict[str, str] = {
             "startsAt",
             "endsAt",
             "pointValue",
+            "pointValuesFixedAt",
             "issued",
             "convertedOut",
             "redeemedForRewards",
@@ -508,6 +511,9 @@ EXPECTED: dict[str, str] = {
     "Query.riskDecisions": STAFF,
     "Mutation.approveConversion": STAFF,
     "Mutation.rejectConversion": STAFF,
+    "Query.heldRedemptions": STAFF,
+    "Mutation.approveRedemption": STAFF,
+    "Mutation.rejectRedemption": STAFF,
     **{
         f"RiskDecision.{name}": STAFF
         for name in (
@@ -520,6 +526,7 @@ EXPECTED: dict[str, str] = {
             "programId",
             "memberRef",
             "conversionId",
+            "redemptionId",
             "points",
             "decidedBy",
             "decidedAt",

@@ -29,6 +29,7 @@ KERNEL = {
     "jobs",
     "access_log",
     "text",
+    "spreadsheet",
     "streaming",
     "observability",
 }

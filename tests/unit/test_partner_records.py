@@ -47,6 +47,13 @@ def test_records_are_read_with_their_line_numbers_and_exact_minor_units() -> Non
     assert reader.lines == 3 and len(reader.sha256) == 64
 
 
+def test_a_reference_a_spreadsheet_would_run_is_read_verbatim() -> None:
+    """A reference is the partner's own identifier, matched exactly: it is kept as it is, and
+    neutralised only where the exchange writes it into a CSV (exchange/spreadsheet.py)."""
+    _, rows = read("reference,amount\n=1+1,1\n@SUM(1+1),2\n+cmd|' /C calc'!A0,3\n-2+3,4\n\"=SUM(1,2)\",5\n")
+    assert [reference for _, reference, *_ in rows] == ["=1+1", "@SUM(1+1)", "+cmd|' /C calc'!A0", "-2+3", "=SUM(1,2)"]
+
+
 def test_columns_come_in_any_order_with_a_bom_and_crlf() -> None:
     _, rows = read(b"\xef\xbb\xbfamount,reference\r\n-3,conversion:x\r\n4.00,conversion:y")
     assert rows == [(2, "conversion:x", -300, None, None), (3, "conversion:y", 400, None, None)]

@@ -1,7 +1,8 @@
 """The risk review console against real sandbox partners: a member's conversion held by
 FreshMart's gate shows to settlement staff, who reject one (a reason required) and approve
-another over HTTP; partner staff are refused; the member's page says when the hold ends; and
-in a browser, on a phone in Traditional Chinese, staff reject one from the list."""
+another over HTTP; partner staff are refused; the member's page says when the hold ends; held
+redemptions paid with FreshMart points are reviewed the same way; and in a browser, on a phone
+in Traditional Chinese, staff reject one from the list."""
 
 from __future__ import annotations
 
@@ -31,8 +32,13 @@ HELD_ROW = re.compile(r"<td>([0-9a-f-]{36})</td>")
 
 
 def held_ids(page: str) -> list[str]:
-    """The conversions the page lists as waiting (the decisions' table below it names some too)."""
-    return HELD_ROW.findall(page.split('id="decisions-heading"')[0])
+    """The conversions the page lists as waiting (the tables below it name some too)."""
+    return HELD_ROW.findall(page.split('id="held-redemptions-heading"')[0])
+
+
+def held_redemption_ids(page: str) -> list[str]:
+    """The redemptions the page lists as waiting."""
+    return HELD_ROW.findall(page.split('id="held-redemptions-heading"')[1].split('id="decisions-heading"')[0])
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +130,44 @@ def test_staff_reject_and_approve_held_conversions_and_partners_cannot(holding_g
 
     assert partners.balance("fresh-mart", member_ref) == 10_000 - 3_000  # only the approved one moved
     assert partners.balance("formosa-air", member_ref) > 0
+
+
+def held_redemption(client: httpx.Client) -> None:
+    """Redeem a Formosa Air lounge pass (6,120 FreshMart points) with the signed-in member's
+    FreshMart points: held."""
+    page = "/portal/rewards/formosa-air-lounge-pass"
+    form = {"csrf_token": csrf_token(client, page), "pay_with": "fresh-mart"}
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', client.get(page).text)
+    assert key is not None
+    redeemed = client.post(page, data={**form, "idempotency_key": key[1]})
+    assert redeemed.status_code == 303, redeemed.text
+
+
+def test_staff_reject_and_approve_held_redemptions(holding_gateway: PortalGateway) -> None:
+    partners, gateway = holding_gateway.partners, holding_gateway.gateway
+    with gateway.client() as member:
+        member_ref = linked_member(holding_gateway, member)
+        held_redemption(member)
+        held_redemption(member)
+        assert "Waiting for review: no points taken yet" in member.get("/portal/rewards/history").text
+    assert partners.balance("fresh-mart", member_ref) == 10_000
+
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as staff:
+        to_reject, to_approve = held_redemption_ids(staff.get("/console/risk/").text)[-2:]
+        token = form_token(staff, "/console/risk/")
+        rejected = staff.post(
+            f"/console/risk/redemptions/{to_reject}/reject", data={"csrf_token": token, "reason": "stolen card"}
+        )
+        assert rejected.status_code == 303
+        assert f"Redemption {to_reject}: Rejected." in staff.get(rejected.headers["location"]).text
+        approved = staff.post(f"/console/risk/redemptions/{to_approve}/approve", data={"csrf_token": token})
+        assert approved.status_code == 303
+        assert f"Redemption {to_approve}: Approved." in staff.get(approved.headers["location"]).text
+        assert to_approve not in held_redemption_ids(staff.get("/console/risk/").text)
+        again = staff.post(f"/console/risk/redemptions/{to_reject}/approve", data={"csrf_token": token})
+        assert again.status_code == 409 and "not held" in again.text
+
+    assert partners.balance("fresh-mart", member_ref) == 10_000 - 6_120  # only the approved one was paid
 
 
 def test_staff_reject_a_held_conversion_on_a_phone_in_traditional_chinese(

@@ -126,7 +126,10 @@ class RewardMutations:
         "authority: a member token its partner asserted, or a `consent` given through it "
         "(`authorizeDebit`) for exactly the quoted points; else `AUTHORITY_REQUIRED` "
         "(`extensions.program`, `extensions.reason`) and nothing happens. Coalition points are the "
-        "exchange's: they are spent under a token with the scope `member:coalition`.",
+        "exchange's: they are spent under a token with the scope `member:coalition`. `payWith`'s "
+        "risk gates refuse as they refuse a conversion out of it (`COOLING_PERIOD`, `NAME_MISMATCH`, "
+        "`VELOCITY_EXCEEDED`, counted with its conversions): nothing happens; above its "
+        "`hold_above_points` the redemption is HELD for staff review, nothing debited until approved.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def redeem_reward(

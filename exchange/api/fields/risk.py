@@ -1,4 +1,5 @@
-"""Risk review: conversions held by a gate, approving or rejecting them, and the decision log."""
+"""Risk review: conversions and redemptions held by a gate, approving or rejecting them, and the
+decision log."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from exchange.api.context import Context
 from exchange.api.inputs import Text
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.conversions import Conversion
+from exchange.api.types.rewards import Redemption
 from exchange.api.types.risk import RiskDecision
 from exchange.auth.scopes import Scope
-from exchange.conversions.holds import REASON_MAX_LENGTH
+from exchange.services.holds import REASON_MAX_LENGTH
 
 
 @strawberry.type
@@ -28,8 +30,17 @@ class RiskQueries:
         return [Conversion.from_row(row, currency) for row in rows]
 
     @strawberry.field(
+        description="Redemptions held by the paying program's risk gates for review, oldest first.",
+        extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
+    )
+    async def held_redemptions(self, info: Info[Context, None], first: int = 50) -> list[Redemption] | None:
+        rows = await info.context.services.risk.held_redemptions(first=first)
+        currency = await info.context.currency()
+        return [Redemption.from_row(row, currency) for row in rows]
+
+    @strawberry.field(
         description="Risk decisions (allow, refuse, hold, approve, reject) with their reasons, newest "
-        "first: about one conversion, one member, or all.",
+        "first: about one conversion, one redemption, one member, or all.",
         extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
     )
     async def risk_decisions(
@@ -38,9 +49,11 @@ class RiskQueries:
         conversion_id: strawberry.ID | None = None,
         member_id: strawberry.ID | None = None,
         first: int = 50,
+        redemption_id: strawberry.ID | None = None,
     ) -> list[RiskDecision] | None:
         rows = await info.context.services.risk.decisions(
             conversion_id=None if conversion_id is None else str(conversion_id),
+            redemption_id=None if redemption_id is None else str(redemption_id),
             member_id=None if member_id is None else str(member_id),
             first=first,
         )
@@ -75,3 +88,30 @@ class RiskMutations:
         caller = info.context.caller()
         row = await info.context.services.risk.reject(str(id), staff=caller.subject, reason=reason)
         return Conversion.from_row(row, await info.context.currency())
+
+    @strawberry.mutation(
+        description="Approve a HELD redemption: it goes on at once from its debit, and the answer is "
+        "where it got (as `redeemReward`'s). Approving it again returns it as it stands; one rejected "
+        "already is `NOT_HELD`.",
+        extensions=[authorize(requires(Scope.SETTLEMENT_WRITE))],
+    )
+    async def approve_redemption(self, info: Info[Context, None], id: strawberry.ID) -> Redemption | None:
+        caller = info.context.caller()
+        row = await info.context.services.risk.approve_redemption(str(id), staff=caller.subject)
+        return Redemption.from_row(row, await info.context.currency())
+
+    @strawberry.mutation(
+        description="Reject a HELD redemption for `reason`: it ends FAILED (`RISK_REJECTED`) with "
+        "nothing debited, its stock and the member's count given back. Rejecting it again returns it "
+        "as it stands; one approved already is `NOT_HELD`.",
+        extensions=[authorize(requires(Scope.SETTLEMENT_WRITE))],
+    )
+    async def reject_redemption(
+        self,
+        info: Info[Context, None],
+        id: strawberry.ID,
+        reason: Annotated[str, Text(REASON_MAX_LENGTH, min_length=1)],
+    ) -> Redemption | None:
+        caller = info.context.caller()
+        row = await info.context.services.risk.reject_redemption(str(id), staff=caller.subject, reason=reason)
+        return Redemption.from_row(row, await info.context.currency())

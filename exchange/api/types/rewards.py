@@ -35,8 +35,10 @@ from exchange.rewards.models import RewardKind as RewardKindValue
 from exchange.rewards.redemption import RedemptionQuote as Quote
 
 #: A redemption is seen by its member and by the partner that published the reward.
-REDEMPTION_RULE: Rule = own_member(source("member_id")) | (
-    requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_program(source("publisher"))
+REDEMPTION_RULE: Rule = (
+    own_member(source("member_id"))
+    | (requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_program(source("publisher")))
+    | requires(Scope.SETTLEMENT_READ)  # staff reviewing held redemptions
 )
 
 
@@ -54,6 +56,10 @@ class RewardKind(Enum):
 @strawberry.enum(description="Where a redemption stands.")
 class RedemptionStatus(Enum):
     PENDING = RedemptionStatusValue.PENDING.value
+    HELD = strawberry.enum_value(
+        RedemptionStatusValue.HELD.value,
+        description="Held by the paying program's risk gates for staff review: stock taken, nothing debited yet.",
+    )
     COMPLETED = RedemptionStatusValue.COMPLETED.value
     DELIVERED = RedemptionStatusValue.DELIVERED.value
     FAILED = RedemptionStatusValue.FAILED.value
@@ -169,6 +175,9 @@ class Redemption:
     deliver_by: datetime | None = strawberry.field(
         description="A direct reward not confirmed delivered by then is reversed."
     )
+    held_until: datetime | None = strawberry.field(
+        description="While HELD: when the hold ends FAILED (HOLD_EXPIRED) unless staff decide before; else null."
+    )
     delivered_at: datetime | None
     cancelled_by: CancelledBy | None
     failure_code: str | None
@@ -193,6 +202,7 @@ class Redemption:
             exchange_fee=Money.of_minor(row.fee_minor, currency),
             status=RedemptionStatus(row.status),
             deliver_by=row.deliver_by,
+            held_until=row.next_attempt_at if row.status == RedemptionStatusValue.HELD else None,
             delivered_at=row.delivered_at,
             cancelled_by=CancelledBy(row.cancelled_by) if row.cancelled_by else None,
             failure_code=row.failure_code,

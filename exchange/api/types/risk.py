@@ -25,6 +25,7 @@ class RiskVerdict(Enum):
 class RiskSubject(Enum):
     LINK = "LINK"
     CONVERSION = "CONVERSION"
+    REDEMPTION = "REDEMPTION"
 
 
 @authorize_fields(requires(Scope.SETTLEMENT_READ))
@@ -35,14 +36,18 @@ class RiskDecision:
     decision: RiskVerdict
     rule: str | None = strawberry.field(
         description="The rule that decided: an error code (`NAME_MISMATCH`, `COOLING_PERIOD`, "
-        "`ACCOUNT_SUSPENDED`, ...), `VELOCITY_MEMBER`, `VELOCITY_ACCOUNT`, `HOLD_ABOVE`, "
-        "`STAFF_REVIEW`, `HOLD_EXPIRED`; null for an allow."
+        "`ACCOUNT_SUSPENDED`, ...), `VELOCITY_MEMBER`, `VELOCITY_ACCOUNT`, `HOLD_ABOVE` (a conversion "
+        "held, or a redemption refused, above `hold_above_points`), `STAFF_REVIEW`, `HOLD_EXPIRED`; "
+        "null for an allow."
     )
     reason: str
     member_id: strawberry.ID
     program_id: strawberry.ID = strawberry.field(description="The program whose account (or gates) it is about.")
     member_ref: str
     conversion_id: strawberry.ID | None
+    redemption_id: strawberry.ID | None = strawberry.field(
+        description="The redemption it is about (a refused one was never recorded: its id is only here)."
+    )
     points: int | None
     decided_by: str | None = strawberry.field(description="The staff member who approved or rejected; null: the gates.")
     decided_at: datetime
@@ -59,6 +64,7 @@ class RiskDecision:
             program_id=strawberry.ID(row.program_id),
             member_ref=row.member_ref,
             conversion_id=strawberry.ID(row.conversion_id) if row.conversion_id else None,
+            redemption_id=strawberry.ID(row.redemption_id) if row.redemption_id else None,
             points=row.points,
             decided_by=row.decided_by,
             decided_at=row.decided_at,

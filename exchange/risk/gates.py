@@ -1,0 +1,210 @@
+"""The risk gates a program declares (``[risk]``) on every way points leave a member's account
+there: a conversion out of it, and a redemption paid with its points. One code serves both: the
+gates judge an :class:`Outflow`, the facts they need, whatever moves the points.
+
+:meth:`Gates.screen` runs in the unit of work that records the conversion or redemption, after
+its row is inserted and before anything is sent to a partner: the cooling period after linking,
+the names on the two accounts, velocity per member and per account, then a hold above an amount.
+Velocity is counted in the database, in that unit of work, after locking the member's row
+(``FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time): two outflows of one member
+started at once are counted one after the other, each seeing the other if it committed first, so
+together they never pass a limit that each alone would not. A window counts every :class:`Way`
+out together (the exchange gives the gates all of them: conversions and redemptions), so a limit
+of five a day cannot be doubled by alternating the two. Those that moved nothing in the end
+(FAILED, REVERSED) do not count; held ones do.
+
+A refusal raises :class:`~exchange.risk.decisions.GateRefusal`, which rolls the unit of work
+back: nothing recorded, nothing reserved, no consent used, no partner called. What passes is
+held above ``hold_above_points`` (HELD: its saga waits for staff, until its ``next_attempt_at``,
+when it ends unreviewed, :mod:`exchange.services.holds`) or allowed; either is recorded in the
+caller's unit of work. A program without ``[risk]`` costs nothing: no query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, update
+from sqlalchemy.orm import Mapped
+from sqlmodel import SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.errors import ErrorCode
+from exchange.members.models import LinkedAccount, Member
+from exchange.members.names import same_name
+from exchange.risk.decisions import GateRefusal, decision
+from exchange.risk.models import Decision, RiskDecision, Subject
+from exchange.risk.policy import Per, RiskPolicy, Velocity
+
+#: The rule a hold names in the decision log.
+HOLD_ABOVE = "HOLD_ABOVE"
+#: The status of a conversion or redemption held for staff review (nothing debited yet).
+HELD = "HELD"
+
+
+class CoolingPeriod(GateRefusal):
+    code = ErrorCode.COOLING_PERIOD
+
+
+class NamesDiffer(GateRefusal):
+    code = ErrorCode.NAME_MISMATCH
+
+
+class VelocityExceeded(GateRefusal):
+    code = ErrorCode.VELOCITY_EXCEEDED
+
+
+@dataclass(frozen=True)
+class Way:
+    """One way points leave a member's account, as the gates count and hold it: its table and
+    the columns they read. Each package describes its own (conversions out of a program,
+    redemptions paid with its points); the exchange hands the gates every one of them."""
+
+    subject: Subject
+    table: type[SQLModel]
+    id: Mapped[str]
+    member_id: Mapped[str]
+    #: The program whose points leave, and the member's id there.
+    program: Mapped[str]
+    member_ref: Mapped[str]
+    points: Mapped[int]
+    status: Mapped[str]
+    created_at: Mapped[datetime]
+    #: Final statuses of rows that moved nothing in the end: velocity leaves them out.
+    moved_nothing: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Outflow:
+    """Points about to leave a member's account at ``program_id``, as the gates judge them.
+
+    ``id`` is the row's (a conversion's or redemption's: ``way``); ``to_program`` is the program
+    whose account the points' value goes to, whose name for the member must match (``None``:
+    no account to compare); ``field`` is the input a refusal names."""
+
+    way: Way
+    id: str
+    member_id: str
+    program_id: str
+    member_ref: str
+    points: int
+    to_program: str | None
+    field: str
+
+    def verdict(
+        self, kind: Decision, reason: str, now: datetime, rule: str | None = None, *, decided_by: str | None = None
+    ) -> RiskDecision:
+        """The decision ``kind`` about this outflow (by staff ``decided_by``; ``None``: the gates), to record."""
+        subject = self.way.subject
+        return decision(
+            subject,
+            kind,
+            reason=reason,
+            rule=rule,
+            member_id=self.member_id,
+            program_id=self.program_id,
+            member_ref=self.member_ref,
+            conversion_id=self.id if subject is Subject.CONVERSION else None,
+            redemption_id=self.id if subject is Subject.REDEMPTION else None,
+            points=self.points,
+            decided_by=decided_by,
+            now=now,
+        )
+
+
+@dataclass(frozen=True)
+class Gates:
+    """The risk gates, counting velocity over ``ways``: every way points leave an account."""
+
+    ways: tuple[Way, ...]
+
+    async def screen(
+        self, session: AsyncSession, row: object, outflow: Outflow, policy: RiskPolicy | None, now: datetime
+    ) -> None:
+        """Refuse, hold or allow ``row`` (just inserted, PENDING; ``outflow`` says what it takes
+        from the member's account) under ``policy``, the paying program's (``None``: it declares
+        none). A hold moves it to HELD (``row`` too)."""
+        if policy is None:
+            return
+        await self.refuse_if_barred(session, outflow, policy, now)
+        if not policy.holds(outflow.points):
+            session.add(outflow.verdict(Decision.ALLOW, "every gate passed", now))
+            return
+        held = {"status": HELD, "lease_until": None, "next_attempt_at": now + policy.hold_expires_after}
+        await session.exec(update(outflow.way.table).where(col(outflow.way.id) == outflow.id).values(held))
+        for name, value in held.items():
+            setattr(row, name, value)
+        reason = f"above {policy.hold_above_points:,} points: waits for staff review"
+        session.add(outflow.verdict(Decision.HOLD, reason, now, HOLD_ABOVE))
+
+    async def refuse_if_barred(
+        self, session: AsyncSession, outflow: Outflow, policy: RiskPolicy, now: datetime
+    ) -> None:
+        """Raise the first refusal of ``policy``'s cooling period, names and velocity gates."""
+        programs = [outflow.program_id] if outflow.to_program is None else [outflow.program_id, outflow.to_program]
+        links = {
+            link.program_id: link
+            for link in await session.exec(
+                select(LinkedAccount).where(
+                    LinkedAccount.member_id == outflow.member_id, col(LinkedAccount.program_id).in_(programs)
+                )
+            )
+        }
+        source_link = links[outflow.program_id]
+        open_at = source_link.linked_at + policy.cooling_period
+        if now < open_at:
+            reason = f"points of an account linked at {outflow.program_id} move only from {open_at.isoformat()}"
+            raise CoolingPeriod(
+                reason,
+                decision=outflow.verdict(Decision.REFUSE, reason, now, ErrorCode.COOLING_PERIOD.value),
+                field=outflow.field,
+                availableAt=open_at.isoformat(),
+            )
+        target_link = links.get(outflow.to_program) if outflow.to_program is not None else None
+        source_name, target_name = source_link.holder_name, target_link.holder_name if target_link else None
+        if policy.refuse_name_mismatch and source_name and target_name and not same_name(source_name, target_name):
+            reason = f"{outflow.program_id} and {outflow.to_program} have different names for the member"
+            raise NamesDiffer(
+                reason,
+                decision=outflow.verdict(Decision.REFUSE, reason, now, ErrorCode.NAME_MISMATCH.value),
+                field=outflow.field,
+            )
+        if policy.velocity:
+            await session.exec(select(Member.id).where(Member.id == outflow.member_id).with_for_update())
+            for rule in policy.velocity:
+                if (broken := await self._velocity_breach(session, outflow, rule, now)) is not None:
+                    reason = f"{outflow.program_id} allows {rule.describe()}; {broken}"
+                    raise VelocityExceeded(
+                        reason,
+                        decision=outflow.verdict(Decision.REFUSE, reason, now, f"VELOCITY_{rule.per.name}"),
+                        field=outflow.field,
+                        per=rule.per.value,
+                        windowSeconds=int(rule.window.total_seconds()),
+                    )
+
+    async def _velocity_breach(
+        self, session: AsyncSession, outflow: Outflow, rule: Velocity, now: datetime
+    ) -> str | None:
+        """What ``outflow`` (counted with everything else that left the account or the member by
+        every way, itself included) breaks of ``rule``, or ``None``."""
+        count, points = 0, 0
+        for way in self.ways:
+            scope = (
+                [col(way.member_id) == outflow.member_id]
+                if rule.per is Per.MEMBER
+                else [col(way.program) == outflow.program_id, col(way.member_ref) == outflow.member_ref]
+            )
+            counted, summed = (
+                await session.exec(
+                    select(func.count(), func.coalesce(func.sum(way.points), 0)).where(
+                        *scope, col(way.created_at) > now - rule.window, col(way.status).not_in(way.moved_nothing)
+                    )
+                )
+            ).one()
+            count, points = count + counted, points + summed
+        if rule.max_count is not None and count > rule.max_count:
+            return f"this would make {count}"
+        if rule.max_points is not None and points > rule.max_points:
+            return f"this would make {points:,} points"
+        return None
