@@ -15,7 +15,7 @@ if it holds ``partner:write`` (what it could mint before), ``member:read`` if it
 staff client none.
 
 Revision ID: 0027
-Revises: 0028
+Revises: 0026
 Create Date: 2026-12-02
 """
 
@@ -27,7 +27,7 @@ from alembic import op
 from exchange.db.types import UTCDateTime
 
 revision = "0027"
-down_revision = "0028"
+down_revision = "0026"
 branch_labels = None
 depends_on = None
 

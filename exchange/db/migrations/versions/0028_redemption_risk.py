@@ -2,7 +2,7 @@
 index counts what left an account through redemptions (velocity counts them with conversions).
 
 Revision ID: 0028
-Revises: 0029
+Revises: 0027
 Create Date: 2026-12-02
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0028"
-down_revision = "0029"
+down_revision = "0027"
 branch_labels = None
 depends_on = None
 

@@ -6,7 +6,7 @@ coalition point's, which their closing recorded already (``coalition_liability``
 on, none of them changes when a program declares a new value.
 
 Revision ID: 0029
-Revises: 0026
+Revises: 0028
 Create Date: 2026-12-02
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 from exchange.db.types import ExactNumeric, UTCDateTime
 
 revision = "0029"
-down_revision = "0026"
+down_revision = "0028"
 branch_labels = None
 depends_on = None
 
