@@ -17,6 +17,8 @@ import kubernetes_validate
 import pytest
 import uvicorn
 from kubernetes_validate.utils import all_versions
+from starlette.types import Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from exchange.app import create_app
 from exchange.cli import main
@@ -445,3 +447,25 @@ def test_every_reference_between_the_objects_resolves(overlays: dict[str, list[M
                 environment(manifests, container)  # every envFrom ConfigMap exists
                 for mount in container.get("volumeMounts", []):
                     assert mount["name"] in volumes, (owner, mount)
+
+
+async def test_the_gateway_counts_callers_by_the_address_its_proxy_saw_not_one_they_wrote(
+    overlays: dict[str, list[Manifest]],
+) -> None:
+    """Behind the ingress (a private pod address), the caller is the address the proxy appended
+    to X-Forwarded-For; an entry the caller wrote before it is not believed."""
+    trusted = environment(overlays["prod"], only_gateway_container(overlays["prod"]))["FORWARDED_ALLOW_IPS"]
+    seen: list[tuple[str, int] | None] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["client"])
+
+    gateway = ProxyHeadersMiddleware(app, trusted_hosts=trusted)
+    for peer, forwarded in (
+        ("10.42.0.7", "198.51.100.9, 203.0.113.5"),  # a spoofed entry, then what the ingress saw
+        ("10.42.0.7", "203.0.113.5, 10.42.3.1"),  # through two proxies of the cluster
+        ("203.0.113.99", "198.51.100.9"),  # not through the ingress: the header is ignored
+    ):
+        scope = {"type": "http", "client": (peer, 40000), "headers": [(b"x-forwarded-for", forwarded.encode())]}
+        await gateway(scope, None, None)  # type: ignore[arg-type]
+    assert [client[0] if client else None for client in seen] == ["203.0.113.5", "203.0.113.5", "203.0.113.99"]

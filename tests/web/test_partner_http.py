@@ -307,6 +307,9 @@ def test_a_client_is_created_with_its_secret_shown_once_rotated_and_revoked(
         assert http.post("/graphql", **viewer).status_code == 200
     revoked = post(air_client, f"{PARTNER}/clients/revoke", clientId=client_id)
     assert revoked.status_code == 303
+    assert "the tokens it holds, the member tokens it obtained included, are refused from now on" in (
+        air_client.get(revoked.headers["location"]).text
+    ), "the notice says what the check below shows"
     assert client_id not in air_client.get(f"{PARTNER}/access").text
     assert token_status(gateway, client_id, new_secret) == 401
     with gateway.client() as http:

@@ -25,7 +25,7 @@ class PartnerConsole:
         self.areas = (
             PricingPages(pricing=services.pricing, pages=pages, catalog=services.catalog),
             RewardPages(rewards=services.rewards, pages=pages, catalog=services.catalog),
-            AccessPages(access=services.access, pages=pages, settings=services.settings),
+            AccessPages(access=services.access, pages=pages),
             StatementPages(settlement=services.settlement, pages=pages, catalog=services.catalog),
             BooksPages(books=services.books, pages=pages),
         )

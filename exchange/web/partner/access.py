@@ -13,7 +13,6 @@ from exchange.auth.clients import ClientCredentials
 from exchange.auth.scopes import MEMBER_SCOPES_FIELD, ROLE_SCOPES, Role, Scope, parse_scopes
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.services.access import AccessService
-from exchange.settings import Settings
 from exchange.web.access import Page, form_text
 from exchange.web.partner.forms import BASE, PARTNER_PATH, READ, WRITE, FormValues, Problems, program_of
 from exchange.web.templating import Pages
@@ -33,10 +32,9 @@ def public_key_of(form: FormData) -> str:
 
 
 class AccessPages:
-    def __init__(self, *, access: AccessService, pages: Pages, settings: Settings) -> None:
+    def __init__(self, *, access: AccessService, pages: Pages) -> None:
         self.access = access
         self.pages = pages
-        self.token_minutes = max(1, settings.access_token_lifetime // 60)
 
     def routes(self) -> list[Page]:
         prefix = PARTNER_PATH
@@ -76,7 +74,6 @@ class AccessPages:
                 "done": done,
                 "problems": problems or Problems(),
                 "key_text": key_text,
-                "token_minutes": self.token_minutes,
             },
             status_code=status_code,
         )
