@@ -83,6 +83,23 @@ class Round:
         return self.busy_seconds / self.seconds
 
 
+@dataclass(frozen=True)
+class Pooled:
+    """Several rounds of one writer count taken together: postings per second is exactly
+    cores busy / machine CPU per posting, which splits a ratio of rates into its two causes."""
+
+    rate: float
+    busy_cores: float
+    cpu_per_posting: float
+
+
+def pooled(rounds: list[Round]) -> Pooled:
+    seconds = sum(result.seconds for result in rounds)
+    postings = sum(result.postings for result in rounds)
+    busy = sum(result.busy_seconds for result in rounds)
+    return Pooled(rate=postings / seconds, busy_cores=busy / seconds, cpu_per_posting=busy / postings)
+
+
 def machine_busy_seconds() -> float:
     """Core-seconds every core of the machine has spent not idle since boot (/proc/stat)."""
     with open("/proc/stat") as stat:
@@ -295,11 +312,15 @@ async def main(arguments: argparse.Namespace) -> None:
             )
         if 1 in rates and 8 in rates:
             print(f"  8 writers / 1 writer: {rates[8] / rates[1]:.2f}   (target >= 3)")
+            one, eight = (pooled(measured[count]) for count in (1, 8))
             cores = os.cpu_count() or 1
-            one = statistics.median(result.busy_cores for result in measured[1])
             print(
-                f"  one writer keeps {one:.2f} of the machine's {cores} cores busy: at the same CPU per posting, "
-                f"any number of writers posts at most {cores / one:.2f}x what one does here"
+                f"  the same, every round pooled: {eight.rate / one.rate:.2f} = "
+                f"{eight.busy_cores / one.busy_cores:.2f} as many cores busy "
+                f"({one.busy_cores:.2f} -> {eight.busy_cores:.2f} of {cores}: "
+                f"at most {cores / one.busy_cores:.2f} as many on this machine) x "
+                f"{one.cpu_per_posting / eight.cpu_per_posting:.2f} as little machine CPU per posting "
+                f"({one.cpu_per_posting * 1000:.2f} -> {eight.cpu_per_posting * 1000:.2f} ms)"
             )
         print(f"  exchange ledger verify passed on every database; the last: {verified}")
     finally:
