@@ -38,8 +38,7 @@ from exchange.db.types import UTCDateTime
 
 #: Longer ids cannot name a client; they are not counted (nor stored).
 CLIENT_ID_MAX_LENGTH = 64
-#: The address of a limit that counts failures from every caller together (the console's
-#: sign-in, per username), and of a request whose caller's address is unknown.
+#: The address of a request whose caller's address is unknown.
 ANY_ADDRESS = ""
 #: The IPv6 prefix one caller is counted by.
 IPV6_PREFIX = 64

@@ -46,6 +46,15 @@ def _password_matches(person: Person | None, password: str) -> bool:
     return verify_secret(person.password_hash, password)
 
 
+#: A username's failures from every address together lock it at this many times the limit of
+#: one address's: enough that one caller cannot lock a person out, few enough that guesses
+#: spread over many addresses stay bounded.
+EVERY_ADDRESS_FACTOR = 10
+#: The address under which a username's failures from every address are counted together
+#: (no caller's address has this form).
+EVERY_ADDRESS = "*"
+
+
 def rate_limit_key(username: str) -> str:
     return RATE_LIMIT_PREFIX + username
 
@@ -106,6 +115,9 @@ class PeopleService:
         self._clock = clock
         self._key_secret = key_secret
         self._limit = failure_limit
+        self._every_address_limit = ratelimit.FailureLimit(
+            failures=failure_limit.failures * EVERY_ADDRESS_FACTOR, window=failure_limit.window
+        )
         self.timeouts = timeouts
 
     @classmethod
@@ -149,17 +161,28 @@ class PeopleService:
         async with self._db.transaction() as session:
             return await session.get(Person, normalize_username(username))
 
-    async def sign_in(self, username: str, password: str, code: str = "") -> SignInOutcome:
+    async def sign_in(
+        self, username: str, password: str, code: str = "", *, address: str = ratelimit.ANY_ADDRESS
+    ) -> SignInOutcome:
         """Check a person's password (and TOTP code, if they have TOTP) and open a session.
 
-        Every failure counts against the username, whether or not anyone has it; at the limit
-        the username is locked for the rest of the window, right password or not.
+        Every failure counts against the username, whether or not anyone has it, twice: from
+        the caller's ``address`` (:func:`ratelimit.caller_address`), where the limit locks the
+        username for the rest of the window, right password or not; and from every address
+        together, where :data:`EVERY_ADDRESS_FACTOR` times the limit does. Someone who knows a
+        username can so lock it only from their own address, not for its owner; and guesses
+        spread over many addresses are still bounded per username.
         """
         now = self._clock.now()
         username = normalize_username(username)
         key = rate_limit_key(username)
+        everywhere = self._every_address_limit
         async with self._db.transaction() as session:
-            wait = await ratelimit.retry_after(session, {key}, ratelimit.ANY_ADDRESS, self._limit, now)
+            waits = [
+                await ratelimit.retry_after(session, {key}, address, self._limit, now),
+                await ratelimit.retry_after(session, {key}, EVERY_ADDRESS, everywhere, now),
+            ]
+            wait = max((seconds for seconds in waits if seconds is not None), default=None)
             person = None if wait is not None else await session.get(Person, username)
         if wait is not None:
             return Locked(retry_after=wait)
@@ -173,7 +196,8 @@ class PeopleService:
             if verified and step is not None:
                 verified = await _claim_totp_step(session, username, step)
             if person is None or not verified:
-                await ratelimit.record_failure(session, key, ratelimit.ANY_ADDRESS, self._limit, now)
+                await ratelimit.record_failure(session, key, address, self._limit, now)
+                await ratelimit.record_failure(session, key, EVERY_ADDRESS, everywhere, now)
                 return Refused()
             session_id, row = await open_session(session, person, now, self.timeouts)
         return Opened(session_id=session_id, signed_in=SignedIn(principal_for(row), row.csrf_token))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from exchange.auth import ratelimit
 from exchange.auth.scopes import Role
 from exchange.programs.catalog import CatalogCache
 from exchange.services.people import Locked, Opened, PeopleService
@@ -76,7 +77,12 @@ class Console:
     async def sign_in(self, request: Request) -> Response:
         form = await request.form()
         username, next_path = form_text(form, "username"), after_sign_in(form_text(form, "next"))
-        outcome = await self.people.sign_in(username, form_text(form, "password"), form_text(form, "code"))
+        outcome = await self.people.sign_in(
+            username,
+            form_text(form, "password"),
+            form_text(form, "code"),
+            address=ratelimit.caller_address(request.client.host if request.client else None),
+        )
         if isinstance(outcome, Opened):
             response = RedirectResponse(next_path, status_code=303)
             self.cookies.set(response, SESSION_COOKIE, outcome.session_id)

@@ -21,7 +21,7 @@ from exchange.people import totp
 from exchange.people.models import Person, WebSession
 from exchange.people.sessions import SessionTimeouts, hash_session_id
 from exchange.services.container import load_partners_directory
-from exchange.services.people import Locked, Opened, PeopleService, Refused
+from exchange.services.people import EVERY_ADDRESS_FACTOR, Locked, Opened, PeopleService, Refused
 from exchange.settings import Settings
 from tests.clocks import MovableClock
 from tests.conftest import SAMPLE_PARTNERS
@@ -129,6 +129,25 @@ async def test_after_the_limit_a_username_is_locked_even_with_the_right_password
     assert isinstance(await people.sign_in("heidi", PASSWORD), Opened), "another username is not locked"
     clock.advance(timedelta(seconds=40))
     assert isinstance(await people.sign_in("grace", PASSWORD), Opened)
+
+
+async def test_failures_from_one_address_lock_the_username_there_and_not_for_its_owner_elsewhere(
+    people: PeopleService, clock: MovableClock
+) -> None:
+    """Whoever knows a username can lock it only from their own address; failures spread over
+    many addresses lock it everywhere at ten times the limit."""
+    await people.create(username="kate", password=PASSWORD, role=Role.SETTLEMENT)
+    for _ in range(LIMIT.failures):
+        assert isinstance(await people.sign_in("kate", "wrong password!!", address="198.51.100.7"), Refused)
+    assert isinstance(await people.sign_in("kate", PASSWORD, address="198.51.100.7"), Locked)
+    assert isinstance(await people.sign_in("kate", PASSWORD, address="203.0.113.5"), Opened), "its owner signs in"
+    everywhere = EVERY_ADDRESS_FACTOR * LIMIT.failures
+    for n in range(everywhere - LIMIT.failures):  # one failure from each of many addresses
+        assert isinstance(await people.sign_in("kate", "wrong password!!", address=f"198.51.100.{10 + n}"), Refused)
+    spread = await people.sign_in("kate", PASSWORD, address="203.0.113.5")
+    assert isinstance(spread, Locked), "ten times the limit, from every address together"
+    clock.advance(LIMIT.window)
+    assert isinstance(await people.sign_in("kate", PASSWORD, address="203.0.113.5"), Opened)
 
 
 async def test_with_totp_the_current_code_is_needed_and_used_once(people: PeopleService, clock: MovableClock) -> None:
