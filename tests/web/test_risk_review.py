@@ -230,6 +230,9 @@ def test_a_member_cancels_a_held_redemption_in_english_and_one_decided_meanwhile
     finally:
         english.close()
     assert partners.balance("fresh-mart", member_ref) == 20_000
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as publisher:  # the publisher's view
+        listed = html.unescape(publisher.get("/console/partner/rewards/formosa-air-lounge-pass").text)
+        assert "Cancelled before review" in listed and "Waiting for the exchange's review" in listed
 
     chinese = open_context(browser, gateway, locale="zh-TW", viewport=PHONE)
     chinese.add_cookies(cookies)  # type: ignore[arg-type]
