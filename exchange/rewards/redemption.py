@@ -202,7 +202,7 @@ class RedemptionSaga(Saga[Redemption]):
         while held is returned as it stands (a repeat)."""
         async with self.db.transaction() as session:
             redemption = await _locked_for(session, redemption_id, member_id=member_id, program_id=program_id)
-            if cancelled_while_held(redemption):
+            if _cancelled_while_held(redemption):
                 return redemption
             if expected is not None and redemption.status != expected:
                 if expected == RedemptionStatus.HELD:
@@ -435,7 +435,7 @@ async def _quote(session: AsyncSession, reward_id: str, pay_with: str) -> Redemp
     return RedemptionQuote(reward=reward, paying=paying, price=price)
 
 
-def cancelled_while_held(redemption: Redemption) -> bool:
+def _cancelled_while_held(redemption: Redemption) -> bool:
     return redemption.status == RedemptionStatus.FAILED and redemption.failure_code == CANCELLED_WHILE_HELD
 
 
