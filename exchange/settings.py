@@ -261,6 +261,11 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=10, ge=1, description="Deepest GraphQL selection a request may nest.")
     max_query_tokens: int = Field(default=2000, ge=1, description="Most tokens a GraphQL document may hold.")
     max_query_aliases: int = Field(default=15, ge=1, description="Most aliases a GraphQL document may use.")
+    max_query_fields: int = Field(
+        default=5000,
+        ge=1,
+        description="Most fields a GraphQL document may select, each fragment counted as often as it is spread.",
+    )
     max_request_bytes: int = Field(
         default=1 << 20,
         ge=1024,

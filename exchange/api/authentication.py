@@ -44,6 +44,7 @@ from strawberry.types.execution import PreExecutionError
 from exchange.api.media import response_media_type
 from exchange.api.permissions import Rule
 from exchange.auth.errors import InvalidAccessToken, oauth_description
+from exchange.auth.presented import repeated_authorization
 from exchange.auth.principal import Principal
 from exchange.auth.tokens import TokenVerifier
 from exchange.errors import ErrorCode, Unauthenticated
@@ -86,6 +87,8 @@ class BearerTokenBackend(AuthenticationBackend):
         header = connection.headers.get("authorization")
         if header is None:
             return None
+        if repeated_authorization(connection.headers):
+            raise TokenRefused("invalid_request", "send one Authorization header, not several")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise TokenRefused("invalid_request", "send the access token as: Authorization: Bearer <token>")

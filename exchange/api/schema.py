@@ -18,6 +18,7 @@ from strawberry.types import ExecutionContext
 
 from exchange.api.authentication import TokenRequired
 from exchange.api.errors import log_unexpected, name_argument_paths
+from exchange.api.expansion import within_fields_limit
 from exchange.api.inputs import enforce_input_rules
 from exchange.api.observed import NameTheOperation
 from exchange.api.operations import OneOperationOrNamed
@@ -51,8 +52,13 @@ def build_schema(settings: Settings) -> ExchangeSchema:
     # The limits' validation rules are made once: validation results are cached per
     # (document, rules), so rules made anew for each request would never hit the cache.
     limit_rules = [
-        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
+        within_fields_limit(
+            settings.max_query_fields,
+            [
+                *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+                *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
+            ],
+        )
     ]
     return ExchangeSchema(
         query=Query,

@@ -97,7 +97,10 @@ def _import_public_key(data: str | dict[str, Any]) -> PublicKey:
 async def register_assertion_key(
     session: AsyncSession, program_id: str, public_key: str, now: datetime
 ) -> PartnerAssertionKey:
-    """Add (or, for a kid already there, replace) a key ``program_id`` signs assertions with."""
+    """Add (or, for a kid already there, replace) a key ``program_id`` signs assertions with.
+
+    One upsert: ``session.merge`` reads, then inserts or updates, so two registrations of a
+    new kid at once both inserted and the second failed on the primary key."""
     key = parse_public_key(public_key)
     row = PartnerAssertionKey(
         program_id=program_id,
@@ -105,7 +108,14 @@ async def register_assertion_key(
         public_jwk=key.as_dict(private=False),
         created_at=now,
     )
-    return await session.merge(row)
+    await session.exec(
+        dialects.insert(session, PartnerAssertionKey)
+        .values(program_id=row.program_id, kid=row.kid, public_jwk=row.public_jwk, created_at=row.created_at)
+        .on_conflict_do_update(
+            index_elements=["program_id", "kid"], set_={"public_jwk": row.public_jwk, "created_at": row.created_at}
+        )
+    )
+    return row
 
 
 async def remove_assertion_key(session: AsyncSession, program_id: str, kid: str) -> PartnerAssertionKey:

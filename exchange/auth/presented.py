@@ -67,6 +67,14 @@ class PresentedClient:
         return frozenset(client_id for client_id in named if client_id)
 
 
+def repeated_authorization(headers: Headers) -> bool:
+    """Whether the request sends more than one ``Authorization`` header. Starlette, Authlib and
+    a proxy in front may each read a different one, so a request that sends two names no one
+    caller: like a repeated form parameter (RFC 6749 §3.2) or a second way of sending a token
+    (RFC 6750 §2), it is ``invalid_request`` wherever credentials are read."""
+    return len(headers.getlist("authorization")) > 1
+
+
 def unverified_issuer(assertion: str) -> str | None:
     """The ``iss`` a JWT claims, unverified (``None`` if it is no JWT or names none)."""
     if not assertion:

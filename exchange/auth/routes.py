@@ -24,7 +24,7 @@ from starlette.routing import Route
 from exchange.auth import ratelimit
 from exchange.auth.keys import SigningKeys
 from exchange.auth.models import CLIENT_ID_LENGTH
-from exchange.auth.presented import PresentedClient
+from exchange.auth.presented import PresentedClient, repeated_authorization
 from exchange.auth.scopes import Scope
 from exchange.auth.server import (
     CLIENT_AUTH_METHODS,
@@ -118,6 +118,8 @@ class OAuthEndpoints:
         form = await read_form(request)
         if isinstance(form, Response):
             return form
+        if repeated_authorization(request.headers):
+            return error_response(InvalidRequestError(description="send one Authorization header, not several"))
         if malformed_basic_authorization(request.headers):
             return invalid_client_response()
         oauth_request = FormRequest(method=request.method, url=str(request.url), headers=request.headers, form=form)

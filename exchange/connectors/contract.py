@@ -162,7 +162,9 @@ class Operation(_Wire):
     A reversal carries ``reverses`` and, in ``target``, the reversed operation as it now stands.
     """
 
-    operation_id: str
+    # The contract's own alphabet, checked here too: a callback's id is looked up in the
+    # database, and PostgreSQL refuses a NUL in a string outright.
+    operation_id: Annotated[str, Field(pattern=OPERATION_ID_PATTERN)]
     kind: WireKind | None
     status: WireState
     member_ref: str | None = None

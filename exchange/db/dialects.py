@@ -20,3 +20,22 @@ def insert(session: AsyncSession, table: Any) -> Insert:
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+async def insert_once(session: AsyncSession, row: Any) -> bool:
+    """``INSERT`` the model ``row`` unless its primary key is taken; whether it was inserted.
+
+    For a key the client chooses: reading whether it is free and then adding the row lets two
+    requests both find it free, and the second fails on the primary key. Here the database
+    decides (a concurrent writer of the same key waits for the first to commit or roll back),
+    and a taken key leaves the row that holds it as it is.
+    """
+    table = type(row).__table__
+    key = list(table.primary_key.columns)
+    statement = (
+        insert(session, table)
+        .values({column.name: getattr(row, column.name) for column in table.columns})
+        .on_conflict_do_nothing(index_elements=[column.name for column in key])
+        .returning(*key)
+    )
+    return (await session.exec(statement)).first() is not None

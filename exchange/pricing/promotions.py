@@ -16,6 +16,7 @@ from decimal import Decimal
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db import dialects
 from exchange.errors import BadUserInput, IdempotencyConflict, NotFound
 from exchange.money import canonical, decimal_places
 from exchange.pricing.models import PERCENT_SCALE, Promotion
@@ -110,15 +111,13 @@ async def create_promotion(session: AsyncSession, terms: PromotionTerms, *, acto
     terms.check()
     if terms.ends_at <= now:
         raise BadUserInput("endsAt must be in the future", field="endsAt")
-    existing = await session.get(Promotion, terms.id)
-    if existing is not None:
-        if terms.same_as(existing):
-            return existing
-        raise IdempotencyConflict(f"promotion id {terms.id!r} is taken by other terms", field="id")
     promotion = _row(terms, Origin.PARTNER, actor, now)
-    session.add(promotion)
-    await session.flush()
-    return promotion
+    if await dialects.insert_once(session, promotion):
+        return promotion
+    existing = await session.get(Promotion, terms.id)
+    if existing is not None and terms.same_as(existing):
+        return existing
+    raise IdempotencyConflict(f"promotion id {terms.id!r} is taken by other terms", field="id")
 
 
 async def end_promotion(session: AsyncSession, *, program_id: str, promotion_id: str, now: datetime) -> Promotion:

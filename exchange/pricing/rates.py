@@ -83,6 +83,12 @@ class PairOverride:
         )
 
 
+#: Most volume bands a partner's rate may have. Every quote into the program walks them on the
+#: event loop: tens of thousands (a request body holds them) made each quote take most of a
+#: second, for every member of every program while it ran. Real tiered rates have a handful.
+MAX_BANDS = 50
+
+
 @dataclass(frozen=True, slots=True)
 class RateTerms:
     """A partner's rate override as it arrives (a form, a GraphQL input): ratio text, or volume
@@ -107,6 +113,8 @@ class RateTerms:
             bands: tuple[Band, ...] = (Band(1, _ratio(self.ratio, "ratio")),)
         else:
             assert self.bands is not None
+            if len(self.bands) > MAX_BANDS:
+                raise BadUserInput(f"at most {MAX_BANDS} bands, got {len(self.bands)}", field="bands")
             bands = tuple(
                 Band(_positive(start, f"bands[{i}].fromPoints"), _ratio(ratio, f"bands[{i}].ratio"))
                 for i, (start, ratio) in enumerate(self.bands)

@@ -12,6 +12,7 @@ from sqlalchemy import or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db import dialects
 from exchange.errors import BadUserInput
 from exchange.money import Currency
 from exchange.programs import service as programs
@@ -58,8 +59,6 @@ async def publish(session: AsyncSession, program_id: str, draft: RewardDraft, no
     if draft.available_until is not None and draft.available_until <= available_from:
         raise BadUserInput("availableUntil must be after availableFrom", field="availableUntil")
     reward_id = draft.id or f"rwd_{uuid.uuid4().hex}"
-    if await session.get(Reward, reward_id) is not None:
-        raise BadUserInput(f"a reward with id {reward_id!r} exists", field="id")
     reward = Reward(
         id=reward_id,
         program_id=program_id,
@@ -75,8 +74,8 @@ async def publish(session: AsyncSession, program_id: str, draft: RewardDraft, no
         available_until=draft.available_until,
         created_at=now,
     )
-    session.add(reward)
-    await session.flush()
+    if not await dialects.insert_once(session, reward):
+        raise BadUserInput(f"a reward with id {reward_id!r} exists", field="id")
     return reward
 
 

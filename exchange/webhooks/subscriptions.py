@@ -194,6 +194,10 @@ async def replay(
     row = await get(session, tenant, subscription_id, field="subscriptionId")
     if not delivery_ids and not dead and since is None:
         raise BadUserInput("name deliveries, or ask for the dead-lettered ones, or give a time", field="deliveryIds")
+    if len(delivery_ids) > REPLAY_LIMIT:
+        # Each id is a bound parameter: past 65,535 of them PostgreSQL's client library refuses
+        # the query in words that read as an outage.
+        raise BadUserInput(f"name at most {REPLAY_LIMIT} deliveries at once", field="deliveryIds")
     query = select(WebhookDelivery.id).where(
         WebhookDelivery.subscription_id == row.id,
         col(WebhookDelivery.status).in_([DeliveryStatus.DELIVERED, DeliveryStatus.DEAD]),

@@ -16,6 +16,7 @@ from exchange.testing.kit import ExchangeKit
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CLIENT_CREDENTIALS = {"grant_type": "client_credentials"}
+VIEWER = "{ viewer { clientId } }"
 
 
 def basic(text: str) -> dict[str, str]:
@@ -150,6 +151,27 @@ async def test_wrong_secrets_beside_an_assertion_lock_out_its_issuer(
         )
         assert response.status_code == 401
     assert (await kit.request_member_token(await kit.assertion("tune-stream", "alice"))).status_code == 429
+
+
+async def test_two_authorization_headers_at_the_oauth_endpoints_are_invalid_request(kit: ExchangeKit) -> None:
+    """Authlib read the first of two Basic headers (another client's, say) and issued a token."""
+    formosa, fresh = await kit.partner("formosa-air"), await kit.partner("fresh-mart")
+    basic = [
+        "Basic " + base64.b64encode(f"{c.client.client_id}:{c.client_secret}".encode()).decode()
+        for c in (formosa, fresh)
+    ]
+    token = await kit.client_token(formosa)
+    for path, form in (
+        ("/oauth/token", {"grant_type": "client_credentials"}),
+        ("/oauth/introspect", {"token": token}),
+        ("/oauth/revoke", {"token": token}),
+    ):
+        response = await kit.http.post(
+            path, data=form, headers=[("authorization", basic[0]), ("authorization", basic[1])]
+        )
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["error"] == "invalid_request"
+    assert (await kit.graphql(VIEWER, token)).status_code == 200  # the revocation was refused too
 
 
 async def test_an_undecodable_basic_header_is_still_a_second_method(client: httpx.AsyncClient) -> None:

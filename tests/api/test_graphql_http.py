@@ -11,6 +11,7 @@ from exchange.api.errors import to_client_error
 from exchange.api.schema import build_schema
 from exchange.db.database import Database
 from exchange.settings import Settings
+from exchange.testing.kit import ExchangeKit
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 
@@ -115,6 +116,28 @@ async def test_too_many_aliases_are_refused(client: httpx.AsyncClient) -> None:
     error = response.json()["errors"][0]
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "aliases" in error["message"].lower()
+
+
+def fanned_out(spreads: int, levels: int) -> str:
+    """A few hundred tokens that ask for spreads**levels fields: each fragment spreads the next."""
+    fragments = " ".join(f"fragment F{level} on Query {{ {f'...F{level + 1} ' * spreads}}}" for level in range(levels))
+    return f"query {{ ...F0 }} {fragments} fragment F{levels} on Query {{ programs {{ id }} }}"
+
+
+async def test_fragments_spreading_fragments_past_the_field_limit_are_refused_before_any_walk(
+    kit: ExchangeKit,
+) -> None:
+    """Ten spreads five levels deep ask for 2 x 10^5 fields in 300 tokens: the depth and alias
+    limiters and the token check walked every spread (three seconds here, ten times longer for
+    each level more, with a token or without). Counted once per fragment, it is refused at once."""
+    token = await kit.partner_token("formosa-air")
+    for caller in (None, token):
+        response = await kit.graphql(fanned_out(10, 5), caller)
+        (error,) = response.json()["errors"]
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", error
+        assert error["message"].startswith("the document selects 200000 fields"), error
+    within = (await kit.data(fanned_out(3, 3)))["programs"]  # 27 spreads of one field: merged
+    assert {"id": "formosa-air"} in within
 
 
 async def test_graphiql_is_served_to_a_browser(client: httpx.AsyncClient) -> None:

@@ -174,6 +174,24 @@ async def test_a_credential_that_is_not_a_bearer_token_is_invalid_request(kit: E
     assert response.headers["www-authenticate"].startswith('Bearer error="invalid_request"')
 
 
+async def test_two_authorization_headers_are_invalid_request_whichever_comes_first(kit: ExchangeKit) -> None:
+    """The gateway read the first and ignored the second, where a proxy in front may read the
+    last: a request that names two callers is refused, on every route that reads a token."""
+    token = await kit.partner_token("formosa-air")
+    for second in ("Bearer not-a-jwt", f"Bearer {token}"):
+        for headers in (
+            [("authorization", f"Bearer {token}"), ("authorization", second)],
+            [("authorization", second), ("authorization", f"Bearer {token}")],
+        ):
+            for request in (
+                kit.http.build_request("POST", "/graphql", json={"query": VIEWER}, headers=headers),
+                kit.http.build_request("GET", "/settlement/books/formosa-air/2026-11.csv", headers=headers),
+            ):
+                response = await kit.http.send(request)
+                assert response.status_code == 401, (request.url, response.text)
+                assert response.headers["www-authenticate"].startswith('Bearer error="invalid_request"')
+
+
 async def test_no_token_for_a_protected_field_is_401_with_a_bare_bearer_challenge(kit: ExchangeKit) -> None:
     response = await kit.graphql("{ programs { id } viewer { role } }")
     assert response.status_code == 401

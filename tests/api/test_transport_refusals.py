@@ -4,12 +4,15 @@ media types. Large partner files have a streamed route of their own."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 
 from exchange.auth.scopes import Role
+from exchange.connectors.callbacks import callback_key, signed_headers
 from exchange.testing.kit import ExchangeKit
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -91,6 +94,35 @@ async def test_transport_refusals_carry_a_code_and_their_status(client: httpx.As
     assert "\ud800" in error["message"]
     callback = refused(await client.post("/partners/%00/callbacks", content=b"{}"), 400, "BAD_USER_INPUT")
     assert callback["extensions"]["field"] == "programId"
+
+
+async def test_hostile_partner_callbacks_are_refused_naming_what_is_wrong(client: httpx.AsyncClient) -> None:
+    """Both were 500s: a timestamp of hundreds of digits overflowed the float it was compared
+    as, and an operation id with a NUL, signed by the partner itself, reached PostgreSQL."""
+    key = callback_key("sandbox-fresh-mart")  # fresh-mart's declared connector secret
+    operation = {
+        "kind": "credit",
+        "status": "applied",
+        "member_ref": "m",
+        "points": 1,
+        "created_at": "2026-12-01T00:00:00Z",
+    }
+
+    async def post(operation_id: str, stamp: str | None = None) -> httpx.Response:
+        body = json.dumps({"operation_id": operation_id, **operation}).encode()
+        headers = signed_headers(key, "hostile-1", int(time.time()), body)
+        return await client.post(
+            "/partners/fresh-mart/callbacks",
+            content=body,
+            headers={**headers, **({"webhook-timestamp": stamp} if stamp else {})},
+        )
+
+    stale = refused(await post("c1:credit", stamp="9" * 400), 400, "BAD_USER_INPUT")
+    assert stale["extensions"]["field"] == "webhook-timestamp"
+    for hostile in ("c1\x00:credit", "c1:credit\n", "", "c" * 129):
+        error = refused(await post(hostile), 400, "BAD_USER_INPUT")
+        assert error["extensions"]["field"] == "operation_id", (hostile, error)
+    refused(await post("c1:credit"), 404, "NOT_FOUND")  # well formed, and names nothing of fresh-mart's
 
 
 async def test_an_address_or_method_no_route_serves_is_refused_in_the_apis_shape(client: httpx.AsyncClient) -> None:

@@ -85,6 +85,20 @@ async def test_a_bad_url_is_refused_naming_the_field_and_the_rule(kit: ExchangeK
     }
 
 
+async def test_replaying_more_ids_than_one_replay_takes_is_bad_input_not_an_outage(kit: ExchangeKit) -> None:
+    """70,000 ids fit in a request body; as bound parameters they were past what PostgreSQL's
+    client library sends, and its refusal came back as SERVICE_UNAVAILABLE ("try again")."""
+    token = await kit.partner_token("formosa-air")
+    made = await create(
+        kit, token, url="https://partner.example/hook", eventTypes=["PERIOD_CLOSED"], programId="formosa-air"
+    )
+    subscription = made["data"]["createWebhookSubscription"]["subscription"]["id"]
+    body = (await kit.graphql(REPLAY, token, id=subscription, ids=[str(n) for n in range(70_000)])).json()
+    (error,) = body["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "deliveryIds"}, error
+    assert "at most 10000" in error["message"]
+
+
 async def test_the_gateway_delivers_a_period_close_then_replays_and_rotates(
     kit: ExchangeKit, last_month: str, receiver: tuple[Receiver, RunningServer]
 ) -> None:

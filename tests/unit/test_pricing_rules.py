@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from exchange.errors import BadUserInput
 from exchange.money import Currency
 from exchange.pricing.promotions import PromotionTerms
+from exchange.pricing.rates import MAX_BANDS, RateTerms
 from exchange.pricing.rules import (
     AppliedPromotion,
     Band,
@@ -156,3 +157,13 @@ def test_derived_rates_never_issue_more_value_than_the_target_receives(
     assert issued_value <= received  # points out round down: never a fraction too many
     assert received - issued_value < Fraction(target)  # ... and never a whole point too few
     assert abs(Fraction(breakdown.money_value_minor, 100) - points_in * Fraction(source)) <= Fraction(1, 200)
+
+
+def test_a_partners_rate_with_more_bands_than_any_tiered_rate_needs_is_refused() -> None:
+    """A request body held 60,000 bands, and every quote into the program then walked them on
+    the event loop (most of a second each, holding up every other request)."""
+    most = tuple((start, "1:1") for start in range(1, MAX_BANDS + 1))
+    assert len(RateTerms(bands=most).override().bands) == MAX_BANDS
+    with pytest.raises(BadUserInput) as refused:
+        RateTerms(bands=(*most, (MAX_BANDS + 1, "1:1"))).override()
+    assert refused.value.field == "bands"

@@ -16,7 +16,7 @@ from exchange.api.types.conversions import Quote
 from exchange.api.types.pricing import Promotion, RateVersion
 from exchange.auth.scopes import Scope
 from exchange.pricing.promotions import PromotionTerms
-from exchange.pricing.rates import RateTerms
+from exchange.pricing.rates import MAX_BANDS, RateTerms
 
 #: A ratio such as "3:1": no sane one is longer.
 RatioText = Annotated[str, Text(40)]
@@ -48,7 +48,9 @@ class RateOverrideInput:
     from_program: strawberry.ID
     to_program: strawberry.ID
     ratio: RatioText | None = None
-    bands: list[RateBandInput] | None = None
+    bands: list[RateBandInput] | None = strawberry.field(
+        default=None, description=f"Volume bands, rising by `fromPoints`: at most {MAX_BANDS}."
+    )
     bonus_every: int | None = None
     bonus_points: int | None = None
     minimum_points: int | None = None

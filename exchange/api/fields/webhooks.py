@@ -23,7 +23,7 @@ from exchange.api.types.webhooks import (
 )
 from exchange.auth.scopes import Scope
 from exchange.webhooks.models import DESCRIPTION_LENGTH, URL_LENGTH
-from exchange.webhooks.subscriptions import SubscriptionDraft
+from exchange.webhooks.subscriptions import REPLAY_LIMIT, SubscriptionDraft
 
 #: A partner manages its own program's subscriptions; staff manage any.
 MANAGE: Rule = requires(Scope.PARTNER_WRITE) | requires(Scope.ADMIN_WRITE) | requires(Scope.SETTLEMENT_WRITE)
@@ -117,8 +117,8 @@ class WebhookMutations:
 
     @strawberry.mutation(
         description="Send finished deliveries again, each with a fresh retry window and its "
-        "original `webhook-id`: those in `deliveryIds`, or every dead-lettered one (`dead`), or "
-        "every one of an event since `since`. Returns how many were queued.",
+        f"original `webhook-id`: those in `deliveryIds` (at most {REPLAY_LIMIT:,}), or every dead-lettered one "
+        "(`dead`), or every one of an event since `since`. Returns how many were queued.",
         extensions=[authorize(MANAGE)],
     )
     async def replay_webhook_deliveries(

@@ -57,3 +57,12 @@ def test_a_timestamp_that_is_not_unix_seconds_names_the_header() -> None:
     with pytest.raises(BadUserInput) as refused:
         verify(KEY, headers, BODY, now=NOW, tolerance=300)
     assert refused.value.field == "webhook-timestamp"
+
+
+@pytest.mark.parametrize("stamp", ["9" * 400, "-1796200851", "1_796_200_851", "+1796200851", "١٧٩٦٢٠٠٨٥١"])
+def test_a_timestamp_of_anything_but_a_few_ascii_digits_names_the_header(stamp: str) -> None:
+    """Hundreds of digits overflowed the comparison's float (a 500 for whoever posted them)."""
+    headers = {**signed_headers(KEY, "m1", int(NOW.timestamp()), BODY), "webhook-timestamp": stamp}
+    with pytest.raises(BadUserInput) as refused:
+        verify(KEY, headers, BODY, now=NOW, tolerance=300)
+    assert refused.value.field == "webhook-timestamp"
