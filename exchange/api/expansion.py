@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from graphql import (
+    ASTValidationRule,
     DefinitionNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -59,7 +60,7 @@ def selected_fields(definitions: Sequence[DefinitionNode]) -> int:
     return sum(size(node.selection_set) for node in definitions if isinstance(node, OperationDefinitionNode))
 
 
-def within_fields_limit(limit: int, guarded: Sequence[type[ValidationRule]]) -> type[ValidationRule]:
+def within_fields_limit(limit: int, guarded: Sequence[type[ASTValidationRule]]) -> type[ASTValidationRule]:
     """A validation rule: a document selecting more than ``limit`` fields (fragments spread out)
     is refused, and the ``guarded`` rules, which spread every fragment as they walk, run only
     on a document within it."""
