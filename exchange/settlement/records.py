@@ -118,10 +118,12 @@ class RecordFormat:
         return cls(columns, currency, re.compile(line), re.compile(f"^{block}$", re.MULTILINE))
 
     def value(self, match: re.Match[str], name: str) -> str | None:
-        """The field ``name`` of a matched line, unquoted (``None`` for an empty field)."""
+        """The field ``name`` of a matched line, unquoted (``None`` for an empty field, bare or
+        quoted: a spreadsheet that quotes every text cell writes an empty one as ``""``)."""
         if name not in self.columns:
             return None
-        return match[f"{name}_q"] if match[f"{name}_q"] is not None else (match[name] or None)
+        quoted = match[f"{name}_q"]
+        return (quoted if quoted is not None else match[name]) or None
 
     def to_minor(self, amount: str) -> int:
         """An amount the pattern accepted, in minor units (exact: no rounding is ever needed)."""
