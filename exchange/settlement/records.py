@@ -151,6 +151,11 @@ class RecordFormat:
             return "an empty line; every line after the header is one record"
         if re.search(r"[\x00-\x1f\x7f]", text):
             return "a field holds a control character"
+        if text.count('"') % 2:
+            return (
+                "a quoted field does not end on its line; no field holds a line break or a double quote, "
+                "and a quoted field ends with a double quote"
+            )
         try:
             fields = next(csv.reader([text], strict=True))
         except csv.Error:
