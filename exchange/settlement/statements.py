@@ -327,8 +327,8 @@ async def build_statement(
     period: str,
 ) -> Statement:
     """The statement of ``participant`` (a program id, or ``EXCHANGE``) for the closed ``period``."""
-    period_row = await require_closed(session, period)
     position = await position_of(session, participant, period)
+    period_row = await require_closed(session, period)
     lines = await statement_lines(session, currency=currency, participant=participant, period=period)
     obligations = (
         await session.exec(

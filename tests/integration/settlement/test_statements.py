@@ -23,6 +23,7 @@ from exchange.errors import ConfigurationError
 from exchange.keyring.cache import KEY_REFRESH
 from exchange.keyring.crypto import decrypt_private_key
 from exchange.ledger.errors import PeriodNotClosed
+from exchange.ledger.periods import PeriodStatus
 from exchange.ledger.posting import Leg, TransactionRequest
 from exchange.services.settlement import SettlementService
 from exchange.settlement.errors import NoSuchParticipant
@@ -447,3 +448,17 @@ async def test_the_exchange_statement_shows_the_breakage_it_keeps(
         EXCHANGE,
         -3_000,
     )
+
+
+async def test_a_period_closed_without_postings_has_no_participant_rather_than_being_open(
+    november: SettlementService,
+) -> None:
+    """September had no postings and lies before the closed October: it counts as closed (as the
+    period's own report says), so asking for a partner there finds no participant."""
+    assert (await november.period("2026-09")).status is PeriodStatus.CLOSED
+    with pytest.raises(NoSuchParticipant):
+        await november.statement("fresh-mart", "2026-09")
+    with pytest.raises(NoSuchParticipant):
+        await november.import_records("fresh-mart", "2026-09", io.BytesIO(b"reference,amount\n"), by="fresh-mart")
+    with pytest.raises(PeriodNotClosed):
+        await november.statement("fresh-mart", "2026-12")
