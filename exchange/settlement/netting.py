@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import BindParameter, bindparam, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.settlement.errors import SettlementInvariantBroken
@@ -69,7 +69,7 @@ SPOKES_OF_ACCOUNTS = """
        AND (e.account_id IN :accounts OR e.counterparty_account_id IN :accounts)
        AND e.account_id <> e.counterparty_account_id
 """
-ACCOUNTS = bindparam("accounts", expanding=True)
+ACCOUNTS: BindParameter[list[int]] = bindparam("accounts", expanding=True)
 
 
 @dataclass(frozen=True, slots=True, order=True)
