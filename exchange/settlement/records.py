@@ -15,8 +15,8 @@ The format (also in README.md and partners/CONTRACT.md):
   partner's side: positive when the partner is owed, negative when it owes (``-1234.50``). At
   most as many decimals as the currency's minor unit, at most 15 integer digits, no sign ``+``,
   no exponent, no thousands separator, no leading zero.
-* ``counterparty`` (may be empty): who the partner dealt with: a program id, or ``EXCHANGE``.
-* ``date`` (may be empty): the partner's date of the item, ``YYYY-MM-DD``.
+* ``counterparty`` (may be empty, bare or quoted as ``""``): who the partner dealt with: a program id, or ``EXCHANGE``.
+* ``date`` (may be empty, bare or quoted): the partner's date of the item, ``YYYY-MM-DD``.
 
 The validator reads the file in blocks of :data:`BLOCK_BYTES` and hands each block's whole
 lines on as one :class:`Batch`, so memory does not grow with the file. A block is checked with
