@@ -73,8 +73,12 @@ _DATE = f"(?:{_CALENDAR_DATE})?"
 #: control character or a double quote, neither the first nor the last a space, which no
 #: reference the exchange prints has and which would otherwise mismatch in silence.
 _REFERENCE = r"(?=[^\s{0}])[^{0}]{{1,200}}(?<=[^\s{0}])"
+#: Control characters (C0, DEL, C1) and Unicode's line and paragraph separators: no field holds
+#: one. Python splits lines at NEL, U+2028 and U+2029 too, so a field holding one would not be
+#: one line.
+_CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
 _VALUES = {
-    "reference": (_REFERENCE.format(r'",\x00-\x1f\x7f'), _REFERENCE.format(r'"\x00-\x1f\x7f')),
+    "reference": (_REFERENCE.format(f'",{_CONTROLS}'), _REFERENCE.format(f'"{_CONTROLS}')),
     "counterparty": (_COUNTERPARTY, _COUNTERPARTY),
     "date": (_DATE, _DATE),
 }
@@ -149,8 +153,8 @@ class RecordFormat:
             return None
         if not text:
             return "an empty line; every line after the header is one record"
-        if re.search(r"[\x00-\x1f\x7f]", text):
-            return "a field holds a control character"
+        if re.search(f"[{_CONTROLS}]", text):
+            return "a field holds a control character or a line break"
         if text.count('"') % 2:
             return (
                 "a quoted field does not end on its line; no field holds a line break or a double quote, "

@@ -114,6 +114,9 @@ def test_quoted_and_bare_lines_mix_within_a_block() -> None:
             "a quoted field does not end on its line; no field holds a line break",
         ),
         ("reference,amount\nr\t1,5\n", 2, "control character"),
+        ("reference,amount\nr,1\nconversion:a\u2028b,5\n", 3, "a field holds a control character or a line break"),
+        ('reference,amount\nr,1\n"conversion:a\u2029b",5\n', 3, "a control character or a line break"),
+        ("reference,amount\nr,1\nconversion:a\x85b,5\n", 3, "a control character or a line break"),
         (
             "reference,amount,counterparty\nr,5,Wallet Pay\n",
             2,
