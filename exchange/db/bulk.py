@@ -67,13 +67,23 @@ def _values(table: Table, columns: tuple[str, ...], count: int) -> TextClause:
     )
 
 
-async def copy_csv(session: AsyncSession, table: str, columns: Sequence[str], chunks: AsyncIterable[str]) -> None:
+async def copy_csv(
+    session: AsyncSession,
+    table: str,
+    columns: Sequence[str],
+    chunks: AsyncIterable[str],
+    *,
+    null_when_empty: Sequence[str] = (),
+) -> None:
     """PostgreSQL only: stream CSV text (no header) into ``table``; the server parses it.
 
     Lets a caller that has already checked every line hand the text on as it is, without
-    building a Python row per line.
+    building a Python row per line. An empty field is NULL when bare; in the columns
+    ``null_when_empty`` a quoted one (``""``) is NULL too, where COPY would otherwise take it
+    as an empty string (which a date column refuses).
     """
-    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
+    options = "FORMAT csv" + (f", FORCE_NULL ({', '.join(null_when_empty)})" if null_when_empty else "")
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN ({options})"
     async with (await _driver(session)).cursor() as cursor, cursor.copy(statement) as copy:
         async for chunk in chunks:
             await copy.write(chunk)

@@ -51,7 +51,7 @@ from exchange.settlement.models import (
     ReconciliationBreak,
     Resolution,
 )
-from exchange.settlement.netting import SPOKES_OF_ACCOUNT
+from exchange.settlement.netting import ACCOUNTS, SPOKES_OF_ACCOUNTS
 from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
 from exchange.settlement.positions import open_position
 from exchange.settlement.reconciliation import current_reconciliation, get_reconciliation, unresolved_breaks
@@ -233,13 +233,13 @@ LEDGER_COUNTERPARTIES = text(
     SELECT t.reference,
            min(CASE WHEN s.spoke_account = :account THEN s.hub_account ELSE s.spoke_account END) AS other,
            count(DISTINCT CASE WHEN s.spoke_account = :account THEN s.hub_account ELSE s.spoke_account END) AS others
-      FROM ({SPOKES_OF_ACCOUNT}) s JOIN ledger_transaction t ON t.seq = s.transaction_seq
+      FROM ({SPOKES_OF_ACCOUNTS}) s JOIN ledger_transaction t ON t.seq = s.transaction_seq
      WHERE t.reference IN (SELECT b.reference FROM reconciliation_break b
                             WHERE b.reconciliation_id = :reconciliation AND b.counterparty IS NULL
                               AND b.id = COALESCE(:break_id, b.id))
      GROUP BY t.reference
     """
-)
+).bindparams(ACCOUNTS)
 
 
 @dataclass(frozen=True)
@@ -463,6 +463,7 @@ async def _ledger_counterparties(
             "period": reconciliation.period,
             "unit": currency.code,
             "account": account,
+            "accounts": [account],
             "reconciliation": reconciliation.id,
             "break_id": break_id,
         },

@@ -128,10 +128,11 @@ async def _finish(session: AsyncSession, period: str, currency: Currency, clock:
     ).scalar_one()
     if imbalance:
         raise SettlementInvariantBroken(f"the net positions of {period} sum to {imbalance}, not zero")
-    await record_liability(session, period, clock.now())
-    await fix_point_values(session, period, clock.now())
+    now = clock.now()  # one instant for the closing: its liability, its point values and closedAt
+    await record_liability(session, period, now)
+    await fix_point_values(session, period, now)
     row.status = PeriodStatus.CLOSED
-    row.closed_at = clock.now()
+    row.closed_at = now
     session.add(row)
     participants = await session.exec(select(SettlementPosition.participant).where(SettlementPosition.period == period))
     await emit(session, *period_closed(period, participants.all(), row.closed_at))

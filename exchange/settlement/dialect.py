@@ -27,6 +27,8 @@ STAGING = "partner_record_staging"
 LEDGER_STAGING = "ledger_amount_staging"
 #: The file's column names, as the staging table calls them.
 STAGED_AS = {"reference": "reference", "amount": "amount_text", "counterparty": "counterparty", "date": "partner_date"}
+#: The staged columns an empty field leaves unknown, quoted (``""``) or not.
+NULLABLE = ("counterparty", "partner_date")
 
 T = TypeVar("T")
 
@@ -77,7 +79,13 @@ async def stage_records(session: AsyncSession, reader: RecordReader) -> None:
             )
         )
         columns = [STAGED_AS[name] for name in reader.format.columns]
-        await copy_csv(session, STAGING, columns, (batch.text async for batch in batches))
+        await copy_csv(
+            session,
+            STAGING,
+            columns,
+            (batch.text async for batch in batches),
+            null_when_empty=[column for column in columns if column in NULLABLE],
+        )
         await session.exec(text(f"ANALYZE {STAGING}"))  # type: ignore[call-overload]
         return
     if sqlite3.sqlite_version_info < SQLITE_FULL_JOIN:

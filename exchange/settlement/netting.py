@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import BindParameter, bindparam, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.settlement.errors import SettlementInvariantBroken
@@ -57,16 +57,19 @@ BY_COUNTERPARTY = text(
     """
 )
 
-#: The period's spoke legs that move money between ``:account`` and another account: its own
-#: spokes, and those naming it as their hub. (Hub legs name no counterparty and a spoke on its
-#: hub's own account moves nothing between accounts: ``<>`` leaves both out.)
-SPOKES_OF_ACCOUNT = """
+#: The period's spoke legs that move money between the accounts ``:accounts`` (a participant's:
+#: the exchange settles through its fee and its breakage account) and another account: their own
+#: spokes, and those naming one of them as their hub. (Hub legs name no counterparty and a spoke
+#: on its hub's own account moves nothing between accounts: ``<>`` leaves both out.) A statement
+#: using it binds ``accounts`` as an expanding parameter (:data:`ACCOUNTS`).
+SPOKES_OF_ACCOUNTS = """
     SELECT e.transaction_seq, e.position, e.account_id AS spoke_account, e.counterparty_account_id AS hub_account, e.amount
       FROM ledger_entry e
      WHERE e.period = :period AND e.unit = :unit
-       AND (e.account_id = :account OR e.counterparty_account_id = :account)
+       AND (e.account_id IN :accounts OR e.counterparty_account_id IN :accounts)
        AND e.account_id <> e.counterparty_account_id
 """
+ACCOUNTS: BindParameter[list[int]] = bindparam("accounts", expanding=True)
 
 
 @dataclass(frozen=True, slots=True, order=True)

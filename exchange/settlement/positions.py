@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.ledger.errors import PeriodNotClosed
 from exchange.ledger.models import SettlementPeriod
-from exchange.ledger.periods import PeriodStatus
+from exchange.ledger.periods import PeriodStatus, last_closed_period
 from exchange.programs.models import Program
 from exchange.programs.service import ProgramNotFound
 from exchange.settlement.errors import NoSuchParticipant, PartnerSignedOff
@@ -26,11 +26,21 @@ async def require_closed(session: AsyncSession, period: str) -> SettlementPeriod
     return row
 
 
+async def _closed_without_postings(session: AsyncSession, period: str) -> bool:
+    """A period that never had a row but lies before the last closed one: nothing was ever
+    posted into it, and it counts as closed (with no participant)."""
+    last_closed = await last_closed_period(session)
+    return last_closed is not None and period < last_closed
+
+
 async def position_of(
     session: AsyncSession, participant: str, period: str, *, for_update: bool = False
 ) -> SettlementPosition:
-    """The participant's position in the closed ``period``."""
-    await require_closed(session, period)
+    """The participant's position in the closed ``period``. A period closed without postings
+    has no participant: asking for one there is :class:`NoSuchParticipant`, not a period that
+    is not closed."""
+    if await session.get(SettlementPeriod, period) is not None or not await _closed_without_postings(session, period):
+        await require_closed(session, period)
     row = await session.get(SettlementPosition, (period, participant), with_for_update=for_update)
     if row is None:
         # A mistyped id is named as such, not as a program that happened to have no business.

@@ -15,8 +15,8 @@ The format (also in README.md and partners/CONTRACT.md):
   partner's side: positive when the partner is owed, negative when it owes (``-1234.50``). At
   most as many decimals as the currency's minor unit, at most 15 integer digits, no sign ``+``,
   no exponent, no thousands separator, no leading zero.
-* ``counterparty`` (may be empty): who the partner dealt with: a program id, or ``EXCHANGE``.
-* ``date`` (may be empty): the partner's date of the item, ``YYYY-MM-DD``.
+* ``counterparty`` (may be empty, bare or quoted as ``""``): who the partner dealt with: a program id, or ``EXCHANGE``.
+* ``date`` (may be empty, bare or quoted): the partner's date of the item, ``YYYY-MM-DD``.
 
 The validator reads the file in blocks of :data:`BLOCK_BYTES` and hands each block's whole
 lines on as one :class:`Batch`, so memory does not grow with the file. A block is checked with
@@ -73,8 +73,12 @@ _DATE = f"(?:{_CALENDAR_DATE})?"
 #: control character or a double quote, neither the first nor the last a space, which no
 #: reference the exchange prints has and which would otherwise mismatch in silence.
 _REFERENCE = r"(?=[^\s{0}])[^{0}]{{1,200}}(?<=[^\s{0}])"
+#: Control characters (C0, DEL, C1) and Unicode's line and paragraph separators: no field holds
+#: one. Python splits lines at NEL, U+2028 and U+2029 too, so a field holding one would not be
+#: one line.
+_CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
 _VALUES = {
-    "reference": (_REFERENCE.format(r'",\x00-\x1f\x7f'), _REFERENCE.format(r'"\x00-\x1f\x7f')),
+    "reference": (_REFERENCE.format(f'",{_CONTROLS}'), _REFERENCE.format(f'"{_CONTROLS}')),
     "counterparty": (_COUNTERPARTY, _COUNTERPARTY),
     "date": (_DATE, _DATE),
 }
@@ -118,10 +122,12 @@ class RecordFormat:
         return cls(columns, currency, re.compile(line), re.compile(f"^{block}$", re.MULTILINE))
 
     def value(self, match: re.Match[str], name: str) -> str | None:
-        """The field ``name`` of a matched line, unquoted (``None`` for an empty field)."""
+        """The field ``name`` of a matched line, unquoted (``None`` for an empty field, bare or
+        quoted: a spreadsheet that quotes every text cell writes an empty one as ``""``)."""
         if name not in self.columns:
             return None
-        return match[f"{name}_q"] if match[f"{name}_q"] is not None else (match[name] or None)
+        quoted = match[f"{name}_q"]
+        return (quoted if quoted is not None else match[name]) or None
 
     def to_minor(self, amount: str) -> int:
         """An amount the pattern accepted, in minor units (exact: no rounding is ever needed)."""
@@ -147,8 +153,13 @@ class RecordFormat:
             return None
         if not text:
             return "an empty line; every line after the header is one record"
-        if re.search(r"[\x00-\x1f\x7f]", text):
-            return "a field holds a control character"
+        if re.search(f"[{_CONTROLS}]", text):
+            return "a field holds a control character or a line break"
+        if text.count('"') % 2:
+            return (
+                "a quoted field does not end on its line; no field holds a line break or a double quote, "
+                "and a quoted field ends with a double quote"
+            )
         try:
             fields = next(csv.reader([text], strict=True))
         except csv.Error:

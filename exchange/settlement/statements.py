@@ -37,18 +37,18 @@ from sqlalchemy import text
 from sqlmodel import or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.coalition.expiry import KIND as EXPIRY_KIND
 from exchange.coalition.liability import liability_at
 from exchange.coalition.models import CoalitionLiability
 from exchange.db.types import UTCDateTime
 from exchange.keyring.crypto import ALGORITHM
-from exchange.ledger.accounts import ChartOfAccounts
-from exchange.ledger.models import LedgerAccount, LedgerCloseAnchor
+from exchange.ledger.models import LedgerCloseAnchor
 from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
 from exchange.settlement.errors import PeriodArchived
 from exchange.settlement.models import SettlementObligation
-from exchange.settlement.netting import SPOKES_OF_ACCOUNT
-from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
+from exchange.settlement.netting import ACCOUNTS, SPOKES_OF_ACCOUNTS
+from exchange.settlement.participants import EXCHANGE, settled_accounts
 from exchange.settlement.positions import position_of, require_closed
 from exchange.spreadsheet import spreadsheet_row
 
@@ -74,20 +74,30 @@ CSV_COLUMNS = (
     "time_zone",
 )
 
-LINES = text(
-    f"""
+LINES = (
+    text(
+        f"""
     SELECT t.id, t.reference, t.kind, t.effective_at, spokes.spoke_account, spokes.hub_account, spokes.amount
-      FROM ({SPOKES_OF_ACCOUNT}) spokes JOIN ledger_transaction t ON t.seq = spokes.transaction_seq
+      FROM ({SPOKES_OF_ACCOUNTS}) spokes JOIN ledger_transaction t ON t.seq = spokes.transaction_seq
      ORDER BY spokes.transaction_seq, spokes.position
     """
-).columns(effective_at=UTCDateTime())
+    )
+    .bindparams(ACCOUNTS)
+    .columns(effective_at=UTCDateTime())
+)
+
+
+#: Kinds whose lines with the exchange are no fee: an adjustment, and the value of expired
+#: coalition points that the exchange keeps as operator (breakage).
+NOT_FEES = frozenset({"adjustment", EXPIRY_KIND})
 
 
 def category(kind: str, *parties: str) -> str:
     """The statement's heading for a line between two parties: the transaction's kind
-    (conversion, redemption, adjustment, reversal, …), except that what is owed between a
-    partner and the exchange in any but an adjustment is a ``fee`` (or a fee refunded)."""
-    return "fee" if EXCHANGE in parties and kind != "adjustment" else kind
+    (conversion, redemption, adjustment, reversal, coalition-expiry, …), except that what is
+    owed between a partner and the exchange in any but an adjustment or breakage is a ``fee``
+    (or a fee refunded)."""
+    return "fee" if EXCHANGE in parties and kind not in NOT_FEES else kind
 
 
 def _timestamp(moment: datetime) -> str:
@@ -283,15 +293,16 @@ async def statement_lines(
     anchor = await session.get(LedgerCloseAnchor, period)
     if anchor is not None and anchor.archived_at is not None:
         raise PeriodArchived(period)
-    account_code = account_of(ChartOfAccounts(currency.code), participant).code
-    account = (await session.exec(select(LedgerAccount.id).where(LedgerAccount.code == account_code))).first()
-    if account is None:  # an account is made at a participant's first posting
-        return []
     names = await settled_accounts(session, currency.code)
-    rows = await session.exec(LINES, params={"period": period, "unit": currency.code, "account": account})  # type: ignore[call-overload]
+    # Its accounts: a program's clearing account; the exchange's fee and breakage accounts. An
+    # account is made at its first posting.
+    accounts = {account for account, name in names.items() if name == participant}
+    if not accounts:
+        return []
+    rows = await session.exec(LINES, params={"period": period, "unit": currency.code, "accounts": sorted(accounts)})  # type: ignore[call-overload]
     lines = []
     for transaction_id, reference, kind, effective_at, spoke, hub, amount in rows:
-        counterparty = names[hub if spoke == account else spoke]
+        counterparty = names[hub if spoke in accounts else spoke]
         lines.append(
             StatementLine(
                 transaction_id,
@@ -299,7 +310,7 @@ async def statement_lines(
                 kind,
                 effective_at,
                 counterparty,
-                amount=int(amount) if spoke == account else -int(amount),
+                amount=int(amount) if spoke in accounts else -int(amount),
                 category=category(kind, participant, counterparty),
             )
         )
@@ -316,8 +327,8 @@ async def build_statement(
     period: str,
 ) -> Statement:
     """The statement of ``participant`` (a program id, or ``EXCHANGE``) for the closed ``period``."""
-    period_row = await require_closed(session, period)
     position = await position_of(session, participant, period)
+    period_row = await require_closed(session, period)
     lines = await statement_lines(session, currency=currency, participant=participant, period=period)
     obligations = (
         await session.exec(

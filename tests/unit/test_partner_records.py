@@ -107,7 +107,16 @@ def test_quoted_and_bare_lines_mix_within_a_block() -> None:
         ("reference,amount\nconversion:a ,5\n", 2, "reference: 'conversion:a ' starts or ends with a space"),
         ('reference,amount\nr,1\n" redemption:b",5\n', 3, "reference: ' redemption:b' starts or ends with a space"),
         ('reference,amount\nab"c,5\n', 2, "double quote"),
+        ('reference,amount\n"ab"c,5\n', 2, "a double quote in the middle of a field"),
+        (
+            'reference,amount,counterparty\r\nr,1,\r\n"redemption:coupon 42\r\nlot 7",5,wallet-pay\r\n',
+            3,
+            "a quoted field does not end on its line; no field holds a line break",
+        ),
         ("reference,amount\nr\t1,5\n", 2, "control character"),
+        ("reference,amount\nr,1\nconversion:a\u2028b,5\n", 3, "a field holds a control character or a line break"),
+        ('reference,amount\nr,1\n"conversion:a\u2029b",5\n', 3, "a control character or a line break"),
+        ("reference,amount\nr,1\nconversion:a\x85b,5\n", 3, "a control character or a line break"),
         (
             "reference,amount,counterparty\nr,5,Wallet Pay\n",
             2,

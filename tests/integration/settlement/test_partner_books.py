@@ -176,3 +176,16 @@ async def test_a_closed_periods_books_keep_the_point_values_its_closing_fixed(
     assert (december.point_value, december.values_fixed_at) == (Decimal("0.5"), None)
     assert december.value(december.figures.outstanding) == 200_000, "still outstanding, at today's 0.5 TWD"
     assert december.coalition is not None and december.coalition.point_value == Decimal("2")
+
+
+async def test_the_point_values_are_fixed_at_the_instant_the_statement_says_the_period_closed(
+    settlement: SettlementService, books: BooksService, clock: FrozenClock
+) -> None:
+    """One closing, one instant: the books' pointValuesFixedAt is the statement's closedAt even
+    on a clock that moves between two readings."""
+    await post(settlement, [conversion("c1", "wallet-pay", "formosa-air", 160_000, 3_200, points=(10_000, 4_000))])
+    ticks = iter(range(1, 1_000_000))
+    clock.now = lambda: clock.current + timedelta(microseconds=next(ticks))  # type: ignore[method-assign]
+    await close(settlement, clock, "2026-11")
+    closed_at = (await settlement.statement("formosa-air", "2026-11")).closed_at
+    assert (await books.partner_books("formosa-air", "2026-11")).values_fixed_at == closed_at

@@ -281,3 +281,18 @@ async def test_the_counts_hold_for_a_file_larger_than_a_batch(closed: Settlement
     first = await closed.breaks(imported, kind=BreakKind.MISSING_IN_LEDGER, unresolved_only=True, first=2)
     after = await closed.breaks(imported, kind=BreakKind.MISSING_IN_LEDGER, first=2, after=first[-1].row.id)
     assert [view.row.line for view in first + after] == [2, 3, 4, 5]
+
+
+async def test_a_quoted_empty_field_is_an_empty_field(closed: SettlementService) -> None:
+    """A spreadsheet that quotes every text cell writes an empty date or counterparty as ``""``."""
+    quoted = (
+        "reference,amount,counterparty,date\r\n"
+        '"conversion:c1","-100.00","",""\r\n'
+        '"redemption:r1",24.75,"wallet-pay",""\r\n'
+        'conversion:c2,12.22,"",\r\n'
+        '"conversion:zzz",50.00,"",""\r\n'
+    )
+    imported = (await closed.import_records("fresh-mart", "2026-11", lines(quoted), by="x")).reconciliation
+    assert (imported.lines, imported.matched, imported.missing_in_ledger) == (4, 3, 1)
+    missing = (await breaks_of(closed, imported))["MISSING_IN_LEDGER:conversion:zzz:5"]
+    assert (missing.counterparty, missing.partner_date) == (None, None)

@@ -23,6 +23,8 @@ from exchange.errors import ConfigurationError
 from exchange.keyring.cache import KEY_REFRESH
 from exchange.keyring.crypto import decrypt_private_key
 from exchange.ledger.errors import PeriodNotClosed
+from exchange.ledger.periods import PeriodStatus
+from exchange.ledger.posting import Leg, TransactionRequest
 from exchange.services.settlement import SettlementService
 from exchange.settlement.errors import NoSuchParticipant
 from exchange.settlement.keys import StatementKeys, years_after
@@ -30,6 +32,7 @@ from exchange.settlement.models import StatementKey
 from exchange.settlement.participants import EXCHANGE
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import (
+    CHART,
     ISSUER,
     RETENTION_YEARS,
     SECRET,
@@ -410,3 +413,52 @@ async def test_a_closing_records_the_coalition_liability_and_every_statement_sho
     # Closing again changes nothing, a later closing carries the balance over.
     assert (await close(settlement, clock, "2026-11")).coalition_liability == liability
     assert (await close(settlement, clock, "2026-12")).coalition_liability.points == 10_000  # type: ignore[union-attr]
+
+
+async def test_the_exchange_statement_shows_the_breakage_it_keeps(
+    settlement: SettlementService, clock: FrozenClock
+) -> None:
+    """Where the operator keeps breakage, expired coalition points' value is the exchange's too:
+    its statement lists it as a line, and its lines add up to its position."""
+    lapsed = TransactionRequest(
+        id="t-lapse",
+        kind="coalition-expiry",
+        reference="coalition-expiry:1",
+        effective_at=clock.now(),
+        legs=(
+            Leg(CHART.member_points("coalition"), -30),
+            Leg(CHART.expired("coalition"), 30),
+            Leg(CHART.clearing("coalition"), -3_000),
+            Leg(CHART.breakage(), 3_000),
+        ),
+    )
+    await post(settlement, [conversion("earn", "fresh-mart", "coalition", 10_000, fee=200), lapsed])
+    await close(settlement, clock, "2026-11")
+    statement = await settlement.statement(EXCHANGE, "2026-11")
+    assert [(line.reference, line.category, line.counterparty, line.amount) for line in statement.lines] == [
+        ("conversion:earn", "fee", "fresh-mart", 200),
+        ("coalition-expiry:1", "coalition-expiry", "coalition", 3_000),
+    ]
+    assert (statement.receivable, statement.net) == (3_200, 3_200)
+    assert_adds_up(json.loads(statement.json()))
+    coalition = await settlement.statement("coalition", "2026-11")
+    assert [(line.reference, line.category, line.counterparty, line.amount) for line in coalition.lines][-1] == (
+        "coalition-expiry:1",
+        "coalition-expiry",
+        EXCHANGE,
+        -3_000,
+    )
+
+
+async def test_a_period_closed_without_postings_has_no_participant_rather_than_being_open(
+    november: SettlementService,
+) -> None:
+    """September had no postings and lies before the closed October: it counts as closed (as the
+    period's own report says), so asking for a partner there finds no participant."""
+    assert (await november.period("2026-09")).status is PeriodStatus.CLOSED
+    with pytest.raises(NoSuchParticipant):
+        await november.statement("fresh-mart", "2026-09")
+    with pytest.raises(NoSuchParticipant):
+        await november.import_records("fresh-mart", "2026-09", io.BytesIO(b"reference,amount\n"), by="fresh-mart")
+    with pytest.raises(PeriodNotClosed):
+        await november.statement("fresh-mart", "2026-12")
