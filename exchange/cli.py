@@ -221,7 +221,14 @@ def demo(port: int, data_dir: Path, partners_dir: Path) -> None:
     """
     from exchange.demo import run_demo
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandFailed(
+            f"the demo cannot create its data directory {data_dir}: {exc.strerror}; choose another with --data-dir"
+        ) from None
+    if not os.access(data_dir, os.W_OK):
+        raise CommandFailed(f"the demo cannot write to its data directory {data_dir}; choose another with --data-dir")
     settings = load_settings(
         database_url=f"sqlite:///{(data_dir / 'exchange.db').resolve()}",
         partners_dir=partners_dir,

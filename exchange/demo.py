@@ -46,7 +46,7 @@ from exchange.programs.models import ProgramKind
 from exchange.sandbox.server import SandboxServer, demo_sandboxes
 from exchange.services.container import Services, load_partners_directory, open_services
 from exchange.services.portal import RETURN_PATH
-from exchange.serving import RunningServer, listening_socket, start_server, wait_for_stop_signal
+from exchange.serving import RunningServer, ensure_free, listening_socket, start_server, wait_for_stop_signal
 from exchange.settings import Settings
 
 EXAMPLE_QUERY = "{ programs { id name pointValue tiers { name level } } }"
@@ -290,15 +290,27 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
     child processes: one Ctrl-C stops everything, nothing is left behind if the demo dies,
     and a port already taken fails the start with a clear message.
     """
-    # The gateway's address first: a port in use stops the demo before it builds anything.
+    # Every address first: a port in use stops the demo before it builds anything. A second
+    # demo given another --port would otherwise load its programs into the first one's
+    # database and only then find the sandboxes' ports taken.
     listener = listening_socket(settings.host, settings.port, name="the gateway")
     try:
-        await _run_demo(settings, data_dir, listener)
+        declarations = read_partners_directory(settings.partners_dir).programs
+        sandboxes = demo_sandboxes(declarations, data_dir / "sandboxes", os.environ)
+        for sandbox in sandboxes:
+            ensure_free(
+                sandbox.host,
+                sandbox.port,
+                name=f"sandbox {sandbox.program.id} (the port of its connector.base_url in {settings.partners_dir})",
+            )
+        await _run_demo(settings, data_dir, listener, sandboxes)
     finally:
         listener.close()  # the gateway has closed it already if it served
 
 
-async def _run_demo(settings: Settings, data_dir: Path, listener: socket.socket) -> None:
+async def _run_demo(
+    settings: Settings, data_dir: Path, listener: socket.socket, sandboxes: list[SandboxServer]
+) -> None:
     await asyncio.to_thread(migrate.upgrade, settings.database_url)
     # The coalition has run since the previous month began, so that month can be played.
     calendar = SettlementCalendar(settings.timezone, settings.settlement_period_months)
@@ -308,8 +320,6 @@ async def _run_demo(settings: Settings, data_dir: Path, listener: socket.socket)
         f"loaded {len(report.created) + len(report.updated) + len(report.unchanged)} programs "
         f"from {settings.partners_dir}"
     )
-    declarations = read_partners_directory(settings.partners_dir).programs
-    sandboxes = demo_sandboxes(declarations, data_dir / "sandboxes", os.environ)
     gateway: RunningServer | None = None
     try:
         for sandbox in sandboxes:
