@@ -51,6 +51,8 @@ from exchange.settings import Settings
 
 EXAMPLE_QUERY = "{ programs { id name pointValue tiers { name level } } }"
 CREDENTIALS_FILE = "credentials.json"
+#: In the data directory while last month is being built: there, a build began and did not end.
+UNFINISHED_BUILD = "last-month-unfinished"
 DEMO_KEY_ID = "demo-assertion-key"
 #: Sample members every sandbox partner knows, with their PIN there; these get ready tokens.
 DEMO_MEMBERS = {"alice": "1111", "bob": "2222"}
@@ -258,13 +260,32 @@ async def write_credentials(
     return path
 
 
+def start_afresh(data_dir: Path) -> str:
+    return f"remove {data_dir} to start afresh"
+
+
 async def prepare_last_month(settings: Settings, data_dir: Path, sandboxes: list[SandboxServer]) -> LastMonth | None:
     """Build the previous month (once) and write the partner's file of it; ``None`` on a data
-    directory made before the demo built months (its programs are younger than the month)."""
+    directory made before the demo built months (its programs are younger than the month), or
+    where a build did not finish (stopped with Ctrl-C, say): played again on top of its first
+    half, the month ran into the members' caps with a message that helped nobody."""
+    unfinished = data_dir / UNFINISHED_BUILD
+    if unfinished.exists():
+        print(
+            f"last month's build in {data_dir} did not finish and cannot be resumed; serving without it: "
+            + start_afresh(data_dir)
+        )
+        return None
     print("playing last month through the services (the sandbox partners' planted failures log warnings)")
-    built = await build_previous_month(
-        settings, now=datetime.now(UTC), sandbox_urls={server.program.id: server.url for server in sandboxes}
-    )
+    await asyncio.to_thread(unfinished.touch)
+    try:
+        built = await build_previous_month(
+            settings, now=datetime.now(UTC), sandbox_urls={server.program.id: server.url for server in sandboxes}
+        )
+    except BaseException:
+        print(f"last month's build stopped half-way and cannot be resumed: {start_afresh(data_dir)}", flush=True)
+        raise
+    await asyncio.to_thread(unfinished.unlink)
     if built.built:
         print(f"built {built.period}: {len(built.conversions)} conversions, {len(built.redemptions)} redemptions")
     if built.unplayable is not None:
