@@ -71,6 +71,7 @@ UNKNOWN_PROGRAMS = [
     ),
     ("admin", 'mutation { registerAssertionKey(programId: "nope", publicKey: "$key") { kid } }', "programId"),
     ("admin", '{ program(id: "nope") { id } }', "id"),
+    ("admin", '{ webhookSubscriptions(programId: "nope") { id } }', "programId"),
 ]
 
 
