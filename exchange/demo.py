@@ -17,7 +17,9 @@ import asyncio
 import json
 import os
 import secrets
+import shlex
 import socket
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -75,11 +77,19 @@ def month_lines(settings: Settings, month: LastMonth | None) -> list[str]:
     if month is None:
         return []
     database = f"EXCHANGE_DATABASE_URL={settings.database_url}"
+    exchange = exchange_command()
     return [
         f'  Last month, {month.period}, is ready to settle (README.md, "The demo\'s last month"):',
-        f"    {database} exchange settle close {month.period}",
-        f"    {database} exchange settle reconcile --partner {FILE_PARTNER} {month.period} {month.partner_file}",
+        f"    {database} {exchange} settle close {month.period}",
+        f"    {database} {exchange} settle reconcile --partner {FILE_PARTNER} {month.period} {month.partner_file}",
     ]
+
+
+def exchange_command() -> str:
+    """The ``exchange`` command as a shell that has not activated the virtual environment finds
+    it: the script beside this interpreter (``make demo`` puts nothing on ``PATH``)."""
+    script = Path(sys.executable).with_name("exchange")
+    return shlex.quote(str(script)) if script.exists() else "exchange"
 
 
 def banner(

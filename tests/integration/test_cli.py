@@ -606,6 +606,13 @@ async def test_demo_serves_the_six_partners_and_the_coalition_point_with_working
         assert set(partners) == set(credentials["clients"]) - {"settlement", "admin"}
         members = (await client.get(partners["tune-stream"] + "/_sandbox/members")).json()
         assert [m["member_ref"] for m in members["members"]] == ["alice", "bob", "carol", "dave", "erin", "frank"]
+    # The banner's settle commands work as printed, from a shell that never activated .venv.
+    close = demo.find(r"\n    (EXCHANGE_DATABASE_URL=\S+ \S+ settle close \S+)\n")
+    closed = subprocess.run(
+        close, shell=True, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=120, check=False
+    )
+    assert closed.returncode == 0, closed.stderr
+    assert ": CLOSED" in closed.stdout
 
 
 async def test_the_demo_restarts_on_its_data_with_fresh_credentials_and_the_same_members(
