@@ -689,7 +689,9 @@ def books(as_csv: bool, partner: str, period: str) -> None:
         return
     click.echo(f"{found.partner} {found.period} ({found.currency.code})")
     for _, _, figure, points, amount, currency in list(found.csv_rows())[1:]:
-        click.echo(f"  {figure:<28} {points:>14} {amount:>18} {currency}".rstrip())
+        # A figure not known yet (an expiry rate before any lot matured) is "-", not a bare currency.
+        shown = f"{amount} {currency}" if amount else "-" if not points else ""
+        click.echo(f"  {figure:<28} {points:>14} {shown:>22}".rstrip())
 
 
 @main.group()
