@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -170,6 +171,7 @@ async def running_stack(programs: Sequence[str], *, workers: int = 1, **gateway_
             process.stop()
         databases.drop_all()
         cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def pid_of(process: ExchangeProcess) -> int:

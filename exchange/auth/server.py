@@ -428,8 +428,13 @@ class ExchangeAuthorizationServer(AuthorizationServer):
 
         A member's token names the program of the partner that asserted the member
         (``asserted_by``): the only program whose points it spends without a consent.
+
+        It is never dated before the client's secret was last set: a replica whose clock is a
+        little behind the one that reset the secret would otherwise date its tokens before the
+        reset, and every replica would refuse them as issued with the old secret.
         """
         work = _work.get()
+        secret_set_at = client.row.secret_set_at
         scopes = granted_scopes(client, Role.MEMBER if user is not None else None, scope)
         claims = access_token_claims(
             issuer=self.issuer,
@@ -440,7 +445,7 @@ class ExchangeAuthorizationServer(AuthorizationServer):
             subject=user.id if user is not None else client.client_id,
             program_id=client.row.program_id if user is None else None,
             asserted_by=client.row.program_id if user is not None else None,
-            now=work.now,
+            now=work.now if secret_set_at is None else max(work.now, secret_set_at),
             lifetime=self.token_lifetime,
         )
         return {

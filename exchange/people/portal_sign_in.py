@@ -13,13 +13,19 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import delete
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.errors import NotFound
 from exchange.people.portal_models import MemberWebSession, PortalSignIn
-from exchange.people.sessions import SessionTimeouts
+from exchange.people.sessions import (
+    SessionTimeouts,
+    close_session_row,
+    hash_session_id,
+    live_session_row,
+    open_session_row,
+)
 
 #: How long a member has to sign in at their partner and come back.
 SIGN_IN_LIFETIME = timedelta(minutes=10)
@@ -30,8 +36,8 @@ class ProgramNotSigningIn(NotFound):
         super().__init__(f"program {program_id} does not sign members in to the portal", field="program")
 
 
-def _sha256(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+def _state_hash(state: str) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()
 
 
 async def begin_sign_in(session: AsyncSession, program_id: str, session_id: str | None, now: datetime) -> str:
@@ -42,9 +48,9 @@ async def begin_sign_in(session: AsyncSession, program_id: str, session_id: str 
     state = secrets.token_urlsafe(32)
     session.add(
         PortalSignIn(
-            state_hash=_sha256(state),
+            state_hash=_state_hash(state),
             program_id=program_id,
-            session_hash=_sha256(session_id) if session_id else None,
+            session_hash=hash_session_id(session_id) if session_id else None,
             expires_at=now + SIGN_IN_LIFETIME,
         )
     )
@@ -55,63 +61,34 @@ async def begin_sign_in(session: AsyncSession, program_id: str, session_id: str 
 async def claim_sign_in(session: AsyncSession, state: str, now: datetime) -> PortalSignIn | None:
     """The live sign-in with ``state``, ended (a state is used once); ``None`` for a state
     never issued, used already or expired."""
-    row = await session.get(PortalSignIn, _sha256(state))
+    row = await session.get(PortalSignIn, _state_hash(state))
     if row is None:
         return None
     await session.exec(delete(PortalSignIn).where(col(PortalSignIn.state_hash) == row.state_hash))
     return row if row.expires_at > now else None
 
 
-def is_over(row: MemberWebSession, now: datetime, timeouts: SessionTimeouts) -> bool:
-    return now >= row.expires_at or now - row.last_seen_at >= timeouts.idle
-
-
 async def open_member_session(
     session: AsyncSession, member_id: str, program_id: str, now: datetime, timeouts: SessionTimeouts
 ) -> tuple[str, MemberWebSession]:
     """A new session for ``member_id``, vouched for by ``program_id``: its id (for the cookie,
-    shown once) and its row. Sessions that are over, anybody's, are deleted on the way."""
-    await session.exec(
-        delete(MemberWebSession).where(
-            or_(col(MemberWebSession.expires_at) <= now, col(MemberWebSession.last_seen_at) <= now - timeouts.idle)
-        )
+    shown once) and its row."""
+    return await open_session_row(
+        session, MemberWebSession, now, timeouts, member_id=member_id, asserted_by=[program_id]
     )
-    session_id = secrets.token_urlsafe(32)
-    row = MemberWebSession(
-        id_hash=_sha256(session_id),
-        member_id=member_id,
-        asserted_by=[program_id],
-        csrf_token=secrets.token_urlsafe(32),
-        created_at=now,
-        last_seen_at=now,
-        expires_at=now + timeouts.lifetime,
-    )
-    session.add(row)
-    await session.flush()
-    return session_id, row
 
 
 async def live_member_session(
     session: AsyncSession, session_id: str, now: datetime, timeouts: SessionTimeouts
 ) -> MemberWebSession | None:
     """The session ``session_id`` names if it is not over (noting that it was seen now)."""
-    return await live_member_session_by_hash(session, _sha256(session_id), now, timeouts)
+    return await live_member_session_by_hash(session, hash_session_id(session_id), now, timeouts)
 
 
 async def live_member_session_by_hash(
     session: AsyncSession, id_hash: str, now: datetime, timeouts: SessionTimeouts
 ) -> MemberWebSession | None:
-    row = await session.get(MemberWebSession, id_hash)
-    if row is None:
-        return None
-    if is_over(row, now, timeouts):
-        await session.exec(delete(MemberWebSession).where(col(MemberWebSession.id_hash) == id_hash))
-        return None
-    if now - row.last_seen_at >= timeouts.touch_interval:
-        await session.exec(
-            update(MemberWebSession).where(col(MemberWebSession.id_hash) == id_hash).values(last_seen_at=now)
-        )
-    return row
+    return await live_session_row(session, MemberWebSession, id_hash, now, timeouts)
 
 
 async def add_authority(session: AsyncSession, row: MemberWebSession, program_id: str) -> MemberWebSession:
@@ -124,8 +101,4 @@ async def add_authority(session: AsyncSession, row: MemberWebSession, program_id
 
 
 async def close_member_session(session: AsyncSession, id_hash: str) -> None:
-    await session.exec(delete(MemberWebSession).where(col(MemberWebSession.id_hash) == id_hash))
-
-
-def session_hash(session_id: str) -> str:
-    return _sha256(session_id)
+    await close_session_row(session, MemberWebSession, id_hash)

@@ -51,8 +51,24 @@ class TierTooLow(ExchangeError):
 class NotCancellable(BadUserInput):
     def __init__(self, redemption_id: str, status: str) -> None:
         super().__init__(
-            f"redemption {redemption_id} is {status}: only a paid, undelivered redemption can be cancelled",
+            f"redemption {redemption_id} is {status}: only a held, or a paid and undelivered, redemption "
+            "can be cancelled",
             field="redemptionId",
+            status=status,
+        )
+
+
+class NoLongerHeld(ExchangeError):
+    """A cancel of a redemption its caller saw HELD, which staff approved or rejected (or whose
+    hold ended) before the cancel reached it."""
+
+    code = ErrorCode.NOT_HELD
+
+    def __init__(self, redemption_id: str, status: str) -> None:
+        super().__init__(
+            f"redemption {redemption_id} is {status}, no longer held: its review ended before the cancel",
+            field="redemptionId",
+            status=status,
         )
 
 

@@ -9,8 +9,8 @@
    used in this same unit of work. The paying program's risk gates (:mod:`exchange.risk.gates`)
    screen it there too, as they screen a conversion out of it: a refusal records nothing, and
    a hold leaves it HELD (stock and count taken, nothing debited) until staff approve it (it
-   goes on from step 2) or reject it, or the hold ends (:mod:`exchange.services.holds`):
-   FAILED, stock and count given back.
+   goes on from step 2) or reject it, or the hold ends (:mod:`exchange.services.holds`), or
+   its member or publisher cancels it: FAILED, stock and count given back.
 2. **Debit** the member at the paying program (operation ``<id>:debit``).
 3. **Post** the clearing transaction (:mod:`exchange.rewards.clearing`) → COMPLETED: awaiting
    delivery (direct rewards, until ``deliver_by``) or an entry in the draw (lottery).
@@ -27,7 +27,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Table, update
 from sqlmodel import col, select
@@ -51,6 +51,7 @@ from exchange.programs.models import Program
 from exchange.rewards import catalog
 from exchange.rewards.clearing import REVERSAL_KIND, redemption_transaction
 from exchange.rewards.errors import (
+    NoLongerHeld,
     NotCancellable,
     NotDeliverable,
     OutOfStock,
@@ -75,9 +76,17 @@ from exchange.sagas.engine import Saga, SagaPolicy, Transition
 from exchange.sagas.idempotency import claiming, keyed, record_once, same_request
 from exchange.settings import Settings
 from exchange.tiers.errors import NotLinked
-from exchange.webhooks.events import Event, redemption_changed, redemption_delivered
+from exchange.webhooks.events import (
+    Event,
+    redemption_changed,
+    redemption_delivered,
+    redemption_failed,
+    redemption_held,
+)
 from exchange.webhooks.outbox import emit
 
+#: The failure code of a redemption its member or publisher cancelled while it was held.
+CANCELLED_WHILE_HELD = "CANCELLED"
 #: Final statuses that give back the stock and the member's count.
 _RELEASES_STOCK = (RedemptionStatus.FAILED, RedemptionStatus.REVERSED)
 
@@ -176,17 +185,51 @@ class RedemptionSaga(Saga[Redemption]):
         return await self.drive(redemption, recovering=False) if created else redemption
 
     async def cancel(
-        self, redemption_id: str, *, member_id: str | None = None, program_id: str | None = None
+        self,
+        redemption_id: str,
+        *,
+        member_id: str | None = None,
+        program_id: str | None = None,
+        expected: RedemptionStatus | None = None,
     ) -> Redemption:
-        """Cancel a paid, undelivered redemption as its member or the publishing partner."""
+        """Cancel a redemption as its member or the publishing partner: a HELD one ends at once,
+        FAILED with nothing debited (:meth:`_withdraw`); a paid, undelivered one is reversed.
+
+        The row is locked first, so a cancel and a staff review (a guarded update from HELD)
+        of one held redemption queue, and exactly one of them ends the hold. ``expected``: the
+        status the caller saw, so that a redemption staff approved or rejected meanwhile is
+        refused (:class:`NoLongerHeld`) rather than reversed after all. One already cancelled
+        while held is returned as it stands (a repeat)."""
         async with self.db.transaction() as session:
             redemption = await _locked_for(session, redemption_id, member_id=member_id, program_id=program_id)
-            if redemption.status != RedemptionStatus.COMPLETED:
+            if _cancelled_while_held(redemption):
+                return redemption
+            if expected is not None and redemption.status != expected:
+                if expected == RedemptionStatus.HELD:
+                    raise NoLongerHeld(redemption_id, redemption.status)
                 raise NotCancellable(redemption_id, redemption.status)
             by = CancelledBy.MEMBER if member_id is not None else CancelledBy.PUBLISHER
+            if redemption.status == RedemptionStatus.HELD:
+                await self._withdraw(session, redemption, by)
+                return redemption
+            if redemption.status != RedemptionStatus.COMPLETED:
+                raise NotCancellable(redemption_id, redemption.status)
             self._start_reversal(redemption, by)
             session.add(redemption)
         return await self.drive(redemption, recovering=False)
+
+    async def _withdraw(self, session: AsyncSession, redemption: Redemption, by: CancelledBy) -> None:
+        """End the held (and locked) ``redemption`` FAILED, cancelled ``by`` its member or its
+        publisher before staff decided: nothing was debited, so nothing is given back but its
+        stock and the member's count, and nothing reaches the ledger."""
+        now = self.clock.now()
+        redemption.status, redemption.step = RedemptionStatus.FAILED, RedemptionStep.DONE
+        redemption.failure_code = CANCELLED_WHILE_HELD
+        redemption.failure_message = f"cancelled by the {by.value.lower()} while held for review: nothing was debited"
+        redemption.cancelled_by = by
+        redemption.lease_until, redemption.updated_at, redemption.finished_at = None, now, now
+        session.add(redemption)
+        await ended_unpaid(session, redemption, now)
 
     async def confirm_delivery(self, redemption_id: str, program_id: str) -> Redemption:
         """The publisher delivered the reward: the redemption is final."""
@@ -294,6 +337,8 @@ class RedemptionSaga(Saga[Redemption]):
                 now=now,
                 field="payWith",
             )
+            if redemption.status == RedemptionStatus.HELD:
+                await emit(session, redemption_held(redemption, now))
         return redemption, created
 
     # -- the steps ----------------------------------------------------------------------
@@ -388,6 +433,19 @@ async def _quote(session: AsyncSession, reward_id: str, pay_with: str) -> Redemp
             field="payWith",
         )
     return RedemptionQuote(reward=reward, paying=paying, price=price)
+
+
+def _cancelled_while_held(redemption: Redemption) -> bool:
+    return redemption.status == RedemptionStatus.FAILED and redemption.failure_code == CANCELLED_WHILE_HELD
+
+
+async def ended_unpaid(session: AsyncSession, redemption: Redemption, now: datetime) -> None:
+    """What a redemption that ended FAILED before any debit (a hold rejected, expired or
+    cancelled) does in that unit of work: give back its stock and count, and tell
+    subscribers (``redemption.failed``)."""
+    await release(session, redemption)
+    event = redemption_failed(redemption, redemption.status, redemption.failure_code, redemption.failure_message, now)
+    await emit(session, event)
 
 
 async def release(session: AsyncSession, redemption: Redemption) -> None:

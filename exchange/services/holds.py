@@ -6,7 +6,10 @@ Each is one guarded update from HELD, so of two reviews of one row exactly one m
 decision is recorded in the same unit of work. Reviewing again with the same verdict returns the
 row as it stands (idempotent); the other verdict after one was given is refused (``NOT_HELD``).
 A rejection gives back what the row reserved (a conversion's limits; a redemption's stock and
-the member's count); a consent it used stays used, as after any failure.
+the member's count) and tells subscribers (``conversion.failed``, ``redemption.failed``); a
+consent it used stays used, as after any failure. A redemption's member or publisher may also
+cancel it while it is held (:meth:`exchange.rewards.redemption.RedemptionSaga.cancel`): it
+locks the row, so a review meeting it finds it no longer HELD and is refused ``NOT_HELD``.
 
 A hold that waits past its ``next_attempt_at`` (set when it was held: the paying program's
 ``hold_expires_after_seconds``) is rejected by the exchange itself, ``HOLD_EXPIRED``, with no
@@ -91,7 +94,7 @@ async def _conversion_ended(session: AsyncSession, conversion: Conversion, ended
 
 
 async def _redemption_ended(session: AsyncSession, redemption: Redemption, ended: Transition, now: datetime) -> None:
-    await redemptions.release(session, redemption)  # a debit that never happened reports no event
+    await redemptions.ended_unpaid(session, redemption, now)  # as a member's cancel of a hold does
 
 
 @dataclass

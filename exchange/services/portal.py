@@ -25,7 +25,7 @@ from exchange.errors import BadUserInput
 from exchange.members import service as members
 from exchange.people import portal_sign_in
 from exchange.people.portal_models import MemberWebSession
-from exchange.people.sessions import SessionTimeouts
+from exchange.people.sessions import SessionTimeouts, hash_session_id
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
 from exchange.services.people import Opened, SignedIn
@@ -187,4 +187,4 @@ class PortalSignInService:
 
     async def sign_out(self, session_id: str) -> None:
         async with self._db.transaction() as session:
-            await portal_sign_in.close_member_session(session, portal_sign_in.session_hash(session_id))
+            await portal_sign_in.close_member_session(session, hash_session_id(session_id))

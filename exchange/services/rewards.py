@@ -15,7 +15,7 @@ from exchange.programs.catalog import CatalogCache
 from exchange.rewards import catalog, redemption
 from exchange.rewards.catalog import RewardDraft
 from exchange.rewards.errors import NotYourReward
-from exchange.rewards.models import Redemption, Reward
+from exchange.rewards.models import Redemption, RedemptionStatus, Reward
 from exchange.rewards.redemption import RedeemRequest, RedemptionQuote, RedemptionSaga
 from exchange.risk.decisions import GateRefusal, record_refusal
 from exchange.services.requests import debit_authority, idempotency_key, member_of, page_size, program_of
@@ -90,9 +90,15 @@ class RewardService:
             await record_refusal(self.db, refusal.decision)
             raise
 
-    async def cancel(self, caller: Principal, redemption_id: str) -> Redemption:
-        """Cancel a paid, undelivered redemption: as its member, or as the publishing partner."""
-        return await self.saga.cancel(redemption_id, member_id=caller.member_id, program_id=caller.program_id)
+    async def cancel(
+        self, caller: Principal, redemption_id: str, *, expected: RedemptionStatus | None = None
+    ) -> Redemption:
+        """Cancel a held redemption (it ends FAILED, nothing debited) or a paid, undelivered one
+        (it is reversed): as its member, or as the publishing partner. ``expected``: the status
+        the caller saw; one that moved on meanwhile is refused, not cancelled as it now is."""
+        return await self.saga.cancel(
+            redemption_id, member_id=caller.member_id, program_id=caller.program_id, expected=expected
+        )
 
     async def confirm_delivery(self, caller: Principal, redemption_id: str) -> Redemption:
         """The publishing partner delivered a direct reward."""

@@ -34,6 +34,8 @@ class Transition(Protocol):
     def status(self) -> str | None: ...
     @property
     def failure_code(self) -> str | None: ...
+    @property
+    def failure_message(self) -> str | None: ...
 
 
 class Conversion(Protocol):
@@ -71,6 +73,9 @@ class Redemption(Protocol):
     price_minor: int
     fee_minor: int
     cancelled_by: str | None
+    failure_code: str | None
+    failure_message: str | None
+    next_attempt_at: datetime
 
 
 class EventType(StrEnum):
@@ -79,6 +84,8 @@ class EventType(StrEnum):
     CONVERSION_REVERSED = "conversion.reversed"
     STATUS_MATCH_GRANTED = "status_match.granted"
     STATUS_MATCH_EXPIRED = "status_match.expired"
+    REDEMPTION_HELD = "redemption.held"
+    REDEMPTION_FAILED = "redemption.failed"
     REDEMPTION_PAID = "redemption.paid"
     REDEMPTION_REVERSED = "redemption.reversed"
     REDEMPTION_DELIVERED = "redemption.delivered"
@@ -173,12 +180,36 @@ def status_match_changed(match: StatusMatch, step: str, transition: Transition, 
 
 def redemption_changed(redemption: Redemption, step: str, transition: Transition, now: datetime) -> Event | None:
     """``redemption.paid`` when the debit is posted, ``.reversed`` when a paid redemption's
-    points came back (a debit voided before it was ever paid reports nothing)."""
+    points came back; ``.failed`` when it ended unpaid at its debit: refused or voided
+    (FAILED), or applied too late and undone at once (REVERSED)."""
     if step == "POST" and transition.status == "COMPLETED":
         return _redemption_event(EventType.REDEMPTION_PAID, redemption, "COMPLETED", now)
     if step == "UNPOST" and transition.status == "REVERSED":
         return _redemption_event(EventType.REDEMPTION_REVERSED, redemption, "REVERSED", now)
+    if step in ("DEBIT", "AWAIT_DEBIT") and transition.status in ("FAILED", "REVERSED"):
+        code = transition.failure_code or redemption.failure_code
+        reason = transition.failure_message or redemption.failure_message
+        return redemption_failed(redemption, str(transition.status), code, reason, now)
     return None
+
+
+def redemption_held(redemption: Redemption, now: datetime) -> Event:
+    """``redemption.held``: the paying program's risk gates hold it for staff review until
+    ``heldUntil``; its stock is set aside, nothing is debited."""
+    return _redemption_event(
+        EventType.REDEMPTION_HELD, redemption, "HELD", now, heldUntil=_iso(redemption.next_attempt_at)
+    )
+
+
+def redemption_failed(
+    redemption: Redemption, status: str, failure_code: str | None, reason: str | None, now: datetime
+) -> Event:
+    """``redemption.failed``: it ended without being paid (``failureCode`` says how: staff
+    rejected its hold, the hold ended unreviewed, it was cancelled while held, or its debit
+    did not go through); its stock came back."""
+    return _redemption_event(
+        EventType.REDEMPTION_FAILED, redemption, status, now, failureCode=failure_code, reason=reason
+    )
 
 
 def redemption_delivered(redemption: Redemption, now: datetime) -> Event:
@@ -186,7 +217,9 @@ def redemption_delivered(redemption: Redemption, now: datetime) -> Event:
     return _redemption_event(EventType.REDEMPTION_DELIVERED, redemption, "DELIVERED", now)
 
 
-def _redemption_event(event_type: EventType, redemption: Redemption, status: str, now: datetime) -> Event:
+def _redemption_event(
+    event_type: EventType, redemption: Redemption, status: str, now: datetime, **details: Any
+) -> Event:
     return Event(
         event_type,
         f"redemption:{redemption.id}",
@@ -203,6 +236,7 @@ def _redemption_event(event_type: EventType, redemption: Redemption, status: str
             "priceMinor": redemption.price_minor,
             "feeMinor": redemption.fee_minor,
             "cancelledBy": redemption.cancelled_by,
+            **details,
         },
         now,
     )

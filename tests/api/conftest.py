@@ -1,13 +1,18 @@
 """A real gateway on loopback, on a fresh PostgreSQL database with the sample programs loaded,
-and a kit to act as its partners, staff and members over HTTP."""
+a kit to act as its partners, staff and members over HTTP, and a webhook receiver."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from exchange.app import create_app
 from exchange.conversions.clearing import conversion_transaction
@@ -15,7 +20,7 @@ from exchange.db.database import Database
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
 from exchange.services.container import load_partners_directory
-from exchange.serving import free_port, serving
+from exchange.serving import RunningServer, free_port, serving
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
 from exchange.testing.kit import ExchangeKit
@@ -101,3 +106,29 @@ async def post_last_month(kit: ExchangeKit) -> str:
             ],
         )
     return previous
+
+
+class Receiver:
+    """A webhook receiver on loopback: answers 204 and keeps every request's headers and body."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.arrived = asyncio.Condition()
+
+    async def hook(self, request: Request) -> Response:
+        body = await request.body()
+        async with self.arrived:
+            self.received.append((dict(request.headers), body))
+            self.arrived.notify_all()
+        return Response(status_code=204)
+
+    async def wait_for(self, count: int) -> None:
+        async with self.arrived:
+            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.received) >= count), timeout=30)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, RunningServer]]:
+    hooks = Receiver()
+    async with serving(Starlette(routes=[Route("/hook", hooks.hook, methods=["POST"])])) as server:
+        yield hooks, server

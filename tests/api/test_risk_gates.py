@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import os
 import shutil
 import subprocess
@@ -24,17 +25,20 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import col, select
+from standardwebhooks import Webhook
 
 from exchange.auth.scopes import Role
+from exchange.ledger.models import LedgerTransaction
 from exchange.pricing.models import LimitUsage
 from exchange.services.container import build_services
-from exchange.serving import free_port
+from exchange.serving import RunningServer, free_port
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
 from exchange.testing.kit import ExchangeKit
 from exchange.testing.sandboxes import SandboxFleet
 from exchange.webhooks.models import WebhookEvent
+from tests.api.conftest import Receiver
 from tests.conftest import SAMPLE_PARTNERS
 
 PARTNERS = ("wallet-pay", "happy-card", "fresh-mart")
@@ -575,3 +579,173 @@ async def test_a_redemption_above_the_hold_waits_for_staff_approved_rejected_or_
         to_reject["id"]: [("REJECT", "STAFF_REVIEW", True), ("HOLD", "HOLD_ABOVE", False)],
         to_expire["id"]: [("REJECT", "HOLD_EXPIRED", False), ("HOLD", "HOLD_ABOVE", False)],
     }
+
+
+CANCEL = """
+mutation($id: ID!, $expected: RedemptionStatus) {
+  cancelRedemption(redemptionId: $id, expectedStatus: $expected) { id status failureCode cancelledBy }
+}
+"""
+SUBSCRIBE = """mutation($input: CreateWebhookSubscriptionInput!) {
+  createWebhookSubscription(input: $input) { secret subscription { id } } }"""
+
+
+async def publish_hamper(kit: ExchangeKit, stock: int) -> str:
+    """A FreshMart reward of 1,300 TWD: 5,304 happy-card points with the fee, above happy-card's
+    5,000 for review."""
+    publish = 'mutation($input: PublishRewardInput!) { publishReward(programId: "fresh-mart", input: $input) { id } }'
+    input = {"title": "Hamper", "price": "1300", "stock": stock}
+    return str((await kit.data(publish, await kit.partner_token("fresh-mart"), input=input))["publishReward"]["id"])
+
+
+async def held_redemption(kit: ExchangeKit, token: str, reward: str, key: str) -> str:
+    redeemed = (await kit.data(REDEEM, token, reward=reward, pay="happy-card", key=key))["redeemReward"]
+    assert redeemed["status"] == "HELD"
+    return str(redeemed["id"])
+
+
+async def redemption_events(kit: ExchangeKit) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every redemption event in the outbox, in order: type, redemption id, data."""
+    async with kit.db.transaction() as session:
+        rows = (await session.exec(select(WebhookEvent).order_by(col(WebhookEvent.sequence)))).all()
+    return [
+        (row.type, row.object.removeprefix("redemption:"), json.loads(row.body)["data"])
+        for row in rows
+        if row.object.startswith("redemption:")
+    ]
+
+
+async def test_a_held_redemption_is_cancelled_by_its_member_or_publisher_and_partners_hear_each_end(
+    kit: ExchangeKit,
+    sandboxes: SandboxFleet,
+    alice: dict[str, str],
+    staff: str,
+    partner_base_urls: dict[str, str],
+    receiver: tuple[Receiver, RunningServer],
+) -> None:
+    hooks, server = receiver
+    publisher = await kit.partner_token("fresh-mart")
+    subscribed = (
+        await kit.data(
+            SUBSCRIBE,
+            publisher,
+            input={
+                "programId": "fresh-mart",
+                "url": server.url + "/hook",
+                "eventTypes": ["REDEMPTION_HELD", "REDEMPTION_FAILED"],
+            },
+        )
+    )["createWebhookSubscription"]
+    token, before = alice["happy-card"], await balances(sandboxes, "alice")
+    hamper = await publish_hamper(kit, stock=5)
+
+    by_member = await held_redemption(kit, token, hamper, "h1")
+    assert await stock(kit, hamper) == 4
+    cancelled = (await kit.data(CANCEL, token, id=by_member, expected="HELD"))["cancelRedemption"]
+    assert cancelled == {"id": by_member, "status": "FAILED", "failureCode": "CANCELLED", "cancelledBy": "MEMBER"}
+    assert (await kit.data(CANCEL, token, id=by_member))["cancelRedemption"] == cancelled  # a repeat
+    assert await stock(kit, hamper) == 5
+    not_held = error_of(await kit.graphql(APPROVE_REDEMPTION, staff, id=by_member))["extensions"]
+    assert (not_held["code"], not_held["status"]) == ("NOT_HELD", "FAILED")
+    someone_else = await kit.member_token("wallet-pay", "carol")
+    assert error_of(await kit.graphql(CANCEL, someone_else, id=by_member))["extensions"]["code"] == "NOT_FOUND"
+
+    by_publisher = await held_redemption(kit, token, hamper, "h2")
+    other_partner = await kit.partner_token("wallet-pay")
+    assert error_of(await kit.graphql(CANCEL, other_partner, id=by_publisher))["extensions"]["code"] == "NOT_FOUND"
+    withdrawn = (await kit.data(CANCEL, publisher, id=by_publisher))["cancelRedemption"]
+    assert (withdrawn["status"], withdrawn["cancelledBy"]) == ("FAILED", "PUBLISHER")
+
+    rejected = await held_redemption(kit, token, hamper, "h3")
+    await kit.data(REJECT_REDEMPTION, staff, id=rejected)
+    late = error_of(await kit.graphql(CANCEL, token, id=rejected, expected="HELD"))["extensions"]
+    assert late == {"code": "NOT_HELD", "field": "redemptionId", "status": "FAILED"}
+    unexpected = error_of(await kit.graphql(CANCEL, token, id=rejected))["extensions"]
+    assert (unexpected["code"], unexpected["status"]) == ("BAD_USER_INPUT", "FAILED")
+
+    to_expire, approved = [await held_redemption(kit, token, hamper, key) for key in ("h4", "h5")]
+    await kit.data(APPROVE_REDEMPTION, staff, id=approved)
+    paid = error_of(await kit.graphql(CANCEL, token, id=approved, expected="HELD"))["extensions"]
+    assert (paid["code"], paid["status"]) == ("NOT_HELD", "COMPLETED")  # refused, not reversed
+    held_until = datetime.fromisoformat(
+        next(r for r in (await kit.data(MY_REDEMPTIONS, token))["redemptions"] if r["id"] == to_expire)["heldUntil"]
+    )
+    services = build_services(kit.settings, clock=FrozenClock(held_until), partner_base_urls=partner_base_urls)
+    try:
+        assert await services.risk.review.expire_due() == 1
+    finally:
+        await services.aclose()
+
+    assert await balances(sandboxes, "alice") == {**before, "happy-card": before["happy-card"] - 5304}
+    assert await stock(kit, hamper) == 4  # only the approved one's unit is gone
+    async with kit.db.transaction() as session:  # the cancelled holds reached neither partner nor ledger
+        posted = (await session.exec(select(LedgerTransaction.id))).all()
+    debits = [op["operation_id"] for op in await sandboxes["happy-card"].admin.operations()]
+    for unpaid in (by_member, by_publisher, rejected, to_expire):
+        assert not any(unpaid in operation for operation in [*posted, *debits])
+
+    # Each transition wrote its event once, in its unit of work; the approved one was paid.
+    events = await redemption_events(kit)
+    ended = {
+        redemption: (data["status"], data["failureCode"], data["cancelledBy"], bool(data["reason"]))
+        for kind, redemption, data in events
+        if kind == "redemption.failed"
+    }
+    assert sorted((kind, redemption) for kind, redemption, _ in events) == sorted(
+        [("redemption.held", r) for r in (by_member, by_publisher, rejected, to_expire, approved)]
+        + [("redemption.failed", r) for r in (by_member, by_publisher, rejected, to_expire)]
+        + [("redemption.paid", approved)]
+    )
+    assert ended == {
+        by_member: ("FAILED", "CANCELLED", "MEMBER", True),
+        by_publisher: ("FAILED", "CANCELLED", "PUBLISHER", True),
+        rejected: ("FAILED", "RISK_REJECTED", None, True),
+        to_expire: ("FAILED", "HOLD_EXPIRED", None, True),
+    }
+    held = next(data for kind, redemption, data in events if kind == "redemption.held" and redemption == to_expire)
+    assert datetime.fromisoformat(held["heldUntil"]) == held_until
+    assert (held["publisher"], held["payingProgram"], held["points"]) == ("fresh-mart", "happy-card", 5304)
+
+    # The publisher's subscription receives what it asked for, signed, in order per redemption
+    # (but the expiry's event: it happened on a clock two hours ahead, and is due then).
+    await hooks.wait_for(8)
+    bodies = [Webhook(subscribed["secret"]).verify(body, headers) for headers, body in hooks.received]
+    assert sorted((body["type"], body["data"]["id"]) for body in bodies) == sorted(
+        (kind, redemption)
+        for kind, redemption, _ in events
+        if kind != "redemption.paid" and (kind, redemption) != ("redemption.failed", to_expire)
+    )
+    for redemption in (by_member, by_publisher, rejected):
+        assert [body["type"] for body in bodies if body["data"]["id"] == redemption] == [
+            "redemption.held",
+            "redemption.failed",
+        ]
+
+
+async def test_a_members_cancel_and_a_staff_approval_at_once_end_in_exactly_one_outcome(
+    kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str], staff: str
+) -> None:
+    token, start = alice["happy-card"], await sandboxes["happy-card"].admin.balance("alice")
+    hamper = await publish_hamper(kit, stock=3)
+    outcomes = []
+    for round in range(3):  # happy-card allows three an hour; a cancelled one does not count
+        redemption = await held_redemption(kit, token, hamper, f"race-{round}")
+        cancel, approve = await asyncio.gather(
+            kit.graphql(CANCEL, token, id=redemption, expected="HELD"),
+            kit.graphql(APPROVE_REDEMPTION, staff, id=redemption),
+        )
+        cancelled, approved = cancel.json(), approve.json()
+        if "errors" in cancelled:  # the approval won: paid, and the cancel refused
+            assert approved["data"]["approveRedemption"]["status"] == "COMPLETED", approved
+            assert error_of(cancel)["extensions"]["code"] == "NOT_HELD"
+            outcomes.append("approved")
+        else:  # the cancel won: nothing debited, and the approval refused
+            assert cancelled["data"]["cancelRedemption"]["status"] == "FAILED", cancelled
+            assert error_of(approve)["extensions"]["code"] == "NOT_HELD"
+            outcomes.append("cancelled")
+        (final,) = [r for r in (await kit.data(MY_REDEMPTIONS, token))["redemptions"] if r["id"] == redemption]
+        assert final["status"] == ("COMPLETED" if outcomes[-1] == "approved" else "FAILED")
+    paid = outcomes.count("approved")
+    assert await sandboxes["happy-card"].admin.balance("alice") == start - paid * 5304
+    assert await stock(kit, hamper) == 3 - paid
+    assert [kind for kind, _, _ in await redemption_events(kit)].count("redemption.failed") == 3 - paid

@@ -6,19 +6,15 @@ rotation."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from exchange.auth.scopes import Role
-from exchange.serving import RunningServer, serving
+from exchange.serving import RunningServer
 from exchange.testing.kit import ExchangeKit
+from tests.api.conftest import Receiver
 
 CREATE = """mutation($input: CreateWebhookSubscriptionInput!) {
   createWebhookSubscription(input: $input) { secret subscription { id programId url eventTypes } } }"""
@@ -28,30 +24,6 @@ SUBSCRIPTION = """query($id: ID!) { webhookSubscription(id: $id) {
 REPLAY = """mutation($id: ID!, $ids: [ID!]) { replayWebhookDeliveries(subscriptionId: $id, deliveryIds: $ids) }"""
 ROTATE = """mutation($id: ID!) { rotateWebhookSecret(id: $id) { secret subscription { previousSecretUntil } } }"""
 CLOSE = """mutation($period: String!) { closePeriod(period: $period) { status } }"""
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.arrived = asyncio.Condition()
-
-    async def hook(self, request: Request) -> Response:
-        body = await request.body()
-        async with self.arrived:
-            self.received.append((dict(request.headers), body))
-            self.arrived.notify_all()
-        return Response(status_code=204)
-
-    async def wait_for(self, count: int) -> None:
-        async with self.arrived:
-            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.received) >= count), timeout=30)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[Receiver, RunningServer]]:
-    hooks = Receiver()
-    async with serving(Starlette(routes=[Route("/hook", hooks.hook, methods=["POST"])])) as server:
-        yield hooks, server
 
 
 async def settled(kit: ExchangeKit, token: str, subscription_id: str) -> dict[str, Any]:

@@ -235,6 +235,24 @@ async def test_redemptions_and_status_matches_write_their_events_with_the_change
     assert all(row.programs == ["happy-card", "formosa-air"] for row in rows)
 
 
+async def test_a_redemption_whose_debit_is_refused_writes_one_failed_event(db: Database) -> None:
+    from tests.integration import test_redemptions as redemptions
+
+    world = await redemptions.make_world(db)
+    world.partners["happy-card"].balances["alice"] = 100  # the reward costs 612 happy-card points
+    failed = await world.redeem(await world.reward(), "poor")
+    assert (failed.status, failed.failure_code) == ("FAILED", "INSUFFICIENT_POINTS")
+    assert await world.recover() == 0
+    async with db.transaction() as session:
+        rows = (await session.exec(select(WebhookEvent))).all()
+    assert [(row.type, row.object, row.programs) for row in rows] == [
+        ("redemption.failed", f"redemption:{failed.id}", ["happy-card", "formosa-air"])
+    ]
+    data = json.loads(rows[0].body)["data"]
+    assert (data["status"], data["failureCode"], data["cancelledBy"]) == ("FAILED", "INSUFFICIENT_POINTS", None)
+    assert data["reason"]
+
+
 async def test_a_receiver_that_never_answers_is_retried_with_backoff_then_dead_lettered_and_replayed(
     hooks: Hooks,
 ) -> None:

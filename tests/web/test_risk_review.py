@@ -2,7 +2,8 @@
 FreshMart's gate shows to settlement staff, who reject one (a reason required) and approve
 another over HTTP; partner staff are refused; the member's page says when the hold ends; held
 redemptions paid with FreshMart points are reviewed the same way; and in a browser, on a phone
-in Traditional Chinese, staff reject one from the list."""
+in Traditional Chinese, staff reject one from the list, and a member cancels a held redemption
+(in English) and is told in Chinese of one staff approved before the cancel arrived."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from tests.web.conftest import PHONE, Gateway, PortalGateway, open_context, run_
 from tests.web.portal_flows import ask_quote, convert_form, csrf_token, sign_in
 from tests.web.portal_partners import PIN, running_partners, set_up_member_sign_in
 from tests.web.test_console_http import form_token, signed_in
+from tests.web.test_portal_browser import sign_in as browser_sign_in
 
 #: Conversions out of FreshMart above this many points wait for staff.
 HOLD_ABOVE = 2_000
@@ -199,3 +201,56 @@ def test_staff_reject_a_held_conversion_on_a_phone_in_traditional_chinese(
         assert page.evaluate("window.__cspViolations") == []
     finally:
         context.close()
+
+
+def test_a_member_cancels_a_held_redemption_in_english_and_one_decided_meanwhile_in_chinese(
+    holding_gateway: PortalGateway, browser: Browser, screenshot: Callable[[Page, str], Path]
+) -> None:
+    partners, gateway = holding_gateway.partners, holding_gateway.gateway
+    member_ref = partners.new_member("fresh-mart", balance=20_000)
+    english = open_context(browser, gateway)
+    try:
+        page = english.new_page()
+        browser_sign_in(page, "FreshMart Rewards", member_ref)
+        for _ in range(2):  # 6,120 FreshMart points each: above FreshMart's hold
+            page.goto("/portal/rewards/formosa-air-lounge-pass")
+            page.get_by_role("button", name="Redeem").click()
+            expect(page.get_by_role("status")).to_have_text("Redeemed. It is listed below.")
+        rows = page.locator("table.list tbody tr")
+        expect(rows.filter(has_text="Waiting for review: no points taken yet")).to_have_count(2)
+        screenshot(page, "held")
+        newest, older = (str(row.get_attribute("id")).removeprefix("redemption-") for row in rows.all()[:2])
+        page.locator(f"#redemption-{newest}").get_by_role("button", name="Cancel this redemption").click()
+        expect(page.get_by_role("status")).to_have_text("Cancelled. No points were taken.")
+        expect(page.locator(f"#redemption-{newest} .status")).to_have_text("Cancelled before review: no points taken")
+        expect(page.locator(f"#redemption-{older}").get_by_role("button")).to_have_count(1)
+        screenshot(page, "cancelled")
+        assert page.evaluate("window.__cspViolations") == []
+        cookies = english.cookies()
+    finally:
+        english.close()
+    assert partners.balance("fresh-mart", member_ref) == 20_000
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as publisher:  # the publisher's view
+        listed = html.unescape(publisher.get("/console/partner/rewards/formosa-air-lounge-pass").text)
+        assert "Cancelled before review" in listed and "Waiting for the exchange's review" in listed
+
+    chinese = open_context(browser, gateway, locale="zh-TW", viewport=PHONE)
+    chinese.add_cookies(cookies)  # type: ignore[arg-type]
+    try:
+        page = chinese.new_page()
+        page.goto("/portal/rewards/history")
+        expect(page.locator(f"#redemption-{older} .status")).to_contain_text("等候審核：尚未扣除點數")
+        expect(page.locator(f"#redemption-{newest} .status")).to_have_text("審核前已取消：未扣除點數")
+        with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as staff:  # staff approve it meanwhile
+            approve = f"/console/risk/redemptions/{older}/approve"
+            assert staff.post(approve, data={"csrf_token": form_token(staff, "/console/risk/")}).status_code == 303
+        with page.expect_response(lambda response: response.request.method == "POST") as answer:
+            page.get_by_role("button", name="取消這筆兌換").click()
+        assert answer.value.status == 409
+        expect(page.get_by_role("alert")).to_contain_text("這筆兌換已不在等候審核")
+        expect(page.locator(f"#redemption-{older} .status")).to_have_text("已付款，等待交付")
+        screenshot(page, "decided-meanwhile")
+        assert page.evaluate("window.__cspViolations") == []
+    finally:
+        chinese.close()
+    assert partners.balance("fresh-mart", member_ref) == 20_000 - 6_120  # paid once, not reversed

@@ -14,11 +14,12 @@ from exchange.api.context import Context
 from exchange.api.fields.access import MANAGE_PROGRAM
 from exchange.api.inputs import IdempotencyKey, Text
 from exchange.api.permissions import PUBLIC, authorize, requires
-from exchange.api.types.rewards import Redemption, RedemptionQuote, Reward, RewardKind
+from exchange.api.types.rewards import Redemption, RedemptionQuote, RedemptionStatus, Reward, RewardKind
 from exchange.auth.scopes import Scope
 from exchange.members.consents import CONSENT_ID_LENGTH
 from exchange.rewards.catalog import RewardDraft
 from exchange.rewards.models import DESCRIPTION_LENGTH, TITLE_LENGTH
+from exchange.rewards.models import RedemptionStatus as RedemptionStatusValue
 from exchange.rewards.models import RewardKind as RewardKindValue
 
 
@@ -153,12 +154,29 @@ class RewardMutations:
         return Redemption.from_row(row, await info.context.currency())
 
     @strawberry.mutation(
-        description="Cancel a paid, undelivered redemption (its member, or the publishing partner): "
-        "the points, the ledger entries and the stock are given back.",
+        description="Cancel a redemption, as its member or the publishing partner. A HELD one (waiting for "
+        "staff review) ends FAILED at once (`failureCode` CANCELLED): nothing was debited, nothing reaches "
+        "the ledger, its stock and the member's count are given back; cancelling it again returns it as it "
+        "stands. A paid, undelivered one (COMPLETED) is reversed: the points, the ledger entries and the "
+        "stock are given back. Any other status is `BAD_USER_INPUT` (`extensions.status`).",
         extensions=[authorize(requires(Scope.MEMBER_WRITE, Scope.PARTNER_WRITE))],
     )
-    async def cancel_redemption(self, info: Info[Context, None], redemption_id: strawberry.ID) -> Redemption | None:
-        row = await info.context.services.rewards.cancel(info.context.caller(), str(redemption_id))
+    async def cancel_redemption(
+        self,
+        info: Info[Context, None],
+        redemption_id: strawberry.ID,
+        expected_status: Annotated[
+            RedemptionStatus | None,
+            strawberry.argument(
+                description="The status you saw: the redemption is cancelled only if it still has it. "
+                "Expecting HELD, one that staff approved or rejected (or whose hold ended) meanwhile is "
+                "`NOT_HELD` (`extensions.status`), not reversed after being paid; any other change is "
+                "`BAD_USER_INPUT`."
+            ),
+        ] = None,
+    ) -> Redemption | None:
+        expected = RedemptionStatusValue(expected_status.value) if expected_status is not None else None
+        row = await info.context.services.rewards.cancel(info.context.caller(), str(redemption_id), expected=expected)
         return Redemption.from_row(row, await info.context.currency())
 
     @strawberry.mutation(

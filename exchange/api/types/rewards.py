@@ -58,11 +58,17 @@ class RedemptionStatus(Enum):
     PENDING = RedemptionStatusValue.PENDING.value
     HELD = strawberry.enum_value(
         RedemptionStatusValue.HELD.value,
-        description="Held by the paying program's risk gates for staff review: stock taken, nothing debited yet.",
+        description="Held by the paying program's risk gates for staff review: stock taken, nothing debited yet; "
+        "its member or publisher may cancel it (`cancelRedemption`).",
     )
     COMPLETED = RedemptionStatusValue.COMPLETED.value
     DELIVERED = RedemptionStatusValue.DELIVERED.value
-    FAILED = RedemptionStatusValue.FAILED.value
+    FAILED = strawberry.enum_value(
+        RedemptionStatusValue.FAILED.value,
+        description="Ended without being paid, its stock given back: its debit did not go through, or while "
+        "HELD staff rejected it (`failureCode` RISK_REJECTED), the hold ended (HOLD_EXPIRED) or it was "
+        "cancelled (CANCELLED, with `cancelledBy`).",
+    )
     REVERSING = RedemptionStatusValue.REVERSING.value
     REVERSED = RedemptionStatusValue.REVERSED.value
 
@@ -179,7 +185,9 @@ class Redemption:
         description="While HELD: when the hold ends FAILED (HOLD_EXPIRED) unless staff decide before; else null."
     )
     delivered_at: datetime | None
-    cancelled_by: CancelledBy | None
+    cancelled_by: CancelledBy | None = strawberry.field(
+        description="Who cancelled it: while HELD (then FAILED), or once paid (then REVERSED); null if nobody did."
+    )
     failure_code: str | None
     failure_message: str | None
     created_at: datetime

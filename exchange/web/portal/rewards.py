@@ -1,9 +1,11 @@
 """Rewards: the catalog by coalition level, redeeming one with a linked program's points, and
-the member's redemption history.
+the member's redemption history, where a redemption held for review can be cancelled.
 
 The redeem form carries an idempotency key made for each rendering (the same form sent twice
 redeems once). Paying with a program's points needs that program's authority in this session,
-as converting does.
+as converting does. The cancel form expects the redemption HELD, as the page showed it: one
+that staff decided meanwhile is refused and shown as it now is, not reversed after all; sent
+twice, it cancels once.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from exchange.errors import ExchangeError
-from exchange.rewards.models import Reward
+from exchange.errors import ExchangeError, http_status
+from exchange.rewards.models import RedemptionStatus, Reward
 from exchange.rewards.redemption import RedemptionQuote
 from exchange.services.container import Services
 from exchange.web.access import Page, form_text
@@ -30,7 +32,7 @@ from exchange.web.portal.members import (
 from exchange.web.templating import Pages
 
 HISTORY_LENGTH = 50
-NOTICES = ("redeemed",)
+NOTICES = ("redeemed", "cancelled")
 
 
 class RewardPages:
@@ -42,6 +44,7 @@ class RewardPages:
         return [
             Page("/rewards", self.catalog, rule=MEMBERS),
             Page("/rewards/history", self.history, rule=MEMBERS),
+            Page("/rewards/history/{redemption_id}/cancel", self.cancel, rule=MEMBERS, methods=["POST"]),
             Page("/rewards/{reward_id}", self.reward, rule=MEMBERS),
             Page("/rewards/{reward_id}", self.redeem, rule=MEMBERS, methods=["POST"]),
         ]
@@ -84,12 +87,31 @@ class RewardPages:
         return RedirectResponse(f"{PORTAL_PATH}/rewards/history?notice=redeemed", status_code=303)
 
     async def history(self, request: Request) -> Response:
+        notice = request.query_params.get("notice")
+        return await self._history_page(request, notice=notice if notice in NOTICES else None)
+
+    async def cancel(self, request: Request) -> Response:
+        try:
+            await self.services.rewards.cancel(
+                member(request), request.path_params["redemption_id"], expected=RedemptionStatus.HELD
+            )
+        except ExchangeError as problem:
+            return await self._history_page(request, problem=problem, status_code=http_status(problem.code))
+        return RedirectResponse(f"{PORTAL_PATH}/rewards/history?notice=cancelled", status_code=303)
+
+    async def _history_page(
+        self,
+        request: Request,
+        *,
+        notice: str | None = None,
+        problem: ExchangeError | None = None,
+        status_code: int = 200,
+    ) -> Response:
         redemptions = await self.services.rewards.member_redemptions(member(request), first=HISTORY_LENGTH)
         rewards = {
             reward.id: reward for reward in await self.services.rewards.rewards(program_id=None, available_only=False)
         }
         catalog = await self.services.catalog.cache.get()
-        notice = request.query_params.get("notice")
         return self.pages.render(
             request,
             "portal/history.html",
@@ -97,8 +119,10 @@ class RewardPages:
                 "redemptions": redemptions,
                 "rewards": rewards,
                 "programs": catalog.programs,
-                "notice": notice if notice in NOTICES else None,
+                "notice": notice,
+                "problem": problem,
             },
+            status_code=status_code,
         )
 
     async def _reward_page(
