@@ -221,7 +221,14 @@ def demo(port: int, data_dir: Path, partners_dir: Path) -> None:
     """
     from exchange.demo import run_demo
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandFailed(
+            f"the demo cannot create its data directory {data_dir}: {exc.strerror}; choose another with --data-dir"
+        ) from None
+    if not os.access(data_dir, os.W_OK):
+        raise CommandFailed(f"the demo cannot write to its data directory {data_dir}; choose another with --data-dir")
     settings = load_settings(
         database_url=f"sqlite:///{(data_dir / 'exchange.db').resolve()}",
         partners_dir=partners_dir,
@@ -682,7 +689,9 @@ def books(as_csv: bool, partner: str, period: str) -> None:
         return
     click.echo(f"{found.partner} {found.period} ({found.currency.code})")
     for _, _, figure, points, amount, currency in list(found.csv_rows())[1:]:
-        click.echo(f"  {figure:<28} {points:>14} {amount:>18} {currency}".rstrip())
+        # A figure not known yet (an expiry rate before any lot matured) is "-", not a bare currency.
+        shown = f"{amount} {currency}" if amount else "-" if not points else ""
+        click.echo(f"  {figure:<28} {points:>14} {shown:>22}".rstrip())
 
 
 @main.group()

@@ -17,7 +17,9 @@ import asyncio
 import json
 import os
 import secrets
+import shlex
 import socket
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,11 +48,13 @@ from exchange.programs.models import ProgramKind
 from exchange.sandbox.server import SandboxServer, demo_sandboxes
 from exchange.services.container import Services, load_partners_directory, open_services
 from exchange.services.portal import RETURN_PATH
-from exchange.serving import RunningServer, listening_socket, start_server, wait_for_stop_signal
+from exchange.serving import RunningServer, ensure_free, listening_socket, start_server, wait_for_stop_signal
 from exchange.settings import Settings
 
 EXAMPLE_QUERY = "{ programs { id name pointValue tiers { name level } } }"
 CREDENTIALS_FILE = "credentials.json"
+#: In the data directory while last month is being built: there, a build began and did not end.
+UNFINISHED_BUILD = "last-month-unfinished"
 DEMO_KEY_ID = "demo-assertion-key"
 #: Sample members every sandbox partner knows, with their PIN there; these get ready tokens.
 DEMO_MEMBERS = {"alice": "1111", "bob": "2222"}
@@ -73,11 +77,19 @@ def month_lines(settings: Settings, month: LastMonth | None) -> list[str]:
     if month is None:
         return []
     database = f"EXCHANGE_DATABASE_URL={settings.database_url}"
+    exchange = exchange_command()
     return [
         f'  Last month, {month.period}, is ready to settle (README.md, "The demo\'s last month"):',
-        f"    {database} exchange settle close {month.period}",
-        f"    {database} exchange settle reconcile --partner {FILE_PARTNER} {month.period} {month.partner_file}",
+        f"    {database} {exchange} settle close {month.period}",
+        f"    {database} {exchange} settle reconcile --partner {FILE_PARTNER} {month.period} {month.partner_file}",
     ]
+
+
+def exchange_command() -> str:
+    """The ``exchange`` command as a shell that has not activated the virtual environment finds
+    it: the script beside this interpreter (``make demo`` puts nothing on ``PATH``)."""
+    script = Path(sys.executable).with_name("exchange")
+    return shlex.quote(str(script)) if script.exists() else "exchange"
 
 
 def banner(
@@ -258,13 +270,32 @@ async def write_credentials(
     return path
 
 
+def start_afresh(data_dir: Path) -> str:
+    return f"remove {data_dir} to start afresh"
+
+
 async def prepare_last_month(settings: Settings, data_dir: Path, sandboxes: list[SandboxServer]) -> LastMonth | None:
     """Build the previous month (once) and write the partner's file of it; ``None`` on a data
-    directory made before the demo built months (its programs are younger than the month)."""
+    directory made before the demo built months (its programs are younger than the month), or
+    where a build did not finish (stopped with Ctrl-C, say): played again on top of its first
+    half, the month ran into the members' caps with a message that helped nobody."""
+    unfinished = data_dir / UNFINISHED_BUILD
+    if unfinished.exists():
+        print(
+            f"last month's build in {data_dir} did not finish and cannot be resumed; serving without it: "
+            + start_afresh(data_dir)
+        )
+        return None
     print("playing last month through the services (the sandbox partners' planted failures log warnings)")
-    built = await build_previous_month(
-        settings, now=datetime.now(UTC), sandbox_urls={server.program.id: server.url for server in sandboxes}
-    )
+    await asyncio.to_thread(unfinished.touch)
+    try:
+        built = await build_previous_month(
+            settings, now=datetime.now(UTC), sandbox_urls={server.program.id: server.url for server in sandboxes}
+        )
+    except BaseException:
+        print(f"last month's build stopped half-way and cannot be resumed: {start_afresh(data_dir)}", flush=True)
+        raise
+    await asyncio.to_thread(unfinished.unlink)
     if built.built:
         print(f"built {built.period}: {len(built.conversions)} conversions, {len(built.redemptions)} redemptions")
     if built.unplayable is not None:
@@ -290,15 +321,27 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
     child processes: one Ctrl-C stops everything, nothing is left behind if the demo dies,
     and a port already taken fails the start with a clear message.
     """
-    # The gateway's address first: a port in use stops the demo before it builds anything.
+    # Every address first: a port in use stops the demo before it builds anything. A second
+    # demo given another --port would otherwise load its programs into the first one's
+    # database and only then find the sandboxes' ports taken.
     listener = listening_socket(settings.host, settings.port, name="the gateway")
     try:
-        await _run_demo(settings, data_dir, listener)
+        declarations = read_partners_directory(settings.partners_dir).programs
+        sandboxes = demo_sandboxes(declarations, data_dir / "sandboxes", os.environ)
+        for sandbox in sandboxes:
+            ensure_free(
+                sandbox.host,
+                sandbox.port,
+                name=f"sandbox {sandbox.program.id} (the port of its connector.base_url in {settings.partners_dir})",
+            )
+        await _run_demo(settings, data_dir, listener, sandboxes)
     finally:
         listener.close()  # the gateway has closed it already if it served
 
 
-async def _run_demo(settings: Settings, data_dir: Path, listener: socket.socket) -> None:
+async def _run_demo(
+    settings: Settings, data_dir: Path, listener: socket.socket, sandboxes: list[SandboxServer]
+) -> None:
     await asyncio.to_thread(migrate.upgrade, settings.database_url)
     # The coalition has run since the previous month began, so that month can be played.
     calendar = SettlementCalendar(settings.timezone, settings.settlement_period_months)
@@ -308,8 +351,6 @@ async def _run_demo(settings: Settings, data_dir: Path, listener: socket.socket)
         f"loaded {len(report.created) + len(report.updated) + len(report.unchanged)} programs "
         f"from {settings.partners_dir}"
     )
-    declarations = read_partners_directory(settings.partners_dir).programs
-    sandboxes = demo_sandboxes(declarations, data_dir / "sandboxes", os.environ)
     gateway: RunningServer | None = None
     try:
         for sandbox in sandboxes:

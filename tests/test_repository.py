@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 import pytest
@@ -56,6 +57,44 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     assert "make test" in README
     assert re.search(r"^make test\b", ci, re.MULTILINE)
+
+
+def markdown_documents() -> list[Path]:
+    """The project's own Markdown files (not those of installed packages)."""
+    skipped = {".venv", "node_modules", ".git", "test-artifacts"}
+    return sorted(path for path in REPO_ROOT.rglob("*.md") if not skipped & set(path.relative_to(REPO_ROOT).parts))
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a document's headings (lower case, punctuation dropped, spaces
+    to hyphens, a repeated one numbered), and those of its explicit ``<a id>`` tags."""
+    text = re.sub(r"^```.*?^```", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    anchors: set[str] = set(re.findall(r'<a (?:name|id)="([^"]+)"', text))
+    seen: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, re.MULTILINE):
+        heading = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        anchors.add(f"{slug}-{count}" if count else slug)
+    return anchors
+
+
+def test_every_relative_link_in_the_documents_resolves() -> None:
+    checked = 0
+    for document in markdown_documents():
+        text = re.sub(r"^```.*?^```", "", document.read_text(), flags=re.MULTILINE | re.DOTALL)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, fragment = target.partition("#")
+            linked = (document.parent / path) if path else document
+            where = f"{document.relative_to(REPO_ROOT)}: {target}"
+            assert linked.exists(), f"{where}: no such file"
+            if fragment and linked.suffix == ".md":
+                assert fragment in heading_anchors(linked.read_text()), f"{where}: no such heading"
+            checked += 1
+    assert checked >= 50
 
 
 def cli_problem(argv: Sequence[str], *, placeholders: bool = False) -> str | None:

@@ -46,6 +46,10 @@ TOKEN_TYPE = "at+jwt"
 #: Allowance for clocks that disagree a little between the exchange's replicas.
 LEEWAY_SECONDS = 30
 NOT_SIGNED_BY_A_PUBLISHED_KEY = "the token is not signed by a published key of this exchange"
+#: Why a token that was good is no longer, and what to do (the demo's ready member tokens
+#: expire after EXCHANGE_ACCESS_TOKEN_LIFETIME; "the token has expired" alone left callers stuck).
+EXPIRED = "the token has expired: request a new token"
+REVOKED = "the token has been revoked: request a new token"
 
 
 def access_token_claims(
@@ -181,7 +185,7 @@ class TokenVerifier:
             verified, expires = cached
             if self._clock.now().timestamp() > expires + LEEWAY_SECONDS:
                 del self._verified[token]
-                raise InvalidAccessToken("the token has expired")
+                raise InvalidAccessToken(EXPIRED)
             self._verified.move_to_end(token)
         else:
             verified = await self._verify_signed(token, session)
@@ -212,7 +216,7 @@ class TokenVerifier:
         }
         is_revoked, key_published, client_exists, secret_reset = (await session.exec(_STANDING, params=params)).one()
         if is_revoked:
-            raise InvalidAccessToken("the token has been revoked")
+            raise InvalidAccessToken(REVOKED)
         if not key_published:
             raise InvalidAccessToken(NOT_SIGNED_BY_A_PUBLISHED_KEY)
         if not client_exists:
@@ -261,7 +265,7 @@ class TokenVerifier:
         try:
             claims.validate(now=int(self._clock.now().timestamp()), leeway=LEEWAY_SECONDS)
         except ExpiredTokenError:
-            raise InvalidAccessToken("the token has expired") from None
+            raise InvalidAccessToken(EXPIRED) from None
         except MissingClaimError as error:
             raise InvalidAccessToken(f"the token lacks a claim: {error.description}") from None
         except InvalidClaimError as error:

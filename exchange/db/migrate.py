@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
@@ -36,7 +37,27 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply every migration up to ``revision`` (blocking; call it from a thread in async code)."""
+    ensure_writable_folder(url)
     command.upgrade(alembic_config(url), revision)
+
+
+def ensure_writable_folder(url: str) -> None:
+    """Refuse an SQLite file whose directory is missing or read-only, naming it: SQLite writes
+    the file and its journal there, and says only "unable to open database file"."""
+    path = sqlite_file(url)
+    if path is None:
+        return
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        problem = "does not exist: create it"
+    elif not os.access(folder, os.W_OK):
+        problem = "is not writable: make it writable"
+    else:
+        return
+    raise ConfigurationError(
+        f"cannot write the database at {display_url(url)}: the directory {folder} {problem}, "
+        "or point EXCHANGE_DATABASE_URL at the database you meant"
+    )
 
 
 def head_revision() -> str | None:

@@ -30,7 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.contract import MemberAccount
-from exchange.connectors.errors import PartnerError
+from exchange.connectors.errors import PartnerError, UnknownMember
 from exchange.db.database import Database
 from exchange.errors import BadUserInput
 from exchange.federation.cache import SnapshotCache
@@ -205,7 +205,12 @@ class Federation:
         policy = RiskPolicy.of(program.risk)
         name_required = policy is not None and policy.refuse_name_mismatch
         name = check_name_given(program_id, name, required=name_required)
-        answer = await self.connector_for(program).verify_member(member_ref, verification)
+        try:
+            answer = await self.connector_for(program).verify_member(member_ref, verification)
+        except UnknownMember:
+            # Refused as a wrong verification is: which member ids a partner has is not for a
+            # caller to find out by trying them (and the refusal names the field to check).
+            raise VerificationFailed(program_id) from None
         if not answer.verified:
             raise VerificationFailed(program_id)
 

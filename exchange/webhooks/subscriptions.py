@@ -121,7 +121,10 @@ async def create(
 async def listed(
     session: AsyncSession, tenant: str | None, *, program_id: str | None = None
 ) -> Sequence[WebhookSubscription]:
-    """Live subscriptions the tenant sees (staff: optionally one program's), oldest first."""
+    """Live subscriptions the tenant sees (staff: optionally one program's), oldest first; a
+    program that does not exist is not found, not a program with no subscription."""
+    if program_id is not None:
+        await programs.get_program(session, program_id, field="programId")
     query = select(WebhookSubscription).where(col(WebhookSubscription.deleted_at).is_(None))
     owner = tenant if tenant is not None else program_id
     if owner is not None:

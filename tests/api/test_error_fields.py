@@ -71,6 +71,7 @@ UNKNOWN_PROGRAMS = [
     ),
     ("admin", 'mutation { registerAssertionKey(programId: "nope", publicKey: "$key") { kid } }', "programId"),
     ("admin", '{ program(id: "nope") { id } }', "id"),
+    ("admin", '{ webhookSubscriptions(programId: "nope") { id } }', "programId"),
 ]
 
 
@@ -95,6 +96,12 @@ BAD_INPUTS = [
         "member",
         'mutation { linkAccount(programId: "fresh-mart", memberRef: " alice", verification: "1") { memberRef } }',
         "memberRef",
+    ),
+    # An id the partner does not know is refused as a wrong verification: nothing tells which exist.
+    (
+        "member",
+        'mutation { linkAccount(programId: "fresh-mart", memberRef: "nobody-here", verification: "1") { memberRef } }',
+        "verification",
     ),
     (
         "member",

@@ -70,7 +70,7 @@ async def test_old_tokens_verify_until_they_expire_and_then_the_old_key_is_withd
 
     clock.advance(lifetime - keys.KEY_REFRESH + timedelta(seconds=LEEWAY_SECONDS + 1))
     expired = await kit.graphql(VIEWER, old_token)
-    assert expired.json()["errors"][0]["message"] == "the token has expired"
+    assert expired.json()["errors"][0]["message"] == "the token has expired: request a new token"
     assert await published(kit.http) == {old_kid, rotation.new.kid}, "until every old token expired"
 
     assert rotation.retired is not None and rotation.retired.publish_until is not None

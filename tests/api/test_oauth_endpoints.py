@@ -187,7 +187,7 @@ async def test_a_revoked_token_is_refused_and_inactive(kit: ExchangeKit) -> None
     refused = await kit.graphql("{ viewer { role } }", token)
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"] == (
-        'Bearer error="invalid_token", error_description="the token has been revoked"'
+        'Bearer error="invalid_token", error_description="the token has been revoked: request a new token"'
     )
     assert (await kit.http.post("/oauth/introspect", data={"token": token}, auth=auth)).json() == {"active": False}
     again = await kit.http.post("/oauth/revoke", data={"token": token}, auth=auth)

@@ -95,7 +95,7 @@ def _hmac_with_public_key(forge: Forge, signing_key: RSAKey) -> str:
 @pytest.mark.parametrize(
     ("make_token", "description"),
     [
-        (lambda forge, key: forge(exp=_in(-5), iat=_in(-10)), "the token has expired"),
+        (lambda forge, key: forge(exp=_in(-5), iat=_in(-10)), "the token has expired: request a new token"),
         (lambda forge, key: forge(nbf=_in(10)), "the token is not valid yet"),
         (lambda forge, key: forge(iat=_in(10), exp=_in(15)), "the token was issued in the future"),
         (lambda forge, key: forge(iss="https://impostor.example"), "the token was issued by another issuer"),
@@ -164,7 +164,7 @@ async def test_a_revoked_token_is_401_invalid_token(kit: ExchangeKit) -> None:
     response = await kit.graphql(VIEWER, token)
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
-    assert response.json()["errors"][0]["message"] == "the token has been revoked"
+    assert response.json()["errors"][0]["message"] == "the token has been revoked: request a new token"
 
 
 @pytest.mark.parametrize("header", ["Basic YWRtaW46c2VjcmV0", "Bearer", "Token abc"])

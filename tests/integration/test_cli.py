@@ -189,6 +189,42 @@ def test_demo_on_a_port_in_use_stops_before_building_anything(
     assert not (data / "exchange.db").exists()
 
 
+def test_demo_with_a_sandbox_port_in_use_stops_before_building_anything(
+    tmp_path: Path, partners_on_free_ports: Path, taken_port: int
+) -> None:
+    """A second demo given another --port: the first one's sandboxes hold their ports."""
+    declaration = partners_on_free_ports / "formosa-air.toml"
+    declaration.write_text(re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{taken_port}", declaration.read_text()))
+    data = tmp_path / "demo"
+    result = run("demo", "--port", "0", "--data-dir", str(data), "--partners-dir", str(partners_on_free_ports))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"Error: sandbox formosa-air (the port of its connector.base_url in {partners_on_free_ports}) cannot listen "
+        f"on 127.0.0.1:{taken_port}: the address is already in use; stop what listens there or choose another port\n"
+    )
+    assert not (data / "exchange.db").exists()
+
+
+def test_demo_with_a_data_dir_it_cannot_create_says_to_choose_another(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    result = run("demo", "--port", "0", "--data-dir", str(tmp_path / "file" / "demo"))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"Error: the demo cannot create its data directory {tmp_path / 'file' / 'demo'}: Not a directory; "
+        "choose another with --data-dir\n"
+    )
+
+
+def test_upgrade_into_a_missing_directory_says_to_create_it(tmp_path: Path) -> None:
+    result = run("db", "upgrade", env={"EXCHANGE_DATABASE_URL": f"sqlite:///{tmp_path / 'missing' / 'x.db'}"})
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"Error: cannot write the database at sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}: the directory "
+        f"{tmp_path / 'missing'} does not exist: create it, or point EXCHANGE_DATABASE_URL at the database you meant\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def _database_commands() -> list[list[str]]:
     """Every command that needs the database, with made-up values for what it requires."""
 
@@ -570,6 +606,13 @@ async def test_demo_serves_the_six_partners_and_the_coalition_point_with_working
         assert set(partners) == set(credentials["clients"]) - {"settlement", "admin"}
         members = (await client.get(partners["tune-stream"] + "/_sandbox/members")).json()
         assert [m["member_ref"] for m in members["members"]] == ["alice", "bob", "carol", "dave", "erin", "frank"]
+    # The banner's settle commands work as printed, from a shell that never activated .venv.
+    close = demo.find(r"\n    (EXCHANGE_DATABASE_URL=\S+ \S+ settle close \S+)\n")
+    closed = subprocess.run(
+        close, shell=True, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=120, check=False
+    )
+    assert closed.returncode == 0, closed.stderr
+    assert ": CLOSED" in closed.stdout
 
 
 async def test_the_demo_restarts_on_its_data_with_fresh_credentials_and_the_same_members(

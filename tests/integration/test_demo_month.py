@@ -4,11 +4,15 @@ class, and it can be resolved and signed off — what README's walk-through does
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
+from exchange import demo
 from exchange.clock import SetClock
 from exchange.conversions.models import ConversionStatus
 from exchange.demo_month import FILE_PARTNER, MonthReport, build_previous_month, create_sign_ins, partner_records
@@ -158,3 +162,25 @@ async def test_a_month_that_began_before_the_programs_were_loaded_is_left_alone(
     report = await build_previous_month(settings, now=datetime.now(UTC), sandbox_urls={})
     assert not report.built
     assert report.unplayable == "its programs were loaded after it began"
+
+
+async def test_a_build_stopped_half_way_is_not_played_again_and_the_demo_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Played again on top of its first half, the month ran into the members' caps and every
+    restart stopped on 'member_daily_cap of 80000 would be exceeded'."""
+
+    async def interrupted(*args: object, **kwargs: object) -> MonthReport:
+        raise asyncio.CancelledError  # what Ctrl-C raises in the demo's event loop
+
+    monkeypatch.setattr(demo, "build_previous_month", interrupted)
+    with pytest.raises(asyncio.CancelledError):
+        await demo.prepare_last_month(Settings(), tmp_path, [])
+    assert f"stopped half-way and cannot be resumed: remove {tmp_path} to start afresh" in capsys.readouterr().out
+
+    async def played_again(*args: object, **kwargs: object) -> MonthReport:
+        raise AssertionError("a half-built month was played again")
+
+    monkeypatch.setattr(demo, "build_previous_month", played_again)
+    assert await demo.prepare_last_month(Settings(), tmp_path, []) is None
+    assert f"did not finish and cannot be resumed; serving without it: remove {tmp_path}" in capsys.readouterr().out

@@ -72,3 +72,11 @@ def test_every_message_of_the_templates_is_translated_into_traditional_chinese()
 def test_translations_are_read_from_the_catalog_and_english_needs_none() -> None:
     assert translations(TRADITIONAL_CHINESE.tag).gettext("Sign out") == "登出"
     assert translations(DEFAULT.tag).gettext("Sign out") == "Sign out"
+
+
+def test_who_decided_and_when_a_decision_is_due_read_differently_in_zh_tw() -> None:
+    """The risk log's "Decided by" names a person; a held conversion's "Decision due by" a time.
+    One msgid served both, and the console's column of deciders was headed "review deadline"."""
+    chinese = translations(TRADITIONAL_CHINESE.tag)
+    assert chinese.gettext("Decided by") == "決定者"
+    assert chinese.gettext("Decision due by") == chinese.gettext("Decide by") == "審核期限"

@@ -120,3 +120,15 @@ def test_a_quote_or_conversion_of_someone_else_is_not_found(
         assert other.get(quote_page).status_code == 404
         assert other.get("/portal/convert/quotes/not-a-quote").status_code == 404
         assert other.get("/portal/conversions/not-a-conversion").status_code == 404
+
+
+def test_points_out_of_range_are_refused_naming_the_range_and_kept_in_the_form(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    linked_member(portal_gateway, client, also_sign_in=False)
+    for points in ("-3", "99999999999999", "12.5", ""):
+        form = {"from_program": "fresh-mart", "to_program": "formosa-air", "points": points}
+        refused = client.post("/portal/convert", data={**form, "csrf_token": csrf_token(client, "/portal/convert")})
+        assert refused.status_code == 400
+        assert "points must be a whole number from 1 to 1,000,000,000" in refused.text, points
+        assert f'maxlength="15" value="{points}"' in refused.text

@@ -98,7 +98,7 @@ def test_staff_reject_and_approve_held_conversions_and_partners_cannot(holding_g
         member_ref = linked_member(holding_gateway, member)
         to_reject, to_approve = (held_conversion(member) for _ in range(2))
         page = member.get(to_reject).text
-        assert "Your conversion is waiting for review" in page and "Decided by" in page
+        assert "Your conversion is waiting for review" in page and "Decision due by" in page
     assert partners.balance("fresh-mart", member_ref) == 10_000  # nothing moved while held
 
     with signed_in(gateway, gateway.person(Role.PARTNER, "fresh-mart")) as partner:

@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from exchange.conversions.models import Conversion
 from exchange.errors import BadUserInput, ExchangeError
+from exchange.pricing.limits import MAX_POINTS
 from exchange.pricing.models import Quote
 from exchange.services.container import Services
 from exchange.text import whole_number
@@ -56,7 +57,8 @@ class ConvertPages:
         points = whole_number(entered["points"], max_digits=12)
         try:
             if points is None:
-                raise BadUserInput("points must be a whole number", field="points")
+                # Not "must be a whole number" alone: "-3" or a 15-digit number is one.
+                raise BadUserInput(f"points must be a whole number from 1 to {MAX_POINTS:,}", field="points")
             quote = await self.services.conversions.create_quote(
                 member(request), entered["from_program"], entered["to_program"], points
             )

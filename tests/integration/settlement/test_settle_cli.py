@@ -231,3 +231,6 @@ async def test_books_print_a_partners_figures_as_text_or_csv(october: dict[str, 
     shown = run("books", "fresh-mart", "2026-10", env=october)
     assert shown.stdout.splitlines()[0] == "fresh-mart 2026-10 (TWD)"
     assert ["issued", "10000", "1000.00", "TWD"] in [line.split() for line in shown.stdout.splitlines()]
+    lines = [line.split() for line in shown.stdout.splitlines()[1:]]
+    assert ["coalition_estimated_breakage", "-"] in lines, "not known before any lot matured"
+    assert not [line for line in lines if line[-1] == "TWD" and len(line) < 3], "no currency without an amount"
