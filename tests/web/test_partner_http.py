@@ -22,6 +22,7 @@ from exchange.settlement.breaks import ResolveRequest
 from exchange.settlement.models import Resolution
 from exchange.testing.databases import PostgresDatabases
 from exchange.testing.kit import ExchangeKit
+from exchange.web.partner.statements import BREAKS_SHOWN
 from tests.api.conftest import post_last_month
 from tests.web.conftest import Gateway, Person, run_async, start_gateway
 from tests.web.test_console_http import form_token, signed_in
@@ -462,3 +463,24 @@ def test_the_reconciliation_shows_the_partners_breaks_and_their_resolution_read_
         assert "conversion:not-in-ledger" not in theirs and "No records imported" in theirs
         document = client.get(f"{PARTNER}/statements/{period}/statement.json").json()
         assert document["partner"] == "fresh-mart", "the address names no partner: always one's own"
+
+
+def test_the_reconciliation_counts_every_break_and_pages_past_the_first_ones(settled: tuple[Gateway, str]) -> None:
+    gateway, period = settled
+    lines = "".join(f"conversion:unknown-{number},1.00\n" for number in range(BREAKS_SHOWN + 1))
+
+    async def import_wallet_pay_records() -> int:
+        async with open_services(gateway.settings) as services:
+            records = io.BytesIO(f"reference,amount\n{lines}".encode())
+            view = await services.settlement.import_records("wallet-pay", period, records, by="test")
+        return view.reconciliation.breaks
+
+    breaks = run_async(import_wallet_pay_records)
+    assert breaks > BREAKS_SHOWN
+    with signed_in(gateway, gateway.person(Role.PARTNER, "wallet-pay")) as client:
+        first = client.get(f"{PARTNER}/statements/{period}/reconciliation").text
+        assert f'Breaks <span class="muted">({breaks:,})</span>' in first, "the heading counts them all"
+        after = re.search(r'<a href="\?after=(\d+)">Next breaks</a>', first)
+        assert after is not None and first.count("<code>conversion:") == BREAKS_SHOWN
+        rest = client.get(f"{PARTNER}/statements/{period}/reconciliation", params={"after": after[1]}).text
+        assert rest.count("<code>conversion:") == breaks - BREAKS_SHOWN and "Next breaks" not in rest

@@ -12,6 +12,7 @@ from exchange.services.catalog import CatalogService
 from exchange.services.settlement import ReconciliationView, SettlementService
 from exchange.settlement.errors import ReconciliationNotFound
 from exchange.settlement.statements import Statement
+from exchange.text import whole_number
 from exchange.web.access import Page
 from exchange.web.partner.forms import PARTNER_PATH, READ, program_of
 from exchange.web.templating import Pages
@@ -22,6 +23,7 @@ FORMATS = {
     "csv": "text/csv; charset=utf-8",
     "jws": "application/jose",
 }
+#: Breaks on one page of the reconciliation; the page links to the next ones.
 BREAKS_SHOWN = 500
 PERIODS_SHOWN = 24
 
@@ -86,9 +88,17 @@ class StatementPages:
         except ReconciliationNotFound:
             view, breaks = None, []
         else:
-            breaks = await self.settlement.breaks(view.reconciliation, first=BREAKS_SHOWN)
+            after = whole_number(request.query_params.get("after", ""))
+            breaks = await self.settlement.breaks(view.reconciliation, first=BREAKS_SHOWN, after=after)
+        more = len(breaks) == BREAKS_SHOWN
         return self.pages.render(
             request,
             "console/partner/reconciliation.html",
-            {"statement": statement, "view": view, "breaks": breaks, "currency": statement.currency},
+            {
+                "statement": statement,
+                "view": view,
+                "breaks": breaks,
+                "currency": statement.currency,
+                "next_after": breaks[-1].row.id if more else None,
+            },
         )
