@@ -29,6 +29,10 @@ def test_a_member_previews_a_status_match_requests_it_and_the_partner_holds_the_
     link = {"csrf_token": csrf_token(client, "/portal/"), "program": "wallet-pay", "member_ref": member_ref}
     assert client.post("/portal/accounts/link", data={**link, "verification": PIN}).status_code == 303
 
+    offered = client.get("/portal/status-match").text
+    assert 'value="fresh-mart"' in offered and 'value="wallet-pay"' in offered
+    assert 'value="coalition"' not in offered, "the coalition point grants no status to match"
+
     refused = client.get("/portal/status-match", params={"from_program": "wallet-pay", "to_program": "fresh-mart"})
     assert 'id="not-granted"' in refused.text and 'id="request-match"' not in refused.text
 

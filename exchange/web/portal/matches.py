@@ -77,8 +77,14 @@ class StatusMatchPages:
         caller = member(request)
         view = await self.services.members.me(caller)
         catalog = await self.services.catalog.cache.get()
+        # The coalition point grants no status: nothing is matched from or into it.
         programs = sorted(
-            (catalog.programs[account.program_id] for account in view.accounts), key=lambda program: program.name
+            (
+                catalog.programs[account.program_id]
+                for account in view.accounts
+                if account.program_id not in catalog.exchange_held
+            ),
+            key=lambda program: program.name,
         )
         return self.pages.render(
             request,
