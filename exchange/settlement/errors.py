@@ -68,7 +68,12 @@ class NoSuchParticipant(NotFound):
 
 class ReconciliationNotFound(NotFound):
     def __init__(self, partner: str, period: str) -> None:
-        super().__init__(f"no records of {partner} are imported for {period}", field="partnerId")
+        super().__init__(
+            f"no records of {partner} are imported for {period} yet: the partner uploads them "
+            f"(PUT /settlement/records/{partner}/{period}, or importPartnerRecords) or staff import them "
+            f"(exchange settle reconcile --partner {partner} {period} FILE)",
+            field="partnerId",
+        )
 
 
 class BreakNotFound(NotFound):

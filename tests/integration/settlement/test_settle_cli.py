@@ -118,6 +118,8 @@ async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
     october: dict[str, str], tmp_path: Path
 ) -> None:
     assert run("settle", "close", "2026-10", env=october).returncode == 0
+    before = run("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october)
+    assert before.returncode == 2 and "exchange settle reconcile --partner fresh-mart 2026-10 FILE" in before.stderr
     records = tmp_path / "fresh-mart-2026-10.csv"
     records.write_text("reference,amount\nconversion:c1,98.00\nredemption:r1,-15.00\nredemption:r1,-15.00\nextra:1,3\n")
     result = run("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october)
@@ -196,6 +198,8 @@ async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying(
 
 async def test_resolve_takes_a_selection_in_bulk_and_sign_off_follows(october: dict[str, str], tmp_path: Path) -> None:
     assert run("settle", "close", "2026-10", env=october).returncode == 0
+    before = run("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october)
+    assert before.returncode == 2 and "exchange settle reconcile --partner fresh-mart 2026-10 FILE" in before.stderr
     records = tmp_path / "fresh-mart-2026-10.csv"
     records.write_text("reference,amount\nconversion:c1,98.00\nredemption:r1,-15.00\nredemption:r1,-15.00\nextra:1,3\n")
     assert run("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october).returncode == 0
