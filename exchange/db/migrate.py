@@ -81,7 +81,10 @@ def display_url(url: str) -> str:
 
 def sqlite_file(url: str) -> Path | None:
     """The file an SQLite URL names (relative to the working directory), or None: not SQLite,
-    in memory, or a ``file:`` URI that SQLite resolves itself."""
+    in memory, or a ``file:`` URI that SQLite resolves itself. Only an SQLite URL is parsed:
+    a PostgreSQL URL naming several hosts (a failover pair) is not one SQLAlchemy can parse."""
+    if not url.startswith("sqlite"):
+        return None
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None

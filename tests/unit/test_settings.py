@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
+from exchange.db.migrate import ensure_writable_folder
 from exchange.errors import ConfigurationError
 from exchange.settings import Settings, normalize_database_url
 
@@ -119,3 +120,9 @@ def test_statements_are_kept_seven_years_at_least(monkeypatch: pytest.MonkeyPatc
     assert Settings().statement_retention_years == 10
     with pytest.raises(ValidationError, match="greater than or equal to 7"):
         Settings(statement_retention_years=6)
+
+
+def test_migrating_checks_the_folder_of_an_sqlite_file_and_leaves_a_multi_host_url_to_libpq() -> None:
+    ensure_writable_folder("postgresql://u@127.0.0.1:5432,127.0.0.1:5433/exchange?target_session_attrs=read-write")
+    with pytest.raises(ConfigurationError, match="does not exist: create it"):
+        ensure_writable_folder("sqlite+aiosqlite:////no-such-folder-here/exchange.db")
