@@ -96,3 +96,41 @@ def test_a_ratio_beyond_what_one_conversion_moves_is_refused_and_the_preview_sti
     assert refused.status_code == 422 and "from 1 to 1,000,000,000" in field_error(refused.text, "ratio")
     preview = partner.get(f"{PARTNER}/rates/preview", params={"fromProgram": "tune-stream", "points": "1000"})
     assert preview.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "chosen",
+    [
+        "r" * 65,  # longer than the column: was a 500
+        "a?b",  # its link opened reward a
+        "a/b",  # its link opened no page
+        "a b",
+        "..",
+        "\u202eevil",  # turns the text after it around
+    ],
+)
+def test_an_id_a_partner_chooses_is_refused_on_its_field_unless_it_reads_as_itself_in_an_address(
+    partner: httpx.Client, chosen: str
+) -> None:
+    title = f"chosen-{next(_titles)}"
+    reward = post(partner, f"{PARTNER}/rewards", id=chosen, title=title, price="5", stock="3")
+    assert reward.status_code == 422 and "ASCII letters, digits" in html.unescape(field_error(reward.text, "id"))
+    assert not published(partner, title)
+    promotion = post(
+        partner,
+        f"{PARTNER}/promotions",
+        id=chosen,
+        bonusPercent="10",
+        startsAt="2031-01-01T00:00",
+        endsAt="2031-02-01T00:00",
+    )
+    assert promotion.status_code == 422 and "ASCII letters, digits" in html.unescape(field_error(promotion.text, "id"))
+    assert f'<th scope="row">{html.escape(chosen)}</th>' not in partner.get(f"{PARTNER}/rates").text
+
+
+def test_an_id_that_keeps_the_rule_is_the_reward_s_address(partner: httpx.Client) -> None:
+    title = f"chosen-{next(_titles)}"
+    reward_id = f"Spring_2031.v-{next(_titles)}"
+    reward = post(partner, f"{PARTNER}/rewards", id=reward_id, title=title, price="5", stock="3")
+    assert reward.status_code == 303 and reward.headers["location"].startswith(f"{PARTNER}/rewards/{reward_id}?")
+    assert title in partner.get(reward.headers["location"]).text

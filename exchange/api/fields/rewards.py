@@ -12,7 +12,7 @@ from strawberry.types import Info
 
 from exchange.api.context import Context
 from exchange.api.fields.access import MANAGE_PROGRAM
-from exchange.api.inputs import IdempotencyKey, Text
+from exchange.api.inputs import ChosenId, IdempotencyKey, Text
 from exchange.api.permissions import PUBLIC, authorize, requires
 from exchange.api.types.rewards import Redemption, RedemptionQuote, RedemptionStatus, Reward, RewardKind
 from exchange.auth.scopes import Scope
@@ -34,7 +34,7 @@ class PublishRewardInput:
     min_level: int = 0
     available_from: datetime | None = strawberry.field(default=None, description="Default: now.")
     available_until: datetime | None = None
-    id: strawberry.ID | None = strawberry.field(default=None, description="Default: a new id.")
+    id: ChosenId | None = strawberry.field(default=None, description="Default: a new id.")
 
     def to_draft(self) -> RewardDraft:
         return RewardDraft(
