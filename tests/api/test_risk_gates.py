@@ -209,6 +209,19 @@ async def test_linking_checks_the_name_against_the_partners_record(kit: Exchange
     ]
 
 
+async def test_a_name_the_partner_reports_that_no_column_can_hold_is_its_bad_answer_not_a_500(
+    kit: ExchangeKit, sandboxes: SandboxFleet
+) -> None:
+    """A partner's own records are outside text too: a NUL in the name it reports (which
+    PostgreSQL cannot store) makes its answer malformed, and nothing is linked."""
+    await sandboxes["fresh-mart"].admin.add_member("nul-name", balance=10, verification="2222", name="Bob\x00Chen")
+    token = await kit.member_token("wallet-pay", "bob")
+    refused = error_of(await kit.graphql(LINK, token, program="fresh-mart", ref="nul-name", verification="2222"))
+    assert refused["extensions"]["code"] == "PARTNER_UNAVAILABLE", refused
+    accounts = (await kit.data(ME, token))["me"]["accounts"]
+    assert "fresh-mart" not in {account["program"]["id"] for account in accounts}
+
+
 async def test_each_gate_refuses_with_its_code_and_changes_nothing(
     kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str], staff: str
 ) -> None:
