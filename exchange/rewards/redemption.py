@@ -69,7 +69,7 @@ from exchange.rewards.models import (
 )
 from exchange.rewards.pricing import RedemptionPrice, redemption_price
 from exchange.risk.gates import Gates, Outflow, Way
-from exchange.risk.models import Subject
+from exchange.risk.models import Decision, Subject
 from exchange.risk.policy import RiskPolicy
 from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition
@@ -225,7 +225,8 @@ class RedemptionSaga(Saga[Redemption]):
     async def _withdraw(self, session: AsyncSession, redemption: Redemption, by: CancelledBy) -> None:
         """End the held (and locked) ``redemption`` FAILED, cancelled ``by`` its member or its
         publisher before staff decided: nothing was debited, so nothing is given back but its
-        stock and the member's count, and nothing reaches the ledger."""
+        stock and the member's count, and nothing reaches the ledger. The risk decision log
+        records the cancel (``CANCEL``), as it records a staff review or an expiry."""
         now = self.clock.now()
         redemption.status, redemption.step = RedemptionStatus.FAILED, RedemptionStep.DONE
         reason = f"cancelled by the {by.value.lower()} while held for review: nothing was debited"
@@ -233,6 +234,8 @@ class RedemptionSaga(Saga[Redemption]):
         redemption.cancelled_by = by
         redemption.lease_until, redemption.updated_at, redemption.finished_at = None, now, now
         session.add(redemption)
+        # The decision log tells a hold's whole story: how it ended, whoever ended it.
+        session.add(outflow(redemption).verdict(Decision.CANCEL, reason, now, CANCELLED_WHILE_HELD))
         await ended_unpaid(session, redemption, now)
 
     async def confirm_delivery(self, redemption_id: str, program_id: str) -> Redemption:

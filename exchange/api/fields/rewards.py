@@ -156,7 +156,8 @@ class RewardMutations:
     @strawberry.mutation(
         description="Cancel a redemption, as its member or the publishing partner. A HELD one (waiting for "
         "staff review) ends FAILED at once (`failureCode` CANCELLED): nothing was debited, nothing reaches "
-        "the ledger, its stock and the member's count are given back. A paid, undelivered one (COMPLETED) is reversed: the points, the ledger entries and the "
+        "the ledger, its stock and the member's count are given back, and the risk decision log records the "
+        "cancel. A paid, undelivered one (COMPLETED) is reversed: the points, the ledger entries and the "
         "stock are given back. Cancelling again as the same party returns it as it stands (REVERSING or "
         "REVERSED once paid), nothing done twice. Any other status, a redemption the other party cancelled "
         "included, is `BAD_USER_INPUT` (`extensions.status`).",
