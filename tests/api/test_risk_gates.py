@@ -734,6 +734,23 @@ async def test_a_held_redemption_is_cancelled_by_its_member_or_publisher_and_par
             "redemption.failed",
         ]
 
+    # The decision log tells each hold's whole story, a cancel included (newest first).
+    told = {
+        redemption: [
+            (d["decision"], d["rule"], d["decidedBy"]) for d in await decisions(kit, staff, redemption=redemption)
+        ]
+        for redemption in (by_member, by_publisher, rejected, to_expire)
+    }
+    assert told == {
+        by_member: [("CANCEL", "CANCELLED", None), ("HOLD", "HOLD_ABOVE", None)],
+        by_publisher: [("CANCEL", "CANCELLED", None), ("HOLD", "HOLD_ABOVE", None)],
+        rejected: [("REJECT", "STAFF_REVIEW", told[rejected][0][2]), ("HOLD", "HOLD_ABOVE", None)],
+        to_expire: [("REJECT", "HOLD_EXPIRED", None), ("HOLD", "HOLD_ABOVE", None)],
+    }
+    assert told[rejected][0][2] is not None  # the staff member
+    (cancel,) = [d for d in await decisions(kit, staff, redemption=by_member) if d["decision"] == "CANCEL"]
+    assert "cancelled by the member" in cancel["reason"] and cancel["points"] == 5304
+
 
 async def test_a_members_cancel_and_a_staff_approval_at_once_end_in_exactly_one_outcome(
     kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str], staff: str

@@ -67,6 +67,32 @@ def test_a_body_that_is_not_a_small_form_of_text_is_refused_unread(partner: http
     assert not published(partner, title)
 
 
+def test_a_field_of_one_value_sent_twice_is_refused_by_name_and_a_list_of_ticks_keeps_its_repeats(
+    gateway: Gateway, partner: httpx.Client
+) -> None:
+    title = f"twice-{next(_titles)}"
+    twice = post(partner, f"{PARTNER}/rewards", title=title, price=["5", "500"], stock="3")
+    assert twice.status_code == 400 and "price was sent 2 times: it takes one value" in refusal(twice)
+    assert not published(partner, title)
+    with gateway.client() as anonymous:
+        token = form_token(anonymous)
+        sign_in = anonymous.post(
+            "/console/sign-in", data={"csrf_token": token, "username": ["a", "b"], "password": "x"}
+        )
+        assert sign_in.status_code == 400 and "username was sent 2 times" in refusal(sign_in)
+    ticked = post(
+        partner,
+        f"{PARTNER}/promotions",
+        id=f"ticked-{next(_titles)}",
+        bonusPercent="5",
+        endsAt="2099-01-01T00:00",
+        fromPrograms=["tune-stream", "fresh-mart"],
+    )
+    assert ticked.status_code == 303
+    repeated = post(partner, f"{PARTNER}/promotions", id=["p1", "p2"], bonusPercent="5", endsAt="2099-01-01T00:00")
+    assert repeated.status_code == 400 and "id was sent 2 times" in refusal(repeated)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "rule"),
     [
