@@ -94,7 +94,9 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
             data={"csrf_token": token, "note": "all agreed"},
         )
         assert signed_off.status_code == 303
-        assert "Signed off by" in client.get(signed_off.headers["location"]).text
+        page = client.get(signed_off.headers["location"]).text
+        assert "Signed off by" in page
+        assert "<blockquote" in page and "all agreed" in page  # the note, as staff wrote it
 
 
 def test_settlement_pages_refuse_other_roles_and_forms_without_their_token(settling: tuple[Gateway, str]) -> None:
