@@ -57,6 +57,13 @@ class ByteSource(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+#: Why bytes that are not UTF-8 are refused, with the usual cause: a spreadsheet's plain "CSV"
+#: is written in the computer's own encoding (Big5 on a Traditional Chinese Windows), its
+#: "Unicode text" in UTF-16; its "CSV UTF-8" is what the exchange reads.
+NOT_UTF8 = (
+    'not UTF-8 text: save the file as "CSV UTF-8" (a spreadsheet\'s plain CSV may be in the '
+    "computer's own encoding, such as Big5, and its Unicode text is UTF-16)"
+)
 _BOM = b"\xef\xbb\xbf"
 _COUNTERPARTY = r"(?:EXCHANGE|[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)?"
 _DATE_SHAPE = r"\d{4}-\d{2}-\d{2}"
@@ -302,7 +309,7 @@ class RecordReader:
         try:
             text = header.decode("utf-8").removesuffix("\r")
         except UnicodeDecodeError:
-            raise MalformedRecords(1, "not UTF-8 text") from None
+            raise MalformedRecords(1, NOT_UTF8) from None
         if "\r" in text:
             raise MalformedRecords(
                 1,
@@ -315,7 +322,7 @@ class RecordReader:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise MalformedRecords(first_line + raw.count(b"\n", 0, error.start), "not UTF-8 text") from None
+            raise MalformedRecords(first_line + raw.count(b"\n", 0, error.start), NOT_UTF8) from None
         if "\r" in text:
             text = text.replace("\r\n", "\n")
         if '"' in text or len(self.format.block.findall(text)) != text.count("\n"):
