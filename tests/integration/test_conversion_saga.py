@@ -14,6 +14,7 @@ from sqlalchemy import text
 from exchange.coalition.connector import CoalitionConnector
 from exchange.coalition.rules import point_rules
 from exchange.coalition.verify import check_point
+from exchange.connectors.contract import Operation, OperationState
 from exchange.conversions import queries as conversion_queries
 from exchange.conversions.errors import QuoteAlreadyExecuted
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
@@ -440,3 +441,35 @@ async def test_coalition_points_whose_credit_fails_at_the_target_come_back_into_
     assert world.partners["fresh-mart"].balances.get("alice", 100_000) == 100_000
     assert await world.ledger_transactions() == 1, "only the earning is posted"
     assert await world.used() == used, "the spending's limits are given back"
+
+
+async def test_a_callback_that_overtakes_the_partners_pending_answer_is_made_up_for_by_the_poll(
+    world: World,
+) -> None:
+    """The partner answers the credit "accepted, pending", settles it at once, and its callback
+    reaches the exchange before that answer does: the row does not wait yet, so the word
+    changes nothing (a duplicate could not be told apart), and the first poll completes it."""
+    fresh_mart = world.partners["fresh-mart"]
+    words: list[Conversion] = []
+
+    async def credit_then_call_back(operation_id: str, member_ref: str, points: int) -> Operation:
+        settled = await FakePartner.credit(fresh_mart, operation_id, member_ref, points)
+        conversion_id = operation_id.rpartition(":")[0]
+        words.append(
+            await world.saga.conclude(
+                conversion_id, SagaStep.AWAIT_CREDIT, lambda _: ConversionSaga.credit_outcome(settled.status)
+            )
+        )
+        return settled.model_copy(update={"status": OperationState.PENDING, "balance_after": None})
+
+    fresh_mart.credit = credit_then_call_back  # type: ignore[method-assign]
+    conversion = await world.execute(await world.quote(1000))
+    assert [(word.status, word.step) for word in words] == [(ConversionStatus.PENDING, SagaStep.DEBIT)]
+    assert (conversion.status, conversion.step) == (ConversionStatus.PENDING, SagaStep.AWAIT_CREDIT)
+    assert await world.ledger_transactions() == 0
+    await world.recover_all()
+    finished = await world.saga.reload(conversion.id)
+    assert finished.status == ConversionStatus.COMPLETED
+    assert world.partners["happy-card"].balances["alice"] == 99_000
+    assert fresh_mart.balances["alice"] == 102_450, "credited once"
+    assert await world.ledger_transactions() == 1

@@ -11,6 +11,7 @@ import asyncio
 import os
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -205,6 +206,39 @@ async def test_a_forged_or_replayed_callback_is_refused_and_changes_nothing(late
     assert (await late.conversion(conversion.id)).status == ConversionStatus.COMPLETED
     assert await late.postings(conversion.id) == 1
     assert await late.moved("fresh-mart") == conversion.points_out
+
+
+async def test_a_callback_after_the_poll_settled_it_or_about_another_write_changes_nothing(late: Late) -> None:
+    fresh_mart = late.sandboxes["fresh-mart"].admin
+    await fresh_mart.set_faults(callback=CallbackFault.NEVER)
+    conversion = await late.convert(1000, "happy-card", "fresh-mart", "k-polled")
+
+    async def credited() -> bool:
+        return await late.moved("fresh-mart") == conversion.points_out
+
+    await eventually(credited, "the partner settling the credit")
+    await late.services.conversions.recover()  # the poll learns it first
+    assert (await late.conversion(conversion.id)).status == ConversionStatus.COMPLETED
+    settled = next(op for op in await fresh_mart.operations() if op["operation_id"] == f"{conversion.id}:credit")
+
+    async def call_back(**changes: object) -> httpx.Response:
+        """fresh-mart's callback, well signed, about its operation with ``changes``."""
+        body = httpx.Response(200, json={**settled, "target": None, **changes}).content
+        headers = signed_headers(callback_key("sandbox-fresh-mart"), str(uuid.uuid4()), int(time.time()), body)
+        return await late.kit.http.post(late.callback_url, content=body, headers=headers)
+
+    for word in ({}, {"status": "failed"}):  # the same word late, or (against the contract) a contrary one
+        answer = await call_back(**word)
+        assert (answer.status_code, answer.json()["status"]) == (200, "COMPLETED")
+    wrong_write = await call_back(operation_id=f"{conversion.id}:debit", kind="debit")  # happy-card's debit
+    assert wrong_write.status_code == 404
+    other_points = await call_back(points=conversion.points_out + 1)
+    assert other_points.status_code == 400
+    assert other_points.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert (await late.conversion(conversion.id)).status == ConversionStatus.COMPLETED
+    assert await late.postings(conversion.id) == 1
+    assert await late.moved("fresh-mart") == conversion.points_out
+    assert await late.moved("happy-card") == -1000
 
 
 async def test_a_callback_that_never_comes_is_made_up_for_by_polling(late: Late) -> None:
