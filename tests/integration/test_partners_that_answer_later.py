@@ -293,6 +293,29 @@ async def test_a_batch_result_file_completes_some_reverses_others_and_missing_li
     assert await late.moved("happy-card") == -800
 
 
+async def test_a_credits_file_sent_and_its_results_applied_again_after_a_crash_change_nothing(late: Late) -> None:
+    wallet_pay = late.sandboxes["wallet-pay"].admin
+    conversions = [await late.convert(400, "happy-card", "wallet-pay", f"k-again-{n}") for n in range(2)]
+    await wallet_pay.set_faults(decline=1)
+    first = await late.services.batches.run_once()
+    assert (first.sent, first.applied, first.missing) == (1, 2, 0)
+    declined, credited = sorted(conversions, key=lambda c: c.id)  # the file's order
+    assert (await late.conversion(declined.id)).status == ConversionStatus.REVERSED
+    assert (await late.conversion(credited.id)).status == ConversionStatus.COMPLETED
+
+    async with late.db.transaction() as session:  # the process died before it recorded the file sent
+        await session.exec(text("UPDATE credit_batch SET status = 'ASSEMBLED', sent_at = NULL"))  # type: ignore[call-overload]
+    again = await late.services.batches.run_once()  # the same file sent again, its results read again
+    assert (again.sent, again.applied, again.missing) == (1, 2, 0)
+    assert (await late.conversion(declined.id)).status == ConversionStatus.REVERSED
+    assert (await late.conversion(credited.id)).status == ConversionStatus.COMPLETED
+    assert [await late.postings(c.id) for c in (declined, credited)] == [0, 1]
+    assert await late.moved("wallet-pay") == credited.points_out, "credited once"
+    assert await late.moved("happy-card") == -400, "the declined one's debit given back once"
+    credits = [op for op in await wallet_pay.operations() if op["kind"] == "credit"]
+    assert sorted(op["operation_id"] for op in credits) == sorted(f"{c.id}:credit" for c in conversions)
+
+
 async def exchange_command(*argv: str, database_url: str) -> str:
     """The ``exchange`` command's standard output (it must succeed)."""
     process = await asyncio.create_subprocess_exec(
