@@ -1,4 +1,5 @@
-"""The conversion saga against in-memory partners with scripted faults, on both databases."""
+"""The conversion saga against in-memory partners with scripted faults, and the coalition point
+as a source or target (its lots checked against the ledger), on both databases."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 
+from exchange.coalition.connector import CoalitionConnector
+from exchange.coalition.rules import point_rules
+from exchange.coalition.verify import check_point
+from exchange.connectors.contract import Operation, OperationState
+from exchange.conversions import queries as conversion_queries
 from exchange.conversions.errors import QuoteAlreadyExecuted
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest, SagaPolicy
@@ -19,7 +25,7 @@ from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
 from exchange.members.authority import DebitAuthority
-from exchange.members.service import AccountNotLinked
+from exchange.members.service import AccountNotLinked, link_coalition_accounts
 from exchange.observability.metrics import SagaFigures
 from exchange.pricing import quotes
 from exchange.pricing.errors import QuoteExpired, QuoteNotFound
@@ -37,6 +43,7 @@ from tests.fakes import FakePartner, Fault
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+POINT = "coalition"
 
 
 @dataclass
@@ -45,6 +52,8 @@ class World:
     clock: FrozenClock
     partners: dict[str, FakePartner]
     saga: ConversionSaga
+    point: CoalitionConnector
+    """The coalition point, which the exchange keeps itself: no fault to inject, but a crash."""
 
     async def quote(
         self, points: int = 1000, source: str = "happy-card", target: str = "fresh-mart", member: str = "m1"
@@ -91,8 +100,10 @@ async def make_world(db: Database) -> World:
     for member, ref in (("m1", "alice"), ("m2", "bob")):  # known as alice and bob at every partner
         await member_with_accounts(db, dict.fromkeys(programs, ref), T0, member_id=member)
 
-    def connector_for(program: Program) -> FakePartner:
-        return partners[program.id]
+    point = CoalitionConnector(POINT, db, clock, conversion_queries.source_program, CatalogCache(db, ttl=0))
+
+    def connector_for(program: Program) -> FakePartner | CoalitionConnector:
+        return point if program.id == POINT else partners[program.id]
 
     saga = ConversionSaga(
         db=db,
@@ -103,7 +114,7 @@ async def make_world(db: Database) -> World:
         policy=SagaPolicy(timezone=TAIPEI, give_up_after=3),
         gates=risk_gates(),
     )
-    return World(db, clock, partners, saga)
+    return World(db, clock, partners, saga, point)
 
 
 @pytest.fixture
@@ -369,3 +380,96 @@ async def test_a_quote_without_its_limit_counters_must_be_asked_for_again(world:
         await session.exec(text(f"UPDATE quote SET usages = NULL WHERE id = '{quote.id}'"))
     with pytest.raises(QuoteExpired, match="ask for a new one"):
         await world.execute(quote)
+
+
+# -- the coalition point as a saga's source or target: the lots agree with the ledger -------
+
+
+async def point_in_flight(world: World) -> int:
+    """The coalition lots' points moved by conversions the ledger has not posted yet; the lots
+    must otherwise agree with the ledger (and each lot add up)."""
+    async with world.db.transaction() as session:
+        checked = await check_point(session, await point_rules(session))
+    assert checked.problem is None, checked.problem
+    return checked.in_flight
+
+
+async def earn_coalition_points(world: World) -> Conversion:
+    """m1 (alice at every partner) converts 1000 happy-card points into coalition points, and
+    the process dies after the point credited them (the row still says DEBIT)."""
+    async with world.db.transaction() as session:
+        await link_coalition_accounts(session, T0, member_id="m1")
+    quote = await world.quote(1000, target=POINT)
+    authority = DebitAuthority(asserted_by="happy-card")
+    conversion, _ = await world.saga._record(
+        ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="earn", authority=authority)
+    )
+    await world.partners["happy-card"].debit(conversion.debit_operation, "alice", conversion.points_in)
+    await world.point.credit(conversion.credit_operation, "m1", conversion.points_out)
+    assert await point_in_flight(world) == conversion.points_out
+    await world.recover_all()
+    earned = await world.saga.reload(conversion.id)
+    assert (earned.status, await point_in_flight(world)) == (ConversionStatus.COMPLETED, 0)
+    assert (await world.point.account("m1")).balance == conversion.points_out, "credited once"
+    return earned
+
+
+@pytest.mark.parametrize("fault", ["refused", "never-confirmed"])
+async def test_coalition_points_whose_credit_fails_at_the_target_come_back_into_their_lots(
+    world: World, fault: str
+) -> None:
+    earned = await earn_coalition_points(world)
+    used = await world.used()
+    if fault == "refused":
+        del world.partners["fresh-mart"].balances["alice"]  # unknown member at the target
+    else:
+        world.partners["fresh-mart"].fail_next("credit", *[Fault.LOSE_REQUEST] * 10)
+    quote = await world.quote(earned.points_out, source=POINT, target="fresh-mart")
+    authority = DebitAuthority(asserted_by="happy-card", exchange_held=frozenset({POINT}), spends_exchange_held=True)
+    conversion = await world.saga.execute(
+        ExecuteRequest(member_id="m1", quote_id=quote.id, idempotency_key="spend", authority=authority)
+    )
+    for _ in range(5):
+        if conversion.status != ConversionStatus.PENDING:
+            break
+        assert await point_in_flight(world) == -conversion.points_in, "debited at the point, not yet posted"
+        await world.recover_all()
+        conversion = await world.saga.reload(conversion.id)
+    assert conversion.status == ConversionStatus.REVERSED
+    assert (await world.point.account("m1")).balance == earned.points_out, "put back once"
+    assert await point_in_flight(world) == 0
+    assert world.partners["fresh-mart"].balances.get("alice", 100_000) == 100_000
+    assert await world.ledger_transactions() == 1, "only the earning is posted"
+    assert await world.used() == used, "the spending's limits are given back"
+
+
+async def test_a_callback_that_overtakes_the_partners_pending_answer_is_made_up_for_by_the_poll(
+    world: World,
+) -> None:
+    """The partner answers the credit "accepted, pending", settles it at once, and its callback
+    reaches the exchange before that answer does: the row does not wait yet, so the word
+    changes nothing (a duplicate could not be told apart), and the first poll completes it."""
+    fresh_mart = world.partners["fresh-mart"]
+    words: list[Conversion] = []
+
+    async def credit_then_call_back(operation_id: str, member_ref: str, points: int) -> Operation:
+        settled = await FakePartner.credit(fresh_mart, operation_id, member_ref, points)
+        conversion_id = operation_id.rpartition(":")[0]
+        words.append(
+            await world.saga.conclude(
+                conversion_id, SagaStep.AWAIT_CREDIT, lambda _: ConversionSaga.credit_outcome(settled.status)
+            )
+        )
+        return settled.model_copy(update={"status": OperationState.PENDING, "balance_after": None})
+
+    fresh_mart.credit = credit_then_call_back  # type: ignore[method-assign]
+    conversion = await world.execute(await world.quote(1000))
+    assert [(word.status, word.step) for word in words] == [(ConversionStatus.PENDING, SagaStep.DEBIT)]
+    assert (conversion.status, conversion.step) == (ConversionStatus.PENDING, SagaStep.AWAIT_CREDIT)
+    assert await world.ledger_transactions() == 0
+    await world.recover_all()
+    finished = await world.saga.reload(conversion.id)
+    assert finished.status == ConversionStatus.COMPLETED
+    assert world.partners["happy-card"].balances["alice"] == 99_000
+    assert fresh_mart.balances["alice"] == 102_450, "credited once"
+    assert await world.ledger_transactions() == 1

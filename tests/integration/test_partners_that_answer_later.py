@@ -11,6 +11,7 @@ import asyncio
 import os
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -207,6 +208,39 @@ async def test_a_forged_or_replayed_callback_is_refused_and_changes_nothing(late
     assert await late.moved("fresh-mart") == conversion.points_out
 
 
+async def test_a_callback_after_the_poll_settled_it_or_about_another_write_changes_nothing(late: Late) -> None:
+    fresh_mart = late.sandboxes["fresh-mart"].admin
+    await fresh_mart.set_faults(callback=CallbackFault.NEVER)
+    conversion = await late.convert(1000, "happy-card", "fresh-mart", "k-polled")
+
+    async def credited() -> bool:
+        return await late.moved("fresh-mart") == conversion.points_out
+
+    await eventually(credited, "the partner settling the credit")
+    await late.services.conversions.recover()  # the poll learns it first
+    assert (await late.conversion(conversion.id)).status == ConversionStatus.COMPLETED
+    settled = next(op for op in await fresh_mart.operations() if op["operation_id"] == f"{conversion.id}:credit")
+
+    async def call_back(**changes: object) -> httpx.Response:
+        """fresh-mart's callback, well signed, about its operation with ``changes``."""
+        body = httpx.Response(200, json={**settled, "target": None, **changes}).content
+        headers = signed_headers(callback_key("sandbox-fresh-mart"), str(uuid.uuid4()), int(time.time()), body)
+        return await late.kit.http.post(late.callback_url, content=body, headers=headers)
+
+    for word in ({}, {"status": "failed"}):  # the same word late, or (against the contract) a contrary one
+        answer = await call_back(**word)
+        assert (answer.status_code, answer.json()["status"]) == (200, "COMPLETED")
+    wrong_write = await call_back(operation_id=f"{conversion.id}:debit", kind="debit")  # happy-card's debit
+    assert wrong_write.status_code == 404
+    other_points = await call_back(points=conversion.points_out + 1)
+    assert other_points.status_code == 400
+    assert other_points.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert (await late.conversion(conversion.id)).status == ConversionStatus.COMPLETED
+    assert await late.postings(conversion.id) == 1
+    assert await late.moved("fresh-mart") == conversion.points_out
+    assert await late.moved("happy-card") == -1000
+
+
 async def test_a_callback_that_never_comes_is_made_up_for_by_polling(late: Late) -> None:
     fresh_mart = late.sandboxes["fresh-mart"].admin
     await fresh_mart.set_faults(callback=CallbackFault.NEVER)
@@ -257,6 +291,29 @@ async def test_a_batch_result_file_completes_some_reverses_others_and_missing_li
     assert [await late.postings(c.id) for c in (first, middle, last)] == [0, 1, 1]
     assert await late.moved("wallet-pay") == middle.points_out + last.points_out
     assert await late.moved("happy-card") == -800
+
+
+async def test_a_credits_file_sent_and_its_results_applied_again_after_a_crash_change_nothing(late: Late) -> None:
+    wallet_pay = late.sandboxes["wallet-pay"].admin
+    conversions = [await late.convert(400, "happy-card", "wallet-pay", f"k-again-{n}") for n in range(2)]
+    await wallet_pay.set_faults(decline=1)
+    first = await late.services.batches.run_once()
+    assert (first.sent, first.applied, first.missing) == (1, 2, 0)
+    declined, credited = sorted(conversions, key=lambda c: c.id)  # the file's order
+    assert (await late.conversion(declined.id)).status == ConversionStatus.REVERSED
+    assert (await late.conversion(credited.id)).status == ConversionStatus.COMPLETED
+
+    async with late.db.transaction() as session:  # the process died before it recorded the file sent
+        await session.exec(text("UPDATE credit_batch SET status = 'ASSEMBLED', sent_at = NULL"))  # type: ignore[call-overload]
+    again = await late.services.batches.run_once()  # the same file sent again, its results read again
+    assert (again.sent, again.applied, again.missing) == (1, 2, 0)
+    assert (await late.conversion(declined.id)).status == ConversionStatus.REVERSED
+    assert (await late.conversion(credited.id)).status == ConversionStatus.COMPLETED
+    assert [await late.postings(c.id) for c in (declined, credited)] == [0, 1]
+    assert await late.moved("wallet-pay") == credited.points_out, "credited once"
+    assert await late.moved("happy-card") == -400, "the declined one's debit given back once"
+    credits = [op for op in await wallet_pay.operations() if op["kind"] == "credit"]
+    assert sorted(op["operation_id"] for op in credits) == sorted(f"{c.id}:credit" for c in conversions)
 
 
 async def exchange_command(*argv: str, database_url: str) -> str:

@@ -1,6 +1,8 @@
 """The redemption saga: stock and limits, the clearing entries, faults, cancellation and
-undelivered rewards — on SQLite and PostgreSQL, with in-memory partners; and 50 parallel
-redemptions of a reward with stock 10 on PostgreSQL."""
+undelivered rewards — on SQLite and PostgreSQL, with in-memory partners and the coalition
+point; faults and crashes on a cancel's way back and on a debit of coalition points (the
+lots agree with the ledger after recovery); and on PostgreSQL, 50 parallel redemptions of a
+reward with stock 10, and two recovery workers on the same redemptions in doubt."""
 
 from __future__ import annotations
 
@@ -12,14 +14,22 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.coalition.connector import CoalitionConnector
+from exchange.coalition.rules import point_rules
+from exchange.coalition.verify import check_point
+from exchange.connectors.contract import OperationKind
+from exchange.conversions.clearing import conversion_transaction
 from exchange.db.database import Database
 from exchange.errors import IdempotencyConflict
 from exchange.federation.accounts import Federation
+from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
 from exchange.members.authority import DebitAuthority
+from exchange.members.service import link_coalition_accounts
 from exchange.pricing.errors import LimitExceeded
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
@@ -38,11 +48,13 @@ from exchange.rewards.models import (
     CancelledBy,
     Redemption,
     RedemptionStatus,
+    RedemptionStep,
     Reward,
     RewardKind,
 )
 from exchange.rewards.redemption import RedeemRequest, RedemptionSaga
 from exchange.sagas.engine import SagaPolicy
+from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.container import risk_gates
 from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
@@ -52,6 +64,11 @@ from tests.fakes import FakePartner, Fault
 TAIPEI = ZoneInfo("Asia/Taipei")
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 PROGRAMS = ("wallet-pay", "happy-card", "fresh-mart", "harbor-bank", "tune-stream", "formosa-air")
+POINT = "coalition"
+
+
+async def funded_by_fresh_mart(session: AsyncSession, saga_id: str) -> str | None:
+    return "fresh-mart"
 
 
 @dataclass
@@ -61,6 +78,8 @@ class World:
     partners: dict[str, FakePartner]
     saga: RedemptionSaga
     alice: str
+    point: CoalitionConnector
+    """The coalition point, which the exchange keeps itself: no fault to inject, but a crash."""
 
     async def reward(self, stock: int = 10, **options: object) -> Reward:
         draft = catalog.RewardDraft(title="Lounge pass", price=Decimal("150"), stock=stock, **options)  # type: ignore[arg-type]
@@ -110,9 +129,10 @@ async def make_world(db: Database, members: int = 0) -> World:
         await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), T0)
     balances = {"alice": 100_000, "bob": 500, **{f"m{n}": 10_000 for n in range(members)}}
     partners = {program: FakePartner(program, dict(balances)) for program in PROGRAMS}
+    point = CoalitionConnector(POINT, db, clock, funded_by_fresh_mart, CatalogCache(db, ttl=0))
 
-    def connector_for(program: Program) -> FakePartner:
-        return partners[program.id]
+    def connector_for(program: Program) -> FakePartner | CoalitionConnector:
+        return point if program.id == POINT else partners[program.id]
 
     saga = RedemptionSaga(
         db=db,
@@ -131,7 +151,7 @@ async def make_world(db: Database, members: int = 0) -> World:
         gates=risk_gates(),
     )
     alice = await member_with_accounts(db, {"happy-card": "alice", "fresh-mart": "alice"}, T0)
-    return World(db, clock, partners, saga, alice)
+    return World(db, clock, partners, saga, alice, point)
 
 
 @pytest.fixture
@@ -294,3 +314,164 @@ async def test_fifty_parallel_redemptions_of_ten_in_stock_make_exactly_ten(pg_db
         ).one()[0]
     assert lines == 10
     assert (await world.balances())["partner-clearing:formosa-air"] == 10 * 15000
+
+
+# -- faults and crashes on the way back: nothing lost, nothing given back twice ----------
+
+
+def reversals(partner: FakePartner) -> list[str]:
+    """The reversals ``partner`` recorded (each applies once, however often it was sent)."""
+    return [op.operation_id for op in partner.operations.values() if op.kind is OperationKind.REVERSAL]
+
+
+@pytest.mark.parametrize("fault", [Fault.LOSE_REQUEST, Fault.APPLY_THEN_LOSE_ANSWER, Fault.UNREACHABLE])
+async def test_a_cancel_whose_reversal_fails_midway_is_finished_by_recovery_exactly_once(
+    world: World, fault: Fault
+) -> None:
+    reward = await world.reward(per_member_limit=1)
+    redemption = await world.redeem(reward)
+    happy_card = world.partners["happy-card"]
+    happy_card.fail_next("reverse", fault)
+    cancelling = await world.saga.cancel(redemption.id, member_id=world.alice)
+    assert (cancelling.status, cancelling.step) == (RedemptionStatus.REVERSING, RedemptionStep.REVERSE_DEBIT)
+    assert (await world.balances())["member-points:happy-card"] == -612, "the ledger waits for the points"
+    assert await world.stock(reward) == 9
+    sent = len(happy_card.calls)
+    repeat = await world.saga.cancel(redemption.id, member_id=world.alice)  # the member cancels again meanwhile
+    assert (repeat.status, len(happy_card.calls)) == (RedemptionStatus.REVERSING, sent), "a repeat sends nothing"
+    with pytest.raises(NotCancellable):  # nor may the publisher start a reversal of its own
+        await world.saga.cancel(redemption.id, program_id="formosa-air")
+
+    assert await world.recover() == 1
+    final = await world.get(redemption.id)
+    assert (final.status, final.step, final.cancelled_by) == (
+        RedemptionStatus.REVERSED,
+        RedemptionStep.DONE,
+        CancelledBy.MEMBER,
+    )
+    assert happy_card.balances["alice"] == 100_000, "given back exactly once"
+    assert reversals(happy_card) == [redemption.reverse_debit_operation]
+    assert await world.balances() == {}, "the ledger reversal is posted once"
+    assert await world.stock(reward) == 10
+    assert await world.recover() == 0
+    assert (await world.redeem(reward, key="k2")).status == RedemptionStatus.COMPLETED, "the count came back"
+
+
+@pytest.mark.parametrize("partner_reversed", [False, True], ids=["before-the-reversal", "after-the-reversal"])
+async def test_a_crash_in_the_middle_of_a_cancel_is_finished_by_recovery_exactly_once(
+    world: World, partner_reversed: bool
+) -> None:
+    reward = await world.reward()
+    redemption = await world.redeem(reward)
+    happy_card = world.partners["happy-card"]
+    async with world.db.transaction() as session:  # the cancel is recorded, then the process dies
+        row = await session.get(Redemption, redemption.id, with_for_update=True)
+        assert row is not None
+        world.saga._start_reversal(row, CancelledBy.PUBLISHER)
+        session.add(row)
+    if partner_reversed:  # ... after the partner gave the points back, before the ledger knew
+        await happy_card.reverse(redemption.reverse_debit_operation, redemption.debit_operation)
+    assert await RedemptionJob(world.saga).run_once() == 0, "the cancel's lease holds the row"
+    assert await world.recover() == 1
+    final = await world.get(redemption.id)
+    assert (final.status, final.cancelled_by) == (RedemptionStatus.REVERSED, CancelledBy.PUBLISHER)
+    assert happy_card.balances["alice"] == 100_000
+    assert reversals(happy_card) == [redemption.reverse_debit_operation]
+    assert await world.balances() == {}
+    assert await world.stock(reward) == 10
+
+
+async def test_coalition_points_pay_through_a_crash_after_the_debit_and_come_back_on_cancel(world: World) -> None:
+    async with world.db.transaction() as session:
+        await link_coalition_accounts(session, T0, member_id=world.alice)
+    # Alice earned 1000 coalition points by a completed conversion out of fresh-mart.
+    await world.point.credit("earned:credit", world.alice, 1000)
+    async with world.db.transaction() as session:
+        await world.saga.ledger.post(
+            session,
+            conversion_transaction(
+                chart=ChartOfAccounts("TWD"),
+                transaction_id="conversion:earned",
+                conversion_id="earned",
+                source="fresh-mart",
+                target=POINT,
+                points_in=10_000,
+                points_out=1000,
+                money_value_minor=100_000,
+                fee_minor=0,
+                effective_at=T0,
+            ),
+        )
+    reward = await world.reward()
+    request = RedeemRequest(
+        member_id=world.alice,
+        reward_id=reward.id,
+        pay_with=POINT,
+        idempotency_key="k-point",
+        authority=DebitAuthority(asserted_by="happy-card", exchange_held=frozenset({POINT}), spends_exchange_held=True),
+    )
+    async with world.db.transaction() as session:  # recorded, debited at the point, then the process dies
+        redemption, created = await world.saga._record_in(session, request)
+    assert created and redemption.points == 153  # 150 TWD + 2 %, at 1 TWD a point
+    await world.point.debit(redemption.debit_operation, world.alice, redemption.points)
+    assert await point_in_flight(world) == -153, "the lots moved; the ledger has not yet"
+    assert (await world.saga.redeem(request)).status == RedemptionStatus.PENDING, "a repeat debits nothing"
+
+    assert await world.recover() == 1
+    assert (await world.get(redemption.id)).status == RedemptionStatus.COMPLETED
+    assert (await world.point.account(world.alice)).balance == 847
+    assert (await world.balances())["member-points:coalition"] == 847
+    assert await point_in_flight(world) == 0
+
+    async with world.db.transaction() as session:  # the member cancels; the process dies after the point
+        row = await session.get(Redemption, redemption.id, with_for_update=True)
+        assert row is not None
+        world.saga._start_reversal(row, CancelledBy.MEMBER)
+        session.add(row)
+    await world.point.reverse(redemption.reverse_debit_operation, redemption.debit_operation)
+    assert await point_in_flight(world) == 153
+    assert await world.recover() == 1
+    assert (await world.get(redemption.id)).status == RedemptionStatus.REVERSED
+    assert (await world.point.account(world.alice)).balance == 1000, "put back once, into the lot it came from"
+    assert (await world.balances())["member-points:coalition"] == 1000
+    assert await point_in_flight(world) == 0
+    assert await world.stock(reward) == 10
+
+
+async def point_in_flight(world: World) -> int:
+    """The coalition lots' points moved by sagas the ledger has not posted yet; the lots must
+    otherwise agree with the ledger (and each lot add up)."""
+    async with world.db.transaction() as session:
+        checked = await check_point(session, await point_rules(session))
+    assert checked.problem is None, checked.problem
+    return checked.in_flight
+
+
+async def test_two_workers_settle_each_redemption_in_doubt_once(pg_db: Database) -> None:
+    world = await make_world(pg_db)
+    reward = await world.reward(stock=20)
+    happy_card = world.partners["happy-card"]
+    debits = []
+    for n in range(3):  # debits applied whose answers were lost
+        happy_card.fail_next("debit", Fault.APPLY_THEN_LOSE_ANSWER)
+        debits.append(await world.redeem(reward, key=f"debit-{n}"))
+    cancels = []
+    for n in range(3):  # cancels whose reversals were lost on the way
+        paid = await world.redeem(reward, key=f"cancel-{n}")
+        happy_card.fail_next("reverse", Fault.LOSE_REQUEST)
+        cancels.append(await world.saga.cancel(paid.id, member_id=world.alice))
+    assert {r.status for r in debits + cancels} == {RedemptionStatus.PENDING, RedemptionStatus.REVERSING}
+    world.clock.advance(hours=1)
+
+    driven = await asyncio.gather(*(RecoveryWorker(world.saga, batch=2).run_once() for _ in range(2)))
+    assert sum(driven) == 6
+    assert [(await world.get(r.id)).status for r in debits] == [RedemptionStatus.COMPLETED] * 3
+    assert [(await world.get(r.id)).status for r in cancels] == [RedemptionStatus.REVERSED] * 3
+    checks = [call for call in happy_card.calls if call[0] == "operation_status"]
+    assert sorted(checks) == sorted(("operation_status", r.debit_operation) for r in debits)
+    assert sorted(reversals(happy_card)) == sorted(r.reverse_debit_operation for r in cancels)
+    assert happy_card.balances["alice"] == 100_000 - 3 * 612
+    balances = await world.balances()
+    assert balances["member-points:happy-card"] == -3 * 612
+    assert balances["partner-clearing:formosa-air"] == 3 * 15000
+    assert await world.stock(reward) == 17

@@ -1,5 +1,5 @@
 """Status matches against real sandbox partners: live verification, the push, the challenge,
-expiry and the target partner told, and pushes whose outcome was unknown."""
+expiry and the target partner told, and pushes and reverts whose outcome was unknown."""
 
 from __future__ import annotations
 
@@ -183,6 +183,29 @@ async def test_a_push_that_never_applied_is_voided_and_does_not_count(world: Wor
     assert (await world.airline_account()).tier == "Base"
     again = await world.matching.request(world.member, "harbor-bank", "formosa-air")
     assert again.status == MatchStatus.ACTIVE
+
+
+@pytest.mark.parametrize("fault", [FaultKind.APPLY_THEN_DROP, FaultKind.ERROR])
+async def test_a_revert_whose_outcome_was_lost_is_sent_again_and_applies_once(world: World, fault: FaultKind) -> None:
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    world.advance(timedelta(days=91))
+    formosa_air = world.sandboxes["formosa-air"].admin
+    await formosa_air.set_faults(script=[fault])
+    assert await MatchExpiry(world.matching.saga).run_once() == 1
+    [reverting] = await world.matches()
+    assert reverting.status == MatchStatus.UPDATING, "kept until the partner confirms the revert"
+    assert await MatchExpiry(world.matching.saga).run_once() == 0, "asked again after a back-off"
+
+    world.advance(timedelta(minutes=5))
+    assert await MatchExpiry(world.matching.saga).run_once() == 1
+    [expired] = await world.matches()
+    assert expired.status == MatchStatus.EXPIRED
+    assert (await world.airline_account()).tier == "Base"
+    log = await formosa_air.operations()
+    assert [entry["operation_id"] for entry in log if entry["reverses"]] == [f"{match.id}:revert"]
+    assert {entry["operation_id"]: entry["status"] for entry in log}[f"{match.id}:match"] == "reversed"
+    world.advance(timedelta(minutes=5))
+    assert await MatchExpiry(world.matching.saga).run_once() == 0
 
 
 async def test_meeting_the_challenge_keeps_the_tier_longer(world: World) -> None:
