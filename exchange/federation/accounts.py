@@ -39,7 +39,7 @@ from exchange.members.models import ActivityMarkers, LinkedAccount, LinkMethod, 
 from exchange.members.validation import MembershipRefused, check_name_given, validate_membership
 from exchange.programs import service as programs
 from exchange.programs.catalog import CatalogCache
-from exchange.programs.models import Program
+from exchange.programs.models import Program, ProgramKind
 from exchange.risk.decisions import decision, record_refusal
 from exchange.risk.models import Decision, RiskDecision, Subject
 from exchange.risk.policy import RiskPolicy
@@ -130,22 +130,27 @@ class Federation:
     async def _views(
         self, links: Sequence[LinkedAccount], activity: ActivityMarkers, *, for_tiers: bool
     ) -> list[AccountView]:
-        """Each link's view, for balances or (``for_tiers``, cached longer) for tiers."""
+        """Each link's view, for balances or (``for_tiers``, cached longer) for tiers, in the
+        order of ``links``. The partners are asked first and the coalition point, which is a
+        read of the exchange's own database, last: that read then overlaps the partners'
+        answers instead of delaying every request to them."""
         catalog = await self.catalog.get()
-        return list(
-            await asyncio.gather(
-                *(
-                    self._view(
-                        link,
-                        catalog.program(link.program_id),
-                        catalog.tier_levels.get(link.program_id, {}),
-                        activity,
-                        for_tiers=for_tiers,
-                    )
-                    for link in links
+        programs = {link.program_id: catalog.program(link.program_id) for link in links}
+        asked = sorted(links, key=lambda link: programs[link.program_id].kind == ProgramKind.COALITION)
+        views = await asyncio.gather(
+            *(
+                self._view(
+                    link,
+                    programs[link.program_id],
+                    catalog.tier_levels.get(link.program_id, {}),
+                    activity,
+                    for_tiers=for_tiers,
                 )
+                for link in asked
             )
         )
+        by_program = {view.program.id: view for view in views}
+        return [by_program[link.program_id] for link in links]
 
     async def _view(
         self,
