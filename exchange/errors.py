@@ -45,6 +45,8 @@ class ErrorCode(StrEnum):
     VELOCITY_EXCEEDED = "VELOCITY_EXCEEDED"
     COOLING_PERIOD = "COOLING_PERIOD"
     NOT_HELD = "NOT_HELD"
+    #: A partner's word on a write the exchange has not yet heard it answer (``exchange.sagas``).
+    NOT_WAITING_YET = "NOT_WAITING_YET"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     #: The transport refused the request before GraphQL ran (see ``exchange.api.refusals``).
     BAD_REQUEST = "BAD_REQUEST"
@@ -64,6 +66,7 @@ _HTTP_STATUSES = {
     ErrorCode.UNRESOLVED_BREAKS: 409,
     ErrorCode.IDEMPOTENCY_CONFLICT: 409,
     ErrorCode.NOT_HELD: 409,
+    ErrorCode.NOT_WAITING_YET: 409,
 }
 
 

@@ -5,7 +5,8 @@ the partner's credential. It only translates: the body (at most 64 KiB, read who
 operation object) and the headers go to :class:`~exchange.services.late.LateOutcomes`, whose
 answer is the saga row as it now stands; refusals are GraphQL-shaped errors with
 ``extensions.code`` — 401 for a forged or stale callback, 404 for an operation the program
-does not have at the exchange, 400 for a malformed one — and change nothing.
+does not have at the exchange, 409 for one whose own answer has not reached the exchange yet
+(to be sent again), 400 for a malformed one — and change nothing.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ from exchange.connectors.errors import (
     PartnerUnavailable,
 )
 from exchange.db.database import Database
-from exchange.errors import ExchangeError, NotFound
+from exchange.errors import ErrorCode, ExchangeError, NotFound
 from exchange.observability.logs import log_context
 from exchange.observability.tracing import tracer
 from exchange.sagas.state import SagaState
@@ -143,6 +143,20 @@ def failure(error: PartnerError) -> tuple[str, str]:
     return error.code.value, error.message
 
 
+class NotWaitingYet(ExchangeError):
+    """A partner's word on a write whose answer the exchange has not had yet (the partner
+    answered "pending" and called back at once, and the call back came first): ask again."""
+
+    code = ErrorCode.NOT_WAITING_YET
+
+    def __init__(self, row_id: str) -> None:
+        super().__init__(
+            f"{row_id} is not waiting for this word yet: its write's answer has not reached the exchange; "
+            "send it again in a few seconds",
+            field="operation_id",
+        )
+
+
 class Saga(abc.ABC, Generic[Row]):
     """Drives rows of one saga table. Subclasses say which statuses still have steps to run
     (:attr:`active`), how each step is attempted, and what commits with a transition."""
@@ -198,18 +212,24 @@ class Saga(abc.ABC, Generic[Row]):
             session.add(row)
         return await self.drive(row, recovering=True)  # type: ignore[arg-type]
 
-    async def conclude(self, row_id: str, waiting: str, decide: Callable[[Row], Transition]) -> Row:
+    async def conclude(
+        self, row_id: str, waiting: str, decide: Callable[[Row], Transition], *, sent_from: Collection[str] = ()
+    ) -> Row:
         """Apply a partner's late word on the write a row waits for at step ``waiting`` (a
         signed callback, a line of a result file): ``decide`` turns the row into the
         transition a poll's answer would have given; then drive the row on.
 
         A row no longer at ``waiting`` is returned as it stands: the word came twice, or a
-        poll learnt it first.
+        poll learnt it first. A row still at a step in ``sent_from`` (the steps the write is
+        sent from) has not heard the partner answer the write yet: the word overtook that
+        answer, and :class:`NotWaitingYet` asks for it again rather than drop it.
         """
         async with self.db.transaction() as session:
             row = await session.get(self.model, row_id, with_for_update=True)
             if row is None:
                 raise self.missing(row_id)
+            if row.status in self.active and row.step in sent_from:
+                raise NotWaitingYet(row_id)
             if row.status not in self.active or row.step != waiting:
                 return row  # type: ignore[return-value]
             row.lease_until = self.clock.now() + self.policy.lease

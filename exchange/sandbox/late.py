@@ -6,7 +6,9 @@ The settler runs beside the sandbox's server while the program's connector ``mod
 ago (a fault knob; null holds every operation pending) and posts each settled operation to
 the callback URL the admin API set (``PUT /_sandbox/callbacks``), as the ``callback`` knob
 says: once, never, twice, or signed with a wrong key. A callback that fails is not sent
-again: the exchange polls for what it missed, which is the point of the faults.
+again: the exchange polls for what it missed, which is the point of the faults. Only one the
+exchange answers ``409 NOT_WAITING_YET`` (it came before the exchange heard the operation's
+"pending" answer) is sent again shortly, as partners/CONTRACT.md asks of every partner.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ logger = logging.getLogger("exchange.sandbox.late")
 
 #: How often the settler looks for operations to settle.
 INTERVAL_SECONDS = 0.05
+#: Sends of one callback the exchange answers "not waiting yet", and the pause between them.
+NOT_WAITING_TRIES = 5
+NOT_WAITING_PAUSE_SECONDS = 0.2
 
 
 @dataclass
@@ -74,17 +79,26 @@ class LateSettler:
             key, f"{operation.operation_id}:{operation.status.value}", int(self.clock.now().timestamp()), body
         )
         for _ in range(2 if fault is CallbackFault.TWICE else 1):
-            try:
-                response = await http.post(
-                    self.target.url, content=body, headers={**headers, "content-type": "application/json"}
-                )
-                answer: int | None = response.status_code
-            except httpx.HTTPError as error:
-                logger.warning("callback for %s failed: %s", operation.operation_id, error)
-                answer = None
-            self.target.sent.append(
-                {"operation_id": operation.operation_id, "status": operation.status.value, "answer": answer}
-            )
+            for tries_left in reversed(range(NOT_WAITING_TRIES)):
+                answer = await self._post(http, self.target.url, operation, body, headers)
+                if answer != 409 or not tries_left:
+                    break
+                await asyncio.sleep(NOT_WAITING_PAUSE_SECONDS)
+
+    async def _post(
+        self, http: httpx.AsyncClient, url: str, operation: Operation, body: bytes, headers: dict[str, str]
+    ) -> int | None:
+        """Send one callback and log it; the exchange's HTTP status, or ``None``: no answer."""
+        try:
+            response = await http.post(url, content=body, headers={**headers, "content-type": "application/json"})
+            answer: int | None = response.status_code
+        except httpx.HTTPError as error:
+            logger.warning("callback for %s failed: %s", operation.operation_id, error)
+            answer = None
+        self.target.sent.append(
+            {"operation_id": operation.operation_id, "status": operation.status.value, "answer": answer}
+        )
+        return answer
 
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=10) as http:

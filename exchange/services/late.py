@@ -170,13 +170,20 @@ class LateOutcomes:
             _same(operation, OperationKind.DEBIT, conversion.source_ref, conversion.points_in)
             source = self.conversions.connector_for((await self.catalog.get()).program(program_id))
             row = await self.conversions.conclude(
-                row_id, SagaStep.AWAIT_DEBIT, lambda row: self.conversions.debit(row, source).outcome(operation.status)
+                row_id,
+                SagaStep.AWAIT_DEBIT,
+                lambda row: self.conversions.debit(row, source).outcome(operation.status),
+                sent_from=(SagaStep.DEBIT,),
             )
             return Concluded("conversion", row_id, row.status, row.step)
         if conversion is not None and suffix == "credit" and conversion.to_program == program_id:
             _same(operation, OperationKind.CREDIT, conversion.target_ref, conversion.points_out)
+            # The move from the debit to the credit is not recorded: the credit is sent from DEBIT.
             row = await self.conversions.conclude(
-                row_id, SagaStep.AWAIT_CREDIT, lambda _: self.conversions.credit_outcome(operation.status)
+                row_id,
+                SagaStep.AWAIT_CREDIT,
+                lambda _: self.conversions.credit_outcome(operation.status),
+                sent_from=(SagaStep.DEBIT, SagaStep.CREDIT),
             )
             return Concluded("conversion", row_id, row.status, row.step)
         if redemption is not None and suffix == "debit" and redemption.paying_program == program_id:
@@ -186,6 +193,7 @@ class LateOutcomes:
                 row_id,
                 RedemptionStep.AWAIT_DEBIT,
                 lambda row: self.redemptions.debit(row, paying).outcome(operation.status),
+                sent_from=(RedemptionStep.DEBIT,),
             )
             return Concluded("redemption", row_id, settled.status, settled.step)
         raise NotFound(

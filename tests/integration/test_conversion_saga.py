@@ -33,6 +33,7 @@ from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.models import Program
+from exchange.sagas.engine import NotWaitingYet
 from exchange.sagas.figures import read_figures
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.container import risk_gates
@@ -443,28 +444,32 @@ async def test_coalition_points_whose_credit_fails_at_the_target_come_back_into_
     assert await world.used() == used, "the spending's limits are given back"
 
 
-async def test_a_callback_that_overtakes_the_partners_pending_answer_is_made_up_for_by_the_poll(
+async def test_a_callback_that_overtakes_the_partners_pending_answer_is_asked_again_and_the_poll_makes_up_for_it(
     world: World,
 ) -> None:
     """The partner answers the credit "accepted, pending", settles it at once, and its callback
-    reaches the exchange before that answer does: the row does not wait yet, so the word
-    changes nothing (a duplicate could not be told apart), and the first poll completes it."""
+    reaches the exchange before that answer does: the row does not wait yet (it is still at the
+    step the credit is sent from), so the word is refused as not waiting yet and changes
+    nothing; the first poll completes it."""
     fresh_mart = world.partners["fresh-mart"]
-    words: list[Conversion] = []
+    refusals: list[NotWaitingYet] = []
 
     async def credit_then_call_back(operation_id: str, member_ref: str, points: int) -> Operation:
         settled = await FakePartner.credit(fresh_mart, operation_id, member_ref, points)
         conversion_id = operation_id.rpartition(":")[0]
-        words.append(
+        with pytest.raises(NotWaitingYet) as refused:
             await world.saga.conclude(
-                conversion_id, SagaStep.AWAIT_CREDIT, lambda _: ConversionSaga.credit_outcome(settled.status)
+                conversion_id,
+                SagaStep.AWAIT_CREDIT,
+                lambda _: ConversionSaga.credit_outcome(settled.status),
+                sent_from=(SagaStep.DEBIT, SagaStep.CREDIT),
             )
-        )
+        refusals.append(refused.value)
         return settled.model_copy(update={"status": OperationState.PENDING, "balance_after": None})
 
     fresh_mart.credit = credit_then_call_back  # type: ignore[method-assign]
     conversion = await world.execute(await world.quote(1000))
-    assert [(word.status, word.step) for word in words] == [(ConversionStatus.PENDING, SagaStep.DEBIT)]
+    assert len(refusals) == 1
     assert (conversion.status, conversion.step) == (ConversionStatus.PENDING, SagaStep.AWAIT_CREDIT)
     assert await world.ledger_transactions() == 0
     await world.recover_all()

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ from exchange.conversions.saga import ExecuteRequest
 from exchange.db.database import Database
 from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
-from exchange.sandbox.faults import CallbackFault
+from exchange.sandbox.faults import CallbackFault, FaultKind
 from exchange.services.container import Services, load_partners_directory
 from exchange.serving import free_port, serving
 from exchange.settings import Settings
@@ -97,6 +98,19 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: f
     while not await check():
         assert time.monotonic() < deadline, f"{what} never happened"
         await asyncio.sleep(0.02)
+
+
+async def credit_at_fresh_mart(late: Late, conversion: Conversion) -> dict[str, Any]:
+    """The conversion's credit as fresh-mart has it now."""
+    operations = await late.sandboxes["fresh-mart"].admin.operations()
+    return next(op for op in operations if op["operation_id"] == f"{conversion.id}:credit")
+
+
+async def call_back(late: Late, operation: dict[str, Any], **changes: object) -> httpx.Response:
+    """fresh-mart's callback, well signed, about its ``operation`` with ``changes``."""
+    body = httpx.Response(200, json={**operation, "target": None, **changes}).content
+    headers = signed_headers(callback_key("sandbox-fresh-mart"), str(uuid.uuid4()), int(time.time()), body)
+    return await late.kit.http.post(late.callback_url, content=body, headers=headers)
 
 
 @pytest.fixture
@@ -219,26 +233,46 @@ async def test_a_callback_after_the_poll_settled_it_or_about_another_write_chang
     await eventually(credited, "the partner settling the credit")
     await late.services.conversions.recover()  # the poll learns it first
     assert (await late.conversion(conversion.id)).status == ConversionStatus.COMPLETED
-    settled = next(op for op in await fresh_mart.operations() if op["operation_id"] == f"{conversion.id}:credit")
-
-    async def call_back(**changes: object) -> httpx.Response:
-        """fresh-mart's callback, well signed, about its operation with ``changes``."""
-        body = httpx.Response(200, json={**settled, "target": None, **changes}).content
-        headers = signed_headers(callback_key("sandbox-fresh-mart"), str(uuid.uuid4()), int(time.time()), body)
-        return await late.kit.http.post(late.callback_url, content=body, headers=headers)
-
+    settled = await credit_at_fresh_mart(late, conversion)
     for word in ({}, {"status": "failed"}):  # the same word late, or (against the contract) a contrary one
-        answer = await call_back(**word)
+        answer = await call_back(late, settled, **word)
         assert (answer.status_code, answer.json()["status"]) == (200, "COMPLETED")
-    wrong_write = await call_back(operation_id=f"{conversion.id}:debit", kind="debit")  # happy-card's debit
+    wrong_write = await call_back(late, settled, operation_id=f"{conversion.id}:debit", kind="debit")  # happy-card's
     assert wrong_write.status_code == 404
-    other_points = await call_back(points=conversion.points_out + 1)
+    other_points = await call_back(late, settled, points=conversion.points_out + 1)
     assert other_points.status_code == 400
     assert other_points.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert (await late.conversion(conversion.id)).status == ConversionStatus.COMPLETED
     assert await late.postings(conversion.id) == 1
     assert await late.moved("fresh-mart") == conversion.points_out
     assert await late.moved("happy-card") == -1000
+
+
+async def test_a_callback_that_overtakes_the_answer_to_its_write_is_asked_again_then_taken(late: Late) -> None:
+    """fresh-mart takes the credit and settles it, but its answer to the credit is lost: the
+    exchange has not heard that the credit is waiting when the callback comes. The callback is
+    refused as not waiting yet (409, to be sent again), not answered "taken" and dropped."""
+    fresh_mart = late.sandboxes["fresh-mart"].admin
+    await fresh_mart.set_faults(callback=CallbackFault.NEVER, script=[FaultKind.APPLY_THEN_ERROR])
+    conversion = await late.convert(1000, "happy-card", "fresh-mart", "k-overtaken")
+
+    async def credited() -> bool:
+        return await late.moved("fresh-mart") == conversion.points_out
+
+    await eventually(credited, "the partner settling the credit")
+    settled = await credit_at_fresh_mart(late, conversion)
+    early = await call_back(late, settled)
+    assert early.status_code == 409
+    [error] = early.json()["errors"]
+    assert (error["extensions"]["code"], error["extensions"]["field"]) == ("NOT_WAITING_YET", "operation_id")
+    assert "send it again" in error["message"]
+    assert (await late.conversion(conversion.id)).status == ConversionStatus.PENDING
+    assert await late.postings(conversion.id) == 0
+    await late.services.conversions.recover()  # the exchange learns the credit's fate from the partner
+    again = await call_back(late, settled)
+    assert (again.status_code, again.json()["status"]) == (200, "COMPLETED")
+    assert await late.postings(conversion.id) == 1
+    assert await late.moved("fresh-mart") == conversion.points_out
 
 
 async def test_a_callback_that_never_comes_is_made_up_for_by_polling(late: Late) -> None:
