@@ -13,7 +13,12 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.errors import NotFound
-from exchange.programs.declarations import PartnersDirectory, PointDeclaration, ProgramDeclaration
+from exchange.programs.declarations import (
+    PartnersDirectory,
+    PointDeclaration,
+    ProgramDeclaration,
+    plural_point_name,
+)
 from exchange.programs.models import (
     CoalitionLevel,
     CoalitionSettings,
@@ -44,6 +49,7 @@ def _program_columns(declaration: ProgramDeclaration) -> dict[str, Any]:
         "name": declaration.name,
         "category": declaration.category,
         "point_name": declaration.point_name,
+        "point_name_plural": plural_point_name(declaration.point_name, declaration.point_name_plural),
         "point_value": declaration.point_value,
         "minimum_points": limits.minimum_points,
         "increment": limits.increment,
@@ -71,6 +77,7 @@ def _point_columns(point: PointDeclaration) -> dict[str, Any]:
         "name": point.name,
         "category": "coalition",
         "point_name": point.point_name,
+        "point_name_plural": plural_point_name(point.point_name, point.point_name_plural),
         "point_value": point.point_value,
         "minimum_points": 1,
         "increment": 1,

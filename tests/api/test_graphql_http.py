@@ -40,13 +40,14 @@ async def test_programs_lists_the_six_sample_programs_and_the_coalition_point(cl
 async def test_program_by_id(client: httpx.AsyncClient) -> None:
     response = await post(
         client,
-        "query($id: ID!) { program(id: $id) { name category pointName limits { minimumPoints increment } } }",
+        "query($id: ID!) { program(id: $id) { name category pointName pointNamePlural limits { minimumPoints increment } } }",
         id="formosa-air",
     )
     assert response.json()["data"]["program"] == {
         "name": "Formosa Air Miles",
         "category": "AIRLINE",
         "pointName": "Mile",
+        "pointNamePlural": "Miles",
         "limits": {"minimumPoints": 3000, "increment": 1000},
     }
 

@@ -107,7 +107,7 @@ def test_a_member_converts_in_time_and_both_partners_balances_change(
     page, partners = member_page, portal_gateway.partners
     member_ref = member_with_two_programs(portal_gateway, page)
     expect(page.locator("#account-fresh-mart .balance")).to_have_text("5,000 FreshMart Point")
-    expect(page.locator("#account-formosa-air .balance")).to_have_text("4,000 Mile")
+    expect(page.locator("#account-formosa-air .balance")).to_have_text("4,000 Miles")
     screenshot(page, "accounts")
     ask_quote(page, "FreshMart Rewards", "Formosa Air Miles", 1_000)
     expect(page.locator("[data-countdown-left]")).to_have_text(re.compile(r"^[0-9]+:[0-5][0-9]$"))
@@ -121,7 +121,7 @@ def test_a_member_converts_in_time_and_both_partners_balances_change(
     assert miles > 4_000
     expect(page.locator("#outcome")).to_contain_text(f"{miles - 4_000:,} points of Formosa Air Miles")
     page.get_by_role("link", name="See your balances").click()
-    expect(page.locator("#account-formosa-air .balance")).to_have_text(f"{miles:,} Mile")
+    expect(page.locator("#account-formosa-air .balance")).to_have_text(f"{miles:,} Miles")
 
 
 def test_after_the_countdown_runs_out_the_page_asks_for_a_new_quote_from_the_keyboard(

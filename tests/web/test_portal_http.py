@@ -29,6 +29,15 @@ def test_a_member_signs_in_through_their_partner_and_sees_their_balance(
     assert "12,345" in home.text and member_ref in home.text
 
 
+@pytest.mark.parametrize(("balance", "shown"), [(12_345, "12,345 FreshMart Points"), (1, "1 FreshMart Point<")])
+def test_a_balance_is_named_in_the_plural_unless_it_is_one_point(
+    portal_gateway: PortalGateway, client: httpx.Client, balance: int, shown: str
+) -> None:
+    sign_in(client, "fresh-mart", portal_gateway.partners.new_member("fresh-mart", balance=balance))
+    home = client.get("/portal/")
+    assert shown in home.text
+
+
 def test_the_partner_page_refuses_a_wrong_pin_and_sends_nobody_back(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
