@@ -33,6 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.errors import ErrorCode
 from exchange.members.models import LinkedAccount, Member
 from exchange.members.names import same_name
+from exchange.risk import reasons
 from exchange.risk.decisions import GateRefusal, decision
 from exchange.risk.models import Decision, RiskDecision, Subject
 from exchange.risk.policy import Per, RiskPolicy, Velocity
@@ -129,13 +130,13 @@ class Gates:
             return
         await self.refuse_if_barred(session, outflow, policy, now)
         if not policy.holds(outflow.points):
-            session.add(outflow.verdict(Decision.ALLOW, "every gate passed", now))
+            session.add(outflow.verdict(Decision.ALLOW, reasons.ALLOWED.text(), now))
             return
         held = {"status": HELD, "lease_until": None, "next_attempt_at": now + policy.hold_expires_after}
         await session.exec(update(outflow.way.table).where(col(outflow.way.id) == outflow.id).values(held))
         for name, value in held.items():
             setattr(row, name, value)
-        reason = f"above {policy.hold_above_points:,} points: waits for staff review"
+        reason = reasons.HELD_ABOVE.text(limit=f"{policy.hold_above_points:,}")
         session.add(outflow.verdict(Decision.HOLD, reason, now, HOLD_ABOVE))
 
     async def refuse_if_barred(
@@ -154,7 +155,7 @@ class Gates:
         source_link = links[outflow.program_id]
         open_at = source_link.linked_at + policy.cooling_period
         if now < open_at:
-            reason = f"points of an account linked at {outflow.program_id} move only from {open_at.isoformat()}"
+            reason = reasons.COOLING_PERIOD.text(program=outflow.program_id, opens_at=open_at.isoformat())
             raise CoolingPeriod(
                 reason,
                 decision=outflow.verdict(Decision.REFUSE, reason, now, ErrorCode.COOLING_PERIOD.value),
@@ -164,7 +165,7 @@ class Gates:
         target_link = links.get(outflow.to_program) if outflow.to_program is not None else None
         source_name, target_name = source_link.holder_name, target_link.holder_name if target_link else None
         if policy.refuse_name_mismatch and source_name and target_name and not same_name(source_name, target_name):
-            reason = f"{outflow.program_id} and {outflow.to_program} have different names for the member"
+            reason = reasons.NAMES_DIFFER.text(program=outflow.program_id, other=str(outflow.to_program))
             raise NamesDiffer(
                 reason,
                 decision=outflow.verdict(Decision.REFUSE, reason, now, ErrorCode.NAME_MISMATCH.value),

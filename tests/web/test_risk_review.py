@@ -134,6 +134,26 @@ def test_staff_reject_and_approve_held_conversions_and_partners_cannot(holding_g
     assert partners.balance("formosa-air", member_ref) > 0
 
 
+def test_the_decision_log_names_programs_and_says_the_gates_reasons_in_the_readers_language(
+    holding_gateway: PortalGateway,
+) -> None:
+    with holding_gateway.gateway.client() as member:
+        linked_member(holding_gateway, member)
+        conversion_id = held_conversion(member).rsplit("/", 1)[1]
+    with signed_in(holding_gateway.gateway, holding_gateway.gateway.person(Role.SETTLEMENT)) as staff:
+        english, chinese = (staff.get("/console/risk/", params={"lang": lang}).text for lang in ("en", "zh-TW"))
+    for page in english, chinese:
+        log = page.split('id="decisions-heading"')[1]
+        row = next(row for row in log.split("<tr>") if conversion_id in row)
+        assert "<td>FreshMart Rewards</td>" in row and "fresh-mart" not in row
+        held = page.split('id="held-redemptions-heading"')[0]
+        assert "<td>FreshMart Rewards <span" in held and "<td>Formosa Air Miles <span" in held
+    assert "above 2,000 points: waits for staff review" in english
+    assert "超過 2,000 點：等候人員審核" in chinese and "waits for staff review" not in chinese
+    # The link the member made just before: verified by the partner, said by its name.
+    assert "已經 Formosa Air Miles 驗證；已核對資格" in chinese
+
+
 def held_redemption(client: httpx.Client) -> None:
     """Redeem a Formosa Air lounge pass (6,120 FreshMart points) with the signed-in member's
     FreshMart points: held."""
