@@ -27,10 +27,22 @@ from exchange.programs.models import (
     ProgramTier,
 )
 
+#: The most program ids a refusal of an unknown one lists.
+KNOWN_IDS_SHOWN = 12
+
 
 class ProgramNotFound(NotFound):
-    def __init__(self, program_id: str, *, field: str = "id") -> None:
-        super().__init__(f"no program has id {program_id!r}", field=field)
+    """No program has the id; the message lists the ``known`` ids (the first few), so that a
+    mistyped one can be put right without a second look-up (they are public: ``programs``)."""
+
+    def __init__(self, program_id: str, *, field: str = "id", known: Iterable[str] = ()) -> None:
+        ids = sorted(known)
+        shown = ", ".join(ids[:KNOWN_IDS_SHOWN]) + (
+            f" and {len(ids) - KNOWN_IDS_SHOWN} more" if len(ids) > KNOWN_IDS_SHOWN else ""
+        )
+        super().__init__(
+            f"no program has id {program_id!r}" + (f"; the programs are {shown}" if ids else ""), field=field
+        )
 
 
 @dataclass
@@ -177,8 +189,13 @@ async def get_program(session: AsyncSession, program_id: str, *, field: str = "i
     until the unit of work ends (to serialize changes counted per program)."""
     program = await session.get(Program, program_id, with_for_update=lock)
     if program is None:
-        raise ProgramNotFound(program_id, field=field)
+        raise ProgramNotFound(program_id, field=field, known=await program_ids(session))
     return program
+
+
+async def program_ids(session: AsyncSession) -> Sequence[str]:
+    """Every program's id."""
+    return (await session.exec(select(Program.id))).all()
 
 
 async def programs_by_id(session: AsyncSession, program_ids: Iterable[str]) -> dict[str, Program]:
