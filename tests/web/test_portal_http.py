@@ -173,6 +173,10 @@ def test_a_member_links_an_account_the_partner_confirms_and_is_refused_a_wrong_c
     assert refused.status_code == 400 and "does not confirm this account" in refused.text
     other_name = link(client, "formosa-air", member_ref, name="Lin Mai")
     assert other_name.status_code == 400 and "has another name for this account" in other_name.text
+    # The member's entries stay in the form to be put right; the verification code is not sent back.
+    assert 'name="member_ref" required maxlength="128"' in other_name.text
+    assert f'value="{member_ref}"' in other_name.text and 'value="Lin Mai"' in other_name.text
+    assert 'name="verification" type="password" required maxlength="256" autocomplete="off">' in other_name.text
     assert "8,000" not in client.get("/portal/").text
     linked = link(client, "formosa-air", member_ref, name="MEI LIN")
     assert linked.status_code == 303 and linked.headers["location"] == "/portal/?notice=linked"
