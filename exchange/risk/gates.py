@@ -175,10 +175,9 @@ class Gates:
             await session.exec(select(Member.id).where(Member.id == outflow.member_id).with_for_update())
             for rule in policy.velocity:
                 if (broken := await self._velocity_breach(session, outflow, rule, now)) is not None:
-                    reason = f"{outflow.program_id} allows {rule.describe()}; {broken}"
                     raise VelocityExceeded(
-                        reason,
-                        decision=outflow.verdict(Decision.REFUSE, reason, now, f"VELOCITY_{rule.per.name}"),
+                        broken,
+                        decision=outflow.verdict(Decision.REFUSE, broken, now, f"VELOCITY_{rule.per.name}"),
                         field=outflow.field,
                         per=rule.per.value,
                         windowSeconds=int(rule.window.total_seconds()),
@@ -187,8 +186,8 @@ class Gates:
     async def _velocity_breach(
         self, session: AsyncSession, outflow: Outflow, rule: Velocity, now: datetime
     ) -> str | None:
-        """What ``outflow`` (counted with everything else that left the account or the member by
-        every way, itself included) breaks of ``rule``, or ``None``."""
+        """Why ``outflow`` (counted with everything else that left the account or the member by
+        every way, itself included) breaks ``rule`` (the reason to log), or ``None``."""
         count, points = 0, 0
         for way in self.ways:
             scope = (
@@ -205,7 +204,7 @@ class Gates:
             ).one()
             count, points = count + counted, points + summed
         if rule.max_count is not None and count > rule.max_count:
-            return f"this would make {count}"
+            return reasons.velocity(outflow.program_id, rule, made=count, over_points=False)
         if rule.max_points is not None and points > rule.max_points:
-            return f"this would make {points:,} points"
+            return reasons.velocity(outflow.program_id, rule, made=points, over_points=True)
         return None

@@ -13,11 +13,16 @@ from dataclasses import dataclass, field
 from string import Formatter
 
 from exchange.risk.models import Decision, RiskDecision
+from exchange.risk.policy import Velocity, duration
+
+#: Fields that hold a whole number (grouped with commas, as ``f"{n:,}"`` writes it).
+NUMBERS = frozenset({"limit", "count", "points", "made"})
 
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """A reason's template (``str.format`` fields, each written as plain text), named by ``key``."""
+    """A reason's template (``str.format`` fields, each written as plain text; those in
+    :data:`NUMBERS` as whole numbers), named by ``key``."""
 
     key: str
     template: str
@@ -28,7 +33,7 @@ class Reason:
         for literal, name, _, _ in Formatter().parse(self.template):
             parts.append(re.escape(literal))
             if name is not None:
-                parts.append(f"(?P<{name}>.+?)")
+                parts.append(f"(?P<{name}>[0-9][0-9,]*)" if name in NUMBERS else f"(?P<{name}>.+?)")
         object.__setattr__(self, "_pattern", re.compile("".join(parts), re.DOTALL))
 
     def text(self, **values: str) -> str:
@@ -56,8 +61,32 @@ UNREVIEWED = Reason("UNREVIEWED", "held for staff review, and not reviewed befor
 #: An account linked after its partner verified it (and the member's name, in the first).
 LINK_VERIFIED_WITH_NAME = Reason("LINK_VERIFIED_WITH_NAME", "verified by {program}; name and eligibility checked")
 LINK_VERIFIED = Reason("LINK_VERIFIED", "verified by {program}; eligibility checked")
+#: Refused by a velocity limit (:func:`velocity`): ``per`` is ``member`` or ``account``, ``window``
+#: a :func:`~exchange.risk.policy.duration`; the limit that counts both names the one broken.
+VELOCITY_COUNT = Reason(
+    "VELOCITY_COUNT",
+    "{program} allows at most {count} conversions or redemptions per {per} in {window}; this would make {made}",
+)
+VELOCITY_POINTS = Reason(
+    "VELOCITY_POINTS", "{program} allows at most {points} points per {per} in {window}; this would make {made} points"
+)
+VELOCITY_BOTH_OVER_COUNT = Reason(
+    "VELOCITY_BOTH_OVER_COUNT",
+    "{program} allows at most {count} conversions or redemptions or {points} points per {per} in {window}; "
+    "this would make {made}",
+)
+VELOCITY_BOTH_OVER_POINTS = Reason(
+    "VELOCITY_BOTH_OVER_POINTS",
+    "{program} allows at most {count} conversions or redemptions or {points} points per {per} in {window}; "
+    "this would make {made} points",
+)
 
 REASONS = (
+    # The limits of both kinds first: the one-kind templates would read them too, less exactly.
+    VELOCITY_BOTH_OVER_COUNT,
+    VELOCITY_BOTH_OVER_POINTS,
+    VELOCITY_COUNT,
+    VELOCITY_POINTS,
     ALLOWED,
     HELD_ABOVE,
     COOLING_PERIOD,
@@ -67,6 +96,22 @@ REASONS = (
     LINK_VERIFIED_WITH_NAME,
     LINK_VERIFIED,
 )
+
+
+def velocity(program: str, rule: Velocity, *, made: int, over_points: bool) -> str:
+    """Why ``rule`` of ``program`` refuses: the outflow would make ``made`` conversions and
+    redemptions, or (``over_points``) ``made`` points, in its window."""
+    values = {"program": program, "per": rule.per.value, "window": duration(rule.window)}
+    values["made"] = f"{made:,}" if over_points else str(made)
+    if rule.max_count is not None:
+        values["count"] = str(rule.max_count)
+    if rule.max_points is not None:
+        values["points"] = f"{rule.max_points:,}"
+    if rule.max_count is not None and rule.max_points is not None:
+        reason = VELOCITY_BOTH_OVER_POINTS if over_points else VELOCITY_BOTH_OVER_COUNT
+    else:
+        reason = VELOCITY_POINTS if over_points else VELOCITY_COUNT
+    return reason.text(**values)
 
 
 def read(row: RiskDecision) -> tuple[Reason, dict[str, str]] | None:

@@ -16,6 +16,7 @@ figures it was written with; any other (a staff member's words) is shown as writ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,8 +73,10 @@ class LoggedDecision:
                 match name:
                     case "program" | "other":
                         values[name] = programs[value].name if value in programs else value
-                    case "limit":
+                    case "limit" | "count" | "points" | "made":
                         values[name] = int(value.replace(",", ""))
+                    case "window":
+                        values[name] = _window(value)
                     case "opens_at":
                         values[name] = datetime.fromisoformat(value)
                     case _:
@@ -154,6 +157,18 @@ class RiskConsole:
         except ExchangeError as refused:
             return await self.held(request, refused=refused)
         return RedirectResponse(f"{BASE}/?{urlencode({'decided': decided.id})}", status_code=303)
+
+
+#: A velocity window as :func:`exchange.risk.policy.duration` writes it: ``1 day``, ``90 seconds``.
+WINDOW = re.compile(r"([0-9]+) (day|hour|minute|second)s?")
+
+
+def _window(written: str) -> tuple[int, str]:
+    """How many of which unit, for the page to say in the reader's language."""
+    found = WINDOW.fullmatch(written)
+    if found is None:
+        raise ValueError(f"not a window: {written!r}")
+    return int(found[1]), found[2]
 
 
 def _row_id(request: Request, name: str) -> str:
