@@ -29,3 +29,11 @@ class SetClock:
 
     def set(self, now: datetime) -> None:
         self.current = now
+
+
+def utc_instant(moment: datetime) -> str:
+    """``moment`` as the exchange writes an instant into what a partner downloads (a signed
+    statement, a statement's or the books' CSV): RFC 3339 in UTC with ``Z``
+    (``2026-12-01T16:00:00Z``; microseconds only when it has some), one notation in every file
+    so that a spreadsheet or a program comparing them reads the same text for the same instant."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -14,7 +14,18 @@ expects, as the ``ValueError`` every JSON caller already handles.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+#: The longest id a partner may choose for what it publishes (a reward, a promotion): their
+#: columns' length.
+CHOSEN_ID_LENGTH = 64
+#: The rule for such an id, in the words errors and the schema use. The id is written into
+#: pages' addresses (``/portal/rewards/<id>``) and read back by people, so it holds only
+#: characters that mean nothing in a URL path (``a?b`` linked to reward ``a``, ``a/b`` to no
+#: page, ``..`` to the page above) and that look like themselves.
+CHOSEN_ID_RULE = f"1 to {CHOSEN_ID_LENGTH} ASCII letters, digits, '.', '_' or '-', beginning with a letter or digit"
+_CHOSEN_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{CHOSEN_ID_LENGTH - 1}}}")
 
 
 def text_problem(value: str, max_length: int, *, min_length: int = 0, printable: bool = False) -> str | None:
@@ -37,6 +48,13 @@ def text_problem(value: str, max_length: int, *, min_length: int = 0, printable:
     if printable and not value.isprintable():
         return "must be printable characters only"
     return None
+
+
+def chosen_id_problem(value: str) -> str | None:
+    """Why ``value`` breaks :data:`CHOSEN_ID_RULE`, in words (``None``: it keeps it)."""
+    if _CHOSEN_ID.fullmatch(value):
+        return None
+    return f"must be {CHOSEN_ID_RULE}" + (f", got {len(value)}" if len(value) > CHOSEN_ID_LENGTH else "")
 
 
 def ascii_digits(text: str) -> int | None:

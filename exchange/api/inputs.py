@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
+import strawberry
 from graphql import (
     GraphQLArgument,
     GraphQLInputField,
@@ -35,7 +36,7 @@ from graphql import (
 from exchange.db.types import MAX_BIGINT
 from exchange.errors import BadUserInput
 from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH, IDEMPOTENCY_KEY_RULE, key_problem
-from exchange.text import text_problem
+from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE, chosen_id_problem, text_problem
 
 if TYPE_CHECKING:
     from strawberry.schema.schema import Schema
@@ -80,6 +81,18 @@ class _IdempotencyKeyText(Text):
         return f"Yours to choose: {IDEMPOTENCY_KEY_RULE}."
 
 
+@dataclass(frozen=True)
+class _ChosenIdText(Text):
+    """The declaration of an id a partner chooses for what it publishes: the domain's own rule
+    (:func:`~exchange.text.chosen_id_problem`), stated in the schema."""
+
+    def problem(self, value: str) -> str | None:
+        return chosen_id_problem(value)
+
+    def describe(self) -> str:
+        return f"Yours to choose: {CHOSEN_ID_RULE}."
+
+
 def numeric_id(value: str, *, what: str, field: str) -> int:
     """A numeric row id (a break's, a delivery's) from its GraphQL ID: it fits 64 bits."""
     if not (value.isascii() and value.isdigit()) or int(value) > MAX_BIGINT:
@@ -89,6 +102,8 @@ def numeric_id(value: str, *, what: str, field: str) -> int:
 
 #: A client-chosen key that makes a write idempotent: one rule for every such key.
 IdempotencyKey = Annotated[str, _IdempotencyKeyText(IDEMPOTENCY_KEY_LENGTH)]
+#: An id a partner chooses for a reward or a promotion it publishes.
+ChosenId = Annotated[strawberry.ID, _ChosenIdText(CHOSEN_ID_LENGTH)]
 #: A settlement period's name, ``YYYY-MM`` (its format is the calendar's to check).
 PeriodName = Annotated[str, Text(7)]
 

@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth.hashing import hash_secret, new_client_secret
-from exchange.auth.models import OAuthClient
+from exchange.auth.models import CLIENT_ID_LENGTH, OAuthClient
 from exchange.auth.scopes import (
     CLIENT_ROLES,
     Role,
@@ -23,6 +23,7 @@ from exchange.auth.scopes import (
 )
 from exchange.errors import BadUserInput, NotFound
 from exchange.programs import service as programs
+from exchange.text import text_problem
 
 
 class ClientNotFound(NotFound):
@@ -94,6 +95,11 @@ async def create_client(
 
 
 async def get_client(session: AsyncSession, client_id: str) -> OAuthClient | None:
+    """The client ``client_id`` names, if any. An id no client can have (too long, or text
+    PostgreSQL cannot be asked about: a NUL, half a surrogate pair) names none: such ids come
+    from outside unchecked, as the ``iss`` of an assertion posted back to the portal."""
+    if text_problem(client_id, CLIENT_ID_LENGTH):
+        return None
     return await session.get(OAuthClient, client_id)
 
 

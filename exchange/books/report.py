@@ -18,6 +18,7 @@ from fractions import Fraction
 from exchange.books.budget import BudgetStatus
 from exchange.books.coalition import CoalitionFigures
 from exchange.books.figures import LedgerFigures
+from exchange.clock import utc_instant
 from exchange.money import POINT_VALUE_SCALE, Currency
 from exchange.spreadsheet import spreadsheet_row
 
@@ -123,7 +124,7 @@ class PartnerBooks:
         cost = self.cost_per_point
         yield (*base, "cost_per_point", "", "" if cost is None else str(cost), self.currency.code)
         yield (*base, "point_value", "", str(self.point_value), self.currency.code)
-        fixed = "" if self.values_fixed_at is None else self.values_fixed_at.isoformat()
+        fixed = "" if self.values_fixed_at is None else utc_instant(self.values_fixed_at)
         yield (*base, "point_values_fixed_at", "", fixed, "")
         if self.coalition is not None:
             side = self.coalition

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -28,12 +29,27 @@ from pydantic import (
     StrictInt,
 )
 
+from exchange.text import text_problem
+
 #: The largest whole number a JSON number holds exactly (2^53 − 1); no amount may exceed it.
 MAX_POINTS = 2**53 - 1
 
 #: Operation ids and member refs are opaque to the partner; these bound their size and alphabet.
 OPERATION_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
 MEMBER_REF_PATTERN = r"^[A-Za-z0-9._:@+-]{1,128}$"
+
+
+def _storable(value: str) -> str:
+    """A partner's text as the exchange may store, compare and show it: an answer holding a
+    NUL or an unpaired surrogate (JSON can write both; PostgreSQL takes neither) is malformed,
+    not a 500 at the row that would have kept it."""
+    if problem := text_problem(value, len(value)):
+        raise ValueError(f"the text {problem}")
+    return value
+
+
+#: Any text in a partner's answer.
+WireText = Annotated[str, AfterValidator(_storable)]
 
 
 class ContractCode(StrEnum):
@@ -135,9 +151,9 @@ class ExpiringPoints(_Wire):
 class MemberAccount(_Wire):
     """A member as the partner sees them: balance, tier and points about to expire."""
 
-    member_ref: str
+    member_ref: WireText
     balance: Points
-    tier: str = Field(description="The partner's own name of the member's tier right now.")
+    tier: WireText = Field(description="The partner's own name of the member's tier right now.")
     tier_expires_at: AwareDatetime | None = Field(
         default=None, description="When a status-match tier lapses; null for the member's own tier."
     )
@@ -149,9 +165,9 @@ class Verification(_Wire):
     for the member (``None`` if it keeps none) and whether the account is eligible. A partner
     that answers neither is taken to have an eligible account and no name on record."""
 
-    member_ref: str
+    member_ref: WireText
     verified: StrictBool
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    name: Annotated[WireText, Field(min_length=1, max_length=200)] | None = None
     eligibility: WireEligibility = Eligibility.ELIGIBLE
 
 
@@ -167,13 +183,13 @@ class Operation(_Wire):
     operation_id: Annotated[str, Field(pattern=OPERATION_ID_PATTERN)]
     kind: WireKind | None
     status: WireState
-    member_ref: str | None = None
+    member_ref: WireText | None = None
     points: Points | None = None
     reversed_points: Points = 0
     balance_after: Points | None = None
-    reverses: str | None = None
+    reverses: WireText | None = None
     target: Operation | None = None
-    tier: str | None = None
+    tier: WireText | None = None
     expires_at: AwareDatetime | None = None
     created_at: AwareDatetime
 
@@ -183,10 +199,10 @@ class Problem(_Wire):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    code: str
-    title: str | None = None
+    code: WireText
+    title: WireText | None = None
     status: int | None = None
-    detail: str | None = None
+    detail: WireText | None = None
 
 
 class TokenResponse(_Wire):

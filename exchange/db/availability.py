@@ -2,8 +2,10 @@
 
 While a primary dies and its standby is promoted (see ``deploy/postgresql-failover.md``),
 connections break and new ones find no server that accepts writes. Those failures are not
-bugs: :func:`is_unavailable` tells them apart from every other database error, the unit of
-work turns them into :class:`DatabaseUnavailable` (``SERVICE_UNAVAILABLE`` for the client,
+bugs: :func:`is_unavailable` tells them apart from every other database error by the state
+of the connection (broken, or never made: :func:`mark_connect_failures`), not by the error
+alone, so that a statement the driver refuses to send (too many parameters, say) on a sound
+connection stays the bug it is. The unit of work turns outages into :class:`DatabaseUnavailable` (``SERVICE_UNAVAILABLE`` for the client,
 503 over plain HTTP), and the client asks again once a primary accepts writes.
 
 Pooled connections the failover broke are dropped as they are taken from the pool
@@ -17,6 +19,7 @@ import select
 from typing import Any
 
 import psycopg
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -44,16 +47,25 @@ class DatabaseUnavailable(ExchangeError):
 
 def is_unavailable(error: DBAPIError) -> bool:
     """Whether ``error`` says the server is gone or refuses writes, as opposed to a fault of
-    the statement (a constraint, a deadlock, a bug), which stays an unexpected error."""
+    the statement (a constraint, a deadlock, a bug, one the driver would not send), which
+    stays an unexpected error."""
     if error.connection_invalidated:
-        return True  # SQLAlchemy saw the connection break
+        # The connection broke (psycopg found it closed or broken), or none could be made.
+        return True
     cause = error.orig
-    if not isinstance(cause, psycopg.Error):
+    if not isinstance(cause, psycopg.Error) or cause.sqlstate is None:
+        # Raised by libpq on a connection still sound: the statement's fault, not the server's.
         return False
-    if cause.sqlstate is None:
-        # Raised by libpq itself: refused, lost, timed out, or no host accepts writes.
-        return isinstance(cause, psycopg.OperationalError)
     return cause.sqlstate.startswith("08") or cause.sqlstate in _NOT_NOW_STATES  # 08: connection exception
+
+
+def mark_connect_failures(context: ExceptionContext) -> None:
+    """Engine ``handle_error`` hook: an ``OperationalError`` met while connecting (refused,
+    timed out, no host accepts writes, a name that does not resolve) invalidates as a broken
+    connection does, so that :func:`is_unavailable` reads both as an outage. SQLAlchemy asks
+    psycopg about the connection's state, and with no connection yet it has none to ask."""
+    if context.connection is None and isinstance(context.original_exception, psycopg.OperationalError):
+        context.is_disconnect = True
 
 
 def drop_if_closed_by_server(_dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:

@@ -22,7 +22,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.db.availability import DatabaseUnavailable, drop_if_closed_by_server, is_unavailable
+from exchange.db.availability import (
+    DatabaseUnavailable,
+    drop_if_closed_by_server,
+    is_unavailable,
+    mark_connect_failures,
+)
 from exchange.settings import normalize_database_url
 
 
@@ -55,6 +60,7 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocomm
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     event.listen(engine.sync_engine.pool, "checkout", drop_if_closed_by_server)
+    event.listen(engine.sync_engine, "handle_error", mark_connect_failures)
     return engine
 
 

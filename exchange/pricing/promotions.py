@@ -23,6 +23,7 @@ from exchange.pricing.models import PERCENT_SCALE, Promotion
 from exchange.pricing.rates import OPERATOR, Origin
 from exchange.pricing.rules import AppliedPromotion
 from exchange.programs.declarations import PartnersDirectory
+from exchange.text import chosen_id_problem
 
 MAX_BONUS_PERCENT = Decimal(1000)
 
@@ -37,6 +38,8 @@ class PromotionTerms:
     sources: tuple[str, ...] | None = None
 
     def check(self) -> None:
+        if problem := chosen_id_problem(self.id):
+            raise BadUserInput(f"id {problem}", field="id")
         if not Decimal(0) < self.bonus_percent <= MAX_BONUS_PERCENT:
             raise BadUserInput(
                 f"bonusPercent must be more than 0 and at most {MAX_BONUS_PERCENT}", field="bonusPercent"

@@ -19,6 +19,7 @@ from exchange.programs import service as programs
 from exchange.programs.declarations import PartnersDirectory
 from exchange.rewards.errors import NotYourReward, RewardNotFound
 from exchange.rewards.models import DESCRIPTION_LENGTH, TITLE_LENGTH, Reward, RewardKind
+from exchange.text import chosen_id_problem
 
 MAX_STOCK = 1_000_000
 
@@ -41,6 +42,8 @@ class RewardDraft:
 
 async def publish(session: AsyncSession, program_id: str, draft: RewardDraft, now: datetime) -> Reward:
     """Check ``draft`` and publish it as ``program_id``'s reward; fields named as in GraphQL."""
+    if draft.id is not None and (problem := chosen_id_problem(draft.id)):
+        raise BadUserInput(f"id {problem}", field="id")
     coalition = await programs.get_coalition(session)
     currency = coalition.settings.currency
     if not 1 <= len(draft.title.strip()) <= TITLE_LENGTH:

@@ -49,9 +49,10 @@ class TierTooLow(ExchangeError):
 
 
 class NotCancellable(BadUserInput):
-    def __init__(self, redemption_id: str, status: str) -> None:
+    def __init__(self, redemption_id: str, status: str, cancelled_by: str | None = None) -> None:
+        by = f" (cancelled by the {cancelled_by.lower()})" if cancelled_by is not None else ""
         super().__init__(
-            f"redemption {redemption_id} is {status}: only a held, or a paid and undelivered, redemption "
+            f"redemption {redemption_id} is {status}{by}: only a held, or a paid and undelivered, redemption "
             "can be cancelled",
             field="redemptionId",
             status=status,

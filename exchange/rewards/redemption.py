@@ -68,8 +68,9 @@ from exchange.rewards.models import (
     RewardKind,
 )
 from exchange.rewards.pricing import RedemptionPrice, redemption_price
+from exchange.risk import reasons
 from exchange.risk.gates import Gates, Outflow, Way
-from exchange.risk.models import Subject
+from exchange.risk.models import Decision, Subject
 from exchange.risk.policy import RiskPolicy
 from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition
@@ -198,22 +199,26 @@ class RedemptionSaga(Saga[Redemption]):
         The row is locked first, so a cancel and a staff review (a guarded update from HELD)
         of one held redemption queue, and exactly one of them ends the hold. ``expected``: the
         status the caller saw, so that a redemption staff approved or rejected meanwhile is
-        refused (:class:`NoLongerHeld`) rather than reversed after all. One already cancelled
-        while held is returned as it stands (a repeat)."""
+        refused (:class:`NoLongerHeld`) rather than reversed after all.
+
+        Idempotent, by one rule for both ends: a cancel that repeats the one that ended the
+        redemption (the same party, expecting what that cancel found, if it says) returns it as
+        it stands; one that ended otherwise (rejected, expired, delivered, not delivered in
+        time, cancelled by the other party) is refused, saying so."""
+        by = CancelledBy.MEMBER if member_id is not None else CancelledBy.PUBLISHER
         async with self.db.transaction() as session:
             redemption = await _locked_for(session, redemption_id, member_id=member_id, program_id=program_id)
-            if _cancelled_while_held(redemption):
+            if _ended_by_cancel(redemption, by, expected):
                 return redemption
             if expected is not None and redemption.status != expected:
                 if expected == RedemptionStatus.HELD:
                     raise NoLongerHeld(redemption_id, redemption.status)
-                raise NotCancellable(redemption_id, redemption.status)
-            by = CancelledBy.MEMBER if member_id is not None else CancelledBy.PUBLISHER
+                raise NotCancellable(redemption_id, redemption.status, redemption.cancelled_by)
             if redemption.status == RedemptionStatus.HELD:
                 await self._withdraw(session, redemption, by)
                 return redemption
             if redemption.status != RedemptionStatus.COMPLETED:
-                raise NotCancellable(redemption_id, redemption.status)
+                raise NotCancellable(redemption_id, redemption.status, redemption.cancelled_by)
             self._start_reversal(redemption, by)
             session.add(redemption)
         return await self.drive(redemption, recovering=False)
@@ -221,14 +226,17 @@ class RedemptionSaga(Saga[Redemption]):
     async def _withdraw(self, session: AsyncSession, redemption: Redemption, by: CancelledBy) -> None:
         """End the held (and locked) ``redemption`` FAILED, cancelled ``by`` its member or its
         publisher before staff decided: nothing was debited, so nothing is given back but its
-        stock and the member's count, and nothing reaches the ledger."""
+        stock and the member's count, and nothing reaches the ledger. The risk decision log
+        records the cancel (``CANCEL``), as it records a staff review or an expiry."""
         now = self.clock.now()
         redemption.status, redemption.step = RedemptionStatus.FAILED, RedemptionStep.DONE
-        redemption.failure_code = CANCELLED_WHILE_HELD
-        redemption.failure_message = f"cancelled by the {by.value.lower()} while held for review: nothing was debited"
+        reason = reasons.CANCELLED_WHILE_HELD.text(by=by.value.lower())
+        redemption.failure_code, redemption.failure_message = CANCELLED_WHILE_HELD, reason
         redemption.cancelled_by = by
         redemption.lease_until, redemption.updated_at, redemption.finished_at = None, now, now
         session.add(redemption)
+        # The decision log tells a hold's whole story: how it ended, whoever ended it.
+        session.add(outflow(redemption).verdict(Decision.CANCEL, reason, now, CANCELLED_WHILE_HELD))
         await ended_unpaid(session, redemption, now)
 
     async def confirm_delivery(self, redemption_id: str, program_id: str) -> Redemption:
@@ -435,8 +443,19 @@ async def _quote(session: AsyncSession, reward_id: str, pay_with: str) -> Redemp
     return RedemptionQuote(reward=reward, paying=paying, price=price)
 
 
-def _cancelled_while_held(redemption: Redemption) -> bool:
-    return redemption.status == RedemptionStatus.FAILED and redemption.failure_code == CANCELLED_WHILE_HELD
+def _ended_by_cancel(redemption: Redemption, by: CancelledBy, expected: RedemptionStatus | None) -> bool:
+    """Whether a cancel ``by`` its member or publisher ended ``redemption``, from the status
+    ``expected`` (if given): while HELD (it failed, nothing debited) or once COMPLETED (it is
+    reversed, or being reversed). Another such cancel is a repeat of that one."""
+    if redemption.cancelled_by != by:
+        return False
+    if redemption.status == RedemptionStatus.FAILED and redemption.failure_code == CANCELLED_WHILE_HELD:
+        found = RedemptionStatus.HELD
+    elif redemption.status in (RedemptionStatus.REVERSING, RedemptionStatus.REVERSED):
+        found = RedemptionStatus.COMPLETED
+    else:
+        return False
+    return expected in (None, found)
 
 
 async def ended_unpaid(session: AsyncSession, redemption: Redemption, now: datetime) -> None:

@@ -1,5 +1,5 @@
-"""The risk decision log: every gate's verdict on a link, a conversion or a redemption, and staff's
-on a hold."""
+"""The risk decision log: every gate's verdict on a link, a conversion or a redemption, staff's
+on a hold, and how a hold ended otherwise (expired, or a redemption cancelled)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ class Decision(StrEnum):
     HOLD = "HOLD"
     APPROVE = "APPROVE"
     REJECT = "REJECT"
+    CANCEL = "CANCEL"
+    """A held redemption's member or publisher cancelled it before staff decided."""
 
 
 class Subject(StrEnum):

@@ -58,6 +58,10 @@ NAMES_DIFFER = Reason("NAMES_DIFFER", "{program} and {other} have different name
 APPROVED = Reason("APPROVED", "approved by staff")
 #: A hold ended before anyone decided it.
 UNREVIEWED = Reason("UNREVIEWED", "held for staff review, and not reviewed before the hold ended: nothing moved")
+#: A held redemption its member or its publisher cancelled (``by``: ``member``, ``publisher``).
+CANCELLED_WHILE_HELD = Reason(
+    "CANCELLED_WHILE_HELD", "cancelled by the {by} while held for review: nothing was debited"
+)
 #: An account linked after its partner verified it (and the member's name, in the first).
 LINK_VERIFIED_WITH_NAME = Reason("LINK_VERIFIED_WITH_NAME", "verified by {program}; name and eligibility checked")
 LINK_VERIFIED = Reason("LINK_VERIFIED", "verified by {program}; eligibility checked")
@@ -93,6 +97,7 @@ REASONS = (
     NAMES_DIFFER,
     APPROVED,
     UNREVIEWED,
+    CANCELLED_WHILE_HELD,
     LINK_VERIFIED_WITH_NAME,
     LINK_VERIFIED,
 )

@@ -57,6 +57,13 @@ class ByteSource(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+#: Why bytes that are not UTF-8 are refused, with the usual cause: a spreadsheet's plain "CSV"
+#: is written in the computer's own encoding (Big5 on a Traditional Chinese Windows), its
+#: "Unicode text" in UTF-16; its "CSV UTF-8" is what the exchange reads.
+NOT_UTF8 = (
+    'not UTF-8 text: save the file as "CSV UTF-8" (a spreadsheet\'s plain CSV may be in the '
+    "computer's own encoding, such as Big5, and its Unicode text is UTF-16)"
+)
 _BOM = b"\xef\xbb\xbf"
 _COUNTERPARTY = r"(?:EXCHANGE|[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)?"
 _DATE_SHAPE = r"\d{4}-\d{2}-\d{2}"
@@ -94,6 +101,31 @@ def _field(name: str, bare: str, quoted: str) -> str:
     return f'(?:"(?P<{name}_q>{quoted})"|(?P<{name}>{bare}))'
 
 
+def _names(header: str) -> tuple[str, ...]:
+    """The column names a header line gives, unquoted."""
+    return tuple(name.strip().strip('"') for name in header.split(","))
+
+
+def _valid_columns(columns: tuple[str, ...]) -> bool:
+    known = REQUIRED + OPTIONAL
+    return (
+        all(name in known for name in columns) and len(set(columns)) == len(columns) and set(REQUIRED) <= set(columns)
+    )
+
+
+def _header_hint(header: str) -> str:
+    """Why a header a spreadsheet wrote is refused, where a common cause shows: the semicolons a
+    spreadsheet set to a decimal comma separates fields with, or capitalised column names."""
+    if ";" in header and "," not in header:
+        return (
+            ": fields are separated by commas, not semicolons (a spreadsheet set to a decimal comma "
+            "saves with semicolons); write amounts with a decimal point, as 1234.50"
+        )
+    if _valid_columns(_names(header.lower())):
+        return ": the column names are lower case"
+    return ""
+
+
 @dataclass(frozen=True)
 class RecordFormat:
     """The columns of one file, in its header's order, and the patterns its lines must match:
@@ -107,14 +139,12 @@ class RecordFormat:
 
     @classmethod
     def from_header(cls, header: str, currency: Currency) -> RecordFormat:
-        columns = tuple(name.strip().strip('"') for name in header.split(","))
-        known = REQUIRED + OPTIONAL
-        unknown = [name for name in columns if name not in known]
-        if unknown or len(set(columns)) != len(columns) or not set(REQUIRED) <= set(columns):
+        columns = _names(header)
+        if not _valid_columns(columns):
             raise MalformedRecords(
                 1,
                 f"the header must name the columns {', '.join(REQUIRED)} and optionally "
-                f"{', '.join(OPTIONAL)}, each once, in any order; got {header!r}",
+                f"{', '.join(OPTIONAL)}, each once, in any order; got {header!r}{_header_hint(header)}",
             )
         values = {**_VALUES, "amount": (_amount_pattern(currency),) * 2}
         line = ",".join(_field(name, *values[name]) for name in columns)
@@ -153,6 +183,11 @@ class RecordFormat:
             return None
         if not text:
             return "an empty line; every line after the header is one record"
+        names = _names(text)
+        if names == self.columns:
+            return "repeats the header: a file has one header line, its first (were two files joined?)"
+        if sorted(names) == sorted(self.columns):
+            return "repeats the header's names in another order: a file has one header line, its first"
         if re.search(f"[{_CONTROLS}]", text):
             return "a field holds a control character or a line break"
         if text.count('"') % 2:
@@ -274,7 +309,12 @@ class RecordReader:
         try:
             text = header.decode("utf-8").removesuffix("\r")
         except UnicodeDecodeError:
-            raise MalformedRecords(1, "not UTF-8 text") from None
+            raise MalformedRecords(1, NOT_UTF8) from None
+        if "\r" in text:
+            raise MalformedRecords(
+                1,
+                "lines end in a carriage return alone (as old Mac spreadsheets save them): save with LF or CRLF line ends",
+            )
         return RecordFormat.from_header(text, currency)
 
     def _check(self, raw: bytes, first_line: int) -> str:
@@ -282,7 +322,7 @@ class RecordReader:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise MalformedRecords(first_line + raw.count(b"\n", 0, error.start), "not UTF-8 text") from None
+            raise MalformedRecords(first_line + raw.count(b"\n", 0, error.start), NOT_UTF8) from None
         if "\r" in text:
             text = text.replace("\r\n", "\n")
         if '"' in text or len(self.format.block.findall(text)) != text.count("\n"):

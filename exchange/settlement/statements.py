@@ -28,7 +28,7 @@ import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from joserfc import jws
@@ -37,6 +37,7 @@ from sqlalchemy import text
 from sqlmodel import or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.clock import utc_instant
 from exchange.coalition.expiry import KIND as EXPIRY_KIND
 from exchange.coalition.liability import liability_at
 from exchange.coalition.models import CoalitionLiability
@@ -98,10 +99,6 @@ def category(kind: str, *parties: str) -> str:
     owed between a partner and the exchange in any but an adjustment or breakage is a ``fee``
     (or a fee refunded)."""
     return "fee" if EXCHANGE in parties and kind not in NOT_FEES else kind
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +171,10 @@ class Statement:
             "currency": self.currency.code,
             "period": {
                 "name": self.period,
-                "start": _timestamp(self.starts_at),
-                "end": _timestamp(self.ends_at),
+                "start": utc_instant(self.starts_at),
+                "end": utc_instant(self.ends_at),
                 "timeZone": self.calendar.timezone.key,
-                "closedAt": _timestamp(self.closed_at),
+                "closedAt": utc_instant(self.closed_at),
             },
             "openingPosition": money(self.opening),
             "lines": [
@@ -186,7 +183,7 @@ class Statement:
                     "reference": line.reference,
                     "kind": line.kind,
                     "category": line.category,
-                    "effectiveAt": _timestamp(line.effective_at),
+                    "effectiveAt": utc_instant(line.effective_at),
                     "counterparty": line.counterparty,
                     "amount": money(line.amount),
                 }

@@ -20,12 +20,16 @@ The guard also reads every ``POST``'s form, in the one way every page then share
 ``request.form()`` is the guard's, read once): a body larger than a form of these pages is
 ``413``, one that is not a form ``415``, a form the parser refuses ``400``. And no page sees a
 value the database cannot hold: an address, query or form value with a NUL (or a file where
-text belongs) is ``400``, naming the value and the rule, before the page runs.
+text belongs) is ``400``, naming the value and the rule, before the page runs. Nor does a page
+pick one of a field's values sent twice: a form field is one value (an amount, an id, a key)
+unless its page declares it a list (``lists``: a group of checkboxes), and a repeated one is
+``400``, naming it.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 
 from starlette.datastructures import FormData, UploadFile
@@ -107,12 +111,15 @@ class Page(Route):
         methods: Collection[str] = ("GET",),
         name: str | None = None,
         csrf: bool = True,
+        lists: Collection[str] = (),
     ) -> None:
         """``csrf=False`` is for the one form another site posts by design (a partner sending
-        a member back to the portal), which the page checks by a token of its own instead."""
+        a member back to the portal), which the page checks by a token of its own instead.
+        ``lists``: the form's fields that may be sent more than once (checkboxes of one name)."""
         self.rule = rule
         self.page = endpoint
         self.csrf = csrf
+        self.lists = frozenset(lists)
 
         async def guarded(request: Request) -> Response:
             visitor = visitor_of(request)
@@ -121,7 +128,7 @@ class Page(Route):
             form = await read_form(request) if request.method == "POST" else None
             if csrf and request.method not in SAFE_METHODS:
                 check_csrf(request, visitor.csrf_token, form)
-            check_values(request, form)
+            check_values(request, form, lists=self.lists)
             return await endpoint(request)
 
         super().__init__(path, guarded, methods=list(methods), name=name or endpoint.__name__)
@@ -161,10 +168,17 @@ def check_csrf(request: Request, expected: str, form: FormData | None) -> None:
         raise CsrfRefused()
 
 
-def check_values(request: Request, form: FormData | None) -> None:
+def check_values(request: Request, form: FormData | None, *, lists: Collection[str] = ()) -> None:
     """Refuse a value of the address, the query or the form that no page takes: text the
-    database cannot hold (a NUL), or a file (no form of these pages uploads one)."""
-    named = [*request.path_params.items(), *request.query_params.multi_items(), *(form.multi_items() if form else [])]
+    database cannot hold (a NUL), a file (no form of these pages uploads one), or a form field
+    sent more than once that is not one of the page's ``lists`` (which of its values would
+    count is anyone's guess: Starlette would give the page the last)."""
+    fields = form.multi_items() if form else []
+    sent = Counter(name for name, _value in fields)
+    for name, times in sent.items():
+        if times > 1 and name not in lists:
+            raise BadRequest(f"{name} was sent {times} times: it takes one value")
+    named = [*request.path_params.items(), *request.query_params.multi_items(), *fields]
     for name, value in named:
         if problem := text_problem(name, MAX_FORM_BYTES):
             raise BadRequest(f"a field's name {problem}")

@@ -70,9 +70,17 @@ class SettlementConsole:
         self.settlement = settlement
         self.pages = pages
 
-    def _page(self, path: str, endpoint: Endpoint, *, rule: Rule, methods: Collection[str] = ("GET",)) -> Page:
+    def _page(
+        self,
+        path: str,
+        endpoint: Endpoint,
+        *,
+        rule: Rule,
+        methods: Collection[str] = ("GET",),
+        lists: Collection[str] = (),
+    ) -> Page:
         """A page whose path parameters are checked first: one it cannot take is refused with
-        the reason, and no service sees it."""
+        the reason, and no service sees it. ``lists``: as :class:`Page` takes them."""
 
         async def checked(request: Request) -> Response:
             try:
@@ -84,7 +92,7 @@ class SettlementConsole:
                 return self._problem(request, refused)
             return await endpoint(request)
 
-        return Page(path, checked, rule=rule, methods=methods, name=endpoint.__name__)
+        return Page(path, checked, rule=rule, methods=methods, name=endpoint.__name__, lists=lists)
 
     def routes(self) -> list[Page]:
         return [
@@ -100,7 +108,11 @@ class SettlementConsole:
                 "/settlement/{period}/reconciliations/{partner}/records", self.upload, rule=WRITES, methods=["PUT"]
             ),
             self._page(
-                "/settlement/{period}/reconciliations/{partner}/resolve", self.resolve, rule=WRITES, methods=["POST"]
+                "/settlement/{period}/reconciliations/{partner}/resolve",
+                self.resolve,
+                rule=WRITES,
+                methods=["POST"],
+                lists=["break"],
             ),
             self._page(
                 "/settlement/{period}/reconciliations/{partner}/sign-off", self.sign_off, rule=WRITES, methods=["POST"]

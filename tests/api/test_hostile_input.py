@@ -154,7 +154,9 @@ HOSTILE_STRINGS: list[tuple[str, dict[str, Any], str]] = [
     (REWARD, {"input": {"title": "T", "description": "d" * 1001, "price": "1", "stock": 1}}, "input.description"),
     (REWARD, {"input": {"title": "T\x00", "price": "1", "stock": 1}}, "input.title"),
     (REWARD, {"input": {"title": "T", "price": "1", "stock": 1, "id": "r" * 65}}, "input.id"),
+    (REWARD, {"input": {"title": "T", "price": "1", "stock": 1, "id": "a?b"}}, "input.id"),
     (PROMOTION, {"input": promotion(id="p\ud800")}, "input.id"),
+    (PROMOTION, {"input": promotion(id="a/b")}, "input.id"),
     (PROMOTION, {"input": promotion(fromPrograms=["wallet-pay", "x" * 65])}, "input.fromPrograms[1]"),
     (
         'mutation($kid: String!) { removeAssertionKey(programId: "fresh-mart", kid: $kid) { kid } }',

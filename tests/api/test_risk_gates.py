@@ -209,6 +209,19 @@ async def test_linking_checks_the_name_against_the_partners_record(kit: Exchange
     ]
 
 
+async def test_a_name_the_partner_reports_that_no_column_can_hold_is_its_bad_answer_not_a_500(
+    kit: ExchangeKit, sandboxes: SandboxFleet
+) -> None:
+    """A partner's own records are outside text too: a NUL in the name it reports (which
+    PostgreSQL cannot store) makes its answer malformed, and nothing is linked."""
+    await sandboxes["fresh-mart"].admin.add_member("nul-name", balance=10, verification="2222", name="Bob\x00Chen")
+    token = await kit.member_token("wallet-pay", "bob")
+    refused = error_of(await kit.graphql(LINK, token, program="fresh-mart", ref="nul-name", verification="2222"))
+    assert refused["extensions"]["code"] == "PARTNER_UNAVAILABLE", refused
+    accounts = (await kit.data(ME, token))["me"]["accounts"]
+    assert "fresh-mart" not in {account["program"]["id"] for account in accounts}
+
+
 async def test_each_gate_refuses_with_its_code_and_changes_nothing(
     kit: ExchangeKit, sandboxes: SandboxFleet, alice: dict[str, str], staff: str
 ) -> None:
@@ -720,6 +733,23 @@ async def test_a_held_redemption_is_cancelled_by_its_member_or_publisher_and_par
             "redemption.held",
             "redemption.failed",
         ]
+
+    # The decision log tells each hold's whole story, a cancel included (newest first).
+    told = {
+        redemption: [
+            (d["decision"], d["rule"], d["decidedBy"]) for d in await decisions(kit, staff, redemption=redemption)
+        ]
+        for redemption in (by_member, by_publisher, rejected, to_expire)
+    }
+    assert told == {
+        by_member: [("CANCEL", "CANCELLED", None), ("HOLD", "HOLD_ABOVE", None)],
+        by_publisher: [("CANCEL", "CANCELLED", None), ("HOLD", "HOLD_ABOVE", None)],
+        rejected: [("REJECT", "STAFF_REVIEW", told[rejected][0][2]), ("HOLD", "HOLD_ABOVE", None)],
+        to_expire: [("REJECT", "HOLD_EXPIRED", None), ("HOLD", "HOLD_ABOVE", None)],
+    }
+    assert told[rejected][0][2] is not None  # the staff member
+    (cancel,) = [d for d in await decisions(kit, staff, redemption=by_member) if d["decision"] == "CANCEL"]
+    assert "cancelled by the member" in cancel["reason"] and cancel["points"] == 5304
 
 
 async def test_a_members_cancel_and_a_staff_approval_at_once_end_in_exactly_one_outcome(

@@ -168,6 +168,7 @@ async def test_a_published_reward_is_redeemed_cancelled_and_seen_only_by_its_par
     assert codes(foreign) == {("cancelRedemption",): "NOT_FOUND"}
     cancelled = (await kit.data(cancel, members["bob"], id=redeemed["id"]))["cancelRedemption"]
     assert cancelled == {"status": "REVERSED", "cancelledBy": "MEMBER"}
+    assert (await kit.data(cancel, members["bob"], id=redeemed["id"]))["cancelRedemption"] == cancelled  # a repeat
 
     second = (await kit.data(REDEEM, members["bob"], reward=reward["id"], pay="harbor-bank", key="k2"))["redeemReward"]
     confirm = "mutation($id: ID!) { confirmRedemptionDelivery(redemptionId: $id) { status } }"

@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import ProgrammingError
+from sqlalchemy import bindparam, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from exchange.db.availability import DatabaseUnavailable
@@ -110,3 +110,15 @@ async def test_a_statement_that_is_wrong_stays_an_unexpected_error(pg_db: Databa
     with pytest.raises(ProgrammingError):
         async with pg_db.transaction() as session:
             await session.exec(text("SELECT no_such_column FROM alembic_version"))  # type: ignore[call-overload]
+
+
+async def test_a_statement_the_driver_refuses_to_send_stays_an_unexpected_error(pg_db: Database) -> None:
+    """More parameters than one statement may carry: libpq refuses it before sending, with no
+    SQLSTATE, on a connection that stays sound. A fault of the statement, not an outage."""
+    too_many = text("SELECT 1 WHERE 0 IN :ids").bindparams(bindparam("ids", expanding=True))
+    with pytest.raises(OperationalError) as refused:
+        async with pg_db.transaction() as session:
+            await session.exec(too_many, params={"ids": list(range(70_000))})  # type: ignore[call-overload]
+    assert refused.value.orig.sqlstate is None  # type: ignore[union-attr]  # the case an outage has too
+    async with pg_db.transaction() as session:  # and the database serves the next unit of work
+        assert (await session.exec(text("SELECT 1"))).one()[0] == 1  # type: ignore[call-overload]

@@ -26,6 +26,7 @@ from exchange.programs.declarations import read_partners_directory
 from exchange.programs.models import Program
 from exchange.rewards import catalog
 from exchange.rewards.errors import (
+    NoLongerHeld,
     NotCancellable,
     OutOfStock,
     RedemptionNotFound,
@@ -222,12 +223,24 @@ async def test_a_cancelled_redemption_is_reversed_in_points_ledger_and_stock(wor
     assert world.partners["happy-card"].balances["alice"] == 100_000
     assert await world.stock(reward) == 10
     assert await world.balances() == {}, "the reversal negates every leg"
-    with pytest.raises(NotCancellable):
-        await world.saga.cancel(redemption.id, member_id=world.alice)
+    for expected in (None, RedemptionStatus.COMPLETED):  # a repeat answers as the cancel did, once
+        repeat = await world.saga.cancel(redemption.id, member_id=world.alice, expected=expected)
+        assert (repeat.id, repeat.status, repeat.cancelled_by) == (
+            redemption.id,
+            RedemptionStatus.REVERSED,
+            CancelledBy.MEMBER,
+        )
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert await world.stock(reward) == 10 and await world.balances() == {}
+    with pytest.raises(NoLongerHeld):  # it was never held: not the cancel that ended it
+        await world.saga.cancel(redemption.id, member_id=world.alice, expected=RedemptionStatus.HELD)
+    with pytest.raises(NotCancellable, match="cancelled by the member"):  # the member's cancel, not the publisher's
+        await world.saga.cancel(redemption.id, program_id="formosa-air")
     again = await world.redeem(reward, key="k2")
     assert again.status == RedemptionStatus.COMPLETED, "the member's count came back"
     by_publisher = await world.saga.cancel(again.id, program_id="formosa-air")
     assert by_publisher.cancelled_by == CancelledBy.PUBLISHER
+    assert (await world.saga.cancel(again.id, program_id="formosa-air")).cancelled_by == CancelledBy.PUBLISHER
 
 
 async def test_an_undelivered_reward_is_reversed_and_a_delivered_one_stays(world: World) -> None:
@@ -244,6 +257,8 @@ async def test_an_undelivered_reward_is_reversed_and_a_delivered_one_stays(world
     assert await RedemptionJob(world.saga).run_once() == 1
     reversed_ = await world.get(late.id)
     assert (reversed_.status, reversed_.cancelled_by) == (RedemptionStatus.REVERSED, CancelledBy.TIMEOUT)
+    with pytest.raises(NotCancellable):  # it ended otherwise than by a cancel of the member's
+        await world.saga.cancel(late.id, member_id=world.alice)
     assert (await world.get(delivered.id)).status == RedemptionStatus.DELIVERED
     assert (await world.get(lottery.id)).status == RedemptionStatus.COMPLETED
     assert world.partners["happy-card"].balances["alice"] == 100_000 - 2 * 612

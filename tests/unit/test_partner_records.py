@@ -10,7 +10,7 @@ import pytest
 
 from exchange.money import Currency
 from exchange.settlement.errors import MalformedRecords
-from exchange.settlement.records import BLOCK_BYTES, MAX_LINE_BYTES, RecordReader
+from exchange.settlement.records import BLOCK_BYTES, MAX_LINE_BYTES, NOT_UTF8, RecordReader
 from tests.conftest import REPO_ROOT
 
 TWD = Currency("TWD", 2)
@@ -90,6 +90,16 @@ def test_quoted_and_bare_lines_mix_within_a_block() -> None:
         ("ref,amount\n", 1, "the header must name the columns reference, amount"),
         ("reference,amount,amount\n", 1, "each once"),
         ("reference,amount,colour\n", 1, "the header must name"),
+        ("Reference,Amount\nr,1\n", 1, "got 'Reference,Amount': the column names are lower case"),
+        (
+            "reference;amount\nr;1234,50\n",
+            1,
+            "got 'reference;amount': fields are separated by commas, not semicolons",
+        ),
+        ("reference,amount\rr,1\r", 1, "lines end in a carriage return alone"),
+        ("reference,amount\nr,1\nreference,amount\nr2,2\n", 3, "repeats the header: a file has one header line"),
+        ('reference,amount\r\nr,1\r\n"reference","amount"\r\n', 3, "repeats the header"),
+        ("amount,reference\n1,r\nreference,amount\n", 3, "repeats the header's names in another order"),
         ("reference,amount\nr,1\n\nr2,2\n", 3, "an empty line"),
         ("reference,amount\nr,1\nr2\n", 3, "1 fields, but the header names 2"),
         ("reference,amount\nr,1,2\n", 2, "3 fields, but the header names 2"),
@@ -133,7 +143,22 @@ def test_a_malformed_file_is_refused_naming_the_first_bad_line_and_why(text: str
 
 
 def test_bytes_that_are_not_utf8_are_refused_on_their_line() -> None:
-    assert refusal(b"reference,amount\nr,1\nr\xff,2\n") == (3, "not UTF-8 text")
+    assert refusal(b"reference,amount\nr,1\nr\xff,2\n") == (3, NOT_UTF8)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "reference,amount\nredemption:\u53f0\u5317\u8eca\u7968,1\n".encode(
+            "big5"
+        ),  # Excel's plain CSV on zh_TW Windows
+        "reference,amount\nr,1\n".encode("utf-16"),  # Excel's "Unicode text"
+    ],
+)
+def test_a_file_a_spreadsheet_saved_in_another_encoding_is_told_to_save_as_utf8(data: bytes) -> None:
+    line, reason = refusal(data)
+    assert line in (1, 2) and reason == NOT_UTF8
+    assert "CSV UTF-8" in reason and "Big5" in reason
 
 
 def test_the_first_bad_line_is_named_even_blocks_into_the_file() -> None:
@@ -156,7 +181,7 @@ def test_a_line_too_long_to_be_a_record_is_refused() -> None:
 
 def test_bytes_that_are_not_utf8_are_found_on_their_line_blocks_into_the_file() -> None:
     good = b"".join(b"conversion:%08d,1\n" % n for n in range(100_000))
-    assert refusal(b"reference,amount\n" + good + b"r\xff,2\n") == (100_002, "not UTF-8 text")
+    assert refusal(b"reference,amount\n" + good + b"r\xff,2\n") == (100_002, NOT_UTF8)
 
 
 @pytest.mark.parametrize("year", [1, 4, 100, 400, 1900, 1996, 2000, 2023, 2024, 2100, 2400, 9999])

@@ -31,6 +31,7 @@ def logged(decision: Decision, reason: str) -> RiskDecision:
         (reasons.COOLING_PERIOD, {"program": "fresh-mart", "opens_at": "2026-12-03T00:00:00+00:00"}),
         (reasons.NAMES_DIFFER, {"program": "fresh-mart", "other": "formosa-air"}),
         (reasons.ALLOWED, {}),
+        (reasons.CANCELLED_WHILE_HELD, {"by": "member"}),
         (reasons.LINK_VERIFIED, {"program": "formosa-air"}),
         (reasons.LINK_VERIFIED_WITH_NAME, {"program": "formosa-air"}),
     ],

@@ -67,6 +67,32 @@ def test_a_body_that_is_not_a_small_form_of_text_is_refused_unread(partner: http
     assert not published(partner, title)
 
 
+def test_a_field_of_one_value_sent_twice_is_refused_by_name_and_a_list_of_ticks_keeps_its_repeats(
+    gateway: Gateway, partner: httpx.Client
+) -> None:
+    title = f"twice-{next(_titles)}"
+    twice = post(partner, f"{PARTNER}/rewards", title=title, price=["5", "500"], stock="3")
+    assert twice.status_code == 400 and "price was sent 2 times: it takes one value" in refusal(twice)
+    assert not published(partner, title)
+    with gateway.client() as anonymous:
+        token = form_token(anonymous)
+        sign_in = anonymous.post(
+            "/console/sign-in", data={"csrf_token": token, "username": ["a", "b"], "password": "x"}
+        )
+        assert sign_in.status_code == 400 and "username was sent 2 times" in refusal(sign_in)
+    ticked = post(
+        partner,
+        f"{PARTNER}/promotions",
+        id=f"ticked-{next(_titles)}",
+        bonusPercent="5",
+        endsAt="2099-01-01T00:00",
+        fromPrograms=["tune-stream", "fresh-mart"],
+    )
+    assert ticked.status_code == 303
+    repeated = post(partner, f"{PARTNER}/promotions", id=["p1", "p2"], bonusPercent="5", endsAt="2099-01-01T00:00")
+    assert repeated.status_code == 400 and "id was sent 2 times" in refusal(repeated)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "rule"),
     [
@@ -96,3 +122,41 @@ def test_a_ratio_beyond_what_one_conversion_moves_is_refused_and_the_preview_sti
     assert refused.status_code == 422 and "from 1 to 1,000,000,000" in field_error(refused.text, "ratio")
     preview = partner.get(f"{PARTNER}/rates/preview", params={"fromProgram": "tune-stream", "points": "1000"})
     assert preview.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "chosen",
+    [
+        "r" * 65,  # longer than the column: was a 500
+        "a?b",  # its link opened reward a
+        "a/b",  # its link opened no page
+        "a b",
+        "..",
+        "\u202eevil",  # turns the text after it around
+    ],
+)
+def test_an_id_a_partner_chooses_is_refused_on_its_field_unless_it_reads_as_itself_in_an_address(
+    partner: httpx.Client, chosen: str
+) -> None:
+    title = f"chosen-{next(_titles)}"
+    reward = post(partner, f"{PARTNER}/rewards", id=chosen, title=title, price="5", stock="3")
+    assert reward.status_code == 422 and "ASCII letters, digits" in html.unescape(field_error(reward.text, "id"))
+    assert not published(partner, title)
+    promotion = post(
+        partner,
+        f"{PARTNER}/promotions",
+        id=chosen,
+        bonusPercent="10",
+        startsAt="2031-01-01T00:00",
+        endsAt="2031-02-01T00:00",
+    )
+    assert promotion.status_code == 422 and "ASCII letters, digits" in html.unescape(field_error(promotion.text, "id"))
+    assert f'<th scope="row">{html.escape(chosen)}</th>' not in partner.get(f"{PARTNER}/rates").text
+
+
+def test_an_id_that_keeps_the_rule_is_the_reward_s_address(partner: httpx.Client) -> None:
+    title = f"chosen-{next(_titles)}"
+    reward_id = f"Spring_2031.v-{next(_titles)}"
+    reward = post(partner, f"{PARTNER}/rewards", id=reward_id, title=title, price="5", stock="3")
+    assert reward.status_code == 303 and reward.headers["location"].startswith(f"{PARTNER}/rewards/{reward_id}?")
+    assert title in partner.get(reward.headers["location"]).text

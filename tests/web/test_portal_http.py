@@ -3,6 +3,8 @@ partners/CONTRACT.md), what each way of getting it wrong is answered, and who is
 
 from __future__ import annotations
 
+import base64
+
 import httpx
 import pytest
 
@@ -230,4 +232,21 @@ def test_signing_out_needs_the_csrf_token_and_ends_the_session(
     assert client.get("/portal/").status_code == 200, "still signed in"
     signed_out = client.post("/portal/sign-out", data={"csrf_token": csrf_token(client, "/portal/")})
     assert signed_out.status_code == 303 and signed_out.headers["location"] == "/portal/sign-in?notice=signed-out"
+    assert client.get("/portal/").status_code == 303
+
+
+@pytest.mark.parametrize("issuer", ["a\\u0000b", "\\ud800", "c" * 10_000])
+def test_an_assertion_whose_iss_no_client_could_have_is_refused_not_failed_on(
+    portal_gateway: PortalGateway, client: httpx.Client, issuer: str
+) -> None:
+    """Anyone can start a sign-in and post back what they like: an ``iss`` that the database
+    could not even be asked about (a NUL, half a surrogate pair, far too long) is a refused
+    sign-in, as an unknown client's is."""
+    partner_page(client, "fresh-mart")
+    state = client.cookies["exchange_sign_in"]
+    claims = base64.urlsafe_b64encode(f'{{"iss": "{issuer}", "sub": "m"}}'.encode()).rstrip(b"=").decode()
+    refused = client.post(
+        "/portal/sign-in/return", data={"state": state, "assertion": f"eyJhbGciOiJFUzI1NiJ9.{claims}.c2ln"}
+    )
+    assert refused.status_code == 400 and "could not be verified" in refused.text
     assert client.get("/portal/").status_code == 303

@@ -293,6 +293,13 @@ def test_a_member_cancels_a_held_redemption_in_english_and_one_decided_meanwhile
     with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as publisher:  # the publisher's view
         listed = html.unescape(publisher.get("/console/partner/rewards/formosa-air-lounge-pass").text)
         assert "Cancelled before review" in listed and "Waiting for the exchange's review" in listed
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as staff:  # the log says how the hold ended
+        decisions = staff.get("/console/risk/").text
+        assert re.search(
+            rf"<td>Cancelled</td>\s*<td>CANCELLED</td>\s*<td>FreshMart Rewards</td>\s*<td>{newest}</td>", decisions
+        )
+        in_chinese = staff.get("/console/risk/", params={"lang": "zh-TW"}).text
+        assert "會員於暫停待審時取消：未扣除任何點數" in in_chinese
 
     chinese = open_context(browser, gateway, locale="zh-TW", viewport=PHONE)
     chinese.add_cookies(cookies)  # type: ignore[arg-type]

@@ -94,7 +94,13 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
             data={"csrf_token": token, "note": "all agreed"},
         )
         assert signed_off.status_code == 303
-        assert "Signed off by" in client.get(signed_off.headers["location"]).text
+        page = client.get(signed_off.headers["location"]).text
+        assert "Signed off by" in page
+        assert "<blockquote" in page and "all agreed" in page  # the note, as staff wrote it
+    with signed_in(gateway, gateway.person(Role.PARTNER, "fresh-mart")) as client:
+        listing = client.get("/console/partner/statements").text
+        assert "Signed off on " in listing and "all agreed" in listing, "the partner reads when, and the note"
+        assert "Signed off by" not in listing, "who signed off is the exchange's staff's to know"
 
 
 def test_settlement_pages_refuse_other_roles_and_forms_without_their_token(settling: tuple[Gateway, str]) -> None:

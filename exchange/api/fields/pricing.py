@@ -10,7 +10,7 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
-from exchange.api.inputs import Text
+from exchange.api.inputs import ChosenId, Text
 from exchange.api.permissions import Rule, argument, authorize, own_program, requires
 from exchange.api.types.conversions import Quote
 from exchange.api.types.pricing import Promotion, RateVersion
@@ -76,9 +76,7 @@ class RateOverrideInput:
 @strawberry.input(description="A time-limited bonus percent on conversions into your program.")
 class PromotionInput:
     program_id: strawberry.ID
-    id: strawberry.ID = strawberry.field(
-        description="Your id for it; creating it again with the same terms is a no-op."
-    )
+    id: ChosenId = strawberry.field(description="Your id for it; creating it again with the same terms is a no-op.")
     bonus_percent: Decimal
     starts_at: datetime
     ends_at: datetime

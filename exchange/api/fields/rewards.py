@@ -12,7 +12,7 @@ from strawberry.types import Info
 
 from exchange.api.context import Context
 from exchange.api.fields.access import MANAGE_PROGRAM
-from exchange.api.inputs import IdempotencyKey, Text
+from exchange.api.inputs import ChosenId, IdempotencyKey, Text
 from exchange.api.permissions import PUBLIC, authorize, requires
 from exchange.api.types.rewards import Redemption, RedemptionQuote, RedemptionStatus, Reward, RewardKind
 from exchange.auth.scopes import Scope
@@ -34,7 +34,7 @@ class PublishRewardInput:
     min_level: int = 0
     available_from: datetime | None = strawberry.field(default=None, description="Default: now.")
     available_until: datetime | None = None
-    id: strawberry.ID | None = strawberry.field(default=None, description="Default: a new id.")
+    id: ChosenId | None = strawberry.field(default=None, description="Default: a new id.")
 
     def to_draft(self) -> RewardDraft:
         return RewardDraft(
@@ -156,9 +156,11 @@ class RewardMutations:
     @strawberry.mutation(
         description="Cancel a redemption, as its member or the publishing partner. A HELD one (waiting for "
         "staff review) ends FAILED at once (`failureCode` CANCELLED): nothing was debited, nothing reaches "
-        "the ledger, its stock and the member's count are given back; cancelling it again returns it as it "
-        "stands. A paid, undelivered one (COMPLETED) is reversed: the points, the ledger entries and the "
-        "stock are given back. Any other status is `BAD_USER_INPUT` (`extensions.status`).",
+        "the ledger, its stock and the member's count are given back, and the risk decision log records the "
+        "cancel. A paid, undelivered one (COMPLETED) is reversed: the points, the ledger entries and the "
+        "stock are given back. Cancelling again as the same party returns it as it stands (REVERSING or "
+        "REVERSED once paid), nothing done twice. Any other status, a redemption the other party cancelled "
+        "included, is `BAD_USER_INPUT` (`extensions.status`).",
         extensions=[authorize(requires(Scope.MEMBER_WRITE, Scope.PARTNER_WRITE))],
     )
     async def cancel_redemption(

@@ -12,13 +12,18 @@ from exchange.auth.scopes import Scope
 from exchange.risk.models import RiskDecision as RiskDecisionRow
 
 
-@strawberry.enum(description="What a risk gate (or staff reviewing a hold) decided.")
+@strawberry.enum(
+    description="What a risk gate (or staff reviewing a hold) decided, or how a hold ended otherwise: "
+    "REJECT (rule `HOLD_EXPIRED`) when nobody reviewed it in time, CANCEL (rule `CANCELLED`) when a held "
+    "redemption's member or publisher cancelled it (the reason says which)."
+)
 class RiskVerdict(Enum):
     ALLOW = "ALLOW"
     REFUSE = "REFUSE"
     HOLD = "HOLD"
     APPROVE = "APPROVE"
     REJECT = "REJECT"
+    CANCEL = "CANCEL"
 
 
 @strawberry.enum(description="What a risk decision was about.")
@@ -37,8 +42,8 @@ class RiskDecision:
     rule: str | None = strawberry.field(
         description="The rule that decided: an error code (`NAME_MISMATCH`, `COOLING_PERIOD`, "
         "`ACCOUNT_SUSPENDED`, ...), `VELOCITY_MEMBER`, `VELOCITY_ACCOUNT`, `HOLD_ABOVE` (a conversion "
-        "held, or a redemption refused, above `hold_above_points`), `STAFF_REVIEW`, `HOLD_EXPIRED`; "
-        "null for an allow."
+        "held, or a redemption refused, above `hold_above_points`), `STAFF_REVIEW`, `HOLD_EXPIRED`, "
+        "`CANCELLED`; null for an allow."
     )
     reason: str
     member_id: strawberry.ID
@@ -49,7 +54,9 @@ class RiskDecision:
         description="The redemption it is about (a refused one was never recorded: its id is only here)."
     )
     points: int | None
-    decided_by: str | None = strawberry.field(description="The staff member who approved or rejected; null: the gates.")
+    decided_by: str | None = strawberry.field(
+        description="The staff member who approved or rejected; null: the gates, an expiry or a cancel."
+    )
     decided_at: datetime
 
     @classmethod

@@ -174,7 +174,10 @@ class SettlementPosition:
     )
     closing: Money = strawberry.field(description="opening + netAmount.")
     signed_off_at: datetime | None = strawberry.field(description="When staff signed the period off for it.")
-    sign_off_note: str | None
+    sign_off_note: str | None = strawberry.field(
+        description="The note staff kept with the sign-off (at most 500 characters), as they wrote it; "
+        "the partner reads it too (its console's statements list shows it). Null without one."
+    )
     signed_off_by_client: strawberry.Private[str | None]
 
     @strawberry.field(description="Who signed it off (staff only).", extensions=[authorize(STAFF)])

@@ -40,7 +40,13 @@ class AccessPages:
         prefix = PARTNER_PATH
         return [
             Page(f"{prefix}/access", self.overview, rule=READ),
-            Page(f"{prefix}/clients", self.create_client, rule=WRITE, methods=["POST"]),
+            Page(
+                f"{prefix}/clients",
+                self.create_client,
+                rule=WRITE,
+                methods=["POST"],
+                lists=["scopes", MEMBER_SCOPES_FIELD],
+            ),
             Page(f"{prefix}/clients/rotate", self.rotate, rule=WRITE, methods=["POST"]),
             Page(f"{prefix}/clients/revoke", self.revoke, rule=WRITE, methods=["POST"]),
             Page(f"{prefix}/keys", self.add_key, rule=WRITE, methods=["POST"]),

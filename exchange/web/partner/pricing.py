@@ -84,7 +84,7 @@ class PricingPages:
             Page(f"{prefix}/rates/clear", self.clear_rate, rule=WRITE, methods=["POST"]),
             Page(f"{prefix}/rates/preview", self.preview, rule=READ),
             Page(f"{prefix}/promotions/new", self.promotion_form, rule=WRITE),
-            Page(f"{prefix}/promotions", self.create_promotion, rule=WRITE, methods=["POST"]),
+            Page(f"{prefix}/promotions", self.create_promotion, rule=WRITE, methods=["POST"], lists=["fromPrograms"]),
             Page(f"{prefix}/promotions/end", self.end_promotion, rule=WRITE, methods=["POST"]),
         ]
 

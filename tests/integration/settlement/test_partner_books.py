@@ -160,7 +160,8 @@ async def test_a_closed_periods_books_keep_the_point_values_its_closing_fixed(
     open_books = await books.partner_books("formosa-air", "2026-11")
     assert (open_books.point_value, open_books.values_fixed_at) == (Decimal("0.4"), None)
     await close(settlement, clock, "2026-11")
-    closed_at = (await settlement.statement("formosa-air", "2026-11")).closed_at
+    statement = await settlement.statement("formosa-air", "2026-11")
+    closed_at = statement.closed_at
 
     partners = edited(tmp_path, "formosa-air.toml", 'point_value = "0.4"', 'point_value = "0.5"')
     partners = edited(tmp_path, "coalition.toml", 'point_value = "1"', 'point_value = "2"')
@@ -171,7 +172,8 @@ async def test_a_closed_periods_books_keep_the_point_values_its_closing_fixed(
     assert (november.point_value, november.values_fixed_at) == (Decimal("0.4"), closed_at)
     assert november.value(november.figures.outstanding) == 160_000, "4,000 miles at the 0.4 TWD of the closing"
     assert november.coalition is not None and november.coalition.point_value == Decimal("1")
-    assert ("formosa-air", "2026-11", "point_values_fixed_at", "", closed_at.isoformat(), "") in november.csv_rows()
+    fixed_at = statement.document()["period"]["closedAt"]  # as the signed statement writes it
+    assert ("formosa-air", "2026-11", "point_values_fixed_at", "", fixed_at, "") in november.csv_rows()
     december = await books.partner_books("formosa-air", "2026-12")
     assert (december.point_value, december.values_fixed_at) == (Decimal("0.5"), None)
     assert december.value(december.figures.outstanding) == 200_000, "still outstanding, at today's 0.5 TWD"
@@ -187,5 +189,10 @@ async def test_the_point_values_are_fixed_at_the_instant_the_statement_says_the_
     ticks = iter(range(1, 1_000_000))
     clock.now = lambda: clock.current + timedelta(microseconds=next(ticks))  # type: ignore[method-assign]
     await close(settlement, clock, "2026-11")
-    closed_at = (await settlement.statement("formosa-air", "2026-11")).closed_at
-    assert (await books.partner_books("formosa-air", "2026-11")).values_fixed_at == closed_at
+    statement = await settlement.statement("formosa-air", "2026-11")
+    november = await books.partner_books("formosa-air", "2026-11")
+    assert november.values_fixed_at == statement.closed_at
+    signed = statement.document()["period"]["closedAt"]
+    assert signed.endswith("Z") and "." in signed, "UTC, to the microsecond the clock gave"
+    fixed = next(row for row in november.csv_rows() if row[2] == "point_values_fixed_at")
+    assert fixed[4] == signed, "the books CSV writes the instant as the signed statement does"
