@@ -40,6 +40,7 @@ from exchange.members.validation import MembershipRefused, check_name_given, val
 from exchange.programs import service as programs
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program, ProgramKind
+from exchange.risk import reasons
 from exchange.risk.decisions import decision, record_refusal
 from exchange.risk.models import Decision, RiskDecision, Subject
 from exchange.risk.policy import RiskPolicy
@@ -240,8 +241,8 @@ class Federation:
             link = await members.link_account(
                 session, member_id, program_id, member_ref, now, method=LinkMethod.VERIFIED, holder_name=answer.name
             )
-            checked = "name and eligibility checked" if name is not None else "eligibility checked"
-            session.add(verdict(Decision.ALLOW, f"verified by {program_id}; {checked}"))
+            verified = reasons.LINK_VERIFIED if name is None else reasons.LINK_VERIFIED_WITH_NAME
+            session.add(verdict(Decision.ALLOW, verified.text(program=program_id)))
             return link
 
 

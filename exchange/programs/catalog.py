@@ -41,7 +41,7 @@ class Catalog:
         """The program, or ``NOT_FOUND`` naming ``field``."""
         program = self.programs.get(program_id)
         if program is None:
-            raise programs.ProgramNotFound(program_id, field=field)
+            raise programs.ProgramNotFound(program_id, field=field, known=self.programs)
         return program
 
 

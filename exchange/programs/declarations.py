@@ -107,6 +107,21 @@ def _point_value(value: Decimal) -> Decimal:
     return value
 
 
+def plural_point_name(point_name: str, declared: str | None) -> str:
+    """What several points are called: ``declared`` (``point_name_plural``), or else
+    ``point_name`` made plural by the regular English rules (``Mile`` → ``Miles``, ``Coalition
+    Point`` → ``Coalition Points``, ``Pass`` → ``Passes``, ``Penny`` → ``Pennies``). A program
+    whose name is irregular (``Sheep``, ``Mice``) declares its plural."""
+    if declared is not None:
+        return declared
+    word = point_name.rsplit(" ", 1)[-1]
+    if word.lower().endswith(("s", "x", "z", "ch", "sh")):
+        return point_name + "es"
+    if len(word) > 1 and word.endswith("y") and word[-2].lower() not in "aeiou":
+        return point_name[:-1] + "ies"
+    return point_name + "s"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
 
@@ -261,6 +276,9 @@ class PointDeclaration(_Strict):
     id: str
     name: Annotated[str, Field(min_length=1, max_length=80)]
     point_name: Annotated[str, Field(min_length=1, max_length=40)]
+    point_name_plural: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
+        default=None, description="What several points are called; by default `point_name` made plural."
+    )
     point_value: ExactDecimal
     expiry: PointExpiry = PointExpiry.END_OF_NEXT_YEAR
     timezone: str = Field(description="The zone whose calendar the expiry follows (the settlement time zone).")
@@ -479,6 +497,9 @@ class ProgramDeclaration(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=80)]
     category: Literal["wallet", "coalition-card", "supermarket", "bank-card", "music", "airline", "hotel"]
     point_name: Annotated[str, Field(min_length=1, max_length=40)]
+    point_name_plural: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
+        default=None, description="What several points are called; by default `point_name` made plural."
+    )
     point_value: ExactDecimal
     tiers: Annotated[list[TierDeclaration], Field(min_length=1)]
     limits: LimitsDeclaration = LimitsDeclaration()

@@ -74,6 +74,8 @@ class Program(SQLModel, table=True):
     """``ProgramKind``: ``COALITION`` for the point the exchange keeps itself."""
     category: str = Field(max_length=20)
     point_name: str = Field(max_length=40)
+    point_name_plural: str = Field(max_length=40)
+    """What several points are called (declared, or ``point_name`` made plural)."""
     point_value: Decimal = Field(sa_type=ExactNumeric(18, POINT_VALUE_SCALE))
     minimum_points: int
     increment: int
@@ -99,6 +101,14 @@ class Program(SQLModel, table=True):
     )
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+    def unit(self, points: int) -> str:
+        """What ``points`` of this program are called: ``1 Mile``, ``0 Miles``, ``12,000 Miles``.
+
+        The names are declared in English, so English grammar picks the form, whatever the
+        language of the page around them (Chinese has no plural to agree with).
+        """
+        return self.point_name if abs(points) == 1 else self.point_name_plural
 
 
 class ProgramTier(SQLModel, table=True):

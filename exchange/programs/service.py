@@ -13,7 +13,12 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.errors import NotFound
-from exchange.programs.declarations import PartnersDirectory, PointDeclaration, ProgramDeclaration
+from exchange.programs.declarations import (
+    PartnersDirectory,
+    PointDeclaration,
+    ProgramDeclaration,
+    plural_point_name,
+)
 from exchange.programs.models import (
     CoalitionLevel,
     CoalitionSettings,
@@ -22,10 +27,22 @@ from exchange.programs.models import (
     ProgramTier,
 )
 
+#: The most program ids a refusal of an unknown one lists.
+KNOWN_IDS_SHOWN = 12
+
 
 class ProgramNotFound(NotFound):
-    def __init__(self, program_id: str, *, field: str = "id") -> None:
-        super().__init__(f"no program has id {program_id!r}", field=field)
+    """No program has the id; the message lists the ``known`` ids (the first few), so that a
+    mistyped one can be put right without a second look-up (they are public: ``programs``)."""
+
+    def __init__(self, program_id: str, *, field: str = "id", known: Iterable[str] = ()) -> None:
+        ids = sorted(known)
+        shown = ", ".join(ids[:KNOWN_IDS_SHOWN]) + (
+            f" and {len(ids) - KNOWN_IDS_SHOWN} more" if len(ids) > KNOWN_IDS_SHOWN else ""
+        )
+        super().__init__(
+            f"no program has id {program_id!r}" + (f"; the programs are {shown}" if ids else ""), field=field
+        )
 
 
 @dataclass
@@ -44,6 +61,7 @@ def _program_columns(declaration: ProgramDeclaration) -> dict[str, Any]:
         "name": declaration.name,
         "category": declaration.category,
         "point_name": declaration.point_name,
+        "point_name_plural": plural_point_name(declaration.point_name, declaration.point_name_plural),
         "point_value": declaration.point_value,
         "minimum_points": limits.minimum_points,
         "increment": limits.increment,
@@ -71,6 +89,7 @@ def _point_columns(point: PointDeclaration) -> dict[str, Any]:
         "name": point.name,
         "category": "coalition",
         "point_name": point.point_name,
+        "point_name_plural": plural_point_name(point.point_name, point.point_name_plural),
         "point_value": point.point_value,
         "minimum_points": 1,
         "increment": 1,
@@ -170,8 +189,13 @@ async def get_program(session: AsyncSession, program_id: str, *, field: str = "i
     until the unit of work ends (to serialize changes counted per program)."""
     program = await session.get(Program, program_id, with_for_update=lock)
     if program is None:
-        raise ProgramNotFound(program_id, field=field)
+        raise ProgramNotFound(program_id, field=field, known=await program_ids(session))
     return program
+
+
+async def program_ids(session: AsyncSession) -> Sequence[str]:
+    """Every program's id."""
+    return (await session.exec(select(Program.id))).all()
 
 
 async def programs_by_id(session: AsyncSession, program_ids: Iterable[str]) -> dict[str, Program]:

@@ -68,6 +68,7 @@ from exchange.rewards.models import (
     RewardKind,
 )
 from exchange.rewards.pricing import RedemptionPrice, redemption_price
+from exchange.risk import reasons
 from exchange.risk.gates import Gates, Outflow, Way
 from exchange.risk.models import Decision, Subject
 from exchange.risk.policy import RiskPolicy
@@ -229,7 +230,7 @@ class RedemptionSaga(Saga[Redemption]):
         records the cancel (``CANCEL``), as it records a staff review or an expiry."""
         now = self.clock.now()
         redemption.status, redemption.step = RedemptionStatus.FAILED, RedemptionStep.DONE
-        reason = f"cancelled by the {by.value.lower()} while held for review: nothing was debited"
+        reason = reasons.CANCELLED_WHILE_HELD.text(by=by.value.lower())
         redemption.failure_code, redemption.failure_message = CANCELLED_WHILE_HELD, reason
         redemption.cancelled_by = by
         redemption.lease_until, redemption.updated_at, redemption.finished_at = None, now, now

@@ -33,6 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.errors import ErrorCode
 from exchange.members.models import LinkedAccount, Member
 from exchange.members.names import same_name
+from exchange.risk import reasons
 from exchange.risk.decisions import GateRefusal, decision
 from exchange.risk.models import Decision, RiskDecision, Subject
 from exchange.risk.policy import Per, RiskPolicy, Velocity
@@ -129,13 +130,13 @@ class Gates:
             return
         await self.refuse_if_barred(session, outflow, policy, now)
         if not policy.holds(outflow.points):
-            session.add(outflow.verdict(Decision.ALLOW, "every gate passed", now))
+            session.add(outflow.verdict(Decision.ALLOW, reasons.ALLOWED.text(), now))
             return
         held = {"status": HELD, "lease_until": None, "next_attempt_at": now + policy.hold_expires_after}
         await session.exec(update(outflow.way.table).where(col(outflow.way.id) == outflow.id).values(held))
         for name, value in held.items():
             setattr(row, name, value)
-        reason = f"above {policy.hold_above_points:,} points: waits for staff review"
+        reason = reasons.HELD_ABOVE.text(limit=f"{policy.hold_above_points:,}")
         session.add(outflow.verdict(Decision.HOLD, reason, now, HOLD_ABOVE))
 
     async def refuse_if_barred(
@@ -154,7 +155,7 @@ class Gates:
         source_link = links[outflow.program_id]
         open_at = source_link.linked_at + policy.cooling_period
         if now < open_at:
-            reason = f"points of an account linked at {outflow.program_id} move only from {open_at.isoformat()}"
+            reason = reasons.COOLING_PERIOD.text(program=outflow.program_id, opens_at=open_at.isoformat())
             raise CoolingPeriod(
                 reason,
                 decision=outflow.verdict(Decision.REFUSE, reason, now, ErrorCode.COOLING_PERIOD.value),
@@ -164,7 +165,7 @@ class Gates:
         target_link = links.get(outflow.to_program) if outflow.to_program is not None else None
         source_name, target_name = source_link.holder_name, target_link.holder_name if target_link else None
         if policy.refuse_name_mismatch and source_name and target_name and not same_name(source_name, target_name):
-            reason = f"{outflow.program_id} and {outflow.to_program} have different names for the member"
+            reason = reasons.NAMES_DIFFER.text(program=outflow.program_id, other=str(outflow.to_program))
             raise NamesDiffer(
                 reason,
                 decision=outflow.verdict(Decision.REFUSE, reason, now, ErrorCode.NAME_MISMATCH.value),
@@ -174,10 +175,9 @@ class Gates:
             await session.exec(select(Member.id).where(Member.id == outflow.member_id).with_for_update())
             for rule in policy.velocity:
                 if (broken := await self._velocity_breach(session, outflow, rule, now)) is not None:
-                    reason = f"{outflow.program_id} allows {rule.describe()}; {broken}"
                     raise VelocityExceeded(
-                        reason,
-                        decision=outflow.verdict(Decision.REFUSE, reason, now, f"VELOCITY_{rule.per.name}"),
+                        broken,
+                        decision=outflow.verdict(Decision.REFUSE, broken, now, f"VELOCITY_{rule.per.name}"),
                         field=outflow.field,
                         per=rule.per.value,
                         windowSeconds=int(rule.window.total_seconds()),
@@ -186,8 +186,8 @@ class Gates:
     async def _velocity_breach(
         self, session: AsyncSession, outflow: Outflow, rule: Velocity, now: datetime
     ) -> str | None:
-        """What ``outflow`` (counted with everything else that left the account or the member by
-        every way, itself included) breaks of ``rule``, or ``None``."""
+        """Why ``outflow`` (counted with everything else that left the account or the member by
+        every way, itself included) breaks ``rule`` (the reason to log), or ``None``."""
         count, points = 0, 0
         for way in self.ways:
             scope = (
@@ -204,7 +204,7 @@ class Gates:
             ).one()
             count, points = count + counted, points + summed
         if rule.max_count is not None and count > rule.max_count:
-            return f"this would make {count}"
+            return reasons.velocity(outflow.program_id, rule, made=count, over_points=False)
         if rule.max_points is not None and points > rule.max_points:
-            return f"this would make {points:,} points"
+            return reasons.velocity(outflow.program_id, rule, made=points, over_points=True)
         return None

@@ -24,11 +24,6 @@ class Velocity:
     max_count: int | None
     max_points: int | None
 
-    def describe(self) -> str:
-        limits = [f"{self.max_count} conversions or redemptions"] if self.max_count is not None else []
-        limits += [f"{self.max_points:,} points"] if self.max_points is not None else []
-        return f"at most {' or '.join(limits)} per {self.per.value} in {_duration(self.window)}"
-
 
 @dataclass(frozen=True, slots=True)
 class RiskPolicy:
@@ -66,7 +61,8 @@ class RiskPolicy:
         )
 
 
-def _duration(span: timedelta) -> str:
+def duration(span: timedelta) -> str:
+    """``span`` in the largest whole unit, in English: ``1 day``, ``6 hours``, ``90 seconds``."""
     seconds = int(span.total_seconds())
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds % size == 0:

@@ -39,6 +39,7 @@ from exchange.pricing import limits
 from exchange.rewards import redemption as redemptions
 from exchange.rewards.models import Redemption, RewardKind
 from exchange.rewards.redemption import RedemptionSaga
+from exchange.risk import reasons
 from exchange.risk.gates import HELD, Outflow
 from exchange.risk.models import Decision, RiskDecision, Subject
 from exchange.sagas.engine import Saga, Transition
@@ -53,7 +54,7 @@ REJECTED = "RISK_REJECTED"
 #: The failure code, and the decision's rule, of a hold that ended unreviewed.
 EXPIRED = "HOLD_EXPIRED"
 #: Why a hold that ended unreviewed failed, as its decision and its failure say.
-UNREVIEWED = "held for staff review, and not reviewed before the hold ended: nothing moved"
+UNREVIEWED = reasons.UNREVIEWED.text()
 #: The rule a staff member's decision names.
 STAFF_REVIEW = "STAFF_REVIEW"
 
@@ -169,7 +170,7 @@ class HoldReview:
                     **kind.approved(now),
                 },
                 staff=staff,
-                reason="approved by staff",
+                reason=reasons.APPROVED.text(),
                 now=now,
             )
         if row is None:

@@ -13,7 +13,7 @@ from exchange.ledger.errors import PeriodNotClosed
 from exchange.ledger.models import SettlementPeriod
 from exchange.ledger.periods import PeriodStatus, last_closed_period
 from exchange.programs.models import Program
-from exchange.programs.service import ProgramNotFound
+from exchange.programs.service import ProgramNotFound, program_ids
 from exchange.settlement.errors import NoSuchParticipant, PartnerSignedOff
 from exchange.settlement.models import SettlementPosition
 from exchange.settlement.participants import EXCHANGE
@@ -45,7 +45,7 @@ async def position_of(
     if row is None:
         # A mistyped id is named as such, not as a program that happened to have no business.
         if participant != EXCHANGE and await session.get(Program, participant) is None:
-            raise ProgramNotFound(participant, field="partnerId")
+            raise ProgramNotFound(participant, field="partnerId", known=await program_ids(session))
         raise NoSuchParticipant(participant, period)
     return row
 

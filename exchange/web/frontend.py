@@ -49,7 +49,7 @@ class WebFrontEnd:
         self.portal = portal.Portal(services=services, pages=self.pages, cookies=self.cookies)
         self.settlement = SettlementConsole(settlement=settlement, pages=self.pages)
         self.partner = PartnerConsole(services=services, pages=self.pages)
-        self.risk = RiskConsole(risk=services.risk, pages=self.pages)
+        self.risk = RiskConsole(risk=services.risk, catalog=catalog, pages=self.pages)
         self.welcome = Welcome(self.pages)
 
     @classmethod

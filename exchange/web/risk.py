@@ -8,11 +8,18 @@ needs ``settlement:write`` (``approveConversion``, ``rejectConversion``, ``appro
 ``rejectRedemption``). A decision redirects to the list, which says what became of the
 conversion or redemption; a refusal (a reason missing or too long, one decided already)
 re-renders the list with the reason, and changes nothing.
+
+Programs are shown by name. A reason the exchange wrote from a template
+(:mod:`exchange.risk.reasons`) is said in the reader's language, with the program names and
+figures it was written with; any other (a staff member's words) is shown as written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -21,7 +28,11 @@ from starlette.responses import RedirectResponse, Response
 from exchange.auth.scopes import Scope
 from exchange.conversions.models import Conversion
 from exchange.errors import BadUserInput, ExchangeError, http_status
+from exchange.programs.catalog import CatalogCache
+from exchange.programs.models import Program
 from exchange.rewards.models import Redemption
+from exchange.risk import reasons
+from exchange.risk.models import RiskDecision
 from exchange.services.holds import REASON_MAX_LENGTH
 from exchange.services.risk import RiskService
 from exchange.text import text_problem
@@ -40,9 +51,45 @@ DECISIONS_PAGE = 20
 ID_LENGTH = 36
 
 
+@dataclass(frozen=True, slots=True)
+class LoggedDecision:
+    """A decision as the log shows it: its ``row``, and for a reason the exchange wrote from a
+    template, the template's ``reason_key`` with the ``values`` to say it with (program names,
+    points as numbers, moments as datetimes)."""
+
+    row: RiskDecision
+    reason_key: str | None = None
+    values: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, row: RiskDecision, programs: Mapping[str, Program]) -> LoggedDecision:
+        found = reasons.read(row)
+        if found is None:
+            return cls(row)
+        reason, written = found
+        values: dict[str, object] = {}
+        try:
+            for name, value in written.items():
+                match name:
+                    case "program" | "other":
+                        values[name] = programs[value].name if value in programs else value
+                    case "limit" | "count" | "points" | "made":
+                        values[name] = int(value.replace(",", ""))
+                    case "window":
+                        values[name] = _window(value)
+                    case "opens_at":
+                        values[name] = datetime.fromisoformat(value)
+                    case _:
+                        values[name] = value
+        except ValueError:  # not what the template writes after all: shown as written
+            return cls(row)
+        return cls(row, reason.key, values)
+
+
 class RiskConsole:
-    def __init__(self, *, risk: RiskService, pages: Pages) -> None:
+    def __init__(self, *, risk: RiskService, catalog: CatalogCache, pages: Pages) -> None:
         self.risk = risk
+        self.catalog = catalog
         self.pages = pages
 
     def routes(self) -> list[Page]:
@@ -56,13 +103,17 @@ class RiskConsole:
 
     async def held(self, request: Request, *, refused: ExchangeError | None = None) -> Response:
         decided = request.query_params.get("decided", "")
+        programs = (await self.catalog.get()).programs
         return self.pages.render(
             request,
             "console/risk/held.html",
             {
                 "held": await self.risk.held(first=HELD_PAGE),
                 "held_redemptions": await self.risk.held_redemptions(first=HELD_PAGE),
-                "decisions": await self.risk.decisions(first=DECISIONS_PAGE),
+                "decisions": [
+                    LoggedDecision.of(row, programs) for row in await self.risk.decisions(first=DECISIONS_PAGE)
+                ],
+                "programs": programs,
                 "decided": decided if len(decided) <= ID_LENGTH and decided.isprintable() else "",
                 "error": refused.message if refused else None,
                 "can_write": WRITES.allows(visitor_of(request).principal),
@@ -106,6 +157,18 @@ class RiskConsole:
         except ExchangeError as refused:
             return await self.held(request, refused=refused)
         return RedirectResponse(f"{BASE}/?{urlencode({'decided': decided.id})}", status_code=303)
+
+
+#: A velocity window as :func:`exchange.risk.policy.duration` writes it: ``1 day``, ``90 seconds``.
+WINDOW = re.compile(r"([0-9]+) (day|hour|minute|second)s?")
+
+
+def _window(written: str) -> tuple[int, str]:
+    """How many of which unit, for the page to say in the reader's language."""
+    found = WINDOW.fullmatch(written)
+    if found is None:
+        raise ValueError(f"not a window: {written!r}")
+    return int(found[1]), found[2]
 
 
 def _row_id(request: Request, name: str) -> str:

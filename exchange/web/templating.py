@@ -5,7 +5,8 @@ message up in the visitor's language; the filters format for that language too:
 
 * ``amount|money(currency)`` — a ``Decimal`` amount of a :class:`~exchange.money.Currency` (or
   an ISO code), exact (see :mod:`exchange.web.formatting`);
-* ``points|points`` — a whole number of points;
+* ``points|points`` — a whole number of points; ``points|points(program)`` follows it with
+  what that many of the program's points are called (``1 Mile``, ``12,000 Miles``);
 * ``moment|moment`` and ``moment|day`` — an aware datetime in the settlement time zone.
 """
 
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from exchange.money import Currency
+from exchange.programs.models import Program
 from exchange.web.formatting import format_day, format_moment, format_money, format_points
 from exchange.web.i18n import LANGUAGES, Language
 from exchange.web.static import StaticAssets
@@ -100,8 +102,9 @@ class Pages:
         return format_money(amount, currency, _language(context).locale)
 
     @pass_context
-    def _points(self, context: Context, points: int) -> str:
-        return format_points(points, _language(context).locale)
+    def _points(self, context: Context, points: int, program: Program | None = None) -> str:
+        shown = format_points(points, _language(context).locale)
+        return shown if program is None else f"{shown} {program.unit(points)}"
 
     @pass_context
     def _moment(self, context: Context, moment: datetime, form: str = "medium") -> str:

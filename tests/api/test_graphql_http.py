@@ -40,13 +40,14 @@ async def test_programs_lists_the_six_sample_programs_and_the_coalition_point(cl
 async def test_program_by_id(client: httpx.AsyncClient) -> None:
     response = await post(
         client,
-        "query($id: ID!) { program(id: $id) { name category pointName limits { minimumPoints increment } } }",
+        "query($id: ID!) { program(id: $id) { name category pointName pointNamePlural limits { minimumPoints increment } } }",
         id="formosa-air",
     )
     assert response.json()["data"]["program"] == {
         "name": "Formosa Air Miles",
         "category": "AIRLINE",
         "pointName": "Mile",
+        "pointNamePlural": "Miles",
         "limits": {"minimumPoints": 3000, "increment": 1000},
     }
 
@@ -56,7 +57,11 @@ async def test_unknown_program_is_a_typed_not_found(client: httpx.AsyncClient) -
     error = response.json()["errors"][0]
     assert error["extensions"] == {"code": "NOT_FOUND", "field": "id"}
     assert error["path"] == ["program"]
-    assert error["message"] == "no program has id 'nope'"
+    # What to type instead, without a second query.
+    assert (
+        error["message"]
+        == "no program has id 'nope'; the programs are coalition, formosa-air, fresh-mart, happy-card, harbor-bank, tune-stream, wallet-pay"
+    )
 
 
 async def test_coalition_ladder(client: httpx.AsyncClient) -> None:

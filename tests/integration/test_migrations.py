@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlmodel import SQLModel
 
 import exchange.tables  # noqa: F401
 from exchange.db import migrate
+from exchange.db.database import Database
 from exchange.ledger.partitions import compared
+from exchange.programs.declarations import read_partners_directory
+from exchange.programs.service import load_partners
+from tests.conftest import SAMPLE_PARTNERS
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
@@ -26,3 +34,20 @@ def test_migrations_match_the_models(database_url: str) -> None:
 def test_a_fresh_database_is_at_the_head_revision(database_url: str) -> None:
     assert migrate.current_revision(database_url) == migrate.head_revision()
     migrate.ensure_migrated(database_url)
+
+
+async def test_programs_loaded_before_the_plural_column_get_their_point_name_with_an_s(database_url: str) -> None:
+    """Loaded, taken back to the revision before ``point_name_plural`` and up again: every
+    program has a plural until the next ``partners load`` writes the declared one."""
+    db = Database.from_url(database_url)
+    try:
+        async with db.transaction() as session:
+            await load_partners(session, read_partners_directory(SAMPLE_PARTNERS), datetime.now(UTC))
+        config = migrate.alembic_config(database_url)
+        await asyncio.to_thread(command.downgrade, config, "0029")
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with db.transaction() as session:
+            plurals = dict((await session.exec(text("SELECT id, point_name_plural FROM program"))).all())
+        assert plurals["formosa-air"] == "Miles" and plurals["coalition"] == "Coalition Points"
+    finally:
+        await db.dispose()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.programs.declarations import DeclarationError, read_partners_directory
+from exchange.programs.declarations import DeclarationError, plural_point_name, read_partners_directory
 from exchange.programs.secrets import client_secret
 from tests.conftest import SAMPLE_PARTNERS
 
@@ -61,6 +61,34 @@ def test_missing_field_is_named(partners: Path) -> None:
     rewrite(partners / "wallet-pay.toml", 'point_name = "Wallet Point"\n', "")
     error = refusal(partners)
     assert str(error) == f"{partners / 'wallet-pay.toml'}: point_name: required field is missing"
+
+
+@pytest.mark.parametrize(
+    ("singular", "plural"),
+    [
+        ("Mile", "Miles"),
+        ("Coalition Point", "Coalition Points"),
+        ("Pass", "Passes"),
+        ("Penny", "Pennies"),
+        ("Key", "Keys"),
+    ],
+)
+def test_an_undeclared_plural_is_the_regular_english_one(singular: str, plural: str) -> None:
+    assert plural_point_name(singular, None) == plural
+
+
+def test_a_declared_plural_is_taken_as_written(partners: Path) -> None:
+    rewrite(
+        partners / "tune-stream.toml", 'point_name = "Note"\n', 'point_name = "Note"\npoint_name_plural = "Notez"\n'
+    )
+    directory = read_partners_directory(partners)
+    declared = next(program for program in directory.programs if program.id == "tune-stream")
+    assert plural_point_name(declared.point_name, declared.point_name_plural) == "Notez"
+
+
+def test_an_empty_plural_is_refused(partners: Path) -> None:
+    rewrite(partners / "tune-stream.toml", 'point_name = "Note"\n', 'point_name = "Note"\npoint_name_plural = ""\n')
+    assert "point_name_plural" in str(refusal(partners))
 
 
 def test_negative_point_value_is_refused(partners: Path) -> None:

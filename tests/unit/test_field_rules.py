@@ -46,7 +46,7 @@ EXPECTED: dict[str, str] = {
     "Mutation.removeAssertionKey": KEY_MANAGERS,
     **{
         f"Program.{name}": ANYONE
-        for name in ("id", "name", "kind", "category", "pointName", "pointValue", "limits", "tiers")
+        for name in ("id", "name", "kind", "category", "pointName", "pointNamePlural", "pointValue", "limits", "tiers")
     },
     "Program.linkedAccounts": "partner:own",
     "Program.assertionKeys": KEY_MANAGERS,

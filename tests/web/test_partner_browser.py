@@ -90,12 +90,12 @@ def test_the_preview_prices_a_conversion_as_the_partner_types(
     page.get_by_label("From", exact=True).select_option("harbor-bank")
     page.get_by_label("Points to convert").fill("60000")
     result = page.locator("#preview-result")
-    expect(result).to_contain_text("7,000 Mile")
+    expect(result).to_contain_text("7,000 Miles")
     expect(result).to_contain_text("NT$")
     page.get_by_label("Points to convert").fill("5000")
     expect(result.get_by_role("alert")).to_contain_text("at least 10000 points")
     page.get_by_label("Points to convert").fill("120000")
-    expect(result).to_contain_text("14,000 Mile")
+    expect(result).to_contain_text("14,000 Miles")
     screenshot(page, "preview")
 
 

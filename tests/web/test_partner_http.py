@@ -130,7 +130,7 @@ def test_the_preview_prices_without_storing_a_quote(gateway: Gateway, air_client
     )
     assert fragment.status_code == 200 and "<html" not in fragment.text, "htmx gets the fragment alone"
     # 60,000 card points at 10:1 give 6,000 miles, and 1,000 bonus miles per 60,000.
-    assert "Points out</dt><dd><strong>7,000 Mile</strong>" in fragment.text
+    assert "Points out</dt><dd><strong>7,000 Miles</strong>" in fragment.text
     too_few = air_client.get(
         f"{PARTNER}/rates/preview",
         params={"fromProgram": "harbor-bank", "points": "5000"},

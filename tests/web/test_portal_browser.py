@@ -106,8 +106,8 @@ def test_a_member_converts_in_time_and_both_partners_balances_change(
 ) -> None:
     page, partners = member_page, portal_gateway.partners
     member_ref = member_with_two_programs(portal_gateway, page)
-    expect(page.locator("#account-fresh-mart .balance")).to_have_text("5,000 FreshMart Point")
-    expect(page.locator("#account-formosa-air .balance")).to_have_text("4,000 Mile")
+    expect(page.locator("#account-fresh-mart .balance")).to_have_text("5,000 FreshMart Points")
+    expect(page.locator("#account-formosa-air .balance")).to_have_text("4,000 Miles")
     screenshot(page, "accounts")
     ask_quote(page, "FreshMart Rewards", "Formosa Air Miles", 1_000)
     expect(page.locator("[data-countdown-left]")).to_have_text(re.compile(r"^[0-9]+:[0-5][0-9]$"))
@@ -121,7 +121,7 @@ def test_a_member_converts_in_time_and_both_partners_balances_change(
     assert miles > 4_000
     expect(page.locator("#outcome")).to_contain_text(f"{miles - 4_000:,} points of Formosa Air Miles")
     page.get_by_role("link", name="See your balances").click()
-    expect(page.locator("#account-formosa-air .balance")).to_have_text(f"{miles:,} Mile")
+    expect(page.locator("#account-formosa-air .balance")).to_have_text(f"{miles:,} Miles")
 
 
 def test_after_the_countdown_runs_out_the_page_asks_for_a_new_quote_from_the_keyboard(
@@ -165,7 +165,7 @@ def test_a_member_redeems_a_reward_published_by_a_partner(
     screenshot(page, "catalog")
     page.get_by_role("link", name="Harbour cruise for two").click()
     expect(page).to_have_url(re.compile(f"/portal/rewards/{reward_id}$"))
-    option = page.get_by_label(re.compile(r"FreshMart Point of FreshMart Rewards$"))
+    option = page.get_by_label(re.compile(r"FreshMart Points of FreshMart Rewards$"))
     expect(option).to_be_checked()
     price = int(re.match(r"[\d,]+", option.evaluate("e => e.labels[0].textContent"))[0].replace(",", ""))  # type: ignore[index]
     screenshot(page, "reward")

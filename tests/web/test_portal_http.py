@@ -31,6 +31,15 @@ def test_a_member_signs_in_through_their_partner_and_sees_their_balance(
     assert "12,345" in home.text and member_ref in home.text
 
 
+@pytest.mark.parametrize(("balance", "shown"), [(12_345, "12,345 FreshMart Points"), (1, "1 FreshMart Point<")])
+def test_a_balance_is_named_in_the_plural_unless_it_is_one_point(
+    portal_gateway: PortalGateway, client: httpx.Client, balance: int, shown: str
+) -> None:
+    sign_in(client, "fresh-mart", portal_gateway.partners.new_member("fresh-mart", balance=balance))
+    home = client.get("/portal/")
+    assert shown in home.text
+
+
 def test_the_partner_page_refuses_a_wrong_pin_and_sends_nobody_back(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
@@ -166,6 +175,10 @@ def test_a_member_links_an_account_the_partner_confirms_and_is_refused_a_wrong_c
     assert refused.status_code == 400 and "does not confirm this account" in refused.text
     other_name = link(client, "formosa-air", member_ref, name="Lin Mai")
     assert other_name.status_code == 400 and "has another name for this account" in other_name.text
+    # The member's entries stay in the form to be put right; the verification code is not sent back.
+    assert 'name="member_ref" required maxlength="128"' in other_name.text
+    assert f'value="{member_ref}"' in other_name.text and 'value="Lin Mai"' in other_name.text
+    assert 'name="verification" type="password" required maxlength="256" autocomplete="off">' in other_name.text
     assert "8,000" not in client.get("/portal/").text
     linked = link(client, "formosa-air", member_ref, name="MEI LIN")
     assert linked.status_code == 303 and linked.headers["location"] == "/portal/?notice=linked"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,10 @@ from sqlmodel import col
 from exchange.auth.scopes import Role
 from exchange.db.database import Database
 from exchange.programs.models import Program
+from exchange.risk import reasons
+from exchange.risk.decisions import decision, record_refusal
+from exchange.risk.models import Decision, Subject
+from exchange.risk.policy import Per, Velocity
 from exchange.testing.databases import PostgresDatabases
 from tests.web.conftest import PHONE, Gateway, PortalGateway, open_context, run_async, start_gateway
 from tests.web.portal_flows import ask_quote, convert_form, csrf_token, sign_in
@@ -134,6 +139,61 @@ def test_staff_reject_and_approve_held_conversions_and_partners_cannot(holding_g
     assert partners.balance("formosa-air", member_ref) > 0
 
 
+def test_the_decision_log_names_programs_and_says_the_gates_reasons_in_the_readers_language(
+    holding_gateway: PortalGateway,
+) -> None:
+    with holding_gateway.gateway.client() as member:
+        linked_member(holding_gateway, member)
+        conversion_id = held_conversion(member).rsplit("/", 1)[1]
+    with signed_in(holding_gateway.gateway, holding_gateway.gateway.person(Role.SETTLEMENT)) as staff:
+        english, chinese = (staff.get("/console/risk/", params={"lang": lang}).text for lang in ("en", "zh-TW"))
+    for page in english, chinese:
+        log = page.split('id="decisions-heading"')[1]
+        row = next(row for row in log.split("<tr>") if conversion_id in row)
+        assert "<td>FreshMart Rewards</td>" in row and "fresh-mart" not in row
+        held = page.split('id="held-redemptions-heading"')[0]
+        assert "<td>FreshMart Rewards <span" in held and "<td>Formosa Air Miles <span" in held
+    assert "above 2,000 points: waits for staff review" in english
+    assert "超過 2,000 點：等候人員審核" in chinese and "waits for staff review" not in chinese
+    # The link the member made just before: verified by the partner, said by its name.
+    assert "已經 Formosa Air Miles 驗證；已核對資格" in chinese
+
+
+def test_a_velocity_refusal_in_the_log_is_said_in_the_readers_language(holding_gateway: PortalGateway) -> None:
+    rule = Velocity(per=Per.MEMBER, window=timedelta(days=1), max_count=5, max_points=20_000)
+    written = reasons.velocity("fresh-mart", rule, made=23_000, over_points=True)
+    assert written == (
+        "fresh-mart allows at most 5 conversions or redemptions or 20,000 points per member in 1 day; "
+        "this would make 23,000 points"
+    )
+
+    async def log() -> None:
+        db = Database.from_url(holding_gateway.gateway.settings.database_url)
+        try:
+            refused = decision(
+                Subject.CONVERSION,
+                Decision.REFUSE,
+                reason=written,
+                rule="VELOCITY_MEMBER",
+                member_id="velocity-member",
+                program_id="fresh-mart",
+                member_ref="velocity-member",
+                now=datetime.now(UTC),
+            )
+            await record_refusal(db, refused)
+        finally:
+            await db.dispose()
+
+    run_async(log)
+    with signed_in(holding_gateway.gateway, holding_gateway.gateway.person(Role.SETTLEMENT)) as staff:
+        english, chinese = (staff.get("/console/risk/", params={"lang": lang}).text for lang in ("en", "zh-TW"))
+    assert (
+        "FreshMart Rewards allows at most 5 conversions or redemptions or 20,000 points per member in 1 day; "
+        "this would make 23,000 points" in english
+    )
+    assert "FreshMart Rewards 規定每會員在 1 天 內最多 5 筆轉換或兌換或 20,000 點；此筆將達 23,000 點" in chinese
+
+
 def held_redemption(client: httpx.Client) -> None:
     """Redeem a Formosa Air lounge pass (6,120 FreshMart points) with the signed-in member's
     FreshMart points: held."""
@@ -236,8 +296,10 @@ def test_a_member_cancels_a_held_redemption_in_english_and_one_decided_meanwhile
     with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as staff:  # the log says how the hold ended
         decisions = staff.get("/console/risk/").text
         assert re.search(
-            rf"<td>Cancelled</td>\s*<td>CANCELLED</td>\s*<td>fresh-mart</td>\s*<td>{newest}</td>", decisions
+            rf"<td>Cancelled</td>\s*<td>CANCELLED</td>\s*<td>FreshMart Rewards</td>\s*<td>{newest}</td>", decisions
         )
+        in_chinese = staff.get("/console/risk/", params={"lang": "zh-TW"}).text
+        assert "會員於暫停待審時取消：未扣除任何點數" in in_chinese
 
     chinese = open_context(browser, gateway, locale="zh-TW", viewport=PHONE)
     chinese.add_cookies(cookies)  # type: ignore[arg-type]

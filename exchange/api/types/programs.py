@@ -111,6 +111,10 @@ class Program:
     kind: ProgramKind = strawberry.field(description="A partner's program, or the coalition point.")
     category: ProgramCategory
     point_name: str = strawberry.field(description="What the program calls one point.")
+    point_name_plural: str = strawberry.field(
+        description="What the program calls several points (or none): declared, or `pointName` made plural "
+        "by the regular English rules. English both, whatever the reader's language."
+    )
     point_value: Decimal = strawberry.field(
         description="Value of one point in the settlement currency, as an exact decimal string."
     )
@@ -175,6 +179,7 @@ class Program:
             kind=ProgramKind(row.kind),
             category=ProgramCategory(row.category),
             point_name=row.point_name,
+            point_name_plural=row.point_name_plural,
             point_value=row.point_value,
             limits=ConversionLimits(
                 minimum_points=row.minimum_points,

@@ -45,9 +45,9 @@ class AccountPages:
                 name=form_text(form, "name").strip() or None,
             )
         except ExchangeError as problem:
-            return await self._home(
-                request, problem=problem, entered={"program": form_text(form, "program")}, status_code=400
-            )
+            # What the member typed stays in the form, but the verification code: a secret is not sent back.
+            entered = {name: form_text(form, name) for name in ("program", "member_ref", "name")}
+            return await self._home(request, problem=problem, entered=entered, status_code=400)
         return RedirectResponse(f"{HOME_PATH}?notice=linked", status_code=303)
 
     async def _home(

@@ -1,0 +1,130 @@
+"""The reasons the exchange itself writes into the risk decision log, each from one template.
+
+The log keeps a reason as English text (what ``riskDecisions`` and the CLI show). A page for
+staff says it in the reader's language instead: :func:`read` finds which template wrote a
+reason and the values it was written with, and the page translates the template and fills
+them in. A reason no template wrote (a staff member's, a partner's refusal) is shown as written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from string import Formatter
+
+from exchange.risk.models import Decision, RiskDecision
+from exchange.risk.policy import Velocity, duration
+
+#: Fields that hold a whole number (grouped with commas, as ``f"{n:,}"`` writes it).
+NUMBERS = frozenset({"limit", "count", "points", "made"})
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """A reason's template (``str.format`` fields, each written as plain text; those in
+    :data:`NUMBERS` as whole numbers), named by ``key``."""
+
+    key: str
+    template: str
+    _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts = []
+        for literal, name, _, _ in Formatter().parse(self.template):
+            parts.append(re.escape(literal))
+            if name is not None:
+                parts.append(f"(?P<{name}>[0-9][0-9,]*)" if name in NUMBERS else f"(?P<{name}>.+?)")
+        object.__setattr__(self, "_pattern", re.compile("".join(parts), re.DOTALL))
+
+    def text(self, **values: str) -> str:
+        """The reason written with ``values``."""
+        return self.template.format(**values)
+
+    def values(self, written: str) -> dict[str, str] | None:
+        """The values ``written`` was written with, if this template wrote it."""
+        found = self._pattern.fullmatch(written)
+        return None if found is None else found.groupdict()
+
+
+#: Every gate passed: the outflow goes on.
+ALLOWED = Reason("ALLOWED", "every gate passed")
+#: Held for staff review (rule ``HOLD_ABOVE``); ``limit`` is the points the program lets go unreviewed.
+HELD_ABOVE = Reason("HELD_ABOVE", "above {limit} points: waits for staff review")
+#: Refused in the cooling period after linking; ``opens_at`` is an ISO 8601 moment.
+COOLING_PERIOD = Reason("COOLING_PERIOD", "points of an account linked at {program} move only from {opens_at}")
+#: Refused: the two programs' accounts have different names for the member.
+NAMES_DIFFER = Reason("NAMES_DIFFER", "{program} and {other} have different names for the member")
+#: A staff member approved a held outflow.
+APPROVED = Reason("APPROVED", "approved by staff")
+#: A hold ended before anyone decided it.
+UNREVIEWED = Reason("UNREVIEWED", "held for staff review, and not reviewed before the hold ended: nothing moved")
+#: A held redemption its member or its publisher cancelled (``by``: ``member``, ``publisher``).
+CANCELLED_WHILE_HELD = Reason(
+    "CANCELLED_WHILE_HELD", "cancelled by the {by} while held for review: nothing was debited"
+)
+#: An account linked after its partner verified it (and the member's name, in the first).
+LINK_VERIFIED_WITH_NAME = Reason("LINK_VERIFIED_WITH_NAME", "verified by {program}; name and eligibility checked")
+LINK_VERIFIED = Reason("LINK_VERIFIED", "verified by {program}; eligibility checked")
+#: Refused by a velocity limit (:func:`velocity`): ``per`` is ``member`` or ``account``, ``window``
+#: a :func:`~exchange.risk.policy.duration`; the limit that counts both names the one broken.
+VELOCITY_COUNT = Reason(
+    "VELOCITY_COUNT",
+    "{program} allows at most {count} conversions or redemptions per {per} in {window}; this would make {made}",
+)
+VELOCITY_POINTS = Reason(
+    "VELOCITY_POINTS", "{program} allows at most {points} points per {per} in {window}; this would make {made} points"
+)
+VELOCITY_BOTH_OVER_COUNT = Reason(
+    "VELOCITY_BOTH_OVER_COUNT",
+    "{program} allows at most {count} conversions or redemptions or {points} points per {per} in {window}; "
+    "this would make {made}",
+)
+VELOCITY_BOTH_OVER_POINTS = Reason(
+    "VELOCITY_BOTH_OVER_POINTS",
+    "{program} allows at most {count} conversions or redemptions or {points} points per {per} in {window}; "
+    "this would make {made} points",
+)
+
+REASONS = (
+    # The limits of both kinds first: the one-kind templates would read them too, less exactly.
+    VELOCITY_BOTH_OVER_COUNT,
+    VELOCITY_BOTH_OVER_POINTS,
+    VELOCITY_COUNT,
+    VELOCITY_POINTS,
+    ALLOWED,
+    HELD_ABOVE,
+    COOLING_PERIOD,
+    NAMES_DIFFER,
+    APPROVED,
+    UNREVIEWED,
+    CANCELLED_WHILE_HELD,
+    LINK_VERIFIED_WITH_NAME,
+    LINK_VERIFIED,
+)
+
+
+def velocity(program: str, rule: Velocity, *, made: int, over_points: bool) -> str:
+    """Why ``rule`` of ``program`` refuses: the outflow would make ``made`` conversions and
+    redemptions, or (``over_points``) ``made`` points, in its window."""
+    values = {"program": program, "per": rule.per.value, "window": duration(rule.window)}
+    values["made"] = f"{made:,}" if over_points else str(made)
+    if rule.max_count is not None:
+        values["count"] = str(rule.max_count)
+    if rule.max_points is not None:
+        values["points"] = f"{rule.max_points:,}"
+    if rule.max_count is not None and rule.max_points is not None:
+        reason = VELOCITY_BOTH_OVER_POINTS if over_points else VELOCITY_BOTH_OVER_COUNT
+    else:
+        reason = VELOCITY_POINTS if over_points else VELOCITY_COUNT
+    return reason.text(**values)
+
+
+def read(row: RiskDecision) -> tuple[Reason, dict[str, str]] | None:
+    """The template that wrote ``row``'s reason and its values, or ``None``: a rejection's
+    reason is the staff member's own words, whatever they look like."""
+    if row.decision == Decision.REJECT.value:
+        return None
+    for reason in REASONS:
+        if (values := reason.values(row.reason)) is not None:
+            return reason, values
+    return None
