@@ -5,13 +5,19 @@ statement key never signs anything the gateway accepts as an access token."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from joserfc import jws, jwt
-from joserfc.errors import InvalidKeyIdError
+from joserfc.errors import BadSignatureError, InvalidKeyIdError
 from joserfc.jwk import KeySet
 
 from exchange.app import create_app
@@ -31,6 +37,7 @@ from tests.clocks import MovableClock
 
 STATEMENT_KEYS = "/.well-known/statement-keys.json"
 TOKEN_KEYS = "/.well-known/jwks.json"
+PARTNERS_GUIDE = Path(__file__).parents[2] / "partners" / "SETTLEMENT.md"
 
 
 @pytest.fixture
@@ -143,3 +150,76 @@ async def test_an_access_token_signed_with_a_statement_key_is_refused(
         else f"not an access token (typ must be {TOKEN_TYPE})"
     )
     assert str(key.kid) in kids(await fetched(kit, STATEMENT_KEYS))
+
+
+def documented_verification(issuer: str, partner: str, period: str) -> str:
+    """The Python partners/SETTLEMENT.md gives a finance team to verify a statement, as they copy
+    it: only the exchange's address, the partner and the period are theirs."""
+    guide = PARTNERS_GUIDE.read_text(encoding="utf-8")
+    snippet = re.search(r"```python\n(.*?)```", guide[guide.index("### Verifying a statement") :], re.DOTALL)
+    assert snippet is not None, "the guide shows how to verify a statement"
+    code = snippet.group(1)
+    for example, theirs in (
+        ('ISSUER = "https://exchange.example"', f"ISSUER = {issuer!r}"),
+        ('PARTNER, PERIOD = "fresh-mart", "2026-11"', f"PARTNER, PERIOD = {partner!r}, {period!r}"),
+    ):
+        assert code.count(example) == 1, example
+        code = code.replace(example, theirs)
+    return code
+
+
+async def verify_as_documented(downloads: Path, issuer: str, partner: str, period: str, signed: str, text: str) -> None:
+    """Run the guide's verification on the statement saved as ``signed`` (its JWS) and ``text``
+    (its JSON), under the names the partner console gives its downloads."""
+    (downloads / f"statement-{partner}-{period}.jws").write_text(signed, encoding="utf-8")
+    (downloads / f"statement-{partner}-{period}.json").write_bytes(text.encode())
+    # The guide's code is synchronous (httpx.get); the gateway serves on this event loop.
+    await asyncio.to_thread(exec, documented_verification(issuer, partner, period), {})
+
+
+def with_figure_changed(document: str) -> str:
+    """The statement's JSON, canonical as the exchange writes it, with its closing position one cent off."""
+    changed = json.loads(document)
+    changed["closingPosition"] = str(Decimal(changed["closingPosition"]) + Decimal("0.01"))
+    return json.dumps(changed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+async def test_the_guides_verification_accepts_a_partners_own_statement_after_a_rotation_and_refuses_any_other(
+    kit: ExchangeKit,
+    clock: MovableClock,
+    statement_keys: StatementKeys,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where the finance team saved its downloads
+    issuer = kit.settings.issuer_url
+    period = await post_last_month(kit)
+    await close(kit, period)
+    partner = await kit.partner_token("wallet-pay")
+    downloaded = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
+    await verify_as_documented(tmp_path, issuer, "wallet-pay", period, downloaded["jws"], downloaded["json"])
+
+    async with kit.db.transaction() as session:
+        rotation = await statement_keys.rotate(session)
+    clock.advance(KEY_REFRESH)
+    refetched = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
+    assert refetched["keyId"] == rotation.new.kid != downloaded["keyId"]
+    for statement in (downloaded, refetched):  # signed last month with the retired key, and now
+        await verify_as_documented(tmp_path, issuer, "wallet-pay", period, statement["jws"], statement["json"])
+
+    header, _, signature = downloaded["jws"].split(".")
+    forged = f"{header}.{_b64(with_figure_changed(downloaded['json']).encode())}.{signature}"
+    with pytest.raises(BadSignatureError):
+        await verify_as_documented(tmp_path, issuer, "wallet-pay", period, forged, downloaded["json"])
+    with pytest.raises(AssertionError, match="not the statement the exchange signed"):
+        await verify_as_documented(
+            tmp_path, issuer, "wallet-pay", period, downloaded["jws"], with_figure_changed(downloaded["json"])
+        )
+    fresh_mart = await kit.partner_token("fresh-mart")
+    another = (await kit.data(STATEMENT, fresh_mart, partner="fresh-mart", period=period))["statement"]
+    with pytest.raises(AssertionError):  # signed by the exchange, but fresh-mart's
+        await verify_as_documented(tmp_path, issuer, "wallet-pay", period, another["jws"], another["json"])
