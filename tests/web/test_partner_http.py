@@ -224,12 +224,21 @@ def test_a_reward_is_published_repriced_restocked_and_withdrawn(air_client: http
 def test_another_partners_reward_cannot_be_opened_or_changed_by_its_address(
     gateway: Gateway, air_client: httpx.Client, mart: Person
 ) -> None:
-    theirs = "fresh-mart-coupon-100"
-    assert air_client.get(f"{PARTNER}/rewards/{theirs}").status_code == 403
-    assert air_client.get(f"{PARTNER}/rewards/no-such-reward").status_code == 404
+    theirs, nobodys = "fresh-mart-coupon-100", "no-such-reward"
+
+    def answer(response: httpx.Response, reward_id: str) -> tuple[int, str]:
+        return response.status_code, response.text.replace(reward_id, "<id>")
+
+    for accept in ("text/html", "*/*"):
+        headers = {"accept": accept}
+        unknown = answer(air_client.get(f"{PARTNER}/rewards/{nobodys}", headers=headers), nobodys)
+        assert unknown[0] == 404
+        opened = answer(air_client.get(f"{PARTNER}/rewards/{theirs}", headers=headers), theirs)
+        assert opened == unknown, "as if it did not exist"
     for action, form in (("price", {"price": "1"}), ("restock", {"units": "100"}), ("withdraw", {})):
-        refused = post(air_client, f"{PARTNER}/rewards/{theirs}/{action}", **form)
-        assert refused.status_code == 403, action
+        refused = answer(post(air_client, f"{PARTNER}/rewards/{theirs}/{action}", **form), theirs)
+        assert refused == answer(post(air_client, f"{PARTNER}/rewards/{nobodys}/{action}", **form), nobodys), action
+        assert refused[0] == 404
     with signed_in(gateway, mart) as mart_client:
         page = mart_client.get(f"{PARTNER}/rewards/{theirs}").text
         assert "NT$95.00" in page and "Available" in page, "unchanged"
