@@ -474,6 +474,20 @@ def test_the_reconciliation_shows_the_partners_breaks_and_their_resolution_read_
         assert document["partner"] == "fresh-mart", "the address names no partner: always one's own"
 
 
+def test_a_reconciliation_page_past_a_garbage_cursor_is_refused_by_name_not_shown_as_the_first(
+    settled: tuple[Gateway, str],
+) -> None:
+    gateway, period = settled
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
+        page = f"{PARTNER}/statements/{period}/reconciliation"
+        for after in ("x", "9" * 30, "\u00b2", "", "-1", "1.5"):
+            refused = client.get(page, params={"after": after})
+            assert refused.status_code == 400, after
+            assert "after must be the number a page&#39;s link gives" in refused.text, after
+            assert "conversion:not-in-ledger" not in refused.text, "no first page in its place"
+        assert "conversion:not-in-ledger" in client.get(page, params={"after": "0"}).text
+
+
 def test_the_reconciliation_counts_every_break_and_pages_past_the_first_ones(settled: tuple[Gateway, str]) -> None:
     gateway, period = settled
     lines = "".join(f"conversion:unknown-{number},1.00\n" for number in range(2 * BREAKS_SHOWN))
