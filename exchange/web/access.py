@@ -162,12 +162,15 @@ async def read_form(request: Request) -> FormData:
 
 def query_cursor(request: Request, name: str = "after") -> int | None:
     """Query parameter ``name`` as the cursor a page's "next" link writes (a row's number);
-    ``None`` when it is absent. Anything else is refused (``400``, naming it), as GraphQL
-    refuses a cursor it did not give out: read as "no cursor", it would show the first page
-    as if it were the one asked for."""
-    value = request.query_params.get(name)
-    if value is None:
+    ``None`` when it is absent. Anything else, or the parameter twice, is refused (``400``,
+    naming it), as GraphQL refuses a cursor it did not give out: read as "no cursor", it
+    would show the first page as if it were the one asked for."""
+    values = request.query_params.getlist(name)
+    if not values:
         return None
+    if len(values) > 1:
+        raise BadRequest(f"{name} was sent {len(values)} times: it takes one value")
+    value = values[0]
     number = ascii_digits(value) if len(value) <= MAX_CURSOR_DIGITS else None
     if number is None:
         raise BadRequest(f"{name} must be the number a page's link gives, in at most {MAX_CURSOR_DIGITS} digits")

@@ -486,6 +486,8 @@ def test_a_reconciliation_page_past_a_garbage_cursor_is_refused_by_name_not_show
             assert "after must be the number a page&#39;s link gives" in refused.text, after
             assert "conversion:not-in-ledger" not in refused.text, "no first page in its place"
         assert "conversion:not-in-ledger" in client.get(page, params={"after": "0"}).text
+        twice = client.get(page, params=[("after", "0"), ("after", "1")])
+        assert twice.status_code == 400 and "after was sent 2 times: it takes one value" in twice.text
 
 
 def test_the_reconciliation_counts_every_break_and_pages_past_the_first_ones(settled: tuple[Gateway, str]) -> None:
