@@ -91,13 +91,23 @@ async def live_member_session_by_hash(
     return await live_session_row(session, MemberWebSession, id_hash, now, timeouts)
 
 
-async def add_authority(session: AsyncSession, row: MemberWebSession, program_id: str) -> MemberWebSession:
-    """``program_id`` vouched for the session's member too: its points may be spent now."""
-    if program_id not in row.asserted_by:
-        row.asserted_by = sorted({*row.asserted_by, program_id})
-        session.add(row)
-        await session.flush()
-    return row
+async def add_authority(
+    session: AsyncSession, row: MemberWebSession, program_id: str, now: datetime, timeouts: SessionTimeouts
+) -> tuple[str, MemberWebSession]:
+    """``program_id`` vouched for the session's member too: its points may be spent now. The
+    session goes on under a new id (and CSRF token), as after any sign-in, and the old id ends:
+    a session that gains the power to spend must not be reachable by an id that was seen, or
+    planted, before."""
+    new_id, renewed = await open_session_row(
+        session,
+        MemberWebSession,
+        now,
+        timeouts,
+        member_id=row.member_id,
+        asserted_by=sorted({*row.asserted_by, program_id}),
+    )
+    await close_member_session(session, row.id_hash)
+    return new_id, renewed
 
 
 async def close_member_session(session: AsyncSession, id_hash: str) -> None:

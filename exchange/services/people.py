@@ -162,9 +162,19 @@ class PeopleService:
             return await session.get(Person, normalize_username(username))
 
     async def sign_in(
-        self, username: str, password: str, code: str = "", *, address: str = ratelimit.ANY_ADDRESS
+        self,
+        username: str,
+        password: str,
+        code: str = "",
+        *,
+        address: str = ratelimit.ANY_ADDRESS,
+        replacing: str | None = None,
     ) -> SignInOutcome:
         """Check a person's password (and TOTP code, if they have TOTP) and open a session.
+
+        ``replacing``: the session the browser signs in over, if it holds one; it ends as the
+        new one opens (whoever signs in), as signing out would end it, so that the id the
+        browser forgets is no longer anybody's session.
 
         Every failure counts against the username, whether or not anyone has it, twice: from
         the caller's ``address`` (:func:`ratelimit.caller_address`), where the limit locks the
@@ -199,6 +209,8 @@ class PeopleService:
                 await ratelimit.record_failure(session, key, address, self._limit, now)
                 await ratelimit.record_failure(session, key, EVERY_ADDRESS, everywhere, now)
                 return Refused()
+            if replacing is not None:
+                await close_session(session, replacing)
             session_id, row = await open_session(session, person, now, self.timeouts)
         return Opened(session_id=session_id, signed_in=SignedIn(principal_for(row), row.csrf_token))
 

@@ -64,8 +64,10 @@ class SignInStarted:
 
 @dataclass(frozen=True)
 class Joined:
-    """The member signed in already, now vouched for by one more program (same session)."""
+    """The member signed in already, now vouched for by one more program: the same session,
+    with its authorities kept, under the new ``session_id`` (for the cookie)."""
 
+    session_id: str
     signed_in: SignedIn
 
 
@@ -131,8 +133,8 @@ class PortalSignInService:
         browser's cookie holds) and the partner's ``assertion``.
 
         The state is used up first, whatever follows. A member who started from a live session
-        and comes back as its member keeps that session, with the program's authority added
-        (:class:`Joined`); anyone else gets a new session (:class:`Opened`).
+        and comes back as its member keeps that session, with the program's authority added,
+        under a new id (:class:`Joined`); anyone else gets a new session (:class:`Opened`).
         """
         if not state or not browser_state or not hmac.compare_digest(state.encode(), browser_state.encode()):
             return SignInFailed(SignInProblem.STATE)
@@ -168,7 +170,10 @@ class PortalSignInService:
                     else None
                 )
                 if current is not None and current.member_id == member.id:
-                    return Joined(signed_in(await portal_sign_in.add_authority(session, current, program_id)))
+                    joined_id, joined = await portal_sign_in.add_authority(
+                        session, current, program_id, now, self.timeouts
+                    )
+                    return Joined(session_id=joined_id, signed_in=signed_in(joined))
                 if current is not None:
                     await portal_sign_in.close_member_session(session, current.id_hash)
                 new_id, row = await portal_sign_in.open_member_session(

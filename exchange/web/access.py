@@ -54,6 +54,8 @@ CSRF_HEADER = "X-CSRF-Token"
 FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 #: A form of the consoles is a few fields; a larger body is refused unread.
 MAX_FORM_BYTES = 65_536
+#: The most digits a cursor in an address has: a row id the database's ``bigint`` holds.
+MAX_CURSOR_DIGITS = 18
 
 
 class Refusal(Exception):
@@ -156,6 +158,23 @@ async def read_form(request: Request) -> FormData:
         return await request.form()
     except HTTPException as refused:  # Starlette's answer to a form its parser cannot read
         raise BadRequest(f"the form cannot be read: {refused.detail}") from None
+
+
+def query_cursor(request: Request, name: str = "after") -> int | None:
+    """Query parameter ``name`` as the cursor a page's "next" link writes (a row's number);
+    ``None`` when it is absent. Anything else, or the parameter twice, is refused (``400``,
+    naming it), as GraphQL refuses a cursor it did not give out: read as "no cursor", it
+    would show the first page as if it were the one asked for."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadRequest(f"{name} was sent {len(values)} times: it takes one value")
+    value = values[0]
+    number = ascii_digits(value) if len(value) <= MAX_CURSOR_DIGITS else None
+    if number is None:
+        raise BadRequest(f"{name} must be the number a page's link gives, in at most {MAX_CURSOR_DIGITS} digits")
+    return number
 
 
 def check_csrf(request: Request, expected: str, form: FormData | None) -> None:

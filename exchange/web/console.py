@@ -82,6 +82,7 @@ class Console:
             form_text(form, "password"),
             form_text(form, "code"),
             address=ratelimit.caller_address(request.client.host if request.client else None),
+            replacing=visitor_of(request).session_id,
         )
         if isinstance(outcome, Opened):
             response = RedirectResponse(next_path, status_code=303)

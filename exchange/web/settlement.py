@@ -27,7 +27,7 @@ from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRe
 from exchange.settlement.models import BreakKind, JobState, Resolution
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem, whole_number
-from exchange.web.access import Endpoint, Page, Rule, form_text, requires
+from exchange.web.access import Endpoint, Page, Rule, form_text, query_cursor, requires
 from exchange.web.netting_picture import draw
 from exchange.web.templating import Pages
 from exchange.web.visitors import visitor_of
@@ -244,7 +244,7 @@ class SettlementConsole:
         counterparty = query.get("counterparty") or None
         if counterparty is not None and text_problem(counterparty, PATH_LIMITS["partner"]):
             counterparty = None  # a filter no break can match
-        after = query.get("after")
+        after = query_cursor(request)
         context: dict[str, Any] = {
             "period": period,
             "partner": partner,
@@ -273,7 +273,7 @@ class SettlementConsole:
                     kind=BreakKind(context["kind"]) if context["kind"] else None,
                     counterparty=counterparty,
                     first=BREAKS_PAGE,
-                    after=whole_number(after) if after else None,
+                    after=after,
                 )
                 context.update(
                     reconciliation=view.reconciliation,

@@ -294,6 +294,24 @@ def test_signing_in_over_an_ended_session_keeps_the_new_session(gateway: Gateway
         assert client.get("/console/").status_code == 200
 
 
+def test_signing_in_over_a_live_session_ends_it_on_the_server(gateway: Gateway, staff: dict[Role, Person]) -> None:
+    with gateway.client() as client:
+        sign_in(client, staff[Role.SETTLEMENT])
+        earlier = client.cookies["exchange_session"]
+        token = form_token(client, "/console/")
+        for person in (staff[Role.PARTNER], staff[Role.PARTNER]):  # someone else, then the same person again
+            form = {"csrf_token": token, "username": person.username, "password": person.password}
+            assert client.post("/console/sign-in", data=form).status_code == 303
+            assert client.cookies["exchange_session"] != earlier
+            with gateway.client() as replay:
+                replay.cookies["exchange_session"] = earlier
+                forgotten = replay.get("/console/")
+                assert forgotten.status_code == 303, "the session signed in over is nobody's any more"
+                assert forgotten.headers["location"].startswith("/console/sign-in")
+            earlier, token = client.cookies["exchange_session"], form_token(client, "/console/")
+        assert client.get("/console/").status_code == 200
+
+
 def test_a_page_asked_the_wrong_way_says_so_and_what_it_allows(gateway: Gateway) -> None:
     with gateway.client() as client:
         response = client.get("/console/sign-out")

@@ -224,12 +224,21 @@ def test_a_reward_is_published_repriced_restocked_and_withdrawn(air_client: http
 def test_another_partners_reward_cannot_be_opened_or_changed_by_its_address(
     gateway: Gateway, air_client: httpx.Client, mart: Person
 ) -> None:
-    theirs = "fresh-mart-coupon-100"
-    assert air_client.get(f"{PARTNER}/rewards/{theirs}").status_code == 403
-    assert air_client.get(f"{PARTNER}/rewards/no-such-reward").status_code == 404
+    theirs, nobodys = "fresh-mart-coupon-100", "no-such-reward"
+
+    def answer(response: httpx.Response, reward_id: str) -> tuple[int, str]:
+        return response.status_code, response.text.replace(reward_id, "<id>")
+
+    for accept in ("text/html", "*/*"):
+        headers = {"accept": accept}
+        unknown = answer(air_client.get(f"{PARTNER}/rewards/{nobodys}", headers=headers), nobodys)
+        assert unknown[0] == 404
+        opened = answer(air_client.get(f"{PARTNER}/rewards/{theirs}", headers=headers), theirs)
+        assert opened == unknown, "as if it did not exist"
     for action, form in (("price", {"price": "1"}), ("restock", {"units": "100"}), ("withdraw", {})):
-        refused = post(air_client, f"{PARTNER}/rewards/{theirs}/{action}", **form)
-        assert refused.status_code == 403, action
+        refused = answer(post(air_client, f"{PARTNER}/rewards/{theirs}/{action}", **form), theirs)
+        assert refused == answer(post(air_client, f"{PARTNER}/rewards/{nobodys}/{action}", **form), nobodys), action
+        assert refused[0] == 404
     with signed_in(gateway, mart) as mart_client:
         page = mart_client.get(f"{PARTNER}/rewards/{theirs}").text
         assert "NT$95.00" in page and "Available" in page, "unchanged"
@@ -463,6 +472,22 @@ def test_the_reconciliation_shows_the_partners_breaks_and_their_resolution_read_
         assert "conversion:not-in-ledger" not in theirs and "No records imported" in theirs
         document = client.get(f"{PARTNER}/statements/{period}/statement.json").json()
         assert document["partner"] == "fresh-mart", "the address names no partner: always one's own"
+
+
+def test_a_reconciliation_page_past_a_garbage_cursor_is_refused_by_name_not_shown_as_the_first(
+    settled: tuple[Gateway, str],
+) -> None:
+    gateway, period = settled
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
+        page = f"{PARTNER}/statements/{period}/reconciliation"
+        for after in ("x", "9" * 30, "\u00b2", "", "-1", "1.5"):
+            refused = client.get(page, params={"after": after})
+            assert refused.status_code == 400, after
+            assert "after must be the number a page&#39;s link gives" in refused.text, after
+            assert "conversion:not-in-ledger" not in refused.text, "no first page in its place"
+        assert "conversion:not-in-ledger" in client.get(page, params={"after": "0"}).text
+        twice = client.get(page, params=[("after", "0"), ("after", "1")])
+        assert twice.status_code == 400 and "after was sent 2 times: it takes one value" in twice.text
 
 
 def test_the_reconciliation_counts_every_break_and_pages_past_the_first_ones(settled: tuple[Gateway, str]) -> None:

@@ -187,7 +187,7 @@ def test_a_member_links_an_account_the_partner_confirms_and_is_refused_a_wrong_c
     assert "Sign in with Formosa Air Miles too" in home
 
 
-def test_signing_in_through_a_second_partner_adds_its_authority_to_the_same_session(
+def test_signing_in_through_a_second_partner_adds_its_authority_to_the_session_under_a_new_id(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
     partners = portal_gateway.partners
@@ -197,7 +197,10 @@ def test_signing_in_through_a_second_partner_adds_its_authority_to_the_same_sess
     assert link(client, "formosa-air", member_ref).status_code == 303
     session_cookie = client.cookies["exchange_member"]
     sign_in(client, "formosa-air", member_ref, token_path="/portal/")
-    assert client.cookies["exchange_member"] == session_cookie
+    assert client.cookies["exchange_member"] != session_cookie, "more power, a new id"
+    with portal_gateway.gateway.client() as replay:
+        replay.cookies["exchange_member"] = session_cookie
+        assert replay.get("/portal/").status_code == 303, "the id it had before reaches nothing"
     home = client.get("/portal/").text
     assert "Sign in with Formosa Air Miles too" not in home
     assert "You signed in with Formosa Air Miles" in home and "You signed in with FreshMart Rewards" in home

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from exchange.auth.principal import Principal
@@ -58,9 +59,11 @@ def program_of(request: Request) -> str:
 
 
 def ensure_own(request: Request, row: object, rule: Rule = OWN_ROW) -> None:
-    """Refuse (403) a row of another partner's program, whatever its id in the address said."""
+    """Refuse a row of another partner's program, whatever its id in the address said, as
+    not found (404), exactly as an id nobody has: a different answer would tell a partner
+    which ids its competitors use."""
     if not rule.allows(partner_of(request), row):
-        raise NotAllowed()
+        raise HTTPException(status_code=404)
 
 
 @dataclass

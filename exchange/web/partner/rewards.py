@@ -122,7 +122,7 @@ class RewardPages:
         )
 
     async def _own_reward(self, request: Request) -> Reward:
-        """The reward the address names, if it is the partner's own: 404 if there is none, 403
+        """The reward the address names, if it is the partner's own: 404 if there is none, or
         if it is another partner's."""
         try:
             reward = await self.rewards.reward(str(request.path_params["reward_id"]))

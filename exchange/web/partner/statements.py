@@ -12,8 +12,7 @@ from exchange.services.catalog import CatalogService
 from exchange.services.settlement import ReconciliationView, SettlementService
 from exchange.settlement.errors import ReconciliationNotFound
 from exchange.settlement.statements import Statement
-from exchange.text import whole_number
-from exchange.web.access import Page
+from exchange.web.access import Page, query_cursor
 from exchange.web.partner.forms import PARTNER_PATH, READ, program_of
 from exchange.web.templating import Pages
 
@@ -81,6 +80,7 @@ class StatementPages:
         )
 
     async def reconciliation(self, request: Request) -> Response:
+        after = query_cursor(request)
         statement = await self._statement(request)
         view: ReconciliationView | None
         try:
@@ -88,7 +88,6 @@ class StatementPages:
         except ReconciliationNotFound:
             view, breaks = None, []
         else:
-            after = whole_number(request.query_params.get("after", ""))
             breaks = await self.settlement.breaks(view.reconciliation, first=BREAKS_SHOWN, after=after)
         more = len(breaks) == BREAKS_SHOWN
         return self.pages.render(

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from exchange.services.people import Opened
-from exchange.services.portal import PortalSignInService, SignInFailed, SignInProblem
+from exchange.services.portal import Joined, PortalSignInService, SignInFailed, SignInProblem
 from exchange.web.access import PUBLIC, Page, form_text
 from exchange.web.portal.members import HOME_PATH, MEMBERS, SIGN_IN_PATH
 from exchange.web.security import ANONYMOUS_CSRF_COOKIE, MEMBER_SESSION_COOKIE, SIGN_IN_STATE_COOKIE, CookiePolicy
@@ -75,7 +75,7 @@ class SignInPages:
             response = await self._choose_page(request, problem=outcome.problem, status_code=400)
         else:
             response = self.pages.render(request, "portal/signed_in.html", {"home_path": HOME_PATH})
-            if isinstance(outcome, Opened):
+            if isinstance(outcome, Opened | Joined):
                 self.cookies.set(response, MEMBER_SESSION_COOKIE, outcome.session_id)
                 self.cookies.delete(response, ANONYMOUS_CSRF_COOKIE)
         self.cookies.delete(response, SIGN_IN_STATE_COOKIE)
