@@ -6,7 +6,6 @@ from collections.abc import Awaitable
 from dataclasses import replace
 from typing import TypeVar
 
-from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
@@ -54,8 +53,3 @@ async def found(lookup: Awaitable[T]) -> T:
         return await lookup
     except NotFound:
         raise HTTPException(404) from None
-
-
-def form_text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value if isinstance(value, str) else ""
