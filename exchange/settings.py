@@ -40,7 +40,7 @@ def normalize_database_url(url: str) -> str:
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError(f"not a database URL: {url!r}")
+        raise ValueError("not a database URL: postgresql://user:password@host/database or sqlite:///file.db")
     if scheme in ("postgresql", "postgres"):
         return _hosts_into_query(f"postgresql+psycopg://{rest}")
     if scheme == "sqlite":
@@ -71,7 +71,9 @@ def _hosts_into_query(url: str) -> str:
 class Settings(BaseSettings):
     """Every runtime setting of the exchange, with its environment variable and default."""
 
-    model_config = SettingsConfigDict(env_prefix="EXCHANGE_", extra="ignore")
+    #: A refused value is left out of the error, which reaches tracebacks and logs: a database
+    #: URL holds a password, and the key encryption secret is one.
+    model_config = SettingsConfigDict(env_prefix="EXCHANGE_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,
