@@ -204,6 +204,8 @@ async def test_logs_name_the_request_and_the_conversion_and_hold_no_secret(gatew
         assert secret not in text, f"the {what} is in the log"
     entries = gateway.log_entries()
     assert any(entry.get("request_id") == "caller-chosen-1" for entry in entries)
+    requests = [entry for entry in entries if entry["logger"] == "uvicorn.access"]
+    assert requests and all(entry.get("request_id") for entry in requests)
     finished = [entry for entry in entries if entry.get("conversion_id") == conversion]
     assert finished and all(entry["request_id"] == "caller-chosen-2" for entry in finished)
     assert any("finished: COMPLETED" in entry["message"] for entry in finished)
