@@ -93,6 +93,11 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The line without its trace, line breaks escaped: a message may hold what a client
+        sent, which must not start a line of its own (the JSON format escapes them too)."""
+        return super().formatMessage(record).replace("\r", "\\r").replace("\n", "\\n")
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         context = " ".join(f"{key}={value}" for key, value in current_context().items())

@@ -75,6 +75,21 @@ def test_a_trace_is_redacted_too() -> None:
     assert "s3cr3t-in-a-trace" not in text and text.count("\n") > 1
 
 
+def test_a_value_with_a_newline_cannot_forge_a_text_line() -> None:
+    """What a client sent (a path, a program id) may be formatted into a message; in the text
+    format its line breaks are written escaped, so the line cannot be followed by a forged one.
+    A trace keeps its lines."""
+    forged = "x\r\n2026-12-02 12:00:00,000 CRITICAL exchange.auth admin signed in"
+    line = TextFormatter().format(record("POST /partners/%s/callbacks refused", forged))
+    assert "\n" not in line and "\r" not in line
+    assert "x\\r\\n2026-12-02" in line
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        traced = TextFormatter().format(record("failed", exc_info=True))
+    assert traced.count("\n") > 1
+
+
 def test_a_text_line_ends_with_its_context_and_outside_it_has_none() -> None:
     with log_context(request_id="r-2"):
         inside = TextFormatter().format(record("hello"))
