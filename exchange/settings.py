@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from exchange.errors import ConfigurationError
 
@@ -349,7 +351,14 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _normalize_url(cls, value: str) -> str:
-        return normalize_database_url(value)
+        url = normalize_database_url(value)
+        try:
+            make_url(url)
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "not a database URL: postgresql://user:password@host:port/database, the port a number"
+            ) from None
+        return url
 
     @field_validator("settlement_timezone")
     @classmethod

@@ -65,6 +65,15 @@ def test_a_database_or_driver_the_exchange_does_not_run_on_is_refused_by_name(ur
         Settings(database_url=url)
 
 
+@pytest.mark.parametrize("url", ["postgresql://u:s3cr3t-pw@db:fivefourthreetwo/x", "sqlite+aiosqlite://h:port/x"])
+def test_a_database_url_that_cannot_be_parsed_is_refused_as_a_setting(url: str) -> None:
+    """Refused with the other settings (``exchange serve`` says which variable is wrong), not
+    when the first connection is made (a worker's traceback)."""
+    with pytest.raises(ValidationError, match="port a number") as refused:
+        Settings(database_url=url)
+    assert "s3cr3t-pw" not in str(refused.value)
+
+
 @pytest.mark.parametrize(
     "settings",
     [
