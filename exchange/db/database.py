@@ -12,7 +12,6 @@ replaced (:mod:`exchange.db.availability`).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -25,6 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db.availability import (
     DatabaseUnavailable,
+    SharedQuery,
     drop_if_closed_by_server,
     is_unavailable,
     mark_connect_failures,
@@ -79,12 +79,6 @@ def _unavailable_on_outage() -> Iterator[None]:
         raise DatabaseUnavailable() from error
 
 
-def _retrieve(ping: asyncio.Future[None]) -> None:
-    """Mark a ping's failure as seen: the probe that waited for it may have given up."""
-    if not ping.cancelled():
-        ping.exception()
-
-
 class Database:
     """Owns the engine; hands out one session per unit of work.
 
@@ -97,7 +91,7 @@ class Database:
     def __init__(self, engine: AsyncEngine, autocommit_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
         self._autocommit_engine = autocommit_engine
-        self._pinging: asyncio.Future[None] | None = None
+        self._ping = SharedQuery(self._select_one)
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False, autoflush=False)
         self._autocommit_sessions = async_sessionmaker(
             autocommit_engine or engine.execution_options(isolation_level="AUTOCOMMIT"),
@@ -133,18 +127,9 @@ class Database:
     async def ping(self, *, within: float) -> None:
         """Raises unless the database answers a trivial query within ``within`` seconds
         (readiness probes): :class:`DatabaseUnavailable` during an outage, a failover, or a hang
-        that keeps connections open but answers nothing.
-
-        The query is not cancelled when the time is up (cancelling a query the server does not
-        answer blocks psycopg for ten seconds): it goes on in the background, and probes that
-        come meanwhile wait for that same query instead of starting one each, so a hang holds
-        one connection, not one per probe."""
-        if self._pinging is None or self._pinging.done():
-            self._pinging = asyncio.ensure_future(self._select_one())
-            self._pinging.add_done_callback(_retrieve)
+        that keeps connections open but answers nothing (one query at a time: :class:`SharedQuery`)."""
         try:
-            async with asyncio.timeout(within):
-                await asyncio.shield(self._pinging)
+            await self._ping.within(within)
         except TimeoutError:
             raise DatabaseUnavailable() from None
 
@@ -163,8 +148,7 @@ class Database:
                 yield session
 
     async def dispose(self) -> None:
-        if self._pinging is not None:
-            self._pinging.cancel()
+        self._ping.cancel()
         await self.engine.dispose()
         if self._autocommit_engine is not None:
             await self._autocommit_engine.dispose()

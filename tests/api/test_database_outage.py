@@ -17,6 +17,8 @@ from exchange.testing.kit import ExchangeKit
 from exchange.testing.postgres import ThrowawayCluster
 from tests.conftest import SAMPLE_PARTNERS
 
+#: Seconds Prometheus waits for a scrape unless told otherwise (its ``scrape_timeout``).
+PROMETHEUS_SCRAPE_TIMEOUT = 10
 ME = "{ me { id } }"
 PROGRAMS = "{ programs { id } }"
 
@@ -102,3 +104,20 @@ async def test_readiness_says_unavailable_while_the_database_hangs_and_liveness_
     finally:
         freeze(own_postgres_cluster, signal.SIGCONT)
     assert (await kit.http.get("/readyz", timeout=20)).status_code == 200
+
+
+async def test_a_scrape_while_the_database_hangs_answers_the_recorded_metrics_without_the_figures(
+    own_postgres_cluster: ThrowawayCluster, kit: ExchangeKit
+) -> None:
+    """A scrape answers before Prometheus gives up on it (or it is lost when the metrics
+    matter most): the saga figures are left out, and their query is not waited for."""
+    assert "exchange_saga_state" in (await kit.http.get("/metrics")).text
+    freeze(own_postgres_cluster, signal.SIGSTOP)
+    try:
+        for _ in range(2):
+            scraped = await kit.http.get("/metrics", timeout=PROMETHEUS_SCRAPE_TIMEOUT)
+            assert scraped.status_code == 200
+            assert "exchange_request_duration_seconds" in scraped.text and "exchange_saga_state" not in scraped.text
+    finally:
+        freeze(own_postgres_cluster, signal.SIGCONT)
+    assert "exchange_saga_state" in (await kit.http.get("/metrics", timeout=20)).text
