@@ -42,6 +42,9 @@ from exchange.settings import Settings
 from exchange.settlement.routes import statement_keys_route
 from exchange.web.frontend import WebFrontEnd
 
+#: Seconds /readyz waits for the database's answer before it says 503.
+READINESS_TIMEOUT = 2.0
+
 
 def create_app(
     settings: Settings,
@@ -92,9 +95,9 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def ready(_: Request) -> JSONResponse:
-        """Ready while the database answers; during an outage or a failover the ping raises
-        DatabaseUnavailable, answered 503 like every route's."""
-        await db.ping()
+        """Ready while the database answers within :data:`READINESS_TIMEOUT`; during an outage,
+        a failover or a hang the ping raises DatabaseUnavailable, answered 503 like every route's."""
+        await db.ping(within=READINESS_TIMEOUT)
         return JSONResponse({"status": "ready"})
 
     graphql = GraphQLView(build_schema(settings), services)

@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from exchange.errors import ConfigurationError
 
@@ -40,7 +42,7 @@ def normalize_database_url(url: str) -> str:
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError(f"not a database URL: {url!r}")
+        raise ValueError("not a database URL: postgresql://user:password@host/database or sqlite:///file.db")
     if scheme in ("postgresql", "postgres"):
         return _hosts_into_query(f"postgresql+psycopg://{rest}")
     if scheme == "sqlite":
@@ -71,7 +73,9 @@ def _hosts_into_query(url: str) -> str:
 class Settings(BaseSettings):
     """Every runtime setting of the exchange, with its environment variable and default."""
 
-    model_config = SettingsConfigDict(env_prefix="EXCHANGE_", extra="ignore")
+    #: A refused value is left out of the error, which reaches tracebacks and logs: a database
+    #: URL holds a password, and the key encryption secret is one.
+    model_config = SettingsConfigDict(env_prefix="EXCHANGE_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,
@@ -347,7 +351,14 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _normalize_url(cls, value: str) -> str:
-        return normalize_database_url(value)
+        url = normalize_database_url(value)
+        try:
+            make_url(url)
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "not a database URL: postgresql://user:password@host:port/database, the port a number"
+            ) from None
+        return url
 
     @field_validator("settlement_timezone")
     @classmethod

@@ -15,8 +15,10 @@ connections to the dead server.
 
 from __future__ import annotations
 
+import asyncio
 import select
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from sqlalchemy.engine import ExceptionContext
@@ -28,6 +30,8 @@ from exchange.errors import ErrorCode, ExchangeError
 #: Server answers that mean "not now" rather than "wrong": admin shutdown, crash shutdown,
 #: starting up or shutting down, and a write sent to a server that is (now) a standby.
 _NOT_NOW_STATES = frozenset({"57P01", "57P02", "57P03", "25006"})
+T = TypeVar("T")
+
 #: Marks, in a pooled connection's ``info``, that it has been handed out before.
 _USED = "exchange.used"
 
@@ -90,3 +94,37 @@ def drop_if_closed_by_server(_dbapi_connection: Any, record: ConnectionPoolEntry
     poller.register(socket, select.POLLIN)
     if poller.poll(0):
         raise DisconnectionError("the server closed this idle connection")
+
+
+class SharedQuery(Generic[T]):
+    """A read of the database that callers wait for at most so long (a readiness probe, a
+    scrape's figures), one at a time.
+
+    When a caller's time is up the read is left running rather than cancelled: cancelling a
+    query the server does not answer (a hang that keeps connections open) blocks psycopg for
+    ten seconds while it tries to cancel it on the server. Callers that come meanwhile wait for
+    that same read instead of starting one each, so a hang holds one connection, not one per
+    caller."""
+
+    def __init__(self, read: Callable[[], Awaitable[T]]) -> None:
+        self._read = read
+        self._running: asyncio.Future[T] | None = None
+
+    async def within(self, seconds: float) -> T:
+        """The read's result; :class:`TimeoutError` after ``seconds``; the read's own error."""
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(self._read())
+            self._running.add_done_callback(_retrieve)
+        async with asyncio.timeout(seconds):
+            return await asyncio.shield(self._running)
+
+    def cancel(self) -> None:
+        """Stop a read still running (when its engine is disposed of)."""
+        if self._running is not None:
+            self._running.cancel()
+
+
+def _retrieve(read: asyncio.Future[Any]) -> None:
+    """Mark a read's failure as seen: the callers that waited for it may have given up."""
+    if not read.cancelled():
+        read.exception()

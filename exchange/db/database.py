@@ -24,6 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db.availability import (
     DatabaseUnavailable,
+    SharedQuery,
     drop_if_closed_by_server,
     is_unavailable,
     mark_connect_failures,
@@ -90,6 +91,7 @@ class Database:
     def __init__(self, engine: AsyncEngine, autocommit_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
         self._autocommit_engine = autocommit_engine
+        self._ping = SharedQuery(self._select_one)
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False, autoflush=False)
         self._autocommit_sessions = async_sessionmaker(
             autocommit_engine or engine.execution_options(isolation_level="AUTOCOMMIT"),
@@ -122,9 +124,16 @@ class Database:
             async with self._sessions() as session, session.begin():
                 yield session
 
-    async def ping(self) -> None:
-        """Raises unless the database answers a trivial query (readiness probes);
-        :class:`DatabaseUnavailable` during an outage or a failover."""
+    async def ping(self, *, within: float) -> None:
+        """Raises unless the database answers a trivial query within ``within`` seconds
+        (readiness probes): :class:`DatabaseUnavailable` during an outage, a failover, or a hang
+        that keeps connections open but answers nothing (one query at a time: :class:`SharedQuery`)."""
+        try:
+            await self._ping.within(within)
+        except TimeoutError:
+            raise DatabaseUnavailable() from None
+
+    async def _select_one(self) -> None:
         async with self.transaction() as session:
             await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
 
@@ -139,6 +148,7 @@ class Database:
                 yield session
 
     async def dispose(self) -> None:
+        self._ping.cancel()
         await self.engine.dispose()
         if self._autocommit_engine is not None:
             await self._autocommit_engine.dispose()

@@ -9,9 +9,10 @@ on a request's behalf names it, whichever module wrote it.
 Secrets are kept out twice. The code does not log them: tokens, client secrets, PINs and
 verification codes are never formatted into a message. And every formatted line (message and
 trace alike) passes :func:`redact`, which blanks what looks like a credential: an
-``Authorization`` scheme and its value, a JWT, and the value of any ``name=value`` or
-``"name": value`` pair whose name is a credential's (``access_token``, ``client_secret``,
-``password``, ``pin``, …).
+``Authorization`` scheme and its value, a JWT, a webhook secret or signature, a URL's password,
+and the value of any ``name=value`` or ``"name": value`` pair whose name is a credential's
+(``access_token``, ``client_secret``, ``password``, ``pin``, ``webhook_secret``,
+``verification_code``, …).
 """
 
 from __future__ import annotations
@@ -32,24 +33,36 @@ REDACTED = "***"
 
 _CONTEXT: ContextVar[Mapping[str, str]] = ContextVar("exchange_log_context", default=MappingProxyType({}))
 
-#: Names whose values are credentials, in any case, with ``-`` or ``_``.
+#: Names whose values are credentials, in any case, with ``-`` or ``_``; also as the last word
+#: of a longer name (``webhook_secret``, ``member-pin``, ``newPassword``), and before ``code``
+#: (``verification_code``).
 _SECRET_NAMES = (
     r"authorization|proxy[-_]authorization|cookie|set[-_]cookie|access[-_]token|refresh[-_]token|id[-_]token|"
-    r"token|client[-_]secret|secret|password|passwd|passcode|pin|otp|totp|assertion|api[-_]key|verification"
+    r"token|client[-_]secret|secret|password|passwd|passcode|pin|otp|totp|assertion|api[-_]key|verification|"
+    r"signature"
 )
 _SECRET_PAIR = re.compile(
     rf"""(?ix)
-    (?P<name>["']?\b(?:{_SECRET_NAMES})\b["']?\s*[:=]\s*)
-    (?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?:Bearer|Basic)\s+[^\s,;&"']+|[^\s,;&"'}}\]]+)
+    (?P<name>["']?\b(?:[a-z0-9]+[-_]|(?-i:[a-z0-9]+(?=[A-Z])))*(?:{_SECRET_NAMES})(?:[-_]?code)?\b["']?\s*[:=]\s*)
+    (?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?:Bearer|Basic)\s+[^\s,;&"']+|
+      v1,[^\s"']+(?:\s+v1,[^\s"']+)*|[^\s,;&"'}}\]]+)
     """
 )
 _SCHEME = re.compile(r"(?i)\b(Bearer|Basic|DPoP)\s+[A-Za-z0-9._~+/=-]{8,}")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+#: A webhook signing secret (``whsec_``…) and a Standard Webhooks signature (``v1,`` and base64).
+_WEBHOOK_SECRET = re.compile(r"\bwhsec_[A-Za-z0-9+/=]{8,}")
+_WEBHOOK_SIGNATURE = re.compile(r"\bv1,[A-Za-z0-9+/]{16,}={0,2}")
+#: The password in a URL's ``user:password@`` (a database's, a webhook's).
+_URL_PASSWORD = re.compile(r"(?i)(?P<user>\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s/@]+(?=@)")
 
 
 def redact(text: str) -> str:
     """``text`` with every credential-looking value replaced by ``***``."""
     text = _JWT.sub(REDACTED, text)
+    text = _WEBHOOK_SECRET.sub(REDACTED, text)
+    text = _WEBHOOK_SIGNATURE.sub(f"v1,{REDACTED}", text)
+    text = _URL_PASSWORD.sub(lambda found: f"{found.group('user')}{REDACTED}", text)
     text = _SCHEME.sub(lambda found: f"{found.group(1)} {REDACTED}", text)
 
     def blank(found: re.Match[str]) -> str:
@@ -79,6 +92,11 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The line without its trace, line breaks escaped: a message may hold what a client
+        sent, which must not start a line of its own (the JSON format escapes them too)."""
+        return super().formatMessage(record).replace("\r", "\\r").replace("\n", "\\n")
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)

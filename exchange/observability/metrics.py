@@ -20,7 +20,6 @@ has since died would linger in the multiprocess files.
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import logging
 import os
@@ -46,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from exchange.db.availability import DatabaseUnavailable
+from exchange.db.availability import DatabaseUnavailable, SharedQuery
 from exchange.db.commits import after_commit
 
 logger = logging.getLogger("exchange.observability")
@@ -251,7 +250,7 @@ class MetricsEndpoint:
     """
 
     def __init__(self, read_figures: Callable[[], Awaitable[Iterable[SagaFigures]]], figures_timeout: float = 2.0):
-        self.read_figures = read_figures
+        self.figures = SharedQuery(read_figures)
         self.figures_timeout = figures_timeout
 
     async def answer(self, request: Request) -> Response:
@@ -259,8 +258,7 @@ class MetricsEndpoint:
             return PlainTextResponse("Not Found", status_code=404)
         figures: Iterable[SagaFigures] | None
         try:
-            async with asyncio.timeout(self.figures_timeout):
-                figures = await self.read_figures()
+            figures = await self.figures.within(self.figures_timeout)
         except (TimeoutError, DatabaseUnavailable) as exc:
             logger.warning("metrics: the saga figures are left out of this scrape (%s)", type(exc).__name__)
             figures = None

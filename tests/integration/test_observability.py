@@ -5,6 +5,8 @@ and its JSON logs name each request and conversion and hold no secret sent to it
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import make_url
 
 from exchange.db.database import Database
 from exchange.observability.metrics import served_metrics
@@ -36,6 +39,11 @@ QUOTE = """mutation($from: ID!, $to: ID!, $points: Int!) {
 EXECUTE = """mutation($quote: ID!, $key: String!) {
   executeConversion(quoteId: $quote, idempotencyKey: $key) { id status } }"""
 TYPENAME = "{ __typename }"
+SUBSCRIBE = """mutation($input: CreateWebhookSubscriptionInput!) {
+  createWebhookSubscription(input: $input) { secret subscription { id } } }"""
+ROTATE = """mutation($id: ID!) { rotateWebhookSecret(id: $id) { secret } }"""
+#: The database's password (the throwaway cluster trusts local connections, so any will do).
+DATABASE_PASSWORD = "database-password-that-must-never-be-logged"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -61,7 +69,8 @@ async def gateway(
     sandboxes = SandboxFleet(sample_partners, directory / "sandboxes")
     await sandboxes.start("wallet-pay", "happy-card")
     partners = declarations_pointing_at(sandboxes.base_urls, SAMPLE_PARTNERS, directory / "partners")
-    settings = Settings(database_url=url, partners_dir=partners, port=free_port())
+    with_password = make_url(url).set(password=DATABASE_PASSWORD).render_as_string(hide_password=False)
+    settings = Settings(database_url=with_password, partners_dir=partners, port=free_port())
     await load_partners_directory(settings)
     log = directory / "gateway.log"
     process = gateway_process(settings, workers=2, output=log, EXCHANGE_LOG_FORMAT="json", EXCHANGE_LOG_LEVEL="debug")
@@ -195,7 +204,55 @@ async def test_logs_name_the_request_and_the_conversion_and_hold_no_secret(gatew
         assert secret not in text, f"the {what} is in the log"
     entries = gateway.log_entries()
     assert any(entry.get("request_id") == "caller-chosen-1" for entry in entries)
+    requests = [entry for entry in entries if entry["logger"] == "uvicorn.access"]
+    assert requests and all(entry.get("request_id") for entry in requests)
     finished = [entry for entry in entries if entry.get("conversion_id") == conversion]
     assert finished and all(entry["request_id"] == "caller-chosen-2" for entry in finished)
     assert any("finished: COMPLETED" in entry["message"] for entry in finished)
     assert {"time", "level", "logger", "process", "message"} <= set(entries[0])
+
+
+async def test_no_secret_of_any_flow_reaches_the_log(gateway: Gateway) -> None:
+    """Tokens in the token endpoint's answers and in introspection, webhook signing secrets
+    (made and rotated, then used to sign), a partner callback's signature, a console user's
+    password, the partners' client secrets and the database's password: none in any line
+    written at DEBUG, access log and traces included."""
+    kit = gateway.kit
+    secrets = {"database password": DATABASE_PASSWORD, "console password": "console-password-never-logged"}
+    secrets |= {f"{program} client secret": f"sandbox-{program}" for program in ("wallet-pay", "happy-card")}
+    partner = await kit.partner("wallet-pay")
+    secrets["exchange client secret"] = partner.client_secret
+    issued = await kit.request_token(partner)
+    secrets["access token"] = token = issued.json()["access_token"]
+    basic = (partner.client.client_id, partner.client_secret)
+    introspected = await kit.http.post("/oauth/introspect", data={"token": token}, auth=basic)
+    assert introspected.json()["active"] is True
+    hook = {"url": f"http://127.0.0.1:{free_port()}/hook", "eventTypes": ["CONVERSION_COMPLETED"]}
+    made = (await kit.data(SUBSCRIBE, token, input={**hook, "programId": "wallet-pay"}))["createWebhookSubscription"]
+    secrets["webhook secret"] = made["secret"]
+    rotated = await kit.data(ROTATE, token, id=made["subscription"]["id"])
+    secrets["rotated webhook secret"] = rotated["rotateWebhookSecret"]["secret"]
+    secrets["member token"] = await kit.member_token("wallet-pay", "alice")
+    await convert(kit, "signed-webhook")  # its event is signed with both secrets
+    assert (await kit.http.post("/oauth/revoke", data={"token": token}, auth=basic)).status_code == 200
+
+    secrets["callback signature"] = signature = "v1,Y2FsbGJhY2stc2lnbmF0dXJlLW5ldmVyLWxvZ2dlZA=="
+    forged = await kit.http.post(
+        "/partners/happy-card/callbacks",
+        json={"operationId": "op-1", "status": "ACCEPTED"},
+        headers={"webhook-id": "msg-1", "webhook-timestamp": str(int(time.time())), "webhook-signature": signature},
+    )
+    assert forged.status_code in (400, 401, 404), forged.text
+    form = await kit.http.get("/console/sign-in")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert csrf is not None
+    refused = await kit.http.post(
+        "/console/sign-in",
+        data={"csrf_token": csrf[1], "username": "nobody", "password": secrets["console password"]},
+    )
+    assert refused.status_code in (200, 400, 401, 403), refused.status_code
+
+    text = gateway.log.read_text()
+    assert "/oauth/introspect" in text and "/console/sign-in" in text  # the access log saw them
+    for what, secret in secrets.items():
+        assert secret not in text, f"the {what} is in the log"

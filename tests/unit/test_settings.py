@@ -65,6 +65,33 @@ def test_a_database_or_driver_the_exchange_does_not_run_on_is_refused_by_name(ur
         Settings(database_url=url)
 
 
+@pytest.mark.parametrize("url", ["postgresql://u:s3cr3t-pw@db:fivefourthreetwo/x", "sqlite+aiosqlite://h:port/x"])
+def test_a_database_url_that_cannot_be_parsed_is_refused_as_a_setting(url: str) -> None:
+    """Refused with the other settings (``exchange serve`` says which variable is wrong), not
+    when the first connection is made (a worker's traceback)."""
+    with pytest.raises(ValidationError, match="port a number") as refused:
+        Settings(database_url=url)
+    assert "s3cr3t-pw" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"database_url": "exchange:s3cr3t-pw@db.internal/exchange"},
+        {"database_url": "mysql://exchange:s3cr3t-pw@db.internal/exchange"},
+        {"database_url": "postgresql://exchange:s3cr3t-pw@[::1]:5432,[::2]:5432/exchange"},
+        {"key_encryption_secret": ["s3cr3t-pw"]},
+    ],
+)
+def test_a_refused_setting_is_not_repeated_in_the_error(settings: dict[str, object]) -> None:
+    """The error reaches tracebacks and logs (a worker that builds its settings from the
+    environment): it names the setting and the rule, never the value, which may hold a password."""
+    with pytest.raises(ValidationError) as refused:
+        Settings(**settings)  # type: ignore[arg-type]  # what a misconfigured environment gives
+    assert "s3cr3t-pw" not in str(refused.value)
+    assert next(iter(settings)) in str(refused.value)
+
+
 def test_a_multi_host_url_with_a_bracketed_address_is_refused() -> None:
     with pytest.raises(ValidationError, match="by name or IPv4 address"):
         Settings(database_url="postgresql://[::1]:5432,[::2]:5432/exchange")
