@@ -169,12 +169,17 @@ def query_cursor(request: Request, name: str = "after") -> int | None:
     if not values:
         return None
     if len(values) > 1:
-        raise BadRequest(f"{name} was sent {len(values)} times: it takes one value")
+        raise sent_more_than_once(name, len(values))
     value = values[0]
     number = ascii_digits(value) if len(value) <= MAX_CURSOR_DIGITS else None
     if number is None:
         raise BadRequest(f"{name} must be the number a page's link gives, in at most {MAX_CURSOR_DIGITS} digits")
     return number
+
+
+def sent_more_than_once(name: str, times: int) -> BadRequest:
+    """The refusal of a value sent ``times`` times where a page takes one."""
+    return BadRequest(f"{name} was sent {times} times: it takes one value")
 
 
 def check_csrf(request: Request, expected: str, form: FormData | None) -> None:
@@ -196,7 +201,7 @@ def check_values(request: Request, form: FormData | None, *, lists: Collection[s
     sent = Counter(name for name, _value in fields)
     for name, times in sent.items():
         if times > 1 and name not in lists:
-            raise BadRequest(f"{name} was sent {times} times: it takes one value")
+            raise sent_more_than_once(name, times)
     named = [*request.path_params.items(), *request.query_params.multi_items(), *fields]
     for name, value in named:
         if problem := text_problem(name, MAX_FORM_BYTES):

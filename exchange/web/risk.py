@@ -70,11 +70,12 @@ class LoggedDecision:
         values: dict[str, object] = {}
         try:
             for name, value in written.items():
+                if name in reasons.NUMBERS:
+                    values[name] = int(value.replace(",", ""))
+                    continue
                 match name:
                     case "program" | "other":
                         values[name] = programs[value].name if value in programs else value
-                    case "limit" | "count" | "points" | "made":
-                        values[name] = int(value.replace(",", ""))
                     case "window":
                         values[name] = _window(value)
                     case "opens_at":
