@@ -21,6 +21,7 @@ from exchange.connectors.errors import (
     InsufficientPoints,
     OperationConflict,
     OperationVoided,
+    PartnerProtocolError,
     PartnerTimeout,
     PartnerUnreachable,
     UnknownMember,
@@ -33,6 +34,10 @@ class Fault(Enum):
     APPLY_THEN_LOSE_ANSWER = "apply-then-lose"
     LOSE_REQUEST = "lose"
     UNREACHABLE = "unreachable"
+    APPLY_DOUBLE = "apply-double"
+    """The partner's bug: it applies twice the points asked under the operation id, and answers
+    with what it applied, which the real connector reads as an answer that does not match
+    the request (``PartnerProtocolError``: outcome unknown)."""
 
 
 @dataclass
@@ -74,6 +79,8 @@ class FakePartner:
 
     async def _move(self, call: str, kind: OperationKind, operation_id: str, member_ref: str, delta: int) -> Operation:
         fault = self._fault(call, operation_id)
+        if fault is Fault.APPLY_DOUBLE:
+            delta *= 2
         existing = self.operations.get(operation_id)
         if existing is not None:
             if existing.status is OperationState.VOIDED:
@@ -98,6 +105,13 @@ class FakePartner:
         )
         self.operations[operation_id] = operation
         self._lose_answer(fault, call, self.program_id, operation_id)
+        if fault is Fault.APPLY_DOUBLE:
+            raise PartnerProtocolError(
+                "answer's points does not match the request",
+                program_id=self.program_id,
+                call=call,
+                operation_id=operation_id,
+            )
         return operation
 
     async def reverse(self, operation_id: str, reverses: str, points: int | None = None) -> Operation:

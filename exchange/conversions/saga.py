@@ -42,6 +42,10 @@ the partner for the operation's status and drives it on:
   sent again (same id, so it applies at most once), and after ``give_up_after`` tries it
   is voided and the debit reversed.
 
+A partner whose record of the debit or the credit is not the write sent (another amount or
+member: its bug, or a lie) is not trusted: the write is reversed whole, the debit too if it
+was the credit, and the conversion ends REVERSED with ``PARTNER_CONTRADICTED``.
+
 The steps run on the shared saga driver (:mod:`exchange.sagas.engine`): partner calls
 happen outside database transactions; every state change is one short unit of work that
 checks the step it expects, so a request and the recovery worker can never both move one
@@ -63,7 +67,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
 from exchange.connectors.connector import PartnerConnector
-from exchange.connectors.contract import OperationState
+from exchange.connectors.contract import OperationKind, OperationState
 from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions import gates
@@ -85,7 +89,7 @@ from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
 from exchange.risk.gates import Gates
 from exchange.risk.policy import RiskPolicy
-from exchange.sagas.doubt import MemberDebit, late_answer, state_of
+from exchange.sagas.doubt import CONTRADICTED, MemberDebit, SentWrite, late_answer, state_of, undo_contradiction
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
 from exchange.sagas.idempotency import claiming, record_once
 from exchange.settings import Settings
@@ -275,6 +279,15 @@ class ConversionSaga(Saga[Conversion]):
 
     async def _settle_credit(self, conversion: Conversion, target: PartnerConnector) -> Transition:
         operation = await target.operation_status(conversion.credit_operation)
+        sent = SentWrite(OperationKind.CREDIT, conversion.target_ref, conversion.points_out)
+        if await undo_contradiction(
+            target, operation, conversion.credit_operation, sent, conversion.void_credit_operation
+        ):
+            return Transition(
+                SagaStep.REVERSE_DEBIT,
+                failure_code=CONTRADICTED,
+                failure_message="the target partner recorded another credit than the one sent; it was reversed",
+            )
         if operation is not None and operation.status in (
             OperationState.APPLIED,
             OperationState.PENDING,

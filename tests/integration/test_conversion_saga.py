@@ -259,6 +259,38 @@ async def test_a_credit_that_never_confirms_is_voided_and_the_debit_reversed(wor
     assert world.partners["fresh-mart"].operations[f"{conversion.id}:credit"].status.value == "voided"
 
 
+async def test_a_debit_the_source_applied_with_another_amount_is_reversed_and_flagged_not_trusted(
+    world: World,
+) -> None:
+    """A lying source: it takes twice the points under the debit's id. Its answer does not
+    match the request, and its operation status, asked in recovery, shows the wrong amount:
+    the debit is reversed whole, nothing is credited or posted, and the row says why."""
+    world.partners["happy-card"].fail_next("debit", Fault.APPLY_DOUBLE)
+    conversion = await world.execute(await world.quote(1000))
+    assert (conversion.status, conversion.in_doubt) == (ConversionStatus.PENDING, True)
+    assert world.partners["happy-card"].balances["alice"] == 98_000
+    await world.recover_all()
+    finished = await world.saga.reload(conversion.id)
+    assert (finished.status, finished.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000
+    assert await world.ledger_transactions() == 0
+    assert await world.used() == {}
+
+
+async def test_a_credit_the_target_applied_with_another_amount_is_reversed_with_the_debit(world: World) -> None:
+    world.partners["fresh-mart"].fail_next("credit", Fault.APPLY_DOUBLE)
+    conversion = await world.execute(await world.quote(1000))
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000 + 2 * 2450
+    await world.recover_all()
+    finished = await world.saga.reload(conversion.id)
+    assert (finished.status, finished.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000
+    assert await world.ledger_transactions() == 0
+    assert await world.used() == {}
+
+
 async def test_a_reversal_in_doubt_is_sent_again_until_it_lands(world: World) -> None:
     del world.partners["fresh-mart"].balances["alice"]
     world.partners["happy-card"].fail_next("reverse", Fault.LOSE_REQUEST, Fault.UNREACHABLE)
