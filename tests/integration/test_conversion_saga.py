@@ -4,12 +4,15 @@ as a source or target (its lots checked against the ledger), on both databases."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.coalition.connector import CoalitionConnector
 from exchange.coalition.rules import point_rules
@@ -19,9 +22,10 @@ from exchange.conversions import queries as conversion_queries
 from exchange.conversions.errors import QuoteAlreadyExecuted
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest, SagaPolicy
+from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
-from exchange.errors import IdempotencyConflict
-from exchange.ledger.posting import Ledger
+from exchange.errors import ErrorCode, IdempotencyConflict
+from exchange.ledger.posting import Ledger, PostedTransaction, TransactionRequest
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
 from exchange.members.authority import DebitAuthority
@@ -37,6 +41,7 @@ from exchange.sagas.engine import NotWaitingYet
 from exchange.sagas.figures import read_figures
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.container import risk_gates
+from exchange.settings import normalize_database_url
 from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import member_with_accounts
@@ -343,6 +348,87 @@ async def test_a_crash_after_the_credit_is_posted_by_recovery(world: World) -> N
     assert finished is not None and finished.status == ConversionStatus.COMPLETED
     assert world.partners["fresh-mart"].balances["alice"] == 102_450
     assert await world.ledger_transactions() == 1
+
+
+class KilledPosting(Ledger):
+    """A ledger whose next posting's connection is killed from another session
+    (``pg_terminate_backend``), as an operator or a failover would, while it holds the
+    posting's unit of work: the conversion's row, locked, and the chain head."""
+
+    def __init__(self, killer: Database, clock: FrozenClock, *, kills: int) -> None:
+        super().__init__(timezone=TAIPEI, clock=clock)
+        self.killer = killer
+        self.kills = kills
+
+    async def post_many(self, session: AsyncSession, requests: Sequence[TransactionRequest]) -> list[PostedTransaction]:
+        if self.kills:
+            self.kills -= 1
+            pid = (await session.exec(text("SELECT pg_backend_pid()"))).one()[0]  # type: ignore[call-overload]
+            async with self.killer.autocommit() as other:
+                await other.exec(text("SELECT pg_terminate_backend(:pid)"), params={"pid": pid})  # type: ignore[call-overload]
+        return await super().post_many(session, requests)
+
+
+async def test_a_posting_whose_connection_is_killed_is_service_unavailable_and_finishes_once(
+    pg_db: Database,
+) -> None:
+    """The only test that breaks the database connection inside the unit of work that posts a
+    conversion (after both partners applied): the request answers the typed, retryable
+    ``DatabaseUnavailable``, nothing is posted, the same key returns the same conversion, and
+    recovery posts it exactly once."""
+    world = await make_world(pg_db)
+    world.saga.ledger = KilledPosting(pg_db, world.clock, kills=1)
+    quote = await world.quote(1000)
+    with pytest.raises(DatabaseUnavailable) as refused:
+        await world.execute(quote)
+    assert refused.value.code is ErrorCode.SERVICE_UNAVAILABLE
+    assert await world.ledger_transactions() == 0
+    again = await world.execute(quote)  # the client asks again with its key
+    assert again.status == ConversionStatus.PENDING
+    assert await world.recover_all() == 1
+    finished = await world.saga.reload(again.id)
+    assert finished.status == ConversionStatus.COMPLETED
+    assert world.partners["happy-card"].balances["alice"] == 99_000
+    assert world.partners["fresh-mart"].balances["alice"] == 102_450
+    assert [call for call in world.partners["fresh-mart"].calls if call[0] == "credit"] == [
+        ("credit", again.credit_operation),
+        ("credit", again.credit_operation),  # sent again by recovery: the partner applies it once
+    ]
+    assert await world.ledger_transactions() == 1
+
+
+async def test_more_conversions_than_pooled_connections_wait_or_are_refused_and_none_is_left_half_done(
+    pg_database_url: str,
+) -> None:
+    """The only test that exhausts the pool under the saga: twenty conversions at once on one
+    pooled connection that is waited for 5 ms at most. Each request finishes or answers the
+    typed ``DatabaseUnavailable`` (no other error); after recovery every conversion is final,
+    and each partner and the ledger agree on every point moved."""
+    url = normalize_database_url(pg_database_url)
+    db = Database(
+        create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.005)
+    )  # 5 ms: most requests meet a full pool
+    try:
+        world = await make_world(db)
+        quotes_ = [await world.quote(1000) for _ in range(20)]
+        answers = await asyncio.gather(
+            *(world.execute(quote, key=f"k{n}") for n, quote in enumerate(quotes_)), return_exceptions=True
+        )
+        refused = [answer for answer in answers if isinstance(answer, BaseException)]
+        assert all(isinstance(error, DatabaseUnavailable) for error in refused), refused
+        for n, quote in enumerate(quotes_):  # every client asks again with its key, one at a time
+            await world.execute(quote, key=f"k{n}")
+        world.clock.advance(hours=1)
+        await RecoveryWorker(world.saga, concurrency=1).run_once()  # one at a time: the pool suffices
+        async with db.transaction() as session:
+            statuses = [status for (status,) in await session.exec(text("SELECT status FROM conversion"))]  # type: ignore[call-overload]
+        completed = statuses.count(ConversionStatus.COMPLETED)
+        assert len(statuses) == 20 and completed + statuses.count(ConversionStatus.FAILED) == 20, statuses
+        assert world.partners["happy-card"].balances["alice"] == 100_000 - 1000 * completed
+        assert world.partners["fresh-mart"].balances["alice"] == 100_000 + 2450 * completed
+        assert await world.ledger_transactions() == completed
+    finally:
+        await db.dispose()
 
 
 async def test_fifty_requests_with_one_key_make_one_conversion(pg_db: Database) -> None:
