@@ -38,6 +38,8 @@ class Fault(Enum):
     """The partner's bug: it applies twice the points asked under the operation id, and answers
     with what it applied, which the real connector reads as an answer that does not match
     the request (``PartnerProtocolError``: outcome unknown)."""
+    ACCEPT_PENDING = "pending"
+    """The partner accepts the write pending and applies it later (:meth:`FakePartner.settle`)."""
 
 
 @dataclass
@@ -93,6 +95,17 @@ class FakePartner:
             raise UnknownMember("no such member", program_id=self.program_id, call=call)
         if self.balances[member_ref] + delta < 0:
             raise InsufficientPoints("insufficient", program_id=self.program_id, call=call)
+        if fault is Fault.ACCEPT_PENDING:
+            pending = Operation(
+                operation_id=operation_id,
+                kind=kind,
+                status=OperationState.PENDING,
+                member_ref=member_ref,
+                points=abs(delta),
+                created_at=NOW,
+            )
+            self.operations[operation_id] = pending
+            return pending
         self.balances[member_ref] += delta
         operation = Operation(
             operation_id=operation_id,
@@ -113,6 +126,15 @@ class FakePartner:
                 operation_id=operation_id,
             )
         return operation
+
+    def settle(self, operation_id: str, *, points: int | None = None) -> None:
+        """Apply a write left pending: the points asked, or (the partner's bug) ``points``."""
+        pending = self.operations[operation_id]
+        assert pending.status is OperationState.PENDING and pending.member_ref is not None
+        moved = pending.points if points is None else points
+        assert moved is not None
+        self.balances[pending.member_ref] += -moved if pending.kind is OperationKind.DEBIT else moved
+        self.operations[operation_id] = pending.model_copy(update={"status": OperationState.APPLIED, "points": moved})
 
     async def reverse(self, operation_id: str, reverses: str, points: int | None = None) -> Operation:
         fault = self._fault("reverse", operation_id)

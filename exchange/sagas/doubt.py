@@ -114,12 +114,6 @@ async def settle_or_void(
     return Settlement.UNDONE
 
 
-async def state_of(connector: PartnerConnector, operation_id: str) -> OperationState | None:
-    """The partner's state of a write it left pending; ``None`` when it has no such operation."""
-    operation = await connector.operation_status(operation_id)
-    return None if operation is None else operation.status
-
-
 def late_answer(
     state: OperationState | None,
     *,
@@ -171,9 +165,16 @@ class MemberDebit:
     async def attempt(self, *, in_doubt: bool) -> Transition:
         return await (self._settle() if in_doubt else self._first_try())
 
+    @property
+    def sent(self) -> SentWrite:
+        return SentWrite(OperationKind.DEBIT, self.member_ref, self.points)
+
     async def poll(self) -> Transition:
         """Ask the partner about the debit it left pending."""
-        return self.outcome(await state_of(self.connector, self.operation_id))
+        operation = await self.connector.operation_status(self.operation_id)
+        if await undo_contradiction(self.connector, operation, self.operation_id, self.sent, self.void_id):
+            return self._contradicted()
+        return self.outcome(None if operation is None else operation.status)
 
     def outcome(self, state: OperationState | None) -> Transition:
         """The partner's word on a pending debit (:func:`late_answer`); refused: nothing was taken."""
@@ -194,19 +195,13 @@ class MemberDebit:
         return self.outcome(operation.status)
 
     async def _settle(self) -> Transition:
-        sent = SentWrite(OperationKind.DEBIT, self.member_ref, self.points)
-        settlement = await settle_or_void(self.connector, self.operation_id, self.void_id, sent)
+        settlement = await settle_or_void(self.connector, self.operation_id, self.void_id, self.sent)
         if settlement is Settlement.APPLIED:
             return Transition(self.then, chained=True)
         if settlement is Settlement.PENDING:
             return Transition(self.waiting, wait=True)
         if settlement is Settlement.CONTRADICTED:
-            return Transition(
-                self.done,
-                self.reversed,
-                CONTRADICTED,
-                f"the {self.partner} partner recorded another debit than the one sent; it was reversed",
-            )
+            return self._contradicted()
         if settlement is Settlement.VOIDED:
             return Transition(
                 self.done,
@@ -219,4 +214,12 @@ class MemberDebit:
             self.reversed,
             ErrorCode.PARTNER_UNAVAILABLE.value,
             f"the {self.partner} partner confirmed the debit too late; it was reversed",
+        )
+
+    def _contradicted(self) -> Transition:
+        return Transition(
+            self.done,
+            self.reversed,
+            CONTRADICTED,
+            f"the {self.partner} partner recorded another debit than the one sent; it was reversed",
         )

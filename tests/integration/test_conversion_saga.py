@@ -296,6 +296,26 @@ async def test_a_credit_the_target_applied_with_another_amount_is_reversed_with_
     assert await world.used() == {}
 
 
+@pytest.mark.parametrize("write", ["debit", "credit"])
+async def test_a_pending_write_the_partner_settles_with_another_amount_is_reversed_not_trusted(
+    world: World, write: str
+) -> None:
+    """The poll of a write left pending meets the partner's record of another amount (a signed
+    callback saying so is refused: ``test_partners_that_answer_later``)."""
+    partner = world.partners["happy-card" if write == "debit" else "fresh-mart"]
+    partner.fail_next(write, Fault.ACCEPT_PENDING)
+    conversion = await world.execute(await world.quote(1000))
+    assert conversion.step == (SagaStep.AWAIT_DEBIT if write == "debit" else SagaStep.AWAIT_CREDIT)
+    partner.settle(f"{conversion.id}:{write}", points=5)
+    await world.recover_all()
+    finished = await world.saga.reload(conversion.id)
+    assert (finished.status, finished.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000
+    assert await world.ledger_transactions() == 0
+    assert await world.used() == {}
+
+
 async def test_a_reversal_in_doubt_is_sent_again_until_it_lands(world: World) -> None:
     del world.partners["fresh-mart"].balances["alice"]
     world.partners["happy-card"].fail_next("reverse", Fault.LOSE_REQUEST, Fault.UNREACHABLE)
