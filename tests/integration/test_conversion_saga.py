@@ -375,13 +375,17 @@ class KilledPosting(Ledger):
     (``pg_terminate_backend``), as an operator or a failover would, while it holds the
     posting's unit of work: the conversion's row, locked, and the chain head."""
 
-    def __init__(self, killer: Database, clock: FrozenClock, *, kills: int) -> None:
+    def __init__(self, killer: Database, clock: FrozenClock, *, kills: int, after: int = 0) -> None:
+        """Kill the connections of ``kills`` postings, after ``after`` postings that go through."""
         super().__init__(timezone=TAIPEI, clock=clock)
         self.killer = killer
         self.kills = kills
+        self.after = after
 
     async def post_many(self, session: AsyncSession, requests: Sequence[TransactionRequest]) -> list[PostedTransaction]:
-        if self.kills:
+        if self.after:
+            self.after -= 1
+        elif self.kills:
             self.kills -= 1
             pid = (await session.exec(text("SELECT pg_backend_pid()"))).one()[0]  # type: ignore[call-overload]
             async with self.killer.autocommit() as other:
