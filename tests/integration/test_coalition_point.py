@@ -37,7 +37,7 @@ from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases, SqliteDatabases
 from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import member_with_accounts
-from tests.integration.test_conversion_saga import KilledPosting
+from tests.outages import KilledPosting
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 CHART = ChartOfAccounts("TWD")
@@ -338,7 +338,7 @@ async def test_an_expiry_job_killed_between_its_batches_expires_the_rest_once_on
             await point.connector.credit(f"earn-{n}:credit", member, points)
             await point.post(f"earn-{n}", "fresh-mart", POINT, points)
         point.clock.current = datetime(2028, 1, 1, tzinfo=TAIPEI).astimezone(UTC)
-        ledger = KilledPosting(point.db, point.clock, kills=1, after=1)
+        ledger = KilledPosting(point.db, point.clock, TAIPEI, kills=1, after=1)
         service = CoalitionService(point.db, ledger, point.clock, batch=1)
         with pytest.raises(DatabaseUnavailable):
             await service.expire()

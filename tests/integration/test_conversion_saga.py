@@ -4,7 +4,6 @@ as a source or target (its lots checked against the ledger), on both databases."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -12,7 +11,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.coalition.connector import CoalitionConnector
 from exchange.coalition.rules import point_rules
@@ -25,7 +23,7 @@ from exchange.conversions.saga import ConversionSaga, ExecuteRequest, SagaPolicy
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.errors import ErrorCode, IdempotencyConflict
-from exchange.ledger.posting import Ledger, PostedTransaction, TransactionRequest
+from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
 from exchange.members.authority import DebitAuthority
@@ -46,6 +44,7 @@ from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import member_with_accounts
 from tests.fakes import FakePartner, Fault
+from tests.outages import KilledPosting
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -370,29 +369,6 @@ async def test_a_crash_after_the_credit_is_posted_by_recovery(world: World) -> N
     assert await world.ledger_transactions() == 1
 
 
-class KilledPosting(Ledger):
-    """A ledger whose next posting's connection is killed from another session
-    (``pg_terminate_backend``), as an operator or a failover would, while it holds the
-    posting's unit of work: the conversion's row, locked, and the chain head."""
-
-    def __init__(self, killer: Database, clock: FrozenClock, *, kills: int, after: int = 0) -> None:
-        """Kill the connections of ``kills`` postings, after ``after`` postings that go through."""
-        super().__init__(timezone=TAIPEI, clock=clock)
-        self.killer = killer
-        self.kills = kills
-        self.after = after
-
-    async def post_many(self, session: AsyncSession, requests: Sequence[TransactionRequest]) -> list[PostedTransaction]:
-        if self.after:
-            self.after -= 1
-        elif self.kills:
-            self.kills -= 1
-            pid = (await session.exec(text("SELECT pg_backend_pid()"))).one()[0]  # type: ignore[call-overload]
-            async with self.killer.autocommit() as other:
-                await other.exec(text("SELECT pg_terminate_backend(:pid)"), params={"pid": pid})  # type: ignore[call-overload]
-        return await super().post_many(session, requests)
-
-
 async def test_a_posting_whose_connection_is_killed_is_service_unavailable_and_finishes_once(
     pg_db: Database,
 ) -> None:
@@ -401,7 +377,7 @@ async def test_a_posting_whose_connection_is_killed_is_service_unavailable_and_f
     ``DatabaseUnavailable``, nothing is posted, the same key returns the same conversion, and
     recovery posts it exactly once."""
     world = await make_world(pg_db)
-    world.saga.ledger = KilledPosting(pg_db, world.clock, kills=1)
+    world.saga.ledger = KilledPosting(pg_db, world.clock, TAIPEI, kills=1)
     quote = await world.quote(1000)
     with pytest.raises(DatabaseUnavailable) as refused:
         await world.execute(quote)

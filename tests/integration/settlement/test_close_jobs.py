@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
 
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
@@ -18,6 +17,7 @@ from exchange.settlement.models import JobState
 from exchange.settlement.netting import Obligation
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import conversion, post
+from tests.outages import kill_connection_of
 
 
 @pytest.fixture
@@ -98,9 +98,7 @@ async def test_a_close_whose_connection_is_killed_while_netting_leaves_its_job_r
     real = closing.netting.obligations
 
     async def killed(session, period, currency):  # type: ignore[no-untyped-def]
-        pid = (await session.exec(text("SELECT pg_backend_pid()"))).one()[0]
-        async with pg_db.autocommit() as other:
-            await other.exec(text("SELECT pg_terminate_backend(:pid)"), params={"pid": pid})
+        await kill_connection_of(session, pg_db)
         return await real(session, period, currency)
 
     job = await pg_settlement.request_close("2026-11", by="alice")

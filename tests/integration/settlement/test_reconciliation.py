@@ -9,11 +9,14 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
+from exchange.db.availability import DatabaseUnavailable
+from exchange.db.database import Database
 from exchange.errors import BadUserInput, ErrorCode, IdempotencyConflict
 from exchange.ledger.errors import PeriodNotClosed
 from exchange.ledger.models import LedgerTransaction
 from exchange.ledger.verify import verify_ledger
 from exchange.services.settlement import SettlementService
+from exchange.settlement import reconciliation
 from exchange.settlement.breaks import ResolveRequest
 from exchange.settlement.errors import (
     BadAdjustment,
@@ -31,6 +34,7 @@ from exchange.settlement.models import (
 )
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import close, conversion, post, redemption
+from tests.outages import kill_connection_of
 
 FILE = """reference,amount,counterparty,date
 conversion:c1,-100.00,wallet-pay,2026-11-20
@@ -47,6 +51,10 @@ def lines(text: str) -> io.BytesIO:
 
 @pytest.fixture
 async def closed(settlement: SettlementService, clock: FrozenClock) -> SettlementService:
+    return await closed_november(settlement, clock)
+
+
+async def closed_november(settlement: SettlementService, clock: FrozenClock) -> SettlementService:
     await post(
         settlement,
         [
@@ -102,6 +110,32 @@ async def test_a_malformed_file_is_refused_whole_and_nothing_is_imported(closed:
         assert (await session.exec(select(func.count()).select_from(ReconciliationBreak))).one() == 0
     imported = await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="fresh-mart-client")
     assert imported.reconciliation.sequence == 1
+
+
+async def test_an_import_whose_connection_is_killed_changes_nothing_and_importing_again_makes_one(
+    pg_settlement: SettlementService, pg_db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The only test that breaks a reconciliation midway (the connection killed by
+    ``pg_terminate_backend`` once the file is staged): the import answers the typed, retryable
+    ``DatabaseUnavailable``, nothing is recorded, and importing the file again makes the one
+    reconciliation, first of its period, with every line classified once."""
+    service = await closed_november(pg_settlement, clock)
+    real = reconciliation.stage_ledger_amounts
+
+    async def killed(session, *args):  # type: ignore[no-untyped-def]
+        await kill_connection_of(session, pg_db)
+        await real(session, *args)
+
+    with monkeypatch.context() as dying:
+        dying.setattr(reconciliation, "stage_ledger_amounts", killed)
+        with pytest.raises(DatabaseUnavailable):
+            await service.import_records("fresh-mart", "2026-11", lines(FILE), by="fresh-mart-client")
+    async with service.db.transaction() as session:
+        assert (await session.exec(select(func.count()).select_from(Reconciliation))).one() == 0
+    imported = (await service.import_records("fresh-mart", "2026-11", lines(FILE), by="x")).reconciliation
+    assert (imported.sequence, imported.lines, imported.matched, imported.duplicate) == (1, 5, 2, 1)
+    async with service.db.transaction() as session:
+        assert (await session.exec(select(func.count()).select_from(ReconciliationBreak))).one() == 4
 
 
 async def test_records_are_taken_only_for_a_closed_period(closed: SettlementService) -> None:
