@@ -3,6 +3,7 @@ failover kills them (PostgreSQL only): the unit of work fails at its next statem
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
@@ -39,3 +40,20 @@ class KilledPosting(Ledger):
             self.kills -= 1
             await kill_connection_of(session, self.killer)
         return await super().post_many(session, requests)
+
+
+class FrozenPosting(Ledger):
+    """A ledger whose first posting freezes once it has posted (a process paused, a network cut
+    with no FIN), holding its unit of work's locks until ``wake`` is set."""
+
+    def __init__(self, clock: Clock, timezone: ZoneInfo) -> None:
+        super().__init__(timezone=timezone, clock=clock)
+        self.frozen = asyncio.Event()
+        self.wake = asyncio.Event()
+
+    async def post_many(self, session: AsyncSession, requests: Sequence[TransactionRequest]) -> list[PostedTransaction]:
+        posted = await super().post_many(session, requests)
+        if not self.frozen.is_set():
+            self.frozen.set()
+            await self.wake.wait()
+        return posted

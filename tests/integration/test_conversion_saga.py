@@ -44,7 +44,7 @@ from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import member_with_accounts
 from tests.fakes import FakePartner, Fault
-from tests.outages import KilledPosting
+from tests.outages import FrozenPosting, KilledPosting
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -427,6 +427,36 @@ async def test_more_conversions_than_pooled_connections_wait_or_are_refused_and_
         assert world.partners["happy-card"].balances["alice"] == 100_000 - 1000 * completed
         assert world.partners["fresh-mart"].balances["alice"] == 100_000 + 2450 * completed
         assert await world.ledger_transactions() == completed
+    finally:
+        await db.dispose()
+
+
+async def test_a_conversion_frozen_while_it_posts_holds_up_the_others_only_until_the_server_ends_its_session(
+    pg_database_url: str,
+) -> None:
+    """A gateway process freezes inside the unit of work that posts a conversion (the ledger's
+    locks held, its connection still open). The server ends its session once it has been idle
+    in that transaction for ``idle_in_transaction_seconds``, so the next conversion, queued
+    behind those locks, completes instead of hanging; the frozen one, waking, meets the typed
+    ``DatabaseUnavailable`` and is posted once by recovery."""
+    db = Database.from_url(pg_database_url, idle_in_transaction_seconds=1)
+    try:
+        world = await make_world(db)
+        ledger = world.saga.ledger = FrozenPosting(world.clock, TAIPEI)
+        first, second = await world.quote(1000), await world.quote(1000)
+        frozen = asyncio.create_task(world.execute(first, key="frozen"))
+        await ledger.frozen.wait()
+        async with asyncio.timeout(120):  # no hang: the frozen session is ended long before
+            after = await world.execute(second, key="after")
+        assert after.status == ConversionStatus.COMPLETED
+        ledger.wake.set()
+        with pytest.raises(DatabaseUnavailable):
+            await frozen
+        await world.recover_all()
+        assert (await world.execute(first, key="frozen")).status == ConversionStatus.COMPLETED
+        assert world.partners["happy-card"].balances["alice"] == 98_000
+        assert world.partners["fresh-mart"].balances["alice"] == 100_000 + 2 * 2450
+        assert await world.ledger_transactions() == 2
     finally:
         await db.dispose()
 

@@ -122,3 +122,21 @@ async def test_a_statement_the_driver_refuses_to_send_stays_an_unexpected_error(
     assert refused.value.orig.sqlstate is None  # type: ignore[union-attr]  # the case an outage has too
     async with pg_db.transaction() as session:  # and the database serves the next unit of work
         assert (await session.exec(text("SELECT 1"))).one()[0] == 1  # type: ignore[call-overload]
+
+
+async def test_the_idle_in_transaction_limit_is_set_beside_the_server_options_the_url_gives(
+    pg_database_url: str,
+) -> None:
+    db = Database.from_url(f"{pg_database_url}?options=-c%20statement_timeout%3D5000", idle_in_transaction_seconds=2)
+    try:
+        async with db.transaction() as session:
+            shown = (
+                await session.exec(  # type: ignore[call-overload]
+                    text(
+                        "SELECT current_setting('idle_in_transaction_session_timeout'), current_setting('statement_timeout')"
+                    )
+                )
+            ).one()
+    finally:
+        await db.dispose()
+    assert tuple(shown) == ("2s", "5s")
