@@ -4,6 +4,7 @@ as a source or target (its lots checked against the ledger), on both databases."
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -394,6 +395,26 @@ async def test_a_posting_whose_connection_is_killed_is_service_unavailable_and_f
         ("credit", again.credit_operation),
         ("credit", again.credit_operation),  # sent again by recovery: the partner applies it once
     ]
+    assert await world.ledger_transactions() == 1
+
+
+async def test_a_recovery_whose_connection_is_killed_says_so_in_one_line_and_the_next_pass_posts_once(
+    pg_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = await make_world(pg_db)
+    world.partners["fresh-mart"].fail_next("credit", Fault.LOSE_REQUEST)
+    conversion = await world.execute(await world.quote(1000))
+    assert (conversion.status, conversion.step) == (ConversionStatus.PENDING, SagaStep.CREDIT)
+    world.saga.ledger = KilledPosting(pg_db, world.clock, TAIPEI, kills=1)
+    with caplog.at_level(logging.WARNING, logger="exchange.sagas.recovery"):
+        assert await world.recover_all() == 1
+    [outage] = [record for record in caplog.records if record.name == "exchange.sagas.recovery"]
+    assert (outage.levelno, outage.exc_info) == (logging.WARNING, None)  # an outage is expected: no trace
+    assert "database is unavailable" in outage.getMessage()
+    assert (await world.saga.reload(conversion.id)).status == ConversionStatus.PENDING
+    await world.recover_all()  # its lease has run out
+    assert (await world.saga.reload(conversion.id)).status == ConversionStatus.COMPLETED
+    assert world.partners["fresh-mart"].balances["alice"] == 102_450
     assert await world.ledger_transactions() == 1
 
 
