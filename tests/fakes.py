@@ -40,6 +40,11 @@ class Fault(Enum):
     the request (``PartnerProtocolError``: outcome unknown)."""
     ACCEPT_PENDING = "pending"
     """The partner accepts the write pending and applies it later (:meth:`FakePartner.settle`)."""
+    ANSWER_WITHOUT_APPLYING = "lie"
+    """The partner's lie: it answers the write applied, and neither applies nor records it."""
+    APPLY_TWICE = "apply-twice"
+    """The partner's bug: it applies the write twice under its one operation id (its own
+    records show it twice) and answers as if once."""
 
 
 @dataclass
@@ -49,6 +54,8 @@ class FakePartner:
     operations: dict[str, Operation] = field(default_factory=dict)
     faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     calls: list[tuple[str, str]] = field(default_factory=list)
+    applied: list[tuple[str, int]] = field(default_factory=list)
+    """The partner's own records: (operation id, points moved) for each write it applied."""
 
     def fail_next(self, call: str, *faults: Fault) -> None:
         self.faults[call].extend(faults)
@@ -106,7 +113,19 @@ class FakePartner:
             )
             self.operations[operation_id] = pending
             return pending
-        self.balances[member_ref] += delta
+        if fault is Fault.ANSWER_WITHOUT_APPLYING:
+            return Operation(
+                operation_id=operation_id,
+                kind=kind,
+                status=OperationState.APPLIED,
+                member_ref=member_ref,
+                points=abs(delta),
+                balance_after=self.balances[member_ref] + delta,
+                created_at=NOW,
+            )
+        for _ in range(2 if fault is Fault.APPLY_TWICE else 1):
+            self.balances[member_ref] += delta
+            self.applied.append((operation_id, delta))
         operation = Operation(
             operation_id=operation_id,
             kind=kind,

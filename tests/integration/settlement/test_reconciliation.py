@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
+from exchange.conversions.models import ConversionStatus
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.errors import BadUserInput, ErrorCode, IdempotencyConflict
@@ -26,6 +27,7 @@ from exchange.settlement.errors import (
     ResolvedBreaksWouldBeLost,
     UnresolvedBreaks,
 )
+from exchange.settlement.keys import StatementKeys
 from exchange.settlement.models import (
     BreakKind,
     Reconciliation,
@@ -33,7 +35,9 @@ from exchange.settlement.models import (
     Resolution,
 )
 from exchange.testing.clock import FrozenClock
-from tests.integration.settlement.conftest import close, conversion, post, redemption
+from tests.fakes import Fault
+from tests.integration import test_conversion_saga as conversions
+from tests.integration.settlement.conftest import ISSUER, RETENTION_YEARS, SECRET, close, conversion, post, redemption
 from tests.outages import kill_connection_of
 
 FILE = """reference,amount,counterparty,date
@@ -330,3 +334,38 @@ async def test_a_quoted_empty_field_is_an_empty_field(closed: SettlementService)
     assert (imported.lines, imported.matched, imported.missing_in_ledger) == (4, 3, 1)
     missing = (await breaks_of(closed, imported))["MISSING_IN_LEDGER:conversion:zzz:5"]
     assert (missing.counterparty, missing.partner_date) == (None, None)
+
+
+async def test_a_partner_that_answers_a_credit_it_never_applied_or_applies_one_twice_shows_in_reconciliation(
+    db: Database,
+) -> None:
+    """A lying target (it answers a credit applied, and has no record of it) and a buggy one
+    (it applies a credit twice under one id): the exchange's records stay right, one posting
+    per conversion, and reconciling the partner's own records of the period shows both, a
+    line missing in its file and a duplicate line."""
+    world = await conversions.make_world(db)
+    fresh_mart = world.partners["fresh-mart"]
+    honest = await world.execute(await world.quote(1000), key="honest")
+    fresh_mart.fail_next("credit", Fault.ANSWER_WITHOUT_APPLYING)
+    unapplied = await world.execute(await world.quote(1000), key="unapplied")
+    fresh_mart.fail_next("credit", Fault.APPLY_TWICE)
+    doubled = await world.execute(await world.quote(1000), key="doubled")
+    assert {honest.status, unapplied.status, doubled.status} == {ConversionStatus.COMPLETED}
+    assert await world.ledger_transactions() == 3
+
+    keys = StatementKeys(db, SECRET, world.clock, retention_years=RETENTION_YEARS)
+    async with db.transaction() as session:
+        await keys.ensure_active(session)
+    service = SettlementService(db=db, ledger=world.saga.ledger, clock=world.clock, keys=keys, issuer=ISSUER)
+    await close(service, world.clock, "2026-11")
+    by_id = {conversion.id: conversion for conversion in (honest, unapplied, doubled)}
+    records = "reference,amount,counterparty,date\n" + "".join(
+        f"conversion:{conversion.id},{Decimal(conversion.money_value_minor - conversion.fee_minor) / 100},happy-card,\n"
+        for conversion in (by_id[operation_id.removesuffix(":credit")] for operation_id, _ in fresh_mart.applied)
+    )
+    imported = (await service.import_records("fresh-mart", "2026-11", lines(records), by="fresh-mart")).reconciliation
+    found = await breaks_of(service, imported)
+    assert sorted(key.rsplit(":", 1)[0] for key in found) == sorted(
+        [f"MISSING_IN_PARTNER:conversion:{unapplied.id}", f"DUPLICATE:conversion:{doubled.id}"]
+    )
+    assert imported.matched == 2  # the honest credit and the doubled one's first line
