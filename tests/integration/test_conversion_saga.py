@@ -460,7 +460,7 @@ async def test_a_conversion_frozen_while_it_posts_holds_up_the_others_only_until
     in that transaction for ``idle_in_transaction_seconds``, so the next conversion, queued
     behind those locks, completes instead of hanging; the frozen one, waking, meets the typed
     ``DatabaseUnavailable`` and is posted once by recovery."""
-    db = Database.from_url(pg_database_url, idle_in_transaction_seconds=1)
+    db = Database.from_url(pg_database_url, idle_in_transaction_seconds=3)
     try:
         world = await make_world(db)
         ledger = world.saga.ledger = FrozenPosting(world.clock, TAIPEI)
