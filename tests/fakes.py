@@ -166,7 +166,7 @@ class FakePartner:
         elif target.status is OperationState.APPLIED:
             assert target.member_ref is not None and target.points is not None
             sign = 1 if target.kind is OperationKind.DEBIT else -1
-            self.balances[target.member_ref] += sign * target.points
+            self.balances[target.member_ref] += sign * (target.points - target.reversed_points)  # all that is left
             target = target.model_copy(update={"status": OperationState.REVERSED, "reversed_points": target.points})
         self.operations[reverses] = target
         reversal = Operation(

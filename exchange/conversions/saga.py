@@ -43,7 +43,7 @@ the partner for the operation's status and drives it on:
   is voided and the debit reversed.
 
 A partner whose record of the debit or the credit is not the write sent (another amount or
-member: its bug, or a lie) is not trusted: the write is reversed whole, the debit too if it
+member, or a part reversed on its own: its bug, or a lie) is not trusted: the write is reversed whole, the debit too if it
 was the credit, and the conversion ends REVERSED with ``PARTNER_CONTRADICTED``.
 
 The steps run on the shared saga driver (:mod:`exchange.sagas.engine`): partner calls

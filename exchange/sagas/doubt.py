@@ -8,9 +8,10 @@ unless the partner has it *pending* (accepted, to be settled later): then the sa
 
 The partner's record is held against the write the exchange sent (:class:`SentWrite`): a
 record of another member, amount or kind (a partner that applied the write wrong, or answers
-about a write it never had) is not taken as "applied". The exchange reverses it whole and ends
-the saga with :data:`CONTRADICTED`, logged as an error for staff, so that what it posts never
-rests on a write the partner did not make as sent.
+about a write it never had), or with a part reversed that the exchange never asked back, is
+not taken as "applied". The exchange reverses what is left of it and ends the saga with
+:data:`CONTRADICTED`, logged as an error for staff, so that what it posts never rests on a
+write the partner did not make as sent.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class SentWrite:
         ):
             if theirs != ours:
                 return f"its {name} is {theirs}, the exchange sent {ours}"
+        if operation.status is OperationState.APPLIED and operation.reversed_points:
+            # Only the exchange reverses its writes, and only whole: then the write is ``reversed``.
+            return f"{operation.reversed_points} of its points were reversed, which the exchange never asked"
         return None
 
 

@@ -283,6 +283,23 @@ async def test_a_debit_the_source_applied_with_another_amount_is_reversed_and_fl
     assert await world.used() == {}
 
 
+async def test_a_debit_in_doubt_that_the_source_reversed_in_part_on_its_own_is_reversed_not_credited(
+    world: World,
+) -> None:
+    source = world.partners["happy-card"]
+    source.fail_next("debit", Fault.APPLY_THEN_LOSE_ANSWER)
+    conversion = await world.execute(await world.quote(1000))
+    debit = source.operations[conversion.debit_operation]
+    source.operations[conversion.debit_operation] = debit.model_copy(update={"reversed_points": 400})
+    source.balances["alice"] += 400  # the partner's own refund, which the exchange never asked for
+    await world.recover_all()
+    finished = await world.saga.reload(conversion.id)
+    assert (finished.status, finished.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
+    assert source.balances["alice"] == 100_000
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000
+    assert await world.ledger_transactions() == 0
+
+
 async def test_a_credit_the_target_applied_with_another_amount_is_reversed_with_the_debit(world: World) -> None:
     world.partners["fresh-mart"].fail_next("credit", Fault.APPLY_DOUBLE)
     conversion = await world.execute(await world.quote(1000))
