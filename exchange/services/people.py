@@ -189,8 +189,8 @@ class PeopleService:
         everywhere = self._every_address_limit
         async with self._db.transaction() as session:
             waits = [
-                await ratelimit.retry_after(session, {key}, address, self._limit, now),
-                await ratelimit.retry_after(session, {key}, EVERY_ADDRESS, everywhere, now),
+                (await ratelimit.standing(session, {key}, address, self._limit, now)).retry_after,
+                (await ratelimit.standing(session, {key}, EVERY_ADDRESS, everywhere, now)).retry_after,
             ]
             wait = max((seconds for seconds in waits if seconds is not None), default=None)
             person = None if wait is not None else await session.get(Person, username)
