@@ -62,40 +62,49 @@ class FailureLimit:
     window: timedelta
 
 
+#: What failures are counted against: a client id (or a username's key) and an address.
+Counted = tuple[str, str]
+
+
 @dataclass(frozen=True)
 class Standing:
     """A request's clients, from its address, when it asks: ``retry_after`` seconds to wait
     if any of them is locked out, and each one's failures in its current window."""
 
     retry_after: int | None
-    failures: Mapping[str, int]
+    failures: Mapping[Counted, int]
+
+    def __or__(self, other: Standing) -> Standing:
+        """Both standings: the longer wait, and the failures of each."""
+        waits = [wait for wait in (self.retry_after, other.retry_after) if wait is not None]
+        return Standing(max(waits, default=None), {**self.failures, **other.failures})
 
 
 class AttemptsUnderWay:
     """The attempts this replica is judging, per (client id, address), held with the failures
-    counted so far to the limit (see the module's docstring).
+    counted so far to their limit (see the module's docstring).
 
     Admission reads the counted failures and counts itself in under one lock per (client id,
     address), so two requests cannot both take the last place; judging runs unlocked. A
     finished attempt counts its failure before it leaves, and wakes the ones waiting.
     """
 
-    def __init__(self, limit: FailureLimit) -> None:
-        self._limit = limit
-        self._admitting: dict[tuple[str, str], asyncio.Lock] = {}
-        self._users: Counter[tuple[str, str]] = Counter()
-        self._under_way: Counter[tuple[str, str]] = Counter()
-        self._finished = asyncio.Condition()
+    def __init__(self) -> None:
+        self._admitting: dict[Counted, asyncio.Lock] = {}
+        self._users: Counter[Counted] = Counter()
+        self._under_way: Counter[Counted] = Counter()
         self._finishes = 0
+        self._waiting: set[asyncio.Future[None]] = set()
 
     @asynccontextmanager
     async def attempt(
-        self, client_ids: Set[str], address: str, standing: Callable[[], Awaitable[Standing]]
+        self, limits: Mapping[Counted, int], standing: Callable[[], Awaitable[Standing]]
     ) -> AsyncIterator[Standing]:
-        """Wait for room for an attempt naming ``client_ids`` from ``address``; yield the
-        standing it was admitted on. A standing with ``retry_after`` is a refusal: nothing was
-        admitted, the caller answers 429. ``standing`` reads the counted failures afresh."""
-        keys = sorted((client_id, address) for client_id in client_ids)
+        """Wait for room for an attempt counted against each of ``limits`` (at most that many
+        failures); yield the standing it was admitted on. A standing with ``retry_after`` is a
+        refusal: nothing was admitted, the caller answers 429. ``standing`` reads the counted
+        failures afresh."""
+        keys = sorted(limits)
         if not keys:  # names no client: nothing to count it against
             yield Standing(None, {})
             return
@@ -106,7 +115,7 @@ class AttemptsUnderWay:
                 # meanwhile, and a finishing attempt counts its failure before it leaves.
                 under_way_before = {key: self._under_way[key] for key in keys}
                 now = await standing()
-                if now.retry_after is None and self._room(keys, now, under_way_before):
+                if now.retry_after is None and _room(limits, now, under_way_before):
                     self._under_way.update(keys)
                     break
             if now.retry_after is not None:
@@ -114,8 +123,8 @@ class AttemptsUnderWay:
                 return
             if all(self._under_way[key] == 0 for key in keys):
                 continue  # those counted as under way have finished: read the failures again
-            async with self._finished:
-                await self._finished.wait_for(self._finished_since(finishes))
+            if self._finishes == finishes:  # none finished since it looked: wait for one
+                await self._next_finish()
         try:
             yield now
         finally:
@@ -123,21 +132,22 @@ class AttemptsUnderWay:
             for key in keys:
                 if not self._under_way[key]:
                     del self._under_way[key]
-            async with self._finished:
-                self._finishes += 1
-                self._finished.notify_all()
+            self._finishes += 1
+            for waiter in self._waiting:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._waiting.clear()
 
-    def _finished_since(self, finishes: int) -> Callable[[], bool]:
-        return lambda: self._finishes != finishes
-
-    def _room(self, keys: list[tuple[str, str]], now: Standing, under_way: Mapping[tuple[str, str], int]) -> bool:
-        """Whether one more attempt keeps every client's failures, counted or to come, under the
-        limit. An attempt that finished while the failures were read may be in both counts: it
-        is counted twice, never not at all."""
-        return all(now.failures.get(key[0], 0) + under_way[key] < self._limit.failures for key in keys)
+    async def _next_finish(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.add(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiting.discard(waiter)
 
     @asynccontextmanager
-    async def _admission(self, keys: list[tuple[str, str]]) -> AsyncIterator[None]:
+    async def _admission(self, keys: list[Counted]) -> AsyncIterator[None]:
         """Hold the admission lock of every key, taken in one order so that two requests naming
         the same clients never wait on each other; a lock nobody holds or waits for is dropped."""
         async with AsyncExitStack() as held:
@@ -148,10 +158,17 @@ class AttemptsUnderWay:
                 await held.enter_async_context(lock)
             yield
 
-    def _release(self, key: tuple[str, str]) -> None:
+    def _release(self, key: Counted) -> None:
         self._users[key] -= 1
         if not self._users[key]:
             del self._users[key], self._admitting[key]
+
+
+def _room(limits: Mapping[Counted, int], now: Standing, under_way: Mapping[Counted, int]) -> bool:
+    """Whether one more attempt keeps the failures, counted or to come, under every limit. An
+    attempt that finished while the failures were read may be in both counts: it is counted
+    twice, never not at all."""
+    return all(now.failures.get(key, 0) + under_way[key] < limit for key, limit in limits.items())
 
 
 def caller_address(host: str | None) -> str:
@@ -181,13 +198,13 @@ async def standing(
             col(ClientAuthFailure.address) == address,
         )
     )
-    failures: dict[str, int] = {}
+    failures: dict[Counted, int] = {}
     remaining = 0.0
     for row in rows:
         left = (row.window_started_at + limit.window - now).total_seconds()
         if left <= 0:
             continue  # its window has closed: the next failure opens a new one
-        failures[row.client_id] = row.failures
+        failures[row.client_id, address] = row.failures
         if row.failures >= limit.failures:
             remaining = max(remaining, left)
     return Standing(math.ceil(remaining) if remaining > 0 else None, failures)

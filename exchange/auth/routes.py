@@ -85,7 +85,7 @@ class OAuthEndpoints:
         self._keys = keys
         self._clock = clock
         self._limit = failure_limit
-        self._attempts = ratelimit.AttemptsUnderWay(failure_limit)
+        self._attempts = ratelimit.AttemptsUnderWay()
 
     def routes(self) -> list[Route]:
         return [
@@ -134,7 +134,8 @@ class OAuthEndpoints:
             async with self._db.transaction() as session:
                 return await ratelimit.standing(session, named, address, self._limit, self._clock.now())
 
-        async with self._attempts.attempt(named, address, standing) as admitted:
+        limits = {(client_id, address): self._limit.failures for client_id in named}
+        async with self._attempts.attempt(limits, standing) as admitted:
             if admitted.retry_after is not None:
                 return too_many_failures(admitted.retry_after)
             now = self._clock.now()

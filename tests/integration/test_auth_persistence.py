@@ -208,7 +208,7 @@ async def test_failures_open_a_window_that_blocks_at_the_limit_and_then_closes(d
         assert (await ratelimit.standing(session, {"c1"}, A, limit, NOW + timedelta(seconds=10))).retry_after == 50
         assert (await ratelimit.standing(session, {"c2"}, A, limit, NOW + timedelta(seconds=10))).retry_after is None
         assert await ratelimit.standing(session, {"c1", "c2"}, A, limit, NOW + timedelta(seconds=10)) == (
-            ratelimit.Standing(retry_after=50, failures={"c1": 3})
+            ratelimit.Standing(retry_after=50, failures={("c1", A): 3})
         )
         closed = await ratelimit.standing(session, {"c1"}, A, limit, NOW + timedelta(seconds=60))
         assert closed == ratelimit.Standing(retry_after=None, failures={}), "a closed window counts nothing"
