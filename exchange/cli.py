@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from exchange.access_log import uvicorn_log_config
 from exchange.auth.scopes import Role, Scope, parse_scopes
+from exchange.db.availability import refused_by_configuration
 from exchange.errors import ConfigurationError, ExchangeError
 from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
 from exchange.serving import ensure_free, free_port
@@ -71,6 +72,10 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
         except (ExchangeError, ConfigurationError) as exc:
             raise CommandFailed(str(exc)) from None
         except OperationalError as exc:
+            if refused_by_configuration(exc):
+                raise CommandFailed(
+                    f"the database refused the credentials (or the database name) in EXCHANGE_DATABASE_URL: {exc.orig}"
+                ) from None
             raise CommandFailed(f"cannot use the database: {exc.orig}") from None
 
     return wrapper
