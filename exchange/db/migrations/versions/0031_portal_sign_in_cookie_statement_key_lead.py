@@ -1,8 +1,13 @@
-"""Portal sign-ins under way move from a table to a signed cookie: ``portal_sign_in`` goes.
+"""Portal sign-ins under way move from a table to a signed cookie, and a statement key signs
+from a moment of its own.
 
-Anyone could fill that table by asking for sign-in pages; a sign-in is now kept by the browser
-(:mod:`exchange.people.portal_sign_in`). Sign-ins under way at the upgrade are lost: their
-members start again.
+``portal_sign_in`` goes: anyone could fill it by asking for sign-in pages; a sign-in is now kept
+by the browser (:mod:`exchange.people.portal_sign_in`). Sign-ins under way at the upgrade are
+lost: their members start again.
+
+``statement_key.signs_from``: a rotated-in statement key is published at once but signs only
+from then (:mod:`exchange.settlement.keys`); keys made before have none and sign from their
+creation.
 
 Revision ID: 0031
 Revises: 0030
@@ -24,9 +29,12 @@ depends_on = None
 
 def upgrade() -> None:
     op.drop_table("portal_sign_in")
+    op.add_column("statement_key", sa.Column("signs_from", UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("statement_key") as statement_key:
+        statement_key.drop_column("signs_from")
     op.create_table(
         "portal_sign_in",
         sa.Column("state_hash", sa.String(64), primary_key=True),
