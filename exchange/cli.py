@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from exchange.access_log import uvicorn_log_config
 from exchange.auth.scopes import Role, Scope, parse_scopes
+from exchange.db.availability import refused_by_configuration
 from exchange.errors import ConfigurationError, ExchangeError
 from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
 from exchange.serving import ensure_free, free_port
@@ -71,6 +72,10 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
         except (ExchangeError, ConfigurationError) as exc:
             raise CommandFailed(str(exc)) from None
         except OperationalError as exc:
+            if refused_by_configuration(exc):
+                raise CommandFailed(
+                    f"the database refused the credentials (or the database name) in EXCHANGE_DATABASE_URL: {exc.orig}"
+                ) from None
             raise CommandFailed(f"cannot use the database: {exc.orig}") from None
 
     return wrapper
@@ -992,22 +997,41 @@ def keys() -> None:
     is_flag=True,
     help="Rotate the statement-signing key instead of the token-signing key.",
 )
+@click.option(
+    "--compromised",
+    is_flag=True,
+    help="With --statements: the old key is compromised, so the new one signs at once; "
+    "verifiers that cached the published keys must fetch them again.",
+)
 @reports_errors
-def keys_rotate(statements: bool) -> None:
+def keys_rotate(statements: bool, compromised: bool) -> None:
     """Make a new signing key active: the token-signing key, or with --statements the
     statement-signing key. Either kind's rotation leaves the other alone.
 
-    Running gateways sign with the new key within a minute. The old token key stays
-    published (/.well-known/jwks.json) until every token it signed has expired; the old
-    statement key stays published (/.well-known/statement-keys.json) for
-    EXCHANGE_STATEMENT_RETENTION_YEARS after the last statement it signed.
+    Running gateways sign tokens with a new token key within a minute; the old one stays
+    published (/.well-known/jwks.json) until every token it signed has expired.
+
+    A new statement key is published (/.well-known/statement-keys.json) at once but signs only
+    six minutes later, when every verifier's cached copy of the keys (kept up to five minutes)
+    holds it; the old key signs until then. With --compromised the new key signs at once (within
+    a minute on every gateway), and verifiers holding a cached copy must fetch it again. A
+    retired statement key stays published for EXCHANGE_STATEMENT_RETENTION_YEARS after the last
+    statement it signed.
     """
+    if compromised and not statements:
+        raise click.UsageError("--compromised is for statement keys (--statements): a new token key signs at once")
     if statements:
 
         async def rotate(services: Services) -> None:
-            rotation = await services.settlement.rotate_key()
+            rotation = await services.settlement.rotate_key(compromised=compromised)
             click.echo(f"active statement-signing key: {rotation.new.kid}")
+            if compromised:
+                click.echo("it signs now: verifiers that cached the published keys must fetch them again")
+            else:
+                click.echo(f"it is published now and signs from {rotation.new.signs_from}")
             if (retired := rotation.retired) is not None:
+                if not compromised:
+                    click.echo(f"retired key {retired.kid} signs until {retired.retired_at}")
                 until = services.settlement.keys.published_until(retired)
                 click.echo(f"retired key {retired.kid} stays published until {until}")
             click.echo(f"published statement keys: {', '.join(key.kid for key in rotation.published)}")

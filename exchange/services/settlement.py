@@ -241,11 +241,12 @@ class SettlementService:
         async with self.db.transaction() as session:
             await ensure_partitions(session, [current, self.calendar.next(current)])
 
-    async def rotate_key(self) -> Rotation:
-        """Make a new statement-signing key active; the old one stays published for the
-        statement retention period."""
+    async def rotate_key(self, *, compromised: bool = False) -> Rotation:
+        """Make a new statement-signing key active and published; it signs once verifiers'
+        cached key sets hold it, or at once if the old key is ``compromised``. The old one
+        stays published for the statement retention period."""
         async with self.db.transaction() as session:
-            return await self.keys.rotate(session)
+            return await self.keys.rotate(session, compromised=compromised)
 
     async def import_records(self, partner: str, period: str, source: ByteSource, *, by: str) -> ReconciliationView:
         period = self.calendar.parse(period)

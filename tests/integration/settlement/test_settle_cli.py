@@ -181,17 +181,32 @@ async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying(
     assert run("settle", "close", "2026-10", env=october).returncode == 0
     statement = ("settle", "statement", "--partner", "fresh-mart", "--format", "jws", "2026-10")
     before = run(*statement, env=october).stdout.strip()
+    cached = await published_statement_keys(database_url)  # what a verifier holds
     rotated = run("keys", "rotate", "--statements", env=october)
     assert rotated.returncode == 0, rotated.stderr
     new_kid = re.search(r"^active statement-signing key: (\S+)$", rotated.stdout, re.MULTILINE)
     old_kid = jws.extract_compact(before.encode()).headers()["kid"]
     assert new_kid is not None and new_kid.group(1) != old_kid
+    assert re.search(r"^it is published now and signs from \d{4}-", rotated.stdout, re.MULTILINE), rotated.stdout
+    assert re.search(rf"^retired key {old_kid} signs until \d{{4}}-", rotated.stdout, re.MULTILINE)
     until = re.search(rf"^retired key {old_kid} stays published until (\d{{4}})-", rotated.stdout, re.MULTILINE)
     assert until is not None and int(until.group(1)) == datetime.now(UTC).year + RETENTION_YEARS
     assert rotated.stdout.splitlines()[-1] == f"published statement keys: {new_kid.group(1)}, {old_kid}"
 
+    # The old key signs on through the lead time, so verifiers' cached keys still verify.
+    meanwhile = run(*statement, env=october).stdout.strip()
+    assert jws.extract_compact(meanwhile.encode()).headers()["kid"] == old_kid
+    assert jws.deserialize_compact(meanwhile, cached).payload == jws.deserialize_compact(before, cached).payload
+
+    # A compromised key cannot wait: the newest key signs at once.
+    assert run("keys", "rotate", "--compromised", env=october).returncode == 2
+    urgent = run("keys", "rotate", "--statements", "--compromised", env=october)
+    assert urgent.returncode == 0, urgent.stderr
+    newest = re.search(r"^active statement-signing key: (\S+)$", urgent.stdout, re.MULTILINE)
+    assert newest is not None
+    assert "it signs now: verifiers that cached the published keys must fetch them again" in urgent.stdout
     after = run(*statement, env=october).stdout.strip()
-    assert jws.extract_compact(after.encode()).headers()["kid"] == new_kid.group(1)
+    assert jws.extract_compact(after.encode()).headers()["kid"] == newest.group(1)
     published = await published_statement_keys(database_url)
     assert jws.deserialize_compact(before, published).payload == jws.deserialize_compact(after, published).payload
 
