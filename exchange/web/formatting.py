@@ -17,6 +17,7 @@ from babel.dates import format_datetime as babel_format_datetime
 from babel.numbers import format_currency, format_decimal
 
 from exchange.money import Currency
+from exchange.programs.models import Program
 
 
 def format_money(amount: Decimal, currency: Currency | str, locale: Locale) -> str:
@@ -32,6 +33,18 @@ def format_points(points: int, locale: Locale) -> str:
     if isinstance(points, bool) or not isinstance(points, int):
         raise TypeError(f"points are an int, not {type(points).__name__}")
     return format_decimal(points, locale=locale)
+
+
+def point_unit(program: Program, points: int, locale: Locale) -> str:
+    """What ``points`` of ``program`` are called on a page in ``locale``.
+
+    The names are declared in English (``Mile``, ``Miles``): a language that has plural forms
+    takes the one English grammar picks for ``points``; one that has none (Chinese) says the
+    name as declared, never an English plural inside its own sentence.
+    """
+    if not locale.plural_form.tags:
+        return program.point_name
+    return program.point_name if abs(points) == 1 else program.point_name_plural
 
 
 def _aware(moment: datetime) -> datetime:

@@ -6,7 +6,8 @@ message up in the visitor's language; the filters format for that language too:
 * ``amount|money(currency)`` — a ``Decimal`` amount of a :class:`~exchange.money.Currency` (or
   an ISO code), exact (see :mod:`exchange.web.formatting`);
 * ``points|points`` — a whole number of points; ``points|points(program)`` follows it with
-  what that many of the program's points are called (``1 Mile``, ``12,000 Miles``);
+  what that many of the program's points are called (``1 Mile``, ``12,000 Miles``; on a
+  Chinese page ``12,000 Mile``, the name as declared); ``program|unit(points)`` is that name alone;
 * ``moment|moment`` and ``moment|day`` — an aware datetime in the settlement time zone.
 """
 
@@ -27,7 +28,7 @@ from starlette.responses import HTMLResponse
 
 from exchange.money import Currency
 from exchange.programs.models import Program
-from exchange.web.formatting import format_day, format_moment, format_money, format_points
+from exchange.web.formatting import format_day, format_moment, format_money, format_points, point_unit
 from exchange.web.i18n import LANGUAGES, Language
 from exchange.web.static import StaticAssets
 from exchange.web.visitors import visitor_of
@@ -75,7 +76,9 @@ class Pages:
         )
         self.env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension
         self.env.globals.update(static_url=assets.url, languages=LANGUAGES)
-        self.env.filters.update(money=self._money, points=self._points, moment=self._moment, day=self._day)
+        self.env.filters.update(
+            money=self._money, points=self._points, moment=self._moment, day=self._day, unit=self._unit
+        )
 
     def render(
         self,
@@ -104,7 +107,11 @@ class Pages:
     @pass_context
     def _points(self, context: Context, points: int, program: Program | None = None) -> str:
         shown = format_points(points, _language(context).locale)
-        return shown if program is None else f"{shown} {program.unit(points)}"
+        return shown if program is None else f"{shown} {point_unit(program, points, _language(context).locale)}"
+
+    @pass_context
+    def _unit(self, context: Context, program: Program, points: int) -> str:
+        return point_unit(program, points, _language(context).locale)
 
     @pass_context
     def _moment(self, context: Context, moment: datetime, form: str = "medium") -> str:

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from exchange.money import Currency
-from exchange.web.formatting import format_day, format_moment, format_money, format_points
+from exchange.programs.models import Program
+from exchange.web.formatting import format_day, format_moment, format_money, format_points, point_unit
 from exchange.web.i18n import ENGLISH, TRADITIONAL_CHINESE
 
 TAIPEI = ZoneInfo("Asia/Taipei")
@@ -39,6 +40,18 @@ def test_points_are_whole_numbers_grouped_by_the_locale() -> None:
         format_points(Decimal("1"), ENGLISH.locale)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         format_points(True, ENGLISH.locale)
+
+
+def test_a_programs_points_take_an_english_plural_only_on_an_english_page() -> None:
+    miles = Program(id="formosa-air", name="Formosa Air Miles", point_name="Mile", point_name_plural="Miles")
+    assert [point_unit(miles, points, ENGLISH.locale) for points in (1, -1, 0, 12_000)] == [
+        "Mile",
+        "Mile",
+        "Miles",
+        "Miles",
+    ]
+    # Chinese has no plural: the name as the partner declared it, whatever the number.
+    assert {point_unit(miles, points, TRADITIONAL_CHINESE.locale) for points in (1, 0, 12_000)} == {"Mile"}
 
 
 def test_moments_are_shown_in_the_settlement_time_zone() -> None:
