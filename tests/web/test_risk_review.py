@@ -139,6 +139,22 @@ def test_staff_reject_and_approve_held_conversions_and_partners_cannot(holding_g
     assert partners.balance("formosa-air", member_ref) > 0
 
 
+def test_a_rejected_conversion_tells_its_member_the_staffs_own_words_in_a_chinese_sentence(
+    holding_gateway: PortalGateway,
+) -> None:
+    gateway = holding_gateway.gateway
+    with gateway.client() as member:
+        linked_member(holding_gateway, member)
+        page = held_conversion(member)
+        conversion_id = page.rsplit("/", 1)[1]
+        with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as staff:
+            form = {"csrf_token": form_token(staff, "/console/risk/"), "reason": "卡片掛失"}
+            assert staff.post(f"/console/risk/{conversion_id}/reject", data=form).status_code == 303
+        chinese = html.unescape(member.get(page, headers={"accept-language": "zh-TW"}).text)
+    failure = chinese.split('id="failure">')[1].split("</p>")[0]
+    assert failure == '交換平台人員駁回，原話： <q class="own-words" lang="">卡片掛失</q>'
+
+
 def test_the_decision_log_names_programs_and_says_the_gates_reasons_in_the_readers_language(
     holding_gateway: PortalGateway,
 ) -> None:
