@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from babel import Locale
 from babel.dates import format_date as babel_format_date
 from babel.dates import format_datetime as babel_format_datetime
+from babel.dates import get_timezone_name
 from babel.numbers import format_currency, format_decimal
 
 from exchange.money import Currency
@@ -56,6 +57,14 @@ def _aware(moment: datetime) -> datetime:
 def format_moment(moment: datetime, zone: ZoneInfo, locale: Locale, form: str = "medium") -> str:
     """Date and time of ``moment`` in ``zone``, e.g. ``Dec 1, 2026, 8:30:00 PM``."""
     return babel_format_datetime(_aware(moment), form, tzinfo=zone, locale=locale)
+
+
+def format_zone(zone: ZoneInfo, locale: Locale) -> str:
+    """The name of ``zone`` a reader knows, e.g. ``Taiwan Time``, ``台北時間``; ``UTC`` for UTC
+    (which has no region for CLDR to name)."""
+    if zone.key in {"UTC", "Etc/UTC", "Etc/GMT", "GMT"}:
+        return "UTC"
+    return get_timezone_name(zone, "long", zone_variant="generic", locale=locale)
 
 
 def format_day(day: date | datetime, zone: ZoneInfo, locale: Locale, form: str = "medium") -> str:

@@ -8,7 +8,8 @@ message up in the visitor's language; the filters format for that language too:
 * ``points|points`` — a whole number of points; ``points|points(program)`` follows it with
   what that many of the program's points are called (``1 Mile``, ``12,000 Miles``; on a
   Chinese page ``12,000 Mile``, the name as declared); ``program|unit(points)`` is that name alone;
-* ``moment|moment`` and ``moment|day`` — an aware datetime in the settlement time zone.
+* ``moment|moment`` and ``moment|day`` — an aware datetime in the settlement time zone, which
+  every page names (``zone_name``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from starlette.responses import HTMLResponse
 
 from exchange.money import Currency
 from exchange.programs.models import Program
-from exchange.web.formatting import format_day, format_moment, format_money, format_points, point_unit
+from exchange.web.formatting import format_day, format_moment, format_money, format_points, format_zone, point_unit
 from exchange.web.i18n import LANGUAGES, Language
 from exchange.web.static import StaticAssets
 from exchange.web.visitors import visitor_of
@@ -62,7 +63,8 @@ def language_url(request: Request, language: Language) -> str:
 
 class Pages:
     """Renders templates for a request: the visitor's language, session and CSRF token are in
-    every page's context (``language``, ``principal``, ``csrf_token``)."""
+    every page's context (``language``, ``principal``, ``csrf_token``), and the name of the time
+    zone its moments are shown in (``zone_name``)."""
 
     def __init__(self, assets: StaticAssets, zone: ZoneInfo) -> None:
         self.zone = zone
@@ -95,6 +97,7 @@ class Pages:
             language=visitor.language,
             principal=visitor.principal,
             csrf_token=visitor.csrf_token,
+            zone_name=format_zone(self.zone, visitor.language.locale),
             language_url=lambda language: language_url(request, language),
             **(context or {}),
         )

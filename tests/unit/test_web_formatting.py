@@ -10,7 +10,7 @@ import pytest
 
 from exchange.money import Currency
 from exchange.programs.models import Program
-from exchange.web.formatting import format_day, format_moment, format_money, format_points, point_unit
+from exchange.web.formatting import format_day, format_moment, format_money, format_points, format_zone, point_unit
 from exchange.web.i18n import ENGLISH, TRADITIONAL_CHINESE
 
 TAIPEI = ZoneInfo("Asia/Taipei")
@@ -60,6 +60,12 @@ def test_moments_are_shown_in_the_settlement_time_zone() -> None:
     assert format_moment(moment, TAIPEI, TRADITIONAL_CHINESE.locale) == "2027年1月1日 凌晨1:30:00"
     assert format_day(moment, TAIPEI, ENGLISH.locale) == "Jan 1, 2027"
     assert format_day(date(2026, 12, 31), TAIPEI, TRADITIONAL_CHINESE.locale) == "2026年12月31日"
+
+
+def test_the_zone_moments_are_shown_in_is_named_in_the_readers_language() -> None:
+    assert format_zone(TAIPEI, ENGLISH.locale) == "Taiwan Time"
+    assert format_zone(TAIPEI, TRADITIONAL_CHINESE.locale) == "台北時間"
+    assert format_zone(ZoneInfo("UTC"), TRADITIONAL_CHINESE.locale) == "UTC"  # not "Unknown Region (UTC) Time"
 
 
 def test_a_naive_moment_is_refused() -> None:
