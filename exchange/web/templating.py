@@ -8,6 +8,7 @@ message up in the visitor's language; the filters format for that language too:
 * ``points|points`` — a whole number of points; ``points|points(program)`` follows it with
   what that many of the program's points are called (``1 Mile``, ``12,000 Miles``; on a
   Chinese page ``12,000 Mile``, the name as declared); ``program|unit(points)`` is that name alone;
+* ``text|exchange_text`` — a text the exchange wrote, for the ``said`` macro of ``_said.html``;
 * ``moment|moment`` and ``moment|day`` — an aware datetime in the settlement time zone, which
   every page names (``zone_name``).
 """
@@ -31,6 +32,7 @@ from exchange.money import Currency
 from exchange.programs.models import Program
 from exchange.web.formatting import format_day, format_moment, format_money, format_points, format_zone, point_unit
 from exchange.web.i18n import LANGUAGES, Language
+from exchange.web.said import Said
 from exchange.web.static import StaticAssets
 from exchange.web.visitors import visitor_of
 
@@ -52,6 +54,12 @@ def _gettext(context: Context, message: str) -> str:
 @pass_context
 def _ngettext(context: Context, singular: str, plural: str, count: int) -> str:
     return _language(context).translations.ngettext(singular, plural, count)
+
+
+def _exchange_text(text: str) -> Said:
+    """A text the exchange wrote (a refusal's message), for ``_said.html``'s ``said`` to say in
+    the page's language: programs in it stay named by their ids."""
+    return Said.of(text, {})
 
 
 def language_url(request: Request, language: Language) -> str:
@@ -79,7 +87,12 @@ class Pages:
         self.env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension
         self.env.globals.update(static_url=assets.url, languages=LANGUAGES)
         self.env.filters.update(
-            money=self._money, points=self._points, moment=self._moment, day=self._day, unit=self._unit
+            money=self._money,
+            points=self._points,
+            moment=self._moment,
+            day=self._day,
+            unit=self._unit,
+            exchange_text=_exchange_text,
         )
 
     def render(
