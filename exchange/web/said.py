@@ -10,7 +10,8 @@ read back into what it says:
   (``templates/_said.html``);
 * a partner's refusal (:data:`~exchange.connectors.errors.REFUSED`, live or kept as why a
   conversion failed) carries the partner's own words: the page shows them as the partner's, in
-  whatever language the partner wrote them; a staff member's rejection
+  whatever language the partner wrote them; a partner that could not be reached is named,
+  without the connector's technical detail; a staff member's rejection
   (:data:`~exchange.risk.reasons.REJECTED`) likewise carries theirs;
 * a person's own words (a staff member's reason in the risk log) are shown as written;
 * any other text of the exchange is shown as written on an English page, and marked as
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from exchange.connectors.errors import REFUSED
+from exchange.connectors.errors import REFUSED, PartnerError, PartnerRefusal
 from exchange.errors import ErrorCode, ExchangeError
 from exchange.programs.models import Program
 from exchange.risk import reasons
@@ -32,6 +33,11 @@ from exchange.risk import reasons
 #: The key of a partner's refusal (``values``: ``program``, the partner's name, and ``detail``,
 #: its own words).
 PARTNER_SAID = "PARTNER_SAID"
+#: The key of a partner that could not be reached or gave no usable answer (``values``:
+#: ``program``, its name): the connector's technical detail is for the logs, not a reader.
+PARTNER_UNANSWERED = "PARTNER_UNANSWERED"
+#: How the message of every failed partner call begins (:mod:`exchange.connectors`).
+PARTNER_CALL = re.compile(r"partner (?P<program>[a-z0-9][a-z0-9_-]*)")
 #: What the exchange writes besides the risk log's reasons: why a row failed or was refused.
 FAILURES = (reasons.REJECTED, reasons.Reason(PARTNER_SAID, REFUSED))
 #: A velocity window as :func:`exchange.risk.policy.duration` writes it: ``1 day``, ``90 seconds``.
@@ -76,6 +82,13 @@ class Said:
         return cls(text, reason.key, values)
 
     @classmethod
+    def failure(cls, code: str | None, text: str, programs: Mapping[str, Program]) -> Said:
+        """Why a conversion failed (its ``failure_code`` and ``failure_message``)."""
+        if code == ErrorCode.PARTNER_UNAVAILABLE.value and (call := PARTNER_CALL.match(text)) is not None:
+            return cls(text, PARTNER_UNANSWERED, {"program": _program_name(call["program"], programs)})
+        return cls.of(text, programs)
+
+    @classmethod
     def person(cls, text: str) -> Said:
         """A person's own words, in whatever language they wrote them."""
         return cls(text, own_words=True)
@@ -91,6 +104,9 @@ class Refusal:
 
     @classmethod
     def of(cls, error: ExchangeError, programs: Mapping[str, Program]) -> Refusal:
+        if isinstance(error, PartnerError) and not isinstance(error, PartnerRefusal):
+            unanswered: dict[str, object] = {"program": _program_name(error.program_id, programs)}
+            return cls(error.code, Said(error.message, PARTNER_UNANSWERED, unanswered))
         return cls(error.code, Said.of(error.message, programs))
 
 

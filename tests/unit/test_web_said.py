@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from exchange.connectors.errors import REFUSED, InsufficientPoints
+from exchange.connectors.errors import REFUSED, InsufficientPoints, PartnerUnreachable
 from exchange.errors import BadUserInput, ErrorCode, ExchangeError
 from exchange.programs.models import Program
 from exchange.risk import reasons
 from exchange.risk.policy import Per, Velocity
-from exchange.web.said import PARTNER_SAID, Refusal, Said
+from exchange.web.said import PARTNER_SAID, PARTNER_UNANSWERED, Refusal, Said
 
 PROGRAMS = {"fresh-mart": Program(id="fresh-mart", name="FreshMart Rewards")}
 
@@ -46,3 +46,18 @@ def test_any_other_text_of_the_exchange_stays_as_written_and_is_not_a_persons_wo
     said = Refusal.of(BadUserInput("points must be a whole number", field="points"), PROGRAMS).said
     assert said == Said("points must be a whole number")
     assert not said.own_words
+
+
+def test_a_partner_that_could_not_be_reached_is_named_without_the_connectors_technical_detail() -> None:
+    down = PartnerUnreachable(
+        "partner fresh-mart: DEBIT: cannot connect (ConnectError('[Errno 111] Connection refused'))",
+        program_id="fresh-mart",
+        call="DEBIT",
+    )
+    shown = Refusal.of(down, PROGRAMS)
+    assert shown.code is ErrorCode.PARTNER_UNAVAILABLE
+    assert (shown.said.key, shown.said.values) == (PARTNER_UNANSWERED, {"program": "FreshMart Rewards"})
+    # The same, kept as why a conversion failed.
+    failed = Said.failure("PARTNER_UNAVAILABLE", down.message, PROGRAMS)
+    assert (failed.key, failed.values) == (PARTNER_UNANSWERED, {"program": "FreshMart Rewards"})
+    assert Said.failure("RISK_REJECTED", reasons.REJECTED.text(reason="no"), PROGRAMS).key == "REJECTED"

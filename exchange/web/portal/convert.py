@@ -89,7 +89,7 @@ class ConvertPages:
         context = await self._amounts(conversion)
         catalog = await self.services.catalog.cache.get()
         failure = conversion.failure_message if conversion.status != "COMPLETED" else None
-        context["failure"] = Said.of(failure, catalog.programs) if failure else None
+        context["failure"] = Said.failure(conversion.failure_code, failure, catalog.programs) if failure else None
         return self.pages.render(request, "portal/conversion.html", context)
 
     async def _form(
