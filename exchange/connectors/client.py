@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from exchange.connectors.breaker import BreakerState, CircuitBreaker
 from exchange.connectors.errors import (
+    REFUSED,
     CircuitOpen,
     OutcomeUnknown,
     PartnerAuthenticationFailed,
@@ -112,7 +113,7 @@ class Reply:
 
     def refusal(self, kind: type[PartnerRefusal], detail: str, facts: dict[str, Any]) -> PartnerRefusal:
         return kind(
-            f"partner {self.program_id} refused {self.call.name}: {detail}",
+            REFUSED.format(program=self.program_id, call=self.call.name, detail=detail),
             program_id=self.program_id,
             call=self.call.name,
             operation_id=self.call.operation_id,

@@ -33,6 +33,10 @@ from exchange.errors import ErrorCode, ExchangeError
 
 logger = logging.getLogger("exchange.connectors")
 
+#: How the exchange words a partner's refusal; ``detail`` is the partner's own words (its
+#: problem's detail), which a page shows as the partner's (:mod:`exchange.web.said`).
+REFUSED = "partner {program} refused {call}: {detail}"
+
 
 class PartnerError(ExchangeError):
     """A call to a partner's points system failed; see the module docstring for the kinds."""

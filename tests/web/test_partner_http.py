@@ -79,6 +79,20 @@ def field_error(page: str, name: str) -> str:
     return match[1]
 
 
+def test_on_a_chinese_page_a_fields_english_detail_is_marked_as_the_exchanges_english(
+    air_client: httpx.Client,
+) -> None:
+    form = {"csrf_token": form_token(air_client, "/console/"), "fromProgram": "tune-stream", "ratio": "three to one"}
+    refused = air_client.post(f"{PARTNER}/rates", data=form, headers={"accept-language": "zh-TW"})
+    assert refused.status_code == 422
+    error = re.search(r'<p class="field__error" id="f-ratio-error">(.*?)</p>', refused.text)
+    assert error is not None
+    # Not an English sentence passed off as the page's own: said to be the exchange's English.
+    assert error[1].startswith('交換平台的說明（英文）： <span lang="en">&#39;three to one&#39; is not a ratio'), error[
+        1
+    ]
+
+
 def test_the_rates_page_lists_the_rates_into_the_partners_program_only(air_client: httpx.Client) -> None:
     page = air_client.get(f"{PARTNER}/rates")
     assert page.status_code == 200
