@@ -323,19 +323,20 @@ def granted_scopes(client: ExchangeClient, user_role: Role | None, requested: st
     """What a token may carry: for a member, the client's member scopes; for a client, its
     own scopes.
 
-    Nothing requested means all of them; asking for more is ``invalid_scope``, naming them.
+    Nothing requested means all of them; asking for more, or for a scope that does not exist,
+    is ``invalid_scope``, naming them (and the unknown ones).
     """
     allowed = client.member_scopes if user_role is Role.MEMBER else client.scopes
     if not requested:
         return allowed
+    most = "this client's member tokens may carry at most" if user_role is Role.MEMBER else "this grant allows at most"
     try:
         scopes = parse_scopes(requested)
-    except InvalidScope:
-        raise InvalidScopeError(description="the request names a scope this exchange does not know") from None
+    except InvalidScope as unknown:
+        raise InvalidScopeError(
+            description=f"unknown scope {', '.join(unknown.unknown)}: {most}: {scope_text(allowed)}"
+        ) from None
     if not scopes or not scopes <= allowed:
-        most = (
-            "this client's member tokens may carry at most" if user_role is Role.MEMBER else "this grant allows at most"
-        )
         raise InvalidScopeError(description=f"{most}: {scope_text(allowed)}")
     return scopes
 
