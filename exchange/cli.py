@@ -135,6 +135,15 @@ def main() -> None:
     Partners' loyalty programs, joined: federated balances, conversions between programs,
     tier matching, cross-partner redemptions, and a double-entry clearing ledger settled
     every month. Settings come from EXCHANGE_* environment variables (see README.md).
+
+    \b
+    Exit status:
+      0  done
+      1  `exchange ledger verify` found the ledger does not add up (it names the first
+         bad transaction or lot)
+      2  refused: a wrong option or argument, a bad setting, a database missing or not
+         migrated, or a request the exchange refuses (a period not closed, breaks
+         unresolved, ...); one line on standard error says why
     """
 
 
