@@ -530,7 +530,8 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
     input) and print how its lines compared with the ledger.
 
     The file streams through, whatever its size; a malformed line stops the import with its
-    number and the reason, and nothing is imported. The format is in README.md.
+    number and the reason, and nothing is imported. The format is in partners/SETTLEMENT.md,
+    "Your records (CSV)".
     """
     view = with_services(lambda services: services.settlement.import_records(partner, period, file, by=_operator()))
     imported = view.reconciliation
