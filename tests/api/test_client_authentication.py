@@ -220,3 +220,18 @@ async def test_a_wrong_secret_or_an_unknown_grant_is_refused_saying_what_to_chec
     assert password.json()["error_description"] == (
         f"grant_type 'password' is not granted here: use client_credentials, or {JWT_BEARER} for a member's token"
     )
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/introspect", "/oauth/revoke"])
+async def test_an_unknown_client_is_refused_as_a_wrong_secret_is(kit: ExchangeKit, path: str) -> None:
+    """Whether a client id exists is not told (a client id is not secret, but the list of them
+    is nobody's business), and the developer reads the same advice either way."""
+    partner = await kit.partner("formosa-air")
+    form = {**CLIENT_CREDENTIALS, "token": await kit.client_token(partner)}
+    wrong = await kit.http.post(path, data=form, auth=(partner.client.client_id, "not-it"))
+    unknown = await kit.http.post(path, data=form, auth=("no-such-client", "not-it"))
+    unknown_in_form = await kit.http.post(path, data={**form, "client_id": "no-such-client", "client_secret": "x"})
+    for refused in (wrong, unknown, unknown_in_form):
+        assert (refused.status_code, refused.json()["error"]) == (401, "invalid_client")
+        assert refused.json()["error_description"] == wrong.json()["error_description"]
+    assert "client_id" in wrong.json()["error_description"]

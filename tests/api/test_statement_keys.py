@@ -145,7 +145,7 @@ async def test_an_access_token_signed_with_a_statement_key_is_refused(
     assert response.status_code == 401
     reason = response.json()["errors"][0]["message"]
     assert reason == (
-        "the token is not signed by a published key of this exchange"
+        "the token is not signed by a published key of this exchange: request a new token from this exchange"
         if typ == TOKEN_TYPE
         else f"not an access token (typ must be {TOKEN_TYPE})"
     )

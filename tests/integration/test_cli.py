@@ -48,6 +48,8 @@ def sqlite_env(tmp_path: Path) -> dict[str, str]:
 def test_help_names_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
+    exit_statuses = result.stdout.split("Exit status:")[1].split("Options:")[0]
+    assert [line.split()[0] for line in exit_statuses.splitlines() if line[4:5].isdigit()] == ["0", "1", "2"]
     for command in (
         "serve",
         "demo",

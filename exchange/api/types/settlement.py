@@ -77,24 +77,51 @@ def break_id_of(value: str, *, field: str) -> int:
     "SIGNED_OFF once staff have signed it off."
 )
 class PeriodStatus(Enum):
-    OPEN = PeriodStatusValue.OPEN.value
-    CLOSING = PeriodStatusValue.CLOSING.value
-    CLOSED = PeriodStatusValue.CLOSED.value
-    SIGNED_OFF = "SIGNED_OFF"
+    OPEN = strawberry.enum_value(PeriodStatusValue.OPEN.value, description="Postings go into it.")
+    CLOSING = strawberry.enum_value(
+        PeriodStatusValue.CLOSING.value,
+        description="Being closed: nothing more posts into it while its figures are computed (closing it again finishes the job if a closing stopped half-way).",
+    )
+    CLOSED = strawberry.enum_value(
+        PeriodStatusValue.CLOSED.value,
+        description="Closed: nothing more is posted into it; its positions and statements are final.",
+    )
+    SIGNED_OFF = strawberry.enum_value(
+        "SIGNED_OFF",
+        description="For one partner: settlement staff signed off its reconciliation; its period is final.",
+    )
 
 
 @strawberry.enum(description="How a partner's line, or a reference of the ledger, failed to match.")
 class BreakKind(Enum):
-    MISSING_IN_LEDGER = BreakKindValue.MISSING_IN_LEDGER.value
-    MISSING_IN_PARTNER = BreakKindValue.MISSING_IN_PARTNER.value
-    AMOUNT_MISMATCH = BreakKindValue.AMOUNT_MISMATCH.value
-    DUPLICATE = BreakKindValue.DUPLICATE.value
+    _value_: str  # .value is the string: strawberry unwraps enum_value (mypy would see its wrapper)
+    MISSING_IN_LEDGER = strawberry.enum_value(
+        BreakKindValue.MISSING_IN_LEDGER.value,
+        description="A line of the partner's file names a reference the ledger does not have in the period.",
+    )
+    MISSING_IN_PARTNER = strawberry.enum_value(
+        BreakKindValue.MISSING_IN_PARTNER.value,
+        description="The ledger has a reference in the period that no line of the partner's file names.",
+    )
+    AMOUNT_MISMATCH = strawberry.enum_value(
+        BreakKindValue.AMOUNT_MISMATCH.value, description="Both have the reference, with different amounts."
+    )
+    DUPLICATE = strawberry.enum_value(
+        BreakKindValue.DUPLICATE.value,
+        description="The partner's file names the reference again: each line after its first is a break.",
+    )
 
 
 @strawberry.enum(description="How settlement staff resolve a break.")
 class Resolution(Enum):
-    ACCEPT_LEDGER = ResolutionValue.ACCEPT_LEDGER.value
-    ADJUST = ResolutionValue.ADJUST.value
+    _value_: str  # .value is the string: strawberry unwraps enum_value (mypy would see its wrapper)
+    ACCEPT_LEDGER = strawberry.enum_value(
+        ResolutionValue.ACCEPT_LEDGER.value, description="The ledger is right; nothing is posted."
+    )
+    ADJUST = strawberry.enum_value(
+        ResolutionValue.ADJUST.value,
+        description="The partner's figure is right: the difference is posted into the next open period.",
+    )
 
 
 @strawberry.input(description="The adjustment to post when resolving a break with ADJUST.")

@@ -108,6 +108,7 @@ async def test_records_are_taken_only_for_a_closed_period(closed: SettlementServ
     with pytest.raises(PeriodNotClosed) as caught:
         await closed.import_records("fresh-mart", "2026-12", lines(FILE), by="x")
     assert caught.value.code is ErrorCode.PERIOD_NOT_CLOSED
+    assert caught.value.message == "period 2026-12 is not closed: close it first, once it is over", "what to do next"
 
 
 async def test_importing_again_replaces_the_reconciliation_until_a_break_is_resolved(closed: SettlementService) -> None:

@@ -226,9 +226,14 @@ async def test_resolve_takes_a_selection_in_bulk_and_sign_off_follows(october: d
     assert unselected.returncode == 2 and "--all" in unselected.stderr
     refused = run(*resolve, "--resolution", "ADJUST", "--kind", "DUPLICATE", "2026-10", env=october)
     assert refused.returncode == 2 and "has no amount to adjust by" in refused.stderr
+    one = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--kind", "DUPLICATE", "2026-10", env=october)
+    assert one.stdout.splitlines() == [
+        "resolved 1 break (0 already resolved the same way)",
+        "1 break of fresh-mart 2026-10 still open",
+    ], one.stderr
     done = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "--as", "alice@settlement", "2026-10", env=october)
     assert done.stdout.splitlines() == [
-        "resolved 2 breaks (0 already resolved the same way)",
+        "resolved 1 break (0 already resolved the same way)",
         "0 breaks of fresh-mart 2026-10 still open",
     ], done.stderr
     again = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october)
