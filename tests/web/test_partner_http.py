@@ -4,6 +4,7 @@ reached by changing an address or a form value."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -472,6 +473,27 @@ def test_the_reconciliation_shows_the_partners_breaks_and_their_resolution_read_
         assert "conversion:not-in-ledger" not in theirs and "No records imported" in theirs
         document = client.get(f"{PARTNER}/statements/{period}/statement.json").json()
         assert document["partner"] == "fresh-mart", "the address names no partner: always one's own"
+
+
+def test_the_breaks_download_as_a_csv_a_spreadsheet_opens_each_with_what_to_do_next(
+    settled: tuple[Gateway, str],
+) -> None:
+    gateway, period = settled
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
+        page = client.get(f"{PARTNER}/statements/{period}/reconciliation").text
+        assert f'href="{PARTNER}/statements/{period}/breaks.csv"' in page
+        report = client.get(f"{PARTNER}/statements/{period}/breaks.csv")
+        assert report.headers["content-type"] == "text/csv; charset=utf-8"
+        assert f'filename="breaks-formosa-air-{period}.csv"' in report.headers["content-disposition"]
+        assert report.content.startswith(b"\xef\xbb\xbfpartner,period,break,kind,reference,")
+        rows = {row["reference"]: row for row in csv.DictReader(io.StringIO(report.text.removeprefix("\ufeff")))}
+        missing = rows["conversion:not-in-ledger"]
+        assert (missing["kind"], missing["partner_amount"], missing["resolution"]) == ("MISSING_IN_LEDGER", "5.00", "")
+        assert "another period" in missing["next_step"]
+        assert rows["conversion:c2"]["resolution"] == "ACCEPT_LEDGER"
+        assert rows["conversion:c2"]["reason"] == "our file was wrong"
+    with signed_in(gateway, gateway.person(Role.PARTNER, "fresh-mart")) as client:
+        assert client.get(f"{PARTNER}/statements/{period}/breaks.csv").status_code == 404, "no records of its own"
 
 
 def test_a_reconciliation_page_past_a_garbage_cursor_is_refused_by_name_not_shown_as_the_first(
