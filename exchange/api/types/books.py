@@ -160,7 +160,10 @@ class PartnerBooks:
     redeemed_for_rewards: PointsFigure = strawberry.field(
         description="Its members' points paying for rewards, net of reversals."
     )
-    redeemed: PointsFigure = strawberry.field(description="convertedOut + redeemedForRewards.")
+    redeemed: PointsFigure = strawberry.field(
+        description="convertedOut + redeemedForRewards, points and value alike (its value is theirs added, "
+        "so the books foot to the cent)."
+    )
     reversed: PointsFigure = strawberry.field(
         description="Points given back by reversals in the period (already netted in the figures above)."
     )
@@ -198,7 +201,9 @@ class PartnerBooks:
             issued=points(figures.issued),
             converted_out=points(figures.converted_out),
             redeemed_for_rewards=points(figures.redeemed_for_rewards),
-            redeemed=points(figures.redeemed),
+            redeemed=PointsFigure(
+                points=PointTotal(figures.redeemed), value=Money.of_minor(books.redeemed_value, currency)
+            ),
             reversed=points(figures.reversed),
             other_points=points(figures.other_points),
             outstanding=points(figures.outstanding),
