@@ -110,11 +110,14 @@ class PartnerBooks:
         )
 
     def money_lines(self) -> tuple[tuple[str, int], ...]:
-        """Each money figure (minor units) by its CSV name."""
+        """Each money figure (minor units) by its CSV name: received for issued − paid for
+        redeemed + received for rewards + other = net."""
         figures = self.figures
         lines = [
             ("money_received_for_issued", figures.money_for_issued),
             ("money_paid_for_redeemed", -figures.money_for_redeemed),
+            ("money_received_for_rewards", figures.money_for_rewards),
+            ("money_other", figures.money_other),
             ("money_net", figures.money_net),
         ]
         if self.budget is not None:

@@ -26,6 +26,7 @@ def books(point_value: str, *, converted_out: int, redeemed_for_rewards: int) ->
         money_net=0,
         money_for_redeemed=0,
         money_for_issued=0,
+        money_for_rewards=0,
     )
     return PartnerBooks(
         partner="harbor-bank",

@@ -361,6 +361,8 @@ EXPECTED: dict[str, str] = {
             "outstanding",
             "moneyReceivedForIssued",
             "moneyPaidForRedeemed",
+            "moneyReceivedForRewards",
+            "moneyOther",
             "moneyNet",
             "costPerPoint",
             "budget",

@@ -178,6 +178,14 @@ class PartnerBooks:
     money_paid_for_redeemed: Money = strawberry.field(
         description="What it owed for the points taken back (fees included)."
     )
+    money_received_for_rewards: Money = strawberry.field(
+        description="What it was owed for the rewards it published that members paid for with other programs' "
+        "points, net of reversals."
+    )
+    money_other: Money = strawberry.field(
+        description="The rest of moneyNet: adjustments, coalition points' breakage. moneyReceivedForIssued − "
+        "moneyPaidForRedeemed + moneyReceivedForRewards + moneyOther = moneyNet."
+    )
     money_net: Money = strawberry.field(description="Its whole clearing movement in the period: its statement's net.")
     cost_per_point: Decimal | None = strawberry.field(
         description="moneyPaidForRedeemed ÷ redeemed points, six decimals, half-even; null when none were taken back."
@@ -209,6 +217,8 @@ class PartnerBooks:
             outstanding=points(figures.outstanding),
             money_received_for_issued=Money.of_minor(figures.money_for_issued, currency),
             money_paid_for_redeemed=Money.of_minor(-figures.money_for_redeemed, currency),
+            money_received_for_rewards=Money.of_minor(figures.money_for_rewards, currency),
+            money_other=Money.of_minor(figures.money_other, currency),
             money_net=Money.of_minor(figures.money_net, currency),
             cost_per_point=books.cost_per_point,
             budget=None if books.budget is None else IssueBudget.of(books.budget, currency),
