@@ -114,3 +114,24 @@ async def test_the_last_and_the_first_instant_of_a_month_fall_in_their_own_perio
     assert (await books.partner_books("formosa-air", "2026-12")).figures.issued == 4_900 + 12_265
     last = next(line for line in november.document()["lines"] if line["transaction"] == "t-last")
     assert last["effectiveAt"] == "2026-11-30T15:59:59.999000Z" < november.document()["period"]["end"]
+
+
+async def test_a_late_item_and_a_reversal_of_last_month_say_so_on_this_months_statement(
+    two_months: SettlementService,
+) -> None:
+    december = await two_months.statement("formosa-air", "2026-12")
+    lines = {(line["transaction"], line["category"]): line for line in december.document()["lines"]}
+    late = lines[("t-late", "conversion")]
+    assert late["effectivePeriod"] == "2026-11" and late["reverses"] is None, "late: it happened in November"
+    back = lines[("t-r1-back", "redemption-reversal")]
+    assert back["effectivePeriod"] == "2026-12"
+    assert back["reverses"] == {"transaction": "t-r1", "period": "2026-11"}, "what it reverses, and where that is"
+    assert lines[("t-first", "conversion")]["effectivePeriod"] == "2026-12"
+    november = await two_months.statement("formosa-air", "2026-11")
+    assert {line["effectivePeriod"] for line in november.document()["lines"]} == {"2026-11"}
+    rows = december.csv().splitlines()
+    header = rows[0].split(",")
+    late_row = next(row.split(",") for row in rows if row.split(",")[header.index("transaction")] == "t-late")
+    assert late_row[header.index("effective_period")] == "2026-11" and late_row[header.index("reverses")] == ""
+    back_row = next(row.split(",") for row in rows if ",t-r1-back," in row and ",redemption-reversal," in row)
+    assert (back_row[header.index("reverses")], back_row[header.index("reverses_period")]) == ("t-r1", "2026-11")
