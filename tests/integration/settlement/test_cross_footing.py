@@ -10,10 +10,12 @@ from decimal import Decimal
 
 import pytest
 
+from exchange.books.figures import LedgerFigures
 from exchange.rewards.clearing import REVERSAL_KIND
 from exchange.services.books import BooksService
 from exchange.services.settlement import SettlementService
 from exchange.settlement.participants import EXCHANGE
+from exchange.settlement.statements import NOT_FEES, StatementLine
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import TAIPEI, close, conversion, points_redemption, post
 from tests.integration.settlement.test_statements import (
@@ -58,39 +60,56 @@ async def two_months(settlement: SettlementService, clock: FrozenClock) -> Settl
     return settlement
 
 
+async def cross_foot(
+    settlement: SettlementService, books: BooksService, period: str, carried: dict[str, Decimal]
+) -> dict[str, tuple[list[StatementLine], LedgerFigures]]:
+    """Cross-foot the closed ``period`` for every participant, as a finance team would: its
+    statement's JSON and CSV hold the same figures and add up; settlement's position (what its
+    console and GraphQL show) is the statement's; its opening is the closing ``carried`` from
+    the period before (updated here); a program's books net to its statement, and their money
+    figures' rest is exactly the statement's adjustment and breakage lines. The lines and the
+    books' figures of every program."""
+    found = {}
+    report = await settlement.period(period)
+    assert sum(position.net for position in report.positions) == 0
+    for position in report.positions:
+        who = position.participant
+        statement = await settlement.statement(who, period)
+        document = document_without_signature_data(statement.json())
+        assert document_of_csv(statement.csv()) == document, (who, period)
+        assert_adds_up(document)
+        money = statement.currency.from_minor
+        assert (document["openingPosition"], document["totals"], document["closingPosition"]) == (
+            str(money(position.opening)),
+            {
+                "payable": str(money(position.payable)),
+                "receivable": str(money(position.receivable)),
+                "net": str(money(position.net)),
+            },
+            str(money(position.opening + position.net)),
+        ), (who, period)
+        # Every amount is a whole number of cents: the totals are the lines' exact sums, so no
+        # statement ever needs a line for a rounding difference.
+        assert all(len(line["amount"].rpartition(".")[2]) == 2 for line in document["lines"])
+        assert Decimal(document["openingPosition"]) == carried.get(who, Decimal("0.00")), (who, period)
+        carried[who] = Decimal(document["closingPosition"])
+        if who == EXCHANGE:
+            continue
+        figures = (await books.partner_books(who, period)).figures
+        lines = list(statement.lines)
+        assert figures.money_net == statement.net == sum(line.amount for line in lines), (who, period)
+        other = sum(line.amount for line in lines if line.kind in NOT_FEES)
+        assert figures.money_other == other, (who, period)
+        found[who] = (lines, figures)
+    return found
+
+
 async def test_every_participants_statement_position_and_books_agree(
     two_months: SettlementService, books: BooksService
 ) -> None:
     carried: dict[str, Decimal] = {}
     for period in PERIODS:
-        report = await two_months.period(period)
-        assert sum(position.net for position in report.positions) == 0
-        for position in report.positions:
-            who = position.participant
-            statement = await two_months.statement(who, period)
-            document = document_without_signature_data(statement.json())
-            assert document_of_csv(statement.csv()) == document, (who, period)
-            assert_adds_up(document)
-            money = statement.currency.from_minor
-            assert (document["openingPosition"], document["totals"], document["closingPosition"]) == (
-                str(money(position.opening)),
-                {
-                    "payable": str(money(position.payable)),
-                    "receivable": str(money(position.receivable)),
-                    "net": str(money(position.net)),
-                },
-                str(money(position.opening + position.net)),
-            ), (who, period)
-            # Every amount is a whole number of cents: the totals are the lines' exact sums, so no
-            # statement ever needs a line for a rounding difference.
-            assert all(len(line["amount"].rpartition(".")[2]) == 2 for line in document["lines"])
-            assert Decimal(document["openingPosition"]) == carried.get(who, Decimal("0.00")), (who, period)
-            carried[who] = Decimal(document["closingPosition"])
-            if who == EXCHANGE:
-                continue
-            figures = (await books.partner_books(who, period)).figures
-            lines = statement.lines
-            assert figures.money_net == statement.net == sum(line.amount for line in lines), (who, period)
+        for who, (lines, figures) in (await cross_foot(two_months, books, period, carried)).items():
             # The books' money figures foot to the net: nothing here is an adjustment or breakage.
             named = figures.money_for_issued + figures.money_for_redeemed + figures.money_for_rewards
             assert (named, figures.money_other) == (figures.money_net, 0), (who, period)
