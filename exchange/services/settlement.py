@@ -301,8 +301,13 @@ class SettlementService:
             async with self.db.transaction() as session:
                 currency = await settlement_currency(session)
                 rows = await list_breaks(session, of.id, first=page, after=after)
+                missing = (row.reference for row, _ in rows if row.kind == BreakKind.MISSING_IN_LEDGER)
+                periods = await break_report.ledger_periods(
+                    session, currency=currency, partner=of.partner, references=missing
+                )
             yield break_report.csv_text(
-                break_report.break_row(of.partner, of.period, currency, row, resolution) for row, resolution in rows
+                break_report.break_row(of.partner, of.period, currency, row, resolution, periods)
+                for row, resolution in rows
             )
             if len(rows) < page:
                 return

@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+
+from sqlalchemy import bindparam, text
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import utc_instant
 from exchange.money import Currency
 from exchange.settlement.models import BreakKind, BreakResolution, ReconciliationBreak, Resolution
+from exchange.settlement.participants import settled_accounts
 from exchange.spreadsheet import spreadsheet_row
 
 #: What begins the file so that a spreadsheet reads it as UTF-8.
@@ -39,6 +43,7 @@ CSV_COLUMNS = (
     "ledger_amount",
     "difference",
     "currency",
+    "ledger_periods",
     "next_step",
     "resolution",
     "adjusted_amount",
@@ -70,16 +75,67 @@ NEXT_STEPS = {
 #: What a resolved break asks of the partner: nothing.
 RESOLVED_STEP = "Resolved by settlement staff: nothing to do."
 
+#: The periods in which the ledger has each of ``references`` on one of ``accounts``.
+_PERIODS_OF_REFERENCES = text(
+    """
+    SELECT DISTINCT t.reference, t.period
+      FROM ledger_transaction t JOIN ledger_entry e ON e.transaction_seq = t.seq AND e.period = t.period
+     WHERE t.reference IN :references AND e.account_id IN :accounts
+    """
+).bindparams(bindparam("references", expanding=True), bindparam("accounts", expanding=True))
 
-def next_step(kind: str, resolution: BreakResolution | None) -> str:
-    """What to do next about a break: nothing once it is resolved."""
-    return RESOLVED_STEP if resolution is not None else NEXT_STEPS[BreakKind(kind)]
+
+async def ledger_periods(
+    session: AsyncSession, *, currency: Currency, partner: str, references: Iterable[str]
+) -> dict[str, list[str]]:
+    """The periods in which the ledger has each of ``references`` for ``partner`` (on one of its
+    own accounts, so that no other partner's reference is revealed), in order; a reference it
+    has in none is absent."""
+    wanted = sorted(set(references))
+    if not wanted:
+        return {}
+    accounts = sorted(
+        account for account, name in (await settled_accounts(session, currency.code)).items() if name == partner
+    )
+    if not accounts:
+        return {}
+    rows = await session.exec(  # type: ignore[call-overload]
+        _PERIODS_OF_REFERENCES, params={"references": wanted, "accounts": accounts}
+    )
+    found: dict[str, list[str]] = {}
+    for reference, period in sorted(rows.all()):
+        found.setdefault(reference, []).append(period)
+    return found
+
+
+def next_step(kind: str, resolution: BreakResolution | None, periods: Sequence[str] = ()) -> str:
+    """What to do next about a break: nothing once it is resolved; for a line the ledger has in
+    other ``periods``, to move it to their records."""
+    if resolution is not None:
+        return RESOLVED_STEP
+    if kind == BreakKind.MISSING_IN_LEDGER and periods:
+        return (
+            f"The ledger has this reference in {', '.join(periods)}, not in this period: the line belongs in "
+            "that period's records (remove it here); settlement staff will let the ledger stand."
+        )
+    return NEXT_STEPS[BreakKind(kind)]
 
 
 def break_row(
-    partner: str, period: str, currency: Currency, row: ReconciliationBreak, resolution: BreakResolution | None
+    partner: str,
+    period: str,
+    currency: Currency,
+    row: ReconciliationBreak,
+    resolution: BreakResolution | None,
+    periods: Mapping[str, Sequence[str]],
 ) -> tuple[str, ...]:
-    """One break as a row of :data:`CSV_COLUMNS` (before the spreadsheet guard)."""
+    """One break as a row of :data:`CSV_COLUMNS` (before the spreadsheet guard); ``periods``:
+    where the ledger has the references the ledger lacks in ``period`` (:func:`ledger_periods`)."""
+    elsewhere = [
+        other
+        for other in (periods.get(row.reference, ()) if row.kind == BreakKind.MISSING_IN_LEDGER else ())
+        if other != period
+    ]
 
     def money(minor: int | None) -> str:
         return "" if minor is None else str(currency.from_minor(minor))
@@ -103,7 +159,8 @@ def break_row(
         money(row.ledger_amount),
         money(difference),
         currency.code,
-        next_step(row.kind, resolution),
+        " ".join(elsewhere),
+        next_step(row.kind, resolution, elsewhere),
         "" if resolution is None else resolution.resolution,
         money(adjusted),
         "" if resolution is None else utc_instant(resolution.resolved_at),
