@@ -609,6 +609,7 @@ def test_a_statement_page_says_which_lines_are_late_and_what_a_reversal_reverses
             assert page.count("reverses t-r1") == 2, "the reward's price and its fee, given back"
             chinese = client.get(f"{PARTNER}/statements/{last}", headers={"accept-language": "zh-TW"}).text
             assert f"逾期入帳：發生於 {earlier}" in chinese and f"沖銷 {earlier} 的 t-r1" in chinese
+            assert "<td>Redemption cancelled</td>" in page and "<td>兌領取消</td>" in chinese, "the kind, in words"
             before = client.get(f"{PARTNER}/statements/{earlier}").text
             assert "late: it happened" not in before and "reverses " not in before
         with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
