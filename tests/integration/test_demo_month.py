@@ -25,6 +25,7 @@ from exchange.settlement.models import BreakKind
 from exchange.testing.databases import SqliteDatabases
 from exchange.testing.processes import declarations_pointing_at
 from exchange.testing.sandboxes import SandboxFleet
+from tests.integration.settlement.test_cross_footing import cross_foot
 from tests.integration.test_cli import run
 
 #: The partner timeout the month is played with. The product's 2 s suits a partner on a quiet
@@ -94,6 +95,7 @@ async def test_last_month_is_realistic_built_once_closes_reconciles_and_signs_of
         async with open_services(settings, clock=SetClock(now)) as services:
             assert len(await services.settlement.ledger_lines(FILE_PARTNER, report.period)) == lines
             await settle_it(services, database_url, report.period, tmp_path / "records.csv")
+            await cross_foot(services.settlement, services.books, report.period, {})
     finally:
         await fleet.stop()
 

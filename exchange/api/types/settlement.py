@@ -383,23 +383,37 @@ class StatementLine:
         description="The kind, or `fee` for what is owed between a partner and the exchange."
     )
     effective_at: datetime = strawberry.field(description="When it happened (a late item keeps its date).")
+    effective_period: str = strawberry.field(
+        description="The period effectiveAt falls in: the statement's own, or an earlier one for a late item "
+        "(one that happened in a period already closed when it was posted)."
+    )
+    reverses: strawberry.ID | None = strawberry.field(
+        description="The transaction this line's transaction reverses (a cancelled redemption's), or null."
+    )
+    reverses_period: str | None = strawberry.field(
+        description="The period the reversed transaction was posted into, or null: where its line is."
+    )
     counterparty: strawberry.ID
     amount: Decimal = strawberry.field(deprecation_reason=replaced_by_money("value"))
     value: Money = strawberry.field(description="What the line moves, from the partner's side (positive: owed to it).")
     partner_id: strawberry.Private[str]
 
     @classmethod
-    def of(cls, line: StatementLineValue, partner_id: str, currency: Currency) -> StatementLine:
+    def of(cls, line: StatementLineValue, statement: StatementValue) -> StatementLine:
+        currency, reverses = statement.currency, line.reverses
         return cls(
             transaction_id=strawberry.ID(line.transaction_id),
             reference=line.reference,
             kind=line.kind,
             category=line.category,
             effective_at=line.effective_at,
+            effective_period=statement.effective_period(line),
+            reverses=None if reverses is None else strawberry.ID(reverses.transaction_id),
+            reverses_period=None if reverses is None else reverses.period,
             counterparty=strawberry.ID(line.counterparty),
             amount=currency.from_minor(line.amount),
             value=Money.of_minor(line.amount, currency),
-            partner_id=partner_id,
+            partner_id=statement.participant,
         )
 
 
@@ -472,7 +486,7 @@ class Statement:
     @strawberry.field(description="Its lines in order, `first` (at most 1000) from `offset`.")
     def lines(self, first: int = 100, offset: int = 0) -> list[StatementLine]:
         chosen = self.statement.lines[max(0, offset) : max(0, offset) + _page(first)]
-        return [StatementLine.of(line, str(self.partner_id), self.statement.currency) for line in chosen]
+        return [StatementLine.of(line, self.statement) for line in chosen]
 
     @strawberry.field(description="The canonical JSON document (keys sorted, no spaces): what `jws` signs.")
     def json(self) -> str:

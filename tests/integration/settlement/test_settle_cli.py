@@ -151,7 +151,7 @@ async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(
     document = json.loads(run("settle", "statement", "--partner", "fresh-mart", "2026-10", env=october).stdout)
     assert document["closingPosition"] == "83.00"
     table = run("settle", "statement", "--partner", "fresh-mart", "--format", "csv", "2026-10", env=october).stdout
-    assert "fresh-mart,2026-10,TWD,closing,,,,,,,83.00,,2026-09-30T16:00:00Z,2026-10-31T16:00:00Z,Asia/Taipei" in (
+    assert "fresh-mart,2026-10,TWD,closing,,,,,,,83.00,,2026-09-30T16:00:00Z,2026-10-31T16:00:00Z,Asia/Taipei,,," in (
         table.splitlines()
     )
     token = run(

@@ -142,6 +142,10 @@ def document_of_csv(text: str) -> dict[str, Any]:
                 "kind": row["kind"],
                 "category": row["category"],
                 "effectiveAt": row["effective_at"],
+                "effectivePeriod": row["effective_period"],
+                "reverses": {"transaction": row["reverses"], "period": row["reverses_period"]}
+                if row["reverses"]
+                else None,
                 "counterparty": row["counterparty"],
                 "amount": row["amount"],
             }
