@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 from exchange.api import books_export, callbacks, records
 from exchange.api.authentication import BearerTokenBackend, refuse_token
 from exchange.api.bodylimit import BodyLimit
-from exchange.api.errors import service_unavailable
+from exchange.api.errors import database_refused, service_unavailable
 from exchange.api.http import GraphQLView
 from exchange.api.observed import ObservedRequests
 from exchange.api.refusals import unrouted
@@ -32,7 +32,7 @@ from exchange.auth.tokens import TokenVerifier
 from exchange.auth.url_credentials import RefuseCredentialsInURL
 from exchange.clock import Clock
 from exchange.db import migrate
-from exchange.db.availability import DatabaseUnavailable
+from exchange.db.availability import DatabaseRefused, DatabaseUnavailable
 from exchange.jobs import BackgroundJobs
 from exchange.observability.metrics import MetricsEndpoint, forget_process
 from exchange.observability.requests import RequestId
@@ -153,7 +153,11 @@ def create_app(
     app = Starlette(
         routes=[*api_routes, *web.routes()],
         middleware=[Middleware(RequestId), Middleware(RefuseCredentialsInURL)],
-        exception_handlers={DatabaseUnavailable: service_unavailable, HTTPException: no_route},
+        exception_handlers={
+            DatabaseRefused: database_refused,
+            DatabaseUnavailable: service_unavailable,
+            HTTPException: no_route,
+        },
         lifespan=lifespan,
     )
     app.state.services = services

@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from exchange.access_log import uvicorn_log_config
 from exchange.auth.scopes import Role, Scope, parse_scopes
+from exchange.db.availability import refused_by_configuration
 from exchange.errors import ConfigurationError, ExchangeError
 from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
 from exchange.serving import ensure_free, free_port
@@ -51,6 +52,11 @@ class CommandFailed(click.ClickException):
         return self.message
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and its noun, singular for one (``1 break``, ``2 breaks``, ``0 deliveries``)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with command-line options on top."""
     try:
@@ -71,6 +77,10 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
         except (ExchangeError, ConfigurationError) as exc:
             raise CommandFailed(str(exc)) from None
         except OperationalError as exc:
+            if refused_by_configuration(exc):
+                raise CommandFailed(
+                    f"the database refused the credentials (or the database name) in EXCHANGE_DATABASE_URL: {exc.orig}"
+                ) from None
             raise CommandFailed(f"cannot use the database: {exc.orig}") from None
 
     return wrapper
@@ -130,6 +140,15 @@ def main() -> None:
     Partners' loyalty programs, joined: federated balances, conversions between programs,
     tier matching, cross-partner redemptions, and a double-entry clearing ledger settled
     every month. Settings come from EXCHANGE_* environment variables (see README.md).
+
+    \b
+    Exit status:
+      0  done
+      1  `exchange ledger verify` found the ledger does not add up (it names the first
+         bad transaction or lot)
+      2  refused: a wrong option or argument, a bad setting, a database missing or not
+         migrated, or a request the exchange refuses (a period not closed, breaks
+         unresolved, ...); one line on standard error says why
     """
 
 
@@ -297,7 +316,7 @@ def recover() -> None:
     conversion (COMPLETED, FAILED or REVERSED); one it cannot settle yet stays PENDING.
     """
     report = with_services(lambda services: services.conversions.recover())
-    click.echo(f"{report.driven} conversions driven; {report.pending} still pending")
+    click.echo(f"{counted(report.driven, 'conversion')} driven; {report.pending} still pending")
 
 
 @main.command()
@@ -357,7 +376,10 @@ def batches_run() -> None:
     have answered, once: what the gateway's job does every EXCHANGE_BATCH_INTERVAL_SECONDS.
     Run it from a daily scheduler to send the day's file."""
     done = with_services(lambda services: services.batches.run_once())
-    click.echo(f"{done.sent} files sent; {done.applied} results applied; {done.missing} left out, to be polled")
+    click.echo(
+        f"{counted(done.sent, 'file')} sent; {counted(done.applied, 'result')} applied; "
+        f"{done.missing} left out, to be polled"
+    )
 
 
 @main.group()
@@ -513,11 +535,14 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
     input) and print how its lines compared with the ledger.
 
     The file streams through, whatever its size; a malformed line stops the import with its
-    number and the reason, and nothing is imported. The format is in README.md.
+    number and the reason, and nothing is imported. The format is in partners/SETTLEMENT.md,
+    "Your records (CSV)".
     """
     view = with_services(lambda services: services.settlement.import_records(partner, period, file, by=_operator()))
     imported = view.reconciliation
-    click.echo(f"reconciled {partner} {imported.period}: {imported.lines} lines, sha256 {imported.file_sha256}")
+    click.echo(
+        f"reconciled {partner} {imported.period}: {counted(imported.lines, 'line')}, sha256 {imported.file_sha256}"
+    )
     for name, count in (
         ("MATCHED", imported.matched),
         ("AMOUNT_MISMATCH", imported.amount_mismatch),
@@ -526,7 +551,9 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
         ("MISSING_IN_PARTNER", imported.missing_in_partner),
     ):
         click.echo(f"  {name:<20} {count:>12}")
-    click.echo(f"{view.unresolved} breaks to resolve (exchange settle resolve); reconciliation {imported.id}")
+    click.echo(
+        f"{counted(view.unresolved, 'break')} to resolve (exchange settle resolve); reconciliation {imported.id}"
+    )
 
 
 @settle.command("breaks")
@@ -560,7 +587,7 @@ def settle_breaks(partner: str, unresolved: bool, period: str) -> None:
             f"{row.id:>8} {row.kind:<20} {row.line or '':>6} {amounts[0]:>14} {amounts[1]:>14} {resolution:<14} "
             f"{row.reference}"
         )
-    click.echo(f"{len(views)} breaks")
+    click.echo(counted(len(views), "break"))
 
 
 def _actor(value: str | None) -> str:
@@ -624,8 +651,8 @@ def settle_resolve(
         counterparty=adjust_against,
     )
     done = with_services(lambda services: services.settlement.resolve_many(request))
-    click.echo(f"resolved {done.resolved} breaks ({done.unchanged} already resolved the same way)")
-    click.echo(f"{done.reconciliation.unresolved} breaks of {partner} {period} still open")
+    click.echo(f"resolved {counted(done.resolved, 'break')} ({done.unchanged} already resolved the same way)")
+    click.echo(f"{counted(done.reconciliation.unresolved, 'break')} of {partner} {period} still open")
 
 
 @settle.command("sign-off")
@@ -946,7 +973,10 @@ def webhooks_replay(delivery_ids: tuple[int, ...], dead: bool, since: datetime |
     count = with_services(
         lambda services: services.webhooks.replay(None, subscription, delivery_ids=delivery_ids, dead=dead, since=after)
     )
-    click.echo(f"{count} deliveries queued again; the gateway sends them (or `exchange webhooks deliver`)")
+    click.echo(
+        f"{counted(count, 'delivery', 'deliveries')} queued again; the gateway sends them "
+        "(or `exchange webhooks deliver`)"
+    )
 
 
 @webhooks.command("rotate")
@@ -992,22 +1022,41 @@ def keys() -> None:
     is_flag=True,
     help="Rotate the statement-signing key instead of the token-signing key.",
 )
+@click.option(
+    "--compromised",
+    is_flag=True,
+    help="With --statements: the old key is compromised, so the new one signs at once; "
+    "verifiers that cached the published keys must fetch them again.",
+)
 @reports_errors
-def keys_rotate(statements: bool) -> None:
+def keys_rotate(statements: bool, compromised: bool) -> None:
     """Make a new signing key active: the token-signing key, or with --statements the
     statement-signing key. Either kind's rotation leaves the other alone.
 
-    Running gateways sign with the new key within a minute. The old token key stays
-    published (/.well-known/jwks.json) until every token it signed has expired; the old
-    statement key stays published (/.well-known/statement-keys.json) for
-    EXCHANGE_STATEMENT_RETENTION_YEARS after the last statement it signed.
+    Running gateways sign tokens with a new token key within a minute; the old one stays
+    published (/.well-known/jwks.json) until every token it signed has expired.
+
+    A new statement key is published (/.well-known/statement-keys.json) at once but signs only
+    six minutes later, when every verifier's cached copy of the keys (kept up to five minutes)
+    holds it; the old key signs until then. With --compromised the new key signs at once (within
+    a minute on every gateway), and verifiers holding a cached copy must fetch it again. A
+    retired statement key stays published for EXCHANGE_STATEMENT_RETENTION_YEARS after the last
+    statement it signed.
     """
+    if compromised and not statements:
+        raise click.UsageError("--compromised is for statement keys (--statements): a new token key signs at once")
     if statements:
 
         async def rotate(services: Services) -> None:
-            rotation = await services.settlement.rotate_key()
+            rotation = await services.settlement.rotate_key(compromised=compromised)
             click.echo(f"active statement-signing key: {rotation.new.kid}")
+            if compromised:
+                click.echo("it signs now: verifiers that cached the published keys must fetch them again")
+            else:
+                click.echo(f"it is published now and signs from {rotation.new.signs_from}")
             if (retired := rotation.retired) is not None:
+                if not compromised:
+                    click.echo(f"retired key {retired.kid} signs until {retired.retired_at}")
                 until = services.settlement.keys.published_until(retired)
                 click.echo(f"retired key {retired.kid} stays published until {until}")
             click.echo(f"published statement keys: {', '.join(key.kid for key in rotation.published)}")
@@ -1087,7 +1136,7 @@ def risk_held(first: int) -> None:
     rows: list[Conversion | Redemption] = [*held, *redemptions]
     for row in rows:
         click.echo(_held_line(row))
-    click.echo(f"{len(held)} conversions and {len(redemptions)} redemptions held")
+    click.echo(f"{counted(len(held), 'conversion')} and {counted(len(redemptions), 'redemption')} held")
 
 
 _REDEMPTION = click.option("--redemption", is_flag=True, help="The id is a held redemption's, not a conversion's.")
@@ -1151,4 +1200,4 @@ def risk_decisions(conversion_id: str | None, redemption_id: str | None, member_
             f"{row.decided_at.isoformat()} {row.decision:<7} {row.rule or '-':<20} {about} "
             f"{row.decided_by or 'gates'}: {row.reason}"
         )
-    click.echo(f"{len(rows)} decisions")
+    click.echo(counted(len(rows), "decision"))

@@ -3,7 +3,8 @@
 Each job must be safe to run in many processes at once (they claim work with row locks or
 leases); a failing pass is logged and the job tries again at its next interval. A pass that
 meets a database outage (a failover) is expected: one line, no trace, and the next pass
-finishes what it left.
+finishes what it left. A database that refuses the exchange's credentials is logged as an error:
+no pass will get through until an operator corrects the setting.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from exchange.db.availability import DatabaseUnavailable
+from exchange.db.availability import DatabaseRefused, DatabaseUnavailable
 
 logger = logging.getLogger("exchange.jobs")
 
@@ -29,6 +30,8 @@ class PeriodicJob:
         while True:
             try:
                 await self.run_once()
+            except DatabaseRefused as refused:
+                logger.error("background job %s: %s; next pass in %s s", self.name, refused.message, self.interval)
             except DatabaseUnavailable:
                 logger.warning(
                     "background job %s: the database is unavailable; next pass in %s s", self.name, self.interval

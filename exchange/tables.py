@@ -35,7 +35,7 @@ from exchange.ledger.models import (
 )
 from exchange.members.models import DebitConsent, LinkedAccount, Member
 from exchange.people.models import Person, WebSession
-from exchange.people.portal_models import MemberWebSession, PortalSignIn
+from exchange.people.portal_models import MemberWebSession
 from exchange.pricing.models import LimitUsage, PricingRevision, Promotion, Quote, RateVersion
 from exchange.programs.models import (
     CoalitionLevel,
@@ -88,7 +88,6 @@ __all__ = [
     "OAuthClient",
     "PartnerAssertionKey",
     "Person",
-    "PortalSignIn",
     "PricingRevision",
     "Program",
     "ProgramTier",

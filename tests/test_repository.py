@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Sequence
@@ -34,14 +35,26 @@ def test_schema_export_prints_the_same_sdl() -> None:
 
 
 def test_the_documents_graphql_examples_fit_the_schema_without_deprecated_fields() -> None:
+    """Both the ```graphql blocks and the queries of the shell examples (``curl … -d '{"query":
+    …}'``, ``gql "$TOKEN" '{"query": …}'``) a newcomer pastes as they are."""
     schema = build_schema(Settings())._schema
-    documents = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "partners").glob("*.md"))]
+    documents = [
+        REPO_ROOT / "README.md",
+        *sorted((REPO_ROOT / "partners").glob("*.md")),
+        *sorted((REPO_ROOT / "docs").glob("*.md")),
+    ]
     examples = [
         (path.name, block)
         for path in documents
         for block in re.findall(r"```graphql\n(.*?)```", path.read_text(), flags=re.DOTALL)
     ]
-    assert examples
+    shell_queries = [
+        (path.name, json.loads(body)["query"])
+        for path in documents
+        for body in re.findall(r"'(\{\"query\": .*?\})'", path.read_text())
+    ]
+    assert examples and len(shell_queries) >= 15
+    examples += shell_queries
     for name, example in examples:
         document = parse(example)
         assert validate(schema, document) == [], name

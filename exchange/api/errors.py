@@ -240,11 +240,28 @@ def _naming(resolve: Callable[..., Any], field: GraphQLField) -> Callable[..., A
 async def service_unavailable(request: Request, error: Exception) -> JSONResponse:
     """Starlette's handler for :class:`~exchange.db.availability.DatabaseUnavailable` that
     escapes a route: ``503``, ``Retry-After``, and the error as GraphQL would word it."""
+    return _unavailable(request, error, passes=True)
+
+
+async def database_refused(request: Request, error: Exception) -> JSONResponse:
+    """Starlette's handler for :class:`~exchange.db.availability.DatabaseRefused`: ``503`` as
+    for an outage, but no ``Retry-After`` (asking again does not help until an operator
+    corrects the setting), and logged as an error."""
+    return _unavailable(request, error, passes=False)
+
+
+def _unavailable(request: Request, error: Exception, *, passes: bool) -> JSONResponse:
     assert isinstance(error, ExchangeError)
-    logger.warning("%s %s refused: %s", request.method, request.url.path, error.message)
+    logger.log(
+        logging.WARNING if passes else logging.ERROR,
+        "%s %s refused: %s",
+        request.method,
+        request.url.path,
+        error.message,
+    )
     return JSONResponse(
         {"errors": [{"message": error.message, "extensions": error.extensions()}]},
         status_code=503,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)} if passes else {},
         media_type=response_media_type(request.headers),
     )

@@ -24,6 +24,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.types import QueryParams
 from strawberry.schema import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
@@ -60,7 +61,21 @@ def never_executed(result: ExecutionResult) -> bool:
 
 
 def _not_json(constant: str) -> NoReturn:
-    raise HTTPException(400, f"the request body is not JSON: {constant} is not a JSON value")
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def read_json(data: str | bytes, what: str) -> object:
+    """``data`` as JSON: UTF-8 text, no NaN; JSON that is malformed, nested too deeply or holds
+    an integer too long to read is a 400 naming ``what`` was sent so."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HTTPException(400, f"{what} is not UTF-8 text") from None
+    try:
+        return json_value(data, parse_constant=_not_json)
+    except ValueError as malformed:
+        raise HTTPException(400, f"{what} is not JSON: {malformed}") from None
 
 
 def _lowercase_media_type(scope: Scope) -> None:
@@ -96,20 +111,24 @@ class GraphQLView(GraphQL[Context, None]):
         await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
-        """The body (or a GET parameter) as JSON: UTF-8 text, an object or a list, no NaN; JSON
-        that is malformed, nested too deeply or holds an integer too long to read is a 400."""
-        if isinstance(data, bytes):
-            try:
-                data = data.decode("utf-8")
-            except UnicodeDecodeError:
-                raise HTTPException(400, "the request body is not UTF-8 text") from None
-        try:
-            value = json_value(data, parse_constant=_not_json)
-        except ValueError as malformed:
-            raise HTTPException(400, f"the request body is not JSON: {malformed}") from None
+        """The body as JSON (:func:`read_json`), an object or a list."""
+        value = read_json(data, "the request body")
         if not isinstance(value, (dict, list)):
             raise HTTPException(400, 'expected a JSON object, such as {"query": "{ programs { id } }"}')
         return value
+
+    def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
+        """A GET's parameters, with ``variables`` and ``extensions`` read as JSON objects (as
+        Strawberry reads them); a malformed one is refused naming the parameter."""
+        parsed: dict[str, Any] = dict(params)
+        for name in ("variables", "extensions"):
+            if parsed.get(name):
+                what = f"the `{name}` parameter"
+                value = read_json(parsed[name], what)
+                if not isinstance(value, dict):
+                    raise HTTPException(400, f"{what} must be a JSON object")
+                parsed[name] = value
+        return parsed
 
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[GraphQLRequestData]:
         if request.method == "POST":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import strawberry
 from strawberry.tools import merge_types
 
 from exchange.api.fields.access import AccessMutations, AccessQueries
@@ -18,8 +19,8 @@ from exchange.api.fields.settlement import SettlementMutations, SettlementQuerie
 from exchange.api.fields.tiers import TierMutations, TierQueries
 from exchange.api.fields.webhooks import WebhookMutations, WebhookQueries
 
-Query = merge_types(
-    "Query",
+_QUERIES = merge_types(
+    "Queries",
     (
         CatalogQueries,
         MemberQueries,
@@ -34,8 +35,8 @@ Query = merge_types(
         WebhookQueries,
     ),
 )
-Mutation = merge_types(
-    "Mutation",
+_MUTATIONS = merge_types(
+    "Mutations",
     (
         AccountMutations,
         MemberMutations,
@@ -49,3 +50,21 @@ Mutation = merge_types(
         WebhookMutations,
     ),
 )
+
+
+@strawberry.type(
+    description="What may be read. The catalog (`programs`, `program`, `rewards`, `reward`, `coalition`) is "
+    "public; every other field needs a bearer token whose scopes and tenant allow it (else `FORBIDDEN` on "
+    "that field)."
+)
+class Query(_QUERIES):  # type: ignore[misc,valid-type]  # merge_types returns a class built at run time
+    pass
+
+
+@strawberry.type(
+    description="What may be changed; every mutation needs a bearer token. Conversions and redemptions "
+    "(`executeConversion`, `redeemReward`) are idempotent by the `idempotencyKey` the client chooses: the same "
+    "key and request again return the first result."
+)
+class Mutation(_MUTATIONS):  # type: ignore[misc,valid-type]  # merge_types returns a class built at run time
+    pass

@@ -178,7 +178,9 @@ def verify_assertion(assertion: str, keys: KeySet, *, audiences: Sequence[str], 
     except JoseError as error:
         raise AssertionRejected(f"the assertion's claims are invalid: {error.description}") from None
     _check_claim_values(token.claims)
-    if token.claims["exp"] - now.timestamp() > MAX_ASSERTION_LIFETIME.total_seconds():
+    # Compared, not subtracted: an int past float's range (``exp: 10**400``) cannot be taken
+    # from a float timestamp, but compares with one exactly.
+    if token.claims["exp"] > now.timestamp() + MAX_ASSERTION_LIFETIME.total_seconds():
         raise AssertionRejected(
             f"the assertion is valid for too long (at most {int(MAX_ASSERTION_LIFETIME.total_seconds())} s)"
         )

@@ -18,13 +18,25 @@ failures fall in it, the OAuth endpoints refuse that client from that address (e
 right secret) until the window closes. The count lives in the database so that replicas behind
 a load balancer share it; the increment is one atomic upsert, so concurrent failures are all
 counted.
+
+A check that comes before the count cannot, alone, hold back attempts made at the same time:
+a burst of guesses all passed the check before the first had failed, and every one was judged
+(and cost its Argon2 check). So each replica also counts the attempts it is judging
+(:class:`AttemptsUnderWay`): an attempt is admitted only while the failures counted plus the
+attempts under way stay under the limit; the others wait for one to finish, then look again.
+A client's own burst of right secrets runs up to ``limit`` at a time, the rest queue and
+succeed; a burst of guesses gets ``limit`` judged, the rest refused. Spread over replicas, a
+burst gets at most ``limit`` judged per replica.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
-from collections.abc import Set
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Set
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -50,6 +62,115 @@ class FailureLimit:
     window: timedelta
 
 
+#: What failures are counted against: a client id (or a username's key) and an address.
+Counted = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A request's clients, from its address, when it asks: ``retry_after`` seconds to wait
+    if any of them is locked out, and each one's failures in its current window."""
+
+    retry_after: int | None
+    failures: Mapping[Counted, int]
+
+    def __or__(self, other: Standing) -> Standing:
+        """Both standings: the longer wait, and the failures of each."""
+        waits = [wait for wait in (self.retry_after, other.retry_after) if wait is not None]
+        return Standing(max(waits, default=None), {**self.failures, **other.failures})
+
+
+class AttemptsUnderWay:
+    """The attempts this replica is judging, per (client id, address), held with the failures
+    counted so far to their limit (see the module's docstring).
+
+    Admission reads the counted failures and counts itself in under one lock per (client id,
+    address), so two requests cannot both take the last place; judging runs unlocked. A
+    finished attempt counts its failure before it leaves, and wakes the ones waiting.
+    """
+
+    def __init__(self) -> None:
+        self._admitting: dict[Counted, asyncio.Lock] = {}
+        self._users: Counter[Counted] = Counter()
+        self._under_way: Counter[Counted] = Counter()
+        self._finishes = 0
+        self._waiting: set[asyncio.Future[None]] = set()
+
+    @asynccontextmanager
+    async def attempt(
+        self, limits: Mapping[Counted, int], standing: Callable[[], Awaitable[Standing]]
+    ) -> AsyncIterator[Standing]:
+        """Wait for room for an attempt counted against each of ``limits`` (at most that many
+        failures); yield the standing it was admitted on. A standing with ``retry_after`` is a
+        refusal: nothing was admitted, the caller answers 429. ``standing`` reads the counted
+        failures afresh."""
+        keys = sorted(limits)
+        if not keys:  # names no client: nothing to count it against
+            yield Standing(None, {})
+            return
+        while True:
+            finishes = self._finishes
+            async with self._admission(keys):
+                # Failures and attempts under way are read as one: nobody else is admitted
+                # meanwhile, and a finishing attempt counts its failure before it leaves.
+                under_way_before = {key: self._under_way[key] for key in keys}
+                now = await standing()
+                if now.retry_after is None and _room(limits, now, under_way_before):
+                    self._under_way.update(keys)
+                    break
+            if now.retry_after is not None:
+                yield now
+                return
+            if all(self._under_way[key] == 0 for key in keys):
+                continue  # those counted as under way have finished: read the failures again
+            if self._finishes == finishes:  # none finished since it looked: wait for one
+                await self._next_finish()
+        try:
+            yield now
+        finally:
+            self._under_way.subtract(keys)
+            for key in keys:
+                if not self._under_way[key]:
+                    del self._under_way[key]
+            self._finishes += 1
+            for waiter in self._waiting:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._waiting.clear()
+
+    async def _next_finish(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.add(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiting.discard(waiter)
+
+    @asynccontextmanager
+    async def _admission(self, keys: list[Counted]) -> AsyncIterator[None]:
+        """Hold the admission lock of every key, taken in one order so that two requests naming
+        the same clients never wait on each other; a lock nobody holds or waits for is dropped."""
+        async with AsyncExitStack() as held:
+            for key in keys:
+                lock = self._admitting.setdefault(key, asyncio.Lock())
+                self._users[key] += 1
+                held.callback(self._release, key)
+                await held.enter_async_context(lock)
+            yield
+
+    def _release(self, key: Counted) -> None:
+        self._users[key] -= 1
+        if not self._users[key]:
+            del self._users[key], self._admitting[key]
+
+
+def _room(limits: Mapping[Counted, int], now: Standing, under_way: Mapping[Counted, int]) -> bool:
+    """Whether one more attempt keeps the failures, counted or to come, under every limit. An
+    attempt that finished while the failures were read may be in both counts: it is counted
+    twice, never not at all."""
+    return all(now.failures.get(key, 0) + under_way[key] < limit for key, limit in limits.items())
+
+
 def caller_address(host: str | None) -> str:
     """The address failures of a caller whose ASGI client host is ``host`` count against: an
     IPv4 address, an IPv6 /64 network, or (not an IP address) the host as given, cut to fit."""
@@ -66,20 +187,27 @@ def caller_address(host: str | None) -> str:
     return str(address)
 
 
-async def retry_after(
+async def standing(
     session: AsyncSession, client_ids: Set[str], address: str, limit: FailureLimit, now: datetime
-) -> int | None:
-    """Seconds until a request from ``address`` naming ``client_ids`` may try again (the
-    longest wait of any of them), or ``None`` if it may try now."""
+) -> Standing:
+    """How ``client_ids`` stand from ``address`` now: the longest wait of any of them locked
+    out, if one is, and each one's failures in its current window."""
     rows = await session.exec(
         select(ClientAuthFailure).where(
             col(ClientAuthFailure.client_id).in_(list(client_ids)),
             col(ClientAuthFailure.address) == address,
-            col(ClientAuthFailure.failures) >= limit.failures,
         )
     )
-    remaining = max(((row.window_started_at + limit.window - now).total_seconds() for row in rows), default=0)
-    return math.ceil(remaining) if remaining > 0 else None
+    failures: dict[Counted, int] = {}
+    remaining = 0.0
+    for row in rows:
+        left = (row.window_started_at + limit.window - now).total_seconds()
+        if left <= 0:
+            continue  # its window has closed: the next failure opens a new one
+        failures[row.client_id, address] = row.failures
+        if row.failures >= limit.failures:
+            remaining = max(remaining, left)
+    return Standing(math.ceil(remaining) if remaining > 0 else None, failures)
 
 
 async def record_failures(

@@ -3,9 +3,9 @@
 ``POST /oauth/token``, ``POST /oauth/introspect`` (RFC 7662), ``POST /oauth/revoke``
 (RFC 7009), ``GET /.well-known/oauth-authorization-server`` (RFC 8414) and
 ``GET /.well-known/jwks.json``. Each POST reads its form on the event loop, checks every
-client the request names against the failure rate limit (for the caller's address, see
-:mod:`exchange.auth.ratelimit`), refuses a request that authenticates its client more than one
-way, runs Authlib in a worker thread (see :mod:`exchange.auth.server`), and counts a failed
+client the request names against the failure rate limit (for the caller's address, counting
+attempts under way as failures to come, see :mod:`exchange.auth.ratelimit`), refuses a
+request that authenticates its client more than one way, runs Authlib in a worker thread (see :mod:`exchange.auth.server`), and counts a failed
 client authentication afterwards against every client the request named, from that address.
 """
 
@@ -85,6 +85,7 @@ class OAuthEndpoints:
         self._keys = keys
         self._clock = clock
         self._limit = failure_limit
+        self._attempts = ratelimit.AttemptsUnderWay()
 
     def routes(self) -> list[Route]:
         return [
@@ -123,27 +124,31 @@ class OAuthEndpoints:
         if malformed_basic_authorization(request.headers):
             return invalid_client_response()
         oauth_request = FormRequest(method=request.method, url=str(request.url), headers=request.headers, form=form)
-        now = self._clock.now()
         address = ratelimit.caller_address(request.client.host if request.client else None)
         presented = PresentedClient.read(request.headers, form)
         named = presented.client_ids
         if any(text_problem(client_id, CLIENT_ID_LENGTH) for client_id in named):
             return invalid_client_response("no client has that id")
-        if named:
+
+        async def standing() -> ratelimit.Standing:
             async with self._db.transaction() as session:
-                wait = await ratelimit.retry_after(session, named, address, self._limit, now)
-            if wait is not None:
-                return too_many_failures(wait)
-        if presented.mixed:
-            response, failed = more_than_one_method(), True
-        else:
-            async with self._db.transaction() as session:
-                work = RequestWork(session=session, loop=asyncio.get_running_loop(), now=now)
-                response = await asyncio.to_thread(self._server.handle, work, action, oauth_request)
-            failed = work.authentication_failed
-        if failed and named:
-            async with self._db.transaction() as session:
-                await ratelimit.record_failures(session, named, address, self._limit, now)
+                return await ratelimit.standing(session, named, address, self._limit, self._clock.now())
+
+        limits = {(client_id, address): self._limit.failures for client_id in named}
+        async with self._attempts.attempt(limits, standing) as admitted:
+            if admitted.retry_after is not None:
+                return too_many_failures(admitted.retry_after)
+            now = self._clock.now()
+            if presented.mixed:
+                response, failed = more_than_one_method(), True
+            else:
+                async with self._db.transaction() as session:
+                    work = RequestWork(session=session, loop=asyncio.get_running_loop(), now=now)
+                    response = await asyncio.to_thread(self._server.handle, work, action, oauth_request)
+                failed = work.authentication_failed
+            if failed and named:
+                async with self._db.transaction() as session:
+                    await ratelimit.record_failures(session, named, address, self._limit, now)
         return response
 
 

@@ -64,8 +64,11 @@ CLIENT_ROLES: tuple[Role, ...] = (Role.PARTNER, Role.SETTLEMENT, Role.ADMIN)
 
 
 class InvalidScope(BadUserInput):
-    def __init__(self, message: str, field: str = "scopes") -> None:
+    """``unknown``: the names given that are no scope at all (a typo, most likely)."""
+
+    def __init__(self, message: str, field: str = "scopes", *, unknown: tuple[str, ...] = ()) -> None:
         super().__init__(message, field=field)
+        self.unknown = unknown
 
 
 def parse_scopes(text: str | Iterable[str]) -> frozenset[Scope]:
@@ -75,9 +78,9 @@ def parse_scopes(text: str | Iterable[str]) -> frozenset[Scope]:
     line break or a no-break space, none of which a scope may hold or be separated by.
     """
     names = [name for name in text.split(" ") if name] if isinstance(text, str) else list(text)
-    unknown = sorted(name for name in names if name not in Scope._value2member_map_)
+    unknown = tuple(sorted(name for name in names if name not in Scope._value2member_map_))
     if unknown:
-        raise InvalidScope(f"unknown scope {', '.join(unknown)}; known: {scope_text(Scope)}")
+        raise InvalidScope(f"unknown scope {', '.join(unknown)}; known: {scope_text(Scope)}", unknown=unknown)
     return frozenset(Scope(name) for name in names)
 
 

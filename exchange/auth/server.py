@@ -85,11 +85,17 @@ T = TypeVar("T")
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 CLIENT_CREDENTIALS = "client_credentials"
 JWT_BEARER = JWTBearerGrant.GRANT_TYPE
-#: Why a client that sent no credentials, or a wrong secret, is refused, and what to check.
+#: Why a client that sent no credentials, a wrong secret or an unknown client id is refused,
+#: and what to check: the same words for all three, so that the answer does not tell whether a
+#: client id exists.
 NOT_AUTHENTICATED = (
-    "the client did not authenticate: its secret is wrong or none was sent; send client_id and "
-    "client_secret by HTTP Basic or in the form"
+    "the client did not authenticate: its secret is wrong, its client_id unknown or none was sent; "
+    "send client_id and client_secret by HTTP Basic or in the form"
 )
+#: How Authlib words its refusals that :meth:`ExchangeAuthorizationServer.authenticate_client`
+#: rewords as :data:`NOT_AUTHENTICATED`: no method authenticated the client, or no client has
+#: the id.
+_AUTHLIB_NOT_AUTHENTICATED = ("The client cannot authenticate", "The client does not exist")
 
 
 @dataclass
@@ -317,19 +323,20 @@ def granted_scopes(client: ExchangeClient, user_role: Role | None, requested: st
     """What a token may carry: for a member, the client's member scopes; for a client, its
     own scopes.
 
-    Nothing requested means all of them; asking for more is ``invalid_scope``, naming them.
+    Nothing requested means all of them; asking for more, or for a scope that does not exist,
+    is ``invalid_scope``, naming them (and the unknown ones).
     """
     allowed = client.member_scopes if user_role is Role.MEMBER else client.scopes
     if not requested:
         return allowed
+    most = "this client's member tokens may carry at most" if user_role is Role.MEMBER else "this grant allows at most"
     try:
         scopes = parse_scopes(requested)
-    except InvalidScope:
-        raise InvalidScopeError(description="the request names a scope this exchange does not know") from None
+    except InvalidScope as unknown:
+        raise InvalidScopeError(
+            description=f"unknown scope {', '.join(unknown.unknown)}: {most}: {scope_text(allowed)}"
+        ) from None
     if not scopes or not scopes <= allowed:
-        most = (
-            "this client's member tokens may carry at most" if user_role is Role.MEMBER else "this grant allows at most"
-        )
         raise InvalidScopeError(description=f"{most}: {scope_text(allowed)}")
     return scopes
 
@@ -362,16 +369,18 @@ class ExchangeAuthorizationServer(AuthorizationServer):
     # -- Authlib's hooks; they run in the worker thread of :meth:`handle` --
 
     def authenticate_client(self, request: OAuth2Request, methods: list[str], endpoint: str = "token") -> Any:
-        """Authlib's client authentication, with its last refusal reworded: when no method
+        """Authlib's client authentication, with its refusals reworded: when no method
         authenticated the client (a wrong secret, or none sent) it names its list of methods
         (``The client cannot authenticate with methods: ['client_secret_basic', …]``), which
-        does not tell a client's developer what to check."""
+        does not tell a client's developer what to check, and an unknown client id it calls
+        one (``The client does not exist on this server.``, and ``400`` when the id came in
+        the form), which tells anyone which ids exist. All are ``401``, as a wrong secret is."""
         try:
             return super().authenticate_client(request, methods, endpoint)
         except InvalidClientError as refused:
-            if not str(refused.description).startswith("The client cannot authenticate"):
+            if not str(refused.description).startswith(_AUTHLIB_NOT_AUTHENTICATED):
                 raise
-            raise InvalidClientError(status_code=refused.status_code, description=NOT_AUTHENTICATED) from None
+            raise InvalidClientError(status_code=401, description=NOT_AUTHENTICATED) from None
 
     def get_token_grant(self, request: OAuth2Request) -> Any:
         """The grant ``grant_type`` names; an unknown one is refused naming those there are

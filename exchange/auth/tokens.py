@@ -45,7 +45,10 @@ from exchange.db.database import Database
 TOKEN_TYPE = "at+jwt"
 #: Allowance for clocks that disagree a little between the exchange's replicas.
 LEEWAY_SECONDS = 30
-NOT_SIGNED_BY_A_PUBLISHED_KEY = "the token is not signed by a published key of this exchange"
+#: Also what a token of another exchange (another demo's, one from before ``make clean``) meets.
+NOT_SIGNED_BY_A_PUBLISHED_KEY = (
+    "the token is not signed by a published key of this exchange: request a new token from this exchange"
+)
 #: Why a token that was good is no longer, and what to do (the demo's ready member tokens
 #: expire after EXCHANGE_ACCESS_TOKEN_LIFETIME; "the token has expired" alone left callers stuck).
 EXPIRED = "the token has expired: request a new token"
@@ -130,9 +133,10 @@ class VerifiedToken:
     key_id: str
 
 
+#: Why a claim does not do, and, where a token of this exchange's own would, that it helps.
 _CLAIM_PROBLEMS = {
-    "iss": "the token was issued by another issuer",
-    "aud": "the token is meant for another audience",
+    "iss": "the token was issued by another issuer: request a token from this exchange",
+    "aud": "the token is meant for another audience: request a token from this exchange",
     "nbf": "the token is not valid yet",
     "iat": "the token was issued in the future",
 }

@@ -44,7 +44,8 @@ _POINTS = text(
 )
 
 #: The program's clearing money in the period: all of it, the part of transactions that redeemed
-#: its points, and the part of transactions that issued them (debit +: owed to it).
+#: its points, the part of transactions that issued them, and the part of redemptions of rewards
+#: it published that its own points did not pay for (debit +: owed to it).
 _MONEY = text(
     """
     SELECT coalesce(sum(e.amount), 0) AS net,
@@ -53,8 +54,12 @@ _MONEY = text(
                              THEN e.amount ELSE 0 END), 0) AS for_redeemed,
            coalesce(sum(CASE WHEN EXISTS (SELECT 1 FROM ledger_entry i
                                            WHERE i.transaction_seq = e.transaction_seq AND i.account_id = :issued)
-                             THEN e.amount ELSE 0 END), 0) AS for_issued
-      FROM ledger_entry e
+                             THEN e.amount ELSE 0 END), 0) AS for_issued,
+           coalesce(sum(CASE WHEN t.reference LIKE 'redemption:%'
+                              AND NOT EXISTS (SELECT 1 FROM ledger_entry r
+                                               WHERE r.transaction_seq = e.transaction_seq AND r.account_id = :redeemed)
+                             THEN e.amount ELSE 0 END), 0) AS for_rewards
+      FROM ledger_entry e JOIN ledger_transaction t ON t.seq = e.transaction_seq
      WHERE e.account_id = :clearing AND e.period = :period
     """
 )
@@ -100,6 +105,16 @@ class LedgerFigures:
     """Of that, the part of transactions that took back its points (negative: it paid)."""
     money_for_issued: int
     """Of that, the part of transactions that issued its points (positive: it was paid)."""
+    money_for_rewards: int
+    """Of that, the part of redemptions of rewards it published, paid with other programs' points
+    (positive: it was owed their price), net of reversals."""
+
+    @property
+    def money_other(self) -> int:
+        """The rest of :attr:`money_net`: adjustments, coalition points' breakage, anything that
+        neither issued nor took back its points nor paid for its rewards; so the money figures
+        add up to the net."""
+        return self.money_net - self.money_for_issued - self.money_for_redeemed - self.money_for_rewards
 
     @property
     def redeemed(self) -> int:
@@ -161,4 +176,5 @@ async def ledger_figures(session: AsyncSession, program_id: str, period: str) ->
         money_net=int(money.net),
         money_for_redeemed=int(money.for_redeemed),
         money_for_issued=int(money.for_issued),
+        money_for_rewards=int(money.for_rewards),
     )

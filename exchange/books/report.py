@@ -2,7 +2,10 @@
 
 GraphQL's ``partnerBooks``, the CSV export and ``exchange books`` all render this value, so they
 cannot disagree. Money is in minor units of the settlement currency here; a points figure's
-value is ``points × point value`` rounded once by ``ROUND_MONEY`` (half-even to the minor unit).
+value is ``points × point value`` rounded once by ``ROUND_MONEY`` (half-even to the minor unit),
+except a figure that is the sum of others (``redeemed``): its value is theirs added, so that the
+books foot to the cent even when a point is worth a fraction of the minor unit (1 point at
+0.035 TWD is 0.04 twice, 0.08, where 2 points valued at once would be 0.07).
 """
 
 from __future__ import annotations
@@ -87,25 +90,34 @@ class PartnerBooks:
         paid = Fraction(-self.figures.money_for_redeemed, 10**self.currency.minor_units)
         return Decimal(round(paid / redeemed * 10**POINT_VALUE_SCALE)).scaleb(-POINT_VALUE_SCALE)
 
-    def points_lines(self) -> tuple[tuple[str, int], ...]:
-        """Each points figure by the name the CSV gives it (GraphQL's field, in snake case)."""
-        figures = self.figures
+    @property
+    def redeemed_value(self) -> int:
+        """The value of every point taken back: its two parts' values added (see the module)."""
+        return self.value(self.figures.converted_out) + self.value(self.figures.redeemed_for_rewards)
+
+    def points_lines(self) -> tuple[tuple[str, int, int], ...]:
+        """Each points figure by the name the CSV gives it (GraphQL's field, in snake case), with
+        its value in minor units."""
+        figures, value = self.figures, self.value
         return (
-            ("issued", figures.issued),
-            ("converted_out", figures.converted_out),
-            ("redeemed_for_rewards", figures.redeemed_for_rewards),
-            ("redeemed", figures.redeemed),
-            ("reversed", figures.reversed),
-            ("other", figures.other_points),
-            ("outstanding", figures.outstanding),
+            ("issued", figures.issued, value(figures.issued)),
+            ("converted_out", figures.converted_out, value(figures.converted_out)),
+            ("redeemed_for_rewards", figures.redeemed_for_rewards, value(figures.redeemed_for_rewards)),
+            ("redeemed", figures.redeemed, self.redeemed_value),
+            ("reversed", figures.reversed, value(figures.reversed)),
+            ("other", figures.other_points, value(figures.other_points)),
+            ("outstanding", figures.outstanding, value(figures.outstanding)),
         )
 
     def money_lines(self) -> tuple[tuple[str, int], ...]:
-        """Each money figure (minor units) by its CSV name."""
+        """Each money figure (minor units) by its CSV name: received for issued − paid for
+        redeemed + received for rewards + other = net."""
         figures = self.figures
         lines = [
             ("money_received_for_issued", figures.money_for_issued),
             ("money_paid_for_redeemed", -figures.money_for_redeemed),
+            ("money_received_for_rewards", figures.money_for_rewards),
+            ("money_other", figures.money_other),
             ("money_net", figures.money_net),
         ]
         if self.budget is not None:
@@ -117,8 +129,8 @@ class PartnerBooks:
         money = self.currency.from_minor
         yield CSV_COLUMNS
         base = (self.partner, self.period)
-        for name, points in self.points_lines():
-            yield (*base, name, str(points), str(money(self.value(points))), self.currency.code)
+        for name, points, value in self.points_lines():
+            yield (*base, name, str(points), str(money(value)), self.currency.code)
         for name, minor in self.money_lines():
             yield (*base, name, "", str(money(minor)), self.currency.code)
         cost = self.cost_per_point

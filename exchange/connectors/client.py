@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from exchange.connectors.breaker import BreakerState, CircuitBreaker
 from exchange.connectors.errors import (
+    REFUSED,
     CircuitOpen,
     OutcomeUnknown,
     PartnerAuthenticationFailed,
@@ -35,6 +36,7 @@ from exchange.connectors.errors import (
     PartnerTimeout,
     PartnerUnavailable,
     PartnerUnreachable,
+    transport_failure,
 )
 from exchange.connectors.retry import RetryPolicy, worth_retrying
 from exchange.connectors.tokens import TokenCache
@@ -111,7 +113,7 @@ class Reply:
 
     def refusal(self, kind: type[PartnerRefusal], detail: str, facts: dict[str, Any]) -> PartnerRefusal:
         return kind(
-            f"partner {self.program_id} refused {self.call.name}: {detail}",
+            REFUSED.format(program=self.program_id, call=self.call.name, detail=detail),
             program_id=self.program_id,
             call=self.call.name,
             operation_id=self.call.operation_id,
@@ -125,7 +127,14 @@ class Reply:
             async for line in self.response.aiter_lines():
                 yield line
         except httpx.TransportError as exc:
-            raise self.error(PartnerConnectionLost, f"the connection broke ({exc!r})") from exc
+            raise transport_failure(
+                PartnerConnectionLost,
+                f"partner {self.program_id}: {self.call.name}: the connection broke",
+                exc,
+                program_id=self.program_id,
+                call=self.call.name,
+                operation_id=self.call.operation_id,
+            ) from exc
 
     def json_object(self) -> dict[str, Any]:
         """The body as a JSON object, or a protocol error."""
@@ -305,9 +314,11 @@ class PartnerClient:
             await response.aclose()
 
     async def _send(self, info: CallInfo, request: HttpRequest, token: str, *, stream: bool = False) -> httpx.Response:
-        def error(kind: type[PartnerError], detail: str) -> PartnerError:
-            return kind(
+        def error(kind: type[PartnerError], detail: str, cause: BaseException) -> PartnerError:
+            return transport_failure(
+                kind,
                 f"partner {self.program_id}: {info.name}: {detail}",
+                cause,
                 program_id=self.program_id,
                 call=info.name,
                 operation_id=info.operation_id,
@@ -318,10 +329,10 @@ class PartnerClient:
             async with asyncio.timeout(request.timeout or self._timeout):
                 return await self._http.send(self._prepared(request, token), stream=stream)
         except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise error(PartnerConnectTimeout, f"no connection in time ({exc!r})") from exc
+            raise error(PartnerConnectTimeout, "no connection in time", exc) from exc
         except httpx.ConnectError as exc:
-            raise error(PartnerUnreachable, f"cannot connect ({exc!r})") from exc
+            raise error(PartnerUnreachable, "cannot connect", exc) from exc
         except (httpx.TimeoutException, TimeoutError) as exc:
-            raise error(PartnerTimeout, f"no answer within {self._timeout}s") from exc
+            raise error(PartnerTimeout, f"no answer within {self._timeout}s", exc) from exc
         except httpx.TransportError as exc:
-            raise error(PartnerConnectionLost, f"the connection broke ({exc!r})") from exc
+            raise error(PartnerConnectionLost, "the connection broke", exc) from exc

@@ -25,10 +25,17 @@ All of them are :class:`~exchange.errors.ExchangeError`s, so the API maps them t
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from exchange.connectors.contract import ContractCode
 from exchange.errors import ErrorCode, ExchangeError
+
+logger = logging.getLogger("exchange.connectors")
+
+#: How the exchange words a partner's refusal; ``detail`` is the partner's own words (its
+#: problem's detail), which a page shows as the partner's (:mod:`exchange.web.said`).
+REFUSED = "partner {program} refused {call}: {detail}"
 
 
 class PartnerError(ExchangeError):
@@ -42,6 +49,23 @@ class PartnerError(ExchangeError):
         self.program_id = program_id
         self.call = call
         self.operation_id = operation_id
+
+
+def transport_failure(
+    kind: type[PartnerError],
+    message: str,
+    cause: BaseException,
+    *,
+    program_id: str,
+    call: str,
+    operation_id: str | None = None,
+) -> PartnerError:
+    """The partner could not be talked to: ``message`` says so, as callers read it (a member's
+    linking, their accounts, a conversion's failure); ``cause``, the transport's own error, goes
+    to the log only. Its text names the address the exchange calls the partner at and the HTTP
+    library's internals: for operators, not for every caller of the API."""
+    logger.warning("%s: %r", message, cause)
+    return kind(message, program_id=program_id, call=call, operation_id=operation_id)
 
 
 # -- definitely not applied: the partner said no -------------------------------------------

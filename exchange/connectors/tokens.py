@@ -24,6 +24,7 @@ from exchange.connectors.errors import (
     PartnerError,
     PartnerTokenUnavailable,
     PartnerUnreachable,
+    transport_failure,
 )
 
 
@@ -95,11 +96,11 @@ class TokenCache:
                     headers={"accept": "application/json"},
                 )
         except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise self._error(PartnerConnectTimeout, f"no connection to the token endpoint in time: {exc!r}") from exc
+            raise self._failure(PartnerConnectTimeout, "no connection to the token endpoint in time", exc) from exc
         except httpx.ConnectError as exc:
-            raise self._error(PartnerUnreachable, f"cannot connect to the token endpoint: {exc!r}") from exc
+            raise self._failure(PartnerUnreachable, "cannot connect to the token endpoint", exc) from exc
         except (httpx.HTTPError, TimeoutError) as exc:
-            raise self._error(PartnerTokenUnavailable, f"token request failed: {exc!r}") from exc
+            raise self._failure(PartnerTokenUnavailable, "the token request failed", exc) from exc
         if response.status_code in (400, 401, 403):
             # RFC 6749 section 5.2: invalid_client, unauthorized_client, invalid_scope, ...
             raise self._error(
@@ -121,3 +122,8 @@ class TokenCache:
 
     def _error(self, kind: type[PartnerError], detail: str) -> PartnerError:
         return kind(f"partner {self._program_id}: {detail}", program_id=self._program_id, call="token")
+
+    def _failure(self, kind: type[PartnerError], detail: str, cause: BaseException) -> PartnerError:
+        """The token endpoint could not be talked to (see :func:`transport_failure`)."""
+        message = f"partner {self._program_id}: {detail}"
+        return transport_failure(kind, message, cause, program_id=self._program_id, call="token")

@@ -8,6 +8,12 @@ alone, so that a statement the driver refuses to send (too many parameters, say)
 connection stays the bug it is. The unit of work turns outages into :class:`DatabaseUnavailable` (``SERVICE_UNAVAILABLE`` for the client,
 503 over plain HTTP), and the client asks again once a primary accepts writes.
 
+A server that answers but refuses the exchange's credentials, or has no database by the name
+configured (:func:`refused_by_configuration`), is no outage: waiting does not help, an operator
+must correct ``EXCHANGE_DATABASE_URL``. The unit of work raises :class:`DatabaseRefused` for it
+(still 503 for a client, but saying so), the gateway refuses to start on it, and the jobs log it
+as the error it is.
+
 Pooled connections the failover broke are dropped as they are taken from the pool
 (:func:`drop_if_closed_by_server`), so the first requests after a failover do not fail on
 connections to the dead server.
@@ -16,6 +22,7 @@ connections to the dead server.
 from __future__ import annotations
 
 import asyncio
+import re
 import select
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -30,6 +37,15 @@ from exchange.errors import ErrorCode, ExchangeError
 #: Server answers that mean "not now" rather than "wrong": admin shutdown, crash shutdown,
 #: starting up or shutting down, and a write sent to a server that is (now) a standby.
 _NOT_NOW_STATES = frozenset({"57P01", "57P02", "57P03", "25006"})
+#: Server answers that mean "this configuration is wrong": a password refused (28P01), a role or
+#: client address the server does not let in (28000), a database that does not exist (3D000).
+_REFUSED_STATES = frozenset({"28P01", "28000", "3D000"})
+#: The same refusals as libpq words them when connecting: psycopg gives a connection that failed
+#: no SQLSTATE, only the server's message (in English, PostgreSQL's default ``lc_messages``).
+_REFUSED_MESSAGE = re.compile(
+    r"password authentication failed|no pg_hba\.conf entry|role \".*\" does not exist"
+    r"|database \".*\" does not exist|no password supplied"
+)
 T = TypeVar("T")
 
 #: Marks, in a pooled connection's ``info``, that it has been handed out before.
@@ -40,13 +56,36 @@ class DatabaseUnavailable(ExchangeError):
     """The database cannot be reached, or accepts no writes, for now."""
 
     code = ErrorCode.SERVICE_UNAVAILABLE
+    reason = (
+        "the exchange's database is not accepting work right now (a failover may be under way): "
+        "try again in a few seconds; a write sent again with the same idempotency key is applied "
+        "at most once"
+    )
 
     def __init__(self) -> None:
-        super().__init__(
-            "the exchange's database is not accepting work right now (a failover may be under way): "
-            "try again in a few seconds; a write sent again with the same idempotency key is applied "
-            "at most once"
-        )
+        super().__init__(self.reason)
+
+
+class DatabaseRefused(DatabaseUnavailable):
+    """The database server answers but refuses the exchange's credentials, or has no database by
+    the configured name: an operator must correct ``EXCHANGE_DATABASE_URL``; asking again will
+    not help until then."""
+
+    reason = (
+        "the database refused the credentials in EXCHANGE_DATABASE_URL (or has no database by the "
+        "name it gives): an operator must correct the setting; asking again will not help until then"
+    )
+
+
+def refused_by_configuration(error: DBAPIError) -> bool:
+    """Whether the server refused the credentials or the database name ``error`` was met with
+    (:class:`DatabaseRefused`), as opposed to being unreachable or failing a statement."""
+    cause = error.orig
+    if not isinstance(cause, psycopg.Error):
+        return False
+    if cause.sqlstate is not None:
+        return cause.sqlstate in _REFUSED_STATES
+    return isinstance(cause, psycopg.OperationalError) and _REFUSED_MESSAGE.search(str(cause)) is not None
 
 
 def is_unavailable(error: DBAPIError) -> bool:

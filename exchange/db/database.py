@@ -23,11 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db.availability import (
+    DatabaseRefused,
     DatabaseUnavailable,
     SharedQuery,
     drop_if_closed_by_server,
     is_unavailable,
     mark_connect_failures,
+    refused_by_configuration,
 )
 from exchange.settings import normalize_database_url
 
@@ -93,10 +95,13 @@ def _server_options(url: str, idle_in_transaction_seconds: float) -> dict[str, s
 @contextmanager
 def _unavailable_on_outage() -> Iterator[None]:
     """Turns an outage met inside the block (the server gone or refusing writes, or no pooled
-    connection free in time) into :class:`DatabaseUnavailable`; other errors pass unchanged."""
+    connection free in time) into :class:`DatabaseUnavailable`, and credentials or a database
+    name the server refuses into :class:`DatabaseRefused`; other errors pass unchanged."""
     try:
         yield
     except DBAPIError as error:
+        if refused_by_configuration(error):
+            raise DatabaseRefused() from error
         if is_unavailable(error):
             raise DatabaseUnavailable() from error
         raise

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from exchange.db.availability import refused_by_configuration
 from exchange.errors import ConfigurationError
 from exchange.settings import normalize_database_url
 
@@ -94,8 +95,9 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def ensure_migrated(url: str) -> None:
-    """Refuse a database that is missing, unreachable, or not at the schema this code was
-    written for, naming it and saying what to do.
+    """Refuse a database that is missing, unreachable, refuses the configured credentials, or is
+    not at the schema this code was written for, naming it (never its password) and saying what
+    to do.
 
     Creates nothing: SQLite would create an empty file on connecting, so a missing file is
     refused before any connection.
@@ -112,9 +114,15 @@ def ensure_migrated(url: str) -> None:
         current = current_revision(url)
     except DBAPIError as exc:
         reason = "; ".join(" ".join(line.split()) for line in str(exc.orig).splitlines() if line.strip())
+        if refused_by_configuration(exc):
+            raise ConfigurationError(
+                f"cannot open the database at {shown} ({reason}): the database refused the credentials "
+                "(or the database name) in EXCHANGE_DATABASE_URL: correct the user, password or database "
+                "name there (creating the database first if it does not exist yet)"
+            ) from None
         raise ConfigurationError(
-            f"cannot open the database at {shown} ({reason}): check that its server is up and it "
-            f"exists, then run `exchange db upgrade`, {otherwise}"
+            f"cannot open the database at {shown} ({reason}): check that its server is up, "
+            f"then run `exchange db upgrade`, {otherwise}"
         ) from None
     head = head_revision()
     if current != head:

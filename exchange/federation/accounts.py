@@ -33,6 +33,7 @@ from exchange.connectors.contract import MemberAccount
 from exchange.connectors.errors import PartnerError, UnknownMember
 from exchange.db.database import Database
 from exchange.errors import BadUserInput
+from exchange.federation.answer_times import AnswerTimes
 from exchange.federation.cache import SnapshotCache
 from exchange.members import service as members
 from exchange.members.models import ActivityMarkers, LinkedAccount, LinkMethod, Member
@@ -88,6 +89,8 @@ class Federation:
         self.connector_for = connector_for
         self.catalog = catalog
         self.cache = SnapshotCache(balance_ttl=balance_ttl, tier_ttl=tier_ttl, timer=timer)
+        self.answer_times = AnswerTimes()
+        self._timer = timer
         self._fetching: dict[tuple[tuple[str, str], ActivityMarkers], asyncio.Future[MemberAccount]] = {}
 
     async def accounts(
@@ -132,12 +135,19 @@ class Federation:
         self, links: Sequence[LinkedAccount], activity: ActivityMarkers, *, for_tiers: bool
     ) -> list[AccountView]:
         """Each link's view, for balances or (``for_tiers``, cached longer) for tiers, in the
-        order of ``links``. The partners are asked first and the coalition point, which is a
-        read of the exchange's own database, last: that read then overlaps the partners'
-        answers instead of delaying every request to them."""
+        order of ``links``. The partners are asked first, the slowest lately first
+        (:mod:`~exchange.federation.answer_times`), and the coalition point, which is a read of
+        the exchange's own database, last: that read then overlaps the partners' answers
+        instead of delaying every request to them."""
         catalog = await self.catalog.get()
         programs = {link.program_id: catalog.program(link.program_id) for link in links}
-        asked = sorted(links, key=lambda link: programs[link.program_id].kind == ProgramKind.COALITION)
+        asked = sorted(
+            links,
+            key=lambda link: (
+                programs[link.program_id].kind == ProgramKind.COALITION,
+                -self.answer_times.expected(link.program_id),
+            ),
+        )
         views = await asyncio.gather(
             *(
                 self._view(
@@ -183,13 +193,17 @@ class Federation:
         if call is None:
             call = asyncio.ensure_future(self.connector_for(program).account(member_ref))
             self._fetching[flight] = call
-            call.add_done_callback(lambda done: self._landed(flight, done))
+            asked_at = self._timer()
+            call.add_done_callback(lambda done: self._landed(flight, done, asked_at))
         return await asyncio.shield(call)
 
-    def _landed(self, flight: tuple[tuple[str, str], ActivityMarkers], call: asyncio.Future[MemberAccount]) -> None:
+    def _landed(
+        self, flight: tuple[tuple[str, str], ActivityMarkers], call: asyncio.Future[MemberAccount], asked_at: float
+    ) -> None:
         self._fetching.pop(flight, None)
         if not call.cancelled():
             call.exception()  # retrieved, also when every waiter was cancelled
+            self.answer_times.record(flight[0][1], self._timer() - asked_at)
 
     async def link(
         self,

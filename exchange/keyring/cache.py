@@ -42,7 +42,7 @@ class PublishedKeys(ABC):
         self._clock = clock
         self._public: dict[str, RSAKey] = {}
         self._jwks: dict[str, Any] = {"keys": []}
-        self._active_kid: str | None = None
+        self._rows: Sequence[StoredKey] = ()
         self._private: dict[str, RSAKey] = {}
         self._loaded_at: datetime | None = None
         self._lock = asyncio.Lock()
@@ -51,6 +51,11 @@ class PublishedKeys(ABC):
     async def published(self, session: AsyncSession, now: datetime) -> Sequence[StoredKey]:
         """The keys published at ``now``, the newest first: the active one and the retired
         ones still published."""
+
+    def signs(self, key: StoredKey, now: datetime) -> bool:
+        """Whether ``key`` is the one to sign with at ``now``: the active one, unless the kind
+        says otherwise (statement keys sign only from a moment after their publication)."""
+        return key.state == ACTIVE
 
     async def refresh(self, session: AsyncSession | None = None) -> None:
         """Re-read the keys, in ``session`` if the caller is inside a unit of work (on SQLite
@@ -64,10 +69,7 @@ class PublishedKeys(ABC):
                 rows = await self.published(session, now)
             self._public = {row.kid: RSAKey.import_key(row.public_jwk) for row in rows}
             self._jwks = {"keys": [dict(row.public_jwk) for row in rows]}
-            active = next((row for row in rows if row.state == ACTIVE), None)
-            self._active_kid = active.kid if active else None
-            if active is not None and active.kid not in self._private:
-                self._private = {active.kid: decrypt_private_key(active, self._secret)}
+            self._rows = rows
             self._loaded_at = now
 
     async def _refresh_if_older_than(self, age: timedelta, session: AsyncSession | None) -> None:
@@ -75,11 +77,17 @@ class PublishedKeys(ABC):
             await self.refresh(session)
 
     async def signing_key(self, session: AsyncSession | None = None) -> RSAKey:
-        """The active private key (with its kid)."""
+        """The private key (with its kid) that signs now (:meth:`signs`). Chosen at each call
+        from the keys last read, so that every process switches to a key at the moment it
+        was given, not when it happens to re-read the keys."""
         await self._refresh_if_older_than(KEY_REFRESH, session)
-        if self._active_kid is None:
+        now = self._clock.now()
+        signer = next((row for row in self._rows if self.signs(row, now)), None)
+        if signer is None:
             raise ConfigurationError(f"there is no active signing key: run `{self.rotate_command}`")
-        return self._private[self._active_kid]
+        if signer.kid not in self._private:
+            self._private = {signer.kid: decrypt_private_key(signer, self._secret)}
+        return self._private[signer.kid]
 
     async def public_key(self, kid: str, session: AsyncSession | None = None) -> RSAKey | None:
         """The published key named ``kid``, or ``None`` if there is none."""

@@ -6,7 +6,7 @@ key stays published) its own module passes in.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -22,8 +22,9 @@ from exchange.keyring.models import ACTIVE, RETIRED, StoredKey
 K = TypeVar("K", bound=StoredKey)
 
 
-def new_key(model: type[K], secret: str, now: datetime) -> K:
-    """A new active key of ``model``'s kind, its private half encrypted with ``secret``."""
+def new_key(model: type[K], secret: str, now: datetime, **columns: Any) -> K:
+    """A new active key of ``model``'s kind, its private half encrypted with ``secret`` (and
+    ``columns`` of the kind's own set)."""
     key = generate_key()
     return model(
         kid=str(key.kid),
@@ -32,6 +33,7 @@ def new_key(model: type[K], secret: str, now: datetime) -> K:
         encrypted_private_key=encrypt_private_key(key, secret),
         state=ACTIVE,
         created_at=now,
+        **columns,
     )
 
 
@@ -63,17 +65,26 @@ class Rotation(Generic[K]):
 
 
 async def rotate_key(
-    session: AsyncSession, model: type[K], secret: str, now: datetime, **retirement: Any
+    session: AsyncSession,
+    model: type[K],
+    secret: str,
+    now: datetime,
+    *,
+    retire_at: datetime | None = None,
+    new_columns: Mapping[str, Any] | None = None,
+    **retirement: Any,
 ) -> tuple[K, K | None]:
-    """Retire the active key (setting ``retirement``'s columns as well) and make a new one
-    active: ``(new, retired)``."""
+    """Retire the active key as of ``retire_at`` (by default ``now``; setting ``retirement``'s
+    columns as well) and make a new one active, with ``new_columns``: ``(new, retired)``."""
     retired = await active_key(session, model)
     if retired is not None:
         await session.exec(
-            update(model).where(col(model.kid) == retired.kid).values(state=RETIRED, retired_at=now, **retirement)
+            update(model)
+            .where(col(model.kid) == retired.kid)
+            .values(state=RETIRED, retired_at=retire_at or now, **retirement)
         )
         await session.refresh(retired)
-    new = new_key(model, secret, now)
+    new = new_key(model, secret, now, **(new_columns or {}))
     session.add(new)
     await session.flush()
     return new, retired

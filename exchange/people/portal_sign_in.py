@@ -1,24 +1,35 @@
 """Members signing in to the portal through a partner: the sign-ins under way and the sessions.
 
 The front-channel flow (partners/CONTRACT.md, "Signing members in to the portal"): the portal
-sends the browser to the partner's sign-in page with a random ``state`` (kept here only as its
-SHA-256, for a few minutes, used once) and its return URL; the partner authenticates the
-member and sends the browser back with the state and a signed assertion whose ``nonce`` is the
-state. A session records the member and the programs that vouched for them in it.
+sends the browser to the partner's sign-in page with a random ``state`` and its return URL; the
+partner authenticates the member and sends the browser back with the state and a signed
+assertion whose ``nonce`` is the state. A session records the member and the programs that
+vouched for them in it.
+
+A sign-in under way is kept by the browser, not the database: a :class:`SignInTicket` in a
+cookie, signed by the exchange (HMAC under a key derived from ``EXCHANGE_KEY_ENCRYPTION_SECRET``)
+and good for a few minutes, so that anyone may start as many sign-ins as they like without
+writing a row. The ticket binds the state to the browser that started it (the state the partner
+posts back must be the ticket's); a state is spent once because the assertion that must carry it
+as its nonce is (its ``jti`` is recorded), and the browser's ticket is dropped on its return.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import json
 import secrets
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete
-from sqlmodel import col
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.errors import NotFound
-from exchange.people.portal_models import MemberWebSession, PortalSignIn
+from exchange.people.portal_models import MemberWebSession
 from exchange.people.sessions import (
     SessionTimeouts,
     close_session_row,
@@ -36,36 +47,61 @@ class ProgramNotSigningIn(NotFound):
         super().__init__(f"program {program_id} does not sign members in to the portal", field="program")
 
 
-def _state_hash(state: str) -> str:
-    return hashlib.sha256(state.encode()).hexdigest()
+@dataclass(frozen=True)
+class SignInTicket:
+    """A sign-in sent to a partner's sign-in page and not back yet, as the browser keeps it."""
+
+    state: str
+    program_id: str
+    #: The portal session (its id's SHA-256) that started the sign-in, if the member was signed
+    #: in already: the partner's post back brings no strict cookie, so the ticket remembers it.
+    session_hash: str | None
+    expires_at: datetime
 
 
-async def begin_sign_in(session: AsyncSession, program_id: str, session_id: str | None, now: datetime) -> str:
-    """A new sign-in through ``program_id`` (by the member of portal session ``session_id``, if
-    signed in): its state, for the browser's cookie and the partner's round trip, shown once.
-    Sign-ins left unfinished are dropped on the way."""
-    await session.exec(delete(PortalSignIn).where(col(PortalSignIn.expires_at) <= now))
-    state = secrets.token_urlsafe(32)
-    session.add(
-        PortalSignIn(
-            state_hash=_state_hash(state),
-            program_id=program_id,
-            session_hash=hash_session_id(session_id) if session_id else None,
-            expires_at=now + SIGN_IN_LIFETIME,
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SignInTickets:
+    """Issues and reads :class:`SignInTicket` cookies: ``<payload>.<HMAC-SHA256>``, base64url."""
+
+    def __init__(self, secret: str) -> None:
+        self._key = HKDF(algorithm=SHA256(), length=32, salt=None, info=b"coalition-exchange portal sign-in").derive(
+            secret.encode()
         )
-    )
-    await session.flush()
-    return state
 
+    def _mac(self, payload: str) -> str:
+        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
 
-async def claim_sign_in(session: AsyncSession, state: str, now: datetime) -> PortalSignIn | None:
-    """The live sign-in with ``state``, ended (a state is used once); ``None`` for a state
-    never issued, used already or expired."""
-    row = await session.get(PortalSignIn, _state_hash(state))
-    if row is None:
-        return None
-    await session.exec(delete(PortalSignIn).where(col(PortalSignIn.state_hash) == row.state_hash))
-    return row if row.expires_at > now else None
+    def issue(self, program_id: str, session_id: str | None, now: datetime) -> tuple[str, str]:
+        """A new sign-in through ``program_id`` (by the member of portal session ``session_id``,
+        if signed in): ``(state, ticket)``, the state for the partner's round trip and the
+        ticket for the browser's cookie."""
+        state = secrets.token_urlsafe(32)
+        content = {
+            "state": state,
+            "program": program_id,
+            "session": hash_session_id(session_id) if session_id else None,
+            "expires": int((now + SIGN_IN_LIFETIME).timestamp()),
+        }
+        payload = _b64(json.dumps(content, separators=(",", ":")).encode())
+        return state, f"{payload}.{self._mac(payload)}"
+
+    def read(self, ticket: str, now: datetime) -> SignInTicket | None:
+        """The sign-in ``ticket`` holds, if this exchange issued it and it has not expired."""
+        payload, _, mac = ticket.partition(".")
+        if not hmac.compare_digest(mac.encode(), self._mac(payload).encode()):
+            return None
+        content = json.loads(_unb64(payload))  # the exchange's own writing: its MAC verified
+        expires_at = datetime.fromtimestamp(content["expires"], UTC)
+        if expires_at <= now:
+            return None
+        return SignInTicket(content["state"], content["program"], content["session"], expires_at)
 
 
 async def open_member_session(

@@ -20,6 +20,7 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -89,6 +90,39 @@ def _digits(before: int, after: int) -> AfterValidator:
         return value
 
     return AfterValidator(check)
+
+
+def _partner_address(*, query: bool) -> AfterValidator:
+    """An http(s) address at the partner: a host (and a port that is one), no credentials (the
+    exchange authenticates with ``[connector.oauth]``, and an address is written to logs and
+    errors), no fragment, and no query unless the exchange adds its parameters to the address
+    (``query``). The address itself is not repeated in the refusal, lest it hold a secret."""
+
+    def check(value: str) -> str:
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises for a port that is not one
+        except ValueError:
+            raise ValueError("the port must be a number from 0 to 65535") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// address with a host")
+        if any(character.isspace() or not character.isprintable() for character in value):
+            raise ValueError("must not hold spaces or control characters")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not hold a user name or password: give the secret in [connector.oauth]")
+        if parts.fragment or value.endswith("#"):
+            raise ValueError("must not end with a #fragment")
+        if parts.query and not query:
+            raise ValueError("must not hold a ?query")
+        return value
+
+    return AfterValidator(check)
+
+
+#: The partner's API or token endpoint: calls add their own paths.
+PartnerAPIAddress = Annotated[str, _partner_address(query=False)]
+#: The partner's sign-in page: the portal adds ``state`` and ``redirect_uri`` to its query.
+PartnerPageAddress = Annotated[str, _partner_address(query=True)]
 
 
 def _program_id(value: str) -> str:
@@ -347,7 +381,7 @@ SECRET_SOURCES = ("client_secret", "client_secret_env", "client_secret_file")
 class OAuthClientDeclaration(_Strict):
     """How the exchange authenticates to the partner's points system."""
 
-    token_url: Annotated[str, Field(pattern=r"^https?://")]
+    token_url: PartnerAPIAddress
     client_id: Annotated[str, Field(min_length=1)]
     client_secret: str | None = Field(
         default=None, description="Inline secret; only for sandbox partners (production refuses it)."
@@ -381,10 +415,10 @@ class ConnectorDeclaration(_Strict):
         "pending), later with a signed callback (async), or credits by a daily file (batch); "
         "partners/CONTRACT.md, 'Partners that answer later'.",
     )
-    base_url: Annotated[str, Field(pattern=r"^https?://")]
+    base_url: PartnerAPIAddress
     timeout_seconds: Annotated[ExactDecimal, Field(gt=0, le=60)] = Decimal("2")
     oauth: OAuthClientDeclaration
-    sign_in_url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+    sign_in_url: PartnerPageAddress | None = Field(
         default=None,
         description="The partner's member sign-in page, where the portal sends members to sign in "
         "(partners/CONTRACT.md); without it, members cannot sign in to the portal through this program.",

@@ -102,14 +102,6 @@ class Program(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
-    def unit(self, points: int) -> str:
-        """What ``points`` of this program are called: ``1 Mile``, ``0 Miles``, ``12,000 Miles``.
-
-        The names are declared in English, so English grammar picks the form, whatever the
-        language of the page around them (Chinese has no plural to agree with).
-        """
-        return self.point_name if abs(points) == 1 else self.point_name_plural
-
 
 class ProgramTier(SQLModel, table=True):
     """A program's own tier and the coalition level it maps to; ``rank`` orders them."""

@@ -76,7 +76,6 @@ from exchange.sagas.doubt import MemberDebit
 from exchange.sagas.engine import Saga, SagaPolicy, Transition
 from exchange.sagas.idempotency import claiming, keyed, record_once, same_request
 from exchange.settings import Settings
-from exchange.tiers.errors import NotLinked
 from exchange.webhooks.events import (
     Event,
     redemption_changed,
@@ -290,7 +289,7 @@ class RedemptionSaga(Saga[Redemption]):
         for account in accounts:
             if account.program_id == pay_with:
                 return account.member_ref
-        raise NotLinked(pay_with, "payWith")
+        raise members.AccountNotLinked(pay_with, "payWith")
 
     async def _record_in(self, session: AsyncSession, request: RedeemRequest) -> tuple[Redemption, bool]:
         now = self.clock.now()

@@ -1,9 +1,10 @@
 """The reasons the exchange itself writes into the risk decision log, each from one template.
 
-The log keeps a reason as English text (what ``riskDecisions`` and the CLI show). A page for
-staff says it in the reader's language instead: :func:`read` finds which template wrote a
-reason and the values it was written with, and the page translates the template and fills
-them in. A reason no template wrote (a staff member's, a partner's refusal) is shown as written.
+The log keeps a reason as English text (what ``riskDecisions`` and the CLI show); a gate's
+refusal says the same text. A page says it in the reader's language instead:
+:func:`written_by` finds which template wrote a reason and the values it was written with, and
+the page translates the template and fills them in (:mod:`exchange.web.said`). A reason no
+template wrote (a staff member's, a partner's refusal) is shown as written.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import re
 from dataclasses import dataclass, field
 from string import Formatter
 
-from exchange.risk.models import Decision, RiskDecision
 from exchange.risk.policy import Velocity, duration
 
 #: Fields that hold a whole number (grouped with commas, as ``f"{n:,}"`` writes it).
@@ -56,6 +56,9 @@ COOLING_PERIOD = Reason("COOLING_PERIOD", "points of an account linked at {progr
 NAMES_DIFFER = Reason("NAMES_DIFFER", "{program} and {other} have different names for the member")
 #: A staff member approved a held outflow.
 APPROVED = Reason("APPROVED", "approved by staff")
+#: Why a held conversion or redemption failed when a staff member rejected it: ``reason`` is
+#: their own words (the decision log keeps them alone, as the reason of the ``REJECT``).
+REJECTED = Reason("REJECTED", "rejected by staff: {reason}")
 #: A hold ended before anyone decided it.
 UNREVIEWED = Reason("UNREVIEWED", "held for staff review, and not reviewed before the hold ended: nothing moved")
 #: A held redemption its member or its publisher cancelled (``by``: ``member``, ``publisher``).
@@ -119,12 +122,11 @@ def velocity(program: str, rule: Velocity, *, made: int, over_points: bool) -> s
     return reason.text(**values)
 
 
-def read(row: RiskDecision) -> tuple[Reason, dict[str, str]] | None:
-    """The template that wrote ``row``'s reason and its values, or ``None``: a rejection's
-    reason is the staff member's own words, whatever they look like."""
-    if row.decision == Decision.REJECT.value:
-        return None
+def written_by(text: str) -> tuple[Reason, dict[str, str]] | None:
+    """The template that wrote ``text`` (a decision's reason, or a gate's refusal, which
+    says the same) and its values, or ``None``. A rejection's reason is the staff member's
+    own words, whatever they look like: do not ask this of it."""
     for reason in REASONS:
-        if (values := reason.values(row.reason)) is not None:
+        if (values := reason.values(text)) is not None:
             return reason, values
     return None

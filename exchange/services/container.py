@@ -27,6 +27,7 @@ from exchange.ledger.posting import Ledger
 from exchange.loading import PartnersLoaded
 from exchange.members.consents import DebitConsents
 from exchange.observability.metrics import SagaFigures
+from exchange.people.portal_sign_in import SignInTickets
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
 from exchange.retention import Retention
@@ -208,6 +209,7 @@ def build_services(
             connectors=connectors,
             exchange_url=settings.issuer_url,
             timeouts=people.timeouts,
+            tickets=SignInTickets(settings.key_encryption_secret.get_secret_value()),
         ),
         late=LateOutcomes(
             db=db,

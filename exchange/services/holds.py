@@ -238,7 +238,7 @@ class HoldReview:
                 "status": "FAILED",
                 "step": DONE,
                 "failure_code": code,
-                "failure_message": (f"rejected by staff: {reason}" if staff else reason)[:500],
+                "failure_message": (reasons.REJECTED.text(reason=reason) if staff else reason)[:500],
                 "lease_until": None,
                 "updated_at": now,
                 "finished_at": now,

@@ -115,6 +115,7 @@ class PeopleService:
         self._clock = clock
         self._key_secret = key_secret
         self._limit = failure_limit
+        self._attempts = ratelimit.AttemptsUnderWay()
         self._every_address_limit = ratelimit.FailureLimit(
             failures=failure_limit.failures * EVERY_ADDRESS_FACTOR, window=failure_limit.window
         )
@@ -181,21 +182,35 @@ class PeopleService:
         username for the rest of the window, right password or not; and from every address
         together, where :data:`EVERY_ADDRESS_FACTOR` times the limit does. Someone who knows a
         username can so lock it only from their own address, not for its owner; and guesses
-        spread over many addresses are still bounded per username.
+        spread over many addresses are still bounded per username. Attempts made at once are
+        held to both limits too (:class:`ratelimit.AttemptsUnderWay`): the rest wait their turn.
         """
-        now = self._clock.now()
         username = normalize_username(username)
         key = rate_limit_key(username)
         everywhere = self._every_address_limit
+
+        async def standing() -> ratelimit.Standing:
+            now = self._clock.now()
+            async with self._db.transaction() as session:
+                here = await ratelimit.standing(session, {key}, address, self._limit, now)
+                return here | await ratelimit.standing(session, {key}, EVERY_ADDRESS, everywhere, now)
+
+        limits = {(key, address): self._limit.failures, (key, EVERY_ADDRESS): everywhere.failures}
+        async with self._attempts.attempt(limits, standing) as admitted:
+            if admitted.retry_after is not None:
+                return Locked(retry_after=admitted.retry_after)
+            return await self._judge(username, password, code, address=address, replacing=replacing)
+
+    async def _judge(
+        self, username: str, password: str, code: str, *, address: str, replacing: str | None
+    ) -> SignInOutcome:
+        """One admitted sign-in: the password and code checked, the session opened or the
+        failure counted."""
+        now = self._clock.now()
+        key = rate_limit_key(username)
+        everywhere = self._every_address_limit
         async with self._db.transaction() as session:
-            waits = [
-                await ratelimit.retry_after(session, {key}, address, self._limit, now),
-                await ratelimit.retry_after(session, {key}, EVERY_ADDRESS, everywhere, now),
-            ]
-            wait = max((seconds for seconds in waits if seconds is not None), default=None)
-            person = None if wait is not None else await session.get(Person, username)
-        if wait is not None:
-            return Locked(retry_after=wait)
+            person = await session.get(Person, username)
         verified = len(password) <= PASSWORD_MAX_LENGTH and await asyncio.to_thread(_password_matches, person, password)
         step = None
         if verified and person is not None and person.encrypted_totp_secret is not None:

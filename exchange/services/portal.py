@@ -56,9 +56,9 @@ class SignInFailed:
 
 @dataclass(frozen=True)
 class SignInStarted:
-    """Send the browser to ``url``; keep ``state`` in its cookie until it comes back."""
+    """Send the browser to ``url``; keep ``ticket`` in its cookie until it comes back."""
 
-    state: str
+    ticket: str
     url: str
 
 
@@ -102,8 +102,10 @@ class PortalSignInService:
         connectors: ConnectorRegistry,
         exchange_url: str,
         timeouts: SessionTimeouts,
+        tickets: portal_sign_in.SignInTickets,
     ) -> None:
         self._db = db
+        self._tickets = tickets
         self._clock = clock
         self._catalog = catalog
         self._connectors = connectors
@@ -123,25 +125,21 @@ class PortalSignInService:
         url = self._connectors.sign_in_url(program)
         if url is None:
             raise portal_sign_in.ProgramNotSigningIn(program_id)
-        async with self._db.transaction() as session:
-            state = await portal_sign_in.begin_sign_in(session, program.id, session_id, self._clock.now())
+        state, ticket = self._tickets.issue(program.id, session_id, self._clock.now())  # writes nothing
         query = urlencode({"state": state, "redirect_uri": self.return_url})
-        return SignInStarted(state=state, url=f"{url}{'&' if '?' in url else '?'}{query}")
+        return SignInStarted(ticket=ticket, url=f"{url}{'&' if '?' in url else '?'}{query}")
 
-    async def finish(self, *, state: str, browser_state: str | None, assertion: str | None) -> SignInOutcome:
-        """The member back from their partner with ``state`` (which must be the one this
-        browser's cookie holds) and the partner's ``assertion``.
+    async def finish(self, *, state: str, ticket: str | None, assertion: str | None) -> SignInOutcome:
+        """The member back from their partner with ``state`` (which must be the one the
+        ``ticket`` of this browser's cookie holds) and the partner's ``assertion``.
 
-        The state is used up first, whatever follows. A member who started from a live session
-        and comes back as its member keeps that session, with the program's authority added,
-        under a new id (:class:`Joined`); anyone else gets a new session (:class:`Opened`).
+        A member who started from a live session and comes back as its member keeps that
+        session, with the program's authority added, under a new id (:class:`Joined`); anyone
+        else gets a new session (:class:`Opened`).
         """
-        if not state or not browser_state or not hmac.compare_digest(state.encode(), browser_state.encode()):
-            return SignInFailed(SignInProblem.STATE)
         now = self._clock.now()
-        async with self._db.transaction() as session:
-            started = await portal_sign_in.claim_sign_in(session, state, now)
-        if started is None:
+        started = self._tickets.read(ticket, now) if ticket else None
+        if not state or started is None or not hmac.compare_digest(state.encode(), started.state.encode()):
             return SignInFailed(SignInProblem.STATE)
         if not assertion:
             return SignInFailed(SignInProblem.NO_ASSERTION)

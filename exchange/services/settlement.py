@@ -4,7 +4,7 @@ the clearing ledger. Each operation opens its own units of work and calls the ru
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from exchange.money import Currency
 from exchange.programs.service import get_coalition
 from exchange.services.coalition import PointStanding
 from exchange.settings import Settings
-from exchange.settlement import closing, jobs, overview, reconciliation, signoff, statements
+from exchange.settlement import break_report, closing, jobs, overview, reconciliation, signoff, statements
 from exchange.settlement.archive import Archive, archive_period
 from exchange.settlement.breaks import (
     BulkResolveRequest,
@@ -241,11 +241,12 @@ class SettlementService:
         async with self.db.transaction() as session:
             await ensure_partitions(session, [current, self.calendar.next(current)])
 
-    async def rotate_key(self) -> Rotation:
-        """Make a new statement-signing key active; the old one stays published for the
-        statement retention period."""
+    async def rotate_key(self, *, compromised: bool = False) -> Rotation:
+        """Make a new statement-signing key active and published; it signs once verifiers'
+        cached key sets hold it, or at once if the old key is ``compromised``. The old one
+        stays published for the statement retention period."""
         async with self.db.transaction() as session:
-            return await self.keys.rotate(session)
+            return await self.keys.rotate(session, compromised=compromised)
 
     async def import_records(self, partner: str, period: str, source: ByteSource, *, by: str) -> ReconciliationView:
         period = self.calendar.parse(period)
@@ -290,6 +291,28 @@ class SettlementService:
                 after=after,
             )
         return [BreakView(row, resolution, of.partner, currency) for row, resolution in rows]
+
+    async def break_report(self, of: Reconciliation, *, page: int = 1000) -> AsyncIterator[str]:
+        """The reconciliation's break report as CSV text (``settlement.break_report``): the byte
+        order mark and header, then every break, ``page`` at a time, each page read in a unit of
+        work of its own so that a large report streams instead of sitting in memory."""
+        yield break_report.csv_text((), header=True)
+        after: int | None = None
+        while True:
+            async with self.db.transaction() as session:
+                currency = await settlement_currency(session)
+                rows = await list_breaks(session, of.id, first=page, after=after)
+                missing = (row.reference for row, _ in rows if row.kind == BreakKind.MISSING_IN_LEDGER)
+                periods = await break_report.ledger_periods(
+                    session, currency=currency, partner=of.partner, references=missing
+                )
+            yield break_report.csv_text(
+                break_report.break_row(of.partner, of.period, currency, row, resolution, periods)
+                for row, resolution in rows
+            )
+            if len(rows) < page:
+                return
+            after = rows[-1][0].id
 
     async def trail(self, of: Reconciliation, *, first: int = 50) -> list[BreakView]:
         """The latest resolutions of the reconciliation's breaks: who, when, why."""

@@ -8,13 +8,21 @@ hour. And a statement key never passes for a token key: the token verifier reads
 token keys' table, and statement keys are published in a document of their own
 (``/.well-known/statement-keys.json``), never in the JWKS that resource servers trust for
 tokens. Rotating either kind leaves the other alone.
+
+Verifiers cache the published document (``Cache-Control: max-age``, five minutes), and one that
+meets a statement signed by a key its copy lacks may refuse it rather than fetch the document
+again. So a rotation publishes the new key at once but lets it sign only after
+:data:`PUBLICATION_LEAD`, by when every cached copy has expired, and the old key signs until
+then. A rotation because a key is compromised cannot wait: ``compromised=True`` switches at once,
+and verifiers holding a cached copy must fetch it again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,10 +30,17 @@ from exchange.clock import Clock
 from exchange.db.database import Database
 from exchange.keyring import lifecycle
 from exchange.keyring.cache import KEY_REFRESH, PublishedKeys
+from exchange.keyring.models import StoredKey
 from exchange.settings import Settings
 from exchange.settlement.models import StatementKey
 
 Rotation = lifecycle.Rotation[StatementKey]
+
+#: How long verifiers may cache the published statement keys (``Cache-Control: max-age``).
+STATEMENT_KEYS_MAX_AGE_SECONDS = 300
+#: How long after a rotation the new key starts signing: a gateway publishes it within
+#: :data:`KEY_REFRESH`, and a verifier's cached copy without it expires within the max-age.
+PUBLICATION_LEAD = KEY_REFRESH + timedelta(seconds=STATEMENT_KEYS_MAX_AGE_SECONDS)
 
 
 def years_after(moment: datetime, years: int) -> datetime:
@@ -67,6 +82,12 @@ class StatementKeys(PublishedKeys):
         until = self.published_until(key)
         return until is None or now < until
 
+    def signs(self, key: StoredKey, now: datetime) -> bool:
+        """From ``signs_from`` (its creation if none) until its retirement."""
+        assert isinstance(key, StatementKey)
+        starts = key.signs_from or key.created_at
+        return starts <= now and (key.retired_at is None or now < key.retired_at)
+
     async def published(self, session: AsyncSession, now: datetime) -> Sequence[StatementKey]:
         # One row per rotation, a handful in a decade: the rule is applied here, in exactly the
         # form published_until states it, rather than restated as calendar arithmetic in SQL.
@@ -77,10 +98,17 @@ class StatementKeys(PublishedKeys):
         """The active statement key, created on first start."""
         return await lifecycle.ensure_active_key(session, StatementKey, self._secret, self._clock.now())
 
-    async def rotate(self, session: AsyncSession) -> Rotation:
-        """Retire the active key and make a new one active; the retired one stays published
-        until :meth:`published_until`. Every process signs with the new key within
-        :data:`KEY_REFRESH`."""
+    async def rotate(self, session: AsyncSession, *, compromised: bool = False) -> Rotation:
+        """Make a new key active and published now. It signs from :data:`PUBLICATION_LEAD`
+        later, the old one until then; with ``compromised``, it signs at once (every process
+        within :data:`KEY_REFRESH`). The retired key stays published until
+        :meth:`published_until`."""
         now = self._clock.now()
-        new, retired = await lifecycle.rotate_key(session, StatementKey, self._secret, now)
+        switch = now if compromised else now + PUBLICATION_LEAD
+        # A key still signing in an earlier rotation's lead stops at this switch at the latest.
+        await session.exec(update(StatementKey).where(col(StatementKey.retired_at) > switch).values(retired_at=switch))
+        new, retired = await lifecycle.rotate_key(
+            session, StatementKey, self._secret, now, retire_at=switch, new_columns={"signs_from": switch}
+        )
+        await self.refresh(session)  # this process publishes (and, compromised, signs with) it at once
         return lifecycle.Rotation(new=new, retired=retired, published=await self.published(session, now))

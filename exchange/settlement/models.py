@@ -192,8 +192,12 @@ class StatementKey(StoredKey, table=True):
     """A key the exchange signs settlement statements with (:mod:`exchange.settlement.keys`).
 
     Apart from the token-signing keys: a retired statement key stays published for the
-    statement retention period after its retirement, not for a token's lifetime.
+    statement retention period after its retirement, not for a token's lifetime. A key signs
+    from ``signs_from`` (its creation if none) until ``retired_at``: a rotation publishes the
+    new key first and lets it sign only once verifiers' cached copies of the keys hold it.
     """
 
     __tablename__ = "statement_key"
     __table_args__ = key_table_constraints("statement_key")
+
+    signs_from: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -22,7 +22,7 @@ from exchange.settlement.participants import EXCHANGE
 async def require_closed(session: AsyncSession, period: str) -> SettlementPeriod:
     row = await session.get(SettlementPeriod, period)
     if row is None or row.status != PeriodStatus.CLOSED:
-        raise PeriodNotClosed(f"period {period} is not closed", period=period)
+        raise PeriodNotClosed(f"period {period} is not closed: close it first, once it is over", period=period)
     return row
 
 

@@ -2,7 +2,9 @@
 
 The statement shows the participant's opening position (carried from earlier periods), one line
 per transaction and counterparty (the netting's attribution: a conversion's source has a line
-to its target and a fee line to the exchange), totals per counterparty, the period's net
+to its target and a fee line to the exchange; each line names the period its effective time falls
+in, an earlier one for a late item, and what it reverses, if anything, with that transaction's
+period), totals per counterparty, the period's net
 position and the closing position (opening + net); where the coalition has a point, its
 outstanding liability at the period's end (coalition-wide: points, value per point, amount).
 Amounts are exact decimal strings of the settlement currency, from the participant's side:
@@ -54,7 +56,9 @@ from exchange.settlement.positions import position_of, require_closed
 from exchange.spreadsheet import spreadsheet_row
 
 DOCUMENT_TYPE = "coalition-settlement-statement"
-DOCUMENT_VERSION = 1
+#: 2: each line says the period its effective time falls in, and what it reverses (version 1
+#: had neither); the figures are the same.
+DOCUMENT_VERSION = 2
 #: The JWS ``typ``: what the signed payload is (RFC 7515 §4.1.9).
 JWS_TYPE = "settlement-statement+json"
 CSV_COLUMNS = (
@@ -73,13 +77,18 @@ CSV_COLUMNS = (
     "period_start",
     "period_end",
     "time_zone",
+    "effective_period",
+    "reverses",
+    "reverses_period",
 )
 
 LINES = (
     text(
         f"""
-    SELECT t.id, t.reference, t.kind, t.effective_at, spokes.spoke_account, spokes.hub_account, spokes.amount
+    SELECT t.id, t.reference, t.kind, t.effective_at, t.reverses, reversed.period,
+           spokes.spoke_account, spokes.hub_account, spokes.amount
       FROM ({SPOKES_OF_ACCOUNTS}) spokes JOIN ledger_transaction t ON t.seq = spokes.transaction_seq
+      LEFT JOIN ledger_transaction_key reversed ON reversed.id = t.reverses
      ORDER BY spokes.transaction_seq, spokes.position
     """
     )
@@ -102,6 +111,15 @@ def category(kind: str, *parties: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Reversed:
+    """What a reversal reverses: the transaction's id and the period it was posted into (kept
+    when that period is archived)."""
+
+    transaction_id: str
+    period: str
+
+
+@dataclass(frozen=True, slots=True)
 class StatementLine:
     transaction_id: str
     reference: str
@@ -111,6 +129,8 @@ class StatementLine:
     amount: int
     """Minor units, from the statement's participant's side."""
     category: str
+    reverses: Reversed | None = None
+    """The transaction this line's transaction reverses, and the period it was posted into."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +181,11 @@ class Statement:
     def money(self, minor: int) -> str:
         return str(self.currency.from_minor(minor))
 
+    def effective_period(self, line: StatementLine) -> str:
+        """The period the line's effective time falls in: the statement's own, except for a late
+        item (one that happened in a period already closed when it was posted)."""
+        return self.calendar.period_of(line.effective_at)
+
     def document(self) -> dict[str, Any]:
         money = self.money
         return {
@@ -184,6 +209,10 @@ class Statement:
                     "kind": line.kind,
                     "category": line.category,
                     "effectiveAt": utc_instant(line.effective_at),
+                    "effectivePeriod": self.effective_period(line),
+                    "reverses": None
+                    if line.reverses is None
+                    else {"transaction": line.reverses.transaction_id, "period": line.reverses.period},
                     "counterparty": line.counterparty,
                     "amount": money(line.amount),
                 }
@@ -226,7 +255,9 @@ class Statement:
         ``counterparty_payable``, ``counterparty_receivable`` and ``counterparty_net``, the
         totals ``payable``, ``receivable`` and ``net``, ``closing``, where the coalition has a
         point ``coalition_liability`` (points and amount) and ``coalition_point_value``, and
-        ``closed`` (when, in ``effective_at``). Every row names the partner, the period (its
+        ``closed`` (when, in ``effective_at``). A ``line`` also names the period its effective
+        time falls in (``effective_period``: an earlier one for a late item) and, for a reversal,
+        the transaction it reverses and that transaction's period. Every row names the partner, the period (its
         bounds in UTC and the time zone it is cut in) and the currency, and every figure reads
         exactly as in the JSON; a text a spreadsheet would run as a formula is written with one
         ``'`` before it (:func:`~exchange.spreadsheet.spreadsheet_cell`)."""
@@ -244,10 +275,11 @@ class Statement:
         bounds = (period["start"], period["end"], period["timeZone"])
 
         def figure(record: str, amount: str, *, counterparty: str = "", points: str = "") -> tuple[str, ...]:
-            return (*head, record, "", "", "", "", "", counterparty, amount, points, *bounds)
+            return (*head, record, "", "", "", "", "", counterparty, amount, points, *bounds, "", "", "")
 
         yield figure("opening", document["openingPosition"])
         for line in document["lines"]:
+            reverses = line["reverses"] or {"transaction": "", "period": ""}
             yield (
                 *head,
                 "line",
@@ -260,6 +292,9 @@ class Statement:
                 line["amount"],
                 "",
                 *bounds,
+                line["effectivePeriod"],
+                reverses["transaction"],
+                reverses["period"],
             )
         for totals in document["counterparties"]:
             for name in ("payable", "receivable", "net"):
@@ -273,7 +308,7 @@ class Statement:
                 "coalition_liability", liability["amount"], counterparty=program, points=str(liability["points"])
             )
             yield figure("coalition_point_value", liability["pointValue"], counterparty=program)
-        yield (*head, "closed", "", "", "", "", period["closedAt"], "", "", "", *bounds)
+        yield (*head, "closed", "", "", "", "", period["closedAt"], "", "", "", *bounds, "", "", "")
 
     def jws(self, key: RSAKey) -> str:
         """The JSON document signed with ``key`` (the exchange's active statement-signing key)."""
@@ -298,7 +333,7 @@ async def statement_lines(
         return []
     rows = await session.exec(LINES, params={"period": period, "unit": currency.code, "accounts": sorted(accounts)})  # type: ignore[call-overload]
     lines = []
-    for transaction_id, reference, kind, effective_at, spoke, hub, amount in rows:
+    for transaction_id, reference, kind, effective_at, reverses, reversed_period, spoke, hub, amount in rows:
         counterparty = names[hub if spoke in accounts else spoke]
         lines.append(
             StatementLine(
@@ -309,6 +344,7 @@ async def statement_lines(
                 counterparty,
                 amount=int(amount) if spoke in accounts else -int(amount),
                 category=category(kind, participant, counterparty),
+                reverses=None if reverses is None else Reversed(reverses, reversed_period),
             )
         )
     return lines

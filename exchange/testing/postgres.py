@@ -14,8 +14,12 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psycopg
+from psycopg import sql
 
 from exchange.errors import ConfigurationError
 from exchange.serving import free_port
@@ -183,6 +187,29 @@ class ThrowawayCluster:
 
     def resume(self) -> None:
         self._start_server()
+
+    def add_password_role(self, role: str, password: str) -> str:
+        """A superuser ``role`` that signs in with ``password`` (SCRAM) over TCP, where every
+        other role is trusted: the URL of the cluster's database for it."""
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+        hba = self.root / "data" / "pg_hba.conf"
+        hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n{hba.read_text()}")
+        self._run(str(self.bin_dir / "pg_ctl"), "--pgdata", str(self.root / "data"), "reload")
+        # The server reads the file again when the signal reaches it: wait until it asks.
+        for _ in range(100):
+            try:
+                psycopg.connect(f"postgresql://{role}@127.0.0.1:{self.port}/postgres", password="").close()
+            except psycopg.OperationalError:
+                break
+            time.sleep(0.05)
+        else:
+            raise ConfigurationError(f"the server at port {self.port} did not reload {hba}")
+        return f"postgresql://{role}:{password}@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
         try:

@@ -43,11 +43,6 @@ class TierNotVerified(ExchangeError):
         )
 
 
-class NotLinked(BadUserInput):
-    def __init__(self, program_id: str, field: str) -> None:
-        super().__init__(f"you have no linked account at {program_id}", field=field)
-
-
 class SameProgram(BadUserInput):
     def __init__(self) -> None:
         super().__init__("a status match needs two different programs", field="toProgram")

@@ -25,6 +25,7 @@ from exchange.db.database import Database
 from exchange.db.types import MAX_INTEGER
 from exchange.errors import BadUserInput
 from exchange.members.models import LinkedAccount
+from exchange.members.service import AccountNotLinked
 from exchange.programs import service as programs
 from exchange.programs.models import Program
 from exchange.sagas.engine import SagaPolicy
@@ -32,7 +33,6 @@ from exchange.settings import Settings
 from exchange.tiers.errors import (
     MatchNotGranted,
     MatchTooSoon,
-    NotLinked,
     SameProgram,
     StatusMatchNotFound,
     TierNotVerified,
@@ -190,9 +190,9 @@ class StatusMatching:
             tiers = await programs.tiers_by_program(session, (from_program, to_program))
             last = await _last_counted(session, member_id, to_program)
         if from_program not in links:
-            raise NotLinked(from_program, "fromProgram")
+            raise AccountNotLinked(from_program, "fromProgram")
         if to_program not in links:
-            raise NotLinked(to_program, "toProgram")
+            raise AccountNotLinked(to_program, "toProgram")
         claimed = None
         if claimed_tier is not None:
             if claimed_tier not in {tier.name for tier in tiers.get(from_program, [])}:

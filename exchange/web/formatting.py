@@ -14,9 +14,11 @@ from zoneinfo import ZoneInfo
 from babel import Locale
 from babel.dates import format_date as babel_format_date
 from babel.dates import format_datetime as babel_format_datetime
+from babel.dates import get_timezone_name
 from babel.numbers import format_currency, format_decimal
 
 from exchange.money import Currency
+from exchange.programs.models import Program
 
 
 def format_money(amount: Decimal, currency: Currency | str, locale: Locale) -> str:
@@ -34,6 +36,18 @@ def format_points(points: int, locale: Locale) -> str:
     return format_decimal(points, locale=locale)
 
 
+def point_unit(program: Program, points: int, locale: Locale) -> str:
+    """What ``points`` of ``program`` are called on a page in ``locale``.
+
+    The names are declared in English (``Mile``, ``Miles``): a language that has plural forms
+    takes the one English grammar picks for ``points``; one that has none (Chinese) says the
+    name as declared, never an English plural inside its own sentence.
+    """
+    if not locale.plural_form.tags:
+        return program.point_name
+    return program.point_name if abs(points) == 1 else program.point_name_plural
+
+
 def _aware(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("a moment to show must be timezone-aware (the exchange keeps UTC)")
@@ -43,6 +57,14 @@ def _aware(moment: datetime) -> datetime:
 def format_moment(moment: datetime, zone: ZoneInfo, locale: Locale, form: str = "medium") -> str:
     """Date and time of ``moment`` in ``zone``, e.g. ``Dec 1, 2026, 8:30:00 PM``."""
     return babel_format_datetime(_aware(moment), form, tzinfo=zone, locale=locale)
+
+
+def format_zone(zone: ZoneInfo, locale: Locale) -> str:
+    """The name of ``zone`` a reader knows, e.g. ``Taiwan Time``, ``台北時間``; ``UTC`` for UTC
+    (which has no region for CLDR to name)."""
+    if zone.key in {"UTC", "Etc/UTC", "Etc/GMT", "GMT"}:
+        return "UTC"
+    return get_timezone_name(zone, "long", zone_variant="generic", locale=locale)
 
 
 def format_day(day: date | datetime, zone: ZoneInfo, locale: Locale, form: str = "medium") -> str:

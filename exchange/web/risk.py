@@ -11,15 +11,13 @@ re-renders the list with the reason, and changes nothing.
 
 Programs are shown by name. A reason the exchange wrote from a template
 (:mod:`exchange.risk.reasons`) is said in the reader's language, with the program names and
-figures it was written with; any other (a staff member's words) is shown as written.
+figures it was written with (:mod:`exchange.web.said`); a staff member's words are shown as written.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -31,12 +29,12 @@ from exchange.errors import BadUserInput, ExchangeError, http_status
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
 from exchange.rewards.models import Redemption
-from exchange.risk import reasons
-from exchange.risk.models import RiskDecision
+from exchange.risk.models import Decision, RiskDecision
 from exchange.services.holds import REASON_MAX_LENGTH
 from exchange.services.risk import RiskService
 from exchange.text import text_problem
 from exchange.web.access import Page, form_text, requires
+from exchange.web.said import Said
 from exchange.web.templating import Pages
 from exchange.web.visitors import visitor_of
 
@@ -53,38 +51,17 @@ ID_LENGTH = 36
 
 @dataclass(frozen=True, slots=True)
 class LoggedDecision:
-    """A decision as the log shows it: its ``row``, and for a reason the exchange wrote from a
-    template, the template's ``reason_key`` with the ``values`` to say it with (program names,
-    points as numbers, moments as datetimes)."""
+    """A decision as the log shows it: its ``row``, and its reason as the page says it (a
+    rejection's reason is the staff member's own words, whatever they look like)."""
 
     row: RiskDecision
-    reason_key: str | None = None
-    values: dict[str, object] = field(default_factory=dict)
+    reason: Said
 
     @classmethod
     def of(cls, row: RiskDecision, programs: Mapping[str, Program]) -> LoggedDecision:
-        found = reasons.read(row)
-        if found is None:
-            return cls(row)
-        reason, written = found
-        values: dict[str, object] = {}
-        try:
-            for name, value in written.items():
-                if name in reasons.NUMBERS:
-                    values[name] = int(value.replace(",", ""))
-                    continue
-                match name:
-                    case "program" | "other":
-                        values[name] = programs[value].name if value in programs else value
-                    case "window":
-                        values[name] = _window(value)
-                    case "opens_at":
-                        values[name] = datetime.fromisoformat(value)
-                    case _:
-                        values[name] = value
-        except ValueError:  # not what the template writes after all: shown as written
-            return cls(row)
-        return cls(row, reason.key, values)
+        if row.decision == Decision.REJECT.value:
+            return cls(row, Said.person(row.reason))
+        return cls(row, Said.of(row.reason, programs))
 
 
 class RiskConsole:
@@ -158,18 +135,6 @@ class RiskConsole:
         except ExchangeError as refused:
             return await self.held(request, refused=refused)
         return RedirectResponse(f"{BASE}/?{urlencode({'decided': decided.id})}", status_code=303)
-
-
-#: A velocity window as :func:`exchange.risk.policy.duration` writes it: ``1 day``, ``90 seconds``.
-WINDOW = re.compile(r"([0-9]+) (day|hour|minute|second)s?")
-
-
-def _window(written: str) -> tuple[int, str]:
-    """How many of which unit, for the page to say in the reader's language."""
-    found = WINDOW.fullmatch(written)
-    if found is None:
-        raise ValueError(f"not a window: {written!r}")
-    return int(found[1]), found[2]
 
 
 def _row_id(request: Request, name: str) -> str:

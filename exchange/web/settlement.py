@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from exchange.auth.scopes import Scope
 from exchange.errors import BadUserInput, ErrorCode, ExchangeError, http_status
@@ -104,6 +104,7 @@ class SettlementConsole:
             self._page("/settlement/{period}/statements/{participant}", self.statement, rule=READS),
             self._page("/settlement/{period}/statements/{participant}/{form}", self.download, rule=READS),
             self._page("/settlement/{period}/reconciliations/{partner}", self.reconciliation, rule=READS),
+            self._page("/settlement/{period}/reconciliations/{partner}/breaks.csv", self.break_report, rule=READS),
             self._page(
                 "/settlement/{period}/reconciliations/{partner}/records", self.upload, rule=WRITES, methods=["PUT"]
             ),
@@ -234,6 +235,20 @@ class SettlementConsole:
         )
 
     # Reconciliation
+
+    async def break_report(self, request: Request) -> Response:
+        """Every break of the partner's reconciliation as CSV (what its console downloads too)."""
+        period, partner = request.path_params["period"], request.path_params["partner"]
+        try:
+            view = await self.settlement.reconciliation(partner, period)
+        except ExchangeError as refused:
+            return self._problem(request, refused)
+        filename = f"breaks-{partner}-{view.reconciliation.period}.csv"
+        return StreamingResponse(
+            self.settlement.break_report(view.reconciliation),
+            media_type=DOWNLOADS["csv"],
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
 
     async def reconciliation(
         self, request: Request, *, error: ExchangeError | None = None, notice: str | None = None

@@ -6,8 +6,11 @@ message up in the visitor's language; the filters format for that language too:
 * ``amount|money(currency)`` — a ``Decimal`` amount of a :class:`~exchange.money.Currency` (or
   an ISO code), exact (see :mod:`exchange.web.formatting`);
 * ``points|points`` — a whole number of points; ``points|points(program)`` follows it with
-  what that many of the program's points are called (``1 Mile``, ``12,000 Miles``);
-* ``moment|moment`` and ``moment|day`` — an aware datetime in the settlement time zone.
+  what that many of the program's points are called (``1 Mile``, ``12,000 Miles``; on a
+  Chinese page ``12,000 Mile``, the name as declared); ``program|unit(points)`` is that name alone;
+* ``text|exchange_text`` — a text the exchange wrote, for the ``said`` macro of ``_said.html``;
+* ``moment|moment`` and ``moment|day`` — an aware datetime in the settlement time zone, which
+  every page names (``zone_name``).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from starlette.responses import HTMLResponse
 
 from exchange.money import Currency
 from exchange.programs.models import Program
-from exchange.web.formatting import format_day, format_moment, format_money, format_points
+from exchange.web.formatting import format_day, format_moment, format_money, format_points, format_zone, point_unit
 from exchange.web.i18n import LANGUAGES, Language
+from exchange.web.said import Said
 from exchange.web.static import StaticAssets
 from exchange.web.visitors import visitor_of
 
@@ -52,6 +56,12 @@ def _ngettext(context: Context, singular: str, plural: str, count: int) -> str:
     return _language(context).translations.ngettext(singular, plural, count)
 
 
+def _exchange_text(text: str) -> Said:
+    """A text the exchange wrote (a refusal's message), for ``_said.html``'s ``said`` to say in
+    the page's language: programs in it stay named by their ids."""
+    return Said.of(text, {})
+
+
 def language_url(request: Request, language: Language) -> str:
     """This page's address, asking for ``language`` (other query parameters kept)."""
     query = [(name, value) for name, value in request.query_params.multi_items() if name != LANGUAGE_PARAMETER]
@@ -61,7 +71,8 @@ def language_url(request: Request, language: Language) -> str:
 
 class Pages:
     """Renders templates for a request: the visitor's language, session and CSRF token are in
-    every page's context (``language``, ``principal``, ``csrf_token``)."""
+    every page's context (``language``, ``principal``, ``csrf_token``), and the name of the time
+    zone its moments are shown in (``zone_name``)."""
 
     def __init__(self, assets: StaticAssets, zone: ZoneInfo) -> None:
         self.zone = zone
@@ -75,7 +86,14 @@ class Pages:
         )
         self.env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension
         self.env.globals.update(static_url=assets.url, languages=LANGUAGES)
-        self.env.filters.update(money=self._money, points=self._points, moment=self._moment, day=self._day)
+        self.env.filters.update(
+            money=self._money,
+            points=self._points,
+            moment=self._moment,
+            day=self._day,
+            unit=self._unit,
+            exchange_text=_exchange_text,
+        )
 
     def render(
         self,
@@ -92,6 +110,7 @@ class Pages:
             language=visitor.language,
             principal=visitor.principal,
             csrf_token=visitor.csrf_token,
+            zone_name=format_zone(self.zone, visitor.language.locale),
             language_url=lambda language: language_url(request, language),
             **(context or {}),
         )
@@ -104,7 +123,11 @@ class Pages:
     @pass_context
     def _points(self, context: Context, points: int, program: Program | None = None) -> str:
         shown = format_points(points, _language(context).locale)
-        return shown if program is None else f"{shown} {program.unit(points)}"
+        return shown if program is None else f"{shown} {point_unit(program, points, _language(context).locale)}"
+
+    @pass_context
+    def _unit(self, context: Context, program: Program, points: int) -> str:
+        return point_unit(program, points, _language(context).locale)
 
     @pass_context
     def _moment(self, context: Context, moment: datetime, form: str = "medium") -> str:

@@ -4,7 +4,9 @@ and only failures to authenticate count towards the failure rate limit."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from collections import Counter
 
 import httpx
 import pytest
@@ -69,6 +71,29 @@ async def test_mixed_guesses_count_against_the_client_they_try_until_it_is_locke
         data={**CLIENT_CREDENTIALS, "client_id": victim.client.client_id, "client_secret": victim.client_secret},
     )
     assert form_post.status_code == 429
+
+
+async def test_guesses_sent_all_at_once_are_checked_no_more_often_than_one_by_one(
+    kit: ExchangeKit, gateway_settings: Settings
+) -> None:
+    """Every guess in a burst used to pass the limit's check before any had failed: all of them
+    were checked (and cost their Argon2 hashing), however many the limit allows."""
+    victim = await kit.partner("formosa-air")
+    limit = gateway_settings.token_failure_limit
+    burst = [
+        kit.http.post("/oauth/token", data=CLIENT_CREDENTIALS, auth=(victim.client.client_id, f"guess-{guess}"))
+        for guess in range(3 * limit)
+    ]
+    statuses = Counter(response.status_code for response in await asyncio.gather(*burst))
+    assert statuses == {401: limit, 429: 2 * limit}
+
+
+async def test_a_client_asking_for_tokens_all_at_once_gets_every_one(
+    kit: ExchangeKit, gateway_settings: Settings
+) -> None:
+    partner = await kit.partner("fresh-mart")
+    burst = [kit.request_token(partner) for _ in range(2 * gateway_settings.token_failure_limit)]
+    assert {response.status_code for response in await asyncio.gather(*burst)} == {200}
 
 
 async def test_an_assertion_alone_or_with_its_issuers_right_credentials_gets_a_member_token(kit: ExchangeKit) -> None:
@@ -195,3 +220,18 @@ async def test_a_wrong_secret_or_an_unknown_grant_is_refused_saying_what_to_chec
     assert password.json()["error_description"] == (
         f"grant_type 'password' is not granted here: use client_credentials, or {JWT_BEARER} for a member's token"
     )
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/introspect", "/oauth/revoke"])
+async def test_an_unknown_client_is_refused_as_a_wrong_secret_is(kit: ExchangeKit, path: str) -> None:
+    """Whether a client id exists is not told (a client id is not secret, but the list of them
+    is nobody's business), and the developer reads the same advice either way."""
+    partner = await kit.partner("formosa-air")
+    form = {**CLIENT_CREDENTIALS, "token": await kit.client_token(partner)}
+    wrong = await kit.http.post(path, data=form, auth=(partner.client.client_id, "not-it"))
+    unknown = await kit.http.post(path, data=form, auth=("no-such-client", "not-it"))
+    unknown_in_form = await kit.http.post(path, data={**form, "client_id": "no-such-client", "client_secret": "x"})
+    for refused in (wrong, unknown, unknown_in_form):
+        assert (refused.status_code, refused.json()["error"]) == (401, "invalid_client")
+        assert refused.json()["error_description"] == wrong.json()["error_description"]
+    assert "client_id" in wrong.json()["error_description"]

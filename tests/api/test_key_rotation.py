@@ -77,7 +77,10 @@ async def test_old_tokens_verify_until_they_expire_and_then_the_old_key_is_withd
     clock.current = rotation.retired.publish_until + keys.KEY_REFRESH  # this replica re-reads
     assert await published(kit.http) == {rotation.new.kid}
     withdrawn = await kit.graphql(VIEWER, old_token)
-    assert withdrawn.json()["errors"][0]["message"] == "the token is not signed by a published key of this exchange"
+    assert (
+        withdrawn.json()["errors"][0]["message"]
+        == "the token is not signed by a published key of this exchange: request a new token from this exchange"
+    )
     assert (await kit.graphql(VIEWER, await kit.client_token(staff))).status_code == 200
 
 

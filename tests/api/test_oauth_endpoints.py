@@ -96,6 +96,17 @@ async def test_scopes_may_be_narrowed_but_not_widened(kit: ExchangeKit) -> None:
         assert (response.status_code, response.json()["error"]) == (400, "invalid_scope"), scope
 
 
+async def test_an_unknown_scope_is_named_with_what_the_client_may_ask_for(kit: ExchangeKit) -> None:
+    """A typo in ``scope=`` says which word is wrong and what to ask for instead, as asking
+    for too much does."""
+    credentials = await kit.new_client(Role.PARTNER, "tune-stream", frozenset({Scope.PARTNER_READ}))
+    response = await kit.request_token(credentials, scope="partner:read partner:raed")
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_scope")
+    assert response.json()["error_description"] == (
+        "unknown scope partner:raed: this grant allows at most: partner:read"
+    )
+
+
 async def test_unsupported_grants_and_missing_parameters_are_rfc_6749_errors(kit: ExchangeKit) -> None:
     credentials = await kit.partner("formosa-air")
     auth = (credentials.client.client_id, credentials.client_secret)

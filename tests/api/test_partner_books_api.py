@@ -20,7 +20,8 @@ BOOKS = f"""query($partner: ID!, $period: String!) {{ partnerBooks(partnerId: $p
   partnerId period pointValue costPerPoint
   issued {FIGURE} convertedOut {FIGURE} redeemedForRewards {FIGURE} redeemed {FIGURE}
   reversed {FIGURE} otherPoints {FIGURE} outstanding {FIGURE}
-  moneyReceivedForIssued {{ amount }} moneyPaidForRedeemed {{ amount }} moneyNet {{ amount }}
+  moneyReceivedForIssued {{ amount }} moneyPaidForRedeemed {{ amount }} moneyReceivedForRewards {{ amount }}
+  moneyOther {{ amount }} moneyNet {{ amount }}
   budget {{ budget {{ amount }} spend {{ amount }} percentUsed level }}
   coalition {{ pointId pointValue breakageKeptBy expiryRate funded {FIGURE} spentAt {FIGURE} outstanding {FIGURE}
     breakage {FIGURE} breakageToDate {FIGURE} maturing {FIGURE} estimatedBreakage {FIGURE} }}
@@ -65,6 +66,8 @@ async def test_a_partner_reads_its_own_books_and_csv_shows_the_same_figures(kit:
     for figure, field in (
         ("money_received_for_issued", "moneyReceivedForIssued"),
         ("money_paid_for_redeemed", "moneyPaidForRedeemed"),
+        ("money_received_for_rewards", "moneyReceivedForRewards"),
+        ("money_other", "moneyOther"),
         ("money_net", "moneyNet"),
     ):
         assert exported[figure] == ("", books[field]["amount"]), figure

@@ -365,7 +365,8 @@ async def test_a_statements_fields_read_as_its_json_and_jws_figure_by_figure(kit
             " startsAt endsAt timeZone closedAt opening { amount currency } grossPayable { amount currency }"
             " grossReceivable { amount currency } netAmount { amount currency } closing { amount currency }"
             " counterparties { counterparty grossPayable { amount } grossReceivable { amount } netAmount { amount } }"
-            " lines(first: 1000) { transactionId reference kind category effectiveAt counterparty value { amount } }"
+            " lines(first: 1000) { transactionId reference kind category effectiveAt effectivePeriod reverses"
+            " reversesPeriod counterparty value { amount } }"
             " coalitionLiability { programId points pointValue liability { amount currency } } json jws } }",
             await kit.staff_token(Role.SETTLEMENT),
             p=last_month,
@@ -387,11 +388,21 @@ async def test_a_statements_fields_read_as_its_json_and_jws_figure_by_figure(kit
         for c in statement["counterparties"]
     ] == document["counterparties"]
     names = {"transactionId": "transaction", "value": "amount"}
-    assert [
-        {names.get(field, field): value["amount"] if field == "value" else value for field, value in line.items()}
-        | {"effectiveAt": instant(line["effectiveAt"])}
-        for line in statement["lines"]
-    ] == [line | {"effectiveAt": instant(line["effectiveAt"])} for line in document["lines"]]
+
+    def as_in_json(line: dict[str, Any]) -> dict[str, Any]:
+        reversed_ = line.pop("reverses"), line.pop("reversesPeriod")
+        reverses = None if reversed_[0] is None else {"transaction": reversed_[0], "period": reversed_[1]}
+        return {
+            names.get(field, field): value["amount"] if field == "value" else value for field, value in line.items()
+        } | {
+            "effectiveAt": instant(line["effectiveAt"]),
+            "reverses": reverses,
+        }
+
+    assert [as_in_json(line) for line in statement["lines"]] == [
+        line | {"effectiveAt": instant(line["effectiveAt"])} for line in document["lines"]
+    ]
+    assert {line["effectivePeriod"] for line in statement["lines"]} == {last_month}
     liability = statement["coalitionLiability"]
     assert {
         "program": liability["programId"],

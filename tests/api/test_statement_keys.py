@@ -28,7 +28,7 @@ from exchange.keyring.cache import KEY_REFRESH
 from exchange.services.container import load_partners_directory
 from exchange.serving import serving
 from exchange.settings import Settings
-from exchange.settlement.keys import StatementKeys
+from exchange.settlement.keys import PUBLICATION_LEAD, STATEMENT_KEYS_MAX_AGE_SECONDS, StatementKeys
 from exchange.settlement.statements import JWS_TYPE
 from exchange.testing.kit import ExchangeKit
 from tests.api.conftest import post_last_month
@@ -95,7 +95,7 @@ async def test_a_statement_downloaded_before_both_rotations_verifies_for_as_long
 
     async with kit.db.transaction() as session:
         rotation = await statement_keys.rotate(session)
-    clock.advance(KEY_REFRESH)
+    clock.advance(PUBLICATION_LEAD)
     refetched = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
     assert rotation.retired is not None and rotation.retired.kid == first_kid
     assert refetched["keyId"] == rotation.new.kid != first_kid and refetched["json"] == downloaded["json"]
@@ -145,7 +145,7 @@ async def test_an_access_token_signed_with_a_statement_key_is_refused(
     assert response.status_code == 401
     reason = response.json()["errors"][0]["message"]
     assert reason == (
-        "the token is not signed by a published key of this exchange"
+        "the token is not signed by a published key of this exchange: request a new token from this exchange"
         if typ == TOKEN_TYPE
         else f"not an access token (typ must be {TOKEN_TYPE})"
     )
@@ -205,7 +205,7 @@ async def test_the_guides_verification_accepts_a_partners_own_statement_after_a_
 
     async with kit.db.transaction() as session:
         rotation = await statement_keys.rotate(session)
-    clock.advance(KEY_REFRESH)
+    clock.advance(PUBLICATION_LEAD)
     refetched = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
     assert refetched["keyId"] == rotation.new.kid != downloaded["keyId"]
     for statement in (downloaded, refetched):  # signed last month with the retired key, and now
@@ -223,3 +223,55 @@ async def test_the_guides_verification_accepts_a_partners_own_statement_after_a_
     another = (await kit.data(STATEMENT, fresh_mart, partner="fresh-mart", period=period))["statement"]
     with pytest.raises(AssertionError):  # signed by the exchange, but fresh-mart's
         await verify_as_documented(tmp_path, issuer, "wallet-pay", period, another["jws"], another["json"])
+
+
+async def test_a_statement_signed_right_after_a_rotation_verifies_with_the_keys_a_verifier_cached_before_it(
+    kit: ExchangeKit, clock: MovableClock, statement_keys: StatementKeys
+) -> None:
+    """The new key is published at once and signs only once every copy cached before its
+    publication has expired; until then the old key signs."""
+    period = await post_last_month(kit)
+    await close(kit, period)
+    partner = await kit.partner_token("wallet-pay")
+    cached = await fetched(kit, STATEMENT_KEYS)  # a verifier's copy, kept for the max-age
+    async with kit.db.transaction() as session:
+        rotation = await statement_keys.rotate(session)
+    assert rotation.retired is not None and kids(cached) == {rotation.retired.kid}
+
+    for moment in (timedelta(0), KEY_REFRESH, timedelta(seconds=STATEMENT_KEYS_MAX_AGE_SECONDS)):
+        clock.current = rotation.new.created_at + moment
+        fresh = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
+        assert fresh["keyId"] == rotation.retired.kid
+        assert verified(fresh, cached) == fresh["json"]
+    clock.current = rotation.new.created_at + KEY_REFRESH  # every gateway has read the new key by now
+    recached = await fetched(kit, STATEMENT_KEYS)
+    assert kids(recached) == {rotation.new.kid, rotation.retired.kid}
+
+    # Once every copy cached before the publication has expired, the new key signs.
+    clock.current = rotation.new.created_at + PUBLICATION_LEAD
+    after = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
+    assert after["keyId"] == rotation.new.kid
+    assert verified(after, recached) == after["json"]
+
+
+async def test_a_rotation_for_a_compromised_key_signs_with_the_new_key_at_once(
+    kit: ExchangeKit, clock: MovableClock, statement_keys: StatementKeys
+) -> None:
+    """No lead time when the old key must stop: verifiers holding a cached copy fetch it again
+    when a statement names a kid their copy lacks."""
+    period = await post_last_month(kit)
+    await close(kit, period)
+    partner = await kit.partner_token("wallet-pay")
+    cached = await fetched(kit, STATEMENT_KEYS)
+    async with kit.db.transaction() as session:
+        first = await statement_keys.rotate(session)  # an ordinary rotation, still in its lead
+        rotation = await statement_keys.rotate(session, compromised=True)
+    assert (await statement_keys.signing_key()).kid == rotation.new.kid  # this process: at once
+    clock.advance(KEY_REFRESH)  # every gateway has read the keys again
+    fresh = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
+    assert fresh["keyId"] == rotation.new.kid
+    with pytest.raises(InvalidKeyIdError):
+        jws.deserialize_compact(fresh["jws"], cached, algorithms=["RS256"])
+    refetched = await fetched(kit, STATEMENT_KEYS)
+    assert verified(fresh, refetched) == fresh["json"]
+    assert first.retired is not None and kids(refetched) == {rotation.new.kid, first.new.kid, first.retired.kid}

@@ -95,6 +95,8 @@ async def test_a_member_previews_and_requests_a_status_match(kit: ExchangeKit, m
 
     refused = (await kit.graphql(REQUEST, members["alice"], **{"from": "wallet-pay", "to": "formosa-air"})).json()
     assert codes(refused) == {("requestStatusMatch",): "BAD_USER_INPUT"}, "alice has no formosa-air account"
+    assert refused["errors"][0]["message"] == "link your formosa-air account first (linkAccount)", "as a quote says"
+    assert refused["errors"][0]["extensions"]["field"] == "toProgram"
     activity = """mutation($id: ID!) { recordStatusMatchActivity(matchId: $id, points: 100) { pointsEarned } }"""
     foreign = (await kit.graphql(activity, await kit.partner_token("wallet-pay"), id=match["id"])).json()
     assert codes(foreign) == {("recordStatusMatchActivity",): "NOT_FOUND"}

@@ -98,14 +98,20 @@ def _hmac_with_public_key(forge: Forge, signing_key: RSAKey) -> str:
         (lambda forge, key: forge(exp=_in(-5), iat=_in(-10)), "the token has expired: request a new token"),
         (lambda forge, key: forge(nbf=_in(10)), "the token is not valid yet"),
         (lambda forge, key: forge(iat=_in(10), exp=_in(15)), "the token was issued in the future"),
-        (lambda forge, key: forge(iss="https://impostor.example"), "the token was issued by another issuer"),
-        (lambda forge, key: forge(aud="https://other-api.example"), "the token is meant for another audience"),
+        (
+            lambda forge, key: forge(iss="https://impostor.example"),
+            "the token was issued by another issuer: request a token from this exchange",
+        ),
+        (
+            lambda forge, key: forge(aud="https://other-api.example"),
+            "the token is meant for another audience: request a token from this exchange",
+        ),
         (lambda forge, key: _tampered(forge()), "the token's signature does not verify"),
         (lambda forge, key: _unsigned(forge()), "unsigned tokens (alg none) are refused"),
         (_hmac_with_public_key, "the token is not signed with RS256"),
         (
             lambda forge, key: forge(key=RSAKey.generate_key(2048, parameters={"kid": "rogue"})),
-            "the token is not signed by a published key of this exchange",
+            "the token is not signed by a published key of this exchange: request a new token from this exchange",
         ),
         (
             lambda forge, key: forge(header={"alg": "RS256", "typ": "JWT", "kid": key.kid}),

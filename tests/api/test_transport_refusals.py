@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import pytest
 
 from exchange.auth.scopes import Role
 from exchange.connectors.callbacks import callback_key, signed_headers
@@ -56,6 +57,26 @@ async def test_a_body_that_is_not_a_json_object_is_a_bad_request(client: httpx.A
             assert response.headers["content-type"].startswith(accept)
     for payload in WRONG_JSON_TYPES:
         refused(await client.post("/graphql", json=payload), 400, "BAD_REQUEST")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("variables", "{not json", "the `variables` parameter is not JSON"),
+        ("variables", '{"n": NaN}', "the `variables` parameter is not JSON: NaN is not a JSON value"),
+        ("variables", "[1]", "the `variables` parameter must be a JSON object"),
+        ("extensions", '"x"', "the `extensions` parameter must be a JSON object"),
+    ],
+)
+async def test_a_get_parameter_that_is_not_a_json_object_is_refused_by_its_name(
+    client: httpx.AsyncClient, name: str, value: str, says: str
+) -> None:
+    """A GET has no body: its refusal names the parameter, not "the request body"."""
+    response = await client.get("/graphql", params={"query": "{ programs { id } }", name: value})
+    assert refused(response, 400, "BAD_REQUEST")["message"].startswith(says)
+    used = "query($skip: Boolean!) { __typename @skip(if: $skip) }"
+    fine = await client.get("/graphql", params={"query": used, "variables": '{"skip": false}'})
+    assert fine.json() == {"data": {"__typename": "Query"}}
 
 
 async def test_transport_refusals_carry_a_code_and_their_status(client: httpx.AsyncClient) -> None:

@@ -201,12 +201,17 @@ async def test_failures_open_a_window_that_blocks_at_the_limit_and_then_closes(d
     limit = ratelimit.FailureLimit(failures=3, window=timedelta(seconds=60))
     async with db.transaction() as session:
         for second in range(3):
-            assert await ratelimit.retry_after(session, {"c1"}, A, limit, NOW + timedelta(seconds=second)) is None
+            assert (
+                await ratelimit.standing(session, {"c1"}, A, limit, NOW + timedelta(seconds=second))
+            ).retry_after is None
             await ratelimit.record_failure(session, "c1", A, limit, NOW + timedelta(seconds=second))
-        assert await ratelimit.retry_after(session, {"c1"}, A, limit, NOW + timedelta(seconds=10)) == 50
-        assert await ratelimit.retry_after(session, {"c2"}, A, limit, NOW + timedelta(seconds=10)) is None
-        assert await ratelimit.retry_after(session, {"c1", "c2"}, A, limit, NOW + timedelta(seconds=10)) == 50
-        assert await ratelimit.retry_after(session, {"c1"}, A, limit, NOW + timedelta(seconds=60)) is None
+        assert (await ratelimit.standing(session, {"c1"}, A, limit, NOW + timedelta(seconds=10))).retry_after == 50
+        assert (await ratelimit.standing(session, {"c2"}, A, limit, NOW + timedelta(seconds=10))).retry_after is None
+        assert await ratelimit.standing(session, {"c1", "c2"}, A, limit, NOW + timedelta(seconds=10)) == (
+            ratelimit.Standing(retry_after=50, failures={("c1", A): 3})
+        )
+        closed = await ratelimit.standing(session, {"c1"}, A, limit, NOW + timedelta(seconds=60))
+        assert closed == ratelimit.Standing(retry_after=None, failures={}), "a closed window counts nothing"
         await ratelimit.record_failure(session, "c1", A, limit, NOW + timedelta(seconds=61))
         row = await session.get(ClientAuthFailure, ("c1", A))
         assert row is not None and (row.failures, row.window_started_at) == (1, NOW + timedelta(seconds=61))
@@ -223,10 +228,10 @@ async def test_failures_from_one_address_do_not_block_another(db: Database) -> N
     async with db.transaction() as session:
         for _ in range(2):
             await ratelimit.record_failure(session, "c1", A, limit, NOW)
-        assert await ratelimit.retry_after(session, {"c1"}, A, limit, NOW) == 60
-        assert await ratelimit.retry_after(session, {"c1"}, B, limit, NOW) is None
+        assert (await ratelimit.standing(session, {"c1"}, A, limit, NOW)).retry_after == 60
+        assert (await ratelimit.standing(session, {"c1"}, B, limit, NOW)).retry_after is None
         await ratelimit.record_failure(session, "c1", B, limit, NOW)
-        assert await ratelimit.retry_after(session, {"c1"}, B, limit, NOW) is None, "B's own count is 1"
+        assert (await ratelimit.standing(session, {"c1"}, B, limit, NOW)).retry_after is None, "B's own count is 1"
         await ratelimit.record_failure(session, "c2", B, limit, NOW + timedelta(seconds=61))
         assert await session.get(ClientAuthFailure, ("c1", A)) is None, "closed windows are pruned"
 

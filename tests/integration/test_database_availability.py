@@ -4,19 +4,26 @@ connections the outage broke are replaced before anyone uses them again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from exchange.db.availability import DatabaseUnavailable
+from exchange.app import create_app
+from exchange.db import migrate
+from exchange.db.availability import DatabaseRefused, DatabaseUnavailable
 from exchange.db.database import Database
-from exchange.errors import ErrorCode
+from exchange.errors import ConfigurationError, ErrorCode
+from exchange.jobs import PeriodicJob
 from exchange.serving import free_port
-from exchange.settings import normalize_database_url
+from exchange.settings import Settings, normalize_database_url
 from exchange.testing.postgres import ThrowawayCluster
+from tests.integration.test_cli import run
 
 
 @pytest.fixture
@@ -140,3 +147,96 @@ async def test_the_idle_in_transaction_limit_is_set_beside_the_server_options_th
     finally:
         await db.dispose()
     assert tuple(shown) == ("2s", "5s")
+
+
+@pytest.fixture
+def password_url(own_postgres_cluster: ThrowawayCluster) -> str:
+    """The own cluster's database for a role that signs in with the password ``right``."""
+    return own_postgres_cluster.add_password_role("guarded", "right")
+
+
+def refused_urls(password_url: str) -> list[str]:
+    """The URL with a wrong password, with a role the server does not know, and naming a database
+    that does not exist."""
+    return [
+        password_url.replace(":right@", ":wrong-password@"),
+        password_url.replace("guarded:right@", "stranger:wrong-password@"),
+        password_url.removesuffix("/postgres") + "/no_such_database",
+    ]
+
+
+async def test_credentials_the_database_refuses_are_a_configuration_error_not_an_outage(password_url: str) -> None:
+    right = Database.from_url(password_url)
+    try:
+        await right.ping(within=10)  # the right password works
+    finally:
+        await right.dispose()
+    for url in refused_urls(password_url):
+        db = Database.from_url(url)
+        try:
+            with pytest.raises(DatabaseRefused) as refused:
+                async with db.transaction() as session:
+                    await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+            with pytest.raises(DatabaseRefused):
+                await db.ping(within=10)
+        finally:
+            await db.dispose()
+        assert refused.value.code is ErrorCode.SERVICE_UNAVAILABLE
+        assert refused.value.message.startswith("the database refused the credentials in EXCHANGE_DATABASE_URL")
+        assert "try again" not in refused.value.message and "wrong-password" not in refused.value.message
+
+
+def jobs_log(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == "exchange.jobs"]
+
+
+async def test_a_background_job_logs_refused_credentials_as_an_error(
+    password_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = Database.from_url(password_url.replace(":right@", ":wrong-password@"))
+    job = PeriodicJob("probe", 3600, lambda: db.ping(within=10))
+    task = asyncio.create_task(job.run_forever())
+    try:
+        while not jobs_log(caplog):
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await db.dispose()
+    [record] = jobs_log(caplog)
+    assert record.levelno == logging.ERROR
+    assert record.getMessage().startswith("background job probe: the database refused the credentials")
+
+
+def test_the_gateway_and_the_cli_refuse_to_start_on_credentials_the_database_refuses(password_url: str) -> None:
+    for url in refused_urls(password_url):
+        with pytest.raises(ConfigurationError) as refused:
+            migrate.ensure_migrated(url)  # the gateway's start-up check
+        assert "the database refused the credentials (or the database name) in EXCHANGE_DATABASE_URL" in str(
+            refused.value
+        )
+        assert "wrong-password" not in str(refused.value) and "server is up" not in str(refused.value)
+        for command in (("ledger", "verify"), ("db", "upgrade")):  # a command on the database, and the one making it
+            result = run(*command, env={"EXCHANGE_DATABASE_URL": url})
+            assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+            assert "refused the credentials (or the database name) in EXCHANGE_DATABASE_URL" in result.stderr
+            assert "wrong-password" not in result.stderr
+
+
+async def test_readiness_says_the_database_refused_the_credentials_and_logs_an_error(
+    password_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(Settings(database_url=password_url.replace(":right@", ":wrong-password@")))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+            ready = await client.get("/readyz")
+    finally:
+        await app.state.services.aclose()
+    assert ready.status_code == 503 and "retry-after" not in ready.headers
+    [error] = ready.json()["errors"]
+    assert error["message"] == DatabaseRefused.reason and "wrong-password" not in ready.text
+    assert any(
+        record.levelno == logging.ERROR and "the database refused the credentials" in record.getMessage()
+        for record in caplog.records
+    )

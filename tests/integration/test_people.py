@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,6 +150,26 @@ async def test_failures_from_one_address_lock_the_username_there_and_not_for_its
     assert isinstance(spread, Locked), "ten times the limit, from every address together"
     clock.advance(LIMIT.window)
     assert isinstance(await people.sign_in("kate", PASSWORD, address="203.0.113.5"), Opened)
+
+
+async def test_guesses_sent_at_once_are_judged_no_more_often_than_one_by_one(people: PeopleService) -> None:
+    """Every guess of a burst used to pass the limit's check before the first had failed."""
+    await people.create(username="leon", password=PASSWORD, role=Role.ADMIN)
+    guesses = [people.sign_in("leon", f"guess number {n}", address="198.51.100.7") for n in range(4 * LIMIT.failures)]
+    outcomes = Counter(type(outcome) for outcome in await asyncio.gather(*guesses))
+    assert outcomes == {Refused: LIMIT.failures, Locked: 3 * LIMIT.failures}
+    spread = [
+        people.sign_in("leon", f"guess number {n}", address=f"203.0.113.{n}")
+        for n in range(2 * EVERY_ADDRESS_FACTOR * LIMIT.failures)
+    ]
+    outcomes = Counter(type(outcome) for outcome in await asyncio.gather(*spread))
+    assert outcomes[Refused] == (EVERY_ADDRESS_FACTOR - 1) * LIMIT.failures, "ten times the limit in all"
+
+
+async def test_a_person_signing_in_from_several_tabs_at_once_is_let_in_each_time(people: PeopleService) -> None:
+    await people.create(username="mona", password=PASSWORD, role=Role.ADMIN)
+    tabs = [people.sign_in("mona", PASSWORD, address="198.51.100.7") for _ in range(2 * LIMIT.failures)]
+    assert all(isinstance(outcome, Opened) for outcome in await asyncio.gather(*tabs))
 
 
 async def test_with_totp_the_current_code_is_needed_and_used_once(people: PeopleService, clock: MovableClock) -> None:

@@ -173,6 +173,49 @@ def test_unknown_connector_kind_is_refused(partners: Path) -> None:
     assert refusal(partners).field == "connector.kind"
 
 
+@pytest.mark.parametrize(
+    ("key", "written", "reason"),
+    [
+        ("base_url", "https://wallet:hunter2@127.0.0.1:8701", "user name or password"),
+        ("base_url", "http://127.0.0.1:8701?tenant=1", "?query"),
+        ("base_url", "http://127.0.0.1:8701#top", "#fragment"),
+        ("base_url", "http:///wallet", "with a host"),
+        ("base_url", "http://127.0.0.1:87010", "port"),
+        ("base_url", "http://127.0.0.1:8701/a b", "spaces"),
+        ("sign_in_url", "http://wallet:hunter2@127.0.0.1:8701/member-sign-in", "user name or password"),
+        ("sign_in_url", "http://127.0.0.1:8701/member-sign-in#top", "#fragment"),
+        ("oauth.token_url", "http://wallet:hunter2@127.0.0.1:8701/oauth/token", "user name or password"),
+    ],
+)
+def test_a_partner_address_that_calls_cannot_use_is_refused_without_repeating_it(
+    partners: Path, key: str, written: str, reason: str
+) -> None:
+    """Credentials in an address would ride along in logs and errors (and every call used to
+    fail as an internal error); a query or fragment would be lost or broken by the paths and
+    parameters the exchange adds."""
+    current = {
+        "base_url": "http://127.0.0.1:8701",
+        "sign_in_url": "http://127.0.0.1:8701/member-sign-in",
+        "oauth.token_url": "http://127.0.0.1:8701/oauth/token",
+    }[key]
+    name = key.rpartition(".")[2]
+    rewrite(partners / "wallet-pay.toml", f'{name} = "{current}"', f'{name} = "{written}"')
+    error = refusal(partners)
+    assert error.field == f"connector.{key}"
+    assert reason in error.reason
+    assert "hunter2" not in str(error)
+
+
+def test_a_sign_in_page_may_carry_a_query(partners: Path) -> None:
+    rewrite(
+        partners / "wallet-pay.toml",
+        'sign_in_url = "http://127.0.0.1:8701/member-sign-in"',
+        'sign_in_url = "http://127.0.0.1:8701/member-sign-in?brand=wallet"',
+    )
+    programs = {program.id: program for program in read_partners_directory(partners).programs}
+    assert programs["wallet-pay"].connector.sign_in_url == "http://127.0.0.1:8701/member-sign-in?brand=wallet"
+
+
 def test_invalid_toml_reports_the_line(partners: Path) -> None:
     (partners / "broken.toml").write_text('id = "broken"\nname = \n')
     error = refusal(partners)

@@ -361,6 +361,8 @@ EXPECTED: dict[str, str] = {
             "outstanding",
             "moneyReceivedForIssued",
             "moneyPaidForRedeemed",
+            "moneyReceivedForRewards",
+            "moneyOther",
             "moneyNet",
             "costPerPoint",
             "budget",
@@ -453,7 +455,19 @@ EXPECTED: dict[str, str] = {
     },
     **{
         f"StatementLine.{name}": STAFF_OR_OWNER
-        for name in ("transactionId", "reference", "kind", "category", "effectiveAt", "counterparty", "amount", "value")
+        for name in (
+            "transactionId",
+            "reference",
+            "kind",
+            "category",
+            "effectiveAt",
+            "effectivePeriod",
+            "reverses",
+            "reversesPeriod",
+            "counterparty",
+            "amount",
+            "value",
+        )
     },
     **{
         f"Reconciliation.{name}": STAFF_OR_OWNER

@@ -10,6 +10,8 @@ import pytest
 from exchange.risk import reasons
 from exchange.risk.models import Decision, RiskDecision
 from exchange.risk.policy import Per, Velocity
+from exchange.web.risk import LoggedDecision
+from exchange.web.said import Said
 
 
 def logged(decision: Decision, reason: str) -> RiskDecision:
@@ -37,7 +39,7 @@ def logged(decision: Decision, reason: str) -> RiskDecision:
     ],
 )
 def test_a_written_reason_reads_back_as_its_template_and_values(reason: reasons.Reason, values: dict[str, str]) -> None:
-    assert reasons.read(logged(Decision.HOLD, reason.text(**values))) == (reason, values)
+    assert reasons.written_by(reason.text(**values)) == (reason, values)
 
 
 @pytest.mark.parametrize(
@@ -49,7 +51,7 @@ def test_a_velocity_refusal_reads_back_as_the_one_template_for_its_limits(
 ) -> None:
     rule = Velocity(per=Per.ACCOUNT, window=timedelta(hours=6), max_count=count, max_points=points)
     written = reasons.velocity("fresh-mart", rule, made=int(made.replace(",", "")), over_points=over_points)
-    found = reasons.read(logged(Decision.REFUSE, written))
+    found = reasons.written_by(written)
     assert found is not None
     reason, values = found
     assert reason.text(**values) == written
@@ -57,8 +59,10 @@ def test_a_velocity_refusal_reads_back_as_the_one_template_for_its_limits(
 
 
 def test_a_reason_no_template_wrote_is_not_read() -> None:
-    assert reasons.read(logged(Decision.REFUSE, "fresh-mart reports this account suspended")) is None
+    assert reasons.written_by("fresh-mart reports this account suspended") is None
 
 
 def test_a_staff_rejection_is_their_own_words_even_when_they_look_like_a_template() -> None:
-    assert reasons.read(logged(Decision.REJECT, reasons.APPROVED.text())) is None
+    shown = LoggedDecision.of(logged(Decision.REJECT, reasons.APPROVED.text()), {})
+    assert shown.reason == Said.person(reasons.APPROVED.text())
+    assert LoggedDecision.of(logged(Decision.APPROVE, reasons.APPROVED.text()), {}).reason.key == "APPROVED"

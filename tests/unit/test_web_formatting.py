@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from exchange.money import Currency
-from exchange.web.formatting import format_day, format_moment, format_money, format_points
+from exchange.programs.models import Program
+from exchange.web.formatting import format_day, format_moment, format_money, format_points, format_zone, point_unit
 from exchange.web.i18n import ENGLISH, TRADITIONAL_CHINESE
 
 TAIPEI = ZoneInfo("Asia/Taipei")
@@ -41,12 +42,30 @@ def test_points_are_whole_numbers_grouped_by_the_locale() -> None:
         format_points(True, ENGLISH.locale)
 
 
+def test_a_programs_points_take_an_english_plural_only_on_an_english_page() -> None:
+    miles = Program(id="formosa-air", name="Formosa Air Miles", point_name="Mile", point_name_plural="Miles")
+    assert [point_unit(miles, points, ENGLISH.locale) for points in (1, -1, 0, 12_000)] == [
+        "Mile",
+        "Mile",
+        "Miles",
+        "Miles",
+    ]
+    # Chinese has no plural: the name as the partner declared it, whatever the number.
+    assert {point_unit(miles, points, TRADITIONAL_CHINESE.locale) for points in (1, 0, 12_000)} == {"Mile"}
+
+
 def test_moments_are_shown_in_the_settlement_time_zone() -> None:
     moment = datetime(2026, 12, 31, 17, 30, tzinfo=UTC)  # 01:30 on 1 January in Taipei
     assert format_moment(moment, TAIPEI, ENGLISH.locale) == "Jan 1, 2027, 1:30:00\u202fAM"
     assert format_moment(moment, TAIPEI, TRADITIONAL_CHINESE.locale) == "2027年1月1日 凌晨1:30:00"
     assert format_day(moment, TAIPEI, ENGLISH.locale) == "Jan 1, 2027"
     assert format_day(date(2026, 12, 31), TAIPEI, TRADITIONAL_CHINESE.locale) == "2026年12月31日"
+
+
+def test_the_zone_moments_are_shown_in_is_named_in_the_readers_language() -> None:
+    assert format_zone(TAIPEI, ENGLISH.locale) == "Taiwan Time"
+    assert format_zone(TAIPEI, TRADITIONAL_CHINESE.locale) == "台北時間"
+    assert format_zone(ZoneInfo("UTC"), TRADITIONAL_CHINESE.locale) == "UTC"  # not "Unknown Region (UTC) Time"
 
 
 def test_a_naive_moment_is_refused() -> None:

@@ -243,6 +243,9 @@ def test_the_bare_address_says_where_each_front_end_is(gateway: Gateway) -> None
     with gateway.client() as client:
         response = client.get("/", headers={"accept-language": "zh-TW"})
         assert response.status_code == 200 and "會員專區" in response.text
+        # Every page names the zone its times are in (the settlement zone, Taipei by default).
+        assert "時間以台北時間顯示。" in response.text
+        assert "Times are shown in Taiwan Time." in client.get("/", headers={"accept-language": "en"}).text
         assert all(f'href="{path}"' in response.text for path in ("/portal/", "/console/", "/graphql"))
     assert ("/", "GET") in [(path, method) for path, method, _ in web_pages(gateway.app)]
 

@@ -173,6 +173,13 @@ def test_the_partner_pages_fit_the_screen_and_speak_the_language(
             expect(page.locator("html")).to_have_attribute("lang", language)
             overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
             assert overflow <= 0, f"{path} scrolls sideways by {overflow} px at {viewport['width']} px"
+            # Nor does a table hide its last columns in a sideways scroll of its own.
+            tables = page.evaluate(
+                "[...document.querySelectorAll('.partner-table-wrap')].map(t => t.scrollWidth - t.clientWidth)"
+            )
+            assert all(hidden <= 0 for hidden in tables), (
+                f"a table of {path} scrolls sideways at {viewport['width']} px: {tables}"
+            )
             if language == "zh-TW":
                 untranslated = set(LATIN_WORD.findall(page.locator("main").inner_text())) - data_words(page)
                 assert not untranslated, f"untranslated on {path}: {sorted(untranslated)}"

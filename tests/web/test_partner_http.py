@@ -4,10 +4,12 @@ reached by changing an address or a form value."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import httpx
@@ -16,10 +18,14 @@ from joserfc import jws
 from joserfc.jwk import KeySet
 
 from exchange.auth.scopes import Role
+from exchange.conversions.clearing import conversion_transaction
 from exchange.db.database import Database
+from exchange.ledger.accounts import ChartOfAccounts
+from exchange.rewards.clearing import REVERSAL_KIND, redemption_transaction
 from exchange.services.container import open_services
 from exchange.settlement.breaks import ResolveRequest
 from exchange.settlement.models import Resolution
+from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases
 from exchange.testing.kit import ExchangeKit
 from exchange.web.partner.statements import BREAKS_SHOWN
@@ -77,6 +83,20 @@ def field_error(page: str, name: str) -> str:
     match = re.search(rf'<p class="field__error" id="f-{re.escape(name)}-error">([^<]*)</p>', page)
     assert match is not None, f"no error on {name}"
     return match[1]
+
+
+def test_on_a_chinese_page_a_fields_english_detail_is_marked_as_the_exchanges_english(
+    air_client: httpx.Client,
+) -> None:
+    form = {"csrf_token": form_token(air_client, "/console/"), "fromProgram": "tune-stream", "ratio": "three to one"}
+    refused = air_client.post(f"{PARTNER}/rates", data=form, headers={"accept-language": "zh-TW"})
+    assert refused.status_code == 422
+    error = re.search(r'<p class="field__error" id="f-ratio-error">(.*?)</p>', refused.text)
+    assert error is not None
+    # Not an English sentence passed off as the page's own: said to be the exchange's English.
+    assert error[1].startswith('交換平台的說明（英文）： <span lang="en">&#39;three to one&#39; is not a ratio'), error[
+        1
+    ]
 
 
 def test_the_rates_page_lists_the_rates_into_the_partners_program_only(air_client: httpx.Client) -> None:
@@ -474,6 +494,27 @@ def test_the_reconciliation_shows_the_partners_breaks_and_their_resolution_read_
         assert document["partner"] == "fresh-mart", "the address names no partner: always one's own"
 
 
+def test_the_breaks_download_as_a_csv_a_spreadsheet_opens_each_with_what_to_do_next(
+    settled: tuple[Gateway, str],
+) -> None:
+    gateway, period = settled
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
+        page = client.get(f"{PARTNER}/statements/{period}/reconciliation").text
+        assert f'href="{PARTNER}/statements/{period}/breaks.csv"' in page
+        report = client.get(f"{PARTNER}/statements/{period}/breaks.csv")
+        assert report.headers["content-type"] == "text/csv; charset=utf-8"
+        assert f'filename="breaks-formosa-air-{period}.csv"' in report.headers["content-disposition"]
+        assert report.content.startswith(b"\xef\xbb\xbfpartner,period,break,kind,reference,")
+        rows = {row["reference"]: row for row in csv.DictReader(io.StringIO(report.text.removeprefix("\ufeff")))}
+        missing = rows["conversion:not-in-ledger"]
+        assert (missing["kind"], missing["partner_amount"], missing["resolution"]) == ("MISSING_IN_LEDGER", "5.00", "")
+        assert "another period" in missing["next_step"]
+        assert rows["conversion:c2"]["resolution"] == "ACCEPT_LEDGER"
+        assert rows["conversion:c2"]["reason"] == "our file was wrong"
+    with signed_in(gateway, gateway.person(Role.PARTNER, "fresh-mart")) as client:
+        assert client.get(f"{PARTNER}/statements/{period}/breaks.csv").status_code == 404, "no records of its own"
+
+
 def test_a_reconciliation_page_past_a_garbage_cursor_is_refused_by_name_not_shown_as_the_first(
     settled: tuple[Gateway, str],
 ) -> None:
@@ -519,3 +560,72 @@ def test_the_reconciliation_counts_every_break_and_pages_past_the_first_ones(set
         assert f"{breaks:,} breaks to resolve" in listing, "grouped as the amounts beside it are"
         chinese = client.get(f"{PARTNER}/statements", headers={"accept-language": "zh-TW"}).text
         assert f"{breaks:,} 筆差異待處理" in chinese
+
+
+async def close_two_months_with_late_items(gateway: Gateway) -> tuple[str, str]:
+    """Two months back, a redemption formosa-air paid for; that month closed, a conversion of it
+    posted late and the redemption cancelled, both into last month, which closed too: (the
+    earlier month, last month)."""
+    now = datetime.now(UTC)
+    async with open_services(gateway.settings, clock=FrozenClock(now)) as services:
+        calendar = services.settlement.calendar
+    last = calendar.latest_over(now)
+    earlier = calendar.previous(last)
+    during = calendar.starts_at(earlier) + timedelta(days=3)
+    chart = ChartOfAccounts("TWD")
+    late = conversion_transaction(
+        chart=chart,
+        transaction_id="t-late",
+        conversion_id="late",
+        source="wallet-pay",
+        target="formosa-air",
+        points_in=500,
+        points_out=1_250,
+        money_value_minor=50_000,
+        fee_minor=1_000,
+        effective_at=during,
+    )
+    redeemed = redemption_transaction(
+        chart=chart,
+        transaction_id="t-r1",
+        redemption_id="r1",
+        paying="formosa-air",
+        publisher="fresh-mart",
+        points=1_500,
+        price_minor=60_000,
+        fee_minor=600,
+        effective_at=during,
+    )
+    async with open_services(gateway.settings, clock=FrozenClock(calendar.starts_at(last))) as services:
+        async with services.db.transaction() as session:
+            await services.settlement.ledger.post_many(session, [redeemed])
+        await services.settlement.close(earlier, by="test")
+        async with services.db.transaction() as session:
+            await services.settlement.ledger.post_many(session, [late])
+            await services.settlement.ledger.reverse(
+                session, "t-r1", transaction_id="t-r1-back", effective_at=services.clock.now(), kind=REVERSAL_KIND
+            )
+    async with open_services(gateway.settings, clock=FrozenClock(now)) as services:
+        await services.settlement.close(last, by="test")
+    return earlier, last
+
+
+def test_a_statement_page_says_which_lines_are_late_and_what_a_reversal_reverses(
+    postgres_databases: PostgresDatabases,
+) -> None:
+    for gateway in start_gateway(postgres_databases):
+        earlier, last = run_async(partial(close_two_months_with_late_items, gateway))
+        with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
+            page = client.get(f"{PARTNER}/statements/{last}").text
+            assert f"late: it happened in {earlier}" in page
+            assert f"reverses t-r1 of {earlier}" in page
+            assert page.count("late: it happened") == 1, "the conversion's line (its target pays no fee), no other"
+            assert page.count("reverses t-r1") == 2, "the reward's price and its fee, given back"
+            chinese = client.get(f"{PARTNER}/statements/{last}", headers={"accept-language": "zh-TW"}).text
+            assert f"逾期入帳：發生於 {earlier}" in chinese and f"沖銷 {earlier} 的 t-r1" in chinese
+            assert "<td>Redemption cancelled</td>" in page and "<td>兌領取消</td>" in chinese, "the kind, in words"
+            before = client.get(f"{PARTNER}/statements/{earlier}").text
+            assert "late: it happened" not in before and "reverses " not in before
+        with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+            staff = client.get(f"/console/settlement/{last}/statements/wallet-pay").text
+            assert staff.count(f"late: it happened in {earlier}") == 2, "its conversion line and its fee line"

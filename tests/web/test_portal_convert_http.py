@@ -3,6 +3,7 @@ form, after the quote ran out, and without the source program's authority."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -132,3 +133,19 @@ def test_points_out_of_range_are_refused_naming_the_range_and_kept_in_the_form(
         assert refused.status_code == 400
         assert "points must be a whole number from 1 to 1,000,000,000" in refused.text, points
         assert f'maxlength="15" value="{points}"' in refused.text
+
+
+def test_a_conversion_the_partner_refused_shows_the_partners_own_words_on_a_chinese_page(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    member_ref = linked_member(portal_gateway, client, also_sign_in=False)
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 6_000)  # more than the 5,000 points held
+    converted = client.post(quote_page, data=convert_form(client, quote_page))
+    assert converted.status_code == 303, converted.text
+    page = html.unescape(client.get(converted.headers["location"], headers={"accept-language": "zh-TW"}).text)
+    failure = page.split('id="failure">')[1].split("</p>")[0]
+    # FreshMart's words, quoted as FreshMart's: not the exchange's English around them.
+    assert failure == (
+        f'FreshMart Rewards 的原話： <q class="own-words" lang="">member {member_ref} has 5000 points, 6000 asked</q>'
+    )
+    assert portal_gateway.partners.balance("fresh-mart", member_ref) == 5_000

@@ -4,11 +4,14 @@ partners/CONTRACT.md), what each way of getting it wrong is answered, and who is
 from __future__ import annotations
 
 import base64
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, inspect, text
 
 from exchange.auth.scopes import Role
+from exchange.db.migrate import sync_database_url
 from exchange.sandbox.faults import FaultKind
 from tests.web.conftest import PortalGateway
 from tests.web.portal_flows import HIDDEN, answer_partner, csrf_token, partner_page, post_back, sign_in
@@ -70,6 +73,7 @@ def test_a_sign_in_comes_back_once_and_only_to_the_browser_that_started_it(
 ) -> None:
     member_ref = portal_gateway.partners.new_member("fresh-mart")
     back = post_back(answer_partner(client, partner_page(client, "fresh-mart"), member_ref))
+    ticket = client.cookies["exchange_sign_in"]
     with portal_gateway.gateway.client() as other_browser:
         stolen = back.send(other_browser)
         assert stolen.status_code == 400 and "was not started here" in stolen.text
@@ -79,7 +83,7 @@ def test_a_sign_in_comes_back_once_and_only_to_the_browser_that_started_it(
     assert client.get("/portal/").status_code == 200
     # ...and never again (the state and the assertion are both single use).
     client.cookies.delete("exchange_member")
-    client.cookies.set("exchange_sign_in", back.fields["state"])
+    client.cookies.set("exchange_sign_in", ticket)
     assert back.send(client).status_code == 400
     assert client.get("/portal/").status_code == 303
 
@@ -245,11 +249,42 @@ def test_an_assertion_whose_iss_no_client_could_have_is_refused_not_failed_on(
     """Anyone can start a sign-in and post back what they like: an ``iss`` that the database
     could not even be asked about (a NUL, half a surrogate pair, far too long) is a refused
     sign-in, as an unknown client's is."""
-    partner_page(client, "fresh-mart")
-    state = client.cookies["exchange_sign_in"]
+    [state] = parse_qs(urlsplit(partner_page(client, "fresh-mart")).query)["state"]
     claims = base64.urlsafe_b64encode(f'{{"iss": "{issuer}", "sub": "m"}}'.encode()).rstrip(b"=").decode()
     refused = client.post(
         "/portal/sign-in/return", data={"state": state, "assertion": f"eyJhbGciOiJFUzI1NiJ9.{claims}.c2ln"}
     )
     assert refused.status_code == 400 and "could not be verified" in refused.text
+    assert client.get("/portal/").status_code == 303
+
+
+def rows_per_table(database_url: str) -> dict[str, int]:
+    engine = create_engine(sync_database_url(database_url))
+    try:
+        with engine.connect() as connection:
+            tables = inspect(connection).get_table_names()
+            return {table: connection.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one() for table in tables}
+    finally:
+        engine.dispose()
+
+
+def test_starting_sign_ins_writes_nothing_however_many_are_started(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """Anyone may ask for sign-in pages without signing in: a burst of them leaves the database
+    as it was, and each still works only in the browser that started it."""
+    database_url = portal_gateway.gateway.settings.database_url
+    before = rows_per_table(database_url)
+    tickets = set()
+    for _ in range(50):
+        with portal_gateway.gateway.client() as anyone:
+            assert anyone.get("/portal/sign-in/fresh-mart").status_code == 303
+            tickets.add(anyone.cookies["exchange_sign_in"])
+    assert rows_per_table(database_url) == before
+    assert len(tickets) == 50
+
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    back = post_back(answer_partner(client, partner_page(client, "fresh-mart"), member_ref))
+    client.cookies.set("exchange_sign_in", tickets.pop())  # another browser's ticket
+    assert back.send(client).status_code == 400
     assert client.get("/portal/").status_code == 303

@@ -78,6 +78,8 @@ def test_rewards_are_listed_by_the_coalition_level_they_need(
     catalog = client.get("/portal/rewards").text
     higher = catalog.index("Gold lounge evening")
     assert "above your level" in catalog[:higher]
+    # Nothing redeemed yet: the history says how to start.
+    assert "Open a reward in the list of rewards" in client.get("/portal/rewards/history").text
 
 
 def test_paying_with_a_program_the_session_was_not_signed_in_through_is_refused(

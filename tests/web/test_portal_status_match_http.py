@@ -32,9 +32,19 @@ def test_a_member_previews_a_status_match_requests_it_and_the_partner_holds_the_
     offered = client.get("/portal/status-match").text
     assert 'value="fresh-mart"' in offered and 'value="wallet-pay"' in offered
     assert 'value="coalition"' not in offered, "the coalition point grants no status to match"
+    assert "then Preview to see what a match would give you" in offered  # the empty list says what to do
 
     refused = client.get("/portal/status-match", params={"from_program": "wallet-pay", "to_program": "fresh-mart"})
     assert 'id="not-granted"' in refused.text and 'id="request-match"' not in refused.text
+    # Why, in the page's language: not the exchange's English reason.
+    chinese = client.get(
+        "/portal/status-match",
+        params={"from_program": "wallet-pay", "to_program": "fresh-mart"},
+        headers={"accept-language": "zh-TW"},
+    ).text
+    why = chinese.split('id="not-granted">')[1].split("</p>")[0]
+    assert "比對無法讓您在該計畫獲得更高等級" in why and "FreshMart Rewards不提供等級比對。" in why, why
+    assert "grants no status matches" not in why
 
     preview = client.get("/portal/status-match", params={"from_program": "fresh-mart", "to_program": "wallet-pay"})
     assert preview.status_code == 200

@@ -35,7 +35,7 @@ from tests.web.test_portal_browser import sign_in as browser_sign_in
 
 #: Conversions out of FreshMart above this many points wait for staff.
 HOLD_ABOVE = 2_000
-HELD_ROW = re.compile(r"<td>([0-9a-f-]{36})</td>")
+HELD_ROW = re.compile(r"<td data-label=\"[^\"]+\">([0-9a-f-]{36})</td>")
 
 
 def held_ids(page: str) -> list[str]:
@@ -139,6 +139,22 @@ def test_staff_reject_and_approve_held_conversions_and_partners_cannot(holding_g
     assert partners.balance("formosa-air", member_ref) > 0
 
 
+def test_a_rejected_conversion_tells_its_member_the_staffs_own_words_in_a_chinese_sentence(
+    holding_gateway: PortalGateway,
+) -> None:
+    gateway = holding_gateway.gateway
+    with gateway.client() as member:
+        linked_member(holding_gateway, member)
+        page = held_conversion(member)
+        conversion_id = page.rsplit("/", 1)[1]
+        with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as staff:
+            form = {"csrf_token": form_token(staff, "/console/risk/"), "reason": "卡片掛失"}
+            assert staff.post(f"/console/risk/{conversion_id}/reject", data=form).status_code == 303
+        chinese = html.unescape(member.get(page, headers={"accept-language": "zh-TW"}).text)
+    failure = chinese.split('id="failure">')[1].split("</p>")[0]
+    assert failure == '交換平台人員駁回，原話： <q class="own-words" lang="">卡片掛失</q>'
+
+
 def test_the_decision_log_names_programs_and_says_the_gates_reasons_in_the_readers_language(
     holding_gateway: PortalGateway,
 ) -> None:
@@ -150,11 +166,14 @@ def test_the_decision_log_names_programs_and_says_the_gates_reasons_in_the_reade
     for page in english, chinese:
         log = page.split('id="decisions-heading"')[1]
         row = next(row for row in log.split("<tr>") if conversion_id in row)
-        assert "<td>FreshMart Rewards</td>" in row and "fresh-mart" not in row
+        assert '">FreshMart Rewards</td>' in row and "fresh-mart" not in row
         held = page.split('id="held-redemptions-heading"')[0]
-        assert "<td>FreshMart Rewards <span" in held and "<td>Formosa Air Miles <span" in held
+        assert '">FreshMart Rewards <span' in held and '">Formosa Air Miles <span' in held
+        # The rule is said in words, its code kept beside them.
+        assert '<code class="rule-code">HOLD_ABOVE</code>' in row
     assert "above 2,000 points: waits for staff review" in english
     assert "超過 2,000 點：等候人員審核" in chinese and "waits for staff review" not in chinese
+    assert "Large outflow: held for staff review <code" in english and "大額轉出：等候人員審核 <code" in chinese
     # The link the member made just before: verified by the partner, said by its name.
     assert "已經 Formosa Air Miles 驗證；已核對資格" in chinese
 
@@ -252,6 +271,10 @@ def test_staff_reject_a_held_conversion_on_a_phone_in_traditional_chinese(
         row = page.locator("tr", has_text=conversion_id)
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, f"the risk review scrolls sideways by {overflow} px on a phone"
+        # Nor does any of its tables: each row stacks, each value under its column's name.
+        tables = page.evaluate("[...document.querySelectorAll('.table-wrap')].map(t => t.scrollWidth - t.clientWidth)")
+        assert tables and max(tables) <= 0, f"a table of the risk review scrolls sideways on a phone: {tables}"
+        expect(row.locator("td[data-label=點數]")).to_be_visible()
         screenshot(page, "held")
         row.get_by_label(f"駁回 {conversion_id[:8]} 的原因").fill("卡片掛失")
         row.get_by_role("button", name=f"駁回 {conversion_id[:8]}").click()
@@ -296,7 +319,9 @@ def test_a_member_cancels_a_held_redemption_in_english_and_one_decided_meanwhile
     with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as staff:  # the log says how the hold ended
         decisions = staff.get("/console/risk/").text
         assert re.search(
-            rf"<td>Cancelled</td>\s*<td>CANCELLED</td>\s*<td>FreshMart Rewards</td>\s*<td>{newest}</td>", decisions
+            rf'">Cancelled</td>\s*<td [^>]+>Cancelled while held <code class="rule-code">CANCELLED</code></td>\s*'
+            rf"<td [^>]+>FreshMart Rewards</td>\s*<td [^>]+>{newest}</td>",
+            decisions,
         )
         in_chinese = staff.get("/console/risk/", params={"lang": "zh-TW"}).text
         assert "會員於暫停待審時取消：未扣除任何點數" in in_chinese

@@ -3,6 +3,8 @@ the streamed upload, bulk resolution and sign-off; who is refused, and forms wit
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterator
 
@@ -53,6 +55,20 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         assert uploaded.status_code == 200, uploaded.text
         assert uploaded.json()["unresolvedBreaks"] == 5
         reconciliation = f"/console/settlement/{month}/reconciliations/fresh-mart"
+        assert f'href="{reconciliation}/breaks.csv"' in client.get(reconciliation).text
+        report = client.get(f"{reconciliation}/breaks.csv")
+        assert report.headers["content-type"] == "text/csv; charset=utf-8"
+        assert f'filename="breaks-fresh-mart-{month}.csv"' in report.headers["content-disposition"]
+        rows = list(csv.DictReader(io.StringIO(report.text.removeprefix("\ufeff"))))
+        assert [(row["kind"], row["reference"]) for row in rows] == [
+            ("AMOUNT_MISMATCH", "conversion:c4"),
+            ("MISSING_IN_LEDGER", "conversion:x1"),
+            ("MISSING_IN_LEDGER", "conversion:x2"),
+            ("MISSING_IN_PARTNER", "conversion:c2"),
+            ("MISSING_IN_PARTNER", "conversion:c5"),
+        ]
+        assert all(row["next_step"] and not row["resolution"] for row in rows)
+        assert client.get(f"/console/settlement/{month}/reconciliations/wallet-pay/breaks.csv").status_code == 404
         for query in ("?kind=NOPE", "?counterparty=" + "x" * 65):
             assert client.get(reconciliation + query).status_code == 200, query
         for query in ("?after=" + "9" * 30, "?kind=NOPE&after=x", "?after=%C2%B2", "?after=", "?after=-1"):

@@ -24,10 +24,19 @@ from exchange.auth.scopes import Scope, parse_scopes, scope_text
 
 @strawberry.enum(description="Who a token speaks for.")
 class Role(Enum):
-    PARTNER = RoleValue.PARTNER.value
-    MEMBER = RoleValue.MEMBER.value
-    SETTLEMENT = RoleValue.SETTLEMENT.value
-    ADMIN = RoleValue.ADMIN.value
+    PARTNER = strawberry.enum_value(
+        RoleValue.PARTNER.value,
+        description="A partner company's client: its own program's data (`partner:read`, `partner:write`).",
+    )
+    MEMBER = strawberry.enum_value(
+        RoleValue.MEMBER.value,
+        description="A member, through a token a partner obtained by asserting them: their own accounts and operations.",
+    )
+    SETTLEMENT = strawberry.enum_value(
+        RoleValue.SETTLEMENT.value,
+        description="Settlement staff's tool: periods, every partner's statements, reconciliation, risk review.",
+    )
+    ADMIN = strawberry.enum_value(RoleValue.ADMIN.value, description="An administrator's tool: programs and clients.")
 
 
 @authorize_fields(AUTHENTICATED)

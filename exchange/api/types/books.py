@@ -160,7 +160,10 @@ class PartnerBooks:
     redeemed_for_rewards: PointsFigure = strawberry.field(
         description="Its members' points paying for rewards, net of reversals."
     )
-    redeemed: PointsFigure = strawberry.field(description="convertedOut + redeemedForRewards.")
+    redeemed: PointsFigure = strawberry.field(
+        description="convertedOut + redeemedForRewards, points and value alike (its value is theirs added, "
+        "so the books foot to the cent)."
+    )
     reversed: PointsFigure = strawberry.field(
         description="Points given back by reversals in the period (already netted in the figures above)."
     )
@@ -174,6 +177,14 @@ class PartnerBooks:
     )
     money_paid_for_redeemed: Money = strawberry.field(
         description="What it owed for the points taken back (fees included)."
+    )
+    money_received_for_rewards: Money = strawberry.field(
+        description="What it was owed for the rewards it published that members paid for with other programs' "
+        "points, net of reversals."
+    )
+    money_other: Money = strawberry.field(
+        description="The rest of moneyNet: adjustments, coalition points' breakage. moneyReceivedForIssued − "
+        "moneyPaidForRedeemed + moneyReceivedForRewards + moneyOther = moneyNet."
     )
     money_net: Money = strawberry.field(description="Its whole clearing movement in the period: its statement's net.")
     cost_per_point: Decimal | None = strawberry.field(
@@ -198,12 +209,16 @@ class PartnerBooks:
             issued=points(figures.issued),
             converted_out=points(figures.converted_out),
             redeemed_for_rewards=points(figures.redeemed_for_rewards),
-            redeemed=points(figures.redeemed),
+            redeemed=PointsFigure(
+                points=PointTotal(figures.redeemed), value=Money.of_minor(books.redeemed_value, currency)
+            ),
             reversed=points(figures.reversed),
             other_points=points(figures.other_points),
             outstanding=points(figures.outstanding),
             money_received_for_issued=Money.of_minor(figures.money_for_issued, currency),
             money_paid_for_redeemed=Money.of_minor(-figures.money_for_redeemed, currency),
+            money_received_for_rewards=Money.of_minor(figures.money_for_rewards, currency),
+            money_other=Money.of_minor(figures.money_other, currency),
             money_net=Money.of_minor(figures.money_net, currency),
             cost_per_point=books.cost_per_point,
             budget=None if books.budget is None else IssueBudget.of(books.budget, currency),

@@ -186,10 +186,18 @@ class Quote:
 @strawberry.enum(description="Where a conversion stands.")
 class ConversionStatus(Enum):
     HELD = strawberry.enum_value("HELD", description="Held by a risk gate for staff review; nothing has moved yet.")
-    PENDING = "PENDING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    REVERSED = "REVERSED"
+    PENDING = strawberry.enum_value(
+        "PENDING",
+        description="Under way: a partner's answer is awaited, or the exchange will ask again; read it back with `conversion(id)`.",
+    )
+    COMPLETED = strawberry.enum_value(
+        "COMPLETED", description="Debited at the source, credited at the target and posted to the clearing ledger."
+    )
+    FAILED = strawberry.enum_value("FAILED", description="Nothing moved (`failure` says why).")
+    REVERSED = strawberry.enum_value(
+        "REVERSED",
+        description="The target did not credit the points, so the debit at the source was given back (`failure` says why).",
+    )
 
 
 @authorize_fields(MEMBERS_OWN)

@@ -46,8 +46,14 @@ MEMBER_RULE: Rule = own_member(source("id")) | (requires(Scope.PARTNER_READ) & o
 
 @strawberry.enum(description="How a linked account was established.")
 class LinkMethod(Enum):
-    ASSERTION = LinkMethodValue.ASSERTION.value
-    VERIFIED = LinkMethodValue.VERIFIED.value
+    ASSERTION = strawberry.enum_value(
+        LinkMethodValue.ASSERTION.value,
+        description="The partner vouched for the member with a signed assertion (the JWT-bearer grant, or the portal's sign-in).",
+    )
+    VERIFIED = strawberry.enum_value(
+        LinkMethodValue.VERIFIED.value,
+        description="The member proved the account with a value the partner verified (`linkAccount`).",
+    )
     COALITION = strawberry.enum_value(
         LinkMethodValue.COALITION.value, description="The member's own account at the coalition point."
     )

@@ -33,9 +33,12 @@ PROMOTION_OWNERS: Rule = (requires(Scope.PARTNER_READ) & own_program(source("pro
     description="Who set a rate version: derived from point values, declared by the operator, or set by the partner."
 )
 class RateOrigin(Enum):
-    DERIVED = "derived"
-    DECLARED = "declared"
-    PARTNER = "partner"
+    DERIVED = strawberry.enum_value("derived", description="Derived from the two programs' point values.")
+    DECLARED = strawberry.enum_value(
+        "declared",
+        description="Declared by the exchange in the target program's declaration (`partners/<id>.toml`); not the partner's to change.",
+    )
+    PARTNER = strawberry.enum_value("partner", description="Set by the target program's partner (`setConversionRate`).")
 
 
 @authorize_fields(PUBLIC)

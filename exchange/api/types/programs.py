@@ -41,14 +41,16 @@ PROGRAM_OWNER_OR_STAFF = (requires(Scope.PARTNER_READ) & own_program(source("id"
 
 @strawberry.enum(description="What kind of business runs a program.")
 class ProgramCategory(Enum):
-    WALLET = "wallet"
-    COALITION_CARD = "coalition-card"
-    SUPERMARKET = "supermarket"
-    BANK_CARD = "bank-card"
-    MUSIC = "music"
-    AIRLINE = "airline"
-    HOTEL = "hotel"
-    COALITION = "coalition"
+    WALLET = strawberry.enum_value("wallet", description="A payment wallet.")
+    COALITION_CARD = strawberry.enum_value(
+        "coalition-card", description="A coalition loyalty card shared by several shops."
+    )
+    SUPERMARKET = strawberry.enum_value("supermarket", description="A supermarket.")
+    BANK_CARD = strawberry.enum_value("bank-card", description="A bank's card rewards.")
+    MUSIC = strawberry.enum_value("music", description="A music service.")
+    AIRLINE = strawberry.enum_value("airline", description="An airline's miles.")
+    HOTEL = strawberry.enum_value("hotel", description="A hotel group.")
+    COALITION = strawberry.enum_value("coalition", description="The coalition point the exchange issues itself.")
 
 
 @strawberry.enum(description="Whose points a program's are.")

@@ -49,35 +49,56 @@ def _in(code: str, settlement: Currency) -> Currency:
 
 @strawberry.enum(description="What a redemption gets the member.")
 class RewardKind(Enum):
-    DIRECT = RewardKindValue.DIRECT.value
-    LOTTERY = RewardKindValue.LOTTERY.value
+    _value_: str  # .value is the string: strawberry unwraps enum_value (mypy would see its wrapper)
+    DIRECT = strawberry.enum_value(
+        RewardKindValue.DIRECT.value,
+        description="The publisher delivers the reward and confirms the delivery (`confirmRedemptionDelivery`).",
+    )
+    LOTTERY = strawberry.enum_value(RewardKindValue.LOTTERY.value, description="An entry in the publisher's draw.")
 
 
 @strawberry.enum(description="Where a redemption stands.")
 class RedemptionStatus(Enum):
-    PENDING = RedemptionStatusValue.PENDING.value
+    _value_: str  # .value is the string: strawberry unwraps enum_value (mypy would see its wrapper)
+    PENDING = strawberry.enum_value(
+        RedemptionStatusValue.PENDING.value, description="Stock set aside; the member is being debited."
+    )
     HELD = strawberry.enum_value(
         RedemptionStatusValue.HELD.value,
         description="Held by the paying program's risk gates for staff review: stock taken, nothing debited yet; "
         "its member or publisher may cancel it (`cancelRedemption`).",
     )
-    COMPLETED = RedemptionStatusValue.COMPLETED.value
-    DELIVERED = RedemptionStatusValue.DELIVERED.value
+    COMPLETED = strawberry.enum_value(
+        RedemptionStatusValue.COMPLETED.value,
+        description="Paid and posted: awaiting delivery (DIRECT) or entered in the draw (LOTTERY).",
+    )
+    DELIVERED = strawberry.enum_value(
+        RedemptionStatusValue.DELIVERED.value, description="The publisher confirmed delivery."
+    )
     FAILED = strawberry.enum_value(
         RedemptionStatusValue.FAILED.value,
         description="Ended without being paid, its stock given back: its debit did not go through, or while "
         "HELD staff rejected it (`failureCode` RISK_REJECTED), the hold ended (HOLD_EXPIRED) or it was "
         "cancelled (CANCELLED, with `cancelledBy`).",
     )
-    REVERSING = RedemptionStatusValue.REVERSING.value
-    REVERSED = RedemptionStatusValue.REVERSED.value
+    REVERSING = strawberry.enum_value(
+        RedemptionStatusValue.REVERSING.value,
+        description="Cancelled or undelivered: the points, the ledger and the stock are being given back.",
+    )
+    REVERSED = strawberry.enum_value(
+        RedemptionStatusValue.REVERSED.value, description="The points, the ledger and the stock were given back."
+    )
 
 
 @strawberry.enum(description="Who undid a redemption.")
 class CancelledBy(Enum):
-    MEMBER = CancelledByValue.MEMBER.value
-    PUBLISHER = CancelledByValue.PUBLISHER.value
-    TIMEOUT = CancelledByValue.TIMEOUT.value
+    MEMBER = strawberry.enum_value(CancelledByValue.MEMBER.value, description="The member cancelled it.")
+    PUBLISHER = strawberry.enum_value(
+        CancelledByValue.PUBLISHER.value, description="The reward's publisher cancelled it."
+    )
+    TIMEOUT = strawberry.enum_value(
+        CancelledByValue.TIMEOUT.value, description="No delivery was confirmed before the delivery deadline."
+    )
 
 
 @authorize_fields(PUBLIC)

@@ -18,19 +18,21 @@ from exchange.risk.models import RiskDecision as RiskDecisionRow
     "redemption's member or publisher cancelled it (the reason says which)."
 )
 class RiskVerdict(Enum):
-    ALLOW = "ALLOW"
-    REFUSE = "REFUSE"
-    HOLD = "HOLD"
-    APPROVE = "APPROVE"
-    REJECT = "REJECT"
-    CANCEL = "CANCEL"
+    ALLOW = strawberry.enum_value("ALLOW", description="A gate let it through.")
+    REFUSE = strawberry.enum_value("REFUSE", description="A gate refused it; nothing was recorded or moved.")
+    HOLD = strawberry.enum_value("HOLD", description="A gate held it for staff review.")
+    APPROVE = strawberry.enum_value("APPROVE", description="Staff approved a hold: it went on.")
+    REJECT = strawberry.enum_value(
+        "REJECT", description="Staff rejected a hold, or it ended unreviewed (`HOLD_EXPIRED`): FAILED, nothing moved."
+    )
+    CANCEL = strawberry.enum_value("CANCEL", description="Its member or publisher cancelled a held redemption.")
 
 
 @strawberry.enum(description="What a risk decision was about.")
 class RiskSubject(Enum):
-    LINK = "LINK"
-    CONVERSION = "CONVERSION"
-    REDEMPTION = "REDEMPTION"
+    LINK = strawberry.enum_value("LINK", description="Linking an account (membership validation).")
+    CONVERSION = strawberry.enum_value("CONVERSION", description="A conversion.")
+    REDEMPTION = strawberry.enum_value("REDEMPTION", description="A redemption.")
 
 
 @authorize_fields(requires(Scope.SETTLEMENT_READ))

@@ -77,24 +77,51 @@ def break_id_of(value: str, *, field: str) -> int:
     "SIGNED_OFF once staff have signed it off."
 )
 class PeriodStatus(Enum):
-    OPEN = PeriodStatusValue.OPEN.value
-    CLOSING = PeriodStatusValue.CLOSING.value
-    CLOSED = PeriodStatusValue.CLOSED.value
-    SIGNED_OFF = "SIGNED_OFF"
+    OPEN = strawberry.enum_value(PeriodStatusValue.OPEN.value, description="Postings go into it.")
+    CLOSING = strawberry.enum_value(
+        PeriodStatusValue.CLOSING.value,
+        description="Being closed: nothing more posts into it while its figures are computed (closing it again finishes the job if a closing stopped half-way).",
+    )
+    CLOSED = strawberry.enum_value(
+        PeriodStatusValue.CLOSED.value,
+        description="Closed: nothing more is posted into it; its positions and statements are final.",
+    )
+    SIGNED_OFF = strawberry.enum_value(
+        "SIGNED_OFF",
+        description="For one partner: settlement staff signed off its reconciliation; its period is final.",
+    )
 
 
 @strawberry.enum(description="How a partner's line, or a reference of the ledger, failed to match.")
 class BreakKind(Enum):
-    MISSING_IN_LEDGER = BreakKindValue.MISSING_IN_LEDGER.value
-    MISSING_IN_PARTNER = BreakKindValue.MISSING_IN_PARTNER.value
-    AMOUNT_MISMATCH = BreakKindValue.AMOUNT_MISMATCH.value
-    DUPLICATE = BreakKindValue.DUPLICATE.value
+    _value_: str  # .value is the string: strawberry unwraps enum_value (mypy would see its wrapper)
+    MISSING_IN_LEDGER = strawberry.enum_value(
+        BreakKindValue.MISSING_IN_LEDGER.value,
+        description="A line of the partner's file names a reference the ledger does not have in the period.",
+    )
+    MISSING_IN_PARTNER = strawberry.enum_value(
+        BreakKindValue.MISSING_IN_PARTNER.value,
+        description="The ledger has a reference in the period that no line of the partner's file names.",
+    )
+    AMOUNT_MISMATCH = strawberry.enum_value(
+        BreakKindValue.AMOUNT_MISMATCH.value, description="Both have the reference, with different amounts."
+    )
+    DUPLICATE = strawberry.enum_value(
+        BreakKindValue.DUPLICATE.value,
+        description="The partner's file names the reference again: each line after its first is a break.",
+    )
 
 
 @strawberry.enum(description="How settlement staff resolve a break.")
 class Resolution(Enum):
-    ACCEPT_LEDGER = ResolutionValue.ACCEPT_LEDGER.value
-    ADJUST = ResolutionValue.ADJUST.value
+    _value_: str  # .value is the string: strawberry unwraps enum_value (mypy would see its wrapper)
+    ACCEPT_LEDGER = strawberry.enum_value(
+        ResolutionValue.ACCEPT_LEDGER.value, description="The ledger is right; nothing is posted."
+    )
+    ADJUST = strawberry.enum_value(
+        ResolutionValue.ADJUST.value,
+        description="The partner's figure is right: the difference is posted into the next open period.",
+    )
 
 
 @strawberry.input(description="The adjustment to post when resolving a break with ADJUST.")
@@ -356,23 +383,37 @@ class StatementLine:
         description="The kind, or `fee` for what is owed between a partner and the exchange."
     )
     effective_at: datetime = strawberry.field(description="When it happened (a late item keeps its date).")
+    effective_period: str = strawberry.field(
+        description="The period effectiveAt falls in: the statement's own, or an earlier one for a late item "
+        "(one that happened in a period already closed when it was posted)."
+    )
+    reverses: strawberry.ID | None = strawberry.field(
+        description="The transaction this line's transaction reverses (a cancelled redemption's), or null."
+    )
+    reverses_period: str | None = strawberry.field(
+        description="The period the reversed transaction was posted into, or null: where its line is."
+    )
     counterparty: strawberry.ID
     amount: Decimal = strawberry.field(deprecation_reason=replaced_by_money("value"))
     value: Money = strawberry.field(description="What the line moves, from the partner's side (positive: owed to it).")
     partner_id: strawberry.Private[str]
 
     @classmethod
-    def of(cls, line: StatementLineValue, partner_id: str, currency: Currency) -> StatementLine:
+    def of(cls, line: StatementLineValue, statement: StatementValue) -> StatementLine:
+        currency, reverses = statement.currency, line.reverses
         return cls(
             transaction_id=strawberry.ID(line.transaction_id),
             reference=line.reference,
             kind=line.kind,
             category=line.category,
             effective_at=line.effective_at,
+            effective_period=statement.effective_period(line),
+            reverses=None if reverses is None else strawberry.ID(reverses.transaction_id),
+            reverses_period=None if reverses is None else reverses.period,
             counterparty=strawberry.ID(line.counterparty),
             amount=currency.from_minor(line.amount),
             value=Money.of_minor(line.amount, currency),
-            partner_id=partner_id,
+            partner_id=statement.participant,
         )
 
 
@@ -445,7 +486,7 @@ class Statement:
     @strawberry.field(description="Its lines in order, `first` (at most 1000) from `offset`.")
     def lines(self, first: int = 100, offset: int = 0) -> list[StatementLine]:
         chosen = self.statement.lines[max(0, offset) : max(0, offset) + _page(first)]
-        return [StatementLine.of(line, str(self.partner_id), self.statement.currency) for line in chosen]
+        return [StatementLine.of(line, self.statement) for line in chosen]
 
     @strawberry.field(description="The canonical JSON document (keys sorted, no spaces): what `jws` signs.")
     def json(self) -> str:

@@ -35,20 +35,41 @@ STATUS_MATCH_RULE: Rule = own_member(source("member_id")) | (
 
 @strawberry.enum(description="Where a status match stands.")
 class StatusMatchStatus(Enum):
-    PENDING = MatchStatusValue.PENDING.value
-    ACTIVE = MatchStatusValue.ACTIVE.value
-    UPDATING = MatchStatusValue.UPDATING.value
-    EXPIRED = MatchStatusValue.EXPIRED.value
-    FAILED = MatchStatusValue.FAILED.value
+    PENDING = strawberry.enum_value(
+        MatchStatusValue.PENDING.value, description="Recorded; the tier is being pushed to the target partner."
+    )
+    ACTIVE = strawberry.enum_value(
+        MatchStatusValue.ACTIVE.value, description="The target partner holds the matched tier until `expiresAt`."
+    )
+    UPDATING = strawberry.enum_value(
+        MatchStatusValue.UPDATING.value,
+        description="Being extended (its challenge met) or reverted (past `expiresAt`) at the target partner.",
+    )
+    EXPIRED = strawberry.enum_value(MatchStatusValue.EXPIRED.value, description="Reverted at the target partner.")
+    FAILED = strawberry.enum_value(
+        MatchStatusValue.FAILED.value,
+        description="The target partner never applied the tier; the match does not count towards the yearly limit.",
+    )
 
 
 @strawberry.enum(description="What the target program's policy gives the member, in one word.")
 class StatusMatchOutcome(Enum):
-    GRANTED = Outcome.GRANTED.value
-    NOT_GRANTED = Outcome.NOT_GRANTED.value
-    NO_MATCHING_TIER = Outcome.NO_MATCHING_TIER.value
-    ALREADY_HELD = Outcome.ALREADY_HELD.value
-    SOURCE_IS_MATCHED = Outcome.SOURCE_IS_MATCHED.value
+    GRANTED = strawberry.enum_value(Outcome.GRANTED.value, description="The target program grants the matched tier.")
+    NOT_GRANTED = strawberry.enum_value(
+        Outcome.NOT_GRANTED.value, description="The target program grants no status matches."
+    )
+    NO_MATCHING_TIER = strawberry.enum_value(
+        Outcome.NO_MATCHING_TIER.value,
+        description="The target program has no tier at or below the level the match reaches.",
+    )
+    ALREADY_HELD = strawberry.enum_value(
+        Outcome.ALREADY_HELD.value,
+        description="The member's tier at the target is already at or above the matched one.",
+    )
+    SOURCE_IS_MATCHED = strawberry.enum_value(
+        Outcome.SOURCE_IS_MATCHED.value,
+        description="The member's tier at the source program is itself a match, which is not matched again.",
+    )
 
 
 @authorize_fields(PUBLIC)

@@ -28,26 +28,64 @@ OWNER_OR_STAFF: Rule = requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_p
     "value's dotted name, such as `conversion.completed`)."
 )
 class WebhookEventType(Enum):
-    CONVERSION_COMPLETED = EventType.CONVERSION_COMPLETED.value
-    CONVERSION_FAILED = EventType.CONVERSION_FAILED.value
-    CONVERSION_REVERSED = EventType.CONVERSION_REVERSED.value
-    STATUS_MATCH_GRANTED = EventType.STATUS_MATCH_GRANTED.value
-    STATUS_MATCH_EXPIRED = EventType.STATUS_MATCH_EXPIRED.value
-    REDEMPTION_HELD = EventType.REDEMPTION_HELD.value
-    REDEMPTION_FAILED = EventType.REDEMPTION_FAILED.value
-    REDEMPTION_PAID = EventType.REDEMPTION_PAID.value
-    REDEMPTION_REVERSED = EventType.REDEMPTION_REVERSED.value
-    REDEMPTION_DELIVERED = EventType.REDEMPTION_DELIVERED.value
-    PERIOD_CLOSED = EventType.PERIOD_CLOSED.value
-    STATEMENT_READY = EventType.STATEMENT_READY.value
+    _value_: str  # .value is the string: strawberry unwraps enum_value (mypy would see its wrapper)
+    CONVERSION_COMPLETED = strawberry.enum_value(
+        EventType.CONVERSION_COMPLETED.value, description="A conversion completed (`conversion.completed`)."
+    )
+    CONVERSION_FAILED = strawberry.enum_value(
+        EventType.CONVERSION_FAILED.value, description="A conversion failed, nothing moved (`conversion.failed`)."
+    )
+    CONVERSION_REVERSED = strawberry.enum_value(
+        EventType.CONVERSION_REVERSED.value,
+        description="A conversion was reversed, its debit given back (`conversion.reversed`).",
+    )
+    STATUS_MATCH_GRANTED = strawberry.enum_value(
+        EventType.STATUS_MATCH_GRANTED.value,
+        description="A status match is in effect at the target program (`status_match.granted`).",
+    )
+    STATUS_MATCH_EXPIRED = strawberry.enum_value(
+        EventType.STATUS_MATCH_EXPIRED.value,
+        description="A status match was reverted at the target program (`status_match.expired`).",
+    )
+    REDEMPTION_HELD = strawberry.enum_value(
+        EventType.REDEMPTION_HELD.value, description="A redemption is held for staff review (`redemption.held`)."
+    )
+    REDEMPTION_FAILED = strawberry.enum_value(
+        EventType.REDEMPTION_FAILED.value, description="A redemption ended unpaid (`redemption.failed`)."
+    )
+    REDEMPTION_PAID = strawberry.enum_value(
+        EventType.REDEMPTION_PAID.value, description="A redemption was paid (`redemption.paid`)."
+    )
+    REDEMPTION_REVERSED = strawberry.enum_value(
+        EventType.REDEMPTION_REVERSED.value,
+        description="A paid redemption was undone, its points given back (`redemption.reversed`).",
+    )
+    REDEMPTION_DELIVERED = strawberry.enum_value(
+        EventType.REDEMPTION_DELIVERED.value, description="A reward's delivery was confirmed (`redemption.delivered`)."
+    )
+    PERIOD_CLOSED = strawberry.enum_value(
+        EventType.PERIOD_CLOSED.value, description="A settlement period closed (`period.closed`)."
+    )
+    STATEMENT_READY = strawberry.enum_value(
+        EventType.STATEMENT_READY.value,
+        description="A participant's statement of a closed period is ready (`statement.ready`).",
+    )
 
 
 @strawberry.enum(description="Where a delivery stands.")
 class WebhookDeliveryStatus(Enum):
-    PENDING = DeliveryStatusValue.PENDING.value
-    DELIVERED = DeliveryStatusValue.DELIVERED.value
-    DEAD = DeliveryStatusValue.DEAD.value
-    CANCELLED = DeliveryStatusValue.CANCELLED.value
+    _value_: str  # .value is the string: strawberry unwraps enum_value (mypy would see its wrapper)
+    PENDING = strawberry.enum_value(
+        DeliveryStatusValue.PENDING.value, description="To be sent, or sent again, at its next attempt."
+    )
+    DELIVERED = strawberry.enum_value(DeliveryStatusValue.DELIVERED.value, description="The receiver answered 2xx.")
+    DEAD = strawberry.enum_value(
+        DeliveryStatusValue.DEAD.value,
+        description="Retried for the whole retry window without a 2xx: dead-lettered, until replayed.",
+    )
+    CANCELLED = strawberry.enum_value(
+        DeliveryStatusValue.CANCELLED.value, description="Its subscription was deleted before it was delivered."
+    )
 
 
 @authorize_fields(OWNER_OR_STAFF)

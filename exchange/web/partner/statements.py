@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from exchange.errors import ExchangeError
 from exchange.services.catalog import CatalogService
@@ -40,6 +40,7 @@ class StatementPages:
             Page(prefix + "/{period}", self.statement, rule=READ),
             Page(prefix + "/{period}/statement.{format}", self.download, rule=READ),
             Page(prefix + "/{period}/reconciliation", self.reconciliation, rule=READ),
+            Page(prefix + "/{period}/breaks.csv", self.break_report, rule=READ),
         ]
 
     async def periods(self, request: Request) -> Response:
@@ -76,6 +77,21 @@ class StatementPages:
         return Response(
             body,
             media_type=FORMATS[fmt],
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+    async def break_report(self, request: Request) -> Response:
+        """Every break of the period's reconciliation as CSV, for a spreadsheet; not found before
+        the partner's records are imported."""
+        statement = await self._statement(request)
+        try:
+            view = await self.settlement.reconciliation(statement.participant, statement.period)
+        except ReconciliationNotFound:
+            raise HTTPException(status_code=404) from None
+        filename = f"breaks-{statement.participant}-{statement.period}.csv"
+        return StreamingResponse(
+            self.settlement.break_report(view.reconciliation),
+            media_type=FORMATS["csv"],
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 

@@ -14,6 +14,7 @@ from exchange.errors import ExchangeError
 from exchange.services.container import Services
 from exchange.web.access import Page, form_text
 from exchange.web.portal.members import HOME_PATH, MEMBERS, member, member_session
+from exchange.web.said import Refusal
 from exchange.web.templating import Pages
 
 NOTICES = ("linked",)
@@ -81,7 +82,7 @@ class AccountPages:
                     key=lambda program: program.name,
                 ),
                 "notice": notice,
-                "problem": problem,
+                "problem": Refusal.of(problem, catalog.programs) if problem else None,
                 "entered": entered or {},
             },
             status_code=status_code,

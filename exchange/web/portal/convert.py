@@ -29,6 +29,7 @@ from exchange.web.portal.members import (
     member,
     member_session,
 )
+from exchange.web.said import Refusal, Said
 from exchange.web.templating import Pages
 
 
@@ -85,7 +86,11 @@ class ConvertPages:
         conversion = await found(
             self.services.conversions.conversion(member(request), request.path_params["conversion_id"])
         )
-        return self.pages.render(request, "portal/conversion.html", await self._amounts(conversion))
+        context = await self._amounts(conversion)
+        catalog = await self.services.catalog.cache.get()
+        failure = conversion.failure_message if conversion.status != "COMPLETED" else None
+        context["failure"] = Said.failure(conversion.failure_code, failure, catalog.programs) if failure else None
+        return self.pages.render(request, "portal/conversion.html", context)
 
     async def _form(
         self,
@@ -104,7 +109,12 @@ class ConvertPages:
         return self.pages.render(
             request,
             "portal/convert.html",
-            {"programs": programs, "entered": entered, "expired": expired, "problem": problem},
+            {
+                "programs": programs,
+                "entered": entered,
+                "expired": expired,
+                "problem": Refusal.of(problem, catalog.programs) if problem else None,
+            },
             status_code=status_code,
         )
 
@@ -112,13 +122,14 @@ class ConvertPages:
         self, request: Request, quote: Quote, *, problem: ExchangeError | None = None, status_code: int = 200
     ) -> Response:
         context = await self._amounts(quote)
+        catalog = await self.services.catalog.cache.get()
         expired = quote.expires_at <= self.services.clock.now() or (
             problem is not None and problem.code.value == "QUOTE_EXPIRED"
         )
         context.update(
             quote=quote,
             expired=expired,
-            problem=problem,
+            problem=Refusal.of(problem, catalog.programs) if problem else None,
             # A key per rendering of the form: the same form sent twice converts once.
             idempotency_key=secrets.token_urlsafe(24),
             may_spend=quote.from_program in member_session(request).asserted_by,

@@ -11,6 +11,7 @@ from exchange.services.container import Services
 from exchange.tiers.matching import Assessment
 from exchange.web.access import Page, form_text
 from exchange.web.portal.members import MEMBERS, PORTAL_PATH, member
+from exchange.web.said import Refusal
 from exchange.web.templating import Pages
 
 MATCHES_SHOWN = 20
@@ -94,7 +95,7 @@ class StatusMatchPages:
                 "all_programs": catalog.programs,
                 "entered": entered,
                 "assessment": assessment,
-                "problem": problem,
+                "problem": Refusal.of(problem, catalog.programs) if problem else None,
                 "notice": notice,
                 "matches": await self.services.matches.matches(caller, first=MATCHES_SHOWN),
             },

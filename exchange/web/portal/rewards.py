@@ -29,6 +29,7 @@ from exchange.web.portal.members import (
     member,
     member_session,
 )
+from exchange.web.said import Refusal
 from exchange.web.templating import Pages
 
 HISTORY_LENGTH = 50
@@ -120,7 +121,7 @@ class RewardPages:
                 "rewards": rewards,
                 "programs": catalog.programs,
                 "notice": notice,
-                "problem": problem,
+                "problem": Refusal.of(problem, catalog.programs) if problem else None,
             },
             status_code=status_code,
         )
@@ -140,11 +141,11 @@ class RewardPages:
         options: list[dict[str, Any]] = []
         for account in sorted(view.accounts, key=lambda account: catalog.programs[account.program_id].name):
             quote: RedemptionQuote | None = None
-            failure: ExchangeError | None = None
+            failure: Refusal | None = None
             try:
                 quote = await self.services.rewards.quote(caller, reward.id, account.program_id)
             except ExchangeError as refused:
-                failure = refused
+                failure = Refusal.of(refused, catalog.programs)
             options.append({"program": catalog.programs[account.program_id], "quote": quote, "failure": failure})
         asserted_by = member_session(request).asserted_by
         if not pay_with:  # preselect what can pay at once: a priced program the member signed in with
@@ -160,7 +161,7 @@ class RewardPages:
                 "price": catalog.currency.from_minor(reward.price_minor),
                 "options": options,
                 "asserted_by": asserted_by,
-                "problem": problem,
+                "problem": Refusal.of(problem, catalog.programs) if problem else None,
                 "pay_with": pay_with,
                 "paying_program": catalog.programs.get(pay_with),
                 # A key per rendering of the form: the same form sent twice redeems once.

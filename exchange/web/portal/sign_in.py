@@ -1,7 +1,7 @@
 """Members signing in to the portal through a partner, and out again.
 
-``GET /portal/sign-in/{program}`` starts a sign-in (the state goes into a cookie that a post
-from the partner's site brings along) and sends the browser to the partner's sign-in page; the
+``GET /portal/sign-in/{program}`` starts a sign-in (its signed ticket goes into a cookie that a
+post from the partner's site brings along; nothing is written) and sends the browser to the partner's sign-in page; the
 partner posts it back to ``/portal/sign-in/return`` with the state and an assertion. The
 session cookie is ``Strict``, which a browser arriving from another site would not send on,
 so the return page moves on to the portal by a refresh and a link of its own.
@@ -60,7 +60,7 @@ class SignInPages:
         # must be SameSite=None to come along (Secure and __Host- then), Lax on a laptop.
         same_site: Literal["none", "lax"] = "none" if self.cookies.secure else "lax"
         self.cookies.set(
-            response, SIGN_IN_STATE_COOKIE, started.state, max_age=STATE_COOKIE_SECONDS, same_site=same_site
+            response, SIGN_IN_STATE_COOKIE, started.ticket, max_age=STATE_COOKIE_SECONDS, same_site=same_site
         )
         return response
 
@@ -68,7 +68,7 @@ class SignInPages:
         form = await request.form()
         outcome = await self.sessions.finish(
             state=form_text(form, "state"),
-            browser_state=self.cookies.read(request.cookies, SIGN_IN_STATE_COOKIE),
+            ticket=self.cookies.read(request.cookies, SIGN_IN_STATE_COOKIE),
             assertion=form_text(form, "assertion") or None,
         )
         if isinstance(outcome, SignInFailed):

@@ -70,7 +70,9 @@ async def test_the_books_show_a_month_of_mixed_activity(settlement: SettlementSe
     assert figures.outstanding == 2_000 + 4_500 - 4_500, "October's 2,000 miles are still out; December is not counted"
     assert figures.money_for_redeemed == -(120_000 + 60_600), "c2 and r1; r2 was reversed"
     assert figures.money_for_issued == (160_000 - 3_200) + (20_000 - 400)
-    assert figures.money_net == figures.money_for_redeemed + figures.money_for_issued + 9_000
+    assert figures.money_for_rewards == 9_000, "r3: the reward formosa-air published, paid with wallet-pay's points"
+    assert figures.money_net == figures.money_for_redeemed + figures.money_for_issued + figures.money_for_rewards
+    assert figures.money_other == 0
     assert november.cost_per_point == Decimal("0.401333"), "1,806.00 TWD paid for 4,500 miles, half-even"
     assert november.value(figures.outstanding) == 80_000, "2,000 miles at 0.4 TWD"
 

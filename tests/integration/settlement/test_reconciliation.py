@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from decimal import Decimal
 
@@ -37,7 +38,16 @@ from exchange.settlement.models import (
 from exchange.testing.clock import FrozenClock
 from tests.fakes import Fault
 from tests.integration import test_conversion_saga as conversions
-from tests.integration.settlement.conftest import ISSUER, RETENTION_YEARS, SECRET, close, conversion, post, redemption
+from tests.integration.settlement.conftest import (
+    ISSUER,
+    NOVEMBER,
+    RETENTION_YEARS,
+    SECRET,
+    close,
+    conversion,
+    post,
+    redemption,
+)
 from tests.outages import kill_connection_of
 
 FILE = """reference,amount,counterparty,date
@@ -146,6 +156,7 @@ async def test_records_are_taken_only_for_a_closed_period(closed: SettlementServ
     with pytest.raises(PeriodNotClosed) as caught:
         await closed.import_records("fresh-mart", "2026-12", lines(FILE), by="x")
     assert caught.value.code is ErrorCode.PERIOD_NOT_CLOSED
+    assert caught.value.message == "period 2026-12 is not closed: close it first, once it is over", "what to do next"
 
 
 async def test_importing_again_replaces_the_reconciliation_until_a_break_is_resolved(closed: SettlementService) -> None:
@@ -369,3 +380,67 @@ async def test_a_partner_that_answers_a_credit_it_never_applied_or_applies_one_t
         [f"MISSING_IN_PARTNER:conversion:{unapplied.id}", f"DUPLICATE:conversion:{doubled.id}"]
     )
     assert imported.matched == 2  # the honest credit and the doubled one's first line
+
+
+async def report_rows(service: SettlementService, reconciliation: Reconciliation, *, page: int) -> tuple[str, ...]:
+    chunks = [chunk async for chunk in service.break_report(reconciliation, page=page)]
+    return tuple(chunks)
+
+
+async def test_the_break_report_names_each_break_what_to_do_next_and_opens_in_a_spreadsheet(
+    closed: SettlementService,
+) -> None:
+    hostile = "=HYPERLINK(1)"
+    # Posted after November closed: the ledger has it in December, the partner's file in November.
+    await post(closed, [conversion("late", "fresh-mart", "formosa-air", 300, at=NOVEMBER)])
+    await post(closed, [conversion("theirs", "formosa-air", "wallet-pay", 400, at=NOVEMBER)])
+    records = FILE + f"{hostile},1.00,,2026-10-31\nconversion:late,-3.00,formosa-air,2026-11-30\n"
+    records += "conversion:theirs,4.00,,\n"
+    imported = (await closed.import_records("fresh-mart", "2026-11", lines(records), by="x")).reconciliation
+    found = await breaks_of(closed, imported)
+    mismatch = found["AMOUNT_MISMATCH:redemption:r1:3"]
+    await closed.resolve(ResolveRequest(mismatch.id or 0, Resolution.ADJUST, "the contract's price", "bob"))
+
+    chunks = await report_rows(closed, imported, page=2)
+    text = "".join(chunks)
+    assert len(chunks) > 3, "read a page at a time"
+    assert text.startswith("\ufeffpartner,period,break,kind,reference,line,counterparty,date,")
+    assert "\r\n" in text and "\n" not in text.replace("\r\n", "")
+    rows = list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
+    by_key = {f"{row['kind']}:{row['reference']}:{row['line']}": row for row in rows}
+    assert len(rows) == len(found) == 7, "every break once, in the reconciliation's order"
+    assert [row["break"] for row in rows] == [str(row.id) for row in found.values()]
+
+    adjusted = by_key["AMOUNT_MISMATCH:redemption:r1:3"]
+    assert (adjusted["partner_amount"], adjusted["ledger_amount"], adjusted["difference"]) == (
+        "24.00",
+        "24.75",
+        "-0.75",
+    )
+    assert (adjusted["resolution"], adjusted["adjusted_amount"], adjusted["reason"]) == (
+        "ADJUST",
+        "-0.75",
+        "the contract's price",
+    )
+    assert adjusted["resolved_at"].endswith("Z") and adjusted["next_step"].startswith("Resolved")
+
+    missing = by_key["MISSING_IN_LEDGER:conversion:zzz:5"]
+    assert (missing["counterparty"], missing["date"], missing["partner_amount"], missing["ledger_amount"]) == (
+        "formosa-air",
+        "2026-11-29",
+        "50.00",
+        "",
+    )
+    assert "another period" in missing["next_step"] and missing["difference"] == ""
+    assert missing["ledger_periods"] == ""
+    late = by_key["MISSING_IN_LEDGER:conversion:late:8"]
+    assert late["ledger_periods"] == "2026-12" and "The ledger has this reference in 2026-12" in late["next_step"]
+    theirs = by_key["MISSING_IN_LEDGER:conversion:theirs:9"]
+    assert theirs["ledger_periods"] == "", "another partner's reference is none of fresh-mart's business"
+    neutralised = by_key[f"MISSING_IN_LEDGER:'{hostile}:7"]
+    assert neutralised["date"] == "2026-10-31", "a line of another period: a break like any missing one"
+    assert "more than once" in by_key["DUPLICATE:conversion:c1:6"]["next_step"]
+    ours = by_key["MISSING_IN_PARTNER:conversion:c4:"]
+    assert (ours["ledger_amount"], ours["line"], ours["resolution"]) == ("-7.00", "", "")
+    assert "add it to your records" in ours["next_step"]
+    assert {row["currency"] for row in rows} == {"TWD"} and {row["partner"] for row in rows} == {"fresh-mart"}

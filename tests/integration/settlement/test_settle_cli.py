@@ -151,7 +151,7 @@ async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(
     document = json.loads(run("settle", "statement", "--partner", "fresh-mart", "2026-10", env=october).stdout)
     assert document["closingPosition"] == "83.00"
     table = run("settle", "statement", "--partner", "fresh-mart", "--format", "csv", "2026-10", env=october).stdout
-    assert "fresh-mart,2026-10,TWD,closing,,,,,,,83.00,,2026-09-30T16:00:00Z,2026-10-31T16:00:00Z,Asia/Taipei" in (
+    assert "fresh-mart,2026-10,TWD,closing,,,,,,,83.00,,2026-09-30T16:00:00Z,2026-10-31T16:00:00Z,Asia/Taipei,,," in (
         table.splitlines()
     )
     token = run(
@@ -181,17 +181,32 @@ async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying(
     assert run("settle", "close", "2026-10", env=october).returncode == 0
     statement = ("settle", "statement", "--partner", "fresh-mart", "--format", "jws", "2026-10")
     before = run(*statement, env=october).stdout.strip()
+    cached = await published_statement_keys(database_url)  # what a verifier holds
     rotated = run("keys", "rotate", "--statements", env=october)
     assert rotated.returncode == 0, rotated.stderr
     new_kid = re.search(r"^active statement-signing key: (\S+)$", rotated.stdout, re.MULTILINE)
     old_kid = jws.extract_compact(before.encode()).headers()["kid"]
     assert new_kid is not None and new_kid.group(1) != old_kid
+    assert re.search(r"^it is published now and signs from \d{4}-", rotated.stdout, re.MULTILINE), rotated.stdout
+    assert re.search(rf"^retired key {old_kid} signs until \d{{4}}-", rotated.stdout, re.MULTILINE)
     until = re.search(rf"^retired key {old_kid} stays published until (\d{{4}})-", rotated.stdout, re.MULTILINE)
     assert until is not None and int(until.group(1)) == datetime.now(UTC).year + RETENTION_YEARS
     assert rotated.stdout.splitlines()[-1] == f"published statement keys: {new_kid.group(1)}, {old_kid}"
 
+    # The old key signs on through the lead time, so verifiers' cached keys still verify.
+    meanwhile = run(*statement, env=october).stdout.strip()
+    assert jws.extract_compact(meanwhile.encode()).headers()["kid"] == old_kid
+    assert jws.deserialize_compact(meanwhile, cached).payload == jws.deserialize_compact(before, cached).payload
+
+    # A compromised key cannot wait: the newest key signs at once.
+    assert run("keys", "rotate", "--compromised", env=october).returncode == 2
+    urgent = run("keys", "rotate", "--statements", "--compromised", env=october)
+    assert urgent.returncode == 0, urgent.stderr
+    newest = re.search(r"^active statement-signing key: (\S+)$", urgent.stdout, re.MULTILINE)
+    assert newest is not None
+    assert "it signs now: verifiers that cached the published keys must fetch them again" in urgent.stdout
     after = run(*statement, env=october).stdout.strip()
-    assert jws.extract_compact(after.encode()).headers()["kid"] == new_kid.group(1)
+    assert jws.extract_compact(after.encode()).headers()["kid"] == newest.group(1)
     published = await published_statement_keys(database_url)
     assert jws.deserialize_compact(before, published).payload == jws.deserialize_compact(after, published).payload
 
@@ -211,9 +226,14 @@ async def test_resolve_takes_a_selection_in_bulk_and_sign_off_follows(october: d
     assert unselected.returncode == 2 and "--all" in unselected.stderr
     refused = run(*resolve, "--resolution", "ADJUST", "--kind", "DUPLICATE", "2026-10", env=october)
     assert refused.returncode == 2 and "has no amount to adjust by" in refused.stderr
+    one = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--kind", "DUPLICATE", "2026-10", env=october)
+    assert one.stdout.splitlines() == [
+        "resolved 1 break (0 already resolved the same way)",
+        "1 break of fresh-mart 2026-10 still open",
+    ], one.stderr
     done = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "--as", "alice@settlement", "2026-10", env=october)
     assert done.stdout.splitlines() == [
-        "resolved 2 breaks (0 already resolved the same way)",
+        "resolved 1 break (0 already resolved the same way)",
         "0 breaks of fresh-mart 2026-10 still open",
     ], done.stderr
     again = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october)

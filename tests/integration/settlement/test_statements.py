@@ -27,7 +27,7 @@ from exchange.ledger.periods import PeriodStatus
 from exchange.ledger.posting import Leg, TransactionRequest
 from exchange.services.settlement import SettlementService
 from exchange.settlement.errors import NoSuchParticipant
-from exchange.settlement.keys import StatementKeys, years_after
+from exchange.settlement.keys import PUBLICATION_LEAD, StatementKeys, years_after
 from exchange.settlement.models import StatementKey
 from exchange.settlement.participants import EXCHANGE
 from exchange.testing.clock import FrozenClock
@@ -142,6 +142,10 @@ def document_of_csv(text: str) -> dict[str, Any]:
                 "kind": row["kind"],
                 "category": row["category"],
                 "effectiveAt": row["effective_at"],
+                "effectivePeriod": row["effective_period"],
+                "reverses": {"transaction": row["reverses"], "period": row["reverses_period"]}
+                if row["reverses"]
+                else None,
                 "counterparty": row["counterparty"],
                 "amount": row["amount"],
             }
@@ -330,7 +334,7 @@ async def test_a_jws_signed_before_a_rotation_verifies_until_the_retention_perio
         rotation.new.kid,
         rotation.retired.kid,
     ]
-    clock.advance(seconds=KEY_REFRESH.total_seconds())
+    clock.advance(seconds=PUBLICATION_LEAD.total_seconds())
     after = statement.jws(await november.signing_key())
     assert jws.extract_compact(after.encode()).headers()["kid"] == rotation.new.kid
     for signed in (before, after):
@@ -347,6 +351,22 @@ async def test_a_jws_signed_before_a_rotation_verifies_until_the_retention_perio
     with pytest.raises(InvalidKeyIdError):
         jws.deserialize_compact(before, await published(november))
     assert jws.deserialize_compact(after, await published(november)).payload.decode() == statement.json()
+
+
+async def test_every_process_signs_with_the_old_key_through_the_lead_and_switches_at_its_end(
+    november: SettlementService, clock: FrozenClock
+) -> None:
+    other = StatementKeys(november.db, SECRET, clock, retention_years=RETENTION_YEARS)  # another gateway
+    old = (await other.signing_key()).kid
+    rotation = await november.rotate_key()
+    assert rotation.new.signs_from == rotation.new.created_at + PUBLICATION_LEAD
+    assert rotation.retired is not None and rotation.retired.retired_at == rotation.new.signs_from
+    for moment in (KEY_REFRESH, PUBLICATION_LEAD - timedelta(seconds=1)):
+        clock.current = rotation.new.created_at + moment
+        assert (await other.signing_key()).kid == (await november.signing_key()).kid == old
+        assert rotation.new.kid in {key["kid"] for key in (await other.jwks())["keys"]}
+    clock.current = rotation.new.created_at + PUBLICATION_LEAD
+    assert (await other.signing_key()).kid == (await november.signing_key()).kid == rotation.new.kid
 
 
 async def test_a_longer_retention_keeps_keys_retired_earlier_published_longer(

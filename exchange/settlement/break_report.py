@@ -1,0 +1,181 @@
+"""A reconciliation's break report as CSV: what a partner's finance team opens in a spreadsheet
+to work through every difference between its records and the ledger.
+
+One row per break, in the order the reconciliation found them, each naming what to do next
+(:data:`NEXT_STEPS`) and, once staff have resolved it, how. The file is UTF-8 *with* a byte
+order mark (Excel reads a CSV without one in the machine's legacy code page and garbles any
+non-ASCII reference or reason), CRLF line ends (RFC 4180). Amounts are exact decimal strings
+of the settlement currency, from the partner's side as its file and statement write them
+(positive: owed to it); ``difference`` is the partner's amount less the ledger's, blank where
+either is missing. Dates are ISO (``2026-11-03``) and moments RFC 3339 UTC with ``Z``
+(:func:`~exchange.clock.utc_instant`), which spreadsheets sort as text and read back exactly.
+Every text cell goes through :func:`~exchange.spreadsheet.spreadsheet_row`: a reference or a
+reason from a partner's file never runs as a formula.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping, Sequence
+
+from sqlalchemy import bindparam, text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.clock import utc_instant
+from exchange.money import Currency
+from exchange.settlement.models import BreakKind, BreakResolution, ReconciliationBreak, Resolution
+from exchange.settlement.participants import settled_accounts
+from exchange.spreadsheet import spreadsheet_row
+
+#: What begins the file so that a spreadsheet reads it as UTF-8.
+BOM = "\ufeff"
+CSV_COLUMNS = (
+    "partner",
+    "period",
+    "break",
+    "kind",
+    "reference",
+    "line",
+    "counterparty",
+    "date",
+    "partner_amount",
+    "ledger_amount",
+    "difference",
+    "currency",
+    "ledger_periods",
+    "next_step",
+    "resolution",
+    "adjusted_amount",
+    "resolved_at",
+    "reason",
+)
+
+#: What the partner's finance team does about an open break of each class.
+NEXT_STEPS = {
+    BreakKind.MISSING_IN_LEDGER: (
+        "The ledger has no item of this reference in this period: check the reference, and whether "
+        "the item belongs to another period (a late item is in the first period still open); "
+        "settlement staff will let the ledger stand or post an adjustment."
+    ),
+    BreakKind.MISSING_IN_PARTNER: (
+        "The statement has this reference and your records do not: add it to your records if it is "
+        "yours, or tell settlement staff why it is not."
+    ),
+    BreakKind.AMOUNT_MISMATCH: (
+        "Compare your amount with the statement's lines of this reference (their sum is the ledger "
+        "amount); settlement staff will let the ledger stand or post the difference as an adjustment "
+        "into the next open period."
+    ),
+    BreakKind.DUPLICATE: (
+        "Your records list this reference more than once and only the first line was compared: "
+        "remove the repeated line, or merge it into the first."
+    ),
+}
+#: What a resolved break asks of the partner: nothing.
+RESOLVED_STEP = "Resolved by settlement staff: nothing to do."
+
+#: The periods in which the ledger has each of ``references`` on one of ``accounts``.
+_PERIODS_OF_REFERENCES = text(
+    """
+    SELECT DISTINCT t.reference, t.period
+      FROM ledger_transaction t JOIN ledger_entry e ON e.transaction_seq = t.seq AND e.period = t.period
+     WHERE t.reference IN :references AND e.account_id IN :accounts
+    """
+).bindparams(bindparam("references", expanding=True), bindparam("accounts", expanding=True))
+
+
+async def ledger_periods(
+    session: AsyncSession, *, currency: Currency, partner: str, references: Iterable[str]
+) -> dict[str, list[str]]:
+    """The periods in which the ledger has each of ``references`` for ``partner`` (on one of its
+    own accounts, so that no other partner's reference is revealed), in order; a reference it
+    has in none is absent."""
+    wanted = sorted(set(references))
+    if not wanted:
+        return {}
+    accounts = sorted(
+        account for account, name in (await settled_accounts(session, currency.code)).items() if name == partner
+    )
+    if not accounts:
+        return {}
+    rows = await session.exec(  # type: ignore[call-overload]
+        _PERIODS_OF_REFERENCES, params={"references": wanted, "accounts": accounts}
+    )
+    found: dict[str, list[str]] = {}
+    for reference, period in sorted(rows.all()):
+        found.setdefault(reference, []).append(period)
+    return found
+
+
+def next_step(kind: str, resolution: BreakResolution | None, periods: Sequence[str] = ()) -> str:
+    """What to do next about a break: nothing once it is resolved; for a line the ledger has in
+    other ``periods``, to move it to their records."""
+    if resolution is not None:
+        return RESOLVED_STEP
+    if kind == BreakKind.MISSING_IN_LEDGER and periods:
+        return (
+            f"The ledger has this reference in {', '.join(periods)}, not in this period: the line belongs in "
+            "that period's records (remove it here); settlement staff will let the ledger stand."
+        )
+    return NEXT_STEPS[BreakKind(kind)]
+
+
+def break_row(
+    partner: str,
+    period: str,
+    currency: Currency,
+    row: ReconciliationBreak,
+    resolution: BreakResolution | None,
+    periods: Mapping[str, Sequence[str]],
+) -> tuple[str, ...]:
+    """One break as a row of :data:`CSV_COLUMNS` (before the spreadsheet guard); ``periods``:
+    where the ledger has the references the ledger lacks in ``period`` (:func:`ledger_periods`)."""
+    elsewhere = [
+        other
+        for other in (periods.get(row.reference, ()) if row.kind == BreakKind.MISSING_IN_LEDGER else ())
+        if other != period
+    ]
+
+    def money(minor: int | None) -> str:
+        return "" if minor is None else str(currency.from_minor(minor))
+
+    difference = (
+        None if row.partner_amount is None or row.ledger_amount is None else row.partner_amount - row.ledger_amount
+    )
+    adjusted = None
+    if resolution is not None and resolution.resolution == Resolution.ADJUST:
+        adjusted = resolution.amount
+    return (
+        partner,
+        period,
+        str(row.id),
+        row.kind,
+        row.reference,
+        "" if row.line is None else str(row.line),
+        row.counterparty or "",
+        "" if row.partner_date is None else row.partner_date.isoformat(),
+        money(row.partner_amount),
+        money(row.ledger_amount),
+        money(difference),
+        currency.code,
+        " ".join(elsewhere),
+        next_step(row.kind, resolution, elsewhere),
+        "" if resolution is None else resolution.resolution,
+        money(adjusted),
+        "" if resolution is None else utc_instant(resolution.resolved_at),
+        "" if resolution is None else resolution.reason,
+    )
+
+
+def csv_text(rows: Iterable[tuple[str, ...]], *, header: bool = False) -> str:
+    """``rows`` as CSV text (RFC 4180, CRLF), every cell through the spreadsheet guard; with the
+    byte order mark and the header first when ``header``."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    if header:
+        out.write(BOM)
+        writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow(spreadsheet_row(row))
+    return out.getvalue()

@@ -1,0 +1,63 @@
+"""What a member's page says of a refusal: the exchange's reasons read back into their
+templates (to be said in the page's language), a partner's own words kept as the partner's."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from exchange.connectors.errors import REFUSED, InsufficientPoints, PartnerUnreachable
+from exchange.errors import BadUserInput, ErrorCode, ExchangeError
+from exchange.programs.models import Program
+from exchange.risk import reasons
+from exchange.risk.policy import Per, Velocity
+from exchange.web.said import PARTNER_SAID, PARTNER_UNANSWERED, Refusal, Said
+
+PROGRAMS = {"fresh-mart": Program(id="fresh-mart", name="FreshMart Rewards")}
+
+
+def test_a_partners_refusal_keeps_the_partners_own_words_and_names_the_partner() -> None:
+    written = REFUSED.format(program="fresh-mart", call="DEBIT", detail="點數不足: 100 < 3,000")
+    shown = Refusal.of(InsufficientPoints(written, program_id="fresh-mart", call="DEBIT"), PROGRAMS)
+    assert shown.code is ErrorCode.INSUFFICIENT_POINTS
+    assert shown.said.key == PARTNER_SAID
+    assert shown.said.values == {"program": "FreshMart Rewards", "call": "DEBIT", "detail": "點數不足: 100 < 3,000"}
+
+
+def test_a_staff_rejection_kept_as_why_a_conversion_failed_keeps_their_words() -> None:
+    said = Said.of(reasons.REJECTED.text(reason="卡片掛失 {x}"), PROGRAMS)
+    assert said.key == "REJECTED" and said.values == {"reason": "卡片掛失 {x}"}
+
+
+def test_a_gates_refusal_is_read_back_into_its_reason_with_the_programs_name() -> None:
+    rule = Velocity(per=Per.MEMBER, window=timedelta(days=1), max_count=None, max_points=20_000)
+    refused = ExchangeError(reasons.velocity("fresh-mart", rule, made=23_000, over_points=True))
+    said = Refusal.of(refused, PROGRAMS).said
+    assert said.key == "VELOCITY_POINTS"
+    assert said.values == {
+        "program": "FreshMart Rewards",
+        "points": 20_000,
+        "per": "member",
+        "window": (1, "day"),
+        "made": 23_000,
+    }
+
+
+def test_any_other_text_of_the_exchange_stays_as_written_and_is_not_a_persons_words() -> None:
+    said = Refusal.of(BadUserInput("points must be a whole number", field="points"), PROGRAMS).said
+    assert said == Said("points must be a whole number")
+    assert not said.own_words
+
+
+def test_a_partner_that_could_not_be_reached_is_named_without_the_connectors_technical_detail() -> None:
+    down = PartnerUnreachable(
+        "partner fresh-mart: DEBIT: cannot connect (ConnectError('[Errno 111] Connection refused'))",
+        program_id="fresh-mart",
+        call="DEBIT",
+    )
+    shown = Refusal.of(down, PROGRAMS)
+    assert shown.code is ErrorCode.PARTNER_UNAVAILABLE
+    assert (shown.said.key, shown.said.values) == (PARTNER_UNANSWERED, {"program": "FreshMart Rewards"})
+    # The same, kept as why a conversion failed.
+    failed = Said.failure("PARTNER_UNAVAILABLE", down.message, PROGRAMS)
+    assert (failed.key, failed.values) == (PARTNER_UNANSWERED, {"program": "FreshMart Rewards"})
+    assert Said.failure("RISK_REJECTED", reasons.REJECTED.text(reason="no"), PROGRAMS).key == "REJECTED"
