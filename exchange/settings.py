@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         default=DEFAULT_DATABASE_URL,
         description="SQLAlchemy URL of the store; postgresql://… for production, an SQLite file by default.",
     )
+    database_idle_in_transaction_seconds: float = Field(
+        default=300,
+        ge=0,
+        description="PostgreSQL ends a session of the exchange idle inside a transaction this long, so a "
+        "process that froze mid-unit-of-work does not hold the ledger's locks for hours (0: never).",
+    )
     partners_dir: Path = Field(
         default=Path("partners"),
         description="Directory of program declarations (*.toml) and coalition.toml.",

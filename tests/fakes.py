@@ -21,6 +21,7 @@ from exchange.connectors.errors import (
     InsufficientPoints,
     OperationConflict,
     OperationVoided,
+    PartnerProtocolError,
     PartnerTimeout,
     PartnerUnreachable,
     UnknownMember,
@@ -33,6 +34,17 @@ class Fault(Enum):
     APPLY_THEN_LOSE_ANSWER = "apply-then-lose"
     LOSE_REQUEST = "lose"
     UNREACHABLE = "unreachable"
+    APPLY_DOUBLE = "apply-double"
+    """The partner's bug: it applies twice the points asked under the operation id, and answers
+    with what it applied, which the real connector reads as an answer that does not match
+    the request (``PartnerProtocolError``: outcome unknown)."""
+    ACCEPT_PENDING = "pending"
+    """The partner accepts the write pending and applies it later (:meth:`FakePartner.settle`)."""
+    ANSWER_WITHOUT_APPLYING = "lie"
+    """The partner's lie: it answers the write applied, and neither applies nor records it."""
+    APPLY_TWICE = "apply-twice"
+    """The partner's bug: it applies the write twice under its one operation id (its own
+    records show it twice) and answers as if once."""
 
 
 @dataclass
@@ -42,6 +54,8 @@ class FakePartner:
     operations: dict[str, Operation] = field(default_factory=dict)
     faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     calls: list[tuple[str, str]] = field(default_factory=list)
+    applied: list[tuple[str, int]] = field(default_factory=list)
+    """The partner's own records: (operation id, points moved) for each write it applied."""
 
     def fail_next(self, call: str, *faults: Fault) -> None:
         self.faults[call].extend(faults)
@@ -74,6 +88,8 @@ class FakePartner:
 
     async def _move(self, call: str, kind: OperationKind, operation_id: str, member_ref: str, delta: int) -> Operation:
         fault = self._fault(call, operation_id)
+        if fault is Fault.APPLY_DOUBLE:
+            delta *= 2
         existing = self.operations.get(operation_id)
         if existing is not None:
             if existing.status is OperationState.VOIDED:
@@ -86,7 +102,30 @@ class FakePartner:
             raise UnknownMember("no such member", program_id=self.program_id, call=call)
         if self.balances[member_ref] + delta < 0:
             raise InsufficientPoints("insufficient", program_id=self.program_id, call=call)
-        self.balances[member_ref] += delta
+        if fault is Fault.ACCEPT_PENDING:
+            pending = Operation(
+                operation_id=operation_id,
+                kind=kind,
+                status=OperationState.PENDING,
+                member_ref=member_ref,
+                points=abs(delta),
+                created_at=NOW,
+            )
+            self.operations[operation_id] = pending
+            return pending
+        if fault is Fault.ANSWER_WITHOUT_APPLYING:
+            return Operation(
+                operation_id=operation_id,
+                kind=kind,
+                status=OperationState.APPLIED,
+                member_ref=member_ref,
+                points=abs(delta),
+                balance_after=self.balances[member_ref] + delta,
+                created_at=NOW,
+            )
+        for _ in range(2 if fault is Fault.APPLY_TWICE else 1):
+            self.balances[member_ref] += delta
+            self.applied.append((operation_id, delta))
         operation = Operation(
             operation_id=operation_id,
             kind=kind,
@@ -98,7 +137,23 @@ class FakePartner:
         )
         self.operations[operation_id] = operation
         self._lose_answer(fault, call, self.program_id, operation_id)
+        if fault is Fault.APPLY_DOUBLE:
+            raise PartnerProtocolError(
+                "answer's points does not match the request",
+                program_id=self.program_id,
+                call=call,
+                operation_id=operation_id,
+            )
         return operation
+
+    def settle(self, operation_id: str, *, points: int | None = None) -> None:
+        """Apply a write left pending: the points asked, or (the partner's bug) ``points``."""
+        pending = self.operations[operation_id]
+        assert pending.status is OperationState.PENDING and pending.member_ref is not None
+        moved = pending.points if points is None else points
+        assert moved is not None
+        self.balances[pending.member_ref] += -moved if pending.kind is OperationKind.DEBIT else moved
+        self.operations[operation_id] = pending.model_copy(update={"status": OperationState.APPLIED, "points": moved})
 
     async def reverse(self, operation_id: str, reverses: str, points: int | None = None) -> Operation:
         fault = self._fault("reverse", operation_id)
@@ -111,7 +166,7 @@ class FakePartner:
         elif target.status is OperationState.APPLIED:
             assert target.member_ref is not None and target.points is not None
             sign = 1 if target.kind is OperationKind.DEBIT else -1
-            self.balances[target.member_ref] += sign * target.points
+            self.balances[target.member_ref] += sign * (target.points - target.reversed_points)  # all that is left
             target = target.model_copy(update={"status": OperationState.REVERSED, "reversed_points": target.points})
         self.operations[reverses] = target
         reversal = Operation(

@@ -42,6 +42,10 @@ the partner for the operation's status and drives it on:
   sent again (same id, so it applies at most once), and after ``give_up_after`` tries it
   is voided and the debit reversed.
 
+A partner whose record of the debit or the credit is not the write sent (another amount or
+member, or a part reversed on its own: its bug, or a lie) is not trusted: the write is reversed whole, the debit too if it
+was the credit, and the conversion ends REVERSED with ``PARTNER_CONTRADICTED``.
+
 The steps run on the shared saga driver (:mod:`exchange.sagas.engine`): partner calls
 happen outside database transactions; every state change is one short unit of work that
 checks the step it expects, so a request and the recovery worker can never both move one
@@ -63,7 +67,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
 from exchange.connectors.connector import PartnerConnector
-from exchange.connectors.contract import OperationState
+from exchange.connectors.contract import Operation, OperationKind, OperationState
 from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions import gates
@@ -85,7 +89,7 @@ from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
 from exchange.risk.gates import Gates
 from exchange.risk.policy import RiskPolicy
-from exchange.sagas.doubt import MemberDebit, late_answer, state_of
+from exchange.sagas.doubt import CONTRADICTED, MemberDebit, SentWrite, late_answer, undo_contradiction
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
 from exchange.sagas.idempotency import claiming, record_once
 from exchange.settings import Settings
@@ -98,6 +102,13 @@ _CREDITED = Transition(SagaStep.DONE, ConversionStatus.COMPLETED)
 
 #: The target partner left the credit pending (or it waits for a credits file).
 _CREDIT_PENDING = Transition(SagaStep.AWAIT_CREDIT, wait=True)
+
+#: The target recorded another credit than the one sent, and it was reversed: reverse the debit.
+_CREDIT_CONTRADICTED = Transition(
+    SagaStep.REVERSE_DEBIT,
+    failure_code=CONTRADICTED,
+    failure_message="the target partner recorded another credit than the one sent; it was reversed",
+)
 
 #: Final statuses that give back the limits a conversion reserved.
 _RELEASES_LIMITS = (ConversionStatus.FAILED, ConversionStatus.REVERSED)
@@ -228,7 +239,11 @@ class ConversionSaga(Saga[Conversion]):
                 return await self._settle_credit(conversion, self.connector_for(target))
             return await self._credit(conversion, self.connector_for(target))
         if step == SagaStep.AWAIT_CREDIT:
-            return self.credit_outcome(await state_of(self.connector_for(target), conversion.credit_operation))
+            connector = self.connector_for(target)
+            operation = await connector.operation_status(conversion.credit_operation)
+            if await self._credit_contradicted(conversion, connector, operation):
+                return _CREDIT_CONTRADICTED
+            return self.credit_outcome(None if operation is None else operation.status)
         if step == SagaStep.REVERSE_DEBIT:
             await self.connector_for(source).reverse(conversion.reverse_debit_operation, conversion.debit_operation)
             return Transition(SagaStep.DONE, ConversionStatus.REVERSED)
@@ -275,6 +290,8 @@ class ConversionSaga(Saga[Conversion]):
 
     async def _settle_credit(self, conversion: Conversion, target: PartnerConnector) -> Transition:
         operation = await target.operation_status(conversion.credit_operation)
+        if await self._credit_contradicted(conversion, target, operation):
+            return _CREDIT_CONTRADICTED
         if operation is not None and operation.status in (
             OperationState.APPLIED,
             OperationState.PENDING,
@@ -289,6 +306,17 @@ class ConversionSaga(Saga[Conversion]):
             SagaStep.REVERSE_DEBIT,
             failure_code=ErrorCode.PARTNER_UNAVAILABLE.value,
             failure_message="the target partner did not confirm the credit; it was voided",
+        )
+
+    @staticmethod
+    async def _credit_contradicted(
+        conversion: Conversion, target: PartnerConnector, operation: Operation | None
+    ) -> bool:
+        """Whether the target's record of the credit is another write than the one sent (then
+        reversed whole: :func:`~exchange.sagas.doubt.undo_contradiction`)."""
+        sent = SentWrite(OperationKind.CREDIT, conversion.target_ref, conversion.points_out)
+        return await undo_contradiction(
+            target, operation, conversion.credit_operation, sent, conversion.void_credit_operation
         )
 
     async def on_transition(

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -42,9 +42,24 @@ def _enable_sqlite_rules(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocommit: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    autocommit: bool = False,
+    idle_in_transaction_seconds: float = 0,
+) -> AsyncEngine:
     """An async engine for ``url`` with the exchange's connection rules applied; ``autocommit``:
-    its connections run every statement in a transaction of its own (PostgreSQL only)."""
+    its connections run every statement in a transaction of its own (PostgreSQL only).
+
+    ``idle_in_transaction_seconds`` (PostgreSQL; 0: never): the server ends a session of this
+    engine that has been idle inside a transaction that long. A process that froze in the
+    middle of a unit of work (paused, or cut off with no FIN) keeps its connection open and its
+    locks held, and every posting queued behind the ledger's locks would wait with it, for as
+    long as TCP keepalive takes to notice (hours); ended, its locks go, the others go on, and
+    the frozen process, if it wakes, meets :class:`DatabaseUnavailable` (its client's
+    idempotency key makes asking again safe)."""
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60)
@@ -60,11 +75,21 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False, autocomm
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=300,
+        connect_args=_server_options(url, idle_in_transaction_seconds),
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     event.listen(engine.sync_engine.pool, "checkout", drop_if_closed_by_server)
     event.listen(engine.sync_engine, "handle_error", mark_connect_failures)
     return engine
+
+
+def _server_options(url: str, idle_in_transaction_seconds: float) -> dict[str, str]:
+    """libpq's ``options`` for the exchange's sessions, after any the URL gives."""
+    if not idle_in_transaction_seconds:
+        return {}
+    given = make_url(url).query.get("options")
+    ours = f"-c idle_in_transaction_session_timeout={round(idle_in_transaction_seconds * 1000)}"
+    return {"options": f"{given} {ours}" if isinstance(given, str) else ours}
 
 
 @contextmanager

@@ -5,18 +5,79 @@ status says so when it has the operation; when it has none, the request may stil
 flight, so the exchange *voids* the id with a reversal naming it (the partner then refuses
 it for good if it arrives later). Either way the write's effect is then known for certain —
 unless the partner has it *pending* (accepted, to be settled later): then the saga waits.
+
+The partner's record is held against the write the exchange sent (:class:`SentWrite`): a
+record of another member, amount or kind (a partner that applied the write wrong, or answers
+about a write it never had), or with a part reversed that the exchange never asked back, is
+not taken as "applied". The exchange reverses what is left of it and ends the saga with
+:data:`CONTRADICTED`, logged as an error for staff, so that what it posts never rests on a
+write the partner did not make as sent.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from enum import Enum
 
 from exchange.connectors.connector import PartnerConnector
-from exchange.connectors.contract import OperationState
+from exchange.connectors.contract import Operation, OperationKind, OperationState
 from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable
 from exchange.errors import ErrorCode
 from exchange.sagas.engine import Transition, failure
+
+logger = logging.getLogger("exchange.sagas")
+
+#: ``failure_code`` of a saga whose partner recorded another write than the one sent; the
+#: partner's write was reversed whole.
+CONTRADICTED = "PARTNER_CONTRADICTED"
+
+#: States of a record of a write that moved points (the ones a contradiction can hide in).
+_MOVED = (OperationState.APPLIED, OperationState.REVERSED)
+
+
+@dataclass(frozen=True, slots=True)
+class SentWrite:
+    """A debit or credit as the exchange sent it."""
+
+    kind: OperationKind
+    member_ref: str
+    points: int
+
+    def contradiction(self, operation: Operation) -> str | None:
+        """How the partner's ``operation`` differs from this write; ``None`` when it is this write."""
+        for name, theirs, ours in (
+            ("kind", operation.kind, self.kind),
+            ("member", operation.member_ref, self.member_ref),
+            ("points", operation.points, self.points),
+        ):
+            if theirs != ours:
+                return f"its {name} is {theirs}, the exchange sent {ours}"
+        if operation.status is OperationState.APPLIED and operation.reversed_points:
+            # Only the exchange reverses its writes, and only whole: then the write is ``reversed``.
+            return f"{operation.reversed_points} of its points were reversed, which the exchange never asked"
+        return None
+
+
+async def undo_contradiction(
+    connector: PartnerConnector, operation: Operation | None, operation_id: str, sent: SentWrite, void_id: str
+) -> bool:
+    """Whether the partner's record ``operation`` of ``operation_id`` moved points otherwise than
+    ``sent``; if so, it has been reversed whole with ``void_id`` (a fixed id: asking twice
+    reverses at most once). Raises the connector's errors, as :func:`settle_or_void` does."""
+    if operation is None or operation.status not in _MOVED:
+        return False
+    contradiction = sent.contradiction(operation)
+    if contradiction is None:
+        return False
+    logger.error(
+        "partner %s recorded operation %s otherwise than it was sent (%s); reversing it",
+        connector.program_id,
+        operation_id,
+        contradiction,
+    )
+    await connector.reverse(void_id, operation_id)
+    return True
 
 
 class Settlement(Enum):
@@ -28,15 +89,22 @@ class Settlement(Enum):
     """It applied after all (late, or was already reversed); the reversal undid it."""
     PENDING = "pending"
     """The partner accepted it and will settle it later; wait for its word."""
+    CONTRADICTED = "contradicted"
+    """The partner moved points otherwise than sent; the reversal undid it."""
 
 
-async def settle_or_void(connector: PartnerConnector, operation_id: str, void_id: str) -> Settlement:
+async def settle_or_void(
+    connector: PartnerConnector, operation_id: str, void_id: str, sent: SentWrite | None = None
+) -> Settlement:
     """Whether ``operation_id`` took effect at the partner; if not, void it with ``void_id``.
+    ``sent``: the write as sent, which the partner's record must match (else it is reversed).
 
     Raises the connector's errors as they come: the caller keeps the operation in doubt and
     asks again later (``void_id`` is a fixed id, so asking twice voids at most once).
     """
     operation = await connector.operation_status(operation_id)
+    if sent is not None and await undo_contradiction(connector, operation, operation_id, sent, void_id):
+        return Settlement.CONTRADICTED
     if operation is not None and operation.status is OperationState.APPLIED:
         return Settlement.APPLIED
     if operation is not None and operation.status is OperationState.PENDING:
@@ -48,12 +116,6 @@ async def settle_or_void(connector: PartnerConnector, operation_id: str, void_id
     if target is not None and target.status is OperationState.VOIDED:
         return Settlement.VOIDED
     return Settlement.UNDONE
-
-
-async def state_of(connector: PartnerConnector, operation_id: str) -> OperationState | None:
-    """The partner's state of a write it left pending; ``None`` when it has no such operation."""
-    operation = await connector.operation_status(operation_id)
-    return None if operation is None else operation.status
 
 
 def late_answer(
@@ -107,9 +169,16 @@ class MemberDebit:
     async def attempt(self, *, in_doubt: bool) -> Transition:
         return await (self._settle() if in_doubt else self._first_try())
 
+    @property
+    def sent(self) -> SentWrite:
+        return SentWrite(OperationKind.DEBIT, self.member_ref, self.points)
+
     async def poll(self) -> Transition:
         """Ask the partner about the debit it left pending."""
-        return self.outcome(await state_of(self.connector, self.operation_id))
+        operation = await self.connector.operation_status(self.operation_id)
+        if await undo_contradiction(self.connector, operation, self.operation_id, self.sent, self.void_id):
+            return self._contradicted()
+        return self.outcome(None if operation is None else operation.status)
 
     def outcome(self, state: OperationState | None) -> Transition:
         """The partner's word on a pending debit (:func:`late_answer`); refused: nothing was taken."""
@@ -130,11 +199,13 @@ class MemberDebit:
         return self.outcome(operation.status)
 
     async def _settle(self) -> Transition:
-        settlement = await settle_or_void(self.connector, self.operation_id, self.void_id)
+        settlement = await settle_or_void(self.connector, self.operation_id, self.void_id, self.sent)
         if settlement is Settlement.APPLIED:
             return Transition(self.then, chained=True)
         if settlement is Settlement.PENDING:
             return Transition(self.waiting, wait=True)
+        if settlement is Settlement.CONTRADICTED:
+            return self._contradicted()
         if settlement is Settlement.VOIDED:
             return Transition(
                 self.done,
@@ -147,4 +218,12 @@ class MemberDebit:
             self.reversed,
             ErrorCode.PARTNER_UNAVAILABLE.value,
             f"the {self.partner} partner confirmed the debit too late; it was reversed",
+        )
+
+    def _contradicted(self) -> Transition:
+        return Transition(
+            self.done,
+            self.reversed,
+            CONTRADICTED,
+            f"the {self.partner} partner recorded another debit than the one sent; it was reversed",
         )

@@ -13,6 +13,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
+from exchange.db.availability import DatabaseUnavailable
 from exchange.observability.tracing import tracer
 
 logger = logging.getLogger("exchange.sagas.recovery")
@@ -40,6 +41,14 @@ class RecoveryWorker:
                 # One trace per row recovered, its steps and partner calls beneath.
                 with tracer().start_as_current_span(f"recover {self.saga.label}"):
                     await self.saga.recover(row_id)
+            except DatabaseUnavailable:
+                # An outage or a failover is expected (as for every periodic job): one line, no
+                # trace; the row keeps its lease and is taken again once the lease runs out.
+                logger.warning(
+                    "recovering %s %s: the database is unavailable; it is taken again after its lease",
+                    self.saga.label,
+                    row_id,
+                )
             except Exception:  # one bad row must not stop the others
                 logger.exception("recovering %s %s failed", self.saga.label, row_id)
 

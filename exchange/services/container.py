@@ -140,7 +140,9 @@ def build_services(
     """The services on the database ``settings`` name. ``partner_base_urls`` points programs'
     connectors elsewhere than their declarations (tests run sandbox partners on free ports)."""
     clock = clock or SystemClock()
-    db = Database.from_url(settings.database_url)
+    db = Database.from_url(
+        settings.database_url, idle_in_transaction_seconds=settings.database_idle_in_transaction_seconds
+    )
     # The process environment holds partners' client secrets (``client_secret_env``).
     cache = CatalogCache(db, ttl=settings.catalog_cache_seconds)
     connectors = ConnectorRegistry(

@@ -29,6 +29,7 @@ from exchange.errors import BadUserInput, NotFound
 from exchange.programs.catalog import CatalogCache
 from exchange.rewards.models import Redemption, RedemptionStatus, RedemptionStep
 from exchange.rewards.redemption import RedemptionSaga
+from exchange.sagas.doubt import SentWrite
 
 CONVERSIONS: Table = Conversion.__table__  # type: ignore[attr-defined]
 REDEMPTIONS: Table = Redemption.__table__  # type: ignore[attr-defined]
@@ -203,7 +204,7 @@ class LateOutcomes:
 
 def _same(operation: Operation, kind: OperationKind, member_ref: str, points: int) -> None:
     """The partner's word must be about the very write the exchange sent."""
-    if operation.kind is not kind or operation.member_ref != member_ref or operation.points != points:
+    if SentWrite(kind, member_ref, points).contradiction(operation) is not None:
         raise BadUserInput(
             f"operation {operation.operation_id} is not the {kind} of {points} points the exchange sent",
             field="operation_id",

@@ -175,10 +175,10 @@ class SettlementService:
 
         try:
             await self.close(job.subject, by=job.requested_by, progress=progress)
+        except DatabaseUnavailable:  # an ExchangeError too, but not a refusal: the job is taken again
+            raise
         except ExchangeError as refused:
             error: str | None = str(refused)
-        except DatabaseUnavailable:
-            raise
         except Exception:
             async with self.db.transaction() as session:
                 await jobs.finish(session, job.id, self.clock.now(), error="an unexpected error: see the gateway's log")

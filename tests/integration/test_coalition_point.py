@@ -23,6 +23,7 @@ from exchange.coalition.rules import PointRules, expiry_of, point_rules
 from exchange.coalition.verify import check_point
 from exchange.connectors.errors import InsufficientPoints, OperationConflict, OperationVoided
 from exchange.conversions.clearing import conversion_transaction
+from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
@@ -36,6 +37,7 @@ from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases, SqliteDatabases
 from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import member_with_accounts
+from tests.outages import KilledPosting
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 CHART = ChartOfAccounts("TWD")
@@ -321,6 +323,44 @@ async def test_points_are_spendable_to_the_last_instant_of_the_lot_and_expire_ex
     assert balances["points-expired:coalition"] == 100
     assert balances["coalition-breakage"] == 100_00
     assert balances["partner-clearing:coalition"] == 140_00 - 100_00
+
+
+async def test_an_expiry_job_killed_between_its_batches_expires_the_rest_once_on_its_next_pass(
+    pg_database_url: str,
+) -> None:
+    """The only test that breaks the expiry job midway (its second batch's connection killed by
+    ``pg_terminate_backend`` while it posts): the first batch stands, the second changed
+    nothing, and the next pass expires the rest once, the lots agreeing with the ledger."""
+    point = await open_point(pg_database_url, members=1)
+    try:
+        [member] = point.members
+        for n, points in enumerate((10, 20, 30)):
+            await point.connector.credit(f"earn-{n}:credit", member, points)
+            await point.post(f"earn-{n}", "fresh-mart", POINT, points)
+        point.clock.current = datetime(2028, 1, 1, tzinfo=TAIPEI).astimezone(UTC)
+        ledger = KilledPosting(point.db, point.clock, TAIPEI, kills=1, after=1)
+        service = CoalitionService(point.db, ledger, point.clock, batch=1)
+        with pytest.raises(DatabaseUnavailable):
+            await service.expire()
+        assert [(remaining, expired) for _, remaining, expired in await point.lots(member)] == [
+            (0, 10),
+            (20, 0),
+            (30, 0),
+        ]
+        report = await service.expire()  # the job's next pass
+        assert (report.lots, report.points, report.transactions) == (2, 50, 2)
+        assert (await service.expire()).lots == 0
+        checked = await point.check()
+        assert checked.problem is None and checked.outstanding == 0
+        async with point.db.transaction() as session:
+            expired = (
+                await session.exec(
+                    text("SELECT balance FROM ledger_account_balance WHERE code = 'points-expired:coalition'")
+                )  # type: ignore[call-overload]
+            ).scalar_one()
+        assert expired == 60
+    finally:
+        await point.db.dispose()
 
 
 async def test_spending_takes_the_soonest_to_expire_first_and_a_reversal_puts_back_exactly_that(

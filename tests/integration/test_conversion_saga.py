@@ -4,12 +4,14 @@ as a source or target (its lots checked against the ledger), on both databases."
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from exchange.coalition.connector import CoalitionConnector
 from exchange.coalition.rules import point_rules
@@ -19,8 +21,9 @@ from exchange.conversions import queries as conversion_queries
 from exchange.conversions.errors import QuoteAlreadyExecuted
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest, SagaPolicy
+from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
-from exchange.errors import IdempotencyConflict
+from exchange.errors import ErrorCode, IdempotencyConflict
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
 from exchange.loading import load_directory
@@ -37,10 +40,12 @@ from exchange.sagas.engine import NotWaitingYet
 from exchange.sagas.figures import read_figures
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.container import risk_gates
+from exchange.settings import normalize_database_url
 from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import member_with_accounts
 from tests.fakes import FakePartner, Fault
+from tests.outages import FrozenPosting, KilledPosting
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -259,6 +264,75 @@ async def test_a_credit_that_never_confirms_is_voided_and_the_debit_reversed(wor
     assert world.partners["fresh-mart"].operations[f"{conversion.id}:credit"].status.value == "voided"
 
 
+async def test_a_debit_the_source_applied_with_another_amount_is_reversed_and_flagged_not_trusted(
+    world: World,
+) -> None:
+    """A lying source: it takes twice the points under the debit's id. Its answer does not
+    match the request, and its operation status, asked in recovery, shows the wrong amount:
+    the debit is reversed whole, nothing is credited or posted, and the row says why."""
+    world.partners["happy-card"].fail_next("debit", Fault.APPLY_DOUBLE)
+    conversion = await world.execute(await world.quote(1000))
+    assert (conversion.status, conversion.in_doubt) == (ConversionStatus.PENDING, True)
+    assert world.partners["happy-card"].balances["alice"] == 98_000
+    await world.recover_all()
+    finished = await world.saga.reload(conversion.id)
+    assert (finished.status, finished.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000
+    assert await world.ledger_transactions() == 0
+    assert await world.used() == {}
+
+
+async def test_a_debit_in_doubt_that_the_source_reversed_in_part_on_its_own_is_reversed_not_credited(
+    world: World,
+) -> None:
+    source = world.partners["happy-card"]
+    source.fail_next("debit", Fault.APPLY_THEN_LOSE_ANSWER)
+    conversion = await world.execute(await world.quote(1000))
+    debit = source.operations[conversion.debit_operation]
+    source.operations[conversion.debit_operation] = debit.model_copy(update={"reversed_points": 400})
+    source.balances["alice"] += 400  # the partner's own refund, which the exchange never asked for
+    await world.recover_all()
+    finished = await world.saga.reload(conversion.id)
+    assert (finished.status, finished.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
+    assert source.balances["alice"] == 100_000
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000
+    assert await world.ledger_transactions() == 0
+
+
+async def test_a_credit_the_target_applied_with_another_amount_is_reversed_with_the_debit(world: World) -> None:
+    world.partners["fresh-mart"].fail_next("credit", Fault.APPLY_DOUBLE)
+    conversion = await world.execute(await world.quote(1000))
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000 + 2 * 2450
+    await world.recover_all()
+    finished = await world.saga.reload(conversion.id)
+    assert (finished.status, finished.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000
+    assert await world.ledger_transactions() == 0
+    assert await world.used() == {}
+
+
+@pytest.mark.parametrize("write", ["debit", "credit"])
+async def test_a_pending_write_the_partner_settles_with_another_amount_is_reversed_not_trusted(
+    world: World, write: str
+) -> None:
+    """The poll of a write left pending meets the partner's record of another amount (a signed
+    callback saying so is refused: ``test_partners_that_answer_later``)."""
+    partner = world.partners["happy-card" if write == "debit" else "fresh-mart"]
+    partner.fail_next(write, Fault.ACCEPT_PENDING)
+    conversion = await world.execute(await world.quote(1000))
+    assert conversion.step == (SagaStep.AWAIT_DEBIT if write == "debit" else SagaStep.AWAIT_CREDIT)
+    partner.settle(f"{conversion.id}:{write}", points=5)
+    await world.recover_all()
+    finished = await world.saga.reload(conversion.id)
+    assert (finished.status, finished.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000
+    assert await world.ledger_transactions() == 0
+    assert await world.used() == {}
+
+
 async def test_a_reversal_in_doubt_is_sent_again_until_it_lands(world: World) -> None:
     del world.partners["fresh-mart"].balances["alice"]
     world.partners["happy-card"].fail_next("reverse", Fault.LOSE_REQUEST, Fault.UNREACHABLE)
@@ -311,6 +385,118 @@ async def test_a_crash_after_the_credit_is_posted_by_recovery(world: World) -> N
     assert finished is not None and finished.status == ConversionStatus.COMPLETED
     assert world.partners["fresh-mart"].balances["alice"] == 102_450
     assert await world.ledger_transactions() == 1
+
+
+async def test_a_posting_whose_connection_is_killed_is_service_unavailable_and_finishes_once(
+    pg_db: Database,
+) -> None:
+    """The only test that breaks the database connection inside the unit of work that posts a
+    conversion (after both partners applied): the request answers the typed, retryable
+    ``DatabaseUnavailable``, nothing is posted, the same key returns the same conversion, and
+    recovery posts it exactly once."""
+    world = await make_world(pg_db)
+    world.saga.ledger = KilledPosting(pg_db, world.clock, TAIPEI, kills=1)
+    quote = await world.quote(1000)
+    with pytest.raises(DatabaseUnavailable) as refused:
+        await world.execute(quote)
+    assert refused.value.code is ErrorCode.SERVICE_UNAVAILABLE
+    assert await world.ledger_transactions() == 0
+    again = await world.execute(quote)  # the client asks again with its key
+    assert again.status == ConversionStatus.PENDING
+    assert await world.recover_all() == 1
+    finished = await world.saga.reload(again.id)
+    assert finished.status == ConversionStatus.COMPLETED
+    assert world.partners["happy-card"].balances["alice"] == 99_000
+    assert world.partners["fresh-mart"].balances["alice"] == 102_450
+    assert [call for call in world.partners["fresh-mart"].calls if call[0] == "credit"] == [
+        ("credit", again.credit_operation),
+        ("credit", again.credit_operation),  # sent again by recovery: the partner applies it once
+    ]
+    assert await world.ledger_transactions() == 1
+
+
+async def test_a_recovery_whose_connection_is_killed_says_so_in_one_line_and_the_next_pass_posts_once(
+    pg_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = await make_world(pg_db)
+    world.partners["fresh-mart"].fail_next("credit", Fault.LOSE_REQUEST)
+    conversion = await world.execute(await world.quote(1000))
+    assert (conversion.status, conversion.step) == (ConversionStatus.PENDING, SagaStep.CREDIT)
+    world.saga.ledger = KilledPosting(pg_db, world.clock, TAIPEI, kills=1)
+    with caplog.at_level(logging.WARNING, logger="exchange.sagas.recovery"):
+        assert await world.recover_all() == 1
+    [outage] = [record for record in caplog.records if record.name == "exchange.sagas.recovery"]
+    assert (outage.levelno, outage.exc_info) == (logging.WARNING, None)  # an outage is expected: no trace
+    assert "database is unavailable" in outage.getMessage()
+    assert (await world.saga.reload(conversion.id)).status == ConversionStatus.PENDING
+    await world.recover_all()  # its lease has run out
+    assert (await world.saga.reload(conversion.id)).status == ConversionStatus.COMPLETED
+    assert world.partners["fresh-mart"].balances["alice"] == 102_450
+    assert await world.ledger_transactions() == 1
+
+
+async def test_more_conversions_than_pooled_connections_wait_or_are_refused_and_none_is_left_half_done(
+    pg_database_url: str,
+) -> None:
+    """The only test that exhausts the pool under the saga: twenty conversions at once on one
+    pooled connection that is waited for 5 ms at most. Each request finishes or answers the
+    typed ``DatabaseUnavailable`` (no other error); after recovery every conversion is final,
+    and each partner and the ledger agree on every point moved."""
+    url = normalize_database_url(pg_database_url)
+    db = Database(
+        create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.005)
+    )  # 5 ms: most requests meet a full pool
+    try:
+        world = await make_world(db)
+        quotes_ = [await world.quote(1000) for _ in range(20)]
+        answers = await asyncio.gather(
+            *(world.execute(quote, key=f"k{n}") for n, quote in enumerate(quotes_)), return_exceptions=True
+        )
+        refused = [answer for answer in answers if isinstance(answer, BaseException)]
+        assert all(isinstance(error, DatabaseUnavailable) for error in refused), refused
+        for n, quote in enumerate(quotes_):  # every client asks again with its key, one at a time
+            await world.execute(quote, key=f"k{n}")
+        world.clock.advance(hours=1)
+        await RecoveryWorker(world.saga, concurrency=1).run_once()  # one at a time: the pool suffices
+        async with db.transaction() as session:
+            statuses = [status for (status,) in await session.exec(text("SELECT status FROM conversion"))]  # type: ignore[call-overload]
+        completed = statuses.count(ConversionStatus.COMPLETED)
+        assert len(statuses) == 20 and completed + statuses.count(ConversionStatus.FAILED) == 20, statuses
+        assert world.partners["happy-card"].balances["alice"] == 100_000 - 1000 * completed
+        assert world.partners["fresh-mart"].balances["alice"] == 100_000 + 2450 * completed
+        assert await world.ledger_transactions() == completed
+    finally:
+        await db.dispose()
+
+
+async def test_a_conversion_frozen_while_it_posts_holds_up_the_others_only_until_the_server_ends_its_session(
+    pg_database_url: str,
+) -> None:
+    """A gateway process freezes inside the unit of work that posts a conversion (the ledger's
+    locks held, its connection still open). The server ends its session once it has been idle
+    in that transaction for ``idle_in_transaction_seconds``, so the next conversion, queued
+    behind those locks, completes instead of hanging; the frozen one, waking, meets the typed
+    ``DatabaseUnavailable`` and is posted once by recovery."""
+    db = Database.from_url(pg_database_url, idle_in_transaction_seconds=3)
+    try:
+        world = await make_world(db)
+        ledger = world.saga.ledger = FrozenPosting(world.clock, TAIPEI)
+        first, second = await world.quote(1000), await world.quote(1000)
+        frozen = asyncio.create_task(world.execute(first, key="frozen"))
+        await ledger.frozen.wait()
+        async with asyncio.timeout(120):  # no hang: the frozen session is ended long before
+            after = await world.execute(second, key="after")
+        assert after.status == ConversionStatus.COMPLETED
+        ledger.wake.set()
+        with pytest.raises(DatabaseUnavailable):
+            await frozen
+        await world.recover_all()
+        assert (await world.execute(first, key="frozen")).status == ConversionStatus.COMPLETED
+        assert world.partners["happy-card"].balances["alice"] == 98_000
+        assert world.partners["fresh-mart"].balances["alice"] == 100_000 + 2 * 2450
+        assert await world.ledger_transactions() == 2
+    finally:
+        await db.dispose()
 
 
 async def test_fifty_requests_with_one_key_make_one_conversion(pg_db: Database) -> None:

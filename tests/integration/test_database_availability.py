@@ -131,6 +131,24 @@ async def test_a_statement_the_driver_refuses_to_send_stays_an_unexpected_error(
         assert (await session.exec(text("SELECT 1"))).one()[0] == 1  # type: ignore[call-overload]
 
 
+async def test_the_idle_in_transaction_limit_is_set_beside_the_server_options_the_url_gives(
+    pg_database_url: str,
+) -> None:
+    db = Database.from_url(f"{pg_database_url}?options=-c%20statement_timeout%3D5000", idle_in_transaction_seconds=2)
+    try:
+        async with db.transaction() as session:
+            shown = (
+                await session.exec(  # type: ignore[call-overload]
+                    text(
+                        "SELECT current_setting('idle_in_transaction_session_timeout'), current_setting('statement_timeout')"
+                    )
+                )
+            ).one()
+    finally:
+        await db.dispose()
+    assert tuple(shown) == ("2s", "5s")
+
+
 @pytest.fixture
 def password_url(own_postgres_cluster: ThrowawayCluster) -> str:
     """The own cluster's database for a role that signs in with the password ``right``."""

@@ -214,6 +214,7 @@ async def test_a_refused_debit_fails_and_gives_stock_and_limit_back(world: World
     [
         (Fault.APPLY_THEN_LOSE_ANSWER, RedemptionStatus.COMPLETED, 612),
         (Fault.LOSE_REQUEST, RedemptionStatus.FAILED, 0),
+        (Fault.APPLY_DOUBLE, RedemptionStatus.REVERSED, 0),  # another amount: reversed, not trusted
     ],
 )
 async def test_a_debit_in_doubt_is_settled_by_recovery(

@@ -33,7 +33,7 @@ from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
 from exchange.testing.clock import FrozenClock
 from exchange.testing.sandboxes import SandboxFleet
 from exchange.tiers.expiry import MatchExpiry
-from exchange.webhooks.delivery import Dispatcher
+from exchange.webhooks.delivery import DeliveryPass, Dispatcher
 from exchange.webhooks.errors import SubscriptionNotFound, TooManySubscriptions
 from exchange.webhooks.events import Event, EventType
 from exchange.webhooks.models import (
@@ -214,6 +214,51 @@ async def test_a_receiver_that_fails_then_recovers_gets_every_event_signed_and_i
     assert sorted((attempt.status_code, attempt.outcome) for attempt in log).count((503, "PENDING")) >= 1
     assert all(attempt.latency_ms >= 0 for attempt in log)
     assert {d.status for d in await hooks.deliveries()} == {DeliveryStatus.DELIVERED}
+
+
+class WorkerKilled(BaseException):
+    """The delivery worker's process dies (no ``except Exception`` catches it)."""
+
+
+async def test_a_worker_killed_between_sending_and_recording_leaves_each_event_sent_again_with_its_id(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The only test of a worker that dies after its receivers got the events and before it
+    recorded a single attempt: once its lease runs out, the next pass sends each event again,
+    same ``webhook-id`` and same body, so the receiver can dedupe; every event is delivered,
+    and the attempt log holds only what was recorded."""
+    staff = await hooks.subscribe(hooks.receiver.url("/staff"), CONVERSION_TYPES)
+    world = hooks.world
+    for key in ("a", "b", "c"):
+        await world.execute(await world.quote(1000), key=key)
+
+    async def killed(*_: object) -> None:
+        raise WorkerKilled
+
+    dispatcher = hooks.service.dispatcher
+    with monkeypatch.context() as dying:
+        dying.setattr(dispatcher, "record", killed)
+        with pytest.raises(WorkerKilled):
+            await hooks.service.deliver()
+    first = [headers["webhook-id"] for headers, _ in hooks.receiver.accepted("/staff")]
+    assert len(first) >= 1
+    assert await hooks.service.deliver() == DeliveryPass()  # still leased to the dead worker
+
+    hooks.clock.advance(seconds=dispatcher.lease.total_seconds() + 1)
+    await hooks.deliver_all()
+    accepted = hooks.receiver.accepted("/staff")
+    bodies: dict[str, set[bytes]] = {}
+    for headers, body in accepted:
+        verified(staff.secret, headers, body)
+        bodies.setdefault(headers["webhook-id"], set()).add(body)
+    events = await hooks.events()
+    assert sorted(bodies) == sorted(event.id for event in events)  # every event, at least once
+    assert all(len(sent) == 1 for sent in bodies.values())  # each id always with the same body
+    sent = [headers["webhook-id"] for headers, _ in accepted]
+    assert all(sent.count(message_id) == 2 for message_id in first)  # what the dead worker sent went again
+    assert {d.status for d in await hooks.deliveries()} == {DeliveryStatus.DELIVERED}
+    log = await hooks.service.attempts(None, staff.subscription.id, first=50)
+    assert len(log) == len(events)
 
 
 async def test_redemptions_and_status_matches_write_their_events_with_the_change(db: Database) -> None:

@@ -1,18 +1,29 @@
 """``exchange webhooks``: subscribe, deliver, read the log, replay, rotate and delete, as an
-operator does (in process, through click's runner, on a migrated database of each kind)."""
+operator does (in process, through click's runner, on a migrated database of each kind); and a
+delivery process killed with SIGKILL mid-delivery."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 from click.testing import CliRunner, Result
+from sqlalchemy import update
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from exchange.cli import main
 from exchange.db.database import Database
-from exchange.serving import free_port
+from exchange.serving import free_port, serving
 from exchange.webhooks.events import Event, EventType
+from exchange.webhooks.models import WebhookDelivery
 from exchange.webhooks.outbox import emit
 
 
@@ -63,3 +74,53 @@ def test_an_operator_subscribes_delivers_reads_the_log_replays_rotates_and_delet
     assert exchange(database_url, "webhooks", "list").output == ""
     gone = exchange(database_url, "webhooks", "deliveries", sid)
     assert (gone.exit_code, gone.output.strip()) == (2, f"Error: no webhook subscription has id {sid!r}")
+
+
+async def test_a_delivery_process_killed_while_its_receiver_holds_the_event_leaves_it_sent_again_with_its_id(
+    pg_database_url: str,
+) -> None:
+    """The only test that SIGKILLs a real delivery process: ``exchange webhooks deliver`` dies
+    while the receiver holds the event, before it could record the attempt. Once its lease has
+    run out, the next pass sends the same message (``webhook-id`` and body) again and records
+    it delivered: at least once, and the receiver can dedupe."""
+    received: list[tuple[str, bytes]] = []
+    got, release = asyncio.Event(), asyncio.Event()
+
+    async def hook(request: Request) -> Response:
+        received.append((request.headers["webhook-id"], await request.body()))
+        got.set()
+        if len(received) == 1:
+            await release.wait()  # the first request gets no answer before its sender dies
+        return Response(status_code=204)
+
+    async with serving(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as receiver:
+        url = receiver.url + "/hook"
+        made = await asyncio.to_thread(
+            exchange, pg_database_url, "webhooks", "create", "--url", url, "--event", "period.closed"
+        )
+        assert made.exit_code == 0, made.output
+        await close_a_period(pg_database_url)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "exchange", "webhooks", "deliver"],
+            env={**os.environ, "EXCHANGE_DATABASE_URL": pg_database_url},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            await asyncio.wait_for(got.wait(), timeout=120)
+        finally:
+            worker.kill()
+            worker.wait()
+        release.set()
+        assert worker.returncode == -signal.SIGKILL
+
+        db = Database.from_url(pg_database_url)
+        try:
+            async with db.transaction() as session:  # the dead worker's lease runs out
+                await session.exec(update(WebhookDelivery).values(lease_until=datetime.now(UTC)))
+        finally:
+            await db.dispose()
+        again = await asyncio.to_thread(exchange, pg_database_url, "webhooks", "deliver")
+    assert again.output.strip() == "0 deliveries made; 1 delivered, 0 to retry, 0 dead-lettered"
+    [(first_id, first_body), (second_id, second_body)] = received
+    assert (second_id, second_body) == (first_id, first_body)

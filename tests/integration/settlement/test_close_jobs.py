@@ -6,14 +6,18 @@ from datetime import timedelta
 
 import pytest
 
+from exchange.db.availability import DatabaseUnavailable
+from exchange.db.database import Database
 from exchange.ledger.errors import PeriodNotOver
 from exchange.ledger.periods import PeriodStatus
 from exchange.services.settlement import SettlementService
-from exchange.settlement import jobs
+from exchange.settlement import closing, jobs
 from exchange.settlement.errors import JobNotFound
 from exchange.settlement.models import JobState
+from exchange.settlement.netting import Obligation
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import conversion, post
+from tests.outages import kill_connection_of
 
 
 @pytest.fixture
@@ -80,3 +84,40 @@ async def test_a_job_whose_runner_went_silent_is_taken_again(november: Settlemen
     clock.advance(minutes=3)
     assert await november.run_next_job() is True
     assert (await november.job(job.id)).state == JobState.DONE
+
+
+async def test_a_close_whose_connection_is_killed_while_netting_leaves_its_job_running_to_be_taken_again(
+    pg_settlement: SettlementService, pg_db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The netting's connection is killed (``pg_terminate_backend``) after the period switched
+    to CLOSING: the runner meets the outage, the job stays RUNNING (not FAILED with the outage
+    for its reason), the period stays CLOSING with no figures, and a runner that takes the job
+    once its heartbeat is stale closes the period once."""
+    await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
+    clock.current = pg_settlement.calendar.ends_at("2026-11") + timedelta(days=1)
+    real = closing.netting.obligations
+
+    async def killed(session, period, currency):  # type: ignore[no-untyped-def]
+        await kill_connection_of(session, pg_db)
+        return await real(session, period, currency)
+
+    job = await pg_settlement.request_close("2026-11", by="alice")
+    with monkeypatch.context() as dying:
+        dying.setattr(closing.netting, "obligations", killed)
+        with pytest.raises(DatabaseUnavailable):
+            await pg_settlement.run_next_job()
+    assert (await pg_settlement.job(job.id)).state == JobState.RUNNING
+    report = await pg_settlement.period("2026-11")
+    assert (report.status, report.positions, report.obligations) == (PeriodStatus.CLOSING, [], [])
+
+    assert await pg_settlement.run_next_job() is False  # its heartbeat is still fresh
+    clock.advance(minutes=3)
+    assert await pg_settlement.run_next_job() is True
+    assert (await pg_settlement.job(job.id)).state == JobState.DONE
+    report = await pg_settlement.period("2026-11")
+    assert report.status is PeriodStatus.CLOSED
+    assert report.obligations == [
+        Obligation("fresh-mart", "EXCHANGE", 200),
+        Obligation("fresh-mart", "wallet-pay", 9_800),
+    ]
+    assert sum(position.net for position in report.positions) == 0

@@ -10,11 +10,15 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
+from exchange.conversions.models import ConversionStatus
+from exchange.db.availability import DatabaseUnavailable
+from exchange.db.database import Database
 from exchange.errors import BadUserInput, ErrorCode, IdempotencyConflict
 from exchange.ledger.errors import PeriodNotClosed
 from exchange.ledger.models import LedgerTransaction
 from exchange.ledger.verify import verify_ledger
 from exchange.services.settlement import SettlementService
+from exchange.settlement import reconciliation
 from exchange.settlement.breaks import ResolveRequest
 from exchange.settlement.errors import (
     BadAdjustment,
@@ -24,6 +28,7 @@ from exchange.settlement.errors import (
     ResolvedBreaksWouldBeLost,
     UnresolvedBreaks,
 )
+from exchange.settlement.keys import StatementKeys
 from exchange.settlement.models import (
     BreakKind,
     Reconciliation,
@@ -31,7 +36,19 @@ from exchange.settlement.models import (
     Resolution,
 )
 from exchange.testing.clock import FrozenClock
-from tests.integration.settlement.conftest import NOVEMBER, close, conversion, post, redemption
+from tests.fakes import Fault
+from tests.integration import test_conversion_saga as conversions
+from tests.integration.settlement.conftest import (
+    ISSUER,
+    NOVEMBER,
+    RETENTION_YEARS,
+    SECRET,
+    close,
+    conversion,
+    post,
+    redemption,
+)
+from tests.outages import kill_connection_of
 
 FILE = """reference,amount,counterparty,date
 conversion:c1,-100.00,wallet-pay,2026-11-20
@@ -48,6 +65,10 @@ def lines(text: str) -> io.BytesIO:
 
 @pytest.fixture
 async def closed(settlement: SettlementService, clock: FrozenClock) -> SettlementService:
+    return await closed_november(settlement, clock)
+
+
+async def closed_november(settlement: SettlementService, clock: FrozenClock) -> SettlementService:
     await post(
         settlement,
         [
@@ -103,6 +124,32 @@ async def test_a_malformed_file_is_refused_whole_and_nothing_is_imported(closed:
         assert (await session.exec(select(func.count()).select_from(ReconciliationBreak))).one() == 0
     imported = await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="fresh-mart-client")
     assert imported.reconciliation.sequence == 1
+
+
+async def test_an_import_whose_connection_is_killed_changes_nothing_and_importing_again_makes_one(
+    pg_settlement: SettlementService, pg_db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The only test that breaks a reconciliation midway (the connection killed by
+    ``pg_terminate_backend`` once the file is staged): the import answers the typed, retryable
+    ``DatabaseUnavailable``, nothing is recorded, and importing the file again makes the one
+    reconciliation, first of its period, with every line classified once."""
+    service = await closed_november(pg_settlement, clock)
+    real = reconciliation.stage_ledger_amounts
+
+    async def killed(session, *args):  # type: ignore[no-untyped-def]
+        await kill_connection_of(session, pg_db)
+        await real(session, *args)
+
+    with monkeypatch.context() as dying:
+        dying.setattr(reconciliation, "stage_ledger_amounts", killed)
+        with pytest.raises(DatabaseUnavailable):
+            await service.import_records("fresh-mart", "2026-11", lines(FILE), by="fresh-mart-client")
+    async with service.db.transaction() as session:
+        assert (await session.exec(select(func.count()).select_from(Reconciliation))).one() == 0
+    imported = (await service.import_records("fresh-mart", "2026-11", lines(FILE), by="x")).reconciliation
+    assert (imported.sequence, imported.lines, imported.matched, imported.duplicate) == (1, 5, 2, 1)
+    async with service.db.transaction() as session:
+        assert (await session.exec(select(func.count()).select_from(ReconciliationBreak))).one() == 4
 
 
 async def test_records_are_taken_only_for_a_closed_period(closed: SettlementService) -> None:
@@ -298,6 +345,41 @@ async def test_a_quoted_empty_field_is_an_empty_field(closed: SettlementService)
     assert (imported.lines, imported.matched, imported.missing_in_ledger) == (4, 3, 1)
     missing = (await breaks_of(closed, imported))["MISSING_IN_LEDGER:conversion:zzz:5"]
     assert (missing.counterparty, missing.partner_date) == (None, None)
+
+
+async def test_a_partner_that_answers_a_credit_it_never_applied_or_applies_one_twice_shows_in_reconciliation(
+    db: Database,
+) -> None:
+    """A lying target (it answers a credit applied, and has no record of it) and a buggy one
+    (it applies a credit twice under one id): the exchange's records stay right, one posting
+    per conversion, and reconciling the partner's own records of the period shows both, a
+    line missing in its file and a duplicate line."""
+    world = await conversions.make_world(db)
+    fresh_mart = world.partners["fresh-mart"]
+    honest = await world.execute(await world.quote(1000), key="honest")
+    fresh_mart.fail_next("credit", Fault.ANSWER_WITHOUT_APPLYING)
+    unapplied = await world.execute(await world.quote(1000), key="unapplied")
+    fresh_mart.fail_next("credit", Fault.APPLY_TWICE)
+    doubled = await world.execute(await world.quote(1000), key="doubled")
+    assert {honest.status, unapplied.status, doubled.status} == {ConversionStatus.COMPLETED}
+    assert await world.ledger_transactions() == 3
+
+    keys = StatementKeys(db, SECRET, world.clock, retention_years=RETENTION_YEARS)
+    async with db.transaction() as session:
+        await keys.ensure_active(session)
+    service = SettlementService(db=db, ledger=world.saga.ledger, clock=world.clock, keys=keys, issuer=ISSUER)
+    await close(service, world.clock, "2026-11")
+    by_id = {conversion.id: conversion for conversion in (honest, unapplied, doubled)}
+    records = "reference,amount,counterparty,date\n" + "".join(
+        f"conversion:{conversion.id},{Decimal(conversion.money_value_minor - conversion.fee_minor) / 100},happy-card,\n"
+        for conversion in (by_id[operation_id.removesuffix(":credit")] for operation_id, _ in fresh_mart.applied)
+    )
+    imported = (await service.import_records("fresh-mart", "2026-11", lines(records), by="fresh-mart")).reconciliation
+    found = await breaks_of(service, imported)
+    assert sorted(key.rsplit(":", 1)[0] for key in found) == sorted(
+        [f"MISSING_IN_PARTNER:conversion:{unapplied.id}", f"DUPLICATE:conversion:{doubled.id}"]
+    )
+    assert imported.matched == 2  # the honest credit and the doubled one's first line
 
 
 async def report_rows(service: SettlementService, reconciliation: Reconciliation, *, page: int) -> tuple[str, ...]:

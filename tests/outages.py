@@ -1,0 +1,59 @@
+"""Database connections killed mid-unit-of-work, as an operator's ``pg_terminate_backend`` or a
+failover kills them (PostgreSQL only): the unit of work fails at its next statement."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.clock import Clock
+from exchange.db.database import Database
+from exchange.ledger.posting import Ledger, PostedTransaction, TransactionRequest
+
+
+async def kill_connection_of(session: AsyncSession, db: Database) -> None:
+    """Terminate the server process behind ``session`` from another connection of ``db``."""
+    pid = (await session.exec(text("SELECT pg_backend_pid()"))).one()[0]  # type: ignore[call-overload]
+    async with db.autocommit() as other:
+        await other.exec(text("SELECT pg_terminate_backend(:pid)"), params={"pid": pid})  # type: ignore[call-overload]
+
+
+class KilledPosting(Ledger):
+    """A ledger whose postings' connections are killed while they hold the posting's unit of
+    work (the rows it locked, the chain head)."""
+
+    def __init__(self, killer: Database, clock: Clock, timezone: ZoneInfo, *, kills: int, after: int = 0) -> None:
+        """Kill the connections of ``kills`` postings, after ``after`` postings that go through."""
+        super().__init__(timezone=timezone, clock=clock)
+        self.killer = killer
+        self.kills = kills
+        self.after = after
+
+    async def post_many(self, session: AsyncSession, requests: Sequence[TransactionRequest]) -> list[PostedTransaction]:
+        if self.after:
+            self.after -= 1
+        elif self.kills:
+            self.kills -= 1
+            await kill_connection_of(session, self.killer)
+        return await super().post_many(session, requests)
+
+
+class FrozenPosting(Ledger):
+    """A ledger whose first posting freezes once it has posted (a process paused, a network cut
+    with no FIN), holding its unit of work's locks until ``wake`` is set."""
+
+    def __init__(self, clock: Clock, timezone: ZoneInfo) -> None:
+        super().__init__(timezone=timezone, clock=clock)
+        self.frozen = asyncio.Event()
+        self.wake = asyncio.Event()
+
+    async def post_many(self, session: AsyncSession, requests: Sequence[TransactionRequest]) -> list[PostedTransaction]:
+        posted = await super().post_many(session, requests)
+        if not self.frozen.is_set():
+            self.frozen.set()
+            await self.wake.wait()
+        return posted
