@@ -113,6 +113,17 @@ def _valid_columns(columns: tuple[str, ...]) -> bool:
     )
 
 
+#: The most characters of a value a refusal quotes: a header or field may be kilobytes long.
+QUOTED_CHARACTERS = 80
+
+
+def _quoted(value: str) -> str:
+    """``value`` as a refusal quotes it: ``repr``, its first :data:`QUOTED_CHARACTERS` only."""
+    if len(value) <= QUOTED_CHARACTERS:
+        return repr(value)
+    return f"{value[:QUOTED_CHARACTERS]!r}… ({len(value)} characters)"
+
+
 def _header_hint(header: str) -> str:
     """Why a header a spreadsheet wrote is refused, where a common cause shows: the semicolons a
     spreadsheet set to a decimal comma separates fields with, or capitalised column names."""
@@ -144,7 +155,7 @@ class RecordFormat:
             raise MalformedRecords(
                 1,
                 f"the header must name the columns {', '.join(REQUIRED)} and optionally "
-                f"{', '.join(OPTIONAL)}, each once, in any order; got {header!r}{_header_hint(header)}",
+                f"{', '.join(OPTIONAL)}, each once, in any order; got {_quoted(header)}{_header_hint(header)}",
             )
         values = {**_VALUES, "amount": (_amount_pattern(currency),) * 2}
         line = ",".join(_field(name, *values[name]) for name in columns)
@@ -227,19 +238,19 @@ class RecordFormat:
         if name == "reference" and not 1 <= len(value) <= MAX_REFERENCE:
             return f"must be 1 to {MAX_REFERENCE} characters, got {len(value)}"
         if name == "reference" and value != value.strip():
-            return f"{value!r} starts or ends with a space; write the reference as the statement prints it"
+            return f"{_quoted(value)} starts or ends with a space; write the reference as the statement prints it"
         if name == "amount" and not re.fullmatch(_amount_pattern(self.currency), value):
             return (
-                f"{value!r} is not an amount in {self.currency.code}: write an exact decimal such as "
+                f"{_quoted(value)} is not an amount in {self.currency.code}: write an exact decimal such as "
                 f"-1234.5, with at most {self.currency.minor_units} decimals and {MAX_INTEGER_DIGITS} "
                 f"integer digits, a decimal point and no thousands separator"
             )
         if name == "counterparty" and value and value != EXCHANGE and not _PROGRAM_ID.match(value):
-            return f"{value!r} is neither a program id nor {EXCHANGE}"
+            return f"{_quoted(value)} is neither a program id nor {EXCHANGE}"
         if name == "date" and value and not re.fullmatch(_DATE_SHAPE, value):
-            return f"{value!r} is not a date written YYYY-MM-DD"
+            return f"{_quoted(value)} is not a date written YYYY-MM-DD"
         if name == "date" and value and not re.fullmatch(_DATE, value):
-            return f"{value!r} is not a date on the calendar"
+            return f"{_quoted(value)} is not a date on the calendar"
         return None
 
 

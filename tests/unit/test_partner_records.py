@@ -174,6 +174,21 @@ def test_a_date_the_calendar_lacks_is_caught_among_good_lines() -> None:
     assert refusal("\n".join(lines)) == (1002, "date: '2026-04-31' is not a date on the calendar")
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "characters"),
+    [
+        ("reference," + "x" * 60_000 + "\nr,1\n", 1, 60_010),  # the header
+        ("reference,amount\nr," + "9" * 60_000 + "\n", 2, 60_000),  # an amount
+    ],
+)
+def test_a_refusal_quotes_a_long_value_in_part(text: str, line: int, characters: int) -> None:
+    """A header or field of kilobytes used to come back whole in the refusal."""
+    found_line, reason = refusal(text)
+    assert found_line == line
+    assert len(reason) < 600
+    assert f"… ({characters} characters)" in reason
+
+
 def test_a_line_too_long_to_be_a_record_is_refused() -> None:
     text = "reference,amount\nr,1\n" + "x" * (MAX_LINE_BYTES + BLOCK_BYTES) + ",1\n"
     assert refusal(text) == (3, f"a line over {MAX_LINE_BYTES} bytes")
