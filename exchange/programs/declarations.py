@@ -20,7 +20,6 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -36,6 +35,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from exchange.addresses import Fault, read_address
 from exchange.db.types import MAX_INTEGER
 from exchange.errors import BadUserInput
 from exchange.money import MAX_MONEY_INTEGER_DIGITS, PERCENT_SCALE, POINT_VALUE_SCALE, decimal_places, parse_decimal
@@ -99,20 +99,18 @@ def _partner_address(*, query: bool) -> AfterValidator:
     (``query``). The address itself is not repeated in the refusal, lest it hold a secret."""
 
     def check(value: str) -> str:
-        parts = urlsplit(value)
-        try:
-            parts.port  # noqa: B018 - raises for a port that is not one
-        except ValueError:
-            raise ValueError("the port must be a number from 0 to 65535") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        parts, faults = read_address(value)
+        if parts is None:
+            raise ValueError("cannot be read as an address: its port must be a number from 0 to 65535")
+        if parts.scheme not in ("http", "https") or Fault.NOT_ABSOLUTE in faults:
             raise ValueError("must be an http:// or https:// address with a host")
-        if any(character.isspace() or not character.isprintable() for character in value):
+        if faults & {Fault.SPACE, Fault.CONTROL}:
             raise ValueError("must not hold spaces or control characters")
-        if parts.username is not None or parts.password is not None:
+        if Fault.CREDENTIALS in faults:
             raise ValueError("must not hold a user name or password: give the secret in [connector.oauth]")
-        if parts.fragment or value.endswith("#"):
+        if Fault.FRAGMENT in faults:
             raise ValueError("must not end with a #fragment")
-        if parts.query and not query:
+        if Fault.QUERY in faults and not query:
             raise ValueError("must not hold a ?query")
         return value
 

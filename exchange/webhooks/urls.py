@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from urllib.parse import urlsplit
 
+from exchange.addresses import Fault, read_address
 from exchange.webhooks.errors import BadWebhookURL
 from exchange.webhooks.models import URL_LENGTH
 
@@ -69,19 +69,17 @@ def _ip(host: str) -> Address | None:
 
 def check_url(url: str, *, production: bool) -> str:
     """``url`` if a subscription may name it, else :class:`BadWebhookURL` naming the rule."""
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        _ = parts.port  # a port out of range raises ValueError
-    except ValueError:
-        raise BadWebhookURL(f"{url!r} is not a URL", "absolute") from None
-    if len(url) > URL_LENGTH or not parts.scheme or not host or parts.fragment or any(c.isspace() for c in url):
+    parts, faults = read_address(url)
+    if parts is None:
+        raise BadWebhookURL(f"{url!r} is not a URL", "absolute")
+    if len(url) > URL_LENGTH or faults & {Fault.NOT_ABSOLUTE, Fault.FRAGMENT, Fault.SPACE}:
         raise BadWebhookURL(
             f"the URL must be absolute, with a host, without a fragment, at most {URL_LENGTH} characters",
             "absolute",
         )
-    if parts.username is not None or parts.password is not None:
+    if Fault.CREDENTIALS in faults:
         raise BadWebhookURL("the URL must not carry credentials (user:password@)", "no-credentials")
+    host = (parts.hostname or "").lower()
     scheme = parts.scheme.lower()
     if scheme != "https" and not (scheme == "http" and not production and is_loopback(host)):
         rule = "https:// is required" + ("" if production else " (http:// only to a loopback host in development)")

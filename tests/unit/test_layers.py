@@ -16,7 +16,7 @@ PACKAGE = REPO_ROOT / "exchange"
 #: Transport and composition: they parse input, call services and present results.
 FRONT_ENDS = {"api", "web", "cli", "app", "demo", "demo_month", "__main__"}
 SERVICES = {"services"}
-#: What every layer may use: persistence, settings, time, money, errors, process plumbing.
+#: What every layer may use: persistence, settings, time, money, errors, text and addresses, process plumbing.
 KERNEL = {
     "__init__",
     "db",
@@ -29,6 +29,7 @@ KERNEL = {
     "jobs",
     "access_log",
     "text",
+    "addresses",
     "spreadsheet",
     "streaming",
     "observability",
