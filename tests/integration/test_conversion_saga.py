@@ -264,6 +264,18 @@ async def test_a_credit_that_never_confirms_is_voided_and_the_debit_reversed(wor
     assert world.partners["fresh-mart"].operations[f"{conversion.id}:credit"].status.value == "voided"
 
 
+async def recovered_as_contradicted(world: World, conversion_id: str) -> None:
+    """Recovery meets a partner's record of another write than the one sent: the conversion
+    ends REVERSED (PARTNER_CONTRADICTED), alice's points are back at both partners, and
+    nothing is posted."""
+    await world.recover_all()
+    finished = await world.saga.reload(conversion_id)
+    assert (finished.status, finished.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000
+    assert await world.ledger_transactions() == 0
+
+
 async def test_a_debit_the_source_applied_with_another_amount_is_reversed_and_flagged_not_trusted(
     world: World,
 ) -> None:
@@ -274,12 +286,7 @@ async def test_a_debit_the_source_applied_with_another_amount_is_reversed_and_fl
     conversion = await world.execute(await world.quote(1000))
     assert (conversion.status, conversion.in_doubt) == (ConversionStatus.PENDING, True)
     assert world.partners["happy-card"].balances["alice"] == 98_000
-    await world.recover_all()
-    finished = await world.saga.reload(conversion.id)
-    assert (finished.status, finished.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
-    assert world.partners["happy-card"].balances["alice"] == 100_000
-    assert world.partners["fresh-mart"].balances["alice"] == 100_000
-    assert await world.ledger_transactions() == 0
+    await recovered_as_contradicted(world, conversion.id)
     assert await world.used() == {}
 
 
@@ -292,24 +299,14 @@ async def test_a_debit_in_doubt_that_the_source_reversed_in_part_on_its_own_is_r
     debit = source.operations[conversion.debit_operation]
     source.operations[conversion.debit_operation] = debit.model_copy(update={"reversed_points": 400})
     source.balances["alice"] += 400  # the partner's own refund, which the exchange never asked for
-    await world.recover_all()
-    finished = await world.saga.reload(conversion.id)
-    assert (finished.status, finished.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
-    assert source.balances["alice"] == 100_000
-    assert world.partners["fresh-mart"].balances["alice"] == 100_000
-    assert await world.ledger_transactions() == 0
+    await recovered_as_contradicted(world, conversion.id)
 
 
 async def test_a_credit_the_target_applied_with_another_amount_is_reversed_with_the_debit(world: World) -> None:
     world.partners["fresh-mart"].fail_next("credit", Fault.APPLY_DOUBLE)
     conversion = await world.execute(await world.quote(1000))
     assert world.partners["fresh-mart"].balances["alice"] == 100_000 + 2 * 2450
-    await world.recover_all()
-    finished = await world.saga.reload(conversion.id)
-    assert (finished.status, finished.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
-    assert world.partners["happy-card"].balances["alice"] == 100_000
-    assert world.partners["fresh-mart"].balances["alice"] == 100_000
-    assert await world.ledger_transactions() == 0
+    await recovered_as_contradicted(world, conversion.id)
     assert await world.used() == {}
 
 
@@ -324,12 +321,7 @@ async def test_a_pending_write_the_partner_settles_with_another_amount_is_revers
     conversion = await world.execute(await world.quote(1000))
     assert conversion.step == (SagaStep.AWAIT_DEBIT if write == "debit" else SagaStep.AWAIT_CREDIT)
     partner.settle(f"{conversion.id}:{write}", points=5)
-    await world.recover_all()
-    finished = await world.saga.reload(conversion.id)
-    assert (finished.status, finished.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
-    assert world.partners["happy-card"].balances["alice"] == 100_000
-    assert world.partners["fresh-mart"].balances["alice"] == 100_000
-    assert await world.ledger_transactions() == 0
+    await recovered_as_contradicted(world, conversion.id)
     assert await world.used() == {}
 
 
