@@ -12,7 +12,9 @@ A fault is decided once per contract call, in this order:
    (seed it for reproducible runs). These hit reads too.
 
 Latency is added to every contract call. Faults that apply first commit the operation and
-then lose the answer; the others fail before anything is applied. The transport-level part
+then lose the answer; ``misapply`` commits another write than the one asked (a partner's bug:
+twice the points of a debit or credit, another tier than the one matched) and answers it; the
+others fail before anything is applied. The transport-level part
 (answer 500, drop the connection, hang) is done by :class:`FaultMiddleware` around both
 transports, told what to do through a per-request slot.
 """
@@ -40,6 +42,7 @@ class FaultKind(StrEnum):
     APPLY_THEN_ERROR = "apply_then_error"  # apply, then answer 500
     APPLY_THEN_DROP = "apply_then_drop"  # apply, then drop the connection mid-answer
     APPLY_THEN_HANG = "apply_then_hang"  # apply, then never answer
+    MISAPPLY = "misapply"  # apply otherwise than asked (a partner's bug), and answer what it applied
 
     @property
     def applies_first(self) -> bool:
@@ -151,12 +154,22 @@ class FaultInjector:
         return False
 
     async def run(
-        self, action: Callable[[], Awaitable[tuple[T, bool]]], *, write: bool, points: int | None = None
+        self,
+        action: Callable[[], Awaitable[tuple[T, bool]]],
+        *,
+        write: bool,
+        points: int | None = None,
+        misapplied: Callable[[], Awaitable[tuple[T, bool]]] | None = None,
     ) -> T:
-        """Run a contract call under the knobs; ``action`` returns (result, newly applied)."""
+        """Run a contract call under the knobs; ``action`` returns (result, newly applied).
+        ``misapplied``: the call as a partner's bug makes it (``misapply``); a call without one
+        meets no fault when that fault is drawn."""
         fault, magic = self._draw(write=write, points=points)
         if self.settings.latency_ms:
             await self._sleep(self.settings.latency_ms / 1000)
+        if fault is FaultKind.MISAPPLY:
+            result, _ = await (misapplied or action)()
+            return result
         if fault is not None and not fault.applies_first:
             _signal(fault)
             raise FaultInjected(fault.value)
