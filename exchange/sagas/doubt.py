@@ -38,11 +38,12 @@ _MOVED = (OperationState.APPLIED, OperationState.REVERSED)
 
 @dataclass(frozen=True, slots=True)
 class SentWrite:
-    """A debit or credit as the exchange sent it."""
+    """A debit, credit (``points``) or tier match (``tier``) as the exchange sent it."""
 
     kind: OperationKind
     member_ref: str
-    points: int
+    points: int | None = None
+    tier: str | None = None
 
     def contradiction(self, operation: Operation) -> str | None:
         """How the partner's ``operation`` differs from this write; ``None`` when it is this write."""
@@ -50,6 +51,7 @@ class SentWrite:
             ("kind", operation.kind, self.kind),
             ("member", operation.member_ref, self.member_ref),
             ("points", operation.points, self.points),
+            ("tier", operation.tier, self.tier),
         ):
             if theirs != ours:
                 return f"its {name} is {theirs}, the exchange sent {ours}"

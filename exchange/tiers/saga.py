@@ -3,7 +3,10 @@
 * **PUSH** — ``match_tier(<id>:match)`` gives the member the tier until ``expires_at``. A
   refusal, or a partner that could not be reached, FAILS the match (it then does not count
   against the member's one match a year). An unknown outcome is settled by the shared
-  in-doubt rule: applied → ACTIVE; never applied → voided → FAILED.
+  in-doubt rule: applied → ACTIVE; never applied → voided → FAILED. A partner whose record
+  of the match is another tier or member than sent (its answer said so too, which made the
+  outcome unknown) is not trusted: the match it recorded is reverted and the match FAILS with
+  ``PARTNER_CONTRADICTED``, logged as an error, as a contradicted conversion is reversed.
 * **EXTEND** — the challenge was met: ``match_tier(<id>:extend)`` with the expiry moved on by
   the policy's ``extend_days``; the match is ACTIVE again. After a refusal it is ACTIVE with
   its old expiry (and the refusal recorded).
@@ -23,12 +26,13 @@ from typing import Any
 
 from exchange.clock import Clock
 from exchange.connectors.connector import PartnerConnector
+from exchange.connectors.contract import OperationKind
 from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable
 from exchange.db.database import Database
 from exchange.errors import ErrorCode
 from exchange.programs import service as programs
 from exchange.programs.models import Program
-from exchange.sagas.doubt import Settlement, settle_or_void
+from exchange.sagas.doubt import CONTRADICTED, SentWrite, Settlement, settle_or_void
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
 from exchange.tiers.models import MatchStatus, MatchStep, StatusMatch
 from exchange.webhooks.events import Event, status_match_changed
@@ -65,9 +69,17 @@ class MatchSaga(Saga[StatusMatch]):
         return Transition(MatchStep.DONE, MatchStatus.ACTIVE)
 
     async def _settle_push(self, match: StatusMatch, target: PartnerConnector) -> Transition:
-        settlement = await settle_or_void(target, match.match_operation, match.void_operation)
+        sent = SentWrite(OperationKind.TIER_MATCH, match.target_ref, tier=match.tier)
+        settlement = await settle_or_void(target, match.match_operation, match.void_operation, sent)
         if settlement is Settlement.APPLIED:
             return Transition(MatchStep.DONE, MatchStatus.ACTIVE)
+        if settlement is Settlement.CONTRADICTED:
+            return Transition(
+                MatchStep.DONE,
+                MatchStatus.FAILED,
+                CONTRADICTED,
+                "the target partner recorded another tier match than the one sent; it was reverted",
+            )
         return Transition(
             MatchStep.DONE,
             MatchStatus.FAILED,

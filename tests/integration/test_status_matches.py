@@ -3,6 +3,7 @@ expiry and the target partner told, and pushes and reverts whose outcome was unk
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -183,6 +184,30 @@ async def test_a_push_that_never_applied_is_voided_and_does_not_count(world: Wor
     assert (await world.airline_account()).tier == "Base"
     again = await world.matching.request(world.member, "harbor-bank", "formosa-air")
     assert again.status == MatchStatus.ACTIVE
+
+
+async def test_a_push_the_partner_recorded_with_another_tier_is_reverted_and_fails_contradicted(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """formosa-air matches carol at another tier than the Gold sent (its bug) and answers so:
+    the outcome is unknown, and recovery, finding the partner's record is not the match sent,
+    does not take it as granted: it reverts it, and the match FAILS (it does not count) with
+    PARTNER_CONTRADICTED and an error for staff."""
+    await world.sandboxes["formosa-air"].admin.set_faults(script=[FaultKind.MISAPPLY])
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    assert (match.status, match.in_doubt) == (MatchStatus.PENDING, True)
+    assert (await world.airline_account()).tier not in ("Gold", "Base")
+    world.advance(timedelta(minutes=5))
+    with caplog.at_level(logging.ERROR, logger="exchange.sagas"):
+        assert await MatchExpiry(world.matching.saga).run_once() == 1
+    [failed] = await world.matches()
+    assert (failed.status, failed.failure_code) == (MatchStatus.FAILED, "PARTNER_CONTRADICTED")
+    assert any("otherwise than it was sent" in record.getMessage() for record in caplog.records)
+    log = {entry["operation_id"]: entry for entry in await world.sandboxes["formosa-air"].admin.operations()}
+    assert log[f"{match.id}:match"]["status"] == "reversed"
+    assert (await world.airline_account()).tier == "Base"
+    again = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    assert (again.status, again.tier) == (MatchStatus.ACTIVE, "Gold")
 
 
 @pytest.mark.parametrize("fault", [FaultKind.APPLY_THEN_DROP, FaultKind.ERROR])
