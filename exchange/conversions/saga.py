@@ -95,7 +95,14 @@ from exchange.programs.catalog import CatalogCache
 from exchange.programs.models import Program
 from exchange.risk.gates import Gates
 from exchange.risk.policy import RiskPolicy
-from exchange.sagas.doubt import CONTRADICTED, MemberDebit, SentWrite, late_answer, undo_contradiction
+from exchange.sagas.doubt import (
+    CONTRADICTED,
+    MemberDebit,
+    SentWrite,
+    late_answer,
+    reverse_whole,
+    undo_contradiction,
+)
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
 from exchange.sagas.idempotency import claiming, record_once
 from exchange.settings import Settings
@@ -253,7 +260,9 @@ class ConversionSaga(Saga[Conversion]):
                 return contradicted
             return self.credit_outcome(None if operation is None else operation.status)
         if step == SagaStep.REVERSE_DEBIT:
-            await self.connector_for(source).reverse(conversion.reverse_debit_operation, conversion.debit_operation)
+            await reverse_whole(
+                self.connector_for(source), conversion.reverse_debit_operation, conversion.debit_operation
+            )
             return Transition(SagaStep.DONE, ConversionStatus.REVERSED)
         raise AssertionError(f"no attempt for step {step}")
 

@@ -22,7 +22,7 @@ from enum import Enum
 
 from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.contract import Operation, OperationKind, OperationState
-from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable
+from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable, ReversalExceedsOriginal
 from exchange.errors import ErrorCode
 from exchange.sagas.engine import Transition, failure
 
@@ -61,6 +61,27 @@ class SentWrite:
         return None
 
 
+async def reverse_whole(connector: PartnerConnector, reversal_id: str, operation_id: str) -> None:
+    """Reverse the partner's ``operation_id`` whole with ``reversal_id`` (a fixed id: asking
+    twice reverses at most once).
+
+    A partner that refuses because nothing is left to reverse, its record showing the
+    operation reversed whole (it gave it back on its own, under another id), has done what was
+    asked: that is not an error. Any other refusal is raised, as the connector's errors are."""
+    try:
+        await connector.reverse(reversal_id, operation_id)
+    except ReversalExceedsOriginal:
+        operation = await connector.operation_status(operation_id)
+        if operation is None or operation.status is not OperationState.REVERSED:
+            raise
+        logger.warning(
+            "partner %s had reversed operation %s whole on its own; %s is not needed",
+            connector.program_id,
+            operation_id,
+            reversal_id,
+        )
+
+
 async def undo_contradiction(
     connector: PartnerConnector, operation: Operation | None, operation_id: str, sent: SentWrite, void_id: str
 ) -> bool:
@@ -78,7 +99,7 @@ async def undo_contradiction(
         operation_id,
         contradiction,
     )
-    await connector.reverse(void_id, operation_id)
+    await reverse_whole(connector, void_id, operation_id)
     return True
 
 

@@ -32,7 +32,7 @@ from exchange.db.database import Database
 from exchange.errors import ErrorCode
 from exchange.programs import service as programs
 from exchange.programs.models import Program
-from exchange.sagas.doubt import CONTRADICTED, SentWrite, Settlement, settle_or_void
+from exchange.sagas.doubt import CONTRADICTED, SentWrite, Settlement, reverse_whole, settle_or_void
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
 from exchange.tiers.models import MatchStatus, MatchStep, StatusMatch
 from exchange.webhooks.events import Event, status_match_changed
@@ -57,7 +57,7 @@ class MatchSaga(Saga[StatusMatch]):
         if step == MatchStep.EXTEND:
             return await self._extend(match, target)
         if step == MatchStep.REVERT:
-            await target.reverse(match.revert_operation, match.tier_operation)
+            await reverse_whole(target, match.revert_operation, match.tier_operation)
             return Transition(MatchStep.DONE, MatchStatus.EXPIRED)
         raise AssertionError(f"no attempt for step {step}")
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from exchange.connectors.registry import ConnectorRegistry
-from exchange.conversions.models import Conversion, ConversionStatus
+from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest, SagaPolicy
 from exchange.db.database import Database
 from exchange.ledger.posting import Ledger
@@ -197,6 +197,28 @@ async def test_a_misapplied_credit_the_member_has_spent_stands_posted_as_sent_an
     assert balances["member-points:happy-card"] == await partner_net(exchange.sandboxes, "happy-card", "alice") == -1000
     assert balances["member-points:fresh-mart"] == 2450  # posted as sent
     assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 2 * 2450 - 124_000
+
+
+async def test_a_debit_the_source_gave_back_on_its_own_while_its_reversal_was_in_doubt_ends_reversed(
+    exchange: Exchange,
+) -> None:
+    """The credit is given up (voided), the reversal of the debit fails (a 500), and happy-card
+    meanwhile refunds the debit whole on its own (its support desk, under its own id): the
+    exchange's reversal, sent again, is refused (nothing is left to reverse), which is what it
+    asked for. The conversion ends REVERSED, alice has her points once, nothing is posted."""
+    await exchange.sandboxes["fresh-mart"].admin.set_faults(script=[FaultKind.ERROR, FaultKind.ERROR])
+    conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
+    await exchange.recover_all()  # the credit fails again
+    await exchange.sandboxes["happy-card"].admin.set_faults(script=[FaultKind.ERROR])
+    await exchange.recover_all()  # given up: the credit voided; the debit's reversal fails
+    assert (await exchange.saga.reload(conversion.id)).step == SagaStep.REVERSE_DEBIT
+    happy_card = exchange.saga.connector_for((await exchange.saga.catalog.get()).program("happy-card"))
+    await happy_card.reverse("support-refund-1", conversion.debit_operation)
+    await exchange.recover_all()
+    assert await exchange.status(conversion.id) == ConversionStatus.REVERSED
+    assert await partner_net(exchange.sandboxes, "happy-card", "alice") == 0
+    assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 0
+    assert await ledger_balances(exchange) == {}
 
 
 async def test_each_recovery_pass_drives_again_what_the_last_left_in_doubt_at_the_same_instant(

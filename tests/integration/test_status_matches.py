@@ -233,6 +233,24 @@ async def test_a_revert_whose_outcome_was_lost_is_sent_again_and_applies_once(wo
     assert await MatchExpiry(world.matching.saga).run_once() == 0
 
 
+async def test_a_revert_the_partner_made_on_its_own_meanwhile_ends_the_match_expired(world: World) -> None:
+    """The revert fails (a 500) and formosa-air reverts the match itself meanwhile, under its
+    own id: the exchange's revert, sent again, is refused (nothing is left to revert), which is
+    what it asked for; the match is EXPIRED, not UPDATING for ever."""
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    world.advance(timedelta(days=91))
+    await world.sandboxes["formosa-air"].admin.set_faults(script=[FaultKind.ERROR])
+    assert await MatchExpiry(world.matching.saga).run_once() == 1
+    async with world.db.transaction() as session:
+        program = await programs.get_program(session, "formosa-air")
+    await world.registry.for_program(program).reverse("desk-revert-1", match.match_operation)
+    world.advance(timedelta(minutes=5))
+    assert await MatchExpiry(world.matching.saga).run_once() == 1
+    [expired] = await world.matches()
+    assert expired.status == MatchStatus.EXPIRED
+    assert (await world.airline_account()).tier == "Base"
+
+
 async def test_meeting_the_challenge_keeps_the_tier_longer(world: World) -> None:
     match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
     with pytest.raises(NotFound):
