@@ -137,6 +137,8 @@ async def test_a_conversion_moves_points_between_real_partners(exchange: Exchang
         ("fresh-mart", FaultKind.APPLY_THEN_ERROR, ConversionStatus.COMPLETED),
         ("fresh-mart", FaultKind.ERROR, ConversionStatus.COMPLETED),
         ("happy-card", FaultKind.APPLY_THEN_DROP, ConversionStatus.COMPLETED),
+        ("happy-card", FaultKind.APPLY_THEN_GARBLE, ConversionStatus.COMPLETED),
+        ("fresh-mart", FaultKind.APPLY_THEN_GARBLE, ConversionStatus.COMPLETED),
         ("happy-card", FaultKind.ERROR, ConversionStatus.FAILED),
     ],
 )
@@ -300,6 +302,8 @@ ROUTED_BALANCES = {
         (None, None, ConversionStatus.COMPLETED),
         ("fresh-mart", FaultKind.APPLY_THEN_DROP, ConversionStatus.COMPLETED),
         ("happy-card", FaultKind.APPLY_THEN_DROP, ConversionStatus.COMPLETED),
+        ("happy-card", FaultKind.APPLY_THEN_GARBLE, ConversionStatus.COMPLETED),
+        ("fresh-mart", FaultKind.APPLY_THEN_GARBLE, ConversionStatus.COMPLETED),
         ("happy-card", FaultKind.ERROR, ConversionStatus.FAILED),
     ],
 )
