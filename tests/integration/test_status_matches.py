@@ -251,6 +251,30 @@ async def test_a_revert_the_partner_made_on_its_own_meanwhile_ends_the_match_exp
     assert (await world.airline_account()).tier == "Base"
 
 
+async def test_an_extension_the_partner_recorded_with_another_tier_is_reverted_and_ends_the_match(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The challenge is met and formosa-air records the extension at another tier than Gold (its
+    bug), answering so: the outcome is unknown, and sending it again only replays that answer.
+    Recovery holds the partner's record against the extension sent, reverts it (which, by the
+    contract, gives carol her own tier back) and ends the match EXPIRED with
+    PARTNER_CONTRADICTED and an error for staff, as the partner now has it; not UPDATING for ever."""
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    await world.sandboxes["formosa-air"].admin.set_faults(script=[FaultKind.MISAPPLY])
+    extending = await world.matching.record_activity("formosa-air", match.id, 5000, 0)
+    assert (extending.status, extending.in_doubt) == (MatchStatus.UPDATING, True)
+    with caplog.at_level(logging.ERROR, logger="exchange.sagas"):
+        for _ in range(3):
+            world.advance(timedelta(minutes=10))
+            await MatchExpiry(world.matching.saga).run_once()
+    [ended] = await world.matches()
+    assert (ended.status, ended.failure_code, ended.extended) == (MatchStatus.EXPIRED, "PARTNER_CONTRADICTED", False)
+    assert any("otherwise than it was sent" in record.getMessage() for record in caplog.records)
+    log = {entry["operation_id"]: entry for entry in await world.sandboxes["formosa-air"].admin.operations()}
+    assert log[f"{match.id}:extend"]["status"] == "reversed"
+    assert (await world.airline_account()).tier == "Base"
+
+
 async def test_meeting_the_challenge_keeps_the_tier_longer(world: World) -> None:
     match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
     with pytest.raises(NotFound):
