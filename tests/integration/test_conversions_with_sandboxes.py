@@ -139,6 +139,8 @@ async def test_a_conversion_moves_points_between_real_partners(exchange: Exchang
         ("happy-card", FaultKind.APPLY_THEN_DROP, ConversionStatus.COMPLETED),
         ("happy-card", FaultKind.APPLY_THEN_GARBLE, ConversionStatus.COMPLETED),
         ("fresh-mart", FaultKind.APPLY_THEN_GARBLE, ConversionStatus.COMPLETED),
+        ("happy-card", FaultKind.MISAPPLY, ConversionStatus.REVERSED),  # twice the points taken: not trusted
+        ("fresh-mart", FaultKind.MISAPPLY, ConversionStatus.REVERSED),
         ("happy-card", FaultKind.ERROR, ConversionStatus.FAILED),
     ],
 )
@@ -304,6 +306,8 @@ ROUTED_BALANCES = {
         ("happy-card", FaultKind.APPLY_THEN_DROP, ConversionStatus.COMPLETED),
         ("happy-card", FaultKind.APPLY_THEN_GARBLE, ConversionStatus.COMPLETED),
         ("fresh-mart", FaultKind.APPLY_THEN_GARBLE, ConversionStatus.COMPLETED),
+        ("happy-card", FaultKind.MISAPPLY, ConversionStatus.REVERSED),  # twice the points taken: not trusted
+        ("fresh-mart", FaultKind.MISAPPLY, ConversionStatus.REVERSED),
         ("happy-card", FaultKind.ERROR, ConversionStatus.FAILED),
     ],
 )
