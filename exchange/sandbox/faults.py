@@ -12,11 +12,11 @@ A fault is decided once per contract call, in this order:
    (seed it for reproducible runs). These hit reads too.
 
 Latency is added to every contract call. Faults that apply first commit the operation and
-then lose or garble the answer; ``misapply`` commits another write than the one asked (a partner's bug:
-twice the points of a debit or credit, another tier than the one matched) and answers it; the
-others fail before anything is applied. The transport-level part
-(answer 500, drop the connection, hang) is done by :class:`FaultMiddleware` around both
-transports, told what to do through a per-request slot.
+then lose or garble the answer; ``misapply`` commits another write than the one asked (a
+partner's bug: twice the points of a debit or credit, another tier than the one matched) and
+answers it; the others fail before anything is applied. The transport-level part (answer 500,
+drop the connection, hang, answer a 200 that is no operation) is done by
+:class:`FaultMiddleware` around both transports, told what to do through a per-request slot.
 """
 
 from __future__ import annotations
@@ -188,7 +188,8 @@ _FAILURE = json.dumps(
 ).encode()
 
 
-#: What ``apply_then_garble`` answers with a 200: cut-off JSON that is no operation (a partner's broken release).
+#: What ``apply_then_garble`` answers with a 200: cut-off JSON that is no operation (a
+#: partner's broken release).
 _GARBLED = b'{"ok": true, "result": "done"'
 
 

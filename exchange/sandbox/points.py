@@ -476,8 +476,8 @@ class PointsSystem:
     # -- helpers --------------------------------------------------------------------------
 
     def other_tier(self, tier: str) -> str:
-        """A tier of the program other than ``tier`` (the one before it, or the next): what a
-        partner's bug matches instead (the ``misapply`` fault)."""
+        """A tier of the program other than ``tier`` (the one before it, or the next; the same
+        in a program of one tier): what a partner's bug matches instead (``misapply``)."""
         at = self._tiers.index(tier) if tier in self._tiers else 0
         return self._tiers[at - 1 if at > 0 else min(1, len(self._tiers) - 1)]
 

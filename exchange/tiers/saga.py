@@ -9,9 +9,10 @@
   ``PARTNER_CONTRADICTED``, logged as an error, as a contradicted conversion is reversed.
 * **EXTEND** — the challenge was met: ``match_tier(<id>:extend)`` with the expiry moved on by
   the policy's ``extend_days``; the match is ACTIVE again. After a refusal it is ACTIVE with
-  its old expiry (and the refusal recorded). An extension in doubt that the partner recorded with
-  another tier or member than sent is reverted (``<id>:void-extend``), which by the contract
-  gives the member their own tier back: the match ends EXPIRED with ``PARTNER_CONTRADICTED``.
+  its old expiry (and the refusal recorded). An extension in doubt that the partner
+  recorded with another tier or member than sent is reverted (``<id>:void-extend``), which by
+  the contract gives the member their own tier back: the match ends EXPIRED with
+  ``PARTNER_CONTRADICTED``.
 * **REVERT** — past its expiry: ``reverse(<id>:revert)`` of the operation that holds the
   tier now; the match is EXPIRED.
 
@@ -102,7 +103,9 @@ class MatchSaga(Saga[StatusMatch]):
 
     async def _extend(self, match: StatusMatch, target: PartnerConnector, *, in_doubt: bool) -> Transition:
         assert match.extend_days is not None
-        if in_doubt:  # else sent again: the same id applies at most once
+        # In doubt, the partner's record is held against the extension first; whatever it is not
+        # contradicted by is sent (again: the same id applies at most once).
+        if in_doubt:
             operation = await target.operation_status(match.extend_operation)
             sent = self._sent(match)
             if await undo_contradiction(target, operation, match.extend_operation, sent, match.void_extend_operation):
