@@ -203,6 +203,32 @@ async def test_a_misapplied_credit_the_member_has_spent_stands_posted_as_sent_an
     assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 2 * 2450 - 124_000
 
 
+async def give_up_the_credit(exchange: Exchange, reversal_fault: FaultKind) -> Conversion:
+    """A conversion whose credit fresh-mart never confirms (two 500s): given up, voided, and the
+    debit's reversal sent to happy-card, where it meets ``reversal_fault``."""
+    await exchange.sandboxes["fresh-mart"].admin.set_faults(script=[FaultKind.ERROR, FaultKind.ERROR])
+    conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
+    await exchange.recover_all()  # the credit fails again
+    await exchange.sandboxes["happy-card"].admin.set_faults(script=[reversal_fault])
+    await exchange.recover_all()  # given up: the credit voided; the debit's reversal meets the fault
+    assert (await exchange.saga.reload(conversion.id)).step == SagaStep.REVERSE_DEBIT
+    return conversion
+
+
+@pytest.mark.parametrize("fault", [FaultKind.APPLY_THEN_DROP, FaultKind.APPLY_THEN_GARBLE])
+async def test_a_reversal_applied_whose_answer_was_lost_is_sent_again_and_gives_the_points_back_once(
+    exchange: Exchange, fault: FaultKind
+) -> None:
+    conversion = await give_up_the_credit(exchange, fault)
+    assert await partner_net(exchange.sandboxes, "happy-card", "alice") == 0  # applied, unanswered
+    await exchange.recover_all()
+    assert await exchange.status(conversion.id) == ConversionStatus.REVERSED
+    assert await partner_net(exchange.sandboxes, "happy-card", "alice") == 0  # given back once
+    reversals = [op for op in await exchange.sandboxes["happy-card"].admin.operations() if op["reverses"]]
+    assert [op["operation_id"] for op in reversals] == [conversion.reverse_debit_operation]
+    assert await ledger_balances(exchange) == {}
+
+
 async def test_a_debit_the_source_gave_back_on_its_own_while_its_reversal_was_in_doubt_ends_reversed(
     exchange: Exchange,
 ) -> None:
@@ -210,12 +236,7 @@ async def test_a_debit_the_source_gave_back_on_its_own_while_its_reversal_was_in
     meanwhile refunds the debit whole on its own (its support desk, under its own id): the
     exchange's reversal, sent again, is refused (nothing is left to reverse), which is what it
     asked for. The conversion ends REVERSED, alice has her points once, nothing is posted."""
-    await exchange.sandboxes["fresh-mart"].admin.set_faults(script=[FaultKind.ERROR, FaultKind.ERROR])
-    conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
-    await exchange.recover_all()  # the credit fails again
-    await exchange.sandboxes["happy-card"].admin.set_faults(script=[FaultKind.ERROR])
-    await exchange.recover_all()  # given up: the credit voided; the debit's reversal fails
-    assert (await exchange.saga.reload(conversion.id)).step == SagaStep.REVERSE_DEBIT
+    conversion = await give_up_the_credit(exchange, FaultKind.ERROR)
     happy_card = exchange.saga.connector_for((await exchange.saga.catalog.get()).program("happy-card"))
     await happy_card.reverse("support-refund-1", conversion.debit_operation)
     await exchange.recover_all()
