@@ -153,10 +153,10 @@ def conversion_finished(conversion: Conversion, transition: Transition, now: dat
 
 def status_match_changed(match: StatusMatch, step: str, transition: Transition, now: datetime) -> Event | None:
     """``status_match.granted`` when the target partner applied the tier; ``.expired`` when
-    it was reverted past its expiry."""
+    it was reverted: past its expiry, or an extension the partner recorded otherwise than sent."""
     if step == "PUSH" and transition.status == "ACTIVE":
         event_type = EventType.STATUS_MATCH_GRANTED
-    elif step == "REVERT" and transition.status == "EXPIRED":
+    elif transition.status == "EXPIRED":
         event_type = EventType.STATUS_MATCH_EXPIRED
     else:
         return None

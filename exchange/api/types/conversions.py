@@ -214,7 +214,9 @@ class ConversionFailure:
     "being asked; then COMPLETED, FAILED (nothing moved) or REVERSED (the debit was given back). "
     "HELD first if the source program's risk gates hold it for staff review: approved, it goes on; "
     "rejected, it is FAILED (`failure.code` RISK_REJECTED); not reviewed by `heldUntil`, it is FAILED "
-    "(`failure.code` HOLD_EXPIRED)."
+    "(`failure.code` HOLD_EXPIRED). A partner that recorded another write than the one sent ends it "
+    "REVERSED with `failure.code` PARTNER_CONTRADICTED; COMPLETED with that code when the target "
+    "refused to reverse such a credit because the member had spent it: the credit stands, posted as sent."
 )
 class Conversion:
     id: strawberry.ID

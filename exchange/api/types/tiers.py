@@ -48,7 +48,8 @@ class StatusMatchStatus(Enum):
     EXPIRED = strawberry.enum_value(MatchStatusValue.EXPIRED.value, description="Reverted at the target partner.")
     FAILED = strawberry.enum_value(
         MatchStatusValue.FAILED.value,
-        description="The target partner never applied the tier; the match does not count towards the yearly limit.",
+        description="The target partner never applied the tier, or recorded another tier or member than sent "
+        "(`failureCode` PARTNER_CONTRADICTED: reverted); the match does not count towards the yearly limit.",
     )
 
 
