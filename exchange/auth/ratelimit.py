@@ -25,13 +25,25 @@ a burst of guesses all passed the check before the first had failed, and every o
 (:class:`AttemptsUnderWay`): an attempt is admitted only while the failures counted plus the
 attempts under way stay under the limit; the others wait for one to finish, then look again.
 A client's own burst of right secrets runs up to ``limit`` at a time, the rest queue and
-succeed; a burst of guesses gets ``limit`` judged, the rest refused. Spread over replicas, a
-burst gets at most ``limit`` judged per replica.
+succeed; a burst of guesses gets ``limit`` judged, the rest refused.
+
+That guard sees only its own replica's attempts: a burst spread over four replicas would get
+``limit`` judged on each. So the judging itself takes a turn in the database
+(:func:`take_turn`): on PostgreSQL a transaction-level advisory lock per (client id, address),
+held by the unit of work that judges the attempt and counts its failure, so that across every
+replica one attempt at a time is judged per (client id, address), and each reads the failures
+afresh once it has its turn (:func:`standing`), after the one before it has committed its
+own. The failures counted therefore never pass the limit, however the attempts are spread. A
+lock is no write: a right secret still costs no row written, only the lock's statement. The
+in-process guard stays in front, so that a replica holds at most ``limit`` database connections
+waiting for one (client id, address)'s turn, and answers the rest of a burst without asking the
+database. SQLite, the embedded single-process store, has no such lock and needs none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import math
 from collections import Counter
@@ -40,7 +52,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, delete, literal, not_
+from sqlalchemy import and_, case, delete, func, literal, not_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -54,6 +66,8 @@ CLIENT_ID_MAX_LENGTH = 64
 ANY_ADDRESS = ""
 #: The IPv6 prefix one caller is counted by.
 IPV6_PREFIX = 64
+#: Sets the advisory locks of judging turns apart from any other advisory lock.
+TURN_LOCK_NAMESPACE = b"exchange.ratelimit.turn"
 
 
 @dataclass(frozen=True)
@@ -246,3 +260,27 @@ async def record_failure(
             },
         )
     )
+
+
+async def take_turn(session: AsyncSession, counted: Set[Counted]) -> None:
+    """Wait for the turn to judge an attempt counted against each of ``counted``, and hold it
+    until ``session``'s transaction ends (see the module's docstring): read the standing in
+    ``session`` after this, and count the attempt's failure in it.
+
+    One ``pg_advisory_xact_lock`` statement per key, taken in one order so that two attempts
+    naming the same keys never wait on each other. Nothing on SQLite (one process, one
+    connection: :class:`AttemptsUnderWay` sees every attempt)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted(counted):
+        await session.exec(select(func.pg_advisory_xact_lock(turn_lock_id(key))))
+
+
+def turn_lock_id(key: Counted) -> int:
+    """The advisory lock id of ``key``'s judging turn: 64 bits of a hash of the key. Two keys
+    that share one only take turns with each other."""
+    client_id, address = key
+    digest = hashlib.blake2b(
+        f"{client_id}\0{address}".encode(errors="surrogatepass"), digest_size=8, key=TURN_LOCK_NAMESPACE
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
