@@ -1025,9 +1025,10 @@ def keys() -> None:
 @click.option(
     "--compromised",
     is_flag=True,
-    help="The old key is compromised. A token key is withdrawn at once: every token it signed is "
-    "refused from now on. With --statements the new key signs at once; verifiers that cached "
-    "the published keys must fetch them again.",
+    help="The old key is compromised. Token keys (the active one and any retired one still "
+    "published) are withdrawn at once: every token they signed is refused from now on. With "
+    "--statements the new key signs at once; verifiers that cached the published keys must "
+    "fetch them again.",
 )
 @reports_errors
 def keys_rotate(statements: bool, compromised: bool) -> None:
@@ -1036,8 +1037,9 @@ def keys_rotate(statements: bool, compromised: bool) -> None:
 
     Running gateways sign tokens with a new token key from their next token; the old one stays
     published (/.well-known/jwks.json) until every token it signed has expired. With
-    --compromised the old token key is withdrawn at once: every gateway refuses the tokens it
-    signed from their next request, and their clients must request new tokens.
+    --compromised the old token key, and any retired one still published, is withdrawn at once:
+    every gateway refuses the tokens they signed from their next request, and their clients
+    must request new tokens.
 
     A new statement key is published (/.well-known/statement-keys.json) at once but signs only
     six minutes later, when every verifier's cached copy of the keys (kept up to five minutes)
@@ -1070,8 +1072,8 @@ def keys_rotate(statements: bool, compromised: bool) -> None:
     if rotation.retired is not None:
         if compromised:
             click.echo(
-                f"retired key {rotation.retired.kid} is withdrawn: the tokens it signed are refused; "
-                "their clients must request new tokens"
+                f"retired key {rotation.retired.kid} is withdrawn, with any retired before it: the tokens "
+                "they signed are refused; their clients must request new tokens"
             )
         else:
             click.echo(f"retired key {rotation.retired.kid} stays published until {rotation.retired.publish_until}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, update
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -56,8 +56,13 @@ async def rotate_signing_key(
     the rotation. A ``compromised`` key is withdrawn at once instead: whoever holds it could
     sign tokens of their own, so every token it signed is refused from now on, on every
     replica (each checks its key's standing on every request, and signs with the new key from
-    its next token, :meth:`PublishedKeys.signing_key`); their clients request new ones.
+    its next token, :meth:`PublishedKeys.signing_key`); their clients request new ones. Keys
+    retired earlier and still published are withdrawn with it: they sit in the same table,
+    sealed with the same secret, so whatever exposed the active key exposed them too (and a
+    key found compromised after its rotation can be withdrawn only so).
     """
+    if compromised:
+        await session.exec(update(SigningKey).where(col(SigningKey.publish_until) > now).values(publish_until=now))
     publish_until = now if compromised else now + KEY_REFRESH + token_lifetime
     new, retired = await lifecycle.rotate_key(session, SigningKey, secret, now, publish_until=publish_until)
     return lifecycle.Rotation(new=new, retired=retired, published=await published_keys(session, now))
