@@ -18,8 +18,9 @@ from exchange.errors import ConfigurationError
 from exchange.keyring.crypto import decrypt_private_key
 from exchange.keyring.models import ACTIVE, StoredKey
 
-#: How stale a process's copy of the keys may get: its published document picks up a rotation
-#: within this time. (Signing and a kid it does not know ask which key is active first.)
+#: How stale a process's copy of the keys may get: it picks up a key withdrawn without a
+#: rotation (its ``publish_until`` passed) within this time. (Signing, the published document
+#: and a kid it does not know ask which key is active first, so they follow a rotation at once.)
 KEY_REFRESH = timedelta(seconds=60)
 
 
@@ -117,6 +118,9 @@ class PublishedKeys(ABC):
         return self._public.get(kid)
 
     async def jwks(self) -> dict[str, Any]:
-        """The JWK Set document: every published public key."""
+        """The JWK Set document: every published public key. It asks which key is active first,
+        as signing does: verifiers cache the document for minutes, so a copy served just after
+        a rotation for a compromised key must already lack that key (and hold the new one)."""
         await self._refresh_if_older_than(KEY_REFRESH, None)
+        await self._refresh_if_rotated(None)
         return self._jwks

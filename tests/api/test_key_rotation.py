@@ -121,7 +121,8 @@ async def test_a_compromised_key_is_refused_and_replaced_on_every_replica_at_onc
     kit: ExchangeKit, gateway_settings: Settings, clock: MovableClock
 ) -> None:
     """A compromised key stayed published (its tokens, forged ones too, verified) for an hour,
-    and a replica that had read the keys went on signing with it for up to a minute. A key
+    and a replica that had read the keys went on signing with it, and publishing it in the
+    JWKS that resource servers cache for five minutes, for up to a minute. A key
     retired in an earlier rotation, kept in the same table under the same secret, is withdrawn
     with it: it stayed published too."""
     staff = await kit.new_client(Role.SETTLEMENT)
@@ -145,6 +146,8 @@ async def test_a_compromised_key_is_refused_and_replaced_on_every_replica_at_onc
         assert rotation.retired is not None and rotation.retired.kid == kid_of(token)
         assert [key.kid for key in rotation.published] == [rotation.new.kid]
 
+        for http in (kit.http, other):  # what a resource server caching the JWKS fetches now
+            assert await published(http) == {rotation.new.kid}
         for gateway in (kit, other_kit):
             for withdrawn in (token, earlier_token):
                 refused = await gateway.graphql(VIEWER, withdrawn)
