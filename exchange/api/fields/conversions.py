@@ -12,7 +12,7 @@ from exchange.api.inputs import IdempotencyKey, Text
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.conversions import Conversion, ConversionPage
 from exchange.auth.scopes import Scope
-from exchange.conversions.queries import CURSOR_LENGTH
+from exchange.conversions.queries import CURSOR_LENGTH, MAX_PAGE
 from exchange.members.consents import CONSENT_ID_LENGTH
 
 
@@ -22,7 +22,11 @@ class ConversionQueries:
         description="One conversion: a member's own (others are `NOT_FOUND`), or any for settlement staff.",
         extensions=[authorize(requires(Scope.MEMBER_READ, Scope.SETTLEMENT_READ))],
     )
-    async def conversion(self, info: Info[Context, None], id: strawberry.ID) -> Conversion | None:
+    async def conversion(
+        self,
+        info: Info[Context, None],
+        id: Annotated[strawberry.ID, strawberry.argument(description="The conversion's id (`Conversion.id`).")],
+    ) -> Conversion | None:
         row = await info.context.services.conversions.conversion(info.context.caller(), str(id))
         return Conversion.from_row(row, await info.context.currency())
 
@@ -31,7 +35,17 @@ class ConversionQueries:
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
     async def conversions(
-        self, info: Info[Context, None], first: int = 20, after: Annotated[str, Text(CURSOR_LENGTH)] | None = None
+        self,
+        info: Info[Context, None],
+        first: Annotated[
+            int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")
+        ] = 20,
+        after: Annotated[
+            str,
+            Text(CURSOR_LENGTH),
+            strawberry.argument(description="A page's `nextCursor`; null: from the newest."),
+        ]
+        | None = None,
     ) -> ConversionPage | None:
         page = await info.context.services.conversions.conversions(info.context.caller(), first=first, after=after)
         return ConversionPage.of(page, await info.context.currency())
@@ -54,7 +68,10 @@ class ConversionMutations:
     async def execute_conversion(
         self,
         info: Info[Context, None],
-        quote_id: strawberry.ID,
+        quote_id: Annotated[
+            strawberry.ID,
+            strawberry.argument(description="A quote of yours from `createQuote`, not expired and not yet executed."),
+        ],
         idempotency_key: IdempotencyKey,
         consent: Annotated[
             str | None,
