@@ -28,8 +28,9 @@ OWNER_OR_STAFF: Rule = requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_p
 
 
 @strawberry.enum(
-    description="An event a webhook subscription may ask for (its `type` in the payload is the "
-    "value's dotted name, such as `conversion.completed`)."
+    description="An event a webhook subscription may ask for. Its canonical name is the dotted one "
+    "receivers read as the payload's `type` (`CONVERSION_COMPLETED` is `conversion.completed`); "
+    "`exchange webhooks` prints that name and accepts either."
 )
 class WebhookEventType(Enum):
     _value_: str  # .value is the string: strawberry unwraps enum_value (mypy would see its wrapper)
