@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from exchange.auth.principal import Principal
-from exchange.auth.scopes import ROLE_SCOPES, Role, Scope
+from exchange.auth.scopes import ROLE_SCOPES, Role, Scope, scope_text
 from exchange.errors import Forbidden, Unauthenticated
 
 T = TypeVar("T")
@@ -67,9 +67,16 @@ class Rule(abc.ABC):
         """What a caller without a token hears."""
         return Unauthenticated(f"an access token is needed ({self.describe()})")
 
-    def forbidden(self) -> Forbidden:
-        """What a caller whose token does not satisfy the rule hears."""
-        return Forbidden(f"not allowed: this needs {self.describe()}")
+    def forbidden(
+        self, principal: Principal, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
+    ) -> Forbidden:
+        """What a caller whose token does not satisfy the rule hears: what the rule needs, and
+        what to do next (:func:`next_step`)."""
+        return Forbidden(f"not allowed: this needs {self.describe()}; {next_step(self, principal, source, arguments)}")
+
+    def alternatives(self) -> tuple[tuple[Rule, ...], ...]:
+        """The rule as ways to satisfy it, each the leaf rules that must all hold."""
+        return ((self,),)
 
     @abc.abstractmethod
     def allows(
@@ -215,6 +222,12 @@ class AllOf(Rule):
     def __init__(self, *rules: Rule) -> None:
         self.rules = rules
 
+    def alternatives(self) -> tuple[tuple[Rule, ...], ...]:
+        ways: tuple[tuple[Rule, ...], ...] = ((),)
+        for rule in self.rules:
+            ways = tuple(way + more for way in ways for more in rule.alternatives())
+        return ways
+
     def allows(
         self, principal: Principal | None, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
     ) -> bool:
@@ -230,6 +243,9 @@ class AllOf(Rule):
 class AnyOf(Rule):
     def __init__(self, *rules: Rule) -> None:
         self.rules = rules
+
+    def alternatives(self) -> tuple[tuple[Rule, ...], ...]:
+        return tuple(way for rule in self.rules for way in rule.alternatives())
 
     def allows(
         self, principal: Principal | None, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
@@ -256,6 +272,44 @@ class Unruled(Rule):
 
     def describe(self) -> str:
         return "an authorization rule, which this field lacks"
+
+
+def next_step(rule: Rule, principal: Principal, source: Any, arguments: Mapping[str, Any]) -> str:
+    """What a caller refused by ``rule`` can do about it, from its own token alone (nothing
+    about other tenants): request a token with the scope it lacks, or have the exchange's
+    operator grant its client that scope; or, when no token of its role would do, which roles'
+    would; or, when it is the tenant that does not match, that a token reaches only its own."""
+    role = principal.role
+    reachable = [way for way in rule.alternatives() if all(leaf.access(role) is not Access.NONE for leaf in way)]
+    if not reachable:
+        roles = [other.value for other in Role if other is not role and rule.access(other) is not Access.NONE]
+        if not roles:
+            return "no token may"
+        return f"a {role.value} token never may: this is for {' or '.join(roles)} tokens"
+    lacking = [
+        [leaf for leaf in way if not leaf.allows(principal, source, arguments)]
+        for way in reachable
+        if all(leaf.allows(principal, source, arguments) for leaf in way if not isinstance(leaf, HasScope))
+    ]
+    if lacking:
+        scopes = sorted(
+            (
+                scope_text(leaf.scopes & ROLE_SCOPES[role])
+                for leaf in min(lacking, key=len)
+                if isinstance(leaf, HasScope)
+            ),
+        )
+        needed = " and ".join(text.replace(" ", " or ") for text in scopes)
+        held = scope_text(principal.scopes) or "none"
+        return (
+            f"request a token with scope {needed} (`scope` at /oauth/token; this one holds {held}); if client "
+            f"{principal.client_id} may not hold it, ask the exchange operator to grant it scope {needed}"
+        )
+    if role is Role.PARTNER:
+        return f"a partner's token reaches its own program's data only (this one's is {principal.program_id})"
+    if role is Role.MEMBER:
+        return "a member's token reaches that member's own data only"
+    return "this token's scopes do not reach it"
 
 
 PUBLIC: Rule = Public()
