@@ -41,11 +41,10 @@ class ConversionQueries:
             int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")
         ] = 20,
         after: Annotated[
-            str,
+            str | None,
             Text(CURSOR_LENGTH),
             strawberry.argument(description="A page's `nextCursor`; null: from the newest."),
-        ]
-        | None = None,
+        ] = None,
     ) -> ConversionPage | None:
         page = await info.context.services.conversions.conversions(info.context.caller(), first=first, after=after)
         return ConversionPage.of(page, await info.context.currency())

@@ -47,7 +47,7 @@ class RateBandInput:
     from_points: int = strawberry.field(
         description="The smallest conversion, in points in, the band prices (positive; the first band's is the floor)."
     )
-    ratio: RatioText
+    ratio: RatioText = strawberry.field(description='Points in : points out for the band, such as `"2:1"`.')
 
 
 @strawberry.input(

@@ -201,9 +201,10 @@ class SettlementMutations:
         partner_id: PartnerId,
         period: PeriodName,
         note: Annotated[
-            str, Text(NOTE_LENGTH), strawberry.argument(description="A note kept with the sign-off; null: none.")
-        ]
-        | None = None,
+            str | None,
+            Text(NOTE_LENGTH),
+            strawberry.argument(description="A note kept with the sign-off; null: none."),
+        ] = None,
     ) -> SettlementPosition | None:
         view = await info.context.services.settlement.sign_off(
             str(partner_id), period, by=info.context.caller().client_id, note=note

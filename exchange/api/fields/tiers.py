@@ -68,14 +68,13 @@ class TierMutations:
         from_program: FromProgram,
         to_program: ToProgram,
         claimed_tier: Annotated[
-            str,
+            str | None,
             Text(TIER_NAME_LENGTH),
             strawberry.argument(
                 description="The tier you say you hold at `fromProgram`; above the verified one is `TIER_NOT_VERIFIED`. "
                 "Null: claim none."
             ),
-        ]
-        | None = None,
+        ] = None,
     ) -> StatusMatch | None:
         row = await info.context.services.matches.request(
             info.context.caller(), str(from_program), str(to_program), claimed_tier

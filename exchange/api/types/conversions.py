@@ -234,7 +234,7 @@ class Conversion:
     points_out: int = strawberry.field(description="Points of `toProgram` credited (its quote's `pointsOut`).")
     fee: Money = strawberry.field(description="The exchange's fee, out of the money value, in the settlement currency.")
     money_value: Money = strawberry.field(
-        description="What `fromProgram` owes `toProgram` for the points in, in the settlement currency."
+        description="What `fromProgram` owes for the points in, in the settlement currency."
     )
     failure: ConversionFailure | None = strawberry.field(description="FAILED or REVERSED: why; else null.")
     route: list[QuoteLeg] = strawberry.field(

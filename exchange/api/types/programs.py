@@ -142,11 +142,10 @@ class Program:
             int, strawberry.argument(description="How many, from 1 to 500 (else `BAD_USER_INPUT`).")
         ] = 100,
         after: Annotated[
-            str,
+            str | None,
             Text(MEMBER_REF_MAX_LENGTH),
             strawberry.argument(description="The last `memberRef` of the previous page; null: from the first."),
-        ]
-        | None = None,
+        ] = None,
     ) -> list[LinkedAccount] | None:
         rows = await info.context.loaders.linked_accounts.load((str(self.id), first, after))
         return [LinkedAccount.from_row(row) for row in rows]
