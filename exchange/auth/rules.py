@@ -292,24 +292,38 @@ def next_step(rule: Rule, principal: Principal, source: Any, arguments: Mapping[
         if all(leaf.allows(principal, source, arguments) for leaf in way if not isinstance(leaf, HasScope))
     ]
     if lacking:
-        scopes = sorted(
-            (
-                scope_text(leaf.scopes & ROLE_SCOPES[role])
-                for leaf in min(lacking, key=len)
-                if isinstance(leaf, HasScope)
-            ),
-        )
-        needed = " and ".join(text.replace(" ", " or ") for text in scopes)
-        held = scope_text(principal.scopes) or "none"
-        return (
-            f"request a token with scope {needed} (`scope` at /oauth/token; this one holds {held}); if client "
-            f"{principal.client_id} may not hold it, ask the exchange operator to grant it scope {needed}"
-        )
+        missing = [leaf.scopes & ROLE_SCOPES[role] for leaf in min(lacking, key=len) if isinstance(leaf, HasScope)]
+        return _missing_scopes(principal, missing)
     if role is Role.PARTNER:
         return f"a partner's token reaches its own program's data only (this one's is {principal.program_id})"
     if role is Role.MEMBER:
         return "a member's token reaches that member's own data only"
     return "this token's scopes do not reach it"
+
+
+def _missing_scopes(principal: Principal, missing: list[frozenset[Scope]]) -> str:
+    """The next step of a caller whose token lacks ``missing`` (each set: one of them): a new
+    token, if its client may hold them (``client_scopes``), else the operator's grant."""
+    needed = " and ".join(sorted(scope_text(scopes).replace(" ", " or ") for scopes in missing))
+    held = scope_text(principal.scopes) or "none"
+    member = principal.role is Role.MEMBER
+    client = f"client {principal.client_id}" + ("'s member tokens" if member else "")
+    grantee = f"client {principal.client_id}" + ("'s member scopes" if member else "")
+    allowed = principal.client_scopes
+    if allowed is None:  # not read (a console session): both steps, conditionally
+        return (
+            f"request a token with scope {needed} (`scope` at /oauth/token; this one holds {held}); if {client} "
+            f"may not hold it, ask the exchange operator to grant scope {needed} to {grantee}"
+        )
+    if all(not scopes.isdisjoint(allowed) for scopes in missing):
+        return (
+            f"request a token with scope {needed} (`scope` at /oauth/token; this one holds {held}): {client} "
+            f"may hold {scope_text(allowed)}"
+        )
+    return (
+        f"ask the exchange operator to grant scope {needed} to {grantee}: {client} may hold "
+        f"{scope_text(allowed) or 'none'}"
+    )
 
 
 PUBLIC: Rule = Public()
