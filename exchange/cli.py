@@ -899,7 +899,9 @@ def webhooks() -> None:
     "--event",
     "events",
     multiple=True,
-    help="An event type to send (repeatable), such as conversion.completed; default: every type.",
+    help="An event type to send (repeatable): its canonical name, the payload's `type`, such as "
+    "conversion.completed, or GraphQL's name for it, CONVERSION_COMPLETED; default: every type. "
+    "The output prints canonical names.",
 )
 @click.option("--partner", "program_id", help="The partner's program (its events only); default: every program's.")
 @click.option("--description", default="", help="What the receiver is, for people reading the list.")

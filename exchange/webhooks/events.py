@@ -79,6 +79,11 @@ class Redemption(Protocol):
 
 
 class EventType(StrEnum):
+    """An event's type. Its value, the dotted name (``conversion.completed``), is the canonical
+    spelling: receivers read it as the payload's ``type``, and the command line prints it. Its
+    member name (``CONVERSION_COMPLETED``) is the GraphQL enum value ``WebhookEventType`` shows,
+    since a GraphQL name cannot hold a dot; :meth:`named` reads either."""
+
     CONVERSION_COMPLETED = "conversion.completed"
     CONVERSION_FAILED = "conversion.failed"
     CONVERSION_REVERSED = "conversion.reversed"
@@ -91,6 +96,14 @@ class EventType(StrEnum):
     REDEMPTION_DELIVERED = "redemption.delivered"
     PERIOD_CLOSED = "period.closed"
     STATEMENT_READY = "statement.ready"
+
+    @classmethod
+    def named(cls, name: str) -> EventType | None:
+        """The type ``name`` spells, canonically (``conversion.completed``) or as GraphQL does
+        (``CONVERSION_COMPLETED``); ``None`` for a name that is neither."""
+        if name in cls._value2member_map_:
+            return cls(name)
+        return cls.__members__.get(name)
 
 
 @dataclass(frozen=True, slots=True)
