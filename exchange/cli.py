@@ -353,6 +353,27 @@ def pending(program: str | None, first: int) -> None:
     click.echo(f"{len(waiting)} waiting", err=True)
 
 
+@main.command()
+@click.option("--program", help="Only the steps that ask this program's partner.")
+@click.option("--first", type=int, default=50, show_default=True, help="How many, longest failing first.")
+@reports_errors
+def retrying(program: str | None, first: int) -> None:
+    """List the conversions, redemptions and status matches a partner keeps failing.
+
+    A step the partner cannot be reached for, leaves unanswered, or refuses where the contract
+    allows no refusal (a reversal refused) is asked again with back-off, and nothing moves
+    until the partner answers otherwise: take these up with the partner. Each line: saga, id,
+    program, status, step, attempts, failing since, for how long, next attempt, last error.
+    """
+    failing = with_services(lambda services: services.retrying.listed(first=first, program_id=program))
+    for row in failing:
+        click.echo(
+            f"{row.saga}\t{row.id}\t{row.program_id}\t{row.status}\t{row.step}\t{row.attempts}\t"
+            f"{row.since.isoformat()}\t{_duration(row.age)}\t{row.next_attempt_at.isoformat()}\t{row.last_error}"
+        )
+    click.echo(f"{len(failing)} retrying", err=True)
+
+
 def _duration(age: timedelta) -> str:
     """``2d03h04m``, ``03h04m`` or ``4m05s``: how long something has waited."""
     seconds = int(age.total_seconds())

@@ -19,6 +19,7 @@ from exchange.connectors.contract import (
 )
 from exchange.connectors.errors import (
     InsufficientPoints,
+    NotReversible,
     OperationConflict,
     OperationVoided,
     PartnerProtocolError,
@@ -43,6 +44,9 @@ class Fault(Enum):
     """The partner accepts the write pending and applies it later (:meth:`FakePartner.settle`)."""
     ANSWER_WITHOUT_APPLYING = "lie"
     """The partner's lie: it answers the write applied, and neither applies nor records it."""
+    REFUSE = "refuse"
+    """The partner refuses where the contract allows no refusal (a reversal: the member's
+    account closed, say): ``NotReversible``."""
     APPLY_TWICE = "apply-twice"
     """The partner's bug: it applies the write twice under its one operation id (its own
     records show it twice) and answers as if once."""
@@ -68,6 +72,8 @@ class FakePartner:
             raise PartnerUnreachable("refused", program_id=self.program_id, call=call)
         if fault is Fault.LOSE_REQUEST:
             raise PartnerTimeout("timed out", program_id=self.program_id, call=call, operation_id=operation_id)
+        if fault is Fault.REFUSE:
+            raise NotReversible("the member's account is closed", program_id=self.program_id, call=call)
         return fault
 
     @staticmethod

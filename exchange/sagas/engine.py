@@ -56,7 +56,7 @@ from exchange.db.database import Database
 from exchange.errors import ErrorCode, ExchangeError, NotFound
 from exchange.observability.logs import log_context
 from exchange.observability.tracing import tracer
-from exchange.sagas.state import SagaState
+from exchange.sagas.state import MESSAGE_LENGTH, SagaState
 from exchange.settings import Settings
 from exchange.webhooks import outbox
 from exchange.webhooks.events import Event
@@ -320,12 +320,18 @@ class Saga(abc.ABC, Generic[Row]):
         """Record ``transition`` (decided at ``step``) if the row still stands where the driver
         last ``recorded`` it, with the saga's writes; else the row as someone else left it."""
         now = self.clock.now()
-        values: dict[str, Any] = {"step": transition.step, "in_doubt": False, "attempts": 0, "updated_at": now}
+        values: dict[str, Any] = {
+            "step": transition.step,
+            "in_doubt": False,
+            "attempts": 0,
+            "last_error": None,
+            "updated_at": now,
+        }
         if transition.status is not None:
             values["status"] = transition.status
         if transition.failure_code is not None:
             values["failure_code"] = transition.failure_code
-            values["failure_message"] = (transition.failure_message or "")[:500]
+            values["failure_message"] = (transition.failure_message or "")[:MESSAGE_LENGTH]
         if values.get("status", row.status) not in self.active:
             values["finished_at"], values["lease_until"] = now, None
         values.update(self.changes(row, step, transition))
@@ -348,6 +354,7 @@ class Saga(abc.ABC, Generic[Row]):
             "step": row.step,
             "in_doubt": row.in_doubt or isinstance(error, OutcomeUnknown),
             "attempts": attempts,
+            "last_error": error.message[:MESSAGE_LENGTH],
             "next_attempt_at": now + self.policy.backoff(attempts),
             "lease_until": None,
             "updated_at": now,
@@ -365,6 +372,7 @@ class Saga(abc.ABC, Generic[Row]):
             "step": step,
             "in_doubt": False,
             "attempts": polls,
+            "last_error": None,
             "next_attempt_at": now + self.policy.poll_backoff(polls),
             "lease_until": None,
         }

@@ -49,6 +49,7 @@ from exchange.services.members import MemberService
 from exchange.services.people import PeopleService
 from exchange.services.portal import PortalSignInService
 from exchange.services.pricing import PricingService
+from exchange.services.retrying import RetryingOperations
 from exchange.services.rewards import RewardService
 from exchange.services.risk import RiskService
 from exchange.services.settlement import SettlementService
@@ -80,6 +81,7 @@ class Services:
     people: PeopleService
     portal: PortalSignInService
     late: LateOutcomes
+    retrying: RetryingOperations
     batches: CreditBatches
     coalition: CoalitionService
     risk: RiskService
@@ -220,6 +222,7 @@ def build_services(
             clock=clock,
             tolerance=settings.callback_tolerance_seconds,
         ),
+        retrying=RetryingOperations(db=db, clock=clock),
         batches=CreditBatches(db=db, saga=conversion_saga, catalog=cache, clock=clock),
         risk=RiskService(db, HoldReview.of(db, conversion_saga, redemption_saga, clock)),
         webhooks=WebhookService.for_settings(settings, db=db, clock=clock),

@@ -61,6 +61,7 @@ def test_help_names_every_command() -> None:
         "keys",
         "recover",
         "pending",
+        "retrying",
         "batches",
         "ledger",
         "settle",

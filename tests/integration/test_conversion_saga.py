@@ -40,6 +40,7 @@ from exchange.sagas.engine import NotWaitingYet
 from exchange.sagas.figures import read_figures
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.container import risk_gates
+from exchange.services.retrying import RetryingOperations
 from exchange.settings import normalize_database_url
 from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
@@ -347,6 +348,38 @@ async def test_a_reversal_in_doubt_is_sent_again_until_it_lands(world: World) ->
         finished = await session.get(Conversion, conversion.id)
     assert finished is not None and finished.status == ConversionStatus.REVERSED
     assert world.partners["happy-card"].balances["alice"] == 100_000
+
+
+async def test_a_reversal_the_source_keeps_refusing_is_shown_to_staff_until_it_lands(world: World) -> None:
+    """A step a partner keeps failing holds the conversion where it is (the debit taken,
+    nothing posted) and, from its third attempt, lists it for staff with the partner's last
+    words; once the partner takes the reversal the conversion ends and leaves the list."""
+    del world.partners["fresh-mart"].balances["alice"]  # the credit is refused: the debit must come back
+    world.partners["happy-card"].fail_next("reverse", Fault.UNREACHABLE, Fault.REFUSE, Fault.REFUSE)
+    conversion = await world.execute(await world.quote(1000))
+    retrying = RetryingOperations(world.db, world.clock)
+    assert await retrying.listed() == []  # one attempt so far: a hiccup is not shown
+    await world.recover_all()
+    assert await retrying.listed() == []
+    await world.recover_all()
+    [row] = await retrying.listed()
+    assert (row.saga, row.id, row.program_id, row.status, row.step, row.attempts) == (
+        "conversion",
+        conversion.id,
+        "happy-card",
+        ConversionStatus.PENDING,
+        SagaStep.REVERSE_DEBIT,
+        3,
+    )
+    assert row.last_error == "the member's account is closed"
+    assert await retrying.listed(program_id="fresh-mart") == []
+    assert world.partners["happy-card"].balances["alice"] == 99_000  # nothing moved meanwhile
+    await world.recover_all()  # the partner takes the reversal now
+    async with world.db.transaction() as session:
+        finished = await session.get(Conversion, conversion.id)
+    assert finished is not None and (finished.status, finished.last_error) == (ConversionStatus.REVERSED, None)
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert await retrying.listed() == []
 
 
 async def test_a_crash_before_the_debit_is_recovered_after_the_lease(world: World) -> None:

@@ -171,6 +171,48 @@ async def test_an_async_credit_waits_pending_then_completes_on_the_signed_callba
     assert (await late.kit.data(PENDING_OPERATIONS, staff))["pendingOperations"] == []
 
 
+RETRYING_OPERATIONS = """{ retryingOperations { saga id programId status step attempts lastError ageSeconds } }"""
+
+
+async def test_staff_see_a_step_a_partner_keeps_failing_by_graphql_and_the_command_line(late: Late) -> None:
+    """What the saga records when it puts a step off (``test_conversion_saga`` proves that) is
+    listed for staff alike over GraphQL and by ``exchange retrying``, and refused to a partner."""
+    conversion = await late.convert(1000, "happy-card", "fresh-mart", "k-retrying")
+    async with late.services.db.transaction() as session:  # as four refused attempts at the credit leave it
+        await session.execute(
+            text(
+                "UPDATE conversion SET status = 'PENDING', step = 'CREDIT', attempts = 4, "
+                "last_error = 'partner fresh-mart: credit: cannot connect' WHERE id = :id"
+            ),
+            {"id": conversion.id},
+        )
+    staff = await late.kit.staff_token(Role.SETTLEMENT)
+    [row] = (await late.kit.data(RETRYING_OPERATIONS, staff))["retryingOperations"]
+    assert {name: value for name, value in row.items() if name != "ageSeconds"} == {
+        "saga": "conversion",
+        "id": conversion.id,
+        "programId": "fresh-mart",
+        "status": "PENDING",
+        "step": "CREDIT",
+        "attempts": 4,
+        "lastError": "partner fresh-mart: credit: cannot connect",
+    }
+    partner = await late.kit.partner_token("fresh-mart")
+    refused = (await late.kit.graphql(RETRYING_OPERATIONS, partner)).json()
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    listed = await exchange_command("retrying", database_url=late.services.settings.database_url)
+    fields = listed.rstrip("\n").split("\t")
+    assert fields[:6] + fields[-1:] == [
+        "conversion",
+        conversion.id,
+        "fresh-mart",
+        "PENDING",
+        "CREDIT",
+        "4",
+        "partner fresh-mart: credit: cannot connect",
+    ]
+
+
 async def test_a_callback_that_comes_twice_changes_nothing_the_second_time(late: Late) -> None:
     fresh_mart = late.sandboxes["fresh-mart"].admin
     await fresh_mart.set_faults(callback=CallbackFault.TWICE)

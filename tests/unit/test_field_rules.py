@@ -320,6 +320,7 @@ EXPECTED: dict[str, str] = {
     "Query.statement": STAFF_OR_OWNER,
     "Query.reconciliation": STAFF_OR_OWNER,
     "Query.pendingOperations": STAFF,
+    "Query.retryingOperations": STAFF,
     **{
         f"PendingOperation.{name}": STAFF
         for name in (
@@ -333,6 +334,21 @@ EXPECTED: dict[str, str] = {
             "ageSeconds",
             "polls",
             "nextPollAt",
+        )
+    },
+    **{
+        f"RetryingOperation.{name}": STAFF
+        for name in (
+            "saga",
+            "id",
+            "programId",
+            "status",
+            "step",
+            "attempts",
+            "lastError",
+            "since",
+            "ageSeconds",
+            "nextAttemptAt",
         )
     },
     "Mutation.closePeriod": STAFF,

@@ -1,4 +1,5 @@
-"""What waits for partners that answer later: settlement staff's view."""
+"""What waits on partners, settlement staff's view: writes waiting for a partner's late word,
+and steps a partner keeps failing."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from strawberry.types import Info
 
 from exchange.api.context import Context
 from exchange.api.permissions import authorize, requires
-from exchange.api.types.pending import PendingOperation
+from exchange.api.types.pending import PendingOperation, RetryingOperation
 from exchange.auth.scopes import Scope
 from exchange.services.late import MAX_WAITING
+from exchange.services.retrying import MAX_LISTED
 
 
 @strawberry.type
@@ -35,3 +37,25 @@ class PendingQueries:
             first=first, program_id=None if program_id is None else str(program_id)
         )
         return [PendingOperation.of(write) for write in waiting]
+
+    @strawberry.field(
+        description="Conversions, redemptions and status matches whose current step their partner keeps "
+        "failing, longest failing first (`first` of them), of every partner or of `programId`: "
+        "settlement staff.",
+        extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
+    )
+    async def retrying_operations(
+        self,
+        info: Info[Context, None],
+        first: Annotated[
+            int, strawberry.argument(description=f"How many, from 1 to {MAX_LISTED} (else `BAD_USER_INPUT`).")
+        ] = 50,
+        program_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="Only the steps that ask this partner; null: every partner's."),
+        ] = None,
+    ) -> list[RetryingOperation] | None:
+        failing = await info.context.services.retrying.listed(
+            first=first, program_id=None if program_id is None else str(program_id)
+        )
+        return [RetryingOperation.of(row) for row in failing]
