@@ -5,6 +5,7 @@ reached by changing an address or a form value."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -520,6 +521,26 @@ def test_the_breaks_download_as_a_csv_a_spreadsheet_opens_each_with_what_to_do_n
         assert rows["conversion:c2"]["reason"] == "our file was wrong"
     with signed_in(gateway, gateway.person(Role.PARTNER, "fresh-mart")) as client:
         assert client.get(f"{PARTNER}/statements/{period}/breaks.csv").status_code == 404, "no records of its own"
+
+
+def test_a_breaks_next_step_is_said_in_the_readers_language_on_the_page_and_in_its_download(
+    settled: tuple[Gateway, str],
+) -> None:
+    gateway, period = settled
+    chinese = {"accept-language": "zh-TW"}
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
+        page = html.unescape(client.get(f"{PARTNER}/statements/{period}/reconciliation", headers=chinese).text)
+        assert "下一步" in page and "帳本在本期間沒有這個參考編號的項目" in page
+        assert "結算人員已處理：您無須動作。" in page, "a resolved break asks nothing"
+        assert "check the reference" not in page, "no English step on a Chinese page"
+        report = client.get(f"{PARTNER}/statements/{period}/breaks.csv", headers=chinese)
+        english = client.get(f"{PARTNER}/statements/{period}/breaks.csv", headers={"accept-language": "en"})
+    text = report.text.removeprefix("\ufeff")
+    assert text.splitlines()[0] == english.text.removeprefix("\ufeff").splitlines()[0], "the header stays as documented"
+    rows = {row["reference"]: row for row in csv.DictReader(io.StringIO(text))}
+    assert rows["conversion:not-in-ledger"]["next_step"].startswith("帳本在本期間沒有這個參考編號的項目")
+    assert rows["conversion:not-in-ledger"]["kind"] == "MISSING_IN_LEDGER", "the file's codes stay codes"
+    assert rows["conversion:c2"]["next_step"] == "結算人員已處理：您無須動作。"
 
 
 def test_a_reconciliation_page_past_a_garbage_cursor_is_refused_by_name_not_shown_as_the_first(

@@ -36,10 +36,16 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         assert picture.count("<svg") == 2 and "Multilateral netting" in picture
         assert "NT$207.00" in picture  # gross: 100 + 40 + 30 + 25 + 12
         assert "Coalition point liability" in picture and " points × NT$" in picture
+        # Participants by their programs' names, each id small beside it for matching files.
+        fresh_mart = 'FreshMart Rewards <small class="muted participant-id">fresh-mart</small>'
+        assert f'<th scope="row">{fresh_mart}</th>' in picture
+        assert "<title>FreshMart Rewards → " in picture or " → FreshMart Rewards: " in picture, "the picture too"
 
         statement = client.get(f"/console/settlement/{month}/statements/fresh-mart")
         assert statement.status_code == 200 and "statement.js" in statement.text
         assert "<code>Asia/Taipei</code>" in statement.text and " points × NT$" in statement.text
+        assert f"<h1>Statement of {fresh_mart}, {month}</h1>" in statement.text
+        assert "<title>Statement of FreshMart Rewards," in statement.text
         signed = client.get(f"/console/settlement/{month}/statements/fresh-mart/jws").text
         keys = KeySet.import_key_set(client.get("/.well-known/statement-keys.json").json())
         document = json.loads(jws.deserialize_compact(signed, keys).payload)
@@ -55,7 +61,10 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         assert uploaded.status_code == 200, uploaded.text
         assert uploaded.json()["unresolvedBreaks"] == 5
         reconciliation = f"/console/settlement/{month}/reconciliations/fresh-mart"
-        assert f'href="{reconciliation}/breaks.csv"' in client.get(reconciliation).text
+        compared = client.get(reconciliation).text
+        assert f'href="{reconciliation}/breaks.csv"' in compared
+        assert f"<h1>Reconciliation of {fresh_mart}, {month}</h1>" in compared
+        assert 'Formosa Air Miles <small class="muted participant-id">formosa-air</small>' in compared, "counterparty"
         report = client.get(f"{reconciliation}/breaks.csv")
         assert report.headers["content-type"] == "text/csv; charset=utf-8"
         assert f'filename="breaks-fresh-mart-{month}.csv"' in report.headers["content-disposition"]
