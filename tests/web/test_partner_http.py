@@ -114,6 +114,9 @@ def test_the_rates_page_lists_the_rates_into_the_partners_program_only(air_clien
     assert "Harbor Bank" in page.text and shows_ratio(page.text, "10:1"), "the declared rate from harbor-bank"
     assert "Set by the exchange" in page.text, "a declared rate is not the partner's to edit"
     assert "formosa-air-year-end-2026" in page.text
+    # Programs by their names, not their ids: a promotion's sources, an edit link's hidden words.
+    assert "<td>FreshMart Rewards</td>" in page.text and "<td>fresh-mart</td>" not in page.text
+    assert "the rate from TuneStream" in page.text and "the rate from tune-stream" not in page.text
 
 
 def test_setting_a_rate_creates_a_version_and_a_bad_ratio_is_shown_on_its_field(

@@ -40,6 +40,8 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         fresh_mart = 'FreshMart Rewards <small class="muted participant-id">fresh-mart</small>'
         assert f'<th scope="row">{fresh_mart}</th>' in picture
         assert "<title>FreshMart Rewards → " in picture or " → FreshMart Rewards: " in picture, "the picture too"
+        assert "EXCHANGE" not in picture.replace("/EXCHANGE", ""), "the exchange is named, not its code"
+        assert ">The exchange</text>" in picture
 
         statement = client.get(f"/console/settlement/{month}/statements/fresh-mart")
         assert statement.status_code == 200 and "statement.js" in statement.text
