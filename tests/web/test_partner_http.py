@@ -202,7 +202,7 @@ def test_a_promotion_is_created_with_its_errors_on_their_fields_and_ended(air_cl
     )
     assert created.status_code == 303
     listed = air_client.get(f"{PARTNER}/rates").text
-    assert "air-spring" in listed and "12.5%" in listed and "tune-stream, fresh-mart" in listed
+    assert "air-spring" in listed and "12.5%" in listed and "TuneStream, FreshMart Rewards" in listed
     ended = post(air_client, f"{PARTNER}/promotions/end", id="air-spring")
     assert ended.status_code == 303
 
