@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from string import Formatter
 
 from exchange.errors import ExchangeError
@@ -61,6 +62,8 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("AT_LEAST_ONE", "choose at least one scope"),
     FieldRule("AT_LEAST_ONE", "name at least one program in {field}, or null for all"),
     FieldRule("AT_MOST_CHARACTERS", "{field} must be at most {most} characters"),
+    FieldRule("AT_MOST_CHARACTERS", "{field} must be at most {most} characters, got {got}"),
+    FieldRule("AT_MOST_CHARACTERS", "a note is at most {most} characters"),
     FieldRule("CHARACTERS", "{field} must be {least} to {most} characters"),
     FieldRule("WHOLE_NUMBER", "{field} must be a whole number from {least} to {most}, got {got}"),
     FieldRule("DECIMAL", "{field} must be written in {notation}, such as 1,250.50, got {got}"),
@@ -98,29 +101,50 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("CHOICE", "{field} must be one of {choices}"),
     FieldRule("MINOR_UNIT", "{amount} is finer than the currency's minor unit"),
     FieldRule("MONEY_DIGITS", "{amount} is out of range: at most {most} digits before the point"),
+    # The settlement console's forms (exchange.ledger.periods, exchange.settlement).
+    FieldRule("PERIOD", "a period is written YYYY-MM, such as 2026-11; got {got}"),
+    FieldRule("PERIOD_NOT_OVER", "period {period} is not over: it ends at {ends_at}"),
+    FieldRule("REASON", "give the reason, in {least} to {most} characters"),
+    FieldRule("SELECTED_BREAKS", "name {least} to {most} breaks; select more by filters"),
+    FieldRule("RESOLUTION", "choose how to resolve them: accept the ledger's figure, or adjust"),
+    FieldRule(
+        "UNRESOLVED_BREAKS", "{partner}'s period {period} has {least} unresolved breaks: resolve every break first"
+    ),
+    FieldRule("ADJUST_ITSELF", "a partner cannot adjust against itself"),
 )
+#: Values that are moments (ISO 8601).
+MOMENTS = frozenset({"ends_at"})
 
 
 @dataclass(frozen=True, slots=True)
 class FieldProblem:
-    """What is wrong with the form field ``field`` (its API name): ``rule`` (a key of
+    """What is wrong with a form, or its field ``field`` (its API name): ``rule`` (a key of
     :data:`RULES`) and its ``values``, or, when no rule wrote it, only the exchange's ``text``."""
 
-    field: str
+    field: str | None
     text: str
     rule: str | None = None
     values: dict[str, object] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, error: ExchangeError) -> FieldProblem:
-        """``error`` (which names a field) read back into the rule that wrote it."""
-        assert error.field is not None
+        """``error`` read back into the rule that wrote it (a rule that names a field, only
+        when it names the error's)."""
         for rule in RULES:
             written = rule.values(error.message)
             if written is None or written.get("field", error.field) != error.field:
                 continue
-            values: dict[str, object] = {
-                name: int(value.replace(",", "")) if name in NUMBERS else value for name, value in written.items()
-            }
+            try:
+                values = {name: _value(name, value) for name, value in written.items()}
+            except ValueError:  # not what the rule writes after all
+                continue
             return cls(error.field, error.message, rule.key, values)
         return cls(error.field, error.message)
+
+
+def _value(name: str, written: str) -> object:
+    if name in NUMBERS:
+        return int(written.replace(",", ""))
+    if name in MOMENTS:
+        return datetime.fromisoformat(written)
+    return written

@@ -30,6 +30,7 @@ from exchange.settlement.models import BreakKind, JobState, Resolution
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem, whole_number
 from exchange.web.access import Endpoint, Page, Rule, form_text, query_cursor, requires
+from exchange.web.field_rules import FieldProblem
 from exchange.web.netting_picture import draw
 from exchange.web.templating import Pages
 from exchange.web.visitors import visitor_of
@@ -141,7 +142,7 @@ class SettlementConsole:
         return self.pages.render(
             request,
             "console/settlement/problem.html",
-            {"message": refused.message},
+            {"error": FieldProblem.of(refused)},
             status_code=http_status(refused.code),
         )
 
@@ -155,7 +156,7 @@ class SettlementConsole:
                 "periods": await self.settlement.periods(),
                 "previous": self.settlement.previous_period(),
                 "jobs": await self.settlement.recent_jobs(),
-                "error": error.message if error else None,
+                "error": FieldProblem.of(error) if error else None,
                 "can_write": WRITES.allows(visitor_of(request).principal),
             },
             status_code=http_status(error.code) if error else 200,
@@ -278,7 +279,7 @@ class SettlementConsole:
             "kinds": BREAK_KINDS,
             "kind": kind if kind in {k.value for k in BREAK_KINDS} else None,
             "counterparty": counterparty,
-            "error": error.message if error else None,
+            "error": FieldProblem.of(error) if error else None,
             "notice": notice or query.get("notice"),
             "can_write": WRITES.allows(visitor_of(request).principal),
             "reconciliation": None,

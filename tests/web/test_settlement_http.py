@@ -94,7 +94,7 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
 
         resolve = f"/console/settlement/{month}/reconciliations/fresh-mart/resolve"
         no_reason = client.post(resolve, data={"csrf_token": token, "scope": "filter", "resolution": "ACCEPT_LEDGER"})
-        assert no_reason.status_code == 400 and "give the reason" in no_reason.text
+        assert no_reason.status_code == 400 and "Reason: give one, in 1 to 500 characters" in no_reason.text
         nul = client.post(
             resolve, data={"csrf_token": token, "scope": "filter", "resolution": "ACCEPT_LEDGER", "reason": "a\x00b"}
         )
@@ -156,3 +156,15 @@ def test_settlement_pages_refuse_other_roles_and_forms_without_their_token(settl
             data={"csrf_token": form_token(client, "/console/settlement/"), "period": "2999-01"},
         )
         assert not_over.status_code == 400 and "is not over" in not_over.text
+        # A refusal names the form's field and its rule in the reader's language, not the API's English.
+        chinese = {"accept-language": "zh-TW"}
+        token = form_token(client, "/console/settlement/")
+        bad = client.post("/console/settlement/close", data={"csrf_token": token, "period": "2026-13"}, headers=chinese)
+        assert bad.status_code == 400 and "期間必須是年與月，例如 2026-11" in bad.text
+        assert "a period is written" not in bad.text
+        shown = client.get("/console/settlement/2026-13", headers=chinese)
+        assert shown.status_code == 400 and "期間必須是年與月，例如 2026-11" in shown.text
+        late = client.post(
+            "/console/settlement/close", data={"csrf_token": token, "period": "2999-01"}, headers=chinese
+        )
+        assert "2999-01 期間尚未結束：結束於 2999年2月1日" in late.text
