@@ -73,13 +73,13 @@ class Problems:
     a message for the whole form."""
 
     fields: dict[str, FieldProblem] = field(default_factory=dict)
-    form: str | None = None
+    form: FieldProblem | None = None
 
     def add(self, error: ExchangeError) -> None:
         if error.field is not None and error.field not in self.fields:
             self.fields[error.field] = FieldProblem.of(error)
         elif self.form is None:
-            self.form = error.message
+            self.form = FieldProblem.of(error)
 
     def __bool__(self) -> bool:
         return bool(self.fields) or self.form is not None
