@@ -19,6 +19,7 @@ from datetime import datetime
 from string import Formatter
 
 from exchange.errors import ExchangeError
+from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE
 
 #: Values that are whole numbers (written with thousands commas, maybe negative).
 NUMBERS = frozenset({"least", "most"})
@@ -52,6 +53,9 @@ class FieldRule:
         return None if found is None else found.groupdict()
 
 
+#: :data:`~exchange.text.CHOSEN_ID_RULE`, its length a value.
+CHOSEN_ID_TEMPLATE = CHOSEN_ID_RULE.replace(f"1 to {CHOSEN_ID_LENGTH} ", "{least} to {most} ")
+
 #: Every rule a partner console's form can break, each with the English its checks write
 #: (:mod:`exchange.web.partner.forms`, :mod:`exchange.pricing`, :mod:`exchange.rewards.catalog`,
 #: :mod:`exchange.money`, :mod:`exchange.ratio`, :mod:`exchange.text`). A key may have several
@@ -84,8 +88,8 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("UNKNOWN_PROGRAM", "no program has id {got}; the programs are {known}"),
     FieldRule("UNKNOWN_PROGRAM", "no program has id {got}"),
     FieldRule("NO_RATE", "no rate converts {source} into {target}"),
-    FieldRule("CHOSEN_ID", "id must be {rule}, got {length}"),
-    FieldRule("CHOSEN_ID", "id must be {rule}"),
+    FieldRule("CHOSEN_ID", f"id must be {CHOSEN_ID_TEMPLATE}, got {{length}}"),
+    FieldRule("CHOSEN_ID", f"id must be {CHOSEN_ID_TEMPLATE}"),
     FieldRule("ID_TAKEN", "promotion id {got} is taken by other terms"),
     FieldRule("ID_TAKEN", "a reward with id {got} exists"),
     FieldRule("NO_PROMOTION", "{program} has no promotion {got}"),

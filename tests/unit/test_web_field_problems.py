@@ -4,6 +4,7 @@ says it with the form's label in its reader's language (exchange.web.field_rules
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -11,9 +12,17 @@ import pytest
 
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.money import Currency
+from exchange.pricing.promotions import PromotionTerms
 from exchange.pricing.rates import RateTerms
+from exchange.text import CHOSEN_ID_LENGTH
 from exchange.web.field_rules import FieldProblem
 from exchange.web.partner.forms import FormValues
+
+
+def chosen_id_refused(value: str) -> None:
+    """A promotion whose id is ``value``, checked."""
+    now = datetime(2027, 1, 1, tzinfo=UTC)
+    PromotionTerms(value, "fresh-mart", Decimal(10), now, now + timedelta(days=1)).check()
 
 
 def problem_of(check: Callable[[], object]) -> FieldProblem:
@@ -33,6 +42,8 @@ def problem_of(check: Callable[[], object]) -> FieldProblem:
         (lambda: RateTerms(ratio="three").override(), "RATIO", None),
         (lambda: RateTerms(ratio="0:1").override(), "RATIO_SIDES", None),
         (lambda: RateTerms(ratio="3:1", bonus_every=10).override(), "BONUS_PAIR", None),
+        (lambda: chosen_id_refused("a b"), "CHOSEN_ID", {"least": 1, "most": CHOSEN_ID_LENGTH}),
+        (lambda: chosen_id_refused("r" * 65), "CHOSEN_ID", {"least": 1, "most": CHOSEN_ID_LENGTH}),
     ],
 )
 def test_a_services_error_on_a_field_is_read_back_into_its_rule(
