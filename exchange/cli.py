@@ -899,7 +899,9 @@ def webhooks() -> None:
     "--event",
     "events",
     multiple=True,
-    help="An event type to send (repeatable), such as conversion.completed; default: every type.",
+    help="An event type to send (repeatable): its canonical name, the payload's `type`, such as "
+    "conversion.completed, or GraphQL's name for it, CONVERSION_COMPLETED; default: every type. "
+    "The output prints canonical names.",
 )
 @click.option("--partner", "program_id", help="The partner's program (its events only); default: every program's.")
 @click.option("--description", default="", help="What the receiver is, for people reading the list.")
@@ -1025,26 +1027,29 @@ def keys() -> None:
 @click.option(
     "--compromised",
     is_flag=True,
-    help="With --statements: the old key is compromised, so the new one signs at once; "
-    "verifiers that cached the published keys must fetch them again.",
+    help="The old key is compromised. Token keys (the active one and any retired one still "
+    "published) are withdrawn at once: every token they signed is refused from now on. With "
+    "--statements the new key signs at once; verifiers that cached the published keys must "
+    "fetch them again.",
 )
 @reports_errors
 def keys_rotate(statements: bool, compromised: bool) -> None:
     """Make a new signing key active: the token-signing key, or with --statements the
     statement-signing key. Either kind's rotation leaves the other alone.
 
-    Running gateways sign tokens with a new token key within a minute; the old one stays
-    published (/.well-known/jwks.json) until every token it signed has expired.
+    Running gateways sign tokens with a new token key from their next token; the old one stays
+    published (/.well-known/jwks.json) until every token it signed has expired. With
+    --compromised the old token key, and any retired one still published, is withdrawn at once:
+    every gateway refuses the tokens they signed from their next request, and their clients
+    must request new tokens.
 
     A new statement key is published (/.well-known/statement-keys.json) at once but signs only
     six minutes later, when every verifier's cached copy of the keys (kept up to five minutes)
-    holds it; the old key signs until then. With --compromised the new key signs at once (within
-    a minute on every gateway), and verifiers holding a cached copy must fetch it again. A
+    holds it; the old key signs until then. With --compromised the new key signs at once (on
+    every gateway), and verifiers holding a cached copy must fetch it again. A
     retired statement key stays published for EXCHANGE_STATEMENT_RETENTION_YEARS after the last
     statement it signed.
     """
-    if compromised and not statements:
-        raise click.UsageError("--compromised is for statement keys (--statements): a new token key signs at once")
     if statements:
 
         async def rotate(services: Services) -> None:
@@ -1064,10 +1069,16 @@ def keys_rotate(statements: bool, compromised: bool) -> None:
         with_services(rotate)
         return
 
-    rotation = with_services(lambda services: services.access.rotate_signing_key())
+    rotation = with_services(lambda services: services.access.rotate_signing_key(compromised=compromised))
     click.echo(f"active signing key: {rotation.new.kid}")
     if rotation.retired is not None:
-        click.echo(f"retired key {rotation.retired.kid} stays published until {rotation.retired.publish_until}")
+        if compromised:
+            click.echo(
+                f"retired key {rotation.retired.kid} is withdrawn, with any retired before it: the tokens "
+                "they signed are refused; their clients must request new tokens"
+            )
+        else:
+            click.echo(f"retired key {rotation.retired.kid} stays published until {rotation.retired.publish_until}")
     click.echo(f"published keys: {', '.join(key.kid for key in rotation.published)}")
 
 

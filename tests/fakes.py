@@ -24,6 +24,7 @@ from exchange.connectors.errors import (
     PartnerProtocolError,
     PartnerTimeout,
     PartnerUnreachable,
+    ReversalExceedsOriginal,
     UnknownMember,
 )
 
@@ -163,6 +164,8 @@ class FakePartner:
         target = self.operations.get(reverses)
         if target is None:
             target = Operation(operation_id=reverses, kind=None, status=OperationState.VOIDED, created_at=NOW)
+        elif target.status is OperationState.REVERSED:  # as the contract says: nothing is left to reverse
+            raise ReversalExceedsOriginal("0 points are left to reverse", program_id=self.program_id, call="reverse")
         elif target.status is OperationState.APPLIED:
             assert target.member_ref is not None and target.points is not None
             sign = 1 if target.kind is OperationKind.DEBIT else -1

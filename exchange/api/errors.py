@@ -12,7 +12,8 @@
   ``BAD_USER_INPUT`` naming the variable (and the path into it), and so does
   a value a scalar refuses (:mod:`exchange.api.scalars`), written in a variable or inline
   (then naming the argument and the path into it, found in the document), and so does a
-  value written inline that its argument's type cannot hold (``points: 99999999999``).
+  value written inline that its argument's type cannot hold (``points: 99999999999``, or a
+  field its input type does not have: ``input.form``).
 * Anything else is unexpected: it is logged with its trace, and the client sees only
   ``Unexpected error.`` with ``INTERNAL_SERVER_ERROR`` — never a stack trace. So is a
   result the field's own type cannot represent (a number past ``Int``): the domain bounds
@@ -103,7 +104,8 @@ class _FieldFinder(Visitor):
     def enter(self, node: Node, *_: object) -> None:
         if isinstance(node, (ArgumentNode, ObjectFieldNode)):
             self.names.append(node.name.value)
-            if node.value.loc is not None and node.value.loc.start == self.offset:
+            at = {where.start for where in (node.loc, node.value.loc) if where is not None}
+            if self.offset in at:
                 self.found = ".".join(self.names)
 
     def leave(self, node: Node, *_: object) -> None:
@@ -113,10 +115,11 @@ class _FieldFinder(Visitor):
 
 def _about_a_written_value(error: GraphQLError) -> bool:
     """A validation error about a value written inline for an argument (``points: 99999999999``,
-    an enum it does not hold, an input object missing a field): the same value sent in a
-    variable is ``BAD_USER_INPUT`` naming it, so written inline it is too."""
+    an enum it does not hold, an input object missing a field or holding one its type does
+    not have): the same value sent in a variable is ``BAD_USER_INPUT`` naming it, so written
+    inline it is too."""
     nodes = error.nodes or []
-    return error.path is None and bool(nodes) and isinstance(nodes[0], ValueNode)
+    return error.path is None and bool(nodes) and isinstance(nodes[0], (ValueNode, ObjectFieldNode))
 
 
 def _literal_field(error: GraphQLError) -> str | None:

@@ -93,6 +93,14 @@ class _ChosenIdText(Text):
         return f"Yours to choose: {CHOSEN_ID_RULE}."
 
 
+@dataclass(frozen=True)
+class _PeriodText(Text):
+    """A settlement period's name: its limit, and the format the calendar checks."""
+
+    def describe(self) -> str:
+        return "A settlement period, `YYYY-MM` (its first month)."
+
+
 def numeric_id(value: str, *, what: str, field: str) -> int:
     """A numeric row id (a break's, a delivery's) from its GraphQL ID: it fits 64 bits."""
     if not (value.isascii() and value.isdigit()) or int(value) > MAX_BIGINT:
@@ -105,7 +113,7 @@ IdempotencyKey = Annotated[str, _IdempotencyKeyText(IDEMPOTENCY_KEY_LENGTH)]
 #: An id a partner chooses for a reward or a promotion it publishes.
 ChosenId = Annotated[strawberry.ID, _ChosenIdText(CHOSEN_ID_LENGTH)]
 #: A settlement period's name, ``YYYY-MM`` (its format is the calendar's to check).
-PeriodName = Annotated[str, Text(7)]
+PeriodName = Annotated[str, _PeriodText(7)]
 
 
 def _declared(annotation: Any) -> Text | None:

@@ -80,7 +80,8 @@ _STRAWBERRY_DEFINITION = "strawberry-definition"
 
 
 class RulePermission(BasePermission):
-    """A rule as Strawberry asks it: ``UNAUTHENTICATED`` without a token, ``FORBIDDEN`` otherwise."""
+    """A rule as Strawberry asks it: ``UNAUTHENTICATED`` without a token, ``FORBIDDEN`` (saying
+    what to do next) otherwise."""
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -91,10 +92,7 @@ class RulePermission(BasePermission):
             return True
         if principal is None:
             raise self.rule.unauthenticated()
-        return False
-
-    def on_unauthorized(self) -> None:
-        raise self.rule.forbidden()
+        raise self.rule.forbidden(principal, source, kwargs)
 
 
 class Authorize(PermissionExtension):
@@ -161,6 +159,7 @@ def enforce_field_rules(schema: Schema) -> dict[str, Rule]:
 
 def _refuse(rule: Unruled) -> Callable[..., Any]:
     def resolve(source: Any, info: Any, **arguments: Any) -> Any:
-        raise rule.unauthenticated() if info.context.principal is None else rule.forbidden()
+        principal = info.context.principal
+        raise rule.unauthenticated() if principal is None else rule.forbidden(principal, source, arguments)
 
     return resolve

@@ -17,6 +17,7 @@ from joserfc import jwt
 from joserfc.errors import (
     BadSignatureError,
     ExpiredTokenError,
+    InvalidClaimError,
     JoseError,
     MissingClaimError,
 )
@@ -175,6 +176,10 @@ def verify_assertion(assertion: str, keys: KeySet, *, audiences: Sequence[str], 
         raise AssertionRejected("the assertion has expired") from None
     except MissingClaimError as error:
         raise AssertionRejected(f"the assertion lacks a claim: {error.description}") from None
+    except InvalidClaimError as error:
+        if error.claim == "aud":  # the one claim whose right value the partner cannot guess
+            raise AssertionRejected(f"the assertion's aud claim must be {' or '.join(audiences)}") from None
+        raise AssertionRejected(f"the assertion's claims are invalid: {error.description}") from None
     except JoseError as error:
         raise AssertionRejected(f"the assertion's claims are invalid: {error.description}") from None
     _check_claim_values(token.claims)

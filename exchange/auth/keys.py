@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, update
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth.models import SigningKey
 from exchange.keyring import lifecycle
-from exchange.keyring.cache import KEY_REFRESH, UNKNOWN_KID_REFRESH, PublishedKeys
+from exchange.keyring.cache import KEY_REFRESH, PublishedKeys
 from exchange.keyring.crypto import ALGORITHM, decrypt_private_key
 from exchange.keyring.models import ACTIVE
 
@@ -25,7 +25,6 @@ from exchange.keyring.models import ACTIVE
 __all__ = [
     "ALGORITHM",
     "KEY_REFRESH",
-    "UNKNOWN_KID_REFRESH",
     "Rotation",
     "SigningKeys",
     "active_key",
@@ -47,16 +46,25 @@ async def ensure_active_key(session: AsyncSession, secret: str, now: datetime) -
     return await lifecycle.ensure_active_key(session, SigningKey, secret, now)
 
 
-async def rotate_signing_key(session: AsyncSession, secret: str, now: datetime, token_lifetime: timedelta) -> Rotation:
+async def rotate_signing_key(
+    session: AsyncSession, secret: str, now: datetime, token_lifetime: timedelta, *, compromised: bool = False
+) -> Rotation:
     """Retire the active key and make a new one active.
 
     The retired key stays published (it verifies) until ``publish_until``: by then every
     token it can have signed has expired, counting the time other processes take to notice
-    the rotation.
+    the rotation. A ``compromised`` key is withdrawn at once instead: whoever holds it could
+    sign tokens of their own, so every token it signed is refused from now on, on every
+    replica (each checks its key's standing on every request, and signs with the new key from
+    its next token, :meth:`PublishedKeys.signing_key`); their clients request new ones. Keys
+    retired earlier and still published are withdrawn with it: they sit in the same table,
+    sealed with the same secret, so whatever exposed the active key exposed them too (and a
+    key found compromised after its rotation can be withdrawn only so).
     """
-    new, retired = await lifecycle.rotate_key(
-        session, SigningKey, secret, now, publish_until=now + KEY_REFRESH + token_lifetime
-    )
+    if compromised:
+        await session.exec(update(SigningKey).where(col(SigningKey.publish_until) > now).values(publish_until=now))
+    publish_until = now if compromised else now + KEY_REFRESH + token_lifetime
+    new, retired = await lifecycle.rotate_key(session, SigningKey, secret, now, publish_until=publish_until)
     return lifecycle.Rotation(new=new, retired=retired, published=await published_keys(session, now))
 
 
@@ -76,6 +84,7 @@ class SigningKeys(PublishedKeys):
     signed with."""
 
     rotate_command = "exchange keys rotate"
+    model = SigningKey
 
     async def published(self, session: AsyncSession, now: datetime) -> Sequence[SigningKey]:
         return await published_keys(session, now)

@@ -18,6 +18,9 @@ class Principal:
     partner client that vouched for them, and ``asserted_by`` that partner's program: points
     held there are spent under its authority, points held elsewhere only with a consent
     (:mod:`exchange.members.authority`). It is never a tenant: tenant rules read ``program_id``.
+    ``client_scopes`` are the most that client's tokens of this kind may carry (its scopes, or
+    for a member token its member scopes) as the client stands now; ``None`` where they were
+    not read (a console session).
     """
 
     role: Role
@@ -29,6 +32,7 @@ class Principal:
     program_id: str | None = None
     member_id: str | None = None
     asserted_by: str | None = None
+    client_scopes: frozenset[Scope] | None = None
 
     def has_scope(self, scope: Scope) -> bool:
         return scope in self.scopes

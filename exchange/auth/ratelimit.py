@@ -21,17 +21,30 @@ counted.
 
 A check that comes before the count cannot, alone, hold back attempts made at the same time:
 a burst of guesses all passed the check before the first had failed, and every one was judged
-(and cost its Argon2 check). So each replica also counts the attempts it is judging
-(:class:`AttemptsUnderWay`): an attempt is admitted only while the failures counted plus the
-attempts under way stay under the limit; the others wait for one to finish, then look again.
-A client's own burst of right secrets runs up to ``limit`` at a time, the rest queue and
-succeed; a burst of guesses gets ``limit`` judged, the rest refused. Spread over replicas, a
-burst gets at most ``limit`` judged per replica.
+(and cost its Argon2 check). So each replica also holds the attempts it is judging
+(:class:`AttemptsUnderWay`): an attempt is admitted only while no other is under way for the
+same (client id, address) and the failures counted stay under the limit; the others wait for
+it to finish, then look again. A client's own burst of right secrets runs one at a time and
+every one succeeds; a burst of guesses gets ``limit`` judged, the rest refused.
+
+That guard sees only its own replica's attempts: a burst spread over four replicas would get
+``limit`` judged on each. So the judging itself takes a turn in the database
+(:func:`take_turn`): on PostgreSQL a transaction-level advisory lock per (client id, address),
+held by the unit of work that judges the attempt and counts its failure, so that across every
+replica one attempt at a time is judged per (client id, address), and each reads the failures
+afresh once it has its turn (:func:`standing`), after the one before it has committed its
+own. The failures counted therefore never pass the limit, however the attempts are spread. A
+lock is no write: a right secret still costs no row written, only the lock's statement. The
+in-process guard stays in front, so that a replica holds at most one database connection
+waiting for a (client id, address)'s turn (a burst cannot tie up its pool), and answers the
+rest of a burst without asking the database once the limit is reached. SQLite, the embedded
+single-process store, has no such lock and needs none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import math
 from collections import Counter
@@ -40,7 +53,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, delete, literal, not_
+from sqlalchemy import and_, case, delete, func, literal, not_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -54,6 +67,8 @@ CLIENT_ID_MAX_LENGTH = 64
 ANY_ADDRESS = ""
 #: The IPv6 prefix one caller is counted by.
 IPV6_PREFIX = 64
+#: Sets the advisory locks of judging turns apart from any other advisory lock.
+TURN_LOCK_NAMESPACE = b"exchange.ratelimit.turn"
 
 
 @dataclass(frozen=True)
@@ -81,8 +96,8 @@ class Standing:
 
 
 class AttemptsUnderWay:
-    """The attempts this replica is judging, per (client id, address), held with the failures
-    counted so far to their limit (see the module's docstring).
+    """The attempts this replica is judging, per (client id, address): at most one at a time,
+    and none once the failures counted so far reach their limit (see the module's docstring).
 
     Admission reads the counted failures and counts itself in under one lock per (client id,
     address), so two requests cannot both take the last place; judging runs unlocked. A
@@ -110,19 +125,24 @@ class AttemptsUnderWay:
             return
         while True:
             finishes = self._finishes
+            now = None
             async with self._admission(keys):
-                # Failures and attempts under way are read as one: nobody else is admitted
-                # meanwhile, and a finishing attempt counts its failure before it leaves.
-                under_way_before = {key: self._under_way[key] for key in keys}
-                now = await standing()
-                if now.retry_after is None and _room(limits, now, under_way_before):
-                    self._under_way.update(keys)
-                    break
-            if now.retry_after is not None:
+                # Nobody else is admitted meanwhile, and a finishing attempt counts its failure
+                # before it leaves. While one is under way, the failures are not read: it is
+                # waited for first (one read per admission, not one per waiter per finish).
+                if not any(self._under_way[key] for key in keys):
+                    now = await standing()
+                    admitted = now.retry_after is None and all(
+                        now.failures.get(key, 0) < limit for key, limit in limits.items()
+                    )
+                    if admitted:
+                        self._under_way.update(keys)
+                        break
+            if now is not None and now.retry_after is not None:
                 yield now
                 return
             if all(self._under_way[key] == 0 for key in keys):
-                continue  # those counted as under way have finished: read the failures again
+                continue  # the one under way has finished: read the failures again
             if self._finishes == finishes:  # none finished since it looked: wait for one
                 await self._next_finish()
         try:
@@ -162,13 +182,6 @@ class AttemptsUnderWay:
         self._users[key] -= 1
         if not self._users[key]:
             del self._users[key], self._admitting[key]
-
-
-def _room(limits: Mapping[Counted, int], now: Standing, under_way: Mapping[Counted, int]) -> bool:
-    """Whether one more attempt keeps the failures, counted or to come, under every limit. An
-    attempt that finished while the failures were read may be in both counts: it is counted
-    twice, never not at all."""
-    return all(now.failures.get(key, 0) + under_way[key] < limit for key, limit in limits.items())
 
 
 def caller_address(host: str | None) -> str:
@@ -246,3 +259,27 @@ async def record_failure(
             },
         )
     )
+
+
+async def take_turn(session: AsyncSession, counted: Set[Counted]) -> None:
+    """Wait for the turn to judge an attempt counted against each of ``counted``, and hold it
+    until ``session``'s transaction ends (see the module's docstring): read the standing in
+    ``session`` after this, and count the attempt's failure in it.
+
+    One ``pg_advisory_xact_lock`` statement per key, taken in one order so that two attempts
+    naming the same keys never wait on each other. Nothing on SQLite (one process, one
+    connection: :class:`AttemptsUnderWay` sees every attempt)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted(counted):
+        await session.exec(select(func.pg_advisory_xact_lock(turn_lock_id(key))))
+
+
+def turn_lock_id(key: Counted) -> int:
+    """The advisory lock id of ``key``'s judging turn: 64 bits of a hash of the key. Two keys
+    that share one only take turns with each other."""
+    client_id, address = key
+    digest = hashlib.blake2b(
+        f"{client_id}\0{address}".encode(errors="surrogatepass"), digest_size=8, key=TURN_LOCK_NAMESPACE
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)

@@ -4,9 +4,11 @@
 (RFC 7009), ``GET /.well-known/oauth-authorization-server`` (RFC 8414) and
 ``GET /.well-known/jwks.json``. Each POST reads its form on the event loop, checks every
 client the request names against the failure rate limit (for the caller's address, counting
-attempts under way as failures to come, see :mod:`exchange.auth.ratelimit`), refuses a
-request that authenticates its client more than one way, runs Authlib in a worker thread (see :mod:`exchange.auth.server`), and counts a failed
-client authentication afterwards against every client the request named, from that address.
+attempts under way as failures to come, see :mod:`exchange.auth.ratelimit`), waits for its
+turn among every replica's attempts for those clients from that address and checks the limit
+again, refuses a request that authenticates its client more than one way, runs Authlib in a
+worker thread (see :mod:`exchange.auth.server`), and counts a failed client authentication,
+in the same unit of work, against every client the request named, from that address.
 """
 
 from __future__ import annotations
@@ -138,16 +140,21 @@ class OAuthEndpoints:
         async with self._attempts.attempt(limits, standing) as admitted:
             if admitted.retry_after is not None:
                 return too_many_failures(admitted.retry_after)
-            now = self._clock.now()
-            if presented.mixed:
-                response, failed = more_than_one_method(), True
-            else:
-                async with self._db.transaction() as session:
+            async with self._db.transaction() as session:
+                # Every replica's attempts for these clients from this address take turns here,
+                # and this one reads the failures again once it has its turn.
+                await ratelimit.take_turn(session, set(limits))
+                now = self._clock.now()
+                turn = await ratelimit.standing(session, named, address, self._limit, now)
+                if turn.retry_after is not None:
+                    return too_many_failures(turn.retry_after)
+                if presented.mixed:
+                    response, failed = more_than_one_method(), True
+                else:
                     work = RequestWork(session=session, loop=asyncio.get_running_loop(), now=now)
                     response = await asyncio.to_thread(self._server.handle, work, action, oauth_request)
-                failed = work.authentication_failed
-            if failed and named:
-                async with self._db.transaction() as session:
+                    failed = work.authentication_failed
+                if failed and named:
                     await ratelimit.record_failures(session, named, address, self._limit, now)
         return response
 

@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from exchange.auth.principal import Principal
-from exchange.auth.scopes import ROLE_SCOPES, Role, Scope
+from exchange.auth.scopes import ROLE_SCOPES, Role, Scope, scope_text
 from exchange.errors import Forbidden, Unauthenticated
 
 T = TypeVar("T")
@@ -67,9 +67,16 @@ class Rule(abc.ABC):
         """What a caller without a token hears."""
         return Unauthenticated(f"an access token is needed ({self.describe()})")
 
-    def forbidden(self) -> Forbidden:
-        """What a caller whose token does not satisfy the rule hears."""
-        return Forbidden(f"not allowed: this needs {self.describe()}")
+    def forbidden(
+        self, principal: Principal, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
+    ) -> Forbidden:
+        """What a caller whose token does not satisfy the rule hears: what the rule needs, and
+        what to do next (:func:`next_step`)."""
+        return Forbidden(f"not allowed: this needs {self.describe()}; {next_step(self, principal, source, arguments)}")
+
+    def alternatives(self) -> tuple[tuple[Rule, ...], ...]:
+        """The rule as ways to satisfy it, each the leaf rules that must all hold."""
+        return ((self,),)
 
     @abc.abstractmethod
     def allows(
@@ -215,6 +222,12 @@ class AllOf(Rule):
     def __init__(self, *rules: Rule) -> None:
         self.rules = rules
 
+    def alternatives(self) -> tuple[tuple[Rule, ...], ...]:
+        ways: tuple[tuple[Rule, ...], ...] = ((),)
+        for rule in self.rules:
+            ways = tuple(way + more for way in ways for more in rule.alternatives())
+        return ways
+
     def allows(
         self, principal: Principal | None, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
     ) -> bool:
@@ -230,6 +243,9 @@ class AllOf(Rule):
 class AnyOf(Rule):
     def __init__(self, *rules: Rule) -> None:
         self.rules = rules
+
+    def alternatives(self) -> tuple[tuple[Rule, ...], ...]:
+        return tuple(way for rule in self.rules for way in rule.alternatives())
 
     def allows(
         self, principal: Principal | None, source: Any = None, arguments: Mapping[str, Any] = NO_ARGUMENTS
@@ -256,6 +272,58 @@ class Unruled(Rule):
 
     def describe(self) -> str:
         return "an authorization rule, which this field lacks"
+
+
+def next_step(rule: Rule, principal: Principal, source: Any, arguments: Mapping[str, Any]) -> str:
+    """What a caller refused by ``rule`` can do about it, from its own token alone (nothing
+    about other tenants): request a token with the scope it lacks, or have the exchange's
+    operator grant its client that scope; or, when no token of its role would do, which roles'
+    would; or, when it is the tenant that does not match, that a token reaches only its own."""
+    role = principal.role
+    reachable = [way for way in rule.alternatives() if all(leaf.access(role) is not Access.NONE for leaf in way)]
+    if not reachable:
+        roles = [other.value for other in Role if other is not role and rule.access(other) is not Access.NONE]
+        if not roles:
+            return "no token may"
+        return f"a {role.value} token never may: this is for {' or '.join(roles)} tokens"
+    lacking = [
+        [leaf for leaf in way if not leaf.allows(principal, source, arguments)]
+        for way in reachable
+        if all(leaf.allows(principal, source, arguments) for leaf in way if not isinstance(leaf, HasScope))
+    ]
+    if lacking:
+        missing = [leaf.scopes & ROLE_SCOPES[role] for leaf in min(lacking, key=len) if isinstance(leaf, HasScope)]
+        return _missing_scopes(principal, missing)
+    if role is Role.PARTNER:
+        return f"a partner's token reaches its own program's data only (this one's is {principal.program_id})"
+    if role is Role.MEMBER:
+        return "a member's token reaches that member's own data only"
+    return "this token's scopes do not reach it"
+
+
+def _missing_scopes(principal: Principal, missing: list[frozenset[Scope]]) -> str:
+    """The next step of a caller whose token lacks ``missing`` (each set: one of them): a new
+    token, if its client may hold them (``client_scopes``), else the operator's grant."""
+    needed = " and ".join(sorted(scope_text(scopes).replace(" ", " or ") for scopes in missing))
+    held = scope_text(principal.scopes) or "none"
+    member = principal.role is Role.MEMBER
+    client = f"client {principal.client_id}" + ("'s member tokens" if member else "")
+    grantee = f"client {principal.client_id}" + ("'s member scopes" if member else "")
+    allowed = principal.client_scopes
+    if allowed is None:  # not read (a console session): both steps, conditionally
+        return (
+            f"request a token with scope {needed} (`scope` at /oauth/token; this one holds {held}); if {client} "
+            f"may not hold it, ask the exchange operator to grant scope {needed} to {grantee}"
+        )
+    if all(not scopes.isdisjoint(allowed) for scopes in missing):
+        return (
+            f"request a token with scope {needed} (`scope` at /oauth/token; this one holds {held}): {client} "
+            f"may hold {scope_text(allowed)}"
+        )
+    return (
+        f"ask the exchange operator to grant scope {needed} to {grantee}: {client} may hold "
+        f"{scope_text(allowed) or 'none'}"
+    )
 
 
 PUBLIC: Rule = Public()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -142,9 +142,10 @@ _CLAIM_PROBLEMS = {
 }
 
 
-#: Whether token ``jti`` is revoked, whether key ``kid`` is published at ``now``, whether the
-#: client it was issued to still exists, and whether that client's secret was set after the
-#: token was issued; built once.
+#: Whether token ``jti`` is revoked, whether key ``kid`` is published at ``now``, the scopes
+#: the client it was issued to holds now (null: it no longer exists; a refusal names them) and
+#: whether that client's secret was set after the token was issued; built once per kind of
+#: scopes, ``scope`` for the client's own tokens and ``member_scope`` for member tokens.
 #:
 #: ``iat`` has whole seconds and ``secret_set_at`` does not. A token is refused when
 #: ``iat < floor(secret_set_at)``, i.e. when it was issued in a second wholly before the one
@@ -152,15 +153,20 @@ _CLAIM_PROBLEMS = {
 #: reset, is never refused, at the price of letting a token issued with the old secret in that
 #: same second live on. For whole seconds ``iat < floor(t)`` is ``t >= iat + 1``, which the
 #: query asks without truncating a time in SQL (``issued_second_ended`` is ``iat + 1``).
-_STANDING = select(
-    exists().where(col(RevokedToken.jti) == bindparam("jti")),
-    exists().where(col(SigningKey.kid) == bindparam("kid"), is_published(bindparam("now"))),  # type: ignore[arg-type]
-    exists().where(col(OAuthClient.client_id) == bindparam("client_id")),
-    exists().where(
-        col(OAuthClient.client_id) == bindparam("client_id"),
-        col(OAuthClient.secret_set_at) >= bindparam("issued_second_ended"),
-    ),
-)
+def _standing(scopes: Any) -> Any:
+    return select(
+        exists().where(col(RevokedToken.jti) == bindparam("jti")),
+        exists().where(col(SigningKey.kid) == bindparam("kid"), is_published(bindparam("now"))),  # type: ignore[arg-type]
+        select(scopes).where(col(OAuthClient.client_id) == bindparam("client_id")).scalar_subquery(),
+        exists().where(
+            col(OAuthClient.client_id) == bindparam("client_id"),
+            col(OAuthClient.secret_set_at) >= bindparam("issued_second_ended"),
+        ),
+    )
+
+
+_STANDING = _standing(OAuthClient.scope)
+_MEMBER_STANDING = _standing(OAuthClient.member_scope)
 
 
 class TokenVerifier:
@@ -197,20 +203,23 @@ class TokenVerifier:
             while len(self._verified) > self.VERIFIED_CACHE_SIZE:
                 self._verified.popitem(last=False)
         if session is not None:
-            await self._check_standing(verified, session)
+            client_scopes = await self._check_standing(verified, session)
         else:
             async with self._db.autocommit() as own:  # one statement: no transaction around it
-                await self._check_standing(verified, own)
-        return verified
+                client_scopes = await self._check_standing(verified, own)
+        return replace(verified, principal=replace(verified.principal, client_scopes=client_scopes))
 
-    async def _check_standing(self, verified: VerifiedToken, session: AsyncSession) -> None:
+    async def _check_standing(self, verified: VerifiedToken, session: AsyncSession) -> frozenset[Scope]:
         """Refuse a token that has been revoked, whose signing key has been withdrawn (retired
         past its ``publish_until``, or removed), whose client has been deleted (revoked in
         the console or the CLI: its tokens, and the member tokens it obtained, end with it),
         or whose client's secret was reset after it was issued (it may have been issued with a
         leaked secret; the member tokens the client obtained end too). One query, on every
         request, so each holds at once on every replica: neither the verified-token cache nor
-        the process's copy of the keys (re-read every minute) lets such a token through."""
+        the process's copy of the keys (re-read every minute) lets such a token through.
+
+        Returns the most the client's tokens of this kind may carry now (see
+        :attr:`~exchange.auth.principal.Principal.client_scopes`)."""
         params = {
             "jti": verified.principal.token_id,
             "kid": verified.key_id,
@@ -218,17 +227,23 @@ class TokenVerifier:
             "client_id": verified.principal.client_id,
             "issued_second_ended": datetime.fromtimestamp(int(verified.claims["iat"]) + 1, UTC),
         }
-        is_revoked, key_published, client_exists, secret_reset = (await session.exec(_STANDING, params=params)).one()
+        member = verified.principal.role is Role.MEMBER
+        standing = _MEMBER_STANDING if member else _STANDING
+        is_revoked, key_published, client_scopes, secret_reset = (await session.exec(standing, params=params)).one()
         if is_revoked:
             raise InvalidAccessToken(REVOKED)
         if not key_published:
             raise InvalidAccessToken(NOT_SIGNED_BY_A_PUBLISHED_KEY)
-        if not client_exists:
+        if client_scopes is None:
             raise InvalidAccessToken("the client this token was issued to has been revoked")
         if secret_reset:
             raise InvalidAccessToken(
                 "the secret of the client this token was issued to has been changed since: request a new token"
             )
+        try:
+            return parse_scopes(client_scopes)
+        except InvalidScope:  # a scope this exchange no longer knows: the refusal names none
+            return frozenset()
 
     async def _verify_signed(self, token: str, session: AsyncSession | None) -> VerifiedToken:
         """Signature by a published key, header and RFC 9068 claims (not revocation)."""

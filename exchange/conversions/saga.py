@@ -44,7 +44,12 @@ the partner for the operation's status and drives it on:
 
 A partner whose record of the debit or the credit is not the write sent (another amount or
 member, or a part reversed on its own: its bug, or a lie) is not trusted: the write is reversed whole, the debit too if it
-was the credit, and the conversion ends REVERSED with ``PARTNER_CONTRADICTED``.
+was the credit, and the conversion ends REVERSED with ``PARTNER_CONTRADICTED``. A target that
+refuses that reversal because the member has spent the credited points leaves the credit
+standing: the conversion is posted as it was sent and ends COMPLETED, still with
+``PARTNER_CONTRADICTED`` (logged as an error): the member has the points they converted, the
+target's position is owed what the exchange sent, and what the target credited beyond it is
+its own error, which its records file shows as a break for staff to settle at reconciliation.
 
 The steps run on the shared saga driver (:mod:`exchange.sagas.engine`): partner calls
 happen outside database transactions; every state change is one short unit of work that
@@ -54,6 +59,7 @@ conversion. A lease keeps the worker away from conversions a request is still dr
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,7 +74,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.clock import Clock
 from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.contract import Operation, OperationKind, OperationState
-from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable
+from exchange.connectors.errors import InsufficientPoints, PartnerRefusal, PartnerUnavailable
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions import gates
 from exchange.conversions.clearing import conversion_transaction
@@ -96,12 +102,15 @@ from exchange.sagas.doubt import (
     MemberDebit,
     SentWrite,
     late_answer,
+    reverse_whole,
     undo_contradiction,
 )
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
 from exchange.sagas.idempotency import claiming, record_once
 from exchange.settings import Settings
 from exchange.webhooks.events import Event, conversion_finished
+
+logger = logging.getLogger("exchange.sagas")
 
 ConnectorFor = Callable[[Program], PartnerConnector]
 
@@ -249,11 +258,13 @@ class ConversionSaga(Saga[Conversion]):
         if step == SagaStep.AWAIT_CREDIT:
             connector = self.connector_for(target)
             operation = await connector.operation_status(conversion.credit_operation)
-            if await self._credit_contradicted(conversion, connector, operation):
-                return _CREDIT_CONTRADICTED
+            if contradicted := await self._credit_contradicted(conversion, connector, operation):
+                return contradicted
             return self.credit_outcome(None if operation is None else operation.status)
         if step == SagaStep.REVERSE_DEBIT:
-            await self.connector_for(source).reverse(conversion.reverse_debit_operation, conversion.debit_operation)
+            await reverse_whole(
+                self.connector_for(source), conversion.reverse_debit_operation, conversion.debit_operation
+            )
             return Transition(SagaStep.DONE, ConversionStatus.REVERSED)
         raise AssertionError(f"no attempt for step {step}")
 
@@ -298,8 +309,8 @@ class ConversionSaga(Saga[Conversion]):
 
     async def _settle_credit(self, conversion: Conversion, target: PartnerConnector) -> Transition:
         operation = await target.operation_status(conversion.credit_operation)
-        if await self._credit_contradicted(conversion, target, operation):
-            return _CREDIT_CONTRADICTED
+        if contradicted := await self._credit_contradicted(conversion, target, operation):
+            return contradicted
         if operation is not None and operation.status in (
             OperationState.APPLIED,
             OperationState.PENDING,
@@ -319,13 +330,27 @@ class ConversionSaga(Saga[Conversion]):
     @staticmethod
     async def _credit_contradicted(
         conversion: Conversion, target: PartnerConnector, operation: Operation | None
-    ) -> bool:
-        """Whether the target's record of the credit is another write than the one sent (then
-        reversed whole: :func:`~exchange.sagas.doubt.undo_contradiction`)."""
+    ) -> Transition | None:
+        """Where the conversion goes if the target's record of the credit is another write than
+        the one sent: reversed whole (:func:`~exchange.sagas.doubt.undo_contradiction`), on to
+        reverse the debit; or, if the target refuses the reversal because the member has spent
+        the credited points, posted as sent (see the module's docstring). ``None``: no
+        contradiction."""
         sent = SentWrite(OperationKind.CREDIT, conversion.target_ref, conversion.points_out)
-        return await undo_contradiction(
-            target, operation, conversion.credit_operation, sent, conversion.void_credit_operation
-        )
+        try:
+            undone = await undo_contradiction(
+                target, operation, conversion.credit_operation, sent, conversion.void_credit_operation
+            )
+        except InsufficientPoints as refusal:
+            assert operation is not None  # a reversal is asked only of a record that contradicts
+            message = (
+                f"the target partner recorded another credit than the one sent ({sent.contradiction(operation)}) "
+                f"and refused to reverse it ({refusal.message}): the credit stands and was posted as sent; "
+                "settle the difference with the target partner at reconciliation"
+            )
+            logger.error("conversion %s: %s", conversion.id, message)
+            return Transition(SagaStep.DONE, ConversionStatus.COMPLETED, CONTRADICTED, message)
+        return _CREDIT_CONTRADICTED if undone else None
 
     async def on_transition(
         self, session: AsyncSession, conversion: Conversion, step: str, transition: Transition

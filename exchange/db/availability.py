@@ -40,8 +40,8 @@ _NOT_NOW_STATES = frozenset({"57P01", "57P02", "57P03", "25006"})
 #: Server answers that mean "this configuration is wrong": a password refused (28P01), a role or
 #: client address the server does not let in (28000), a database that does not exist (3D000).
 _REFUSED_STATES = frozenset({"28P01", "28000", "3D000"})
-#: The same refusals as libpq words them when connecting: psycopg gives a connection that failed
-#: no SQLSTATE, only the server's message (in English, PostgreSQL's default ``lc_messages``).
+#: The same refusals as the server words them when a connection is being made, where psycopg
+#: gives no SQLSTATE (see :func:`refused_by_configuration`).
 _REFUSED_MESSAGE = re.compile(
     r"password authentication failed|no pg_hba\.conf entry|role \".*\" does not exist"
     r"|database \".*\" does not exist|no password supplied"
@@ -79,7 +79,16 @@ class DatabaseRefused(DatabaseUnavailable):
 
 def refused_by_configuration(error: DBAPIError) -> bool:
     """Whether the server refused the credentials or the database name ``error`` was met with
-    (:class:`DatabaseRefused`), as opposed to being unreachable or failing a statement."""
+    (:class:`DatabaseRefused`), as opposed to being unreachable or failing a statement.
+
+    By the error's SQLSTATE (28P01, 28000, 3D000) wherever psycopg gives one. Only where it
+    cannot, the server's message is read (:data:`_REFUSED_MESSAGE`): a connection that fails
+    while it is being made (the server refuses it during authentication or start-up) is a
+    ``psycopg.OperationalError`` with ``sqlstate`` ``None``, since libpq keeps no error result
+    of a connection it could not make, only its message (checked with psycopg 3.3 and libpq
+    18: a wrong password, an unknown role and an unknown database all arrive so). That message
+    is in the server's ``lc_messages``, English by default; a server set to another language
+    makes such a refusal read as an outage."""
     cause = error.orig
     if not isinstance(cause, psycopg.Error):
         return False

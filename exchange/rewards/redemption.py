@@ -72,7 +72,7 @@ from exchange.risk import reasons
 from exchange.risk.gates import Gates, Outflow, Way
 from exchange.risk.models import Decision, Subject
 from exchange.risk.policy import RiskPolicy
-from exchange.sagas.doubt import MemberDebit
+from exchange.sagas.doubt import MemberDebit, reverse_whole
 from exchange.sagas.engine import Saga, SagaPolicy, Transition
 from exchange.sagas.idempotency import claiming, keyed, record_once, same_request
 from exchange.settings import Settings
@@ -381,7 +381,7 @@ class RedemptionSaga(Saga[Redemption]):
         if step == RedemptionStep.REVERSE_DEBIT:
             # Chained: after a crash, the reversal is sent again from this step (its fixed id
             # makes the partner apply it once), and the ledger reversal follows.
-            await paying.reverse(redemption.reverse_debit_operation, redemption.debit_operation)
+            await reverse_whole(paying, redemption.reverse_debit_operation, redemption.debit_operation)
             return Transition(RedemptionStep.UNPOST, chained=True)
         raise AssertionError(f"no attempt for step {step}")
 

@@ -22,7 +22,7 @@ from enum import Enum
 
 from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.contract import Operation, OperationKind, OperationState
-from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable
+from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable, ReversalExceedsOriginal
 from exchange.errors import ErrorCode
 from exchange.sagas.engine import Transition, failure
 
@@ -48,11 +48,12 @@ _MOVED = (OperationState.APPLIED, OperationState.REVERSED)
 
 @dataclass(frozen=True, slots=True)
 class SentWrite:
-    """A debit or credit as the exchange sent it."""
+    """A debit, credit (``points``) or tier match (``tier``) as the exchange sent it."""
 
     kind: OperationKind
     member_ref: str
-    points: int
+    points: int | None = None
+    tier: str | None = None
 
     def contradiction(self, operation: Operation) -> str | None:
         """How the partner's ``operation`` differs from this write; ``None`` when it is this write."""
@@ -60,6 +61,7 @@ class SentWrite:
             ("kind", operation.kind, self.kind),
             ("member", operation.member_ref, self.member_ref),
             ("points", operation.points, self.points),
+            ("tier", operation.tier, self.tier),
         ):
             if theirs != ours:
                 return f"its {name} is {theirs}, the exchange sent {ours}"
@@ -67,6 +69,27 @@ class SentWrite:
             # Only the exchange reverses its writes, and only whole: then the write is ``reversed``.
             return f"{operation.reversed_points} of its points were reversed, which the exchange never asked"
         return None
+
+
+async def reverse_whole(connector: PartnerConnector, reversal_id: str, operation_id: str) -> None:
+    """Reverse the partner's ``operation_id`` whole with ``reversal_id`` (a fixed id: asking
+    twice reverses at most once).
+
+    A partner that refuses because nothing is left to reverse, its record showing the
+    operation reversed whole (it gave it back on its own, under another id), has done what was
+    asked: that is not an error. Any other refusal is raised, as the connector's errors are."""
+    try:
+        await connector.reverse(reversal_id, operation_id)
+    except ReversalExceedsOriginal:
+        operation = await connector.operation_status(operation_id)
+        if operation is None or operation.status is not OperationState.REVERSED:
+            raise
+        logger.warning(
+            "partner %s had reversed operation %s whole on its own; %s is not needed",
+            connector.program_id,
+            operation_id,
+            reversal_id,
+        )
 
 
 async def undo_contradiction(
@@ -86,7 +109,7 @@ async def undo_contradiction(
         operation_id,
         contradiction,
     )
-    await connector.reverse(void_id, operation_id)
+    await reverse_whole(connector, void_id, operation_id)
     return True
 
 

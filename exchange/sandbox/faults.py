@@ -12,9 +12,11 @@ A fault is decided once per contract call, in this order:
    (seed it for reproducible runs). These hit reads too.
 
 Latency is added to every contract call. Faults that apply first commit the operation and
-then lose the answer; the others fail before anything is applied. The transport-level part
-(answer 500, drop the connection, hang) is done by :class:`FaultMiddleware` around both
-transports, told what to do through a per-request slot.
+then lose or garble the answer; ``misapply`` commits another write than the one asked (a
+partner's bug: twice the points of a debit or credit, another tier than the one matched) and
+answers it; the others fail before anything is applied. The transport-level part (answer 500,
+drop the connection, hang, answer a 200 that is no operation) is done by
+:class:`FaultMiddleware` around both transports, told what to do through a per-request slot.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class FaultKind(StrEnum):
     APPLY_THEN_ERROR = "apply_then_error"  # apply, then answer 500
     APPLY_THEN_DROP = "apply_then_drop"  # apply, then drop the connection mid-answer
     APPLY_THEN_HANG = "apply_then_hang"  # apply, then never answer
+    APPLY_THEN_GARBLE = "apply_then_garble"  # apply, then answer 200 with a body that is not the contract's
+    MISAPPLY = "misapply"  # apply otherwise than asked (a partner's bug), and answer what it applied
 
     @property
     def applies_first(self) -> bool:
@@ -151,12 +155,22 @@ class FaultInjector:
         return False
 
     async def run(
-        self, action: Callable[[], Awaitable[tuple[T, bool]]], *, write: bool, points: int | None = None
+        self,
+        action: Callable[[], Awaitable[tuple[T, bool]]],
+        *,
+        write: bool,
+        points: int | None = None,
+        misapplied: Callable[[], Awaitable[tuple[T, bool]]] | None = None,
     ) -> T:
-        """Run a contract call under the knobs; ``action`` returns (result, newly applied)."""
+        """Run a contract call under the knobs; ``action`` returns (result, newly applied).
+        ``misapplied``: the call as a partner's bug makes it (``misapply``); a call without one
+        meets no fault when that fault is drawn."""
         fault, magic = self._draw(write=write, points=points)
         if self.settings.latency_ms:
             await self._sleep(self.settings.latency_ms / 1000)
+        if fault is FaultKind.MISAPPLY:
+            result, _ = await (misapplied or action)()
+            return result
         if fault is not None and not fault.applies_first:
             _signal(fault)
             raise FaultInjected(fault.value)
@@ -174,8 +188,14 @@ _FAILURE = json.dumps(
 ).encode()
 
 
+#: What ``apply_then_garble`` answers with a 200: cut-off JSON that is no operation (a
+#: partner's broken release).
+_GARBLED = b'{"ok": true, "result": "done"'
+
+
 class FaultMiddleware:
-    """Does at the HTTP level what the injector decided: a 500, a dropped connection, a hang.
+    """Does at the HTTP level what the injector decided: a 500, a dropped connection, a hang, a
+    ``200`` whose body is not the contract's.
 
     The answer is held back until the call has finished, then sent, or replaced by the
     fault. A hang lasts until the client gives up or ``released`` is set (the sandbox is
@@ -206,19 +226,11 @@ class FaultMiddleware:
                 for message in held:
                     await send(message)
             case FaultKind.ERROR | FaultKind.APPLY_THEN_ERROR:
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 500,
-                        "headers": [
-                            (b"content-type", b"application/problem+json"),
-                            (b"content-length", str(len(_FAILURE)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": _FAILURE})
+                await _answer(send, 500, b"application/problem+json", _FAILURE)
             case FaultKind.APPLY_THEN_DROP:
                 await _drop(send)
+            case FaultKind.APPLY_THEN_GARBLE:
+                await _answer(send, 200, b"application/json", _GARBLED)
             case FaultKind.HANG | FaultKind.APPLY_THEN_HANG:
                 if not await self._client_gave_up(receive):
                     await _drop(send)
@@ -236,6 +248,13 @@ class FaultMiddleware:
         for task in pending:
             task.cancel()
         return waiting in done
+
+
+async def _answer(send: Send, status: int, content_type: bytes, body: bytes) -> None:
+    """Answer ``body`` in place of what the call answered."""
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _drop(send: Send) -> None:

@@ -475,6 +475,12 @@ class PointsSystem:
 
     # -- helpers --------------------------------------------------------------------------
 
+    def other_tier(self, tier: str) -> str:
+        """A tier of the program other than ``tier`` (the one before it, or the next; the same
+        in a program of one tier): what a partner's bug matches instead (``misapply``)."""
+        at = self._tiers.index(tier) if tier in self._tiers else 0
+        return self._tiers[at - 1 if at > 0 else min(1, len(self._tiers) - 1)]
+
     def _check_tier(self, tier: str) -> None:
         if tier not in self._tiers:
             raise Refusal(ContractCode.UNKNOWN_TIER, f"{self.program.id} has no tier {tier!r}", tiers=self._tiers)

@@ -38,12 +38,18 @@ class PartnerService:
 
     async def debit(self, operation_id: str, member_ref: str, points: int) -> Written:
         return await self.faults.run(
-            lambda: _write(self.points.debit(operation_id, member_ref, points)), write=True, points=points
+            lambda: _write(self.points.debit(operation_id, member_ref, points)),
+            write=True,
+            points=points,
+            misapplied=lambda: _write(self.points.debit(operation_id, member_ref, 2 * points)),
         )
 
     async def credit(self, operation_id: str, member_ref: str, points: int) -> Written:
         return await self.faults.run(
-            lambda: _write(self.points.credit(operation_id, member_ref, points)), write=True, points=points
+            lambda: _write(self.points.credit(operation_id, member_ref, points)),
+            write=True,
+            points=points,
+            misapplied=lambda: _write(self.points.credit(operation_id, member_ref, 2 * points)),
         )
 
     async def reverse(self, operation_id: str, reverses: str, points: int | None) -> Written:
@@ -62,4 +68,7 @@ class PartnerService:
         return await self.faults.run(
             lambda: _write(self.points.match_tier(operation_id, member_ref, tier, expires_at)),
             write=True,
+            misapplied=lambda: _write(
+                self.points.match_tier(operation_id, member_ref, self.points.other_tier(tier), expires_at)
+            ),
         )

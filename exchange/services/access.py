@@ -105,7 +105,10 @@ class AccessService:
             await keys.ensure_active_key(session, self.key_secret, self.clock.now())
         await self.keys.refresh()
 
-    async def rotate_signing_key(self) -> Rotation:
-        """Make a new signing key active; the old one keeps verifying until its tokens expire."""
+    async def rotate_signing_key(self, *, compromised: bool = False) -> Rotation:
+        """Make a new signing key active; the old one keeps verifying until its tokens expire,
+        or, if it is ``compromised``, is withdrawn at once (:func:`keys.rotate_signing_key`)."""
         async with self.db.transaction() as session:
-            return await keys.rotate_signing_key(session, self.key_secret, self.clock.now(), self.token_lifetime)
+            return await keys.rotate_signing_key(
+                session, self.key_secret, self.clock.now(), self.token_lifetime, compromised=compromised
+            )

@@ -183,17 +183,16 @@ class PeopleService:
         together, where :data:`EVERY_ADDRESS_FACTOR` times the limit does. Someone who knows a
         username can so lock it only from their own address, not for its owner; and guesses
         spread over many addresses are still bounded per username. Attempts made at once are
-        held to both limits too (:class:`ratelimit.AttemptsUnderWay`): the rest wait their turn.
+        held to both limits too (:class:`ratelimit.AttemptsUnderWay`): the rest wait their turn,
+        and take turns with every replica's sign-ins as that username (:func:`ratelimit.take_turn`).
         """
         username = normalize_username(username)
         key = rate_limit_key(username)
         everywhere = self._every_address_limit
 
         async def standing() -> ratelimit.Standing:
-            now = self._clock.now()
             async with self._db.transaction() as session:
-                here = await ratelimit.standing(session, {key}, address, self._limit, now)
-                return here | await ratelimit.standing(session, {key}, EVERY_ADDRESS, everywhere, now)
+                return await self._standing(session, key, address)
 
         limits = {(key, address): self._limit.failures, (key, EVERY_ADDRESS): everywhere.failures}
         async with self._attempts.attempt(limits, standing) as admitted:
@@ -204,20 +203,27 @@ class PeopleService:
     async def _judge(
         self, username: str, password: str, code: str, *, address: str, replacing: str | None
     ) -> SignInOutcome:
-        """One admitted sign-in: the password and code checked, the session opened or the
-        failure counted."""
-        now = self._clock.now()
+        """One admitted sign-in: once it has its turn among every replica's sign-ins as that
+        username (:func:`ratelimit.take_turn`) and the limits still let it in, the password and
+        code checked, the session opened or the failure counted, in one unit of work that holds
+        the turn throughout."""
         key = rate_limit_key(username)
         everywhere = self._every_address_limit
         async with self._db.transaction() as session:
+            await ratelimit.take_turn(session, {(key, address), (key, EVERY_ADDRESS)})
+            turn = await self._standing(session, key, address)
+            if turn.retry_after is not None:
+                return Locked(retry_after=turn.retry_after)
+            now = self._clock.now()
             person = await session.get(Person, username)
-        verified = len(password) <= PASSWORD_MAX_LENGTH and await asyncio.to_thread(_password_matches, person, password)
-        step = None
-        if verified and person is not None and person.encrypted_totp_secret is not None:
-            secret = totp.open_secret(person.encrypted_totp_secret, person.username, self._key_secret)
-            step = totp.matching_step(secret, code, now)
-            verified = step is not None
-        async with self._db.transaction() as session:
+            verified = len(password) <= PASSWORD_MAX_LENGTH and await asyncio.to_thread(
+                _password_matches, person, password
+            )
+            step = None
+            if verified and person is not None and person.encrypted_totp_secret is not None:
+                secret = totp.open_secret(person.encrypted_totp_secret, person.username, self._key_secret)
+                step = totp.matching_step(secret, code, now)
+                verified = step is not None
             if verified and step is not None:
                 verified = await _claim_totp_step(session, username, step)
             if person is None or not verified:
@@ -228,6 +234,13 @@ class PeopleService:
                 await close_session(session, replacing)
             session_id, row = await open_session(session, person, now, self.timeouts)
         return Opened(session_id=session_id, signed_in=SignedIn(principal_for(row), row.csrf_token))
+
+    async def _standing(self, session: AsyncSession, key: str, address: str) -> ratelimit.Standing:
+        """How the username whose rate-limit key is ``key`` stands now, from ``address`` and
+        from every address."""
+        now = self._clock.now()
+        here = await ratelimit.standing(session, {key}, address, self._limit, now)
+        return here | await ratelimit.standing(session, {key}, EVERY_ADDRESS, self._every_address_limit, now)
 
     async def resume(self, session_id: str) -> SignedIn | None:
         """The session a cookie names, if it is live."""

@@ -56,6 +56,7 @@ class StatementKeys(PublishedKeys):
     whose statements are still kept."""
 
     rotate_command = "exchange keys rotate --statements"
+    model = StatementKey
 
     def __init__(self, db: Database, secret: str, clock: Clock, *, retention_years: int) -> None:
         super().__init__(db, secret, clock)
@@ -101,7 +102,7 @@ class StatementKeys(PublishedKeys):
     async def rotate(self, session: AsyncSession, *, compromised: bool = False) -> Rotation:
         """Make a new key active and published now. It signs from :data:`PUBLICATION_LEAD`
         later, the old one until then; with ``compromised``, it signs at once (every process
-        within :data:`KEY_REFRESH`). The retired key stays published until
+        from its next statement: :meth:`PublishedKeys.signing_key`). The retired key stays published until
         :meth:`published_until`."""
         now = self._clock.now()
         switch = now if compromised else now + PUBLICATION_LEAD

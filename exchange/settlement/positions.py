@@ -22,7 +22,11 @@ from exchange.settlement.participants import EXCHANGE
 async def require_closed(session: AsyncSession, period: str) -> SettlementPeriod:
     row = await session.get(SettlementPeriod, period)
     if row is None or row.status != PeriodStatus.CLOSED:
-        raise PeriodNotClosed(f"period {period} is not closed: close it first, once it is over", period=period)
+        raise PeriodNotClosed(
+            f"period {period} is not closed: settlement staff close a period once it is over (closePeriod, or "
+            "exchange settle close); partners hear of it by the period.closed webhook",
+            period=period,
+        )
     return row
 
 

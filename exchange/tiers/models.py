@@ -86,5 +86,9 @@ class StatusMatch(SagaState, table=True):
         return f"{self.id}:extend"
 
     @property
+    def void_extend_operation(self) -> str:
+        return f"{self.id}:void-extend"
+
+    @property
     def revert_operation(self) -> str:
         return f"{self.id}:revert"

@@ -3,10 +3,16 @@
 * **PUSH** — ``match_tier(<id>:match)`` gives the member the tier until ``expires_at``. A
   refusal, or a partner that could not be reached, FAILS the match (it then does not count
   against the member's one match a year). An unknown outcome is settled by the shared
-  in-doubt rule: applied → ACTIVE; never applied → voided → FAILED.
+  in-doubt rule: applied → ACTIVE; never applied → voided → FAILED. A partner whose record
+  of the match is another tier or member than sent (its answer said so too, which made the
+  outcome unknown) is not trusted: the match it recorded is reverted and the match FAILS with
+  ``PARTNER_CONTRADICTED``, logged as an error, as a contradicted conversion is reversed.
 * **EXTEND** — the challenge was met: ``match_tier(<id>:extend)`` with the expiry moved on by
   the policy's ``extend_days``; the match is ACTIVE again. After a refusal it is ACTIVE with
-  its old expiry (and the refusal recorded).
+  its old expiry (and the refusal recorded). An extension in doubt that the partner
+  recorded with another tier or member than sent is reverted (``<id>:void-extend``), which by
+  the contract gives the member their own tier back: the match ends EXPIRED with
+  ``PARTNER_CONTRADICTED``.
 * **REVERT** — past its expiry: ``reverse(<id>:revert)`` of the operation that holds the
   tier now; the match is EXPIRED.
 
@@ -23,12 +29,20 @@ from typing import Any
 
 from exchange.clock import Clock
 from exchange.connectors.connector import PartnerConnector
+from exchange.connectors.contract import OperationKind
 from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable
 from exchange.db.database import Database
 from exchange.errors import ErrorCode
 from exchange.programs import service as programs
 from exchange.programs.models import Program
-from exchange.sagas.doubt import Settlement, settle_or_void
+from exchange.sagas.doubt import (
+    CONTRADICTED,
+    SentWrite,
+    Settlement,
+    reverse_whole,
+    settle_or_void,
+    undo_contradiction,
+)
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
 from exchange.tiers.models import MatchStatus, MatchStep, StatusMatch
 from exchange.webhooks.events import Event, status_match_changed
@@ -51,11 +65,16 @@ class MatchSaga(Saga[StatusMatch]):
         if step == MatchStep.PUSH:
             return await (self._settle_push(match, target) if in_doubt else self._push(match, target))
         if step == MatchStep.EXTEND:
-            return await self._extend(match, target)
+            return await self._extend(match, target, in_doubt=in_doubt)
         if step == MatchStep.REVERT:
-            await target.reverse(match.revert_operation, match.tier_operation)
+            await reverse_whole(target, match.revert_operation, match.tier_operation)
             return Transition(MatchStep.DONE, MatchStatus.EXPIRED)
         raise AssertionError(f"no attempt for step {step}")
+
+    @staticmethod
+    def _sent(match: StatusMatch) -> SentWrite:
+        """The tier match as the exchange sends it (a push or an extension)."""
+        return SentWrite(OperationKind.TIER_MATCH, match.target_ref, tier=match.tier)
 
     async def _push(self, match: StatusMatch, target: PartnerConnector) -> Transition:
         try:
@@ -65,9 +84,16 @@ class MatchSaga(Saga[StatusMatch]):
         return Transition(MatchStep.DONE, MatchStatus.ACTIVE)
 
     async def _settle_push(self, match: StatusMatch, target: PartnerConnector) -> Transition:
-        settlement = await settle_or_void(target, match.match_operation, match.void_operation)
+        settlement = await settle_or_void(target, match.match_operation, match.void_operation, self._sent(match))
         if settlement is Settlement.APPLIED:
             return Transition(MatchStep.DONE, MatchStatus.ACTIVE)
+        if settlement is Settlement.CONTRADICTED:
+            return Transition(
+                MatchStep.DONE,
+                MatchStatus.FAILED,
+                CONTRADICTED,
+                "the target partner recorded another tier match than the one sent; it was reverted",
+            )
         return Transition(
             MatchStep.DONE,
             MatchStatus.FAILED,
@@ -75,8 +101,21 @@ class MatchSaga(Saga[StatusMatch]):
             "the target partner did not confirm the tier in time; it was withdrawn",
         )
 
-    async def _extend(self, match: StatusMatch, target: PartnerConnector) -> Transition:
+    async def _extend(self, match: StatusMatch, target: PartnerConnector, *, in_doubt: bool) -> Transition:
         assert match.extend_days is not None
+        # In doubt, the partner's record is held against the extension first; whatever it is not
+        # contradicted by is sent (again: the same id applies at most once).
+        if in_doubt:
+            operation = await target.operation_status(match.extend_operation)
+            sent = self._sent(match)
+            if await undo_contradiction(target, operation, match.extend_operation, sent, match.void_extend_operation):
+                return Transition(
+                    MatchStep.DONE,
+                    MatchStatus.EXPIRED,
+                    CONTRADICTED,
+                    "the target partner recorded another tier match than the extension sent; it was reverted, "
+                    "which ended the match there",
+                )
         until = match.expires_at + timedelta(days=match.extend_days)
         try:
             await target.match_tier(match.extend_operation, match.target_ref, match.tier, until)

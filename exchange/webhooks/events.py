@@ -79,6 +79,11 @@ class Redemption(Protocol):
 
 
 class EventType(StrEnum):
+    """An event's type. Its value, the dotted name (``conversion.completed``), is the canonical
+    spelling: receivers read it as the payload's ``type``, and the command line prints it. Its
+    member name (``CONVERSION_COMPLETED``) is the GraphQL enum value ``WebhookEventType`` shows,
+    since a GraphQL name cannot hold a dot; :meth:`named` reads either."""
+
     CONVERSION_COMPLETED = "conversion.completed"
     CONVERSION_FAILED = "conversion.failed"
     CONVERSION_REVERSED = "conversion.reversed"
@@ -91,6 +96,14 @@ class EventType(StrEnum):
     REDEMPTION_DELIVERED = "redemption.delivered"
     PERIOD_CLOSED = "period.closed"
     STATEMENT_READY = "statement.ready"
+
+    @classmethod
+    def named(cls, name: str) -> EventType | None:
+        """The type ``name`` spells, canonically (``conversion.completed``) or as GraphQL does
+        (``CONVERSION_COMPLETED``); ``None`` for a name that is neither."""
+        if name in cls._value2member_map_:
+            return cls(name)
+        return cls.__members__.get(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +166,10 @@ def conversion_finished(conversion: Conversion, transition: Transition, now: dat
 
 def status_match_changed(match: StatusMatch, step: str, transition: Transition, now: datetime) -> Event | None:
     """``status_match.granted`` when the target partner applied the tier; ``.expired`` when
-    it was reverted past its expiry."""
+    it was reverted: past its expiry, or an extension the partner recorded otherwise than sent."""
     if step == "PUSH" and transition.status == "ACTIVE":
         event_type = EventType.STATUS_MATCH_GRANTED
-    elif step == "REVERT" and transition.status == "EXPIRED":
+    elif transition.status == "EXPIRED":
         event_type = EventType.STATUS_MATCH_EXPIRED
     else:
         return None

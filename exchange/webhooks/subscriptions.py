@@ -59,16 +59,20 @@ class DeliveryView:
 
 
 def check_event_types(names: Sequence[str]) -> list[str]:
-    """The event types, each known, none twice, at least one; else ``eventTypes``' error."""
-    known = {event_type.value for event_type in EventType}
-    unknown = [name for name in names if name not in known]
+    """The event types' canonical names, each known (by either spelling :meth:`EventType.named`
+    reads), none twice, at least one; else ``eventTypes``' error."""
+    named = [(name, EventType.named(name)) for name in names]
+    unknown = [name for name, event_type in named if event_type is None]
     if unknown:
+        known = ", ".join(sorted(event_type.value for event_type in EventType))
         raise BadUserInput(
-            f"unknown event type {unknown[0]!r}; the types are {', '.join(sorted(known))}", field="eventTypes"
+            f"unknown event type {unknown[0]!r}; the types are {known} (GraphQL's names, such as "
+            "CONVERSION_COMPLETED, also do)",
+            field="eventTypes",
         )
     if not names:
         raise BadUserInput("name at least one event type", field="eventTypes")
-    return sorted(set(names))
+    return sorted({event_type.value for _, event_type in named if event_type is not None})
 
 
 async def create(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from joserfc.jwk import ECKey
 
-from exchange.auth.scopes import Role
+from exchange.auth.scopes import Role, Scope
 from exchange.members.models import LinkedAccount
 from exchange.testing.kit import ExchangeKit
 
@@ -240,3 +240,22 @@ async def test_the_schema_and_the_catalog_stay_open_without_a_token(kit: Exchang
         "{ programs { id name pointValue tiers { name level } } coalition { settlementCurrency } }"
     )
     assert len(catalog["programs"]) == 7  # six partners' programs and the coalition point
+
+
+async def test_a_refused_partner_is_told_whether_a_new_token_or_the_operator_s_grant_gives_it_the_scope(
+    kit: ExchangeKit,
+) -> None:
+    clear = 'mutation { clearConversionRate(fromProgram: "wallet-pay", toProgram: "formosa-air") { id } }'
+    full = await kit.new_client(Role.PARTNER, "formosa-air")
+    narrowed = (await kit.graphql(clear, await kit.client_token(full, "partner:read"))).json()
+    assert narrowed["errors"][0]["message"].endswith(
+        "; request a token with scope partner:write (`scope` at /oauth/token; this one holds partner:read): "
+        f"client {full.client.client_id} may hold partner:read partner:write"
+    )
+    reader = await kit.new_client(Role.PARTNER, "formosa-air", scopes=frozenset({Scope.PARTNER_READ}))
+    refused = (await kit.graphql(clear, await kit.client_token(reader))).json()
+    assert refused["errors"][0]["extensions"] == {"code": "FORBIDDEN"}
+    assert refused["errors"][0]["message"].endswith(
+        f"; ask the exchange operator to grant scope partner:write to client {reader.client.client_id}: "
+        f"client {reader.client.client_id} may hold partner:read"
+    )

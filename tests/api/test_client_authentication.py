@@ -11,8 +11,10 @@ from collections import Counter
 import httpx
 import pytest
 
+from exchange.app import create_app
 from exchange.auth.clients import ClientCredentials
 from exchange.auth.scopes import Role
+from exchange.serving import free_port, serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
 
@@ -86,6 +88,31 @@ async def test_guesses_sent_all_at_once_are_checked_no_more_often_than_one_by_on
     ]
     statuses = Counter(response.status_code for response in await asyncio.gather(*burst))
     assert statuses == {401: limit, 429: 2 * limit}
+
+
+async def test_guesses_spread_over_two_replicas_are_checked_no_more_often_than_on_one(
+    kit: ExchangeKit, gateway_settings: Settings
+) -> None:
+    """Each replica held a burst to the limit by itself: two replicas judged twice the limit's
+    guesses before the failures counted in the database locked the client out."""
+    victim = await kit.partner("formosa-air")
+    limit = gateway_settings.token_failure_limit
+    async with (
+        serving(create_app(gateway_settings), port=free_port()) as replica,
+        httpx.AsyncClient(base_url=replica.url, timeout=30) as other,
+    ):
+        burst = [
+            http.post("/oauth/token", data=CLIENT_CREDENTIALS, auth=(victim.client.client_id, f"guess-{guess}"))
+            for guess in range(3 * limit)
+            for http in (kit.http, other)
+        ]
+        statuses = Counter(response.status_code for response in await asyncio.gather(*burst))
+        assert statuses == {401: limit, 429: 5 * limit}
+        assert (
+            await other.post(
+                "/oauth/token", data=CLIENT_CREDENTIALS, auth=(victim.client.client_id, victim.client_secret)
+            )
+        ).status_code == 429
 
 
 async def test_a_client_asking_for_tokens_all_at_once_gets_every_one(

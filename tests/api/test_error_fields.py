@@ -129,6 +129,12 @@ BAD_INPUTS = [
         "input.points",
     ),
     ("member", '{ redemptions(first: "ten") { id } }', "first"),
+    (
+        "member",
+        'mutation { createQuote(input: {fromProgram: "wallet-pay", toProgram: "fresh-mart", points: 1000, form: 1}) '
+        "{ id } }",
+        "input.form",
+    ),
     ("member", 'mutation { createQuote(input: {fromProgram: "wallet-pay", points: 100}) { id } }', "input"),
     (
         "admin",

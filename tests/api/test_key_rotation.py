@@ -19,7 +19,7 @@ from exchange.auth.models import SigningKey
 from exchange.auth.scopes import Role
 from exchange.auth.tokens import LEEWAY_SECONDS, NOT_SIGNED_BY_A_PUBLISHED_KEY
 from exchange.services.container import load_partners_directory
-from exchange.serving import serving
+from exchange.serving import free_port, serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
 from tests.clocks import MovableClock
@@ -115,3 +115,44 @@ async def test_tokens_of_a_withdrawn_key_are_refused_at_the_next_request_though_
 
     clock.advance(keys.KEY_REFRESH)  # the gateway now signs with the new key
     assert (await kit.graphql(VIEWER, await kit.client_token(staff))).status_code == 200
+
+
+async def test_a_compromised_key_is_refused_and_replaced_on_every_replica_at_once(
+    kit: ExchangeKit, gateway_settings: Settings, clock: MovableClock
+) -> None:
+    """A compromised key stayed published (its tokens, forged ones too, verified) for an hour,
+    and a replica that had read the keys went on signing with it, and publishing it in the
+    JWKS that resource servers cache for five minutes, for up to a minute. A key
+    retired in an earlier rotation, kept in the same table under the same secret, is withdrawn
+    with it: it stayed published too."""
+    staff = await kit.new_client(Role.SETTLEMENT)
+    secret = gateway_settings.key_encryption_secret.get_secret_value()
+    lifetime = timedelta(seconds=gateway_settings.access_token_lifetime)
+    earlier_token = await kit.client_token(staff)
+    async with kit.db.transaction() as session:
+        await keys.rotate_signing_key(session, secret, clock.now(), lifetime)
+    async with (
+        serving(create_app(gateway_settings, clock=clock), port=free_port()) as replica,
+        httpx.AsyncClient(base_url=replica.url, timeout=30) as other,
+    ):
+        other_kit = ExchangeKit(settings=gateway_settings, http=other, db=kit.db)
+        token = await other_kit.client_token(staff)  # the replica has read the keys, and signs
+        for gateway in (kit, other_kit):
+            assert (await gateway.graphql(VIEWER, token)).status_code == 200
+            assert (await gateway.graphql(VIEWER, earlier_token)).status_code == 200
+
+        async with kit.db.transaction() as session:
+            rotation = await keys.rotate_signing_key(session, secret, clock.now(), lifetime, compromised=True)
+        assert rotation.retired is not None and rotation.retired.kid == kid_of(token)
+        assert [key.kid for key in rotation.published] == [rotation.new.kid]
+
+        for http in (kit.http, other):  # what a resource server caching the JWKS fetches now
+            assert await published(http) == {rotation.new.kid}
+        for gateway in (kit, other_kit):
+            for withdrawn in (token, earlier_token):
+                refused = await gateway.graphql(VIEWER, withdrawn)
+                assert refused.json()["errors"][0]["message"] == NOT_SIGNED_BY_A_PUBLISHED_KEY
+        fresh = await other_kit.client_token(staff)
+        assert kid_of(fresh) == rotation.new.kid, "the replica signs with the new key at once"
+        for gateway in (kit, other_kit):
+            assert (await gateway.graphql(VIEWER, fresh)).status_code == 200

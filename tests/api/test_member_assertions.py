@@ -100,7 +100,7 @@ def _now() -> int:
     ("claims", "reason"),
     [
         ({"exp": _now() - 3600}, "expired"),
-        ({"aud": "https://somewhere-else.example/token"}, "claims are invalid"),
+        ({"aud": "https://somewhere-else.example/token"}, "/oauth/token"),  # names the audiences it takes
         ({"nbf": _now() + 3600}, "claims are invalid"),
         ({"exp": _now() + 7200}, "valid for too long"),
         ({"sub": " alice"}, "member_ref"),

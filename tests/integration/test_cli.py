@@ -492,6 +492,18 @@ def test_keys_rotate_names_the_new_key_and_what_stays_published(migrated_env: di
     assert new_kid.group(1) in second.stdout.splitlines()[-1]
 
 
+def test_keys_rotate_compromised_withdraws_the_old_token_key_at_once(migrated_env: dict[str, str]) -> None:
+    """``--compromised`` used to be refused for token keys: a leaked key went on verifying (its
+    tokens, forged ones too) for an hour after its rotation."""
+    first = run("keys", "rotate", env=migrated_env)
+    old_kid = re.search(r"^active signing key: (\S+)$", first.stdout, re.MULTILINE)
+    assert old_kid is not None
+    urgent = run("keys", "rotate", "--compromised", env=migrated_env)
+    assert urgent.returncode == 0, urgent.stderr
+    assert f"retired key {old_kid.group(1)} is withdrawn, with any retired before it" in urgent.stdout
+    assert old_kid.group(1) not in urgent.stdout.splitlines()[-1], "no longer published"
+
+
 class Demo:
     """``exchange demo`` as a user runs it; ``banner`` is what it printed up to the prompt."""
 

@@ -302,6 +302,17 @@ async def test_a_debit_in_doubt_that_the_source_reversed_in_part_on_its_own_is_r
     await recovered_as_contradicted(world, conversion.id)
 
 
+async def test_a_debit_the_source_applied_otherwise_and_gave_back_on_its_own_ends_contradicted(world: World) -> None:
+    """The source takes twice the points (its bug), then refunds them whole on its own: the
+    exchange's reversal of the contradicted debit is refused (nothing is left), which is what it
+    asked for; the conversion ends REVERSED, not PENDING for ever."""
+    source = world.partners["happy-card"]
+    source.fail_next("debit", Fault.APPLY_DOUBLE)
+    conversion = await world.execute(await world.quote(1000))
+    await source.reverse("desk-refund-1", conversion.debit_operation)
+    await recovered_as_contradicted(world, conversion.id)
+
+
 async def test_a_credit_the_target_applied_with_another_amount_is_reversed_with_the_debit(world: World) -> None:
     world.partners["fresh-mart"].fail_next("credit", Fault.APPLY_DOUBLE)
     conversion = await world.execute(await world.quote(1000))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from exchange.connectors.registry import ConnectorRegistry
-from exchange.conversions.models import Conversion, ConversionStatus
+from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest, SagaPolicy
 from exchange.db.database import Database
 from exchange.ledger.posting import Ledger
@@ -111,6 +112,17 @@ async def partner_net(sandboxes: SandboxFleet, program: str, member: str) -> int
     return await sandboxes[program].admin.balance(member) - 120_000
 
 
+async def ledger_balances(exchange: Exchange) -> dict[str, int]:
+    """Each ledger account's balance, by code, once the ledger is verified whole."""
+    async with exchange.db.transaction() as session:
+        report = await verify_ledger(session)
+        balances = dict(
+            tuple(row) for row in await session.exec(text("SELECT code, balance FROM ledger_account_balance"))
+        )
+    assert report.ok, report.problem
+    return balances
+
+
 async def test_a_conversion_moves_points_between_real_partners(exchange: Exchange) -> None:
     conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
     assert conversion.status == ConversionStatus.COMPLETED
@@ -125,6 +137,10 @@ async def test_a_conversion_moves_points_between_real_partners(exchange: Exchang
         ("fresh-mart", FaultKind.APPLY_THEN_ERROR, ConversionStatus.COMPLETED),
         ("fresh-mart", FaultKind.ERROR, ConversionStatus.COMPLETED),
         ("happy-card", FaultKind.APPLY_THEN_DROP, ConversionStatus.COMPLETED),
+        ("happy-card", FaultKind.APPLY_THEN_GARBLE, ConversionStatus.COMPLETED),
+        ("fresh-mart", FaultKind.APPLY_THEN_GARBLE, ConversionStatus.COMPLETED),
+        ("happy-card", FaultKind.MISAPPLY, ConversionStatus.REVERSED),  # twice the points taken: not trusted
+        ("fresh-mart", FaultKind.MISAPPLY, ConversionStatus.REVERSED),
         ("happy-card", FaultKind.ERROR, ConversionStatus.FAILED),
     ],
 )
@@ -138,12 +154,7 @@ async def test_faults_at_either_partner_end_final_and_agreeing(
     assert await exchange.status(conversion.id) == final
     debited = await partner_net(exchange.sandboxes, "happy-card", "alice")
     credited = await partner_net(exchange.sandboxes, "fresh-mart", "alice")
-    async with exchange.db.transaction() as session:
-        report = await verify_ledger(session)
-        balances = dict(
-            tuple(row) for row in await session.exec(text("SELECT code, balance FROM ledger_account_balance"))
-        )
-    assert report.ok
+    balances = await ledger_balances(exchange)
     assert debited == balances.get("member-points:happy-card", 0)
     assert credited == balances.get("member-points:fresh-mart", 0)
     if final == ConversionStatus.COMPLETED:
@@ -160,6 +171,79 @@ async def test_a_partner_restart_mid_conversion_is_recovered(exchange: Exchange)
     await exchange.recover()
     assert await exchange.status(conversion.id) == ConversionStatus.COMPLETED
     assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 2450
+
+
+async def test_a_misapplied_credit_the_member_has_spent_stands_posted_as_sent_and_flagged(
+    exchange: Exchange, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fresh-mart credits twice the points sent (its bug) and alice spends them at once in its
+    own shop, so it refuses to reverse the credit: the conversion ends COMPLETED, posted as sent,
+    with PARTNER_CONTRADICTED and an error for staff; no point is lost or made twice on the
+    exchange's side: the source's debit and the target's credit stand as the ledger has them,
+    and what fresh-mart credited beyond that is its records' difference to reconcile."""
+    await exchange.sandboxes["fresh-mart"].admin.set_faults(script=[FaultKind.MISAPPLY])
+    conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
+    assert (conversion.status, conversion.in_doubt) == (
+        ConversionStatus.PENDING,
+        True,
+    )  # the answer is not the credit sent
+    assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 2 * 2450
+    fresh_mart = exchange.saga.connector_for((await exchange.saga.catalog.get()).program("fresh-mart"))
+    await fresh_mart.debit("shop-basket-1", "alice", 120_000 + 4000)  # spent: 900 points left
+    with caplog.at_level(logging.ERROR, logger="exchange.sagas"):
+        await exchange.recover()
+        await exchange.recover()
+    finished = await exchange.saga.reload(conversion.id)
+    assert (finished.status, finished.failure_code) == (ConversionStatus.COMPLETED, "PARTNER_CONTRADICTED")
+    assert finished.failure_message is not None and "reconciliation" in finished.failure_message
+    assert any("refused to reverse it" in record.getMessage() for record in caplog.records)
+    balances = await ledger_balances(exchange)
+    assert balances["member-points:happy-card"] == await partner_net(exchange.sandboxes, "happy-card", "alice") == -1000
+    assert balances["member-points:fresh-mart"] == 2450  # posted as sent
+    assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 2 * 2450 - 124_000
+
+
+async def give_up_the_credit(exchange: Exchange, reversal_fault: FaultKind) -> Conversion:
+    """A conversion whose credit fresh-mart never confirms (two 500s): given up, voided, and the
+    debit's reversal sent to happy-card, where it meets ``reversal_fault``."""
+    await exchange.sandboxes["fresh-mart"].admin.set_faults(script=[FaultKind.ERROR, FaultKind.ERROR])
+    conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
+    await exchange.recover_all()  # the credit fails again
+    await exchange.sandboxes["happy-card"].admin.set_faults(script=[reversal_fault])
+    await exchange.recover_all()  # given up: the credit voided; the debit's reversal meets the fault
+    assert (await exchange.saga.reload(conversion.id)).step == SagaStep.REVERSE_DEBIT
+    return conversion
+
+
+@pytest.mark.parametrize("fault", [FaultKind.APPLY_THEN_DROP, FaultKind.APPLY_THEN_GARBLE])
+async def test_a_reversal_applied_whose_answer_was_lost_is_sent_again_and_gives_the_points_back_once(
+    exchange: Exchange, fault: FaultKind
+) -> None:
+    conversion = await give_up_the_credit(exchange, fault)
+    assert await partner_net(exchange.sandboxes, "happy-card", "alice") == 0  # applied, unanswered
+    await exchange.recover_all()
+    assert await exchange.status(conversion.id) == ConversionStatus.REVERSED
+    assert await partner_net(exchange.sandboxes, "happy-card", "alice") == 0  # given back once
+    reversals = [op for op in await exchange.sandboxes["happy-card"].admin.operations() if op["reverses"]]
+    assert [op["operation_id"] for op in reversals] == [conversion.reverse_debit_operation]
+    assert await ledger_balances(exchange) == {}
+
+
+async def test_a_debit_the_source_gave_back_on_its_own_while_its_reversal_was_in_doubt_ends_reversed(
+    exchange: Exchange,
+) -> None:
+    """The credit is given up (voided), the reversal of the debit fails (a 500), and happy-card
+    meanwhile refunds the debit whole on its own (its support desk, under its own id): the
+    exchange's reversal, sent again, is refused (nothing is left to reverse), which is what it
+    asked for. The conversion ends REVERSED, alice has her points once, nothing is posted."""
+    conversion = await give_up_the_credit(exchange, FaultKind.ERROR)
+    happy_card = exchange.saga.connector_for((await exchange.saga.catalog.get()).program("happy-card"))
+    await happy_card.reverse("support-refund-1", conversion.debit_operation)
+    await exchange.recover_all()
+    assert await exchange.status(conversion.id) == ConversionStatus.REVERSED
+    assert await partner_net(exchange.sandboxes, "happy-card", "alice") == 0
+    assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 0
+    assert await ledger_balances(exchange) == {}
 
 
 async def test_each_recovery_pass_drives_again_what_the_last_left_in_doubt_at_the_same_instant(
@@ -241,6 +325,10 @@ ROUTED_BALANCES = {
         (None, None, ConversionStatus.COMPLETED),
         ("fresh-mart", FaultKind.APPLY_THEN_DROP, ConversionStatus.COMPLETED),
         ("happy-card", FaultKind.APPLY_THEN_DROP, ConversionStatus.COMPLETED),
+        ("happy-card", FaultKind.APPLY_THEN_GARBLE, ConversionStatus.COMPLETED),
+        ("fresh-mart", FaultKind.APPLY_THEN_GARBLE, ConversionStatus.COMPLETED),
+        ("happy-card", FaultKind.MISAPPLY, ConversionStatus.REVERSED),  # twice the points taken: not trusted
+        ("fresh-mart", FaultKind.MISAPPLY, ConversionStatus.REVERSED),
         ("happy-card", FaultKind.ERROR, ConversionStatus.FAILED),
     ],
 )

@@ -303,6 +303,34 @@ async def test_a_credit_the_partner_declines_later_reverses_the_debit(late: Late
     assert await late.postings(conversion.id) == 0
 
 
+async def test_a_callback_about_another_partners_waiting_credit_is_refused_and_credits_nothing(late: Late) -> None:
+    """While wallet-pay's credit waits for its file, fresh-mart (well signed, but not the
+    partner that holds it) calls back that the credit applied: refused (404), the conversion
+    still waits, nothing is posted; wallet-pay's own file then completes it, posted once."""
+    conversion = await late.convert(400, "happy-card", "wallet-pay", "k-other-partner")
+    assert conversion.step == SagaStep.AWAIT_CREDIT
+    claimed = {
+        "operation_id": f"{conversion.id}:credit",
+        "kind": "credit",
+        "status": "applied",
+        "member_ref": "alice",
+        "points": conversion.points_out,
+        "reversed_points": 0,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    answer = await call_back(late, claimed)
+    assert answer.status_code == 404
+    still = await late.conversion(conversion.id)
+    assert (still.status, still.step) == (ConversionStatus.PENDING, SagaStep.AWAIT_CREDIT)
+    assert await late.postings(conversion.id) == 0
+    done = await late.services.batches.run_once()
+    assert (done.sent, done.applied) == (1, 1)
+    assert (await late.conversion(conversion.id)).status == ConversionStatus.COMPLETED
+    assert await late.postings(conversion.id) == 1
+    assert await late.moved("wallet-pay") == conversion.points_out
+    assert await late.moved("happy-card") == -400
+
+
 async def test_a_batch_result_file_completes_some_reverses_others_and_missing_lines_are_polled(late: Late) -> None:
     wallet_pay = late.sandboxes["wallet-pay"].admin
     conversions = [await late.convert(400, "happy-card", "wallet-pay", f"k-batch-{n}") for n in range(3)]

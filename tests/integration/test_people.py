@@ -166,6 +166,29 @@ async def test_guesses_sent_at_once_are_judged_no_more_often_than_one_by_one(peo
     assert outcomes[Refused] == (EVERY_ADDRESS_FACTOR - 1) * LIMIT.failures, "ten times the limit in all"
 
 
+async def test_guesses_spread_over_two_replicas_are_judged_no_more_often_than_on_one(
+    pg_database_url: str, clock: MovableClock
+) -> None:
+    """Each replica held a burst to the limit by itself: two replicas judged twice as many."""
+    replicas = [Database.from_url(pg_database_url) for _ in range(2)]
+    try:
+        one, two = (
+            PeopleService(db, clock, key_secret=KEY_SECRET, failure_limit=LIMIT, timeouts=TIMEOUTS) for db in replicas
+        )
+        await one.create(username="nina", password=PASSWORD, role=Role.ADMIN)
+        guesses = [
+            people.sign_in("nina", f"guess number {n}", address="198.51.100.7")
+            for n in range(4 * LIMIT.failures)
+            for people in (one, two)
+        ]
+        outcomes = Counter(type(outcome) for outcome in await asyncio.gather(*guesses))
+        assert outcomes == {Refused: LIMIT.failures, Locked: 7 * LIMIT.failures}
+        assert isinstance(await two.sign_in("nina", PASSWORD, address="198.51.100.7"), Locked)
+    finally:
+        for db in replicas:
+            await db.dispose()
+
+
 async def test_a_person_signing_in_from_several_tabs_at_once_is_let_in_each_time(people: PeopleService) -> None:
     await people.create(username="mona", password=PASSWORD, role=Role.ADMIN)
     tabs = [people.sign_in("mona", PASSWORD, address="198.51.100.7") for _ in range(2 * LIMIT.failures)]

@@ -358,6 +358,28 @@ async def test_a_cancel_whose_reversal_fails_midway_is_finished_by_recovery_exac
     assert (await world.redeem(reward, key="k2")).status == RedemptionStatus.COMPLETED, "the count came back"
 
 
+async def test_a_cancel_whose_debit_the_partner_gave_back_on_its_own_meanwhile_is_reversed_once(
+    world: World,
+) -> None:
+    """The cancel's reversal cannot reach happy-card, which meanwhile refunds the debit whole
+    on its own (its support desk, under its own id): the reversal, sent again, is refused as
+    nothing is left to reverse, which is what it asked for. The redemption is REVERSED, the
+    ledger reversal posted once, alice has her points back once."""
+    reward = await world.reward(per_member_limit=1)
+    redemption = await world.redeem(reward)
+    happy_card = world.partners["happy-card"]
+    happy_card.fail_next("reverse", Fault.UNREACHABLE)
+    cancelling = await world.saga.cancel(redemption.id, member_id=world.alice)
+    assert (cancelling.status, cancelling.step) == (RedemptionStatus.REVERSING, RedemptionStep.REVERSE_DEBIT)
+    await happy_card.reverse("desk-refund-1", redemption.debit_operation)
+    assert await world.recover() == 1
+    final = await world.get(redemption.id)
+    assert (final.status, final.step) == (RedemptionStatus.REVERSED, RedemptionStep.DONE)
+    assert happy_card.balances["alice"] == 100_000, "given back exactly once"
+    assert await world.balances() == {}, "the ledger reversal is posted once"
+    assert await world.stock(reward) == 10
+
+
 @pytest.mark.parametrize("partner_reversed", [False, True], ids=["before-the-reversal", "after-the-reversal"])
 async def test_a_crash_in_the_middle_of_a_cancel_is_finished_by_recovery_exactly_once(
     world: World, partner_reversed: bool

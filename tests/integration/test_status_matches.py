@@ -3,6 +3,7 @@ expiry and the target partner told, and pushes and reverts whose outcome was unk
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -185,6 +186,30 @@ async def test_a_push_that_never_applied_is_voided_and_does_not_count(world: Wor
     assert again.status == MatchStatus.ACTIVE
 
 
+async def test_a_push_the_partner_recorded_with_another_tier_is_reverted_and_fails_contradicted(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """formosa-air matches carol at another tier than the Gold sent (its bug) and answers so:
+    the outcome is unknown, and recovery, finding the partner's record is not the match sent,
+    does not take it as granted: it reverts it, and the match FAILS (it does not count) with
+    PARTNER_CONTRADICTED and an error for staff."""
+    await world.sandboxes["formosa-air"].admin.set_faults(script=[FaultKind.MISAPPLY])
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    assert (match.status, match.in_doubt) == (MatchStatus.PENDING, True)
+    assert (await world.airline_account()).tier not in ("Gold", "Base")
+    world.advance(timedelta(minutes=5))
+    with caplog.at_level(logging.ERROR, logger="exchange.sagas"):
+        assert await MatchExpiry(world.matching.saga).run_once() == 1
+    [failed] = await world.matches()
+    assert (failed.status, failed.failure_code) == (MatchStatus.FAILED, "PARTNER_CONTRADICTED")
+    assert any("otherwise than it was sent" in record.getMessage() for record in caplog.records)
+    log = {entry["operation_id"]: entry for entry in await world.sandboxes["formosa-air"].admin.operations()}
+    assert log[f"{match.id}:match"]["status"] == "reversed"
+    assert (await world.airline_account()).tier == "Base"
+    again = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    assert (again.status, again.tier) == (MatchStatus.ACTIVE, "Gold")
+
+
 @pytest.mark.parametrize("fault", [FaultKind.APPLY_THEN_DROP, FaultKind.ERROR])
 async def test_a_revert_whose_outcome_was_lost_is_sent_again_and_applies_once(world: World, fault: FaultKind) -> None:
     match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
@@ -206,6 +231,48 @@ async def test_a_revert_whose_outcome_was_lost_is_sent_again_and_applies_once(wo
     assert {entry["operation_id"]: entry["status"] for entry in log}[f"{match.id}:match"] == "reversed"
     world.advance(timedelta(minutes=5))
     assert await MatchExpiry(world.matching.saga).run_once() == 0
+
+
+async def test_a_revert_the_partner_made_on_its_own_meanwhile_ends_the_match_expired(world: World) -> None:
+    """The revert fails (a 500) and formosa-air reverts the match itself meanwhile, under its
+    own id: the exchange's revert, sent again, is refused (nothing is left to revert), which is
+    what it asked for; the match is EXPIRED, not UPDATING for ever."""
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    world.advance(timedelta(days=91))
+    await world.sandboxes["formosa-air"].admin.set_faults(script=[FaultKind.ERROR])
+    assert await MatchExpiry(world.matching.saga).run_once() == 1
+    async with world.db.transaction() as session:
+        program = await programs.get_program(session, "formosa-air")
+    await world.registry.for_program(program).reverse("desk-revert-1", match.match_operation)
+    world.advance(timedelta(minutes=5))
+    assert await MatchExpiry(world.matching.saga).run_once() == 1
+    [expired] = await world.matches()
+    assert expired.status == MatchStatus.EXPIRED
+    assert (await world.airline_account()).tier == "Base"
+
+
+async def test_an_extension_the_partner_recorded_with_another_tier_is_reverted_and_ends_the_match(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The challenge is met and formosa-air records the extension at another tier than Gold (its
+    bug), answering so: the outcome is unknown, and sending it again only replays that answer.
+    Recovery holds the partner's record against the extension sent, reverts it (which, by the
+    contract, gives carol her own tier back) and ends the match EXPIRED with
+    PARTNER_CONTRADICTED and an error for staff, as the partner now has it; not UPDATING for ever."""
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    await world.sandboxes["formosa-air"].admin.set_faults(script=[FaultKind.MISAPPLY])
+    extending = await world.matching.record_activity("formosa-air", match.id, 5000, 0)
+    assert (extending.status, extending.in_doubt) == (MatchStatus.UPDATING, True)
+    with caplog.at_level(logging.ERROR, logger="exchange.sagas"):
+        for _ in range(3):
+            world.advance(timedelta(minutes=10))
+            await MatchExpiry(world.matching.saga).run_once()
+    [ended] = await world.matches()
+    assert (ended.status, ended.failure_code, ended.extended) == (MatchStatus.EXPIRED, "PARTNER_CONTRADICTED", False)
+    assert any("otherwise than it was sent" in record.getMessage() for record in caplog.records)
+    log = {entry["operation_id"]: entry for entry in await world.sandboxes["formosa-air"].admin.operations()}
+    assert log[f"{match.id}:extend"]["status"] == "reversed"
+    assert (await world.airline_account()).tier == "Base"
 
 
 async def test_meeting_the_challenge_keeps_the_tier_longer(world: World) -> None:

@@ -76,6 +76,21 @@ def test_an_operator_subscribes_delivers_reads_the_log_replays_rotates_and_delet
     assert (gone.exit_code, gone.output.strip()) == (2, f"Error: no webhook subscription has id {sid!r}")
 
 
+def test_an_operator_names_event_types_as_receivers_see_them_or_as_graphql_does_and_reads_them_back_canonical(
+    database_url: str,
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/hook"
+    made = exchange(
+        database_url, "webhooks", "create", "--url", url, "--event", "CONVERSION_COMPLETED", "--event", "period.closed"
+    )
+    assert made.exit_code == 0, made.output
+    assert "events: conversion.completed period.closed" in made.output
+    assert f"{url}  conversion.completed,period.closed" in exchange(database_url, "webhooks", "list").output
+    wrong = exchange(database_url, "webhooks", "create", "--url", url, "--event", "conversion_completed")
+    assert wrong.exit_code == 2
+    assert "unknown event type 'conversion_completed'; the types are conversion.completed," in wrong.output
+
+
 async def test_a_delivery_process_killed_while_its_receiver_holds_the_event_leaves_it_sent_again_with_its_id(
     pg_database_url: str,
 ) -> None:

@@ -66,7 +66,7 @@ def partner_key() -> ECKey:
     ("overrides", "reason"),
     [
         ({"exp": int((NOW - timedelta(minutes=2)).timestamp())}, "expired"),
-        ({"aud": "https://elsewhere.example"}, "claims are invalid"),
+        ({"aud": "https://elsewhere.example"}, f"aud claim must be {AUDIENCE}$"),
         ({"sub": None}, "lacks a claim"),
         ({"jti": None}, "lacks a claim"),
         ({"nbf": int((NOW + timedelta(minutes=5)).timestamp())}, "claims are invalid"),

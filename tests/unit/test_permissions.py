@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -110,6 +110,75 @@ async def test_a_type_rule_covers_its_fields_and_a_field_rule_wins(probe: Exchan
     assert "partner:read" in str(unscoped.errors)
 
 
+def member(scopes: frozenset[Scope]) -> Principal:
+    return Principal(
+        role=Role.MEMBER,
+        subject="mbr_1",
+        client_id="formosa-air-app",
+        scopes=scopes,
+        token_id="t",
+        expires_at=datetime.now(UTC),
+        member_id="mbr_1",
+        asserted_by="formosa-air",
+    )
+
+
+async def test_a_refusal_says_what_to_do_next_from_the_caller_s_own_token(probe: ExchangeSchema) -> None:
+    query = '{ ledger(owner: "p") { total } }'
+    unscoped = await probe.execute(query, context_value=FakeContext(partner("p", frozenset({Scope.PARTNER_WRITE}))))
+    assert [error.message for error in unscoped.errors or []] == [
+        "not allowed: this needs scope partner:read and the caller's own program; request a token with scope "
+        "partner:read (`scope` at /oauth/token; this one holds partner:write); if client c may not hold it, ask "
+        "the exchange operator to grant scope partner:read to client c"
+    ]
+    other = await probe.execute(query, context_value=FakeContext(partner("q")))
+    assert [error.message for error in other.errors or []] == [
+        "not allowed: this needs scope partner:read and the caller's own program; a partner's token reaches its "
+        "own program's data only (this one's is q)"
+    ]
+    by_a_member = await probe.execute(query, context_value=FakeContext(member(ROLE_SCOPES[Role.MEMBER])))
+    assert [error.message for error in by_a_member.errors or []] == [
+        "not allowed: this needs scope partner:read and the caller's own program; a member token never may: "
+        "this is for partner tokens"
+    ]
+
+
+def test_a_refused_member_is_told_the_scope_its_role_may_hold_and_whom_to_ask_for_it() -> None:
+    rule = requires(Scope.MEMBER_COALITION) | requires(Scope.SETTLEMENT_READ)
+    refusal = rule.forbidden(member(frozenset({Scope.MEMBER_READ, Scope.MEMBER_WRITE})))
+    assert refusal.code == "FORBIDDEN"
+    assert refusal.message.endswith(
+        "; request a token with scope member:coalition (`scope` at /oauth/token; this one holds member:read "
+        "member:write); if client formosa-air-app's member tokens may not hold it, ask the exchange operator to "
+        "grant scope member:coalition to client formosa-air-app's member scopes"
+    )
+    staff_only = requires(Scope.SETTLEMENT_READ, Scope.ADMIN_READ).forbidden(partner("p"))
+    assert staff_only.message.endswith("; a partner token never may: this is for settlement or admin tokens")
+
+
+def test_a_refusal_tells_a_new_token_from_the_operator_s_grant_by_what_the_client_may_hold() -> None:
+    rule = requires(Scope.PARTNER_WRITE)
+    narrowed = replace(partner("p", frozenset({Scope.PARTNER_READ})), client_scopes=ROLE_SCOPES[Role.PARTNER])
+    assert rule.forbidden(narrowed).message == (
+        "not allowed: this needs scope partner:write; request a token with scope partner:write (`scope` at "
+        "/oauth/token; this one holds partner:read): client c may hold partner:read partner:write"
+    )
+    read_only = replace(narrowed, client_scopes=frozenset({Scope.PARTNER_READ}))
+    assert rule.forbidden(read_only).message == (
+        "not allowed: this needs scope partner:write; ask the exchange operator to grant scope partner:write to "
+        "client c: client c may hold partner:read"
+    )
+    reader = replace(member(frozenset({Scope.MEMBER_READ})), client_scopes=frozenset({Scope.MEMBER_READ}))
+    assert (
+        requires(Scope.MEMBER_WRITE)
+        .forbidden(reader)
+        .message.endswith(
+            "; ask the exchange operator to grant scope member:write to client formosa-air-app's member scopes: "
+            "client formosa-air-app's member tokens may hold member:read"
+        )
+    )
+
+
 def test_a_public_type_rule_leaves_strawberrys_fast_path_alone() -> None:
     field = strawberry.types.base.get_object_definition(Catalog, strict=True).fields[0]
     assert field.extensions == [] and rule_of(field) is PUBLIC
@@ -193,7 +262,7 @@ def test_a_rule_answers_for_any_caller_object_and_arguments() -> None:
     assert rule.allows(partner("p"), mine, {}) and not rule.allows(partner("p"), theirs, {})
     assert not rule.allows(None, mine, {})
     assert rule.visible(partner("p"), [mine, theirs]) == [mine]
-    assert rule.forbidden().code == "FORBIDDEN" and rule.unauthenticated().code == "UNAUTHENTICATED"
+    assert rule.forbidden(partner("p"), theirs).code == "FORBIDDEN" and rule.unauthenticated().code == "UNAUTHENTICATED"
 
 
 @dataclass

@@ -13,13 +13,15 @@ import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from exchange.errors import ConfigurationError
+from exchange.api.types.webhooks import WebhookEventType
+from exchange.errors import BadUserInput, ConfigurationError
 from exchange.webhooks import signing
 from exchange.webhooks.delivery import Dispatcher
 from exchange.webhooks.egress import PublicOnlyTransport
 from exchange.webhooks.errors import BadWebhookURL
 from exchange.webhooks.events import Event, EventType
 from exchange.webhooks.schedule import RetrySchedule
+from exchange.webhooks.subscriptions import check_event_types
 from exchange.webhooks.urls import check_url
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -100,6 +102,27 @@ def test_our_signature_is_what_the_reference_library_verifies_with_either_secret
         "timestamp": NOW.isoformat().replace("+00:00", "Z"),
         "data": {"id": "c1", "pointsIn": 1000},
     }
+
+
+def test_graphql_names_each_event_type_by_the_same_member_as_the_payload_s_dotted_name() -> None:
+    assert {member.name: member.value for member in WebhookEventType} == {
+        member.name: member.value for member in EventType
+    }
+
+
+def test_an_event_type_is_read_by_its_canonical_dotted_name_or_by_its_graphql_name() -> None:
+    assert EventType.named("conversion.completed") is EventType.CONVERSION_COMPLETED
+    assert EventType.named("CONVERSION_COMPLETED") is EventType.CONVERSION_COMPLETED
+    assert EventType.named("Conversion.Completed") is None
+    assert check_event_types(["STATEMENT_READY", "conversion.completed", "CONVERSION_COMPLETED"]) == [
+        "conversion.completed",
+        "statement.ready",
+    ]
+    with pytest.raises(
+        BadUserInput,
+        match=r"unknown event type 'conversion_completed'; the types are conversion\.completed, .*CONVERSION_COMPLETED, also do",
+    ):
+        check_event_types(["conversion_completed"])
 
 
 def test_a_secret_sealed_for_one_subscription_opens_only_for_it() -> None:

@@ -22,6 +22,10 @@ from exchange.auth.assertions import PUBLIC_KEY_LENGTH
 from exchange.auth.models import KID_LENGTH
 from exchange.auth.scopes import Scope
 
+ProgramId = Annotated[
+    strawberry.ID, strawberry.argument(description="The program whose partner signs with the key (a partner's own).")
+]
+
 #: A partner manages its own program; admins manage any.
 MANAGE_PROGRAM: Rule = requires(Scope.PARTNER_WRITE) & own_program(argument("program_id")) | requires(Scope.ADMIN_WRITE)
 
@@ -49,7 +53,14 @@ class AccessMutations:
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def register_assertion_key(
-        self, info: Info[Context, None], program_id: strawberry.ID, public_key: Annotated[str, Text(PUBLIC_KEY_LENGTH)]
+        self,
+        info: Info[Context, None],
+        program_id: ProgramId,
+        public_key: Annotated[
+            str,
+            Text(PUBLIC_KEY_LENGTH),
+            strawberry.argument(description="The public key: a JWK as JSON, or PEM (never the private key)."),
+        ],
     ) -> AssertionKey | None:
         row = await info.context.services.access.register_assertion_key(str(program_id), public_key)
         return AssertionKey.from_row(row)
@@ -59,7 +70,10 @@ class AccessMutations:
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def remove_assertion_key(
-        self, info: Info[Context, None], program_id: strawberry.ID, kid: Annotated[str, Text(KID_LENGTH)]
+        self,
+        info: Info[Context, None],
+        program_id: ProgramId,
+        kid: Annotated[str, Text(KID_LENGTH), strawberry.argument(description="The key's id (`AssertionKey.kid`).")],
     ) -> AssertionKey | None:
         row = await info.context.services.access.remove_assertion_key(str(program_id), kid)
         return AssertionKey.from_row(row)

@@ -34,9 +34,19 @@ class AccountMutations:
     async def link_account(
         self,
         info: Info[Context, None],
-        program_id: strawberry.ID,
-        member_ref: Annotated[str, Text(MEMBER_REF_MAX_LENGTH)],
-        verification: Annotated[str, Text(VERIFICATION_LENGTH)],
+        program_id: Annotated[strawberry.ID, strawberry.argument(description="The program (`Program.id`).")],
+        member_ref: Annotated[
+            str,
+            Text(MEMBER_REF_MAX_LENGTH),
+            strawberry.argument(
+                description="Your id at the program (letters A-Z a-z, digits and `. _ : @ + -`, at least one)."
+            ),
+        ],
+        verification: Annotated[
+            str,
+            Text(VERIFICATION_LENGTH),
+            strawberry.argument(description="What the partner gave you to prove the account is yours (a PIN, a code)."),
+        ],
         name: Annotated[
             str | None,
             Text(NAME_MAX_LENGTH),

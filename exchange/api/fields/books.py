@@ -6,7 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
-from exchange.api.fields.settlement import READ_OWN
+from exchange.api.fields.settlement import READ_OWN, PartnerId
 from exchange.api.inputs import PeriodName
 from exchange.api.permissions import authorize
 from exchange.api.types.books import PartnerBooks
@@ -21,6 +21,6 @@ class BooksQueries:
         extensions=[authorize(READ_OWN)],
     )
     async def partner_books(
-        self, info: Info[Context, None], partner_id: strawberry.ID, period: PeriodName
+        self, info: Info[Context, None], partner_id: PartnerId, period: PeriodName
     ) -> PartnerBooks | None:
         return PartnerBooks.of(await info.context.services.books.partner_books(str(partner_id), period))

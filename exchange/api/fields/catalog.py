@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.types import Info
 
@@ -17,7 +19,11 @@ class CatalogQueries:
         return [Program.from_row(row) for row in await info.context.services.catalog.programs()]
 
     @strawberry.field(description="One program by id; `NOT_FOUND` if there is none.", extensions=[authorize(PUBLIC)])
-    async def program(self, info: Info[Context, None], id: strawberry.ID) -> Program:
+    async def program(
+        self,
+        info: Info[Context, None],
+        id: Annotated[strawberry.ID, strawberry.argument(description="The program's id, e.g. `formosa-air`.")],
+    ) -> Program:
         return Program.from_row(await info.context.services.catalog.program(str(id)))
 
     @strawberry.field(

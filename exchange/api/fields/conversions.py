@@ -12,7 +12,7 @@ from exchange.api.inputs import IdempotencyKey, Text
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.conversions import Conversion, ConversionPage
 from exchange.auth.scopes import Scope
-from exchange.conversions.queries import CURSOR_LENGTH
+from exchange.conversions.queries import CURSOR_LENGTH, MAX_PAGE
 from exchange.members.consents import CONSENT_ID_LENGTH
 
 
@@ -22,7 +22,11 @@ class ConversionQueries:
         description="One conversion: a member's own (others are `NOT_FOUND`), or any for settlement staff.",
         extensions=[authorize(requires(Scope.MEMBER_READ, Scope.SETTLEMENT_READ))],
     )
-    async def conversion(self, info: Info[Context, None], id: strawberry.ID) -> Conversion | None:
+    async def conversion(
+        self,
+        info: Info[Context, None],
+        id: Annotated[strawberry.ID, strawberry.argument(description="The conversion's id (`Conversion.id`).")],
+    ) -> Conversion | None:
         row = await info.context.services.conversions.conversion(info.context.caller(), str(id))
         return Conversion.from_row(row, await info.context.currency())
 
@@ -31,7 +35,16 @@ class ConversionQueries:
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
     async def conversions(
-        self, info: Info[Context, None], first: int = 20, after: Annotated[str, Text(CURSOR_LENGTH)] | None = None
+        self,
+        info: Info[Context, None],
+        first: Annotated[
+            int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")
+        ] = 20,
+        after: Annotated[
+            str | None,
+            Text(CURSOR_LENGTH),
+            strawberry.argument(description="A page's `nextCursor`; null: from the newest."),
+        ] = None,
     ) -> ConversionPage | None:
         page = await info.context.services.conversions.conversions(info.context.caller(), first=first, after=after)
         return ConversionPage.of(page, await info.context.currency())
@@ -44,7 +57,8 @@ class ConversionMutations:
         "sending the same key again returns the same conversion (the same key with another "
         "quote is `IDEMPOTENCY_CONFLICT`). The answer is final (COMPLETED, FAILED, REVERSED) "
         "unless a partner's answer is late: then it is PENDING and finishes on its own; ask "
-        "`conversion(id)`. The source program's points are spent only under its authority: a "
+        "`conversion(id)`. Above the source program's `hold_above_points` it is HELD for staff "
+        "review until `heldUntil`, nothing moved yet. The source program's points are spent only under its authority: a "
         "member token its partner asserted, or a `consent` given through it (`authorizeDebit`) "
         "for exactly the quote's `pointsIn`; else `AUTHORITY_REQUIRED` (`extensions.program`, "
         "`extensions.reason`) and nothing happens. Coalition points are the exchange's: they are "
@@ -54,7 +68,10 @@ class ConversionMutations:
     async def execute_conversion(
         self,
         info: Info[Context, None],
-        quote_id: strawberry.ID,
+        quote_id: Annotated[
+            strawberry.ID,
+            strawberry.argument(description="A quote of yours from `createQuote`, not expired and not yet executed."),
+        ],
         idempotency_key: IdempotencyKey,
         consent: Annotated[
             str | None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.types import Info
 
@@ -9,6 +11,7 @@ from exchange.api.context import Context
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.members import DebitConsent, Member
 from exchange.auth.scopes import Scope
+from exchange.pricing.limits import MAX_POINTS
 
 
 @strawberry.type
@@ -25,7 +28,11 @@ class MemberQueries:
         "`FORBIDDEN` for any other id, existing or not.",
         extensions=[authorize(requires(Scope.PARTNER_READ))],
     )
-    async def member(self, info: Info[Context, None], id: strawberry.ID) -> Member | None:
+    async def member(
+        self,
+        info: Info[Context, None],
+        id: Annotated[strawberry.ID, strawberry.argument(description="The member's exchange id (`Member.id`).")],
+    ) -> Member | None:
         return Member.of(await info.context.services.members.member_for_partner(info.context.caller(), str(id)))
 
 
@@ -39,7 +46,17 @@ class MemberMutations:
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def authorize_debit(
-        self, info: Info[Context, None], program: strawberry.ID, points: int
+        self,
+        info: Info[Context, None],
+        program: Annotated[
+            strawberry.ID, strawberry.argument(description="The program to be debited: the token's `assertedBy`.")
+        ],
+        points: Annotated[
+            int,
+            strawberry.argument(
+                description=f"Exactly the points the debit will take (a quote's `pointsIn`), 1 to {MAX_POINTS:,}."
+            ),
+        ],
     ) -> DebitConsent | None:
         granted = await info.context.services.members.authorize_debit(info.context.caller(), str(program), points)
         return DebitConsent.of(granted)

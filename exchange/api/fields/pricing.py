@@ -15,7 +15,9 @@ from exchange.api.permissions import Rule, argument, authorize, own_program, req
 from exchange.api.types.conversions import Quote
 from exchange.api.types.pricing import Promotion, RateVersion
 from exchange.auth.scopes import Scope
-from exchange.pricing.promotions import PromotionTerms
+from exchange.pricing.limits import MAX_POINTS
+from exchange.pricing.models import PERCENT_SCALE
+from exchange.pricing.promotions import MAX_BONUS_PERCENT, PromotionTerms
 from exchange.pricing.rates import MAX_BANDS, RateTerms
 
 #: A ratio such as "3:1": no sane one is longer.
@@ -28,15 +30,24 @@ MANAGES_PROGRAM: Rule = requires(Scope.PARTNER_WRITE) & own_program(argument("in
 
 @strawberry.input(description="What to convert: `points` of `fromProgram` into `toProgram`.")
 class QuoteInput:
-    from_program: strawberry.ID
-    to_program: strawberry.ID
-    points: int
+    from_program: strawberry.ID = strawberry.field(
+        description="The program whose points you give (`Program.id`); you must have linked an account there."
+    )
+    to_program: strawberry.ID = strawberry.field(
+        description="The program whose points you get (`Program.id`); you must have linked an account there."
+    )
+    points: int = strawberry.field(
+        description=f"Points of `fromProgram` to give: a positive integer, at most {MAX_POINTS:,}, at least the "
+        "pair's minimum and a multiple of its increment (`Program.limits`)."
+    )
 
 
 @strawberry.input(description='From `fromPoints` points in, convert at `ratio` (e.g. `"2:1"`).')
 class RateBandInput:
-    from_points: int
-    ratio: RatioText
+    from_points: int = strawberry.field(
+        description="The smallest conversion, in points in, the band prices (positive; the first band's is the floor)."
+    )
+    ratio: RatioText = strawberry.field(description='Points in : points out for the band, such as `"2:1"`.')
 
 
 @strawberry.input(
@@ -45,19 +56,43 @@ class RateBandInput:
     "the source program's own. The exchange's fee is not yours to set."
 )
 class RateOverrideInput:
-    from_program: strawberry.ID
-    to_program: strawberry.ID
-    ratio: RatioText | None = None
+    from_program: strawberry.ID = strawberry.field(description="The program points convert from.")
+    to_program: strawberry.ID = strawberry.field(description="Your program, which points convert into.")
+    ratio: RatioText | None = strawberry.field(
+        default=None, description='Points in : points out, such as `"3:1"`; give either `ratio` or `bands`.'
+    )
     bands: list[RateBandInput] | None = strawberry.field(
         default=None, description=f"Volume bands, rising by `fromPoints`: at most {MAX_BANDS}."
     )
-    bonus_every: int | None = None
-    bonus_points: int | None = None
-    minimum_points: int | None = None
-    increment: int | None = None
-    member_daily_cap: int | None = None
-    member_monthly_cap: int | None = None
-    member_yearly_cap: int | None = None
+    bonus_every: int | None = strawberry.field(
+        default=None, description="A step bonus: every this many points in (positive; with `bonusPoints`) ..."
+    )
+    bonus_points: int | None = strawberry.field(
+        default=None, description="... earn this many points out extra (positive; with `bonusEvery`)."
+    )
+    minimum_points: int | None = strawberry.field(
+        default=None,
+        description="The fewest points in one conversion (positive); the larger of it and the source program's "
+        "minimum applies. Null: the source program's.",
+    )
+    increment: int | None = strawberry.field(
+        default=None,
+        description="Points in must be a multiple of this (positive), in place of the source program's. "
+        "Null: the source program's.",
+    )
+    member_daily_cap: int | None = strawberry.field(
+        default=None,
+        description="Most points in one member may convert over the pair per day (settlement time zone; positive). "
+        "Null: none for the pair (the source program's own still applies).",
+    )
+    member_monthly_cap: int | None = strawberry.field(
+        default=None,
+        description="The same, per calendar month. Null: none for the pair (the source program's own still applies).",
+    )
+    member_yearly_cap: int | None = strawberry.field(
+        default=None,
+        description="The same, per calendar year. Null: none for the pair (the source program's own still applies).",
+    )
 
     def to_terms(self) -> RateTerms:
         return RateTerms(
@@ -75,11 +110,16 @@ class RateOverrideInput:
 
 @strawberry.input(description="A time-limited bonus percent on conversions into your program.")
 class PromotionInput:
-    program_id: strawberry.ID
+    program_id: strawberry.ID = strawberry.field(description="Your program: conversions into it earn the bonus.")
     id: ChosenId = strawberry.field(description="Your id for it; creating it again with the same terms is a no-op.")
-    bonus_percent: Decimal
-    starts_at: datetime
-    ends_at: datetime
+    bonus_percent: Decimal = strawberry.field(
+        description="Extra points out, in percent of the base points: more than 0, at most "
+        f'{MAX_BONUS_PERCENT}, with at most {PERCENT_SCALE} decimals (a decimal string, `"25"` is +25 %).'
+    )
+    starts_at: datetime = strawberry.field(description="Quotes made from this moment get the bonus.")
+    ends_at: datetime = strawberry.field(
+        description="Quotes made from this moment no longer do: after `startsAt` and in the future."
+    )
     from_programs: list[strawberry.ID] | None = strawberry.field(
         default=None,
         description="Only conversions from these programs, each named once, never the promotion's own (null: all).",
@@ -103,7 +143,11 @@ class PricingMutations:
         "tier bonus uses your coalition level, read live from your linked partners.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
-    async def create_quote(self, info: Info[Context, None], input: QuoteInput) -> Quote | None:
+    async def create_quote(
+        self,
+        info: Info[Context, None],
+        input: Annotated[QuoteInput, strawberry.argument(description="What to convert.")],
+    ) -> Quote | None:
         priced = await info.context.services.conversions.create_quote(
             info.context.caller(), str(input.from_program), str(input.to_program), input.points
         )
@@ -114,7 +158,11 @@ class PricingMutations:
         "now, as a new rate version. A pair declared by the operator cannot be changed here.",
         extensions=[authorize(MANAGES_TARGET)],
     )
-    async def set_conversion_rate(self, info: Info[Context, None], input: RateOverrideInput) -> RateVersion | None:
+    async def set_conversion_rate(
+        self,
+        info: Info[Context, None],
+        input: Annotated[RateOverrideInput, strawberry.argument(description="The pair and its new terms.")],
+    ) -> RateVersion | None:
         version = await info.context.services.pricing.set_rate(
             str(input.from_program), str(input.to_program), input.to_terms(), actor=info.context.caller().client_id
         )
@@ -125,7 +173,12 @@ class PricingMutations:
         extensions=[authorize(requires(Scope.PARTNER_WRITE) & own_program(argument("to_program")))],
     )
     async def clear_conversion_rate(
-        self, info: Info[Context, None], from_program: strawberry.ID, to_program: strawberry.ID
+        self,
+        info: Info[Context, None],
+        from_program: Annotated[strawberry.ID, strawberry.argument(description="The program points convert from.")],
+        to_program: Annotated[
+            strawberry.ID, strawberry.argument(description="Your program, which points convert into.")
+        ],
     ) -> RateVersion | None:
         version = await info.context.services.pricing.clear_rate(
             str(from_program), str(to_program), actor=info.context.caller().client_id
@@ -136,7 +189,11 @@ class PricingMutations:
         description="Start a promotion on conversions into your program.",
         extensions=[authorize(MANAGES_PROGRAM)],
     )
-    async def create_promotion(self, info: Info[Context, None], input: PromotionInput) -> Promotion | None:
+    async def create_promotion(
+        self,
+        info: Info[Context, None],
+        input: Annotated[PromotionInput, strawberry.argument(description="The promotion's terms.")],
+    ) -> Promotion | None:
         row = await info.context.services.pricing.create_promotion(
             input.to_terms(), actor=info.context.caller().client_id
         )
@@ -147,6 +204,9 @@ class PricingMutations:
         extensions=[authorize(requires(Scope.PARTNER_WRITE) & own_program(argument("program_id")))],
     )
     async def end_promotion(
-        self, info: Info[Context, None], program_id: strawberry.ID, id: strawberry.ID
+        self,
+        info: Info[Context, None],
+        program_id: Annotated[strawberry.ID, strawberry.argument(description="Your program.")],
+        id: Annotated[strawberry.ID, strawberry.argument(description="The promotion's id (`Promotion.id`).")],
     ) -> Promotion | None:
         return Promotion.from_row(await info.context.services.pricing.end_promotion(str(program_id), str(id)))

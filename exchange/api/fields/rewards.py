@@ -17,23 +17,44 @@ from exchange.api.permissions import PUBLIC, authorize, requires
 from exchange.api.types.rewards import Redemption, RedemptionQuote, RedemptionStatus, Reward, RewardKind
 from exchange.auth.scopes import Scope
 from exchange.members.consents import CONSENT_ID_LENGTH
-from exchange.rewards.catalog import RewardDraft
+from exchange.rewards.catalog import MAX_STOCK, RewardDraft
 from exchange.rewards.models import DESCRIPTION_LENGTH, TITLE_LENGTH
 from exchange.rewards.models import RedemptionStatus as RedemptionStatusValue
 from exchange.rewards.models import RewardKind as RewardKindValue
+from exchange.services.rewards import MAX_PAGE
+
+RewardId = Annotated[strawberry.ID, strawberry.argument(description="The reward's id (`Reward.id`).")]
+RedemptionId = Annotated[strawberry.ID, strawberry.argument(description="The redemption's id (`Redemption.id`).")]
+PayWith = Annotated[
+    strawberry.ID,
+    strawberry.argument(
+        description="The linked program whose points pay (`Program.id`), the coalition point included."
+    ),
+]
+First = Annotated[int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")]
 
 
 @strawberry.input(description="A reward to publish.")
 class PublishRewardInput:
-    title: Annotated[str, Text(TITLE_LENGTH)]
+    title: Annotated[str, Text(TITLE_LENGTH)] = strawberry.field(description="What members see; not blank.")
     price: Decimal = strawberry.field(description="Settlement price in the settlement currency (a decimal string).")
-    stock: int
-    kind: RewardKind = RewardKind.DIRECT
-    description: Annotated[str, Text(DESCRIPTION_LENGTH)] = ""
-    per_member_limit: int | None = None
-    min_level: int = 0
+    stock: int = strawberry.field(description=f"Units on offer, 0 to {MAX_STOCK:,}; each redemption takes one.")
+    kind: RewardKind = strawberry.field(default=RewardKind.DIRECT, description="How the reward reaches the member.")
+    description: Annotated[str, Text(DESCRIPTION_LENGTH)] = strawberry.field(
+        default="", description="More about the reward, for members."
+    )
+    per_member_limit: int | None = strawberry.field(
+        default=None, description="How many times one member may redeem it (1 or more); null: no limit."
+    )
+    min_level: int = strawberry.field(
+        default=0,
+        description="The lowest coalition level (`Coalition.ladder`) a member needs to redeem it "
+        "(else `TIER_TOO_LOW`); 0: anyone.",
+    )
     available_from: datetime | None = strawberry.field(default=None, description="Default: now.")
-    available_until: datetime | None = None
+    available_until: datetime | None = strawberry.field(
+        default=None, description="Redeemable until then (after `availableFrom`); null: no end."
+    )
     id: ChosenId | None = strawberry.field(default=None, description="Default: a new id.")
 
     def to_draft(self) -> RewardDraft:
@@ -59,7 +80,17 @@ class RewardQueries:
         extensions=[authorize(PUBLIC)],
     )
     async def rewards(
-        self, info: Info[Context, None], program_id: strawberry.ID | None = None, available_only: bool = True
+        self,
+        info: Info[Context, None],
+        program_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description="Only this publisher's; null: every program's.")
+        ] = None,
+        available_only: Annotated[
+            bool,
+            strawberry.argument(
+                description="Only those redeemable now (between `availableFrom` and `availableUntil`)."
+            ),
+        ] = True,
     ) -> list[Reward]:
         rows = await info.context.services.rewards.rewards(
             program_id=str(program_id) if program_id is not None else None, available_only=available_only
@@ -68,7 +99,7 @@ class RewardQueries:
         return [Reward.from_row(row, currency) for row in rows]
 
     @strawberry.field(description="One reward by id; `NOT_FOUND` if there is none.", extensions=[authorize(PUBLIC)])
-    async def reward(self, info: Info[Context, None], id: strawberry.ID) -> Reward:
+    async def reward(self, info: Info[Context, None], id: RewardId) -> Reward:
         return Reward.from_row(await info.context.services.rewards.reward(str(id)), await info.context.currency())
 
     @strawberry.field(
@@ -78,7 +109,7 @@ class RewardQueries:
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
     async def redemption_quote(
-        self, info: Info[Context, None], reward_id: strawberry.ID, pay_with: strawberry.ID
+        self, info: Info[Context, None], reward_id: RewardId, pay_with: PayWith
     ) -> RedemptionQuote | None:
         caller = info.context.caller()
         quote = await info.context.services.rewards.quote(caller, str(reward_id), str(pay_with))
@@ -88,7 +119,7 @@ class RewardQueries:
         description="The member's redemptions, newest first.",
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
-    async def redemptions(self, info: Info[Context, None], first: int = 50) -> list[Redemption] | None:
+    async def redemptions(self, info: Info[Context, None], first: First = 50) -> list[Redemption] | None:
         rows = await info.context.services.rewards.member_redemptions(info.context.caller(), first=first)
         currency = await info.context.currency()
         return [Redemption.from_row(row, currency) for row in rows]
@@ -98,7 +129,7 @@ class RewardQueries:
         extensions=[authorize(requires(Scope.PARTNER_READ))],
     )
     async def reward_redemptions(
-        self, info: Info[Context, None], reward_id: strawberry.ID, first: int = 100
+        self, info: Info[Context, None], reward_id: RewardId, first: First = 100
     ) -> list[Redemption] | None:
         rows = await info.context.services.rewards.reward_redemptions(
             info.context.caller(), str(reward_id), first=first
@@ -114,7 +145,10 @@ class RewardMutations:
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def publish_reward(
-        self, info: Info[Context, None], program_id: strawberry.ID, input: PublishRewardInput
+        self,
+        info: Info[Context, None],
+        program_id: Annotated[strawberry.ID, strawberry.argument(description="The publishing program.")],
+        input: Annotated[PublishRewardInput, strawberry.argument(description="The reward.")],
     ) -> Reward | None:
         row = await info.context.services.rewards.publish(str(program_id), input.to_draft())
         return Reward.from_row(row, await info.context.currency())
@@ -136,8 +170,8 @@ class RewardMutations:
     async def redeem_reward(
         self,
         info: Info[Context, None],
-        reward_id: strawberry.ID,
-        pay_with: strawberry.ID,
+        reward_id: RewardId,
+        pay_with: PayWith,
         idempotency_key: IdempotencyKey,
         consent: Annotated[
             str | None,
@@ -166,7 +200,7 @@ class RewardMutations:
     async def cancel_redemption(
         self,
         info: Info[Context, None],
-        redemption_id: strawberry.ID,
+        redemption_id: RedemptionId,
         expected_status: Annotated[
             RedemptionStatus | None,
             strawberry.argument(
@@ -186,7 +220,7 @@ class RewardMutations:
         extensions=[authorize(requires(Scope.PARTNER_WRITE))],
     )
     async def confirm_redemption_delivery(
-        self, info: Info[Context, None], redemption_id: strawberry.ID
+        self, info: Info[Context, None], redemption_id: RedemptionId
     ) -> Redemption | None:
         row = await info.context.services.rewards.confirm_delivery(info.context.caller(), str(redemption_id))
         return Redemption.from_row(row, await info.context.currency())

@@ -15,7 +15,19 @@ from exchange.api.types.conversions import Conversion
 from exchange.api.types.rewards import Redemption
 from exchange.api.types.risk import RiskDecision
 from exchange.auth.scopes import Scope
+from exchange.risk.decisions import MAX_PAGE as MAX_DECISIONS
 from exchange.services.holds import REASON_MAX_LENGTH
+
+HeldPage = Annotated[int, strawberry.argument(description="How many, from 1 to 500 (else `BAD_USER_INPUT`).")]
+ConversionId = Annotated[strawberry.ID, strawberry.argument(description="A HELD conversion's id.")]
+RedemptionId = Annotated[strawberry.ID, strawberry.argument(description="A HELD redemption's id.")]
+Reason = Annotated[
+    str,
+    Text(REASON_MAX_LENGTH, min_length=1),
+    strawberry.argument(
+        description="Why, in words: the decision log keeps it, and the failure message quotes it (not blank)."
+    ),
+]
 
 
 @strawberry.type
@@ -24,7 +36,7 @@ class RiskQueries:
         description="Conversions held by a risk gate for review, oldest first.",
         extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
     )
-    async def held_conversions(self, info: Info[Context, None], first: int = 50) -> list[Conversion] | None:
+    async def held_conversions(self, info: Info[Context, None], first: HeldPage = 50) -> list[Conversion] | None:
         rows = await info.context.services.risk.held(first=first)
         currency = await info.context.currency()
         return [Conversion.from_row(row, currency) for row in rows]
@@ -33,7 +45,7 @@ class RiskQueries:
         description="Redemptions held by the paying program's risk gates for review, oldest first.",
         extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
     )
-    async def held_redemptions(self, info: Info[Context, None], first: int = 50) -> list[Redemption] | None:
+    async def held_redemptions(self, info: Info[Context, None], first: HeldPage = 50) -> list[Redemption] | None:
         rows = await info.context.services.risk.held_redemptions(first=first)
         currency = await info.context.currency()
         return [Redemption.from_row(row, currency) for row in rows]
@@ -46,10 +58,19 @@ class RiskQueries:
     async def risk_decisions(
         self,
         info: Info[Context, None],
-        conversion_id: strawberry.ID | None = None,
-        member_id: strawberry.ID | None = None,
-        first: int = 50,
-        redemption_id: strawberry.ID | None = None,
+        conversion_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description="Only about this conversion; null: any.")
+        ] = None,
+        member_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description="Only about this member (exchange id); null: any.")
+        ] = None,
+        first: Annotated[
+            int, strawberry.argument(description=f"How many, from 1 to {MAX_DECISIONS} (else `BAD_USER_INPUT`).")
+        ] = 50,
+        redemption_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="Only about this redemption; null: any. Filters given combine."),
+        ] = None,
     ) -> list[RiskDecision] | None:
         rows = await info.context.services.risk.decisions(
             conversion_id=None if conversion_id is None else str(conversion_id),
@@ -68,7 +89,7 @@ class RiskMutations:
         "stands; one rejected already is `NOT_HELD`.",
         extensions=[authorize(requires(Scope.SETTLEMENT_WRITE))],
     )
-    async def approve_conversion(self, info: Info[Context, None], id: strawberry.ID) -> Conversion | None:
+    async def approve_conversion(self, info: Info[Context, None], id: ConversionId) -> Conversion | None:
         caller = info.context.caller()
         row = await info.context.services.risk.approve(str(id), staff=caller.subject)
         return Conversion.from_row(row, await info.context.currency())
@@ -82,8 +103,8 @@ class RiskMutations:
     async def reject_conversion(
         self,
         info: Info[Context, None],
-        id: strawberry.ID,
-        reason: Annotated[str, Text(REASON_MAX_LENGTH, min_length=1)],
+        id: ConversionId,
+        reason: Reason,
     ) -> Conversion | None:
         caller = info.context.caller()
         row = await info.context.services.risk.reject(str(id), staff=caller.subject, reason=reason)
@@ -95,7 +116,7 @@ class RiskMutations:
         "already is `NOT_HELD`.",
         extensions=[authorize(requires(Scope.SETTLEMENT_WRITE))],
     )
-    async def approve_redemption(self, info: Info[Context, None], id: strawberry.ID) -> Redemption | None:
+    async def approve_redemption(self, info: Info[Context, None], id: RedemptionId) -> Redemption | None:
         caller = info.context.caller()
         row = await info.context.services.risk.approve_redemption(str(id), staff=caller.subject)
         return Redemption.from_row(row, await info.context.currency())
@@ -109,8 +130,8 @@ class RiskMutations:
     async def reject_redemption(
         self,
         info: Info[Context, None],
-        id: strawberry.ID,
-        reason: Annotated[str, Text(REASON_MAX_LENGTH, min_length=1)],
+        id: RedemptionId,
+        reason: Reason,
     ) -> Redemption | None:
         caller = info.context.caller()
         row = await info.context.services.risk.reject_redemption(str(id), staff=caller.subject, reason=reason)

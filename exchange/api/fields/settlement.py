@@ -29,6 +29,17 @@ from exchange.settlement.breaks import BulkResolveRequest, ResolveRequest
 from exchange.settlement.models import NOTE_LENGTH, REASON_LENGTH
 from exchange.settlement.models import Resolution as ResolutionValue
 
+PartnerId = Annotated[
+    strawberry.ID, strawberry.argument(description="The partner's program id (a partner names its own).")
+]
+ParticipantId = Annotated[
+    strawberry.ID,
+    strawberry.argument(description="A program id (a partner names its own), or EXCHANGE for the exchange's fees."),
+]
+Reason = Annotated[
+    str, Text(REASON_LENGTH), strawberry.argument(description="Why, recorded with the resolution (not blank).")
+]
+
 OWN_PARTNER_ID = own_program(argument("partner_id"))
 #: Staff, and the partner whose id the field names.
 READ_OWN: Rule = requires(Scope.SETTLEMENT_READ) | requires(Scope.PARTNER_READ) & OWN_PARTNER_ID
@@ -59,7 +70,7 @@ class SettlementQueries:
         extensions=[authorize(READ_OWN)],
     )
     async def statement(
-        self, info: Info[Context, None], partner_id: strawberry.ID, period: PeriodName
+        self, info: Info[Context, None], partner_id: ParticipantId, period: PeriodName
     ) -> Statement | None:
         settlement = info.context.services.settlement
         # The key is taken once, so that `jws` and `keyId` agree even across a rotation.
@@ -71,7 +82,7 @@ class SettlementQueries:
         extensions=[authorize(READ_OWN)],
     )
     async def reconciliation(
-        self, info: Info[Context, None], partner_id: strawberry.ID, period: PeriodName
+        self, info: Info[Context, None], partner_id: PartnerId, period: PeriodName
     ) -> Reconciliation | None:
         return Reconciliation.of(await info.context.services.settlement.reconciliation(str(partner_id), period))
 
@@ -101,9 +112,16 @@ class SettlementMutations:
     async def import_partner_records(
         self,
         info: Info[Context, None],
-        partner_id: strawberry.ID,
+        partner_id: PartnerId,
         period: PeriodName,
-        csv: Annotated[str, Text(INLINE_RECORDS_LENGTH)],
+        csv: Annotated[
+            str,
+            Text(INLINE_RECORDS_LENGTH),
+            strawberry.argument(
+                description="The records as CSV text (README, 'Partner records'); a larger file goes through "
+                "`PUT /settlement/records/{partnerId}/{period}`."
+            ),
+        ],
     ) -> Reconciliation | None:
         view = await info.context.services.settlement.import_records(
             str(partner_id), period, io.BytesIO(csv.encode()), by=info.context.caller().client_id
@@ -119,10 +137,13 @@ class SettlementMutations:
     async def resolve_break(
         self,
         info: Info[Context, None],
-        break_id: strawberry.ID,
-        resolution: Resolution,
-        reason: Annotated[str, Text(REASON_LENGTH)],
-        adjustment: AdjustmentInput | None = None,
+        break_id: Annotated[strawberry.ID, strawberry.argument(description="The break (`ReconciliationBreak.id`).")],
+        resolution: Annotated[Resolution, strawberry.argument(description="How to resolve it.")],
+        reason: Reason,
+        adjustment: Annotated[
+            AdjustmentInput | None,
+            strawberry.argument(description="ADJUST only: the amount and counterparty, where not the default."),
+        ] = None,
     ) -> ReconciliationBreak | None:
         view = await info.context.services.settlement.resolve(
             ResolveRequest(
@@ -146,12 +167,15 @@ class SettlementMutations:
     async def resolve_breaks(
         self,
         info: Info[Context, None],
-        partner_id: strawberry.ID,
+        partner_id: PartnerId,
         period: PeriodName,
-        selection: BreakSelectionInput,
-        resolution: Resolution,
-        reason: Annotated[str, Text(REASON_LENGTH)],
-        adjustment: BulkAdjustmentInput | None = None,
+        selection: Annotated[BreakSelectionInput, strawberry.argument(description="Which breaks.")],
+        resolution: Annotated[Resolution, strawberry.argument(description="How to resolve every one of them.")],
+        reason: Reason,
+        adjustment: Annotated[
+            BulkAdjustmentInput | None,
+            strawberry.argument(description="ADJUST only: the counterparty, where not each break's own."),
+        ] = None,
     ) -> BreaksResolved | None:
         done = await info.context.services.settlement.resolve_many(
             BulkResolveRequest(
@@ -174,9 +198,13 @@ class SettlementMutations:
     async def sign_off_period(
         self,
         info: Info[Context, None],
-        partner_id: strawberry.ID,
+        partner_id: PartnerId,
         period: PeriodName,
-        note: Annotated[str, Text(NOTE_LENGTH)] | None = None,
+        note: Annotated[
+            str | None,
+            Text(NOTE_LENGTH),
+            strawberry.argument(description="A note kept with the sign-off; null: none."),
+        ] = None,
     ) -> SettlementPosition | None:
         view = await info.context.services.settlement.sign_off(
             str(partner_id), period, by=info.context.caller().client_id, note=note

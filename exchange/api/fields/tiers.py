@@ -13,6 +13,14 @@ from exchange.api.permissions import authorize, requires
 from exchange.api.types.tiers import StatusMatch, StatusMatchPreview
 from exchange.auth.scopes import Scope
 from exchange.programs.models import TIER_NAME_LENGTH
+from exchange.services.matches import MAX_PAGE
+
+FromProgram = Annotated[
+    strawberry.ID, strawberry.argument(description="The program whose tier is matched; you must have linked it.")
+]
+ToProgram = Annotated[
+    strawberry.ID, strawberry.argument(description="The program to match the tier into; you must have linked it.")
+]
 
 
 @strawberry.type
@@ -23,7 +31,7 @@ class TierQueries:
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
     async def status_match_preview(
-        self, info: Info[Context, None], from_program: strawberry.ID, to_program: strawberry.ID
+        self, info: Info[Context, None], from_program: FromProgram, to_program: ToProgram
     ) -> StatusMatchPreview | None:
         caller = info.context.caller()
         assessment = await info.context.services.matches.preview(caller, str(from_program), str(to_program))
@@ -33,7 +41,13 @@ class TierQueries:
         description="The member's status matches, newest first.",
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
-    async def status_matches(self, info: Info[Context, None], first: int = 50) -> list[StatusMatch] | None:
+    async def status_matches(
+        self,
+        info: Info[Context, None],
+        first: Annotated[
+            int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")
+        ] = 50,
+    ) -> list[StatusMatch] | None:
         rows = await info.context.services.matches.matches(info.context.caller(), first=first)
         return [StatusMatch.from_row(row) for row in rows]
 
@@ -51,9 +65,16 @@ class TierMutations:
     async def request_status_match(
         self,
         info: Info[Context, None],
-        from_program: strawberry.ID,
-        to_program: strawberry.ID,
-        claimed_tier: Annotated[str, Text(TIER_NAME_LENGTH)] | None = None,
+        from_program: FromProgram,
+        to_program: ToProgram,
+        claimed_tier: Annotated[
+            str | None,
+            Text(TIER_NAME_LENGTH),
+            strawberry.argument(
+                description="The tier you say you hold at `fromProgram`; above the verified one is `TIER_NOT_VERIFIED`. "
+                "Null: claim none."
+            ),
+        ] = None,
     ) -> StatusMatch | None:
         row = await info.context.services.matches.request(
             info.context.caller(), str(from_program), str(to_program), claimed_tier
@@ -67,7 +88,20 @@ class TierMutations:
         extensions=[authorize(requires(Scope.PARTNER_WRITE))],
     )
     async def record_status_match_activity(
-        self, info: Info[Context, None], match_id: strawberry.ID, points: int = 0, activities: int = 0
+        self,
+        info: Info[Context, None],
+        match_id: Annotated[
+            strawberry.ID, strawberry.argument(description="An ACTIVE, unexpired match into your program.")
+        ],
+        points: Annotated[
+            int, strawberry.argument(description="Points the member earned since the last report (0 or more).")
+        ] = 0,
+        activities: Annotated[
+            int,
+            strawberry.argument(
+                description="Qualifying activities done since the last report (0 or more; not both 0 with `points`)."
+            ),
+        ] = 0,
     ) -> StatusMatch | None:
         row = await info.context.services.matches.record_activity(
             info.context.caller(), str(match_id), points, activities

@@ -25,6 +25,13 @@ from exchange.auth.scopes import Scope
 from exchange.webhooks.models import DESCRIPTION_LENGTH, URL_LENGTH
 from exchange.webhooks.subscriptions import REPLAY_LIMIT, SubscriptionDraft
 
+SubscriptionId = Annotated[
+    strawberry.ID,
+    strawberry.argument(
+        description="The subscription's id; another program's is `NOT_FOUND`, whether or not it exists."
+    ),
+]
+
 #: A partner manages its own program's subscriptions; staff manage any.
 MANAGE: Rule = requires(Scope.PARTNER_WRITE) | requires(Scope.ADMIN_WRITE) | requires(Scope.SETTLEMENT_WRITE)
 READ: Rule = requires(Scope.PARTNER_READ) | STAFF
@@ -35,13 +42,18 @@ class CreateWebhookSubscriptionInput:
     url: Annotated[str, Text(URL_LENGTH)] = strawberry.field(
         description="https:// (in development also http:// to a loopback host); see docs/WEBHOOKS.md for the rule."
     )
-    event_types: list[WebhookEventType]
+    event_types: list[WebhookEventType] = strawberry.field(
+        description="The events to send, at least one, each once; the payload's `type` is the value's dotted "
+        "name (`CONVERSION_COMPLETED` arrives as `conversion.completed`)."
+    )
     program_id: strawberry.ID | None = strawberry.field(
         default=None,
         description="The program whose events it receives: a partner names its own; staff may name "
         "any, or none for every program's events.",
     )
-    description: Annotated[str, Text(DESCRIPTION_LENGTH)] = ""
+    description: Annotated[str, Text(DESCRIPTION_LENGTH)] = strawberry.field(
+        default="", description="What the receiver is, for people reading the list."
+    )
 
     def to_draft(self) -> SubscriptionDraft:
         return SubscriptionDraft(
@@ -60,7 +72,12 @@ class WebhookQueries:
         extensions=[authorize(requires(Scope.PARTNER_READ) & own_program(argument("program_id")) | STAFF)],
     )
     async def webhook_subscriptions(
-        self, info: Info[Context, None], program_id: strawberry.ID | None = None
+        self,
+        info: Info[Context, None],
+        program_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="Only this program's: a partner names its own; null: all you may see."),
+        ] = None,
     ) -> list[WebhookSubscription] | None:
         rows = await info.context.services.webhooks.subscriptions(
             info.context.caller().program_id, program_id=str(program_id) if program_id is not None else None
@@ -68,7 +85,7 @@ class WebhookQueries:
         return [WebhookSubscription.from_row(row) for row in rows]
 
     @strawberry.field(description="One webhook subscription by id.", extensions=[authorize(READ)])
-    async def webhook_subscription(self, info: Info[Context, None], id: strawberry.ID) -> WebhookSubscription | None:
+    async def webhook_subscription(self, info: Info[Context, None], id: SubscriptionId) -> WebhookSubscription | None:
         row = await info.context.services.webhooks.subscription(info.context.caller().program_id, str(id))
         return WebhookSubscription.from_row(row)
 
@@ -88,7 +105,9 @@ class WebhookMutations:
         ],
     )
     async def create_webhook_subscription(
-        self, info: Info[Context, None], input: CreateWebhookSubscriptionInput
+        self,
+        info: Info[Context, None],
+        input: Annotated[CreateWebhookSubscriptionInput, strawberry.argument(description="The subscription.")],
     ) -> WebhookSubscriptionSecret | None:
         made = await info.context.services.webhooks.create(input.to_draft(), by=info.context.caller().client_id)
         return WebhookSubscriptionSecret.of(made)
@@ -99,7 +118,7 @@ class WebhookMutations:
         extensions=[authorize(MANAGE)],
     )
     async def rotate_webhook_secret(
-        self, info: Info[Context, None], id: strawberry.ID
+        self, info: Info[Context, None], id: SubscriptionId
     ) -> WebhookSubscriptionSecret | None:
         made = await info.context.services.webhooks.rotate_secret(info.context.caller().program_id, str(id))
         return WebhookSubscriptionSecret.of(made)
@@ -110,7 +129,7 @@ class WebhookMutations:
         extensions=[authorize(MANAGE)],
     )
     async def delete_webhook_subscription(
-        self, info: Info[Context, None], id: strawberry.ID
+        self, info: Info[Context, None], id: SubscriptionId
     ) -> WebhookSubscription | None:
         row = await info.context.services.webhooks.delete(info.context.caller().program_id, str(id))
         return WebhookSubscription.from_row(row)
@@ -124,10 +143,23 @@ class WebhookMutations:
     async def replay_webhook_deliveries(
         self,
         info: Info[Context, None],
-        subscription_id: strawberry.ID,
-        delivery_ids: list[strawberry.ID] | None = None,
-        dead: bool = False,
-        since: datetime | None = None,
+        subscription_id: SubscriptionId,
+        delivery_ids: Annotated[
+            list[strawberry.ID] | None,
+            strawberry.argument(
+                description="These finished deliveries (`WebhookDelivery.id`); when given, `dead` and `since` "
+                "are not read."
+            ),
+        ] = None,
+        dead: Annotated[
+            bool, strawberry.argument(description="Every dead-lettered delivery (with `since`: of events since then).")
+        ] = False,
+        since: Annotated[
+            datetime | None,
+            strawberry.argument(
+                description=f"Every finished delivery of an event since then (at most {REPLAY_LIMIT:,})."
+            ),
+        ] = None,
     ) -> int | None:
         return await info.context.services.webhooks.replay(
             info.context.caller().program_id,

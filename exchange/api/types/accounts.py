@@ -22,15 +22,15 @@ MEMBER_ONLY: Rule = own_member(source("member_id"))
 @authorize_fields(PUBLIC)
 @strawberry.type(description="Points that expire on a date unless used.")
 class ExpiringPoints:
-    points: PointTotal
-    expires_on: date
+    points: PointTotal = strawberry.field(description="How many points expire on that date.")
+    expires_on: date = strawberry.field(description="The date (the partner's calendar) they expire on.")
 
 
 @authorize_fields(PUBLIC)
 @strawberry.type(description="Why a partner's answer is missing from the view.")
 class AccountError:
     code: str = strawberry.field(description="`PARTNER_UNAVAILABLE`, `NOT_FOUND`, ... (the closed list).")
-    message: str
+    message: str = strawberry.field(description="What went wrong, in words.")
 
 
 @authorize_fields(MEMBER_ONLY)
@@ -49,7 +49,9 @@ class Account:
     expiring_points: list[ExpiringPoints] | None = strawberry.field(
         description="Points about to expire, soonest first."
     )
-    error: AccountError | None
+    error: AccountError | None = strawberry.field(
+        description="Why the partner's answer is missing (the other fields then null); null when it answered."
+    )
     member_id: strawberry.Private[str]
     program_row: strawberry.Private[ProgramRow]
 

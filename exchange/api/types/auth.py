@@ -42,7 +42,7 @@ class Role(Enum):
 @authorize_fields(AUTHENTICATED)
 @strawberry.type(description="The caller, as its access token says.")
 class Viewer:
-    role: Role
+    role: Role = strawberry.field(description="Whom the token speaks for.")
     subject: str = strawberry.field(description="The token's `sub`: a client id or a member id.")
     client_id: str = strawberry.field(description="The OAuth client the token was issued to.")
     program_id: strawberry.ID | None = strawberry.field(description="A partner's program.")
@@ -52,7 +52,9 @@ class Viewer:
         "points it spends without a consent (`authorizeDebit`)."
     )
     scopes: list[str] = strawberry.field(description="What the token allows.")
-    expires_at: datetime
+    expires_at: datetime = strawberry.field(
+        description="When the token stops working: ask `/oauth/token` for a new one before then."
+    )
 
     @classmethod
     def from_principal(cls, principal: Principal) -> Viewer:
@@ -71,14 +73,14 @@ class Viewer:
 @authorize_fields(requires(Scope.ADMIN_READ, Scope.ADMIN_WRITE))
 @strawberry.type(description="An OAuth client of the exchange (its secret is never shown).")
 class OAuthClient:
-    client_id: str
-    role: Role
+    client_id: str = strawberry.field(description="The id it authenticates with at `/oauth/token`.")
+    role: Role = strawberry.field(description="Whom its tokens speak for.")
     program_id: strawberry.ID | None = strawberry.field(description="A partner's program.")
-    scopes: list[str]
+    scopes: list[str] = strawberry.field(description="The most its own tokens may carry.")
     member_scopes: list[str] = strawberry.field(
         description="The most the member tokens a partner's client obtains may carry (none for a staff client)."
     )
-    created_at: datetime
+    created_at: datetime = strawberry.field(description="When it was registered.")
 
     @classmethod
     def from_row(cls, row: OAuthClientRow) -> OAuthClient:
@@ -101,7 +103,7 @@ class AssertionKey:
     kid: str = strawberry.field(description="Key id: assertions name it in their `kid` header.")
     key_type: str = strawberry.field(description="JWK key type: RSA, EC (P-256) or OKP (Ed25519).")
     public_jwk: str = strawberry.field(description="The public key as a JWK (JSON).")
-    created_at: datetime
+    created_at: datetime = strawberry.field(description="When it was registered.")
     program_id: strawberry.Private[str]
 
     @classmethod

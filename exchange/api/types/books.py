@@ -37,8 +37,8 @@ class BudgetLevel(Enum):
     "(points × pointValue, half-even to the currency's minor unit)."
 )
 class PointsFigure:
-    points: PointTotal
-    value: Money
+    points: PointTotal = strawberry.field(description="A whole number of the program's points.")
+    value: Money = strawberry.field(description="Their value in the settlement currency.")
 
     @classmethod
     def valued_at(cls, point_value: Decimal, currency: Currency) -> Callable[[int], PointsFigure]:
@@ -121,7 +121,7 @@ class IssueBudget:
         description="The value of what the program issued in the period: `issued.value` + `coalition.funded.value`."
     )
     percent_used: Decimal = strawberry.field(description="spend ÷ budget × 100, two decimals, half-even.")
-    level: BudgetLevel
+    level: BudgetLevel = strawberry.field(description="The alert level `percentUsed` has reached.")
 
     @classmethod
     def of(cls, status: BudgetStatus, currency: Currency) -> IssueBudget:
@@ -141,8 +141,8 @@ class IssueBudget:
     "count them. The same figures as CSV: GET /settlement/books/{partnerId}/{period}.csv."
 )
 class PartnerBooks:
-    partner_id: strawberry.ID
-    period: str
+    partner_id: strawberry.ID = strawberry.field(description="The program the books are of.")
+    period: str = strawberry.field(description="YYYY-MM.")
     starts_at: datetime = strawberry.field(description="The period's first instant.")
     ends_at: datetime = strawberry.field(description="The first instant after it.")
     point_value: Decimal = strawberry.field(

@@ -52,8 +52,10 @@ async def _rate_version(info: Info[Context, None], version_id: int) -> int:
 @authorize_fields(PUBLIC)
 @strawberry.type(description="A promotion a quote applied, and its bonus percent.")
 class AppliedPromotion:
-    id: str
-    bonus_percent: Decimal
+    id: str = strawberry.field(description="The promotion's id, as its program published it.")
+    bonus_percent: Decimal = strawberry.field(
+        description="Its bonus, in percent of the base points (`25` is +25 %), as a decimal string."
+    )
 
 
 @authorize_fields(PUBLIC)
@@ -66,9 +68,13 @@ class QuoteBreakdown:
     step_bonus_points: int = strawberry.field(description="The pair's bonus per whole step converted.")
     promotion_bonus_points: int = strawberry.field(description="The target program's promotions.")
     tier_bonus_points: int = strawberry.field(description="The member's coalition-level bonus.")
-    promotions: list[AppliedPromotion]
+    promotions: list[AppliedPromotion] = strawberry.field(
+        description="The target program's promotions in effect when quoted (empty: none)."
+    )
     member_level: int = strawberry.field(description="The coalition level the tier bonus used.")
-    tier_bonus_percent: Decimal
+    tier_bonus_percent: Decimal = strawberry.field(
+        description="The bonus, in percent of the base points, that `memberLevel` earns (`0`: none)."
+    )
 
 
 @authorize_fields(PUBLIC)
@@ -118,7 +124,7 @@ class QuoteLeg:
 @authorize_fields(MEMBERS_OWN)
 @strawberry.type(description="A conversion's price, fixed until `expiresAt`.")
 class Quote:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="Pass it to `executeConversion(quoteId)` before `expiresAt`.")
     points_in: int = strawberry.field(description="Points of `fromProgram` the member gives.")
     points_out: int = strawberry.field(description="Points of `toProgram` the member gets.")
     fee: Money = strawberry.field(description="The exchange's fee, out of the money value: every leg's of `route`.")
@@ -131,8 +137,11 @@ class Quote:
         "or through the coalition point (two) when that pays more of `toProgram`, or when the pair has "
         "no rate of its own. The member holds no coalition point in between."
     )
-    expires_at: datetime
-    created_at: datetime
+    expires_at: datetime = strawberry.field(
+        description="After this, executing it is `QUOTE_EXPIRED`: ask for a new quote "
+        "(quotes hold for `EXCHANGE_QUOTE_TTL_SECONDS`, 60 by default)."
+    )
+    created_at: datetime = strawberry.field(description="When it was quoted.")
     member_id: strawberry.Private[str]
     from_program_id: strawberry.Private[str]
     to_program_id: strawberry.Private[str]
@@ -204,7 +213,7 @@ class ConversionStatus(Enum):
 @strawberry.type(description="Why a conversion failed or was reversed.")
 class ConversionFailure:
     code: str = strawberry.field(description="An error code of the closed list (`INSUFFICIENT_POINTS`, ...).")
-    message: str
+    message: str = strawberry.field(description="What happened, in words (the partner's reason, where it gave one).")
     member_id: strawberry.Private[str]
 
 
@@ -214,24 +223,30 @@ class ConversionFailure:
     "being asked; then COMPLETED, FAILED (nothing moved) or REVERSED (the debit was given back). "
     "HELD first if the source program's risk gates hold it for staff review: approved, it goes on; "
     "rejected, it is FAILED (`failure.code` RISK_REJECTED); not reviewed by `heldUntil`, it is FAILED "
-    "(`failure.code` HOLD_EXPIRED)."
+    "(`failure.code` HOLD_EXPIRED). A partner that recorded another write than the one sent ends it "
+    "REVERSED with `failure.code` PARTNER_CONTRADICTED; COMPLETED with that code when the target "
+    "refused to reverse such a credit because the member had spent it: the credit stands, posted as sent."
 )
 class Conversion:
-    id: strawberry.ID
-    status: ConversionStatus
-    quote_id: strawberry.ID
-    idempotency_key: str
-    points_in: int
-    points_out: int
-    fee: Money
-    money_value: Money
-    failure: ConversionFailure | None
+    id: strawberry.ID = strawberry.field(description="The exchange's id; partners dedupe its debit and credit on it.")
+    status: ConversionStatus = strawberry.field(description="Where it stands; only COMPLETED moved the points.")
+    quote_id: strawberry.ID = strawberry.field(description="The quote it executed.")
+    idempotency_key: str = strawberry.field(description="The key the client chose when executing it.")
+    points_in: int = strawberry.field(description="Points of `fromProgram` debited (its quote's `pointsIn`).")
+    points_out: int = strawberry.field(description="Points of `toProgram` credited (its quote's `pointsOut`).")
+    fee: Money = strawberry.field(description="The exchange's fee, out of the money value, in the settlement currency.")
+    money_value: Money = strawberry.field(
+        description="What `fromProgram` owes for the points in, in the settlement currency."
+    )
+    failure: ConversionFailure | None = strawberry.field(description="FAILED or REVERSED: why; else null.")
     route: list[QuoteLeg] = strawberry.field(
         description="The legs its quote fixed: one, or two through the coalition point (see `Quote.route`)."
     )
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
+    created_at: datetime = strawberry.field(description="When it was executed.")
+    updated_at: datetime = strawberry.field(description="When its status or step last changed.")
+    finished_at: datetime | None = strawberry.field(
+        description="When it reached COMPLETED, FAILED or REVERSED; null while HELD or PENDING."
+    )
     held_until: datetime | None = strawberry.field(
         description="While HELD: when the hold ends FAILED (HOLD_EXPIRED) unless staff decide before; else null."
     )
@@ -284,7 +299,7 @@ class Conversion:
 @authorize_fields(PUBLIC)
 @strawberry.type(description="One page of conversions, newest first.")
 class ConversionPage:
-    items: list[Conversion]
+    items: list[Conversion] = strawberry.field(description="At most `first` conversions, newest first.")
     next_cursor: str | None = strawberry.field(description="Pass as `after` for the next page; null at the end.")
 
     @classmethod

@@ -23,7 +23,7 @@ class PendingOperation:
     program_id: strawberry.ID = strawberry.field(description="The program whose partner's word is awaited.")
     operation_id: str = strawberry.field(description="The operation id the partner knows the write by.")
     step: str = strawberry.field(description="`AWAIT_DEBIT` or `AWAIT_CREDIT`.")
-    points: int
+    points: int = strawberry.field(description="The points the debit or credit moves.")
     waiting_since: datetime = strawberry.field(description="When the partner's answer left it pending.")
     age_seconds: int = strawberry.field(description="How long it has waited, in whole seconds.")
     polls: int = strawberry.field(description="Times the exchange has asked the partner since.")

@@ -44,9 +44,9 @@ class RateOrigin(Enum):
 @authorize_fields(PUBLIC)
 @strawberry.type(description="From `fromPoints` points in, the whole amount converts at `pointsIn`:`pointsOut`.")
 class RateBand:
-    from_points: int
-    points_in: int
-    points_out: int
+    from_points: int = strawberry.field(description="The smallest conversion, in points in, this band prices.")
+    points_in: int = strawberry.field(description="The ratio's points in (`3` of `3:1`).")
+    points_out: int = strawberry.field(description="The ratio's points out (`1` of `3:1`).")
 
 
 @authorize_fields(TARGET_PARTNERS)
@@ -55,26 +55,47 @@ class RateBand:
     "A version never changes; a new one supersedes it."
 )
 class RateVersion:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The version's own id, unique across pairs.")
     version: int = strawberry.field(description="1, 2, ... for this pair.")
-    from_program_id: strawberry.ID
-    to_program_id: strawberry.ID
-    effective_from: datetime
+    from_program_id: strawberry.ID = strawberry.field(description="The program points convert from.")
+    to_program_id: strawberry.ID = strawberry.field(description="The program points convert into.")
+    effective_from: datetime = strawberry.field(description="When it started pricing quotes.")
     effective_to: datetime | None = strawberry.field(description="Null while current.")
-    origin: RateOrigin
-    created_by: str
-    source_point_value: Decimal
-    target_point_value: Decimal
-    fee_percent: Decimal
-    fee_fixed: Decimal
+    origin: RateOrigin = strawberry.field(description="Who set it.")
+    created_by: str = strawberry.field(description="The client id (or `operator`) that made it.")
+    source_point_value: Decimal = strawberry.field(
+        description="One `fromProgram` point's value in the settlement currency, fixed when this version was made."
+    )
+    target_point_value: Decimal = strawberry.field(
+        description="One `toProgram` point's value in the settlement currency, fixed when this version was made."
+    )
+    fee_percent: Decimal = strawberry.field(
+        description="The exchange's fee in percent of the money value (`1.5` is 1.5 %), set by the exchange."
+    )
+    fee_fixed: Decimal = strawberry.field(
+        description="A fixed fee per conversion, in the settlement currency, added to the percent fee."
+    )
     bands: list[RateBand] = strawberry.field(description="Empty: the rate derives from the point values.")
     bonus_every: int | None = strawberry.field(description="A step bonus: every this many points in ...")
     bonus_points: int | None = strawberry.field(description="... earn this many points out extra.")
-    minimum_points: int | None
-    increment: int | None
-    member_daily_cap: int | None
-    member_monthly_cap: int | None
-    member_yearly_cap: int | None
+    minimum_points: int | None = strawberry.field(
+        description="The fewest points in one conversion of this pair; the larger of it and the source "
+        "program's minimum applies (null: the source program's)."
+    )
+    increment: int | None = strawberry.field(
+        description="Points in must be a multiple of this, in place of the source program's increment "
+        "(null: the source program's)."
+    )
+    member_daily_cap: int | None = strawberry.field(
+        description="Most points in a member may convert over this pair per day, in the settlement time zone. "
+        "Null: no pair cap (the source program's own caps still apply)."
+    )
+    member_monthly_cap: int | None = strawberry.field(
+        description="The same, per calendar month. Null: no pair cap (the source program's own caps still apply)."
+    )
+    member_yearly_cap: int | None = strawberry.field(
+        description="The same, per calendar year. Null: no pair cap (the source program's own caps still apply)."
+    )
     to_program: strawberry.Private[str]
 
     @classmethod
@@ -107,14 +128,16 @@ class RateVersion:
 @authorize_fields(PROMOTION_OWNERS)
 @strawberry.type(description="A time-limited bonus on conversions into a program.")
 class Promotion:
-    id: strawberry.ID
-    program_id: strawberry.ID
-    bonus_percent: Decimal
-    starts_at: datetime
-    ends_at: datetime
+    id: strawberry.ID = strawberry.field(description="Its id, chosen by whoever made it; unique within its program.")
+    program_id: strawberry.ID = strawberry.field(description="The program conversions into which earn the bonus.")
+    bonus_percent: Decimal = strawberry.field(
+        description="Extra points out, in percent of the base points (`25` is +25 %), as a decimal string."
+    )
+    starts_at: datetime = strawberry.field(description="Quotes made from this moment get the bonus.")
+    ends_at: datetime = strawberry.field(description="Quotes made from this moment no longer do.")
     from_programs: list[str] | None = strawberry.field(description="Only conversions from these (null: all).")
-    origin: RateOrigin
-    created_by: str
+    origin: RateOrigin = strawberry.field(description="Who made it: the operator's declaration or the partner.")
+    created_by: str = strawberry.field(description="The client id (or `operator`) that made it.")
 
     @classmethod
     def from_row(cls, row: PromotionRow) -> Promotion:

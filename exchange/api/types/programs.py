@@ -79,7 +79,7 @@ class Tier:
 @strawberry.type(description="A rung of the coalition tier ladder that every program maps onto.")
 class CoalitionTierLevel:
     level: int = strawberry.field(description="0 is where every member starts.")
-    name: str
+    name: str = strawberry.field(description="The coalition's name for the level.")
 
     @classmethod
     def from_row(cls, row: CoalitionLevel) -> CoalitionTierLevel:
@@ -111,7 +111,7 @@ class Program:
     id: strawberry.ID = strawberry.field(description="Stable program id, e.g. `formosa-air`.")
     name: str = strawberry.field(description="Display name.")
     kind: ProgramKind = strawberry.field(description="A partner's program, or the coalition point.")
-    category: ProgramCategory
+    category: ProgramCategory = strawberry.field(description="The kind of business the program belongs to.")
     point_name: str = strawberry.field(description="What the program calls one point.")
     point_name_plural: str = strawberry.field(
         description="What the program calls several points (or none): declared, or `pointName` made plural "
@@ -120,7 +120,10 @@ class Program:
     point_value: Decimal = strawberry.field(
         description="Value of one point in the settlement currency, as an exact decimal string."
     )
-    limits: ConversionLimits
+    limits: ConversionLimits = strawberry.field(
+        description="The program's own limits on converting its points out; a pair's rate may add its own "
+        "(`RateVersion`)."
+    )
 
     @strawberry.field(description="The program's tiers, lowest first, with their coalition levels.")
     async def tiers(self, info: Info[Context, None]) -> list[Tier]:
@@ -135,8 +138,14 @@ class Program:
     async def linked_accounts(
         self,
         info: Info[Context, None],
-        first: int = 100,
-        after: Annotated[str, Text(MEMBER_REF_MAX_LENGTH)] | None = None,
+        first: Annotated[
+            int, strawberry.argument(description="How many, from 1 to 500 (else `BAD_USER_INPUT`).")
+        ] = 100,
+        after: Annotated[
+            str | None,
+            Text(MEMBER_REF_MAX_LENGTH),
+            strawberry.argument(description="The last `memberRef` of the previous page; null: from the first."),
+        ] = None,
     ) -> list[LinkedAccount] | None:
         rows = await info.context.loaders.linked_accounts.load((str(self.id), first, after))
         return [LinkedAccount.from_row(row) for row in rows]

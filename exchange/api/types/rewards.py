@@ -104,22 +104,24 @@ class CancelledBy(Enum):
 @authorize_fields(PUBLIC)
 @strawberry.type(description="A reward a partner publishes for members of any program to redeem.")
 class Reward:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The reward's id: `rewardId` in `redeemReward`.")
     program_id: strawberry.ID = strawberry.field(description="The publishing partner's program.")
-    title: str
-    description: str
-    kind: RewardKind
+    title: str = strawberry.field(description="What members see.")
+    description: str = strawberry.field(description="More about it (empty: nothing more).")
+    kind: RewardKind = strawberry.field(description="How it reaches the member.")
     price: Decimal = strawberry.field(
         description="Settlement price: what the paying program owes the publisher, in the settlement currency.",
         deprecation_reason=replaced_by_money("settlementPrice"),
     )
-    currency: str = strawberry.field(deprecation_reason="Use `settlementPrice.currency`.")
+    currency: str = strawberry.field(
+        description="ISO 4217 code of `price`.", deprecation_reason="Use `settlementPrice.currency`."
+    )
     settlement_price: Money = strawberry.field(description="What the paying program owes the publisher.")
     stock: int = strawberry.field(description="How many are left.")
     per_member_limit: int | None = strawberry.field(description="Most redemptions per member (null: no limit).")
     min_level: int = strawberry.field(description="Lowest coalition level that may redeem it.")
-    available_from: datetime
-    available_until: datetime | None
+    available_from: datetime = strawberry.field(description="Redeemable from then.")
+    available_until: datetime | None = strawberry.field(description="Redeemable until then; null: no end.")
 
     @strawberry.field(description="The publishing program.")
     async def program(self, info: Info[Context, None]) -> Program:
@@ -148,8 +150,8 @@ class Reward:
 @authorize_fields(own_member(source("member_id")))
 @strawberry.type(description="What redeeming a reward with a program's points costs, before paying.")
 class RedemptionQuote:
-    reward_id: strawberry.ID
-    pay_with: strawberry.ID
+    reward_id: strawberry.ID = strawberry.field(description="The reward quoted.")
+    pay_with: strawberry.ID = strawberry.field(description="The program whose points would pay.")
     price: Decimal = strawberry.field(
         description="The reward's settlement price.", deprecation_reason=replaced_by_money("settlementPrice")
     )
@@ -187,32 +189,44 @@ class RedemptionQuote:
 @authorize_fields(REDEMPTION_RULE)
 @strawberry.type(description="A member's redemption of a reward, paid with one program's points.")
 class Redemption:
-    id: strawberry.ID
-    member_id: strawberry.ID
-    reward_id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The exchange's id; the paying partner dedupes its debit on it.")
+    member_id: strawberry.ID = strawberry.field(description="The member's exchange id.")
+    reward_id: strawberry.ID = strawberry.field(description="The reward redeemed.")
     publisher: strawberry.ID = strawberry.field(description="The program whose partner delivers the reward.")
     paying_program: strawberry.ID = strawberry.field(description="The program whose points paid.")
-    kind: RewardKind
+    kind: RewardKind = strawberry.field(description="The reward's kind when redeemed.")
     points: int = strawberry.field(description="Points debited at the paying program.")
-    price: Decimal = strawberry.field(deprecation_reason=replaced_by_money("settlementPrice"))
-    fee: Decimal = strawberry.field(deprecation_reason=replaced_by_money("exchangeFee"))
+    price: Decimal = strawberry.field(
+        description="What the paying program owes the publisher, in the settlement currency.",
+        deprecation_reason=replaced_by_money("settlementPrice"),
+    )
+    fee: Decimal = strawberry.field(
+        description="The exchange's fee on top of it, in the settlement currency.",
+        deprecation_reason=replaced_by_money("exchangeFee"),
+    )
     settlement_price: Money = strawberry.field(description="What the paying program owes the publisher.")
     exchange_fee: Money = strawberry.field(description="The exchange's fee on top of it.")
-    status: RedemptionStatus
+    status: RedemptionStatus = strawberry.field(description="Where it stands.")
     deliver_by: datetime | None = strawberry.field(
         description="A direct reward not confirmed delivered by then is reversed."
     )
     held_until: datetime | None = strawberry.field(
         description="While HELD: when the hold ends FAILED (HOLD_EXPIRED) unless staff decide before; else null."
     )
-    delivered_at: datetime | None
+    delivered_at: datetime | None = strawberry.field(description="When the publisher confirmed delivery; else null.")
     cancelled_by: CancelledBy | None = strawberry.field(
         description="Who cancelled it: while HELD (then FAILED), or once paid (then REVERSED); null if nobody did."
     )
-    failure_code: str | None
-    failure_message: str | None
-    created_at: datetime
-    finished_at: datetime | None
+    failure_code: str | None = strawberry.field(
+        description="FAILED or REVERSED: an error code of the closed list (`INSUFFICIENT_POINTS`, `RISK_REJECTED`, "
+        "...); else null."
+    )
+    failure_message: str | None = strawberry.field(description="FAILED or REVERSED: why, in words; else null.")
+    created_at: datetime = strawberry.field(description="When it was requested.")
+    finished_at: datetime | None = strawberry.field(
+        description="When it last came to rest (COMPLETED, FAILED or REVERSED; delivery does not change it); "
+        "null before."
+    )
 
     @classmethod
     def from_row(cls, row: RedemptionRow, settlement: Currency) -> Redemption:

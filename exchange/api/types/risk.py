@@ -38,28 +38,30 @@ class RiskSubject(Enum):
 @authorize_fields(requires(Scope.SETTLEMENT_READ))
 @strawberry.type(description="One decision of the risk gates, with its reason; newest first in lists.")
 class RiskDecision:
-    id: strawberry.ID
-    subject: RiskSubject
-    decision: RiskVerdict
+    id: strawberry.ID = strawberry.field(description="The decision's number; later decisions have larger ones.")
+    subject: RiskSubject = strawberry.field(description="What it was about.")
+    decision: RiskVerdict = strawberry.field(description="What was decided.")
     rule: str | None = strawberry.field(
         description="The rule that decided: an error code (`NAME_MISMATCH`, `COOLING_PERIOD`, "
         "`ACCOUNT_SUSPENDED`, ...), `VELOCITY_MEMBER`, `VELOCITY_ACCOUNT`, `HOLD_ABOVE` (a conversion "
         "held, or a redemption refused, above `hold_above_points`), `STAFF_REVIEW`, `HOLD_EXPIRED`, "
         "`CANCELLED`; null for an allow."
     )
-    reason: str
-    member_id: strawberry.ID
+    reason: str = strawberry.field(description="Why, in words (for a rejection, the reason staff gave).")
+    member_id: strawberry.ID = strawberry.field(description="The member's exchange id.")
     program_id: strawberry.ID = strawberry.field(description="The program whose account (or gates) it is about.")
-    member_ref: str
-    conversion_id: strawberry.ID | None
+    member_ref: str = strawberry.field(description="The member's id at that program.")
+    conversion_id: strawberry.ID | None = strawberry.field(
+        description="The conversion it is about (a refused one was never recorded: its id is only here); else null."
+    )
     redemption_id: strawberry.ID | None = strawberry.field(
         description="The redemption it is about (a refused one was never recorded: its id is only here)."
     )
-    points: int | None
+    points: int | None = strawberry.field(description="The points at stake; null for a link.")
     decided_by: str | None = strawberry.field(
         description="The staff member who approved or rejected; null: the gates, an expiry or a cancel."
     )
-    decided_at: datetime
+    decided_at: datetime = strawberry.field(description="When.")
 
     @classmethod
     def from_row(cls, row: RiskDecisionRow) -> RiskDecision:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
+from typing import Annotated
 
 import strawberry
 from joserfc.jwk import RSAKey
@@ -240,17 +241,23 @@ class SettlementPosition:
 @authorize_fields(STAFF)
 @strawberry.type(description="What one participant owed another over a closed period, gross.")
 class Obligation:
-    debtor: strawberry.ID
-    creditor: strawberry.ID
-    amount: Decimal = strawberry.field(deprecation_reason=replaced_by_money("value"))
+    debtor: strawberry.ID = strawberry.field(description="Who owed: a program id, or EXCHANGE.")
+    creditor: strawberry.ID = strawberry.field(description="Whom it owed: a program id, or EXCHANGE.")
+    amount: Decimal = strawberry.field(
+        description="What the debtor owed the creditor, in the settlement currency.",
+        deprecation_reason=replaced_by_money("value"),
+    )
     value: Money = strawberry.field(description="What the debtor owed the creditor.")
 
 
 @authorize_fields(STAFF)
 @strawberry.type(description="A number of payments and the money they move.")
 class Payments:
-    count: int
-    total: Decimal = strawberry.field(deprecation_reason=replaced_by_money("totalValue"))
+    count: int = strawberry.field(description="How many payments.")
+    total: Decimal = strawberry.field(
+        description="The money they move, in the settlement currency.",
+        deprecation_reason=replaced_by_money("totalValue"),
+    )
     total_value: Money = strawberry.field(description="The money they move.")
 
     @classmethod
@@ -269,9 +276,9 @@ class Payments:
     "pays or is paid its net position once)."
 )
 class NettingSaving:
-    gross: Payments
-    bilateral: Payments
-    multilateral: Payments
+    gross: Payments = strawberry.field(description="One payment per obligation.")
+    bilateral: Payments = strawberry.field(description="One payment per pair of participants: their difference.")
+    multilateral: Payments = strawberry.field(description="One payment per participant with a net position.")
 
 
 @authorize_fields(PUBLIC)
@@ -300,11 +307,13 @@ class CoalitionLiability:
 @strawberry.type(description="A settlement period and, once closed, its figures.")
 class SettlementPeriod:
     period: str = strawberry.field(description="YYYY-MM: the period's first month.")
-    status: PeriodStatus
+    status: PeriodStatus = strawberry.field(description="Where it stands.")
     starts_at: datetime = strawberry.field(description="Its first instant (in the settlement time zone's calendar).")
     ends_at: datetime = strawberry.field(description="The first instant after it.")
-    closing_started_at: datetime | None
-    closed_at: datetime | None
+    closing_started_at: datetime | None = strawberry.field(
+        description="When closing started (`closePeriod`); null while OPEN."
+    )
+    closed_at: datetime | None = strawberry.field(description="When it closed; null until CLOSED.")
     report: strawberry.Private[PeriodReport]
 
     @strawberry.field(description="Who started closing it (staff only).", extensions=[authorize(STAFF)])
@@ -321,7 +330,12 @@ class SettlementPeriod:
             authorize(STAFF | requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_program(argument("partner_id")))
         ],
     )
-    def position(self, partner_id: strawberry.ID) -> SettlementPosition | None:
+    def position(
+        self,
+        partner_id: Annotated[
+            strawberry.ID, strawberry.argument(description="A program id (a partner names its own), or EXCHANGE.")
+        ],
+    ) -> SettlementPosition | None:
         found = [row for row in self.report.positions if row.participant == str(partner_id)]
         return SettlementPosition.from_row(found[0], self.report.currency) if found else None
 
@@ -393,8 +407,11 @@ class StatementLine:
     reverses_period: str | None = strawberry.field(
         description="The period the reversed transaction was posted into, or null: where its line is."
     )
-    counterparty: strawberry.ID
-    amount: Decimal = strawberry.field(deprecation_reason=replaced_by_money("value"))
+    counterparty: strawberry.ID = strawberry.field(description="The other side: a program id, or EXCHANGE.")
+    amount: Decimal = strawberry.field(
+        description="What the line moves, from the partner's side (positive: owed to it), in the settlement currency.",
+        deprecation_reason=replaced_by_money("value"),
+    )
     value: Money = strawberry.field(description="What the line moves, from the partner's side (positive: owed to it).")
     partner_id: strawberry.Private[str]
 
@@ -420,10 +437,19 @@ class StatementLine:
 @authorize_fields(STAFF_OR_OWNER)
 @strawberry.type(description="A statement's totals with one counterparty.")
 class CounterpartyTotals:
-    counterparty: strawberry.ID
-    payable: Decimal = strawberry.field(deprecation_reason=replaced_by_money("grossPayable"))
-    receivable: Decimal = strawberry.field(deprecation_reason=replaced_by_money("grossReceivable"))
-    net: Decimal = strawberry.field(deprecation_reason=replaced_by_money("netAmount"))
+    counterparty: strawberry.ID = strawberry.field(description="The other side: a program id, or EXCHANGE.")
+    payable: Decimal = strawberry.field(
+        description="What the partner owed the counterparty, gross, in the settlement currency.",
+        deprecation_reason=replaced_by_money("grossPayable"),
+    )
+    receivable: Decimal = strawberry.field(
+        description="What the counterparty owed the partner, gross, in the settlement currency.",
+        deprecation_reason=replaced_by_money("grossReceivable"),
+    )
+    net: Decimal = strawberry.field(
+        description="receivable − payable, in the settlement currency.",
+        deprecation_reason=replaced_by_money("netAmount"),
+    )
     gross_payable: Money = strawberry.field(description="What the partner owed the counterparty, gross.")
     gross_receivable: Money = strawberry.field(description="What the counterparty owed the partner, gross.")
     net_amount: Money = strawberry.field(description="grossReceivable − grossPayable.")
@@ -448,20 +474,28 @@ class CounterpartyTotals:
 @strawberry.type(description="A participant's statement of a closed period.")
 class Statement:
     partner_id: strawberry.ID = strawberry.field(description="A program id, or EXCHANGE for the exchange's fees.")
-    period: str
-    currency: str = strawberry.field(deprecation_reason="Every Money names its currency.")
+    period: str = strawberry.field(description="YYYY-MM.")
+    currency: str = strawberry.field(
+        description="ISO 4217 code of its bare decimal amounts.", deprecation_reason="Every Money names its currency."
+    )
     starts_at: datetime = strawberry.field(description="The period's first instant (the JSON's `period.start`).")
     ends_at: datetime = strawberry.field(description="The first instant after the period (`period.end`).")
     time_zone: str = strawberry.field(
         description="The IANA time zone whose calendar months cut the period (`period.timeZone`), e.g. Asia/Taipei."
     )
-    closed_at: datetime
+    closed_at: datetime = strawberry.field(description="When the period closed.")
     opening_position: Decimal = strawberry.field(
         description="Carried in: the net positions of every earlier period.",
         deprecation_reason=replaced_by_money("opening"),
     )
-    payable: Decimal = strawberry.field(deprecation_reason=replaced_by_money("grossPayable"))
-    receivable: Decimal = strawberry.field(deprecation_reason=replaced_by_money("grossReceivable"))
+    payable: Decimal = strawberry.field(
+        description="What it owed its counterparties in the period, gross, in the settlement currency.",
+        deprecation_reason=replaced_by_money("grossPayable"),
+    )
+    receivable: Decimal = strawberry.field(
+        description="What its counterparties owed it in the period, gross, in the settlement currency.",
+        deprecation_reason=replaced_by_money("grossReceivable"),
+    )
     net_position: Decimal = strawberry.field(
         description="receivable − payable: the multilateral net position.",
         deprecation_reason=replaced_by_money("netAmount"),
@@ -474,8 +508,8 @@ class Statement:
     gross_receivable: Money = strawberry.field(description="What its counterparties owed it in the period, gross.")
     net_amount: Money = strawberry.field(description="grossReceivable − grossPayable: the multilateral net position.")
     closing: Money = strawberry.field(description="opening + netAmount.")
-    counterparties: list[CounterpartyTotals]
-    line_count: int
+    counterparties: list[CounterpartyTotals] = strawberry.field(description="Its totals with each counterparty.")
+    line_count: int = strawberry.field(description="How many lines it has (`lines` pages through them).")
     coalition_liability: CoalitionLiability | None = strawberry.field(
         description="The coalition point's outstanding liability at the period's end, coalition-wide "
         "(null when the coalition has no point)."
@@ -484,7 +518,16 @@ class Statement:
     key: strawberry.Private[RSAKey]
 
     @strawberry.field(description="Its lines in order, `first` (at most 1000) from `offset`.")
-    def lines(self, first: int = 100, offset: int = 0) -> list[StatementLine]:
+    def lines(
+        self,
+        first: Annotated[
+            int,
+            strawberry.argument(
+                description=f"How many, at most {MAX_PAGE} (a larger number gives {MAX_PAGE}; 0 or less gives none)."
+            ),
+        ] = 100,
+        offset: Annotated[int, strawberry.argument(description="Lines to skip first (0: from the first line).")] = 0,
+    ) -> list[StatementLine]:
         chosen = self.statement.lines[max(0, offset) : max(0, offset) + _page(first)]
         return [StatementLine.of(line, self.statement) for line in chosen]
 
@@ -550,9 +593,9 @@ class Statement:
 @authorize_fields(STAFF_OR_OWNER)
 @strawberry.type(description="How staff resolved a break.")
 class BreakResolution:
-    resolution: Resolution
-    reason: str
-    resolved_at: datetime
+    resolution: Resolution = strawberry.field(description="How it was resolved.")
+    reason: str = strawberry.field(description="Why, as staff wrote it.")
+    resolved_at: datetime = strawberry.field(description="When.")
     adjustment: Decimal | None = strawberry.field(
         description="ADJUST: what was added to the partner's position.",
         deprecation_reason=replaced_by_money("adjustmentValue"),
@@ -573,11 +616,14 @@ class BreakResolution:
 @authorize_fields(STAFF_OR_OWNER)
 @strawberry.type(description="A line of the partner's records, or a reference of the ledger, that did not match.")
 class ReconciliationBreak:
-    id: strawberry.ID
-    kind: BreakKind
-    reference: str
+    id: strawberry.ID = strawberry.field(description="The break's number: `breakId` in `resolveBreak`.")
+    kind: BreakKind = strawberry.field(description="How it failed to match.")
+    reference: str = strawberry.field(description="The business reference (`conversion:<id>`, ...) it is about.")
     line: int | None = strawberry.field(description="Its line in the partner's file (none: MISSING_IN_PARTNER).")
-    partner_amount: Decimal | None = strawberry.field(deprecation_reason=replaced_by_money("partnerValue"))
+    partner_amount: Decimal | None = strawberry.field(
+        description="The amount on the partner's line, in the settlement currency.",
+        deprecation_reason=replaced_by_money("partnerValue"),
+    )
     ledger_amount: Decimal | None = strawberry.field(
         description="The partner's legs for the reference, summed.", deprecation_reason=replaced_by_money("ledgerValue")
     )
@@ -590,7 +636,7 @@ class ReconciliationBreak:
     difference_value: Money | None = strawberry.field(description="partnerValue − ledgerValue, where both exist.")
     counterparty: strawberry.ID | None = strawberry.field(description="As the partner's line named it.")
     partner_date: date | None = strawberry.field(description="As the partner's line dated it.")
-    resolution: BreakResolution | None
+    resolution: BreakResolution | None = strawberry.field(description="How staff resolved it; null while open.")
     partner_id: strawberry.Private[str]
 
     @classmethod
@@ -633,30 +679,38 @@ class ReconciliationBreak:
     description="The current import of a partner's records for a closed period, and how its lines compared."
 )
 class Reconciliation:
-    id: strawberry.ID
-    partner_id: strawberry.ID
-    period: str
+    id: strawberry.ID = strawberry.field(description="The import's id.")
+    partner_id: strawberry.ID = strawberry.field(description="The partner whose records these are.")
+    period: str = strawberry.field(description="YYYY-MM: the closed period the records are of.")
     sequence: int = strawberry.field(description="1 for the first import, then 2, … (the latest counts).")
-    imported_at: datetime
+    imported_at: datetime = strawberry.field(description="When the file was imported.")
     imported_by: str = strawberry.field(description="The OAuth client (or operator) that imported it.")
     file_sha256: str = strawberry.field(description="SHA-256 of the file as uploaded.")
     lines: int = strawberry.field(description="Records in the file.")
-    matched: int
-    missing_in_ledger: int
-    missing_in_partner: int
-    amount_mismatch: int
-    duplicate: int
-    unresolved_breaks: int
+    matched: int = strawberry.field(description="Lines that matched the ledger by reference and amount.")
+    missing_in_ledger: int = strawberry.field(description="Breaks of kind MISSING_IN_LEDGER.")
+    missing_in_partner: int = strawberry.field(description="Breaks of kind MISSING_IN_PARTNER.")
+    amount_mismatch: int = strawberry.field(description="Breaks of kind AMOUNT_MISMATCH.")
+    duplicate: int = strawberry.field(description="Breaks of kind DUPLICATE.")
+    unresolved_breaks: int = strawberry.field(description="Breaks not resolved yet: `signOffPeriod` needs 0.")
     view: strawberry.Private[ReconciliationView]
 
     @strawberry.field(description="Its breaks by id: `first` (at most 1000) after the id `after`.")
     async def breaks(
         self,
         info: Info[Context, None],
-        kind: BreakKind | None = None,
-        unresolved_only: bool = False,
-        first: int = 100,
-        after: strawberry.ID | None = None,
+        kind: Annotated[BreakKind | None, strawberry.argument(description="Only of this kind; null: all.")] = None,
+        unresolved_only: Annotated[bool, strawberry.argument(description="Only those not resolved yet.")] = False,
+        first: Annotated[
+            int,
+            strawberry.argument(
+                description=f"How many, at most {MAX_PAGE} (a larger number gives {MAX_PAGE}; 0 or less gives none)."
+            ),
+        ] = 100,
+        after: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="The last break id of the previous page; null: from the first."),
+        ] = None,
     ) -> list[ReconciliationBreak]:
         views = await info.context.services.settlement.breaks(
             self.view.reconciliation,
@@ -694,7 +748,7 @@ class Reconciliation:
 class BreaksResolved:
     resolved: int = strawberry.field(description="Breaks this request resolved.")
     unchanged: int = strawberry.field(description="Breaks it named that were already resolved the same way.")
-    reconciliation: Reconciliation
+    reconciliation: Reconciliation = strawberry.field(description="The reconciliation as it stands now.")
 
     @classmethod
     def of(cls, done: ResolvedBreaks) -> BreaksResolved:

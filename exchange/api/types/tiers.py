@@ -48,7 +48,8 @@ class StatusMatchStatus(Enum):
     EXPIRED = strawberry.enum_value(MatchStatusValue.EXPIRED.value, description="Reverted at the target partner.")
     FAILED = strawberry.enum_value(
         MatchStatusValue.FAILED.value,
-        description="The target partner never applied the tier; the match does not count towards the yearly limit.",
+        description="The target partner never applied the tier, or recorded another tier or member than sent "
+        "(`failureCode` PARTNER_CONTRADICTED: reverted); the match does not count towards the yearly limit.",
     )
 
 
@@ -89,11 +90,11 @@ class StatusMatchChallenge:
 @authorize_fields(own_member(source("member_id")))
 @strawberry.type(description="What a status match would give the member now, and why (tiers read live).")
 class StatusMatchPreview:
-    from_program: strawberry.ID
-    to_program: strawberry.ID
+    from_program: strawberry.ID = strawberry.field(description="The program whose tier would be matched.")
+    to_program: strawberry.ID = strawberry.field(description="The program the tier would be matched into.")
     source_tier: Tier = strawberry.field(description="The member's tier at the source, as its partner reports it now.")
     current_tier: Tier = strawberry.field(description="The member's tier at the target now.")
-    outcome: StatusMatchOutcome
+    outcome: StatusMatchOutcome = strawberry.field(description="What the target's policy gives, in one word.")
     granted: bool = strawberry.field(description="Whether requesting the match now would grant a tier.")
     reason: str = strawberry.field(description="Why, in words: the levels, the policy's cap, the tier chosen.")
     level: int | None = strawberry.field(description="The coalition level the match reaches (capped by policy).")
@@ -130,20 +131,24 @@ class StatusMatchPreview:
 @strawberry.type(description="A status match: a tier of one program recognised in another, for a time.")
 class StatusMatch:
     id: strawberry.ID = strawberry.field(description="The match's id (the partner's operation ids start with it).")
-    member_id: strawberry.ID
-    from_program: strawberry.ID
-    to_program: strawberry.ID
+    member_id: strawberry.ID = strawberry.field(description="The member's exchange id.")
+    from_program: strawberry.ID = strawberry.field(description="The program whose tier was matched.")
+    to_program: strawberry.ID = strawberry.field(description="The program the tier was matched into.")
     source_tier: Tier = strawberry.field(description="The source tier its partner verified live.")
     tier: Tier = strawberry.field(description="The target tier granted.")
-    status: StatusMatchStatus
+    status: StatusMatchStatus = strawberry.field(description="Where it stands.")
     expires_at: datetime = strawberry.field(description="When the tier lapses and is reverted.")
     extended: bool = strawberry.field(description="Whether a met challenge extended it.")
-    challenge: StatusMatchChallenge | None
+    challenge: StatusMatchChallenge | None = strawberry.field(
+        description="What keeps the tier longer; null: the target's policy sets no challenge."
+    )
     points_earned: int = strawberry.field(description="Points the target partner reported towards the challenge.")
     activities_done: int = strawberry.field(description="Activities the target partner reported.")
-    failure_code: str | None
-    failure_message: str | None
-    created_at: datetime
+    failure_code: str | None = strawberry.field(
+        description="FAILED: an error code of the closed list (why the target did not apply the tier); else null."
+    )
+    failure_message: str | None = strawberry.field(description="FAILED: why, in words; else null.")
+    created_at: datetime = strawberry.field(description="When it was requested.")
 
     @classmethod
     def from_row(cls, row: StatusMatchRow) -> StatusMatch:

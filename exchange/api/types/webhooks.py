@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -11,11 +12,14 @@ from strawberry.types import Info
 from exchange.api.context import Context
 from exchange.api.permissions import Rule, authorize_fields, own_program, requires, source
 from exchange.auth.scopes import Scope
+from exchange.services.webhooks import MAX_PAGE
 from exchange.webhooks.events import EventType
 from exchange.webhooks.models import DeliveryStatus as DeliveryStatusValue
 from exchange.webhooks.models import WebhookAttempt as AttemptRow
 from exchange.webhooks.models import WebhookSubscription as SubscriptionRow
 from exchange.webhooks.subscriptions import DeliveryView, WithSecret
+
+LogPage = Annotated[int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")]
 
 #: Staff tools (admins, settlement staff) reach every subscription.
 STAFF: Rule = requires(Scope.ADMIN_READ, Scope.ADMIN_WRITE) | requires(Scope.SETTLEMENT_READ, Scope.SETTLEMENT_WRITE)
@@ -24,8 +28,9 @@ OWNER_OR_STAFF: Rule = requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_p
 
 
 @strawberry.enum(
-    description="An event a webhook subscription may ask for (its `type` in the payload is the "
-    "value's dotted name, such as `conversion.completed`)."
+    description="An event a webhook subscription may ask for. Its canonical name is the dotted one "
+    "receivers read as the payload's `type` (`CONVERSION_COMPLETED` is `conversion.completed`); "
+    "`exchange webhooks` prints that name and accepts either."
 )
 class WebhookEventType(Enum):
     _value_: str  # .value is the string: strawberry unwraps enum_value (mypy would see its wrapper)
@@ -91,10 +96,10 @@ class WebhookDeliveryStatus(Enum):
 @authorize_fields(OWNER_OR_STAFF)
 @strawberry.type(description="One try at a delivery: the delivery log.")
 class WebhookAttempt:
-    delivery_id: strawberry.ID
-    attempted_at: datetime
+    delivery_id: strawberry.ID = strawberry.field(description="The delivery tried (`WebhookDelivery.id`).")
+    attempted_at: datetime = strawberry.field(description="When the try started.")
     status_code: int | None = strawberry.field(description="The receiver's HTTP status; null if none came.")
-    latency_ms: int
+    latency_ms: int = strawberry.field(description="Milliseconds until the answer, or until the try failed.")
     error: str | None = strawberry.field(description="Why the try failed (a status, a timeout, …).")
     outcome: WebhookDeliveryStatus = strawberry.field(description="The delivery's status after this try.")
     program_id: strawberry.Private[str | None]
@@ -115,18 +120,26 @@ class WebhookAttempt:
 @authorize_fields(OWNER_OR_STAFF)
 @strawberry.type(description="One event to send to one subscription.")
 class WebhookDelivery:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(
+        description="The delivery's number: `deliveryIds` in `replayWebhookDeliveries`."
+    )
     event_id: str = strawberry.field(description="The event's id, sent as `webhook-id` (the same on every try).")
-    event_type: WebhookEventType
+    event_type: WebhookEventType = strawberry.field(
+        description="The event's type (the payload's `type` is its dotted name, such as `conversion.completed`)."
+    )
     object: str = strawberry.field(description="What the event is about: `conversion:<id>`, `period:<YYYY-MM>`, ….")
-    occurred_at: datetime
+    occurred_at: datetime = strawberry.field(description="When the change the event reports committed.")
     payload: str = strawberry.field(description="The JSON body sent, byte for byte.")
-    status: WebhookDeliveryStatus
+    status: WebhookDeliveryStatus = strawberry.field(description="Where the delivery stands.")
     attempts: int = strawberry.field(description="Tries since it was made (or last replayed).")
     next_attempt_at: datetime | None = strawberry.field(description="When it is tried next, while PENDING.")
-    last_status_code: int | None
-    last_error: str | None
-    finished_at: datetime | None
+    last_status_code: int | None = strawberry.field(
+        description="The receiver's HTTP status at the latest try; null if none came or none was tried."
+    )
+    last_error: str | None = strawberry.field(description="Why the latest try failed; null if it did not.")
+    finished_at: datetime | None = strawberry.field(
+        description="When it was DELIVERED, dead-lettered or CANCELLED; null while PENDING."
+    )
     program_id: strawberry.Private[str | None]
 
     @classmethod
@@ -157,19 +170,26 @@ class WebhookDelivery:
     "tool's (no program) receives every program's."
 )
 class WebhookSubscription:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The subscription's id.")
     program_id: strawberry.ID | None = strawberry.field(description="The partner's program; null for a staff tool's.")
-    url: str
-    event_types: list[WebhookEventType]
-    description: str
-    created_at: datetime
+    url: str = strawberry.field(description="Where events are POSTed.")
+    event_types: list[WebhookEventType] = strawberry.field(
+        description="The events it receives (each delivered with its dotted name as the payload's `type`)."
+    )
+    description: str = strawberry.field(description="What the receiver is, for people reading the list.")
+    created_at: datetime = strawberry.field(description="When it was made; it receives events from then on.")
     previous_secret_until: datetime | None = strawberry.field(
         description="After a rotation, until when deliveries are also signed with the old secret."
     )
 
     @strawberry.field(description="Its deliveries, the latest event first; only those in `status` when given.")
     async def deliveries(
-        self, info: Info[Context, None], status: WebhookDeliveryStatus | None = None, first: int = 50
+        self,
+        info: Info[Context, None],
+        status: Annotated[
+            WebhookDeliveryStatus | None, strawberry.argument(description="Only those in this status; null: all.")
+        ] = None,
+        first: LogPage = 50,
     ) -> list[WebhookDelivery]:
         views = await info.context.services.webhooks.deliveries(
             info.context.caller().program_id,
@@ -180,7 +200,7 @@ class WebhookSubscription:
         return [WebhookDelivery.from_view(view, self.program_id) for view in views]
 
     @strawberry.field(description="The delivery log: every try, the latest first.")
-    async def attempts(self, info: Info[Context, None], first: int = 50) -> list[WebhookAttempt]:
+    async def attempts(self, info: Info[Context, None], first: LogPage = 50) -> list[WebhookAttempt]:
         rows = await info.context.services.webhooks.attempts(
             info.context.caller().program_id, str(self.id), first=first
         )
@@ -202,7 +222,7 @@ class WebhookSubscription:
 @authorize_fields(OWNER_OR_STAFF)
 @strawberry.type(description="A subscription and its signing secret, shown this once: store it now.")
 class WebhookSubscriptionSecret:
-    subscription: WebhookSubscription
+    subscription: WebhookSubscription = strawberry.field(description="The subscription made or rotated.")
     secret: str = strawberry.field(description="`whsec_` and the base64 of 32 random bytes (Standard Webhooks).")
     program_id: strawberry.Private[str | None]
 

@@ -156,7 +156,10 @@ async def test_records_are_taken_only_for_a_closed_period(closed: SettlementServ
     with pytest.raises(PeriodNotClosed) as caught:
         await closed.import_records("fresh-mart", "2026-12", lines(FILE), by="x")
     assert caught.value.code is ErrorCode.PERIOD_NOT_CLOSED
-    assert caught.value.message == "period 2026-12 is not closed: close it first, once it is over", "what to do next"
+    assert caught.value.message == (
+        "period 2026-12 is not closed: settlement staff close a period once it is over (c"
+        "losePeriod, or exchange settle close); partners hear of it by the period.closed webhook"
+    ), "what to do next, and for whom"
 
 
 async def test_importing_again_replaces_the_reconciliation_until_a_break_is_resolved(closed: SettlementService) -> None:

@@ -199,7 +199,6 @@ async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying(
     assert jws.deserialize_compact(meanwhile, cached).payload == jws.deserialize_compact(before, cached).payload
 
     # A compromised key cannot wait: the newest key signs at once.
-    assert run("keys", "rotate", "--compromised", env=october).returncode == 2
     urgent = run("keys", "rotate", "--statements", "--compromised", env=october)
     assert urgent.returncode == 0, urgent.stderr
     newest = re.search(r"^active statement-signing key: (\S+)$", urgent.stdout, re.MULTILINE)
