@@ -97,6 +97,8 @@ from exchange.risk.gates import Gates
 from exchange.risk.policy import RiskPolicy
 from exchange.sagas.doubt import (
     CONTRADICTED,
+    WRITE_CONTRADICTED,
+    WRITE_UNCONFIRMED,
     MemberDebit,
     SentWrite,
     late_answer,
@@ -122,7 +124,7 @@ _CREDIT_PENDING = Transition(SagaStep.AWAIT_CREDIT, wait=True)
 _CREDIT_CONTRADICTED = Transition(
     SagaStep.REVERSE_DEBIT,
     failure_code=CONTRADICTED,
-    failure_message="the target partner recorded another credit than the one sent; it was reversed",
+    failure_message=WRITE_CONTRADICTED.format(partner="target", write="credit"),
 )
 
 #: Final statuses that give back the limits a conversion reserved.
@@ -322,7 +324,7 @@ class ConversionSaga(Saga[Conversion]):
         return Transition(
             SagaStep.REVERSE_DEBIT,
             failure_code=ErrorCode.PARTNER_UNAVAILABLE.value,
-            failure_message="the target partner did not confirm the credit; it was voided",
+            failure_message=WRITE_UNCONFIRMED.format(partner="target", write="credit"),
         )
 
     @staticmethod

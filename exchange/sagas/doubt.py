@@ -32,6 +32,16 @@ logger = logging.getLogger("exchange.sagas")
 #: partner's write was reversed whole.
 CONTRADICTED = "PARTNER_CONTRADICTED"
 
+#: Why a saga failed over a partner's write, each written from one template (``partner``: who
+#: the partner is to the member, ``source``, ``target`` or ``paying``; ``write``: ``debit`` or
+#: ``credit``), so that a page can read the reason back and say it in its reader's language.
+WRITE_CONTRADICTED = "the {partner} partner recorded another {write} than the one sent; it was reversed"
+WRITE_UNCONFIRMED = "the {partner} partner did not confirm the {write}; it was voided"
+WRITE_UNCONFIRMED_IN_TIME = "the {partner} partner did not confirm the {write} in time; it was voided"
+WRITE_TOO_LATE = "the {partner} partner confirmed the {write} too late; it was reversed"
+#: ``state``: the partner's state of the write it had accepted.
+WRITE_NOT_APPLIED = "the {partner} partner did not apply the {write} it had accepted ({state})"
+
 #: States of a record of a write that moved points (the ones a contradiction can hide in).
 _MOVED = (OperationState.APPLIED, OperationState.REVERSED)
 
@@ -161,7 +171,7 @@ def late_answer(
     return replace(
         refused,
         failure_code=ErrorCode.PARTNER_REFUSED.value,
-        failure_message=f"the {partner} partner did not apply the {write} it had accepted ({state})",
+        failure_message=WRITE_NOT_APPLIED.format(partner=partner, write=write, state=state),
     )
 
 
@@ -234,13 +244,13 @@ class MemberDebit:
                 self.done,
                 self.failed,
                 ErrorCode.PARTNER_UNAVAILABLE.value,
-                f"the {self.partner} partner did not confirm the debit in time; it was voided",
+                WRITE_UNCONFIRMED_IN_TIME.format(partner=self.partner, write="debit"),
             )
         return Transition(
             self.done,
             self.reversed,
             ErrorCode.PARTNER_UNAVAILABLE.value,
-            f"the {self.partner} partner confirmed the debit too late; it was reversed",
+            WRITE_TOO_LATE.format(partner=self.partner, write="debit"),
         )
 
     def _contradicted(self) -> Transition:
@@ -248,5 +258,5 @@ class MemberDebit:
             self.done,
             self.reversed,
             CONTRADICTED,
-            f"the {self.partner} partner recorded another debit than the one sent; it was reversed",
+            WRITE_CONTRADICTED.format(partner=self.partner, write="debit"),
         )

@@ -4,7 +4,7 @@ the clearing ledger. Each operation opens its own units of work and calls the ru
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -81,6 +81,8 @@ class BreakView:
     resolution: BreakResolution | None
     partner: str
     currency: Currency
+    next_step: break_report.NextStep
+    """What the partner does next about it, as its break report says."""
 
 
 @dataclass(frozen=True)
@@ -290,24 +292,45 @@ class SettlementService:
                 first=first,
                 after=after,
             )
-        return [BreakView(row, resolution, of.partner, currency) for row, resolution in rows]
+            periods = await self._ledger_periods(session, currency, of, [row for row, _ in rows])
+        return [
+            BreakView(
+                row,
+                resolution,
+                of.partner,
+                currency,
+                break_report.next_step(row.kind, resolution, break_report.elsewhere(row, of.period, periods)),
+            )
+            for row, resolution in rows
+        ]
 
-    async def break_report(self, of: Reconciliation, *, page: int = 1000) -> AsyncIterator[str]:
+    async def _ledger_periods(
+        self, session: AsyncSession, currency: Currency, of: Reconciliation, rows: list[ReconciliationBreak]
+    ) -> dict[str, list[str]]:
+        """Where the ledger has the references of ``rows`` that it lacks in the period."""
+        missing = (row.reference for row in rows if row.kind == BreakKind.MISSING_IN_LEDGER)
+        return await break_report.ledger_periods(session, currency=currency, partner=of.partner, references=missing)
+
+    async def break_report(
+        self,
+        of: Reconciliation,
+        *,
+        page: int = 1000,
+        say: Callable[[break_report.NextStep], str] = break_report.in_english,
+    ) -> AsyncIterator[str]:
         """The reconciliation's break report as CSV text (``settlement.break_report``): the byte
         order mark and header, then every break, ``page`` at a time, each page read in a unit of
-        work of its own so that a large report streams instead of sitting in memory."""
+        work of its own so that a large report streams instead of sitting in memory. ``say``
+        says each break's next step (a page downloads it in its reader's language)."""
         yield break_report.csv_text((), header=True)
         after: int | None = None
         while True:
             async with self.db.transaction() as session:
                 currency = await settlement_currency(session)
                 rows = await list_breaks(session, of.id, first=page, after=after)
-                missing = (row.reference for row, _ in rows if row.kind == BreakKind.MISSING_IN_LEDGER)
-                periods = await break_report.ledger_periods(
-                    session, currency=currency, partner=of.partner, references=missing
-                )
+                periods = await self._ledger_periods(session, currency, of, [row for row, _ in rows])
             yield break_report.csv_text(
-                break_report.break_row(of.partner, of.period, currency, row, resolution, periods)
+                break_report.break_row(of.partner, of.period, currency, row, resolution, periods, say)
                 for row, resolution in rows
             )
             if len(rows) < page:
@@ -319,7 +342,10 @@ class SettlementService:
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
             rows = await resolution_trail(session, of.id, first=first)
-        return [BreakView(row, resolution, of.partner, currency) for row, resolution in rows]
+        return [
+            BreakView(row, resolution, of.partner, currency, break_report.next_step(row.kind, resolution))
+            for row, resolution in rows
+        ]
 
     async def periods(self, *, first: int = 24) -> list[SettlementPeriod]:
         """The latest periods that are closing or closed, newest first."""
@@ -330,7 +356,7 @@ class SettlementService:
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
             row, resolution, partner = await resolve_break(session, self.ledger, currency, request, self.clock.now())
-        return BreakView(row, resolution, partner, currency)
+        return BreakView(row, resolution, partner, currency, break_report.next_step(row.kind, resolution))
 
     async def resolve_many(self, request: BulkResolveRequest) -> ResolvedBreaks:
         """Resolve a selection of a partner's breaks in one unit of work: all, or none."""

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, text
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -53,27 +54,48 @@ CSV_COLUMNS = (
 
 #: What the partner's finance team does about an open break of each class.
 NEXT_STEPS = {
-    BreakKind.MISSING_IN_LEDGER: (
+    BreakKind.MISSING_IN_LEDGER.value: (
         "The ledger has no item of this reference in this period: check the reference, and whether "
         "the item belongs to another period (a late item is in the first period still open); "
         "settlement staff will let the ledger stand or post an adjustment."
     ),
-    BreakKind.MISSING_IN_PARTNER: (
+    BreakKind.MISSING_IN_PARTNER.value: (
         "The statement has this reference and your records do not: add it to your records if it is "
         "yours, or tell settlement staff why it is not."
     ),
-    BreakKind.AMOUNT_MISMATCH: (
+    BreakKind.AMOUNT_MISMATCH.value: (
         "Compare your amount with the statement's lines of this reference (their sum is the ledger "
         "amount); settlement staff will let the ledger stand or post the difference as an adjustment "
         "into the next open period."
     ),
-    BreakKind.DUPLICATE: (
+    BreakKind.DUPLICATE.value: (
         "Your records list this reference more than once and only the first line was compared: "
         "remove the repeated line, or merge it into the first."
     ),
+    #: A line the ledger has in other periods (``NextStep.periods``), not in this one.
+    "IN_OTHER_PERIODS": (
+        "The ledger has this reference in {periods}, not in this period: the line belongs in "
+        "that period's records (remove it here); settlement staff will let the ledger stand."
+    ),
+    #: What a resolved break asks of the partner: nothing.
+    "RESOLVED": "Resolved by settlement staff: nothing to do.",
 }
-#: What a resolved break asks of the partner: nothing.
-RESOLVED_STEP = "Resolved by settlement staff: nothing to do."
+
+
+@dataclass(frozen=True, slots=True)
+class NextStep:
+    """What to do next about a break, by the ``key`` of :data:`NEXT_STEPS` (a break's class,
+    ``IN_OTHER_PERIODS`` or ``RESOLVED``), for a page or a file to say in its reader's
+    language; ``periods``: where the ledger has a reference missing from the period."""
+
+    key: str
+    periods: tuple[str, ...] = ()
+
+    @property
+    def english(self) -> str:
+        """The step as the API's language, English, says it."""
+        return NEXT_STEPS[self.key].format(periods=", ".join(self.periods))
+
 
 #: The periods in which the ledger has each of ``references`` on one of ``accounts``.
 _PERIODS_OF_REFERENCES = text(
@@ -108,17 +130,26 @@ async def ledger_periods(
     return found
 
 
-def next_step(kind: str, resolution: BreakResolution | None, periods: Sequence[str] = ()) -> str:
+def next_step(kind: str, resolution: BreakResolution | None, periods: Sequence[str] = ()) -> NextStep:
     """What to do next about a break: nothing once it is resolved; for a line the ledger has in
     other ``periods``, to move it to their records."""
     if resolution is not None:
-        return RESOLVED_STEP
+        return NextStep("RESOLVED")
     if kind == BreakKind.MISSING_IN_LEDGER and periods:
-        return (
-            f"The ledger has this reference in {', '.join(periods)}, not in this period: the line belongs in "
-            "that period's records (remove it here); settlement staff will let the ledger stand."
-        )
-    return NEXT_STEPS[BreakKind(kind)]
+        return NextStep("IN_OTHER_PERIODS", tuple(periods))
+    return NextStep(BreakKind(kind).value)
+
+
+def in_english(step: NextStep) -> str:
+    return step.english
+
+
+def elsewhere(row: ReconciliationBreak, period: str, periods: Mapping[str, Sequence[str]]) -> list[str]:
+    """The periods other than ``period`` in which the ledger has the reference of ``row``, a
+    line it lacks in ``period`` (``periods``: as :func:`ledger_periods` found them)."""
+    if row.kind != BreakKind.MISSING_IN_LEDGER:
+        return []
+    return [other for other in periods.get(row.reference, ()) if other != period]
 
 
 def break_row(
@@ -128,14 +159,13 @@ def break_row(
     row: ReconciliationBreak,
     resolution: BreakResolution | None,
     periods: Mapping[str, Sequence[str]],
+    say: Callable[[NextStep], str] = in_english,
 ) -> tuple[str, ...]:
     """One break as a row of :data:`CSV_COLUMNS` (before the spreadsheet guard); ``periods``:
-    where the ledger has the references the ledger lacks in ``period`` (:func:`ledger_periods`)."""
-    elsewhere = [
-        other
-        for other in (periods.get(row.reference, ()) if row.kind == BreakKind.MISSING_IN_LEDGER else ())
-        if other != period
-    ]
+    where the ledger has the references the ledger lacks in ``period`` (:func:`ledger_periods`);
+    ``say``: how the file says the next step (the columns' names and every other cell are the
+    same in every language)."""
+    other_periods = elsewhere(row, period, periods)
 
     def money(minor: int | None) -> str:
         return "" if minor is None else str(currency.from_minor(minor))
@@ -159,8 +189,8 @@ def break_row(
         money(row.ledger_amount),
         money(difference),
         currency.code,
-        " ".join(elsewhere),
-        next_step(row.kind, resolution, elsewhere),
+        " ".join(other_periods),
+        say(next_step(row.kind, resolution, other_periods)),
         "" if resolution is None else resolution.resolution,
         money(adjusted),
         "" if resolution is None else utc_instant(resolution.resolved_at),

@@ -15,18 +15,29 @@ from babel import Locale
 from babel.dates import format_date as babel_format_date
 from babel.dates import format_datetime as babel_format_datetime
 from babel.dates import get_timezone_name
-from babel.numbers import format_currency, format_decimal
+from babel.numbers import format_currency, format_decimal, get_currency_symbol
 
 from exchange.money import Currency
 from exchange.programs.models import Program
 
+#: A currency symbol that several currencies share.
+BARE_DOLLAR = "$"
+
 
 def format_money(amount: Decimal, currency: Currency | str, locale: Locale) -> str:
-    """``amount`` of ``currency`` (a :class:`Currency` or an ISO 4217 code), e.g. ``NT$1,234.50``."""
+    """``amount`` of ``currency`` (a :class:`Currency` or an ISO 4217 code), e.g. ``NT$1,234.50``.
+
+    A locale may write its own dollar as a bare ``$`` (Taiwan's CLDR data does, for TWD), which
+    names no currency to a partner or staff member who also deals in US dollars: such an amount
+    takes the symbol English gives the currency (``NT$``) instead.
+    """
     if not isinstance(amount, Decimal):
         raise TypeError(f"money is a Decimal, not {type(amount).__name__}")
     code = currency.code if isinstance(currency, Currency) else currency
-    return format_currency(amount, code, locale=locale, decimal_quantization=False)
+    shown = format_currency(amount, code, locale=locale, decimal_quantization=False)
+    if get_currency_symbol(code, locale) == BARE_DOLLAR and (named := get_currency_symbol(code, "en")) != BARE_DOLLAR:
+        shown = shown.replace(BARE_DOLLAR, named, 1)
+    return shown
 
 
 def format_points(points: int, locale: Locale) -> str:

@@ -47,7 +47,7 @@ class WebFrontEnd:
         self.cookies = CookiePolicy(secure=settings.environment != "development")
         self.console = console.Console(people=people, pages=self.pages, cookies=self.cookies, catalog=catalog)
         self.portal = portal.Portal(services=services, pages=self.pages, cookies=self.cookies)
-        self.settlement = SettlementConsole(settlement=settlement, pages=self.pages)
+        self.settlement = SettlementConsole(settlement=settlement, pages=self.pages, catalog=catalog)
         self.partner = PartnerConsole(services=services, pages=self.pages)
         self.risk = RiskConsole(risk=services.risk, catalog=catalog, pages=self.pages)
         self.welcome = Welcome(self.pages)

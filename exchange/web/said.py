@@ -13,6 +13,9 @@ read back into what it says:
   whatever language the partner wrote them; a partner that could not be reached is named,
   without the connector's technical detail; a staff member's rejection
   (:data:`~exchange.risk.reasons.REJECTED`) likewise carries theirs;
+* why a saga failed over a partner's write (:mod:`exchange.sagas.doubt`) becomes its template's
+  key, the partner named by who it is to the member (the program converted from, or to, or
+  paid with);
 * a person's own words (a staff member's reason in the risk log) are shown as written;
 * any other text of the exchange is shown as written on an English page, and marked as
   English on any other.
@@ -29,6 +32,7 @@ from exchange.connectors.errors import REFUSED, PartnerError, PartnerRefusal
 from exchange.errors import ErrorCode, ExchangeError
 from exchange.programs.models import Program
 from exchange.risk import reasons
+from exchange.sagas import doubt
 
 #: The key of a partner's refusal (``values``: ``program``, the partner's name, and ``detail``,
 #: its own words).
@@ -38,8 +42,18 @@ PARTNER_SAID = "PARTNER_SAID"
 PARTNER_UNANSWERED = "PARTNER_UNANSWERED"
 #: How the message of every failed partner call begins (:mod:`exchange.connectors`).
 PARTNER_CALL = re.compile(r"partner (?P<program>[a-z0-9][a-z0-9_-]*)")
-#: What the exchange writes besides the risk log's reasons: why a row failed or was refused.
-FAILURES = (reasons.REJECTED, reasons.Reason(PARTNER_SAID, REFUSED))
+#: What the exchange writes besides the risk log's reasons: why a row failed or was refused,
+#: and why a saga failed over a partner's write (``partner``: ``source``, ``target`` or
+#: ``paying``; ``write``: ``debit`` or ``credit``).
+FAILURES = (
+    reasons.REJECTED,
+    reasons.Reason(PARTNER_SAID, REFUSED),
+    reasons.Reason("WRITE_CONTRADICTED", doubt.WRITE_CONTRADICTED),
+    reasons.Reason("WRITE_UNCONFIRMED", doubt.WRITE_UNCONFIRMED_IN_TIME),
+    reasons.Reason("WRITE_UNCONFIRMED", doubt.WRITE_UNCONFIRMED),
+    reasons.Reason("WRITE_TOO_LATE", doubt.WRITE_TOO_LATE),
+    reasons.Reason("WRITE_NOT_APPLIED", doubt.WRITE_NOT_APPLIED),
+)
 #: A velocity window as :func:`exchange.risk.policy.duration` writes it: ``1 day``, ``90 seconds``.
 WINDOW = re.compile(r"([0-9]+) (day|hour|minute|second)s?")
 

@@ -12,7 +12,7 @@ and changes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,12 +22,15 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 
 from exchange.auth.scopes import Scope
 from exchange.errors import BadUserInput, ErrorCode, ExchangeError, http_status
+from exchange.programs.catalog import CatalogCache
 from exchange.services.settlement import SettlementService
+from exchange.settlement.break_report import NextStep
 from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
 from exchange.settlement.models import BreakKind, JobState, Resolution
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem, whole_number
 from exchange.web.access import Endpoint, Page, Rule, form_text, query_cursor, requires
+from exchange.web.field_rules import FieldProblem
 from exchange.web.netting_picture import draw
 from exchange.web.templating import Pages
 from exchange.web.visitors import visitor_of
@@ -66,9 +69,19 @@ def reconciliation_url(period: str, partner: str, **query: str) -> str:
 
 
 class SettlementConsole:
-    def __init__(self, *, settlement: SettlementService, pages: Pages) -> None:
+    def __init__(self, *, settlement: SettlementService, pages: Pages, catalog: CatalogCache) -> None:
         self.settlement = settlement
         self.pages = pages
+        self.catalog = catalog
+
+    async def _render(
+        self, request: Request, template: str, context: Mapping[str, Any], *, status_code: int = 200
+    ) -> Response:
+        """A page that names participants: by their programs' names (``names``, program id to
+        name; ``_labels.html``'s ``participant`` says one), with the id beside the name for
+        staff who match it in files."""
+        names = await participant_names(self.catalog)
+        return self.pages.render(request, template, {**context, "names": names}, status_code=status_code)
 
     def _page(
         self,
@@ -129,7 +142,7 @@ class SettlementConsole:
         return self.pages.render(
             request,
             "console/settlement/problem.html",
-            {"message": refused.message},
+            {"error": FieldProblem.of(refused)},
             status_code=http_status(refused.code),
         )
 
@@ -143,7 +156,7 @@ class SettlementConsole:
                 "periods": await self.settlement.periods(),
                 "previous": self.settlement.previous_period(),
                 "jobs": await self.settlement.recent_jobs(),
-                "error": error.message if error else None,
+                "error": FieldProblem.of(error) if error else None,
                 "can_write": WRITES.allows(visitor_of(request).principal),
             },
             status_code=http_status(error.code) if error else 200,
@@ -181,7 +194,7 @@ class SettlementConsole:
         except ExchangeError as refused:
             return self._problem(request, refused)
         nets = {p.participant: p.net for p in report.positions}
-        return self.pages.render(
+        return await self._render(
             request,
             "console/settlement/period.html",
             {
@@ -201,7 +214,7 @@ class SettlementConsole:
             statement = await self.settlement.statement(participant, period)
         except ExchangeError as refused:
             return self._problem(request, refused)
-        return self.pages.render(
+        return await self._render(
             request,
             "console/settlement/statement.html",
             {
@@ -245,7 +258,7 @@ class SettlementConsole:
             return self._problem(request, refused)
         filename = f"breaks-{partner}-{view.reconciliation.period}.csv"
         return StreamingResponse(
-            self.settlement.break_report(view.reconciliation),
+            self.settlement.break_report(view.reconciliation, say=next_step_said(self.pages, request)),
             media_type=DOWNLOADS["csv"],
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
@@ -266,7 +279,7 @@ class SettlementConsole:
             "kinds": BREAK_KINDS,
             "kind": kind if kind in {k.value for k in BREAK_KINDS} else None,
             "counterparty": counterparty,
-            "error": error.message if error else None,
+            "error": FieldProblem.of(error) if error else None,
             "notice": notice or query.get("notice"),
             "can_write": WRITES.allows(visitor_of(request).principal),
             "reconciliation": None,
@@ -309,7 +322,7 @@ class SettlementConsole:
                 )
         except ExchangeError as refused:
             return self._problem(request, refused)
-        return self.pages.render(
+        return await self._render(
             request,
             "console/settlement/reconciliation.html",
             context,
@@ -373,6 +386,17 @@ class SettlementConsole:
         except ExchangeError as refused:
             return await self.reconciliation(request, error=refused)
         return RedirectResponse(reconciliation_url(period, partner, notice="signed-off"), status_code=303)
+
+
+async def participant_names(catalog: CatalogCache) -> dict[str, str]:
+    """Each program's name by its id, which names it as a participant of settlement."""
+    return {program.id: program.name for program in (await catalog.get()).programs.values()}
+
+
+def next_step_said(pages: Pages, request: Request) -> Callable[[NextStep], str]:
+    """How a break report downloaded from a page says each break's next step: in the page's
+    language (the file's columns keep their names)."""
+    return pages.macro(request, "_next_step.html", "next_step")
 
 
 def _running(state: str) -> bool:

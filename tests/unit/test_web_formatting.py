@@ -17,10 +17,13 @@ TAIPEI = ZoneInfo("Asia/Taipei")
 TWD = Currency("TWD", 2)
 
 
-def test_money_is_formatted_by_each_locales_rules() -> None:
+def test_money_is_formatted_by_each_locales_rules_and_always_names_its_currency() -> None:
     assert format_money(Decimal("1234.5"), TWD, ENGLISH.locale) == "NT$1,234.50"
-    assert format_money(Decimal("1234.5"), "TWD", TRADITIONAL_CHINESE.locale) == "$1,234.50"
+    # CLDR writes Taiwan's dollar as a bare "$" in zh_TW: a "$" that could be any dollar.
+    assert format_money(Decimal("1234.5"), "TWD", TRADITIONAL_CHINESE.locale) == "NT$1,234.50"
+    assert format_money(Decimal("-3"), TWD, TRADITIONAL_CHINESE.locale) == "-NT$3.00"
     assert format_money(Decimal("-3"), "USD", TRADITIONAL_CHINESE.locale) == "-US$3.00"
+    assert format_money(Decimal("3"), "USD", ENGLISH.locale) == "$3.00"
 
 
 def test_money_keeps_every_digit_it_has() -> None:

@@ -4,13 +4,20 @@ templates (to be said in the page's language), a partner's own words kept as the
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
 
 from exchange.connectors.errors import REFUSED, InsufficientPoints, PartnerUnreachable
 from exchange.errors import BadUserInput, ErrorCode, ExchangeError
 from exchange.programs.models import Program
 from exchange.risk import reasons
 from exchange.risk.policy import Per, Velocity
+from exchange.sagas import doubt
+from exchange.web.i18n import TRADITIONAL_CHINESE
 from exchange.web.said import PARTNER_SAID, PARTNER_UNANSWERED, Refusal, Said
+from exchange.web.static import StaticAssets
+from exchange.web.templating import Pages
 
 PROGRAMS = {"fresh-mart": Program(id="fresh-mart", name="FreshMart Rewards")}
 
@@ -61,3 +68,33 @@ def test_a_partner_that_could_not_be_reached_is_named_without_the_connectors_tec
     failed = Said.failure("PARTNER_UNAVAILABLE", down.message, PROGRAMS)
     assert (failed.key, failed.values) == (PARTNER_UNANSWERED, {"program": "FreshMart Rewards"})
     assert Said.failure("RISK_REJECTED", reasons.REJECTED.text(reason="no"), PROGRAMS).key == "REJECTED"
+
+
+@pytest.mark.parametrize(
+    ("written", "key", "chinese"),
+    [
+        (
+            doubt.WRITE_CONTRADICTED.format(partner="target", write="credit"),
+            "WRITE_CONTRADICTED",
+            "轉入的計畫記錄的加點與交換平台送出的不同，因此交換平台已將其沖回。",
+        ),
+        (
+            doubt.WRITE_TOO_LATE.format(partner="source", write="debit"),
+            "WRITE_TOO_LATE",
+            "轉出的計畫太晚確認扣點，因此交換平台已將其沖回。",
+        ),
+        (
+            doubt.WRITE_UNCONFIRMED_IN_TIME.format(partner="source", write="debit"),
+            "WRITE_UNCONFIRMED",
+            "轉出的計畫未確認扣點，因此交換平台已將其取消。",
+        ),
+    ],
+)
+def test_why_a_saga_failed_over_a_partners_write_is_said_in_the_readers_language(
+    written: str, key: str, chinese: str
+) -> None:
+    said = Said.failure(doubt.CONTRADICTED, written, PROGRAMS)
+    assert said.key == key
+    pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
+    module = pages.env.get_template("_said.html").make_module({"language": TRADITIONAL_CHINESE})
+    assert str(module.said(said)).strip() == chinese

@@ -106,7 +106,7 @@ def test_a_refused_value_is_shown_on_its_field(page: Page, gateway: Gateway, scr
     page.get_by_label("Bonus percent").fill("5000")
     page.get_by_label("Ends").fill("2099-01-01T00:00")
     page.get_by_role("button", name="Start the promotion").click()
-    expect(page.get_by_role("alert")).to_contain_text("bonusPercent must be more than 0 and at most 1000")
+    expect(page.get_by_role("alert")).to_contain_text("Bonus percent must be more than 0 and at most 1,000")
     field = page.get_by_label("Bonus percent")
     expect(field).to_have_attribute("aria-invalid", "true")
     expect(field).to_have_value("5000")

@@ -5,6 +5,7 @@ reached by changing an address or a form value."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -85,18 +86,25 @@ def field_error(page: str, name: str) -> str:
     return match[1]
 
 
-def test_on_a_chinese_page_a_fields_english_detail_is_marked_as_the_exchanges_english(
+def test_a_fields_problem_names_the_forms_label_and_the_rule_in_the_readers_language(
     air_client: httpx.Client,
 ) -> None:
-    form = {"csrf_token": form_token(air_client, "/console/"), "fromProgram": "tune-stream", "ratio": "three to one"}
+    token = form_token(air_client, "/console/")
+    form = {"csrf_token": token, "fromProgram": "tune-stream", "ratio": "3:1", "bonusEvery": "100", "bonusPoints": "0"}
+    chinese = air_client.post(f"{PARTNER}/rates", data=form, headers={"accept-language": "zh-TW"})
+    assert chinese.status_code == 422
+    # The form's own label, in Chinese, with the rule: not the API's field name, not English.
+    assert field_error(chinese.text, "bonusPoints") == "階梯加贈：額外點數必須大於 0"
+    assert '<a href="#f-bonusPoints">階梯加贈：額外點數必須大於 0</a>' in chinese.text, "the summary says the same"
+    english = air_client.post(f"{PARTNER}/rates", data=form, headers={"accept-language": "en"})
+    assert field_error(english.text, "bonusPoints") == "Step bonus: extra points must be greater than 0"
+
+    form.update(ratio="three to one", bonusPoints="")
     refused = air_client.post(f"{PARTNER}/rates", data=form, headers={"accept-language": "zh-TW"})
-    assert refused.status_code == 422
-    error = re.search(r'<p class="field__error" id="f-ratio-error">(.*?)</p>', refused.text)
-    assert error is not None
-    # Not an English sentence passed off as the page's own: said to be the exchange's English.
-    assert error[1].startswith('交換平台的說明（英文）： <span lang="en">&#39;three to one&#39; is not a ratio'), error[
-        1
-    ]
+    assert field_error(refused.text, "ratio") == "比率須先寫轉出點數，再寫轉入點數，例如 3:1"
+    form.update(ratio="3:1", minimumPoints="many")
+    refused = air_client.post(f"{PARTNER}/rates", data=form, headers={"accept-language": "zh-TW"})
+    assert field_error(refused.text, "minimumPoints") == "最低點數必須是 -2,147,483,648 至 2,147,483,647 的整數"
 
 
 def test_the_rates_page_lists_the_rates_into_the_partners_program_only(air_client: httpx.Client) -> None:
@@ -106,6 +114,9 @@ def test_the_rates_page_lists_the_rates_into_the_partners_program_only(air_clien
     assert "Harbor Bank" in page.text and shows_ratio(page.text, "10:1"), "the declared rate from harbor-bank"
     assert "Set by the exchange" in page.text, "a declared rate is not the partner's to edit"
     assert "formosa-air-year-end-2026" in page.text
+    # Programs by their names, not their ids: a promotion's sources, an edit link's hidden words.
+    assert "<td>FreshMart Rewards</td>" in page.text and "<td>fresh-mart</td>" not in page.text
+    assert "the rate from TuneStream" in page.text and "the rate from tune-stream" not in page.text
 
 
 def test_setting_a_rate_creates_a_version_and_a_bad_ratio_is_shown_on_its_field(
@@ -116,7 +127,7 @@ def test_setting_a_rate_creates_a_version_and_a_bad_ratio_is_shown_on_its_field(
     assert "ratio" in field_error(refused.text, "ratio").lower() or field_error(refused.text, "ratio")
     assert 'value="three to one"' in refused.text, "what was typed is kept"
     odd = post(air_client, f"{PARTNER}/rates", fromProgram="tune-stream", ratio="3:1", bonusEvery="5000")
-    assert odd.status_code == 422 and "bonusPoints" in field_error(odd.text, "bonusEvery")
+    assert odd.status_code == 422 and "Step bonus: extra points" in field_error(odd.text, "bonusEvery")
     declared = post(air_client, f"{PARTNER}/rates", fromProgram="harbor-bank", ratio="2:1")
     assert declared.status_code == 422 and "operator" in field_error(declared.text, "fromProgram")
 
@@ -171,7 +182,7 @@ def test_a_promotion_is_created_with_its_errors_on_their_fields_and_ended(air_cl
         bonusPercent="2000",
         endsAt="2099-01-01T00:00",
     )
-    assert bad.status_code == 422 and "bonusPercent" in field_error(bad.text, "bonusPercent")
+    assert bad.status_code == 422 and "Bonus percent" in field_error(bad.text, "bonusPercent")
     backwards = post(
         air_client,
         f"{PARTNER}/promotions",
@@ -191,7 +202,7 @@ def test_a_promotion_is_created_with_its_errors_on_their_fields_and_ended(air_cl
     )
     assert created.status_code == 303
     listed = air_client.get(f"{PARTNER}/rates").text
-    assert "air-spring" in listed and "12.5%" in listed and "tune-stream, fresh-mart" in listed
+    assert "air-spring" in listed and "12.5%" in listed and "TuneStream, FreshMart Rewards" in listed
     ended = post(air_client, f"{PARTNER}/promotions/end", id="air-spring")
     assert ended.status_code == 303
 
@@ -230,7 +241,7 @@ def test_a_reward_is_published_repriced_restocked_and_withdrawn(air_client: http
     assert post(air_client, f"{PARTNER}/rewards/{reward_id}/price", price="120").status_code == 303
     assert post(air_client, f"{PARTNER}/rewards/{reward_id}/restock", units="5").status_code == 303
     too_many = post(air_client, f"{PARTNER}/rewards/{reward_id}/restock", units="0")
-    assert too_many.status_code == 422 and "units" in field_error(too_many.text, "units")
+    assert too_many.status_code == 422 and "Units to add" in field_error(too_many.text, "units")
     page = air_client.get(f"{PARTNER}/rewards/{reward_id}").text
     assert "NT$120.00" in page and "<dd>15</dd>" in page
 
@@ -326,7 +337,7 @@ def test_a_client_is_created_with_its_secret_shown_once_rotated_and_revoked(
     assert token_status(gateway, client_id, new_secret) == 200
 
     none = post(air_client, f"{PARTNER}/clients")
-    assert none.status_code == 422 and "at least one scope" in none.text
+    assert none.status_code == 422 and "Scopes of a new client: choose at least one" in none.text
     with gateway.client() as http:
         token = http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, new_secret))
     viewer = {
@@ -513,6 +524,26 @@ def test_the_breaks_download_as_a_csv_a_spreadsheet_opens_each_with_what_to_do_n
         assert rows["conversion:c2"]["reason"] == "our file was wrong"
     with signed_in(gateway, gateway.person(Role.PARTNER, "fresh-mart")) as client:
         assert client.get(f"{PARTNER}/statements/{period}/breaks.csv").status_code == 404, "no records of its own"
+
+
+def test_a_breaks_next_step_is_said_in_the_readers_language_on_the_page_and_in_its_download(
+    settled: tuple[Gateway, str],
+) -> None:
+    gateway, period = settled
+    chinese = {"accept-language": "zh-TW"}
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
+        page = html.unescape(client.get(f"{PARTNER}/statements/{period}/reconciliation", headers=chinese).text)
+        assert "下一步" in page and "帳本在本期間沒有這個參考編號的項目" in page
+        assert "結算人員已處理：您無須動作。" in page, "a resolved break asks nothing"
+        assert "check the reference" not in page, "no English step on a Chinese page"
+        report = client.get(f"{PARTNER}/statements/{period}/breaks.csv", headers=chinese)
+        english = client.get(f"{PARTNER}/statements/{period}/breaks.csv", headers={"accept-language": "en"})
+    text = report.text.removeprefix("\ufeff")
+    assert text.splitlines()[0] == english.text.removeprefix("\ufeff").splitlines()[0], "the header stays as documented"
+    rows = {row["reference"]: row for row in csv.DictReader(io.StringIO(text))}
+    assert rows["conversion:not-in-ledger"]["next_step"].startswith("帳本在本期間沒有這個參考編號的項目")
+    assert rows["conversion:not-in-ledger"]["kind"] == "MISSING_IN_LEDGER", "the file's codes stay codes"
+    assert rows["conversion:c2"]["next_step"] == "結算人員已處理：您無須動作。"
 
 
 def test_a_reconciliation_page_past_a_garbage_cursor_is_refused_by_name_not_shown_as_the_first(

@@ -74,12 +74,12 @@ def test_staff_close_the_month_check_netting_upload_resolve_in_bulk_and_sign_off
         expect(page.locator("svg").nth(0).locator("line")).to_have_count(gross)  # an arrow per obligation
         screenshot(page, "netting")
 
-        page.get_by_role("link", name="Statement fresh-mart").click()
+        page.get_by_role("link", name="Statement FreshMart Rewards").click()
         expect(page.locator("#signature-result")).to_contain_text("The signature is valid", timeout=10_000)
         screenshot(page, "statement")
 
         page.go_back()
-        page.get_by_role("link", name="Reconcile fresh-mart").click()
+        page.get_by_role("link", name="Reconcile FreshMart Rewards").click()
         records = tmp_path / "fresh-mart.csv"
         records.write_text(RECORDS)
         page.get_by_label("Records file (CSV)").set_input_files(records)

@@ -36,10 +36,18 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         assert picture.count("<svg") == 2 and "Multilateral netting" in picture
         assert "NT$207.00" in picture  # gross: 100 + 40 + 30 + 25 + 12
         assert "Coalition point liability" in picture and " points × NT$" in picture
+        # Participants by their programs' names, each id small beside it for matching files.
+        fresh_mart = 'FreshMart Rewards <small class="muted participant-id">fresh-mart</small>'
+        assert f'<th scope="row">{fresh_mart}</th>' in picture
+        assert "<title>FreshMart Rewards → " in picture or " → FreshMart Rewards: " in picture, "the picture too"
+        assert "EXCHANGE" not in picture.replace("/EXCHANGE", ""), "the exchange is named, not its code"
+        assert ">The exchange</text>" in picture
 
         statement = client.get(f"/console/settlement/{month}/statements/fresh-mart")
         assert statement.status_code == 200 and "statement.js" in statement.text
         assert "<code>Asia/Taipei</code>" in statement.text and " points × NT$" in statement.text
+        assert f"<h1>Statement of {fresh_mart}, {month}</h1>" in statement.text
+        assert "<title>Statement of FreshMart Rewards," in statement.text
         signed = client.get(f"/console/settlement/{month}/statements/fresh-mart/jws").text
         keys = KeySet.import_key_set(client.get("/.well-known/statement-keys.json").json())
         document = json.loads(jws.deserialize_compact(signed, keys).payload)
@@ -55,7 +63,10 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         assert uploaded.status_code == 200, uploaded.text
         assert uploaded.json()["unresolvedBreaks"] == 5
         reconciliation = f"/console/settlement/{month}/reconciliations/fresh-mart"
-        assert f'href="{reconciliation}/breaks.csv"' in client.get(reconciliation).text
+        compared = client.get(reconciliation).text
+        assert f'href="{reconciliation}/breaks.csv"' in compared
+        assert f"<h1>Reconciliation of {fresh_mart}, {month}</h1>" in compared
+        assert 'Formosa Air Miles <small class="muted participant-id">formosa-air</small>' in compared, "counterparty"
         report = client.get(f"{reconciliation}/breaks.csv")
         assert report.headers["content-type"] == "text/csv; charset=utf-8"
         assert f'filename="breaks-fresh-mart-{month}.csv"' in report.headers["content-disposition"]
@@ -83,7 +94,7 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
 
         resolve = f"/console/settlement/{month}/reconciliations/fresh-mart/resolve"
         no_reason = client.post(resolve, data={"csrf_token": token, "scope": "filter", "resolution": "ACCEPT_LEDGER"})
-        assert no_reason.status_code == 400 and "give the reason" in no_reason.text
+        assert no_reason.status_code == 400 and "Reason: give one, in 1 to 500 characters" in no_reason.text
         nul = client.post(
             resolve, data={"csrf_token": token, "scope": "filter", "resolution": "ACCEPT_LEDGER", "reason": "a\x00b"}
         )
@@ -145,3 +156,15 @@ def test_settlement_pages_refuse_other_roles_and_forms_without_their_token(settl
             data={"csrf_token": form_token(client, "/console/settlement/"), "period": "2999-01"},
         )
         assert not_over.status_code == 400 and "is not over" in not_over.text
+        # A refusal names the form's field and its rule in the reader's language, not the API's English.
+        chinese = {"accept-language": "zh-TW"}
+        token = form_token(client, "/console/settlement/")
+        bad = client.post("/console/settlement/close", data={"csrf_token": token, "period": "2026-13"}, headers=chinese)
+        assert bad.status_code == 400 and "期間必須是年與月，例如 2026-11" in bad.text
+        assert "a period is written" not in bad.text
+        shown = client.get("/console/settlement/2026-13", headers=chinese)
+        assert shown.status_code == 400 and "期間必須是年與月，例如 2026-11" in shown.text
+        late = client.post(
+            "/console/settlement/close", data={"csrf_token": token, "period": "2999-01"}, headers=chinese
+        )
+        assert "2999-01 期間尚未結束：結束於 2999年2月1日" in late.text

@@ -27,6 +27,7 @@ from exchange.money import DECIMAL_RULE, parse_decimal
 from exchange.text import whole_number, without_thousands_commas
 from exchange.web.access import NotAllowed
 from exchange.web.console import CONSOLE_PATH
+from exchange.web.field_rules import FieldProblem
 from exchange.web.visitors import visitor_of
 
 #: The partner console's pages, below the console's own path.
@@ -68,16 +69,17 @@ def ensure_own(request: Request, row: object, rule: Rule = OWN_ROW) -> None:
 
 @dataclass
 class Problems:
-    """What was wrong with a form: a message per field, and one for the whole form."""
+    """What was wrong with a form: a problem per field (said with the form's label for it), and
+    a message for the whole form."""
 
-    fields: dict[str, str] = field(default_factory=dict)
-    form: str | None = None
+    fields: dict[str, FieldProblem] = field(default_factory=dict)
+    form: FieldProblem | None = None
 
     def add(self, error: ExchangeError) -> None:
         if error.field is not None and error.field not in self.fields:
-            self.fields[error.field] = error.message
+            self.fields[error.field] = FieldProblem.of(error)
         elif self.form is None:
-            self.form = error.message
+            self.form = FieldProblem.of(error)
 
     def __bool__(self) -> bool:
         return bool(self.fields) or self.form is not None

@@ -14,6 +14,7 @@ from exchange.settlement.errors import ReconciliationNotFound
 from exchange.settlement.statements import Statement
 from exchange.web.access import Page, query_cursor
 from exchange.web.partner.forms import PARTNER_PATH, READ, program_of
+from exchange.web.settlement import next_step_said, participant_names
 from exchange.web.templating import Pages
 
 #: The downloads of a statement, by extension: their media types.
@@ -58,8 +59,11 @@ class StatementPages:
 
     async def statement(self, request: Request) -> Response:
         statement = await self._statement(request)
+        names = await participant_names(self.catalog.cache)
         return self.pages.render(
-            request, "console/partner/statement.html", {"statement": statement, "currency": statement.currency}
+            request,
+            "console/partner/statement.html",
+            {"statement": statement, "currency": statement.currency, "names": names},
         )
 
     async def download(self, request: Request) -> Response:
@@ -90,7 +94,7 @@ class StatementPages:
             raise HTTPException(status_code=404) from None
         filename = f"breaks-{statement.participant}-{statement.period}.csv"
         return StreamingResponse(
-            self.settlement.break_report(view.reconciliation),
+            self.settlement.break_report(view.reconciliation, say=next_step_said(self.pages, request)),
             media_type=FORMATS["csv"],
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )

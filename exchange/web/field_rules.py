@@ -1,0 +1,154 @@
+"""A form field's problem as a page says it: the form's own label for the field, and the rule
+it broke, in the reader's language.
+
+A service's error names its field as the API does (``bonusEvery``, ``fromProgram``) and says
+the rule in English (``must be positive, got 0``). The partner console's forms name their
+fields the same way, so a page can show the error on its field; this module reads the English
+back into the rule that wrote it (:data:`RULES`, the one table of them) and its values, for
+the page to say with its label (``console/partner/fields.html``'s ``field_problem``, with the
+labels of ``console/partner/_labels.html``), e.g. "每單位點數必須大於 0". A text no rule wrote
+is said as the exchange's detail, after the field's label.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from string import Formatter
+
+from exchange.errors import ExchangeError
+from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE
+
+#: Values that are whole numbers (written with thousands commas, maybe negative).
+NUMBERS = frozenset({"least", "most"})
+#: How a field is named in a message: as the API spells it.
+FIELD_NAME = r"[A-Za-z][A-Za-z0-9.\[\]]*"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    """A rule the exchange's services check on a field, by ``key``, and one ``template`` its
+    English is written from (``str.format`` fields; ``{field}`` is the field's API name)."""
+
+    key: str
+    template: str
+    _pattern: re.Pattern[str] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts = []
+        for literal, name, _, _ in Formatter().parse(self.template):
+            parts.append(re.escape(literal))
+            if name == "field" or name == "other":
+                parts.append(f"(?P<{name}>{FIELD_NAME})")
+            elif name in NUMBERS:
+                parts.append(f"(?P<{name}>-?[0-9][0-9,]*)")
+            elif name is not None:
+                parts.append(f"(?P<{name}>.+?)")
+        object.__setattr__(self, "_pattern", re.compile("".join(parts), re.DOTALL))
+
+    def values(self, written: str) -> dict[str, str] | None:
+        found = self._pattern.fullmatch(written)
+        return None if found is None else found.groupdict()
+
+
+#: :data:`~exchange.text.CHOSEN_ID_RULE`, its length a value.
+CHOSEN_ID_TEMPLATE = CHOSEN_ID_RULE.replace(f"1 to {CHOSEN_ID_LENGTH} ", "{least} to {most} ")
+
+#: Every rule a partner console's form can break, each with the English its checks write
+#: (:mod:`exchange.web.partner.forms`, :mod:`exchange.pricing`, :mod:`exchange.rewards.catalog`,
+#: :mod:`exchange.money`, :mod:`exchange.ratio`, :mod:`exchange.text`). A key may have several
+#: templates: the same rule, worded by different checks. Most particular first.
+RULES: tuple[FieldRule, ...] = (
+    FieldRule("REQUIRED", "{field} is required: paste the public key as a JWK or PEM"),
+    FieldRule("REQUIRED", "{field} is required"),
+    FieldRule("AT_LEAST_ONE", "choose at least one scope"),
+    FieldRule("AT_LEAST_ONE", "name at least one program in {field}, or null for all"),
+    FieldRule("AT_MOST_CHARACTERS", "{field} must be at most {most} characters"),
+    FieldRule("AT_MOST_CHARACTERS", "{field} must be at most {most} characters, got {got}"),
+    FieldRule("AT_MOST_CHARACTERS", "a note is at most {most} characters"),
+    FieldRule("CHARACTERS", "{field} must be {least} to {most} characters"),
+    FieldRule("WHOLE_NUMBER", "{field} must be a whole number from {least} to {most}, got {got}"),
+    FieldRule("DECIMAL", "{field} must be written in {notation}, such as 1,250.50, got {got}"),
+    FieldRule("MOMENT", "{field} must be a date and time, got {got}"),
+    FieldRule("MOMENT", "{field} must be a local date and time, got {got}"),
+    FieldRule("YEARS", "{field} must be in the years {least} to {most}, got {got}"),
+    FieldRule("POSITIVE", "must be positive, got {got}"),
+    FieldRule("POSITIVE", "{field} must be greater than 0, got {got}"),
+    FieldRule("BONUS_PAIR", "give both bonusEvery and bonusPoints, or neither"),
+    FieldRule("RATIO", '{got} is not a ratio like "3:1"'),
+    FieldRule("RATIO_SIDES", "a ratio's sides must be from {least} to {most}, got {got}"),
+    FieldRule(
+        "DECLARED_RATE",
+        "the rate from {source} into {target} is declared in {path}; ask the exchange's operator to change it",
+    ),
+    FieldRule("ITSELF", "a program cannot be converted into itself"),
+    FieldRule("ITSELF", "{program} does not convert into itself"),
+    FieldRule("UNKNOWN_PROGRAM", "no program has id {got}; the programs are {known}"),
+    FieldRule("UNKNOWN_PROGRAM", "no program has id {got}"),
+    FieldRule("NO_RATE", "no rate converts {source} into {target}"),
+    FieldRule("CHOSEN_ID", f"id must be {CHOSEN_ID_TEMPLATE}, got {{length}}"),
+    FieldRule("CHOSEN_ID", f"id must be {CHOSEN_ID_TEMPLATE}"),
+    FieldRule("ID_TAKEN", "promotion id {got} is taken by other terms"),
+    FieldRule("ID_TAKEN", "a reward with id {got} exists"),
+    FieldRule("NO_PROMOTION", "{program} has no promotion {got}"),
+    FieldRule("PERCENT", "{field} must be more than 0 and at most {most}"),
+    FieldRule("DECIMALS", "{field} has at most {most} decimals"),
+    FieldRule("AFTER", "{field} must be after {other}"),
+    FieldRule("FUTURE", "{field} must be in the future"),
+    FieldRule("ONCE", "{field} names a program more than once"),
+    FieldRule("RANGE", "{field} must be from {least} to {most} (stock is at most {stock})"),
+    FieldRule("RANGE", "{field} must be from {least} to {most}"),
+    FieldRule("AT_LEAST", "{field} must be at least {least} (or null: no limit)"),
+    FieldRule("LEVEL", "{field} must be a ladder level, {least} to {most}"),
+    FieldRule("CHOICE", "{field} must be one of {choices}"),
+    FieldRule("MINOR_UNIT", "{amount} is finer than the currency's minor unit"),
+    FieldRule("MONEY_DIGITS", "{amount} is out of range: at most {most} digits before the point"),
+    # The settlement console's forms (exchange.ledger.periods, exchange.settlement).
+    FieldRule("PERIOD", "a period is written YYYY-MM, such as 2026-11; got {got}"),
+    FieldRule("PERIOD_NOT_OVER", "period {period} is not over: it ends at {ends_at}"),
+    FieldRule("REASON", "give the reason, in {least} to {most} characters"),
+    FieldRule("SELECTED_BREAKS", "name {least} to {most} breaks; select more by filters"),
+    FieldRule("RESOLUTION", "choose how to resolve them: accept the ledger's figure, or adjust"),
+    FieldRule(
+        "UNRESOLVED_BREAKS", "{partner}'s period {period} has {least} unresolved breaks: resolve every break first"
+    ),
+    FieldRule("ADJUST_ITSELF", "a partner cannot adjust against itself"),
+)
+#: Values that are moments (ISO 8601).
+MOMENTS = frozenset({"ends_at"})
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """What is wrong with a form, or its field ``field`` (its API name): ``rule`` (a key of
+    :data:`RULES`) and its ``values``, or, when no rule wrote it, only the exchange's ``text``."""
+
+    field: str | None
+    text: str
+    rule: str | None = None
+    values: dict[str, object] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, error: ExchangeError) -> FieldProblem:
+        """``error`` read back into the rule that wrote it (a rule that names a field, only
+        when it names the error's)."""
+        for rule in RULES:
+            written = rule.values(error.message)
+            if written is None or written.get("field", error.field) != error.field:
+                continue
+            try:
+                values = {name: _value(name, value) for name, value in written.items()}
+            except ValueError:  # not what the rule writes after all
+                continue
+            return cls(error.field, error.message, rule.key, values)
+        return cls(error.field, error.message)
+
+
+def _value(name: str, written: str) -> object:
+    if name in NUMBERS:
+        return int(written.replace(",", ""))
+    if name in MOMENTS:
+        return datetime.fromisoformat(written)
+    return written
