@@ -27,6 +27,7 @@ from exchange.web.settlement import SettlementConsole
 from exchange.web.static import STATIC_PATH, StaticAssets
 from exchange.web.templating import Pages
 from exchange.web.visitors import Visitor, attach_visitor
+from exchange.web.waiting import PartnersWaiting
 from exchange.web.welcome import WELCOME_PATH, Welcome
 
 
@@ -50,6 +51,9 @@ class WebFrontEnd:
         self.settlement = SettlementConsole(settlement=settlement, pages=self.pages, catalog=catalog)
         self.partner = PartnerConsole(services=services, pages=self.pages)
         self.risk = RiskConsole(risk=services.risk, catalog=catalog, pages=self.pages)
+        self.partners_waiting = PartnersWaiting(
+            late=services.late, retrying=services.retrying, catalog=catalog, pages=self.pages
+        )
         self.welcome = Welcome(self.pages)
 
     @classmethod
@@ -72,7 +76,11 @@ class WebFrontEnd:
             Mount(
                 console.CONSOLE_PATH,
                 app=self.guarded(
-                    self.console.routes() + self.settlement.routes() + self.risk.routes() + self.partner.routes(),
+                    self.console.routes()
+                    + self.settlement.routes()
+                    + self.risk.routes()
+                    + self.partners_waiting.routes()
+                    + self.partner.routes(),
                     sign_in_path=console.SIGN_IN_PATH,
                     layout=console.LAYOUT,
                 ),
