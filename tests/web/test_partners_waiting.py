@@ -1,21 +1,23 @@
-"""The console's page of what waits on partners, over HTTP: a conversion whose credit a partner
-keeps failing shows to settlement staff, by the partner's name, with why, in the reader's
-language; partner staff are refused."""
+"""The console's page of what waits on partners: a conversion whose credit a partner keeps
+failing shows to settlement staff, by the partner's name, with why, in the reader's language;
+partner staff are refused; and on a phone in Traditional Chinese its tables stack."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import update
 from sqlmodel import col
 
 from exchange.auth.scopes import Role
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.db.database import Database
-from tests.web.conftest import PortalGateway, run_async
+from tests.web.conftest import PHONE, PortalGateway, open_context, run_async
 from tests.web.portal_flows import ask_quote, convert_form
 from tests.web.test_console_http import signed_in
 from tests.web.test_portal_convert_http import linked_member
@@ -56,15 +58,21 @@ def failing_credit(portal_gateway: PortalGateway, conversion_id: str) -> None:
     run_async(run)
 
 
+def converted_then_failing(portal_gateway: PortalGateway, client: httpx.Client) -> str:
+    """A member's conversion from FreshMart to Formosa Air, left failing at its credit; its id."""
+    linked_member(portal_gateway, client, also_sign_in=False)
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
+    converted = client.post(quote_page, data=convert_form(client, quote_page))
+    conversion_id = str(converted.headers["location"].rsplit("/", 1)[1])
+    failing_credit(portal_gateway, conversion_id)
+    return conversion_id
+
+
 def test_staff_see_a_credit_a_partner_keeps_failing_by_name_and_partner_staff_are_refused(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
     gateway = portal_gateway.gateway
-    linked_member(portal_gateway, client, also_sign_in=False)
-    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
-    converted = client.post(quote_page, data=convert_form(client, quote_page))
-    conversion_id = converted.headers["location"].rsplit("/", 1)[1]
-    failing_credit(portal_gateway, conversion_id)
+    conversion_id = converted_then_failing(portal_gateway, client)
 
     with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as staff:
         page = staff.get(PAGE)
@@ -84,3 +92,31 @@ def test_staff_see_a_credit_a_partner_keeps_failing_by_name_and_partner_staff_ar
     for person in (gateway.person(Role.PARTNER, "formosa-air"), gateway.person(Role.ADMIN)):
         with signed_in(gateway, person) as other:
             assert other.get(PAGE).status_code == 403, person.role
+
+
+def test_on_a_phone_in_traditional_chinese_the_page_is_reached_from_the_menu_and_its_rows_stack(
+    portal_gateway: PortalGateway, client: httpx.Client, browser: Browser, screenshot: Callable[[Page, str], Path]
+) -> None:
+    gateway = portal_gateway.gateway
+    conversion_id = converted_then_failing(portal_gateway, client)
+    person = gateway.person(Role.SETTLEMENT)
+    context = open_context(browser, gateway, locale="zh-TW", viewport=PHONE)
+    try:
+        page = context.new_page()
+        page.goto("/console/sign-in")
+        page.locator("#username").fill(person.username)
+        page.locator("#password").fill(person.password)
+        page.locator("#password").press("Enter")
+        page.get_by_role("link", name="等待合作夥伴").click()
+        expect(page.get_by_role("heading", name="合作夥伴持續失敗的步驟")).to_be_visible()
+        row = page.locator("tr", has_text=conversion_id)
+        expect(row.locator("td[data-label=合作夥伴]")).to_contain_text("Formosa Air Miles")
+        expect(row.locator("td[data-label=嘗試次數]")).to_have_text("4")
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"the page scrolls sideways by {overflow} px on a phone"
+        tables = page.evaluate("[...document.querySelectorAll('.table-wrap')].map(t => t.scrollWidth - t.clientWidth)")
+        assert tables and max(tables) <= 0, f"a table scrolls sideways on a phone: {tables}"
+        screenshot(page, "failing")
+        assert page.evaluate("window.__cspViolations") == []
+    finally:
+        context.close()
