@@ -199,6 +199,15 @@ def open_context(browser: Browser, gateway: Gateway, **options: object) -> Brows
     return context
 
 
+def console_sign_in(page: Page, person: Person) -> None:
+    """Sign ``person`` in to the console in whatever language the page is (the fields by id,
+    the form sent with Enter)."""
+    page.goto("/console/sign-in")
+    page.locator("#username").fill(person.username)
+    page.locator("#password").fill(person.password)
+    page.locator("#password").press("Enter")
+
+
 @pytest.fixture
 def context(browser: Browser, gateway: Gateway) -> Iterator[BrowserContext]:
     context = open_context(browser, gateway)

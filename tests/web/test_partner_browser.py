@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Page, expect
 from exchange.auth.scopes import Role
 from exchange.programs.declarations import read_partners_directory
 from tests.conftest import SAMPLE_PARTNERS
-from tests.web.conftest import DESKTOP, PHONE, Gateway, open_context
+from tests.web.conftest import DESKTOP, PHONE, Gateway, console_sign_in, open_context
 from tests.web.pages import web_pages
 from tests.web.test_console_browser import LATIN_WORD, sign_in
 from tests.web.test_partner_http import redeem_as_member
@@ -163,10 +163,7 @@ def test_the_partner_pages_fit_the_screen_and_speak_the_language(
     context = open_context(browser, gateway, locale=language, viewport=viewport)
     try:
         page = context.new_page()
-        page.goto("/console/sign-in")
-        page.locator("#username").fill(person.username)
-        page.locator("#password").fill(person.password)
-        page.locator("#password").press("Enter")
+        console_sign_in(page, person)
         expect(page).to_have_url(re.compile(r"/console/$"))
         for path in (*PAGES, f"{PARTNER}/rewards/new", f"{PARTNER}/rewards/formosa-air-lounge-pass"):
             page.goto(path)

@@ -17,7 +17,7 @@ from sqlmodel import col
 from exchange.auth.scopes import Role
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.db.database import Database
-from tests.web.conftest import PHONE, PortalGateway, open_context, run_async
+from tests.web.conftest import PHONE, PortalGateway, console_sign_in, open_context, run_async
 from tests.web.portal_flows import ask_quote, convert_form
 from tests.web.test_console_http import signed_in
 from tests.web.test_portal_convert_http import linked_member
@@ -103,10 +103,7 @@ def test_on_a_phone_in_traditional_chinese_the_page_is_reached_from_the_menu_and
     context = open_context(browser, gateway, locale="zh-TW", viewport=PHONE)
     try:
         page = context.new_page()
-        page.goto("/console/sign-in")
-        page.locator("#username").fill(person.username)
-        page.locator("#password").fill(person.password)
-        page.locator("#password").press("Enter")
+        console_sign_in(page, person)
         page.get_by_role("link", name="等待合作夥伴").click()
         expect(page.get_by_role("heading", name="合作夥伴持續失敗的步驟")).to_be_visible()
         row = page.locator("tr", has_text=conversion_id)

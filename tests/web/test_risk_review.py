@@ -27,7 +27,7 @@ from exchange.risk.decisions import decision, record_refusal
 from exchange.risk.models import Decision, Subject
 from exchange.risk.policy import Per, Velocity
 from exchange.testing.databases import PostgresDatabases
-from tests.web.conftest import PHONE, Gateway, PortalGateway, open_context, run_async, start_gateway
+from tests.web.conftest import PHONE, Gateway, PortalGateway, console_sign_in, open_context, run_async, start_gateway
 from tests.web.portal_flows import ask_quote, convert_form, csrf_token, sign_in
 from tests.web.portal_partners import PIN, running_partners, set_up_member_sign_in
 from tests.web.test_console_http import form_token, signed_in
@@ -262,10 +262,7 @@ def test_staff_reject_a_held_conversion_on_a_phone_in_traditional_chinese(
     context = open_context(browser, gateway, locale="zh-TW", viewport=PHONE)
     try:
         page = context.new_page()
-        page.goto("/console/sign-in")
-        page.locator("#username").fill(person.username)
-        page.locator("#password").fill(person.password)
-        page.locator("#password").press("Enter")
+        console_sign_in(page, person)
         page.get_by_role("link", name="風險審核").click()
         expect(page.get_by_role("heading", name="等候審核的轉換")).to_be_visible()
         row = page.locator("tr", has_text=conversion_id)
