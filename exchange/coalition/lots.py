@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import and_, func
+from sqlalchemy import and_, bindparam, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -80,27 +80,30 @@ async def operation(session: AsyncSession, operation_id: str) -> Recorded | None
     return Recorded(recorded, target)
 
 
+#: A member's unexpired points by expiry instant (one row with a null instant if none; no row:
+#: no such member); built once, as it is read on every federated view.
+_HOLDINGS = (
+    select(Member.id, CoalitionLot.expires_at, func.sum(CoalitionLot.remaining))
+    .select_from(Member)
+    .outerjoin(
+        CoalitionLot,
+        and_(
+            col(CoalitionLot.member_id) == col(Member.id),
+            col(CoalitionLot.expires_at) > bindparam("now"),
+            col(CoalitionLot.remaining) > 0,
+        ),
+    )
+    .where(Member.id == bindparam("member_ref"))
+    .group_by(col(Member.id), col(CoalitionLot.expires_at))
+    .order_by(col(CoalitionLot.expires_at))
+)
+
+
 async def holdings(session: AsyncSession, member_ref: str, now: datetime) -> list[ExpiringLots] | None:
     """The member's balance by expiry instant, soonest first (what expires, and when; the
     balance is their sum), in one statement; ``None`` if ``member_ref`` names no member (at the
     point, a member's ref is their own id)."""
-    rows = (
-        await session.exec(
-            select(Member.id, CoalitionLot.expires_at, func.sum(CoalitionLot.remaining))
-            .select_from(Member)
-            .outerjoin(
-                CoalitionLot,
-                and_(
-                    col(CoalitionLot.member_id) == col(Member.id),
-                    col(CoalitionLot.expires_at) > now,
-                    col(CoalitionLot.remaining) > 0,
-                ),
-            )
-            .where(Member.id == member_ref)
-            .group_by(col(Member.id), col(CoalitionLot.expires_at))
-            .order_by(col(CoalitionLot.expires_at))
-        )
-    ).all()
+    rows = (await session.exec(_HOLDINGS, params={"member_ref": member_ref, "now": now})).all()
     if not rows:
         return None
     return [
