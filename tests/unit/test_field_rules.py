@@ -442,6 +442,8 @@ EXPECTED: dict[str, str] = {
             "counterparties",
             "lineCount",
             "coalitionLiability",
+            "issuedAt",
+            "documentVersion",
             "json",
             "csv",
             "jws",
