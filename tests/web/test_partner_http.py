@@ -599,7 +599,10 @@ async def close_two_months_with_late_items(gateway: Gateway) -> tuple[str, str]:
     async with open_services(gateway.settings, clock=FrozenClock(calendar.starts_at(last))) as services:
         async with services.db.transaction() as session:
             await services.settlement.ledger.post_many(session, [redeemed])
+    # Closed now: its statements are signed by the statement key the gateway made at its start.
+    async with open_services(gateway.settings, clock=FrozenClock(now)) as services:
         await services.settlement.close(earlier, by="test")
+    async with open_services(gateway.settings, clock=FrozenClock(calendar.starts_at(last))) as services:
         async with services.db.transaction() as session:
             await services.settlement.ledger.post_many(session, [late])
             await services.settlement.ledger.reverse(
