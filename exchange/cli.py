@@ -698,9 +698,10 @@ def settle_sign_off(partner: str, note: str | None, actor: str | None, period: s
 @click.argument("period")
 @reports_errors
 def settle_statement(partner: str, form: str, output: Path | None, period: str) -> None:
-    """Print a participant's statement of the closed PERIOD: the canonical JSON, CSV, or the
-    JSON signed as a JWS that anyone verifies with the exchange's published statement keys
-    (/.well-known/statement-keys.json)."""
+    """Print a participant's statement of the closed PERIOD as it was issued when the period
+    closed: the canonical JSON, CSV, or the JSON signed as a JWS that anyone verifies with the
+    exchange's published statement keys (/.well-known/statement-keys.json). The same bytes at
+    every download."""
 
     async def statement(services: Services) -> str:
         found = await services.settlement.statement(partner, period)
@@ -710,7 +711,7 @@ def settle_statement(partner: str, form: str, output: Path | None, period: str) 
             case "csv":
                 return found.csv()
             case _:
-                return found.jws(await services.settlement.signing_key())
+                return found.jws
 
     text = with_services(statement)
     if output is None:

@@ -27,7 +27,7 @@ from exchange.money import Currency
 from exchange.programs.service import get_coalition
 from exchange.services.coalition import PointStanding
 from exchange.settings import Settings
-from exchange.settlement import break_report, closing, jobs, overview, reconciliation, signoff, statements
+from exchange.settlement import break_report, closing, issued, jobs, overview, reconciliation, signoff, statements
 from exchange.settlement.archive import Archive, archive_period
 from exchange.settlement.breaks import (
     BulkResolveRequest,
@@ -135,7 +135,15 @@ class SettlementService:
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
         return await closing.close_period(
-            self.db, self.calendar, self.clock, currency, period, by=by, progress=progress or closing.no_progress
+            self.db,
+            self.calendar,
+            self.clock,
+            currency,
+            period,
+            by=by,
+            issuer=self.issuer,
+            key=await self.signing_key(),
+            progress=progress or closing.no_progress,
         )
 
     async def request_close(self, period: str, *, by: str) -> SettlementJob:
@@ -201,17 +209,22 @@ class SettlementService:
         async with self.db.transaction() as session:
             return await closing.period_report(session, period, await settlement_currency(session))
 
-    async def statement(self, participant: str, period: str) -> statements.Statement:
+    async def statement(self, participant: str, period: str) -> issued.Issued:
+        """The participant's statement of the closed ``period`` as issued (see
+        ``settlement.issued``): the same document and signature at every download. A period
+        closed before statements were stored has its statement issued now, once."""
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
-            return await statements.build_statement(
-                session,
-                issuer=self.issuer,
-                calendar=self.calendar,
-                currency=await settlement_currency(session),
-                participant=participant,
-                period=period,
-            )
+            currency = await settlement_currency(session)
+            found = await issued.stored(session, participant, period, calendar=self.calendar, currency=currency)
+        if found is not None:
+            return found
+        signer = issued.Signer(self.issuer, self.calendar, currency, await self.signing_key())
+        async with self.db.transaction() as session:
+            await issued.issue(session, signer, participant, period, self.clock.now())
+            found = await issued.stored(session, participant, period, calendar=self.calendar, currency=currency)
+        assert found is not None
+        return found
 
     async def ledger_lines(self, participant: str, period: str) -> list[statements.StatementLine]:
         """The participant's lines of ``period`` as its statement shows them, whether or not the
@@ -228,7 +241,11 @@ class SettlementService:
             return await overview.partner_periods(session, partner, first=first)
 
     async def signing_key(self) -> RSAKey:
-        """The key statements are signed with now: the active statement-signing key."""
+        """The key statements are signed with now, made first if there is none yet: a period
+        closed (its statements issued) from the CLI on a database no gateway has started on."""
+        async with self.db.transaction() as session:  # closings and first downloads are rare: read afresh
+            await self.keys.ensure_active(session)
+            await self.keys.refresh(session)
         return await self.keys.signing_key()
 
     async def ensure_signing_key(self) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -201,3 +202,23 @@ class StatementKey(StoredKey, table=True):
     __table_args__ = key_table_constraints("statement_key")
 
     signs_from: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class IssuedStatement(SQLModel, table=True):
+    """A participant's statement of a closed period as the exchange issued it: the exact bytes
+    it signed, written once (at the period's closing, or for a period closed before statements
+    were stored, at its first download) and served as they are ever after
+    (:mod:`exchange.settlement.issued`)."""
+
+    __tablename__ = "issued_statement"
+
+    period: str = Field(primary_key=True, max_length=7)
+    participant: str = Field(primary_key=True, max_length=64)
+    version: int
+    """The document's ``version`` as it was issued."""
+    document: str = Field(sa_type=Text)
+    """The canonical JSON document (UTF-8 text): exactly what ``jws`` signs."""
+    key_id: str = Field(max_length=64)
+    """The ``kid`` of the statement key that signed it."""
+    jws: str = Field(sa_type=Text)
+    issued_at: datetime = Field(sa_type=UTCDateTime)

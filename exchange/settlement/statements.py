@@ -16,11 +16,12 @@ take for a formula (one beginning with ``=``, ``+``, ``-``, ``@``, a tab or a ca
 or with ``'``) carries one ``'`` before it (:mod:`exchange.spreadsheet`); amounts, points and
 moments never do, and the JSON, which the JWS signs, holds every text exactly.
 
-The JSON document is canonical (keys sorted, no spaces, UTF-8), so the same period always gives
-the same bytes; the JWS (RS256, compact serialization) signs exactly those bytes with the
-exchange's active statement-signing key (:mod:`exchange.settlement.keys`, not a token key).
-Anyone holding the exchange's statement keys (``/.well-known/statement-keys.json``) verifies
-it, finding the key by the header's ``kid``, for as long as statements are kept.
+The JSON document is canonical (keys sorted, no spaces, UTF-8). It is built once, when the
+period closes, and kept as issued with its JWS (:mod:`exchange.settlement.issued`): the JWS
+(RS256, compact serialization) signs exactly those bytes with the exchange's statement-signing
+key active then (:mod:`exchange.settlement.keys`, not a token key). Anyone holding the
+exchange's statement keys (``/.well-known/statement-keys.json``) verifies it, finding the key by
+the header's ``kid``, for as long as statements are kept.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from joserfc import jws
-from joserfc.jwk import RSAKey
 from sqlalchemy import text
 from sqlmodel import or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -44,7 +43,6 @@ from exchange.coalition.expiry import KIND as EXPIRY_KIND
 from exchange.coalition.liability import liability_at
 from exchange.coalition.models import CoalitionLiability
 from exchange.db.types import UTCDateTime
-from exchange.keyring.crypto import ALGORITHM
 from exchange.ledger.models import LedgerCloseAnchor
 from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
@@ -249,71 +247,67 @@ class Statement:
         """The canonical JSON document: what the JWS signs."""
         return json.dumps(self.document(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
-    def csv(self) -> str:
-        """The JSON document's figures as CSV, one row per figure (RFC 4180: CRLF line ends,
-        fields quoted where needed; UTF-8): ``opening``, each ``line``, per counterparty its
-        ``counterparty_payable``, ``counterparty_receivable`` and ``counterparty_net``, the
-        totals ``payable``, ``receivable`` and ``net``, ``closing``, where the coalition has a
-        point ``coalition_liability`` (points and amount) and ``coalition_point_value``, and
-        ``closed`` (when, in ``effective_at``). A ``line`` also names the period its effective
-        time falls in (``effective_period``: an earlier one for a late item) and, for a reversal,
-        the transaction it reverses and that transaction's period. Every row names the partner, the period (its
-        bounds in UTC and the time zone it is cut in) and the currency, and every figure reads
-        exactly as in the JSON; a text a spreadsheet would run as a formula is written with one
-        ``'`` before it (:func:`~exchange.spreadsheet.spreadsheet_cell`)."""
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(CSV_COLUMNS)
-        for row in self._csv_rows():
-            writer.writerow(spreadsheet_row(row))
-        return out.getvalue()
 
-    def _csv_rows(self) -> Iterator[tuple[str, ...]]:
-        document = self.document()
-        period = document["period"]
-        head = (self.participant, self.period, self.currency.code)
-        bounds = (period["start"], period["end"], period["timeZone"])
+def render_csv(document: dict[str, Any]) -> str:
+    """A statement document's figures as CSV, one row per figure (RFC 4180: CRLF line ends,
+    fields quoted where needed; UTF-8): ``opening``, each ``line``, per counterparty its
+    ``counterparty_payable``, ``counterparty_receivable`` and ``counterparty_net``, the
+    totals ``payable``, ``receivable`` and ``net``, ``closing``, where the coalition has a
+    point ``coalition_liability`` (points and amount) and ``coalition_point_value``, and
+    ``closed`` (when, in ``effective_at``). A ``line`` also names the period its effective
+    time falls in (``effective_period``: an earlier one for a late item) and, for a reversal,
+    the transaction it reverses and that transaction's period (both empty for a document of
+    version 1, which had neither). Every row names the partner, the period (its bounds in UTC
+    and the time zone it is cut in) and the currency, and every figure reads exactly as in the
+    JSON; a text a spreadsheet would run as a formula is written with one ``'`` before it
+    (:func:`~exchange.spreadsheet.spreadsheet_cell`). Rendered from the document alone, so a
+    stored (issued) document gives the same CSV at every download."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in _csv_rows(document):
+        writer.writerow(spreadsheet_row(row))
+    return out.getvalue()
 
-        def figure(record: str, amount: str, *, counterparty: str = "", points: str = "") -> tuple[str, ...]:
-            return (*head, record, "", "", "", "", "", counterparty, amount, points, *bounds, "", "", "")
 
-        yield figure("opening", document["openingPosition"])
-        for line in document["lines"]:
-            reverses = line["reverses"] or {"transaction": "", "period": ""}
-            yield (
-                *head,
-                "line",
-                line["transaction"],
-                line["reference"],
-                line["kind"],
-                line["category"],
-                line["effectiveAt"],
-                line["counterparty"],
-                line["amount"],
-                "",
-                *bounds,
-                line["effectivePeriod"],
-                reverses["transaction"],
-                reverses["period"],
-            )
-        for totals in document["counterparties"]:
-            for name in ("payable", "receivable", "net"):
-                yield figure(f"counterparty_{name}", totals[name], counterparty=totals["counterparty"])
+def _csv_rows(document: dict[str, Any]) -> Iterator[tuple[str, ...]]:
+    period = document["period"]
+    head = (document["partner"], period["name"], document["currency"])
+    bounds = (period["start"], period["end"], period["timeZone"])
+
+    def figure(record: str, amount: str, *, counterparty: str = "", points: str = "") -> tuple[str, ...]:
+        return (*head, record, "", "", "", "", "", counterparty, amount, points, *bounds, "", "", "")
+
+    yield figure("opening", document["openingPosition"])
+    for line in document["lines"]:
+        reverses = line.get("reverses") or {"transaction": "", "period": ""}
+        yield (
+            *head,
+            "line",
+            line["transaction"],
+            line["reference"],
+            line["kind"],
+            line["category"],
+            line["effectiveAt"],
+            line["counterparty"],
+            line["amount"],
+            "",
+            *bounds,
+            line.get("effectivePeriod", ""),
+            reverses["transaction"],
+            reverses["period"],
+        )
+    for totals in document["counterparties"]:
         for name in ("payable", "receivable", "net"):
-            yield figure(name, document["totals"][name])
-        yield figure("closing", document["closingPosition"])
-        if liability := document.get("coalitionLiability"):
-            program = liability["program"]
-            yield figure(
-                "coalition_liability", liability["amount"], counterparty=program, points=str(liability["points"])
-            )
-            yield figure("coalition_point_value", liability["pointValue"], counterparty=program)
-        yield (*head, "closed", "", "", "", "", period["closedAt"], "", "", "", *bounds, "", "", "")
-
-    def jws(self, key: RSAKey) -> str:
-        """The JSON document signed with ``key`` (the exchange's active statement-signing key)."""
-        header = {"alg": ALGORITHM, "kid": key.kid, "typ": JWS_TYPE, "cty": "json"}
-        return jws.serialize_compact(header, self.json().encode(), key, algorithms=[ALGORITHM])
+            yield figure(f"counterparty_{name}", totals[name], counterparty=totals["counterparty"])
+    for name in ("payable", "receivable", "net"):
+        yield figure(name, document["totals"][name])
+    yield figure("closing", document["closingPosition"])
+    if liability := document.get("coalitionLiability"):
+        program = liability["program"]
+        yield figure("coalition_liability", liability["amount"], counterparty=program, points=str(liability["points"]))
+        yield figure("coalition_point_value", liability["pointValue"], counterparty=program)
+    yield (*head, "closed", "", "", "", "", period["closedAt"], "", "", "", *bounds, "", "", "")
 
 
 async def statement_lines(

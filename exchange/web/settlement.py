@@ -231,13 +231,7 @@ class SettlementConsole:
             return self.pages.render(request, "refused.html", _not_found(), status_code=404)
         try:
             statement = await self.settlement.statement(participant, period)
-            body = (
-                statement.json()
-                if form == "json"
-                else statement.csv()
-                if form == "csv"
-                else statement.jws(await self.settlement.signing_key())
-            )
+            body = statement.json() if form == "json" else statement.csv() if form == "csv" else statement.jws
         except ExchangeError as refused:
             return self._problem(request, refused)
         filename = f"statement-{statement.participant}-{statement.period}.{form}"

@@ -19,6 +19,8 @@ import pytest
 from joserfc import jws, jwt
 from joserfc.errors import BadSignatureError, InvalidKeyIdError
 from joserfc.jwk import KeySet
+from sqlalchemy import delete
+from sqlmodel import col
 
 from exchange.app import create_app
 from exchange.auth import keys
@@ -29,6 +31,7 @@ from exchange.services.container import load_partners_directory
 from exchange.serving import serving
 from exchange.settings import Settings
 from exchange.settlement.keys import PUBLICATION_LEAD, STATEMENT_KEYS_MAX_AGE_SECONDS, StatementKeys
+from exchange.settlement.models import IssuedStatement
 from exchange.settlement.statements import JWS_TYPE
 from exchange.testing.kit import ExchangeKit
 from tests.api.conftest import post_last_month
@@ -98,7 +101,7 @@ async def test_a_statement_downloaded_before_both_rotations_verifies_for_as_long
     clock.advance(PUBLICATION_LEAD)
     refetched = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
     assert rotation.retired is not None and rotation.retired.kid == first_kid
-    assert refetched["keyId"] == rotation.new.kid != first_kid and refetched["json"] == downloaded["json"]
+    assert refetched == downloaded, "the statement as issued at the closing: same bytes, same signature"
 
     published = await fetched(kit, STATEMENT_KEYS)
     assert kids(published) == {first_kid, rotation.new.kid}
@@ -119,9 +122,8 @@ async def test_a_statement_downloaded_before_both_rotations_verifies_for_as_long
     clock.current = until + KEY_REFRESH  # past the retention, and the gateway has re-read its keys
     withdrawn = await fetched(kit, STATEMENT_KEYS)
     assert kids(withdrawn) == {rotation.new.kid}
-    with pytest.raises(InvalidKeyIdError):
+    with pytest.raises(InvalidKeyIdError):  # kept no longer: past the retention period
         jws.deserialize_compact(downloaded["jws"], withdrawn, algorithms=["RS256"])
-    assert verified(refetched, withdrawn) == downloaded["json"]
 
 
 @pytest.mark.parametrize("typ", [TOKEN_TYPE, JWS_TYPE])
@@ -207,9 +209,9 @@ async def test_the_guides_verification_accepts_a_partners_own_statement_after_a_
         rotation = await statement_keys.rotate(session)
     clock.advance(PUBLICATION_LEAD)
     refetched = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
-    assert refetched["keyId"] == rotation.new.kid != downloaded["keyId"]
-    for statement in (downloaded, refetched):  # signed last month with the retired key, and now
-        await verify_as_documented(tmp_path, issuer, "wallet-pay", period, statement["jws"], statement["json"])
+    assert refetched == downloaded and rotation.retired is not None and refetched["keyId"] == rotation.retired.kid
+    # Signed at the closing with the key retired since: it verifies with the keys published now.
+    await verify_as_documented(tmp_path, issuer, "wallet-pay", period, refetched["jws"], refetched["json"])
 
     header, _, signature = downloaded["jws"].split(".")
     forged = f"{header}.{_b64(with_figure_changed(downloaded['json']).encode())}.{signature}"
@@ -223,6 +225,13 @@ async def test_the_guides_verification_accepts_a_partners_own_statement_after_a_
     another = (await kit.data(STATEMENT, fresh_mart, partner="fresh-mart", period=period))["statement"]
     with pytest.raises(AssertionError):  # signed by the exchange, but fresh-mart's
         await verify_as_documented(tmp_path, issuer, "wallet-pay", period, another["jws"], another["json"])
+
+
+async def forget_issued(kit: ExchangeKit, period: str) -> None:
+    """As for a period closed before statements were stored: its next download issues its
+    statements, signed with the key that signs at that moment."""
+    async with kit.db.transaction() as session:
+        await session.exec(delete(IssuedStatement).where(col(IssuedStatement.period) == period))  # type: ignore[call-overload]
 
 
 async def test_a_statement_signed_right_after_a_rotation_verifies_with_the_keys_a_verifier_cached_before_it(
@@ -240,6 +249,7 @@ async def test_a_statement_signed_right_after_a_rotation_verifies_with_the_keys_
 
     for moment in (timedelta(0), KEY_REFRESH, timedelta(seconds=STATEMENT_KEYS_MAX_AGE_SECONDS)):
         clock.current = rotation.new.created_at + moment
+        await forget_issued(kit, period)
         fresh = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
         assert fresh["keyId"] == rotation.retired.kid
         assert verified(fresh, cached) == fresh["json"]
@@ -249,6 +259,7 @@ async def test_a_statement_signed_right_after_a_rotation_verifies_with_the_keys_
 
     # Once every copy cached before the publication has expired, the new key signs.
     clock.current = rotation.new.created_at + PUBLICATION_LEAD
+    await forget_issued(kit, period)
     after = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
     assert after["keyId"] == rotation.new.kid
     assert verified(after, recached) == after["json"]
@@ -269,6 +280,7 @@ async def test_a_rotation_for_a_compromised_key_signs_with_the_new_key_at_once(
         first = await statement_keys.rotate(session)  # an ordinary rotation, still in its lead
         rotation = await statement_keys.rotate(session, compromised=True)
     assert (await statement_keys.signing_key()).kid == rotation.new.kid  # this process: at once
+    await forget_issued(kit, period)  # issued anew: by the key that signs now
     fresh = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
     assert fresh["keyId"] == rotation.new.kid
     with pytest.raises(InvalidKeyIdError):

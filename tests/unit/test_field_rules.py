@@ -458,6 +458,8 @@ EXPECTED: dict[str, str] = {
             "counterparties",
             "lineCount",
             "coalitionLiability",
+            "issuedAt",
+            "documentVersion",
             "json",
             "csv",
             "jws",

@@ -627,15 +627,17 @@ async def close_two_months_with_late_items(gateway: Gateway) -> tuple[str, str]:
         fee_minor=600,
         effective_at=during,
     )
-    async with open_services(gateway.settings, clock=FrozenClock(calendar.starts_at(last))) as services:
-        async with services.db.transaction() as session:
-            await services.settlement.ledger.post_many(session, [redeemed])
+    past = FrozenClock(calendar.starts_at(last))
+    async with open_services(gateway.settings, clock=past) as services, services.db.transaction() as session:
+        await services.settlement.ledger.post_many(session, [redeemed])
+    # Closed now: its statements are signed by the statement key the gateway made at its start.
+    async with open_services(gateway.settings, clock=FrozenClock(now)) as services:
         await services.settlement.close(earlier, by="test")
-        async with services.db.transaction() as session:
-            await services.settlement.ledger.post_many(session, [late])
-            await services.settlement.ledger.reverse(
-                session, "t-r1", transaction_id="t-r1-back", effective_at=services.clock.now(), kind=REVERSAL_KIND
-            )
+    async with open_services(gateway.settings, clock=past) as services, services.db.transaction() as session:
+        await services.settlement.ledger.post_many(session, [late])
+        await services.settlement.ledger.reverse(
+            session, "t-r1", transaction_id="t-r1-back", effective_at=services.clock.now(), kind=REVERSAL_KIND
+        )
     async with open_services(gateway.settings, clock=FrozenClock(now)) as services:
         await services.settlement.close(last, by="test")
     return earlier, last

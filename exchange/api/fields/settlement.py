@@ -72,9 +72,7 @@ class SettlementQueries:
     async def statement(
         self, info: Info[Context, None], partner_id: ParticipantId, period: PeriodName
     ) -> Statement | None:
-        settlement = info.context.services.settlement
-        # The key is taken once, so that `jws` and `keyId` agree even across a rotation.
-        return Statement.of(await settlement.statement(str(partner_id), period), await settlement.signing_key())
+        return Statement.of(await info.context.services.settlement.statement(str(partner_id), period))
 
     @strawberry.field(
         description="The current reconciliation of a partner's records for a closed period: "

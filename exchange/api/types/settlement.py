@@ -13,7 +13,6 @@ from enum import Enum
 from typing import Annotated
 
 import strawberry
-from joserfc.jwk import RSAKey
 from strawberry.types import Info
 
 from exchange.api.context import Context
@@ -38,6 +37,7 @@ from exchange.services.settlement import BreakView, PositionView, Reconciliation
 from exchange.settlement.breaks import MAX_SELECTED_IDS
 from exchange.settlement.breaks import BreakSelection as BreakSelectionValue
 from exchange.settlement.closing import PeriodReport
+from exchange.settlement.issued import Issued
 from exchange.settlement.models import BreakKind as BreakKindValue
 from exchange.settlement.models import Resolution as ResolutionValue
 from exchange.settlement.models import SettlementPosition as PositionRow
@@ -514,8 +514,14 @@ class Statement:
         description="The coalition point's outstanding liability at the period's end, coalition-wide "
         "(null when the coalition has no point)."
     )
-    statement: strawberry.Private[StatementValue]
-    key: strawberry.Private[RSAKey]
+    issued_at: datetime = strawberry.field(
+        description="When the exchange issued it: at the period's closing (for a period closed before "
+        "statements were kept, at its first download). What it shows, `json`, `csv` and `jws` never change after."
+    )
+    document_version: int = strawberry.field(
+        description="The `version` of `json` as issued: a statement keeps the version it was issued with."
+    )
+    statement: strawberry.Private[Issued]
 
     @strawberry.field(description="Its lines in order, `first` (at most 1000) from `offset`.")
     def lines(
@@ -531,7 +537,10 @@ class Statement:
         chosen = self.statement.lines[max(0, offset) : max(0, offset) + _page(first)]
         return [StatementLine.of(line, self.statement) for line in chosen]
 
-    @strawberry.field(description="The canonical JSON document (keys sorted, no spaces): what `jws` signs.")
+    @strawberry.field(
+        description="The canonical JSON document (keys sorted, no spaces) as issued: what `jws` signs, "
+        "the same bytes at every download."
+    )
     def json(self) -> str:
         return self.statement.json()
 
@@ -544,21 +553,22 @@ class Statement:
         return self.statement.csv()
 
     @strawberry.field(
-        description="`json` signed (RS256, compact serialization, `typ` settlement-statement+json) with "
-        "the exchange's statement-signing key `keyId`: anyone verifies it with the statement keys "
-        "published at /.well-known/statement-keys.json alone, for as long as the exchange keeps "
-        "statements (seven years at least), whatever keys were rotated since."
+        description="`json` signed (RS256, compact serialization, `typ` settlement-statement+json) when "
+        "it was issued, with the exchange's statement-signing key `keyId` active then: the same signature at "
+        "every download. Anyone verifies it with the statement keys published at "
+        "/.well-known/statement-keys.json alone, for as long as the exchange keeps statements (seven years "
+        "at least), whatever keys were rotated since."
     )
     def jws(self) -> str:
-        return self.statement.jws(self.key)
+        return self.statement.jws
 
-    @strawberry.field(description="The `kid` of the statement-signing key that signs `jws`.")
+    @strawberry.field(description="The `kid` of the statement-signing key that signed `jws` when it was issued.")
     def key_id(self) -> str:
-        return str(self.key.kid)
+        return self.statement.key_id
 
     @classmethod
-    def of(cls, statement: StatementValue, key: RSAKey) -> Statement:
-        """``key``: the statement-signing key that signs this answer's ``jws``."""
+    def of(cls, statement: Issued) -> Statement:
+        """The statement as issued: its figures are read from the stored document."""
         money = statement.currency.from_minor
         return cls(
             partner_id=strawberry.ID(statement.participant),
@@ -585,8 +595,9 @@ class Statement:
             coalition_liability=None
             if statement.coalition_liability is None
             else CoalitionLiability.of(statement.coalition_liability, statement.currency),
+            issued_at=statement.row.issued_at,
+            document_version=statement.row.version,
             statement=statement,
-            key=key,
         )
 
 

@@ -11,7 +11,7 @@ from exchange.errors import ExchangeError
 from exchange.services.catalog import CatalogService
 from exchange.services.settlement import ReconciliationView, SettlementService
 from exchange.settlement.errors import ReconciliationNotFound
-from exchange.settlement.statements import Statement
+from exchange.settlement.issued import Issued
 from exchange.web.access import Page, query_cursor
 from exchange.web.partner.forms import PARTNER_PATH, READ, program_of
 from exchange.web.settlement import next_step_said, participant_names
@@ -49,9 +49,9 @@ class StatementPages:
         currency = await self.catalog.currency()
         return self.pages.render(request, "console/partner/statements.html", {"periods": rows, "currency": currency})
 
-    async def _statement(self, request: Request) -> Statement:
-        """The partner's own statement of the period in the address; a period it took no part in,
-        or one not closed, is not found."""
+    async def _statement(self, request: Request) -> Issued:
+        """The partner's own statement of the period in the address, as issued; a period it took
+        no part in, or one not closed, is not found."""
         try:
             return await self.settlement.statement(program_of(request), str(request.path_params["period"]))
         except ExchangeError:
@@ -71,12 +71,7 @@ class StatementPages:
         if fmt not in FORMATS:
             raise HTTPException(status_code=404)
         statement = await self._statement(request)
-        if fmt == "json":
-            body = statement.json()
-        elif fmt == "csv":
-            body = statement.csv()
-        else:
-            body = statement.jws(await self.settlement.signing_key())
+        body = statement.json() if fmt == "json" else statement.csv() if fmt == "csv" else statement.jws
         filename = f"statement-{statement.participant}-{statement.period}.{fmt}"
         return Response(
             body,

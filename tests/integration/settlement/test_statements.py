@@ -253,7 +253,7 @@ async def test_a_text_a_spreadsheet_would_run_is_neutralised_in_the_csv_and_exac
     (line,) = [row for row in csv.DictReader(io.StringIO(text, newline="")) if row["record"] == "line"]
     assert (line["transaction"], line["reference"], line["amount"]) == ("'@SUM(1+1)", "'" + hostile, "-25.00")
     assert document_of_csv(text) == document_without_signature_data(statement.json())
-    signed = statement.jws(await settlement.signing_key())
+    signed = statement.jws
     verified = jws.deserialize_compact(signed, await published(settlement), algorithms=["RS256"])
     assert json.loads(verified.payload)["lines"][0]["reference"] == hostile
 
@@ -264,7 +264,7 @@ async def test_the_jws_verifies_with_the_published_keys_alone_and_carries_the_js
     statement = await november.statement("fresh-mart", "2026-11")
     key = await november.signing_key()
     published = KeySet.import_key_set(await november.keys.jwks())
-    verified = jws.deserialize_compact(statement.jws(key), published, algorithms=["RS256"])
+    verified = jws.deserialize_compact(statement.jws, published, algorithms=["RS256"])
     assert verified.payload.decode() == statement.json()
     assert verified.protected["kid"] == key.kid and verified.protected["typ"] == "settlement-statement+json"
     assert json.loads(verified.payload)["issuer"] == ISSUER
@@ -280,7 +280,7 @@ def _unb64(text: str) -> bytes:
 
 async def test_a_changed_figure_fails_verification(november: SettlementService) -> None:
     statement = await november.statement("fresh-mart", "2026-11")
-    header, payload, signature = statement.jws(await november.signing_key()).split(".")
+    header, payload, signature = statement.jws.split(".")
     forged = _unb64(payload).replace(b'"closingPosition":"-58.03"', b'"closingPosition":"-58.04"')
     assert forged != _unb64(payload)
     with pytest.raises(BadSignatureError):
@@ -297,7 +297,7 @@ async def test_a_changed_byte_anywhere_fails_verification(
 ) -> None:
     statement = await november.statement("fresh-mart", "2026-11")
     published = KeySet.import_key_set(await november.keys.jwks())
-    pieces = statement.jws(await november.signing_key()).split(".")
+    pieces = statement.jws.split(".")
     for position in range(0, len(_unb64(pieces[part])), 7):
         raw = bytearray(_unb64(pieces[part]))
         raw[position] ^= 0x01
@@ -307,9 +307,8 @@ async def test_a_changed_byte_anywhere_fails_verification(
 
 
 async def test_the_same_period_gives_the_same_bytes(november: SettlementService) -> None:
-    key = await november.signing_key()
     first, second = await november.statement("wallet-pay", "2026-11"), await november.statement("wallet-pay", "2026-11")
-    assert (first.json(), first.jws(key)) == (second.json(), second.jws(key))
+    assert (first.json(), first.csv(), first.jws) == (second.json(), second.csv(), second.jws)
 
 
 async def test_only_closed_periods_and_participants_have_statements(november: SettlementService) -> None:
@@ -328,17 +327,24 @@ async def test_a_jws_signed_before_a_rotation_verifies_until_the_retention_perio
     november: SettlementService, clock: FrozenClock
 ) -> None:
     statement = await november.statement("fresh-mart", "2026-11")
-    before = statement.jws(await november.signing_key())
+    before = statement.jws
     rotation = await november.rotate_key()
     assert rotation.retired is not None and [key.kid for key in rotation.published] == [
         rotation.new.kid,
         rotation.retired.kid,
     ]
     clock.advance(seconds=PUBLICATION_LEAD.total_seconds())
-    after = statement.jws(await november.signing_key())
+    await post(november, [conversion("d1", "fresh-mart", "wallet-pay", 700, at=clock.now())])
+    december = await close(november, clock, "2026-12")
+    assert december.status == PeriodStatus.CLOSED
+    december_statement = await november.statement("fresh-mart", "2026-12")
+    after = december_statement.jws
     assert jws.extract_compact(after.encode()).headers()["kid"] == rotation.new.kid
-    for signed in (before, after):
-        assert jws.deserialize_compact(signed, await published(november)).payload.decode() == statement.json()
+    # November's statement is still the one issued before the rotation, signed by the old key.
+    assert (await november.statement("fresh-mart", "2026-11")).jws == before
+    assert jws.extract_compact(before.encode()).headers()["kid"] == rotation.retired.kid
+    assert jws.deserialize_compact(before, await published(november)).payload.decode() == statement.json()
+    assert jws.deserialize_compact(after, await published(november)).payload.decode() == december_statement.json()
 
     until = november.keys.published_until(rotation.retired)
     retired_at = rotation.retired.retired_at
@@ -350,7 +356,7 @@ async def test_a_jws_signed_before_a_rotation_verifies_until_the_retention_perio
     clock.current = until + KEY_REFRESH  # by when every process has re-read its keys
     with pytest.raises(InvalidKeyIdError):
         jws.deserialize_compact(before, await published(november))
-    assert jws.deserialize_compact(after, await published(november)).payload.decode() == statement.json()
+    assert jws.deserialize_compact(after, await published(november)).payload.decode() == december_statement.json()
 
 
 async def test_every_process_signs_with_the_old_key_through_the_lead_and_switches_at_its_end(

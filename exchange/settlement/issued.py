@@ -1,0 +1,200 @@
+"""Issued statements: each participant's statement of a closed period, signed once and kept.
+
+A partner's finance team keeps the statement it downloaded when the period closed and may
+download it again months later; both must be the same document with the same signature. So the
+closing that marks a period CLOSED also issues every participant's statement in its unit of
+work: it builds the canonical JSON document (:mod:`exchange.settlement.statements`), signs
+exactly those bytes with the active statement key and stores the bytes, the document's version,
+the key's id, the JWS and the moment (``issued_statement``). A closing cut midway rolls all of
+it back and, taken again, issues once; a CLOSED period is never issued again.
+
+Every download (GraphQL, the consoles, the CLI, through ``SettlementService.statement``) serves
+the stored document: the JSON is the stored bytes, the JWS the stored signature (verified with
+the published statement keys, which keep a retired key for the retention period), and the CSV
+is rendered from the stored document alone, so a document issued as version 1 stays version 1.
+What the consoles and GraphQL show of a statement is read from the same document.
+
+Periods closed before statements were stored have none: their first download issues it, once,
+from the ledger as the code builds it then (a migration cannot sign: only the gateway holds the
+statement key's secret). Late lines never change an issued statement: they are posted into the
+next open period and appear on its statement, naming the period they happened in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from joserfc import jws
+from joserfc.jwk import RSAKey
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.coalition.models import CoalitionLiability
+from exchange.db.dialects import insert_once
+from exchange.keyring.crypto import ALGORITHM
+from exchange.ledger.periods import SettlementCalendar
+from exchange.money import Currency
+from exchange.settlement.models import IssuedStatement, SettlementPosition
+from exchange.settlement.statements import (
+    JWS_TYPE,
+    CounterpartyTotals,
+    Reversed,
+    Statement,
+    StatementLine,
+    build_statement,
+    render_csv,
+)
+
+
+@dataclass(frozen=True)
+class Signer:
+    """What issuing a statement needs besides the ledger: who issues it, the settlement calendar
+    and the statement key that signs now."""
+
+    issuer: str
+    calendar: SettlementCalendar
+    currency: Currency
+    key: RSAKey
+
+
+@dataclass(frozen=True)
+class Issued(Statement):
+    """A statement as it was issued: its figures read from the stored document (what the
+    consoles and GraphQL show), and the stored document, CSV and JWS (what every download
+    serves)."""
+
+    row: IssuedStatement = field(kw_only=True)
+
+    def json(self) -> str:
+        """The canonical JSON document, exactly as issued and signed."""
+        return self.row.document
+
+    def csv(self) -> str:
+        """The stored document's figures as CSV (:func:`~exchange.settlement.statements.render_csv`)."""
+        return render_csv(json.loads(self.row.document))
+
+    @property
+    def jws(self) -> str:
+        """The signature made when the statement was issued, over exactly :meth:`json`'s bytes."""
+        return self.row.jws
+
+    @property
+    def key_id(self) -> str:
+        return self.row.key_id
+
+
+def sign(document: str, key: RSAKey) -> str:
+    """The JWS (RS256, compact serialization) over the document's UTF-8 bytes."""
+    header = {"alg": ALGORITHM, "kid": key.kid, "typ": JWS_TYPE, "cty": "json"}
+    return jws.serialize_compact(header, document.encode(), key, algorithms=[ALGORITHM])
+
+
+async def issue(session: AsyncSession, signer: Signer, participant: str, period: str, now: datetime) -> None:
+    """Build, sign and store the participant's statement of the closed ``period``, unless one is
+    stored already (which then stays as it is)."""
+    built = await build_statement(
+        session,
+        issuer=signer.issuer,
+        calendar=signer.calendar,
+        currency=signer.currency,
+        participant=participant,
+        period=period,
+    )
+    document = built.json()
+    await insert_once(
+        session,
+        IssuedStatement(
+            period=period,
+            participant=participant,
+            version=json.loads(document)["version"],
+            document=document,
+            key_id=str(signer.key.kid),
+            jws=sign(document, signer.key),
+            issued_at=now,
+        ),
+    )
+
+
+async def issue_period(session: AsyncSession, signer: Signer, period: str, now: datetime) -> Sequence[str]:
+    """Issue the statement of every participant of ``period`` (its closing, in its unit of work);
+    the participants, by name."""
+    participants = await session.exec(
+        select(SettlementPosition.participant)
+        .where(SettlementPosition.period == period)
+        .order_by(col(SettlementPosition.participant))
+    )
+    names = participants.all()
+    for participant in names:
+        await issue(session, signer, participant, period, now)
+    return names
+
+
+async def stored(
+    session: AsyncSession, participant: str, period: str, *, calendar: SettlementCalendar, currency: Currency
+) -> Issued | None:
+    """The participant's statement of ``period`` as issued, or None if none is stored."""
+    row = await session.get(IssuedStatement, (period, participant))
+    if row is None:
+        return None
+    return read_document(row, calendar=calendar, currency=currency)
+
+
+def read_document(row: IssuedStatement, *, calendar: SettlementCalendar, currency: Currency) -> Issued:
+    """The stored document with its figures, of any version (version 1's lines name neither their
+    effective period, which the calendar tells, nor what they reverse)."""
+    document = json.loads(row.document)
+
+    def minor(amount: str) -> int:
+        return currency.to_minor(Decimal(amount))
+
+    def reverses(line: dict[str, Any]) -> Reversed | None:
+        found = line.get("reverses")
+        return None if found is None else Reversed(found["transaction"], found["period"])
+
+    period = document["period"]
+    closed_at = datetime.fromisoformat(period["closedAt"])
+    liability = document.get("coalitionLiability")
+    return Issued(
+        row=row,
+        issuer=document["issuer"],
+        participant=document["partner"],
+        period=period["name"],
+        calendar=calendar,
+        currency=currency,
+        closed_at=closed_at,
+        opening=minor(document["openingPosition"]),
+        payable=minor(document["totals"]["payable"]),
+        receivable=minor(document["totals"]["receivable"]),
+        counterparties=[
+            CounterpartyTotals(totals["counterparty"], minor(totals["payable"]), minor(totals["receivable"]))
+            for totals in document["counterparties"]
+        ],
+        lines=[
+            StatementLine(
+                line["transaction"],
+                line["reference"],
+                line["kind"],
+                datetime.fromisoformat(line["effectiveAt"]),
+                line["counterparty"],
+                amount=minor(line["amount"]),
+                category=line["category"],
+                reverses=reverses(line),
+            )
+            for line in document["lines"]
+        ],
+        coalition_liability=None
+        if liability is None
+        else CoalitionLiability(
+            period=period["name"],
+            program_id=liability["program"],
+            points=liability["points"],
+            point_value=Decimal(liability["pointValue"]),
+            liability_minor=minor(liability["amount"]),
+            recorded_at=closed_at,
+        ),
+    )

@@ -1,0 +1,205 @@
+"""An issued statement never changes: the closing stores each participant's signed document, and
+every download serves those bytes and that signature, whatever is posted, rotated or changed in
+the code afterwards. A period closed before statements were stored is issued at its first
+download, once."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import pytest
+from joserfc import jws
+from joserfc.jwk import KeySet
+from sqlalchemy import delete, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlmodel import col, select
+
+from exchange.ledger.periods import PeriodStatus
+from exchange.services.settlement import SettlementService
+from exchange.settlement import closing
+from exchange.settlement.issued import sign
+from exchange.settlement.keys import PUBLICATION_LEAD
+from exchange.settlement.models import IssuedStatement, SettlementPosition
+from exchange.settlement.participants import EXCHANGE
+from exchange.testing.clock import FrozenClock
+from tests.integration.settlement.conftest import NOVEMBER, close, conversion, post, redemption
+
+
+@pytest.fixture
+async def november(settlement: SettlementService, clock: FrozenClock) -> SettlementService:
+    await post(
+        settlement,
+        [
+            conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200),
+            redemption("r1", "wallet-pay", "fresh-mart", 2_500, fee=25),
+        ],
+    )
+    await close(settlement, clock, "2026-11")
+    return settlement
+
+
+async def issued_rows(service: SettlementService, period: str) -> list[IssuedStatement]:
+    async with service.db.transaction() as session:
+        found = await session.exec(
+            select(IssuedStatement).where(IssuedStatement.period == period).order_by(col(IssuedStatement.participant))
+        )
+        return list(found.all())
+
+
+async def verify(service: SettlementService, signed: str) -> bytes:
+    """The payload of ``signed``, verified with what /.well-known/statement-keys.json serves now."""
+    published = KeySet.import_key_set(await service.keys.jwks())
+    return jws.deserialize_compact(signed, published, algorithms=["RS256"]).payload
+
+
+async def forget_issued(service: SettlementService, period: str) -> None:
+    """As for a period closed before statements were stored: no stored statement."""
+    async with service.db.transaction() as session:
+        await session.exec(delete(IssuedStatement).where(col(IssuedStatement.period) == period))  # type: ignore[call-overload]
+
+
+async def test_closing_issues_every_participants_statement_and_downloads_serve_it(
+    november: SettlementService, clock: FrozenClock
+) -> None:
+    rows = await issued_rows(november, "2026-11")
+    assert [row.participant for row in rows] == [EXCHANGE, "fresh-mart", "wallet-pay"]
+    for row in rows:
+        statement = await november.statement(row.participant, "2026-11")
+        assert (statement.json(), statement.jws, statement.key_id, row.version) == (
+            row.document,
+            row.jws,
+            row.key_id,
+            2,
+        )
+        assert await verify(november, statement.jws) == row.document.encode()
+    period = await november.period("2026-11")
+    assert period.row is not None and {row.issued_at for row in rows} == {period.row.closed_at}
+
+
+async def test_two_downloads_are_byte_identical_whatever_happens_in_between(
+    november: SettlementService, clock: FrozenClock
+) -> None:
+    first = await november.statement("fresh-mart", "2026-11")
+    kept = (first.json(), first.csv(), first.jws)
+    # A rotation that has taken effect, and a late line for November (posted into December).
+    await november.rotate_key()
+    clock.advance(seconds=PUBLICATION_LEAD.total_seconds())
+    await post(november, [conversion("late", "fresh-mart", "wallet-pay", 999, at=NOVEMBER)])
+    again = await november.statement("fresh-mart", "2026-11")
+    assert (again.json(), again.csv(), again.jws) == kept
+    assert await verify(november, again.jws) == kept[0].encode()
+    # The late line is December's: its statement shows it, naming the period it happened in.
+    await close(november, clock, "2026-12")
+    december = json.loads((await november.statement("fresh-mart", "2026-12")).json())
+    assert [(line["reference"], line["effectivePeriod"]) for line in december["lines"]] == [
+        ("conversion:late", "2026-11")
+    ]
+
+
+def as_version_1(document: dict[str, Any]) -> str:
+    """The document as the code of version 1 wrote it: its lines named neither their effective
+    period nor what they reverse."""
+    old = document | {
+        "version": 1,
+        "lines": [
+            {name: value for name, value in line.items() if name not in {"effectivePeriod", "reverses"}}
+            for line in document["lines"]
+        ],
+    }
+    return json.dumps(old, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+async def test_a_stored_version_1_statement_is_served_as_stored_and_verifies(
+    november: SettlementService, clock: FrozenClock
+) -> None:
+    current = await november.statement("fresh-mart", "2026-11")
+    old = as_version_1(json.loads(current.json()))
+    key = await november.signing_key()
+    signed = sign(old, key)
+    await forget_issued(november, "2026-11")
+    async with november.db.transaction() as session:
+        session.add(
+            IssuedStatement(
+                period="2026-11",
+                participant="fresh-mart",
+                version=1,
+                document=old,
+                key_id=str(key.kid),
+                jws=signed,
+                issued_at=current.closed_at,
+            )
+        )
+    served = await november.statement("fresh-mart", "2026-11")
+    assert (served.json(), served.jws, served.row.version) == (old, signed, 1)
+    assert await verify(november, served.jws) == old.encode()
+    assert (served.opening, served.net, served.closing, len(served.lines)) == (
+        current.opening,
+        current.net,
+        current.closing,
+        len(current.lines),
+    )
+    lines = [row for row in csv.DictReader(io.StringIO(served.csv(), newline="")) if row["record"] == "line"]
+    assert [(line["reference"], line["amount"], line["effective_period"]) for line in lines] == [
+        ("conversion:c1", "-98.00", ""),
+        ("conversion:c1", "-2.00", ""),
+        ("redemption:r1", "24.75", ""),
+    ]
+
+
+async def test_a_period_closed_before_statements_were_stored_is_issued_at_its_first_download_once(
+    november: SettlementService, clock: FrozenClock
+) -> None:
+    await forget_issued(november, "2026-11")
+    clock.advance(seconds=3600)
+    first = await november.statement("wallet-pay", "2026-11")
+    (row,) = await issued_rows(november, "2026-11")
+    assert (row.participant, row.issued_at, row.document) == ("wallet-pay", clock.now(), first.json())
+    await november.rotate_key(compromised=True)
+    clock.advance(seconds=3600)
+    again = await november.statement("wallet-pay", "2026-11")
+    assert (again.json(), again.jws) == (first.json(), first.jws)
+    assert await verify(november, again.jws) == first.json().encode()
+    assert [(kept.participant, kept.jws, kept.issued_at) for kept in await issued_rows(november, "2026-11")] == [
+        (row.participant, row.jws, row.issued_at)
+    ]
+
+
+async def test_a_closing_cut_after_issuing_and_taken_again_issues_each_statement_once(
+    settlement: SettlementService, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await post(settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
+
+    async def cut(*_: object) -> None:
+        raise RuntimeError("the gateway died after issuing the statements")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(closing, "emit", cut)
+        with pytest.raises(RuntimeError, match="died after issuing"):
+            await close(settlement, clock, "2026-11")
+    assert (await settlement.period("2026-11")).status == PeriodStatus.CLOSING
+    assert await issued_rows(settlement, "2026-11") == []
+
+    await close(settlement, clock, "2026-11")
+    issued = await issued_rows(settlement, "2026-11")
+    async with settlement.db.transaction() as session:
+        participants = (
+            await session.exec(select(SettlementPosition.participant).where(SettlementPosition.period == "2026-11"))
+        ).all()
+    assert sorted(row.participant for row in issued) == sorted(participants)
+
+    # Taken again once closed (a job whose runner went silent), after a rotation: nothing changes.
+    await settlement.rotate_key(compromised=True)
+    clock.advance(seconds=60)
+    await settlement.close("2026-11", by="staff")
+    assert [(row.participant, row.jws, row.issued_at) for row in await issued_rows(settlement, "2026-11")] == [
+        (row.participant, row.jws, row.issued_at) for row in issued
+    ]
+
+
+async def test_the_database_refuses_to_change_an_issued_statement(november: SettlementService) -> None:
+    with pytest.raises((IntegrityError, DBAPIError), match="an issued statement never changes"):
+        async with november.db.transaction() as session:
+            await session.exec(text("UPDATE issued_statement SET document = '{}'"))  # type: ignore[call-overload]
