@@ -8,7 +8,9 @@ Posts a month of N clearing transactions among 20 partners through the ledger (s
   as PostgreSQL plans it (parallel workers allowed);
 * closing: ``SettlementService.close`` — CLOSING under the chain-head lock, the gross
   obligations per pair from the month's legs grouped by account and counterparty, the check of
-  hub legs against the spokes naming them, the positions, CLOSED.
+  hub legs against the spokes naming them, the positions, CLOSED; timed until then. It then
+  issues every participant's signed statement, timed apart (no target: a statement lists every
+  line of the participant's month).
 
 Each is run warm (the copy's pages read once first) and timed; prints the medians, their ratio
 (target: closing <= 1.5x the baseline) and what the netting found.
@@ -32,7 +34,7 @@ from sqlalchemy.engine import make_url
 
 from exchange.db.database import Database
 from exchange.ledger.verify import verify_ledger
-from exchange.services.settlement import SettlementService
+from exchange.services.settlement import ISSUING_STATEMENTS, SettlementService
 from exchange.settings import Settings
 from exchange.settlement.closing import PeriodReport
 from exchange.testing.clock import FrozenClock
@@ -73,17 +75,25 @@ async def open_connection(db: Database) -> None:
         await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
 
 
-async def time_close(url: str) -> tuple[float, PeriodReport]:
-    """Closing reads the month's rows from the heap, as the baseline does: the baseline's run
+async def time_close(url: str) -> tuple[float, float, PeriodReport]:
+    """How long closing took until the period was CLOSED, then how long issuing its statements
+    took. Closing reads the month's rows from the heap, as the baseline does: the baseline's run
     has warmed them."""
     db = Database.from_url(url)
     clock = FrozenClock(AFTER_MONTH)
     service = SettlementService.for_settings(Settings(database_url=url), db=db, clock=clock)
     try:
         await open_connection(db)
+        closed: list[float] = []
+
+        async def progress(_percent: int, step: str) -> None:
+            if step == ISSUING_STATEMENTS:
+                closed.append(time.perf_counter())
+
         started = time.perf_counter()
-        report = await service.close(MONTH, by="bench")
-        return time.perf_counter() - started, report
+        report = await service.close(MONTH, by="bench", progress=progress)
+        ended = time.perf_counter()
+        return closed[0] - started, ended - closed[0], report
     finally:
         await db.dispose()
 
@@ -115,6 +125,7 @@ async def main(arguments: argparse.Namespace) -> None:
 
         baseline_times: list[float] = []
         close_times: list[float] = []
+        issue_times: list[float] = []
         report: PeriodReport | None = None
         for round_number in range(arguments.rounds):
             name = f"{make_url(data).database}_round{round_number}"
@@ -122,8 +133,9 @@ async def main(arguments: argparse.Namespace) -> None:
             copy = with_database(data, name)
             copies.append(copy)
             baseline_times.append(time_baseline(copy))
-            elapsed, report = await time_close(copy)
+            elapsed, issuing, report = await time_close(copy)
             close_times.append(elapsed)
+            issue_times.append(issuing)
             admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
             copies.remove(copy)
 
@@ -136,6 +148,10 @@ async def main(arguments: argparse.Namespace) -> None:
             f"  closing the month:            {closing:8.3f} s   (rounds: {', '.join(f'{t:.3f}' for t in close_times)})"
         )
         print(f"  ratio closing/GROUP BY:       {closing / baseline:8.2f}   (target <= 1.50)")
+        print(
+            f"  then issuing the statements:  {statistics.median(issue_times):8.3f} s   (no target: each lists every "
+            "line; one unit of work per participant, after the period is CLOSED)"
+        )
         assert report is not None
         money = report.currency.from_minor
         saving = report.saving

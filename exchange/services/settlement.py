@@ -52,6 +52,9 @@ from exchange.settlement.overview import PartnerPeriod
 from exchange.settlement.positions import position_of
 from exchange.settlement.records import ByteSource
 
+#: The closing job's last step: its statements, issued once the period is CLOSED.
+ISSUING_STATEMENTS = "issuing statements"
+
 
 @dataclass(frozen=True)
 class LedgerCheck:
@@ -131,20 +134,22 @@ class SettlementService:
         return self.calendar.latest_over(self.clock.now())
 
     async def close(self, period: str, *, by: str, progress: closing.Progress | None = None) -> PeriodReport:
+        """Close ``period`` (``settlement.closing``), then issue every participant's statement
+        (``settlement.issued``) not issued yet, each in a unit of work of its own."""
         period = self.calendar.parse(period)  # before any unit of work: a bad name changes nothing
+        progress = progress or closing.no_progress
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
-        return await closing.close_period(
-            self.db,
-            self.calendar,
-            self.clock,
-            currency,
-            period,
-            by=by,
-            issuer=self.issuer,
-            key=await self.signing_key(),
-            progress=progress or closing.no_progress,
+        key = await self.signing_key()  # before closing: a database without a key gets one first
+        report = await closing.close_period(
+            self.db, self.calendar, self.clock, currency, period, by=by, progress=progress
         )
+        await progress(95, ISSUING_STATEMENTS)
+        signer = issued.Signer(self.issuer, self.calendar, currency, key)
+        for position in report.positions:
+            async with self.db.transaction() as session:
+                await issued.issue(session, signer, position.participant, period, self.clock.now())
+        return report
 
     async def request_close(self, period: str, *, by: str) -> SettlementJob:
         """Queue closing ``period`` for the gateway's job runner (see ``settlement.jobs``), or

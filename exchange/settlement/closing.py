@@ -5,9 +5,11 @@ switches the period to CLOSING while holding every shard's lock (which postings 
 the period's close anchor, and commits at once: from then on nothing posts into the period (late items go to the next open
 one), so its rows are final. Then a last unit of work, holding the period's row, computes the
 obligations from those rows (one aggregation, see ``netting``), stores them, the positions and the
-coalition point's outstanding liability at the period's end, marks the period CLOSED and issues
-every participant's signed statement (``issued``: stored, never built again). If that fails (or the process dies), the period stays CLOSING and closing
-it again finishes the job. Closing a CLOSED period changes nothing and returns the figures stored
+coalition point's outstanding liability at the period's end and marks the period CLOSED. If
+that fails (or the process dies), the period stays CLOSING and closing it again finishes the
+job. The statements are issued after it (``issued``), each in a unit of work of its own: a
+statement lists every line, which no aggregation can do, and the closing's unit of work, which
+holds the period, stays one of set-based statements. Closing a CLOSED period changes nothing and returns the figures stored
 the first time.
 """
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from joserfc.jwk import RSAKey
 from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -38,7 +39,6 @@ from exchange.money import Currency
 from exchange.programs.valuation import fix_point_values
 from exchange.settlement import netting
 from exchange.settlement.errors import SettlementInvariantBroken
-from exchange.settlement.issued import Signer, issue_period
 from exchange.settlement.models import SettlementObligation, SettlementPosition
 from exchange.settlement.netting import NettingSaving, Obligation
 from exchange.webhooks.events import period_closed
@@ -109,10 +109,8 @@ async def recent_periods(session: AsyncSession, first: int) -> list[SettlementPe
     )
 
 
-async def _finish(session: AsyncSession, period: str, signer: Signer, clock: Clock) -> None:
-    """Net a CLOSING period, store its figures, mark it CLOSED and issue its statements (unless
-    another closer has)."""
-    currency = signer.currency
+async def _finish(session: AsyncSession, period: str, currency: Currency, clock: Clock) -> None:
+    """Net a CLOSING period, store its figures and mark it CLOSED (unless another closer has)."""
     row = await session.get(SettlementPeriod, period, with_for_update=True)  # one closer at a time
     assert row is not None
     if row.status == PeriodStatus.CLOSED:
@@ -140,8 +138,12 @@ async def _finish(session: AsyncSession, period: str, signer: Signer, clock: Clo
     row.closed_at = now
     session.add(row)
     await session.flush()
-    participants = await issue_period(session, signer, period, now)
-    await emit(session, *period_closed(period, participants, now))
+    participants = await session.exec(
+        select(SettlementPosition.participant)
+        .where(SettlementPosition.period == period)
+        .order_by(col(SettlementPosition.participant))
+    )
+    await emit(session, *period_closed(period, participants.all(), now))
     await session.flush()
 
 
@@ -153,12 +155,9 @@ async def close_period(
     period: str,
     *,
     by: str,
-    issuer: str,
-    key: RSAKey,
     progress: Progress = no_progress,
 ) -> PeriodReport:
-    """Close ``period`` (or finish closing it) and return its figures; see the module's docstring.
-    ``issuer`` and ``key`` (the active statement key) issue its statements."""
+    """Close ``period`` (or finish closing it) and return its figures; see the module's docstring."""
     period = calendar.parse(period)
     await progress(5, "closing")
     async with db.transaction() as session:  # before any shard is locked: attaching waits for postings
@@ -170,7 +169,7 @@ async def close_period(
     if status != PeriodStatus.CLOSED:
         await progress(35, "netting")
         async with db.transaction() as session:
-            await _finish(session, period, Signer(issuer, calendar, currency, key), clock)
+            await _finish(session, period, currency, clock)
     await progress(90, "reporting")
     async with db.transaction() as session:
         return await period_report(session, period, currency)

@@ -1,12 +1,13 @@
 """Issued statements: each participant's statement of a closed period, signed once and kept.
 
 A partner's finance team keeps the statement it downloaded when the period closed and may
-download it again months later; both must be the same document with the same signature. So the
-closing that marks a period CLOSED also issues every participant's statement in its unit of
-work: it builds the canonical JSON document (:mod:`exchange.settlement.statements`), signs
-exactly those bytes with the active statement key and stores the bytes, the document's version,
-the key's id, the JWS and the moment (``issued_statement``). A closing cut midway rolls all of
-it back and, taken again, issues once; a CLOSED period is never issued again.
+download it again months later; both must be the same document with the same signature. So
+once a period is CLOSED, closing it issues every participant's statement, each in a unit of
+work of its own (:func:`issue`): it builds the canonical JSON document
+(:mod:`exchange.settlement.statements`), signs exactly those bytes with the active statement key
+and stores the bytes, the document's version, the key's id, the JWS and the moment
+(``issued_statement``). A statement is issued once: one stored already is left as it is, so a
+closing cut midway and taken again, or a download racing it, issues nothing twice.
 
 Every download (GraphQL, the consoles, the CLI, through ``SettlementService.statement``) serves
 the stored document: the JSON is the stored bytes, the JWS the stored signature (verified with
@@ -14,9 +15,9 @@ the published statement keys, which keep a retired key for the retention period)
 is rendered from the stored document alone, so a document issued as version 1 stays version 1.
 What the consoles and GraphQL show of a statement is read from the same document.
 
-Periods closed before statements were stored have none: their first download issues it, once,
-from the ledger as the code builds it then (a migration cannot sign: only the gateway holds the
-statement key's secret). Late lines never change an issued statement: they are posted into the
+A statement not issued yet (a closing cut before it was, or a period closed before statements
+were stored) is issued by its first download, once, from the ledger as the code builds it then
+(a migration cannot sign: only the gateway holds the statement key's secret). Late lines never change an issued statement: they are posted into the
 next open period and appear on its statement, naming the period they happened in.
 """
 
@@ -97,6 +98,8 @@ def sign(document: str, key: RSAKey) -> str:
 async def issue(session: AsyncSession, signer: Signer, participant: str, period: str, now: datetime) -> None:
     """Build, sign and store the participant's statement of the closed ``period``, unless one is
     stored already (which then stays as it is)."""
+    if await session.get(IssuedStatement, (period, participant)) is not None:
+        return
     built = await build_statement(
         session,
         issuer=signer.issuer,
@@ -118,20 +121,6 @@ async def issue(session: AsyncSession, signer: Signer, participant: str, period:
             issued_at=now,
         ),
     )
-
-
-async def issue_period(session: AsyncSession, signer: Signer, period: str, now: datetime) -> Sequence[str]:
-    """Issue the statement of every participant of ``period`` (its closing, in its unit of work);
-    the participants, by name."""
-    participants = await session.exec(
-        select(SettlementPosition.participant)
-        .where(SettlementPosition.period == period)
-        .order_by(col(SettlementPosition.participant))
-    )
-    names = participants.all()
-    for participant in names:
-        await issue(session, signer, participant, period, now)
-    return names
 
 
 async def stored(

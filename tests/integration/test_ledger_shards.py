@@ -20,7 +20,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.errors import IdempotencyConflict
-from exchange.keyring.crypto import generate_key
 from exchange.ledger.errors import AlreadyReversed
 from exchange.ledger.partitions import ensure_partitions
 from exchange.ledger.periods import start_closing
@@ -346,21 +345,13 @@ async def test_of_two_reversals_of_a_transaction_posted_at_once_the_second_is_re
     assert (await balances(pg_db))["exchange-fees"] == 0
 
 
-async def close_november(db: Database, ledger: Ledger) -> None:
-    """Close November, issuing its statements with a statement key of the test's own."""
-    clock = FrozenClock(AFTER_NOVEMBER)
-    await close_period(
-        db, ledger.calendar, clock, TWD, "2026-11", by="staff", issuer="https://exchange.test", key=generate_key()
-    )
-
-
 @pytest.mark.postgres_only
 async def test_a_signed_off_period_detaches_and_still_verifies(pg_db: Database, tmp_path: Path) -> None:
     ledger = sharded(4)
     async with pg_db.transaction() as session:
         assert await ensure_partitions(session, ["2026-11"]) == ["2026-11"]
     await post(pg_db, ledger, [f"n{index}" for index in range(6)])
-    await close_november(pg_db, ledger)
+    await close_period(pg_db, ledger.calendar, FrozenClock(AFTER_NOVEMBER), TWD, "2026-11", by="staff")
     await post(pg_db, sharded(4, DECEMBER), ["d1", "d2"], at=DECEMBER)
     before = await balances(pg_db)
     with pytest.raises(NotArchivable, match="not signed off by fresh-mart, wallet-pay"):
@@ -413,7 +404,7 @@ async def test_periods_posted_into_the_default_partition_get_their_own_and_archi
     await post(pg_db, sharded(4, DECEMBER), ["d1"], at=DECEMBER)
     before = await balances(pg_db)
     assert await in_default_partitions(pg_db) == {"2026-11": (3, 9), "2026-12": (1, 3)}
-    await close_november(pg_db, ledger)
+    await close_period(pg_db, ledger.calendar, FrozenClock(AFTER_NOVEMBER), TWD, "2026-11", by="staff")
     assert await in_default_partitions(pg_db) == {"2026-11": (3, 9)}
     async with pg_db.transaction() as session:
         await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]

@@ -1,7 +1,8 @@
-"""An issued statement never changes: the closing stores each participant's signed document, and
-every download serves those bytes and that signature, whatever is posted, rotated or changed in
-the code afterwards. A period closed before statements were stored is issued at its first
-download, once."""
+"""An issued statement never changes: closing a period stores each participant's signed document
+once the period is CLOSED, and every download serves those bytes and that signature, whatever is
+posted, rotated or changed in the code afterwards. A statement not issued yet (a closing cut
+while issuing, a period closed before statements were stored) is issued at its first download,
+once."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sqlmodel import col, select
 
 from exchange.ledger.periods import PeriodStatus
 from exchange.services.settlement import SettlementService
-from exchange.settlement import closing
+from exchange.settlement import issued
 from exchange.settlement.issued import sign
 from exchange.settlement.keys import PUBLICATION_LEAD
 from exchange.settlement.models import IssuedStatement, SettlementPosition
@@ -167,35 +168,44 @@ async def test_a_period_closed_before_statements_were_stored_is_issued_at_its_fi
     ]
 
 
-async def test_a_closing_cut_after_issuing_and_taken_again_issues_each_statement_once(
+async def test_a_closing_cut_while_issuing_and_taken_again_issues_each_statement_once(
     settlement: SettlementService, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await post(settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
+    issue = issued.issue
+    issuing: list[str] = []
 
-    async def cut(*_: object) -> None:
-        raise RuntimeError("the gateway died after issuing the statements")
+    async def cut_at_the_second(*arguments: Any) -> None:
+        issuing.append(arguments[2])
+        if len(issuing) == 2:
+            raise RuntimeError("the gateway died while issuing the statements")
+        await issue(*arguments)
 
     with monkeypatch.context() as patched:
-        patched.setattr(closing, "emit", cut)
-        with pytest.raises(RuntimeError, match="died after issuing"):
+        patched.setattr(issued, "issue", cut_at_the_second)
+        with pytest.raises(RuntimeError, match="died while issuing"):
             await close(settlement, clock, "2026-11")
-    assert (await settlement.period("2026-11")).status == PeriodStatus.CLOSING
-    assert await issued_rows(settlement, "2026-11") == []
+    assert (await settlement.period("2026-11")).status == PeriodStatus.CLOSED  # the closing's own work held
+    [first] = await issued_rows(settlement, "2026-11")
+    assert first.participant == issuing[0]
 
     await close(settlement, clock, "2026-11")
-    issued = await issued_rows(settlement, "2026-11")
+    issued_now = await issued_rows(settlement, "2026-11")
     async with settlement.db.transaction() as session:
         participants = (
             await session.exec(select(SettlementPosition.participant).where(SettlementPosition.period == "2026-11"))
         ).all()
-    assert sorted(row.participant for row in issued) == sorted(participants)
+    assert sorted(row.participant for row in issued_now) == sorted(participants)
+    assert [(row.jws, row.issued_at) for row in issued_now if row.participant == first.participant] == [
+        (first.jws, first.issued_at)
+    ]
 
     # Taken again once closed (a job whose runner went silent), after a rotation: nothing changes.
     await settlement.rotate_key(compromised=True)
     clock.advance(seconds=60)
     await settlement.close("2026-11", by="staff")
     assert [(row.participant, row.jws, row.issued_at) for row in await issued_rows(settlement, "2026-11")] == [
-        (row.participant, row.jws, row.issued_at) for row in issued
+        (row.participant, row.jws, row.issued_at) for row in issued_now
     ]
 
 
