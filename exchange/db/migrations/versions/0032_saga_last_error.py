@@ -29,6 +29,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # In place, on SQLite too: a batch copy of a saga table would drop the triggers on it.
     for table in SAGA_TABLES:
-        with op.batch_alter_table(table) as saga:
-            saga.drop_column("last_error")
+        op.drop_column(table, "last_error")
