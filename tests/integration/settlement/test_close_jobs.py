@@ -42,7 +42,7 @@ async def test_a_queued_close_runs_once_through_the_one_close_and_reports_progre
 
     monkeypatch.setattr(jobs, "record_progress", watched)
     assert await november.run_next_job() is True
-    assert steps == [("closing", 5), ("netting", 35), ("reporting", 90)]
+    assert steps == [("closing", 5), ("netting", 35), ("reporting", 90), ("issuing statements", 95)]
     done = await november.job(job.id)
     assert (done.state, done.progress, done.error, done.finished_at is not None) == (JobState.DONE, 100, None, True)
     report = await november.period("2026-11")
