@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy.engine import make_url
-from stack import describe, member_client, own_cpu_seconds, running_stack, tree_cpu_seconds
+from stack import describe, own_cpu_seconds, running_stack, tree_cpu_seconds
 
 from exchange.serving import free_port
 from exchange.testing.postgres import find_server_binaries
@@ -116,7 +116,7 @@ async def bare_query_rate(
         stderr=subprocess.DEVNULL,
     )
     try:
-        async with member_client(f"http://127.0.0.1:{port}") as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             for _ in range(200):
                 try:
                     await http.post("/graphql", json={"query": "{ hello }"})

@@ -26,6 +26,7 @@ from stack import describe, running_stack
 
 from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.connectors.transport import AiohttpTransport
 from exchange.programs.declarations import read_partners_directory
 
 COALITION_POINT = "coalition"
@@ -40,7 +41,9 @@ async def timed(call: Callable[[], Awaitable[object]]) -> float:
 
 
 async def main(arguments: argparse.Namespace) -> None:
-    async with running_stack(PROGRAMS, EXCHANGE_BALANCE_CACHE_SECONDS="0") as stack:
+    # The gateway is asked over the transport the partners are asked over in the comparisons
+    # below (the exchange's connectors'), so that neither side pays a client the other does not.
+    async with running_stack(PROGRAMS, transport=AiohttpTransport(), EXCHANGE_BALANCE_CACHE_SECONDS="0") as stack:
         token = (await stack.members(1, PROGRAMS, balance=10_000))["bench000"][PROGRAMS[0]]
         for admin in stack.admins.values():
             await admin.set_faults(latency_ms=20)

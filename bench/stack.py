@@ -23,7 +23,6 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from exchange.connectors.transport import AiohttpTransport
 from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.sandbox.admin_client import SandboxAdmin
@@ -129,16 +128,16 @@ class Stack:
         return tokens
 
 
-def member_client(base_url: str) -> httpx.AsyncClient:
-    """The load generator's HTTP client: httpx over the same aiohttp transport the gateway's
-    connectors use, so that the gateway is asked as its partners are in the comparisons (and
-    the generator's own CPU, which shares the machine, stays small)."""
-    return httpx.AsyncClient(base_url=base_url, timeout=60, transport=AiohttpTransport())
-
-
 @asynccontextmanager
-async def running_stack(programs: Sequence[str], *, workers: int = 1, **gateway_env: str) -> AsyncIterator[Stack]:
-    """PostgreSQL, one sandbox process per program, and ``exchange serve`` on a migrated database."""
+async def running_stack(
+    programs: Sequence[str],
+    *,
+    workers: int = 1,
+    transport: httpx.AsyncBaseTransport | None = None,
+    **gateway_env: str,
+) -> AsyncIterator[Stack]:
+    """PostgreSQL, one sandbox process per program, and ``exchange serve`` on a migrated database;
+    the load generator asks the gateway through ``transport`` (None: httpx's own)."""
     work = Path(tempfile.mkdtemp(prefix="exchange-bench-"))
     cluster = ThrowawayCluster.start(shared_preload_libraries="pg_stat_statements")
     databases = PostgresDatabases(cluster.url)
@@ -161,7 +160,7 @@ async def running_stack(programs: Sequence[str], *, workers: int = 1, **gateway_
         processes.append(gateway)
         await gateway.start()
         sandboxes = processes[:-1]
-        async with member_client(settings.issuer_url) as http:
+        async with httpx.AsyncClient(base_url=settings.issuer_url, timeout=60, transport=transport) as http:
             try:
                 yield Stack(
                     settings=settings,
