@@ -24,7 +24,6 @@ next open period and appear on its statement, naming the period they happened in
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -32,7 +31,6 @@ from typing import Any
 
 from joserfc import jws
 from joserfc.jwk import RSAKey
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.coalition.models import CoalitionLiability
@@ -40,7 +38,7 @@ from exchange.db.dialects import insert_once
 from exchange.keyring.crypto import ALGORITHM
 from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
-from exchange.settlement.models import IssuedStatement, SettlementPosition
+from exchange.settlement.models import IssuedStatement
 from exchange.settlement.statements import (
     JWS_TYPE,
     CounterpartyTotals,
