@@ -179,12 +179,12 @@ async def test_staff_see_a_step_a_partner_keeps_failing_by_graphql_and_the_comma
     listed for staff alike over GraphQL and by ``exchange retrying``, and refused to a partner."""
     conversion = await late.convert(1000, "happy-card", "fresh-mart", "k-retrying")
     async with late.services.db.transaction() as session:  # as four refused attempts at the credit leave it
-        await session.execute(
+        await session.exec(  # type: ignore[call-overload]
             text(
                 "UPDATE conversion SET status = 'PENDING', step = 'CREDIT', attempts = 4, "
                 "last_error = 'partner fresh-mart: credit: cannot connect' WHERE id = :id"
             ),
-            {"id": conversion.id},
+            params={"id": conversion.id},
         )
     staff = await late.kit.staff_token(Role.SETTLEMENT)
     [row] = (await late.kit.data(RETRYING_OPERATIONS, staff))["retryingOperations"]
