@@ -19,10 +19,12 @@ from datetime import datetime
 from string import Formatter
 
 from exchange.errors import ExchangeError
+from exchange.settlement.participants import EXCHANGE
+from exchange.settlement.records import NOT_UTF8, OPTIONAL, REQUIRED
 from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE
 
 #: Values that are whole numbers (written with thousands commas, maybe negative).
-NUMBERS = frozenset({"least", "most"})
+NUMBERS = frozenset({"least", "most", "line", "fields"})
 #: How a field is named in a message: as the API spells it.
 FIELD_NAME = r"[A-Za-z][A-Za-z0-9.\[\]]*"
 
@@ -55,6 +57,68 @@ class FieldRule:
 
 #: :data:`~exchange.text.CHOSEN_ID_RULE`, its length a value.
 CHOSEN_ID_TEMPLATE = CHOSEN_ID_RULE.replace(f"1 to {CHOSEN_ID_LENGTH} ", "{least} to {most} ")
+
+#: Why a partner's records file is refused (:mod:`exchange.settlement.records`,
+#: :mod:`exchange.settlement.reconciliation`), each the reason of a
+#: :class:`~exchange.settlement.errors.MalformedRecords` (``line {line}: {reason}; nothing was
+#: imported``). ``{got}`` is the value as the refusal quotes it; ``{column}``, a column's name.
+_HEADER = (
+    f"the header must name the columns {', '.join(REQUIRED)} and optionally {', '.join(OPTIONAL)}, "
+    "each once, in any order; got {got}"
+)
+_FIELDS = "{fields} fields, but the header names {most}"
+RECORDS_REASONS: tuple[tuple[str, str], ...] = (
+    ("RECORDS_NOT_UTF8", NOT_UTF8),
+    ("RECORDS_EMPTY", "the file is empty: its first line must be the header"),
+    ("RECORDS_NO_HEADER", "an empty line; the first line must be the header"),
+    (
+        "RECORDS_CARRIAGE_RETURNS",
+        "lines end in a carriage return alone (as old Mac spreadsheets save them): save with LF or CRLF line ends",
+    ),
+    (
+        "RECORDS_HEADER_SEMICOLONS",
+        _HEADER + ": fields are separated by commas, not semicolons (a spreadsheet set to a decimal comma "
+        "saves with semicolons); write amounts with a decimal point, as 1234.50",
+    ),
+    ("RECORDS_HEADER_CASE", _HEADER + ": the column names are lower case"),
+    ("RECORDS_HEADER", _HEADER),
+    ("RECORDS_LONG_LINE", "a line over {most} bytes"),
+    ("RECORDS_EMPTY_LINE", "an empty line; every line after the header is one record"),
+    (
+        "RECORDS_HEADER_AGAIN",
+        "repeats the header: a file has one header line, its first (were two files joined?)",
+    ),
+    ("RECORDS_HEADER_AGAIN", "repeats the header's names in another order: a file has one header line, its first"),
+    ("RECORDS_CONTROL", "a field holds a control character or a line break"),
+    (
+        "RECORDS_OPEN_QUOTE",
+        "a quoted field does not end on its line; no field holds a line break or a double quote, "
+        "and a quoted field ends with a double quote",
+    ),
+    ("RECORDS_QUOTE_INSIDE", "a double quote in the middle of a field; quote whole fields only"),
+    (
+        "RECORDS_FIELDS_SPLIT_AMOUNT",
+        _FIELDS + "; if {got} is one amount, write it with a decimal point and no "
+        "thousands separator (-1234.50, not -1,234.50 or -1234,50)",
+    ),
+    ("RECORDS_FIELDS", _FIELDS),
+    ("RECORDS_QUOTE_INSIDE", "{column}: holds a double quote"),
+    ("RECORDS_REFERENCE_LENGTH", "{column}: must be {least} to {most} characters, got {got}"),
+    (
+        "RECORDS_REFERENCE_SPACES",
+        "{column}: {got} starts or ends with a space; write the reference as the statement prints it",
+    ),
+    (
+        "RECORDS_AMOUNT",
+        "{column}: {got} is not an amount in {currency}: write an exact decimal such as -1234.5, with at most "
+        "{decimals} decimals and {digits} integer digits, a decimal point and no thousands separator",
+    ),
+    ("RECORDS_COUNTERPARTY", f"{{column}}: {{got}} is neither a program id nor {EXCHANGE}"),
+    ("RECORDS_COUNTERPARTY", f"{{column}}: {{got}} is neither a program of the coalition nor {EXCHANGE}"),
+    ("RECORDS_DATE", "{column}: {got} is not a date written YYYY-MM-DD"),
+    ("RECORDS_CALENDAR", "{column}: {got} is not a date on the calendar"),
+    ("RECORDS_UNREADABLE", "cannot be read as the header's columns"),
+)
 
 #: Every rule a partner console's form can break, each with the English its checks write
 #: (:mod:`exchange.web.partner.forms`, :mod:`exchange.pricing`, :mod:`exchange.rewards.catalog`,
@@ -115,6 +179,13 @@ RULES: tuple[FieldRule, ...] = (
         "UNRESOLVED_BREAKS", "{partner}'s period {period} has {least} unresolved breaks: resolve every break first"
     ),
     FieldRule("ADJUST_ITSELF", "a partner cannot adjust against itself"),
+    # A partner's records file, uploaded on the settlement console (exchange.settlement).
+    *(FieldRule(key, f"line {{line}}: {reason}; nothing was imported") for key, reason in RECORDS_REASONS),
+    FieldRule(
+        "REIMPORT_RESOLVED",
+        "breaks of {partner}'s reconciliation for {period} are already resolved; a new import would reopen them",
+    ),
+    FieldRule("SIGNED_OFF", "{partner}'s period {period} is signed off"),
 )
 #: Values that are moments (ISO 8601).
 MOMENTS = frozenset({"ends_at"})

@@ -101,7 +101,7 @@ class SettlementConsole:
                     _checked(value, name, PATH_LIMITS[name])
             except BadUserInput as refused:
                 if request.method == "PUT":
-                    return JSONResponse({"message": refused.message, **refused.extensions()}, status_code=400)
+                    return self._refused_upload(request, refused)
                 return self._problem(request, refused)
             return await endpoint(request)
 
@@ -145,6 +145,12 @@ class SettlementConsole:
             {"error": FieldProblem.of(refused)},
             status_code=http_status(refused.code),
         )
+
+    def _refused_upload(self, request: Request, refused: ExchangeError) -> JSONResponse:
+        """A refused upload, for the page's script: ``message`` says why in the reader's
+        language, as a page says a refusal; the error's extensions keep the API's terms."""
+        said = self.pages.macro(request, "console/settlement/_labels.html", "refusal")(FieldProblem.of(refused))
+        return JSONResponse({**refused.extensions(), "message": said}, status_code=http_status(refused.code))
 
     # Periods and closing
 
@@ -334,9 +340,7 @@ class SettlementConsole:
         try:
             view = await self.settlement.import_records(partner, period, body, by=self._actor(request))
         except ExchangeError as refused:
-            return JSONResponse(
-                {"message": refused.message, **refused.extensions()}, status_code=http_status(refused.code)
-            )
+            return self._refused_upload(request, refused)
         return JSONResponse(
             {
                 "location": reconciliation_url(period, partner, notice="imported"),

@@ -3,6 +3,8 @@ says it with the form's label in its reader's language (exchange.web.field_rules
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,9 +16,14 @@ from exchange.errors import BadUserInput, ExchangeError
 from exchange.money import Currency
 from exchange.pricing.promotions import PromotionTerms
 from exchange.pricing.rates import RateTerms
+from exchange.settlement.errors import MalformedRecords
+from exchange.settlement.records import BLOCK_BYTES, MAX_LINE_BYTES, RecordReader
 from exchange.text import CHOSEN_ID_LENGTH
 from exchange.web.field_rules import FieldProblem
+from exchange.web.i18n import TRADITIONAL_CHINESE
 from exchange.web.partner.forms import FormValues
+from exchange.web.static import StaticAssets
+from exchange.web.templating import Pages
 
 
 def chosen_id_refused(value: str) -> None:
@@ -72,3 +79,48 @@ def test_a_text_no_rule_wrote_keeps_its_field_and_words() -> None:
 
 def test_a_rule_naming_another_field_is_not_read_as_this_ones() -> None:
     assert FieldProblem.of(BadUserInput("units is required", field="stock")).rule is None
+
+
+#: Files a partner uploads that are refused, one for each reason the records reader gives.
+REFUSED_FILES = [
+    b"",
+    b"\nreference,amount\nr,1\n",
+    b"ref,amount\n",
+    b"Reference,Amount\nr,1\n",
+    b"reference;amount\nr;1234,50\n",
+    b"reference,amount\rr,1\r",
+    b"reference,amount\nr,1\nreference,amount\n",
+    b"amount,reference\n1,r\nreference,amount\n",
+    b"reference,amount\nr,1\n\nr2,2\n",
+    b"reference,amount\nr,1,2\n",
+    b"reference,amount\nr,-1234,50\n",
+    b"reference,amount\nr,1.234\n",
+    b"reference,amount\n,5\n",
+    b"reference,amount\nconversion:a ,5\n",
+    b'reference,amount\nab"c,5\n',
+    b'reference,amount\n"ab"c,5\n',
+    b'reference,amount\n"conversion:a\r\nb",5\n',
+    b"reference,amount\nr\t1,5\n",
+    b"reference,amount,counterparty\nr,5,Wallet Pay\n",
+    b"reference,amount,date\nr,5,2026-02-30\n",
+    b"reference,amount,date\nr,5,30/11/2026\n",
+    b"reference,amount\nr\xff,2\n",
+    b"reference,amount\nr,1\n" + b"x" * (MAX_LINE_BYTES + BLOCK_BYTES) + b",1\n",
+]
+
+
+@pytest.mark.parametrize("data", REFUSED_FILES, ids=range(len(REFUSED_FILES)))
+def test_why_a_records_file_is_refused_is_said_in_the_readers_language(data: bytes) -> None:
+    """The settlement console's upload said the reader's English reason on a Chinese page."""
+    with pytest.raises(MalformedRecords) as refused:
+        for _ in RecordReader(io.BytesIO(data), Currency("TWD", 2)).batches():
+            pass
+    problem = FieldProblem.of(refused.value)
+    assert problem.rule is not None and problem.rule.startswith("RECORDS_"), problem.text
+    assert problem.values["line"] == refused.value.line
+    pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
+    labels = pages.env.get_template("console/settlement/_labels.html")
+    said = str(labels.make_module({"language": TRADITIONAL_CHINESE}).refusal(problem)).strip()
+    assert said.startswith(f"第 {refused.value.line:,} 行：") and said.endswith("未匯入任何內容。"), said
+    assert refused.value.reason not in said
+    assert not re.search(r"\b(the|is|line|must|field|header|write)\b", said), said  # column names stay

@@ -59,6 +59,17 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         assert unsigned.status_code == 403
         page = client.get(f"/console/settlement/{month}/reconciliations/fresh-mart").text
         assert "No file of this partner has been imported" in page
+        # A malformed file is refused, saying why in the reader's language; nothing is imported.
+        headers = {"Content-Type": "text/csv", "X-CSRF-Token": token, "Accept-Language": "zh-TW"}
+        malformed = client.put(records, content=b"reference,amount\nr,1.234\n", headers=headers)
+        refusal = malformed.json()
+        assert malformed.status_code == 400 and (refusal["code"], refusal["line"]) == ("BAD_USER_INPUT", 2)
+        assert refusal["message"].startswith("第 2 行：") and "不是 TWD 金額" in refusal["message"], refusal
+        assert "is not an amount" not in refusal["message"]
+        assert (
+            "No file of this partner has been imported"
+            in client.get(f"/console/settlement/{month}/reconciliations/fresh-mart").text
+        )
         uploaded = client.put(records, content=RECORDS, headers={"Content-Type": "text/csv", "X-CSRF-Token": token})
         assert uploaded.status_code == 200, uploaded.text
         assert uploaded.json()["unresolvedBreaks"] == 5
