@@ -98,6 +98,7 @@ from exchange.risk.policy import RiskPolicy
 from exchange.sagas.doubt import (
     CONTRADICTED,
     WRITE_CONTRADICTED,
+    WRITE_STANDS,
     WRITE_UNCONFIRMED,
     MemberDebit,
     SentWrite,
@@ -343,10 +344,8 @@ class ConversionSaga(Saga[Conversion]):
             )
         except InsufficientPoints as refusal:
             assert operation is not None  # a reversal is asked only of a record that contradicts
-            message = (
-                f"the target partner recorded another credit than the one sent ({sent.contradiction(operation)}) "
-                f"and refused to reverse it ({refusal.message}): the credit stands and was posted as sent; "
-                "settle the difference with the target partner at reconciliation"
+            message = WRITE_STANDS.format(
+                partner="target", write="credit", contradiction=sent.contradiction(operation), refusal=refusal.message
             )
             logger.error("conversion %s: %s", conversion.id, message)
             return Transition(SagaStep.DONE, ConversionStatus.COMPLETED, CONTRADICTED, message)

@@ -41,6 +41,14 @@ WRITE_UNCONFIRMED_IN_TIME = "the {partner} partner did not confirm the {write} i
 WRITE_TOO_LATE = "the {partner} partner confirmed the {write} too late; it was reversed"
 #: ``state``: the partner's state of the write it had accepted.
 WRITE_NOT_APPLIED = "the {partner} partner did not apply the {write} it had accepted ({state})"
+#: A contradicted write the partner refused to reverse, which stands and was posted as sent (the
+#: saga COMPLETED with :data:`CONTRADICTED`): ``contradiction``, how its record differs
+#: (:meth:`SentWrite.contradiction`); ``refusal``, the partner's refusal.
+WRITE_STANDS = (
+    "the {partner} partner recorded another {write} than the one sent ({contradiction}) and refused to "
+    "reverse it ({refusal}): it stands and was posted as sent; settle the difference with that partner "
+    "at reconciliation"
+)
 
 #: States of a record of a write that moved points (the ones a contradiction can hide in).
 _MOVED = (OperationState.APPLIED, OperationState.REVERSED)

@@ -48,6 +48,7 @@ PARTNER_CALL = re.compile(r"partner (?P<program>[a-z0-9][a-z0-9_-]*)")
 FAILURES = (
     reasons.REJECTED,
     reasons.Reason(PARTNER_SAID, REFUSED),
+    reasons.Reason("WRITE_STANDS", doubt.WRITE_STANDS),
     reasons.Reason("WRITE_CONTRADICTED", doubt.WRITE_CONTRADICTED),
     reasons.Reason("WRITE_UNCONFIRMED", doubt.WRITE_UNCONFIRMED_IN_TIME),
     reasons.Reason("WRITE_UNCONFIRMED", doubt.WRITE_UNCONFIRMED),

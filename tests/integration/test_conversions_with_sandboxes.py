@@ -31,6 +31,7 @@ from exchange.services.conversions import ConversionService, RecoveryReport
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
 from exchange.testing.sandboxes import SandboxFleet
+from exchange.web.said import Said
 from tests.factories import member_with_accounts
 
 PROGRAMS = ("happy-card", "fresh-mart", "wallet-pay")
@@ -196,6 +197,8 @@ async def test_a_misapplied_credit_the_member_has_spent_stands_posted_as_sent_an
     finished = await exchange.saga.reload(conversion.id)
     assert (finished.status, finished.failure_code) == (ConversionStatus.COMPLETED, "PARTNER_CONTRADICTED")
     assert finished.failure_message is not None and "reconciliation" in finished.failure_message
+    said = Said.failure(finished.failure_code, finished.failure_message, {})  # as a page says it
+    assert (said.key, said.values["partner"], said.values["write"]) == ("WRITE_STANDS", "target", "credit")
     assert any("refused to reverse it" in record.getMessage() for record in caplog.records)
     balances = await ledger_balances(exchange)
     assert balances["member-points:happy-card"] == await partner_net(exchange.sandboxes, "happy-card", "alice") == -1000

@@ -79,6 +79,16 @@ def test_a_partner_that_could_not_be_reached_is_named_without_the_connectors_tec
             "轉入的計畫記錄的加點與交換平台送出的不同，因此交換平台已將其沖回。",
         ),
         (
+            doubt.WRITE_STANDS.format(
+                partner="target",
+                write="credit",
+                contradiction="its points is 4900, the exchange sent 2450",
+                refusal="partner fresh-mart refused REVERSE: member alice has 900 points, 2450 asked",
+            ),
+            "WRITE_STANDS",
+            "轉入的計畫記錄的加點與交換平台送出的不同，且未能收回：您的轉換依送出的內容成立，差額由交換平台與該計畫結算。",
+        ),
+        (
             doubt.WRITE_TOO_LATE.format(partner="source", write="debit"),
             "WRITE_TOO_LATE",
             "轉出的計畫太晚確認扣點，因此交換平台已將其沖回。",

@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
+from exchange.conversions.models import Conversion
 from exchange.db.database import Database
 from exchange.pricing.models import Quote
+from exchange.sagas import doubt
 from tests.web.conftest import PortalGateway, run_async
 from tests.web.portal_flows import QUOTE_PATH, ask_quote, convert_form, csrf_token, sign_in
 from tests.web.portal_partners import PIN
@@ -149,3 +151,40 @@ def test_a_conversion_the_partner_refused_shows_the_partners_own_words_on_a_chin
         f'FreshMart Rewards 的原話： <q class="own-words" lang="">member {member_ref} has 5000 points, 6000 asked</q>'
     )
     assert portal_gateway.partners.balance("fresh-mart", member_ref) == 5_000
+
+
+def test_a_conversion_that_stood_after_its_target_contradicted_itself_says_so_on_a_chinese_page(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """COMPLETED with PARTNER_CONTRADICTED (the target credited another amount and would not
+    take it back): the page said nothing of it, and the saga's reason was English only."""
+    linked_member(portal_gateway, client, also_sign_in=False)
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
+    outcome = client.post(quote_page, data=convert_form(client, quote_page)).headers["location"]
+    stood = doubt.WRITE_STANDS.format(
+        partner="target",
+        write="credit",
+        contradiction="its points is 2000, the exchange sent 1000",
+        refusal="partner formosa-air refused REVERSE: not enough miles",
+    )
+
+    async def contradicted() -> None:
+        db = Database.from_url(portal_gateway.gateway.settings.database_url)
+        try:
+            async with db.transaction() as session:
+                await session.exec(  # type: ignore[call-overload]
+                    update(Conversion)
+                    .where(col(Conversion.id) == outcome.rsplit("/", 1)[1])
+                    .values(failure_code=doubt.CONTRADICTED, failure_message=stood)
+                )
+        finally:
+            await db.dispose()
+
+    run_async(contradicted)
+    page = html.unescape(client.get(outcome, headers={"accept-language": "zh-TW"}).text)
+    assert "轉換完成" in page.split("<h1>")[1].split("</h1>")[0]
+    failure = page.split('id="failure">')[1].split("</p>")[0]
+    assert (
+        failure
+        == "轉入的計畫記錄的加點與交換平台送出的不同，且未能收回：您的轉換依送出的內容成立，差額由交換平台與該計畫結算。"
+    )

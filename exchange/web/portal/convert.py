@@ -88,7 +88,9 @@ class ConvertPages:
         )
         context = await self._amounts(conversion)
         catalog = await self.services.catalog.cache.get()
-        failure = conversion.failure_message if conversion.status != "COMPLETED" else None
+        # A completed conversion has a failure only when a partner contradicted itself and its
+        # write stood (PARTNER_CONTRADICTED): the member is told why the programs' figures differ.
+        failure = conversion.failure_message if conversion.failure_code is not None else None
         context["failure"] = Said.failure(conversion.failure_code, failure, catalog.programs) if failure else None
         return self.pages.render(request, "portal/conversion.html", context)
 
