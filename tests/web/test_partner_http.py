@@ -35,6 +35,8 @@ from tests.web.conftest import Gateway, Person, run_async, start_gateway
 from tests.web.test_console_http import form_token, signed_in
 
 PARTNER = "/console/partner"
+#: A request for the pages in Traditional Chinese.
+CHINESE = {"accept-language": "zh-TW"}
 REDEEM = """mutation($reward: ID!, $key: String!) {
   redeemReward(rewardId: $reward, payWith: "harbor-bank", idempotencyKey: $key) { id status } }"""
 
@@ -364,12 +366,15 @@ def test_a_client_gets_the_member_scopes_ticked_or_those_its_scopes_give(air_cli
     )
     chosen, _ = issued_secret(ticked.text)
     listing = air_client.get(f"{PARTNER}/access").text
-    for client_id, member_scopes in ((reporting, "member:read"), (chosen, "member:read member:write")):
-        row = re.search(rf"<code>{client_id}</code></th>\s*<td>[^<]*</td>\s*<td>([^<]*)</td>", listing)
-        assert row is not None and row[1] == member_scopes
+    for client_id, member_scopes in ((reporting, ["member:read"]), (chosen, ["member:read", "member:write"])):
+        row = re.search(rf'<code>{client_id}</code></th>.*?<td data-label="Member tokens">(.*?)</td>', listing, re.S)
+        assert row is not None and re.findall(r"<code>([^<]*)</code>", row[1]) == member_scopes
+    # Each scope said in words, its name beside it.
+    assert "Read the member's accounts <code>member:read</code>" in listing
+    assert "讀取會員的帳戶 <code>member:read</code>" in air_client.get(f"{PARTNER}/access", headers=CHINESE).text
     refused = post(air_client, f"{PARTNER}/clients", scopes=["partner:read"], memberScopes=["partner:write"])
     assert refused.status_code == 422 and 'id="client-secret"' not in refused.text
-    assert "member tokens cannot hold partner:write" in field_error(refused.text, "memberScopes")
+    assert "Member tokens it may obtain: cannot hold partner:write" in field_error(refused.text, "memberScopes")
 
 
 def test_another_partners_client_cannot_be_rotated_or_revoked_by_changing_the_form(
@@ -380,7 +385,7 @@ def test_another_partners_client_cannot_be_rotated_or_revoked_by_changing_the_fo
     assert theirs not in air_client.get(f"{PARTNER}/access").text
     for action in ("rotate", "revoke"):
         refused = post(air_client, f"{PARTNER}/clients/{action}", clientId=theirs)
-        assert refused.status_code == 422 and "no OAuth client has id" in refused.text
+        assert refused.status_code == 422 and "No OAuth client of yours has this id" in refused.text
         assert 'id="client-secret"' not in refused.text
     assert token_status(gateway, theirs, secret) == 200, "untouched"
 
@@ -395,13 +400,20 @@ def test_assertion_keys_are_added_from_a_jwk_refused_when_malformed_and_retired(
     bad = post(air_client, f"{PARTNER}/keys", publicKey='{"kty": "oct", "k": "c2VjcmV0"}')
     assert bad.status_code == 422 and "public key" in field_error(bad.text, "publicKey")
     assert "oct" in bad.text, "what was pasted is kept"
+    # Why, in the reader's language: not the exchange's English after the field's label.
+    form = {"csrf_token": form_token(air_client, "/console/"), "publicKey": "-----BEGIN PRIVATE KEY-----"}
+    said = field_error(air_client.post(f"{PARTNER}/keys", data=form, headers=CHINESE).text, "publicKey")
+    assert said == "要新增的公開金鑰：請貼上 RSA、P-256 或 Ed25519 的公開金鑰，格式為 JWK 或 PEM"
     assert post(air_client, f"{PARTNER}/keys", publicKey=public).status_code == 303
     assert "air-signing-1" in air_client.get(f"{PARTNER}/access").text
 
     with signed_in(gateway, mart) as mart_client:
         assert "air-signing-1" not in mart_client.get(f"{PARTNER}/access").text
         refused = post(mart_client, f"{PARTNER}/keys/retire", kid="air-signing-1")
-        assert refused.status_code == 422 and "no assertion key has kid" in refused.text
+        assert refused.status_code == 422 and "No assertion key of yours has this kid" in refused.text
+        form = {"csrf_token": form_token(mart_client, "/console/"), "kid": "air-signing-1"}
+        chinese = mart_client.post(f"{PARTNER}/keys/retire", data=form, headers=CHINESE).text
+        assert "您沒有這個 kid 的斷言金鑰" in chinese and "no assertion key has kid" not in chinese
     assert "air-signing-1" in air_client.get(f"{PARTNER}/access").text, "still accepted"
     assert post(air_client, f"{PARTNER}/keys/retire", kid="air-signing-1").status_code == 303
     assert "air-signing-1" not in air_client.get(f"{PARTNER}/access").text
