@@ -177,6 +177,8 @@ def test_the_partner_pages_fit_the_screen_and_speak_the_language(
             assert all(hidden <= 0 for hidden in tables), (
                 f"a table of {path} scrolls sideways at {viewport['width']} px: {tables}"
             )
+            broken = page.evaluate(BROKEN_WORDS, ".partner-table")
+            assert not broken, f"a table of {path} breaks words at {viewport['width']} px: {broken}"
             if language == "zh-TW":
                 untranslated = set(LATIN_WORD.findall(page.locator("main").inner_text())) - data_words(page)
                 assert not untranslated, f"untranslated on {path}: {sorted(untranslated)}"
@@ -185,6 +187,26 @@ def test_the_partner_pages_fit_the_screen_and_speak_the_language(
     finally:
         context.close()
 
+
+#: The Latin words and numbers in the cells of the tables a selector finds that the browser
+#: broke across lines (a cell too narrow for them): a word is laid out on one line, or the
+#: table is no use on a phone ("Coalitio / n Points", "Exch / ange fee").
+BROKEN_WORDS = """selector => {
+  const broken = [];
+  for (const cell of document.querySelectorAll(`${selector} th, ${selector} td`)) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const word of node.data.matchAll(/[A-Za-z0-9]{2,}/g)) {
+        const range = document.createRange();
+        range.setStart(node, word.index);
+        range.setEnd(node, word.index + word[0].length);
+        const lines = new Set([...range.getClientRects()].map(rect => Math.round(rect.top)));
+        if (lines.size > 1) broken.push(word[0]);
+      }
+    }
+  }
+  return broken;
+}"""
 
 #: Latin words that are data or codes, not prose: what no translation touches.
 CODES = {"NT", "TWD", "JSON", "CSV", "JWS", "JWK", "PEM", "RSA", "Ed", "API", "ID", "kid", "OAuth", "SETTLEMENT", "md"}

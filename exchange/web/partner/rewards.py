@@ -147,7 +147,8 @@ class RewardPages:
         status_code: int = 200,
     ) -> Response:
         redemptions = await self.rewards.reward_redemptions(partner_of(request), reward.id, first=REDEMPTIONS_SHOWN)
-        currency = (await self.catalog.cache.get()).currency
+        catalog = await self.catalog.cache.get()
+        currency = catalog.currency
         now = self.rewards.clock.now()
         return self.pages.render(
             request,
@@ -157,6 +158,7 @@ class RewardPages:
                 "now": now,
                 "available": rewards_catalog.is_available(reward, now),
                 "redemptions": redemptions,
+                "programs": catalog.programs,
                 "currency": currency,
                 "price": currency.from_minor(reward.price_minor),
                 "values": values or {},
@@ -227,6 +229,7 @@ class RewardPages:
             {
                 "redemptions": redemptions,
                 "titles": {reward.id: reward.title for reward in rewards},
+                "programs": (await self.catalog.cache.get()).programs,
                 "done": done,
                 "problems": problems or Problems(),
             },
