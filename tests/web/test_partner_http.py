@@ -293,6 +293,8 @@ def test_a_members_redemption_awaits_the_partners_confirmation_or_cancellation(p
         assert first["status"] == second["status"] == "COMPLETED"
         awaiting = client.get(f"{PARTNER}/redemptions").text
         assert first["id"] in awaiting and second["id"] in awaiting
+        # The paying program by its name, not its id.
+        assert '<td data-label="Paid with">Harbor Bank Card Rewards <span class="muted">' in awaiting
 
         confirmed = post(client, f"{PARTNER}/redemptions/confirm", redemptionId=first["id"])
         assert confirmed.status_code == 303
@@ -304,6 +306,7 @@ def test_a_members_redemption_awaits_the_partners_confirmation_or_cancellation(p
         assert again.status_code == 422 and "only a paid direct reward awaits delivery" in again.text
         page = client.get(f"{PARTNER}/rewards/{reward_id}").text
         assert "Delivered" in page and "Cancelled" in page
+        assert page.count('<td data-label="Paid with">Harbor Bank Card Rewards</td>') == 2
         assert "<dd>4</dd>" in page, "the cancelled redemption gave its unit back"
 
 
