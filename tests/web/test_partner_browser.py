@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, Page, expect
 from exchange.auth.scopes import Role
 from exchange.programs.declarations import read_partners_directory
 from tests.conftest import SAMPLE_PARTNERS
+from tests.web import test_partner_http
 from tests.web.conftest import DESKTOP, PHONE, Gateway, console_sign_in, open_context
 from tests.web.pages import web_pages
 from tests.web.test_console_browser import LATIN_WORD, sign_in
@@ -31,6 +32,10 @@ PAGES = {
     f"{PARTNER}/books": "Books",
     f"{PARTNER}/access": "Clients and keys",
 }
+
+
+#: A gateway with the previous period settled (test_partner_http's), for the pages of a statement.
+settled = test_partner_http.settled
 
 
 @pytest.fixture
@@ -233,3 +238,26 @@ def data_words(page: Page) -> set[str]:
         names += [point.id, point.name, point.point_name]
     names += page.locator("main code, main th[scope=row]").all_inner_texts()
     return CODES | {word for text in names for word in LATIN_WORD.findall(text)}
+
+
+@pytest.mark.parametrize("language", ["en", "zh-TW"])
+def test_a_settled_periods_statement_and_reconciliation_fit_a_phone(
+    browser: Browser, settled: tuple[Gateway, str], screenshot: Screenshot, language: str
+) -> None:
+    """Their tables stack on a phone: none scrolls sideways, none breaks a word."""
+    gateway, period = settled
+    context = open_context(browser, gateway, locale=language, viewport=PHONE)
+    try:
+        page = context.new_page()
+        console_sign_in(page, gateway.person(Role.PARTNER, "formosa-air"))
+        for path in (f"{PARTNER}/statements/{period}", f"{PARTNER}/statements/{period}/reconciliation"):
+            page.goto(path)
+            tables = page.evaluate(
+                "[...document.querySelectorAll('.partner-table-wrap')].map(t => t.scrollWidth - t.clientWidth)"
+            )
+            assert tables and all(hidden <= 0 for hidden in tables), f"a table of {path} scrolls sideways: {tables}"
+            broken = page.evaluate(BROKEN_WORDS, ".partner-table")
+            assert not broken, f"a table of {path} breaks words: {broken}"
+            screenshot(page, path.rsplit("/", 1)[1])
+    finally:
+        context.close()
