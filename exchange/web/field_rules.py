@@ -188,6 +188,8 @@ RULES: tuple[FieldRule, ...] = (
     # The settlement console's forms (exchange.ledger.periods, exchange.settlement).
     FieldRule("PERIOD", "a period is written YYYY-MM, such as 2026-11; got {got}"),
     FieldRule("PERIOD_NOT_OVER", "period {period} is not over: it ends at {ends_at}"),
+    FieldRule("EARLIER_NOT_CLOSED", "period {period} has postings and is not closed: close it first"),
+    FieldRule("PERIOD_NOT_CLOSED", "period {period} is not closed: {why}"),
     FieldRule("REASON", "give the reason, in {least} to {most} characters"),
     FieldRule("SELECTED_BREAKS", "name {least} to {most} breaks; select more by filters"),
     FieldRule("RESOLUTION", "choose how to resolve them: accept the ledger's figure, or adjust"),

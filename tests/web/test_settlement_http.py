@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -179,3 +180,32 @@ def test_settlement_pages_refuse_other_roles_and_forms_without_their_token(settl
             "/console/settlement/close", data={"csrf_token": token, "period": "2999-01"}, headers=chinese
         )
         assert "2999-01 期間尚未結束：結束於 2999年2月1日" in late.text
+        # A period not closed yet has no reconciliation to show, said in the reader's language.
+        unclosed = client.get("/console/settlement/2999-01/reconciliations/fresh-mart", headers=chinese)
+        assert unclosed.status_code == 409 and "2999-01 期間尚未結算" in unclosed.text
+        assert "is not closed" not in unclosed.text
+
+
+def test_a_break_far_into_a_partners_file_names_its_line_with_thousands_grouped(
+    settling: tuple[Gateway, str],
+) -> None:
+    """Staff and the partner read "line 1,002", as every other number on the pages, not "line 1002"."""
+    gateway, month = settling
+    lines = ["reference,amount", *(f"conversion:unknown-{n},1.00" for n in range(1_000)), "conversion:c5,1.00"]
+    reconciliation = f"/console/settlement/{month}/reconciliations/tune-stream"
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        token = form_token(client, "/console/settlement/")
+        headers = {"Content-Type": "text/csv", "X-CSRF-Token": token}
+        queued = client.post("/console/settlement/close", data={"csrf_token": token, "period": month})
+        if queued.status_code == 303:  # not closed yet by the module's first test
+            wait_for_job(client, queued.headers["location"])
+        uploaded = client.put(f"{reconciliation}/records", content="\n".join(lines) + "\n", headers=headers)
+        assert uploaded.status_code == 200, uploaded.text
+        page = client.get(reconciliation, params={"kind": "AMOUNT_MISMATCH"}).text
+        assert "conversion:c5" in page and "(line 1,002)" in page
+    with signed_in(gateway, gateway.person(Role.PARTNER, "tune-stream")) as client:
+        address: str | None = f"/console/partner/statements/{month}/reconciliation"
+        while address is not None and "conversion:c5" not in (page := client.get(address).text):
+            after = re.search(r'href="(\?after=\d+)"', page)
+            address = f"/console/partner/statements/{month}/reconciliation{after[1]}" if after else None
+        assert 'conversion:c5</code><br><span class="muted">line 1,002</span>' in page
