@@ -197,6 +197,13 @@ RULES: tuple[FieldRule, ...] = (
         "UNRESOLVED_BREAKS", "{partner}'s period {period} has {least} unresolved breaks: resolve every break first"
     ),
     FieldRule("ADJUST_ITSELF", "a partner cannot adjust against itself"),
+    FieldRule("NO_PARTICIPANT", "{got} took no part in settling period {period}"),
+    FieldRule("NO_JOB", "no settlement job has id {got}"),
+    FieldRule(
+        "NOT_RECONCILED", "{partner} has no records imported for {period}: import and reconcile them before signing off"
+    ),
+    FieldRule("NO_BREAK", "no break has id {got}"),
+    FieldRule("RESOLVED_DIFFERENTLY", "break {got} was already resolved differently"),
     # A partner's records file, uploaded on the settlement console (exchange.settlement).
     *(FieldRule(key, f"line {{line}}: {reason}; nothing was imported") for key, reason in RECORDS_REASONS),
     FieldRule(

@@ -3,6 +3,7 @@ says it with the form's label in its reader's language (exchange.web.field_rules
 
 from __future__ import annotations
 
+import html
 import io
 import re
 from collections.abc import Callable
@@ -16,7 +17,16 @@ from exchange.errors import BadUserInput, ExchangeError
 from exchange.money import Currency
 from exchange.pricing.promotions import PromotionTerms
 from exchange.pricing.rates import RateTerms
-from exchange.settlement.errors import MalformedRecords
+from exchange.settlement.errors import (
+    BreakNotFound,
+    JobNotFound,
+    MalformedRecords,
+    NoSuchParticipant,
+    NotReconciled,
+    PartnerSignedOff,
+    ResolutionConflict,
+    ResolvedBreaksWouldBeLost,
+)
 from exchange.settlement.records import BLOCK_BYTES, MAX_LINE_BYTES, RecordReader
 from exchange.text import CHOSEN_ID_LENGTH
 from exchange.web.field_rules import FieldProblem
@@ -124,3 +134,27 @@ def test_why_a_records_file_is_refused_is_said_in_the_readers_language(data: byt
     assert said.startswith(f"第 {refused.value.line:,} 行：") and said.endswith("未匯入任何內容。"), said
     assert refused.value.reason not in said
     assert not re.search(r"\b(the|is|line|must|field|header|write)\b", said), said  # column names stay
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (NoSuchParticipant("nobody", "2026-11"), "'nobody' 未參與 2026-11 期間的結算"),
+        (JobNotFound("job-1"), "沒有這個 ID 的結算工作"),
+        (NotReconciled("fresh-mart", "2026-11"), "此夥伴在 2026-11 期間尚未匯入任何紀錄：請先匯入並對帳，再簽核"),
+        (BreakNotFound(7), "沒有 ID 為 7 的差異"),
+        (ResolutionConflict(7), "差異 7 已用其他方式處理"),
+        (PartnerSignedOff("fresh-mart", "2026-11"), "此夥伴的 2026-11 期間已簽核：其紀錄已定案"),
+        (
+            ResolvedBreaksWouldBeLost("fresh-mart", "2026-11"),
+            "此夥伴的對帳已有差異處理完畢：匯入新檔案會重新開啟這些差異",
+        ),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, ExchangeError) else "",
+)
+def test_a_settlement_refusal_is_said_in_the_readers_language(error: ExchangeError, said: str) -> None:
+    """The settlement console said these as the exchange's English after a Chinese label."""
+    pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
+    labels = pages.env.get_template("console/settlement/_labels.html")
+    shown = labels.make_module({"language": TRADITIONAL_CHINESE}).refusal(FieldProblem.of(error))
+    assert html.unescape(str(shown)).strip() == said
