@@ -169,6 +169,13 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("CHOICE", "{field} must be one of {choices}"),
     FieldRule("MINOR_UNIT", "{amount} is finer than the currency's minor unit"),
     FieldRule("MONEY_DIGITS", "{amount} is out of range: at most {most} digits before the point"),
+    # The partner console's redemptions to confirm (exchange.rewards.errors).
+    FieldRule("NOT_DELIVERABLE", "redemption {got} is {status}: only a paid direct reward awaits delivery"),
+    FieldRule(
+        "NOT_CANCELLABLE",
+        "redemption {got} is {status}: only a held, or a paid and undelivered, redemption can be cancelled",
+    ),
+    FieldRule("NO_REDEMPTION", "no redemption of yours has id {got}"),
     # The partner console's clients and keys (exchange.auth.assertions, exchange.auth.clients,
     # exchange.auth.scopes).
     FieldRule("AT_LEAST_ONE", "give at least one member scope"),

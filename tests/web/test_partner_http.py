@@ -304,6 +304,12 @@ def test_a_members_redemption_awaits_the_partners_confirmation_or_cancellation(p
         assert first["id"] not in awaiting and second["id"] not in awaiting
         again = post(client, f"{PARTNER}/redemptions/confirm", redemptionId=first["id"])
         assert again.status_code == 422 and "only a paid direct reward awaits delivery" in again.text
+        assert "is DELIVERED" not in again.text, "no status as the API names it"
+        form = {"csrf_token": form_token(client, "/console/"), "redemptionId": first["id"]}
+        chinese = client.post(f"{PARTNER}/redemptions/confirm", data=form, headers=CHINESE).text
+        assert "此兌換不在等待交付" in chinese and "awaits delivery" not in chinese
+        delivered = client.post(f"{PARTNER}/redemptions/cancel", data=form, headers=CHINESE)
+        assert delivered.status_code == 422 and "此兌換已無法取消" in delivered.text
         page = client.get(f"{PARTNER}/rewards/{reward_id}").text
         assert "Delivered" in page and "Cancelled" in page
         assert page.count('<td data-label="Paid with">Harbor Bank Card Rewards</td>') == 2
