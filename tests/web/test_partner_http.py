@@ -117,7 +117,7 @@ def test_the_rates_page_lists_the_rates_into_the_partners_program_only(air_clien
     assert "Set by the exchange" in page.text, "a declared rate is not the partner's to edit"
     assert "formosa-air-year-end-2026" in page.text
     # Programs by their names, not their ids: a promotion's sources, an edit link's hidden words.
-    assert "<td>FreshMart Rewards</td>" in page.text and "<td>fresh-mart</td>" not in page.text
+    assert '<td data-label="From">FreshMart Rewards</td>' in page.text and ">fresh-mart</td>" not in page.text
     assert "the rate from TuneStream" in page.text and "the rate from tune-stream" not in page.text
 
 
@@ -282,7 +282,7 @@ def test_a_partner_cannot_confirm_or_cancel_a_redemption_that_is_not_its_own(air
         refused = post(
             air_client, f"{PARTNER}/redemptions/{action}", redemptionId="00000000-0000-0000-0000-000000000000"
         )
-        assert refused.status_code == 422 and "no redemption of yours" in refused.text
+        assert refused.status_code == 422 and "No redemption of yours has this id" in refused.text
 
 
 def test_a_members_redemption_awaits_the_partners_confirmation_or_cancellation(partnered_gateway: Gateway) -> None:
@@ -677,7 +677,8 @@ def test_a_statement_page_says_which_lines_are_late_and_what_a_reversal_reverses
             assert page.count("reverses t-r1") == 2, "the reward's price and its fee, given back"
             chinese = client.get(f"{PARTNER}/statements/{last}", headers={"accept-language": "zh-TW"}).text
             assert f"逾期入帳：發生於 {earlier}" in chinese and f"沖銷 {earlier} 的 t-r1" in chinese
-            assert "<td>Redemption cancelled</td>" in page and "<td>兌領取消</td>" in chinese, "the kind, in words"
+            assert '<td data-label="Kind">Redemption cancelled</td>' in page, "the kind, in words"
+            assert '<td data-label="種類">兌領取消</td>' in chinese
             before = client.get(f"{PARTNER}/statements/{earlier}").text
             assert "late: it happened" not in before and "reverses " not in before
         with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
