@@ -459,6 +459,7 @@ EXPECTED: dict[str, str] = {
             "lineCount",
             "coalitionLiability",
             "issuedAt",
+            "resignedAt",
             "documentVersion",
             "json",
             "csv",

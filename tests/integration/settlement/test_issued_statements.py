@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from joserfc import jws
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import delete, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -158,8 +159,8 @@ async def test_a_period_closed_before_statements_were_stored_is_issued_at_its_fi
     first = await november.statement("wallet-pay", "2026-11")
     (row,) = await issued_rows(november, "2026-11")
     assert (row.participant, row.issued_at, row.document) == ("wallet-pay", clock.now(), first.json())
-    await november.rotate_key(compromised=True)
-    clock.advance(seconds=3600)
+    await november.rotate_key()
+    clock.advance(seconds=3600)  # past the new key's lead: it signs now
     again = await november.statement("wallet-pay", "2026-11")
     assert (again.json(), again.jws) == (first.json(), first.jws)
     assert await verify(november, again.jws) == first.json().encode()
@@ -200,16 +201,55 @@ async def test_a_closing_cut_while_issuing_and_taken_again_issues_each_statement
         (first.jws, first.issued_at)
     ]
 
-    # Taken again once closed (a job whose runner went silent), after a rotation: nothing changes.
-    await settlement.rotate_key(compromised=True)
-    clock.advance(seconds=60)
+    # Taken again once closed (a job whose runner went silent), after a rotation that has taken
+    # effect (another key signs): nothing changes.
+    await settlement.rotate_key()
+    clock.advance(seconds=PUBLICATION_LEAD.total_seconds())
     await settlement.close("2026-11", by="staff")
     assert [(row.participant, row.jws, row.issued_at) for row in await issued_rows(settlement, "2026-11")] == [
         (row.participant, row.jws, row.issued_at) for row in issued_now
     ]
 
 
-async def test_the_database_refuses_to_change_an_issued_statement(november: SettlementService) -> None:
+@pytest.mark.parametrize(
+    "change",
+    ["document = '{}'", "version = 9", "issued_at = resigned_at", "period = '2026-10'", "participant = 'x'"],
+)
+async def test_the_database_refuses_to_change_what_was_issued(november: SettlementService, change: str) -> None:
     with pytest.raises((IntegrityError, DBAPIError), match="an issued statement never changes"):
         async with november.db.transaction() as session:
-            await session.exec(text("UPDATE issued_statement SET document = '{}'"))  # type: ignore[call-overload]
+            await session.exec(text(f"UPDATE issued_statement SET {change}"))  # type: ignore[call-overload]
+
+
+async def test_a_compromised_key_is_withdrawn_and_the_statements_it_signed_are_signed_again(
+    november: SettlementService, clock: FrozenClock
+) -> None:
+    """A statement forged with the compromised key must not verify with what the exchange
+    publishes; the statements it signed verify again once fetched again, their documents the
+    same bytes."""
+    before = await issued_rows(november, "2026-11")
+    compromised = await november.keys.signing_key()
+    assert {row.key_id for row in before} == {compromised.kid}
+    clock.advance(seconds=60)
+    rotation = await november.rotate_key(compromised=True)
+    assert (list(rotation.withdrawn), rotation.resigned) == ([compromised.kid], len(before))
+    assert [key.kid for key in rotation.published] == [rotation.new.kid]
+
+    after = await issued_rows(november, "2026-11")
+    assert [(row.participant, row.version, row.document, row.issued_at) for row in after] == [
+        (row.participant, row.version, row.document, row.issued_at) for row in before
+    ]
+    assert {(row.key_id, row.resigned_at) for row in after} == {(rotation.new.kid, clock.now())}
+    for row, old in zip(after, before, strict=True):
+        statement = await november.statement(row.participant, "2026-11")
+        assert (statement.json(), statement.jws) == (old.document, row.jws)
+        assert await verify(november, statement.jws) == old.document.encode()
+        with pytest.raises(JoseError):  # what the compromised key signed, the real or a forgery
+            await verify(november, old.jws)
+        with pytest.raises(JoseError):
+            await verify(november, sign(old.document.replace("fresh-mart", "forged"), compromised))
+
+    # Closing again, or an ordinary rotation later, signs nothing again.
+    again = await november.rotate_key()
+    assert (list(again.withdrawn), again.resigned) == ([], 0)
+    assert [row.jws for row in await issued_rows(november, "2026-11")] == [row.jws for row in after]
