@@ -394,7 +394,10 @@ class SettlementService:
         """Detach a closed, signed-off period's ledger rows for archive (see ``settlement.archive``)."""
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
-            return await archive_period(session, period, now=self.clock.now(), export=export)
+            currency = await settlement_currency(session)
+        signer = issued.Signer(self.issuer, self.calendar, currency, await self.signing_key())
+        async with self.db.transaction() as session:
+            return await archive_period(session, signer, period, now=self.clock.now(), export=export)
 
     async def verify_ledger(self) -> LedgerCheck:
         """Recompute everything the ledger claims, then check the coalition point's lots against

@@ -213,3 +213,32 @@ async def test_the_database_refuses_to_change_an_issued_statement(november: Sett
     with pytest.raises((IntegrityError, DBAPIError), match="an issued statement never changes"):
         async with november.db.transaction() as session:
             await session.exec(text("UPDATE issued_statement SET document = '{}'"))  # type: ignore[call-overload]
+
+
+@pytest.mark.postgres_only
+async def test_archiving_a_period_issues_its_statements_not_issued_yet_from_its_legs_first(
+    pg_settlement: SettlementService, clock: FrozenClock
+) -> None:
+    """A period whose closing was cut while issuing (or closed before statements were stored) and
+    that is then signed off and archived: its statements come from its legs, which archiving
+    takes out of the ledger, so archiving issues them first rather than leave a first download
+    to sign a statement without its lines."""
+    await post(
+        pg_settlement,
+        [
+            conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200),
+            redemption("r1", "wallet-pay", "fresh-mart", 2_500, fee=25),
+        ],
+    )
+    await close(pg_settlement, clock, "2026-11")
+    kept = {row.participant: json.loads(row.document) for row in await issued_rows(pg_settlement, "2026-11")}
+    await forget_issued(pg_settlement, "2026-11")
+    async with pg_settlement.db.transaction() as session:
+        await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
+    await pg_settlement.archive("2026-11", export=None)
+
+    assert sorted(row.participant for row in await issued_rows(pg_settlement, "2026-11")) == sorted(kept)
+    for participant, document in kept.items():
+        again = (await pg_settlement.statement(participant, "2026-11")).document()
+        assert (again["lines"], again["totals"]) == (document["lines"], document["totals"]), participant
+        assert again["lines"], participant
