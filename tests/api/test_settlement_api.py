@@ -10,6 +10,7 @@ from typing import Any
 
 from joserfc import jws
 from joserfc.jwk import KeySet
+from sqlalchemy import text
 
 from exchange.auth.scopes import Role
 from exchange.ledger.accounts import ChartOfAccounts
@@ -88,6 +89,32 @@ async def test_a_partner_sees_a_periods_state_and_only_its_own_position(kit: Exc
         await kit.graphql("query($p: String!) { settlementPeriod(period: $p) { status } }", member, p=last_month)
     ).json()
     assert errors_at(refused) == {("settlementPeriod",): "FORBIDDEN"}
+
+
+async def test_staff_see_which_statements_are_not_issued_yet_and_partners_do_not(
+    kit: ExchangeKit, last_month: str
+) -> None:
+    """As after a closing cut while issuing: the period is CLOSED, a statement is not stored yet."""
+    query = "query($p: String!) { settlementPeriod(period: $p) { status statementsNotIssued } }"
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    assert (await kit.data(query, staff, p=last_month))["settlementPeriod"] == {
+        "status": "OPEN",
+        "statementsNotIssued": None,
+    }
+    await close(kit, last_month)
+    assert (await kit.data(query, staff, p=last_month))["settlementPeriod"]["statementsNotIssued"] == []
+    async with kit.db.transaction() as session:
+        await session.exec(
+            text("DELETE FROM issued_statement WHERE participant = 'fresh-mart'")  # type: ignore[call-overload]
+        )
+    assert (await kit.data(query, staff, p=last_month))["settlementPeriod"] == {
+        "status": "CLOSED",
+        "statementsNotIssued": ["fresh-mart"],
+    }
+    await kit.data(STATEMENT, staff, partner="fresh-mart", period=last_month)  # its first download issues it
+    assert (await kit.data(query, staff, p=last_month))["settlementPeriod"]["statementsNotIssued"] == []
+    partner = (await kit.graphql(query, await kit.partner_token("fresh-mart"), p=last_month)).json()
+    assert errors_at(partner) == {("settlementPeriod", "statementsNotIssued"): "FORBIDDEN"}
 
 
 async def test_a_partner_reads_its_own_signed_statement_and_verifies_it_with_the_statement_keys(

@@ -11,10 +11,12 @@ from collections.abc import Iterator
 import pytest
 from joserfc import jws
 from joserfc.jwk import KeySet
+from sqlalchemy import text
 
 from exchange.auth.scopes import Role
+from exchange.services.container import open_services
 from exchange.testing.databases import PostgresDatabases
-from tests.web.conftest import Gateway
+from tests.web.conftest import Gateway, run_async
 from tests.web.settlement_month import CSRF_FIELD, RECORDS, settling_gateway, wait_for_job
 from tests.web.test_console_http import form_token, signed_in
 
@@ -131,6 +133,44 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         listing = client.get("/console/partner/statements").text
         assert "Signed off on " in listing and "all agreed" in listing, "the partner reads when, and the note"
         assert "Signed off by" not in listing, "who signed off is the exchange's staff's to know"
+
+
+def forget_statement(gateway: Gateway, month: str, participant: str) -> None:
+    """As after a closing cut while issuing: the participant's statement is not stored yet."""
+
+    async def forget() -> None:
+        async with open_services(gateway.settings) as services, services.db.transaction() as session:
+            await session.exec(
+                text("DELETE FROM issued_statement WHERE period = :p AND participant = :who"),  # type: ignore[call-overload]
+                params={"p": month, "who": participant},
+            )
+
+    run_async(forget)
+
+
+def test_the_period_page_says_which_statements_are_not_issued_yet_until_they_are(
+    settling: tuple[Gateway, str],
+) -> None:
+    gateway, month = settling
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        token = form_token(client, "/console/settlement/")
+
+        def close() -> None:
+            queued = client.post("/console/settlement/close", data={"csrf_token": token, "period": month})
+            assert f"Period {month} is closed." in wait_for_job(client, queued.headers["location"])
+
+        close()
+        assert "not issued yet" not in client.get(f"/console/settlement/{month}").text.lower()
+        forget_statement(gateway, month, "formosa-air")
+        page = client.get(f"/console/settlement/{month}").text
+        assert "1 statement is not issued yet." in page
+        row = next(row for row in page.split("<tr>") if 'participant-id">formosa-air<' in row)
+        assert "Not issued yet" in row
+        assert client.get(f"/console/settlement/{month}/statements/formosa-air").status_code == 200  # issues it
+        assert "not issued yet" not in client.get(f"/console/settlement/{month}").text.lower()
+        forget_statement(gateway, month, "formosa-air")
+        close()  # closing a closed period again issues what is missing, and changes nothing else
+        assert "not issued yet" not in client.get(f"/console/settlement/{month}").text.lower()
 
 
 def test_settlement_pages_refuse_other_roles_and_forms_without_their_token(settling: tuple[Gateway, str]) -> None:

@@ -185,11 +185,17 @@ async def test_a_closing_cut_while_issuing_and_taken_again_issues_each_statement
         patched.setattr(issued, "issue", cut_at_the_second)
         with pytest.raises(RuntimeError, match="died while issuing"):
             await close(settlement, clock, "2026-11")
-    assert (await settlement.period("2026-11")).status == PeriodStatus.CLOSED  # the closing's own work held
+    cut = await settlement.period("2026-11")
+    assert cut.status == PeriodStatus.CLOSED  # the closing's own work held
     [first] = await issued_rows(settlement, "2026-11")
     assert first.participant == issuing[0]
+    # What staff read (the console's period page, GraphQL): which statements are not issued yet.
+    everyone = [position.participant for position in cut.positions]
+    assert list(cut.not_issued) == [who for who in everyone if who != first.participant]
+    await settlement.statement(cut.not_issued[0], "2026-11")  # a first download issues it
+    assert list((await settlement.period("2026-11")).not_issued) == list(cut.not_issued[1:])
 
-    await close(settlement, clock, "2026-11")
+    assert list((await close(settlement, clock, "2026-11")).not_issued) == []
     issued_now = await issued_rows(settlement, "2026-11")
     async with settlement.db.transaction() as session:
         participants = (
