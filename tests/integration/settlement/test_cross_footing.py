@@ -1,7 +1,8 @@
-"""A partner's finance team cross-foots a month: every participant's signed statement (JSON and
-CSV), its position as settlement reports it, and its books agree figure for figure; an item at
-the last instant of the month and one at the first instant of the next fall in the periods the
-settlement time zone says; a late item and a reversal in the next month say so on its statement."""
+"""A partner's finance team cross-foots a month: every participant's signed statement as issued
+at the closing (JSON and CSV, the same at every download, and what the ledger gives), its
+position as settlement reports it, and its books agree figure for figure; an item at the last
+instant of the month and one at the first instant of the next fall in the periods the settlement
+time zone says; a late item and a reversal in the next month say so on its statement."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from exchange.rewards.clearing import REVERSAL_KIND
 from exchange.services.books import BooksService
 from exchange.services.settlement import SettlementService
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.statements import NOT_FEES, StatementLine
+from exchange.settlement.statements import NOT_FEES, StatementLine, build_statement
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import TAIPEI, close, conversion, points_redemption, post
 from tests.integration.settlement.test_statements import (
@@ -72,9 +73,24 @@ async def cross_foot(
     found = {}
     report = await settlement.period(period)
     assert sum(position.net for position in report.positions) == 0
+    assert list(report.not_issued) == [], "closing issued every participant's statement"
     for position in report.positions:
         who = position.participant
         statement = await settlement.statement(who, period)
+        # The statement as issued at the closing: downloaded again, the same bytes and signature;
+        # and the document the ledger gives now, figure for figure (a late item went elsewhere).
+        again = await settlement.statement(who, period)
+        assert (again.json(), again.csv(), again.jws) == (statement.json(), statement.csv(), statement.jws)
+        async with settlement.db.transaction() as session:
+            rebuilt = await build_statement(
+                session,
+                issuer=settlement.issuer,
+                calendar=settlement.calendar,
+                currency=statement.currency,
+                participant=who,
+                period=period,
+            )
+        assert rebuilt.json() == statement.json(), (who, period)
         document = document_without_signature_data(statement.json())
         assert document_of_csv(statement.csv()) == document, (who, period)
         assert_adds_up(document)
