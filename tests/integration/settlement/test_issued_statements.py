@@ -248,3 +248,18 @@ async def test_archiving_a_period_issues_its_statements_not_issued_yet_from_its_
         again = (await pg_settlement.statement(participant, "2026-11")).document()
         assert (again["lines"], again["totals"]) == (document["lines"], document["totals"]), participant
         assert again["lines"], participant
+
+
+async def test_a_partners_file_reconciles_and_signs_off_before_its_statement_is_issued(
+    november: SettlementService,
+) -> None:
+    """Reconciliation reads the ledger, not the statement: a closing cut before the partner's
+    statement was issued does not hold up its finance team."""
+    await forget_issued(november, "2026-11")
+    records = "reference,amount,counterparty\nconversion:c1,-100.00,wallet-pay\nredemption:r1,24.75,wallet-pay\n"
+    view = await november.import_records("fresh-mart", "2026-11", io.BytesIO(records.encode()), by="fresh-mart")
+    assert (view.reconciliation.matched, view.unresolved) == (2, 0)
+    assert (await november.sign_off("fresh-mart", "2026-11", by="staff", note=None)).position.signed_off_at
+    assert "fresh-mart" in (await november.period("2026-11")).not_issued  # still to be issued: nothing issued it
+    statement = await november.statement("fresh-mart", "2026-11")
+    assert statement.net == -10_000 + 2_475
