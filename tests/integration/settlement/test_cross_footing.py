@@ -6,6 +6,8 @@ time zone says; a late item and a reversal in the next month say so on its state
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -170,3 +172,18 @@ async def test_a_late_item_and_a_reversal_of_last_month_say_so_on_this_months_st
     assert late_row[header.index("effective_period")] == "2026-11" and late_row[header.index("reverses")] == ""
     back_row = next(row.split(",") for row in rows if ",t-r1-back," in row and ",redemption-reversal," in row)
     assert (back_row[header.index("reverses")], back_row[header.index("reverses_period")]) == ("t-r1", "2026-11")
+
+
+async def test_a_partners_file_of_november_matches_its_last_instant_and_points_the_first_of_december_there(
+    two_months: SettlementService,
+) -> None:
+    """The partner's records cut by the same calendar: the conversion at November's last instant
+    matches in November; the one at December's first is missing there, in December says the
+    break report."""
+    records = "reference,amount,counterparty\nconversion:last,9.80,wallet-pay\nconversion:first,19.60,wallet-pay\n"
+    view = await two_months.import_records("formosa-air", "2026-11", io.BytesIO(records.encode()), by="formosa-air")
+    report = "".join([text async for text in two_months.break_report(view.reconciliation)])
+    rows = list(csv.DictReader(io.StringIO(report.removeprefix("\ufeff"))))
+    found = {row["reference"]: (row["kind"], row["ledger_periods"], row["currency"]) for row in rows}
+    assert "conversion:last" not in found, "matched in November"
+    assert found["conversion:first"] == ("MISSING_IN_LEDGER", "2026-12", "TWD")
