@@ -158,3 +158,32 @@ async def test_a_close_whose_connection_is_killed_while_issuing_says_so_and_is_t
     assert list((await pg_settlement.period("2026-11")).not_issued) == []
     again = await pg_settlement.statement(built[0], "2026-11")
     assert (again.json(), again.jws, again.row.issued_at) == (first.json(), first.jws, first.row.issued_at)
+
+
+async def test_a_close_job_that_fails_while_issuing_fails_at_that_step_and_closing_again_issues_the_rest(
+    november: SettlementService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error while issuing: the job FAILED at its last step (its page then says
+    the period is closed), and a new close job issues the statements still missing."""
+    real = issued.issue
+    calls: list[str] = []
+
+    async def failing(*arguments):  # type: ignore[no-untyped-def]
+        calls.append(arguments[2])
+        if len(calls) == 2:
+            raise RuntimeError("a bug while issuing")
+        await real(*arguments)
+
+    job = await november.request_close("2026-11", by="alice")
+    with monkeypatch.context() as patched:
+        patched.setattr(issued, "issue", failing)
+        with pytest.raises(RuntimeError):
+            await november.run_next_job()
+    failed = await november.job(job.id)
+    assert (failed.state, failed.step) == (JobState.FAILED, ISSUING_STATEMENTS)
+    assert (await november.period("2026-11")).status is PeriodStatus.CLOSED
+    assert calls[1] in (await november.period("2026-11")).not_issued
+    again = await november.request_close("2026-11", by="alice")
+    assert again.id != job.id and await november.run_next_job() is True
+    assert (await november.job(again.id)).state == JobState.DONE
+    assert list((await november.period("2026-11")).not_issued) == []
