@@ -465,6 +465,7 @@ def coalition_expire() -> None:
 def ledger_archive(period: str, export: Path | None) -> None:
     """Detach a settled period's ledger partitions (PostgreSQL), exporting them first if asked.
 
+    Every statement of the period not issued yet is issued first (it is built from those rows).
     Its rows leave the ledger's tables as tables of their own (dump them, then drop them);
     `exchange ledger verify` then checks the period against its close anchor.
     """

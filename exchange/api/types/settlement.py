@@ -352,6 +352,18 @@ class SettlementPeriod:
             for o in self.report.obligations
         ]
 
+    @strawberry.field(
+        description="The participants whose statement is not issued yet (staff only): empty once every "
+        "statement is issued, null until the period is CLOSED. Closing issues the statements once the period "
+        "is CLOSED; after a closing cut while issuing, the rest stay listed here until `closePeriod` is asked "
+        "again or each one's first download (`statement`) issues it.",
+        extensions=[authorize(STAFF)],
+    )
+    def statements_not_issued(self) -> list[strawberry.ID] | None:
+        if self.report.status is not PeriodStatusValue.CLOSED:
+            return None
+        return [strawberry.ID(participant) for participant in self.report.not_issued]
+
     @strawberry.field(description="The payments netting saves (staff only).", extensions=[authorize(STAFF)])
     def netting(self) -> NettingSaving | None:
         saving = self.report.saving

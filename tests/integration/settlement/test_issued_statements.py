@@ -186,11 +186,17 @@ async def test_a_closing_cut_while_issuing_and_taken_again_issues_each_statement
         patched.setattr(issued, "issue", cut_at_the_second)
         with pytest.raises(RuntimeError, match="died while issuing"):
             await close(settlement, clock, "2026-11")
-    assert (await settlement.period("2026-11")).status == PeriodStatus.CLOSED  # the closing's own work held
+    cut = await settlement.period("2026-11")
+    assert cut.status == PeriodStatus.CLOSED  # the closing's own work held
     [first] = await issued_rows(settlement, "2026-11")
     assert first.participant == issuing[0]
+    # What staff read (the console's period page, GraphQL): which statements are not issued yet.
+    everyone = [position.participant for position in cut.positions]
+    assert list(cut.not_issued) == [who for who in everyone if who != first.participant]
+    await settlement.statement(cut.not_issued[0], "2026-11")  # a first download issues it
+    assert list((await settlement.period("2026-11")).not_issued) == list(cut.not_issued[1:])
 
-    await close(settlement, clock, "2026-11")
+    assert list((await close(settlement, clock, "2026-11")).not_issued) == []
     issued_now = await issued_rows(settlement, "2026-11")
     async with settlement.db.transaction() as session:
         participants = (
@@ -253,3 +259,47 @@ async def test_a_compromised_key_is_withdrawn_and_the_statements_it_signed_are_s
     again = await november.rotate_key()
     assert (list(again.withdrawn), again.resigned) == ([], 0)
     assert [row.jws for row in await issued_rows(november, "2026-11")] == [row.jws for row in after]
+
+
+@pytest.mark.postgres_only
+async def test_archiving_a_period_issues_its_statements_not_issued_yet_from_its_legs_first(
+    pg_settlement: SettlementService, clock: FrozenClock
+) -> None:
+    """A period whose closing was cut while issuing (or closed before statements were stored) and
+    that is then signed off and archived: its statements come from its legs, which archiving
+    takes out of the ledger, so archiving issues them first rather than leave a first download
+    to sign a statement without its lines."""
+    await post(
+        pg_settlement,
+        [
+            conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200),
+            redemption("r1", "wallet-pay", "fresh-mart", 2_500, fee=25),
+        ],
+    )
+    await close(pg_settlement, clock, "2026-11")
+    kept = {row.participant: json.loads(row.document) for row in await issued_rows(pg_settlement, "2026-11")}
+    await forget_issued(pg_settlement, "2026-11")
+    async with pg_settlement.db.transaction() as session:
+        await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
+    await pg_settlement.archive("2026-11", export=None)
+
+    assert sorted(row.participant for row in await issued_rows(pg_settlement, "2026-11")) == sorted(kept)
+    for participant, document in kept.items():
+        again = (await pg_settlement.statement(participant, "2026-11")).document()
+        assert (again["lines"], again["totals"]) == (document["lines"], document["totals"]), participant
+        assert again["lines"], participant
+
+
+async def test_a_partners_file_reconciles_and_signs_off_before_its_statement_is_issued(
+    november: SettlementService,
+) -> None:
+    """Reconciliation reads the ledger, not the statement: a closing cut before the partner's
+    statement was issued does not hold up its finance team."""
+    await forget_issued(november, "2026-11")
+    records = "reference,amount,counterparty\nconversion:c1,-100.00,wallet-pay\nredemption:r1,24.75,wallet-pay\n"
+    view = await november.import_records("fresh-mart", "2026-11", io.BytesIO(records.encode()), by="fresh-mart")
+    assert (view.reconciliation.matched, view.unresolved) == (2, 0)
+    assert (await november.sign_off("fresh-mart", "2026-11", by="staff", note=None)).position.signed_off_at
+    assert "fresh-mart" in (await november.period("2026-11")).not_issued  # still to be issued: nothing issued it
+    statement = await november.statement("fresh-mart", "2026-11")
+    assert statement.net == -10_000 + 2_475
