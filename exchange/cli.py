@@ -465,6 +465,7 @@ def coalition_expire() -> None:
 def ledger_archive(period: str, export: Path | None) -> None:
     """Detach a settled period's ledger partitions (PostgreSQL), exporting them first if asked.
 
+    Every statement of the period not issued yet is issued first (it is built from those rows).
     Its rows leave the ledger's tables as tables of their own (dump them, then drop them);
     `exchange ledger verify` then checks the period against its close anchor.
     """
@@ -1051,8 +1052,9 @@ def keys() -> None:
     is_flag=True,
     help="The old key is compromised. Token keys (the active one and any retired one still "
     "published) are withdrawn at once: every token they signed is refused from now on. With "
-    "--statements the new key signs at once; verifiers that cached the published keys must "
-    "fetch them again.",
+    "--statements the new key signs at once, the statement keys published until now are "
+    "withdrawn, and the statements they signed are signed again with the new key; verifiers "
+    "that cached the published keys must fetch them again.",
 )
 @reports_errors
 def keys_rotate(statements: bool, compromised: bool) -> None:
@@ -1067,10 +1069,12 @@ def keys_rotate(statements: bool, compromised: bool) -> None:
 
     A new statement key is published (/.well-known/statement-keys.json) at once but signs only
     six minutes later, when every verifier's cached copy of the keys (kept up to five minutes)
-    holds it; the old key signs until then. With --compromised the new key signs at once (on
-    every gateway), and verifiers holding a cached copy must fetch it again. A
-    retired statement key stays published for EXCHANGE_STATEMENT_RETENTION_YEARS after the last
-    statement it signed.
+    holds it; the old key signs until then. A retired statement key stays published for
+    EXCHANGE_STATEMENT_RETENTION_YEARS after the last statement it signed. With --compromised
+    the new key signs at once (on every gateway), every statement key published until then is
+    withdrawn (a statement forged with it no longer verifies), and every issued statement they
+    signed is signed again with the new key, its document unchanged: partners fetch them again,
+    and verifiers holding a cached copy of the keys must fetch it again.
     """
     if statements:
 
@@ -1079,11 +1083,15 @@ def keys_rotate(statements: bool, compromised: bool) -> None:
             click.echo(f"active statement-signing key: {rotation.new.kid}")
             if compromised:
                 click.echo("it signs now: verifiers that cached the published keys must fetch them again")
+                click.echo(f"withdrawn (no longer published): {', '.join(rotation.withdrawn) or 'none'}")
+                click.echo(
+                    f"{rotation.resigned} issued statement(s) signed again with the new key, their documents "
+                    "unchanged: partners must fetch them again (their old signatures no longer verify)"
+                )
             else:
                 click.echo(f"it is published now and signs from {rotation.new.signs_from}")
-            if (retired := rotation.retired) is not None:
-                if not compromised:
-                    click.echo(f"retired key {retired.kid} signs until {retired.retired_at}")
+            if (retired := rotation.retired) is not None and not compromised:
+                click.echo(f"retired key {retired.kid} signs until {retired.retired_at}")
                 until = services.settlement.keys.published_until(retired)
                 click.echo(f"retired key {retired.kid} stays published until {until}")
             click.echo(f"published statement keys: {', '.join(key.kid for key in rotation.published)}")

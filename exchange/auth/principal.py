@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,8 +20,9 @@ class Principal:
     held there are spent under its authority, points held elsewhere only with a consent
     (:mod:`exchange.members.authority`). It is never a tenant: tenant rules read ``program_id``.
     ``client_scopes`` are the most that client's tokens of this kind may carry (its scopes, or
-    for a member token its member scopes) as the client stands now; ``None`` where they were
-    not read (a console session).
+    for a member token its member scopes) as the client stands now, read with the token's
+    standing but parsed only when a refusal names them (:class:`~exchange.auth.scopes.StoredScopes`);
+    ``None`` where they were not read (a console session).
     """
 
     role: Role
@@ -32,7 +34,7 @@ class Principal:
     program_id: str | None = None
     member_id: str | None = None
     asserted_by: str | None = None
-    client_scopes: frozenset[Scope] | None = None
+    client_scopes: Set[Scope] | None = None
 
     def has_scope(self, scope: Scope) -> bool:
         return scope in self.scopes

@@ -25,7 +25,8 @@ a burst of guesses all passed the check before the first had failed, and every o
 (:class:`AttemptsUnderWay`): an attempt is admitted only while no other is under way for the
 same (client id, address) and the failures counted stay under the limit; the others wait for
 it to finish, then look again. A client's own burst of right secrets runs one at a time and
-every one succeeds; a burst of guesses gets ``limit`` judged, the rest refused.
+every one succeeds (after the first without Argon2:
+:func:`~exchange.auth.hashing.verify_client_secret`); a burst of guesses gets ``limit`` judged, the rest refused.
 
 That guard sees only its own replica's attempts: a burst spread over four replicas would get
 ``limit`` judged on each. So the judging itself takes a turn in the database

@@ -14,10 +14,13 @@ does not. Staff clients obtain no member tokens and have none.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Set
 from enum import StrEnum
+from typing import TypeVar
 
 from exchange.errors import BadUserInput
+
+T = TypeVar("T")
 
 
 class Role(StrEnum):
@@ -82,6 +85,47 @@ def parse_scopes(text: str | Iterable[str]) -> frozenset[Scope]:
     if unknown:
         raise InvalidScope(f"unknown scope {', '.join(unknown)}; known: {scope_text(Scope)}", unknown=unknown)
     return frozenset(Scope(name) for name in names)
+
+
+class StoredScopes(Set[Scope]):
+    """Scopes as a client's row stores them (the OAuth form), parsed when first asked and then
+    kept: a token's standing reads its client's scopes on every request, but only a refusal
+    names them (:attr:`~exchange.auth.principal.Principal.client_scopes`). A scope this
+    exchange no longer knows makes them read as none."""
+
+    __slots__ = ("_parsed", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._parsed: frozenset[Scope] | None = None
+
+    def _scopes(self) -> frozenset[Scope]:
+        if self._parsed is None:
+            try:
+                self._parsed = parse_scopes(self.text)
+            except InvalidScope:
+                self._parsed = frozenset()
+        return self._parsed
+
+    @classmethod
+    def _from_iterable(cls, items: Iterable[T]) -> frozenset[T]:
+        """What ``&``, ``|`` and ``-`` give: a plain set (no row stores it as text)."""
+        return frozenset(items)
+
+    def __contains__(self, scope: object) -> bool:
+        return scope in self._scopes()
+
+    def __iter__(self) -> Iterator[Scope]:
+        return iter(self._scopes())
+
+    def __len__(self) -> int:
+        return len(self._scopes())
+
+    def __hash__(self) -> int:
+        return hash(self._scopes())  # as the equal frozenset's: a Principal stays hashable
+
+    def __repr__(self) -> str:
+        return f"StoredScopes({self.text!r})"
 
 
 def scope_text(scopes: Iterable[Scope]) -> str:

@@ -56,7 +56,7 @@ from exchange.auth.errors import (
     InvalidAccessToken,
     oauth_description,
 )
-from exchange.auth.hashing import verify_secret
+from exchange.auth.hashing import verify_client_secret
 from exchange.auth.keys import SigningKeys
 from exchange.auth.models import OAuthClient
 from exchange.auth.presented import PresentedClient
@@ -155,7 +155,7 @@ class ExchangeClient(ClientMixin):
         return self.client_id
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return verify_secret(self.row.secret_hash, client_secret)
+        return verify_client_secret(self.row.secret_hash, client_secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method in CLIENT_AUTH_METHODS

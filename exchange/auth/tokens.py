@@ -36,7 +36,7 @@ from exchange.auth.errors import InvalidAccessToken
 from exchange.auth.keys import ALGORITHM, SigningKeys, is_published
 from exchange.auth.models import OAuthClient, RevokedToken, SigningKey
 from exchange.auth.principal import Principal
-from exchange.auth.scopes import InvalidScope, Role, Scope, parse_scopes, scope_text
+from exchange.auth.scopes import InvalidScope, Role, Scope, StoredScopes, parse_scopes, scope_text
 from exchange.clock import Clock
 from exchange.db.database import Database
 
@@ -209,7 +209,7 @@ class TokenVerifier:
                 client_scopes = await self._check_standing(verified, own)
         return replace(verified, principal=replace(verified.principal, client_scopes=client_scopes))
 
-    async def _check_standing(self, verified: VerifiedToken, session: AsyncSession) -> frozenset[Scope]:
+    async def _check_standing(self, verified: VerifiedToken, session: AsyncSession) -> StoredScopes:
         """Refuse a token that has been revoked, whose signing key has been withdrawn (retired
         past its ``publish_until``, or removed), whose client has been deleted (revoked in
         the console or the CLI: its tokens, and the member tokens it obtained, end with it),
@@ -240,10 +240,7 @@ class TokenVerifier:
             raise InvalidAccessToken(
                 "the secret of the client this token was issued to has been changed since: request a new token"
             )
-        try:
-            return parse_scopes(client_scopes)
-        except InvalidScope:  # a scope this exchange no longer knows: the refusal names none
-            return frozenset()
+        return StoredScopes(client_scopes)  # parsed only if a refusal names them
 
     async def _verify_signed(self, token: str, session: AsyncSession | None) -> VerifiedToken:
         """Signature by a published key, header and RFC 9068 claims (not revocation)."""

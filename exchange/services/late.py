@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
-from sqlalchemy import Table, case, literal, select, union_all
+from sqlalchemy import Table, case, literal, select
 
 from exchange.clock import Clock
 from exchange.connectors import callbacks
@@ -30,6 +30,7 @@ from exchange.programs.catalog import CatalogCache
 from exchange.rewards.models import Redemption, RedemptionStatus, RedemptionStep
 from exchange.rewards.redemption import RedemptionSaga
 from exchange.sagas.doubt import SentWrite
+from exchange.services.listings import oldest_first
 
 CONVERSIONS: Table = Conversion.__table__  # type: ignore[attr-defined]
 REDEMPTIONS: Table = Redemption.__table__  # type: ignore[attr-defined]
@@ -104,11 +105,9 @@ class LateOutcomes:
     async def waiting(self, *, first: int = 50, program_id: str | None = None) -> list[WaitingWrite]:
         """The writes waiting longest for a partner's word, oldest first (``first`` of them),
         of every partner or of ``program_id``."""
-        if not 1 <= first <= MAX_WAITING:
-            raise BadUserInput(f"first must be between 1 and {MAX_WAITING}", field="first")
         conversions, redemptions = CONVERSIONS, REDEMPTIONS
         debit = conversions.c.step == SagaStep.AWAIT_DEBIT
-        waiting = union_all(
+        parts = [
             select(
                 literal("conversion").label("saga"),
                 conversions.c.id,
@@ -132,14 +131,8 @@ class LateOutcomes:
                 redemptions.c.attempts,
                 redemptions.c.next_attempt_at,
             ).where(redemptions.c.status == RedemptionStatus.PENDING, redemptions.c.step == RedemptionStep.AWAIT_DEBIT),
-        ).subquery()
-        statement = select(waiting)
-        if program_id is not None:
-            statement = statement.where(waiting.c.program_id == program_id)
-        async with self.db.transaction() as session:
-            rows = (
-                await session.exec(statement.order_by(waiting.c.updated_at, waiting.c.id).limit(first))  # type: ignore[call-overload]
-            ).all()
+        ]
+        rows = await oldest_first(self.db, parts, first=first, most=MAX_WAITING, program_id=program_id)
         now = self.clock.now()
         return [
             WaitingWrite(

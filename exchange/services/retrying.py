@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, case, literal, select, union_all
+from sqlalchemy import ColumnElement, Select, Table, case, literal, select
 
 from exchange.clock import Clock
 from exchange.conversions.models import Conversion, SagaStep
 from exchange.db.database import Database
-from exchange.errors import BadUserInput
 from exchange.rewards.models import Redemption
 from exchange.sagas.state import DONE
+from exchange.services.listings import oldest_first
 from exchange.tiers.models import StatusMatch
 
 CONVERSIONS: Table = Conversion.__table__  # type: ignore[attr-defined]
@@ -78,10 +78,8 @@ class RetryingOperations:
     async def listed(self, *, first: int = 50, program_id: str | None = None) -> list[RetryingRow]:
         """The rows failing longest, oldest first (``first`` of them), of every partner or of
         ``program_id``'s."""
-        if not 1 <= first <= MAX_LISTED:
-            raise BadUserInput(f"first must be between 1 and {MAX_LISTED}", field="first")
         credit_step = CONVERSIONS.c.step.in_([SagaStep.CREDIT, SagaStep.AWAIT_CREDIT])
-        failing = union_all(
+        parts = [
             _failing(
                 CONVERSIONS,
                 "conversion",
@@ -89,14 +87,8 @@ class RetryingOperations:
             ),
             _failing(REDEMPTIONS, "redemption", REDEMPTIONS.c.paying_program),
             _failing(MATCHES, "status_match", MATCHES.c.to_program),
-        ).subquery()
-        statement = select(failing)
-        if program_id is not None:
-            statement = statement.where(failing.c.program_id == program_id)
-        async with self.db.autocommit() as session:
-            rows = (
-                await session.exec(statement.order_by(failing.c.updated_at, failing.c.id).limit(first))  # type: ignore[call-overload]
-            ).all()
+        ]
+        rows = await oldest_first(self.db, parts, first=first, most=MAX_LISTED, program_id=program_id)
         now = self.clock.now()
         return [
             RetryingRow(

@@ -135,7 +135,8 @@ class SettlementService:
 
     async def close(self, period: str, *, by: str, progress: closing.Progress | None = None) -> PeriodReport:
         """Close ``period`` (``settlement.closing``), then issue every participant's statement
-        (``settlement.issued``) not issued yet, each in a unit of work of its own."""
+        (``settlement.issued``) not issued yet, each in a unit of work of its own; the period's
+        figures as they stand then (every statement issued)."""
         period = self.calendar.parse(period)  # before any unit of work: a bad name changes nothing
         progress = progress or closing.no_progress
         async with self.db.transaction() as session:
@@ -149,7 +150,8 @@ class SettlementService:
         for position in report.positions:
             async with self.db.transaction() as session:
                 await issued.issue(session, signer, position.participant, period, self.clock.now())
-        return report
+        async with self.db.transaction() as session:
+            return await closing.period_report(session, period, currency)
 
     async def request_close(self, period: str, *, by: str) -> SettlementJob:
         """Queue closing ``period`` for the gateway's job runner (see ``settlement.jobs``), or
@@ -394,7 +396,10 @@ class SettlementService:
         """Detach a closed, signed-off period's ledger rows for archive (see ``settlement.archive``)."""
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
-            return await archive_period(session, period, now=self.clock.now(), export=export)
+            currency = await settlement_currency(session)
+        signer = issued.Signer(self.issuer, self.calendar, currency, await self.signing_key())
+        async with self.db.transaction() as session:
+            return await archive_period(session, signer, period, now=self.clock.now(), export=export)
 
     async def verify_ledger(self) -> LedgerCheck:
         """Recompute everything the ledger claims, then check the coalition point's lots against

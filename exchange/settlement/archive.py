@@ -1,7 +1,10 @@
 """Archiving a settled period: its ledger rows leave the ledger's tables (PostgreSQL).
 
 A period can be archived once it is CLOSED and every partner has signed it off: nothing of it
-changes any more. Archiving gives the period its own partitions first if it has none (its
+changes any more. Archiving first issues every participant's statement not issued yet (a
+closing cut while issuing, a period closed before statements were stored: ``issued``), in the
+same unit of work: a statement is built from the period's legs, which leave the ledger here,
+and is never issued by a download after. Then it gives the period its own partitions first if it has none (its
 rows, posted before it had them, move out of the default partition: ``ledger.partitions``),
 writes, if asked, the period's transactions and legs as CSV files, records what its legs moved
 per account and shard (``ledger_archived_balance``, so the running balances still verify),
@@ -27,6 +30,7 @@ from exchange.ledger.errors import PeriodNotClosed
 from exchange.ledger.models import LedgerCloseAnchor, SettlementPeriod
 from exchange.ledger.partitions import detach_period, ensure_partitions, export_period, partition_name, partitioned
 from exchange.ledger.periods import PeriodStatus
+from exchange.settlement import issued
 from exchange.settlement.errors import NotArchivable
 from exchange.settlement.models import SettlementPosition
 from exchange.settlement.participants import EXCHANGE
@@ -48,8 +52,11 @@ ARCHIVED_BALANCES = """
 """
 
 
-async def archive_period(session: AsyncSession, period: str, *, now: datetime, export: Path | None) -> Archive:
-    """Archive ``period`` (see the module's docstring); an archived period is returned as it was."""
+async def archive_period(
+    session: AsyncSession, signer: issued.Signer, period: str, *, now: datetime, export: Path | None
+) -> Archive:
+    """Archive ``period`` (see the module's docstring), issuing with ``signer`` the statements
+    not issued yet; an archived period is returned as it was."""
     if not partitioned(session):
         raise NotArchivable(period, "the ledger is partitioned on PostgreSQL only; on SQLite every period stays")
     anchor = await session.get(LedgerCloseAnchor, period, with_for_update=True)
@@ -72,6 +79,9 @@ async def archive_period(session: AsyncSession, period: str, *, now: datetime, e
     ).all()
     if unsigned:
         raise NotArchivable(period, f"not signed off by {', '.join(unsigned)}")
+    participants = await session.exec(select(SettlementPosition.participant).where(SettlementPosition.period == period))
+    for participant in participants.all():
+        await issued.issue(session, signer, participant, period, now)
     await ensure_partitions(session, [period])  # rows posted before it had partitions leave the default one
     exported = [] if export is None else await export_period(session, period, export)
     await session.exec(text(ARCHIVED_BALANCES.format(entries=partition_name("ledger_entry", period))))  # type: ignore[call-overload]

@@ -39,7 +39,7 @@ from exchange.money import Currency
 from exchange.programs.valuation import fix_point_values
 from exchange.settlement import netting
 from exchange.settlement.errors import SettlementInvariantBroken
-from exchange.settlement.models import SettlementObligation, SettlementPosition
+from exchange.settlement.models import IssuedStatement, SettlementObligation, SettlementPosition
 from exchange.settlement.netting import NettingSaving, Obligation
 from exchange.webhooks.events import period_closed
 from exchange.webhooks.outbox import emit
@@ -66,6 +66,10 @@ class PeriodReport:
     currency: Currency
     coalition_liability: CoalitionLiability | None = None
     """The coalition point's outstanding liability at the period's end (closed periods)."""
+    not_issued: Sequence[str] = ()
+    """The participants whose statement is not issued yet (``issued``), in order: while closing
+    issues them, or after a closing cut while issuing, until closing again or each one's first
+    download issues it."""
 
     @property
     def saving(self) -> NettingSaving | None:
@@ -97,8 +101,18 @@ async def period_report(session: AsyncSession, period: str, currency: Currency) 
             .order_by(col(SettlementObligation.debtor), col(SettlementObligation.creditor))
         )
     ]
+    issued = set(
+        (await session.exec(select(IssuedStatement.participant).where(IssuedStatement.period == period))).all()
+    )
     return PeriodReport(
-        period, PeriodStatus(row.status), row, positions, obligations, currency, await liability_at(session, period)
+        period,
+        PeriodStatus(row.status),
+        row,
+        positions,
+        obligations,
+        currency,
+        await liability_at(session, period),
+        not_issued=[p.participant for p in positions if p.participant not in issued],
     )
 
 

@@ -11,7 +11,9 @@ closing cut midway and taken again, or a download racing it, issues nothing twic
 
 Every download (GraphQL, the consoles, the CLI, through ``SettlementService.statement``) serves
 the stored document: the JSON is the stored bytes, the JWS the stored signature (verified with
-the published statement keys, which keep a retired key for the retention period), and the CSV
+the published statement keys, which keep a retired key for the retention period; a key withdrawn
+as compromised leaves them at once, and the statements it signed are signed again by the key
+that replaced it: :func:`resign`, the only change the database lets an issued statement have), and the CSV
 is rendered from the stored document alone, so a document issued as version 1 stays version 1.
 What the consoles and GraphQL show of a statement is read from the same document.
 
@@ -24,6 +26,7 @@ next open period and appear on its statement, naming the period they happened in
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -31,6 +34,8 @@ from typing import Any
 
 from joserfc import jws
 from joserfc.jwk import RSAKey
+from sqlalchemy import bindparam, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.coalition.models import CoalitionLiability
@@ -119,6 +124,51 @@ async def issue(session: AsyncSession, signer: Signer, participant: str, period:
             issued_at=now,
         ),
     )
+
+
+#: How many statements :func:`resign` reads and signs at a time.
+RESIGN_BATCH = 200
+
+_ISSUED = IssuedStatement.__table__  # type: ignore[attr-defined]
+_RESIGN = (
+    update(_ISSUED)
+    .where(_ISSUED.c.period == bindparam("row_period"), _ISSUED.c.participant == bindparam("row_participant"))
+    .values(key_id=bindparam("new_key_id"), jws=bindparam("new_jws"), resigned_at=bindparam("new_resigned_at"))
+)
+
+
+async def resign(session: AsyncSession, withdrawn: Collection[str], key: RSAKey, now: datetime) -> int:
+    """Sign again with ``key`` every issued statement that a key in ``withdrawn`` signed, its
+    document left byte for byte as it was (the database refuses any other change); how many.
+
+    A batch at a time: each one signed leaves the set the next read selects from, so a decade
+    of statements is never held in memory at once."""
+    resigned = 0
+    while True:
+        batch = (
+            await session.exec(
+                select(IssuedStatement.period, IssuedStatement.participant, IssuedStatement.document)
+                .where(col(IssuedStatement.key_id).in_(withdrawn))
+                .order_by(col(IssuedStatement.period), col(IssuedStatement.participant))
+                .limit(RESIGN_BATCH)
+            )
+        ).all()
+        if not batch:
+            return resigned
+        await session.exec(
+            _RESIGN,
+            params=[
+                {
+                    "row_period": period,
+                    "row_participant": participant,
+                    "new_key_id": str(key.kid),
+                    "new_jws": sign(document, key),
+                    "new_resigned_at": now,
+                }
+                for period, participant, document in batch
+            ],
+        )
+        resigned += len(batch)
 
 
 async def stored(

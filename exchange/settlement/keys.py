@@ -14,12 +14,15 @@ meets a statement signed by a key its copy lacks may refuse it rather than fetch
 again. So a rotation publishes the new key at once but lets it sign only after
 :data:`PUBLICATION_LEAD`, by when every cached copy has expired, and the old key signs until
 then. A rotation because a key is compromised cannot wait: ``compromised=True`` switches at once,
-and verifiers holding a cached copy must fetch it again.
+and verifiers holding a cached copy must fetch it again. It also withdraws the keys published
+until then (a statement forged with one must not verify for years) and signs again, with the new
+key, every issued statement they signed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -32,9 +35,18 @@ from exchange.keyring import lifecycle
 from exchange.keyring.cache import KEY_REFRESH, PublishedKeys
 from exchange.keyring.models import StoredKey
 from exchange.settings import Settings
+from exchange.settlement import issued
 from exchange.settlement.models import StatementKey
 
-Rotation = lifecycle.Rotation[StatementKey]
+
+@dataclass(frozen=True)
+class Rotation(lifecycle.Rotation[StatementKey]):
+    """A statement key's rotation; for a compromised key, also the keys it withdrew and how many
+    issued statements it signed again with the new key."""
+
+    withdrawn: Sequence[str] = ()
+    resigned: int = 0
+
 
 #: How long verifiers may cache the published statement keys (``Cache-Control: max-age``).
 STATEMENT_KEYS_MAX_AGE_SECONDS = 300
@@ -80,6 +92,9 @@ class StatementKeys(PublishedKeys):
         return years_after(key.retired_at + KEY_REFRESH, self.retention_years)
 
     def is_published(self, key: StatementKey, now: datetime) -> bool:
+        """Until :meth:`published_until`, unless withdrawn as compromised before then."""
+        if key.withdrawn_at is not None and key.withdrawn_at <= now:
+            return False
         until = self.published_until(key)
         return until is None or now < until
 
@@ -101,15 +116,33 @@ class StatementKeys(PublishedKeys):
 
     async def rotate(self, session: AsyncSession, *, compromised: bool = False) -> Rotation:
         """Make a new key active and published now. It signs from :data:`PUBLICATION_LEAD`
-        later, the old one until then; with ``compromised``, it signs at once (every process
-        from its next statement: :meth:`PublishedKeys.signing_key`). The retired key stays published until
-        :meth:`published_until`."""
+        later, the old one until then. The retired key stays published until
+        :meth:`published_until`.
+
+        With ``compromised`` the new key signs at once (every process from its next statement:
+        :meth:`PublishedKeys.signing_key`), and every key published until now, the active one and
+        the retired ones alike (their private halves are kept the same way), is withdrawn: no
+        longer published, so a statement forged with one of them verifies no more. Each
+        statement one of them signed is signed again with the new key (:func:`issued.resign`),
+        its document unchanged, so what partners fetch again verifies."""
         now = self._clock.now()
         switch = now if compromised else now + PUBLICATION_LEAD
+        withdrawn = [key.kid for key in await self.published(session, now)] if compromised else []
+        if withdrawn:
+            await session.exec(
+                update(StatementKey).where(col(StatementKey.kid).in_(withdrawn)).values(withdrawn_at=now)
+            )
         # A key still signing in an earlier rotation's lead stops at this switch at the latest.
         await session.exec(update(StatementKey).where(col(StatementKey.retired_at) > switch).values(retired_at=switch))
         new, retired = await lifecycle.rotate_key(
             session, StatementKey, self._secret, now, retire_at=switch, new_columns={"signs_from": switch}
         )
         await self.refresh(session)  # this process publishes (and, compromised, signs with) it at once
-        return lifecycle.Rotation(new=new, retired=retired, published=await self.published(session, now))
+        resigned = await issued.resign(session, withdrawn, await self.signing_key(session), now) if withdrawn else 0
+        return Rotation(
+            new=new,
+            retired=retired,
+            published=await self.published(session, now),
+            withdrawn=withdrawn,
+            resigned=resigned,
+        )

@@ -202,6 +202,9 @@ class StatementKey(StoredKey, table=True):
     __table_args__ = key_table_constraints("statement_key")
 
     signs_from: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    withdrawn_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When the key was withdrawn as compromised: from then it is published no more, whatever
+    the retention, and the statements it signed carry the new key's signature instead."""
 
 
 class IssuedStatement(SQLModel, table=True):
@@ -222,3 +225,6 @@ class IssuedStatement(SQLModel, table=True):
     """The ``kid`` of the statement key that signed it."""
     jws: str = Field(sa_type=Text)
     issued_at: datetime = Field(sa_type=UTCDateTime)
+    resigned_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When ``jws`` and ``key_id`` replaced the signature of a key withdrawn as compromised (the
+    document is never changed: the database refuses it)."""

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from joserfc import jws
 from joserfc.jwk import KeySet
+from sqlalchemy import text
 
 from exchange.auth.scopes import Role
 from exchange.ledger.accounts import ChartOfAccounts
@@ -88,6 +90,32 @@ async def test_a_partner_sees_a_periods_state_and_only_its_own_position(kit: Exc
         await kit.graphql("query($p: String!) { settlementPeriod(period: $p) { status } }", member, p=last_month)
     ).json()
     assert errors_at(refused) == {("settlementPeriod",): "FORBIDDEN"}
+
+
+async def test_staff_see_which_statements_are_not_issued_yet_and_partners_do_not(
+    kit: ExchangeKit, last_month: str
+) -> None:
+    """As after a closing cut while issuing: the period is CLOSED, a statement is not stored yet."""
+    query = "query($p: String!) { settlementPeriod(period: $p) { status statementsNotIssued } }"
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    assert (await kit.data(query, staff, p=last_month))["settlementPeriod"] == {
+        "status": "OPEN",
+        "statementsNotIssued": None,
+    }
+    await close(kit, last_month)
+    assert (await kit.data(query, staff, p=last_month))["settlementPeriod"]["statementsNotIssued"] == []
+    async with kit.db.transaction() as session:
+        await session.exec(
+            text("DELETE FROM issued_statement WHERE participant = 'fresh-mart'")  # type: ignore[call-overload]
+        )
+    assert (await kit.data(query, staff, p=last_month))["settlementPeriod"] == {
+        "status": "CLOSED",
+        "statementsNotIssued": ["fresh-mart"],
+    }
+    await kit.data(STATEMENT, staff, partner="fresh-mart", period=last_month)  # its first download issues it
+    assert (await kit.data(query, staff, p=last_month))["settlementPeriod"]["statementsNotIssued"] == []
+    partner = (await kit.graphql(query, await kit.partner_token("fresh-mart"), p=last_month)).json()
+    assert errors_at(partner) == {("settlementPeriod", "statementsNotIssued"): "FORBIDDEN"}
 
 
 async def test_a_partner_reads_its_own_signed_statement_and_verifies_it_with_the_statement_keys(
@@ -411,3 +439,46 @@ async def test_a_statements_fields_read_as_its_json_and_jws_figure_by_figure(kit
         "amount": liability["liability"]["amount"],
     } == document["coalitionLiability"] and liability["liability"]["currency"] == document["currency"]
     assert jws.extract_compact(statement["jws"].encode()).payload.decode() == statement["json"]
+
+
+async def test_every_participants_position_and_issued_statement_cross_foot_over_graphql(
+    kit: ExchangeKit, last_month: str
+) -> None:
+    """What staff read of the period (its positions) and every participant's issued statement
+    (its fields and its JSON) agree on every total, each naming the settlement currency."""
+    money = "opening { amount currency } grossPayable { amount currency } grossReceivable { amount currency }"
+    money += " netAmount { amount currency } closing { amount currency }"
+    await close(kit, last_month)
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    period = (
+        await kit.data(
+            f"query($p: String!) {{ settlementPeriod(period: $p) {{ statementsNotIssued positions {{ partnerId {money} }} }} }}",
+            staff,
+            p=last_month,
+        )
+    )["settlementPeriod"]
+    assert period["statementsNotIssued"] == [] and len(period["positions"]) == 4
+    assert sum(Decimal(position["netAmount"]["amount"]) for position in period["positions"]) == 0
+    for position in period["positions"]:
+        who = position.pop("partnerId")
+        statement = (
+            await kit.data(
+                f"query($w: ID!, $p: String!) {{ statement(partnerId: $w, period: $p) {{ {money} lineCount json }} }}",
+                staff,
+                w=who,
+                p=last_month,
+            )
+        )["statement"]
+        document = json.loads(statement.pop("json"))
+        assert document["version"] == 2 and len(document["lines"]) == statement.pop("lineCount"), who
+        assert statement == position, who
+        totals = document["totals"]
+        in_json = {
+            "opening": document["openingPosition"],
+            "grossPayable": totals["payable"],
+            "grossReceivable": totals["receivable"],
+            "netAmount": totals["net"],
+            "closing": document["closingPosition"],
+        }
+        assert statement == {field: {"amount": amount, "currency": "TWD"} for field, amount in in_json.items()}, who
+        assert document["currency"] == "TWD"

@@ -276,15 +276,22 @@ async def test_a_rotation_for_a_compromised_key_signs_with_the_new_key_at_once(
     await close(kit, period)
     partner = await kit.partner_token("wallet-pay")
     cached = await fetched(kit, STATEMENT_KEYS)
+    signed_once = STATEMENT.replace("keyId", "keyId resignedAt")
+    before = (await kit.data(signed_once, partner, partner="wallet-pay", period=period))["statement"]
+    assert before["resignedAt"] is None
     async with kit.db.transaction() as session:
         first = await statement_keys.rotate(session)  # an ordinary rotation, still in its lead
         rotation = await statement_keys.rotate(session, compromised=True)
     assert (await statement_keys.signing_key()).kid == rotation.new.kid  # this process: at once
-    await forget_issued(kit, period)  # issued anew: by the key that signs now
-    fresh = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
-    assert fresh["keyId"] == rotation.new.kid
+    # The statement issued at the closing is signed again by the new key, its document unchanged.
+    assert rotation.resigned >= 1
+    fresh = (await kit.data(signed_once, partner, partner="wallet-pay", period=period))["statement"]
+    assert (fresh["keyId"], fresh["json"]) == (rotation.new.kid, before["json"])
+    assert datetime.fromisoformat(fresh["resignedAt"]) == clock.now()
     with pytest.raises(InvalidKeyIdError):
         jws.deserialize_compact(fresh["jws"], cached, algorithms=["RS256"])
     refetched = await fetched(kit, STATEMENT_KEYS)
     assert verified(fresh, refetched) == fresh["json"]
-    assert first.retired is not None and kids(refetched) == {rotation.new.kid, first.new.kid, first.retired.kid}
+    # Every key published before the rotation is withdrawn: a statement forged with one must not verify.
+    assert first.retired is not None and set(rotation.withdrawn) == {first.new.kid, first.retired.kid}
+    assert kids(refetched) == {rotation.new.kid}

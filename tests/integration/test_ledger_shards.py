@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from alembic import command
+from joserfc.jwk import RSAKey
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,6 +30,7 @@ from exchange.money import Currency
 from exchange.settlement.archive import archive_period
 from exchange.settlement.closing import close_period
 from exchange.settlement.errors import NotArchivable, PeriodArchived
+from exchange.settlement.issued import Signer
 from exchange.settlement.statements import statement_lines
 from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import SqliteDatabases
@@ -40,6 +42,12 @@ AFTER_NOVEMBER = datetime(2026, 12, 2, tzinfo=UTC)
 TWD = Currency("TWD", 2)
 LOCK_WAITERS = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
 T = TypeVar("T")
+
+
+@pytest.fixture
+def signer() -> Signer:
+    """What archiving signs the statements not issued yet with."""
+    return Signer("http://exchange.test", sharded().calendar, TWD, RSAKey.generate_key(2048, parameters={"kid": "k1"}))
 
 
 def sharded(shards: int = 4, at: datetime = NOON) -> Ledger:
@@ -346,7 +354,7 @@ async def test_of_two_reversals_of_a_transaction_posted_at_once_the_second_is_re
 
 
 @pytest.mark.postgres_only
-async def test_a_signed_off_period_detaches_and_still_verifies(pg_db: Database, tmp_path: Path) -> None:
+async def test_a_signed_off_period_detaches_and_still_verifies(pg_db: Database, signer: Signer, tmp_path: Path) -> None:
     ledger = sharded(4)
     async with pg_db.transaction() as session:
         assert await ensure_partitions(session, ["2026-11"]) == ["2026-11"]
@@ -356,10 +364,10 @@ async def test_a_signed_off_period_detaches_and_still_verifies(pg_db: Database, 
     before = await balances(pg_db)
     with pytest.raises(NotArchivable, match="not signed off by fresh-mart, wallet-pay"):
         async with pg_db.transaction() as session:
-            await archive_period(session, "2026-11", now=DECEMBER, export=None)
+            await archive_period(session, signer, "2026-11", now=DECEMBER, export=None)
     async with pg_db.transaction() as session:
         await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
-        archive = await archive_period(session, "2026-11", now=DECEMBER, export=tmp_path)
+        archive = await archive_period(session, signer, "2026-11", now=DECEMBER, export=tmp_path)
     assert archive.transactions == 6
     exported = (tmp_path / "ledger_transaction_2026_11.csv").read_text().splitlines()
     assert len(exported) == 1 + 6 and exported[0].startswith("seq,period,shard,id")
@@ -373,7 +381,9 @@ async def test_a_signed_off_period_detaches_and_still_verifies(pg_db: Database, 
         async with pg_db.transaction() as session:
             await statement_lines(session, currency=TWD, participant="fresh-mart", period="2026-11")
     async with pg_db.transaction() as session:  # archiving again changes nothing
-        assert (await archive_period(session, "2026-11", now=AFTER_NOVEMBER, export=None)).archived_at == DECEMBER
+        assert (
+            await archive_period(session, signer, "2026-11", now=AFTER_NOVEMBER, export=None)
+        ).archived_at == DECEMBER
     async with pg_db.transaction() as session:
         await session.exec(
             text("UPDATE ledger_chain_head SET transactions = transactions + 1 WHERE period = '2026-11'")
@@ -395,7 +405,7 @@ async def in_default_partitions(db: Database) -> dict[str, tuple[int, int]]:
 
 @pytest.mark.postgres_only
 async def test_periods_posted_into_the_default_partition_get_their_own_and_archive(
-    pg_db: Database, tmp_path: Path
+    pg_db: Database, signer: Signer, tmp_path: Path
 ) -> None:
     """November and December are posted before either has partitions of its own: closing
     November makes December's, moving its rows; archiving November makes and detaches its own."""
@@ -408,7 +418,7 @@ async def test_periods_posted_into_the_default_partition_get_their_own_and_archi
     assert await in_default_partitions(pg_db) == {"2026-11": (3, 9)}
     async with pg_db.transaction() as session:
         await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
-        archive = await archive_period(session, "2026-11", now=DECEMBER, export=tmp_path)
+        archive = await archive_period(session, signer, "2026-11", now=DECEMBER, export=tmp_path)
     assert archive.transactions == 3 and await in_default_partitions(pg_db) == {}
     assert len((tmp_path / "ledger_entry_2026_11.csv").read_text().splitlines()) == 1 + 9
     async with pg_db.transaction() as session:
@@ -419,11 +429,11 @@ async def test_periods_posted_into_the_default_partition_get_their_own_and_archi
     assert await in_default_partitions(pg_db) == {}
 
 
-async def test_sqlite_keeps_every_period(sqlite_databases: SqliteDatabases) -> None:
+async def test_sqlite_keeps_every_period(sqlite_databases: SqliteDatabases, signer: Signer) -> None:
     db = Database.from_url(sqlite_databases.create())
     try:
         with pytest.raises(NotArchivable, match="partitioned on PostgreSQL only"):
             async with db.transaction() as session:
-                await archive_period(session, "2026-11", now=DECEMBER, export=None)
+                await archive_period(session, signer, "2026-11", now=DECEMBER, export=None)
     finally:
         await db.dispose()

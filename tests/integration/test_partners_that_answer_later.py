@@ -213,6 +213,20 @@ async def test_staff_see_a_step_a_partner_keeps_failing_by_graphql_and_the_comma
     ]
 
 
+async def test_either_listing_asked_for_no_rows_or_too_many_is_refused_naming_first(late: Late) -> None:
+    """Both staff listings page alike: from 1 to 500 rows, else ``BAD_USER_INPUT`` on ``first``."""
+    staff = await late.kit.staff_token(Role.SETTLEMENT)
+    for listing, first in (
+        ("pendingOperations", 0),
+        ("retryingOperations", 0),
+        ("pendingOperations", 501),
+        ("retryingOperations", 501),
+    ):
+        [error] = (await late.kit.graphql(f"{{ {listing}(first: {first}) {{ id }} }}", staff)).json()["errors"]
+        assert (error["extensions"]["code"], error["extensions"]["field"]) == ("BAD_USER_INPUT", "first"), listing
+        assert error["message"] == "first must be between 1 and 500", listing
+
+
 async def test_a_callback_that_comes_twice_changes_nothing_the_second_time(late: Late) -> None:
     fresh_mart = late.sandboxes["fresh-mart"].admin
     await fresh_mart.set_faults(callback=CallbackFault.TWICE)

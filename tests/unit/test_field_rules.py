@@ -407,7 +407,10 @@ EXPECTED: dict[str, str] = {
         f"SettlementPeriod.{name}": STAFF_OR_PARTNER
         for name in ("period", "status", "startsAt", "endsAt", "closingStartedAt", "closedAt")
     },
-    **{f"SettlementPeriod.{name}": STAFF for name in ("closedBy", "positions", "obligations", "netting")},
+    **{
+        f"SettlementPeriod.{name}": STAFF
+        for name in ("closedBy", "positions", "obligations", "netting", "statementsNotIssued")
+    },
     "SettlementPeriod.position": STAFF_OR_OWNER,
     "SettlementPeriod.coalitionLiability": STAFF_OR_PARTNER,
     # Reached only through a period or a statement, which guard it.
@@ -459,6 +462,7 @@ EXPECTED: dict[str, str] = {
             "lineCount",
             "coalitionLiability",
             "issuedAt",
+            "resignedAt",
             "documentVersion",
             "json",
             "csv",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from exchange.auth import scopes as scopes_module
 from exchange.auth.scopes import (
     CLIENT_ROLES,
     ROLE_SCOPES,
     InvalidScope,
     Role,
     Scope,
+    StoredScopes,
     member_scopes_for_client,
     parse_scopes,
     scope_text,
@@ -35,6 +37,29 @@ def test_scopes_parse_from_the_oauth_form_and_print_back_in_a_stable_order() -> 
 def test_an_unknown_scope_is_named() -> None:
     with pytest.raises(InvalidScope, match="unknown scope everything"):
         parse_scopes("partner:read everything")
+
+
+def test_a_clients_stored_scopes_are_parsed_only_when_asked_and_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token's standing reads its client's scopes on every request; only a refusal names them."""
+    parsed: list[str] = []
+
+    def counting(text: str) -> frozenset[Scope]:
+        parsed.append(text)
+        return parse_scopes(text)
+
+    monkeypatch.setattr(scopes_module, "parse_scopes", counting)
+    stored = StoredScopes("partner:write partner:read")
+    assert parsed == []
+    assert Scope.PARTNER_READ in stored and Scope.SETTLEMENT_READ not in stored
+    assert stored == ROLE_SCOPES[Role.PARTNER] and hash(stored) == hash(ROLE_SCOPES[Role.PARTNER])
+    assert scope_text(stored) == "partner:read partner:write"
+    assert stored & {Scope.PARTNER_READ} == frozenset({Scope.PARTNER_READ})
+    assert parsed == ["partner:write partner:read"]
+
+
+def test_stored_scopes_with_one_this_exchange_no_longer_knows_read_as_none() -> None:
+    stored = StoredScopes("partner:read everything")
+    assert len(stored) == 0 and scope_text(stored) == ""
 
 
 @pytest.mark.parametrize("separator", ["\t", "\n", "\u00a0", "\u3000"])

@@ -8,14 +8,19 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 from joserfc import jws
 from joserfc.jwk import KeySet
+from sqlalchemy import text
 
 from exchange.auth.scopes import Role
+from exchange.services.container import open_services
 from exchange.testing.databases import PostgresDatabases
-from tests.web.conftest import Gateway
+from exchange.web.formatting import format_money
+from exchange.web.i18n import ENGLISH
+from tests.web.conftest import Gateway, run_async
 from tests.web.settlement_month import CSRF_FIELD, RECORDS, settling_gateway, wait_for_job
 from tests.web.test_console_http import form_token, signed_in
 
@@ -143,6 +148,96 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         listing = client.get("/console/partner/statements").text
         assert "Signed off on " in listing and "all agreed" in listing, "the partner reads when, and the note"
         assert "Signed off by" not in listing, "who signed off is the exchange's staff's to know"
+
+
+def forget_statement(gateway: Gateway, month: str, participant: str) -> None:
+    """As after a closing cut while issuing: the participant's statement is not stored yet."""
+
+    async def forget() -> None:
+        async with open_services(gateway.settings) as services, services.db.transaction() as session:
+            await session.exec(
+                text("DELETE FROM issued_statement WHERE period = :p AND participant = :who"),  # type: ignore[call-overload]
+                params={"p": month, "who": participant},
+            )
+
+    run_async(forget)
+
+
+def test_the_period_page_says_which_statements_are_not_issued_yet_until_they_are(
+    settling: tuple[Gateway, str],
+) -> None:
+    gateway, month = settling
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        token = form_token(client, "/console/settlement/")
+
+        def close() -> None:
+            queued = client.post("/console/settlement/close", data={"csrf_token": token, "period": month})
+            assert f"Period {month} is closed." in wait_for_job(client, queued.headers["location"])
+
+        close()
+        assert "not issued yet" not in client.get(f"/console/settlement/{month}").text.lower()
+        forget_statement(gateway, month, "formosa-air")
+        page = client.get(f"/console/settlement/{month}").text
+        assert "1 statement is not issued yet." in page
+        row = next(row for row in page.split("<tr>") if 'participant-id">formosa-air<' in row)
+        assert "Not issued yet" in row
+        assert client.get(f"/console/settlement/{month}/statements/formosa-air").status_code == 200  # issues it
+        assert "not issued yet" not in client.get(f"/console/settlement/{month}").text.lower()
+        forget_statement(gateway, month, "formosa-air")
+        close()  # closing a closed period again issues what is missing, and changes nothing else
+        assert "not issued yet" not in client.get(f"/console/settlement/{month}").text.lower()
+
+
+def test_every_participants_figures_cross_foot_across_both_consoles_the_statement_and_the_books(
+    settling: tuple[Gateway, str],
+) -> None:
+    """The month closed, for every participant: the settlement console's period page, the
+    statement as issued (JSON and CSV), the partner console's statements list and its books CSV
+    show the same totals, each amount naming its currency."""
+    gateway, month = settling
+
+    def shown(amount: str) -> str:
+        return format_money(Decimal(amount), "TWD", ENGLISH.locale)
+
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        token = form_token(client, "/console/settlement/")
+        queued = client.post("/console/settlement/close", data={"csrf_token": token, "period": month})
+        assert f"Period {month} is closed." in wait_for_job(client, queued.headers["location"])
+        page = client.get(f"/console/settlement/{month}").text
+        rows = page.split('<h2 id="positions-heading">')[1].split("<tr>")[2:]
+        documents = {}
+        for row in rows:
+            who = row.split(f"/console/settlement/{month}/statements/")[1].split('"')[0]
+            document = json.loads(client.get(f"/console/settlement/{month}/statements/{who}/json").text)
+            totals = document["totals"]
+            cells = [cell.split(">", 1)[1].split("<")[0] for cell in row.split('class="number"')[1:]]
+            assert cells == [shown(totals["receivable"]), shown(totals["payable"]), shown(totals["net"])], who
+            figures = {
+                row["record"]: row
+                for row in csv.DictReader(
+                    io.StringIO(client.get(f"/console/settlement/{month}/statements/{who}/csv").text)
+                )
+            }
+            assert {name: figures[name]["amount"] for name in ("payable", "receivable", "net")} == totals, who
+            assert {row["currency"] for row in figures.values()} == {document["currency"]} == {"TWD"}
+            documents[who] = document
+        assert sorted(documents) == ["EXCHANGE", "formosa-air", "fresh-mart", "tune-stream", "wallet-pay"]
+        assert sum(Decimal(document["totals"]["net"]) for document in documents.values()) == 0
+    for who, document in documents.items():
+        if who == "EXCHANGE":
+            continue
+        with signed_in(gateway, gateway.person(Role.PARTNER, who)) as client:
+            listing = client.get("/console/partner/statements").text
+            row = next(row for row in listing.split("<tr>") if f'/console/partner/statements/{month}"' in row)
+            cells = [cell.split(">", 1)[1].split("<")[0] for cell in row.split('class="number"')[1:]]
+            totals = document["totals"]
+            assert cells == [shown(totals["payable"]), shown(totals["receivable"]), shown(totals["net"])], who
+            assert client.get(f"/console/partner/statements/{month}/statement.json").text == json.dumps(
+                document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ), "the stored bytes"
+            books = list(csv.DictReader(io.StringIO(client.get(f"/console/partner/books/{month}/books.csv").text)))
+            net = next(row for row in books if row["figure"] == "money_net")
+            assert (net["amount"], net["currency"]) == (totals["net"], "TWD"), who
 
 
 def test_settlement_pages_refuse_other_roles_and_forms_without_their_token(settling: tuple[Gateway, str]) -> None:

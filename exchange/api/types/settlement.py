@@ -352,6 +352,18 @@ class SettlementPeriod:
             for o in self.report.obligations
         ]
 
+    @strawberry.field(
+        description="The participants whose statement is not issued yet (staff only): empty once every "
+        "statement is issued, null until the period is CLOSED. Closing issues the statements once the period "
+        "is CLOSED; after a closing cut while issuing, the rest stay listed here until `closePeriod` is asked "
+        "again or each one's first download (`statement`) issues it.",
+        extensions=[authorize(STAFF)],
+    )
+    def statements_not_issued(self) -> list[strawberry.ID] | None:
+        if self.report.status is not PeriodStatusValue.CLOSED:
+            return None
+        return [strawberry.ID(participant) for participant in self.report.not_issued]
+
     @strawberry.field(description="The payments netting saves (staff only).", extensions=[authorize(STAFF)])
     def netting(self) -> NettingSaving | None:
         saving = self.report.saving
@@ -516,7 +528,13 @@ class Statement:
     )
     issued_at: datetime = strawberry.field(
         description="When the exchange issued it: at the period's closing (for a period closed before "
-        "statements were kept, at its first download). What it shows, `json`, `csv` and `jws` never change after."
+        "statements were kept, at its first download). What it shows, `json` and `csv` never change after; `jws` "
+        "neither, unless the key that signed it is withdrawn as compromised (`resignedAt`)."
+    )
+    resigned_at: datetime | None = strawberry.field(
+        description="When `jws` was replaced by the signature of the key that replaced a statement-signing key "
+        "withdrawn as compromised (whose signatures no longer verify); `json` is the same bytes. Null: signed "
+        "once, when issued."
     )
     document_version: int = strawberry.field(
         description="The `version` of `json` as issued: a statement keeps the version it was issued with."
@@ -557,12 +575,13 @@ class Statement:
         "it was issued, with the exchange's statement-signing key `keyId` active then: the same signature at "
         "every download. Anyone verifies it with the statement keys published at "
         "/.well-known/statement-keys.json alone, for as long as the exchange keeps statements (seven years "
-        "at least), whatever keys were rotated since."
+        "at least), whatever keys were rotated since; only if that key is withdrawn as compromised is the "
+        "document signed again, by the key that replaced it (`resignedAt`)."
     )
     def jws(self) -> str:
         return self.statement.jws
 
-    @strawberry.field(description="The `kid` of the statement-signing key that signed `jws` when it was issued.")
+    @strawberry.field(description="The `kid` of the statement-signing key that signed `jws`.")
     def key_id(self) -> str:
         return self.statement.key_id
 
@@ -596,6 +615,7 @@ class Statement:
             if statement.coalition_liability is None
             else CoalitionLiability.of(statement.coalition_liability, statement.currency),
             issued_at=statement.row.issued_at,
+            resigned_at=statement.row.resigned_at,
             document_version=statement.row.version,
             statement=statement,
         )

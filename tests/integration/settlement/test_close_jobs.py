@@ -10,8 +10,8 @@ from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.ledger.errors import PeriodNotOver
 from exchange.ledger.periods import PeriodStatus
-from exchange.services.settlement import SettlementService
-from exchange.settlement import closing, jobs
+from exchange.services.settlement import ISSUING_STATEMENTS, SettlementService
+from exchange.settlement import closing, issued, jobs
 from exchange.settlement.errors import JobNotFound
 from exchange.settlement.models import JobState
 from exchange.settlement.netting import Obligation
@@ -121,3 +121,69 @@ async def test_a_close_whose_connection_is_killed_while_netting_leaves_its_job_r
         Obligation("fresh-mart", "wallet-pay", 9_800),
     ]
     assert sum(position.net for position in report.positions) == 0
+
+
+async def test_a_close_whose_connection_is_killed_while_issuing_says_so_and_is_taken_again(
+    pg_settlement: SettlementService, pg_db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection is killed while the second statement is issued, after the period is
+    CLOSED: the job stays RUNNING at its last step, the period names the statements not issued
+    yet, and the job taken again issues exactly those, leaving the first as it was."""
+    await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
+    clock.current = pg_settlement.calendar.ends_at("2026-11") + timedelta(days=1)
+    real = issued.build_statement
+    built: list[str] = []
+
+    async def killed(session, **what):  # type: ignore[no-untyped-def]
+        built.append(what["participant"])
+        if len(built) == 2:
+            await kill_connection_of(session, pg_db)
+        return await real(session, **what)
+
+    job = await pg_settlement.request_close("2026-11", by="alice")
+    with monkeypatch.context() as dying:
+        dying.setattr(issued, "build_statement", killed)
+        with pytest.raises(DatabaseUnavailable):
+            await pg_settlement.run_next_job()
+    running = await pg_settlement.job(job.id)
+    assert (running.state, running.step) == (JobState.RUNNING, ISSUING_STATEMENTS)
+    report = await pg_settlement.period("2026-11")
+    assert report.status is PeriodStatus.CLOSED
+    assert list(report.not_issued) == [p.participant for p in report.positions if p.participant != built[0]]
+    first = await pg_settlement.statement(built[0], "2026-11")
+
+    clock.advance(minutes=3)
+    assert await pg_settlement.run_next_job() is True
+    assert (await pg_settlement.job(job.id)).state == JobState.DONE
+    assert list((await pg_settlement.period("2026-11")).not_issued) == []
+    again = await pg_settlement.statement(built[0], "2026-11")
+    assert (again.json(), again.jws, again.row.issued_at) == (first.json(), first.jws, first.row.issued_at)
+
+
+async def test_a_close_job_that_fails_while_issuing_fails_at_that_step_and_closing_again_issues_the_rest(
+    november: SettlementService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error while issuing: the job FAILED at its last step (its page then says
+    the period is closed), and a new close job issues the statements still missing."""
+    real = issued.issue
+    calls: list[str] = []
+
+    async def failing(*arguments):  # type: ignore[no-untyped-def]
+        calls.append(arguments[2])
+        if len(calls) == 2:
+            raise RuntimeError("a bug while issuing")
+        await real(*arguments)
+
+    job = await november.request_close("2026-11", by="alice")
+    with monkeypatch.context() as patched:
+        patched.setattr(issued, "issue", failing)
+        with pytest.raises(RuntimeError):
+            await november.run_next_job()
+    failed = await november.job(job.id)
+    assert (failed.state, failed.step) == (JobState.FAILED, ISSUING_STATEMENTS)
+    assert (await november.period("2026-11")).status is PeriodStatus.CLOSED
+    assert calls[1] in (await november.period("2026-11")).not_issued
+    again = await november.request_close("2026-11", by="alice")
+    assert again.id != job.id and await november.run_next_job() is True
+    assert (await november.job(again.id)).state == JobState.DONE
+    assert list((await november.period("2026-11")).not_issued) == []

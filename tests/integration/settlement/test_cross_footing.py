@@ -1,10 +1,13 @@
-"""A partner's finance team cross-foots a month: every participant's signed statement (JSON and
-CSV), its position as settlement reports it, and its books agree figure for figure; an item at
-the last instant of the month and one at the first instant of the next fall in the periods the
-settlement time zone says; a late item and a reversal in the next month say so on its statement."""
+"""A partner's finance team cross-foots a month: every participant's signed statement as issued
+at the closing (JSON and CSV, the same at every download, and what the ledger gives), its
+position as settlement reports it, and its books agree figure for figure; an item at the last
+instant of the month and one at the first instant of the next fall in the periods the settlement
+time zone says; a late item and a reversal in the next month say so on its statement."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -15,7 +18,7 @@ from exchange.rewards.clearing import REVERSAL_KIND
 from exchange.services.books import BooksService
 from exchange.services.settlement import SettlementService
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.statements import NOT_FEES, StatementLine
+from exchange.settlement.statements import NOT_FEES, StatementLine, build_statement
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import TAIPEI, close, conversion, points_redemption, post
 from tests.integration.settlement.test_statements import (
@@ -72,9 +75,24 @@ async def cross_foot(
     found = {}
     report = await settlement.period(period)
     assert sum(position.net for position in report.positions) == 0
+    assert list(report.not_issued) == [], "closing issued every participant's statement"
     for position in report.positions:
         who = position.participant
         statement = await settlement.statement(who, period)
+        # The statement as issued at the closing: downloaded again, the same bytes and signature;
+        # and the document the ledger gives now, figure for figure (a late item went elsewhere).
+        again = await settlement.statement(who, period)
+        assert (again.json(), again.csv(), again.jws) == (statement.json(), statement.csv(), statement.jws)
+        async with settlement.db.transaction() as session:
+            rebuilt = await build_statement(
+                session,
+                issuer=settlement.issuer,
+                calendar=settlement.calendar,
+                currency=statement.currency,
+                participant=who,
+                period=period,
+            )
+        assert rebuilt.json() == statement.json(), (who, period)
         document = document_without_signature_data(statement.json())
         assert document_of_csv(statement.csv()) == document, (who, period)
         assert_adds_up(document)
@@ -154,3 +172,18 @@ async def test_a_late_item_and_a_reversal_of_last_month_say_so_on_this_months_st
     assert late_row[header.index("effective_period")] == "2026-11" and late_row[header.index("reverses")] == ""
     back_row = next(row.split(",") for row in rows if ",t-r1-back," in row and ",redemption-reversal," in row)
     assert (back_row[header.index("reverses")], back_row[header.index("reverses_period")]) == ("t-r1", "2026-11")
+
+
+async def test_a_partners_file_of_november_matches_its_last_instant_and_points_the_first_of_december_there(
+    two_months: SettlementService,
+) -> None:
+    """The partner's records cut by the same calendar: the conversion at November's last instant
+    matches in November; the one at December's first is missing there, in December says the
+    break report."""
+    records = "reference,amount,counterparty\nconversion:last,9.80,wallet-pay\nconversion:first,19.60,wallet-pay\n"
+    view = await two_months.import_records("formosa-air", "2026-11", io.BytesIO(records.encode()), by="formosa-air")
+    report = "".join([text async for text in two_months.break_report(view.reconciliation)])
+    rows = list(csv.DictReader(io.StringIO(report.removeprefix("\ufeff"))))
+    found = {row["reference"]: (row["kind"], row["ledger_periods"], row["currency"]) for row in rows}
+    assert "conversion:last" not in found, "matched in November"
+    assert found["conversion:first"] == ("MISSING_IN_LEDGER", "2026-12", "TWD")

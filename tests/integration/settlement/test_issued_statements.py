@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from joserfc import jws
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import delete, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -158,8 +159,8 @@ async def test_a_period_closed_before_statements_were_stored_is_issued_at_its_fi
     first = await november.statement("wallet-pay", "2026-11")
     (row,) = await issued_rows(november, "2026-11")
     assert (row.participant, row.issued_at, row.document) == ("wallet-pay", clock.now(), first.json())
-    await november.rotate_key(compromised=True)
-    clock.advance(seconds=3600)
+    await november.rotate_key()
+    clock.advance(seconds=3600)  # past the new key's lead: it signs now
     again = await november.statement("wallet-pay", "2026-11")
     assert (again.json(), again.jws) == (first.json(), first.jws)
     assert await verify(november, again.jws) == first.json().encode()
@@ -185,11 +186,17 @@ async def test_a_closing_cut_while_issuing_and_taken_again_issues_each_statement
         patched.setattr(issued, "issue", cut_at_the_second)
         with pytest.raises(RuntimeError, match="died while issuing"):
             await close(settlement, clock, "2026-11")
-    assert (await settlement.period("2026-11")).status == PeriodStatus.CLOSED  # the closing's own work held
+    cut = await settlement.period("2026-11")
+    assert cut.status == PeriodStatus.CLOSED  # the closing's own work held
     [first] = await issued_rows(settlement, "2026-11")
     assert first.participant == issuing[0]
+    # What staff read (the console's period page, GraphQL): which statements are not issued yet.
+    everyone = [position.participant for position in cut.positions]
+    assert list(cut.not_issued) == [who for who in everyone if who != first.participant]
+    await settlement.statement(cut.not_issued[0], "2026-11")  # a first download issues it
+    assert list((await settlement.period("2026-11")).not_issued) == list(cut.not_issued[1:])
 
-    await close(settlement, clock, "2026-11")
+    assert list((await close(settlement, clock, "2026-11")).not_issued) == []
     issued_now = await issued_rows(settlement, "2026-11")
     async with settlement.db.transaction() as session:
         participants = (
@@ -200,16 +207,99 @@ async def test_a_closing_cut_while_issuing_and_taken_again_issues_each_statement
         (first.jws, first.issued_at)
     ]
 
-    # Taken again once closed (a job whose runner went silent), after a rotation: nothing changes.
-    await settlement.rotate_key(compromised=True)
-    clock.advance(seconds=60)
+    # Taken again once closed (a job whose runner went silent), after a rotation that has taken
+    # effect (another key signs): nothing changes.
+    await settlement.rotate_key()
+    clock.advance(seconds=PUBLICATION_LEAD.total_seconds())
     await settlement.close("2026-11", by="staff")
     assert [(row.participant, row.jws, row.issued_at) for row in await issued_rows(settlement, "2026-11")] == [
         (row.participant, row.jws, row.issued_at) for row in issued_now
     ]
 
 
-async def test_the_database_refuses_to_change_an_issued_statement(november: SettlementService) -> None:
+@pytest.mark.parametrize(
+    "change",
+    ["document = '{}'", "version = 9", "issued_at = resigned_at", "period = '2026-10'", "participant = 'x'"],
+)
+async def test_the_database_refuses_to_change_what_was_issued(november: SettlementService, change: str) -> None:
     with pytest.raises((IntegrityError, DBAPIError), match="an issued statement never changes"):
         async with november.db.transaction() as session:
-            await session.exec(text("UPDATE issued_statement SET document = '{}'"))  # type: ignore[call-overload]
+            await session.exec(text(f"UPDATE issued_statement SET {change}"))  # type: ignore[call-overload]
+
+
+async def test_a_compromised_key_is_withdrawn_and_the_statements_it_signed_are_signed_again(
+    november: SettlementService, clock: FrozenClock
+) -> None:
+    """A statement forged with the compromised key must not verify with what the exchange
+    publishes; the statements it signed verify again once fetched again, their documents the
+    same bytes."""
+    before = await issued_rows(november, "2026-11")
+    compromised = await november.keys.signing_key()
+    assert {row.key_id for row in before} == {compromised.kid}
+    clock.advance(seconds=60)
+    rotation = await november.rotate_key(compromised=True)
+    assert (list(rotation.withdrawn), rotation.resigned) == ([compromised.kid], len(before))
+    assert [key.kid for key in rotation.published] == [rotation.new.kid]
+
+    after = await issued_rows(november, "2026-11")
+    assert [(row.participant, row.version, row.document, row.issued_at) for row in after] == [
+        (row.participant, row.version, row.document, row.issued_at) for row in before
+    ]
+    assert {(row.key_id, row.resigned_at) for row in after} == {(rotation.new.kid, clock.now())}
+    for row, old in zip(after, before, strict=True):
+        statement = await november.statement(row.participant, "2026-11")
+        assert (statement.json(), statement.jws) == (old.document, row.jws)
+        assert await verify(november, statement.jws) == old.document.encode()
+        with pytest.raises(JoseError):  # what the compromised key signed, the real or a forgery
+            await verify(november, old.jws)
+        with pytest.raises(JoseError):
+            await verify(november, sign(old.document.replace("fresh-mart", "forged"), compromised))
+
+    # Closing again, or an ordinary rotation later, signs nothing again.
+    again = await november.rotate_key()
+    assert (list(again.withdrawn), again.resigned) == ([], 0)
+    assert [row.jws for row in await issued_rows(november, "2026-11")] == [row.jws for row in after]
+
+
+@pytest.mark.postgres_only
+async def test_archiving_a_period_issues_its_statements_not_issued_yet_from_its_legs_first(
+    pg_settlement: SettlementService, clock: FrozenClock
+) -> None:
+    """A period whose closing was cut while issuing (or closed before statements were stored) and
+    that is then signed off and archived: its statements come from its legs, which archiving
+    takes out of the ledger, so archiving issues them first rather than leave a first download
+    to sign a statement without its lines."""
+    await post(
+        pg_settlement,
+        [
+            conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200),
+            redemption("r1", "wallet-pay", "fresh-mart", 2_500, fee=25),
+        ],
+    )
+    await close(pg_settlement, clock, "2026-11")
+    kept = {row.participant: json.loads(row.document) for row in await issued_rows(pg_settlement, "2026-11")}
+    await forget_issued(pg_settlement, "2026-11")
+    async with pg_settlement.db.transaction() as session:
+        await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
+    await pg_settlement.archive("2026-11", export=None)
+
+    assert sorted(row.participant for row in await issued_rows(pg_settlement, "2026-11")) == sorted(kept)
+    for participant, document in kept.items():
+        again = (await pg_settlement.statement(participant, "2026-11")).document()
+        assert (again["lines"], again["totals"]) == (document["lines"], document["totals"]), participant
+        assert again["lines"], participant
+
+
+async def test_a_partners_file_reconciles_and_signs_off_before_its_statement_is_issued(
+    november: SettlementService,
+) -> None:
+    """Reconciliation reads the ledger, not the statement: a closing cut before the partner's
+    statement was issued does not hold up its finance team."""
+    await forget_issued(november, "2026-11")
+    records = "reference,amount,counterparty\nconversion:c1,-100.00,wallet-pay\nredemption:r1,24.75,wallet-pay\n"
+    view = await november.import_records("fresh-mart", "2026-11", io.BytesIO(records.encode()), by="fresh-mart")
+    assert (view.reconciliation.matched, view.unresolved) == (2, 0)
+    assert (await november.sign_off("fresh-mart", "2026-11", by="staff", note=None)).position.signed_off_at
+    assert "fresh-mart" in (await november.period("2026-11")).not_issued  # still to be issued: nothing issued it
+    statement = await november.statement("fresh-mart", "2026-11")
+    assert statement.net == -10_000 + 2_475

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from joserfc import jws
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from exchange.db.database import Database
@@ -175,7 +176,7 @@ async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(
     assert written.read_bytes() == table.replace("\n", "\r\n").encode()  # exactly the CSV's bytes, CRLF kept
 
 
-async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying(
+async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying_unless_the_key_is_compromised(
     october: dict[str, str], database_url: str
 ) -> None:
     assert run("settle", "close", "2026-10", env=october).returncode == 0
@@ -199,19 +200,27 @@ async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying(
     assert meanwhile == before and jws.extract_compact(meanwhile.encode()).headers()["kid"] == old_kid
     assert jws.deserialize_compact(meanwhile, cached).payload == jws.deserialize_compact(before, cached).payload
 
-    # A compromised key cannot wait: the newest key signs at once.
+    # A compromised key cannot wait: the newest key signs at once, the keys published until now
+    # are withdrawn, and the statements they signed are signed again with the newest key.
     urgent = run("keys", "rotate", "--statements", "--compromised", env=october)
     assert urgent.returncode == 0, urgent.stderr
     newest = re.search(r"^active statement-signing key: (\S+)$", urgent.stdout, re.MULTILINE)
     assert newest is not None
     assert "it signs now: verifiers that cached the published keys must fetch them again" in urgent.stdout
-    # The statement was issued at the closing: downloaded again, it is the same JWS, and the
-    # published keys (the compromised one stays published) still verify it.
+    withdrawn = re.search(r"^withdrawn \(no longer published\): (.+)$", urgent.stdout, re.MULTILINE)
+    assert withdrawn is not None and set(withdrawn.group(1).split(", ")) == {old_kid, new_kid.group(1)}
+    resigned = re.search(r"^(\d+) issued statement\(s\) signed again with the new key", urgent.stdout, re.MULTILINE)
+    assert resigned is not None and int(resigned.group(1)) >= 1
+    assert urgent.stdout.splitlines()[-1] == f"published statement keys: {newest.group(1)}"
+    # Downloaded again: the same document, signed by the newest key; the JWS the compromised key
+    # made no longer verifies with what the exchange publishes.
     after = run(*statement, env=october).stdout.strip()
-    assert after == before
+    assert jws.extract_compact(after.encode()).headers()["kid"] == newest.group(1)
     published = await published_statement_keys(database_url)
-    assert newest.group(1) in {key.kid for key in published}
+    assert {key.kid for key in published} == {newest.group(1)}
     assert jws.deserialize_compact(after, published).payload == jws.deserialize_compact(before, cached).payload
+    with pytest.raises(JoseError):
+        jws.deserialize_compact(before, published)
 
 
 async def test_resolve_takes_a_selection_in_bulk_and_sign_off_follows(october: dict[str, str], tmp_path: Path) -> None:

@@ -1,0 +1,32 @@
+"""Staff listings that gather rows of several saga tables into one, oldest first: the writes
+waiting for a partner's word (:mod:`exchange.services.late`) and the steps a partner keeps
+failing (:mod:`exchange.services.retrying`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Select, select, union_all
+
+from exchange.db.database import Database
+from exchange.errors import BadUserInput
+
+
+async def oldest_first(
+    db: Database, parts: Sequence[Select[Any]], *, first: int, most: int, program_id: str | None
+) -> Sequence[tuple[Any, ...]]:
+    """The ``first`` rows of ``parts`` (selects with the same columns, among them ``id``,
+    ``program_id`` and ``updated_at``), least recently updated first, of every program or of
+    ``program_id``'s. ``first`` must be from 1 to ``most`` (else ``BadUserInput`` naming it).
+
+    Ordered by ``updated_at`` then ``id``, so rows updated at the same moment keep one order
+    from one listing to the next."""
+    if not 1 <= first <= most:
+        raise BadUserInput(f"first must be between 1 and {most}", field="first")
+    rows = union_all(*parts).subquery()
+    statement = select(rows)
+    if program_id is not None:
+        statement = statement.where(rows.c.program_id == program_id)
+    async with db.autocommit() as session:  # one statement: no transaction around it
+        return (await session.exec(statement.order_by(rows.c.updated_at, rows.c.id).limit(first))).all()  # type: ignore[call-overload,no-any-return]
