@@ -28,6 +28,15 @@ from exchange.programs.models import Program
 #: The most points one conversion may move; beyond it a request is refused as oversized.
 MAX_POINTS = 1_000_000_000
 
+#: Why a conversion's amount or a capped counter refuses it, each written from one template, so
+#: that a page can read the refusal back and say it in its reader's language
+#: (:mod:`exchange.web.said`): ``points``, the minimum or the increment; ``name``, the cap's name
+#: (:func:`conversion_caps`), ``limit`` its size, ``remaining`` what is left and ``amount`` what
+#: was asked.
+BELOW_MINIMUM = "at least {points} points must be converted"
+NOT_AN_INCREMENT = "points must be a multiple of {points}"
+CAP_EXCEEDED = "{name} of {limit} would be exceeded: {remaining} left, {amount} asked"
+
 
 def beyond_max_points(message: str, *, field: str = "points") -> LimitExceeded:
     """The refusal of a request that would move more than :data:`MAX_POINTS` (``message`` says
@@ -62,9 +71,9 @@ class Cap:
 def check_amount(points: int, *, minimum: int, increment: int) -> None:
     """The amount's own rules: at least the minimum, in whole steps of the increment."""
     if points < minimum:
-        raise LimitExceeded(f"at least {minimum} points must be converted", limit="minimum_points", remaining=0)
+        raise LimitExceeded(BELOW_MINIMUM.format(points=minimum), limit="minimum_points", remaining=0)
     if points % increment:
-        raise LimitExceeded(f"points must be a multiple of {increment}", limit="increment", remaining=0)
+        raise LimitExceeded(NOT_AN_INCREMENT.format(points=increment), limit="increment", remaining=0)
 
 
 def _windows(at: datetime, timezone: ZoneInfo) -> dict[str, str]:
@@ -126,7 +135,7 @@ def conversion_usages(
 def _refuse(usage: Usage, used: int) -> LimitExceeded:
     remaining = max(0, usage.limit - used)
     return LimitExceeded(
-        f"{usage.name} of {usage.limit} would be exceeded: {remaining} left, {usage.amount} asked",
+        CAP_EXCEEDED.format(name=usage.name, limit=usage.limit, remaining=remaining, amount=usage.amount),
         limit=usage.name,
         remaining=remaining,
     )

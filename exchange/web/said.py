@@ -15,7 +15,7 @@ read back into what it says:
   (:data:`~exchange.risk.reasons.REJECTED`) likewise carries theirs;
 * why a saga failed over a partner's write (:mod:`exchange.sagas.doubt`) becomes its template's
   key, the partner named by who it is to the member (the program converted from, or to, or
-  paid with);
+  paid with); so does a conversion's amount or cap refused (:mod:`exchange.pricing.limits`);
 * a person's own words (a staff member's reason in the risk log) are shown as written;
 * any other text of the exchange is shown as written on an English page, and marked as
   English on any other.
@@ -30,6 +30,7 @@ from datetime import datetime
 
 from exchange.connectors.errors import REFUSED, PartnerError, PartnerRefusal
 from exchange.errors import ErrorCode, ExchangeError
+from exchange.pricing import limits
 from exchange.programs.models import Program
 from exchange.risk import reasons
 from exchange.sagas import doubt
@@ -54,7 +55,12 @@ FAILURES = (
     reasons.Reason("WRITE_UNCONFIRMED", doubt.WRITE_UNCONFIRMED),
     reasons.Reason("WRITE_TOO_LATE", doubt.WRITE_TOO_LATE),
     reasons.Reason("WRITE_NOT_APPLIED", doubt.WRITE_NOT_APPLIED),
+    reasons.Reason("BELOW_MINIMUM", limits.BELOW_MINIMUM),
+    reasons.Reason("NOT_AN_INCREMENT", limits.NOT_AN_INCREMENT),
+    reasons.Reason("CAP_EXCEEDED", limits.CAP_EXCEEDED),
 )
+#: Values of :data:`FAILURES` that are whole numbers, besides the risk log's (:data:`~exchange.risk.reasons.NUMBERS`).
+FAILURE_NUMBERS = frozenset({"remaining", "amount"})
 #: A velocity window as :func:`exchange.risk.policy.duration` writes it: ``1 day``, ``90 seconds``.
 WINDOW = re.compile(r"([0-9]+) (day|hour|minute|second)s?")
 
@@ -80,7 +86,7 @@ class Said:
         values: dict[str, object] = {}
         try:
             for name, value in written.items():
-                if name in reasons.NUMBERS:
+                if name in reasons.NUMBERS or name in FAILURE_NUMBERS:
                     values[name] = int(value.replace(",", ""))
                     continue
                 match name:

@@ -10,6 +10,8 @@ import pytest
 
 from exchange.connectors.errors import REFUSED, InsufficientPoints, PartnerUnreachable
 from exchange.errors import BadUserInput, ErrorCode, ExchangeError
+from exchange.pricing import limits
+from exchange.pricing.errors import LimitExceeded
 from exchange.programs.models import Program
 from exchange.risk import reasons
 from exchange.risk.policy import Per, Velocity
@@ -108,3 +110,41 @@ def test_why_a_saga_failed_over_a_partners_write_is_said_in_the_readers_language
     pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
     module = pages.env.get_template("_said.html").make_module({"language": TRADITIONAL_CHINESE})
     assert str(module.said(said)).strip() == chinese
+
+
+def said_in_chinese(said: Said) -> str:
+    pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
+    module = pages.env.get_template("_said.html").make_module({"language": TRADITIONAL_CHINESE})
+    return " ".join(str(module.said(said)).split())
+
+
+@pytest.mark.parametrize(
+    ("points", "key", "chinese"),
+    [(1_000, "BELOW_MINIMUM", "至少須轉換 3,000 點。"), (3_500, "NOT_AN_INCREMENT", "點數須以 1,000 點為單位轉換。")],
+)
+def test_an_amount_a_conversion_refuses_is_said_in_the_readers_language(points: int, key: str, chinese: str) -> None:
+    """A member's page said "at least 3000 points must be converted", in English, ungrouped."""
+    with pytest.raises(LimitExceeded) as refused:
+        limits.check_amount(points, minimum=3_000, increment=1_000)
+    said = Refusal.of(refused.value, PROGRAMS).said
+    assert said.key == key
+    assert said_in_chinese(said) == chinese
+
+
+@pytest.mark.parametrize(
+    ("cap", "chinese"),
+    [
+        ("member_daily_cap", "這會超過您單日可轉換的上限（20,000 點）：尚餘 1,500 點，本次要求 3,000 點。"),
+        (
+            "pair_member_monthly_cap",
+            "這會超過這兩個計畫之間您單月可轉換的上限（20,000 點）：尚餘 1,500 點，本次要求 3,000 點。",
+        ),
+        ("monthly_issue_budget", "這會超過轉入計畫單月發放點數的上限（20,000 點）：尚餘 1,500 點，本次要求 3,000 點。"),
+    ],
+)
+def test_a_cap_a_conversion_would_exceed_is_said_without_its_name_in_the_api(cap: str, chinese: str) -> None:
+    """The cap was named as the API names it ("member_daily_cap of 20000 would be exceeded")."""
+    written = limits.CAP_EXCEEDED.format(name=cap, limit=20_000, remaining=1_500, amount=3_000)
+    said = Refusal.of(LimitExceeded(written, limit=cap, remaining=1_500), PROGRAMS).said
+    assert said.key == "CAP_EXCEEDED"
+    assert said_in_chinese(said) == chinese
