@@ -169,7 +169,9 @@ def test_the_preview_prices_without_storing_a_quote(gateway: Gateway, air_client
         params={"fromProgram": "harbor-bank", "points": "5000"},
         headers={"HX-Request": "true"},
     )
-    assert 'role="alert"' in too_few.text and "at least 10000 points" in too_few.text, "the pair's minimum is named"
+    assert 'role="alert"' in too_few.text and "At least 10,000 points must be converted" in too_few.text, (
+        "the pair's minimum is named"
+    )
     whole = air_client.get(f"{PARTNER}/rates/preview", params={"fromProgram": "harbor-bank", "points": "x"})
     assert "<html" in whole.text and "whole number" in whole.text, "without htmx, a whole page"
     assert whole.status_code == 422 and too_few.status_code == 200, "htmx swaps in only a 2xx answer"
