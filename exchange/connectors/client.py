@@ -42,6 +42,7 @@ from exchange.connectors.retry import RetryPolicy, worth_retrying
 from exchange.connectors.tokens import TokenCache
 from exchange.observability.metrics import observe_partner_call, set_breaker_open
 from exchange.observability.tracing import inject_trace_context, tracer
+from exchange.text import json_value
 
 logger = logging.getLogger("exchange.connectors")
 
@@ -137,9 +138,9 @@ class Reply:
             ) from exc
 
     def json_object(self) -> dict[str, Any]:
-        """The body as a JSON object, or a protocol error."""
+        """The body as a JSON object, or a protocol error (JSON nested too deeply included)."""
         try:
-            body = json.loads(self.response.content)
+            body = json_value(self.response.content)
         except ValueError:
             raise self.error(PartnerProtocolError, f"answer ({self.response.status_code}) is not JSON") from None
         if not isinstance(body, dict):

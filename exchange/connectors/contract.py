@@ -39,12 +39,18 @@ OPERATION_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
 MEMBER_REF_PATTERN = r"^[A-Za-z0-9._:@+-]{1,128}$"
 
 
+def wire_text_problem(value: str) -> str | None:
+    """Why a partner's text cannot be stored, compared or shown, in words (``None``: it can).
+
+    An answer holding a NUL or an unpaired surrogate (JSON can write both; PostgreSQL takes
+    neither) is malformed, not a 500 at the row that would have kept it."""
+    problem = text_problem(value, len(value))
+    return None if problem is None else f"the text {problem}"
+
+
 def _storable(value: str) -> str:
-    """A partner's text as the exchange may store, compare and show it: an answer holding a
-    NUL or an unpaired surrogate (JSON can write both; PostgreSQL takes neither) is malformed,
-    not a 500 at the row that would have kept it."""
-    if problem := text_problem(value, len(value)):
-        raise ValueError(f"the text {problem}")
+    if problem := wire_text_problem(value):
+        raise ValueError(problem)
     return value
 
 
