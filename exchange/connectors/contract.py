@@ -214,6 +214,8 @@ class Problem(_Wire):
 class TokenResponse(_Wire):
     """RFC 6749 section 5.1: a client-credentials token."""
 
-    access_token: Annotated[str, Field(min_length=1)]
+    # RFC 6749 appendix A.12: printable ASCII. It is sent back in an Authorization header,
+    # which carries nothing else: not a line break (another header), a NUL or a euro sign.
+    access_token: Annotated[str, Field(pattern=r"^[\x20-\x7e]+$")]
     token_type: str
     expires_in: Annotated[StrictInt, Field(gt=0)] | None = None
