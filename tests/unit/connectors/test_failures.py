@@ -18,6 +18,7 @@ from exchange.connectors.errors import (
     OutcomeUnknown,
     PartnerConnectionLost,
     PartnerConnectTimeout,
+    PartnerError,
     PartnerProtocolError,
     PartnerRefusal,
     PartnerServerError,
@@ -30,6 +31,7 @@ from exchange.connectors.errors import (
 )
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.errors import ErrorCode
+from exchange.sagas.state import MESSAGE_LENGTH
 from tests.unit.connectors.conftest import (
     PROGRAM,
     MockPartner,
@@ -75,6 +77,21 @@ async def test_a_refusal_with_a_code_outside_the_contract_is_an_unknown_outcome(
     with pytest.raises(PartnerProtocolError):
         await connector.debit("op-1", "alice", 100)
     assert route.call_count == 3
+
+
+@pytest.mark.parametrize("code", ["INSUFFICIENT_POINTS", "OUT_OF_CHEESE" * 100_000])
+async def test_a_refusal_in_a_megabyte_of_words_carries_their_beginning(
+    partner: MockPartner, connector: PartnerConnector, code: str
+) -> None:
+    """A refusal's words go into API errors, pages, log lines and the row's kept reason: a
+    partner answering a megabyte of them has their beginning said, whole in the 500
+    characters a row keeps."""
+    partner.route(Call.DEBIT).mock(return_value=partner.refuse(code, "<p>" + "no " * 400_000))
+    with pytest.raises(PartnerError) as raised:
+        await connector.debit("op-1", "alice", 100)
+    message = raised.value.message
+    assert len(message) <= MESSAGE_LENGTH and message.endswith("…"), len(message)
+    assert "<p>no no" in message
 
 
 @pytest.mark.parametrize(
