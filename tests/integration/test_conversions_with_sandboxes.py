@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
+from exchange.connectors.client import MAX_ANSWER_BYTES
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest, SagaPolicy
@@ -172,8 +173,10 @@ async def test_faults_at_either_partner_end_final_and_agreeing(
         # An unknown code with such words, and JSON nested deeper than Python's reader goes.
         ("tune-stream", '{"errors": [{"message": "\\u0000", "extensions": {"code": "NOPE"}}]}'),
         ("happy-card", "[" * 100_000),
+        # An answer larger than any the contract has (the gateway would hold all of it).
+        ("happy-card", '{"filler": "' + "x" * 2_000_000 + '"}'),
     ],
-    ids=["graphql-nul", "graphql-surrogate", "graphql-unknown-code-nul", "rest-nested"],
+    ids=["graphql-nul", "graphql-surrogate", "graphql-unknown-code-nul", "rest-nested", "rest-too-large"],
 )
 async def test_a_debit_answered_with_what_cannot_be_kept_is_in_doubt_and_recovered(
     exchange: Exchange, source: str, answer: str
@@ -193,6 +196,8 @@ async def test_a_debit_answered_with_what_cannot_be_kept_is_in_doubt_and_recover
     )
     kept = await exchange.saga.reload(conversion.id)
     assert kept.last_error is not None and kept.last_error.startswith(f"partner {source}: debit: ")
+    if len(answer) > MAX_ANSWER_BYTES:  # not read beyond the limit
+        assert kept.last_error == f"partner {source}: debit: answer larger than {MAX_ANSWER_BYTES} bytes"
     await exchange.recover()
     assert await exchange.status(conversion.id) == ConversionStatus.FAILED
     assert await partner_net(exchange.sandboxes, source, "alice") == 0
