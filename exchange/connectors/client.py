@@ -359,6 +359,10 @@ class PartnerClient:
                     )
         finally:
             await response.aclose()
-        # Decoded already: the answer as read, without the encoding that was taken off.
-        headers = [(name, value) for name, value in response.headers.multi_items() if name != "content-encoding"]
+        # Decoded already: the answer as read, without the encoding taken off nor its length.
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name not in ("content-encoding", "content-length")
+        ]
         return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=response.request)
