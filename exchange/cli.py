@@ -363,15 +363,25 @@ def retrying(program: str | None, first: int) -> None:
     A step the partner cannot be reached for, leaves unanswered, or refuses where the contract
     allows no refusal (a reversal refused) is asked again with back-off, and nothing moves
     until the partner answers otherwise: take these up with the partner. Each line: saga, id,
-    program, status, step, attempts, failing since, for how long, next attempt, last error.
+    program, status, step, attempts, failing since, for how long, next attempt, last error
+    (its unprintable characters, a partner's line break say, written as escapes).
     """
     failing = with_services(lambda services: services.retrying.listed(first=first, program_id=program))
     for row in failing:
         click.echo(
             f"{row.saga}\t{row.id}\t{row.program_id}\t{row.status}\t{row.step}\t{row.attempts}\t"
-            f"{row.since.isoformat()}\t{_duration(row.age)}\t{row.next_attempt_at.isoformat()}\t{row.last_error}"
+            f"{row.since.isoformat()}\t{_duration(row.age)}\t{row.next_attempt_at.isoformat()}\t"
+            f"{_one_line(row.last_error)}"
         )
     click.echo(f"{len(failing)} retrying", err=True)
+
+
+def _one_line(text: str) -> str:
+    """``text`` as one field of a tab-separated line: what is not printable (a line break, a
+    tab, a terminal's escape, a bidirectional override) written as its Python escape. Such
+    text may be a partner's own words, which must not forge a line of the listing nor
+    drive the reader's terminal."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def _duration(age: timedelta) -> str:

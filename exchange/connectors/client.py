@@ -42,11 +42,17 @@ from exchange.connectors.retry import RetryPolicy, worth_retrying
 from exchange.connectors.tokens import TokenCache
 from exchange.observability.metrics import observe_partner_call, set_breaker_open
 from exchange.observability.tracing import inject_trace_context, tracer
+from exchange.text import json_value
 
 logger = logging.getLogger("exchange.connectors")
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+
+#: The most of a partner's answer read (decoded), beyond which it is a malformed answer: the
+#: contract's answers are a few hundred bytes, and a partner answering gigabytes (or a small
+#: gzip that inflates to them) must not fill the gateway's memory. Files are streamed instead.
+MAX_ANSWER_BYTES = 1 << 20
 
 
 class _NoCookies(httpx.Cookies):
@@ -137,9 +143,9 @@ class Reply:
             ) from exc
 
     def json_object(self) -> dict[str, Any]:
-        """The body as a JSON object, or a protocol error."""
+        """The body as a JSON object, or a protocol error (JSON nested too deeply included)."""
         try:
-            body = json.loads(self.response.content)
+            body = json_value(self.response.content)
         except ValueError:
             raise self.error(PartnerProtocolError, f"answer ({self.response.status_code}) is not JSON") from None
         if not isinstance(body, dict):
@@ -327,7 +333,8 @@ class PartnerClient:
         try:
             # The deadline covers the whole answer, so a body that trickles in cannot stall us.
             async with asyncio.timeout(request.timeout or self._timeout):
-                return await self._http.send(self._prepared(request, token), stream=stream)
+                response = await self._http.send(self._prepared(request, token), stream=True)
+                return response if stream else await self._read(info, response)
         except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise error(PartnerConnectTimeout, "no connection in time", exc) from exc
         except httpx.ConnectError as exc:
@@ -336,3 +343,26 @@ class PartnerClient:
             raise error(PartnerTimeout, f"no answer within {self._timeout}s", exc) from exc
         except httpx.TransportError as exc:
             raise error(PartnerConnectionLost, "the connection broke", exc) from exc
+        except httpx.DecodingError as exc:  # no transport error: the answer came, undecodable
+            raise error(PartnerProtocolError, "answer cannot be decoded as its content-encoding says", exc) from exc
+
+    async def _read(self, info: CallInfo, response: httpx.Response) -> httpx.Response:
+        """``response`` read whole, decoded, if it is at most :data:`MAX_ANSWER_BYTES`; else a
+        protocol error, nothing more read."""
+        body = bytearray()
+        try:
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise Reply(response=response, program_id=self.program_id, call=info).error(
+                        PartnerProtocolError, f"answer larger than {MAX_ANSWER_BYTES} bytes"
+                    )
+        finally:
+            await response.aclose()
+        # Decoded already: the answer as read, without the encoding taken off nor its length.
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name not in ("content-encoding", "content-length")
+        ]
+        return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=response.request)

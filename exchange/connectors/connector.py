@@ -34,7 +34,7 @@ from exchange.connectors.contract import (
     Problem,
     Verification,
 )
-from exchange.connectors.errors import REFUSALS, PartnerProtocolError
+from exchange.connectors.errors import REFUSALS, PartnerProtocolError, clipped
 
 T = TypeVar("T")
 
@@ -349,5 +349,6 @@ def raise_refusal(call: Call, reply: Reply, code: object, detail: str, facts: di
         return
     kind = REFUSALS.get(code) if isinstance(code, str) else None  # type: ignore[call-overload]
     if kind is None:
-        raise reply.error(PartnerProtocolError, f"refusal with an unknown code {code!r}: {detail}")
-    raise reply.refusal(kind, detail, facts)
+        unknown = clipped(repr(code), 60)
+        raise reply.error(PartnerProtocolError, f"refusal with an unknown code {unknown}: {clipped(detail)}")
+    raise reply.refusal(kind, clipped(detail), facts)

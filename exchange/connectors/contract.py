@@ -39,12 +39,18 @@ OPERATION_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
 MEMBER_REF_PATTERN = r"^[A-Za-z0-9._:@+-]{1,128}$"
 
 
+def wire_text_problem(value: str) -> str | None:
+    """Why a partner's text cannot be stored, compared or shown, in words (``None``: it can).
+
+    An answer holding a NUL or an unpaired surrogate (JSON can write both; PostgreSQL takes
+    neither) is malformed, not a 500 at the row that would have kept it."""
+    problem = text_problem(value, len(value))
+    return None if problem is None else f"the text {problem}"
+
+
 def _storable(value: str) -> str:
-    """A partner's text as the exchange may store, compare and show it: an answer holding a
-    NUL or an unpaired surrogate (JSON can write both; PostgreSQL takes neither) is malformed,
-    not a 500 at the row that would have kept it."""
-    if problem := text_problem(value, len(value)):
-        raise ValueError(f"the text {problem}")
+    if problem := wire_text_problem(value):
+        raise ValueError(problem)
     return value
 
 
@@ -208,6 +214,8 @@ class Problem(_Wire):
 class TokenResponse(_Wire):
     """RFC 6749 section 5.1: a client-credentials token."""
 
-    access_token: Annotated[str, Field(min_length=1)]
+    # RFC 6749 appendix A.12: printable ASCII. It is sent back in an Authorization header,
+    # which carries nothing else: not a line break (another header), a NUL or a euro sign.
+    access_token: Annotated[str, Field(pattern=r"^[\x20-\x7e]+$")]
     token_type: str
     expires_in: Annotated[StrictInt, Field(gt=0)] | None = None

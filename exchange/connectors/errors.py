@@ -36,6 +36,16 @@ logger = logging.getLogger("exchange.connectors")
 #: How the exchange words a partner's refusal; ``detail`` is the partner's own words (its
 #: problem's detail), which a page shows as the partner's (:mod:`exchange.web.said`).
 REFUSED = "partner {program} refused {call}: {detail}"
+#: The most of a partner's own words a message carries (:func:`clipped`): a message goes into
+#: API errors, pages and log lines, and a saga row keeps 500 characters of it, so the words
+#: of a partner answering a megabyte of them are their beginning, kept whole with the
+#: exchange's words around them.
+PARTNER_WORDS = 300
+
+
+def clipped(words: str, most: int = PARTNER_WORDS) -> str:
+    """``words`` if they are at most ``most`` characters, else their beginning and "…"."""
+    return words if len(words) <= most else words[: most - 1] + "…"
 
 
 class PartnerError(ExchangeError):

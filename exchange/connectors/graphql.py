@@ -12,6 +12,7 @@ from typing import Any
 
 from exchange.connectors.client import HttpRequest, Reply
 from exchange.connectors.connector import Call, raise_refusal
+from exchange.connectors.contract import wire_text_problem
 from exchange.connectors.errors import PartnerProtocolError
 
 _OPERATION = """
@@ -78,7 +79,10 @@ class GraphQLFlavour:
             extensions = first.get("extensions")
             extensions = extensions if isinstance(extensions, dict) else {}
             facts = {key: value for key, value in extensions.items() if key != "code"}
-            raise_refusal(call, reply, extensions.get("code"), str(first.get("message", "")), facts)
+            message = str(first.get("message", ""))
+            if problem := wire_text_problem(message):  # the refusal's words are kept with the row
+                raise reply.error(PartnerProtocolError, f"malformed error: message: {problem}")
+            raise_refusal(call, reply, extensions.get("code"), message, facts)
             return None
         data = body.get("data")
         if not isinstance(data, dict) or "result" not in data:

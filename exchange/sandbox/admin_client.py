@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from exchange.sandbox.faults import CallbackFault, FaultKind, FaultSettings
+from exchange.sandbox.faults import CallbackFault, CannedAnswer, FaultKind, FaultSettings
 
 
 class SandboxAdmin:
@@ -34,6 +34,7 @@ class SandboxAdmin:
         callback: CallbackFault = CallbackFault.ONCE,
         drop_result_lines: int = 0,
         decline: int = 0,
+        answer: CannedAnswer | None = None,
     ) -> FaultSettings:
         """Replace every fault knob (``set_faults()`` clears them all)."""
         settings = FaultSettings(
@@ -45,6 +46,7 @@ class SandboxAdmin:
             callback=callback,
             drop_result_lines=drop_result_lines,
             decline=decline,
+            answer=answer,
         )
         return FaultSettings.model_validate(await self._request("POST", "/faults", settings.model_dump(mode="json")))
 

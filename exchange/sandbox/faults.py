@@ -44,6 +44,7 @@ class FaultKind(StrEnum):
     APPLY_THEN_HANG = "apply_then_hang"  # apply, then never answer
     APPLY_THEN_GARBLE = "apply_then_garble"  # apply, then answer 200 with a body that is not the contract's
     MISAPPLY = "misapply"  # apply otherwise than asked (a partner's bug), and answer what it applied
+    ANSWER = "answer"  # apply nothing; answer the knobs' ``answer`` (a hostile or broken partner's reply)
 
     @property
     def applies_first(self) -> bool:
@@ -71,6 +72,19 @@ class CallbackFault(StrEnum):
     FORGED = "forged"  # signed with a wrong key: the exchange must refuse it
 
 
+class CannedAnswer(BaseModel):
+    """What the ``answer`` fault answers in place of the call's own reply, byte for byte: any
+    status and any body, such as a refusal whose words hold a NUL (``\\u0000`` in the JSON), an
+    unpaired surrogate, a megabyte of text or markup — a hostile or broken partner's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Annotated[int, Field(ge=200, le=599, strict=True)]
+    body: str
+    """Sent as UTF-8; write what JSON escapes (a NUL, a lone surrogate) as its escape."""
+    content_type: str = "application/json"
+
+
 class FaultSettings(BaseModel):
     """The knobs, as the admin API reads and writes them (``POST /_sandbox/faults``)."""
 
@@ -88,11 +102,15 @@ class FaultSettings(BaseModel):
     """The next operations settled later (async or batch) are declined, this many: status ``failed``."""
     drop_result_lines: Annotated[int, Field(ge=0, strict=True)] = 0
     """A batch result file leaves out its last lines, this many (the exchange must poll for them)."""
+    answer: CannedAnswer | None = None
+    """What the ``answer`` fault answers; required when that fault can be drawn."""
 
     @model_validator(mode="after")
     def _percentages_fit(self) -> FaultSettings:
         if sum(self.percent.values()) > 100:
             raise ValueError("the fault percentages add up to more than 100")
+        if self.answer is None and (FaultKind.ANSWER in self.script or FaultKind.ANSWER in self.percent):
+            raise ValueError("the answer fault needs an answer")
         return self
 
 
@@ -105,15 +123,16 @@ class FaultSlot:
     """What the middleware must do with the current request's answer."""
 
     fault: FaultKind | None = None
+    answer: CannedAnswer | None = None
 
 
 _current_slot: contextvars.ContextVar[FaultSlot | None] = contextvars.ContextVar("sandbox_fault_slot", default=None)
 
 
-def _signal(fault: FaultKind) -> None:
+def _signal(fault: FaultKind, answer: CannedAnswer | None = None) -> None:
     slot = _current_slot.get()
     if slot is not None:
-        slot.fault = fault
+        slot.fault, slot.answer = fault, answer
 
 
 class FaultInjector:
@@ -172,7 +191,7 @@ class FaultInjector:
             result, _ = await (misapplied or action)()
             return result
         if fault is not None and not fault.applies_first:
-            _signal(fault)
+            _signal(fault, self.settings.answer)
             raise FaultInjected(fault.value)
         applied = False
         try:
@@ -231,6 +250,9 @@ class FaultMiddleware:
                 await _drop(send)
             case FaultKind.APPLY_THEN_GARBLE:
                 await _answer(send, 200, b"application/json", _GARBLED)
+            case FaultKind.ANSWER:
+                assert slot.answer is not None, "the knobs refuse the answer fault without an answer"
+                await _answer(send, slot.answer.status, slot.answer.content_type.encode(), slot.answer.body.encode())
             case FaultKind.HANG | FaultKind.APPLY_THEN_HANG:
                 if not await self._client_gave_up(receive):
                     await _drop(send)

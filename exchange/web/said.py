@@ -79,7 +79,10 @@ class Said:
     @classmethod
     def of(cls, text: str, programs: Mapping[str, Program]) -> Said:
         """``text``, read back into the reason template that wrote it, if one did."""
-        found = reasons.written_by(text) or _failure(text)
+        # The templates that begin with words of their own first: a partner's refusal, or a staff
+        # member's rejection, carries words of theirs that may read as a reason beginning with
+        # a value ("{program} allows at most …"), and must stay theirs.
+        found = _failure(text) or reasons.written_by(text)
         if found is None:
             return cls(text)
         reason, written = found

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
+from exchange.connectors.client import MAX_ANSWER_BYTES
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest, SagaPolicy
@@ -25,7 +26,7 @@ from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import PartnersDirectory
 from exchange.ratio import Ratio
 from exchange.sagas.recovery import RecoveryWorker
-from exchange.sandbox.faults import FaultKind
+from exchange.sandbox.faults import CannedAnswer, FaultKind
 from exchange.services.container import risk_gates
 from exchange.services.conversions import ConversionService, RecoveryReport
 from exchange.settings import Settings
@@ -34,7 +35,7 @@ from exchange.testing.sandboxes import SandboxFleet
 from exchange.web.said import Said
 from tests.factories import member_with_accounts
 
-PROGRAMS = ("happy-card", "fresh-mart", "wallet-pay")
+PROGRAMS = ("happy-card", "fresh-mart", "wallet-pay", "tune-stream")  # tune-stream speaks GraphQL
 
 
 @dataclass
@@ -162,6 +163,46 @@ async def test_faults_at_either_partner_end_final_and_agreeing(
         assert (debited, credited) == (-1000, 2450)
     else:
         assert (debited, credited) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("source", "answer"),
+    [
+        # A GraphQL refusal whose words PostgreSQL cannot keep: a NUL, an unpaired surrogate.
+        ("tune-stream", '{"errors": [{"message": "no\\u0000pe", "extensions": {"code": "INSUFFICIENT_POINTS"}}]}'),
+        ("tune-stream", '{"errors": [{"message": "no\\ud800pe", "extensions": {"code": "INSUFFICIENT_POINTS"}}]}'),
+        # An unknown code with such words, and JSON nested deeper than Python's reader goes.
+        ("tune-stream", '{"errors": [{"message": "\\u0000", "extensions": {"code": "NOPE"}}]}'),
+        ("happy-card", "[" * 100_000),
+        # An answer larger than any the contract has (the gateway would hold all of it).
+        ("happy-card", '{"filler": "' + "x" * 2_000_000 + '"}'),
+    ],
+    ids=["graphql-nul", "graphql-surrogate", "graphql-unknown-code-nul", "rest-nested", "rest-too-large"],
+)
+async def test_a_debit_answered_with_what_cannot_be_kept_is_in_doubt_and_recovered(
+    exchange: Exchange, source: str, answer: str
+) -> None:
+    """A hostile or broken partner's answer to the debit (nothing applied) is no usable answer:
+    the conversion waits in doubt with a reason the database keeps, and the status lookup ends
+    it FAILED, nothing taken and nothing posted; the partner's words never break the saga's
+    own bookkeeping."""
+    await exchange.sandboxes[source].admin.set_faults(
+        script=[FaultKind.ANSWER], answer=CannedAnswer(status=200, body=answer)
+    )
+    conversion = await exchange.convert(1000, source, "fresh-mart", "k1")
+    assert (conversion.status, conversion.step, conversion.in_doubt) == (
+        ConversionStatus.PENDING,
+        SagaStep.DEBIT,
+        True,
+    )
+    kept = await exchange.saga.reload(conversion.id)
+    assert kept.last_error is not None and kept.last_error.startswith(f"partner {source}: debit: ")
+    if len(answer) > MAX_ANSWER_BYTES:  # not read beyond the limit
+        assert kept.last_error == f"partner {source}: debit: answer larger than {MAX_ANSWER_BYTES} bytes"
+    await exchange.recover()
+    assert await exchange.status(conversion.id) == ConversionStatus.FAILED
+    assert await partner_net(exchange.sandboxes, source, "alice") == 0
+    assert await ledger_balances(exchange) == {}
 
 
 async def test_a_partner_restart_mid_conversion_is_recovered(exchange: Exchange) -> None:

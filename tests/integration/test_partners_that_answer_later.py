@@ -174,17 +174,25 @@ async def test_an_async_credit_waits_pending_then_completes_on_the_signed_callba
 RETRYING_OPERATIONS = """{ retryingOperations { saga id programId status step attempts lastError ageSeconds } }"""
 
 
+#: A partner's refusal in words that would forge a line of ``exchange retrying``'s listing and
+#: clear the staff member's terminal.
+HOSTILE_WORDS = "closed\nconversion\tc-forged\tfresh-mart\x1b[2J"
+
+
 async def test_staff_see_a_step_a_partner_keeps_failing_by_graphql_and_the_command_line(late: Late) -> None:
     """What the saga records when it puts a step off (``test_conversion_saga`` proves that) is
-    listed for staff alike over GraphQL and by ``exchange retrying``, and refused to a partner."""
+    listed for staff alike over GraphQL and by ``exchange retrying``, and refused to a partner.
+    The command line writes one line per row: the partner's line breaks, tabs and terminal
+    escapes in its words are written as escapes."""
     conversion = await late.convert(1000, "happy-card", "fresh-mart", "k-retrying")
+    last_error = f"partner fresh-mart refused credit: {HOSTILE_WORDS}"
     async with late.services.db.transaction() as session:  # as four refused attempts at the credit leave it
         await session.exec(  # type: ignore[call-overload]
             text(
                 "UPDATE conversion SET status = 'PENDING', step = 'CREDIT', attempts = 4, "
-                "last_error = 'partner fresh-mart: credit: cannot connect' WHERE id = :id"
+                "last_error = :last_error WHERE id = :id"
             ),
-            params={"id": conversion.id},
+            params={"id": conversion.id, "last_error": last_error},
         )
     staff = await late.kit.staff_token(Role.SETTLEMENT)
     [row] = (await late.kit.data(RETRYING_OPERATIONS, staff))["retryingOperations"]
@@ -195,13 +203,14 @@ async def test_staff_see_a_step_a_partner_keeps_failing_by_graphql_and_the_comma
         "status": "PENDING",
         "step": "CREDIT",
         "attempts": 4,
-        "lastError": "partner fresh-mart: credit: cannot connect",
+        "lastError": last_error,
     }
     partner = await late.kit.partner_token("fresh-mart")
     refused = (await late.kit.graphql(RETRYING_OPERATIONS, partner)).json()
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     listed = await exchange_command("retrying", database_url=late.services.settings.database_url)
-    fields = listed.rstrip("\n").split("\t")
+    [line] = listed.splitlines()
+    fields = line.split("\t")
     assert fields[:6] + fields[-1:] == [
         "conversion",
         conversion.id,
@@ -209,7 +218,7 @@ async def test_staff_see_a_step_a_partner_keeps_failing_by_graphql_and_the_comma
         "PENDING",
         "CREDIT",
         "4",
-        "partner fresh-mart: credit: cannot connect",
+        "partner fresh-mart refused credit: closed\\nconversion\\tc-forged\\tfresh-mart\\x1b[2J",
     ]
 
 

@@ -37,6 +37,27 @@ def test_a_staff_rejection_kept_as_why_a_conversion_failed_keeps_their_words() -
     assert said.key == "REJECTED" and said.values == {"reason": "卡片掛失 {x}"}
 
 
+@pytest.mark.parametrize(
+    "words",
+    [
+        "x allows at most 1 conversions or redemptions per member in 1 day; this would make 2",
+        "you and your bank have different names for the member",
+    ],
+)
+def test_a_partners_or_staff_members_words_written_as_the_exchanges_reason_stay_theirs(words: str) -> None:
+    """Words that read as one of the exchange's own reasons (a velocity limit, names that
+    differ) stay the partner's, or the staff member's: a partner cannot have its refusal said
+    on a page, translated and unattributed, as the exchange's rule."""
+    written = REFUSED.format(program="fresh-mart", call="credit", detail=words)
+    said = Said.of(written, PROGRAMS)
+    assert (said.key, said.values) == (
+        PARTNER_SAID,
+        {"program": "FreshMart Rewards", "call": "credit", "detail": words},
+    )
+    rejected = Said.of(reasons.REJECTED.text(reason=words), PROGRAMS)
+    assert (rejected.key, rejected.values) == ("REJECTED", {"reason": words})
+
+
 def test_a_gates_refusal_is_read_back_into_its_reason_with_the_programs_name() -> None:
     rule = Velocity(per=Per.MEMBER, window=timedelta(days=1), max_count=None, max_points=20_000)
     refused = ExchangeError(reasons.velocity("fresh-mart", rule, made=23_000, over_points=True))

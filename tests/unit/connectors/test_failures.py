@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
+from exchange.connectors.client import MAX_ANSWER_BYTES
 from exchange.connectors.connector import Call, PartnerConnector
 from exchange.connectors.errors import (
     InsufficientPoints,
@@ -18,6 +20,7 @@ from exchange.connectors.errors import (
     OutcomeUnknown,
     PartnerConnectionLost,
     PartnerConnectTimeout,
+    PartnerError,
     PartnerProtocolError,
     PartnerRefusal,
     PartnerServerError,
@@ -30,6 +33,7 @@ from exchange.connectors.errors import (
 )
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.errors import ErrorCode
+from exchange.sagas.state import MESSAGE_LENGTH
 from tests.unit.connectors.conftest import (
     PROGRAM,
     MockPartner,
@@ -75,6 +79,21 @@ async def test_a_refusal_with_a_code_outside_the_contract_is_an_unknown_outcome(
     with pytest.raises(PartnerProtocolError):
         await connector.debit("op-1", "alice", 100)
     assert route.call_count == 3
+
+
+@pytest.mark.parametrize("code", ["INSUFFICIENT_POINTS", "OUT_OF_CHEESE" * 10_000])
+async def test_a_refusal_in_hundreds_of_kilobytes_of_words_carries_their_beginning(
+    partner: MockPartner, connector: PartnerConnector, code: str
+) -> None:
+    """A refusal's words go into API errors, pages, log lines and the row's kept reason: a
+    partner answering most of a megabyte of them has their beginning said, whole in the 500
+    characters a row keeps. (An answer over a megabyte is not read: ``MAX_ANSWER_BYTES``.)"""
+    partner.route(Call.DEBIT).mock(return_value=partner.refuse(code, "<p>" + "no " * 120_000))
+    with pytest.raises(PartnerError) as raised:
+        await connector.debit("op-1", "alice", 100)
+    message = raised.value.message
+    assert len(message) <= MESSAGE_LENGTH and message.endswith("…"), len(message)
+    assert "<p>no no" in message
 
 
 @pytest.mark.parametrize(
@@ -131,6 +150,35 @@ async def test_a_5xx_is_an_unknown_outcome_retried_with_backoff(
     assert raised.value.code is ErrorCode.PARTNER_UNAVAILABLE
     assert route.call_count == 3
     assert sleeps.delays == [0.05, 0.1]  # 0.1 * 2**n, times 0.5 with random() = 0
+
+
+def gzipped(answer: httpx.Response, padding: int = 0) -> httpx.Response:
+    """``answer`` as a partner sends it compressed, its JSON object padded with ``padding``
+    spaces (which compress to almost nothing)."""
+    body = answer.content[:-1] + b" " * padding + answer.content[-1:]
+    headers = {name: value for name, value in answer.headers.items() if name != "content-length"}
+    return unread(answer.status_code, gzip.compress(body), {**headers, "content-encoding": "gzip"})
+
+
+def unread(status: int, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    """An answer whose body is decoded as it is read (``content=`` would decode it at once)."""
+    return httpx.Response(status, stream=httpx.ByteStream(body), headers=headers)
+
+
+async def test_a_compressed_answer_is_read_decoded_up_to_the_limit(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    """A partner may compress its answers; a small one that inflates beyond
+    ``MAX_ANSWER_BYTES`` is not inflated further, and one that is not what its encoding says
+    is no answer either: an unknown outcome, like any malformed one."""
+    route = partner.route(Call.DEBIT).mock(return_value=gzipped(partner.answer(operation())))
+    assert (await connector.debit("op-1", "alice", 100)).points == 100
+    route.mock(return_value=gzipped(partner.answer(operation()), padding=8 * MAX_ANSWER_BYTES))
+    with pytest.raises(PartnerProtocolError, match=f"answer larger than {MAX_ANSWER_BYTES} bytes"):
+        await connector.debit("op-1", "alice", 100)
+    route.mock(return_value=unread(200, b"not gzip", {"content-encoding": "gzip"}))
+    with pytest.raises(PartnerProtocolError, match="cannot be decoded"):
+        await connector.debit("op-1", "alice", 100)
 
 
 async def test_a_retry_after_a_5xx_gets_the_applied_result(partner: MockPartner, connector: PartnerConnector) -> None:

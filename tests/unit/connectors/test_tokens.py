@@ -143,6 +143,10 @@ async def test_refused_credentials_fail_without_calling_the_partner(
         httpx.Response(200, json={"token_type": "Bearer"}),
         httpx.Response(200, json={"access_token": "t", "token_type": "mac"}),
         httpx.Response(200, json={"access_token": "t", "token_type": "Bearer", "expires_in": 1.5}),
+        # A token no Authorization header can carry (RFC 6749 A.12: printable ASCII only).
+        httpx.Response(200, json={"access_token": "t\u20ac", "token_type": "Bearer"}),
+        httpx.Response(200, json={"access_token": "t\r\nX-Injected: 1", "token_type": "Bearer"}),
+        httpx.Response(200, json={"access_token": "t\u0000", "token_type": "Bearer"}),
     ],
 )
 async def test_a_failing_token_endpoint_means_the_call_was_not_sent(
