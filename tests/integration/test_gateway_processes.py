@@ -6,6 +6,7 @@ final and the ledger agreeing line by line with every partner's operation log.""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from exchange.sandbox.faults import FaultKind
 from exchange.serving import free_port
-from exchange.testing.processes import ExchangeProcess, gateway_process
+from exchange.testing.processes import EXCHANGE, ExchangeProcess, gateway_process
 from exchange.testing.sandboxes import SandboxFleet
 from tests.integration.soaking import (
     EXECUTE,
@@ -144,6 +145,18 @@ async def test_a_gateway_killed_after_the_partner_applied_its_debit_is_recovered
     soak.gateway.kill()
     with pytest.raises(httpx.TransportError):
         await request
+    # The operator's `exchange recover` right after the crash: the dead request's lease still
+    # keeps the conversion, and the report says until when and what to do.
+    recover = await asyncio.create_subprocess_exec(
+        EXCHANGE, "recover", env=soak.gateway.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    output, errors = await recover.communicate()
+    assert recover.returncode == 0, errors
+    assert re.fullmatch(
+        r"0 conversions driven; 1 still pending, 1 of them in the hands of a request until "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(if its process died, run this again after that\)\n",
+        output.decode(),
+    ), output
     await soak.gateway.start()
 
     final = await until_final(soak, timeout=90)
