@@ -104,6 +104,8 @@ async def test_one_key_sent_to_two_gateways_at_once_moves_points_once(
     ids = {body["data"]["executeConversion"]["id"] for body in conversions}
     assert len(ids) == 1, conversions
     (conversion_id,) = ids
+    # The request that ran it answers where it got; the other, PENDING until it ends.
+    assert {body["data"]["executeConversion"]["status"] for body in conversions} <= {"COMPLETED", "PENDING"}
     soak.answered["conversion"][conversion_id] = conversions[0]["data"]["executeConversion"]["status"]
 
     reward = await publish_reward(soak)
@@ -112,6 +114,7 @@ async def test_one_key_sent_to_two_gateways_at_once_moves_points_once(
     ids = {body["data"]["redeemReward"]["id"] for body in redemptions}
     assert len(ids) == 1, redemptions
     (redemption_id,) = ids
+    assert {body["data"]["redeemReward"]["status"] for body in redemptions} <= {"COMPLETED", "PENDING"}
     soak.answered["redemption"][redemption_id] = redemptions[0]["data"]["redeemReward"]["status"]
 
     # A status match (no key: one per member and target a year) asked of both: one is pushed.
