@@ -39,7 +39,7 @@ SOURCE, TARGET = "wallet-pay", "happy-card"
 @pytest.fixture
 async def soak(pg_database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Soak]:
     # Partners answer within 5 s: long enough for a test to kill the gateway while it waits.
-    async with running_soak(pg_database_url, sandboxes, tmp_path, partner_timeout="5") as running:
+    async with running_soak(pg_database_url, sandboxes, tmp_path, partner_timeout="5", members=(MEMBER,)) as running:
         yield running
 
 
