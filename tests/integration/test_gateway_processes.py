@@ -82,10 +82,10 @@ async def _applied(soak: Soak, program: str, operation_id: str) -> list[dict[str
     ]
 
 
-async def _until_debited(soak: Soak) -> None:
-    """Wait until the source partner has applied a debit (its answer hangs, by the script)."""
+async def _until_debited(soak: Soak, debits: int = 1) -> None:
+    """Wait until the source partner has applied ``debits`` debits (their answers hang, by the script)."""
     deadline = time.monotonic() + 30
-    while not [op for op in await soak.sandboxes[SOURCE].admin.operations() if op["kind"] == "debit"]:
+    while len([op for op in await soak.sandboxes[SOURCE].admin.operations() if op["kind"] == "debit"]) < debits:
         assert time.monotonic() < deadline, "the debit never reached the partner"
         await asyncio.sleep(0.02)
 
@@ -137,17 +137,23 @@ async def test_one_key_sent_to_two_gateways_at_once_moves_points_once(
 
 
 async def test_a_gateway_killed_after_the_partner_applied_its_debit_is_recovered_by_the_next(soak: Soak) -> None:
-    """SIGKILL while the source partner has applied the debit and not yet answered: the next
-    gateway process finds the conversion in doubt, learns the debit applied, credits the
-    target and posts it; asking again with the key returns it COMPLETED."""
+    """SIGKILL while the source partner has applied a conversion's and a redemption's debits
+    and not yet answered: the next gateway process finds both in doubt, learns the debits
+    applied, credits the conversion's target and posts both; asking again with the keys
+    returns them COMPLETED."""
     token = soak.tokens[MEMBER][SOURCE]
-    await soak.sandboxes[SOURCE].admin.set_faults(script=[FaultKind.APPLY_THEN_HANG])
+    reward = await publish_reward(soak)
+    await soak.sandboxes[SOURCE].admin.set_faults(script=[FaultKind.APPLY_THEN_HANG] * 2)
     quote = (await soak.kit.data(QUOTE, token, **{"from": SOURCE, "to": TARGET, "points": 50}))["createQuote"]["id"]
-    request = asyncio.create_task(soak.kit.graphql(EXECUTE, token, quote=quote, key="killed"))
-    await _until_debited(soak)
+    requests = [
+        asyncio.create_task(soak.kit.graphql(EXECUTE, token, quote=quote, key="killed")),
+        asyncio.create_task(soak.kit.graphql(REDEEM, token, reward=reward, pay=SOURCE, key="killed")),
+    ]
+    await _until_debited(soak, 2)
     soak.gateway.kill()
-    with pytest.raises(httpx.TransportError):
-        await request
+    for request in requests:
+        with pytest.raises(httpx.TransportError):
+            await request
     # The operator's `exchange recover` right after the crash: the dead request's lease still
     # keeps the conversion, and the report says until when and what to do.
     recover = await asyncio.create_subprocess_exec(
@@ -163,12 +169,13 @@ async def test_a_gateway_killed_after_the_partner_applied_its_debit_is_recovered
     await soak.gateway.start()
 
     final = await until_final(soak, timeout=90)
-    assert final["conversion"]["COMPLETED"] == 1, final
-    again = await soak.kit.data(EXECUTE, token, quote=quote, key="killed")
-    conversion = again["executeConversion"]
-    assert conversion["status"] == "COMPLETED"
-    soak.answered["conversion"][conversion["id"]] = conversion["status"]
-    assert len(await _applied(soak, SOURCE, f"{conversion['id']}:debit")) == 1
+    assert (final["conversion"]["COMPLETED"], final["redemption"]["COMPLETED"]) == (1, 1), final
+    conversion = (await soak.kit.data(EXECUTE, token, quote=quote, key="killed"))["executeConversion"]
+    redemption = (await soak.kit.data(REDEEM, token, reward=reward, pay=SOURCE, key="killed"))["redeemReward"]
+    for saga, row in (("conversion", conversion), ("redemption", redemption)):
+        assert row["status"] == "COMPLETED", (saga, row)
+        soak.answered[saga][row["id"]] = row["status"]
+        assert len(await _applied(soak, SOURCE, f"{row['id']}:debit")) == 1
     await check_ledger_agrees(soak)
 
 
