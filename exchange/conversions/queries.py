@@ -71,8 +71,9 @@ async def member_conversions(
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """Conversions not final yet; ``leased`` of them in the hands of a request (or a worker)
-    whose lease runs until ``leased_until`` at the latest: no recovery takes them before."""
+    """Conversions not final yet; ``leased`` of them in the hands of a gateway process (a
+    request, or its recovery) whose lease runs until ``leased_until`` at the latest: no
+    recovery takes them before."""
 
     count: int
     leased: int

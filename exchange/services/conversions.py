@@ -31,14 +31,14 @@ class ConversionPage:
 
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
-    """``pending``: still not final; ``leased`` of them were not driven because a request
-    holds them until ``leased_until`` (it may have died with its process: after a crash, the
-    lease is what keeps recovery away until then)."""
+    """``pending``: still not final; ``leased`` of them were not driven because a gateway
+    process (a request, or its recovery) holds them until ``leased_until``: after a crash,
+    the dead process's lease is what keeps recovery away until then."""
 
     driven: int
     pending: int
-    leased: int = 0
-    leased_until: datetime | None = None
+    leased: int
+    leased_until: datetime | None
 
 
 @dataclass

@@ -162,8 +162,8 @@ async def test_a_gateway_killed_after_the_partner_applied_its_debit_is_recovered
     output, errors = await recover.communicate()
     assert recover.returncode == 0, errors
     assert re.fullmatch(
-        r"0 conversions driven; 1 still pending, 1 of them in the hands of a request until "
-        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(if its process died, run this again after that\)\n",
+        r"0 conversions driven; 1 still pending, 1 of them in the hands of a gateway process until "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(if that process died, run this again after that\)\n",
         output.decode(),
     ), output
     await soak.gateway.start()
