@@ -314,9 +314,19 @@ def recover() -> None:
     Use it after a crash, or with EXCHANGE_RECOVERY_INTERVAL_SECONDS=0. It asks each
     partner for the status of operations whose outcome is unknown and finishes the
     conversion (COMPLETED, FAILED or REVERSED); one it cannot settle yet stays PENDING.
+    A conversion a gateway process is still driving is left to it until its lease ends
+    (30 s): after a crash the process is dead, and the report says when its conversions
+    can be taken up.
     """
     report = with_services(lambda services: services.conversions.recover())
-    click.echo(f"{counted(report.driven, 'conversion')} driven; {report.pending} still pending")
+    leased = ""
+    if report.leased and report.leased_until is not None:
+        leased = (
+            f", {report.leased} of them in the hands of a gateway process until "
+            f"{report.leased_until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+            " (if that process died, run this again after that)"
+        )
+    click.echo(f"{counted(report.driven, 'conversion')} driven; {report.pending} still pending{leased}")
 
 
 @main.command()

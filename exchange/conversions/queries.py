@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func
@@ -68,10 +69,27 @@ async def member_conversions(
     return page, _cursor(page[-1]) if len(rows) > first else None
 
 
-async def count_pending(session: AsyncSession) -> int:
-    """Conversions not final yet."""
-    statement = select(func.count()).select_from(Conversion).where(Conversion.status == ConversionStatus.PENDING)
-    return (await session.exec(statement)).one()
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Conversions not final yet; ``leased`` of them in the hands of a gateway process (a
+    request, or its recovery) whose lease runs until ``leased_until`` at the latest: no
+    recovery takes them before."""
+
+    count: int
+    leased: int
+    leased_until: datetime | None
+
+
+async def count_pending(session: AsyncSession, now: datetime) -> Pending:
+    """Conversions not final yet at ``now``, and those a lease keeps from recovery."""
+    leased = col(Conversion.lease_until) > now
+    statement = select(
+        func.count(),
+        func.count().filter(leased),
+        func.max(Conversion.lease_until).filter(leased),
+    ).where(Conversion.status == ConversionStatus.PENDING)
+    count, leased_count, leased_until = (await session.exec(statement)).one()
+    return Pending(count, leased_count, leased_until)
 
 
 async def source_program(session: AsyncSession, conversion_id: str) -> str | None:

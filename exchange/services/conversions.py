@@ -31,8 +31,14 @@ class ConversionPage:
 
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
+    """``pending``: still not final; ``leased`` of them were not driven because a gateway
+    process (a request, or its recovery) holds them until ``leased_until``: after a crash,
+    the dead process's lease is what keeps recovery away until then."""
+
     driven: int
     pending: int
+    leased: int
+    leased_until: datetime | None
 
 
 @dataclass
@@ -89,5 +95,7 @@ class ConversionService:
         """Drive every PENDING conversion once, whatever its next attempt time (after a crash)."""
         driven = await RecoveryWorker(self.saga).run_once(due_by=datetime.max.replace(tzinfo=UTC))
         async with self.db.transaction() as session:
-            pending = await queries.count_pending(session)
-        return RecoveryReport(driven=driven, pending=pending)
+            pending = await queries.count_pending(session, self.saga.clock.now())
+        return RecoveryReport(
+            driven=driven, pending=pending.count, leased=pending.leased, leased_until=pending.leased_until
+        )

@@ -109,18 +109,21 @@ async def running_soak(
     directory: Path,
     *,
     modes: Mapping[str, str] | None = None,
+    partner_timeout: str = "0.5",
+    members: tuple[str, ...] = MEMBERS,
     **gateway_env: str,
 ) -> AsyncIterator[Soak]:
     """The gateway (a process) on ``database_url`` and sandboxes of :data:`PROGRAMS`, each
-    with :data:`MEMBERS` holding :data:`OPENING` points and linked at every program;
+    with ``members`` (:data:`MEMBERS`) holding :data:`OPENING` points and linked at every program;
     ``modes`` runs some partners in async or batch mode (``[connector] mode``), async ones
-    calling the gateway back."""
+    calling the gateway back; the gateway gives up on a partner's answer after
+    ``partner_timeout`` seconds."""
     await sandboxes.start(*PROGRAMS, modes=modes)
     for program in PROGRAMS:
-        for member in MEMBERS:
+        for member in members:
             await sandboxes[program].admin.add_member(member, balance=OPENING, verification="5555")
     partners = declarations_pointing_at(
-        sandboxes.base_urls, SAMPLE_PARTNERS, directory / "partners", timeout_seconds="0.5", modes=modes
+        sandboxes.base_urls, SAMPLE_PARTNERS, directory / "partners", timeout_seconds=partner_timeout, modes=modes
     )
     settings = Settings(database_url=database_url, partners_dir=partners, port=free_port())
     await load_partners_directory(settings)
@@ -140,7 +143,7 @@ async def running_soak(
     try:
         async with httpx.AsyncClient(base_url=settings.issuer_url, timeout=30) as http:
             kit = ExchangeKit(settings=settings, http=http, db=db)
-            tokens = {member: await kit.linked_member(member, PROGRAMS, verification="5555") for member in MEMBERS}
+            tokens = {member: await kit.linked_member(member, PROGRAMS, verification="5555") for member in members}
             yield Soak(kit, gateway, sandboxes, tokens)
     finally:
         gateway.stop()

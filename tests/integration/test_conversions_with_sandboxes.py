@@ -299,8 +299,12 @@ async def test_each_recovery_pass_drives_again_what_the_last_left_in_doubt_at_th
     await exchange.sandboxes["fresh-mart"].admin.set_faults(script=[FaultKind.ERROR, FaultKind.ERROR])
     conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
     assert conversion.status == ConversionStatus.PENDING
-    assert await exchange.recover_all() == RecoveryReport(driven=1, pending=1)  # the credit fails again
-    assert await exchange.recover_all() == RecoveryReport(driven=1, pending=0)  # given up: voided, reversed
+    assert await exchange.recover_all() == RecoveryReport(
+        driven=1, pending=1, leased=0, leased_until=None
+    )  # the credit fails again
+    assert await exchange.recover_all() == RecoveryReport(
+        driven=1, pending=0, leased=0, leased_until=None
+    )  # given up: voided, reversed
     assert await exchange.status(conversion.id) == ConversionStatus.REVERSED
     assert await partner_net(exchange.sandboxes, "happy-card", "alice") == 0
 

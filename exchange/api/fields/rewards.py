@@ -155,7 +155,8 @@ class RewardMutations:
 
     @strawberry.mutation(
         description="Redeem `rewardId`, paying with points of the linked program `payWith` (see "
-        "`redemptionQuote`). The same `idempotencyKey` returns the same redemption; "
+        "`redemptionQuote`). The same `idempotencyKey` returns the same redemption (PENDING "
+        "if its first request is still running: it finishes on its own; see `redemptions`); "
         "`OUT_OF_STOCK`, `LIMIT_EXCEEDED` (per-member limit, or max_points), `TIER_TOO_LOW`, `REWARD_UNAVAILABLE` "
         "and `INSUFFICIENT_POINTS` say why not. `payWith`'s points are spent only under its "
         "authority: a member token its partner asserted, or a `consent` given through it "

@@ -1,0 +1,199 @@
+"""Crashes and races across real processes: two gateway processes over one database answering
+the same idempotency key at once, a gateway killed (SIGKILL) after a partner applied its debit
+and before it recorded that, and a partner restarted mid-redemption. Each ends with every saga
+final and the ledger agreeing line by line with every partner's operation log."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from exchange.sandbox.faults import FaultKind
+from exchange.serving import free_port
+from exchange.testing.processes import EXCHANGE, ExchangeProcess, gateway_process
+from exchange.testing.sandboxes import SandboxFleet
+from tests.integration.soaking import (
+    EXECUTE,
+    QUOTE,
+    REDEEM,
+    Soak,
+    check_ledger_agrees,
+    publish_reward,
+    running_soak,
+    until_final,
+)
+
+MEMBER = "soak00"
+MATCH = """mutation($from: ID!, $to: ID!) {
+  requestStatusMatch(fromProgram: $from, toProgram: $to) { id status } }"""
+SOURCE, TARGET = "wallet-pay", "happy-card"
+
+
+@pytest.fixture
+async def soak(pg_database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Soak]:
+    # Partners answer within 5 s: long enough for a test to kill the gateway while it waits.
+    async with running_soak(pg_database_url, sandboxes, tmp_path, partner_timeout="5", members=(MEMBER,)) as running:
+        yield running
+
+
+@pytest.fixture
+async def second_gateway(soak: Soak) -> AsyncIterator[httpx.AsyncClient]:
+    """Another gateway process on the same database and partners, as a second replica behind
+    a load balancer (one issuer for both); a client that calls it."""
+    settings = soak.kit.settings.model_copy(update={"port": free_port()})
+    gateway: ExchangeProcess = gateway_process(
+        settings,
+        EXCHANGE_ISSUER=soak.kit.settings.issuer_url,
+        EXCHANGE_RECOVERY_INTERVAL_SECONDS="0.5",
+        EXCHANGE_REDEMPTION_INTERVAL_SECONDS="0.5",
+        EXCHANGE_PARTNER_RETRY_ATTEMPTS="2",
+    )
+    await gateway.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.port}", timeout=30) as http:
+            yield http
+    finally:
+        gateway.stop()
+
+
+async def _both(soak: Soak, other: httpx.AsyncClient, query: str, token: str, **variables: Any) -> list[dict[str, Any]]:
+    """``query`` sent to both gateways at once; both answers' bodies."""
+    body = {"query": query, "variables": variables}
+    headers = {"authorization": f"Bearer {token}"}
+    answers = await asyncio.gather(
+        soak.kit.http.post("/graphql", json=body, headers=headers), other.post("/graphql", json=body, headers=headers)
+    )
+    assert [answer.status_code for answer in answers] == [200, 200], [answer.text for answer in answers]
+    return [answer.json() for answer in answers]
+
+
+async def _applied(soak: Soak, program: str, operation_id: str) -> list[dict[str, Any]]:
+    return [
+        operation
+        for operation in await soak.sandboxes[program].admin.operations()
+        if operation["operation_id"] == operation_id and operation["status"] == "applied"
+    ]
+
+
+async def _until_debited(soak: Soak, debits: int = 1) -> None:
+    """Wait until the source partner has applied ``debits`` debits (their answers hang, by the script)."""
+    deadline = time.monotonic() + 30
+    while len([op for op in await soak.sandboxes[SOURCE].admin.operations() if op["kind"] == "debit"]) < debits:
+        assert time.monotonic() < deadline, "the debit never reached the partner"
+        await asyncio.sleep(0.02)
+
+
+async def test_one_key_sent_to_two_gateways_at_once_moves_points_once(
+    soak: Soak, second_gateway: httpx.AsyncClient
+) -> None:
+    """The same conversion and the same redemption, asked of both gateways at the same moment
+    while the paying partner is slow: one movement at the partner and in the ledger, and both
+    callers are answered with that one conversion (redemption)."""
+    token = soak.tokens[MEMBER][SOURCE]
+    await soak.sandboxes[SOURCE].admin.set_faults(latency_ms=300)
+    quote = await soak.kit.data(QUOTE, token, **{"from": SOURCE, "to": TARGET, "points": 50})
+    conversions = await _both(soak, second_gateway, EXECUTE, token, quote=quote["createQuote"]["id"], key="twice")
+    assert not [body for body in conversions if body.get("errors")], conversions
+    ids = {body["data"]["executeConversion"]["id"] for body in conversions}
+    assert len(ids) == 1, conversions
+    (conversion_id,) = ids
+    # The request that ran it answers where it got; the other, PENDING until it ends.
+    assert {body["data"]["executeConversion"]["status"] for body in conversions} <= {"COMPLETED", "PENDING"}
+    soak.answered["conversion"][conversion_id] = conversions[0]["data"]["executeConversion"]["status"]
+
+    reward = await publish_reward(soak)
+    redemptions = await _both(soak, second_gateway, REDEEM, token, reward=reward, pay=SOURCE, key="twice")
+    assert not [body for body in redemptions if body.get("errors")], redemptions
+    ids = {body["data"]["redeemReward"]["id"] for body in redemptions}
+    assert len(ids) == 1, redemptions
+    (redemption_id,) = ids
+    assert {body["data"]["redeemReward"]["status"] for body in redemptions} <= {"COMPLETED", "PENDING"}
+    soak.answered["redemption"][redemption_id] = redemptions[0]["data"]["redeemReward"]["status"]
+
+    # A status match (no key: one per member and target a year) asked of both: one is pushed.
+    await soak.sandboxes[TARGET].admin.add_member("vip", tier="VIP", verification="5555")
+    await soak.sandboxes[SOURCE].admin.add_member("vip", verification="5555")
+    vip = await soak.kit.linked_member("vip", [TARGET, SOURCE], verification="5555")
+    matches = await _both(soak, second_gateway, MATCH, vip[TARGET], **{"from": TARGET, "to": SOURCE})
+    granted = [body["data"]["requestStatusMatch"] for body in matches if not body.get("errors")]
+    assert len(granted) == 1 and granted[0]["status"] == "ACTIVE", matches
+    refused = [body["errors"][0]["extensions"]["code"] for body in matches if body.get("errors")]
+    assert refused in (["MATCH_TOO_SOON"], ["MATCH_NOT_GRANTED"]), matches
+    assert len(await _applied(soak, SOURCE, f"{granted[0]['id']}:match")) == 1
+
+    await soak.sandboxes[SOURCE].admin.set_faults()
+    await until_final(soak, timeout=60)
+    assert len(await _applied(soak, SOURCE, f"{conversion_id}:debit")) == 1
+    assert len(await _applied(soak, TARGET, f"{conversion_id}:credit")) == 1
+    assert len(await _applied(soak, SOURCE, f"{redemption_id}:debit")) == 1
+    await check_ledger_agrees(soak)
+
+
+async def test_a_gateway_killed_after_the_partner_applied_its_debit_is_recovered_by_the_next(soak: Soak) -> None:
+    """SIGKILL while the source partner has applied a conversion's and a redemption's debits
+    and not yet answered: the next gateway process finds both in doubt, learns the debits
+    applied, credits the conversion's target and posts both; asking again with the keys
+    returns them COMPLETED."""
+    token = soak.tokens[MEMBER][SOURCE]
+    reward = await publish_reward(soak)
+    await soak.sandboxes[SOURCE].admin.set_faults(script=[FaultKind.APPLY_THEN_HANG] * 2)
+    quote = (await soak.kit.data(QUOTE, token, **{"from": SOURCE, "to": TARGET, "points": 50}))["createQuote"]["id"]
+    requests = [
+        asyncio.create_task(soak.kit.graphql(EXECUTE, token, quote=quote, key="killed")),
+        asyncio.create_task(soak.kit.graphql(REDEEM, token, reward=reward, pay=SOURCE, key="killed")),
+    ]
+    await _until_debited(soak, 2)
+    soak.gateway.kill()
+    for request in requests:
+        with pytest.raises(httpx.TransportError):
+            await request
+    # The operator's `exchange recover` right after the crash: the dead request's lease still
+    # keeps the conversion, and the report says until when and what to do.
+    recover = await asyncio.create_subprocess_exec(
+        EXCHANGE, "recover", env=soak.gateway.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    output, errors = await recover.communicate()
+    assert recover.returncode == 0, errors
+    assert re.fullmatch(
+        r"0 conversions driven; 1 still pending, 1 of them in the hands of a gateway process until "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(if that process died, run this again after that\)\n",
+        output.decode(),
+    ), output
+    await soak.gateway.start()
+
+    final = await until_final(soak, timeout=90)
+    assert (final["conversion"]["COMPLETED"], final["redemption"]["COMPLETED"]) == (1, 1), final
+    conversion = (await soak.kit.data(EXECUTE, token, quote=quote, key="killed"))["executeConversion"]
+    redemption = (await soak.kit.data(REDEEM, token, reward=reward, pay=SOURCE, key="killed"))["redeemReward"]
+    for saga, row in (("conversion", conversion), ("redemption", redemption)):
+        assert row["status"] == "COMPLETED", (saga, row)
+        soak.answered[saga][row["id"]] = row["status"]
+        assert len(await _applied(soak, SOURCE, f"{row['id']}:debit")) == 1
+    await check_ledger_agrees(soak)
+
+
+async def test_a_partner_restarted_mid_redemption_ends_final_and_agreeing(soak: Soak) -> None:
+    """The paying partner restarts (same port, same data, its tokens forgotten) after it
+    applied the redemption's debit and before it answered: the gateway, its answer lost,
+    asks the restarted partner, learns the debit applied and completes the redemption."""
+    reward = await publish_reward(soak)
+    token = soak.tokens[MEMBER][SOURCE]
+    await soak.sandboxes[SOURCE].admin.set_faults(script=[FaultKind.APPLY_THEN_HANG])
+    request = asyncio.create_task(soak.kit.graphql(REDEEM, token, reward=reward, pay=SOURCE, key="restarted"))
+    await _until_debited(soak)
+    await soak.sandboxes[SOURCE].restart(down=0.5)
+    answer = (await request).json()
+    assert not answer.get("errors"), answer
+    redemption = answer["data"]["redeemReward"]
+    soak.answered["redemption"][redemption["id"]] = redemption["status"]
+    final = await until_final(soak, timeout=60)
+    assert final["redemption"]["COMPLETED"] == 1, final
+    assert len(await _applied(soak, SOURCE, f"{redemption['id']}:debit")) == 1
+    await check_ledger_agrees(soak)
