@@ -98,7 +98,7 @@ def test_the_preview_prices_a_conversion_as_the_partner_types(
     expect(result).to_contain_text("7,000 Miles")
     expect(result).to_contain_text("NT$")
     page.get_by_label("Points to convert").fill("5000")
-    expect(result.get_by_role("alert")).to_contain_text("at least 10000 points")
+    expect(result.get_by_role("alert")).to_contain_text("At least 10,000 points must be converted")
     page.get_by_label("Points to convert").fill("120000")
     expect(result).to_contain_text("14,000 Miles")
     screenshot(page, "preview")
