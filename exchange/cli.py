@@ -52,6 +52,10 @@ class CommandFailed(click.ClickException):
         return self.message
 
 
+#: Plurals ``counted`` cannot make by adding an ``s``.
+PLURALS = {"status match": "status matches"}
+
+
 def counted(count: int, noun: str, plural: str | None = None) -> str:
     """``count`` and its noun, singular for one (``1 break``, ``2 breaks``, ``0 deliveries``)."""
     return f"{count} {noun if count == 1 else plural or noun + 's'}"
@@ -309,24 +313,27 @@ def partners_load(directory: Path | None) -> None:
 @main.command()
 @reports_errors
 def recover() -> None:
-    """Drive every PENDING conversion on now, once: what the gateway's recovery job does.
+    """Drive every saga left mid-way on now, once: what the gateway's background jobs do.
 
-    Use it after a crash, or with EXCHANGE_RECOVERY_INTERVAL_SECONDS=0. It asks each
-    partner for the status of operations whose outcome is unknown and finishes the
-    conversion (COMPLETED, FAILED or REVERSED); one it cannot settle yet stays PENDING.
-    A conversion a gateway process is still driving is left to it until its lease ends
-    (30 s): after a crash the process is dead, and the report says when its conversions
-    can be taken up.
+    Use it after a crash, or with the jobs' intervals at 0 (EXCHANGE_RECOVERY_INTERVAL_SECONDS,
+    EXCHANGE_REDEMPTION_INTERVAL_SECONDS, EXCHANGE_STATUS_MATCH_EXPIRY_INTERVAL_SECONDS). It
+    asks each partner for the status of operations whose outcome is unknown and finishes
+    conversions, redemptions and status matches (undelivered rewards start reversing, expired
+    matches reverting, as the jobs do); one it cannot settle yet stays pending. A row a
+    gateway process is still driving is left to it until its lease ends (30 s): after a crash
+    the process is dead, and the report says when its rows can be taken up. One line per
+    kind: conversions, redemptions, status matches.
     """
-    report = with_services(lambda services: services.conversions.recover())
-    leased = ""
-    if report.leased and report.leased_until is not None:
-        leased = (
-            f", {report.leased} of them in the hands of a gateway process until "
-            f"{report.leased_until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-            " (if that process died, run this again after that)"
-        )
-    click.echo(f"{counted(report.driven, 'conversion')} driven; {report.pending} still pending{leased}")
+    for report in with_services(lambda services: services.recover()):
+        leased = ""
+        if report.leased and report.leased_until is not None:
+            leased = (
+                f", {report.leased} of them in the hands of a gateway process until "
+                f"{report.leased_until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+                " (if that process died, run this again after that)"
+            )
+        noun = counted(report.driven, report.saga, PLURALS.get(report.saga))
+        click.echo(f"{noun} driven; {report.pending} still pending{leased}")
 
 
 @main.command()

@@ -5,15 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
 from sqlmodel import and_, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.conversions.errors import ConversionNotFound
-from exchange.conversions.models import CONVERSION_ID_LENGTH, Conversion, ConversionStatus
+from exchange.conversions.models import CONVERSION_ID_LENGTH, Conversion
 from exchange.errors import BadUserInput
 from exchange.text import text_problem
 
@@ -67,29 +65,6 @@ async def member_conversions(
     ).all()
     page = rows[:first]
     return page, _cursor(page[-1]) if len(rows) > first else None
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """Conversions not final yet; ``leased`` of them in the hands of a gateway process (a
-    request, or its recovery) whose lease runs until ``leased_until`` at the latest: no
-    recovery takes them before."""
-
-    count: int
-    leased: int
-    leased_until: datetime | None
-
-
-async def count_pending(session: AsyncSession, now: datetime) -> Pending:
-    """Conversions not final yet at ``now``, and those a lease keeps from recovery."""
-    leased = col(Conversion.lease_until) > now
-    statement = select(
-        func.count(),
-        func.count().filter(leased),
-        func.max(Conversion.lease_until).filter(leased),
-    ).where(Conversion.status == ConversionStatus.PENDING)
-    count, leased_count, leased_until = (await session.exec(statement)).one()
-    return Pending(count, leased_count, leased_until)
 
 
 async def source_program(session: AsyncSession, conversion_id: str) -> str | None:

@@ -8,6 +8,7 @@ then the shared recovery worker drives every due redemption (debits in doubt, re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from exchange.rewards.redemption import RedemptionSaga
 from exchange.sagas.recovery import RecoveryWorker
@@ -17,7 +18,8 @@ from exchange.sagas.recovery import RecoveryWorker
 class RedemptionJob:
     saga: RedemptionSaga
 
-    async def run_once(self) -> int:
-        """One pass; returns how many redemptions were driven."""
+    async def run_once(self, *, due_by: datetime | None = None) -> int:
+        """One pass (``due_by``: drive every redemption due by then, not only those due now);
+        returns how many redemptions were driven."""
         await self.saga.start_undelivered_reversals()
-        return await RecoveryWorker(self.saga).run_once()
+        return await RecoveryWorker(self.saga).run_once(due_by=due_by)

@@ -1,7 +1,8 @@
 """The recovery worker: finishes every saga row left active by an unknown outcome or a crash.
 
 It runs inside ``exchange serve`` as periodic jobs (one per saga) and in ``exchange
-recover``. Several workers (one per gateway process) can run at once: each claims due rows
+recover`` (every kind, each through what its job runs: :func:`recovery_report` then says
+what is left). Several workers (one per gateway process) can run at once: each claims due rows
 with ``FOR UPDATE SKIP LOCKED`` and a lease, so none is driven twice at once.
 """
 
@@ -10,13 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
+
+from sqlalchemy import func
+from sqlmodel import col, select
 
 from exchange.db.availability import DatabaseUnavailable
 from exchange.observability.tracing import tracer
+from exchange.sagas.engine import Saga
 
 logger = logging.getLogger("exchange.sagas.recovery")
+
+#: ``due_by`` for a pass that drives every active row now, whatever its next attempt time
+#: (``exchange recover``, after a crash).
+EVERY_ROW = datetime.max.replace(tzinfo=UTC)
 
 
 class Recoverable(Protocol):
@@ -59,3 +69,33 @@ class RecoveryWorker:
             driven.update(ids)
             await asyncio.gather(*(self._recover(row_id) for row_id in ids))
         return len(driven)
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What a recovery pass left of one saga (``saga``: its label, ``conversion``):
+    ``pending`` rows still not final; ``leased`` of them were not driven because a gateway
+    process (a request, or its recovery) holds them until ``leased_until``: after a crash,
+    the dead process's lease is what keeps recovery away until then."""
+
+    saga: str
+    driven: int
+    pending: int
+    leased: int
+    leased_until: datetime | None
+
+
+async def recovery_report(saga: Saga, driven: int) -> RecoveryReport:  # type: ignore[type-arg]
+    """The report of a pass that drove ``driven`` rows of ``saga``: its rows not final yet
+    now, and those a lease keeps from recovery."""
+    model = saga.model
+    now = saga.clock.now()
+    leased = col(model.lease_until) > now
+    statement = select(
+        func.count(),
+        func.count().filter(leased),
+        func.max(model.lease_until).filter(leased),
+    ).where(col(model.status).in_(list(saga.active)))
+    async with saga.db.transaction() as session:
+        pending, leased_count, leased_until = (await session.exec(statement)).one()
+    return RecoveryReport(saga.label, driven, pending, leased_count, leased_until)

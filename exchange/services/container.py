@@ -36,7 +36,7 @@ from exchange.rewards.redemption import REDEMPTIONS_OUT, RedemptionSaga
 from exchange.risk.gates import Gates
 from exchange.sagas.engine import Saga
 from exchange.sagas.figures import read_figures
-from exchange.sagas.recovery import RecoveryWorker
+from exchange.sagas.recovery import RecoveryReport, RecoveryWorker
 from exchange.services.access import AccessService
 from exchange.services.books import BooksService
 from exchange.services.catalog import CatalogService
@@ -97,6 +97,12 @@ class Services:
         """Where every saga stands now (read only): the metrics' saga gauges."""
         async with self.db.transaction() as session:
             return await read_figures(session, self.sagas, self.clock.now())
+
+    async def recover(self) -> list[RecoveryReport]:
+        """Every saga's recovery pass now, once (``exchange recover``): conversions,
+        redemptions and status matches, each as its background job drives it, but every
+        active row whatever its next attempt time."""
+        return [await self.conversions.recover(), await self.rewards.recover(), await self.matches.recover()]
 
     def periodic_jobs(self) -> list[PeriodicJob]:
         """What every gateway process runs in the background (an interval of 0: never)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from exchange.auth.principal import Principal
 from exchange.auth.scopes import Role
@@ -17,7 +16,7 @@ from exchange.db.database import Database
 from exchange.pricing import quotes
 from exchange.pricing.models import Quote
 from exchange.risk.decisions import GateRefusal, record_refusal
-from exchange.sagas.recovery import RecoveryWorker
+from exchange.sagas.recovery import EVERY_ROW, RecoveryReport, RecoveryWorker, recovery_report
 from exchange.services.requests import debit_authority, idempotency_key, member_of
 
 
@@ -27,18 +26,6 @@ class ConversionPage:
 
     items: Sequence[Conversion]
     next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class RecoveryReport:
-    """``pending``: still not final; ``leased`` of them were not driven because a gateway
-    process (a request, or its recovery) holds them until ``leased_until``: after a crash,
-    the dead process's lease is what keeps recovery away until then."""
-
-    driven: int
-    pending: int
-    leased: int
-    leased_until: datetime | None
 
 
 @dataclass
@@ -93,9 +80,4 @@ class ConversionService:
 
     async def recover(self) -> RecoveryReport:
         """Drive every PENDING conversion once, whatever its next attempt time (after a crash)."""
-        driven = await RecoveryWorker(self.saga).run_once(due_by=datetime.max.replace(tzinfo=UTC))
-        async with self.db.transaction() as session:
-            pending = await queries.count_pending(session, self.saga.clock.now())
-        return RecoveryReport(
-            driven=driven, pending=pending.count, leased=pending.leased, leased_until=pending.leased_until
-        )
+        return await recovery_report(self.saga, await RecoveryWorker(self.saga).run_once(due_by=EVERY_ROW))

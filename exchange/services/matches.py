@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 from exchange.auth.principal import Principal
 from exchange.db.database import Database
+from exchange.sagas.recovery import EVERY_ROW, RecoveryReport, recovery_report
 from exchange.services.requests import member_of, page_size, program_of
 from exchange.tiers import matching
+from exchange.tiers.expiry import MatchExpiry
 from exchange.tiers.matching import Assessment, StatusMatching
 from exchange.tiers.models import StatusMatch
 
@@ -40,3 +42,10 @@ class StatusMatchService:
     async def record_activity(self, caller: Principal, match_id: str, points: int, activities: int) -> StatusMatch:
         """The target partner reports challenge progress of a match into its own program."""
         return await self.matching.record_activity(program_of(caller), match_id, points, activities)
+
+    async def recover(self) -> RecoveryReport:
+        """The status-match expiry job's pass now, over every active match whatever its next
+        attempt time (after a crash): expired matches start reverting, then pushes, extensions
+        and reverts left mid-way are driven on."""
+        saga = self.matching.saga
+        return await recovery_report(saga, await MatchExpiry(saga).run_once(due_by=EVERY_ROW))

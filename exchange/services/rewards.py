@@ -15,9 +15,11 @@ from exchange.programs.catalog import CatalogCache
 from exchange.rewards import catalog, redemption
 from exchange.rewards.catalog import RewardDraft
 from exchange.rewards.errors import NotYourReward
+from exchange.rewards.jobs import RedemptionJob
 from exchange.rewards.models import Redemption, RedemptionStatus, Reward
 from exchange.rewards.redemption import RedeemRequest, RedemptionQuote, RedemptionSaga
 from exchange.risk.decisions import GateRefusal, record_refusal
+from exchange.sagas.recovery import EVERY_ROW, RecoveryReport, recovery_report
 from exchange.services.requests import debit_authority, idempotency_key, member_of, page_size, program_of
 
 MAX_PAGE = 200
@@ -125,3 +127,9 @@ class RewardService:
             if reward.program_id != program_of(caller):
                 raise NotYourReward()
             return await redemption.reward_redemptions(session, reward.id, first=first)
+
+    async def recover(self) -> RecoveryReport:
+        """The redemptions job's pass now, over every active redemption whatever its next
+        attempt time (after a crash): undelivered rewards start reversing, then debits in
+        doubt and reversals are driven on."""
+        return await recovery_report(self.saga, await RedemptionJob(self.saga).run_once(due_by=EVERY_ROW))

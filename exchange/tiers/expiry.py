@@ -10,6 +10,7 @@ pushes left in doubt) with the shared recovery worker.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlmodel import col, select
 
@@ -46,7 +47,8 @@ class MatchExpiry:
             if len(due) < self.batch:
                 return started
 
-    async def run_once(self) -> int:
-        """One pass: start due reverts, then drive every due match; returns how many were driven."""
+    async def run_once(self, *, due_by: datetime | None = None) -> int:
+        """One pass: start due reverts, then drive every match due (by ``due_by``: not only
+        those due now); returns how many were driven."""
         await self.start_due_reverts()
-        return await RecoveryWorker(self.saga).run_once()
+        return await RecoveryWorker(self.saga).run_once(due_by=due_by)

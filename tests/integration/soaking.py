@@ -117,7 +117,7 @@ async def running_soak(
     with ``members`` (:data:`MEMBERS`) holding :data:`OPENING` points and linked at every program;
     ``modes`` runs some partners in async or batch mode (``[connector] mode``), async ones
     calling the gateway back; the gateway gives up on a partner's answer after
-    ``partner_timeout`` seconds."""
+    ``partner_timeout`` seconds; ``gateway_env`` adds or overrides its EXCHANGE_* settings."""
     await sandboxes.start(*PROGRAMS, modes=modes)
     for program in PROGRAMS:
         for member in members:
@@ -129,11 +129,13 @@ async def running_soak(
     await load_partners_directory(settings)
     gateway = gateway_process(
         settings,
-        EXCHANGE_RECOVERY_INTERVAL_SECONDS="0.5",
-        EXCHANGE_REDEMPTION_INTERVAL_SECONDS="0.5",
-        EXCHANGE_PARTNER_RETRY_ATTEMPTS="2",
-        EXCHANGE_PARTNER_BREAKER_FAILURE_THRESHOLD="1000",
-        **gateway_env,
+        **{
+            "EXCHANGE_RECOVERY_INTERVAL_SECONDS": "0.5",
+            "EXCHANGE_REDEMPTION_INTERVAL_SECONDS": "0.5",
+            "EXCHANGE_PARTNER_RETRY_ATTEMPTS": "2",
+            "EXCHANGE_PARTNER_BREAKER_FAILURE_THRESHOLD": "1000",
+            **gateway_env,
+        },
     )
     await gateway.start()
     for program, mode in (modes or {}).items():

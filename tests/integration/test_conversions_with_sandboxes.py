@@ -25,10 +25,10 @@ from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import PartnersDirectory
 from exchange.ratio import Ratio
-from exchange.sagas.recovery import RecoveryWorker
+from exchange.sagas.recovery import RecoveryReport, RecoveryWorker
 from exchange.sandbox.faults import CannedAnswer, FaultKind
 from exchange.services.container import risk_gates
-from exchange.services.conversions import ConversionService, RecoveryReport
+from exchange.services.conversions import ConversionService
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
 from exchange.testing.sandboxes import SandboxFleet
@@ -300,10 +300,10 @@ async def test_each_recovery_pass_drives_again_what_the_last_left_in_doubt_at_th
     conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
     assert conversion.status == ConversionStatus.PENDING
     assert await exchange.recover_all() == RecoveryReport(
-        driven=1, pending=1, leased=0, leased_until=None
+        saga="conversion", driven=1, pending=1, leased=0, leased_until=None
     )  # the credit fails again
     assert await exchange.recover_all() == RecoveryReport(
-        driven=1, pending=0, leased=0, leased_until=None
+        saga="conversion", driven=1, pending=0, leased=0, leased_until=None
     )  # given up: voided, reversed
     assert await exchange.status(conversion.id) == ConversionStatus.REVERSED
     assert await partner_net(exchange.sandboxes, "happy-card", "alice") == 0

@@ -15,10 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
+from exchange.rewards.models import Redemption, RedemptionStatus
 from exchange.sandbox.faults import FaultKind
 from exchange.serving import free_port
 from exchange.testing.processes import EXCHANGE, ExchangeProcess, gateway_process
 from exchange.testing.sandboxes import SandboxFleet
+from exchange.tiers.models import MatchStatus, StatusMatch
 from tests.integration.soaking import (
     EXECUTE,
     QUOTE,
@@ -40,6 +42,22 @@ SOURCE, TARGET = "wallet-pay", "happy-card"
 async def soak(pg_database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Soak]:
     # Partners answer within 5 s: long enough for a test to kill the gateway while it waits.
     async with running_soak(pg_database_url, sandboxes, tmp_path, partner_timeout="5", members=(MEMBER,)) as running:
+        yield running
+
+
+@pytest.fixture
+async def soak_without_jobs(pg_database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Soak]:
+    """A soak whose gateway recovers no redemption and no status match in the background (an
+    interval of 0: never), as when no gateway runs: only `exchange recover` drives them."""
+    async with running_soak(
+        pg_database_url,
+        sandboxes,
+        tmp_path,
+        partner_timeout="2",
+        members=(MEMBER,),
+        EXCHANGE_REDEMPTION_INTERVAL_SECONDS="0",
+        EXCHANGE_STATUS_MATCH_EXPIRY_INTERVAL_SECONDS="0",
+    ) as running:
         yield running
 
 
@@ -161,9 +179,11 @@ async def test_a_gateway_killed_after_the_partner_applied_its_debit_is_recovered
     )
     output, errors = await recover.communicate()
     assert recover.returncode == 0, errors
+    held = r"1 still pending, 1 of them in the hands of a gateway process until " + (
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(if that process died, run this again after that\)\n"
+    )
     assert re.fullmatch(
-        r"0 conversions driven; 1 still pending, 1 of them in the hands of a gateway process until "
-        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(if that process died, run this again after that\)\n",
+        rf"0 conversions driven; {held}0 redemptions driven; {held}0 status matches driven; 0 still pending\n",
         output.decode(),
     ), output
     await soak.gateway.start()
@@ -196,4 +216,42 @@ async def test_a_partner_restarted_mid_redemption_ends_final_and_agreeing(soak: 
     final = await until_final(soak, timeout=60)
     assert final["redemption"]["COMPLETED"] == 1, final
     assert len(await _applied(soak, SOURCE, f"{redemption['id']}:debit")) == 1
+    await check_ledger_agrees(soak)
+
+
+async def test_exchange_recover_drives_a_redemption_and_a_status_match_left_mid_way(soak_without_jobs: Soak) -> None:
+    """The partner applies a redemption's debit and a status match's push, then never answers:
+    both stay pending, in doubt, and no background job of the gateway takes them up. The
+    operator's `exchange recover` asks the partner, learns both applied and finishes them,
+    one report line per kind."""
+    soak = soak_without_jobs
+    token = soak.tokens[MEMBER][SOURCE]
+    reward = await publish_reward(soak)
+    await soak.sandboxes[TARGET].admin.add_member("vip", tier="VIP", verification="5555")
+    await soak.sandboxes[SOURCE].admin.add_member("vip", verification="5555")
+    vip = await soak.kit.linked_member("vip", [TARGET, SOURCE], verification="5555")
+    await soak.sandboxes[SOURCE].admin.set_faults(script=[FaultKind.APPLY_THEN_HANG] * 2)
+    redemption = (await soak.kit.data(REDEEM, token, reward=reward, pay=SOURCE, key="hung"))["redeemReward"]
+    match = (await soak.kit.data(MATCH, vip[TARGET], **{"from": TARGET, "to": SOURCE}))["requestStatusMatch"]
+    assert (redemption["status"], match["status"]) == ("PENDING", "PENDING")
+    assert len(await _applied(soak, SOURCE, f"{redemption['id']}:debit")) == 1
+    assert len(await _applied(soak, SOURCE, f"{match['id']}:match")) == 1
+
+    recover = await asyncio.create_subprocess_exec(
+        EXCHANGE, "recover", env=soak.gateway.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    output, errors = await recover.communicate()
+    assert recover.returncode == 0, errors
+    assert output.decode().splitlines() == [
+        "0 conversions driven; 0 still pending",
+        "1 redemption driven; 0 still pending",
+        "1 status match driven; 0 still pending",
+    ]
+    async with soak.kit.db.transaction() as session:
+        redeemed = await session.get(Redemption, redemption["id"])
+        matched = await session.get(StatusMatch, match["id"])
+    assert redeemed is not None and matched is not None
+    assert (redeemed.status, matched.status) == (RedemptionStatus.COMPLETED, MatchStatus.ACTIVE)
+    assert len(await _applied(soak, SOURCE, f"{redemption['id']}:debit")) == 1
+    assert len(await _applied(soak, SOURCE, f"{match['id']}:match")) == 1
     await check_ledger_agrees(soak)
