@@ -122,12 +122,20 @@ class Reply:
             facts=facts,
         )
 
-    async def lines(self) -> AsyncIterator[str]:
-        """The body's lines as they arrive (a streamed reply); a broken stream is the
-        partner's connection lost."""
+    async def lines(self, longest: int) -> AsyncIterator[str]:
+        """The body's lines as they arrive (a streamed reply), without their ``\n`` or ``\r\n``.
+        A line longer than ``longest`` characters is a protocol error as soon as it is (a
+        partner's endless line is not read whole); a broken stream is the connection lost."""
+        number = 0
+        pending = ""
         try:
-            async for line in self.response.aiter_lines():
-                yield line
+            async for text in self.response.aiter_text():
+                *complete, pending = (pending + text).split("\n")
+                for line in complete:
+                    number += 1
+                    self._within(line, number, longest)
+                    yield line.removesuffix("\r")
+                self._within(pending, number + 1, longest)
         except httpx.TransportError as exc:
             raise transport_failure(
                 PartnerConnectionLost,
@@ -137,6 +145,12 @@ class Reply:
                 call=self.call.name,
                 operation_id=self.call.operation_id,
             ) from exc
+        if pending:
+            yield pending.removesuffix("\r")
+
+    def _within(self, line: str, number: int, longest: int) -> None:
+        if len(line) > longest:
+            raise self.error(PartnerProtocolError, f"line {number}: longer than {longest} characters")
 
     def json_object(self) -> dict[str, Any]:
         """The body as a JSON object, or a protocol error (JSON nested too deeply included)."""
