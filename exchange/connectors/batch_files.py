@@ -24,6 +24,9 @@ from exchange.text import ascii_digits
 MEDIA_TYPE = "text/csv"
 CREDITS_HEADER = "operation_id,member_ref,points"
 RESULTS_HEADER = "operation_id,status"
+#: The longest line either file may hold (a credits line is at most 128 + 128 + 10 characters
+#: and two commas): a longer one is refused as soon as it is, read no further.
+MAX_LINE_CHARS = 1024
 #: The results a line may give: what the partner did with that credit.
 RESULT_STATES = (OperationState.APPLIED, OperationState.FAILED)
 

@@ -40,6 +40,7 @@ from exchange.connectors.errors import (
 )
 from exchange.connectors.retry import RetryPolicy, worth_retrying
 from exchange.connectors.tokens import TokenCache
+from exchange.connectors.transport import AnswerTooLarge, read_answer
 from exchange.observability.metrics import observe_partner_call, set_breaker_open
 from exchange.observability.tracing import inject_trace_context, tracer
 from exchange.text import json_value
@@ -48,11 +49,6 @@ logger = logging.getLogger("exchange.connectors")
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
-
-#: The most of a partner's answer read (decoded), beyond which it is a malformed answer: the
-#: contract's answers are a few hundred bytes, and a partner answering gigabytes (or a small
-#: gzip that inflates to them) must not fill the gateway's memory. Files are streamed instead.
-MAX_ANSWER_BYTES = 1 << 20
 
 
 class _NoCookies(httpx.Cookies):
@@ -126,12 +122,20 @@ class Reply:
             facts=facts,
         )
 
-    async def lines(self) -> AsyncIterator[str]:
-        """The body's lines as they arrive (a streamed reply); a broken stream is the
-        partner's connection lost."""
+    async def lines(self, longest: int) -> AsyncIterator[str]:
+        """The body's lines as they arrive (a streamed reply), without their ``\n`` or ``\r\n``.
+        A line longer than ``longest`` characters is a protocol error as soon as it is (a
+        partner's endless line is not read whole); a broken stream is the connection lost."""
+        number = 0
+        pending = ""
         try:
-            async for line in self.response.aiter_lines():
-                yield line
+            async for text in self.response.aiter_text():
+                *complete, pending = (pending + text).split("\n")
+                for line in complete:
+                    number += 1
+                    self._within(line, number, longest)
+                    yield line.removesuffix("\r")
+                self._within(pending, number + 1, longest)
         except httpx.TransportError as exc:
             raise transport_failure(
                 PartnerConnectionLost,
@@ -141,6 +145,12 @@ class Reply:
                 call=self.call.name,
                 operation_id=self.call.operation_id,
             ) from exc
+        if pending:
+            yield pending.removesuffix("\r")
+
+    def _within(self, line: str, number: int, longest: int) -> None:
+        if len(line) > longest:
+            raise self.error(PartnerProtocolError, f"line {number}: longer than {longest} characters")
 
     def json_object(self) -> dict[str, Any]:
         """The body as a JSON object, or a protocol error (JSON nested too deeply included)."""
@@ -347,22 +357,10 @@ class PartnerClient:
             raise error(PartnerProtocolError, "answer cannot be decoded as its content-encoding says", exc) from exc
 
     async def _read(self, info: CallInfo, response: httpx.Response) -> httpx.Response:
-        """``response`` read whole, decoded, if it is at most :data:`MAX_ANSWER_BYTES`; else a
-        protocol error, nothing more read."""
-        body = bytearray()
+        """``response`` read whole (:func:`read_answer`); one too large is a protocol error."""
         try:
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_ANSWER_BYTES:
-                    raise Reply(response=response, program_id=self.program_id, call=info).error(
-                        PartnerProtocolError, f"answer larger than {MAX_ANSWER_BYTES} bytes"
-                    )
-        finally:
-            await response.aclose()
-        # Decoded already: the answer as read, without the encoding taken off nor its length.
-        headers = [
-            (name, value)
-            for name, value in response.headers.multi_items()
-            if name not in ("content-encoding", "content-length")
-        ]
-        return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=response.request)
+            return await read_answer(response)
+        except AnswerTooLarge as exc:
+            raise Reply(response=response, program_id=self.program_id, call=info).error(
+                PartnerProtocolError, str(exc)
+            ) from exc

@@ -311,7 +311,7 @@ class ContractConnector:
             if reply.response.status_code != 200:
                 raise reply.error(PartnerProtocolError, f"unexpected status {reply.response.status_code}")
             number = 0
-            async for line in reply.lines():
+            async for line in reply.lines(batch_files.MAX_LINE_CHARS):
                 number += 1
                 if number == 1:
                     if line.rstrip("\r") != batch_files.RESULTS_HEADER:

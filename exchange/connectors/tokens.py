@@ -4,7 +4,8 @@ The token is cached until ``refresh_margin`` seconds before it expires (at most 
 lifetime, so a short-lived token is not refetched on every call), and fetched once for all
 the calls that need it at the same time. A call that gets a 401 invalidates the token it used
 and asks again, once. Fetching over the partner's ``httpx.AsyncClient`` keeps every byte to
-a partner on one client: one timeout, one connection pool, one thing for respx to mock.
+a partner on one client: one timeout, one connection pool, one thing for respx to mock. Its
+answer is read as the contract's are, up to ``MAX_ANSWER_BYTES`` decoded (:func:`read_answer`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from exchange.connectors.errors import (
     PartnerUnreachable,
     transport_failure,
 )
+from exchange.connectors.transport import AnswerTooLarge, read_answer
 
 
 @dataclass(frozen=True)
@@ -89,18 +91,18 @@ class TokenCache:
         try:
             # One deadline for the whole exchange, so a body that trickles in cannot stall it.
             async with asyncio.timeout(self._timeout):
-                response = await self._http.post(
-                    credentials.token_url,
-                    data=form,
-                    auth=_basic_auth(credentials),
-                    headers={"accept": "application/json"},
+                request = self._http.build_request(
+                    "POST", credentials.token_url, data=form, headers={"accept": "application/json"}
                 )
+                response = await read_answer(await self._http.send(request, auth=_basic_auth(credentials), stream=True))
         except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise self._failure(PartnerConnectTimeout, "no connection to the token endpoint in time", exc) from exc
         except httpx.ConnectError as exc:
             raise self._failure(PartnerUnreachable, "cannot connect to the token endpoint", exc) from exc
         except (httpx.HTTPError, TimeoutError) as exc:
             raise self._failure(PartnerTokenUnavailable, "the token request failed", exc) from exc
+        except AnswerTooLarge as exc:
+            raise self._error(PartnerTokenUnavailable, f"the token endpoint's {exc}") from exc
         if response.status_code in (400, 401, 403):
             # RFC 6749 section 5.2: invalid_client, unauthorized_client, invalid_scope, ...
             raise self._error(

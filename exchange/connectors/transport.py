@@ -28,6 +28,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 import httpx
 
+#: The most of a partner's answer read (decoded), beyond which it is a malformed answer: the
+#: contract's answers (and a token endpoint's) are a few hundred bytes, and a partner answering
+#: gigabytes (or a small gzip that inflates to them) must not fill the gateway's memory. Files
+#: are streamed instead.
+MAX_ANSWER_BYTES = 1 << 20
+
 #: As httpx's defaults: at most 100 connections to a partner, idle ones kept 5 s.
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
 
@@ -44,6 +50,34 @@ def _httpx_error(error: aiohttp.ClientError, request: httpx.Request, *, reading:
     if reading:
         return httpx.ReadError(message, request=request)
     return httpx.RemoteProtocolError(message, request=request)
+
+
+class AnswerTooLarge(Exception):
+    """An answer's decoded body is larger than :data:`MAX_ANSWER_BYTES`; no more of it was read."""
+
+    def __init__(self) -> None:
+        super().__init__(f"answer larger than {MAX_ANSWER_BYTES} bytes")
+
+
+async def read_answer(response: httpx.Response) -> httpx.Response:
+    """``response`` (sent with ``stream=True``) read whole and decoded, then closed; or
+    :class:`AnswerTooLarge` past :data:`MAX_ANSWER_BYTES`, nothing more read. An answer its
+    content-encoding cannot decode raises ``httpx.DecodingError``."""
+    body = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                raise AnswerTooLarge
+    finally:
+        await response.aclose()
+    # Decoded already: the answer as read, without the encoding taken off nor its length.
+    headers = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name not in ("content-encoding", "content-length")
+    ]
+    return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=response.request)
 
 
 class _Body(httpx.AsyncByteStream):

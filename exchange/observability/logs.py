@@ -9,10 +9,10 @@ on a request's behalf names it, whichever module wrote it.
 Secrets are kept out twice. The code does not log them: tokens, client secrets, PINs and
 verification codes are never formatted into a message. And every formatted line (message and
 trace alike) passes :func:`redact`, which blanks what looks like a credential: an
-``Authorization`` scheme and its value, a JWT, a webhook secret or signature, a URL's password,
-and the value of any ``name=value`` or ``"name": value`` pair whose name is a credential's
-(``access_token``, ``client_secret``, ``password``, ``pin``, ``webhook_secret``,
-``verification_code``, …).
+``Authorization`` scheme and its value, a JWT, a webhook secret or signature, a URL's password
+(or its user name, when it has no password), and the value of any ``name=value`` or
+``"name": value`` pair whose name is a credential's (``access_token``, ``client_secret``,
+``password``, ``pin``, ``webhook_secret``, ``verification_code``, …).
 """
 
 from __future__ import annotations
@@ -53,8 +53,16 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 #: A webhook signing secret (``whsec_``…) and a Standard Webhooks signature (``v1,`` and base64).
 _WEBHOOK_SECRET = re.compile(r"\bwhsec_[A-Za-z0-9+/=]{8,}")
 _WEBHOOK_SIGNATURE = re.compile(r"\bv1,[A-Za-z0-9+/]{16,}={0,2}")
-#: The password in a URL's ``user:password@`` (a database's, a webhook's).
-_URL_PASSWORD = re.compile(r"(?i)(?P<user>\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s/@]+(?=@)")
+#: A URL's ``userinfo@`` (a database's, a webhook's, a partner's), to the last ``@`` before its
+#: path, so a password holding a raw ``@`` is not cut short.
+_URL_USERINFO = re.compile(r"(?i)(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<userinfo>[^\s/?#]*)@")
+
+
+def _blank_userinfo(found: re.Match[str]) -> str:
+    """``user:***@`` keeps the user name operators need; a user name alone is blanked, as it
+    may be a key itself (``https://sk_live_…@host``)."""
+    user, colon, _ = found.group("userinfo").partition(":")
+    return f"{found.group('scheme')}{user}:{REDACTED}@" if colon else f"{found.group('scheme')}{REDACTED}@"
 
 
 def redact(text: str) -> str:
@@ -62,7 +70,7 @@ def redact(text: str) -> str:
     text = _JWT.sub(REDACTED, text)
     text = _WEBHOOK_SECRET.sub(REDACTED, text)
     text = _WEBHOOK_SIGNATURE.sub(f"v1,{REDACTED}", text)
-    text = _URL_PASSWORD.sub(lambda found: f"{found.group('user')}{REDACTED}", text)
+    text = _URL_USERINFO.sub(_blank_userinfo, text)
     text = _SCHEME.sub(lambda found: f"{found.group(1)} {REDACTED}", text)
 
     def blank(found: re.Match[str]) -> str:

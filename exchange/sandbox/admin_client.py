@@ -33,6 +33,7 @@ class SandboxAdmin:
         settle_after_ms: int | None = 0,
         callback: CallbackFault = CallbackFault.ONCE,
         drop_result_lines: int = 0,
+        long_result_line: bool = False,
         decline: int = 0,
         answer: CannedAnswer | None = None,
     ) -> FaultSettings:
@@ -45,6 +46,7 @@ class SandboxAdmin:
             settle_after_ms=settle_after_ms,
             callback=callback,
             drop_result_lines=drop_result_lines,
+            long_result_line=long_result_line,
             decline=decline,
             answer=answer,
         )

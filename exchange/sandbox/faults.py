@@ -102,6 +102,9 @@ class FaultSettings(BaseModel):
     """The next operations settled later (async or batch) are declined, this many: status ``failed``."""
     drop_result_lines: Annotated[int, Field(ge=0, strict=True)] = 0
     """A batch result file leaves out its last lines, this many (the exchange must poll for them)."""
+    long_result_line: bool = False
+    """A batch result file's second line is two megabytes long (the exchange must refuse the
+    file there, its first line settled, the rest waiting)."""
     answer: CannedAnswer | None = None
     """What the ``answer`` fault answers; required when that fault can be drawn."""
 

@@ -6,11 +6,15 @@ from collections.abc import Awaitable
 from datetime import datetime
 from typing import TypeVar
 
-from exchange.connectors.contract import MemberAccount, Operation, Verification
+from exchange.connectors import batch_files
+from exchange.connectors.contract import MemberAccount, Operation, OperationState, Verification
 from exchange.sandbox.faults import FaultInjector
 from exchange.sandbox.points import PointsSystem, Written
 
 T = TypeVar("T")
+
+#: How long the line ``long_result_line`` puts in a result file is: two megabytes.
+LONG_LINE_CHARS = 2 << 20
 
 
 async def _read(call: Awaitable[T]) -> tuple[T, bool]:
@@ -58,11 +62,18 @@ class PartnerService:
     async def take_credits_file(self, batch_id: str, lines: list[tuple[str, str, int]]) -> int:
         return await self.points.take_credits_file(batch_id, lines, declines=self.faults.declines)
 
-    async def batch_results(self, batch_id: str) -> list[tuple[str, str]] | None:
-        """The result file's lines, less the last ``drop_result_lines`` (a fault knob)."""
+    async def batch_results(self, batch_id: str) -> list[str] | None:
+        """The result file's lines, less the last ``drop_result_lines``, and after its first
+        one a line of two megabytes if ``long_result_line`` (fault knobs)."""
         results = await self.points.batch_results(batch_id)
-        dropped = self.faults.settings.drop_result_lines
-        return results[: len(results) - dropped] if results is not None and dropped else results
+        if results is None:
+            return None
+        settings = self.faults.settings
+        lines = [batch_files.result_line(operation_id, OperationState(status)) for operation_id, status in results]
+        lines = lines[: len(lines) - settings.drop_result_lines]
+        if settings.long_result_line:
+            lines.insert(1, "x" * LONG_LINE_CHARS + "\n")
+        return lines
 
     async def match_tier(self, operation_id: str, member_ref: str, tier: str, expires_at: datetime) -> Written:
         return await self.faults.run(

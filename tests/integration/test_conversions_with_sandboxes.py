@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
-from exchange.connectors.client import MAX_ANSWER_BYTES
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.connectors.transport import MAX_ANSWER_BYTES
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest, SagaPolicy
 from exchange.db.database import Database

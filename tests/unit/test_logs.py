@@ -40,6 +40,10 @@ JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl"
             "cannot connect to postgresql+psycopg://exchange:***@db.internal/exchange",
         ),
         ("GET https://user:p%40ss@hooks.example/in", "GET https://user:***@hooks.example/in"),
+        # A password holding a raw @ is blanked to the last one; a user name alone may be a key.
+        ("GET https://user:p@ss@hooks.example/in", "GET https://user:***@hooks.example/in"),
+        ("GET https://sk_live_4eC39HqLyjWDarjtT1@partner.example/x failed", "GET https://***@partner.example/x failed"),
+        ("POST https://partner.example/in?from=a@b.example", "POST https://partner.example/in?from=a@b.example"),
         ("code=NOT_FOUND field=quoteId", "code=NOT_FOUND field=quoteId"),
         ("conversion cv_8f2c finished: COMPLETED", "conversion cv_8f2c finished: COMPLETED"),
     ],

@@ -169,3 +169,15 @@ def test_a_cap_a_conversion_would_exceed_is_said_without_its_name_in_the_api(cap
     said = Refusal.of(LimitExceeded(written, limit=cap, remaining=1_500), PROGRAMS).said
     assert said.key == "CAP_EXCEEDED"
     assert said_in_chinese(said) == chinese
+
+
+@pytest.mark.parametrize("override", ["\u202a", "\u202b", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068"])
+def test_a_partners_or_staff_members_words_cannot_reorder_the_page_around_them(override: str) -> None:
+    """A partner's words that open a bidirectional override (``\u202e`` and never closed) would
+    reorder the page's own text after them to the end of its paragraph: they are shown in an
+    element the browser isolates (``dir="auto"``), whose end closes whatever they opened."""
+    words = f"{override}gnp.exe refused"
+    partner = Said.of(REFUSED.format(program="fresh-mart", call="debit", detail=words), PROGRAMS)
+    staff = Said.of(reasons.REJECTED.text(reason=words), PROGRAMS)
+    for said in (partner, staff):
+        assert f'<q class="own-words" lang="" dir="auto">{words}</q>' in said_in_chinese(said)

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from exchange.connectors.client import MAX_ANSWER_BYTES
 from exchange.connectors.connector import Call, PartnerConnector
 from exchange.connectors.errors import (
     InsufficientPoints,
@@ -32,6 +31,7 @@ from exchange.connectors.errors import (
     UnknownTier,
 )
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.connectors.transport import MAX_ANSWER_BYTES
 from exchange.errors import ErrorCode
 from exchange.sagas.state import MESSAGE_LENGTH
 from tests.unit.connectors.conftest import (

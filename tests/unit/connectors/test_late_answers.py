@@ -9,6 +9,7 @@ import httpx
 import pytest
 import respx
 
+from exchange.connectors import batch_files
 from exchange.connectors.connector import Call, PartnerConnector
 from exchange.connectors.contract import OperationState
 from exchange.connectors.errors import PartnerProtocolError
@@ -78,3 +79,33 @@ async def test_a_malformed_result_file_is_a_protocol_error_naming_the_line(
     router.get(RESULTS).mock(return_value=httpx.Response(200, text=body))
     with pytest.raises(PartnerProtocolError, match="line"):
         [line async for line in connector.credit_results("b-1")]
+
+
+class EndlessLine(httpx.AsyncByteStream):
+    """A result file whose second line never ends: 64 KiB chunks without a line end, counted."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"operation_id,status\nc1:credit,applied\n"
+        while self.chunks < 1024:  # 64 MiB, were it read whole
+            self.chunks += 1
+            yield b"x" * 65536
+        yield b"\n"
+
+
+async def test_a_result_line_longer_than_any_result_is_refused_unread(
+    router: respx.MockRouter, connector: PartnerConnector
+) -> None:
+    """A line is read up to ``MAX_LINE_CHARS``, not whole: a partner's endless line is a
+    protocol error naming the line (the batch's credits wait for the next pass), read no further
+    than the limit."""
+    body = EndlessLine()
+    router.get(RESULTS).mock(return_value=httpx.Response(200, stream=body))
+    read: list[tuple[str, OperationState]] = []
+    with pytest.raises(PartnerProtocolError, match=f"line 3: longer than {batch_files.MAX_LINE_CHARS} characters"):
+        async for line in connector.credit_results("b-1"):
+            read.append(line)
+    assert read == [("c1:credit", OperationState.APPLIED)]
+    assert body.chunks == 1

@@ -18,6 +18,7 @@ from exchange.connectors.errors import (
     PartnerUnreachable,
 )
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.connectors.transport import MAX_ANSWER_BYTES
 from tests.unit.connectors.conftest import (
     PROGRAM,
     FakeTimer,
@@ -26,7 +27,7 @@ from tests.unit.connectors.conftest import (
     operation,
     token_answer,
 )
-from tests.unit.connectors.test_failures import NeverEndingBody
+from tests.unit.connectors.test_failures import NeverEndingBody, gzipped
 
 
 def _account() -> dict[str, object]:
@@ -176,3 +177,16 @@ async def test_a_token_endpoint_that_hangs_times_out_as_unavailable(
     connector = registry.connector(PROGRAM, connector_config(kind, timeout="0.05"))
     with pytest.raises(PartnerTokenUnavailable):
         await connector.account("alice")
+
+
+async def test_a_token_answer_is_read_decoded_up_to_the_limit(
+    partner: MockPartner, connector: PartnerConnector, token_route: respx.Route
+) -> None:
+    """The token endpoint is a partner's too: a small gzip inflating past ``MAX_ANSWER_BYTES``
+    (a token padded with spaces, valid JSON) is not inflated further, as for the contract's
+    answers; nothing is sent with no token."""
+    token_route.mock(return_value=gzipped(token_answer(), padding=8 * MAX_ANSWER_BYTES))
+    route = partner.route(Call.DEBIT)
+    with pytest.raises(PartnerTokenUnavailable, match=f"answer larger than {MAX_ANSWER_BYTES} bytes"):
+        await connector.debit("op-1", "alice", 100)
+    assert not route.called
