@@ -422,12 +422,18 @@ def batches() -> None:
 def batches_run() -> None:
     """Send batch-mode partners the credits waiting for them and apply the result files they
     have answered, once: what the gateway's job does every EXCHANGE_BATCH_INTERVAL_SECONDS.
-    Run it from a daily scheduler to send the day's file."""
+    Run it from a daily scheduler to send the day's file. A partner that fails (down, or
+    answering a file the exchange refuses) holds back only its own batches: the others go on, and
+    the command names it and why and exits 1; its batches wait for the next run."""
     done = with_services(lambda services: services.batches.run_once())
     click.echo(
         f"{counted(done.sent, 'file')} sent; {counted(done.applied, 'result')} applied; "
         f"{done.missing} left out, to be polled"
     )
+    for program_id, why in done.failed.items():
+        click.echo(f"{program_id}: its batches wait for the next run: {why}", err=True)
+    if done.failed:
+        sys.exit(1)
 
 
 @main.group()

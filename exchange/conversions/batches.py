@@ -16,15 +16,17 @@ such partner:
    status), as it would for a callback that never came.
 
 Every step can run again (in another process, after a crash): the batch row records how far
-it got, and settling a conversion twice changes nothing.
+it got, and settling a conversion twice changes nothing. A partner that fails a step (down, or
+answering a file the exchange refuses) holds back only its own batches, until the next pass: the
+other partners' go on in the same pass, and the pass names the one that failed and why.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 
 from sqlalchemy import Table, exists, insert, literal, select, update
 from sqlmodel import col
@@ -33,6 +35,7 @@ from sqlmodel import select as select_rows
 from exchange.clock import Clock
 from exchange.connectors import batch_files
 from exchange.connectors.contract import OperationState
+from exchange.connectors.errors import PartnerError
 from exchange.conversions.models import (
     Conversion,
     ConversionStatus,
@@ -55,11 +58,13 @@ BATCHES: Table = CreditBatch.__table__  # type: ignore[attr-defined]
 
 @dataclass(frozen=True, slots=True)
 class BatchPass:
-    """What one pass did: batches sent, result lines applied, lines the results left out."""
+    """What one pass did: batches sent, result lines applied, lines the results left out, and
+    the partners whose batches wait for the next pass, with why."""
 
     sent: int = 0
     applied: int = 0
     missing: int = 0
+    failed: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,18 +79,23 @@ class CreditBatches:
     async def run_once(self) -> BatchPass:
         """Assemble, send and collect for every batch-mode partner."""
         sent = applied = missing = 0
+        failed: dict[str, str] = {}
         catalog = await self.catalog.get()
         for program in catalog.programs.values():
             if not in_batches(program):
                 continue
-            await self.assemble(program.id)
-            for batch in await self._unsettled(program.id):
-                if batch.status == CreditBatchStatus.ASSEMBLED:
-                    await self._send(batch)
-                    sent += 1
-                got, left_out = await self._collect(batch)
-                applied, missing = applied + got, missing + left_out
-        return BatchPass(sent, applied, missing)
+            try:
+                await self.assemble(program.id)
+                for batch in await self._unsettled(program.id):
+                    if batch.status == CreditBatchStatus.ASSEMBLED:
+                        await self._send(batch)
+                        sent += 1
+                    got, left_out = await self._collect(batch)
+                    applied, missing = applied + got, missing + left_out
+            except PartnerError as error:
+                logger.warning("credit batches for %s wait for the next pass: %s", program.id, error.message)
+                failed[program.id] = error.message
+        return BatchPass(sent, applied, missing, failed)
 
     async def assemble(self, program_id: str) -> CreditBatch | None:
         """A new batch of every credit to ``program_id`` waiting for a file; ``None`` if none."""

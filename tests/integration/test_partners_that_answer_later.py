@@ -26,7 +26,6 @@ from exchange.app import create_app
 from exchange.auth.scopes import Role
 from exchange.connectors import batch_files
 from exchange.connectors.callbacks import callback_key, signed_headers
-from exchange.connectors.errors import PartnerProtocolError
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.conversions.saga import ExecuteRequest
 from exchange.db.database import Database
@@ -42,8 +41,8 @@ from exchange.testing.sandboxes import SandboxFleet
 from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import member_with_accounts
 
-MODES = {"fresh-mart": "async", "wallet-pay": "batch"}
-PROGRAMS = ("happy-card", "fresh-mart", "wallet-pay")
+MODES = {"fresh-mart": "async", "wallet-pay": "batch", "harbor-bank": "batch"}
+PROGRAMS = ("happy-card", "fresh-mart", "wallet-pay", "harbor-bank")
 OPENING = 120_000  # alice's balance at every sandbox
 
 PENDING_OPERATIONS = """{ pendingOperations { saga id programId operationId step points ageSeconds polls } }"""
@@ -424,24 +423,29 @@ async def test_a_batch_result_file_completes_some_reverses_others_and_missing_li
 
 async def test_a_result_file_with_a_line_too_long_is_refused_there_and_its_credits_wait(late: Late) -> None:
     """A line longer than any result is not read whole: the file is refused at that line, the
-    lines before it settled, the batch's other credits waiting; the next run's file settles
+    lines before it settled, the batch's other credits waiting, and the next partner's batch
+    (wallet-pay comes after harbor-bank) goes on in the same pass; the next run's file settles
     them, nothing lost, nothing doubled."""
-    wallet_pay = late.sandboxes["wallet-pay"].admin
-    conversions = [await late.convert(400, "happy-card", "wallet-pay", f"k-long-{n}") for n in range(3)]
-    await wallet_pay.set_faults(long_result_line=True)
-    with pytest.raises(PartnerProtocolError, match=f"line 3: longer than {batch_files.MAX_LINE_CHARS} characters"):
-        await late.services.batches.run_once()
+    harbor_bank = late.sandboxes["harbor-bank"].admin
+    conversions = [await late.convert(400, "happy-card", "harbor-bank", f"k-long-{n}") for n in range(3)]
+    elsewhere = await late.convert(400, "happy-card", "wallet-pay", "k-long-elsewhere")
+    await harbor_bank.set_faults(long_result_line=True)
+    done = await late.services.batches.run_once()
+    assert list(done.failed) == ["harbor-bank"]
+    assert f"line 3: longer than {batch_files.MAX_LINE_CHARS} characters" in done.failed["harbor-bank"]
+    assert (await late.conversion(elsewhere.id)).status == ConversionStatus.COMPLETED  # its partner's batch went on
     first, *others = sorted(conversions, key=lambda c: c.id)  # the file's order
     assert (await late.conversion(first.id)).status == ConversionStatus.COMPLETED
     assert [(await late.conversion(c.id)).step for c in others] == [SagaStep.AWAIT_CREDIT] * 2
 
-    await wallet_pay.set_faults()
+    await harbor_bank.set_faults()
     again = await late.services.batches.run_once()  # the same batch's file, whole this time
-    assert (again.sent, again.missing) == (0, 0)
+    assert (again.sent, again.missing, dict(again.failed)) == (0, 0, {})
     assert {(await late.conversion(c.id)).status for c in conversions} == {ConversionStatus.COMPLETED}
     assert [await late.postings(c.id) for c in conversions] == [1, 1, 1]
-    assert await late.moved("wallet-pay") == sum(c.points_out for c in conversions)
-    assert await late.moved("happy-card") == -1200
+    assert await late.moved("harbor-bank") == sum(c.points_out for c in conversions)
+    assert await late.moved("wallet-pay") == elsewhere.points_out
+    assert await late.moved("happy-card") == -1600
 
 
 async def test_a_credits_file_sent_and_its_results_applied_again_after_a_crash_change_nothing(late: Late) -> None:
