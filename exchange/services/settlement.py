@@ -141,12 +141,11 @@ class SettlementService:
         progress = progress or closing.no_progress
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
-        key = await self.signing_key()  # before closing: a database without a key gets one first
+        signer = await self._signer(currency)  # before closing: a database without a key gets one first
         report = await closing.close_period(
             self.db, self.calendar, self.clock, currency, period, by=by, progress=progress
         )
         await progress(95, ISSUING_STATEMENTS)
-        signer = issued.Signer(self.issuer, self.calendar, currency, key)
         for position in report.positions:
             async with self.db.transaction() as session:
                 await issued.issue(session, signer, position.participant, period, self.clock.now())
@@ -226,7 +225,7 @@ class SettlementService:
             found = await issued.stored(session, participant, period, calendar=self.calendar, currency=currency)
         if found is not None:
             return found
-        signer = issued.Signer(self.issuer, self.calendar, currency, await self.signing_key())
+        signer = await self._signer(currency)
         async with self.db.transaction() as session:
             await issued.issue(session, signer, participant, period, self.clock.now())
             found = await issued.stored(session, participant, period, calendar=self.calendar, currency=currency)
@@ -254,6 +253,10 @@ class SettlementService:
             await self.keys.ensure_active(session)
             await self.keys.refresh(session)
         return await self.keys.signing_key()
+
+    async def _signer(self, currency: Currency) -> issued.Signer:
+        """What issuing a statement in ``currency`` needs, signing with the key that signs now."""
+        return issued.Signer(self.issuer, self.calendar, currency, await self.signing_key())
 
     async def ensure_signing_key(self) -> None:
         """An active statement-signing key exists (made on the first start)."""
@@ -397,7 +400,7 @@ class SettlementService:
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
-        signer = issued.Signer(self.issuer, self.calendar, currency, await self.signing_key())
+        signer = await self._signer(currency)
         async with self.db.transaction() as session:
             return await archive_period(session, signer, period, now=self.clock.now(), export=export)
 
