@@ -9,6 +9,7 @@ refetching the token once after a 401, the per-attempt deadline, the breaker, an
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import logging
 import time
@@ -40,7 +41,7 @@ from exchange.connectors.errors import (
 )
 from exchange.connectors.retry import RetryPolicy, worth_retrying
 from exchange.connectors.tokens import TokenCache
-from exchange.connectors.transport import AnswerTooLarge, read_answer
+from exchange.connectors.transport import AnswerTooLarge, decoded_body, read_answer
 from exchange.observability.metrics import observe_partner_call, set_breaker_open
 from exchange.observability.tracing import inject_trace_context, tracer
 from exchange.text import json_value
@@ -128,8 +129,10 @@ class Reply:
         partner's endless line is not read whole); a broken stream is the connection lost."""
         number = 0
         pending = ""
+        text_of = codecs.getincrementaldecoder(self.response.encoding or "utf-8")(errors="replace")
         try:
-            async for text in self.response.aiter_text():
+            async for piece in decoded_body(self.response):
+                text = text_of.decode(piece)
                 *complete, pending = (pending + text).split("\n")
                 for line in complete:
                     number += 1
@@ -145,6 +148,7 @@ class Reply:
                 call=self.call.name,
                 operation_id=self.call.operation_id,
             ) from exc
+        pending += text_of.decode(b"", final=True)
         if pending:
             yield pending.removesuffix("\r")
 

@@ -29,7 +29,7 @@ from exchange.connectors.graphql import GraphQLFlavour
 from exchange.connectors.rest import RestFlavour
 from exchange.connectors.retry import RetryPolicy
 from exchange.connectors.tokens import ClientCredentials, TokenCache
-from exchange.connectors.transport import AiohttpTransport
+from exchange.connectors.transport import ACCEPT_ENCODING, AiohttpTransport
 from exchange.programs.declarations import ConnectorDeclaration
 from exchange.programs.models import Program, ProgramKind
 from exchange.programs.secrets import SecretUnavailable, client_secret
@@ -190,7 +190,7 @@ class ConnectorRegistry:
             transport=self._transport(),
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
-            headers={"user-agent": USER_AGENT},
+            headers={"user-agent": USER_AGENT, "accept-encoding": ACCEPT_ENCODING},
         )
         client = PartnerClient(
             program_id=program_id,

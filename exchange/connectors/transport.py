@@ -17,13 +17,14 @@ httpx's with that line kept:
   short): ``httpx.RemoteProtocolError`` or ``httpx.ReadError`` — outcome unknown.
 
 The client session keeps no cookies (one session serves every member's calls to a partner),
-follows no redirects and leaves the body as sent (httpx decodes it, as for its own transport).
+follows no redirects and leaves the body as sent (:func:`decoded_body` decodes it, bounded).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 import aiohttp
 import httpx
@@ -53,20 +54,87 @@ def _httpx_error(error: aiohttp.ClientError, request: httpx.Request, *, reading:
 
 
 class AnswerTooLarge(Exception):
-    """An answer's decoded body is larger than :data:`MAX_ANSWER_BYTES`; no more of it was read."""
+    """An answer's body, as sent or decoded, is larger than :data:`MAX_ANSWER_BYTES`; no more of
+    it was read nor inflated."""
 
     def __init__(self) -> None:
         super().__init__(f"answer larger than {MAX_ANSWER_BYTES} bytes")
 
 
+#: The content-encodings a partner may answer in, offered as ``accept-encoding`` on every call:
+#: the ones :func:`decoded_body` can inflate in bounded pieces. (httpx would offer ``br`` and
+#: ``zstd`` too once their packages are installed, and its decoders inflate a chunk whole.)
+ACCEPT_ENCODING = "gzip, deflate"
+
+#: The most one step of inflating yields: a 64 KiB chunk of a gzip bomb is 64 MB inflated whole.
+PIECE_BYTES = 1 << 16
+
+
+class _Inflater:
+    """One content-encoding (gzip or deflate) taken off a body, in pieces of at most
+    :data:`PIECE_BYTES`: zlib stops there and keeps the rest of its input for the next piece."""
+
+    def __init__(self, encoding: str) -> None:
+        if encoding not in ("gzip", "deflate"):
+            raise httpx.DecodingError(
+                f"content-encoding {encoding!r} is not one the exchange accepts ({ACCEPT_ENCODING})"
+            )
+        self._encoding = encoding
+        # deflate is zlib-wrapped as RFC 9110 says, or raw as some servers send it (as httpx reads it).
+        self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
+        self._started = False
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        while data:
+            if self._zlib.eof:
+                raise httpx.DecodingError(f"{self._encoding}: data after the end of the compressed body")
+            try:
+                piece = self._zlib.decompress(data, PIECE_BYTES)
+            except zlib.error as error:
+                if self._started or self._encoding != "deflate":
+                    raise httpx.DecodingError(f"{self._encoding}: {error}") from error
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)  # not zlib-wrapped: raw, then
+                self._started = True
+                continue
+            self._started = True
+            if self._zlib.unused_data:
+                raise httpx.DecodingError(f"{self._encoding}: data after the end of the compressed body")
+            data = self._zlib.unconsumed_tail
+            if piece:
+                yield piece
+
+
+def _through(inflater: _Inflater, pieces: Iterable[bytes]) -> Iterator[bytes]:
+    for piece in pieces:
+        yield from inflater.pieces(piece)
+
+
+async def decoded_body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """``response``'s body (sent with ``stream=True``) as it arrives, its content-encodings taken
+    off, in pieces of at most :data:`PIECE_BYTES` (or as the chunks arrive, unencoded).
+
+    Read as sent and inflated here rather than by httpx's decoders, which inflate each chunk
+    whole before anyone can count it. An encoding not in :data:`ACCEPT_ENCODING`, or a body
+    that is not what its encoding says, raises ``httpx.DecodingError``."""
+    encodings = [value.strip().lower() for value in response.headers.get("content-encoding", "").split(",")]
+    # Applied in the order listed, so taken off from the last.
+    inflaters = [_Inflater(encoding) for encoding in reversed(encodings) if encoding not in ("", "identity")]
+    async for chunk in response.aiter_raw():
+        pieces: Iterable[bytes] = [chunk]
+        for inflater in inflaters:
+            pieces = _through(inflater, pieces)
+        for piece in pieces:
+            yield piece
+
+
 async def read_answer(response: httpx.Response) -> httpx.Response:
-    """``response`` (sent with ``stream=True``) read whole and decoded, then closed; or
-    :class:`AnswerTooLarge` past :data:`MAX_ANSWER_BYTES`, nothing more read. An answer its
-    content-encoding cannot decode raises ``httpx.DecodingError``."""
+    """``response`` (sent with ``stream=True``) read whole and decoded (:func:`decoded_body`),
+    then closed; or :class:`AnswerTooLarge` past :data:`MAX_ANSWER_BYTES` decoded, nothing more
+    read nor inflated."""
     body = bytearray()
     try:
-        async for chunk in response.aiter_bytes():
-            body += chunk
+        async for piece in decoded_body(response):
+            body += piece
             if len(body) > MAX_ANSWER_BYTES:
                 raise AnswerTooLarge
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import zlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -177,6 +178,45 @@ async def test_a_compressed_answer_is_read_decoded_up_to_the_limit(
     with pytest.raises(PartnerProtocolError, match=f"answer larger than {MAX_ANSWER_BYTES} bytes"):
         await connector.debit("op-1", "alice", 100)
     route.mock(return_value=unread(200, b"not gzip", {"content-encoding": "gzip"}))
+    with pytest.raises(PartnerProtocolError, match="cannot be decoded"):
+        await connector.debit("op-1", "alice", 100)
+
+
+@pytest.mark.parametrize("encoding", ["deflate", "gzip, deflate"])
+async def test_deflate_and_stacked_encodings_are_read_and_bounded_too(
+    partner: MockPartner, connector: PartnerConnector, encoding: str
+) -> None:
+    """deflate as RFC 9110 says (zlib-wrapped) or raw, and encodings applied one over the other."""
+    body = partner.answer(operation()).content
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    route = partner.route(Call.DEBIT).mock(
+        return_value=unread(200, raw.compress(body) + raw.flush(), {"content-encoding": "deflate"})
+    )
+    assert (await connector.debit("op-1", "alice", 100)).points == 100
+    encoded = zlib.compress(body) if encoding == "deflate" else zlib.compress(gzip.compress(body))
+    route.mock(return_value=unread(200, encoded, {"content-encoding": encoding}))
+    assert (await connector.debit("op-1", "alice", 100)).points == 100
+    padded = b"{" + b" " * (2 * MAX_ANSWER_BYTES) + b"}"
+    bomb = zlib.compress(padded) if encoding == "deflate" else zlib.compress(gzip.compress(padded))
+    route.mock(return_value=unread(200, bomb, {"content-encoding": encoding}))
+    with pytest.raises(PartnerProtocolError, match=f"answer larger than {MAX_ANSWER_BYTES} bytes"):
+        await connector.debit("op-1", "alice", 100)
+
+
+async def test_only_the_encodings_offered_are_accepted(partner: MockPartner, connector: PartnerConnector) -> None:
+    """The exchange offers gzip and deflate (whatever decoders httpx may have installed); an
+    answer in another encoding, or with bytes after its compressed end, is no answer."""
+    route = partner.route(Call.DEBIT).mock(return_value=gzipped(partner.answer(operation())))
+    await connector.debit("op-1", "alice", 100)
+    assert route.calls.last.request.headers["accept-encoding"] == "gzip, deflate"
+    route.mock(return_value=unread(200, b"\x1b\x00\x00", {"content-encoding": "br"}))
+    with pytest.raises(PartnerProtocolError, match="cannot be decoded"):
+        await connector.debit("op-1", "alice", 100)
+    route.mock(
+        return_value=unread(
+            200, gzip.compress(partner.answer(operation()).content) + b"more", {"content-encoding": "gzip"}
+        )
+    )
     with pytest.raises(PartnerProtocolError, match="cannot be decoded"):
         await connector.debit("op-1", "alice", 100)
 

@@ -3,6 +3,7 @@ file it sends and the result file it reads (files are REST whatever the flavour)
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 
 import httpx
@@ -109,3 +110,21 @@ async def test_a_result_line_longer_than_any_result_is_refused_unread(
             read.append(line)
     assert read == [("c1:credit", OperationState.APPLIED)]
     assert body.chunks == 1
+
+
+async def test_a_compressed_result_file_is_read_as_its_lines_arrive(
+    router: respx.MockRouter, connector: PartnerConnector
+) -> None:
+    """(A result file that is a gzip bomb, over a real connection: test_transport.py.)"""
+    head = b"operation_id,status\nc1:credit,applied\n"
+    route = router.get(RESULTS).mock(
+        return_value=httpx.Response(200, content=gzip.compress(head), headers={"content-encoding": "gzip"})
+    )
+    assert [line async for line in connector.credit_results("b-1")] == [("c1:credit", OperationState.APPLIED)]
+    route.mock(
+        return_value=httpx.Response(
+            200, content=gzip.compress(head + b"x" * (1 << 20)), headers={"content-encoding": "gzip"}
+        )
+    )
+    with pytest.raises(PartnerProtocolError, match=f"line 3: longer than {batch_files.MAX_LINE_CHARS} characters"):
+        [line async for line in connector.credit_results("b-1")]
