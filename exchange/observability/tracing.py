@@ -10,19 +10,27 @@ sets one up from OpenTelemetry's standard variables, and only when they ask for 
 which needs the ``otlp`` extra: ``pip install 'coalition-points-exchange[otlp]'``).
 ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` name the service (default
 ``coalition-exchange``); the exporter reads its own variables (headers, timeout, …).
+
+What leaves the process is redacted as the logs are (:func:`~exchange.observability.logs.redact`):
+an exception recorded on a span (its message and trace, and the span's status) may quote a URL
+with its password, a token or a secret as well as a log line may, so every span passes
+:class:`RedactingExporter` on its way out, whatever recorded it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
+from opentelemetry.trace import Status
+from opentelemetry.util.types import Attributes, AttributeValue
 
 from exchange.errors import ConfigurationError
+from exchange.observability.logs import redact
 
 TRACER = "exchange"
 DEFAULT_SERVICE_NAME = "coalition-exchange"
@@ -53,16 +61,70 @@ def exporter_from(environ: Mapping[str, str]) -> SpanExporter | None:
     return OTLPSpanExporter()
 
 
+def _redacted_value(value: AttributeValue) -> AttributeValue:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Sequence) and not isinstance(value, bytes):
+        return tuple(redact(item) if isinstance(item, str) else item for item in value)
+    return value
+
+
+def _redacted_attributes(attributes: Attributes) -> dict[str, AttributeValue] | None:
+    return None if attributes is None else {name: _redacted_value(value) for name, value in attributes.items()}
+
+
+def redacted_span(span: ReadableSpan) -> ReadableSpan:
+    """``span`` with every text it carries redacted: its attributes, its events' (an exception's
+    ``exception.message`` and ``exception.stacktrace``) and its status's description."""
+    status = span.status
+    if status.description:
+        status = Status(status.status_code, redact(status.description))
+    return ReadableSpan(
+        name=redact(span.name),
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=_redacted_attributes(span.attributes),
+        events=[Event(event.name, _redacted_attributes(event.attributes), event.timestamp) for event in span.events],
+        links=span.links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class RedactingExporter(SpanExporter):
+    """``exporter``, sent every span redacted (:func:`redacted_span`)."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self._exporter = exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._exporter.export([redacted_span(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+
+def tracer_provider(exporter: SpanExporter, service_name: str = DEFAULT_SERVICE_NAME) -> TracerProvider:
+    """A provider that exports its spans, in batches and redacted, through ``exporter``."""
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    provider.add_span_processor(BatchSpanProcessor(RedactingExporter(exporter)))
+    return provider
+
+
 def configure_tracing(environ: Mapping[str, str]) -> bool:
     """Send this process's spans where ``environ`` says (see the module's docstring); whether
     tracing is now on."""
     exporter = exporter_from(environ)
     if exporter is None:
         return False
-    name = environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
+    trace.set_tracer_provider(tracer_provider(exporter, environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME))
     return True
 
 
