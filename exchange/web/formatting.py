@@ -83,3 +83,44 @@ def format_day(day: date | datetime, zone: ZoneInfo, locale: Locale, form: str =
     if isinstance(day, datetime):
         day = _aware(day).astimezone(zone).date()
     return babel_format_date(day, form, locale=locale)
+
+
+#: Bidirectional controls that open a scope (embeddings and overrides; isolates) and close one.
+_EMBEDDINGS = frozenset("\u202a\u202b\u202d\u202e")
+_ISOLATES = frozenset("\u2066\u2067\u2068")
+_POP_EMBEDDING = "\u202c"
+_POP_ISOLATE = "\u2069"
+#: First strong isolate and pop directional isolate: a text's own paragraph inside another's.
+_FSI, _PDI = "\u2068", "\u2069"
+
+
+def balanced_bidi(text: str) -> str:
+    """``text`` with every bidirectional scope it opens closed at its end, and every closer it
+    has without an opener of its own dropped.
+
+    Isolated in an element (``<bdi>``) or between FSI and PDI, a text's unclosed override ends
+    with it; but a stray PDI of its own would end the isolation around it early and let what
+    follows (an override included) reorder the page after it."""
+    kept: list[str] = []
+    opened: list[str] = []
+    for char in text:
+        if char in _EMBEDDINGS or char in _ISOLATES:
+            opened.append(char)
+        elif char == _POP_EMBEDDING:
+            if not opened or opened[-1] not in _EMBEDDINGS:
+                continue  # closes nothing of its own (an embedding cannot close across an isolate)
+            opened.pop()
+        elif char == _POP_ISOLATE:
+            if not any(scope in _ISOLATES for scope in opened):
+                continue
+            while opened.pop() not in _ISOLATES:  # a PDI closes the embeddings inside its isolate too
+                pass
+        kept.append(char)
+    kept.extend(_POP_ISOLATE if scope in _ISOLATES else _POP_EMBEDDING for scope in reversed(opened))
+    return "".join(kept)
+
+
+def isolated_text(text: str) -> str:
+    """``text`` (a partner's or a member's) between FSI and PDI, balanced: for where no element
+    can isolate it (a page's title, an SVG label, a select's option)."""
+    return f"{_FSI}{balanced_bidi(text)}{_PDI}"

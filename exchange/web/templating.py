@@ -9,6 +9,11 @@ message up in the visitor's language; the filters format for that language too:
   what that many of the program's points are called (``1 Mile``, ``12,000 Miles``; on a
   Chinese page ``12,000 Mile``, the name as declared); ``program|unit(points)`` is that name alone;
 * ``text|exchange_text`` — a text the exchange wrote, for the ``said`` macro of ``_said.html``;
+* ``text|theirs`` — a text a partner or a member wrote or chose (a tier's or a reward's name,
+  a reference, a reason, a note), isolated from the page's own (``<bdi>``, its bidirectional
+  controls balanced): a right-to-left override in it (U+202E) cannot reorder the page around
+  it. ``text|theirs(element=false)`` isolates it with FSI and PDI for where no element can
+  (a ``<title>``, an SVG ``<text>``, an ``<option>``);
 * ``moment|moment`` and ``moment|day`` — an aware datetime in the settlement time zone, which
   every page names (``zone_name``).
 """
@@ -31,7 +36,16 @@ from starlette.responses import HTMLResponse
 
 from exchange.money import Currency
 from exchange.programs.models import Program
-from exchange.web.formatting import format_day, format_moment, format_money, format_points, format_zone, point_unit
+from exchange.web.formatting import (
+    balanced_bidi,
+    format_day,
+    format_moment,
+    format_money,
+    format_points,
+    format_zone,
+    isolated_text,
+    point_unit,
+)
 from exchange.web.i18n import LANGUAGES, Language
 from exchange.web.said import Said
 from exchange.web.static import StaticAssets
@@ -61,6 +75,16 @@ def _exchange_text(text: str) -> Said:
     """A text the exchange wrote (a refusal's message), for ``_said.html``'s ``said`` to say in
     the page's language: programs in it stay named by their ids."""
     return Said.of(text, {})
+
+
+def their_text(text: object, element: bool = True) -> Markup:
+    """``|theirs``: ``text`` (escaped) isolated from the page's own text around it; nothing
+    for ``None``."""
+    if text is None:
+        return Markup()
+    if element:
+        return Markup("<bdi>{}</bdi>").format(balanced_bidi(str(text)))
+    return Markup.escape(isolated_text(str(text)))
 
 
 def language_url(request: Request, language: Language) -> str:
@@ -94,6 +118,7 @@ class Pages:
             day=self._day,
             unit=self._unit,
             exchange_text=_exchange_text,
+            theirs=their_text,
         )
 
     def render(

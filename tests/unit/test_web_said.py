@@ -175,9 +175,10 @@ def test_a_cap_a_conversion_would_exceed_is_said_without_its_name_in_the_api(cap
 def test_a_partners_or_staff_members_words_cannot_reorder_the_page_around_them(override: str) -> None:
     """A partner's words that open a bidirectional override (``\u202e`` and never closed) would
     reorder the page's own text after them to the end of its paragraph: they are shown in an
-    element the browser isolates (``dir="auto"``), whose end closes whatever they opened."""
+    element the browser isolates (``<bdi>``), closed at their end (``|theirs``)."""
     words = f"{override}gnp.exe refused"
+    closed = "\u202c" if override in "\u202a\u202b\u202d\u202e" else "\u2069"
     partner = Said.of(REFUSED.format(program="fresh-mart", call="debit", detail=words), PROGRAMS)
     staff = Said.of(reasons.REJECTED.text(reason=words), PROGRAMS)
     for said in (partner, staff):
-        assert f'<q class="own-words" lang="" dir="auto">{words}</q>' in said_in_chinese(said)
+        assert f'<q class="own-words" lang=""><bdi>{words}{closed}</bdi></q>' in said_in_chinese(said)

@@ -303,4 +303,4 @@ def test_a_break_far_into_a_partners_file_names_its_line_with_thousands_grouped(
         while address is not None and "conversion:c5" not in (page := client.get(address).text):
             after = re.search(r'href="(\?after=\d+)"', page)
             address = f"/console/partner/statements/{month}/reconciliation{after[1]}" if after else None
-        assert 'conversion:c5</code><br><span class="muted">line 1,002</span>' in page
+        assert 'conversion:c5</bdi></code><br><span class="muted">line 1,002</span>' in page
