@@ -29,6 +29,7 @@ from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
 from exchange.serving import ensure_free, free_port
 from exchange.settings import Settings
 from exchange.settlement.models import BreakKind, Resolution
+from exchange.text import one_line
 
 if TYPE_CHECKING:
     from exchange.conversions.models import Conversion
@@ -388,17 +389,9 @@ def retrying(program: str | None, first: int) -> None:
         click.echo(
             f"{row.saga}\t{row.id}\t{row.program_id}\t{row.status}\t{row.step}\t{row.attempts}\t"
             f"{row.since.isoformat()}\t{_duration(row.age)}\t{row.next_attempt_at.isoformat()}\t"
-            f"{_one_line(row.last_error)}"
+            f"{one_line(row.last_error)}"
         )
     click.echo(f"{len(failing)} retrying", err=True)
-
-
-def _one_line(text: str) -> str:
-    """``text`` as one field of a tab-separated line: what is not printable (a line break, a
-    tab, a terminal's escape, a bidirectional override) written as its Python escape. Such
-    text may be a partner's own words, which must not forge a line of the listing nor
-    drive the reader's terminal."""
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def _duration(age: timedelta) -> str:

@@ -28,6 +28,14 @@ CHOSEN_ID_RULE = f"1 to {CHOSEN_ID_LENGTH} ASCII letters, digits, '.', '_' or '-
 _CHOSEN_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{CHOSEN_ID_LENGTH - 1}}}")
 
 
+def one_line(text: str) -> str:
+    """``text`` as part of one line a person reads on a terminal (a log line, a CLI listing's
+    field): what is not printable (a line break, a tab, a terminal's escape, a C1 control, a
+    bidirectional override, U+2028) written as its Python escape. Such text may be a partner's
+    or a client's own words, which must neither forge a line nor drive the reader's terminal."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
 def text_problem(value: str, max_length: int, *, min_length: int = 0, printable: bool = False) -> str | None:
     """Why ``value`` cannot be taken, in words (``None``: it can).
 

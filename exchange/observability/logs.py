@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
+from exchange.text import one_line
+
 LogFormat = Literal["text", "json"]
 
 REDACTED = "***"
@@ -95,6 +97,10 @@ def current_context() -> Mapping[str, str]:
     return _CONTEXT.get()
 
 
+def _each_line(text: str) -> str:
+    return "\n".join(one_line(line) for line in text.split("\n"))
+
+
 class TextFormatter(logging.Formatter):
     """``time level logger message key=value…``, redacted."""
 
@@ -102,9 +108,17 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        """The line without its trace, line breaks escaped: a message may hold what a client
-        sent, which must not start a line of its own (the JSON format escapes them too)."""
-        return super().formatMessage(record).replace("\r", "\\r").replace("\n", "\\n")
+        """The line without its trace, as one line (:func:`~exchange.text.one_line`): a message
+        may hold what a client or a partner sent, which must not start a line of its own nor
+        drive the terminal of whoever reads the log (the JSON format escapes it too)."""
+        return one_line(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        """The trace, each of its lines as one line: an exception's message may quote a partner."""
+        return _each_line(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _each_line(super().formatStack(stack_info))
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)

@@ -94,6 +94,31 @@ def test_a_value_with_a_newline_cannot_forge_a_text_line() -> None:
     assert traced.count("\n") > 1
 
 
+@pytest.mark.parametrize(
+    ("sent", "written"),
+    [
+        pytest.param("\x1b[2J\x1b[1;1H", "\\x1b[2J\\x1b[1;1H", id="a terminal's escape (clear the screen)"),
+        pytest.param("\x1b]8;;http://evil/\x07click\x1b]8;;\x07", "\\x1b]8;;http://evil/\\x07click", id="a link"),
+        pytest.param("\x9b31m", "\\x9b31m", id="a C1 control"),
+        pytest.param("\u202eevil\u202c", "\\u202eevil\\u202c", id="a bidirectional override"),
+        pytest.param("a\u2028b\x85c\x0bd", "a\\u2028b\\x85c\\x0bd", id="what some readers take as a line end"),
+    ],
+)
+def test_a_partners_words_cannot_drive_the_terminal_reading_a_text_log(sent: str, written: str) -> None:
+    """A partner's refusal (or a client's path) formatted into a message, or quoted by an
+    exception's message in a trace, is written with what is not printable escaped, as the
+    CLI writes it: it can neither forge a line nor clear, recolour or reorder what a person
+    reading the log with ``tail -f`` sees."""
+    line = TextFormatter().format(record("partner wallet-pay refused debit: %s", sent))
+    assert line.isprintable() and written in line
+    try:
+        raise ValueError(f"partner wallet-pay refused debit: {sent}")
+    except ValueError:
+        traced = TextFormatter().format(record("failed", exc_info=True))
+    assert all(part.isprintable() for part in traced.split("\n")) and written in traced
+    assert traced.count("\n") > 1, "a trace keeps its own lines"
+
+
 def test_a_text_line_ends_with_its_context_and_outside_it_has_none() -> None:
     with log_context(request_id="r-2"):
         inside = TextFormatter().format(record("hello"))
