@@ -16,7 +16,8 @@ from exchange.programs.models import Program
 from exchange.risk import reasons
 from exchange.risk.policy import Per, Velocity
 from exchange.sagas import doubt
-from exchange.web.i18n import TRADITIONAL_CHINESE
+from exchange.tiers.errors import TierNotVerified
+from exchange.web.i18n import ENGLISH, TRADITIONAL_CHINESE
 from exchange.web.said import PARTNER_SAID, PARTNER_UNANSWERED, Refusal, Said
 from exchange.web.static import StaticAssets
 from exchange.web.templating import Pages
@@ -182,3 +183,16 @@ def test_a_partners_or_staff_members_words_cannot_reorder_the_page_around_them(o
     staff = Said.of(reasons.REJECTED.text(reason=words), PROGRAMS)
     for said in (partner, staff):
         assert f'<q class="own-words" lang=""><bdi>{words}{closed}</bdi></q>' in said_in_chinese(said)
+
+
+def test_the_exchanges_sentence_quoting_a_partners_tier_cannot_reorder_the_page() -> None:
+    """A status match refused because the partner reports a lower tier quotes the tier the
+    partner reported, as the partner wrote it: the sentence is isolated (``|theirs``), its
+    override closed at its end, in English and on a Chinese page alike."""
+    reported = "\u202edloG"
+    refused = Refusal.of(TierNotVerified("fresh-mart", "Gold", reported), PROGRAMS)
+    closed = f"<bdi>fresh-mart reports your tier as {reported}, not Gold\u202c</bdi>"
+    assert f'<span lang="en">{closed}</span>' in said_in_chinese(refused.said)
+    pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
+    module = pages.env.get_template("_said.html").make_module({"language": ENGLISH})
+    assert " ".join(str(module.said(refused.said)).split()) == closed

@@ -87,7 +87,9 @@ def test_staff_see_a_credit_a_partner_keeps_failing_by_name_and_partner_staff_ar
         chinese = staff.get(PAGE, headers={"accept-language": "zh-TW"}).text
         assert "<h1>等待合作夥伴</h1>" in chinese
         row = chinese.split(conversion_id)[1].split("</tr>")[0]
-        assert f'<span lang="en">{UNREACHABLE}</span>' in row, "the exchange's English detail is marked as such"
+        assert f'<span lang="en"><bdi>{UNREACHABLE}</bdi></span>' in row, (
+            "the exchange's English detail is marked as such"
+        )
 
     for person in (gateway.person(Role.PARTNER, "formosa-air"), gateway.person(Role.ADMIN)):
         with signed_in(gateway, person) as other:
