@@ -49,7 +49,7 @@ from exchange.webhooks.models import (
     WebhookEvent,
     WebhookSubscription,
 )
-from exchange.webhooks.schedule import RetrySchedule
+from exchange.webhooks.schedule import RetrySchedule, retry_after
 
 logger = logging.getLogger("exchange.webhooks")
 
@@ -76,6 +76,8 @@ class Outcome:
     status_code: int | None
     latency_ms: int
     error: str | None
+    asked_to_wait: timedelta | None = None
+    """What the receiver's ``Retry-After`` asked for, with a 429 or a 503."""
 
     @property
     def delivered(self) -> bool:
@@ -292,13 +294,12 @@ class Dispatcher:
                     asyncio.timeout(self.timeout),
                     self.http.stream("POST", item.url, content=item.body.encode(), headers=headers) as response,
                 ):
-                    status = response.status_code
+                    status, wait = response.status_code, response.headers.get("retry-after")
             except TimeoutError:
                 return Outcome(None, _elapsed_ms(started), f"ReadTimeout: no answer within {self.timeout:g} s")
             except httpx.HTTPError as failed:
                 return Outcome(None, _elapsed_ms(started), f"{type(failed).__name__}: {failed}"[:ERROR_LENGTH])
-            refused = None if 200 <= status < 300 else f"HTTP {status}"
-            return Outcome(status, _elapsed_ms(started), refused)
+            return answered(status, wait, self.clock.now(), _elapsed_ms(started))
 
     # -- record ---------------------------------------------------------------------------
 
@@ -312,7 +313,9 @@ class Dispatcher:
         if outcome.delivered:
             status = DeliveryStatus.DELIVERED
         else:
-            retry_at = self.schedule.next_attempt(item.first_attempt_at, now, failures, self.draw())
+            retry_at = self.schedule.next_attempt(
+                item.first_attempt_at, now, failures, self.draw(), asked=outcome.asked_to_wait
+            )
             status = DeliveryStatus.PENDING if retry_at is not None else DeliveryStatus.DEAD
             if retry_at is not None:
                 values["next_attempt_at"] = retry_at
@@ -356,6 +359,24 @@ def wants(subscription: WebhookSubscription, event: WebhookEvent) -> bool:
         and subscription.created_at <= event.occurred_at
         and (subscription.program_id is None or event.programs is None or subscription.program_id in event.programs)
     )
+
+
+#: Statuses whose ``Retry-After`` the next attempt honours (RFC 6585, RFC 9110).
+ASK_TO_WAIT = (429, 503)
+
+
+def answered(status: int, wait: str | None, now: datetime, latency_ms: int) -> Outcome:
+    """A receiver's answer as an attempt's outcome: a 2xx delivers; anything else fails, with
+    its reason in words (a redirect says it was not followed; a 429 or 503's ``Retry-After``,
+    the wait it asked for, which the next attempt honours)."""
+    if 200 <= status < 300:
+        return Outcome(status, latency_ms, None)
+    if 300 <= status < 400:
+        return Outcome(status, latency_ms, f"HTTP {status}: redirects are not followed")
+    asked = retry_after(wait, now) if status in ASK_TO_WAIT else None
+    if asked is None:
+        return Outcome(status, latency_ms, f"HTTP {status}")
+    return Outcome(status, latency_ms, f"HTTP {status}, Retry-After {int(asked.total_seconds())} s", asked)
 
 
 def _elapsed_ms(started: float) -> int:
