@@ -66,7 +66,6 @@ class Claimed:
     first_attempt_at: datetime
     subscription_id: str
     url: str
-    secrets: tuple[str, ...]
     message_id: str
     body: str
 
@@ -260,12 +259,20 @@ class Dispatcher:
                 first_attempt_at=delivery.first_attempt_at,
                 subscription_id=delivery.subscription_id,
                 url=subscriptions[delivery.subscription_id].url,
-                secrets=self.signing_secrets(subscriptions[delivery.subscription_id], now),
                 message_id=events[delivery.sequence].id,
                 body=events[delivery.sequence].body,
             )
             for delivery in deliveries
         ]
+
+    async def secrets_now(self, subscription_id: str, now: datetime) -> tuple[str, ...]:
+        """The secrets to sign an attempt sent at ``now`` with, read as it is sent rather than
+        when it was claimed: a rotation committed in between (a wave may wait for the one
+        before it) must sign it with the new secret too, as the overlap promises."""
+        async with self.db.transaction() as session:
+            subscription = await session.get(WebhookSubscription, subscription_id)
+        assert subscription is not None, "a subscription's row outlives its deliveries"
+        return self.signing_secrets(subscription, now)
 
     def signing_secrets(self, subscription: WebhookSubscription, now: datetime) -> tuple[str, ...]:
         """The current secret and, while a rotation's window lasts, the one before it."""
@@ -285,7 +292,9 @@ class Dispatcher:
 
     async def _send(self, limit: asyncio.Semaphore, item: Claimed) -> Outcome:
         async with limit:
-            headers = signing.headers(item.secrets, item.message_id, self.clock.now(), item.body)
+            sent_at = self.clock.now()
+            secrets = await self.secrets_now(item.subscription_id, sent_at)
+            headers = signing.headers(secrets, item.message_id, sent_at, item.body)
             started = time.perf_counter()
             try:
                 # The timeout bounds the whole attempt (httpx's bounds each read), and the

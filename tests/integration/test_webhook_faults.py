@@ -24,13 +24,13 @@ from exchange.db.database import Database
 from exchange.services.webhooks import WebhookService
 from exchange.serving import RunningServer, free_port, serving
 from exchange.testing.clock import FrozenClock
-from exchange.webhooks.delivery import DeliveryPass
+from exchange.webhooks.delivery import Claimed, DeliveryPass
 from exchange.webhooks.events import Event, EventType
 from exchange.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from exchange.webhooks.outbox import emit
 from exchange.webhooks.schedule import RetrySchedule
 from exchange.webhooks.subscriptions import SubscriptionDraft, WithSecret
-from tests.integration.test_webhooks import service_for
+from tests.integration.test_webhooks import service_for, verified
 
 Answer = Callable[[Request], Awaitable[Response]]
 
@@ -195,3 +195,29 @@ async def test_an_endless_body_is_not_read_and_a_receiver_hanging_up_mid_answer_
         await server.wait_closed()
     latest = (await service.attempts(None, made.subscription.id))[0]
     assert latest.status_code is None and (latest.error or "").startswith("RemoteProtocolError")
+
+
+async def test_a_secret_rotated_while_a_delivery_is_on_its_way_signs_it_too(
+    faults: Faults, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rotation commits after the worker claimed the delivery and before it sends it: the
+    attempt, sent inside the overlap, carries the new secret's signature beside the old one,
+    so a receiver that switched to the new secret at once verifies it as well as one that
+    has not switched yet."""
+    made, service = await faults.subscribe()
+    await faults.closed()
+    dispatcher = service.dispatcher
+    claim = dispatcher.claim
+    rotated: list[WithSecret] = []
+
+    async def claim_then_rotate(batch: int) -> list[Claimed]:
+        claimed = await claim(batch)
+        if claimed and not rotated:
+            rotated.append(await service.rotate_secret(None, made.subscription.id))
+        return claimed
+
+    monkeypatch.setattr(dispatcher, "claim", claim_then_rotate)
+    assert await service.deliver() == DeliveryPass(fanned_out=1, delivered=1)
+    ((headers, body),) = faults.receiver.received
+    assert verified(rotated[0].secret, headers, body)["data"] == {"period": "2026-10"}
+    assert verified(made.secret, headers, body)["data"] == {"period": "2026-10"}
