@@ -1,8 +1,10 @@
-"""Webhooks across real gateway processes killed with SIGKILL: once after a conversion
-committed and before any worker dispatched its event, and once while the event's delivery
-was on the wire to a receiver that had not answered. The partner's receiver gets the event
-after the restart, every time under the same ``webhook-id`` and with the same body, the
-delivery ends DELIVERED once, and the event exists once: it committed with the conversion."""
+"""Webhooks across crashes. Real gateway processes killed with SIGKILL: once after a
+conversion committed and before any worker dispatched its event, and once while the event's
+delivery was on the wire to a receiver that had not answered. The partner's receiver gets
+the event after the restart, every time under the same ``webhook-id`` and with the same body,
+the delivery ends DELIVERED once, and the event exists once: it committed with the
+conversion. And a conversion whose completing unit of work dies (its connection killed
+after the event was written in it) leaves no event: none for a change that rolled back."""
 
 from __future__ import annotations
 
@@ -20,12 +22,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from exchange.clock import SystemClock
+from exchange.conversions.models import ConversionStatus
+from exchange.db.availability import DatabaseUnavailable
+from exchange.db.database import Database
 from exchange.services.webhooks import WebhookService
 from exchange.serving import serving
 from exchange.testing.sandboxes import SandboxFleet
 from exchange.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEvent
 from exchange.webhooks.subscriptions import SubscriptionDraft
+from tests.integration import test_conversion_saga as conversions
 from tests.integration.soaking import EXECUTE, QUOTE, Soak, running_soak
+from tests.outages import KilledPosting
 
 MEMBER = "soak00"
 SOURCE, TARGET = "wallet-pay", "happy-card"
@@ -120,3 +127,22 @@ async def test_a_gateway_killed_before_dispatching_and_again_while_delivering_de
     for headers, body in receiver.received:
         assert Webhook(made.secret).verify(body, headers)["type"] == "conversion.completed"
     assert delivery.attempts == 1  # the killed attempt was never recorded; the one after it was
+
+
+async def test_a_completion_whose_unit_of_work_dies_leaves_no_event_and_its_recovery_writes_one(
+    pg_db: Database,
+) -> None:
+    world = await conversions.make_world(pg_db)
+    world.saga.ledger = KilledPosting(pg_db, world.clock, conversions.TAIPEI, kills=1)
+    quote = await world.quote(1000)
+    with pytest.raises(DatabaseUnavailable):
+        await world.execute(quote)  # the credit applied; the move to COMPLETED rolled back
+    async with pg_db.transaction() as session:
+        assert (await session.exec(select(WebhookEvent))).all() == []
+    again = await world.execute(quote)
+    assert again.status == ConversionStatus.PENDING
+    assert await world.recover_all() == 1
+    async with pg_db.transaction() as session:
+        events = (await session.exec(select(WebhookEvent))).all()
+    assert [(event.type, event.object) for event in events] == [("conversion.completed", f"conversion:{again.id}")]
+    assert await world.ledger_transactions() == 1
