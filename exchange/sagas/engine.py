@@ -213,11 +213,18 @@ class Saga(abc.ABC, Generic[Row]):
         return await self.drive(row, recovering=True)  # type: ignore[arg-type]
 
     async def conclude(
-        self, row_id: str, waiting: str, decide: Callable[[Row], Transition], *, sent_from: Collection[str] = ()
+        self,
+        row_id: str,
+        waiting: str,
+        decide: Callable[[Row], Transition] | None = None,
+        *,
+        sent_from: Collection[str] = (),
     ) -> Row:
         """Apply a partner's late word on the write a row waits for at step ``waiting`` (a
         signed callback, a line of a result file): ``decide`` turns the row into the
-        transition a poll's answer would have given; then drive the row on.
+        transition a poll's answer would have given; ``None``: poll now (the word only says
+        that the partner's record has moved, and the record is what is taken); then drive
+        the row on.
 
         A row no longer at ``waiting`` is returned as it stands: the word came twice, or a
         poll learnt it first. A row still at a step in ``sent_from`` (the steps the write is
