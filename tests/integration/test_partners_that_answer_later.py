@@ -525,3 +525,23 @@ async def test_a_callback_that_contradicts_the_partners_own_record_is_not_taken_
     assert (await late.conversion(held.id)).status == ConversionStatus.COMPLETED
     assert await late.postings(held.id) == 1
     assert await late.moved("happy-card") == -2000
+
+
+async def test_a_debit_called_back_failed_that_the_partner_applied_goes_on_to_the_credit(late: Late) -> None:
+    """fresh-mart debits the member later and calls back "failed" though its record shows the
+    debit applied: the member's points are gone there, so the conversion credits them at the
+    target and completes, as the record says, instead of failing with the points lost."""
+    fresh_mart = late.sandboxes["fresh-mart"].admin
+    await fresh_mart.set_faults(callback=CallbackFault.NEVER)
+    conversion = await late.convert(1000, "fresh-mart", "happy-card", "k-debit-said-failed")
+    assert conversion.step == SagaStep.AWAIT_DEBIT
+
+    async def debited() -> bool:
+        return await late.moved("fresh-mart") == -1000
+
+    await eventually(debited, "the partner settling the debit")
+    debit = next(op for op in await fresh_mart.operations() if op["operation_id"] == f"{conversion.id}:debit")
+    answer = await call_back(late, debit, status="failed")
+    assert (answer.status_code, answer.json()["status"]) == (200, "COMPLETED")
+    assert await late.postings(conversion.id) == 1
+    assert await late.moved("happy-card") == conversion.points_out
