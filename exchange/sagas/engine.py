@@ -364,8 +364,12 @@ class Saga(abc.ABC, Generic[Row]):
             "last_error": error.message[:MESSAGE_LENGTH],
             "next_attempt_at": now + self.policy.backoff(attempts),
             "lease_until": None,
-            "updated_at": now,
         }
+        if row.step != recorded:
+            # A chained step is recorded here for the first time: the row moved on. Otherwise
+            # ``updated_at`` stays when the step began, which is how long staff see it failing
+            # (or waiting, at a waiting step whose polls are lost), not since the latest try.
+            values["updated_at"] = now
         async with self.db.transaction() as session:
             moved = await self._move(session, row, recorded, values)
         return self._moved(row, values) if moved else await self.reload(self._id(row))
