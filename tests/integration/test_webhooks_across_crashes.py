@@ -70,7 +70,7 @@ async def soak(pg_database_url: str, sandboxes: SandboxFleet, tmp_path: Path) ->
         tmp_path,
         members=(MEMBER,),
         EXCHANGE_WEBHOOK_INTERVAL_SECONDS="0",
-        EXCHANGE_WEBHOOK_TIMEOUT_SECONDS="1",
+        EXCHANGE_WEBHOOK_TIMEOUT_SECONDS="2",  # the kill comes well within one attempt
         EXCHANGE_WEBHOOK_FIRST_RETRY_SECONDS="0.2",
     ) as running:
         yield running
