@@ -213,11 +213,18 @@ class Saga(abc.ABC, Generic[Row]):
         return await self.drive(row, recovering=True)  # type: ignore[arg-type]
 
     async def conclude(
-        self, row_id: str, waiting: str, decide: Callable[[Row], Transition], *, sent_from: Collection[str] = ()
+        self,
+        row_id: str,
+        waiting: str,
+        decide: Callable[[Row], Transition] | None = None,
+        *,
+        sent_from: Collection[str] = (),
     ) -> Row:
         """Apply a partner's late word on the write a row waits for at step ``waiting`` (a
         signed callback, a line of a result file): ``decide`` turns the row into the
-        transition a poll's answer would have given; then drive the row on.
+        transition a poll's answer would have given; ``None``: poll now (the word only says
+        that the partner's record has moved, and the record is what is taken); then drive
+        the row on.
 
         A row no longer at ``waiting`` is returned as it stands: the word came twice, or a
         poll learnt it first. A row still at a step in ``sent_from`` (the steps the write is
@@ -357,8 +364,12 @@ class Saga(abc.ABC, Generic[Row]):
             "last_error": error.message[:MESSAGE_LENGTH],
             "next_attempt_at": now + self.policy.backoff(attempts),
             "lease_until": None,
-            "updated_at": now,
         }
+        if row.step != recorded:
+            # A chained step is recorded here for the first time: the row moved on. Otherwise
+            # ``updated_at`` stays when the step began, which is how long staff see it failing
+            # (or waiting, at a waiting step whose polls are lost), not since the latest try.
+            values["updated_at"] = now
         async with self.db.transaction() as session:
             moved = await self._move(session, row, recorded, values)
         return self._moved(row, values) if moved else await self.reload(self._id(row))

@@ -3,9 +3,14 @@ and, for staff, every write still waiting for one.
 
 The operation id names the saga row (``<conversion id>:credit``, ``<redemption id>:debit``);
 the word applies only to a row that waits for it at that partner (a partner cannot settle
-another partner's operations) and is applied by the saga's own rule, as a poll's answer
-would be (:meth:`~exchange.sagas.engine.Saga.conclude`). A row that no longer waits — the
-word came twice, or a poll learnt it first — is left as it is, so a duplicate is harmless.
+another partner's operations). A callback is taken as the partner's signal that its record
+of the write has moved, not as the record itself: the row is driven on by polling the
+operation's status at once (:meth:`~exchange.sagas.engine.Saga.conclude`), so what the
+exchange posts or gives back always rests on what the partner's books hold, even when a
+callback says otherwise (a credit called back "failed" that the record shows applied does
+not give the member's debit back while they keep the credit). A result file's lines are the
+partner's record, and are applied as they stand. A row that no longer waits — the word came
+twice, or a poll learnt it first — is left as it is, so a duplicate is harmless.
 """
 
 from __future__ import annotations
@@ -162,32 +167,19 @@ class LateOutcomes:
             redemption = None if conversion is not None else await session.get(Redemption, row_id)
         if conversion is not None and suffix == "debit" and conversion.from_program == program_id:
             _same(operation, OperationKind.DEBIT, conversion.source_ref, conversion.points_in)
-            source = self.conversions.connector_for((await self.catalog.get()).program(program_id))
-            row = await self.conversions.conclude(
-                row_id,
-                SagaStep.AWAIT_DEBIT,
-                lambda row: self.conversions.debit(row, source).outcome(operation.status),
-                sent_from=(SagaStep.DEBIT,),
-            )
+            row = await self.conversions.conclude(row_id, SagaStep.AWAIT_DEBIT, sent_from=(SagaStep.DEBIT,))
             return Concluded("conversion", row_id, row.status, row.step)
         if conversion is not None and suffix == "credit" and conversion.to_program == program_id:
             _same(operation, OperationKind.CREDIT, conversion.target_ref, conversion.points_out)
             # The move from the debit to the credit is not recorded: the credit is sent from DEBIT.
             row = await self.conversions.conclude(
-                row_id,
-                SagaStep.AWAIT_CREDIT,
-                lambda _: self.conversions.credit_outcome(operation.status),
-                sent_from=(SagaStep.DEBIT, SagaStep.CREDIT),
+                row_id, SagaStep.AWAIT_CREDIT, sent_from=(SagaStep.DEBIT, SagaStep.CREDIT)
             )
             return Concluded("conversion", row_id, row.status, row.step)
         if redemption is not None and suffix == "debit" and redemption.paying_program == program_id:
             _same(operation, OperationKind.DEBIT, redemption.paying_ref, redemption.points)
-            paying = self.redemptions.connector_for((await self.catalog.get()).program(program_id))
             settled = await self.redemptions.conclude(
-                row_id,
-                RedemptionStep.AWAIT_DEBIT,
-                lambda row: self.redemptions.debit(row, paying).outcome(operation.status),
-                sent_from=(RedemptionStep.DEBIT,),
+                row_id, RedemptionStep.AWAIT_DEBIT, sent_from=(RedemptionStep.DEBIT,)
             )
             return Concluded("redemption", row_id, settled.status, settled.step)
         raise NotFound(

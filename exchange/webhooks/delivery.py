@@ -49,7 +49,7 @@ from exchange.webhooks.models import (
     WebhookEvent,
     WebhookSubscription,
 )
-from exchange.webhooks.schedule import RetrySchedule
+from exchange.webhooks.schedule import RetrySchedule, retry_after
 
 logger = logging.getLogger("exchange.webhooks")
 
@@ -66,7 +66,6 @@ class Claimed:
     first_attempt_at: datetime
     subscription_id: str
     url: str
-    secrets: tuple[str, ...]
     message_id: str
     body: str
 
@@ -76,6 +75,8 @@ class Outcome:
     status_code: int | None
     latency_ms: int
     error: str | None
+    asked_to_wait: timedelta | None = None
+    """What the receiver's ``Retry-After`` asked for, with a 429 or a 503."""
 
     @property
     def delivered(self) -> bool:
@@ -258,12 +259,20 @@ class Dispatcher:
                 first_attempt_at=delivery.first_attempt_at,
                 subscription_id=delivery.subscription_id,
                 url=subscriptions[delivery.subscription_id].url,
-                secrets=self.signing_secrets(subscriptions[delivery.subscription_id], now),
                 message_id=events[delivery.sequence].id,
                 body=events[delivery.sequence].body,
             )
             for delivery in deliveries
         ]
+
+    async def secrets_now(self, subscription_id: str, now: datetime) -> tuple[str, ...]:
+        """The secrets to sign an attempt sent at ``now`` with, read as it is sent rather than
+        when it was claimed: a rotation committed in between (a wave may wait for the one
+        before it) must sign it with the new secret too, as the overlap promises."""
+        async with self.db.transaction() as session:
+            subscription = await session.get(WebhookSubscription, subscription_id)
+        assert subscription is not None, "a subscription's row outlives its deliveries"
+        return self.signing_secrets(subscription, now)
 
     def signing_secrets(self, subscription: WebhookSubscription, now: datetime) -> tuple[str, ...]:
         """The current secret and, while a rotation's window lasts, the one before it."""
@@ -283,7 +292,9 @@ class Dispatcher:
 
     async def _send(self, limit: asyncio.Semaphore, item: Claimed) -> Outcome:
         async with limit:
-            headers = signing.headers(item.secrets, item.message_id, self.clock.now(), item.body)
+            sent_at = self.clock.now()
+            secrets = await self.secrets_now(item.subscription_id, sent_at)
+            headers = signing.headers(secrets, item.message_id, sent_at, item.body)
             started = time.perf_counter()
             try:
                 # The timeout bounds the whole attempt (httpx's bounds each read), and the
@@ -292,13 +303,12 @@ class Dispatcher:
                     asyncio.timeout(self.timeout),
                     self.http.stream("POST", item.url, content=item.body.encode(), headers=headers) as response,
                 ):
-                    status = response.status_code
+                    status, wait = response.status_code, response.headers.get("retry-after")
             except TimeoutError:
                 return Outcome(None, _elapsed_ms(started), f"ReadTimeout: no answer within {self.timeout:g} s")
             except httpx.HTTPError as failed:
                 return Outcome(None, _elapsed_ms(started), f"{type(failed).__name__}: {failed}"[:ERROR_LENGTH])
-            refused = None if 200 <= status < 300 else f"HTTP {status}"
-            return Outcome(status, _elapsed_ms(started), refused)
+            return answered(status, wait, self.clock.now(), _elapsed_ms(started))
 
     # -- record ---------------------------------------------------------------------------
 
@@ -312,7 +322,9 @@ class Dispatcher:
         if outcome.delivered:
             status = DeliveryStatus.DELIVERED
         else:
-            retry_at = self.schedule.next_attempt(item.first_attempt_at, now, failures, self.draw())
+            retry_at = self.schedule.next_attempt(
+                item.first_attempt_at, now, failures, self.draw(), asked=outcome.asked_to_wait
+            )
             status = DeliveryStatus.PENDING if retry_at is not None else DeliveryStatus.DEAD
             if retry_at is not None:
                 values["next_attempt_at"] = retry_at
@@ -356,6 +368,24 @@ def wants(subscription: WebhookSubscription, event: WebhookEvent) -> bool:
         and subscription.created_at <= event.occurred_at
         and (subscription.program_id is None or event.programs is None or subscription.program_id in event.programs)
     )
+
+
+#: Statuses whose ``Retry-After`` the next attempt honours (RFC 6585, RFC 9110).
+ASK_TO_WAIT = (429, 503)
+
+
+def answered(status: int, wait: str | None, now: datetime, latency_ms: int) -> Outcome:
+    """A receiver's answer as an attempt's outcome: a 2xx delivers; anything else fails, with
+    its reason in words (a redirect says it was not followed; a 429 or 503's ``Retry-After``,
+    the wait it asked for, which the next attempt honours)."""
+    if 200 <= status < 300:
+        return Outcome(status, latency_ms, None)
+    if 300 <= status < 400:
+        return Outcome(status, latency_ms, f"HTTP {status}: redirects are not followed")
+    asked = retry_after(wait, now) if status in ASK_TO_WAIT else None
+    if asked is None:
+        return Outcome(status, latency_ms, f"HTTP {status}")
+    return Outcome(status, latency_ms, f"HTTP {status}, Retry-After {int(asked.total_seconds())} s", asked)
 
 
 def _elapsed_ms(started: float) -> int:

@@ -700,3 +700,29 @@ async def test_a_callback_that_overtakes_the_partners_pending_answer_is_asked_ag
     assert world.partners["happy-card"].balances["alice"] == 99_000
     assert fresh_mart.balances["alice"] == 102_450, "credited once"
     assert await world.ledger_transactions() == 1
+
+
+async def test_a_partner_that_never_answers_the_status_poll_shows_waiting_since_the_wait_began(world: World) -> None:
+    """The target accepts the credit pending, then every poll of its status is lost: the
+    conversion waits, nothing posted, and staff see it waiting and failing since it began to
+    wait (``updatedAt``: its status or step last changed), not since the latest lost poll."""
+    target = world.partners["fresh-mart"]
+    target.fail_next("credit", Fault.ACCEPT_PENDING)
+    target.fail_next("operation_status", *[Fault.LOSE_REQUEST] * 4)
+    conversion = await world.execute(await world.quote(1000))
+    assert conversion.step == SagaStep.AWAIT_CREDIT
+    began = conversion.updated_at
+    for _ in range(4):
+        await world.recover_all()  # an hour on, the poll is lost
+    waiting = await world.saga.reload(conversion.id)
+    assert (waiting.status, waiting.step, waiting.attempts) == (ConversionStatus.PENDING, SagaStep.AWAIT_CREDIT, 4)
+    assert "timed out" in (waiting.last_error or "")
+    assert waiting.updated_at == began
+    [row] = await RetryingOperations(world.db, world.clock).listed()
+    assert (row.id, row.since, row.age) == (conversion.id, began, world.clock.now() - began)
+    assert await world.ledger_transactions() == 0
+
+    target.settle(conversion.credit_operation)  # the partner's word comes at last
+    await world.recover_all()
+    assert (await world.saga.reload(conversion.id)).status == ConversionStatus.COMPLETED
+    assert await world.ledger_transactions() == 1

@@ -487,3 +487,61 @@ async def exchange_command(*argv: str, database_url: str) -> str:
 
 async def _status_is(late: Late, conversion_id: str, status: ConversionStatus) -> bool:
     return (await late.conversion(conversion_id)).status == status
+
+
+async def test_a_callback_that_contradicts_the_partners_own_record_is_not_taken_over_it(late: Late) -> None:
+    """A signed callback is the partner's word, but its record (``GET /operations/{id}``) is
+    what its books hold: a callback saying a credit failed that the record shows applied
+    (the member was credited) does not give the member's debit back, and one saying a credit
+    applied that the record still shows pending posts nothing. Either way the conversion ends
+    as the partner's record says, and the ledger agrees with it."""
+    fresh_mart = late.sandboxes["fresh-mart"].admin
+    await fresh_mart.set_faults(callback=CallbackFault.NEVER)
+    credited = await late.convert(1000, "happy-card", "fresh-mart", "k-said-failed")
+
+    async def settled() -> bool:
+        return await late.moved("fresh-mart") == credited.points_out
+
+    await eventually(settled, "the partner settling the credit")
+    said_failed = await call_back(late, await credit_at_fresh_mart(late, credited), status="failed")
+    assert (said_failed.status_code, said_failed.json()["status"]) == (200, "COMPLETED")
+    assert await late.postings(credited.id) == 1
+    assert await late.moved("happy-card") == -1000  # the debit stands: the member holds the credit
+
+    await fresh_mart.set_faults(callback=CallbackFault.NEVER, settle_after_ms=None)  # held pending
+    held = await late.convert(1000, "happy-card", "fresh-mart", "k-said-applied")
+    pending = await credit_at_fresh_mart(late, held)
+    assert pending["status"] == "pending"
+    said_applied = await call_back(late, pending, status="applied")
+    assert (said_applied.status_code, said_applied.json()["status"]) == (200, "PENDING")
+    assert await late.postings(held.id) == 0  # nothing posted for a credit the partner has not made
+    await fresh_mart.set_faults(callback=CallbackFault.NEVER, settle_after_ms=0)
+
+    async def both_settled() -> bool:
+        return await late.moved("fresh-mart") == credited.points_out + held.points_out
+
+    await eventually(both_settled, "the partner settling the held credit")
+    await late.services.conversions.recover()
+    assert (await late.conversion(held.id)).status == ConversionStatus.COMPLETED
+    assert await late.postings(held.id) == 1
+    assert await late.moved("happy-card") == -2000
+
+
+async def test_a_debit_called_back_failed_that_the_partner_applied_goes_on_to_the_credit(late: Late) -> None:
+    """fresh-mart debits the member later and calls back "failed" though its record shows the
+    debit applied: the member's points are gone there, so the conversion credits them at the
+    target and completes, as the record says, instead of failing with the points lost."""
+    fresh_mart = late.sandboxes["fresh-mart"].admin
+    await fresh_mart.set_faults(callback=CallbackFault.NEVER)
+    conversion = await late.convert(1000, "fresh-mart", "happy-card", "k-debit-said-failed")
+    assert conversion.step == SagaStep.AWAIT_DEBIT
+
+    async def debited() -> bool:
+        return await late.moved("fresh-mart") == -1000
+
+    await eventually(debited, "the partner settling the debit")
+    debit = next(op for op in await fresh_mart.operations() if op["operation_id"] == f"{conversion.id}:debit")
+    answer = await call_back(late, debit, status="failed")
+    assert (answer.status_code, answer.json()["status"]) == (200, "COMPLETED")
+    assert await late.postings(conversion.id) == 1
+    assert await late.moved("happy-card") == conversion.points_out

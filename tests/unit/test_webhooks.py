@@ -20,7 +20,7 @@ from exchange.webhooks.delivery import Dispatcher
 from exchange.webhooks.egress import PublicOnlyTransport
 from exchange.webhooks.errors import BadWebhookURL
 from exchange.webhooks.events import Event, EventType
-from exchange.webhooks.schedule import RetrySchedule
+from exchange.webhooks.schedule import RetrySchedule, retry_after
 from exchange.webhooks.subscriptions import check_event_types
 from exchange.webhooks.urls import check_url
 
@@ -80,6 +80,27 @@ def test_retries_double_from_the_first_wait_up_to_the_longest_then_give_up_after
     first = NOW
     assert schedule.next_attempt(first, first + timedelta(days=2), 20, draw=0.0) == first + timedelta(days=2, hours=3)
     assert schedule.next_attempt(first, first + timedelta(days=2, hours=22), 20, draw=0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [
+        ("120", timedelta(seconds=120)),
+        (" 7 ", timedelta(seconds=7)),
+        ((NOW + timedelta(minutes=3)).strftime("%a, %d %b %Y %H:%M:%S GMT"), timedelta(minutes=3)),
+        (None, None),
+        ("0", None),
+        ("-5", None),
+        ("soon", None),
+        ("1" * 5000, None),  # no int of 5000 digits, no overflow
+        ((NOW - timedelta(minutes=3)).strftime("%a, %d %b %Y %H:%M:%S GMT"), None),
+        ("Tue, 99 Foo 2026 99:99:99 GMT", None),
+    ],
+)
+def test_retry_after_is_read_in_seconds_or_as_a_date_and_anything_else_asks_for_no_wait(
+    header: str | None, wait: timedelta | None
+) -> None:
+    assert retry_after(header, NOW) == wait
 
 
 def test_our_signature_is_what_the_reference_library_verifies_with_either_secret_of_a_rotation() -> None:

@@ -1,0 +1,223 @@
+"""Webhook receivers that misbehave, each a real HTTP server on loopback, on PostgreSQL: one
+that asks to be left alone for a while (429 or 503 with ``Retry-After``), one that redirects
+to another host, one that answers an endless body, one that hangs up mid-answer, and one whose
+secret is rotated while a delivery is on its way. Each delivery is retried with back-off under
+its one ``webhook-id``, every attempt logged with its reason, and never sent anywhere but the
+subscription's URL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+from sqlmodel import select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from exchange.db.database import Database
+from exchange.services.webhooks import WebhookService
+from exchange.serving import RunningServer, free_port, serving
+from exchange.testing.clock import FrozenClock
+from exchange.webhooks.delivery import Claimed, DeliveryPass
+from exchange.webhooks.events import Event, EventType
+from exchange.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
+from exchange.webhooks.outbox import emit
+from exchange.webhooks.schedule import RetrySchedule
+from exchange.webhooks.subscriptions import SubscriptionDraft, WithSecret
+from tests.integration.test_webhooks import service_for, verified
+
+Answer = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class Misbehaving:
+    """A receiver on loopback whose every answer ``answer`` decides; it keeps what it was sent."""
+
+    server: RunningServer
+    answer: Answer
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    async def hook(self, request: Request) -> Response:
+        body = await request.body()
+        self.received.append((dict(request.headers), body))
+        return await self.answer(request)
+
+
+@dataclass
+class Faults:
+    db: Database
+    clock: FrozenClock
+    receiver: Misbehaving
+    other: Misbehaving
+    """A second receiver, as the other host a redirect points to."""
+
+    async def subscribe(self, schedule: RetrySchedule | None = None) -> tuple[WithSecret, WebhookService]:
+        service = service_for(self.db, self.clock, timeout=1, schedule=schedule)
+        made = await service.create(SubscriptionDraft(self.receiver.server.url + "/hook", ["period.closed"]), by="t")
+        return made, service
+
+    async def closed(self, period: str = "2026-10") -> None:
+        async with self.db.transaction() as session:
+            await emit(
+                session, Event(EventType.PERIOD_CLOSED, f"period:{period}", None, {"period": period}, self.clock.now())
+            )
+
+    async def delivery(self) -> WebhookDelivery:
+        async with self.db.transaction() as session:
+            (row,) = (await session.exec(select(WebhookDelivery))).all()
+            return row
+
+
+async def _no_content(_: Request) -> Response:
+    return Response(status_code=204)
+
+
+@pytest.fixture
+async def faults(pg_db: Database) -> AsyncIterator[Faults]:
+    clock = FrozenClock(datetime.now(UTC).replace(microsecond=0))
+    holders: list[Misbehaving] = []
+
+    def app() -> Starlette:
+        async def route(request: Request) -> Response:
+            return await holders[index].hook(request)
+
+        index = len(holders)
+        return Starlette(routes=[Route("/{name}", route, methods=["POST"])])
+
+    async with serving(app()) as first:
+        holders.append(Misbehaving(first, _no_content))
+        async with serving(app()) as second:
+            holders.append(Misbehaving(second, _no_content))
+            yield Faults(pg_db, clock, holders[0], holders[1])
+
+
+async def test_a_receiver_that_asks_to_wait_with_retry_after_is_not_tried_again_sooner(faults: Faults) -> None:
+    """429 with ``Retry-After`` in seconds, then 503 with it as an HTTP date: each next attempt
+    waits what the receiver asked (the schedule alone would wait half a second), and the log
+    says so; a receiver asking for more than the longest wait gets the longest."""
+    answers = [
+        Response(status_code=429, headers={"retry-after": "120"}),
+        Response(
+            status_code=503,
+            headers={"retry-after": format_datetime(faults.clock.now() + timedelta(minutes=10), usegmt=True)},
+        ),
+        Response(status_code=429, headers={"retry-after": "99999999"}),
+        Response(status_code=204),
+    ]
+
+    async def asks_to_wait(_: Request) -> Response:
+        return answers.pop(0)
+
+    faults.receiver.answer = asks_to_wait
+    schedule = RetrySchedule(first=timedelta(seconds=1), longest=timedelta(hours=1), give_up_after=timedelta(days=1))
+    made, service = await faults.subscribe(schedule)
+    await faults.closed()
+    waits = []
+    for _ in range(3):
+        await service.deliver()
+        delivery = await faults.delivery()
+        assert delivery.status == DeliveryStatus.PENDING
+        waits.append(delivery.next_attempt_at - faults.clock.now())
+        faults.clock.current = delivery.next_attempt_at - timedelta(seconds=1)
+        assert await service.deliver() == DeliveryPass()  # not a second sooner
+        faults.clock.current = delivery.next_attempt_at
+    assert waits == [timedelta(seconds=120), timedelta(minutes=10) - timedelta(seconds=120), timedelta(hours=1)]
+    await service.deliver()
+    assert (await faults.delivery()).status == DeliveryStatus.DELIVERED
+    log = await service.attempts(None, made.subscription.id)
+    assert [(attempt.status_code, attempt.error) for attempt in reversed(log)] == [
+        (429, "HTTP 429, Retry-After 120 s"),
+        (503, "HTTP 503, Retry-After 480 s"),
+        (429, "HTTP 429, Retry-After 99999999 s"),
+        (204, None),
+    ]
+    assert len({headers["webhook-id"] for headers, _ in faults.receiver.received}) == 1
+
+
+async def test_a_redirect_to_another_host_is_not_followed_and_is_logged_as_such(faults: Faults) -> None:
+    async def redirect(_: Request) -> Response:
+        return Response(status_code=307, headers={"location": faults.other.server.url + "/inside"})
+
+    faults.receiver.answer = redirect
+    made, service = await faults.subscribe()
+    await faults.closed()
+    assert await service.deliver() == DeliveryPass(fanned_out=1, retrying=1)
+    assert not faults.other.received  # nothing went where the redirect pointed
+    (attempt,) = await service.attempts(None, made.subscription.id)
+    assert (attempt.status_code, attempt.error) == (307, "HTTP 307: redirects are not followed")
+
+
+async def test_an_endless_body_is_not_read_and_a_receiver_hanging_up_mid_answer_is_retried(faults: Faults) -> None:
+    """A 200 whose body never ends delivers at once (only the status counts); a receiver that
+    hangs up halfway through its status line is a failed attempt, retried with the same id."""
+    sent = 0
+
+    async def endless(_: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            nonlocal sent
+            while True:
+                sent += 1
+                yield b"x" * 65536
+                await asyncio.sleep(0)
+
+        return StreamingResponse(chunks(), status_code=200)
+
+    faults.receiver.answer = endless
+    made, service = await faults.subscribe()
+    await faults.closed("2026-09")
+    assert await service.deliver() == DeliveryPass(fanned_out=1, delivered=1)
+    assert sent < 1000  # not 64 MB read
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 2")
+        await writer.drain()
+        writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(hang_up, "127.0.0.1", port)
+    try:
+        async with faults.db.transaction() as session:
+            row = await session.get(WebhookSubscription, made.subscription.id)
+            assert row is not None
+            row.url = f"http://127.0.0.1:{port}/hook"
+            session.add(row)
+        await faults.closed("2026-10")
+        assert await service.deliver() == DeliveryPass(fanned_out=1, retrying=1)
+    finally:
+        server.close()
+        await server.wait_closed()
+    latest = (await service.attempts(None, made.subscription.id))[0]
+    assert latest.status_code is None and (latest.error or "").startswith("RemoteProtocolError")
+
+
+async def test_a_secret_rotated_while_a_delivery_is_on_its_way_signs_it_too(
+    faults: Faults, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rotation commits after the worker claimed the delivery and before it sends it: the
+    attempt, sent inside the overlap, carries the new secret's signature beside the old one,
+    so a receiver that switched to the new secret at once verifies it as well as one that
+    has not switched yet."""
+    made, service = await faults.subscribe()
+    await faults.closed()
+    dispatcher = service.dispatcher
+    claim = dispatcher.claim
+    rotated: list[WithSecret] = []
+
+    async def claim_then_rotate(batch: int) -> list[Claimed]:
+        claimed = await claim(batch)
+        if claimed and not rotated:
+            rotated.append(await service.rotate_secret(None, made.subscription.id))
+        return claimed
+
+    monkeypatch.setattr(dispatcher, "claim", claim_then_rotate)
+    assert await service.deliver() == DeliveryPass(fanned_out=1, delivered=1)
+    ((headers, body),) = faults.receiver.received
+    assert verified(rotated[0].secret, headers, body)["data"] == {"period": "2026-10"}
+    assert verified(made.secret, headers, body)["data"] == {"period": "2026-10"}
