@@ -25,7 +25,8 @@ from exchange.settlement.records import Batch, RecordReader
 SQLITE_FULL_JOIN = (3, 39)
 STAGING = "partner_record_staging"
 LEDGER_STAGING = "ledger_amount_staging"
-#: The file's column names, as the staging table calls them.
+#: The file's column names, as the staging table calls them; any other column of the file is
+#: staged as text (``unread_<n>``, its place in the line) and not read.
 STAGED_AS = {"reference": "reference", "amount": "amount_text", "counterparty": "counterparty", "date": "partner_date"}
 #: The staged columns an empty field leaves unknown, quoted (``""``) or not.
 NULLABLE = ("counterparty", "partner_date")
@@ -64,6 +65,8 @@ async def stage_records(session: AsyncSession, reader: RecordReader) -> None:
     batches: AsyncIterator[Batch] = _in_thread(reader.batches())
     if _is_postgres(session):
         scale = 10**reader.format.currency.minor_units
+        columns = [STAGED_AS.get(name, f"unread_{at}") for at, name in enumerate(reader.format.columns)]
+        unread = "".join(f", {column} text" for column in columns if column.startswith("unread_"))
         await session.exec(  # type: ignore[call-overload]
             text(
                 f"""
@@ -73,12 +76,11 @@ async def stage_records(session: AsyncSession, reader: RecordReader) -> None:
                     amount_text numeric NOT NULL,
                     amount bigint GENERATED ALWAYS AS ((amount_text * {scale})::bigint) STORED,
                     counterparty varchar(64),
-                    partner_date date
+                    partner_date date{unread}
                 ) ON COMMIT DROP
                 """
             )
         )
-        columns = [STAGED_AS[name] for name in reader.format.columns]
         await copy_csv(
             session,
             STAGING,

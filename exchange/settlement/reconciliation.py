@@ -163,7 +163,7 @@ async def import_records(
     ).one()
 
     # Reading the header may wait on the source (a streamed upload): never on the event loop.
-    reader = await asyncio.to_thread(RecordReader, source, currency)
+    reader = await asyncio.to_thread(RecordReader, source, currency, partner=partner, period=period)
     await prefer_hashing_in_memory(session)
     await stage_records(session, reader)
     unknown = (await session.exec(UNKNOWN_COUNTERPARTY, params={"exchange": EXCHANGE})).first()  # type: ignore[call-overload]

@@ -1,20 +1,27 @@
 """A partner's records of a period, as CSV: the format, and a streaming validator.
 
-The format (also in README.md and partners/CONTRACT.md):
+The format (also in README.md and partners/SETTLEMENT.md):
 
-* UTF-8 text (a byte-order mark is allowed), lines ending in LF or CRLF.
-* Line 1 is a header naming the columns, in any order: ``reference`` and ``amount`` are
-  required, ``counterparty`` and ``date`` optional; no other column, none twice.
+* UTF-8 text (a byte-order mark is allowed), lines ending in LF or CRLF; empty lines (or rows of
+  empty fields) may end the file, and are refused anywhere else.
+* Line 1 is a header naming the columns, in any order, in any case, spaces around a name
+  ignored: ``reference`` and ``amount`` are required, ``counterparty`` and ``date`` optional;
+  ``partner``, ``period`` and ``currency`` are checked when present (every line must name this
+  import's partner, period and the settlement currency); any other column is not read. No
+  column the exchange reads is named twice.
 * Every further line is one record, its fields separated by commas. A field may be wrapped in
   double quotes (it may then hold commas); no field holds a double quote, a line break or
-  another control character. Empty lines are refused, and so is a line over 64 KiB.
+  another control character. A line over 64 KiB is refused.
 * ``reference``: the business reference of the ledger transaction, as the statement prints it
   (``conversion:…``), 1 to 200 characters, neither starting nor ending with a space. One line per reference: the ledger's amount for a
   reference is the sum of the partner's legs in every transaction that carries it.
 * ``amount``: the partner's figure as an exact decimal in the settlement currency, from the
   partner's side: positive when the partner is owed, negative when it owes (``-1234.50``). At
   most as many decimals as the currency's minor unit, at most 15 integer digits, no sign ``+``,
-  no exponent, no thousands separator, no leading zero.
+  no exponent, no thousands separator, no leading zero; spaces around it are ignored. What a
+  spreadsheet may mean otherwise is refused, never guessed: ``1,234.50`` and ``1.234,50`` (which
+  is the decimal mark?), ``12.500`` (12.5, or twelve thousand five hundred?), ``(3.00)``, a
+  currency sign or code.
 * ``counterparty`` (may be empty, bare or quoted as ``""``): who the partner dealt with: a program id, or ``EXCHANGE``.
 * ``date`` (may be empty, bare or quoted): the partner's date of the item, ``YYYY-MM-DD``.
 
@@ -32,7 +39,8 @@ import csv
 import hashlib
 import itertools
 import re
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,6 +52,10 @@ BLOCK_BYTES = 1 << 20
 MAX_LINE_BYTES = 1 << 16
 REQUIRED = ("reference", "amount")
 OPTIONAL = ("counterparty", "date")
+#: Columns read only to be checked: a file that has one names this import's partner, period
+#: and currency on every line, so that another partner's, month's or currency's lines (an
+#: export not filtered, two files joined) are refused rather than matched.
+CHECKED = ("partner", "period", "currency")
 MAX_REFERENCE = 200
 MAX_INTEGER_DIGITS = MAX_MONEY_INTEGER_DIGITS
 
@@ -64,7 +76,16 @@ NOT_UTF8 = (
     'not UTF-8 text: save the file as "CSV UTF-8" (a spreadsheet\'s plain CSV may be in the '
     "computer's own encoding, such as Big5, and its Unicode text is UTF-16)"
 )
+#: Why a UTF-16 file (a byte-order mark of UTF-16, or NUL bytes in its header) is refused.
+UTF16 = (
+    'UTF-16 text (as a spreadsheet saves "Unicode text", its fields separated by tabs): save the file as "CSV UTF-8"'
+)
+CARRIAGE_RETURNS = (
+    "lines end in a carriage return alone (as old Mac spreadsheets save them): save with LF or CRLF line ends"
+)
+EMPTY_LINE = "an empty line (or a row of empty fields) among the records; empty lines may only end the file"
 _BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _COUNTERPARTY = r"(?:EXCHANGE|[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)?"
 _DATE_SHAPE = r"\d{4}-\d{2}-\d{2}"
 #: A day of the Gregorian calendar, years 0001 to 9999, written YYYY-MM-DD: the months of 31
@@ -84,33 +105,48 @@ _REFERENCE = r"(?=[^\s{0}])[^{0}]{{1,200}}(?<=[^\s{0}])"
 #: one. Python splits lines at NEL, U+2028 and U+2029 too, so a field holding one would not be
 #: one line.
 _CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+#: A column the exchange does not read: any field, bare or quoted, with no double quote or control.
+_ANY = (f'[^",{_CONTROLS}]*', f'[^"{_CONTROLS}]*')
 _VALUES = {
     "reference": (_REFERENCE.format(f'",{_CONTROLS}'), _REFERENCE.format(f'"{_CONTROLS}')),
     "counterparty": (_COUNTERPARTY, _COUNTERPARTY),
     "date": (_DATE, _DATE),
 }
+#: The columns staged for matching, whose values a line's pattern captures.
+_CAPTURED = REQUIRED + OPTIONAL
 _PROGRAM_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+#: What no exact decimal is, though a spreadsheet or a float may write it.
+_NOT_A_NUMBER = re.compile(r"[+-]?(?:nan|inf|infinity|\d+(?:\.\d*)?e[+-]?\d+)", re.IGNORECASE)
 
 
 def _amount_pattern(currency: Currency) -> str:
+    """An amount: an exact decimal with spaces (only) around it, which the pattern allows and
+    PostgreSQL's ``numeric`` and :meth:`RecordFormat.to_minor` ignore."""
     fraction = rf"(?:\.\d{{1,{currency.minor_units}}})?" if currency.minor_units else ""
-    return rf"-?(?:0|[1-9]\d{{0,{MAX_INTEGER_DIGITS - 1}}}){fraction}"
+    return rf" *-?(?:0|[1-9]\d{{0,{MAX_INTEGER_DIGITS - 1}}}){fraction} *"
 
 
 def _field(name: str, bare: str, quoted: str) -> str:
+    if name not in _CAPTURED:
+        return f'(?:"{quoted}"|{bare})'
     return f'(?:"(?P<{name}_q>{quoted})"|(?P<{name}>{bare}))'
 
 
 def _names(header: str) -> tuple[str, ...]:
-    """The column names a header line gives, unquoted."""
-    return tuple(name.strip().strip('"') for name in header.split(","))
+    """The column names a header line gives, unquoted, in lower case, without spaces around."""
+    return tuple(name.strip().lower() for name in next(csv.reader([header], skipinitialspace=True), []))
 
 
-def _valid_columns(columns: tuple[str, ...]) -> bool:
-    known = REQUIRED + OPTIONAL
-    return (
-        all(name in known for name in columns) and len(set(columns)) == len(columns) and set(REQUIRED) <= set(columns)
-    )
+def _column_problem(columns: tuple[str, ...]) -> str | None:
+    """Why a header's columns cannot be read: a required column missing, or one the exchange
+    reads named twice (which of the two would count?)."""
+    for name in REQUIRED:
+        if name not in columns:
+            return f"the header must name the columns {' and '.join(REQUIRED)}: {name} is missing"
+    for name in REQUIRED + OPTIONAL + CHECKED:
+        if columns.count(name) > 1:
+            return f"the header names the column {name} twice"
+    return None
 
 
 #: The most characters of a value a refusal quotes: a header or field may be kilobytes long.
@@ -126,41 +162,46 @@ def _quoted(value: str) -> str:
 
 def _header_hint(header: str) -> str:
     """Why a header a spreadsheet wrote is refused, where a common cause shows: the semicolons a
-    spreadsheet set to a decimal comma separates fields with, or capitalised column names."""
+    spreadsheet set to a decimal comma separates fields with, or the tabs of its text export."""
     if ";" in header and "," not in header:
         return (
             ": fields are separated by commas, not semicolons (a spreadsheet set to a decimal comma "
             "saves with semicolons); write amounts with a decimal point, as 1234.50"
         )
-    if _valid_columns(_names(header.lower())):
-        return ": the column names are lower case"
+    if "\t" in header and "," not in header:
+        return ': fields are separated by commas, not tabs (as a spreadsheet saves "Text"): save as "CSV UTF-8"'
     return ""
 
 
 @dataclass(frozen=True)
 class RecordFormat:
-    """The columns of one file, in its header's order, and the patterns its lines must match:
-    ``line`` for one line (quoted fields allowed, values captured), ``block`` for every line of
-    a block whose fields are all bare."""
+    """The columns of one file, in its header's order (their names in lower case), and the
+    patterns its lines must match: ``line`` for one line (quoted fields allowed, values
+    captured), ``block`` for every line of a block whose fields are all bare. ``expected`` is
+    what a :data:`CHECKED` column must say on every line."""
 
     columns: tuple[str, ...]
     currency: Currency
+    expected: Mapping[str, str]
     line: re.Pattern[str]
     block: re.Pattern[str]
 
     @classmethod
-    def from_header(cls, header: str, currency: Currency) -> RecordFormat:
-        columns = _names(header)
-        if not _valid_columns(columns):
-            raise MalformedRecords(
-                1,
-                f"the header must name the columns {', '.join(REQUIRED)} and optionally "
-                f"{', '.join(OPTIONAL)}, each once, in any order; got {_quoted(header)}{_header_hint(header)}",
-            )
-        values = {**_VALUES, "amount": (_amount_pattern(currency),) * 2}
-        line = ",".join(_field(name, *values[name]) for name in columns)
-        block = ",".join(values[name][0] for name in columns)
-        return cls(columns, currency, re.compile(line), re.compile(f"^{block}$", re.MULTILINE))
+    def from_header(cls, header: str, currency: Currency, expected: Mapping[str, str]) -> RecordFormat:
+        try:
+            columns = _names(header)
+        except csv.Error:
+            columns = ()
+        if problem := _column_problem(columns):
+            raise MalformedRecords(1, f"{problem}; got {_quoted(header)}{_header_hint(header)}")
+        values = {
+            **_VALUES,
+            "amount": (_amount_pattern(currency),) * 2,
+            **{name: (re.escape(expected[name]),) * 2 for name in CHECKED},
+        }
+        line = ",".join(_field(name, *values.get(name, _ANY)) for name in columns)
+        block = ",".join(values.get(name, _ANY)[0] for name in columns)
+        return cls(columns, currency, expected, re.compile(line), re.compile(f"^{block}$", re.MULTILINE))
 
     def value(self, match: re.Match[str], name: str) -> str | None:
         """The field ``name`` of a matched line, unquoted (``None`` for an empty field, bare or
@@ -172,6 +213,7 @@ class RecordFormat:
 
     def to_minor(self, amount: str) -> int:
         """An amount the pattern accepted, in minor units (exact: no rounding is ever needed)."""
+        amount = amount.strip(" ")
         negative = amount.startswith("-")
         whole, _, fraction = amount.lstrip("-").partition(".")
         scale: int = 10**self.currency.minor_units
@@ -192,9 +234,12 @@ class RecordFormat:
         """Why one line is refused, in words; ``None`` if it is a good record."""
         if self.line.fullmatch(text) is not None:
             return None
-        if not text:
-            return "an empty line; every line after the header is one record"
-        names = _names(text)
+        if not text.strip(" ,"):
+            return EMPTY_LINE
+        try:
+            names = _names(text)
+        except csv.Error:
+            names = ()
         if names == self.columns:
             return "repeats the header: a file has one header line, its first (were two files joined?)"
         if sorted(names) == sorted(self.columns):
@@ -240,18 +285,49 @@ class RecordFormat:
         if name == "reference" and value != value.strip():
             return f"{_quoted(value)} starts or ends with a space; write the reference as the statement prints it"
         if name == "amount" and not re.fullmatch(_amount_pattern(self.currency), value):
-            return (
-                f"{_quoted(value)} is not an amount in {self.currency.code}: write an exact decimal such as "
-                f"-1234.5, with at most {self.currency.minor_units} decimals and {MAX_INTEGER_DIGITS} "
-                f"integer digits, a decimal point and no thousands separator"
-            )
+            return self._amount_problem(value)
         if name == "counterparty" and value and value != EXCHANGE and not _PROGRAM_ID.match(value):
             return f"{_quoted(value)} is neither a program id nor {EXCHANGE}"
         if name == "date" and value and not re.fullmatch(_DATE_SHAPE, value):
             return f"{_quoted(value)} is not a date written YYYY-MM-DD"
         if name == "date" and value and not re.fullmatch(_DATE, value):
             return f"{_quoted(value)} is not a date on the calendar"
+        if name in CHECKED and value != self.expected[name]:
+            return (
+                f"{_quoted(value)} is not {self.expected[name]}: a file holds one partner's records of one "
+                "period, in the settlement currency"
+            )
         return None
+
+    def _amount_problem(self, value: str) -> str:
+        """Why ``value`` is no amount: the rule, and the cause where a spreadsheet's habit shows.
+        What a figure may mean in another convention is refused, never guessed."""
+        code, places = self.currency.code, self.currency.minor_units
+        rule = (
+            f"{_quoted(value)} is not an amount in {code}: write an exact decimal such as -1234.5, with at most "
+            f"{places} decimals and {MAX_INTEGER_DIGITS} integer digits, a decimal point and no thousands separator"
+        )
+        figure = value.strip(" ")
+        decimals = re.fullmatch(r"-?\d+\.(\d+)", figure)
+        if re.fullmatch(r"\(.*\)", figure):
+            return f"{rule}; a negative amount takes a minus sign (-3.00), not parentheses"
+        if _NOT_A_NUMBER.fullmatch(figure):
+            return f"{rule}; NaN, Infinity and exponents (1e3) are not exact decimals"
+        if re.search(r"\d", figure) and (
+            re.search(r"[A-Za-z]", figure) or any(unicodedata.category(c) == "Sc" for c in figure)
+        ):
+            return f"{rule}; write the figure alone, without a currency sign or code: amounts are in the settlement currency"
+        if "," in figure:
+            return (
+                f"{rule}; a comma may be a decimal comma or a thousands separator "
+                "(1,234.50 and 1.234,50 mean the same in different spreadsheets), so it is not guessed"
+            )
+        if decimals and len(decimals[1]) > places:
+            return (
+                f"{rule}; it has {len(decimals[1])} decimals, more than the currency has (where a dot separates "
+                f"thousands it reads {figure.replace('.', '')}), so it is not guessed"
+            )
+        return rule
 
 
 @dataclass(frozen=True)
@@ -271,22 +347,39 @@ class Batch:
         return rows
 
 
+def _without_trailing_empty_lines(text: str) -> tuple[str, int]:
+    """``text`` (whole lines) without the empty lines (or rows of empty fields) it ends with,
+    and how many those were. Looks only at the lines it removes, and the one before them."""
+    end, empty = len(text), 0
+    while end:
+        start = text.rfind("\n", 0, end - 1) + 1
+        if text[start : end - 1].strip(" ,"):
+            break
+        end, empty = start, empty + 1
+    return text[:end], empty
+
+
 class RecordReader:
     """Validates a partner's file block by block while handing it on in batches.
 
-    After the batches are exhausted, :attr:`lines` is the number of records read and
+    ``partner`` and ``period`` are the import's: what a ``partner`` or ``period`` column must
+    say. After the batches are exhausted, :attr:`lines` is the number of records read and
     :attr:`sha256` the digest of every byte read.
     """
 
-    def __init__(self, source: ByteSource, currency: Currency) -> None:
+    def __init__(self, source: ByteSource, currency: Currency, *, partner: str, period: str) -> None:
         self._source = source
         self._digest = hashlib.sha256()
         self._lines_read = 0  # whole lines handed on so far, the header included
         self.lines = 0
         self._blocks = self._read_blocks()
-        block = next(self._blocks, b"").removeprefix(_BOM)
+        block = next(self._blocks, b"")
+        if block.startswith(_UTF16_BOMS):
+            raise MalformedRecords(1, UTF16)
+        block = block.removeprefix(_BOM)
         header, _, self._first = block.partition(b"\n")
-        self.format = self._parse_header(header, currency, empty=not block.strip())
+        expected = {"partner": partner, "period": period, "currency": currency.code}
+        self.format = self._parse_header(header, currency, expected, empty=not block.strip())
 
     @property
     def sha256(self) -> str:
@@ -300,9 +393,10 @@ class RecordReader:
             data, rest = rest + data, b""
             cut = data.rfind(b"\n") + 1
             if len(data) - cut > MAX_LINE_BYTES:
-                raise MalformedRecords(
-                    self._lines_read + data.count(b"\n", 0, cut) + 1, f"a line over {MAX_LINE_BYTES} bytes"
-                )
+                line = self._lines_read + data.count(b"\n", 0, cut) + 1
+                if not cut and b"\r" in data:
+                    raise MalformedRecords(line, CARRIAGE_RETURNS)
+                raise MalformedRecords(line, f"a line over {MAX_LINE_BYTES} bytes")
             rest = data[cut:]
             if cut:
                 self._lines_read += data.count(b"\n", 0, cut)
@@ -312,41 +406,52 @@ class RecordReader:
             yield rest + b"\n"
 
     @staticmethod
-    def _parse_header(header: bytes, currency: Currency, *, empty: bool) -> RecordFormat:
+    def _parse_header(header: bytes, currency: Currency, expected: Mapping[str, str], *, empty: bool) -> RecordFormat:
         if empty:
             raise MalformedRecords(1, "the file is empty: its first line must be the header")
         if not header.strip():
             raise MalformedRecords(1, "an empty line; the first line must be the header")
+        if b"\x00" in header:
+            raise MalformedRecords(1, UTF16)
         try:
             text = header.decode("utf-8").removesuffix("\r")
         except UnicodeDecodeError:
             raise MalformedRecords(1, NOT_UTF8) from None
         if "\r" in text:
-            raise MalformedRecords(
-                1,
-                "lines end in a carriage return alone (as old Mac spreadsheets save them): save with LF or CRLF line ends",
-            )
-        return RecordFormat.from_header(text, currency)
+            raise MalformedRecords(1, CARRIAGE_RETURNS)
+        return RecordFormat.from_header(text, currency, expected)
 
-    def _check(self, raw: bytes, first_line: int) -> str:
-        """The block's lines as text, once every one of them is a good record."""
+    @staticmethod
+    def _decode(raw: bytes, first_line: int) -> str:
+        """A block's lines as text, each ending in LF."""
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
             raise MalformedRecords(first_line + raw.count(b"\n", 0, error.start), NOT_UTF8) from None
-        if "\r" in text:
-            text = text.replace("\r\n", "\n")
+        return text.replace("\r\n", "\n") if "\r" in text else text
+
+    def _check(self, text: str, first_line: int) -> None:
+        """Refuse the first line of ``text`` that is not a good record."""
         if '"' in text or len(self.format.block.findall(text)) != text.count("\n"):
             for index, line in enumerate(text.split("\n")[:-1]):
                 if problem := self.format.problem(line):
                     raise MalformedRecords(first_line + index, problem)
-        return text
 
     def batches(self) -> Iterator[Batch]:
+        """The records, a block at a time. Empty lines that end a block are held back until the
+        next block shows whether they end the file (dropped) or sit among records (refused)."""
         first_line = 2
+        empty_from: int | None = None  # the first of the empty lines held back
         for raw in itertools.chain([self._first] if self._first else [], self._blocks):
-            text = self._check(raw, first_line)
-            lines = text.count("\n")
-            yield Batch(first_line, text, lines)
-            first_line += lines
-            self.lines = first_line - 2
+            text, empty = _without_trailing_empty_lines(self._decode(raw, first_line))
+            if text and empty_from is not None:
+                raise MalformedRecords(empty_from, EMPTY_LINE)
+            if text:
+                self._check(text, first_line)
+                lines = text.count("\n")
+                yield Batch(first_line, text, lines)
+                first_line += lines
+                self.lines = first_line - 2
+            if empty and empty_from is None:
+                empty_from = first_line
+            first_line += empty

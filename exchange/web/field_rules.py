@@ -20,7 +20,7 @@ from string import Formatter
 
 from exchange.errors import ExchangeError
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.records import NOT_UTF8, OPTIONAL, REQUIRED
+from exchange.settlement.records import CARRIAGE_RETURNS, EMPTY_LINE, NOT_UTF8, REQUIRED, UTF16
 from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE
 
 #: Values that are whole numbers (written with thousands commas, maybe negative).
@@ -62,28 +62,31 @@ CHOSEN_ID_TEMPLATE = CHOSEN_ID_RULE.replace(f"1 to {CHOSEN_ID_LENGTH} ", "{least
 #: :mod:`exchange.settlement.reconciliation`), each the reason of a
 #: :class:`~exchange.settlement.errors.MalformedRecords` (``line {line}: {reason}; nothing was
 #: imported``). ``{got}`` is the value as the refusal quotes it; ``{column}``, a column's name.
-_HEADER = (
-    f"the header must name the columns {', '.join(REQUIRED)} and optionally {', '.join(OPTIONAL)}, "
-    "each once, in any order; got {got}"
-)
+_HEADER = f"the header must name the columns {' and '.join(REQUIRED)}: {{column}} is missing; got {{got}}"
 _FIELDS = "{fields} fields, but the header names {most}"
+_AMOUNT = (
+    "{column}: {got} is not an amount in {currency}: write an exact decimal such as -1234.5, with at most "
+    "{decimals} decimals and {digits} integer digits, a decimal point and no thousands separator"
+)
 RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     ("RECORDS_NOT_UTF8", NOT_UTF8),
+    ("RECORDS_UTF16", UTF16),
     ("RECORDS_EMPTY", "the file is empty: its first line must be the header"),
     ("RECORDS_NO_HEADER", "an empty line; the first line must be the header"),
-    (
-        "RECORDS_CARRIAGE_RETURNS",
-        "lines end in a carriage return alone (as old Mac spreadsheets save them): save with LF or CRLF line ends",
-    ),
+    ("RECORDS_CARRIAGE_RETURNS", CARRIAGE_RETURNS),
     (
         "RECORDS_HEADER_SEMICOLONS",
         _HEADER + ": fields are separated by commas, not semicolons (a spreadsheet set to a decimal comma "
         "saves with semicolons); write amounts with a decimal point, as 1234.50",
     ),
-    ("RECORDS_HEADER_CASE", _HEADER + ": the column names are lower case"),
+    (
+        "RECORDS_HEADER_TABS",
+        _HEADER + ': fields are separated by commas, not tabs (as a spreadsheet saves "Text"): save as "CSV UTF-8"',
+    ),
     ("RECORDS_HEADER", _HEADER),
+    ("RECORDS_HEADER_TWICE", "the header names the column {column} twice; got {got}"),
     ("RECORDS_LONG_LINE", "a line over {most} bytes"),
-    ("RECORDS_EMPTY_LINE", "an empty line; every line after the header is one record"),
+    ("RECORDS_EMPTY_LINE", EMPTY_LINE),
     (
         "RECORDS_HEADER_AGAIN",
         "repeats the header: a file has one header line, its first (were two files joined?)",
@@ -108,15 +111,31 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
         "RECORDS_REFERENCE_SPACES",
         "{column}: {got} starts or ends with a space; write the reference as the statement prints it",
     ),
+    ("RECORDS_AMOUNT_PARENTHESES", _AMOUNT + "; a negative amount takes a minus sign (-3.00), not parentheses"),
+    ("RECORDS_AMOUNT_NOT_A_NUMBER", _AMOUNT + "; NaN, Infinity and exponents (1e3) are not exact decimals"),
     (
-        "RECORDS_AMOUNT",
-        "{column}: {got} is not an amount in {currency}: write an exact decimal such as -1234.5, with at most "
-        "{decimals} decimals and {digits} integer digits, a decimal point and no thousands separator",
+        "RECORDS_AMOUNT_CURRENCY",
+        _AMOUNT + "; write the figure alone, without a currency sign or code: amounts are in the settlement currency",
     ),
+    (
+        "RECORDS_AMOUNT_COMMA",
+        _AMOUNT + "; a comma may be a decimal comma or a thousands separator "
+        "(1,234.50 and 1.234,50 mean the same in different spreadsheets), so it is not guessed",
+    ),
+    (
+        "RECORDS_AMOUNT_DECIMALS",
+        _AMOUNT + "; it has {places} decimals, more than the currency has (where a dot separates "
+        "thousands it reads {whole}), so it is not guessed",
+    ),
+    ("RECORDS_AMOUNT", _AMOUNT),
     ("RECORDS_COUNTERPARTY", f"{{column}}: {{got}} is neither a program id nor {EXCHANGE}"),
     ("RECORDS_COUNTERPARTY", f"{{column}}: {{got}} is neither a program of the coalition nor {EXCHANGE}"),
     ("RECORDS_DATE", "{column}: {got} is not a date written YYYY-MM-DD"),
     ("RECORDS_CALENDAR", "{column}: {got} is not a date on the calendar"),
+    (
+        "RECORDS_NOT_THIS_IMPORT",
+        "{column}: {got} is not {expected}: a file holds one partner's records of one period, in the settlement currency",
+    ),
     ("RECORDS_UNREADABLE", "cannot be read as the header's columns"),
 )
 

@@ -325,7 +325,7 @@ async def test_a_malformed_upload_names_its_line_and_imports_nothing(kit: Exchan
         "code": "BAD_USER_INPUT",
         "field": "csv",
         "line": 4,
-        "reason": "amount: '1.234' is not an amount in TWD: write an exact decimal such as -1234.5, with at most 2 decimals and 15 integer digits, a decimal point and no thousands separator",
+        "reason": "amount: '1.234' is not an amount in TWD: write an exact decimal such as -1234.5, with at most 2 decimals and 15 integer digits, a decimal point and no thousands separator; it has 3 decimals, more than the currency has (where a dot separates thousands it reads 1234), so it is not guessed",
     }
     nothing = (
         await kit.graphql(

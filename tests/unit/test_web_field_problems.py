@@ -96,7 +96,9 @@ REFUSED_FILES = [
     b"",
     b"\nreference,amount\nr,1\n",
     b"ref,amount\n",
-    b"Reference,Amount\nr,1\n",
+    b"reference,amount,Amount\nr,1,2\n",
+    b"reference\tamount\nr\t1\n",
+    "reference,amount\nr,1\n".encode("utf-16"),
     b"reference;amount\nr;1234,50\n",
     b"reference,amount\rr,1\r",
     b"reference,amount\nr,1\nreference,amount\n",
@@ -105,6 +107,13 @@ REFUSED_FILES = [
     b"reference,amount\nr,1,2\n",
     b"reference,amount\nr,-1234,50\n",
     b"reference,amount\nr,1.234\n",
+    b"reference,amount\nr,(3.00)\n",
+    b"reference,amount\nr,NaN\n",
+    b"reference,amount\nr,NT$12.50\n",
+    b'reference,amount\nr,"1.234,50"\n',
+    b"reference,amount\nr,12.5.0\n",
+    b"reference,amount,currency\nr,1,USD\n",
+    b"reference,amount,partner\nr,1,wallet-pay\n",
     b"reference,amount\n,5\n",
     b"reference,amount\nconversion:a ,5\n",
     b'reference,amount\nab"c,5\n',
@@ -123,7 +132,7 @@ REFUSED_FILES = [
 def test_why_a_records_file_is_refused_is_said_in_the_readers_language(data: bytes) -> None:
     """The settlement console's upload said the reader's English reason on a Chinese page."""
     with pytest.raises(MalformedRecords) as refused:
-        for _ in RecordReader(io.BytesIO(data), Currency("TWD", 2)).batches():
+        for _ in RecordReader(io.BytesIO(data), Currency("TWD", 2), partner="fresh-mart", period="2026-11").batches():
             pass
     problem = FieldProblem.of(refused.value)
     assert problem.rule is not None and problem.rule.startswith("RECORDS_"), problem.text

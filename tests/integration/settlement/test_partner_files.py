@@ -1,0 +1,112 @@
+"""Partner records files as finance teams really write them, through the reconciliation
+service: each is matched correctly, or refused at its line naming the column and the rule,
+with nothing imported (the files: tests/records_files.py; the reader's rules:
+tests/unit/test_partner_records.py)."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import select
+
+from exchange.services.settlement import SettlementService
+from exchange.settlement.errors import MalformedRecords
+from exchange.settlement.models import Reconciliation, ReconciliationBreak
+from exchange.testing.clock import FrozenClock
+from tests.integration.settlement.conftest import conversion, post
+from tests.integration.settlement.test_reconciliation import closed_november
+from tests.records_files import Compared, PeriodLedger, Refused, files, outcome_is
+
+#: What closed_november leaves fresh-mart in 2026-11, with wallet-pay → tune-stream as others'.
+NOVEMBER_LEDGER = PeriodLedger(
+    partner="fresh-mart",
+    period="2026-11",
+    lines=(
+        ("conversion:c1", "-100.00"),
+        ("redemption:r1", "24.75"),
+        ("conversion:c2", "12.22"),
+        ("conversion:c4", "-7.00"),
+    ),
+    reversed=("conversion:c3", "5.00"),
+    other="conversion:c5",
+)
+
+
+@pytest.fixture
+async def closed(settlement: SettlementService, clock: FrozenClock) -> SettlementService:
+    await post(settlement, [conversion("c5", "wallet-pay", "tune-stream", 300)])
+    return await closed_november(settlement, clock)
+
+
+async def imported(service: SettlementService) -> tuple[int, int]:
+    async with service.db.transaction() as session:
+        reconciliations = (await session.exec(select(func.count()).select_from(Reconciliation))).one()
+        breaks = (await session.exec(select(func.count()).select_from(ReconciliationBreak))).one()
+    return reconciliations, breaks
+
+
+async def test_every_file_a_finance_team_sends_is_matched_or_refused_at_its_line(closed: SettlementService) -> None:
+    wrong: dict[str, object] = {}  # every file whose outcome is not the expected one, with what it was
+    for name, (data, expected) in files(NOVEMBER_LEDGER).items():
+        before = await imported(closed)
+        try:
+            row = (await closed.import_records("fresh-mart", "2026-11", io.BytesIO(data), by="t")).reconciliation
+        except MalformedRecords as refused:
+            found: Compared | Refused = Refused(refused.line, refused.reason)
+            if await imported(closed) != before:
+                wrong[f"{name}: imported though refused"] = found
+        else:
+            found = Compared(
+                row.lines,
+                row.matched,
+                row.amount_mismatch,
+                row.missing_in_ledger,
+                row.duplicate,
+                row.missing_in_partner,
+            )
+        if not outcome_is(found, expected):
+            wrong[name] = found
+    assert wrong == {}
+
+
+class GeneratedFile:
+    """A file of ``records`` lines made as it is read, so the test holds no copy of it."""
+
+    def __init__(self, records: int) -> None:
+        self._chunks = self._make(records)
+        self._rest = b""
+
+    @staticmethod
+    def _make(records: int) -> Iterator[bytes]:
+        yield b"\xef\xbb\xbfReference,Amount,Note\r\nconversion:c1,-100.00,first\r\n"
+        for start in range(0, records - 1, 5_000):
+            yield b"".join(
+                b'conversion:x%08d,1.00,"booked, not billed"\r\n' % n
+                for n in range(start, min(start + 5_000, records - 1))
+            )
+
+    def read(self, size: int = -1, /) -> bytes:
+        while len(self._rest) < size and (chunk := next(self._chunks, None)) is not None:
+            self._rest += chunk
+        data, self._rest = self._rest[:size], self._rest[size:]
+        return data
+
+
+async def test_a_file_of_200k_rows_is_read_in_flat_memory_and_matched_in_the_database(
+    pg_settlement: SettlementService, clock: FrozenClock
+) -> None:
+    """200,000 rows (about 10 MB) pass through the validator a block at a time into PostgreSQL's
+    COPY and one set-based classification: the Python heap's peak stays a few blocks' size."""
+    service = await closed_november(pg_settlement, clock)
+    tracemalloc.start()
+    try:
+        row = (await service.import_records("fresh-mart", "2026-11", GeneratedFile(200_000), by="t")).reconciliation
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (row.lines, row.matched, row.missing_in_ledger, row.missing_in_partner) == (200_000, 1, 199_999, 3)
+    assert peak < 16 * 1024 * 1024, f"peak {peak:,} bytes"

@@ -1,0 +1,152 @@
+"""Partner records files as finance teams' spreadsheets and ERPs really write them, each with
+what the exchange must make of it: how its lines compare (:class:`Compared`) or the line and
+rule it is refused at (:class:`Refused`). Built from what a period's ledger holds for one
+partner, so that the service's tests and a front end's run the same files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PeriodLedger:
+    """What the ledger holds for ``partner`` in ``period``: ``lines`` (reference and amount, as
+    the statement prints them, none netting to zero), a conversion the exchange ``reversed``
+    within the period (its reference and its amount before the reversal), and a reference
+    between two ``other`` partners."""
+
+    partner: str
+    period: str
+    lines: tuple[tuple[str, str], ...]
+    reversed: tuple[str, str]
+    other: str
+
+
+@dataclass(frozen=True)
+class Compared:
+    """An accepted file: its record count, and how many lines fell in each class."""
+
+    lines: int
+    matched: int
+    amount_mismatch: int = 0
+    missing_in_ledger: int = 0
+    duplicate: int = 0
+    missing_in_partner: int = 0
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A refused file: its first bad line, and words of the reason (the column and the rule)."""
+
+    line: int
+    reason: str
+
+
+def outcome_is(found: object, expected: Compared | Refused) -> bool:
+    """Whether a file's outcome is the expected one (a refusal: its line, and the words in its reason)."""
+    if isinstance(found, Refused) and isinstance(expected, Refused):
+        return found.line == expected.line and expected.reason in found.reason
+    return found == expected
+
+
+def _file(header: str, rows: list[str], end: str = "\n") -> bytes:
+    return end.join([header, *rows, ""]).encode()
+
+
+def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
+    """Every file a finance team might send for ``ledger``'s partner and period, by name."""
+    n = len(ledger.lines)
+    body = [f"{reference},{amount}" for reference, amount in ledger.lines]
+    first_reference, first_amount = ledger.lines[0]
+    every = Compared(n, n)
+    header = "reference,amount"
+
+    def bad_amount(amount: str) -> bytes:
+        return _file(header, [f"{first_reference},{amount}", *body[1:]])
+
+    return {
+        # Encodings and line ends.
+        "utf8-bom-crlf": (b"\xef\xbb\xbf" + _file(header, body, "\r\n"), every),
+        "utf16": (_file(header, body).decode().encode("utf-16"), Refused(1, "UTF-16 text")),
+        "latin1": (
+            _file(header, [*body, "redemption:caf\u00e9,1.00"]).decode().encode("latin-1"),
+            Refused(n + 2, "not UTF-8"),
+        ),
+        "lone-cr": (_file(header, body, "\r"), Refused(1, "carriage return alone")),
+        "trailing-empty-lines": (_file(header, body) + b"\n,,\n", every),
+        "no-final-newline": (_file(header, body).removesuffix(b"\n"), every),
+        "empty-line-among-records": (_file(header, [body[0], "", *body[1:], "x,1"]), Refused(3, "an empty line")),
+        # Quoting, separators, columns.
+        "quotes-inside-a-field": (
+            _file("reference,note,amount", [f'"{r}","paid, see ""memo"" 7",{a}' for r, a in ledger.lines]),
+            Refused(2, "note: holds a double quote"),
+        ),
+        "quoted-commas": (
+            _file("reference,note,amount", [f'"{r}","paid, on time","{a}"' for r, a in ledger.lines]),
+            every,
+        ),
+        "line-break-in-a-field": (
+            _file("reference,note,amount", [f'{first_reference},"two\nlines",{first_amount}']),
+            Refused(2, "a quoted field does not end on its line"),
+        ),
+        "semicolons": (
+            _file("reference;amount", [row.replace(",", ";") for row in body]),
+            Refused(1, "not semicolons"),
+        ),
+        "tabs": (_file("reference\tamount", [row.replace(",", "\t") for row in body]), Refused(1, "not tabs")),
+        "another-order-extra-columns-any-case": (
+            _file(
+                " Amount ,Description,REFERENCE , Member No",
+                [f'{a},"{r}, as booked",{r},m-{i}' for i, (r, a) in enumerate(ledger.lines)],
+            ),
+            every,
+        ),
+        "missing-column": (_file("reference,value", body), Refused(1, "amount is missing")),
+        "checked-columns-of-this-import": (
+            _file(
+                "partner,period,currency,reference,amount",
+                [f"{ledger.partner},{ledger.period},TWD,{row}" for row in body],
+            ),
+            every,
+        ),
+        # Amounts.
+        "amount-thousands-comma": (bad_amount('"1,234.50"'), Refused(2, "amount: '1,234.50' is not an amount")),
+        "amount-decimal-comma": (bad_amount('"1.234,50"'), Refused(2, "a comma may be a decimal comma")),
+        "amount-spaces": (_file(header, [f"{r}, {a} " for r, a in ledger.lines]), every),
+        "amount-12.500": (bad_amount("12.500"), Refused(2, "it has 3 decimals")),
+        "amount-parentheses": (bad_amount("(3.00)"), Refused(2, "not parentheses")),
+        "amount-exponent": (bad_amount("1e3"), Refused(2, "exponents")),
+        "amount-nan": (bad_amount("NaN"), Refused(2, "amount: 'NaN' is not an amount")),
+        "amount-infinity": (bad_amount("Infinity"), Refused(2, "amount: 'Infinity' is not an amount")),
+        "amount-more-decimals": (bad_amount("1.005"), Refused(2, "more than the currency has")),
+        "amount-another-currency-sign": (bad_amount("US$3.00"), Refused(2, "without a currency sign or code")),
+        "amount-another-currency-column": (
+            _file("reference,amount,currency", [f"{row},TWD" for row in body[:-1]] + [f"{body[-1]},USD"]),
+            Refused(n + 1, "currency: 'USD' is not TWD"),
+        ),
+        "points-with-separators": (bad_amount('"1 000"'), Refused(2, "amount: '1 000' is not an amount")),
+        # What the lines say.
+        "the-same-row-twice": (_file(header, [*body, body[0]]), Compared(n + 1, n, duplicate=1)),
+        "another-partners-row": (
+            _file(header, [*body, f"{ledger.other},1.00"]),
+            Compared(n + 1, n, missing_in_ledger=1),
+        ),
+        "another-partner-named": (
+            _file(
+                "partner,reference,amount", [f"{ledger.partner},{row}" for row in body] + [f"not-{ledger.partner},x,1"]
+            ),
+            Refused(n + 2, f"partner: 'not-{ledger.partner}' is not {ledger.partner}"),
+        ),
+        "another-period-named": (
+            _file("reference,amount,period", [f"{row},{ledger.period}" for row in body] + ["x,1,1999-01"]),
+            Refused(n + 2, f"period: '1999-01' is not {ledger.period}"),
+        ),
+        "reversed-listed-as-first-booked": (
+            _file(header, [*body, ",".join(ledger.reversed)]),
+            Compared(n + 1, n, amount_mismatch=1),
+        ),
+        "reversed-listed-net": (_file(header, [*body, f"{ledger.reversed[0]},0.00"]), Compared(n + 1, n + 1)),
+        "empty": (b"", Refused(1, "the file is empty")),
+        "header-only": (_file(header, []), Compared(0, 0, missing_in_partner=n)),
+        "header-and-empty-lines": (_file(header, ["", ""]), Compared(0, 0, missing_in_partner=n)),
+    }
