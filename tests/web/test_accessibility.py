@@ -261,3 +261,105 @@ def test_no_page_of_the_consoles_or_the_portal_has_an_accessibility_violation(
     routed = {path for path, method, _ in web_pages(gateway.app) if method == "GET"} - NOT_PAGES
     assert routed - audit.visited == set(), "pages no test here visits: add them"
     assert audit.found == {}, "\n".join(f"{page}:\n  " + "\n  ".join(found) for page, found in audit.found.items())
+
+
+def tab_to(page: Page, selector: str, *, most: int = 60) -> None:
+    """Press Tab from where the focus is until it reaches ``selector``, as a keyboard user does."""
+    for _ in range(most):
+        if page.locator(selector).evaluate("element => element === document.activeElement"):
+            return
+        page.keyboard.press("Tab")
+    pytest.fail(f"{most} presses of Tab never reached {selector}")
+
+
+def type_over(page: Page, text: str) -> None:
+    """Replace what the focused field holds with ``text``, from the keyboard."""
+    page.keyboard.press("ControlOrMeta+A")
+    page.keyboard.type(text)
+
+
+def expect_focus_on_error(page: Page, selector: str) -> None:
+    """The refused form came back with the focus on the field in error, which is marked invalid
+    and described by its error."""
+    field = page.locator(selector)
+    expect(field).to_be_focused()
+    expect(field).to_have_attribute("aria-invalid", "true")
+    described_by = field.get_attribute("aria-describedby") or ""
+    errors = [page.locator(f"[id='{name}']") for name in described_by.split()]
+    assert errors and any(error.inner_text().strip() for error in errors), f"{selector} names no error"
+
+
+@pytest.fixture
+def keyboard_context(browser: Browser, site: Site) -> Iterator[BrowserContext]:
+    context = open_context(browser, site.gateway)
+    context.set_default_timeout(10_000)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def test_the_staff_sign_in_and_closing_forms_work_from_the_keyboard_and_focus_their_error(
+    keyboard_context: BrowserContext, site: Site
+) -> None:
+    page = keyboard_context.new_page()
+    staff = site.gateway.person(Role.SETTLEMENT)
+    page.goto("/console/sign-in")
+    tab_to(page, "#username")
+    page.keyboard.type(staff.username)
+    page.keyboard.press("Tab")
+    page.keyboard.type("not the password")
+    page.keyboard.press("Enter")
+    # A refused sign-in names no field (it does not say which was wrong): the focus is on why.
+    expect(page.locator("#sign-in-problem")).to_be_focused()
+    tab_to(page, "#password")
+    page.keyboard.type(staff.password)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/console/$"))
+
+    page.goto("/console/settlement/")
+    tab_to(page, "#period")
+    type_over(page, "2026-13")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("must be a year and month")
+    expect_focus_on_error(page, "#period")
+
+
+def test_a_partner_publishes_a_reward_from_the_keyboard_after_the_focus_goes_to_its_error(
+    keyboard_context: BrowserContext, site: Site
+) -> None:
+    page = keyboard_context.new_page()
+    console_sign_in(page, site.gateway.person(Role.PARTNER, PARTNER))
+    expect(page).to_have_url(re.compile(r"/console/$"))
+    page.goto("/console/partner/rewards/new")
+    tab_to(page, "#f-title")
+    for text in ("Lounge pass", "One visit.", "eighty"):  # title, description, price
+        page.keyboard.type(text)
+        page.keyboard.press("Tab")
+    page.keyboard.type("3")  # stock
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("Nothing was changed")
+    expect_focus_on_error(page, "#f-price")
+    expect(page.locator("#f-price")).to_have_attribute("inputmode", "decimal")  # a phone's keypad with a point
+    type_over(page, "80")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text("The reward is published.")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Lounge pass")
+
+
+def test_a_member_asks_for_a_quote_from_the_keyboard_after_the_focus_goes_to_its_error(
+    keyboard_context: BrowserContext, site: Site, member: Member
+) -> None:
+    keyboard_context.add_cookies(member.cookies)  # type: ignore[arg-type]
+    page = keyboard_context.new_page()
+    page.goto("/portal/convert")
+    tab_to(page, "#from-program")
+    page.keyboard.press("Tab")  # the second program is chosen already
+    page.keyboard.press("Tab")
+    page.keyboard.type("many")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect_focus_on_error(page, "#points")
+    type_over(page, "5000")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile("/portal/convert/quotes/"))
