@@ -105,6 +105,11 @@ class Audit:
         """Run axe on the page as it stands; record its violations under ``label``. The page
         says which language it is in (screen readers pick their voice by it)."""
         assert page.evaluate("document.documentElement.lang") == self.language, label
+        # One who moves by headings hears each of a page's first two levels once: two alike
+        # read as one, whatever they head.
+        headings = page.locator("h1, h2").all_inner_texts()
+        if len(set(headings)) < len(headings):
+            self.found.setdefault(label, []).append(f"headings repeated: {headings}")
         page.add_script_tag(path=str(AXE))
         for violation in page.evaluate(AXE_RUN):
             self.found.setdefault(label, []).append(
