@@ -67,7 +67,8 @@ system-packages:
 	  fi; \
 	fi
 
-# The GraphQL-over-HTTP audit's Node.js packages (Node.js itself comes with system-packages).
+# The tests' Node.js packages (Node.js itself comes with system-packages): the GraphQL-over-HTTP
+# audit's, and axe-core, which tests/web/test_accessibility.py injects into every page.
 $(AUDIT): tests/audit/package-lock.json | system-packages
 	npm ci --prefix tests/audit --no-audit --no-fund --silent
 

@@ -125,13 +125,15 @@ class Refusal:
 
     code: ErrorCode
     said: Said
+    field: str | None = None
+    """The input the refusal is about (the error's ``field``), for the page to mark it in error."""
 
     @classmethod
     def of(cls, error: ExchangeError, programs: Mapping[str, Program]) -> Refusal:
         if isinstance(error, PartnerError) and not isinstance(error, PartnerRefusal):
             unanswered: dict[str, object] = {"program": _program_name(error.program_id, programs)}
-            return cls(error.code, Said(error.message, PARTNER_UNANSWERED, unanswered))
-        return cls(error.code, Said.of(error.message, programs))
+            return cls(error.code, Said(error.message, PARTNER_UNANSWERED, unanswered), error.field)
+        return cls(error.code, Said.of(error.message, programs), error.field)
 
 
 def _failure(text: str) -> tuple[reasons.Reason, dict[str, str]] | None:

@@ -154,13 +154,18 @@ class SettlementConsole:
 
     # Periods and closing
 
-    async def periods(self, request: Request, *, error: ExchangeError | None = None) -> Response:
+    async def periods(
+        self, request: Request, *, error: ExchangeError | None = None, entered: str | None = None
+    ) -> Response:
+        """The periods and the form that closes one; refused (``error``), the form keeps what
+        was ``entered``."""
         return self.pages.render(
             request,
             "console/settlement/periods.html",
             {
                 "periods": await self.settlement.periods(),
                 "previous": self.settlement.previous_period(),
+                "entered": entered,
                 "jobs": await self.settlement.recent_jobs(),
                 "error": FieldProblem.of(error) if error else None,
                 "can_write": WRITES.allows(visitor_of(request).principal),
@@ -173,7 +178,7 @@ class SettlementConsole:
         try:
             job = await self.settlement.request_close(_field(form, "period", 7), by=self._actor(request))
         except ExchangeError as refused:
-            return await self.periods(request, error=refused)
+            return await self.periods(request, error=refused, entered=form_text(form, "period")[:MAX_REASON])
         return RedirectResponse(f"{BASE}/jobs/{job.id}", status_code=303)
 
     async def job(self, request: Request) -> Response:

@@ -233,6 +233,15 @@ def published(client: httpx.Client, **form: str) -> str:
     return location.split("/rewards/")[1].split("?")[0]
 
 
+def test_the_forms_fields_ask_a_phone_for_its_number_keypad_and_cap_what_is_typed(air_client: httpx.Client) -> None:
+    """The attributes reach the browser as written, not escaped into values it ignores."""
+    form = air_client.get(f"{PARTNER}/rewards/new").text
+    assert re.search(r'id="f-price" [^>]*inputmode="decimal"', form), form
+    assert re.search(r'id="f-stock" [^>]*inputmode="numeric"', form)
+    assert re.search(r'id="f-title" [^>]*maxlength="120"', form)
+    assert "&#34;" not in form
+
+
 def test_a_reward_is_published_repriced_restocked_and_withdrawn(air_client: httpx.Client) -> None:
     refused = post(air_client, f"{PARTNER}/rewards", title="Seat upgrade", price="-3", stock="10")
     assert refused.status_code == 422 and "greater than 0" in field_error(refused.text, "price")
