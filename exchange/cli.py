@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: How many rows a listing's ``--first`` may ask for: what every listing service takes (1 to
+#: 500), checked as the option is read so that a wrong value names ``--first``.
+FIRST = click.IntRange(1, 500)
+
 #: How long ``serve``'s workers may take to answer uvicorn's health check (see ``serve``).
 WORKER_HEALTHCHECK_SECONDS = 60
 
@@ -351,7 +355,7 @@ def prune() -> None:
 
 @main.command()
 @click.option("--program", help="Only the writes waiting for this program's partner.")
-@click.option("--first", type=int, default=50, show_default=True, help="How many, oldest first.")
+@click.option("--first", type=FIRST, default=50, show_default=True, help="How many, oldest first.")
 @reports_errors
 def pending(program: str | None, first: int) -> None:
     """List the debits and credits waiting for a partner's late word, oldest first.
@@ -372,7 +376,7 @@ def pending(program: str | None, first: int) -> None:
 
 @main.command()
 @click.option("--program", help="Only the steps that ask this program's partner.")
-@click.option("--first", type=int, default=50, show_default=True, help="How many, longest failing first.")
+@click.option("--first", type=FIRST, default=50, show_default=True, help="How many, longest failing first.")
 @reports_errors
 def retrying(program: str | None, first: int) -> None:
     """List the conversions, redemptions and status matches a partner keeps failing.
@@ -725,7 +729,14 @@ def settle_sign_off(partner: str, note: str | None, actor: str | None, period: s
 
 @settle.command("statement")
 @click.option("--partner", required=True, help="A program id, or EXCHANGE for the exchange's fees.")
-@click.option("--format", "form", type=click.Choice(["json", "csv", "jws"]), default="json", show_default=True)
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["json", "csv", "jws"]),
+    default="json",
+    show_default=True,
+    help="The canonical JSON, its CSV rendering, or the JSON signed as a JWS.",
+)
 @click.option(
     "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of standard output."
 )
@@ -989,11 +1000,11 @@ def webhooks_list(program_id: str | None) -> None:
 @click.option(
     "--status", type=click.Choice(["PENDING", "DELIVERED", "DEAD", "CANCELLED"]), help="Only deliveries in this state."
 )
-@click.option("--first", type=int, default=50, show_default=True, help="How many, the latest event first.")
+@click.option("--first", type=FIRST, default=50, show_default=True, help="How many, the latest event first.")
 @click.argument("subscription")
 @reports_errors
 def webhooks_deliveries(status: str | None, first: int, subscription: str) -> None:
-    """The subscription's deliveries: id, event, status, tries and the last answer."""
+    """List the subscription's deliveries: id, event, status, tries and the last answer."""
     views = with_services(lambda services: services.webhooks.deliveries(None, subscription, status=status, first=first))
     for view in views:
         delivery, event = view.delivery, view.event
@@ -1005,11 +1016,11 @@ def webhooks_deliveries(status: str | None, first: int, subscription: str) -> No
 
 
 @webhooks.command("log")
-@click.option("--first", type=int, default=50, show_default=True, help="How many attempts, the latest first.")
+@click.option("--first", type=FIRST, default=50, show_default=True, help="How many attempts, the latest first.")
 @click.argument("subscription")
 @reports_errors
 def webhooks_log(first: int, subscription: str) -> None:
-    """The subscription's delivery log: every attempt with its time, answer and latency."""
+    """List the subscription's delivery log: every attempt with its time, answer and latency."""
     rows = with_services(lambda services: services.webhooks.attempts(None, subscription, first=first))
     for row in rows:
         answer = row.status_code if row.status_code is not None else "-"
@@ -1201,7 +1212,7 @@ def _held_line(row: Conversion | Redemption) -> str:
 
 
 @risk.command("held")
-@click.option("--first", type=click.IntRange(1, 500), default=50, show_default=True, help="How many at most of each.")
+@click.option("--first", type=FIRST, default=50, show_default=True, help="How many at most of each.")
 @reports_errors
 def risk_held(first: int) -> None:
     """List the conversions, then the redemptions, waiting for review, oldest first."""
@@ -1255,10 +1266,10 @@ def risk_reject(row_id: str, redemption: bool, reason: str, actor: str | None) -
 @click.option("--conversion", "conversion_id", help="Only about this conversion.")
 @click.option("--redemption", "redemption_id", help="Only about this redemption.")
 @click.option("--member", "member_id", help="Only about this member.")
-@click.option("--first", type=click.IntRange(1, 500), default=50, show_default=True, help="How many at most.")
+@click.option("--first", type=FIRST, default=50, show_default=True, help="How many at most.")
 @reports_errors
 def risk_decisions(conversion_id: str | None, redemption_id: str | None, member_id: str | None, first: int) -> None:
-    """The risk decision log, newest first: what each gate decided, and why."""
+    """List the risk decision log, newest first: what each gate decided, and why."""
     rows = with_services(
         lambda services: services.risk.decisions(
             conversion_id=conversion_id, redemption_id=redemption_id, member_id=member_id, first=first

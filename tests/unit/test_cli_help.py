@@ -1,0 +1,60 @@
+"""`exchange --help` and every command's `--help` read alike: each command says what it does
+with a verb, every option says what it is for, and the same option takes the same values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from exchange.cli import main
+
+
+def leaf_commands(command: click.Command = main, path: tuple[str, ...] = ()) -> Iterator[tuple[str, click.Command]]:
+    """Every command that runs something, with its command line after `exchange`."""
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from leaf_commands(sub, (*path, name))
+    else:
+        yield " ".join(path), command
+
+
+COMMANDS = list(leaf_commands())
+
+
+@pytest.mark.parametrize(("line", "command"), COMMANDS, ids=[line for line, _ in COMMANDS])
+def test_every_command_says_what_it_does_with_a_verb(line: str, command: click.Command) -> None:
+    first_word = command.get_short_help_str(200).split()[0]
+    assert first_word[0].isupper() and first_word not in {"The", "A", "An", "Its", "Every"}, (
+        f"`exchange {line}`: its help begins {first_word!r}, not with what it does"
+    )
+
+
+@pytest.mark.parametrize(("line", "command"), COMMANDS, ids=[line for line, _ in COMMANDS])
+def test_every_option_says_what_it_is_for(line: str, command: click.Command) -> None:
+    silent = [param.opts[0] for param in command.params if isinstance(param, click.Option) and not param.help]
+    assert silent == [], f"`exchange {line}`: options without help: {silent}"
+
+
+def test_every_listing_takes_first_from_1_to_500() -> None:
+    listings = [
+        (line, param.type)
+        for line, command in COMMANDS
+        for param in command.params
+        if isinstance(param, click.Option) and "--first" in param.opts
+    ]
+    assert len(listings) >= 6
+    for line, kind in listings:
+        assert isinstance(kind, click.IntRange) and (kind.min, kind.max) == (1, 500), f"exchange {line} --first: {kind}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["retrying"], ["pending"], ["webhooks", "deliveries", "sub"], ["webhooks", "log", "sub"], ["risk", "held"]],
+)
+def test_a_first_out_of_range_is_refused_naming_the_option_before_anything_runs(argv: list[str]) -> None:
+    result = CliRunner().invoke(main, [*argv, "--first", "0"], env={"EXCHANGE_DATABASE_URL": "sqlite:///nowhere/x.db"})
+    assert result.exit_code == 2
+    assert "Invalid value for '--first': 0 is not in the range 1<=x<=500." in result.output
