@@ -177,6 +177,7 @@ def test_every_documented_command_line_fits_the_command() -> None:
         REPO_ROOT / "README.md",
         *sorted((REPO_ROOT / "partners").glob("*.md")),
         *sorted((REPO_ROOT / "deploy").glob("*.md")),
+        *sorted((REPO_ROOT / "docs").glob("*.md")),
         REPO_ROOT / "bench" / "README.md",
         REPO_ROOT / "deploy" / "README.md",
         REPO_ROOT / "deploy" / "k8s" / "README.md",
