@@ -492,17 +492,17 @@ def coalition_expire() -> None:
 
 
 @ledger.command("archive")
-@click.option("--period", required=True, metavar="YYYY-MM", help="A closed period every partner has signed off.")
 @click.option(
     "--export",
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory to write the period's transactions and legs to (CSV), before they are detached.",
 )
+@click.argument("period")
 @reports_errors
-def ledger_archive(period: str, export: Path | None) -> None:
-    """Detach a settled period's ledger partitions (PostgreSQL), exporting them first if asked.
+def ledger_archive(export: Path | None, period: str) -> None:
+    """Detach the ledger partitions of PERIOD (YYYY-MM; PostgreSQL), exporting them first if asked.
 
-    Every statement of the period not issued yet is issued first (it is built from those rows).
+    PERIOD is a closed period every partner has signed off. Every statement of the period not issued yet is issued first (it is built from those rows).
     Its rows leave the ledger's tables as tables of their own (dump them, then drop them);
     `exchange ledger verify` then checks the period against its close anchor.
     """

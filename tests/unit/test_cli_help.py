@@ -58,3 +58,17 @@ def test_a_first_out_of_range_is_refused_naming_the_option_before_anything_runs(
     result = CliRunner().invoke(main, [*argv, "--first", "0"], env={"EXCHANGE_DATABASE_URL": "sqlite:///nowhere/x.db"})
     assert result.exit_code == 2
     assert "Invalid value for '--first': 0 is not in the range 1<=x<=500." in result.output
+
+
+def test_every_command_takes_its_period_as_an_argument() -> None:
+    """`exchange settle close 2026-11`, `exchange books P 2026-11`, `exchange ledger archive
+    2026-11`: a period is never an option of one command and an argument of the next."""
+    takers = {
+        line: param
+        for line, command in COMMANDS
+        for param in command.params
+        if param.name == "period" or "--period" in getattr(param, "opts", [])
+    }
+    assert len(takers) >= 8
+    options = [line for line, param in takers.items() if not isinstance(param, click.Argument)]
+    assert options == [], f"these take the period as an option: {options}"
