@@ -153,7 +153,8 @@ def main() -> None:
     Exit status:
       0  done
       1  `exchange ledger verify` found the ledger does not add up (it names the first
-         bad transaction or lot)
+         bad transaction or lot), or `exchange batches run` held back a partner's
+         batches for the next run (it names the partner and why)
       2  refused: a wrong option or argument, a bad setting, a database missing or not
          migrated, or a request the exchange refuses (a period not closed, breaks
          unresolved, ...); one line on standard error says why

@@ -3,6 +3,7 @@ with a verb, every option says what it is for, and the same option takes the sam
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 
 import click
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from exchange.cli import main
+from tests.conftest import REPO_ROOT
 
 
 def leaf_commands(command: click.Command = main, path: tuple[str, ...] = ()) -> Iterator[tuple[str, click.Command]]:
@@ -72,3 +74,21 @@ def test_every_command_takes_its_period_as_an_argument() -> None:
     assert len(takers) >= 8
     options = [line for line, param in takers.items() if not isinstance(param, click.Argument)]
     assert options == [], f"these take the period as an option: {options}"
+
+
+def test_exit_status_1_names_every_command_that_exits_1() -> None:
+    """`exchange --help` and README say which commands exit 1 (rather than 2, a refusal):
+    a scheduler or a script tells "ran, found something wrong" from "refused" by it."""
+    exiting = [
+        line
+        for line, command in COMMANDS
+        if command.callback is not None and "sys.exit(1)" in inspect.getsource(inspect.unwrap(command.callback))
+    ]
+    assert exiting
+    help_text = CliRunner().invoke(main, ["--help"]).output
+    status_1 = " ".join(help_text.split("\n    1  ")[1].split("\n    2  ")[0].split())
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    readme_1 = readme.split("and 1 only when ")[1].split("(`exchange --help` lists them)")[0]
+    for line in exiting:
+        assert f"`exchange {line}`" in status_1, f"exchange --help does not say that `exchange {line}` exits 1"
+        assert f"`exchange {line}`" in readme_1, f"README does not say that `exchange {line}` exits 1"
