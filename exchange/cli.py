@@ -176,7 +176,12 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """
     settings = load_settings(host=host, port=port)
     settings.check_for_production()
-    ensure_free(settings.host, settings.port, name="the gateway")  # one line, before any worker starts
+    ensure_free(  # one line, before any worker starts
+        settings.host,
+        settings.port,
+        name="the gateway",
+        remedy="stop what listens there or choose another port (--port, or EXCHANGE_PORT)",
+    )
     # The app factory (in every worker process) reads its settings from the environment:
     # hand the command-line options on that way, or the issuer would name the default port.
     os.environ["EXCHANGE_HOST"], os.environ["EXCHANGE_PORT"] = settings.host, str(settings.port)

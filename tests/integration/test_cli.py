@@ -175,7 +175,7 @@ def test_serve_names_a_port_in_use_in_one_line(sqlite_env: dict[str, str], taken
         assert result.returncode == 2
         assert result.stderr == (
             f"Error: the gateway cannot listen on 127.0.0.1:{taken_port}: the address is already in use; "
-            "stop what listens there or choose another port\n"
+            "stop what listens there or choose another port (--port, or EXCHANGE_PORT)\n"
         )
 
 
@@ -187,7 +187,10 @@ def test_demo_on_a_port_in_use_stops_before_building_anything(
         "demo", "--port", str(taken_port), "--data-dir", str(data), "--partners-dir", str(partners_on_free_ports)
     )
     assert result.returncode == 2
-    assert f"the gateway cannot listen on 127.0.0.1:{taken_port}: the address is already in use" in result.stderr
+    assert result.stderr == (
+        f"Error: the gateway cannot listen on 127.0.0.1:{taken_port}: the address is already in use; "
+        "stop what listens there (another demo?) or choose another port with --port\n"
+    )
     assert "Traceback" not in result.stderr
     assert not (data / "exchange.db").exists()
 
@@ -203,7 +206,8 @@ def test_demo_with_a_sandbox_port_in_use_stops_before_building_anything(
     assert result.returncode == 2
     assert result.stderr == (
         f"Error: sandbox formosa-air (the port of its connector.base_url in {partners_on_free_ports}) cannot listen "
-        f"on 127.0.0.1:{taken_port}: the address is already in use; stop what listens there or choose another port\n"
+        f"on 127.0.0.1:{taken_port}: the address is already in use; stop what listens there: another demo's "
+        "sandboxes hold these ports, so stop that demo first\n"
     )
     assert not (data / "exchange.db").exists()
 
