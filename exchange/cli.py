@@ -1049,7 +1049,7 @@ def webhooks_replay(delivery_ids: tuple[int, ...], dead: bool, since: datetime |
         lambda services: services.webhooks.replay(None, subscription, delivery_ids=delivery_ids, dead=dead, since=after)
     )
     click.echo(
-        f"{counted(count, 'delivery', 'deliveries')} queued again; the gateway sends them "
+        f"{counted(count, 'delivery', 'deliveries')} queued again; the gateway sends {'it' if count == 1 else 'them'} "
         "(or `exchange webhooks deliver`)"
     )
 
@@ -1081,7 +1081,7 @@ def webhooks_deliver() -> None:
     EXCHANGE_WEBHOOK_INTERVAL_SECONDS=0, or a scheduler)."""
     report = with_services(lambda services: services.webhooks.deliver())
     click.echo(
-        f"{report.fanned_out} deliveries made; {report.delivered} delivered, "
+        f"{counted(report.fanned_out, 'delivery', 'deliveries')} made; {report.delivered} delivered, "
         f"{report.retrying} to retry, {report.dead} dead-lettered"
     )
 
