@@ -110,6 +110,13 @@ def test_every_relative_link_in_the_documents_resolves() -> None:
     assert checked >= 50
 
 
+def asks_for_help(command: click.Command, ctx: click.Context, values: dict[str, object]) -> bool:
+    """Whether parsed ``values`` hold the command's help option (`-h`, `--help`), whatever name
+    click gives that option."""
+    help_option = command.get_help_option(ctx)
+    return help_option is not None and bool(values.get(str(help_option.name)))
+
+
 def cli_problem(argv: Sequence[str], *, placeholders: bool = False) -> str | None:
     """What click would say against `exchange <argv>`, or None if it names a real command
     and every option and argument fits it. Nothing runs.
@@ -126,7 +133,7 @@ def cli_problem(argv: Sequence[str], *, placeholders: bool = False) -> str | Non
     try:
         while isinstance(command, click.Group):
             values, args, _ = command.make_parser(ctx).parse_args(args)
-            if values.get("help"):
+            if asks_for_help(command, ctx, values):
                 return None
             if not args:
                 return None if placeholders and ctx.parent else f"`{ctx.command_path}` needs a command"
@@ -147,7 +154,7 @@ def cli_problem(argv: Sequence[str], *, placeholders: bool = False) -> str | Non
         return f"`{ctx.command_path}`: {exc.format_message()}"
     if extra:
         return f"`{ctx.command_path}`: unexpected arguments {extra}"
-    if values.get("help"):
+    if asks_for_help(command, ctx, values):
         return None
     missing = [
         param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
@@ -203,6 +210,8 @@ def test_every_documented_command_line_fits_the_command() -> None:
         ("exchange setle close PERIOD", "has no command 'setle'"),
         ("exchange settle statement --partner P [--format json\\|csv\\|jws] PERIOD", None),
         ("exchange db upgrade && exchange serve -h", None),
+        ("exchange --help", None),
+        ("exchange settle statement --help", None),
     ],
 )
 def test_a_documented_command_line_that_does_not_fit_is_reported(line: str, problem: str | None) -> None:
