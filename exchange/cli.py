@@ -43,6 +43,10 @@ R = TypeVar("R")
 #: 500), checked as the option is read so that a wrong value names ``--first``.
 FIRST = click.IntRange(1, 500)
 
+#: A TCP port to listen on (0: any free one), checked as the option is read so that a wrong
+#: value names the option rather than the EXCHANGE_PORT setting it would otherwise reach.
+PORT = click.IntRange(0, 65535)
+
 #: How long ``serve``'s workers may take to answer uvicorn's health check (see ``serve``).
 WORKER_HEALTHCHECK_SECONDS = 60
 
@@ -163,8 +167,8 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", help="Address to bind (default: EXCHANGE_HOST or 127.0.0.1).")
-@click.option("--port", type=int, help="Port to bind (default: EXCHANGE_PORT or 8000).")
-@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--port", type=PORT, help="Port to bind (default: EXCHANGE_PORT or 8000).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @reports_errors
 def serve(host: str | None, port: int | None, workers: int) -> None:
     """Serve the GraphQL gateway on an already-migrated database.
@@ -227,7 +231,7 @@ def metrics_directory(workers: int) -> Iterator[None]:
 
 
 @main.command(needs_database=False)
-@click.option("--port", type=int, default=8000, show_default=True, help="Gateway port.")
+@click.option("--port", type=PORT, default=8000, show_default=True, help="Gateway port.")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -802,7 +806,7 @@ def sandbox() -> None:
 @sandbox.command("serve", needs_database=False)
 @click.option("--program", "program_id", required=True, help="The program to play, e.g. formosa-air.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=int, help="Port to bind (default: the port of the program's base_url).")
+@click.option("--port", type=PORT, help="Port to bind (default: the port of the program's base_url).")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -92,3 +92,23 @@ def test_exit_status_1_names_every_command_that_exits_1() -> None:
     for line in exiting:
         assert f"`exchange {line}`" in status_1, f"exchange --help does not say that `exchange {line}` exits 1"
         assert f"`exchange {line}`" in readme_1, f"README does not say that `exchange {line}` exits 1"
+
+
+@pytest.mark.parametrize(
+    ("argv", "refusal"),
+    [
+        (["serve", "--port", "70000"], "Invalid value for '--port': 70000 is not in the range 0<=x<=65535."),
+        (["demo", "--port", "99999"], "Invalid value for '--port': 99999 is not in the range 0<=x<=65535."),
+        (
+            ["sandbox", "serve", "--program", "formosa-air", "--port", "-1"],
+            "Invalid value for '--port': -1 is not in the range 0<=x<=65535.",
+        ),
+        (["serve", "--workers", "0"], "Invalid value for '--workers': 0 is not in the range x>=1."),
+    ],
+)
+def test_a_port_or_worker_count_out_of_range_is_refused_naming_the_option(argv: list[str], refusal: str) -> None:
+    """Not as the EXCHANGE_PORT setting the value would have reached, which the caller never
+    set; and no gateway starts with no worker."""
+    result = CliRunner().invoke(main, argv, env={"EXCHANGE_DATABASE_URL": "sqlite:///nowhere/x.db"})
+    assert result.exit_code == 2
+    assert refusal in result.output
