@@ -46,8 +46,14 @@ def listening_socket(
         listener.bind((host, port))
     except OSError as error:
         listener.close()
-        reason = "the address is already in use" if error.errno == errno.EADDRINUSE else error.strerror
-        raise ConfigurationError(f"{name} cannot listen on {host}:{port}: {reason}; {remedy}") from None
+        if error.errno in (errno.EADDRINUSE, errno.EACCES):  # the port: taken, or privileged
+            reason = "the address is already in use" if error.errno == errno.EADDRINUSE else error.strerror
+            raise ConfigurationError(f"{name} cannot listen on {host}:{port}: {reason}; {remedy}") from None
+        # The host: a name that does not resolve, or an address this machine does not have.
+        raise ConfigurationError(
+            f"{name} cannot listen on {host}:{port}: {error.strerror}; "
+            "listen on an address of this machine (127.0.0.1, or 0.0.0.0 for all of them)"
+        ) from None
     return listener
 
 
