@@ -748,7 +748,12 @@ def settle_sign_off(partner: str, note: str | None, actor: str | None, period: s
     help="The canonical JSON, its CSV rendering, or the JSON signed as a JWS.",
 )
 @click.option(
-    "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of standard output."
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=(
+        "Write to this file instead of standard output: the document's bytes exactly, as signed"
+        " (standard output adds a final line break to the JSON and the JWS)."
+    ),
 )
 @click.argument("period")
 @reports_errors
