@@ -18,6 +18,7 @@ from exchange.api.schema import build_schema
 from exchange.cli import main
 from exchange.settings import Settings
 from tests.conftest import REPO_ROOT
+from tests.unit.test_cli_help import leaf_commands
 
 README = (REPO_ROOT / "README.md").read_text()
 
@@ -196,6 +197,23 @@ def test_every_documented_command_line_fits_the_command() -> None:
             assert problem is None, f"{path.relative_to(REPO_ROOT)}: exchange {shlex.join(argv)}: {problem}"
             checked += 1
     assert checked >= 20
+
+
+def test_the_readme_commands_table_names_every_option_of_every_command() -> None:
+    """README's table of commands is where a newcomer looks up a command: each command has a
+    row, and its row names every option the command takes."""
+    start = README.index("| command | what it does |")
+    rows = README[start : README.index("\n\n", start)].splitlines()[2:]
+    missing = []
+    for line, command in leaf_commands():
+        row = " ".join(row for row in rows if re.search(rf"`exchange {re.escape(line)}[\s`\\]", row))
+        if not row:
+            missing.append(f"exchange {line}: no row")
+        for param in command.params:
+            named = any(re.search(rf"{re.escape(option)}(?![\w-])", row) for option in param.opts)
+            if isinstance(param, click.Option) and param.name != "help" and not named:
+                missing.append(f"exchange {line}: {param.opts[0]}")
+    assert missing == []
 
 
 @pytest.mark.parametrize(
