@@ -512,9 +512,10 @@ def coalition_expire() -> None:
 def ledger_archive(export: Path | None, period: str) -> None:
     """Detach the ledger partitions of PERIOD (YYYY-MM; PostgreSQL), exporting them first if asked.
 
-    PERIOD is a closed period every partner has signed off. Every statement of the period not issued yet is issued first (it is built from those rows).
-    Its rows leave the ledger's tables as tables of their own (dump them, then drop them);
-    `exchange ledger verify` then checks the period against its close anchor.
+    PERIOD is a closed period every partner has signed off. Every statement of the period not
+    issued yet is issued first (it is built from those rows). Its rows leave the ledger's tables
+    as tables of their own (dump them, then drop them); `exchange ledger verify` then checks the
+    period against its close anchor.
     """
     archive = with_services(lambda services: services.settlement.archive(period, export=export))
     click.echo(
