@@ -40,6 +40,14 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: How many rows a listing's ``--first`` may ask for: what every listing service takes (1 to
+#: 500), checked as the option is read so that a wrong value names ``--first``.
+FIRST = click.IntRange(1, 500)
+
+#: A TCP port to listen on (0: any free one), checked as the option is read so that a wrong
+#: value names the option rather than the EXCHANGE_PORT setting it would otherwise reach.
+PORT = click.IntRange(0, 65535)
+
 #: How long ``serve``'s workers may take to answer uvicorn's health check (see ``serve``).
 WORKER_HEALTHCHECK_SECONDS = 60
 
@@ -150,7 +158,8 @@ def main() -> None:
     Exit status:
       0  done
       1  `exchange ledger verify` found the ledger does not add up (it names the first
-         bad transaction or lot)
+         bad transaction or lot), or `exchange batches run` held back a partner's
+         batches for the next run (it names the partner and why)
       2  refused: a wrong option or argument, a bad setting, a database missing or not
          migrated, or a request the exchange refuses (a period not closed, breaks
          unresolved, ...); one line on standard error says why
@@ -159,8 +168,8 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", help="Address to bind (default: EXCHANGE_HOST or 127.0.0.1).")
-@click.option("--port", type=int, help="Port to bind (default: EXCHANGE_PORT or 8000).")
-@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--port", type=PORT, help="Port to bind (default: EXCHANGE_PORT or 8000).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @reports_errors
 def serve(host: str | None, port: int | None, workers: int) -> None:
     """Serve the GraphQL gateway on an already-migrated database.
@@ -172,7 +181,12 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """
     settings = load_settings(host=host, port=port)
     settings.check_for_production()
-    ensure_free(settings.host, settings.port, name="the gateway")  # one line, before any worker starts
+    ensure_free(  # one line, before any worker starts
+        settings.host,
+        settings.port,
+        name="the gateway",
+        remedy="stop what listens there or choose another port (--port, or EXCHANGE_PORT)",
+    )
     # The app factory (in every worker process) reads its settings from the environment:
     # hand the command-line options on that way, or the issuer would name the default port.
     os.environ["EXCHANGE_HOST"], os.environ["EXCHANGE_PORT"] = settings.host, str(settings.port)
@@ -218,7 +232,7 @@ def metrics_directory(workers: int) -> Iterator[None]:
 
 
 @main.command(needs_database=False)
-@click.option("--port", type=int, default=8000, show_default=True, help="Gateway port.")
+@click.option("--port", type=PORT, default=8000, show_default=True, help="Gateway port.")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -352,7 +366,7 @@ def prune() -> None:
 
 @main.command()
 @click.option("--program", help="Only the writes waiting for this program's partner.")
-@click.option("--first", type=int, default=50, show_default=True, help="How many, oldest first.")
+@click.option("--first", type=FIRST, default=50, show_default=True, help="How many, oldest first.")
 @reports_errors
 def pending(program: str | None, first: int) -> None:
     """List the debits and credits waiting for a partner's late word, oldest first.
@@ -373,7 +387,7 @@ def pending(program: str | None, first: int) -> None:
 
 @main.command()
 @click.option("--program", help="Only the steps that ask this program's partner.")
-@click.option("--first", type=int, default=50, show_default=True, help="How many, longest failing first.")
+@click.option("--first", type=FIRST, default=50, show_default=True, help="How many, longest failing first.")
 @reports_errors
 def retrying(program: str | None, first: int) -> None:
     """List the conversions, redemptions and status matches a partner keeps failing.
@@ -481,19 +495,20 @@ def coalition_expire() -> None:
 
 
 @ledger.command("archive")
-@click.option("--period", required=True, metavar="YYYY-MM", help="A closed period every partner has signed off.")
 @click.option(
     "--export",
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory to write the period's transactions and legs to (CSV), before they are detached.",
 )
+@click.argument("period")
 @reports_errors
-def ledger_archive(period: str, export: Path | None) -> None:
-    """Detach a settled period's ledger partitions (PostgreSQL), exporting them first if asked.
+def ledger_archive(export: Path | None, period: str) -> None:
+    """Detach the ledger partitions of PERIOD (YYYY-MM; PostgreSQL), exporting them first if asked.
 
-    Every statement of the period not issued yet is issued first (it is built from those rows).
-    Its rows leave the ledger's tables as tables of their own (dump them, then drop them);
-    `exchange ledger verify` then checks the period against its close anchor.
+    PERIOD is a closed period every partner has signed off. Every statement of the period not
+    issued yet is issued first (it is built from those rows). Its rows leave the ledger's tables
+    as tables of their own (dump them, then drop them); `exchange ledger verify` then checks the
+    period against its close anchor.
     """
     archive = with_services(lambda services: services.settlement.archive(period, export=export))
     click.echo(
@@ -718,9 +733,21 @@ def settle_sign_off(partner: str, note: str | None, actor: str | None, period: s
 
 @settle.command("statement")
 @click.option("--partner", required=True, help="A program id, or EXCHANGE for the exchange's fees.")
-@click.option("--format", "form", type=click.Choice(["json", "csv", "jws"]), default="json", show_default=True)
 @click.option(
-    "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of standard output."
+    "--format",
+    "form",
+    type=click.Choice(["json", "csv", "jws"]),
+    default="json",
+    show_default=True,
+    help="The canonical JSON, its CSV rendering, or the JSON signed as a JWS.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=(
+        "Write to this file instead of standard output: the document's bytes exactly, as signed"
+        " (standard output adds a final line break to the JSON and the JWS)."
+    ),
 )
 @click.argument("period")
 @reports_errors
@@ -778,7 +805,7 @@ def sandbox() -> None:
 @sandbox.command("serve", needs_database=False)
 @click.option("--program", "program_id", required=True, help="The program to play, e.g. formosa-air.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=int, help="Port to bind (default: the port of the program's base_url).")
+@click.option("--port", type=PORT, help="Port to bind (default: the port of the program's base_url).")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -982,11 +1009,11 @@ def webhooks_list(program_id: str | None) -> None:
 @click.option(
     "--status", type=click.Choice(["PENDING", "DELIVERED", "DEAD", "CANCELLED"]), help="Only deliveries in this state."
 )
-@click.option("--first", type=int, default=50, show_default=True, help="How many, the latest event first.")
+@click.option("--first", type=FIRST, default=50, show_default=True, help="How many, the latest event first.")
 @click.argument("subscription")
 @reports_errors
 def webhooks_deliveries(status: str | None, first: int, subscription: str) -> None:
-    """The subscription's deliveries: id, event, status, tries and the last answer."""
+    """List the subscription's deliveries: id, event, status, tries and the last answer."""
     views = with_services(lambda services: services.webhooks.deliveries(None, subscription, status=status, first=first))
     for view in views:
         delivery, event = view.delivery, view.event
@@ -998,11 +1025,11 @@ def webhooks_deliveries(status: str | None, first: int, subscription: str) -> No
 
 
 @webhooks.command("log")
-@click.option("--first", type=int, default=50, show_default=True, help="How many attempts, the latest first.")
+@click.option("--first", type=FIRST, default=50, show_default=True, help="How many attempts, the latest first.")
 @click.argument("subscription")
 @reports_errors
 def webhooks_log(first: int, subscription: str) -> None:
-    """The subscription's delivery log: every attempt with its time, answer and latency."""
+    """List the subscription's delivery log: every attempt with its time, answer and latency."""
     rows = with_services(lambda services: services.webhooks.attempts(None, subscription, first=first))
     for row in rows:
         answer = row.status_code if row.status_code is not None else "-"
@@ -1025,7 +1052,7 @@ def webhooks_replay(delivery_ids: tuple[int, ...], dead: bool, since: datetime |
         lambda services: services.webhooks.replay(None, subscription, delivery_ids=delivery_ids, dead=dead, since=after)
     )
     click.echo(
-        f"{counted(count, 'delivery', 'deliveries')} queued again; the gateway sends them "
+        f"{counted(count, 'delivery', 'deliveries')} queued again; the gateway sends {'it' if count == 1 else 'them'} "
         "(or `exchange webhooks deliver`)"
     )
 
@@ -1057,7 +1084,7 @@ def webhooks_deliver() -> None:
     EXCHANGE_WEBHOOK_INTERVAL_SECONDS=0, or a scheduler)."""
     report = with_services(lambda services: services.webhooks.deliver())
     click.echo(
-        f"{report.fanned_out} deliveries made; {report.delivered} delivered, "
+        f"{counted(report.fanned_out, 'delivery', 'deliveries')} made; {report.delivered} delivered, "
         f"{report.retrying} to retry, {report.dead} dead-lettered"
     )
 
@@ -1194,7 +1221,7 @@ def _held_line(row: Conversion | Redemption) -> str:
 
 
 @risk.command("held")
-@click.option("--first", type=click.IntRange(1, 500), default=50, show_default=True, help="How many at most of each.")
+@click.option("--first", type=FIRST, default=50, show_default=True, help="How many at most of each.")
 @reports_errors
 def risk_held(first: int) -> None:
     """List the conversions, then the redemptions, waiting for review, oldest first."""
@@ -1248,10 +1275,10 @@ def risk_reject(row_id: str, redemption: bool, reason: str, actor: str | None) -
 @click.option("--conversion", "conversion_id", help="Only about this conversion.")
 @click.option("--redemption", "redemption_id", help="Only about this redemption.")
 @click.option("--member", "member_id", help="Only about this member.")
-@click.option("--first", type=click.IntRange(1, 500), default=50, show_default=True, help="How many at most.")
+@click.option("--first", type=FIRST, default=50, show_default=True, help="How many at most.")
 @reports_errors
 def risk_decisions(conversion_id: str | None, redemption_id: str | None, member_id: str | None, first: int) -> None:
-    """The risk decision log, newest first: what each gate decided, and why."""
+    """List the risk decision log, newest first: what each gate decided, and why."""
     rows = with_services(
         lambda services: services.risk.decisions(
             conversion_id=conversion_id, redemption_id=redemption_id, member_id=member_id, first=first

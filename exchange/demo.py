@@ -324,7 +324,12 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
     # Every address first: a port in use stops the demo before it builds anything. A second
     # demo given another --port would otherwise load its programs into the first one's
     # database and only then find the sandboxes' ports taken.
-    listener = listening_socket(settings.host, settings.port, name="the gateway")
+    listener = listening_socket(
+        settings.host,
+        settings.port,
+        name="the gateway",
+        remedy="stop what listens there (another demo?) or choose another port with --port",
+    )
     try:
         declarations = read_partners_directory(settings.partners_dir).programs
         sandboxes = demo_sandboxes(declarations, data_dir / "sandboxes", os.environ)
@@ -333,6 +338,7 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
                 sandbox.host,
                 sandbox.port,
                 name=f"sandbox {sandbox.program.id} (the port of its connector.base_url in {settings.partners_dir})",
+                remedy="stop what listens there: another demo's sandboxes hold these ports, so stop that demo first",
             )
         await _run_demo(settings, data_dir, listener, sandboxes)
     finally:

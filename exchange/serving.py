@@ -22,8 +22,13 @@ from starlette.types import ASGIApp
 from exchange.access_log import uvicorn_log_config
 from exchange.errors import ConfigurationError
 
+#: What a refusal to bind says to do, unless the caller knows better (which option picks the port).
+CHOOSE_ANOTHER_PORT = "stop what listens there or choose another port"
 
-def listening_socket(host: str, port: int, *, name: str = "the server") -> socket.socket:
+
+def listening_socket(
+    host: str, port: int, *, name: str = "the server", remedy: str = CHOOSE_ANOTHER_PORT
+) -> socket.socket:
     """A socket bound to ``host:port`` (``port`` 0: a free one), ready for a server to listen on.
 
     A server is given its socket bound beforehand, so that an address it cannot have stops the
@@ -41,16 +46,20 @@ def listening_socket(host: str, port: int, *, name: str = "the server") -> socke
         listener.bind((host, port))
     except OSError as error:
         listener.close()
-        reason = "the address is already in use" if error.errno == errno.EADDRINUSE else error.strerror
+        if error.errno in (errno.EADDRINUSE, errno.EACCES):  # the port: taken, or privileged
+            reason = "the address is already in use" if error.errno == errno.EADDRINUSE else error.strerror
+            raise ConfigurationError(f"{name} cannot listen on {host}:{port}: {reason}; {remedy}") from None
+        # The host: a name that does not resolve, or an address this machine does not have.
         raise ConfigurationError(
-            f"{name} cannot listen on {host}:{port}: {reason}; stop what listens there or choose another port"
+            f"{name} cannot listen on {host}:{port}: {error.strerror}; "
+            "listen on an address of this machine (127.0.0.1, or 0.0.0.0 for all of them)"
         ) from None
     return listener
 
 
-def ensure_free(host: str, port: int, *, name: str = "the server") -> None:
+def ensure_free(host: str, port: int, *, name: str = "the server", remedy: str = CHOOSE_ANOTHER_PORT) -> None:
     """Raise the error of :func:`listening_socket` now if ``host:port`` cannot be had."""
-    listening_socket(host, port, name=name).close()
+    listening_socket(host, port, name=name, remedy=remedy).close()
 
 
 def free_port() -> int:

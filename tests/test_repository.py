@@ -18,6 +18,7 @@ from exchange.api.schema import build_schema
 from exchange.cli import main
 from exchange.settings import Settings
 from tests.conftest import REPO_ROOT
+from tests.unit.test_cli_help import leaf_commands
 
 README = (REPO_ROOT / "README.md").read_text()
 
@@ -110,6 +111,13 @@ def test_every_relative_link_in_the_documents_resolves() -> None:
     assert checked >= 50
 
 
+def asks_for_help(command: click.Command, ctx: click.Context, values: dict[str, object]) -> bool:
+    """Whether parsed ``values`` hold the command's help option (`-h`, `--help`), whatever name
+    click gives that option."""
+    help_option = command.get_help_option(ctx)
+    return help_option is not None and bool(values.get(str(help_option.name)))
+
+
 def cli_problem(argv: Sequence[str], *, placeholders: bool = False) -> str | None:
     """What click would say against `exchange <argv>`, or None if it names a real command
     and every option and argument fits it. Nothing runs.
@@ -126,7 +134,7 @@ def cli_problem(argv: Sequence[str], *, placeholders: bool = False) -> str | Non
     try:
         while isinstance(command, click.Group):
             values, args, _ = command.make_parser(ctx).parse_args(args)
-            if values.get("help"):
+            if asks_for_help(command, ctx, values):
                 return None
             if not args:
                 return None if placeholders and ctx.parent else f"`{ctx.command_path}` needs a command"
@@ -147,7 +155,7 @@ def cli_problem(argv: Sequence[str], *, placeholders: bool = False) -> str | Non
         return f"`{ctx.command_path}`: {exc.format_message()}"
     if extra:
         return f"`{ctx.command_path}`: unexpected arguments {extra}"
-    if values.get("help"):
+    if asks_for_help(command, ctx, values):
         return None
     missing = [
         param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
@@ -177,6 +185,7 @@ def test_every_documented_command_line_fits_the_command() -> None:
         REPO_ROOT / "README.md",
         *sorted((REPO_ROOT / "partners").glob("*.md")),
         *sorted((REPO_ROOT / "deploy").glob("*.md")),
+        *sorted((REPO_ROOT / "docs").glob("*.md")),
         REPO_ROOT / "bench" / "README.md",
         REPO_ROOT / "deploy" / "README.md",
         REPO_ROOT / "deploy" / "k8s" / "README.md",
@@ -188,6 +197,23 @@ def test_every_documented_command_line_fits_the_command() -> None:
             assert problem is None, f"{path.relative_to(REPO_ROOT)}: exchange {shlex.join(argv)}: {problem}"
             checked += 1
     assert checked >= 20
+
+
+def test_the_readme_commands_table_names_every_option_of_every_command() -> None:
+    """README's table of commands is where a newcomer looks up a command: each command has a
+    row, and its row names every option the command takes."""
+    start = README.index("| command | what it does |")
+    rows = README[start : README.index("\n\n", start)].splitlines()[2:]
+    missing = []
+    for line, command in leaf_commands():
+        row = " ".join(row for row in rows if re.search(rf"`exchange {re.escape(line)}[\s`\\]", row))
+        if not row:
+            missing.append(f"exchange {line}: no row")
+        for param in command.params:
+            named = any(re.search(rf"{re.escape(option)}(?![\w-])", row) for option in param.opts)
+            if isinstance(param, click.Option) and param.name != "help" and not named:
+                missing.append(f"exchange {line}: {param.opts[0]}")
+    assert missing == []
 
 
 @pytest.mark.parametrize(
@@ -202,6 +228,8 @@ def test_every_documented_command_line_fits_the_command() -> None:
         ("exchange setle close PERIOD", "has no command 'setle'"),
         ("exchange settle statement --partner P [--format json\\|csv\\|jws] PERIOD", None),
         ("exchange db upgrade && exchange serve -h", None),
+        ("exchange --help", None),
+        ("exchange settle statement --help", None),
     ],
 )
 def test_a_documented_command_line_that_does_not_fit_is_reported(line: str, problem: str | None) -> None:

@@ -666,7 +666,12 @@ def read_partners_directory(directory: Path, *, allow_inline_secrets: bool = Tru
     here too, so that a missing or empty one fails the load rather than the first call.
     """
     if not directory.is_dir():
-        raise DeclarationError(directory, None, "is not a directory")
+        raise DeclarationError(
+            directory,
+            None,
+            "is not a directory: the program declarations are read from it (run where it is, or name"
+            " another: EXCHANGE_PARTNERS_DIR, or the command's option)",
+        )
     coalition_path = directory / COALITION_FILE
     if not coalition_path.exists():
         raise DeclarationError(coalition_path, None, "is missing (it declares the currency and tier ladder)")

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from exchange.cli import main
 from exchange.serving import free_port
-from tests.conftest import SAMPLE_PARTNERS
+from tests.conftest import REPO_ROOT, SAMPLE_PARTNERS
 from tests.unit.test_declarations import use_secret_files
 from tests.web import portal_flows
 
@@ -175,7 +175,7 @@ def test_serve_names_a_port_in_use_in_one_line(sqlite_env: dict[str, str], taken
         assert result.returncode == 2
         assert result.stderr == (
             f"Error: the gateway cannot listen on 127.0.0.1:{taken_port}: the address is already in use; "
-            "stop what listens there or choose another port\n"
+            "stop what listens there or choose another port (--port, or EXCHANGE_PORT)\n"
         )
 
 
@@ -187,7 +187,10 @@ def test_demo_on_a_port_in_use_stops_before_building_anything(
         "demo", "--port", str(taken_port), "--data-dir", str(data), "--partners-dir", str(partners_on_free_ports)
     )
     assert result.returncode == 2
-    assert f"the gateway cannot listen on 127.0.0.1:{taken_port}: the address is already in use" in result.stderr
+    assert result.stderr == (
+        f"Error: the gateway cannot listen on 127.0.0.1:{taken_port}: the address is already in use; "
+        "stop what listens there (another demo?) or choose another port with --port\n"
+    )
     assert "Traceback" not in result.stderr
     assert not (data / "exchange.db").exists()
 
@@ -203,7 +206,8 @@ def test_demo_with_a_sandbox_port_in_use_stops_before_building_anything(
     assert result.returncode == 2
     assert result.stderr == (
         f"Error: sandbox formosa-air (the port of its connector.base_url in {partners_on_free_ports}) cannot listen "
-        f"on 127.0.0.1:{taken_port}: the address is already in use; stop what listens there or choose another port\n"
+        f"on 127.0.0.1:{taken_port}: the address is already in use; stop what listens there: another demo's "
+        "sandboxes hold these ports, so stop that demo first\n"
     )
     assert not (data / "exchange.db").exists()
 
@@ -516,6 +520,7 @@ class Demo:
             text=True,
             cwd=cwd,
         )
+        self.data_dir = data_dir
         self.banner: list[str] = []
 
     async def started(self) -> Demo:
@@ -593,7 +598,7 @@ async def test_demo_serves_the_six_partners_and_the_coalition_point_with_working
         assert len(listed.json()["data"]["clients"]) == 8
         for name in ("alice", "bob"):
             member = credentials["members"][name]
-            assert set(member["tokens"]) == {"wallet-pay", "formosa-air"}, "a ready token per linked program"
+            assert set(member["tokens"]) == {"wallet-pay", "formosa-air"}, "a ready token per asserting partner"
             for program, token in member["tokens"].items():
                 me = await client.post(
                     url,
@@ -621,6 +626,7 @@ async def test_demo_serves_the_six_partners_and_the_coalition_point_with_working
         assert set(partners) == set(credentials["clients"]) - {"settlement", "admin"}
         members = (await client.get(partners["tune-stream"] + "/_sandbox/members")).json()
         assert [m["member_ref"] for m in members["members"]] == ["alice", "bob", "carol", "dave", "erin", "frank"]
+        await readme_member_token_and_status_match(client, url, tmp_path, demo.data_dir)
     # The banner's settle commands work as printed, from a shell that never activated .venv.
     close = demo.find(r"\n    (EXCHANGE_DATABASE_URL=\S+ \S+ settle close \S+)\n")
     closed = subprocess.run(
@@ -628,6 +634,42 @@ async def test_demo_serves_the_six_partners_and_the_coalition_point_with_working
     )
     assert closed.returncode == 0, closed.stderr
     assert ": CLOSED" in closed.stdout
+
+
+def readme_block(after: str, language: str) -> str:
+    """The first ```language block of README.md after the line that begins with ``after``."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    found = re.search(rf"^{re.escape(after)}.*?^```{language}\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
+    assert found is not None, (after, language)
+    return found.group(1)
+
+
+async def readme_member_token_and_status_match(client: httpx.AsyncClient, url: str, cwd: Path, data_dir: Path) -> None:
+    """README's `member_token.py`, run as written from where the demo runs (its `.demo`), gives
+    erin a token formosa-air asserted; README's status match with it is granted, then too soon."""
+    script = cwd / "member_token.py"
+    script.write_text(readme_block("demo's credentials file holds each partner's", "python"))
+    (cwd / ".demo").symlink_to(data_dir)
+    printed = subprocess.run(
+        [sys.executable, str(script), "formosa-air", "erin"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+    assert printed.returncode == 0, printed.stderr
+    headers = {"authorization": f"Bearer {printed.stdout.strip()}"}
+    preview, request = (
+        json.loads(body)
+        for body in re.findall(r"'(\{\"query\": .*?\})'", readme_block("With the demo running, erin", "sh"))
+    )
+    previewed = (await client.post(url, json=preview, headers=headers)).json()["data"]["statusMatchPreview"]
+    assert (previewed["outcome"], previewed["tier"]) == ("GRANTED", {"name": "Premium", "level": 1})
+    matched = (await client.post(url, json=request, headers=headers)).json()["data"]["requestStatusMatch"]
+    assert (matched["status"], matched["tier"]) == ("ACTIVE", {"name": "Premium", "level": 1})
+    again = (await client.post(url, json=request, headers=headers)).json()
+    assert again["errors"][0]["extensions"]["code"] == "MATCH_TOO_SOON"
 
 
 async def test_the_demo_restarts_on_its_data_with_fresh_credentials_and_the_same_members(

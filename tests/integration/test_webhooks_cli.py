@@ -52,7 +52,7 @@ def test_an_operator_subscribes_delivers_reads_the_log_replays_rotates_and_delet
 
     asyncio.run(close_a_period(database_url))
     delivered = exchange(database_url, "webhooks", "deliver")
-    assert delivered.output.strip() == "1 deliveries made; 0 delivered, 1 to retry, 0 dead-lettered"
+    assert delivered.output.strip() == "1 delivery made; 0 delivered, 1 to retry, 0 dead-lettered"
     deliveries = exchange(database_url, "webhooks", "deliveries", sid).output
     assert re.search(r"^\d+  msg_\w+  period.closed  period:2026-10  PENDING  tries=1  last=ConnectError", deliveries)
     assert "status=-" in exchange(database_url, "webhooks", "log", sid).output

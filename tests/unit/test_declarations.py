@@ -51,6 +51,16 @@ def test_sample_directory_declares_six_programs_with_real_world_values() -> None
     assert directory.coalition.settlement_currency == "TWD"
 
 
+def test_a_missing_directory_says_where_declarations_are_read_from(tmp_path: Path) -> None:
+    """What `exchange partners load` (or the demo) says when run away from partners/."""
+    with pytest.raises(DeclarationError) as refused:
+        read_partners_directory(tmp_path / "partners")
+    assert str(refused.value) == (
+        f"{tmp_path / 'partners'}: is not a directory: the program declarations are read from it (run where it"
+        " is, or name another: EXCHANGE_PARTNERS_DIR, or the command's option)"
+    )
+
+
 def test_unknown_key_is_named(partners: Path) -> None:
     rewrite(partners / "fresh-mart.toml", "point_name = ", 'colour = "red"\npoint_name = ')
     error = refusal(partners)

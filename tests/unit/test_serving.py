@@ -31,3 +31,12 @@ def test_an_address_in_use_is_named_in_one_error() -> None:
         f"sandbox wallet-pay cannot listen on 127.0.0.1:{port}: the address is already in use; "
         "stop what listens there or choose another port"
     )
+
+
+def test_an_address_this_machine_does_not_have_is_named_without_blaming_the_port() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        listening_socket("192.0.2.1", 8000, name="the gateway")  # TEST-NET-1: never a local address
+    assert str(refused.value) == (
+        "the gateway cannot listen on 192.0.2.1:8000: Cannot assign requested address; "
+        "listen on an address of this machine (127.0.0.1, or 0.0.0.0 for all of them)"
+    )

@@ -1,0 +1,114 @@
+"""`exchange --help` and every command's `--help` read alike: each command says what it does
+with a verb, every option says what it is for, and the same option takes the same values."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from exchange.cli import main
+from tests.conftest import REPO_ROOT
+
+
+def leaf_commands(command: click.Command = main, path: tuple[str, ...] = ()) -> Iterator[tuple[str, click.Command]]:
+    """Every command that runs something, with its command line after `exchange`."""
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from leaf_commands(sub, (*path, name))
+    else:
+        yield " ".join(path), command
+
+
+COMMANDS = list(leaf_commands())
+
+
+@pytest.mark.parametrize(("line", "command"), COMMANDS, ids=[line for line, _ in COMMANDS])
+def test_every_command_says_what_it_does_with_a_verb(line: str, command: click.Command) -> None:
+    first_word = command.get_short_help_str(200).split()[0]
+    assert first_word[0].isupper() and first_word not in {"The", "A", "An", "Its", "Every"}, (
+        f"`exchange {line}`: its help begins {first_word!r}, not with what it does"
+    )
+
+
+@pytest.mark.parametrize(("line", "command"), COMMANDS, ids=[line for line, _ in COMMANDS])
+def test_every_option_says_what_it_is_for(line: str, command: click.Command) -> None:
+    silent = [param.opts[0] for param in command.params if isinstance(param, click.Option) and not param.help]
+    assert silent == [], f"`exchange {line}`: options without help: {silent}"
+
+
+def test_every_listing_takes_first_from_1_to_500() -> None:
+    listings = [
+        (line, param.type)
+        for line, command in COMMANDS
+        for param in command.params
+        if isinstance(param, click.Option) and "--first" in param.opts
+    ]
+    assert len(listings) >= 6
+    for line, kind in listings:
+        assert isinstance(kind, click.IntRange) and (kind.min, kind.max) == (1, 500), f"exchange {line} --first: {kind}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["retrying"], ["pending"], ["webhooks", "deliveries", "sub"], ["webhooks", "log", "sub"], ["risk", "held"]],
+)
+def test_a_first_out_of_range_is_refused_naming_the_option_before_anything_runs(argv: list[str]) -> None:
+    result = CliRunner().invoke(main, [*argv, "--first", "0"], env={"EXCHANGE_DATABASE_URL": "sqlite:///nowhere/x.db"})
+    assert result.exit_code == 2
+    assert "Invalid value for '--first': 0 is not in the range 1<=x<=500." in result.output
+
+
+def test_every_command_takes_its_period_as_an_argument() -> None:
+    """`exchange settle close 2026-11`, `exchange books P 2026-11`, `exchange ledger archive
+    2026-11`: a period is never an option of one command and an argument of the next."""
+    takers = {
+        line: param
+        for line, command in COMMANDS
+        for param in command.params
+        if param.name == "period" or "--period" in getattr(param, "opts", [])
+    }
+    assert len(takers) >= 8
+    options = [line for line, param in takers.items() if not isinstance(param, click.Argument)]
+    assert options == [], f"these take the period as an option: {options}"
+
+
+def test_exit_status_1_names_every_command_that_exits_1() -> None:
+    """`exchange --help` and README say which commands exit 1 (rather than 2, a refusal):
+    a scheduler or a script tells "ran, found something wrong" from "refused" by it."""
+    exiting = [
+        line
+        for line, command in COMMANDS
+        if command.callback is not None and "sys.exit(1)" in inspect.getsource(inspect.unwrap(command.callback))
+    ]
+    assert exiting
+    help_text = CliRunner().invoke(main, ["--help"]).output
+    status_1 = " ".join(help_text.split("\n    1  ")[1].split("\n    2  ")[0].split())
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    readme_1 = readme.split("and 1 only when ")[1].split("(`exchange --help` lists them)")[0]
+    for line in exiting:
+        assert f"`exchange {line}`" in status_1, f"exchange --help does not say that `exchange {line}` exits 1"
+        assert f"`exchange {line}`" in readme_1, f"README does not say that `exchange {line}` exits 1"
+
+
+@pytest.mark.parametrize(
+    ("argv", "refusal"),
+    [
+        (["serve", "--port", "70000"], "Invalid value for '--port': 70000 is not in the range 0<=x<=65535."),
+        (["demo", "--port", "99999"], "Invalid value for '--port': 99999 is not in the range 0<=x<=65535."),
+        (
+            ["sandbox", "serve", "--program", "formosa-air", "--port", "-1"],
+            "Invalid value for '--port': -1 is not in the range 0<=x<=65535.",
+        ),
+        (["serve", "--workers", "0"], "Invalid value for '--workers': 0 is not in the range x>=1."),
+    ],
+)
+def test_a_port_or_worker_count_out_of_range_is_refused_naming_the_option(argv: list[str], refusal: str) -> None:
+    """Not as the EXCHANGE_PORT setting the value would have reached, which the caller never
+    set; and no gateway starts with no worker."""
+    result = CliRunner().invoke(main, argv, env={"EXCHANGE_DATABASE_URL": "sqlite:///nowhere/x.db"})
+    assert result.exit_code == 2
+    assert refusal in result.output
