@@ -320,9 +320,10 @@ def recover() -> None:
     asks each partner for the status of operations whose outcome is unknown and finishes
     conversions, redemptions and status matches (undelivered rewards start reversing, expired
     matches reverting, as the jobs do); one it cannot settle yet stays pending. A row a
-    gateway process is still driving is left to it until its lease ends (30 s): after a crash
-    the process is dead, and the report says when its rows can be taken up. One line per
-    kind: conversions, redemptions, status matches.
+    gateway process is still driving is left to it until its lease ends
+    (EXCHANGE_SAGA_LEASE_SECONDS, 30 s by default): after a crash the process is dead, and the
+    report says when its rows can be taken up. One line per kind: conversions, redemptions,
+    status matches.
     """
     for report in with_services(lambda services: services.recover()):
         leased = ""
