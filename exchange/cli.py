@@ -323,9 +323,11 @@ def recover() -> None:
     gateway process is still driving is left to it until its lease ends
     (EXCHANGE_SAGA_LEASE_SECONDS, 30 s by default): after a crash the process is dead, and the
     report says when its rows can be taken up. One line per kind: conversions, redemptions,
-    status matches.
+    status matches; then the holds whose review time has passed end unreviewed, as the
+    hold-expiry job ends them, on a last line with the holds left for staff.
     """
-    for report in with_services(lambda services: services.recover()):
+    recovery = with_services(lambda services: services.recover())
+    for report in recovery.sagas:
         leased = ""
         if report.leased and report.leased_until is not None:
             leased = (
@@ -335,6 +337,8 @@ def recover() -> None:
             )
         noun = counted(report.driven, report.saga, PLURALS.get(report.saga))
         click.echo(f"{noun} driven; {report.pending} still pending{leased}")
+    holds = recovery.holds
+    click.echo(f"{counted(holds.expired, 'hold')} expired unreviewed; {holds.held} still held for review")
 
 
 @main.command()

@@ -183,7 +183,8 @@ async def test_a_gateway_killed_after_the_partner_applied_its_debit_is_recovered
         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(if that process died, run this again after that\)\n"
     )
     assert re.fullmatch(
-        rf"0 conversions driven; {held}0 redemptions driven; {held}0 status matches driven; 0 still pending\n",
+        rf"0 conversions driven; {held}0 redemptions driven; {held}0 status matches driven; 0 still pending\n"
+        r"0 holds expired unreviewed; 0 still held for review\n",
         output.decode(),
     ), output
     await soak.gateway.start()
@@ -246,6 +247,7 @@ async def test_exchange_recover_drives_a_redemption_and_a_status_match_left_mid_
         "0 conversions driven; 0 still pending",
         "1 redemption driven; 0 still pending",
         "1 status match driven; 0 still pending",
+        "0 holds expired unreviewed; 0 still held for review",
     ]
     async with soak.kit.db.transaction() as session:
         redeemed = await session.get(Redemption, redemption["id"])
