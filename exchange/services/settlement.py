@@ -4,8 +4,10 @@ the clearing ledger. Each operation opens its own units of work and calls the ru
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from joserfc.jwk import RSAKey
@@ -51,6 +53,8 @@ from exchange.settlement.models import (
 from exchange.settlement.overview import PartnerPeriod
 from exchange.settlement.positions import position_of
 from exchange.settlement.records import ByteSource
+
+logger = logging.getLogger("exchange.settlement.jobs")
 
 #: The closing job's last step: its statements, issued once the period is CLOSED.
 ISSUING_STATEMENTS = "issuing statements"
@@ -114,6 +118,9 @@ class SettlementService:
     clock: Clock
     keys: StatementKeys
     issuer: str
+    _interrupted: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
+    """This runner's job runs that lost the database and are not back in the queue yet: job id,
+    when the run was taken."""
 
     @classmethod
     def for_settings(cls, settings: Settings, *, db: Database, clock: Clock) -> SettlementService:
@@ -177,13 +184,37 @@ class SettlementService:
     async def run_next_job(self) -> bool:
         """Run the oldest queued settlement job, if any, recording its progress; whether one ran.
 
-        A refusal (an earlier period still open, …) fails the job with its reason; the database
-        going away leaves it RUNNING, to be taken again once its heartbeat is stale.
+        A refusal (an earlier period still open, …) fails the job with its reason. The database
+        going away stops the job (``DatabaseUnavailable`` propagates) and puts it back in the
+        queue at once if the database answers again, else first thing at this runner's next
+        pass: a runner's pass takes it again, and staff never see a dead run as running. (A
+        runner that dies leaves its job RUNNING until its heartbeat is stale.)
         """
+        await self._requeue_interrupted()
         async with self.db.transaction() as session:
             job = await jobs.claim(session, self.clock.now())
         if job is None:
             return False
+        assert job.started_at is not None  # set by the claim
+        try:
+            await self._run_job(job)
+        except DatabaseUnavailable:
+            self._interrupted[job.id] = job.started_at
+            await self._requeue_interrupted()
+            raise
+        return True
+
+    async def _requeue_interrupted(self) -> None:
+        """Put back in the queue the runs this runner gave up on when the database went away."""
+        for job_id, started_at in list(self._interrupted.items()):
+            async with self.db.transaction() as session:
+                requeued = await jobs.requeue(session, job_id, started_at)
+            del self._interrupted[job_id]
+            if requeued:
+                logger.warning("settlement job %s lost the database and is queued again", job_id)
+
+    async def _run_job(self, job: SettlementJob) -> None:
+        """Run ``job``, taken by this runner, and record how it ended (not if the database went away)."""
 
         async def progress(percent: int, step: str) -> None:
             async with self.db.transaction() as session:
@@ -203,7 +234,6 @@ class SettlementService:
             error = None
         async with self.db.transaction() as session:
             await jobs.finish(session, job.id, self.clock.now(), error=error)
-        return True
 
     async def run_jobs(self) -> None:
         """Run queued settlement jobs until none is left (the gateway's periodic pass)."""
