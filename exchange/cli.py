@@ -324,7 +324,8 @@ def recover() -> None:
     (EXCHANGE_SAGA_LEASE_SECONDS, 30 s by default): after a crash the process is dead, and the
     report says when its rows can be taken up. One line per kind: conversions, redemptions,
     status matches; then the holds whose review time has passed end unreviewed, as the
-    hold-expiry job ends them, on a last line with the holds left for staff.
+    hold-expiry job ends them, on a line with the holds left for staff; last, the settlement
+    periods a crashed close left CLOSING are closed (statements issued), on a line naming them.
     """
     recovery = with_services(lambda services: services.recover())
     for report in recovery.sagas:
@@ -339,6 +340,10 @@ def recover() -> None:
         click.echo(f"{noun} driven; {report.pending} still pending{leased}")
     holds = recovery.holds
     click.echo(f"{counted(holds.expired, 'hold')} expired unreviewed; {holds.held} still held for review")
+    closes = recovery.closes
+    finished = f": {', '.join(closes.finished)}" if closes.finished else ""
+    refused = "".join(f"; {period} still closing: {reason}" for period, reason in closes.refused)
+    click.echo(f"{counted(len(closes.finished), 'settlement period')} left closing finished{finished}{refused}")
 
 
 @main.command()

@@ -56,6 +56,9 @@ from exchange.settlement.records import ByteSource
 
 logger = logging.getLogger("exchange.settlement.jobs")
 
+#: Who finishes a close left unfinished (``exchange recover``); a period's ``closed_by`` keeps
+#: whoever started closing it.
+RECOVERY = "exchange recover"
 #: The closing job's last step: its statements, issued once the period is CLOSED.
 ISSUING_STATEMENTS = "issuing statements"
 
@@ -111,6 +114,15 @@ async def settlement_currency(session: AsyncSession) -> Currency:
     return (await get_coalition(session)).settings.currency
 
 
+@dataclass(frozen=True)
+class UnfinishedCloses:
+    """What ``exchange recover`` did with the periods a closer left CLOSING: ``finished`` closed
+    now; ``refused`` still CLOSING, each with the reason closing it was refused."""
+
+    finished: list[str]
+    refused: list[tuple[str, str]]
+
+
 @dataclass
 class SettlementService:
     db: Database
@@ -158,6 +170,27 @@ class SettlementService:
                 await issued.issue(session, signer, position.participant, period, self.clock.now())
         async with self.db.transaction() as session:
             return await closing.period_report(session, period, currency)
+
+    async def finish_unfinished_closes(self) -> UnfinishedCloses:
+        """Finish closing every period a closer left CLOSING, oldest first, by closing it again
+        (which finishes what was left, statements included): after a crash of `exchange settle
+        close` or of a ``closePeriod`` request, nothing else would (a console job is taken again
+        by the job runner). A closer still at work is safe to meet: one closer at a time holds
+        the period's row, and the later one finds it CLOSED."""
+        async with self.db.transaction() as session:
+            periods = await closing.left_closing(session)
+        finished: list[str] = []
+        refused: list[tuple[str, str]] = []
+        for period in periods:
+            try:
+                await self.close(period, by=RECOVERY)  # the closer recorded when it started stays
+            except DatabaseUnavailable:
+                raise
+            except ExchangeError as error:
+                refused.append((period, str(error)))
+            else:
+                finished.append(period)
+        return UnfinishedCloses(finished, refused)
 
     async def request_close(self, period: str, *, by: str) -> SettlementJob:
         """Queue closing ``period`` for the gateway's job runner (see ``settlement.jobs``), or

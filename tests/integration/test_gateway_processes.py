@@ -207,7 +207,7 @@ async def test_a_gateway_killed_after_the_partner_applied_its_debit_is_recovered
     )
     assert re.fullmatch(
         rf"0 conversions driven; {held}0 redemptions driven; {held}0 status matches driven; 0 still pending\n"
-        r"0 holds expired unreviewed; 0 still held for review\n",
+        r"0 holds expired unreviewed; 0 still held for review\n0 settlement periods left closing finished\n",
         output.decode(),
     ), output
     leased_until = [
@@ -276,6 +276,7 @@ async def test_exchange_recover_drives_a_redemption_and_a_status_match_left_mid_
         "1 redemption driven; 0 still pending",
         "1 status match driven; 0 still pending",
         "0 holds expired unreviewed; 0 still held for review",
+        "0 settlement periods left closing finished",
     ]
     async with soak.kit.db.transaction() as session:
         redeemed = await session.get(Redemption, redemption["id"])

@@ -13,7 +13,7 @@ from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.ledger.errors import PeriodNotOver
 from exchange.ledger.periods import PeriodStatus
-from exchange.services.settlement import ISSUING_STATEMENTS, SettlementService
+from exchange.services.settlement import ISSUING_STATEMENTS, SettlementService, UnfinishedCloses
 from exchange.settlement import closing, issued, jobs
 from exchange.settlement.errors import JobNotFound
 from exchange.settlement.models import JobState
@@ -172,6 +172,31 @@ def killing(real: Callable[..., Awaitable[T]], db: Database) -> Callable[..., Aw
         return await real(session, *arguments)
 
     return killed
+
+
+async def test_a_close_cut_off_without_a_job_is_finished_by_recovery_once(
+    pg_settlement: SettlementService, pg_db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`exchange settle close` (no job) loses its connection while netting: the period stays
+    CLOSING, and no job runner will take it. The recovery pass closes it (its closer stays who
+    started it), its statements issued, and a second pass finds nothing left."""
+    await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
+    clock.current = pg_settlement.calendar.ends_at("2026-11") + timedelta(days=1)
+    with monkeypatch.context() as dying:
+        dying.setattr(closing.netting, "obligations", killing(closing.netting.obligations, pg_db))
+        with pytest.raises(DatabaseUnavailable):
+            await pg_settlement.close("2026-11", by="alice")
+    assert (await pg_settlement.period("2026-11")).status is PeriodStatus.CLOSING
+
+    assert await pg_settlement.finish_unfinished_closes() == UnfinishedCloses(finished=["2026-11"], refused=[])
+    report = await pg_settlement.period("2026-11")
+    assert report.status is PeriodStatus.CLOSED and report.row is not None and report.row.closed_by == "alice"
+    assert report.obligations == [
+        Obligation("fresh-mart", "EXCHANGE", 200),
+        Obligation("fresh-mart", "wallet-pay", 9_800),
+    ]
+    assert list(report.not_issued) == []
+    assert await pg_settlement.finish_unfinished_closes() == UnfinishedCloses(finished=[], refused=[])
 
 
 async def test_a_close_that_lost_the_database_until_the_next_pass_is_queued_again_by_that_pass(
