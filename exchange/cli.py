@@ -335,11 +335,15 @@ def recover() -> None:
     asks each partner for the status of operations whose outcome is unknown and finishes
     conversions, redemptions and status matches (undelivered rewards start reversing, expired
     matches reverting, as the jobs do); one it cannot settle yet stays pending. A row a
-    gateway process is still driving is left to it until its lease ends (30 s): after a crash
-    the process is dead, and the report says when its rows can be taken up. One line per
-    kind: conversions, redemptions, status matches.
+    gateway process is still driving is left to it until its lease ends
+    (EXCHANGE_SAGA_LEASE_SECONDS, 30 s by default): after a crash the process is dead, and the
+    report says when its rows can be taken up. One line per kind: conversions, redemptions,
+    status matches; then the holds whose review time has passed end unreviewed, as the
+    hold-expiry job ends them, on a line with the holds left for staff; last, the settlement
+    periods a crashed close left CLOSING are closed (statements issued), on a line naming them.
     """
-    for report in with_services(lambda services: services.recover()):
+    recovery = with_services(lambda services: services.recover())
+    for report in recovery.sagas:
         leased = ""
         if report.leased and report.leased_until is not None:
             leased = (
@@ -349,6 +353,12 @@ def recover() -> None:
             )
         noun = counted(report.driven, report.saga, PLURALS.get(report.saga))
         click.echo(f"{noun} driven; {report.pending} still pending{leased}")
+    holds = recovery.holds
+    click.echo(f"{counted(holds.expired, 'hold')} expired unreviewed; {holds.held} still held for review")
+    closes = recovery.closes
+    finished = f": {', '.join(closes.finished)}" if closes.finished else ""
+    refused = "".join(f"; {period} still closing: {reason}" for period, reason in closes.refused)
+    click.echo(f"{counted(len(closes.finished), 'settlement period')} left closing finished{finished}{refused}")
 
 
 @main.command()

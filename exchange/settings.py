@@ -163,6 +163,16 @@ class Settings(BaseSettings):
         description="How often each gateway process looks for conversions left in doubt, and for holds "
         "whose review time has passed (0: never).",
     )
+    saga_lease_seconds: float = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        allow_inf_nan=False,
+        description="How long a request (or a recovery pass) that is driving a conversion, redemption or "
+        "status match keeps it from the recovery worker (1 to 3600). A gateway process that dies holds its "
+        "rows this long: shorter, and recovery takes them up sooner after a crash; longer than a request's "
+        "partner calls take, or recovery may call the partner again while the request still waits for it.",
+    )
     pending_poll_first_seconds: float = Field(
         default=60,
         gt=0,

@@ -92,8 +92,11 @@ class SagaPolicy:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> SagaPolicy:
+        """The policy every saga of the gateway runs on (conversions, redemptions, status
+        matches): its lease and poll back-off from ``settings``."""
         return cls(
             timezone=settings.timezone,
+            lease=timedelta(seconds=settings.saga_lease_seconds),
             first_poll=timedelta(seconds=settings.pending_poll_first_seconds),
             longest_poll=timedelta(seconds=settings.pending_poll_longest_seconds),
         )

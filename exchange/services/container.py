@@ -42,7 +42,7 @@ from exchange.services.books import BooksService
 from exchange.services.catalog import CatalogService
 from exchange.services.coalition import CoalitionService
 from exchange.services.conversions import ConversionService
-from exchange.services.holds import HoldReview
+from exchange.services.holds import HoldExpiry, HoldReview
 from exchange.services.late import LateOutcomes
 from exchange.services.matches import StatusMatchService
 from exchange.services.members import MemberService
@@ -52,11 +52,21 @@ from exchange.services.pricing import PricingService
 from exchange.services.retrying import RetryingOperations
 from exchange.services.rewards import RewardService
 from exchange.services.risk import RiskService
-from exchange.services.settlement import SettlementService
+from exchange.services.settlement import SettlementService, UnfinishedCloses
 from exchange.services.webhooks import WebhookService
 from exchange.settings import Settings
 from exchange.tiers.expiry import MatchExpiry
 from exchange.tiers.matching import StatusMatching
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What ``exchange recover`` did: one report per saga, what became of the holds, and of the
+    periods left closing."""
+
+    sagas: list[RecoveryReport]
+    holds: HoldExpiry
+    closes: UnfinishedCloses
 
 
 @dataclass
@@ -98,11 +108,15 @@ class Services:
         async with self.db.transaction() as session:
             return await read_figures(session, self.sagas, self.clock.now())
 
-    async def recover(self) -> list[RecoveryReport]:
+    async def recover(self) -> Recovery:
         """Every saga's recovery pass now, once (``exchange recover``): conversions,
         redemptions and status matches, each as its background job drives it, but every
-        active row whatever its next attempt time."""
-        return [await self.conversions.recover(), await self.rewards.recover(), await self.matches.recover()]
+        active row whatever its next attempt time; then the holds whose review time has
+        passed end, as the ``hold-expiry`` job ends them; last, periods a closer left
+        CLOSING are closed."""
+        sagas = [await self.conversions.recover(), await self.rewards.recover(), await self.matches.recover()]
+        holds = await self.risk.review.expire_overdue()
+        return Recovery(sagas=sagas, holds=holds, closes=await self.settlement.finish_unfinished_closes())
 
     def periodic_jobs(self) -> list[PeriodicJob]:
         """What every gateway process runs in the background (an interval of 0: never)."""

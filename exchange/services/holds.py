@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from sqlalchemy import case, update
+from sqlalchemy import case, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -96,6 +96,15 @@ async def _conversion_ended(session: AsyncSession, conversion: Conversion, ended
 
 async def _redemption_ended(session: AsyncSession, redemption: Redemption, ended: Transition, now: datetime) -> None:
     await redemptions.ended_unpaid(session, redemption, now)  # as a member's cancel of a hold does
+
+
+@dataclass(frozen=True, slots=True)
+class HoldExpiry:
+    """What a pass over the holds did (``exchange recover``): ``expired`` ended unreviewed, their
+    review time past; ``held`` still wait for staff, conversions and redemptions together."""
+
+    expired: int
+    held: int
 
 
 @dataclass
@@ -194,6 +203,17 @@ class HoldReview:
         the work, and a review that reached a row first wins it (the guarded update then
         finds it no longer HELD)."""
         return await self._expire(self.conversions, batch) + await self._expire(self.redemptions, batch)
+
+    async def expire_overdue(self) -> HoldExpiry:
+        """:meth:`expire_due` now, as the gateway's ``hold-expiry`` job runs it, and how many holds
+        are left for staff to review."""
+        expired = await self.expire_due()
+        async with self.db.transaction() as session:
+            held = 0
+            for kind in (self.conversions, self.redemptions):
+                model = kind.model
+                held += (await session.exec(select(func.count()).where(col(model.status) == HELD))).one()
+        return HoldExpiry(expired, held)
 
     async def _expire(self, kind: Holds[Row], batch: int) -> int:
         model = kind.model

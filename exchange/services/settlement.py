@@ -4,8 +4,10 @@ the clearing ledger. Each operation opens its own units of work and calls the ru
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from joserfc.jwk import RSAKey
@@ -52,6 +54,11 @@ from exchange.settlement.overview import PartnerPeriod
 from exchange.settlement.positions import position_of
 from exchange.settlement.records import ByteSource
 
+logger = logging.getLogger("exchange.settlement.jobs")
+
+#: Who finishes a close left unfinished (``exchange recover``); a period's ``closed_by`` keeps
+#: whoever started closing it.
+RECOVERY = "exchange recover"
 #: The closing job's last step: its statements, issued once the period is CLOSED.
 ISSUING_STATEMENTS = "issuing statements"
 
@@ -107,6 +114,15 @@ async def settlement_currency(session: AsyncSession) -> Currency:
     return (await get_coalition(session)).settings.currency
 
 
+@dataclass(frozen=True)
+class UnfinishedCloses:
+    """What ``exchange recover`` did with the periods a closer left CLOSING: ``finished`` closed
+    now; ``refused`` still CLOSING, each with the reason closing it was refused."""
+
+    finished: list[str]
+    refused: list[tuple[str, str]]
+
+
 @dataclass
 class SettlementService:
     db: Database
@@ -114,6 +130,9 @@ class SettlementService:
     clock: Clock
     keys: StatementKeys
     issuer: str
+    _interrupted: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
+    """This runner's job runs that lost the database and are not back in the queue yet: job id,
+    when the run was taken."""
 
     @classmethod
     def for_settings(cls, settings: Settings, *, db: Database, clock: Clock) -> SettlementService:
@@ -152,6 +171,27 @@ class SettlementService:
         async with self.db.transaction() as session:
             return await closing.period_report(session, period, currency)
 
+    async def finish_unfinished_closes(self) -> UnfinishedCloses:
+        """Finish closing every period a closer left CLOSING, oldest first, by closing it again
+        (which finishes what was left, statements included): after a crash of `exchange settle
+        close` or of a ``closePeriod`` request, nothing else would (a console job is taken again
+        by the job runner). A closer still at work is safe to meet: one closer at a time holds
+        the period's row, and the later one finds it CLOSED."""
+        async with self.db.transaction() as session:
+            periods = await closing.left_closing(session)
+        finished: list[str] = []
+        refused: list[tuple[str, str]] = []
+        for period in periods:
+            try:
+                await self.close(period, by=RECOVERY)  # the closer recorded when it started stays
+            except DatabaseUnavailable:
+                raise
+            except ExchangeError as error:
+                refused.append((period, str(error)))
+            else:
+                finished.append(period)
+        return UnfinishedCloses(finished, refused)
+
     async def request_close(self, period: str, *, by: str) -> SettlementJob:
         """Queue closing ``period`` for the gateway's job runner (see ``settlement.jobs``), or
         return the job already queued or running for it. A period that is not over is refused
@@ -177,13 +217,37 @@ class SettlementService:
     async def run_next_job(self) -> bool:
         """Run the oldest queued settlement job, if any, recording its progress; whether one ran.
 
-        A refusal (an earlier period still open, …) fails the job with its reason; the database
-        going away leaves it RUNNING, to be taken again once its heartbeat is stale.
+        A refusal (an earlier period still open, …) fails the job with its reason. The database
+        going away stops the job (``DatabaseUnavailable`` propagates) and puts it back in the
+        queue at once if the database answers again, else first thing at this runner's next
+        pass: a runner's pass takes it again, and staff never see a dead run as running. (A
+        runner that dies leaves its job RUNNING until its heartbeat is stale.)
         """
+        await self._requeue_interrupted()
         async with self.db.transaction() as session:
             job = await jobs.claim(session, self.clock.now())
         if job is None:
             return False
+        assert job.started_at is not None  # set by the claim
+        try:
+            await self._run_job(job)
+        except DatabaseUnavailable:
+            self._interrupted[job.id] = job.started_at
+            await self._requeue_interrupted()
+            raise
+        return True
+
+    async def _requeue_interrupted(self) -> None:
+        """Put back in the queue the runs this runner gave up on when the database went away."""
+        for job_id, started_at in list(self._interrupted.items()):
+            async with self.db.transaction() as session:
+                requeued = await jobs.requeue(session, job_id, started_at)
+            del self._interrupted[job_id]
+            if requeued:
+                logger.warning("settlement job %s lost the database and is queued again", job_id)
+
+    async def _run_job(self, job: SettlementJob) -> None:
+        """Run ``job``, taken by this runner, and record how it ended (not if the database went away)."""
 
         async def progress(percent: int, step: str) -> None:
             async with self.db.transaction() as session:
@@ -203,7 +267,6 @@ class SettlementService:
             error = None
         async with self.db.transaction() as session:
             await jobs.finish(session, job.id, self.clock.now(), error=error)
-        return True
 
     async def run_jobs(self) -> None:
         """Run queued settlement jobs until none is left (the gateway's periodic pass)."""

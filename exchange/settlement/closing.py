@@ -7,7 +7,7 @@ one), so its rows are final. Then a last unit of work, holding the period's row,
 obligations from those rows (one aggregation, see ``netting``), stores them, the positions and the
 coalition point's outstanding liability at the period's end and marks the period CLOSED. If
 that fails (or the process dies), the period stays CLOSING and closing it again finishes the
-job. The statements are issued after it (``issued``), each in a unit of work of its own: a
+job (``exchange recover`` closes every period left so, :func:`left_closing`). The statements are issued after it (``issued``), each in a unit of work of its own: a
 statement lists every line, which no aggregation can do, and the closing's unit of work, which
 holds the period, stays one of set-based statements. Closing a CLOSED period changes nothing and returns the figures stored
 the first time.
@@ -113,6 +113,20 @@ async def period_report(session: AsyncSession, period: str, currency: Currency) 
         currency,
         await liability_at(session, period),
         not_issued=[p.participant for p in positions if p.participant not in issued],
+    )
+
+
+async def left_closing(session: AsyncSession) -> list[str]:
+    """The periods a closer left CLOSING (it crashed, or lost the database, before netting
+    them), oldest first."""
+    return list(
+        (
+            await session.exec(
+                select(SettlementPeriod.period)
+                .where(col(SettlementPeriod.status) == PeriodStatus.CLOSING)
+                .order_by(col(SettlementPeriod.period))
+            )
+        ).all()
     )
 
 

@@ -4,9 +4,15 @@ Staff ask for a period to be closed (:func:`enqueue_close`); the gateway's job r
 oldest queued job (:func:`claim`), runs the one close (``closing.close_period``) and records
 its progress in the job's row as it goes, then DONE or FAILED with the reason. One job per
 period is active at a time (a unique index over the active ones): asking again while one is
-queued or running returns it. A runner that dies leaves its job RUNNING with a heartbeat that
-goes stale; another runner takes it again after :data:`STALE_AFTER`, and closing again
-finishes what the first left (closing is idempotent).
+queued or running returns it.
+
+A runner whose unit of work loses the database (a connection killed, a failover) stops
+working on its job and puts it back in the queue (:func:`requeue`) as soon as the database
+answers it again, so staff see it queued rather than running, and a runner's next pass takes
+it again; closing again finishes what the first run left (closing is idempotent). A runner
+that dies leaves its job RUNNING with a heartbeat that goes stale; another runner takes it
+again after :data:`STALE_AFTER`. Each run is known by when it was taken (``started_at``): a
+runner puts back only its own run, never one another runner has taken since.
 """
 
 from __future__ import annotations
@@ -84,6 +90,18 @@ async def claim(session: AsyncSession, now: datetime) -> SettlementJob | None:
     if taken is None:
         return None
     return await session.get(SettlementJob, taken[0], populate_existing=True)
+
+
+async def requeue(session: AsyncSession, job_id: str, started_at: datetime) -> bool:
+    """Put back in the queue the run of job ``job_id`` taken at ``started_at``, which its runner
+    gave up on; False if that run is no longer the job's (it ended, or another runner took the
+    job once its heartbeat was stale)."""
+    moved = await session.exec(
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.state == JobState.RUNNING.value, JOBS.c.started_at == started_at)
+        .values(state=JobState.QUEUED.value, step="", progress=0, started_at=None, heartbeat_at=None)
+    )
+    return moved.rowcount == 1
 
 
 async def record_progress(session: AsyncSession, job_id: str, percent: int, step: str, now: datetime) -> None:

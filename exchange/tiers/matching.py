@@ -86,7 +86,7 @@ class StatusMatching:
     ) -> StatusMatching:
         """Status matching as the gateway runs it."""
         saga = MatchSaga(
-            db=db, connector_for=connectors.for_program, clock=clock, policy=SagaPolicy(timezone=settings.timezone)
+            db=db, connector_for=connectors.for_program, clock=clock, policy=SagaPolicy.for_settings(settings)
         )
         return cls(db=db, connector_for=connectors.for_program, saga=saga, clock=clock)
 

@@ -19,7 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,11 @@ from sqlmodel import col, select
 from standardwebhooks import Webhook
 
 from exchange.auth.scopes import Role
+from exchange.conversions.models import Conversion
 from exchange.ledger.models import LedgerTransaction
 from exchange.pricing.models import LimitUsage
 from exchange.services.container import build_services
+from exchange.services.holds import HoldExpiry
 from exchange.serving import RunningServer, free_port
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
@@ -108,17 +110,23 @@ async def partner_base_urls(sandboxes: SandboxFleet) -> dict[str, str]:
 
 @pytest.fixture
 def gateway_settings(
-    pg_database_url: str, tmp_path: Path, sandboxes: SandboxFleet, partner_base_urls: dict[str, str]
+    request: pytest.FixtureRequest,
+    pg_database_url: str,
+    tmp_path: Path,
+    sandboxes: SandboxFleet,
+    partner_base_urls: dict[str, str],
 ) -> Settings:
     """The sample programs with their ``[risk]``, declared where the sandboxes run (so that the
-    ``exchange`` command, which reads partners' addresses from the database, reaches them too)."""
+    ``exchange`` command, which reads partners' addresses from the database, reaches them too);
+    a test's indirect parameter adds settings."""
     partners = tmp_path / "partners"
     shutil.copytree(SAMPLE_PARTNERS, partners)
     for program, risk in RISK.items():
         path = partners / f"{program}.toml"
         declared = sandboxes[program].program.connector.base_url
         path.write_text(path.read_text().replace(declared, partner_base_urls[program]) + risk)
-    return Settings(database_url=pg_database_url, partners_dir=partners, port=free_port())
+    extra = getattr(request, "param", {})
+    return Settings(database_url=pg_database_url, partners_dir=partners, port=free_port(), **extra)
 
 
 @pytest.fixture
@@ -779,3 +787,55 @@ async def test_a_members_cancel_and_a_staff_approval_at_once_end_in_exactly_one_
     assert await sandboxes["happy-card"].admin.balance("alice") == start - paid * 5304
     assert await stock(kit, hamper) == 3 - paid
     assert [kind for kind, _, _ in await redemption_events(kit)].count("redemption.failed") == 3 - paid
+
+
+RECOVER = str(Path(sys.executable).with_name("exchange"))
+
+
+@pytest.mark.parametrize("gateway_settings", [{"recovery_interval_seconds": 0}], indirect=True)  # no hold-expiry job
+async def test_exchange_recover_ends_the_holds_past_their_review_time_and_says_how_many(
+    kit: ExchangeKit, alice: dict[str, str], staff: str, partner_base_urls: dict[str, str]
+) -> None:
+    """After an outage no gateway ran the hold-expiry job: the operator's `exchange recover`
+    ends every hold whose review time has passed (``HOLD_EXPIRED``, as the job ends it) and
+    reports it on a line of its own, with the holds still waiting for staff."""
+    overdue, waiting = [
+        (await convert(kit, alice["happy-card"], "happy-card", "wallet-pay", 6000, key)).json()["data"][
+            "executeConversion"
+        ]["id"]
+        for key in ("overdue", "waiting")
+    ]
+    async with kit.db.transaction() as session:  # its review time passed during the outage
+        conversion = await session.get(Conversion, overdue)
+        assert conversion is not None and conversion.status == "HELD"
+        conversion.next_attempt_at = datetime.now(UTC) - timedelta(minutes=1)
+        session.add(conversion)
+
+    recovered = await asyncio.to_thread(
+        subprocess.run,
+        [RECOVER, "recover"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "EXCHANGE_DATABASE_URL": kit.settings.database_url},
+        check=False,
+    )
+    assert recovered.returncode == 0, recovered.stderr
+    assert "1 hold expired unreviewed; 1 still held for review" in recovered.stdout.splitlines()
+    ended = (await kit.data(CONVERSION, alice["happy-card"], id=overdue))["conversion"]
+    assert (ended["status"], ended["failure"]["code"]) == ("FAILED", "HOLD_EXPIRED")
+    assert (await kit.data(HELD, staff))["heldConversions"] == [{"id": waiting, "status": "HELD", "pointsIn": 6000}]
+
+    # The same pass through the services, once the other's review time has passed too.
+    held_until = datetime.fromisoformat(
+        (await kit.data(CONVERSION, alice["happy-card"], id=waiting))["conversion"]["heldUntil"]
+    )
+    services = build_services(kit.settings, clock=FrozenClock(held_until), partner_base_urls=partner_base_urls)
+    try:
+        recovery = await services.recover()
+        assert (recovery.holds.expired, recovery.holds.held) == (1, 0)
+        assert (await services.recover()).holds == HoldExpiry(expired=0, held=0)  # once
+    finally:
+        await services.aclose()
+    assert (await kit.data(HELD, staff))["heldConversions"] == []
+    assert await reserved(kit) == 0

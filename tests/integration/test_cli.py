@@ -707,6 +707,8 @@ def test_recover_reports_what_it_drove(migrated_env: dict[str, str]) -> None:
         "0 conversions driven; 0 still pending",
         "0 redemptions driven; 0 still pending",
         "0 status matches driven; 0 still pending",
+        "0 holds expired unreviewed; 0 still held for review",
+        "0 settlement periods left closing finished",
     ]
 
 

@@ -9,6 +9,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,25 @@ SOURCE, TARGET = "wallet-pay", "happy-card"
 async def soak(pg_database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Soak]:
     # Partners answer within 5 s: long enough for a test to kill the gateway while it waits.
     async with running_soak(pg_database_url, sandboxes, tmp_path, partner_timeout="5", members=(MEMBER,)) as running:
+        yield running
+
+
+#: The lease of the gateway the kill test crashes: shorter than the default 30 s, which the test
+#: would wait out, and longer than one request's partner calls here (5 s each, two tries).
+SHORT_LEASE = "12"
+
+
+@pytest.fixture
+async def soak_with_short_lease(pg_database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Soak]:
+    """As ``soak``, with rows leased for :data:`SHORT_LEASE` seconds."""
+    async with running_soak(
+        pg_database_url,
+        sandboxes,
+        tmp_path,
+        partner_timeout="5",
+        members=(MEMBER,),
+        EXCHANGE_SAGA_LEASE_SECONDS=SHORT_LEASE,
+    ) as running:
         yield running
 
 
@@ -154,11 +174,14 @@ async def test_one_key_sent_to_two_gateways_at_once_moves_points_once(
     await check_ledger_agrees(soak)
 
 
-async def test_a_gateway_killed_after_the_partner_applied_its_debit_is_recovered_by_the_next(soak: Soak) -> None:
+async def test_a_gateway_killed_after_the_partner_applied_its_debit_is_recovered_by_the_next(
+    soak_with_short_lease: Soak,
+) -> None:
     """SIGKILL while the source partner has applied a conversion's and a redemption's debits
-    and not yet answered: the next gateway process finds both in doubt, learns the debits
-    applied, credits the conversion's target and posts both; asking again with the keys
-    returns them COMPLETED."""
+    and not yet answered: the next gateway process finds both in doubt once the dead
+    requests' lease (``EXCHANGE_SAGA_LEASE_SECONDS``) ends, learns the debits applied, credits
+    the conversion's target and posts both; asking again with the keys returns them COMPLETED."""
+    soak = soak_with_short_lease
     token = soak.tokens[MEMBER][SOURCE]
     reward = await publish_reward(soak)
     await soak.sandboxes[SOURCE].admin.set_faults(script=[FaultKind.APPLY_THEN_HANG] * 2)
@@ -183,9 +206,15 @@ async def test_a_gateway_killed_after_the_partner_applied_its_debit_is_recovered
         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(if that process died, run this again after that\)\n"
     )
     assert re.fullmatch(
-        rf"0 conversions driven; {held}0 redemptions driven; {held}0 status matches driven; 0 still pending\n",
+        rf"0 conversions driven; {held}0 redemptions driven; {held}0 status matches driven; 0 still pending\n"
+        r"0 holds expired unreviewed; 0 still held for review\n0 settlement periods left closing finished\n",
         output.decode(),
     ), output
+    leased_until = [
+        datetime.strptime(until, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        for until in re.findall(r"until (\S+ \S+) UTC", output.decode())
+    ]
+    assert len(leased_until) == 2 and max(leased_until) <= datetime.now(UTC) + timedelta(seconds=int(SHORT_LEASE))
     await soak.gateway.start()
 
     final = await until_final(soak, timeout=90)
@@ -246,6 +275,8 @@ async def test_exchange_recover_drives_a_redemption_and_a_status_match_left_mid_
         "0 conversions driven; 0 still pending",
         "1 redemption driven; 0 still pending",
         "1 status match driven; 0 still pending",
+        "0 holds expired unreviewed; 0 still held for review",
+        "0 settlement periods left closing finished",
     ]
     async with soak.kit.db.transaction() as session:
         redeemed = await session.get(Redemption, redemption["id"])

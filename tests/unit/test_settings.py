@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
+from exchange.cli import CommandFailed, load_settings
 from exchange.db.migrate import ensure_writable_folder
 from exchange.errors import ConfigurationError
+from exchange.services.container import build_services
 from exchange.settings import Settings, normalize_database_url
 
 PRODUCTION = {
@@ -153,3 +158,27 @@ def test_migrating_checks_the_folder_of_an_sqlite_file_and_leaves_a_multi_host_u
     ensure_writable_folder("postgresql://u@127.0.0.1:5432,127.0.0.1:5433/exchange?target_session_attrs=read-write")
     with pytest.raises(ConfigurationError, match="does not exist: create it"):
         ensure_writable_folder("sqlite+aiosqlite:////no-such-folder-here/exchange.db")
+
+
+@pytest.mark.parametrize("lease", ["0", "-5", "0.5", "nan", "inf", "86400", "thirty"])
+def test_a_saga_lease_that_is_not_a_second_to_an_hour_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, lease: str
+) -> None:
+    monkeypatch.setenv("EXCHANGE_SAGA_LEASE_SECONDS", lease)
+    with pytest.raises(CommandFailed, match=r"^EXCHANGE_SAGA_LEASE_SECONDS: Input should be "):
+        load_settings()
+
+
+async def test_every_saga_holds_its_rows_for_the_lease_the_setting_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Conversions, redemptions and status matches (and a hold that staff approve) all lease
+    their rows for ``EXCHANGE_SAGA_LEASE_SECONDS``."""
+    assert Settings().saga_lease_seconds == 30
+    monkeypatch.setenv("EXCHANGE_SAGA_LEASE_SECONDS", "2.5")
+    services = build_services(load_settings(database_url=f"sqlite:///{tmp_path / 'x.db'}"))
+    try:
+        sagas = [*services.sagas, services.risk.review.conversions.saga, services.risk.review.redemptions.saga]
+        assert {saga.policy.lease for saga in sagas} == {timedelta(seconds=2.5)}
+    finally:
+        await services.aclose()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import pytest
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.ledger.errors import PeriodNotOver
 from exchange.ledger.periods import PeriodStatus
-from exchange.services.settlement import ISSUING_STATEMENTS, SettlementService
+from exchange.services.settlement import ISSUING_STATEMENTS, SettlementService, UnfinishedCloses
 from exchange.settlement import closing, issued, jobs
 from exchange.settlement.errors import JobNotFound
 from exchange.settlement.models import JobState
@@ -18,6 +21,8 @@ from exchange.settlement.netting import Obligation
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import conversion, post
 from tests.outages import kill_connection_of
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -86,13 +91,14 @@ async def test_a_job_whose_runner_went_silent_is_taken_again(november: Settlemen
     assert (await november.job(job.id)).state == JobState.DONE
 
 
-async def test_a_close_whose_connection_is_killed_while_netting_leaves_its_job_running_to_be_taken_again(
+async def test_a_close_whose_connection_is_killed_while_netting_is_queued_again_and_the_next_pass_closes_it(
     pg_settlement: SettlementService, pg_db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The netting's connection is killed (``pg_terminate_backend``) after the period switched
-    to CLOSING: the runner meets the outage, the job stays RUNNING (not FAILED with the outage
-    for its reason), the period stays CLOSING with no figures, and a runner that takes the job
-    once its heartbeat is stale closes the period once."""
+    to CLOSING: the runner meets the outage and, the database answering again, puts its job
+    back in the queue (not RUNNING for two minutes with nobody running it, nor FAILED with the
+    outage for its reason); the period stays CLOSING with no figures, and the runner's next
+    pass, at once, closes the period once."""
     await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
     clock.current = pg_settlement.calendar.ends_at("2026-11") + timedelta(days=1)
     real = closing.netting.obligations
@@ -106,12 +112,11 @@ async def test_a_close_whose_connection_is_killed_while_netting_leaves_its_job_r
         dying.setattr(closing.netting, "obligations", killed)
         with pytest.raises(DatabaseUnavailable):
             await pg_settlement.run_next_job()
-    assert (await pg_settlement.job(job.id)).state == JobState.RUNNING
+    queued = await pg_settlement.job(job.id)
+    assert (queued.state, queued.step, queued.progress, queued.error) == (JobState.QUEUED, "", 0, None)
     report = await pg_settlement.period("2026-11")
     assert (report.status, report.positions, report.obligations) == (PeriodStatus.CLOSING, [], [])
 
-    assert await pg_settlement.run_next_job() is False  # its heartbeat is still fresh
-    clock.advance(minutes=3)
     assert await pg_settlement.run_next_job() is True
     assert (await pg_settlement.job(job.id)).state == JobState.DONE
     report = await pg_settlement.period("2026-11")
@@ -127,8 +132,8 @@ async def test_a_close_whose_connection_is_killed_while_issuing_says_so_and_is_t
     pg_settlement: SettlementService, pg_db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The connection is killed while the second statement is issued, after the period is
-    CLOSED: the job stays RUNNING at its last step, the period names the statements not issued
-    yet, and the job taken again issues exactly those, leaving the first as it was."""
+    CLOSED: the job is queued again, the period names the statements not issued yet, and the
+    job taken again issues exactly those, leaving the first as it was."""
     await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
     clock.current = pg_settlement.calendar.ends_at("2026-11") + timedelta(days=1)
     real = issued.build_statement
@@ -145,19 +150,96 @@ async def test_a_close_whose_connection_is_killed_while_issuing_says_so_and_is_t
         dying.setattr(issued, "build_statement", killed)
         with pytest.raises(DatabaseUnavailable):
             await pg_settlement.run_next_job()
-    running = await pg_settlement.job(job.id)
-    assert (running.state, running.step) == (JobState.RUNNING, ISSUING_STATEMENTS)
+    assert (await pg_settlement.job(job.id)).state == JobState.QUEUED
     report = await pg_settlement.period("2026-11")
     assert report.status is PeriodStatus.CLOSED
     assert list(report.not_issued) == [p.participant for p in report.positions if p.participant != built[0]]
     first = await pg_settlement.statement(built[0], "2026-11")
 
-    clock.advance(minutes=3)
+    clock.advance(minutes=1)
     assert await pg_settlement.run_next_job() is True
     assert (await pg_settlement.job(job.id)).state == JobState.DONE
     assert list((await pg_settlement.period("2026-11")).not_issued) == []
     again = await pg_settlement.statement(built[0], "2026-11")
     assert (again.json(), again.jws, again.row.issued_at) == (first.json(), first.jws, first.row.issued_at)
+
+
+def killing(real: Callable[..., Awaitable[T]], db: Database) -> Callable[..., Awaitable[T]]:
+    """``real`` (which takes a session first), called after that session's connection is killed."""
+
+    async def killed(session: AsyncSession, *arguments: Any) -> T:
+        await kill_connection_of(session, db)
+        return await real(session, *arguments)
+
+    return killed
+
+
+async def test_a_close_cut_off_without_a_job_is_finished_by_recovery_once(
+    pg_settlement: SettlementService, pg_db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`exchange settle close` (no job) loses its connection while netting: the period stays
+    CLOSING, and no job runner will take it. The recovery pass closes it (its closer stays who
+    started it), its statements issued, and a second pass finds nothing left."""
+    await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
+    clock.current = pg_settlement.calendar.ends_at("2026-11") + timedelta(days=1)
+    with monkeypatch.context() as dying:
+        dying.setattr(closing.netting, "obligations", killing(closing.netting.obligations, pg_db))
+        with pytest.raises(DatabaseUnavailable):
+            await pg_settlement.close("2026-11", by="alice")
+    assert (await pg_settlement.period("2026-11")).status is PeriodStatus.CLOSING
+
+    assert await pg_settlement.finish_unfinished_closes() == UnfinishedCloses(finished=["2026-11"], refused=[])
+    report = await pg_settlement.period("2026-11")
+    assert report.status is PeriodStatus.CLOSED and report.row is not None and report.row.closed_by == "alice"
+    assert report.obligations == [
+        Obligation("fresh-mart", "EXCHANGE", 200),
+        Obligation("fresh-mart", "wallet-pay", 9_800),
+    ]
+    assert list(report.not_issued) == []
+    assert await pg_settlement.finish_unfinished_closes() == UnfinishedCloses(finished=[], refused=[])
+
+
+async def test_a_close_that_lost_the_database_until_the_next_pass_is_queued_again_by_that_pass(
+    pg_settlement: SettlementService, pg_db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The netting's connection is killed, and so is the one the runner then puts its job back
+    in the queue with (the database not answering yet): the job shows RUNNING until the runner's
+    next pass, which queues it again first thing and then runs it to the end."""
+    await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
+    clock.current = pg_settlement.calendar.ends_at("2026-11") + timedelta(days=1)
+    job = await pg_settlement.request_close("2026-11", by="alice")
+    with monkeypatch.context() as dying:
+        dying.setattr(closing.netting, "obligations", killing(closing.netting.obligations, pg_db))
+        dying.setattr(jobs, "requeue", killing(jobs.requeue, pg_db))
+        with pytest.raises(DatabaseUnavailable):
+            await pg_settlement.run_next_job()
+    assert (await pg_settlement.job(job.id)).state == JobState.RUNNING
+    assert await pg_settlement.run_next_job() is True
+    assert (await pg_settlement.job(job.id)).state == JobState.DONE
+    assert (await pg_settlement.period("2026-11")).status is PeriodStatus.CLOSED
+
+
+async def test_a_runner_that_lost_the_database_never_queues_a_run_another_runner_took_since(
+    pg_settlement: SettlementService, pg_db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner cannot put its job back (the database does not answer it), and before it
+    can, another runner takes the job, its heartbeat stale: the first runner's next pass leaves
+    that run alone (no two runners close one period at once), and takes nothing."""
+    await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
+    clock.current = pg_settlement.calendar.ends_at("2026-11") + timedelta(days=1)
+    job = await pg_settlement.request_close("2026-11", by="alice")
+    with monkeypatch.context() as dying:
+        dying.setattr(closing.netting, "obligations", killing(closing.netting.obligations, pg_db))
+        dying.setattr(jobs, "requeue", killing(jobs.requeue, pg_db))
+        with pytest.raises(DatabaseUnavailable):
+            await pg_settlement.run_next_job()
+    clock.advance(minutes=3)
+    async with pg_db.transaction() as session:
+        taken = await jobs.claim(session, clock.now())  # another runner, which goes on closing
+    assert taken is not None and taken.id == job.id
+    assert await pg_settlement.run_next_job() is False
+    running = await pg_settlement.job(job.id)
+    assert (running.state, running.started_at) == (JobState.RUNNING, taken.started_at)
 
 
 async def test_a_close_job_that_fails_while_issuing_fails_at_that_step_and_closing_again_issues_the_rest(

@@ -15,6 +15,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from exchange.db.database import Database
+from exchange.ledger.periods import SettlementCalendar, start_closing
 from exchange.ledger.posting import Ledger
 from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
 from exchange.settlement.keys import StatementKeys
@@ -85,6 +86,29 @@ async def test_close_prints_positions_and_the_saving_and_is_repeatable(october: 
         " (half-even to the minor unit)",
     ]
     assert run("settle", "close", "2026-10", env=october).stdout == closed.stdout
+
+
+async def test_recover_finishes_a_close_that_crashed_after_the_period_started_closing(
+    october: dict[str, str], database_url: str
+) -> None:
+    """`exchange settle close` switched October to CLOSING and died: `exchange recover` closes
+    it, says so on its last line, and the figures are those a close run to the end gives."""
+    db = Database.from_url(database_url)
+    try:
+        async with db.transaction() as session:
+            calendar = SettlementCalendar(TAIPEI)
+            await start_closing(session, calendar, "2026-10", by="cron", now=datetime.now(UTC))
+    finally:
+        await db.dispose()
+    recovered = run("recover", env=october)
+    assert recovered.returncode == 0, recovered.stderr
+    assert recovered.stdout.splitlines()[-1] == "1 settlement period left closing finished: 2026-10"
+    closed = run("settle", "close", "2026-10", env=october)
+    assert closed.returncode == 0, closed.stderr
+    assert closed.stdout.splitlines()[0] == "period 2026-10: CLOSED"
+    assert "net positions sum to 0.00 TWD" in closed.stdout
+    again = run("recover", env=october)
+    assert again.stdout.splitlines()[-1] == "0 settlement periods left closing finished"
 
 
 async def test_close_previous_closes_the_period_that_ended_last_in_the_settlement_time_zone(
