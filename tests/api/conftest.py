@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from exchange.app import create_app
+from exchange.clock import Clock
 from exchange.conversions.clearing import conversion_transaction
 from exchange.db.database import Database
 from exchange.ledger.accounts import ChartOfAccounts
@@ -53,6 +55,15 @@ async def gateway(gateway_settings: Settings, partner_base_urls: dict[str, str])
     await load_partners_directory(gateway_settings)
     app = create_app(gateway_settings, partner_base_urls=partner_base_urls)
     async with serving(app, port=gateway_settings.port) as server:
+        yield server.url
+
+
+@asynccontextmanager
+async def gateway_on_clock(settings: Settings, clock: Clock) -> AsyncIterator[str]:
+    """Base URL of a running gateway on ``clock``, which the test moves (it decides token
+    times, rotations and key re-reads), with no sandbox partners."""
+    await load_partners_directory(settings)
+    async with serving(create_app(settings, clock=clock), port=settings.port) as server:
         yield server.url
 
 
