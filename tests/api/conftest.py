@@ -17,9 +17,7 @@ from starlette.routing import Route
 
 from exchange.app import create_app
 from exchange.clock import Clock
-from exchange.conversions.clearing import conversion_transaction
 from exchange.db.database import Database
-from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
 from exchange.services.container import load_partners_directory
 from exchange.serving import RunningServer, free_port, serving
@@ -27,6 +25,7 @@ from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
 from exchange.testing.kit import ExchangeKit
 from tests.conftest import SAMPLE_PARTNERS
+from tests.factories import conversion
 
 
 @pytest.fixture
@@ -98,18 +97,7 @@ async def post_last_month(kit: ExchangeKit) -> str:
         await ledger.post_many(
             session,
             [
-                conversion_transaction(
-                    chart=ChartOfAccounts("TWD"),
-                    transaction_id=f"t-{name}",
-                    conversion_id=name,
-                    source=source,
-                    target=target,
-                    points_in=value,
-                    points_out=value,
-                    money_value_minor=value,
-                    fee_minor=fee,
-                    effective_at=during,
-                )
+                conversion(name, source, target, value, fee, at=during)
                 for name, source, target, value, fee in (
                     ("c1", "wallet-pay", "fresh-mart", 10_000, 200),
                     ("c2", "formosa-air", "wallet-pay", 3_000, 60),
