@@ -8,7 +8,6 @@ its claims are in order (``iss`` the partner's client, ``sub`` the member's ref 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.auth.errors import AssertionRejected
 from exchange.auth.models import CLIENT_ID_LENGTH, JTI_LENGTH, KID_LENGTH, PartnerAssertionKey, UsedAssertion
 from exchange.db import dialects
+from exchange.db.grouping import grouped
 from exchange.errors import BadUserInput, NotFound
 from exchange.members.models import MEMBER_REF_MAX_LENGTH
 from exchange.text import json_value, text_problem
@@ -135,10 +135,7 @@ async def assertion_keys(session: AsyncSession, program_ids: Iterable[str]) -> d
         .where(col(PartnerAssertionKey.program_id).in_(list(program_ids)))
         .order_by(col(PartnerAssertionKey.program_id), col(PartnerAssertionKey.created_at).desc())
     )
-    grouped: dict[str, list[PartnerAssertionKey]] = defaultdict(list)
-    for row in rows:
-        grouped[row.program_id].append(row)
-    return dict(grouped)
+    return grouped(rows, lambda key: key.program_id)
 
 
 def verification_keys(rows: Iterable[PartnerAssertionKey]) -> KeySet:

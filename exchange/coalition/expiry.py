@@ -83,12 +83,8 @@ async def expire_batch(
     ]
     await ledger.post(
         session,
-        TransactionRequest(
-            id=transaction_id,
-            kind=KIND,
-            reference=f"{KIND}:{lots[0].id}",
-            effective_at=now,
-            legs=tuple(leg for leg in legs if leg.amount),
+        TransactionRequest.of_formula(
+            id=transaction_id, kind=KIND, reference=f"{KIND}:{lots[0].id}", effective_at=now, legs=legs
         ),
     )
     for lot in lots:

@@ -43,10 +43,6 @@ def conversion_transaction(
         Leg(chart.clearing(target), money_value_minor - fee_minor),
         Leg(chart.fees(), fee_minor),
     ]
-    return TransactionRequest(
-        id=transaction_id,
-        kind=KIND,
-        reference=f"conversion:{conversion_id}",
-        effective_at=effective_at,
-        legs=tuple(leg for leg in legs if leg.amount),
+    return TransactionRequest.of_formula(
+        id=transaction_id, kind=KIND, reference=f"conversion:{conversion_id}", effective_at=effective_at, legs=legs
     )

@@ -114,6 +114,20 @@ class TransactionRequest:
     legs: tuple[Leg, ...]
     reverses: str | None = None
 
+    @classmethod
+    def of_formula(
+        cls, *, id: str, kind: str, reference: str, effective_at: datetime, legs: Iterable[Leg]
+    ) -> TransactionRequest:
+        """A transaction whose legs a clearing formula lists in full: those that come to zero
+        this time (no fee, no breakage) are left out, as :func:`check_balanced` refuses them."""
+        return cls(
+            id=id,
+            kind=kind,
+            reference=reference,
+            effective_at=effective_at,
+            legs=tuple(leg for leg in legs if leg.amount),
+        )
+
     def digest(self) -> str:
         return request_digest(
             transaction_id=self.id,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -21,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.connectors.contract import MEMBER_REF_PATTERN
 from exchange.db import dialects
+from exchange.db.grouping import grouped
 from exchange.db.types import UTCDateTime
 from exchange.errors import BadUserInput, Forbidden, NotFound
 from exchange.members.models import (
@@ -174,10 +174,7 @@ async def linked_accounts(session: AsyncSession, member_ids: Iterable[str]) -> d
         .where(col(LinkedAccount.member_id).in_(list(member_ids)))
         .order_by(col(LinkedAccount.member_id), col(LinkedAccount.program_id))
     )
-    grouped: dict[str, list[LinkedAccount]] = defaultdict(list)
-    for account in rows:
-        grouped[account.member_id].append(account)
-    return dict(grouped)
+    return grouped(rows, lambda account: account.member_id)
 
 
 async def get_member_linked_to(
@@ -211,10 +208,7 @@ async def accounts_at_programs(
     rows = await session.exec(
         select(account).where(ranked.c.rank <= first).order_by(ranked.c.program_id, ranked.c.member_ref)
     )
-    grouped: dict[str, list[LinkedAccount]] = defaultdict(list)
-    for row in rows:
-        grouped[row.program_id].append(row)
-    return dict(grouped)
+    return grouped(rows, lambda account: account.program_id)
 
 
 class AccountLinkedElsewhere(BadUserInput):

@@ -11,7 +11,6 @@ sends anyway, and a different one means the book is read again before pricing.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ from sqlalchemy import ScalarSelect
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db.grouping import grouped
 from exchange.pricing.errors import NoRate
 from exchange.pricing.models import PricingRevision, Promotion, RateVersion
 from exchange.pricing.rules import AppliedPromotion
@@ -62,18 +62,18 @@ class PricingBook:
         """The book as the database has it now. The revision is read first: what follows is at
         least that recent, so a change committed meanwhile only makes the next check reload."""
         current = (await session.exec(select(revision()))).one()
-        versions: dict[tuple[str, str], list[RateVersion]] = defaultdict(list)
-        for version in await session.exec(
-            select(RateVersion)
-            .where(or_(col(RateVersion.effective_to).is_(None), col(RateVersion.effective_to) > now))
-            .order_by(col(RateVersion.version).desc())
-        ):
-            versions[(version.from_program, version.to_program)].append(version)
-        promotions: dict[str, list[Promotion]] = defaultdict(list)
-        for promotion in await session.exec(
-            select(Promotion).where(col(Promotion.ends_at) > now).order_by(col(Promotion.id))
-        ):
-            promotions[promotion.program_id].append(promotion)
+        versions = grouped(
+            await session.exec(
+                select(RateVersion)
+                .where(or_(col(RateVersion.effective_to).is_(None), col(RateVersion.effective_to) > now))
+                .order_by(col(RateVersion.version).desc())
+            ),
+            lambda version: (version.from_program, version.to_program),
+        )
+        promotions = grouped(
+            await session.exec(select(Promotion).where(col(Promotion.ends_at) > now).order_by(col(Promotion.id))),
+            lambda promotion: promotion.program_id,
+        )
         # The book outlives this unit of work: its rows must not expire if it rolls back.
         for row in (
             *(v for rows in versions.values() for v in rows),

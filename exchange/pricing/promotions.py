@@ -7,7 +7,6 @@ applied, so ending or changing one never alters a quote already given.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +16,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db import dialects
+from exchange.db.grouping import grouped
 from exchange.errors import BadUserInput, IdempotencyConflict, NotFound
 from exchange.money import canonical, decimal_places
 from exchange.pricing.models import PERCENT_SCALE, Promotion
@@ -142,10 +142,7 @@ async def promotions_of(session: AsyncSession, program_ids: Sequence[str]) -> di
         .where(col(Promotion.program_id).in_(list(program_ids)))
         .order_by(col(Promotion.program_id), col(Promotion.starts_at))
     )
-    grouped: dict[str, list[Promotion]] = defaultdict(list)
-    for row in rows:
-        grouped[row.program_id].append(row)
-    return dict(grouped)
+    return grouped(rows, lambda promotion: promotion.program_id)
 
 
 async def active_promotions(

@@ -11,7 +11,6 @@ it was used, whatever the programs declare later.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +20,7 @@ from typing import Any
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db.grouping import grouped
 from exchange.errors import BadUserInput
 from exchange.pricing.errors import ManagedByOperator, NoRate
 from exchange.pricing.models import RateVersion
@@ -262,10 +262,7 @@ async def current_versions_into(
         )
         .order_by(col(RateVersion.to_program), col(RateVersion.from_program))
     )
-    grouped: dict[str, list[RateVersion]] = defaultdict(list)
-    for row in rows:
-        grouped[row.to_program].append(row)
-    return dict(grouped)
+    return grouped(rows, lambda version: version.to_program)
 
 
 async def history(session: AsyncSession, source: str, target: str) -> Sequence[RateVersion]:

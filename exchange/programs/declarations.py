@@ -123,22 +123,6 @@ PartnerAPIAddress = Annotated[str, _partner_address(query=False)]
 PartnerPageAddress = Annotated[str, _partner_address(query=True)]
 
 
-def _program_id(value: str) -> str:
-    if not PROGRAM_ID_PATTERN.match(value):
-        raise ValueError("must be lowercase letters, digits and inner hyphens (at most 64)")
-    return value
-
-
-def _point_value(value: Decimal) -> Decimal:
-    if value <= 0:
-        raise ValueError(f"must be greater than 0, got {value}")
-    if decimal_places(value) > POINT_VALUE_SCALE:
-        raise ValueError(f"has more than {POINT_VALUE_SCALE} decimal places: {value}")
-    if value.adjusted() >= POINT_VALUE_INTEGER_DIGITS:
-        raise ValueError(f"must have at most {POINT_VALUE_INTEGER_DIGITS} digits before the point, got {value}")
-    return value
-
-
 def plural_point_name(point_name: str, declared: str | None) -> str:
     """What several points are called: ``declared`` (``point_name_plural``), or else
     ``point_name`` made plural by the regular English rules (``Mile`` → ``Miles``, ``Coalition
@@ -156,6 +140,37 @@ def plural_point_name(point_name: str, declared: str | None) -> str:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
+
+
+class _PointsProgram(_Strict):
+    """What every points program declares, a partner's or the coalition point: its id, its
+    name, what its points are called and what one is worth."""
+
+    id: str
+    name: Annotated[str, Field(min_length=1, max_length=80)]
+    point_name: Annotated[str, Field(min_length=1, max_length=40)]
+    point_name_plural: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
+        default=None, description="What several points are called; by default `point_name` made plural."
+    )
+    point_value: ExactDecimal
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_a_slug(cls, value: str) -> str:
+        if not PROGRAM_ID_PATTERN.match(value):
+            raise ValueError("must be lowercase letters, digits and inner hyphens (at most 64)")
+        return value
+
+    @field_validator("point_value")
+    @classmethod
+    def _point_value_is_positive_and_exact(cls, value: Decimal) -> Decimal:
+        if value <= 0:
+            raise ValueError(f"must be greater than 0, got {value}")
+        if decimal_places(value) > POINT_VALUE_SCALE:
+            raise ValueError(f"has more than {POINT_VALUE_SCALE} decimal places: {value}")
+        if value.adjusted() >= POINT_VALUE_INTEGER_DIGITS:
+            raise ValueError(f"must have at most {POINT_VALUE_INTEGER_DIGITS} digits before the point, got {value}")
+        return value
 
 
 class LadderLevel(_Strict):
@@ -297,7 +312,7 @@ class BreakageKeeper(StrEnum):
     FUNDING_PARTNERS = "funding-partners"
 
 
-class PointDeclaration(_Strict):
+class PointDeclaration(_PointsProgram):
     """``[point]`` of ``coalition.toml``: the coalition point, a program the exchange itself
     keeps (its balances live in the exchange's database, in lots that expire).
 
@@ -305,27 +320,10 @@ class PointDeclaration(_Strict):
     rates out of it are declared in the target program's file (``from = "<point id>"``).
     """
 
-    id: str
-    name: Annotated[str, Field(min_length=1, max_length=80)]
-    point_name: Annotated[str, Field(min_length=1, max_length=40)]
-    point_name_plural: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
-        default=None, description="What several points are called; by default `point_name` made plural."
-    )
-    point_value: ExactDecimal
     expiry: PointExpiry = PointExpiry.END_OF_NEXT_YEAR
     timezone: str = Field(description="The zone whose calendar the expiry follows (the settlement time zone).")
     breakage: BreakageKeeper = BreakageKeeper.OPERATOR
     rates: list[RateDeclaration] = Field(default_factory=list)
-
-    @field_validator("id")
-    @classmethod
-    def _id_is_a_slug(cls, value: str) -> str:
-        return _program_id(value)
-
-    @field_validator("point_value")
-    @classmethod
-    def _positive_and_exact(cls, value: Decimal) -> Decimal:
-        return _point_value(value)
 
     @field_validator("timezone")
     @classmethod
@@ -522,17 +520,10 @@ class RewardDeclaration(_Strict):
     available_until: AwareDatetime | None = None
 
 
-class ProgramDeclaration(_Strict):
+class ProgramDeclaration(_PointsProgram):
     """One ``<program-id>.toml``."""
 
-    id: str
-    name: Annotated[str, Field(min_length=1, max_length=80)]
     category: Literal["wallet", "coalition-card", "supermarket", "bank-card", "music", "airline", "hotel"]
-    point_name: Annotated[str, Field(min_length=1, max_length=40)]
-    point_name_plural: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
-        default=None, description="What several points are called; by default `point_name` made plural."
-    )
-    point_value: ExactDecimal
     tiers: Annotated[list[TierDeclaration], Field(min_length=1)]
     limits: LimitsDeclaration = LimitsDeclaration()
     budget: BudgetDeclaration | None = None
@@ -542,16 +533,6 @@ class ProgramDeclaration(_Strict):
     rewards: list[RewardDeclaration] = Field(default_factory=list)
     risk: RiskDeclaration | None = None
     connector: ConnectorDeclaration
-
-    @field_validator("id")
-    @classmethod
-    def _id_is_a_slug(cls, value: str) -> str:
-        return _program_id(value)
-
-    @field_validator("point_value")
-    @classmethod
-    def _point_value_is_positive_and_exact(cls, value: Decimal) -> Decimal:
-        return _point_value(value)
 
     @field_validator("tiers")
     @classmethod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,6 +11,7 @@ from sqlalchemy import delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db.grouping import grouped
 from exchange.errors import NotFound
 from exchange.programs.declarations import (
     PartnersDirectory,
@@ -211,10 +211,7 @@ async def tiers_by_program(session: AsyncSession, program_ids: Iterable[str]) ->
         .where(col(ProgramTier.program_id).in_(list(program_ids)))
         .order_by(col(ProgramTier.program_id), col(ProgramTier.rank))
     )
-    grouped: dict[str, list[ProgramTier]] = defaultdict(list)
-    for tier in rows:
-        grouped[tier.program_id].append(tier)
-    return dict(grouped)
+    return grouped(rows, lambda tier: tier.program_id)
 
 
 @dataclass(frozen=True)

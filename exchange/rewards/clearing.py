@@ -36,10 +36,6 @@ def redemption_transaction(
         Leg(chart.clearing(publisher), price_minor),
         Leg(chart.fees(), fee_minor),
     ]
-    return TransactionRequest(
-        id=transaction_id,
-        kind=KIND,
-        reference=f"redemption:{redemption_id}",
-        effective_at=effective_at,
-        legs=tuple(leg for leg in legs if leg.amount),
+    return TransactionRequest.of_formula(
+        id=transaction_id, kind=KIND, reference=f"redemption:{redemption_id}", effective_at=effective_at, legs=legs
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,9 +16,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from exchange.app import create_app
-from exchange.conversions.clearing import conversion_transaction
+from exchange.clock import Clock
 from exchange.db.database import Database
-from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
 from exchange.services.container import load_partners_directory
 from exchange.serving import RunningServer, free_port, serving
@@ -25,6 +25,7 @@ from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
 from exchange.testing.kit import ExchangeKit
 from tests.conftest import SAMPLE_PARTNERS
+from tests.factories import conversion
 
 
 @pytest.fixture
@@ -53,6 +54,15 @@ async def gateway(gateway_settings: Settings, partner_base_urls: dict[str, str])
     await load_partners_directory(gateway_settings)
     app = create_app(gateway_settings, partner_base_urls=partner_base_urls)
     async with serving(app, port=gateway_settings.port) as server:
+        yield server.url
+
+
+@asynccontextmanager
+async def gateway_on_clock(settings: Settings, clock: Clock) -> AsyncIterator[str]:
+    """Base URL of a running gateway on ``clock``, which the test moves (it decides token
+    times, rotations and key re-reads), with no sandbox partners."""
+    await load_partners_directory(settings)
+    async with serving(create_app(settings, clock=clock), port=settings.port) as server:
         yield server.url
 
 
@@ -87,18 +97,7 @@ async def post_last_month(kit: ExchangeKit) -> str:
         await ledger.post_many(
             session,
             [
-                conversion_transaction(
-                    chart=ChartOfAccounts("TWD"),
-                    transaction_id=f"t-{name}",
-                    conversion_id=name,
-                    source=source,
-                    target=target,
-                    points_in=value,
-                    points_out=value,
-                    money_value_minor=value,
-                    fee_minor=fee,
-                    effective_at=during,
-                )
+                conversion(name, source, target, value, fee, at=during)
                 for name, source, target, value, fee in (
                     ("c1", "wallet-pay", "fresh-mart", 10_000, 200),
                     ("c2", "formosa-air", "wallet-pay", 3_000, 60),

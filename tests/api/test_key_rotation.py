@@ -18,10 +18,10 @@ from exchange.auth import keys
 from exchange.auth.models import SigningKey
 from exchange.auth.scopes import Role
 from exchange.auth.tokens import LEEWAY_SECONDS, NOT_SIGNED_BY_A_PUBLISHED_KEY
-from exchange.services.container import load_partners_directory
 from exchange.serving import free_port, serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
+from tests.api.conftest import gateway_on_clock
 from tests.clocks import MovableClock
 
 VIEWER = "{ viewer { role } }"
@@ -35,9 +35,8 @@ def clock() -> MovableClock:
 @pytest.fixture
 async def gateway(gateway_settings: Settings, clock: MovableClock) -> AsyncIterator[str]:
     """A gateway whose clock the test moves (it decides token times and key re-reads)."""
-    await load_partners_directory(gateway_settings)
-    async with serving(create_app(gateway_settings, clock=clock), port=gateway_settings.port) as server:
-        yield server.url
+    async with gateway_on_clock(gateway_settings, clock) as url:
+        yield url
 
 
 def kid_of(token: str) -> str:

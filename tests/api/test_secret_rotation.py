@@ -9,13 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from exchange.app import create_app
 from exchange.auth.keys import SigningKeys
 from exchange.services.access import AccessService
-from exchange.services.container import load_partners_directory
-from exchange.serving import serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
+from tests.api.conftest import gateway_on_clock
 from tests.clocks import MovableClock
 
 VIEWER = "{ viewer { role } }"
@@ -31,9 +29,8 @@ def clock() -> MovableClock:
 @pytest.fixture
 async def gateway(gateway_settings: Settings, clock: MovableClock) -> AsyncIterator[str]:
     """A gateway whose clock the test moves (it stamps tokens' iat and the rotation)."""
-    await load_partners_directory(gateway_settings)
-    async with serving(create_app(gateway_settings, clock=clock), port=gateway_settings.port) as server:
-        yield server.url
+    async with gateway_on_clock(gateway_settings, clock) as url:
+        yield url
 
 
 @pytest.fixture

@@ -22,19 +22,16 @@ from joserfc.jwk import KeySet
 from sqlalchemy import delete
 from sqlmodel import col
 
-from exchange.app import create_app
 from exchange.auth import keys
 from exchange.auth.scopes import Role, Scope
 from exchange.auth.tokens import TOKEN_TYPE, access_token_claims
 from exchange.keyring.cache import KEY_REFRESH
-from exchange.services.container import load_partners_directory
-from exchange.serving import serving
 from exchange.settings import Settings
 from exchange.settlement.keys import PUBLICATION_LEAD, STATEMENT_KEYS_MAX_AGE_SECONDS, StatementKeys
 from exchange.settlement.models import IssuedStatement
 from exchange.settlement.statements import JWS_TYPE
 from exchange.testing.kit import ExchangeKit
-from tests.api.conftest import post_last_month
+from tests.api.conftest import gateway_on_clock, post_last_month
 from tests.api.test_settlement_api import STATEMENT, close
 from tests.clocks import MovableClock
 
@@ -51,9 +48,8 @@ def clock() -> MovableClock:
 @pytest.fixture
 async def gateway(gateway_settings: Settings, clock: MovableClock) -> AsyncIterator[str]:
     """A gateway whose clock the test moves (it decides key re-reads and which keys are published)."""
-    await load_partners_directory(gateway_settings)
-    async with serving(create_app(gateway_settings, clock=clock), port=gateway_settings.port) as server:
-        yield server.url
+    async with gateway_on_clock(gateway_settings, clock) as url:
+        yield url
 
 
 @pytest.fixture

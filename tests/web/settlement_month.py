@@ -9,12 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from exchange.conversions.clearing import conversion_transaction
-from exchange.ledger.accounts import ChartOfAccounts
 from exchange.services.container import open_services
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases
+from tests.factories import conversion
 from tests.web.conftest import Gateway, run_async, start_gateway
 
 #: (name, source, target, value in cents, fee in cents): a month in which netting saves payments.
@@ -49,18 +48,7 @@ def build_last_month(settings: Settings) -> str:
             await services.settlement.ledger.post_many(
                 session,
                 [
-                    conversion_transaction(
-                        chart=ChartOfAccounts("TWD"),
-                        transaction_id=f"t-{name}",
-                        conversion_id=name,
-                        source=source,
-                        target=target,
-                        points_in=value,
-                        points_out=value,
-                        money_value_minor=value,
-                        fee_minor=fee,
-                        effective_at=during,
-                    )
+                    conversion(name, source, target, value, fee, at=during)
                     for name, source, target, value, fee in CONVERSIONS
                 ],
             )

@@ -3,7 +3,7 @@ gives (the quote's own pricing, nothing stored)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,7 @@ from exchange.pricing.models import RateVersion
 from exchange.pricing.promotions import PromotionTerms
 from exchange.pricing.rates import Origin, RateTerms
 from exchange.programs.catalog import Catalog
-from exchange.programs.models import CoalitionLevel
+from exchange.programs.models import CoalitionLevel, Program
 from exchange.ratio import Ratio
 from exchange.services.catalog import CatalogService
 from exchange.services.pricing import PricingService
@@ -27,6 +27,8 @@ from exchange.web.templating import Pages
 RATE_NUMBERS = ("bonusEvery", "bonusPoints", "minimumPoints", "increment", "memberDailyCap", "memberMonthlyCap")
 #: Notices a page shows after a change, by the ``done`` query parameter.
 DONE = ("rate-set", "rate-cleared", "promotion-created", "promotion-ended")
+RATE_FORM = "console/partner/rate_form.html"
+PROMOTION_FORM = "console/partner/promotion_form.html"
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ def rate_terms(values: FormValues) -> RateTerms:
         member_daily_cap=numbers["memberDailyCap"],
         member_monthly_cap=numbers["memberMonthlyCap"],
     )
+
+
+def sources_into(catalog: Catalog, own: str) -> list[Program]:
+    """The programs whose points can be converted into ``own``: every other one."""
+    return [program for program in catalog.programs.values() if program.id != own]
 
 
 def source_program(values: FormValues, catalog: Catalog, own: str) -> str:
@@ -100,7 +107,7 @@ class PricingPages:
             {
                 "program": catalog.programs[own],
                 "programs": catalog.programs,
-                "sources": [program for program in catalog.programs.values() if program.id != own],
+                "sources": sources_into(catalog, own),
                 "rates": [RateRow(version) for version in versions],
                 "promotions": sorted(promotions, key=lambda promotion: promotion.starts_at, reverse=True),
                 "levels": await self._levels(),
@@ -128,53 +135,36 @@ class PricingPages:
                 "memberDailyCap": version.member_daily_cap,
                 "memberMonthlyCap": version.member_monthly_cap,
             }
-        return self._rate_page(request, catalog, own, values, Problems())
+        return self._form_page(RATE_FORM, request, catalog, own, values, Problems())
 
     async def set_rate(self, request: Request) -> Response:
-        own, actor = program_of(request), partner_of(request).client_id
-        catalog = await self.catalog.cache.get()
-        values = FormValues(await request.form())
-        problems = Problems()
-        try:
-            await self.pricing.set_rate(source_program(values, catalog, own), own, rate_terms(values), actor=actor)
-        except ExchangeError as error:
-            problems.add(error)
-            return self._rate_page(request, catalog, own, values.raw, problems, status_code=422)
-        return RedirectResponse(f"{BASE}/rates?done=rate-set", status_code=303)
+        return await self._change_rate(
+            request,
+            "rate-set",
+            lambda source, own, actor, values: self.pricing.set_rate(source, own, rate_terms(values), actor=actor),
+        )
 
     async def clear_rate(self, request: Request) -> Response:
+        return await self._change_rate(
+            request, "rate-cleared", lambda source, own, actor, _: self.pricing.clear_rate(source, own, actor=actor)
+        )
+
+    async def _change_rate(
+        self, request: Request, done: str, change: Callable[[str, str, str, FormValues], Awaitable[RateVersion]]
+    ) -> Response:
+        """Apply ``change`` (source program, the partner's own, acting client, form) to the rate
+        from the program the form names: back to the rates with notice ``done``, or the rate
+        form again naming the problem."""
         own, actor = program_of(request), partner_of(request).client_id
         catalog = await self.catalog.cache.get()
         values = FormValues(await request.form())
-        problems = Problems()
         try:
-            await self.pricing.clear_rate(source_program(values, catalog, own), own, actor=actor)
+            await change(source_program(values, catalog, own), own, actor, values)
         except ExchangeError as error:
+            problems = Problems()
             problems.add(error)
-            return self._rate_page(request, catalog, own, values.raw, problems, status_code=422)
-        return RedirectResponse(f"{BASE}/rates?done=rate-cleared", status_code=303)
-
-    def _rate_page(
-        self,
-        request: Request,
-        catalog: Catalog,
-        own: str,
-        values: Mapping[str, Any],
-        problems: Problems,
-        *,
-        status_code: int = 200,
-    ) -> Response:
-        return self.pages.render(
-            request,
-            "console/partner/rate_form.html",
-            {
-                "program": catalog.programs[own],
-                "sources": [program for program in catalog.programs.values() if program.id != own],
-                "values": values,
-                "problems": problems,
-            },
-            status_code=status_code,
-        )
+            return self._form_page(RATE_FORM, request, catalog, own, values.raw, problems, status_code=422)
+        return RedirectResponse(f"{BASE}/rates?done={done}", status_code=303)
 
     async def preview(self, request: Request) -> Response:
         """The preview fragment htmx swaps in as the partner types (a whole page without htmx)."""
@@ -197,7 +187,7 @@ class PricingPages:
 
     async def promotion_form(self, request: Request) -> Response:
         own = program_of(request)
-        return self._promotion_page(request, await self.catalog.cache.get(), own, {}, Problems())
+        return self._form_page(PROMOTION_FORM, request, await self.catalog.cache.get(), own, {}, Problems())
 
     async def create_promotion(self, request: Request) -> Response:
         own, actor = program_of(request), partner_of(request).client_id
@@ -227,7 +217,9 @@ class PricingPages:
         except ExchangeError as error:
             problems.add(error)
             chosen = {value for value in form.getlist("fromPrograms") if isinstance(value, str)}
-            return self._promotion_page(request, catalog, own, values.raw, problems, chosen=chosen, status_code=422)
+            return self._form_page(
+                PROMOTION_FORM, request, catalog, own, values.raw, problems, chosen=chosen, status_code=422
+            )
         return RedirectResponse(f"{BASE}/rates?done=promotion-created", status_code=303)
 
     async def end_promotion(self, request: Request) -> Response:
@@ -246,8 +238,9 @@ class PricingPages:
             )
         return RedirectResponse(f"{BASE}/rates?done=promotion-ended", status_code=303)
 
-    def _promotion_page(
+    def _form_page(
         self,
+        template: str,
         request: Request,
         catalog: Catalog,
         own: str,
@@ -257,12 +250,14 @@ class PricingPages:
         chosen: set[str] | None = None,
         status_code: int = 200,
     ) -> Response:
+        """A form about conversions into the partner's own program (a rate, a promotion):
+        ``chosen`` are the source programs ticked, where the form lets several be."""
         return self.pages.render(
             request,
-            "console/partner/promotion_form.html",
+            template,
             {
                 "program": catalog.programs[own],
-                "sources": [program for program in catalog.programs.values() if program.id != own],
+                "sources": sources_into(catalog, own),
                 "values": values,
                 "chosen": chosen or set(),
                 "problems": problems,

@@ -169,39 +169,35 @@ class RewardPages:
         )
 
     async def reprice(self, request: Request) -> Response:
-        reward = await self._own_reward(request)
-        values = FormValues(await request.form())
         return await self._change(
             request,
-            reward,
-            values,
             "repriced",
-            lambda: self.rewards.reprice(partner_of(request), reward.id, values.decimal("price")),
+            lambda reward, values: self.rewards.reprice(partner_of(request), reward.id, values.decimal("price")),
         )
 
     async def restock(self, request: Request) -> Response:
-        reward = await self._own_reward(request)
-        values = FormValues(await request.form())
         return await self._change(
             request,
-            reward,
-            values,
             "restocked",
-            lambda: self.rewards.restock(partner_of(request), reward.id, values.required_integer("units")),
+            lambda reward, values: self.rewards.restock(
+                partner_of(request), reward.id, values.required_integer("units")
+            ),
         )
 
     async def withdraw(self, request: Request) -> Response:
-        reward = await self._own_reward(request)
-        values = FormValues(await request.form())
         return await self._change(
-            request, reward, values, "withdrawn", lambda: self.rewards.withdraw(partner_of(request), reward.id)
+            request, "withdrawn", lambda reward, _: self.rewards.withdraw(partner_of(request), reward.id)
         )
 
     async def _change(
-        self, request: Request, reward: Reward, values: FormValues, done: str, change: Callable[[], Awaitable[Reward]]
+        self, request: Request, done: str, change: Callable[[Reward, FormValues], Awaitable[Reward]]
     ) -> Response:
+        """Apply ``change`` to the partner's own reward the request names, with the form it
+        posted: back to the reward with notice ``done``, or its page again naming the problem."""
+        reward = await self._own_reward(request)
+        values = FormValues(await request.form())
         try:
-            await change()
+            await change(reward, values)
         except ExchangeError as error:
             problems = Problems()
             problems.add(error)

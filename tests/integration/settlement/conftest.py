@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from exchange.conversions.clearing import conversion_transaction
 from exchange.db.database import Database
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger, Leg, TransactionRequest
@@ -21,6 +20,7 @@ from exchange.services.settlement import SettlementService
 from exchange.settlement.closing import PeriodReport
 from exchange.settlement.keys import StatementKeys
 from exchange.testing.clock import FrozenClock
+from tests import factories
 from tests.conftest import SAMPLE_PARTNERS
 
 TAIPEI = ZoneInfo("Asia/Taipei")
@@ -75,22 +75,8 @@ def conversion(
     points: tuple[int, int] | None = None,
     at: datetime = NOVEMBER,
 ) -> TransactionRequest:
-    """What a completed conversion posts: ``source`` owes ``value`` cents, ``target`` is owed
-    ``value - fee``, the exchange earns ``fee``; ``points`` (in, out) when they are not both
-    ``value``."""
-    points_in, points_out = (value, value) if points is None else points
-    return conversion_transaction(
-        chart=CHART,
-        transaction_id=f"t-{name}",
-        conversion_id=name,
-        source=source,
-        target=target,
-        points_in=points_in,
-        points_out=points_out,
-        money_value_minor=value,
-        fee_minor=fee,
-        effective_at=at,
-    )
+    """:func:`tests.factories.conversion`, in November unless ``at`` says otherwise."""
+    return factories.conversion(name, source, target, value, fee, points=points, at=at)
 
 
 def redemption(
