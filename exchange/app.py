@@ -33,6 +33,7 @@ from exchange.auth.url_credentials import RefuseCredentialsInURL
 from exchange.clock import Clock
 from exchange.db import migrate
 from exchange.db.availability import DatabaseRefused, DatabaseUnavailable
+from exchange.heap import settle_for_serving
 from exchange.jobs import BackgroundJobs
 from exchange.observability.metrics import MetricsEndpoint, forget_process
 from exchange.observability.requests import RequestId
@@ -165,8 +166,11 @@ def create_app(
 
 
 def create_app_from_environment() -> Starlette:
-    """The factory ``exchange serve`` hands to uvicorn: settings from the environment, and
-    OpenTelemetry's own variables (tracing is off unless they configure an exporter)."""
+    """The factory ``exchange serve`` hands to uvicorn (once in each worker process): settings
+    from the environment, and OpenTelemetry's own variables (tracing is off unless they
+    configure an exporter); the collector then set for serving (:mod:`exchange.heap`)."""
     settings = Settings()
     configure_tracing(os.environ)
-    return create_app(settings)
+    app = create_app(settings)
+    settle_for_serving()
+    return app

@@ -26,6 +26,7 @@ KERNEL = {
     "clock",
     "settings",
     "serving",
+    "heap",
     "jobs",
     "access_log",
     "text",
