@@ -92,6 +92,12 @@ LEDGER_POSTINGS = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+RECOVERED_CLOSES = Counter(
+    "exchange_recovered_closes",
+    "Settlement periods left CLOSING by a closer that stopped, closed by a recovery pass "
+    "(a gateway's job or exchange recover).",
+    registry=REGISTRY,
+)
 
 #: The gauges read from the database at scrape time: name → (help, labels).
 DATABASE_GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
@@ -121,7 +127,14 @@ class SagaFigures:
 def served_metrics() -> dict[str, tuple[MetricKind, frozenset[str]]]:
     """Every metric ``/metrics`` serves, by the name PromQL asks for (a counter's ``_total``),
     with its type and labels: what the Grafana dashboard may query."""
-    recorded: list[MetricWrapperBase] = [REQUEST_DURATION, ERRORS, PARTNER_CALL_DURATION, BREAKER_OPEN, LEDGER_POSTINGS]
+    recorded: list[MetricWrapperBase] = [
+        REQUEST_DURATION,
+        ERRORS,
+        PARTNER_CALL_DURATION,
+        BREAKER_OPEN,
+        LEDGER_POSTINGS,
+        RECOVERED_CLOSES,
+    ]
     served: dict[str, tuple[MetricKind, frozenset[str]]] = {}
     for metric in recorded:
         kind: MetricKind = metric._type  # type: ignore[assignment]  # a str in prometheus-client's typing
@@ -213,6 +226,11 @@ def count_ledger_postings(session: AsyncSession, kinds: Iterable[str]) -> None:
             LEDGER_POSTINGS.labels(kind).inc(posted)
 
     after_commit(session, record)
+
+
+def count_recovered_closes(periods: int) -> None:
+    """Periods a recovery pass closed after their closer stopped (committed already)."""
+    RECOVERED_CLOSES.inc(periods)
 
 
 def observe_partner_call(program: str, operation: str, outcome: str, started: float) -> None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from exchange.auth.keys import SigningKeys
 from exchange.clock import Clock, SystemClock
@@ -136,6 +137,14 @@ class Services:
             PeriodicJob("redemptions", settings.redemption_interval_seconds, RedemptionJob(self.rewards.saga).run_once),
             PeriodicJob("credit-batches", settings.batch_interval_seconds, self.batches.run_once),
             PeriodicJob("settlement-jobs", settings.settlement_job_interval_seconds, self.settlement.run_jobs),
+            PeriodicJob(
+                "unfinished-closes",
+                settings.settlement_job_interval_seconds,
+                partial(
+                    self.settlement.finish_unfinished_closes,
+                    grace=timedelta(seconds=settings.closing_grace_seconds),
+                ),
+            ),
             PeriodicJob("webhooks", settings.webhook_interval_seconds, self.webhooks.deliver),
             PeriodicJob("coalition-expiry", settings.coalition_expiry_interval_seconds, self.coalition.run_once),
             PeriodicJob("retention", settings.retention_interval_seconds, self.retention.run_once),

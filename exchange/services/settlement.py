@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from joserfc.jwk import RSAKey
@@ -26,6 +26,7 @@ from exchange.ledger.periods import SettlementCalendar
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import Verification, verify_ledger
 from exchange.money import Currency
+from exchange.observability.metrics import count_recovered_closes
 from exchange.programs.service import get_coalition
 from exchange.services.coalition import PointStanding
 from exchange.settings import Settings
@@ -116,11 +117,14 @@ async def settlement_currency(session: AsyncSession) -> Currency:
 
 @dataclass(frozen=True)
 class UnfinishedCloses:
-    """What ``exchange recover`` did with the periods a closer left CLOSING: ``finished`` closed
-    now; ``refused`` still CLOSING, each with the reason closing it was refused."""
+    """What a recovery pass (``exchange recover``, a gateway's job) did with the periods a closer
+    left CLOSING: ``finished`` closed by this pass; ``closed_meanwhile`` closed by another closer
+    (another gateway's pass, or a closer it waited behind) and their statements issued;
+    ``refused`` still CLOSING, each with the reason closing it was refused."""
 
     finished: list[str]
     refused: list[tuple[str, str]]
+    closed_meanwhile: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -169,28 +173,34 @@ class SettlementService:
             async with self.db.transaction() as session:
                 await issued.issue(session, signer, position.participant, period, self.clock.now())
         async with self.db.transaction() as session:
-            return await closing.period_report(session, period, currency)
+            return replace(await closing.period_report(session, period, currency), closed_now=report.closed_now)
 
-    async def finish_unfinished_closes(self) -> UnfinishedCloses:
+    async def finish_unfinished_closes(self, *, grace: timedelta | None = None) -> UnfinishedCloses:
         """Finish closing every period a closer left CLOSING, oldest first, by closing it again
         (which finishes what was left, statements included): after a crash of `exchange settle
-        close` or of a ``closePeriod`` request, nothing else would (a console job is taken again
-        by the job runner). A closer still at work is safe to meet: one closer at a time holds
-        the period's row, and the later one finds it CLOSED."""
+        close`, of a ``closePeriod`` request or of a console job that was not taken again.
+        ``exchange recover`` finishes every such period; a gateway's job (``grace``) only those
+        CLOSING for longer than ``grace``, whose closer is taken to have died. A closer still
+        at work is safe to meet either way: one closer at a time holds the period's row, and
+        the later one finds it CLOSED; so several gateways finishing one period close it once."""
+        started_before = None if grace is None else self.clock.now() - grace
         async with self.db.transaction() as session:
-            periods = await closing.left_closing(session)
-        finished: list[str] = []
-        refused: list[tuple[str, str]] = []
+            periods = await closing.left_closing(session, started_before=started_before)
+        done = UnfinishedCloses([], [])
         for period in periods:
             try:
-                await self.close(period, by=RECOVERY)  # the closer recorded when it started stays
+                report = await self.close(period, by=RECOVERY)  # the closer recorded when it started stays
             except DatabaseUnavailable:
                 raise
             except ExchangeError as error:
-                refused.append((period, str(error)))
+                logger.error("period %s was left closing and closing it was refused: %s", period, error)
+                done.refused.append((period, str(error)))
             else:
-                finished.append(period)
-        return UnfinishedCloses(finished, refused)
+                (done.finished if report.closed_now else done.closed_meanwhile).append(period)
+        if done.finished:
+            logger.warning("finished closing %s, left CLOSING by a closer that stopped", ", ".join(done.finished))
+            count_recovered_closes(len(done.finished))
+        return done
 
     async def request_close(self, period: str, *, by: str) -> SettlementJob:
         """Queue closing ``period`` for the gateway's job runner (see ``settlement.jobs``), or

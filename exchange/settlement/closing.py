@@ -7,7 +7,8 @@ one), so its rows are final. Then a last unit of work, holding the period's row,
 obligations from those rows (one aggregation, see ``netting``), stores them, the positions and the
 coalition point's outstanding liability at the period's end and marks the period CLOSED. If
 that fails (or the process dies), the period stays CLOSING and closing it again finishes the
-job (``exchange recover`` closes every period left so, :func:`left_closing`). The statements are issued after it (``issued``), each in a unit of work of its own: a
+job (``exchange recover`` closes every period left so, :func:`left_closing`, and so does every
+gateway's background job once a period has been CLOSING longer than its grace). The statements are issued after it (``issued``), each in a unit of work of its own: a
 statement lists every line, which no aggregation can do, and the closing's unit of work, which
 holds the period, stays one of set-based statements. Closing a CLOSED period changes nothing and returns the figures stored
 the first time.
@@ -16,7 +17,8 @@ the first time.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlmodel import col, select
@@ -70,6 +72,9 @@ class PeriodReport:
     """The participants whose statement is not issued yet (``issued``), in order: while closing
     issues them, or after a closing cut while issuing, until closing again or each one's first
     download issues it."""
+    closed_now: bool = False
+    """Whether the closing that returned this report netted the period and marked it CLOSED
+    (False: it found it CLOSED already, by an earlier closer or by one it waited behind)."""
 
     @property
     def saving(self) -> NettingSaving | None:
@@ -116,18 +121,13 @@ async def period_report(session: AsyncSession, period: str, currency: Currency) 
     )
 
 
-async def left_closing(session: AsyncSession) -> list[str]:
+async def left_closing(session: AsyncSession, *, started_before: datetime | None = None) -> list[str]:
     """The periods a closer left CLOSING (it crashed, or lost the database, before netting
-    them), oldest first."""
-    return list(
-        (
-            await session.exec(
-                select(SettlementPeriod.period)
-                .where(col(SettlementPeriod.status) == PeriodStatus.CLOSING)
-                .order_by(col(SettlementPeriod.period))
-            )
-        ).all()
-    )
+    them), oldest first; with ``started_before``, only those whose closing started before then."""
+    statement = select(SettlementPeriod.period).where(col(SettlementPeriod.status) == PeriodStatus.CLOSING)
+    if started_before is not None:
+        statement = statement.where(col(SettlementPeriod.closing_started_at) < started_before)
+    return list((await session.exec(statement.order_by(col(SettlementPeriod.period)))).all())
 
 
 async def recent_periods(session: AsyncSession, first: int) -> list[SettlementPeriod]:
@@ -137,12 +137,13 @@ async def recent_periods(session: AsyncSession, first: int) -> list[SettlementPe
     )
 
 
-async def _finish(session: AsyncSession, period: str, currency: Currency, clock: Clock) -> None:
-    """Net a CLOSING period, store its figures and mark it CLOSED (unless another closer has)."""
+async def _finish(session: AsyncSession, period: str, currency: Currency, clock: Clock) -> bool:
+    """Net a CLOSING period, store its figures and mark it CLOSED, unless another closer has
+    (then False)."""
     row = await session.get(SettlementPeriod, period, with_for_update=True)  # one closer at a time
     assert row is not None
     if row.status == PeriodStatus.CLOSED:
-        return
+        return False
     owed = await netting.obligations(session, period, currency.code)
     await bulk_insert(
         session,
@@ -173,6 +174,7 @@ async def _finish(session: AsyncSession, period: str, currency: Currency, clock:
     )
     await emit(session, *period_closed(period, participants.all(), now))
     await session.flush()
+    return True
 
 
 async def close_period(
@@ -194,10 +196,11 @@ async def close_period(
     async with db.transaction() as session:
         row = await start_closing(session, calendar, period, by=by, now=clock.now())
         status = row.status
+    closed_now = False
     if status != PeriodStatus.CLOSED:
         await progress(35, "netting")
         async with db.transaction() as session:
-            await _finish(session, period, currency, clock)
+            closed_now = await _finish(session, period, currency, clock)
     await progress(90, "reporting")
     async with db.transaction() as session:
-        return await period_report(session, period, currency)
+        return replace(await period_report(session, period, currency), closed_now=closed_now)

@@ -435,3 +435,78 @@ async def test_a_crash_between_the_legs_partners_is_recovered_with_both_postings
     assert {code: balances.get(code, 0) for code in ROUTED_BALANCES} == ROUTED_BALANCES
     assert await partner_net(exchange.sandboxes, "happy-card", "alice") == -1000
     assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 2401
+
+
+async def conversion_row(exchange: Exchange, conversion_id: str) -> Conversion:
+    async with exchange.db.transaction() as session:
+        row = await session.get(Conversion, conversion_id)
+    assert row is not None
+    return row
+
+
+async def test_a_recovery_pass_that_finds_the_partner_down_leaves_the_row_to_the_next_pass_at_its_backoff(
+    exchange: Exchange,
+) -> None:
+    """Neither ``exchange recover`` nor the gateway's job keeps a lease on a row it could not
+    finish: the row is due again after the saga's retry back-off (1 s doubling to 5 min), and
+    ``exchange recover`` takes it at once."""
+    await exchange.sandboxes["fresh-mart"].admin.set_faults(script=[FaultKind.ERROR])
+    conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
+    assert conversion.status == ConversionStatus.PENDING  # the credit in doubt
+    await exchange.sandboxes["fresh-mart"].stop()
+
+    report = await exchange.recover_all()
+    assert (report.driven, report.pending, report.leased) == (1, 1, 0)
+    row = await conversion_row(exchange, conversion.id)
+    assert row.lease_until is None
+    assert row.next_attempt_at == exchange.clock.now() + exchange.saga.policy.backoff(row.attempts)
+
+    job = RecoveryWorker(exchange.saga)
+    assert await job.run_once() == 0  # not due before its back-off
+    exchange.clock.advance(seconds=exchange.saga.policy.backoff(row.attempts).total_seconds())
+    assert await job.run_once() == 1  # due: taken again, and the partner is still down
+    assert (await conversion_row(exchange, conversion.id)).lease_until is None
+    assert (await exchange.recover_all()).leased == 0  # `exchange recover` takes it at once, too
+
+    await exchange.sandboxes["fresh-mart"].start()
+    assert (await exchange.recover_all()).pending == 0
+    # Three passes in doubt are more than this policy sends a write again (give_up_after=2):
+    # the credit is voided and the debit given back, as the policy says.
+    assert await exchange.status(conversion.id) == ConversionStatus.REVERSED
+    assert await partner_net(exchange.sandboxes, "happy-card", "alice") == 0
+    assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 0
+    assert await ledger_balances(exchange) == {}
+
+
+async def test_a_credit_that_outlasts_the_lease_is_sent_again_by_recovery_and_moves_points_once(
+    exchange: Exchange,
+) -> None:
+    """The target answers slower than the lease: recovery claims the row while the request still
+    waits and sends the credit again, under the same operation id. The partner applies it
+    once, and only one of the two drivers records the step and posts."""
+    await exchange.sandboxes["fresh-mart"].admin.set_faults(latency_ms=1500)
+    request = asyncio.create_task(exchange.convert(1000, "happy-card", "fresh-mart", "k1"))
+    while not await exchange.sandboxes["happy-card"].admin.operations():
+        await asyncio.sleep(0.05)  # debited: the request is now waiting for the slow credit
+    await asyncio.sleep(0.2)
+    exchange.clock.advance(seconds=exchange.saga.policy.lease.total_seconds() + 1)  # the lease is over
+    assert await RecoveryWorker(exchange.saga).run_once() == 1  # taken while the request still waits
+    conversion = await request
+
+    assert await exchange.status(conversion.id) == ConversionStatus.COMPLETED
+    sent = [r for r in await exchange.sandboxes["fresh-mart"].admin.trace_headers() if r["path"] == "/credits"]
+    assert len(sent) == 2, sent  # the request's credit, and recovery's under the same operation id
+    credits = [op for op in await exchange.sandboxes["fresh-mart"].admin.operations() if op["kind"] == "credit"]
+    assert len(credits) == 1
+    assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 2450
+    assert await partner_net(exchange.sandboxes, "happy-card", "alice") == -1000
+    async with exchange.db.transaction() as session:
+        posted = (
+            await session.exec(
+                text("SELECT count(*) FROM ledger_transaction WHERE reference = :ref"),
+                params={"ref": f"conversion:{conversion.id}"},
+            )
+        ).scalar_one()
+    assert posted == 1
+    balances = await ledger_balances(exchange)
+    assert (balances["member-points:happy-card"], balances["member-points:fresh-mart"]) == (-1000, 2450)

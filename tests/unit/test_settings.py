@@ -169,6 +169,15 @@ def test_a_saga_lease_that_is_not_a_second_to_an_hour_is_refused_naming_its_vari
         load_settings()
 
 
+@pytest.mark.parametrize("grace", ["0", "-1", "0.5", "nan", "inf", "86401", "ten minutes"])
+def test_a_closing_grace_that_is_not_a_second_to_a_day_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, grace: str
+) -> None:
+    monkeypatch.setenv("EXCHANGE_CLOSING_GRACE_SECONDS", grace)
+    with pytest.raises(CommandFailed, match=r"^EXCHANGE_CLOSING_GRACE_SECONDS: Input should be "):
+        load_settings()
+
+
 async def test_every_saga_holds_its_rows_for_the_lease_the_setting_names(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
