@@ -70,6 +70,13 @@ ANY_ADDRESS = ""
 IPV6_PREFIX = 64
 #: Sets the advisory locks of judging turns apart from any other advisory lock.
 TURN_LOCK_NAMESPACE = b"exchange.ratelimit.turn"
+#: A key's failures from every address together lock it at this many times the limit of one
+#: address's: enough that one caller cannot lock a person (or an account) out, few enough that
+#: guesses spread over many addresses stay bounded.
+EVERY_ADDRESS_FACTOR = 10
+#: The address under which a key's failures from every address are counted together (no
+#: caller's address has this form).
+EVERY_ADDRESS = "*"
 
 
 @dataclass(frozen=True)

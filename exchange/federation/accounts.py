@@ -32,9 +32,9 @@ from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.contract import MemberAccount
 from exchange.connectors.errors import PartnerError, UnknownMember
 from exchange.db.database import Database
-from exchange.errors import BadUserInput
 from exchange.federation.answer_times import AnswerTimes
 from exchange.federation.cache import SnapshotCache
+from exchange.federation.link_attempts import VerificationFailed
 from exchange.members import service as members
 from exchange.members.models import ActivityMarkers, LinkedAccount, LinkMethod, Member
 from exchange.members.validation import MembershipRefused, check_name_given, validate_membership
@@ -258,8 +258,3 @@ class Federation:
             verified = reasons.LINK_VERIFIED if name is None else reasons.LINK_VERIFIED_WITH_NAME
             session.add(verdict(Decision.ALLOW, verified.text(program=program_id)))
             return link
-
-
-class VerificationFailed(BadUserInput):
-    def __init__(self, program_id: str) -> None:
-        super().__init__(f"{program_id} does not confirm this account with that verification", field="verification")

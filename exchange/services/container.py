@@ -23,6 +23,7 @@ from exchange.conversions.saga import ConversionSaga
 from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.federation.accounts import Federation
+from exchange.federation.link_attempts import LinkAttempts
 from exchange.jobs import PeriodicJob
 from exchange.ledger.posting import Ledger
 from exchange.loading import PartnersLoaded
@@ -207,7 +208,14 @@ def build_services(
         connectors=connectors,
         keys=keys,
         catalog=CatalogService(db, cache, clock),
-        members=MemberService(db, federation, DebitConsents.for_settings(settings, db=db, clock=clock), cache, clock),
+        members=MemberService(
+            db,
+            federation,
+            DebitConsents.for_settings(settings, db=db, clock=clock),
+            cache,
+            clock,
+            LinkAttempts.for_settings(settings, db=db, clock=clock),
+        ),
         conversions=ConversionService(
             db=db,
             saga=conversion_saga,

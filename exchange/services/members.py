@@ -11,6 +11,7 @@ from exchange.auth.principal import Principal
 from exchange.clock import Clock
 from exchange.db.database import Database
 from exchange.federation.accounts import AccountView, Federation
+from exchange.federation.link_attempts import LinkAttempts
 from exchange.members import service as members
 from exchange.members.consents import DebitConsents, GrantedConsent
 from exchange.members.models import ActivityMarkers, LinkedAccount, Member
@@ -33,6 +34,7 @@ class MemberService:
     consents: DebitConsents
     catalog: CatalogCache
     clock: Clock
+    link_attempts: LinkAttempts
 
     async def me(self, caller: Principal) -> MemberView:
         """The member behind a member token (one read, so no transaction around it)."""
@@ -66,10 +68,13 @@ class MemberService:
         self, caller: Principal, program_id: str, member_ref: str, verification: str, *, name: str | None = None
     ) -> LinkedAccount:
         """Link the caller's account ``member_ref`` at a program once its partner confirms it
-        (and the member's ``name``, if given or the program requires it)."""
-        return await self.federation.link(
-            member_of(caller), program_id, member_ref, verification, self.clock.now(), name=name
-        )
+        (and the member's ``name``, if given or the program requires it). Failed proofs are
+        limited (:mod:`~exchange.federation.link_attempts`)."""
+        member_id = member_of(caller)
+        async with self.link_attempts.attempt(member_id, program_id, member_ref):
+            return await self.federation.link(
+                member_id, program_id, member_ref, verification, self.clock.now(), name=name
+            )
 
     async def accounts(
         self, member_id: str, links: Sequence[LinkedAccount], activity: ActivityMarkers

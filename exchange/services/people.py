@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.auth import ratelimit
 from exchange.auth.hashing import hash_secret, new_client_secret, verify_secret
 from exchange.auth.principal import Principal
+from exchange.auth.ratelimit import EVERY_ADDRESS, EVERY_ADDRESS_FACTOR
 from exchange.auth.scopes import Role
 from exchange.clock import Clock
 from exchange.db.database import Database
@@ -44,15 +45,6 @@ def _password_matches(person: Person | None, password: str) -> bool:
         verify_secret(_unknown_person_hash(), password)
         return False
     return verify_secret(person.password_hash, password)
-
-
-#: A username's failures from every address together lock it at this many times the limit of
-#: one address's: enough that one caller cannot lock a person out, few enough that guesses
-#: spread over many addresses stay bounded.
-EVERY_ADDRESS_FACTOR = 10
-#: The address under which a username's failures from every address are counted together
-#: (no caller's address has this form).
-EVERY_ADDRESS = "*"
 
 
 def rate_limit_key(username: str) -> str:

@@ -15,7 +15,7 @@ import pyotp
 import pytest
 from sqlmodel import select
 
-from exchange.auth.ratelimit import FailureLimit
+from exchange.auth.ratelimit import EVERY_ADDRESS_FACTOR, FailureLimit
 from exchange.auth.scopes import ROLE_SCOPES, Role
 from exchange.db.database import Database
 from exchange.errors import BadUserInput, ExchangeError
@@ -23,7 +23,7 @@ from exchange.people import totp
 from exchange.people.models import Person, WebSession
 from exchange.people.sessions import SessionTimeouts, hash_session_id
 from exchange.services.container import load_partners_directory
-from exchange.services.people import EVERY_ADDRESS_FACTOR, Locked, Opened, PeopleService, Refused
+from exchange.services.people import Locked, Opened, PeopleService, Refused
 from exchange.settings import Settings
 from tests.clocks import MovableClock
 from tests.conftest import SAMPLE_PARTNERS

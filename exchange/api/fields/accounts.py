@@ -28,7 +28,11 @@ class AccountMutations:
         "(case, width, spacing, punctuation and the order of Latin names do not matter); a program "
         "that refuses name mismatches requires it. Refused with `NAME_MISMATCH`, or, for an account "
         "the partner reports ineligible, `ACCOUNT_INACTIVE`, `ACCOUNT_SUSPENDED`, "
-        "`ACCOUNT_NOT_ACTIVATED` or `TIER_NOT_ALLOWED` (`extensions.field`, `extensions.eligibility`).",
+        "`ACCOUNT_NOT_ACTIVATED` or `TIER_NOT_ALLOWED` (`extensions.field`, `extensions.eligibility`). "
+        "Proofs that fail are limited: `EXCHANGE_TOKEN_FAILURE_LIMIT` per account and member within "
+        "`EXCHANGE_TOKEN_FAILURE_WINDOW` seconds (ten times as many per account from every member, "
+        "and per member over every account); past that, `LIMIT_EXCEEDED` (`extensions.limit` "
+        "link_attempts, `extensions.retryAfter` seconds) and the partner is not asked.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def link_account(
