@@ -3,7 +3,10 @@
 A partner's records are staged in a temporary table of the unit of work. On PostgreSQL the
 validated CSV text goes to ``COPY`` as it is (the server parses it, numbers the lines with an
 identity column and turns amounts into minor units in a generated column); on SQLite, which
-has neither, the same rows are built in Python and inserted in batches. The ledger's side is
+has neither, the same rows are built in Python and inserted in batches. A record whose quoted
+field holds line breaks spans several lines: COPY gets a placeholder row for each line after
+its first (deleted once copied), so that the identity still names the line each record starts
+on. The ledger's side is
 staged too, and on PostgreSQL both get statistics and the memory to join in one pass.
 """
 
@@ -19,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db.bulk import copy_csv
 from exchange.errors import ConfigurationError
-from exchange.settlement.records import Batch, RecordReader
+from exchange.settlement.records import Batch, RecordReader, split_records
 
 #: The first SQLite with FULL JOIN, which classifying records uses (Python 3.11's usual builds have it).
 SQLITE_FULL_JOIN = (3, 39)
@@ -32,6 +35,9 @@ STAGED_AS = {"reference": "reference", "amount": "amount_text", "counterparty": 
 NULLABLE = ("counterparty", "partner_date")
 
 T = TypeVar("T")
+
+#: The reference of a placeholder row (no record's reference is empty).
+PLACEHOLDER = ""
 
 _SQLITE_STAGING = Table(
     STAGING,
@@ -81,13 +87,15 @@ async def stage_records(session: AsyncSession, reader: RecordReader) -> None:
                 """
             )
         )
+        placeholder = ",".join({"reference": '""', "amount_text": "0"}.get(column, "") for column in columns) + "\n"
         await copy_csv(
             session,
             STAGING,
             columns,
-            (batch.text async for batch in batches),
+            (_copied(batch, placeholder) async for batch in batches),
             null_when_empty=[column for column in columns if column in NULLABLE],
         )
+        await session.exec(text(f"DELETE FROM {STAGING} WHERE reference = '{PLACEHOLDER}'"))  # type: ignore[call-overload]
         await session.exec(text(f"ANALYZE {STAGING}"))  # type: ignore[call-overload]
         return
     if sqlite3.sqlite_version_info < SQLITE_FULL_JOIN:
@@ -106,6 +114,17 @@ async def stage_records(session: AsyncSession, reader: RecordReader) -> None:
                 for row in batch.rows(reader.format)
             ],
         )
+
+
+def _copied(batch: Batch, placeholder: str) -> str:
+    """``batch``'s text for COPY: as it is, or with a ``placeholder`` row after each record
+    for each line break its quoted fields hold, so that the rows number the file's lines."""
+    if batch.records == batch.lines:
+        return batch.text
+    rows = []
+    for _, record in split_records(batch.text):
+        rows += [record, "\n", placeholder * record.count("\n")]
+    return "".join(rows)
 
 
 async def stage_ledger_amounts(session: AsyncSession, query: str, params: dict[str, object]) -> None:

@@ -10,8 +10,11 @@ The format (also in README.md and partners/SETTLEMENT.md):
   import's partner, period and the settlement currency); any other column is not read. No
   column the exchange reads is named twice.
 * Every further line is one record, its fields separated by commas. A field may be wrapped in
-  double quotes (it may then hold commas); no field holds a double quote, a line break or
-  another control character. A line over 64 KiB is refused.
+  double quotes (it may then hold commas). As RFC 4180 has it, a quoted field of a column the
+  exchange does not read (a description) may also hold line breaks and double quotes (written
+  twice, ``""``): its record then spans several lines, and is named by the line it starts on.
+  No column the exchange reads holds a double quote or a line break, and no field holds
+  another control character. A record over 64 KiB is refused.
 * ``reference``: the business reference of the ledger transaction, as the statement prints it
   (``conversion:…``), 1 to 200 characters, neither starting nor ending with a space. One line per reference: the ledger's amount for a
   reference is the sum of the partner's legs in every transaction that carries it.
@@ -26,7 +29,7 @@ The format (also in README.md and partners/SETTLEMENT.md):
 * ``date`` (may be empty, bare or quoted): the partner's date of the item, ``YYYY-MM-DD``.
 
 The validator reads the file in blocks of :data:`BLOCK_BYTES` and hands each block's whole
-lines on as one :class:`Batch`, so memory does not grow with the file. A block is checked with
+records on as one :class:`Batch`, so memory does not grow with the file. A block is checked with
 one pattern over all its lines when none is quoted (the common case, at the speed of the regular
 expression engine, calendar dates included); otherwise, or when that check fails, line by line,
 which also names the first bad line and the reason (:class:`~exchange.settlement.errors.MalformedRecords`). The caller
@@ -105,8 +108,9 @@ _REFERENCE = r"(?=[^\s{0}])[^{0}]{{1,200}}(?<=[^\s{0}])"
 #: one. Python splits lines at NEL, U+2028 and U+2029 too, so a field holding one would not be
 #: one line.
 _CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
-#: A column the exchange does not read: any field, bare or quoted, with no double quote or control.
-_ANY = (f'[^",{_CONTROLS}]*', f'[^"{_CONTROLS}]*')
+#: A column the exchange does not read: any field with no control character; bare, without a
+#: double quote; quoted, with line breaks and double quotes written twice (RFC 4180).
+_ANY = (f'[^",{_CONTROLS}]*', f'(?:[^"{_CONTROLS}]|""|\n)*')
 _VALUES = {
     "reference": (_REFERENCE.format(f'",{_CONTROLS}'), _REFERENCE.format(f'"{_CONTROLS}')),
     "counterparty": (_COUNTERPARTY, _COUNTERPARTY),
@@ -171,6 +175,25 @@ def _header_hint(header: str) -> str:
     if "\t" in header and "," not in header:
         return ': fields are separated by commas, not tabs (as a spreadsheet saves "Text"): save as "CSV UTF-8"'
     return ""
+
+
+def _comma_amount(parts: list[str], places: int) -> str | None:
+    """What an amount written with commas (cut at them into ``parts``) plainly means, and what
+    to write instead: a decimal comma (``12,50``, 12.50) or thousands separators (``1,234.50``,
+    1234.50); ``None`` when the parts are no amount's digits, or could mean either (``1,234``
+    in a currency of three decimals)."""
+    first, *rest = (part.strip(" ") for part in parts)
+    if not rest or not re.fullmatch(r"-?[0-9]+", first):
+        return None
+    written = ",".join([first, *rest])
+    if len(rest) == 1 and 0 < len(rest[0]) < 3 and len(rest[0]) <= places and re.fullmatch("[0-9]+", rest[0]):
+        return f"{written} is written with a decimal comma: write {first}.{rest[0]}, with a decimal point"
+    groups = all(re.fullmatch(r"[0-9]{3}", part) for part in rest[:-1]) and re.fullmatch(
+        r"[0-9]{3}(?:\.[0-9]+)?", rest[-1]
+    )
+    if groups and (len(rest) > 1 or "." in rest[-1] or places < 3):
+        return f"{written} is written with a thousands separator: write {first}{''.join(rest)}, with no separator"
+    return None
 
 
 @dataclass(frozen=True)
@@ -244,40 +267,39 @@ class RecordFormat:
             return "repeats the header: a file has one header line, its first (were two files joined?)"
         if sorted(names) == sorted(self.columns):
             return "repeats the header's names in another order: a file has one header line, its first"
-        if re.search(f"[{_CONTROLS}]", text):
+        # A record's line breaks are within quotes (the file is cut into records outside them).
+        if re.search(f"[{_CONTROLS}]", text.replace("\n", "")):
             return "a field holds a control character or a line break"
         if text.count('"') % 2:
             return (
-                "a quoted field does not end on its line; no field holds a line break or a double quote, "
-                "and a quoted field ends with a double quote"
+                "a quoted field opened on this line never ends: a quoted field ends with a double quote, "
+                'and a double quote within it is written twice ("")'
             )
         try:
             fields = next(csv.reader([text], strict=True))
         except csv.Error:
-            return "a double quote in the middle of a field; quote whole fields only"
+            return 'a double quote in the middle of a field; quote whole fields only, a quote within one written twice ("")'
         if len(fields) != len(self.columns):
-            return f"{len(fields)} fields, but the header names {len(self.columns)}" + self._comma_hint(fields)
+            return self._field_count_problem(fields)
         for name, value in zip(self.columns, fields, strict=True):
+            if name not in _VALUES and name not in REQUIRED + CHECKED:
+                continue  # not read: any quoted text will do
             if '"' in value:
                 return f"{name}: holds a double quote"
+            if "\n" in value:
+                return f"{name}: holds a line break; only a column the exchange does not read may"
             if reason := self._field_problem(name, value):
                 return f"{name}: {reason}"
-        return "cannot be read as the header's columns"
+        return 'a double quote in a field not wrapped in double quotes: wrap the field in quotes and write the quote twice ("")'
 
-    def _comma_hint(self, fields: list[str]) -> str:
-        """A hint when the extra fields look like an amount's digits split at a decimal comma or
-        a thousands separator (``12,50``, ``1,234.00``)."""
-        at = self.columns.index("amount")
-        if (
-            len(fields) > len(self.columns)
-            and re.fullmatch(r"-?\d+", fields[at])
-            and re.fullmatch(r"\d+(\.\d+)?", fields[at + 1])
-        ):
-            return (
-                f"; if {fields[at]},{fields[at + 1]} is one amount, write it with a decimal point and no "
-                "thousands separator (-1234.50, not -1,234.50 or -1234,50)"
-            )
-        return ""
+    def _field_count_problem(self, fields: list[str]) -> str:
+        """Why a record has another number of fields than the header names: said plainly when
+        an unquoted amount was cut at its comma (``12,50``, ``1,234.50``)."""
+        count = f"{len(fields)} fields, but the header names {len(self.columns)}"
+        at, extra = self.columns.index("amount"), len(fields) - len(self.columns)
+        if extra > 0 and (meaning := _comma_amount(fields[at : at + extra + 1], self.currency.minor_units)):
+            return f"amount: {meaning} (unquoted, its comma split the line: {count})"
+        return count
 
     def _field_problem(self, name: str, value: str) -> str | None:
         if name == "reference" and not 1 <= len(value) <= MAX_REFERENCE:
@@ -317,6 +339,8 @@ class RecordFormat:
             re.search(r"[A-Za-z]", figure) or any(unicodedata.category(c) == "Sc" for c in figure)
         ):
             return f"{rule}; write the figure alone, without a currency sign or code: amounts are in the settlement currency"
+        if "," in figure and (meaning := _comma_amount(figure.split(","), places)):
+            return f"{rule}; {meaning}"
         if "," in figure:
             return (
                 f"{rule}; a comma may be a decimal comma or a thousands separator "
@@ -330,18 +354,56 @@ class RecordFormat:
         return rule
 
 
+def split_records(text: str) -> Iterator[tuple[int, str]]:
+    """The records of ``text`` (whole lines, each ending in LF), each without its line end and
+    with the index of the line it starts on. A record runs on while a quoted field is open (an
+    odd count of double quotes, RFC 4180's ``""`` counting twice); a file's last record may
+    leave one open, which the format then refuses."""
+    lines = text.split("\n")[:-1]
+    if '"' not in text:
+        yield from enumerate(lines)
+        return
+    start, parts, quotes = 0, list[str](), 0
+    for index, line in enumerate(lines):
+        if not parts:
+            start = index
+        parts.append(line)
+        quotes += line.count('"')
+        if quotes % 2 == 0:
+            yield start, "\n".join(parts)
+            parts, quotes = [], 0
+    if parts:
+        yield start, "\n".join(parts)
+
+
+def _records_end(data: bytes) -> int:
+    """Where the whole records of ``data`` (which starts a record) end: just after its last LF
+    outside a quoted field; 0 when no record ends in it."""
+    cut = data.rfind(b"\n") + 1
+    if b'"' not in data:
+        return cut
+    quotes = data.count(b'"', 0, cut)
+    while cut and quotes % 2:
+        previous = data.rfind(b"\n", 0, cut - 1) + 1
+        quotes -= data.count(b'"', previous, cut)
+        cut = previous
+    return cut
+
+
 @dataclass(frozen=True)
 class Batch:
-    """Consecutive valid records, as CSV text (LF-terminated lines) from line ``first_line``."""
+    """Consecutive valid records, as CSV text (LF-terminated lines) from line ``first_line``:
+    ``lines`` lines, holding ``records`` records (fewer when a quoted field holds a line break)."""
 
     first_line: int
     text: str
     lines: int
+    records: int
 
     def rows(self, format: RecordFormat) -> list[Row]:
         rows = []
-        for index, line in enumerate(self.text.splitlines()):
-            match = format.line.fullmatch(line)
+        for index, record in split_records(self.text):
+            match = format.line.fullmatch(record)
             assert match is not None  # checked when the batch was read
             rows.append(format.row(self.first_line + index, match))
         return rows
@@ -386,16 +448,22 @@ class RecordReader:
         return self._digest.hexdigest()
 
     def _read_blocks(self) -> Iterator[bytes]:
-        """Whole lines (each ending in LF), about :data:`BLOCK_BYTES` at a time."""
+        """Whole records (each ending in LF), about :data:`BLOCK_BYTES` at a time."""
         rest = b""
         while data := self._source.read(BLOCK_BYTES):
             self._digest.update(data)
             data, rest = rest + data, b""
-            cut = data.rfind(b"\n") + 1
+            cut = _records_end(data)
             if len(data) - cut > MAX_LINE_BYTES:
                 line = self._lines_read + data.count(b"\n", 0, cut) + 1
-                if not cut and b"\r" in data:
+                if not cut and b"\r" in data and b"\n" not in data:
                     raise MalformedRecords(line, CARRIAGE_RETURNS)
+                if b"\n" in data[cut:]:
+                    raise MalformedRecords(
+                        line,
+                        f"a record over {MAX_LINE_BYTES} bytes: a quoted field opened on this line runs on "
+                        "(a double quote that ends it missing?)",
+                    )
                 raise MalformedRecords(line, f"a line over {MAX_LINE_BYTES} bytes")
             rest = data[cut:]
             if cut:
@@ -430,12 +498,17 @@ class RecordReader:
             raise MalformedRecords(first_line + raw.count(b"\n", 0, error.start), NOT_UTF8) from None
         return text.replace("\r\n", "\n") if "\r" in text else text
 
-    def _check(self, text: str, first_line: int) -> None:
-        """Refuse the first line of ``text`` that is not a good record."""
-        if '"' in text or len(self.format.block.findall(text)) != text.count("\n"):
-            for index, line in enumerate(text.split("\n")[:-1]):
-                if problem := self.format.problem(line):
-                    raise MalformedRecords(first_line + index, problem)
+    def _check(self, text: str, first_line: int) -> int:
+        """How many records ``text`` holds; refuses the first that is not a good record, at
+        the line it starts on."""
+        if '"' not in text and len(self.format.block.findall(text)) == text.count("\n"):
+            return text.count("\n")
+        records = 0
+        for index, record in split_records(text):
+            if problem := self.format.problem(record):
+                raise MalformedRecords(first_line + index, problem)
+            records += 1
+        return records
 
     def batches(self) -> Iterator[Batch]:
         """The records, a block at a time. Empty lines that end a block are held back until the
@@ -447,11 +520,11 @@ class RecordReader:
             if text and empty_from is not None:
                 raise MalformedRecords(empty_from, EMPTY_LINE)
             if text:
-                self._check(text, first_line)
+                records = self._check(text, first_line)
                 lines = text.count("\n")
-                yield Batch(first_line, text, lines)
+                yield Batch(first_line, text, lines, records)
                 first_line += lines
-                self.lines = first_line - 2
+                self.lines += records
             if empty and empty_from is None:
                 empty_from = first_line
             first_line += empty

@@ -86,6 +86,10 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     ("RECORDS_HEADER", _HEADER),
     ("RECORDS_HEADER_TWICE", "the header names the column {column} twice; got {got}"),
     ("RECORDS_LONG_LINE", "a line over {most} bytes"),
+    (
+        "RECORDS_LONG_RECORD",
+        "a record over {most} bytes: a quoted field opened on this line runs on (a double quote that ends it missing?)",
+    ),
     ("RECORDS_EMPTY_LINE", EMPTY_LINE),
     (
         "RECORDS_HEADER_AGAIN",
@@ -95,17 +99,30 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     ("RECORDS_CONTROL", "a field holds a control character or a line break"),
     (
         "RECORDS_OPEN_QUOTE",
-        "a quoted field does not end on its line; no field holds a line break or a double quote, "
-        "and a quoted field ends with a double quote",
+        "a quoted field opened on this line never ends: a quoted field ends with a double quote, "
+        'and a double quote within it is written twice ("")',
     ),
-    ("RECORDS_QUOTE_INSIDE", "a double quote in the middle of a field; quote whole fields only"),
     (
-        "RECORDS_FIELDS_SPLIT_AMOUNT",
-        _FIELDS + "; if {got} is one amount, write it with a decimal point and no "
-        "thousands separator (-1234.50, not -1,234.50 or -1234,50)",
+        "RECORDS_QUOTE_INSIDE",
+        'a double quote in the middle of a field; quote whole fields only, a quote within one written twice ("")',
+    ),
+    (
+        "RECORDS_DECIMAL_COMMA",
+        "{column}: {got} is written with a decimal comma: write {instead}, with a decimal point "
+        "(unquoted, its comma split the line: " + _FIELDS + ")",
+    ),
+    (
+        "RECORDS_THOUSANDS",
+        "{column}: {got} is written with a thousands separator: write {instead}, with no separator "
+        "(unquoted, its comma split the line: " + _FIELDS + ")",
     ),
     ("RECORDS_FIELDS", _FIELDS),
     ("RECORDS_QUOTE_INSIDE", "{column}: holds a double quote"),
+    ("RECORDS_LINE_BREAK", "{column}: holds a line break; only a column the exchange does not read may"),
+    (
+        "RECORDS_BARE_QUOTE",
+        'a double quote in a field not wrapped in double quotes: wrap the field in quotes and write the quote twice ("")',
+    ),
     ("RECORDS_REFERENCE_LENGTH", "{column}: must be {least} to {most} characters, got {got}"),
     (
         "RECORDS_REFERENCE_SPACES",
@@ -116,6 +133,14 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     (
         "RECORDS_AMOUNT_CURRENCY",
         _AMOUNT + "; write the figure alone, without a currency sign or code: amounts are in the settlement currency",
+    ),
+    (
+        "RECORDS_DECIMAL_COMMA",
+        _AMOUNT + "; {written} is written with a decimal comma: write {instead}, with a decimal point",
+    ),
+    (
+        "RECORDS_THOUSANDS",
+        _AMOUNT + "; {written} is written with a thousands separator: write {instead}, with no separator",
     ),
     (
         "RECORDS_AMOUNT_COMMA",

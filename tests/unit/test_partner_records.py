@@ -90,6 +90,42 @@ def test_quoted_and_bare_lines_mix_within_a_block() -> None:
     assert rows == [(2, "plain", 100, None, None), (3, "with, comma", -250, None, None)]
 
 
+def test_a_quoted_field_of_a_column_not_read_may_hold_line_breaks_and_quotes() -> None:
+    """RFC 4180: a quoted description may run over lines (CRLF or LF) and double its quotes; the
+    record is named by the line it starts on, and the lines after it keep their own numbers."""
+    reader, rows = read(
+        "reference,note,amount\r\n"
+        'conversion:a,"paid\r\nsee ""memo"" 7\r\n",12.5\r\n'
+        "conversion:b,,1\r\n"
+        '"conversion:c","two\nlines, one comma","-2"\n'
+        "conversion:d,plain,3\n"
+    )
+    assert rows == [
+        (2, "conversion:a", 1250, None, None),
+        (5, "conversion:b", 100, None, None),
+        (6, "conversion:c", -200, None, None),
+        (8, "conversion:d", 300, None, None),
+    ]
+    assert reader.lines == 4
+
+
+def test_a_record_whose_line_breaks_straddle_blocks_is_read_whole_at_its_line() -> None:
+    # The last record starts some 100 bytes before the first block ends, and ends in the next.
+    filler = "".join(f"conversion:{n:08d},x,1\n" for n in range((BLOCK_BYTES - 122) // 24))
+    text = f'reference,note,amount\n{filler}conversion:last,"one\n{"y" * 4000}\nthree",5\nconversion:after,z,6\n'
+    reader, rows = read(text)
+    first = len(filler.splitlines()) + 2
+    assert rows[-2:] == [(first, "conversion:last", 500, None, None), (first + 3, "conversion:after", 600, None, None)]
+    assert reader.lines == len(rows) == first
+
+
+def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to_the_end() -> None:
+    lines = ["reference,note,amount", "r,ok,1", 'r2,"never closed,2', *(f"r{n},x,1" for n in range(20_000))]
+    line, reason = refusal("\n".join(lines) + "\n")
+    assert line == 3
+    assert "a quoted field opened on this line runs on" in reason
+
+
 @pytest.mark.parametrize(
     ("text", "line", "reason"),
     [
@@ -117,8 +153,25 @@ def test_quoted_and_bare_lines_mix_within_a_block() -> None:
         ("reference,amount\nr,1.234\n", 2, "amount: '1.234' is not an amount in TWD"),
         ("reference,amount\nr,1e3\n", 2, "amount: '1e3' is not an amount"),
         ('reference,amount\nr,"1,234.50"\n', 2, "a decimal point and no thousands separator"),
-        ("reference,amount\nr,-1234,50\n", 2, "3 fields, but the header names 2; if -1234,50 is one amount, write"),
-        ("amount,reference\n1,234.50,r\n", 2, "if 1,234.50 is one amount, write it with a decimal point"),
+        (
+            "reference,amount\nr,-1234,50\n",
+            2,
+            "amount: -1234,50 is written with a decimal comma: write -1234.50, with a decimal point "
+            "(unquoted, its comma split the line: 3 fields, but the header names 2)",
+        ),
+        ("reference,amount\nr,12,5\n", 2, "amount: 12,5 is written with a decimal comma: write 12.5,"),
+        (
+            "amount,reference\n1,234.50,r\n",
+            2,
+            "amount: 1,234.50 is written with a thousands separator: write 1234.50, with no separator",
+        ),
+        ('reference,amount\nr,"12,50"\n', 2, "12,50 is written with a decimal comma: write 12.50"),
+        (
+            "reference,amount\nr,1,234,567.00\n",
+            2,
+            "1,234,567.00 is written with a thousands separator: write 1234567.00",
+        ),
+        ("reference,amount\nr,5,note\n", 2, "3 fields, but the header names 2"),
         ("reference,amount\nr,+5\n", 2, "amount: '+5'"),
         ("reference,amount\nr,\n", 2, "amount: '' is not an amount"),
         ("reference,amount\nr,0012\n", 2, "amount: '0012'"),
@@ -132,7 +185,7 @@ def test_quoted_and_bare_lines_mix_within_a_block() -> None:
         (
             'reference,amount,counterparty\r\nr,1,\r\n"redemption:coupon 42\r\nlot 7",5,wallet-pay\r\n',
             3,
-            "a quoted field does not end on its line; no field holds a line break",
+            "reference: holds a line break; only a column the exchange does not read may",
         ),
         ("reference,amount\nr\t1,5\n", 2, "control character"),
         ("reference,amount\nr,1\nconversion:a\u2028b,5\n", 3, "a field holds a control character or a line break"),
@@ -286,9 +339,14 @@ AMOUNT_RULE = "is not an amount in TWD: write an exact decimal such as -1234.5, 
         pytest.param(b"reference,amount\nr,1\n \nr2,2\n", 3, EMPTY_LINE, id="a-blank-line-among-records"),
         pytest.param(b"reference,amount\nr,1\n,\nr2,2\n", 3, EMPTY_LINE, id="a-row-of-empty-fields-among-records"),
         pytest.param(b'reference,amount\n"say ""hi""",1\n', 2, "reference: holds a double quote", id="quote-in-field"),
+        pytest.param(b'reference,amount\n"a\nb",1\n', 2, "reference: holds a line break", id="newline-in-reference"),
         pytest.param(
-            b'reference,amount\n"a\nb",1\n', 2, "a quoted field does not end on its line", id="newline-in-field"
+            b'reference,note,amount\nr,"a\nb,1\n',
+            2,
+            "a quoted field opened on this line never ends",
+            id="unended-quote",
         ),
+        pytest.param(b'reference,note,amount\nr,say "hi",1\n', 2, "not wrapped in double quotes", id="bare-quote"),
         pytest.param(b"reference;amount\nr;1,50\n", 1, "not semicolons", id="semicolons"),
         pytest.param(
             b"reference\tamount\nr\t1.50\n",

@@ -125,6 +125,12 @@ REFUSED_FILES = [
     b"reference,amount,date\nr,5,30/11/2026\n",
     b"reference,amount\nr\xff,2\n",
     b"reference,amount\nr,1\n" + b"x" * (MAX_LINE_BYTES + BLOCK_BYTES) + b",1\n",
+    b'reference,note,amount\nr,"x\n' + b"y\n" * MAX_LINE_BYTES + b"z,1\n",
+    b'reference,note,amount\nr,"open,1\n',
+    b'reference,note,amount\nr,say "hi",1\n',
+    b'reference,amount\nr,"12,50"\n',
+    b"reference,amount\nr,1,234.50\n",
+    b'reference,amount\nr,"1,234.50"\n',
 ]
 
 

@@ -110,3 +110,27 @@ async def test_a_file_of_200k_rows_is_read_in_flat_memory_and_matched_in_the_dat
         tracemalloc.stop()
     assert (row.lines, row.matched, row.missing_in_ledger, row.missing_in_partner) == (200_000, 1, 199_999, 3)
     assert peak < 16 * 1024 * 1024, f"peak {peak:,} bytes"
+
+
+async def test_breaks_name_the_line_a_record_starts_on_when_notes_run_over_lines(closed: SettlementService) -> None:
+    """A description quoted over several lines (RFC 4180) makes a record of several lines: each
+    break names the line its record starts on, on SQLite as on PostgreSQL (whose COPY numbers
+    the rows)."""
+    data = (
+        b"reference,note,amount\r\n"
+        b'conversion:c1,"refund asked\r\nsee ""ticket"" 12",-100.00\r\n'  # lines 2-3
+        b"redemption:r1,,24.76\r\n"  # line 4: a cent off
+        b'conversion:c2,"a\nb\nc",12.22\r\n'  # lines 5-7
+        b"conversion:c1,again,-100.00\r\n"  # line 8: a duplicate
+        b"conversion:c5,,3.00\r\n"  # line 9: another partners'
+    )
+    view = await closed.import_records("fresh-mart", "2026-11", io.BytesIO(data), by="t")
+    row = view.reconciliation
+    assert (row.lines, row.matched, row.amount_mismatch, row.duplicate, row.missing_in_ledger) == (5, 2, 1, 1, 1)
+    lines = {(str(b.row.kind), b.row.reference): b.row.line for b in await closed.breaks(row)}
+    assert lines == {
+        ("AMOUNT_MISMATCH", "redemption:r1"): 4,
+        ("DUPLICATE", "conversion:c1"): 8,
+        ("MISSING_IN_LEDGER", "conversion:c5"): 9,
+        ("MISSING_IN_PARTNER", "conversion:c4"): None,
+    }
