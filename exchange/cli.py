@@ -29,7 +29,7 @@ from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
 from exchange.serving import ensure_free, free_port
 from exchange.settings import Settings
 from exchange.settlement.models import BreakKind, Resolution
-from exchange.text import one_line
+from exchange.text import counted, one_line
 
 if TYPE_CHECKING:
     from exchange.conversions.models import Conversion
@@ -59,15 +59,6 @@ class CommandFailed(click.ClickException):
 
     def format_message(self) -> str:
         return self.message
-
-
-#: Plurals ``counted`` cannot make by adding an ``s``.
-PLURALS = {"status match": "status matches"}
-
-
-def counted(count: int, noun: str, plural: str | None = None) -> str:
-    """``count`` and its noun, singular for one (``1 break``, ``2 breaks``, ``0 deliveries``)."""
-    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -321,7 +312,7 @@ def partners_load(directory: Path | None) -> None:
     click.echo(
         f"loaded {settings.partners_dir}: {len(report.created)} created, "
         f"{len(report.updated)} updated, {len(report.unchanged)} unchanged; "
-        f"{loaded.rate_versions_started} rate versions started"
+        f"{counted(loaded.rate_versions_started, 'rate version')} started"
     )
 
 
@@ -351,7 +342,7 @@ def recover() -> None:
                 f"{report.leased_until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
                 " (if that process died, run this again after that)"
             )
-        noun = counted(report.driven, report.saga, PLURALS.get(report.saga))
+        noun = counted(report.driven, report.saga)
         click.echo(f"{noun} driven; {report.pending} still pending{leased}")
     holds = recovery.holds
     click.echo(f"{counted(holds.expired, 'hold')} expired unreviewed; {holds.held} still held for review")
@@ -474,13 +465,14 @@ def ledger_verify() -> None:
         sys.exit(1)
     verification = checked.verification
     click.echo(
-        f"ledger verified: {verification.transactions} transactions, {verification.accounts} accounts, "
-        f"{verification.chains} chains, last close anchor {verification.head_hash}"
+        f"ledger verified: {counted(verification.transactions, 'transaction')}, "
+        f"{counted(verification.accounts, 'account')}, {counted(verification.chains, 'chain')}, "
+        f"last close anchor {verification.head_hash}"
     )
     if checked.point is not None:
         rules, point = checked.point.rules, checked.point.check
         click.echo(
-            f"coalition point {rules.program_id}: {point.outstanding} points outstanding, liability "
+            f"coalition point {rules.program_id}: {counted(point.outstanding, 'point')} outstanding, liability "
             f"{rules.currency.from_minor(point.liability_minor)} {rules.currency.code} (lots agree with the ledger)"
         )
 
@@ -500,7 +492,8 @@ def coalition_expire() -> None:
     """
     report = with_services(lambda services: services.coalition.expire())
     click.echo(
-        f"{report.points} coalition points expired from {report.lots} lots in {report.transactions} ledger transactions"
+        f"{counted(report.points, 'coalition point')} expired from {counted(report.lots, 'lot')} "
+        f"in {counted(report.transactions, 'ledger transaction')}"
     )
 
 
@@ -522,7 +515,8 @@ def ledger_archive(export: Path | None, period: str) -> None:
     """
     archive = with_services(lambda services: services.settlement.archive(period, export=export))
     click.echo(
-        f"period {archive.period} archived at {archive.archived_at.isoformat()}: {archive.transactions} transactions, "
+        f"period {archive.period} archived at {archive.archived_at.isoformat()}: "
+        f"{counted(archive.transactions, 'transaction')}, "
         f"close anchor {archive.anchor_hash}"
     )
     for path in archive.exported:
@@ -592,7 +586,7 @@ def settle_close(previous: bool, period: str | None) -> None:
             )
     if (liability := report.coalition_liability) is not None:
         click.echo(
-            f"coalition point {liability.program_id} at the period's end: {liability.points} points outstanding "
+            f"coalition point {liability.program_id} at the period's end: {counted(liability.points, 'point')} outstanding "
             f"× {liability.point_value} {report.currency.code} = liability {money(liability.liability_minor)} "
             f"{report.currency.code} (half-even to the minor unit)"
         )
@@ -1062,7 +1056,7 @@ def webhooks_replay(delivery_ids: tuple[int, ...], dead: bool, since: datetime |
         lambda services: services.webhooks.replay(None, subscription, delivery_ids=delivery_ids, dead=dead, since=after)
     )
     click.echo(
-        f"{counted(count, 'delivery', 'deliveries')} queued again; the gateway sends {'it' if count == 1 else 'them'} "
+        f"{counted(count, 'delivery')} queued again; the gateway sends {'it' if count == 1 else 'them'} "
         "(or `exchange webhooks deliver`)"
     )
 
@@ -1094,7 +1088,7 @@ def webhooks_deliver() -> None:
     EXCHANGE_WEBHOOK_INTERVAL_SECONDS=0, or a scheduler)."""
     report = with_services(lambda services: services.webhooks.deliver())
     click.echo(
-        f"{counted(report.fanned_out, 'delivery', 'deliveries')} made; {report.delivered} delivered, "
+        f"{counted(report.fanned_out, 'delivery')} made; {report.delivered} delivered, "
         f"{report.retrying} to retry, {report.dead} dead-lettered"
     )
 
@@ -1148,7 +1142,7 @@ def keys_rotate(statements: bool, compromised: bool) -> None:
                 click.echo("it signs now: verifiers that cached the published keys must fetch them again")
                 click.echo(f"withdrawn (no longer published): {', '.join(rotation.withdrawn) or 'none'}")
                 click.echo(
-                    f"{rotation.resigned} issued statement(s) signed again with the new key, their documents "
+                    f"{counted(rotation.resigned, 'issued statement')} signed again with the new key, their documents "
                     "unchanged: partners must fetch them again (their old signatures no longer verify)"
                 )
             else:

@@ -50,6 +50,7 @@ from exchange.services.container import Services, load_partners_directory, open_
 from exchange.services.portal import RETURN_PATH
 from exchange.serving import RunningServer, ensure_free, listening_socket, start_server, wait_for_stop_signal
 from exchange.settings import Settings
+from exchange.text import counted
 
 EXAMPLE_QUERY = "{ programs { id name pointValue tiers { name level } } }"
 CREDENTIALS_FILE = "credentials.json"
@@ -297,7 +298,10 @@ async def prepare_last_month(settings: Settings, data_dir: Path, sandboxes: list
         raise
     await asyncio.to_thread(unfinished.unlink)
     if built.built:
-        print(f"built {built.period}: {len(built.conversions)} conversions, {len(built.redemptions)} redemptions")
+        print(
+            f"built {built.period}: {counted(len(built.conversions), 'conversion')}, "
+            f"{counted(len(built.redemptions), 'redemption')}"
+        )
     if built.unplayable is not None:
         print(f"{built.period} cannot be played on {data_dir}: {built.unplayable}; `make clean` starts afresh")
         return None
@@ -354,7 +358,7 @@ async def _run_demo(
     began = SetClock(calendar.starts_at(calendar.latest_over(datetime.now(UTC))))
     report = (await load_partners_directory(settings, clock=began)).programs
     print(
-        f"loaded {len(report.created) + len(report.updated) + len(report.unchanged)} programs "
+        f"loaded {counted(len(report.created) + len(report.updated) + len(report.unchanged), 'program')} "
         f"from {settings.partners_dir}"
     )
     gateway: RunningServer | None = None
