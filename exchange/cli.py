@@ -61,6 +61,42 @@ class CommandFailed(click.ClickException):
         return self.message
 
 
+class RenamedOption(click.Option):
+    """An option that its old, hidden name (:func:`old_name`) may have given a value already:
+    then it is not missing, even when required."""
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        by_old_name = ctx.params.get(str(self.name))
+        if by_old_name is not None:
+            if not self.value_is_missing(value):
+                raise click.UsageError(f"give {self.opts[0]} only: its old name gave it too", ctx)
+            return by_old_name
+        return super().process_value(ctx, value)
+
+
+def old_name(old: str, new: str, name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """``old``, hidden, still giving the value of ``new`` (an option of ``cls=RenamedOption``
+    whose parameter is ``name``), with one line on stderr saying to use ``new``: scripts written
+    before the rename keep working while they are changed."""
+
+    def given_as_new(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        if value is None:
+            return
+        if ctx.params.get(name) is not None:
+            raise click.UsageError(f"give {new} only: {old} is its old name", ctx)
+        click.echo(f"warning: {old} is deprecated and will be removed; use {new} (same value)", err=True)
+        ctx.params[name] = value
+
+    return click.option(
+        old,
+        f"{name}_by_old_name",
+        hidden=True,
+        expose_value=False,
+        callback=given_as_new,
+        help=f"The old name of {new}, deprecated.",
+    )
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with command-line options on top."""
     try:
@@ -366,7 +402,8 @@ def prune() -> None:
 
 
 @main.command()
-@click.option("--program", help="Only the writes waiting for this program's partner.")
+@click.option("--partner", "program", cls=RenamedOption, help="Only the writes waiting for this partner (program id).")
+@old_name("--program", "--partner", "program")
 @click.option("--first", type=FIRST, default=50, show_default=True, help="How many, oldest first.")
 @reports_errors
 def pending(program: str | None, first: int) -> None:
@@ -387,7 +424,8 @@ def pending(program: str | None, first: int) -> None:
 
 
 @main.command()
-@click.option("--program", help="Only the steps that ask this program's partner.")
+@click.option("--partner", "program", cls=RenamedOption, help="Only the steps that ask this partner (program id).")
+@old_name("--program", "--partner", "program")
 @click.option("--first", type=FIRST, default=50, show_default=True, help="How many, longest failing first.")
 @reports_errors
 def retrying(program: str | None, first: int) -> None:
@@ -807,7 +845,10 @@ def sandbox() -> None:
 
 
 @sandbox.command("serve", needs_database=False)
-@click.option("--program", "program_id", required=True, help="The program to play, e.g. formosa-air.")
+@click.option(
+    "--partner", "program_id", cls=RenamedOption, required=True, help="The partner's program to play, e.g. formosa-air."
+)
+@old_name("--program", "--partner", "program_id")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=PORT, help="Port to bind (default: the port of the program's base_url).")
 @click.option(
@@ -860,7 +901,9 @@ def sandbox_serve(
     settings = load_settings(partners_dir=partners_dir)
     programs = {program.id: program for program in read_partners_directory(settings.partners_dir).programs}
     if program_id not in programs:
-        raise CommandFailed(f"no program {program_id!r} in {settings.partners_dir}")
+        raise CommandFailed(
+            f"no program {program_id!r} in {settings.partners_dir}: choose one of {', '.join(sorted(programs))}"
+        )
     program = programs[program_id]
     if port is None:
         address = declared_address(program)

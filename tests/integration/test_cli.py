@@ -356,7 +356,7 @@ async def test_sandbox_serve_runs_a_partner_until_sigterm(tmp_path: Path) -> Non
             EXCHANGE,
             "sandbox",
             "serve",
-            "--program",
+            "--partner",
             "tune-stream",
             "--port",
             "0",
@@ -385,7 +385,7 @@ async def test_sandbox_serve_runs_a_partner_until_sigterm(tmp_path: Path) -> Non
 
 
 def test_sandbox_serve_names_an_unknown_program() -> None:
-    result = run("sandbox", "serve", "--program", "nope", "--partners-dir", str(SAMPLE_PARTNERS))
+    result = run("sandbox", "serve", "--partner", "nope", "--partners-dir", str(SAMPLE_PARTNERS))
     assert result.returncode == 2
     assert "no program 'nope'" in result.stderr
 
