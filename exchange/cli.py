@@ -284,8 +284,6 @@ def demo(port: int, data_dir: Path, partners_dir: Path) -> None:
     gateway on 127.0.0.1, writes sample OAuth credentials and ready member tokens to
     DATA_DIR/credentials.json, and prints where to point a browser. Stop it with Ctrl-C.
     """
-    from exchange.demo import run_demo
-
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -294,6 +292,12 @@ def demo(port: int, data_dir: Path, partners_dir: Path) -> None:
         ) from None
     if not os.access(data_dir, os.W_OK):
         raise CommandFailed(f"the demo cannot write to its data directory {data_dir}; choose another with --data-dir")
+    click.echo(
+        f"demo: starting in {data_dir}; a first start takes up to a minute or two (it migrates a database and "
+        "plays last month); the gateway's addresses are printed once it answers"
+    )
+    from exchange.demo import run_demo  # after the line above: importing the whole exchange takes seconds
+
     settings = load_settings(
         database_url=f"sqlite:///{(data_dir / 'exchange.db').resolve()}",
         partners_dir=partners_dir,
