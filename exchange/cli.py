@@ -29,7 +29,7 @@ from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
 from exchange.serving import ensure_free, free_port
 from exchange.settings import Settings
 from exchange.settlement.models import BreakKind, Resolution
-from exchange.text import one_line
+from exchange.text import counted, one_line
 
 if TYPE_CHECKING:
     from exchange.conversions.models import Conversion
@@ -61,13 +61,40 @@ class CommandFailed(click.ClickException):
         return self.message
 
 
-#: Plurals ``counted`` cannot make by adding an ``s``.
-PLURALS = {"status match": "status matches"}
+class RenamedOption(click.Option):
+    """An option that its old, hidden name (:func:`old_name`) may have given a value already:
+    then it is not missing, even when required."""
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        by_old_name = ctx.params.get(str(self.name))
+        if by_old_name is not None:
+            if not self.value_is_missing(value):
+                raise click.UsageError(f"give {self.opts[0]} only: its old name gave it too", ctx)
+            return by_old_name
+        return super().process_value(ctx, value)
 
 
-def counted(count: int, noun: str, plural: str | None = None) -> str:
-    """``count`` and its noun, singular for one (``1 break``, ``2 breaks``, ``0 deliveries``)."""
-    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+def old_name(old: str, new: str, name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """``old``, hidden, still giving the value of ``new`` (an option of ``cls=RenamedOption``
+    whose parameter is ``name``), with one line on stderr saying to use ``new``: scripts written
+    before the rename keep working while they are changed."""
+
+    def given_as_new(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        if value is None:
+            return
+        if ctx.params.get(name) is not None:
+            raise click.UsageError(f"give {new} only: {old} is its old name", ctx)
+        click.echo(f"warning: {old} is deprecated and will be removed; use {new} (same value)", err=True)
+        ctx.params[name] = value
+
+    return click.option(
+        old,
+        f"{name}_by_old_name",
+        hidden=True,
+        expose_value=False,
+        callback=given_as_new,
+        help=f"The old name of {new}, deprecated.",
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -257,8 +284,6 @@ def demo(port: int, data_dir: Path, partners_dir: Path) -> None:
     gateway on 127.0.0.1, writes sample OAuth credentials and ready member tokens to
     DATA_DIR/credentials.json, and prints where to point a browser. Stop it with Ctrl-C.
     """
-    from exchange.demo import run_demo
-
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -267,6 +292,12 @@ def demo(port: int, data_dir: Path, partners_dir: Path) -> None:
         ) from None
     if not os.access(data_dir, os.W_OK):
         raise CommandFailed(f"the demo cannot write to its data directory {data_dir}; choose another with --data-dir")
+    click.echo(
+        f"demo: starting in {data_dir}; a first start takes up to a minute or two (it migrates a database and "
+        "plays last month); the gateway's addresses are printed once it answers"
+    )
+    from exchange.demo import run_demo  # after the line above: importing the whole exchange takes seconds
+
     settings = load_settings(
         database_url=f"sqlite:///{(data_dir / 'exchange.db').resolve()}",
         partners_dir=partners_dir,
@@ -321,7 +352,7 @@ def partners_load(directory: Path | None) -> None:
     click.echo(
         f"loaded {settings.partners_dir}: {len(report.created)} created, "
         f"{len(report.updated)} updated, {len(report.unchanged)} unchanged; "
-        f"{loaded.rate_versions_started} rate versions started"
+        f"{counted(loaded.rate_versions_started, 'rate version')} started"
     )
 
 
@@ -351,7 +382,7 @@ def recover() -> None:
                 f"{report.leased_until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
                 " (if that process died, run this again after that)"
             )
-        noun = counted(report.driven, report.saga, PLURALS.get(report.saga))
+        noun = counted(report.driven, report.saga)
         click.echo(f"{noun} driven; {report.pending} still pending{leased}")
     holds = recovery.holds
     click.echo(f"{counted(holds.expired, 'hold')} expired unreviewed; {holds.held} still held for review")
@@ -375,7 +406,8 @@ def prune() -> None:
 
 
 @main.command()
-@click.option("--program", help="Only the writes waiting for this program's partner.")
+@click.option("--partner", "program", cls=RenamedOption, help="Only the writes waiting for this partner (program id).")
+@old_name("--program", "--partner", "program")
 @click.option("--first", type=FIRST, default=50, show_default=True, help="How many, oldest first.")
 @reports_errors
 def pending(program: str | None, first: int) -> None:
@@ -396,7 +428,8 @@ def pending(program: str | None, first: int) -> None:
 
 
 @main.command()
-@click.option("--program", help="Only the steps that ask this program's partner.")
+@click.option("--partner", "program", cls=RenamedOption, help="Only the steps that ask this partner (program id).")
+@old_name("--program", "--partner", "program")
 @click.option("--first", type=FIRST, default=50, show_default=True, help="How many, longest failing first.")
 @reports_errors
 def retrying(program: str | None, first: int) -> None:
@@ -474,13 +507,14 @@ def ledger_verify() -> None:
         sys.exit(1)
     verification = checked.verification
     click.echo(
-        f"ledger verified: {verification.transactions} transactions, {verification.accounts} accounts, "
-        f"{verification.chains} chains, last close anchor {verification.head_hash}"
+        f"ledger verified: {counted(verification.transactions, 'transaction')}, "
+        f"{counted(verification.accounts, 'account')}, {counted(verification.chains, 'chain')}, "
+        f"last close anchor {verification.head_hash}"
     )
     if checked.point is not None:
         rules, point = checked.point.rules, checked.point.check
         click.echo(
-            f"coalition point {rules.program_id}: {point.outstanding} points outstanding, liability "
+            f"coalition point {rules.program_id}: {counted(point.outstanding, 'point')} outstanding, liability "
             f"{rules.currency.from_minor(point.liability_minor)} {rules.currency.code} (lots agree with the ledger)"
         )
 
@@ -500,7 +534,8 @@ def coalition_expire() -> None:
     """
     report = with_services(lambda services: services.coalition.expire())
     click.echo(
-        f"{report.points} coalition points expired from {report.lots} lots in {report.transactions} ledger transactions"
+        f"{counted(report.points, 'coalition point')} expired from {counted(report.lots, 'lot')} "
+        f"in {counted(report.transactions, 'ledger transaction')}"
     )
 
 
@@ -522,7 +557,8 @@ def ledger_archive(export: Path | None, period: str) -> None:
     """
     archive = with_services(lambda services: services.settlement.archive(period, export=export))
     click.echo(
-        f"period {archive.period} archived at {archive.archived_at.isoformat()}: {archive.transactions} transactions, "
+        f"period {archive.period} archived at {archive.archived_at.isoformat()}: "
+        f"{counted(archive.transactions, 'transaction')}, "
         f"close anchor {archive.anchor_hash}"
     )
     for path in archive.exported:
@@ -592,7 +628,7 @@ def settle_close(previous: bool, period: str | None) -> None:
             )
     if (liability := report.coalition_liability) is not None:
         click.echo(
-            f"coalition point {liability.program_id} at the period's end: {liability.points} points outstanding "
+            f"coalition point {liability.program_id} at the period's end: {counted(liability.points, 'point')} outstanding "
             f"× {liability.point_value} {report.currency.code} = liability {money(liability.liability_minor)} "
             f"{report.currency.code} (half-even to the minor unit)"
         )
@@ -813,7 +849,10 @@ def sandbox() -> None:
 
 
 @sandbox.command("serve", needs_database=False)
-@click.option("--program", "program_id", required=True, help="The program to play, e.g. formosa-air.")
+@click.option(
+    "--partner", "program_id", cls=RenamedOption, required=True, help="The partner's program to play, e.g. formosa-air."
+)
+@old_name("--program", "--partner", "program_id")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=PORT, help="Port to bind (default: the port of the program's base_url).")
 @click.option(
@@ -866,7 +905,9 @@ def sandbox_serve(
     settings = load_settings(partners_dir=partners_dir)
     programs = {program.id: program for program in read_partners_directory(settings.partners_dir).programs}
     if program_id not in programs:
-        raise CommandFailed(f"no program {program_id!r} in {settings.partners_dir}")
+        raise CommandFailed(
+            f"no program {program_id!r} in {settings.partners_dir}: choose one of {', '.join(sorted(programs))}"
+        )
     program = programs[program_id]
     if port is None:
         address = declared_address(program)
@@ -1062,7 +1103,7 @@ def webhooks_replay(delivery_ids: tuple[int, ...], dead: bool, since: datetime |
         lambda services: services.webhooks.replay(None, subscription, delivery_ids=delivery_ids, dead=dead, since=after)
     )
     click.echo(
-        f"{counted(count, 'delivery', 'deliveries')} queued again; the gateway sends {'it' if count == 1 else 'them'} "
+        f"{counted(count, 'delivery')} queued again; the gateway sends {'it' if count == 1 else 'them'} "
         "(or `exchange webhooks deliver`)"
     )
 
@@ -1094,7 +1135,7 @@ def webhooks_deliver() -> None:
     EXCHANGE_WEBHOOK_INTERVAL_SECONDS=0, or a scheduler)."""
     report = with_services(lambda services: services.webhooks.deliver())
     click.echo(
-        f"{counted(report.fanned_out, 'delivery', 'deliveries')} made; {report.delivered} delivered, "
+        f"{counted(report.fanned_out, 'delivery')} made; {report.delivered} delivered, "
         f"{report.retrying} to retry, {report.dead} dead-lettered"
     )
 
@@ -1148,7 +1189,7 @@ def keys_rotate(statements: bool, compromised: bool) -> None:
                 click.echo("it signs now: verifiers that cached the published keys must fetch them again")
                 click.echo(f"withdrawn (no longer published): {', '.join(rotation.withdrawn) or 'none'}")
                 click.echo(
-                    f"{rotation.resigned} issued statement(s) signed again with the new key, their documents "
+                    f"{counted(rotation.resigned, 'issued statement')} signed again with the new key, their documents "
                     "unchanged: partners must fetch them again (their old signatures no longer verify)"
                 )
             else:

@@ -50,6 +50,7 @@ from exchange.services.container import Services, load_partners_directory, open_
 from exchange.services.portal import RETURN_PATH
 from exchange.serving import RunningServer, ensure_free, listening_socket, start_server, wait_for_stop_signal
 from exchange.settings import Settings
+from exchange.text import counted
 
 EXAMPLE_QUERY = "{ programs { id name pointValue tiers { name level } } }"
 CREDENTIALS_FILE = "credentials.json"
@@ -286,7 +287,7 @@ async def prepare_last_month(settings: Settings, data_dir: Path, sandboxes: list
             + start_afresh(data_dir)
         )
         return None
-    print("playing last month through the services (the sandbox partners' planted failures log warnings)")
+    progress("playing last month through the services (the sandbox partners' planted failures log warnings)")
     await asyncio.to_thread(unfinished.touch)
     try:
         built = await build_previous_month(
@@ -297,7 +298,10 @@ async def prepare_last_month(settings: Settings, data_dir: Path, sandboxes: list
         raise
     await asyncio.to_thread(unfinished.unlink)
     if built.built:
-        print(f"built {built.period}: {len(built.conversions)} conversions, {len(built.redemptions)} redemptions")
+        progress(
+            f"built {built.period}: {counted(len(built.conversions), 'conversion')}, "
+            f"{counted(len(built.redemptions), 'redemption')}"
+        )
     if built.unplayable is not None:
         print(f"{built.period} cannot be played on {data_dir}: {built.unplayable}; `make clean` starts afresh")
         return None
@@ -345,24 +349,34 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
         listener.close()  # the gateway has closed it already if it served
 
 
+def progress(step: str) -> None:
+    """One line saying what the demo does now, at once: a first start takes a minute or more,
+    and the gateway's address answers only once the banner is printed."""
+    print(f"demo: {step}", flush=True)
+
+
 async def _run_demo(
     settings: Settings, data_dir: Path, listener: socket.socket, sandboxes: list[SandboxServer]
 ) -> None:
+    progress(f"migrating its database, {data_dir / 'exchange.db'}")
     await asyncio.to_thread(migrate.upgrade, settings.database_url)
     # The coalition has run since the previous month began, so that month can be played.
     calendar = SettlementCalendar(settings.timezone, settings.settlement_period_months)
     began = SetClock(calendar.starts_at(calendar.latest_over(datetime.now(UTC))))
     report = (await load_partners_directory(settings, clock=began)).programs
-    print(
-        f"loaded {len(report.created) + len(report.updated) + len(report.unchanged)} programs "
+    progress(
+        f"loaded {counted(len(report.created) + len(report.updated) + len(report.unchanged), 'program')} "
         f"from {settings.partners_dir}"
     )
     gateway: RunningServer | None = None
     try:
+        progress(f"starting {counted(len(sandboxes), 'sandbox partner')}")
         for sandbox in sandboxes:
             await sandbox.start()
         month = await prepare_last_month(settings, data_dir, sandboxes)
+        progress("creating the console's sample sign-ins")
         people = await sign_ins(settings)
+        progress("starting the gateway, then signing in the sample members")
         gateway = await start_server(create_app(settings), host=settings.host, handle_signals=False, listener=listener)
         credentials = await write_credentials(settings, data_dir, gateway.url, sandboxes)
         print(banner(gateway.url, settings, sandboxes, credentials, people, month), flush=True)

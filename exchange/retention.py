@@ -28,6 +28,7 @@ from exchange.clock import Clock
 from exchange.conversions.models import Conversion
 from exchange.db.database import Database
 from exchange.pricing.models import Quote
+from exchange.text import counted
 from exchange.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEvent
 
 #: How long after it expired an unexecuted quote is kept.
@@ -45,8 +46,8 @@ class Pruned:
 
     def __str__(self) -> str:
         return (
-            f"{self.quotes} quotes, {self.webhook_deliveries} webhook deliveries "
-            f"({self.webhook_attempts} attempts), {self.webhook_events} webhook events"
+            f"{counted(self.quotes, 'quote')}, {counted(self.webhook_deliveries, 'webhook delivery')} "
+            f"({counted(self.webhook_attempts, 'attempt')}), {counted(self.webhook_events, 'webhook event')}"
         )
 
 

@@ -36,6 +36,22 @@ def one_line(text: str) -> str:
     return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
+def plural(noun: str) -> str:
+    """English plural of ``noun`` (its last word, for a noun of several): ``status matches``,
+    ``deliveries``, ``rate versions``. The nouns a count goes with here are regular."""
+    if noun.endswith(("s", "x", "ch", "sh")):
+        return noun + "es"
+    if noun.endswith("y") and len(noun) > 1 and noun[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
+def counted(count: int, noun: str) -> str:
+    """``count`` and its noun, singular for one and plural otherwise: ``1 break``, ``2 breaks``,
+    ``0 deliveries``, ``1 status match``. One helper so that no message says "1 transactions"."""
+    return f"{count} {noun if count == 1 else plural(noun)}"
+
+
 def text_problem(value: str, max_length: int, *, min_length: int = 0, printable: bool = False) -> str | None:
     """Why ``value`` cannot be taken, in words (``None``: it can).
 

@@ -157,6 +157,9 @@ def cli_problem(argv: Sequence[str], *, placeholders: bool = False) -> str | Non
         return f"`{ctx.command_path}`: unexpected arguments {extra}"
     if asks_for_help(command, ctx, values):
         return None
+    hidden = [param.opts[0] for param in command.params if getattr(param, "hidden", False) and param.name in values]
+    if hidden:
+        return f"`{ctx.command_path}`: {', '.join(hidden)} is an old, hidden name: write the name --help shows"
     missing = [
         param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
         for param in command.params
@@ -211,7 +214,7 @@ def test_the_readme_commands_table_names_every_option_of_every_command() -> None
             missing.append(f"exchange {line}: no row")
         for param in command.params:
             named = any(re.search(rf"{re.escape(option)}(?![\w-])", row) for option in param.opts)
-            if isinstance(param, click.Option) and param.name != "help" and not named:
+            if isinstance(param, click.Option) and param.name != "help" and not param.hidden and not named:
                 missing.append(f"exchange {line}: {param.opts[0]}")
     assert missing == []
 
@@ -229,6 +232,9 @@ def test_the_readme_commands_table_names_every_option_of_every_command() -> None
         ("exchange settle statement --partner P [--format json\\|csv\\|jws] PERIOD", None),
         ("exchange db upgrade && exchange serve -h", None),
         ("exchange --help", None),
+        ("exchange pending --program P", "--program is an old, hidden name"),
+        ("exchange sandbox serve --program ID", "--program is an old, hidden name"),
+        ("exchange sandbox serve --partner ID", None),
         ("exchange settle statement --help", None),
     ],
 )

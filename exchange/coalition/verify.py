@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.coalition.rules import PointRules
 from exchange.ledger.accounts import ChartOfAccounts
+from exchange.text import counted
 
 LOT_THAT_DOES_NOT_ADD_UP = text(
     """
@@ -83,7 +84,8 @@ async def check_point(session: AsyncSession, rules: PointRules) -> PointCheck:
             f"{row.expired} expired ({row.expiries} by its expiries), {row.drawn} drawn"
         )
     elif outstanding != ledger + in_flight:
-        problem = f"coalition lots hold {outstanding} points outstanding; the ledger's {code} says {ledger}" + (
-            f" (and sagas in flight {in_flight:+})" if in_flight else ""
+        problem = (
+            f"coalition lots hold {counted(outstanding, 'point')} outstanding; the ledger's {code} says {ledger}"
+            + (f" (and sagas in flight {in_flight:+})" if in_flight else "")
         )
     return PointCheck(outstanding, rules.value_minor(outstanding), in_flight, problem)

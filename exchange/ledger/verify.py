@@ -34,6 +34,7 @@ from exchange.db.types import UTCDateTime
 from exchange.ledger.hashing import anchor_digest, anchor_heads, chain_digest, request_digest
 from exchange.ledger.models import GENESIS_HASH
 from exchange.ledger.stars import COUNTERPARTY_PROBLEM
+from exchange.text import counted
 
 STREAM_BATCH = 2000
 
@@ -197,7 +198,7 @@ def _chain_end(shard: int, period: str, head: Head, count: int, seq: int, last_h
         return Problem(
             None,
             None,
-            f"the chain of shard {shard} in {period} ends at seq {seq} after {count} transactions "
+            f"the chain of shard {shard} in {period} ends at seq {seq} after {counted(count, 'transaction')} "
             f"but its head says seq {head.seq} after {head.transactions}",
         )
     return None

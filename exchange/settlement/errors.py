@@ -9,6 +9,7 @@ from exchange.errors import (
     IdempotencyConflict,
     NotFound,
 )
+from exchange.text import counted
 
 
 class SettlementInvariantBroken(Exception):
@@ -30,7 +31,7 @@ class UnresolvedBreaks(ExchangeError):
 
     def __init__(self, partner: str, period: str, unresolved: int) -> None:
         super().__init__(
-            f"{partner}'s period {period} has {unresolved} unresolved breaks: resolve every break first",
+            f"{partner}'s period {period} has {counted(unresolved, 'unresolved break')}: resolve every break first",
             unresolved=unresolved,
         )
 

@@ -100,7 +100,7 @@ def sandbox_process(
         [
             "sandbox",
             "serve",
-            "--program",
+            "--partner",
             program_id,
             "--port",
             str(port),

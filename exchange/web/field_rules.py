@@ -244,9 +244,7 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("REASON", "give the reason, in {least} to {most} characters"),
     FieldRule("SELECTED_BREAKS", "name {least} to {most} breaks; select more by filters"),
     FieldRule("RESOLUTION", "choose how to resolve them: accept the ledger's figure, or adjust"),
-    FieldRule(
-        "UNRESOLVED_BREAKS", "{partner}'s period {period} has {least} unresolved breaks: resolve every break first"
-    ),
+    FieldRule("UNRESOLVED_BREAKS", "{partner}'s period {period} has {least} {unresolved}: resolve every break first"),
     FieldRule("ADJUST_ITSELF", "a partner cannot adjust against itself"),
     FieldRule("NO_PARTICIPANT", "{got} took no part in settling period {period}"),
     FieldRule("NO_JOB", "no settlement job has id {got}"),

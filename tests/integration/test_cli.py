@@ -356,7 +356,7 @@ async def test_sandbox_serve_runs_a_partner_until_sigterm(tmp_path: Path) -> Non
             EXCHANGE,
             "sandbox",
             "serve",
-            "--program",
+            "--partner",
             "tune-stream",
             "--port",
             "0",
@@ -385,7 +385,7 @@ async def test_sandbox_serve_runs_a_partner_until_sigterm(tmp_path: Path) -> Non
 
 
 def test_sandbox_serve_names_an_unknown_program() -> None:
-    result = run("sandbox", "serve", "--program", "nope", "--partners-dir", str(SAMPLE_PARTNERS))
+    result = run("sandbox", "serve", "--partner", "nope", "--partners-dir", str(SAMPLE_PARTNERS))
     assert result.returncode == 2
     assert "no program 'nope'" in result.stderr
 
@@ -562,6 +562,20 @@ async def test_demo_serves_the_six_partners_and_the_coalition_point_with_working
     demo_data: Callable[[], Demo], tmp_path: Path
 ) -> None:
     demo = await demo_data().started()
+    # Before its banner, a line per slow step, the first at once: a first start takes a while.
+    steps = [line for line in demo.banner if line.startswith("demo: ")]
+    expected = [
+        "demo: starting in ",
+        "demo: migrating its database, ",
+        "demo: loaded 7 programs from ",
+        "demo: starting 6 sandbox partners",
+        "demo: playing last month",
+        "demo: built ",
+        "demo: creating the console's sample sign-ins",
+        "demo: starting the gateway",
+    ]
+    assert [line[: len(step)] for line, step in zip(steps, expected, strict=False)] == expected, steps
+    assert "the gateway's addresses are printed once it answers" in steps[0]
     # As README shows: the other commands reach the demo's database by its URL, relative to
     # where the demo runs (its data dir is tmp_path / "demo").
     verified = run("ledger", "verify", env={"EXCHANGE_DATABASE_URL": "sqlite:///demo/exchange.db"}, cwd=tmp_path)

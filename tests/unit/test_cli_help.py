@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from exchange.cli import main
 from tests.conftest import REPO_ROOT
 
+PARTNERS = REPO_ROOT / "partners"
+
 
 def leaf_commands(command: click.Command = main, path: tuple[str, ...] = ()) -> Iterator[tuple[str, click.Command]]:
     """Every command that runs something, with its command line after `exchange`."""
@@ -100,7 +102,7 @@ def test_exit_status_1_names_every_command_that_exits_1() -> None:
         (["serve", "--port", "70000"], "Invalid value for '--port': 70000 is not in the range 0<=x<=65535."),
         (["demo", "--port", "99999"], "Invalid value for '--port': 99999 is not in the range 0<=x<=65535."),
         (
-            ["sandbox", "serve", "--program", "formosa-air", "--port", "-1"],
+            ["sandbox", "serve", "--partner", "formosa-air", "--port", "-1"],
             "Invalid value for '--port': -1 is not in the range 0<=x<=65535.",
         ),
         (["serve", "--workers", "0"], "Invalid value for '--workers': 0 is not in the range x>=1."),
@@ -112,3 +114,42 @@ def test_a_port_or_worker_count_out_of_range_is_refused_naming_the_option(argv: 
     result = CliRunner().invoke(main, argv, env={"EXCHANGE_DATABASE_URL": "sqlite:///nowhere/x.db"})
     assert result.exit_code == 2
     assert refusal in result.output
+
+
+def test_every_option_naming_a_partners_program_is_partner() -> None:
+    """The same thing has one name on every command; `--program` is only an old name, hidden."""
+    shown = [
+        f"exchange {line} {option}"
+        for line, command in COMMANDS
+        for param in command.params
+        if isinstance(param, click.Option) and not param.hidden
+        for option in param.opts
+        if option == "--program"
+    ]
+    assert shown == []
+
+
+@pytest.mark.parametrize("argv", [["pending"], ["retrying"], ["sandbox", "serve"]])
+def test_the_old_program_option_is_hidden(argv: list[str]) -> None:
+    shown = CliRunner().invoke(main, [*argv, "--help"]).output
+    assert ("--partner" in shown, "--program" in shown) == (True, False)
+
+
+def test_the_old_program_option_still_works_with_one_warning_line() -> None:
+    result = CliRunner().invoke(main, ["sandbox", "serve", "--program", "nope", "--partners-dir", str(PARTNERS)])
+    warning = "warning: --program is deprecated and will be removed; use --partner (same value)\n"
+    assert (result.exit_code, result.stderr.startswith(warning)) == (2, True), result.stderr
+    assert "no program 'nope' in" in result.stderr and "choose one of formosa-air, " in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv", [["--partner", "nope", "--program", "nope"], ["--program", "nope", "--partner", "nope"]]
+)
+def test_the_old_and_new_option_names_together_are_refused(argv: list[str]) -> None:
+    result = CliRunner().invoke(main, ["sandbox", "serve", *argv, "--partners-dir", str(PARTNERS)])
+    assert (result.exit_code, "give --partner only" in result.stderr) == (2, True), result.stderr
+
+
+def test_a_required_option_given_by_neither_name_is_missing() -> None:
+    result = CliRunner().invoke(main, ["sandbox", "serve", "--partners-dir", str(PARTNERS)])
+    assert (result.exit_code, "Missing option '--partner'" in result.stderr) == (2, True), result.stderr

@@ -1,11 +1,12 @@
-"""Reading a whole number a person or a partner wrote: ASCII digits only, whatever else str.isdigit admits."""
+"""Reading a whole number a person or a partner wrote (ASCII digits only, whatever else
+str.isdigit admits), and writing a count with its noun."""
 
 from __future__ import annotations
 
 import pytest
 
 from exchange.connectors.batch_files import MalformedLine, parse_credit
-from exchange.text import whole_number
+from exchange.text import counted, whole_number
 
 
 @pytest.mark.parametrize(
@@ -28,3 +29,23 @@ def test_a_signed_whole_number_takes_one_leading_minus(text: str, number: int | 
 def test_a_credits_file_line_with_points_that_are_not_ascii_digits_in_range_is_malformed(points: str) -> None:
     with pytest.raises(MalformedLine, match="points must be a whole number"):
         parse_credit(f"op-1,alice,{points}", 2)
+
+
+@pytest.mark.parametrize(
+    ("count", "noun", "written"),
+    [
+        (1, "transaction", "1 transaction"),
+        (2, "transaction", "2 transactions"),
+        (0, "transaction", "0 transactions"),
+        (1, "settlement period", "1 settlement period"),
+        (3, "settlement period", "3 settlement periods"),
+        (1, "delivery", "1 delivery"),
+        (2, "delivery", "2 deliveries"),
+        (1, "status match", "1 status match"),
+        (2, "status match", "2 status matches"),
+        (2, "day", "2 days"),
+        (2, "coalition point", "2 coalition points"),
+    ],
+)
+def test_a_count_takes_the_singular_for_one_and_the_plural_otherwise(count: int, noun: str, written: str) -> None:
+    assert counted(count, noun) == written

@@ -26,6 +26,7 @@ from exchange.settlement.errors import (
     PartnerSignedOff,
     ResolutionConflict,
     ResolvedBreaksWouldBeLost,
+    UnresolvedBreaks,
 )
 from exchange.settlement.records import BLOCK_BYTES, MAX_LINE_BYTES, RecordReader
 from exchange.text import CHOSEN_ID_LENGTH
@@ -173,3 +174,10 @@ def test_a_settlement_refusal_is_said_in_the_readers_language(error: ExchangeErr
     labels = pages.env.get_template("console/settlement/_labels.html")
     shown = labels.make_module({"language": TRADITIONAL_CHINESE}).refusal(FieldProblem.of(error))
     assert html.unescape(str(shown)).strip() == said
+
+
+@pytest.mark.parametrize(("unresolved", "words"), [(1, "1 unresolved break:"), (2, "2 unresolved breaks:")])
+def test_unresolved_breaks_are_counted_in_words_and_read_back_with_their_number(unresolved: int, words: str) -> None:
+    error = UnresolvedBreaks("fresh-mart", "2026-11", unresolved)
+    problem = FieldProblem.of(error)
+    assert (words in str(error), problem.rule, problem.values["least"]) == (True, "UNRESOLVED_BREAKS", unresolved)
