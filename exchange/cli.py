@@ -478,7 +478,7 @@ def batches_run() -> None:
     done = with_services(lambda services: services.batches.run_once())
     click.echo(
         f"{counted(done.sent, 'file')} sent; {counted(done.applied, 'result')} applied; "
-        f"{done.missing} left out, to be polled"
+        f"{done.mismatched} with other points than sent, asked about; {done.missing} left out, to be polled"
     )
     for program_id, why in done.failed.items():
         click.echo(f"{program_id}: its batches wait for the next run: {why}", err=True)

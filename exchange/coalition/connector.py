@@ -26,13 +26,13 @@ from exchange.coalition import errors, lots
 from exchange.coalition.errors import CoalitionRefusal
 from exchange.coalition.models import CoalitionOperation
 from exchange.coalition.rules import point_rules
+from exchange.connectors import batch_files
 from exchange.connectors.connector import Call, check_member_ref, check_operation_id, check_points
 from exchange.connectors.contract import (
     ContractCode,
     ExpiringPoints,
     MemberAccount,
     Operation,
-    OperationState,
     Verification,
 )
 from exchange.connectors.errors import REFUSALS, InvalidRequest
@@ -147,7 +147,7 @@ class CoalitionConnector:
     async def send_credits(self, batch_id: str, lines: Callable[[], AsyncIterator[bytes]]) -> None:
         raise self._no_batches(Call.CREDIT)
 
-    def credit_results(self, batch_id: str) -> AsyncIterator[tuple[str, OperationState]]:
+    def credit_results(self, batch_id: str) -> AsyncIterator[batch_files.ResultLine]:
         raise self._no_batches(Call.CREDIT)
 
     def _no_batches(self, call: Call) -> InvalidRequest:

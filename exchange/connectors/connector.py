@@ -30,7 +30,6 @@ from exchange.connectors.contract import (
     MemberAccount,
     Operation,
     OperationKind,
-    OperationState,
     Problem,
     Verification,
 )
@@ -131,9 +130,10 @@ class PartnerConnector(Protocol):
         (called afresh for each attempt); the partner takes a batch once, by its id."""
         ...
 
-    def credit_results(self, batch_id: str) -> AsyncIterator[tuple[str, OperationState]]:
+    def credit_results(self, batch_id: str) -> AsyncIterator[batch_files.ResultLine]:
         """The result file of batch ``batch_id``, line by line as it arrives (nothing while the
-        partner has none yet)."""
+        partner has none yet); a line that breaks the file's format is a
+        ``PartnerProtocolError`` naming the line (and the column), the lines before it given."""
         ...
 
     async def aclose(self) -> None: ...
@@ -299,7 +299,7 @@ class ContractConnector:
 
         await self.client.call(CallInfo(Call.SEND_CREDITS.value, write=True, operation_id=batch_id), request, read)
 
-    async def credit_results(self, batch_id: str) -> AsyncIterator[tuple[str, OperationState]]:
+    async def credit_results(self, batch_id: str) -> AsyncIterator[batch_files.ResultLine]:
         check_operation_id(batch_id, "batch_id")
         request = HttpRequest(
             "GET", f"{self.base_url}/batches/{quote(batch_id, safe='')}/results", timeout=FILE_TIMEOUT_SECONDS
@@ -310,17 +310,16 @@ class ContractConnector:
                 return  # no result file yet
             if reply.response.status_code != 200:
                 raise reply.error(PartnerProtocolError, f"unexpected status {reply.response.status_code}")
-            number = 0
+            number = columns = 0
             async for line in reply.lines(batch_files.MAX_LINE_CHARS):
                 number += 1
-                if number == 1:
-                    if line.rstrip("\r") != batch_files.RESULTS_HEADER:
-                        raise reply.error(PartnerProtocolError, f"line 1: expected {batch_files.RESULTS_HEADER}")
-                elif line:
-                    try:
-                        yield batch_files.parse_result(line, number)
-                    except batch_files.MalformedLine as malformed:
-                        raise reply.error(PartnerProtocolError, str(malformed)) from None
+                try:
+                    if number == 1:
+                        columns = batch_files.results_columns(line.rstrip("\r"))
+                    elif line:
+                        yield batch_files.parse_result(line, number, columns)
+                except batch_files.MalformedLine as malformed:
+                    raise reply.error(PartnerProtocolError, str(malformed)) from None
 
 
 def _operation(reply: Reply, result: Any, operation_id: str, kind: OperationKind) -> Operation:

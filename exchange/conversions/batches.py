@@ -15,6 +15,14 @@ such partner:
    made due at once, so the recovery worker asks the partner about each (its operation
    status), as it would for a callback that never came.
 
+A line whose points are not those the credits file sent (a partner that credited 100 of
+1000) settles nothing by itself: the exchange asks the partner about that credit at once, as
+it asks about a credit in doubt, so the partner's record decides and a credit it made
+otherwise than sent is undone (the saga's "contradicted"), never posted at the exchange's
+amount. A line about no credit of the batch, or about a credit an earlier line gave, refuses
+the file there, as a malformed line does: the lines before it settled, the batch's other
+credits waiting (and polled) until the partner serves a file without it.
+
 Every step can run again (in another process, after a crash): the batch row records how far
 it got, and settling a conversion twice changes nothing. A partner that fails a step (down, or
 answering a file the exchange refuses) holds back only its own batches, until the next pass: the
@@ -34,8 +42,10 @@ from sqlmodel import select as select_rows
 
 from exchange.clock import Clock
 from exchange.connectors import batch_files
+from exchange.connectors.batch_files import ResultLine
+from exchange.connectors.connector import Call
 from exchange.connectors.contract import OperationState
-from exchange.connectors.errors import PartnerError
+from exchange.connectors.errors import PartnerError, PartnerProtocolError
 from exchange.conversions.models import (
     Conversion,
     ConversionStatus,
@@ -47,6 +57,7 @@ from exchange.conversions.models import (
 )
 from exchange.conversions.saga import ConversionSaga, in_batches
 from exchange.db.database import Database
+from exchange.observability.metrics import count_batch_result_mismatch
 from exchange.programs.catalog import CatalogCache
 
 logger = logging.getLogger("exchange.conversions.batches")
@@ -58,11 +69,13 @@ BATCHES: Table = CreditBatch.__table__  # type: ignore[attr-defined]
 
 @dataclass(frozen=True, slots=True)
 class BatchPass:
-    """What one pass did: batches sent, result lines applied, lines the results left out, and
-    the partners whose batches wait for the next pass, with why."""
+    """What one pass did: batches sent, result lines applied, lines whose points were not those
+    sent (their credits asked about instead), lines the results left out, and the partners whose
+    batches wait for the next pass, with why."""
 
     sent: int = 0
     applied: int = 0
+    mismatched: int = 0
     missing: int = 0
     failed: Mapping[str, str] = field(default_factory=dict)
 
@@ -78,7 +91,7 @@ class CreditBatches:
 
     async def run_once(self) -> BatchPass:
         """Assemble, send and collect for every batch-mode partner."""
-        sent = applied = missing = 0
+        sent = applied = mismatched = missing = 0
         failed: dict[str, str] = {}
         catalog = await self.catalog.get()
         for program in catalog.programs.values():
@@ -90,12 +103,12 @@ class CreditBatches:
                     if batch.status == CreditBatchStatus.ASSEMBLED:
                         await self._send(batch)
                         sent += 1
-                    got, left_out = await self._collect(batch)
-                    applied, missing = applied + got, missing + left_out
+                    got, asked, left_out = await self._collect(batch)
+                    applied, mismatched, missing = applied + got, mismatched + asked, missing + left_out
             except PartnerError as error:
                 logger.warning("credit batches for %s wait for the next pass: %s", program.id, error.message)
                 failed[program.id] = error.message
-        return BatchPass(sent, applied, missing, failed)
+        return BatchPass(sent, applied, mismatched, missing, failed)
 
     async def assemble(self, program_id: str) -> CreditBatch | None:
         """A new batch of every credit to ``program_id`` waiting for a file; ``None`` if none."""
@@ -171,20 +184,37 @@ class CreditBatches:
             ).encode()
             after = rows[-1][0]
 
-    async def _collect(self, batch: CreditBatch) -> tuple[int, int]:
+    async def _collect(self, batch: CreditBatch) -> tuple[int, int, int]:
         """Apply the batch's result file if the partner has it; returns (lines applied, lines
-        left out)."""
+        whose points were not those sent, lines left out)."""
         connector = self.saga.connector_for((await self.catalog.get()).program(batch.program_id))
-        applied = 0
-        async for operation_id, state in connector.credit_results(batch.id):
-            conversion_id, _, suffix = operation_id.rpartition(":")
-            if suffix != "credit" or not await self._in_batch(batch.id, conversion_id):
-                logger.warning("credit batch %s: result line for %s is not one of its credits", batch.id, operation_id)
+        applied = mismatched = 0
+        first_lines: dict[str, int] = {}  # as many as the batch's credits: a line of another is refused
+        async for line in connector.credit_results(batch.id):
+            conversion_id = self._credit_of(batch, line, first_lines)
+            sent = await self._points_sent(batch.id, conversion_id)
+            if sent is None:
+                raise self._refused(batch, line, f"operation_id: {line.operation_id} is not a credit of this batch")
+            first_lines[conversion_id] = line.number
+            if line.points is None or line.points == sent:
+                await self._settle(conversion_id, line.status)
+                applied += 1
                 continue
-            await self._settle(conversion_id, state)
-            applied += 1
-        if not applied:
-            return 0, 0  # no result file yet: ask again at the next pass
+            # Not the credit sent: its line is no outcome. The partner's record decides, as for
+            # a credit in doubt: one it credited otherwise is undone (saga, "contradicted").
+            logger.warning(
+                "credit batch %s: line %d says %s credited %d points, the exchange sent %d; asking the partner",
+                batch.id,
+                line.number,
+                line.operation_id,
+                line.points,
+                sent,
+            )
+            count_batch_result_mismatch()
+            await self.saga.conclude(conversion_id, SagaStep.AWAIT_CREDIT)
+            mismatched += 1
+        if not first_lines:
+            return 0, 0, 0  # no result file yet: ask again at the next pass
         now = self.clock.now()
         async with self.db.transaction() as session:
             # Credits the file left out: the recovery worker asks the partner about each, now.
@@ -200,19 +230,48 @@ class CreditBatches:
             await session.exec(
                 update(BATCHES)
                 .where(BATCHES.c.id == batch.id)
-                .values(status=CreditBatchStatus.SETTLED, results=applied, settled_at=now)
+                .values(status=CreditBatchStatus.SETTLED, results=len(first_lines), settled_at=now)
             )
         if left_out.rowcount:
             logger.warning(
                 "credit batch %s: the result file left out %d credits; asking about each", batch.id, left_out.rowcount
             )
-        return applied, left_out.rowcount
+        return applied, mismatched, left_out.rowcount
+
+    def _credit_of(self, batch: CreditBatch, line: ResultLine, first_lines: Mapping[str, int]) -> str:
+        """The conversion whose credit ``line`` is about; refused if it names no credit or one
+        an earlier line gave already (which of two outcomes would be the partner's?)."""
+        conversion_id, _, suffix = line.operation_id.rpartition(":")
+        if suffix != "credit":
+            raise self._refused(batch, line, f"operation_id: {line.operation_id} is not a credit of this batch")
+        if (first := first_lines.get(conversion_id)) is not None:
+            raise self._refused(batch, line, f"operation_id: {line.operation_id} was given on line {first} already")
+        return conversion_id
+
+    @staticmethod
+    def _refused(batch: CreditBatch, line: ResultLine, reason: str) -> PartnerProtocolError:
+        """The result file refused at ``line``, as a malformed line is: the lines before it
+        settled, the rest of the batch waiting (their credits polled) for a file without it."""
+        return PartnerProtocolError(
+            f"partner {batch.program_id}: {Call.CREDIT_RESULTS.value}: line {line.number}: {reason}",
+            program_id=batch.program_id,
+            call=Call.CREDIT_RESULTS.value,
+            operation_id=batch.id,
+        )
 
     async def _settle(self, conversion_id: str, state: OperationState) -> None:
         outcome = self.saga.credit_outcome(state)
         await self.saga.conclude(conversion_id, SagaStep.AWAIT_CREDIT, lambda _: outcome)
 
-    async def _in_batch(self, batch_id: str, conversion_id: str) -> bool:
+    async def _points_sent(self, batch_id: str, conversion_id: str) -> int | None:
+        """The points the batch's credits file sent for ``conversion_id``; ``None`` if it sent
+        it none."""
         async with self.db.transaction() as session:
-            line = await session.get(CreditBatchLine, conversion_id)
-        return line is not None and line.batch_id == batch_id
+            row = (
+                await session.exec(
+                    select(CONVERSIONS.c.points_out)  # type: ignore[call-overload]
+                    .join(LINES, LINES.c.conversion_id == CONVERSIONS.c.id)
+                    .where(LINES.c.conversion_id == conversion_id, LINES.c.batch_id == batch_id)
+                )
+            ).first()
+        return None if row is None else int(row[0])

@@ -98,6 +98,12 @@ RECOVERED_CLOSES = Counter(
     "(a gateway's job or exchange recover).",
     registry=REGISTRY,
 )
+BATCH_RESULT_MISMATCHES = Counter(
+    "exchange_batch_result_mismatches",
+    "Lines of batch-mode partners' result files whose points were not the credit's the exchange "
+    "sent: not taken as its outcome, the partner asked about the credit instead.",
+    registry=REGISTRY,
+)
 
 #: The gauges read from the database at scrape time: name → (help, labels).
 DATABASE_GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
@@ -134,6 +140,7 @@ def served_metrics() -> dict[str, tuple[MetricKind, frozenset[str]]]:
         BREAKER_OPEN,
         LEDGER_POSTINGS,
         RECOVERED_CLOSES,
+        BATCH_RESULT_MISMATCHES,
     ]
     served: dict[str, tuple[MetricKind, frozenset[str]]] = {}
     for metric in recorded:
@@ -231,6 +238,11 @@ def count_ledger_postings(session: AsyncSession, kinds: Iterable[str]) -> None:
 def count_recovered_closes(periods: int) -> None:
     """Periods a recovery pass closed after their closer stopped (committed already)."""
     RECOVERED_CLOSES.inc(periods)
+
+
+def count_batch_result_mismatch() -> None:
+    """A result-file line whose points were not those sent (:mod:`exchange.conversions.batches`)."""
+    BATCH_RESULT_MISMATCHES.inc()
 
 
 def observe_partner_call(program: str, operation: str, outcome: str, started: float) -> None:

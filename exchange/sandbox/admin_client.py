@@ -34,6 +34,8 @@ class SandboxAdmin:
         callback: CallbackFault = CallbackFault.ONCE,
         drop_result_lines: int = 0,
         long_result_line: bool = False,
+        short_credits: int = 0,
+        results_without_points: bool = False,
         decline: int = 0,
         answer: CannedAnswer | None = None,
     ) -> FaultSettings:
@@ -47,6 +49,8 @@ class SandboxAdmin:
             callback=callback,
             drop_result_lines=drop_result_lines,
             long_result_line=long_result_line,
+            short_credits=short_credits,
+            results_without_points=results_without_points,
             decline=decline,
             answer=answer,
         )

@@ -105,6 +105,13 @@ class FaultSettings(BaseModel):
     long_result_line: bool = False
     """A batch result file's second line is two megabytes long (the exchange must refuse the
     file there, its first line settled, the rest waiting)."""
+    short_credits: Annotated[int, Field(ge=0, strict=True)] = 0
+    """The next credits taken from a file, this many, are a partner's bug: recorded and applied
+    at a tenth of their points (at least one), and the result file says so (the exchange must
+    not post what it sent)."""
+    results_without_points: bool = False
+    """Batch result files are written without their ``points`` column, as partners wrote them
+    before it (``operation_id,status``)."""
     answer: CannedAnswer | None = None
     """What the ``answer`` fault answers; required when that fault can be drawn."""
 
@@ -173,6 +180,13 @@ class FaultInjector:
         """Whether the operation being settled later is declined (uses up one ``decline``)."""
         if self.settings.decline:
             self.settings.decline -= 1
+            return True
+        return False
+
+    def shorts(self) -> bool:
+        """Whether the credit taken from a file is applied short (uses up one ``short_credits``)."""
+        if self.settings.short_credits:
+            self.settings.short_credits -= 1
             return True
         return False
 

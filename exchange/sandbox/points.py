@@ -315,11 +315,18 @@ class PointsSystem:
         )
 
     async def take_credits_file(
-        self, batch_id: str, lines: list[tuple[str, str, int]], *, declines: Callable[[], bool]
+        self,
+        batch_id: str,
+        lines: list[tuple[str, str, int]],
+        *,
+        declines: Callable[[], bool],
+        shorts: Callable[[], bool],
     ) -> int:
         """A batch of credits (operation id, member, points): each recorded and settled at once,
-        its outcome kept for the result file. A batch sent again changes nothing; a line whose
-        id is known already keeps its first outcome. Returns the batch's line count."""
+        its outcome and points kept for the result file. A batch sent again changes nothing; a
+        line whose id is known already keeps its first outcome. ``shorts()`` says a new credit
+        is a partner's bug: recorded and applied at a tenth of its points (at least one).
+        Returns the batch's line count."""
         async with self.storage.transaction() as db:
             known = await db.execute_fetchall("SELECT count(*) FROM batch_line WHERE batch_id = ?", (batch_id,))
             if next(iter(known))[0]:
@@ -338,32 +345,35 @@ class PointsSystem:
                             request,
                             status=OperationState.PENDING,
                             member_ref=member_ref,
-                            points=points,
+                            points=max(1, points // 10) if shorts() else points,
                         )
                         row = await (
                             await db.execute("SELECT * FROM operation WHERE operation_id = ?", (operation_id,))
                         ).fetchone()
                         assert row is not None, operation_id
                         await self._settle(db, row, declined=declines())
-                    status = (await self._get_operation(db, operation_id)).status.value
+                    recorded = await self._get_operation(db, operation_id)
+                    status, recorded_points = recorded.status.value, recorded.points or points
                 except Refusal:
-                    status = OperationState.FAILED.value  # refused outright: nothing recorded, nothing applied
+                    # Refused outright: nothing recorded, nothing applied (of the points asked).
+                    status, recorded_points = OperationState.FAILED.value, points
                 await db.execute(
-                    "INSERT INTO batch_line (batch_id, operation_id, status) VALUES (?, ?, ?)",
-                    (batch_id, operation_id, status),
+                    "INSERT INTO batch_line (batch_id, operation_id, status, points) VALUES (?, ?, ?, ?)",
+                    (batch_id, operation_id, status, recorded_points),
                 )
             return len(lines)
 
-    async def batch_results(self, batch_id: str) -> list[tuple[str, str]] | None:
-        """The result file's lines (operation id, status), in the file's order; ``None`` for a
+    async def batch_results(self, batch_id: str) -> list[tuple[str, str, int | None]] | None:
+        """The result file's lines (operation id, status, points as recorded: ``None`` in a
+        batch taken by a sandbox older than that column), in the file's order; ``None`` for a
         batch never received."""
         async with self.storage.transaction() as db:
             rows = await (
                 await db.execute(
-                    "SELECT operation_id, status FROM batch_line WHERE batch_id = ? ORDER BY seq", (batch_id,)
+                    "SELECT operation_id, status, points FROM batch_line WHERE batch_id = ? ORDER BY seq", (batch_id,)
                 )
             ).fetchall()
-        return [(row["operation_id"], row["status"]) for row in rows] or None
+        return [(row["operation_id"], row["status"], row["points"]) for row in rows] or None
 
     async def reverse(self, operation_id: str, reverses: str, points: int | None) -> Written:
         _check_id(operation_id, "operation_id")

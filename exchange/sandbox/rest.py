@@ -135,8 +135,7 @@ def routes(service: PartnerService) -> list[Route]:
         results = await service.batch_results(batch_id)
         if results is None:
             return problem(ContractCode.OPERATION_NOT_FOUND, f"no batch {batch_id}")
-        body = batch_files.RESULTS_HEADER + "\n" + "".join(results)
-        return PlainTextResponse(body, media_type="text/csv")
+        return PlainTextResponse("".join(results), media_type=batch_files.MEDIA_TYPE)
 
     return [
         Route("/batches/{batch_id}/credits", credits_file, methods=["PUT"]),

@@ -60,20 +60,29 @@ class PartnerService:
         return await self.faults.run(lambda: _write(self.points.reverse(operation_id, reverses, points)), write=True)
 
     async def take_credits_file(self, batch_id: str, lines: list[tuple[str, str, int]]) -> int:
-        return await self.points.take_credits_file(batch_id, lines, declines=self.faults.declines)
+        return await self.points.take_credits_file(
+            batch_id, lines, declines=self.faults.declines, shorts=self.faults.shorts
+        )
 
     async def batch_results(self, batch_id: str) -> list[str] | None:
-        """The result file's lines, less the last ``drop_result_lines``, and after its first
-        one a line of two megabytes if ``long_result_line`` (fault knobs)."""
+        """The result file, its header first: without the points column if
+        ``results_without_points`` (or for a batch taken before the sandbox kept them); less
+        the last ``drop_result_lines``, and after its first line a line of two megabytes if
+        ``long_result_line`` (fault knobs)."""
         results = await self.points.batch_results(batch_id)
         if results is None:
             return None
         settings = self.faults.settings
-        lines = [batch_files.result_line(operation_id, OperationState(status)) for operation_id, status in results]
+        with_points = not settings.results_without_points and all(points is not None for *_, points in results)
+        lines = [
+            batch_files.result_line(operation_id, OperationState(status), points if with_points else None)
+            for operation_id, status, points in results
+        ]
         lines = lines[: len(lines) - settings.drop_result_lines]
         if settings.long_result_line:
             lines.insert(1, "x" * LONG_LINE_CHARS + "\n")
-        return lines
+        header = batch_files.RESULTS_HEADER if with_points else batch_files.RESULTS_HEADER_WITHOUT_POINTS
+        return [header + "\n", *lines]
 
     async def match_tier(self, operation_id: str, member_ref: str, tier: str, expires_at: datetime) -> Written:
         return await self.faults.run(

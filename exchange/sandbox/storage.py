@@ -58,22 +58,28 @@ CREATE TABLE IF NOT EXISTS batch_line (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     batch_id TEXT NOT NULL,
     operation_id TEXT NOT NULL,
-    status TEXT NOT NULL
+    status TEXT NOT NULL,
+    points INTEGER
 );
 CREATE INDEX IF NOT EXISTS batch_line_batch ON batch_line (batch_id);
 """
 
 
-#: Columns added to ``member`` since the first stores were made, for files made before them.
-_LATER_MEMBER_COLUMNS = {"name": "TEXT", "eligibility": "TEXT NOT NULL DEFAULT 'eligible'"}
+#: Columns added since the first stores were made, by table, for files made before them. A
+#: batch line of such a file has no ``points``: its batch's result file is written without them.
+_LATER_COLUMNS = {
+    "member": {"name": "TEXT", "eligibility": "TEXT NOT NULL DEFAULT 'eligible'"},
+    "batch_line": {"points": "INTEGER"},
+}
 
 
 async def _add_missing_columns(connection: aiosqlite.Connection) -> None:
     """Bring a store made by an older sandbox up to :data:`SCHEMA` (a data dir survives upgrades)."""
-    present = {row[1] for row in await (await connection.execute("PRAGMA table_info(member)")).fetchall()}
-    for name, definition in _LATER_MEMBER_COLUMNS.items():
-        if name not in present:
-            await connection.execute(f"ALTER TABLE member ADD COLUMN {name} {definition}")
+    for table, columns in _LATER_COLUMNS.items():
+        present = {row[1] for row in await (await connection.execute(f"PRAGMA table_info({table})")).fetchall()}
+        for name, definition in columns.items():
+            if name not in present:
+                await connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
 
 class Storage:

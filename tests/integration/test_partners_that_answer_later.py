@@ -13,7 +13,8 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from sqlalchemy import text
 from exchange.app import create_app
 from exchange.auth.scopes import Role
 from exchange.connectors import batch_files
+from exchange.connectors.batch_files import ResultLine
 from exchange.connectors.callbacks import callback_key, signed_headers
+from exchange.connectors.connector import PartnerConnector
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.conversions.saga import ExecuteRequest
 from exchange.db.database import Database
@@ -116,9 +119,22 @@ async def call_back(late: Late, operation: dict[str, Any], **changes: object) ->
 
 @pytest.fixture
 async def late(pg_database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Late]:
+    async with gateway(pg_database_url, sandboxes, tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+async def late_anywhere(database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Late]:
+    """The same, on SQLite and on PostgreSQL."""
+    async with gateway(database_url, sandboxes, tmp_path) as running:
+        yield running
+
+
+@asynccontextmanager
+async def gateway(database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Late]:
     await sandboxes.start(*PROGRAMS, modes=MODES)
     settings = Settings(
-        database_url=pg_database_url,
+        database_url=database_url,
         partners_dir=declarations_pointing_at({}, SAMPLE_PARTNERS, tmp_path / "partners", modes=MODES),
         port=free_port(),
         # No background jobs: each test polls (recover) and sends files (batches) itself.
@@ -446,6 +462,115 @@ async def test_a_result_file_with_a_line_too_long_is_refused_there_and_its_credi
     assert await late.moved("harbor-bank") == sum(c.points_out for c in conversions)
     assert await late.moved("wallet-pay") == elsewhere.points_out
     assert await late.moved("happy-card") == -1600
+
+
+@pytest.mark.parametrize("without_points", [False, True], ids=["three columns", "two columns"])
+async def test_a_result_file_with_or_without_points_settles_its_credits(
+    late_anywhere: Late, without_points: bool
+) -> None:
+    late = late_anywhere
+    wallet_pay = late.sandboxes["wallet-pay"].admin
+    conversions = [await late.convert(1000, "happy-card", "wallet-pay", f"k-columns-{n}") for n in range(2)]
+    await wallet_pay.set_faults(results_without_points=without_points)
+    done = await late.services.batches.run_once()
+    assert (done.sent, done.applied, done.mismatched, done.missing, dict(done.failed)) == (1, 2, 0, 0, {})
+    assert {(await late.conversion(c.id)).status for c in conversions} == {ConversionStatus.COMPLETED}
+    assert [await late.postings(c.id) for c in conversions] == [1, 1]
+    assert await late.moved("wallet-pay") == sum(c.points_out for c in conversions)
+    assert await late.moved("happy-card") == -2000
+
+
+async def test_a_result_line_with_other_points_than_sent_is_not_posted_and_partner_and_ledger_agree(
+    late_anywhere: Late,
+) -> None:
+    """wallet-pay credits a tenth of one credit and its result file says "applied" with those
+    points: the exchange does not take the line, asks wallet-pay about that credit, finds it
+    credited otherwise than sent, reverses it and the debit (REVERSED, PARTNER_CONTRADICTED),
+    posts nothing for it; the file's other credit completes. Nothing lost, nothing doubled."""
+    late = late_anywhere
+    wallet_pay = late.sandboxes["wallet-pay"].admin
+    conversions = [await late.convert(1000, "happy-card", "wallet-pay", f"k-short-{n}") for n in range(2)]
+    short, whole = sorted(conversions, key=lambda c: c.id)  # the file's order
+    await wallet_pay.set_faults(short_credits=1)
+    done = await late.services.batches.run_once()
+    assert (done.sent, done.applied, done.mismatched, done.missing, dict(done.failed)) == (1, 1, 1, 0, {})
+
+    shorted = await late.conversion(short.id)
+    assert (shorted.status, shorted.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
+    assert (await late.conversion(whole.id)).status == ConversionStatus.COMPLETED
+    assert [await late.postings(c.id) for c in (short, whole)] == [0, 1]
+    assert await late.moved("wallet-pay") == whole.points_out, "the short credit given back, the other kept"
+    assert await late.moved("happy-card") == -1000, "the short one's debit given back"
+    credit = next(op for op in await wallet_pay.operations() if op["operation_id"] == f"{short.id}:credit")
+    assert (credit["points"], credit["status"]) == (short.points_out // 10, "reversed")
+
+    again = await late.services.batches.run_once()  # nothing left to settle, nothing reversed twice
+    assert (again.sent, again.applied, again.mismatched) == (0, 0, 0)
+    await late.services.conversions.recover()
+    assert await late.moved("wallet-pay") == whole.points_out
+    assert await late.moved("happy-card") == -1000
+
+
+class EditedResults:
+    """A partner's connector whose result files are edited on the way in (``edit``): a partner
+    that writes a line the exchange must refuse."""
+
+    def __init__(self, connector: PartnerConnector, edit: Callable[[list[ResultLine]], list[ResultLine]]) -> None:
+        self.connector = connector
+        self.edit = edit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connector, name)
+
+    async def credit_results(self, batch_id: str) -> AsyncIterator[ResultLine]:
+        for line in self.edit([line async for line in self.connector.credit_results(batch_id)]):
+            yield line
+
+
+@pytest.mark.parametrize(
+    ("edit", "refusal"),
+    [
+        pytest.param(
+            lambda lines: [*lines, replace(lines[0], number=4)],
+            "line 4: operation_id: {first}:credit was given on line 2 already",
+            id="a second line for a credit",
+        ),
+        pytest.param(
+            lambda lines: [lines[0], replace(lines[0], operation_id="not-sent:credit", number=3), *lines[1:]],
+            "line 3: operation_id: not-sent:credit is not a credit of this batch",
+            id="a line for a credit not in the file",
+        ),
+        pytest.param(
+            lambda lines: [lines[0], replace(lines[0], operation_id=f"{lines[0].operation_id[:-7]}:debit", number=3)],
+            "line 3: operation_id: {first}:debit is not a credit of this batch",
+            id="a line for a debit",
+        ),
+    ],
+)
+async def test_a_result_line_for_a_credit_the_file_never_asked_or_gave_already_refuses_the_file_there(
+    late: Late, edit: Callable[[list[ResultLine]], list[ResultLine]], refusal: str
+) -> None:
+    """Refused where it is, as a malformed line is: the line before it settled, the batch not
+    settled (its other credit waits); the partner's file without it then settles the batch, and
+    nothing is posted twice."""
+    conversions = [await late.convert(1000, "happy-card", "wallet-pay", f"k-stray-{n}") for n in range(2)]
+    first, second = sorted(conversions, key=lambda c: c.id)  # the file's order
+    saga = late.services.batches.saga
+    real = saga.connector_for
+    saga.connector_for = lambda program: EditedResults(real(program), edit)  # type: ignore[assignment,return-value]
+    try:
+        done = await late.services.batches.run_once()
+    finally:
+        saga.connector_for = real  # type: ignore[method-assign]
+    assert list(done.failed) == ["wallet-pay"]
+    assert refusal.format(first=first.id) in done.failed["wallet-pay"]
+    assert (await late.conversion(first.id)).status == ConversionStatus.COMPLETED
+    again = await late.services.batches.run_once()  # the file as the partner serves it
+    assert (again.sent, dict(again.failed)) == (0, {})
+    assert {(await late.conversion(c.id)).status for c in conversions} == {ConversionStatus.COMPLETED}
+    assert [await late.postings(c.id) for c in conversions] == [1, 1]
+    assert await late.moved("wallet-pay") == first.points_out + second.points_out
+    assert await late.moved("happy-card") == -2000
 
 
 async def test_a_credits_file_sent_and_its_results_applied_again_after_a_crash_change_nothing(late: Late) -> None:

@@ -11,6 +11,7 @@ import pytest
 import respx
 
 from exchange.connectors import batch_files
+from exchange.connectors.batch_files import ResultLine
 from exchange.connectors.connector import Call, PartnerConnector
 from exchange.connectors.contract import OperationState
 from exchange.connectors.errors import PartnerProtocolError
@@ -51,14 +52,77 @@ async def test_the_credits_file_is_streamed_with_the_token_and_sent_again_whole(
     assert sent.content == b"operation_id,member_ref,points\nc1:credit,alice,100\nc2:credit,bob,250\n"
 
 
-async def test_the_result_file_is_read_line_by_line(router: respx.MockRouter, connector: PartnerConnector) -> None:
+async def test_the_result_file_is_read_line_by_line_with_its_points(
+    router: respx.MockRouter, connector: PartnerConnector
+) -> None:
+    router.get(RESULTS).mock(
+        return_value=httpx.Response(
+            200, text="operation_id,status,points\r\nc1:credit,applied,1000\r\n\nc2:credit,failed,0250\n"
+        )
+    )
+    assert [line async for line in connector.credit_results("b-1")] == [
+        ResultLine("c1:credit", OperationState.APPLIED, 1000, 2),
+        ResultLine("c2:credit", OperationState.FAILED, 250, 4),
+    ]
+
+
+async def test_a_result_file_without_points_is_still_read(
+    router: respx.MockRouter, connector: PartnerConnector
+) -> None:
     router.get(RESULTS).mock(
         return_value=httpx.Response(200, text="operation_id,status\nc1:credit,applied\n\nc2:credit,failed\n")
     )
     assert [line async for line in connector.credit_results("b-1")] == [
-        ("c1:credit", OperationState.APPLIED),
-        ("c2:credit", OperationState.FAILED),
+        ResultLine("c1:credit", OperationState.APPLIED, None, 2),
+        ResultLine("c2:credit", OperationState.FAILED, None, 4),
     ]
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        pytest.param("+1000", id="a sign"),
+        pytest.param("-1000", id="a minus"),
+        pytest.param("1000.0", id="a decimal point"),
+        pytest.param("1e3", id="an exponent"),
+        pytest.param(" 1000", id="a space before"),
+        pytest.param("1000 ", id="a space after"),
+        pytest.param("1 000", id="a space inside"),
+        pytest.param("1_000", id="an underscore"),
+        pytest.param("\uff11\uff10\uff10\uff10", id="fullwidth digits"),
+        pytest.param("\u0661\u0660\u0660\u0660", id="arabic-indic digits"),
+        pytest.param("0", id="zero"),
+        pytest.param("", id="empty"),
+        pytest.param("9007199254740992", id="over the most points"),
+    ],
+)
+async def test_a_result_line_whose_points_are_no_plain_whole_number_is_refused_naming_line_and_column(
+    router: respx.MockRouter, connector: PartnerConnector, points: str
+) -> None:
+    body = f"operation_id,status,points\nc1:credit,applied,1000\nc2:credit,applied,{points}\n"
+    router.get(RESULTS).mock(return_value=httpx.Response(200, text=body))
+    read: list[ResultLine] = []
+    with pytest.raises(PartnerProtocolError, match=r"line 3: points: must be a whole number from 1 to \d+") as refused:
+        async for line in connector.credit_results("b-1"):
+            read.append(line)
+    assert repr(points) in str(refused.value)  # what was written, quoted (escaped, never raw)
+    assert read == [ResultLine("c1:credit", OperationState.APPLIED, 1000, 2)]  # the line before it is given
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param("operation_id,status,points\nc1:credit,applied\n", id="a line without the header's points"),
+        pytest.param("operation_id,status\nc1:credit,applied,1000\n", id="points the header does not name"),
+        pytest.param("operation_id,status,points\nc1:credit,applied,1000,1\n", id="a fourth field"),
+    ],
+)
+async def test_a_result_line_with_other_columns_than_its_header_is_refused(
+    router: respx.MockRouter, connector: PartnerConnector, body: str
+) -> None:
+    router.get(RESULTS).mock(return_value=httpx.Response(200, text=body))
+    with pytest.raises(PartnerProtocolError, match="line 2: expected operation_id,status"):
+        [line async for line in connector.credit_results("b-1")]
 
 
 async def test_no_result_file_yet_is_nothing(router: respx.MockRouter, connector: PartnerConnector) -> None:
@@ -70,6 +134,7 @@ async def test_no_result_file_yet_is_nothing(router: respx.MockRouter, connector
     "body",
     [
         pytest.param("id,outcome\nc1:credit,applied\n", id="another header"),
+        pytest.param("operation_id,points,status\nc1:credit,1000,applied\n", id="columns in another order"),
         pytest.param("operation_id,status\nc1:credit,pending\n", id="a line still pending"),
         pytest.param("operation_id,status\nc1:credit\n", id="a line short of a field"),
     ],
@@ -104,11 +169,11 @@ async def test_a_result_line_longer_than_any_result_is_refused_unread(
     than the limit."""
     body = EndlessLine()
     router.get(RESULTS).mock(return_value=httpx.Response(200, stream=body))
-    read: list[tuple[str, OperationState]] = []
+    read: list[ResultLine] = []
     with pytest.raises(PartnerProtocolError, match=f"line 3: longer than {batch_files.MAX_LINE_CHARS} characters"):
         async for line in connector.credit_results("b-1"):
             read.append(line)
-    assert read == [("c1:credit", OperationState.APPLIED)]
+    assert read == [ResultLine("c1:credit", OperationState.APPLIED, None, 2)]
     assert body.chunks == 1
 
 
@@ -120,7 +185,9 @@ async def test_a_compressed_result_file_is_read_as_its_lines_arrive(
     route = router.get(RESULTS).mock(
         return_value=httpx.Response(200, content=gzip.compress(head), headers={"content-encoding": "gzip"})
     )
-    assert [line async for line in connector.credit_results("b-1")] == [("c1:credit", OperationState.APPLIED)]
+    assert [line async for line in connector.credit_results("b-1")] == [
+        ResultLine("c1:credit", OperationState.APPLIED, None, 2)
+    ]
     route.mock(
         return_value=httpx.Response(
             200, content=gzip.compress(head + b"x" * (1 << 20)), headers={"content-encoding": "gzip"}
