@@ -192,27 +192,29 @@ class CreditBatches:
         first_lines: dict[str, int] = {}  # as many as the batch's credits: a line of another is refused
         async for line in connector.credit_results(batch.id):
             conversion_id = self._credit_of(batch, line, first_lines)
-            sent = await self._points_sent(batch.id, conversion_id)
-            if sent is None:
+            credit = await self._credit_sent(batch.id, conversion_id)
+            if credit is None:
                 raise self._refused(batch, line, f"operation_id: {line.operation_id} is not a credit of this batch")
             first_lines[conversion_id] = line.number
+            sent, waiting = credit
             if line.points is None or line.points == sent:
                 await self._settle(conversion_id, line.status)
                 applied += 1
                 continue
             # Not the credit sent: its line is no outcome. The partner's record decides, as for
             # a credit in doubt: one it credited otherwise is undone (saga, "contradicted").
-            logger.warning(
-                "credit batch %s: line %d says %s credited %d points, the exchange sent %d; asking the partner",
-                batch.id,
-                line.number,
-                line.operation_id,
-                line.points,
-                sent,
-            )
-            count_batch_result_mismatch()
-            await self.saga.conclude(conversion_id, SagaStep.AWAIT_CREDIT)
             mismatched += 1
+            if waiting:  # (a file read again finds it settled: asked about once, counted once)
+                logger.warning(
+                    "credit batch %s: line %d says %s credited %d points, the exchange sent %d; asking the partner",
+                    batch.id,
+                    line.number,
+                    line.operation_id,
+                    line.points,
+                    sent,
+                )
+                count_batch_result_mismatch()
+                await self.saga.conclude(conversion_id, SagaStep.AWAIT_CREDIT)
         if not first_lines:
             return 0, 0, 0  # no result file yet: ask again at the next pass
         now = self.clock.now()
@@ -263,15 +265,18 @@ class CreditBatches:
         outcome = self.saga.credit_outcome(state)
         await self.saga.conclude(conversion_id, SagaStep.AWAIT_CREDIT, lambda _: outcome)
 
-    async def _points_sent(self, batch_id: str, conversion_id: str) -> int | None:
-        """The points the batch's credits file sent for ``conversion_id``; ``None`` if it sent
-        it none."""
+    async def _credit_sent(self, batch_id: str, conversion_id: str) -> tuple[int, bool] | None:
+        """The points the batch's credits file sent for ``conversion_id`` and whether its
+        conversion still waits for the outcome; ``None`` if the file sent it no credit."""
         async with self.db.transaction() as session:
             row = (
                 await session.exec(
-                    select(CONVERSIONS.c.points_out)  # type: ignore[call-overload]
+                    select(CONVERSIONS.c.points_out, CONVERSIONS.c.status, CONVERSIONS.c.step)  # type: ignore[call-overload]
                     .join(LINES, LINES.c.conversion_id == CONVERSIONS.c.id)
                     .where(LINES.c.conversion_id == conversion_id, LINES.c.batch_id == batch_id)
                 )
             ).first()
-        return None if row is None else int(row[0])
+        if row is None:
+            return None
+        points, status, step = row
+        return int(points), status == ConversionStatus.PENDING and step == SagaStep.AWAIT_CREDIT
