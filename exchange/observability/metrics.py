@@ -98,6 +98,17 @@ RECOVERED_CLOSES = Counter(
     "(a gateway's job or exchange recover).",
     registry=REGISTRY,
 )
+#: The sagas, by their metric label (``Saga.slug``): every one has a fault series from the start.
+SAGAS = ("conversion", "redemption", "status_match")
+SAGA_FAULTS = Counter(
+    "exchange_saga_faults",
+    "Saga rows whose driving by a recovery pass raised an unexpected error (a bug, not a partner's "
+    "error or a database outage), by saga; each is put off until its retry back-off and logged with its id.",
+    ["saga"],
+    registry=REGISTRY,
+)
+for _saga in SAGAS:
+    SAGA_FAULTS.labels(_saga)
 
 #: The gauges read from the database at scrape time: name → (help, labels).
 DATABASE_GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
@@ -134,6 +145,7 @@ def served_metrics() -> dict[str, tuple[MetricKind, frozenset[str]]]:
         BREAKER_OPEN,
         LEDGER_POSTINGS,
         RECOVERED_CLOSES,
+        SAGA_FAULTS,
     ]
     served: dict[str, tuple[MetricKind, frozenset[str]]] = {}
     for metric in recorded:
@@ -231,6 +243,11 @@ def count_ledger_postings(session: AsyncSession, kinds: Iterable[str]) -> None:
 def count_recovered_closes(periods: int) -> None:
     """Periods a recovery pass closed after their closer stopped (committed already)."""
     RECOVERED_CLOSES.inc(periods)
+
+
+def count_saga_fault(saga: str) -> None:
+    """A row of ``saga`` (its slug) whose driving raised an unexpected error."""
+    SAGA_FAULTS.labels(saga).inc()
 
 
 def observe_partner_call(program: str, operation: str, outcome: str, started: float) -> None:
