@@ -185,8 +185,9 @@ def main() -> None:
     Exit status:
       0  done
       1  `exchange ledger verify` found the ledger does not add up (it names the first
-         bad transaction or lot), or `exchange batches run` held back a partner's
-         batches for the next run (it names the partner and why)
+         bad transaction or lot), `exchange batches run` held back a partner's
+         batches for the next run (it names the partner and why), or driving a saga in
+         `exchange recover` raised an unexpected error (it names the rows)
       2  refused: a wrong option or argument, a bad setting, a database missing or not
          migrated, or a request the exchange refuses (a period not closed, breaks
          unresolved, ...); one line on standard error says why
@@ -372,6 +373,11 @@ def recover() -> None:
     status matches; then the holds whose review time has passed end unreviewed, as the
     hold-expiry job ends them, on a line with the holds left for staff; last, the settlement
     periods a crashed close left CLOSING are closed (statements issued), on a line naming them.
+
+    A row whose driving raised an unexpected error (a bug, logged with its trace) is put off
+    until its retry back-off, its error kept (`exchange retrying` shows it once it keeps
+    failing); each kind with such rows has a line on standard error naming them, and the
+    command exits 1 after the pass.
     """
     recovery = with_services(lambda services: services.recover())
     for report in recovery.sagas:
@@ -384,12 +390,20 @@ def recover() -> None:
             )
         noun = counted(report.driven, report.saga)
         click.echo(f"{noun} driven; {report.pending} still pending{leased}")
+        if report.faulted:
+            click.echo(
+                f"{counted(len(report.faulted), report.saga)} failed with an unexpected error "
+                f"(see the log), put off to be tried again: {', '.join(report.faulted)}",
+                err=True,
+            )
     holds = recovery.holds
     click.echo(f"{counted(holds.expired, 'hold')} expired unreviewed; {holds.held} still held for review")
     closes = recovery.closes
     finished = f": {', '.join(closes.finished)}" if closes.finished else ""
     refused = "".join(f"; {period} still closing: {reason}" for period, reason in closes.refused)
     click.echo(f"{counted(len(closes.finished), 'settlement period')} left closing finished{finished}{refused}")
+    if any(report.faulted for report in recovery.sagas):
+        sys.exit(1)
 
 
 @main.command()

@@ -105,6 +105,18 @@ BATCH_RESULT_MISMATCHES = Counter(
     registry=REGISTRY,
 )
 
+#: The sagas, by their metric label (``Saga.slug``): every one has a fault series from the start.
+SAGAS = ("conversion", "redemption", "status_match")
+SAGA_FAULTS = Counter(
+    "exchange_saga_faults",
+    "Saga rows whose driving by a recovery pass raised an unexpected error (a bug, not a partner's "
+    "error or a database outage), by saga; each is put off until its retry back-off and logged with its id.",
+    ["saga"],
+    registry=REGISTRY,
+)
+for _saga in SAGAS:
+    SAGA_FAULTS.labels(_saga)
+
 #: The gauges read from the database at scrape time: name → (help, labels).
 DATABASE_GAUGES: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "exchange_saga_state": ("Sagas not yet final, by saga and state.", ("saga", "state")),
@@ -141,6 +153,7 @@ def served_metrics() -> dict[str, tuple[MetricKind, frozenset[str]]]:
         LEDGER_POSTINGS,
         RECOVERED_CLOSES,
         BATCH_RESULT_MISMATCHES,
+        SAGA_FAULTS,
     ]
     served: dict[str, tuple[MetricKind, frozenset[str]]] = {}
     for metric in recorded:
@@ -243,6 +256,11 @@ def count_recovered_closes(periods: int) -> None:
 def count_batch_result_mismatch() -> None:
     """A result-file line whose points were not those sent (:mod:`exchange.conversions.batches`)."""
     BATCH_RESULT_MISMATCHES.inc()
+
+
+def count_saga_fault(saga: str) -> None:
+    """A row of ``saga`` (its slug) whose driving raised an unexpected error."""
+    SAGA_FAULTS.labels(saga).inc()
 
 
 def observe_partner_call(program: str, operation: str, outcome: str, started: float) -> None:

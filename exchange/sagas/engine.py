@@ -52,12 +52,14 @@ from exchange.connectors.errors import (
     PartnerRefusal,
     PartnerUnavailable,
 )
+from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.errors import ErrorCode, ExchangeError, NotFound
 from exchange.observability.logs import log_context
 from exchange.observability.tracing import tracer
 from exchange.sagas.state import MESSAGE_LENGTH, SagaState
 from exchange.settings import Settings
+from exchange.text import one_line
 from exchange.webhooks import outbox
 from exchange.webhooks.events import Event
 
@@ -160,6 +162,30 @@ class NotWaitingYet(ExchangeError):
         )
 
 
+class StepFault(Exception):
+    """Driving a row raised an unexpected error (a bug: neither a partner's error, which puts
+    the row off by itself, nor a database outage); it is the ``__cause__``. ``retry_at``: when
+    the row is due again, put off as a partner's error would put it off; ``None`` if the
+    driver's lease had passed to another driver meanwhile, whose row it then left alone."""
+
+    def __init__(self, saga: str, row_id: str, retry_at: datetime | None) -> None:
+        after = (
+            f"put off until {retry_at.isoformat()}"
+            if retry_at is not None
+            else "left to the driver that took it over meanwhile"
+        )
+        super().__init__(f"{saga} {row_id}: an unexpected error while driving it; {after}")
+        self.saga = saga
+        self.row_id = row_id
+        self.retry_at = retry_at
+
+
+def fault_line(error: BaseException) -> str:
+    """An unexpected error as a row's ``last_error``: one line (escaped as ``exchange retrying``
+    shows it), cut to fit, saying that the exchange failed, not the partner."""
+    return one_line(f"internal error: {type(error).__name__}: {error}")[:MESSAGE_LENGTH]
+
+
 class Saga(abc.ABC, Generic[Row]):
     """Drives rows of one saga table. Subclasses say which statuses still have steps to run
     (:attr:`active`), how each step is attempted, and what commits with a transition."""
@@ -204,16 +230,26 @@ class Saga(abc.ABC, Generic[Row]):
     # -- entry points -------------------------------------------------------------------
 
     async def recover(self, row_id: str) -> Row:
-        """Drive one row on from wherever it stands (the recovery worker's job)."""
+        """Drive one row on from wherever it stands (the recovery worker's job).
+
+        If driving it raises an unexpected error, the row is put off as a partner's error
+        would put it off (:meth:`_put_off_after_fault`) and :class:`StepFault` is raised from
+        the error; a database outage propagates as it is (the row keeps its lease)."""
+        lease = self.clock.now() + self.policy.lease
         async with self.db.transaction() as session:
             row = await session.get(self.model, row_id)
             if row is None:
                 raise self.missing(row_id)
             if row.status not in self.active:
                 return row  # type: ignore[return-value]
-            row.lease_until = self.clock.now() + self.policy.lease
+            row.lease_until = lease
             session.add(row)
-        return await self.drive(row, recovering=True)  # type: ignore[arg-type]
+        try:
+            return await self.drive(row, recovering=True)  # type: ignore[arg-type]
+        except DatabaseUnavailable:
+            raise
+        except Exception as error:
+            raise StepFault(self.label, row_id, await self._put_off_after_fault(row_id, lease, error)) from error
 
     async def conclude(
         self,
@@ -376,6 +412,37 @@ class Saga(abc.ABC, Generic[Row]):
         async with self.db.transaction() as session:
             moved = await self._move(session, row, recorded, values)
         return self._moved(row, values) if moved else await self.reload(self._id(row))
+
+    async def _put_off_after_fault(self, row_id: str, lease: datetime, error: Exception) -> datetime | None:
+        """Put row ``row_id`` off after ``error``, if it still holds ``lease`` (the lease its
+        driver set: a row whose lease ran out meanwhile may be another driver's now, and is
+        left to it): its lease released, ``error`` recorded, the attempt counted, and due again
+        after the retry back-off, so a row that always raises is not driven in a loop. In doubt:
+        the error may have come after a partner applied the step's write. Returns when it is
+        due again (``None``: not put off)."""
+        model = self.model
+        held = (
+            col(model.id) == row_id,  # type: ignore[attr-defined]
+            col(model.lease_until) == lease,
+            col(model.status).in_(list(self.active)),
+        )
+        async with self.db.transaction() as session:
+            attempts = (await session.exec(select(model.attempts).where(*held).with_for_update())).first()
+            if attempts is None:
+                return None
+            retry_at = self.clock.now() + self.policy.backoff(attempts + 1)
+            await session.exec(
+                update(model)
+                .where(*held)
+                .values(
+                    attempts=attempts + 1,
+                    last_error=fault_line(error),
+                    in_doubt=True,
+                    next_attempt_at=retry_at,
+                    lease_until=None,
+                )
+            )
+        return retry_at
 
     async def _wait(self, row: Row, recorded: str, step: str) -> Row:
         """Record ``row`` waiting at ``step`` for a partner's late word; poll it after the back-off

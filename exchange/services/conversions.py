@@ -80,4 +80,4 @@ class ConversionService:
 
     async def recover(self) -> RecoveryReport:
         """Drive every PENDING conversion once, whatever its next attempt time (after a crash)."""
-        return await recovery_report(self.saga, await RecoveryWorker(self.saga).run_once(due_by=EVERY_ROW))
+        return await recovery_report(self.saga, await RecoveryWorker(self.saga).run_pass(due_by=EVERY_ROW))

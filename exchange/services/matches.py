@@ -48,4 +48,4 @@ class StatusMatchService:
         attempt time (after a crash): expired matches start reverting, then pushes, extensions
         and reverts left mid-way are driven on."""
         saga = self.matching.saga
-        return await recovery_report(saga, await MatchExpiry(saga).run_once(due_by=EVERY_ROW))
+        return await recovery_report(saga, await MatchExpiry(saga).run_pass(due_by=EVERY_ROW))

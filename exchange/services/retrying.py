@@ -6,7 +6,10 @@ put off and asked again with back-off (:meth:`~exchange.sagas.engine.Saga.drive`
 as it takes: the row holds its points where its last step left them, and nothing but the
 partner's next answer moves it. Each put-off records why (``last_error``); a row asked
 :data:`ATTENTION_AFTER` times or more is listed here, so that staff can take it up with the
-partner instead of finding it in the logs.
+partner instead of finding it in the logs. A step whose driving by the recovery worker keeps
+raising an unexpected error (a bug of the exchange's) is put off the same way, its
+``last_error`` beginning ``internal error:``, and is listed too: that one is for the exchange's
+own engineers.
 """
 
 from __future__ import annotations

@@ -132,4 +132,4 @@ class RewardService:
         """The redemptions job's pass now, over every active redemption whatever its next
         attempt time (after a crash): undelivered rewards start reversing, then debits in
         doubt and reversals are driven on."""
-        return await recovery_report(self.saga, await RedemptionJob(self.saga).run_once(due_by=EVERY_ROW))
+        return await recovery_report(self.saga, await RedemptionJob(self.saga).run_pass(due_by=EVERY_ROW))

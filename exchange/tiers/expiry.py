@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlmodel import col, select
 
-from exchange.sagas.recovery import RecoveryWorker
+from exchange.sagas.recovery import RecoveryPass, RecoveryWorker
 from exchange.tiers.models import MatchStatus, MatchStep, StatusMatch
 from exchange.tiers.saga import MatchSaga
 
@@ -47,8 +47,12 @@ class MatchExpiry:
             if len(due) < self.batch:
                 return started
 
-    async def run_once(self, *, due_by: datetime | None = None) -> int:
+    async def run_pass(self, *, due_by: datetime | None = None) -> RecoveryPass:
         """One pass: start due reverts, then drive every match due (by ``due_by``: not only
-        those due now); returns how many were driven."""
+        those due now)."""
         await self.start_due_reverts()
-        return await RecoveryWorker(self.saga).run_once(due_by=due_by)
+        return await RecoveryWorker(self.saga).run_pass(due_by=due_by)
+
+    async def run_once(self, *, due_by: datetime | None = None) -> int:
+        """:meth:`run_pass` (the gateway's periodic job); returns how many matches were driven."""
+        return (await self.run_pass(due_by=due_by)).driven
