@@ -170,6 +170,13 @@ async def test_hostile_partner_callbacks_are_refused_naming_what_is_wrong(client
         error = refused(await post(hostile), 400, "BAD_USER_INPUT")
         assert error["extensions"]["field"] == "operation_id", (hostile, error)
     refused(await post("c1:credit"), 404, "NOT_FOUND")  # well formed, and names nothing of fresh-mart's
+    # Signed, but saying "applied" and "failed" at once: which one the partner meant is a guess.
+    twice = json.dumps({"operation_id": "c1:credit", **operation})[:-1].encode() + b', "status": "failed"}'
+    headers = signed_headers(key, "hostile-2", int(time.time()), twice)
+    said_twice = refused(
+        await client.post("/partners/fresh-mart/callbacks", content=twice, headers=headers), 400, "BAD_USER_INPUT"
+    )
+    assert said_twice["message"] == "the callback is not JSON: the key 'status' appears more than once in an object"
 
 
 async def test_an_address_or_method_no_route_serves_is_refused_in_the_apis_shape(client: httpx.AsyncClient) -> None:
