@@ -124,11 +124,28 @@ def json_value(text: str | bytes, **options: Any) -> Any:
     (no ``JSONDecodeError``) naming an interpreter setting for an integer of more than 4,300
     digits. Both are malformed input: here each is a ``ValueError`` saying so in the client's
     terms, and an integer longer than :data:`MAX_JSON_INTEGER_DIGITS` digits is refused.
+
+    An object naming a key twice, at any depth, is refused too (:func:`_unique_keys`).
     """
     try:
-        return json.loads(text, **{"parse_int": _integer, **options})
+        return json.loads(text, **{"parse_int": _integer, "object_pairs_hook": _unique_keys, **options})
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The object, unless it names a key twice. Python's reader keeps the last value, another
+    reader (a proxy, a firewall, a partner's logger) may keep the first (RFC 8259 §4 leaves it
+    open), so the two would act on different requests: such an object means nothing certain.
+    Checked as the object is read, in the same pass."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"the key {key!r} appears more than once in an object")
+            seen.add(key)
+    return value
 
 
 #: The most digits a JSON integer from outside may have: far more than any count or id needs.

@@ -8,6 +8,7 @@ its claims are in order (``iss`` the partner's client, ``sub`` the member's ref 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -150,6 +151,7 @@ def verify_assertion(assertion: str, keys: KeySet, *, audiences: Sequence[str], 
     """
     if not keys.keys:
         raise AssertionRejected("the partner has registered no assertion key")
+    _check_json(assertion)
     try:
         token = jwt.decode(assertion, keys, algorithms=list(ASSERTION_ALGORITHMS))
     except BadSignatureError:
@@ -187,6 +189,22 @@ def verify_assertion(assertion: str, keys: KeySet, *, audiences: Sequence[str], 
             f"the assertion is valid for too long (at most {int(MAX_ASSERTION_LIFETIME.total_seconds())} s)"
         )
     return token.claims
+
+
+def _check_json(assertion: str) -> None:
+    """Refuse an assertion whose header or claims are JSON the exchange's reader refuses (an
+    object naming a key twice, above all): the JOSE library keeps the last of two ``sub``, the
+    partner's signer or auditor may have meant the first. A compact JWS whose parts are not
+    even base64url is left to the JOSE library to call malformed."""
+    for part, encoded in zip(("header", "claims"), assertion.split(".")[:2], strict=False):
+        try:
+            written = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except ValueError:  # binascii.Error is one
+            return
+        try:
+            json_value(written)
+        except ValueError as malformed:
+            raise AssertionRejected(f"the assertion's {part} is not JSON: {malformed}") from None
 
 
 #: The text claims an assertion must carry, and the longest each may be (what is kept of them).

@@ -14,6 +14,7 @@ in the same unit of work, against every client the request named, from that addr
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -160,7 +161,8 @@ class OAuthEndpoints:
 
 
 async def read_form(request: Request) -> dict[str, str] | Response:
-    """The request's parameters (RFC 6749 §3.2: form-encoded, none repeated), or the error."""
+    """The request's parameters (RFC 6749 §3.2: form-encoded, none repeated, none also in the
+    address), or the error."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != FORM_MEDIA_TYPE:
         return error_response(InvalidRequestError(description=f"send the parameters as {FORM_MEDIA_TYPE}"))
@@ -182,7 +184,16 @@ async def read_form(request: Request) -> dict[str, str] | Response:
             return error_response(InvalidRequestError(description=f"a parameter {problem}"))
     form = dict(pairs)
     if len(form) != len(pairs):
-        return error_response(InvalidRequestError(description="a parameter is repeated"))
+        repeated = sorted(name for name, times in Counter(name for name, _ in pairs).items() if times > 1)
+        return error_response(InvalidRequestError(description=f"{', '.join(repeated)} is sent more than once"))
+    # Authlib reads the body only; a proxy or a log reading the address would see another value.
+    if in_both := sorted(form.keys() & request.query_params.keys()):
+        return error_response(
+            InvalidRequestError(
+                description=f"{', '.join(in_both)} is sent in the address and the body: send each parameter once, "
+                "in the body"
+            )
+        )
     return form
 
 

@@ -36,6 +36,7 @@ from exchange.rewards.models import Redemption, RedemptionStatus, RedemptionStep
 from exchange.rewards.redemption import RedemptionSaga
 from exchange.sagas.doubt import SentWrite
 from exchange.services.listings import oldest_first
+from exchange.text import json_value
 
 CONVERSIONS: Table = Conversion.__table__  # type: ignore[attr-defined]
 REDEMPTIONS: Table = Redemption.__table__  # type: ignore[attr-defined]
@@ -100,7 +101,12 @@ class LateOutcomes:
             tolerance=self.tolerance,
         )
         try:
-            operation = Operation.model_validate_json(body)
+            # Read as every partner answer is (a key named twice is no certain word), then checked.
+            said = json_value(body)
+        except ValueError as malformed:
+            raise BadUserInput(f"the callback is not JSON: {malformed}", field="body") from None
+        try:
+            operation = Operation.model_validate(said)
         except ValidationError as invalid:
             first = invalid.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "body"

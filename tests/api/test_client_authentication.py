@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections import Counter
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -21,6 +22,8 @@ from exchange.testing.kit import ExchangeKit
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CLIENT_CREDENTIALS = {"grant_type": "client_credentials"}
 VIEWER = "{ viewer { clientId } }"
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
 def basic(text: str) -> dict[str, str]:
@@ -262,3 +265,36 @@ async def test_an_unknown_client_is_refused_as_a_wrong_secret_is(kit: ExchangeKi
         assert (refused.status_code, refused.json()["error"]) == (401, "invalid_client")
         assert refused.json()["error_description"] == wrong.json()["error_description"]
     assert "client_id" in wrong.json()["error_description"]
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/introspect", "/oauth/revoke"])
+async def test_a_parameter_sent_twice_or_in_the_url_and_the_body_is_invalid_request(
+    kit: ExchangeKit, path: str
+) -> None:
+    """RFC 6749 §3.2: no parameter is sent twice. A parameter in the address and the body is
+    sent twice as well: a proxy reading the address would see another request than the
+    exchange, which reads the body. Either way the request is refused as a whole."""
+    partner = await kit.partner("wallet-pay")
+    auth = (partner.client.client_id, partner.client_secret)
+    token = await kit.client_token(partner)
+    fair = {"grant_type": "client_credentials", "token": token}
+    twice = {
+        "grant_type": [*fair.items(), ("grant_type", "client_credentials")],
+        "scope": [*fair.items(), ("scope", "partner:read"), ("scope", "partner:write")],
+        "client_id, token": [*fair.items(), ("token", token), ("client_id", "a"), ("client_id", "b")],
+    }
+    for named, form in twice.items():
+        response = await kit.http.post(path, content=urlencode(form), headers=FORM, auth=auth)
+        assert response.status_code == 400, (form, response.text)
+        assert response.json() == {"error": "invalid_request", "error_description": f"{named} is sent more than once"}
+    in_both = [("scope", "partner:read"), ("grant_type", "client_credentials"), ("token_type_hint", "access_token")]
+    for name, value in in_both:
+        response = await kit.http.post(
+            path, params={name: value}, content=urlencode({**fair, name: value}), headers=FORM, auth=auth
+        )
+        assert response.status_code == 400, (name, response.text)
+        assert response.json() == {
+            "error": "invalid_request",
+            "error_description": f"{name} is sent in the address and the body: send each parameter once, in the body",
+        }
+    assert (await kit.http.post(path, content=urlencode(fair), headers=FORM, auth=auth)).status_code == 200

@@ -10,7 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jws, jwt
+from joserfc.jwk import ECKey
 
 from exchange.serving import free_port
 from exchange.settings import Settings
@@ -173,3 +177,53 @@ async def test_json_nested_too_deeply_is_refused_where_a_partner_sends_it(kit: E
     register = 'mutation($key: String!) { registerAssertionKey(programId: "wallet-pay", publicKey: $key) { kid } }'
     body = (await kit.graphql(register, token, key='{"kty": ' + TOO_DEEP.decode() + "}")).json()
     assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "publicKey"}, body
+
+
+def _signed_as_written(key: ECKey, header: bytes, payload: bytes) -> str:
+    """A compact JWS over ``header`` and ``payload`` byte for byte, as no JOSE library writes
+    them (a key named twice in one object)."""
+    signing_input = f"{_b64(header)}.{_b64(payload)}"
+    r, s = decode_dss_signature(key.private_key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+async def test_an_assertion_naming_a_header_or_claim_twice_is_an_invalid_grant(kit: ExchangeKit) -> None:
+    """``{"sub": "alice", "sub": "bob"}`` vouches for whichever member a reader keeps: none."""
+    key = await kit.assertion_key("wallet-pay")
+    assert isinstance(key, ECKey)
+    fair = jws.extract_compact((await _signed(kit, {})).encode())
+    header, payload = json.dumps(fair.headers()).encode(), fair.payload
+    cases = {
+        "header": (header[:-1] + b', "alg": "ES256"}', payload),
+        "claims": (header, payload[:-1] + b', "sub": "bob"}'),
+    }
+    for part, (written_header, written_payload) in cases.items():
+        response = await kit.request_member_token(_signed_as_written(key, written_header, written_payload))
+        oauth_error(response, 400, "invalid_grant")
+        repeated = "alg" if part == "header" else "sub"
+        assert response.json()["error_description"] == (
+            f"the assertion's {part} is not JSON: the key '{repeated}' appears more than once in an object"
+        )
+    assert (await kit.request_member_token(_signed_as_written(key, header, payload))).status_code == 200
+
+
+async def test_an_assertion_with_a_critical_extension_the_exchange_does_not_know_is_refused(kit: ExchangeKit) -> None:
+    """RFC 7515 §4.1.11: a ``crit`` header naming an extension not understood is refused."""
+    key = await kit.assertion_key("wallet-pay")
+    assert isinstance(key, ECKey)
+    fair = jws.extract_compact((await _signed(kit, {})).encode())
+    for crit in (b'"crit": ["urn:example:must-check"], "urn:example:must-check": true', b'"crit": ["exp"], "exp": 1'):
+        header = json.dumps(fair.headers()).encode()[:-1] + b", " + crit + b"}"
+        oauth_error(await kit.request_member_token(_signed_as_written(key, header, fair.payload)), 400, "invalid_grant")
+
+
+async def test_keys_an_assertion_points_to_in_its_header_are_never_used(kit: ExchangeKit) -> None:
+    """Only the partner's registered keys verify its assertions: a key the assertion carries
+    (``jwk``, ``x5c``) or points to (``jku``, ``x5u``) is no key of the partner's."""
+    own = ECKey.generate_key("P-256", auto_kid=True)
+    public = own.as_dict(private=False)
+    registered = await kit.assertion_key("wallet-pay")
+    for header in ({"jwk": public}, {"jku": "https://attacker.example/jwks"}, {"x5u": "https://attacker.example/c"}):
+        fair = jws.extract_compact((await _signed(kit, {}, {"kid": registered.kid, **header})).encode())
+        forged = _signed_as_written(own, json.dumps(fair.headers()).encode(), fair.payload)
+        oauth_error(await kit.request_member_token(forged), 400, "invalid_grant")

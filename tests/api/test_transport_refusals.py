@@ -60,6 +60,32 @@ async def test_a_body_that_is_not_a_json_object_is_a_bad_request(client: httpx.A
 
 
 @pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (
+            b'{"query": "{ programs { id } }", "query": "mutation { closePeriod(period: \\"2026-01\\") { period } }"}',
+            "query",
+        ),
+        (b'{"query": "query($p: String!) { program(id: $p) { id } }", "variables": {"p": "a", "p": "b"}}', "p"),
+        (b'{"query": "{ __typename }", "extensions": {"x": [{"k": 1, "k": 2}]}}', "k"),
+    ],
+    ids=["query", "variables", "nested"],
+)
+async def test_a_body_with_a_key_twice_at_any_depth_is_refused_naming_it(
+    client: httpx.AsyncClient, body: bytes, key: str
+) -> None:
+    """A proxy that reads the first of two keys and the gateway that read the last would see
+    two different operations: neither is taken."""
+    response = await client.post("/graphql", content=body, headers={"content-type": "application/json"})
+    message = refused(response, 400, "BAD_REQUEST")["message"]
+    assert message == f"the request body is not JSON: the key {key!r} appears more than once in an object"
+    got = await client.get("/graphql", params={"query": "{ __typename }", "variables": '{"a": 1, "a": 2}'})
+    assert refused(got, 400, "BAD_REQUEST")["message"] == (
+        "the `variables` parameter is not JSON: the key 'a' appears more than once in an object"
+    )
+
+
+@pytest.mark.parametrize(
     ("name", "value", "says"),
     [
         ("variables", "{not json", "the `variables` parameter is not JSON"),
@@ -144,6 +170,13 @@ async def test_hostile_partner_callbacks_are_refused_naming_what_is_wrong(client
         error = refused(await post(hostile), 400, "BAD_USER_INPUT")
         assert error["extensions"]["field"] == "operation_id", (hostile, error)
     refused(await post("c1:credit"), 404, "NOT_FOUND")  # well formed, and names nothing of fresh-mart's
+    # Signed, but saying "applied" and "failed" at once: which one the partner meant is a guess.
+    twice = json.dumps({"operation_id": "c1:credit", **operation})[:-1].encode() + b', "status": "failed"}'
+    headers = signed_headers(key, "hostile-2", int(time.time()), twice)
+    said_twice = refused(
+        await client.post("/partners/fresh-mart/callbacks", content=twice, headers=headers), 400, "BAD_USER_INPUT"
+    )
+    assert said_twice["message"] == "the callback is not JSON: the key 'status' appears more than once in an object"
 
 
 async def test_an_address_or_method_no_route_serves_is_refused_in_the_apis_shape(client: httpx.AsyncClient) -> None:

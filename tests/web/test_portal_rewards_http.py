@@ -97,3 +97,28 @@ def test_paying_with_a_program_the_session_was_not_signed_in_through_is_refused(
     refused = client.post(f"/portal/rewards/{reward_id}", data=redeem_form(client, reward_id, "wallet-pay"))
     assert refused.status_code == 400 and 'href="/portal/sign-in/wallet-pay"' in refused.text
     assert partners.balance("wallet-pay", member_ref) == 90_000
+
+
+#: Markup a partner could write into a reward, in an element, an attribute and a script.
+HOSTILE = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-TW"])
+def test_a_partners_markup_in_a_reward_is_shown_as_text_in_either_language(
+    portal_gateway: PortalGateway, client: httpx.Client, lang: str
+) -> None:
+    sign_in(client, "fresh-mart", portal_gateway.partners.new_member("fresh-mart"))
+    reward_id = run_async(lambda: _publish_hostile(portal_gateway))
+    for path in ("/portal/rewards", f"/portal/rewards/{reward_id}"):
+        page = client.get(path, params={"lang": lang})
+        assert page.status_code == 200, page.text
+        assert "<script>alert" not in page.text and "<img src=x" not in page.text, path
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text, path
+
+
+async def _publish_hostile(portal_gateway: PortalGateway) -> str:
+    async with open_services(portal_gateway.gateway.settings) as services:
+        draft = RewardDraft(
+            title=HOSTILE, description=HOSTILE, price=Decimal(40), stock=5, min_level=0, id=f"hostile-{next(_rewards)}"
+        )
+        return (await services.rewards.publish("wallet-pay", draft)).id

@@ -113,3 +113,11 @@ async def test_a_streamed_file_that_is_a_gzip_bomb_is_refused_at_the_line_limit(
     with pytest.raises(PartnerProtocolError, match=f"line 2: longer than {batch_files.MAX_LINE_CHARS} characters"):
         await read_lines()
     assert await peak_bytes(read_lines) < NEAR_THE_LIMIT
+
+
+def test_an_answer_naming_a_key_twice_is_a_protocol_error_not_its_last_value() -> None:
+    """A partner answering ``{"status": "failed", "status": "completed"}`` said nothing certain."""
+    response = httpx.Response(200, content=b'{"status": "failed", "status": "completed"}')
+    reply = Reply(response=response, program_id="wallet-pay", call=CallInfo("operation_status", write=False))
+    with pytest.raises(PartnerProtocolError, match=r"operation_status: answer \(200\) is not JSON"):
+        reply.json_object()
