@@ -74,10 +74,17 @@ class LastMonth:
     partner_file: Path
 
 
+def database_url(settings: Settings) -> str:
+    """The demo's database URL as a person writes it (README.md does), ``sqlite:///`` and the
+    file's absolute path, so that it works from any directory; the settings hold the driver's
+    spelling, ``sqlite+aiosqlite://``, which the CLI takes too but nobody types."""
+    return settings.database_url.replace("sqlite+aiosqlite://", "sqlite://", 1)
+
+
 def month_lines(settings: Settings, month: LastMonth | None) -> list[str]:
     if month is None:
         return []
-    database = f"EXCHANGE_DATABASE_URL={settings.database_url}"
+    database = f"EXCHANGE_DATABASE_URL={database_url(settings)}"
     exchange = exchange_command()
     return [
         f'  Last month, {month.period}, is ready to settle (README.md, "The demo\'s last month"):',
@@ -115,7 +122,7 @@ def banner(
             f"  Member portal (open in a browser): {gateway_url}/portal/ ; choose a program, then a member id and PIN:",
             f"    {members}",
             *month_lines(settings, month),
-            f"  Database: {settings.database_url}",
+            f"  Database: {database_url(settings)}",
             "  Sandbox partners (admin API at <url>/_sandbox):",
             *partners,
             f"  OAuth clients and member tokens: {credentials}",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from string import Formatter
 from typing import Any
 
 #: The longest id a partner may choose for what it publishes (a reward, a promotion): their
@@ -38,7 +39,10 @@ def one_line(text: str) -> str:
 
 def plural(noun: str) -> str:
     """English plural of ``noun`` (its last word, for a noun of several): ``status matches``,
-    ``deliveries``, ``rate versions``. The nouns a count goes with here are regular."""
+    ``deliveries``, ``rate versions``; of each, for nouns joined by "or" (``conversions or
+    redemptions``). The nouns a count goes with here are regular."""
+    if " or " in noun:
+        return " or ".join(plural(each) for each in noun.split(" or "))
     if noun.endswith(("s", "x", "ch", "sh")):
         return noun + "es"
     if noun.endswith("y") and len(noun) > 1 and noun[-2] not in "aeiou":
@@ -46,10 +50,40 @@ def plural(noun: str) -> str:
     return noun + "s"
 
 
-def counted(count: int, noun: str) -> str:
+def counted(count: int, noun: str, *, grouped: bool = False) -> str:
     """``count`` and its noun, singular for one and plural otherwise: ``1 break``, ``2 breaks``,
-    ``0 deliveries``, ``1 status match``. One helper so that no message says "1 transactions"."""
-    return f"{count} {noun if count == 1 else plural(noun)}"
+    ``0 deliveries``, ``1 status match``; ``grouped``, the count with thousands commas
+    (``1,500 points``). One helper so that no message says "1 transactions"."""
+    shown = f"{count:,}" if grouped else str(count)
+    return f"{shown} {noun if count == 1 else plural(noun)}"
+
+
+def fill(template: str, **values: object) -> str:
+    """``template`` (``str.format`` fields) written with ``values``; a field whose format spec is
+    a noun (``{points:point}``) is a count (an ``int``, or as written, ``"1,500"``) written with
+    that noun, thousands grouped, by :func:`counted`: ``fill("at least {points:point}",
+    points=1)`` is ``at least 1 point``."""
+    parts = []
+    for literal, name, noun, _ in Formatter().parse(template):
+        parts.append(literal)
+        if name is not None:
+            value = values[name]
+            if not noun:
+                parts.append(str(value))
+            elif isinstance(value, int):
+                parts.append(counted(value, noun, grouped=True))
+            elif isinstance(value, str):  # as a template's reader read it back: 1,500
+                parts.append(counted(int(value.replace(",", "")), noun, grouped=True))
+            else:
+                raise TypeError(f"{{{name}:{noun}}} is a count, not {value!r}")
+    return "".join(parts)
+
+
+def counted_pattern(name: str, noun: str, number: str = "[0-9][0-9,]*") -> str:
+    """A regular expression that reads back a count :func:`counted` wrote with ``noun`` (``1
+    point`` and ``1,500 points`` alike), the count as written (``number``) in group ``name``:
+    how a template's ``{name:noun}`` field (:func:`fill`) is read back."""
+    return f"(?P<{name}>{number}) (?:{re.escape(noun)}|{re.escape(plural(noun))})"
 
 
 def text_problem(value: str, max_length: int, *, min_length: int = 0, printable: bool = False) -> str | None:

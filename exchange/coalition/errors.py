@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from exchange.text import counted
+
 
 class CoalitionRefusal(Exception):
     """``reason``: the contract code (``INSUFFICIENT_POINTS``, ...); ``facts``: its extra members."""
@@ -26,7 +28,9 @@ def unknown_member(member_ref: str) -> CoalitionRefusal:
 
 def insufficient(member_ref: str, balance: int, points: int) -> CoalitionRefusal:
     return CoalitionRefusal(
-        "INSUFFICIENT_POINTS", f"member {member_ref} has {balance} coalition points, {points} asked", balance=balance
+        "INSUFFICIENT_POINTS",
+        f"member {member_ref} has {counted(balance, 'coalition point')}, {points} asked",
+        balance=balance,
     )
 
 
@@ -44,7 +48,9 @@ def not_reversible(operation_id: str) -> CoalitionRefusal:
 
 def exceeds(operation_id: str, left: int) -> CoalitionRefusal:
     return CoalitionRefusal(
-        "REVERSAL_EXCEEDS_ORIGINAL", f"{left} points of {operation_id} are left to reverse", reversible_points=left
+        "REVERSAL_EXCEEDS_ORIGINAL",
+        f"{counted(left, 'point')} of {operation_id} {'is' if left == 1 else 'are'} left to reverse",
+        reversible_points=left,
     )
 
 

@@ -80,7 +80,7 @@ async def check_point(session: AsyncSession, rules: PointRules) -> PointCheck:
     problem = None
     if row is not None:
         problem = (
-            f"coalition lot {row.id} does not add up: {row.points} points, {row.remaining} remaining, "
+            f"coalition lot {row.id} does not add up: {counted(row.points, 'point')}, {row.remaining} remaining, "
             f"{row.expired} expired ({row.expiries} by its expiries), {row.drawn} drawn"
         )
     elif outstanding != ledger + in_flight:

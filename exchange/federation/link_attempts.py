@@ -33,6 +33,7 @@ from exchange.clock import Clock
 from exchange.db.database import Database
 from exchange.errors import BadUserInput, ErrorCode, ExchangeError
 from exchange.settings import Settings
+from exchange.text import counted
 
 #: Keys of link failures, apart from any client id or username counted in the same table.
 ACCOUNT_PREFIX = "link:"
@@ -46,7 +47,7 @@ class TooManyLinkAttempts(ExchangeError):
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(
-            f"too many verifications failed lately: try again in {retry_after} seconds",
+            f"too many verifications failed lately: try again in {counted(retry_after, 'second')}",
             field="verification",
             limit="link_attempts",
             retryAfter=retry_after,

@@ -128,7 +128,7 @@ async def _sums(session: AsyncSession) -> Problem | None:
         return Problem(row.id, row.seq, f"does not balance: {row.total} {row.unit} left over")
     row = (await session.exec(TOO_FEW_LEGS)).first()  # type: ignore[call-overload]
     if row is not None:
-        return Problem(row.id, row.seq, f"has {row.legs} legs; a transaction needs at least two")
+        return Problem(row.id, row.seq, f"has {counted(row.legs, 'leg')}; a transaction needs at least two")
     return None
 
 

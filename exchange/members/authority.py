@@ -26,6 +26,7 @@ from enum import StrEnum
 
 from exchange.errors import ErrorCode, ExchangeError
 from exchange.members.models import DebitConsent
+from exchange.text import fill
 
 
 class Refusal(StrEnum):
@@ -52,7 +53,7 @@ _MESSAGES = {
     Refusal.CONSENT_UNKNOWN: "no consent to debit {program} has this id",
     Refusal.CONSENT_OTHER_MEMBER: "this consent was given by another member",
     Refusal.CONSENT_OTHER_PROGRAM: "this consent is for another program's points, not {program}'s",
-    Refusal.CONSENT_OTHER_POINTS: "this consent is for {consented} points of {program}, not {points}",
+    Refusal.CONSENT_OTHER_POINTS: "this consent is for {consented:point} of {program}, not {points}",
     Refusal.CONSENT_USED: "this consent to debit {program} has been used",
     Refusal.CONSENT_EXPIRED: "this consent to debit {program} has expired: ask {program} for a new one",
 }
@@ -68,7 +69,7 @@ class AuthorityRequired(ExchangeError):
     code = ErrorCode.AUTHORITY_REQUIRED
 
     def __init__(self, program: str, reason: Refusal, *, field: str, points: int = 0, consented: int = 0) -> None:
-        message = _MESSAGES[reason].format(program=program, points=points, consented=consented)
+        message = fill(_MESSAGES[reason], program=program, points=points, consented=consented)
         super().__init__(message, field=field, program=program, reason=reason.value)
 
 

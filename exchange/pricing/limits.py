@@ -24,16 +24,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.pricing.errors import LimitExceeded
 from exchange.pricing.models import LimitUsage, RateVersion
 from exchange.programs.models import Program
+from exchange.text import fill
 
 #: The most points one conversion may move; beyond it a request is refused as oversized.
 MAX_POINTS = 1_000_000_000
 
 #: Why a conversion's amount or a capped counter refuses it, each written from one template, so
 #: that a page can read the refusal back and say it in its reader's language
-#: (:mod:`exchange.web.said`): ``points``, the minimum or the increment; ``name``, the cap's name
+#: (:mod:`exchange.web.said`; :func:`~exchange.text.fill` writes them): ``points``, the minimum
+#: (a count of points) or the increment; ``name``, the cap's name
 #: (:func:`conversion_caps`), ``limit`` its size, ``remaining`` what is left and ``amount`` what
 #: was asked.
-BELOW_MINIMUM = "at least {points} points must be converted"
+BELOW_MINIMUM = "at least {points:point} must be converted"
 NOT_AN_INCREMENT = "points must be a multiple of {points}"
 CAP_EXCEEDED = "{name} of {limit} would be exceeded: {remaining} left, {amount} asked"
 
@@ -71,7 +73,7 @@ class Cap:
 def check_amount(points: int, *, minimum: int, increment: int) -> None:
     """The amount's own rules: at least the minimum, in whole steps of the increment."""
     if points < minimum:
-        raise LimitExceeded(BELOW_MINIMUM.format(points=minimum), limit="minimum_points", remaining=0)
+        raise LimitExceeded(fill(BELOW_MINIMUM, points=minimum), limit="minimum_points", remaining=0)
     if points % increment:
         raise LimitExceeded(NOT_AN_INCREMENT.format(points=increment), limit="increment", remaining=0)
 

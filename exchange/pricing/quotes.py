@@ -25,6 +25,7 @@ from exchange.pricing.models import Quote, RateVersion
 from exchange.pricing.rules import AppliedPromotion, PriceBreakdown, price
 from exchange.programs import service as programs
 from exchange.programs.models import CoalitionSettings, Program
+from exchange.text import counted
 
 QUOTES: Table = Quote.__table__  # type: ignore[attr-defined]
 _STORE = insert(QUOTES)
@@ -150,11 +151,11 @@ def price_on(terms: PairTerms, points: int, member_level: int) -> PriceBreakdown
     )
     if breakdown.points_out < 1:
         raise BadUserInput(
-            f"{points} points of {terms.source.id} convert into no {terms.target.id} points", field="points"
+            f"{counted(points, 'point')} of {terms.source.id} would give no {terms.target.id} points", field="points"
         )
     if breakdown.points_out > limits.MAX_POINTS:
         raise limits.beyond_max_points(
-            f"{points:,} points of {terms.source.id} would convert into {breakdown.points_out:,} "
+            f"{counted(points, 'point', grouped=True)} of {terms.source.id} would convert into {breakdown.points_out:,} "
             f"{terms.target.id} points, more than the {limits.MAX_POINTS:,} one conversion may move"
         )
     return breakdown

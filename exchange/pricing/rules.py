@@ -29,6 +29,7 @@ from fractions import Fraction
 from exchange.errors import BadUserInput
 from exchange.money import Currency, points_paid
 from exchange.ratio import Ratio
+from exchange.text import counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ class RateRule:
         eligible = [band for band in self.bands if band.from_points <= points_in]
         if not eligible:
             raise BadUserInput(
-                f"{points_in} points is below this pair's smallest band ({self.bands[0].from_points})",
+                f"{counted(points_in, 'point')} is below this pair's smallest band ({self.bands[0].from_points})",
                 field="points",
             )
         return max(eligible, key=lambda band: band.from_points)

@@ -41,6 +41,7 @@ from exchange.errors import BadUserInput
 from exchange.money import MAX_MONEY_INTEGER_DIGITS, PERCENT_SCALE, POINT_VALUE_SCALE, decimal_places, parse_decimal
 from exchange.programs.secrets import SecretUnavailable, read_secret_file
 from exchange.ratio import Ratio
+from exchange.text import counted
 
 COALITION_FILE = "coalition.toml"
 #: How long a held conversion or redemption waits for staff before it ends on its own, unless
@@ -351,7 +352,8 @@ class CoalitionDeclaration(_Strict):
         bonuses = self.pricing.tier_bonus_percent
         if bonuses and len(bonuses) != len(self.ladder):
             raise ValueError(
-                f"pricing.tier_bonus_percent has {len(bonuses)} entries for {len(self.ladder)} ladder levels"
+                f"pricing.tier_bonus_percent has {counted(len(bonuses), 'entry')} for "
+                f"{counted(len(self.ladder), 'ladder level')}"
             )
         return self
 

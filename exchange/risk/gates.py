@@ -136,7 +136,7 @@ class Gates:
         await session.exec(update(outflow.way.table).where(col(outflow.way.id) == outflow.id).values(held))
         for name, value in held.items():
             setattr(row, name, value)
-        reason = reasons.HELD_ABOVE.text(limit=f"{policy.hold_above_points:,}")
+        reason = reasons.HELD_ABOVE.text(limit=policy.hold_above_points)
         session.add(outflow.verdict(Decision.HOLD, reason, now, HOLD_ABOVE))
 
     async def refuse_if_barred(

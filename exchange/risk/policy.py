@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from exchange.programs.declarations import HOLD_EXPIRES_AFTER
+from exchange.text import counted
 
 
 class Per(StrEnum):
@@ -66,6 +67,5 @@ def duration(span: timedelta) -> str:
     seconds = int(span.total_seconds())
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds % size == 0:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds} seconds"
+            return counted(seconds // size, unit)
+    return counted(seconds, "second")

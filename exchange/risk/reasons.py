@@ -14,15 +14,20 @@ from dataclasses import dataclass, field
 from string import Formatter
 
 from exchange.risk.policy import Velocity, duration
+from exchange.text import counted_pattern, fill
 
-#: Fields that hold a whole number (grouped with commas, as ``f"{n:,}"`` writes it).
+#: Fields that hold a whole number (grouped with commas, as ``f"{n:,}"`` writes it). A field
+#: whose format spec is a noun (``{points:point}``) is a count with its noun
+#: (:func:`~exchange.text.fill`): a whole number too.
 NUMBERS = frozenset({"limit", "count", "points", "made"})
+#: How a whole number is written in a reason.
+NUMBER = "[0-9][0-9,]*"
 
 
 @dataclass(frozen=True, slots=True)
 class Reason:
     """A reason's template (``str.format`` fields, each written as plain text; those in
-    :data:`NUMBERS` as whole numbers), named by ``key``."""
+    :data:`NUMBERS` as whole numbers; ``{name:noun}``, a count with its noun), named by ``key``."""
 
     key: str
     template: str
@@ -30,15 +35,19 @@ class Reason:
 
     def __post_init__(self) -> None:
         parts = []
-        for literal, name, _, _ in Formatter().parse(self.template):
+        for literal, name, noun, _ in Formatter().parse(self.template):
             parts.append(re.escape(literal))
-            if name is not None:
-                parts.append(f"(?P<{name}>[0-9][0-9,]*)" if name in NUMBERS else f"(?P<{name}>.+?)")
+            if name is None:
+                continue
+            if noun:
+                parts.append(counted_pattern(name, noun, NUMBER))
+            else:
+                parts.append(f"(?P<{name}>{NUMBER})" if name in NUMBERS else f"(?P<{name}>.+?)")
         object.__setattr__(self, "_pattern", re.compile("".join(parts), re.DOTALL))
 
-    def text(self, **values: str) -> str:
-        """The reason written with ``values``."""
-        return self.template.format(**values)
+    def text(self, **values: object) -> str:
+        """The reason written with ``values`` (a count, for a field with a noun, as an ``int``)."""
+        return fill(self.template, **values)
 
     def values(self, written: str) -> dict[str, str] | None:
         """The values ``written`` was written with, if this template wrote it."""
@@ -49,7 +58,7 @@ class Reason:
 #: Every gate passed: the outflow goes on.
 ALLOWED = Reason("ALLOWED", "every gate passed")
 #: Held for staff review (rule ``HOLD_ABOVE``); ``limit`` is the points the program lets go unreviewed.
-HELD_ABOVE = Reason("HELD_ABOVE", "above {limit} points: waits for staff review")
+HELD_ABOVE = Reason("HELD_ABOVE", "above {limit:point}: waits for staff review")
 #: Refused in the cooling period after linking; ``opens_at`` is an ISO 8601 moment.
 COOLING_PERIOD = Reason("COOLING_PERIOD", "points of an account linked at {program} move only from {opens_at}")
 #: Refused: the two programs' accounts have different names for the member.
@@ -72,20 +81,21 @@ LINK_VERIFIED = Reason("LINK_VERIFIED", "verified by {program}; eligibility chec
 #: a :func:`~exchange.risk.policy.duration`; the limit that counts both names the one broken.
 VELOCITY_COUNT = Reason(
     "VELOCITY_COUNT",
-    "{program} allows at most {count} conversions or redemptions per {per} in {window}; this would make {made}",
+    "{program} allows at most {count:conversion or redemption} per {per} in {window}; "
+    "this would make {made:conversion or redemption}",
 )
 VELOCITY_POINTS = Reason(
-    "VELOCITY_POINTS", "{program} allows at most {points} points per {per} in {window}; this would make {made} points"
+    "VELOCITY_POINTS", "{program} allows at most {points:point} per {per} in {window}; this would make {made:point}"
 )
 VELOCITY_BOTH_OVER_COUNT = Reason(
     "VELOCITY_BOTH_OVER_COUNT",
-    "{program} allows at most {count} conversions or redemptions or {points} points per {per} in {window}; "
-    "this would make {made}",
+    "{program} allows at most {count:conversion or redemption} or {points:point} per {per} in {window}; "
+    "this would make {made:conversion or redemption}",
 )
 VELOCITY_BOTH_OVER_POINTS = Reason(
     "VELOCITY_BOTH_OVER_POINTS",
-    "{program} allows at most {count} conversions or redemptions or {points} points per {per} in {window}; "
-    "this would make {made} points",
+    "{program} allows at most {count:conversion or redemption} or {points:point} per {per} in {window}; "
+    "this would make {made:point}",
 )
 
 REASONS = (
@@ -109,12 +119,12 @@ REASONS = (
 def velocity(program: str, rule: Velocity, *, made: int, over_points: bool) -> str:
     """Why ``rule`` of ``program`` refuses: the outflow would make ``made`` conversions and
     redemptions, or (``over_points``) ``made`` points, in its window."""
-    values = {"program": program, "per": rule.per.value, "window": duration(rule.window)}
-    values["made"] = f"{made:,}" if over_points else str(made)
+    values: dict[str, str | int] = {"program": program, "per": rule.per.value, "window": duration(rule.window)}
+    values["made"] = made
     if rule.max_count is not None:
-        values["count"] = str(rule.max_count)
+        values["count"] = rule.max_count
     if rule.max_points is not None:
-        values["points"] = f"{rule.max_points:,}"
+        values["points"] = rule.max_points
     if rule.max_count is not None and rule.max_points is not None:
         reason = VELOCITY_BOTH_OVER_POINTS if over_points else VELOCITY_BOTH_OVER_COUNT
     else:

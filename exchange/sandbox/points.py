@@ -40,6 +40,7 @@ from exchange.connectors.contract import (
 )
 from exchange.programs.declarations import ProgramDeclaration
 from exchange.sandbox.storage import Storage
+from exchange.text import counted
 
 _OPERATION_ID = re.compile(OPERATION_ID_PATTERN)
 _MEMBER_REF = re.compile(MEMBER_REF_PATTERN)
@@ -276,7 +277,7 @@ class PointsSystem:
         if balance < 0:
             raise Refusal(
                 ContractCode.INSUFFICIENT_POINTS,
-                f"member {member_ref} has {member['balance']} points, {points} asked",
+                f"member {member_ref} has {counted(member['balance'], 'point')}, {points} asked",
                 balance=member["balance"],
             )
         if balance > MAX_POINTS:
@@ -422,7 +423,7 @@ class PointsSystem:
         if amount == 0 or amount > left:
             raise Refusal(
                 ContractCode.REVERSAL_EXCEEDS_ORIGINAL,
-                f"{left} points of {target['operation_id']} are left to reverse",
+                f"{counted(left, 'point')} of {target['operation_id']} {'is' if left == 1 else 'are'} left to reverse",
                 reversible_points=left,
             )
         member = await self._existing_member(db, target["member_ref"])

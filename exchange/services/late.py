@@ -36,7 +36,7 @@ from exchange.rewards.models import Redemption, RedemptionStatus, RedemptionStep
 from exchange.rewards.redemption import RedemptionSaga
 from exchange.sagas.doubt import SentWrite
 from exchange.services.listings import oldest_first
-from exchange.text import json_value
+from exchange.text import counted, json_value
 
 CONVERSIONS: Table = Conversion.__table__  # type: ignore[attr-defined]
 REDEMPTIONS: Table = Redemption.__table__  # type: ignore[attr-defined]
@@ -197,6 +197,6 @@ def _same(operation: Operation, kind: OperationKind, member_ref: str, points: in
     """The partner's word must be about the very write the exchange sent."""
     if SentWrite(kind, member_ref, points).contradiction(operation) is not None:
         raise BadUserInput(
-            f"operation {operation.operation_id} is not the {kind} of {points} points the exchange sent",
+            f"operation {operation.operation_id} is not the {kind} of {counted(points, 'point')} the exchange sent",
             field="operation_id",
         )

@@ -50,6 +50,7 @@ from typing import Protocol
 from exchange.money import MAX_MONEY_INTEGER_DIGITS, Currency
 from exchange.settlement.errors import MalformedRecords
 from exchange.settlement.participants import EXCHANGE
+from exchange.text import counted
 
 BLOCK_BYTES = 1 << 20
 MAX_LINE_BYTES = 1 << 16
@@ -295,7 +296,7 @@ class RecordFormat:
     def _field_count_problem(self, fields: list[str]) -> str:
         """Why a record has another number of fields than the header names: said plainly when
         an unquoted amount was cut at its comma (``12,50``, ``1,234.50``)."""
-        count = f"{len(fields)} fields, but the header names {len(self.columns)}"
+        count = f"{counted(len(fields), 'field')}, but the header names {len(self.columns)}"
         at, extra = self.columns.index("amount"), len(fields) - len(self.columns)
         if extra > 0 and (meaning := _comma_amount(fields[at : at + extra + 1], self.currency.minor_units)):
             return f"amount: {meaning} (unquoted, its comma split the line: {count})"
@@ -348,7 +349,7 @@ class RecordFormat:
             )
         if decimals and len(decimals[1]) > places:
             return (
-                f"{rule}; it has {len(decimals[1])} decimals, more than the currency has (where a dot separates "
+                f"{rule}; it has {counted(len(decimals[1]), 'decimal')}, more than the currency has (where a dot separates "
                 f"thousands it reads {figure.replace('.', '')}), so it is not guessed"
             )
         return rule

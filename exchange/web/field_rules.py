@@ -21,10 +21,12 @@ from string import Formatter
 from exchange.errors import ExchangeError
 from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.records import CARRIAGE_RETURNS, EMPTY_LINE, NOT_UTF8, REQUIRED, UTF16
-from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE
+from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE, counted_pattern
 
 #: Values that are whole numbers (written with thousands commas, maybe negative).
-NUMBERS = frozenset({"least", "most", "line", "fields"})
+NUMBERS = frozenset({"least", "most", "line", "fields", "places"})
+#: How such a number is written.
+NUMBER = "-?[0-9][0-9,]*"
 #: How a field is named in a message: as the API spells it.
 FIELD_NAME = r"[A-Za-z][A-Za-z0-9.\[\]]*"
 
@@ -32,7 +34,8 @@ FIELD_NAME = r"[A-Za-z][A-Za-z0-9.\[\]]*"
 @dataclass(frozen=True, slots=True)
 class FieldRule:
     """A rule the exchange's services check on a field, by ``key``, and one ``template`` its
-    English is written from (``str.format`` fields; ``{field}`` is the field's API name)."""
+    English is written from (``str.format`` fields; ``{field}`` is the field's API name; a
+    field with a noun, ``{fields:field}``, a count written with it by :func:`~exchange.text.counted`)."""
 
     key: str
     template: str
@@ -40,12 +43,14 @@ class FieldRule:
 
     def __post_init__(self) -> None:
         parts = []
-        for literal, name, _, _ in Formatter().parse(self.template):
+        for literal, name, noun, _ in Formatter().parse(self.template):
             parts.append(re.escape(literal))
             if name == "field" or name == "other":
                 parts.append(f"(?P<{name}>{FIELD_NAME})")
+            elif name is not None and noun:
+                parts.append(counted_pattern(name, noun, NUMBER))
             elif name in NUMBERS:
-                parts.append(f"(?P<{name}>-?[0-9][0-9,]*)")
+                parts.append(f"(?P<{name}>{NUMBER})")
             elif name is not None:
                 parts.append(f"(?P<{name}>.+?)")
         object.__setattr__(self, "_pattern", re.compile("".join(parts), re.DOTALL))
@@ -63,7 +68,7 @@ CHOSEN_ID_TEMPLATE = CHOSEN_ID_RULE.replace(f"1 to {CHOSEN_ID_LENGTH} ", "{least
 #: :class:`~exchange.settlement.errors.MalformedRecords` (``line {line}: {reason}; nothing was
 #: imported``). ``{got}`` is the value as the refusal quotes it; ``{column}``, a column's name.
 _HEADER = f"the header must name the columns {' and '.join(REQUIRED)}: {{column}} is missing; got {{got}}"
-_FIELDS = "{fields} fields, but the header names {most}"
+_FIELDS = "{fields:field}, but the header names {most}"
 _AMOUNT = (
     "{column}: {got} is not an amount in {currency}: write an exact decimal such as -1234.5, with at most "
     "{decimals} decimals and {digits} integer digits, a decimal point and no thousands separator"
@@ -149,7 +154,7 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     ),
     (
         "RECORDS_AMOUNT_DECIMALS",
-        _AMOUNT + "; it has {places} decimals, more than the currency has (where a dot separates "
+        _AMOUNT + "; it has {places:decimal}, more than the currency has (where a dot separates "
         "thousands it reads {whole}), so it is not guessed",
     ),
     ("RECORDS_AMOUNT", _AMOUNT),

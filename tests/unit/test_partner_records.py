@@ -148,7 +148,7 @@ def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to
         ('reference,amount\r\nr,1\r\n"reference","amount"\r\n', 3, "repeats the header"),
         ("amount,reference\n1,r\nreference,amount\n", 3, "repeats the header's names in another order"),
         ("reference,amount\nr,1\n\nr2,2\n", 3, "an empty line (or a row of empty fields) among the records"),
-        ("reference,amount\nr,1\nr2\n", 3, "1 fields, but the header names 2"),
+        ("reference,amount\nr,1\nr2\n", 3, "1 field, but the header names 2"),
         ("reference,amount\nr,1,2\n", 2, "3 fields, but the header names 2"),
         ("reference,amount\nr,1.234\n", 2, "amount: '1.234' is not an amount in TWD"),
         ("reference,amount\nr,1e3\n", 2, "amount: '1e3' is not an amount"),
