@@ -674,6 +674,12 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
         ("MISSING_IN_PARTNER", imported.missing_in_partner),
     ):
         click.echo(f"  {name:<20} {count:>12}")
+    for name, minor in (
+        ("your file's total", view.totals.records),
+        ("the statement's net", view.totals.ledger),
+        ("difference (breaks)", view.totals.difference),
+    ):
+        click.echo(f"  {name:<20} {view.currency.from_minor(minor):>12} {view.currency.code}")
     click.echo(
         f"{counted(view.unresolved, 'break')} to resolve (exchange settle resolve); reconciliation {imported.id}"
     )

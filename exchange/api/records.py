@@ -50,6 +50,14 @@ def summary(view: ReconciliationView) -> dict[str, Any]:
         "amountMismatch": row.amount_mismatch,
         "duplicate": row.duplicate,
         "unresolvedBreaks": view.unresolved,
+        **{
+            name: {"amount": str(view.currency.from_minor(minor)), "currency": view.currency.code}
+            for name, minor in (
+                ("recordsTotal", view.totals.records),
+                ("ledgerTotal", view.totals.ledger),
+                ("totalDifference", view.totals.difference),
+            )
+        },
     }
 
 

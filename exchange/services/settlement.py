@@ -53,6 +53,7 @@ from exchange.settlement.models import (
 )
 from exchange.settlement.overview import PartnerPeriod
 from exchange.settlement.positions import position_of
+from exchange.settlement.reconciliation import Totals as ReconciliationTotals
 from exchange.settlement.records import ByteSource
 
 logger = logging.getLogger("exchange.settlement.jobs")
@@ -84,6 +85,8 @@ class ReconciliationView:
     reconciliation: Reconciliation
     unresolved: int
     currency: Currency
+    totals: ReconciliationTotals
+    """The file's total against the statement's net for the period."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,12 @@ class PositionView:
 
 async def settlement_currency(session: AsyncSession) -> Currency:
     return (await get_coalition(session)).settings.currency
+
+
+async def reconciliation_view(session: AsyncSession, of: Reconciliation, unresolved: int) -> ReconciliationView:
+    return ReconciliationView(
+        of, unresolved, await settlement_currency(session), await reconciliation.totals(session, of)
+    )
 
 
 @dataclass(frozen=True)
@@ -362,14 +371,14 @@ class SettlementService:
                 actor=by,
                 now=self.clock.now(),
             )
-            return ReconciliationView(imported, imported.breaks, await settlement_currency(session))
+            return await reconciliation_view(session, imported, imported.breaks)
 
     async def reconciliation(self, partner: str, period: str) -> ReconciliationView:
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
             current = await reconciliation.get_reconciliation(session, partner, period)
             unresolved = await reconciliation.unresolved_breaks(session, current.id)
-            return ReconciliationView(current, unresolved, await settlement_currency(session))
+            return await reconciliation_view(session, current, unresolved)
 
     async def breaks(
         self,
@@ -464,9 +473,8 @@ class SettlementService:
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
             done = await resolve_breaks(session, self.ledger, currency, request, self.clock.now())
-        return ResolvedBreaks(
-            done.resolved, done.unchanged, ReconciliationView(done.reconciliation, done.unresolved, currency)
-        )
+            view = await reconciliation_view(session, done.reconciliation, done.unresolved)
+        return ResolvedBreaks(done.resolved, done.unchanged, view)
 
     async def archive(self, period: str, *, export: Path | None) -> Archive:
         """Detach a closed, signed-off period's ledger rows for archive (see ``settlement.archive``)."""

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, text
+from sqlalchemy import BigInteger, case, cast, func, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -122,6 +123,53 @@ async def get_reconciliation(session: AsyncSession, partner: str, period: str) -
     if reconciliation is None:
         raise ReconciliationNotFound(partner, period)
     return reconciliation
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """A reconciliation's proof, in minor units from the partner's side (positive: owed to it).
+
+    ``ledger`` is the partner's net position for the period, the statement's ``netAmount`` (its
+    clearing legs of the period, summed); ``records`` is the sum of every amount in the file.
+    No rounding is involved: both are sums of amounts exact to the currency's minor unit.
+    """
+
+    records: int
+    ledger: int
+
+    @property
+    def difference(self) -> int:
+        """``records`` less ``ledger``: exactly what the breaks account for (:data:`BREAK_EFFECT`)."""
+        return self.records - self.ledger
+
+
+#: What a break puts between the file's total and the ledger's: a mismatch its difference, a
+#: line the ledger lacks (or a repeated one) its whole amount, a reference the file lacks minus
+#: the ledger's amount. A matched line adds the same to both totals, so these sum to the gap.
+BREAK_EFFECT = case(
+    (
+        col(ReconciliationBreak.kind) == BreakKind.MISSING_IN_PARTNER.value,
+        -col(ReconciliationBreak.ledger_amount),
+    ),
+    (
+        col(ReconciliationBreak.kind) == BreakKind.AMOUNT_MISMATCH.value,
+        col(ReconciliationBreak.partner_amount) - col(ReconciliationBreak.ledger_amount),
+    ),
+    else_=col(ReconciliationBreak.partner_amount),
+)
+
+
+async def totals(session: AsyncSession, reconciliation: Reconciliation) -> Totals:
+    """The file's total and the ledger's for the reconciliation's partner and period."""
+    position = await position_of(session, reconciliation.partner, reconciliation.period)
+    gap = (
+        await session.exec(
+            select(cast(func.coalesce(func.sum(BREAK_EFFECT), 0), BigInteger)).where(
+                ReconciliationBreak.reconciliation_id == reconciliation.id
+            )
+        )
+    ).one()
+    return Totals(records=position.net + int(gap), ledger=position.net)
 
 
 async def unresolved_breaks(session: AsyncSession, reconciliation_id: str) -> int:

@@ -508,6 +508,9 @@ EXPECTED: dict[str, str] = {
             "amountMismatch",
             "duplicate",
             "unresolvedBreaks",
+            "recordsTotal",
+            "ledgerTotal",
+            "totalDifference",
             "breaks",
         )
     },

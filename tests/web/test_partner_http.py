@@ -537,6 +537,35 @@ def test_the_reconciliation_shows_the_partners_breaks_and_their_resolution_read_
         assert document["partner"] == "fresh-mart", "the address names no partner: always one's own"
 
 
+def facts(page: str) -> dict[str, str]:
+    """A page's facts list, each term with its value (tags dropped)."""
+    found = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", html.unescape(page), re.S)
+    return {term: re.sub(r"<[^>]+>", "", value).strip() for term, value in found}
+
+
+def test_the_reconciliation_shows_the_files_total_the_statements_net_and_the_difference_to_the_cent(
+    settled: tuple[Gateway, str],
+) -> None:
+    """formosa-air's file says -1.00 and 5.00 (4.00); its statement's net is -30.00; the breaks
+    (a mismatch of 29.00, a line of 5.00 the ledger lacks) account for the 34.00 between them."""
+    gateway, period = settled
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
+        shown = facts(client.get(f"{PARTNER}/statements/{period}/reconciliation").text)
+        statement = facts(client.get(f"{PARTNER}/statements/{period}").text)
+        chinese = facts(client.get(f"{PARTNER}/statements/{period}/reconciliation", headers=CHINESE).text)
+    assert (
+        shown["Your file's total"],
+        shown["The statement's net"],
+        shown["Difference, which the breaks account for"],
+    ) == ("NT$4.00", "-NT$30.00", "NT$34.00")
+    assert statement["Net"] == shown["The statement's net"], "the same figure on both pages"
+    assert (chinese["您檔案的合計"], chinese["對帳單淨額"], chinese["差額（即各筆差異之和）"]) == (
+        "NT$4.00",
+        "-NT$30.00",
+        "NT$34.00",
+    )
+
+
 def test_the_breaks_download_as_a_csv_a_spreadsheet_opens_each_with_what_to_do_next(
     settled: tuple[Gateway, str],
 ) -> None:

@@ -724,6 +724,19 @@ class Reconciliation:
     amount_mismatch: int = strawberry.field(description="Breaks of kind AMOUNT_MISMATCH.")
     duplicate: int = strawberry.field(description="Breaks of kind DUPLICATE.")
     unresolved_breaks: int = strawberry.field(description="Breaks not resolved yet: `signOffPeriod` needs 0.")
+    records_total: Money = strawberry.field(
+        description="The sum of every amount in the partner's file, duplicates included, from its side."
+    )
+    ledger_total: Money = strawberry.field(
+        description="The ledger's figure for the partner and period: the statement's `netAmount`, to the cent."
+    )
+    total_difference: Money = strawberry.field(
+        description=(
+            "`recordsTotal` − `ledgerTotal`: what the breaks account for, exactly (an AMOUNT_MISMATCH its "
+            "difference, a MISSING_IN_LEDGER or DUPLICATE line its amount, a MISSING_IN_PARTNER reference "
+            "minus the ledger's amount). Sums of exact amounts: nothing is rounded."
+        )
+    )
     view: strawberry.Private[ReconciliationView]
 
     @strawberry.field(description="Its breaks by id: `first` (at most 1000) after the id `after`.")
@@ -770,6 +783,9 @@ class Reconciliation:
             amount_mismatch=row.amount_mismatch,
             duplicate=row.duplicate,
             unresolved_breaks=view.unresolved,
+            records_total=Money.of_minor(view.totals.records, view.currency),
+            ledger_total=Money.of_minor(view.totals.ledger, view.currency),
+            total_difference=Money.of_minor(view.totals.difference, view.currency),
             view=view,
         )
 
