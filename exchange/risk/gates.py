@@ -202,7 +202,7 @@ class Gates:
                     )
                 )
             ).one()
-            count, points = count + counted, points + summed
+            count, points = count + counted, points + int(summed)  # PostgreSQL sums bigints as numeric
         if rule.max_count is not None and count > rule.max_count:
             return reasons.velocity(outflow.program_id, rule, made=count, over_points=False)
         if rule.max_points is not None and points > rule.max_points:
