@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -203,13 +203,19 @@ async def test_staff_see_a_step_a_partner_keeps_failing_by_graphql_and_the_comma
     escapes in its words are written as escapes."""
     conversion = await late.convert(1000, "happy-card", "fresh-mart", "k-retrying")
     last_error = f"partner fresh-mart refused credit: {HOSTILE_WORDS}"
-    async with late.services.db.transaction() as session:  # as four refused attempts at the credit leave it
+    # As four refused attempts at the credit leave it: put off until its back-off ends (else the
+    # gateway's recovery job could take it up before the command line lists it).
+    async with late.services.db.transaction() as session:
         await session.exec(  # type: ignore[call-overload]
             text(
                 "UPDATE conversion SET status = 'PENDING', step = 'CREDIT', attempts = 4, "
-                "last_error = :last_error WHERE id = :id"
+                "last_error = :last_error, next_attempt_at = :put_off_until WHERE id = :id"
             ),
-            params={"id": conversion.id, "last_error": last_error},
+            params={
+                "id": conversion.id,
+                "last_error": last_error,
+                "put_off_until": datetime.now(UTC) + timedelta(hours=1),
+            },
         )
     staff = await late.kit.staff_token(Role.SETTLEMENT)
     [row] = (await late.kit.data(RETRYING_OPERATIONS, staff))["retryingOperations"]
