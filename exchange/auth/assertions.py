@@ -194,7 +194,8 @@ def verify_assertion(assertion: str, keys: KeySet, *, audiences: Sequence[str], 
 def _check_json(assertion: str) -> None:
     """Refuse an assertion whose header or claims are JSON the exchange's reader refuses (an
     object naming a key twice, above all): the JOSE library keeps the last of two ``sub``, the
-    partner's signer or auditor may have meant the first. A compact JWS whose parts are not
+    partner's signer or auditor may have meant the first. An empty ``crit`` list, which the
+    JOSE library lets through, is refused too. A compact JWS whose parts are not
     even base64url is left to the JOSE library to call malformed."""
     for part, encoded in zip(("header", "claims"), assertion.split(".")[:2], strict=False):
         try:
@@ -202,9 +203,13 @@ def _check_json(assertion: str) -> None:
         except ValueError:  # binascii.Error is one
             return
         try:
-            json_value(written)
+            read = json_value(written)
         except ValueError as malformed:
             raise AssertionRejected(f"the assertion's {part} is not JSON: {malformed}") from None
+        if part == "header" and isinstance(read, dict) and read.get("crit", None) == []:
+            # RFC 7515 §4.1.11: producers must not send an empty list; a signer that does is
+            # not one whose other headers can be trusted to mean what they say.
+            raise AssertionRejected("the assertion's crit header must not be an empty list")
 
 
 #: The text claims an assertion must carry, and the longest each may be (what is kept of them).

@@ -86,7 +86,7 @@ class LinkAttempts:
         a :class:`VerificationFailed` leaving it is counted."""
         account = account_key(program_id, member_ref)
         wide = FailureLimit(failures=self.limit.failures * EVERY_ADDRESS_FACTOR, window=self.limit.window)
-        counted: dict[Counted, FailureLimit] = {
+        watched: dict[Counted, FailureLimit] = {
             (account, member_id): self.limit,
             (account, EVERY_ADDRESS): wide,
             (MEMBER_PREFIX + member_id, EVERY_ADDRESS): wide,
@@ -96,11 +96,11 @@ class LinkAttempts:
             now = self.clock.now()
             standings = Standing(None, {})
             async with self.db.transaction() as session:
-                for (key, address), limit in counted.items():
+                for (key, address), limit in watched.items():
                     standings |= await ratelimit.standing(session, {key}, address, limit, now)
             return standings
 
-        limits = {key: limit.failures for key, limit in counted.items()}
+        limits = {key: limit.failures for key, limit in watched.items()}
         async with self._under_way.attempt(limits, standing) as admitted:
             if admitted.retry_after is not None:
                 raise TooManyLinkAttempts(admitted.retry_after)
@@ -109,6 +109,6 @@ class LinkAttempts:
             except VerificationFailed:
                 now = self.clock.now()
                 async with self.db.transaction() as session:
-                    for (key, address), limit in sorted(counted.items()):
+                    for (key, address), limit in sorted(watched.items()):
                         await ratelimit.record_failure(session, key, address, limit, now)
                 raise

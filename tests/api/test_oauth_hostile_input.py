@@ -217,6 +217,17 @@ async def test_an_assertion_with_a_critical_extension_the_exchange_does_not_know
         oauth_error(await kit.request_member_token(_signed_as_written(key, header, fair.payload)), 400, "invalid_grant")
 
 
+async def test_an_assertion_with_an_empty_critical_list_is_refused(kit: ExchangeKit) -> None:
+    """RFC 7515 §4.1.11: the empty list must not be sent as ``crit``."""
+    key = await kit.assertion_key("wallet-pay")
+    fair = jws.extract_compact((await _signed(kit, {})).encode())
+    header = json.dumps({**fair.headers(), "crit": []}).encode()
+    response = await kit.request_member_token(_signed_as_written(key, header, fair.payload))
+    oauth_error(response, 400, "invalid_grant")
+    assert response.json()["error_description"] == "the assertion's crit header must not be an empty list"
+    assert (await kit.request_member_token(await _signed(kit, {}))).status_code == 200
+
+
 async def test_keys_an_assertion_points_to_in_its_header_are_never_used(kit: ExchangeKit) -> None:
     """Only the partner's registered keys verify its assertions: a key the assertion carries
     (``jwk``, ``x5c``) or points to (``jku``, ``x5u``) is no key of the partner's."""
