@@ -4,7 +4,7 @@ a kit to act as its partners, staff and members over HTTP, and a webhook receive
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -39,6 +39,27 @@ def gateway_settings(pg_database_url: str) -> Settings:
         port=free_port(),
         coalition_expiry_interval_seconds=0,
     )
+
+
+#: Runs a test on the embedded SQLite store too, in a module whose ``gateway_settings`` are
+#: :func:`store_settings`; every test runs on PostgreSQL.
+ON_SQLITE_TOO = pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "postgresql"))
+
+
+@pytest.fixture
+def store_settings(store: str, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """A gateway's settings on a fresh database of ``store``, each partner call tried once."""
+    databases = request.getfixturevalue("sqlite_databases" if store == "sqlite" else "postgres_databases")
+    url = databases.create()
+    try:
+        yield Settings(database_url=url, partners_dir=SAMPLE_PARTNERS, port=free_port(), partner_retry_attempts=1)
+    finally:
+        databases.drop(url)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ through happy-card (a token happy-card asserted); refusals change nothing anywhe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,10 +22,11 @@ from exchange.members.models import DebitConsent
 from exchange.pricing.models import LimitUsage
 from exchange.programs.declarations import read_partners_directory
 from exchange.services.container import load_partners_directory
-from exchange.serving import free_port, serving
+from exchange.serving import serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
 from exchange.testing.sandboxes import SandboxFleet
+from tests.api.conftest import ON_SQLITE_TOO
 from tests.clocks import MovableClock
 from tests.conftest import SAMPLE_PARTNERS
 
@@ -67,23 +68,9 @@ async def fleet(tmp_path: Path) -> AsyncIterator[SandboxFleet]:
         await sandboxes.stop()
 
 
-#: Runs a test on the embedded SQLite store too; every test runs on PostgreSQL.
-ON_SQLITE_TOO = pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
-
-
 @pytest.fixture
-def store(request: pytest.FixtureRequest) -> str:
-    return str(getattr(request, "param", "postgresql"))
-
-
-@pytest.fixture
-def gateway_settings(store: str, request: pytest.FixtureRequest) -> Iterator[Settings]:
-    databases = request.getfixturevalue("sqlite_databases" if store == "sqlite" else "postgres_databases")
-    url = databases.create()
-    try:
-        yield Settings(database_url=url, partners_dir=SAMPLE_PARTNERS, port=free_port(), partner_retry_attempts=1)
-    finally:
-        databases.drop(url)
+def gateway_settings(store_settings: Settings) -> Settings:
+    return store_settings
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ wrong one's. Failed proofs now count (exchange.federation.link_attempts).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,11 @@ import pytest
 from exchange.app import create_app
 from exchange.programs.declarations import read_partners_directory
 from exchange.services.container import load_partners_directory
-from exchange.serving import free_port, serving
+from exchange.serving import serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
 from exchange.testing.sandboxes import SandboxFleet
+from tests.api.conftest import ON_SQLITE_TOO
 from tests.clocks import MovableClock
 from tests.conftest import SAMPLE_PARTNERS
 
@@ -59,18 +60,8 @@ def outcomes(body: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture
-def store(request: pytest.FixtureRequest) -> str:
-    return str(getattr(request, "param", "postgresql"))
-
-
-@pytest.fixture
-def gateway_settings(store: str, request: pytest.FixtureRequest) -> Iterator[Settings]:
-    databases = request.getfixturevalue("sqlite_databases" if store == "sqlite" else "postgres_databases")
-    url = databases.create()
-    try:
-        yield Settings(database_url=url, partners_dir=SAMPLE_PARTNERS, port=free_port(), partner_retry_attempts=1)
-    finally:
-        databases.drop(url)
+def gateway_settings(store_settings: Settings) -> Settings:
+    return store_settings
 
 
 @pytest.fixture
@@ -101,7 +92,7 @@ async def happy_card_refs(kit: ExchangeKit, token: str) -> list[str]:
     return [account["memberRef"] for account in accounts if account["program"]["id"] == "happy-card"]
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
+@ON_SQLITE_TOO
 async def test_guessing_an_accounts_verification_stops_at_the_limit_right_value_or_not(
     kit: ExchangeKit, clock: MovableClock
 ) -> None:
