@@ -18,6 +18,14 @@ For ``points_in`` points of program A converted into program B under a rate rule
    (percent of base, by coalition level).
 5. Each component is rounded by ``ROUND_POINTS_PAID`` (down) on its own, so the breakdown's
    integers add up exactly to ``points_out``: nobody is paid a fraction of a point.
+6. The value cap: ``points_out`` is never worth more, at the two programs' point values, than
+   the points in — at most points_in × A's point value / B's point value, rounded by
+   ``ROUND_POINTS_PAID``. Points beyond it are cut from the tier bonus first, then the
+   promotions', then the step bonus, and last (a ratio or band better than the two values) the
+   base. So no chain of conversions that ends where it began (A → B → A, A → B → C → A, through
+   the coalition point or not) pays back more points than it took, whatever the rates, bonuses,
+   promotions or roundings: each leg's points are worth at most the last's, so a cycle can only
+   shrink. Bonuses can give back at most the exchange's fee.
 """
 
 from __future__ import annotations
@@ -104,6 +112,19 @@ def _percent_of(amount: Fraction, percent: Decimal) -> Fraction:
     return amount * Fraction(percent) / 100
 
 
+def _within_value(cap: int, parts: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """``parts`` (base, step, promotion and tier points) cut, last first, until they add up to at
+    most ``cap``: the value cap of the module docstring's rule 6."""
+    excess = sum(parts) - cap
+    kept = list(parts)
+    for index in reversed(range(len(kept))):
+        cut = min(max(excess, 0), kept[index])
+        kept[index] -= cut
+        excess -= cut
+    base, step, promotion, tier = kept
+    return base, step, promotion, tier
+
+
 def price(
     rule: RateRule,
     points_in: int,
@@ -128,14 +149,23 @@ def price(
     step = rule.step_bonus
     step_points = (points_in // step.every) * step.points if step else 0
     promotion_percent = sum((promotion.bonus_percent for promotion in promotions), Decimal(0))
+    base_points, step_bonus_points, promotion_bonus_points, tier_bonus_points = _within_value(
+        points_paid(Fraction(rule.source_point_value) * points_in / Fraction(rule.target_point_value)),
+        (
+            points_paid(base),
+            step_points,
+            points_paid(_percent_of(base, promotion_percent)),
+            points_paid(_percent_of(base, tier_bonus_percent)),
+        ),
+    )
     return PriceBreakdown(
         points_in=points_in,
         money_value_minor=currency.to_minor(money_value),
         fee_minor=currency.to_minor(fee),
-        base_points=points_paid(base),
-        step_bonus_points=step_points,
-        promotion_bonus_points=points_paid(_percent_of(base, promotion_percent)),
-        tier_bonus_points=points_paid(_percent_of(base, tier_bonus_percent)),
+        base_points=base_points,
+        step_bonus_points=step_bonus_points,
+        promotion_bonus_points=promotion_bonus_points,
+        tier_bonus_points=tier_bonus_points,
         promotions=promotions,
         tier_bonus_percent=tier_bonus_percent,
     )

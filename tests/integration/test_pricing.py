@@ -93,13 +93,13 @@ async def test_a_partner_sets_and_clears_its_own_override(db: Database) -> None:
             session,
             target="fresh-mart",
             source="wallet-pay",
-            override=PairOverride.fixed(Ratio(1, 12)),
+            override=PairOverride.fixed(Ratio(1, 10)),
             actor="client:fresh-mart",
             now=later,
         )
         quote = await quotes.create_quote(session, quote_request(100, "wallet-pay"), policy=POLICY, now=later)
     assert (version.version, version.origin, version.created_by) == (2, Origin.PARTNER, "client:fresh-mart")
-    assert quote.points_out == 1200
+    assert quote.points_out == 1000  # 1:10, the fee borne by fresh-mart (the derived rate pays 980)
     assert await load(db, at=later + timedelta(hours=1)) == 0  # the operator's reload keeps it
     async with db.transaction() as session:
         cleared = await rates.set_partner_override(
@@ -153,21 +153,22 @@ async def test_a_declared_rate_the_coalition_point_beats_is_routed_through_it(db
         quote = await quotes.create_quote(
             session, quote_request(60000, "harbor-bank", "formosa-air", level=4), policy=POLICY, now=T0
         )
-    # 3,000.00 less 60.00 is 2,940 coalition points + 5% = 3,087; those are 3,087.00, less 61.74:
-    # 7,563 miles + 5% (378), the last leg's breakdown.
+    # 3,000.00 less 60.00 is 2,940 coalition points + 5% (147), cut to the 3,000 points that
+    # 3,000.00 are worth; those are 3,000.00, less 60.00: 7,350 miles + 5% (367) cut to the 7,500
+    # miles 3,000.00 buy, the last leg's breakdown. Directly: 6,000 + 1,000 bonus.
     assert [
         (leg["to_program"], leg["points_in"], leg["points_out"], leg["fee_minor"]) for leg in quote.route or []
     ] == [
-        ("coalition", 60000, 3087, 6000),
-        ("formosa-air", 3087, 7941, 6174),
+        ("coalition", 60000, 3000, 6000),
+        ("formosa-air", 3000, 7500, 6000),
     ]
     assert (quote.points_out, quote.base_points, quote.step_bonus_points, quote.tier_bonus_points) == (
-        7941,
-        7563,
+        7500,
+        7350,
         0,
-        378,
+        150,
     )
-    assert (quote.money_value_minor, quote.fee_minor) == (300000, 6000 + 6174)
+    assert (quote.money_value_minor, quote.fee_minor) == (300000, 6000 + 6000)
 
 
 async def test_promotions_apply_in_their_window_and_to_their_sources(db: Database) -> None:
@@ -184,7 +185,10 @@ async def test_promotions_apply_in_their_window_and_to_their_sources(db: Databas
             session, quote_request(3000, "fresh-mart", "formosa-air"), policy=POLICY, now=T0
         )
     assert promoted.promotions == [{"id": "formosa-air-year-end-2026", "bonus_percent": "10"}]
-    assert promoted.promotion_bonus_points == promoted.base_points // 10
+    # 3,000 fresh-mart points are 300.00, less 6.00: 735 miles, + 10% (73) cut to the 750 miles
+    # 300.00 buy: a promotion on a derived rate gives back at most the fee.
+    assert (promoted.base_points, promoted.promotion_bonus_points, promoted.points_out) == (735, 15, 750)
+    assert before.points_out == 735
     assert other_source.promotions == [] and before.promotions == []
 
 

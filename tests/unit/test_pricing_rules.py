@@ -92,15 +92,53 @@ def test_bonuses_are_rounded_down_each_and_add_up_to_points_out() -> None:
         derived(HAPPY_CARD, FRESH_MART, "2"),
         1003,
         currency=TWD,
-        promotions=(AppliedPromotion("promo-a", Decimal("10")), AppliedPromotion("promo-b", Decimal("2.5"))),
-        tier_bonus_percent=Decimal("3"),
+        promotions=(AppliedPromotion("promo-a", Decimal("0.5")), AppliedPromotion("promo-b", Decimal("0.25"))),
+        tier_bonus_percent=Decimal("1"),
     )
     # 1003 × 0.25 = 250.75 TWD; fee 2% = 5.015 → 5.02 (half-even); base = 245.73 / 0.1 = 2457.3
     assert breakdown.fee_minor == 502
     assert breakdown.base_points == 2457
-    assert breakdown.promotion_bonus_points == 307  # 12.5% of 2457.3 = 307.16
-    assert breakdown.tier_bonus_points == 73  # 3% of 2457.3 = 73.72
-    assert breakdown.points_out == 2457 + 307 + 73
+    assert breakdown.promotion_bonus_points == 18  # 0.75% of 2457.3 = 18.43
+    assert breakdown.tier_bonus_points == 24  # 1% of 2457.3 = 24.57
+    assert breakdown.points_out == 2457 + 18 + 24
+
+
+def test_bonuses_beyond_the_value_of_the_points_in_are_cut_tier_bonus_first() -> None:
+    breakdown = price(
+        derived(HAPPY_CARD, FRESH_MART, "2"),
+        1003,
+        currency=TWD,
+        promotions=(AppliedPromotion("promo-a", Decimal("10")), AppliedPromotion("promo-b", Decimal("2.5"))),
+        tier_bonus_percent=Decimal("3"),
+    )
+    # Uncut: 2457 base + 307 promotion (12.5%) + 73 tier (3%) = 2837 fresh-mart points, worth
+    # 283.70 TWD for 250.75 TWD of happy-card points. The cap is 250.75 / 0.1 = 2507 points.
+    assert breakdown.points_out == 2507
+    assert (breakdown.base_points, breakdown.promotion_bonus_points, breakdown.tier_bonus_points) == (2457, 50, 0)
+
+
+def test_a_ratio_better_than_the_point_values_pays_at_most_their_value() -> None:
+    # 1 wallet point (1 TWD) for 10 happy-card points (2.50 TWD), a 1,000-point step bonus too.
+    rule = RateRule(
+        WALLET, HAPPY_CARD, Decimal(0), Decimal(0), bands=(Band(1, Ratio(1, 10)),), step_bonus=StepBonus(100, 1000)
+    )
+    breakdown = price(rule, 100, currency=TWD)
+    assert (breakdown.base_points, breakdown.step_bonus_points, breakdown.points_out) == (400, 0, 400)
+
+
+def test_a_diamond_members_round_trip_between_wallet_and_music_points_gains_nothing() -> None:
+    """The demo's coalition: a 2% fee, a 5% bonus at the top level, tune-stream into wallet-pay
+    at 2:1, back at the derived rate. Uncut, 100,000 music points came back as 108,045."""
+    top = Decimal(5)
+    there = price(
+        RateRule(Decimal("0.5"), WALLET, Decimal(2), Decimal(0), bands=(Band(1, Ratio(2, 1)),)),
+        100_000,
+        currency=TWD,
+        tier_bonus_percent=top,
+    )
+    back = price(derived(WALLET, Decimal("0.5"), "2"), there.points_out, currency=TWD, tier_bonus_percent=top)
+    assert there.points_out == 50_000
+    assert back.points_out == 100_000
 
 
 @pytest.mark.parametrize(("points", "money_minor"), [(1, 0), (3, 2), (5, 2), (7, 4)])
@@ -155,7 +193,9 @@ def test_derived_rates_never_issue_more_value_than_the_target_receives(
     issued_value = breakdown.points_out * Fraction(target)
     assert 0 <= breakdown.fee_minor <= breakdown.money_value_minor
     assert issued_value <= received  # points out round down: never a fraction too many
-    assert received - issued_value < Fraction(target)  # ... and never a whole point too few
+    # ... and never a whole point too few: of what the target receives, or (when the money
+    # value rounded up) of what the points in are worth, the value cap
+    assert min(received, points_in * Fraction(source)) - issued_value < Fraction(target)
     assert abs(Fraction(breakdown.money_value_minor, 100) - points_in * Fraction(source)) <= Fraction(1, 200)
 
 
@@ -167,3 +207,45 @@ def test_a_partners_rate_with_more_bands_than_any_tiered_rate_needs_is_refused()
     with pytest.raises(BadUserInput) as refused:
         RateTerms(bands=(*most, (MAX_BANDS + 1, "1:1"))).override()
     assert refused.value.field == "bands"
+
+
+leg_rules = st.builds(
+    lambda fee, ratio, step, tier, promotion: (fee, ratio, step, tier, promotion),
+    percents,
+    st.none() | st.tuples(st.integers(1, 1000), st.integers(1, 1000)),
+    st.none() | st.tuples(st.integers(1, 10**6), st.integers(1, 10**6)),
+    percents,
+    st.decimals(min_value=Decimal(0), max_value=Decimal(1000), places=4),
+)
+
+
+@given(
+    values=st.lists(point_values, min_size=2, max_size=4),
+    legs=st.lists(leg_rules, min_size=4, max_size=4),
+    points_in=st.integers(min_value=1, max_value=10**9),
+)
+def test_no_cycle_of_conversions_pays_back_more_points_than_it_took(
+    values: list[Decimal],
+    legs: list[tuple[Decimal, tuple[int, int] | None, tuple[int, int] | None, Decimal, Decimal]],
+    points_in: int,
+) -> None:
+    """A → B (→ C (→ D)) → A under any fees, ratios, step bonuses, promotions and tier bonuses:
+    each leg's points are worth at most the last's, so the member ends with at most what they
+    began with (a leg that would pay nothing ends the cycle with nothing)."""
+    points = points_in
+    for index, (fee, ratio, step, tier, promotion) in enumerate(legs[: len(values)]):
+        source, target = values[index], values[(index + 1) % len(values)]
+        rule = RateRule(
+            source,
+            target,
+            fee,
+            Decimal(0),
+            bands=(Band(1, Ratio(*ratio)),) if ratio else (),
+            step_bonus=StepBonus(*step) if step else None,
+        )
+        if points == 0:
+            break
+        points = price(
+            rule, points, currency=TWD, promotions=(AppliedPromotion("p", promotion),), tier_bonus_percent=tier
+        ).points_out
+    assert points <= points_in

@@ -61,7 +61,9 @@ class AppliedPromotion:
 @authorize_fields(PUBLIC)
 @strawberry.type(
     description="How a quote's points out are made up; each part is rounded down on its own and "
-    "they add up exactly to `pointsOut`."
+    "they add up exactly to `pointsOut`. Points out are never worth more, at the two programs' point "
+    "values, than the points in: beyond that, the tier bonus is cut first, then the promotions', the "
+    "step bonus and the base (so no cycle of conversions creates points)."
 )
 class QuoteBreakdown:
     base_points: int = strawberry.field(description="Points the rate gives for the points in.")
