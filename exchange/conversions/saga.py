@@ -193,7 +193,7 @@ class ConversionSaga(Saga[Conversion]):
         conversion, created = await self._record(request)
         if not created:
             return conversion
-        return await self.drive(conversion, recovering=False)
+        return await self.drive(conversion)
 
     # -- step 1: record -----------------------------------------------------------------
 

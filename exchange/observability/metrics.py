@@ -109,8 +109,9 @@ BATCH_RESULT_MISMATCHES = Counter(
 SAGAS = ("conversion", "redemption", "status_match")
 SAGA_FAULTS = Counter(
     "exchange_saga_faults",
-    "Saga rows whose driving by a recovery pass raised an unexpected error (a bug, not a partner's "
-    "error or a database outage), by saga; each is put off until its retry back-off and logged with its id.",
+    "Saga rows whose driving (by a request, a partner's late word or a recovery pass) raised an unexpected "
+    "error (a bug, not a partner's error or a database outage), by saga; each is put off until its retry "
+    "back-off and logged with its id.",
     ["saga"],
     registry=REGISTRY,
 )

@@ -182,7 +182,7 @@ class RedemptionSaga(Saga[Redemption]):
                 raise TierTooLow(reward.id, reward.min_level, level)
         async with self.db.transaction() as session:
             redemption, created = await self._record_in(session, request)
-        return await self.drive(redemption, recovering=False) if created else redemption
+        return await self.drive(redemption) if created else redemption
 
     async def cancel(
         self,
@@ -220,7 +220,7 @@ class RedemptionSaga(Saga[Redemption]):
                 raise NotCancellable(redemption_id, redemption.status, redemption.cancelled_by)
             self._start_reversal(redemption, by)
             session.add(redemption)
-        return await self.drive(redemption, recovering=False)
+        return await self.drive(redemption)
 
     async def _withdraw(self, session: AsyncSession, redemption: Redemption, by: CancelledBy) -> None:
         """End the held (and locked) ``redemption`` FAILED, cancelled ``by`` its member or its

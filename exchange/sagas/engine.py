@@ -28,6 +28,12 @@ When a call's outcome is unknown (or, while settling a doubt, the partner cannot
 reached), the row is *postponed*: it stays at its step, marked in doubt, and is tried again
 after a growing backoff. Rows a request is still driving hold a lease that keeps the
 recovery worker away; the worker claims due rows with ``FOR UPDATE SKIP LOCKED``.
+
+A step that raises an unexpected error (a bug: neither a partner's error nor a database
+outage) puts its row off the same way whoever drives it — a request, a partner's late word
+or the recovery worker (:meth:`Saga._drive_or_put_off`): the lease its driver holds released,
+the error kept as ``last_error``, due again after the retry back-off. A request answers the
+row as it then stands (PENDING, for the recovery worker to finish), never the error.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.errors import ErrorCode, ExchangeError, NotFound
 from exchange.observability.logs import log_context
+from exchange.observability.metrics import count_saga_fault
 from exchange.observability.tracing import tracer
 from exchange.sagas.state import MESSAGE_LENGTH, SagaState
 from exchange.settings import Settings
@@ -166,9 +173,10 @@ class StepFault(Exception):
     """Driving a row raised an unexpected error (a bug: neither a partner's error, which puts
     the row off by itself, nor a database outage); it is the ``__cause__``. ``retry_at``: when
     the row is due again, put off as a partner's error would put it off; ``None`` if the
-    driver's lease had passed to another driver meanwhile, whose row it then left alone."""
+    driver's lease had passed to another driver meanwhile, whose row it then left alone.
+    ``slug``: the saga's name in metrics and log fields (:attr:`Saga.slug`)."""
 
-    def __init__(self, saga: str, row_id: str, retry_at: datetime | None) -> None:
+    def __init__(self, saga: str, slug: str, row_id: str, retry_at: datetime | None) -> None:
         after = (
             f"put off until {retry_at.isoformat()}"
             if retry_at is not None
@@ -176,8 +184,16 @@ class StepFault(Exception):
         )
         super().__init__(f"{saga} {row_id}: an unexpected error while driving it; {after}")
         self.saga = saga
+        self.slug = slug
         self.row_id = row_id
         self.retry_at = retry_at
+
+    def report(self, log: logging.Logger, doing: str) -> None:
+        """Log the fault on ``log`` with its trace, the row named in the line's fields, as
+        ``<doing> <the fault>``; count it (``exchange_saga_faults_total``)."""
+        with log_context(**{f"{self.slug}_id": self.row_id}):
+            log.error("%s %s", doing, self, exc_info=self.__cause__)
+        count_saga_fault(self.slug)
 
 
 def fault_line(error: BaseException) -> str:
@@ -232,24 +248,18 @@ class Saga(abc.ABC, Generic[Row]):
     async def recover(self, row_id: str) -> Row:
         """Drive one row on from wherever it stands (the recovery worker's job).
 
-        If driving it raises an unexpected error, the row is put off as a partner's error
-        would put it off (:meth:`_put_off_after_fault`) and :class:`StepFault` is raised from
-        the error; a database outage propagates as it is (the row keeps its lease)."""
-        lease = self.clock.now() + self.policy.lease
+        If driving it raises an unexpected error, the row is put off and :class:`StepFault`
+        raised (:meth:`_drive_or_put_off`); a database outage propagates as it is (the row
+        keeps its lease)."""
         async with self.db.transaction() as session:
             row = await session.get(self.model, row_id)
             if row is None:
                 raise self.missing(row_id)
             if row.status not in self.active:
                 return row  # type: ignore[return-value]
-            row.lease_until = lease
+            row.lease_until = self.clock.now() + self.policy.lease
             session.add(row)
-        try:
-            return await self.drive(row, recovering=True)  # type: ignore[arg-type]
-        except DatabaseUnavailable:
-            raise
-        except Exception as error:
-            raise StepFault(self.label, row_id, await self._put_off_after_fault(row_id, lease, error)) from error
+        return await self._drive_or_put_off(row, recovering=True)  # type: ignore[arg-type]
 
     async def conclude(
         self,
@@ -280,7 +290,7 @@ class Saga(abc.ABC, Generic[Row]):
                 return row  # type: ignore[return-value]
             row.lease_until = self.clock.now() + self.policy.lease
             session.add(row)
-        return await self.drive(row, recovering=False, known=decide)  # type: ignore[arg-type]
+        return await self.drive(row, known=decide)  # type: ignore[arg-type]
 
     async def claim_due(
         self, batch: int = 20, *, due_by: datetime | None = None, skip: Collection[str] = ()
@@ -305,7 +315,38 @@ class Saga(abc.ABC, Generic[Row]):
                 session.add(row)
         return [row.id for row in claimed]  # type: ignore[attr-defined]
 
-    async def drive(self, row: Row, *, recovering: bool, known: Callable[[Row], Transition] | None = None) -> Row:
+    async def drive(self, row: Row, *, known: Callable[[Row], Transition] | None = None) -> Row:
+        """Drive ``row`` on for a request (or a partner's late word, :meth:`conclude`) that
+        has just leased it; the row as far as it got. ``known``: as for :meth:`_steps`.
+
+        A step's unexpected error does not reach the caller: the row is put off
+        (:meth:`_drive_or_put_off`), the fault logged with its trace and counted as the
+        recovery worker's are, and the row answered as it then stands: PENDING, for the
+        recovery worker to finish after the retry back-off, as one whose partner's answer
+        is late. A database outage propagates (the row keeps its lease until it ends)."""
+        try:
+            return await self._drive_or_put_off(row, recovering=False, known=known)
+        except StepFault as fault:
+            fault.report(logger, "driving")
+            return await self.reload(fault.row_id)
+
+    async def _drive_or_put_off(
+        self, row: Row, *, recovering: bool, known: Callable[[Row], Transition] | None = None
+    ) -> Row:
+        """:meth:`_steps`, by the driver holding ``row``'s lease (``row.lease_until``, as its
+        driver set it on taking the row). If they raise an unexpected error, the row is put
+        off (:meth:`_put_off_after_fault`) and :class:`StepFault` raised from the error; a
+        database outage propagates as it is."""
+        row_id, lease = self._id(row), row.lease_until
+        try:
+            return await self._steps(row, recovering=recovering, known=known)
+        except DatabaseUnavailable:
+            raise
+        except Exception as error:
+            retry_at = await self._put_off_after_fault(row_id, lease, error)
+            raise StepFault(self.label, self.slug, row_id, retry_at) from error
+
+    async def _steps(self, row: Row, *, recovering: bool, known: Callable[[Row], Transition] | None = None) -> Row:
         """Run steps until the row is final or must wait (postponed with a backoff).
 
         ``known``: the first step's transition, decided already (:meth:`conclude`).
@@ -413,7 +454,7 @@ class Saga(abc.ABC, Generic[Row]):
             moved = await self._move(session, row, recorded, values)
         return self._moved(row, values) if moved else await self.reload(self._id(row))
 
-    async def _put_off_after_fault(self, row_id: str, lease: datetime, error: Exception) -> datetime | None:
+    async def _put_off_after_fault(self, row_id: str, lease: datetime | None, error: Exception) -> datetime | None:
         """Put row ``row_id`` off after ``error``, if it still holds ``lease`` (the lease its
         driver set: a row whose lease ran out meanwhile may be another driver's now, and is
         left to it): its lease released, ``error`` recorded, the attempt counted, and due again

@@ -6,9 +6,10 @@ what is left). Several workers (one per gateway process) can run at once: each c
 with ``FOR UPDATE SKIP LOCKED`` and a lease, so none is driven twice at once.
 
 A row whose driving raises an unexpected error (a bug) is put off by its saga
-(:meth:`~exchange.sagas.engine.Saga.recover`): its lease released, the error kept as its
-``last_error``, due again after the retry back-off. The worker logs it with its trace, counts it
-(``exchange_saga_faults_total``) and names it in the pass's :class:`RecoveryPass`.
+(:meth:`~exchange.sagas.engine.Saga.recover`), as it is when a request drives it: its lease
+released, the error kept as its ``last_error``, due again after the retry back-off. The worker
+logs it with its trace, counts it (``exchange_saga_faults_total``) and names it in the pass's
+:class:`RecoveryPass`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from exchange.db.availability import DatabaseUnavailable
-from exchange.observability.logs import log_context
 from exchange.observability.metrics import count_saga_fault
 from exchange.observability.tracing import tracer
 from exchange.sagas.engine import Saga, StepFault
@@ -80,8 +80,8 @@ class RecoveryWorker:
                     row_id,
                 )
             except StepFault as fault:  # one bad row must not stop the others
-                with log_context(**{f"{self.saga.slug}_id": row_id}):
-                    logger.error("recovering %s", fault, exc_info=fault.__cause__)
+                fault.report(logger, "recovering")
+                return False
             except Exception:  # before the row was leased: nothing of it to put off
                 logger.exception("recovering %s %s failed", self.saga.label, row_id)
             else:

@@ -184,7 +184,7 @@ class HoldReview:
             )
         if row is None:
             return await self._as_reviewed(kind, row_id, Decision.APPROVE)
-        return await kind.saga.drive(row, recovering=False)
+        return await kind.saga.drive(row)
 
     async def reject(self, kind: Holds[Row], row_id: str, *, staff: str, reason: str) -> Row:
         """End a held row FAILED with nothing moved, for ``reason``."""

@@ -136,7 +136,7 @@ class StatusMatching:
                 **self.saga.policy.start(now, step=MatchStep.PUSH, status=MatchStatus.PENDING),
             )
             session.add(match)
-        return await self.saga.drive(match, recovering=False)
+        return await self.saga.drive(match)
 
     async def record_activity(self, program_id: str, match_id: str, points: int, activities: int) -> StatusMatch:
         """The target partner reports what a matched member earned or did towards the challenge.
@@ -174,7 +174,7 @@ class StatusMatching:
                 match.next_attempt_at = match.lease_until = now + self.saga.policy.lease
             match.updated_at = now
             session.add(match)
-        return await self.saga.drive(match, recovering=False) if start_extension else match
+        return await self.saga.drive(match) if start_extension else match
 
     # -- assessing ----------------------------------------------------------------------
 
