@@ -65,7 +65,8 @@ class RecoveryWorker:
         self._slots = asyncio.Semaphore(concurrency)
 
     async def _recover(self, row_id: str) -> bool:
-        """Drive one row; ``False`` if it raised an unexpected error (logged, counted)."""
+        """Drive one row; ``False`` if it raised an unexpected error (logged, counted). A
+        database outage is no such error: the row is simply not finished this pass."""
         async with self._slots:
             try:
                 # One trace per row recovered, its steps and partner calls beneath.
@@ -79,6 +80,7 @@ class RecoveryWorker:
                     self.saga.label,
                     row_id,
                 )
+                return True
             except StepFault as fault:  # one bad row must not stop the others
                 fault.report(logger, "recovering")
                 return False
