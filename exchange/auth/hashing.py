@@ -20,6 +20,7 @@ import hmac
 import secrets
 import threading
 from collections import OrderedDict
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -43,6 +44,19 @@ def verify_secret(secret_hash: str, secret: str) -> bool:
         return _HASHER.verify(secret_hash, secret)
     except (VerificationError, InvalidHashError, UnicodeEncodeError):
         return False
+
+
+@cache
+def _decoy_hash() -> str:
+    return hash_secret(new_client_secret())
+
+
+def verify_nobody(secret: str) -> bool:
+    """Refuse ``secret`` offered for a name nobody has (an unknown username or client id)
+    after the same Argon2 work as a wrong secret for a known name, so the time a refusal takes
+    does not tell which names exist. Always ``False``."""
+    verify_secret(_decoy_hash(), secret)
+    return False
 
 
 class _RecentlyVerified:

@@ -56,7 +56,7 @@ from exchange.auth.errors import (
     InvalidAccessToken,
     oauth_description,
 )
-from exchange.auth.hashing import verify_client_secret
+from exchange.auth.hashing import verify_client_secret, verify_nobody
 from exchange.auth.keys import SigningKeys
 from exchange.auth.models import OAuthClient
 from exchange.auth.presented import PresentedClient
@@ -395,10 +395,15 @@ class ExchangeAuthorizationServer(AuthorizationServer):
             raise
 
     def query_client(self, client_id: str) -> ExchangeClient | None:
+        """The client ``client_id`` names. An unknown one costs what checking a wrong secret
+        costs (:func:`~exchange.auth.hashing.verify_nobody`): refused at once, it would tell by
+        the time alone which client ids exist."""
         work = _work.get()
         if client_id not in work.clients:
             row = work.run(clients.get_client(work.session, client_id))
             work.clients[client_id] = ExchangeClient(row) if row is not None else None
+            if row is None:
+                verify_nobody(client_id)
         return work.clients[client_id]
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:

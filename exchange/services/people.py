@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import cache
 
 from sqlalchemy import or_, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth import ratelimit
-from exchange.auth.hashing import hash_secret, new_client_secret, verify_secret
+from exchange.auth.hashing import hash_secret, verify_nobody, verify_secret
 from exchange.auth.principal import Principal
 from exchange.auth.ratelimit import EVERY_ADDRESS, EVERY_ADDRESS_FACTOR
 from exchange.auth.scopes import Role
@@ -31,19 +30,11 @@ from exchange.settings import Settings
 RATE_LIMIT_PREFIX = "person:"
 
 
-@cache
-def _unknown_person_hash() -> str:
-    """A hash to verify against when nobody has the username, so that an unknown username
-    takes as long to refuse as a wrong password."""
-    return hash_secret(new_client_secret())
-
-
 def _password_matches(person: Person | None, password: str) -> bool:
     """Argon2 verification (about 50 ms of CPU: run it off the event loop). Nobody's password
     matches for an unknown username, after the same work as for a known one."""
     if person is None:
-        verify_secret(_unknown_person_hash(), password)
-        return False
+        return verify_nobody(password)
     return verify_secret(person.password_hash, password)
 
 
