@@ -691,8 +691,11 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
 @click.argument("period")
 @reports_errors
 def settle_breaks(partner: str, unresolved: bool, period: str) -> None:
-    """List the breaks of the partner's current reconciliation of PERIOD, with how each was
-    resolved: the ids `exchange settle resolve --break` takes."""
+    """List the breaks of the partner's current reconciliation of PERIOD, each with its
+    difference (what it puts between the file's total and the statement's net; they sum to the
+    reconciliation's difference) and how it was resolved: the ids `exchange settle resolve
+    --break` takes."""
+    from exchange.settlement.reconciliation import break_difference
 
     async def breaks(services: Services) -> tuple[str, list[BreakView]]:
         current = await services.settlement.reconciliation(partner, period)
@@ -706,15 +709,16 @@ def settle_breaks(partner: str, unresolved: bool, period: str) -> None:
     code, views = with_services(breaks)
     click.echo(
         f"{'break':>8} {'kind':<20} {'line':>6} {f'partner ({code})':>14} {f'ledger ({code})':>14} "
-        f"{'resolution':<14} reference"
+        f"{f'difference ({code})':>17} {'resolution':<14} reference"
     )
     for view in views:
         row, money = view.row, view.currency.from_minor
         amounts = ["" if amount is None else str(money(amount)) for amount in (row.partner_amount, row.ledger_amount)]
+        difference = str(money(break_difference(row)))
         resolution = view.resolution.resolution if view.resolution else "-"
         click.echo(
-            f"{row.id:>8} {row.kind:<20} {row.line or '':>6} {amounts[0]:>14} {amounts[1]:>14} {resolution:<14} "
-            f"{row.reference}"
+            f"{row.id:>8} {row.kind:<20} {row.line or '':>6} {amounts[0]:>14} {amounts[1]:>14} {difference:>17} "
+            f"{resolution:<14} {row.reference}"
         )
     click.echo(counted(len(views), "break"))
 

@@ -6,8 +6,9 @@ One row per break, in the order the reconciliation found them, each naming what 
 order mark (Excel reads a CSV without one in the machine's legacy code page and garbles any
 non-ASCII reference or reason), CRLF line ends (RFC 4180). Amounts are exact decimal strings
 of the settlement currency, from the partner's side as its file and statement write them
-(positive: owed to it); ``difference`` is the partner's amount less the ledger's, blank where
-either is missing. Dates are ISO (``2026-11-03``) and moments RFC 3339 UTC with ``Z``
+(positive: owed to it); ``difference`` is what the break puts between the file's total and the
+ledger's (:func:`~exchange.settlement.reconciliation.break_difference`), so the column sums to
+the reconciliation's ``totalDifference``. Dates are ISO (``2026-11-03``) and moments RFC 3339 UTC with ``Z``
 (:func:`~exchange.clock.utc_instant`), which spreadsheets sort as text and read back exactly.
 Every text cell goes through :func:`~exchange.spreadsheet.spreadsheet_row`: a reference or a
 reason from a partner's file never runs as a formula.
@@ -27,6 +28,7 @@ from exchange.clock import utc_instant
 from exchange.money import Currency
 from exchange.settlement.models import BreakKind, BreakResolution, ReconciliationBreak, Resolution
 from exchange.settlement.participants import settled_accounts
+from exchange.settlement.reconciliation import break_difference
 from exchange.spreadsheet import spreadsheet_row
 
 #: What begins the file so that a spreadsheet reads it as UTF-8.
@@ -170,9 +172,6 @@ def break_row(
     def money(minor: int | None) -> str:
         return "" if minor is None else str(currency.from_minor(minor))
 
-    difference = (
-        None if row.partner_amount is None or row.ledger_amount is None else row.partner_amount - row.ledger_amount
-    )
     adjusted = None
     if resolution is not None and resolution.resolution == Resolution.ADJUST:
         adjusted = resolution.amount
@@ -187,7 +186,7 @@ def break_row(
         "" if row.partner_date is None else row.partner_date.isoformat(),
         money(row.partner_amount),
         money(row.ledger_amount),
-        money(difference),
+        money(break_difference(row)),
         currency.code,
         " ".join(other_periods),
         say(next_step(row.kind, resolution, other_periods)),

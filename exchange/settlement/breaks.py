@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, exists, insert, literal, text
 from sqlalchemy import select as core_select
@@ -54,7 +54,13 @@ from exchange.settlement.models import (
 from exchange.settlement.netting import ACCOUNTS, SPOKES_OF_ACCOUNTS
 from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
 from exchange.settlement.positions import open_position
-from exchange.settlement.reconciliation import current_reconciliation, get_reconciliation, unresolved_breaks
+from exchange.settlement.reconciliation import (
+    BreakAmounts,
+    break_difference,
+    current_reconciliation,
+    get_reconciliation,
+    unresolved_breaks,
+)
 
 ADJUSTMENT_KIND = "adjustment"
 MAX_REASON = 500
@@ -77,17 +83,12 @@ def adjustment_id(break_id: int) -> str:
     return f"adjustment:break:{break_id}"
 
 
-class _Amounts(Protocol):
-    kind: str
-    partner_amount: int | None
-    ledger_amount: int | None
-
-
-def default_amount(row: _Amounts) -> int | None:
-    """What makes the ledger agree with the partner's line; a duplicate line has none."""
+def default_amount(row: BreakAmounts) -> int | None:
+    """What makes the ledger agree with the partner's line: the break's difference; a duplicate
+    line has none (the partner removes it: the ledger has nothing to add)."""
     if row.kind == BreakKind.DUPLICATE:
         return None
-    return (row.partner_amount or 0) - (row.ledger_amount or 0)
+    return break_difference(row)
 
 
 async def _default_counterparty(

@@ -23,8 +23,9 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-from sqlalchemy import BigInteger, case, cast, func, text
+from sqlalchemy import BigInteger, ColumnElement, case, cast, func, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -139,23 +140,48 @@ class Totals:
 
     @property
     def difference(self) -> int:
-        """``records`` less ``ledger``: exactly what the breaks account for (:data:`BREAK_EFFECT`)."""
+        """``records`` less ``ledger``: exactly what the breaks account for (:func:`break_difference`)."""
         return self.records - self.ledger
 
 
-#: What a break puts between the file's total and the ledger's: a mismatch its difference, a
-#: line the ledger lacks (or a repeated one) its whole amount, a reference the file lacks minus
-#: the ledger's amount. A matched line adds the same to both totals, so these sum to the gap.
+#: What a break of each class puts between the file's total and the ledger's, from the
+#: partner's side, as the signs its (partner's amount, ledger's amount) take: a mismatch its
+#: difference, a line the ledger lacks (or a repeated one, a line too many) its whole amount, a
+#: reference the file lacks minus the ledger's amount. A matched line adds the same to both
+#: totals, so the breaks' differences sum to exactly the gap (:attr:`Totals.difference`).
+DIFFERENCE_SIGNS: dict[BreakKind, tuple[int, int]] = {
+    BreakKind.AMOUNT_MISMATCH: (1, -1),
+    BreakKind.MISSING_IN_LEDGER: (1, 0),
+    BreakKind.DUPLICATE: (1, 0),
+    BreakKind.MISSING_IN_PARTNER: (0, -1),
+}
+
+
+class BreakAmounts(Protocol):
+    """A break's class and amounts: a stored break, or a row of a query selecting them."""
+
+    kind: str
+    partner_amount: int | None
+    ledger_amount: int | None
+
+
+def break_difference(row: BreakAmounts) -> int:
+    """What the break ``row`` puts between the file's total and the ledger's, in minor units
+    (:data:`DIFFERENCE_SIGNS`): the difference a page, a file or the API shows for it."""
+    mine, ledgers = DIFFERENCE_SIGNS[BreakKind(row.kind)]
+    return mine * (row.partner_amount or 0) + ledgers * (row.ledger_amount or 0)
+
+
+def _signed_sum(signs: tuple[int, int]) -> ColumnElement[int]:
+    mine, ledgers = signs
+    partner, ledger = col(ReconciliationBreak.partner_amount), col(ReconciliationBreak.ledger_amount)
+    return mine * func.coalesce(partner, 0) + ledgers * func.coalesce(ledger, 0)
+
+
+#: :func:`break_difference` in SQL, to sum a reconciliation's breaks in the database.
 BREAK_EFFECT = case(
-    (
-        col(ReconciliationBreak.kind) == BreakKind.MISSING_IN_PARTNER.value,
-        -col(ReconciliationBreak.ledger_amount),
-    ),
-    (
-        col(ReconciliationBreak.kind) == BreakKind.AMOUNT_MISMATCH.value,
-        col(ReconciliationBreak.partner_amount) - col(ReconciliationBreak.ledger_amount),
-    ),
-    else_=col(ReconciliationBreak.partner_amount),
+    *((col(ReconciliationBreak.kind) == kind.value, _signed_sum(signs)) for kind, signs in DIFFERENCE_SIGNS.items()),
+    else_=0,
 )
 
 

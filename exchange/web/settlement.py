@@ -311,6 +311,7 @@ class SettlementConsole:
                 context.update(
                     reconciliation=view.reconciliation,
                     unresolved=view.unresolved,
+                    totals=view.totals,
                     breaks=breaks,
                     money=view.currency.from_minor,
                     currency=view.currency,

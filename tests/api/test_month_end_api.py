@@ -55,7 +55,7 @@ async def test_a_partner_gets_verifies_and_reconciles_its_statement_as_the_guide
     assert [
         (found["kind"], found["line"], found["partnerValue"]["amount"], found["differenceValue"]["amount"])
         for found in imported["breaks"]
-    ] == [("AMOUNT_MISMATCH", 2, "98.01", "0.01"), ("DUPLICATE", 3, "98.01", "0.01")]
+    ] == [("AMOUNT_MISMATCH", 2, "98.01", "0.01"), ("DUPLICATE", 3, "98.01", "98.01")]
     assert imported["ledgerTotal"] == statement["netAmount"]
     assert (imported["recordsTotal"]["amount"], imported["totalDifference"]["amount"]) == ("196.02", "98.02")
     assert Decimal(imported["recordsTotal"]["amount"]) - Decimal(imported["ledgerTotal"]["amount"]) == Decimal(

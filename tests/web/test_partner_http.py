@@ -539,7 +539,7 @@ def test_the_reconciliation_shows_the_partners_breaks_and_their_resolution_read_
 
 def facts(page: str) -> dict[str, str]:
     """A page's facts list, each term with its value (tags dropped)."""
-    found = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", html.unescape(page), re.S)
+    found = re.findall(r"<dt>([^<]*)</dt><dd[^>]*>(.*?)</dd>", html.unescape(page), re.S)
     return {term: re.sub(r"<[^>]+>", "", value).strip() for term, value in found}
 
 

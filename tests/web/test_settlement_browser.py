@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from exchange.auth.scopes import Role
 from exchange.testing.databases import PostgresDatabases
@@ -44,6 +44,23 @@ def no_sideways_scroll(page: Page, label: str) -> None:
     # Nor does a table keep columns out of sight in a sideways scroll of its own: on a phone each row stacks.
     tables = page.evaluate("[...document.querySelectorAll('.table-wrap')].map(t => t.scrollWidth - t.clientWidth)")
     assert all(hidden <= 0 for hidden in tables), f"a table of {label} scrolls sideways: {tables}"
+
+
+#: fresh-mart's reconciliation of RECORDS: its file's 86.50 (98.00 - 24.00 + 5.00 + 7.50), the
+#: statement's net 45.00 (98.00 - 40.00 - 25.00 + 12.00) and the 41.50 its five breaks make.
+FRESH_MART_TOTALS = {
+    "en": {
+        "The partner's file's total": "NT$86.50",
+        "The statement's net": "NT$45.00",
+        "Difference, which the breaks account for": "NT$41.50",
+    },
+    "zh-TW": {"夥伴檔案的合計": "NT$86.50", "對帳單淨額": "NT$45.00", "差額（即各筆差異之和）": "NT$41.50"},
+}
+
+
+def fact(page: Page, term: str) -> Locator:
+    """The value of a facts list's ``term``."""
+    return page.locator(".facts > div").filter(has=page.locator("dt", has_text=term)).locator("dd")
 
 
 def test_staff_close_the_month_check_netting_upload_resolve_in_bulk_and_sign_off(
@@ -86,6 +103,9 @@ def test_staff_close_the_month_check_netting_upload_resolve_in_bulk_and_sign_off
         page.get_by_role("button", name="Upload and compare").click()
         expect(page.locator(".notice")).to_contain_text("imported and compared with the ledger")
         expect(page.locator("#open-breaks")).to_have_text("5")
+        # The file's total, the statement's net and the breaks' difference, as fresh-mart's console words them.
+        for term, amount in FRESH_MART_TOTALS["en"].items():
+            expect(fact(page, term)).to_have_text(amount)
         screenshot(page, "uploaded")
 
         page.get_by_label("Class", exact=True).select_option("MISSING_IN_LEDGER")
@@ -129,6 +149,11 @@ def test_staff_close_the_month_check_netting_upload_resolve_in_bulk_and_sign_off
             if label.endswith("statement"):
                 expect(page.locator("#signature-result")).to_contain_text("簽章有效", timeout=10_000)
             no_sideways_scroll(page, label)
+            if label.endswith("reconciliation"):
+                for term, amount in FRESH_MART_TOTALS["zh-TW"].items():
+                    expect(fact(page, term)).to_have_text(amount)
+                    box = fact(page, term).bounding_box()
+                    assert box is not None and box["x"] + box["width"] <= PHONE["width"], f"{term} in sight"
             screenshot(page, label)
         expect(page.locator(".notice").first).to_contain_text("簽核")
         assert page.evaluate("window.__cspViolations") == []

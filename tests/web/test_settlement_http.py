@@ -23,6 +23,7 @@ from exchange.web.i18n import ENGLISH
 from tests.web.conftest import Gateway, run_async
 from tests.web.settlement_month import CSRF_FIELD, RECORDS, settling_gateway, wait_for_job
 from tests.web.test_console_http import form_token, signed_in
+from tests.web.test_partner_http import facts
 
 
 @pytest.fixture(scope="module")
@@ -304,3 +305,38 @@ def test_a_break_far_into_a_partners_file_names_its_line_with_thousands_grouped(
             after = re.search(r'href="(\?after=\d+)"', page)
             address = f"/console/partner/statements/{month}/reconciliation{after[1]}" if after else None
         assert 'conversion:c5</bdi></code><br><span class="muted">line 1,002</span>' in page
+
+
+def test_staff_see_the_reconciliations_totals_to_the_cent_as_the_partners_console_shows_them(
+    settling: tuple[Gateway, str],
+) -> None:
+    """formosa-air's file repeats c3 and has c4 a cent over and a line the ledger lacks: both
+    consoles show its total, the statement's net and the difference the breaks make, in the
+    same words (the file named as the reader's), in English and in Chinese."""
+    gateway, month = settling
+    records = "reference,amount\nconversion:c3,-30.00\nconversion:c3,-30.00\nconversion:c4,24.51\nconversion:x9,1.25\n"
+    reconciliation = f"/console/settlement/{month}/reconciliations/formosa-air"
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        token = form_token(client, "/console/settlement/")
+        queued = client.post("/console/settlement/close", data={"csrf_token": token, "period": month})
+        assert f"Period {month} is closed." in wait_for_job(client, queued.headers["location"])
+        headers = {"Content-Type": "text/csv", "X-CSRF-Token": token}
+        assert client.put(f"{reconciliation}/records", content=records, headers=headers).status_code == 200
+        staff = {language: facts(client.get(reconciliation, headers=headers).text) for language, headers in LANGUAGES}
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
+        partner = {
+            language: facts(client.get(f"/console/partner/statements/{month}/reconciliation", headers=headers).text)
+            for language, headers in LANGUAGES
+        }
+    # -60.00 + 24.51 + 1.25; the statement's -30.00 + 24.50; the repeated line, the cent and the extra line.
+    assert [staff["en"][term] for term in TOTALS] == ["-NT$34.24", "-NT$5.50", "-NT$28.74"]
+    for language, (file_term, *same_terms) in (("en", TOTALS), ("zh-TW", CHINESE_TOTALS)):
+        theirs = "Your file's total" if language == "en" else "您檔案的合計"
+        assert staff[language][file_term] == partner[language][theirs], language
+        for term in same_terms:
+            assert staff[language][term] == partner[language][term], (language, term)
+
+
+LANGUAGES = (("en", {"accept-language": "en"}), ("zh-TW", {"accept-language": "zh-TW"}))
+TOTALS = ("The partner's file's total", "The statement's net", "Difference, which the breaks account for")
+CHINESE_TOTALS = ("夥伴檔案的合計", "對帳單淨額", "差額（即各筆差異之和）")

@@ -42,6 +42,7 @@ from exchange.settlement.models import BreakKind as BreakKindValue
 from exchange.settlement.models import Resolution as ResolutionValue
 from exchange.settlement.models import SettlementPosition as PositionRow
 from exchange.settlement.netting import Payments as PaymentsValue
+from exchange.settlement.reconciliation import break_difference
 from exchange.settlement.statements import CounterpartyTotals as CounterpartyTotalsValue
 from exchange.settlement.statements import Statement as StatementValue
 from exchange.settlement.statements import StatementLine as StatementLineValue
@@ -658,13 +659,20 @@ class ReconciliationBreak:
     ledger_amount: Decimal | None = strawberry.field(
         description="The partner's legs for the reference, summed.", deprecation_reason=replaced_by_money("ledgerValue")
     )
-    difference: Decimal | None = strawberry.field(
-        description="partnerAmount − ledgerAmount, where both exist.",
+    difference: Decimal = strawberry.field(
+        description="What the break puts between `recordsTotal` and `ledgerTotal`, as `differenceValue`.",
         deprecation_reason=replaced_by_money("differenceValue"),
     )
     partner_value: Money | None = strawberry.field(description="The amount on the partner's line.")
     ledger_value: Money | None = strawberry.field(description="The partner's legs for the reference, summed.")
-    difference_value: Money | None = strawberry.field(description="partnerValue − ledgerValue, where both exist.")
+    difference_value: Money = strawberry.field(
+        description=(
+            "What the break puts between the reconciliation's `recordsTotal` and `ledgerTotal`, from the "
+            "partner's side: partnerValue − ledgerValue for an AMOUNT_MISMATCH, partnerValue for a "
+            "MISSING_IN_LEDGER or DUPLICATE line (a line too many), − ledgerValue for a MISSING_IN_PARTNER "
+            "reference. The breaks' differences sum to exactly `totalDifference`."
+        )
+    )
     counterparty: strawberry.ID | None = strawberry.field(description="As the partner's line named it.")
     partner_date: date | None = strawberry.field(description="As the partner's line dated it.")
     resolution: BreakResolution | None = strawberry.field(description="How staff resolved it; null while open.")
@@ -673,8 +681,7 @@ class ReconciliationBreak:
     @classmethod
     def of(cls, view: BreakView) -> ReconciliationBreak:
         row, currency, done = view.row, view.currency, view.resolution
-        both = row.partner_amount is not None and row.ledger_amount is not None
-        difference = (row.partner_amount or 0) - (row.ledger_amount or 0) if both else None
+        difference = break_difference(row)
         return cls(
             id=strawberry.ID(str(row.id)),
             kind=BreakKind(row.kind),
@@ -682,10 +689,10 @@ class ReconciliationBreak:
             line=row.line,
             partner_amount=_money(currency, row.partner_amount),
             ledger_amount=_money(currency, row.ledger_amount),
-            difference=_money(currency, difference),
+            difference=currency.from_minor(difference),
             partner_value=_as_money(currency, row.partner_amount),
             ledger_value=_as_money(currency, row.ledger_amount),
-            difference_value=_as_money(currency, difference),
+            difference_value=Money.of_minor(difference, currency),
             counterparty=strawberry.ID(row.counterparty) if row.counterparty else None,
             partner_date=row.partner_date,
             resolution=None
@@ -732,8 +739,8 @@ class Reconciliation:
     )
     total_difference: Money = strawberry.field(
         description=(
-            "`recordsTotal` − `ledgerTotal`: what the breaks account for, exactly (an AMOUNT_MISMATCH its "
-            "difference, a MISSING_IN_LEDGER or DUPLICATE line its amount, a MISSING_IN_PARTNER reference "
+            "`recordsTotal` − `ledgerTotal`: the sum of the breaks' `differenceValue`, exactly (an AMOUNT_MISMATCH "
+            "its difference, a MISSING_IN_LEDGER or DUPLICATE line its amount, a MISSING_IN_PARTNER reference "
             "minus the ledger's amount). Sums of exact amounts: nothing is rounded."
         )
     )

@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from exchange.api.types.settlement import ReconciliationBreak
 from exchange.services.settlement import SettlementService
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import TAIPEI, close, conversion, post, redemption
@@ -96,11 +97,11 @@ async def test_every_difference_is_named_with_its_line_amounts_and_next_step(
     figures = {key: (row["partner_amount"], row["ledger_amount"], row["difference"]) for key, row in rows.items()}
     assert figures == {
         ("AMOUNT_MISMATCH", "conversion:cent", "3"): ("12.35", "12.34", "0.01"),
-        ("DUPLICATE", "conversion:twice", "5"): ("50.00", "50.00", "0.00"),
-        ("MISSING_IN_LEDGER", "conversion:utc-eom", "8"): ("30.00", "", ""),
-        ("MISSING_IN_LEDGER", "conversion:december", "9"): ("-5.00", "", ""),
-        ("MISSING_IN_LEDGER", "conversion:not-ours", "10"): ("4.00", "", ""),
-        ("MISSING_IN_PARTNER", "conversion:left-out", ""): ("", "-7.00", ""),
+        ("DUPLICATE", "conversion:twice", "5"): ("50.00", "50.00", "50.00"),
+        ("MISSING_IN_LEDGER", "conversion:utc-eom", "8"): ("30.00", "", "30.00"),
+        ("MISSING_IN_LEDGER", "conversion:december", "9"): ("-5.00", "", "-5.00"),
+        ("MISSING_IN_LEDGER", "conversion:not-ours", "10"): ("4.00", "", "4.00"),
+        ("MISSING_IN_PARTNER", "conversion:left-out", ""): ("", "-7.00", "7.00"),
     }
     # The UTC-dated item and the next month's line are December's in the ledger: the report says so.
     for key in (("MISSING_IN_LEDGER", "conversion:utc-eom", "8"), ("MISSING_IN_LEDGER", "conversion:december", "9")):
@@ -145,3 +146,59 @@ async def test_a_refund_after_the_month_closed_is_next_months_line_naming_what_i
     # Every line matches: the three are December's in the ledger, whatever dates the partner gave them.
     assert (view.reconciliation.matched, view.reconciliation.breaks) == (3, 0)
     assert view.totals.records == view.totals.ledger == (await settlement.statement("fresh-mart", "2026-12")).net
+
+
+#: A month's records with one break of every class: a cent off (against fresh-mart), a line
+#: repeated, a line the ledger lacks (fresh-mart owing) and a reference left out (owed to it).
+BREAKING_RECORDS = """reference,amount,counterparty
+conversion:kept,40.00,formosa-air
+conversion:cent,-12.35,wallet-pay
+conversion:twice,15.00,wallet-pay
+conversion:twice,15.00,wallet-pay
+conversion:extra,-3.50,tune-stream
+"""
+
+
+async def test_each_breaks_difference_is_what_it_puts_between_the_totals_so_they_sum_to_the_gap(
+    settlement: SettlementService, clock: FrozenClock
+) -> None:
+    await post(
+        settlement,
+        [
+            conversion("kept", "formosa-air", "fresh-mart", 4_000),
+            conversion("cent", "fresh-mart", "wallet-pay", 1_234),
+            conversion("twice", "wallet-pay", "fresh-mart", 1_500),
+            conversion("left-out", "wallet-pay", "fresh-mart", 2_500),
+        ],
+    )
+    await close(settlement, clock, "2026-11")
+    view = await settlement.import_records(
+        "fresh-mart", "2026-11", io.BytesIO(BREAKING_RECORDS.encode()), by="fresh-mart-client"
+    )
+    currency = view.currency
+
+    # As GraphQL (and so the consoles' tables and the upload's breaks) shows each break.
+    shown = {
+        (found.kind.value, found.reference): found.difference_value.amount
+        for found in map(ReconciliationBreak.of, await settlement.breaks(view.reconciliation))
+    }
+    assert shown == {
+        ("AMOUNT_MISMATCH", "conversion:cent"): Decimal("-0.01"),  # -12.35 against the ledger's -12.34
+        ("DUPLICATE", "conversion:twice"): Decimal("15.00"),  # a line too many: its whole amount
+        ("MISSING_IN_LEDGER", "conversion:extra"): Decimal("-3.50"),  # its whole amount
+        ("MISSING_IN_PARTNER", "conversion:left-out"): Decimal("-25.00"),  # the ledger's 25.00 negated
+    }
+    # As the break report (the CSV both consoles download) writes it.
+    report = "".join([chunk async for chunk in settlement.break_report(view.reconciliation)])
+    written = {
+        (row["kind"], row["reference"]): Decimal(row["difference"])
+        for row in csv.DictReader(io.StringIO(report.removeprefix("\ufeff")))
+    }
+    assert written == shown
+
+    records, ledger = currency.from_minor(view.totals.records), currency.from_minor(view.totals.ledger)
+    assert records == amounts(BREAKING_RECORDS) == Decimal("54.15")
+    assert ledger == currency.from_minor((await settlement.statement("fresh-mart", "2026-11")).net)
+    assert ledger == Decimal("67.66")  # 40.00 - 12.34 + 15.00 + 25.00
+    difference = currency.from_minor(view.totals.difference)
+    assert difference == records - ledger == sum(shown.values()) == Decimal("-13.51")

@@ -434,7 +434,7 @@ async def test_the_break_report_names_each_break_what_to_do_next_and_opens_in_a_
         "50.00",
         "",
     )
-    assert "another period" in missing["next_step"] and missing["difference"] == ""
+    assert "another period" in missing["next_step"] and missing["difference"] == "50.00"
     assert missing["ledger_periods"] == ""
     late = by_key["MISSING_IN_LEDGER:conversion:late:8"]
     assert late["ledger_periods"] == "2026-12" and "The ledger has this reference in 2026-12" in late["next_step"]

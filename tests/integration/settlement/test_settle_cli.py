@@ -7,6 +7,7 @@ import io
 import json
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,11 @@ async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
     assert "2 breaks to resolve" in result.stdout
     listed = run("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october).stdout.splitlines()
     assert "partner (TWD)" in listed[0] and "ledger (TWD)" in listed[0], "amounts name their currency"
+    # Each break's difference is what it puts between the totals: the repeated line its amount.
+    differences = {line.split()[1]: Decimal(line.split()[-3]) for line in listed[1:-1]}
+    assert differences == {"DUPLICATE": Decimal("-15.00"), "MISSING_IN_LEDGER": Decimal("3.00")}
+    total = next(line for line in result.stdout.splitlines() if "difference (breaks)" in line)
+    assert Decimal(total.split()[-2]) == sum(differences.values()) == Decimal("-12.00")
 
     records.write_text("reference,amount\nconversion:c1,98.00\nconversion:c2,9.999\n")
     refused = run("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october)
