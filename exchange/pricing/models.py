@@ -80,6 +80,9 @@ class Quote(SQLModel, table=True):
     step_bonus_points: int = Field(sa_column=Column(BigInteger, nullable=False))
     promotion_bonus_points: int = Field(sa_column=Column(BigInteger, nullable=False))
     tier_bonus_points: int = Field(sa_column=Column(BigInteger, nullable=False))
+    value_cap_points: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    """The points the value cap cut from the parts above (``rules.PriceBreakdown``); 0 on quotes
+    made before it was kept (migration 0035)."""
     currency: str = Field(max_length=3)
     money_value_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
     fee_minor: int = Field(sa_column=Column(BigInteger, nullable=False))

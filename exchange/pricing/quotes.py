@@ -282,6 +282,7 @@ def _quote_row(
         step_bonus_points=breakdown.step_bonus_points,
         promotion_bonus_points=breakdown.promotion_bonus_points,
         tier_bonus_points=breakdown.tier_bonus_points,
+        value_cap_points=breakdown.value_cap_points,
         currency=currency,
         money_value_minor=route.money_value_minor,
         fee_minor=route.fee_minor,

@@ -25,7 +25,8 @@ For ``points_in`` points of program A converted into program B under a rate rule
    base. So no chain of conversions that ends where it began (A → B → A, A → B → C → A, through
    the coalition point or not) pays back more points than it took, whatever the rates, bonuses,
    promotions or roundings: each leg's points are worth at most the last's, so a cycle can only
-   shrink. Bonuses can give back at most the exchange's fee.
+   shrink. Bonuses can give back at most the exchange's fee. The breakdown keeps the points cut
+   (``value_cap_points``, 0 when nothing was), so that a bonus smaller than its percent says why.
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class PriceBreakdown:
     step_bonus_points: int
     promotion_bonus_points: int
     tier_bonus_points: int
+    value_cap_points: int
+    """The points rule 6 (the value cap) cut from the parts above, which are what is left: the
+    parts' sum before the cut less ``points_out``; 0 when nothing was cut."""
     promotions: tuple[AppliedPromotion, ...]
     tier_bonus_percent: Decimal
 
@@ -149,15 +153,16 @@ def price(
     step = rule.step_bonus
     step_points = (points_in // step.every) * step.points if step else 0
     promotion_percent = sum((promotion.bonus_percent for promotion in promotions), Decimal(0))
-    base_points, step_bonus_points, promotion_bonus_points, tier_bonus_points = _within_value(
-        points_paid(Fraction(rule.source_point_value) * points_in / Fraction(rule.target_point_value)),
-        (
-            points_paid(base),
-            step_points,
-            points_paid(_percent_of(base, promotion_percent)),
-            points_paid(_percent_of(base, tier_bonus_percent)),
-        ),
+    uncapped = (
+        points_paid(base),
+        step_points,
+        points_paid(_percent_of(base, promotion_percent)),
+        points_paid(_percent_of(base, tier_bonus_percent)),
     )
+    capped = _within_value(
+        points_paid(Fraction(rule.source_point_value) * points_in / Fraction(rule.target_point_value)), uncapped
+    )
+    base_points, step_bonus_points, promotion_bonus_points, tier_bonus_points = capped
     return PriceBreakdown(
         points_in=points_in,
         money_value_minor=currency.to_minor(money_value),
@@ -166,6 +171,7 @@ def price(
         step_bonus_points=step_bonus_points,
         promotion_bonus_points=promotion_bonus_points,
         tier_bonus_points=tier_bonus_points,
+        value_cap_points=sum(uncapped) - sum(capped),
         promotions=promotions,
         tier_bonus_percent=tier_bonus_percent,
     )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -15,6 +16,8 @@ import exchange.tables  # noqa: F401
 from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.ledger.partitions import compared
+from exchange.loading import load_directory
+from exchange.pricing import quotes
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.service import load_partners
 from tests.conftest import SAMPLE_PARTNERS
@@ -49,5 +52,28 @@ async def test_programs_loaded_before_the_plural_column_get_their_point_name_wit
         async with db.transaction() as session:
             plurals = dict((await session.exec(text("SELECT id, point_name_plural FROM program"))).all())
         assert plurals["formosa-air"] == "Miles" and plurals["coalition"] == "Coalition Points"
+    finally:
+        await db.dispose()
+
+
+async def test_quotes_made_before_the_value_cap_was_kept_show_none_cut(database_url: str) -> None:
+    """Taken back to the revision before ``quote.value_cap_points`` and up again: a quote made
+    before it reads 0, on both databases."""
+    db = Database.from_url(database_url)
+    try:
+        async with db.transaction() as session:
+            await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), datetime.now(UTC))
+            request = quotes.QuoteRequest(
+                member_id="m1", member_level=4, source="fresh-mart", target="formosa-air", points=1000
+            )
+            policy = quotes.QuotePolicy(ttl=timedelta(seconds=60), timezone=ZoneInfo("Asia/Taipei"))
+            quote = await quotes.create_quote(session, request, policy=policy, now=datetime.now(UTC))
+        assert quote.value_cap_points > 0, "a Diamond member's 5% tier bonus is cut"
+        config = migrate.alembic_config(database_url)
+        await asyncio.to_thread(command.downgrade, config, "0034")
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with db.transaction() as session:
+            kept = (await session.exec(text("SELECT points_out, value_cap_points FROM quote"))).all()
+        assert [tuple(row) for row in kept] == [(quote.points_out, 0)]
     finally:
         await db.dispose()

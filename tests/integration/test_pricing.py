@@ -143,6 +143,7 @@ async def test_quotes_fix_the_breakdown(db: Database, tmp_path: Path) -> None:
         300,
     )
     assert quote.points_out == 7300
+    assert quote.value_cap_points == 0  # 7,300 miles are worth less than the 7,500 that 3,000.00 buy
     assert (quote.money_value_minor, quote.fee_minor, quote.currency) == (300000, 6000, "TWD")
     assert quote.expires_at == T0 + timedelta(seconds=60)
 
@@ -168,6 +169,7 @@ async def test_a_declared_rate_the_coalition_point_beats_is_routed_through_it(db
         0,
         150,
     )
+    assert quote.value_cap_points == 7350 + 367 - 7500, "the cut is named, the parts still add up to points out"
     assert (quote.money_value_minor, quote.fee_minor) == (300000, 6000 + 6000)
 
 
@@ -188,6 +190,8 @@ async def test_promotions_apply_in_their_window_and_to_their_sources(db: Databas
     # 3,000 fresh-mart points are 300.00, less 6.00: 735 miles, + 10% (73) cut to the 750 miles
     # 300.00 buy: a promotion on a derived rate gives back at most the fee.
     assert (promoted.base_points, promoted.promotion_bonus_points, promoted.points_out) == (735, 15, 750)
+    assert promoted.value_cap_points == 735 + 73 - 750
+    assert before.value_cap_points == 0
     assert before.points_out == 735
     assert other_source.promotions == [] and before.promotions == []
 

@@ -101,6 +101,7 @@ def test_bonuses_are_rounded_down_each_and_add_up_to_points_out() -> None:
     assert breakdown.promotion_bonus_points == 18  # 0.75% of 2457.3 = 18.43
     assert breakdown.tier_bonus_points == 24  # 1% of 2457.3 = 24.57
     assert breakdown.points_out == 2457 + 18 + 24
+    assert breakdown.value_cap_points == 0  # 2499 points are worth less than the 250.75 TWD in
 
 
 def test_bonuses_beyond_the_value_of_the_points_in_are_cut_tier_bonus_first() -> None:
@@ -115,6 +116,7 @@ def test_bonuses_beyond_the_value_of_the_points_in_are_cut_tier_bonus_first() ->
     # 283.70 TWD for 250.75 TWD of happy-card points. The cap is 250.75 / 0.1 = 2507 points.
     assert breakdown.points_out == 2507
     assert (breakdown.base_points, breakdown.promotion_bonus_points, breakdown.tier_bonus_points) == (2457, 50, 0)
+    assert breakdown.value_cap_points == 2837 - 2507, "the breakdown names the points the cap cut"
 
 
 def test_a_ratio_better_than_the_point_values_pays_at_most_their_value() -> None:
@@ -124,6 +126,7 @@ def test_a_ratio_better_than_the_point_values_pays_at_most_their_value() -> None
     )
     breakdown = price(rule, 100, currency=TWD)
     assert (breakdown.base_points, breakdown.step_bonus_points, breakdown.points_out) == (400, 0, 400)
+    assert breakdown.value_cap_points == 1000 + 1000 - 400  # the step bonus, then the base beyond 400
 
 
 def test_a_diamond_members_round_trip_between_wallet_and_music_points_gains_nothing() -> None:
