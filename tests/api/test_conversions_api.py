@@ -27,7 +27,7 @@ QUOTE = """
 mutation($from: ID!, $to: ID!, $points: Int!) {
   createQuote(input: {fromProgram: $from, toProgram: $to, points: $points}) {
     id pointsIn pointsOut fee { amount currency } moneyValue { amount currency } rateVersion expiresAt
-    breakdown { basePoints tierBonusPoints memberLevel tierBonusPercent }
+    breakdown { basePoints promotionBonusPoints tierBonusPoints valueCapPoints memberLevel tierBonusPercent }
   }
 }
 """
@@ -117,7 +117,14 @@ async def test_quote_then_convert_then_read_it_back(kit: ExchangeKit, alice: str
     # 250.00 TWD, 2% fee 5.00, 245 base points, 2% tier bonus at level 2 = 4 points
     assert quote["moneyValue"] == {"amount": "250.00", "currency": "TWD"}
     assert quote["fee"] == {"amount": "5.00", "currency": "TWD"}
-    assert quote["breakdown"] == {"basePoints": 245, "tierBonusPoints": 4, "memberLevel": 2, "tierBonusPercent": "2"}
+    assert quote["breakdown"] == {
+        "basePoints": 245,
+        "promotionBonusPoints": 0,
+        "tierBonusPoints": 4,
+        "valueCapPoints": 0,  # 249 wallet points are worth less than the 250.00 in
+        "memberLevel": 2,
+        "tierBonusPercent": "2",
+    }
     assert (quote["pointsIn"], quote["pointsOut"], quote["rateVersion"]) == (1000, 249, 1)
 
     done = (await kit.data(EXECUTE, alice_at_happy_card, quote=quote["id"], key="convert-1"))["executeConversion"]
@@ -223,6 +230,25 @@ async def test_partners_run_their_promotions(kit: ExchangeKit) -> None:
         await kit.graphql('mutation { endPromotion(programId: "fresh-mart", id: "fm-weekend") { id } }', other)
     )
     assert refused["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_a_quote_names_the_points_the_value_cap_cut(kit: ExchangeKit, alice: str) -> None:
+    """Wallet Pay's 10% promotion and alice's 2% tier bonus would pay 273 wallet points for
+    250.00 TWD of card points; the quote pays the 250 they are worth and says what was cut."""
+    promote = """
+    mutation { createPromotion(input: {programId: "wallet-pay", id: "wp-ten", bonusPercent: "10",
+      startsAt: "2026-01-01T00:00:00Z", endsAt: "2099-01-01T00:00:00Z"}) { id } }
+    """
+    await kit.data(promote, await kit.partner_token("wallet-pay"))
+    quote = (await kit.data(QUOTE, alice, **{"from": "happy-card", "to": "wallet-pay", "points": 1000}))["createQuote"]
+    uncapped = 245 + 24 + 4  # base, 10% and 2% of it, each rounded down
+    breakdown = quote["breakdown"]
+    assert quote["pointsOut"] == 250
+    assert breakdown["valueCapPoints"] == uncapped - quote["pointsOut"] == 23
+    # Cut from the tier bonus first (4), then the promotion's (19 of 24).
+    assert (breakdown["basePoints"], breakdown["promotionBonusPoints"], breakdown["tierBonusPoints"]) == (245, 5, 0)
+    assert breakdown["basePoints"] + breakdown["promotionBonusPoints"] + breakdown["tierBonusPoints"] == 250
+    assert breakdown["tierBonusPercent"] == "2", "the percent the member's level earns, whatever the cut"
 
 
 ROUTE = (

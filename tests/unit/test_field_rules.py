@@ -152,6 +152,7 @@ EXPECTED: dict[str, str] = {
             "stepBonusPoints",
             "promotionBonusPoints",
             "tierBonusPoints",
+            "valueCapPoints",
             "promotions",
             "memberLevel",
             "tierBonusPercent",

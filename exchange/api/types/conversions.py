@@ -63,13 +63,20 @@ class AppliedPromotion:
     description="How a quote's points out are made up; each part is rounded down on its own and "
     "they add up exactly to `pointsOut`. Points out are never worth more, at the two programs' point "
     "values, than the points in: beyond that, the tier bonus is cut first, then the promotions', the "
-    "step bonus and the base (so no cycle of conversions creates points)."
+    "step bonus and the base (so no cycle of conversions creates points); `valueCapPoints` says how many "
+    "points were cut."
 )
 class QuoteBreakdown:
     base_points: int = strawberry.field(description="Points the rate gives for the points in.")
     step_bonus_points: int = strawberry.field(description="The pair's bonus per whole step converted.")
     promotion_bonus_points: int = strawberry.field(description="The target program's promotions.")
     tier_bonus_points: int = strawberry.field(description="The member's coalition-level bonus.")
+    value_cap_points: int = strawberry.field(
+        description="Points the value cap cut from the parts above (the pricing rule that points out are never "
+        "worth more, at the two programs' point values, than the points in): the parts' sum before the cut "
+        "less `pointsOut`; `0` when nothing was cut. Why a tier bonus or a promotion's bonus can be smaller "
+        "than its percent."
+    )
     promotions: list[AppliedPromotion] = strawberry.field(
         description="The target program's promotions in effect when quoted (empty: none)."
     )
@@ -178,6 +185,7 @@ class Quote:
                 step_bonus_points=row.step_bonus_points,
                 promotion_bonus_points=row.promotion_bonus_points,
                 tier_bonus_points=row.tier_bonus_points,
+                value_cap_points=row.value_cap_points,
                 promotions=[
                     AppliedPromotion(id=p["id"], bonus_percent=Decimal(p["bonus_percent"])) for p in row.promotions
                 ],
