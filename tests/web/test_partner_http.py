@@ -178,6 +178,32 @@ def test_the_preview_prices_without_storing_a_quote(gateway: Gateway, air_client
     assert run_async(quotes) == before
 
 
+@pytest.mark.parametrize(
+    ("headers", "capped", "bonuses"),
+    [
+        ({}, "Capped at the value of the points in", "step 0, promotions 0, tier 5"),
+        (CHINESE, "以轉出點數的價值為上限", "階梯 0、促銷 0、等級 5"),
+    ],
+)
+def test_the_preview_names_the_points_the_value_cap_cut(
+    air_client: httpx.Client, headers: dict[str, str], capped: str, bonuses: str
+) -> None:
+    """1,000 FreshMart points (100.00, less a 2.00 fee) give 245 miles; a Diamond member's 5% (12)
+    would make them worth 102.80, so the preview pays 250 and names the 7 cut; at level 0 no line."""
+
+    def preview(level: int) -> str:
+        params = {"fromProgram": "fresh-mart", "points": "1000", "memberLevel": str(level)}
+        fragment = air_client.get(f"{PARTNER}/rates/preview", params=params, headers={"HX-Request": "true", **headers})
+        assert fragment.status_code == 200
+        return html.unescape(fragment.text)
+
+    diamond = preview(4)
+    assert "<dd><strong>250 " in diamond and bonuses in diamond
+    assert f'<dt>{capped}</dt><dd id="value-cap">−7 ' in diamond
+    base = preview(0)
+    assert "<dd><strong>245 " in base and capped not in base and 'id="value-cap"' not in base
+
+
 def test_a_promotion_is_created_with_its_errors_on_their_fields_and_ended(air_client: httpx.Client) -> None:
     bad = post(
         air_client,

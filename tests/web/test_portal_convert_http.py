@@ -27,11 +27,14 @@ def client(portal_gateway: PortalGateway) -> Iterator[httpx.Client]:
         yield client
 
 
-def linked_member(portal_gateway: PortalGateway, client: httpx.Client, *, also_sign_in: bool) -> str:
-    """A member signed in through FreshMart (5,000 points) with Formosa Air linked (4,000 miles)."""
+def linked_member(
+    portal_gateway: PortalGateway, client: httpx.Client, *, also_sign_in: bool, air_tier: str | None = None
+) -> str:
+    """A member signed in through FreshMart (5,000 points) with Formosa Air linked (4,000 miles,
+    at ``air_tier``, the partner's default if none)."""
     partners = portal_gateway.partners
     member_ref = partners.new_member("fresh-mart", balance=5_000)
-    partners.add_member("formosa-air", member_ref, balance=4_000)
+    partners.add_member("formosa-air", member_ref, balance=4_000, tier=air_tier)
     sign_in(client, "fresh-mart", member_ref)
     form = {"csrf_token": csrf_token(client, "/portal/"), "program": "formosa-air", "member_ref": member_ref}
     assert client.post("/portal/accounts/link", data={**form, "verification": PIN}).status_code == 303
@@ -76,6 +79,31 @@ def test_a_member_converts_in_time_and_both_partners_balances_change_once_for_a_
     assert partners.balance("formosa-air", member_ref) > 4_000
     gained = partners.balance("formosa-air", member_ref) - 4_000
     assert f"{gained:,}" in outcome.text
+
+
+@pytest.mark.parametrize(
+    ("language", "capped", "included"),
+    [("en", "Capped at the value of the points in", "Bonus included"), ("zh-TW", "以轉出點數的價值為上限", "已含加碼")],
+)
+def test_a_quote_shows_the_points_the_value_cap_cut_only_when_it_cut_some(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, capped: str, included: str
+) -> None:
+    """A Diamond member's 5% tier bonus on 245 miles (12) would make 1,000 FreshMart points
+    (100.00) pay 257 miles, worth 102.80: the quote pays the 250 they are worth, a bonus of 5,
+    and names the 7 cut. A member at the base tier gets no bonus and sees no such line."""
+    language_header = {"accept-language": language}
+    linked_member(portal_gateway, client, also_sign_in=False, air_tier="Diamond")
+    page = html.unescape(
+        client.get(ask_quote(client, "fresh-mart", "formosa-air", 1_000), headers=language_header).text
+    )
+    assert 'id="points-out">250 ' in page
+    assert f"<dt>{included}</dt><dd>5 " in page, "the tier bonus left after the cut"
+    assert f'<dt>{capped}</dt><dd id="value-cap">−7 ' in page
+    with portal_gateway.gateway.client() as other:
+        linked_member(portal_gateway, other, also_sign_in=False)
+        uncut = other.get(ask_quote(other, "fresh-mart", "formosa-air", 1_000), headers=language_header).text
+    assert 'id="points-out">245 ' in uncut
+    assert 'id="value-cap"' not in uncut and capped not in uncut
 
 
 def test_after_the_quote_ran_out_the_page_asks_for_a_new_quote_and_nothing_moves(
