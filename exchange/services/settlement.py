@@ -98,6 +98,16 @@ class BreakView:
     next_step: break_report.NextStep
     """What the partner does next about it, as its break report says."""
 
+    @property
+    def difference(self) -> int:
+        """What it puts between the file's total and the statement's net (minor units)."""
+        return reconciliation.break_difference(self.row)
+
+    @property
+    def terms(self) -> tuple[int | None, int | None]:
+        """The partner's and the ledger's amounts its difference is made of (minor units)."""
+        return reconciliation.difference_terms(self.row)
+
 
 @dataclass(frozen=True)
 class ResolvedBreaks:

@@ -172,6 +172,15 @@ def break_difference(row: BreakAmounts) -> int:
     return mine * (row.partner_amount or 0) + ledgers * (row.ledger_amount or 0)
 
 
+def difference_terms(row: BreakAmounts) -> tuple[int | None, int | None]:
+    """The break's (partner's amount, ledger's amount) that its difference is made of
+    (:data:`DIFFERENCE_SIGNS`), ``None`` for one that is absent or does not count: a repeated
+    line keeps its reference's ledger amount, but that amount is the first line's to match, and
+    shown beside the repeat it would read as compared (and counted) twice."""
+    mine, ledgers = DIFFERENCE_SIGNS[BreakKind(row.kind)]
+    return (row.partner_amount if mine else None, row.ledger_amount if ledgers else None)
+
+
 def _signed_sum(signs: tuple[int, int]) -> ColumnElement[int]:
     mine, ledgers = signs
     partner, ledger = col(ReconciliationBreak.partner_amount), col(ReconciliationBreak.ledger_amount)

@@ -42,7 +42,6 @@ from exchange.settlement.models import BreakKind as BreakKindValue
 from exchange.settlement.models import Resolution as ResolutionValue
 from exchange.settlement.models import SettlementPosition as PositionRow
 from exchange.settlement.netting import Payments as PaymentsValue
-from exchange.settlement.reconciliation import break_difference
 from exchange.settlement.statements import CounterpartyTotals as CounterpartyTotalsValue
 from exchange.settlement.statements import Statement as StatementValue
 from exchange.settlement.statements import StatementLine as StatementLineValue
@@ -681,7 +680,7 @@ class ReconciliationBreak:
     @classmethod
     def of(cls, view: BreakView) -> ReconciliationBreak:
         row, currency, done = view.row, view.currency, view.resolution
-        difference = break_difference(row)
+        difference = view.difference
         return cls(
             id=strawberry.ID(str(row.id)),
             kind=BreakKind(row.kind),
