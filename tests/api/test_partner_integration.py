@@ -119,11 +119,13 @@ async def test_points_convert_into_and_out_of_a_partner_built_from_the_contract(
     assert partners["acme"].members["alice"].balance == 9_000
     assert partners["beta"].members["alice"].balance == 10_000 + out["pointsOut"]
 
+    partners["acme"].tokens.clear()  # acme revokes the exchange's token: a 401, a new token, the call again
     back = await convert(kit, tokens["beta"], "beta", "acme", out["pointsOut"], "back-1")
     assert back["status"] == "COMPLETED"
     assert partners["beta"].members["alice"].balance == 10_000
     assert partners["acme"].members["alice"].balance == 9_000 + back["pointsOut"]
 
+    assert len(partners["acme"].seen_at("/oauth/token")) == 2
     # What the contract says the exchange sends: a client-credentials token request, basic auth...
     token_request = partners["acme"].seen_at("/oauth/token")[0]
     user, _, password = base64.b64decode(token_request.headers["authorization"].removeprefix("Basic ")).partition(b":")
