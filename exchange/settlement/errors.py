@@ -118,5 +118,8 @@ class PeriodArchived(BadUserInput):
 
     def __init__(self, period: str) -> None:
         super().__init__(
-            f"period {period} is archived: its ledger lines are no longer in the ledger", field="period", period=period
+            f"period {period} is archived: its ledger lines are no longer in the ledger; read them in the "
+            "archive's export (exchange ledger archive --export DIR), and its statements as issued",
+            field="period",
+            period=period,
         )
