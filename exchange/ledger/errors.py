@@ -35,7 +35,9 @@ class InvalidPeriod(BadUserInput):
 class PeriodNotOver(BadUserInput):
     def __init__(self, period: str, ends_at: datetime) -> None:
         super().__init__(
-            f"period {period} is not over: it ends at {ends_at.isoformat()}", field="period", endsAt=ends_at.isoformat()
+            f"period {period} is not over: it ends at {ends_at.isoformat()}; close it after then",
+            field="period",
+            endsAt=ends_at.isoformat(),
         )
 
 

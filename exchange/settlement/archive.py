@@ -78,7 +78,11 @@ async def archive_period(
         )
     ).all()
     if unsigned:
-        raise NotArchivable(period, f"not signed off by {', '.join(unsigned)}")
+        raise NotArchivable(
+            period,
+            f"not signed off by {', '.join(unsigned)}: reconcile and sign off each "
+            f"(exchange settle sign-off --partner P {period}), then archive it",
+        )
     participants = await session.exec(select(SettlementPosition.participant).where(SettlementPosition.period == period))
     for participant in participants.all():
         await issued.issue(session, signer, participant, period, now)

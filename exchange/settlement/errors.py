@@ -23,7 +23,12 @@ class PartnerSignedOff(ExchangeError):
     code = ErrorCode.PERIOD_CLOSED
 
     def __init__(self, partner: str, period: str) -> None:
-        super().__init__(f"{partner}'s period {period} is signed off", field="period", partner=partner)
+        super().__init__(
+            f"{partner}'s period {period} is signed off: its records and breaks are final; "
+            "a difference found since is reconciled in the next open period",
+            field="period",
+            partner=partner,
+        )
 
 
 class UnresolvedBreaks(ExchangeError):
@@ -57,7 +62,8 @@ class NotReconciled(ExchangeError):
 class ResolvedBreaksWouldBeLost(BadUserInput):
     def __init__(self, partner: str, period: str) -> None:
         super().__init__(
-            f"breaks of {partner}'s reconciliation for {period} are already resolved; a new import would reopen them",
+            f"breaks of {partner}'s reconciliation for {period} are already resolved; a new import would reopen them: "
+            "resolve the open breaks of the current import instead",
             field="csv",
         )
 
@@ -84,7 +90,11 @@ class BreakNotFound(NotFound):
 
 class ResolutionConflict(IdempotencyConflict):
     def __init__(self, break_id: int, *, field: str = "breakId") -> None:
-        super().__init__(f"break {break_id} was already resolved differently", field=field)
+        super().__init__(
+            f"break {break_id} was already resolved differently: leave it out "
+            "(exchange settle breaks lists how each break was resolved)",
+            field=field,
+        )
 
 
 class BadAdjustment(BadUserInput):
@@ -108,5 +118,8 @@ class PeriodArchived(BadUserInput):
 
     def __init__(self, period: str) -> None:
         super().__init__(
-            f"period {period} is archived: its ledger lines are no longer in the ledger", field="period", period=period
+            f"period {period} is archived: its ledger lines are no longer in the ledger; read them in the "
+            "archive's export (exchange ledger archive --export DIR), and its statements as issued",
+            field="period",
+            period=period,
         )

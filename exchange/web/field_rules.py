@@ -243,7 +243,7 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("UNKNOWN_SCOPE", "unknown scope {got}; known: {known}"),
     # The settlement console's forms (exchange.ledger.periods, exchange.settlement).
     FieldRule("PERIOD", "a period is written YYYY-MM, such as 2026-11; got {got}"),
-    FieldRule("PERIOD_NOT_OVER", "period {period} is not over: it ends at {ends_at}"),
+    FieldRule("PERIOD_NOT_OVER", "period {period} is not over: it ends at {ends_at}; close it after then"),
     FieldRule("EARLIER_NOT_CLOSED", "period {period} has postings and is not closed: close it first"),
     FieldRule("PERIOD_NOT_CLOSED", "period {period} is not closed: {why}"),
     FieldRule("REASON", "give the reason, in {least} to {most} characters"),
@@ -257,14 +257,22 @@ RULES: tuple[FieldRule, ...] = (
         "NOT_RECONCILED", "{partner} has no records imported for {period}: import and reconcile them before signing off"
     ),
     FieldRule("NO_BREAK", "no break has id {got}"),
-    FieldRule("RESOLVED_DIFFERENTLY", "break {got} was already resolved differently"),
+    FieldRule(
+        "RESOLVED_DIFFERENTLY",
+        "break {got} was already resolved differently: leave it out (exchange settle breaks lists how each break was resolved)",
+    ),
     # A partner's records file, uploaded on the settlement console (exchange.settlement).
     *(FieldRule(key, f"line {{line}}: {reason}; nothing was imported") for key, reason in RECORDS_REASONS),
     FieldRule(
         "REIMPORT_RESOLVED",
-        "breaks of {partner}'s reconciliation for {period} are already resolved; a new import would reopen them",
+        "breaks of {partner}'s reconciliation for {period} are already resolved; a new import would reopen them: "
+        "resolve the open breaks of the current import instead",
     ),
-    FieldRule("SIGNED_OFF", "{partner}'s period {period} is signed off"),
+    FieldRule(
+        "SIGNED_OFF",
+        "{partner}'s period {period} is signed off: its records and breaks are final; "
+        "a difference found since is reconciled in the next open period",
+    ),
 )
 #: Values that are moments (ISO 8601).
 MOMENTS = frozenset({"ends_at"})

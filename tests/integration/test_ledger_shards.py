@@ -362,7 +362,10 @@ async def test_a_signed_off_period_detaches_and_still_verifies(pg_db: Database, 
     await close_period(pg_db, ledger.calendar, FrozenClock(AFTER_NOVEMBER), TWD, "2026-11", by="staff")
     await post(pg_db, sharded(4, DECEMBER), ["d1", "d2"], at=DECEMBER)
     before = await balances(pg_db)
-    with pytest.raises(NotArchivable, match="not signed off by fresh-mart, wallet-pay"):
+    with pytest.raises(
+        NotArchivable,
+        match=r"not signed off by fresh-mart, wallet-pay: reconcile and sign off each \(exchange settle sign-off",
+    ):
         async with pg_db.transaction() as session:
             await archive_period(session, signer, "2026-11", now=DECEMBER, export=None)
     async with pg_db.transaction() as session:
@@ -377,7 +380,7 @@ async def test_a_signed_off_period_detaches_and_still_verifies(pg_db: Database, 
     assert verification.ok, verification.problem
     assert (verification.transactions, left) == (2, 2)
     assert await balances(pg_db) == before
-    with pytest.raises(PeriodArchived):  # its lines are in the archive now
+    with pytest.raises(PeriodArchived, match=r"read them in the archive.s export"):  # its lines are there now
         async with pg_db.transaction() as session:
             await statement_lines(session, currency=TWD, participant="fresh-mart", period="2026-11")
     async with pg_db.transaction() as session:  # archiving again changes nothing

@@ -159,11 +159,14 @@ def test_why_a_records_file_is_refused_is_said_in_the_readers_language(data: byt
         (JobNotFound("job-1"), "沒有這個 ID 的結算工作"),
         (NotReconciled("fresh-mart", "2026-11"), "此夥伴在 2026-11 期間尚未匯入任何紀錄：請先匯入並對帳，再簽核"),
         (BreakNotFound(7), "沒有 ID 為 7 的差異"),
-        (ResolutionConflict(7), "差異 7 已用其他方式處理"),
-        (PartnerSignedOff("fresh-mart", "2026-11"), "此夥伴的 2026-11 期間已簽核：其紀錄已定案"),
+        (ResolutionConflict(7), "差異 7 已用其他方式處理：請將它從選取中移除（差異清單列出每筆的處理方式）"),
+        (
+            PartnerSignedOff("fresh-mart", "2026-11"),
+            "此夥伴的 2026-11 期間已簽核：其紀錄已定案；之後發現的差異請在下一個未結算期間對帳",
+        ),
         (
             ResolvedBreaksWouldBeLost("fresh-mart", "2026-11"),
-            "此夥伴的對帳已有差異處理完畢：匯入新檔案會重新開啟這些差異",
+            "此夥伴的對帳已有差異處理完畢：匯入新檔案會重新開啟這些差異。請改為處理目前檔案中尚未處理的差異",
         ),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, ExchangeError) else "",

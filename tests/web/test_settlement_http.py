@@ -263,7 +263,8 @@ def test_settlement_pages_refuse_other_roles_and_forms_without_their_token(settl
             "/console/settlement/close",
             data={"csrf_token": form_token(client, "/console/settlement/"), "period": "2999-01"},
         )
-        assert not_over.status_code == 400 and "is not over" in not_over.text
+        assert not_over.status_code == 400 and "is not over yet" in not_over.text
+        assert "close it after then" in not_over.text  # and what to do about it
         # A refusal names the form's field and its rule in the reader's language, not the API's English.
         chinese = {"accept-language": "zh-TW"}
         token = form_token(client, "/console/settlement/")

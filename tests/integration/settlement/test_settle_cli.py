@@ -300,3 +300,39 @@ async def test_books_print_a_partners_figures_as_text_or_csv(october: dict[str, 
     lines = [line.split() for line in shown.stdout.splitlines()[1:]]
     assert ["coalition_estimated_breakage", "-"] in lines, "not known before any lot matured"
     assert not [line for line in lines if line[-1] == "TWD" and len(line) < 3], "no currency without an amount"
+
+
+async def test_each_month_end_refusal_says_what_to_do_next(october: dict[str, str], tmp_path: Path) -> None:
+    early = run("settle", "close", "2099-01", env=october)
+    assert early.returncode == 2
+    assert "period 2099-01 is not over: it ends at 2099-01-31T16:00:00+00:00; close it after then" in early.stderr
+    assert run("settle", "close", "2026-10", env=october).returncode == 0
+    records = tmp_path / "fresh-mart-2026-10.csv"
+    records.write_text("reference,amount\nconversion:c1,98.00\nextra:1,3\n")
+    reconcile = ("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records))
+    assert run(*reconcile, env=october).returncode == 0
+    resolve = ("settle", "resolve", "--partner", "fresh-mart", "--reason", "agreed in the monthly call")
+    listed = run("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october).stdout
+    first = re.findall(r"^\s+(\d+) ", listed, re.MULTILINE)[0]
+    assert run(*resolve, "--resolution", "ACCEPT_LEDGER", "--break", first, "2026-10", env=october).returncode == 0
+
+    otherwise = run(*resolve, "--resolution", "ADJUST", "--break", first, "2026-10", env=october)
+    assert otherwise.returncode == 2
+    assert (
+        f"break {first} was already resolved differently: leave it out "
+        "(exchange settle breaks lists how each break was resolved)" in otherwise.stderr
+    )
+    again = run(*reconcile, env=october)
+    assert again.returncode == 2
+    assert (
+        "breaks of fresh-mart's reconciliation for 2026-10 are already resolved; a new import would reopen them: "
+        "resolve the open breaks of the current import instead" in again.stderr
+    )
+    assert run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october).returncode == 0
+    assert run("settle", "sign-off", "--partner", "fresh-mart", "2026-10", env=october).returncode == 0
+    late = run(*reconcile, env=october)
+    assert late.returncode == 2
+    assert (
+        "fresh-mart's period 2026-10 is signed off: its records and breaks are final; "
+        "a difference found since is reconciled in the next open period" in late.stderr
+    )
