@@ -131,11 +131,20 @@ async def late_anywhere(database_url: str, sandboxes: SandboxFleet, tmp_path: Pa
 
 
 @asynccontextmanager
-async def gateway(database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Late]:
-    await sandboxes.start(*PROGRAMS, modes=MODES)
+async def gateway(
+    database_url: str,
+    sandboxes: SandboxFleet,
+    tmp_path: Path,
+    *,
+    programs: tuple[str, ...] = PROGRAMS,
+    modes: dict[str, str] = MODES,
+) -> AsyncIterator[Late]:
+    """A gateway whose partners ``programs`` answer as ``modes`` says (the others at once),
+    alice linked at each of them; fresh-mart calls back."""
+    await sandboxes.start(*programs, modes=modes)
     settings = Settings(
         database_url=database_url,
-        partners_dir=declarations_pointing_at({}, SAMPLE_PARTNERS, tmp_path / "partners", modes=MODES),
+        partners_dir=declarations_pointing_at({}, SAMPLE_PARTNERS, tmp_path / "partners", modes=modes),
         port=free_port(),
         # No background jobs: each test polls (recover) and sends files (batches) itself.
         recovery_interval_seconds=0,
@@ -146,7 +155,7 @@ async def gateway(database_url: str, sandboxes: SandboxFleet, tmp_path: Path) ->
     app = create_app(settings, partner_base_urls=sandboxes.base_urls)
     async with serving(app, port=settings.port) as server:
         services: Services = app.state.services
-        await member_with_accounts(services.db, dict.fromkeys(PROGRAMS, "alice"), datetime.now(UTC), member_id="alice")
+        await member_with_accounts(services.db, dict.fromkeys(programs, "alice"), datetime.now(UTC), member_id="alice")
         callback_url = f"{server.url}/partners/fresh-mart/callbacks"
         await sandboxes["fresh-mart"].admin.set_callback_url(callback_url)
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:

@@ -13,24 +13,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlmodel import col, update
 
-from exchange.app import create_app
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.programs.models import Program
 from exchange.sagas.recovery import RecoveryPass, RecoveryWorker
 from exchange.sandbox.faults import CallbackFault
-from exchange.services.container import Services, load_partners_directory
-from exchange.serving import free_port, serving
-from exchange.settings import Settings
-from exchange.testing.kit import ExchangeKit
-from exchange.testing.processes import declarations_pointing_at
 from exchange.testing.sandboxes import SandboxFleet
-from tests.conftest import SAMPLE_PARTNERS
-from tests.factories import member_with_accounts
-from tests.integration.test_partners_that_answer_later import Late, call_back, credit_at_fresh_mart, eventually
+from tests.integration.test_partners_that_answer_later import (
+    Late,
+    call_back,
+    credit_at_fresh_mart,
+    eventually,
+    gateway,
+)
 from tests.integration.test_recovery_faults import FOREVER, KEPT, Bug, faults_counted
 
 PROGRAMS = ("happy-card", "fresh-mart", "wallet-pay")
@@ -48,24 +45,8 @@ EXECUTE = """mutation($quote: ID!, $key: String!) {
 async def late(database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Late]:
     """A gateway with no background jobs (each test runs recovery itself), its partners
     wallet-pay (at once) and fresh-mart (later, by callback) beside happy-card."""
-    await sandboxes.start(*PROGRAMS, modes=MODES)
-    settings = Settings(
-        database_url=database_url,
-        partners_dir=declarations_pointing_at({}, SAMPLE_PARTNERS, tmp_path / "partners", modes=MODES),
-        port=free_port(),
-        recovery_interval_seconds=0,
-        redemption_interval_seconds=0,
-        partner_retry_attempts=1,
-    )
-    await load_partners_directory(settings)
-    app = create_app(settings, partner_base_urls=sandboxes.base_urls)
-    async with serving(app, port=settings.port) as server:
-        services: Services = app.state.services
-        await member_with_accounts(services.db, dict.fromkeys(PROGRAMS, "alice"), datetime.now(UTC), member_id="alice")
-        callback_url = f"{server.url}/partners/fresh-mart/callbacks"
-        await sandboxes["fresh-mart"].admin.set_callback_url(callback_url)
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            yield Late(services, sandboxes, ExchangeKit(settings=settings, http=http, db=services.db), callback_url)
+    async with gateway(database_url, sandboxes, tmp_path, programs=PROGRAMS, modes=MODES) as running:
+        yield running
 
 
 def inject(late: Late, monkeypatch: pytest.MonkeyPatch, program: str) -> Bug:
