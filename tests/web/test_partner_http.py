@@ -188,11 +188,12 @@ def test_the_preview_prices_without_storing_a_quote(gateway: Gateway, air_client
 def test_the_preview_names_the_points_the_value_cap_cut(
     air_client: httpx.Client, headers: dict[str, str], capped: str, bonuses: str
 ) -> None:
-    """1,000 FreshMart points (100.00, less a 2.00 fee) give 245 miles; a Diamond member's 5% (12)
-    would make them worth 102.80, so the preview pays 250 and names the 7 cut; at level 0 no line."""
+    """100 Wallet Pay points (100.00, less a 2.00 fee) give 245 miles; a Diamond member's 5% (12)
+    would make them worth 102.80, so the preview pays 250 and names the 7 cut; at level 0 no line.
+    (Wallet Pay, because no other test of the session runs a promotion from it into formosa-air.)"""
 
     def preview(level: int) -> str:
-        params = {"fromProgram": "fresh-mart", "points": "1000", "memberLevel": str(level)}
+        params = {"fromProgram": "wallet-pay", "points": "100", "memberLevel": str(level)}
         fragment = air_client.get(f"{PARTNER}/rates/preview", params=params, headers={"HX-Request": "true", **headers})
         assert fragment.status_code == 200
         return html.unescape(fragment.text)
