@@ -6,6 +6,7 @@ import base64
 from datetime import UTC, datetime
 
 import pytest
+from standardwebhooks import Webhook
 
 from exchange.connectors.callbacks import CallbackRefused, callback_key, signature, signed_headers, verify
 from exchange.errors import BadUserInput
@@ -20,6 +21,22 @@ def test_the_signature_is_standard_webhooks_own() -> None:
     key = base64.b64decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
     given = signature(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}')
     assert given == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_a_partner_signing_with_the_reference_library_passes_its_secret_in_base64() -> None:
+    # CONTRACT.md: the Standard Webhooks libraries take the key base64-encoded, so a partner
+    # gives them its client secret's UTF-8 bytes in base64; the raw secret signs with other bytes.
+    secret = "sandbox-fresh-mart"
+    signer = Webhook(base64.b64encode(secret.encode()).decode())
+    headers = {
+        "webhook-id": "m1",
+        "webhook-timestamp": str(int(NOW.timestamp())),
+        "webhook-signature": signer.sign("m1", NOW, BODY.decode()),
+    }
+    assert verify(callback_key(secret), headers, BODY, now=NOW, tolerance=300) == "m1"
+    headers["webhook-signature"] = Webhook(secret).sign("m1", NOW, BODY.decode())
+    with pytest.raises(CallbackRefused):
+        verify(callback_key(secret), headers, BODY, now=NOW, tolerance=300)
 
 
 def test_a_callback_signed_with_the_key_within_the_tolerance_is_taken() -> None:
