@@ -197,6 +197,34 @@ def _comma_amount(parts: list[str], places: int) -> str | None:
     return None
 
 
+#: A figure whose sign an accounting export writes its own way: after the digits (``12.00-``),
+#: as a credit or debit mark (``12.00 CR``, ``DR``), with a plus, or with another minus
+#: character (U+2212 and the dashes a word processor or a spreadsheet's display format puts).
+_SIGN_AFTER = re.compile(r"(\d+(?:\.\d*)?) *-")
+_CREDIT_DEBIT = re.compile(r"(\d+(?:\.\d*)?) *(?:CR|DR)", re.IGNORECASE)
+_OTHER_MINUS = "\u2212\u2012\u2013\u2014\ufe63\uff0d"
+
+
+def _misplaced_sign(figure: str) -> str | None:
+    """How ``figure`` writes its sign, when not as an amount does (one leading ``-``, none for a
+    positive amount); ``None`` otherwise. Which side a ``CR`` or ``DR`` is on depends on whose
+    books it is, so it is named, never read."""
+    if match := _SIGN_AFTER.fullmatch(figure):
+        return f"a negative amount takes its minus sign before the figure (-{match[1]}), not after it"
+    if _CREDIT_DEBIT.fullmatch(figure):
+        return (
+            "CR and DR are not read (whose credit?): write the amount from your side, positive when "
+            "you are owed it, with a minus sign (-12.00) when you owe it"
+        )
+    if not re.search(r"\d", figure):
+        return None
+    if figure.startswith("+"):
+        return f"a positive amount is written without a plus sign ({figure[1:].strip(' ')})"
+    if figure and figure[0] in _OTHER_MINUS:
+        return f"the minus sign is the ASCII hyphen-minus (-{figure[1:].strip(' ')}), not U+{ord(figure[0]):04X}"
+    return None
+
+
 @dataclass(frozen=True)
 class RecordFormat:
     """The columns of one file, in its header's order (their names in lower case), and the
@@ -336,6 +364,8 @@ class RecordFormat:
             return f"{rule}; a negative amount takes a minus sign (-3.00), not parentheses"
         if _NOT_A_NUMBER.fullmatch(figure):
             return f"{rule}; NaN, Infinity and exponents (1e3) are not exact decimals"
+        if sign := _misplaced_sign(figure):
+            return f"{rule}; {sign}"
         if re.search(r"\d", figure) and (
             re.search(r"[A-Za-z]", figure) or any(unicodedata.category(c) == "Sc" for c in figure)
         ):

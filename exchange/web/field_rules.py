@@ -136,6 +136,20 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     ("RECORDS_AMOUNT_PARENTHESES", _AMOUNT + "; a negative amount takes a minus sign (-3.00), not parentheses"),
     ("RECORDS_AMOUNT_NOT_A_NUMBER", _AMOUNT + "; NaN, Infinity and exponents (1e3) are not exact decimals"),
     (
+        "RECORDS_AMOUNT_SIGN_AFTER",
+        _AMOUNT + "; a negative amount takes its minus sign before the figure ({instead}), not after it",
+    ),
+    (
+        "RECORDS_AMOUNT_CREDIT_DEBIT",
+        _AMOUNT + "; CR and DR are not read (whose credit?): write the amount from your side, positive when "
+        "you are owed it, with a minus sign (-12.00) when you owe it",
+    ),
+    ("RECORDS_AMOUNT_PLUS", _AMOUNT + "; a positive amount is written without a plus sign ({instead})"),
+    (
+        "RECORDS_AMOUNT_MINUS_CHARACTER",
+        _AMOUNT + "; the minus sign is the ASCII hyphen-minus ({instead}), not {character}",
+    ),
+    (
         "RECORDS_AMOUNT_CURRENCY",
         _AMOUNT + "; write the figure alone, without a currency sign or code: amounts are in the settlement currency",
     ),

@@ -374,6 +374,23 @@ AMOUNT_RULE = "is not an amount in TWD: write an exact decimal such as -1234.5, 
             id="parentheses",
         ),
         pytest.param(
+            b"reference,amount\nr,12.00-\n",
+            2,
+            "a negative amount takes its minus sign before the figure (-12.00), not after it",
+            id="minus-after-the-figure",
+        ),
+        pytest.param(b"reference,amount\nr,12.00 CR\n", 2, "CR and DR are not read (whose credit?)", id="credit-mark"),
+        pytest.param(b"reference,amount\nr,7.5dr\n", 2, "CR and DR are not read", id="debit-mark"),
+        pytest.param(
+            b"reference,amount\nr,+12.00\n", 2, "a positive amount is written without a plus sign (12.00)", id="plus"
+        ),
+        pytest.param(
+            "reference,amount\nr,\u221212.00\n".encode(),
+            2,
+            "the minus sign is the ASCII hyphen-minus (-12.00), not U+2212",
+            id="unicode-minus",
+        ),
+        pytest.param(
             b"reference,amount\nr,1e3\n", 2, "NaN, Infinity and exponents (1e3) are not exact decimals", id="1e3"
         ),
         pytest.param(b"reference,amount\nr,NaN\n", 2, "amount: 'NaN' " + AMOUNT_RULE, id="nan"),
