@@ -48,12 +48,15 @@ class RateVersion(SQLModel, table=True):
 
 
 class Promotion(SQLModel, table=True):
-    """A time-limited bonus percent on conversions into ``program_id`` (from ``sources``, or all)."""
+    """A time-limited bonus percent on conversions into ``program_id`` (from ``sources``, or all).
+
+    Its ``id`` is the partner's own choice and names it within its program only (the key is
+    both): one partner's ids neither block nor reveal another's."""
 
     __tablename__ = "promotion"
 
     id: str = Field(primary_key=True, max_length=64)
-    program_id: str = Field(foreign_key="program.id", max_length=64, index=True)
+    program_id: str = Field(primary_key=True, foreign_key="program.id", max_length=64, index=True)
     sources: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     bonus_percent: Decimal = Field(sa_type=ExactNumeric(9, PERCENT_SCALE))
     starts_at: datetime = Field(sa_type=UTCDateTime)

@@ -97,7 +97,7 @@ async def sync_declared_promotions(session: AsyncSession, directory: PartnersDir
                 ends_at=declared.ends_at,
                 sources=tuple(declared.sources) if declared.sources is not None else None,
             )
-            existing = await session.get(Promotion, terms.id)
+            existing = await session.get(Promotion, (terms.id, terms.program_id))
             if existing is None:
                 session.add(_row(terms, Origin.DECLARED, OPERATOR, now))
             elif not terms.same_as(existing):
@@ -117,7 +117,7 @@ async def create_promotion(session: AsyncSession, terms: PromotionTerms, *, acto
     promotion = _row(terms, Origin.PARTNER, actor, now)
     if await dialects.insert_once(session, promotion):
         return promotion
-    existing = await session.get(Promotion, terms.id)
+    existing = await session.get(Promotion, (terms.id, terms.program_id))
     if existing is not None and terms.same_as(existing):
         return existing
     raise IdempotencyConflict(f"promotion id {terms.id!r} is taken by other terms", field="id")
@@ -125,8 +125,8 @@ async def create_promotion(session: AsyncSession, terms: PromotionTerms, *, acto
 
 async def end_promotion(session: AsyncSession, *, program_id: str, promotion_id: str, now: datetime) -> Promotion:
     """End a program's promotion now (a promotion that has ended stays ended)."""
-    promotion = await session.get(Promotion, promotion_id, with_for_update=True)
-    if promotion is None or promotion.program_id != program_id:
+    promotion = await session.get(Promotion, (promotion_id, program_id), with_for_update=True)
+    if promotion is None:
         raise NotFound(f"{program_id} has no promotion {promotion_id!r}", field="id")
     if promotion.ends_at > now:
         promotion.ends_at = max(now, promotion.starts_at)

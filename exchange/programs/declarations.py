@@ -704,14 +704,15 @@ def _check_rates(paths: dict[str, Path], target: ProgramDeclaration | PointDecla
 def _check_references(
     paths: dict[str, Path], programs: list[ProgramDeclaration], point: PointDeclaration | None
 ) -> None:
-    """Rates and promotions name programs that exist; promotion and reward ids are unique."""
+    """Rates and promotions name programs that exist; reward ids are unique, promotion ids
+    unique within their program (a promotion is named by its program and its id)."""
     if point is not None:
         _check_rates(paths, point, prefix="point.")
-    promotion_ids: dict[str, Path] = {}
     reward_ids: dict[str, Path] = {}
     for program in programs:
         path = paths[program.id]
         _check_rates(paths, program)
+        promotion_ids: set[str] = set()
         for index, promotion in enumerate(program.promotions):
             for source in promotion.sources or ():
                 if source not in paths or source == program.id:
@@ -719,12 +720,8 @@ def _check_references(
                         path, f"promotions[{index}].from", f"{source!r} is not another declared program"
                     )
             if promotion.id in promotion_ids:
-                raise DeclarationError(
-                    path,
-                    f"promotions[{index}].id",
-                    f"duplicate promotion id {promotion.id!r} (also in {promotion_ids[promotion.id]})",
-                )
-            promotion_ids[promotion.id] = path
+                raise DeclarationError(path, f"promotions[{index}].id", f"duplicate promotion id {promotion.id!r}")
+            promotion_ids.add(promotion.id)
         for index, reward in enumerate(program.rewards):
             if reward.id in reward_ids:
                 raise DeclarationError(

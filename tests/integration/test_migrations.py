@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from alembic import command
@@ -17,7 +18,7 @@ from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.ledger.partitions import compared
 from exchange.loading import load_directory
-from exchange.pricing import quotes
+from exchange.pricing import promotions, quotes
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.service import load_partners
 from tests.conftest import SAMPLE_PARTNERS
@@ -75,5 +76,37 @@ async def test_quotes_made_before_the_value_cap_was_kept_show_none_cut(database_
         async with db.transaction() as session:
             kept = (await session.exec(text("SELECT points_out, value_cap_points FROM quote"))).all()
         assert [tuple(row) for row in kept] == [(quote.points_out, 0)]
+    finally:
+        await db.dispose()
+
+
+async def test_promotions_keyed_by_program_and_id_still_move_the_pricing_revision(database_url: str) -> None:
+    """Taken back to the revision before promotions were keyed by program and id, and up again
+    (SQLite rebuilds the table): the declared promotion is kept, two programs hold the same id,
+    and every change still moves ``pricing_revision``, which tells each process to reload."""
+    db = Database.from_url(database_url)
+    now = datetime.now(UTC)
+    try:
+        async with db.transaction() as session:
+            await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), now)
+        config = migrate.alembic_config(database_url)
+        await asyncio.to_thread(command.downgrade, config, "0035")
+        await asyncio.to_thread(command.upgrade, config, "head")
+        revision = text("SELECT revision FROM pricing_revision")
+        async with db.transaction() as session:
+            before = (await session.exec(revision)).one()[0]
+            kept = (await session.exec(text("SELECT program_id, id FROM promotion"))).all()
+            for program in ("fresh-mart", "wallet-pay"):
+                terms = promotions.PromotionTerms(
+                    id="spring",
+                    program_id=program,
+                    bonus_percent=Decimal(5),
+                    starts_at=now,
+                    ends_at=now + timedelta(days=1),
+                )
+                await promotions.create_promotion(session, terms, actor="test", now=now)
+            after = (await session.exec(revision)).one()[0]
+        assert [tuple(row) for row in kept] == [("formosa-air", "formosa-air-year-end-2026")]
+        assert after > before
     finally:
         await db.dispose()

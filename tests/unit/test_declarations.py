@@ -147,6 +147,32 @@ def test_duplicate_id_names_both_files(partners: Path) -> None:
     assert "fresh-mart-copy.toml" in error.reason
 
 
+PROMOTION = """
+[[promotions]]
+id = "formosa-air-year-end-2026"
+bonus_percent = "5"
+starts_at = 2026-12-15T00:00:00+08:00
+ends_at = 2027-01-05T00:00:00+08:00
+"""
+
+
+def test_a_promotion_id_is_unique_within_its_program_only(partners: Path) -> None:
+    """A promotion is named by its program and its id, as partners' own promotions are."""
+    with (partners / "fresh-mart.toml").open("a") as declared:
+        declared.write(PROMOTION)
+    promotions = {
+        (program.id, promotion.id)
+        for program in read_partners_directory(partners).programs
+        for promotion in program.promotions
+    }
+    assert promotions == {("formosa-air", "formosa-air-year-end-2026"), ("fresh-mart", "formosa-air-year-end-2026")}
+    with (partners / "fresh-mart.toml").open("a") as declared:
+        declared.write(PROMOTION)
+    error = refusal(partners)
+    assert (error.path.endswith("fresh-mart.toml"), error.field) == (True, "promotions[1].id")
+    assert error.reason == "duplicate promotion id 'formosa-air-year-end-2026'"
+
+
 def test_tier_level_outside_the_ladder_is_refused(partners: Path) -> None:
     rewrite(partners / "formosa-air.toml", 'name = "Diamond"\nlevel = 4', 'name = "Diamond"\nlevel = 7')
     error = refusal(partners)

@@ -111,7 +111,10 @@ class RateOverrideInput:
 @strawberry.input(description="A time-limited bonus percent on conversions into your program.")
 class PromotionInput:
     program_id: strawberry.ID = strawberry.field(description="Your program: conversions into it earn the bonus.")
-    id: ChosenId = strawberry.field(description="Your id for it; creating it again with the same terms is a no-op.")
+    id: ChosenId = strawberry.field(
+        description="Your id for it, within your program (another partner's promotions neither take nor reveal one); "
+        "creating it again with the same terms is a no-op."
+    )
     bonus_percent: Decimal = strawberry.field(
         description="Extra points out, in percent of the base points: more than 0, at most "
         f'{MAX_BONUS_PERCENT}, with at most {PERCENT_SCALE} decimals (a decimal string, `"25"` is +25 %).'
