@@ -114,8 +114,7 @@ NOT_A_JWT = (
         ),
         (
             lambda forge, key: _tampered(forge()),
-            "the token's signature does not verify: send the access_token that /oauth/token answered, whole, "
-            "unchanged",
+            "the token's signature does not verify: send the access_token that /oauth/token answered, whole, unchanged",
         ),
         (lambda forge, key: _unsigned(forge()), "unsigned tokens (alg none) are refused"),
         (_hmac_with_public_key, "the token is not signed with RS256"),
