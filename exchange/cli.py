@@ -182,6 +182,19 @@ def main() -> None:
     every month. Settings come from EXCHANGE_* environment variables (see README.md).
 
     \b
+    Which command for which task:
+      try it all on this machine   exchange demo (it keeps its state in .demo; to reset
+                                   it, stop it and remove .demo)
+      run it on a database         exchange db upgrade, exchange partners load, exchange serve
+      give a partner API access    exchange clients create --partner P
+      let staff sign in            exchange people create
+      rotate a signing key         exchange keys rotate (--statements for statements)
+      close last month             exchange settle close --previous; then, per partner,
+                                   exchange settle reconcile, exchange settle resolve,
+                                   exchange settle sign-off
+      finish what a crash left     exchange recover
+
+    \b
     Exit status:
       0  done
       1  `exchange ledger verify` found the ledger does not add up (it names the first
@@ -284,6 +297,10 @@ def demo(port: int, data_dir: Path, partners_dir: Path) -> None:
     loopback (on the port its base_url names, its state in DATA_DIR/sandboxes), starts the
     gateway on 127.0.0.1, writes sample OAuth credentials and ready member tokens to
     DATA_DIR/credentials.json, and prints where to point a browser. Stop it with Ctrl-C.
+
+    Everything it makes stays in DATA_DIR, and a restart goes on with it (last month is
+    played once, fresh member tokens are written): to reset the demo, stop it and remove
+    DATA_DIR.
     """
     try:
         data_dir.mkdir(parents=True, exist_ok=True)

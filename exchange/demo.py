@@ -310,7 +310,7 @@ async def prepare_last_month(settings: Settings, data_dir: Path, sandboxes: list
             f"{counted(len(built.redemptions), 'redemption')}"
         )
     if built.unplayable is not None:
-        print(f"{built.period} cannot be played on {data_dir}: {built.unplayable}; `make clean` starts afresh")
+        print(f"{built.period} cannot be played on {data_dir}: {built.unplayable}; {start_afresh(data_dir)}")
         return None
     path = (data_dir / f"{FILE_PARTNER}-{built.period}.csv").resolve()
     async with open_services(settings) as services:

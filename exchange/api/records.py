@@ -63,7 +63,7 @@ def summary(view: ReconciliationView) -> dict[str, Any]:
 
 def authorized(request: Request, rule: Rule, arguments: dict[str, Any]) -> Principal | Response:
     """The caller of a route that ``rule`` guards, or its refusal, as GraphQL's field rules
-    refuse: 401 without a token, 403 without the scope or tenant."""
+    refuse: 401 without a token, 403 without the scope or tenant, saying what to do next."""
     principal = principal_of(request)
     if principal is None:
         return refusal(
@@ -73,7 +73,7 @@ def authorized(request: Request, rule: Rule, arguments: dict[str, Any]) -> Princ
             headers={"WWW-Authenticate": www_authenticate()},
         )
     if not rule.allows(principal, None, arguments):
-        return refusal(request.headers, 403, f"not allowed: this needs {rule.describe()}")
+        return refusal(request.headers, 403, rule.forbidden(principal, None, arguments).message)
     return principal
 
 

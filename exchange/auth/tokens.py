@@ -53,6 +53,13 @@ NOT_SIGNED_BY_A_PUBLISHED_KEY = (
 #: expire after EXCHANGE_ACCESS_TOKEN_LIFETIME; "the token has expired" alone left callers stuck).
 EXPIRED = "the token has expired: request a new token"
 REVOKED = "the token has been revoked: request a new token"
+#: What to do about a token that was never whole: most often a shell variable holding an error
+#: answer's ``access_token`` (``jq -r`` prints ``null``) or a token cut short when pasted.
+SEND_IT_WHOLE = "send the access_token that /oauth/token answered, whole"
+NOT_A_JWT = (
+    f"the token is not a JWT: {SEND_IT_WHOLE} (a token of null means that request was refused: its "
+    "error_description says why)"
+)
 
 
 def access_token_claims(
@@ -258,9 +265,9 @@ class TokenVerifier:
         try:
             decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
         except BadSignatureError:
-            raise InvalidAccessToken("the token's signature does not verify") from None
+            raise InvalidAccessToken(f"the token's signature does not verify: {SEND_IT_WHOLE}, unchanged") from None
         except (JoseError, ValueError):
-            raise InvalidAccessToken("the token is malformed") from None
+            raise InvalidAccessToken(f"the token is malformed: {SEND_IT_WHOLE}") from None
         self._check_claims(decoded)
         return VerifiedToken(claims=decoded.claims, principal=principal_from_claims(decoded.claims), key_id=kid)
 
@@ -294,4 +301,4 @@ def _unverified_header(token: str) -> dict[str, Any]:
     try:
         return dict(jws.extract_compact(token.encode()).headers())
     except (JoseError, ValueError, UnicodeError):
-        raise InvalidAccessToken("the token is not a JWT") from None
+        raise InvalidAccessToken(NOT_A_JWT) from None

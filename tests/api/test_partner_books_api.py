@@ -118,7 +118,11 @@ async def test_no_partner_reads_another_partners_books_by_any_path(kit: Exchange
     refused = (await kit.graphql(BOOKS, member, partner="wallet-pay", period=last_month)).json()
     assert errors_at(refused) == {("partnerBooks",): "FORBIDDEN"}
     path = f"/settlement/books/wallet-pay/{last_month}.csv"
-    assert (await kit.http.get(path, headers={"authorization": f"Bearer {token}"})).status_code == 403
+    foreign = await kit.http.get(path, headers={"authorization": f"Bearer {token}"})
+    assert foreign.status_code == 403
+    assert foreign.json()["errors"][0]["message"].endswith(
+        "a partner's token reaches its own program's data only (this one's is formosa-air)"
+    ), "the refusal says what to do next, as GraphQL's do"
     anonymous = await kit.http.get(path)
     assert anonymous.status_code == 401 and "Bearer" in anonymous.headers["www-authenticate"]
 

@@ -92,6 +92,12 @@ def _hmac_with_public_key(forge: Forge, signing_key: RSAKey) -> str:
     return f"{header}.{payload}.{_b64(mac.digest())}"
 
 
+NOT_A_JWT = (
+    "the token is not a JWT: send the access_token that /oauth/token answered, whole (a token of null means "
+    "that request was refused: its error_description says why)"
+)
+
+
 @pytest.mark.parametrize(
     ("make_token", "description"),
     [
@@ -106,7 +112,10 @@ def _hmac_with_public_key(forge: Forge, signing_key: RSAKey) -> str:
             lambda forge, key: forge(aud="https://other-api.example"),
             "the token is meant for another audience: request a token from this exchange",
         ),
-        (lambda forge, key: _tampered(forge()), "the token's signature does not verify"),
+        (
+            lambda forge, key: _tampered(forge()),
+            "the token's signature does not verify: send the access_token that /oauth/token answered, whole, unchanged",
+        ),
         (lambda forge, key: _unsigned(forge()), "unsigned tokens (alg none) are refused"),
         (_hmac_with_public_key, "the token is not signed with RS256"),
         (
@@ -124,7 +133,8 @@ def _hmac_with_public_key(forge: Forge, signing_key: RSAKey) -> str:
             "the member token does not name the program that asserted it (asserted_by; it was issued "
             "before tokens carried it): request a new token",
         ),
-        (lambda forge, key: "not-a-jwt", "the token is not a JWT"),
+        (lambda forge, key: "not-a-jwt", NOT_A_JWT),
+        (lambda forge, key: "null", NOT_A_JWT),  # `jq -r .access_token` of a refused token request
     ],
     ids=[
         "expired",
@@ -141,6 +151,7 @@ def _hmac_with_public_key(forge: Forge, signing_key: RSAKey) -> str:
         "unknown-role",
         "member-token-before-asserted-by",
         "malformed",
+        "null-from-a-refused-token-request",
     ],
 )
 async def test_a_bad_token_is_401_invalid_token_naming_the_reason(

@@ -260,13 +260,20 @@ async def test_the_streamed_upload_refuses_as_the_mutation_does(kit: ExchangeKit
     good = b"reference,amount\nconversion:c1,98.00\n"
     refused(await kit.http.put(url, content=good, headers=csv), 401, "UNAUTHENTICATED")
     other = await kit.partner_token("wallet-pay")
-    refused(
+    foreign = refused(
         await kit.http.put(url, content=good, headers={**csv, "authorization": f"Bearer {other}"}), 403, "FORBIDDEN"
     )
+    assert foreign["message"].endswith(
+        "a partner's token reaches its own program's data only (this one's is wallet-pay)"
+    )
     reader = await kit.partner_token("fresh-mart", scope="partner:read")
-    refused(
+    read_only = refused(
         await kit.http.put(url, content=good, headers={**csv, "authorization": f"Bearer {reader}"}), 403, "FORBIDDEN"
     )
+    assert (
+        "; request a token with scope partner:write (`scope` at /oauth/token; this one holds partner:read)"
+        in read_only["message"]
+    ), "the refusal says what to do next, as GraphQL's do"
     partner = {"authorization": f"Bearer {await kit.partner_token('fresh-mart')}"}
     refused(
         await kit.http.put(url, content=good, headers={**partner, "content-type": "application/json"}),

@@ -204,3 +204,20 @@ async def test_a_build_stopped_half_way_is_not_played_again_and_the_demo_says_wh
     monkeypatch.setattr(demo, "build_previous_month", played_again)
     assert await demo.prepare_last_month(Settings(), tmp_path, []) is None
     assert f"did not finish and cannot be resumed; serving without it: remove {tmp_path}" in capsys.readouterr().out
+
+
+async def test_a_month_that_cannot_be_played_names_the_data_directory_to_remove(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "`make clean` starts afresh", which also removes the virtualenv, and not the
+    directory a `--data-dir` demo keeps its state in."""
+
+    async def unplayable(*args: object, **kwargs: object) -> MonthReport:
+        return MonthReport("2026-11", built=False, unplayable="its programs were loaded after it began")
+
+    monkeypatch.setattr(demo, "build_previous_month", unplayable)
+    assert await demo.prepare_last_month(Settings(), tmp_path, []) is None
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"2026-11 cannot be played on {tmp_path}: its programs were loaded after it began; "
+        f"remove {tmp_path} to start afresh"
+    )

@@ -4,6 +4,7 @@ with a verb, every option says what it is for, and the same option takes the sam
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterator
 
 import click
@@ -153,3 +154,29 @@ def test_the_old_and_new_option_names_together_are_refused(argv: list[str]) -> N
 def test_a_required_option_given_by_neither_name_is_missing() -> None:
     result = CliRunner().invoke(main, ["sandbox", "serve", "--partners-dir", str(PARTNERS)])
     assert (result.exit_code, "Missing option '--partner'" in result.stderr) == (2, True), result.stderr
+
+
+def test_the_top_level_help_names_an_existing_command_for_each_common_task() -> None:
+    """A newcomer reading `exchange --help` finds what to run to start, reset the demo, issue a
+    client, rotate a key and close a month; every command it names exists."""
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    tasks = result.output.split("Which command for which task:")[1].split("Exit status:")[0]
+    for task in ("try it all on this machine", "give a partner API access", "rotate a signing key", "close last month"):
+        assert task in tasks, f"`exchange --help` does not say which command does: {task}"
+    assert "to reset" in tasks and "remove .demo" in tasks
+    named = re.findall(r"exchange ((?:[a-z][a-z-]* ?)+)", tasks)
+    assert len(named) >= 10
+    for words in named:
+        command: click.Command = main
+        for word in words.split():
+            assert isinstance(command, click.Group) and word in command.commands, f"no command `exchange {words}`"
+            command = command.commands[word]
+            if not isinstance(command, click.Group):
+                break
+        assert not isinstance(command, click.Group), f"`exchange {words}` names a group, not a command"
+
+
+def test_the_demos_help_says_how_to_reset_it() -> None:
+    result = CliRunner().invoke(main, ["demo", "--help"])
+    assert "to reset the demo, stop it and remove DATA_DIR" in " ".join(result.output.split())
