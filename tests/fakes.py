@@ -47,6 +47,12 @@ class Fault(Enum):
     REFUSE = "refuse"
     """The partner refuses where the contract allows no refusal (a reversal: the member's
     account closed, say): ``NotReversible``."""
+    ANSWER_FAILED = "answer-failed"
+    """The partner's breach of the contract: it decides the write at once, not applied, and
+    answers it (a 200) as its record stands, ``failed``, where the contract has it refuse."""
+    APPLY_PART_REVERSED = "apply-part-reversed"
+    """The partner's bug: it applies the write, gives half of it back on its own at once, and
+    answers its record, ``applied`` with that half in ``reversed_points``."""
     APPLY_TWICE = "apply-twice"
     """The partner's bug: it applies the write twice under its one operation id (its own
     records show it twice) and answers as if once."""
@@ -120,6 +126,17 @@ class FakePartner:
             )
             self.operations[operation_id] = pending
             return pending
+        if fault is Fault.ANSWER_FAILED:
+            failed = Operation(
+                operation_id=operation_id,
+                kind=kind,
+                status=OperationState.FAILED,
+                member_ref=member_ref,
+                points=abs(delta),
+                created_at=NOW,
+            )
+            self.operations[operation_id] = failed
+            return failed
         if fault is Fault.ANSWER_WITHOUT_APPLYING:
             return Operation(
                 operation_id=operation_id,
@@ -142,6 +159,12 @@ class FakePartner:
             balance_after=self.balances[member_ref],
             created_at=NOW,
         )
+        if fault is Fault.APPLY_PART_REVERSED:
+            half = abs(delta) // 2
+            self.balances[member_ref] -= half if delta > 0 else -half
+            operation = operation.model_copy(
+                update={"reversed_points": half, "balance_after": self.balances[member_ref]}
+            )
         self.operations[operation_id] = operation
         self._lose_answer(fault, call, self.program_id, operation_id)
         if fault is Fault.APPLY_DOUBLE:

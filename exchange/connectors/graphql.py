@@ -74,6 +74,11 @@ class GraphQLFlavour:
             raise reply.error(PartnerProtocolError, f"unexpected status {status}")
         body = reply.json_object()
         errors = body.get("errors")
+        data = body.get("data")
+        if errors and isinstance(data, dict) and data.get("result") is not None:
+            # A refused field is null; a result beside an error says the call both went through
+            # and was refused: a write's outcome is unknown, never a clean refusal.
+            raise reply.error(PartnerProtocolError, "answer has both data.result and errors")
         if errors:
             first = errors[0] if isinstance(errors, list) and isinstance(errors[0], dict) else {}
             extensions = first.get("extensions")
@@ -84,7 +89,6 @@ class GraphQLFlavour:
                 raise reply.error(PartnerProtocolError, f"malformed error: message: {problem}")
             raise_refusal(call, reply, extensions.get("code"), message, facts)
             return None
-        data = body.get("data")
         if not isinstance(data, dict) or "result" not in data:
             raise reply.error(PartnerProtocolError, "answer has no data.result")
         return data["result"]

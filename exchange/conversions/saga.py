@@ -42,14 +42,17 @@ the partner for the operation's status and drives it on:
   sent again (same id, so it applies at most once), and after ``give_up_after`` tries it
   is voided and the debit reversed.
 
-A partner whose record of the debit or the credit is not the write sent (another amount or
-member, or a part reversed on its own: its bug, or a lie) is not trusted: the write is reversed whole, the debit too if it
-was the credit, and the conversion ends REVERSED with ``PARTNER_CONTRADICTED``. A target that
-refuses that reversal because the member has spent the credited points leaves the credit
-standing: the conversion is posted as it was sent and ends COMPLETED, still with
-``PARTNER_CONTRADICTED`` (logged as an error): the member has the points they converted, the
-target's position is owed what the exchange sent, and what the target credited beyond it is
-its own error, which its records file shows as a break for staff to settle at reconciliation.
+A credit answered with a record that moved nothing (``failed``, ``voided``: a repeat after the
+target declined it, or a partner breaking the contract) is a definite failure, not a success.
+A partner whose record of the debit or the credit (its answer to the write, or its status) is
+not the write sent (another amount or member, or a part reversed on its own: its bug, or a
+lie) is not trusted: the write is reversed whole, the debit too if it was the credit, and
+the conversion ends REVERSED with ``PARTNER_CONTRADICTED``. A target that refuses that
+reversal because the member has spent the credited points leaves the credit standing: the
+conversion is posted as it was sent and ends COMPLETED, still with ``PARTNER_CONTRADICTED``
+(logged as an error): the member has the points they converted, the target's position is
+owed what the exchange sent, and what the target credited beyond it is its own error, which
+its records file shows as a break for staff to settle at reconciliation.
 
 The steps run on the shared saga driver (:mod:`exchange.sagas.engine`): partner calls
 happen outside database transactions; every state change is one short unit of work that
@@ -306,7 +309,12 @@ class ConversionSaga(Saga[Conversion]):
         except (PartnerRefusal, PartnerUnavailable) as error:
             code, message = failure(error)
             return Transition(SagaStep.REVERSE_DEBIT, failure_code=code, failure_message=message)
-        return _CREDIT_PENDING if operation.status is OperationState.PENDING else _CREDITED
+        # The answer is the target's record: a repeat of the credit returns it as it now stands
+        # (failed, say, after it was accepted pending), and a partner may answer a state the
+        # contract gives no first answer (voided, failed). Only ``applied`` as sent is posted.
+        if contradicted := await self._credit_contradicted(conversion, target, operation):
+            return contradicted
+        return self.credit_outcome(operation.status)
 
     async def _settle_credit(self, conversion: Conversion, target: PartnerConnector) -> Transition:
         operation = await target.operation_status(conversion.credit_operation)

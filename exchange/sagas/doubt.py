@@ -237,6 +237,10 @@ class MemberDebit:
             operation = await self.connector.debit(self.operation_id, self.member_ref, self.points)
         except (PartnerRefusal, PartnerUnavailable) as error:
             return Transition(self.done, self.failed, *failure(error))
+        # The answer is the partner's record, held against the debit sent as a poll's is (a
+        # part of it reversed that the exchange never asked back is not "applied").
+        if await undo_contradiction(self.connector, operation, self.operation_id, self.sent, self.void_id):
+            return self._contradicted()
         return self.outcome(operation.status)
 
     async def _settle(self) -> Transition:

@@ -337,6 +337,36 @@ async def test_a_pending_write_the_partner_settles_with_another_amount_is_revers
     assert await world.used() == {}
 
 
+async def test_a_credit_answered_failed_is_not_posted_and_the_debit_is_reversed(world: World) -> None:
+    """The target answers the credit (a 200) with its record ``failed``: nothing credited. The
+    conversion must not be COMPLETED on it (the ledger would hold a credit the target never
+    made); the debit is reversed, nothing posted, and both partners are where they began."""
+    world.partners["fresh-mart"].fail_next("credit", Fault.ANSWER_FAILED)
+    conversion = await world.execute(await world.quote(1000))
+    assert (conversion.status, conversion.failure_code) == (ConversionStatus.REVERSED, "PARTNER_REFUSED")
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000
+    assert await world.ledger_transactions() == 0
+    assert await world.used() == {}
+
+
+@pytest.mark.parametrize("write", ["debit", "credit"])
+async def test_a_write_answered_applied_with_a_part_reversed_on_its_own_is_reversed_not_trusted(
+    world: World, write: str
+) -> None:
+    """The partner answers the debit or credit applied but with half of it already reversed,
+    which the exchange never asked: the answer is held against the write sent as a poll's is.
+    The write is reversed whole (the debit too, for a credit), nothing is posted, and the
+    partners' records agree with the ledger."""
+    partner = world.partners["happy-card" if write == "debit" else "fresh-mart"]
+    partner.fail_next(write, Fault.APPLY_PART_REVERSED)
+    conversion = await world.execute(await world.quote(1000))
+    assert (conversion.status, conversion.failure_code) == (ConversionStatus.REVERSED, "PARTNER_CONTRADICTED")
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert world.partners["fresh-mart"].balances["alice"] == 100_000
+    assert await world.ledger_transactions() == 0
+
+
 async def test_a_reversal_in_doubt_is_sent_again_until_it_lands(world: World) -> None:
     del world.partners["fresh-mart"].balances["alice"]
     world.partners["happy-card"].fail_next("reverse", Fault.LOSE_REQUEST, Fault.UNREACHABLE)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import respx
 
 from exchange.connectors.connector import Call, PartnerConnector
 from exchange.connectors.errors import (
@@ -80,6 +81,25 @@ async def test_a_refusal_with_a_code_outside_the_contract_is_an_unknown_outcome(
     with pytest.raises(PartnerProtocolError):
         await connector.debit("op-1", "alice", 100)
     assert route.call_count == 3
+
+
+@pytest.mark.parametrize("call", [Call.DEBIT, Call.OPERATION_STATUS])
+async def test_a_graphql_refusal_beside_a_result_is_an_unknown_outcome(
+    router: respx.MockRouter, token_route: respx.Route, registry: ConnectorRegistry, call: Call
+) -> None:
+    """A GraphQL answer whose ``data.result`` is the operation applied and whose errors carry a
+    contract code says both "done" and "refused": the partner may have applied the debit, so it
+    is no clean refusal (the saga would end FAILED with the member's points taken)."""
+    partner = MockPartner("graphql", router)
+    error = {"message": "no", "path": ["result"], "extensions": {"code": "INSUFFICIENT_POINTS"}}
+    body = {"data": {"result": operation()}, "errors": [error]}
+    partner.route(call).mock(return_value=httpx.Response(200, json=body))
+    connector = registry.connector(PROGRAM, connector_config("graphql"))
+    with pytest.raises(PartnerProtocolError, match=r"both data\.result and errors"):
+        if call is Call.DEBIT:
+            await connector.debit("op-1", "alice", 100)
+        else:
+            await connector.operation_status("op-1")
 
 
 @pytest.mark.parametrize("code", ["INSUFFICIENT_POINTS", "OUT_OF_CHEESE" * 10_000])
