@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from exchange.conversions.models import Conversion
     from exchange.rewards.models import Redemption
     from exchange.services.container import Services
-    from exchange.services.settlement import BreakView
+    from exchange.services.settlement import BreakView, ReconciliationView
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -679,9 +679,31 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
     "Your records (CSV)".
     """
     view = with_services(lambda services: services.settlement.import_records(partner, period, file, by=_operator()))
+    _print_reconciliation(view)
+
+
+@settle.command("reconcile-point")
+@click.option(
+    "--keep",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the records imported to this file (the records-file format).",
+)
+@click.argument("period")
+@reports_errors
+def settle_reconcile_point(keep: Path | None, period: str) -> None:
+    """Reconcile the coalition point of the closed PERIOD: write its records from the
+    exchange's own book of the point (its operations and expiries; no partner sends them),
+    import them as `settle reconcile` imports a partner's file, and print how they compared
+    with the ledger. Then resolve its breaks and sign it off as a partner's."""
+    view = with_services(lambda services: services.settlement.import_point_records(period, keep=keep))
+    _print_reconciliation(view)
+
+
+def _print_reconciliation(view: ReconciliationView) -> None:
+    """How an import's lines compared with the ledger, its totals, and what is left to resolve."""
     imported = view.reconciliation
     click.echo(
-        f"reconciled {partner} {imported.period}: {counted(imported.lines, 'line')}, sha256 {imported.file_sha256}"
+        f"reconciled {imported.partner} {imported.period}: {counted(imported.lines, 'line')}, sha256 {imported.file_sha256}"
     )
     for name, count in (
         ("MATCHED", imported.matched),

@@ -5,6 +5,8 @@ the clearing ledger. Each operation opens its own units of work and calls the ru
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -14,7 +16,7 @@ from joserfc.jwk import RSAKey
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
-from exchange.coalition.rules import declared_point
+from exchange.coalition.rules import declared_point, point_rules
 from exchange.coalition.verify import check_point
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
@@ -30,7 +32,17 @@ from exchange.observability.metrics import count_recovered_closes
 from exchange.programs.service import get_coalition
 from exchange.services.coalition import PointStanding
 from exchange.settings import Settings
-from exchange.settlement import break_report, closing, issued, jobs, overview, reconciliation, signoff, statements
+from exchange.settlement import (
+    break_report,
+    closing,
+    issued,
+    jobs,
+    overview,
+    point_records,
+    reconciliation,
+    signoff,
+    statements,
+)
 from exchange.settlement.archive import Archive, archive_period
 from exchange.settlement.breaks import (
     BulkResolveRequest,
@@ -54,7 +66,7 @@ from exchange.settlement.models import (
 from exchange.settlement.overview import PartnerPeriod
 from exchange.settlement.positions import position_of
 from exchange.settlement.reconciliation import Totals as ReconciliationTotals
-from exchange.settlement.records import ByteSource
+from exchange.settlement.records import BLOCK_BYTES, ByteSource
 
 logger = logging.getLogger("exchange.settlement.jobs")
 
@@ -381,6 +393,34 @@ class SettlementService:
                 actor=by,
                 now=self.clock.now(),
             )
+            return await reconciliation_view(session, imported, imported.breaks)
+
+    async def import_point_records(self, period: str, *, keep: Path | None = None) -> ReconciliationView:
+        """Import the coalition point's records of the closed ``period``, written from the
+        exchange's own book of the point (``settlement.point_records``), as a partner's file is
+        imported: one unit of work, the importer recorded as that book. ``keep`` also writes the
+        file imported there. ``NOT_FOUND`` when no point is declared."""
+        period = self.calendar.parse(period)
+        starts, ends = self.calendar.starts_at(period), self.calendar.ends_at(period)
+        async with self.db.transaction() as session:
+            rules = await point_rules(session)
+            # Spilled to disk past a few blocks: a month of the point is not held in memory.
+            with tempfile.SpooledTemporaryFile(max_size=4 * BLOCK_BYTES) as written:
+                await point_records.records(session, rules, period=period, starts=starts, ends=ends, out=written)
+                if keep is not None:
+                    written.seek(0)
+                    with keep.open("wb") as copy:
+                        shutil.copyfileobj(written, copy)
+                written.seek(0)
+                imported = await reconciliation.import_records(
+                    session,
+                    currency=rules.currency,
+                    partner=rules.program_id,
+                    period=period,
+                    source=written,
+                    actor=point_records.OWN_BOOK,
+                    now=self.clock.now(),
+                )
             return await reconciliation_view(session, imported, imported.breaks)
 
     async def reconciliation(self, partner: str, period: str) -> ReconciliationView:

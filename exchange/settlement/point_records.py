@@ -1,0 +1,167 @@
+"""The coalition point's records of a period, written from the exchange's own book of the point.
+
+No partner sends the point's records file: the exchange is the point's system of record
+(docs/COALITION.md). Its book of the point (``coalition_operation``, ``coalition_lot``,
+``coalition_expiry``) is kept apart from the clearing ledger, so its records, imported like a
+partner's file (``reconciliation.import_records``), are a real cross-check of the two: what the
+point's book holds that the ledger lacks, or the other way round, shows as breaks.
+
+One line per business reference, in the records-file format (``records``), from the point's
+side (positive when the point is owed):
+
+* ``conversion:<id>``: each conversion whose credit into the point (or debit out of it) the
+  point's book holds as applied, in the period by the operation's time. Into the point, the
+  money value less the exchange's fee; out of it, minus the money value (the conversion's own
+  figures, as quoted: the book of the point holds points, not money).
+* ``redemption:<id>``: each reward paid with the point whose debit the book holds as applied:
+  minus the reward's price and fee.
+* ``coalition-expiry:<lot id>``: each expiry batch of the period (by its time), named by its
+  first lot as the expiry job names its transaction: minus the value of the points expired,
+  rounded per keeper of the breakage as the job does (``expiry.breakage_legs``).
+
+An operation reversed (a conversion compensated, a redemption cancelled) is no record; one
+the book holds whose ledger posting lands in another period, or never came, is a break, as it
+would be in a partner's file. A conversion routed through the point (docs/COALITION.md,
+"Routing through the point") never touches the point's book, so it has no line here: its
+reference shows as ``MISSING_IN_PARTNER``, accepted as the ledger's.
+
+The rows are read as a stream, in reference order, and written as they come.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import IO
+
+from sqlalchemy import ColumnElement, String, case, func, literal, union_all
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from exchange.coalition.expiry import KIND as EXPIRY_KIND
+from exchange.coalition.expiry import breakage_legs
+from exchange.coalition.lots import OperationKind, OperationStatus
+from exchange.coalition.models import CoalitionExpiry, CoalitionLot, CoalitionOperation
+from exchange.coalition.rules import PointRules
+from exchange.conversions.models import Conversion
+from exchange.ledger.accounts import ChartOfAccounts
+from exchange.rewards.models import Redemption
+
+#: Who the reconciliation records as having imported the point's records.
+OWN_BOOK = "exchange:coalition-book"
+HEADER = "reference,amount,counterparty,partner,period,currency\n"
+
+
+def _applied(kinds: tuple[OperationKind, ...], starts: datetime, ends: datetime) -> list[ColumnElement[bool]]:
+    operation = CoalitionOperation
+    return [
+        col(operation.kind).in_([kind.value for kind in kinds]),
+        col(operation.status) == OperationStatus.APPLIED.value,
+        col(operation.created_at) >= starts,
+        col(operation.created_at) < ends,
+    ]
+
+
+def _operations(starts: datetime, ends: datetime):  # type: ignore[no-untyped-def]
+    """Conversions and redemptions the point's book holds as applied in [starts, ends): reference,
+    amount in minor units (the point's side), counterparty."""
+    credit = col(CoalitionOperation.kind) == OperationKind.CREDIT.value
+    conversions = (
+        select(
+            (literal("conversion:", String) + col(Conversion.id)).label("reference"),
+            func.sum(
+                case(
+                    (credit, col(Conversion.money_value_minor) - col(Conversion.fee_minor)),
+                    else_=-col(Conversion.money_value_minor),
+                )
+            ).label("amount"),
+            func.min(case((credit, col(Conversion.from_program)), else_=col(Conversion.to_program))).label(
+                "counterparty"
+            ),
+        )
+        .select_from(CoalitionOperation)
+        .join(Conversion, col(Conversion.id) == col(CoalitionOperation.saga_id))
+        .where(*_applied((OperationKind.CREDIT, OperationKind.DEBIT), starts, ends))
+        .group_by(col(Conversion.id))
+    )
+    redemptions = (
+        select(
+            (literal("redemption:", String) + col(Redemption.id)).label("reference"),
+            func.sum(-(col(Redemption.price_minor) + col(Redemption.fee_minor))).label("amount"),
+            func.min(col(Redemption.publisher)).label("counterparty"),
+        )
+        .select_from(CoalitionOperation)
+        .join(Redemption, col(Redemption.id) == col(CoalitionOperation.saga_id))
+        .where(*_applied((OperationKind.DEBIT,), starts, ends))
+        .group_by(col(Redemption.id))
+    )
+    both = union_all(conversions, redemptions).subquery()
+    return select(both.c.reference, both.c.amount, both.c.counterparty).order_by(both.c.reference)
+
+
+def _expiries(starts: datetime, ends: datetime):  # type: ignore[no-untyped-def]
+    """The expiry batches of [starts, ends), per funding program: the batch's first lot (as the
+    expiry job orders them), its transaction, the funder, the points."""
+    inner_expiry = CoalitionExpiry.__table__.alias("inner_expiry")  # type: ignore[attr-defined]
+    inner_lot = CoalitionLot.__table__.alias("inner_lot")  # type: ignore[attr-defined]
+    first_lot = (
+        select(inner_lot.c.id)
+        .join(inner_expiry, inner_expiry.c.lot_id == inner_lot.c.id)
+        .where(inner_expiry.c.ledger_transaction_id == col(CoalitionExpiry.ledger_transaction_id))
+        .order_by(inner_lot.c.expires_at, inner_lot.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            first_lot.label("first_lot"),
+            col(CoalitionExpiry.ledger_transaction_id),
+            col(CoalitionLot.funded_by),
+            func.sum(col(CoalitionExpiry.points)).label("points"),
+        )
+        .select_from(CoalitionExpiry)
+        .join(CoalitionLot, col(CoalitionLot.id) == col(CoalitionExpiry.lot_id))
+        .where(col(CoalitionExpiry.expired_at) >= starts, col(CoalitionExpiry.expired_at) < ends)
+        .group_by(col(CoalitionExpiry.ledger_transaction_id), col(CoalitionLot.funded_by))
+        .order_by("first_lot", col(CoalitionExpiry.ledger_transaction_id))
+    )
+
+
+async def _expiry_batches(
+    session: AsyncSession, rules: PointRules, starts: datetime, ends: datetime
+) -> AsyncIterator[tuple[str, int]]:
+    """Each expiry batch of [starts, ends) as (reference, what it took out of the point's
+    clearing account): the point's leg of ``breakage_legs``, so rounded as the job rounds."""
+    chart = ChartOfAccounts(rules.currency.code)
+    batch: tuple[int, str] | None = None
+    by_funder: dict[str | None, int] = defaultdict(int)
+    async for first_lot, transaction, funder, points in await session.stream(_expiries(starts, ends)):
+        if batch is not None and batch != (first_lot, transaction):
+            yield f"{EXPIRY_KIND}:{batch[0]}", breakage_legs(rules, chart, by_funder)[0].amount
+            by_funder = defaultdict(int)
+        batch = (first_lot, transaction)
+        by_funder[funder] += int(points)
+    if batch is not None:
+        yield f"{EXPIRY_KIND}:{batch[0]}", breakage_legs(rules, chart, by_funder)[0].amount
+
+
+async def records(
+    session: AsyncSession, rules: PointRules, *, period: str, starts: datetime, ends: datetime, out: IO[bytes]
+) -> None:
+    """Write the point's records of ``period`` ([starts, ends)) to ``out`` as CSV (see the
+    module's docstring), a row at a time as the database streams them."""
+    currency = rules.currency
+    fixed = f"{rules.program_id},{period},{currency.code}\n"
+    out.write(HEADER.encode())
+    async for reference, amount, counterparty in await session.stream(_operations(starts, ends)):
+        out.write(f"{reference},{currency.from_minor(int(amount))},{counterparty or ''},{fixed}".encode())
+    # A reference is one line: batches that share their first lot are summed.
+    reference, amount = None, 0
+    async for batch, taken in _expiry_batches(session, rules, starts, ends):
+        if reference is not None and batch != reference:
+            out.write(f"{reference},{currency.from_minor(amount)},,{fixed}".encode())
+            amount = 0
+        reference, amount = batch, amount + taken
+    if reference is not None:
+        out.write(f"{reference},{currency.from_minor(amount)},,{fixed}".encode())

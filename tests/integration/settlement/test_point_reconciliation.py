@@ -1,0 +1,131 @@
+"""The coalition point's records come from the exchange's own book of the point: a month of
+earns, spends, a reward paid with the point and an expiry, played through the real services,
+reconciles with no break but the conversions routed through the point, which its book never
+saw (`exchange settle reconcile-point`), is signed off and, on PostgreSQL,
+archived once every partner has signed off too; an operation of the book changed by hand shows
+as a break naming its reference (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+
+from exchange.clock import SetClock
+from exchange.conversions.models import ConversionStatus
+from exchange.demo_month import COALITION_POINT
+from exchange.programs.declarations import PartnersDirectory
+from exchange.services.container import Services, open_services
+from exchange.settings import Settings
+from exchange.settlement.breaks import BreakSelection, BulkResolveRequest
+from exchange.settlement.models import BreakKind, Resolution
+from exchange.settlement.participants import EXCHANGE
+from exchange.testing.sandboxes import SandboxFleet
+from tests.integration.test_cli import run
+from tests.integration.test_demo_month import month_on
+
+
+def counts(output: str) -> dict[str, int]:
+    return {kind: int(count) for kind, count in re.findall(r"^\s+([A-Z_]+)\s+(\d+)$", output, re.MULTILINE)}
+
+
+async def sign_off_partners(services: Services, period: str, tmp_path: Path) -> None:
+    """Every partner's records as the ledger has them (a file that agrees), imported and signed off."""
+    report = await services.settlement.period(period)
+    for position in report.positions:
+        if position.participant in (EXCHANGE, COALITION_POINT):
+            continue
+        lines = await services.settlement.ledger_lines(position.participant, period)
+        totals: dict[str, int] = {}
+        for line in lines:
+            totals[line.reference] = totals.get(line.reference, 0) + line.amount
+        file = tmp_path / f"{position.participant}.csv"
+        file.write_text(
+            "reference,amount\n"
+            + "".join(f"{ref},{report.currency.from_minor(amount)}\n" for ref, amount in totals.items() if amount)
+        )
+        with file.open("rb") as source:
+            view = await services.settlement.import_records(position.participant, period, source, by="staff")
+        assert view.unresolved == 0, position.participant
+        await services.settlement.sign_off(position.participant, period, by="staff", note=None)
+
+
+async def test_the_points_own_book_reconciles_signs_off_and_a_changed_operation_breaks(
+    database_url: str, sample_partners: PartnersDirectory, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    settings = Settings(database_url=database_url)
+    env = {"EXCHANGE_DATABASE_URL": database_url}
+    fleet = SandboxFleet(sample_partners, tmp_path / "sandboxes")
+    try:
+        month = await month_on(settings, fleet, now, tmp_path / "partners")
+        period = month.period
+        async with open_services(settings, clock=SetClock(now)) as services:
+            # One lot lapses inside the month (made due by hand): the expiry job posts its breakage.
+            lapse = services.settlement.calendar.ends_at(period) - timedelta(hours=1)
+            async with services.db.transaction() as session:
+                await session.exec(  # type: ignore[call-overload]
+                    text("UPDATE coalition_lot SET expires_at = :at WHERE id = (SELECT min(id) FROM coalition_lot)"),
+                    params={"at": lapse - timedelta(hours=1)},
+                )
+            expired = await services.coalition.expire(now=lapse)
+            assert expired.points > 0
+            await services.settlement.close(period, by="staff")
+
+            kept = tmp_path / "point.csv"
+            reconciled = run("settle", "reconcile-point", "--keep", str(kept), period, env=env)
+            assert reconciled.returncode == 0, reconciled.stderr
+            assert reconciled.stdout.startswith(f"reconciled {COALITION_POINT} {period}: "), reconciled.stdout
+            # Routed conversions never touch the point's book: each is a break the ledger explains.
+            routed = {
+                f"conversion:{c.id}"
+                for c in month.conversions
+                if c.route is not None and c.status == ConversionStatus.COMPLETED
+            }
+            found = counts(reconciled.stdout)
+            assert found["MATCHED"] >= 7, reconciled.stdout
+            assert found == {**found, "AMOUNT_MISMATCH": 0, "MISSING_IN_LEDGER": 0, "DUPLICATE": 0}, reconciled.stdout
+            assert found["MISSING_IN_PARTNER"] == len(routed), reconciled.stdout
+            first = await services.settlement.reconciliation(COALITION_POINT, period)
+            assert {view.row.reference for view in await services.settlement.breaks(first.reconciliation)} == routed
+            records = kept.read_text()
+            assert records.startswith("reference,amount,counterparty,partner,period,currency\n")
+            for kind in ("conversion:", "redemption:", "coalition-expiry:"):
+                assert f"\n{kind}" in records, (kind, records)
+            assert first.reconciliation.imported_by == "exchange:coalition-book"
+
+            # The book says a spend out of the point was given back; the ledger posted it.
+            spend = next(
+                c
+                for c in month.conversions
+                if c.from_program == COALITION_POINT and c.route is None and c.status == ConversionStatus.COMPLETED
+            )
+            change = "UPDATE coalition_operation SET status = :status WHERE operation_id = :id"
+            async with services.db.transaction() as session:
+                await session.exec(text(change), params={"status": "reversed", "id": f"{spend.id}:debit"})  # type: ignore[call-overload]
+            tampered = await services.settlement.import_point_records(period)
+            assert tampered.unresolved == len(routed) + 1
+            [broken] = [
+                b for b in await services.settlement.breaks(tampered.reconciliation) if b.row.reference not in routed
+            ]
+            assert (broken.row.kind, broken.row.reference) == (BreakKind.MISSING_IN_PARTNER, f"conversion:{spend.id}")
+            assert broken.row.ledger_amount == -spend.money_value_minor
+
+            async with services.db.transaction() as session:
+                await session.exec(text(change), params={"status": "applied", "id": f"{spend.id}:debit"})  # type: ignore[call-overload]
+            assert (await services.settlement.import_point_records(period)).unresolved == len(routed)
+            accepted = BulkResolveRequest(
+                COALITION_POINT, period, BreakSelection(), Resolution.ACCEPT_LEDGER, "routed", "staff"
+            )
+            assert (await services.settlement.resolve_many(accepted)).reconciliation.unresolved == 0
+            signed = await services.settlement.sign_off(COALITION_POINT, period, by="staff", note=None)
+            assert signed.position.signed_off_at is not None
+
+            if database_url.startswith("postgresql"):
+                await sign_off_partners(services, period, tmp_path)
+                archived = await services.settlement.archive(period, export=None)
+                assert archived.transactions > 0
+    finally:
+        await fleet.stop()
