@@ -10,32 +10,40 @@ One line per business reference, in the records-file format (``records``), from 
 side (positive when the point is owed):
 
 * ``conversion:<id>``: each conversion whose credit into the point (or debit out of it) the
-  point's book holds as applied, in the period by the operation's time. Into the point, the
-  money value less the exchange's fee; out of it, minus the money value (the conversion's own
-  figures, as quoted: the book of the point holds points, not money).
+  point's book holds as applied. Into the point, the money value less the exchange's fee; out
+  of it, minus the money value (the conversion's own figures, as quoted: the book of the point
+  holds points, not money).
+* ``conversion:<id>`` of a conversion routed through the point (A → point → B: docs/COALITION.md,
+  "Routing through the point"), which never touches the point's book: when it completed, what
+  the point kept of it by its route's legs, the first leg's money value less its fee less the
+  second leg's money value.
 * ``redemption:<id>``: each reward paid with the point whose debit the book holds as applied:
   minus the reward's price and fee.
+
+A conversion or a redemption is in the period its own time (``created_at``) falls in, the time
+the ledger posts it at, so one whose operation at the point came after midnight is still in the
+month it was made.
 * ``coalition-expiry:<lot id>``: each expiry batch of the period (by its time), named by its
   first lot as the expiry job names its transaction: minus the value of the points expired,
   rounded per keeper of the breakage as the job does (``expiry.breakage_legs``).
 
 An operation reversed (a conversion compensated, a redemption cancelled) is no record; one
 the book holds whose ledger posting lands in another period, or never came, is a break, as it
-would be in a partner's file. A conversion routed through the point (docs/COALITION.md,
-"Routing through the point") never touches the point's book, so it has no line here: its
-reference shows as ``MISSING_IN_PARTNER``, accepted as the ledger's.
+would be in a partner's file (a conversion or redemption posted as a late line of the next
+open month, say, shows as a break in both months).
 
-The rows are read as a stream, in reference order, and written as they come.
+The rows are read as a stream and written as they come.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
-from typing import IO
+from typing import IO, Any
 
-from sqlalchemy import ColumnElement, String, case, func, literal, union_all
+from sqlalchemy import ColumnElement, Executable, String, case, cast, func, literal, union_all
+from sqlalchemy.orm import Mapped
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -44,7 +52,7 @@ from exchange.coalition.expiry import breakage_legs
 from exchange.coalition.lots import OperationKind, OperationStatus
 from exchange.coalition.models import CoalitionExpiry, CoalitionLot, CoalitionOperation
 from exchange.coalition.rules import PointRules
-from exchange.conversions.models import Conversion
+from exchange.conversions.models import Conversion, ConversionStatus
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.rewards.models import Redemption
 
@@ -53,17 +61,20 @@ OWN_BOOK = "exchange:coalition-book"
 HEADER = "reference,amount,counterparty,partner,period,currency\n"
 
 
-def _applied(kinds: tuple[OperationKind, ...], starts: datetime, ends: datetime) -> list[ColumnElement[bool]]:
+def _applied(
+    kinds: tuple[OperationKind, ...], made_at: Mapped[datetime], starts: datetime, ends: datetime
+) -> list[ColumnElement[bool]]:
+    """The book's applied operations of ``kinds`` whose saga was made (``made_at``) in [starts, ends)."""
     operation = CoalitionOperation
     return [
         col(operation.kind).in_([kind.value for kind in kinds]),
         col(operation.status) == OperationStatus.APPLIED.value,
-        col(operation.created_at) >= starts,
-        col(operation.created_at) < ends,
+        made_at >= starts,
+        made_at < ends,
     ]
 
 
-def _operations(starts: datetime, ends: datetime):  # type: ignore[no-untyped-def]
+def _operations(starts: datetime, ends: datetime) -> Executable:
     """Conversions and redemptions the point's book holds as applied in [starts, ends): reference,
     amount in minor units (the point's side), counterparty."""
     credit = col(CoalitionOperation.kind) == OperationKind.CREDIT.value
@@ -82,7 +93,7 @@ def _operations(starts: datetime, ends: datetime):  # type: ignore[no-untyped-de
         )
         .select_from(CoalitionOperation)
         .join(Conversion, col(Conversion.id) == col(CoalitionOperation.saga_id))
-        .where(*_applied((OperationKind.CREDIT, OperationKind.DEBIT), starts, ends))
+        .where(*_applied((OperationKind.CREDIT, OperationKind.DEBIT), col(Conversion.created_at), starts, ends))
         .group_by(col(Conversion.id))
     )
     redemptions = (
@@ -93,14 +104,14 @@ def _operations(starts: datetime, ends: datetime):  # type: ignore[no-untyped-de
         )
         .select_from(CoalitionOperation)
         .join(Redemption, col(Redemption.id) == col(CoalitionOperation.saga_id))
-        .where(*_applied((OperationKind.DEBIT,), starts, ends))
+        .where(*_applied((OperationKind.DEBIT,), col(Redemption.created_at), starts, ends))
         .group_by(col(Redemption.id))
     )
     both = union_all(conversions, redemptions).subquery()
     return select(both.c.reference, both.c.amount, both.c.counterparty).order_by(both.c.reference)
 
 
-def _expiries(starts: datetime, ends: datetime):  # type: ignore[no-untyped-def]
+def _expiries(starts: datetime, ends: datetime) -> Executable:
     """The expiry batches of [starts, ends), per funding program: the batch's first lot (as the
     expiry job orders them), its transaction, the funder, the points."""
     inner_expiry = CoalitionExpiry.__table__.alias("inner_expiry")  # type: ignore[attr-defined]
@@ -125,6 +136,31 @@ def _expiries(starts: datetime, ends: datetime):  # type: ignore[no-untyped-def]
         .where(col(CoalitionExpiry.expired_at) >= starts, col(CoalitionExpiry.expired_at) < ends)
         .group_by(col(CoalitionExpiry.ledger_transaction_id), col(CoalitionLot.funded_by))
         .order_by("first_lot", col(CoalitionExpiry.ledger_transaction_id))
+    )
+
+
+def _routed(starts: datetime, ends: datetime) -> Executable:
+    """The conversions routed through the point that completed, made in [starts, ends): id, route."""
+    return (
+        select(col(Conversion.id), col(Conversion.route))
+        .where(
+            # A direct conversion's route is JSON null, which is not SQL NULL.
+            cast(col(Conversion.route), String) != "null",
+            col(Conversion.status) == ConversionStatus.COMPLETED.value,
+            col(Conversion.created_at) >= starts,
+            col(Conversion.created_at) < ends,
+        )
+        .order_by(col(Conversion.id))
+    )
+
+
+def kept_by_the_point(route: Sequence[Mapping[str, Any]]) -> tuple[int, str]:
+    """What the point kept of a routed conversion, in minor units, and the counterparty that
+    paid into it: the first leg's money value less its fee, less the second leg's money value
+    (what the ledger's ``partner-clearing:<point>`` keeps of the two transactions)."""
+    into, out_of = route
+    return int(into["money_value_minor"]) - int(into["fee_minor"]) - int(out_of["money_value_minor"]), str(
+        into["from_program"]
     )
 
 
@@ -156,6 +192,9 @@ async def records(
     out.write(HEADER.encode())
     async for reference, amount, counterparty in await session.stream(_operations(starts, ends)):
         out.write(f"{reference},{currency.from_minor(int(amount))},{counterparty or ''},{fixed}".encode())
+    async for conversion_id, route in await session.stream(_routed(starts, ends)):
+        kept, payer = kept_by_the_point(route)
+        out.write(f"conversion:{conversion_id},{currency.from_minor(kept)},{payer},{fixed}".encode())
     # A reference is one line: batches that share their first lot are summed.
     reference, amount = None, 0
     async for batch, taken in _expiry_batches(session, rules, starts, ends):
