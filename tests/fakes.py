@@ -115,28 +115,18 @@ class FakePartner:
             raise UnknownMember("no such member", program_id=self.program_id, call=call)
         if self.balances[member_ref] + delta < 0:
             raise InsufficientPoints("insufficient", program_id=self.program_id, call=call)
-        if fault is Fault.ACCEPT_PENDING:
-            pending = Operation(
+        if fault in (Fault.ACCEPT_PENDING, Fault.ANSWER_FAILED):
+            # Recorded, nothing moved (yet): accepted pending, or declined at once.
+            unmoved = Operation(
                 operation_id=operation_id,
                 kind=kind,
-                status=OperationState.PENDING,
+                status=OperationState.PENDING if fault is Fault.ACCEPT_PENDING else OperationState.FAILED,
                 member_ref=member_ref,
                 points=abs(delta),
                 created_at=NOW,
             )
-            self.operations[operation_id] = pending
-            return pending
-        if fault is Fault.ANSWER_FAILED:
-            failed = Operation(
-                operation_id=operation_id,
-                kind=kind,
-                status=OperationState.FAILED,
-                member_ref=member_ref,
-                points=abs(delta),
-                created_at=NOW,
-            )
-            self.operations[operation_id] = failed
-            return failed
+            self.operations[operation_id] = unmoved
+            return unmoved
         if fault is Fault.ANSWER_WITHOUT_APPLYING:
             return Operation(
                 operation_id=operation_id,
