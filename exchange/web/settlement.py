@@ -2,9 +2,11 @@
 
 Every page calls the settlement service under the rules GraphQL declares for the same work:
 reading needs ``settlement:read`` or ``settlement:write`` (GraphQL's ``STAFF``), changing needs
-``settlement:write`` (``closePeriod``, ``resolveBreaks``, ``signOffPeriod``). Closing is queued
-as a job that the gateway's job runner does (the page polls its progress with htmx); a
-partner's file is streamed to the same import as ``PUT /settlement/records/…``; breaks are
+``settlement:write`` (``closePeriod``, ``reconcileCoalitionPoint``, ``resolveBreaks``,
+``signOffPeriod``). Closing is queued as a job that the gateway's job runner does (the page polls
+its progress with htmx); a partner's file is streamed to the same import as
+``PUT /settlement/records/…``, and the coalition point's records are written from the exchange's
+own book of the point by the same import as ``exchange settle reconcile-point``; breaks are
 resolved in bulk by ids or by the page's filter. A refusal re-renders the page with the reason
 and changes nothing.
 """
@@ -38,7 +40,7 @@ from exchange.web.visitors import visitor_of
 BASE = "/console/settlement"
 #: Who reads settlement pages: as GraphQL's settlement fields (``STAFF``).
 READS = requires(Scope.SETTLEMENT_READ, Scope.SETTLEMENT_WRITE)
-#: Who changes settlement: as ``closePeriod``, ``resolveBreaks`` and ``signOffPeriod``.
+#: Who changes settlement: as ``closePeriod``, ``reconcileCoalitionPoint``, ``resolveBreaks`` and ``signOffPeriod``.
 WRITES = requires(Scope.SETTLEMENT_WRITE)
 BREAKS_PAGE = 50
 TRAIL_LENGTH = 50
@@ -120,6 +122,12 @@ class SettlementConsole:
             self._page("/settlement/{period}/reconciliations/{partner}/breaks.csv", self.break_report, rule=READS),
             self._page(
                 "/settlement/{period}/reconciliations/{partner}/records", self.upload, rule=WRITES, methods=["PUT"]
+            ),
+            self._page(
+                "/settlement/{period}/reconciliations/{partner}/from-book",
+                self.reconcile_point,
+                rule=WRITES,
+                methods=["POST"],
             ),
             self._page(
                 "/settlement/{period}/reconciliations/{partner}/resolve",
@@ -287,6 +295,7 @@ class SettlementConsole:
             "error": FieldProblem.of(error) if error else None,
             "notice": notice or query.get("notice"),
             "can_write": WRITES.allows(visitor_of(request).principal),
+            "is_point": await self._is_point(partner),
             "reconciliation": None,
             "trail": [],
             "max_reason": MAX_REASON,
@@ -354,6 +363,23 @@ class SettlementConsole:
                 "unresolvedBreaks": view.unresolved,
             }
         )
+
+    async def _is_point(self, participant: str) -> bool:
+        """Whether ``participant`` is the coalition point, whose records come from the exchange's
+        own book of it rather than from a partner's file."""
+        return (await self.catalog.get()).coalition.point_program_id == participant
+
+    async def reconcile_point(self, request: Request) -> Response:
+        """The coalition point's records, written from the exchange's own book of the point and
+        imported (``reconcileCoalitionPoint``); any other participant has no such book here."""
+        period, partner = request.path_params["period"], request.path_params["partner"]
+        if not await self._is_point(partner):
+            return self.pages.render(request, "refused.html", _not_found(), status_code=404)
+        try:
+            await self.settlement.import_point_records(period)
+        except ExchangeError as refused:
+            return await self.reconciliation(request, error=refused)
+        return RedirectResponse(reconciliation_url(period, partner, notice="reconciled-from-book"), status_code=303)
 
     async def resolve(self, request: Request) -> Response:
         period, partner = request.path_params["period"], request.path_params["partner"]

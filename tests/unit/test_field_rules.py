@@ -354,6 +354,7 @@ EXPECTED: dict[str, str] = {
     },
     "Mutation.closePeriod": STAFF,
     "Mutation.importPartnerRecords": STAFF_OR_OWNER,
+    "Mutation.reconcileCoalitionPoint": STAFF,
     "Mutation.resolveBreak": STAFF,
     "Mutation.resolveBreaks": STAFF,
     **{f"BreaksResolved.{name}": STAFF for name in ("resolved", "unchanged", "reconciliation")},

@@ -127,6 +127,16 @@ class SettlementMutations:
         return Reconciliation.of(view)
 
     @strawberry.mutation(
+        description="Reconcile the coalition point of a closed period: its records are written from "
+        "the exchange's own book of the point (its operations and expiries; no partner sends them) and "
+        "imported as `importPartnerRecords` imports a partner's file, recorded as imported by that book. "
+        "Then resolve its breaks and sign it off as a partner's. `NOT_FOUND` when no point is declared.",
+        extensions=[authorize(STAFF_WRITES)],
+    )
+    async def reconcile_coalition_point(self, info: Info[Context, None], period: PeriodName) -> Reconciliation | None:
+        return Reconciliation.of(await info.context.services.settlement.import_point_records(period))
+
+    @strawberry.mutation(
         description="Resolve a break of a current reconciliation: ACCEPT_LEDGER (the ledger's "
         "figure stands) or ADJUST (a balanced adjustment between the partner and a counterparty "
         "is posted into the next open period, referenced `break:<id>`). Who and why are recorded.",

@@ -1,0 +1,99 @@
+"""Staff reconcile the coalition point in the settlement console, in a real browser: no partner
+sends its records, so its reconciliation page offers no upload but a button that writes them
+from the exchange's own book of the point (as `exchange settle reconcile-point` does) and then
+shows how they compared, as after an upload. In both languages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from exchange.auth.scopes import Role
+from exchange.services.container import open_services
+from exchange.testing.databases import PostgresDatabases
+from tests.factories import conversion
+from tests.web.conftest import Gateway, console_sign_in, open_context, run_async
+from tests.web.settlement_month import settling_gateway
+from tests.web.test_settlement_browser import fact
+
+Screenshot = Callable[[Page, str], Path]
+POINT = "coalition"
+#: What the pages say, by language: the button, the notice after it, and the importer's fact.
+SAID = {
+    "en": (
+        "Reconcile from the exchange's own book of the point",
+        "written from the exchange's own book",
+        "Imported by",
+    ),
+    "zh-TW": ("依交換平台自有的聯盟點數帳簿對帳", "已依交換平台自有的聯盟點數帳簿寫出", "匯入者"),
+}
+
+
+async def spend_the_point_and_close(gateway: Gateway, period: str) -> None:
+    """A conversion out of the point that the ledger posts and the point's book has no
+    operation of (posted by hand), then ``period`` closed: one break to show."""
+    async with open_services(gateway.settings) as services:
+        settlement = services.settlement
+        during = settlement.calendar.starts_at(period) + timedelta(days=12)
+        async with services.db.transaction() as session:
+            await settlement.ledger.post_many(session, [conversion("p1", POINT, "fresh-mart", 1_500, 30, at=during)])
+        await settlement.close(period, by="test")
+
+
+@pytest.fixture(scope="module")
+def point_month(postgres_databases: PostgresDatabases) -> Iterator[tuple[Gateway, str]]:
+    for gateway, period in settling_gateway(postgres_databases):
+        run_async(partial(spend_the_point_and_close, gateway, period))
+        yield gateway, period
+
+
+@pytest.mark.parametrize("language", ["en", "zh-TW"])
+def test_staff_reconcile_the_point_from_its_own_book_with_a_button(
+    browser: Browser, point_month: tuple[Gateway, str], screenshot: Screenshot, language: str
+) -> None:
+    gateway, period = point_month
+    button, notice, imported_by = SAID[language]
+    context = open_context(browser, gateway, locale=language)
+    try:
+        page = context.new_page()
+        console_sign_in(page, gateway.person(Role.SETTLEMENT))
+        page.goto(f"/console/settlement/{period}")
+        page.locator(f"a[href='/console/settlement/{period}/reconciliations/{POINT}']").click()
+        expect(page.get_by_role("button", name=button)).to_be_visible()
+        expect(page.locator("#records")).to_have_count(0)  # no file to upload: staff have none
+        screenshot(page, "before")
+
+        page.get_by_role("button", name=button).click()
+        expect(page.get_by_role("status").first).to_contain_text(notice)
+        expect(page.locator("#open-breaks")).to_have_text("1")
+        expect(fact(page, imported_by)).to_contain_text("exchange:coalition-book")
+        expect(page.get_by_role("table").first).to_contain_text("conversion:p1")
+        screenshot(page, "reconciled")
+        assert page.evaluate("window.__cspViolations") == []
+    finally:
+        context.close()
+
+
+def test_a_participant_other_than_the_point_has_no_book_to_reconcile_from(
+    browser: Browser, point_month: tuple[Gateway, str]
+) -> None:
+    gateway, period = point_month
+    context = open_context(browser, gateway)
+    try:
+        page = context.new_page()
+        console_sign_in(page, gateway.person(Role.SETTLEMENT))
+        page.goto(f"/console/settlement/{period}/reconciliations/fresh-mart")
+        expect(page.get_by_label("Records file (CSV)")).to_be_visible()
+        expect(page.get_by_role("button", name=SAID["en"][0])).to_have_count(0)
+        csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
+        answer = page.request.post(
+            f"/console/settlement/{period}/reconciliations/fresh-mart/from-book", form={"csrf_token": csrf or ""}
+        )
+        assert answer.status == 404
+    finally:
+        context.close()
