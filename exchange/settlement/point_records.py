@@ -17,8 +17,12 @@ side (positive when the point is owed):
   "Routing through the point"), which never touches the point's book: when it completed, what
   the point kept of it by its route's legs, the first leg's money value less its fee less the
   second leg's money value.
-* ``redemption:<id>``: each reward paid with the point whose debit the book holds as applied:
-  minus the reward's price and fee.
+* ``redemption:<id>``: each reward paid with the point whose debit the book holds: minus the
+  reward's price and fee; and, when a cancel (the member's, the publisher's, or delivery not
+  confirmed in time) gave the points back, plus price and fee in the period the book reversed
+  the debit, as the ledger posts the cancel's reversal at its own time. A redemption cancelled
+  in a later month so reconciles in both months, and a month's records do not change when a
+  later month cancels one of its redemptions.
 
 A conversion or a redemption is in the period its own time (``created_at``) falls in, the time
 the ledger posts it at, so one whose operation at the point came after midnight is still in the
@@ -27,8 +31,8 @@ month it was made.
   first lot as the expiry job names its transaction: minus the value of the points expired,
   rounded per keeper of the breakage as the job does (``expiry.breakage_legs``).
 
-An operation reversed (a conversion compensated, a redemption cancelled) is no record; one
-the book holds whose ledger posting lands in another period, or never came, is a break, as it
+An operation its saga undid before the ledger posted it (a conversion compensated, a debit
+given back in doubt) is no record; one the book holds whose ledger posting lands in another period, or never came, is a break, as it
 would be in a partner's file (a conversion or redemption posted as a late line of the next
 open month, say, shows as a break in both months).
 
@@ -42,7 +46,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import ColumnElement, Executable, String, case, cast, func, literal, union_all
+from sqlalchemy import ColumnElement, Executable, Select, String, and_, case, cast, func, literal, or_, union_all
 from sqlalchemy.orm import Mapped
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -64,7 +68,8 @@ HEADER = "reference,amount,counterparty,partner,period,currency\n"
 def _applied(
     kinds: tuple[OperationKind, ...], made_at: Mapped[datetime], starts: datetime, ends: datetime
 ) -> list[ColumnElement[bool]]:
-    """The book's applied operations of ``kinds`` whose saga was made (``made_at``) in [starts, ends)."""
+    """The book's applied operations of ``kinds`` whose time (``made_at``: their saga's, or their
+    own) falls in [starts, ends)."""
     operation = CoalitionOperation
     return [
         col(operation.kind).in_([kind.value for kind in kinds]),
@@ -96,19 +101,52 @@ def _operations(starts: datetime, ends: datetime) -> Executable:
         .where(*_applied((OperationKind.CREDIT, OperationKind.DEBIT), col(Conversion.created_at), starts, ends))
         .group_by(col(Conversion.id))
     )
-    redemptions = (
-        select(
-            (literal("redemption:", String) + col(Redemption.id)).label("reference"),
-            func.sum(-(col(Redemption.price_minor) + col(Redemption.fee_minor))).label("amount"),
-            func.min(col(Redemption.publisher)).label("counterparty"),
-        )
+    both = union_all(conversions, _redemptions(starts, ends)).subquery()
+    return select(both.c.reference, both.c.amount, both.c.counterparty).order_by(both.c.reference)
+
+
+def _redemptions(starts: datetime, ends: datetime) -> Select[str, Any, str]:
+    """Rewards paid with the point, per reference, as the ledger posts them in [starts, ends):
+    the debit in the month the redemption was made, minus price and fee (even when a later
+    cancel gave the points back); a cancel's reversal of the debit in the month the book
+    reversed it, plus price and fee. A debit the saga undid itself (no cancel: the ledger
+    never posted it) is no record; nor is a reference whose two lines net to zero in one month."""
+    cancelled = col(Redemption.cancelled_by).is_not(None)
+    price = col(Redemption.price_minor) + col(Redemption.fee_minor)
+    debits: Select[str, int, str] = (
+        select(col(Redemption.id).label("id"), (-price).label("amount"), col(Redemption.publisher).label("publisher"))
         .select_from(CoalitionOperation)
         .join(Redemption, col(Redemption.id) == col(CoalitionOperation.saga_id))
-        .where(*_applied((OperationKind.DEBIT,), col(Redemption.created_at), starts, ends))
-        .group_by(col(Redemption.id))
+        .where(
+            col(CoalitionOperation.kind) == OperationKind.DEBIT.value,
+            or_(
+                col(CoalitionOperation.status) == OperationStatus.APPLIED.value,
+                and_(col(CoalitionOperation.status) == OperationStatus.REVERSED.value, cancelled),
+            ),
+            col(Redemption.created_at) >= starts,
+            col(Redemption.created_at) < ends,
+        )
     )
-    both = union_all(conversions, redemptions).subquery()
-    return select(both.c.reference, both.c.amount, both.c.counterparty).order_by(both.c.reference)
+    reversals: Select[str, int, str] = (
+        select(col(Redemption.id).label("id"), price.label("amount"), col(Redemption.publisher).label("publisher"))
+        .select_from(CoalitionOperation)
+        .join(Redemption, col(Redemption.id) == col(CoalitionOperation.saga_id))
+        .where(
+            *_applied((OperationKind.REVERSAL,), col(CoalitionOperation.created_at), starts, ends),
+            col(CoalitionOperation.points) > 0,
+            cancelled,
+        )
+    )
+    moves = union_all(debits, reversals).subquery()
+    return (
+        select(
+            (literal("redemption:", String) + moves.c.id).label("reference"),
+            func.sum(moves.c.amount).label("amount"),
+            func.min(moves.c.publisher).label("counterparty"),
+        )
+        .group_by(moves.c.id)
+        .having(func.sum(moves.c.amount) != 0)
+    )
 
 
 def _expiries(starts: datetime, ends: datetime) -> Executable:

@@ -9,23 +9,12 @@ from datetime import UTC, datetime
 
 from exchange.conversions.models import ConversionStatus
 from exchange.db.database import Database
-from exchange.ledger.posting import Ledger
-from exchange.services.settlement import SettlementService
-from exchange.settlement.keys import StatementKeys
 from tests.fakes import Fault
-from tests.integration.settlement.conftest import ISSUER, RETENTION_YEARS, SECRET, TAIPEI
-from tests.integration.test_conversion_saga import World, make_world
+from tests.integration.settlement.conftest import settlement_on
+from tests.integration.test_conversion_saga import make_world
 
 #: A minute before November ends in Taipei.
 LAST_MINUTE = datetime(2026, 11, 30, 15, 59, tzinfo=UTC)
-
-
-async def settlement_of(world: World) -> SettlementService:
-    keys = StatementKeys(world.db, SECRET, world.clock, retention_years=RETENTION_YEARS)
-    async with world.db.transaction() as session:
-        await keys.ensure_active(session)
-    ledger = Ledger(timezone=TAIPEI, clock=world.clock)
-    return SettlementService(db=world.db, ledger=ledger, clock=world.clock, keys=keys, issuer=ISSUER)
 
 
 def references(document: str) -> dict[str, list[dict[str, str]]]:
@@ -42,7 +31,7 @@ async def test_a_conversion_in_doubt_at_month_end_is_the_next_months_late_line(d
     world.partners["fresh-mart"].fail_next("credit", Fault.APPLY_THEN_LOSE_ANSWER)
     conversion = await world.execute(await world.quote(1000))
     assert conversion.status == ConversionStatus.PENDING
-    settlement = await settlement_of(world)
+    settlement = await settlement_on(world.db, world.clock)
     world.clock.advance(hours=1)  # December in Taipei: November is over, the conversion still in doubt
     await settlement.close("2026-11", by="staff")
     reference = f"conversion:{conversion.id}"
