@@ -17,20 +17,25 @@ side (positive when the point is owed):
   "Routing through the point"), which never touches the point's book: when it completed, what
   the point kept of it by its route's legs, the first leg's money value less its fee less the
   second leg's money value.
-* ``redemption:<id>``: each reward paid with the point whose debit the book holds as applied:
-  minus the reward's price and fee.
-
-A conversion or a redemption is in the period its own time (``created_at``) falls in, the time
-the ledger posts it at, so one whose operation at the point came after midnight is still in the
-month it was made.
+* ``redemption:<id>``: each reward paid with the point whose debit the book holds: minus the
+  reward's price and fee; and, when a cancel (the member's, the publisher's, or delivery not
+  confirmed in time) gave the points back, plus price and fee, placed by the cancel's own
+  reversal. A redemption cancelled in a later month so reconciles in both months, and a
+  month's records do not change when a later month cancels one of its redemptions.
 * ``coalition-expiry:<lot id>``: each expiry batch of the period (by its time), named by its
   first lot as the expiry job names its transaction: minus the value of the points expired,
   rounded per keeper of the breakage as the job does (``expiry.breakage_legs``).
 
-An operation reversed (a conversion compensated, a redemption cancelled) is no record; one
-the book holds whose ledger posting lands in another period, or never came, is a break, as it
-would be in a partner's file (a conversion or redemption posted as a late line of the next
-open month, say, shows as a break in both months).
+Which month a line is in (``Month.holds``): the period the ledger posted its transaction into,
+which is the month it was made in, or, when that month closed while it was still in flight,
+the first month open when it posted (a late line, as in every participant's statement); one
+the ledger has not posted, the month it was made in (``created_at``; a cancel's reversal, the
+book's). The book's lines never move after the fact, and a late line is matched where the
+statements show it, not a break in two months. What is taken from the ledger is only that
+month: each line's presence and amount come from the book, so an operation the book holds
+that the ledger never posted, or posted otherwise, is a break. An operation its saga undid
+before the ledger posted it (a conversion compensated, a debit given back in doubt) is no
+record.
 
 The rows are read as a stream and written as they come.
 """
@@ -39,10 +44,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import ColumnElement, Executable, String, case, cast, func, literal, union_all
+from sqlalchemy import ColumnElement, Executable, Select, String, and_, case, cast, func, literal, or_, union_all
 from sqlalchemy.orm import Mapped
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -54,6 +60,7 @@ from exchange.coalition.models import CoalitionExpiry, CoalitionLot, CoalitionOp
 from exchange.coalition.rules import PointRules
 from exchange.conversions.models import Conversion, ConversionStatus
 from exchange.ledger.accounts import ChartOfAccounts
+from exchange.ledger.models import LedgerTransaction
 from exchange.rewards.models import Redemption
 
 #: Who the reconciliation records as having imported the point's records.
@@ -61,21 +68,39 @@ OWN_BOOK = "exchange:coalition-book"
 HEADER = "reference,amount,counterparty,partner,period,currency\n"
 
 
-def _applied(
-    kinds: tuple[OperationKind, ...], made_at: Mapped[datetime], starts: datetime, ends: datetime
-) -> list[ColumnElement[bool]]:
-    """The book's applied operations of ``kinds`` whose saga was made (``made_at``) in [starts, ends)."""
-    operation = CoalitionOperation
+@dataclass(frozen=True, slots=True)
+class Month:
+    """The period the records are of, and its bounds [starts, ends) in the settlement time zone."""
+
+    period: str
+    starts: datetime
+    ends: datetime
+
+    def holds(self, transaction_id: ColumnElement[str], made_at: Mapped[datetime]) -> ColumnElement[bool]:
+        """Whether a record falls in this month: the period the ledger posted ``transaction_id``
+        into (its own month, or as a late line the first month open when it was posted); one
+        the ledger has not posted, the month ``made_at`` falls in (where it shows as a break)."""
+        posted = (
+            select(col(LedgerTransaction.period)).where(col(LedgerTransaction.id) == transaction_id).scalar_subquery()
+        )
+        return or_(posted == self.period, and_(posted.is_(None), made_at >= self.starts, made_at < self.ends))
+
+
+def _applied(kinds: tuple[OperationKind, ...]) -> list[ColumnElement[bool]]:
+    """The book's applied operations of ``kinds``."""
     return [
-        col(operation.kind).in_([kind.value for kind in kinds]),
-        col(operation.status) == OperationStatus.APPLIED.value,
-        made_at >= starts,
-        made_at < ends,
+        col(CoalitionOperation.kind).in_([kind.value for kind in kinds]),
+        col(CoalitionOperation.status) == OperationStatus.APPLIED.value,
     ]
 
 
-def _operations(starts: datetime, ends: datetime) -> Executable:
-    """Conversions and redemptions the point's book holds as applied in [starts, ends): reference,
+def _transaction(prefix: str, saga_id: Mapped[str], suffix: str = "") -> ColumnElement[str]:
+    """The id of the ledger transaction a saga posts (``conversion:<id>``, ``redemption:<id>:reversal``)."""
+    return literal(prefix, String) + saga_id + literal(suffix, String)
+
+
+def _operations(month: Month) -> Executable:
+    """Conversions and redemptions the point's book holds as applied in ``month``: reference,
     amount in minor units (the point's side), counterparty."""
     credit = col(CoalitionOperation.kind) == OperationKind.CREDIT.value
     conversions = (
@@ -93,22 +118,60 @@ def _operations(starts: datetime, ends: datetime) -> Executable:
         )
         .select_from(CoalitionOperation)
         .join(Conversion, col(Conversion.id) == col(CoalitionOperation.saga_id))
-        .where(*_applied((OperationKind.CREDIT, OperationKind.DEBIT), col(Conversion.created_at), starts, ends))
+        .where(
+            *_applied((OperationKind.CREDIT, OperationKind.DEBIT)),
+            month.holds(_transaction("conversion:", col(Conversion.id)), col(Conversion.created_at)),
+        )
         .group_by(col(Conversion.id))
     )
-    redemptions = (
-        select(
-            (literal("redemption:", String) + col(Redemption.id)).label("reference"),
-            func.sum(-(col(Redemption.price_minor) + col(Redemption.fee_minor))).label("amount"),
-            func.min(col(Redemption.publisher)).label("counterparty"),
-        )
+    both = union_all(conversions, _redemptions(month)).subquery()
+    return select(both.c.reference, both.c.amount, both.c.counterparty).order_by(both.c.reference)
+
+
+def _redemptions(month: Month) -> Select[str, Any, str]:
+    """Rewards paid with the point, per reference, as the ledger posts them in ``month``:
+    the debit in the month the redemption was made, minus price and fee (even when a later
+    cancel gave the points back); a cancel's reversal of the debit in the month the book
+    reversed it, plus price and fee. A debit the saga undid itself (no cancel: the ledger
+    never posted it) is no record; nor is a reference whose two lines net to zero in one month."""
+    cancelled = col(Redemption.cancelled_by).is_not(None)
+    price = col(Redemption.price_minor) + col(Redemption.fee_minor)
+    debits: Select[str, int, str] = (
+        select(col(Redemption.id).label("id"), (-price).label("amount"), col(Redemption.publisher).label("publisher"))
         .select_from(CoalitionOperation)
         .join(Redemption, col(Redemption.id) == col(CoalitionOperation.saga_id))
-        .where(*_applied((OperationKind.DEBIT,), col(Redemption.created_at), starts, ends))
-        .group_by(col(Redemption.id))
+        .where(
+            col(CoalitionOperation.kind) == OperationKind.DEBIT.value,
+            or_(
+                col(CoalitionOperation.status) == OperationStatus.APPLIED.value,
+                and_(col(CoalitionOperation.status) == OperationStatus.REVERSED.value, cancelled),
+            ),
+            month.holds(_transaction("redemption:", col(Redemption.id)), col(Redemption.created_at)),
+        )
     )
-    both = union_all(conversions, redemptions).subquery()
-    return select(both.c.reference, both.c.amount, both.c.counterparty).order_by(both.c.reference)
+    reversals: Select[str, int, str] = (
+        select(col(Redemption.id).label("id"), price.label("amount"), col(Redemption.publisher).label("publisher"))
+        .select_from(CoalitionOperation)
+        .join(Redemption, col(Redemption.id) == col(CoalitionOperation.saga_id))
+        .where(
+            *_applied((OperationKind.REVERSAL,)),
+            month.holds(
+                _transaction("redemption:", col(Redemption.id), ":reversal"), col(CoalitionOperation.created_at)
+            ),
+            col(CoalitionOperation.points) > 0,
+            cancelled,
+        )
+    )
+    moves = union_all(debits, reversals).subquery()
+    return (
+        select(
+            (literal("redemption:", String) + moves.c.id).label("reference"),
+            func.sum(moves.c.amount).label("amount"),
+            func.min(moves.c.publisher).label("counterparty"),
+        )
+        .group_by(moves.c.id)
+        .having(func.sum(moves.c.amount) != 0)
+    )
 
 
 def _expiries(starts: datetime, ends: datetime) -> Executable:
@@ -139,16 +202,16 @@ def _expiries(starts: datetime, ends: datetime) -> Executable:
     )
 
 
-def _routed(starts: datetime, ends: datetime) -> Executable:
-    """The conversions routed through the point that completed, made in [starts, ends): id, route."""
+def _routed(month: Month) -> Executable:
+    """The conversions routed through the point that completed, in ``month``: id, route."""
     return (
         select(col(Conversion.id), col(Conversion.route))
         .where(
             # A direct conversion's route is JSON null, which is not SQL NULL.
             cast(col(Conversion.route), String) != "null",
             col(Conversion.status) == ConversionStatus.COMPLETED.value,
-            col(Conversion.created_at) >= starts,
-            col(Conversion.created_at) < ends,
+            # Both legs are posted in one unit of work: the first's period is the second's.
+            month.holds(_transaction("conversion:", col(Conversion.id), ":1"), col(Conversion.created_at)),
         )
         .order_by(col(Conversion.id))
     )
@@ -190,9 +253,10 @@ async def records(
     currency = rules.currency
     fixed = f"{rules.program_id},{period},{currency.code}\n"
     out.write(HEADER.encode())
-    async for reference, amount, counterparty in await session.stream(_operations(starts, ends)):
+    month = Month(period, starts, ends)
+    async for reference, amount, counterparty in await session.stream(_operations(month)):
         out.write(f"{reference},{currency.from_minor(int(amount))},{counterparty or ''},{fixed}".encode())
-    async for conversion_id, route in await session.stream(_routed(starts, ends)):
+    async for conversion_id, route in await session.stream(_routed(month)):
         kept, payer = kept_by_the_point(route)
         out.write(f"conversion:{conversion_id},{currency.from_minor(kept)},{payer},{fixed}".encode())
     # A reference is one line: batches that share their first lot are summed.

@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -60,6 +61,7 @@ from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import member_with_accounts
 from tests.fakes import FakePartner, Fault
+from tests.integration.settlement.conftest import settlement_on
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -498,3 +500,63 @@ async def test_two_workers_settle_each_redemption_in_doubt_once(pg_db: Database)
     assert balances["member-points:happy-card"] == -3 * 612
     assert balances["partner-clearing:formosa-air"] == 3 * 15000
     assert await world.stock(reward) == 17
+
+
+async def test_a_redemption_paid_with_the_point_and_cancelled_next_month_reconciles_in_both_months(
+    world: World, tmp_path: Path
+) -> None:
+    """The ledger keeps the redemption in November and posts its reversal in December, when it
+    was cancelled: the point's records (written from its own book) say the same, so both months
+    reconcile with no break, and November's records do not change when December cancels."""
+    async with world.db.transaction() as session:
+        await link_coalition_accounts(session, T0, member_id=world.alice)
+    await world.point.credit("earned:credit", world.alice, 1000)
+    async with world.db.transaction() as session:  # earned in October, a month not reconciled here
+        await world.saga.ledger.post(
+            session,
+            conversion_transaction(
+                chart=ChartOfAccounts("TWD"),
+                transaction_id="conversion:earned",
+                conversion_id="earned",
+                source="fresh-mart",
+                target=POINT,
+                points_in=10_000,
+                points_out=1000,
+                money_value_minor=100_000,
+                fee_minor=0,
+                effective_at=datetime(2026, 10, 20, tzinfo=UTC),
+            ),
+        )
+    reward = await world.reward()
+    request = RedeemRequest(
+        member_id=world.alice,
+        reward_id=reward.id,
+        pay_with=POINT,
+        idempotency_key="k-point",
+        authority=DebitAuthority(asserted_by="happy-card", exchange_held=frozenset({POINT}), spends_exchange_held=True),
+    )
+    redemption = await world.saga.redeem(request)
+    assert redemption.status == RedemptionStatus.COMPLETED
+    reference = f"redemption:{redemption.id}"
+    settlement = await settlement_on(world.db, world.clock)
+
+    world.clock.advance(days=11)  # 1 December in Taipei, before the reward's delivery is due
+    for period in ("2026-10", "2026-11"):
+        await settlement.close(period, by="staff")
+    before = await settlement.import_point_records("2026-11")
+    assert before.unresolved == 0
+    cancelled = await world.saga.cancel(redemption.id, member_id=world.alice)
+    assert cancelled.status == RedemptionStatus.REVERSED
+    world.clock.advance(days=31)  # January
+    await settlement.close("2026-12", by="staff")
+
+    for period, amount, publisher in (("2026-11", "-153.00", 15_000), ("2026-12", "153.00", -15_000)):
+        kept = tmp_path / f"{period}.csv"
+        view = await settlement.import_point_records(period, keep=kept)
+        assert view.unresolved == 0, [b.row for b in await settlement.breaks(view.reconciliation)]
+        assert f"\n{reference},{amount},formosa-air,{POINT},{period},TWD\n" in kept.read_text()
+        lines = await settlement.ledger_lines("formosa-air", period)
+        assert [line.amount for line in lines if line.reference == reference] == [publisher]
+    assert (await world.balances())["member-points:coalition"] == 1000
+    assert (await world.point.account(world.alice)).balance == 1000
+    assert await point_in_flight(world) == 0

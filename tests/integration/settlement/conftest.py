@@ -37,17 +37,17 @@ def clock() -> FrozenClock:
 
 
 async def ready_service(db: Database, clock: FrozenClock) -> SettlementService:
-    keys = StatementKeys(db, SECRET, clock, retention_years=RETENTION_YEARS)
     async with db.transaction() as session:
         await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), clock.now())
+    return await settlement_on(db, clock)
+
+
+async def settlement_on(db: Database, clock: FrozenClock) -> SettlementService:
+    """A settlement service (with an active statement key) on a database whose programs are loaded."""
+    keys = StatementKeys(db, SECRET, clock, retention_years=RETENTION_YEARS)
+    async with db.transaction() as session:
         await keys.ensure_active(session)
-    return SettlementService(
-        db=db,
-        ledger=Ledger(timezone=TAIPEI, clock=clock),
-        clock=clock,
-        keys=keys,
-        issuer=ISSUER,
-    )
+    return SettlementService(db=db, ledger=Ledger(timezone=TAIPEI, clock=clock), clock=clock, keys=keys, issuer=ISSUER)
 
 
 @pytest.fixture
