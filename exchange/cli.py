@@ -714,7 +714,7 @@ def _print_reconciliation(view: ReconciliationView) -> None:
     ):
         click.echo(f"  {name:<20} {count:>12}")
     for name, minor in (
-        ("your file's total", view.totals.records),
+        ("the file's total", view.totals.records),
         ("the statement's net", view.totals.ledger),
         ("difference (breaks)", view.totals.difference),
     ):
