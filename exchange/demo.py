@@ -53,6 +53,9 @@ from exchange.settings import Settings
 from exchange.text import counted
 
 EXAMPLE_QUERY = "{ programs { id name pointValue tiers { name level } } }"
+#: The banner's query as a member, as README's "Calling the API with a token" has it: each
+#: account with its program (alice's memberRef is the same at every partner).
+MEMBER_QUERY = "{ viewer { assertedBy } me { id linkedAccounts { memberRef program { name } } } }"
 CREDENTIALS_FILE = "credentials.json"
 #: In the data directory while last month is being built: there, a build began and did not end.
 UNFINISHED_BUILD = "last-month-unfinished"
@@ -133,7 +136,7 @@ def banner(
             f'      -d \'{{"query": "{EXAMPLE_QUERY}"}}\'',
             '  and, as a member (see README.md, "Calling the API with a token"):',
             f"""    curl -s {url} -H "authorization: Bearer $(jq -r '.members.alice.tokens["wallet-pay"]' {credentials})" \\""",
-            "      -H 'content-type: application/json' -d '{\"query\": \"{ me { id linkedAccounts { memberRef } } }\"}'",
+            f"      -H 'content-type: application/json' -d '{{\"query\": \"{MEMBER_QUERY}\"}}'",
             "Stop it with Ctrl-C.",
             "",
         ]
