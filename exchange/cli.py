@@ -191,7 +191,9 @@ def main() -> None:
       rotate a signing key         exchange keys rotate (--statements for statements)
       close last month             exchange settle close --previous; then, per partner,
                                    exchange settle reconcile, exchange settle resolve,
-                                   exchange settle sign-off
+                                   exchange settle sign-off; the coalition point's
+                                   records come from exchange settle reconcile-point
+                                   PERIOD, then resolve and sign off as for a partner
       finish what a crash left     exchange recover
 
     \b
@@ -714,7 +716,7 @@ def _print_reconciliation(view: ReconciliationView) -> None:
     ):
         click.echo(f"  {name:<20} {count:>12}")
     for name, minor in (
-        ("your file's total", view.totals.records),
+        ("the file's total", view.totals.records),
         ("the statement's net", view.totals.ledger),
         ("difference (breaks)", view.totals.difference),
     ):

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import shlex
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +56,9 @@ from exchange.settings import Settings
 from exchange.text import counted
 
 EXAMPLE_QUERY = "{ programs { id name pointValue tiers { name level } } }"
+#: The banner's query as a member, as README's "Calling the API with a token" has it: each
+#: account with its program (alice's memberRef is the same at every partner).
+MEMBER_QUERY = "{ viewer { assertedBy } me { id linkedAccounts { memberRef program { name } } } }"
 CREDENTIALS_FILE = "credentials.json"
 #: In the data directory while last month is being built: there, a build began and did not end.
 UNFINISHED_BUILD = "last-month-unfinished"
@@ -133,7 +139,7 @@ def banner(
             f'      -d \'{{"query": "{EXAMPLE_QUERY}"}}\'',
             '  and, as a member (see README.md, "Calling the API with a token"):',
             f"""    curl -s {url} -H "authorization: Bearer $(jq -r '.members.alice.tokens["wallet-pay"]' {credentials})" \\""",
-            "      -H 'content-type: application/json' -d '{\"query\": \"{ me { id linkedAccounts { memberRef } } }\"}'",
+            f"      -H 'content-type: application/json' -d '{{\"query\": \"{MEMBER_QUERY}\"}}'",
             "Stop it with Ctrl-C.",
             "",
         ]
@@ -278,6 +284,47 @@ async def write_credentials(
     return path
 
 
+#: The loggers the month's planted partner failures warn on: each retry of a call, each
+#: conversion left to ask again.
+PLANTED_FAILURE_LOGGERS = ("exchange.connectors", "exchange.sagas")
+
+
+class RepeatsLeftOut(logging.Filter):
+    """Lets each warning through once, counting the repeats it leaves out. The same warning is
+    the same text with the same values, whatever its floats (a retry's random delay): the demo
+    drives its month's recovery round after round at one instant, and a planted failure warned
+    three lines a round, which read as a loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left_out = 0
+        self._seen: set[tuple[str, ...]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        said = (record.name, str(record.msg), *(str(arg) for arg in args if not isinstance(arg, float)))
+        if said in self._seen:
+            self.left_out += 1
+            return False
+        self._seen.add(said)
+        return True
+
+
+@contextmanager
+def repeats_left_out(logger_names: tuple[str, ...] = PLANTED_FAILURE_LOGGERS) -> Iterator[RepeatsLeftOut]:
+    """Within the block only (the demo's month build; the gateway it serves afterwards, like
+    any deployment, logs every warning), each warning of these loggers is logged once."""
+    repeats = RepeatsLeftOut()
+    loggers = [logging.getLogger(name) for name in logger_names]
+    for logger in loggers:
+        logger.addFilter(repeats)
+    try:
+        yield repeats
+    finally:
+        for logger in loggers:
+            logger.removeFilter(repeats)
+
+
 def start_afresh(data_dir: Path) -> str:
     return f"remove {data_dir} to start afresh"
 
@@ -294,20 +341,27 @@ async def prepare_last_month(settings: Settings, data_dir: Path, sandboxes: list
             + start_afresh(data_dir)
         )
         return None
-    progress("playing last month through the services (the sandbox partners' planted failures log warnings)")
+    progress("playing last month through the services (the sandbox partners' planted failures log warnings, each once)")
     await asyncio.to_thread(unfinished.touch)
     try:
-        built = await build_previous_month(
-            settings, now=datetime.now(UTC), sandbox_urls={server.program.id: server.url for server in sandboxes}
-        )
+        with repeats_left_out() as repeats:
+            built = await build_previous_month(
+                settings, now=datetime.now(UTC), sandbox_urls={server.program.id: server.url for server in sandboxes}
+            )
     except BaseException:
         print(f"last month's build stopped half-way and cannot be resumed: {start_afresh(data_dir)}", flush=True)
         raise
     await asyncio.to_thread(unfinished.unlink)
     if built.built:
+        repeated = (
+            f" ({counted(repeats.left_out, 'repeat')} of those warnings left out: the month's recovery rounds "
+            "asked the failing partners again)"
+            if repeats.left_out
+            else ""
+        )
         progress(
             f"built {built.period}: {counted(len(built.conversions), 'conversion')}, "
-            f"{counted(len(built.redemptions), 'redemption')}"
+            f"{counted(len(built.redemptions), 'redemption')}{repeated}"
         )
     if built.unplayable is not None:
         print(f"{built.period} cannot be played on {data_dir}: {built.unplayable}; {start_afresh(data_dir)}")

@@ -53,6 +53,11 @@ NOT_SIGNED_BY_A_PUBLISHED_KEY = (
 #: expire after EXCHANGE_ACCESS_TOKEN_LIFETIME; "the token has expired" alone left callers stuck).
 EXPIRED = "the token has expired: request a new token"
 REVOKED = "the token has been revoked: request a new token"
+#: A new token of that client cannot be had: the next step is another client.
+CLIENT_REVOKED = (
+    "the client this token was issued to has been revoked: request a token with another client's credentials "
+    "(a partner creates a client on its console's Clients and keys page, or asks the exchange's operator for one)"
+)
 #: What to do about a token that was never whole: most often a shell variable holding an error
 #: answer's ``access_token`` (``jq -r`` prints ``null``) or a token cut short when pasted.
 SEND_IT_WHOLE = "send the access_token that /oauth/token answered, whole"
@@ -242,7 +247,7 @@ class TokenVerifier:
         if not key_published:
             raise InvalidAccessToken(NOT_SIGNED_BY_A_PUBLISHED_KEY)
         if client_scopes is None:
-            raise InvalidAccessToken("the client this token was issued to has been revoked")
+            raise InvalidAccessToken(CLIENT_REVOKED)
         if secret_reset:
             raise InvalidAccessToken(
                 "the secret of the client this token was issued to has been changed since: request a new token"

@@ -62,8 +62,15 @@ def account_key(program_id: str, member_ref: str) -> str:
 
 
 class VerificationFailed(BadUserInput):
+    """The partner does not confirm the account with the value given, or has no such account:
+    one refusal for both, so that trying ids tells nobody which accounts exist."""
+
     def __init__(self, program_id: str) -> None:
-        super().__init__(f"{program_id} does not confirm this account with that verification", field="verification")
+        super().__init__(
+            f"{program_id} does not confirm this account with that verification: check the member id you have "
+            f"at {program_id} and the verification value {program_id} gave you (such as a PIN)",
+            field="verification",
+        )
 
 
 @dataclass

@@ -32,11 +32,15 @@ class PartnerSignedOff(ExchangeError):
 
 
 class UnresolvedBreaks(ExchangeError):
+    """Said alike to GraphQL, the CLI and the settlement console: it names how on each."""
+
     code = ErrorCode.UNRESOLVED_BREAKS
 
     def __init__(self, partner: str, period: str, unresolved: int) -> None:
         super().__init__(
-            f"{partner}'s period {period} has {counted(unresolved, 'unresolved break')}: resolve every break first",
+            f"{partner}'s period {period} has {counted(unresolved, 'unresolved break')}: resolve every break of its "
+            "reconciliation first (on the settlement console's reconciliation page, with resolveBreaks, or with "
+            f"exchange settle resolve; exchange settle breaks --partner {partner} --unresolved {period} lists them)",
             unresolved=unresolved,
         )
 

@@ -35,7 +35,8 @@ FIELD_NAME = r"[A-Za-z][A-Za-z0-9.\[\]]*"
 class FieldRule:
     """A rule the exchange's services check on a field, by ``key``, and one ``template`` its
     English is written from (``str.format`` fields; ``{field}`` is the field's API name; a
-    field with a noun, ``{fields:field}``, a count written with it by :func:`~exchange.text.counted`)."""
+    field with a noun, ``{fields:field}``, a count written with it by :func:`~exchange.text.counted`;
+    a field named twice holds the same value both times)."""
 
     key: str
     template: str
@@ -43,9 +44,12 @@ class FieldRule:
 
     def __post_init__(self) -> None:
         parts = []
+        named: set[str] = set()
         for literal, name, noun, _ in Formatter().parse(self.template):
             parts.append(re.escape(literal))
-            if name == "field" or name == "other":
+            if name in named:
+                parts.append(f"(?P={name})")  # said again: the same value
+            elif name == "field" or name == "other":
                 parts.append(f"(?P<{name}>{FIELD_NAME})")
             elif name is not None and noun:
                 parts.append(counted_pattern(name, noun, NUMBER))
@@ -53,6 +57,8 @@ class FieldRule:
                 parts.append(f"(?P<{name}>{NUMBER})")
             elif name is not None:
                 parts.append(f"(?P<{name}>.+?)")
+            if name is not None:
+                named.add(name)
         object.__setattr__(self, "_pattern", re.compile("".join(parts), re.DOTALL))
 
     def values(self, written: str) -> dict[str, str] | None:
@@ -263,7 +269,12 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("REASON", "give the reason, in {least} to {most} characters"),
     FieldRule("SELECTED_BREAKS", "name {least} to {most} breaks; select more by filters"),
     FieldRule("RESOLUTION", "choose how to resolve them: accept the ledger's figure, or adjust"),
-    FieldRule("UNRESOLVED_BREAKS", "{partner}'s period {period} has {least} {unresolved}: resolve every break first"),
+    FieldRule(
+        "UNRESOLVED_BREAKS",
+        "{partner}'s period {period} has {least} {unresolved}: resolve every break of its reconciliation first "
+        "(on the settlement console's reconciliation page, with resolveBreaks, or with exchange settle resolve; "
+        "exchange settle breaks --partner {partner} --unresolved {period} lists them)",
+    ),
     FieldRule("ADJUST_ITSELF", "a partner cannot adjust against itself"),
     FieldRule("NO_PARTICIPANT", "{got} took no part in settling period {period}"),
     FieldRule("NO_JOB", "no settlement job has id {got}"),

@@ -107,6 +107,21 @@ async def test_guessing_an_accounts_verification_stops_at_the_limit_right_value_
     assert await happy_card_refs(kit, mallory) == ["alice"]
 
 
+async def test_a_wrong_verification_and_an_unknown_account_are_refused_alike_saying_what_to_check(
+    kit: ExchangeKit,
+) -> None:
+    """The refusal says what to check, and which member ids happy-card has stays unknown."""
+    mallory = await kit.member_token("wallet-pay", "mallory")
+    wrong = (await kit.graphql(guesses("alice", ["0000"]), mallory)).json()["errors"]
+    unknown = (await kit.graphql(guesses("nobody-at-all", ["1111"]), mallory)).json()["errors"]
+    said = (
+        "happy-card does not confirm this account with that verification: check the member id you have at "
+        "happy-card and the verification value happy-card gave you (such as a PIN)"
+    )
+    assert [error["message"] for error in wrong + unknown] == [said, said]
+    assert [error["extensions"]["field"] for error in wrong + unknown] == ["verification", "verification"]
+
+
 async def test_one_members_guesses_do_not_lock_the_account_for_another_member(kit: ExchangeKit) -> None:
     mallory = await kit.member_token("wallet-pay", "mallory")
     alice = await kit.member_token("wallet-pay", "alice")

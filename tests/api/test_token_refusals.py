@@ -15,7 +15,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from exchange.auth import keys
+from exchange.auth import clients, keys
 from exchange.auth.scopes import Role, Scope
 from exchange.auth.tokens import access_token_claims, sign_access_token
 from exchange.testing.kit import ExchangeKit
@@ -182,6 +182,22 @@ async def test_a_revoked_token_is_401_invalid_token(kit: ExchangeKit) -> None:
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
     assert response.json()["errors"][0]["message"] == "the token has been revoked: request a new token"
+
+
+async def test_a_token_of_a_revoked_client_is_refused_saying_where_a_new_client_comes_from(kit: ExchangeKit) -> None:
+    """A new token of that client cannot be had ("request a new token" would not help)."""
+    partner = await kit.partner("formosa-air")
+    token = await kit.client_token(partner)
+    async with kit.db.transaction() as session:
+        stored = await clients.get_client(session, partner.client.client_id)
+        assert stored is not None
+        await clients.delete_client(session, stored)
+    response = await kit.graphql(VIEWER, token)
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["message"] == (
+        "the client this token was issued to has been revoked: request a token with another client's credentials "
+        "(a partner creates a client on its console's Clients and keys page, or asks the exchange's operator for one)"
+    )
 
 
 @pytest.mark.parametrize("header", ["Basic YWRtaW46c2VjcmV0", "Bearer", "Token abc"])

@@ -576,6 +576,14 @@ async def test_demo_serves_the_six_partners_and_the_coalition_point_with_working
     ]
     assert [line[: len(step)] for line, step in zip(steps, expected, strict=False)] == expected, steps
     assert "the gateway's addresses are printed once it answers" in steps[0]
+    # The planted failures warn once each, not once each recovery round (it read as a loop).
+    warned = [
+        re.sub(r"; retrying in [0-9.]+s$", "", line.strip())
+        for line in demo.banner
+        if " failed (" in line or "; will ask again" in line
+    ]
+    assert warned and len(warned) == len(set(warned)), warned
+    assert "of those warnings left out" in next(step for step in steps if step.startswith("demo: built ")), steps
     # As README shows: the other commands reach the demo's database by its URL, relative to
     # where the demo runs (its data dir is tmp_path / "demo").
     verified = run("ledger", "verify", env={"EXCHANGE_DATABASE_URL": "sqlite:///demo/exchange.db"}, cwd=tmp_path)

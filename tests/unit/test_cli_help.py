@@ -165,6 +165,8 @@ def test_the_top_level_help_names_an_existing_command_for_each_common_task() -> 
     for task in ("try it all on this machine", "give a partner API access", "rotate a signing key", "close last month"):
         assert task in tasks, f"`exchange --help` does not say which command does: {task}"
     assert "to reset" in tasks and "remove .demo" in tasks
+    # A month is archived only once the coalition point is signed off too, and no partner sends its records.
+    assert "exchange settle reconcile-point PERIOD" in " ".join(tasks.split())
     named = re.findall(r"exchange ((?:[a-z][a-z-]* ?)+)", tasks)
     assert len(named) >= 10
     for words in named:

@@ -162,6 +162,7 @@ def test_why_a_records_file_is_refused_is_said_in_the_readers_language(data: byt
         (NoSuchParticipant("nobody", "2026-11"), "'nobody' 未參與 2026-11 期間的結算"),
         (JobNotFound("job-1"), "沒有這個 ID 的結算工作"),
         (NotReconciled("fresh-mart", "2026-11"), "此夥伴在 2026-11 期間尚未匯入任何紀錄：請先匯入並對帳，再簽核"),
+        (UnresolvedBreaks("fresh-mart", "2026-11", 2), "尚有 2 筆差異未處理：請先在本頁的差異清單中處理"),
         (BreakNotFound(7), "沒有 ID 為 7 的差異"),
         (ResolutionConflict(7), "差異 7 已用其他方式處理：請將它從選取中移除（差異清單列出每筆的處理方式）"),
         (
@@ -188,3 +189,17 @@ def test_unresolved_breaks_are_counted_in_words_and_read_back_with_their_number(
     error = UnresolvedBreaks("fresh-mart", "2026-11", unresolved)
     problem = FieldProblem.of(error)
     assert (words in str(error), problem.rule, problem.values["least"]) == (True, "UNRESOLVED_BREAKS", unresolved)
+    assert (problem.values["partner"], problem.values["period"]) == ("fresh-mart", "2026-11")
+
+
+def test_unresolved_breaks_say_how_to_resolve_them_on_the_console_graphql_and_the_cli() -> None:
+    """One message serves all three: "resolve every break first" named no way to do it."""
+    said = str(UnresolvedBreaks("fresh-mart", "2026-11", 2))
+    assert said == (
+        "fresh-mart's period 2026-11 has 2 unresolved breaks: resolve every break of its reconciliation first "
+        "(on the settlement console's reconciliation page, with resolveBreaks, or with exchange settle resolve; "
+        "exchange settle breaks --partner fresh-mart --unresolved 2026-11 lists them)"
+    )
+    # A name said twice is read back only when both say the same.
+    other = said.replace("--partner fresh-mart", "--partner happy-card")
+    assert FieldProblem.of(ExchangeError(other)).rule is None

@@ -77,6 +77,7 @@ async def test_the_points_own_book_reconciles_signs_off_and_a_changed_operation_
             reconciled = run("settle", "reconcile-point", "--keep", str(kept), period, env=env)
             assert reconciled.returncode == 0, reconciled.stderr
             assert reconciled.stdout.startswith(f"reconciled {COALITION_POINT} {period}: "), reconciled.stdout
+            assert "  the file's total " in reconciled.stdout, "worded for staff, as `settle reconcile` is"
             # Routed conversions never touch the point's book: their lines come from their legs.
             routed = [c for c in month.conversions if c.route is not None and c.status == ConversionStatus.COMPLETED]
             assert routed, "the demo month routes conversions through the point"

@@ -166,6 +166,9 @@ async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
     assert differences == {"DUPLICATE": Decimal("-15.00"), "MISSING_IN_LEDGER": Decimal("3.00")}
     total = next(line for line in result.stdout.splitlines() if "difference (breaks)" in line)
     assert Decimal(total.split()[-2]) == sum(differences.values()) == Decimal("-12.00")
+    # Staff run it, about a partner's file: not "your file" (partner wording).
+    assert re.search(r"^  the file's total +71\.00 TWD$", result.stdout, re.MULTILINE), result.stdout
+    assert "your file" not in result.stdout
 
     records.write_text("reference,amount\nconversion:c1,98.00\nconversion:c2,9.999\n")
     refused = run("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october)
