@@ -4,15 +4,20 @@ partners/CONTRACT.md), what each way of getting it wrong is answered, and who is
 from __future__ import annotations
 
 import base64
+import secrets
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
 from sqlalchemy import create_engine, inspect, text
 
 from exchange.auth.scopes import Role
 from exchange.db.migrate import sync_database_url
 from exchange.sandbox.faults import FaultKind
+from exchange.sandbox.member_sign_in import MemberSignIn
 from tests.web.conftest import PortalGateway
 from tests.web.portal_flows import HIDDEN, answer_partner, csrf_token, partner_page, post_back, sign_in
 from tests.web.portal_partners import PIN
@@ -288,3 +293,60 @@ def test_starting_sign_ins_writes_nothing_however_many_are_started(
     client.cookies.set("exchange_sign_in", tickets.pop())  # another browser's ticket
     assert back.send(client).status_code == 400
     assert client.get("/portal/").status_code == 303
+
+
+def forged_assertion(sandbox: MemberSignIn, key: ECKey, **claims: object) -> str:
+    """An assertion as ``sandbox`` signs one, with ``claims`` changed, signed with ``key``."""
+    now = int(time.time())
+    signed = {"iss": sandbox.client_id, "aud": "", "iat": now, "exp": now + 300, "jti": secrets.token_urlsafe(16)}
+    return jwt.encode({"alg": "ES256", "kid": key.kid}, {**signed, **claims}, key, algorithms=["ES256"])
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        "another partner's own assertion",
+        "this partner's iss signed with another partner's key",
+        "another partner's iss signed with this partner's key",
+        "expired",
+        "for another return URL",
+    ],
+)
+def test_an_assertion_the_partner_the_sign_in_went_to_did_not_make_for_it_signs_nobody_in(
+    portal_gateway: PortalGateway, client: httpx.Client, forgery: str
+) -> None:
+    """The sign-in went to FreshMart: only FreshMart's client, with FreshMart's key, for this
+    return URL and state, within its lifetime, signs the member in; Formosa Air's word (the
+    member's account there is someone else's to the exchange) does not."""
+    fleet = portal_gateway.partners.fleet
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    portal_gateway.partners.add_member("formosa-air", member_ref)
+    back = post_back(answer_partner(client, partner_page(client, "fresh-mart"), member_ref))
+    ours, theirs = fleet["fresh-mart"].server.sign_in, fleet["formosa-air"].server.sign_in
+    state, now = back.fields["state"], int(time.time())
+    claims: dict[str, object] = {"sub": member_ref, "aud": back.url, "nonce": state}
+    forged = {
+        "another partner's own assertion": lambda: theirs.assertion(member_ref, back.url, state),
+        "this partner's iss signed with another partner's key": lambda: forged_assertion(ours, theirs.key, **claims),
+        "another partner's iss signed with this partner's key": lambda: forged_assertion(
+            ours, ours.key, **claims, iss=theirs.client_id
+        ),
+        "expired": lambda: forged_assertion(ours, ours.key, **claims, iat=now - 900, exp=now - 600),
+        "for another return URL": lambda: forged_assertion(ours, ours.key, **{**claims, "aud": back.url + "/x"}),
+    }[forgery]()
+    refused = back.send(client, assertion=forged)
+    assert refused.status_code == 400 and "could not be verified" in refused.text
+    assert "exchange_member" not in client.cookies
+    assert client.get("/portal/").status_code == 303
+
+
+def test_an_assertion_made_as_the_forged_ones_are_but_unchanged_signs_the_member_in(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """The control for the forgeries above: what refuses them is what each one changed."""
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    back = post_back(answer_partner(client, partner_page(client, "fresh-mart"), member_ref))
+    ours = portal_gateway.partners.fleet["fresh-mart"].server.sign_in
+    made = forged_assertion(ours, ours.key, sub=member_ref, aud=back.url, nonce=back.fields["state"])
+    assert back.send(client, assertion=made).status_code == 200
+    assert client.get("/portal/").status_code == 200
