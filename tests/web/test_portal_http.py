@@ -19,6 +19,7 @@ from exchange.db.migrate import sync_database_url
 from exchange.sandbox.faults import FaultKind
 from exchange.sandbox.member_sign_in import MemberSignIn
 from tests.web.conftest import PortalGateway
+from tests.web.pages import web_pages
 from tests.web.portal_flows import HIDDEN, answer_partner, csrf_token, partner_page, post_back, sign_in
 from tests.web.portal_partners import PIN
 
@@ -350,3 +351,42 @@ def test_an_assertion_made_as_the_forged_ones_are_but_unchanged_signs_the_member
     made = forged_assertion(ours, ours.key, sub=member_ref, aud=back.url, nonce=back.fields["state"])
     assert back.send(client, assertion=made).status_code == 200
     assert client.get("/portal/").status_code == 200
+
+
+def test_a_member_session_opens_no_console_page_and_a_staff_session_no_portal_page(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """Each front end reads only its own session cookie: a member's portal session is nobody
+    to the consoles, and a console session (settlement staff, a partner's staff) nobody to
+    the portal. Every page asks them to sign in (a GET) or is 401 (anything else, its CSRF
+    token sent), and nothing is written."""
+    gateway = portal_gateway.gateway
+    database_url = gateway.settings.database_url
+    pages = [(path, method) for path, method, page in web_pages(gateway.app) if not page.rule.is_public]
+
+    def refused_everywhere_under(prefix: str, visitor: httpx.Client, token: str) -> None:
+        before = rows_per_table(database_url)
+        under = [(path, method) for path, method in pages if path.startswith(prefix)]
+        assert len(under) > 10 and any(method == "POST" for _, method in under)
+        for path, method in under:
+            answer = visitor.request(method, path, headers={"X-CSRF-Token": token})
+            if method == "GET":
+                assert answer.status_code == 303, (path, answer.status_code)
+                assert urlsplit(answer.headers["location"]).path == f"{prefix}sign-in", path
+            else:
+                assert answer.status_code == 401, (path, method, answer.status_code)
+        assert rows_per_table(database_url) == before
+
+    sign_in(client, "fresh-mart", portal_gateway.partners.new_member("fresh-mart", balance=1_000))
+    refused_everywhere_under("/console/", client, csrf_token(client, "/portal/"))
+    assert client.get("/portal/").status_code == 200, "the member's session still works"
+
+    for person in (gateway.person(Role.SETTLEMENT), gateway.person(Role.PARTNER, "formosa-air")):
+        with gateway.client() as staff:
+            token = csrf_token(staff, "/console/sign-in")
+            signed = staff.post(
+                "/console/sign-in", data={"csrf_token": token, "username": person.username, "password": person.password}
+            )
+            assert signed.status_code == 303
+            refused_everywhere_under("/portal/", staff, csrf_token(staff, "/console/"))
+            assert staff.get("/console/").status_code == 200, "the staff session still works"
