@@ -12,18 +12,25 @@ from strawberry.dataloader import DataLoader
 
 from exchange.auth.models import PartnerAssertionKey
 from exchange.auth.principal import Principal
-from exchange.errors import Unauthenticated
+from exchange.errors import ExchangeError, Unauthenticated
 from exchange.members.models import LinkedAccount
 from exchange.money import Currency
 from exchange.pricing.models import Promotion, RateVersion
 from exchange.programs.models import Program, ProgramTier
 from exchange.services.container import Services
+from exchange.webhooks.models import WebhookAttempt
+from exchange.webhooks.subscriptions import DeliveryView
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+A = TypeVar("A", bound=Hashable)
 
-#: A page of a program's linked accounts: (program id, first, after).
-AccountsPage = tuple[str, int, str | None]
+#: A page of a program's linked accounts: ((first, after), program id).
+AccountsPage = tuple[tuple[int, str | None], str]
+#: A page of a webhook subscription's deliveries: ((tenant, status, first), subscription id).
+DeliveriesPage = tuple[tuple[str | None, str | None, int], str]
+#: A page of a webhook subscription's delivery log: ((tenant, first), subscription id).
+AttemptsPage = tuple[tuple[str | None, int], str]
 
 
 def _rows(load_many: Callable[[list[K]], Awaitable[Mapping[K, V]]]) -> DataLoader[K, V]:
@@ -46,15 +53,25 @@ def _lists(load_many: Callable[[list[K]], Awaitable[Mapping[K, list[V]]]]) -> Da
     return DataLoader(load_fn=load)
 
 
-def _accounts_pages(services: Services) -> DataLoader[AccountsPage, list[LinkedAccount]]:
-    """A page of linked accounts per program: one call per distinct page asked for."""
+def _pages(
+    load_many: Callable[[A, list[str]], Awaitable[Mapping[str, list[V]]]],
+) -> DataLoader[tuple[A, str], list[V]]:
+    """A page per (arguments, parent id): one call per distinct arguments asked for, for every
+    parent asked with them (empty when a parent has none). A call refused (a ``first`` out of
+    range) is the answer of its own keys only, not of the pages asked otherwise."""
 
-    async def load(keys: list[AccountsPage]) -> list[list[LinkedAccount]]:
-        pages: dict[tuple[int, str | None], dict[str, list[LinkedAccount]]] = {}
-        for first, after in dict.fromkeys((first, after) for _, first, after in keys):
-            program_ids = [program_id for program_id, f, a in keys if (f, a) == (first, after)]
-            pages[first, after] = await services.members.accounts_at_programs(program_ids, first=first, after=after)
-        return [pages[first, after].get(program_id, []) for program_id, first, after in keys]
+    async def load(keys: list[tuple[A, str]]) -> list[list[V] | BaseException]:
+        answers: dict[A, Mapping[str, list[V]] | ExchangeError] = {}
+        for arguments in dict.fromkeys(arguments for arguments, _ in keys):
+            parents = [parent for asked, parent in keys if asked == arguments]
+            try:
+                answers[arguments] = await load_many(arguments, parents)
+            except ExchangeError as refused:
+                answers[arguments] = refused
+        return [
+            answer if isinstance(answer := answers[arguments], ExchangeError) else answer.get(parent, [])
+            for arguments, parent in keys
+        ]
 
     return DataLoader(load_fn=load)
 
@@ -70,6 +87,8 @@ class Loaders:
     incoming_rates: DataLoader[str, list[RateVersion]]
     promotions: DataLoader[str, list[Promotion]]
     linked_accounts: DataLoader[AccountsPage, list[LinkedAccount]]
+    webhook_deliveries: DataLoader[DeliveriesPage, list[DeliveryView]]
+    webhook_attempts: DataLoader[AttemptsPage, list[WebhookAttempt]]
 
     @classmethod
     def for_request(cls, services: Services) -> Loaders:
@@ -80,7 +99,19 @@ class Loaders:
             rate_versions=_rows(services.pricing.rate_versions),
             incoming_rates=_lists(services.pricing.incoming_rates),
             promotions=_lists(services.pricing.promotions),
-            linked_accounts=_accounts_pages(services),
+            linked_accounts=_pages(
+                lambda page, program_ids: services.members.accounts_at_programs(
+                    program_ids, first=page[0], after=page[1]
+                )
+            ),
+            webhook_deliveries=_pages(
+                lambda page, subscription_ids: services.webhooks.deliveries_of(
+                    page[0], subscription_ids, status=page[1], first=page[2]
+                )
+            ),
+            webhook_attempts=_pages(
+                lambda page, subscription_ids: services.webhooks.attempts_of(page[0], subscription_ids, first=page[1])
+            ),
         )
 
 

@@ -124,10 +124,27 @@ class WebhookService:
         async with self.db.transaction() as session:
             return await subscriptions.deliveries(session, tenant, subscription_id, status=status, first=first)
 
+    async def deliveries_of(
+        self, tenant: str | None, subscription_ids: Collection[str], *, status: str | None = None, first: int = 50
+    ) -> dict[str, list[DeliveryView]]:
+        """:meth:`deliveries` of many subscriptions at once (those the tenant sees live), in one
+        statement for a list of them, not one per subscription."""
+        first = page_size(first, maximum=MAX_PAGE)
+        async with self.db.transaction() as session:
+            return await subscriptions.deliveries_of(session, tenant, subscription_ids, status=status, first=first)
+
     async def attempts(self, tenant: str | None, subscription_id: str, *, first: int = 50) -> Sequence[WebhookAttempt]:
         first = page_size(first, maximum=MAX_PAGE)
         async with self.db.transaction() as session:
             return await subscriptions.attempts(session, tenant, subscription_id, first=first)
+
+    async def attempts_of(
+        self, tenant: str | None, subscription_ids: Collection[str], *, first: int = 50
+    ) -> dict[str, list[WebhookAttempt]]:
+        """:meth:`attempts` of many subscriptions at once, as :meth:`deliveries_of`."""
+        first = page_size(first, maximum=MAX_PAGE)
+        async with self.db.transaction() as session:
+            return await subscriptions.attempts_of(session, tenant, subscription_ids, first=first)
 
     async def deliver(self) -> DeliveryPass:
         """One pass of the delivery worker (the gateway's job, ``exchange webhooks deliver``)."""

@@ -9,14 +9,16 @@ program receives that program's events only; one without (a staff tool's) receiv
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import ColumnElement, CompoundSelect, func, union_all, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
+from exchange.db.grouping import grouped
 from exchange.errors import BadUserInput
 from exchange.programs import service as programs
 from exchange.webhooks import signing
@@ -34,6 +36,10 @@ from exchange.webhooks.urls import check_url
 
 #: Most deliveries one replay may queue again.
 REPLAY_LIMIT = 10_000
+#: Subscriptions whose logs one statement reads: SQLite compounds at most 500 SELECTs.
+LOGS_PER_STATEMENT = 500
+#: A delivery log's order.
+NEWEST_ATTEMPT_FIRST = (col(WebhookAttempt.attempted_at).desc(), col(WebhookAttempt.id).desc())
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,15 +250,34 @@ async def deliveries(
 ) -> list[DeliveryView]:
     """The subscription's deliveries, newest event first, with their events."""
     row = await get(session, tenant, subscription_id)
-    query = (
-        select(WebhookDelivery, WebhookEvent)
-        .join(WebhookEvent, col(WebhookEvent.sequence) == WebhookDelivery.sequence)
-        .where(WebhookDelivery.subscription_id == row.id)
-    )
-    if status is not None:
-        query = query.where(WebhookDelivery.status == status)
-    rows = await session.exec(query.order_by(col(WebhookDelivery.sequence).desc()).limit(first))
-    return [DeliveryView(delivery, event) for delivery, event in rows]
+    return (await deliveries_of(session, tenant, [row.id], status=status, first=first)).get(row.id, [])
+
+
+async def deliveries_of(
+    session: AsyncSession, tenant: str | None, subscription_ids: Collection[str], *, status: str | None, first: int
+) -> dict[str, list[DeliveryView]]:
+    """Each of ``subscription_ids``' latest ``first`` deliveries (only those in ``status``, if
+    given), newest event first, with their events; a subscription the tenant does not see live
+    has none. One statement per :data:`LOGS_PER_STATEMENT` subscriptions: a list of them costs
+    what one does (:func:`_latest_per_subscription`)."""
+
+    def latest(subscription_id: str) -> SelectOfScalar[int | None]:
+        query = select(col(WebhookDelivery.id)).where(WebhookDelivery.subscription_id == subscription_id)
+        if status is not None:
+            query = query.where(WebhookDelivery.status == status)
+        return query.order_by(col(WebhookDelivery.sequence).desc()).limit(first)
+
+    found: list[DeliveryView] = []
+    for chosen in _latest_per_subscription(subscription_ids, latest):
+        rows = await session.exec(
+            select(WebhookDelivery, WebhookEvent)
+            .join(WebhookEvent, col(WebhookEvent.sequence) == WebhookDelivery.sequence)
+            .join(WebhookSubscription, col(WebhookSubscription.id) == WebhookDelivery.subscription_id)
+            .where(col(WebhookDelivery.id).in_(chosen), *_seen_live_by(tenant))
+            .order_by(col(WebhookDelivery.sequence).desc())
+        )
+        found.extend(DeliveryView(delivery, event) for delivery, event in rows)
+    return grouped(found, lambda view: view.delivery.subscription_id)
 
 
 async def attempts(
@@ -260,11 +285,50 @@ async def attempts(
 ) -> Sequence[WebhookAttempt]:
     """The subscription's delivery log, newest attempt first."""
     row = await get(session, tenant, subscription_id)
-    return (
-        await session.exec(
-            select(WebhookAttempt)
-            .where(WebhookAttempt.subscription_id == row.id)
-            .order_by(col(WebhookAttempt.attempted_at).desc(), col(WebhookAttempt.id).desc())
+    return (await attempts_of(session, tenant, [row.id], first=first)).get(row.id, [])
+
+
+async def attempts_of(
+    session: AsyncSession, tenant: str | None, subscription_ids: Collection[str], *, first: int
+) -> dict[str, list[WebhookAttempt]]:
+    """Each of ``subscription_ids``' delivery log (its latest ``first`` attempts, newest
+    first), as :func:`deliveries_of` reads deliveries."""
+
+    def latest(subscription_id: str) -> SelectOfScalar[int | None]:
+        return (
+            select(col(WebhookAttempt.id))
+            .where(WebhookAttempt.subscription_id == subscription_id)
+            .order_by(*NEWEST_ATTEMPT_FIRST)
             .limit(first)
         )
-    ).all()
+
+    found: list[WebhookAttempt] = []
+    for chosen in _latest_per_subscription(subscription_ids, latest):
+        rows = await session.exec(
+            select(WebhookAttempt)
+            .join(WebhookSubscription, col(WebhookSubscription.id) == WebhookAttempt.subscription_id)
+            .where(col(WebhookAttempt.id).in_(chosen), *_seen_live_by(tenant))
+            .order_by(*NEWEST_ATTEMPT_FIRST)
+        )
+        found.extend(rows)
+    return grouped(found, lambda attempt: attempt.subscription_id)
+
+
+def _latest_per_subscription(
+    subscription_ids: Collection[str], latest: Callable[[str], SelectOfScalar[int | None]]
+) -> Iterator[CompoundSelect[tuple[int | None]]]:
+    """The ids of each subscription's latest log rows (``latest(id)``, a limited query per
+    subscription), for :data:`LOGS_PER_STATEMENT` subscriptions at a time, as one ``UNION ALL``
+    each: every subscription's part reads its own latest rows by index and stops at its limit
+    (a window numbering every subscription's rows would read and sort its whole log)."""
+    ordered = list(dict.fromkeys(subscription_ids))
+    for start in range(0, len(ordered), LOGS_PER_STATEMENT):
+        # Each part as a subquery: SQLite takes no ORDER BY or LIMIT on a compound's own parts.
+        parts = [latest(subscription_id).subquery() for subscription_id in ordered[start : start + LOGS_PER_STATEMENT]]
+        yield union_all(*(select(part.c.id) for part in parts))
+
+
+def _seen_live_by(tenant: str | None) -> list[ColumnElement[bool]]:
+    """A subscription the tenant sees, as :func:`get` finds one: live, and its own unless staff."""
+    live: list[ColumnElement[bool]] = [col(WebhookSubscription.deleted_at).is_(None)]
+    return live if tenant is None else [*live, col(WebhookSubscription.program_id) == tenant]

@@ -19,6 +19,7 @@ from exchange.services.container import load_partners_directory
 from exchange.serving import serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
+from tests.api.conftest import ON_SQLITE_TOO
 
 PROGRAM_FIELDS = """
   id
@@ -32,11 +33,13 @@ REWARD_FIELDS = "id program { id tiers { name } }"
 
 
 @pytest.fixture
-def gateway_settings(gateway_settings: Settings) -> Settings:
-    """The API tests' settings with the gateway's background jobs off: a job's pass landing
-    in a counted request would add its statements to the request's."""
-    return gateway_settings.model_copy(
+def gateway_settings(store_settings: Settings) -> Settings:
+    """The API tests' settings (on PostgreSQL, or the store a test names) with the gateway's
+    background jobs off: a job's pass landing in a counted request would add its statements
+    to the request's."""
+    return store_settings.model_copy(
         update={
+            "coalition_expiry_interval_seconds": 0,
             "recovery_interval_seconds": 0,
             "status_match_expiry_interval_seconds": 0,
             "redemption_interval_seconds": 0,
@@ -113,3 +116,43 @@ async def test_every_reward_costs_what_one_reward_costs(counting_kit: ExchangeKi
     one = '{ reward(id: "' + rewards[0]["id"] + '") {' + REWARD_FIELDS + "} }"
     token = await kit.staff_token(Role.ADMIN)
     assert await cost(kit, app, every, token) == await cost(kit, app, one, token)
+
+
+WEBHOOK_FIELDS = """
+  id
+  deliveries { id }
+  dead: deliveries(status: DEAD) { id }
+  attempts { deliveryId }
+"""
+CREATE_WEBHOOK = """mutation($input: CreateWebhookSubscriptionInput!) {
+  createWebhookSubscription(input: $input) { subscription { id } } }"""
+
+
+@ON_SQLITE_TOO
+async def test_every_webhook_subscription_costs_what_one_costs(counting_kit: ExchangeKit, app: Starlette) -> None:
+    # A staff tool lists every program's subscriptions: their delivery logs read one by one
+    # cost statements per subscription and alias, hundreds in one request.
+    kit = counting_kit
+    admin = await kit.staff_token(Role.ADMIN)
+    made_by_program = {"formosa-air": 3, "fresh-mart": 5, "wallet-pay": 1}
+    for program, count in made_by_program.items():
+        partner = await kit.partner_token(program)
+        for number in range(count):
+            made = await kit.graphql(
+                CREATE_WEBHOOK,
+                partner,
+                input={"url": f"http://127.0.0.1:9/{number}", "eventTypes": ["PERIOD_CLOSED"], "programId": program},
+            )
+            assert made.json()["data"]["createWebhookSubscription"], made.text
+    listed = (await kit.data("{ webhookSubscriptions { id } }", admin))["webhookSubscriptions"]
+    assert len(listed) == 9
+    every = "{ webhookSubscriptions {" + WEBHOOK_FIELDS + "} }"
+    one = '{ webhookSubscription(id: "' + listed[0]["id"] + '") {' + WEBHOOK_FIELDS + "} }"
+    assert await cost(kit, app, every, admin) == await cost(kit, app, one, admin)
+
+    # A partner's own five cost what another's one does.
+    def own(program: str) -> str:
+        return '{ webhookSubscriptions(programId: "' + program + '") {' + WEBHOOK_FIELDS + "} }"
+
+    five = await cost(kit, app, own("fresh-mart"), await kit.partner_token("fresh-mart"))
+    assert five == await cost(kit, app, own("wallet-pay"), await kit.partner_token("wallet-pay"))

@@ -132,3 +132,19 @@ async def test_the_gateway_delivers_a_period_close_then_replays_and_rotates(
     assert rotated["secret"] != secret and rotated["subscription"]["previousSecretUntil"]
     bad = (await kit.graphql(REPLAY, staff, id=subscription_id, ids=["x"])).json()
     assert bad["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "deliveryIds"}
+
+
+async def test_a_log_page_out_of_range_is_refused_on_its_own_field_only(kit: ExchangeKit) -> None:
+    # The logs of a request load together; a bad `first` must not fail the good pages with it
+    # (the logs are non-null lists: the refused one nulls the subscription, as it always did).
+    token = await kit.partner_token("formosa-air")
+    made = await create(
+        kit, token, url="http://127.0.0.1:9/hook", eventTypes=["PERIOD_CLOSED"], programId="formosa-air"
+    )
+    query = """query($id: ID!) { webhookSubscription(id: $id) {
+      deliveries { id } attempts { deliveryId } none: deliveries(first: 0) { id } } }"""
+    body = (await kit.graphql(query, token, id=made["data"]["createWebhookSubscription"]["subscription"]["id"])).json()
+    assert body["data"] == {"webhookSubscription": None}
+    assert [(error["path"], error["extensions"]) for error in body["errors"]] == [
+        (["webhookSubscription", "none"], {"code": "BAD_USER_INPUT", "field": "first"})
+    ]

@@ -4,16 +4,22 @@ partners/CONTRACT.md), what each way of getting it wrong is answered, and who is
 from __future__ import annotations
 
 import base64
+import secrets
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
 from sqlalchemy import create_engine, inspect, text
 
 from exchange.auth.scopes import Role
 from exchange.db.migrate import sync_database_url
 from exchange.sandbox.faults import FaultKind
+from exchange.sandbox.member_sign_in import MemberSignIn
 from tests.web.conftest import PortalGateway
+from tests.web.pages import web_pages
 from tests.web.portal_flows import HIDDEN, answer_partner, csrf_token, partner_page, post_back, sign_in
 from tests.web.portal_partners import PIN
 
@@ -288,3 +294,99 @@ def test_starting_sign_ins_writes_nothing_however_many_are_started(
     client.cookies.set("exchange_sign_in", tickets.pop())  # another browser's ticket
     assert back.send(client).status_code == 400
     assert client.get("/portal/").status_code == 303
+
+
+def forged_assertion(sandbox: MemberSignIn, key: ECKey, **claims: object) -> str:
+    """An assertion as ``sandbox`` signs one, with ``claims`` changed, signed with ``key``."""
+    now = int(time.time())
+    signed = {"iss": sandbox.client_id, "aud": "", "iat": now, "exp": now + 300, "jti": secrets.token_urlsafe(16)}
+    return jwt.encode({"alg": "ES256", "kid": key.kid}, {**signed, **claims}, key, algorithms=["ES256"])
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        "another partner's own assertion",
+        "this partner's iss signed with another partner's key",
+        "another partner's iss signed with this partner's key",
+        "expired",
+        "for another return URL",
+    ],
+)
+def test_an_assertion_the_partner_the_sign_in_went_to_did_not_make_for_it_signs_nobody_in(
+    portal_gateway: PortalGateway, client: httpx.Client, forgery: str
+) -> None:
+    """The sign-in went to FreshMart: only FreshMart's client, with FreshMart's key, for this
+    return URL and state, within its lifetime, signs the member in; Formosa Air's word (the
+    member's account there is someone else's to the exchange) does not."""
+    fleet = portal_gateway.partners.fleet
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    portal_gateway.partners.add_member("formosa-air", member_ref)
+    back = post_back(answer_partner(client, partner_page(client, "fresh-mart"), member_ref))
+    ours, theirs = fleet["fresh-mart"].server.sign_in, fleet["formosa-air"].server.sign_in
+    state, now = back.fields["state"], int(time.time())
+    claims: dict[str, object] = {"sub": member_ref, "aud": back.url, "nonce": state}
+    forged = {
+        "another partner's own assertion": lambda: theirs.assertion(member_ref, back.url, state),
+        "this partner's iss signed with another partner's key": lambda: forged_assertion(ours, theirs.key, **claims),
+        "another partner's iss signed with this partner's key": lambda: forged_assertion(
+            ours, ours.key, **claims, iss=theirs.client_id
+        ),
+        "expired": lambda: forged_assertion(ours, ours.key, **claims, iat=now - 900, exp=now - 600),
+        "for another return URL": lambda: forged_assertion(ours, ours.key, **{**claims, "aud": back.url + "/x"}),
+    }[forgery]()
+    refused = back.send(client, assertion=forged)
+    assert refused.status_code == 400 and "could not be verified" in refused.text
+    assert "exchange_member" not in client.cookies
+    assert client.get("/portal/").status_code == 303
+
+
+def test_an_assertion_made_as_the_forged_ones_are_but_unchanged_signs_the_member_in(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """The control for the forgeries above: what refuses them is what each one changed."""
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    back = post_back(answer_partner(client, partner_page(client, "fresh-mart"), member_ref))
+    ours = portal_gateway.partners.fleet["fresh-mart"].server.sign_in
+    made = forged_assertion(ours, ours.key, sub=member_ref, aud=back.url, nonce=back.fields["state"])
+    assert back.send(client, assertion=made).status_code == 200
+    assert client.get("/portal/").status_code == 200
+
+
+def test_a_member_session_opens_no_console_page_and_a_staff_session_no_portal_page(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """Each front end reads only its own session cookie: a member's portal session is nobody
+    to the consoles, and a console session (settlement staff, a partner's staff) nobody to
+    the portal. Every page asks them to sign in (a GET) or is 401 (anything else, its CSRF
+    token sent), and nothing is written."""
+    gateway = portal_gateway.gateway
+    database_url = gateway.settings.database_url
+    pages = [(path, method) for path, method, page in web_pages(gateway.app) if not page.rule.is_public]
+
+    def refused_everywhere_under(prefix: str, visitor: httpx.Client, token: str) -> None:
+        before = rows_per_table(database_url)
+        under = [(path, method) for path, method in pages if path.startswith(prefix)]
+        assert len(under) > 10 and any(method == "POST" for _, method in under)
+        for path, method in under:
+            answer = visitor.request(method, path, headers={"X-CSRF-Token": token})
+            if method == "GET":
+                assert answer.status_code == 303, (path, answer.status_code)
+                assert urlsplit(answer.headers["location"]).path == f"{prefix}sign-in", path
+            else:
+                assert answer.status_code == 401, (path, method, answer.status_code)
+        assert rows_per_table(database_url) == before
+
+    sign_in(client, "fresh-mart", portal_gateway.partners.new_member("fresh-mart", balance=1_000))
+    refused_everywhere_under("/console/", client, csrf_token(client, "/portal/"))
+    assert client.get("/portal/").status_code == 200, "the member's session still works"
+
+    for person in (gateway.person(Role.SETTLEMENT), gateway.person(Role.PARTNER, "formosa-air")):
+        with gateway.client() as staff:
+            token = csrf_token(staff, "/console/sign-in")
+            signed = staff.post(
+                "/console/sign-in", data={"csrf_token": token, "username": person.username, "password": person.password}
+            )
+            assert signed.status_code == 303
+            refused_everywhere_under("/portal/", staff, csrf_token(staff, "/console/"))
+            assert staff.get("/console/").status_code == 200, "the staff session still works"

@@ -147,7 +147,7 @@ class Program:
             strawberry.argument(description="The last `memberRef` of the previous page; null: from the first."),
         ] = None,
     ) -> list[LinkedAccount] | None:
-        rows = await info.context.loaders.linked_accounts.load((str(self.id), first, after))
+        rows = await info.context.loaders.linked_accounts.load(((first, after), str(self.id)))
         return [LinkedAccount.from_row(row) for row in rows]
 
     @strawberry.field(

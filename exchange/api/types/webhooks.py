@@ -191,18 +191,14 @@ class WebhookSubscription:
         ] = None,
         first: LogPage = 50,
     ) -> list[WebhookDelivery]:
-        views = await info.context.services.webhooks.deliveries(
-            info.context.caller().program_id,
-            str(self.id),
-            status=status.value if status is not None else None,
-            first=first,
-        )
+        page = (info.context.caller().program_id, status.value if status is not None else None, first)
+        views = await info.context.loaders.webhook_deliveries.load((page, str(self.id)))
         return [WebhookDelivery.from_view(view, self.program_id) for view in views]
 
     @strawberry.field(description="The delivery log: every try, the latest first.")
     async def attempts(self, info: Info[Context, None], first: LogPage = 50) -> list[WebhookAttempt]:
-        rows = await info.context.services.webhooks.attempts(
-            info.context.caller().program_id, str(self.id), first=first
+        rows = await info.context.loaders.webhook_attempts.load(
+            ((info.context.caller().program_id, first), str(self.id))
         )
         return [WebhookAttempt.from_row(row, self.program_id) for row in rows]
 
