@@ -406,10 +406,11 @@ async def test_a_crash_in_the_middle_of_a_cancel_is_finished_by_recovery_exactly
     assert await world.stock(reward) == 10
 
 
-async def test_coalition_points_pay_through_a_crash_after_the_debit_and_come_back_on_cancel(world: World) -> None:
+async def alice_earns_coalition_points(world: World, *, at: datetime) -> None:
+    """Alice's coalition account, with 1000 points she earned at ``at`` by a completed
+    conversion out of fresh-mart (in the point's book and in the ledger)."""
     async with world.db.transaction() as session:
         await link_coalition_accounts(session, T0, member_id=world.alice)
-    # Alice earned 1000 coalition points by a completed conversion out of fresh-mart.
     await world.point.credit("earned:credit", world.alice, 1000)
     async with world.db.transaction() as session:
         await world.saga.ledger.post(
@@ -424,9 +425,13 @@ async def test_coalition_points_pay_through_a_crash_after_the_debit_and_come_bac
                 points_out=1000,
                 money_value_minor=100_000,
                 fee_minor=0,
-                effective_at=T0,
+                effective_at=at,
             ),
         )
+
+
+async def test_coalition_points_pay_through_a_crash_after_the_debit_and_come_back_on_cancel(world: World) -> None:
+    await alice_earns_coalition_points(world, at=T0)
     reward = await world.reward()
     request = RedeemRequest(
         member_id=world.alice,
@@ -508,25 +513,8 @@ async def test_a_redemption_paid_with_the_point_and_cancelled_next_month_reconci
     """The ledger keeps the redemption in November and posts its reversal in December, when it
     was cancelled: the point's records (written from its own book) say the same, so both months
     reconcile with no break, and November's records do not change when December cancels."""
-    async with world.db.transaction() as session:
-        await link_coalition_accounts(session, T0, member_id=world.alice)
-    await world.point.credit("earned:credit", world.alice, 1000)
-    async with world.db.transaction() as session:  # earned in October, a month not reconciled here
-        await world.saga.ledger.post(
-            session,
-            conversion_transaction(
-                chart=ChartOfAccounts("TWD"),
-                transaction_id="conversion:earned",
-                conversion_id="earned",
-                source="fresh-mart",
-                target=POINT,
-                points_in=10_000,
-                points_out=1000,
-                money_value_minor=100_000,
-                fee_minor=0,
-                effective_at=datetime(2026, 10, 20, tzinfo=UTC),
-            ),
-        )
+    # Earned in October, a month not reconciled here.
+    await alice_earns_coalition_points(world, at=datetime(2026, 10, 20, tzinfo=UTC))
     reward = await world.reward()
     request = RedeemRequest(
         member_id=world.alice,
