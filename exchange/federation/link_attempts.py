@@ -61,16 +61,20 @@ def account_key(program_id: str, member_ref: str) -> str:
     return ACCOUNT_PREFIX + digest.hexdigest()
 
 
+#: Why a link was refused when the partner did not confirm the account (a page reads it back
+#: into the reader's language: exchange.web.said).
+NOT_CONFIRMED = (
+    "{program} does not confirm this account with that verification: check the member id you have "
+    "at {program} and the verification value {program} gave you (such as a PIN)"
+)
+
+
 class VerificationFailed(BadUserInput):
     """The partner does not confirm the account with the value given, or has no such account:
     one refusal for both, so that trying ids tells nobody which accounts exist."""
 
     def __init__(self, program_id: str) -> None:
-        super().__init__(
-            f"{program_id} does not confirm this account with that verification: check the member id you have "
-            f"at {program_id} and the verification value {program_id} gave you (such as a PIN)",
-            field="verification",
-        )
+        super().__init__(NOT_CONFIRMED.format(program=program_id), field="verification")
 
 
 @dataclass

@@ -27,7 +27,8 @@ NUMBER = "[0-9][0-9,]*"
 @dataclass(frozen=True, slots=True)
 class Reason:
     """A reason's template (``str.format`` fields, each written as plain text; those in
-    :data:`NUMBERS` as whole numbers; ``{name:noun}``, a count with its noun), named by ``key``."""
+    :data:`NUMBERS` as whole numbers; ``{name:noun}``, a count with its noun; a field named
+    twice holds the same value both times), named by ``key``."""
 
     key: str
     template: str
@@ -35,10 +36,15 @@ class Reason:
 
     def __post_init__(self) -> None:
         parts = []
+        named: set[str] = set()
         for literal, name, noun, _ in Formatter().parse(self.template):
             parts.append(re.escape(literal))
             if name is None:
                 continue
+            if name in named:
+                parts.append(f"(?P={name})")  # said again: the same value
+                continue
+            named.add(name)
             if noun:
                 parts.append(counted_pattern(name, noun, NUMBER))
             else:

@@ -15,7 +15,8 @@ read back into what it says:
   (:data:`~exchange.risk.reasons.REJECTED`) likewise carries theirs;
 * why a saga failed over a partner's write (:mod:`exchange.sagas.doubt`) becomes its template's
   key, the partner named by who it is to the member (the program converted from, or to, or
-  paid with); so does a conversion's amount or cap refused (:mod:`exchange.pricing.limits`);
+  paid with); so does a conversion's amount or cap refused (:mod:`exchange.pricing.limits`),
+  and an account a partner did not confirm (:mod:`exchange.federation.link_attempts`);
 * a person's own words (a staff member's reason in the risk log) are shown as written;
 * any other text of the exchange is shown as written on an English page, and marked as
   English on any other.
@@ -30,6 +31,7 @@ from datetime import datetime
 
 from exchange.connectors.errors import REFUSED, PartnerError, PartnerRefusal
 from exchange.errors import ErrorCode, ExchangeError
+from exchange.federation import link_attempts
 from exchange.pricing import limits
 from exchange.programs.models import Program
 from exchange.risk import reasons
@@ -58,6 +60,7 @@ FAILURES = (
     reasons.Reason("BELOW_MINIMUM", limits.BELOW_MINIMUM),
     reasons.Reason("NOT_AN_INCREMENT", limits.NOT_AN_INCREMENT),
     reasons.Reason("CAP_EXCEEDED", limits.CAP_EXCEEDED),
+    reasons.Reason("NOT_CONFIRMED", link_attempts.NOT_CONFIRMED),
 )
 #: Values of :data:`FAILURES` that are whole numbers, besides the risk log's (:data:`~exchange.risk.reasons.NUMBERS`).
 FAILURE_NUMBERS = frozenset({"remaining", "amount"})

@@ -197,6 +197,20 @@ def test_a_member_links_an_account_the_partner_confirms_and_is_refused_a_wrong_c
     assert "Sign in with Formosa Air Miles too" in home
 
 
+def test_an_account_the_partner_does_not_confirm_is_said_in_the_readers_language(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=1_000)
+    partners.add_member("formosa-air", member_ref, balance=8_000)
+    sign_in(client, "fresh-mart", member_ref)
+    client.headers["accept-language"] = "zh-TW"
+    refused = link(client, "formosa-air", member_ref, verification="9999")
+    assert refused.status_code == 400
+    assert "Formosa Air Miles 無法以這個驗證碼確認此帳戶" in refused.text
+    assert "does not confirm" not in refused.text  # the exchange's English is read back, not shown
+
+
 def test_signing_in_through_a_second_partner_adds_its_authority_to_the_session_under_a_new_id(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
