@@ -406,7 +406,7 @@ class SettlementService:
             rules = await point_rules(session)
             # Spilled to disk past a few blocks: a month of the point is not held in memory.
             with tempfile.SpooledTemporaryFile(max_size=4 * BLOCK_BYTES) as written:
-                await point_records.records(session, rules, period=period, starts=starts, ends=ends, out=written)
+                await point_records.records(session, rules, point_records.Month(period, starts, ends), written)
                 if keep is not None:
                     written.seek(0)
                     with keep.open("wb") as copy:

@@ -227,15 +227,13 @@ def kept_by_the_point(route: Sequence[Mapping[str, Any]]) -> tuple[int, str]:
     )
 
 
-async def _expiry_batches(
-    session: AsyncSession, rules: PointRules, starts: datetime, ends: datetime
-) -> AsyncIterator[tuple[str, int]]:
-    """Each expiry batch of [starts, ends) as (reference, what it took out of the point's
+async def _expiry_batches(session: AsyncSession, rules: PointRules, month: Month) -> AsyncIterator[tuple[str, int]]:
+    """Each expiry batch of ``month`` as (reference, what it took out of the point's
     clearing account): the point's leg of ``breakage_legs``, so rounded as the job rounds."""
     chart = ChartOfAccounts(rules.currency.code)
     batch: tuple[int, str] | None = None
     by_funder: dict[str | None, int] = defaultdict(int)
-    async for first_lot, transaction, funder, points in await session.stream(_expiries(starts, ends)):
+    async for first_lot, transaction, funder, points in await session.stream(_expiries(month.starts, month.ends)):
         if batch is not None and batch != (first_lot, transaction):
             yield f"{EXPIRY_KIND}:{batch[0]}", breakage_legs(rules, chart, by_funder)[0].amount
             by_funder = defaultdict(int)
@@ -245,26 +243,29 @@ async def _expiry_batches(
         yield f"{EXPIRY_KIND}:{batch[0]}", breakage_legs(rules, chart, by_funder)[0].amount
 
 
-async def records(
-    session: AsyncSession, rules: PointRules, *, period: str, starts: datetime, ends: datetime, out: IO[bytes]
-) -> None:
-    """Write the point's records of ``period`` ([starts, ends)) to ``out`` as CSV (see the
-    module's docstring), a row at a time as the database streams them."""
+async def records(session: AsyncSession, rules: PointRules, month: Month, out: IO[bytes]) -> None:
+    """Write the point's records of ``month`` to ``out`` as CSV (see the module's docstring), a
+    row at a time as the database streams them."""
     currency = rules.currency
-    fixed = f"{rules.program_id},{period},{currency.code}\n"
+
+    def line(reference: str, minor: int, counterparty: str | None) -> None:
+        out.write(
+            f"{reference},{currency.from_minor(minor)},{counterparty or ''},"
+            f"{rules.program_id},{month.period},{currency.code}\n".encode()
+        )
+
     out.write(HEADER.encode())
-    month = Month(period, starts, ends)
     async for reference, amount, counterparty in await session.stream(_operations(month)):
-        out.write(f"{reference},{currency.from_minor(int(amount))},{counterparty or ''},{fixed}".encode())
+        line(reference, int(amount), counterparty)
     async for conversion_id, route in await session.stream(_routed(month)):
         kept, payer = kept_by_the_point(route)
-        out.write(f"conversion:{conversion_id},{currency.from_minor(kept)},{payer},{fixed}".encode())
+        line(f"conversion:{conversion_id}", kept, payer)
     # A reference is one line: batches that share their first lot are summed.
-    reference, amount = None, 0
-    async for batch, taken in _expiry_batches(session, rules, starts, ends):
-        if reference is not None and batch != reference:
-            out.write(f"{reference},{currency.from_minor(amount)},,{fixed}".encode())
-            amount = 0
-        reference, amount = batch, amount + taken
-    if reference is not None:
-        out.write(f"{reference},{currency.from_minor(amount)},,{fixed}".encode())
+    batch_reference, total = None, 0
+    async for batch, taken in _expiry_batches(session, rules, month):
+        if batch_reference is not None and batch != batch_reference:
+            line(batch_reference, total, None)
+            total = 0
+        batch_reference, total = batch, total + taken
+    if batch_reference is not None:
+        line(batch_reference, total, None)
