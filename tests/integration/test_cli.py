@@ -12,11 +12,13 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
 import httpx
 import pytest
+from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
 from exchange.cli import main
@@ -38,6 +40,21 @@ def run(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
         cwd=cwd,
         check=False,
     )
+
+
+def run_here(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """:func:`run`'s answer from the same command run in this process, for tests that run
+    many: a new process spends about 3 s importing the exchange, this one has it already.
+
+    The command runs on a thread of its own, since it calls ``asyncio.run`` and the test's
+    loop is running; an exception it does not turn into an exit status is raised here.
+    """
+    runner = CliRunner(env={**os.environ, **(env or {})})
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        result = thread.submit(runner.invoke, main, list(argv)).result()
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess([EXCHANGE, *argv], result.exit_code, result.stdout, result.stderr)
 
 
 @pytest.fixture
@@ -428,8 +445,8 @@ def test_ledger_verify_passes_then_names_a_tampered_transaction(tmp_path: Path) 
 @pytest.fixture
 def migrated_env(database_url: str) -> dict[str, str]:
     env = {"EXCHANGE_DATABASE_URL": database_url}
-    assert run("db", "upgrade", env=env).returncode == 0
-    assert run("partners", "load", "--dir", str(SAMPLE_PARTNERS), env=env).returncode == 0
+    assert run_here("db", "upgrade", env=env).returncode == 0
+    assert run_here("partners", "load", "--dir", str(SAMPLE_PARTNERS), env=env).returncode == 0
     return env
 
 
@@ -482,7 +499,7 @@ def test_clients_create_prints_the_secret_once_and_as_json_for_scripts(migrated_
 def test_impossible_clients_are_refused_in_one_line(
     migrated_env: dict[str, str], argv: list[str], message: str
 ) -> None:
-    result = run("clients", "create", *argv, env=migrated_env)
+    result = run_here("clients", "create", *argv, env=migrated_env)
     assert result.returncode == 2
     assert message in result.stderr and result.stderr.count("\n") == 1
 
@@ -752,7 +769,7 @@ async def test_in_the_demo_alice_signs_in_to_the_portal_at_a_sandbox_with_her_pi
 
 def test_coalition_expire_is_idempotent_and_verify_shows_the_points_liability(migrated_env: dict[str, str]) -> None:
     for _ in range(2):
-        expired = run("coalition", "expire", env=migrated_env)
+        expired = run_here("coalition", "expire", env=migrated_env)
         assert expired.returncode == 0, expired.stderr
         assert expired.stdout.strip() == "0 coalition points expired from 0 lots in 0 ledger transactions"
     verified = run("ledger", "verify", env=migrated_env)

@@ -26,7 +26,7 @@ from exchange.testing.databases import SqliteDatabases
 from exchange.testing.processes import declarations_pointing_at
 from exchange.testing.sandboxes import SandboxFleet
 from tests.integration.settlement.test_cross_footing import cross_foot
-from tests.integration.test_cli import run
+from tests.integration.test_cli import run_here
 
 #: The partner timeout the month is played with. The product's 2 s suits a partner on a quiet
 #: network; the month's few hundred partner calls on a loaded test machine may take longer
@@ -105,7 +105,7 @@ async def settle_it(services: Services, database_url: str, period: str, file: Pa
     resolve every break (the mismatch by adjustment), sign off."""
     env = {"EXCHANGE_DATABASE_URL": database_url}
     file.write_text(await partner_records(services, period))
-    closed = run("settle", "close", period, env=env)
+    closed = run_here("settle", "close", period, env=env)
     assert closed.returncode == 0, closed.stderr
     assert "net positions sum to 0.00 TWD" in closed.stdout
     report = await services.settlement.period(period)
@@ -115,26 +115,26 @@ async def settle_it(services: Services, database_url: str, period: str, file: Pa
     assert saving is not None and saving.multilateral.count < saving.gross.count
     assert saving.multilateral.total < saving.gross.total
 
-    reconciled = run("settle", "reconcile", "--partner", FILE_PARTNER, period, str(file), env=env)
+    reconciled = run_here("settle", "reconcile", "--partner", FILE_PARTNER, period, str(file), env=env)
     assert reconciled.returncode == 0, reconciled.stderr
     for kind in BreakKind:
         count = re.search(rf"^\s+{kind}\s+(\d+)$", reconciled.stdout, re.MULTILINE)
         assert count is not None and int(count[1]) >= 1, (kind, reconciled.stdout)
-    listed = run("settle", "breaks", "--partner", FILE_PARTNER, "--unresolved", period, env=env)
+    listed = run_here("settle", "breaks", "--partner", FILE_PARTNER, "--unresolved", period, env=env)
     assert listed.returncode == 0, listed.stderr
     breaks = re.findall(r"^\s+(\d+) ([A-Z_]+) ", listed.stdout, re.MULTILINE)
     assert {kind for _, kind in breaks} == {kind for kind in BreakKind if kind is not BreakKind.MATCHED}
     resolve = ("settle", "resolve", "--partner", FILE_PARTNER)
-    adjusted = run(
+    adjusted = run_here(
         *resolve, "--resolution", "ADJUST", "--kind", "AMOUNT_MISMATCH", "--reason", "theirs", period, env=env
     )
     assert adjusted.returncode == 0, adjusted.stderr
-    accepted = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "--reason", "the ledger's", period, env=env)
+    accepted = run_here(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "--reason", "the ledger's", period, env=env)
     assert accepted.stdout.startswith("resolved 3 breaks"), accepted.stderr
-    listed = run("settle", "breaks", "--partner", FILE_PARTNER, period, env=env)
+    listed = run_here("settle", "breaks", "--partner", FILE_PARTNER, period, env=env)
     assert re.search(r" AMOUNT_MISMATCH .* ADJUST ", listed.stdout), listed.stdout
     assert listed.stdout.count("ACCEPT_LEDGER") == 3
-    signed = run("settle", "sign-off", "--partner", FILE_PARTNER, period, "--note", "all agreed", env=env)
+    signed = run_here("settle", "sign-off", "--partner", FILE_PARTNER, period, "--note", "all agreed", env=env)
     assert signed.returncode == 0, signed.stderr
     position = next(p for p in (await services.settlement.period(period)).positions if p.participant == FILE_PARTNER)
     assert position.signed_off_at is not None

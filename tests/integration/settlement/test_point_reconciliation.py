@@ -22,7 +22,7 @@ from exchange.settings import Settings
 from exchange.settlement.models import BreakKind
 from exchange.settlement.participants import EXCHANGE
 from exchange.testing.sandboxes import SandboxFleet
-from tests.integration.test_cli import run
+from tests.integration.test_cli import run_here
 from tests.integration.test_demo_month import month_on
 
 
@@ -74,7 +74,7 @@ async def test_the_points_own_book_reconciles_signs_off_and_a_changed_operation_
             await services.settlement.close(period, by="staff")
 
             kept = tmp_path / "point.csv"
-            reconciled = run("settle", "reconcile-point", "--keep", str(kept), period, env=env)
+            reconciled = run_here("settle", "reconcile-point", "--keep", str(kept), period, env=env)
             assert reconciled.returncode == 0, reconciled.stderr
             assert reconciled.stdout.startswith(f"reconciled {COALITION_POINT} {period}: "), reconciled.stdout
             assert "  the file's total " in reconciled.stdout, "worded for staff, as `settle reconcile` is"

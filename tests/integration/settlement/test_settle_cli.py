@@ -22,7 +22,7 @@ from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
 from exchange.settlement.keys import StatementKeys
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import RETENTION_YEARS, TAIPEI, conversion, redemption
-from tests.integration.test_cli import run
+from tests.integration.test_cli import run_here
 
 
 def statement_keys(db: Database) -> StatementKeys:
@@ -44,8 +44,8 @@ async def published_statement_keys(database_url: str) -> KeySet:
 async def october(database_url: str) -> dict[str, str]:
     """A migrated, loaded database holding an October of postings (over by now)."""
     env = {"EXCHANGE_DATABASE_URL": database_url}
-    assert run("db", "upgrade", env=env).returncode == 0
-    assert run("partners", "load", "--dir", "partners", env=env).returncode == 0
+    assert run_here("db", "upgrade", env=env).returncode == 0
+    assert run_here("partners", "load", "--dir", "partners", env=env).returncode == 0
     at = datetime(2026, 10, 10, 4, 0, tzinfo=UTC)
     db = Database.from_url(database_url)
     try:
@@ -64,7 +64,7 @@ async def october(database_url: str) -> dict[str, str]:
 
 
 async def test_close_prints_positions_and_the_saving_and_is_repeatable(october: dict[str, str]) -> None:
-    closed = run("settle", "close", "2026-10", env=october)
+    closed = run_here("settle", "close", "2026-10", env=october)
     assert closed.returncode == 0, closed.stderr
     lines = closed.stdout.splitlines()
     assert lines[0] == "period 2026-10: CLOSED"
@@ -86,7 +86,7 @@ async def test_close_prints_positions_and_the_saving_and_is_repeatable(october: 
         "coalition point coalition at the period's end: 0 points outstanding × 1 TWD = liability 0.00 TWD"
         " (half-even to the minor unit)",
     ]
-    assert run("settle", "close", "2026-10", env=october).stdout == closed.stdout
+    assert run_here("settle", "close", "2026-10", env=october).stdout == closed.stdout
 
 
 async def test_recover_finishes_a_close_that_crashed_after_the_period_started_closing(
@@ -101,14 +101,14 @@ async def test_recover_finishes_a_close_that_crashed_after_the_period_started_cl
             await start_closing(session, calendar, "2026-10", by="cron", now=datetime.now(UTC))
     finally:
         await db.dispose()
-    recovered = run("recover", env=october)
+    recovered = run_here("recover", env=october)
     assert recovered.returncode == 0, recovered.stderr
     assert recovered.stdout.splitlines()[-1] == "1 settlement period left closing finished: 2026-10"
-    closed = run("settle", "close", "2026-10", env=october)
+    closed = run_here("settle", "close", "2026-10", env=october)
     assert closed.returncode == 0, closed.stderr
     assert closed.stdout.splitlines()[0] == "period 2026-10: CLOSED"
     assert "net positions sum to 0.00 TWD" in closed.stdout
-    again = run("recover", env=october)
+    again = run_here("recover", env=october)
     assert again.stdout.splitlines()[-1] == "0 settlement periods left closing finished"
 
 
@@ -116,8 +116,8 @@ async def test_close_previous_closes_the_period_that_ended_last_in_the_settlemen
     database_url: str,
 ) -> None:
     env = {"EXCHANGE_DATABASE_URL": database_url, "EXCHANGE_SETTLEMENT_TIMEZONE": "Asia/Taipei"}
-    assert run("db", "upgrade", env=env).returncode == 0
-    assert run("partners", "load", "--dir", "partners", env=env).returncode == 0
+    assert run_here("db", "upgrade", env=env).returncode == 0
+    assert run_here("partners", "load", "--dir", "partners", env=env).returncode == 0
     today = datetime.now(TAIPEI)
     year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
     at = datetime(year, month, 10, 12, 0, tzinfo=TAIPEI)
@@ -131,24 +131,24 @@ async def test_close_previous_closes_the_period_that_ended_last_in_the_settlemen
         await db.dispose()
 
     for argv in (["settle", "close"], ["settle", "close", "--previous", f"{year}-{month:02d}"]):
-        refused = run(*argv, env=env)
+        refused = run_here(*argv, env=env)
         assert refused.returncode == 2 and "give PERIOD or --previous, one of the two" in refused.stderr
-    closed = run("settle", "close", "--previous", env=env)
+    closed = run_here("settle", "close", "--previous", env=env)
     assert closed.returncode == 0, closed.stderr
     assert closed.stdout.splitlines()[0] == f"period {year}-{month:02d}: CLOSED"
     assert "wallet-pay" in closed.stdout
-    assert run("settle", "close", "--previous", env=env).stdout == closed.stdout
+    assert run_here("settle", "close", "--previous", env=env).stdout == closed.stdout
 
 
 async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
     october: dict[str, str], tmp_path: Path
 ) -> None:
-    assert run("settle", "close", "2026-10", env=october).returncode == 0
-    before = run("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october)
+    assert run_here("settle", "close", "2026-10", env=october).returncode == 0
+    before = run_here("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october)
     assert before.returncode == 2 and "exchange settle reconcile --partner fresh-mart 2026-10 FILE" in before.stderr
     records = tmp_path / "fresh-mart-2026-10.csv"
     records.write_text("reference,amount\nconversion:c1,98.00\nredemption:r1,-15.00\nredemption:r1,-15.00\nextra:1,3\n")
-    result = run("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october)
+    result = run_here("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october)
     assert result.returncode == 0, result.stderr
     counts = dict(line.split() for line in result.stdout.splitlines()[1:6])
     assert counts == {
@@ -159,7 +159,7 @@ async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
         "MISSING_IN_PARTNER": "0",
     }
     assert "2 breaks to resolve" in result.stdout
-    listed = run("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october).stdout.splitlines()
+    listed = run_here("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october).stdout.splitlines()
     assert "partner (TWD)" in listed[0] and "ledger (TWD)" in listed[0], "amounts name their currency"
     # Each break's difference is what it puts between the totals: the repeated line its amount.
     differences = {line.split()[1]: Decimal(line.split()[-3]) for line in listed[1:-1]}
@@ -171,7 +171,7 @@ async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
     assert "your file" not in result.stdout
 
     records.write_text("reference,amount\nconversion:c1,98.00\nconversion:c2,9.999\n")
-    refused = run("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october)
+    refused = run_here("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october)
     assert refused.returncode == 2
     assert refused.stderr.startswith("Error: line 3: amount: '9.999' is not an amount in TWD")
     assert refused.stderr.rstrip().endswith("nothing was imported")
@@ -180,20 +180,20 @@ async def test_reconcile_prints_the_classification_and_refuses_a_malformed_file(
 async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(
     october: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
-    assert run("settle", "statement", "--partner", "fresh-mart", "2026-10", env=october).returncode == 2
-    assert run("settle", "close", "2026-10", env=october).returncode == 0
-    document = json.loads(run("settle", "statement", "--partner", "fresh-mart", "2026-10", env=october).stdout)
+    assert run_here("settle", "statement", "--partner", "fresh-mart", "2026-10", env=october).returncode == 2
+    assert run_here("settle", "close", "2026-10", env=october).returncode == 0
+    document = json.loads(run_here("settle", "statement", "--partner", "fresh-mart", "2026-10", env=october).stdout)
     assert document["closingPosition"] == "83.00"
-    table = run("settle", "statement", "--partner", "fresh-mart", "--format", "csv", "2026-10", env=october).stdout
+    table = run_here("settle", "statement", "--partner", "fresh-mart", "--format", "csv", "2026-10", env=october).stdout
     assert "fresh-mart,2026-10,TWD,closing,,,,,,,83.00,,2026-09-30T16:00:00Z,2026-10-31T16:00:00Z,Asia/Taipei,,," in (
         table.splitlines()
     )
-    token = run(
+    token = run_here(
         "settle", "statement", "--partner", "fresh-mart", "--format", "jws", "2026-10", env=october
     ).stdout.strip()
     assert json.loads(jws.deserialize_compact(token, await published_statement_keys(database_url)).payload) == document
     written = tmp_path / "statement.csv"
-    saved = run(
+    saved = run_here(
         "settle",
         "statement",
         "--partner",
@@ -212,11 +212,11 @@ async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(
 async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying_unless_the_key_is_compromised(
     october: dict[str, str], database_url: str
 ) -> None:
-    assert run("settle", "close", "2026-10", env=october).returncode == 0
+    assert run_here("settle", "close", "2026-10", env=october).returncode == 0
     statement = ("settle", "statement", "--partner", "fresh-mart", "--format", "jws", "2026-10")
-    before = run(*statement, env=october).stdout.strip()
+    before = run_here(*statement, env=october).stdout.strip()
     cached = await published_statement_keys(database_url)  # what a verifier holds
-    rotated = run("keys", "rotate", "--statements", env=october)
+    rotated = run_here("keys", "rotate", "--statements", env=october)
     assert rotated.returncode == 0, rotated.stderr
     new_kid = re.search(r"^active statement-signing key: (\S+)$", rotated.stdout, re.MULTILINE)
     old_kid = jws.extract_compact(before.encode()).headers()["kid"]
@@ -229,13 +229,13 @@ async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying_unless_the
 
     # Downloaded again after the rotation: the statement as issued, signed by the old key, which
     # verifiers' cached keys verify.
-    meanwhile = run(*statement, env=october).stdout.strip()
+    meanwhile = run_here(*statement, env=october).stdout.strip()
     assert meanwhile == before and jws.extract_compact(meanwhile.encode()).headers()["kid"] == old_kid
     assert jws.deserialize_compact(meanwhile, cached).payload == jws.deserialize_compact(before, cached).payload
 
     # A compromised key cannot wait: the newest key signs at once, the keys published until now
     # are withdrawn, and the statements they signed are signed again with the newest key.
-    urgent = run("keys", "rotate", "--statements", "--compromised", env=october)
+    urgent = run_here("keys", "rotate", "--statements", "--compromised", env=october)
     assert urgent.returncode == 0, urgent.stderr
     newest = re.search(r"^active statement-signing key: (\S+)$", urgent.stdout, re.MULTILINE)
     assert newest is not None
@@ -247,7 +247,7 @@ async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying_unless_the
     assert urgent.stdout.splitlines()[-1] == f"published statement keys: {newest.group(1)}"
     # Downloaded again: the same document, signed by the newest key; the JWS the compromised key
     # made no longer verifies with what the exchange publishes.
-    after = run(*statement, env=october).stdout.strip()
+    after = run_here(*statement, env=october).stdout.strip()
     assert jws.extract_compact(after.encode()).headers()["kid"] == newest.group(1)
     published = await published_statement_keys(database_url)
     assert {key.kid for key in published} == {newest.group(1)}
@@ -257,47 +257,53 @@ async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying_unless_the
 
 
 async def test_resolve_takes_a_selection_in_bulk_and_sign_off_follows(october: dict[str, str], tmp_path: Path) -> None:
-    assert run("settle", "close", "2026-10", env=october).returncode == 0
-    before = run("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october)
+    assert run_here("settle", "close", "2026-10", env=october).returncode == 0
+    before = run_here("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october)
     assert before.returncode == 2 and "exchange settle reconcile --partner fresh-mart 2026-10 FILE" in before.stderr
     records = tmp_path / "fresh-mart-2026-10.csv"
     records.write_text("reference,amount\nconversion:c1,98.00\nredemption:r1,-15.00\nredemption:r1,-15.00\nextra:1,3\n")
-    assert run("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october).returncode == 0
-    early = run("settle", "sign-off", "--partner", "fresh-mart", "2026-10", env=october)
+    assert (
+        run_here("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october).returncode == 0
+    )
+    early = run_here("settle", "sign-off", "--partner", "fresh-mart", "2026-10", env=october)
     assert (early.returncode, "2 unresolved breaks" in early.stderr) == (2, True)
 
     resolve = ("settle", "resolve", "--partner", "fresh-mart", "--reason", "agreed in the monthly call")
-    unselected = run(*resolve, "--resolution", "ACCEPT_LEDGER", "2026-10", env=october)
+    unselected = run_here(*resolve, "--resolution", "ACCEPT_LEDGER", "2026-10", env=october)
     assert unselected.returncode == 2 and "--all" in unselected.stderr
-    refused = run(*resolve, "--resolution", "ADJUST", "--kind", "DUPLICATE", "2026-10", env=october)
+    refused = run_here(*resolve, "--resolution", "ADJUST", "--kind", "DUPLICATE", "2026-10", env=october)
     assert refused.returncode == 2 and "has no amount to adjust by" in refused.stderr
-    one = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--kind", "DUPLICATE", "2026-10", env=october)
+    one = run_here(*resolve, "--resolution", "ACCEPT_LEDGER", "--kind", "DUPLICATE", "2026-10", env=october)
     assert one.stdout.splitlines() == [
         "resolved 1 break (0 already resolved the same way)",
         "1 break of fresh-mart 2026-10 still open",
     ], one.stderr
-    done = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "--as", "alice@settlement", "2026-10", env=october)
+    done = run_here(
+        *resolve, "--resolution", "ACCEPT_LEDGER", "--all", "--as", "alice@settlement", "2026-10", env=october
+    )
     assert done.stdout.splitlines() == [
         "resolved 1 break (0 already resolved the same way)",
         "0 breaks of fresh-mart 2026-10 still open",
     ], done.stderr
-    again = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october)
+    again = run_here(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october)
     assert again.stdout.splitlines()[0] == "resolved 0 breaks (0 already resolved the same way)"
 
-    signed = run("settle", "sign-off", "--partner", "fresh-mart", "--as", "carol@settlement", "2026-10", env=october)
+    signed = run_here(
+        "settle", "sign-off", "--partner", "fresh-mart", "--as", "carol@settlement", "2026-10", env=october
+    )
     assert signed.stdout.strip() == "signed off fresh-mart 2026-10 by carol@settlement", signed.stderr
-    late = run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october)
+    late = run_here(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october)
     assert late.returncode == 2 and "signed off" in late.stderr
 
 
 async def test_books_print_a_partners_figures_as_text_or_csv(october: dict[str, str]) -> None:
-    exported = run("books", "fresh-mart", "2026-10", "--csv", env=october)
+    exported = run_here("books", "fresh-mart", "2026-10", "--csv", env=october)
     assert exported.returncode == 0, exported.stderr
     rows = {row[2]: row[3:] for row in csv.reader(io.StringIO(exported.stdout))}
     assert rows["issued"] == ["10000", "1000.00", "TWD"]
     assert rows["money_net"] == ["", "83.00", "TWD"], "98.00 for the points it issued, 15.00 for a reward"
     assert rows["budget_level"] == ["", "NONE", ""]
-    shown = run("books", "fresh-mart", "2026-10", env=october)
+    shown = run_here("books", "fresh-mart", "2026-10", env=october)
     assert shown.stdout.splitlines()[0] == "fresh-mart 2026-10 (TWD)"
     assert ["issued", "10000", "1000.00", "TWD"] in [line.split() for line in shown.stdout.splitlines()]
     lines = [line.split() for line in shown.stdout.splitlines()[1:]]
@@ -306,34 +312,34 @@ async def test_books_print_a_partners_figures_as_text_or_csv(october: dict[str, 
 
 
 async def test_each_month_end_refusal_says_what_to_do_next(october: dict[str, str], tmp_path: Path) -> None:
-    early = run("settle", "close", "2099-01", env=october)
+    early = run_here("settle", "close", "2099-01", env=october)
     assert early.returncode == 2
     assert "period 2099-01 is not over: it ends at 2099-01-31T16:00:00+00:00; close it after then" in early.stderr
-    assert run("settle", "close", "2026-10", env=october).returncode == 0
+    assert run_here("settle", "close", "2026-10", env=october).returncode == 0
     records = tmp_path / "fresh-mart-2026-10.csv"
     records.write_text("reference,amount\nconversion:c1,98.00\nextra:1,3\n")
     reconcile = ("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records))
-    assert run(*reconcile, env=october).returncode == 0
+    assert run_here(*reconcile, env=october).returncode == 0
     resolve = ("settle", "resolve", "--partner", "fresh-mart", "--reason", "agreed in the monthly call")
-    listed = run("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october).stdout
+    listed = run_here("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october).stdout
     first = re.findall(r"^\s+(\d+) ", listed, re.MULTILINE)[0]
-    assert run(*resolve, "--resolution", "ACCEPT_LEDGER", "--break", first, "2026-10", env=october).returncode == 0
+    assert run_here(*resolve, "--resolution", "ACCEPT_LEDGER", "--break", first, "2026-10", env=october).returncode == 0
 
-    otherwise = run(*resolve, "--resolution", "ADJUST", "--break", first, "2026-10", env=october)
+    otherwise = run_here(*resolve, "--resolution", "ADJUST", "--break", first, "2026-10", env=october)
     assert otherwise.returncode == 2
     assert (
         f"break {first} was already resolved differently: leave it out "
         "(exchange settle breaks lists how each break was resolved)" in otherwise.stderr
     )
-    again = run(*reconcile, env=october)
+    again = run_here(*reconcile, env=october)
     assert again.returncode == 2
     assert (
         "breaks of fresh-mart's reconciliation for 2026-10 are already resolved; a new import would reopen them: "
         "resolve the open breaks of the current import instead" in again.stderr
     )
-    assert run(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october).returncode == 0
-    assert run("settle", "sign-off", "--partner", "fresh-mart", "2026-10", env=october).returncode == 0
-    late = run(*reconcile, env=october)
+    assert run_here(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october).returncode == 0
+    assert run_here("settle", "sign-off", "--partner", "fresh-mart", "2026-10", env=october).returncode == 0
+    late = run_here(*reconcile, env=october)
     assert late.returncode == 2
     assert (
         "fresh-mart's period 2026-10 is signed off: its records and breaks are final; "
