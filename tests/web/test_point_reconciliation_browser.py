@@ -1,7 +1,8 @@
 """Staff reconcile the coalition point in the settlement console, in a real browser: no partner
 sends its records, so its reconciliation page offers no upload but a button that writes them
 from the exchange's own book of the point (as `exchange settle reconcile-point` does) and then
-shows how they compared, as after an upload. In both languages."""
+shows how they compared, as after an upload, with whoever pressed it recorded as the importer.
+In both languages."""
 
 from __future__ import annotations
 
@@ -58,10 +59,11 @@ def test_staff_reconcile_the_point_from_its_own_book_with_a_button(
 ) -> None:
     gateway, period = point_month
     button, notice, imported_by = SAID[language]
+    staff = gateway.person(Role.SETTLEMENT)
     context = open_context(browser, gateway, locale=language)
     try:
         page = context.new_page()
-        console_sign_in(page, gateway.person(Role.SETTLEMENT))
+        console_sign_in(page, staff)
         page.goto(f"/console/settlement/{period}")
         page.locator(f"a[href='/console/settlement/{period}/reconciliations/{POINT}']").click()
         expect(page.get_by_role("button", name=button)).to_be_visible()
@@ -71,7 +73,7 @@ def test_staff_reconcile_the_point_from_its_own_book_with_a_button(
         page.get_by_role("button", name=button).click()
         expect(page.get_by_role("status").first).to_contain_text(notice)
         expect(page.locator("#open-breaks")).to_have_text("1")
-        expect(fact(page, imported_by)).to_contain_text("exchange:coalition-book")
+        expect(fact(page, imported_by)).to_contain_text(f"console:{staff.username}")
         expect(page.get_by_role("table").first).to_contain_text("conversion:p1")
         screenshot(page, "reconciled")
         assert page.evaluate("window.__cspViolations") == []
