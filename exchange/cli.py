@@ -690,14 +690,15 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the records imported to this file (the records-file format).",
 )
+@click.option("--as", "actor", help="Who is recorded as having imported them (default: cli:<your user name>).")
 @click.argument("period")
 @reports_errors
-def settle_reconcile_point(keep: Path | None, period: str) -> None:
+def settle_reconcile_point(keep: Path | None, actor: str | None, period: str) -> None:
     """Reconcile the coalition point of the closed PERIOD: write its records from the
     exchange's own book of the point (its operations and expiries; no partner sends them),
     import them as `settle reconcile` imports a partner's file, and print how they compared
     with the ledger. Then resolve its breaks and sign it off as a partner's."""
-    view = with_services(lambda services: services.settlement.import_point_records(period, keep=keep))
+    view = with_services(lambda services: services.settlement.import_point_records(period, by=_actor(actor), keep=keep))
     _print_reconciliation(view)
 
 

@@ -42,6 +42,7 @@ def summary(view: ReconciliationView) -> dict[str, Any]:
         "sequence": row.sequence,
         "importedAt": row.imported_at.isoformat(),
         "importedBy": row.imported_by,
+        "source": row.source,
         "fileSha256": row.file_sha256,
         "lines": row.lines,
         "matched": row.matched,

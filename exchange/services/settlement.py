@@ -60,6 +60,7 @@ from exchange.settlement.models import (
     BreakResolution,
     Reconciliation,
     ReconciliationBreak,
+    RecordsSource,
     SettlementJob,
     SettlementPosition,
 )
@@ -391,15 +392,16 @@ class SettlementService:
                 period=period,
                 source=source,
                 actor=by,
+                records_source=RecordsSource.PARTNER_FILE,
                 now=self.clock.now(),
             )
             return await reconciliation_view(session, imported, imported.breaks)
 
-    async def import_point_records(self, period: str, *, keep: Path | None = None) -> ReconciliationView:
+    async def import_point_records(self, period: str, *, by: str, keep: Path | None = None) -> ReconciliationView:
         """Import the coalition point's records of the closed ``period``, written from the
         exchange's own book of the point (``settlement.point_records``), as a partner's file is
-        imported: one unit of work, the importer recorded as that book. ``keep`` also writes the
-        file imported there. ``NOT_FOUND`` when no point is declared."""
+        imported: one unit of work, ``by`` recorded as the importer and the book as the file's
+        source. ``keep`` also writes the file imported there. ``NOT_FOUND`` when no point is declared."""
         period = self.calendar.parse(period)
         starts, ends = self.calendar.starts_at(period), self.calendar.ends_at(period)
         async with self.db.transaction() as session:
@@ -418,7 +420,8 @@ class SettlementService:
                     partner=rules.program_id,
                     period=period,
                     source=written,
-                    actor=point_records.OWN_BOOK,
+                    actor=by,
+                    records_source=RecordsSource.COALITION_BOOK,
                     now=self.clock.now(),
                 )
             return await reconciliation_view(session, imported, imported.breaks)

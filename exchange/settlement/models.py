@@ -47,6 +47,15 @@ class Resolution(StrEnum):
     """A balanced adjustment is posted into the next open period."""
 
 
+class RecordsSource(StrEnum):
+    """Where an imported file of records came from."""
+
+    PARTNER_FILE = "PARTNER_FILE"
+    """Sent by the partner (or for it): uploaded, or given to ``exchange settle reconcile``."""
+    COALITION_BOOK = "COALITION_BOOK"
+    """Written by the exchange from its own book of the coalition point (``point_records``)."""
+
+
 #: Columns' lengths, which what staff send is held to.
 REASON_LENGTH = 500
 NOTE_LENGTH = 500
@@ -92,7 +101,13 @@ class Reconciliation(SQLModel, table=True):
     partner: str = Field(max_length=64)
     sequence: int = Field(description="1 for the first import of the partner's period, then 2, …")
     imported_at: datetime = Field(sa_type=UTCDateTime)
-    imported_by: str = Field(max_length=100)
+    imported_by: str = Field(max_length=100, description="Who imported it: the staff member, client or operator.")
+    source: str = Field(
+        default=RecordsSource.PARTNER_FILE.value,
+        sa_column=Column(String(20), nullable=False, server_default=RecordsSource.PARTNER_FILE.value),
+        description="Where the file came from (RecordsSource): whoever imported it, the file is the partner's "
+        "or the exchange's own book of the coalition point.",
+    )
     file_sha256: str = Field(max_length=64, description="SHA-256 of the file's bytes, as uploaded.")
     lines: int = Field(description="Records in the file (lines after the header).")
     matched: int

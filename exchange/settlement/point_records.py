@@ -63,8 +63,6 @@ from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.models import LedgerTransaction
 from exchange.rewards.models import Redemption
 
-#: Who the reconciliation records as having imported the point's records.
-OWN_BOOK = "exchange:coalition-book"
 HEADER = "reference,amount,counterparty,partner,period,currency\n"
 
 

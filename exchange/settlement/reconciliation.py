@@ -51,6 +51,7 @@ from exchange.settlement.models import (
     BreakResolution,
     Reconciliation,
     ReconciliationBreak,
+    RecordsSource,
 )
 from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.positions import open_position, position_of
@@ -226,9 +227,11 @@ async def import_records(
     period: str,
     source: ByteSource,
     actor: str,
+    records_source: RecordsSource,
     now: datetime,
 ) -> Reconciliation:
     """Import the partner's file (read as it streams) and classify it; one unit of work.
+    ``actor`` is who imported it, ``records_source`` where the file came from.
 
     A malformed file raises :class:`~exchange.settlement.errors.MalformedRecords` naming the
     first bad line; the caller's unit of work then rolls back, so nothing is imported.
@@ -262,6 +265,7 @@ async def import_records(
         sequence=current.sequence + 1 if current else 1,
         imported_at=now,
         imported_by=actor,
+        source=records_source.value,
         file_sha256=reader.sha256,
         lines=reader.lines,
         matched=0,

@@ -376,7 +376,7 @@ class SettlementConsole:
         if not await self._is_point(partner):
             return self.pages.render(request, "refused.html", _not_found(), status_code=404)
         try:
-            await self.settlement.import_point_records(period)
+            await self.settlement.import_point_records(period, by=self._actor(request))
         except ExchangeError as refused:
             return await self.reconciliation(request, error=refused)
         return RedirectResponse(reconciliation_url(period, partner, notice="reconciled-from-book"), status_code=303)

@@ -1,6 +1,7 @@
 """Staff reconcile the coalition point over GraphQL (`reconcileCoalitionPoint`), as
 `exchange settle reconcile-point` does: its records come from the exchange's own book of the
-point, no file is sent. A partner may not; a bad or open period is refused as
+point, no file is sent, and the staff client that asked is recorded as the importer (the book as
+the records' source). A partner may not; a bad or open period is refused as
 `importPartnerRecords` refuses it, and nothing is imported (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tests.factories import conversion
 
 POINT = "coalition"
 RECONCILE = """mutation($p: String!) { reconcileCoalitionPoint(period: $p) {
-  partnerId period importedBy lines matched missingInPartner unresolvedBreaks
+  partnerId period importedBy source lines matched missingInPartner unresolvedBreaks
   breaks { kind reference ledgerAmount }
 } }"""
 IMPORT = 'mutation($p: String!) { importPartnerRecords(partnerId: "coalition", period: $p, csv: "reference,amount\\n") { id } }'
@@ -51,14 +52,16 @@ def refusal(body: dict[str, Any]) -> dict[str, Any]:
 @ON_SQLITE_TOO
 async def test_staff_reconcile_the_point_from_its_own_book(kit: ExchangeKit) -> None:
     period = await point_month(kit)
-    staff = await kit.staff_token(Role.SETTLEMENT)
+    client = await kit.new_client(Role.SETTLEMENT)
+    staff = await kit.client_token(client)
     await kit.data("mutation($p: String!) { closePeriod(period: $p) { status } }", staff, p=period)
 
     reconciled = (await kit.data(RECONCILE, staff, p=period))["reconcileCoalitionPoint"]
     assert reconciled == {
         "partnerId": POINT,
         "period": period,
-        "importedBy": "exchange:coalition-book",
+        "importedBy": client.client.client_id,
+        "source": "COALITION_BOOK",
         "lines": 0,
         "matched": 0,
         "missingInPartner": 1,

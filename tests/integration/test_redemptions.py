@@ -531,7 +531,7 @@ async def test_a_redemption_paid_with_the_point_and_cancelled_next_month_reconci
     world.clock.advance(days=11)  # 1 December in Taipei, before the reward's delivery is due
     for period in ("2026-10", "2026-11"):
         await settlement.close(period, by="staff")
-    before = await settlement.import_point_records("2026-11")
+    before = await settlement.import_point_records("2026-11", by="staff")
     assert before.unresolved == 0
     cancelled = await world.saga.cancel(redemption.id, member_id=world.alice)
     assert cancelled.status == RedemptionStatus.REVERSED
@@ -540,7 +540,7 @@ async def test_a_redemption_paid_with_the_point_and_cancelled_next_month_reconci
 
     for period, amount, publisher in (("2026-11", "-153.00", 15_000), ("2026-12", "153.00", -15_000)):
         kept = tmp_path / f"{period}.csv"
-        view = await settlement.import_point_records(period, keep=kept)
+        view = await settlement.import_point_records(period, by="staff", keep=kept)
         assert view.unresolved == 0, [b.row for b in await settlement.breaks(view.reconciliation)]
         assert f"\n{reference},{amount},formosa-air,{POINT},{period},TWD\n" in kept.read_text()
         lines = await settlement.ledger_lines("formosa-air", period)

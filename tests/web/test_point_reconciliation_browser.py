@@ -1,7 +1,9 @@
 """Staff reconcile the coalition point in the settlement console, in a real browser: no partner
 sends its records, so its reconciliation page offers no upload but a button that writes them
 from the exchange's own book of the point (as `exchange settle reconcile-point` does) and then
-shows how they compared, as after an upload. In both languages."""
+shows how they compared, as after an upload, worded for staff reconciling the exchange's book of
+the point with its ledger, with whoever pressed it recorded as the importer. In both languages,
+at a desktop's width and a phone's."""
 
 from __future__ import annotations
 
@@ -17,20 +19,48 @@ from exchange.auth.scopes import Role
 from exchange.services.container import open_services
 from exchange.testing.databases import PostgresDatabases
 from tests.factories import conversion
-from tests.web.conftest import Gateway, console_sign_in, open_context, run_async
+from tests.web.conftest import PHONE, Gateway, console_sign_in, open_context, run_async
 from tests.web.settlement_month import settling_gateway
 from tests.web.test_settlement_browser import fact
 
 Screenshot = Callable[[Page, str], Path]
 POINT = "coalition"
-#: What the pages say, by language: the button, the notice after it, and the importer's fact.
+#: What the pages say, by language: the button, the notice after it, the importer's fact, the
+#: records' fact and what it says, the summary's heading, the records' total, the breaks'
+#: next-step column and what it says of a reference the ledger posted and the book has not.
 SAID = {
     "en": (
         "Reconcile from the exchange's own book of the point",
         "written from the exchange's own book",
         "Imported by",
+        "Records",
+        "Written from the exchange's own book of the point",
+        "How the book of the point compared with the ledger",
+        "The book of the point's total",
+        "What staff do next",
+        "the book of the point holds no applied operation of it",
     ),
-    "zh-TW": ("依交換平台自有的聯盟點數帳簿對帳", "已依交換平台自有的聯盟點數帳簿寫出", "匯入者"),
+    "zh-TW": (
+        "依交換平台自有的聯盟點數帳簿對帳",
+        "已依交換平台自有的聯盟點數帳簿寫出",
+        "匯入者",
+        "紀錄來源",
+        "依交換平台自有的聯盟點數帳簿寫出",
+        "聯盟點數帳簿與帳本的比對結果",
+        "聯盟點數帳簿合計",
+        "結算人員的下一步",
+        "聯盟點數帳簿卻沒有它已套用的作業",
+    ),
+}
+#: What a partner's page says of the partner's file, which the point's must not, by language.
+PARTNERS_WORDS = {
+    "en": (
+        "The partner's file's total",
+        "The partner's next step",
+        "Partner's amount",
+        "Missing in the partner's file",
+    ),
+    "zh-TW": ("夥伴檔案的合計", "夥伴的下一步", "夥伴金額", "夥伴檔案中沒有"),
 }
 
 
@@ -57,11 +87,12 @@ def test_staff_reconcile_the_point_from_its_own_book_with_a_button(
     browser: Browser, point_month: tuple[Gateway, str], screenshot: Screenshot, language: str
 ) -> None:
     gateway, period = point_month
-    button, notice, imported_by = SAID[language]
+    button, notice, imported_by, records, from_book, heading, total, next_step, missing = SAID[language]
+    staff = gateway.person(Role.SETTLEMENT)
     context = open_context(browser, gateway, locale=language)
     try:
         page = context.new_page()
-        console_sign_in(page, gateway.person(Role.SETTLEMENT))
+        console_sign_in(page, staff)
         page.goto(f"/console/settlement/{period}")
         page.locator(f"a[href='/console/settlement/{period}/reconciliations/{POINT}']").click()
         expect(page.get_by_role("button", name=button)).to_be_visible()
@@ -71,9 +102,25 @@ def test_staff_reconcile_the_point_from_its_own_book_with_a_button(
         page.get_by_role("button", name=button).click()
         expect(page.get_by_role("status").first).to_contain_text(notice)
         expect(page.locator("#open-breaks")).to_have_text("1")
-        expect(fact(page, imported_by)).to_contain_text("exchange:coalition-book")
-        expect(page.get_by_role("table").first).to_contain_text("conversion:p1")
+        expect(fact(page, imported_by)).to_contain_text(f"console:{staff.username}")
+        expect(fact(page, records)).to_have_text(from_book)
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        expect(fact(page, total)).to_be_visible()
+        breaks = page.get_by_role("table").first
+        expect(breaks).to_contain_text("conversion:p1")
+        # The ledger posted it, the book has no operation of it: said to staff, not to a partner.
+        expect(breaks.locator("th", has_text=next_step)).to_have_count(1)
+        expect(breaks.locator(f'td[data-label="{next_step}"]')).to_contain_text(missing)
+        for words in PARTNERS_WORDS[language]:
+            expect(page.locator("main")).not_to_contain_text(words)
         screenshot(page, "reconciled")
+
+        page.set_viewport_size(PHONE)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"the page scrolls sideways by {overflow} px on a phone"
+        tables = page.evaluate("[...document.querySelectorAll('.table-wrap')].map(t => t.scrollWidth - t.clientWidth)")
+        assert tables and max(tables) <= 0, f"a table scrolls sideways on a phone: {tables}"
+        screenshot(page, "reconciled-phone")
         assert page.evaluate("window.__cspViolations") == []
     finally:
         context.close()

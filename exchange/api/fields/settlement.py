@@ -129,12 +129,15 @@ class SettlementMutations:
     @strawberry.mutation(
         description="Reconcile the coalition point of a closed period: its records are written from "
         "the exchange's own book of the point (its operations and expiries; no partner sends them) and "
-        "imported as `importPartnerRecords` imports a partner's file, recorded as imported by that book. "
+        "imported as `importPartnerRecords` imports a partner's file: `importedBy` is the caller, `source` "
+        "COALITION_BOOK. "
         "Then resolve its breaks and sign it off as a partner's. `NOT_FOUND` when no point is declared.",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def reconcile_coalition_point(self, info: Info[Context, None], period: PeriodName) -> Reconciliation | None:
-        return Reconciliation.of(await info.context.services.settlement.import_point_records(period))
+        return Reconciliation.of(
+            await info.context.services.settlement.import_point_records(period, by=info.context.caller().client_id)
+        )
 
     @strawberry.mutation(
         description="Resolve a break of a current reconciliation: ACCEPT_LEDGER (the ledger's "

@@ -39,6 +39,7 @@ from exchange.settlement.breaks import BreakSelection as BreakSelectionValue
 from exchange.settlement.closing import PeriodReport
 from exchange.settlement.issued import Issued
 from exchange.settlement.models import BreakKind as BreakKindValue
+from exchange.settlement.models import RecordsSource as RecordsSourceValue
 from exchange.settlement.models import Resolution as ResolutionValue
 from exchange.settlement.models import SettlementPosition as PositionRow
 from exchange.settlement.netting import Payments as PaymentsValue
@@ -110,6 +111,19 @@ class BreakKind(Enum):
     DUPLICATE = strawberry.enum_value(
         BreakKindValue.DUPLICATE.value,
         description="The partner's file names the reference again: each line after its first is a break.",
+    )
+
+
+@strawberry.enum(description="Where an import's records came from.")
+class RecordsSource(Enum):
+    _value_: str  # .value is the string: strawberry unwraps enum_value (mypy would see its wrapper)
+    PARTNER_FILE = strawberry.enum_value(
+        RecordsSourceValue.PARTNER_FILE.value, description="The partner's file, imported by `importedBy`."
+    )
+    COALITION_BOOK = strawberry.enum_value(
+        RecordsSourceValue.COALITION_BOOK.value,
+        description="The coalition point's records, written from the exchange's own book of the point "
+        "(`reconcileCoalitionPoint`) at `importedBy`'s request.",
     )
 
 
@@ -721,7 +735,10 @@ class Reconciliation:
     period: str = strawberry.field(description="YYYY-MM: the closed period the records are of.")
     sequence: int = strawberry.field(description="1 for the first import, then 2, … (the latest counts).")
     imported_at: datetime = strawberry.field(description="When the file was imported.")
-    imported_by: str = strawberry.field(description="The OAuth client (or operator) that imported it.")
+    imported_by: str = strawberry.field(
+        description="Who imported it: the OAuth client, the staff member in the console, or the operator."
+    )
+    source: RecordsSource = strawberry.field(description="Where the records came from.")
     file_sha256: str = strawberry.field(description="SHA-256 of the file as uploaded.")
     lines: int = strawberry.field(description="Records in the file.")
     matched: int = strawberry.field(description="Lines that matched the ledger by reference and amount.")
@@ -781,6 +798,7 @@ class Reconciliation:
             sequence=row.sequence,
             imported_at=row.imported_at,
             imported_by=row.imported_by,
+            source=RecordsSource(row.source),
             file_sha256=row.file_sha256,
             lines=row.lines,
             matched=row.matched,

@@ -93,7 +93,7 @@ async def test_a_conversion_of_the_points_made_in_the_last_instant_posts_late_an
         assert reference not in november
 
     # In flight, a debit at the point is in the book and not yet in the ledger: a break.
-    in_flight = await settlement.import_point_records("2026-11")
+    in_flight = await settlement.import_point_records("2026-11", by="staff")
     assert in_flight.unresolved == (1 if source == POINT else 0)
     assert await world.recover_all() == 1  # the point's credit (or the partner's) lands in December
     world.clock.advance(days=32)
@@ -104,7 +104,7 @@ async def test_a_conversion_of_the_points_made_in_the_last_instant_posts_late_an
             ("2026-11", "2026-11-30T15:59:59.900000Z")
         }, lines
     for period in ("2026-11", "2026-12"):
-        view = await settlement.import_point_records(period)
+        view = await settlement.import_point_records(period, by="staff")
         assert view.unresolved == 0, (period, [b.row for b in await settlement.breaks(view.reconciliation)])
     checked = await settlement.verify_ledger()
     assert checked.problem is None

@@ -7,6 +7,7 @@ PostgreSQL)."""
 
 from __future__ import annotations
 
+import getpass
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from exchange.demo_month import COALITION_POINT
 from exchange.programs.declarations import PartnersDirectory
 from exchange.services.container import Services, open_services
 from exchange.settings import Settings
-from exchange.settlement.models import BreakKind
+from exchange.settlement.models import BreakKind, RecordsSource
 from exchange.settlement.participants import EXCHANGE
 from exchange.testing.sandboxes import SandboxFleet
 from tests.integration.test_cli import run_here
@@ -98,7 +99,11 @@ async def test_the_points_own_book_reconciles_signs_off_and_a_changed_operation_
             assert records.startswith("reference,amount,counterparty,partner,period,currency\n")
             for kind in ("conversion:", "redemption:", "coalition-expiry:"):
                 assert f"\n{kind}" in records, (kind, records)
-            assert first.reconciliation.imported_by == "exchange:coalition-book"
+            # Whoever ran the command imported them; the book is where they came from.
+            assert (first.reconciliation.imported_by, first.reconciliation.source) == (
+                f"cli:{getpass.getuser()}",
+                RecordsSource.COALITION_BOOK,
+            )
 
             # The book says a spend out of the point was given back; the ledger posted it.
             spend = next(
@@ -109,7 +114,7 @@ async def test_the_points_own_book_reconciles_signs_off_and_a_changed_operation_
             change = "UPDATE coalition_operation SET status = :status WHERE operation_id = :id"
             async with services.db.transaction() as session:
                 await session.exec(text(change), params={"status": "reversed", "id": f"{spend.id}:debit"})  # type: ignore[call-overload]
-            tampered = await services.settlement.import_point_records(period)
+            tampered = await services.settlement.import_point_records(period, by="staff")
             assert tampered.unresolved == 1
             [broken] = await services.settlement.breaks(tampered.reconciliation)
             assert (broken.row.kind, broken.row.reference) == (BreakKind.MISSING_IN_PARTNER, f"conversion:{spend.id}")
@@ -117,7 +122,7 @@ async def test_the_points_own_book_reconciles_signs_off_and_a_changed_operation_
 
             async with services.db.transaction() as session:
                 await session.exec(text(change), params={"status": "applied", "id": f"{spend.id}:debit"})  # type: ignore[call-overload]
-            assert (await services.settlement.import_point_records(period)).unresolved == 0
+            assert (await services.settlement.import_point_records(period, by="staff")).unresolved == 0
             signed = await services.settlement.sign_off(COALITION_POINT, period, by="staff", note=None)
             assert signed.position.signed_off_at is not None
 

@@ -33,6 +33,7 @@ from exchange.settlement.models import (
     BreakKind,
     Reconciliation,
     ReconciliationBreak,
+    RecordsSource,
     Resolution,
 )
 from exchange.testing.clock import FrozenClock
@@ -101,7 +102,12 @@ async def test_each_line_is_classified_against_the_ledger(closed: SettlementServ
         imported.duplicate,
         imported.missing_in_partner,
     ) == (5, 2, 1, 1, 1, 1)
-    assert (view.unresolved, imported.sequence, imported.imported_by) == (4, 1, "fresh-mart-client")
+    assert (view.unresolved, imported.sequence, imported.imported_by, imported.source) == (
+        4,
+        1,
+        "fresh-mart-client",
+        RecordsSource.PARTNER_FILE,
+    )
     found = await breaks_of(closed, imported)
     assert {key: (row.partner_amount, row.ledger_amount) for key, row in found.items()} == {
         "AMOUNT_MISMATCH:redemption:r1:3": (2_400, 2_475),
