@@ -11,7 +11,9 @@ cookie, signed by the exchange (HMAC under a key derived from ``EXCHANGE_KEY_ENC
 and good for a few minutes, so that anyone may start as many sign-ins as they like without
 writing a row. The ticket binds the state to the browser that started it (the state the partner
 posts back must be the ticket's); a state is spent once because the assertion that must carry it
-as its nonce is (its ``jti`` is recorded), and the browser's ticket is dropped on its return.
+as its nonce is (its ``jti`` is recorded), and the browser's ticket is dropped on its return
+(by a post that carries its state: any site may post to the return page, and one without the
+state leaves the sign-in under way).
 """
 
 from __future__ import annotations

@@ -94,6 +94,21 @@ def test_a_sign_in_comes_back_once_and_only_to_the_browser_that_started_it(
     assert client.get("/portal/").status_code == 303
 
 
+@pytest.mark.parametrize("forged", [{}, {"state": "someone else's"}, {"state": "", "assertion": "x.y.z"}])
+def test_a_return_posted_without_the_sign_ins_state_leaves_it_able_to_finish(
+    portal_gateway: PortalGateway, client: httpx.Client, forged: dict[str, str]
+) -> None:
+    """Another site may post to the return page (the partner must): without this sign-in's
+    state it is refused and the browser's ticket stays, so the member's sign-in still ends."""
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    back = post_back(answer_partner(client, partner_page(client, "fresh-mart"), member_ref))
+    refused = client.post(back.url, data=forged)
+    assert refused.status_code == 400 and "exchange_sign_in" not in refused.headers.get("set-cookie", "")
+    assert client.get("/portal/").status_code == 303
+    assert back.send(client).status_code == 200
+    assert client.get("/portal/").status_code == 200
+
+
 def test_a_member_who_cancels_at_the_partner_is_not_signed_in(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:

@@ -78,7 +78,10 @@ class SignInPages:
             if isinstance(outcome, Opened | Joined):
                 self.cookies.set(response, MEMBER_SESSION_COOKIE, outcome.session_id)
                 self.cookies.delete(response, ANONYMOUS_CSRF_COOKIE)
-        self.cookies.delete(response, SIGN_IN_STATE_COOKIE)
+        # Only the return that carries this sign-in's state ends it: any site may post here
+        # (the partner's must), and one without the state must not end a member's sign-in.
+        if outcome != SignInFailed(SignInProblem.STATE):
+            self.cookies.delete(response, SIGN_IN_STATE_COOKIE)
         return response
 
     async def sign_out(self, request: Request) -> Response:
