@@ -107,12 +107,18 @@ class SignInTickets:
 
 
 async def open_member_session(
-    session: AsyncSession, member_id: str, program_id: str, now: datetime, timeouts: SessionTimeouts
+    session: AsyncSession, member_id: str, program_id: str, scopes: str, now: datetime, timeouts: SessionTimeouts
 ) -> tuple[str, MemberWebSession]:
-    """A new session for ``member_id``, vouched for by ``program_id``: its id (for the cookie,
-    shown once) and its row."""
+    """A new session for ``member_id``, vouched for by ``program_id`` with ``scopes`` (its
+    client's member scopes, OAuth form): its id (for the cookie, shown once) and its row."""
     return await open_session_row(
-        session, MemberWebSession, now, timeouts, member_id=member_id, asserted_by=[program_id]
+        session,
+        MemberWebSession,
+        now,
+        timeouts,
+        member_id=member_id,
+        asserted_by=[program_id],
+        program_scopes={program_id: scopes},
     )
 
 
@@ -130,9 +136,16 @@ async def live_member_session_by_hash(
 
 
 async def add_authority(
-    session: AsyncSession, row: MemberWebSession, program_id: str, now: datetime, timeouts: SessionTimeouts
+    session: AsyncSession,
+    row: MemberWebSession,
+    program_id: str,
+    scopes: str,
+    now: datetime,
+    timeouts: SessionTimeouts,
 ) -> tuple[str, MemberWebSession]:
-    """``program_id`` vouched for the session's member too: its points may be spent now. The
+    """``program_id`` vouched for the session's member too, with ``scopes`` (its client's member
+    scopes, replacing what an earlier sign-in through it recorded): its points may be spent
+    now, if those scopes allow. The
     session goes on under a new id (and CSRF token), as after any sign-in, and the old id ends:
     a session that gains the power to spend must not be reachable by an id that was seen, or
     planted, before."""
@@ -143,6 +156,7 @@ async def add_authority(
         timeouts,
         member_id=row.member_id,
         asserted_by=sorted({*row.asserted_by, program_id}),
+        program_scopes={**row.program_scopes, program_id: scopes},
     )
     await close_member_session(session, row.id_hash)
     return new_id, renewed

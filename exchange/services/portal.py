@@ -17,7 +17,7 @@ from exchange.auth import assertions, clients
 from exchange.auth.errors import AssertionRejected
 from exchange.auth.presented import unverified_issuer
 from exchange.auth.principal import Principal
-from exchange.auth.scopes import ROLE_SCOPES, Role
+from exchange.auth.scopes import ROLE_SCOPES, Role, Scope, StoredScopes
 from exchange.clock import Clock
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.db.database import Database
@@ -74,14 +74,31 @@ class Joined:
 SignInOutcome = Opened | Joined | SignInFailed
 
 
+def program_scopes(row: MemberWebSession) -> dict[str, frozenset[Scope]]:
+    """What the session may do through each program that vouched for its member: what that
+    program's client lets the member tokens it obtains do (a scope this exchange no longer
+    knows reads as none, as a stored client's do)."""
+    return {
+        program: frozenset(StoredScopes(text)) & ROLE_SCOPES[Role.MEMBER]
+        for program, text in row.program_scopes.items()
+    }
+
+
 def member_principal(row: MemberWebSession) -> Principal:
     """The principal a portal session acts as: a member token's, without an ``asserted_by``
-    (each debit names the program it spends, which must be one of the session's)."""
+    (each debit names the program it spends, which must be one of the session's), holding what
+    any program that vouched for the member lets its members' tokens hold; a debit of a
+    program's points acts with that program's own (:func:`exchange.web.portal.members.acting_for`).
+    A session that may write holds ``member:coalition`` too: the coalition point is the
+    exchange's, and the portal is the member at the exchange itself (docs/COALITION.md)."""
+    scopes: frozenset[Scope] = frozenset().union(*program_scopes(row).values())
+    if Scope.MEMBER_WRITE in scopes:
+        scopes |= {Scope.MEMBER_COALITION}
     return Principal(
         role=Role.MEMBER,
         subject=row.member_id,
         client_id=PORTAL_CLIENT,
-        scopes=ROLE_SCOPES[Role.MEMBER],
+        scopes=scopes,
         token_id=row.id_hash,
         expires_at=row.expires_at,
         member_id=row.member_id,
@@ -89,7 +106,7 @@ def member_principal(row: MemberWebSession) -> Principal:
 
 
 def signed_in(row: MemberWebSession) -> SignedIn:
-    return SignedIn(member_principal(row), row.csrf_token, frozenset(row.asserted_by))
+    return SignedIn(member_principal(row), row.csrf_token, frozenset(row.asserted_by), program_scopes(row))
 
 
 class PortalSignInService:
@@ -169,13 +186,13 @@ class PortalSignInService:
                 )
                 if current is not None and current.member_id == member.id:
                     joined_id, joined = await portal_sign_in.add_authority(
-                        session, current, program_id, now, self.timeouts
+                        session, current, program_id, client.member_scope, now, self.timeouts
                     )
                     return Joined(session_id=joined_id, signed_in=signed_in(joined))
                 if current is not None:
                     await portal_sign_in.close_member_session(session, current.id_hash)
                 new_id, row = await portal_sign_in.open_member_session(
-                    session, member.id, program_id, now, self.timeouts
+                    session, member.id, program_id, client.member_scope, now, self.timeouts
                 )
                 return Opened(session_id=new_id, signed_in=signed_in(row))
         except BadUserInput as rejected:

@@ -10,11 +10,11 @@ import json
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from exchange.auth.scopes import Role
+from exchange.auth.scopes import Role, Scope
 from exchange.programs.declarations import read_partners_directory
 from exchange.services.container import open_services
 from exchange.services.portal import RETURN_PATH
@@ -49,6 +49,8 @@ class LoopThread:
 class Partners:
     fleet: SandboxFleet
     loop: LoopThread
+    #: Each program's client at the exchange that its sandbox signs members in as.
+    sign_in_clients: dict[str, str] = field(default_factory=dict)
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         return self.loop.run(work)
@@ -98,3 +100,27 @@ def set_up_member_sign_in(partners: Partners, settings: Settings) -> None:
 
         client_id = run_async(register)
         partners.run(sandbox.admin.set_member_sign_in(client_id=client_id, return_urls=[return_url]))
+        partners.sign_in_clients[sandbox.program.id] = client_id
+
+
+@contextmanager
+def signing_in_as_a_client_with(
+    partners: Partners, settings: Settings, program_id: str, member_scopes: frozenset[Scope]
+) -> Iterator[None]:
+    """``program_id``'s sandbox signs members in as a new client of its program whose member
+    tokens may carry only ``member_scopes``, until the block ends."""
+
+    async def create() -> str:
+        async with open_services(settings) as services:
+            credentials = await services.access.create_client(
+                role=Role.PARTNER, program_id=program_id, member_scopes=member_scopes
+            )
+        return credentials.client.client_id
+
+    admin = partners.fleet[program_id].admin
+    return_urls = [settings.issuer_url + RETURN_PATH]
+    partners.run(admin.set_member_sign_in(client_id=run_async(create), return_urls=return_urls))
+    try:
+        yield
+    finally:
+        partners.run(admin.set_member_sign_in(client_id=partners.sign_in_clients[program_id], return_urls=return_urls))

@@ -12,15 +12,21 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
-from sqlalchemy import create_engine, inspect, text
 
 from exchange.auth.scopes import Role
-from exchange.db.migrate import sync_database_url
 from exchange.sandbox.faults import FaultKind
 from exchange.sandbox.member_sign_in import MemberSignIn
 from tests.web.conftest import PortalGateway
 from tests.web.pages import web_pages
-from tests.web.portal_flows import HIDDEN, answer_partner, csrf_token, partner_page, post_back, sign_in
+from tests.web.portal_flows import (
+    HIDDEN,
+    answer_partner,
+    csrf_token,
+    partner_page,
+    post_back,
+    rows_per_table,
+    sign_in,
+)
 from tests.web.portal_partners import PIN
 
 
@@ -291,16 +297,6 @@ def test_an_assertion_whose_iss_no_client_could_have_is_refused_not_failed_on(
     )
     assert refused.status_code == 400 and "could not be verified" in refused.text
     assert client.get("/portal/").status_code == 303
-
-
-def rows_per_table(database_url: str) -> dict[str, int]:
-    engine = create_engine(sync_database_url(database_url))
-    try:
-        with engine.connect() as connection:
-            tables = inspect(connection).get_table_names()
-            return {table: connection.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one() for table in tables}
-    finally:
-        engine.dispose()
 
 
 def test_starting_sign_ins_writes_nothing_however_many_are_started(
