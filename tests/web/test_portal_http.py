@@ -115,6 +115,19 @@ def test_a_return_posted_without_the_sign_ins_state_leaves_it_able_to_finish(
     assert client.get("/portal/").status_code == 200
 
 
+def test_the_return_address_takes_only_the_partners_post(portal_gateway: PortalGateway, client: httpx.Client) -> None:
+    """A browser sent back by GET (or reloading the address) is answered that the address is
+    not used that way, not that no program called "return" signs members in (an assertion in
+    the URL is refused before any page, as credentials in URLs are)."""
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    back = post_back(answer_partner(client, partner_page(client, "fresh-mart"), member_ref))
+    got = client.get(back.url, params={"state": back.fields["state"]}, headers={"accept": "text/html"})
+    assert got.status_code == 405 and got.headers["allow"] == "POST" and "Not possible here" in got.text
+    assert client.get(back.url, params=back.fields).status_code == 400
+    assert client.get("/portal/").status_code == 303
+    assert back.send(client).status_code == 200
+
+
 def test_a_member_who_cancels_at_the_partner_is_not_signed_in(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
