@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from exchange.auth.scopes import Role, Scope
+from sqlalchemy import update
+from sqlmodel import col
+
+from exchange.auth.models import OAuthClient
+from exchange.auth.scopes import Role, Scope, scope_text
+from exchange.db.database import Database
 from exchange.programs.declarations import read_partners_directory
 from exchange.services.container import open_services
 from exchange.services.portal import RETURN_PATH
@@ -106,9 +111,9 @@ def set_up_member_sign_in(partners: Partners, settings: Settings) -> None:
 @contextmanager
 def signing_in_as_a_client_with(
     partners: Partners, settings: Settings, program_id: str, member_scopes: frozenset[Scope]
-) -> Iterator[None]:
-    """``program_id``'s sandbox signs members in as a new client of its program whose member
-    tokens may carry only ``member_scopes``, until the block ends."""
+) -> Iterator[str]:
+    """``program_id``'s sandbox signs members in as a new client of its program (whose id the
+    block gets) whose member tokens may carry only ``member_scopes``, until the block ends."""
 
     async def create() -> str:
         async with open_services(settings) as services:
@@ -119,8 +124,41 @@ def signing_in_as_a_client_with(
 
     admin = partners.fleet[program_id].admin
     return_urls = [settings.issuer_url + RETURN_PATH]
-    partners.run(admin.set_member_sign_in(client_id=run_async(create), return_urls=return_urls))
+    client_id = run_async(create)
+    partners.run(admin.set_member_sign_in(client_id=client_id, return_urls=return_urls))
     try:
-        yield
+        yield client_id
     finally:
         partners.run(admin.set_member_sign_in(client_id=partners.sign_in_clients[program_id], return_urls=return_urls))
+
+
+def set_member_scopes(settings: Settings, client_id: str, scopes: frozenset[Scope]) -> None:
+    """The client's member scopes, narrowed or widened as its operator would."""
+
+    async def run() -> None:
+        db = Database.from_url(settings.database_url)
+        try:
+            async with db.transaction() as session:
+                await session.exec(
+                    update(OAuthClient)  # type: ignore[call-overload]
+                    .where(col(OAuthClient.client_id) == client_id)
+                    .values(member_scope=scope_text(scopes))
+                )
+        finally:
+            await db.dispose()
+
+    run_async(run)
+
+
+def end_client(settings: Settings, program_id: str, client_id: str, how: str) -> None:
+    """``program_id``'s client deleted (``revoke``) or given a new secret (``reset``), as its
+    staff would in the partner console."""
+
+    async def run() -> None:
+        async with open_services(settings) as services:
+            if how == "revoke":
+                await services.access.revoke_program_client(program_id, client_id)
+            else:
+                await services.access.rotate_program_client(program_id, client_id)
+
+    run_async(run)

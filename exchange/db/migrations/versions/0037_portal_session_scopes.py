@@ -1,10 +1,12 @@
-"""A portal session keeps, per program that vouched for its member, what that program's client
-lets its members' tokens do (``member_web_session.program_scopes``): a session opened through a
-partner whose client's member scopes are ``member:read`` no longer converts, redeems, links or
-asks for status matches.
+"""A portal session records, per program that vouched for its member, the client whose
+assertion vouched and when (``member_web_session.vouchers``, which replaces ``asserted_by``,
+the list of those programs): what the session may do through a program is then read from that
+client on every request, as a member token's is. A session through a partner whose client's
+member scopes are ``member:read`` does not convert, redeem, link or ask for status matches; a
+client deleted, or whose secret was reset, since the sign-in no longer vouches.
 
-Sessions opened before this revision recorded no scopes and could do everything: they are ended
-(members sign in again), rather than kept with abilities their partners may not allow.
+Sessions opened before this revision recorded no clients and could do everything: they are
+ended (members sign in again), rather than kept with abilities their partners may not allow.
 
 Revision ID: 0037
 Revises: 0036
@@ -23,11 +25,15 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Emptied first, so the new column needs no default to fill rows with.
     op.execute("DELETE FROM member_web_session")
     with op.batch_alter_table("member_web_session") as batch:
-        batch.add_column(sa.Column("program_scopes", sa.JSON(), nullable=False, server_default="{}"))
+        batch.drop_column("asserted_by")
+        batch.add_column(sa.Column("vouchers", sa.JSON(), nullable=False))
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM member_web_session")
     with op.batch_alter_table("member_web_session") as batch:
-        batch.drop_column("program_scopes")
+        batch.drop_column("vouchers")
+        batch.add_column(sa.Column("asserted_by", sa.JSON(), nullable=False))
