@@ -47,15 +47,20 @@ def rate_limit_key(username: str) -> str:
 class SignedIn:
     """A live session: who it acts as, and the token its forms and htmx requests carry.
 
-    A member's portal session also names the programs that vouched for the member in it
-    (``asserted_by``) and, for each, what that program's client lets its members' tokens do
-    (``program_scopes``): the session spends a program's points only if it vouched with
-    ``member:write``."""
+    A member's portal session also holds, for each program whose client vouches for the member
+    in it now (read from those clients on each request:
+    :func:`exchange.people.portal_sign_in.live_authority`), what that client lets its members'
+    tokens do (``program_scopes``): the session spends a program's points only if it vouches
+    with ``member:write``."""
 
     principal: Principal
     csrf_token: str
-    asserted_by: frozenset[str] = frozenset()
     program_scopes: Mapping[str, frozenset[Scope]] = field(default_factory=dict)
+
+    @property
+    def asserted_by(self) -> frozenset[str]:
+        """The programs that vouch for the member in this session."""
+        return frozenset(self.program_scopes)
 
     def may_spend(self, program_id: str) -> bool:
         """Whether the session debits ``program_id``'s points under that program's authority."""

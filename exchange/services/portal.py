@@ -108,7 +108,7 @@ async def signed_in(session: AsyncSession, row: MemberWebSession) -> SignedIn | 
     if not authority:
         await portal_sign_in.close_member_session(session, row.id_hash)
         return None
-    return SignedIn(member_principal(row, authority), row.csrf_token, frozenset(authority), authority)
+    return SignedIn(member_principal(row, authority), row.csrf_token, authority)
 
 
 class PortalSignInService:
