@@ -36,6 +36,9 @@ class Refusal(StrEnum):
     NOT_ASSERTED = "NOT_ASSERTED"
     #: Points the exchange holds (the coalition point), under a token without ``member:coalition``.
     SCOPE_MISSING = "SCOPE_MISSING"
+    #: A token or portal session that may only read (no ``member:write``): its partner's client
+    #: lets the member tokens it obtains read, not spend.
+    READ_ONLY = "READ_ONLY"
     #: No consent has the presented secret (never given, or forgotten a day after it expired).
     CONSENT_UNKNOWN = "CONSENT_UNKNOWN"
     CONSENT_OTHER_MEMBER = "CONSENT_OTHER_MEMBER"
@@ -50,6 +53,8 @@ _MESSAGES = {
     "use a member token {program} asserted, or a consent given through it (authorizeDebit)",
     Refusal.SCOPE_MISSING: "{program} points are the exchange's: they are spent only under a token "
     "with the scope member:coalition",
+    Refusal.READ_ONLY: "this member's authority reads only (it lacks the scope member:write: the partner it came "
+    "through lets its members' tokens only read), so it spends no {program} points",
     Refusal.CONSENT_UNKNOWN: "no consent to debit {program} has this id",
     Refusal.CONSENT_OTHER_MEMBER: "this consent was given by another member",
     Refusal.CONSENT_OTHER_PROGRAM: "this consent is for another program's points, not {program}'s",
@@ -87,6 +92,9 @@ class DebitAuthority:
     consent: str | None = None
     exchange_held: frozenset[str] = frozenset()
     spends_exchange_held: bool = False
+    #: Whether the request may spend at all (``member:write``): a read-only authority may not,
+    #: whatever it was asserted by or presents.
+    writes: bool = True
 
 
 def require_own_assertion(asserted_by: str, program: str, *, field: str) -> None:
@@ -100,7 +108,9 @@ def require_authority(authority: DebitAuthority, program: str, *, field: str) ->
     asserted, and no consent (points the exchange holds itself need neither, but the scope
     ``member:coalition``). A presented
     consent is checked where it is used (:func:`consent_refusal`, in the unit of work that
-    records the debit)."""
+    records the debit). An authority that may only read spends nothing."""
+    if not authority.writes:
+        raise AuthorityRequired(program, Refusal.READ_ONLY, field=field)
     if program in authority.exchange_held:
         if not authority.spends_exchange_held:
             raise AuthorityRequired(program, Refusal.SCOPE_MISSING, field=field)

@@ -3,15 +3,18 @@
 The front-channel flow (partners/CONTRACT.md, "Signing members in to the portal"): the portal
 sends the browser to the partner's sign-in page with a random ``state`` and its return URL; the
 partner authenticates the member and sends the browser back with the state and a signed
-assertion whose ``nonce`` is the state. A session records the member and the programs that
-vouched for them in it.
+assertion whose ``nonce`` is the state. A session records the member and, for each program that
+vouched for them in it, the client whose assertion did; what it may do through the program is
+read from that client on every request (:func:`live_authority`).
 
 A sign-in under way is kept by the browser, not the database: a :class:`SignInTicket` in a
 cookie, signed by the exchange (HMAC under a key derived from ``EXCHANGE_KEY_ENCRYPTION_SECRET``)
 and good for a few minutes, so that anyone may start as many sign-ins as they like without
 writing a row. The ticket binds the state to the browser that started it (the state the partner
 posts back must be the ticket's); a state is spent once because the assertion that must carry it
-as its nonce is (its ``jti`` is recorded), and the browser's ticket is dropped on its return.
+as its nonce is (its ``jti`` is recorded), and the browser's ticket is dropped on its return
+(by a post that carries its state: any site may post to the return page, and one without the
+state leaves the sign-in under way).
 """
 
 from __future__ import annotations
@@ -21,13 +24,17 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.auth.models import OAuthClient
+from exchange.auth.scopes import ROLE_SCOPES, Role, Scope, StoredScopes
 from exchange.errors import NotFound
 from exchange.people.portal_models import MemberWebSession
 from exchange.people.sessions import (
@@ -105,12 +112,17 @@ class SignInTickets:
 
 
 async def open_member_session(
-    session: AsyncSession, member_id: str, program_id: str, now: datetime, timeouts: SessionTimeouts
+    session: AsyncSession, member_id: str, program_id: str, client_id: str, now: datetime, timeouts: SessionTimeouts
 ) -> tuple[str, MemberWebSession]:
-    """A new session for ``member_id``, vouched for by ``program_id``: its id (for the cookie,
-    shown once) and its row."""
+    """A new session for ``member_id``, vouched for by ``program_id`` through its client
+    ``client_id`` (the assertion's ``iss``): its id (for the cookie, shown once) and its row."""
     return await open_session_row(
-        session, MemberWebSession, now, timeouts, member_id=member_id, asserted_by=[program_id]
+        session,
+        MemberWebSession,
+        now,
+        timeouts,
+        member_id=member_id,
+        vouchers={program_id: voucher(client_id, now)},
     )
 
 
@@ -128,19 +140,25 @@ async def live_member_session_by_hash(
 
 
 async def add_authority(
-    session: AsyncSession, row: MemberWebSession, program_id: str, now: datetime, timeouts: SessionTimeouts
+    session: AsyncSession,
+    row: MemberWebSession,
+    program_id: str,
+    client_id: str,
+    now: datetime,
+    timeouts: SessionTimeouts,
 ) -> tuple[str, MemberWebSession]:
-    """``program_id`` vouched for the session's member too: its points may be spent now. The
-    session goes on under a new id (and CSRF token), as after any sign-in, and the old id ends:
-    a session that gains the power to spend must not be reachable by an id that was seen, or
-    planted, before."""
+    """``program_id`` vouched for the session's member too, through its client ``client_id``
+    (replacing what an earlier sign-in through it recorded): its points may be spent now, if
+    that client's member scopes allow. The session goes on under a new id (and CSRF token), as
+    after any sign-in, and the old id ends: a session that gains the power to spend must not be
+    reachable by an id that was seen, or planted, before."""
     new_id, renewed = await open_session_row(
         session,
         MemberWebSession,
         now,
         timeouts,
         member_id=row.member_id,
-        asserted_by=sorted({*row.asserted_by, program_id}),
+        vouchers={**row.vouchers, program_id: voucher(client_id, now)},
     )
     await close_member_session(session, row.id_hash)
     return new_id, renewed
@@ -148,3 +166,45 @@ async def add_authority(
 
 async def close_member_session(session: AsyncSession, id_hash: str) -> None:
     await close_session_row(session, MemberWebSession, id_hash)
+
+
+# -- what a session may do through each program: read from its clients, live ----------------
+
+
+def voucher(client_id: str, now: datetime) -> dict[str, str]:
+    """What a session keeps of a program's sign-in: the client whose assertion vouched, and when."""
+    return {"client_id": client_id, "at": now.isoformat()}
+
+
+async def vouching_clients(session: AsyncSession, row: MemberWebSession) -> dict[str, OAuthClient]:
+    """The clients that vouched for the session's member, as they are now (by id; one that
+    has been deleted is missing): one statement for all of the session's programs."""
+    client_ids = {entry["client_id"] for entry in row.vouchers.values()}
+    found = await session.exec(select(OAuthClient).where(col(OAuthClient.client_id).in_(client_ids)))
+    return {client.client_id: client for client in found}
+
+
+def still_vouches(client: OAuthClient, vouched_at: datetime) -> bool:
+    """Whether a client that vouched for a member at ``vouched_at`` still does, by the rules a
+    member token it obtained then lives by (:class:`~exchange.auth.tokens.TokenVerifier`): it
+    must not have had its secret reset since (the secret may have leaked; a deleted client,
+    revoked, is not found at all). A client made after the sign-in under the same id is another
+    client and does not vouch either. A sign-in at the very instant of a reset stands, as a token
+    issued in the reset's second does."""
+    if client.created_at > vouched_at:
+        return False
+    return client.secret_set_at is None or client.secret_set_at <= vouched_at
+
+
+def live_authority(row: MemberWebSession, clients: Mapping[str, OAuthClient]) -> dict[str, frozenset[Scope]]:
+    """What the session may do now through each program that vouched for its member: what the
+    member tokens of the client that vouched may carry now (its member scopes, read on each
+    request: narrowed to ``member:read``, the session only reads through it from the next page
+    on; widened back, it writes again). A program whose client no longer vouches
+    (:func:`still_vouches`) is left out: the session no longer holds its authority at all."""
+    authority: dict[str, frozenset[Scope]] = {}
+    for program_id, entry in row.vouchers.items():
+        client = clients.get(entry["client_id"])
+        if client is not None and still_vouches(client, datetime.fromisoformat(entry["at"])):
+            authority[program_id] = frozenset(StoredScopes(client.member_scope)) & ROLE_SCOPES[Role.MEMBER]
+    return authority

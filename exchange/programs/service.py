@@ -26,23 +26,29 @@ from exchange.programs.models import (
     ProgramKind,
     ProgramTier,
 )
+from exchange.text import chosen_id_problem
 
 #: The most program ids a refusal of an unknown one lists.
 KNOWN_IDS_SHOWN = 12
+#: What a refusal says of a program id given that is not written as an id is (not repeated).
+NOT_AN_ID = "the id given: it is not written as an id is"
 
 
 class ProgramNotFound(NotFound):
     """No program has the id; the message lists the ``known`` ids (the first few), so that a
-    mistyped one can be put right without a second look-up (they are public: ``programs``)."""
+    mistyped one can be put right without a second look-up (they are public: ``programs``).
+
+    The id given is repeated only if it is written as an id is (:data:`~exchange.text.CHOSEN_ID_RULE`):
+    a page shows the message, and a link whose query holds a sentence ("your account is
+    locked: call …") must not have the exchange's page say it."""
 
     def __init__(self, program_id: str, *, field: str = "id", known: Iterable[str] = ()) -> None:
         ids = sorted(known)
         shown = ", ".join(ids[:KNOWN_IDS_SHOWN]) + (
             f" and {len(ids) - KNOWN_IDS_SHOWN} more" if len(ids) > KNOWN_IDS_SHOWN else ""
         )
-        super().__init__(
-            f"no program has id {program_id!r}" + (f"; the programs are {shown}" if ids else ""), field=field
-        )
+        given = f"id {program_id!r}" if chosen_id_problem(program_id) is None else NOT_AN_ID
+        super().__init__(f"no program has {given}" + (f"; the programs are {shown}" if ids else ""), field=field)
 
 
 @dataclass

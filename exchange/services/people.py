@@ -5,7 +5,8 @@ translate to and from this service."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import or_, update
@@ -16,7 +17,7 @@ from exchange.auth import ratelimit
 from exchange.auth.hashing import hash_secret, verify_nobody, verify_secret
 from exchange.auth.principal import Principal
 from exchange.auth.ratelimit import EVERY_ADDRESS, EVERY_ADDRESS_FACTOR
-from exchange.auth.scopes import Role
+from exchange.auth.scopes import Role, Scope
 from exchange.clock import Clock
 from exchange.db.database import Database
 from exchange.people import totp
@@ -46,12 +47,24 @@ def rate_limit_key(username: str) -> str:
 class SignedIn:
     """A live session: who it acts as, and the token its forms and htmx requests carry.
 
-    A member's portal session also names the programs that vouched for the member in it
-    (``asserted_by``): those whose points it may spend."""
+    A member's portal session also holds, for each program whose client vouches for the member
+    in it now (read from those clients on each request:
+    :func:`exchange.people.portal_sign_in.live_authority`), what that client lets its members'
+    tokens do (``program_scopes``): the session spends a program's points only if it vouches
+    with ``member:write``."""
 
     principal: Principal
     csrf_token: str
-    asserted_by: frozenset[str] = frozenset()
+    program_scopes: Mapping[str, frozenset[Scope]] = field(default_factory=dict)
+
+    @property
+    def asserted_by(self) -> frozenset[str]:
+        """The programs that vouch for the member in this session."""
+        return frozenset(self.program_scopes)
+
+    def may_spend(self, program_id: str) -> bool:
+        """Whether the session debits ``program_id``'s points under that program's authority."""
+        return Scope.MEMBER_WRITE in self.program_scopes.get(program_id, frozenset())
 
 
 @dataclass(frozen=True)

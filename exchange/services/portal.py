@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlencode
+
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth import assertions, clients
 from exchange.auth.errors import AssertionRejected
 from exchange.auth.presented import unverified_issuer
 from exchange.auth.principal import Principal
-from exchange.auth.scopes import ROLE_SCOPES, Role
+from exchange.auth.scopes import Role, Scope
 from exchange.clock import Clock
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.db.database import Database
@@ -74,22 +77,38 @@ class Joined:
 SignInOutcome = Opened | Joined | SignInFailed
 
 
-def member_principal(row: MemberWebSession) -> Principal:
+def member_principal(row: MemberWebSession, authority: Mapping[str, frozenset[Scope]]) -> Principal:
     """The principal a portal session acts as: a member token's, without an ``asserted_by``
-    (each debit names the program it spends, which must be one of the session's)."""
+    (each debit names the program it spends, which must be one of the session's), holding what
+    any program that vouches for the member now (``authority``) lets its members' tokens hold; a
+    debit of a program's points acts with that program's own
+    (:func:`exchange.web.portal.members.acting_for`). A session that may write holds
+    ``member:coalition`` too: the coalition point is the exchange's, and the portal is the
+    member at the exchange itself (docs/COALITION.md)."""
+    scopes: frozenset[Scope] = frozenset().union(*authority.values())
+    if Scope.MEMBER_WRITE in scopes:
+        scopes |= {Scope.MEMBER_COALITION}
     return Principal(
         role=Role.MEMBER,
         subject=row.member_id,
         client_id=PORTAL_CLIENT,
-        scopes=ROLE_SCOPES[Role.MEMBER],
+        scopes=scopes,
         token_id=row.id_hash,
         expires_at=row.expires_at,
         member_id=row.member_id,
     )
 
 
-def signed_in(row: MemberWebSession) -> SignedIn:
-    return SignedIn(member_principal(row), row.csrf_token, frozenset(row.asserted_by))
+async def signed_in(session: AsyncSession, row: MemberWebSession) -> SignedIn | None:
+    """What the live session ``row`` may do now, read from the clients that vouched for its
+    member (:func:`exchange.people.portal_sign_in.live_authority`); ``None``, and the session
+    ended, if none of them vouches any more (all deleted, or their secrets reset since): it is
+    signed out, and its member signs in again through a partner."""
+    authority = portal_sign_in.live_authority(row, await portal_sign_in.vouching_clients(session, row))
+    if not authority:
+        await portal_sign_in.close_member_session(session, row.id_hash)
+        return None
+    return SignedIn(member_principal(row, authority), row.csrf_token, authority)
 
 
 class PortalSignInService:
@@ -167,26 +186,33 @@ class PortalSignInService:
                     if started.session_hash
                     else None
                 )
+                outcome: type[Opened | Joined]
                 if current is not None and current.member_id == member.id:
-                    joined_id, joined = await portal_sign_in.add_authority(
-                        session, current, program_id, now, self.timeouts
+                    outcome = Joined
+                    new_id, row = await portal_sign_in.add_authority(
+                        session, current, program_id, client.client_id, now, self.timeouts
                     )
-                    return Joined(session_id=joined_id, signed_in=signed_in(joined))
-                if current is not None:
-                    await portal_sign_in.close_member_session(session, current.id_hash)
-                new_id, row = await portal_sign_in.open_member_session(
-                    session, member.id, program_id, now, self.timeouts
-                )
-                return Opened(session_id=new_id, signed_in=signed_in(row))
+                else:
+                    outcome = Opened
+                    if current is not None:
+                        await portal_sign_in.close_member_session(session, current.id_hash)
+                    new_id, row = await portal_sign_in.open_member_session(
+                        session, member.id, program_id, client.client_id, now, self.timeouts
+                    )
+                live = await signed_in(session, row)
+                if live is None:  # the client was deleted, or its secret reset, as the member came back
+                    raise AssertionRejected(f"the client {client.client_id} no longer vouches for members")
+                return outcome(session_id=new_id, signed_in=live)
         except BadUserInput as rejected:
             logger.warning("portal sign-in through %s refused: %s", program_id, rejected.message)
             return SignInFailed(SignInProblem.ASSERTION)
 
     async def resume(self, session_id: str) -> SignedIn | None:
-        """The portal session a cookie names, if it is live."""
+        """The portal session a cookie names, if it is live and a client that vouched for its
+        member still does, with what those clients let it do now (:func:`signed_in`)."""
         async with self._db.transaction() as session:
             row = await portal_sign_in.live_member_session(session, session_id, self._clock.now(), self.timeouts)
-        return None if row is None else signed_in(row)
+            return None if row is None else await signed_in(session, row)
 
     async def sign_out(self, session_id: str) -> None:
         async with self._db.transaction() as session:

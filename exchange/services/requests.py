@@ -45,10 +45,12 @@ def idempotency_key(key: str) -> str:
 def debit_authority(caller: Principal, consent: str | None, exchange_held: Set[str]) -> DebitAuthority:
     """What the caller's request may debit (:mod:`exchange.members.authority`): the program
     that asserted its token, the consent it presents, and the points the exchange holds
-    (``exchange_held``) only if its token carries ``member:coalition``."""
+    (``exchange_held``) only if its token carries ``member:coalition``, and anything only if it
+    carries ``member:write``."""
     return DebitAuthority(
         asserted_by=str(caller.asserted_by),
         consent=consent,
         exchange_held=frozenset(exchange_held),
         spends_exchange_held=Scope.MEMBER_COALITION in caller.scopes,
+        writes=Scope.MEMBER_WRITE in caller.scopes,
     )

@@ -114,10 +114,13 @@ class Page(Route):
         name: str | None = None,
         csrf: bool = True,
         lists: Collection[str] = (),
+        refusal: type[Refusal] = NotAllowed,
     ) -> None:
         """``csrf=False`` is for the one form another site posts by design (a partner sending
         a member back to the portal), which the page checks by a token of its own instead.
-        ``lists``: the form's fields that may be sent more than once (checkboxes of one name)."""
+        ``lists``: the form's fields that may be sent more than once (checkboxes of one name).
+        ``refusal``: what a signed-in visitor the rule does not admit is answered (a page that
+        says why for a group of pages whose rule is the same)."""
         self.rule = rule
         self.page = endpoint
         self.csrf = csrf
@@ -126,7 +129,7 @@ class Page(Route):
         async def guarded(request: Request) -> Response:
             visitor = visitor_of(request)
             if not rule.allows(visitor.principal):
-                raise SignInNeeded() if visitor.principal is None else NotAllowed()
+                raise SignInNeeded() if visitor.principal is None else refusal()
             form = await read_form(request) if request.method == "POST" else None
             if csrf and request.method not in SAFE_METHODS:
                 check_csrf(request, visitor.csrf_token, form)

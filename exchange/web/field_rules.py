@@ -220,6 +220,9 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("ITSELF", "{program} does not convert into itself"),
     FieldRule("UNKNOWN_PROGRAM", "no program has id {got}; the programs are {known}"),
     FieldRule("UNKNOWN_PROGRAM", "no program has id {got}"),
+    FieldRule(
+        "UNKNOWN_PROGRAM", "no program has the id given: it is not written as an id is; the programs are {known}"
+    ),
     FieldRule("NO_RATE", "no rate converts {source} into {target}"),
     FieldRule("CHOSEN_ID", f"id must be {CHOSEN_ID_TEMPLATE}, got {{length}}"),
     FieldRule("CHOSEN_ID", f"id must be {CHOSEN_ID_TEMPLATE}"),

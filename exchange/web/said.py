@@ -130,13 +130,18 @@ class Refusal:
     said: Said
     field: str | None = None
     """The input the refusal is about (the error's ``field``), for the page to mark it in error."""
+    reason: str | None = None
+    """The error's ``reason`` where it has one (``AUTHORITY_REQUIRED``'s: which authority is missing)."""
 
     @classmethod
     def of(cls, error: ExchangeError, programs: Mapping[str, Program]) -> Refusal:
         if isinstance(error, PartnerError) and not isinstance(error, PartnerRefusal):
             unanswered: dict[str, object] = {"program": _program_name(error.program_id, programs)}
             return cls(error.code, Said(error.message, PARTNER_UNANSWERED, unanswered), error.field)
-        return cls(error.code, Said.of(error.message, programs), error.field)
+        reason = error.details.get("reason")
+        return cls(
+            error.code, Said.of(error.message, programs), error.field, reason if isinstance(reason, str) else None
+        )
 
 
 def _failure(text: str) -> tuple[reasons.Reason, dict[str, str]] | None:

@@ -36,6 +36,23 @@ def refusal_of(row: DebitConsent | None) -> Refusal | None:
     return consent_refusal(row, member_id="mbr_alice", program="happy-card", points=1000, now=NOW)
 
 
+@pytest.mark.parametrize(
+    "authority",
+    [
+        DebitAuthority(asserted_by="happy-card", writes=False),
+        DebitAuthority(asserted_by="line-points", consent="secret", writes=False),
+        DebitAuthority(
+            asserted_by="happy-card", exchange_held=frozenset({"happy-card"}), spends_exchange_held=True, writes=False
+        ),
+    ],
+)
+def test_an_authority_that_may_only_read_spends_nothing(authority: DebitAuthority) -> None:
+    with pytest.raises(AuthorityRequired) as refused:
+        require_authority(authority, "happy-card", field="quoteId")
+    assert refused.value.code is ErrorCode.AUTHORITY_REQUIRED
+    assert refused.value.extensions()["reason"] == "READ_ONLY" and "member:write" in refused.value.message
+
+
 def test_a_token_spends_the_points_of_the_program_that_asserted_it() -> None:
     require_authority(DebitAuthority(asserted_by="happy-card"), "happy-card", field="quoteId")
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
+from sqlalchemy import create_engine, inspect, text
 
+from exchange.db.migrate import sync_database_url
 from tests.web.portal_partners import PIN
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -99,3 +101,14 @@ def convert_form(client: httpx.Client, quote_page: str) -> dict[str, str]:
     token = CSRF_FIELD.search(page)
     assert key is not None and token is not None
     return {"csrf_token": token[1], "idempotency_key": key[1]}
+
+
+def rows_per_table(database_url: str) -> dict[str, int]:
+    """How many rows each table holds (a refusal must leave them all as they were)."""
+    engine = create_engine(sync_database_url(database_url))
+    try:
+        with engine.connect() as connection:
+            tables = inspect(connection).get_table_names()
+            return {table: connection.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one() for table in tables}
+    finally:
+        engine.dispose()

@@ -10,11 +10,16 @@ import json
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from exchange.auth.scopes import Role
+from sqlalchemy import update
+from sqlmodel import col
+
+from exchange.auth.models import OAuthClient
+from exchange.auth.scopes import Role, Scope, scope_text
+from exchange.db.database import Database
 from exchange.programs.declarations import read_partners_directory
 from exchange.services.container import open_services
 from exchange.services.portal import RETURN_PATH
@@ -49,6 +54,8 @@ class LoopThread:
 class Partners:
     fleet: SandboxFleet
     loop: LoopThread
+    #: Each program's client at the exchange that its sandbox signs members in as.
+    sign_in_clients: dict[str, str] = field(default_factory=dict)
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         return self.loop.run(work)
@@ -98,3 +105,60 @@ def set_up_member_sign_in(partners: Partners, settings: Settings) -> None:
 
         client_id = run_async(register)
         partners.run(sandbox.admin.set_member_sign_in(client_id=client_id, return_urls=[return_url]))
+        partners.sign_in_clients[sandbox.program.id] = client_id
+
+
+@contextmanager
+def signing_in_as_a_client_with(
+    partners: Partners, settings: Settings, program_id: str, member_scopes: frozenset[Scope]
+) -> Iterator[str]:
+    """``program_id``'s sandbox signs members in as a new client of its program (whose id the
+    block gets) whose member tokens may carry only ``member_scopes``, until the block ends."""
+
+    async def create() -> str:
+        async with open_services(settings) as services:
+            credentials = await services.access.create_client(
+                role=Role.PARTNER, program_id=program_id, member_scopes=member_scopes
+            )
+        return credentials.client.client_id
+
+    admin = partners.fleet[program_id].admin
+    return_urls = [settings.issuer_url + RETURN_PATH]
+    client_id = run_async(create)
+    partners.run(admin.set_member_sign_in(client_id=client_id, return_urls=return_urls))
+    try:
+        yield client_id
+    finally:
+        partners.run(admin.set_member_sign_in(client_id=partners.sign_in_clients[program_id], return_urls=return_urls))
+
+
+def set_member_scopes(settings: Settings, client_id: str, scopes: frozenset[Scope]) -> None:
+    """The client's member scopes, narrowed or widened as its operator would."""
+
+    async def run() -> None:
+        db = Database.from_url(settings.database_url)
+        try:
+            async with db.transaction() as session:
+                await session.exec(
+                    update(OAuthClient)  # type: ignore[call-overload]
+                    .where(col(OAuthClient.client_id) == client_id)
+                    .values(member_scope=scope_text(scopes))
+                )
+        finally:
+            await db.dispose()
+
+    run_async(run)
+
+
+def end_client(settings: Settings, program_id: str, client_id: str, how: str) -> None:
+    """``program_id``'s client deleted (``revoke``) or given a new secret (``reset``), as its
+    staff would in the partner console."""
+
+    async def run() -> None:
+        async with open_services(settings) as services:
+            if how == "revoke":
+                await services.access.revoke_program_client(program_id, client_id)
+            else:
+                await services.access.rotate_program_client(program_id, client_id)
+
+    run_async(run)

@@ -52,6 +52,7 @@ NOT_PAGES = {
     "/console/partner/statements/{period}/breaks.csv",
     "/console/partner/books/{period}/books.csv",
     "/portal/sign-in/{program}",
+    "/portal/sign-in/return",  # the partner posts it; a GET is only told so (405)
 }
 PARTNER = "fresh-mart"
 

@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
+from exchange.auth.scopes import Scope
 from exchange.conversions.models import Conversion
 from exchange.db.database import Database
 from exchange.pricing.models import Quote
 from exchange.sagas import doubt
 from tests.web.conftest import PortalGateway, run_async
-from tests.web.portal_flows import QUOTE_PATH, ask_quote, convert_form, csrf_token, sign_in
-from tests.web.portal_partners import PIN
+from tests.web.portal_flows import QUOTE_PATH, ask_quote, convert_form, csrf_token, rows_per_table, sign_in
+from tests.web.portal_partners import PIN, end_client, set_member_scopes, signing_in_as_a_client_with
 
 
 @pytest.fixture
@@ -139,6 +140,147 @@ def test_converting_points_of_a_program_the_session_was_not_signed_in_through_is
     converted = client.post(quote_page, data=convert_form(client, quote_page))
     assert converted.status_code == 303
     assert partners.balance("formosa-air", member_ref) == 1_000
+
+
+READ_ONLY = frozenset({Scope.MEMBER_READ})
+
+
+def test_a_session_through_a_partner_whose_member_tokens_only_read_changes_nothing(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """FreshMart's client lets the member tokens it obtains only read: a portal session it
+    signed in may look, and every page that would change something says why it cannot."""
+    partners, settings = portal_gateway.partners, portal_gateway.gateway.settings
+    member_ref = partners.new_member("fresh-mart", balance=5_000)
+    partners.add_member("formosa-air", member_ref, balance=4_000)
+    with signing_in_as_a_client_with(partners, settings, "fresh-mart", READ_ONLY):
+        sign_in(client, "fresh-mart", member_ref)
+    home = client.get("/portal/")
+    assert home.status_code == 200 and "5,000" in home.text and "you can spend its points" not in home.text
+    token = csrf_token(client, "/portal/")
+    before = rows_per_table(settings.database_url)
+    changes = {
+        "/portal/convert": {"from_program": "fresh-mart", "to_program": "formosa-air", "points": "3000"},
+        "/portal/accounts/link": {"program": "formosa-air", "member_ref": member_ref, "verification": PIN},
+        "/portal/status-match": {"from_program": "fresh-mart", "to_program": "formosa-air"},
+        "/portal/rewards/any-reward": {"pay_with": "fresh-mart", "idempotency_key": "k" * 24},
+        "/portal/rewards/history/any-redemption/cancel": {},
+    }
+    for path, form in changes.items():
+        refused = client.post(path, data={"csrf_token": token, **form})
+        assert refused.status_code == 403 and "Not possible with this sign-in" in refused.text, path
+        assert 'href="/portal/sign-in"' in refused.text
+    assert client.get("/portal/convert").status_code == 403
+    assert rows_per_table(settings.database_url) == before
+    assert partners.balance("fresh-mart", member_ref) == 5_000
+
+
+def test_a_session_spends_only_through_a_partner_whose_member_tokens_may_write(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """Formosa Air's sign-in may spend, FreshMart's (read only) may not: the session converts
+    Formosa Air's miles, and FreshMart's points are refused saying why, without offering the
+    sign-in the member has done already."""
+    partners, settings = portal_gateway.partners, portal_gateway.gateway.settings
+    member_ref = partners.new_member("formosa-air", balance=4_000)
+    partners.add_member("fresh-mart", member_ref, balance=5_000)
+    sign_in(client, "formosa-air", member_ref)
+    form = {"csrf_token": csrf_token(client, "/portal/"), "program": "fresh-mart", "member_ref": member_ref}
+    assert client.post("/portal/accounts/link", data={**form, "verification": PIN}).status_code == 303
+    with signing_in_as_a_client_with(partners, settings, "fresh-mart", READ_ONLY):
+        sign_in(client, "fresh-mart", member_ref, token_path="/portal/")
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 3_000)
+    refused = client.post(quote_page, data=convert_form(client, quote_page))
+    assert refused.status_code == 400 and "lets its members only look here" in refused.text
+    assert 'href="/portal/sign-in/fresh-mart"' not in refused.text
+    assert partners.balance("fresh-mart", member_ref) == 5_000
+    quote_page = ask_quote(client, "formosa-air", "fresh-mart", 3_000)
+    assert client.post(quote_page, data=convert_form(client, quote_page)).status_code == 303
+    assert partners.balance("formosa-air", member_ref) == 1_000
+
+
+WRITES = frozenset({Scope.MEMBER_READ, Scope.MEMBER_WRITE})
+
+
+def signed_in_through_a_client_of_its_own(portal_gateway: PortalGateway, client: httpx.Client) -> tuple[str, str]:
+    """A member signed in through FreshMart (5,000 points), whose sandbox signed them in as a
+    client made for the test (so that the test may narrow, delete or reset it without touching
+    other tests' sign-ins), with Formosa Air linked (4,000 miles): the member and the client."""
+    partners, settings = portal_gateway.partners, portal_gateway.gateway.settings
+    member_ref = partners.new_member("fresh-mart", balance=5_000)
+    partners.add_member("formosa-air", member_ref, balance=4_000)
+    with signing_in_as_a_client_with(partners, settings, "fresh-mart", WRITES) as client_id:
+        sign_in(client, "fresh-mart", member_ref)
+    form = {"csrf_token": csrf_token(client, "/portal/"), "program": "formosa-air", "member_ref": member_ref}
+    assert client.post("/portal/accounts/link", data={**form, "verification": PIN}).status_code == 303
+    return member_ref, client_id
+
+
+def test_a_session_follows_its_partners_client_narrowed_and_widened_again_without_signing_in_again(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """The client that signed the member in is narrowed to member:read after the sign-in: the
+    session's next conversion of FreshMart's points is refused and changes nothing, as the
+    client's member tokens would be; widened back, the same form converts."""
+    partners, settings = portal_gateway.partners, portal_gateway.gateway.settings
+    member_ref, client_id = signed_in_through_a_client_of_its_own(portal_gateway, client)
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
+    form = convert_form(client, quote_page)
+    set_member_scopes(settings, client_id, READ_ONLY)
+    before = rows_per_table(settings.database_url)
+    refused = client.post(quote_page, data=form)
+    assert refused.status_code == 403 and "Not possible with this sign-in" in refused.text
+    assert client.get("/portal/").status_code == 200  # it still reads
+    assert rows_per_table(settings.database_url) == before
+    assert partners.balance("fresh-mart", member_ref) == 5_000
+    set_member_scopes(settings, client_id, WRITES)
+    assert client.post(quote_page, data=form).status_code == 303
+    assert partners.balance("fresh-mart", member_ref) == 4_000
+    assert partners.balance("formosa-air", member_ref) > 4_000
+
+
+@pytest.mark.parametrize("how", ["revoke", "reset"])
+def test_a_program_whose_client_was_deleted_or_reset_after_the_sign_in_no_longer_vouches(
+    portal_gateway: PortalGateway, client: httpx.Client, how: str
+) -> None:
+    """FreshMart's client is deleted, or its secret reset, after it signed the member in: the
+    session no longer spends FreshMart's points (and offers its sign-in again), changing
+    nothing, as that client's member tokens end; Formosa Air, whose client still vouches,
+    still converts."""
+    partners, settings = portal_gateway.partners, portal_gateway.gateway.settings
+    member_ref, client_id = signed_in_through_a_client_of_its_own(portal_gateway, client)
+    sign_in(client, "formosa-air", member_ref, token_path="/portal/")
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
+    form = convert_form(client, quote_page)
+    end_client(settings, "fresh-mart", client_id, how)
+    before = rows_per_table(settings.database_url)
+    refused = client.post(quote_page, data=form)
+    assert refused.status_code == 400 and 'href="/portal/sign-in/fresh-mart"' in refused.text
+    assert rows_per_table(settings.database_url) == before
+    assert partners.balance("fresh-mart", member_ref) == 5_000
+    quote_page = ask_quote(client, "formosa-air", "fresh-mart", 3_000)
+    assert client.post(quote_page, data=convert_form(client, quote_page)).status_code == 303
+    assert partners.balance("formosa-air", member_ref) == 1_000
+
+
+@pytest.mark.parametrize("how", ["revoke", "reset"])
+def test_a_session_whose_only_client_was_deleted_or_reset_is_signed_out(
+    portal_gateway: PortalGateway, client: httpx.Client, how: str
+) -> None:
+    """No client vouches for the member any more: the session ends, its next post is refused
+    and changes nothing, and the portal asks the member to sign in again."""
+    partners, settings = portal_gateway.partners, portal_gateway.gateway.settings
+    member_ref, client_id = signed_in_through_a_client_of_its_own(portal_gateway, client)
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
+    form = convert_form(client, quote_page)
+    end_client(settings, "fresh-mart", client_id, how)
+    before = rows_per_table(settings.database_url)
+    refused = client.post(quote_page, data=form)
+    assert refused.status_code == 401
+    after = rows_per_table(settings.database_url)
+    assert after.pop("member_web_session") == before.pop("member_web_session") - 1 and after == before
+    assert client.get("/portal/").status_code == 303
+    assert partners.balance("fresh-mart", member_ref) == 5_000
 
 
 def test_a_quote_or_conversion_of_someone_else_is_not_found(

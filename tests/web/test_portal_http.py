@@ -12,15 +12,21 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
-from sqlalchemy import create_engine, inspect, text
 
 from exchange.auth.scopes import Role
-from exchange.db.migrate import sync_database_url
 from exchange.sandbox.faults import FaultKind
 from exchange.sandbox.member_sign_in import MemberSignIn
 from tests.web.conftest import PortalGateway
 from tests.web.pages import web_pages
-from tests.web.portal_flows import HIDDEN, answer_partner, csrf_token, partner_page, post_back, sign_in
+from tests.web.portal_flows import (
+    HIDDEN,
+    answer_partner,
+    csrf_token,
+    partner_page,
+    post_back,
+    rows_per_table,
+    sign_in,
+)
 from tests.web.portal_partners import PIN
 
 
@@ -92,6 +98,34 @@ def test_a_sign_in_comes_back_once_and_only_to_the_browser_that_started_it(
     client.cookies.set("exchange_sign_in", ticket)
     assert back.send(client).status_code == 400
     assert client.get("/portal/").status_code == 303
+
+
+@pytest.mark.parametrize("forged", [{}, {"state": "someone else's"}, {"state": "", "assertion": "x.y.z"}])
+def test_a_return_posted_without_the_sign_ins_state_leaves_it_able_to_finish(
+    portal_gateway: PortalGateway, client: httpx.Client, forged: dict[str, str]
+) -> None:
+    """Another site may post to the return page (the partner must): without this sign-in's
+    state it is refused and the browser's ticket stays, so the member's sign-in still ends."""
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    back = post_back(answer_partner(client, partner_page(client, "fresh-mart"), member_ref))
+    refused = client.post(back.url, data=forged)
+    assert refused.status_code == 400 and "exchange_sign_in" not in refused.headers.get("set-cookie", "")
+    assert client.get("/portal/").status_code == 303
+    assert back.send(client).status_code == 200
+    assert client.get("/portal/").status_code == 200
+
+
+def test_the_return_address_takes_only_the_partners_post(portal_gateway: PortalGateway, client: httpx.Client) -> None:
+    """A browser sent back by GET (or reloading the address) is answered that the address is
+    not used that way, not that no program called "return" signs members in (an assertion in
+    the URL is refused before any page, as credentials in URLs are)."""
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    back = post_back(answer_partner(client, partner_page(client, "fresh-mart"), member_ref))
+    got = client.get(back.url, params={"state": back.fields["state"]}, headers={"accept": "text/html"})
+    assert got.status_code == 405 and got.headers["allow"] == "POST" and "Not possible here" in got.text
+    assert client.get(back.url, params=back.fields).status_code == 400
+    assert client.get("/portal/").status_code == 303
+    assert back.send(client).status_code == 200
 
 
 def test_a_member_who_cancels_at_the_partner_is_not_signed_in(
@@ -276,16 +310,6 @@ def test_an_assertion_whose_iss_no_client_could_have_is_refused_not_failed_on(
     )
     assert refused.status_code == 400 and "could not be verified" in refused.text
     assert client.get("/portal/").status_code == 303
-
-
-def rows_per_table(database_url: str) -> dict[str, int]:
-    engine = create_engine(sync_database_url(database_url))
-    try:
-        with engine.connect() as connection:
-            tables = inspect(connection).get_table_names()
-            return {table: connection.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one() for table in tables}
-    finally:
-        engine.dispose()
 
 
 def test_starting_sign_ins_writes_nothing_however_many_are_started(

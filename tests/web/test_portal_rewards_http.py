@@ -11,10 +11,12 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from exchange.auth.scopes import Scope
 from exchange.rewards.catalog import RewardDraft
 from exchange.services.container import open_services
 from tests.web.conftest import PortalGateway, run_async
-from tests.web.portal_flows import CSRF_FIELD, IDEMPOTENCY_FIELD, sign_in
+from tests.web.portal_flows import CSRF_FIELD, IDEMPOTENCY_FIELD, rows_per_table, sign_in
+from tests.web.portal_partners import end_client, set_member_scopes, signing_in_as_a_client_with
 
 _rewards = itertools.count(1)
 
@@ -68,6 +70,35 @@ def test_a_member_redeems_a_published_reward_once_for_a_double_submit_and_sees_i
     assert partners.balance("fresh-mart", member_ref) == 50_000 - price
     history = client.get(first.headers["location"]).text
     assert history.count("Window seat voucher") == 1 and "Paid, awaiting delivery" in history
+
+
+def test_a_redemption_follows_the_partners_client_live_narrowed_widened_and_reset(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """The client that signed the member in is narrowed to member:read: the next redemption is
+    refused and changes nothing; widened back it goes through without signing in again; once
+    the client's secret is reset the session no longer redeems (it is signed out)."""
+    partners, settings = portal_gateway.partners, portal_gateway.gateway.settings
+    member_ref = partners.new_member("fresh-mart", balance=50_000)
+    writes = frozenset({Scope.MEMBER_READ, Scope.MEMBER_WRITE})
+    with signing_in_as_a_client_with(partners, settings, "fresh-mart", writes) as client_id:
+        sign_in(client, "fresh-mart", member_ref)
+    reward_id = publish(portal_gateway, "formosa-air", "Aisle seat voucher")
+    form = redeem_form(client, reward_id, "fresh-mart")
+    set_member_scopes(settings, client_id, frozenset({Scope.MEMBER_READ}))
+    before = rows_per_table(settings.database_url)
+    refused = client.post(f"/portal/rewards/{reward_id}", data=form)
+    assert refused.status_code == 403 and "Not possible with this sign-in" in refused.text
+    assert rows_per_table(settings.database_url) == before
+    assert partners.balance("fresh-mart", member_ref) == 50_000
+    set_member_scopes(settings, client_id, writes)
+    assert client.post(f"/portal/rewards/{reward_id}", data=form).status_code == 303
+    paid = partners.balance("fresh-mart", member_ref)
+    assert paid < 50_000
+    form = redeem_form(client, reward_id, "fresh-mart")
+    end_client(settings, "fresh-mart", client_id, "reset")
+    assert client.post(f"/portal/rewards/{reward_id}", data=form).status_code == 401
+    assert partners.balance("fresh-mart", member_ref) == paid
 
 
 def test_rewards_are_listed_by_the_coalition_level_they_need(

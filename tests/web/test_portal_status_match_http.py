@@ -61,3 +61,13 @@ def test_a_member_previews_a_status_match_requests_it_and_the_partner_holds_the_
     assert "was requested" in listed and "Active" in listed
     members = partners.run(partners.fleet["wallet-pay"].admin.members())["members"]
     assert next(m for m in members if m["member_ref"] == member_ref)["tier"] == "Premium"
+
+
+def test_a_link_whose_program_is_a_sentence_gets_a_refusal_that_does_not_say_the_sentence(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    sign_in(client, "fresh-mart", portal_gateway.partners.new_member("fresh-mart"))
+    spoof = "Your account is locked. Call 0800-000-000 to keep your points"
+    refused = client.get("/portal/status-match", params={"from_program": "fresh-mart", "to_program": spoof})
+    assert refused.status_code == 400 and "no program has the id given" in refused.text
+    assert "Call 0800" not in refused.text

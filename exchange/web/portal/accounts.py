@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from exchange.errors import ExchangeError
 from exchange.services.container import Services
 from exchange.web.access import Page, form_text
-from exchange.web.portal.members import HOME_PATH, MEMBERS, member, member_session
+from exchange.web.portal.members import HOME_PATH, MEMBERS, member, member_session, writing
 from exchange.web.said import Refusal
 from exchange.web.templating import Pages
 
@@ -28,7 +28,7 @@ class AccountPages:
     def routes(self) -> list[Page]:
         return [
             Page("/", self.home, rule=MEMBERS),
-            Page("/accounts/link", self.link, rule=MEMBERS, methods=["POST"]),
+            writing("/accounts/link", self.link, methods=["POST"]),
         ]
 
     async def home(self, request: Request) -> Response:
@@ -65,13 +65,14 @@ class AccountPages:
         linked = {account.program_id for account in view.accounts}
         catalog = await self.services.catalog.cache.get()
         signs_in = {program.id for program in await self.services.portal.partners()}
-        asserted_by = member_session(request).asserted_by
+        signed_in = member_session(request)
+        asserted_by = signed_in.asserted_by
         return self.pages.render(
             request,
             "portal/accounts.html",
             {
                 "accounts": accounts,
-                "asserted_by": asserted_by,
+                "spends": {program_id for program_id in asserted_by if signed_in.may_spend(program_id)},
                 "other_partners": [
                     catalog.programs[program_id]
                     for program_id in sorted(linked - asserted_by)

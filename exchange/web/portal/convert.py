@@ -28,6 +28,7 @@ from exchange.web.portal.members import (
     found,
     member,
     member_session,
+    writing,
 )
 from exchange.web.said import Refusal, Said
 from exchange.web.templating import Pages
@@ -40,10 +41,10 @@ class ConvertPages:
 
     def routes(self) -> list[Page]:
         return [
-            Page("/convert", self.form, rule=MEMBERS),
-            Page("/convert", self.ask_quote, rule=MEMBERS, methods=["POST"]),
+            writing("/convert", self.form),
+            writing("/convert", self.ask_quote, methods=["POST"]),
             Page("/convert/quotes/{quote_id}", self.quote, rule=MEMBERS),
-            Page("/convert/quotes/{quote_id}", self.execute, rule=MEMBERS, methods=["POST"]),
+            writing("/convert/quotes/{quote_id}", self.execute, methods=["POST"]),
             Page("/conversions/{conversion_id}", self.outcome, rule=MEMBERS),
         ]
 

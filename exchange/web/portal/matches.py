@@ -10,7 +10,7 @@ from exchange.errors import ExchangeError
 from exchange.services.container import Services
 from exchange.tiers.matching import Assessment
 from exchange.web.access import Page, form_text
-from exchange.web.portal.members import MEMBERS, PORTAL_PATH, member
+from exchange.web.portal.members import MEMBERS, PORTAL_PATH, member, writing
 from exchange.web.said import Refusal
 from exchange.web.templating import Pages
 
@@ -26,7 +26,7 @@ class StatusMatchPages:
     def routes(self) -> list[Page]:
         return [
             Page("/status-match", self.overview, rule=MEMBERS),
-            Page("/status-match", self.request, rule=MEMBERS, methods=["POST"]),
+            writing("/status-match", self.request, methods=["POST"]),
         ]
 
     async def overview(self, request: Request) -> Response:

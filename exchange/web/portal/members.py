@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from exchange.auth.principal import Principal
-from exchange.auth.scopes import Role
+from exchange.auth.scopes import Role, Scope
 from exchange.errors import NotFound
 from exchange.services.people import SignedIn
-from exchange.web.access import roles
+from exchange.web.access import Endpoint, NotAllowed, Page, requires, roles
 from exchange.web.visitors import visitor_of
 
 T = TypeVar("T")
@@ -25,6 +25,22 @@ LAYOUT = "portal/layout.html"
 
 #: Every page behind sign-in: a member's, as a member token's fields are.
 MEMBERS = roles(Role.MEMBER)
+#: Pages that change the member's data (convert, redeem, link, ask for a status match), as the
+#: GraphQL fields that do: a session whose partners' clients let members' tokens only read
+#: (``member:read``) is refused them with :class:`ReadOnlySession`.
+MEMBER_WRITERS = MEMBERS & requires(Scope.MEMBER_WRITE)
+
+
+class ReadOnlySession(NotAllowed):
+    """The partners the member signed in through let their members only look: the page says
+    so, and that a sign-in through a partner that allows it would do."""
+
+    reason = "read-only"
+
+
+def writing(path: str, endpoint: Endpoint, **options: Any) -> Page:
+    """A page of :data:`MEMBER_WRITERS`, refusing a read-only session with the page that says why."""
+    return Page(path, endpoint, rule=MEMBER_WRITERS, refusal=ReadOnlySession, **options)
 
 
 def member_session(request: Request) -> SignedIn:
@@ -39,11 +55,15 @@ def member(request: Request) -> Principal:
 
 
 def acting_for(request: Request, program_id: str) -> Principal:
-    """The member's principal for spending ``program_id``'s points: asserted by that program
-    if it vouched for the member in this session; else asserted by none, which the services
-    refuse with ``AUTHORITY_REQUIRED`` (issue 12's rule, applied where GraphQL applies it)."""
+    """The member's principal for spending ``program_id``'s points: asserted by that program,
+    with the scopes its client lets its members' tokens hold, if it vouched for the member in
+    this session; else asserted by none. The services refuse a debit without the program's
+    authority, or under scopes without ``member:write``, with ``AUTHORITY_REQUIRED`` (issue
+    12's rule, applied where GraphQL applies it)."""
     signed_in = member_session(request)
-    return replace(signed_in.principal, asserted_by=program_id if program_id in signed_in.asserted_by else None)
+    if program_id not in signed_in.asserted_by:
+        return replace(signed_in.principal, asserted_by=None)
+    return replace(signed_in.principal, asserted_by=program_id, scopes=signed_in.program_scopes[program_id])
 
 
 async def found(lookup: Awaitable[T]) -> T:

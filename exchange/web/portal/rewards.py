@@ -28,6 +28,7 @@ from exchange.web.portal.members import (
     found,
     member,
     member_session,
+    writing,
 )
 from exchange.web.said import Refusal
 from exchange.web.templating import Pages
@@ -45,9 +46,9 @@ class RewardPages:
         return [
             Page("/rewards", self.catalog, rule=MEMBERS),
             Page("/rewards/history", self.history, rule=MEMBERS),
-            Page("/rewards/history/{redemption_id}/cancel", self.cancel, rule=MEMBERS, methods=["POST"]),
+            writing("/rewards/history/{redemption_id}/cancel", self.cancel, methods=["POST"]),
             Page("/rewards/{reward_id}", self.reward, rule=MEMBERS),
-            Page("/rewards/{reward_id}", self.redeem, rule=MEMBERS, methods=["POST"]),
+            writing("/rewards/{reward_id}", self.redeem, methods=["POST"]),
         ]
 
     async def catalog(self, request: Request) -> Response:
@@ -147,10 +148,13 @@ class RewardPages:
             except ExchangeError as refused:
                 failure = Refusal.of(refused, catalog.programs)
             options.append({"program": catalog.programs[account.program_id], "quote": quote, "failure": failure})
-        asserted_by = member_session(request).asserted_by
-        if not pay_with:  # preselect what can pay at once: a priced program the member signed in with
+        signed_in = member_session(request)
+        asserted_by = signed_in.asserted_by
+        if not pay_with:  # preselect what can pay at once: a priced program the session spends
             priced = [option["program"].id for option in options if option["quote"] is not None]
-            pay_with = next((program for program in priced if program in asserted_by), priced[0] if priced else "")
+            pay_with = next(
+                (program for program in priced if signed_in.may_spend(program)), priced[0] if priced else ""
+            )
         return self.pages.render(
             request,
             "portal/reward.html",

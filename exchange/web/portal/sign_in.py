@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -40,6 +41,9 @@ class SignInPages:
             # The partner posts the member back: the sign-in's state, bound to this browser's
             # cookie, is what proves the request is the browser's own.
             Page("/sign-in/return", self.back, rule=PUBLIC, methods=["POST"], csrf=False),
+            # Any other way to the return address (a partner sending the member back by GET, the
+            # assertion in the URL) is not possible there: not the next route's program "return".
+            Page("/sign-in/return", self.not_posted, rule=PUBLIC, methods=["GET"]),
             # A link, as "sign in with …" links are: the pages' CSP lets forms post only to the
             # exchange itself, and a form's redirect to the partner would count as one.
             Page("/sign-in/{program}", self.start, rule=PUBLIC),
@@ -49,6 +53,9 @@ class SignInPages:
     async def choose(self, request: Request) -> Response:
         notice = request.query_params.get("notice")
         return await self._choose_page(request, notice=notice if notice in NOTICES else None)
+
+    async def not_posted(self, request: Request) -> Response:
+        raise HTTPException(405, headers={"Allow": "POST"})
 
     async def start(self, request: Request) -> Response:
         program_id = request.path_params["program"]
@@ -78,7 +85,10 @@ class SignInPages:
             if isinstance(outcome, Opened | Joined):
                 self.cookies.set(response, MEMBER_SESSION_COOKIE, outcome.session_id)
                 self.cookies.delete(response, ANONYMOUS_CSRF_COOKIE)
-        self.cookies.delete(response, SIGN_IN_STATE_COOKIE)
+        # Only the return that carries this sign-in's state ends it: any site may post here
+        # (the partner's must), and one without the state must not end a member's sign-in.
+        if outcome != SignInFailed(SignInProblem.STATE):
+            self.cookies.delete(response, SIGN_IN_STATE_COOKIE)
         return response
 
     async def sign_out(self, request: Request) -> Response:
