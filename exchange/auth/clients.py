@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth.hashing import hash_secret, new_client_secret
-from exchange.auth.models import CLIENT_ID_LENGTH, OAuthClient
+from exchange.auth.models import CLIENT_ID_LENGTH, OAuthClient, RevokedClient
 from exchange.auth.scopes import (
     CLIENT_ROLES,
     Role,
@@ -21,6 +21,7 @@ from exchange.auth.scopes import (
     scope_text,
     scopes_for_role,
 )
+from exchange.db import dialects
 from exchange.errors import BadUserInput, NotFound
 from exchange.programs import service as programs
 from exchange.text import text_problem
@@ -136,8 +137,14 @@ async def program_client(session: AsyncSession, program_id: str, client_id: str)
     return client
 
 
-async def delete_client(session: AsyncSession, client: OAuthClient) -> None:
+async def delete_client(session: AsyncSession, client: OAuthClient, now: datetime) -> None:
     """No token is issued to ``client`` any more, and those issued to it (member tokens it
-    obtained too) are refused from now on (:class:`~exchange.auth.tokens.TokenVerifier`)."""
+    obtained too) are refused from now on (:class:`~exchange.auth.tokens.TokenVerifier`), even
+    once a client is made again under its id: when it was revoked is kept."""
     await session.delete(client)
+    await session.exec(
+        dialects.insert(session, RevokedClient)
+        .values(client_id=client.client_id, revoked_at=now)
+        .on_conflict_do_update(index_elements=["client_id"], set_={"revoked_at": now})
+    )
     await session.flush()

@@ -85,6 +85,17 @@ class RevokedToken(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
 
 
+class RevokedClient(SQLModel, table=True):
+    """When a client was last deleted (revoked), kept after its row is gone: a client made again
+    under the same id is another client, and the tokens issued to the one deleted (member tokens
+    it obtained too) stay refused (:class:`~exchange.auth.tokens.TokenVerifier`)."""
+
+    __tablename__ = "revoked_client"
+
+    client_id: str = Field(primary_key=True, max_length=CLIENT_ID_LENGTH)
+    revoked_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class UsedAssertion(SQLModel, table=True):
     """A member assertion already exchanged for a token: its ``jti`` cannot be replayed."""
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from authlib.oauth2.rfc9068.claims import JWTAccessTokenClaims
 from joserfc import jws, jwt
 from joserfc.errors import (
@@ -34,7 +35,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth.errors import InvalidAccessToken
 from exchange.auth.keys import ALGORITHM, SigningKeys, is_published
-from exchange.auth.models import OAuthClient, RevokedToken, SigningKey
+from exchange.auth.models import OAuthClient, RevokedClient, RevokedToken, SigningKey
 from exchange.auth.principal import Principal
 from exchange.auth.scopes import InvalidScope, Role, Scope, StoredScopes, parse_scopes, scope_text
 from exchange.clock import Clock
@@ -156,23 +157,29 @@ _CLAIM_PROBLEMS = {
 
 #: Whether token ``jti`` is revoked, whether key ``kid`` is published at ``now``, the scopes
 #: the client it was issued to holds now (null: it no longer exists; a refusal names them) and
-#: whether that client's secret was set after the token was issued; built once per kind of
-#: scopes, ``scope`` for the client's own tokens and ``member_scope`` for member tokens.
+#: whether that client's secret was set after the token was issued, and whether a client of
+#: that id was revoked after it was issued (a client made again under the id since is another
+#: client); built once per kind of scopes, ``scope`` for the client's own tokens and
+#: ``member_scope`` for member tokens.
 #:
-#: ``iat`` has whole seconds and ``secret_set_at`` does not. A token is refused when
-#: ``iat < floor(secret_set_at)``, i.e. when it was issued in a second wholly before the one
-#: the secret was set in: a token issued with the new secret, even in the same second as the
-#: reset, is never refused, at the price of letting a token issued with the old secret in that
-#: same second live on. For whole seconds ``iat < floor(t)`` is ``t >= iat + 1``, which the
+#: ``iat`` has whole seconds and ``secret_set_at`` (and ``revoked_at``) does not. A token is
+#: refused when ``iat < floor(secret_set_at)``, i.e. when it was issued in a second wholly
+#: before the one the secret was set in: a token issued with the new secret, even in the same
+#: second as the reset, is never refused, at the price of letting a token issued with the old
+#: secret in that same second live on. For whole seconds ``iat < floor(t)`` is ``t >= iat + 1``, which the
 #: query asks without truncating a time in SQL (``issued_second_ended`` is ``iat + 1``).
 def _standing(scopes: Any) -> Any:
-    return select(
+    return sa.select(  # five columns: more than sqlmodel's select is typed for
         exists().where(col(RevokedToken.jti) == bindparam("jti")),
         exists().where(col(SigningKey.kid) == bindparam("kid"), is_published(bindparam("now"))),  # type: ignore[arg-type]
         select(scopes).where(col(OAuthClient.client_id) == bindparam("client_id")).scalar_subquery(),
         exists().where(
             col(OAuthClient.client_id) == bindparam("client_id"),
             col(OAuthClient.secret_set_at) >= bindparam("issued_second_ended"),
+        ),
+        exists().where(
+            col(RevokedClient.client_id) == bindparam("client_id"),
+            col(RevokedClient.revoked_at) >= bindparam("issued_second_ended"),
         ),
     )
 
@@ -224,7 +231,8 @@ class TokenVerifier:
     async def _check_standing(self, verified: VerifiedToken, session: AsyncSession) -> StoredScopes:
         """Refuse a token that has been revoked, whose signing key has been withdrawn (retired
         past its ``publish_until``, or removed), whose client has been deleted (revoked in
-        the console or the CLI: its tokens, and the member tokens it obtained, end with it),
+        the console or the CLI: its tokens, and the member tokens it obtained, end with it, and
+        stay ended when a client is made again under its id),
         or whose client's secret was reset after it was issued (it may have been issued with a
         leaked secret; the member tokens the client obtained end too). One query, on every
         request, so each holds at once on every replica: neither the verified-token cache nor
@@ -241,12 +249,14 @@ class TokenVerifier:
         }
         member = verified.principal.role is Role.MEMBER
         standing = _MEMBER_STANDING if member else _STANDING
-        is_revoked, key_published, client_scopes, secret_reset = (await session.exec(standing, params=params)).one()
+        is_revoked, key_published, client_scopes, secret_reset, client_revoked = (
+            await session.exec(standing, params=params)
+        ).one()
         if is_revoked:
             raise InvalidAccessToken(REVOKED)
         if not key_published:
             raise InvalidAccessToken(NOT_SIGNED_BY_A_PUBLISHED_KEY)
-        if client_scopes is None:
+        if client_scopes is None or client_revoked:
             raise InvalidAccessToken(CLIENT_REVOKED)
         if secret_reset:
             raise InvalidAccessToken(

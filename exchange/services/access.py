@@ -68,7 +68,7 @@ class AccessService:
         """Delete one of ``program_id``'s own clients: no new token for it, and its tokens end."""
         async with self.db.transaction() as session:
             client = await clients.program_client(session, program_id, client_id)
-            await clients.delete_client(session, client)
+            await clients.delete_client(session, client, self.clock.now())
             return client
 
     async def renew_client(self, client_id: str, *, role: Role, program_id: str | None) -> ClientCredentials:

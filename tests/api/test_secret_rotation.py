@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from exchange.auth.keys import SigningKeys
+from exchange.auth.scopes import Role
 from exchange.services.access import AccessService
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
@@ -96,4 +97,27 @@ async def test_a_token_from_a_replica_whose_clock_is_behind_the_rotation_is_acce
     rotated = await access.rotate_program_client("happy-card", partner.client.client_id)
     clock.advance(timedelta(seconds=-3))  # the replica that issues the token runs 3 s behind
     for token in (await kit.client_token(rotated), await kit.member_token("happy-card", "bob")):
+        assert (await kit.graphql(VIEWER, token)).status_code == 200
+
+
+async def test_a_client_deleted_and_made_again_under_its_id_does_not_bring_back_its_tokens(
+    kit: ExchangeKit, clock: MovableClock, access: AccessService
+) -> None:
+    partner = await kit.partner("wallet-pay")
+    client_id = partner.client.client_id
+    leaked = (await kit.client_token(partner), await kit.member_token("wallet-pay", "alice"))
+    clock.advance(timedelta(seconds=1))
+    await access.revoke_program_client("wallet-pay", client_id)
+    made_again = await access.renew_client(client_id, role=Role.PARTNER, program_id="wallet-pay")
+    assert made_again.client.secret_set_at is None, "made anew, not a reset"
+
+    for token in leaked:
+        refused = await kit.graphql(VIEWER, token)
+        assert refused.status_code == 401
+        assert refused.json()["errors"][0]["message"].startswith("the client this token was issued to has been revoked")
+        introspected = await kit.http.post(
+            "/oauth/introspect", data={"token": token}, auth=(client_id, made_again.client_secret)
+        )
+        assert introspected.json() == {"active": False}
+    for token in (await kit.client_token(made_again), await kit.member_token("wallet-pay", "alice")):
         assert (await kit.graphql(VIEWER, token)).status_code == 200

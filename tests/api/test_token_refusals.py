@@ -191,7 +191,7 @@ async def test_a_token_of_a_revoked_client_is_refused_saying_where_a_new_client_
     async with kit.db.transaction() as session:
         stored = await clients.get_client(session, partner.client.client_id)
         assert stored is not None
-        await clients.delete_client(session, stored)
+        await clients.delete_client(session, stored, datetime.now(UTC))
     response = await kit.graphql(VIEWER, token)
     assert response.status_code == 401
     assert response.json()["errors"][0]["message"] == (
