@@ -502,6 +502,7 @@ EXPECTED: dict[str, str] = {
             "sequence",
             "importedAt",
             "importedBy",
+            "source",
             "fileSha256",
             "lines",
             "matched",
