@@ -688,7 +688,7 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
 @click.option(
     "--keep",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the records imported to this file (the records-file format).",
+    help="Also write the records imported to this file (the records-file format); a refused import writes none.",
 )
 @click.option("--as", "actor", help="Who is recorded as having imported them (default: cli:<your user name>).")
 @click.argument("period")

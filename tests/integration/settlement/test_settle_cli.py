@@ -345,3 +345,17 @@ async def test_each_month_end_refusal_says_what_to_do_next(october: dict[str, st
         "fresh-mart's period 2026-10 is signed off: its records and breaks are final; "
         "a difference found since is reconciled in the next open period" in late.stderr
     )
+
+
+async def test_reconcile_point_refused_writes_no_kept_file(october: dict[str, str], tmp_path: Path) -> None:
+    """The point took no part in October (no posting touches it): the import is refused, and
+    `--keep` leaves no file that would look like its records, nor overwrites one there."""
+    assert run_here("settle", "close", "2026-10", env=october).returncode == 0
+    kept, earlier = tmp_path / "point.csv", tmp_path / "earlier.csv"
+    earlier.write_text("kept from before\n")
+    for path in (kept, earlier):
+        refused = run_here("settle", "reconcile-point", "--keep", str(path), "2026-10", env=october)
+        assert refused.returncode == 2
+        assert "'coalition' took no part in settling period 2026-10" in refused.stderr
+    assert not kept.exists()
+    assert earlier.read_text() == "kept from before\n"
