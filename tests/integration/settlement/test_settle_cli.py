@@ -18,8 +18,10 @@ from joserfc.jwk import KeySet
 from exchange.db.database import Database
 from exchange.ledger.periods import SettlementCalendar, start_closing
 from exchange.ledger.posting import Ledger
-from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
+from exchange.services.container import open_services
+from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET, Settings
 from exchange.settlement.keys import StatementKeys
+from exchange.settlement.models import RecordsSource
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import RETENTION_YEARS, TAIPEI, conversion, redemption
 from tests.integration.test_cli import run_here
@@ -359,3 +361,19 @@ async def test_reconcile_point_refused_writes_no_kept_file(october: dict[str, st
         assert "'coalition' took no part in settling period 2026-10" in refused.stderr
     assert not kept.exists()
     assert earlier.read_text() == "kept from before\n"
+
+
+async def test_reconcile_records_who_imported_the_file_as_reconcile_point_does(
+    october: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    assert run_here("settle", "close", "2026-10", env=october).returncode == 0
+    records = tmp_path / "fresh-mart-2026-10.csv"
+    records.write_text("reference,amount\nconversion:c1,98.00\n")
+    imported = ("settle", "reconcile", "--partner", "fresh-mart")
+    assert run_here(*imported, "--as", "mei@settlement", "2026-10", str(records), env=october).returncode == 0
+    async with open_services(Settings(database_url=database_url)) as services:
+        current = await services.settlement.reconciliation("fresh-mart", "2026-10")
+    assert (current.reconciliation.imported_by, current.reconciliation.source) == (
+        "mei@settlement",
+        RecordsSource.PARTNER_FILE,
+    )
