@@ -667,12 +667,16 @@ def settle_close(previous: bool, period: str | None) -> None:
         )
 
 
+IMPORTED_BY_HELP = "Who is recorded as having imported them (default: cli:<your user name>)."
+
+
 @settle.command("reconcile")
 @click.option("--partner", required=True, help="The partner's program id.")
+@click.option("--as", "actor", help=IMPORTED_BY_HELP)
 @click.argument("period")
 @click.argument("file", type=click.File("rb"))
 @reports_errors
-def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
+def settle_reconcile(partner: str, actor: str | None, period: str, file: BinaryIO) -> None:
     """Import a partner's records of the closed PERIOD from FILE (CSV, `-` for standard
     input) and print how its lines compared with the ledger.
 
@@ -680,7 +684,7 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
     number and the reason, and nothing is imported. The format is in partners/SETTLEMENT.md,
     "Your records (CSV)".
     """
-    view = with_services(lambda services: services.settlement.import_records(partner, period, file, by=_operator()))
+    view = with_services(lambda services: services.settlement.import_records(partner, period, file, by=_actor(actor)))
     _print_reconciliation(view)
 
 
@@ -688,9 +692,9 @@ def settle_reconcile(partner: str, period: str, file: BinaryIO) -> None:
 @click.option(
     "--keep",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the records imported to this file (the records-file format).",
+    help="Also write the records imported to this file (the records-file format); a refused import writes none.",
 )
-@click.option("--as", "actor", help="Who is recorded as having imported them (default: cli:<your user name>).")
+@click.option("--as", "actor", help=IMPORTED_BY_HELP)
 @click.argument("period")
 @reports_errors
 def settle_reconcile_point(keep: Path | None, actor: str | None, period: str) -> None:
@@ -1045,7 +1049,8 @@ def _parse_scopes(values: tuple[str, ...]) -> frozenset[Scope] | None:
 @click.option(
     "--member-scopes",
     multiple=True,
-    help="A partner's client: the most the member tokens it obtains may carry, space- or "
+    help="A partner's client: the most the member tokens it obtains may carry, and what members "
+    "it signs in to the portal may do there (member:read only: look, not spend); space- or "
     "comma-separated (default: all member scopes with partner:write, else member:read).",
 )
 @click.option("--json", "as_json", is_flag=True, help='Print {"client_id": …, "client_secret": …}.')

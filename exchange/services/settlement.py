@@ -401,7 +401,7 @@ class SettlementService:
         """Import the coalition point's records of the closed ``period``, written from the
         exchange's own book of the point (``settlement.point_records``), as a partner's file is
         imported: one unit of work, ``by`` recorded as the importer and the book as the file's
-        source. ``keep`` also writes the file imported there. ``NOT_FOUND`` when no point is declared."""
+        source. ``keep`` also writes the file imported there, once imported. ``NOT_FOUND`` when no point is declared."""
         period = self.calendar.parse(period)
         starts, ends = self.calendar.starts_at(period), self.calendar.ends_at(period)
         async with self.db.transaction() as session:
@@ -409,10 +409,6 @@ class SettlementService:
             # Spilled to disk past a few blocks: a month of the point is not held in memory.
             with tempfile.SpooledTemporaryFile(max_size=4 * BLOCK_BYTES) as written:
                 await point_records.records(session, rules, point_records.Month(period, starts, ends), written)
-                if keep is not None:
-                    written.seek(0)
-                    with keep.open("wb") as copy:
-                        shutil.copyfileobj(written, copy)
                 written.seek(0)
                 imported = await reconciliation.import_records(
                     session,
@@ -424,6 +420,12 @@ class SettlementService:
                     records_source=RecordsSource.COALITION_BOOK,
                     now=self.clock.now(),
                 )
+                # Kept only once imported: a refused import (a period the point took no part in,
+                # one signed off) leaves no file, nor overwrites one, that looks like its records.
+                if keep is not None:
+                    written.seek(0)
+                    with keep.open("wb") as copy:
+                        shutil.copyfileobj(written, copy)
             return await reconciliation_view(session, imported, imported.breaks)
 
     async def reconciliation(self, partner: str, period: str) -> ReconciliationView:

@@ -78,7 +78,9 @@ class OAuthClient:
     program_id: strawberry.ID | None = strawberry.field(description="A partner's program.")
     scopes: list[str] = strawberry.field(description="The most its own tokens may carry.")
     member_scopes: list[str] = strawberry.field(
-        description="The most the member tokens a partner's client obtains may carry (none for a staff client)."
+        description="The most the member tokens a partner's client obtains may carry (none for a staff client), "
+        "and so what a member portal session it signed in may do through its program: with `member:read` only, "
+        "look but not spend."
     )
     created_at: datetime = strawberry.field(description="When it was registered.")
 

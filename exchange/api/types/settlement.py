@@ -736,10 +736,13 @@ class Reconciliation:
     sequence: int = strawberry.field(description="1 for the first import, then 2, … (the latest counts).")
     imported_at: datetime = strawberry.field(description="When the file was imported.")
     imported_by: str = strawberry.field(
-        description="Who imported it: the OAuth client, the staff member in the console, or the operator."
+        description="Who imported it: the OAuth client, the staff member in the console, or on the command line "
+        "the name given with `--as` (by default `cli:<user name>`)."
     )
     source: RecordsSource = strawberry.field(description="Where the records came from.")
-    file_sha256: str = strawberry.field(description="SHA-256 of the file as uploaded.")
+    file_sha256: str = strawberry.field(
+        description="SHA-256 of the file as uploaded (as written from the book, for COALITION_BOOK)."
+    )
     lines: int = strawberry.field(description="Records in the file.")
     matched: int = strawberry.field(description="Lines that matched the ledger by reference and amount.")
     missing_in_ledger: int = strawberry.field(description="Breaks of kind MISSING_IN_LEDGER.")

@@ -18,8 +18,10 @@ from joserfc.jwk import KeySet
 from exchange.db.database import Database
 from exchange.ledger.periods import SettlementCalendar, start_closing
 from exchange.ledger.posting import Ledger
-from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
+from exchange.services.container import open_services
+from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET, Settings
 from exchange.settlement.keys import StatementKeys
+from exchange.settlement.models import RecordsSource
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import RETENTION_YEARS, TAIPEI, conversion, redemption
 from tests.integration.test_cli import run_here
@@ -344,4 +346,34 @@ async def test_each_month_end_refusal_says_what_to_do_next(october: dict[str, st
     assert (
         "fresh-mart's period 2026-10 is signed off: its records and breaks are final; "
         "a difference found since is reconciled in the next open period" in late.stderr
+    )
+
+
+async def test_reconcile_point_refused_writes_no_kept_file(october: dict[str, str], tmp_path: Path) -> None:
+    """The point took no part in October (no posting touches it): the import is refused, and
+    `--keep` leaves no file that would look like its records, nor overwrites one there."""
+    assert run_here("settle", "close", "2026-10", env=october).returncode == 0
+    kept, earlier = tmp_path / "point.csv", tmp_path / "earlier.csv"
+    earlier.write_text("kept from before\n")
+    for path in (kept, earlier):
+        refused = run_here("settle", "reconcile-point", "--keep", str(path), "2026-10", env=october)
+        assert refused.returncode == 2
+        assert "'coalition' took no part in settling period 2026-10" in refused.stderr
+    assert not kept.exists()
+    assert earlier.read_text() == "kept from before\n"
+
+
+async def test_reconcile_records_who_imported_the_file_as_reconcile_point_does(
+    october: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    assert run_here("settle", "close", "2026-10", env=october).returncode == 0
+    records = tmp_path / "fresh-mart-2026-10.csv"
+    records.write_text("reference,amount\nconversion:c1,98.00\n")
+    imported = ("settle", "reconcile", "--partner", "fresh-mart")
+    assert run_here(*imported, "--as", "mei@settlement", "2026-10", str(records), env=october).returncode == 0
+    async with open_services(Settings(database_url=database_url)) as services:
+        current = await services.settlement.reconciliation("fresh-mart", "2026-10")
+    assert (current.reconciliation.imported_by, current.reconciliation.source) == (
+        "mei@settlement",
+        RecordsSource.PARTNER_FILE,
     )

@@ -1,8 +1,8 @@
 """When each client id was last revoked: ``revoked_client``.
 
-Deleting a client (revoking it in the console or the CLI) ended its tokens because the standing
-check found no client of that id; a client made again under the same id (``clients create
---client-id``, or the demo's renewal of a client that is missing) brought the deleted client's
+Deleting a client (revoking it in the partner console) ended its tokens because the standing
+check found no client of that id; a client made again under the same id (the demo's renewal of
+a client that is missing, ``demo-<program>``) brought the deleted client's
 unexpired tokens back to life. The time of the revocation is now kept after the client's row is
 gone, and a token issued before it stays refused. Clients deleted before this revision are not
 known: their tokens have expired by now unless one was deleted within a token's lifetime.
