@@ -1050,8 +1050,9 @@ def _parse_scopes(values: tuple[str, ...]) -> frozenset[Scope] | None:
     "--member-scopes",
     multiple=True,
     help="A partner's client: the most the member tokens it obtains may carry, and what members "
-    "it signs in to the portal may do there (member:read only: look, not spend); space- or "
-    "comma-separated (default: all member scopes with partner:write, else member:read).",
+    "it signs in to the portal may do there (member:read only: look, not spend; always with "
+    "member:read); space- or comma-separated (default: all member scopes with partner:write, else "
+    "member:read).",
 )
 @click.option("--json", "as_json", is_flag=True, help='Print {"client_id": …, "client_secret": …}.')
 @reports_errors

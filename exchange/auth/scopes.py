@@ -166,4 +166,7 @@ def member_scopes_for_client(
             f"member tokens cannot hold {scope_text(extra)}; they may hold {scope_text(member_scopes)}",
             MEMBER_SCOPES_FIELD,
         )
+    if Scope.MEMBER_READ not in requested:
+        # A member token that may spend but not read would convert from a balance it cannot see.
+        raise InvalidScope(f"member tokens must hold {Scope.MEMBER_READ.value}: add it", MEMBER_SCOPES_FIELD)
     return requested

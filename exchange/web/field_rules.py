@@ -262,6 +262,7 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("NO_CLIENT", "no OAuth client has id {got}"),
     FieldRule("NO_KEY", "no assertion key has kid {got}"),
     FieldRule("SCOPES_NOT_HELD", "member tokens cannot hold {got}; they may hold {allowed}"),
+    FieldRule("MEMBER_READ_NEEDED", "member tokens must hold {got}: add it"),
     FieldRule("SCOPES_NOT_HELD", "the {role} role cannot hold {got}; it may hold {allowed}"),
     FieldRule("UNKNOWN_SCOPE", "unknown scope {got}; known: {known}"),
     # The settlement console's forms (exchange.ledger.periods, exchange.settlement).

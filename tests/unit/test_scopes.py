@@ -92,6 +92,7 @@ def test_a_partner_clients_member_scopes_follow_its_own_unless_chosen() -> None:
     [
         (Role.PARTNER, frozenset({Scope.PARTNER_READ}), "member tokens cannot hold partner:read"),
         (Role.PARTNER, frozenset(), "at least one member scope"),
+        (Role.PARTNER, frozenset({Scope.MEMBER_WRITE, Scope.MEMBER_COALITION}), "member tokens must hold member:read"),
         (Role.SETTLEMENT, frozenset({Scope.MEMBER_READ}), "only a partner's client obtains member tokens"),
     ],
 )

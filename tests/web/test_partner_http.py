@@ -422,6 +422,11 @@ def test_a_client_gets_the_member_scopes_ticked_or_those_its_scopes_give(air_cli
     refused = post(air_client, f"{PARTNER}/clients", scopes=["partner:read"], memberScopes=["partner:write"])
     assert refused.status_code == 422 and 'id="client-secret"' not in refused.text
     assert "Member tokens it may obtain: cannot hold partner:write" in field_error(refused.text, "memberScopes")
+    unread = post(air_client, f"{PARTNER}/clients", scopes=["partner:read"], memberScopes=["member:write"])
+    assert unread.status_code == 422 and 'id="client-secret"' not in unread.text
+    assert "Member tokens it may obtain: must include member:read, without which a member cannot see" in field_error(
+        unread.text, "memberScopes"
+    )
 
 
 def test_another_partners_client_cannot_be_rotated_or_revoked_by_changing_the_form(
