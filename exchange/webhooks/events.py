@@ -191,6 +191,12 @@ def status_match_changed(match: StatusMatch, step: str, transition: Transition, 
     )
 
 
+#: The ``reason`` of a redemption whose debit did not go through. Not the row's message: that is
+#: the paying partner's own words (the member's id there, their balance there), and the event
+#: goes to the publisher too; the member reads them on the redemption.
+DEBIT_NOT_DONE = "{program} did not debit the points ({code})"
+
+
 def redemption_changed(redemption: Redemption, step: str, transition: Transition, now: datetime) -> Event | None:
     """``redemption.paid`` when the debit is posted, ``.reversed`` when a paid redemption's
     points came back; ``.failed`` when it ended unpaid at its debit: refused or voided
@@ -201,7 +207,7 @@ def redemption_changed(redemption: Redemption, step: str, transition: Transition
         return _redemption_event(EventType.REDEMPTION_REVERSED, redemption, "REVERSED", now)
     if step in ("DEBIT", "AWAIT_DEBIT") and transition.status in ("FAILED", "REVERSED"):
         code = transition.failure_code or redemption.failure_code
-        reason = transition.failure_message or redemption.failure_message
+        reason = DEBIT_NOT_DONE.format(program=redemption.paying_program, code=code)
         return redemption_failed(redemption, str(transition.status), code, reason, now)
     return None
 

@@ -311,11 +311,12 @@ EXPECTED: dict[str, str] = {
             "deliveredAt",
             "cancelledBy",
             "failureCode",
-            "failureMessage",
             "createdAt",
             "finishedAt",
         )
     },
+    # Why in words: often the paying partner's own (the member's id and balance there).
+    "Redemption.failureMessage": MEMBER_OWN_OR_SETTLEMENT,
     # Settlement: staff see every participant; a partner its own figures, and of a period its state.
     "Query.settlementPeriod": STAFF_OR_PARTNER,
     "Query.statement": STAFF_OR_OWNER,

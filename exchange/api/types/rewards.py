@@ -17,6 +17,7 @@ from exchange.api.context import Context
 from exchange.api.permissions import (
     PUBLIC,
     Rule,
+    authorize,
     authorize_fields,
     own_member,
     own_program,
@@ -40,6 +41,10 @@ REDEMPTION_RULE: Rule = (
     | (requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_program(source("publisher")))
     | requires(Scope.SETTLEMENT_READ)  # staff reviewing held redemptions
 )
+#: Why it failed in words: its member's and staff's. Those words are often the paying
+#: partner's own (the member's id there, their balance there): its business, not the
+#: publisher's, who reads how it failed by ``failureCode``.
+FAILURE_WORDS_RULE: Rule = own_member(source("member_id")) | requires(Scope.SETTLEMENT_READ)
 
 
 def _in(code: str, settlement: Currency) -> Currency:
@@ -221,7 +226,11 @@ class Redemption:
         description="FAILED or REVERSED: an error code of the closed list (`INSUFFICIENT_POINTS`, `RISK_REJECTED`, "
         "...); else null."
     )
-    failure_message: str | None = strawberry.field(description="FAILED or REVERSED: why, in words; else null.")
+    failure_message: str | None = strawberry.field(
+        description="FAILED or REVERSED: why, in words; else null. Its member's and staff's only (the publisher "
+        "is `FORBIDDEN`: the words are often the paying partner's own, its business; `failureCode` says how).",
+        extensions=[authorize(FAILURE_WORDS_RULE)],
+    )
     created_at: datetime = strawberry.field(description="When it was requested.")
     finished_at: datetime | None = strawberry.field(
         description="When it last came to rest (COMPLETED, FAILED or REVERSED; delivery does not change it); "
