@@ -141,6 +141,20 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
             Refused(n + 1, "currency: 'USD' is not TWD"),
         ),
         "points-with-separators": (bad_amount('"1 000"'), Refused(2, "amount: '1 000' is not an amount")),
+        # References pasted from a web page or a PDF, or below a second file's byte-order mark:
+        # they look like the statement's, and would match nothing.
+        "reference-after-a-second-bom": (
+            b"\xef\xbb\xbf" + _file(header, [*body[:-1], f"\ufeff{body[-1]}"], "\r\n"),
+            Refused(n + 1, "holds an invisible character, U+FEFF, at character 1"),
+        ),
+        "reference-with-a-zero-width-space": (
+            _file(header, [f"{first_reference[:4]}\u200b{first_reference[4:]},{first_amount}", *body[1:]]),
+            Refused(2, "holds an invisible character, U+200B, at character 5"),
+        ),
+        "reference-with-a-direction-mark": (
+            _file(header, [*body, f'"{ledger.other}\u200e",1.00']),
+            Refused(n + 2, f"holds an invisible character, U+200E, at character {len(ledger.other) + 1}"),
+        ),
         # What the lines say.
         "the-same-row-twice": (_file(header, [*body, body[0]]), Compared(n + 1, n, duplicate=1)),
         "another-partners-row": (

@@ -16,7 +16,8 @@ The format (also in README.md and partners/SETTLEMENT.md):
   No column the exchange reads holds a double quote or a line break, and no field holds
   another control character. A record over 64 KiB is refused.
 * ``reference``: the business reference of the ledger transaction, as the statement prints it
-  (``conversion:…``), 1 to 200 characters, neither starting nor ending with a space. One line per reference: the ledger's amount for a
+  (``conversion:…``), 1 to 200 characters, neither starting nor ending with a space, with no
+  invisible character (a zero-width space, a direction mark, U+FEFF). One line per reference: the ledger's amount for a
   reference is the sum of the partner's legs in every transaction that carries it.
 * ``amount``: the partner's figure as an exact decimal in the settlement currency, from the
   partner's side: positive when the partner is owed, negative when it owes (``-1234.50``). At
@@ -109,11 +110,21 @@ _REFERENCE = r"(?=[^\s{0}])[^{0}]{{1,200}}(?<=[^\s{0}])"
 #: one. Python splits lines at NEL, U+2028 and U+2029 too, so a field holding one would not be
 #: one line.
 _CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+#: Characters that show as nothing, which text copied from a web page, a PDF or a word processor
+#: (or a second file's byte-order mark, pasted below the first) brings along: the soft hyphen,
+#: zero-width spaces and joiners, left-to-right and right-to-left marks, bidirectional embeddings,
+#: overrides and isolates, the word joiner and invisible operators, and U+FEFF. No reference the
+#: exchange prints holds one, and a reference with one looks like the statement's on every screen
+#: yet matches nothing: both would be breaks no one could see the reason for.
+_INVISIBLE = r"\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
 #: A column the exchange does not read: any field with no control character; bare, without a
 #: double quote; quoted, with line breaks and double quotes written twice (RFC 4180).
 _ANY = (f'[^",{_CONTROLS}]*', f'(?:[^"{_CONTROLS}]|""|\n)*')
 _VALUES = {
-    "reference": (_REFERENCE.format(f'",{_CONTROLS}'), _REFERENCE.format(f'"{_CONTROLS}')),
+    "reference": (
+        _REFERENCE.format(f'",{_CONTROLS}{_INVISIBLE}'),
+        _REFERENCE.format(f'"{_CONTROLS}{_INVISIBLE}'),
+    ),
     "counterparty": (_COUNTERPARTY, _COUNTERPARTY),
     "date": (_DATE, _DATE),
 }
@@ -335,6 +346,11 @@ class RecordFormat:
             return f"must be 1 to {MAX_REFERENCE} characters, got {len(value)}"
         if name == "reference" and value != value.strip():
             return f"{_quoted(value)} starts or ends with a space; write the reference as the statement prints it"
+        if name == "reference" and (invisible := re.search(f"[{_INVISIBLE}]", value)):
+            return (
+                f"{_quoted(value)} holds an invisible character, U+{ord(invisible.group()):04X}, at character "
+                f"{invisible.start() + 1}; type the reference again, or copy it from the statement"
+            )
         if name == "amount" and not re.fullmatch(_amount_pattern(self.currency), value):
             return self._amount_problem(value)
         if name == "counterparty" and value and value != EXCHANGE and not _PROGRAM_ID.match(value):

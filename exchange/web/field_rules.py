@@ -139,6 +139,11 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
         "RECORDS_REFERENCE_SPACES",
         "{column}: {got} starts or ends with a space; write the reference as the statement prints it",
     ),
+    (
+        "RECORDS_REFERENCE_INVISIBLE",
+        "{column}: {got} holds an invisible character, {character}, at character {at}; "
+        "type the reference again, or copy it from the statement",
+    ),
     ("RECORDS_AMOUNT_PARENTHESES", _AMOUNT + "; a negative amount takes a minus sign (-3.00), not parentheses"),
     ("RECORDS_AMOUNT_NOT_A_NUMBER", _AMOUNT + "; NaN, Infinity and exponents (1e3) are not exact decimals"),
     (

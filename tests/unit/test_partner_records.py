@@ -180,6 +180,14 @@ def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to
         (f"reference,amount\n{'x' * 201},5\n", 2, "reference: must be 1 to 200 characters, got 201"),
         ("reference,amount\nconversion:a ,5\n", 2, "reference: 'conversion:a ' starts or ends with a space"),
         ('reference,amount\nr,1\n" redemption:b",5\n', 3, "reference: ' redemption:b' starts or ends with a space"),
+        (
+            "reference,amount\nr,1\n\ufeffconversion:a,5\n",
+            3,
+            "reference: '\\ufeffconversion:a' holds an invisible character, U+FEFF, at character 1; "
+            "type the reference again, or copy it from the statement",
+        ),
+        ('reference,amount\n"conversion:a\u00ad",5\n', 2, "invisible character, U+00AD, at character 13"),
+        ("reference,amount\nconversion:\u2066a\u2069,5\n", 2, "invisible character, U+2066, at character 12"),
         ('reference,amount\nab"c,5\n', 2, "double quote"),
         ('reference,amount\n"ab"c,5\n', 2, "a double quote in the middle of a field"),
         (

@@ -121,6 +121,7 @@ REFUSED_FILES = [
     b"reference,amount,partner\nr,1,wallet-pay\n",
     b"reference,amount\n,5\n",
     b"reference,amount\nconversion:a ,5\n",
+    "reference,amount\nconversion:\u200ba,5\n".encode(),
     b'reference,amount\nab"c,5\n',
     b'reference,amount\n"ab"c,5\n',
     b'reference,amount\n"conversion:a\r\nb",5\n',
