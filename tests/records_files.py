@@ -171,6 +171,10 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
             _file("reference,amount,period", [f"{row},{ledger.period}" for row in body] + ["x,1,1999-01"]),
             Refused(n + 2, f"period: '1999-01' is not {ledger.period}"),
         ),
+        "period-made-a-date-by-a-spreadsheet": (
+            b"\xef\xbb\xbf" + _file("reference,amount,period", [f"{row},Nov-26" for row in body], "\r\n"),
+            Refused(2, "period: 'Nov-26' is not a period written YYYY-MM, as " + ledger.period),
+        ),
         "reversed-listed-as-first-booked": (
             _file(header, [*body, ",".join(ledger.reversed)]),
             Compared(n + 1, n, amount_mismatch=1),

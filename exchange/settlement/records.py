@@ -93,6 +93,9 @@ _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _COUNTERPARTY = r"(?:EXCHANGE|[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)?"
 _DATE_SHAPE = r"\d{4}-\d{2}-\d{2}"
+#: How the ``period`` column is written; a spreadsheet that takes it for a date writes it back
+#: otherwise (``Nov-26``, ``2026/11/1``), which is said so rather than as another period.
+_PERIOD_SHAPE = r"\d{4}-\d{2}"
 #: A day of the Gregorian calendar, years 0001 to 9999, written YYYY-MM-DD: the months of 31
 #: days, of 30, February to the 28th, and the 29th in leap years (a multiple of 4, of 400 for
 #: centuries). Checking dates inside the one pattern spares a second pass over every line.
@@ -359,6 +362,11 @@ class RecordFormat:
             return f"{_quoted(value)} is not a date written YYYY-MM-DD"
         if name == "date" and value and not re.fullmatch(_DATE, value):
             return f"{_quoted(value)} is not a date on the calendar"
+        if name == "period" and not re.fullmatch(_PERIOD_SHAPE, value):
+            return (
+                f"{_quoted(value)} is not a period written YYYY-MM, as {self.expected[name]}: a spreadsheet "
+                "may have made it a date; format the column as text and write the period again"
+            )
         if name in CHECKED and value != self.expected[name]:
             return (
                 f"{_quoted(value)} is not {self.expected[name]}: a file holds one partner's records of one "

@@ -188,6 +188,11 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     ("RECORDS_DATE", "{column}: {got} is not a date written YYYY-MM-DD"),
     ("RECORDS_CALENDAR", "{column}: {got} is not a date on the calendar"),
     (
+        "RECORDS_PERIOD_FORM",
+        "{column}: {got} is not a period written YYYY-MM, as {expected}: a spreadsheet may have made it a date; "
+        "format the column as text and write the period again",
+    ),
+    (
         "RECORDS_NOT_THIS_IMPORT",
         "{column}: {got} is not {expected}: a file holds one partner's records of one period, in the settlement currency",
     ),

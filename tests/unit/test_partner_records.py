@@ -205,6 +205,13 @@ def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to
             "counterparty: 'Wallet Pay' is neither a program id nor EXCHANGE",
         ),
         ("reference,amount,date\nr,5,2026-02-30\n", 2, "date: '2026-02-30' is not a date on the calendar"),
+        (
+            "reference,amount,period\nr,5,Nov-26\n",
+            2,
+            "period: 'Nov-26' is not a period written YYYY-MM, as 2026-11: a spreadsheet may have made it a date; "
+            "format the column as text and write the period again",
+        ),
+        ("reference,amount,period\nr,5,2026-11\ns,6,2026/11/1\n", 3, "'2026/11/1' is not a period written YYYY-MM"),
         ("reference,amount,date\nr,5,30/11/2026\n", 2, "date: '30/11/2026' is not a date written YYYY-MM-DD"),
     ],
 )

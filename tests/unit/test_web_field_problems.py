@@ -119,6 +119,7 @@ REFUSED_FILES = [
     b"reference,amount\nr,12.5.0\n",
     b"reference,amount,currency\nr,1,USD\n",
     b"reference,amount,partner\nr,1,wallet-pay\n",
+    b"reference,amount,period\nr,1,Nov-26\n",
     b"reference,amount\n,5\n",
     b"reference,amount\nconversion:a ,5\n",
     "reference,amount\nconversion:\u200ba,5\n".encode(),
