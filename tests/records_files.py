@@ -133,6 +133,7 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
         "amount-parentheses": (bad_amount("(3.00)"), Refused(2, "not parentheses")),
         "amount-exponent": (bad_amount("1e3"), Refused(2, "exponents")),
         "amount-nan": (bad_amount("NaN"), Refused(2, "amount: 'NaN' is not an amount")),
+        "amount-accounting-zero": (bad_amount('" -   "'), Refused(2, "accounting format shows zero: write 0.00")),
         "amount-infinity": (bad_amount("Infinity"), Refused(2, "amount: 'Infinity' is not an amount")),
         "amount-more-decimals": (bad_amount("1.005"), Refused(2, "more than the currency has")),
         "amount-another-currency-sign": (bad_amount("US$3.00"), Refused(2, "without a currency sign or code")),

@@ -388,6 +388,11 @@ class RecordFormat:
             return f"{rule}; a negative amount takes a minus sign (-3.00), not parentheses"
         if _NOT_A_NUMBER.fullmatch(figure):
             return f"{rule}; NaN, Infinity and exponents (1e3) are not exact decimals"
+        if "".join(c for c in figure if not (c.isspace() or unicodedata.category(c) == "Sc")) == "-":
+            return (
+                f"{rule}; a dash alone is how a spreadsheet's accounting format shows zero: "
+                f"write {self.currency.from_minor(0)}, with the column formatted as a plain number"
+            )
         if sign := _misplaced_sign(figure):
             return f"{rule}; {sign}"
         if re.search(r"\d", figure) and (

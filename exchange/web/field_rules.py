@@ -147,6 +147,11 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     ("RECORDS_AMOUNT_PARENTHESES", _AMOUNT + "; a negative amount takes a minus sign (-3.00), not parentheses"),
     ("RECORDS_AMOUNT_NOT_A_NUMBER", _AMOUNT + "; NaN, Infinity and exponents (1e3) are not exact decimals"),
     (
+        "RECORDS_AMOUNT_DASH",
+        _AMOUNT + "; a dash alone is how a spreadsheet's accounting format shows zero: "
+        "write {zero}, with the column formatted as a plain number",
+    ),
+    (
         "RECORDS_AMOUNT_SIGN_AFTER",
         _AMOUNT + "; a negative amount takes its minus sign before the figure ({instead}), not after it",
     ),

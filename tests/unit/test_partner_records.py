@@ -152,6 +152,14 @@ def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to
         ("reference,amount\nr,1,2\n", 2, "3 fields, but the header names 2"),
         ("reference,amount\nr,1.234\n", 2, "amount: '1.234' is not an amount in TWD"),
         ("reference,amount\nr,1e3\n", 2, "amount: '1e3' is not an amount"),
+        (
+            "reference,amount\nr,1\ns,-\n",
+            3,
+            "a dash alone is how a spreadsheet's accounting format shows zero: write 0.00, "
+            "with the column formatted as a plain number",
+        ),
+        ('reference,amount\nr," $-   "\n', 2, "amount: ' $-   ' is not an amount in TWD"),
+        ('reference,amount\nr," $-   "\n', 2, "a dash alone is how a spreadsheet's accounting format shows zero"),
         ('reference,amount\nr,"1,234.50"\n', 2, "a decimal point and no thousands separator"),
         (
             "reference,amount\nr,-1234,50\n",

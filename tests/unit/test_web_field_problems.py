@@ -114,6 +114,7 @@ REFUSED_FILES = [
     b"reference,amount\nr,+3.00\n",
     "reference,amount\nr,\u22123.00\n".encode(),
     b"reference,amount\nr,NaN\n",
+    b'reference,amount\nr," $-   "\n',
     b"reference,amount\nr,NT$12.50\n",
     b'reference,amount\nr,"1.234,50"\n',
     b"reference,amount\nr,12.5.0\n",
