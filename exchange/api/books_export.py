@@ -19,7 +19,8 @@ from exchange.errors import ExchangeError
 from exchange.services.books import BooksService
 from exchange.streaming import CSV_MEDIA_TYPE
 
-PATH = "/settlement/books/{partner_id}/{period}.csv"
+#: ``period`` takes the path up to ``.csv``, as the records' route's takes the rest (``11/2026``).
+PATH = "/settlement/books/{partner_id}/{period:path}.csv"
 
 
 class BooksExport:

@@ -30,7 +30,9 @@ from exchange.services.settlement import ReconciliationView, SettlementService
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem
 
-PATH = "/settlement/records/{partner_id}/{period}"
+#: ``period`` takes the rest of the path, so that a period written with a slash (``11/2026``) is
+#: refused saying how a period is written, not as an address that serves nothing.
+PATH = "/settlement/records/{partner_id}/{period:path}"
 
 
 def summary(view: ReconciliationView) -> dict[str, Any]:

@@ -85,13 +85,14 @@ async def test_every_file_a_finance_team_uploads_is_matched_or_refused_at_its_li
 
 async def test_a_period_written_as_a_day_or_with_a_space_is_told_how_a_period_is_written(kit: ExchangeKit) -> None:
     """A finance team writing the month's first day (``2026-11-01``) or pasting ``' 2026-11'``
-    was told only that ``period must be at most 7 characters``: every way in says the form."""
+    was told only that ``period must be at most 7 characters``, and one writing ``11/2026`` in
+    an address that nothing is served there: every way in says the form."""
     partner = await kit.partner_token("fresh-mart")
     headers = {"authorization": f"Bearer {partner}", "content-type": "text/csv"}
     statement = 'query($p: String!) { statement(partnerId: "fresh-mart", period: $p) { jws } }'
     books = 'query($p: String!) { partnerBooks(partnerId: "fresh-mart", period: $p) { costPerPoint } }'
     upload = 'mutation($p: String!) { importPartnerRecords(partnerId: "fresh-mart", period: $p, csv: "") { lines } }'
-    for written in ("2026-11-01", " 2026-11", "November 2026, as booked in Taipei"):
+    for written in ("2026-11-01", " 2026-11", "November 2026, as booked in Taipei", "11/2026", "2026/11"):
         quoted = repr(written) if len(written) <= 20 else f"{written[:20]!r}… ({len(written)} characters)"
         said = f"a period is written YYYY-MM, such as 2026-11; got {quoted}"
         for document in (statement, books, upload):
