@@ -133,6 +133,7 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
         "amount-parentheses": (bad_amount("(3.00)"), Refused(2, "not parentheses")),
         "amount-exponent": (bad_amount("1e3"), Refused(2, "exponents")),
         "amount-nan": (bad_amount("NaN"), Refused(2, "amount: 'NaN' is not an amount")),
+        "amount-accounting-zero": (bad_amount('" -   "'), Refused(2, "accounting format shows zero: write 0.00")),
         "amount-infinity": (bad_amount("Infinity"), Refused(2, "amount: 'Infinity' is not an amount")),
         "amount-more-decimals": (bad_amount("1.005"), Refused(2, "more than the currency has")),
         "amount-another-currency-sign": (bad_amount("US$3.00"), Refused(2, "without a currency sign or code")),
@@ -141,6 +142,20 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
             Refused(n + 1, "currency: 'USD' is not TWD"),
         ),
         "points-with-separators": (bad_amount('"1 000"'), Refused(2, "amount: '1 000' is not an amount")),
+        # References pasted from a web page or a PDF, or below a second file's byte-order mark:
+        # they look like the statement's, and would match nothing.
+        "reference-after-a-second-bom": (
+            b"\xef\xbb\xbf" + _file(header, [*body[:-1], f"\ufeff{body[-1]}"], "\r\n"),
+            Refused(n + 1, "holds an invisible character, U+FEFF, at character 1"),
+        ),
+        "reference-with-a-zero-width-space": (
+            _file(header, [f"{first_reference[:4]}\u200b{first_reference[4:]},{first_amount}", *body[1:]]),
+            Refused(2, "holds an invisible character, U+200B, at character 5"),
+        ),
+        "reference-with-a-direction-mark": (
+            _file(header, [*body, f'"{ledger.other}\u200e",1.00']),
+            Refused(n + 2, f"holds an invisible character, U+200E, at character {len(ledger.other) + 1}"),
+        ),
         # What the lines say.
         "the-same-row-twice": (_file(header, [*body, body[0]]), Compared(n + 1, n, duplicate=1)),
         "another-partners-row": (
@@ -156,6 +171,10 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
         "another-period-named": (
             _file("reference,amount,period", [f"{row},{ledger.period}" for row in body] + ["x,1,1999-01"]),
             Refused(n + 2, f"period: '1999-01' is not {ledger.period}"),
+        ),
+        "period-made-a-date-by-a-spreadsheet": (
+            b"\xef\xbb\xbf" + _file("reference,amount,period", [f"{row},Nov-26" for row in body], "\r\n"),
+            Refused(2, "period: 'Nov-26' is not a period written YYYY-MM, as " + ledger.period),
         ),
         "reversed-listed-as-first-booked": (
             _file(header, [*body, ",".join(ledger.reversed)]),

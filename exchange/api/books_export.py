@@ -13,16 +13,14 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from exchange.api.fields.settlement import READ_OWN
-from exchange.api.inputs import ID_LENGTH
-from exchange.api.records import authorized, domain_refusal
-from exchange.api.refusals import refusal
+from exchange.api.records import authorized, domain_refusal, path_refusal
 from exchange.books.report import csv_lines
-from exchange.errors import ErrorCode, ExchangeError
+from exchange.errors import ExchangeError
 from exchange.services.books import BooksService
 from exchange.streaming import CSV_MEDIA_TYPE
-from exchange.text import text_problem
 
-PATH = "/settlement/books/{partner_id}/{period}.csv"
+#: ``period`` takes the path up to ``.csv``, as the records' route's takes the rest (``11/2026``).
+PATH = "/settlement/books/{partner_id}/{period:path}.csv"
 
 
 class BooksExport:
@@ -36,9 +34,8 @@ class BooksExport:
         principal = authorized(request, READ_OWN, {"partner_id": partner})
         if isinstance(principal, Response):
             return principal
-        for name, value, limit in (("partnerId", partner, ID_LENGTH), ("period", period, 7)):
-            if problem := text_problem(value, limit):
-                return refusal(request.headers, 400, f"{name} {problem}", code=ErrorCode.BAD_USER_INPUT, field=name)
+        if bad_path := path_refusal(request, partner, period):
+            return bad_path
         try:
             books = await self._books.partner_books(partner, period)
         except ExchangeError as refused:

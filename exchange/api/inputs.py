@@ -35,6 +35,7 @@ from graphql import (
 
 from exchange.db.types import MAX_BIGINT
 from exchange.errors import BadUserInput
+from exchange.ledger.periods import PERIOD_LENGTH, overlong_period
 from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH, IDEMPOTENCY_KEY_RULE, key_problem
 from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE, chosen_id_problem, text_problem
 
@@ -100,6 +101,11 @@ class _PeriodText(Text):
     def describe(self) -> str:
         return "A settlement period, `YYYY-MM` (its first month)."
 
+    def check(self, value: Any, path: str) -> None:
+        if isinstance(value, str) and (problem := overlong_period(value)):
+            raise BadUserInput(problem, field=path)
+        super().check(value, path)
+
 
 def numeric_id(value: str, *, what: str, field: str) -> int:
     """A numeric row id (a break's, a delivery's) from its GraphQL ID: it fits 64 bits."""
@@ -113,7 +119,7 @@ IdempotencyKey = Annotated[str, _IdempotencyKeyText(IDEMPOTENCY_KEY_LENGTH)]
 #: An id a partner chooses for a reward or a promotion it publishes.
 ChosenId = Annotated[strawberry.ID, _ChosenIdText(CHOSEN_ID_LENGTH)]
 #: A settlement period's name, ``YYYY-MM`` (its format is the calendar's to check).
-PeriodName = Annotated[str, _PeriodText(7)]
+PeriodName = Annotated[str, _PeriodText(PERIOD_LENGTH)]
 
 
 def _declared(annotation: Any) -> Text | None:

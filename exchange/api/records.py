@@ -25,11 +25,14 @@ from exchange.api.permissions import Rule
 from exchange.api.refusals import refusal
 from exchange.auth.principal import Principal
 from exchange.errors import ErrorCode, ExchangeError, http_status
+from exchange.ledger.periods import PERIOD_LENGTH, overlong_period
 from exchange.services.settlement import ReconciliationView, SettlementService
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem
 
-PATH = "/settlement/records/{partner_id}/{period}"
+#: ``period`` takes the rest of the path, so that a period written with a slash (``11/2026``) is
+#: refused saying how a period is written, not as an address that serves nothing.
+PATH = "/settlement/records/{partner_id}/{period:path}"
 
 
 def summary(view: ReconciliationView) -> dict[str, Any]:
@@ -78,6 +81,18 @@ def authorized(request: Request, rule: Rule, arguments: dict[str, Any]) -> Princ
     return principal
 
 
+def path_refusal(request: Request, partner: str, period: str) -> Response | None:
+    """The refusal of a ``/{partnerId}/{period}`` path that names nothing the exchange could
+    have (``400``, naming the field), or ``None``; a period longer than ``YYYY-MM`` is told the
+    form, as the calendar tells it one of the right length."""
+    if problem := overlong_period(period):
+        return refusal(request.headers, 400, problem, code=ErrorCode.BAD_USER_INPUT, field="period")
+    for name, value, limit in (("partnerId", partner, ID_LENGTH), ("period", period, PERIOD_LENGTH)):
+        if problem := text_problem(value, limit):
+            return refusal(request.headers, 400, f"{name} {problem}", code=ErrorCode.BAD_USER_INPUT, field=name)
+    return None
+
+
 def domain_refusal(request: Request, refused: ExchangeError) -> Response:
     """A domain refusal as the route's answer: its code's HTTP status, GraphQL's error shape."""
     extensions = refused.extensions()
@@ -99,9 +114,8 @@ class RecordsUpload:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != CSV_MEDIA_TYPE:
             return refusal(request.headers, 415, f"send the records as {CSV_MEDIA_TYPE}")
-        for name, value, limit in (("partnerId", partner, ID_LENGTH), ("period", period, 7)):
-            if problem := text_problem(value, limit):
-                return refusal(request.headers, 400, f"{name} {problem}", code=ErrorCode.BAD_USER_INPUT, field=name)
+        if bad_path := path_refusal(request, partner, period):
+            return bad_path
         body = StreamedBody(request.stream(), asyncio.get_running_loop())
         try:
             view = await self._settlement.import_records(partner, period, body, by=principal.client_id)

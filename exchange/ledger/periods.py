@@ -39,6 +39,23 @@ PERIOD_MONTHS = (1, 2, 3, 4, 6, 12)
 FIRST_YEAR = 1970
 LAST_YEAR = 8999
 _PERIOD_NAME = re.compile(r"^(\d{4})-(\d{2})$")
+#: How long a period's name is: ``YYYY-MM``.
+PERIOD_LENGTH = 7
+#: How a period is written, as every refusal of one says it.
+PERIOD_FORM = "a period is written YYYY-MM, such as 2026-11"
+#: How much of an overlong period a refusal quotes.
+_QUOTED = 20
+
+
+def overlong_period(text: str) -> str | None:
+    """Why ``text`` is refused before any calendar reads it, when it is longer than a period's
+    name (a day, ``2026-11-01``, or a name with a space, ``' 2026-11'``): the form a period is
+    written in, as :meth:`SettlementCalendar.parse` says it, not only a length, so that the
+    caller learns what to write. A long text is quoted in part."""
+    if len(text) <= PERIOD_LENGTH:
+        return None
+    shown = repr(text) if len(text) <= _QUOTED else f"{text[:_QUOTED]!r}… ({len(text)} characters)"
+    return f"{PERIOD_FORM}; got {shown}"
 
 
 class PeriodStatus(StrEnum):
@@ -83,7 +100,7 @@ class SettlementCalendar:
         """``text`` if it names a period (``YYYY-MM``, starting a block of this calendar)."""
         match = _PERIOD_NAME.fullmatch(text) if text.isascii() else None
         if match is None or not 1 <= int(match[2]) <= 12:
-            raise InvalidPeriod(f"a period is written YYYY-MM, such as 2026-11; got {text!r}", field=field)
+            raise InvalidPeriod(f"{PERIOD_FORM}; got {text!r}", field=field)
         if not FIRST_YEAR <= int(match[1]) <= LAST_YEAR:
             raise InvalidPeriod(f"a period falls in the years {FIRST_YEAR} to {LAST_YEAR}; got {text!r}", field=field)
         if (int(match[2]) - 1) % self.months:

@@ -16,7 +16,8 @@ The format (also in README.md and partners/SETTLEMENT.md):
   No column the exchange reads holds a double quote or a line break, and no field holds
   another control character. A record over 64 KiB is refused.
 * ``reference``: the business reference of the ledger transaction, as the statement prints it
-  (``conversion:…``), 1 to 200 characters, neither starting nor ending with a space. One line per reference: the ledger's amount for a
+  (``conversion:…``), 1 to 200 characters, neither starting nor ending with a space, with no
+  invisible character (a zero-width space, a direction mark, U+FEFF). One line per reference: the ledger's amount for a
   reference is the sum of the partner's legs in every transaction that carries it.
 * ``amount``: the partner's figure as an exact decimal in the settlement currency, from the
   partner's side: positive when the partner is owed, negative when it owes (``-1234.50``). At
@@ -92,6 +93,9 @@ _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _COUNTERPARTY = r"(?:EXCHANGE|[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)?"
 _DATE_SHAPE = r"\d{4}-\d{2}-\d{2}"
+#: How the ``period`` column is written; a spreadsheet that takes it for a date writes it back
+#: otherwise (``Nov-26``, ``2026/11/1``), which is said so rather than as another period.
+_PERIOD_SHAPE = r"\d{4}-\d{2}"
 #: A day of the Gregorian calendar, years 0001 to 9999, written YYYY-MM-DD: the months of 31
 #: days, of 30, February to the 28th, and the 29th in leap years (a multiple of 4, of 400 for
 #: centuries). Checking dates inside the one pattern spares a second pass over every line.
@@ -109,11 +113,21 @@ _REFERENCE = r"(?=[^\s{0}])[^{0}]{{1,200}}(?<=[^\s{0}])"
 #: one. Python splits lines at NEL, U+2028 and U+2029 too, so a field holding one would not be
 #: one line.
 _CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+#: Characters that show as nothing, which text copied from a web page, a PDF or a word processor
+#: (or a second file's byte-order mark, pasted below the first) brings along: the soft hyphen,
+#: zero-width spaces and joiners, left-to-right and right-to-left marks, bidirectional embeddings,
+#: overrides and isolates, the word joiner and invisible operators, and U+FEFF. No reference the
+#: exchange prints holds one, and a reference with one looks like the statement's on every screen
+#: yet matches nothing: both would be breaks no one could see the reason for.
+_INVISIBLE = r"\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
 #: A column the exchange does not read: any field with no control character; bare, without a
 #: double quote; quoted, with line breaks and double quotes written twice (RFC 4180).
 _ANY = (f'[^",{_CONTROLS}]*', f'(?:[^"{_CONTROLS}]|""|\n)*')
 _VALUES = {
-    "reference": (_REFERENCE.format(f'",{_CONTROLS}'), _REFERENCE.format(f'"{_CONTROLS}')),
+    "reference": (
+        _REFERENCE.format(f'",{_CONTROLS}{_INVISIBLE}'),
+        _REFERENCE.format(f'"{_CONTROLS}{_INVISIBLE}'),
+    ),
     "counterparty": (_COUNTERPARTY, _COUNTERPARTY),
     "date": (_DATE, _DATE),
 }
@@ -335,6 +349,11 @@ class RecordFormat:
             return f"must be 1 to {MAX_REFERENCE} characters, got {len(value)}"
         if name == "reference" and value != value.strip():
             return f"{_quoted(value)} starts or ends with a space; write the reference as the statement prints it"
+        if name == "reference" and (invisible := re.search(f"[{_INVISIBLE}]", value)):
+            return (
+                f"{_quoted(value)} holds an invisible character, U+{ord(invisible.group()):04X}, at character "
+                f"{invisible.start() + 1}; type the reference again, or copy it from the statement"
+            )
         if name == "amount" and not re.fullmatch(_amount_pattern(self.currency), value):
             return self._amount_problem(value)
         if name == "counterparty" and value and value != EXCHANGE and not _PROGRAM_ID.match(value):
@@ -343,6 +362,11 @@ class RecordFormat:
             return f"{_quoted(value)} is not a date written YYYY-MM-DD"
         if name == "date" and value and not re.fullmatch(_DATE, value):
             return f"{_quoted(value)} is not a date on the calendar"
+        if name == "period" and not re.fullmatch(_PERIOD_SHAPE, value):
+            return (
+                f"{_quoted(value)} is not a period written YYYY-MM, as {self.expected[name]}: a spreadsheet "
+                "may have made it a date; format the column as text and write the period again"
+            )
         if name in CHECKED and value != self.expected[name]:
             return (
                 f"{_quoted(value)} is not {self.expected[name]}: a file holds one partner's records of one "
@@ -364,6 +388,11 @@ class RecordFormat:
             return f"{rule}; a negative amount takes a minus sign (-3.00), not parentheses"
         if _NOT_A_NUMBER.fullmatch(figure):
             return f"{rule}; NaN, Infinity and exponents (1e3) are not exact decimals"
+        if "".join(c for c in figure if not (c.isspace() or unicodedata.category(c) == "Sc")) == "-":
+            return (
+                f"{rule}; a dash alone is how a spreadsheet's accounting format shows zero: "
+                f"write {self.currency.from_minor(0)}, with the column formatted as a plain number"
+            )
         if sign := _misplaced_sign(figure):
             return f"{rule}; {sign}"
         if re.search(r"\d", figure) and (

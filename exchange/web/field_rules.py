@@ -139,8 +139,18 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
         "RECORDS_REFERENCE_SPACES",
         "{column}: {got} starts or ends with a space; write the reference as the statement prints it",
     ),
+    (
+        "RECORDS_REFERENCE_INVISIBLE",
+        "{column}: {got} holds an invisible character, {character}, at character {at}; "
+        "type the reference again, or copy it from the statement",
+    ),
     ("RECORDS_AMOUNT_PARENTHESES", _AMOUNT + "; a negative amount takes a minus sign (-3.00), not parentheses"),
     ("RECORDS_AMOUNT_NOT_A_NUMBER", _AMOUNT + "; NaN, Infinity and exponents (1e3) are not exact decimals"),
+    (
+        "RECORDS_AMOUNT_DASH",
+        _AMOUNT + "; a dash alone is how a spreadsheet's accounting format shows zero: "
+        "write {zero}, with the column formatted as a plain number",
+    ),
     (
         "RECORDS_AMOUNT_SIGN_AFTER",
         _AMOUNT + "; a negative amount takes its minus sign before the figure ({instead}), not after it",
@@ -182,6 +192,11 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     ("RECORDS_COUNTERPARTY", f"{{column}}: {{got}} is neither a program of the coalition nor {EXCHANGE}"),
     ("RECORDS_DATE", "{column}: {got} is not a date written YYYY-MM-DD"),
     ("RECORDS_CALENDAR", "{column}: {got} is not a date on the calendar"),
+    (
+        "RECORDS_PERIOD_FORM",
+        "{column}: {got} is not a period written YYYY-MM, as {expected}: a spreadsheet may have made it a date; "
+        "format the column as text and write the period again",
+    ),
     (
         "RECORDS_NOT_THIS_IMPORT",
         "{column}: {got} is not {expected}: a file holds one partner's records of one period, in the settlement currency",

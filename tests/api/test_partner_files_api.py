@@ -81,3 +81,30 @@ async def test_every_file_a_finance_team_uploads_is_matched_or_refused_at_its_li
         if not outcome_is(found, expected):
             wrong[name] = found
     assert wrong == {}
+
+
+async def test_a_period_written_as_a_day_or_with_a_space_is_told_how_a_period_is_written(kit: ExchangeKit) -> None:
+    """A finance team writing the month's first day (``2026-11-01``) or pasting ``' 2026-11'``
+    was told only that ``period must be at most 7 characters``, and one writing ``11/2026`` in
+    an address that nothing is served there: every way in says the form."""
+    partner = await kit.partner_token("fresh-mart")
+    headers = {"authorization": f"Bearer {partner}", "content-type": "text/csv"}
+    statement = 'query($p: String!) { statement(partnerId: "fresh-mart", period: $p) { jws } }'
+    books = 'query($p: String!) { partnerBooks(partnerId: "fresh-mart", period: $p) { costPerPoint } }'
+    upload = 'mutation($p: String!) { importPartnerRecords(partnerId: "fresh-mart", period: $p, csv: "") { lines } }'
+    for written in ("2026-11-01", " 2026-11", "November 2026, as booked in Taipei", "11/2026", "2026/11"):
+        quoted = repr(written) if len(written) <= 20 else f"{written[:20]!r}… ({len(written)} characters)"
+        said = f"a period is written YYYY-MM, such as 2026-11; got {quoted}"
+        for document in (statement, books, upload):
+            errors = (await kit.graphql(document, partner, p=written)).json()["errors"]
+            assert [(e["message"], e["extensions"]["code"], e["extensions"]["field"]) for e in errors] == [
+                (said, "BAD_USER_INPUT", "period")
+            ]
+        for response in (
+            await kit.http.put(
+                f"/settlement/records/fresh-mart/{written}", content=b"reference,amount\n", headers=headers
+            ),
+            await kit.http.get(f"/settlement/books/fresh-mart/{written}.csv", headers=headers),
+        ):
+            error = response.json()["errors"][0]
+            assert (response.status_code, error["message"], error["extensions"]["field"]) == (400, said, "period")

@@ -152,6 +152,14 @@ def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to
         ("reference,amount\nr,1,2\n", 2, "3 fields, but the header names 2"),
         ("reference,amount\nr,1.234\n", 2, "amount: '1.234' is not an amount in TWD"),
         ("reference,amount\nr,1e3\n", 2, "amount: '1e3' is not an amount"),
+        (
+            "reference,amount\nr,1\ns,-\n",
+            3,
+            "a dash alone is how a spreadsheet's accounting format shows zero: write 0.00, "
+            "with the column formatted as a plain number",
+        ),
+        ('reference,amount\nr," $-   "\n', 2, "amount: ' $-   ' is not an amount in TWD"),
+        ('reference,amount\nr," $-   "\n', 2, "a dash alone is how a spreadsheet's accounting format shows zero"),
         ('reference,amount\nr,"1,234.50"\n', 2, "a decimal point and no thousands separator"),
         (
             "reference,amount\nr,-1234,50\n",
@@ -180,6 +188,14 @@ def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to
         (f"reference,amount\n{'x' * 201},5\n", 2, "reference: must be 1 to 200 characters, got 201"),
         ("reference,amount\nconversion:a ,5\n", 2, "reference: 'conversion:a ' starts or ends with a space"),
         ('reference,amount\nr,1\n" redemption:b",5\n', 3, "reference: ' redemption:b' starts or ends with a space"),
+        (
+            "reference,amount\nr,1\n\ufeffconversion:a,5\n",
+            3,
+            "reference: '\\ufeffconversion:a' holds an invisible character, U+FEFF, at character 1; "
+            "type the reference again, or copy it from the statement",
+        ),
+        ('reference,amount\n"conversion:a\u00ad",5\n', 2, "invisible character, U+00AD, at character 13"),
+        ("reference,amount\nconversion:\u2066a\u2069,5\n", 2, "invisible character, U+2066, at character 12"),
         ('reference,amount\nab"c,5\n', 2, "double quote"),
         ('reference,amount\n"ab"c,5\n', 2, "a double quote in the middle of a field"),
         (
@@ -197,6 +213,13 @@ def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to
             "counterparty: 'Wallet Pay' is neither a program id nor EXCHANGE",
         ),
         ("reference,amount,date\nr,5,2026-02-30\n", 2, "date: '2026-02-30' is not a date on the calendar"),
+        (
+            "reference,amount,period\nr,5,Nov-26\n",
+            2,
+            "period: 'Nov-26' is not a period written YYYY-MM, as 2026-11: a spreadsheet may have made it a date; "
+            "format the column as text and write the period again",
+        ),
+        ("reference,amount,period\nr,5,2026-11\ns,6,2026/11/1\n", 3, "'2026/11/1' is not a period written YYYY-MM"),
         ("reference,amount,date\nr,5,30/11/2026\n", 2, "date: '30/11/2026' is not a date written YYYY-MM-DD"),
     ],
 )
