@@ -26,6 +26,8 @@ DEVELOPMENT_KEY_ENCRYPTION_SECRET = "development-only key-encryption secret, nev
 MINIMUM_SECRET_LENGTH = 32
 #: Statements are business records: kept, and verifiable, for seven years at the least.
 MINIMUM_STATEMENT_RETENTION_YEARS = 7
+#: The longest an access token may be valid (seconds): a day.
+MAX_ACCESS_TOKEN_LIFETIME = 86400
 
 
 def normalize_database_url(url: str) -> str:
@@ -337,7 +339,7 @@ class Settings(BaseSettings):
         "http://HOST:PORT; production needs https.",
     )
     access_token_lifetime: int = Field(
-        default=3600, ge=60, le=86400, description="Seconds an access token stays valid."
+        default=3600, ge=60, le=MAX_ACCESS_TOKEN_LIFETIME, description="Seconds an access token stays valid."
     )
     key_encryption_secret: SecretStr = Field(
         default=SecretStr(DEVELOPMENT_KEY_ENCRYPTION_SECRET),

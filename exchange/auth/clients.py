@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from sqlalchemy import delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,7 +25,12 @@ from exchange.auth.scopes import (
 from exchange.db import dialects
 from exchange.errors import BadUserInput, NotFound
 from exchange.programs import service as programs
+from exchange.settings import MAX_ACCESS_TOKEN_LIFETIME
 from exchange.text import text_problem
+
+#: How long a revoked client's id is remembered: as long as a token can live, and an hour more
+#: for the verifier's leeway and replicas' clocks a little apart.
+REVOKED_CLIENT_KEPT = timedelta(seconds=MAX_ACCESS_TOKEN_LIFETIME, hours=1)
 
 
 class ClientNotFound(NotFound):
@@ -140,7 +146,10 @@ async def program_client(session: AsyncSession, program_id: str, client_id: str)
 async def delete_client(session: AsyncSession, client: OAuthClient, now: datetime) -> None:
     """No token is issued to ``client`` any more, and those issued to it (member tokens it
     obtained too) are refused from now on (:class:`~exchange.auth.tokens.TokenVerifier`), even
-    once a client is made again under its id: when it was revoked is kept."""
+    once a client is made again under its id: when it was revoked is kept. Records of clients
+    revoked longer ago than a token can live (:data:`REVOKED_CLIENT_KEPT`) are dropped on the
+    way: every token issued before them has expired."""
+    await session.exec(delete(RevokedClient).where(col(RevokedClient.revoked_at) < now - REVOKED_CLIENT_KEPT))
     await session.delete(client)
     await session.exec(
         dialects.insert(session, RevokedClient)

@@ -8,11 +8,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlmodel import select
 
+from exchange.auth.clients import REVOKED_CLIENT_KEPT
 from exchange.auth.keys import SigningKeys
+from exchange.auth.models import RevokedClient
 from exchange.auth.scopes import Role
+from exchange.auth.tokens import LEEWAY_SECONDS
 from exchange.services.access import AccessService
-from exchange.settings import Settings
+from exchange.settings import MAX_ACCESS_TOKEN_LIFETIME, Settings
 from exchange.testing.kit import ExchangeKit
 from tests.api.conftest import gateway_on_clock
 from tests.clocks import MovableClock
@@ -121,3 +125,27 @@ async def test_a_client_deleted_and_made_again_under_its_id_does_not_bring_back_
         assert introspected.json() == {"active": False}
     for token in (await kit.client_token(made_again), await kit.member_token("wallet-pay", "alice")):
         assert (await kit.graphql(VIEWER, token)).status_code == 200
+
+
+async def test_a_revoked_client_is_remembered_while_its_tokens_could_live_then_forgotten(
+    kit: ExchangeKit, clock: MovableClock, access: AccessService
+) -> None:
+    """The record of a revocation only matters while a token issued before it may be unexpired;
+    kept forever, a busy exchange's table would only grow."""
+    assert timedelta(seconds=MAX_ACCESS_TOKEN_LIFETIME + LEEWAY_SECONDS) < REVOKED_CLIENT_KEPT
+    first, second, third = [(await kit.partner(program)).client.client_id for program in PROGRAMS]
+    await access.revoke_program_client(PROGRAMS[0], first)
+    clock.advance(REVOKED_CLIENT_KEPT - timedelta(seconds=1))
+    await access.revoke_program_client(PROGRAMS[1], second)
+    assert await revoked_client_ids(kit) == {first, second}, "a token issued before the first may still live"
+    clock.advance(timedelta(seconds=2))
+    await access.revoke_program_client(PROGRAMS[2], third)
+    assert await revoked_client_ids(kit) == {second, third}
+
+
+PROGRAMS = ("wallet-pay", "happy-card", "fresh-mart")
+
+
+async def revoked_client_ids(kit: ExchangeKit) -> set[str]:
+    async with kit.db.transaction() as session:
+        return set((await session.exec(select(RevokedClient.client_id))).all())
