@@ -161,6 +161,48 @@ async def test_an_answer_about_another_request_is_malformed(
         await connector.debit("op-1", "alice", 100)
 
 
+def _reversal(target: dict[str, object], points: int | None = 100) -> dict[str, object]:
+    return operation("op-9", "reversal", points=points, reverses="op-1", target=target)
+
+
+@pytest.mark.parametrize(
+    ("asked", "answer"),
+    [
+        # A whole reversal whose target still stands applied: nothing (or only part) was undone.
+        (None, _reversal(operation("op-1"))),
+        (None, _reversal(operation("op-1", reversed_points=40), points=40)),
+        # A partial reversal of 40 that says it reversed another amount.
+        (40, _reversal(operation("op-1", reversed_points=100), points=100)),
+        # A voided id (nothing had arrived) with points said to be given back.
+        (None, _reversal(operation("op-1", kind=None, status="voided", member_ref=None, points=None))),
+    ],
+)
+async def test_a_reversal_that_did_not_do_what_was_asked_is_malformed(
+    partner: MockPartner, connector: PartnerConnector, asked: int | None, answer: dict[str, object]
+) -> None:
+    """The saga takes a reversal's answer as the reversal done (a debit given back, an id voided):
+    one whose own record says otherwise must leave the write in doubt, not settled."""
+    partner.route(Call.REVERSE).mock(return_value=partner.answer(answer))
+    with pytest.raises(PartnerProtocolError, match="does not match"):
+        await connector.reverse("op-9", "op-1", asked)
+
+
+@pytest.mark.parametrize(
+    ("asked", "answer"),
+    [
+        (None, _reversal(operation("op-1", status="reversed", reversed_points=100))),
+        (40, _reversal(operation("op-1", reversed_points=40), points=40)),
+        (None, _reversal(operation("op-1", kind=None, status="voided", member_ref=None, points=None), points=0)),
+        (40, _reversal(operation("op-1", status="failed"), points=0)),
+    ],
+)
+async def test_a_reversal_that_did_what_was_asked_is_taken(
+    partner: MockPartner, connector: PartnerConnector, asked: int | None, answer: dict[str, object]
+) -> None:
+    partner.route(Call.REVERSE).mock(return_value=partner.answer(answer))
+    assert (await connector.reverse("op-9", "op-1", asked)).reverses == "op-1"
+
+
 async def test_a_5xx_is_an_unknown_outcome_retried_with_backoff(
     partner: MockPartner, connector: PartnerConnector, sleeps: Sleeps
 ) -> None:
