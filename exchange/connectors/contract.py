@@ -29,6 +29,7 @@ from pydantic import (
     StrictInt,
 )
 
+from exchange.programs.models import TIER_NAME_LENGTH
 from exchange.text import text_problem
 
 #: The largest whole number a JSON number holds exactly (2^53 − 1); no amount may exceed it.
@@ -56,6 +57,9 @@ def _storable(value: str) -> str:
 
 #: Any text in a partner's answer.
 WireText = Annotated[str, AfterValidator(_storable)]
+#: A tier's name: one of the program's declared names, so no longer than a declaration allows.
+#: It is shown to members as the partner words it (their accounts, a status match's reason).
+WireTier = Annotated[WireText, Field(max_length=TIER_NAME_LENGTH)]
 
 
 class ContractCode(StrEnum):
@@ -159,7 +163,7 @@ class MemberAccount(_Wire):
 
     member_ref: WireText
     balance: Points
-    tier: WireText = Field(description="The partner's own name of the member's tier right now.")
+    tier: WireTier = Field(description="The partner's own name of the member's tier right now.")
     tier_expires_at: AwareDatetime | None = Field(
         default=None, description="When a status-match tier lapses; null for the member's own tier."
     )
@@ -195,7 +199,7 @@ class Operation(_Wire):
     balance_after: Points | None = None
     reverses: WireText | None = None
     target: Operation | None = None
-    tier: WireText | None = None
+    tier: WireTier | None = None
     expires_at: AwareDatetime | None = None
     created_at: AwareDatetime
 

@@ -35,6 +35,7 @@ from exchange.connectors.errors import (
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.connectors.transport import MAX_ANSWER_BYTES
 from exchange.errors import ErrorCode
+from exchange.programs.models import TIER_NAME_LENGTH
 from exchange.sagas.state import MESSAGE_LENGTH
 from tests.unit.connectors.conftest import (
     PROGRAM,
@@ -148,6 +149,23 @@ async def test_a_float_balance_is_malformed(partner: MockPartner, connector: Par
     )
     with pytest.raises(PartnerProtocolError, match="balance"):
         await connector.account("alice")
+
+
+async def test_a_tier_name_longer_than_any_program_may_declare_is_malformed(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    """The answer's tier is shown to the member as the partner words it (their accounts, a status
+    match's reason): 100,000 characters of it can be no declared tier's name."""
+    partner.route(Call.ACCOUNT).mock(
+        return_value=partner.answer({"member_ref": "alice", "balance": 10, "tier": "Gold" * 25_000})
+    )
+    with pytest.raises(PartnerProtocolError, match="tier"):
+        await connector.account("alice")
+    longest = "G" * TIER_NAME_LENGTH  # a name no program declared, but one it could have: level 0
+    partner.route(Call.ACCOUNT).mock(
+        return_value=partner.answer({"member_ref": "alice", "balance": 10, "tier": longest})
+    )
+    assert (await connector.account("alice")).tier == longest
 
 
 @pytest.mark.parametrize(
