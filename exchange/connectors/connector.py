@@ -117,7 +117,8 @@ class PartnerConnector(Protocol):
         """Give the member the partner's ``tier`` until ``expires_at`` (a status match).
 
         Revert it with ``reverse(new_id, operation_id)``. ``UnknownTier`` for a name the
-        partner does not have.
+        partner does not have. An answer in another state than ``applied`` (or ``reversed``, a
+        repeat of a match reverted since) is a protocol error: tier matches are never pending.
         """
         ...
 
@@ -268,6 +269,9 @@ class ContractConnector:
             operation = _operation(reply, result, operation_id, OperationKind.TIER_MATCH)
             _expect(reply, operation.member_ref == member_ref, "member_ref")
             _expect(reply, operation.tier == tier, "tier")
+            # Answered at once: applied, or a repeat of one reverted since. The saga takes the
+            # answer as the tier held; a match pending, failed or voided is not.
+            _expect(reply, operation.status in (OperationState.APPLIED, OperationState.REVERSED), "status")
             return operation
 
         args = {

@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import zlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -219,6 +220,32 @@ async def test_a_reversal_that_did_what_was_asked_is_taken(
 ) -> None:
     partner.route(Call.REVERSE).mock(return_value=partner.answer(answer))
     assert (await connector.reverse("op-9", "op-1", asked)).reverses == "op-1"
+
+
+def _tier_match(status: str) -> dict[str, object]:
+    return operation(kind="tier_match", status=status, points=None, balance_after=None, tier="Gold")
+
+
+@pytest.mark.parametrize("status", ["pending", "failed", "voided"])
+async def test_a_tier_match_answered_as_not_held_is_malformed(
+    partner: MockPartner, connector: PartnerConnector, status: str
+) -> None:
+    """The status match saga takes a tier match's answer as the tier held (the match ACTIVE, the
+    member told so, and counted against their one match a year). A tier match is answered at
+    once, applied, or, repeated after it was reverted, reversed: any other state leaves it in
+    doubt for recovery to ask the partner's record and withdraw it."""
+    partner.route(Call.MATCH_TIER).mock(return_value=partner.answer(_tier_match(status)))
+    with pytest.raises(PartnerProtocolError, match="status"):
+        await connector.match_tier("op-1", "alice", "Gold", datetime(2027, 2, 25, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("status", ["applied", "reversed"])
+async def test_a_tier_match_answered_applied_or_since_reversed_is_taken(
+    partner: MockPartner, connector: PartnerConnector, status: str
+) -> None:
+    partner.route(Call.MATCH_TIER).mock(return_value=partner.answer(_tier_match(status)))
+    answer = await connector.match_tier("op-1", "alice", "Gold", datetime(2027, 2, 25, tzinfo=UTC))
+    assert answer.status.value == status
 
 
 async def test_a_5xx_is_an_unknown_outcome_retried_with_backoff(
