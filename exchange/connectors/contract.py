@@ -27,6 +27,8 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    ValidationInfo,
+    field_validator,
 )
 
 from exchange.programs.models import TIER_NAME_LENGTH
@@ -168,6 +170,15 @@ class MemberAccount(_Wire):
         default=None, description="When a status-match tier lapses; null for the member's own tier."
     )
     expiring: tuple[ExpiringPoints, ...] = ()
+
+    @field_validator("expiring")
+    @classmethod
+    def _of_the_balance(cls, expiring: tuple[ExpiringPoints, ...], info: ValidationInfo) -> tuple[ExpiringPoints, ...]:
+        """Expiring points are part of the balance, and shown to the member as such."""
+        balance = info.data.get("balance")  # absent if it was malformed: that error is the one
+        if balance is not None and sum(item.points for item in expiring) > balance:
+            raise ValueError(f"more points expiring than the balance of {balance}")
+        return expiring
 
 
 class Verification(_Wire):

@@ -152,6 +152,23 @@ async def test_a_float_balance_is_malformed(partner: MockPartner, connector: Par
         await connector.account("alice")
 
 
+async def test_more_points_expiring_than_the_balance_holds_is_malformed(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    """The member is shown the expiring points as part of their balance: 5,000 of a balance of
+    10 lapsing is no account, and nothing of it is shown."""
+    expiring = [{"points": 4_000, "expires_on": "2026-12-31"}, {"points": 1_000, "expires_on": "2027-01-31"}]
+    partner.route(Call.ACCOUNT).mock(
+        return_value=partner.answer({"member_ref": "alice", "balance": 4_999, "tier": "Base", "expiring": expiring})
+    )
+    with pytest.raises(PartnerProtocolError, match="expiring"):
+        await connector.account("alice")
+    partner.route(Call.ACCOUNT).mock(
+        return_value=partner.answer({"member_ref": "alice", "balance": 5_000, "tier": "Base", "expiring": expiring})
+    )
+    assert sum(item.points for item in (await connector.account("alice")).expiring) == 5_000
+
+
 async def test_a_tier_name_longer_than_any_program_may_declare_is_malformed(
     partner: MockPartner, connector: PartnerConnector
 ) -> None:
