@@ -30,6 +30,7 @@ from exchange.connectors.contract import (
     MemberAccount,
     Operation,
     OperationKind,
+    OperationState,
     Problem,
     Verification,
 )
@@ -106,7 +107,9 @@ class PartnerConnector(Protocol):
         If the partner never received ``reverses``, it voids that id instead (target status
         ``voided``): the operation will be refused if it arrives later. So after an unknown
         outcome, a reversal makes the operation's net effect zero either way.
-        ``ReversalExceedsOriginal`` if less than ``points`` is left to reverse.
+        ``ReversalExceedsOriginal`` if less than ``points`` is left to reverse. An answer that
+        says the reversal did not do what was asked (a whole one whose target is not
+        ``reversed``, voided or failed; a partial one of other points) is a protocol error.
         """
         ...
 
@@ -114,7 +117,8 @@ class PartnerConnector(Protocol):
         """Give the member the partner's ``tier`` until ``expires_at`` (a status match).
 
         Revert it with ``reverse(new_id, operation_id)``. ``UnknownTier`` for a name the
-        partner does not have.
+        partner does not have. An answer in another state than ``applied`` (or ``reversed``, a
+        repeat of a match reverted since) is a protocol error: tier matches are never pending.
         """
         ...
 
@@ -243,6 +247,14 @@ class ContractConnector:
             _expect(reply, operation.reverses == reverses, "reverses")
             target = operation.target
             _expect(reply, target is not None and target.operation_id == reverses, "target")
+            assert target is not None
+            # The saga takes this answer as the reversal done: the record must say it was.
+            if target.status in (OperationState.VOIDED, OperationState.FAILED):
+                _expect(reply, not operation.points, "points")  # nothing had moved: none back
+            elif points is None:
+                _expect(reply, target.status is OperationState.REVERSED, "target's status")
+            else:
+                _expect(reply, operation.points == points, "points")
             return operation
 
         return await self._call(Call.REVERSE, args, read)
@@ -257,6 +269,9 @@ class ContractConnector:
             operation = _operation(reply, result, operation_id, OperationKind.TIER_MATCH)
             _expect(reply, operation.member_ref == member_ref, "member_ref")
             _expect(reply, operation.tier == tier, "tier")
+            # Answered at once: applied, or a repeat of one reverted since. The saga takes the
+            # answer as the tier held; a match pending, failed or voided is not.
+            _expect(reply, operation.status in (OperationState.APPLIED, OperationState.REVERSED), "status")
             return operation
 
         args = {

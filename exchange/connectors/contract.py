@@ -27,8 +27,11 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    ValidationInfo,
+    field_validator,
 )
 
+from exchange.programs.models import TIER_NAME_LENGTH
 from exchange.text import text_problem
 
 #: The largest whole number a JSON number holds exactly (2^53 − 1); no amount may exceed it.
@@ -56,6 +59,9 @@ def _storable(value: str) -> str:
 
 #: Any text in a partner's answer.
 WireText = Annotated[str, AfterValidator(_storable)]
+#: A tier's name: one of the program's declared names, so no longer than a declaration allows.
+#: It is shown to members as the partner words it (their accounts, a status match's reason).
+WireTier = Annotated[WireText, Field(max_length=TIER_NAME_LENGTH)]
 
 
 class ContractCode(StrEnum):
@@ -159,11 +165,20 @@ class MemberAccount(_Wire):
 
     member_ref: WireText
     balance: Points
-    tier: WireText = Field(description="The partner's own name of the member's tier right now.")
+    tier: WireTier = Field(description="The partner's own name of the member's tier right now.")
     tier_expires_at: AwareDatetime | None = Field(
         default=None, description="When a status-match tier lapses; null for the member's own tier."
     )
     expiring: tuple[ExpiringPoints, ...] = ()
+
+    @field_validator("expiring")
+    @classmethod
+    def _of_the_balance(cls, expiring: tuple[ExpiringPoints, ...], info: ValidationInfo) -> tuple[ExpiringPoints, ...]:
+        """Expiring points are part of the balance, and shown to the member as such."""
+        balance = info.data.get("balance")  # absent if it was malformed: that error is the one
+        if balance is not None and sum(item.points for item in expiring) > balance:
+            raise ValueError(f"more points expiring than the balance of {balance}")
+        return expiring
 
 
 class Verification(_Wire):
@@ -195,7 +210,7 @@ class Operation(_Wire):
     balance_after: Points | None = None
     reverses: WireText | None = None
     target: Operation | None = None
-    tier: WireText | None = None
+    tier: WireTier | None = None
     expires_at: AwareDatetime | None = None
     created_at: AwareDatetime
 

@@ -91,7 +91,7 @@ class ExpiringPoints:
 class MemberAccount:
     member_ref: str
     balance: Points
-    tier: str = strawberry.field(description="The program's own name of the member's tier now.")
+    tier: str = strawberry.field(description="The program's own name of the member's tier now (at most 60 characters).")
     tier_expires_at: datetime | None = strawberry.field(
         description="When a status-match tier lapses; null for the member's own tier."
     )

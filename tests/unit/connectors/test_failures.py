@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import zlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -35,6 +36,7 @@ from exchange.connectors.errors import (
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.connectors.transport import MAX_ANSWER_BYTES
 from exchange.errors import ErrorCode
+from exchange.programs.models import TIER_NAME_LENGTH
 from exchange.sagas.state import MESSAGE_LENGTH
 from tests.unit.connectors.conftest import (
     PROGRAM,
@@ -150,6 +152,40 @@ async def test_a_float_balance_is_malformed(partner: MockPartner, connector: Par
         await connector.account("alice")
 
 
+async def test_more_points_expiring_than_the_balance_holds_is_malformed(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    """The member is shown the expiring points as part of their balance: 5,000 of a balance of
+    10 lapsing is no account, and nothing of it is shown."""
+    expiring = [{"points": 4_000, "expires_on": "2026-12-31"}, {"points": 1_000, "expires_on": "2027-01-31"}]
+    partner.route(Call.ACCOUNT).mock(
+        return_value=partner.answer({"member_ref": "alice", "balance": 4_999, "tier": "Base", "expiring": expiring})
+    )
+    with pytest.raises(PartnerProtocolError, match="expiring"):
+        await connector.account("alice")
+    partner.route(Call.ACCOUNT).mock(
+        return_value=partner.answer({"member_ref": "alice", "balance": 5_000, "tier": "Base", "expiring": expiring})
+    )
+    assert sum(item.points for item in (await connector.account("alice")).expiring) == 5_000
+
+
+async def test_a_tier_name_longer_than_any_program_may_declare_is_malformed(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    """The answer's tier is shown to the member as the partner words it (their accounts, a status
+    match's reason): 100,000 characters of it can be no declared tier's name."""
+    partner.route(Call.ACCOUNT).mock(
+        return_value=partner.answer({"member_ref": "alice", "balance": 10, "tier": "Gold" * 25_000})
+    )
+    with pytest.raises(PartnerProtocolError, match="tier"):
+        await connector.account("alice")
+    longest = "G" * TIER_NAME_LENGTH  # a name no program declared, but one it could have: level 0
+    partner.route(Call.ACCOUNT).mock(
+        return_value=partner.answer({"member_ref": "alice", "balance": 10, "tier": longest})
+    )
+    assert (await connector.account("alice")).tier == longest
+
+
 @pytest.mark.parametrize(
     "changed", [{"operation_id": "op-2"}, {"points": 99}, {"member_ref": "bob"}, {"kind": "credit"}]
 )
@@ -159,6 +195,74 @@ async def test_an_answer_about_another_request_is_malformed(
     partner.route(Call.DEBIT).mock(return_value=partner.answer(operation(**changed)))
     with pytest.raises(PartnerProtocolError, match="does not match"):
         await connector.debit("op-1", "alice", 100)
+
+
+def _reversal(target: dict[str, object], points: int | None = 100) -> dict[str, object]:
+    return operation("op-9", "reversal", points=points, reverses="op-1", target=target)
+
+
+@pytest.mark.parametrize(
+    ("asked", "answer"),
+    [
+        # A whole reversal whose target still stands applied: nothing (or only part) was undone.
+        (None, _reversal(operation("op-1"))),
+        (None, _reversal(operation("op-1", reversed_points=40), points=40)),
+        # A partial reversal of 40 that says it reversed another amount.
+        (40, _reversal(operation("op-1", reversed_points=100), points=100)),
+        # A voided id (nothing had arrived) with points said to be given back.
+        (None, _reversal(operation("op-1", kind=None, status="voided", member_ref=None, points=None))),
+    ],
+)
+async def test_a_reversal_that_did_not_do_what_was_asked_is_malformed(
+    partner: MockPartner, connector: PartnerConnector, asked: int | None, answer: dict[str, object]
+) -> None:
+    """The saga takes a reversal's answer as the reversal done (a debit given back, an id voided):
+    one whose own record says otherwise must leave the write in doubt, not settled."""
+    partner.route(Call.REVERSE).mock(return_value=partner.answer(answer))
+    with pytest.raises(PartnerProtocolError, match="does not match"):
+        await connector.reverse("op-9", "op-1", asked)
+
+
+@pytest.mark.parametrize(
+    ("asked", "answer"),
+    [
+        (None, _reversal(operation("op-1", status="reversed", reversed_points=100))),
+        (40, _reversal(operation("op-1", reversed_points=40), points=40)),
+        (None, _reversal(operation("op-1", kind=None, status="voided", member_ref=None, points=None), points=0)),
+        (40, _reversal(operation("op-1", status="failed"), points=0)),
+    ],
+)
+async def test_a_reversal_that_did_what_was_asked_is_taken(
+    partner: MockPartner, connector: PartnerConnector, asked: int | None, answer: dict[str, object]
+) -> None:
+    partner.route(Call.REVERSE).mock(return_value=partner.answer(answer))
+    assert (await connector.reverse("op-9", "op-1", asked)).reverses == "op-1"
+
+
+def _tier_match(status: str) -> dict[str, object]:
+    return operation(kind="tier_match", status=status, points=None, balance_after=None, tier="Gold")
+
+
+@pytest.mark.parametrize("status", ["pending", "failed", "voided"])
+async def test_a_tier_match_answered_as_not_held_is_malformed(
+    partner: MockPartner, connector: PartnerConnector, status: str
+) -> None:
+    """The status match saga takes a tier match's answer as the tier held (the match ACTIVE, the
+    member told so, and counted against their one match a year). A tier match is answered at
+    once, applied, or, repeated after it was reverted, reversed: any other state leaves it in
+    doubt for recovery to ask the partner's record and withdraw it."""
+    partner.route(Call.MATCH_TIER).mock(return_value=partner.answer(_tier_match(status)))
+    with pytest.raises(PartnerProtocolError, match="status"):
+        await connector.match_tier("op-1", "alice", "Gold", datetime(2027, 2, 25, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("status", ["applied", "reversed"])
+async def test_a_tier_match_answered_applied_or_since_reversed_is_taken(
+    partner: MockPartner, connector: PartnerConnector, status: str
+) -> None:
+    partner.route(Call.MATCH_TIER).mock(return_value=partner.answer(_tier_match(status)))
+    answer = await connector.match_tier("op-1", "alice", "Gold", datetime(2027, 2, 25, tzinfo=UTC))
+    assert answer.status.value == status
 
 
 async def test_a_5xx_is_an_unknown_outcome_retried_with_backoff(
