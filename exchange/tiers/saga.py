@@ -87,6 +87,11 @@ class MatchSaga(Saga[StatusMatch]):
         settlement = await settle_or_void(target, match.match_operation, match.void_operation, self._sent(match))
         if settlement is Settlement.APPLIED:
             return Transition(MatchStep.DONE, MatchStatus.ACTIVE)
+        if settlement is Settlement.PENDING:
+            # Against the contract (a match is answered at once), and not the exchange's to void:
+            # a pending write is settled first. Asked again until the partner settles it, so the
+            # match ends as the partner's record does, applied or not.
+            return Transition(MatchStep.PUSH, wait=True)
         if settlement is Settlement.CONTRADICTED:
             return Transition(
                 MatchStep.DONE,
