@@ -414,6 +414,18 @@ class RecordFormat:
         return rule
 
 
+def totals_row(reference: str, amount: str, *, partner: str, period: str) -> str:
+    """Why a file's last record is refused as the totals row a spreadsheet adds below the
+    records (``Total,12345.67``): its ``amount`` is the sum of every record above it, and the
+    ledger has no such ``reference`` for the partner in the period. Imported, it would be a
+    MISSING_IN_LEDGER break whose difference cancels the file's total."""
+    return (
+        f"reference: {_quoted(reference)} looks like a totals row: its amount, {amount}, is the sum of every record "
+        f"above it, and the ledger has no such reference for {partner} in {period}; remove the row: a file holds "
+        "records only"
+    )
+
+
 def split_records(text: str) -> Iterator[tuple[int, str]]:
     """The records of ``text`` (whole lines, each ending in LF), each without its line end and
     with the index of the line it starts on. A record runs on while a quoted field is open (an

@@ -201,6 +201,11 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
         "RECORDS_NOT_THIS_IMPORT",
         "{column}: {got} is not {expected}: a file holds one partner's records of one period, in the settlement currency",
     ),
+    (
+        "RECORDS_TOTALS_ROW",
+        "{column}: {got} looks like a totals row: its amount, {total}, is the sum of every record above it, "
+        "and the ledger has no such reference for {partner} in {period}; remove the row: a file holds records only",
+    ),
     ("RECORDS_UNREADABLE", "cannot be read as the header's columns"),
 )
 
