@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from exchange.settlement.statements import CSV_COLUMNS
+
 
 @dataclass(frozen=True)
 class PeriodLedger:
@@ -189,6 +191,19 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
         "a-record-equal-to-the-sum-above-it": (
             _file(header, [f"{ledger.reversed[0]},{first_amount}", f"{first_reference},{first_amount}"]),
             Compared(2, 1, amount_mismatch=1, missing_in_partner=n - 1),
+        ),
+        # The statement's own CSV, its lines kept: a conversion and its fee are two lines of one
+        # reference, which compare as an AMOUNT_MISMATCH and a DUPLICATE that cancel out.
+        "statement-lines-uploaded-back": (
+            _file(
+                ",".join(CSV_COLUMNS),
+                [
+                    f"{ledger.partner},{ledger.period},TWD,line,t-{i},{r},conversion,,,,{a},,,,,,,"
+                    for i, (r, a) in enumerate(ledger.lines)
+                ],
+                "\r\n",
+            ),
+            Refused(1, "this is the statement's CSV (its header names record and transaction), not your records"),
         ),
         "reversed-listed-as-first-booked": (
             _file(header, [*body, ",".join(ledger.reversed)]),

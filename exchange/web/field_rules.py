@@ -20,7 +20,7 @@ from string import Formatter
 
 from exchange.errors import ExchangeError
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.records import CARRIAGE_RETURNS, EMPTY_LINE, NOT_UTF8, REQUIRED, UTF16
+from exchange.settlement.records import CARRIAGE_RETURNS, EMPTY_LINE, NOT_UTF8, REQUIRED, STATEMENT_UPLOADED, UTF16
 from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE, counted_pattern
 
 #: Values that are whole numbers (written with thousands commas, maybe negative).
@@ -96,6 +96,7 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     ),
     ("RECORDS_HEADER", _HEADER),
     ("RECORDS_HEADER_TWICE", "the header names the column {column} twice; got {got}"),
+    ("RECORDS_STATEMENT", STATEMENT_UPLOADED),
     ("RECORDS_LONG_LINE", "a line over {most} bytes"),
     (
         "RECORDS_LONG_RECORD",

@@ -98,6 +98,7 @@ REFUSED_FILES = [
     b"\nreference,amount\nr,1\n",
     b"ref,amount\n",
     b"reference,amount,Amount\nr,1,2\n",
+    b"partner,period,currency,record,transaction,reference,amount\nfresh-mart,2026-11,TWD,line,t-1,r,1.00\n",
     b"reference\tamount\nr\t1\n",
     "reference,amount\nr,1\n".encode("utf-16"),
     b"reference;amount\nr;1234,50\n",

@@ -136,6 +136,23 @@ async def test_breaks_name_the_line_a_record_starts_on_when_notes_run_over_lines
     }
 
 
+async def test_the_statements_own_csv_uploaded_back_is_refused_saying_so(closed: SettlementService) -> None:
+    """Whole, it was refused at its opening row as 'reference: must be 1 to 200 characters'; its
+    line rows alone were imported as breaks that cancel out (conversion:c1's -98.00 an
+    AMOUNT_MISMATCH of 2.00 against the ledger's -100.00, its -2.00 fee line a DUPLICATE of
+    -2.00; the reversed conversion:c3 likewise), with a total difference of 0.00 and no word why."""
+    statement = (await closed.statement("fresh-mart", "2026-11")).csv()
+    header, *rows = statement.split("\r\n")
+    lines = "\r\n".join([header, *(row for row in rows if ",line," in row), ""])
+    for data in (statement, lines):
+        with pytest.raises(MalformedRecords) as refused:
+            await closed.import_records("fresh-mart", "2026-11", io.BytesIO(data.encode()), by="t")
+        assert refused.value.line == 1
+        assert "this is the statement's CSV" in refused.value.reason
+        assert "one line per reference" in refused.value.reason
+    assert await imported(closed) == (0, 0)
+
+
 async def test_a_totals_row_is_refused_naming_its_line_and_the_sum(closed: SettlementService) -> None:
     """It was imported as a MISSING_IN_LEDGER break of -70.03, cancelling the file's total."""
     data = b"reference,amount\nconversion:c1,-100.00\nredemption:r1,24.75\nconversion:c2,12.22\nconversion:c4,-7.00\nTotal,-70.03\n"
