@@ -6,6 +6,9 @@ partner, so that the service's tests and a front end's run the same files."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
+
+from exchange.settlement.statements import CSV_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
     first_reference, first_amount = ledger.lines[0]
     every = Compared(n, n)
     header = "reference,amount"
+    total = sum(Decimal(amount) for _, amount in ledger.lines)
 
     def bad_amount(amount: str) -> bytes:
         return _file(header, [f"{first_reference},{amount}", *body[1:]])
@@ -175,6 +179,31 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
         "period-made-a-date-by-a-spreadsheet": (
             b"\xef\xbb\xbf" + _file("reference,amount,period", [f"{row},Nov-26" for row in body], "\r\n"),
             Refused(2, "period: 'Nov-26' is not a period written YYYY-MM, as " + ledger.period),
+        ),
+        # A spreadsheet's totals row below the records: refused, unless the ledger has its
+        # reference (a real record that happens to equal the sum of those above it).
+        "totals-row": (_file(header, [*body, f"Total,{total}"]), Refused(n + 2, "'Total' looks like a totals row")),
+        "totals-row-in-chinese-from-excel": (
+            b"\xef\xbb\xbf"
+            + _file("reference,amount,counterparty", [f"{row}," for row in body] + [f"合計,{total},"], "\r\n"),
+            Refused(n + 2, f"its amount, {total}, is the sum of every record above it"),
+        ),
+        "a-record-equal-to-the-sum-above-it": (
+            _file(header, [f"{ledger.reversed[0]},{first_amount}", f"{first_reference},{first_amount}"]),
+            Compared(2, 1, amount_mismatch=1, missing_in_partner=n - 1),
+        ),
+        # The statement's own CSV, its lines kept: a conversion and its fee are two lines of one
+        # reference, which compare as an AMOUNT_MISMATCH and a DUPLICATE that cancel out.
+        "statement-lines-uploaded-back": (
+            _file(
+                ",".join(CSV_COLUMNS),
+                [
+                    f"{ledger.partner},{ledger.period},TWD,line,t-{i},{r},conversion,,,,{a},,,,,,,"
+                    for i, (r, a) in enumerate(ledger.lines)
+                ],
+                "\r\n",
+            ),
+            Refused(1, "this is the statement's CSV (its header names record and transaction), not your records"),
         ),
         "reversed-listed-as-first-booked": (
             _file(header, [*body, ",".join(ledger.reversed)]),

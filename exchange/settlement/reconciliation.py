@@ -1,9 +1,9 @@
 """Reconciling a partner's records of a closed period against the ledger.
 
 The file streams through the validator into a staging table (see ``records`` and ``dialect``),
-the partner's ledger amounts per reference into another, then one set-based statement (the file
-grouped by reference, fully outer-joined with the ledger's side) classifies the file and stores
-every break:
+the partner's ledger amounts per reference into another; a last line that is a totals row
+(:data:`TOTALS_ROW`) refuses the file. Then one set-based statement (the file grouped by
+reference, fully outer-joined with the ledger's side) classifies the file and stores every break:
 
 * the ledger's side is the partner's clearing legs of the period, summed per business
   reference (a conversion and its reversal in one period share a reference and net out);
@@ -55,7 +55,7 @@ from exchange.settlement.models import (
 )
 from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.positions import open_position, position_of
-from exchange.settlement.records import ByteSource, RecordReader
+from exchange.settlement.records import ByteSource, RecordReader, totals_row
 
 #: The partner's clearing legs of the period, summed per business reference.
 LEDGER_AMOUNTS = """
@@ -72,6 +72,18 @@ UNKNOWN_COUNTERPARTY = text(
        AND NOT EXISTS (SELECT 1 FROM program p WHERE p.id = s.counterparty)
      ORDER BY s.line
      LIMIT 1
+    """
+)
+#: The file's last record when it is a totals row (:func:`~exchange.settlement.records.totals_row`):
+#: its amount is the sum of every record above it (twice it, the whole file's), and the ledger has
+#: no such reference for the partner in the period. A real record that happens to equal the sum
+#: is one the ledger has, so it is compared as any other.
+TOTALS_ROW = text(
+    f"""
+    WITH file AS (SELECT max(line) AS last, sum(amount) AS total, count(*) AS records FROM {STAGING})
+    SELECT s.line, s.reference, s.amount FROM {STAGING} s JOIN file f ON s.line = f.last
+     WHERE f.records > 1 AND 2 * s.amount = f.total
+       AND NOT EXISTS (SELECT 1 FROM {LEDGER_STAGING} l WHERE l.reference = s.reference)
     """
 )
 CLASSIFY = text(
@@ -258,6 +270,10 @@ async def import_records(
             unknown.line, f"counterparty: {unknown.counterparty!r} is neither a program of the coalition nor {EXCHANGE}"
         )
     await stage_ledger_amounts(session, LEDGER_AMOUNTS, {"account": account, "period": period})
+    total = (await session.exec(TOTALS_ROW)).first()  # type: ignore[call-overload]
+    if total is not None:
+        amount = str(currency.from_minor(total.amount))
+        raise MalformedRecords(total.line, totals_row(total.reference, amount, partner=partner, period=period))
     reconciliation = Reconciliation(
         id=str(uuid.uuid4()),
         period=period,

@@ -8,7 +8,8 @@ The format (also in README.md and partners/SETTLEMENT.md):
   ignored: ``reference`` and ``amount`` are required, ``counterparty`` and ``date`` optional;
   ``partner``, ``period`` and ``currency`` are checked when present (every line must name this
   import's partner, period and the settlement currency); any other column is not read. No
-  column the exchange reads is named twice.
+  column the exchange reads is named twice. A header naming ``record`` and ``transaction`` is
+  the statement's own CSV uploaded back, and is refused saying so (:data:`STATEMENT_UPLOADED`).
 * Every further line is one record, its fields separated by commas. A field may be wrapped in
   double quotes (it may then hold commas). As RFC 4180 has it, a quoted field of a column the
   exchange does not read (a description) may also hold line breaks and double quotes (written
@@ -62,6 +63,10 @@ OPTIONAL = ("counterparty", "date")
 #: export not filtered, two files joined) are refused rather than matched.
 CHECKED = ("partner", "period", "currency")
 MAX_REFERENCE = 200
+#: Columns of the statement's CSV (:data:`~exchange.settlement.statements.CSV_COLUMNS`) that say
+#: what a row of it is, which a record has no use for: a header naming both is the statement's
+#: own export, uploaded back (:data:`STATEMENT_UPLOADED`).
+STATEMENT_MARKS = ("record", "transaction")
 MAX_INTEGER_DIGITS = MAX_MONEY_INTEGER_DIGITS
 
 #: A record as staged: line number, reference, amount in minor units, counterparty, ISO date.
@@ -87,6 +92,16 @@ UTF16 = (
 )
 CARRIAGE_RETURNS = (
     "lines end in a carriage return alone (as old Mac spreadsheets save them): save with LF or CRLF line ends"
+)
+#: Why the statement's own CSV is refused as records: its lines compare as pairs of breaks that
+#: cancel out (a conversion's line an AMOUNT_MISMATCH by its fee, the fee line a DUPLICATE of
+#: that difference; a reversal likewise), which explain nothing; its other rows have no reference.
+STATEMENT_UPLOADED = (
+    "this is the statement's CSV (its header names record and transaction), not your records: the statement "
+    "lists every line of a transaction (a conversion's fee to EXCHANGE, a reversal, on lines of their own), your "
+    "records have one line per reference, with your own figure for it (the sum of its lines), so uploaded back its "
+    "lines would be AMOUNT_MISMATCH and DUPLICATE breaks that cancel out; write one line per reference, as "
+    "partners/SETTLEMENT.md shows in 'Uploading your statement back'"
 )
 EMPTY_LINE = "an empty line (or a row of empty fields) among the records; empty lines may only end the file"
 _BOM = b"\xef\xbb\xbf"
@@ -260,6 +275,8 @@ class RecordFormat:
             columns = ()
         if problem := _column_problem(columns):
             raise MalformedRecords(1, f"{problem}; got {_quoted(header)}{_header_hint(header)}")
+        if set(STATEMENT_MARKS) <= set(columns):
+            raise MalformedRecords(1, STATEMENT_UPLOADED)
         values = {
             **_VALUES,
             "amount": (_amount_pattern(currency),) * 2,
@@ -412,6 +429,18 @@ class RecordFormat:
                 f"thousands it reads {figure.replace('.', '')}), so it is not guessed"
             )
         return rule
+
+
+def totals_row(reference: str, amount: str, *, partner: str, period: str) -> str:
+    """Why a file's last record is refused as the totals row a spreadsheet adds below the
+    records (``Total,12345.67``): its ``amount`` is the sum of every record above it, and the
+    ledger has no such ``reference`` for the partner in the period. Imported, it would be a
+    MISSING_IN_LEDGER break whose difference cancels the file's total."""
+    return (
+        f"reference: {_quoted(reference)} looks like a totals row: its amount, {amount}, is the sum of every record "
+        f"above it, and the ledger has no such reference for {partner} in {period}; remove the row: a file holds "
+        "records only"
+    )
 
 
 def split_records(text: str) -> Iterator[tuple[int, str]]:

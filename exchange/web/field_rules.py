@@ -20,7 +20,7 @@ from string import Formatter
 
 from exchange.errors import ExchangeError
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.records import CARRIAGE_RETURNS, EMPTY_LINE, NOT_UTF8, REQUIRED, UTF16
+from exchange.settlement.records import CARRIAGE_RETURNS, EMPTY_LINE, NOT_UTF8, REQUIRED, STATEMENT_UPLOADED, UTF16
 from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE, counted_pattern
 
 #: Values that are whole numbers (written with thousands commas, maybe negative).
@@ -96,6 +96,7 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     ),
     ("RECORDS_HEADER", _HEADER),
     ("RECORDS_HEADER_TWICE", "the header names the column {column} twice; got {got}"),
+    ("RECORDS_STATEMENT", STATEMENT_UPLOADED),
     ("RECORDS_LONG_LINE", "a line over {most} bytes"),
     (
         "RECORDS_LONG_RECORD",
@@ -200,6 +201,11 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     (
         "RECORDS_NOT_THIS_IMPORT",
         "{column}: {got} is not {expected}: a file holds one partner's records of one period, in the settlement currency",
+    ),
+    (
+        "RECORDS_TOTALS_ROW",
+        "{column}: {got} looks like a totals row: its amount, {total}, is the sum of every record above it, "
+        "and the ledger has no such reference for {partner} in {period}; remove the row: a file holds records only",
     ),
     ("RECORDS_UNREADABLE", "cannot be read as the header's columns"),
 )

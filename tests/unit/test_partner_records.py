@@ -16,9 +16,11 @@ from exchange.settlement.records import (
     EMPTY_LINE,
     MAX_LINE_BYTES,
     NOT_UTF8,
+    STATEMENT_MARKS,
     UTF16,
     RecordReader,
 )
+from exchange.settlement.statements import CSV_COLUMNS
 from tests.conftest import REPO_ROOT
 
 TWD = Currency("TWD", 2)
@@ -119,6 +121,10 @@ def test_a_record_whose_line_breaks_straddle_blocks_is_read_whole_at_its_line() 
     assert reader.lines == len(rows) == first
 
 
+def test_the_statement_is_recognised_by_columns_its_csv_has() -> None:
+    assert set(STATEMENT_MARKS) <= set(CSV_COLUMNS)
+
+
 def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to_the_end() -> None:
     lines = ["reference,note,amount", "r,ok,1", 'r2,"never closed,2', *(f"r{n},x,1" for n in range(20_000))]
     line, reason = refusal("\n".join(lines) + "\n")
@@ -138,6 +144,11 @@ def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to
             "the header must name the columns reference and amount: reference is missing; got 'ref,amount'",
         ),
         ("reference,amount,amount\n", 1, "the header names the column amount twice"),
+        (
+            "Partner,Period,Currency,Record,Transaction,Reference,Amount\nfresh-mart,2026-11,TWD,line,t-1,r,1.00\n",
+            1,
+            "this is the statement's CSV (its header names record and transaction), not your records",
+        ),
         (
             "reference;amount\nr;1234,50\n",
             1,

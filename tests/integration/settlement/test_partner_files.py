@@ -134,3 +134,37 @@ async def test_breaks_name_the_line_a_record_starts_on_when_notes_run_over_lines
         ("MISSING_IN_LEDGER", "conversion:c5"): 9,
         ("MISSING_IN_PARTNER", "conversion:c4"): None,
     }
+
+
+async def test_the_statements_own_csv_uploaded_back_is_refused_saying_so(closed: SettlementService) -> None:
+    """Whole, it was refused at its opening row as 'reference: must be 1 to 200 characters'; its
+    line rows alone were imported as breaks that cancel out (conversion:c1's -98.00 an
+    AMOUNT_MISMATCH of 2.00 against the ledger's -100.00, its -2.00 fee line a DUPLICATE of
+    -2.00; the reversed conversion:c3 likewise), with a total difference of 0.00 and no word why."""
+    statement = (await closed.statement("fresh-mart", "2026-11")).csv()
+    header, *rows = statement.split("\r\n")
+    lines = "\r\n".join([header, *(row for row in rows if ",line," in row), ""])
+    for data in (statement, lines):
+        with pytest.raises(MalformedRecords) as refused:
+            await closed.import_records("fresh-mart", "2026-11", io.BytesIO(data.encode()), by="t")
+        assert refused.value.line == 1
+        assert "this is the statement's CSV" in refused.value.reason
+        assert "one line per reference" in refused.value.reason
+    assert await imported(closed) == (0, 0)
+
+
+async def test_a_totals_row_is_refused_naming_its_line_and_the_sum(closed: SettlementService) -> None:
+    """It was imported as a MISSING_IN_LEDGER break of -70.03, cancelling the file's total."""
+    data = b"reference,amount\nconversion:c1,-100.00\nredemption:r1,24.75\nconversion:c2,12.22\nconversion:c4,-7.00\nTotal,-70.03\n"
+    with pytest.raises(MalformedRecords) as refused:
+        await closed.import_records("fresh-mart", "2026-11", io.BytesIO(data), by="t")
+    assert str(refused.value) == (
+        "line 6: reference: 'Total' looks like a totals row: its amount, -70.03, is the sum of every record above it, "
+        "and the ledger has no such reference for fresh-mart in 2026-11; remove the row: a file holds records only; "
+        "nothing was imported"
+    )
+    assert await imported(closed) == (0, 0)
+    # The same figure on a reference the ledger has is a record, compared as any other.
+    data = b"reference,amount\nconversion:c3,-100.00\nconversion:c1,-100.00\n"
+    row = (await closed.import_records("fresh-mart", "2026-11", io.BytesIO(data), by="t")).reconciliation
+    assert (row.lines, row.matched, row.amount_mismatch, row.missing_in_ledger) == (2, 1, 1, 0)
