@@ -84,7 +84,7 @@ def database_url(settings: Settings) -> str:
     """The demo's database URL as a person writes it (README.md does), ``sqlite:///`` and the
     file's absolute path, so that it works from any directory; the settings hold the driver's
     spelling, ``sqlite+aiosqlite://``, which the CLI takes too but nobody types."""
-    return settings.database_url.replace("sqlite+aiosqlite://", "sqlite://", 1)
+    return migrate.display_url(settings.database_url)
 
 
 def command_environment(settings: Settings) -> str:
