@@ -1245,7 +1245,8 @@ def keys_rotate(statements: bool, compromised: bool) -> None:
 
     A new statement key is published (/.well-known/statement-keys.json) at once but signs only
     six minutes later, when every verifier's cached copy of the keys (kept up to five minutes)
-    holds it; the old key signs until then. A retired statement key stays published for
+    holds it; the old key signs until then (the first statement key, with none to sign
+    meanwhile, signs at once). A retired statement key stays published for
     EXCHANGE_STATEMENT_RETENTION_YEARS after the last statement it signed. With --compromised
     the new key signs at once (on every gateway), every statement key published until then is
     withdrawn (a statement forged with it no longer verifies), and every issued statement they

@@ -84,18 +84,30 @@ def database_url(settings: Settings) -> str:
     """The demo's database URL as a person writes it (README.md does), ``sqlite:///`` and the
     file's absolute path, so that it works from any directory; the settings hold the driver's
     spelling, ``sqlite+aiosqlite://``, which the CLI takes too but nobody types."""
-    return settings.database_url.replace("sqlite+aiosqlite://", "sqlite://", 1)
+    return migrate.display_url(settings.database_url)
+
+
+def command_environment(settings: Settings) -> str:
+    """What a command run beside the demo needs in its environment: the demo's database, and
+    its issuer when that is not the one a command assumes (``http://127.0.0.1:8000``, as with
+    ``--port``): a close issues statements naming the issuer, and a partner verifying one
+    checks it against the gateway it fetched the statement from (partners/SETTLEMENT.md)."""
+    environment = f"EXCHANGE_DATABASE_URL={database_url(settings)}"
+    assumed = Settings.model_construct().issuer_url  # the defaults alone, not this environment's
+    if settings.issuer_url != assumed:
+        environment += f" EXCHANGE_ISSUER={settings.issuer_url}"
+    return environment
 
 
 def month_lines(settings: Settings, month: LastMonth | None) -> list[str]:
     if month is None:
         return []
-    database = f"EXCHANGE_DATABASE_URL={database_url(settings)}"
+    environment = command_environment(settings)
     exchange = exchange_command()
     return [
         f'  Last month, {month.period}, is ready to settle (README.md, "The demo\'s last month"):',
-        f"    {database} {exchange} settle close {month.period}",
-        f"    {database} {exchange} settle reconcile --partner {FILE_PARTNER} {month.period} {month.partner_file}",
+        f"    {environment} {exchange} settle close {month.period}",
+        f"    {environment} {exchange} settle reconcile --partner {FILE_PARTNER} {month.period} {month.partner_file}",
     ]
 
 

@@ -74,10 +74,17 @@ def current_revision(url: str) -> str | None:
         engine.dispose()
 
 
+#: The drivers the settings name in a URL (``normalize_database_url``), which nobody types.
+_WRITTEN_SCHEMES = {"sqlite+aiosqlite": "sqlite", "postgresql+psycopg": "postgresql"}
+
+
 def display_url(url: str) -> str:
-    """``url`` as it may be printed: with its password, if it has one, masked."""
-    parsed = make_url(url)
-    return parsed.render_as_string(hide_password=True) if parsed.password else url
+    """``url`` as it may be printed: written as a person writes it in EXCHANGE_DATABASE_URL
+    (``sqlite:///exchange.db``, not the ``sqlite+aiosqlite://`` the settings hold), with its
+    password, if it has one, masked."""
+    scheme, separator, rest = url.partition("://")
+    written = f"{_WRITTEN_SCHEMES.get(scheme, scheme)}{separator}{rest}"
+    return make_url(written).render_as_string(hide_password=True) if make_url(url).password else written
 
 
 def sqlite_file(url: str) -> Path | None:

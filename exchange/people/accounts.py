@@ -65,8 +65,14 @@ async def add_person(
             f"a person's role is one of {', '.join(PERSON_ROLES)}; members sign in through their partner",
             field="role",
         )
-    if (role is Role.PARTNER) != (program_id is not None):
-        raise BadUserInput("a partner's staff member, and only they, names the program", field="partner")
+    if role is Role.PARTNER and program_id is None:
+        raise BadUserInput("a partner's staff member works for one program: name it (--partner)", field="partner")
+    if role is not Role.PARTNER and program_id is not None:
+        raise BadUserInput(
+            f"only a partner's staff member names a program: {role.value} staff work for every program"
+            " (leave --partner out, or make them --role partner)",
+            field="partner",
+        )
     if program_id is not None:
         await programs.get_program(session, program_id, field="partner")
     if await session.get(Person, username) is not None:

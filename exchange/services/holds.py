@@ -87,6 +87,8 @@ class Holds(Generic[Row]):
     approved: Callable[[datetime], dict[str, object]]
     ended: Callable[[AsyncSession, Row, Transition, datetime], Awaitable[None]]
     missing: Callable[[str], ExchangeError]
+    #: How staff review a row of this kind, for a refusal given its id as the other kind's.
+    reviewed_with: str
 
 
 async def _conversion_ended(session: AsyncSession, conversion: Conversion, ended: Transition, now: datetime) -> None:
@@ -135,6 +137,7 @@ class HoldReview:
                 approved=lambda now: {},
                 ended=_conversion_ended,
                 missing=ConversionNotFound,
+                reviewed_with="without --redemption on the command line; approveConversion or rejectConversion",
             ),
             redemptions=Holds(
                 model=Redemption,
@@ -143,6 +146,7 @@ class HoldReview:
                 approved=delivery_restarts,
                 ended=_redemption_ended,
                 missing=lambda row_id: NotFound(f"no redemption has id {row_id!r}", field="id"),
+                reviewed_with="with --redemption on the command line; approveRedemption or rejectRedemption",
             ),
             clock=clock,
         )
@@ -298,13 +302,28 @@ class HoldReview:
         session.add(kind.outflow(row).verdict(verdict, reason, now, rule, decided_by=staff))
         return row
 
+    async def _missing(self, session: AsyncSession, kind: Holds[Row], row_id: str) -> ExchangeError:
+        """``kind``'s refusal of an id it has no row for, saying so when the id is the other
+        kind's: `exchange risk approve ID` of a held redemption, without --redemption, said only
+        "no conversion has id …"."""
+        other: Holds[Conversion] | Holds[Redemption] = (
+            self.redemptions if kind is self.conversions else self.conversions
+        )
+        missing = kind.missing(row_id)
+        if await session.get(other.model, row_id) is None:
+            return missing
+        return NotFound(
+            f"{missing.message}: it is a {other.saga.label}'s; review it as one ({other.reviewed_with} in GraphQL)",
+            field="id",
+        )
+
     async def _as_reviewed(self, kind: Holds[Row], row_id: str, verdict: Decision) -> Row:
         """A row that was not held: as it stands if it was given ``verdict`` already (a
         repeat), else ``NotHeld``."""
         async with self.db.transaction() as session:
             row = await session.get(kind.model, row_id)
             if row is None:
-                raise kind.missing(row_id)
+                raise await self._missing(session, kind, row_id)
             outflow = kind.outflow(row)
             about = (
                 RiskDecision.conversion_id if outflow.way.subject is Subject.CONVERSION else RiskDecision.redemption_id

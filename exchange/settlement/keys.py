@@ -116,8 +116,8 @@ class StatementKeys(PublishedKeys):
 
     async def rotate(self, session: AsyncSession, *, compromised: bool = False) -> Rotation:
         """Make a new key active and published now. It signs from :data:`PUBLICATION_LEAD`
-        later, the old one until then. The retired key stays published until
-        :meth:`published_until`.
+        later, the old one until then (at once if no key signs now). The retired key stays
+        published until :meth:`published_until`.
 
         With ``compromised`` the new key signs at once (every process from its next statement:
         :meth:`PublishedKeys.signing_key`), and every key published until now, the active one and
@@ -126,8 +126,14 @@ class StatementKeys(PublishedKeys):
         statement one of them signed is signed again with the new key (:func:`issued.resign`),
         its document unchanged, so what partners fetch again verifies."""
         now = self._clock.now()
-        switch = now if compromised else now + PUBLICATION_LEAD
-        withdrawn = [key.kid for key in await self.published(session, now)] if compromised else []
+        published = await self.published(session, now)
+        # The lead lets the old key sign while verifiers' copies catch up. With no key signing
+        # now (the database's first statement key, made by this command rather than by a
+        # gateway's first start) nothing would sign through it and every closing would be
+        # refused for six minutes: the new key signs at once, as a first start's does.
+        waits = not compromised and any(self.signs(key, now) for key in published)
+        switch = now + PUBLICATION_LEAD if waits else now
+        withdrawn = [key.kid for key in published] if compromised else []
         if withdrawn:
             await session.exec(
                 update(StatementKey).where(col(StatementKey.kid).in_(withdrawn)).values(withdrawn_at=now)

@@ -428,6 +428,12 @@ async def test_staff_review_holds_from_the_command_line(
         ]["id"]
         for key in ("cli-1", "cli-2")
     ]
+    # A conversion's id given as a redemption's said only "no redemption has id …".
+    mistaken = await asyncio.to_thread(exchange_command, kit.settings, "approve", "--redemption", to_approve)
+    assert mistaken.returncode == 2
+    assert f"no redemption has id '{to_approve}': it is a conversion's; review it as one (without --redemption" in (
+        mistaken.stderr
+    )
     approved = await asyncio.to_thread(exchange_command, kit.settings, "approve", to_approve, "--as", "ops-anna")
     assert approved.returncode == 0, approved.stderr
     assert f"{to_approve} COMPLETED" in approved.stdout
@@ -558,6 +564,10 @@ async def test_a_redemption_above_the_hold_waits_for_staff_approved_rejected_or_
         "FORBIDDEN"
     )
 
+    mistaken = error_of(await kit.graphql(APPROVE, staff, id=to_approve["id"]))
+    assert mistaken["extensions"] == {"code": "NOT_FOUND", "field": "id"}
+    assert "it is a redemption's; review it as one (with --redemption" in mistaken["message"]
+    assert "approveRedemption or rejectRedemption in GraphQL" in mistaken["message"]
     approved = (await kit.data(APPROVE_REDEMPTION, staff, id=to_approve["id"]))["approveRedemption"]
     assert approved == {"id": to_approve["id"], "status": "COMPLETED", "failureCode": None}
     assert (await kit.data(APPROVE_REDEMPTION, staff, id=to_approve["id"]))["approveRedemption"] == approved

@@ -243,7 +243,7 @@ def test_upgrade_into_a_missing_directory_says_to_create_it(tmp_path: Path) -> N
     result = run("db", "upgrade", env={"EXCHANGE_DATABASE_URL": f"sqlite:///{tmp_path / 'missing' / 'x.db'}"})
     assert result.returncode == 2
     assert result.stderr == (
-        f"Error: cannot write the database at sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}: the directory "
+        f"Error: cannot write the database at sqlite:///{tmp_path / 'missing' / 'x.db'}: the directory "
         f"{tmp_path / 'missing'} does not exist: create it, or point EXCHANGE_DATABASE_URL at the database you meant\n"
     )
     assert list(tmp_path.iterdir()) == []
@@ -288,7 +288,7 @@ def test_every_command_without_its_database_refuses_creating_nothing(tmp_path: P
     for argv, process in zip(commands, processes, strict=True):
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 2, (argv, stderr)
-        assert stderr.startswith("Error: no database at sqlite+aiosqlite:///data/exchange.db "), (argv, stderr)
+        assert stderr.startswith("Error: no database at sqlite:///data/exchange.db "), (argv, stderr)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -300,7 +300,7 @@ def test_a_command_in_an_empty_directory_names_the_database_and_what_to_do(
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == (
-        f"Error: no database at sqlite+aiosqlite:///exchange.db ({tmp_path / 'exchange.db'} does not exist): "
+        f"Error: no database at sqlite:///exchange.db ({tmp_path / 'exchange.db'} does not exist): "
         "run `exchange db upgrade` to create it, or point EXCHANGE_DATABASE_URL at the database you meant\n"
     )
     assert list(tmp_path.iterdir()) == []
@@ -314,7 +314,7 @@ def test_a_postgresql_database_that_does_not_exist_is_named_with_its_password_ma
     url = server.set(database="exchange_no_such_database", password=password).render_as_string(hide_password=False)
     result = run("ledger", "verify", env={"EXCHANGE_DATABASE_URL": url}, cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.startswith("Error: cannot open the database at postgresql+psycopg://")
+    assert result.stderr.startswith("Error: cannot open the database at postgresql://")
     assert ":***@" in result.stderr and "/exchange_no_such_database (" in result.stderr
     assert str(password) not in result.stderr
     assert "refused the credentials (or the database name) in EXCHANGE_DATABASE_URL" in result.stderr
@@ -328,7 +328,7 @@ def test_an_unreachable_postgresql_server_is_one_line_naming_it() -> None:
     result = run("settle", "close", "2024-01", env={"EXCHANGE_DATABASE_URL": url})
     assert result.returncode == 2
     assert result.stderr.startswith(
-        f"Error: cannot open the database at postgresql+psycopg://exchange:***@127.0.0.1:{port}/exchange ("
+        f"Error: cannot open the database at postgresql://exchange:***@127.0.0.1:{port}/exchange ("
     )
     assert "secret" not in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

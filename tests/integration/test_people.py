@@ -84,6 +84,23 @@ async def test_impossible_people_are_refused_naming_the_field(
         assert (await session.exec(select(Person))).all() == []
 
 
+@pytest.mark.parametrize(
+    ("role", "program_id", "says"),
+    [
+        (Role.PARTNER, None, "a partner's staff member works for one program: name it (--partner)"),
+        (Role.SETTLEMENT, "formosa-air", "settlement staff work for every program (leave --partner out, or make them"),
+    ],
+)
+async def test_a_program_missing_or_out_of_place_is_refused_saying_which(
+    people: PeopleService, role: Role, program_id: str | None, says: str
+) -> None:
+    """`exchange people create --role partner` without --partner (or another role with it) said
+    only "a partner's staff member, and only they, names the program", whichever it was."""
+    with pytest.raises(BadUserInput) as refused:
+        await people.create(username="carol", password=PASSWORD, role=role, program_id=program_id)
+    assert says in str(refused.value)
+
+
 async def test_a_username_is_taken_once(people: PeopleService) -> None:
     await people.create(username="dave", password=PASSWORD, role=Role.ADMIN)
     with pytest.raises(BadUserInput, match="already a person named 'dave'"):

@@ -36,17 +36,19 @@ def clock() -> FrozenClock:
     return FrozenClock(NOVEMBER)
 
 
-async def ready_service(db: Database, clock: FrozenClock) -> SettlementService:
+async def ready_service(db: Database, clock: FrozenClock, *, statement_key: bool = True) -> SettlementService:
     async with db.transaction() as session:
         await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), clock.now())
-    return await settlement_on(db, clock)
+    return await settlement_on(db, clock, statement_key=statement_key)
 
 
-async def settlement_on(db: Database, clock: FrozenClock) -> SettlementService:
-    """A settlement service (with an active statement key) on a database whose programs are loaded."""
+async def settlement_on(db: Database, clock: FrozenClock, *, statement_key: bool = True) -> SettlementService:
+    """A settlement service on a database whose programs are loaded, with an active statement
+    key unless ``statement_key`` is false (a database no gateway has started on)."""
     keys = StatementKeys(db, SECRET, clock, retention_years=RETENTION_YEARS)
-    async with db.transaction() as session:
-        await keys.ensure_active(session)
+    if statement_key:
+        async with db.transaction() as session:
+            await keys.ensure_active(session)
     return SettlementService(db=db, ledger=Ledger(timezone=TAIPEI, clock=clock), clock=clock, keys=keys, issuer=ISSUER)
 
 

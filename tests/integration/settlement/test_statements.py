@@ -19,6 +19,7 @@ from joserfc.jwk import KeySet
 from sqlmodel import select
 
 from exchange.auth import keys as token_keys
+from exchange.db.database import Database
 from exchange.errors import ConfigurationError
 from exchange.keyring.cache import KEY_REFRESH
 from exchange.keyring.crypto import decrypt_private_key
@@ -39,6 +40,7 @@ from tests.integration.settlement.conftest import (
     close,
     conversion,
     post,
+    ready_service,
     redemption,
 )
 
@@ -373,6 +375,21 @@ async def test_every_process_signs_with_the_old_key_through_the_lead_and_switche
         assert rotation.new.kid in {key["kid"] for key in (await other.jwks())["keys"]}
     clock.current = rotation.new.created_at + PUBLICATION_LEAD
     assert (await other.signing_key()).kid == (await november.signing_key()).kid == rotation.new.kid
+
+
+async def test_the_first_statement_key_a_rotation_makes_signs_at_once(db: Database, clock: FrozenClock) -> None:
+    """On a database no gateway has started on, `exchange keys rotate --statements` makes its
+    first statement key: no key signs before it, so a lead would only refuse every closing for
+    six minutes (saying to run the rotation just run)."""
+    service = await ready_service(db, clock, statement_key=False)
+    rotation = await service.rotate_key()
+    assert rotation.retired is None and rotation.new.signs_from == rotation.new.created_at
+    await post(service, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
+    assert (await close(service, clock, "2026-11")).status == PeriodStatus.CLOSED
+    signed = (await service.statement("fresh-mart", "2026-11")).jws
+    assert jws.extract_compact(signed.encode()).headers()["kid"] == rotation.new.kid
+    second = await service.rotate_key()
+    assert second.new.signs_from == second.new.created_at + PUBLICATION_LEAD, "an old key signs: the lead holds"
 
 
 async def test_a_longer_retention_keeps_keys_retired_earlier_published_longer(
