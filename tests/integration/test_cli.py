@@ -666,8 +666,11 @@ async def test_demo_serves_the_six_partners_and_the_coalition_point_with_working
         members = (await client.get(partners["tune-stream"] + "/_sandbox/members")).json()
         assert [m["member_ref"] for m in members["members"]] == ["alice", "bob", "carol", "dave", "erin", "frank"]
         await readme_member_token_and_status_match(client, url, tmp_path, demo.data_dir)
-    # The banner's settle commands work as printed, from a shell that never activated .venv.
-    close = demo.find(r"\n    (EXCHANGE_DATABASE_URL=\S+ \S+ settle close \S+)\n")
+    # The banner's settle commands work as printed, from a shell that never activated .venv; on
+    # a port of its own, the demo's issuer goes with them (statements name it).
+    close = demo.find(
+        r"\n    (EXCHANGE_DATABASE_URL=\S+ EXCHANGE_ISSUER=http://127\.0\.0\.1:\d+ \S+ settle close \S+)\n"
+    )
     closed = subprocess.run(
         close, shell=True, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=120, check=False
     )
