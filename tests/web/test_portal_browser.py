@@ -120,6 +120,14 @@ def test_a_member_converts_in_time_and_both_partners_balances_change(
     miles = partners.balance("formosa-air", member_ref)
     assert miles > 4_000
     expect(page.locator("#outcome")).to_contain_text(f"{miles - 4_000:,} points of Formosa Air Miles")
+    # Back to the quote's page and Convert now again: the conversion it became, converted once.
+    page.go_back()
+    expect(page).to_have_url(QUOTE_URL)
+    page.get_by_role("button", name="Convert now").click()
+    expect(page.locator("#again")).to_have_text(re.compile("^You had already converted with this quote"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Converted")
+    screenshot(page, "converted-again")
+    assert partners.balance("fresh-mart", member_ref) == 4_000
     page.get_by_role("link", name="See your balances").click()
     expect(page.locator("#account-formosa-air .balance")).to_have_text(f"{miles:,} Miles")
 

@@ -80,6 +80,35 @@ def test_a_member_converts_in_time_and_both_partners_balances_change_once_for_a_
     assert partners.balance("formosa-air", member_ref) > 4_000
     gained = partners.balance("formosa-air", member_ref) - 4_000
     assert f"{gained:,}" in outcome.text
+    assert 'id="again"' not in outcome.text
+
+
+@pytest.mark.parametrize(
+    ("language", "already"),
+    [("en", "You had already converted with this quote"), ("zh-TW", "您已用這份報價轉換過了")],
+    ids=["en", "zh-TW"],
+)
+def test_a_quote_converted_from_its_page_rendered_again_leads_to_its_conversion_and_converts_once(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, already: str
+) -> None:
+    """The member went back to the quote's page (or reloaded it) after converting and pressed
+    Convert now again: its form, rendered anew, holds a new key. The page said 'This could not be
+    done. Check what you entered' over 'quote <uuid> was already executed as conversion <uuid>'
+    and offered Convert now again; it leads to the conversion, saying nothing moved twice."""
+    partners = portal_gateway.partners
+    member_ref = linked_member(portal_gateway, client, also_sign_in=False)
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
+    first = client.post(quote_page, data=convert_form(client, quote_page))
+    assert first.status_code == 303
+    rows = rows_per_table(portal_gateway.gateway.settings.database_url)
+    again = client.post(quote_page, data=convert_form(client, quote_page))
+    assert again.status_code == 303
+    assert again.headers["location"] == f"{first.headers['location']}?again=1"
+    page = client.get(again.headers["location"], headers={"accept-language": language})
+    assert page.status_code == 200 and already in html.unescape(page.text)
+    assert "was already executed" not in page.text
+    assert rows_per_table(portal_gateway.gateway.settings.database_url) == rows
+    assert partners.balance("fresh-mart", member_ref) == 4_000
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,11 @@
 """Converting points: ask for a quote, convert it before its countdown runs out, see the outcome.
 
 The quote page is rendered with a fresh idempotency key in its form, so submitting that form
-twice converts once. After the quote's expiry the page (its script at once, the server on
-submit) asks for a new quote with the same programs and points. A debit needs the source
-program's authority in this session; without it the member is offered its sign-in.
+twice converts once; a form rendered again (the page reloaded, or gone back to, after
+converting) leads to the conversion its quote became, saying the quote was used already. After
+the quote's expiry the page (its script at once, the server on submit) asks for a new quote
+with the same programs and points. A debit needs the source program's authority in this
+session; without it the member is offered its sign-in.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from exchange.conversions.errors import QuoteAlreadyExecuted
 from exchange.conversions.models import Conversion
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.pricing.limits import MAX_POINTS
@@ -79,6 +82,12 @@ class ConvertPages:
             conversion = await self.services.conversions.execute(
                 acting_for(request, quote.from_program), quote.id, form_text(form, "idempotency_key"), consent=None
             )
+        except QuoteAlreadyExecuted as used:
+            # Not a refusal to correct: the member converted with this quote already and asks
+            # (again) what became of it.
+            return RedirectResponse(
+                f"{PORTAL_PATH}/conversions/{used.details['conversionId']}?again=1", status_code=303
+            )
         except ExchangeError as problem:
             return await self._quote_page(request, quote, problem=problem, status_code=400)
         return RedirectResponse(f"{PORTAL_PATH}/conversions/{conversion.id}", status_code=303)
@@ -93,6 +102,7 @@ class ConvertPages:
         # write stood (PARTNER_CONTRADICTED): the member is told why the programs' figures differ.
         failure = conversion.failure_message if conversion.failure_code is not None else None
         context["failure"] = Said.failure(conversion.failure_code, failure, catalog.programs) if failure else None
+        context["again"] = request.query_params.get("again") == "1"
         return self.pages.render(request, "portal/conversion.html", context)
 
     async def _form(
