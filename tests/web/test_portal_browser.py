@@ -247,9 +247,16 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         unit = "FreshMart Point" if language == "zh-TW" else "FreshMart Points"
         expect(page.locator("#account-fresh-mart .balance")).to_have_text(f"12,500 {unit}")
         screenshot(page, "accounts")
-        page.goto("/portal/convert?from_program=fresh-mart&to_program=wallet-pay&points=1000")
+        page.goto("/portal/convert?from_program=fresh-mart&to_program=wallet-pay&points=1e3")
+        page.locator("form.form button[type=submit]").click()
+        expect(page.locator("#problem")).to_contain_text("1,000,000,000")
+        expect(page.locator("#points")).to_have_value("1e3")
+        screenshot(page, "points-refused")
+        # As a phone's keyboard types digits in Chinese: full width.
+        page.locator("#points").fill("１,０００" if language == "zh-TW" else "1,000")
         page.locator("form.form button[type=submit]").click()
         expect(page).to_have_url(QUOTE_URL)
+        expect(page.locator("#points-in")).to_contain_text("1,000")
         expect(page.locator("[data-countdown-left]")).to_have_text(re.compile(r"^[0-9]+:[0-5][0-9]$"))
         screenshot(page, "quote")
         page.goto("/portal/status-match?from_program=fresh-mart&to_program=wallet-pay")

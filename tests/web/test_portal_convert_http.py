@@ -328,12 +328,38 @@ def test_points_out_of_range_are_refused_naming_the_range_and_kept_in_the_form(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
     linked_member(portal_gateway, client, also_sign_in=False)
-    for points in ("-3", "99999999999999", "12.5", ""):
+    rows = rows_per_table(portal_gateway.gateway.settings.database_url)
+    for points in ("-3", "99999999999999", "12.5", "", "abc", "1e3", "1,0,0,0", "10²"):
         form = {"from_program": "fresh-mart", "to_program": "formosa-air", "points": points}
         refused = client.post("/portal/convert", data={**form, "csrf_token": csrf_token(client, "/portal/convert")})
         assert refused.status_code == 400
-        assert "points must be a whole number from 1 to 1,000,000,000" in refused.text, points
+        assert (
+            "Write the points as a whole number in digits, such as 1000 or 1,000, from 1 to 1,000,000,000."
+            in refused.text
+        ), points
         assert f'maxlength="15" value="{points}"' in refused.text
+    chinese = client.post(
+        "/portal/convert",
+        headers={"accept-language": "zh-TW"},
+        data={**form, "points": "1.5", "csrf_token": csrf_token(client, "/portal/convert")},
+    )
+    # Said in Chinese, not the exchange's English quoted as English.
+    assert "請以數字寫出整數點數，例如 1000 或 1,000，範圍為 1 至 1,000,000,000 點。" in chinese.text
+    assert 'lang="en"' not in chinese.text.split('id="problem"')[1].split("</div>")[0]
+    assert rows_per_table(portal_gateway.gateway.settings.database_url) == rows
+
+
+@pytest.mark.parametrize("typed", ["１０００", "１，０００", "１,０００"], ids=["digits", "comma", "ascii-comma"])
+def test_points_typed_in_full_width_digits_as_a_chinese_keyboard_types_them_are_read_as_digits(
+    portal_gateway: PortalGateway, client: httpx.Client, typed: str
+) -> None:
+    """A phone's keyboard in Chinese types full-width digits: the page refused １０００ saying
+    points must be a whole number, which the member had written."""
+    linked_member(portal_gateway, client, also_sign_in=False)
+    form = {"from_program": "fresh-mart", "to_program": "formosa-air", "points": typed}
+    asked = client.post("/portal/convert", data={**form, "csrf_token": csrf_token(client, "/portal/convert")})
+    assert asked.status_code == 303, asked.text
+    assert 'id="points-in">1,000 FreshMart Points' in client.get(asked.headers["location"]).text
 
 
 def test_a_conversion_the_partner_refused_shows_the_partners_own_words_on_a_chinese_page(

@@ -19,10 +19,10 @@ from starlette.responses import RedirectResponse, Response
 from exchange.conversions.errors import QuoteAlreadyExecuted
 from exchange.conversions.models import Conversion
 from exchange.errors import BadUserInput, ExchangeError
-from exchange.pricing.limits import MAX_POINTS
+from exchange.pricing.limits import MAX_POINTS, NOT_WHOLE_POINTS
 from exchange.pricing.models import Quote
 from exchange.services.container import Services
-from exchange.text import whole_number
+from exchange.text import fill, narrowed_digits, whole_number
 from exchange.web.access import Page, form_text
 from exchange.web.portal.members import (
     MEMBERS,
@@ -59,11 +59,12 @@ class ConvertPages:
     async def ask_quote(self, request: Request) -> Response:
         form = await request.form()
         entered = {name: form_text(form, name) for name in ("from_program", "to_program", "points")}
-        points = whole_number(entered["points"], max_digits=12)
+        # A phone's keyboard in Chinese types full-width digits (１０００): the number the member sees.
+        points = whole_number(narrowed_digits(entered["points"]), max_digits=12)
         try:
             if points is None:
                 # Not "must be a whole number" alone: "-3" or a 15-digit number is one.
-                raise BadUserInput(f"points must be a whole number from 1 to {MAX_POINTS:,}", field="points")
+                raise BadUserInput(fill(NOT_WHOLE_POINTS, points=MAX_POINTS), field="points")
             quote = await self.services.conversions.create_quote(
                 member(request), entered["from_program"], entered["to_program"], points
             )
