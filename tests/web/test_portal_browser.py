@@ -252,6 +252,12 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         expect(page.locator("#problem")).to_contain_text("1,000,000,000")
         expect(page.locator("#points")).to_have_value("1e3")
         screenshot(page, "points-refused")
+        # Switching language on the refused form and back keeps what was chosen and typed.
+        for _ in range(2):
+            page.locator("nav.languages a:not([aria-current])").click()
+            expect(page.locator("#points")).to_have_value("1e3")
+            expect(page.locator("#to-program")).to_have_value("wallet-pay")
+        expect(page.locator("html")).to_have_attribute("lang", language)
         # As a phone's keyboard types digits in Chinese: full width.
         page.locator("#points").fill("１,０００" if language == "zh-TW" else "1,000")
         page.locator("form.form button[type=submit]").click()

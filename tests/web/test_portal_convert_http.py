@@ -346,6 +346,9 @@ def test_points_out_of_range_are_refused_naming_the_range_and_kept_in_the_form(
     # Said in Chinese, not the exchange's English quoted as English.
     assert "請以數字寫出整數點數，例如 1000 或 1,000，範圍為 1 至 1,000,000,000 點。" in chinese.text
     assert 'lang="en"' not in chinese.text.split('id="problem"')[1].split("</div>")[0]
+    # Its language link shows the form again as filled in, not empty.
+    english = "/portal/convert?from_program=fresh-mart&amp;to_program=formosa-air&amp;points=1.5&amp;lang=en"
+    assert f'href="{english}"' in chinese.text
     assert rows_per_table(portal_gateway.gateway.settings.database_url) == rows
 
 

@@ -130,6 +130,8 @@ class ConvertPages:
                 "problem": Refusal.of(problem, catalog.programs) if problem else None,
             },
             status_code=status_code,
+            # A form refused after its POST: switching language shows it again, as filled in.
+            place={name: value for name, value in entered.items() if value},
         )
 
     async def _quote_page(
