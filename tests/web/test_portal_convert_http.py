@@ -352,6 +352,36 @@ def test_points_out_of_range_are_refused_naming_the_range_and_kept_in_the_form(
     assert rows_per_table(portal_gateway.gateway.settings.database_url) == rows
 
 
+@pytest.mark.parametrize(
+    ("points", "language", "said"),
+    [
+        ("150", "en", ["The program does not convert this amount.", "At least 200 points must be converted."]),
+        ("205", "en", ["The program does not convert this amount.", "Points are converted in steps of 10."]),
+        ("150", "zh-TW", ["該計畫不接受這個轉換數量。未做任何變更。", "至少須轉換 200 點。"]),
+    ],
+    ids=["below-minimum", "not-a-step", "below-minimum-zh"],
+)
+def test_points_below_the_programs_minimum_or_between_its_steps_are_refused_saying_what_it_converts(
+    portal_gateway: PortalGateway, client: httpx.Client, points: str, language: str, said: list[str]
+) -> None:
+    """The headline said 'This goes over a limit of the program' over 'At least 200 points must be
+    converted': the member had asked for too few."""
+    linked_member(portal_gateway, client, also_sign_in=False)
+    rows = rows_per_table(portal_gateway.gateway.settings.database_url)
+    form = {"from_program": "fresh-mart", "to_program": "formosa-air", "points": points}
+    refused = client.post(
+        "/portal/convert",
+        headers={"accept-language": language},
+        data={**form, "csrf_token": csrf_token(client, "/portal/convert")},
+    )
+    assert refused.status_code == 400
+    problem = " ".join(html.unescape(refused.text.split('id="problem"')[1].split("</div>")[0]).split())
+    assert all(words in problem for words in said), problem
+    assert "goes over" not in problem and "超過" not in problem
+    assert f'value="{points}"' in refused.text
+    assert rows_per_table(portal_gateway.gateway.settings.database_url) == rows
+
+
 @pytest.mark.parametrize("typed", ["１０００", "１，０００", "１,０００"], ids=["digits", "comma", "ascii-comma"])
 def test_points_typed_in_full_width_digits_as_a_chinese_keyboard_types_them_are_read_as_digits(
     portal_gateway: PortalGateway, client: httpx.Client, typed: str
