@@ -137,6 +137,18 @@ def without_thousands_commas(text: str) -> str | None:
     return sign + "".join(groups) + point + fraction
 
 
+#: Full-width digits and comma, as a Chinese or Japanese keyboard (a phone's, in full-width
+#: mode) types them: their ASCII forms. Only these, not NFKC, which would read a superscript
+#: ``10²`` as ``102``. (An ideographic space around them is whitespace to ``str.strip``.)
+_NARROWED = str.maketrans({**{chr(0xFF10 + digit): str(digit) for digit in range(10)}, "\uff0c": ","})
+
+
+def narrowed_digits(text: str) -> str:
+    """``text`` with its full-width digits and commas (``１，０００``) written in ASCII
+    (``1,000``), for :func:`whole_number` to read what a person typed as they see it."""
+    return text.translate(_NARROWED)
+
+
 def whole_number(text: str, *, max_digits: int = 18, signed: bool = False) -> int | None:
     """The whole number ``text`` writes (``None``: it writes none): ASCII digits, at most
     ``max_digits`` of them, with thousands commas (:func:`without_thousands_commas`) and spaces

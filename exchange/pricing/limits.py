@@ -40,6 +40,11 @@ NOT_AN_INCREMENT = "points must be a multiple of {points}"
 CAP_EXCEEDED = "{name} of {limit} would be exceeded: {remaining} left, {amount} asked"
 
 
+#: How the points a person types must be written (the portal's convert form): as a page says
+#: it, in the reader's language, by its key ``NOT_WHOLE_POINTS``.
+NOT_WHOLE_POINTS = "points must be a whole number from 1 to {points:point}, written in digits such as 1000 or 1,000"
+
+
 def beyond_max_points(message: str, *, field: str = "points") -> LimitExceeded:
     """The refusal of a request that would move more than :data:`MAX_POINTS` (``message`` says
     how many, and of what)."""

@@ -59,6 +59,7 @@ FAILURES = (
     reasons.Reason("WRITE_NOT_APPLIED", doubt.WRITE_NOT_APPLIED),
     reasons.Reason("BELOW_MINIMUM", limits.BELOW_MINIMUM),
     reasons.Reason("NOT_AN_INCREMENT", limits.NOT_AN_INCREMENT),
+    reasons.Reason("NOT_WHOLE_POINTS", limits.NOT_WHOLE_POINTS),
     reasons.Reason("CAP_EXCEEDED", limits.CAP_EXCEEDED),
     reasons.Reason("NOT_CONFIRMED", link_attempts.NOT_CONFIRMED),
 )

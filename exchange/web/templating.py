@@ -87,9 +87,12 @@ def their_text(text: object, element: bool = True) -> Markup:
     return Markup.escape(isolated_text(str(text)))
 
 
-def language_url(request: Request, language: Language) -> str:
-    """This page's address, asking for ``language`` (other query parameters kept)."""
-    query = [(name, value) for name, value in request.query_params.multi_items() if name != LANGUAGE_PARAMETER]
+def language_url(request: Request, language: Language, place: Mapping[str, str] | None = None) -> str:
+    """This page's address, asking for ``language`` (other query parameters kept, and ``place``'s,
+    over them)."""
+    place = place or {}
+    kept = [(name, value) for name, value in request.query_params.multi_items() if name not in place]
+    query = [(name, value) for name, value in [*kept, *place.items()] if name != LANGUAGE_PARAMETER]
     query.append((LANGUAGE_PARAMETER, language.tag))
     return f"{request.url.path}?{urlencode(query)}"
 
@@ -129,7 +132,11 @@ class Pages:
         *,
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
+        place: Mapping[str, str] | None = None,
     ) -> HTMLResponse:
+        """``template`` for ``request``. ``place``: what the page's address would need as query
+        parameters to show the page as it is (what a refused form's POST held), for its language
+        links to keep the reader's place and input."""
         visitor = visitor_of(request)
         html = self.env.get_template(template).render(
             request=request,
@@ -137,7 +144,7 @@ class Pages:
             principal=visitor.principal,
             csrf_token=visitor.csrf_token,
             zone_name=format_zone(self.zone, visitor.language.locale),
-            language_url=lambda language: language_url(request, language),
+            language_url=lambda language: language_url(request, language, place),
             **(context or {}),
         )
         return HTMLResponse(html, status_code=status_code, headers=dict(headers or {}))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from exchange.connectors.batch_files import MalformedLine, parse_credit
-from exchange.text import counted, whole_number
+from exchange.text import counted, narrowed_digits, whole_number
 
 
 @pytest.mark.parametrize(
@@ -23,6 +23,19 @@ def test_a_whole_number_is_ascii_digits_within_its_length(text: str, number: int
 @pytest.mark.parametrize(("text", "number"), [("-5", -5), ("--5", None), ("-", None), ("5-", None)])
 def test_a_signed_whole_number_takes_one_leading_minus(text: str, number: int | None) -> None:
     assert whole_number(text, signed=True) == number
+
+
+@pytest.mark.parametrize(
+    ("typed", "number"),
+    [("\uff11\uff10\uff10\uff10", 1000), ("\uff11\uff0c\uff10\uff10\uff10", 1000), ("\u3000\uff15\u3000", 5)]
+    + [(odd, None) for odd in ("10\u00b2", "\u0661\u0662", "\uff11\uff0e\uff15", "\uff0d\uff15")],
+)
+def test_full_width_digits_and_commas_a_chinese_keyboard_types_read_as_their_number(
+    typed: str, number: int | None
+) -> None:
+    """Only the full-width forms of what whole_number reads: not a superscript, other scripts'
+    digits, a full-width point or minus."""
+    assert whole_number(narrowed_digits(typed)) == number
 
 
 @pytest.mark.parametrize("points", ["\u00b2", "\uff11\uff12", "+5", " 5", "-5", "0", str(2**53)])

@@ -120,6 +120,14 @@ def test_a_member_converts_in_time_and_both_partners_balances_change(
     miles = partners.balance("formosa-air", member_ref)
     assert miles > 4_000
     expect(page.locator("#outcome")).to_contain_text(f"{miles - 4_000:,} points of Formosa Air Miles")
+    # Back to the quote's page and Convert now again: the conversion it became, converted once.
+    page.go_back()
+    expect(page).to_have_url(QUOTE_URL)
+    page.get_by_role("button", name="Convert now").click()
+    expect(page.locator("#again")).to_have_text(re.compile("^You had already converted with this quote"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Converted")
+    screenshot(page, "converted-again")
+    assert partners.balance("fresh-mart", member_ref) == 4_000
     page.get_by_role("link", name="See your balances").click()
     expect(page.locator("#account-formosa-air .balance")).to_have_text(f"{miles:,} Miles")
 
@@ -239,9 +247,22 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         unit = "FreshMart Point" if language == "zh-TW" else "FreshMart Points"
         expect(page.locator("#account-fresh-mart .balance")).to_have_text(f"12,500 {unit}")
         screenshot(page, "accounts")
-        page.goto("/portal/convert?from_program=fresh-mart&to_program=wallet-pay&points=1000")
+        page.goto("/portal/convert?from_program=fresh-mart&to_program=wallet-pay&points=1e3")
+        page.locator("form.form button[type=submit]").click()
+        expect(page.locator("#problem")).to_contain_text("1,000,000,000")
+        expect(page.locator("#points")).to_have_value("1e3")
+        screenshot(page, "points-refused")
+        # Switching language on the refused form and back keeps what was chosen and typed.
+        for _ in range(2):
+            page.locator("nav.languages a:not([aria-current])").click()
+            expect(page.locator("#points")).to_have_value("1e3")
+            expect(page.locator("#to-program")).to_have_value("wallet-pay")
+        expect(page.locator("html")).to_have_attribute("lang", language)
+        # As a phone's keyboard types digits in Chinese: full width.
+        page.locator("#points").fill("１,０００" if language == "zh-TW" else "1,000")
         page.locator("form.form button[type=submit]").click()
         expect(page).to_have_url(QUOTE_URL)
+        expect(page.locator("#points-in")).to_contain_text("1,000")
         expect(page.locator("[data-countdown-left]")).to_have_text(re.compile(r"^[0-9]+:[0-5][0-9]$"))
         screenshot(page, "quote")
         page.goto("/portal/status-match?from_program=fresh-mart&to_program=wallet-pay")

@@ -80,6 +80,35 @@ def test_a_member_converts_in_time_and_both_partners_balances_change_once_for_a_
     assert partners.balance("formosa-air", member_ref) > 4_000
     gained = partners.balance("formosa-air", member_ref) - 4_000
     assert f"{gained:,}" in outcome.text
+    assert 'id="again"' not in outcome.text
+
+
+@pytest.mark.parametrize(
+    ("language", "already"),
+    [("en", "You had already converted with this quote"), ("zh-TW", "您已用這份報價轉換過了")],
+    ids=["en", "zh-TW"],
+)
+def test_a_quote_converted_from_its_page_rendered_again_leads_to_its_conversion_and_converts_once(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, already: str
+) -> None:
+    """The member went back to the quote's page (or reloaded it) after converting and pressed
+    Convert now again: its form, rendered anew, holds a new key. The page said 'This could not be
+    done. Check what you entered' over 'quote <uuid> was already executed as conversion <uuid>'
+    and offered Convert now again; it leads to the conversion, saying nothing moved twice."""
+    partners = portal_gateway.partners
+    member_ref = linked_member(portal_gateway, client, also_sign_in=False)
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
+    first = client.post(quote_page, data=convert_form(client, quote_page))
+    assert first.status_code == 303
+    rows = rows_per_table(portal_gateway.gateway.settings.database_url)
+    again = client.post(quote_page, data=convert_form(client, quote_page))
+    assert again.status_code == 303
+    assert again.headers["location"] == f"{first.headers['location']}?again=1"
+    page = client.get(again.headers["location"], headers={"accept-language": language})
+    assert page.status_code == 200 and already in html.unescape(page.text)
+    assert "was already executed" not in page.text
+    assert rows_per_table(portal_gateway.gateway.settings.database_url) == rows
+    assert partners.balance("fresh-mart", member_ref) == 4_000
 
 
 @pytest.mark.parametrize(
@@ -299,12 +328,71 @@ def test_points_out_of_range_are_refused_naming_the_range_and_kept_in_the_form(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
     linked_member(portal_gateway, client, also_sign_in=False)
-    for points in ("-3", "99999999999999", "12.5", ""):
+    rows = rows_per_table(portal_gateway.gateway.settings.database_url)
+    for points in ("-3", "99999999999999", "12.5", "", "abc", "1e3", "1,0,0,0", "10²"):
         form = {"from_program": "fresh-mart", "to_program": "formosa-air", "points": points}
         refused = client.post("/portal/convert", data={**form, "csrf_token": csrf_token(client, "/portal/convert")})
         assert refused.status_code == 400
-        assert "points must be a whole number from 1 to 1,000,000,000" in refused.text, points
+        assert (
+            "Write the points as a whole number in digits, such as 1000 or 1,000, from 1 to 1,000,000,000."
+            in refused.text
+        ), points
         assert f'maxlength="15" value="{points}"' in refused.text
+    chinese = client.post(
+        "/portal/convert",
+        headers={"accept-language": "zh-TW"},
+        data={**form, "points": "1.5", "csrf_token": csrf_token(client, "/portal/convert")},
+    )
+    # Said in Chinese, not the exchange's English quoted as English.
+    assert "請以數字寫出整數點數，例如 1000 或 1,000，範圍為 1 至 1,000,000,000 點。" in chinese.text
+    assert 'lang="en"' not in chinese.text.split('id="problem"')[1].split("</div>")[0]
+    # Its language link shows the form again as filled in, not empty.
+    english = "/portal/convert?from_program=fresh-mart&amp;to_program=formosa-air&amp;points=1.5&amp;lang=en"
+    assert f'href="{english}"' in chinese.text
+    assert rows_per_table(portal_gateway.gateway.settings.database_url) == rows
+
+
+@pytest.mark.parametrize(
+    ("points", "language", "said"),
+    [
+        ("150", "en", ["The program does not convert this amount.", "At least 200 points must be converted."]),
+        ("205", "en", ["The program does not convert this amount.", "Points are converted in steps of 10."]),
+        ("150", "zh-TW", ["該計畫不接受這個轉換數量。未做任何變更。", "至少須轉換 200 點。"]),
+    ],
+    ids=["below-minimum", "not-a-step", "below-minimum-zh"],
+)
+def test_points_below_the_programs_minimum_or_between_its_steps_are_refused_saying_what_it_converts(
+    portal_gateway: PortalGateway, client: httpx.Client, points: str, language: str, said: list[str]
+) -> None:
+    """The headline said 'This goes over a limit of the program' over 'At least 200 points must be
+    converted': the member had asked for too few."""
+    linked_member(portal_gateway, client, also_sign_in=False)
+    rows = rows_per_table(portal_gateway.gateway.settings.database_url)
+    form = {"from_program": "fresh-mart", "to_program": "formosa-air", "points": points}
+    refused = client.post(
+        "/portal/convert",
+        headers={"accept-language": language},
+        data={**form, "csrf_token": csrf_token(client, "/portal/convert")},
+    )
+    assert refused.status_code == 400
+    problem = " ".join(html.unescape(refused.text.split('id="problem"')[1].split("</div>")[0]).split())
+    assert all(words in problem for words in said), problem
+    assert "goes over" not in problem and "超過" not in problem
+    assert f'value="{points}"' in refused.text
+    assert rows_per_table(portal_gateway.gateway.settings.database_url) == rows
+
+
+@pytest.mark.parametrize("typed", ["１０００", "１，０００", "１,０００"], ids=["digits", "comma", "ascii-comma"])
+def test_points_typed_in_full_width_digits_as_a_chinese_keyboard_types_them_are_read_as_digits(
+    portal_gateway: PortalGateway, client: httpx.Client, typed: str
+) -> None:
+    """A phone's keyboard in Chinese types full-width digits: the page refused １０００ saying
+    points must be a whole number, which the member had written."""
+    linked_member(portal_gateway, client, also_sign_in=False)
+    form = {"from_program": "fresh-mart", "to_program": "formosa-air", "points": typed}
+    asked = client.post("/portal/convert", data={**form, "csrf_token": csrf_token(client, "/portal/convert")})
+    assert asked.status_code == 303, asked.text
+    assert 'id="points-in">1,000 FreshMart Points' in client.get(asked.headers["location"]).text
 
 
 def test_a_conversion_the_partner_refused_shows_the_partners_own_words_on_a_chinese_page(

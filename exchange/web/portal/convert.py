@@ -1,9 +1,11 @@
 """Converting points: ask for a quote, convert it before its countdown runs out, see the outcome.
 
 The quote page is rendered with a fresh idempotency key in its form, so submitting that form
-twice converts once. After the quote's expiry the page (its script at once, the server on
-submit) asks for a new quote with the same programs and points. A debit needs the source
-program's authority in this session; without it the member is offered its sign-in.
+twice converts once; a form rendered again (the page reloaded, or gone back to, after
+converting) leads to the conversion its quote became, saying the quote was used already. After
+the quote's expiry the page (its script at once, the server on submit) asks for a new quote
+with the same programs and points. A debit needs the source program's authority in this
+session; without it the member is offered its sign-in.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from exchange.conversions.errors import QuoteAlreadyExecuted
 from exchange.conversions.models import Conversion
 from exchange.errors import BadUserInput, ExchangeError
-from exchange.pricing.limits import MAX_POINTS
+from exchange.pricing.limits import MAX_POINTS, NOT_WHOLE_POINTS
 from exchange.pricing.models import Quote
 from exchange.services.container import Services
-from exchange.text import whole_number
+from exchange.text import fill, narrowed_digits, whole_number
 from exchange.web.access import Page, form_text
 from exchange.web.portal.members import (
     MEMBERS,
@@ -56,11 +59,12 @@ class ConvertPages:
     async def ask_quote(self, request: Request) -> Response:
         form = await request.form()
         entered = {name: form_text(form, name) for name in ("from_program", "to_program", "points")}
-        points = whole_number(entered["points"], max_digits=12)
+        # A phone's keyboard in Chinese types full-width digits (１０００): the number the member sees.
+        points = whole_number(narrowed_digits(entered["points"]), max_digits=12)
         try:
             if points is None:
                 # Not "must be a whole number" alone: "-3" or a 15-digit number is one.
-                raise BadUserInput(f"points must be a whole number from 1 to {MAX_POINTS:,}", field="points")
+                raise BadUserInput(fill(NOT_WHOLE_POINTS, points=MAX_POINTS), field="points")
             quote = await self.services.conversions.create_quote(
                 member(request), entered["from_program"], entered["to_program"], points
             )
@@ -79,6 +83,12 @@ class ConvertPages:
             conversion = await self.services.conversions.execute(
                 acting_for(request, quote.from_program), quote.id, form_text(form, "idempotency_key"), consent=None
             )
+        except QuoteAlreadyExecuted as used:
+            # Not a refusal to correct: the member converted with this quote already and asks
+            # (again) what became of it.
+            return RedirectResponse(
+                f"{PORTAL_PATH}/conversions/{used.details['conversionId']}?again=1", status_code=303
+            )
         except ExchangeError as problem:
             return await self._quote_page(request, quote, problem=problem, status_code=400)
         return RedirectResponse(f"{PORTAL_PATH}/conversions/{conversion.id}", status_code=303)
@@ -93,6 +103,7 @@ class ConvertPages:
         # write stood (PARTNER_CONTRADICTED): the member is told why the programs' figures differ.
         failure = conversion.failure_message if conversion.failure_code is not None else None
         context["failure"] = Said.failure(conversion.failure_code, failure, catalog.programs) if failure else None
+        context["again"] = request.query_params.get("again") == "1"
         return self.pages.render(request, "portal/conversion.html", context)
 
     async def _form(
@@ -119,6 +130,8 @@ class ConvertPages:
                 "problem": Refusal.of(problem, catalog.programs) if problem else None,
             },
             status_code=status_code,
+            # A form refused after its POST: switching language shows it again, as filled in.
+            place={name: value for name, value in entered.items() if value},
         )
 
     async def _quote_page(
