@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hmac
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
@@ -64,6 +64,8 @@ class Refusal(Exception):
 
     status_code = 403
     reason = "forbidden"
+    #: Headers the refusal's answer carries (a 405's ``Allow``).
+    headers: Mapping[str, str] | None = None
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message)
@@ -78,6 +80,25 @@ class SignInNeeded(Refusal):
 class NotAllowed(Refusal):
     status_code = 403
     reason = "forbidden"
+
+
+class NotServed(Refusal):
+    """Nothing at this address of the group (404), or not by this method (405): its router's
+    answer, or a page's own (a thing not found, or not the visitor's). Raised as a refusal, a
+    page's own reaches the web middleware, which answers it with the visitor's session in the
+    group's layout as it answers the router's; as Starlette's ``HTTPException`` it would go to
+    the application's handler for addresses no front end serves (JSON for a client that does not
+    ask for HTML, else a page in the console's layout for nobody signed in)."""
+
+    def __init__(self, error: HTTPException) -> None:
+        super().__init__()
+        self.status_code = error.status_code
+        self.reason = "not-found" if error.status_code == 404 else "method"
+        self.headers = error.headers
+
+
+#: The ``HTTPException`` statuses :class:`NotServed` answers.
+NOT_SERVED = (404, 405)
 
 
 class CsrfRefused(Refusal):
@@ -134,7 +155,12 @@ class Page(Route):
             if csrf and request.method not in SAFE_METHODS:
                 check_csrf(request, visitor.csrf_token, form)
             check_values(request, form, lists=self.lists)
-            return await endpoint(request)
+            try:
+                return await endpoint(request)
+            except HTTPException as error:
+                if error.status_code in NOT_SERVED:
+                    raise NotServed(error) from None
+                raise
 
         super().__init__(path, guarded, methods=list(methods), name=name or endpoint.__name__)
 

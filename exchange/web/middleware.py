@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exchange.errors import ErrorCode, ExchangeError, http_status
 from exchange.services.people import SignedIn
-from exchange.web.access import SAFE_METHODS, Refusal, SignInNeeded
+from exchange.web.access import NOT_SERVED, SAFE_METHODS, NotServed, Refusal, SignInNeeded
 from exchange.web.i18n import DEFAULT, Language, from_accept_language, language_named
 from exchange.web.security import (
     ANONYMOUS_CSRF_COOKIE,
@@ -133,12 +133,10 @@ class WebMiddleware:
             await self.app(scope, receive, send_with_headers)
         except Refusal as refusal:
             await self.refusal(request, refusal)(scope, receive, send_with_headers)
-        except HTTPException as exc:
-            if exc.status_code not in (404, 405):
+        except HTTPException as exc:  # the router's: no page at this address, or not this way
+            if exc.status_code not in NOT_SERVED:
                 raise
-            reason = "not-found" if exc.status_code == 404 else "method"
-            response = self.refused_page(request, reason, exc.status_code, headers=exc.headers)
-            await response(scope, receive, send_with_headers)
+            await self.refusal(request, NotServed(exc))(scope, receive, send_with_headers)
         except ExchangeError as error:
             # Pages show the refusals they expect on their own forms; one that escapes a page
             # (no partners loaded yet, on an exchange just set up) is still a page saying why,
@@ -152,7 +150,9 @@ class WebMiddleware:
         if isinstance(refusal, SignInNeeded) and request.method in SAFE_METHODS:
             wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"{self.sign_in_path}?{urlencode({'next': wanted})}", status_code=303)
-        return self.refused_page(request, refusal.reason, refusal.status_code, message=refusal.message)
+        return self.refused_page(
+            request, refusal.reason, refusal.status_code, headers=refusal.headers, message=refusal.message
+        )
 
     def refused_page(
         self,

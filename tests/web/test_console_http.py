@@ -239,6 +239,43 @@ def test_an_unknown_console_address_is_a_page_saying_so(gateway: Gateway) -> Non
         assert "找不到網頁" in response.text and response.headers["content-language"] == "zh-TW"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console/no-such-page",  # the console's router finds no page
+        "/console/partner/rewards/no-such-reward",  # the page finds no such reward of the partner's
+        "/console/partner/statements/2001-01",  # nor a statement of a period it took no part in
+        "/console/partner/statements/2001-01/statement.xml",
+        "/console/partner/books/2026-13",
+    ],
+)
+@pytest.mark.parametrize("accept", ["text/html", "*/*"])
+def test_a_page_that_finds_nothing_says_so_with_the_visitor_still_signed_in(
+    gateway: Gateway, staff: dict[Role, Person], path: str, accept: str
+) -> None:
+    """Whether the router or the page finds nothing, the answer is the console's page, with the
+    person signed in (their name, their sign-out) and the pages' headers, to a browser and to
+    htmx (which asks for anything) alike."""
+    person = staff[Role.PARTNER]
+    with signed_in(gateway, person) as client:
+        response = client.get(path, headers={"accept": accept, "accept-language": "zh-TW"})
+        assert response.status_code == 404 and response.headers["content-type"].startswith("text/html")
+        assert "找不到網頁" in response.text
+        assert person.username in response.text and 'action="/console/sign-out"' in response.text
+        assert response.headers["cache-control"] == "no-store" and response.headers["content-language"] == "zh-TW"
+        assert client.get("/console/").status_code == 200, "the session still works"
+
+
+def test_the_portal_s_own_refusal_of_a_method_is_a_portal_page(gateway: Gateway) -> None:
+    """The return address refuses a GET (405, ``Allow: POST``) in the portal's layout, whose
+    sign-in is the portal's, not the console's."""
+    with gateway.client() as client:
+        response = client.get("/portal/sign-in/return", headers={"accept": "text/html"})
+        assert response.status_code == 405 and response.headers["allow"] == "POST"
+        assert "This page cannot be used that way." in response.text
+        assert 'href="/portal/"' in response.text and 'href="/console/sign-in"' not in response.text
+
+
 def test_the_bare_address_says_where_each_front_end_is(gateway: Gateway) -> None:
     with gateway.client() as client:
         response = client.get("/", headers={"accept-language": "zh-TW"})

@@ -319,9 +319,13 @@ def test_a_quote_or_conversion_of_someone_else_is_not_found(
     quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
     with portal_gateway.gateway.client() as other:
         sign_in(other, "fresh-mart", portal_gateway.partners.new_member("fresh-mart"))
-        assert other.get(quote_page).status_code == 404
-        assert other.get("/portal/convert/quotes/not-a-quote").status_code == 404
-        assert other.get("/portal/conversions/not-a-conversion").status_code == 404
+        for path in (quote_page, "/portal/convert/quotes/not-a-quote", "/portal/conversions/not-a-conversion"):
+            for accept in ("text/html", "*/*"):
+                response = other.get(path, headers={"accept": accept})
+                assert response.status_code == 404 and "There is no page at this address." in response.text
+                # The portal's page, with the member still signed in: not the console's, as if
+                # nobody were.
+                assert 'action="/portal/sign-out"' in response.text, (path, accept)
 
 
 def test_points_out_of_range_are_refused_naming_the_range_and_kept_in_the_form(
