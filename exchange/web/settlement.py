@@ -28,6 +28,7 @@ from exchange.programs.catalog import CatalogCache
 from exchange.services.settlement import SettlementService
 from exchange.settlement.break_report import NextStep
 from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
+from exchange.settlement.issued import Issued
 from exchange.settlement.models import BreakKind, JobState, Resolution
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem, whole_number
@@ -45,6 +46,7 @@ WRITES = requires(Scope.SETTLEMENT_WRITE)
 BREAKS_PAGE = 50
 TRAIL_LENGTH = 50
 BREAK_KINDS = [kind for kind in BreakKind if kind is not BreakKind.MATCHED]
+#: A statement's downloads, by extension: their media types (both consoles serve them).
 DOWNLOADS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "jws": "application/jose"}
 #: How long a path parameter may be; any other is refused before a service sees it.
 PATH_LIMITS = {"period": 7, "partner": 64, "participant": 64, "job_id": 36, "form": 8}
@@ -250,15 +252,9 @@ class SettlementConsole:
             return self.pages.render(request, "refused.html", _not_found(), status_code=404)
         try:
             statement = await self.settlement.statement(participant, period)
-            body = statement.json() if form == "json" else statement.csv() if form == "csv" else statement.jws
+            return statement_download(statement, form)
         except ExchangeError as refused:
             return self._problem(request, refused)
-        filename = f"statement-{statement.participant}-{statement.period}.{form}"
-        return Response(
-            body,
-            media_type=DOWNLOADS[form],
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-        )
 
     # Reconciliation
 
@@ -416,6 +412,16 @@ class SettlementConsole:
         except ExchangeError as refused:
             return await self.reconciliation(request, error=refused)
         return RedirectResponse(reconciliation_url(period, partner, notice="signed-off"), status_code=303)
+
+
+def statement_download(statement: Issued, form: str) -> Response:
+    """``statement`` as the file its download ``form`` (a key of :data:`DOWNLOADS`) serves: the
+    document as issued, its CSV or its signature."""
+    body = statement.json() if form == "json" else statement.csv() if form == "csv" else statement.jws
+    filename = f"statement-{statement.participant}-{statement.period}.{form}"
+    return Response(
+        body, media_type=DOWNLOADS[form], headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
 
 
 async def participant_names(catalog: CatalogCache) -> dict[str, str]:

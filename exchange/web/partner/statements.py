@@ -14,15 +14,9 @@ from exchange.settlement.errors import ReconciliationNotFound
 from exchange.settlement.issued import Issued
 from exchange.web.access import Page, query_cursor
 from exchange.web.partner.forms import PARTNER_PATH, READ, program_of
-from exchange.web.settlement import next_step_said, participant_names
+from exchange.web.settlement import DOWNLOADS, next_step_said, participant_names, statement_download
 from exchange.web.templating import Pages
 
-#: The downloads of a statement, by extension: their media types.
-FORMATS = {
-    "json": "application/json",
-    "csv": "text/csv; charset=utf-8",
-    "jws": "application/jose",
-}
 #: Breaks on one page of the reconciliation; the page links to the next ones.
 BREAKS_SHOWN = 500
 PERIODS_SHOWN = 24
@@ -68,16 +62,9 @@ class StatementPages:
 
     async def download(self, request: Request) -> Response:
         fmt = str(request.path_params["format"])
-        if fmt not in FORMATS:
+        if fmt not in DOWNLOADS:
             raise HTTPException(status_code=404)
-        statement = await self._statement(request)
-        body = statement.json() if fmt == "json" else statement.csv() if fmt == "csv" else statement.jws
-        filename = f"statement-{statement.participant}-{statement.period}.{fmt}"
-        return Response(
-            body,
-            media_type=FORMATS[fmt],
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-        )
+        return statement_download(await self._statement(request), fmt)
 
     async def break_report(self, request: Request) -> Response:
         """Every break of the period's reconciliation as CSV, for a spreadsheet; not found before
@@ -90,7 +77,7 @@ class StatementPages:
         filename = f"breaks-{statement.participant}-{statement.period}.csv"
         return StreamingResponse(
             self.settlement.break_report(view.reconciliation, say=next_step_said(self.pages, request)),
-            media_type=FORMATS["csv"],
+            media_type=DOWNLOADS["csv"],
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
