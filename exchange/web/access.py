@@ -58,6 +58,22 @@ MAX_FORM_BYTES = 65_536
 MAX_CURSOR_DIGITS = 18
 
 
+def wanted_page(wanted: str | None, *, home: str, sign_in: str) -> str:
+    """Where to go after signing in: the page asked for, or ``home``. Only a path below ``home``
+    (the console's, or the portal's) is followed, never its sign-in, so a link cannot send a
+    person elsewhere after they sign in."""
+    if (
+        wanted
+        and wanted.startswith(home)
+        and "//" not in wanted
+        and "\\" not in wanted
+        and wanted.isprintable()
+        and not wanted.startswith(sign_in)
+    ):
+        return wanted
+    return home
+
+
 class Refusal(Exception):
     """The guard refused the request; the web middleware answers with the page that says
     why (``refused.html``, by ``reason``, with ``message`` if the refusal has one)."""

@@ -10,7 +10,7 @@ from exchange.auth import ratelimit
 from exchange.auth.scopes import Role
 from exchange.programs.catalog import CatalogCache
 from exchange.services.people import Locked, Opened, PeopleService
-from exchange.web.access import PUBLIC, Page, form_text, roles
+from exchange.web.access import PUBLIC, Page, form_text, roles, wanted_page
 from exchange.web.security import ANONYMOUS_CSRF_COOKIE, SESSION_COOKIE, CookiePolicy
 from exchange.web.templating import Pages
 from exchange.web.visitors import visitor_of
@@ -29,18 +29,8 @@ NOTICES = ("signed-out",)
 
 
 def after_sign_in(wanted: str | None) -> str:
-    """Where to go after signing in: the console page asked for, or home. Only a path of the
-    console is followed, so a link cannot send a person elsewhere after they sign in."""
-    if (
-        wanted
-        and wanted.startswith(HOME_PATH)
-        and "//" not in wanted
-        and "\\" not in wanted
-        and wanted.isprintable()
-        and not wanted.startswith(SIGN_IN_PATH)
-    ):
-        return wanted
-    return HOME_PATH
+    """Where to go after signing in to the console (:func:`~exchange.web.access.wanted_page`)."""
+    return wanted_page(wanted, home=HOME_PATH, sign_in=SIGN_IN_PATH)
 
 
 class Console:

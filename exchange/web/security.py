@@ -22,6 +22,8 @@ SESSION_COOKIE = "exchange_session"
 MEMBER_SESSION_COOKIE = "exchange_member"
 #: A portal sign-in under way: the state the member's partner must send back.
 SIGN_IN_STATE_COOKIE = "exchange_sign_in"
+#: The portal page a member was sent to sign in from, to go on to once signed in.
+SIGN_IN_NEXT_COOKIE = "exchange_sign_in_next"
 ANONYMOUS_CSRF_COOKIE = "exchange_form"
 LANGUAGE_COOKIE = "exchange_lang"
 #: A language choice is kept for a year.
@@ -75,9 +77,9 @@ class CookiePolicy:
         max_age: int | None = None,
         same_site: Literal["strict", "lax", "none"] = "strict",
     ) -> None:
-        """Set a cookie; without ``max_age`` it lasts until the browser closes. Only the one
-        cookie a partner's post back must bring along (a portal sign-in's state) is not
-        ``strict``."""
+        """Set a cookie; without ``max_age`` it lasts until the browser closes. Only the
+        cookies a partner's post back must bring along (a portal sign-in's state, and the page
+        to go on to) are not ``strict``."""
         response.set_cookie(
             self.name(base),
             value,

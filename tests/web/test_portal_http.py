@@ -4,9 +4,11 @@ partners/CONTRACT.md), what each way of getting it wrong is answered, and who is
 from __future__ import annotations
 
 import base64
+import html
+import re
 import secrets
 import time
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -53,6 +55,49 @@ def test_a_balance_is_named_in_the_plural_unless_it_is_one_point(
     sign_in(client, "fresh-mart", portal_gateway.partners.new_member("fresh-mart", balance=balance))
     home = client.get("/portal/")
     assert shown in home.text
+
+
+@pytest.mark.parametrize(
+    ("wanted", "landing"),
+    [
+        ("/portal/convert?lang=zh-TW", "/portal/convert?lang=zh-TW"),
+        ("//elsewhere.example/portal/", "/portal/"),
+        ("https://elsewhere.example/portal/", "/portal/"),
+        ("/console/", "/portal/"),
+        ("/portal/sign-in/fresh-mart", "/portal/"),
+    ],
+)
+def test_a_member_sent_to_sign_in_from_a_page_goes_on_to_it_once_signed_in(
+    portal_gateway: PortalGateway, client: httpx.Client, wanted: str, landing: str
+) -> None:
+    """Through the partner and back: the page asked for is kept across the round trip (only a
+    portal page: a link cannot send the member elsewhere once signed in)."""
+    member_ref = portal_gateway.partners.new_member("fresh-mart", balance=500)
+    if wanted.startswith("/portal/convert"):
+        sent = client.get(wanted)
+        assert sent.status_code == 303
+        assert sent.headers["location"] == "/portal/sign-in?" + urlencode({"next": wanted})
+    choose = client.get("/portal/sign-in", params={"next": wanted})
+    link = html.unescape(re.search(r'href="(/portal/sign-in/fresh-mart[^"]*)"', choose.text)[1])  # type: ignore[index]
+    assert link == (
+        "/portal/sign-in/fresh-mart"
+        if landing == "/portal/"
+        else f"/portal/sign-in/fresh-mart?{urlencode({'next': wanted})}"
+    )
+    started = client.get(link)
+    assert started.status_code == 303
+    landed = post_back(answer_partner(client, started.headers["location"], member_ref)).send(client)
+    assert landed.status_code == 200
+    went_on = re.search(r'<a href="([^"]+)" id="continue">([^<]+)</a>', landed.text)
+    assert went_on is not None and html.unescape(went_on[1]) == landing
+    # (The page asked for was in zh-TW, and so is the rest of the sign-in.)
+    assert (went_on[2] in ("Continue to the page you were going to", "繼續前往您原本要去的頁面")) == (
+        landing != "/portal/"
+    )
+    assert client.get(landing).status_code == 200, "signed in"
+    # The next sign-in, started from the sign-in page itself, goes home: nothing is left over.
+    again = post_back(answer_partner(client, partner_page(client, "fresh-mart"), member_ref)).send(client)
+    assert 'href="/portal/" id="continue"' in again.text
 
 
 def test_the_partner_page_refuses_a_wrong_pin_and_sends_nobody_back(

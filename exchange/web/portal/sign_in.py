@@ -17,9 +17,15 @@ from starlette.responses import RedirectResponse, Response
 
 from exchange.services.people import Opened
 from exchange.services.portal import Joined, PortalSignInService, SignInFailed, SignInProblem
-from exchange.web.access import PUBLIC, Page, form_text
+from exchange.web.access import PUBLIC, Page, form_text, wanted_page
 from exchange.web.portal.members import HOME_PATH, MEMBERS, SIGN_IN_PATH
-from exchange.web.security import ANONYMOUS_CSRF_COOKIE, MEMBER_SESSION_COOKIE, SIGN_IN_STATE_COOKIE, CookiePolicy
+from exchange.web.security import (
+    ANONYMOUS_CSRF_COOKIE,
+    MEMBER_SESSION_COOKIE,
+    SIGN_IN_NEXT_COOKIE,
+    SIGN_IN_STATE_COOKIE,
+    CookiePolicy,
+)
 from exchange.web.templating import Pages
 from exchange.web.visitors import visitor_of
 
@@ -54,6 +60,11 @@ class SignInPages:
         notice = request.query_params.get("notice")
         return await self._choose_page(request, notice=notice if notice in NOTICES else None)
 
+    @staticmethod
+    def _wanted(wanted: str | None) -> str:
+        """The portal page to go on to once signed in (the one a member was sent here from)."""
+        return wanted_page(wanted, home=HOME_PATH, sign_in=SIGN_IN_PATH)
+
     async def not_posted(self, request: Request) -> Response:
         raise HTTPException(405, headers={"Allow": "POST"})
 
@@ -69,6 +80,11 @@ class SignInPages:
         self.cookies.set(
             response, SIGN_IN_STATE_COOKIE, started.ticket, max_age=STATE_COOKIE_SECONDS, same_site=same_site
         )
+        wanted = self._wanted(request.query_params.get("next"))
+        if wanted == HOME_PATH:
+            self.cookies.delete(response, SIGN_IN_NEXT_COOKIE)
+        else:
+            self.cookies.set(response, SIGN_IN_NEXT_COOKIE, wanted, max_age=STATE_COOKIE_SECONDS, same_site=same_site)
         return response
 
     async def back(self, request: Request) -> Response:
@@ -81,7 +97,10 @@ class SignInPages:
         if isinstance(outcome, SignInFailed):
             response = await self._choose_page(request, problem=outcome.problem, status_code=400)
         else:
-            response = self.pages.render(request, "portal/signed_in.html", {"home_path": HOME_PATH})
+            wanted = self._wanted(self.cookies.read(request.cookies, SIGN_IN_NEXT_COOKIE))
+            response = self.pages.render(
+                request, "portal/signed_in.html", {"home_path": wanted, "going_on": wanted != HOME_PATH}
+            )
             if isinstance(outcome, Opened | Joined):
                 self.cookies.set(response, MEMBER_SESSION_COOKIE, outcome.session_id)
                 self.cookies.delete(response, ANONYMOUS_CSRF_COOKIE)
@@ -89,6 +108,7 @@ class SignInPages:
         # (the partner's must), and one without the state must not end a member's sign-in.
         if outcome != SignInFailed(SignInProblem.STATE):
             self.cookies.delete(response, SIGN_IN_STATE_COOKIE)
+            self.cookies.delete(response, SIGN_IN_NEXT_COOKIE)
         return response
 
     async def sign_out(self, request: Request) -> Response:
@@ -115,6 +135,9 @@ class SignInPages:
                 "notice": notice,
                 "problem": problem.value if problem else None,
                 "not_found": status_code == 404,
+                # Where the member was going: the partners' links carry it through the sign-in.
+                "wanted": self._wanted(request.query_params.get("next")),
+                "home_path": HOME_PATH,
             },
             status_code=status_code,
         )
