@@ -367,7 +367,7 @@ def partners_load(directory: Path | None) -> None:
     from exchange.services.container import load_partners_directory
 
     settings = load_settings(partners_dir=directory)
-    loaded = run_async(load_partners_directory(settings))
+    loaded = run_async(load_partners_directory(settings, named_by="--dir or EXCHANGE_PARTNERS_DIR"))
     report = loaded.programs
     click.echo(
         f"loaded {settings.partners_dir}: {len(report.created)} created, "
@@ -973,7 +973,8 @@ def sandbox_serve(
     )
 
     settings = load_settings(partners_dir=partners_dir)
-    programs = {program.id: program for program in read_partners_directory(settings.partners_dir).programs}
+    directory = read_partners_directory(settings.partners_dir, named_by="--partners-dir or EXCHANGE_PARTNERS_DIR")
+    programs = {program.id: program for program in directory.programs}
     if program_id not in programs:
         raise CommandFailed(
             f"no program {program_id!r} in {settings.partners_dir}: choose one of {', '.join(sorted(programs))}"
