@@ -576,7 +576,10 @@ def coalition_expire() -> None:
 @click.option(
     "--export",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory to write the period's transactions and legs to (CSV), before they are detached.",
+    help=(
+        "Directory to write the period's transactions and legs to (CSV), before they are detached"
+        " (a period archived already: from its detached tables, until they are dropped)."
+    ),
 )
 @click.argument("period")
 @reports_errors

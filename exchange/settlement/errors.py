@@ -136,6 +136,18 @@ class NotArchivable(BadUserInput):
         super().__init__(f"period {period} cannot be archived: {reason}", field="period", period=period)
 
 
+class ArchiveDropped(BadUserInput):
+    """An export asked of a period archived earlier whose detached tables are gone."""
+
+    def __init__(self, period: str, tables: Sequence[str]) -> None:
+        super().__init__(
+            f"period {period} is archived and its detached tables ({', '.join(tables)}) are no longer in the "
+            "database: nothing can be exported now; its rows are in the export or dump made before they were dropped",
+            field="period",
+            period=period,
+        )
+
+
 class PeriodArchived(BadUserInput):
     """The period's ledger rows were detached for archive: its lines are in the archive."""
 
