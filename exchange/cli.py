@@ -367,7 +367,7 @@ def partners_load(directory: Path | None) -> None:
     from exchange.services.container import load_partners_directory
 
     settings = load_settings(partners_dir=directory)
-    loaded = run_async(load_partners_directory(settings))
+    loaded = run_async(load_partners_directory(settings, named_by="--dir or EXCHANGE_PARTNERS_DIR"))
     report = loaded.programs
     click.echo(
         f"loaded {settings.partners_dir}: {len(report.created)} created, "
@@ -576,7 +576,10 @@ def coalition_expire() -> None:
 @click.option(
     "--export",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory to write the period's transactions and legs to (CSV), before they are detached.",
+    help=(
+        "Directory to write the period's transactions and legs to (CSV), before they are detached"
+        " (a period archived already: from its detached tables, until they are dropped)."
+    ),
 )
 @click.argument("period")
 @reports_errors
@@ -973,7 +976,8 @@ def sandbox_serve(
     )
 
     settings = load_settings(partners_dir=partners_dir)
-    programs = {program.id: program for program in read_partners_directory(settings.partners_dir).programs}
+    directory = read_partners_directory(settings.partners_dir, named_by="--partners-dir or EXCHANGE_PARTNERS_DIR")
+    programs = {program.id: program for program in directory.programs}
     if program_id not in programs:
         raise CommandFailed(
             f"no program {program_id!r} in {settings.partners_dir}: choose one of {', '.join(sorted(programs))}"

@@ -408,7 +408,7 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
         remedy="stop what listens there (another demo?) or choose another port with --port",
     )
     try:
-        declarations = read_partners_directory(settings.partners_dir).programs
+        declarations = read_partners_directory(settings.partners_dir, named_by="--partners-dir").programs
         sandboxes = demo_sandboxes(declarations, data_dir / "sandboxes", os.environ)
         for sandbox in sandboxes:
             ensure_free(

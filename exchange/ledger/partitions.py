@@ -156,6 +156,17 @@ async def export_period(session: AsyncSession, period: str, directory: Path) -> 
     return written
 
 
+async def detached_tables(session: AsyncSession, period: str) -> tuple[list[str], bool]:
+    """The names of the tables archiving ``period`` detached, and whether all are still in the
+    database (an operator drops them once dumped)."""
+    names = [partition_name(table, period) for table in TABLES]
+    left = await session.exec(
+        text("SELECT count(*) FROM unnest(CAST(:names AS text[])) AS name WHERE to_regclass(name) IS NOT NULL"),  # type: ignore[call-overload]
+        params={"names": names},
+    )
+    return names, left.scalar_one() == len(names)
+
+
 async def detach_period(session: AsyncSession, period: str) -> None:
     """Detach the period's partitions: legs first, and their table's foreign key to the
     transactions with them (it would otherwise hold the detached transactions in place)."""

@@ -641,19 +641,23 @@ def _check_secret_source(path: Path, program: ProgramDeclaration, *, allow_inlin
             raise DeclarationError(path, "connector.oauth.client_secret_file", str(unavailable)) from None
 
 
-def read_partners_directory(directory: Path, *, allow_inline_secrets: bool = True) -> PartnersDirectory:
+def read_partners_directory(
+    directory: Path, *, allow_inline_secrets: bool = True, named_by: str = "EXCHANGE_PARTNERS_DIR"
+) -> PartnersDirectory:
     """Read and validate ``coalition.toml`` and every program file in ``directory``.
 
     Production passes ``allow_inline_secrets=False``: connector secrets then come from the
     environment or a file, never from the declaration itself. A declared secret file is read
     here too, so that a missing or empty one fails the load rather than the first call.
+    ``named_by`` says how the caller's user names another directory (a command passes its
+    option, and the variable where the command reads it), for the refusal of a missing one.
     """
     if not directory.is_dir():
         raise DeclarationError(
             directory,
             None,
             "is not a directory: the program declarations are read from it (run where it is, or name"
-            " another: EXCHANGE_PARTNERS_DIR, or the command's option)",
+            f" another with {named_by})",
         )
     coalition_path = directory / COALITION_FILE
     if not coalition_path.exists():

@@ -280,12 +280,14 @@ async def open_services(settings: Settings, *, clock: Clock | None = None) -> As
         await services.aclose()
 
 
-async def load_partners_directory(settings: Settings, *, clock: Clock | None = None) -> PartnersLoaded:
+async def load_partners_directory(
+    settings: Settings, *, clock: Clock | None = None, named_by: str = "EXCHANGE_PARTNERS_DIR"
+) -> PartnersLoaded:
     """Read and validate ``settings.partners_dir`` whole, then create or update what it declares
     (``exchange partners load``). In production a declaration with an inline connector secret
-    is refused."""
+    is refused; ``named_by`` is as for :func:`read_partners_directory`."""
     directory = read_partners_directory(
-        settings.partners_dir, allow_inline_secrets=settings.environment != "production"
+        settings.partners_dir, allow_inline_secrets=settings.environment != "production", named_by=named_by
     )
     async with open_services(settings, clock=clock) as services:
         return await services.catalog.load_partners(directory)

@@ -9,7 +9,8 @@ rows, posted before it had them, move out of the default partition: ``ledger.par
 writes, if asked, the period's transactions and legs as CSV files, records what its legs moved
 per account and shard (``ledger_archived_balance``, so the running balances still verify),
 detaches its partitions and marks its close anchor archived. The detached tables stay in the
-database, outside the ledger, for an operator to dump and drop.
+database, outside the ledger, for an operator to dump and drop; archiving the period again
+with an export asked writes it from them while they are there.
 
 What ``exchange ledger verify`` proves afterwards is in ``exchange.ledger.verify``: that the
 period's chains ended at the heads its close anchor recorded, and that the anchor is in the
@@ -28,10 +29,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.ledger.errors import PeriodNotClosed
 from exchange.ledger.models import LedgerCloseAnchor, SettlementPeriod
-from exchange.ledger.partitions import detach_period, ensure_partitions, export_period, partition_name, partitioned
+from exchange.ledger.partitions import (
+    detach_period,
+    detached_tables,
+    ensure_partitions,
+    export_period,
+    partition_name,
+    partitioned,
+)
 from exchange.ledger.periods import PeriodStatus
 from exchange.settlement import issued
-from exchange.settlement.errors import NotArchivable
+from exchange.settlement.errors import ArchiveDropped, NotArchivable
 from exchange.settlement.models import SettlementPosition
 from exchange.settlement.participants import EXCHANGE
 
@@ -65,7 +73,10 @@ async def archive_period(
         raise PeriodNotClosed(f"period {period} is not closed: close it and have it signed off first", period=period)
     transactions = sum(int(head.split(":")[1]) for head in anchor.heads.split(";") if head)
     if anchor.archived_at is not None:
-        return Archive(period, transactions, anchor.hash, anchor.archived_at)
+        # An export asked again (or first: PeriodArchived sends a reader here) is written from
+        # the detached tables while an operator has not dropped them.
+        exported = [] if export is None else await _export_detached(session, period, export)
+        return Archive(period, transactions, anchor.hash, anchor.archived_at, exported)
     unsigned = (
         await session.exec(
             select(SettlementPosition.participant)
@@ -94,3 +105,10 @@ async def archive_period(
     session.add(anchor)
     await session.flush()
     return Archive(period, transactions, anchor.hash, now, exported)
+
+
+async def _export_detached(session: AsyncSession, period: str, export: Path) -> list[Path]:
+    tables, left = await detached_tables(session, period)
+    if not left:
+        raise ArchiveDropped(period, tables)
+    return await export_period(session, period, export)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from exchange.errors import (
     BadUserInput,
     ErrorCode,
@@ -72,9 +74,26 @@ class ResolvedBreaksWouldBeLost(BadUserInput):
         )
 
 
+#: How many of the periods a participant took part in a refusal names, latest first.
+PERIODS_NAMED = 6
+
+
 class NoSuchParticipant(NotFound):
-    def __init__(self, participant: str, period: str, *, field: str = "partnerId") -> None:
-        super().__init__(f"{participant!r} took no part in settling period {period}", field=field)
+    """The participant has no position in the closed period. ``took_part`` are the periods it
+    has one in, latest first (one more than :data:`PERIODS_NAMED` is enough), for the next
+    period to ask about is among them; ``None`` where naming them would not help (the
+    exchange, which is no partner to import records for)."""
+
+    def __init__(
+        self, participant: str, period: str, *, took_part: Sequence[str] | None = None, field: str = "partnerId"
+    ) -> None:
+        message = f"{participant!r} took no part in settling period {period}"
+        if took_part is not None and not took_part:
+            message += "; it has taken part in no closed period yet"
+        elif took_part:
+            more = ", …" if len(took_part) > PERIODS_NAMED else ""
+            message += f"; the periods it took part in, latest first: {', '.join(took_part[:PERIODS_NAMED])}{more}"
+        super().__init__(message, field=field)
 
 
 class ReconciliationNotFound(NotFound):
@@ -115,6 +134,18 @@ class NotArchivable(BadUserInput):
 
     def __init__(self, period: str, reason: str) -> None:
         super().__init__(f"period {period} cannot be archived: {reason}", field="period", period=period)
+
+
+class ArchiveDropped(BadUserInput):
+    """An export asked of a period archived earlier whose detached tables are gone."""
+
+    def __init__(self, period: str, tables: Sequence[str]) -> None:
+        super().__init__(
+            f"period {period} is archived and its detached tables ({', '.join(tables)}) are no longer in the "
+            "database: nothing can be exported now; its rows are in the export or dump made before they were dropped",
+            field="period",
+            period=period,
+        )
 
 
 class PeriodArchived(BadUserInput):

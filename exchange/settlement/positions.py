@@ -7,6 +7,7 @@ happens after sign-off.
 
 from __future__ import annotations
 
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.ledger.errors import PeriodNotClosed
@@ -14,7 +15,7 @@ from exchange.ledger.models import SettlementPeriod
 from exchange.ledger.periods import PeriodStatus, last_closed_period
 from exchange.programs.models import Program
 from exchange.programs.service import ProgramNotFound, program_ids
-from exchange.settlement.errors import NoSuchParticipant, PartnerSignedOff
+from exchange.settlement.errors import PERIODS_NAMED, NoSuchParticipant, PartnerSignedOff
 from exchange.settlement.models import SettlementPosition
 from exchange.settlement.participants import EXCHANGE
 
@@ -50,7 +51,13 @@ async def position_of(
         # A mistyped id is named as such, not as a program that happened to have no business.
         if participant != EXCHANGE and await session.get(Program, participant) is None:
             raise ProgramNotFound(participant, field="partnerId", known=await program_ids(session))
-        raise NoSuchParticipant(participant, period)
+        took_part = await session.exec(
+            select(SettlementPosition.period)
+            .where(SettlementPosition.participant == participant)
+            .order_by(col(SettlementPosition.period).desc())
+            .limit(PERIODS_NAMED + 1)
+        )
+        raise NoSuchParticipant(participant, period, took_part=took_part.all())
     return row
 
 

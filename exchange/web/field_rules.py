@@ -301,6 +301,15 @@ RULES: tuple[FieldRule, ...] = (
         "exchange settle breaks --partner {partner} --unresolved {period} lists them)",
     ),
     FieldRule("ADJUST_ITSELF", "a partner cannot adjust against itself"),
+    # Before NO_PARTICIPANT, whose period would take in these tails.
+    FieldRule(
+        "NO_PARTICIPANT_YET",
+        "{got} took no part in settling period {period}; it has taken part in no closed period yet",
+    ),
+    FieldRule(
+        "NO_PARTICIPANT_ELSEWHERE",
+        "{got} took no part in settling period {period}; the periods it took part in, latest first: {periods}",
+    ),
     FieldRule("NO_PARTICIPANT", "{got} took no part in settling period {period}"),
     FieldRule("NO_JOB", "no settlement job has id {got}"),
     FieldRule(

@@ -407,6 +407,29 @@ def test_sandbox_serve_names_an_unknown_program() -> None:
     assert "no program 'nope'" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("argv", "named_by"),
+    [
+        ("partners load --dir {missing}", "--dir or EXCHANGE_PARTNERS_DIR"),
+        ("sandbox serve --partner fresh-mart --partners-dir {missing}", "--partners-dir or EXCHANGE_PARTNERS_DIR"),
+        # The demo reads its option only: its default, partners/, stands for the variable.
+        ("demo --port 0 --data-dir {data} --partners-dir {missing}", "--partners-dir"),
+    ],
+    ids=["partners load", "sandbox serve", "demo"],
+)
+def test_a_missing_partners_directory_names_the_commands_option(
+    tmp_path: Path, sqlite_env: dict[str, str], argv: str, named_by: str
+) -> None:
+    assert run_here("db", "upgrade", env=sqlite_env).returncode == 0  # `partners load` checks its database first
+    missing = tmp_path / "partners"
+    result = run_here(*argv.format(missing=missing, data=tmp_path / "data").split(), env=sqlite_env)
+    assert result.returncode == 2
+    assert result.stderr.endswith(
+        f"Error: {missing}: is not a directory: the program declarations are read from it (run where it is,"
+        f" or name another with {named_by})\n"
+    )
+
+
 def test_ledger_verify_passes_then_names_a_tampered_transaction(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     env = {"EXCHANGE_DATABASE_URL": url}

@@ -29,7 +29,7 @@ from exchange.ledger.verify import verify_ledger
 from exchange.money import Currency
 from exchange.settlement.archive import archive_period
 from exchange.settlement.closing import close_period
-from exchange.settlement.errors import NotArchivable, PeriodArchived
+from exchange.settlement.errors import ArchiveDropped, NotArchivable, PeriodArchived
 from exchange.settlement.issued import Signer
 from exchange.settlement.statements import statement_lines
 from exchange.testing.clock import FrozenClock
@@ -392,6 +392,40 @@ async def test_a_signed_off_period_detaches_and_still_verifies(pg_db: Database, 
             text("UPDATE ledger_chain_head SET transactions = transactions + 1 WHERE period = '2026-11'")
         )  # type: ignore[call-overload]
     assert "the close anchor of 2026-11 records heads" in await problem_of(pg_db)
+
+
+@pytest.mark.postgres_only
+async def test_an_archived_periods_export_is_written_from_its_detached_tables_until_they_are_dropped(
+    pg_db: Database, signer: Signer, tmp_path: Path
+) -> None:
+    """Archived without --export, then asked for it (PeriodArchived's advice): the export is
+    written from the detached tables, the rows as they were; once an operator dropped them,
+    the export is refused saying so, instead of printing the archive with nothing exported."""
+    ledger = sharded(4)
+    await post(pg_db, ledger, [f"n{index}" for index in range(3)])
+    await close_period(pg_db, ledger.calendar, FrozenClock(AFTER_NOVEMBER), TWD, "2026-11", by="staff")
+    async with pg_db.transaction() as session:
+        await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
+        assert (await archive_period(session, signer, "2026-11", now=DECEMBER, export=None)).exported == []
+    async with pg_db.transaction() as session:
+        again = await archive_period(session, signer, "2026-11", now=AFTER_NOVEMBER, export=tmp_path)
+    assert (again.archived_at, [path.name for path in again.exported]) == (
+        DECEMBER,
+        ["ledger_transaction_2026_11.csv", "ledger_entry_2026_11.csv"],
+    )
+    exported = (tmp_path / "ledger_transaction_2026_11.csv").read_text().splitlines()
+    assert len(exported) == 1 + 3 and exported[0].startswith("seq,period,shard,id")
+    async with pg_db.transaction() as session:  # as README says to, once dumped
+        await session.exec(text("DROP TABLE ledger_entry_2026_11, ledger_transaction_2026_11"))  # type: ignore[call-overload]
+    with pytest.raises(ArchiveDropped) as refused:
+        async with pg_db.transaction() as session:
+            await archive_period(session, signer, "2026-11", now=AFTER_NOVEMBER, export=tmp_path / "later")
+    assert str(refused.value) == (
+        "period 2026-11 is archived and its detached tables (ledger_transaction_2026_11, ledger_entry_2026_11) are"
+        " no longer in the database: nothing can be exported now; its rows are in the export or dump made before"
+        " they were dropped"
+    )
+    assert not (tmp_path / "later").exists()
 
 
 async def in_default_partitions(db: Database) -> dict[str, tuple[int, int]]:

@@ -52,12 +52,13 @@ def test_sample_directory_declares_six_programs_with_real_world_values() -> None
 
 
 def test_a_missing_directory_says_where_declarations_are_read_from(tmp_path: Path) -> None:
-    """What `exchange partners load` (or the demo) says when run away from partners/."""
+    """What a caller that names no option says when run away from partners/ (each command names
+    its own: tests/integration/test_cli.py)."""
     with pytest.raises(DeclarationError) as refused:
         read_partners_directory(tmp_path / "partners")
     assert str(refused.value) == (
         f"{tmp_path / 'partners'}: is not a directory: the program declarations are read from it (run where it"
-        " is, or name another: EXCHANGE_PARTNERS_DIR, or the command's option)"
+        " is, or name another with EXCHANGE_PARTNERS_DIR)"
     )
 
 

@@ -164,6 +164,14 @@ def test_why_a_records_file_is_refused_is_said_in_the_readers_language(data: byt
     ("error", "said"),
     [
         (NoSuchParticipant("nobody", "2026-11"), "'nobody' 未參與 2026-11 期間的結算"),
+        (
+            NoSuchParticipant("fresh-mart", "2026-11", took_part=[]),
+            "'fresh-mart' 未參與 2026-11 期間的結算；至今也未參與任何已結算的期間",
+        ),
+        (
+            NoSuchParticipant("fresh-mart", "2026-08", took_part=["2026-10", "2026-09"]),
+            "'fresh-mart' 未參與 2026-08 期間的結算；它參與結算的期間（由近至遠）：2026-10, 2026-09",
+        ),
         (JobNotFound("job-1"), "沒有這個 ID 的結算工作"),
         (NotReconciled("fresh-mart", "2026-11"), "此夥伴在 2026-11 期間尚未匯入任何紀錄：請先匯入並對帳，再簽核"),
         (UnresolvedBreaks("fresh-mart", "2026-11", 2), "尚有 2 筆差異未處理：請先在本頁的差異清單中處理"),
@@ -191,6 +199,15 @@ def test_a_settlement_refusal_is_said_in_the_readers_language(error: ExchangeErr
     labels = pages.env.get_template("console/settlement/_labels.html")
     shown = labels.make_module({"language": TRADITIONAL_CHINESE}).refusal(FieldProblem.of(error))
     assert html.unescape(str(shown)).strip() == said
+
+
+def test_a_participant_without_a_position_names_at_most_six_periods_it_took_part_in() -> None:
+    took_part = [f"2026-{month:02}" for month in range(12, 5, -1)]  # seven: the query asks one more than named
+    assert str(NoSuchParticipant("fresh-mart", "2026-01", took_part=took_part)) == (
+        "'fresh-mart' took no part in settling period 2026-01; the periods it took part in, latest first:"
+        " 2026-12, 2026-11, 2026-10, 2026-09, 2026-08, 2026-07, …"
+    )
+    assert str(NoSuchParticipant("fresh-mart", "2026-01", took_part=took_part[:6])).endswith("2026-08, 2026-07")
 
 
 @pytest.mark.parametrize(("unresolved", "words"), [(1, "1 unresolved break:"), (2, "2 unresolved breaks:")])

@@ -349,6 +349,26 @@ async def test_each_month_end_refusal_says_what_to_do_next(october: dict[str, st
     )
 
 
+async def test_a_partner_without_a_position_is_told_the_periods_it_took_part_in(october: dict[str, str]) -> None:
+    """Asking for a partner's statement or breaks of a period it had no business in (September,
+    before its first posting; happy-card, which never had any) names the periods to ask about
+    instead, or says there are none yet."""
+    for period in ("2026-10", "2026-11"):
+        assert run_here("settle", "close", period, env=october).returncode == 0
+    for command in ("statement", "breaks"):
+        idle = run_here("settle", command, "--partner", "happy-card", "2026-11", env=october)
+        assert (idle.returncode, idle.stderr) == (
+            2,
+            "Error: 'happy-card' took no part in settling period 2026-11; it has taken part in no closed period yet\n",
+        )
+        earlier = run_here("settle", command, "--partner", "fresh-mart", "2026-09", env=october)
+        assert (earlier.returncode, earlier.stderr) == (
+            2,
+            "Error: 'fresh-mart' took no part in settling period 2026-09; the periods it took part in, latest first:"
+            " 2026-11, 2026-10\n",
+        )
+
+
 async def test_reconcile_point_refused_writes_no_kept_file(october: dict[str, str], tmp_path: Path) -> None:
     """The point took no part in October (no posting touches it): the import is refused, and
     `--keep` leaves no file that would look like its records, nor overwrites one there."""
