@@ -247,6 +247,19 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         unit = "FreshMart Point" if language == "zh-TW" else "FreshMart Points"
         expect(page.locator("#account-fresh-mart .balance")).to_have_text(f"12,500 {unit}")
         screenshot(page, "accounts")
+        # A link refused (a code Formosa Air does not confirm): switching language and back
+        # keeps the program and member id entered, never the code.
+        page.locator("#link-program").select_option("formosa-air")
+        page.locator("#link-member").fill(member_ref)
+        page.locator("#link-verification").fill("0000")
+        page.locator("#link-verification").press("Enter")
+        expect(page.locator("#link-problem")).to_be_visible()
+        screenshot(page, "link-refused")
+        for _ in range(2):
+            page.locator("nav.languages a:not([aria-current])").click()
+            expect(page.locator("#link-member")).to_have_value(member_ref)
+            expect(page.locator("#link-program")).to_have_value("formosa-air")
+            expect(page.locator("#link-verification")).to_have_value("")
         page.goto("/portal/convert?from_program=fresh-mart&to_program=wallet-pay&points=1e3")
         page.locator("form.form button[type=submit]").click()
         expect(page.locator("#problem")).to_contain_text("1,000,000,000")

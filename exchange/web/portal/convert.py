@@ -23,7 +23,7 @@ from exchange.pricing.limits import MAX_POINTS, NOT_WHOLE_POINTS
 from exchange.pricing.models import Quote
 from exchange.services.container import Services
 from exchange.text import fill, narrowed_digits, whole_number
-from exchange.web.access import Page, form_text
+from exchange.web.access import Page, form_fields, form_text
 from exchange.web.portal.members import (
     MEMBERS,
     PORTAL_PATH,
@@ -34,7 +34,9 @@ from exchange.web.portal.members import (
     writing,
 )
 from exchange.web.said import Refusal, Said
-from exchange.web.templating import Pages
+from exchange.web.templating import Pages, Place
+
+CONVERT_FIELDS = ("from_program", "to_program", "points")
 
 
 class ConvertPages:
@@ -52,13 +54,12 @@ class ConvertPages:
         ]
 
     async def form(self, request: Request) -> Response:
-        query = request.query_params
-        entered = {name: query.get(name, "") for name in ("from_program", "to_program", "points")}
-        return await self._form(request, entered=entered, expired=query.get("expired") == "1")
+        entered = form_fields(request.query_params, CONVERT_FIELDS)
+        return await self._form(request, entered=entered, expired=request.query_params.get("expired") == "1")
 
     async def ask_quote(self, request: Request) -> Response:
         form = await request.form()
-        entered = {name: form_text(form, name) for name in ("from_program", "to_program", "points")}
+        entered = form_fields(form, CONVERT_FIELDS)
         # A phone's keyboard in Chinese types full-width digits (１０００): the number the member sees.
         points = whole_number(narrowed_digits(entered["points"]), max_digits=12)
         try:
@@ -131,7 +132,7 @@ class ConvertPages:
             },
             status_code=status_code,
             # A form refused after its POST: switching language shows it again, as filled in.
-            place={name: value for name, value in entered.items() if value},
+            place=Place(entered),
         )
 
     async def _quote_page(
