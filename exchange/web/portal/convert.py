@@ -5,7 +5,9 @@ twice converts once; a form rendered again (the page reloaded, or gone back to, 
 converting) leads to the conversion its quote became, saying the quote was used already. After
 the quote's expiry the page (its script at once, the server on submit) asks for a new quote
 with the same programs and points. A debit needs the source program's authority in this
-session; without it the member is offered its sign-in.
+session; without it the member is offered its sign-in. The quote page shows the member's
+balance at the source program; when it is below the points in, the page says so and offers to
+change the amount instead of Convert now (a conversion that would fail at the partner's debit).
 """
 
 from __future__ import annotations
@@ -140,11 +142,14 @@ class ConvertPages:
     ) -> Response:
         context = await self._amounts(quote)
         catalog = await self.services.catalog.cache.get()
+        reviewed = await self.services.conversions.review(member(request), quote)
         expired = quote.expires_at <= self.services.clock.now() or (
             problem is not None and problem.code.value == "QUOTE_EXPIRED"
         )
         context.update(
             quote=quote,
+            balance=reviewed.balance,
+            short=reviewed.short,
             expired=expired,
             problem=Refusal.of(problem, catalog.programs) if problem else None,
             # A key per rendering of the form: the same form sent twice converts once.
