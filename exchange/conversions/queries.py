@@ -72,3 +72,8 @@ async def source_program(session: AsyncSession, conversion_id: str) -> str | Non
     funds the coalition points it credits."""
     row = (await session.exec(select(Conversion.from_program).where(Conversion.id == conversion_id))).first()
     return row
+
+
+async def quote_conversion(session: AsyncSession, quote_id: str) -> str | None:
+    """The id of the conversion a quote became (``None``: it was not converted)."""
+    return (await session.exec(select(Conversion.id).where(Conversion.quote_id == quote_id))).first()

@@ -108,6 +108,18 @@ class Federation:
                 links, activity = await links_and_activity(session, member_id)
         return await self._views(links, activity, for_tiers=False)
 
+    async def account(self, member_id: str, program_id: str) -> AccountView | None:
+        """The member's account at ``program_id`` as :meth:`accounts` shows it (its partner
+        asked alone, or its cached answer), or ``None`` if the member has none there."""
+        async with self.db.transaction() as session:
+            links, activity = await links_and_activity(session, member_id)
+        link = next((link for link in links if link.program_id == program_id), None)
+        if link is None:
+            return None
+        catalog = await self.catalog.get()
+        program = catalog.program(program_id)
+        return await self._view(link, program, catalog.tier_levels.get(program_id, {}), activity, for_tiers=False)
+
     async def coalition_level(self, member_id: str) -> int:
         """The highest coalition level among the member's reachable accounts (0 if none)."""
         async with self.db.transaction() as session:

@@ -220,6 +220,7 @@ def build_services(
             db=db,
             saga=conversion_saga,
             quoting=Quoting.for_settings(settings, db=db, catalog=cache, federation=federation, clock=clock),
+            federation=federation,
         ),
         pricing=PricingService(db, clock),
         rewards=RewardService(

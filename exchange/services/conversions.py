@@ -13,6 +13,7 @@ from exchange.conversions.models import Conversion
 from exchange.conversions.quoting import PricedQuote, Quoting
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest
 from exchange.db.database import Database
+from exchange.federation.accounts import Federation
 from exchange.pricing import quotes
 from exchange.pricing.models import Quote
 from exchange.risk.decisions import GateRefusal, record_refusal
@@ -28,11 +29,29 @@ class ConversionPage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewedQuote:
+    """A quote beside the member's balance at its source program as the federated view reads it
+    now (or a few seconds ago), so the member sees before converting whether it covers the
+    points in; ``balance`` is ``None`` when it could not be read (the partner did not answer)."""
+
+    quote: Quote
+    balance: int | None
+    converted: bool
+
+    @property
+    def short(self) -> bool:
+        """The balance read is below the points the quote converts, which is not converted yet:
+        converting would fail at the partner's debit. (A quote converted already took its points.)"""
+        return not self.converted and self.balance is not None and self.balance < self.quote.points_in
+
+
 @dataclass
 class ConversionService:
     db: Database
     saga: ConversionSaga
     quoting: Quoting
+    federation: Federation
 
     async def create_quote(self, caller: Principal, from_program: str, to_program: str, points: int) -> PricedQuote:
         """Price converting the caller's ``points`` of ``from_program`` into ``to_program`` and
@@ -44,6 +63,16 @@ class ConversionService:
         """One of the caller's own quotes (another's is not found), expired or not."""
         async with self.db.transaction() as session:
             return await quotes.member_quote(session, quote_id, member_of(caller))
+
+    async def review(self, caller: Principal, quote: Quote) -> ReviewedQuote:
+        """``quote`` (the caller's own) with the caller's balance at its source program. Not part
+        of :meth:`create_quote`: pricing asks no partner for a balance, and the partner's debit
+        decides in the end; this read only tells a member who asked for more than they hold."""
+        async with self.db.autocommit() as session:
+            converted = await queries.quote_conversion(session, quote.id) is not None
+        view = await self.federation.account(member_of(caller), quote.from_program)
+        account = view.account if view is not None else None
+        return ReviewedQuote(quote, account.balance if account is not None else None, converted)
 
     async def execute(self, caller: Principal, quote_id: str, key: str, *, consent: str | None) -> Conversion:
         """Run the caller's quote as a conversion, as far as it goes now; the same ``key``

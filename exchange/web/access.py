@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import hmac
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData, ImmutableMultiDict, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -185,6 +185,13 @@ def form_text(form: FormData, name: str) -> str:
     """Field ``name`` of ``form`` as sent ("" when absent; the guard refused a file already)."""
     value = form.get(name)
     return value if isinstance(value, str) else ""
+
+
+def form_fields(sent: ImmutableMultiDict[str, str | UploadFile], names: Iterable[str]) -> dict[str, str]:
+    """Fields ``names`` as sent ("" when absent), by a form's POST or in a page's query: a form
+    refused after its POST is shown again at its page's address with what it held as query
+    parameters (``Pages.render``'s ``place``), which its page reads back into the form."""
+    return {name: value if isinstance(value := sent.get(name), str) else "" for name in names}
 
 
 async def read_form(request: Request) -> FormData:

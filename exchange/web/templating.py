@@ -21,6 +21,7 @@ message up in the visitor's language; the filters format for that language too:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -87,14 +88,27 @@ def their_text(text: object, element: bool = True) -> Markup:
     return Markup.escape(isolated_text(str(text)))
 
 
-def language_url(request: Request, language: Language, place: Mapping[str, str] | None = None) -> str:
-    """This page's address, asking for ``language`` (other query parameters kept, and ``place``'s,
-    over them)."""
-    place = place or {}
-    kept = [(name, value) for name, value in request.query_params.multi_items() if name not in place]
-    query = [(name, value) for name, value in [*kept, *place.items()] if name != LANGUAGE_PARAMETER]
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a page shown for a POST (a refused form) is, for its language links to lead back
+    to it as it is: the address whose GET shows it (``path``; the request's by default, when
+    the form posts to its own page) with what the form held (``fields``) as query parameters,
+    which that page reads back into the form. An empty field is left out."""
+
+    fields: Mapping[str, str]
+    path: str | None = None
+
+
+def language_url(request: Request, language: Language, place: Place | None = None) -> str:
+    """This page's address, asking for ``language`` (other query parameters kept, and ``place``'s
+    fields over them; at ``place``'s path if it has one)."""
+    fields = place.fields if place is not None else {}
+    kept = [(name, value) for name, value in request.query_params.multi_items() if name not in fields]
+    given = [(name, value) for name, value in fields.items() if value]
+    query = [(name, value) for name, value in [*kept, *given] if name != LANGUAGE_PARAMETER]
     query.append((LANGUAGE_PARAMETER, language.tag))
-    return f"{request.url.path}?{urlencode(query)}"
+    path = place.path if place is not None and place.path is not None else request.url.path
+    return f"{path}?{urlencode(query)}"
 
 
 class Pages:
@@ -132,11 +146,10 @@ class Pages:
         *,
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
-        place: Mapping[str, str] | None = None,
+        place: Place | None = None,
     ) -> HTMLResponse:
-        """``template`` for ``request``. ``place``: what the page's address would need as query
-        parameters to show the page as it is (what a refused form's POST held), for its language
-        links to keep the reader's place and input."""
+        """``template`` for ``request``. ``place``: where a page shown for a POST is, for its
+        language links to keep the reader's place and input (:class:`Place`)."""
         visitor = visitor_of(request)
         html = self.env.get_template(template).render(
             request=request,

@@ -74,7 +74,7 @@ class Exchange:
 
     async def recover_all(self) -> RecoveryReport:
         """``exchange recover``'s pass (every PENDING conversion, due or not), clock unmoved."""
-        return await ConversionService(self.db, self.saga, quoting=None).recover()  # quoting: unused here
+        return await ConversionService(self.db, self.saga, quoting=None, federation=None).recover()  # both unused here
 
     async def status(self, conversion_id: str) -> str:
         async with self.db.transaction() as session:

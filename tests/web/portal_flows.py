@@ -18,6 +18,13 @@ CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 HIDDEN = re.compile(r'<input type="hidden" name="(state|redirect_uri)" value="([^"]+)">')
 BACK_FORM = re.compile(r'<form id="back" method="post" action="([^"]+)">')
 BACK_FIELD = re.compile(r'<input type="hidden" name="(state|assertion|error)" value="([^"]+)">')
+LANGUAGE_LINK = re.compile(r'<a href="([^"]+)" lang="([^"]+)" hreflang=')
+
+
+def language_link(page: str, tag: str) -> str:
+    """The address ``page``'s language link for ``tag`` leads to, as a browser follows it."""
+    links = {language: html.unescape(href) for href, language in LANGUAGE_LINK.findall(page)}
+    return links[tag]
 
 
 def csrf_token(client: httpx.Client, path: str = "/portal/sign-in") -> str:

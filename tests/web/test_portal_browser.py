@@ -247,6 +247,19 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         unit = "FreshMart Point" if language == "zh-TW" else "FreshMart Points"
         expect(page.locator("#account-fresh-mart .balance")).to_have_text(f"12,500 {unit}")
         screenshot(page, "accounts")
+        # A link refused (a code Formosa Air does not confirm): switching language and back
+        # keeps the program and member id entered, never the code.
+        page.locator("#link-program").select_option("formosa-air")
+        page.locator("#link-member").fill(member_ref)
+        page.locator("#link-verification").fill("0000")
+        page.locator("#link-verification").press("Enter")
+        expect(page.locator("#link-problem")).to_be_visible()
+        screenshot(page, "link-refused")
+        for _ in range(2):
+            page.locator("nav.languages a:not([aria-current])").click()
+            expect(page.locator("#link-member")).to_have_value(member_ref)
+            expect(page.locator("#link-program")).to_have_value("formosa-air")
+            expect(page.locator("#link-verification")).to_have_value("")
         page.goto("/portal/convert?from_program=fresh-mart&to_program=wallet-pay&points=1e3")
         page.locator("form.form button[type=submit]").click()
         expect(page.locator("#problem")).to_contain_text("1,000,000,000")
@@ -264,7 +277,18 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         expect(page).to_have_url(QUOTE_URL)
         expect(page.locator("#points-in")).to_contain_text("1,000")
         expect(page.locator("[data-countdown-left]")).to_have_text(re.compile(r"^[0-9]+:[0-5][0-9]$"))
+        expect(page.locator("#source-balance")).to_have_text(f"12,500 {unit}")
         screenshot(page, "quote")
+        # More than the 12,500 held: told on the quote, no Convert now, the amount to change.
+        page.goto("/portal/convert?from_program=fresh-mart&to_program=wallet-pay&points=15000")
+        page.locator("form.form button[type=submit]").click()
+        expect(page).to_have_url(QUOTE_URL)
+        expect(page.locator("#short")).to_contain_text("12,500")
+        expect(page.locator("#convert")).to_have_count(0)
+        screenshot(page, "quote-short")
+        page.locator("#change-amount").click()
+        expect(page.locator("#points")).to_have_value("15000")
+        expect(page.locator("#to-program")).to_have_value("wallet-pay")
         page.goto("/portal/status-match?from_program=fresh-mart&to_program=wallet-pay")
         expect(page.locator("#matched-tier")).to_have_text("Premium")
         screenshot(page, "status-match")

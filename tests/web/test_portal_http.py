@@ -24,6 +24,7 @@ from tests.web.portal_flows import (
     HIDDEN,
     answer_partner,
     csrf_token,
+    language_link,
     partner_page,
     post_back,
     rows_per_table,
@@ -288,6 +289,25 @@ def test_an_account_the_partner_does_not_confirm_is_said_in_the_readers_language
     assert refused.status_code == 400
     assert "Formosa Air Miles 無法以這個驗證碼確認此帳戶" in refused.text
     assert "does not confirm" not in refused.text  # the exchange's English is read back, not shown
+
+
+def test_switching_language_after_a_link_was_refused_keeps_the_form_filled_in_but_the_code(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """The language links of the page a refused link answered held no input (the address of a
+    page shown for a POST holds none): switching language showed an empty form."""
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=1_000)
+    partners.add_member("formosa-air", member_ref, balance=8_000, name="Lin Mei")
+    sign_in(client, "fresh-mart", member_ref)
+    refused = link(client, "formosa-air", member_ref, verification="9999", name="Lin Mei")
+    assert refused.status_code == 400
+    chinese_link = language_link(refused.text, "zh-TW")
+    assert "9999" not in chinese_link and "verification" not in chinese_link, "a secret stays out of addresses"
+    chinese = client.get(chinese_link)
+    assert chinese.status_code == 200 and "連結帳戶" in chinese.text
+    assert '<option value="formosa-air" selected>' in chinese.text
+    assert f'value="{member_ref}"' in chinese.text and 'value="Lin Mei"' in chinese.text
 
 
 def test_signing_in_through_a_second_partner_adds_its_authority_to_the_session_under_a_new_id(

@@ -15,7 +15,7 @@ from exchange.auth.scopes import Scope
 from exchange.rewards.catalog import RewardDraft
 from exchange.services.container import open_services
 from tests.web.conftest import PortalGateway, run_async
-from tests.web.portal_flows import CSRF_FIELD, IDEMPOTENCY_FIELD, rows_per_table, sign_in
+from tests.web.portal_flows import CSRF_FIELD, IDEMPOTENCY_FIELD, language_link, rows_per_table, sign_in
 from tests.web.portal_partners import end_client, set_member_scopes, signing_in_as_a_client_with
 
 _rewards = itertools.count(1)
@@ -128,6 +128,10 @@ def test_paying_with_a_program_the_session_was_not_signed_in_through_is_refused(
     refused = client.post(f"/portal/rewards/{reward_id}", data=redeem_form(client, reward_id, "wallet-pay"))
     assert refused.status_code == 400 and 'href="/portal/sign-in/wallet-pay"' in refused.text
     assert partners.balance("wallet-pay", member_ref) == 90_000
+    # Switching language keeps the program chosen (it preselected FreshMart, which the session spends).
+    chinese = client.get(language_link(refused.text, "zh-TW")).text
+    assert re.search(r'id="pay-wallet-pay" value="wallet-pay"\s+checked', chinese)
+    assert not re.search(r'value="fresh-mart"\s+checked', chinese)
 
 
 #: Markup a partner could write into a reward, in an element, an attribute and a script.

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.web.conftest import PortalGateway
-from tests.web.portal_flows import csrf_token, sign_in
+from tests.web.portal_flows import csrf_token, language_link, sign_in
 from tests.web.portal_partners import PIN
 
 
@@ -71,3 +71,24 @@ def test_a_link_whose_program_is_a_sentence_gets_a_refusal_that_does_not_say_the
     refused = client.get("/portal/status-match", params={"from_program": "fresh-mart", "to_program": spoof})
     assert refused.status_code == 400 and "no program has the id given" in refused.text
     assert "Call 0800" not in refused.text
+
+
+def test_switching_language_after_a_request_was_refused_keeps_the_programs_chosen(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """The language links of the page a refused request answered held no input: switching
+    language showed the form empty, the pair the member had chosen gone."""
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", tier="Gold Shopper")
+    partners.add_member("wallet-pay", member_ref)
+    sign_in(client, "fresh-mart", member_ref)
+    link = {"csrf_token": csrf_token(client, "/portal/"), "program": "wallet-pay", "member_ref": member_ref}
+    assert client.post("/portal/accounts/link", data={**link, "verification": PIN}).status_code == 303
+    form = {"csrf_token": csrf_token(client, "/portal/status-match"), "from_program": "wallet-pay"}
+    refused = client.post("/portal/status-match", data={**form, "to_program": "fresh-mart"})
+    assert refused.status_code == 400
+    chinese = client.get(language_link(refused.text, "zh-TW")).text
+    assert 'id="match-from" name="from_program" required>\n      <option value="fresh-mart">' in chinese
+    assert '<option value="wallet-pay" selected>' in chinese.split('id="match-to"')[0]
+    assert '<option value="fresh-mart" selected>' in chinese.split('id="match-to"')[1]
+    assert "比對無法讓您在該計畫獲得更高等級" in chinese, "the pair previewed, in Chinese"

@@ -12,12 +12,15 @@ from starlette.responses import RedirectResponse, Response
 
 from exchange.errors import ExchangeError
 from exchange.services.container import Services
-from exchange.web.access import Page, form_text
+from exchange.web.access import Page, form_fields, form_text
 from exchange.web.portal.members import HOME_PATH, MEMBERS, member, member_session, writing
 from exchange.web.said import Refusal
-from exchange.web.templating import Pages
+from exchange.web.templating import Pages, Place
 
 NOTICES = ("linked",)
+#: The link form's fields kept when it is refused: all but the verification code, a secret
+#: neither sent back in the page nor put in its language links' addresses.
+LINK_FIELDS = ("program", "member_ref", "name")
 
 
 class AccountPages:
@@ -33,7 +36,8 @@ class AccountPages:
 
     async def home(self, request: Request) -> Response:
         notice = request.query_params.get("notice")
-        return await self._home(request, notice=notice if notice in NOTICES else None)
+        entered = form_fields(request.query_params, LINK_FIELDS)
+        return await self._home(request, notice=notice if notice in NOTICES else None, entered=entered)
 
     async def link(self, request: Request) -> Response:
         form = await request.form()
@@ -46,8 +50,7 @@ class AccountPages:
                 name=form_text(form, "name").strip() or None,
             )
         except ExchangeError as problem:
-            # What the member typed stays in the form, but the verification code: a secret is not sent back.
-            entered = {name: form_text(form, name) for name in ("program", "member_ref", "name")}
+            entered = form_fields(form, LINK_FIELDS)
             return await self._home(request, problem=problem, entered=entered, status_code=400)
         return RedirectResponse(f"{HOME_PATH}?notice=linked", status_code=303)
 
@@ -57,7 +60,7 @@ class AccountPages:
         *,
         notice: str | None = None,
         problem: ExchangeError | None = None,
-        entered: dict[str, str] | None = None,
+        entered: dict[str, str],
         status_code: int = 200,
     ) -> Response:
         view = await self.services.members.me(member(request))
@@ -84,7 +87,9 @@ class AccountPages:
                 ),
                 "notice": notice,
                 "problem": Refusal.of(problem, catalog.programs) if problem else None,
-                "entered": entered or {},
+                "entered": entered,
             },
             status_code=status_code,
+            # A link refused after its POST: switching language shows the form again, as filled in.
+            place=Place(entered, path=HOME_PATH),
         )

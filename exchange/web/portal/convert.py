@@ -5,7 +5,9 @@ twice converts once; a form rendered again (the page reloaded, or gone back to, 
 converting) leads to the conversion its quote became, saying the quote was used already. After
 the quote's expiry the page (its script at once, the server on submit) asks for a new quote
 with the same programs and points. A debit needs the source program's authority in this
-session; without it the member is offered its sign-in.
+session; without it the member is offered its sign-in. The quote page shows the member's
+balance at the source program; when it is below the points in, the page says so and offers to
+change the amount instead of Convert now (a conversion that would fail at the partner's debit).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from exchange.pricing.limits import MAX_POINTS, NOT_WHOLE_POINTS
 from exchange.pricing.models import Quote
 from exchange.services.container import Services
 from exchange.text import fill, narrowed_digits, whole_number
-from exchange.web.access import Page, form_text
+from exchange.web.access import Page, form_fields, form_text
 from exchange.web.portal.members import (
     MEMBERS,
     PORTAL_PATH,
@@ -34,7 +36,9 @@ from exchange.web.portal.members import (
     writing,
 )
 from exchange.web.said import Refusal, Said
-from exchange.web.templating import Pages
+from exchange.web.templating import Pages, Place
+
+CONVERT_FIELDS = ("from_program", "to_program", "points")
 
 
 class ConvertPages:
@@ -52,13 +56,12 @@ class ConvertPages:
         ]
 
     async def form(self, request: Request) -> Response:
-        query = request.query_params
-        entered = {name: query.get(name, "") for name in ("from_program", "to_program", "points")}
-        return await self._form(request, entered=entered, expired=query.get("expired") == "1")
+        entered = form_fields(request.query_params, CONVERT_FIELDS)
+        return await self._form(request, entered=entered, expired=request.query_params.get("expired") == "1")
 
     async def ask_quote(self, request: Request) -> Response:
         form = await request.form()
-        entered = {name: form_text(form, name) for name in ("from_program", "to_program", "points")}
+        entered = form_fields(form, CONVERT_FIELDS)
         # A phone's keyboard in Chinese types full-width digits (１０００): the number the member sees.
         points = whole_number(narrowed_digits(entered["points"]), max_digits=12)
         try:
@@ -131,7 +134,7 @@ class ConvertPages:
             },
             status_code=status_code,
             # A form refused after its POST: switching language shows it again, as filled in.
-            place={name: value for name, value in entered.items() if value},
+            place=Place(entered),
         )
 
     async def _quote_page(
@@ -139,11 +142,14 @@ class ConvertPages:
     ) -> Response:
         context = await self._amounts(quote)
         catalog = await self.services.catalog.cache.get()
+        reviewed = await self.services.conversions.review(member(request), quote)
         expired = quote.expires_at <= self.services.clock.now() or (
             problem is not None and problem.code.value == "QUOTE_EXPIRED"
         )
         context.update(
             quote=quote,
+            balance=reviewed.balance,
+            short=reviewed.short,
             expired=expired,
             problem=Refusal.of(problem, catalog.programs) if problem else None,
             # A key per rendering of the form: the same form sent twice converts once.

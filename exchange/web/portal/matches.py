@@ -9,13 +9,14 @@ from starlette.responses import RedirectResponse, Response
 from exchange.errors import ExchangeError
 from exchange.services.container import Services
 from exchange.tiers.matching import Assessment
-from exchange.web.access import Page, form_text
+from exchange.web.access import Page, form_fields, form_text
 from exchange.web.portal.members import MEMBERS, PORTAL_PATH, member, writing
 from exchange.web.said import Refusal
-from exchange.web.templating import Pages
+from exchange.web.templating import Pages, Place
 
 MATCHES_SHOWN = 20
 NOTICES = ("requested",)
+MATCH_FIELDS = ("from_program", "to_program")
 
 
 class StatusMatchPages:
@@ -31,7 +32,7 @@ class StatusMatchPages:
 
     async def overview(self, request: Request) -> Response:
         query = request.query_params
-        entered = {name: query.get(name, "") for name in ("from_program", "to_program")}
+        entered = form_fields(query, MATCH_FIELDS)
         assessment: Assessment | None = None
         problem: ExchangeError | None = None
         if entered["from_program"] and entered["to_program"]:
@@ -53,7 +54,7 @@ class StatusMatchPages:
 
     async def request(self, request: Request) -> Response:
         form = await request.form()
-        entered = {name: form_text(form, name) for name in ("from_program", "to_program")}
+        entered = form_fields(form, MATCH_FIELDS)
         try:
             await self.services.matches.request(
                 member(request),
@@ -100,4 +101,6 @@ class StatusMatchPages:
                 "matches": await self.services.matches.matches(caller, first=MATCHES_SHOWN),
             },
             status_code=status_code,
+            # A request refused after its POST: switching language shows the pair again (previewed).
+            place=Place(entered),
         )

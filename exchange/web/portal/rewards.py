@@ -20,7 +20,7 @@ from exchange.errors import ExchangeError, http_status
 from exchange.rewards.models import RedemptionStatus, Reward
 from exchange.rewards.redemption import RedemptionQuote
 from exchange.services.container import Services
-from exchange.web.access import Page, form_text
+from exchange.web.access import Page, form_fields, form_text
 from exchange.web.portal.members import (
     MEMBERS,
     PORTAL_PATH,
@@ -31,10 +31,11 @@ from exchange.web.portal.members import (
     writing,
 )
 from exchange.web.said import Refusal
-from exchange.web.templating import Pages
+from exchange.web.templating import Pages, Place
 
 HISTORY_LENGTH = 50
 NOTICES = ("redeemed", "cancelled")
+PAY_FIELDS = ("pay_with",)
 
 
 class RewardPages:
@@ -74,12 +75,13 @@ class RewardPages:
 
     async def reward(self, request: Request) -> Response:
         reward = await found(self.services.rewards.reward(request.path_params["reward_id"]))
-        return await self._reward_page(request, reward)
+        pay_with = form_fields(request.query_params, PAY_FIELDS)["pay_with"]
+        return await self._reward_page(request, reward, pay_with=pay_with)
 
     async def redeem(self, request: Request) -> Response:
         reward = await found(self.services.rewards.reward(request.path_params["reward_id"]))
         form = await request.form()
-        pay_with = form_text(form, "pay_with")
+        pay_with = form_fields(form, PAY_FIELDS)["pay_with"]
         try:
             await self.services.rewards.redeem(
                 acting_for(request, pay_with), reward.id, pay_with, form_text(form, "idempotency_key"), consent=None
@@ -172,4 +174,6 @@ class RewardPages:
                 "idempotency_key": secrets.token_urlsafe(24),
             },
             status_code=status_code,
+            # A redemption refused after its POST: switching language keeps the program chosen.
+            place=Place({"pay_with": pay_with}) if problem else None,
         )
