@@ -23,11 +23,7 @@ def test_a_member_previews_a_status_match_requests_it_and_the_partner_holds_the_
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
     partners = portal_gateway.partners
-    member_ref = partners.new_member("fresh-mart", tier="Gold Shopper")
-    partners.add_member("wallet-pay", member_ref)
-    sign_in(client, "fresh-mart", member_ref)
-    link = {"csrf_token": csrf_token(client, "/portal/"), "program": "wallet-pay", "member_ref": member_ref}
-    assert client.post("/portal/accounts/link", data={**link, "verification": PIN}).status_code == 303
+    member_ref = gold_shopper_linked_at_wallet_pay(portal_gateway, client)
 
     offered = client.get("/portal/status-match").text
     assert 'value="fresh-mart"' in offered and 'value="wallet-pay"' in offered
@@ -78,12 +74,7 @@ def test_switching_language_after_a_request_was_refused_keeps_the_programs_chose
 ) -> None:
     """The language links of the page a refused request answered held no input: switching
     language showed the form empty, the pair the member had chosen gone."""
-    partners = portal_gateway.partners
-    member_ref = partners.new_member("fresh-mart", tier="Gold Shopper")
-    partners.add_member("wallet-pay", member_ref)
-    sign_in(client, "fresh-mart", member_ref)
-    link = {"csrf_token": csrf_token(client, "/portal/"), "program": "wallet-pay", "member_ref": member_ref}
-    assert client.post("/portal/accounts/link", data={**link, "verification": PIN}).status_code == 303
+    gold_shopper_linked_at_wallet_pay(portal_gateway, client)
     form = {"csrf_token": csrf_token(client, "/portal/status-match"), "from_program": "wallet-pay"}
     refused = client.post("/portal/status-match", data={**form, "to_program": "fresh-mart"})
     assert refused.status_code == 400
@@ -92,3 +83,14 @@ def test_switching_language_after_a_request_was_refused_keeps_the_programs_chose
     assert '<option value="wallet-pay" selected>' in chinese.split('id="match-to"')[0]
     assert '<option value="fresh-mart" selected>' in chinese.split('id="match-to"')[1]
     assert "比對無法讓您在該計畫獲得更高等級" in chinese, "the pair previewed, in Chinese"
+
+
+def gold_shopper_linked_at_wallet_pay(portal_gateway: PortalGateway, client: httpx.Client) -> str:
+    """A FreshMart Gold Shopper signed in through FreshMart, their Wallet Pay account linked."""
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", tier="Gold Shopper")
+    partners.add_member("wallet-pay", member_ref)
+    sign_in(client, "fresh-mart", member_ref)
+    link = {"csrf_token": csrf_token(client, "/portal/"), "program": "wallet-pay", "member_ref": member_ref}
+    assert client.post("/portal/accounts/link", data={**link, "verification": PIN}).status_code == 303
+    return member_ref
