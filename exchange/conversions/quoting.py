@@ -129,7 +129,7 @@ class Quoting:
             missing = [key for key in self._keys(chains, member_id, now) if key not in keys]
             if missing:
                 used = used | await limits.used(session, missing)
-            level = await self.federation.cached_level(read.links, read.activity)
+            level = self.federation.cached_level(catalog, read.links, read.activity)
             if level is not None:
                 return await self._store(session, member_id, level, chains, points, used, now)
         level = await self.federation.level(read.links, read.activity)

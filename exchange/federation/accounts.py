@@ -39,7 +39,7 @@ from exchange.members import service as members
 from exchange.members.models import ActivityMarkers, LinkedAccount, LinkMethod, Member
 from exchange.members.validation import MembershipRefused, check_name_given, validate_membership
 from exchange.programs import service as programs
-from exchange.programs.catalog import CatalogCache
+from exchange.programs.catalog import Catalog, CatalogCache
 from exchange.programs.models import Program, ProgramKind
 from exchange.risk import reasons
 from exchange.risk.decisions import decision, record_refusal
@@ -132,9 +132,11 @@ class Federation:
         views = await self._views(links, activity, for_tiers=True)
         return max((view.level for view in views if view.level is not None), default=0)
 
-    async def cached_level(self, links: Sequence[LinkedAccount], activity: ActivityMarkers) -> int | None:
-        """:meth:`level` if every tier it needs is cached (no partner asked), else ``None``."""
-        catalog = await self.catalog.get()
+    def cached_level(self, catalog: Catalog, links: Sequence[LinkedAccount], activity: ActivityMarkers) -> int | None:
+        """:meth:`level` if every tier it needs is cached (no partner asked), else ``None``; the
+        tiers' levels from ``catalog``, as the caller read it: asked inside a unit of work, this
+        reads nothing (on SQLite a catalog read there would wait for the one connection, which
+        that unit of work holds, until it timed out)."""
         levels = []
         for link in links:
             account = self.cache.tier((link.member_id, link.program_id), activity)
