@@ -116,9 +116,8 @@ class Federation:
         link = next((link for link in links if link.program_id == program_id), None)
         if link is None:
             return None
-        catalog = await self.catalog.get()
-        program = catalog.program(program_id)
-        return await self._view(link, program, catalog.tier_levels.get(program_id, {}), activity, for_tiers=False)
+        [view] = await self._views([link], activity, for_tiers=False)
+        return view
 
     async def coalition_level(self, member_id: str) -> int:
         """The highest coalition level among the member's reachable accounts (0 if none)."""
