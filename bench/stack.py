@@ -93,6 +93,7 @@ class Stack:
                 str(pid_of(self.gateway)),
                 "--subprocesses",
                 "--nonblocking",  # pausing the workers to sample them would cost them CPU and stall them
+                "--gil",  # only samples holding the interpreter: not a thread blocked in a socket write
                 "--duration",
                 str(int(duration)),
                 "--format",
