@@ -13,6 +13,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from graphql import NoDeprecatedCustomRule, parse, validate
+from starlette.types import Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from exchange.api.schema import build_schema
 from exchange.cli import main
@@ -298,7 +300,7 @@ def test_compose_runs_migrations_before_the_gateway_on_postgresql() -> None:
         assert cli_problem(argv) is None, cli_problem(argv)
         environment = service["environment"]
         assert environment["EXCHANGE_DATABASE_URL"].startswith("postgresql://")
-        for name in environment:
+        for name in set(environment) - {"FORWARDED_ALLOW_IPS"}:  # uvicorn's, read by `exchange serve`
             assert name.startswith("EXCHANGE_") and name.removeprefix("EXCHANGE_").lower() in Settings.model_fields, (
                 name
             )
@@ -311,6 +313,35 @@ def test_the_compose_gateway_passes_the_production_checks_given_its_secrets() ->
     environment = COMPOSE["services"]["gateway"]["environment"]
     assert environment["EXCHANGE_KEY_ENCRYPTION_SECRET"].startswith("${EXCHANGE_KEY_ENCRYPTION_SECRET:?")
     compose_settings("gateway").check_for_production()
+
+
+async def test_the_compose_gateway_sees_requests_through_the_tls_proxy_on_its_host_as_https() -> None:
+    """Published on the host's loopback alone, the gateway's port is reached by the host's TLS
+    proxy from Docker's bridge gateway; uvicorn trusts that peer's X-Forwarded-Proto, or the
+    OAuth endpoints would refuse every request as plain HTTP (insecure_transport)."""
+    gateway = COMPOSE["services"]["gateway"]
+    assert all(str(port).startswith("127.0.0.1:") for port in gateway["ports"]), gateway["ports"]
+    trusted = gateway["environment"]["FORWARDED_ALLOW_IPS"]
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["scheme"])
+
+    async def nothing() -> Message:
+        return {"type": "http.request"}
+
+    async def ignore(message: Message) -> None:
+        pass
+
+    for bridge_gateway in ("172.17.0.1", "172.18.0.1", "192.168.16.1", "127.0.0.1"):
+        scope: Scope = {
+            "type": "http",
+            "scheme": "http",
+            "client": (bridge_gateway, 50000),
+            "headers": [(b"x-forwarded-proto", b"https"), (b"x-forwarded-for", b"203.0.113.7")],
+        }
+        await ProxyHeadersMiddleware(app, trusted_hosts=trusted)(scope, nothing, ignore)
+    assert seen == ["https"] * 4
 
 
 def test_the_compose_file_writes_down_no_secret_and_loads_no_sample() -> None:
