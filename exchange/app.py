@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -16,6 +17,7 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from exchange.api import books_export, callbacks, records
 from exchange.api.authentication import BearerTokenBackend, refuse_token
@@ -42,9 +44,27 @@ from exchange.services.container import build_services
 from exchange.settings import Settings
 from exchange.settlement.routes import statement_keys_route
 from exchange.web.frontend import WebFrontEnd
+from exchange.web.security import SecurityHeaders
 
 #: Seconds /readyz waits for the database's answer before it says 503.
 READINESS_TIMEOUT = 2.0
+
+
+class Gateway(Starlette):
+    """Starlette with the request id and the security headers outside its whole stack.
+
+    Starlette puts its ``ServerErrorMiddleware`` outside every middleware it is given, so the
+    500 of an exception escaping a route would go out without the headers and the request id
+    those add (the id being what matches the 500 to the traceback in the logs). Here they wrap
+    it instead. ``secure``: the exchange runs behind HTTPS (:func:`exchange.web.security.page_headers`).
+    """
+
+    def __init__(self, *, secure: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.secure = secure
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestId(SecurityHeaders(super().build_middleware_stack(), secure=self.secure))
 
 
 def create_app(
@@ -151,9 +171,10 @@ def create_app(
             return web.unrouted_page(request, error)
         return unrouted(request, error)
 
-    app = Starlette(
+    app = Gateway(
+        secure=web.cookies.secure,
         routes=[*api_routes, *web.routes()],
-        middleware=[Middleware(RequestId), Middleware(RefuseCredentialsInURL)],
+        middleware=[Middleware(RefuseCredentialsInURL)],
         exception_handlers={
             DatabaseRefused: database_refused,
             DatabaseUnavailable: service_unavailable,

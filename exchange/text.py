@@ -152,7 +152,8 @@ def narrowed_digits(text: str) -> str:
 def whole_number(text: str, *, max_digits: int = 18, signed: bool = False) -> int | None:
     """The whole number ``text`` writes (``None``: it writes none): ASCII digits, at most
     ``max_digits`` of them, with thousands commas (:func:`without_thousands_commas`) and spaces
-    around allowed, and a leading minus if ``signed``."""
+    around allowed, and a leading minus if ``signed``. ``-0`` is 0, as GraphQL's ``Int`` and
+    JSON read it: a form takes what the API takes for the same field."""
     digits = without_thousands_commas(text.strip())
     if digits is None:
         return None

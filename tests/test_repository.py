@@ -13,6 +13,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from graphql import NoDeprecatedCustomRule, parse, validate
+from starlette.types import Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from exchange.api.schema import build_schema
 from exchange.cli import main
@@ -267,31 +269,93 @@ def test_container_image_runs_the_exchange_command_as_a_non_root_user() -> None:
         assert name.removeprefix("EXCHANGE_").lower() in Settings.model_fields, name
 
 
+COMPOSE = yaml.safe_load((REPO_ROOT / "deploy" / "compose.yaml").read_text())
+#: ``${VAR:?message}``: a variable compose refuses to start without.
+REQUIRED_VARIABLE = re.compile(r"\$\{(\w+):\?[^}]*\}")
+
+
+def compose_settings(service: str) -> Settings:
+    """The settings an exchange service of the compose file runs with, each required variable
+    given a value that passes the production checks (a URL-safe password, an https issuer, a
+    secret of 32 characters)."""
+    given = {"EXCHANGE_ISSUER": "https://exchange.example.com"}
+    environment = {
+        name: REQUIRED_VARIABLE.sub(lambda found: given.get(found[1], "s" * 32), value)
+        for name, value in COMPOSE["services"][service]["environment"].items()
+    }
+    return Settings(**{name.removeprefix("EXCHANGE_").lower(): value for name, value in environment.items()})
+
+
 def test_compose_runs_migrations_before_the_gateway_on_postgresql() -> None:
-    compose = yaml.safe_load((REPO_ROOT / "deploy" / "compose.yaml").read_text())
-    services = compose["services"]
-    gateway, migrate = services["gateway"], services["migrate"]
+    services = COMPOSE["services"]
+    gateway, migrate, load = services["gateway"], services["migrate"], services["load-partners"]
     assert gateway["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert gateway["depends_on"]["load-partners"]["condition"] == "service_completed_successfully"
+    assert load["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["postgres"]["image"].startswith("postgres:")
-    for service in (gateway, migrate):
+    for service in (gateway, migrate, load):
         command = service["command"]
         argv = shlex.split(command) if isinstance(command, str) else command
         assert cli_problem(argv) is None, cli_problem(argv)
         environment = service["environment"]
         assert environment["EXCHANGE_DATABASE_URL"].startswith("postgresql://")
-        for name in environment:
+        for name in set(environment) - {"FORWARDED_ALLOW_IPS"}:  # uvicorn's, read by `exchange serve`
             assert name.startswith("EXCHANGE_") and name.removeprefix("EXCHANGE_").lower() in Settings.model_fields, (
                 name
             )
     assert migrate["command"][:2] == ["db", "upgrade"]
+    assert load["command"] == ["partners", "load"]
     assert gateway["command"][0] == "serve"
 
 
-def test_the_compose_gateway_passes_the_production_checks_given_its_secret() -> None:
-    compose = yaml.safe_load((REPO_ROOT / "deploy" / "compose.yaml").read_text())
-    environment = dict(compose["services"]["gateway"]["environment"])
+def test_the_compose_gateway_passes_the_production_checks_given_its_secrets() -> None:
+    environment = COMPOSE["services"]["gateway"]["environment"]
     assert environment["EXCHANGE_KEY_ENCRYPTION_SECRET"].startswith("${EXCHANGE_KEY_ENCRYPTION_SECRET:?")
-    environment["EXCHANGE_KEY_ENCRYPTION_SECRET"] = "s" * 32
-    settings = Settings(**{name.removeprefix("EXCHANGE_").lower(): value for name, value in environment.items()})
-    settings.check_for_production()
+    compose_settings("gateway").check_for_production()
+
+
+async def test_the_compose_gateway_sees_requests_through_the_tls_proxy_on_its_host_as_https() -> None:
+    """Published on the host's loopback alone, the gateway's port is reached by the host's TLS
+    proxy from Docker's bridge gateway; uvicorn trusts that peer's X-Forwarded-Proto, or the
+    OAuth endpoints would refuse every request as plain HTTP (insecure_transport)."""
+    gateway = COMPOSE["services"]["gateway"]
+    assert all(str(port).startswith("127.0.0.1:") for port in gateway["ports"]), gateway["ports"]
+    trusted = gateway["environment"]["FORWARDED_ALLOW_IPS"]
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["scheme"])
+
+    async def nothing() -> Message:
+        return {"type": "http.request"}
+
+    async def ignore(message: Message) -> None:
+        pass
+
+    for bridge_gateway in ("172.17.0.1", "172.18.0.1", "192.168.16.1", "127.0.0.1"):
+        scope: Scope = {
+            "type": "http",
+            "scheme": "http",
+            "client": (bridge_gateway, 50000),
+            "headers": [(b"x-forwarded-proto", b"https"), (b"x-forwarded-for", b"203.0.113.7")],
+        }
+        await ProxyHeadersMiddleware(app, trusted_hosts=trusted)(scope, nothing, ignore)
+    assert seen == ["https"] * 4
+
+
+def test_the_compose_file_writes_down_no_secret_and_loads_no_sample() -> None:
+    """The database password is a variable compose requires, the same for PostgreSQL and every
+    exchange command; the declarations are the operator's, mounted from a directory compose
+    requires, and loaded in production, which refuses the bundled samples' inline secrets."""
+    services = COMPOSE["services"]
+    password = services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert REQUIRED_VARIABLE.fullmatch(password), password
+    for name in ("migrate", "load-partners", "gateway"):
+        url = services[name]["environment"]["EXCHANGE_DATABASE_URL"]
+        assert url.startswith(f"postgresql://exchange:{password}@"), name
+        assert compose_settings(name).environment == "production", name
+    partners_dir = str(compose_settings("load-partners").partners_dir)
+    mounts = {mount["target"]: mount for mount in services["load-partners"]["volumes"]}
+    assert mounts[partners_dir]["read_only"], partners_dir
+    assert REQUIRED_VARIABLE.fullmatch(mounts[partners_dir]["source"]), mounts[partners_dir]["source"]

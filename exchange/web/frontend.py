@@ -22,7 +22,7 @@ from exchange.web.access import Page
 from exchange.web.middleware import Sessions, WebMiddleware, language_of
 from exchange.web.partner import PartnerConsole
 from exchange.web.risk import RiskConsole
-from exchange.web.security import MEMBER_SESSION_COOKIE, SESSION_COOKIE, CookiePolicy, page_headers
+from exchange.web.security import MEMBER_SESSION_COOKIE, SESSION_COOKIE, CookiePolicy
 from exchange.web.settlement import SettlementConsole
 from exchange.web.static import STATIC_PATH, StaticAssets
 from exchange.web.templating import Pages
@@ -117,7 +117,6 @@ class WebFrontEnd:
             },
             status_code=error.status_code,
             headers={
-                **page_headers(secure=self.cookies.secure),
                 "Content-Language": language.tag,
                 "Vary": "Accept, Cookie, Accept-Language",
                 **(error.headers or {}),

@@ -1,5 +1,6 @@
-"""The middleware in front of every page: works out the visitor, adds the pages' headers and
-cookies, and answers the guard's refusals (unknown addresses, and domain errors no page
+"""The middleware in front of every page: works out the visitor, adds the pages' language and
+cookies (their security headers are every response's: :class:`exchange.web.security.SecurityHeaders`),
+and answers the guard's refusals (unknown addresses, and domain errors no page
 handled) with pages."""
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from exchange.web.security import (
     LANGUAGE_COOKIE,
     LANGUAGE_COOKIE_MAX_AGE,
     CookiePolicy,
-    page_headers,
 )
 from exchange.web.templating import LANGUAGE_PARAMETER, Pages
 from exchange.web.visitors import Visitor, attach_visitor
@@ -110,7 +110,6 @@ class WebMiddleware:
             ),
         )
         extra_headers = {
-            **page_headers(secure=self.cookies.secure),
             "Content-Language": language.tag,
             "Vary": "Cookie, Accept-Language",
         }

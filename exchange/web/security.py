@@ -5,7 +5,10 @@ Cookies are ``HttpOnly``, ``SameSite=Strict`` and ``Path=/``; outside developmen
 whole host, with no ``Domain``: no subdomain and no plain-HTTP page can plant or overwrite them.
 
 Pages forbid inline scripts and styles (Content-Security-Policy ``script-src 'self'``), framing,
-and caching (they are somebody's).
+and caching (they are somebody's). Every response of the gateway carries those headers
+(:class:`SecurityHeaders`), unless it sets one itself: an API answer or an error that no page
+renders (a 500, a 404 for an address no route can hold) is framed, sniffed or cached no more
+than a page.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SESSION_COOKIE = "exchange_session"
 #: A member's portal session: a cookie of its own, so that it and a console session never
@@ -56,6 +61,33 @@ def page_headers(*, secure: bool, content_security_policy: str = PAGE_CSP) -> di
     if secure:
         headers["Strict-Transport-Security"] = "max-age=31536000"
     return headers
+
+
+class SecurityHeaders:
+    """ASGI middleware: each of :func:`page_headers` a response does not set itself.
+
+    It wraps the whole application, Starlette's ``ServerErrorMiddleware`` included, so that the
+    500 of an exception escaping a route, which no inner middleware sees, carries them too.
+    """
+
+    def __init__(self, app: ASGIApp, *, secure: bool) -> None:
+        self.app = app
+        self.headers = page_headers(secure=secure)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers.items():
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,12 @@ def test_a_whole_number_is_ascii_digits_within_its_length(text: str, number: int
     assert whole_number(text) == number
 
 
-@pytest.mark.parametrize(("text", "number"), [("-5", -5), ("--5", None), ("-", None), ("5-", None)])
+@pytest.mark.parametrize(
+    ("text", "number"), [("-5", -5), ("--5", None), ("-", None), ("5-", None), ("-0", 0), ("-0,000", 0)]
+)
 def test_a_signed_whole_number_takes_one_leading_minus(text: str, number: int | None) -> None:
+    """``-0`` is 0, as GraphQL's ``Int`` (``stock: -0``) and JSON read it: the partner console's
+    form takes for a field what the API takes for it (a reward's stock of ``-0`` is a stock of 0)."""
     assert whole_number(text, signed=True) == number
 
 

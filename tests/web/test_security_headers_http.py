@@ -1,0 +1,70 @@
+"""Every response carries the pages' security headers and a request id, those that no page
+renders included: a 500 from an exception escaping a route (Starlette answers it outside every
+middleware it is given), a 404 for an address no route can hold (a CR or LF in the path), an
+API answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from exchange.app import create_app
+from exchange.settings import Settings
+from exchange.web.security import page_headers
+
+BROWSER = {"accept": "text/html,application/xhtml+xml"}
+CLIENT = {"accept": "application/json"}
+
+
+async def fails(_: Request) -> Response:
+    raise RuntimeError("a bug in a route")
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The gateway (on a database it never reads for these answers) with one route that fails."""
+    database = Path(tmp_path_factory.mktemp("headers")) / "exchange.db"
+    app = create_app(Settings(database_url=f"sqlite:///{database}"))
+    app.router.routes.insert(0, Route("/fails", fails))
+    # Not entered as a context manager, the client starts no lifespan: nothing reads the database.
+    unstarted = TestClient(app, raise_server_exceptions=False)
+    yield unstarted
+    unstarted.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        ("/fails", CLIENT, 500),
+        ("/fails", BROWSER, 500),
+        ("/console/a%0D%0Ab", CLIENT, 404),
+        ("/portal/a%0Ab", CLIENT, 404),
+        ("/a%0D%0Ab", CLIENT, 404),
+        ("/no-such-address", CLIENT, 404),
+        ("/graphql/no-such-address", CLIENT, 404),
+        ("/console/a%0D%0Ab", BROWSER, 404),
+        ("/healthz", CLIENT, 200),
+        ("/console/sign-in", BROWSER, 200),
+    ],
+)
+def test_every_answer_carries_the_security_headers(
+    client: TestClient, path: str, headers: dict[str, str], status: int
+) -> None:
+    response = client.get(path, headers=headers)
+    assert response.status_code == status
+    for name, value in page_headers(secure=False).items():
+        assert response.headers.get(name) == value, name
+    assert response.headers.get("x-request-id")
+
+
+def test_a_header_an_answer_sets_itself_is_kept(client: TestClient) -> None:
+    """A stylesheet may be cached; the other security headers come with it all the same."""
+    response = client.get("/static/app.css")
+    assert response.status_code == 200 and response.headers["cache-control"] != "no-store"
+    assert response.headers["x-frame-options"] == "DENY"
