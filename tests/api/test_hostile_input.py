@@ -3,6 +3,7 @@ PostgreSQL, and change nothing: never an internal error, never a store's own ref
 
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
 from typing import Any
 
@@ -248,6 +249,18 @@ async def test_integers_out_of_range_are_refused_not_overflowed(kit: ExchangeKit
     assert_bad_input(await kit.graphql("{ conversions(first: 2147483647) { nextCursor } }", member), "first")
     page = "query($first: Int!) { conversions(first: $first) { nextCursor } }"
     assert_bad_input(await kit.graphql(page, member, first=2**31), "first")
+
+
+async def test_a_forged_cursor_whose_time_leaves_the_calendar_in_utc_is_refused_naming_after(kit: ExchangeKit) -> None:
+    """A cursor is base64 of a time and an id; one forged with a time the calendar holds only
+    before its offset is applied is no cursor, not an internal error."""
+    member = await kit.member_token("wallet-pay", "alice")
+    page = "query($after: String) { conversions(after: $after) { nextCursor } }"
+    for written in ("0001-01-01T00:00:00+14:00|c", "9999-12-31T23:59:59-14:00|c"):
+        forged = base64.urlsafe_b64encode(written.encode()).decode()
+        assert_bad_input(await kit.graphql(page, member, after=forged), "after")
+    earliest = base64.urlsafe_b64encode(b"0001-01-01T00:00:00+00:00|c").decode()
+    assert (await kit.data(page, member, after=earliest))["conversions"] == {"nextCursor": None}
 
 
 async def test_periods_off_the_calendar_are_refused_and_nothing_is_closed(kit: ExchangeKit) -> None:
