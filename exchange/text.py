@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from string import Formatter
 from typing import Any
 
@@ -106,6 +107,36 @@ def text_problem(value: str, max_length: int, *, min_length: int = 0, printable:
     if printable and not value.isprintable():
         return "must be printable characters only"
     return None
+
+
+#: Characters that reorder the text around them when it is shown: the Arabic letter mark,
+#: left-to-right and right-to-left marks, and bidirectional embeddings, overrides and isolates.
+#: Text holding one can show as other text than it is ("Trojan Source": a title whose price
+#: reads backwards), on a page, in a terminal and in a partner's own front end alike.
+DIRECTION_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def shown_text_problem(value: str, *, lines: bool = False) -> str | None:
+    """Why ``value``, text shown to people as its author wrote it (a reward's title or
+    description, a webhook subscription's description), cannot be taken (``None``: it can): a
+    control character (an escape that drives a terminal, a line break in what is one line;
+    ``lines`` allows line breaks and tabs, as a form's text area sends them), or a direction
+    control (:data:`DIRECTION_CONTROLS`), named with where it is."""
+    for at, character in enumerate(value, start=1):
+        if character in DIRECTION_CONTROLS:
+            return (
+                f"holds a direction control, U+{ord(character):04X}, at character {at}: "
+                "it reorders the text around it when shown"
+            )
+        if unicodedata.category(character) == "Cc" and not (lines and character in "\r\n\t"):
+            return f"holds a control character, U+{ord(character):04X}, at character {at}"
+    return None
+
+
+def shows_nothing(value: str) -> bool:
+    """Whether ``value`` shows as blank: only spaces and characters that show as nothing
+    (a zero-width space, a soft hyphen, U+FEFF: Unicode's format characters)."""
+    return all(character.isspace() or unicodedata.category(character) == "Cf" for character in value)
 
 
 def chosen_id_problem(value: str) -> str | None:

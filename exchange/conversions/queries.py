@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlmodel import and_, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -33,12 +33,16 @@ def _cursor(conversion: Conversion) -> str:
 
 
 def _position(cursor: str) -> tuple[datetime, str]:
+    """The creation time, in UTC, and the conversion id a cursor holds. A time with an offset
+    that takes it off the calendar in UTC (0001-01-01T00:00+14:00) is no cursor this API gave
+    out: neither store can compare it."""
     try:
         created_at, conversion_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        moment = datetime.fromisoformat(created_at)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        written = datetime.fromisoformat(created_at)
+        moment = written.astimezone(UTC) if written.tzinfo is not None else None
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
         moment = None
-    if moment is None or moment.tzinfo is None or text_problem(conversion_id, CONVERSION_ID_LENGTH):
+    if moment is None or text_problem(conversion_id, CONVERSION_ID_LENGTH):
         raise BadUserInput("not a cursor this API gave out", field="after")
     return moment, conversion_id
 

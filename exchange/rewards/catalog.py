@@ -19,7 +19,7 @@ from exchange.programs import service as programs
 from exchange.programs.declarations import PartnersDirectory
 from exchange.rewards.errors import NotYourReward, RewardNotFound
 from exchange.rewards.models import DESCRIPTION_LENGTH, TITLE_LENGTH, Reward, RewardKind
-from exchange.text import chosen_id_problem
+from exchange.text import chosen_id_problem, shown_text_problem, shows_nothing
 
 MAX_STOCK = 1_000_000
 
@@ -48,8 +48,14 @@ async def publish(session: AsyncSession, program_id: str, draft: RewardDraft, no
     currency = coalition.settings.currency
     if not 1 <= len(draft.title.strip()) <= TITLE_LENGTH:
         raise BadUserInput(f"title must be 1 to {TITLE_LENGTH} characters", field="title")
+    if shows_nothing(draft.title):
+        raise BadUserInput("title shows nothing: it holds only spaces and invisible characters", field="title")
+    if problem := shown_text_problem(draft.title):
+        raise BadUserInput(f"title {problem}", field="title")
     if len(draft.description) > DESCRIPTION_LENGTH:
         raise BadUserInput(f"description must be at most {DESCRIPTION_LENGTH} characters", field="description")
+    if problem := shown_text_problem(draft.description, lines=True):
+        raise BadUserInput(f"description {problem}", field="description")
     price_minor = _price_minor(draft.price, currency)
     if not 0 <= draft.stock <= MAX_STOCK:
         raise BadUserInput(f"stock must be from 0 to {MAX_STOCK}", field="stock")

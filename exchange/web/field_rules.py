@@ -245,6 +245,12 @@ RULES: tuple[FieldRule, ...] = (
         "UNKNOWN_PROGRAM", "no program has the id given: it is not written as an id is; the programs are {known}"
     ),
     FieldRule("NO_RATE", "no rate converts {source} into {target}"),
+    FieldRule("SHOWS_NOTHING", "{field} shows nothing: it holds only spaces and invisible characters"),
+    FieldRule(
+        "DIRECTION_CONTROL",
+        "{field} holds a direction control, {character}, at character {at}: it reorders the text around it when shown",
+    ),
+    FieldRule("CONTROL_CHARACTER", "{field} holds a control character, {character}, at character {at}"),
     FieldRule("CHOSEN_ID", f"id must be {CHOSEN_ID_TEMPLATE}, got {{length}}"),
     FieldRule("CHOSEN_ID", f"id must be {CHOSEN_ID_TEMPLATE}"),
     FieldRule("ID_TAKEN", "promotion id {got} is taken by other terms"),

@@ -306,7 +306,9 @@ class Dispatcher:
                     status, wait = response.status_code, response.headers.get("retry-after")
             except TimeoutError:
                 return Outcome(None, _elapsed_ms(started), f"ReadTimeout: no answer within {self.timeout:g} s")
-            except httpx.HTTPError as failed:
+            except (httpx.HTTPError, httpx.InvalidURL) as failed:
+                # InvalidURL: a subscription stored before its URL's rule refused a host the
+                # client cannot send to; its attempt fails alone, not the batch it was claimed in.
                 return Outcome(None, _elapsed_ms(started), f"{type(failed).__name__}: {failed}"[:ERROR_LENGTH])
             return answered(status, wait, self.clock.now(), _elapsed_ms(started))
 

@@ -21,6 +21,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from exchange.db.grouping import grouped
 from exchange.errors import BadUserInput
 from exchange.programs import service as programs
+from exchange.text import shown_text_problem
 from exchange.webhooks import signing
 from exchange.webhooks.errors import DeliveryNotFound, SubscriptionNotFound, TooManySubscriptions
 from exchange.webhooks.events import EventType
@@ -98,6 +99,8 @@ async def create(
     event_types = check_event_types(draft.event_types)
     if len(draft.description) > DESCRIPTION_LENGTH:
         raise BadUserInput(f"at most {DESCRIPTION_LENGTH} characters", field="description")
+    if problem := shown_text_problem(draft.description):
+        raise BadUserInput(f"description {problem}", field="description")
     if draft.program_id is not None:
         await programs.get_program(session, draft.program_id, field="programId", lock=True)
     live = await session.exec(

@@ -2,7 +2,8 @@
 
 The rule, in order (the first broken one is reported, by name, as ``extensions.rule``):
 
-* ``absolute``: an absolute URL with a host, at most 2000 characters, no fragment;
+* ``absolute``: an absolute URL with a host, at most 2000 characters, no fragment, no space
+  and no character that is not printable (a control, a zero-width space, a direction mark);
 * ``no-credentials``: no ``user:password@`` (secrets belong in the signature, not the URL);
 * ``https-required``: ``https://``; in development (``EXCHANGE_ENVIRONMENT`` other than
   ``production``) also ``http://`` to a loopback host (``localhost``, ``127.0.0.0/8``, ``::1``),
@@ -11,13 +12,18 @@ The rule, in order (the first broken one is reported, by name, as ``extensions.r
   (:func:`is_public`): the exchange must not be made to call into its own network. An address
   counts in every form the system's resolver reads as one (``2130706433``, ``0x7f.1``,
   ``127.1`` are 127.0.0.1). Names are not resolved here: the delivery worker checks where a
-  name leads each time it connects (:mod:`exchange.webhooks.egress`).
+  name leads each time it connects (:mod:`exchange.webhooks.egress`);
+* ``sendable``: a URL the delivery's HTTP client can send to: its host a domain name IDNA
+  encodes (``ｌｏｃａｌｈｏｓｔ`` is none) or an IP address as the client writes one. The
+  client refuses any other before connecting, so every delivery to it would fail.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+
+import httpx
 
 from exchange.addresses import Fault, read_address
 from exchange.webhooks.errors import BadWebhookURL
@@ -72,9 +78,10 @@ def check_url(url: str, *, production: bool) -> str:
     parts, faults = read_address(url)
     if parts is None:
         raise BadWebhookURL(f"{url!r} is not a URL", "absolute")
-    if len(url) > URL_LENGTH or faults & {Fault.NOT_ABSOLUTE, Fault.FRAGMENT, Fault.SPACE}:
+    if len(url) > URL_LENGTH or faults & {Fault.NOT_ABSOLUTE, Fault.FRAGMENT, Fault.SPACE, Fault.CONTROL}:
         raise BadWebhookURL(
-            f"the URL must be absolute, with a host, without a fragment, at most {URL_LENGTH} characters",
+            "the URL must be absolute, with a host, without a fragment, spaces or characters that are not "
+            f"printable, at most {URL_LENGTH} characters",
             "absolute",
         )
     if Fault.CREDENTIALS in faults:
@@ -89,4 +96,8 @@ def check_url(url: str, *, production: bool) -> str:
         raise BadWebhookURL(
             "in production the URL's host must be public, not a local or private address", "public-host"
         )
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as unsendable:
+        raise BadWebhookURL(f"an HTTP client cannot send to this URL: {unsendable}", "sendable") from None
     return url

@@ -3,6 +3,7 @@ PostgreSQL, and change nothing: never an internal error, never a store's own ref
 
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
 from typing import Any
 
@@ -183,6 +184,43 @@ async def test_hostile_strings_are_refused_naming_the_field(kit: ExchangeKit) ->
         assert_bad_input(await kit.graphql(operation, token, **variables), field)
 
 
+WEBHOOK = """mutation($input: CreateWebhookSubscriptionInput!) {
+  createWebhookSubscription(input: $input) { subscription { id description } }
+}"""
+#: Text members and staff are shown as a partner wrote it: no control character, no direction
+#: control (which shows the text around it as other text), a title that shows something.
+SHOWN_TEXT: list[tuple[str, dict[str, Any], str, str]] = [
+    (REWARD, {"title": "\u200b\ufeff", "price": "1", "stock": 1}, "input.title", "title shows nothing"),
+    (REWARD, {"title": "Tea for 1\u202e00.01", "price": "1", "stock": 1}, "input.title", "U+202E, at character 10"),
+    (REWARD, {"title": "Tea\x1b[2J", "price": "1", "stock": 1}, "input.title", "a control character, U+001B"),
+    (REWARD, {"title": "Tea\nfor two", "price": "1", "stock": 1}, "input.title", "a control character, U+000A"),
+    (REWARD, {"title": "Tea", "description": "\u2067x", "price": "1", "stock": 1}, "input.description", "U+2067"),
+    (REWARD, {"title": "Tea", "description": "a\x07", "price": "1", "stock": 1}, "input.description", "U+0007"),
+    (
+        WEBHOOK,
+        {"url": "https://partner.example/hook", "eventTypes": ["PERIOD_CLOSED"], "description": "\u202eorp"},
+        "input.description",
+        "a direction control, U+202E",
+    ),
+]
+
+
+async def test_text_shown_as_written_holding_controls_or_showing_nothing_is_refused_naming_the_character(
+    kit: ExchangeKit,
+) -> None:
+    token = await kit.partner_token("fresh-mart")
+    listed = '{ rewards(programId: "fresh-mart") { id } webhookSubscriptions(programId: "fresh-mart") { id } }'
+    before = await kit.data(listed, token)
+    for operation, values, field, reason in SHOWN_TEXT:
+        own = {"programId": "fresh-mart"} if operation is WEBHOOK else {}
+        response = await kit.graphql(operation, token, input={**values, **own})
+        assert_bad_input(response, field)
+        assert reason in refusal(response)["message"], refusal(response)
+    assert await kit.data(listed, token) == before
+    lines = {"title": "Tea for two", "description": "Earl Grey\r\n\tor jasmine", "price": "1", "stock": 1}
+    assert (await kit.data(REWARD, token, input=lines))["publishReward"]["id"]
+
+
 async def test_hostile_strings_from_members_and_staff_are_refused(kit: ExchangeKit, last_month: str) -> None:
     member = await kit.member_token("wallet-pay", "alice")
     link = 'mutation($ref: String!) { linkAccount(programId: "fresh-mart", memberRef: $ref, verification: "1") { memberRef } }'
@@ -211,6 +249,18 @@ async def test_integers_out_of_range_are_refused_not_overflowed(kit: ExchangeKit
     assert_bad_input(await kit.graphql("{ conversions(first: 2147483647) { nextCursor } }", member), "first")
     page = "query($first: Int!) { conversions(first: $first) { nextCursor } }"
     assert_bad_input(await kit.graphql(page, member, first=2**31), "first")
+
+
+async def test_a_forged_cursor_whose_time_leaves_the_calendar_in_utc_is_refused_naming_after(kit: ExchangeKit) -> None:
+    """A cursor is base64 of a time and an id; one forged with a time the calendar holds only
+    before its offset is applied is no cursor, not an internal error."""
+    member = await kit.member_token("wallet-pay", "alice")
+    page = "query($after: String) { conversions(after: $after) { nextCursor } }"
+    for written in ("0001-01-01T00:00:00+14:00|c", "9999-12-31T23:59:59-14:00|c"):
+        forged = base64.urlsafe_b64encode(written.encode()).decode()
+        assert_bad_input(await kit.graphql(page, member, after=forged), "after")
+    earliest = base64.urlsafe_b64encode(b"0001-01-01T00:00:00+00:00|c").decode()
+    assert (await kit.data(page, member, after=earliest))["conversions"] == {"nextCursor": None}
 
 
 async def test_periods_off_the_calendar_are_refused_and_nothing_is_closed(kit: ExchangeKit) -> None:

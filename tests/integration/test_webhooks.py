@@ -346,6 +346,27 @@ async def test_a_receiver_that_never_answers_is_retried_with_backoff_then_dead_l
         await hooks.service.replay(None, subscription.subscription.id)
 
 
+async def test_a_stored_url_the_client_cannot_send_to_fails_its_own_attempts_not_the_batch(hooks: Hooks) -> None:
+    """A subscription stored before its URL's rule refused a host no HTTP client sends to (a
+    zero-width space in it): its attempts fail, logged, and the other subscriptions' deliveries
+    claimed with them are sent and recorded, instead of the whole pass failing on every run."""
+    theirs = await hooks.subscribe(hooks.receiver.url("/theirs"), ["period.closed"], program_id="fresh-mart")
+    ours = await hooks.subscribe(hooks.receiver.url("/ours"), ["period.closed"], program_id="happy-card")
+    async with hooks.db.transaction() as session:
+        await session.exec(
+            update(WebhookSubscription)
+            .where(col(WebhookSubscription.id) == theirs.subscription.id)
+            .values(url="https://fresh\u200bmart.example/hook")
+        )
+    await hooks.emit(Event(EventType.PERIOD_CLOSED, "period:2026-10", None, {"period": "2026-10"}, hooks.clock.now()))
+    report = await hooks.service.deliver()
+    assert (report.delivered, report.retrying) == (1, 1)
+    ((headers, body),) = hooks.receiver.accepted("/ours")
+    assert verified(ours.secret, headers, body)["data"] == {"period": "2026-10"}
+    (attempt,) = await hooks.service.attempts(None, theirs.subscription.id)
+    assert (attempt.error or "").startswith("InvalidURL:"), attempt
+
+
 async def test_a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends(hooks: Hooks) -> None:
     old = await hooks.subscribe(hooks.receiver.url(), ["period.closed"])
     new = await hooks.service.rotate_secret(None, old.subscription.id)

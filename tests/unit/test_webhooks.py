@@ -39,6 +39,14 @@ NOW = datetime.now(UTC).replace(microsecond=0)
         ("https://partner.example/ho ok", False, "absolute"),
         ("https://partner.example:99999/hook", False, "absolute"),
         ("https://" + "a" * 2000 + ".example/", False, "absolute"),
+        # What is not printable, in the host or anywhere else: a zero-width space, a direction mark, DEL
+        ("https://partner\u200b.example/hook", False, "absolute"),
+        ("https://partner.example/\u202ekooh", False, "absolute"),
+        ("https://partner.example/hook\x7f", False, "absolute"),
+        # A host the delivery's HTTP client refuses before connecting: every delivery would fail
+        ("https://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/hook", True, "sendable"),
+        ("https://\uff11\uff12\uff17.\uff10.\uff10.\uff11/hook", True, "sendable"),
+        ("https://203.0.113.999/hook", False, "sendable"),
         ("https://localhost/hook", True, "public-host"),
         ("https://10.1.2.3/hook", True, "public-host"),
         ("https://169.254.169.254/latest/meta-data", True, "public-host"),
@@ -66,6 +74,7 @@ def test_a_url_that_breaks_the_rule_is_refused_naming_the_rule(url: str, product
         ("http://127.0.0.1:8123/hook", False),
         ("http://localhost/hook", False),
         ("http://[::1]:8000/hook", False),
+        ("https://b\u00fccher.example/hook", True),  # a domain name IDNA encodes
     ],
 )
 def test_https_anywhere_and_http_to_loopback_in_development_are_accepted(url: str, production: bool) -> None:

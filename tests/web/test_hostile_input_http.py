@@ -160,3 +160,26 @@ def test_an_id_that_keeps_the_rule_is_the_reward_s_address(partner: httpx.Client
     reward = post(partner, f"{PARTNER}/rewards", id=reward_id, title=title, price="5", stock="3")
     assert reward.status_code == 303 and reward.headers["location"].startswith(f"{PARTNER}/rewards/{reward_id}?")
     assert title in partner.get(reward.headers["location"]).text
+
+
+def test_a_reward_title_that_shows_nothing_or_other_text_than_it_holds_is_refused_on_its_field(
+    partner: httpx.Client,
+) -> None:
+    """A title members see as written: one of only invisible characters is blank, and a
+    direction control (U+202E) shows the text after it backwards; each is refused on the title
+    in the reader's language, and nothing is published."""
+    for title, english, chinese in [
+        ("\u200b\u200b", "Title shows nothing", "看起來是空白的"),
+        (
+            f"Tea \u202e00.01 {next(_titles)}",
+            "a direction control, U+202E, at character 5",
+            "第 5 個字元是文字方向控制字元 U+202E",
+        ),
+    ]:
+        for language, said in (("en", english), ("zh-TW", chinese)):
+            token = form_token(partner, "/console/")
+            form = {"csrf_token": token, "title": title, "price": "5", "stock": "3"}
+            refused = partner.post(f"{PARTNER}/rewards", data=form, headers={"accept-language": language})
+            assert refused.status_code == 422, refused.text
+            assert said in html.unescape(field_error(refused.text, "title"))
+        assert not published(partner, title)

@@ -36,12 +36,17 @@ First = Annotated[int, strawberry.argument(description=f"How many, from 1 to {MA
 
 @strawberry.input(description="A reward to publish.")
 class PublishRewardInput:
-    title: Annotated[str, Text(TITLE_LENGTH)] = strawberry.field(description="What members see; not blank.")
+    title: Annotated[str, Text(TITLE_LENGTH)] = strawberry.field(
+        description="What members see, on one line: not blank (spaces and invisible characters alone are), "
+        "no control character or direction control (U+202E and the like)."
+    )
     price: Decimal = strawberry.field(description="Settlement price in the settlement currency (a decimal string).")
     stock: int = strawberry.field(description=f"Units on offer, 0 to {MAX_STOCK:,}; each redemption takes one.")
     kind: RewardKind = strawberry.field(default=RewardKind.DIRECT, description="How the reward reaches the member.")
     description: Annotated[str, Text(DESCRIPTION_LENGTH)] = strawberry.field(
-        default="", description="More about the reward, for members."
+        default="",
+        description="More about the reward, for members: line breaks and tabs, but no other control character "
+        "and no direction control (U+202E and the like).",
     )
     per_member_limit: int | None = strawberry.field(
         default=None, description="How many times one member may redeem it (1 or more); null: no limit."

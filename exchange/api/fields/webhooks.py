@@ -52,7 +52,9 @@ class CreateWebhookSubscriptionInput:
         "any, or none for every program's events.",
     )
     description: Annotated[str, Text(DESCRIPTION_LENGTH)] = strawberry.field(
-        default="", description="What the receiver is, for people reading the list."
+        default="",
+        description="What the receiver is, for people reading the list: one line, no control character or "
+        "direction control (U+202E and the like).",
     )
 
     def to_draft(self) -> SubscriptionDraft:
