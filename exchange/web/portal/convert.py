@@ -148,7 +148,7 @@ class ConvertPages:
         )
         context.update(
             quote=quote,
-            balance=reviewed.balance,
+            balance=reviewed.coverage.balance,
             short=reviewed.short,
             expired=expired,
             problem=Refusal.of(problem, catalog.programs) if problem else None,
