@@ -308,6 +308,12 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         expect(page.locator("#balance-fresh-mart")).to_contain_text(f"12,500 {unit}")
         screenshot(page, "reward")
         assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        # Each label starts on its radio's line, at a phone's width too (it used to wrap under it).
+        for program in ("fresh-mart", "wallet-pay"):
+            radio = page.locator(f"#pay-{program}").bounding_box()
+            label = page.locator(f"label[for=pay-{program}]").bounding_box()
+            assert radio is not None and label is not None
+            assert label["y"] < radio["y"] + radio["height"] and label["x"] > radio["x"], program
         assert page.evaluate("window.__cspViolations") == []
     finally:
         context.close()
