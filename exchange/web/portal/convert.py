@@ -129,6 +129,11 @@ class ConvertPages:
             {
                 "programs": programs,
                 "entered": entered,
+                # Unless chosen: from a program whose points this session spends, not the first
+                # by name (the coalition point, which a new member holds none of).
+                "spendable": next(
+                    (program.id for program in programs if member_session(request).may_spend(program.id)), None
+                ),
                 "expired": expired,
                 "problem": Refusal.of(problem, catalog.programs) if problem else None,
             },
