@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -108,16 +108,13 @@ class Federation:
                 links, activity = await links_and_activity(session, member_id)
         return await self._views(links, activity, for_tiers=False)
 
-    async def account(self, member_id: str, program_id: str) -> AccountView | None:
-        """The member's account at ``program_id`` as :meth:`accounts` shows it (its partner
-        asked alone, or its cached answer), or ``None`` if the member has none there."""
+    async def accounts_at(self, member_id: str, program_ids: Collection[str]) -> list[AccountView]:
+        """The member's accounts at ``program_ids`` as :meth:`accounts` shows them (only their
+        partners asked, at once, or their cached answers); a program where the member has no
+        account is left out."""
         async with self.db.transaction() as session:
             links, activity = await links_and_activity(session, member_id)
-        link = next((link for link in links if link.program_id == program_id), None)
-        if link is None:
-            return None
-        [view] = await self._views([link], activity, for_tiers=False)
-        return view
+        return await self._views([link for link in links if link.program_id in program_ids], activity, for_tiers=False)
 
     async def coalition_level(self, member_id: str) -> int:
         """The highest coalition level among the member's reachable accounts (0 if none)."""

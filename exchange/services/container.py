@@ -228,6 +228,7 @@ def build_services(
             redemption_saga,
             cache,
             clock,
+            federation,
         ),
         matches=StatusMatchService(
             db, StatusMatching.for_settings(settings, db=db, connectors=connectors, clock=clock)

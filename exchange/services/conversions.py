@@ -18,6 +18,7 @@ from exchange.pricing import quotes
 from exchange.pricing.models import Quote
 from exchange.risk.decisions import GateRefusal, record_refusal
 from exchange.sagas.recovery import EVERY_ROW, RecoveryReport, RecoveryWorker, recovery_report
+from exchange.services.balances import Coverage, coverage
 from exchange.services.requests import debit_authority, idempotency_key, member_of
 
 
@@ -31,19 +32,18 @@ class ConversionPage:
 
 @dataclass(frozen=True, slots=True)
 class ReviewedQuote:
-    """A quote beside the member's balance at its source program as the federated view reads it
-    now (or a few seconds ago), so the member sees before converting whether it covers the
-    points in; ``balance`` is ``None`` when it could not be read (the partner did not answer)."""
+    """A quote beside the member's balance at its source program (:mod:`~exchange.services.balances`),
+    so the member sees before converting whether it covers the points in."""
 
     quote: Quote
-    balance: int | None
+    coverage: Coverage
     converted: bool
 
     @property
     def short(self) -> bool:
         """The balance read is below the points the quote converts, which is not converted yet:
         converting would fail at the partner's debit. (A quote converted already took its points.)"""
-        return not self.converted and self.balance is not None and self.balance < self.quote.points_in
+        return not self.converted and self.coverage.short
 
 
 @dataclass
@@ -70,9 +70,8 @@ class ConversionService:
         decides in the end; this read only tells a member who asked for more than they hold."""
         async with self.db.autocommit() as session:
             converted = await queries.quote_conversion(session, quote.id) is not None
-        view = await self.federation.account(member_of(caller), quote.from_program)
-        account = view.account if view is not None else None
-        return ReviewedQuote(quote, account.balance if account is not None else None, converted)
+        covered = await coverage(self.federation, member_of(caller), {quote.from_program: quote.points_in})
+        return ReviewedQuote(quote, covered[quote.from_program], converted)
 
     async def execute(self, caller: Principal, quote_id: str, key: str, *, consent: str | None) -> Conversion:
         """Run the caller's quote as a conversion, as far as it goes now; the same ``key``

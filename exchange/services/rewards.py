@@ -10,6 +10,7 @@ from decimal import Decimal
 from exchange.auth.principal import Principal
 from exchange.clock import Clock
 from exchange.db.database import Database
+from exchange.federation.accounts import Federation
 from exchange.programs import service as programs
 from exchange.programs.catalog import CatalogCache
 from exchange.rewards import catalog, redemption
@@ -20,6 +21,7 @@ from exchange.rewards.models import Redemption, RedemptionStatus, Reward
 from exchange.rewards.redemption import RedeemRequest, RedemptionQuote, RedemptionSaga
 from exchange.risk.decisions import GateRefusal, record_refusal
 from exchange.sagas.recovery import EVERY_ROW, RecoveryReport, recovery_report
+from exchange.services.balances import Coverage, coverage
 from exchange.services.requests import debit_authority, idempotency_key, member_of, page_size, program_of
 
 MAX_PAGE = 200
@@ -31,6 +33,7 @@ class RewardService:
     saga: RedemptionSaga
     catalog: CatalogCache
     clock: Clock
+    federation: Federation
 
     async def rewards(self, *, program_id: str | None, available_only: bool) -> Sequence[Reward]:
         """Published rewards by program and id: only those redeemable now when ``available_only``."""
@@ -68,6 +71,15 @@ class RewardService:
         """What redeeming ``reward_id`` with the caller's ``pay_with`` points costs now."""
         (await self.catalog.get()).program(pay_with, field="payWith")
         return await self.saga.quote(member_of(caller), reward_id, pay_with)
+
+    async def review(self, caller: Principal, quotes: Sequence[RedemptionQuote]) -> dict[str, Coverage]:
+        """Each quote's points beside the caller's balance at its paying program, by program,
+        every partner asked at once. Not part of :meth:`quote`: pricing asks no partner, and the
+        paying partner's debit decides in the end; this read only tells a member who would pay
+        with more than they hold."""
+        return await coverage(
+            self.federation, member_of(caller), {quote.paying.id: quote.price.points for quote in quotes}
+        )
 
     async def redeem(
         self, caller: Principal, reward_id: str, pay_with: str, key: str, *, consent: str | None

@@ -91,6 +91,13 @@ def expire_in(portal_gateway: PortalGateway, quote_id: str, seconds: float) -> N
     run_async(run)
 
 
+async def publish_reward(portal_gateway: PortalGateway, title: str, price: str) -> str:
+    """A reward of Formosa Air, published as its partner does; its id."""
+    async with open_services(portal_gateway.gateway.settings) as services:
+        draft = RewardDraft(title=title, price=Decimal(price), stock=3, description="Sunset sailing.")
+        return (await services.rewards.publish("formosa-air", draft)).id
+
+
 def member_with_two_programs(portal_gateway: PortalGateway, page: Page) -> str:
     """Signed in through FreshMart (5,000 points), Formosa Air (4,000 miles) linked."""
     partners = portal_gateway.partners
@@ -160,14 +167,7 @@ def test_a_member_redeems_a_reward_published_by_a_partner(
     page, partners = member_page, portal_gateway.partners
     member_ref = partners.new_member("fresh-mart", balance=60_000)
 
-    async def publish() -> str:
-        async with open_services(portal_gateway.gateway.settings) as services:
-            draft = RewardDraft(
-                title="Harbour cruise for two", price=Decimal("120"), stock=3, description="Sunset sailing."
-            )
-            return (await services.rewards.publish("formosa-air", draft)).id
-
-    reward_id = run_async(publish)
+    reward_id = run_async(lambda: publish_reward(portal_gateway, "Harbour cruise for two", "120"))
     sign_in(page, "FreshMart Rewards", member_ref)
     page.get_by_role("link", name="Rewards", exact=True).click()
     screenshot(page, "catalog")
@@ -296,6 +296,24 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         screenshot(page, "rewards")
         scroll_width = page.evaluate("document.documentElement.scrollWidth")
         assert scroll_width <= viewport["width"], "nothing sticks out sideways"
+        # A reward of 1,000 TWD: FreshMart's 12,500 points pay for it, Wallet Pay's 800 do not,
+        # and the page says so beside Wallet Pay instead of offering it.
+        page.goto(
+            f"/portal/rewards/{run_async(lambda: publish_reward(portal_gateway, 'Island ferry for two', '1000'))}"
+        )
+        expect(page.locator("#pay-wallet-pay")).to_be_disabled()
+        expect(page.locator("#balance-wallet-pay")).to_contain_text("800")
+        expect(page.locator("#balance-wallet-pay")).to_contain_text("1,020")
+        expect(page.locator("#pay-fresh-mart")).to_be_checked()
+        expect(page.locator("#balance-fresh-mart")).to_contain_text(f"12,500 {unit}")
+        screenshot(page, "reward")
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        # Each label starts on its radio's line, at a phone's width too (it used to wrap under it).
+        for program in ("fresh-mart", "wallet-pay"):
+            radio = page.locator(f"#pay-{program}").bounding_box()
+            label = page.locator(f"label[for=pay-{program}]").bounding_box()
+            assert radio is not None and label is not None
+            assert label["y"] < radio["y"] + radio["height"] and label["x"] > radio["x"], program
         assert page.evaluate("window.__cspViolations") == []
     finally:
         context.close()

@@ -4,6 +4,7 @@ form, after the quote ran out, and without the source program's authority."""
 from __future__ import annotations
 
 import html
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -62,6 +63,30 @@ def expire(portal_gateway: PortalGateway, quote_page: str) -> None:
             await db.dispose()
 
     run_async(run)
+
+
+def selected(page: str, select_id: str) -> list[str]:
+    """The values a select of ``page`` has selected."""
+    options = page.split(f'<select id="{select_id}"')[1].split("</select>")[0]
+    return re.findall(r'<option value="([^"]+)" selected>', options)
+
+
+def test_the_convert_form_starts_from_the_program_the_member_signed_in_with_and_to_another(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """It started from the first program by name, the coalition point (none held by a new
+    member): on a phone, a quote for points the member did not have, unless they changed it."""
+    linked_member(portal_gateway, client, also_sign_in=False)
+    page = client.get("/portal/convert").text
+    assert selected(page, "from-program") == ["fresh-mart"]
+    assert selected(page, "to-program") == ["coalition"], "the first program other than FreshMart"
+    # What the member chose stands (a link from a quote's Change the amount, a refused form).
+    chosen = client.get("/portal/convert", params={"from_program": "formosa-air", "to_program": "fresh-mart"}).text
+    assert selected(chosen, "from-program") == ["formosa-air"] and selected(chosen, "to-program") == ["fresh-mart"]
+    # Only the program to convert from chosen (Formosa Air, second by name): the other is not
+    # the same program again, as the second by name used to be.
+    only_from = client.get("/portal/convert", params={"from_program": "formosa-air"}).text
+    assert selected(only_from, "from-program") == ["formosa-air"] and selected(only_from, "to-program") == ["coalition"]
 
 
 def test_a_member_converts_in_time_and_both_partners_balances_change_once_for_a_double_submit(

@@ -3,6 +3,7 @@ coalition level, redeemed once for a form sent twice, and shown in the history."
 
 from __future__ import annotations
 
+import html
 import itertools
 import re
 from collections.abc import Iterator
@@ -13,10 +14,11 @@ import pytest
 
 from exchange.auth.scopes import Scope
 from exchange.rewards.catalog import RewardDraft
+from exchange.sandbox.faults import FaultKind
 from exchange.services.container import open_services
 from tests.web.conftest import PortalGateway, run_async
 from tests.web.portal_flows import CSRF_FIELD, IDEMPOTENCY_FIELD, language_link, rows_per_table, sign_in
-from tests.web.portal_partners import end_client, set_member_scopes, signing_in_as_a_client_with
+from tests.web.portal_partners import PIN, end_client, set_member_scopes, signing_in_as_a_client_with
 
 _rewards = itertools.count(1)
 
@@ -46,6 +48,22 @@ def redeem_form(client: httpx.Client, reward_id: str, pay_with: str) -> dict[str
     key, token = IDEMPOTENCY_FIELD.search(page), CSRF_FIELD.search(page)
     assert key is not None and token is not None, page
     return {"csrf_token": token[1], "idempotency_key": key[1], "pay_with": pay_with}
+
+
+def link_wallet_pay(client: httpx.Client, member_ref: str) -> None:
+    """Link the member's Wallet Pay account, without signing in through it."""
+    token = CSRF_FIELD.search(client.get("/portal/").text)
+    assert token is not None
+    link = {"csrf_token": token[1], "program": "wallet-pay", "member_ref": member_ref, "verification": PIN}
+    assert client.post("/portal/accounts/link", data=link).status_code == 303
+
+
+def paying_option(page: str, program_id: str) -> str:
+    """The markup of one program's option on a reward page, its whitespace folded."""
+    option = page.split(f'<input type="radio" name="pay_with" id="pay-{program_id}"')[1].split('<div class="option">')[
+        0
+    ]
+    return " ".join(option.split())
 
 
 def test_a_member_redeems_a_published_reward_once_for_a_double_submit_and_sees_it_in_the_history(
@@ -117,13 +135,10 @@ def test_paying_with_a_program_the_session_was_not_signed_in_through_is_refused(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
     partners = portal_gateway.partners
-    member_ref = partners.new_member("fresh-mart", balance=100)
+    member_ref = partners.new_member("fresh-mart", balance=5_000)
     partners.add_member("wallet-pay", member_ref, balance=90_000)
     sign_in(client, "fresh-mart", member_ref)
-    token = CSRF_FIELD.search(client.get("/portal/").text)
-    assert token is not None
-    link = {"csrf_token": token[1], "program": "wallet-pay", "member_ref": member_ref, "verification": "2468"}
-    assert client.post("/portal/accounts/link", data=link).status_code == 303
+    link_wallet_pay(client, member_ref)
     reward_id = publish(portal_gateway, "formosa-air", "Priority boarding")
     refused = client.post(f"/portal/rewards/{reward_id}", data=redeem_form(client, reward_id, "wallet-pay"))
     assert refused.status_code == 400 and 'href="/portal/sign-in/wallet-pay"' in refused.text
@@ -157,3 +172,89 @@ async def _publish_hostile(portal_gateway: PortalGateway) -> str:
             title=HOSTILE, description=HOSTILE, price=Decimal(40), stock=5, min_level=0, id=f"hostile-{next(_rewards)}"
         )
         return (await services.rewards.publish("wallet-pay", draft)).id
+
+
+@pytest.mark.parametrize(
+    ("language", "short", "held"),
+    [
+        (
+            "en",
+            "You have 100 FreshMart Points, fewer than the 408 FreshMart Points this reward costs.",
+            "You have 90,000 Wallet Points.",
+        ),
+        ("zh-TW", "您有 100 FreshMart Point，少於此獎勵所需的 408 FreshMart Point。", "您有 90,000 Wallet Point。"),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_a_program_holding_fewer_points_than_the_reward_costs_is_not_offered_and_the_page_says_so(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, short: str, held: str
+) -> None:
+    """100 FreshMart points for a reward costing 408: the page offered FreshMart, preselected
+    (the program the member signed in with), and only the redemption's failure said the points
+    were short."""
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=100)
+    partners.add_member("wallet-pay", member_ref, balance=90_000)
+    sign_in(client, "fresh-mart", member_ref)
+    link_wallet_pay(client, member_ref)
+    reward_id = publish(portal_gateway, "formosa-air", "Lounge pass")
+    rows = rows_per_table(portal_gateway.gateway.settings.database_url)
+    page = html.unescape(client.get(f"/portal/rewards/{reward_id}", headers={"accept-language": language}).text)
+    fresh_mart, wallet_pay = paying_option(page, "fresh-mart"), paying_option(page, "wallet-pay")
+    assert "disabled" in fresh_mart.split(">")[0] and short in fresh_mart
+    assert "checked" in wallet_pay.split(">")[0] and held in wallet_pay, "the program that can pay is chosen"
+    assert 'id="redeem"' in page and 'id="short"' not in page
+    assert rows_per_table(portal_gateway.gateway.settings.database_url) == rows
+
+
+@pytest.mark.parametrize(
+    ("language", "alert"),
+    [("en", "You do not have enough points for this reward."), ("zh-TW", "您的點數不足以兌換這項獎勵。")],
+    ids=["en", "zh-TW"],
+)
+def test_a_member_whose_programs_all_hold_too_few_points_is_told_so_and_offered_no_redeem(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, alert: str
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=100)
+    sign_in(client, "fresh-mart", member_ref)
+    reward_id = publish(portal_gateway, "formosa-air", "Museum tickets")
+    page = html.unescape(client.get(f"/portal/rewards/{reward_id}", headers={"accept-language": language}).text)
+    assert alert in page.split('id="short"')[1].split("</div>")[0]
+    assert 'id="redeem"' not in page and 'name="pay_with" id="pay-fresh-mart" value="fresh-mart"' in page
+    assert partners.balance("fresh-mart", member_ref) == 100
+
+
+@pytest.mark.parametrize(
+    ("language", "unchecked"),
+    [
+        ("en", "Your balance at FreshMart Rewards could not be checked just now"),
+        ("zh-TW", "目前無法查詢您在FreshMart Rewards的餘額"),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_a_reward_page_whose_paying_partner_cannot_be_reached_says_the_balance_was_not_checked_and_redeems(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, unchecked: str
+) -> None:
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=50_000)
+    sign_in(client, "fresh-mart", member_ref)  # no page showing balances opened yet: none is cached
+    reward_id = publish(portal_gateway, "formosa-air", "Concert seats")
+    fresh_mart = partners.fleet["fresh-mart"].admin
+    # One read failing: too few failures to open the exchange's circuit breaker for FreshMart.
+    partners.run(fresh_mart.set_faults(percent={FaultKind.ERROR: 100}))
+    try:
+        page = client.get(f"/portal/rewards/{reward_id}", headers={"accept-language": language})
+    finally:
+        partners.run(fresh_mart.set_faults())
+    assert page.status_code == 200, page.text
+    option = paying_option(html.unescape(page.text), "fresh-mart")
+    assert unchecked in option and "disabled" not in option.split(">")[0] and "checked" in option.split(">")[0]
+    assert 'id="redeem"' in page.text and 'id="short"' not in page.text
+    answered = html.unescape(client.get(f"/portal/rewards/{reward_id}").text)
+    assert "You have 50,000 FreshMart Points." in paying_option(answered, "fresh-mart")
+    assert (
+        client.post(f"/portal/rewards/{reward_id}", data=redeem_form(client, reward_id, "fresh-mart")).status_code
+        == 303
+    )
+    assert partners.balance("fresh-mart", member_ref) == 50_000 - 408

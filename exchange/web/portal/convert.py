@@ -129,6 +129,11 @@ class ConvertPages:
             {
                 "programs": programs,
                 "entered": entered,
+                # Unless chosen: from a program whose points this session spends, not the first
+                # by name (the coalition point, which a new member holds none of).
+                "spendable": next(
+                    (program.id for program in programs if member_session(request).may_spend(program.id)), None
+                ),
                 "expired": expired,
                 "problem": Refusal.of(problem, catalog.programs) if problem else None,
             },
@@ -148,7 +153,7 @@ class ConvertPages:
         )
         context.update(
             quote=quote,
-            balance=reviewed.balance,
+            balance=reviewed.coverage.balance,
             short=reviewed.short,
             expired=expired,
             problem=Refusal.of(problem, catalog.programs) if problem else None,

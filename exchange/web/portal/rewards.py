@@ -3,7 +3,10 @@ the member's redemption history, where a redemption held for review can be cance
 
 The redeem form carries an idempotency key made for each rendering (the same form sent twice
 redeems once). Paying with a program's points needs that program's authority in this session,
-as converting does. The cancel form expects the redemption HELD, as the page showed it: one
+as converting does. Beside each program's price the page shows the member's balance there; a
+program holding fewer points than the price is not offered, and the page says so (a redemption
+that would fail at the partner's debit); a balance that cannot be read is said so, and the
+program offered as before. The cancel form expects the redemption HELD, as the page showed it: one
 that staff decided meanwhile is refused and shown as it now is, not reversed after all; sent
 twice, it cancels once.
 """
@@ -150,12 +153,15 @@ class RewardPages:
             except ExchangeError as refused:
                 failure = Refusal.of(refused, catalog.programs)
             options.append({"program": catalog.programs[account.program_id], "quote": quote, "failure": failure})
+        covered = await self.services.rewards.review(caller, [option["quote"] for option in options if option["quote"]])
+        for option in options:
+            option["coverage"] = covered.get(option["program"].id)
         signed_in = member_session(request)
         asserted_by = signed_in.asserted_by
-        if not pay_with:  # preselect what can pay at once: a priced program the session spends
-            priced = [option["program"].id for option in options if option["quote"] is not None]
+        payable = [option["program"].id for option in options if option["coverage"] and not option["coverage"].short]
+        if not pay_with:  # preselect what can pay at once: a program priced, holding enough, the session spends
             pay_with = next(
-                (program for program in priced if signed_in.may_spend(program)), priced[0] if priced else ""
+                (program for program in payable if signed_in.may_spend(program)), payable[0] if payable else ""
             )
         return self.pages.render(
             request,
@@ -166,6 +172,8 @@ class RewardPages:
                 "currency": catalog.currency,
                 "price": catalog.currency.from_minor(reward.price_minor),
                 "options": options,
+                "payable": payable,
+                "short": any(option["coverage"] and option["coverage"].short for option in options),
                 "asserted_by": asserted_by,
                 "problem": Refusal.of(problem, catalog.programs) if problem else None,
                 "pay_with": pay_with,
