@@ -118,7 +118,8 @@ class PartnerConnector(Protocol):
 
         Revert it with ``reverse(new_id, operation_id)``. ``UnknownTier`` for a name the
         partner does not have. An answer in another state than ``applied`` (or ``reversed``, a
-        repeat of a match reverted since) is a protocol error: tier matches are never pending.
+        repeat of a match reverted since, which the caller must not take as the tier held) is a
+        protocol error: tier matches are never pending.
         """
         ...
 
@@ -269,8 +270,9 @@ class ContractConnector:
             operation = _operation(reply, result, operation_id, OperationKind.TIER_MATCH)
             _expect(reply, operation.member_ref == member_ref, "member_ref")
             _expect(reply, operation.tier == tier, "tier")
-            # Answered at once: applied, or a repeat of one reverted since. The saga takes the
-            # answer as the tier held; a match pending, failed or voided is not.
+            # Answered at once: applied (the tier held), or a repeat of one reverted since (the
+            # tier no longer held: the saga ends the match so); pending, failed or voided is no
+            # answer a match can have.
             _expect(reply, operation.status in (OperationState.APPLIED, OperationState.REVERSED), "status")
             return operation
 

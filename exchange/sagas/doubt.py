@@ -127,7 +127,10 @@ class Settlement(Enum):
     VOIDED = "voided"
     """The partner never applied it and never will."""
     UNDONE = "undone"
-    """It applied after all (late, or was already reversed); the reversal undid it."""
+    """It applied after all (late); the reversal undid it."""
+    REVERSED = "reversed"
+    """It applied and has been reversed whole since (the partner gave it back on its own, or an
+    earlier void by the exchange undid it): nothing is left of it, and nothing was sent."""
     PENDING = "pending"
     """The partner accepted it and will settle it later; wait for its word."""
     CONTRADICTED = "contradicted"
@@ -152,6 +155,10 @@ async def settle_or_void(
         return Settlement.PENDING  # a pending operation is the partner's to settle, not ours to void
     if operation is not None and operation.status is OperationState.FAILED:
         return Settlement.VOIDED
+    if operation is not None and operation.status is OperationState.REVERSED:
+        # Nothing is left to void: a reversal would be refused (REVERSAL_EXCEEDS_ORIGINAL), and
+        # the saga asked again for ever.
+        return Settlement.REVERSED
     reversal = await connector.reverse(void_id, operation_id)
     target = reversal.target
     if target is not None and target.status is OperationState.VOIDED:
@@ -258,6 +265,7 @@ class MemberDebit:
                 ErrorCode.PARTNER_UNAVAILABLE.value,
                 WRITE_UNCONFIRMED_IN_TIME.format(partner=self.partner, write="debit"),
             )
+        # UNDONE or REVERSED: the debit applied, and nothing is left of it.
         return Transition(
             self.done,
             self.reversed,
