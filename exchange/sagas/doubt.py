@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import Enum
 
 from exchange.connectors.connector import PartnerConnector
-from exchange.connectors.contract import Operation, OperationKind, OperationState
+from exchange.connectors.contract import Operation, OperationKind, OperationState, same_expiry
 from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable, ReversalExceedsOriginal
 from exchange.errors import ErrorCode
 from exchange.sagas.engine import Transition, failure
@@ -56,12 +57,14 @@ _MOVED = (OperationState.APPLIED, OperationState.REVERSED)
 
 @dataclass(frozen=True, slots=True)
 class SentWrite:
-    """A debit, credit (``points``) or tier match (``tier``) as the exchange sent it."""
+    """A debit, credit (``points``) or tier match (``tier`` until ``expires_at``) as the exchange
+    sent it."""
 
     kind: OperationKind
     member_ref: str
     points: int | None = None
     tier: str | None = None
+    expires_at: datetime | None = None
 
     def contradiction(self, operation: Operation) -> str | None:
         """How the partner's ``operation`` differs from this write; ``None`` when it is this write."""
@@ -73,6 +76,9 @@ class SentWrite:
         ):
             if theirs != ours:
                 return f"its {name} is {theirs}, the exchange sent {ours}"
+        if self.expires_at is not None and not same_expiry(operation.expires_at, self.expires_at):
+            # Another expiry holds the tier for another time than the exchange tells the member.
+            return f"its expires_at is {operation.expires_at}, the exchange sent {self.expires_at}"
         if operation.status is OperationState.APPLIED and operation.reversed_points:
             # Only the exchange reverses its writes, and only whole: then the write is ``reversed``.
             return f"{operation.reversed_points} of its points were reversed, which the exchange never asked"

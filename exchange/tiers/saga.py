@@ -6,7 +6,7 @@
   reverted since: the member does not hold the tier), with ``PARTNER_REFUSED``. An unknown
   outcome is settled by the shared in-doubt rule: applied → ACTIVE; never applied → voided →
   FAILED; reversed since → FAILED as that answer is (nothing left to void). A partner whose record
-  of the match is another tier or member than sent (its answer said so too, which made the
+  of the match is another tier, member or expiry than sent (its answer said so too, which made the
   outcome unknown) is not trusted: the match it recorded is reverted and the match FAILS with
   ``PARTNER_CONTRADICTED``, logged as an error, as a contradicted conversion is reversed.
 * **EXTEND** — the challenge was met: ``match_tier(<id>:extend)`` with the expiry moved on by
@@ -14,7 +14,7 @@
   its old expiry (and the refusal recorded). An extension answered ``reversed`` (reverted since,
   which by the contract gave the member their own tier back) ends the match EXPIRED with
   ``PARTNER_REFUSED``, its expiry not moved on. An extension in doubt that the partner
-  recorded with another tier or member than sent is reverted (``<id>:void-extend``), which by
+  recorded with another tier, member or expiry than sent is reverted (``<id>:void-extend``), which by
   the contract gives the member their own tier back: the match ends EXPIRED with
   ``PARTNER_CONTRADICTED``.
 * **REVERT** — past its expiry: ``reverse(<id>:revert)`` of the operation that holds the
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from exchange.clock import Clock
@@ -98,9 +98,10 @@ class MatchSaga(Saga[StatusMatch]):
         raise AssertionError(f"no attempt for step {step}")
 
     @staticmethod
-    def _sent(match: StatusMatch) -> SentWrite:
-        """The tier match as the exchange sends it (a push or an extension)."""
-        return SentWrite(OperationKind.TIER_MATCH, match.target_ref, tier=match.tier)
+    def _sent(match: StatusMatch, expires_at: datetime) -> SentWrite:
+        """The tier match as the exchange sends it: the push (until ``match.expires_at``) or the
+        extension (until the expiry it moves the match to)."""
+        return SentWrite(OperationKind.TIER_MATCH, match.target_ref, tier=match.tier, expires_at=expires_at)
 
     async def _push(self, match: StatusMatch, target: PartnerConnector) -> Transition:
         try:
@@ -112,7 +113,9 @@ class MatchSaga(Saga[StatusMatch]):
         return Transition(MatchStep.DONE, MatchStatus.ACTIVE)
 
     async def _settle_push(self, match: StatusMatch, target: PartnerConnector) -> Transition:
-        settlement = await settle_or_void(target, match.match_operation, match.void_operation, self._sent(match))
+        settlement = await settle_or_void(
+            target, match.match_operation, match.void_operation, self._sent(match, match.expires_at)
+        )
         if settlement is Settlement.APPLIED:
             return Transition(MatchStep.DONE, MatchStatus.ACTIVE)
         if settlement is Settlement.PENDING:
@@ -138,11 +141,12 @@ class MatchSaga(Saga[StatusMatch]):
 
     async def _extend(self, match: StatusMatch, target: PartnerConnector, *, in_doubt: bool) -> Transition:
         assert match.extend_days is not None
+        until = match.expires_at + timedelta(days=match.extend_days)
         # In doubt, the partner's record is held against the extension first; whatever it is not
         # contradicted by is sent (again: the same id applies at most once).
         if in_doubt:
             operation = await target.operation_status(match.extend_operation)
-            sent = self._sent(match)
+            sent = self._sent(match, until)
             if await undo_contradiction(target, operation, match.extend_operation, sent, match.void_extend_operation):
                 return Transition(
                     MatchStep.DONE,
@@ -151,7 +155,6 @@ class MatchSaga(Saga[StatusMatch]):
                     "the target partner recorded another tier match than the extension sent; it was reverted, "
                     "which ended the match there",
                 )
-        until = match.expires_at + timedelta(days=match.extend_days)
         try:
             operation = await target.match_tier(match.extend_operation, match.target_ref, match.tier, until)
         except PartnerRefusal as error:

@@ -44,8 +44,14 @@ def extending_match() -> StatusMatch:
     return match
 
 
-def partner_recording(match: StatusMatch, status: OperationState, operation_id: str | None = None) -> FakePartner:
-    """A partner whose record of ``operation_id`` (the push's unless given) is in ``status``."""
+def partner_recording(
+    match: StatusMatch,
+    status: OperationState,
+    operation_id: str | None = None,
+    expires_at: datetime | None = None,
+) -> FakePartner:
+    """A partner whose record of ``operation_id`` (the push's unless given) is in ``status``,
+    until ``expires_at`` (the match's unless given)."""
     partner = FakePartner("formosa-air", {"FA-1": 0})
     operation_id = operation_id or match.match_operation
     partner.operations[operation_id] = Operation(
@@ -54,7 +60,7 @@ def partner_recording(match: StatusMatch, status: OperationState, operation_id: 
         status=status,
         member_ref="FA-1",
         tier="Gold",
-        expires_at=match.expires_at,
+        expires_at=expires_at or match.expires_at,
         created_at=NOW,
     )
     return partner
@@ -117,7 +123,8 @@ async def test_an_extension_answered_reversed_ends_the_match_expired_its_expiry_
     """Reverting an extension gives the member their own tier back (the contract): the match is
     over there. It ends EXPIRED, not ACTIVE with the expiry the extension would have set."""
     match = extending_match()
-    partner = partner_recording(match, OperationState.REVERSED, match.extend_operation)
+    until = match.expires_at + timedelta(days=365)
+    partner = partner_recording(match, OperationState.REVERSED, match.extend_operation, expires_at=until)
     saga = saga_of(partner)
     transition = await saga._extend(match, partner, in_doubt=in_doubt)
     assert (transition.step, transition.status, transition.failure_code) == (
@@ -139,3 +146,36 @@ async def test_an_extension_answered_applied_moves_the_expiry_on() -> None:
         "tier_operation": match.extend_operation,
         "extended": True,
     }
+
+
+async def test_a_push_in_doubt_the_partner_recorded_with_another_expiry_is_reverted_and_fails_contradicted() -> None:
+    """The partner holds the tier until another time than sent (a month, not 90 days): the
+    member would lose it while the exchange shows it ACTIVE. Its record is not the match sent:
+    reverted, and the match FAILS with PARTNER_CONTRADICTED."""
+    match = pushed_match()
+    partner = partner_recording(match, OperationState.APPLIED, expires_at=NOW + timedelta(days=30))
+    transition = await settle(match, partner)
+    assert (transition.status, transition.failure_code) == (MatchStatus.FAILED, "PARTNER_CONTRADICTED")
+    assert ("reverse", match.void_operation) in partner.calls
+    assert partner.operations[match.match_operation].status is OperationState.REVERSED
+
+
+async def test_a_push_in_doubt_recorded_with_the_expiry_to_the_second_is_held() -> None:
+    match = pushed_match()
+    match.expires_at = match.expires_at.replace(microsecond=654321)
+    partner = partner_recording(match, OperationState.APPLIED, expires_at=match.expires_at.replace(microsecond=0))
+    assert await settle(match, partner) == Transition(MatchStep.DONE, MatchStatus.ACTIVE)
+
+
+async def test_an_extension_in_doubt_the_partner_recorded_without_moving_the_expiry_is_reverted() -> None:
+    """The partner recorded the extension until the match's old expiry (not the year more sent):
+    the member would lose the tier then while the exchange shows it extended. Reverted, which
+    gives the member their own tier back: the match ends EXPIRED with PARTNER_CONTRADICTED, not
+    extended."""
+    match = extending_match()
+    partner = partner_recording(match, OperationState.APPLIED, match.extend_operation, expires_at=match.expires_at)
+    saga = saga_of(partner)
+    transition = await saga._extend(match, partner, in_doubt=True)
+    assert (transition.status, transition.failure_code) == (MatchStatus.EXPIRED, "PARTNER_CONTRADICTED")
+    assert ("reverse", match.void_extend_operation) in partner.calls
+    assert saga.changes(match, MatchStep.EXTEND, transition) == {}

@@ -53,7 +53,7 @@ class StatusMatchStatus(Enum):
     )
     FAILED = strawberry.enum_value(
         MatchStatusValue.FAILED.value,
-        description="The target partner never applied the tier, recorded another tier or member than sent "
+        description="The target partner never applied the tier, recorded another tier, member or expiry than sent "
         "(`failureCode` PARTNER_CONTRADICTED: reverted), or reverted it on its own before the exchange held it "
         "(`failureCode` PARTNER_REFUSED); the match does not count towards the yearly limit.",
     )
