@@ -185,6 +185,8 @@ class FakePartner:
             target = Operation(operation_id=reverses, kind=None, status=OperationState.VOIDED, created_at=NOW)
         elif target.status is OperationState.REVERSED:  # as the contract says: nothing is left to reverse
             raise ReversalExceedsOriginal("0 points are left to reverse", program_id=self.program_id, call="reverse")
+        elif target.kind is OperationKind.TIER_MATCH:
+            target = target.model_copy(update={"status": OperationState.REVERSED})  # reverted whole
         elif target.status is OperationState.APPLIED:
             assert target.member_ref is not None and target.points is not None
             sign = 1 if target.kind is OperationKind.DEBIT else -1
@@ -203,6 +205,27 @@ class FakePartner:
         self.operations[operation_id] = reversal
         self._lose_answer(fault, "reverse", self.program_id, operation_id)
         return reversal
+
+    async def match_tier(self, operation_id: str, member_ref: str, tier: str, expires_at: datetime) -> Operation:
+        """Record the tier match, or answer its record as it now stands (a repeat)."""
+        fault = self._fault("match_tier", operation_id)
+        if (existing := self.operations.get(operation_id)) is not None:
+            if existing.status is OperationState.VOIDED:
+                raise OperationVoided("voided", program_id=self.program_id, call="match_tier")
+            return existing
+        if member_ref not in self.balances:
+            raise UnknownMember("no such member", program_id=self.program_id, call="match_tier")
+        self.operations[operation_id] = operation = Operation(
+            operation_id=operation_id,
+            kind=OperationKind.TIER_MATCH,
+            status=OperationState.APPLIED,
+            member_ref=member_ref,
+            tier=tier,
+            expires_at=expires_at,
+            created_at=NOW,
+        )
+        self._lose_answer(fault, "match_tier", self.program_id, operation_id)
+        return operation
 
     async def operation_status(self, operation_id: str) -> Operation | None:
         self._fault("operation_status", operation_id)

@@ -33,6 +33,7 @@ from exchange.connectors.contract import (
     OperationState,
     Problem,
     Verification,
+    same_expiry,
 )
 from exchange.connectors.errors import REFUSALS, PartnerProtocolError, clipped
 
@@ -116,9 +117,12 @@ class PartnerConnector(Protocol):
     async def match_tier(self, operation_id: str, member_ref: str, tier: str, expires_at: datetime) -> Operation:
         """Give the member the partner's ``tier`` until ``expires_at`` (a status match).
 
-        Revert it with ``reverse(new_id, operation_id)``. ``UnknownTier`` for a name the
+        The answer's record is the match sent: its ``expires_at`` too (to the second,
+        :func:`~exchange.connectors.contract.same_expiry`), else a protocol error, as another
+        tier is. Revert it with ``reverse(new_id, operation_id)``. ``UnknownTier`` for a name the
         partner does not have. An answer in another state than ``applied`` (or ``reversed``, a
-        repeat of a match reverted since) is a protocol error: tier matches are never pending.
+        repeat of a match reverted since, which the caller must not take as the tier held) is a
+        protocol error: tier matches are never pending.
         """
         ...
 
@@ -269,8 +273,10 @@ class ContractConnector:
             operation = _operation(reply, result, operation_id, OperationKind.TIER_MATCH)
             _expect(reply, operation.member_ref == member_ref, "member_ref")
             _expect(reply, operation.tier == tier, "tier")
-            # Answered at once: applied, or a repeat of one reverted since. The saga takes the
-            # answer as the tier held; a match pending, failed or voided is not.
+            _expect(reply, same_expiry(operation.expires_at, expires_at), "expires_at")
+            # Answered at once: applied (the tier held), or a repeat of one reverted since (the
+            # tier no longer held: the saga ends the match so); pending, failed or voided is no
+            # answer a match can have.
             _expect(reply, operation.status in (OperationState.APPLIED, OperationState.REVERSED), "status")
             return operation
 

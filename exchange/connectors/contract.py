@@ -14,7 +14,7 @@ malformed answer, never rounded or coerced.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -36,6 +36,17 @@ from exchange.text import text_problem
 
 #: The largest whole number a JSON number holds exactly (2^53 − 1); no amount may exceed it.
 MAX_POINTS = 2**53 - 1
+
+#: How far a partner's record of a tier match's ``expires_at`` may be from the expiry sent and
+#: still be that expiry: a partner may keep times to the second, dropping or rounding the fraction.
+EXPIRY_PRECISION = timedelta(seconds=1)
+
+
+def same_expiry(recorded: datetime | None, sent: datetime) -> bool:
+    """Whether a partner's ``recorded`` expiry of a tier match is the one ``sent`` (to
+    :data:`EXPIRY_PRECISION`); none recorded is not."""
+    return recorded is not None and abs(recorded - sent) < EXPIRY_PRECISION
+
 
 #: Operation ids and member refs are opaque to the partner; these bound their size and alphabet.
 OPERATION_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import Enum
 
 from exchange.connectors.connector import PartnerConnector
-from exchange.connectors.contract import Operation, OperationKind, OperationState
+from exchange.connectors.contract import Operation, OperationKind, OperationState, same_expiry
 from exchange.connectors.errors import PartnerRefusal, PartnerUnavailable, ReversalExceedsOriginal
 from exchange.errors import ErrorCode
 from exchange.sagas.engine import Transition, failure
@@ -56,12 +57,14 @@ _MOVED = (OperationState.APPLIED, OperationState.REVERSED)
 
 @dataclass(frozen=True, slots=True)
 class SentWrite:
-    """A debit, credit (``points``) or tier match (``tier``) as the exchange sent it."""
+    """A debit, credit (``points``) or tier match (``tier`` until ``expires_at``) as the exchange
+    sent it."""
 
     kind: OperationKind
     member_ref: str
     points: int | None = None
     tier: str | None = None
+    expires_at: datetime | None = None
 
     def contradiction(self, operation: Operation) -> str | None:
         """How the partner's ``operation`` differs from this write; ``None`` when it is this write."""
@@ -73,6 +76,9 @@ class SentWrite:
         ):
             if theirs != ours:
                 return f"its {name} is {theirs}, the exchange sent {ours}"
+        if self.expires_at is not None and not same_expiry(operation.expires_at, self.expires_at):
+            # Another expiry holds the tier for another time than the exchange tells the member.
+            return f"its expires_at is {operation.expires_at}, the exchange sent {self.expires_at}"
         if operation.status is OperationState.APPLIED and operation.reversed_points:
             # Only the exchange reverses its writes, and only whole: then the write is ``reversed``.
             return f"{operation.reversed_points} of its points were reversed, which the exchange never asked"
@@ -127,7 +133,10 @@ class Settlement(Enum):
     VOIDED = "voided"
     """The partner never applied it and never will."""
     UNDONE = "undone"
-    """It applied after all (late, or was already reversed); the reversal undid it."""
+    """It applied after all (late); the reversal undid it."""
+    REVERSED = "reversed"
+    """It applied and has been reversed whole since (the partner gave it back on its own, or an
+    earlier void by the exchange undid it): nothing is left of it, and nothing was sent."""
     PENDING = "pending"
     """The partner accepted it and will settle it later; wait for its word."""
     CONTRADICTED = "contradicted"
@@ -152,6 +161,10 @@ async def settle_or_void(
         return Settlement.PENDING  # a pending operation is the partner's to settle, not ours to void
     if operation is not None and operation.status is OperationState.FAILED:
         return Settlement.VOIDED
+    if operation is not None and operation.status is OperationState.REVERSED:
+        # Nothing is left to void: a reversal would be refused (REVERSAL_EXCEEDS_ORIGINAL), and
+        # the saga asked again for ever.
+        return Settlement.REVERSED
     reversal = await connector.reverse(void_id, operation_id)
     target = reversal.target
     if target is not None and target.status is OperationState.VOIDED:
@@ -258,6 +271,7 @@ class MemberDebit:
                 ErrorCode.PARTNER_UNAVAILABLE.value,
                 WRITE_UNCONFIRMED_IN_TIME.format(partner=self.partner, write="debit"),
             )
+        # UNDONE or REVERSED: the debit applied, and nothing is left of it.
         return Transition(
             self.done,
             self.reversed,

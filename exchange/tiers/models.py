@@ -23,7 +23,8 @@ class MatchStatus(StrEnum):
     EXPIRED = "EXPIRED"
     """Reverted at the target partner."""
     FAILED = "FAILED"
-    """The target partner never applied the tier; the match does not count."""
+    """The target partner does not hold the tier (never applied it, or reverted it before the
+    exchange held it); the match does not count."""
 
 
 class MatchStep(StrEnum):

@@ -166,7 +166,8 @@ def conversion_finished(conversion: Conversion, transition: Transition, now: dat
 
 def status_match_changed(match: StatusMatch, step: str, transition: Transition, now: datetime) -> Event | None:
     """``status_match.granted`` when the target partner applied the tier; ``.expired`` when
-    it was reverted: past its expiry, or an extension the partner recorded otherwise than sent."""
+    it was reverted: past its expiry, or an extension the partner recorded otherwise than sent
+    (or reverted on its own)."""
     if step == "PUSH" and transition.status == "ACTIVE":
         event_type = EventType.STATUS_MATCH_GRANTED
     elif transition.status == "EXPIRED":

@@ -290,6 +290,29 @@ async def test_a_debit_the_source_gave_back_on_its_own_while_its_reversal_was_in
     assert await ledger_balances(exchange) == {}
 
 
+async def test_a_debit_in_doubt_the_source_gave_back_on_its_own_ends_reversed_not_pending_for_ever(
+    exchange: Exchange,
+) -> None:
+    """The debit applies and its answer is lost; happy-card then refunds it whole on its own
+    (its support desk, under its own id). Recovery finds the debit reversed: nothing is left to
+    void (a reversal would be refused, and the conversion asked about for ever), so it ends
+    REVERSED, nothing credited, alice's points given back once, nothing posted."""
+    await exchange.sandboxes["happy-card"].admin.set_faults(script=[FaultKind.APPLY_THEN_DROP])
+    conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
+    assert (conversion.status, conversion.step, conversion.in_doubt) == (
+        ConversionStatus.PENDING,
+        SagaStep.DEBIT,
+        True,
+    )
+    happy_card = exchange.saga.connector_for((await exchange.saga.catalog.get()).program("happy-card"))
+    await happy_card.reverse("support-refund-1", conversion.debit_operation)
+    await exchange.recover()
+    assert await exchange.status(conversion.id) == ConversionStatus.REVERSED
+    assert await partner_net(exchange.sandboxes, "happy-card", "alice") == 0
+    assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 0
+    assert await ledger_balances(exchange) == {}
+
+
 async def test_each_recovery_pass_drives_again_what_the_last_left_in_doubt_at_the_same_instant(
     exchange: Exchange,
 ) -> None:

@@ -12,6 +12,7 @@ from typing import Protocol
 import pytest
 from sqlmodel import select
 
+from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.contract import MemberAccount
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.db.database import Database
@@ -56,10 +57,12 @@ class World:
         self.clock.advance(seconds=delta.total_seconds())
         self.sandbox_clock.advance(delta)
 
-    async def airline_account(self) -> MemberAccount:
+    async def airline(self) -> PartnerConnector:
         async with self.db.transaction() as session:
-            program = await programs.get_program(session, "formosa-air")
-        return await self.registry.for_program(program).account("carol")
+            return self.registry.for_program(await programs.get_program(session, "formosa-air"))
+
+    async def airline_account(self) -> MemberAccount:
+        return await (await self.airline()).account("carol")
 
     async def matches(self) -> list[StatusMatch]:
         async with self.db.transaction() as session:
@@ -241,13 +244,46 @@ async def test_a_revert_the_partner_made_on_its_own_meanwhile_ends_the_match_exp
     world.advance(timedelta(days=91))
     await world.sandboxes["formosa-air"].admin.set_faults(script=[FaultKind.ERROR])
     assert await MatchExpiry(world.matching.saga).run_once() == 1
-    async with world.db.transaction() as session:
-        program = await programs.get_program(session, "formosa-air")
-    await world.registry.for_program(program).reverse("desk-revert-1", match.match_operation)
+    await (await world.airline()).reverse("desk-revert-1", match.match_operation)
     world.advance(timedelta(minutes=5))
     assert await MatchExpiry(world.matching.saga).run_once() == 1
     [expired] = await world.matches()
     assert expired.status == MatchStatus.EXPIRED
+    assert (await world.airline_account()).tier == "Base"
+
+
+async def test_a_push_the_partner_reverted_on_its_own_while_in_doubt_fails_and_does_not_count(world: World) -> None:
+    """The push applies and its answer is lost; formosa-air then reverts the match itself. Recovery
+    finds the match reversed: nothing is left to void (a reversal is refused), so the match FAILS
+    with PARTNER_REFUSED instead of staying PENDING for ever, and it does not count: carol can
+    be matched again."""
+    await world.sandboxes["formosa-air"].admin.set_faults(script=[FaultKind.APPLY_THEN_DROP])
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    assert (match.status, match.in_doubt) == (MatchStatus.PENDING, True)
+    await (await world.airline()).reverse("desk-revert-1", match.match_operation)
+    world.advance(timedelta(minutes=5))
+    assert await MatchExpiry(world.matching.saga).run_once() == 1
+    [failed] = await world.matches()
+    assert (failed.status, failed.failure_code) == (MatchStatus.FAILED, "PARTNER_REFUSED")
+    assert (await world.airline_account()).tier == "Base"
+    again = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    assert (again.status, again.tier) == (MatchStatus.ACTIVE, "Gold")
+
+
+async def test_an_extension_the_partner_reverted_on_its_own_while_in_doubt_ends_the_match_expired(world: World) -> None:
+    """The extension applies and its answer is lost; formosa-air then reverts it itself, which
+    gives carol her own tier back. Recovery sends it again and is answered ``reversed``: the match
+    ends EXPIRED with its old expiry, not ACTIVE with the extension's."""
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    await world.sandboxes["formosa-air"].admin.set_faults(script=[FaultKind.APPLY_THEN_DROP])
+    extending = await world.matching.record_activity("formosa-air", match.id, 5000, 0)
+    assert (extending.status, extending.in_doubt) == (MatchStatus.UPDATING, True)
+    await (await world.airline()).reverse("desk-revert-1", match.extend_operation)
+    world.advance(timedelta(minutes=5))
+    assert await MatchExpiry(world.matching.saga).run_once() == 1
+    [ended] = await world.matches()
+    assert (ended.status, ended.failure_code, ended.extended) == (MatchStatus.EXPIRED, "PARTNER_REFUSED", False)
+    assert ended.expires_at == match.expires_at
     assert (await world.airline_account()).tier == "Base"
 
 

@@ -45,11 +45,17 @@ class StatusMatchStatus(Enum):
         MatchStatusValue.UPDATING.value,
         description="Being extended (its challenge met) or reverted (past `expiresAt`) at the target partner.",
     )
-    EXPIRED = strawberry.enum_value(MatchStatusValue.EXPIRED.value, description="Reverted at the target partner.")
+    EXPIRED = strawberry.enum_value(
+        MatchStatusValue.EXPIRED.value,
+        description="Reverted at the target partner: past `expiresAt`, or early when its extension was reverted "
+        "there (`failureCode` PARTNER_CONTRADICTED: recorded otherwise than sent; PARTNER_REFUSED: reverted by "
+        "the partner on its own).",
+    )
     FAILED = strawberry.enum_value(
         MatchStatusValue.FAILED.value,
-        description="The target partner never applied the tier, or recorded another tier or member than sent "
-        "(`failureCode` PARTNER_CONTRADICTED: reverted); the match does not count towards the yearly limit.",
+        description="The target partner never applied the tier, recorded another tier, member or expiry than sent "
+        "(`failureCode` PARTNER_CONTRADICTED: reverted), or reverted it on its own before the exchange held it "
+        "(`failureCode` PARTNER_REFUSED); the match does not count towards the yearly limit.",
     )
 
 
@@ -145,9 +151,10 @@ class StatusMatch:
     points_earned: int = strawberry.field(description="Points the target partner reported towards the challenge.")
     activities_done: int = strawberry.field(description="Activities the target partner reported.")
     failure_code: str | None = strawberry.field(
-        description="FAILED: an error code of the closed list (why the target did not apply the tier); else null."
+        description="FAILED: an error code of the closed list (why the target did not apply the tier); EXPIRED "
+        "early: why its extension was reverted; ACTIVE: why an extension was refused (the expiry kept); else null."
     )
-    failure_message: str | None = strawberry.field(description="FAILED: why, in words; else null.")
+    failure_message: str | None = strawberry.field(description="Set with `failureCode`: why, in words; else null.")
     created_at: datetime = strawberry.field(description="When it was requested.")
 
     @classmethod

@@ -239,8 +239,10 @@ async def test_a_reversal_that_did_what_was_asked_is_taken(
     assert (await connector.reverse("op-9", "op-1", asked)).reverses == "op-1"
 
 
-def _tier_match(status: str) -> dict[str, object]:
-    return operation(kind="tier_match", status=status, points=None, balance_after=None, tier="Gold")
+def _tier_match(status: str = "applied", expires_at: str | None = "2027-02-25T00:00:00Z") -> dict[str, object]:
+    return operation(
+        kind="tier_match", status=status, points=None, balance_after=None, tier="Gold", expires_at=expires_at
+    )
 
 
 @pytest.mark.parametrize("status", ["pending", "failed", "voided"])
@@ -263,6 +265,27 @@ async def test_a_tier_match_answered_applied_or_since_reversed_is_taken(
     partner.route(Call.MATCH_TIER).mock(return_value=partner.answer(_tier_match(status)))
     answer = await connector.match_tier("op-1", "alice", "Gold", datetime(2027, 2, 25, tzinfo=UTC))
     assert answer.status.value == status
+
+
+@pytest.mark.parametrize("expires_at", ["2027-02-24T00:00:00Z", "2027-02-25T00:00:01Z", None])
+async def test_a_tier_match_answered_with_another_expiry_than_sent_is_malformed(
+    partner: MockPartner, connector: PartnerConnector, expires_at: str | None
+) -> None:
+    """The saga takes the answer as the tier held until the expiry sent (the member is told so):
+    a record holding it until another time (or none) is not that match; it is left in doubt, for
+    recovery to hold the partner's record against it and revert it."""
+    partner.route(Call.MATCH_TIER).mock(return_value=partner.answer(_tier_match(expires_at=expires_at)))
+    with pytest.raises(PartnerProtocolError, match="expires_at"):
+        await connector.match_tier("op-1", "alice", "Gold", datetime(2027, 2, 25, tzinfo=UTC))
+
+
+async def test_a_tier_match_answered_with_the_expiry_to_the_second_is_taken(
+    partner: MockPartner, connector: PartnerConnector
+) -> None:
+    """A partner that keeps times to the second drops the fraction of the expiry sent: the same expiry."""
+    partner.route(Call.MATCH_TIER).mock(return_value=partner.answer(_tier_match()))
+    answer = await connector.match_tier("op-1", "alice", "Gold", datetime(2027, 2, 25, 0, 0, 0, 654321, tzinfo=UTC))
+    assert answer.expires_at == datetime(2027, 2, 25, tzinfo=UTC)
 
 
 async def test_a_5xx_is_an_unknown_outcome_retried_with_backoff(
