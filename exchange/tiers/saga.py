@@ -146,6 +146,10 @@ class MatchSaga(Saga[StatusMatch]):
         # contradicted by is sent (again: the same id applies at most once).
         if in_doubt:
             operation = await target.operation_status(match.extend_operation)
+            if operation is not None and operation.status is OperationState.PENDING:
+                # As for a push: a pending write is the partner's to settle, neither reversed nor
+                # sent again (its answer would be pending too, against the contract). Asked again.
+                return Transition(MatchStep.EXTEND, wait=True)
             sent = self._sent(match, until)
             if await undo_contradiction(target, operation, match.extend_operation, sent, match.void_extend_operation):
                 return Transition(

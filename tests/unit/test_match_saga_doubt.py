@@ -179,3 +179,13 @@ async def test_an_extension_in_doubt_the_partner_recorded_without_moving_the_exp
     assert (transition.status, transition.failure_code) == (MatchStatus.EXPIRED, "PARTNER_CONTRADICTED")
     assert ("reverse", match.void_extend_operation) in partner.calls
     assert saga.changes(match, MatchStep.EXTEND, transition) == {}
+
+
+async def test_an_extension_in_doubt_the_partner_left_pending_is_asked_about_again_not_sent_again() -> None:
+    """As a push: a pending write is the partner's to settle. Sending the extension again got a
+    pending answer, a protocol error, retried with back-off for ever."""
+    match = extending_match()
+    until = match.expires_at + timedelta(days=365)
+    partner = partner_recording(match, OperationState.PENDING, match.extend_operation, expires_at=until)
+    assert await saga_of(partner)._extend(match, partner, in_doubt=True) == Transition(MatchStep.EXTEND, wait=True)
+    assert [call for call, _ in partner.calls] == ["operation_status"]
