@@ -12,6 +12,7 @@ replaced (:mod:`exchange.db.availability`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -109,6 +110,17 @@ def _unavailable_on_outage() -> Iterator[None]:
         raise DatabaseUnavailable() from error
 
 
+class NestedUnitOfWork(RuntimeError):
+    """A unit of work opened inside another by the same task, on SQLite's one connection: a
+    programming error (it would wait for itself)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a unit of work was opened inside another one by the same task; on SQLite they share one "
+            "connection, so it would wait for itself: read what it needs before the outer one, or inside it"
+        )
+
+
 class Database:
     """Owns the engine; hands out one session per unit of work.
 
@@ -122,6 +134,10 @@ class Database:
         self.engine = engine
         self._autocommit_engine = autocommit_engine
         self._ping = SharedQuery(self._select_one)
+        self._connection_holder: asyncio.Task[Any] | None = None
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine.pool, "checkout", self._taken)
+            event.listen(engine.sync_engine.pool, "checkin", self._given_back)
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False, autoflush=False)
         self._autocommit_sessions = async_sessionmaker(
             autocommit_engine or engine.execution_options(isolation_level="AUTOCOMMIT"),
@@ -150,6 +166,7 @@ class Database:
         requests queue for the pool). If that happens at the commit, the outcome is unknown
         (it may have committed): the client's idempotency key is what makes asking again safe.
         """
+        self._refuse_nesting()
         with _unavailable_on_outage():
             async with self._sessions() as session, session.begin():
                 yield session
@@ -173,9 +190,25 @@ class Database:
         round trips fewer): for a read of one statement, or one write that needs no other
         statement's company (nothing before it must be read in the same snapshot). Raises
         :class:`DatabaseUnavailable` as :meth:`transaction` does."""
+        self._refuse_nesting()
         with _unavailable_on_outage():
             async with self._autocommit_sessions() as session:
                 yield session
+
+    def _refuse_nesting(self) -> None:
+        """On SQLite, whose units of work take the one connection in turn, a task that opens a
+        unit of work while the connection is its own (an outer unit of work has sent a
+        statement) would wait for itself until the pool gives up (a minute), and be refused as
+        the database unavailable: that mistake fails at once instead, naming itself. Another
+        task waits its turn, as it should."""
+        if self._connection_holder is not None and self._connection_holder is asyncio.current_task():
+            raise NestedUnitOfWork()
+
+    def _taken(self, *_: Any) -> None:
+        self._connection_holder = asyncio.current_task()
+
+    def _given_back(self, *_: Any) -> None:
+        self._connection_holder = None
 
     async def dispose(self) -> None:
         self._ping.cancel()

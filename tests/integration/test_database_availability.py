@@ -17,11 +17,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from exchange.app import create_app
 from exchange.db import migrate
 from exchange.db.availability import DatabaseRefused, DatabaseUnavailable
-from exchange.db.database import Database
+from exchange.db.database import Database, NestedUnitOfWork
 from exchange.errors import ConfigurationError, ErrorCode
 from exchange.jobs import PeriodicJob
 from exchange.serving import free_port
 from exchange.settings import Settings, normalize_database_url
+from exchange.testing.databases import SqliteDatabases
 from exchange.testing.postgres import ThrowawayCluster
 from tests.integration.test_cli import run
 
@@ -240,3 +241,34 @@ async def test_readiness_says_the_database_refused_the_credentials_and_logs_an_e
         record.levelno == logging.ERROR and "the database refused the credentials" in record.getMessage()
         for record in caplog.records
     )
+
+
+async def test_a_unit_of_work_opened_inside_another_on_sqlite_fails_at_once_and_another_task_waits_its_turn(
+    sqlite_databases: SqliteDatabases,
+) -> None:
+    """SQLite's units of work share one connection: a task that opens one while its outer one
+    holds the connection used to wait for itself a minute and be refused as an outage."""
+    db = Database.from_url(sqlite_databases.create())
+    order: list[str] = []
+
+    async def other_task() -> None:
+        async with db.autocommit() as session:
+            await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+        order.append("other task")
+
+    try:
+        async with db.transaction() as outer:
+            async with db.autocommit() as before_the_outer_one_reads:  # no connection taken yet: allowed
+                await before_the_outer_one_reads.exec(text("SELECT 1"))  # type: ignore[call-overload]
+            await outer.exec(text("SELECT 1"))  # type: ignore[call-overload]
+            waiting = asyncio.create_task(other_task())
+            await asyncio.sleep(0.05)
+            assert not waiting.done()  # it waits for the connection the outer unit of work holds
+            with pytest.raises(NestedUnitOfWork, match="would wait for itself"):
+                async with asyncio.timeout(5), db.transaction():
+                    pass
+            order.append("outer")
+        await waiting
+    finally:
+        await db.dispose()
+    assert order == ["outer", "other task"]
