@@ -188,6 +188,15 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
             + _file("reference,amount,counterparty", [f"{row}," for row in body] + [f"合計,{total},"], "\r\n"),
             Refused(n + 2, f"its amount, {total}, is the sum of every record above it"),
         ),
+        # Not only the last line: a totals row above a trailer, subtotals among the records.
+        "totals-row-above-another-line": (
+            _file(header, [*body, f"Grand Total,{total}", f"{ledger.other},1.00"]),
+            Refused(n + 2, "'Grand Total' looks like a totals row: its amount"),
+        ),
+        "a-subtotal-below-each-record": (
+            _file(header, [row for (r, a) in ledger.lines for row in (f"{r},{a}", f"小計,{a}")]),
+            Refused(3, "'小計' looks like a totals row"),
+        ),
         "a-record-equal-to-the-sum-above-it": (
             _file(header, [f"{ledger.reversed[0]},{first_amount}", f"{first_reference},{first_amount}"]),
             Compared(2, 1, amount_mismatch=1, missing_in_partner=n - 1),
@@ -203,7 +212,12 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
                 ],
                 "\r\n",
             ),
-            Refused(1, "this is the statement's CSV (its header names record and transaction), not your records"),
+            Refused(1, "this is the statement's CSV (its header is the statement's), not your records"),
+        ),
+        # A partner's own export may name some of the statement's columns.
+        "an-export-naming-record-and-transaction": (
+            _file("record,transaction,reference,amount", [f"rec-{i},tx-{i},{row}" for i, row in enumerate(body)]),
+            every,
         ),
         "reversed-listed-as-first-booked": (
             _file(header, [*body, ",".join(ledger.reversed)]),

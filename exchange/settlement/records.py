@@ -8,8 +8,9 @@ The format (also in README.md and partners/SETTLEMENT.md):
   ignored: ``reference`` and ``amount`` are required, ``counterparty`` and ``date`` optional;
   ``partner``, ``period`` and ``currency`` are checked when present (every line must name this
   import's partner, period and the settlement currency); any other column is not read. No
-  column the exchange reads is named twice. A header naming ``record`` and ``transaction`` is
-  the statement's own CSV uploaded back, and is refused saying so (:data:`STATEMENT_UPLOADED`).
+  column the exchange reads is named twice. A header that is the statement's CSV's (its columns,
+  in its order, of any document version) is the statement uploaded back, and is refused saying
+  so (:data:`STATEMENT_UPLOADED`); a partner's own export may name any of those columns.
 * Every further line is one record, its fields separated by commas. A field may be wrapped in
   double quotes (it may then hold commas). As RFC 4180 has it, a quoted field of a column the
   exchange does not read (a description) may also hold line breaks and double quotes (written
@@ -52,6 +53,7 @@ from typing import Protocol
 from exchange.money import MAX_MONEY_INTEGER_DIGITS, Currency
 from exchange.settlement.errors import MalformedRecords
 from exchange.settlement.participants import EXCHANGE
+from exchange.settlement.statements import STATEMENT_CSV_HEADERS
 from exchange.text import counted
 
 BLOCK_BYTES = 1 << 20
@@ -63,10 +65,6 @@ OPTIONAL = ("counterparty", "date")
 #: export not filtered, two files joined) are refused rather than matched.
 CHECKED = ("partner", "period", "currency")
 MAX_REFERENCE = 200
-#: Columns of the statement's CSV (:data:`~exchange.settlement.statements.CSV_COLUMNS`) that say
-#: what a row of it is, which a record has no use for: a header naming both is the statement's
-#: own export, uploaded back (:data:`STATEMENT_UPLOADED`).
-STATEMENT_MARKS = ("record", "transaction")
 MAX_INTEGER_DIGITS = MAX_MONEY_INTEGER_DIGITS
 
 #: A record as staged: line number, reference, amount in minor units, counterparty, ISO date.
@@ -97,7 +95,7 @@ CARRIAGE_RETURNS = (
 #: cancel out (a conversion's line an AMOUNT_MISMATCH by its fee, the fee line a DUPLICATE of
 #: that difference; a reversal likewise), which explain nothing; its other rows have no reference.
 STATEMENT_UPLOADED = (
-    "this is the statement's CSV (its header names record and transaction), not your records: the statement "
+    "this is the statement's CSV (its header is the statement's), not your records: the statement "
     "lists every line of a transaction (a conversion's fee to EXCHANGE, a reversal, on lines of their own), your "
     "records have one line per reference, with your own figure for it (the sum of its lines), so uploaded back its "
     "lines would be AMOUNT_MISMATCH and DUPLICATE breaks that cancel out; write one line per reference, as "
@@ -169,6 +167,14 @@ def _field(name: str, bare: str, quoted: str) -> str:
 def _names(header: str) -> tuple[str, ...]:
     """The column names a header line gives, unquoted, in lower case, without spaces around."""
     return tuple(name.strip().lower() for name in next(csv.reader([header], skipinitialspace=True), []))
+
+
+def _is_statement(columns: tuple[str, ...]) -> bool:
+    """Whether a header is the statement's CSV's, as it or a spreadsheet saves it (empty columns
+    after the last): its whole header, not some of its names, which a partner's export may share."""
+    while columns and not columns[-1]:
+        columns = columns[:-1]
+    return columns in STATEMENT_CSV_HEADERS
 
 
 def _column_problem(columns: tuple[str, ...]) -> str | None:
@@ -275,7 +281,7 @@ class RecordFormat:
             columns = ()
         if problem := _column_problem(columns):
             raise MalformedRecords(1, f"{problem}; got {_quoted(header)}{_header_hint(header)}")
-        if set(STATEMENT_MARKS) <= set(columns):
+        if _is_statement(columns):
             raise MalformedRecords(1, STATEMENT_UPLOADED)
         values = {
             **_VALUES,
@@ -431,14 +437,22 @@ class RecordFormat:
         return rule
 
 
-def totals_row(reference: str, amount: str, *, partner: str, period: str) -> str:
-    """Why a file's last record is refused as the totals row a spreadsheet adds below the
-    records (``Total,12345.67``): its ``amount`` is the sum of every record above it, and the
-    ledger has no such ``reference`` for the partner in the period. Imported, it would be a
-    MISSING_IN_LEDGER break whose difference cancels the file's total."""
+#: Words a spreadsheet or an ERP labels a totals or subtotal row with (``Total``, ``Subtotal
+#: 2026-11-03``, ``Grand total``, ``小計``, ``合計``), as a reference holds them in lower case.
+SUMMARY_WORDS = ("total", "合計", "合计", "小計", "小计", "總計", "总计")
+
+
+def totals_row(reference: str, amount: str, *, lines: tuple[int, int] | None, partner: str, period: str) -> str:
+    """Why a record is refused as a totals or subtotal row a spreadsheet adds among the records
+    (``Total,12345.67``; ``Subtotal 11-03,120.00`` after each day): its ``amount`` is the sum of
+    every record above it (``lines`` ``None``), or of the records on ``lines`` (first, last) just
+    above it, and the ledger has no such ``reference`` for the partner in the period. Imported,
+    it would be a MISSING_IN_LEDGER break whose difference cancels those records' total."""
+    summed = "every record above it" if lines is None else f"the records on lines {lines[0]} to {lines[1]}"
+    kind = "a totals row" if lines is None else "a subtotal row"
     return (
-        f"reference: {_quoted(reference)} looks like a totals row: its amount, {amount}, is the sum of every record "
-        f"above it, and the ledger has no such reference for {partner} in {period}; remove the row: a file holds "
+        f"reference: {_quoted(reference)} looks like {kind}: its amount, {amount}, is the sum of {summed}, "
+        f"and the ledger has no such reference for {partner} in {period}; remove the row: a file holds "
         "records only"
     )
 

@@ -24,7 +24,7 @@ from exchange.settlement.records import CARRIAGE_RETURNS, EMPTY_LINE, NOT_UTF8, 
 from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE, counted_pattern
 
 #: Values that are whole numbers (written with thousands commas, maybe negative).
-NUMBERS = frozenset({"least", "most", "line", "fields", "places"})
+NUMBERS = frozenset({"least", "most", "line", "fields", "places", "first", "last"})
 #: How such a number is written.
 NUMBER = "-?[0-9][0-9,]*"
 #: How a field is named in a message: as the API spells it.
@@ -206,6 +206,12 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
         "RECORDS_TOTALS_ROW",
         "{column}: {got} looks like a totals row: its amount, {total}, is the sum of every record above it, "
         "and the ledger has no such reference for {partner} in {period}; remove the row: a file holds records only",
+    ),
+    (
+        "RECORDS_SUBTOTAL_ROW",
+        "{column}: {got} looks like a subtotal row: its amount, {total}, is the sum of the records on lines {first} "
+        "to {last}, and the ledger has no such reference for {partner} in {period}; remove the row: a file holds "
+        "records only",
     ),
     ("RECORDS_UNREADABLE", "cannot be read as the header's columns"),
 )
