@@ -117,6 +117,15 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
             ),
             every,
         ),
+        "trailing-empty-columns": (_file(header + ",,", [f"{row},," for row in body], "\r\n"), every),
+        "every-line-ends-in-a-comma": (
+            _file(header, [f"{row}," for row in body]),
+            Refused(2, "3 fields, but the header names 2: the fields after the header's last column are empty"),
+        ),
+        "header-ends-in-empty-columns-its-lines-lack": (
+            _file(header + ",", body),
+            Refused(2, "the header ends in unnamed columns this line lacks"),
+        ),
         "missing-column": (_file("reference,value", body), Refused(1, "amount is missing")),
         "checked-columns-of-this-import": (
             _file(

@@ -11,7 +11,9 @@ The format (also in README.md and partners/SETTLEMENT.md):
   column the exchange reads is named twice. A header that is the statement's CSV's (its columns,
   in its order, of any document version) is the statement uploaded back, and is refused saying
   so (:data:`STATEMENT_UPLOADED`); a partner's own export may name any of those columns.
-* Every further line is one record, its fields separated by commas. A field may be wrapped in
+* Every further line is one record, its fields separated by commas, as many as the header names
+  (empty columns ending the header and every line are not read; empty fields the header does
+  not name, or unnamed columns a line lacks, are refused: which field is which is not guessed). A field may be wrapped in
   double quotes (it may then hold commas). As RFC 4180 has it, a quoted field of a column the
   exchange does not read (a description) may also hold line breaks and double quotes (written
   twice, ``""``): its record then spans several lines, and is named by the line it starts on.
@@ -100,6 +102,18 @@ STATEMENT_UPLOADED = (
     "records have one line per reference, with your own figure for it (the sum of its lines), so uploaded back its "
     "lines would be AMOUNT_MISMATCH and DUPLICATE breaks that cancel out; write one line per reference, as "
     "partners/SETTLEMENT.md shows in 'Uploading your statement back'"
+)
+#: Why a line with empty fields after the header's last column is refused (an export that ends
+#: every line with a comma, or a spreadsheet's formatted empty columns on some rows): which
+#: field is which is not guessed.
+TRAILING_EMPTY_FIELDS = (
+    "the fields after the header's last column are empty (a comma at the end of the line?): write each line "
+    "with as many fields as the header names, or name the extra columns in the header"
+)
+#: Why a line is refused that lacks the empty columns the header ends in (``reference,amount,,``).
+UNNAMED_COLUMNS = (
+    "the header ends in unnamed columns this line lacks: save the file without the empty columns, "
+    "or write each line with as many fields as the header"
 )
 EMPTY_LINE = "an empty line (or a row of empty fields) among the records; empty lines may only end the file"
 _BOM = b"\xef\xbb\xbf"
@@ -365,6 +379,10 @@ class RecordFormat:
         at, extra = self.columns.index("amount"), len(fields) - len(self.columns)
         if extra > 0 and (meaning := _comma_amount(fields[at : at + extra + 1], self.currency.minor_units)):
             return f"amount: {meaning} (unquoted, its comma split the line: {count})"
+        if extra > 0 and not "".join(fields[len(self.columns) :]).strip(" "):
+            return f"{count}: {TRAILING_EMPTY_FIELDS}"
+        if extra < 0 and not any(self.columns[len(fields) :]):
+            return f"{count}: {UNNAMED_COLUMNS}"
         return count
 
     def _field_problem(self, name: str, value: str) -> str | None:

@@ -20,7 +20,16 @@ from string import Formatter
 
 from exchange.errors import ExchangeError
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.records import CARRIAGE_RETURNS, EMPTY_LINE, NOT_UTF8, REQUIRED, STATEMENT_UPLOADED, UTF16
+from exchange.settlement.records import (
+    CARRIAGE_RETURNS,
+    EMPTY_LINE,
+    NOT_UTF8,
+    REQUIRED,
+    STATEMENT_UPLOADED,
+    TRAILING_EMPTY_FIELDS,
+    UNNAMED_COLUMNS,
+    UTF16,
+)
 from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE, counted_pattern
 
 #: Values that are whole numbers (written with thousands commas, maybe negative).
@@ -128,6 +137,8 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
         "{column}: {got} is written with a thousands separator: write {instead}, with no separator "
         "(unquoted, its comma split the line: " + _FIELDS + ")",
     ),
+    ("RECORDS_FIELDS_TRAILING_EMPTY", f"{_FIELDS}: {TRAILING_EMPTY_FIELDS}"),
+    ("RECORDS_FIELDS_UNNAMED", f"{_FIELDS}: {UNNAMED_COLUMNS}"),
     ("RECORDS_FIELDS", _FIELDS),
     ("RECORDS_QUOTE_INSIDE", "{column}: holds a double quote"),
     ("RECORDS_LINE_BREAK", "{column}: holds a line break; only a column the exchange does not read may"),

@@ -341,6 +341,7 @@ def test_the_example_in_the_partners_guide_is_a_valid_file() -> None:
     [
         pytest.param(b"\xef\xbb\xbfreference,amount\r\nr,1\r\n", [(2, "r", 100)], id="utf8-bom-crlf"),
         pytest.param(b"reference,amount\nr,1\n\n", [(2, "r", 100)], id="a-trailing-empty-line"),
+        pytest.param(b"reference,amount,,\r\nr,1,,\r\n,,,\r\n", [(2, "r", 100)], id="trailing-empty-columns"),
         pytest.param(b"reference,amount\r\nr,1\r\n\r\n ,,\r\n,\r\n", [(2, "r", 100)], id="trailing-empty-rows"),
         pytest.param(b"reference,amount\nr,1\nr2,-2", [(2, "r", 100), (3, "r2", -200)], id="no-final-newline"),
         pytest.param(b"reference,amount\n\n", [], id="header-and-an-empty-line"),
@@ -388,6 +389,18 @@ AMOUNT_RULE = "is not an amount in TWD: write an exact decimal such as -1234.5, 
         ),
         pytest.param(b'reference,note,amount\nr,say "hi",1\n', 2, "not wrapped in double quotes", id="bare-quote"),
         pytest.param(b"reference;amount\nr;1,50\n", 1, "not semicolons", id="semicolons"),
+        pytest.param(
+            b"reference,amount\r\nr,1.00,\r\n",
+            2,
+            "3 fields, but the header names 2: the fields after the header's last column are empty",
+            id="a-comma-ending-the-line",
+        ),
+        pytest.param(
+            b"reference,amount,,\r\nr,1.00\r\n",
+            2,
+            "2 fields, but the header names 4: the header ends in unnamed columns this line lacks",
+            id="empty-columns-ending-the-header",
+        ),
         pytest.param(
             b"reference\tamount\nr\t1.50\n",
             1,

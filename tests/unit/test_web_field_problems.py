@@ -108,6 +108,8 @@ REFUSED_FILES = [
     b"amount,reference\n1,r\nreference,amount\n",
     b"reference,amount\nr,1\n\nr2,2\n",
     b"reference,amount\nr,1,2\n",
+    b"reference,amount\nr,1,\n",
+    b"reference,amount,\nr,1\n",
     b"reference,amount\nr,-1234,50\n",
     b"reference,amount\nr,1.234\n",
     b"reference,amount\nr,(3.00)\n",
