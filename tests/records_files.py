@@ -109,6 +109,10 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
             _file("reference;amount", [row.replace(",", ";") for row in body]),
             Refused(1, "not semicolons"),
         ),
+        "semicolons-below-a-separator-line": (
+            b"\xef\xbb\xbf" + _file("sep=;\r\nreference;amount", [row.replace(",", ";") for row in body], "\r\n"),
+            Refused(1, "'sep=;' is a spreadsheet's separator line, not the header"),
+        ),
         "tabs": (_file("reference\tamount", [row.replace(",", "\t") for row in body]), Refused(1, "not tabs")),
         "another-order-extra-columns-any-case": (
             _file(

@@ -4,7 +4,7 @@ The format (also in README.md and partners/SETTLEMENT.md):
 
 * UTF-8 text (a byte-order mark is allowed), lines ending in LF or CRLF; empty lines (or rows of
   empty fields) may end the file, and are refused anywhere else.
-* Line 1 is a header naming the columns, in any order, in any case, spaces around a name
+* Line 1 is a header naming the columns (not a spreadsheet's ``sep=;`` line), in any order, in any case, spaces around a name
   ignored: ``reference`` and ``amount`` are required, ``counterparty`` and ``date`` optional;
   ``partner``, ``period`` and ``currency`` are checked when present (every line must name this
   import's partner, period and the settlement currency); any other column is not read. No
@@ -115,6 +115,13 @@ UNNAMED_COLUMNS = (
     "the header ends in unnamed columns this line lacks: save the file without the empty columns, "
     "or write each line with as many fields as the header"
 )
+#: Why a file whose first line names the field separator for Excel (``sep=;``, as some exports
+#: write above the header) is refused: the header is the first line.
+SEPARATOR_LINE = (
+    "is a spreadsheet's separator line, not the header: remove it; the first line is the header, "
+    "and fields are separated by commas"
+)
+_SEPARATOR_LINE = re.compile(r'"?sep=.?"?,*', re.IGNORECASE)
 EMPTY_LINE = "an empty line (or a row of empty fields) among the records; empty lines may only end the file"
 _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -293,6 +300,8 @@ class RecordFormat:
             columns = _names(header)
         except csv.Error:
             columns = ()
+        if _SEPARATOR_LINE.fullmatch(header):
+            raise MalformedRecords(1, f"{_quoted(header)} {SEPARATOR_LINE}")
         if problem := _column_problem(columns):
             raise MalformedRecords(1, f"{problem}; got {_quoted(header)}{_header_hint(header)}")
         if _is_statement(columns):

@@ -390,6 +390,13 @@ AMOUNT_RULE = "is not an amount in TWD: write an exact decimal such as -1234.5, 
         pytest.param(b'reference,note,amount\nr,say "hi",1\n', 2, "not wrapped in double quotes", id="bare-quote"),
         pytest.param(b"reference;amount\nr;1,50\n", 1, "not semicolons", id="semicolons"),
         pytest.param(
+            b"sep=;\r\nreference;amount\r\nr;1,50\r\n",
+            1,
+            "'sep=;' is a spreadsheet's separator line, not the header: remove it",
+            id="separator-line",
+        ),
+        pytest.param(b'"sep=,",\nreference,amount\nr,1\n', 1, "separator line, not the header", id="sep-quoted"),
+        pytest.param(
             b"reference,amount\r\nr,1.00,\r\n",
             2,
             "3 fields, but the header names 2: the fields after the header's last column are empty",

@@ -109,6 +109,7 @@ REFUSED_FILES = [
     b"reference,amount\nr,1\n\nr2,2\n",
     b"reference,amount\nr,1,2\n",
     b"reference,amount\nr,1,\n",
+    b"sep=;\nreference;amount\nr;1,50\n",
     b"reference,amount,\nr,1\n",
     b"reference,amount\nr,-1234,50\n",
     b"reference,amount\nr,1.234\n",
