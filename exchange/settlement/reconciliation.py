@@ -84,38 +84,43 @@ SUMMARY_PATTERNS = {f"summary_{n}": f"%{word}%" for n, word in enumerate(SUMMARY
 #: ``SUMMARY_WORDS``), of any run ending above it (the records since the previous subtotal, or
 #: since the first), or, whatever its reference, the last record when it is the sum of every
 #: record above it. Summary rows are left out of the runs, so a grand total below subtotals is
-#: the sum of the records. A run is found by running sums (``through``: the records' amounts up
-#: to a line): a row ``r`` sums the records after a line ``s`` when ``through`` before ``r``
-#: less ``through`` at ``s`` is its amount; ``s`` is line 1 (the header) for the whole file.
-#: Set-based: one pass computes the running sums, and only rows the ledger lacks that are
-#: labelled or last are joined with them, on that equality. A real record that happens to
-#: equal a sum is one the ledger has, so it is compared as any other.
+#: the sum of the records. Runs are found by running sums (``through``: the records' amounts up
+#: to a line): a row sums the records after a boundary (line 1, the header, or a record) when
+#: ``through`` just above it less ``through`` at the boundary is its amount. Each value of
+#: ``through`` keeps only its first boundary (the longest run; ``records``, how many records are
+#: up to it, tells an empty run apart), so every suspect joins at most one start: a file of
+#: repeated sums (zeros) costs no more than any other. A real record that happens to equal a
+#: sum is one the ledger has, so it is compared as any other.
 TOTALS_ROW = text(
     f"""
     WITH running AS (
         SELECT line, reference, amount, summary,
                sum(CASE WHEN summary THEN 0 ELSE amount END) OVER (ORDER BY line) AS through,
-               sum(CASE WHEN summary THEN 0 ELSE 1 END) OVER (ORDER BY line) AS records
+               sum(CASE WHEN summary THEN 0 ELSE 1 END) OVER (ORDER BY line) AS records,
+               max(CASE WHEN summary THEN NULL ELSE line END)
+                   OVER (ORDER BY line ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS record_above
           FROM (SELECT line, reference, amount, ({_SUMMARY}) AS summary FROM {STAGING}) marked
+    ), boundaries AS (
+        SELECT line, through, records, lead(line) OVER (ORDER BY line) AS next_record
+          FROM (SELECT 1 AS line, 0 AS through, 0 AS records
+                UNION ALL
+                SELECT line, through, records FROM running WHERE NOT summary) b
     ), starts AS (
-        SELECT 1 AS line, 0 AS through, 0 AS records
-        UNION ALL
-        SELECT line, through, records FROM running WHERE NOT summary
+        SELECT through, min(line) AS line, min(records) AS records, min(next_record) AS next_record
+          FROM boundaries GROUP BY through
     ), suspects AS (
-        SELECT line, reference, amount, summary,
+        SELECT line, reference, amount, summary, record_above,
                through - CASE WHEN summary THEN 0 ELSE amount END AS through_before,
                records - CASE WHEN summary THEN 0 ELSE 1 END AS records_before
           FROM running r
          WHERE (summary OR line = (SELECT max(line) FROM {STAGING}))
            AND NOT EXISTS (SELECT 1 FROM {LEDGER_STAGING} l WHERE l.reference = r.reference)
     )
-    SELECT u.line, u.reference, u.amount, s.line AS run_after,
-           (SELECT min(line) FROM running WHERE NOT summary AND line > s.line) AS run_first,
-           (SELECT max(line) FROM running WHERE NOT summary AND line < u.line) AS run_last
+    SELECT u.line, u.reference, u.amount, s.line AS run_after, s.next_record AS run_first, u.record_above AS run_last
       FROM suspects u JOIN starts s
         ON s.through = u.through_before - u.amount AND s.line < u.line AND s.records < u.records_before
        AND (u.summary OR s.line = 1)
-     ORDER BY u.line, s.line
+     ORDER BY u.line
      LIMIT 1
     """
 )
