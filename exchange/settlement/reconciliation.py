@@ -78,7 +78,7 @@ UNKNOWN_COUNTERPARTY = text(
 #: (the patterns are bound as ``summary_<n>``).
 _SUMMARY = " OR ".join(f"lower(reference) LIKE :summary_{n}" for n in range(len(SUMMARY_WORDS)))
 SUMMARY_PATTERNS = {f"summary_{n}": f"%{word}%" for n, word in enumerate(SUMMARY_WORDS)}
-#: The file's first totals or subtotal row (:func:`~exchange.settlement.records.totals_row`), a
+#: The file's first totals or subtotal row, and how many it has (``found``) (:func:`~exchange.settlement.records.totals_row`), a
 #: reference the ledger lacks for the partner in the period whose amount is the sum of a run of
 #: records just above it: one labelled as a summary (a reference holding one of
 #: ``SUMMARY_WORDS``), of any run ending above it (the records since the previous subtotal, or
@@ -116,7 +116,8 @@ TOTALS_ROW = text(
          WHERE (summary OR line = (SELECT max(line) FROM {STAGING}))
            AND NOT EXISTS (SELECT 1 FROM {LEDGER_STAGING} l WHERE l.reference = r.reference)
     )
-    SELECT u.line, u.reference, u.amount, s.line AS run_after, s.next_record AS run_first, u.record_above AS run_last
+    SELECT u.line, u.reference, u.amount, s.line AS run_after, s.next_record AS run_first, u.record_above AS run_last,
+           count(*) OVER () AS found
       FROM suspects u JOIN starts s
         ON s.through = u.through_before - u.amount AND s.line < u.line AND s.records < u.records_before
        AND (u.summary OR s.line = 1)
@@ -313,7 +314,8 @@ async def import_records(
         amount = str(currency.from_minor(total.amount))
         lines = None if total.run_after == 1 else (total.run_first, total.run_last)
         raise MalformedRecords(
-            total.line, totals_row(total.reference, amount, lines=lines, partner=partner, period=period)
+            total.line,
+            totals_row(total.reference, amount, lines=lines, partner=partner, period=period, more=total.found - 1),
         )
     reconciliation = Reconciliation(
         id=str(uuid.uuid4()),

@@ -469,18 +469,22 @@ class RecordFormat:
 SUMMARY_WORDS = ("total", "合計", "合计", "小計", "小计", "總計", "总计")
 
 
-def totals_row(reference: str, amount: str, *, lines: tuple[int, int] | None, partner: str, period: str) -> str:
+def totals_row(
+    reference: str, amount: str, *, lines: tuple[int, int] | None, partner: str, period: str, more: int = 0
+) -> str:
     """Why a record is refused as a totals or subtotal row a spreadsheet adds among the records
     (``Total,12345.67``; ``Subtotal 11-03,120.00`` after each day): its ``amount`` is the sum of
     every record above it (``lines`` ``None``), or of the records on ``lines`` (first, last) just
     above it, and the ledger has no such ``reference`` for the partner in the period. Imported,
-    it would be a MISSING_IN_LEDGER break whose difference cancels those records' total."""
+    it would be a MISSING_IN_LEDGER break whose difference cancels those records' total. ``more``
+    is how many rows below it are such rows too (a subtotal after each day), so that all are
+    removed in one go rather than found one upload at a time."""
     summed = "every record above it" if lines is None else f"the records on lines {lines[0]} to {lines[1]}"
     kind = "a totals row" if lines is None else "a subtotal row"
     return (
         f"reference: {_quoted(reference)} looks like {kind}: its amount, {amount}, is the sum of {summed}, "
         f"and the ledger has no such reference for {partner} in {period}; remove the row: a file holds "
-        "records only"
+        "records only" + (f" ({counted(more, 'more such row')} below it)" if more else "")
     )
 
 

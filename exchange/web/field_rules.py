@@ -34,7 +34,7 @@ from exchange.settlement.records import (
 from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE, counted_pattern
 
 #: Values that are whole numbers (written with thousands commas, maybe negative).
-NUMBERS = frozenset({"least", "most", "line", "fields", "places", "first", "last"})
+NUMBERS = frozenset({"least", "most", "line", "fields", "places", "first", "last", "more"})
 #: How such a number is written.
 NUMBER = "-?[0-9][0-9,]*"
 #: How a field is named in a message: as the API spells it.
@@ -88,6 +88,17 @@ _FIELDS = "{fields:field}, but the header names {most}"
 _AMOUNT = (
     "{column}: {got} is not an amount in {currency}: write an exact decimal such as -1234.5, with at most "
     "{decimals} decimals and {digits} integer digits, a decimal point and no thousands separator"
+)
+_TOTALS_ROW = (
+    "RECORDS_TOTALS_ROW",
+    "{column}: {got} looks like a totals row: its amount, {total}, is the sum of every record above it, "
+    "and the ledger has no such reference for {partner} in {period}; remove the row: a file holds records only",
+)
+_SUBTOTAL_ROW = (
+    "RECORDS_SUBTOTAL_ROW",
+    "{column}: {got} looks like a subtotal row: its amount, {total}, is the sum of the records on lines {first} "
+    "to {last}, and the ledger has no such reference for {partner} in {period}; remove the row: a file holds "
+    "records only",
 )
 RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     ("RECORDS_NOT_UTF8", NOT_UTF8),
@@ -215,17 +226,9 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
         "RECORDS_NOT_THIS_IMPORT",
         "{column}: {got} is not {expected}: a file holds one partner's records of one period, in the settlement currency",
     ),
-    (
-        "RECORDS_TOTALS_ROW",
-        "{column}: {got} looks like a totals row: its amount, {total}, is the sum of every record above it, "
-        "and the ledger has no such reference for {partner} in {period}; remove the row: a file holds records only",
-    ),
-    (
-        "RECORDS_SUBTOTAL_ROW",
-        "{column}: {got} looks like a subtotal row: its amount, {total}, is the sum of the records on lines {first} "
-        "to {last}, and the ledger has no such reference for {partner} in {period}; remove the row: a file holds "
-        "records only",
-    ),
+    *((key, f"{template} ({{more:more such row}} below it)") for key, template in (_TOTALS_ROW, _SUBTOTAL_ROW)),
+    _TOTALS_ROW,
+    _SUBTOTAL_ROW,
     ("RECORDS_UNREADABLE", "cannot be read as the header's columns"),
 )
 

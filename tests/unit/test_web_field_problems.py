@@ -192,10 +192,11 @@ def test_why_a_records_file_is_refused_is_said_in_the_readers_language(data: byt
         ),
         (
             MalformedRecords(
-                1_005, totals_row("小計", "36.97", lines=(1_002, 1_004), partner="fresh-mart", period="2026-11")
+                1_005,
+                totals_row("小計", "36.97", lines=(1_002, 1_004), partner="fresh-mart", period="2026-11", more=2),
             ),
             "第 1,005 行：reference 欄的 '小計' 看來是小計列：其金額 36.97 正是第 1,002 至 1,004 行紀錄的總和，"
-            "而帳本在 2026-11 期間沒有 fresh-mart 的這個參考編號；請刪除這一列：檔案只放紀錄。未匯入任何內容。",
+            "而帳本在 2026-11 期間沒有 fresh-mart 的這個參考編號；請刪除這一列：檔案只放紀錄（其下還有 2 列也是這樣的列）。未匯入任何內容。",
         ),
         (
             ResolvedBreaksWouldBeLost("fresh-mart", "2026-11"),

@@ -191,6 +191,11 @@ async def test_a_subtotal_or_a_totals_row_anywhere_is_refused_naming_its_line_an
     # A grand total of the records (not of the subtotals too), above a trailer line.
     data = b"reference,amount\nconversion:c1,-100.00\nredemption:r1,24.75\nconversion:c2,12.22\nconversion:c4,-7.00\nTOTAL:,-70.03\nconversion:c5,1.00\n"
     assert (await refused(data)).startswith("line 6: reference: 'TOTAL:' looks like a totals row: its amount, -70.03")
+    # A subtotal below each record: the first is named, and how many more there are.
+    data = "reference,amount\n" + "".join(f"{r},{a}\n小計,{a}\n" for r, a in NOVEMBER_LEDGER.lines)
+    assert (await refused(data.encode())).endswith(
+        "a file holds records only (3 more such rows below it); nothing was imported"
+    )
     assert await imported(closed) == (0, 0)
     # A reference holding Total that sums no run of records above it is a record as any other.
     data = b"reference,amount\nconversion:c1,-100.00\nTotal rewards,5.00\nredemption:r1,24.75\n"
