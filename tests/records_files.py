@@ -109,6 +109,10 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
             _file("reference;amount", [row.replace(",", ";") for row in body]),
             Refused(1, "not semicolons"),
         ),
+        "semicolons-below-a-separator-line": (
+            b"\xef\xbb\xbf" + _file("sep=;\r\nreference;amount", [row.replace(",", ";") for row in body], "\r\n"),
+            Refused(1, "'sep=;' is a spreadsheet's separator line, not the header"),
+        ),
         "tabs": (_file("reference\tamount", [row.replace(",", "\t") for row in body]), Refused(1, "not tabs")),
         "another-order-extra-columns-any-case": (
             _file(
@@ -116,6 +120,15 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
                 [f'{a},"{r}, as booked",{r},m-{i}' for i, (r, a) in enumerate(ledger.lines)],
             ),
             every,
+        ),
+        "trailing-empty-columns": (_file(header + ",,", [f"{row},," for row in body], "\r\n"), every),
+        "every-line-ends-in-a-comma": (
+            _file(header, [f"{row}," for row in body]),
+            Refused(2, "3 fields, but the header names 2: the fields after the header's last column are empty"),
+        ),
+        "header-ends-in-empty-columns-its-lines-lack": (
+            _file(header + ",", body),
+            Refused(2, "the header ends in unnamed columns this line lacks"),
         ),
         "missing-column": (_file("reference,value", body), Refused(1, "amount is missing")),
         "checked-columns-of-this-import": (
@@ -188,6 +201,15 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
             + _file("reference,amount,counterparty", [f"{row}," for row in body] + [f"合計,{total},"], "\r\n"),
             Refused(n + 2, f"its amount, {total}, is the sum of every record above it"),
         ),
+        # Not only the last line: a totals row above a trailer, subtotals among the records.
+        "totals-row-above-another-line": (
+            _file(header, [*body, f"Grand Total,{total}", f"{ledger.other},1.00"]),
+            Refused(n + 2, "'Grand Total' looks like a totals row: its amount"),
+        ),
+        "a-subtotal-below-each-record": (
+            _file(header, [row for (r, a) in ledger.lines for row in (f"{r},{a}", f"小計,{a}")]),
+            Refused(3, "'小計' looks like a totals row"),
+        ),
         "a-record-equal-to-the-sum-above-it": (
             _file(header, [f"{ledger.reversed[0]},{first_amount}", f"{first_reference},{first_amount}"]),
             Compared(2, 1, amount_mismatch=1, missing_in_partner=n - 1),
@@ -203,7 +225,12 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
                 ],
                 "\r\n",
             ),
-            Refused(1, "this is the statement's CSV (its header names record and transaction), not your records"),
+            Refused(1, "this is the statement's CSV (its header is the statement's), not your records"),
+        ),
+        # A partner's own export may name some of the statement's columns.
+        "an-export-naming-record-and-transaction": (
+            _file("record,transaction,reference,amount", [f"rec-{i},tx-{i},{row}" for i, row in enumerate(body)]),
+            every,
         ),
         "reversed-listed-as-first-booked": (
             _file(header, [*body, ",".join(ledger.reversed)]),

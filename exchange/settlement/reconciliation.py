@@ -1,7 +1,7 @@
 """Reconciling a partner's records of a closed period against the ledger.
 
 The file streams through the validator into a staging table (see ``records`` and ``dialect``),
-the partner's ledger amounts per reference into another; a last line that is a totals row
+the partner's ledger amounts per reference into another; a totals or subtotal row
 (:data:`TOTALS_ROW`) refuses the file. Then one set-based statement (the file grouped by
 reference, fully outer-joined with the ledger's side) classifies the file and stores every break:
 
@@ -55,7 +55,7 @@ from exchange.settlement.models import (
 )
 from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.positions import open_position, position_of
-from exchange.settlement.records import ByteSource, RecordReader, totals_row
+from exchange.settlement.records import SUMMARY_WORDS, ByteSource, RecordReader, totals_row
 
 #: The partner's clearing legs of the period, summed per business reference.
 LEDGER_AMOUNTS = """
@@ -74,16 +74,55 @@ UNKNOWN_COUNTERPARTY = text(
      LIMIT 1
     """
 )
-#: The file's last record when it is a totals row (:func:`~exchange.settlement.records.totals_row`):
-#: its amount is the sum of every record above it (twice it, the whole file's), and the ledger has
-#: no such reference for the partner in the period. A real record that happens to equal the sum
-#: is one the ledger has, so it is compared as any other.
+#: Whether a staged reference holds one of :data:`~exchange.settlement.records.SUMMARY_WORDS`
+#: (the patterns are bound as ``summary_<n>``).
+_SUMMARY = " OR ".join(f"lower(reference) LIKE :summary_{n}" for n in range(len(SUMMARY_WORDS)))
+SUMMARY_PATTERNS = {f"summary_{n}": f"%{word}%" for n, word in enumerate(SUMMARY_WORDS)}
+#: The file's first totals or subtotal row, and how many it has (``found``) (:func:`~exchange.settlement.records.totals_row`), a
+#: reference the ledger lacks for the partner in the period whose amount is the sum of a run of
+#: records just above it: one labelled as a summary (a reference holding one of
+#: ``SUMMARY_WORDS``), of any run ending above it (the records since the previous subtotal, or
+#: since the first), or, whatever its reference, the last record when it is the sum of every
+#: record above it. Summary rows are left out of the runs, so a grand total below subtotals is
+#: the sum of the records. Runs are found by running sums (``through``: the records' amounts up
+#: to a line): a row sums the records after a boundary (line 1, the header, or a record) when
+#: ``through`` just above it less ``through`` at the boundary is its amount. Each value of
+#: ``through`` keeps only its first boundary (the longest run; ``records``, how many records are
+#: up to it, tells an empty run apart), so every suspect joins at most one start: a file of
+#: repeated sums (zeros) costs no more than any other. A real record that happens to equal a
+#: sum is one the ledger has, so it is compared as any other.
 TOTALS_ROW = text(
     f"""
-    WITH file AS (SELECT max(line) AS last, sum(amount) AS total, count(*) AS records FROM {STAGING})
-    SELECT s.line, s.reference, s.amount FROM {STAGING} s JOIN file f ON s.line = f.last
-     WHERE f.records > 1 AND 2 * s.amount = f.total
-       AND NOT EXISTS (SELECT 1 FROM {LEDGER_STAGING} l WHERE l.reference = s.reference)
+    WITH running AS (
+        SELECT line, reference, amount, summary,
+               sum(CASE WHEN summary THEN 0 ELSE amount END) OVER (ORDER BY line) AS through,
+               sum(CASE WHEN summary THEN 0 ELSE 1 END) OVER (ORDER BY line) AS records,
+               max(CASE WHEN summary THEN NULL ELSE line END)
+                   OVER (ORDER BY line ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS record_above
+          FROM (SELECT line, reference, amount, ({_SUMMARY}) AS summary FROM {STAGING}) marked
+    ), boundaries AS (
+        SELECT line, through, records, lead(line) OVER (ORDER BY line) AS next_record
+          FROM (SELECT 1 AS line, 0 AS through, 0 AS records
+                UNION ALL
+                SELECT line, through, records FROM running WHERE NOT summary) b
+    ), starts AS (
+        SELECT through, min(line) AS line, min(records) AS records, min(next_record) AS next_record
+          FROM boundaries GROUP BY through
+    ), suspects AS (
+        SELECT line, reference, amount, summary, record_above,
+               through - CASE WHEN summary THEN 0 ELSE amount END AS through_before,
+               records - CASE WHEN summary THEN 0 ELSE 1 END AS records_before
+          FROM running r
+         WHERE (summary OR line = (SELECT max(line) FROM {STAGING}))
+           AND NOT EXISTS (SELECT 1 FROM {LEDGER_STAGING} l WHERE l.reference = r.reference)
+    )
+    SELECT u.line, u.reference, u.amount, s.line AS run_after, s.next_record AS run_first, u.record_above AS run_last,
+           count(*) OVER () AS found
+      FROM suspects u JOIN starts s
+        ON s.through = u.through_before - u.amount AND s.line < u.line AND s.records < u.records_before
+       AND (u.summary OR s.line = 1)
+     ORDER BY u.line
+     LIMIT 1
     """
 )
 CLASSIFY = text(
@@ -270,10 +309,14 @@ async def import_records(
             unknown.line, f"counterparty: {unknown.counterparty!r} is neither a program of the coalition nor {EXCHANGE}"
         )
     await stage_ledger_amounts(session, LEDGER_AMOUNTS, {"account": account, "period": period})
-    total = (await session.exec(TOTALS_ROW)).first()  # type: ignore[call-overload]
+    total = (await session.exec(TOTALS_ROW, params=SUMMARY_PATTERNS)).first()  # type: ignore[call-overload]
     if total is not None:
         amount = str(currency.from_minor(total.amount))
-        raise MalformedRecords(total.line, totals_row(total.reference, amount, partner=partner, period=period))
+        lines = None if total.run_after == 1 else (total.run_first, total.run_last)
+        raise MalformedRecords(
+            total.line,
+            totals_row(total.reference, amount, lines=lines, partner=partner, period=period, more=total.found - 1),
+        )
     reconciliation = Reconciliation(
         id=str(uuid.uuid4()),
         period=period,

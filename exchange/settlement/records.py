@@ -4,13 +4,16 @@ The format (also in README.md and partners/SETTLEMENT.md):
 
 * UTF-8 text (a byte-order mark is allowed), lines ending in LF or CRLF; empty lines (or rows of
   empty fields) may end the file, and are refused anywhere else.
-* Line 1 is a header naming the columns, in any order, in any case, spaces around a name
+* Line 1 is a header naming the columns (not a spreadsheet's ``sep=;`` line), in any order, in any case, spaces around a name
   ignored: ``reference`` and ``amount`` are required, ``counterparty`` and ``date`` optional;
   ``partner``, ``period`` and ``currency`` are checked when present (every line must name this
   import's partner, period and the settlement currency); any other column is not read. No
-  column the exchange reads is named twice. A header naming ``record`` and ``transaction`` is
-  the statement's own CSV uploaded back, and is refused saying so (:data:`STATEMENT_UPLOADED`).
-* Every further line is one record, its fields separated by commas. A field may be wrapped in
+  column the exchange reads is named twice. A header that is the statement's CSV's (its columns,
+  in its order, of any document version) is the statement uploaded back, and is refused saying
+  so (:data:`STATEMENT_UPLOADED`); a partner's own export may name any of those columns.
+* Every further line is one record, its fields separated by commas, as many as the header names
+  (empty columns ending the header and every line are not read; empty fields the header does
+  not name, or unnamed columns a line lacks, are refused: which field is which is not guessed). A field may be wrapped in
   double quotes (it may then hold commas). As RFC 4180 has it, a quoted field of a column the
   exchange does not read (a description) may also hold line breaks and double quotes (written
   twice, ``""``): its record then spans several lines, and is named by the line it starts on.
@@ -52,6 +55,7 @@ from typing import Protocol
 from exchange.money import MAX_MONEY_INTEGER_DIGITS, Currency
 from exchange.settlement.errors import MalformedRecords
 from exchange.settlement.participants import EXCHANGE
+from exchange.settlement.statements import STATEMENT_CSV_HEADERS
 from exchange.text import counted
 
 BLOCK_BYTES = 1 << 20
@@ -63,10 +67,6 @@ OPTIONAL = ("counterparty", "date")
 #: export not filtered, two files joined) are refused rather than matched.
 CHECKED = ("partner", "period", "currency")
 MAX_REFERENCE = 200
-#: Columns of the statement's CSV (:data:`~exchange.settlement.statements.CSV_COLUMNS`) that say
-#: what a row of it is, which a record has no use for: a header naming both is the statement's
-#: own export, uploaded back (:data:`STATEMENT_UPLOADED`).
-STATEMENT_MARKS = ("record", "transaction")
 MAX_INTEGER_DIGITS = MAX_MONEY_INTEGER_DIGITS
 
 #: A record as staged: line number, reference, amount in minor units, counterparty, ISO date.
@@ -97,12 +97,31 @@ CARRIAGE_RETURNS = (
 #: cancel out (a conversion's line an AMOUNT_MISMATCH by its fee, the fee line a DUPLICATE of
 #: that difference; a reversal likewise), which explain nothing; its other rows have no reference.
 STATEMENT_UPLOADED = (
-    "this is the statement's CSV (its header names record and transaction), not your records: the statement "
+    "this is the statement's CSV (its header is the statement's), not your records: the statement "
     "lists every line of a transaction (a conversion's fee to EXCHANGE, a reversal, on lines of their own), your "
     "records have one line per reference, with your own figure for it (the sum of its lines), so uploaded back its "
     "lines would be AMOUNT_MISMATCH and DUPLICATE breaks that cancel out; write one line per reference, as "
     "partners/SETTLEMENT.md shows in 'Uploading your statement back'"
 )
+#: Why a line with empty fields after the header's last column is refused (an export that ends
+#: every line with a comma, or a spreadsheet's formatted empty columns on some rows): which
+#: field is which is not guessed.
+TRAILING_EMPTY_FIELDS = (
+    "the fields after the header's last column are empty (a comma at the end of the line?): write each line "
+    "with as many fields as the header names, or name the extra columns in the header"
+)
+#: Why a line is refused that lacks the empty columns the header ends in (``reference,amount,,``).
+UNNAMED_COLUMNS = (
+    "the header ends in unnamed columns this line lacks: save the file without the empty columns, "
+    "or write each line with as many fields as the header"
+)
+#: Why a file whose first line names the field separator for Excel (``sep=;``, as some exports
+#: write above the header) is refused: the header is the first line.
+SEPARATOR_LINE = (
+    "is a spreadsheet's separator line, not the header: remove it; the first line is the header, "
+    "and fields are separated by commas"
+)
+_SEPARATOR_LINE = re.compile(r'"?sep=.?"?,*', re.IGNORECASE)
 EMPTY_LINE = "an empty line (or a row of empty fields) among the records; empty lines may only end the file"
 _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -169,6 +188,14 @@ def _field(name: str, bare: str, quoted: str) -> str:
 def _names(header: str) -> tuple[str, ...]:
     """The column names a header line gives, unquoted, in lower case, without spaces around."""
     return tuple(name.strip().lower() for name in next(csv.reader([header], skipinitialspace=True), []))
+
+
+def _is_statement(columns: tuple[str, ...]) -> bool:
+    """Whether a header is the statement's CSV's, as it or a spreadsheet saves it (empty columns
+    after the last): its whole header, not some of its names, which a partner's export may share."""
+    while columns and not columns[-1]:
+        columns = columns[:-1]
+    return columns in STATEMENT_CSV_HEADERS
 
 
 def _column_problem(columns: tuple[str, ...]) -> str | None:
@@ -273,9 +300,11 @@ class RecordFormat:
             columns = _names(header)
         except csv.Error:
             columns = ()
+        if _SEPARATOR_LINE.fullmatch(header):
+            raise MalformedRecords(1, f"{_quoted(header)} {SEPARATOR_LINE}")
         if problem := _column_problem(columns):
             raise MalformedRecords(1, f"{problem}; got {_quoted(header)}{_header_hint(header)}")
-        if set(STATEMENT_MARKS) <= set(columns):
+        if _is_statement(columns):
             raise MalformedRecords(1, STATEMENT_UPLOADED)
         values = {
             **_VALUES,
@@ -359,6 +388,10 @@ class RecordFormat:
         at, extra = self.columns.index("amount"), len(fields) - len(self.columns)
         if extra > 0 and (meaning := _comma_amount(fields[at : at + extra + 1], self.currency.minor_units)):
             return f"amount: {meaning} (unquoted, its comma split the line: {count})"
+        if extra > 0 and not "".join(fields[len(self.columns) :]).strip(" "):
+            return f"{count}: {TRAILING_EMPTY_FIELDS}"
+        if extra < 0 and not any(self.columns[len(fields) :]):
+            return f"{count}: {UNNAMED_COLUMNS}"
         return count
 
     def _field_problem(self, name: str, value: str) -> str | None:
@@ -431,15 +464,27 @@ class RecordFormat:
         return rule
 
 
-def totals_row(reference: str, amount: str, *, partner: str, period: str) -> str:
-    """Why a file's last record is refused as the totals row a spreadsheet adds below the
-    records (``Total,12345.67``): its ``amount`` is the sum of every record above it, and the
-    ledger has no such ``reference`` for the partner in the period. Imported, it would be a
-    MISSING_IN_LEDGER break whose difference cancels the file's total."""
+#: Words a spreadsheet or an ERP labels a totals or subtotal row with (``Total``, ``Subtotal
+#: 2026-11-03``, ``Grand total``, ``小計``, ``合計``), as a reference holds them in lower case.
+SUMMARY_WORDS = ("total", "合計", "合计", "小計", "小计", "總計", "总计")
+
+
+def totals_row(
+    reference: str, amount: str, *, lines: tuple[int, int] | None, partner: str, period: str, more: int = 0
+) -> str:
+    """Why a record is refused as a totals or subtotal row a spreadsheet adds among the records
+    (``Total,12345.67``; ``Subtotal 11-03,120.00`` after each day): its ``amount`` is the sum of
+    every record above it (``lines`` ``None``), or of the records on ``lines`` (first, last) just
+    above it, and the ledger has no such ``reference`` for the partner in the period. Imported,
+    it would be a MISSING_IN_LEDGER break whose difference cancels those records' total. ``more``
+    is how many rows below it are such rows too (a subtotal after each day), so that all are
+    removed in one go rather than found one upload at a time."""
+    summed = "every record above it" if lines is None else f"the records on lines {lines[0]} to {lines[1]}"
+    kind = "a totals row" if lines is None else "a subtotal row"
     return (
-        f"reference: {_quoted(reference)} looks like a totals row: its amount, {amount}, is the sum of every record "
-        f"above it, and the ledger has no such reference for {partner} in {period}; remove the row: a file holds "
-        "records only"
+        f"reference: {_quoted(reference)} looks like {kind}: its amount, {amount}, is the sum of {summed}, "
+        f"and the ledger has no such reference for {partner} in {period}; remove the row: a file holds "
+        "records only" + (f" ({counted(more, 'more such row')} below it)" if more else "")
     )
 
 

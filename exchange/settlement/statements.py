@@ -79,6 +79,10 @@ CSV_COLUMNS = (
     "reverses",
     "reverses_period",
 )
+#: The CSV's header in each document version (version 1's had no effective_period, reverses and
+#: reverses_period): how a records file that is a statement uploaded back is known
+#: (:mod:`exchange.settlement.records`).
+STATEMENT_CSV_HEADERS = (CSV_COLUMNS[:-3], CSV_COLUMNS)
 
 LINES = (
     text(

@@ -20,11 +20,21 @@ from string import Formatter
 
 from exchange.errors import ExchangeError
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.records import CARRIAGE_RETURNS, EMPTY_LINE, NOT_UTF8, REQUIRED, STATEMENT_UPLOADED, UTF16
+from exchange.settlement.records import (
+    CARRIAGE_RETURNS,
+    EMPTY_LINE,
+    NOT_UTF8,
+    REQUIRED,
+    SEPARATOR_LINE,
+    STATEMENT_UPLOADED,
+    TRAILING_EMPTY_FIELDS,
+    UNNAMED_COLUMNS,
+    UTF16,
+)
 from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE, counted_pattern
 
 #: Values that are whole numbers (written with thousands commas, maybe negative).
-NUMBERS = frozenset({"least", "most", "line", "fields", "places"})
+NUMBERS = frozenset({"least", "most", "line", "fields", "places", "first", "last", "more"})
 #: How such a number is written.
 NUMBER = "-?[0-9][0-9,]*"
 #: How a field is named in a message: as the API spells it.
@@ -79,6 +89,17 @@ _AMOUNT = (
     "{column}: {got} is not an amount in {currency}: write an exact decimal such as -1234.5, with at most "
     "{decimals} decimals and {digits} integer digits, a decimal point and no thousands separator"
 )
+_TOTALS_ROW = (
+    "RECORDS_TOTALS_ROW",
+    "{column}: {got} looks like a totals row: its amount, {total}, is the sum of every record above it, "
+    "and the ledger has no such reference for {partner} in {period}; remove the row: a file holds records only",
+)
+_SUBTOTAL_ROW = (
+    "RECORDS_SUBTOTAL_ROW",
+    "{column}: {got} looks like a subtotal row: its amount, {total}, is the sum of the records on lines {first} "
+    "to {last}, and the ledger has no such reference for {partner} in {period}; remove the row: a file holds "
+    "records only",
+)
 RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     ("RECORDS_NOT_UTF8", NOT_UTF8),
     ("RECORDS_UTF16", UTF16),
@@ -94,6 +115,7 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
         "RECORDS_HEADER_TABS",
         _HEADER + ': fields are separated by commas, not tabs (as a spreadsheet saves "Text"): save as "CSV UTF-8"',
     ),
+    ("RECORDS_SEPARATOR_LINE", f"{{got}} {SEPARATOR_LINE}"),
     ("RECORDS_HEADER", _HEADER),
     ("RECORDS_HEADER_TWICE", "the header names the column {column} twice; got {got}"),
     ("RECORDS_STATEMENT", STATEMENT_UPLOADED),
@@ -128,6 +150,8 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
         "{column}: {got} is written with a thousands separator: write {instead}, with no separator "
         "(unquoted, its comma split the line: " + _FIELDS + ")",
     ),
+    ("RECORDS_FIELDS_TRAILING_EMPTY", f"{_FIELDS}: {TRAILING_EMPTY_FIELDS}"),
+    ("RECORDS_FIELDS_UNNAMED", f"{_FIELDS}: {UNNAMED_COLUMNS}"),
     ("RECORDS_FIELDS", _FIELDS),
     ("RECORDS_QUOTE_INSIDE", "{column}: holds a double quote"),
     ("RECORDS_LINE_BREAK", "{column}: holds a line break; only a column the exchange does not read may"),
@@ -202,11 +226,9 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
         "RECORDS_NOT_THIS_IMPORT",
         "{column}: {got} is not {expected}: a file holds one partner's records of one period, in the settlement currency",
     ),
-    (
-        "RECORDS_TOTALS_ROW",
-        "{column}: {got} looks like a totals row: its amount, {total}, is the sum of every record above it, "
-        "and the ledger has no such reference for {partner} in {period}; remove the row: a file holds records only",
-    ),
+    *((key, f"{template} ({{more:more such row}} below it)") for key, template in (_TOTALS_ROW, _SUBTOTAL_ROW)),
+    _TOTALS_ROW,
+    _SUBTOTAL_ROW,
     ("RECORDS_UNREADABLE", "cannot be read as the header's columns"),
 )
 

@@ -16,7 +16,6 @@ from exchange.settlement.records import (
     EMPTY_LINE,
     MAX_LINE_BYTES,
     NOT_UTF8,
-    STATEMENT_MARKS,
     UTF16,
     RecordReader,
 )
@@ -121,8 +120,20 @@ def test_a_record_whose_line_breaks_straddle_blocks_is_read_whole_at_its_line() 
     assert reader.lines == len(rows) == first
 
 
-def test_the_statement_is_recognised_by_columns_its_csv_has() -> None:
-    assert set(STATEMENT_MARKS) <= set(CSV_COLUMNS)
+@pytest.mark.parametrize(
+    "header",
+    [",".join(CSV_COLUMNS), ",".join(CSV_COLUMNS[:-3]), ",".join(name.upper() for name in CSV_COLUMNS) + ",,"],
+    ids=["version-2", "version-1", "capitalised-trailing-empty-columns"],
+)
+def test_the_statement_is_recognised_by_its_whole_header(header: str) -> None:
+    assert refusal(header + "\n")[0] == 1
+    assert "this is the statement's CSV" in refusal(header + "\n")[1]
+
+
+def test_a_partners_export_naming_some_of_the_statements_columns_is_read() -> None:
+    """It was refused as the statement's CSV: its header named record and transaction."""
+    data = "Partner,Period,Currency,Record,Transaction,Reference,Amount\nfresh-mart,2026-11,TWD,line,t-1,r,1.00\n"
+    assert read(data)[1] == [(2, "r", 100, None, None)]
 
 
 def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to_the_end() -> None:
@@ -144,11 +155,6 @@ def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to
             "the header must name the columns reference and amount: reference is missing; got 'ref,amount'",
         ),
         ("reference,amount,amount\n", 1, "the header names the column amount twice"),
-        (
-            "Partner,Period,Currency,Record,Transaction,Reference,Amount\nfresh-mart,2026-11,TWD,line,t-1,r,1.00\n",
-            1,
-            "this is the statement's CSV (its header names record and transaction), not your records",
-        ),
         (
             "reference;amount\nr;1234,50\n",
             1,
@@ -335,6 +341,7 @@ def test_the_example_in_the_partners_guide_is_a_valid_file() -> None:
     [
         pytest.param(b"\xef\xbb\xbfreference,amount\r\nr,1\r\n", [(2, "r", 100)], id="utf8-bom-crlf"),
         pytest.param(b"reference,amount\nr,1\n\n", [(2, "r", 100)], id="a-trailing-empty-line"),
+        pytest.param(b"reference,amount,,\r\nr,1,,\r\n,,,\r\n", [(2, "r", 100)], id="trailing-empty-columns"),
         pytest.param(b"reference,amount\r\nr,1\r\n\r\n ,,\r\n,\r\n", [(2, "r", 100)], id="trailing-empty-rows"),
         pytest.param(b"reference,amount\nr,1\nr2,-2", [(2, "r", 100), (3, "r2", -200)], id="no-final-newline"),
         pytest.param(b"reference,amount\n\n", [], id="header-and-an-empty-line"),
@@ -382,6 +389,25 @@ AMOUNT_RULE = "is not an amount in TWD: write an exact decimal such as -1234.5, 
         ),
         pytest.param(b'reference,note,amount\nr,say "hi",1\n', 2, "not wrapped in double quotes", id="bare-quote"),
         pytest.param(b"reference;amount\nr;1,50\n", 1, "not semicolons", id="semicolons"),
+        pytest.param(
+            b"sep=;\r\nreference;amount\r\nr;1,50\r\n",
+            1,
+            "'sep=;' is a spreadsheet's separator line, not the header: remove it",
+            id="separator-line",
+        ),
+        pytest.param(b'"sep=,",\nreference,amount\nr,1\n', 1, "separator line, not the header", id="sep-quoted"),
+        pytest.param(
+            b"reference,amount\r\nr,1.00,\r\n",
+            2,
+            "3 fields, but the header names 2: the fields after the header's last column are empty",
+            id="a-comma-ending-the-line",
+        ),
+        pytest.param(
+            b"reference,amount,,\r\nr,1.00\r\n",
+            2,
+            "2 fields, but the header names 4: the header ends in unnamed columns this line lacks",
+            id="empty-columns-ending-the-header",
+        ),
         pytest.param(
             b"reference\tamount\nr\t1.50\n",
             1,

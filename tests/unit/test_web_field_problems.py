@@ -29,6 +29,7 @@ from exchange.settlement.errors import (
     UnresolvedBreaks,
 )
 from exchange.settlement.records import BLOCK_BYTES, MAX_LINE_BYTES, RecordReader, totals_row
+from exchange.settlement.statements import CSV_COLUMNS
 from exchange.text import CHOSEN_ID_LENGTH
 from exchange.web.field_rules import FieldProblem
 from exchange.web.i18n import TRADITIONAL_CHINESE
@@ -98,7 +99,7 @@ REFUSED_FILES = [
     b"\nreference,amount\nr,1\n",
     b"ref,amount\n",
     b"reference,amount,Amount\nr,1,2\n",
-    b"partner,period,currency,record,transaction,reference,amount\nfresh-mart,2026-11,TWD,line,t-1,r,1.00\n",
+    (",".join(CSV_COLUMNS) + "\n").encode(),
     b"reference\tamount\nr\t1\n",
     "reference,amount\nr,1\n".encode("utf-16"),
     b"reference;amount\nr;1234,50\n",
@@ -107,6 +108,9 @@ REFUSED_FILES = [
     b"amount,reference\n1,r\nreference,amount\n",
     b"reference,amount\nr,1\n\nr2,2\n",
     b"reference,amount\nr,1,2\n",
+    b"reference,amount\nr,1,\n",
+    b"sep=;\nreference;amount\nr;1,50\n",
+    b"reference,amount,\nr,1\n",
     b"reference,amount\nr,-1234,50\n",
     b"reference,amount\nr,1.234\n",
     b"reference,amount\nr,(3.00)\n",
@@ -182,9 +186,17 @@ def test_why_a_records_file_is_refused_is_said_in_the_readers_language(data: byt
             "此夥伴的 2026-11 期間已簽核：其紀錄已定案；之後發現的差異請在下一個未結算期間對帳",
         ),
         (
-            MalformedRecords(6, totals_row("合計", "-70.03", partner="fresh-mart", period="2026-11")),
+            MalformedRecords(6, totals_row("合計", "-70.03", lines=None, partner="fresh-mart", period="2026-11")),
             "第 6 行：reference 欄的 '合計' 看來是合計列：其金額 -70.03 正是上方所有紀錄的總和，"
             "而帳本在 2026-11 期間沒有 fresh-mart 的這個參考編號；請刪除這一列：檔案只放紀錄。未匯入任何內容。",
+        ),
+        (
+            MalformedRecords(
+                1_005,
+                totals_row("小計", "36.97", lines=(1_002, 1_004), partner="fresh-mart", period="2026-11", more=2),
+            ),
+            "第 1,005 行：reference 欄的 '小計' 看來是小計列：其金額 36.97 正是第 1,002 至 1,004 行紀錄的總和，"
+            "而帳本在 2026-11 期間沒有 fresh-mart 的這個參考編號；請刪除這一列：檔案只放紀錄（其下還有 2 列也是這樣的列）。未匯入任何內容。",
         ),
         (
             ResolvedBreaksWouldBeLost("fresh-mart", "2026-11"),

@@ -341,3 +341,32 @@ def test_staff_see_the_reconciliations_totals_to_the_cent_as_the_partners_consol
 LANGUAGES = (("en", {"accept-language": "en"}), ("zh-TW", {"accept-language": "zh-TW"}))
 TOTALS = ("The partner's file's total", "The statement's net", "Difference, which the breaks account for")
 CHINESE_TOTALS = ("夥伴檔案的合計", "對帳單淨額", "差額（即各筆差異之和）")
+
+
+def test_an_uploaded_subtotal_row_and_a_partners_own_columns_are_judged_in_the_readers_language(
+    settling: tuple[Gateway, str],
+) -> None:
+    """A subtotal row among the records was imported as a break; a partner's export naming record
+    and transaction columns was refused at line 1 as the statement's CSV uploaded back."""
+    gateway, month = settling
+    records = f"/console/settlement/{month}/reconciliations/wallet-pay/records"
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        token = form_token(client, "/console/settlement/")
+        queued = client.post("/console/settlement/close", data={"csrf_token": token, "period": month})
+        if queued.status_code == 303:  # not closed yet by the module's first test
+            wait_for_job(client, queued.headers["location"])
+        headers = {"Content-Type": "text/csv", "X-CSRF-Token": token, "Accept-Language": "zh-TW"}
+        subtotal = (
+            "reference,amount\nconversion:c2,78.40\nconversion:c3,-30.00\nconversion:c1,-100.00\n小計 錢包,-130.00\n"
+        )
+        refused = client.put(records, content=subtotal.encode(), headers=headers).json()
+        assert (refused["code"], refused["line"]) == ("BAD_USER_INPUT", 5), refused
+        assert refused["message"] == (
+            "第 5 行：reference 欄的 '小計 錢包' 看來是小計列：其金額 -130.00 正是第 3 至 4 行紀錄的總和，"
+            f"而帳本在 {month} 期間沒有 wallet-pay 的這個參考編號；請刪除這一列：檔案只放紀錄。未匯入任何內容。"
+        )
+        export = "Record,Transaction,Reference,Amount\n1,JE-7,conversion:c2,78.4O\n"
+        refused = client.put(records, content=export.encode(), headers=headers).json()
+        assert (refused["code"], refused["line"]) == ("BAD_USER_INPUT", 2), refused
+        assert "不是 TWD 金額" in refused["message"], refused
+        assert "No file of this partner has been imported" in client.get(records.removesuffix("/records")).text

@@ -168,3 +168,36 @@ async def test_a_totals_row_is_refused_naming_its_line_and_the_sum(closed: Settl
     data = b"reference,amount\nconversion:c3,-100.00\nconversion:c1,-100.00\n"
     row = (await closed.import_records("fresh-mart", "2026-11", io.BytesIO(data), by="t")).reconciliation
     assert (row.lines, row.matched, row.amount_mismatch, row.missing_in_ledger) == (2, 1, 1, 0)
+
+
+async def test_a_subtotal_or_a_totals_row_anywhere_is_refused_naming_its_line_and_the_records_it_sums(
+    closed: SettlementService,
+) -> None:
+    """A subtotal of the records since the previous one, or a totals row not last, was imported
+    as a MISSING_IN_LEDGER break; only a last line summing every record above it was refused."""
+
+    async def refused(data: bytes) -> str:
+        with pytest.raises(MalformedRecords) as caught:
+            await closed.import_records("fresh-mart", "2026-11", io.BytesIO(data), by="t")
+        return str(caught.value)
+
+    # A group of one record with no subtotal, then a group of two with its subtotal (line 5).
+    data = b"reference,amount\nconversion:c1,-100.00\nredemption:r1,24.75\nconversion:c2,12.22\nSubtotal wallet-pay,36.97\nconversion:c4,-7.00\n"
+    assert await refused(data) == (
+        "line 5: reference: 'Subtotal wallet-pay' looks like a subtotal row: its amount, 36.97, is the sum of the "
+        "records on lines 3 to 4, and the ledger has no such reference for fresh-mart in 2026-11; remove the row: a "
+        "file holds records only; nothing was imported"
+    )
+    # A grand total of the records (not of the subtotals too), above a trailer line.
+    data = b"reference,amount\nconversion:c1,-100.00\nredemption:r1,24.75\nconversion:c2,12.22\nconversion:c4,-7.00\nTOTAL:,-70.03\nconversion:c5,1.00\n"
+    assert (await refused(data)).startswith("line 6: reference: 'TOTAL:' looks like a totals row: its amount, -70.03")
+    # A subtotal below each record: the first is named, and how many more there are.
+    data = "reference,amount\n" + "".join(f"{r},{a}\n小計,{a}\n" for r, a in NOVEMBER_LEDGER.lines)
+    assert (await refused(data.encode())).endswith(
+        "a file holds records only (3 more such rows below it); nothing was imported"
+    )
+    assert await imported(closed) == (0, 0)
+    # A reference holding Total that sums no run of records above it is a record as any other.
+    data = b"reference,amount\nconversion:c1,-100.00\nTotal rewards,5.00\nredemption:r1,24.75\n"
+    row = (await closed.import_records("fresh-mart", "2026-11", io.BytesIO(data), by="t")).reconciliation
+    assert (row.lines, row.matched, row.missing_in_ledger, row.missing_in_partner) == (3, 2, 1, 2)
