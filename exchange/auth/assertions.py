@@ -184,7 +184,10 @@ def verify_assertion(assertion: str, keys: KeySet, *, audiences: Sequence[str], 
     try:
         registry.validate(token.claims)
     except ExpiredTokenError:
-        raise AssertionRejected("the assertion has expired") from None
+        raise AssertionRejected(
+            f"the assertion has expired (its exp is more than {ASSERTION_LEEWAY_SECONDS} s before the exchange's "
+            "clock): sign a new one as you post it, its exp at most an hour ahead"
+        ) from None
     except MissingClaimError as error:
         raise AssertionRejected(f"the assertion lacks a claim: {error.description}") from None
     except InvalidClaimError as error:
@@ -286,7 +289,9 @@ async def record_assertion_use(
         .returning(col(UsedAssertion.jti))
     )
     if inserted.first() is None:
-        raise AssertionRejected("the assertion has been used before (replayed jti)")
+        raise AssertionRejected(
+            "the assertion has been used before (replayed jti): sign a new one, with a new jti, for each token request"
+        )
 
 
 def expiry_of(claims: Mapping[str, Any]) -> datetime:
