@@ -37,23 +37,32 @@ def test_schema_export_prints_the_same_sdl() -> None:
     assert result.output == (REPO_ROOT / "schema.graphql").read_text()
 
 
-def test_the_documents_graphql_examples_fit_the_schema_without_deprecated_fields() -> None:
-    """Both the ```graphql blocks and the queries of the shell examples (``curl … -d '{"query":
-    …}'``, ``gql "$TOKEN" '{"query": …}'``) a newcomer pastes as they are."""
-    schema = build_schema(Settings())._schema
-    documents = [
-        REPO_ROOT / "README.md",
-        *sorted((REPO_ROOT / "partners").glob("*.md")),
-        *sorted((REPO_ROOT / "docs").glob("*.md")),
-    ]
-    examples = [
+#: The documents whose GraphQL examples a newcomer pastes as they are.
+DOCUMENTS = [
+    REPO_ROOT / "README.md",
+    *sorted((REPO_ROOT / "partners").glob("*.md")),
+    *sorted((REPO_ROOT / "docs").glob("*.md")),
+]
+
+
+def graphql_blocks() -> list[tuple[str, str]]:
+    """Every ```graphql block of the documents, with its document's name."""
+    return [
         (path.name, block)
-        for path in documents
+        for path in DOCUMENTS
         for block in re.findall(r"```graphql\n(.*?)```", path.read_text(), flags=re.DOTALL)
     ]
+
+
+def test_the_documents_graphql_examples_fit_the_schema_without_deprecated_fields() -> None:
+    """Both the ```graphql blocks and the queries of the shell examples (``curl … -d '{"query":
+    …}'``, ``gql "$TOKEN" '{"query": …}'``) a newcomer pastes as they are (the demo's test runs
+    the blocks: tests/integration/test_cli.py)."""
+    schema = build_schema(Settings())._schema
+    examples = graphql_blocks()
     shell_queries = [
         (path.name, json.loads(body)["query"])
-        for path in documents
+        for path in DOCUMENTS
         for body in re.findall(r"'(\{\"query\": .*?\})'", path.read_text())
     ]
     assert examples and len(shell_queries) >= 15

@@ -18,8 +18,11 @@ from joserfc.errors import (
     BadSignatureError,
     ExpiredTokenError,
     InvalidClaimError,
+    InvalidKeyIdError,
+    InvalidKeyTypeError,
     JoseError,
     MissingClaimError,
+    UnsupportedAlgorithmError,
 )
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 from sqlalchemy import delete
@@ -151,14 +154,23 @@ def verify_assertion(assertion: str, keys: KeySet, *, audiences: Sequence[str], 
     """
     if not keys.keys:
         raise AssertionRejected("the partner has registered no assertion key")
-    _check_json(assertion)
+    header = _check_json(assertion)
     try:
         token = jwt.decode(assertion, keys, algorithms=list(ASSERTION_ALGORITHMS))
     except BadSignatureError:
         raise AssertionRejected("the assertion's signature does not verify") from None
+    except InvalidKeyIdError:
+        raise AssertionRejected(_unknown_kid(header.get("kid"), len(keys.keys))) from None
+    except (UnsupportedAlgorithmError, InvalidKeyTypeError):
+        raise AssertionRejected(
+            f"the assertion is not signed with {', '.join(ASSERTION_ALGORITHMS)} and a key of that kind "
+            f"(its alg is {_shown(header.get('alg'))}): RS256 takes an RSA key, ES256 a P-256 key, "
+            "Ed25519 and EdDSA an Ed25519 key"
+        ) from None
     except (JoseError, ValueError, RecursionError):  # RecursionError: claims nested too deeply to read
         raise AssertionRejected(
-            "the assertion is malformed, names an unknown kid, or is not signed with " + ", ".join(ASSERTION_ALGORITHMS)
+            "the assertion is malformed: send a compact JWT (header.claims.signature, each base64url) signed with "
+            + ", ".join(ASSERTION_ALGORITHMS)
         ) from None
     registry = jwt.JWTClaimsRegistry(
         now=int(now.timestamp()),
@@ -172,7 +184,10 @@ def verify_assertion(assertion: str, keys: KeySet, *, audiences: Sequence[str], 
     try:
         registry.validate(token.claims)
     except ExpiredTokenError:
-        raise AssertionRejected("the assertion has expired") from None
+        raise AssertionRejected(
+            f"the assertion has expired (its exp is more than {ASSERTION_LEEWAY_SECONDS} s before the exchange's "
+            "clock): sign a new one as you post it, its exp at most an hour ahead"
+        ) from None
     except MissingClaimError as error:
         raise AssertionRejected(f"the assertion lacks a claim: {error.description}") from None
     except InvalidClaimError as error:
@@ -191,25 +206,54 @@ def verify_assertion(assertion: str, keys: KeySet, *, audiences: Sequence[str], 
     return token.claims
 
 
-def _check_json(assertion: str) -> None:
+def _unknown_kid(kid: object, registered: int) -> str:
+    """Why no registered key was picked, and what the partner does next: a header without a
+    kid picks the key only while the partner has one; a kid it never registered picks none."""
+    if kid is None:
+        return (
+            f"the assertion's header names no kid, and the partner has {registered} assertion keys registered: "
+            "put the kid that registerAssertionKey answered for the signing key in the header"
+        )
+    return (
+        f"the assertion's kid {_shown(kid)} is no assertion key the partner registered: register the signing key's "
+        "public half (registerAssertionKey) and put the kid it answers in the header"
+    )
+
+
+def _shown(value: object) -> str:
+    """A header's value as a refusal quotes it: a short string as written, anything else by kind
+    (the sender is not authenticated yet; its header is not echoed at any length)."""
+    if isinstance(value, str) and len(value) <= KID_LENGTH:
+        return repr(value)
+    return "<none>" if value is None else f"<a JSON {type(value).__name__}>"
+
+
+def _check_json(assertion: str) -> dict[str, Any]:
     """Refuse an assertion whose header or claims are JSON the exchange's reader refuses (an
     object naming a key twice, above all): the JOSE library keeps the last of two ``sub``, the
     partner's signer or auditor may have meant the first. An empty ``crit`` list, which the
     JOSE library lets through, is refused too. A compact JWS whose parts are not
-    even base64url is left to the JOSE library to call malformed."""
+    even base64url is left to the JOSE library to call malformed.
+
+    Returns the header as read (empty when it is not a JSON object), for the refusals that
+    name what it says."""
+    header: dict[str, Any] = {}
     for part, encoded in zip(("header", "claims"), assertion.split(".")[:2], strict=False):
         try:
             written = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
         except ValueError:  # binascii.Error is one
-            return
+            return header
         try:
             read = json_value(written)
         except ValueError as malformed:
             raise AssertionRejected(f"the assertion's {part} is not JSON: {malformed}") from None
-        if part == "header" and isinstance(read, dict) and read.get("crit", None) == []:
-            # RFC 7515 §4.1.11: producers must not send an empty list; a signer that does is
-            # not one whose other headers can be trusted to mean what they say.
-            raise AssertionRejected("the assertion's crit header must not be an empty list")
+        if part == "header" and isinstance(read, dict):
+            header = read
+            if read.get("crit", None) == []:
+                # RFC 7515 §4.1.11: producers must not send an empty list; a signer that does is
+                # not one whose other headers can be trusted to mean what they say.
+                raise AssertionRejected("the assertion's crit header must not be an empty list")
+    return header
 
 
 #: The text claims an assertion must carry, and the longest each may be (what is kept of them).
@@ -245,7 +289,9 @@ async def record_assertion_use(
         .returning(col(UsedAssertion.jti))
     )
     if inserted.first() is None:
-        raise AssertionRejected("the assertion has been used before (replayed jti)")
+        raise AssertionRejected(
+            "the assertion has been used before (replayed jti): sign a new one, with a new jti, for each token request"
+        )
 
 
 def expiry_of(claims: Mapping[str, Any]) -> datetime:

@@ -119,7 +119,8 @@ async def test_a_replayed_assertion_is_refused(kit: ExchangeKit) -> None:
     replay = await kit.request_member_token(assertion)
     assert replay.json() == {
         "error": "invalid_grant",
-        "error_description": "the assertion has been used before (replayed jti)",
+        "error_description": "the assertion has been used before (replayed jti): sign a new one, with a new jti, "
+        "for each token request",
     }
 
 

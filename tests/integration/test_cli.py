@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import click
 import httpx
@@ -24,6 +25,7 @@ from sqlalchemy.engine import make_url
 from exchange.cli import main
 from exchange.serving import free_port
 from tests.conftest import REPO_ROOT, SAMPLE_PARTNERS
+from tests.test_repository import graphql_blocks
 from tests.unit.test_declarations import use_secret_files
 from tests.web import portal_flows
 
@@ -699,6 +701,42 @@ async def test_demo_serves_the_six_partners_and_the_coalition_point_with_working
     )
     assert closed.returncode == 0, closed.stderr
     assert ": CLOSED" in closed.stdout
+    period = re.search(r"period (\d{4}-\d{2}): CLOSED", closed.stdout)
+    assert period is not None, closed.stdout
+    await documents_graphql_blocks_answer(url, credentials, period.group(1))
+
+
+async def documents_graphql_blocks_answer(url: str, credentials: dict[str, Any], period: str) -> None:
+    """Every ```graphql block of README, partners/ and docs/ runs against the demo, as the token
+    it is written for, and answers without an error: a partner's client-credentials token for
+    the program it names (``partnerId``, ``programId``), a member token the debited program
+    asserted for ``authorizeDebit``; ``$period`` is the demo's closed last month and ``$csv`` a
+    records file of no records."""
+    variables = {"period": period, "csv": "reference,amount\n"}
+    blocks = graphql_blocks()
+    assert len(blocks) >= 7, blocks
+    async with httpx.AsyncClient(timeout=60) as client:
+        for name, block in blocks:
+            query = block.replace("<your program id>", "formosa-air")
+            debited = re.search(r'authorizeDebit\(program: "([a-z-]+)"', query)
+            if debited:
+                token = credentials["members"]["alice"]["tokens"][debited.group(1)]
+            else:
+                named = re.search(r'(?:partnerId|programId): "([a-z-]+)"', query)
+                assert named is not None, (name, query)
+                partner = credentials["clients"][named.group(1)]
+                answered = await client.post(
+                    credentials["token_endpoint"],
+                    data={"grant_type": "client_credentials"},
+                    auth=(partner["client_id"], partner["client_secret"]),
+                )
+                token = answered.json()["access_token"]
+            used = {name: value for name, value in variables.items() if f"${name}" in query}
+            response = await client.post(
+                url, json={"query": query, "variables": used}, headers={"authorization": f"Bearer {token}"}
+            )
+            answer = response.json()
+            assert "errors" not in answer and all(answer["data"].values()), (name, query, answer)
 
 
 def readme_block(after: str, language: str) -> str:

@@ -65,7 +65,10 @@ def partner_key() -> ECKey:
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"exp": int((NOW - timedelta(minutes=2)).timestamp())}, "expired"),
+        (
+            {"exp": int((NOW - timedelta(minutes=2)).timestamp())},
+            r"^the assertion has expired \(its exp is more than 60 s before the exchange's clock\): sign a new one as",
+        ),
         ({"aud": "https://elsewhere.example"}, f"aud claim must be {AUDIENCE}$"),
         ({"sub": None}, "lacks a claim"),
         ({"jti": None}, "lacks a claim"),
@@ -128,3 +131,37 @@ def test_a_registered_key_keeps_its_kid_or_gets_its_thumbprint() -> None:
     anonymous = RSAKey.generate_key(2048)
     pem = anonymous.as_pem(private=False).decode()
     assert assertions.parse_public_key(pem).kid == anonymous.thumbprint()
+
+
+def test_an_assertion_without_a_kid_is_told_to_name_one_when_the_partner_has_several_keys(partner_key: ECKey) -> None:
+    """One key needs no kid; with a second registered (a rotation, a key tried out first), an
+    assertion without one was 'malformed, names an unknown kid, or is not signed with …'."""
+    other = ECKey.generate_key("P-256", auto_kid=True)
+    anonymous = jwt.encode({"alg": "ES256"}, claims(), partner_key)
+    assert verify(anonymous, partner_key)["sub"] == "alice"
+    with pytest.raises(AssertionRejected, match=r"header names no kid, and the partner has 2 assertion keys regis"):
+        verify(anonymous, partner_key, other)
+
+
+@pytest.mark.parametrize(("kid", "quoted"), [("wallet-2025", "'wallet-2025'"), ("k" * 200, "<a JSON str>")])
+def test_an_assertion_naming_a_kid_never_registered_is_told_to_register_it(
+    partner_key: ECKey, kid: object, quoted: str
+) -> None:
+    assertion = jwt.encode({"alg": "ES256", "kid": kid}, claims(), partner_key)
+    with pytest.raises(AssertionRejected) as refused:
+        verify(assertion, partner_key)
+    assert refused.value.message == (
+        f"the assertion's kid {quoted} is no assertion key the partner registered: register the signing key's "
+        "public half (registerAssertionKey) and put the kid it answers in the header"
+    )
+
+
+def test_an_assertion_signed_with_another_kind_of_key_than_its_alg_names_it(partner_key: ECKey) -> None:
+    rsa = RSAKey.generate_key(2048, parameters={"kid": partner_key.kid})
+    with pytest.raises(AssertionRejected, match=r"^the assertion is not signed with .*\(its alg is 'RS256'\)"):
+        verify(sign(rsa, "RS256"), partner_key)
+
+
+def test_an_assertion_that_is_no_jwt_is_called_malformed(partner_key: ECKey) -> None:
+    with pytest.raises(AssertionRejected, match=r"^the assertion is malformed: send a compact JWT"):
+        verify("not-a-jwt", partner_key)
