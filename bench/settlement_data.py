@@ -16,6 +16,8 @@ direction (what a partner's records of a month cover).
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +34,34 @@ MONTH = "2026-10"
 MONTH_STARTS = datetime(2026, 9, 30, 16, 0, tzinfo=UTC)  # 1 October, midnight in Taipei
 AFTER_MONTH = datetime(2026, 11, 2, tzinfo=UTC)
 PARTNERS_DIR = Path(__file__).resolve().parent.parent / "partners"
+
+
+def declare(directory: Path, partners: Sequence[str]) -> None:
+    """The sample coalition's declarations in ``directory``, and one program for each of
+    ``partners`` (a partner's records name them as counterparties, which must be programs)."""
+    shutil.copy(PARTNERS_DIR / "coalition.toml", directory)
+    for partner in partners:
+        (directory / f"{partner}.toml").write_text(
+            f'''id = "{partner}"
+name = "Bench {partner}"
+category = "supermarket"
+point_name = "Point"
+point_value = "0.1"
+
+[[tiers]]
+name = "Member"
+level = 0
+
+[connector]
+kind = "rest"
+base_url = "http://127.0.0.1:9"
+
+[connector.oauth]
+token_url = "http://127.0.0.1:9/oauth/token"
+client_id = "exchange"
+client_secret = "bench"
+'''
+        )
 
 
 def amount_of(n: int) -> int:
@@ -85,8 +115,11 @@ def partner_amount(n: int, partner: str, partners: Sequence[str], focus: str) ->
 async def post_month(
     url: str, count: int, partners: Sequence[str], focus: str | None = None, batch: int = 5000
 ) -> float:
-    """Load the coalition, then post ``count`` transactions into October; returns the seconds posting took."""
-    await load_partners_directory(Settings(database_url=url, partners_dir=PARTNERS_DIR))
+    """Load the coalition with ``partners`` among its programs, then post ``count`` transactions
+    into October; returns the seconds posting took."""
+    with tempfile.TemporaryDirectory() as directory:
+        declare(Path(directory), partners)
+        await load_partners_directory(Settings(database_url=url, partners_dir=Path(directory)))
     db = Database.from_url(url)
     ledger = Ledger(timezone=Settings().timezone, clock=FrozenClock(AFTER_MONTH))
     started = asyncio.get_running_loop().time()

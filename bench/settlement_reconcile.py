@@ -190,8 +190,10 @@ async def measure(databases: PostgresDatabases, count: int, workdir: Path) -> Me
     expected = write_records(path, count)
     baseline = time_baseline(url, path)
     child = subprocess.run(
-        [sys.executable, __file__, "--child", url, str(path)], capture_output=True, text=True, check=True
+        [sys.executable, __file__, "--child", url, str(path)], check=False, capture_output=True, text=True
     )
+    if child.returncode:
+        raise SystemExit(f"reconciling the file failed:\n{child.stderr}")
     measured = Measured(count=count, file_bytes=path.stat().st_size, baseline=baseline, **json.loads(child.stdout))
     found = (
         measured.lines,
