@@ -26,7 +26,7 @@ from exchange.auth.scopes import Role, Scope, parse_scopes
 from exchange.db.availability import refused_by_configuration
 from exchange.errors import ConfigurationError, ExchangeError
 from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
-from exchange.serving import ensure_free, free_port
+from exchange.serving import BoundedHeadProtocol, ensure_free, free_port
 from exchange.settings import Settings
 from exchange.settlement.models import BreakKind, Resolution
 from exchange.text import counted, one_line
@@ -243,6 +243,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
             log_level=settings.log_level,
             log_config=uvicorn_log_config(settings.chosen_log_format, settings.log_level),
             proxy_headers=True,
+            http=BoundedHeadProtocol,
             # uvicorn kills a worker that does not answer its health check within this time, and
             # starts another. Its default (5 s) is shorter than a worker's start-up (imports, app)
             # on a busy machine: each replacement was killed in turn, and the gateway spent its CPU

@@ -2,7 +2,8 @@
 
 The demo runs the gateway (and, later, sandbox partners) this way, and tests run real HTTP
 servers on loopback with it: port 0 picks a free port, and :attr:`RunningServer.url` tells
-which one was bound.
+which one was bound. Every server, ``exchange serve``'s included, speaks HTTP/1.1 through
+:class:`BoundedHeadProtocol`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,79 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from exchange.access_log import uvicorn_log_config
 from exchange.errors import ConfigurationError
 
 #: What a refusal to bind says to do, unless the caller knows better (which option picks the port).
 CHOOSE_ANOTHER_PORT = "stop what listens there or choose another port"
+#: The most bytes a request's head (request line and headers) may take: nginx's default is
+#: 32 KiB, and the exchange's own cookies and tokens take a few.
+MAX_REQUEST_HEAD_BYTES = 64 * 1024
+#: How long a connection refused for its head is read from (and dropped) before it is closed.
+REFUSED_LINGER_SECONDS = 2.0
+_HEAD_TOO_LARGE = f"request head (request line and headers) larger than {MAX_REQUEST_HEAD_BYTES} bytes".encode()
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol over httptools, refusing a request whose head outgrows
+    :data:`MAX_REQUEST_HEAD_BYTES` with a 431 and closing the connection.
+
+    httptools (llhttp) sets no limit of its own, and uvicorn's h11 protocol, which has one, is
+    pure Python: a client could send a header of a gigabyte, or a million headers, and the
+    worker held it all in memory and answered. Only the bytes of reads that fall wholly inside
+    one head are counted, so a head at most the limit is never refused (a body or the next
+    request in the same read counts for nothing), and a longer one is refused within one read
+    (256 KiB) of the limit.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._reading_head = True
+        self._heads_read = 0
+        self._head_bytes = 0
+        self._refused = False
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._heads_read += 1
+        self._head_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._reading_head = True
+        super().on_message_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the rest of a refused request, read only so that the client gets the 431
+        reading_head, heads_read = self._reading_head, self._heads_read
+        super().data_received(data)
+        if not (reading_head and self._reading_head and self._heads_read == heads_read):
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > MAX_REQUEST_HEAD_BYTES and not self.transport.is_closing():
+            self._refuse()
+
+    def _refuse(self) -> None:
+        """Answer 431 and close. Closed at once with the client's bytes unread, the connection
+        would be reset, and the client would lose the answer with it: the answer ends the
+        sending side, and the rest the client sends is read and dropped until it closes its
+        side, or for :data:`REFUSED_LINGER_SECONDS`."""
+        self.logger.warning("Request head too large.")
+        self._refused = True
+        if self.cycle is not None and not self.cycle.response_complete:  # an answer being written
+            self.transport.close()
+            return
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_HEAD_TOO_LARGE), _HEAD_TOO_LARGE)
+        )
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        asyncio.get_running_loop().call_later(REFUSED_LINGER_SECONDS, self.transport.close)
 
 
 def listening_socket(
@@ -121,7 +189,13 @@ async def start_server(
         listener = listening_socket(host, port, name=name)
     server_class = uvicorn.Server if handle_signals else _SignalFreeServer
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, log_config=uvicorn_log_config(), lifespan="on"
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=uvicorn_log_config(),
+        lifespan="on",
+        http=BoundedHeadProtocol,
     )
     server = server_class(config)
     task = asyncio.create_task(server.serve(sockets=[listener]))

@@ -1,0 +1,103 @@
+"""The HTTP edge bounds a request's head (request line and headers): one of a megabyte, or a
+hundred thousand headers, is refused 431 and the connection closed, before any route, where
+uvicorn over httptools held it all in memory and answered 200. A head within the bound is
+answered, however much body or how many requests follow it in the same read."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from click.testing import CliRunner
+
+from exchange.app import create_app
+from exchange.cli import main
+from exchange.db import migrate
+from exchange.serving import MAX_REQUEST_HEAD_BYTES, BoundedHeadProtocol
+from exchange.settings import Settings
+from exchange.testing.threads import serving_in_thread
+
+ROUTES = ["/healthz", "/graphql", "/portal/", "/console/sign-in", "/no-such-address"]
+
+
+@pytest.fixture(scope="module")
+def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    url = f"sqlite:///{Path(tmp_path_factory.mktemp('heads')) / 'exchange.db'}"
+    migrate.upgrade(url)
+    with serving_in_thread(create_app(Settings(database_url=url))) as base:
+        host, port = base.removeprefix("http://").split(":")
+        yield host, int(port)
+
+
+def exchange(address: tuple[str, int], request: bytes, *, half_close: bool = True) -> bytes:
+    """Send ``request`` at once and read the answer until the server closes the connection
+    (``half_close``: having closed the sending side; uvicorn then drops answers it has yet to
+    write)."""
+    with socket.create_connection(address, timeout=30) as connection:
+        connection.sendall(request)  # a refused request is read to its end all the same
+        if half_close:
+            connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        return answer
+
+
+def head(path: str, headers: bytes) -> bytes:
+    return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" + headers + b"\r\n"
+
+
+def status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("path", ROUTES)
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [
+        ("", b"X-Big: " + b"a" * 1_000_000 + b"\r\n"),
+        ("", b"".join(b"X-%d: y\r\n" % n for n in range(100_000))),
+        ("?q=" + "a" * 1_000_000, b""),
+    ],
+    ids=["one huge header", "100000 headers", "a huge request line"],
+)
+def test_a_head_above_the_bound_is_refused_431(address: tuple[str, int], path: str, query: str, headers: bytes) -> None:
+    """Refused within one read (up to 256 KiB) past the bound: these are far past it."""
+    answer = exchange(address, head(path + query, headers))
+    assert status(answer) == 431
+    assert answer.endswith(b"larger than 65536 bytes")
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_a_head_at_the_bound_is_answered(address: tuple[str, int], path: str) -> None:
+    without = head(path, b"X-Pad: \r\n")
+    request = head(path, b"X-Pad: " + b"a" * (MAX_REQUEST_HEAD_BYTES - len(without)) + b"\r\n")
+    assert len(request) == MAX_REQUEST_HEAD_BYTES
+    assert status(exchange(address, request)) != 431
+
+
+def test_a_large_body_and_pipelined_requests_are_not_counted_as_a_head(address: tuple[str, int]) -> None:
+    """Sent in one write: a body of half a megabyte, then 200 requests of 1 KiB each."""
+    body = b'{"query": "{ __typename }", "variables": {"pad": "' + b"a" * 500_000 + b'"}}'
+    post = (
+        b"POST /graphql HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
+    pipelined = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + b"a" * 1000 + b"\r\n\r\n"
+    answer = exchange(address, post + pipelined * 200 + head("/healthz", b""), half_close=False)
+    assert b" 431 " not in answer
+    assert answer.count(b"HTTP/1.1 200 OK") == 202
+
+
+def test_exchange_serve_speaks_through_the_bounded_protocol(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'exchange.db'}"
+    migrate.upgrade(url)
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", url)
+    monkeypatch.setenv("EXCHANGE_PORT", "0")
+    with mock.patch("exchange.cli.uvicorn.run") as run:
+        result = CliRunner().invoke(main, ["serve"])
+    assert result.exit_code == 0, result.output
+    assert run.call_args.kwargs["http"] is BoundedHeadProtocol
