@@ -210,6 +210,17 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
             _file(header, [row for (r, a) in ledger.lines for row in (f"{r},{a}", f"小計,{a}")]),
             Refused(3, "'小計' looks like a totals row"),
         ),
+        # Amounts at the limit whose total is not an amount: refused where the total leaves the
+        # range (its sum overflowed the database's integers: an internal error), on both stores;
+        # the same amounts netting within it are compared.
+        "a-total-beyond-the-amount-limit": (
+            _file(header, [*[f"conversion:big-{i},999999999999999.99" for i in range(3)], *body]),
+            Refused(3, "amount: the total of the amounts up to this line, 1999999999999999.98, has more than 15"),
+        ),
+        "amounts-at-the-limit-netting-within-it": (
+            _file(header, [*[f"conversion:big-{i},{'-' * (i % 2)}999999999999999.99" for i in range(200)], *body]),
+            Compared(n + 200, n, missing_in_ledger=200),
+        ),
         # An export's trailer counting the records: refused, wherever it is; a Total below it is
         # still found (a count is no record of the sums); a count label whose amount is not the
         # count of the records above it, or a reference holding "count", is a record.

@@ -58,9 +58,11 @@ from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.positions import open_position, position_of
 from exchange.settlement.records import (
     COUNT_LABELS,
+    MAX_INTEGER_DIGITS,
     SUMMARY_WORDS,
     ByteSource,
     RecordReader,
+    total_out_of_range,
     totals_row,
     trailer_row,
 )
@@ -143,6 +145,27 @@ TOTALS_ROW = text(
         ON s.through = u.through_before - u.amount AND s.line < u.line AND s.records < u.records_before
        AND (u.summary OR s.line = 1)
      ORDER BY u.line
+     LIMIT 1
+    """
+)
+#: The file's first line where the running total of its amounts leaves the range of an amount
+#: (``:most``, in minor units: :func:`~exchange.settlement.records.total_out_of_range`), and
+#: that total. Each amount is summed as its ``:split``s and its rest, both sums far inside 64
+#: bits for any file, so no sum overflows on either store (SQLite's ``sum`` of integers raises
+#: on overflow; PostgreSQL's ``sum`` of bigints is numeric); their recombination is exact up to
+#: the first line out of range (at most twice the limit), the only one read.
+TOTAL_OUT_OF_RANGE = text(
+    f"""
+    WITH running AS (
+        SELECT line,
+               sum(amount / :split) OVER (ORDER BY line) AS high,
+               sum(amount % :split) OVER (ORDER BY line) AS low
+          FROM {STAGING}
+    )
+    SELECT line, high * :split + low AS total
+      FROM running
+     WHERE abs(high * :split + low) > :most
+     ORDER BY line
      LIMIT 1
     """
 )
@@ -350,6 +373,10 @@ async def import_records(
         raise MalformedRecords(
             unknown.line, f"counterparty: {unknown.counterparty!r} is neither a program of the coalition nor {EXCHANGE}"
         )
+    most = {"most": 10 ** (MAX_INTEGER_DIGITS + currency.minor_units) - 1, "split": 10**9}
+    out_of_range = (await session.exec(TOTAL_OUT_OF_RANGE, params=most)).first()  # type: ignore[call-overload]
+    if out_of_range is not None:
+        raise MalformedRecords(out_of_range.line, total_out_of_range(str(currency.from_minor(int(out_of_range.total)))))
     await stage_ledger_amounts(session, LEDGER_AMOUNTS, {"account": account, "period": period})
     total = (await session.exec(TOTALS_ROW, params=SUMMARY_PATTERNS)).first()  # type: ignore[call-overload]
     unit = {"unit": 10**currency.minor_units}

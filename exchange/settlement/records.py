@@ -523,6 +523,17 @@ def trailer_row(reference: str, count: int, *, partner: str, period: str) -> str
     )
 
 
+def total_out_of_range(total: str) -> str:
+    """Why a file is refused at the line where the running total of its amounts, ``total``,
+    first has more than :data:`MAX_INTEGER_DIGITS` integer digits: every amount the exchange
+    stores, a reconciliation's totals among them, is in that range, so such a file could not be
+    compared (it was an internal error, its sum overflowing the database's 64-bit integers)."""
+    return (
+        f"amount: the total of the amounts up to this line, {total}, has more than {MAX_INTEGER_DIGITS} integer "
+        "digits, as no amount and no total may; check the amounts above"
+    )
+
+
 def split_records(text: str) -> Iterator[tuple[int, str]]:
     """The records of ``text`` (whole lines, each ending in LF), each without its line end and
     with the index of the line it starts on. A record runs on while a quoted field is open (an

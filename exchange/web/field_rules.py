@@ -234,6 +234,11 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
         "{column}: {got} looks like a trailer row: its amount, {records}, is the number of records above it, "
         "and the ledger has no such reference for {partner} in {period}; remove the row: a file holds records only",
     ),
+    (
+        "RECORDS_TOTAL_OUT_OF_RANGE",
+        "{column}: the total of the amounts up to this line, {total}, has more than {digits} integer digits, as no "
+        "amount and no total may; check the amounts above",
+    ),
     ("RECORDS_UNREADABLE", "cannot be read as the header's columns"),
 )
 
