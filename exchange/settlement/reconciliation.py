@@ -94,8 +94,8 @@ SUMMARY_PATTERNS = {f"summary_{n}": f"%{word}%" for n, word in enumerate(SUMMARY
     f"count_{n}": label for n, label in enumerate(COUNT_LABELS)
 }
 #: The lines of the staged file marked: ``summary``, labelled as a totals or subtotal row;
-#: ``counted``, labelled as a count; ``unsummed``, either (:data:`TRAILER_ROW`): left out of every sum and
-#: count of records, so that ``Rows,4`` above a ``Total`` does not hide it.
+#: ``counted``, labelled as a count (:data:`TRAILER_ROW`); ``unsummed``, either: left out of
+#: every sum and count of records, so that ``Rows,4`` above a ``Total`` does not hide it.
 _MARKED = f"""
     SELECT line, reference, amount, ({_SUMMARY}) AS summary, ({_COUNT}) AS counted,
            ({_SUMMARY} OR {_COUNT}) AS unsummed
@@ -106,8 +106,8 @@ _MARKED = f"""
 #: records just above it: one labelled as a summary (a reference holding one of
 #: ``SUMMARY_WORDS``), of any run ending above it (the records since the previous subtotal, or
 #: since the first), or, whatever its reference, the last record when it is the sum of every
-#: record above it. Summary rows (and count rows) are left out of the runs, so a grand total below subtotals is
-#: the sum of the records. Runs are found by running sums (``through``: the records' amounts up
+#: record above it. Summary rows (and count rows) are left out of the runs, so a grand total
+#: below subtotals is the sum of the records. Runs are found by running sums (``through``: the records' amounts up
 #: to a line): a row sums the records after a boundary (line 1, the header, or a record) when
 #: ``through`` just above it less ``through`` at the boundary is its amount. Each value of
 #: ``through`` keeps only its first boundary (the longest run; ``records``, how many records are
