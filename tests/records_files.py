@@ -210,6 +210,36 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
             _file(header, [row for (r, a) in ledger.lines for row in (f"{r},{a}", f"小計,{a}")]),
             Refused(3, "'小計' looks like a totals row"),
         ),
+        # Amounts at the limit whose total is not an amount: refused where the total leaves the
+        # range (its sum overflowed the database's integers: an internal error), on both stores;
+        # the same amounts netting within it are compared.
+        "a-total-beyond-the-amount-limit": (
+            _file(header, [*[f"conversion:big-{i},999999999999999.99" for i in range(3)], *body]),
+            Refused(3, "amount: the total of the amounts up to this line, 1999999999999999.98, has more than 15"),
+        ),
+        "amounts-at-the-limit-netting-within-it": (
+            _file(header, [*[f"conversion:big-{i},{'-' * (i % 2)}999999999999999.99" for i in range(200)], *body]),
+            Compared(n + 200, n, missing_in_ledger=200),
+        ),
+        # An export's trailer counting the records: refused, wherever it is; a Total below it is
+        # still found (a count is no record of the sums); a count label whose amount is not the
+        # count of the records above it, or a reference holding "count", is a record.
+        "trailer-row-counting-the-records": (
+            _file(header, [*body, f"Rows,{n}"]),
+            Refused(n + 2, f"'Rows' looks like a trailer row: its amount, {n}, is the number of records above it"),
+        ),
+        "trailer-row-above-a-totals-row": (
+            b"\xef\xbb\xbf" + _file(header, [*body, f"筆數,{n}", f"Total,{total}"], "\r\n"),
+            Refused(n + 2, "'筆數' looks like a trailer row"),
+        ),
+        "totals-row-above-a-trailer-row": (
+            _file(header, [*body, f"Total,{total}", f"Record count:,{n}.00"]),
+            Refused(n + 2, "'Total' looks like a totals row"),
+        ),
+        "a-count-label-not-counting-the-records": (
+            _file(header, [*body, f"Count,{n + 1}", f"redemption:discount-{n},{n}"]),
+            Compared(n + 2, n, missing_in_ledger=2),
+        ),
         "a-record-equal-to-the-sum-above-it": (
             _file(header, [f"{ledger.reversed[0]},{first_amount}", f"{first_reference},{first_amount}"]),
             Compared(2, 1, amount_mismatch=1, missing_in_partner=n - 1),

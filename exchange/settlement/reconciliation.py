@@ -2,8 +2,9 @@
 
 The file streams through the validator into a staging table (see ``records`` and ``dialect``),
 the partner's ledger amounts per reference into another; a totals or subtotal row
-(:data:`TOTALS_ROW`) refuses the file. Then one set-based statement (the file grouped by
-reference, fully outer-joined with the ledger's side) classifies the file and stores every break:
+(:data:`TOTALS_ROW`) or a trailer row counting the records (:data:`TRAILER_ROW`) refuses the
+file. Then one set-based statement (the file grouped by reference, fully outer-joined with the
+ledger's side) classifies the file and stores every break:
 
 * the ledger's side is the partner's clearing legs of the period, summed per business
   reference (a conversion and its reversal in one period share a reference and net out);
@@ -55,7 +56,16 @@ from exchange.settlement.models import (
 )
 from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.positions import open_position, position_of
-from exchange.settlement.records import SUMMARY_WORDS, ByteSource, RecordReader, totals_row
+from exchange.settlement.records import (
+    COUNT_LABELS,
+    MAX_INTEGER_DIGITS,
+    SUMMARY_WORDS,
+    ByteSource,
+    RecordReader,
+    total_out_of_range,
+    totals_row,
+    trailer_row,
+)
 
 #: The partner's clearing legs of the period, summed per business reference.
 LEDGER_AMOUNTS = """
@@ -77,14 +87,27 @@ UNKNOWN_COUNTERPARTY = text(
 #: Whether a staged reference holds one of :data:`~exchange.settlement.records.SUMMARY_WORDS`
 #: (the patterns are bound as ``summary_<n>``).
 _SUMMARY = " OR ".join(f"lower(reference) LIKE :summary_{n}" for n in range(len(SUMMARY_WORDS)))
-SUMMARY_PATTERNS = {f"summary_{n}": f"%{word}%" for n, word in enumerate(SUMMARY_WORDS)}
+#: Whether a staged reference is one of :data:`~exchange.settlement.records.COUNT_LABELS`, a
+#: trailing colon aside (the labels are bound as ``count_<n>``).
+_COUNT = f"rtrim(lower(reference), ':') IN ({', '.join(f':count_{n}' for n in range(len(COUNT_LABELS)))})"
+SUMMARY_PATTERNS = {f"summary_{n}": f"%{word}%" for n, word in enumerate(SUMMARY_WORDS)} | {
+    f"count_{n}": label for n, label in enumerate(COUNT_LABELS)
+}
+#: The lines of the staged file marked: ``summary``, labelled as a totals or subtotal row;
+#: ``counted``, labelled as a count (:data:`TRAILER_ROW`); ``unsummed``, either: left out of
+#: every sum and count of records, so that ``Rows,4`` above a ``Total`` does not hide it.
+_MARKED = f"""
+    SELECT line, reference, amount, ({_SUMMARY}) AS summary, ({_COUNT}) AS counted,
+           ({_SUMMARY} OR {_COUNT}) AS unsummed
+      FROM {STAGING}
+"""
 #: The file's first totals or subtotal row, and how many it has (``found``) (:func:`~exchange.settlement.records.totals_row`), a
 #: reference the ledger lacks for the partner in the period whose amount is the sum of a run of
 #: records just above it: one labelled as a summary (a reference holding one of
 #: ``SUMMARY_WORDS``), of any run ending above it (the records since the previous subtotal, or
 #: since the first), or, whatever its reference, the last record when it is the sum of every
-#: record above it. Summary rows are left out of the runs, so a grand total below subtotals is
-#: the sum of the records. Runs are found by running sums (``through``: the records' amounts up
+#: record above it. Summary rows (and count rows) are left out of the runs, so a grand total
+#: below subtotals is the sum of the records. Runs are found by running sums (``through``: the records' amounts up
 #: to a line): a row sums the records after a boundary (line 1, the header, or a record) when
 #: ``through`` just above it less ``through`` at the boundary is its amount. Each value of
 #: ``through`` keeps only its first boundary (the longest run; ``records``, how many records are
@@ -94,24 +117,24 @@ SUMMARY_PATTERNS = {f"summary_{n}": f"%{word}%" for n, word in enumerate(SUMMARY
 TOTALS_ROW = text(
     f"""
     WITH running AS (
-        SELECT line, reference, amount, summary,
-               sum(CASE WHEN summary THEN 0 ELSE amount END) OVER (ORDER BY line) AS through,
-               sum(CASE WHEN summary THEN 0 ELSE 1 END) OVER (ORDER BY line) AS records,
-               max(CASE WHEN summary THEN NULL ELSE line END)
+        SELECT line, reference, amount, summary, unsummed,
+               sum(CASE WHEN unsummed THEN 0 ELSE amount END) OVER (ORDER BY line) AS through,
+               sum(CASE WHEN unsummed THEN 0 ELSE 1 END) OVER (ORDER BY line) AS records,
+               max(CASE WHEN unsummed THEN NULL ELSE line END)
                    OVER (ORDER BY line ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS record_above
-          FROM (SELECT line, reference, amount, ({_SUMMARY}) AS summary FROM {STAGING}) marked
+          FROM ({_MARKED}) marked
     ), boundaries AS (
         SELECT line, through, records, lead(line) OVER (ORDER BY line) AS next_record
           FROM (SELECT 1 AS line, 0 AS through, 0 AS records
                 UNION ALL
-                SELECT line, through, records FROM running WHERE NOT summary) b
+                SELECT line, through, records FROM running WHERE NOT unsummed) b
     ), starts AS (
         SELECT through, min(line) AS line, min(records) AS records, min(next_record) AS next_record
           FROM boundaries GROUP BY through
     ), suspects AS (
         SELECT line, reference, amount, summary, record_above,
-               through - CASE WHEN summary THEN 0 ELSE amount END AS through_before,
-               records - CASE WHEN summary THEN 0 ELSE 1 END AS records_before
+               through - CASE WHEN unsummed THEN 0 ELSE amount END AS through_before,
+               records - CASE WHEN unsummed THEN 0 ELSE 1 END AS records_before
           FROM running r
          WHERE (summary OR line = (SELECT max(line) FROM {STAGING}))
            AND NOT EXISTS (SELECT 1 FROM {LEDGER_STAGING} l WHERE l.reference = r.reference)
@@ -122,6 +145,48 @@ TOTALS_ROW = text(
         ON s.through = u.through_before - u.amount AND s.line < u.line AND s.records < u.records_before
        AND (u.summary OR s.line = 1)
      ORDER BY u.line
+     LIMIT 1
+    """
+)
+#: The file's first line where the running total of its amounts leaves the range of an amount
+#: (``:most``, in minor units: :func:`~exchange.settlement.records.total_out_of_range`), and
+#: that total. Each amount is summed as its ``:split``s and its rest, both sums far inside 64
+#: bits for any file, so no sum overflows on either store (SQLite's ``sum`` of integers raises
+#: on overflow; PostgreSQL's ``sum`` of bigints is numeric); their recombination is exact up to
+#: the first line out of range (at most twice the limit), the only one read.
+TOTAL_OUT_OF_RANGE = text(
+    f"""
+    WITH running AS (
+        SELECT line,
+               sum(amount / :split) OVER (ORDER BY line) AS high,
+               sum(amount % :split) OVER (ORDER BY line) AS low
+          FROM {STAGING}
+    )
+    SELECT line, high * :split + low AS total
+      FROM running
+     WHERE abs(high * :split + low) > :most
+     ORDER BY line
+     LIMIT 1
+    """
+)
+#: The file's first trailer row (:func:`~exchange.settlement.records.trailer_row`):
+#: a reference the ledger lacks for the partner in the period, labelled as a count (one of
+#: ``COUNT_LABELS``), whose amount is the number of records above it (``:unit``, one in the
+#: currency's minor units, per record; summary and count rows are not records). A count label
+#: is never a reference the exchange prints, and the amount must be that count to the unit, so
+#: a real record is never taken for one.
+TRAILER_ROW = text(
+    f"""
+    WITH running AS (
+        SELECT line, reference, amount, counted,
+               sum(CASE WHEN unsummed THEN 0 ELSE 1 END) OVER (ORDER BY line) AS records
+          FROM ({_MARKED}) marked
+    )
+    SELECT line, reference, records
+      FROM running r
+     WHERE counted AND amount = records * :unit
+       AND NOT EXISTS (SELECT 1 FROM {LEDGER_STAGING} l WHERE l.reference = r.reference)
+     ORDER BY line
      LIMIT 1
     """
 )
@@ -308,8 +373,18 @@ async def import_records(
         raise MalformedRecords(
             unknown.line, f"counterparty: {unknown.counterparty!r} is neither a program of the coalition nor {EXCHANGE}"
         )
+    most = {"most": 10 ** (MAX_INTEGER_DIGITS + currency.minor_units) - 1, "split": 10**9}
+    out_of_range = (await session.exec(TOTAL_OUT_OF_RANGE, params=most)).first()  # type: ignore[call-overload]
+    if out_of_range is not None:
+        raise MalformedRecords(out_of_range.line, total_out_of_range(str(currency.from_minor(int(out_of_range.total)))))
     await stage_ledger_amounts(session, LEDGER_AMOUNTS, {"account": account, "period": period})
     total = (await session.exec(TOTALS_ROW, params=SUMMARY_PATTERNS)).first()  # type: ignore[call-overload]
+    unit = {"unit": 10**currency.minor_units}
+    trailer = (await session.exec(TRAILER_ROW, params=SUMMARY_PATTERNS | unit)).first()  # type: ignore[call-overload]
+    if trailer is not None and (total is None or trailer.line < total.line):
+        raise MalformedRecords(
+            trailer.line, trailer_row(trailer.reference, trailer.records, partner=partner, period=period)
+        )
     if total is not None:
         amount = str(currency.from_minor(total.amount))
         lines = None if total.run_after == 1 else (total.run_first, total.run_last)

@@ -488,6 +488,52 @@ def totals_row(
     )
 
 
+#: What a spreadsheet or an ERP labels a trailer row with, the count of the records above it
+#: (``Rows,4``, ``Record count:,12``, ``筆數,12``): a reference that is one of these, in lower case
+#: and without a trailing colon. Whole labels, not words in a reference as
+#: :data:`SUMMARY_WORDS` are, since ``count`` is in ``redemption:discount-42``.
+COUNT_LABELS = (
+    "count",
+    "rows",
+    "records",
+    "lines",
+    "row count",
+    "record count",
+    "line count",
+    "number of rows",
+    "number of records",
+    "total rows",
+    "total records",
+    "筆數",
+    "笔数",
+    "總筆數",
+    "总笔数",
+)
+
+
+def trailer_row(reference: str, count: int, *, partner: str, period: str) -> str:
+    """Why a record is refused as a trailer row an export adds below the records
+    (``Rows,4``): its reference is one of :data:`COUNT_LABELS`, its amount ``count``, the number
+    of records above it, and the ledger has no such ``reference`` for the partner in the period.
+    Imported, it would be a MISSING_IN_LEDGER break of ``count`` in money."""
+    return (
+        f"reference: {_quoted(reference)} looks like a trailer row: its amount, {count}, is the number of records "
+        f"above it, and the ledger has no such reference for {partner} in {period}; remove the row: a file holds "
+        "records only"
+    )
+
+
+def total_out_of_range(total: str) -> str:
+    """Why a file is refused at the line where the running total of its amounts, ``total``,
+    first has more than :data:`MAX_INTEGER_DIGITS` integer digits: every amount the exchange
+    stores, a reconciliation's totals among them, is in that range, so such a file could not be
+    compared (it was an internal error, its sum overflowing the database's 64-bit integers)."""
+    return (
+        f"amount: the total of the amounts up to this line, {total}, has more than {MAX_INTEGER_DIGITS} integer "
+        "digits, as no amount and no total may; check the amounts above"
+    )
+
+
 def split_records(text: str) -> Iterator[tuple[int, str]]:
     """The records of ``text`` (whole lines, each ending in LF), each without its line end and
     with the index of the line it starts on. A record runs on while a quoted field is open (an

@@ -34,7 +34,7 @@ from exchange.settlement.records import (
 from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE, counted_pattern
 
 #: Values that are whole numbers (written with thousands commas, maybe negative).
-NUMBERS = frozenset({"least", "most", "line", "fields", "places", "first", "last", "more"})
+NUMBERS = frozenset({"least", "most", "line", "fields", "places", "first", "last", "more", "records"})
 #: How such a number is written.
 NUMBER = "-?[0-9][0-9,]*"
 #: How a field is named in a message: as the API spells it.
@@ -229,6 +229,16 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     *((key, f"{template} ({{more:more such row}} below it)") for key, template in (_TOTALS_ROW, _SUBTOTAL_ROW)),
     _TOTALS_ROW,
     _SUBTOTAL_ROW,
+    (
+        "RECORDS_TRAILER_ROW",
+        "{column}: {got} looks like a trailer row: its amount, {records}, is the number of records above it, "
+        "and the ledger has no such reference for {partner} in {period}; remove the row: a file holds records only",
+    ),
+    (
+        "RECORDS_TOTAL_OUT_OF_RANGE",
+        "{column}: the total of the amounts up to this line, {total}, has more than {digits} integer digits, as no "
+        "amount and no total may; check the amounts above",
+    ),
     ("RECORDS_UNREADABLE", "cannot be read as the header's columns"),
 )
 

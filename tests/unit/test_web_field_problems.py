@@ -28,7 +28,14 @@ from exchange.settlement.errors import (
     ResolvedBreaksWouldBeLost,
     UnresolvedBreaks,
 )
-from exchange.settlement.records import BLOCK_BYTES, MAX_LINE_BYTES, RecordReader, totals_row
+from exchange.settlement.records import (
+    BLOCK_BYTES,
+    MAX_LINE_BYTES,
+    RecordReader,
+    total_out_of_range,
+    totals_row,
+    trailer_row,
+)
 from exchange.settlement.statements import CSV_COLUMNS
 from exchange.text import CHOSEN_ID_LENGTH
 from exchange.web.field_rules import FieldProblem
@@ -197,6 +204,16 @@ def test_why_a_records_file_is_refused_is_said_in_the_readers_language(data: byt
             ),
             "第 1,005 行：reference 欄的 '小計' 看來是小計列：其金額 36.97 正是第 1,002 至 1,004 行紀錄的總和，"
             "而帳本在 2026-11 期間沒有 fresh-mart 的這個參考編號；請刪除這一列：檔案只放紀錄（其下還有 2 列也是這樣的列）。未匯入任何內容。",
+        ),
+        (
+            MalformedRecords(1_206, trailer_row("Rows", 1_204, partner="fresh-mart", period="2026-11")),
+            "第 1,206 行：reference 欄的 'Rows' 看來是筆數列：其金額 1,204 正是上方紀錄的筆數，"
+            "而帳本在 2026-11 期間沒有 fresh-mart 的這個參考編號；請刪除這一列：檔案只放紀錄。未匯入任何內容。",
+        ),
+        (
+            MalformedRecords(9, total_out_of_range("1999999999999999.98")),
+            "第 9 行：amount 欄：到這一行為止的金額總和 1999999999999999.98 超過 15 位整數，任何金額或總和都不能這麼大；"
+            "請檢查上方的金額。未匯入任何內容。",
         ),
         (
             ResolvedBreaksWouldBeLost("fresh-mart", "2026-11"),

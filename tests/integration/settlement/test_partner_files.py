@@ -201,3 +201,18 @@ async def test_a_subtotal_or_a_totals_row_anywhere_is_refused_naming_its_line_an
     data = b"reference,amount\nconversion:c1,-100.00\nTotal rewards,5.00\nredemption:r1,24.75\n"
     row = (await closed.import_records("fresh-mart", "2026-11", io.BytesIO(data), by="t")).reconciliation
     assert (row.lines, row.matched, row.missing_in_ledger, row.missing_in_partner) == (3, 2, 1, 2)
+
+
+async def test_a_trailer_row_counting_the_records_is_refused_naming_its_line_and_the_count(
+    closed: SettlementService,
+) -> None:
+    """An export's trailer (``Rows,4``) was imported as a MISSING_IN_LEDGER break of 4.00."""
+    data = b"reference,amount\nconversion:c1,-100.00\nredemption:r1,24.75\nconversion:c2,12.22\nconversion:c4,-7.00\nRows,4\n"
+    with pytest.raises(MalformedRecords) as refused:
+        await closed.import_records("fresh-mart", "2026-11", io.BytesIO(data), by="t")
+    assert str(refused.value) == (
+        "line 6: reference: 'Rows' looks like a trailer row: its amount, 4, is the number of records above it, "
+        "and the ledger has no such reference for fresh-mart in 2026-11; remove the row: a file holds records only; "
+        "nothing was imported"
+    )
+    assert await imported(closed) == (0, 0)
