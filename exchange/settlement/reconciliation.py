@@ -190,6 +190,24 @@ TRAILER_ROW = text(
      LIMIT 1
     """
 )
+#: What the file's checks above need to look further, in one pass without sorting: the
+#: number of lines and the largest amount (a file whose every line could not take the running
+#: total out of range is spared :data:`TOTAL_OUT_OF_RANGE`), and whether any line the ledger
+#: lacks is labelled as a summary or a count, or is the last (``suspect``; a file with none is
+#: spared :data:`TOTALS_ROW` and :data:`TRAILER_ROW`, which sort the whole file). Most files
+#: are spared all three.
+NEEDS_CHECKS = text(
+    f"""
+    WITH unmatched AS MATERIALIZED (
+        SELECT line, reference FROM {STAGING} s
+         WHERE NOT EXISTS (SELECT 1 FROM {LEDGER_STAGING} l WHERE l.reference = s.reference)
+    )
+    SELECT (SELECT count(*) FROM {STAGING}) AS lines,
+           (SELECT max(abs(amount)) FROM {STAGING}) AS largest,
+           EXISTS (SELECT 1 FROM unmatched
+                    WHERE {_SUMMARY} OR {_COUNT} OR line = (SELECT max(line) FROM {STAGING})) AS suspect
+    """
+)
 CLASSIFY = text(
     f"""
     WITH records AS (
@@ -335,6 +353,24 @@ async def unresolved_breaks(session: AsyncSession, reconciliation_id: str) -> in
     ).one()
 
 
+async def _refuse_summary_rows(session: AsyncSession, currency: Currency, *, partner: str, period: str) -> None:
+    """Raises :class:`MalformedRecords` at the file's first totals, subtotal or trailer row."""
+    total = (await session.exec(TOTALS_ROW, params=SUMMARY_PATTERNS)).first()  # type: ignore[call-overload]
+    unit = {"unit": 10**currency.minor_units}
+    trailer = (await session.exec(TRAILER_ROW, params=SUMMARY_PATTERNS | unit)).first()  # type: ignore[call-overload]
+    if trailer is not None and (total is None or trailer.line < total.line):
+        raise MalformedRecords(
+            trailer.line, trailer_row(trailer.reference, trailer.records, partner=partner, period=period)
+        )
+    if total is not None:
+        amount = str(currency.from_minor(total.amount))
+        lines = None if total.run_after == 1 else (total.run_first, total.run_last)
+        raise MalformedRecords(
+            total.line,
+            totals_row(total.reference, amount, lines=lines, partner=partner, period=period, more=total.found - 1),
+        )
+
+
 async def import_records(
     session: AsyncSession,
     *,
@@ -373,25 +409,17 @@ async def import_records(
         raise MalformedRecords(
             unknown.line, f"counterparty: {unknown.counterparty!r} is neither a program of the coalition nor {EXCHANGE}"
         )
-    most = {"most": 10 ** (MAX_INTEGER_DIGITS + currency.minor_units) - 1, "split": 10**9}
-    out_of_range = (await session.exec(TOTAL_OUT_OF_RANGE, params=most)).first()  # type: ignore[call-overload]
-    if out_of_range is not None:
-        raise MalformedRecords(out_of_range.line, total_out_of_range(str(currency.from_minor(int(out_of_range.total)))))
     await stage_ledger_amounts(session, LEDGER_AMOUNTS, {"account": account, "period": period})
-    total = (await session.exec(TOTALS_ROW, params=SUMMARY_PATTERNS)).first()  # type: ignore[call-overload]
-    unit = {"unit": 10**currency.minor_units}
-    trailer = (await session.exec(TRAILER_ROW, params=SUMMARY_PATTERNS | unit)).first()  # type: ignore[call-overload]
-    if trailer is not None and (total is None or trailer.line < total.line):
-        raise MalformedRecords(
-            trailer.line, trailer_row(trailer.reference, trailer.records, partner=partner, period=period)
-        )
-    if total is not None:
-        amount = str(currency.from_minor(total.amount))
-        lines = None if total.run_after == 1 else (total.run_first, total.run_last)
-        raise MalformedRecords(
-            total.line,
-            totals_row(total.reference, amount, lines=lines, partner=partner, period=period, more=total.found - 1),
-        )
+    needs = (await session.exec(NEEDS_CHECKS, params=SUMMARY_PATTERNS)).one()  # type: ignore[call-overload]
+    most = 10 ** (MAX_INTEGER_DIGITS + currency.minor_units) - 1
+    if needs.lines * (needs.largest or 0) > most:
+        bounds = {"most": most, "split": 10**9}
+        out_of_range = (await session.exec(TOTAL_OUT_OF_RANGE, params=bounds)).first()  # type: ignore[call-overload]
+        if out_of_range is not None:
+            total = str(currency.from_minor(int(out_of_range.total)))
+            raise MalformedRecords(out_of_range.line, total_out_of_range(total))
+    if needs.suspect:
+        await _refuse_summary_rows(session, currency, partner=partner, period=period)
     reconciliation = Reconciliation(
         id=str(uuid.uuid4()),
         period=period,
