@@ -306,6 +306,9 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         expect(page.locator("#balance-wallet-pay")).to_contain_text("1,020")
         expect(page.locator("#pay-fresh-mart")).to_be_checked()
         expect(page.locator("#balance-fresh-mart")).to_contain_text(f"12,500 {unit}")
+        # The coalition point, none held: named once under the choices, not a disabled choice.
+        expect(page.locator("#pay-coalition")).to_have_count(0)
+        expect(page.locator("#unheld")).to_contain_text("Coalition Points")
         screenshot(page, "reward")
         assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
         # Each label starts on its radio's line, at a phone's width too (it used to wrap under it).
