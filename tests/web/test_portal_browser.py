@@ -264,7 +264,11 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         page.locator("form.form button[type=submit]").click()
         expect(page.locator("#problem")).to_contain_text("1,000,000,000")
         expect(page.locator("#points")).to_have_value("1e3")
+        # Each program's minimum and step, under the points field, before any quote is asked.
+        expect(page.locator("#rule-fresh-mart")).to_contain_text(f"200 {unit}")
+        expect(page.locator("#rule-wallet-pay")).to_be_visible()
         screenshot(page, "points-refused")
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
         # Switching language on the refused form and back keeps what was chosen and typed.
         for _ in range(2):
             page.locator("nav.languages a:not([aria-current])").click()

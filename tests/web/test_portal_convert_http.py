@@ -89,6 +89,41 @@ def test_the_convert_form_starts_from_the_program_the_member_signed_in_with_and_
     assert selected(only_from, "from-program") == ["formosa-air"] and selected(only_from, "to-program") == ["coalition"]
 
 
+@pytest.mark.parametrize(
+    ("language", "rules"),
+    [
+        (
+            "en",
+            {
+                "coalition": "From Coalition Points: any number of points.",
+                "formosa-air": "From Formosa Air Miles: at least 3,000 Miles, in steps of 1,000.",
+                "fresh-mart": "From FreshMart Rewards: at least 200 FreshMart Points, in steps of 10.",
+            },
+        ),
+        (
+            "zh-TW",
+            {
+                "coalition": "從Coalition Points轉出：點數不限。",
+                "formosa-air": "從Formosa Air Miles轉出：至少 3,000 Mile，以 1,000 為單位。",
+                "fresh-mart": "從FreshMart Rewards轉出：至少 200 FreshMart Point，以 10 為單位。",
+            },
+        ),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_the_convert_form_says_each_programs_minimum_and_step_before_a_quote_is_asked(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, rules: dict[str, str]
+) -> None:
+    """Formosa Air converts at least 3,000 miles in steps of 1,000: the member learnt it only
+    from the refusal of the quote they asked for. Every program the form offers says its rule,
+    from the catalog (no partner asked), and the points field points at them."""
+    linked_member(portal_gateway, client, also_sign_in=False)
+    page = html.unescape(client.get("/portal/convert", headers={"accept-language": language}).text)
+    shown = dict(re.findall(r'<li id="rule-([a-z0-9-]+)">(.*?)</li>', page.split('id="amount-rules">')[1]))
+    assert {program: " ".join(rule.split()) for program, rule in shown.items()} == rules
+    assert 'aria-describedby="amount-rules"' in page.split('id="points"')[1].split(">")[0]
+
+
 def test_a_member_converts_in_time_and_both_partners_balances_change_once_for_a_double_submit(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
