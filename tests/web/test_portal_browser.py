@@ -137,6 +137,16 @@ def test_a_member_converts_in_time_and_both_partners_balances_change(
     assert partners.balance("fresh-mart", member_ref) == 4_000
     page.get_by_role("link", name="See your balances").click()
     expect(page.locator("#account-formosa-air .balance")).to_have_text(f"{miles:,} Miles")
+    # The month's conversions, found again from the convert form, at a phone's width.
+    page.set_viewport_size(PHONE)
+    page.goto("/portal/convert")
+    page.get_by_role("link", name="Your conversions").click()
+    expect(page.locator("tr[id^=conversion-]")).to_have_count(1)
+    expect(page.locator("tr[id^=conversion-] .status")).to_have_text("Converted")
+    screenshot(page, "conversions")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.locator("tr[id^=conversion-] .status a").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Converted")
 
 
 def test_after_the_countdown_runs_out_the_page_asks_for_a_new_quote_from_the_keyboard(

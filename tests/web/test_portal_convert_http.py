@@ -124,6 +124,36 @@ def test_the_convert_form_says_each_programs_minimum_and_step_before_a_quote_is_
     assert 'aria-describedby="amount-rules"' in page.split('id="points"')[1].split(">")[0]
 
 
+@pytest.mark.parametrize(
+    ("language", "empty", "converted", "reversed_"),
+    [
+        ("en", "You have not converted points yet.", "Converted", "Reversed, points given back"),
+        ("zh-TW", "您尚未轉換過點數。", "轉換完成", "已撤銷，點數已退回"),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_a_member_finds_their_conversions_again_newest_first_each_leading_to_its_page(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, empty: str, converted: str, reversed_: str
+) -> None:
+    """A conversion was found again only through the address its outcome was shown at: the
+    portal listed none, so a member checking their month had nowhere to look."""
+    linked_member(portal_gateway, client, also_sign_in=False)
+    headers = {"accept-language": language}
+    assert empty in html.unescape(client.get("/portal/conversions", headers=headers).text)
+    outcomes = []
+    for points in (1_000, 2_000):
+        quote_page = ask_quote(client, "fresh-mart", "formosa-air", points)
+        outcomes.append(client.post(quote_page, data=convert_form(client, quote_page)).headers["location"])
+    recorded_as(portal_gateway, outcomes[0], status="REVERSED", failure_code="PARTNER_REFUSED")
+    assert 'href="/portal/conversions"' in client.get(outcomes[1]).text
+    page = html.unescape(client.get("/portal/conversions", headers=headers).text)
+    rows = re.findall(r'<tr id="conversion-([0-9a-f-]+)">(.*?)</tr>', page, re.S)
+    assert [f"/portal/conversions/{row_id}" for row_id, _ in rows] == outcomes[::-1], "newest first"
+    newest, oldest = (" ".join(re.sub(r"<[^>]+>", " ", cells).split()) for _, cells in rows)
+    assert "2,000 FreshMart Point" in newest and "Formosa Air Miles" in newest and converted in newest
+    assert "1,000 FreshMart Point" in oldest and reversed_ in oldest
+
+
 def test_a_member_converts_in_time_and_both_partners_balances_change_once_for_a_double_submit(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
