@@ -40,6 +40,9 @@ WRITE_CONTRADICTED = "the {partner} partner recorded another {write} than the on
 WRITE_UNCONFIRMED = "the {partner} partner did not confirm the {write}; it was voided"
 WRITE_UNCONFIRMED_IN_TIME = "the {partner} partner did not confirm the {write} in time; it was voided"
 WRITE_TOO_LATE = "the {partner} partner confirmed the {write} too late; it was reversed"
+#: A write in doubt the partner gave back whole on its own (not at the exchange's asking) before
+#: the exchange learnt its outcome (:attr:`Settlement.REVERSED`): ``failure_code`` PARTNER_REFUSED.
+WRITE_GIVEN_BACK = "the {partner} partner reversed the {write} on its own before confirming it; nothing is left of it"
 #: ``state``: the partner's state of the write it had accepted.
 WRITE_NOT_APPLIED = "the {partner} partner did not apply the {write} it had accepted ({state})"
 #: A contradicted write the partner refused to reverse, which stands and was posted as sent (the
@@ -135,8 +138,8 @@ class Settlement(Enum):
     UNDONE = "undone"
     """It applied after all (late); the reversal undid it."""
     REVERSED = "reversed"
-    """It applied and has been reversed whole since (the partner gave it back on its own, or an
-    earlier void by the exchange undid it): nothing is left of it, and nothing was sent."""
+    """It applied and the partner has given it back whole since, on its own (under an id of its
+    own, not the exchange's void): nothing is left of it, and nothing was sent."""
     PENDING = "pending"
     """The partner accepted it and will settle it later; wait for its word."""
     CONTRADICTED = "contradicted"
@@ -163,7 +166,11 @@ async def settle_or_void(
         return Settlement.VOIDED
     if operation is not None and operation.status is OperationState.REVERSED:
         # Nothing is left to void: a reversal would be refused (REVERSAL_EXCEEDS_ORIGINAL), and
-        # the saga asked again for ever.
+        # the saga asked again for ever. The exchange's own void, sent before a crash, undid it
+        # when the partner has that void on record (the write applied late); else the partner
+        # gave it back on its own, which the member is told as such.
+        if await connector.operation_status(void_id) is not None:
+            return Settlement.UNDONE
         return Settlement.REVERSED
     reversal = await connector.reverse(void_id, operation_id)
     target = reversal.target
@@ -271,7 +278,14 @@ class MemberDebit:
                 ErrorCode.PARTNER_UNAVAILABLE.value,
                 WRITE_UNCONFIRMED_IN_TIME.format(partner=self.partner, write="debit"),
             )
-        # UNDONE or REVERSED: the debit applied, and nothing is left of it.
+        if settlement is Settlement.REVERSED:
+            return Transition(
+                self.done,
+                self.reversed,
+                ErrorCode.PARTNER_REFUSED.value,
+                WRITE_GIVEN_BACK.format(partner=self.partner, write="debit"),
+            )
+        # UNDONE: the debit applied late, and the exchange's void undid it.
         return Transition(
             self.done,
             self.reversed,

@@ -29,6 +29,11 @@ class Coverage:
         """The balance read is below the points needed: spending them would fail at the debit."""
         return self.balance is not None and self.balance < self.needed
 
+    @property
+    def none_held(self) -> bool:
+        """The balance read is nothing at all: no price of any size can be paid there."""
+        return self.balance == 0
+
 
 async def coverage(federation: Federation, member_id: str, needed: Mapping[str, int]) -> dict[str, Coverage]:
     """For each program of ``needed``, its points beside the member's balance there, every

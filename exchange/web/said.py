@@ -56,6 +56,7 @@ FAILURES = (
     reasons.Reason("WRITE_UNCONFIRMED", doubt.WRITE_UNCONFIRMED_IN_TIME),
     reasons.Reason("WRITE_UNCONFIRMED", doubt.WRITE_UNCONFIRMED),
     reasons.Reason("WRITE_TOO_LATE", doubt.WRITE_TOO_LATE),
+    reasons.Reason("WRITE_GIVEN_BACK", doubt.WRITE_GIVEN_BACK),
     reasons.Reason("WRITE_NOT_APPLIED", doubt.WRITE_NOT_APPLIED),
     reasons.Reason("BELOW_MINIMUM", limits.BELOW_MINIMUM),
     reasons.Reason("NOT_AN_INCREMENT", limits.NOT_AN_INCREMENT),

@@ -20,7 +20,7 @@ message up in the visitor's language; the filters format for that language too:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from babel.lists import format_list
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 from markupsafe import Markup
@@ -134,6 +135,7 @@ class Pages:
             moment=self._moment,
             day=self._day,
             unit=self._unit,
+            listing=self._listing,
             exchange_text=_exchange_text,
             theirs=their_text,
         )
@@ -177,6 +179,11 @@ class Pages:
     def _points(self, context: Context, points: int, program: Program | None = None) -> str:
         shown = format_points(points, _language(context).locale)
         return shown if program is None else f"{shown} {point_unit(program, points, _language(context).locale)}"
+
+    @pass_context
+    def _listing(self, context: Context, items: Iterable[str]) -> str:
+        """Several names as one phrase in the page's language (``A, B and C``; ``A、B和C``)."""
+        return format_list(list(items), locale=_language(context).locale)
 
     @pass_context
     def _unit(self, context: Context, program: Program, points: int) -> str:

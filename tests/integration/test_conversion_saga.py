@@ -36,6 +36,7 @@ from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.models import Program
+from exchange.sagas import doubt
 from exchange.sagas.engine import NotWaitingYet
 from exchange.sagas.figures import read_figures
 from exchange.sagas.recovery import RecoveryWorker
@@ -301,6 +302,47 @@ async def test_a_debit_in_doubt_that_the_source_reversed_in_part_on_its_own_is_r
     source.operations[conversion.debit_operation] = debit.model_copy(update={"reversed_points": 400})
     source.balances["alice"] += 400  # the partner's own refund, which the exchange never asked for
     await recovered_as_contradicted(world, conversion.id)
+
+
+async def test_a_debit_in_doubt_the_source_gave_back_on_its_own_is_said_to_be_so_not_confirmed_too_late(
+    world: World,
+) -> None:
+    """The debit applies and its answer is lost; the source then refunds it whole under an id of
+    its own. The conversion ends REVERSED saying the source gave the debit back itself
+    (PARTNER_REFUSED), not that it confirmed the debit too late and the exchange reversed it."""
+    source = world.partners["happy-card"]
+    source.fail_next("debit", Fault.APPLY_THEN_LOSE_ANSWER)
+    conversion = await world.execute(await world.quote(1000))
+    await source.reverse("desk-refund-1", conversion.debit_operation)
+    await world.recover_all()
+    finished = await world.saga.reload(conversion.id)
+    assert (finished.status, finished.failure_code, finished.failure_message) == (
+        ConversionStatus.REVERSED,
+        ErrorCode.PARTNER_REFUSED.value,
+        doubt.WRITE_GIVEN_BACK.format(partner="source", write="debit"),
+    )
+    assert source.balances["alice"] == 100_000
+    assert await world.ledger_transactions() == 0
+
+
+async def test_a_debit_in_doubt_the_exchanges_own_void_undid_before_a_crash_was_confirmed_too_late(
+    world: World,
+) -> None:
+    """The exchange's void of a debit in doubt reached the source (and undid the debit, which had
+    applied) but the exchange crashed before recording it: asked again, the source's record is
+    reversed by the exchange's own void, which is said as before (too late, reversed)."""
+    source = world.partners["happy-card"]
+    source.fail_next("debit", Fault.APPLY_THEN_LOSE_ANSWER)
+    conversion = await world.execute(await world.quote(1000))
+    await source.reverse(conversion.reverse_debit_operation, conversion.debit_operation)
+    await world.recover_all()
+    finished = await world.saga.reload(conversion.id)
+    assert (finished.status, finished.failure_code, finished.failure_message) == (
+        ConversionStatus.REVERSED,
+        ErrorCode.PARTNER_UNAVAILABLE.value,
+        doubt.WRITE_TOO_LATE.format(partner="source", write="debit"),
+    )
+    assert source.balances["alice"] == 100_000
 
 
 async def test_a_debit_the_source_applied_otherwise_and_gave_back_on_its_own_ends_contradicted(world: World) -> None:

@@ -118,6 +118,11 @@ def test_a_partner_that_could_not_be_reached_is_named_without_the_connectors_tec
             "轉出的計畫太晚確認扣點，因此交換平台已將其沖回。",
         ),
         (
+            doubt.WRITE_GIVEN_BACK.format(partner="source", write="debit"),
+            "WRITE_GIVEN_BACK",
+            "轉出的計畫在確認扣點前已自行將其沖回：這筆扣點已不存在。",
+        ),
+        (
             doubt.WRITE_UNCONFIRMED_IN_TIME.format(partner="source", write="debit"),
             "WRITE_UNCONFIRMED",
             "轉出的計畫未確認扣點，因此交換平台已將其取消。",

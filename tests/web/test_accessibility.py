@@ -257,6 +257,7 @@ def test_no_page_of_the_consoles_or_the_portal_has_an_accessibility_violation(
         audit.refused(page, "/portal/convert", {"#points": "many"})
         go(page, "/portal/convert/quotes/{quote_id}", member.quote)
         go(page, "/portal/conversions/{conversion_id}", member.conversion)
+        go(page, "/portal/conversions")
         go(page, "/portal/rewards")
         go(page, "/portal/rewards/history")
         go(page, "/portal/rewards/{reward_id}", f"/portal/rewards/{site.reward_id}")

@@ -137,6 +137,16 @@ def test_a_member_converts_in_time_and_both_partners_balances_change(
     assert partners.balance("fresh-mart", member_ref) == 4_000
     page.get_by_role("link", name="See your balances").click()
     expect(page.locator("#account-formosa-air .balance")).to_have_text(f"{miles:,} Miles")
+    # The month's conversions, found again from the convert form, at a phone's width.
+    page.set_viewport_size(PHONE)
+    page.goto("/portal/convert")
+    page.get_by_role("link", name="Your conversions").click()
+    expect(page.locator("tr[id^=conversion-]")).to_have_count(1)
+    expect(page.locator("tr[id^=conversion-] .status")).to_have_text("Converted")
+    screenshot(page, "conversions")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.locator("tr[id^=conversion-] .status a").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Converted")
 
 
 def test_after_the_countdown_runs_out_the_page_asks_for_a_new_quote_from_the_keyboard(
@@ -264,7 +274,11 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         page.locator("form.form button[type=submit]").click()
         expect(page.locator("#problem")).to_contain_text("1,000,000,000")
         expect(page.locator("#points")).to_have_value("1e3")
+        # Each program's minimum and step, under the points field, before any quote is asked.
+        expect(page.locator("#rule-fresh-mart")).to_contain_text(f"200 {unit}")
+        expect(page.locator("#rule-wallet-pay")).to_be_visible()
         screenshot(page, "points-refused")
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
         # Switching language on the refused form and back keeps what was chosen and typed.
         for _ in range(2):
             page.locator("nav.languages a:not([aria-current])").click()
@@ -306,6 +320,9 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         expect(page.locator("#balance-wallet-pay")).to_contain_text("1,020")
         expect(page.locator("#pay-fresh-mart")).to_be_checked()
         expect(page.locator("#balance-fresh-mart")).to_contain_text(f"12,500 {unit}")
+        # The coalition point, none held: named once under the choices, not a disabled choice.
+        expect(page.locator("#pay-coalition")).to_have_count(0)
+        expect(page.locator("#unheld")).to_contain_text("Coalition Points")
         screenshot(page, "reward")
         assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
         # Each label starts on its radio's line, at a phone's width too (it used to wrap under it).

@@ -89,6 +89,71 @@ def test_the_convert_form_starts_from_the_program_the_member_signed_in_with_and_
     assert selected(only_from, "from-program") == ["formosa-air"] and selected(only_from, "to-program") == ["coalition"]
 
 
+@pytest.mark.parametrize(
+    ("language", "rules"),
+    [
+        (
+            "en",
+            {
+                "coalition": "From Coalition Points: any number of points.",
+                "formosa-air": "From Formosa Air Miles: at least 3,000 Miles, in steps of 1,000.",
+                "fresh-mart": "From FreshMart Rewards: at least 200 FreshMart Points, in steps of 10.",
+            },
+        ),
+        (
+            "zh-TW",
+            {
+                "coalition": "從Coalition Points轉出：點數不限。",
+                "formosa-air": "從Formosa Air Miles轉出：至少 3,000 Mile，以 1,000 為單位。",
+                "fresh-mart": "從FreshMart Rewards轉出：至少 200 FreshMart Point，以 10 為單位。",
+            },
+        ),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_the_convert_form_says_each_programs_minimum_and_step_before_a_quote_is_asked(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, rules: dict[str, str]
+) -> None:
+    """Formosa Air converts at least 3,000 miles in steps of 1,000: the member learnt it only
+    from the refusal of the quote they asked for. Every program the form offers says its rule,
+    from the catalog (no partner asked), and the points field points at them."""
+    linked_member(portal_gateway, client, also_sign_in=False)
+    page = html.unescape(client.get("/portal/convert", headers={"accept-language": language}).text)
+    shown = dict(re.findall(r'<li id="rule-([a-z0-9-]+)">(.*?)</li>', page.split('id="amount-rules">')[1]))
+    assert {program: " ".join(rule.split()) for program, rule in shown.items()} == rules
+    assert 'aria-describedby="amount-rules"' in page.split('id="points"')[1].split(">")[0]
+
+
+@pytest.mark.parametrize(
+    ("language", "empty", "converted", "reversed_"),
+    [
+        ("en", "You have not converted points yet.", "Converted", "Reversed, points given back"),
+        ("zh-TW", "您尚未轉換過點數。", "轉換完成", "已撤銷，點數已退回"),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_a_member_finds_their_conversions_again_newest_first_each_leading_to_its_page(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, empty: str, converted: str, reversed_: str
+) -> None:
+    """A conversion was found again only through the address its outcome was shown at: the
+    portal listed none, so a member checking their month had nowhere to look."""
+    linked_member(portal_gateway, client, also_sign_in=False)
+    headers = {"accept-language": language}
+    assert empty in html.unescape(client.get("/portal/conversions", headers=headers).text)
+    outcomes = []
+    for points in (1_000, 2_000):
+        quote_page = ask_quote(client, "fresh-mart", "formosa-air", points)
+        outcomes.append(client.post(quote_page, data=convert_form(client, quote_page)).headers["location"])
+    recorded_as(portal_gateway, outcomes[0], status="REVERSED", failure_code="PARTNER_REFUSED")
+    assert 'href="/portal/conversions"' in client.get(outcomes[1]).text
+    page = html.unescape(client.get("/portal/conversions", headers=headers).text)
+    rows = re.findall(r'<tr id="conversion-([0-9a-f-]+)">(.*?)</tr>', page, re.S)
+    assert [f"/portal/conversions/{row_id}" for row_id, _ in rows] == outcomes[::-1], "newest first"
+    newest, oldest = (" ".join(re.sub(r"<[^>]+>", " ", cells).split()) for _, cells in rows)
+    assert "2,000 FreshMart Point" in newest and "Formosa Air Miles" in newest and converted in newest
+    assert "1,000 FreshMart Point" in oldest and reversed_ in oldest
+
+
 def test_a_member_converts_in_time_and_both_partners_balances_change_once_for_a_double_submit(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
@@ -506,6 +571,54 @@ def test_a_conversion_the_partner_refused_shows_the_partners_own_words_on_a_chin
     assert portal_gateway.partners.balance("fresh-mart", member_ref) == 5_000
 
 
+def recorded_as(portal_gateway: PortalGateway, outcome: str, **values: str) -> None:
+    """The conversion of the ``outcome`` page (its URL) rewritten with ``values``, as the saga
+    leaves it in a case a sandbox cannot be made to play from the portal."""
+
+    async def rewrite() -> None:
+        db = Database.from_url(portal_gateway.gateway.settings.database_url)
+        try:
+            async with db.transaction() as session:
+                await session.exec(  # type: ignore[call-overload]
+                    update(Conversion).where(col(Conversion.id) == outcome.rsplit("/", 1)[1]).values(**values)
+                )
+        finally:
+            await db.dispose()
+
+    run_async(rewrite)
+
+
+@pytest.mark.parametrize(
+    ("language", "headline", "said"),
+    [
+        (
+            "en",
+            "Your conversion was reversed",
+            "The program you converted from reversed the debit on its own before confirming it: nothing is left of it.",
+        ),
+        ("zh-TW", "您的轉換已撤銷", "轉出的計畫在確認扣點前已自行將其沖回：這筆扣點已不存在。"),
+    ],
+)
+def test_a_conversion_whose_source_gave_the_debit_back_on_its_own_says_so_not_too_late(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, headline: str, said: str
+) -> None:
+    """REVERSED because the source reverted its debit itself while it was in doubt: the page
+    said the source had confirmed the debit too late and the exchange reversed it."""
+    linked_member(portal_gateway, client, also_sign_in=False)
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
+    outcome = client.post(quote_page, data=convert_form(client, quote_page)).headers["location"]
+    recorded_as(
+        portal_gateway,
+        outcome,
+        status="REVERSED",
+        failure_code="PARTNER_REFUSED",
+        failure_message=doubt.WRITE_GIVEN_BACK.format(partner="source", write="debit"),
+    )
+    page = html.unescape(client.get(outcome, headers={"accept-language": language}).text)
+    assert headline in page.split("<h1>")[1].split("</h1>")[0]
+    assert page.split('id="failure">')[1].split("</p>")[0] == said
+
+
 def test_a_conversion_that_stood_after_its_target_contradicted_itself_says_so_on_a_chinese_page(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:
@@ -521,19 +634,7 @@ def test_a_conversion_that_stood_after_its_target_contradicted_itself_says_so_on
         refusal="partner formosa-air refused REVERSE: not enough miles",
     )
 
-    async def contradicted() -> None:
-        db = Database.from_url(portal_gateway.gateway.settings.database_url)
-        try:
-            async with db.transaction() as session:
-                await session.exec(  # type: ignore[call-overload]
-                    update(Conversion)
-                    .where(col(Conversion.id) == outcome.rsplit("/", 1)[1])
-                    .values(failure_code=doubt.CONTRADICTED, failure_message=stood)
-                )
-        finally:
-            await db.dispose()
-
-    run_async(contradicted)
+    recorded_as(portal_gateway, outcome, failure_code=doubt.CONTRADICTED, failure_message=stood)
     page = html.unescape(client.get(outcome, headers={"accept-language": "zh-TW"}).text)
     assert "轉換完成" in page.split("<h1>")[1].split("</h1>")[0]
     failure = page.split('id="failure">')[1].split("</p>")[0]

@@ -208,6 +208,29 @@ def test_a_program_holding_fewer_points_than_the_reward_costs_is_not_offered_and
 
 
 @pytest.mark.parametrize(
+    ("language", "unheld"),
+    [
+        ("en", "Programs where you hold no points are not listed: Coalition Points."),
+        ("zh-TW", "未列出您沒有點數的計畫：Coalition Points。"),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_a_program_holding_no_points_is_named_once_under_the_choices_not_offered_disabled(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, unheld: str
+) -> None:
+    """A new member holds no Coalition Points: every reward page listed them as a disabled
+    choice, short of the price, which the member can do nothing about there."""
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=5_000)
+    sign_in(client, "fresh-mart", member_ref)
+    reward_id = publish(portal_gateway, "formosa-air", "Lounge pass")
+    page = html.unescape(client.get(f"/portal/rewards/{reward_id}", headers={"accept-language": language}).text)
+    assert 'id="pay-coalition"' not in page
+    assert page.split('id="unheld">')[1].split("</p>")[0] == unheld
+    assert "checked" in paying_option(page, "fresh-mart").split(">")[0] and 'id="redeem"' in page
+
+
+@pytest.mark.parametrize(
     ("language", "alert"),
     [("en", "You do not have enough points for this reward."), ("zh-TW", "您的點數不足以兌換這項獎勵。")],
     ids=["en", "zh-TW"],

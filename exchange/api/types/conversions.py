@@ -235,7 +235,9 @@ class ConversionFailure:
     "rejected, it is FAILED (`failure.code` RISK_REJECTED); not reviewed by `heldUntil`, it is FAILED "
     "(`failure.code` HOLD_EXPIRED). A partner that recorded another write than the one sent ends it "
     "REVERSED with `failure.code` PARTNER_CONTRADICTED; COMPLETED with that code when the target "
-    "refused to reverse such a credit because the member had spent it: the credit stands, posted as sent."
+    "refused to reverse such a credit because the member had spent it: the credit stands, posted as sent. "
+    "A source partner that reverted a debit in doubt on its own (before the exchange learnt whether it "
+    "applied) ends it REVERSED with `failure.code` PARTNER_REFUSED."
 )
 class Conversion:
     id: strawberry.ID = strawberry.field(description="The exchange's id; partners dedupe its debit and credit on it.")

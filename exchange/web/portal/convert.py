@@ -39,6 +39,8 @@ from exchange.web.said import Refusal, Said
 from exchange.web.templating import Pages, Place
 
 CONVERT_FIELDS = ("from_program", "to_program", "points")
+#: How many of the member's conversions, newest first, the history lists.
+HISTORY_LENGTH = 50
 
 
 class ConvertPages:
@@ -52,6 +54,7 @@ class ConvertPages:
             writing("/convert", self.ask_quote, methods=["POST"]),
             Page("/convert/quotes/{quote_id}", self.quote, rule=MEMBERS),
             writing("/convert/quotes/{quote_id}", self.execute, methods=["POST"]),
+            Page("/conversions", self.history, rule=MEMBERS),
             Page("/conversions/{conversion_id}", self.outcome, rule=MEMBERS),
         ]
 
@@ -108,6 +111,15 @@ class ConvertPages:
         context["failure"] = Said.failure(conversion.failure_code, failure, catalog.programs) if failure else None
         context["again"] = request.query_params.get("again") == "1"
         return self.pages.render(request, "portal/conversion.html", context)
+
+    async def history(self, request: Request) -> Response:
+        """The member's conversions, newest first, each leading to its own page: without it a
+        conversion was found again only through the address its outcome was shown at."""
+        listed = await self.services.conversions.conversions(member(request), first=HISTORY_LENGTH, after=None)
+        catalog = await self.services.catalog.cache.get()
+        return self.pages.render(
+            request, "portal/conversions.html", {"conversions": listed.items, "programs": catalog.programs}
+        )
 
     async def _form(
         self,

@@ -5,8 +5,9 @@ The redeem form carries an idempotency key made for each rendering (the same for
 redeems once). Paying with a program's points needs that program's authority in this session,
 as converting does. Beside each program's price the page shows the member's balance there; a
 program holding fewer points than the price is not offered, and the page says so (a redemption
-that would fail at the partner's debit); a balance that cannot be read is said so, and the
-program offered as before. The cancel form expects the redemption HELD, as the page showed it: one
+that would fail at the partner's debit); one holding none at all (the coalition point of a new
+member, on every reward) is not listed among the choices but named once under them; a balance
+that cannot be read is said so, and the program offered as before. The cancel form expects the redemption HELD, as the page showed it: one
 that staff decided meanwhile is refused and shown as it now is, not reversed after all; sent
 twice, it cancels once.
 """
@@ -156,6 +157,10 @@ class RewardPages:
         covered = await self.services.rewards.review(caller, [option["quote"] for option in options if option["quote"]])
         for option in options:
             option["coverage"] = covered.get(option["program"].id)
+        short = any(option["coverage"] and option["coverage"].short for option in options)
+        # Not a disabled choice on every reward, which says nothing the member can act on here.
+        unheld = [option for option in options if option["coverage"] and option["coverage"].none_held]
+        options = [option for option in options if option not in unheld]
         signed_in = member_session(request)
         asserted_by = signed_in.asserted_by
         payable = [option["program"].id for option in options if option["coverage"] and not option["coverage"].short]
@@ -173,7 +178,8 @@ class RewardPages:
                 "price": catalog.currency.from_minor(reward.price_minor),
                 "options": options,
                 "payable": payable,
-                "short": any(option["coverage"] and option["coverage"].short for option in options),
+                "short": short,
+                "unheld": [option["program"] for option in unheld],
                 "asserted_by": asserted_by,
                 "problem": Refusal.of(problem, catalog.programs) if problem else None,
                 "pay_with": pay_with,
