@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     VELOCITY_EXCEEDED = "VELOCITY_EXCEEDED"
     COOLING_PERIOD = "COOLING_PERIOD"
     NOT_HELD = "NOT_HELD"
+    PRICE_CHANGED = "PRICE_CHANGED"
     #: A partner's word on a write the exchange has not yet heard it answer (``exchange.sagas``).
     NOT_WAITING_YET = "NOT_WAITING_YET"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"

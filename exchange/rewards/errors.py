@@ -73,6 +73,22 @@ class NoLongerHeld(ExchangeError):
         )
 
 
+class PriceChanged(ExchangeError):
+    """A redemption whose points price at the paying program is not the one its member saw
+    (``expectedPoints``): an operator changed that program's point value, or the coalition's
+    fee, in between. Refused before anything is recorded or debited."""
+
+    code = ErrorCode.PRICE_CHANGED
+
+    def __init__(self, reward_id: str, pay_with: str, expected: int, points: int) -> None:
+        super().__init__(
+            f"reward {reward_id} now costs {points:,} points of {pay_with}, not the {expected:,} expected",
+            field="expectedPoints",
+            expectedPoints=expected,
+            points=points,
+        )
+
+
 class NotDeliverable(BadUserInput):
     def __init__(self, redemption_id: str, status: str) -> None:
         super().__init__(

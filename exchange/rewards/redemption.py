@@ -4,7 +4,8 @@
    unit of work take one from the reward's stock (a guarded ``UPDATE … WHERE stock >= 1``:
    stock never goes below zero, however many redeem at once) and count it against the
    member's limit (the limits counters, locked in key order). A repeat of the key returns
-   the same redemption. The paying program's points are spent only under its authority
+   the same redemption. A request expecting a points price (the one its member saw) that is
+   no longer the price is refused there, nothing recorded. The paying program's points are spent only under its authority
    (:mod:`exchange.members.authority`): a token it asserted, or a consent given through it,
    used in this same unit of work. The paying program's risk gates (:mod:`exchange.risk.gates`)
    screen it there too, as they screen a conversion out of it: a refusal records nothing, and
@@ -55,6 +56,7 @@ from exchange.rewards.errors import (
     NotCancellable,
     NotDeliverable,
     OutOfStock,
+    PriceChanged,
     RedemptionNotFound,
     RewardUnavailable,
     TierTooLow,
@@ -95,17 +97,25 @@ REDEMPTIONS: Table = Redemption.__table__  # type: ignore[attr-defined]
 
 @dataclass(frozen=True, slots=True)
 class RedeemRequest:
-    """``authority``: under whose authority the paying program's points are debited."""
+    """``authority``: under whose authority the paying program's points are debited.
+    ``expected_points``: the points price the member saw; a redemption that would now cost
+    another number of points is refused (:class:`PriceChanged`), ``None`` takes the price as
+    it is."""
 
     member_id: str
     reward_id: str
     pay_with: str
     idempotency_key: str
     authority: DebitAuthority
+    expected_points: int | None = None
 
     def made(self, redemption: Redemption) -> bool:
-        """Whether ``redemption`` (under this request's key) was made for this request."""
-        return (redemption.reward_id, redemption.paying_program) == (self.reward_id, self.pay_with)
+        """Whether ``redemption`` (under this request's key) was made for this request: the
+        same reward and paying program, and the points it was charged, if this request expects
+        some (expecting others is another request)."""
+        return (redemption.reward_id, redemption.paying_program) == (self.reward_id, self.pay_with) and (
+            self.expected_points in (None, redemption.points)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +334,11 @@ class RedemptionSaga(Saga[Redemption]):
             same=request.made,
         )
         assert redemption is not None, "only the key is unique among what a redemption is inserted with"
+        expected = request.expected_points
+        if created and expected is not None and expected != redemption.points:
+            # After the key (a repeat returns what it made, whatever the price now), before
+            # anything is taken: raising rolls the row back.
+            raise PriceChanged(reward.id, request.pay_with, expected, redemption.points)
         if created:
             await self.gates.screen(session, redemption, outflow(redemption), RiskPolicy.of(quote.paying.risk), now)
             taken = await session.exec(

@@ -10,7 +10,9 @@ from decimal import Decimal
 from exchange.auth.principal import Principal
 from exchange.clock import Clock
 from exchange.db.database import Database
+from exchange.errors import BadUserInput
 from exchange.federation.accounts import Federation
+from exchange.pricing.limits import MAX_POINTS
 from exchange.programs import service as programs
 from exchange.programs.catalog import CatalogCache
 from exchange.rewards import catalog, redemption
@@ -82,21 +84,35 @@ class RewardService:
         )
 
     async def redeem(
-        self, caller: Principal, reward_id: str, pay_with: str, key: str, *, consent: str | None
+        self,
+        caller: Principal,
+        reward_id: str,
+        pay_with: str,
+        key: str,
+        *,
+        consent: str | None,
+        expected_points: int | None = None,
     ) -> Redemption:
         """Redeem as far as it goes now; the same ``key`` returns the same redemption. The
         paying program's points are debited only under its authority: the caller's token
         asserted by it, or ``consent`` given through it. An unknown ``pay_with`` is not found
         before anything else. The paying program's risk gates refuse as they refuse a
-        conversion out of it; a refusal changes nothing and is recorded."""
+        conversion out of it; a refusal changes nothing and is recorded. ``expected_points``:
+        the points price the caller saw (its point value can change meanwhile); any other
+        price now is refused before anything is debited."""
         loaded = await self.catalog.get()
         loaded.program(pay_with, field="payWith")
+        if expected_points is not None and not 0 < expected_points <= MAX_POINTS:
+            raise BadUserInput(
+                f"expectedPoints must be from 1 to {MAX_POINTS:,}, got {expected_points:,}", field="expectedPoints"
+            )
         request = RedeemRequest(
             member_id=member_of(caller),
             reward_id=reward_id,
             pay_with=pay_with,
             idempotency_key=idempotency_key(key),
             authority=debit_authority(caller, consent, loaded.exchange_held),
+            expected_points=expected_points,
         )
         try:
             return await self.saga.redeem(request)

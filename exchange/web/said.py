@@ -24,6 +24,7 @@ read back into what it says:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -134,6 +135,10 @@ class Refusal:
     """The input the refusal is about (the error's ``field``), for the page to mark it in error."""
     reason: str | None = None
     """The error's ``reason`` where it has one (``AUTHORITY_REQUIRED``'s: which authority is missing)."""
+    # ``dataclasses.field``: ``field`` is the attribute above here.
+    numbers: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    """The error's whole-number facts (``PRICE_CHANGED``'s ``expectedPoints`` and ``points``),
+    for the page to say in its reader's language."""
 
     @classmethod
     def of(cls, error: ExchangeError, programs: Mapping[str, Program]) -> Refusal:
@@ -141,8 +146,17 @@ class Refusal:
             unanswered: dict[str, object] = {"program": _program_name(error.program_id, programs)}
             return cls(error.code, Said(error.message, PARTNER_UNANSWERED, unanswered), error.field)
         reason = error.details.get("reason")
+        numbers = {
+            name: value
+            for name, value in error.details.items()
+            if isinstance(value, int) and not isinstance(value, bool)
+        }
         return cls(
-            error.code, Said.of(error.message, programs), error.field, reason if isinstance(reason, str) else None
+            error.code,
+            Said.of(error.message, programs),
+            error.field,
+            reason if isinstance(reason, str) else None,
+            numbers,
         )
 
 

@@ -13,6 +13,7 @@ import pytest
 from exchange.app import create_app
 from exchange.members.models import LinkedAccount
 from exchange.programs.declarations import read_partners_directory
+from exchange.programs.models import Program
 from exchange.services.container import load_partners_directory
 from exchange.serving import serving
 from exchange.settings import Settings
@@ -241,3 +242,44 @@ async def test_a_reward_out_of_stock_is_refused_with_its_code(kit: ExchangeKit, 
     refused = (await kit.graphql(REDEEM, members["alice"], reward=reward_id, pay="wallet-pay", key="a")).json()
     assert codes(refused) == {("redeemReward",): "OUT_OF_STOCK"}
     assert refused["errors"][0]["extensions"]["field"] == "rewardId"
+
+
+async def test_a_redemption_expecting_the_points_quoted_is_refused_once_the_point_value_changed(
+    kit: ExchangeKit, members: dict[str, str]
+) -> None:
+    """An operator's `partners load` halves a Harbor Bank point's value between the member's
+    quote and their redeem: `expectedPoints` at the quoted figure is PRICE_CHANGED naming both,
+    nothing recorded or debited; at the new figure it goes through."""
+    airline = await kit.partner_token("formosa-air")
+    reward = await kit.data(
+        PUBLISH, airline, program="formosa-air", input={"title": "Bag tag", "price": "100", "stock": 3}
+    )
+    reward_id = reward["publishReward"]["id"]
+    quoted = await kit.data(
+        'query($r: ID!) { redemptionQuote(rewardId: $r, payWith: "harbor-bank") { points } }',
+        members["bob"],
+        r=reward_id,
+    )
+    shown = quoted["redemptionQuote"]["points"]
+    assert shown == 2040, "102 TWD at 0.05 TWD a point"
+    async with kit.db.transaction() as session:
+        program = await session.get(Program, "harbor-bank")
+        assert program is not None
+        program.point_value /= 2
+        session.add(program)
+    redeem = """mutation($r: ID!, $expected: Int) { redeemReward(rewardId: $r, payWith: "harbor-bank",
+      idempotencyKey: "price", expectedPoints: $expected) { status points } }"""
+    refused = (await kit.graphql(redeem, members["bob"], r=reward_id, expected=shown)).json()
+    assert codes(refused) == {("redeemReward",): "PRICE_CHANGED"}
+    extensions = refused["errors"][0]["extensions"]
+    assert (extensions["field"], extensions["expectedPoints"], extensions["points"]) == (
+        "expectedPoints",
+        shown,
+        shown * 2,
+    )
+    assert (await kit.data("{ redemptions { id } }", members["bob"]))["redemptions"] == []
+    nonsense = (await kit.graphql(redeem, members["bob"], r=reward_id, expected=0)).json()
+    assert codes(nonsense) == {("redeemReward",): "BAD_USER_INPUT"}
+    assert nonsense["errors"][0]["extensions"]["field"] == "expectedPoints"
+    redeemed = await kit.data(redeem, members["bob"], r=reward_id, expected=shown * 2)
+    assert redeemed["redeemReward"] == {"status": "COMPLETED", "points": shown * 2}

@@ -14,7 +14,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.coalition.connector import CoalitionConnector
@@ -40,6 +41,7 @@ from exchange.rewards.errors import (
     NoLongerHeld,
     NotCancellable,
     OutOfStock,
+    PriceChanged,
     RedemptionNotFound,
     RewardUnavailable,
     TierTooLow,
@@ -89,7 +91,13 @@ class World:
             return await catalog.publish(session, "formosa-air", draft, self.clock.now())
 
     async def redeem(
-        self, reward: Reward, key: str = "k1", member: str | None = None, pay_with: str = "happy-card"
+        self,
+        reward: Reward,
+        key: str = "k1",
+        member: str | None = None,
+        pay_with: str = "happy-card",
+        *,
+        expected_points: int | None = None,
     ) -> Redemption:
         return await self.saga.redeem(
             RedeemRequest(
@@ -98,6 +106,7 @@ class World:
                 pay_with=pay_with,
                 idempotency_key=key,
                 authority=DebitAuthority(asserted_by=pay_with),
+                expected_points=expected_points,
             )
         )
 
@@ -185,6 +194,38 @@ async def test_a_redemption_debits_the_member_posts_the_clearing_and_takes_one_f
     assert world.partners["happy-card"].balances["alice"] == 100_000 - 612
     with pytest.raises(IdempotencyConflict, match="choose a new key for a new redemption"):
         await world.redeem(reward, pay_with="fresh-mart")
+
+
+async def test_a_redemption_expecting_the_points_shown_is_refused_when_the_point_value_changed_meanwhile(
+    world: World,
+) -> None:
+    """The member saw 612 happy-card points; an operator's `partners load` then makes a point
+    worth 0.20 TWD instead of 0.25 (153 TWD is 765 points): redeeming at the 612 shown is
+    refused with both figures, nothing recorded, taken or debited; at the new price it goes
+    through. The key's redemption is the same request only expecting what it was charged."""
+    reward = await world.reward()
+    shown = (await world.saga.quote(world.alice, reward.id, "happy-card")).price.points
+    assert shown == 612
+    async with world.db.transaction() as session:
+        await session.exec(  # type: ignore[call-overload]
+            update(Program).where(col(Program.id) == "happy-card").values(point_value=Decimal("0.20"))
+        )
+    with pytest.raises(PriceChanged) as refused:
+        await world.redeem(reward, expected_points=shown)
+    assert refused.value.field == "expectedPoints"
+    assert refused.value.details == {"expectedPoints": 612, "points": 765}
+    async with world.db.transaction() as session:
+        assert (await session.exec(select(Redemption))).all() == []
+    assert await world.stock(reward) == 10
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+    assert world.partners["happy-card"].calls == []
+    redemption = await world.redeem(reward, expected_points=765)
+    assert (redemption.status, redemption.points) == (RedemptionStatus.COMPLETED, 765)
+    assert world.partners["happy-card"].balances["alice"] == 100_000 - 765
+    assert (await world.redeem(reward, expected_points=765)).id == redemption.id
+    assert (await world.redeem(reward)).id == redemption.id
+    with pytest.raises(IdempotencyConflict):
+        await world.redeem(reward, expected_points=612)
 
 
 async def test_the_per_member_limit_holds_and_out_of_stock_is_clear(world: World) -> None:

@@ -11,8 +11,12 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from sqlalchemy import update
+from sqlmodel import col
 
 from exchange.auth.scopes import Scope
+from exchange.db.database import Database
+from exchange.programs.models import Program
 from exchange.rewards.catalog import RewardDraft
 from exchange.sandbox.faults import FaultKind
 from exchange.services.container import open_services
@@ -43,11 +47,31 @@ def publish(
     return run_async(run)
 
 
+#: The points price a reward page showed for paying with a program, which its form sends back.
+SHOWN_POINTS = re.compile(r'<input type="hidden" name="(points_[a-z0-9-]+)" value="(\d+)">')
+
+
 def redeem_form(client: httpx.Client, reward_id: str, pay_with: str) -> dict[str, str]:
     page = client.get(f"/portal/rewards/{reward_id}").text
     key, token = IDEMPOTENCY_FIELD.search(page), CSRF_FIELD.search(page)
     assert key is not None and token is not None, page
-    return {"csrf_token": token[1], "idempotency_key": key[1], "pay_with": pay_with}
+    return {"csrf_token": token[1], "idempotency_key": key[1], "pay_with": pay_with, **dict(SHOWN_POINTS.findall(page))}
+
+
+def set_point_value(portal_gateway: PortalGateway, program_id: str, value: str) -> None:
+    """What an operator's `partners load` does to ``program_id``'s point value."""
+
+    async def run() -> None:
+        db = Database.from_url(portal_gateway.gateway.settings.database_url)
+        try:
+            async with db.transaction() as session:
+                await session.exec(  # type: ignore[call-overload]
+                    update(Program).where(col(Program.id) == program_id).values(point_value=Decimal(value))
+                )
+        finally:
+            await db.dispose()
+
+    run_async(run)
 
 
 def link_wallet_pay(client: httpx.Client, member_ref: str) -> None:
@@ -281,3 +305,67 @@ def test_a_reward_page_whose_paying_partner_cannot_be_reached_says_the_balance_w
         == 303
     )
     assert partners.balance("fresh-mart", member_ref) == 50_000 - 408
+
+
+@pytest.mark.parametrize(
+    ("language", "changed", "option"),
+    [
+        (
+            "en",
+            "The price in points changed from 408 to 816 before your redemption arrived. Nothing was changed: "
+            "check the new prices below and redeem again if you still want this reward.",
+            "816 FreshMart Points of FreshMart Rewards",
+        ),
+        (
+            "zh-TW",
+            "您的兌換送達前，點數價格已從 408 變為 816。未做任何變更：請查看下方的新價格，若仍想要這項獎勵，請再兌換一次。",
+            "FreshMart Rewards 816 FreshMart Point",
+        ),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_a_redemption_whose_points_price_changed_after_the_page_is_refused_and_shown_at_the_new_price(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, changed: str, option: str
+) -> None:
+    """The page showed 408 FreshMart points; an operator then halved a FreshMart point's value:
+    the redeem was made at 816 points, which the member had never seen."""
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=50_000)
+    sign_in(client, "fresh-mart", member_ref)
+    reward_id = publish(portal_gateway, "formosa-air", "Lounge pass")
+    form = redeem_form(client, reward_id, "fresh-mart")
+    assert form["points_fresh-mart"] == "408"
+    set_point_value(portal_gateway, "fresh-mart", "0.05")
+    try:
+        _refused_then_redeemed_at_the_new_price(
+            portal_gateway, client, member_ref, reward_id, form, language, changed, option
+        )
+    finally:  # the gateway serves the module's other tests
+        set_point_value(portal_gateway, "fresh-mart", "0.1")
+
+
+def _refused_then_redeemed_at_the_new_price(
+    portal_gateway: PortalGateway,
+    client: httpx.Client,
+    member_ref: str,
+    reward_id: str,
+    form: dict[str, str],
+    language: str,
+    changed: str,
+    option: str,
+) -> None:
+    partners = portal_gateway.partners
+    rows = rows_per_table(portal_gateway.gateway.settings.database_url)
+    refused = client.post(f"/portal/rewards/{reward_id}", data=form, headers={"accept-language": language})
+    assert refused.status_code == 400
+    page = html.unescape(refused.text)
+    alert = " ".join(page.split('id="problem" data-refusal>')[1].split("</div>")[0].split())
+    assert alert == f"<h2> {changed} </h2>", "both figures, in the page's language, and nothing more"
+    assert option in paying_option(page, "fresh-mart") and "checked" in paying_option(page, "fresh-mart").split(">")[0]
+    assert rows_per_table(portal_gateway.gateway.settings.database_url) == rows
+    assert partners.balance("fresh-mart", member_ref) == 50_000
+    key = IDEMPOTENCY_FIELD.search(refused.text)
+    assert key is not None
+    again = {**form, **dict(SHOWN_POINTS.findall(refused.text)), "idempotency_key": key[1]}
+    assert client.post(f"/portal/rewards/{reward_id}", data=again).status_code == 303
+    assert partners.balance("fresh-mart", member_ref) == 50_000 - 816

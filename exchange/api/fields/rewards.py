@@ -17,6 +17,7 @@ from exchange.api.permissions import PUBLIC, authorize, requires
 from exchange.api.types.rewards import Redemption, RedemptionQuote, RedemptionStatus, Reward, RewardKind
 from exchange.auth.scopes import Scope
 from exchange.members.consents import CONSENT_ID_LENGTH
+from exchange.pricing.limits import MAX_POINTS
 from exchange.rewards.catalog import MAX_STOCK, RewardDraft
 from exchange.rewards.models import DESCRIPTION_LENGTH, TITLE_LENGTH
 from exchange.rewards.models import RedemptionStatus as RedemptionStatusValue
@@ -187,9 +188,25 @@ class RewardMutations:
                 "another program's partner asserted your token; used once."
             ),
         ] = None,
+        expected_points: Annotated[
+            int | None,
+            strawberry.argument(
+                description="The points you were shown (`redemptionQuote`'s `points`), 1 to "
+                f"{MAX_POINTS:,}: `payWith`'s point value (or the exchange's fee) can change before "
+                "you redeem, and a redemption that would now cost other points is refused with "
+                "`PRICE_CHANGED` (`extensions.expectedPoints`, `extensions.points`: the price now), "
+                "nothing recorded or debited. Part of the request: the same `idempotencyKey` expecting "
+                "other points than its redemption was charged is `IDEMPOTENCY_CONFLICT`."
+            ),
+        ] = None,
     ) -> Redemption | None:
         row = await info.context.services.rewards.redeem(
-            info.context.caller(), str(reward_id), str(pay_with), idempotency_key, consent=consent
+            info.context.caller(),
+            str(reward_id),
+            str(pay_with),
+            idempotency_key,
+            consent=consent,
+            expected_points=expected_points,
         )
         return Redemption.from_row(row, await info.context.currency())
 

@@ -7,7 +7,10 @@ as converting does. Beside each program's price the page shows the member's bala
 program holding fewer points than the price is not offered, and the page says so (a redemption
 that would fail at the partner's debit); one holding none at all (the coalition point of a new
 member, on every reward) is not listed among the choices but named once under them; a balance
-that cannot be read is said so, and the program offered as before. The cancel form expects the redemption HELD, as the page showed it: one
+that cannot be read is said so, and the program offered as before. Each program's option carries the points price shown beside it, and the
+redemption is made only at that price: one an operator changed meanwhile (the program's point
+value, or the exchange's fee) is refused and the page shown again at the new price, saying
+so. The cancel form expects the redemption HELD, as the page showed it: one
 that staff decided meanwhile is refused and shown as it now is, not reversed after all; sent
 twice, it cancels once.
 """
@@ -20,10 +23,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from exchange.errors import ExchangeError, http_status
+from exchange.errors import BadUserInput, ExchangeError, http_status
 from exchange.rewards.models import RedemptionStatus, Reward
 from exchange.rewards.redemption import RedemptionQuote
 from exchange.services.container import Services
+from exchange.text import ascii_digits
 from exchange.web.access import Page, form_fields, form_text
 from exchange.web.portal.members import (
     MEMBERS,
@@ -40,6 +44,11 @@ from exchange.web.templating import Pages, Place
 HISTORY_LENGTH = 50
 NOTICES = ("redeemed", "cancelled")
 PAY_FIELDS = ("pay_with",)
+
+
+def points_field(program_id: str) -> str:
+    """The reward form's field carrying the points price it showed for paying with ``program_id``."""
+    return f"points_{program_id}"
 
 
 class RewardPages:
@@ -86,9 +95,18 @@ class RewardPages:
         reward = await found(self.services.rewards.reward(request.path_params["reward_id"]))
         form = await request.form()
         pay_with = form_fields(form, PAY_FIELDS)["pay_with"]
+        shown = form_text(form, points_field(pay_with)) if pay_with else ""
         try:
+            expected = ascii_digits(shown) if shown else None
+            if shown and expected is None:
+                raise BadUserInput(f"expectedPoints must be a whole number, got {shown!r}", field="expectedPoints")
             await self.services.rewards.redeem(
-                acting_for(request, pay_with), reward.id, pay_with, form_text(form, "idempotency_key"), consent=None
+                acting_for(request, pay_with),
+                reward.id,
+                pay_with,
+                form_text(form, "idempotency_key"),
+                consent=None,
+                expected_points=expected,
             )
         except ExchangeError as problem:
             return await self._reward_page(request, reward, problem=problem, pay_with=pay_with, status_code=400)
@@ -153,7 +171,14 @@ class RewardPages:
                 quote = await self.services.rewards.quote(caller, reward.id, account.program_id)
             except ExchangeError as refused:
                 failure = Refusal.of(refused, catalog.programs)
-            options.append({"program": catalog.programs[account.program_id], "quote": quote, "failure": failure})
+            options.append(
+                {
+                    "program": catalog.programs[account.program_id],
+                    "quote": quote,
+                    "failure": failure,
+                    "points_field": points_field(account.program_id),
+                }
+            )
         covered = await self.services.rewards.review(caller, [option["quote"] for option in options if option["quote"]])
         for option in options:
             option["coverage"] = covered.get(option["program"].id)
