@@ -16,8 +16,8 @@ from sqlmodel import col
 
 from exchange.auth.scopes import Scope
 from exchange.db.database import Database
-from exchange.rewards.models import Redemption
 from exchange.rewards.catalog import RewardDraft
+from exchange.rewards.models import Redemption
 from exchange.sagas import doubt
 from exchange.sandbox.faults import FaultKind
 from exchange.services.container import open_services

@@ -131,7 +131,9 @@ class RewardPages:
                 "failures": {
                     redemption.id: Said.failure(redemption.failure_code, redemption.failure_message, catalog.programs)
                     for redemption in redemptions
-                    if redemption.failure_code is not None and redemption.failure_message and not redemption.cancelled_by
+                    if redemption.failure_code is not None
+                    and redemption.failure_message
+                    and not redemption.cancelled_by
                 },
                 "rewards": rewards,
                 "programs": catalog.programs,
