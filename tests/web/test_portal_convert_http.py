@@ -3,6 +3,7 @@ form, after the quote ran out, and without the source program's authority."""
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import secrets
@@ -20,6 +21,7 @@ from exchange.db.database import Database
 from exchange.pricing.models import Quote
 from exchange.sagas import doubt
 from exchange.sandbox.faults import FaultKind
+from exchange.web.portal import convert
 from tests.web.conftest import PortalGateway, run_async
 from tests.web.portal_flows import CSRF_FIELD, QUOTE_PATH, ask_quote, convert_form, csrf_token, rows_per_table, sign_in
 from tests.web.portal_partners import PIN, end_client, set_member_scopes, signing_in_as_a_client_with
@@ -152,6 +154,67 @@ def test_a_member_finds_their_conversions_again_newest_first_each_leading_to_its
     newest, oldest = (" ".join(re.sub(r"<[^>]+>", " ", cells).split()) for _, cells in rows)
     assert "2,000 FreshMart Point" in newest and "Formosa Air Miles" in newest and converted in newest
     assert "1,000 FreshMart Point" in oldest and reversed_ in oldest
+
+
+@pytest.mark.parametrize(
+    ("language", "older", "newest"),
+    [("en", "Older conversions", "Newest conversions"), ("zh-TW", "較早的轉換", "最新的轉換")],
+)
+def test_a_member_pages_to_older_conversions_by_the_cursor_graphql_pages_with(
+    portal_gateway: PortalGateway,
+    client: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
+    language: str,
+    older: str,
+    newest: str,
+) -> None:
+    """The history listed the newest 50 and no more: an older conversion was out of reach."""
+    monkeypatch.setattr(convert, "HISTORY_LENGTH", 2)
+    linked_member(portal_gateway, client, also_sign_in=False)
+    outcomes = []
+    for points in (1_000, 1_500, 2_000):
+        quote_page = ask_quote(client, "fresh-mart", "formosa-air", points)
+        outcomes.append(client.post(quote_page, data=convert_form(client, quote_page)).headers["location"])
+    headers = {"accept-language": language}
+
+    def listed(page: str) -> list[str]:
+        return [f"/portal/conversions/{row_id}" for row_id in re.findall(r'<tr id="conversion-([0-9a-f-]+)">', page)]
+
+    first = html.unescape(client.get("/portal/conversions", headers=headers).text)
+    assert listed(first) == outcomes[:0:-1] and newest not in first
+    link = re.search(r'<a href="([^"]+)" rel="next" id="older">([^<]+)</a>', first)
+    assert link is not None and link[2] == older
+    second = html.unescape(client.get(link[1], headers=headers).text)
+    assert listed(second) == outcomes[:1] and 'id="older"' not in second
+    assert f'<a href="/portal/conversions" id="newest">{newest}</a>' in second
+
+
+@pytest.mark.parametrize(
+    ("language", "said"),
+    [
+        ("en", "This link to older entries is not one the exchange gave out. Start again from the newest."),
+        ("zh-TW", "這個較早紀錄的連結不是交換平台提供的。請從最新的紀錄重新開始。"),
+    ],
+)
+@pytest.mark.parametrize(
+    "after",
+    [
+        base64.urlsafe_b64encode(b"9999-12-31T00:00:00|x").decode(),  # no offset: no time a cursor holds
+        "forged",
+        base64.urlsafe_b64encode(f"2026-01-01T00:00:00+00:00|{'x' * 200}".encode()).decode(),  # longer than any
+    ],
+    ids=["naive", "not-base64", "too-long"],
+)
+def test_a_forged_cursor_is_refused_as_graphql_refuses_it_and_lists_nothing(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, said: str, after: str
+) -> None:
+    linked_member(portal_gateway, client, also_sign_in=False)
+    answer = client.get("/portal/conversions", params={"after": after}, headers={"accept-language": language})
+    assert answer.status_code == 400
+    page = html.unescape(answer.text)
+    assert page.split('id="problem"')[1].split('<p class="muted">')[1].split("</p>")[0] == said
+    assert "<tr id=" not in page and 'id="no-conversions"' not in page
+    assert 'href="/portal/conversions" id="newest"' in page
 
 
 def test_a_member_converts_in_time_and_both_partners_balances_change_once_for_a_double_submit(
