@@ -23,7 +23,16 @@ from exchange.sagas import doubt
 from exchange.sandbox.faults import FaultKind
 from exchange.web.portal import convert
 from tests.web.conftest import PortalGateway, run_async
-from tests.web.portal_flows import CSRF_FIELD, QUOTE_PATH, ask_quote, convert_form, csrf_token, rows_per_table, sign_in
+from tests.web.portal_flows import (
+    CSRF_FIELD,
+    QUOTE_PATH,
+    ask_quote,
+    convert_form,
+    csrf_token,
+    pair_limits,
+    rows_per_table,
+    sign_in,
+)
 from tests.web.portal_partners import PIN, end_client, set_member_scopes, signing_in_as_a_client_with
 
 
@@ -124,6 +133,48 @@ def test_the_convert_form_says_each_programs_minimum_and_step_before_a_quote_is_
     shown = dict(re.findall(r'<li id="rule-([a-z0-9-]+)">(.*?)</li>', page.split('id="amount-rules">')[1]))
     assert {program: " ".join(rule.split()) for program, rule in shown.items()} == rules
     assert 'aria-describedby="amount-rules"' in page.split('id="points"')[1].split(">")[0]
+
+
+@pytest.mark.parametrize(
+    ("language", "rule"),
+    [
+        ("en", "From Wallet Pay Points into Formosa Air Miles: at least 10,000 Wallet Points, in steps of 10,000."),
+        ("zh-TW", "從Wallet Pay Points轉入Formosa Air Miles：至少 10,000 Wallet Point，以 10,000 為單位。"),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_the_convert_form_says_a_pairs_own_stricter_rule_which_the_quote_checks(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, rule: str
+) -> None:
+    """A pair's rate may set its own minimum and step (Wallet Pay into Formosa Air: at least
+    10,000, in steps of 10,000): the form said Wallet Pay's own (at least 10, any step), and the
+    member learnt the pair's from the refusal of the quote they asked for."""
+    member_ref = linked_member(portal_gateway, client, also_sign_in=False)
+    portal_gateway.partners.add_member("wallet-pay", member_ref, balance=50_000)
+    form = {"csrf_token": csrf_token(client, "/portal/convert"), "program": "wallet-pay", "member_ref": member_ref}
+    assert client.post("/portal/accounts/link", data={**form, "verification": PIN}).status_code == 303
+    headers = {"accept-language": language}
+    with pair_limits(
+        portal_gateway.gateway.settings.database_url,
+        "wallet-pay",
+        "formosa-air",
+        minimum_points=10_000,
+        increment=10_000,
+    ):
+        page = html.unescape(client.get("/portal/convert", headers=headers).text)
+        rules = page.split('id="amount-rules">')[1].split("</ul>")[0]
+        shown = dict(re.findall(r'<li id="rule-([a-z0-9-]+)">(.*?)</li>', rules, re.S))
+        assert " ".join(shown.pop("wallet-pay-to-formosa-air").split()) == rule
+        assert set(shown) == {"coalition", "formosa-air", "fresh-mart", "wallet-pay"}, (
+            "no pair without a rule of its own"
+        )
+        # The rule shown is the one the quote checks.
+        asked = {"from_program": "wallet-pay", "to_program": "formosa-air", "points": "15000"}
+        refused = client.post("/portal/convert", data={"csrf_token": csrf_token(client, "/portal/convert"), **asked})
+        assert (
+            refused.status_code == 400 and "in steps of 10,000" in html.unescape(refused.text).split('id="problem"')[1]
+        )
+    assert "wallet-pay-to-formosa-air" not in client.get("/portal/convert").text, "the pair's own rule cleared"
 
 
 @pytest.mark.parametrize(

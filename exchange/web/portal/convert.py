@@ -159,6 +159,9 @@ class ConvertPages:
             "portal/convert.html",
             {
                 "programs": programs,
+                # A pair's own rule where its rate sets one (stored with the rates, read as the
+                # quote reads it): the source's rule alone would send the member to a refusal.
+                "pair_rules": await self.services.pricing.pair_amount_rules(programs),
                 "entered": entered,
                 # Unless chosen: from a program whose points this session spends, not the first
                 # by name (the coalition point, which a new member holds none of).
