@@ -18,6 +18,8 @@ from exchange.text import text_problem
 MAX_PAGE = 100
 #: A cursor is base64 of a creation time and a conversion id: never longer than this.
 CURSOR_LENGTH = 128
+#: Why a cursor is refused (``after``): one this API did not give out (forged, cut or too long).
+NOT_A_CURSOR = "not a cursor this API gave out"
 
 
 async def get_conversion(session: AsyncSession, conversion_id: str, *, member_id: str | None) -> Conversion:
@@ -35,7 +37,10 @@ def _cursor(conversion: Conversion) -> str:
 def _position(cursor: str) -> tuple[datetime, str]:
     """The creation time, in UTC, and the conversion id a cursor holds. A time with an offset
     that takes it off the calendar in UTC (0001-01-01T00:00+14:00) is no cursor this API gave
-    out: neither store can compare it."""
+    out: neither store can compare it; nor is one longer than any it gives out (the GraphQL
+    field refuses it before, the portal's paging here)."""
+    if text_problem(cursor, CURSOR_LENGTH):
+        raise BadUserInput(NOT_A_CURSOR, field="after")
     try:
         created_at, conversion_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
         written = datetime.fromisoformat(created_at)
@@ -43,7 +48,7 @@ def _position(cursor: str) -> tuple[datetime, str]:
     except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
         moment = None
     if moment is None or text_problem(conversion_id, CONVERSION_ID_LENGTH):
-        raise BadUserInput("not a cursor this API gave out", field="after")
+        raise BadUserInput(NOT_A_CURSOR, field="after")
     return moment, conversion_id
 
 

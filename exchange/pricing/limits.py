@@ -75,12 +75,31 @@ class Cap:
         return Usage(self.key, self.name, self.limit, points_in if self.counts == "in" else points_out)
 
 
-def check_amount(points: int, *, minimum: int, increment: int) -> None:
-    """The amount's own rules: at least the minimum, in whole steps of the increment."""
-    if points < minimum:
-        raise LimitExceeded(fill(BELOW_MINIMUM, points=minimum), limit="minimum_points", remaining=0)
-    if points % increment:
-        raise LimitExceeded(NOT_AN_INCREMENT.format(points=increment), limit="increment", remaining=0)
+@dataclass(frozen=True, slots=True)
+class AmountRule:
+    """What one conversion of a pair may take: at least ``minimum`` points, in whole steps of
+    ``increment``."""
+
+    minimum: int
+    increment: int
+
+    @classmethod
+    def of(cls, source: Program, minimum_points: int | None, increment: int | None) -> AmountRule:
+        """A pair's rule: its source program's minimum, or the pair's own if higher; in steps
+        of the pair's own increment if it sets one, else the source's."""
+        return cls(max(source.minimum_points, minimum_points or 0), increment or source.increment)
+
+    @classmethod
+    def of_source(cls, source: Program) -> AmountRule:
+        """The rule of a pair that sets none of its own."""
+        return cls(source.minimum_points, source.increment)
+
+    def check(self, points: int) -> None:
+        """The amount's own rules: at least the minimum, in whole steps of the increment."""
+        if points < self.minimum:
+            raise LimitExceeded(fill(BELOW_MINIMUM, points=self.minimum), limit="minimum_points", remaining=0)
+        if points % self.increment:
+            raise LimitExceeded(NOT_AN_INCREMENT.format(points=self.increment), limit="increment", remaining=0)
 
 
 def _windows(at: datetime, timezone: ZoneInfo) -> dict[str, str]:

@@ -137,11 +137,7 @@ def price_on(terms: PairTerms, points: int, member_level: int) -> PriceBreakdown
     checked against the pair's minimum and increment."""
     content = rates.RateContent.of(terms.version)
     pair_limits = content.override.limits
-    limits.check_amount(
-        points,
-        minimum=max(terms.source.minimum_points, pair_limits.minimum_points or 0),
-        increment=pair_limits.increment or terms.source.increment,
-    )
+    limits.AmountRule.of(terms.source, pair_limits.minimum_points, pair_limits.increment).check(points)
     breakdown = price(
         content.rule(),
         points,

@@ -8,11 +8,21 @@ from dataclasses import dataclass
 
 from exchange.clock import Clock
 from exchange.db.database import Database
-from exchange.pricing import promotions, quotes, rates
+from exchange.pricing import limits, promotions, quotes, rates
 from exchange.pricing.models import Promotion, RateVersion
 from exchange.pricing.promotions import PromotionTerms
 from exchange.pricing.rates import PairOverride, RateTerms
 from exchange.programs import service as programs
+from exchange.programs.models import Program
+
+
+@dataclass(frozen=True, slots=True)
+class PairAmountRule:
+    """A pair whose rate sets an amount rule other than its source program's own: ``rule``."""
+
+    source: Program
+    target: Program
+    rule: limits.AmountRule
 
 
 @dataclass
@@ -56,6 +66,21 @@ class PricingService:
         """For each program, the versions in effect now for conversions into it, by source."""
         async with self.db.transaction() as session:
             return await rates.current_versions_into(session, program_ids, self.clock.now())
+
+    async def pair_amount_rules(self, programs: Sequence[Program]) -> list[PairAmountRule]:
+        """The pairs between ``programs`` (each into each other) whose rate in force now sets an
+        amount rule other than its source's own, as a quote checks it (a stricter minimum, an
+        increment of its own), by source then target: read in one query, no partner asked."""
+        by_id = {program.id: program for program in programs}
+        found: list[PairAmountRule] = []
+        for target, versions in (await self.incoming_rates(list(by_id))).items():
+            for version in versions:
+                if (source := by_id.get(version.from_program)) is None:
+                    continue
+                rule = limits.AmountRule.of(source, version.minimum_points, version.increment)
+                if rule != limits.AmountRule.of_source(source):
+                    found.append(PairAmountRule(source, by_id[target], rule))
+        return sorted(found, key=lambda pair: (pair.source.name, pair.target.name))
 
     async def promotions(self, program_ids: Sequence[str]) -> dict[str, list[Promotion]]:
         """Each program's promotions, past, present and future."""

@@ -16,7 +16,8 @@ read back into what it says:
 * why a saga failed over a partner's write (:mod:`exchange.sagas.doubt`) becomes its template's
   key, the partner named by who it is to the member (the program converted from, or to, or
   paid with); so does a conversion's amount or cap refused (:mod:`exchange.pricing.limits`),
-  and an account a partner did not confirm (:mod:`exchange.federation.link_attempts`);
+  an account a partner did not confirm (:mod:`exchange.federation.link_attempts`), and a page's
+  cursor the exchange did not give out (:mod:`exchange.conversions.queries`);
 * a person's own words (a staff member's reason in the risk log) are shown as written;
 * any other text of the exchange is shown as written on an English page, and marked as
   English on any other.
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from exchange.connectors.errors import REFUSED, PartnerError, PartnerRefusal
+from exchange.conversions.queries import NOT_A_CURSOR
 from exchange.errors import ErrorCode, ExchangeError
 from exchange.federation import link_attempts
 from exchange.pricing import limits
@@ -64,6 +66,7 @@ FAILURES = (
     reasons.Reason("NOT_WHOLE_POINTS", limits.NOT_WHOLE_POINTS),
     reasons.Reason("CAP_EXCEEDED", limits.CAP_EXCEEDED),
     reasons.Reason("NOT_CONFIRMED", link_attempts.NOT_CONFIRMED),
+    reasons.Reason("NOT_A_CURSOR", NOT_A_CURSOR),
 )
 #: Values of :data:`FAILURES` that are whole numbers, besides the risk log's (:data:`~exchange.risk.reasons.NUMBERS`).
 FAILURE_NUMBERS = frozenset({"remaining", "amount"})

@@ -61,7 +61,7 @@ def test_a_templates_count_takes_its_noun_in_the_singular_only_for_one() -> None
 )
 def test_a_minimum_refused_reads_right_for_one_and_many(minimum: int, english: str, chinese: str) -> None:
     with pytest.raises(LimitExceeded) as refused:
-        limits.check_amount(0, minimum=minimum, increment=1)
+        limits.AmountRule(minimum, 1).check(0)
     assert refused.value.message == english[0].lower() + english[1:-1]
     assert said(refused.value.message, ENGLISH) == english
     assert said(refused.value.message, TRADITIONAL_CHINESE) == chinese

@@ -152,7 +152,7 @@ def said_in_chinese(said: Said) -> str:
 def test_an_amount_a_conversion_refuses_is_said_in_the_readers_language(points: int, key: str, chinese: str) -> None:
     """A member's page said "at least 3000 points must be converted", in English, ungrouped."""
     with pytest.raises(LimitExceeded) as refused:
-        limits.check_amount(points, minimum=3_000, increment=1_000)
+        limits.AmountRule(3_000, 1_000).check(points)
     said = Refusal.of(refused.value, PROGRAMS).said
     assert said.key == key
     assert said_in_chinese(said) == chinese

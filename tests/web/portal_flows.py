@@ -3,15 +3,21 @@ and back."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import create_engine, inspect, text
 
+from exchange.db.database import Database
 from exchange.db.migrate import sync_database_url
+from exchange.pricing import rates
+from tests.web.conftest import run_async
 from tests.web.portal_partners import PIN
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -119,3 +125,28 @@ def rows_per_table(database_url: str) -> dict[str, int]:
             return {table: connection.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one() for table in tables}
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def pair_limits(database_url: str, source: str, target: str, **limits: int | None) -> Iterator[None]:
+    """The rate in force from ``source`` into ``target`` with its own ``limits`` (as a partner's
+    rate sets them) while the block runs; as it was after."""
+
+    async def set_to(values: dict[str, int | None]) -> dict[str, int | None]:
+        db = Database.from_url(database_url)
+        try:
+            async with db.transaction() as session:
+                version = await rates.version_at(session, source, target, datetime.now(UTC))
+                before = {name: getattr(version, name) for name in values}
+                for name, value in values.items():
+                    setattr(version, name, value)
+                session.add(version)
+                return before
+        finally:
+            await db.dispose()
+
+    before = run_async(lambda: set_to(limits))
+    try:
+        yield
+    finally:
+        run_async(lambda: set_to(before))

@@ -20,7 +20,9 @@ from exchange.db.database import Database
 from exchange.pricing.models import Quote
 from exchange.rewards.catalog import RewardDraft
 from exchange.services.container import open_services
+from exchange.web.portal import convert
 from tests.web.conftest import DESKTOP, PASSWORD, PHONE, PortalGateway, open_context, run_async
+from tests.web.portal_flows import pair_limits
 from tests.web.portal_partners import PIN
 
 Screenshot = Callable[[Page, str], Path]
@@ -147,6 +149,46 @@ def test_a_member_converts_in_time_and_both_partners_balances_change(
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.locator("tr[id^=conversion-] .status a").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Converted")
+
+
+def test_the_convert_form_says_a_pairs_own_rule_at_a_phones_width(
+    member_page: Page, portal_gateway: PortalGateway, screenshot: Screenshot
+) -> None:
+    """A pair's own minimum and step, under the source programs' own, readable on a phone."""
+    page = member_page
+    member_with_two_programs(portal_gateway, page)
+    page.set_viewport_size(PHONE)
+    database_url = portal_gateway.gateway.settings.database_url
+    with pair_limits(database_url, "fresh-mart", "formosa-air", minimum_points=2_000, increment=500):
+        page.goto("/portal/convert")
+        expect(page.locator("#rule-fresh-mart-to-formosa-air")).to_have_text(
+            "From FreshMart Rewards into Formosa Air Miles: at least 2,000 FreshMart Points, in steps of 500."
+        )
+        screenshot(page, "pair-rule")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+def test_a_member_pages_to_older_conversions_at_a_phones_width(
+    member_page: Page, portal_gateway: PortalGateway, screenshot: Screenshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history listed the newest 50 and no more; the older ones are a link away."""
+    monkeypatch.setattr(convert, "HISTORY_LENGTH", 1)
+    page = member_page
+    member_with_two_programs(portal_gateway, page)
+    for points in (1_000, 2_000):
+        ask_quote(page, "FreshMart Rewards", "Formosa Air Miles", points)
+        page.get_by_role("button", name="Convert now").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Converted")
+    page.set_viewport_size(PHONE)
+    page.get_by_role("link", name="Your conversions").click()
+    expect(page.locator("tr[id^=conversion-]")).to_contain_text("2,000 FreshMart Points")
+    page.get_by_role("navigation", name="More conversions").get_by_role("link", name="Older conversions").click()
+    expect(page.locator("tr[id^=conversion-]")).to_contain_text("1,000 FreshMart Points")
+    expect(page.get_by_role("link", name="Older conversions")).to_have_count(0)
+    screenshot(page, "older-conversions")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.get_by_role("link", name="Newest conversions").click()
+    expect(page.locator("tr[id^=conversion-]")).to_contain_text("2,000 FreshMart Points")
 
 
 def test_after_the_countdown_runs_out_the_page_asks_for_a_new_quote_from_the_keyboard(

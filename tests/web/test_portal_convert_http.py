@@ -3,6 +3,7 @@ form, after the quote ran out, and without the source program's authority."""
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import secrets
@@ -20,8 +21,18 @@ from exchange.db.database import Database
 from exchange.pricing.models import Quote
 from exchange.sagas import doubt
 from exchange.sandbox.faults import FaultKind
+from exchange.web.portal import convert
 from tests.web.conftest import PortalGateway, run_async
-from tests.web.portal_flows import CSRF_FIELD, QUOTE_PATH, ask_quote, convert_form, csrf_token, rows_per_table, sign_in
+from tests.web.portal_flows import (
+    CSRF_FIELD,
+    QUOTE_PATH,
+    ask_quote,
+    convert_form,
+    csrf_token,
+    pair_limits,
+    rows_per_table,
+    sign_in,
+)
 from tests.web.portal_partners import PIN, end_client, set_member_scopes, signing_in_as_a_client_with
 
 
@@ -125,6 +136,48 @@ def test_the_convert_form_says_each_programs_minimum_and_step_before_a_quote_is_
 
 
 @pytest.mark.parametrize(
+    ("language", "rule"),
+    [
+        ("en", "From Wallet Pay Points into Formosa Air Miles: at least 10,000 Wallet Points, in steps of 10,000."),
+        ("zh-TW", "從Wallet Pay Points轉入Formosa Air Miles：至少 10,000 Wallet Point，以 10,000 為單位。"),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_the_convert_form_says_a_pairs_own_stricter_rule_which_the_quote_checks(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, rule: str
+) -> None:
+    """A pair's rate may set its own minimum and step (Wallet Pay into Formosa Air: at least
+    10,000, in steps of 10,000): the form said Wallet Pay's own (at least 10, any step), and the
+    member learnt the pair's from the refusal of the quote they asked for."""
+    member_ref = linked_member(portal_gateway, client, also_sign_in=False)
+    portal_gateway.partners.add_member("wallet-pay", member_ref, balance=50_000)
+    form = {"csrf_token": csrf_token(client, "/portal/convert"), "program": "wallet-pay", "member_ref": member_ref}
+    assert client.post("/portal/accounts/link", data={**form, "verification": PIN}).status_code == 303
+    headers = {"accept-language": language}
+    with pair_limits(
+        portal_gateway.gateway.settings.database_url,
+        "wallet-pay",
+        "formosa-air",
+        minimum_points=10_000,
+        increment=10_000,
+    ):
+        page = html.unescape(client.get("/portal/convert", headers=headers).text)
+        rules = page.split('id="amount-rules">')[1].split("</ul>")[0]
+        shown = dict(re.findall(r'<li id="rule-([a-z0-9-]+)">(.*?)</li>', rules, re.S))
+        assert " ".join(shown.pop("wallet-pay-to-formosa-air").split()) == rule
+        assert set(shown) == {"coalition", "formosa-air", "fresh-mart", "wallet-pay"}, (
+            "no pair without a rule of its own"
+        )
+        # The rule shown is the one the quote checks.
+        asked = {"from_program": "wallet-pay", "to_program": "formosa-air", "points": "15000"}
+        refused = client.post("/portal/convert", data={"csrf_token": csrf_token(client, "/portal/convert"), **asked})
+        assert (
+            refused.status_code == 400 and "in steps of 10,000" in html.unescape(refused.text).split('id="problem"')[1]
+        )
+    assert "wallet-pay-to-formosa-air" not in client.get("/portal/convert").text, "the pair's own rule cleared"
+
+
+@pytest.mark.parametrize(
     ("language", "empty", "converted", "reversed_"),
     [
         ("en", "You have not converted points yet.", "Converted", "Reversed, points given back"),
@@ -152,6 +205,67 @@ def test_a_member_finds_their_conversions_again_newest_first_each_leading_to_its
     newest, oldest = (" ".join(re.sub(r"<[^>]+>", " ", cells).split()) for _, cells in rows)
     assert "2,000 FreshMart Point" in newest and "Formosa Air Miles" in newest and converted in newest
     assert "1,000 FreshMart Point" in oldest and reversed_ in oldest
+
+
+@pytest.mark.parametrize(
+    ("language", "older", "newest"),
+    [("en", "Older conversions", "Newest conversions"), ("zh-TW", "較早的轉換", "最新的轉換")],
+)
+def test_a_member_pages_to_older_conversions_by_the_cursor_graphql_pages_with(
+    portal_gateway: PortalGateway,
+    client: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
+    language: str,
+    older: str,
+    newest: str,
+) -> None:
+    """The history listed the newest 50 and no more: an older conversion was out of reach."""
+    monkeypatch.setattr(convert, "HISTORY_LENGTH", 2)
+    linked_member(portal_gateway, client, also_sign_in=False)
+    outcomes = []
+    for points in (1_000, 1_500, 2_000):
+        quote_page = ask_quote(client, "fresh-mart", "formosa-air", points)
+        outcomes.append(client.post(quote_page, data=convert_form(client, quote_page)).headers["location"])
+    headers = {"accept-language": language}
+
+    def listed(page: str) -> list[str]:
+        return [f"/portal/conversions/{row_id}" for row_id in re.findall(r'<tr id="conversion-([0-9a-f-]+)">', page)]
+
+    first = html.unescape(client.get("/portal/conversions", headers=headers).text)
+    assert listed(first) == outcomes[:0:-1] and newest not in first
+    link = re.search(r'<a href="([^"]+)" rel="next" id="older">([^<]+)</a>', first)
+    assert link is not None and link[2] == older
+    second = html.unescape(client.get(link[1], headers=headers).text)
+    assert listed(second) == outcomes[:1] and 'id="older"' not in second
+    assert f'<a href="/portal/conversions" id="newest">{newest}</a>' in second
+
+
+@pytest.mark.parametrize(
+    ("language", "said"),
+    [
+        ("en", "This link to older entries is not one the exchange gave out. Start again from the newest."),
+        ("zh-TW", "這個較早紀錄的連結不是交換平台提供的。請從最新的紀錄重新開始。"),
+    ],
+)
+@pytest.mark.parametrize(
+    "after",
+    [
+        base64.urlsafe_b64encode(b"9999-12-31T00:00:00|x").decode(),  # no offset: no time a cursor holds
+        "forged",
+        base64.urlsafe_b64encode(f"2026-01-01T00:00:00+00:00|{'x' * 200}".encode()).decode(),  # longer than any
+    ],
+    ids=["naive", "not-base64", "too-long"],
+)
+def test_a_forged_cursor_is_refused_as_graphql_refuses_it_and_lists_nothing(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, said: str, after: str
+) -> None:
+    linked_member(portal_gateway, client, also_sign_in=False)
+    answer = client.get("/portal/conversions", params={"after": after}, headers={"accept-language": language})
+    assert answer.status_code == 400
+    page = html.unescape(answer.text)
+    assert page.split('id="problem"')[1].split('<p class="muted">')[1].split("</p>")[0] == said
+    assert "<tr id=" not in page and 'id="no-conversions"' not in page
+    assert 'href="/portal/conversions" id="newest"' in page
 
 
 def test_a_member_converts_in_time_and_both_partners_balances_change_once_for_a_double_submit(

@@ -18,6 +18,8 @@ from exchange.auth.scopes import Scope
 from exchange.db.database import Database
 from exchange.programs.models import Program
 from exchange.rewards.catalog import RewardDraft
+from exchange.rewards.models import Redemption
+from exchange.sagas import doubt
 from exchange.sandbox.faults import FaultKind
 from exchange.services.container import open_services
 from tests.web.conftest import PortalGateway, run_async
@@ -369,3 +371,57 @@ def _refused_then_redeemed_at_the_new_price(
     again = {**form, **dict(SHOWN_POINTS.findall(refused.text)), "idempotency_key": key[1]}
     assert client.post(f"/portal/rewards/{reward_id}", data=again).status_code == 303
     assert partners.balance("fresh-mart", member_ref) == 50_000 - 816
+
+
+def recorded_as(portal_gateway: PortalGateway, redemption_id: str, **values: str) -> None:
+    """The redemption ``redemption_id`` rewritten with ``values``, as the saga leaves it in a case
+    a sandbox cannot be made to play from the portal."""
+
+    async def rewrite() -> None:
+        db = Database.from_url(portal_gateway.gateway.settings.database_url)
+        try:
+            async with db.transaction() as session:
+                await session.exec(  # type: ignore[call-overload]
+                    update(Redemption).where(col(Redemption.id) == redemption_id).values(**values)
+                )
+        finally:
+            await db.dispose()
+
+    run_async(rewrite)
+
+
+@pytest.mark.parametrize(
+    ("language", "status", "said"),
+    [
+        (
+            "en",
+            "Reversed, points given back",
+            "The program you paid with reversed the debit on its own before confirming it: nothing is left of it.",
+        ),
+        ("zh-TW", "已撤銷，點數已退回", "您用來支付的計畫在確認扣點前已自行將其沖回：這筆扣點已不存在。"),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_a_redemption_whose_paying_partner_gave_the_debit_back_on_its_own_says_so_not_cancelled(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, status: str, said: str
+) -> None:
+    """REVERSED because the paying program reverted its debit itself while it was in doubt
+    (WRITE_GIVEN_BACK): the history said "Cancelled, points given back", as if the member had
+    cancelled it, and gave no reason."""
+    member_ref = portal_gateway.partners.new_member("fresh-mart", balance=50_000)
+    sign_in(client, "fresh-mart", member_ref)
+    reward_id = publish(portal_gateway, "formosa-air", "Lounge pass")
+    assert client.post(f"/portal/rewards/{reward_id}", data=redeem_form(client, reward_id, "fresh-mart")).is_redirect
+    found = re.search(r'<tr id="redemption-([0-9a-f-]+)">', client.get("/portal/rewards/history").text)
+    assert found is not None
+    recorded_as(
+        portal_gateway,
+        found[1],
+        status="REVERSED",
+        failure_code="PARTNER_REFUSED",
+        failure_message=doubt.WRITE_GIVEN_BACK.format(partner="paying", write="debit"),
+    )
+    page = html.unescape(client.get("/portal/rewards/history", headers={"accept-language": language}).text)
+    row = page.split(f'<tr id="redemption-{found[1]}">')[1].split("</tr>")[0]
+    assert status in row and "Cancelled" not in row and "取消" not in row
+    assert row.split(f'id="failure-{found[1]}">')[1].split("</p>")[0] == said

@@ -20,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 
 from exchange.conversions.errors import QuoteAlreadyExecuted
 from exchange.conversions.models import Conversion
-from exchange.errors import BadUserInput, ExchangeError
+from exchange.errors import BadUserInput, ExchangeError, http_status
 from exchange.pricing.limits import MAX_POINTS, NOT_WHOLE_POINTS
 from exchange.pricing.models import Quote
 from exchange.services.container import Services
@@ -114,11 +114,30 @@ class ConvertPages:
 
     async def history(self, request: Request) -> Response:
         """The member's conversions, newest first, each leading to its own page: without it a
-        conversion was found again only through the address its outcome was shown at."""
-        listed = await self.services.conversions.conversions(member(request), first=HISTORY_LENGTH, after=None)
+        conversion was found again only through the address its outcome was shown at. Older
+        ones a page at a time, after the cursor (``after``) the GraphQL ``conversions`` field
+        pages with, refused as it refuses one it did not give out."""
+        after = request.query_params.get("after")
         catalog = await self.services.catalog.cache.get()
+        try:
+            listed = await self.services.conversions.conversions(member(request), first=HISTORY_LENGTH, after=after)
+        except ExchangeError as problem:
+            return self.pages.render(
+                request,
+                "portal/conversions.html",
+                {"conversions": [], "after": after, "older": None, "problem": Refusal.of(problem, catalog.programs)},
+                status_code=http_status(problem.code),
+            )
         return self.pages.render(
-            request, "portal/conversions.html", {"conversions": listed.items, "programs": catalog.programs}
+            request,
+            "portal/conversions.html",
+            {
+                "conversions": listed.items,
+                "programs": catalog.programs,
+                "after": after,
+                "older": listed.next_cursor,
+                "problem": None,
+            },
         )
 
     async def _form(
@@ -140,6 +159,9 @@ class ConvertPages:
             "portal/convert.html",
             {
                 "programs": programs,
+                # A pair's own rule where its rate sets one (stored with the rates, read as the
+                # quote reads it): the source's rule alone would send the member to a refusal.
+                "pair_rules": await self.services.pricing.pair_amount_rules(programs),
                 "entered": entered,
                 # Unless chosen: from a program whose points this session spends, not the first
                 # by name (the coalition point, which a new member holds none of).

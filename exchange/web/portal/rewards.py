@@ -38,7 +38,7 @@ from exchange.web.portal.members import (
     member_session,
     writing,
 )
-from exchange.web.said import Refusal
+from exchange.web.said import Refusal, Said
 from exchange.web.templating import Pages, Place
 
 HISTORY_LENGTH = 50
@@ -143,6 +143,16 @@ class RewardPages:
             "portal/history.html",
             {
                 "redemptions": redemptions,
+                # Why each one that failed or was reversed by its saga did, said as a conversion's
+                # page says its failure; not for one its member or its publisher cancelled, or
+                # that was not delivered in time (``cancelled_by``), whose status says so.
+                "failures": {
+                    redemption.id: Said.failure(redemption.failure_code, redemption.failure_message, catalog.programs)
+                    for redemption in redemptions
+                    if redemption.failure_code is not None
+                    and redemption.failure_message
+                    and not redemption.cancelled_by
+                },
                 "rewards": rewards,
                 "programs": catalog.programs,
                 "notice": notice,
