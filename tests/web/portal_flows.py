@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, text, update
+from sqlmodel import SQLModel, col
 
 from exchange.db.database import Database
 from exchange.db.migrate import sync_database_url
 from exchange.pricing import rates
-from tests.web.conftest import run_async
+from tests.web.conftest import PortalGateway, run_async
 from tests.web.portal_partners import PIN
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -150,3 +151,20 @@ def pair_limits(database_url: str, source: str, target: str, **limits: int | Non
         yield
     finally:
         run_async(lambda: set_to(before))
+
+
+def recorded_as(portal_gateway: PortalGateway, model: type[SQLModel], row_id: str, **values: object) -> None:
+    """The ``model`` row ``row_id`` (a conversion, a redemption) rewritten with ``values``, as
+    the saga leaves it in a case a sandbox cannot be made to play from the portal."""
+
+    async def rewrite() -> None:
+        db = Database.from_url(portal_gateway.gateway.settings.database_url)
+        try:
+            async with db.transaction() as session:
+                await session.exec(  # type: ignore[call-overload]
+                    update(model).where(col(model.id) == row_id).values(**values)  # type: ignore[attr-defined]
+                )
+        finally:
+            await db.dispose()
+
+    run_async(rewrite)

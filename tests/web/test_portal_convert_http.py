@@ -30,6 +30,7 @@ from tests.web.portal_flows import (
     convert_form,
     csrf_token,
     pair_limits,
+    recorded_as,
     rows_per_table,
     sign_in,
 )
@@ -197,7 +198,9 @@ def test_a_member_finds_their_conversions_again_newest_first_each_leading_to_its
     for points in (1_000, 2_000):
         quote_page = ask_quote(client, "fresh-mart", "formosa-air", points)
         outcomes.append(client.post(quote_page, data=convert_form(client, quote_page)).headers["location"])
-    recorded_as(portal_gateway, outcomes[0], status="REVERSED", failure_code="PARTNER_REFUSED")
+    recorded_as(
+        portal_gateway, Conversion, outcomes[0].rsplit("/", 1)[1], status="REVERSED", failure_code="PARTNER_REFUSED"
+    )
     assert 'href="/portal/conversions"' in client.get(outcomes[1]).text
     page = html.unescape(client.get("/portal/conversions", headers=headers).text)
     rows = re.findall(r'<tr id="conversion-([0-9a-f-]+)">(.*?)</tr>', page, re.S)
@@ -685,23 +688,6 @@ def test_a_conversion_the_partner_refused_shows_the_partners_own_words_on_a_chin
     assert portal_gateway.partners.balance("fresh-mart", member_ref) == 5_000
 
 
-def recorded_as(portal_gateway: PortalGateway, outcome: str, **values: str) -> None:
-    """The conversion of the ``outcome`` page (its URL) rewritten with ``values``, as the saga
-    leaves it in a case a sandbox cannot be made to play from the portal."""
-
-    async def rewrite() -> None:
-        db = Database.from_url(portal_gateway.gateway.settings.database_url)
-        try:
-            async with db.transaction() as session:
-                await session.exec(  # type: ignore[call-overload]
-                    update(Conversion).where(col(Conversion.id) == outcome.rsplit("/", 1)[1]).values(**values)
-                )
-        finally:
-            await db.dispose()
-
-    run_async(rewrite)
-
-
 @pytest.mark.parametrize(
     ("language", "headline", "said"),
     [
@@ -723,7 +709,8 @@ def test_a_conversion_whose_source_gave_the_debit_back_on_its_own_says_so_not_to
     outcome = client.post(quote_page, data=convert_form(client, quote_page)).headers["location"]
     recorded_as(
         portal_gateway,
-        outcome,
+        Conversion,
+        outcome.rsplit("/", 1)[1],
         status="REVERSED",
         failure_code="PARTNER_REFUSED",
         failure_message=doubt.WRITE_GIVEN_BACK.format(partner="source", write="debit"),
@@ -748,7 +735,9 @@ def test_a_conversion_that_stood_after_its_target_contradicted_itself_says_so_on
         refusal="partner formosa-air refused REVERSE: not enough miles",
     )
 
-    recorded_as(portal_gateway, outcome, failure_code=doubt.CONTRADICTED, failure_message=stood)
+    recorded_as(
+        portal_gateway, Conversion, outcome.rsplit("/", 1)[1], failure_code=doubt.CONTRADICTED, failure_message=stood
+    )
     page = html.unescape(client.get(outcome, headers={"accept-language": "zh-TW"}).text)
     assert "轉換完成" in page.split("<h1>")[1].split("</h1>")[0]
     failure = page.split('id="failure">')[1].split("</p>")[0]

@@ -23,7 +23,7 @@ from exchange.sagas import doubt
 from exchange.sandbox.faults import FaultKind
 from exchange.services.container import open_services
 from tests.web.conftest import PortalGateway, run_async
-from tests.web.portal_flows import CSRF_FIELD, IDEMPOTENCY_FIELD, language_link, rows_per_table, sign_in
+from tests.web.portal_flows import CSRF_FIELD, IDEMPOTENCY_FIELD, language_link, recorded_as, rows_per_table, sign_in
 from tests.web.portal_partners import PIN, end_client, set_member_scopes, signing_in_as_a_client_with
 
 _rewards = itertools.count(1)
@@ -373,23 +373,6 @@ def _refused_then_redeemed_at_the_new_price(
     assert partners.balance("fresh-mart", member_ref) == 50_000 - 816
 
 
-def recorded_as(portal_gateway: PortalGateway, redemption_id: str, **values: str) -> None:
-    """The redemption ``redemption_id`` rewritten with ``values``, as the saga leaves it in a case
-    a sandbox cannot be made to play from the portal."""
-
-    async def rewrite() -> None:
-        db = Database.from_url(portal_gateway.gateway.settings.database_url)
-        try:
-            async with db.transaction() as session:
-                await session.exec(  # type: ignore[call-overload]
-                    update(Redemption).where(col(Redemption.id) == redemption_id).values(**values)
-                )
-        finally:
-            await db.dispose()
-
-    run_async(rewrite)
-
-
 @pytest.mark.parametrize(
     ("language", "status", "said"),
     [
@@ -416,6 +399,7 @@ def test_a_redemption_whose_paying_partner_gave_the_debit_back_on_its_own_says_s
     assert found is not None
     recorded_as(
         portal_gateway,
+        Redemption,
         found[1],
         status="REVERSED",
         failure_code="PARTNER_REFUSED",
