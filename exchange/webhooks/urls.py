@@ -8,10 +8,12 @@ The rule, in order (the first broken one is reported, by name, as ``extensions.r
 * ``https-required``: ``https://``; in development (``EXCHANGE_ENVIRONMENT`` other than
   ``production``) also ``http://`` to a loopback host (``localhost``, ``127.0.0.0/8``, ``::1``),
   for tests and the demo;
-* ``public-host`` (production only): not ``localhost`` nor an IP address that is not public
+* ``public-host`` (production only): not ``localhost`` nor a name under it (RFC 6761 keeps
+  them for loopback: ``api.localhost``), nor an IP address that is not public
   (:func:`is_public`): the exchange must not be made to call into its own network. An address
   counts in every form the system's resolver reads as one (``2130706433``, ``0x7f.1``,
-  ``127.1`` are 127.0.0.1). Names are not resolved here: the delivery worker checks where a
+  ``127.1`` are 127.0.0.1), and a host counts with or without the trailing dot of a fully
+  qualified name (``localhost.``, ``127.0.0.1.``). Names are not resolved here: the delivery worker checks where a
   name leads each time it connects (:mod:`exchange.webhooks.egress`);
 * ``sendable``: a URL the delivery's HTTP client can send to: its host a domain name IDNA
   encodes (``ｌｏｃａｌｈｏｓｔ`` is none) or an IP address as the client writes one. The
@@ -62,8 +64,21 @@ def is_public(address: Address) -> bool:
 
 
 def is_loopback(host: str) -> bool:
-    address = _ip(host)
-    return host == "localhost" or (address is not None and address.is_loopback)
+    address = _ip(_unqualified(host))
+    return is_localhost_name(host) or (address is not None and address.is_loopback)
+
+
+def is_localhost_name(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a name under it, which RFC 6761 reserves for
+    loopback (resolvers such as systemd's answer 127.0.0.1 for ``api.localhost``)."""
+    name = _unqualified(host).lower()
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def _unqualified(host: str) -> str:
+    """``host`` without the one trailing dot that marks a fully qualified name (``localhost.``
+    is ``localhost``, and a resolver reads ``127.0.0.1.`` as that address)."""
+    return host[:-1] if host.endswith(".") else host
 
 
 def _ip(host: str) -> Address | None:
@@ -91,8 +106,8 @@ def check_url(url: str, *, production: bool) -> str:
     if scheme != "https" and not (scheme == "http" and not production and is_loopback(host)):
         rule = "https:// is required" + ("" if production else " (http:// only to a loopback host in development)")
         raise BadWebhookURL(rule, "https-required")
-    address = host_address(host)
-    if production and (host == "localhost" or (address is not None and not is_public(address))):
+    address = host_address(_unqualified(host))
+    if production and (is_localhost_name(host) or (address is not None and not is_public(address))):
         raise BadWebhookURL(
             "in production the URL's host must be public, not a local or private address", "public-host"
         )

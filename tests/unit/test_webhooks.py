@@ -58,6 +58,13 @@ NOW = datetime.now(UTC).replace(microsecond=0)
         ("https://100.64.0.1/hook", True, "public-host"),
         ("https://[::ffff:169.254.169.254]/hook", True, "public-host"),
         ("https://[64:ff9b::a9fe:a9fe]/hook", True, "public-host"),
+        # A fully qualified name's trailing dot changes nothing; names under localhost are loopback
+        ("https://localhost./hook", True, "public-host"),
+        ("https://LocalHost./hook", True, "public-host"),
+        ("https://127.0.0.1./hook", True, "public-host"),
+        ("https://0x7f.1./hook", True, "public-host"),
+        ("https://api.localhost/hook", True, "public-host"),
+        ("https://api.localhost./hook", True, "public-host"),
     ],
 )
 def test_a_url_that_breaks_the_rule_is_refused_naming_the_rule(url: str, production: bool, rule: str) -> None:
@@ -75,6 +82,9 @@ def test_a_url_that_breaks_the_rule_is_refused_naming_the_rule(url: str, product
         ("http://localhost/hook", False),
         ("http://[::1]:8000/hook", False),
         ("https://b\u00fccher.example/hook", True),  # a domain name IDNA encodes
+        ("https://partner.example./hook", True),  # fully qualified
+        ("https://localhost.partner.example/hook", True),  # a public name that begins with "localhost"
+        ("http://localhost.:8000/hook", False),
     ],
 )
 def test_https_anywhere_and_http_to_loopback_in_development_are_accepted(url: str, production: bool) -> None:
