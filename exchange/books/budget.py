@@ -61,6 +61,11 @@ class BudgetStatus:
         return self.crossed[-1] if self.crossed else BudgetLevel.NONE
 
     @property
+    def level_begins_at(self) -> int | None:
+        """The percent of the budget at which :attr:`level` begins (None below the first alert)."""
+        return dict(THRESHOLDS).get(self.level)
+
+    @property
     def percent_used(self) -> Decimal:
         """spend ÷ budget × 100, to two decimals by ``ROUND_MONEY`` (shown, never compared)."""
         return Decimal(round(Fraction(self.spend * 10_000, self.budget))).scaleb(-2)  # round(): half-even

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
@@ -67,6 +69,33 @@ def test_every_message_of_the_templates_is_translated_into_traditional_chinese()
         assert not entry.fuzzy, f"{key!r} is marked fuzzy in the zh_TW catalog"
         strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
         assert all(strings), f"{key!r} has no zh_TW translation"
+
+
+def test_every_message_and_its_translation_format_as_the_pages_format_them() -> None:
+    """The pages' gettext is Jinja's newstyle one: every message is a %-format string, formatted
+    even with no variables, so a bare ``%`` ("80 % of") fails the page; and a translation must
+    take the same placeholders as its message."""
+    with catalog_path(TRADITIONAL_CHINESE).open("rb") as po:
+        catalog = read_po(po)
+    checked = 0
+    for entry in catalog:
+        if not entry.id:
+            continue
+        ids = entry.id if isinstance(entry.id, tuple) else (entry.id,)
+        strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
+        names = {name for text in ids for name in re.findall(r"%\((\w+)\)", text)} | (
+            {"num"} if len(ids) > 1 else set()
+        )
+        values = dict.fromkeys(names, "7")
+        for text in (*ids, *strings):
+            try:
+                text % values
+            except (TypeError, ValueError, KeyError) as error:
+                pytest.fail(f"{text!r} (message {ids[0]!r}) does not format as a page formats it: {error}")
+        for string in strings:
+            assert set(re.findall(r"%\((\w+)\)", string)) <= names, f"{string!r} names a placeholder {ids[0]!r} lacks"
+        checked += 1
+    assert checked > 100
 
 
 def test_translations_are_read_from_the_catalog_and_english_needs_none() -> None:

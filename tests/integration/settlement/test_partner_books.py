@@ -135,6 +135,9 @@ async def test_budget_alerts_fire_at_exactly_80_and_100_percent_and_are_logged_o
         await post(settlement, [conversion(name, "wallet-pay", "formosa-air", 1, 0, points=(miles, miles))])
         read = await books.partner_books("formosa-air", "2026-11")
         assert read.budget is not None
+        assert read.budget.level_begins_at == {BudgetLevel.NONE: None, BudgetLevel.WARNING: 80}.get(
+            read.budget.level, 100
+        ), "the page says at what percent the level begins"
         return read.budget.level
 
     def alerts() -> list[str]:
