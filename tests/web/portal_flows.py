@@ -18,7 +18,7 @@ from sqlmodel import SQLModel, col
 from exchange.db.database import Database
 from exchange.db.migrate import sync_database_url
 from exchange.pricing import rates
-from tests.web.conftest import PortalGateway, run_async
+from tests.web.conftest import Gateway, run_async
 from tests.web.portal_partners import PIN
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -153,12 +153,12 @@ def pair_limits(database_url: str, source: str, target: str, **limits: int | Non
         run_async(lambda: set_to(before))
 
 
-def recorded_as(portal_gateway: PortalGateway, model: type[SQLModel], row_id: str, **values: object) -> None:
+def recorded_as(gateway: Gateway, model: type[SQLModel], row_id: str, **values: object) -> None:
     """The ``model`` row ``row_id`` (a conversion, a redemption) rewritten with ``values``, as
     the saga leaves it in a case a sandbox cannot be made to play from the portal."""
 
     async def rewrite() -> None:
-        db = Database.from_url(portal_gateway.gateway.settings.database_url)
+        db = Database.from_url(gateway.settings.database_url)
         try:
             async with db.transaction() as session:
                 await session.exec(  # type: ignore[call-overload]

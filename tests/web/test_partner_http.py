@@ -23,6 +23,7 @@ from exchange.conversions.clearing import conversion_transaction
 from exchange.db.database import Database
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.rewards.clearing import REVERSAL_KIND, redemption_transaction
+from exchange.rewards.models import Redemption
 from exchange.services.container import open_services
 from exchange.settlement.breaks import ResolveRequest
 from exchange.settlement.models import Resolution
@@ -32,6 +33,7 @@ from exchange.testing.kit import ExchangeKit
 from exchange.web.partner.statements import BREAKS_SHOWN
 from tests.api.conftest import post_last_month
 from tests.web.conftest import Gateway, Person, run_async, start_gateway
+from tests.web.portal_flows import recorded_as
 from tests.web.test_console_http import form_token, signed_in
 
 PARTNER = "/console/partner"
@@ -352,6 +354,17 @@ def test_a_members_redemption_awaits_the_partners_confirmation_or_cancellation(p
         assert "Delivered" in page and "Cancelled" in page
         assert page.count('<td data-label="Paid with">Harbor Bank Card Rewards</td>') == 2
         assert "<dd>4</dd>" in page, "the cancelled redemption gave its unit back"
+
+        # Reversed by the exchange (a delivery deadline passed, a paying partner gave the debit
+        # back), not cancelled by anyone: the page said "Cancelled" for both.
+        third = redeem_as_member(partnered_gateway, reward_id, "lounge-3")
+        recorded_as(partnered_gateway, Redemption, third["id"], status="REVERSED", failure_code="PARTNER_REFUSED")
+        row = (
+            client.get(f"{PARTNER}/rewards/{reward_id}")
+            .text.split(f"<code>{third['id'][:8]}</code>")[1]
+            .split("</tr>")[0]
+        )
+        assert "Reversed, points given back" in row and "Cancelled" not in row
 
 
 def token_status(gateway: Gateway, client_id: str, secret: str) -> int:

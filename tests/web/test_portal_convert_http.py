@@ -199,7 +199,11 @@ def test_a_member_finds_their_conversions_again_newest_first_each_leading_to_its
         quote_page = ask_quote(client, "fresh-mart", "formosa-air", points)
         outcomes.append(client.post(quote_page, data=convert_form(client, quote_page)).headers["location"])
     recorded_as(
-        portal_gateway, Conversion, outcomes[0].rsplit("/", 1)[1], status="REVERSED", failure_code="PARTNER_REFUSED"
+        portal_gateway.gateway,
+        Conversion,
+        outcomes[0].rsplit("/", 1)[1],
+        status="REVERSED",
+        failure_code="PARTNER_REFUSED",
     )
     assert 'href="/portal/conversions"' in client.get(outcomes[1]).text
     page = html.unescape(client.get("/portal/conversions", headers=headers).text)
@@ -708,7 +712,7 @@ def test_a_conversion_whose_source_gave_the_debit_back_on_its_own_says_so_not_to
     quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
     outcome = client.post(quote_page, data=convert_form(client, quote_page)).headers["location"]
     recorded_as(
-        portal_gateway,
+        portal_gateway.gateway,
         Conversion,
         outcome.rsplit("/", 1)[1],
         status="REVERSED",
@@ -736,7 +740,11 @@ def test_a_conversion_that_stood_after_its_target_contradicted_itself_says_so_on
     )
 
     recorded_as(
-        portal_gateway, Conversion, outcome.rsplit("/", 1)[1], failure_code=doubt.CONTRADICTED, failure_message=stood
+        portal_gateway.gateway,
+        Conversion,
+        outcome.rsplit("/", 1)[1],
+        failure_code=doubt.CONTRADICTED,
+        failure_message=stood,
     )
     page = html.unescape(client.get(outcome, headers={"accept-language": "zh-TW"}).text)
     assert "轉換完成" in page.split("<h1>")[1].split("</h1>")[0]

@@ -398,7 +398,7 @@ def test_a_redemption_whose_paying_partner_gave_the_debit_back_on_its_own_says_s
     found = re.search(r'<tr id="redemption-([0-9a-f-]+)">', client.get("/portal/rewards/history").text)
     assert found is not None
     recorded_as(
-        portal_gateway,
+        portal_gateway.gateway,
         Redemption,
         found[1],
         status="REVERSED",
