@@ -190,6 +190,9 @@ def test_a_partners_markup_in_a_reward_is_shown_as_text_in_either_language(
         assert page.status_code == 200, page.text
         assert "<script>alert" not in page.text and "<img src=x" not in page.text, path
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text, path
+    # Who offers the reward, not a conversion's source ("From" read "轉出", transferred out, in Chinese)
+    offered_by = {"en": "Offered by", "zh-TW": "提供者"}[lang]
+    assert f"<dt>{offered_by}</dt><dd>Wallet Pay Points</dd>" in page.text and "轉出" not in page.text
 
 
 async def _publish_hostile(portal_gateway: PortalGateway) -> str:
