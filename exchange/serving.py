@@ -3,7 +3,11 @@
 The demo runs the gateway (and, later, sandbox partners) this way, and tests run real HTTP
 servers on loopback with it: port 0 picks a free port, and :attr:`RunningServer.url` tells
 which one was bound. Every server, ``exchange serve``'s included, speaks HTTP/1.1 through
-:class:`BoundedHeadProtocol`.
+:class:`BoundedHeadProtocol`, which bounds what a client may make the server hold: a request
+head of at most :data:`MAX_REQUEST_HEAD_BYTES` (else 431), arriving whole within
+:data:`HEAD_TIMEOUT_SECONDS` of when the server waits for it (else 408, or a plain close if
+nothing came), and a body the application waits for never silent for :data:`BODY_IDLE_SECONDS`
+(else the connection is closed).
 """
 
 from __future__ import annotations
@@ -12,14 +16,15 @@ import asyncio
 import errno
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable, Scope
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from exchange.access_log import uvicorn_log_config
 from exchange.errors import ConfigurationError
@@ -29,21 +34,54 @@ CHOOSE_ANOTHER_PORT = "stop what listens there or choose another port"
 #: The most bytes a request's head (request line and headers) may take: nginx's default is
 #: 32 KiB, and the exchange's own cookies and tokens take a few.
 MAX_REQUEST_HEAD_BYTES = 64 * 1024
+#: How long the whole head of a request may take to arrive, counted from when the server begins
+#: to wait for it. nginx's client_header_timeout is 60 s; a head is a few KiB, which the slowest
+#: mobile link a partner or a member uses sends in well under a second, so we have no reason to
+#: hold a connection (and its file descriptor) for a client that dribbles one as long as that.
+HEAD_TIMEOUT_SECONDS = 20.0
+#: How long the application may wait for the next bytes of a request body it is reading before
+#: the request is abandoned: between reads, not for the whole body, so a slow but steady upload
+#: is never cut. nginx's client_body_timeout (60 s between reads) halved, as for the head.
+BODY_IDLE_SECONDS = 30.0
 #: How long a connection refused for its head is read from (and dropped) before it is closed.
 REFUSED_LINGER_SECONDS = 2.0
 _HEAD_TOO_LARGE = f"request head (request line and headers) larger than {MAX_REQUEST_HEAD_BYTES} bytes".encode()
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol over httptools, refusing a request whose head outgrows
-    :data:`MAX_REQUEST_HEAD_BYTES` with a 431 and closing the connection.
+    """uvicorn's HTTP/1.1 protocol over httptools, bounding what a client may make the server
+    hold: the bytes of a request's head, and the time its head and its body take to arrive.
 
-    httptools (llhttp) sets no limit of its own, and uvicorn's h11 protocol, which has one, is
-    pure Python: a client could send a header of a gigabyte, or a million headers, and the
-    worker held it all in memory and answered. Only the bytes of reads that fall wholly inside
-    one head are counted, so a head at most the limit is never refused (a body or the next
-    request in the same read counts for nothing), and a longer one is refused within one read
-    (256 KiB) of the limit.
+    *Bytes.* A request whose head outgrows :data:`MAX_REQUEST_HEAD_BYTES` is refused with a 431
+    and the connection closed. httptools (llhttp) sets no limit of its own, and uvicorn's h11
+    protocol, which has one, is pure Python: a client could send a header of a gigabyte, or a
+    million headers, and the worker held it all in memory and answered. Only the bytes of reads
+    that fall wholly inside one head are counted, so a head at most the limit is never refused
+    (a body or the next request in the same read counts for nothing), and a longer one is
+    refused within one read (256 KiB) of the limit.
+
+    *Time.* uvicorn arms no timer when a connection opens, and every read cancels its keep-alive
+    timer, so a client sending nothing, or a head or a body a byte every few seconds, held a
+    connection forever; a few thousand such clients exhausted the worker.
+
+    - The head: from when the server waits for one (the connection opened, or the previous
+      response completed on a kept-alive connection with no request read ahead), the whole head
+      must arrive within :data:`HEAD_TIMEOUT_SECONDS`. A head begun but not finished by then is
+      answered 408 and the connection closed; a connection on which nothing of a request has
+      arrived is closed without an answer, as uvicorn closes an idle kept-alive connection: no
+      request is there to answer, and a client that sends one just as the server closes takes
+      the close for what it is and retries, where a 408 crossing its request on the wire could
+      be read as that request's answer. The deadline never runs while the application handles
+      a request: a slow partner behind it is not the client's fault.
+    - The body: while the application waits for more of the request body, a client that sends
+      no byte of it for :data:`BODY_IDLE_SECONDS` (the bytes of chunked framing alone end no
+      wait) has its connection closed, and the application's ``receive`` answers
+      ``http.disconnect``. The limit is on each wait, not on the whole body.
+
+    Each cut is logged as one warning line. A connection has at most one timer armed at a time
+    (the head deadline, the body's idle check, or the linger of a refusal): one per request
+    head, and one per idle limit that the application spends waiting for a body. It is
+    cancelled when the connection is lost.
     """
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -52,46 +90,129 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._heads_read = 0
         self._head_bytes = 0
         self._refused = False
+        # Whether the parser holds the start of a head it has not finished (llhttp begins a
+        # message at its first byte).
+        self._head_begun = False
+        # Whether the application waits in ``receive`` for more of the body, and since when
+        # (each wait ends with the next bytes of the body, so a wait is a silence of the client).
+        self._awaiting_body = False
+        self._waiting_since = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._arm(HEAD_TIMEOUT_SECONDS, self._head_deadline_passed)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        self._head_begun = True
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
+        self._head_begun = False
         self._heads_read += 1
         self._head_bytes = 0
+        self._disarm()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._reading_head = True
         super().on_message_complete()
 
+    def on_response_complete(self) -> None:
+        next_request_read = bool(self.pipeline)  # then its application starts now, not a wait
+        super().on_response_complete()
+        if not next_request_read and not self.transport.is_closing():
+            self._arm(HEAD_TIMEOUT_SECONDS, self._head_deadline_passed)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        """Start ``app`` on ``cycle`` with a ``receive`` that bounds its waits for the body.
+
+        A ``receive`` that finds body bytes already read, the body complete, or the request
+        over does not wait for the client, and arms nothing."""
+
+        async def receive() -> ASGIReceiveEvent:
+            if cycle.body or not cycle.more_body or cycle.disconnected or cycle.response_complete:
+                return await cycle.receive()
+            self._awaiting_body = True
+            self._waiting_since = self.loop.time()
+            if self._timer is None:  # else the check of an earlier wait, which still holds
+                self._arm(BODY_IDLE_SECONDS, self._body_idle_check)
+            try:
+                return await cycle.receive()
+            finally:
+                self._awaiting_body = False
+
+        async def bounded(scope: Scope, _: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+            await app(scope, receive, send)
+
+        super()._start_asgi_task(cycle, bounded)
+
     def data_received(self, data: bytes) -> None:
         if self._refused:
-            return  # the rest of a refused request, read only so that the client gets the 431
+            return  # the rest of a refused request, read only so that the client gets the answer
         reading_head, heads_read = self._reading_head, self._heads_read
         super().data_received(data)
         if not (reading_head and self._reading_head and self._heads_read == heads_read):
             return
         self._head_bytes += len(data)
         if self._head_bytes > MAX_REQUEST_HEAD_BYTES and not self.transport.is_closing():
-            self._refuse()
+            self.logger.warning("Request head too large.")
+            self._refuse(b"431 Request Header Fields Too Large", _HEAD_TOO_LARGE)
 
-    def _refuse(self) -> None:
-        """Answer 431 and close. Closed at once with the client's bytes unread, the connection
-        would be reset, and the client would lose the answer with it: the answer ends the
-        sending side, and the rest the client sends is read and dropped until it closes its
-        side, or for :data:`REFUSED_LINGER_SECONDS`."""
-        self.logger.warning("Request head too large.")
+    def _head_deadline_passed(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        if not self._head_begun:
+            self.logger.warning("No request within %g s; connection closed.", HEAD_TIMEOUT_SECONDS)
+            self.transport.close()
+            return
+        self.logger.warning("Request head not complete within %g s.", HEAD_TIMEOUT_SECONDS)
+        reason = f"request head (request line and headers) not complete within {HEAD_TIMEOUT_SECONDS:g} seconds"
+        self._refuse(b"408 Request Timeout", reason.encode())
+
+    def _body_idle_check(self) -> None:
+        """Close the connection if the application's wait for the body has lasted
+        :data:`BODY_IDLE_SECONDS`; else look again when it would have. Checked lazily, so that
+        a body arriving in many reads costs one timer per idle limit, not one per read."""
+        self._timer = None
+        if not self._awaiting_body or self.transport.is_closing():
+            return  # the next wait arms a check of its own
+        silent = self.loop.time() - self._waiting_since
+        if silent < BODY_IDLE_SECONDS:
+            self._arm(BODY_IDLE_SECONDS - silent, self._body_idle_check)
+            return
+        self.logger.warning("No byte of the request body within %g s; connection closed.", BODY_IDLE_SECONDS)
+        self.transport.close()  # connection_lost tells the waiting application: http.disconnect
+
+    def _refuse(self, status: bytes, reason: bytes) -> None:
+        """Answer ``status`` (code and phrase) with ``reason`` as plain text, and close. Closed
+        at once with the client's bytes unread, the connection would be reset, and the client
+        would lose the answer with it: the answer ends the sending side, and the rest the client
+        sends is read and dropped until it closes its side, or for :data:`REFUSED_LINGER_SECONDS`."""
         self._refused = True
+        self._disarm()
         if self.cycle is not None and not self.cycle.response_complete:  # an answer being written
             self.transport.close()
             return
         self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_HEAD_TOO_LARGE), _HEAD_TOO_LARGE)
+            b"HTTP/1.1 %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(reason), reason)
         )
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        asyncio.get_running_loop().call_later(REFUSED_LINGER_SECONDS, self.transport.close)
+        self._arm(REFUSED_LINGER_SECONDS, self.transport.close)
+
+    def _arm(self, delay: float, callback: Callable[[], object]) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(delay, callback)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def listening_socket(
