@@ -145,17 +145,23 @@ class PortalGateway:
     partners: Any  # tests.web.portal_partners.Partners (imported late: it imports this module)
 
 
+def start_portal_gateway(databases: PostgresDatabases, data_dir: Path) -> Iterator[PortalGateway]:
+    """A gateway whose connectors reach sandbox partners (their data in ``data_dir``), which sign
+    members in to its portal."""
+    from tests.web.portal_partners import running_partners, set_up_member_sign_in
+
+    with running_partners(data_dir, PORTAL_PARTNERS) as partners:
+        for gateway in start_gateway(databases, partner_base_urls=partners.fleet.base_urls):
+            set_up_member_sign_in(partners, gateway.settings)
+            yield PortalGateway(gateway, partners)
+
+
 @pytest.fixture(scope="session")
 def portal_gateway(
     postgres_databases: PostgresDatabases, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PortalGateway]:
-    """A gateway whose connectors reach sandbox partners, which sign members in to its portal."""
-    from tests.web.portal_partners import running_partners, set_up_member_sign_in
-
-    with running_partners(tmp_path_factory.mktemp("portal-sandboxes"), PORTAL_PARTNERS) as partners:
-        for gateway in start_gateway(postgres_databases, partner_base_urls=partners.fleet.base_urls):
-            set_up_member_sign_in(partners, gateway.settings)
-            yield PortalGateway(gateway, partners)
+    """The portal's gateway every portal test shares: each test makes members of its own."""
+    yield from start_portal_gateway(postgres_databases, tmp_path_factory.mktemp("portal-sandboxes"))
 
 
 @pytest.fixture(scope="session")
