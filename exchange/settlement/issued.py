@@ -45,12 +45,13 @@ from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
 from exchange.settlement.models import IssuedStatement
 from exchange.settlement.statements import (
+    DOCUMENT_VERSION,
     JWS_TYPE,
     CounterpartyTotals,
     Reversed,
     Statement,
     StatementLine,
-    build_statement,
+    encode_statement,
     render_csv,
 )
 
@@ -92,10 +93,10 @@ class Issued(Statement):
         return self.row.key_id
 
 
-def sign(document: str, key: RSAKey) -> str:
+def sign(document: bytes, key: RSAKey) -> str:
     """The JWS (RS256, compact serialization) over the document's UTF-8 bytes."""
     header = {"alg": ALGORITHM, "kid": key.kid, "typ": JWS_TYPE, "cty": "json"}
-    return jws.serialize_compact(header, document.encode(), key, algorithms=[ALGORITHM])
+    return jws.serialize_compact(header, document, key, algorithms=[ALGORITHM])
 
 
 async def issue(session: AsyncSession, signer: Signer, participant: str, period: str, now: datetime) -> None:
@@ -103,7 +104,7 @@ async def issue(session: AsyncSession, signer: Signer, participant: str, period:
     stored already (which then stays as it is)."""
     if await session.get(IssuedStatement, (period, participant)) is not None:
         return
-    built = await build_statement(
+    document = await encode_statement(
         session,
         issuer=signer.issuer,
         calendar=signer.calendar,
@@ -111,16 +112,18 @@ async def issue(session: AsyncSession, signer: Signer, participant: str, period:
         participant=participant,
         period=period,
     )
-    document = built.json()
+    signature = sign(document, signer.key)
+    text = document.decode()
+    del document  # a second copy of the text, not to be kept through the insert (its driver copies both again)
     await insert_once(
         session,
         IssuedStatement(
             period=period,
             participant=participant,
-            version=json.loads(document)["version"],
-            document=document,
+            version=DOCUMENT_VERSION,
+            document=text,
             key_id=str(signer.key.kid),
-            jws=sign(document, signer.key),
+            jws=signature,
             issued_at=now,
         ),
     )
@@ -162,7 +165,7 @@ async def resign(session: AsyncSession, withdrawn: Collection[str], key: RSAKey,
                     "row_period": period,
                     "row_participant": participant,
                     "new_key_id": str(key.kid),
-                    "new_jws": sign(document, key),
+                    "new_jws": sign(document.encode(), key),
                     "new_resigned_at": now,
                 }
                 for period, participant, document in batch

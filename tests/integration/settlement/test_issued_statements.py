@@ -120,7 +120,7 @@ async def test_a_stored_version_1_statement_is_served_as_stored_and_verifies(
     current = await november.statement("fresh-mart", "2026-11")
     old = as_version_1(json.loads(current.json()))
     key = await november.signing_key()
-    signed = sign(old, key)
+    signed = sign(old.encode(), key)
     await forget_issued(november, "2026-11")
     async with november.db.transaction() as session:
         session.add(
@@ -253,7 +253,7 @@ async def test_a_compromised_key_is_withdrawn_and_the_statements_it_signed_are_s
         with pytest.raises(JoseError):  # what the compromised key signed, the real or a forgery
             await verify(november, old.jws)
         with pytest.raises(JoseError):
-            await verify(november, sign(old.document.replace("fresh-mart", "forged"), compromised))
+            await verify(november, sign(old.document.replace("fresh-mart", "forged").encode(), compromised))
 
     # Closing again, or an ordinary rotation later, signs nothing again.
     again = await november.rotate_key()
