@@ -1,5 +1,6 @@
-"""A statement's document written a line at a time is byte for byte what ``json.dumps`` of the
-whole document makes: issued statements must not change."""
+"""A statement's document written a line at a time, and its JWS written a piece at a time, are
+byte for byte what ``json.dumps`` of the whole document and joserfc's ``serialize_compact``
+make: issued statements must not change."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from joserfc import jws
+from joserfc.jwk import RSAKey
 
 from exchange.coalition.models import CoalitionLiability
+from exchange.keyring.crypto import ALGORITHM, generate_key
 from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
+from exchange.settlement.issued import SIGN_PIECE, sign
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.statements import CounterpartyTotals, Reversed, Statement, StatementLine
+from exchange.settlement.statements import JWS_TYPE, CounterpartyTotals, Reversed, Statement, StatementLine
 
 CLOSED_AT = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 
@@ -100,3 +105,20 @@ async def test_the_document_holds_the_lines_given_to_it_in_their_order() -> None
         ("t-1", "conversion:兌換"),
         ("t-2", "conversion:c-2"),
     ]
+
+
+@pytest.fixture(scope="module")
+def key() -> RSAKey:
+    return generate_key()
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, 2, 3, SIGN_PIECE - 1, SIGN_PIECE, SIGN_PIECE + 1, 2 * SIGN_PIECE + 2],
+    ids=lambda size: f"{size}-bytes",
+)
+def test_the_jws_is_what_joserfc_makes_of_the_same_bytes(key: RSAKey, size: int) -> None:
+    """Each length's base64 ends differently (padding stripped), and pieces meet at their bounds."""
+    document = ("台灣" * size).encode()[:size]  # not valid UTF-8 when cut mid-character: bytes are bytes
+    header = {"alg": ALGORITHM, "kid": key.kid, "typ": JWS_TYPE, "cty": "json"}
+    assert sign(document, key) == jws.serialize_compact(header, document, key, algorithms=[ALGORITHM])
