@@ -19,7 +19,7 @@ from exchange.coalition.models import CoalitionLiability
 from exchange.keyring.crypto import ALGORITHM, generate_key
 from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
-from exchange.settlement.issued import SIGN_PIECE, sign
+from exchange.settlement.issued import PIECE, sign
 from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.statements import JWS_TYPE, CounterpartyTotals, Reversed, Statement, StatementLine
 
@@ -114,7 +114,7 @@ def key() -> RSAKey:
 
 @pytest.mark.parametrize(
     "size",
-    [0, 1, 2, 3, SIGN_PIECE - 1, SIGN_PIECE, SIGN_PIECE + 1, 2 * SIGN_PIECE + 2],
+    [0, 1, 2, 3, PIECE - 1, PIECE, PIECE + 1, 2 * PIECE + 2],
     ids=lambda size: f"{size}-bytes",
 )
 def test_the_jws_is_what_joserfc_makes_of_the_same_bytes(key: RSAKey, size: int) -> None:
