@@ -10,7 +10,8 @@ Posts a month of N clearing transactions among 20 partners through the ledger (s
   obligations per pair from the month's legs grouped by account and counterparty, the check of
   hub legs against the spokes naming them, the positions, CLOSED; timed until then. It then
   issues every participant's signed statement, timed apart (no target: a statement lists every
-  line of the participant's month).
+  line of the participant's month), with the process's peak memory while it does (Linux: the
+  resident set's high-water mark, reset when issuing begins).
 
 Each is run warm (the copy's pages read once first) and timed; prints the medians, their ratio
 (target: closing <= 1.5x the baseline) and what the netting found.
@@ -24,8 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from settlement_data import AFTER_MONTH, MONTH, post_month
@@ -75,25 +79,52 @@ async def open_connection(db: Database) -> None:
         await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
 
 
-async def time_close(url: str) -> tuple[float, float, PeriodReport]:
-    """How long closing took until the period was CLOSED, then how long issuing its statements
-    took. Closing reads the month's rows from the heap, as the baseline does: the baseline's run
-    has warmed them."""
+@dataclass(frozen=True)
+class Issuing:
+    """How long issuing the statements took, and the resident memory (MB) when it began and at
+    its peak."""
+
+    seconds: float
+    began_mb: int
+    peak_mb: int
+
+
+def resident_mb(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak since :func:`reset_peak`) of this process, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) // 1024
+    raise LookupError(field)
+
+
+def reset_peak() -> None:
+    """Start the resident set's high-water mark (``VmHWM``) again from what is resident now."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+async def time_close(url: str) -> tuple[float, Issuing, PeriodReport]:
+    """How long closing took until the period was CLOSED, then issuing its statements. Closing
+    reads the month's rows from the heap, as the baseline does: the baseline's run has warmed
+    them."""
     db = Database.from_url(url)
     clock = FrozenClock(AFTER_MONTH)
     service = SettlementService.for_settings(Settings(database_url=url), db=db, clock=clock)
     try:
         await open_connection(db)
         closed: list[float] = []
+        began: list[int] = []
 
         async def progress(_percent: int, step: str) -> None:
             if step == ISSUING_STATEMENTS:
                 closed.append(time.perf_counter())
+                gc.collect()  # what closing left behind is not issuing's
+                began.append(resident_mb("VmRSS"))
+                reset_peak()
 
         started = time.perf_counter()
         report = await service.close(MONTH, by="bench", progress=progress)
         ended = time.perf_counter()
-        return closed[0] - started, ended - closed[0], report
+        return closed[0] - started, Issuing(ended - closed[0], began[0], resident_mb("VmHWM")), report
     finally:
         await db.dispose()
 
@@ -125,7 +156,7 @@ async def main(arguments: argparse.Namespace) -> None:
 
         baseline_times: list[float] = []
         close_times: list[float] = []
-        issue_times: list[float] = []
+        issuings: list[Issuing] = []
         report: PeriodReport | None = None
         for round_number in range(arguments.rounds):
             name = f"{make_url(data).database}_round{round_number}"
@@ -135,7 +166,7 @@ async def main(arguments: argparse.Namespace) -> None:
             baseline_times.append(time_baseline(copy))
             elapsed, issuing, report = await time_close(copy)
             close_times.append(elapsed)
-            issue_times.append(issuing)
+            issuings.append(issuing)
             admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
             copies.remove(copy)
 
@@ -149,8 +180,13 @@ async def main(arguments: argparse.Namespace) -> None:
         )
         print(f"  ratio closing/GROUP BY:       {closing / baseline:8.2f}   (target <= 1.50)")
         print(
-            f"  then issuing the statements:  {statistics.median(issue_times):8.3f} s   (no target: each lists every "
-            "line; one unit of work per participant, after the period is CLOSED)"
+            f"  then issuing the statements:  {statistics.median(i.seconds for i in issuings):8.3f} s   (no target: "
+            "each lists every line; one unit of work per participant, after the period is CLOSED)"
+        )
+        highest = max(issuings, key=lambda issuing: issuing.peak_mb - issuing.began_mb)
+        print(
+            f"  issuing's peak memory:        {highest.peak_mb:8d} MB resident, {highest.peak_mb - highest.began_mb:+d} MB "
+            f"over its start (the highest of the rounds)"
         )
         assert report is not None
         money = report.currency.from_minor

@@ -71,11 +71,12 @@ async def copy_csv(
     session: AsyncSession,
     table: str,
     columns: Sequence[str],
-    chunks: AsyncIterable[str],
+    chunks: AsyncIterable[str] | AsyncIterable[bytes],
     *,
     null_when_empty: Sequence[str] = (),
 ) -> None:
-    """PostgreSQL only: stream CSV text (no header) into ``table``; the server parses it.
+    """PostgreSQL only: stream CSV (no header; text, or its UTF-8 bytes) into ``table``; the
+    server parses it.
 
     Lets a caller that has already checked every line hand the text on as it is, without
     building a Python row per line. An empty field is NULL when bare; in the columns

@@ -25,32 +25,40 @@ next open period and appear on its statement, naming the period they happened in
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from joserfc import jws
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from joserfc.jwk import RSAKey
-from sqlalchemy import bindparam, update
-from sqlmodel import col, select
+from sqlalchemy import bindparam, column, literal, select, table, text, update
+from sqlmodel import col
+from sqlmodel import select as select_rows
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.coalition.models import CoalitionLiability
-from exchange.db.dialects import insert_once
+from exchange.db.bulk import copy_csv
+from exchange.db.dialects import insert, insert_once
 from exchange.keyring.crypto import ALGORITHM
 from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
 from exchange.settlement.models import IssuedStatement
 from exchange.settlement.statements import (
+    DOCUMENT_VERSION,
     JWS_TYPE,
     CounterpartyTotals,
     Reversed,
     Statement,
     StatementLine,
-    build_statement,
+    encode_statement,
     render_csv,
 )
 
@@ -92,10 +100,51 @@ class Issued(Statement):
         return self.row.key_id
 
 
-def sign(document: str, key: RSAKey) -> str:
+#: How many of a document's bytes are base64-encoded, or streamed into the database, at a time
+#: (a multiple of 3, so that only the last piece's base64 has padding).
+PIECE = 3 << 16
+
+
+def sign(document: bytes, key: RSAKey) -> str:
     """The JWS (RS256, compact serialization) over the document's UTF-8 bytes."""
+    token = io.BytesIO()
+    token.writelines(jws_pieces(document, key))
+    return token.getvalue().decode("ascii")
+
+
+def jws_pieces(document: bytes, key: RSAKey) -> Iterator[bytes]:
+    """:func:`sign`'s JWS a piece at a time: byte for byte what joserfc's
+    ``jws.serialize_compact`` makes of the document, which holds the payload's base64 twice
+    over, then the signing input, then the token, then its text, each a third bigger than the
+    document (a statement of a million lines is hundreds of megabytes). Here the payload's
+    base64 is made twice a piece at a time, once to sign and once to hand out, and is never
+    whole."""
     header = {"alg": ALGORITHM, "kid": key.kid, "typ": JWS_TYPE, "cty": "json"}
-    return jws.serialize_compact(header, document.encode(), key, algorithms=[ALGORITHM])
+    segment = _base64url(json.dumps(header, separators=(",", ":")).encode()) + b"."
+    signing_input = hashlib.sha256(segment)
+    for piece in _payload(document):
+        signing_input.update(piece)
+    signature = key.get_op_key("sign").sign(signing_input.digest(), padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+    yield segment
+    yield from _payload(document)
+    yield b"." + _base64url(signature)
+
+
+def _pieces(document: bytes) -> Iterator[bytes]:
+    """The document in pieces of :data:`PIECE` bytes (a character may be cut between two)."""
+    view = memoryview(document)
+    for start in range(0, len(view), PIECE):
+        yield view[start : start + PIECE].tobytes()
+
+
+def _payload(document: bytes) -> Iterator[bytes]:
+    """The JWS's payload segment, a piece at a time."""
+    return map(_base64url, _pieces(document))
+
+
+def _base64url(data: bytes) -> bytes:
+    """Base64url without padding (RFC 7515 §2), as joserfc writes a JWS's segments."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 async def issue(session: AsyncSession, signer: Signer, participant: str, period: str, now: datetime) -> None:
@@ -103,7 +152,7 @@ async def issue(session: AsyncSession, signer: Signer, participant: str, period:
     stored already (which then stays as it is)."""
     if await session.get(IssuedStatement, (period, participant)) is not None:
         return
-    built = await build_statement(
+    document = await encode_statement(
         session,
         issuer=signer.issuer,
         calendar=signer.calendar,
@@ -111,25 +160,66 @@ async def issue(session: AsyncSession, signer: Signer, participant: str, period:
         participant=participant,
         period=period,
     )
-    document = built.json()
-    await insert_once(
-        session,
-        IssuedStatement(
-            period=period,
-            participant=participant,
-            version=json.loads(document)["version"],
-            document=document,
-            key_id=str(signer.key.kid),
-            jws=sign(document, signer.key),
-            issued_at=now,
-        ),
+    row: dict[str, Any] = {
+        "period": period,
+        "participant": participant,
+        "version": DOCUMENT_VERSION,
+        "key_id": str(signer.key.kid),
+        "issued_at": now,
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        await _copy_in(session, row, document, signer.key)
+    else:
+        await insert_once(session, IssuedStatement(**row, document=document.decode(), jws=sign(document, signer.key)))
+
+
+_ISSUED = IssuedStatement.__table__  # type: ignore[attr-defined]
+#: The temporary table PostgreSQL receives a statement's document and JWS in (:func:`_copy_in`).
+_STAGED = table("issuing_statement", column("document"), column("jws"))
+
+
+async def _copy_in(session: AsyncSession, row: dict[str, Any], document: bytes, key: RSAKey) -> None:
+    """Insert the issued statement ``row`` (its columns but the document and JWS) with
+    ``document`` and its JWS, as :func:`~exchange.db.dialects.insert_once` would (a row stored
+    meanwhile stays as it is), the two streamed into PostgreSQL a piece at a time by COPY.
+
+    As parameters of one INSERT, each would be whole in memory three times more (the text, the
+    driver's encoding of it, libpq's message), the JWS a third bigger than the document.
+    SQLite runs in process: it takes them as parameters."""
+    await session.exec(
+        text(f"CREATE TEMPORARY TABLE {_STAGED.name} (document text NOT NULL, jws text NOT NULL) ON COMMIT DROP")
+    )  # type: ignore[call-overload]
+    await copy_csv(session, _STAGED.name, ("document", "jws"), _csv_record(document, key))
+    await session.exec(
+        insert(session, _ISSUED)
+        .from_select(
+            [*row, "document", "jws"],
+            select(
+                *(literal(value, _ISSUED.c[name].type) for name, value in row.items()),
+                _STAGED.c.document,
+                _STAGED.c.jws,
+            ),
+        )
+        .on_conflict_do_nothing(index_elements=["period", "participant"])
     )
+    await session.exec(text(f"DROP TABLE {_STAGED.name}"))  # type: ignore[call-overload]
+
+
+async def _csv_record(document: bytes, key: RSAKey) -> AsyncIterator[bytes]:
+    """The CSV record of ``document`` (quoted, its quotes doubled) and its JWS (base64url and
+    dots, which need no quoting), a piece at a time."""
+    yield b'"'
+    for piece in _pieces(document):
+        yield piece.replace(b'"', b'""')
+    yield b'",'
+    for piece in jws_pieces(document, key):
+        yield piece
+    yield b"\n"
 
 
 #: How many statements :func:`resign` reads and signs at a time.
 RESIGN_BATCH = 200
 
-_ISSUED = IssuedStatement.__table__  # type: ignore[attr-defined]
 _RESIGN = (
     update(_ISSUED)
     .where(_ISSUED.c.period == bindparam("row_period"), _ISSUED.c.participant == bindparam("row_participant"))
@@ -147,7 +237,7 @@ async def resign(session: AsyncSession, withdrawn: Collection[str], key: RSAKey,
     while True:
         batch = (
             await session.exec(
-                select(IssuedStatement.period, IssuedStatement.participant, IssuedStatement.document)
+                select_rows(IssuedStatement.period, IssuedStatement.participant, IssuedStatement.document)
                 .where(col(IssuedStatement.key_id).in_(withdrawn))
                 .order_by(col(IssuedStatement.period), col(IssuedStatement.participant))
                 .limit(RESIGN_BATCH)
@@ -162,7 +252,7 @@ async def resign(session: AsyncSession, withdrawn: Collection[str], key: RSAKey,
                     "row_period": period,
                     "row_participant": participant,
                     "new_key_id": str(key.kid),
-                    "new_jws": sign(document, key),
+                    "new_jws": sign(document.encode(), key),
                     "new_resigned_at": now,
                 }
                 for period, participant, document in batch

@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -98,6 +98,12 @@ LINES = (
     .columns(effective_at=UTCDateTime())
 )
 
+
+#: A statement document's JSON (:meth:`Statement.encode`): keys sorted, no spaces, text as it
+#: is (in UTF-8, not ``\u`` escapes).
+canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+#: How many of a statement's lines are read from the database at a time (:func:`stream_lines`).
+LINES_BATCH = 2000
 
 #: Kinds whose lines with the exchange are no fee: an adjustment, and the value of expired
 #: coalition points that the exchange keeps as operator (breakage).
@@ -189,6 +195,11 @@ class Statement:
         return self.calendar.period_of(line.effective_at)
 
     def document(self) -> dict[str, Any]:
+        """The document as a dict: :meth:`head` with :attr:`lines`."""
+        return self.head() | {"lines": [self.line_document(line) for line in self.lines]}
+
+    def head(self) -> dict[str, Any]:
+        """The document but for its lines."""
         money = self.money
         return {
             "type": DOCUMENT_TYPE,
@@ -204,22 +215,6 @@ class Statement:
                 "closedAt": utc_instant(self.closed_at),
             },
             "openingPosition": money(self.opening),
-            "lines": [
-                {
-                    "transaction": line.transaction_id,
-                    "reference": line.reference,
-                    "kind": line.kind,
-                    "category": line.category,
-                    "effectiveAt": utc_instant(line.effective_at),
-                    "effectivePeriod": self.effective_period(line),
-                    "reverses": None
-                    if line.reverses is None
-                    else {"transaction": line.reverses.transaction_id, "period": line.reverses.period},
-                    "counterparty": line.counterparty,
-                    "amount": money(line.amount),
-                }
-                for line in self.lines
-            ],
             "counterparties": [
                 {
                     "counterparty": totals.counterparty,
@@ -232,6 +227,22 @@ class Statement:
             "totals": {"payable": money(self.payable), "receivable": money(self.receivable), "net": money(self.net)},
             "closingPosition": money(self.closing),
         } | self._liability()
+
+    def line_document(self, line: StatementLine) -> dict[str, Any]:
+        """One of the document's ``lines``."""
+        return {
+            "transaction": line.transaction_id,
+            "reference": line.reference,
+            "kind": line.kind,
+            "category": line.category,
+            "effectiveAt": utc_instant(line.effective_at),
+            "effectivePeriod": self.effective_period(line),
+            "reverses": None
+            if line.reverses is None
+            else {"transaction": line.reverses.transaction_id, "period": line.reverses.period},
+            "counterparty": line.counterparty,
+            "amount": self.money(line.amount),
+        }
 
     def _liability(self) -> dict[str, Any]:
         """The coalition point's outstanding liability (only where the coalition has a point)."""
@@ -247,9 +258,32 @@ class Statement:
             }
         }
 
-    def json(self) -> str:
-        """The canonical JSON document: what the JWS signs."""
-        return json.dumps(self.document(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    async def encode(self, lines: AsyncIterable[StatementLine]) -> bytes:
+        """The canonical JSON document in UTF-8 (what the JWS signs): :func:`canonical_json` of
+        :meth:`document`, byte for byte, with ``lines`` as its lines.
+
+        Written a line at a time as ``lines`` come (from the ledger, :func:`stream_lines`): a
+        statement lists every line of the participant's month, a million or more, so neither
+        the lines nor their dicts are held all at once; the bytes returned are the only copy.
+        The members are written in the order ``sort_keys`` puts them, each value as
+        :func:`canonical_json` writes it, joined as it joins them."""
+        members = self.head() | {"lines": None}
+        out = io.BytesIO()
+        for index, name in enumerate(sorted(members)):
+            out.write(b"," if index else b"{")
+            out.write(f"{canonical_json(name)}:".encode())
+            if name != "lines":
+                out.write(canonical_json(members[name]).encode())
+                continue
+            out.write(b"[")
+            separator = b""
+            async for line in lines:
+                out.write(separator)
+                out.write(canonical_json(self.line_document(line)).encode())
+                separator = b","
+            out.write(b"]")
+        out.write(b"}")
+        return out.getvalue()
 
 
 def render_csv(document: dict[str, Any]) -> str:
@@ -314,12 +348,13 @@ def _csv_rows(document: dict[str, Any]) -> Iterator[tuple[str, ...]]:
     yield (*head, "closed", "", "", "", "", period["closedAt"], "", "", "", *bounds, "", "", "")
 
 
-async def statement_lines(
+async def stream_lines(
     session: AsyncSession, *, currency: Currency, participant: str, period: str
-) -> list[StatementLine]:
+) -> AsyncIterator[StatementLine]:
     """The lines of ``participant`` (a program id, or ``EXCHANGE``) in ``period``, in posting
-    order: its statement's lines once the period is closed, what the ledger holds so far before.
-    Refused once the period is archived (``settlement.archive``): its rows have left the ledger."""
+    order, as the database streams them (:data:`LINES_BATCH` rows at a time): its statement's
+    lines once the period is closed, what the ledger holds so far before. Refused once the
+    period is archived (``settlement.archive``): its rows have left the ledger."""
     anchor = await session.get(LedgerCloseAnchor, period)
     if anchor is not None and anchor.archived_at is not None:
         raise PeriodArchived(period)
@@ -328,13 +363,15 @@ async def statement_lines(
     # account is made at its first posting.
     accounts = {account for account, name in names.items() if name == participant}
     if not accounts:
-        return []
-    rows = await session.exec(LINES, params={"period": period, "unit": currency.code, "accounts": sorted(accounts)})  # type: ignore[call-overload]
-    lines = []
-    for transaction_id, reference, kind, effective_at, reverses, reversed_period, spoke, hub, amount in rows:
-        counterparty = names[hub if spoke in accounts else spoke]
-        lines.append(
-            StatementLine(
+        return
+    result = await session.stream(
+        LINES.execution_options(yield_per=LINES_BATCH),
+        params={"period": period, "unit": currency.code, "accounts": sorted(accounts)},
+    )
+    async for rows in result.partitions():  # a batch at a time: each row alone would cost a greenlet switch
+        for transaction_id, reference, kind, effective_at, reverses, reversed_period, spoke, hub, amount in rows:
+            counterparty = names[hub if spoke in accounts else spoke]
+            yield StatementLine(
                 transaction_id,
                 reference,
                 kind,
@@ -344,11 +381,16 @@ async def statement_lines(
                 category=category(kind, participant, counterparty),
                 reverses=None if reverses is None else Reversed(reverses, reversed_period),
             )
-        )
-    return lines
 
 
-async def build_statement(
+async def statement_lines(
+    session: AsyncSession, *, currency: Currency, participant: str, period: str
+) -> list[StatementLine]:
+    """:func:`stream_lines` in a list."""
+    return [line async for line in stream_lines(session, currency=currency, participant=participant, period=period)]
+
+
+async def encode_statement(
     session: AsyncSession,
     *,
     issuer: str,
@@ -356,11 +398,12 @@ async def build_statement(
     currency: Currency,
     participant: str,
     period: str,
-) -> Statement:
-    """The statement of ``participant`` (a program id, or ``EXCHANGE``) for the closed ``period``."""
+) -> bytes:
+    """The canonical JSON document (UTF-8) of the statement of ``participant`` (a program id, or
+    ``EXCHANGE``) for the closed ``period``, its lines written as they stream from the ledger
+    (:meth:`Statement.encode`)."""
     position = await position_of(session, participant, period)
     period_row = await require_closed(session, period)
-    lines = await statement_lines(session, currency=currency, participant=participant, period=period)
     obligations = (
         await session.exec(
             select(SettlementObligation).where(
@@ -376,7 +419,8 @@ async def build_statement(
         else:
             totals.setdefault(obligation.debtor, [0, 0])[1] += obligation.amount
     assert period_row.closed_at is not None
-    return Statement(
+    # Everything but the lines, which encode() takes as they stream.
+    statement = Statement(
         issuer=issuer,
         participant=participant,
         period=period,
@@ -387,6 +431,7 @@ async def build_statement(
         payable=position.payable,
         receivable=position.receivable,
         counterparties=[CounterpartyTotals(name, *totals[name]) for name in sorted(totals)],
-        lines=lines,
+        lines=(),
         coalition_liability=await liability_at(session, period),
     )
+    return await statement.encode(stream_lines(session, currency=currency, participant=participant, period=period))

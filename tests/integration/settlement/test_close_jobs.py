@@ -136,7 +136,7 @@ async def test_a_close_whose_connection_is_killed_while_issuing_says_so_and_is_t
     job taken again issues exactly those, leaving the first as it was."""
     await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
     clock.current = pg_settlement.calendar.ends_at("2026-11") + timedelta(days=1)
-    real = issued.build_statement
+    real = issued.encode_statement
     built: list[str] = []
 
     async def killed(session, **what):  # type: ignore[no-untyped-def]
@@ -147,7 +147,7 @@ async def test_a_close_whose_connection_is_killed_while_issuing_says_so_and_is_t
 
     job = await pg_settlement.request_close("2026-11", by="alice")
     with monkeypatch.context() as dying:
-        dying.setattr(issued, "build_statement", killed)
+        dying.setattr(issued, "encode_statement", killed)
         with pytest.raises(DatabaseUnavailable):
             await pg_settlement.run_next_job()
     assert (await pg_settlement.job(job.id)).state == JobState.QUEUED

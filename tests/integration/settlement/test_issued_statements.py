@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from exchange.settlement.issued import sign
 from exchange.settlement.keys import PUBLICATION_LEAD
 from exchange.settlement.models import IssuedStatement, SettlementPosition
 from exchange.settlement.participants import EXCHANGE
+from exchange.settlement.statements import encode_statement
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import NOVEMBER, close, conversion, post, redemption
 
@@ -61,6 +63,38 @@ async def forget_issued(service: SettlementService, period: str) -> None:
     """As for a period closed before statements were stored: no stored statement."""
     async with service.db.transaction() as session:
         await session.exec(delete(IssuedStatement).where(col(IssuedStatement.period) == period))  # type: ignore[call-overload]
+
+
+async def test_a_statement_with_awkward_text_cut_into_pieces_is_stored_as_encoded_and_signed(
+    settlement: SettlementService, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL takes the document and its JWS a piece at a time (COPY, as CSV): quotes,
+    backslashes, line ends and characters of every width arrive exactly as written, pieces of
+    7 × 3 bytes cutting through all of them."""
+    monkeypatch.setattr(issued, "PIECE", 21)
+    awkward = 'a "quoted" \\ back\\slash,\nnew line\r\n台灣 🎉 é'
+    await post(
+        settlement,
+        [
+            replace(redemption(f"r{n}", "wallet-pay", "fresh-mart", 1_000 + n), reference=f"{awkward * n}{n}")
+            for n in range(5)
+        ],
+    )
+    await close(settlement, clock, "2026-11")
+    row = await settlement.statement("wallet-pay", "2026-11")
+    async with settlement.db.transaction() as session:
+        encoded = await encode_statement(
+            session,
+            issuer=settlement.issuer,
+            calendar=settlement.calendar,
+            currency=row.currency,
+            participant="wallet-pay",
+            period="2026-11",
+        )
+    assert row.json().encode() == encoded
+    assert [line.reference for line in row.lines] == [f"{awkward * n}{n}" for n in range(5)]
+    assert row.jws == sign(encoded, await settlement.signing_key())
+    assert await verify(settlement, row.jws) == encoded
 
 
 async def test_closing_issues_every_participants_statement_and_downloads_serve_it(
@@ -120,7 +154,7 @@ async def test_a_stored_version_1_statement_is_served_as_stored_and_verifies(
     current = await november.statement("fresh-mart", "2026-11")
     old = as_version_1(json.loads(current.json()))
     key = await november.signing_key()
-    signed = sign(old, key)
+    signed = sign(old.encode(), key)
     await forget_issued(november, "2026-11")
     async with november.db.transaction() as session:
         session.add(
@@ -253,7 +287,7 @@ async def test_a_compromised_key_is_withdrawn_and_the_statements_it_signed_are_s
         with pytest.raises(JoseError):  # what the compromised key signed, the real or a forgery
             await verify(november, old.jws)
         with pytest.raises(JoseError):
-            await verify(november, sign(old.document.replace("fresh-mart", "forged"), compromised))
+            await verify(november, sign(old.document.replace("fresh-mart", "forged").encode(), compromised))
 
     # Closing again, or an ordinary rotation later, signs nothing again.
     again = await november.rotate_key()

@@ -1,0 +1,124 @@
+"""A statement's document written a line at a time, and its JWS written a piece at a time, are
+byte for byte what ``json.dumps`` of the whole document and joserfc's ``serialize_compact``
+make: issued statements must not change."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from joserfc import jws
+from joserfc.jwk import RSAKey
+
+from exchange.coalition.models import CoalitionLiability
+from exchange.keyring.crypto import ALGORITHM, generate_key
+from exchange.ledger.periods import SettlementCalendar
+from exchange.money import Currency
+from exchange.settlement.issued import PIECE, sign
+from exchange.settlement.participants import EXCHANGE
+from exchange.settlement.statements import JWS_TYPE, CounterpartyTotals, Reversed, Statement, StatementLine
+
+CLOSED_AT = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+
+
+def line(number: int, **changes: object) -> StatementLine:
+    written = StatementLine(
+        f"t-{number}",
+        f"conversion:c-{number}",
+        "conversion",
+        datetime(2026, 11, 20, 4, number % 60, tzinfo=UTC),
+        "wallet-pay",
+        amount=-1_000 - number,
+        category="conversion",
+    )
+    return replace(written, **changes)  # type: ignore[arg-type]
+
+
+def statement(lines: list[StatementLine], *, liability: bool = False, counterparties: bool = True) -> Statement:
+    return Statement(
+        issuer="http://exchange.test",
+        participant="fresh-mart",
+        period="2026-11",
+        calendar=SettlementCalendar(ZoneInfo("Asia/Taipei")),
+        currency=Currency("TWD", 2),
+        closed_at=CLOSED_AT,
+        opening=-12_345,
+        payable=20_000,
+        receivable=4_150,
+        counterparties=[CounterpartyTotals(EXCHANGE, 400, 0), CounterpartyTotals("wallet-pay", 19_600, 4_150)]
+        if counterparties
+        else [],
+        lines=lines,
+        coalition_liability=CoalitionLiability(
+            period="2026-11",
+            program_id="coalition",
+            points=1_234_567,
+            point_value=Decimal("0.1"),
+            liability_minor=12_345_670,
+            recorded_at=CLOSED_AT,
+        )
+        if liability
+        else None,
+    )
+
+
+STATEMENTS = {
+    "no-lines": statement([], counterparties=False),
+    "one-line": statement([line(1)]),
+    "non-ascii-reversals-late-lines-liability": statement(
+        [
+            line(1, reference="conversion:兌換-1", counterparty="台灣便利商店"),
+            line(2, reference='a "quoted" \\ back\nslash\t\u2028 and an emoji 🎉', kind="redemption"),
+            line(3, kind="reversal", category="reversal", amount=1_003, reverses=Reversed("t-1", "2026-11")),
+            line(4, effective_at=datetime(2026, 10, 31, 15, 59, 59, 999_000, tzinfo=UTC)),  # late: October
+            line(5, kind="reversal", category="fee", counterparty=EXCHANGE, reverses=Reversed("t-0", "2026-10")),
+            line(6, reference="=cmd|' /C calc'!A0", amount=0),
+        ],
+        liability=True,
+    ),
+    "many-lines": statement([line(number) for number in range(2_500)], liability=True),
+}
+
+
+async def streamed(lines: Iterable[StatementLine]) -> AsyncIterator[StatementLine]:
+    for each in lines:
+        yield each
+
+
+@pytest.mark.parametrize("name", STATEMENTS)
+async def test_a_document_written_a_line_at_a_time_is_json_dumps_of_the_whole(name: str) -> None:
+    written = STATEMENTS[name]
+    whole = json.dumps(written.document(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert await written.encode(streamed(written.lines)) == whole.encode()
+
+
+async def test_the_document_holds_the_lines_given_to_it_in_their_order() -> None:
+    lines = [line(3), line(1, reference="conversion:兌換"), line(2)]
+    document = json.loads(await statement([]).encode(streamed(lines)))
+    assert [(each["transaction"], each["reference"]) for each in document["lines"]] == [
+        ("t-3", "conversion:c-3"),
+        ("t-1", "conversion:兌換"),
+        ("t-2", "conversion:c-2"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def key() -> RSAKey:
+    return generate_key()
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, 2, 3, PIECE - 1, PIECE, PIECE + 1, 2 * PIECE + 2],
+    ids=lambda size: f"{size}-bytes",
+)
+def test_the_jws_is_what_joserfc_makes_of_the_same_bytes(key: RSAKey, size: int) -> None:
+    """Each length's base64 ends differently (padding stripped), and pieces meet at their bounds."""
+    document = ("台灣" * size).encode()[:size]  # not valid UTF-8 when cut mid-character: bytes are bytes
+    header = {"alg": ALGORITHM, "kid": key.kid, "typ": JWS_TYPE, "cty": "json"}
+    assert sign(document, key) == jws.serialize_compact(header, document, key, algorithms=[ALGORITHM])
