@@ -27,9 +27,10 @@ from exchange.auth.scopes import Role, Scope
 from exchange.auth.tokens import TOKEN_TYPE, access_token_claims
 from exchange.keyring.cache import KEY_REFRESH
 from exchange.settings import Settings
+from exchange.settlement.issued import sign
 from exchange.settlement.keys import PUBLICATION_LEAD, STATEMENT_KEYS_MAX_AGE_SECONDS, StatementKeys
 from exchange.settlement.models import IssuedStatement
-from exchange.settlement.statements import JWS_TYPE
+from exchange.settlement.statements import JWS_TYPE, canonical_json
 from exchange.testing.kit import ExchangeKit
 from tests.api.conftest import gateway_on_clock, post_last_month
 from tests.api.test_settlement_api import STATEMENT, close
@@ -200,6 +201,16 @@ async def test_the_guides_verification_accepts_a_partners_own_statement_after_a_
     partner = await kit.partner_token("wallet-pay")
     downloaded = (await kit.data(STATEMENT, partner, partner="wallet-pay", period=period))["statement"]
     await verify_as_documented(tmp_path, issuer, "wallet-pay", period, downloaded["jws"], downloaded["json"])
+
+    # A month of many lines: past the 128,000 bytes joserfc verifies by default.
+    long_month = json.loads(downloaded["json"])
+    long_month["lines"] = long_month["lines"] * (200_000 // len(canonical_json(long_month["lines"])) + 1)
+    long_text = canonical_json(long_month)
+    assert len(long_text.encode()) > 200_000
+    async with kit.db.transaction() as session:
+        await statement_keys.refresh(session)
+    long_signed = sign(long_text.encode(), await statement_keys.signing_key())
+    await verify_as_documented(tmp_path, issuer, "wallet-pay", period, long_signed, long_text)
 
     async with kit.db.transaction() as session:
         rotation = await statement_keys.rotate(session)
