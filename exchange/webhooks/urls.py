@@ -64,21 +64,17 @@ def is_public(address: Address) -> bool:
 
 
 def is_loopback(host: str) -> bool:
-    address = _ip(_unqualified(host))
+    """Whether ``host`` (lower case, without a trailing dot: :func:`check_url` reads it so) is a
+    loopback name or address."""
+    address = _ip(host)
     return is_localhost_name(host) or (address is not None and address.is_loopback)
 
 
 def is_localhost_name(host: str) -> bool:
-    """Whether ``host`` is ``localhost`` or a name under it, which RFC 6761 reserves for
-    loopback (resolvers such as systemd's answer 127.0.0.1 for ``api.localhost``)."""
-    name = _unqualified(host).lower()
-    return name == "localhost" or name.endswith(".localhost")
-
-
-def _unqualified(host: str) -> str:
-    """``host`` without the one trailing dot that marks a fully qualified name (``localhost.``
-    is ``localhost``, and a resolver reads ``127.0.0.1.`` as that address)."""
-    return host[:-1] if host.endswith(".") else host
+    """Whether ``host`` (as :func:`is_loopback` takes it) is ``localhost`` or a name under it,
+    which RFC 6761 reserves for loopback (resolvers such as systemd's answer 127.0.0.1 for
+    ``api.localhost``)."""
+    return host == "localhost" or host.endswith(".localhost")
 
 
 def _ip(host: str) -> Address | None:
@@ -101,12 +97,14 @@ def check_url(url: str, *, production: bool) -> str:
         )
     if Fault.CREDENTIALS in faults:
         raise BadWebhookURL("the URL must not carry credentials (user:password@)", "no-credentials")
-    host = (parts.hostname or "").lower()
+    # Without the one trailing dot that marks a fully qualified name: ``localhost.`` is
+    # ``localhost``, and a resolver reads ``127.0.0.1.`` as that address.
+    host = (parts.hostname or "").lower().removesuffix(".")
     scheme = parts.scheme.lower()
     if scheme != "https" and not (scheme == "http" and not production and is_loopback(host)):
         rule = "https:// is required" + ("" if production else " (http:// only to a loopback host in development)")
         raise BadWebhookURL(rule, "https-required")
-    address = host_address(_unqualified(host))
+    address = host_address(host)
     if production and (is_localhost_name(host) or (address is not None and not is_public(address))):
         raise BadWebhookURL(
             "in production the URL's host must be public, not a local or private address", "public-host"
