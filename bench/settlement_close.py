@@ -6,7 +6,9 @@ Posts a month of N clearing transactions among 20 partners through the ledger (s
 * baseline: the bare aggregation of the month's money legs,
   ``SELECT account_id, sum(amount) FROM ledger_entry WHERE period = … AND unit = … GROUP BY account_id``,
   as PostgreSQL plans it (parallel workers allowed);
-* closing: ``SettlementService.close`` — CLOSING under the chain-head lock, the gross
+* closing: ``SettlementService.close``, on a database as a started gateway leaves it (the
+  statement-signing key made, the current and next periods' ledger partitions made) — the
+  settlement currency and the signing key read, CLOSING under the chain-head lock, the gross
   obligations per pair from the month's legs grouped by account and counterparty, the check of
   hub legs against the spokes naming them, the positions, CLOSED; timed until then. It then
   issues every participant's signed statement, timed apart (no target: a statement lists every
@@ -33,7 +35,6 @@ from pathlib import Path
 
 import psycopg
 from settlement_data import AFTER_MONTH, MONTH, post_month
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from exchange.db.database import Database
@@ -72,11 +73,13 @@ def time_baseline(url: str) -> float:
     return elapsed
 
 
-async def open_connection(db: Database) -> None:
-    """Open the pool's connection before timing (the baseline's connection is open too, as a
-    gateway's pool is)."""
-    async with db.transaction() as session:
-        await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+async def start_as_a_gateway(service: SettlementService) -> None:
+    """Do before timing what a gateway does when it starts (``exchange.app``): make the
+    statement-signing key if there is none, and the current and next periods' ledger partitions
+    (closing October on 2 November finds November's and December's made). This opens the
+    pool's connection too, as the baseline's is open."""
+    await service.ensure_signing_key()
+    await service.ensure_partitions()
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ async def time_close(url: str) -> tuple[float, Issuing, PeriodReport]:
     clock = FrozenClock(AFTER_MONTH)
     service = SettlementService.for_settings(Settings(database_url=url), db=db, clock=clock)
     try:
-        await open_connection(db)
+        await start_as_a_gateway(service)
         closed: list[float] = []
         began: list[int] = []
 
@@ -146,9 +149,7 @@ async def main(arguments: argparse.Namespace) -> None:
                 verification = await verify_ledger(session)
             await db.dispose()
             assert verification.ok, verification.problem
-            print(
-                f"  ledger verified: {verification.transactions:,} transactions, chain head {verification.head_hash[:16]}…"
-            )
+            print(f"  ledger verified: {verification.transactions:,} transactions")
         with psycopg.connect(conninfo(data), autocommit=True) as connection:
             connection.execute("VACUUM ANALYZE")
             entries = connection.execute("SELECT count(*) FROM ledger_entry WHERE period = %s", (MONTH,)).fetchone()

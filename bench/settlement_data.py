@@ -24,6 +24,7 @@ from pathlib import Path
 
 from exchange.db.database import Database
 from exchange.ledger.accounts import ChartOfAccounts
+from exchange.ledger.partitions import ensure_partitions
 from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.services.container import load_partners_directory
 from exchange.settings import Settings
@@ -116,11 +117,16 @@ async def post_month(
     url: str, count: int, partners: Sequence[str], focus: str | None = None, batch: int = 5000
 ) -> float:
     """Load the coalition with ``partners`` among its programs, then post ``count`` transactions
-    into October; returns the seconds posting took."""
+    into October; returns the seconds posting took. October gets its partitions first, as a
+    running exchange's current period has them (it makes them when it starts): posted into the
+    default partition, the month's rows would be scanned again by every partition attached
+    after them, the closing's for the next periods included."""
     with tempfile.TemporaryDirectory() as directory:
         declare(Path(directory), partners)
         await load_partners_directory(Settings(database_url=url, partners_dir=Path(directory)))
     db = Database.from_url(url)
+    async with db.transaction() as session:
+        await ensure_partitions(session, [MONTH])
     ledger = Ledger(timezone=Settings().timezone, clock=FrozenClock(AFTER_MONTH))
     started = asyncio.get_running_loop().time()
     try:
