@@ -14,7 +14,8 @@ and changes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -30,9 +31,10 @@ from exchange.settlement.break_report import NextStep
 from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
 from exchange.settlement.issued import Issued
 from exchange.settlement.models import BreakKind, JobState, Resolution
+from exchange.settlement.statements import StatementLine
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem, whole_number
-from exchange.web.access import Endpoint, Page, Rule, form_text, query_cursor, requires
+from exchange.web.access import BadRequest, Endpoint, Page, Rule, form_text, query_cursor, requires
 from exchange.web.field_rules import FieldProblem
 from exchange.web.netting_picture import draw
 from exchange.web.templating import Pages
@@ -48,6 +50,8 @@ TRAIL_LENGTH = 50
 BREAK_KINDS = [kind for kind in BreakKind if kind is not BreakKind.MATCHED]
 #: A statement's downloads, by extension: their media types (both consoles serve them).
 DOWNLOADS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "jws": "application/jose"}
+#: How many of a statement's lines its page shows at a time (both consoles); the downloads hold them all.
+LINES_SHOWN = 200
 #: How long a path parameter may be; any other is refused before a service sees it.
 PATH_LIMITS = {"period": 7, "partner": 64, "participant": 64, "job_id": 36, "form": 8}
 
@@ -240,6 +244,7 @@ class SettlementConsole:
             "console/settlement/statement.html",
             {
                 "statement": statement,
+                "shown": lines_shown(request, statement),
                 "money": statement.currency.from_minor,
                 "currency": statement.currency,
                 "downloads": {form: f"{BASE}/{period}/statements/{participant}/{form}" for form in DOWNLOADS},
@@ -412,6 +417,42 @@ class SettlementConsole:
         except ExchangeError as refused:
             return await self.reconciliation(request, error=refused)
         return RedirectResponse(reconciliation_url(period, partner, notice="signed-off"), status_code=303)
+
+
+@dataclass(frozen=True)
+class LinesShown:
+    """The lines of a statement its page shows: ``lines``, from the ``first``-th (counted from
+    1) of ``total``; ``previous`` and ``following`` are the ``after`` cursors of the pages
+    before and after (``None``: there is none; ``0``: the first page)."""
+
+    lines: Sequence[StatementLine]
+    first: int
+    total: int
+    previous: int | None
+    following: int | None
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.lines) - 1
+
+
+def lines_shown(request: Request, statement: Issued) -> LinesShown:
+    """The page of ``statement``'s lines that ``request`` asks for by its ``after`` cursor (the
+    number of lines before it; none: the first page). A statement of a busy month holds many
+    thousands of lines, more than a page can show and a browser lay out; a cursor past them
+    all is refused (``400``), not shown as an empty statement."""
+    after = query_cursor(request) or 0
+    total = len(statement.lines)
+    if after and after >= total:
+        raise BadRequest(f"after must be below {total}: the statement has {total} lines")
+    shown = statement.lines[after : after + LINES_SHOWN]
+    return LinesShown(
+        lines=shown,
+        first=after + 1,
+        total=total,
+        previous=max(0, after - LINES_SHOWN) if after else None,
+        following=after + LINES_SHOWN if after + LINES_SHOWN < total else None,
+    )
 
 
 def statement_download(statement: Issued, form: str) -> Response:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from decimal import Decimal
 
+import httpx
 import pytest
 from joserfc import jws
 from joserfc.jwk import KeySet
@@ -18,6 +19,7 @@ from sqlalchemy import text
 from exchange.auth.scopes import Role
 from exchange.services.container import open_services
 from exchange.testing.databases import PostgresDatabases
+from exchange.web import settlement as settlement_pages
 from exchange.web.formatting import format_money
 from exchange.web.i18n import ENGLISH
 from tests.web.conftest import Gateway, run_async
@@ -31,13 +33,19 @@ def settling(postgres_databases: PostgresDatabases) -> Iterator[tuple[Gateway, s
     yield from settling_gateway(postgres_databases)
 
 
+def close_from_console(client: httpx.Client, month: str) -> None:
+    """Close ``month`` as staff do, from the console's form (a job), and wait until it is closed."""
+    token = form_token(client, "/console/settlement/")
+    queued = client.post("/console/settlement/close", data={"csrf_token": token, "period": month})
+    assert queued.status_code == 303 and queued.headers["location"].startswith("/console/settlement/jobs/")
+    assert f"Period {month} is closed." in wait_for_job(client, queued.headers["location"])
+
+
 def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gateway, str]) -> None:
     gateway, month = settling
     with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        close_from_console(client, month)
         token = form_token(client, "/console/settlement/")
-        queued = client.post("/console/settlement/close", data={"csrf_token": token, "period": month})
-        assert queued.status_code == 303 and queued.headers["location"].startswith("/console/settlement/jobs/")
-        assert f"Period {month} is closed." in wait_for_job(client, queued.headers["location"])
 
         picture = client.get(f"/console/settlement/{month}").text
         assert picture.count("<svg") == 2 and "Multilateral netting" in picture
@@ -169,13 +177,7 @@ def test_the_period_page_says_which_statements_are_not_issued_yet_until_they_are
 ) -> None:
     gateway, month = settling
     with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
-        token = form_token(client, "/console/settlement/")
-
-        def close() -> None:
-            queued = client.post("/console/settlement/close", data={"csrf_token": token, "period": month})
-            assert f"Period {month} is closed." in wait_for_job(client, queued.headers["location"])
-
-        close()
+        close_from_console(client, month)
         assert "not issued yet" not in client.get(f"/console/settlement/{month}").text.lower()
         forget_statement(gateway, month, "formosa-air")
         page = client.get(f"/console/settlement/{month}").text
@@ -185,7 +187,9 @@ def test_the_period_page_says_which_statements_are_not_issued_yet_until_they_are
         assert client.get(f"/console/settlement/{month}/statements/formosa-air").status_code == 200  # issues it
         assert "not issued yet" not in client.get(f"/console/settlement/{month}").text.lower()
         forget_statement(gateway, month, "formosa-air")
-        close()  # closing a closed period again issues what is missing, and changes nothing else
+        close_from_console(
+            client, month
+        )  # closing a closed period again issues what is missing, and changes nothing else
         assert "not issued yet" not in client.get(f"/console/settlement/{month}").text.lower()
 
 
@@ -201,9 +205,7 @@ def test_every_participants_figures_cross_foot_across_both_consoles_the_statemen
         return format_money(Decimal(amount), "TWD", ENGLISH.locale)
 
     with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
-        token = form_token(client, "/console/settlement/")
-        queued = client.post("/console/settlement/close", data={"csrf_token": token, "period": month})
-        assert f"Period {month} is closed." in wait_for_job(client, queued.headers["location"])
+        close_from_console(client, month)
         page = client.get(f"/console/settlement/{month}").text
         rows = page.split('<h2 id="positions-heading">')[1].split("<tr>")[2:]
         documents = {}
@@ -370,3 +372,53 @@ def test_an_uploaded_subtotal_row_and_a_partners_own_columns_are_judged_in_the_r
         assert (refused["code"], refused["line"]) == ("BAD_USER_INPUT", 2), refused
         assert "不是 TWD 金額" in refused["message"], refused
         assert "No file of this partner has been imported" in client.get(records.removesuffix("/records")).text
+
+
+def lines_page_by_page(client: httpx.Client, address: str) -> tuple[list[str], list[str]]:
+    """Every line reference a statement page shows, following its "Next lines" links from the
+    first page, and what each page says it shows."""
+    references: list[str] = []
+    said: list[str] = []
+    page = client.get(address).text
+    while True:
+        said.append(re.sub(r"\s+", " ", page.split('<nav class="lines-shown"')[1].split("</p>")[0].split("<p>")[1]))
+        references += re.findall(r"<bdi>([^<]+:[^<]+)</bdi>", page)
+        following = re.search(r'href="\?(after=\d+)" rel="next"', page)
+        if following is None:
+            return references, said
+        next_page = client.get(f"{address}?{following[1]}").text
+        previous = re.search(r'href="\?([^"]*)" rel="prev"', next_page)
+        assert previous is not None, "each later page links back"
+        assert client.get(f"{address}?{previous[1]}").text == page, "to the page before it"
+        page = next_page
+
+
+def test_a_statements_lines_show_a_page_at_a_time_in_both_consoles_and_download_whole(
+    settling: tuple[Gateway, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy month's statement holds more lines than a page lays out: both consoles show them
+    a page at a time (here 2), saying which, with links to the pages before and after; every
+    line is on one page, in the statement's order; a cursor past the last line is refused; the
+    downloads hold every line."""
+    gateway, month = settling
+    monkeypatch.setattr(settlement_pages, "LINES_SHOWN", 2)
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        close_from_console(client, month)
+        address = f"/console/settlement/{month}/statements/formosa-air"
+        document = client.get(f"{address}/json").json()
+        expected = [line["reference"] for line in document["lines"]]
+        assert len(expected) >= 3, "the month gives formosa-air more lines than a page shows"
+        shown, said = lines_page_by_page(client, address)
+        pages = -(-len(expected) // 2)
+        assert shown == expected
+        assert said[0] == f"Lines 1 to 2 of {len(expected)}; the downloads hold them all."
+        assert len(said) == pages and said[-1].startswith(f"Lines {2 * pages - 1} to ")
+        assert len(list(csv.DictReader(io.StringIO(client.get(f"{address}/csv").text)))) > len(expected)
+        past = client.get(address, params={"after": str(len(expected))})
+        assert past.status_code == 400 and f"the statement has {len(expected)} lines" in past.text
+        assert client.get(address, params={"after": "two"}).status_code == 400
+        chinese = client.get(address, headers={"accept-language": "zh-TW"}).text
+        assert f"第 1 至 2 筆明細，共 {len(expected)} 筆" in chinese and "下一頁明細" in chinese
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
+        shown, said = lines_page_by_page(client, f"/console/partner/statements/{month}")
+        assert shown == expected and len(said) == pages

@@ -14,7 +14,7 @@ from exchange.settlement.errors import ReconciliationNotFound
 from exchange.settlement.issued import Issued
 from exchange.web.access import Page, query_cursor
 from exchange.web.partner.forms import PARTNER_PATH, READ, program_of
-from exchange.web.settlement import DOWNLOADS, next_step_said, participant_names, statement_download
+from exchange.web.settlement import DOWNLOADS, lines_shown, next_step_said, participant_names, statement_download
 from exchange.web.templating import Pages
 
 #: Breaks on one page of the reconciliation; the page links to the next ones.
@@ -57,7 +57,12 @@ class StatementPages:
         return self.pages.render(
             request,
             "console/partner/statement.html",
-            {"statement": statement, "currency": statement.currency, "names": names},
+            {
+                "statement": statement,
+                "shown": lines_shown(request, statement),
+                "currency": statement.currency,
+                "names": names,
+            },
         )
 
     async def download(self, request: Request) -> Response:
