@@ -58,6 +58,7 @@ from exchange.settlement.keys import Rotation, StatementKeys
 from exchange.settlement.models import (
     BreakKind,
     BreakResolution,
+    IssuedStatement,
     Reconciliation,
     ReconciliationBreak,
     RecordsSource,
@@ -322,20 +323,34 @@ class SettlementService:
 
     async def statement(self, participant: str, period: str) -> issued.Issued:
         """The participant's statement of the closed ``period`` as issued (see
-        ``settlement.issued``): the same document and signature at every download. A period
-        closed before statements were stored has its statement issued now, once."""
+        ``settlement.issued``): the same document and signature at every download, and the
+        figures read from it. A period closed before statements were stored has its statement
+        issued now, once."""
+        row, currency = await self._issued(participant, period)
+        return issued.read_document(row, calendar=self.calendar, currency=currency)
+
+    async def issued_statement(self, participant: str, period: str) -> IssuedStatement:
+        """What :meth:`statement` reads its figures from: the stored document and signature,
+        as every download serves them, without reading the document (a busy month's holds
+        many thousands of lines)."""
+        row, _ = await self._issued(participant, period)
+        return row
+
+    async def _issued(self, participant: str, period: str) -> tuple[IssuedStatement, Currency]:
+        """The participant's stored statement of ``period``, issued first if it is not yet, and
+        the settlement currency."""
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
-            found = await issued.stored(session, participant, period, calendar=self.calendar, currency=currency)
+            found = await issued.stored(session, participant, period)
         if found is not None:
-            return found
+            return found, currency
         signer = await self._signer(currency)
         async with self.db.transaction() as session:
             await issued.issue(session, signer, participant, period, self.clock.now())
-            found = await issued.stored(session, participant, period, calendar=self.calendar, currency=currency)
+            found = await issued.stored(session, participant, period)
         assert found is not None
-        return found
+        return found, currency
 
     async def ledger_lines(self, participant: str, period: str) -> list[statements.StatementLine]:
         """The participant's lines of ``period`` as its statement shows them, whether or not the

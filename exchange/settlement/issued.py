@@ -58,8 +58,8 @@ from exchange.settlement.statements import (
     Reversed,
     Statement,
     StatementLine,
+    csv_pieces,
     encode_statement,
-    render_csv,
 )
 
 
@@ -88,7 +88,7 @@ class Issued(Statement):
 
     def csv(self) -> str:
         """The stored document's figures as CSV (:func:`~exchange.settlement.statements.render_csv`)."""
-        return render_csv(json.loads(self.row.document))
+        return "".join(stored_csv(self.row))
 
     @property
     def jws(self) -> str:
@@ -98,6 +98,12 @@ class Issued(Statement):
     @property
     def key_id(self) -> str:
         return self.row.key_id
+
+
+def stored_csv(row: IssuedStatement) -> Iterator[str]:
+    """The stored document's figures as CSV, a thousand rows at a time, parsed from the document
+    when the first is asked for (a download's worker thread, not the event loop, then parses it)."""
+    yield from csv_pieces(json.loads(row.document))
 
 
 #: How many of a document's bytes are base64-encoded, or streamed into the database, at a time
@@ -261,14 +267,9 @@ async def resign(session: AsyncSession, withdrawn: Collection[str], key: RSAKey,
         resigned += len(batch)
 
 
-async def stored(
-    session: AsyncSession, participant: str, period: str, *, calendar: SettlementCalendar, currency: Currency
-) -> Issued | None:
+async def stored(session: AsyncSession, participant: str, period: str) -> IssuedStatement | None:
     """The participant's statement of ``period`` as issued, or None if none is stored."""
-    row = await session.get(IssuedStatement, (period, participant))
-    if row is None:
-        return None
-    return read_document(row, calendar=calendar, currency=currency)
+    return await session.get(IssuedStatement, (period, participant))
 
 
 def read_document(row: IssuedStatement, *, calendar: SettlementCalendar, currency: Currency) -> Issued:

@@ -4,6 +4,8 @@ make: issued statements must not change."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
@@ -21,7 +23,15 @@ from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
 from exchange.settlement.issued import PIECE, sign
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.statements import JWS_TYPE, CounterpartyTotals, Reversed, Statement, StatementLine
+from exchange.settlement.statements import (
+    JWS_TYPE,
+    CounterpartyTotals,
+    Reversed,
+    Statement,
+    StatementLine,
+    csv_pieces,
+    render_csv,
+)
 
 CLOSED_AT = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 
@@ -105,6 +115,20 @@ async def test_the_document_holds_the_lines_given_to_it_in_their_order() -> None
         ("t-1", "conversion:兌換"),
         ("t-2", "conversion:c-2"),
     ]
+
+
+@pytest.mark.parametrize("name", STATEMENTS)
+def test_a_statements_csv_streams_in_whole_rows_and_adds_up_to_the_whole(name: str) -> None:
+    """A download streams the CSV a few rows at a time: every piece holds whole rows (a line's
+    reference with a newline in it included), and the pieces are the CSV rendered at once."""
+    document = STATEMENTS[name].document()
+    whole = render_csv(document)
+    pieces = list(csv_pieces(document, rows=7))
+    assert "".join(pieces) == whole
+    rows = list(csv.reader(io.StringIO(whole)))
+    assert len(pieces) == -(-(len(rows) - 1) // 7), "the header and seven figures, seven a piece after, the rest last"
+    assert [row for piece in pieces for row in csv.reader(io.StringIO(piece))] == rows
+    assert [row[3] for row in rows].count("line") == len(document["lines"])
 
 
 @pytest.fixture(scope="module")

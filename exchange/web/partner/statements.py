@@ -3,6 +3,9 @@ the reconciliation of its records, which it reads and settlement staff resolve."
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -11,7 +14,6 @@ from exchange.errors import ExchangeError
 from exchange.services.catalog import CatalogService
 from exchange.services.settlement import ReconciliationView, SettlementService
 from exchange.settlement.errors import ReconciliationNotFound
-from exchange.settlement.issued import Issued
 from exchange.web.access import Page, query_cursor
 from exchange.web.partner.forms import PARTNER_PATH, READ, program_of
 from exchange.web.settlement import DOWNLOADS, lines_shown, next_step_said, participant_names, statement_download
@@ -20,6 +22,8 @@ from exchange.web.templating import Pages
 #: Breaks on one page of the reconciliation; the page links to the next ones.
 BREAKS_SHOWN = 500
 PERIODS_SHOWN = 24
+
+T = TypeVar("T")
 
 
 class StatementPages:
@@ -43,16 +47,17 @@ class StatementPages:
         currency = await self.catalog.currency()
         return self.pages.render(request, "console/partner/statements.html", {"periods": rows, "currency": currency})
 
-    async def _statement(self, request: Request) -> Issued:
-        """The partner's own statement of the period in the address, as issued; a period it took
-        no part in, or one not closed, is not found."""
+    async def _own(self, request: Request, read: Callable[[str, str], Awaitable[T]]) -> T:
+        """The partner's own statement of the period in the address, as issued, as ``read``
+        (partner, period) gives it: with its figures (``SettlementService.statement``) or as
+        stored (``issued_statement``); a period it took no part in, or one not closed, is not found."""
         try:
-            return await self.settlement.statement(program_of(request), str(request.path_params["period"]))
+            return await read(program_of(request), str(request.path_params["period"]))
         except ExchangeError:
             raise HTTPException(status_code=404) from None
 
     async def statement(self, request: Request) -> Response:
-        statement = await self._statement(request)
+        statement = await self._own(request, self.settlement.statement)
         names = await participant_names(self.catalog.cache)
         return self.pages.render(
             request,
@@ -69,12 +74,12 @@ class StatementPages:
         fmt = str(request.path_params["format"])
         if fmt not in DOWNLOADS:
             raise HTTPException(status_code=404)
-        return statement_download(await self._statement(request), fmt)
+        return statement_download(await self._own(request, self.settlement.issued_statement), fmt)
 
     async def break_report(self, request: Request) -> Response:
         """Every break of the period's reconciliation as CSV, for a spreadsheet; not found before
         the partner's records are imported."""
-        statement = await self._statement(request)
+        statement = await self._own(request, self.settlement.issued_statement)
         try:
             view = await self.settlement.reconciliation(statement.participant, statement.period)
         except ReconciliationNotFound:
@@ -88,7 +93,7 @@ class StatementPages:
 
     async def reconciliation(self, request: Request) -> Response:
         after = query_cursor(request)
-        statement = await self._statement(request)
+        statement = await self._own(request, self.settlement.statement)
         view: ReconciliationView | None
         try:
             view = await self.settlement.reconciliation(statement.participant, statement.period)
