@@ -223,7 +223,8 @@ async def _csv_record(document: bytes, key: RSAKey) -> AsyncIterator[bytes]:
     yield b"\n"
 
 
-#: How many statements :func:`resign` reads and signs at a time.
+#: How many statements' keys :func:`resign` reads at a time; it reads and signs their documents
+#: one by one.
 RESIGN_BATCH = 200
 
 _RESIGN = (
@@ -237,13 +238,14 @@ async def resign(session: AsyncSession, withdrawn: Collection[str], key: RSAKey,
     """Sign again with ``key`` every issued statement that a key in ``withdrawn`` signed, its
     document left byte for byte as it was (the database refuses any other change); how many.
 
-    A batch at a time: each one signed leaves the set the next read selects from, so a decade
-    of statements is never held in memory at once."""
+    The statements' keys a batch at a time (each one signed leaves the set the next read selects
+    from, so a decade of statements is never listed at once), their documents one at a time: a
+    busy month's statement is tens of megabytes, and a batch of them would be gigabytes."""
     resigned = 0
     while True:
         batch = (
             await session.exec(
-                select_rows(IssuedStatement.period, IssuedStatement.participant, IssuedStatement.document)
+                select_rows(IssuedStatement.period, IssuedStatement.participant)
                 .where(col(IssuedStatement.key_id).in_(withdrawn))
                 .order_by(col(IssuedStatement.period), col(IssuedStatement.participant))
                 .limit(RESIGN_BATCH)
@@ -251,19 +253,24 @@ async def resign(session: AsyncSession, withdrawn: Collection[str], key: RSAKey,
         ).all()
         if not batch:
             return resigned
-        await session.exec(
-            _RESIGN,
-            params=[
-                {
+        for period, participant in batch:
+            document = (
+                await session.exec(
+                    select_rows(IssuedStatement.document).where(
+                        IssuedStatement.period == period, IssuedStatement.participant == participant
+                    )
+                )
+            ).one()
+            await session.exec(
+                _RESIGN,
+                params={
                     "row_period": period,
                     "row_participant": participant,
                     "new_key_id": str(key.kid),
                     "new_jws": sign(document.encode(), key),
                     "new_resigned_at": now,
-                }
-                for period, participant, document in batch
-            ],
-        )
+                },
+            )
         resigned += len(batch)
 
 
