@@ -356,6 +356,10 @@ class RecordFormat:
             return "repeats the header: a file has one header line, its first (were two files joined?)"
         if sorted(names) == sorted(self.columns):
             return "repeats the header's names in another order: a file has one header line, its first"
+        # CRLF was read as a line end, so a carriage return left is one alone: an old Mac line
+        # end, which would otherwise be told as a control character.
+        if "\r" in text:
+            return CARRIAGE_RETURNS
         # A record's line breaks are within quotes (the file is cut into records outside them).
         if re.search(f"[{_CONTROLS}]", text.replace("\n", "")):
             return "a field holds a control character or a line break"

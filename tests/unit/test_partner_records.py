@@ -375,7 +375,10 @@ AMOUNT_RULE = "is not an amount in TWD: write an exact decimal such as -1234.5, 
     [
         pytest.param("reference,amount\nr,1\n".encode("utf-16"), 1, UTF16, id="utf16-bom"),
         pytest.param("reference\tamount\nr\t1\n".encode("utf-16-be"), 1, UTF16, id="utf16-no-bom"),
-        pytest.param(b"reference,amount\nr,1\rr2,2\n", 2, "a field holds a control character or a line break", id="cr"),
+        pytest.param(b"reference,amount\nr,1\rr2,2\n", 2, CARRIAGE_RETURNS, id="cr"),
+        pytest.param(
+            b"\xef\xbb\xbfreference,amount\r\nr,1\rr2,2\rr3,3\r", 2, CARRIAGE_RETURNS, id="cr-below-a-crlf-header"
+        ),
         pytest.param(b"reference,amount\r" + b"r,1\r" * 20_000, 1, CARRIAGE_RETURNS, id="cr-only-larger-than-a-line"),
         pytest.param(b"reference,amount\nr,1\n \nr2,2\n", 3, EMPTY_LINE, id="a-blank-line-among-records"),
         pytest.param(b"reference,amount\nr,1\n,\nr2,2\n", 3, EMPTY_LINE, id="a-row-of-empty-fields-among-records"),
