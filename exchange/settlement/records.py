@@ -2,8 +2,9 @@
 
 The format (also in README.md and partners/SETTLEMENT.md):
 
-* UTF-8 text (a byte-order mark is allowed), lines ending in LF or CRLF; empty lines (or rows of
-  empty fields) may end the file, and are refused anywhere else.
+* UTF-8 text (a byte-order mark is allowed; a spreadsheet's workbook is refused by its first
+  bytes), lines ending in LF or CRLF; empty lines (or rows of empty fields) may end the file,
+  and are refused anywhere else.
 * Line 1 is a header naming the columns (not a spreadsheet's ``sep=;`` line), in any order, in any case, spaces around a name
   ignored: ``reference`` and ``amount`` are required, ``counterparty`` and ``date`` optional;
   ``partner``, ``period`` and ``currency`` are checked when present (every line must name this
@@ -89,6 +90,14 @@ NOT_UTF8 = (
 #: Why a UTF-16 file (a byte-order mark of UTF-16, or NUL bytes in its header) is refused.
 UTF16 = (
     'UTF-16 text (as a spreadsheet saves "Unicode text", its fields separated by tabs): save the file as "CSV UTF-8"'
+)
+#: How a spreadsheet's own file begins: a ZIP archive (Excel's .xlsx, LibreOffice's .ods) or an
+#: OLE2 compound file (Excel's older .xls). Its bytes are no text (a NUL among them would be told
+#: as UTF-16, or a line too long), so it is named by its first bytes.
+_WORKBOOK_SIGNATURES = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
+WORKBOOK = (
+    'a spreadsheet workbook (.xlsx, .xls or .ods), not CSV text: save it from the spreadsheet as "CSV UTF-8" '
+    "and upload that file"
 )
 CARRIAGE_RETURNS = (
     "lines end in a carriage return alone (as old Mac spreadsheets save them): save with LF or CRLF line ends"
@@ -632,9 +641,13 @@ class RecordReader:
         return self._digest.hexdigest()
 
     def _read_blocks(self) -> Iterator[bytes]:
-        """Whole records (each ending in LF), about :data:`BLOCK_BYTES` at a time."""
+        """Whole records (each ending in LF), about :data:`BLOCK_BYTES` at a time; a workbook
+        is refused by its first bytes (:data:`WORKBOOK`)."""
         rest = b""
-        while data := self._source.read(BLOCK_BYTES):
+        data = self._source.read(BLOCK_BYTES)
+        if data.startswith(_WORKBOOK_SIGNATURES):
+            raise MalformedRecords(1, WORKBOOK)
+        while data:
             self._digest.update(data)
             data, rest = rest + data, b""
             cut = _records_end(data)
@@ -653,6 +666,7 @@ class RecordReader:
             if cut:
                 self._lines_read += data.count(b"\n", 0, cut)
                 yield data[:cut]
+            data = self._source.read(BLOCK_BYTES)
         if rest:
             self._lines_read += 1
             yield rest + b"\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 from datetime import date
 
 import pytest
@@ -17,6 +18,7 @@ from exchange.settlement.records import (
     MAX_LINE_BYTES,
     NOT_UTF8,
     UTF16,
+    WORKBOOK,
     RecordReader,
 )
 from exchange.settlement.statements import CSV_COLUMNS
@@ -263,6 +265,29 @@ def test_a_file_a_spreadsheet_saved_in_another_encoding_is_told_to_save_as_utf8(
     line, reason = refusal(data)
     assert line == 2 and reason == NOT_UTF8
     assert "CSV UTF-8" in reason and "Big5" in reason
+
+
+def workbook(*, xml_lines: int) -> bytes:
+    """An Excel workbook (.xlsx: a ZIP of XML parts) with a sheet of ``xml_lines`` rows."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", '<?xml version="1.0" encoding="UTF-8"?><Types/>')
+        archive.writestr("xl/worksheets/sheet1.xml", "<row><c><v>1</v></c></row>\n" * xml_lines)
+    return data.getvalue()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(workbook(xml_lines=3), id="xlsx"),
+        pytest.param(workbook(xml_lines=100_000), id="xlsx-larger-than-a-line"),
+        # Excel 97-2003 (.xls): an OLE2 compound file, its first sector mostly empty.
+        pytest.param(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(2 * MAX_LINE_BYTES), id="xls"),
+    ],
+)
+def test_a_spreadsheets_workbook_is_told_to_be_saved_as_csv_not_taken_for_utf16(data: bytes) -> None:
+    assert refusal(data) == (1, WORKBOOK)
+    assert "CSV UTF-8" in WORKBOOK and ".xlsx" in WORKBOOK
 
 
 def test_the_first_bad_line_is_named_even_blocks_into_the_file() -> None:
