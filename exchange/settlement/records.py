@@ -11,7 +11,8 @@ The format (also in README.md and partners/SETTLEMENT.md):
   import's partner, period and the settlement currency); any other column is not read. No
   column the exchange reads is named twice. A header that is the statement's CSV's (its columns,
   in its order, of any document version) is the statement uploaded back, and is refused saying
-  so (:data:`STATEMENT_UPLOADED`); a partner's own export may name any of those columns.
+  so (:data:`STATEMENT_UPLOADED`); a partner's own export may name any of those columns. The
+  statement's JSON or JWS is refused by its first bytes (:data:`STATEMENT_DOCUMENT`).
 * Every further line is one record, its fields separated by commas, as many as the header names
   (empty columns ending the header and every line are not read; empty fields the header does
   not name, or unnamed columns a line lacks, are refused: which field is which is not guessed). A field may be wrapped in
@@ -99,6 +100,15 @@ WORKBOOK = (
     'a spreadsheet workbook (.xlsx, .xls or .ods), not CSV text: save it from the spreadsheet as "CSV UTF-8" '
     "and upload that file"
 )
+#: Why the statement's JSON document (or another JSON export), or the JWS that signs it, is
+#: refused: one line, often far over 64 KiB, that is no header; named by its first bytes (a JWS's
+#: first segment is base64url of a JSON object, ``{"``: ``eyJ``).
+STATEMENT_DOCUMENT = (
+    "a JSON document or a JWS (the statement's?), not CSV: your records are a CSV file whose first line is a "
+    "header naming the columns reference and amount, with one line per reference, your own figure for it, as "
+    "partners/SETTLEMENT.md shows in 'Uploading your statement back'"
+)
+_DOCUMENT_STARTS = (b"{", b"eyJ")
 CARRIAGE_RETURNS = (
     "lines end in a carriage return alone (as old Mac spreadsheets save them): save with LF or CRLF line ends"
 )
@@ -641,12 +651,15 @@ class RecordReader:
         return self._digest.hexdigest()
 
     def _read_blocks(self) -> Iterator[bytes]:
-        """Whole records (each ending in LF), about :data:`BLOCK_BYTES` at a time; a workbook
-        is refused by its first bytes (:data:`WORKBOOK`)."""
+        """Whole records (each ending in LF), about :data:`BLOCK_BYTES` at a time; a workbook,
+        a JSON document or a JWS is refused by its first bytes (:data:`WORKBOOK`,
+        :data:`STATEMENT_DOCUMENT`)."""
         rest = b""
         data = self._source.read(BLOCK_BYTES)
         if data.startswith(_WORKBOOK_SIGNATURES):
             raise MalformedRecords(1, WORKBOOK)
+        if data.removeprefix(_BOM).lstrip().startswith(_DOCUMENT_STARTS):
+            raise MalformedRecords(1, STATEMENT_DOCUMENT)
         while data:
             self._digest.update(data)
             data, rest = rest + data, b""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import re
 import zipfile
 from datetime import date
@@ -17,6 +19,7 @@ from exchange.settlement.records import (
     EMPTY_LINE,
     MAX_LINE_BYTES,
     NOT_UTF8,
+    STATEMENT_DOCUMENT,
     UTF16,
     WORKBOOK,
     RecordReader,
@@ -288,6 +291,25 @@ def workbook(*, xml_lines: int) -> bytes:
 def test_a_spreadsheets_workbook_is_told_to_be_saved_as_csv_not_taken_for_utf16(data: bytes) -> None:
     assert refusal(data) == (1, WORKBOOK)
     assert "CSV UTF-8" in WORKBOOK and ".xlsx" in WORKBOOK
+
+
+STATEMENT_JSON = json.dumps(
+    {"lines": [{"amount": "-98.00", "reference": f"conversion:{n:08d}"} for n in range(2_000)], "version": 2},
+    separators=(",", ":"),
+)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(STATEMENT_JSON.encode(), id="statement-json"),
+        pytest.param(STATEMENT_JSON[:2_000].encode(), id="json-within-a-line"),
+        pytest.param(b"\xef\xbb\xbf\r\n  " + STATEMENT_JSON[:2_000].encode(), id="json-below-a-bom-and-a-blank-line"),
+        pytest.param(b"eyJhbGciOiJSUzI1NiJ9." + base64.urlsafe_b64encode(STATEMENT_JSON.encode()) + b".c2ln", id="jws"),
+    ],
+)
+def test_the_statements_json_or_jws_uploaded_as_records_is_told_so(data: bytes) -> None:
+    assert refusal(data) == (1, STATEMENT_DOCUMENT)
 
 
 def test_the_first_bad_line_is_named_even_blocks_into_the_file() -> None:
