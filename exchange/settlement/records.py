@@ -278,6 +278,9 @@ def _comma_amount(parts: list[str], places: int) -> str | None:
 _SIGN_AFTER = re.compile(r"(\d+(?:\.\d*)?) *-")
 _CREDIT_DEBIT = re.compile(r"(\d+(?:\.\d*)?) *(?:CR|DR)", re.IGNORECASE)
 _OTHER_MINUS = "\u2212\u2012\u2013\u2014\ufe63\uff0d"
+#: A figure padded with zeros before its first digit (``0012.50``, ``-007``): its sign, and the
+#: figure without them (the last zero before a decimal point stays: ``00.50`` is ``0.50``).
+_ZERO_PADDED = re.compile(r"(-?)0+(\d+(?:\.\d+)?)")
 
 
 def _misplaced_sign(figure: str) -> str | None:
@@ -484,6 +487,10 @@ class RecordFormat:
                 f"{rule}; it has {counted(len(decimals[1]), 'decimal')}, more than the currency has (where a dot separates "
                 f"thousands it reads {figure.replace('.', '')}), so it is not guessed"
             )
+        if (padded := _ZERO_PADDED.fullmatch(figure)) and re.fullmatch(
+            _amount_pattern(self.currency), unpadded := padded[1] + padded[2]
+        ):
+            return f"{rule}; it is padded with leading zeros, as a fixed-width export writes it: write {unpadded}"
         return rule
 
 

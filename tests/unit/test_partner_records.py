@@ -511,6 +511,21 @@ AMOUNT_RULE = "is not an amount in TWD: write an exact decimal such as -1234.5, 
             b'reference,amount\nr,"1 000"\n', 2, "amount: '1 000' " + AMOUNT_RULE, id="points-separated-by-a-space"
         ),
         pytest.param(
+            b"reference,amount\nr,1.00\ns,0012.50\n",
+            3,
+            "it is padded with leading zeros, as a fixed-width export writes it: write 12.50",
+            id="zero-padded",
+        ),
+        pytest.param(
+            b"reference,amount\nr, -007 \n", 2, "padded with leading zeros, as a fixed-width", id="zero-padded-neg"
+        ),
+        pytest.param(
+            b"reference,amount\nr,00.50\n",
+            2,
+            "leading zeros, as a fixed-width export writes it: write 0.50",
+            id="00.50",
+        ),
+        pytest.param(
             b"reference,amount,currency\nr,1,TWD\ns,1,USD\n",
             3,
             "currency: 'USD' is not TWD: a file holds one partner's records of one period",
