@@ -242,7 +242,13 @@ def _quoted(value: str) -> str:
 
 def _header_hint(header: str) -> str:
     """Why a header a spreadsheet wrote is refused, where a common cause shows: the semicolons a
-    spreadsheet set to a decimal comma separates fields with, or the tabs of its text export."""
+    spreadsheet set to a decimal comma separates fields with, the tabs of its text export, or a
+    character that shows as nothing (a second byte-order mark) hiding a name that looks right."""
+    if invisible := re.search(f"[{_INVISIBLE}]", header):
+        return (
+            f": it holds an invisible character, U+{ord(invisible.group()):04X}, at character {invisible.start() + 1} "
+            "(a second byte-order mark, or text copied from a web page?); type the header again"
+        )
     if ";" in header and "," not in header:
         return (
             ": fields are separated by commas, not semicolons (a spreadsheet set to a decimal comma "

@@ -161,6 +161,13 @@ def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to
         ),
         ("reference,amount,amount\n", 1, "the header names the column amount twice"),
         (
+            "\ufeff\ufeffreference,amount\r\nr,1\r\n",
+            1,
+            "reference is missing; got '\\ufeffreference,amount': it holds an invisible character, U+FEFF, at "
+            "character 1 (a second byte-order mark",
+        ),
+        ("reference,amo\u200bunt\nr,1\n", 1, "amount is missing; got 'reference,amo\\u200bunt': it holds an invisible"),
+        (
             "reference;amount\nr;1234,50\n",
             1,
             "got 'reference;amount': fields are separated by commas, not semicolons",
