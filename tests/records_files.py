@@ -5,6 +5,8 @@ partner, so that the service's tests and a front end's run the same files."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -56,6 +58,16 @@ def _file(header: str, rows: list[str], end: str = "\n") -> bytes:
     return end.join([header, *rows, ""]).encode()
 
 
+def _workbook(header: str, rows: list[str]) -> bytes:
+    """The file saved as an Excel workbook (.xlsx, a ZIP of XML parts) rather than as CSV."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            "xl/worksheets/sheet1.xml", "".join(f"<row><c><is><t>{row}</t></is></c></row>" for row in [header, *rows])
+        )
+    return data.getvalue()
+
+
 def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
     """Every file a finance team might send for ``ledger``'s partner and period, by name."""
     n = len(ledger.lines)
@@ -76,6 +88,7 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
             _file(header, [*body, "redemption:caf\u00e9,1.00"]).decode().encode("latin-1"),
             Refused(n + 2, "not UTF-8"),
         ),
+        "excel-workbook": (_workbook(header, body), Refused(1, "a spreadsheet workbook (.xlsx, .xls or .ods)")),
         "lone-cr": (_file(header, body, "\r"), Refused(1, "carriage return alone")),
         "trailing-empty-lines": (_file(header, body) + b"\n,,\n", every),
         "no-final-newline": (_file(header, body).removesuffix(b"\n"), every),

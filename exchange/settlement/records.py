@@ -2,15 +2,17 @@
 
 The format (also in README.md and partners/SETTLEMENT.md):
 
-* UTF-8 text (a byte-order mark is allowed), lines ending in LF or CRLF; empty lines (or rows of
-  empty fields) may end the file, and are refused anywhere else.
+* UTF-8 text (a byte-order mark is allowed; a spreadsheet's workbook is refused by its first
+  bytes), lines ending in LF or CRLF; empty lines (or rows of empty fields) may end the file,
+  and are refused anywhere else.
 * Line 1 is a header naming the columns (not a spreadsheet's ``sep=;`` line), in any order, in any case, spaces around a name
   ignored: ``reference`` and ``amount`` are required, ``counterparty`` and ``date`` optional;
   ``partner``, ``period`` and ``currency`` are checked when present (every line must name this
   import's partner, period and the settlement currency); any other column is not read. No
   column the exchange reads is named twice. A header that is the statement's CSV's (its columns,
   in its order, of any document version) is the statement uploaded back, and is refused saying
-  so (:data:`STATEMENT_UPLOADED`); a partner's own export may name any of those columns.
+  so (:data:`STATEMENT_UPLOADED`); a partner's own export may name any of those columns. The
+  statement's JSON or JWS is refused by its first bytes (:data:`STATEMENT_DOCUMENT`).
 * Every further line is one record, its fields separated by commas, as many as the header names
   (empty columns ending the header and every line are not read; empty fields the header does
   not name, or unnamed columns a line lacks, are refused: which field is which is not guessed). A field may be wrapped in
@@ -90,6 +92,23 @@ NOT_UTF8 = (
 UTF16 = (
     'UTF-16 text (as a spreadsheet saves "Unicode text", its fields separated by tabs): save the file as "CSV UTF-8"'
 )
+#: How a spreadsheet's own file begins: a ZIP archive (Excel's .xlsx, LibreOffice's .ods) or an
+#: OLE2 compound file (Excel's older .xls). Its bytes are no text (a NUL among them would be told
+#: as UTF-16, or a line too long), so it is named by its first bytes.
+_WORKBOOK_SIGNATURES = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
+WORKBOOK = (
+    'a spreadsheet workbook (.xlsx, .xls or .ods), not CSV text: save it from the spreadsheet as "CSV UTF-8" '
+    "and upload that file"
+)
+#: Why the statement's JSON document (or another JSON export), or the JWS that signs it, is
+#: refused: one line, often far over 64 KiB, that is no header; named by its first bytes (a JWS's
+#: first segment is base64url of a JSON object, ``{"``: ``eyJ``).
+STATEMENT_DOCUMENT = (
+    "a JSON document or a JWS (the statement's?), not CSV: your records are a CSV file whose first line is a "
+    "header naming the columns reference and amount, with one line per reference, your own figure for it, as "
+    "partners/SETTLEMENT.md shows in 'Uploading your statement back'"
+)
+_DOCUMENT_STARTS = (b"{", b"eyJ")
 CARRIAGE_RETURNS = (
     "lines end in a carriage return alone (as old Mac spreadsheets save them): save with LF or CRLF line ends"
 )
@@ -223,7 +242,13 @@ def _quoted(value: str) -> str:
 
 def _header_hint(header: str) -> str:
     """Why a header a spreadsheet wrote is refused, where a common cause shows: the semicolons a
-    spreadsheet set to a decimal comma separates fields with, or the tabs of its text export."""
+    spreadsheet set to a decimal comma separates fields with, the tabs of its text export, or a
+    character that shows as nothing (a second byte-order mark) hiding a name that looks right."""
+    if invisible := re.search(f"[{_INVISIBLE}]", header):
+        return (
+            f": it holds an invisible character, U+{ord(invisible.group()):04X}, at character {invisible.start() + 1} "
+            "(a second byte-order mark, or text copied from a web page?); type the header again"
+        )
     if ";" in header and "," not in header:
         return (
             ": fields are separated by commas, not semicolons (a spreadsheet set to a decimal comma "
@@ -259,6 +284,9 @@ def _comma_amount(parts: list[str], places: int) -> str | None:
 _SIGN_AFTER = re.compile(r"(\d+(?:\.\d*)?) *-")
 _CREDIT_DEBIT = re.compile(r"(\d+(?:\.\d*)?) *(?:CR|DR)", re.IGNORECASE)
 _OTHER_MINUS = "\u2212\u2012\u2013\u2014\ufe63\uff0d"
+#: A figure padded with zeros before its first digit (``0012.50``, ``-007``): its sign, and the
+#: figure without them (the last zero before a decimal point stays: ``00.50`` is ``0.50``).
+_ZERO_PADDED = re.compile(r"(-?)0+(\d+(?:\.\d+)?)")
 
 
 def _misplaced_sign(figure: str) -> str | None:
@@ -356,6 +384,10 @@ class RecordFormat:
             return "repeats the header: a file has one header line, its first (were two files joined?)"
         if sorted(names) == sorted(self.columns):
             return "repeats the header's names in another order: a file has one header line, its first"
+        # CRLF was read as a line end, so a carriage return left is one alone: an old Mac line
+        # end, which would otherwise be told as a control character.
+        if "\r" in text:
+            return CARRIAGE_RETURNS
         # A record's line breaks are within quotes (the file is cut into records outside them).
         if re.search(f"[{_CONTROLS}]", text.replace("\n", "")):
             return "a field holds a control character or a line break"
@@ -461,6 +493,10 @@ class RecordFormat:
                 f"{rule}; it has {counted(len(decimals[1]), 'decimal')}, more than the currency has (where a dot separates "
                 f"thousands it reads {figure.replace('.', '')}), so it is not guessed"
             )
+        if (padded := _ZERO_PADDED.fullmatch(figure)) and re.fullmatch(
+            _amount_pattern(self.currency), unpadded := padded[1] + padded[2]
+        ):
+            return f"{rule}; it is padded with leading zeros, as a fixed-width export writes it: write {unpadded}"
         return rule
 
 
@@ -628,9 +664,16 @@ class RecordReader:
         return self._digest.hexdigest()
 
     def _read_blocks(self) -> Iterator[bytes]:
-        """Whole records (each ending in LF), about :data:`BLOCK_BYTES` at a time."""
+        """Whole records (each ending in LF), about :data:`BLOCK_BYTES` at a time; a workbook,
+        a JSON document or a JWS is refused by its first bytes (:data:`WORKBOOK`,
+        :data:`STATEMENT_DOCUMENT`)."""
         rest = b""
-        while data := self._source.read(BLOCK_BYTES):
+        data = self._source.read(BLOCK_BYTES)
+        if data.startswith(_WORKBOOK_SIGNATURES):
+            raise MalformedRecords(1, WORKBOOK)
+        if data.removeprefix(_BOM).lstrip().startswith(_DOCUMENT_STARTS):
+            raise MalformedRecords(1, STATEMENT_DOCUMENT)
+        while data:
             self._digest.update(data)
             data, rest = rest + data, b""
             cut = _records_end(data)
@@ -649,6 +692,7 @@ class RecordReader:
             if cut:
                 self._lines_read += data.count(b"\n", 0, cut)
                 yield data[:cut]
+            data = self._source.read(BLOCK_BYTES)
         if rest:
             self._lines_read += 1
             yield rest + b"\n"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import re
+import zipfile
 from datetime import date
 
 import pytest
@@ -16,7 +19,9 @@ from exchange.settlement.records import (
     EMPTY_LINE,
     MAX_LINE_BYTES,
     NOT_UTF8,
+    STATEMENT_DOCUMENT,
     UTF16,
+    WORKBOOK,
     RecordReader,
 )
 from exchange.settlement.statements import CSV_COLUMNS
@@ -156,6 +161,13 @@ def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to
         ),
         ("reference,amount,amount\n", 1, "the header names the column amount twice"),
         (
+            "\ufeff\ufeffreference,amount\r\nr,1\r\n",
+            1,
+            "reference is missing; got '\\ufeffreference,amount': it holds an invisible character, U+FEFF, at "
+            "character 1 (a second byte-order mark",
+        ),
+        ("reference,amo\u200bunt\nr,1\n", 1, "amount is missing; got 'reference,amo\\u200bunt': it holds an invisible"),
+        (
             "reference;amount\nr;1234,50\n",
             1,
             "got 'reference;amount': fields are separated by commas, not semicolons",
@@ -263,6 +275,48 @@ def test_a_file_a_spreadsheet_saved_in_another_encoding_is_told_to_save_as_utf8(
     line, reason = refusal(data)
     assert line == 2 and reason == NOT_UTF8
     assert "CSV UTF-8" in reason and "Big5" in reason
+
+
+def workbook(*, xml_lines: int) -> bytes:
+    """An Excel workbook (.xlsx: a ZIP of XML parts) with a sheet of ``xml_lines`` rows."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", '<?xml version="1.0" encoding="UTF-8"?><Types/>')
+        archive.writestr("xl/worksheets/sheet1.xml", "<row><c><v>1</v></c></row>\n" * xml_lines)
+    return data.getvalue()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(workbook(xml_lines=3), id="xlsx"),
+        pytest.param(workbook(xml_lines=100_000), id="xlsx-larger-than-a-line"),
+        # Excel 97-2003 (.xls): an OLE2 compound file, its first sector mostly empty.
+        pytest.param(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(2 * MAX_LINE_BYTES), id="xls"),
+    ],
+)
+def test_a_spreadsheets_workbook_is_told_to_be_saved_as_csv_not_taken_for_utf16(data: bytes) -> None:
+    assert refusal(data) == (1, WORKBOOK)
+    assert "CSV UTF-8" in WORKBOOK and ".xlsx" in WORKBOOK
+
+
+STATEMENT_JSON = json.dumps(
+    {"lines": [{"amount": "-98.00", "reference": f"conversion:{n:08d}"} for n in range(2_000)], "version": 2},
+    separators=(",", ":"),
+)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(STATEMENT_JSON.encode(), id="statement-json"),
+        pytest.param(STATEMENT_JSON[:2_000].encode(), id="json-within-a-line"),
+        pytest.param(b"\xef\xbb\xbf\r\n  " + STATEMENT_JSON[:2_000].encode(), id="json-below-a-bom-and-a-blank-line"),
+        pytest.param(b"eyJhbGciOiJSUzI1NiJ9." + base64.urlsafe_b64encode(STATEMENT_JSON.encode()) + b".c2ln", id="jws"),
+    ],
+)
+def test_the_statements_json_or_jws_uploaded_as_records_is_told_so(data: bytes) -> None:
+    assert refusal(data) == (1, STATEMENT_DOCUMENT)
 
 
 def test_the_first_bad_line_is_named_even_blocks_into_the_file() -> None:
@@ -375,7 +429,10 @@ AMOUNT_RULE = "is not an amount in TWD: write an exact decimal such as -1234.5, 
     [
         pytest.param("reference,amount\nr,1\n".encode("utf-16"), 1, UTF16, id="utf16-bom"),
         pytest.param("reference\tamount\nr\t1\n".encode("utf-16-be"), 1, UTF16, id="utf16-no-bom"),
-        pytest.param(b"reference,amount\nr,1\rr2,2\n", 2, "a field holds a control character or a line break", id="cr"),
+        pytest.param(b"reference,amount\nr,1\rr2,2\n", 2, CARRIAGE_RETURNS, id="cr"),
+        pytest.param(
+            b"\xef\xbb\xbfreference,amount\r\nr,1\rr2,2\rr3,3\r", 2, CARRIAGE_RETURNS, id="cr-below-a-crlf-header"
+        ),
         pytest.param(b"reference,amount\r" + b"r,1\r" * 20_000, 1, CARRIAGE_RETURNS, id="cr-only-larger-than-a-line"),
         pytest.param(b"reference,amount\nr,1\n \nr2,2\n", 3, EMPTY_LINE, id="a-blank-line-among-records"),
         pytest.param(b"reference,amount\nr,1\n,\nr2,2\n", 3, EMPTY_LINE, id="a-row-of-empty-fields-among-records"),
@@ -459,6 +516,21 @@ AMOUNT_RULE = "is not an amount in TWD: write an exact decimal such as -1234.5, 
         pytest.param("reference,amount\nr,€12.50\n".encode(), 2, "without a currency sign or code", id="currency-sign"),
         pytest.param(
             b'reference,amount\nr,"1 000"\n', 2, "amount: '1 000' " + AMOUNT_RULE, id="points-separated-by-a-space"
+        ),
+        pytest.param(
+            b"reference,amount\nr,1.00\ns,0012.50\n",
+            3,
+            "it is padded with leading zeros, as a fixed-width export writes it: write 12.50",
+            id="zero-padded",
+        ),
+        pytest.param(
+            b"reference,amount\nr, -007 \n", 2, "padded with leading zeros, as a fixed-width", id="zero-padded-neg"
+        ),
+        pytest.param(
+            b"reference,amount\nr,00.50\n",
+            2,
+            "leading zeros, as a fixed-width export writes it: write 0.50",
+            id="00.50",
         ),
         pytest.param(
             b"reference,amount,currency\nr,1,TWD\ns,1,USD\n",
