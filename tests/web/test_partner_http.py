@@ -39,20 +39,24 @@ from tests.web.test_console_http import form_token, signed_in
 PARTNER = "/console/partner"
 #: A request for the pages in Traditional Chinese.
 CHINESE = {"accept-language": "zh-TW"}
-REDEEM = """mutation($reward: ID!, $key: String!) {
-  redeemReward(rewardId: $reward, payWith: "harbor-bank", idempotencyKey: $key) { id status } }"""
+REDEEM = """mutation($reward: ID!, $key: String!, $payWith: ID!) {
+  redeemReward(rewardId: $reward, payWith: $payWith, idempotencyKey: $key) { id status } }"""
 
 
-def redeem_as_member(gateway: Gateway, reward_id: str, key: str, member_ref: str = "bob") -> dict[str, str]:
-    """A member of harbor-bank (a sandbox partner) redeems ``reward_id`` through GraphQL."""
+def redeem_as_member(
+    gateway: Gateway, reward_id: str, key: str, member_ref: str = "bob", *, pay_with: str = "harbor-bank"
+) -> dict[str, str]:
+    """A member of ``pay_with`` (a sandbox partner) redeems ``reward_id`` through GraphQL, paying
+    with its points."""
 
     async def work() -> dict[str, str]:
         db = Database.from_url(gateway.settings.database_url)
         try:
             async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
                 kit = ExchangeKit(settings=gateway.settings, http=http, db=db)
-                token = await kit.member_token("harbor-bank", member_ref)
-                return dict((await kit.data(REDEEM, token, reward=reward_id, key=key))["redeemReward"])
+                token = await kit.member_token(pay_with, member_ref)
+                redeemed = await kit.data(REDEEM, token, reward=reward_id, key=key, payWith=pay_with)
+                return dict(redeemed["redeemReward"])
         finally:
             await db.dispose()
 
@@ -333,8 +337,10 @@ def test_a_members_redemption_awaits_the_partners_confirmation_or_cancellation(p
         assert first["status"] == second["status"] == "COMPLETED"
         awaiting = client.get(f"{PARTNER}/redemptions").text
         assert first["id"] in awaiting and second["id"] in awaiting
-        # The paying program by its name, not its id.
-        assert '<td data-label="Paid with">Harbor Bank Card Rewards <span class="muted">' in awaiting
+        # The paying program by its name, not its id; the member's id there is that partner's
+        # business (GraphQL's Redemption has none), but a member of the partner's own is its own.
+        assert '<td data-label="Paid with">Harbor Bank Card Rewards</td>' in awaiting
+        assert "bob" not in awaiting, "another partner's member id"
 
         confirmed = post(client, f"{PARTNER}/redemptions/confirm", redemptionId=first["id"])
         assert confirmed.status_code == 303
@@ -365,6 +371,11 @@ def test_a_members_redemption_awaits_the_partners_confirmation_or_cancellation(p
             .split("</tr>")[0]
         )
         assert "Reversed, points given back" in row and "Cancelled" not in row
+
+        own = redeem_as_member(partnered_gateway, reward_id, "lounge-own", "carol", pay_with="formosa-air")
+        assert own["status"] == "COMPLETED", own
+        awaiting = client.get(f"{PARTNER}/redemptions").text
+        assert '<td data-label="Paid with">Formosa Air Miles <span class="muted"><bdi>carol</bdi></span>' in awaiting
 
 
 def token_status(gateway: Gateway, client_id: str, secret: str) -> int:

@@ -66,6 +66,8 @@ def test_a_balance_is_named_in_the_plural_unless_it_is_one_point(
         ("https://elsewhere.example/portal/", "/portal/"),
         ("/console/", "/portal/"),
         ("/portal/sign-in/fresh-mart", "/portal/"),
+        # Text a cookie cannot hold as it is, kept percent-encoded (the address a browser asks for).
+        ("/portal/status-match?from_program=\u00e9\u20ac", "/portal/status-match?from_program=%C3%A9%E2%82%AC"),
     ],
 )
 def test_a_member_sent_to_sign_in_from_a_page_goes_on_to_it_once_signed_in(

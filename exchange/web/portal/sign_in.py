@@ -10,6 +10,7 @@ so the return page moves on to the portal by a refresh and a link of its own.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -33,6 +34,10 @@ SIGN_OUT_PATH = "/portal/sign-out"
 #: Notices the sign-in page shows, by the ``notice`` query parameter.
 NOTICES = ("signed-out",)
 STATE_COOKIE_SECONDS = 600
+#: What the page to go on to keeps as it is in its cookie; the rest is percent-encoded, as a
+#: browser asks for the page anyway: a cookie holds no text beyond Latin-1 (the header cannot be
+#: written), and a ``;`` would end its value early.
+WANTED_SAFE = ":/%#?=@[]!$&'()*+"
 
 
 class SignInPages:
@@ -84,7 +89,13 @@ class SignInPages:
         if wanted == HOME_PATH:
             self.cookies.delete(response, SIGN_IN_NEXT_COOKIE)
         else:
-            self.cookies.set(response, SIGN_IN_NEXT_COOKIE, wanted, max_age=STATE_COOKIE_SECONDS, same_site=same_site)
+            self.cookies.set(
+                response,
+                SIGN_IN_NEXT_COOKIE,
+                quote(wanted, safe=WANTED_SAFE),
+                max_age=STATE_COOKIE_SECONDS,
+                same_site=same_site,
+            )
         return response
 
     async def back(self, request: Request) -> Response:
