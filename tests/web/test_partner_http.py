@@ -40,7 +40,7 @@ PARTNER = "/console/partner"
 #: A request for the pages in Traditional Chinese.
 CHINESE = {"accept-language": "zh-TW"}
 REDEEM = """mutation($reward: ID!, $key: String!, $payWith: ID!) {
-  redeemReward(rewardId: $reward, payWith: $payWith, idempotencyKey: $key) { id status } }"""
+  redeemReward(rewardId: $reward, payWith: $payWith, idempotencyKey: $key) { id status memberId } }"""
 
 
 def redeem_as_member(
@@ -338,8 +338,12 @@ def test_a_members_redemption_awaits_the_partners_confirmation_or_cancellation(p
         awaiting = client.get(f"{PARTNER}/redemptions").text
         assert first["id"] in awaiting and second["id"] in awaiting
         # The paying program by its name, not its id; the member's id there is that partner's
-        # business (GraphQL's Redemption has none), but a member of the partner's own is its own.
-        assert '<td data-label="Paid with">Harbor Bank Card Rewards</td>' in awaiting
+        # business (GraphQL's Redemption gives the member's exchange id instead), but a member
+        # of the partner's own is its own.
+        assert (
+            '<td data-label="Paid with">Harbor Bank Card Rewards '
+            f'<span class="muted">exchange member {first["memberId"]}</span>' in awaiting
+        )
         assert "bob" not in awaiting, "another partner's member id"
 
         confirmed = post(client, f"{PARTNER}/redemptions/confirm", redemptionId=first["id"])
