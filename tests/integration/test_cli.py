@@ -308,13 +308,14 @@ def test_a_command_in_an_empty_directory_names_the_database_and_what_to_do(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("argv", [["ledger", "verify"], ["db", "upgrade"]])
 def test_a_postgresql_database_that_does_not_exist_is_named_with_its_password_masked(
-    postgres_server_url: str, tmp_path: Path
+    postgres_server_url: str, tmp_path: Path, argv: list[str]
 ) -> None:
     server = make_url(postgres_server_url)
     password = server.password or "never-printed"
     url = server.set(database="exchange_no_such_database", password=password).render_as_string(hide_password=False)
-    result = run("ledger", "verify", env={"EXCHANGE_DATABASE_URL": url}, cwd=tmp_path)
+    result = run(*argv, env={"EXCHANGE_DATABASE_URL": url}, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("Error: cannot open the database at postgresql://")
     assert ":***@" in result.stderr and "/exchange_no_such_database (" in result.stderr
@@ -324,10 +325,11 @@ def test_a_postgresql_database_that_does_not_exist_is_named_with_its_password_ma
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_unreachable_postgresql_server_is_one_line_naming_it() -> None:
+@pytest.mark.parametrize("argv", [["settle", "close", "2024-01"], ["db", "upgrade"]])
+def test_an_unreachable_postgresql_server_is_one_line_naming_it(argv: list[str]) -> None:
     port = free_port()
     url = f"postgresql://exchange:secret@127.0.0.1:{port}/exchange"
-    result = run("settle", "close", "2024-01", env={"EXCHANGE_DATABASE_URL": url})
+    result = run_here(*argv, env={"EXCHANGE_DATABASE_URL": url})
     assert result.returncode == 2
     assert result.stderr.startswith(
         f"Error: cannot open the database at postgresql://exchange:***@127.0.0.1:{port}/exchange ("
