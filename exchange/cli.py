@@ -52,6 +52,25 @@ PORT = click.IntRange(0, 65535)
 WORKER_HEALTHCHECK_SECONDS = 60
 
 
+class OutputFile(click.Path):
+    """A file a command writes, refused as the option is read (so before the command opens the
+    database or changes anything) when its directory does not exist or cannot be written:
+    click checks only a file that exists already, and the write would otherwise fail at the
+    end, with a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, writable=True, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = Path(os.fsdecode(super().convert(value, param, ctx)))
+        directory = path.absolute().parent
+        if not directory.is_dir():
+            self.fail(f"'{path}': its directory {directory} does not exist", param, ctx)
+        if not os.access(directory, os.W_OK):
+            self.fail(f"'{path}': its directory {directory} is not writable", param, ctx)
+        return path
+
+
 class CommandFailed(click.ClickException):
     """A failure the user can act on: one line on stderr, exit status 2."""
 
@@ -695,7 +714,7 @@ def settle_reconcile(partner: str, actor: str | None, period: str, file: BinaryI
 @settle.command("reconcile-point")
 @click.option(
     "--keep",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(),
     help="Also write the records imported to this file (the records-file format); a refused import writes none.",
 )
 @click.option("--as", "actor", help=IMPORTED_BY_HELP)
@@ -863,7 +882,7 @@ def settle_sign_off(partner: str, note: str | None, actor: str | None, period: s
 )
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(),
     help=(
         "Write to this file instead of standard output: the document's bytes exactly, as signed"
         " (standard output adds a final line break to the JSON and the JWS)."
@@ -1015,7 +1034,7 @@ def schema() -> None:
 @schema.command("export", needs_database=False)
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(),
     help="Write the SDL to this file instead of standard output.",
 )
 def schema_export(output: Path | None) -> None:

@@ -358,6 +358,28 @@ def test_a_bad_setting_names_its_variable(sqlite_env: dict[str, str]) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["settle", "statement", "--partner", "formosa-air", "--output", "{file}", "2026-11"],
+        ["settle", "reconcile-point", "--keep", "{file}", "2026-11"],
+        ["schema", "export", "--output", "{file}"],
+    ],
+)
+def test_a_file_to_write_in_a_directory_that_does_not_exist_is_refused_before_anything_runs(
+    tmp_path: Path, sqlite_env: dict[str, str], argv: list[str]
+) -> None:
+    """Refused as the option is read, naming it: not a traceback once the work is done."""
+    missing = tmp_path / "missing"
+    option = argv[argv.index("{file}") - 1]
+    result = run_here(*(arg.replace("{file}", str(missing / "out")) for arg in argv), env=sqlite_env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for '{option}': '{missing / 'out'}': its directory {missing} does not exist"
+    )
+    assert list(tmp_path.iterdir()) == []  # not even the database
+
+
 @pytest.fixture
 def partners_on_free_ports(tmp_path: Path) -> Path:
     """The sample programs, their sandboxes moved off 8701..8706 (another run may hold them)."""
