@@ -380,6 +380,19 @@ def test_a_file_to_write_in_a_directory_that_does_not_exist_is_refused_before_an
     assert list(tmp_path.iterdir()) == []  # not even the database
 
 
+@pytest.mark.parametrize("command", ["pending", "retrying"])
+def test_a_listing_of_a_partner_that_does_not_exist_is_refused(sqlite_env: dict[str, str], command: str) -> None:
+    """Not "0 waiting", which reads as though nothing waited for the partner meant."""
+    assert run_here("db", "upgrade", env=sqlite_env).returncode == 0
+    assert run_here("partners", "load", "--dir", str(SAMPLE_PARTNERS), env=sqlite_env).returncode == 0
+    result = run_here(command, "--partner", "fresh-mrt", env=sqlite_env)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "Error: no program has id 'fresh-mrt'; the programs are coalition, formosa-air, fresh-mart, happy-card, "
+        "harbor-bank, tune-stream, wallet-pay\n"
+    )
+
+
 @pytest.fixture
 def partners_on_free_ports(tmp_path: Path) -> Path:
     """The sample programs, their sandboxes moved off 8701..8706 (another run may hold them)."""
