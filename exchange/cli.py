@@ -173,11 +173,28 @@ class Command(click.Command):
         return super().invoke(ctx)
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C before the command finished: one line and exit status 130, as a shell reports a
+    command SIGINT ended, instead of click's "Aborted!" and 1, which means what `exchange --help`
+    says it means."""
+
+    exit_code = 130
+
+    def __init__(self) -> None:
+        super().__init__("interrupted (Ctrl-C) before the command finished")
+
+
 class Group(click.Group):
     """A command group whose commands, and subgroups' commands, are ``Command``s."""
 
     command_class = Command
     group_class = type
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
 
 
 def with_services(work: Callable[[Services], Awaitable[R]]) -> R:
@@ -225,6 +242,7 @@ def main() -> None:
       2  refused: a wrong option or argument, a bad setting, a database missing or not
          migrated, or a request the exchange refuses (a period not closed, breaks
          unresolved, ...); one line on standard error says why
+    130  interrupted by Ctrl-C before it finished
     """
 
 

@@ -68,7 +68,7 @@ def test_help_names_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
     exit_statuses = result.stdout.split("Exit status:")[1].split("Options:")[0]
-    assert [line.split()[0] for line in exit_statuses.splitlines() if line[4:5].isdigit()] == ["0", "1", "2"]
+    assert [line.split()[0] for line in exit_statuses.splitlines() if line[4:5].isdigit()] == ["0", "1", "2", "130"]
     for command in (
         "serve",
         "demo",
@@ -391,6 +391,21 @@ def test_a_listing_of_a_partner_that_does_not_exist_is_refused(sqlite_env: dict[
         "Error: no program has id 'fresh-mrt'; the programs are coalition, formosa-air, fresh-mart, happy-card, "
         "harbor-bank, tune-stream, wallet-pay\n"
     )
+
+
+def test_ctrl_c_before_a_command_finishes_is_one_line_and_exit_status_130(
+    sqlite_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not click's "Aborted!" and 1, which `exchange --help` gives to a ledger that does not add up."""
+    assert run_here("db", "upgrade", env=sqlite_env).returncode == 0
+
+    def pressed_ctrl_c(work: object) -> None:
+        raise KeyboardInterrupt  # what SIGINT's default handler raises in the command's work
+
+    monkeypatch.setattr("exchange.cli.with_services", pressed_ctrl_c)
+    result = run_here("ledger", "verify", env=sqlite_env)
+    assert (result.returncode, result.stdout) == (130, "")
+    assert result.stderr == "Error: interrupted (Ctrl-C) before the command finished\n"
 
 
 @pytest.fixture
