@@ -1024,6 +1024,13 @@ def sandbox_serve(
     if port is None:
         address = declared_address(program)
         port = address[1] if address else 0
+    # Before its state is opened: a sandbox refused its port creates (and seeds) no store.
+    ensure_free(
+        host,
+        port,
+        name=f"sandbox {program.id}",
+        remedy="stop what listens there or choose another port with --port",
+    )
     server = SandboxServer(
         program,
         client_secret=sandbox_secret(program, os.environ),

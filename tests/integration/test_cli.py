@@ -421,6 +421,22 @@ def partners_on_free_ports(tmp_path: Path) -> Path:
     return partners
 
 
+def test_sandbox_serve_on_a_port_taken_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_here(
+            "sandbox", "serve", "--partner", "tune-stream", "--port", str(port), "--data-dir", str(tmp_path / "sb")
+        )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"Error: sandbox tune-stream cannot listen on 127.0.0.1:{port}: the address is already in use; "
+        "stop what listens there or choose another port with --port\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_sandbox_serve_runs_a_partner_until_sigterm(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [
