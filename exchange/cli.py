@@ -26,7 +26,7 @@ from exchange.auth.scopes import Role, Scope, parse_scopes
 from exchange.db.availability import refused_by_configuration
 from exchange.errors import ConfigurationError, ExchangeError
 from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
-from exchange.serving import BoundedHeadProtocol, ensure_free, free_port
+from exchange.serving import BoundedHeadProtocol, ensure_free, free_port, listening_socket
 from exchange.settings import Settings
 from exchange.settlement.models import BreakKind, Resolution
 from exchange.text import counted, one_line
@@ -248,7 +248,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", help="Address to bind (default: EXCHANGE_HOST or 127.0.0.1).")
-@click.option("--port", type=PORT, help="Port to bind (default: EXCHANGE_PORT or 8000).")
+@click.option("--port", type=PORT, help="Port to bind, 0 for any free one (default: EXCHANGE_PORT or 8000).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @reports_errors
 def serve(host: str | None, port: int | None, workers: int) -> None:
@@ -260,6 +260,9 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     EXCHANGE_LOG_FORMAT chooses text or JSON lines.
     """
     settings = load_settings(host=host, port=port)
+    if settings.port == 0:  # any free one, chosen now as the demo chooses: the issuer URL names it
+        with listening_socket(settings.host, 0, name="the gateway") as probe:
+            settings = load_settings(host=settings.host, port=probe.getsockname()[1])
     settings.check_for_production()
     ensure_free(  # one line, before any worker starts
         settings.host,
