@@ -316,13 +316,14 @@ def metrics_directory(workers: int) -> Iterator[None]:
 
 
 @main.command(needs_database=False)
-@click.option("--port", type=PORT, default=8000, show_default=True, help="Gateway port.")
+@click.option("--port", type=PORT, default=8000, show_default=True, help="Gateway port (0: any free one).")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".demo"),
     show_default=True,
-    help="Where the demo keeps its SQLite database.",
+    help="Where the demo keeps its state: its SQLite database, the sandbox partners' (sandboxes/),"
+    " credentials.json and last month's partner file.",
 )
 @click.option(
     "--partners-dir",
