@@ -1223,6 +1223,8 @@ def webhooks_log(first: int, subscription: str) -> None:
 @reports_errors
 def webhooks_replay(delivery_ids: tuple[int, ...], dead: bool, since: datetime | None, subscription: str) -> None:
     """Send finished deliveries again, with their original webhook-id and a new retry window."""
+    if not (delivery_ids or dead or since):
+        raise click.UsageError("say which deliveries: --delivery ID (repeatable), --dead or --since TIME")
     after = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
     count = with_services(
         lambda services: services.webhooks.replay(None, subscription, delivery_ids=delivery_ids, dead=dead, since=after)
