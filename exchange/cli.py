@@ -192,9 +192,17 @@ class Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            done = super().invoke(ctx)
+            sys.stdout.flush()  # what is still buffered meets a closed pipe here, not unseen at exit
+            return done
         except KeyboardInterrupt:
             raise Interrupted() from None
+        except BrokenPipeError:
+            # What read standard output stopped early (`exchange … | head`): end silently, as a
+            # command SIGPIPE ends, with the status a shell reports for one (128 + 13), not
+            # click's 1, which means what `exchange --help` says it means.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
 
 
 def with_services(work: Callable[[Services], Awaitable[R]]) -> R:
@@ -243,6 +251,7 @@ def main() -> None:
          migrated, or a request the exchange refuses (a period not closed, breaks
          unresolved, ...); one line on standard error says why
     130  interrupted by Ctrl-C before it finished
+    141  what read its output stopped early (`| head`); it ends silently
     """
 
 

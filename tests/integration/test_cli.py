@@ -68,7 +68,13 @@ def test_help_names_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
     exit_statuses = result.stdout.split("Exit status:")[1].split("Options:")[0]
-    assert [line.split()[0] for line in exit_statuses.splitlines() if line[4:5].isdigit()] == ["0", "1", "2", "130"]
+    assert [line.split()[0] for line in exit_statuses.splitlines() if line[4:5].isdigit()] == [
+        "0",
+        "1",
+        "2",
+        "130",
+        "141",
+    ]
     for command in (
         "serve",
         "demo",
@@ -406,6 +412,28 @@ def test_ctrl_c_before_a_command_finishes_is_one_line_and_exit_status_130(
     result = run_here("ledger", "verify", env=sqlite_env)
     assert (result.returncode, result.stdout) == (130, "")
     assert result.stderr == "Error: interrupted (Ctrl-C) before the command finished\n"
+
+
+def test_output_whose_reader_stopped_early_ends_the_command_silently_with_141(sqlite_env: dict[str, str]) -> None:
+    """`exchange … | head`: as a command SIGPIPE ends, not click's 1, which `exchange --help`
+    gives to a ledger that does not add up."""
+    assert run_here("db", "upgrade", env=sqlite_env).returncode == 0
+    for argv in (["schema", "export"], ["ledger", "verify"]):  # one large write, one short line
+        read, write = os.pipe()
+        os.close(read)  # the reader has gone before the command writes
+        try:
+            process = subprocess.run(
+                [EXCHANGE, *argv],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, **sqlite_env},
+                timeout=120,
+                check=False,
+            )
+        finally:
+            os.close(write)
+        assert (process.returncode, process.stderr) == (141, ""), argv
 
 
 @pytest.fixture
