@@ -26,7 +26,7 @@ from exchange.auth.scopes import Role, Scope, parse_scopes
 from exchange.db.availability import refused_by_configuration
 from exchange.errors import ConfigurationError, ExchangeError
 from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
-from exchange.serving import BoundedHeadProtocol, ensure_free, free_port
+from exchange.serving import BoundedHeadProtocol, ensure_free, free_port, listening_socket
 from exchange.settings import Settings
 from exchange.settlement.models import BreakKind, Resolution
 from exchange.text import counted, one_line
@@ -50,6 +50,25 @@ PORT = click.IntRange(0, 65535)
 
 #: How long ``serve``'s workers may take to answer uvicorn's health check (see ``serve``).
 WORKER_HEALTHCHECK_SECONDS = 60
+
+
+class OutputFile(click.Path):
+    """A file a command writes, refused as the option is read (so before the command opens the
+    database or changes anything) when its directory does not exist or cannot be written:
+    click checks only a file that exists already, and the write would otherwise fail at the
+    end, with a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, writable=True, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = Path(os.fsdecode(super().convert(value, param, ctx)))
+        directory = path.absolute().parent
+        if not directory.is_dir():
+            self.fail(f"'{path}': its directory {directory} does not exist", param, ctx)
+        if not os.access(directory, os.W_OK):
+            self.fail(f"'{path}': its directory {directory} is not writable", param, ctx)
+        return path
 
 
 class CommandFailed(click.ClickException):
@@ -154,11 +173,36 @@ class Command(click.Command):
         return super().invoke(ctx)
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C before the command finished: one line and exit status 130, as a shell reports a
+    command SIGINT ended, instead of click's "Aborted!" and 1, which means what `exchange --help`
+    says it means."""
+
+    exit_code = 130
+
+    def __init__(self) -> None:
+        super().__init__("interrupted (Ctrl-C) before the command finished")
+
+
 class Group(click.Group):
     """A command group whose commands, and subgroups' commands, are ``Command``s."""
 
     command_class = Command
     group_class = type
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            done = super().invoke(ctx)
+            sys.stdout.flush()  # what is still buffered meets a closed pipe here, not unseen at exit
+            return done
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+        except BrokenPipeError:
+            # What read standard output stopped early (`exchange … | head`): end silently, as a
+            # command SIGPIPE ends, with the status a shell reports for one (128 + 13), not
+            # click's 1, which means what `exchange --help` says it means.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
 
 
 def with_services(work: Callable[[Services], Awaitable[R]]) -> R:
@@ -206,12 +250,14 @@ def main() -> None:
       2  refused: a wrong option or argument, a bad setting, a database missing or not
          migrated, or a request the exchange refuses (a period not closed, breaks
          unresolved, ...); one line on standard error says why
+    130  interrupted by Ctrl-C before it finished
+    141  what read its output stopped early (`| head`); it ends silently
     """
 
 
 @main.command()
 @click.option("--host", help="Address to bind (default: EXCHANGE_HOST or 127.0.0.1).")
-@click.option("--port", type=PORT, help="Port to bind (default: EXCHANGE_PORT or 8000).")
+@click.option("--port", type=PORT, help="Port to bind, 0 for any free one (default: EXCHANGE_PORT or 8000).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @reports_errors
 def serve(host: str | None, port: int | None, workers: int) -> None:
@@ -223,6 +269,9 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     EXCHANGE_LOG_FORMAT chooses text or JSON lines.
     """
     settings = load_settings(host=host, port=port)
+    if settings.port == 0:  # any free one, chosen now as the demo chooses: the issuer URL names it
+        with listening_socket(settings.host, 0, name="the gateway") as probe:
+            settings = load_settings(host=settings.host, port=probe.getsockname()[1])
     settings.check_for_production()
     ensure_free(  # one line, before any worker starts
         settings.host,
@@ -276,13 +325,14 @@ def metrics_directory(workers: int) -> Iterator[None]:
 
 
 @main.command(needs_database=False)
-@click.option("--port", type=PORT, default=8000, show_default=True, help="Gateway port.")
+@click.option("--port", type=PORT, default=8000, show_default=True, help="Gateway port (0: any free one).")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".demo"),
     show_default=True,
-    help="Where the demo keeps its SQLite database.",
+    help="Where the demo keeps its state: its SQLite database, the sandbox partners' (sandboxes/),"
+    " credentials.json and last month's partner file.",
 )
 @click.option(
     "--partners-dir",
@@ -695,7 +745,7 @@ def settle_reconcile(partner: str, actor: str | None, period: str, file: BinaryI
 @settle.command("reconcile-point")
 @click.option(
     "--keep",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(),
     help="Also write the records imported to this file (the records-file format); a refused import writes none.",
 )
 @click.option("--as", "actor", help=IMPORTED_BY_HELP)
@@ -863,7 +913,7 @@ def settle_sign_off(partner: str, note: str | None, actor: str | None, period: s
 )
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(),
     help=(
         "Write to this file instead of standard output: the document's bytes exactly, as signed"
         " (standard output adds a final line break to the JSON and the JWS)."
@@ -987,6 +1037,13 @@ def sandbox_serve(
     if port is None:
         address = declared_address(program)
         port = address[1] if address else 0
+    # Before its state is opened: a sandbox refused its port creates (and seeds) no store.
+    ensure_free(
+        host,
+        port,
+        name=f"sandbox {program.id}",
+        remedy="stop what listens there or choose another port with --port",
+    )
     server = SandboxServer(
         program,
         client_secret=sandbox_secret(program, os.environ),
@@ -1015,7 +1072,7 @@ def schema() -> None:
 @schema.command("export", needs_database=False)
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(),
     help="Write the SDL to this file instead of standard output.",
 )
 def schema_export(output: Path | None) -> None:
@@ -1175,6 +1232,8 @@ def webhooks_log(first: int, subscription: str) -> None:
 @reports_errors
 def webhooks_replay(delivery_ids: tuple[int, ...], dead: bool, since: datetime | None, subscription: str) -> None:
     """Send finished deliveries again, with their original webhook-id and a new retry window."""
+    if not (delivery_ids or dead or since):
+        raise click.UsageError("say which deliveries: --delivery ID (repeatable), --dead or --since TIME")
     after = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
     count = with_services(
         lambda services: services.webhooks.replay(None, subscription, delivery_ids=delivery_ids, dead=dead, since=after)

@@ -18,6 +18,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from exchange.api.schema import build_schema
 from exchange.cli import main
+from exchange.db.migrate import display_url
 from exchange.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.unit.test_cli_help import leaf_commands
@@ -65,7 +66,13 @@ def test_the_documents_graphql_examples_fit_the_schema_without_deprecated_fields
         for path in DOCUMENTS
         for body in re.findall(r"'(\{\"query\": .*?\})'", path.read_text())
     ]
-    assert examples and len(shell_queries) >= 15
+    # Double-quoted, for the shell to put a variable in ($QUOTE): read as the shell reads it.
+    shell_queries += [
+        (path.name, json.loads(re.sub(r"\$[A-Z]+", "x", re.sub(r'\\([\\"$])', r"\1", body)))["query"])
+        for path in DOCUMENTS
+        for body in re.findall(r'"(\{\\"query\\": .*?\})"', path.read_text())
+    ]
+    assert examples and len(shell_queries) >= 21
     examples += shell_queries
     for name, example in examples:
         document = parse(example)
@@ -76,6 +83,21 @@ def test_the_documents_graphql_examples_fit_the_schema_without_deprecated_fields
 def test_readme_documents_every_setting() -> None:
     for name in Settings.model_fields:
         assert f"EXCHANGE_{name.upper()}" in README, f"README.md does not document EXCHANGE_{name.upper()}"
+
+
+def test_the_readme_settings_table_gives_each_settings_default() -> None:
+    """The default column is the code's default, written as a person sets it; the three it
+    describes in words (computed, or kept from print) are left out."""
+    described = {"log_format", "issuer", "key_encryption_secret"}
+    written = dict(re.findall(r"^\| `EXCHANGE_([A-Z0-9_]+)` \| `([^`]*)` \|", README, re.MULTILINE))
+    for name, field in Settings.model_fields.items():
+        if name in described:
+            continue
+        default = field.get_default(call_default_factory=True)
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        if name == "database_url":
+            shown = display_url(shown)
+        assert written.get(name.upper()) == shown, f"EXCHANGE_{name.upper()}"
 
 
 def test_ci_runs_the_readme_test_command() -> None:

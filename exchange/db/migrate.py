@@ -37,8 +37,12 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Apply every migration up to ``revision`` (blocking; call it from a thread in async code)."""
+    """Apply every migration up to ``revision`` (blocking; call it from a thread in async code).
+
+    A server that cannot be reached, or refuses the credentials, is refused first as
+    :func:`ensure_migrated` refuses it: one line naming the database, not the driver's message."""
     ensure_writable_folder(url)
+    revision_or_refusal(url, then="")
     command.upgrade(alembic_config(url), revision)
 
 
@@ -101,6 +105,27 @@ def sqlite_file(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+def revision_or_refusal(url: str, *, then: str) -> str | None:
+    """The database's migration, or :class:`ConfigurationError` in one line naming it (never its
+    password) when its server cannot be reached (``then``: what to do once it is up) or refuses
+    the credentials or the database name."""
+    try:
+        return current_revision(url)
+    except DBAPIError as exc:
+        shown = display_url(url)
+        reason = "; ".join(" ".join(line.split()) for line in str(exc.orig).splitlines() if line.strip())
+        if refused_by_configuration(exc):
+            raise ConfigurationError(
+                f"cannot open the database at {shown} ({reason}): the database refused the credentials "
+                "(or the database name) in EXCHANGE_DATABASE_URL: correct the user, password or database "
+                "name there (creating the database first if it does not exist yet)"
+            ) from None
+        raise ConfigurationError(
+            f"cannot open the database at {shown} ({reason}): check that its server is up, "
+            f"{then}or point EXCHANGE_DATABASE_URL at the database you meant"
+        ) from None
+
+
 def ensure_migrated(url: str) -> None:
     """Refuse a database that is missing, unreachable, refuses the configured credentials, or is
     not at the schema this code was written for, naming it (never its password) and saying what
@@ -117,20 +142,7 @@ def ensure_migrated(url: str) -> None:
             f"no database at {shown} ({path.absolute()} does not exist): "
             f"run `exchange db upgrade` to create it, {otherwise}"
         )
-    try:
-        current = current_revision(url)
-    except DBAPIError as exc:
-        reason = "; ".join(" ".join(line.split()) for line in str(exc.orig).splitlines() if line.strip())
-        if refused_by_configuration(exc):
-            raise ConfigurationError(
-                f"cannot open the database at {shown} ({reason}): the database refused the credentials "
-                "(or the database name) in EXCHANGE_DATABASE_URL: correct the user, password or database "
-                "name there (creating the database first if it does not exist yet)"
-            ) from None
-        raise ConfigurationError(
-            f"cannot open the database at {shown} ({reason}): check that its server is up, "
-            f"then run `exchange db upgrade`, {otherwise}"
-        ) from None
+    current = revision_or_refusal(url, then="then run `exchange db upgrade`, ")
     head = head_revision()
     if current != head:
         raise ConfigurationError(

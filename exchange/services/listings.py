@@ -11,6 +11,7 @@ from sqlalchemy import Select, select, union_all
 
 from exchange.db.database import Database
 from exchange.errors import BadUserInput
+from exchange.programs.service import get_program
 
 
 async def oldest_first(
@@ -18,7 +19,8 @@ async def oldest_first(
 ) -> Sequence[tuple[Any, ...]]:
     """The ``first`` rows of ``parts`` (selects with the same columns, among them ``id``,
     ``program_id`` and ``updated_at``), least recently updated first, of every program or of
-    ``program_id``'s. ``first`` must be from 1 to ``most`` (else ``BadUserInput`` naming it).
+    ``program_id``'s (``NOT_FOUND`` naming ``programId`` when no program has it). ``first`` must
+    be from 1 to ``most`` (else ``BadUserInput`` naming it).
 
     Ordered by ``updated_at`` then ``id``, so rows updated at the same moment keep one order
     from one listing to the next."""
@@ -28,5 +30,7 @@ async def oldest_first(
     statement = select(rows)
     if program_id is not None:
         statement = statement.where(rows.c.program_id == program_id)
-    async with db.autocommit() as session:  # one statement: no transaction around it
+    async with db.autocommit() as session:  # reads only: no transaction around them
+        if program_id is not None:  # a mistyped id is NOT_FOUND, not an empty listing
+            await get_program(session, program_id, field="programId")
         return (await session.exec(statement.order_by(rows.c.updated_at, rows.c.id).limit(first))).all()  # type: ignore[call-overload,no-any-return]

@@ -162,6 +162,16 @@ async def decisions(kit: ExchangeKit, staff: str, **about: str) -> list[dict[str
     return list((await kit.data(DECISIONS, staff, **about))["riskDecisions"])
 
 
+async def test_the_decision_log_about_an_id_that_does_not_exist_is_not_found(kit: ExchangeKit, staff: str) -> None:
+    """Not an empty log, which reads as "nothing was decided about it"."""
+    for variable, argument in (("conversion", "conversionId"), ("redemption", "redemptionId"), ("member", "memberId")):
+        error = error_of(await kit.graphql(DECISIONS, staff, **{variable: "nope"}))
+        assert (error["extensions"]["code"], error["extensions"]["field"]) == ("NOT_FOUND", argument)
+        assert error["message"] == f"no {variable} has id 'nope'"
+        refused = await asyncio.to_thread(exchange_command, kit.settings, "decisions", f"--{variable}", "nope")
+        assert (refused.returncode, refused.stdout, refused.stderr) == (2, "", f"Error: no {variable} has id 'nope'\n")
+
+
 async def test_an_ineligible_account_is_refused_with_its_own_code(
     kit: ExchangeKit, sandboxes: SandboxFleet, staff: str
 ) -> None:

@@ -68,7 +68,13 @@ def test_help_names_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
     exit_statuses = result.stdout.split("Exit status:")[1].split("Options:")[0]
-    assert [line.split()[0] for line in exit_statuses.splitlines() if line[4:5].isdigit()] == ["0", "1", "2"]
+    assert [line.split()[0] for line in exit_statuses.splitlines() if line[4:5].isdigit()] == [
+        "0",
+        "1",
+        "2",
+        "130",
+        "141",
+    ]
     for command in (
         "serve",
         "demo",
@@ -308,13 +314,14 @@ def test_a_command_in_an_empty_directory_names_the_database_and_what_to_do(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("argv", [["ledger", "verify"], ["db", "upgrade"]])
 def test_a_postgresql_database_that_does_not_exist_is_named_with_its_password_masked(
-    postgres_server_url: str, tmp_path: Path
+    postgres_server_url: str, tmp_path: Path, argv: list[str]
 ) -> None:
     server = make_url(postgres_server_url)
     password = server.password or "never-printed"
     url = server.set(database="exchange_no_such_database", password=password).render_as_string(hide_password=False)
-    result = run("ledger", "verify", env={"EXCHANGE_DATABASE_URL": url}, cwd=tmp_path)
+    result = run(*argv, env={"EXCHANGE_DATABASE_URL": url}, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("Error: cannot open the database at postgresql://")
     assert ":***@" in result.stderr and "/exchange_no_such_database (" in result.stderr
@@ -324,10 +331,11 @@ def test_a_postgresql_database_that_does_not_exist_is_named_with_its_password_ma
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_unreachable_postgresql_server_is_one_line_naming_it() -> None:
+@pytest.mark.parametrize("argv", [["settle", "close", "2024-01"], ["db", "upgrade"]])
+def test_an_unreachable_postgresql_server_is_one_line_naming_it(argv: list[str]) -> None:
     port = free_port()
     url = f"postgresql://exchange:secret@127.0.0.1:{port}/exchange"
-    result = run("settle", "close", "2024-01", env={"EXCHANGE_DATABASE_URL": url})
+    result = run_here(*argv, env={"EXCHANGE_DATABASE_URL": url})
     assert result.returncode == 2
     assert result.stderr.startswith(
         f"Error: cannot open the database at postgresql://exchange:***@127.0.0.1:{port}/exchange ("
@@ -356,6 +364,78 @@ def test_a_bad_setting_names_its_variable(sqlite_env: dict[str, str]) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["settle", "statement", "--partner", "formosa-air", "--output", "{file}", "2026-11"],
+        ["settle", "reconcile-point", "--keep", "{file}", "2026-11"],
+        ["schema", "export", "--output", "{file}"],
+    ],
+)
+def test_a_file_to_write_in_a_directory_that_does_not_exist_is_refused_before_anything_runs(
+    tmp_path: Path, sqlite_env: dict[str, str], argv: list[str]
+) -> None:
+    """Refused as the option is read, naming it: not a traceback once the work is done."""
+    missing = tmp_path / "missing"
+    option = argv[argv.index("{file}") - 1]
+    result = run_here(*(arg.replace("{file}", str(missing / "out")) for arg in argv), env=sqlite_env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for '{option}': '{missing / 'out'}': its directory {missing} does not exist"
+    )
+    assert list(tmp_path.iterdir()) == []  # not even the database
+
+
+@pytest.mark.parametrize("command", ["pending", "retrying"])
+def test_a_listing_of_a_partner_that_does_not_exist_is_refused(sqlite_env: dict[str, str], command: str) -> None:
+    """Not "0 waiting", which reads as though nothing waited for the partner meant."""
+    assert run_here("db", "upgrade", env=sqlite_env).returncode == 0
+    assert run_here("partners", "load", "--dir", str(SAMPLE_PARTNERS), env=sqlite_env).returncode == 0
+    result = run_here(command, "--partner", "fresh-mrt", env=sqlite_env)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "Error: no program has id 'fresh-mrt'; the programs are coalition, formosa-air, fresh-mart, happy-card, "
+        "harbor-bank, tune-stream, wallet-pay\n"
+    )
+
+
+def test_ctrl_c_before_a_command_finishes_is_one_line_and_exit_status_130(
+    sqlite_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not click's "Aborted!" and 1, which `exchange --help` gives to a ledger that does not add up."""
+    assert run_here("db", "upgrade", env=sqlite_env).returncode == 0
+
+    def pressed_ctrl_c(work: object) -> None:
+        raise KeyboardInterrupt  # what SIGINT's default handler raises in the command's work
+
+    monkeypatch.setattr("exchange.cli.with_services", pressed_ctrl_c)
+    result = run_here("ledger", "verify", env=sqlite_env)
+    assert (result.returncode, result.stdout) == (130, "")
+    assert result.stderr == "Error: interrupted (Ctrl-C) before the command finished\n"
+
+
+def test_output_whose_reader_stopped_early_ends_the_command_silently_with_141(sqlite_env: dict[str, str]) -> None:
+    """`exchange … | head`: as a command SIGPIPE ends, not click's 1, which `exchange --help`
+    gives to a ledger that does not add up."""
+    assert run_here("db", "upgrade", env=sqlite_env).returncode == 0
+    for argv in (["schema", "export"], ["ledger", "verify"]):  # one large write, one short line
+        read, write = os.pipe()
+        os.close(read)  # the reader has gone before the command writes
+        try:
+            process = subprocess.run(
+                [EXCHANGE, *argv],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, **sqlite_env},
+                timeout=120,
+                check=False,
+            )
+        finally:
+            os.close(write)
+        assert (process.returncode, process.stderr) == (141, ""), argv
+
+
 @pytest.fixture
 def partners_on_free_ports(tmp_path: Path) -> Path:
     """The sample programs, their sandboxes moved off 8701..8706 (another run may hold them)."""
@@ -367,6 +447,22 @@ def partners_on_free_ports(tmp_path: Path) -> Path:
             text = text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}")
         path.write_text(text)
     return partners
+
+
+def test_sandbox_serve_on_a_port_taken_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_here(
+            "sandbox", "serve", "--partner", "tune-stream", "--port", str(port), "--data-dir", str(tmp_path / "sb")
+        )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"Error: sandbox tune-stream cannot listen on 127.0.0.1:{port}: the address is already in use; "
+        "stop what listens there or choose another port with --port\n"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_sandbox_serve_runs_a_partner_until_sigterm(tmp_path: Path) -> None:

@@ -268,6 +268,16 @@ async def test_either_listing_asked_for_no_rows_or_too_many_is_refused_naming_fi
         assert error["message"] == "first must be between 1 and 500", listing
 
 
+async def test_either_listing_of_a_program_that_does_not_exist_is_not_found(late: Late) -> None:
+    """A mistyped program id is ``NOT_FOUND`` naming it, as everywhere, not an empty listing
+    that reads as "nothing waits for that partner"."""
+    staff = await late.kit.staff_token(Role.SETTLEMENT)
+    for listing in ("pendingOperations", "retryingOperations"):
+        [error] = (await late.kit.graphql(f'{{ {listing}(programId: "fresh-mrt") {{ id }} }}', staff)).json()["errors"]
+        assert (error["extensions"]["code"], error["extensions"]["field"]) == ("NOT_FOUND", "programId"), listing
+        assert error["message"].startswith("no program has id 'fresh-mrt'; the programs are "), listing
+
+
 async def test_a_callback_that_comes_twice_changes_nothing_the_second_time(late: Late) -> None:
     fresh_mart = late.sandboxes["fresh-mart"].admin
     await fresh_mart.set_faults(callback=CallbackFault.TWICE)

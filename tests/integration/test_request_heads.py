@@ -92,6 +92,24 @@ def test_a_large_body_and_pipelined_requests_are_not_counted_as_a_head(address: 
     assert answer.count(b"HTTP/1.1 200 OK") == 202
 
 
+def test_exchange_serve_on_port_0_chooses_a_free_port_that_its_issuer_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The workers read their settings from the environment: left at 0, every token and the
+    OAuth metadata named http://127.0.0.1:0 as the issuer."""
+    url = f"sqlite:///{tmp_path / 'exchange.db'}"
+    migrate.upgrade(url)
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", url)
+    monkeypatch.setenv("EXCHANGE_HOST", "127.0.0.1")  # serve hands both on to its workers there
+    monkeypatch.setenv("EXCHANGE_PORT", "8000")
+    with mock.patch("exchange.cli.uvicorn.run") as run:
+        result = CliRunner().invoke(main, ["serve", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    port = run.call_args.kwargs["port"]
+    assert port != 0
+    assert Settings().issuer_url == f"http://127.0.0.1:{port}"
+
+
 def test_exchange_serve_speaks_through_the_bounded_protocol(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'exchange.db'}"
     migrate.upgrade(url)

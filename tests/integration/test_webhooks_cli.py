@@ -62,6 +62,11 @@ def test_an_operator_subscribes_delivers_reads_the_log_replays_rotates_and_delet
     assert refused.exit_code == 2
     assert f"no delivered or dead-lettered delivery with id {pending}" in refused.output
     assert "0 deliveries queued again" in exchange(database_url, "webhooks", "replay", "--dead", sid).output
+    unsaid = exchange(database_url, "webhooks", "replay", sid)  # named the options: GraphQL's words named none
+    assert (unsaid.exit_code, unsaid.output.splitlines()[-1]) == (
+        2,
+        "Error: say which deliveries: --delivery ID (repeatable), --dead or --since TIME",
+    )
 
     rotated = exchange(database_url, "webhooks", "rotate", sid)
     assert re.search(r"^secret: whsec_\S{40,}$", rotated.output, re.MULTILINE), rotated.output
