@@ -14,11 +14,8 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.conversions.models import Conversion
 from exchange.db.database import Database
-from exchange.errors import BadUserInput, ExchangeError, NotFound
-from exchange.members.models import Member
-from exchange.rewards.models import Redemption
+from exchange.errors import BadUserInput, ExchangeError
 from exchange.risk.models import Decision, RiskDecision, Subject
 
 #: The most decisions one read returns.
@@ -78,19 +75,9 @@ async def decisions(
     member_id: str | None = None,
     first: int = 50,
 ) -> Sequence[RiskDecision]:
-    """Decisions, newest first: about one conversion, one redemption, one member, or all.
-
-    An id of none (a mistyped one) is ``NOT_FOUND`` naming its argument, not an empty log that
-    reads as "nothing was decided about it"."""
+    """Decisions, newest first: about one conversion, one redemption, one member, or all."""
     if not 1 <= first <= MAX_PAGE:
         raise BadUserInput(f"first must be between 1 and {MAX_PAGE}", field="first")
-    for model, row_id, noun, field in (
-        (Conversion, conversion_id, "conversion", "conversionId"),
-        (Redemption, redemption_id, "redemption", "redemptionId"),
-        (Member, member_id, "member", "memberId"),
-    ):
-        if row_id is not None and await session.get(model, row_id) is None:
-            raise NotFound(f"no {noun} has id {row_id!r}", field=field)
     statement = select(RiskDecision)
     if conversion_id is not None:
         statement = statement.where(RiskDecision.conversion_id == conversion_id)

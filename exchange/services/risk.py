@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from exchange.conversions.models import Conversion
 from exchange.db.database import Database
+from exchange.errors import NotFound
+from exchange.members.models import Member
 from exchange.rewards.models import Redemption
 from exchange.risk import decisions
 from exchange.risk.models import RiskDecision
@@ -52,8 +54,18 @@ class RiskService:
         member_id: str | None = None,
         first: int = 50,
     ) -> Sequence[RiskDecision]:
-        """Gate decisions, newest first: about one conversion, one redemption, one member, or all."""
+        """Gate decisions, newest first: about one conversion, one redemption, one member, or all.
+
+        An id of none (a mistyped one) is ``NOT_FOUND`` naming its argument, not an empty log that
+        reads as "nothing was decided about it"."""
         async with self.db.transaction() as session:
+            for model, row_id, noun, field in (
+                (Conversion, conversion_id, "conversion", "conversionId"),
+                (Redemption, redemption_id, "redemption", "redemptionId"),
+                (Member, member_id, "member", "memberId"),
+            ):
+                if row_id is not None and await session.get(model, row_id) is None:
+                    raise NotFound(f"no {noun} has id {row_id!r}", field=field)
             return await decisions.decisions(
                 session, conversion_id=conversion_id, redemption_id=redemption_id, member_id=member_id, first=first
             )
