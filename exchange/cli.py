@@ -1188,6 +1188,7 @@ def webhooks_list(program_id: str | None) -> None:
     rows = with_services(lambda services: services.webhooks.subscriptions(None, program_id=program_id))
     for row in rows:
         click.echo(f"{row.id}  {row.program_id or '-'}  {row.url}  {','.join(row.event_types)}")
+    click.echo(counted(len(rows), "subscription"), err=True)
 
 
 @webhooks.command("deliveries")
@@ -1207,6 +1208,7 @@ def webhooks_deliveries(status: str | None, first: int, subscription: str) -> No
             f"{delivery.id}  {event.id}  {event.type}  {event.object}  {delivery.status}  "
             f"tries={delivery.attempts}  last={answer}"
         )
+    click.echo(counted(len(views), "delivery"), err=True)
 
 
 @webhooks.command("log")
@@ -1222,6 +1224,7 @@ def webhooks_log(first: int, subscription: str) -> None:
             f"{row.attempted_at.isoformat()}  delivery={row.delivery_id}  status={answer}  "
             f"{row.latency_ms}ms  {row.outcome}  {row.error or ''}".rstrip()
         )
+    click.echo(counted(len(rows), "attempt"), err=True)
 
 
 @webhooks.command("replay")

@@ -48,14 +48,18 @@ def test_an_operator_subscribes_delivers_reads_the_log_replays_rotates_and_delet
     subscription = re.search(r"^subscription: (\S+)$", made.output, re.MULTILINE)
     assert subscription is not None and re.search(r"^secret:\s+whsec_\S{40,}$", made.output, re.MULTILINE)
     sid = subscription.group(1)
-    assert f"{sid}  -  {down}  period.closed" in exchange(database_url, "webhooks", "list").output
+    listed = exchange(database_url, "webhooks", "list")
+    assert listed.stdout == f"{sid}  -  {down}  period.closed\n" and listed.stderr == "1 subscription\n"
 
     asyncio.run(close_a_period(database_url))
     delivered = exchange(database_url, "webhooks", "deliver")
     assert delivered.output.strip() == "1 delivery made; 0 delivered, 1 to retry, 0 dead-lettered"
-    deliveries = exchange(database_url, "webhooks", "deliveries", sid).output
+    listed = exchange(database_url, "webhooks", "deliveries", sid)
+    deliveries = listed.stdout
     assert re.search(r"^\d+  msg_\w+  period.closed  period:2026-10  PENDING  tries=1  last=ConnectError", deliveries)
-    assert "status=-" in exchange(database_url, "webhooks", "log", sid).output
+    assert listed.stderr == "1 delivery\n"
+    log = exchange(database_url, "webhooks", "log", sid)
+    assert "status=-" in log.stdout and log.stderr == "1 attempt\n"
 
     pending = deliveries.split()[0]
     refused = exchange(database_url, "webhooks", "replay", "--delivery", pending, sid)
@@ -76,7 +80,8 @@ def test_an_operator_subscribes_delivers_reads_the_log_replays_rotates_and_delet
         "Error: https:// is required (http:// only to a loopback host in development)",
     )
     assert exchange(database_url, "webhooks", "delete", sid).exit_code == 0
-    assert exchange(database_url, "webhooks", "list").output == ""
+    emptied = exchange(database_url, "webhooks", "list")
+    assert (emptied.stdout, emptied.stderr) == ("", "0 subscriptions\n"), "an empty listing says so, apart"
     gone = exchange(database_url, "webhooks", "deliveries", sid)
     assert (gone.exit_code, gone.output.strip()) == (2, f"Error: no webhook subscription has id {sid!r}")
 
