@@ -1366,7 +1366,10 @@ def _read_password() -> str:
     terminal, its first line: never from the command line, where `ps` and shell history see it."""
     if sys.stdin.isatty():
         return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
-    return sys.stdin.readline().rstrip("\r\n")
+    line = sys.stdin.readline()
+    if not line:  # told "12 to 256 characters" instead, one would look for a typo that is not there
+        raise CommandFailed("no password was read: standard input was empty (pipe the password in as its first line)")
+    return line.rstrip("\r\n")
 
 
 @people.command("create")

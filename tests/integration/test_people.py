@@ -291,6 +291,13 @@ def test_the_cli_creates_people_with_the_password_from_standard_input(pg_databas
         "people", "create", "--username", "ned", "--role", "admin", stdin="short\n", database_url=pg_database_url
     )
     assert short.returncode == 2 and "a password is 12 to 256 characters long" in short.stderr
+    unread = exchange_command(
+        "people", "create", "--username", "ned", "--role", "admin", stdin="", database_url=pg_database_url
+    )
+    assert (unread.returncode, unread.stderr) == (
+        2,
+        "Error: no password was read: standard input was empty (pipe the password in as its first line)\n",
+    )
     on_argv = exchange_command(
         "people", "create", "--username", "ned", "--role", "admin", "--password", PASSWORD,
         stdin="", database_url=pg_database_url,
