@@ -60,6 +60,7 @@ from exchange.settlement.statements import (
     StatementLine,
     csv_pieces,
     encode_statement,
+    render_csv,
 )
 
 
@@ -88,7 +89,7 @@ class Issued(Statement):
 
     def csv(self) -> str:
         """The stored document's figures as CSV (:func:`~exchange.settlement.statements.render_csv`)."""
-        return "".join(stored_csv(self.row))
+        return render_csv(json.loads(self.row.document))
 
     @property
     def jws(self) -> str:
