@@ -29,11 +29,11 @@ import base64
 import hashlib
 import io
 import json
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -280,6 +280,44 @@ async def stored(session: AsyncSession, participant: str, period: str) -> Issued
     return await session.get(IssuedStatement, (period, participant))
 
 
+class DocumentLines(Sequence[StatementLine]):
+    """A stored document's lines, each read into a :class:`StatementLine` only when asked for.
+
+    A page or a GraphQL answer shows a few hundred of a busy month's tens of thousands of lines,
+    and reading every line's time and amount costs about four times parsing the whole document."""
+
+    def __init__(self, lines: list[dict[str, Any]], currency: Currency) -> None:
+        self._lines = lines
+        self._currency = currency
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    @overload
+    def __getitem__(self, index: int) -> StatementLine: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[StatementLine]: ...
+
+    def __getitem__(self, index: int | slice) -> StatementLine | list[StatementLine]:
+        if isinstance(index, slice):
+            return [self._read(line) for line in self._lines[index]]
+        return self._read(self._lines[index])
+
+    def _read(self, line: dict[str, Any]) -> StatementLine:
+        found = line.get("reverses")
+        return StatementLine(
+            line["transaction"],
+            line["reference"],
+            line["kind"],
+            datetime.fromisoformat(line["effectiveAt"]),
+            line["counterparty"],
+            amount=self._currency.to_minor(Decimal(line["amount"])),
+            category=line["category"],
+            reverses=None if found is None else Reversed(found["transaction"], found["period"]),
+        )
+
+
 def read_document(row: IssuedStatement, *, calendar: SettlementCalendar, currency: Currency) -> Issued:
     """The stored document with its figures, of any version (version 1's lines name neither their
     effective period, which the calendar tells, nor what they reverse)."""
@@ -287,10 +325,6 @@ def read_document(row: IssuedStatement, *, calendar: SettlementCalendar, currenc
 
     def minor(amount: str) -> int:
         return currency.to_minor(Decimal(amount))
-
-    def reverses(line: dict[str, Any]) -> Reversed | None:
-        found = line.get("reverses")
-        return None if found is None else Reversed(found["transaction"], found["period"])
 
     period = document["period"]
     closed_at = datetime.fromisoformat(period["closedAt"])
@@ -310,19 +344,7 @@ def read_document(row: IssuedStatement, *, calendar: SettlementCalendar, currenc
             CounterpartyTotals(totals["counterparty"], minor(totals["payable"]), minor(totals["receivable"]))
             for totals in document["counterparties"]
         ],
-        lines=[
-            StatementLine(
-                line["transaction"],
-                line["reference"],
-                line["kind"],
-                datetime.fromisoformat(line["effectiveAt"]),
-                line["counterparty"],
-                amount=minor(line["amount"]),
-                category=line["category"],
-                reverses=reverses(line),
-            )
-            for line in document["lines"]
-        ],
+        lines=DocumentLines(document["lines"], currency),
         coalition_liability=None
         if liability is None
         else CoalitionLiability(
