@@ -570,7 +570,13 @@ def test_the_books_page_shows_the_partners_own_figures_and_downloads_them_as_csv
         assert f"Books for {period}" in page and "Converted out" in page and "3,000" in page
         assert "Issue budget" in page and "Coalition points" in page
         assert "a point, the value the period's closing fixed on" in page, "a closed period's values are fixed"
-        assert "the period is open" in client.get(current.headers["location"]).text, "an open one's follow today's"
+        under_way = client.get(current.headers["location"]).text
+        assert "the period is open" in under_way, "an open one's follow today's"
+        assert "has not begun" not in page + under_way
+        later = client.get(f"{PARTNER}/books/2099-01").text
+        assert "This period has not begun" in later and "expected to expire in it are a forecast" in later
+        later_in_chinese = client.get(f"{PARTNER}/books/2099-01", headers=CHINESE).text
+        assert "本期間尚未開始" in later_in_chinese and "預測值" in later_in_chinese
         exported = client.get(f"{PARTNER}/books/{period}/books.csv")
         assert exported.headers["content-type"].startswith("text/csv")
         assert f"formosa-air,{period},converted_out,3000,1200.00,TWD" in exported.text.splitlines()

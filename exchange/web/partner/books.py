@@ -50,6 +50,8 @@ class BooksPages:
                 "currency": books.currency,
                 "previous": calendar.previous(books.period),
                 "next": calendar.next(books.period),
+                # A later period's figures are today's (its forecast): the page says so.
+                "not_begun": books.period > self.books.current_period(),
             },
         )
 
