@@ -293,6 +293,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
             log_config=uvicorn_log_config(settings.chosen_log_format, settings.log_level),
             proxy_headers=True,
             http=BoundedHeadProtocol,
+            limit_concurrency=settings.max_connections,
             # uvicorn kills a worker that does not answer its health check within this time, and
             # starts another. Its default (5 s) is shorter than a worker's start-up (imports, app)
             # on a busy machine: each replacement was killed in turn, and the gateway spent its CPU

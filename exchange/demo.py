@@ -450,7 +450,13 @@ async def _run_demo(
         progress("creating the console's sample sign-ins")
         people = await sign_ins(settings)
         progress("starting the gateway, then signing in the sample members")
-        gateway = await start_server(create_app(settings), host=settings.host, handle_signals=False, listener=listener)
+        gateway = await start_server(
+            create_app(settings),
+            host=settings.host,
+            handle_signals=False,
+            listener=listener,
+            max_connections=settings.max_connections,
+        )
         credentials = await write_credentials(settings, data_dir, gateway.url, sandboxes)
         print(banner(gateway.url, settings, sandboxes, credentials, people, month), flush=True)
         await wait_for_stop_signal()

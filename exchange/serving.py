@@ -299,12 +299,15 @@ async def start_server(
     handle_signals: bool = True,
     name: str = "the server",
     listener: socket.socket | None = None,
+    max_connections: int | None = None,
 ) -> RunningServer:
     """Start serving ``app``; returns once the socket listens (or raises if start-up failed).
 
     ``listener``: a socket :func:`listening_socket` bound beforehand (``host`` and ``port`` are
     then ignored); otherwise one is bound here, ``name`` naming the server in its error.
     With ``handle_signals=False`` the server ignores Ctrl-C: the caller stops it.
+    ``max_connections``: connections held, and requests served, at once; a request beyond
+    either is answered 503 (uvicorn's ``limit_concurrency``; ``None``: no limit).
     """
     if listener is None:
         listener = listening_socket(host, port, name=name)
@@ -317,6 +320,7 @@ async def start_server(
         log_config=uvicorn_log_config(),
         lifespan="on",
         http=BoundedHeadProtocol,
+        limit_concurrency=max_connections,
     )
     server = server_class(config)
     task = asyncio.create_task(server.serve(sockets=[listener]))

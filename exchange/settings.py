@@ -95,6 +95,14 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `exchange serve` binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `exchange serve` binds.")
+    max_connections: int = Field(
+        default=1000,
+        ge=2,
+        le=100_000,
+        description="Connections each gateway worker holds open at once, and requests it serves at once; a "
+        "request arriving beyond either is answered 503 at once, not queued. Keep it below the process's "
+        "open-files limit (`ulimit -n`), less the database pool and the partners' connections.",
+    )
     environment: Literal["development", "production"] = Field(
         default="development",
         description="`production` refuses development defaults (such as the SQLite store).",

@@ -110,12 +110,16 @@ def test_exchange_serve_on_port_0_chooses_a_free_port_that_its_issuer_names(
     assert Settings().issuer_url == f"http://127.0.0.1:{port}"
 
 
-def test_exchange_serve_speaks_through_the_bounded_protocol(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_exchange_serve_speaks_through_the_bounded_protocol_within_its_connection_limit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     url = f"sqlite:///{tmp_path / 'exchange.db'}"
     migrate.upgrade(url)
     monkeypatch.setenv("EXCHANGE_DATABASE_URL", url)
     monkeypatch.setenv("EXCHANGE_PORT", "0")
+    monkeypatch.setenv("EXCHANGE_MAX_CONNECTIONS", "250")
     with mock.patch("exchange.cli.uvicorn.run") as run:
         result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 0, result.output
     assert run.call_args.kwargs["http"] is BoundedHeadProtocol
+    assert run.call_args.kwargs["limit_concurrency"] == 250

@@ -69,12 +69,22 @@ def application(uploads: asyncio.Queue[str]) -> Starlette:
     return Starlette(routes=[Route("/hello", hello), Route("/slow", slow), Route("/upload", upload, methods=["POST"])])
 
 
+#: The connections the ``server`` fixture holds at once, unless a test's marker says otherwise.
+MAX_CONNECTIONS = 100
+
+
 @pytest.fixture
-async def server(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> AsyncIterator[Server]:
+async def server(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+) -> AsyncIterator[Server]:
+    """The application served with short limits; ``@pytest.mark.max_connections(n)`` sets the
+    connection limit."""
     monkeypatch.setattr(serving, "HEAD_TIMEOUT_SECONDS", HEAD_TIMEOUT)
     monkeypatch.setattr(serving, "BODY_IDLE_SECONDS", BODY_IDLE)
+    marker = request.node.get_closest_marker("max_connections")
+    limit = marker.args[0] if marker else MAX_CONNECTIONS
     uploads: asyncio.Queue[str] = asyncio.Queue()
-    async with serving.serving(application(uploads), handle_signals=False) as running:
+    async with serving.serving(application(uploads), handle_signals=False, max_connections=limit) as running:
         started = Server(running.host, running.port, uploads, caplog)
         try:
             yield started
@@ -178,3 +188,26 @@ async def test_a_body_arriving_steadily_for_longer_than_the_idle_limit_is_answer
     assert await read_answer(reader) == (200, b"20 bytes")
     assert server.uploads.get_nowait() == "20 bytes"
     assert server.warnings() == []
+
+
+@pytest.mark.max_connections(3)
+async def test_a_request_beyond_the_connection_limit_is_answered_503_at_once(server: Server) -> None:
+    """Three connections at most: with one request in progress and one connection idle, a
+    request on a third is refused at once while the one in progress is answered; once the
+    others are gone, a request is served again."""
+    busy_reader, busy = await server.connect()
+    busy.write(get("/slow"))
+    _, idle = await server.connect()
+    await asyncio.sleep(HEAD_TIMEOUT / 5)  # both accepted before the third
+    reader, writer = await server.connect()
+    writer.write(get("/hello"))
+    assert await read_answer(reader) == (503, b"Service Unavailable")
+    assert await read_answer(busy_reader) == (200, b"slow")
+    assert server.warnings()[0] == "Exceeded concurrency limit."  # then the idle one's head deadline
+    for gone in (busy, idle, writer):
+        gone.close()
+        await gone.wait_closed()
+    await asyncio.sleep(HEAD_TIMEOUT / 5)  # the server sees them closed
+    reader, writer = await server.connect()
+    writer.write(get("/hello"))
+    assert await read_answer(reader) == (200, b"hello")
