@@ -284,6 +284,10 @@ def _comma_amount(parts: list[str], places: int) -> str | None:
 _SIGN_AFTER = re.compile(r"(\d+(?:\.\d*)?) *-")
 _CREDIT_DEBIT = re.compile(r"(\d+(?:\.\d*)?) *(?:CR|DR)", re.IGNORECASE)
 _OTHER_MINUS = "\u2212\u2012\u2013\u2014\ufe63\uff0d"
+#: Thousands grouped by a space of any kind (``1 234.50``, ``-12\u00a0345``; a non-breaking or
+#: narrow one is how French and Swiss formats write them).
+_SPACE_GROUPED = re.compile(r"-?\d{1,3}(?:\s\d{3})+(?:\.\d+)?")
+
 #: A figure padded with zeros before its first digit (``0012.50``, ``-007``): its sign, and the
 #: figure without them (the last zero before a decimal point stays: ``00.50`` is ``0.50``).
 _ZERO_PADDED = re.compile(r"(-?)0+(\d+(?:\.\d+)?)")
@@ -497,6 +501,18 @@ class RecordFormat:
             _amount_pattern(self.currency), unpadded := padded[1] + padded[2]
         ):
             return f"{rule}; it is padded with leading zeros, as a fixed-width export writes it: write {unpadded}"
+        if _SPACE_GROUPED.fullmatch(figure) and re.fullmatch(
+            _amount_pattern(self.currency), ungrouped := re.sub(r"\s", "", figure)
+        ):
+            return (
+                f"{rule}; its digits are grouped by spaces, as some locales write thousands (1 234.50): "
+                f"write {ungrouped}"
+            )
+        if space := next((c for c in figure if c.isspace() and c != " "), None):
+            return (
+                f"{rule}; it holds a {unicodedata.name(space, 'control character').lower()} (U+{ord(space):04X}), which a spreadsheet "
+                "may write for a space: only plain spaces around the figure are ignored"
+            )
         return rule
 
 

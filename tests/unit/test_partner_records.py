@@ -518,6 +518,24 @@ AMOUNT_RULE = "is not an amount in TWD: write an exact decimal such as -1234.5, 
             b'reference,amount\nr,"1 000"\n', 2, "amount: '1 000' " + AMOUNT_RULE, id="points-separated-by-a-space"
         ),
         pytest.param(
+            b'reference,amount\nr,"12 345.50"\n',
+            2,
+            "its digits are grouped by spaces, as some locales write thousands (1 234.50): write 12345.50",
+            id="thousands-spaced",
+        ),
+        pytest.param(
+            "reference,amount\nr,1\u00a0234.5\ns,-12\u202f345\n".encode(),
+            2,
+            "grouped by spaces, as some locales write thousands (1 234.50): write 1234.5",
+            id="thousands-no-break-spaced",
+        ),
+        pytest.param(
+            "reference,amount\nr,\u00a012.50\n".encode(),
+            2,
+            "it holds a no-break space (U+00A0), which a spreadsheet may write for a space: only plain spaces",
+            id="no-break-space-around",
+        ),
+        pytest.param(
             b"reference,amount\nr,1.00\ns,0012.50\n",
             3,
             "it is padded with leading zeros, as a fixed-width export writes it: write 12.50",
