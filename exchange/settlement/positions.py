@@ -48,9 +48,10 @@ async def position_of(
         await require_closed(session, period)
     row = await session.get(SettlementPosition, (period, participant), with_for_update=for_update)
     if row is None:
-        # A mistyped id is named as such, not as a program that happened to have no business.
+        # A mistyped id is named as such, not as a program that happened to have no business;
+        # the ids it could have meant include the exchange's own (``exchange`` is not it).
         if participant != EXCHANGE and await session.get(Program, participant) is None:
-            raise ProgramNotFound(participant, field="partnerId", known=await program_ids(session))
+            raise ProgramNotFound(participant, field="partnerId", known=[*await program_ids(session), EXCHANGE])
         took_part = await session.exec(
             select(SettlementPosition.period)
             .where(SettlementPosition.participant == participant)
