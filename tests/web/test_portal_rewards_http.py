@@ -116,6 +116,53 @@ def test_a_member_redeems_a_published_reward_once_for_a_double_submit_and_sees_i
     assert history.count("Window seat voucher") == 1 and "Paid, awaiting delivery" in history
 
 
+@pytest.mark.parametrize(
+    ("language", "refused", "waiting"),
+    [
+        (
+            "en",
+            "Your redemption did not go through. It is listed below.",
+            "Your redemption is in progress: the program you pay with has not answered yet.",
+        ),
+        ("zh-TW", "您的兌換未能完成，列於下方。", "您的兌換處理中：您用來支付的計畫尚未回覆。"),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_after_redeeming_the_history_says_how_the_redemption_stands_not_redeemed_whatever_became_of_it(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, refused: str, waiting: str
+) -> None:
+    """A form sent from a tab opened before the member spent their points (the partner refuses
+    the debit), and one whose paying partner does not answer: the history said "Redeemed. It is
+    listed below." over a row saying "Did not go through" and over one still in progress."""
+    partners = portal_gateway.partners
+    language_header = {"accept-language": language}
+    poor = partners.new_member("fresh-mart", balance=100)
+    sign_in(client, "fresh-mart", poor)
+    reward_id = publish(portal_gateway, "formosa-air", "Lounge pass")
+    form = {**redeem_form(client, reward_id, "fresh-mart"), "pay_with": "fresh-mart"}
+    sent = client.post(f"/portal/rewards/{reward_id}", data=form)
+    assert sent.status_code == 303
+    page = html.unescape(client.get(sent.headers["location"], headers=language_header).text)
+    assert page.split('id="redeemed">')[1].split("</p>")[0] == refused
+    assert partners.balance("fresh-mart", poor) == 100
+
+    client.cookies.clear()
+    member_ref = partners.new_member("fresh-mart", balance=50_000)
+    sign_in(client, "fresh-mart", member_ref)
+    form = redeem_form(client, reward_id, "fresh-mart")
+    fresh_mart = partners.fleet["fresh-mart"].admin
+    partners.run(fresh_mart.set_faults(script=[FaultKind.HANG]))  # its debit, nothing applied
+    try:
+        sent = client.post(f"/portal/rewards/{reward_id}", data=form)
+    finally:
+        partners.run(fresh_mart.set_faults())
+    assert sent.status_code == 303
+    page = html.unescape(client.get(sent.headers["location"], headers=language_header).text)
+    assert page.split('id="redeemed">')[1].split("</p>")[0].startswith(waiting)
+    # Another's redemption, or none, named in the address: no notice at all.
+    assert 'id="redeemed"' not in client.get("/portal/rewards/history", params={"redeemed": "nothing"}).text
+
+
 def test_a_redemption_follows_the_partners_client_live_narrowed_widened_and_reset(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:

@@ -1,5 +1,8 @@
 """Rewards: the catalog by coalition level, redeeming one with a linked program's points, and
-the member's redemption history, where a redemption held for review can be cancelled.
+the member's redemption history, where a redemption held for review can be cancelled. After
+redeeming, the history's notice says how that redemption stands now (redeemed, held for review,
+still waiting for the paying partner's answer, or not gone through), not "Redeemed" whatever
+became of it.
 
 The redeem form carries an idempotency key made for each rendering (the same form sent twice
 redeems once). Paying with a program's points needs that program's authority in this session,
@@ -42,7 +45,7 @@ from exchange.web.said import Refusal, Said
 from exchange.web.templating import Pages, Place
 
 HISTORY_LENGTH = 50
-NOTICES = ("redeemed", "cancelled")
+NOTICES = ("cancelled",)
 PAY_FIELDS = ("pay_with",)
 
 
@@ -100,7 +103,7 @@ class RewardPages:
             expected = ascii_digits(shown) if shown else None
             if shown and expected is None:
                 raise BadUserInput(f"expectedPoints must be a whole number, got {shown!r}", field="expectedPoints")
-            await self.services.rewards.redeem(
+            redemption = await self.services.rewards.redeem(
                 acting_for(request, pay_with),
                 reward.id,
                 pay_with,
@@ -110,11 +113,13 @@ class RewardPages:
             )
         except ExchangeError as problem:
             return await self._reward_page(request, reward, problem=problem, pay_with=pay_with, status_code=400)
-        return RedirectResponse(f"{PORTAL_PATH}/rewards/history?notice=redeemed", status_code=303)
+        return RedirectResponse(f"{PORTAL_PATH}/rewards/history?redeemed={redemption.id}", status_code=303)
 
     async def history(self, request: Request) -> Response:
         notice = request.query_params.get("notice")
-        return await self._history_page(request, notice=notice if notice in NOTICES else None)
+        return await self._history_page(
+            request, notice=notice if notice in NOTICES else None, redeemed=request.query_params.get("redeemed")
+        )
 
     async def cancel(self, request: Request) -> Response:
         try:
@@ -130,9 +135,12 @@ class RewardPages:
         request: Request,
         *,
         notice: str | None = None,
+        redeemed: str | None = None,
         problem: ExchangeError | None = None,
         status_code: int = 200,
     ) -> Response:
+        """``redeemed``: the id of the redemption the member just made, whose notice says how
+        it stands now (none for an id not among theirs)."""
         redemptions = await self.services.rewards.member_redemptions(member(request), first=HISTORY_LENGTH)
         rewards = {
             reward.id: reward for reward in await self.services.rewards.rewards(program_id=None, available_only=False)
@@ -156,6 +164,7 @@ class RewardPages:
                 "rewards": rewards,
                 "programs": catalog.programs,
                 "notice": notice,
+                "redeemed": next((made for made in redemptions if made.id == redeemed), None),
                 "problem": Refusal.of(problem, catalog.programs) if problem else None,
             },
             status_code=status_code,
