@@ -36,14 +36,27 @@ def client(portal_gateway: PortalGateway) -> Iterator[httpx.Client]:
 
 
 def publish(
-    portal_gateway: PortalGateway, program_id: str, title: str, *, price: str = "40", min_level: int = 0
+    portal_gateway: PortalGateway,
+    program_id: str,
+    title: str,
+    *,
+    price: str = "40",
+    min_level: int = 0,
+    per_member_limit: int | None = None,
 ) -> str:
     """A reward of ``program_id``, published as its partner does (RewardService.publish)."""
     reward_id = f"portal-test-{next(_rewards)}"
 
     async def run() -> str:
         async with open_services(portal_gateway.gateway.settings) as services:
-            draft = RewardDraft(title=title, price=Decimal(price), stock=5, min_level=min_level, id=reward_id)
+            draft = RewardDraft(
+                title=title,
+                price=Decimal(price),
+                stock=5,
+                min_level=min_level,
+                per_member_limit=per_member_limit,
+                id=reward_id,
+            )
             return (await services.rewards.publish(program_id, draft)).id
 
     return run_async(run)
@@ -161,6 +174,36 @@ def test_after_redeeming_the_history_says_how_the_redemption_stands_not_redeemed
     assert page.split('id="redeemed">')[1].split("</p>")[0].startswith(waiting)
     # Another's redemption, or none, named in the address: no notice at all.
     assert 'id="redeemed"' not in client.get("/portal/rewards/history", params={"redeemed": "nothing"}).text
+
+
+@pytest.mark.parametrize(
+    ("language", "said"),
+    [
+        (
+            "en",
+            "Each member may redeem this reward at most 1 time; your redemptions of it (in progress, "
+            "waiting for review or done) already reach that.",
+        ),
+        ("zh-TW", "每位會員最多可兌換此獎勵 1 次；您對此獎勵的兌換（處理中、等候審核或已完成）已達此數。"),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_a_reward_redeemed_as_often_as_one_member_may_is_refused_saying_so_not_a_programs_monthly_points(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, said: str
+) -> None:
+    """A reward one member may redeem once, redeemed again from a second tab: the page said it
+    would go over "the points the receiving program issues in a month, 1 point"."""
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=50_000)
+    sign_in(client, "fresh-mart", member_ref)
+    reward_id = publish(portal_gateway, "formosa-air", "Lounge pass", per_member_limit=1)
+    first, second = redeem_form(client, reward_id, "fresh-mart"), redeem_form(client, reward_id, "fresh-mart")
+    assert client.post(f"/portal/rewards/{reward_id}", data=first).status_code == 303
+    refused = client.post(f"/portal/rewards/{reward_id}", data=second, headers={"accept-language": language})
+    assert refused.status_code == 400
+    problem = html.unescape(refused.text).split('id="problem"')[1]
+    assert problem.split('<p class="muted">')[1].split("</p>")[0] == said
+    assert partners.balance("fresh-mart", member_ref) == 50_000 - 408
 
 
 def test_a_redemption_follows_the_partners_client_live_narrowed_widened_and_reset(
