@@ -7,6 +7,7 @@ import html
 import itertools
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -18,7 +19,7 @@ from exchange.auth.scopes import Scope
 from exchange.db.database import Database
 from exchange.programs.models import Program
 from exchange.rewards.catalog import RewardDraft
-from exchange.rewards.models import Redemption
+from exchange.rewards.models import Redemption, Reward
 from exchange.sagas import doubt
 from exchange.sandbox.faults import FaultKind
 from exchange.services.container import open_services
@@ -204,6 +205,51 @@ def test_a_reward_redeemed_as_often_as_one_member_may_is_refused_saying_so_not_a
     problem = html.unescape(refused.text).split('id="problem"')[1]
     assert problem.split('<p class="muted">')[1].split("</p>")[0] == said
     assert partners.balance("fresh-mart", member_ref) == 50_000 - 408
+
+
+CLOSED = {
+    "en": {
+        "sold-out": "None of this reward is left: it cannot be redeemed now.",
+        "ended": "This reward can no longer be redeemed.",
+        "level": "This reward needs the Platinum coalition level; your partners' tiers give you Member.",
+    },
+    "zh-TW": {
+        "sold-out": "此獎勵已無剩餘：目前無法兌換。",
+        "ended": "此獎勵已無法再兌換。",
+        "level": "此獎勵需要 Platinum 聯盟等級；依您在各合作夥伴的等級，您目前為 Member。",
+    },
+}
+
+
+@pytest.mark.parametrize("language", ["en", "zh-TW"])
+@pytest.mark.parametrize("closed", ["sold-out", "ended", "level"])
+def test_a_reward_that_cannot_be_redeemed_now_says_why_in_place_of_redeem_and_after_a_refusal(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, closed: str
+) -> None:
+    """A reward whose last unit another member redeemed, or whose availability ended, after the
+    page was opened; one above the member's coalition level. The page offered Redeem, and the
+    refusal came back with Redeem offered again under the exchange's English ("reward … is out
+    of stock", "… needs coalition level 3; your partners report level 0")."""
+    partners = portal_gateway.partners
+    language_header = {"accept-language": language}
+    member_ref = partners.new_member("fresh-mart", balance=50_000)
+    sign_in(client, "fresh-mart", member_ref)
+    reward_id = publish(portal_gateway, "formosa-air", "Lounge pass", min_level=3 if closed == "level" else 0)
+    form = {**redeem_form(client, reward_id, "fresh-mart"), "pay_with": "fresh-mart", "points_fresh-mart": "408"}
+    if closed == "sold-out":
+        recorded_as(portal_gateway.gateway, Reward, reward_id, stock=0)
+    elif closed == "ended":
+        recorded_as(portal_gateway.gateway, Reward, reward_id, available_until=datetime.now(UTC) - timedelta(minutes=1))
+    said = CLOSED[language][closed]
+    for answer, status in (
+        (client.get(f"/portal/rewards/{reward_id}", headers=language_header), 200),
+        (client.post(f"/portal/rewards/{reward_id}", data=form, headers=language_header), 400),
+    ):
+        assert answer.status_code == status, answer.text
+        page = html.unescape(answer.text)
+        assert page.split('id="closed">')[1].split("</p>")[0] == said
+        assert 'id="redeem"' not in page and 'id="problem"' not in page and "reward " + reward_id not in page
+    assert partners.balance("fresh-mart", member_ref) == 50_000
 
 
 def test_a_redemption_follows_the_partners_client_live_narrowed_widened_and_reset(
