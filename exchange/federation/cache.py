@@ -3,8 +3,8 @@
 Answers may be a few seconds old, but never older than the member's last activity at the
 exchange: an entry remembers the member's activity markers
 (:class:`~exchange.members.models.ActivityMarkers`) when it was fetched. For a balance, a
-different ``balances`` marker (a conversion, redemption or status match of theirs finished
-since) makes it stale at once; for a tier, a different ``tiers`` marker (a status match
+different ``balances`` marker (a conversion, redemption or status match of theirs recorded a
+step since, finished or not) makes it stale at once; for a tier, a different ``tiers`` marker (a status match
 finished since). Tiers change slowly, so a longer time-to-live serves the tier-bonus lookups,
 and a conversion leaves them cached: the next quote asks no partner, while a status match
 still shows in it.

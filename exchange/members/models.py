@@ -30,8 +30,8 @@ class LinkMethod(StrEnum):
 @dataclass(frozen=True, slots=True)
 class ActivityMarkers:
     """A member's activity markers when read: ``balances`` (``member.activity``) moves when any
-    of their sagas finishes a run, ``tiers`` (``member.tier_activity``) when a status match does.
-    A partner's answer cached under other markers is stale for balances, or for tiers."""
+    of their sagas records a step or falls in doubt, ``tiers`` (``member.tier_activity``) when a
+    status match finishes a run. A partner's answer cached under other markers is stale for balances, or for tiers."""
 
     balances: int
     tiers: int
@@ -45,8 +45,9 @@ class Member(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=40)
     created_at: datetime = Field(sa_type=UTCDateTime)
     activity: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"))
-    """Moves whenever one of the member's sagas finishes a run (its row's ``step`` becomes
-    ``DONE``): a trigger on each saga table moves it, in the transaction recording the outcome.
+    """Moves whenever one of the member's sagas records a new step (``DONE``, or the step it
+    stopped at, such as the credit after a debit applied) or falls in doubt: a trigger on each
+    saga table moves it, in the transaction recording it (revision 0040).
     Partner answers cached before it moved are stale (``exchange.federation.cache``)."""
     tier_activity: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"))
     """Moves whenever one of the member's status matches finishes a run (a trigger on

@@ -13,9 +13,11 @@ A transition may be *chained*: the next step's partner call is keyed by a fixed 
 and settling the step before finds its way there again (a debit that applied leads to the
 credit, which the partner applies at most once). Such a transition is not recorded on its
 own: the driver goes on at once, and a crash in between is recovered from the earlier step.
-When a saga finishes a run (its ``step`` becomes ``DONE``), the database moves the member's
-activity marker (``member.activity``), which the federated view's cache keys on (a status
-match's also moves ``member.tier_activity``, which tiers are kept against).
+When a saga records a new step (``DONE`` at the end of a run, or the step it stopped at to be
+asked again or to wait) or falls in doubt, the database moves the member's activity marker
+(``member.activity``), which the federated view's cache keys on: a partner's write may have
+moved the member's points (a status match's end also moves ``member.tier_activity``, which
+tiers are kept against).
 
 A partner may answer a write "accepted, pending" and settle it hours or days later. The
 saga then *waits*: the row is recorded at a waiting step (``AWAIT_CREDIT``, say) with no

@@ -19,6 +19,7 @@ import pytest
 from exchange.app import create_app
 from exchange.members.models import LinkedAccount
 from exchange.programs.declarations import read_partners_directory
+from exchange.sandbox.faults import FaultKind
 from exchange.services.container import load_partners_directory
 from exchange.serving import free_port, serving
 from exchange.settings import Settings
@@ -139,6 +140,34 @@ async def test_a_conversion_shows_in_both_balances_at_once(kit: ExchangeKit, bob
     after = await accounts(kit, bob)
     assert after["harbor-bank"][0] == before["harbor-bank"][0] - 10_000
     assert after["formosa-air"][0] == before["formosa-air"][0] + quoted["pointsOut"]
+
+
+@pytest.mark.parametrize(
+    ("partner", "fault"),
+    [("harbor-bank", FaultKind.APPLY_THEN_DROP), ("formosa-air", FaultKind.ERROR)],
+    ids=["debit-applied-unanswered", "credit-unanswered"],
+)
+async def test_a_conversion_left_in_progress_after_its_debit_shows_the_debit_at_once(
+    kit: ExchangeKit, bob: str, fleet: SandboxFleet, partner: str, fault: FaultKind
+) -> None:
+    """Harbor Bank applied the debit but its answer was lost (in doubt at the debit), or the
+    debit was answered and Formosa Air answered the credit 500 (waiting at the credit): the
+    conversion is in progress, and the view showed the 25,000 points from before the debit
+    until the cache's lifetime passed (the marker moved only when a conversion finished)."""
+    quote = """mutation { createQuote(input: {fromProgram: "harbor-bank", toProgram: "formosa-air", points: 10000})
+      { id } }"""
+    quoted = (await kit.data(quote, bob))["createQuote"]
+    assert (await accounts(kit, bob)) == {
+        "coalition": (0, "Member"),
+        "harbor-bank": (25_000, "Platinum Card"),
+        "formosa-air": (3_000, "Base"),
+    }
+    await fleet[partner].admin.set_faults(script=[fault])
+    execute = """mutation($quote: ID!) { executeConversion(quoteId: $quote, idempotencyKey: "k1") { status } }"""
+    assert (await kit.data(execute, bob, quote=quoted["id"]))["executeConversion"] == {"status": "PENDING"}
+    after = await accounts(kit, bob)
+    assert after["harbor-bank"] == (15_000, "Platinum Card")
+    assert after["formosa-air"] == (3_000, "Base")
 
 
 async def test_a_conversion_keeps_the_tiers_the_next_quote_prices_on(

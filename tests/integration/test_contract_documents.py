@@ -58,6 +58,16 @@ def test_contract_md_documents_codes_magic_amounts_and_paths() -> None:
         assert path in CONTRACT_MD, path
 
 
+def test_the_openapi_document_answers_a_missing_token_401_and_one_without_the_scope_403() -> None:
+    """As CONTRACT.md says ("Answer `401` … to a bad token, `403` to a token without the `points`
+    scope"): openapi.yaml listed no 403, so a partner built from it alone did not know to answer one."""
+    assert "`403` to a token without the `points`" in " ".join(CONTRACT_MD.split())
+    for path, operations in OPENAPI["paths"].items():
+        for method, operation in operations.items():
+            if method != "parameters" and path != "/oauth/token":
+                assert {"401", "403"} <= set(operation["responses"]), (method, path)
+
+
 def _response_schema(path: str, method: str, status: int, media_type: str) -> dict[str, Any]:
     response = OPENAPI["paths"][path][method]["responses"][str(status)]
     if "$ref" in response:

@@ -7,6 +7,7 @@ import html
 import itertools
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -18,7 +19,7 @@ from exchange.auth.scopes import Scope
 from exchange.db.database import Database
 from exchange.programs.models import Program
 from exchange.rewards.catalog import RewardDraft
-from exchange.rewards.models import Redemption
+from exchange.rewards.models import Redemption, Reward
 from exchange.sagas import doubt
 from exchange.sandbox.faults import FaultKind
 from exchange.services.container import open_services
@@ -36,14 +37,27 @@ def client(portal_gateway: PortalGateway) -> Iterator[httpx.Client]:
 
 
 def publish(
-    portal_gateway: PortalGateway, program_id: str, title: str, *, price: str = "40", min_level: int = 0
+    portal_gateway: PortalGateway,
+    program_id: str,
+    title: str,
+    *,
+    price: str = "40",
+    min_level: int = 0,
+    per_member_limit: int | None = None,
 ) -> str:
     """A reward of ``program_id``, published as its partner does (RewardService.publish)."""
     reward_id = f"portal-test-{next(_rewards)}"
 
     async def run() -> str:
         async with open_services(portal_gateway.gateway.settings) as services:
-            draft = RewardDraft(title=title, price=Decimal(price), stock=5, min_level=min_level, id=reward_id)
+            draft = RewardDraft(
+                title=title,
+                price=Decimal(price),
+                stock=5,
+                min_level=min_level,
+                per_member_limit=per_member_limit,
+                id=reward_id,
+            )
             return (await services.rewards.publish(program_id, draft)).id
 
     return run_async(run)
@@ -114,6 +128,128 @@ def test_a_member_redeems_a_published_reward_once_for_a_double_submit_and_sees_i
     assert partners.balance("fresh-mart", member_ref) == 50_000 - price
     history = client.get(first.headers["location"]).text
     assert history.count("Window seat voucher") == 1 and "Paid, awaiting delivery" in history
+
+
+@pytest.mark.parametrize(
+    ("language", "refused", "waiting"),
+    [
+        (
+            "en",
+            "Your redemption did not go through. It is listed below.",
+            "Your redemption is in progress: the program you pay with has not answered yet.",
+        ),
+        ("zh-TW", "您的兌換未能完成，列於下方。", "您的兌換處理中：您用來支付的計畫尚未回覆。"),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_after_redeeming_the_history_says_how_the_redemption_stands_not_redeemed_whatever_became_of_it(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, refused: str, waiting: str
+) -> None:
+    """A form sent from a tab opened before the member spent their points (the partner refuses
+    the debit), and one whose paying partner does not answer: the history said "Redeemed. It is
+    listed below." over a row saying "Did not go through" and over one still in progress."""
+    partners = portal_gateway.partners
+    language_header = {"accept-language": language}
+    poor = partners.new_member("fresh-mart", balance=100)
+    sign_in(client, "fresh-mart", poor)
+    reward_id = publish(portal_gateway, "formosa-air", "Lounge pass")
+    form = {**redeem_form(client, reward_id, "fresh-mart"), "pay_with": "fresh-mart"}
+    sent = client.post(f"/portal/rewards/{reward_id}", data=form)
+    assert sent.status_code == 303
+    page = html.unescape(client.get(sent.headers["location"], headers=language_header).text)
+    assert page.split('id="redeemed">')[1].split("</p>")[0] == refused
+    assert partners.balance("fresh-mart", poor) == 100
+
+    client.cookies.clear()
+    member_ref = partners.new_member("fresh-mart", balance=50_000)
+    sign_in(client, "fresh-mart", member_ref)
+    form = redeem_form(client, reward_id, "fresh-mart")
+    fresh_mart = partners.fleet["fresh-mart"].admin
+    partners.run(fresh_mart.set_faults(script=[FaultKind.HANG]))  # its debit, nothing applied
+    try:
+        sent = client.post(f"/portal/rewards/{reward_id}", data=form)
+    finally:
+        partners.run(fresh_mart.set_faults())
+    assert sent.status_code == 303
+    page = html.unescape(client.get(sent.headers["location"], headers=language_header).text)
+    assert page.split('id="redeemed">')[1].split("</p>")[0].startswith(waiting)
+    # Another's redemption, or none, named in the address: no notice at all.
+    assert 'id="redeemed"' not in client.get("/portal/rewards/history", params={"redeemed": "nothing"}).text
+
+
+@pytest.mark.parametrize(
+    ("language", "said"),
+    [
+        (
+            "en",
+            "Each member may redeem this reward at most 1 time; your redemptions of it (in progress, "
+            "waiting for review or done) already reach that.",
+        ),
+        ("zh-TW", "每位會員最多可兌換此獎勵 1 次；您對此獎勵的兌換（處理中、等候審核或已完成）已達此數。"),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_a_reward_redeemed_as_often_as_one_member_may_is_refused_saying_so_not_a_programs_monthly_points(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, said: str
+) -> None:
+    """A reward one member may redeem once, redeemed again from a second tab: the page said it
+    would go over "the points the receiving program issues in a month, 1 point"."""
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=50_000)
+    sign_in(client, "fresh-mart", member_ref)
+    reward_id = publish(portal_gateway, "formosa-air", "Lounge pass", per_member_limit=1)
+    first, second = redeem_form(client, reward_id, "fresh-mart"), redeem_form(client, reward_id, "fresh-mart")
+    assert client.post(f"/portal/rewards/{reward_id}", data=first).status_code == 303
+    refused = client.post(f"/portal/rewards/{reward_id}", data=second, headers={"accept-language": language})
+    assert refused.status_code == 400
+    problem = html.unescape(refused.text).split('id="problem"')[1]
+    assert problem.split('<p class="muted">')[1].split("</p>")[0] == said
+    assert partners.balance("fresh-mart", member_ref) == 50_000 - 408
+
+
+CLOSED = {
+    "en": {
+        "sold-out": "None of this reward is left: it cannot be redeemed now.",
+        "ended": "This reward can no longer be redeemed.",
+        "level": "This reward needs the Platinum coalition level; your partners' tiers give you Member.",
+    },
+    "zh-TW": {
+        "sold-out": "此獎勵已無剩餘：目前無法兌換。",
+        "ended": "此獎勵已無法再兌換。",
+        "level": "此獎勵需要 Platinum 聯盟等級；依您在各合作夥伴的等級，您目前為 Member。",
+    },
+}
+
+
+@pytest.mark.parametrize("language", ["en", "zh-TW"])
+@pytest.mark.parametrize("closed", ["sold-out", "ended", "level"])
+def test_a_reward_that_cannot_be_redeemed_now_says_why_in_place_of_redeem_and_after_a_refusal(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, closed: str
+) -> None:
+    """A reward whose last unit another member redeemed, or whose availability ended, after the
+    page was opened; one above the member's coalition level. The page offered Redeem, and the
+    refusal came back with Redeem offered again under the exchange's English ("reward … is out
+    of stock", "… needs coalition level 3; your partners report level 0")."""
+    partners = portal_gateway.partners
+    language_header = {"accept-language": language}
+    member_ref = partners.new_member("fresh-mart", balance=50_000)
+    sign_in(client, "fresh-mart", member_ref)
+    reward_id = publish(portal_gateway, "formosa-air", "Lounge pass", min_level=3 if closed == "level" else 0)
+    form = {**redeem_form(client, reward_id, "fresh-mart"), "pay_with": "fresh-mart", "points_fresh-mart": "408"}
+    if closed == "sold-out":
+        recorded_as(portal_gateway.gateway, Reward, reward_id, stock=0)
+    elif closed == "ended":
+        recorded_as(portal_gateway.gateway, Reward, reward_id, available_until=datetime.now(UTC) - timedelta(minutes=1))
+    said = CLOSED[language][closed]
+    for answer, status in (
+        (client.get(f"/portal/rewards/{reward_id}", headers=language_header), 200),
+        (client.post(f"/portal/rewards/{reward_id}", data=form, headers=language_header), 400),
+    ):
+        assert answer.status_code == status, answer.text
+        page = html.unescape(answer.text)
+        assert page.split('id="closed">')[1].split("</p>")[0] == said
+        assert 'id="redeem"' not in page and 'id="problem"' not in page and "reward " + reward_id not in page
+    assert partners.balance("fresh-mart", member_ref) == 50_000
 
 
 def test_a_redemption_follows_the_partners_client_live_narrowed_widened_and_reset(

@@ -3,11 +3,13 @@ both tiers live, the request pushes the tier to the target partner."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from exchange.sandbox.faults import FaultKind
 from tests.web.conftest import PortalGateway
 from tests.web.portal_flows import csrf_token, language_link, sign_in
 from tests.web.portal_partners import PIN
@@ -83,6 +85,51 @@ def test_switching_language_after_a_request_was_refused_keeps_the_programs_chose
     assert '<option value="wallet-pay" selected>' in chinese.split('id="match-to"')[0]
     assert '<option value="fresh-mart" selected>' in chinese.split('id="match-to"')[1]
     assert "比對無法讓您在該計畫獲得更高等級" in chinese, "the pair previewed, in Chinese"
+
+
+@pytest.mark.parametrize(
+    ("language", "refused", "too_soon"),
+    [
+        (
+            "en",
+            "You were matched into this program less than 12 months ago. Nothing was changed: "
+            "your matches are listed below.",
+            "You were matched into Wallet Pay Points less than 12 months ago: the next match there is possible from ",
+        ),
+        (
+            "zh-TW",
+            "您在過去 12 個月內已比對至此計畫。未做任何變更：您的等級比對列於下方。",
+            "您在過去 12 個月內已比對至Wallet Pay Points：下次可比對的日期為 ",
+        ),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_a_match_requested_twice_or_previewed_while_in_progress_says_when_the_next_is_possible(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, refused: str, too_soon: str
+) -> None:
+    """Wallet Pay does not answer the push, so the match is in progress and the member's tier
+    there is still Regular. The request sent again (a double click) was refused under the
+    exchange's English ("… the next match is possible from 2027-12-04T18:31:09.529958+00:00"),
+    and the preview still offered Request this match, which that refusal met."""
+    partners = portal_gateway.partners
+    gold_shopper_linked_at_wallet_pay(portal_gateway, client)
+    language_header = {"accept-language": language}
+    pair = {"from_program": "fresh-mart", "to_program": "wallet-pay"}
+    form = {"csrf_token": csrf_token(client, "/portal/status-match"), **pair, "claimed_tier": "Gold Shopper"}
+    wallet_pay = partners.fleet["wallet-pay"].admin
+    partners.run(wallet_pay.set_faults(script=[FaultKind.HANG]))
+    try:
+        assert client.post("/portal/status-match", data=form).status_code == 303
+    finally:
+        partners.run(wallet_pay.set_faults())
+    again = client.post("/portal/status-match", data=form, headers=language_header)
+    preview = client.get("/portal/status-match", params=pair, headers=language_header)
+    assert (again.status_code, preview.status_code) == (400, 200)
+    problem = html.unescape(again.text).split('id="problem"')[1].split("</div>")[0]
+    assert problem.split("<h2>")[1].split("</h2>")[0].strip() == refused and "possible from" not in problem
+    for page in (html.unescape(again.text), html.unescape(preview.text)):
+        assert page.split('id="too-soon">')[1].startswith(too_soon)
+        assert 'id="request-match"' not in page and 'id="matched-tier"' not in page
 
 
 def gold_shopper_linked_at_wallet_pay(portal_gateway: PortalGateway, client: httpx.Client) -> str:

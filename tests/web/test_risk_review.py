@@ -295,7 +295,9 @@ def test_a_member_cancels_a_held_redemption_in_english_and_one_decided_meanwhile
         for _ in range(2):  # 6,120 FreshMart points each: above FreshMart's hold
             page.goto("/portal/rewards/formosa-air-lounge-pass")
             page.get_by_role("button", name="Redeem").click()
-            expect(page.get_by_role("status")).to_have_text("Redeemed. It is listed below.")
+            expect(page.get_by_role("status")).to_have_text(
+                "Your redemption is waiting for review: no points were taken yet. It is listed below."
+            )
         rows = page.locator("table.list tbody tr")
         expect(rows.filter(has_text="Waiting for review: no points taken yet")).to_have_count(2)
         screenshot(page, "held")

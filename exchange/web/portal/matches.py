@@ -1,5 +1,8 @@
 """Status matches: preview what a match from one program into another would give now (both
-tiers read live), request it, and see the member's matches."""
+tiers read live), request it, and see the member's matches. Within 12 months of a match into
+the target (one a year, whatever became of it) the preview says when the next is possible
+instead of offering one the request would refuse; a request refused so (sent twice, say)
+shows that preview."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from starlette.responses import RedirectResponse, Response
 
 from exchange.errors import ExchangeError
 from exchange.services.container import Services
+from exchange.tiers.errors import MatchTooSoon
 from exchange.tiers.matching import Assessment
 from exchange.web.access import Page, form_fields, form_text
 from exchange.web.portal.members import MEMBERS, PORTAL_PATH, member, writing
@@ -62,9 +66,21 @@ class StatusMatchPages:
                 entered["to_program"],
                 form_text(form, "claimed_tier") or None,
             )
+        except MatchTooSoon as problem:
+            # A request sent twice (a double click) meets the match its first made: the page
+            # shows the pair's preview, which says when the next match is possible.
+            assessment = await self._preview(request, entered)
+            return await self._page(request, entered=entered, assessment=assessment, problem=problem, status_code=400)
         except ExchangeError as problem:
             return await self._page(request, entered=entered, problem=problem, status_code=400)
         return RedirectResponse(f"{PORTAL_PATH}/status-match?notice=requested", status_code=303)
+
+    async def _preview(self, request: Request, entered: dict[str, str]) -> Assessment | None:
+        """The pair's preview, or none if it cannot be made now (a partner not answering)."""
+        try:
+            return await self.services.matches.preview(member(request), entered["from_program"], entered["to_program"])
+        except ExchangeError:
+            return None
 
     async def _page(
         self,

@@ -1,5 +1,8 @@
 """Rewards: the catalog by coalition level, redeeming one with a linked program's points, and
-the member's redemption history, where a redemption held for review can be cancelled.
+the member's redemption history, where a redemption held for review can be cancelled. After
+redeeming, the history's notice says how that redemption stands now (redeemed, held for review,
+still waiting for the paying partner's answer, or not gone through), not "Redeemed" whatever
+became of it.
 
 The redeem form carries an idempotency key made for each rendering (the same form sent twice
 redeems once). Paying with a program's points needs that program's authority in this session,
@@ -7,8 +10,11 @@ as converting does. Beside each program's price the page shows the member's bala
 program holding fewer points than the price is not offered, and the page says so (a redemption
 that would fail at the partner's debit); one holding none at all (the coalition point of a new
 member, on every reward) is not listed among the choices but named once under them; a balance
-that cannot be read is said so, and the program offered as before. Each program's option carries the points price shown beside it, and the
-redemption is made only at that price: one an operator changed meanwhile (the program's point
+that cannot be read is said so, and the program offered as before. A reward that cannot be
+redeemed now (none left, outside its availability, above the member's coalition level) offers
+no Redeem: the page says why in its place, also when a redemption was refused for it. Each
+program's option carries the points price shown beside it, and the redemption is made only at
+that price: one an operator changed meanwhile (the program's point
 value, or the exchange's fee) is refused and the page shown again at the new price, saying
 so. The cancel form expects the redemption HELD, as the page showed it: one
 that staff decided meanwhile is refused and shown as it now is, not reversed after all; sent
@@ -23,7 +29,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from exchange.auth.principal import Principal
 from exchange.errors import BadUserInput, ExchangeError, http_status
+from exchange.rewards import catalog as rewards_catalog
 from exchange.rewards.models import RedemptionStatus, Reward
 from exchange.rewards.redemption import RedemptionQuote
 from exchange.services.container import Services
@@ -42,7 +50,7 @@ from exchange.web.said import Refusal, Said
 from exchange.web.templating import Pages, Place
 
 HISTORY_LENGTH = 50
-NOTICES = ("redeemed", "cancelled")
+NOTICES = ("cancelled",)
 PAY_FIELDS = ("pay_with",)
 
 
@@ -100,7 +108,7 @@ class RewardPages:
             expected = ascii_digits(shown) if shown else None
             if shown and expected is None:
                 raise BadUserInput(f"expectedPoints must be a whole number, got {shown!r}", field="expectedPoints")
-            await self.services.rewards.redeem(
+            redemption = await self.services.rewards.redeem(
                 acting_for(request, pay_with),
                 reward.id,
                 pay_with,
@@ -109,12 +117,16 @@ class RewardPages:
                 expected_points=expected,
             )
         except ExchangeError as problem:
+            # As it is now: its last unit redeemed, or its availability ended, since the page.
+            reward = await found(self.services.rewards.reward(reward.id))
             return await self._reward_page(request, reward, problem=problem, pay_with=pay_with, status_code=400)
-        return RedirectResponse(f"{PORTAL_PATH}/rewards/history?notice=redeemed", status_code=303)
+        return RedirectResponse(f"{PORTAL_PATH}/rewards/history?redeemed={redemption.id}", status_code=303)
 
     async def history(self, request: Request) -> Response:
         notice = request.query_params.get("notice")
-        return await self._history_page(request, notice=notice if notice in NOTICES else None)
+        return await self._history_page(
+            request, notice=notice if notice in NOTICES else None, redeemed=request.query_params.get("redeemed")
+        )
 
     async def cancel(self, request: Request) -> Response:
         try:
@@ -130,9 +142,12 @@ class RewardPages:
         request: Request,
         *,
         notice: str | None = None,
+        redeemed: str | None = None,
         problem: ExchangeError | None = None,
         status_code: int = 200,
     ) -> Response:
+        """``redeemed``: the id of the redemption the member just made, whose notice says how
+        it stands now (none for an id not among theirs)."""
         redemptions = await self.services.rewards.member_redemptions(member(request), first=HISTORY_LENGTH)
         rewards = {
             reward.id: reward for reward in await self.services.rewards.rewards(program_id=None, available_only=False)
@@ -156,6 +171,7 @@ class RewardPages:
                 "rewards": rewards,
                 "programs": catalog.programs,
                 "notice": notice,
+                "redeemed": next((made for made in redemptions if made.id == redeemed), None),
                 "problem": Refusal.of(problem, catalog.programs) if problem else None,
             },
             status_code=status_code,
@@ -173,6 +189,7 @@ class RewardPages:
         caller = member(request)
         view = await self.services.members.me(caller)
         catalog = await self.services.catalog.cache.get()
+        closed = await self._closed(caller, reward)
         options: list[dict[str, Any]] = []
         for account in sorted(view.accounts, key=lambda account: catalog.programs[account.program_id].name):
             quote: RedemptionQuote | None = None
@@ -213,6 +230,7 @@ class RewardPages:
                 "price": catalog.currency.from_minor(reward.price_minor),
                 "options": options,
                 "payable": payable,
+                "closed": closed,
                 "short": short,
                 "unheld": [option["program"] for option in unheld],
                 "asserted_by": asserted_by,
@@ -226,3 +244,24 @@ class RewardPages:
             # A redemption refused after its POST: switching language keeps the program chosen.
             place=Place({"pay_with": pay_with}) if problem else None,
         )
+
+    async def _closed(self, caller: Principal, reward: Reward) -> dict[str, Any] | None:
+        """Why ``reward`` cannot be redeemed by the caller now, for the page to say in place of
+        Redeem (``reason``: ``not-yet``, ``ended``, ``sold-out`` or ``level``), or ``None``. The
+        redemption would be refused for it: offering Redeem led to a refusal whose detail was
+        the exchange's English."""
+        if not rewards_catalog.is_available(reward, self.services.clock.now()):
+            started = reward.available_from <= self.services.clock.now()
+            return {"reason": "ended" if started else "not-yet"}
+        if reward.stock < 1:
+            return {"reason": "sold-out"}
+        if reward.min_level > 0:
+            level = await self.services.members.coalition_level(str(caller.member_id))
+            if level < reward.min_level:
+                ladder = {rung.level: rung.name for rung in (await self.services.catalog.coalition()).ladder}
+                return {
+                    "reason": "level",
+                    "needed": ladder.get(reward.min_level, str(reward.min_level)),
+                    "held": ladder.get(level, str(level)),
+                }
+        return None
