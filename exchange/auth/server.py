@@ -492,10 +492,12 @@ class ExchangeAuthorizationServer(AuthorizationServer):
 
 
 def malformed_basic_authorization(headers: Headers) -> bool:
-    """A Basic header Authlib would choke on (credentials that are not UTF-8)."""
+    """A Basic header Authlib would choke on: credentials that are not UTF-8 once decoded
+    (``UnicodeDecodeError``), or a header whose bytes past 0x7f make its base64 text that is
+    not ASCII (``ValueError``)."""
     try:
         extract_basic_authorization(headers)
-    except UnicodeDecodeError:
+    except ValueError:  # UnicodeDecodeError is one
         return True
     return False
 
@@ -505,5 +507,5 @@ def error_response(error: OAuth2Error) -> Response:
     return JSONResponse(body, status_code=status, headers=dict(headers))
 
 
-def invalid_client_response(description: str = "the Basic credentials are not UTF-8") -> Response:
+def invalid_client_response(description: str = "the Basic credentials are not base64 of UTF-8 text") -> Response:
     return error_response(InvalidClientError(status_code=401, description=description))

@@ -91,6 +91,14 @@ async def test_basic_headers_that_are_not_base64_are_refused(client: httpx.Async
         assert 400 <= response.status_code < 500, response.text
 
 
+async def test_a_basic_header_whose_bytes_are_not_ascii_is_an_invalid_client(client: httpx.AsyncClient) -> None:
+    """Base64 is ASCII: Authlib's decoder raised ValueError on such a header, a 500."""
+    response = await client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers={"authorization": b"Basic \xe9\xe9"}
+    )
+    oauth_error(response, 401, "invalid_client")
+
+
 async def _signed(kit: ExchangeKit, claims: dict[str, Any], header: dict[str, Any] | None = None) -> str:
     key = await kit.assertion_key("wallet-pay")
     client_id = (await kit.partner("wallet-pay")).client.client_id
