@@ -334,7 +334,7 @@ def granted_scopes(client: ExchangeClient, user_role: Role | None, requested: st
         scopes = parse_scopes(requested)
     except InvalidScope as unknown:
         raise InvalidScopeError(
-            description=f"unknown scope {', '.join(unknown.unknown)}: {most}: {scope_text(allowed)}"
+            description=oauth_description(f"unknown scope {', '.join(unknown.unknown)}: {most}: {scope_text(allowed)}")
         ) from None
     if not scopes or not scopes <= allowed:
         raise InvalidScopeError(description=f"{most}: {scope_text(allowed)}")
@@ -388,7 +388,7 @@ class ExchangeAuthorizationServer(AuthorizationServer):
         try:
             return super().get_token_grant(request)
         except UnsupportedGrantTypeError as refused:
-            refused.description = (
+            refused.description = oauth_description(
                 f"grant_type {refused.grant_type!r} is not granted here: use {CLIENT_CREDENTIALS}, "
                 f"or {JWT_BEARER} for a member's token"
             )
