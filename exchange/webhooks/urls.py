@@ -32,8 +32,10 @@ from exchange.webhooks.errors import BadWebhookURL
 from exchange.webhooks.models import URL_LENGTH
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-#: RFC 6052's well-known NAT64 prefix: its addresses lead to the IPv4 address in their last 32 bits.
-NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+#: IPv6 prefixes whose addresses lead to the IPv4 address in their last 32 bits: RFC 6052's
+#: well-known NAT64 prefix, RFC 4291's deprecated IPv4-compatible addresses (``::127.0.0.1``)
+#: and RFC 2765's IPv4-translated ones (``::ffff:0:127.0.0.1``).
+IPV4_CARRIERS = tuple(ipaddress.IPv6Network(prefix) for prefix in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96"))
 
 
 def host_address(host: str) -> Address | None:
@@ -52,12 +54,12 @@ def host_address(host: str) -> Address | None:
 def is_public(address: Address) -> bool:
     """Whether ``address`` is on the public internet: globally routable unicast (not loopback,
     private, link-local, shared 100.64/10, reserved, ...), also for an IPv4 address inside an
-    IPv6 one (mapped, 6to4, NAT64)."""
+    IPv6 one (mapped, 6to4, NAT64, IPv4-compatible or -translated)."""
     if address.is_multicast or not address.is_global:
         return False
     if isinstance(address, ipaddress.IPv6Address):
         inner = address.ipv4_mapped or address.sixtofour
-        if inner is None and address in NAT64:
+        if inner is None and any(address in carrier for carrier in IPV4_CARRIERS):
             inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         return inner is None or is_public(inner)
     return True

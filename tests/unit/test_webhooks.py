@@ -58,6 +58,8 @@ NOW = datetime.now(UTC).replace(microsecond=0)
         ("https://100.64.0.1/hook", True, "public-host"),
         ("https://[::ffff:169.254.169.254]/hook", True, "public-host"),
         ("https://[64:ff9b::a9fe:a9fe]/hook", True, "public-host"),
+        ("https://[::127.0.0.1]/hook", True, "public-host"),  # IPv4-compatible
+        ("https://[::ffff:0:a9fe:a9fe]/hook", True, "public-host"),  # IPv4-translated
         # A fully qualified name's trailing dot changes nothing; names under localhost are loopback
         ("https://localhost./hook", True, "public-host"),
         ("https://LocalHost./hook", True, "public-host"),
@@ -83,6 +85,7 @@ def test_a_url_that_breaks_the_rule_is_refused_naming_the_rule(url: str, product
         ("http://[::1]:8000/hook", False),
         ("https://b\u00fccher.example/hook", True),  # a domain name IDNA encodes
         ("https://partner.example./hook", True),  # fully qualified
+        ("https://[::8.8.8.8]/hook", True),  # an IPv4-compatible address carrying a public one
         ("https://localhost.partner.example/hook", True),  # a public name that begins with "localhost"
         ("http://localhost.:8000/hook", False),
     ],
@@ -174,7 +177,9 @@ def test_a_secret_sealed_for_one_subscription_opens_only_for_it() -> None:
         signing.unseal(sealed, "k" * 40, "s2", 1)
 
 
-@pytest.mark.parametrize("url", ["http://localhost:9/hook", "http://2130706433:9/hook", "http://[::1]:9/hook"])
+@pytest.mark.parametrize(
+    "url", ["http://localhost:9/hook", "http://2130706433:9/hook", "http://[::1]:9/hook", "http://[::127.0.0.1]:9/hook"]
+)
 async def test_the_production_worker_does_not_connect_where_a_host_leads_to_a_non_public_address(url: str) -> None:
     dispatcher = Dispatcher(db=None, clock=None, key_secret="", public_only=True)  # type: ignore[arg-type]
     try:
