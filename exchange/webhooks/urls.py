@@ -13,8 +13,10 @@ The rule, in order (the first broken one is reported, by name, as ``extensions.r
   (:func:`is_public`): the exchange must not be made to call into its own network. An address
   counts in every form the system's resolver reads as one (``2130706433``, ``0x7f.1``,
   ``127.1`` are 127.0.0.1), and a host counts with or without the trailing dot of a fully
-  qualified name (``localhost.``, ``127.0.0.1.``). Names are not resolved here: the delivery worker checks where a
-  name leads each time it connects (:mod:`exchange.webhooks.egress`);
+  qualified name (``localhost.``, ``127.0.0.1.``), as written and as the delivery's HTTP
+  client sends it (IDNA makes ``127。0。0。1``, with ideographic full stops, 127.0.0.1).
+  Names are not resolved here: the delivery worker checks where a name leads each time it
+  connects (:mod:`exchange.webhooks.egress`);
 * ``sendable``: a URL the delivery's HTTP client can send to: its host a domain name IDNA
   encodes (``ｌｏｃａｌｈｏｓｔ`` is none) or an IP address as the client writes one. The
   client refuses any other before connecting, so every delivery to it would fail.
@@ -106,13 +108,24 @@ def check_url(url: str, *, production: bool) -> str:
     if scheme != "https" and not (scheme == "http" and not production and is_loopback(host)):
         rule = "https:// is required" + ("" if production else " (http:// only to a loopback host in development)")
         raise BadWebhookURL(rule, "https-required")
-    address = host_address(host)
-    if production and (is_localhost_name(host) or (address is not None and not is_public(address))):
+    try:
+        sent: httpx.URL | None = httpx.URL(url)
+    except httpx.InvalidURL as invalid:
+        sent, unsendable = None, invalid
+    # The host as written, and as the delivery's client sends it: IDNA maps some characters
+    # to others (``127。0。0。1``, with ideographic full stops, is 127.0.0.1).
+    hosts = {host} if sent is None else {host, sent.host.lower().removesuffix(".")}
+    if production and any(_is_local(each) for each in hosts):
         raise BadWebhookURL(
             "in production the URL's host must be public, not a local or private address", "public-host"
         )
-    try:
-        httpx.URL(url)
-    except httpx.InvalidURL as unsendable:
-        raise BadWebhookURL(f"an HTTP client cannot send to this URL: {unsendable}", "sendable") from None
+    if sent is None:
+        raise BadWebhookURL(f"an HTTP client cannot send to this URL: {unsendable}", "sendable")
     return url
+
+
+def _is_local(host: str) -> bool:
+    """Whether ``host`` (as :func:`is_loopback` takes it) is a name kept for loopback or an
+    address that is not public."""
+    address = host_address(host)
+    return is_localhost_name(host) or (address is not None and not is_public(address))

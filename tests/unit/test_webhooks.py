@@ -60,6 +60,9 @@ NOW = datetime.now(UTC).replace(microsecond=0)
         ("https://[64:ff9b::a9fe:a9fe]/hook", True, "public-host"),
         ("https://[::127.0.0.1]/hook", True, "public-host"),  # IPv4-compatible
         ("https://[::ffff:0:a9fe:a9fe]/hook", True, "public-host"),  # IPv4-translated
+        # As the delivery's client sends it: IDNA reads ideographic full stops as dots
+        ("https://127\u30020\u30020\u30021/hook", True, "public-host"),
+        ("https://api\u3002localhost/hook", True, "public-host"),
         # A fully qualified name's trailing dot changes nothing; names under localhost are loopback
         ("https://localhost./hook", True, "public-host"),
         ("https://LocalHost./hook", True, "public-host"),
