@@ -192,6 +192,18 @@ async def test_the_production_worker_does_not_connect_where_a_host_leads_to_a_no
         await dispatcher.aclose()
 
 
+@pytest.mark.parametrize("host", ["a" * 64 + ".example", "a..example"])
+async def test_the_production_worker_fails_to_connect_to_a_name_the_resolver_cannot_look_up(host: str) -> None:
+    """A label over 63 characters, or an empty one, made the resolver raise UnicodeError, which
+    no attempt caught: the delivery pass failed, leaving every delivery claimed with it unsent."""
+    dispatcher = Dispatcher(db=None, clock=None, key_secret="", public_only=True)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(httpx.ConnectError, match="does not resolve"):
+            await dispatcher.http.post(f"https://{host}/hook", content=b"{}")
+    finally:
+        await dispatcher.aclose()
+
+
 async def test_the_production_worker_sends_to_the_public_address_it_checked_keeping_the_name_for_tls(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
