@@ -18,8 +18,9 @@ The rule, in order (the first broken one is reported, by name, as ``extensions.r
   Names are not resolved here: the delivery worker checks where a name leads each time it
   connects (:mod:`exchange.webhooks.egress`);
 * ``sendable``: a URL the delivery's HTTP client can send to: its host a domain name IDNA
-  encodes (``ｌｏｃａｌｈｏｓｔ`` is none) or an IP address as the client writes one. The
-  client refuses any other before connecting, so every delivery to it would fail.
+  encodes (``ｌｏｃａｌｈｏｓｔ`` is none, nor is a name with an empty label or one over 63
+  characters, nor ``xn--a``) or an IP address as the client writes one. Every delivery to
+  any other would fail before connecting.
 """
 
 from __future__ import annotations
@@ -108,20 +109,29 @@ def check_url(url: str, *, production: bool) -> str:
     if scheme != "https" and not (scheme == "http" and not production and is_loopback(host)):
         rule = "https:// is required" + ("" if production else " (http:// only to a loopback host in development)")
         raise BadWebhookURL(rule, "https-required")
-    try:
-        sent: httpx.URL | None = httpx.URL(url)
-    except httpx.InvalidURL as invalid:
-        sent, unsendable = None, invalid
+    sent = _as_sent(url)
     # The host as written, and as the delivery's client sends it: IDNA maps some characters
     # to others (``127。0。0。1``, with ideographic full stops, is 127.0.0.1).
-    hosts = {host} if sent is None else {host, sent.host.lower().removesuffix(".")}
+    hosts = {host} if isinstance(sent, Exception) else {host, sent.host.lower().removesuffix(".")}
     if production and any(_is_local(each) for each in hosts):
         raise BadWebhookURL(
             "in production the URL's host must be public, not a local or private address", "public-host"
         )
-    if sent is None:
-        raise BadWebhookURL(f"an HTTP client cannot send to this URL: {unsendable}", "sendable")
+    if isinstance(sent, Exception):
+        raise BadWebhookURL(f"an HTTP client cannot send to this URL: {sent}", "sendable")
     return url
+
+
+def _as_sent(url: str) -> httpx.URL | Exception:
+    """``url`` as the delivery's HTTP client sends it, or why it cannot: its own refusal, IDNA's
+    (``xn--a``), or the resolver's (a name's labels are 1 to 63 characters)."""
+    try:
+        sent = httpx.URL(url)
+        if host_address(sent.host) is None:
+            sent.host.encode("idna")  # what the resolver encodes the name with
+    except (httpx.InvalidURL, UnicodeError) as unsendable:  # IDNA's errors are UnicodeErrors
+        return unsendable
+    return sent
 
 
 def _is_local(host: str) -> bool:

@@ -47,6 +47,10 @@ NOW = datetime.now(UTC).replace(microsecond=0)
         ("https://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/hook", True, "sendable"),
         ("https://\uff11\uff12\uff17.\uff10.\uff10.\uff11/hook", True, "sendable"),
         ("https://203.0.113.999/hook", False, "sendable"),
+        # No name a resolver looks up: an empty label, one over 63 characters, IDNA's xn-- that decodes to nothing
+        ("https://a..example/hook", True, "sendable"),
+        ("https://" + "a" * 64 + ".example/hook", True, "sendable"),
+        ("https://xn--a.example/hook", True, "sendable"),  # IDNA's own error escaped: a 500
         ("https://localhost/hook", True, "public-host"),
         ("https://10.1.2.3/hook", True, "public-host"),
         ("https://169.254.169.254/latest/meta-data", True, "public-host"),
