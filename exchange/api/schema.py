@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from graphql.validation.rules.overlapping_fields_can_be_merged import OverlappingFieldsCanBeMergedRule
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -18,7 +20,7 @@ from strawberry.types import ExecutionContext
 
 from exchange.api.authentication import TokenRequired
 from exchange.api.errors import log_unexpected, name_argument_paths
-from exchange.api.expansion import within_fields_limit
+from exchange.api.expansion import FieldsMergeWithinBudget, within_fields_limit
 from exchange.api.inputs import enforce_input_rules
 from exchange.api.observed import NameTheOperation
 from exchange.api.operations import OneOperationOrNamed
@@ -26,6 +28,18 @@ from exchange.api.permissions import Rule, enforce_field_rules
 from exchange.api.roots import Mutation, Query
 from exchange.api.scalars import SCALARS
 from exchange.settings import Settings
+
+
+class ExchangeValidationRules(AddValidationRules):
+    """The specified validation rules and the exchange's limits, with graphql-core's check that
+    fields merge replaced by one that first bounds its work
+    (:class:`~exchange.api.expansion.FieldsMergeWithinBudget`)."""
+
+    def on_operation(self) -> Iterator[None]:
+        specified = self.execution_context.validation_rules
+        kept = tuple(rule for rule in specified if rule is not OverlappingFieldsCanBeMergedRule)
+        self.execution_context.validation_rules = (*kept, FieldsMergeWithinBudget, *self.validation_rules)
+        yield
 
 
 class ExchangeSchema(strawberry.Schema):
@@ -67,7 +81,7 @@ def build_schema(settings: Settings) -> ExchangeSchema:
             # Clients send the same few documents over and over: parse and validate each once.
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
-            lambda: AddValidationRules(limit_rules),
+            lambda: ExchangeValidationRules(limit_rules),
             lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
             TokenRequired,
             OneOperationOrNamed,  # after TokenRequired: an ambiguous document is refused as such

@@ -145,6 +145,22 @@ async def test_fragments_spreading_fragments_past_the_field_limit_are_refused_be
     assert {"id": "formosa-air"} in within
 
 
+async def test_a_document_repeating_fields_past_what_merging_them_costs_is_refused_unchecked(kit: ExchangeKit) -> None:
+    """Checking that fields of one name merge compares them pairwise: four hundred `programs
+    { id }` in 1,600 tokens held the event loop for seconds, with a token or without. Past the
+    budget the document is refused before that check; within it, the check still runs."""
+    token = await kit.partner_token("formosa-air")
+    for caller in (None, token):
+        response = await kit.graphql("{" + " programs { id }" * 400 + " }", caller)
+        (error,) = response.json()["errors"]
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", error
+        assert error["message"].startswith("the document repeats fields, or spreads fragments side by side"), error
+    merged = await kit.data("{" + " programs { id }" * 30 + " }")
+    assert {"id": "formosa-air"} in merged["programs"]
+    conflicting = (await kit.graphql("{ programs { id } programs: coalition { currency } }")).json()
+    assert "conflict" in conflicting["errors"][0]["message"], conflicting
+
+
 async def test_graphiql_is_served_to_a_browser(client: httpx.AsyncClient) -> None:
     response = await client.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 200
