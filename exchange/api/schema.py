@@ -42,6 +42,37 @@ class ExchangeValidationRules(AddValidationRules):
         yield
 
 
+#: The longest document the parser and validation caches keep. Each keeps 1,024 documents, and a
+#: document is as long as the request body allows (a mebibyte, most of it a comment or a string):
+#: 1,024 different ones, sent by anyone, held two gigabytes in each process. Clients send the
+#: same few short documents over and over; a longer one is parsed and validated afresh.
+CACHED_DOCUMENT_LENGTH = 16_384
+
+
+def _cached(execution_context: ExecutionContext) -> bool:
+    return len(execution_context.query or "") <= CACHED_DOCUMENT_LENGTH
+
+
+class ShortDocumentParserCache(ParserCache):
+    """Strawberry's parser cache, for documents of at most :data:`CACHED_DOCUMENT_LENGTH`."""
+
+    def on_parse(self) -> Iterator[None]:
+        if _cached(self.execution_context):
+            yield from super().on_parse()
+        else:
+            yield
+
+
+class ShortDocumentValidationCache(ValidationCache):
+    """Strawberry's validation cache, for documents of at most :data:`CACHED_DOCUMENT_LENGTH`."""
+
+    def on_validate(self) -> Iterator[None]:
+        if _cached(self.execution_context):
+            yield from super().on_validate()
+        else:
+            yield
+
+
 class ExchangeSchema(strawberry.Schema):
     """A schema whose every field has an authorization rule, whose every string argument is
     checked against its declared limit, whose errors name their field by the argument path the
@@ -79,8 +110,8 @@ def build_schema(settings: Settings) -> ExchangeSchema:
         mutation=Mutation,
         extensions=[
             # Clients send the same few documents over and over: parse and validate each once.
-            lambda: ParserCache(maxsize=1024),
-            lambda: ValidationCache(maxsize=1024),
+            lambda: ShortDocumentParserCache(maxsize=1024),
+            lambda: ShortDocumentValidationCache(maxsize=1024),
             lambda: ExchangeValidationRules(limit_rules),
             lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
             TokenRequired,
