@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from graphql.validation.rules.overlapping_fields_can_be_merged import OverlappingFieldsCanBeMergedRule
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -18,7 +20,7 @@ from strawberry.types import ExecutionContext
 
 from exchange.api.authentication import TokenRequired
 from exchange.api.errors import log_unexpected, name_argument_paths
-from exchange.api.expansion import within_fields_limit
+from exchange.api.expansion import FieldsMergeWithinBudget, within_fields_limit
 from exchange.api.inputs import enforce_input_rules
 from exchange.api.observed import NameTheOperation
 from exchange.api.operations import OneOperationOrNamed
@@ -26,6 +28,49 @@ from exchange.api.permissions import Rule, enforce_field_rules
 from exchange.api.roots import Mutation, Query
 from exchange.api.scalars import SCALARS
 from exchange.settings import Settings
+
+
+class ExchangeValidationRules(AddValidationRules):
+    """The specified validation rules and the exchange's limits, with graphql-core's check that
+    fields merge replaced by one that first bounds its work
+    (:class:`~exchange.api.expansion.FieldsMergeWithinBudget`)."""
+
+    def on_operation(self) -> Iterator[None]:
+        specified = self.execution_context.validation_rules
+        kept = tuple(rule for rule in specified if rule is not OverlappingFieldsCanBeMergedRule)
+        self.execution_context.validation_rules = (*kept, FieldsMergeWithinBudget, *self.validation_rules)
+        yield
+
+
+#: The longest document the parser and validation caches keep. Each keeps 1,024 documents, and a
+#: document is as long as the request body allows (a mebibyte, most of it a comment or a string):
+#: 1,024 different ones, sent by anyone, held two gigabytes in each process. Clients send the
+#: same few short documents over and over; a longer one is parsed and validated afresh.
+CACHED_DOCUMENT_LENGTH = 16_384
+
+
+def _cached(execution_context: ExecutionContext) -> bool:
+    return len(execution_context.query or "") <= CACHED_DOCUMENT_LENGTH
+
+
+class ShortDocumentParserCache(ParserCache):
+    """Strawberry's parser cache, for documents of at most :data:`CACHED_DOCUMENT_LENGTH`."""
+
+    def on_parse(self) -> Iterator[None]:
+        if _cached(self.execution_context):
+            yield from super().on_parse()
+        else:
+            yield
+
+
+class ShortDocumentValidationCache(ValidationCache):
+    """Strawberry's validation cache, for documents of at most :data:`CACHED_DOCUMENT_LENGTH`."""
+
+    def on_validate(self) -> Iterator[None]:
+        if _cached(self.execution_context):
+            yield from super().on_validate()
+        else:
+            yield
 
 
 class ExchangeSchema(strawberry.Schema):
@@ -65,9 +110,9 @@ def build_schema(settings: Settings) -> ExchangeSchema:
         mutation=Mutation,
         extensions=[
             # Clients send the same few documents over and over: parse and validate each once.
-            lambda: ParserCache(maxsize=1024),
-            lambda: ValidationCache(maxsize=1024),
-            lambda: AddValidationRules(limit_rules),
+            lambda: ShortDocumentParserCache(maxsize=1024),
+            lambda: ShortDocumentValidationCache(maxsize=1024),
+            lambda: ExchangeValidationRules(limit_rules),
             lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
             TokenRequired,
             OneOperationOrNamed,  # after TokenRequired: an ambiguous document is refused as such

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from exchange.auth import ratelimit
+from exchange.auth.errors import oauth_description
 from exchange.auth.keys import SigningKeys
 from exchange.auth.models import CLIENT_ID_LENGTH
 from exchange.auth.presented import PresentedClient, repeated_authorization
@@ -185,13 +186,16 @@ async def read_form(request: Request) -> dict[str, str] | Response:
     form = dict(pairs)
     if len(form) != len(pairs):
         repeated = sorted(name for name, times in Counter(name for name, _ in pairs).items() if times > 1)
-        return error_response(InvalidRequestError(description=f"{', '.join(repeated)} is sent more than once"))
+        return error_response(
+            InvalidRequestError(description=oauth_description(f"{', '.join(repeated)} is sent more than once"))
+        )
     # Authlib reads the body only; a proxy or a log reading the address would see another value.
     if in_both := sorted(form.keys() & request.query_params.keys()):
         return error_response(
             InvalidRequestError(
-                description=f"{', '.join(in_both)} is sent in the address and the body: send each parameter once, "
-                "in the body"
+                description=oauth_description(
+                    f"{', '.join(in_both)} is sent in the address and the body: send each parameter once, in the body"
+                )
             )
         )
     return form

@@ -334,7 +334,7 @@ def granted_scopes(client: ExchangeClient, user_role: Role | None, requested: st
         scopes = parse_scopes(requested)
     except InvalidScope as unknown:
         raise InvalidScopeError(
-            description=f"unknown scope {', '.join(unknown.unknown)}: {most}: {scope_text(allowed)}"
+            description=oauth_description(f"unknown scope {', '.join(unknown.unknown)}: {most}: {scope_text(allowed)}")
         ) from None
     if not scopes or not scopes <= allowed:
         raise InvalidScopeError(description=f"{most}: {scope_text(allowed)}")
@@ -388,7 +388,7 @@ class ExchangeAuthorizationServer(AuthorizationServer):
         try:
             return super().get_token_grant(request)
         except UnsupportedGrantTypeError as refused:
-            refused.description = (
+            refused.description = oauth_description(
                 f"grant_type {refused.grant_type!r} is not granted here: use {CLIENT_CREDENTIALS}, "
                 f"or {JWT_BEARER} for a member's token"
             )
@@ -492,10 +492,12 @@ class ExchangeAuthorizationServer(AuthorizationServer):
 
 
 def malformed_basic_authorization(headers: Headers) -> bool:
-    """A Basic header Authlib would choke on (credentials that are not UTF-8)."""
+    """A Basic header Authlib would choke on: credentials that are not UTF-8 once decoded
+    (``UnicodeDecodeError``), or a header whose bytes past 0x7f make its base64 text that is
+    not ASCII (``ValueError``)."""
     try:
         extract_basic_authorization(headers)
-    except UnicodeDecodeError:
+    except ValueError:  # UnicodeDecodeError is one
         return True
     return False
 
@@ -505,5 +507,5 @@ def error_response(error: OAuth2Error) -> Response:
     return JSONResponse(body, status_code=status, headers=dict(headers))
 
 
-def invalid_client_response(description: str = "the Basic credentials are not UTF-8") -> Response:
+def invalid_client_response(description: str = "the Basic credentials are not base64 of UTF-8 text") -> Response:
     return error_response(InvalidClientError(status_code=401, description=description))

@@ -75,7 +75,9 @@ def verify(key: bytes, headers: Mapping[str, str], body: bytes, *, now: datetime
         raise BadUserInput(f"{TIMESTAMP_HEADER} must be whole Unix seconds", field=TIMESTAMP_HEADER)
     if abs(now.timestamp() - timestamp) > tolerance:
         raise CallbackRefused(f"the callback's {TIMESTAMP_HEADER} is more than {tolerance} s from now")
-    expected = signature(key, message_id, timestamp, body)
-    if not any(hmac.compare_digest(expected, given) for given in signatures.split()):
+    # Compared as bytes: compare_digest refuses a str that is not ASCII (a TypeError), and a
+    # header's bytes past 0x7f arrive as such characters.
+    expected = signature(key, message_id, timestamp, body).encode()
+    if not any(hmac.compare_digest(expected, given.encode()) for given in signatures.split()):
         raise CallbackRefused("the callback's signature does not match")
     return message_id

@@ -47,8 +47,10 @@ class TokenIssuer:
         # RFC 6749 token requests are application/x-www-form-urlencoded; nothing else is read.
         form = dict(parse_qsl((await request.body()).decode(errors="replace")))
         client = self._client(request, form)
+        # Compared as bytes: compare_digest raises TypeError for text that is not ASCII.
         if client is None or not (
-            secrets.compare_digest(client[0], self.client_id) and secrets.compare_digest(client[1], self.client_secret)
+            secrets.compare_digest(client[0].encode(), self.client_id.encode())
+            and secrets.compare_digest(client[1].encode(), self.client_secret.encode())
         ):
             return _oauth_error(401, "invalid_client", {"www-authenticate": 'Basic realm="sandbox"'})
         if form.get("grant_type") != "client_credentials":

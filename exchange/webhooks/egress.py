@@ -31,7 +31,7 @@ async def public_address(host: str, port: int) -> str:
     else:
         try:
             found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as failed:
+        except (OSError, UnicodeError) as failed:  # UnicodeError: a label IDNA cannot encode (empty, over 63)
             raise httpx.ConnectError(f"{host} does not resolve: {failed}") from None
         addresses = [address for info in found if (address := host_address(str(info[4][0]))) is not None]
     if not addresses:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
 import pytest
+from strawberry.extensions.parser_cache import _get_parse_cache
+from strawberry.extensions.validation_cache import _get_validate_cache
 
 from exchange.api.errors import to_client_error
-from exchange.api.schema import build_schema
+from exchange.api.schema import CACHED_DOCUMENT_LENGTH, build_schema
 from exchange.db.database import Database
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
@@ -143,6 +146,41 @@ async def test_fragments_spreading_fragments_past_the_field_limit_are_refused_be
         assert error["message"].startswith("the document selects 200000 fields"), error
     within = (await kit.data(fanned_out(3, 3)))["programs"]  # 27 spreads of one field: merged
     assert {"id": "formosa-air"} in within
+
+
+async def test_a_document_repeating_fields_past_what_merging_them_costs_is_refused_unchecked(kit: ExchangeKit) -> None:
+    """Checking that fields of one name merge compares them pairwise: four hundred `programs
+    { id }` in 1,600 tokens held the event loop for seconds, with a token or without. Past the
+    budget the document is refused before that check; within it, the check still runs."""
+    token = await kit.partner_token("formosa-air")
+    for caller in (None, token):
+        response = await kit.graphql("{" + " programs { id }" * 400 + " }", caller)
+        (error,) = response.json()["errors"]
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", error
+        assert error["message"].startswith("the document repeats fields, or spreads fragments side by side"), error
+    merged = await kit.data("{" + " programs { id }" * 30 + " }")
+    assert {"id": "formosa-air"} in merged["programs"]
+    conflicting = (await kit.graphql("{ programs { id } programs: coalition { currency } }")).json()
+    assert "conflict" in conflicting["errors"][0]["message"], conflicting
+
+
+async def test_only_short_documents_are_kept_by_the_parser_and_validation_caches(kit: ExchangeKit) -> None:
+    """Each cache keeps 1,024 documents: kept at any length, 1,024 different documents of a
+    mebibyte (a long comment) held gigabytes, sent without a token."""
+    caches = (_get_parse_cache(1024), _get_validate_cache(1024))
+
+    def looked_up() -> list[tuple[int, int]]:
+        return [(cache.cache_info().hits, cache.cache_info().misses) for cache in caches]
+
+    long = "{ programs { id } } #" + "x" * CACHED_DOCUMENT_LENGTH
+    before = looked_up()
+    for _ in range(2):
+        assert {"id": "formosa-air"} in (await kit.data(long))["programs"]
+    assert looked_up() == before, "a long document is neither looked up nor kept"
+    short = "{ programs { id } } # " + uuid.uuid4().hex  # no document a test sent before
+    for _ in range(2):
+        assert {"id": "formosa-air"} in (await kit.data(short))["programs"]
+    assert looked_up() == [(hits + 1, misses + 1) for hits, misses in before], "kept once, then found"
 
 
 async def test_graphiql_is_served_to_a_browser(client: httpx.AsyncClient) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -89,6 +90,44 @@ async def test_basic_headers_that_are_not_base64_are_refused(client: httpx.Async
             "/oauth/token", data={"grant_type": "client_credentials"}, headers={"authorization": header}
         )
         assert 400 <= response.status_code < 500, response.text
+
+
+async def test_a_basic_header_whose_bytes_are_not_ascii_is_an_invalid_client(client: httpx.AsyncClient) -> None:
+    """Base64 is ASCII: Authlib's decoder raised ValueError on such a header, a 500."""
+    response = await client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers={"authorization": b"Basic \xe9\xe9"}
+    )
+    oauth_error(response, 401, "invalid_client")
+
+
+#: RFC 6749 §5.2: the characters an error_description may hold.
+OAUTH_DESCRIPTION = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]*")
+
+
+async def test_what_a_refusal_quotes_back_is_written_as_an_error_description_may_be(kit: ExchangeKit) -> None:
+    """A tab, a quote or a letter past ASCII where a refusal names what was sent (an unknown
+    scope, a repeated parameter, one sent twice) was a 500: Authlib refuses to make an error
+    whose description holds characters RFC 6749 does not allow."""
+    partner = await kit.partner("wallet-pay")
+    auth = (partner.client.client_id, partner.client_secret)
+    form = "grant_type=client_credentials&"
+    cases = [
+        ("/oauth/token", form + "scope=partner%3Aread%09x", 400, "invalid_scope"),
+        ("/oauth/token", form + "scope=%C3%A9", 400, "invalid_scope"),
+        ("/oauth/token", form + "scope=%22", 400, "invalid_scope"),
+        ("/oauth/token", form + "%C3%A9=1&%C3%A9=2", 400, "invalid_request"),
+        ("/oauth/token?%09=1", form + "%09=1", 400, "invalid_request"),
+        ("/oauth/token", "grant_type=%22%C3%A9", 400, "unsupported_grant_type"),
+        ("/oauth/introspect", "token=t&%22=1&%22=2", 400, "invalid_request"),
+    ]
+    for path, body, status, error in cases:
+        response = await kit.http.post(path, content=body.encode(), headers=FORM, auth=auth)
+        oauth_error(response, status, error)
+        assert OAUTH_DESCRIPTION.fullmatch(response.json()["error_description"]), (body, response.text)
+    assertion = await _signed(kit, {})
+    response = await kit.request_member_token(assertion, scope="member:read\u00e9")
+    oauth_error(response, 400, "invalid_scope")
+    assert OAUTH_DESCRIPTION.fullmatch(response.json()["error_description"]), response.text
 
 
 async def _signed(kit: ExchangeKit, claims: dict[str, Any], header: dict[str, Any] | None = None) -> str:

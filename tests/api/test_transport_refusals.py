@@ -144,8 +144,9 @@ async def test_transport_refusals_carry_a_code_and_their_status(client: httpx.As
 
 
 async def test_hostile_partner_callbacks_are_refused_naming_what_is_wrong(client: httpx.AsyncClient) -> None:
-    """Both were 500s: a timestamp of hundreds of digits overflowed the float it was compared
-    as, and an operation id with a NUL, signed by the partner itself, reached PostgreSQL."""
+    """Each was a 500: a timestamp of hundreds of digits overflowed the float it was compared
+    as, an operation id with a NUL, signed by the partner itself, reached PostgreSQL, and a
+    signature of bytes past 0x7f (no ASCII) was compared as text."""
     key = callback_key("sandbox-fresh-mart")  # fresh-mart's declared connector secret
     operation = {
         "kind": "credit",
@@ -170,6 +171,11 @@ async def test_hostile_partner_callbacks_are_refused_naming_what_is_wrong(client
         error = refused(await post(hostile), 400, "BAD_USER_INPUT")
         assert error["extensions"]["field"] == "operation_id", (hostile, error)
     refused(await post("c1:credit"), 404, "NOT_FOUND")  # well formed, and names nothing of fresh-mart's
+    body = json.dumps({"operation_id": "c1:credit", **operation}).encode()
+    not_ascii = {**signed_headers(key, "hostile-3", int(time.time()), body), "webhook-signature": b"v1,\xe9"}
+    refused(
+        await client.post("/partners/fresh-mart/callbacks", content=body, headers=not_ascii), 401, "UNAUTHENTICATED"
+    )
     # Signed, but saying "applied" and "failed" at once: which one the partner meant is a guess.
     twice = json.dumps({"operation_id": "c1:credit", **operation})[:-1].encode() + b', "status": "failed"}'
     headers = signed_headers(key, "hostile-2", int(time.time()), twice)

@@ -47,6 +47,10 @@ NOW = datetime.now(UTC).replace(microsecond=0)
         ("https://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/hook", True, "sendable"),
         ("https://\uff11\uff12\uff17.\uff10.\uff10.\uff11/hook", True, "sendable"),
         ("https://203.0.113.999/hook", False, "sendable"),
+        # No name a resolver looks up: an empty label, one over 63 characters, IDNA's xn-- that decodes to nothing
+        ("https://a..example/hook", True, "sendable"),
+        ("https://" + "a" * 64 + ".example/hook", True, "sendable"),
+        ("https://xn--a.example/hook", True, "sendable"),  # IDNA's own error escaped: a 500
         ("https://localhost/hook", True, "public-host"),
         ("https://10.1.2.3/hook", True, "public-host"),
         ("https://169.254.169.254/latest/meta-data", True, "public-host"),
@@ -58,6 +62,11 @@ NOW = datetime.now(UTC).replace(microsecond=0)
         ("https://100.64.0.1/hook", True, "public-host"),
         ("https://[::ffff:169.254.169.254]/hook", True, "public-host"),
         ("https://[64:ff9b::a9fe:a9fe]/hook", True, "public-host"),
+        ("https://[::127.0.0.1]/hook", True, "public-host"),  # IPv4-compatible
+        ("https://[::ffff:0:a9fe:a9fe]/hook", True, "public-host"),  # IPv4-translated
+        # As the delivery's client sends it: IDNA reads ideographic full stops as dots
+        ("https://127\u30020\u30020\u30021/hook", True, "public-host"),
+        ("https://api\u3002localhost/hook", True, "public-host"),
         # A fully qualified name's trailing dot changes nothing; names under localhost are loopback
         ("https://localhost./hook", True, "public-host"),
         ("https://LocalHost./hook", True, "public-host"),
@@ -83,6 +92,7 @@ def test_a_url_that_breaks_the_rule_is_refused_naming_the_rule(url: str, product
         ("http://[::1]:8000/hook", False),
         ("https://b\u00fccher.example/hook", True),  # a domain name IDNA encodes
         ("https://partner.example./hook", True),  # fully qualified
+        ("https://[::8.8.8.8]/hook", True),  # an IPv4-compatible address carrying a public one
         ("https://localhost.partner.example/hook", True),  # a public name that begins with "localhost"
         ("http://localhost.:8000/hook", False),
     ],
@@ -174,12 +184,26 @@ def test_a_secret_sealed_for_one_subscription_opens_only_for_it() -> None:
         signing.unseal(sealed, "k" * 40, "s2", 1)
 
 
-@pytest.mark.parametrize("url", ["http://localhost:9/hook", "http://2130706433:9/hook", "http://[::1]:9/hook"])
+@pytest.mark.parametrize(
+    "url", ["http://localhost:9/hook", "http://2130706433:9/hook", "http://[::1]:9/hook", "http://[::127.0.0.1]:9/hook"]
+)
 async def test_the_production_worker_does_not_connect_where_a_host_leads_to_a_non_public_address(url: str) -> None:
     dispatcher = Dispatcher(db=None, clock=None, key_secret="", public_only=True)  # type: ignore[arg-type]
     try:
         with pytest.raises(httpx.ConnectError, match="not a public address"):
             await dispatcher.http.post(url, content=b"{}")
+    finally:
+        await dispatcher.aclose()
+
+
+@pytest.mark.parametrize("host", ["a" * 64 + ".example", "a..example"])
+async def test_the_production_worker_fails_to_connect_to_a_name_the_resolver_cannot_look_up(host: str) -> None:
+    """A label over 63 characters, or an empty one, made the resolver raise UnicodeError, which
+    no attempt caught: the delivery pass failed, leaving every delivery claimed with it unsent."""
+    dispatcher = Dispatcher(db=None, clock=None, key_secret="", public_only=True)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(httpx.ConnectError, match="does not resolve"):
+            await dispatcher.http.post(f"https://{host}/hook", content=b"{}")
     finally:
         await dispatcher.aclose()
 
