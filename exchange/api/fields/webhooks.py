@@ -78,7 +78,10 @@ class WebhookQueries:
         info: Info[Context, None],
         program_id: Annotated[
             strawberry.ID | None,
-            strawberry.argument(description="Only this program's: a partner names its own; null: all you may see."),
+            strawberry.argument(
+                description="Only this program's: a partner names its own (null is `FORBIDDEN` for a partner); "
+                "staff: null for every program's."
+            ),
         ] = None,
     ) -> list[WebhookSubscription] | None:
         rows = await info.context.services.webhooks.subscriptions(
