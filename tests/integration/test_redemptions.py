@@ -24,7 +24,7 @@ from exchange.coalition.verify import check_point
 from exchange.connectors.contract import OperationKind
 from exchange.conversions.clearing import conversion_transaction
 from exchange.db.database import Database
-from exchange.errors import IdempotencyConflict
+from exchange.errors import ExchangeError, IdempotencyConflict
 from exchange.federation.accounts import Federation
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
@@ -589,3 +589,29 @@ async def test_a_redemption_paid_with_the_point_and_cancelled_next_month_reconci
     assert (await world.balances())["member-points:coalition"] == 1000
     assert (await world.point.account(world.alice)).balance == 1000
     assert await point_in_flight(world) == 0
+
+
+@pytest.mark.postgres_only
+async def test_a_redemption_that_may_still_be_reversed_keeps_its_month_from_being_archived(pg_db: Database) -> None:
+    """Archiving takes a month's clearing out of the ledger, which then cannot post a reversal's
+    exact negation: a month waits for its direct rewards to be delivered (or reversed), and a
+    lottery entry of an archived month can no longer be cancelled, saying why, rather than give
+    the points back and leave the ledger unreversed."""
+    world = await make_world(pg_db)
+    direct = await world.redeem(await world.reward(), "direct")
+    lottery = await world.redeem(await world.reward(kind=RewardKind.LOTTERY, id="draw"), "draw")
+    settlement = await settlement_on(world.db, world.clock)
+    world.clock.advance(days=11)  # December in Taipei, before the direct reward's delivery is due
+    await settlement.close("2026-11", by="staff")
+    async with world.db.transaction() as session:
+        await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
+
+    with pytest.raises(ExchangeError, match=f"redemptions paid in it may still be reversed.*: {direct.id} "):
+        await settlement.archive("2026-11", export=None)
+    await world.saga.confirm_delivery(direct.id, "formosa-air")
+    await settlement.archive("2026-11", export=None)
+
+    with pytest.raises(ExchangeError, match="it was paid in period 2026-11, which is settled and archived"):
+        await world.saga.cancel(lottery.id, member_id=world.alice)
+    assert (await world.get(lottery.id)).status == RedemptionStatus.COMPLETED
+    assert world.partners["happy-card"].balances["alice"] == 100_000 - 2 * 612, "no points given back"
