@@ -615,3 +615,22 @@ async def test_a_redemption_that_may_still_be_reversed_keeps_its_month_from_bein
         await world.saga.cancel(lottery.id, member_id=world.alice)
     assert (await world.get(lottery.id)).status == RedemptionStatus.COMPLETED
     assert world.partners["happy-card"].balances["alice"] == 100_000 - 2 * 612, "no points given back"
+
+
+@pytest.mark.postgres_only
+async def test_the_points_lots_agree_with_the_ledger_after_a_month_of_coalition_points_is_archived(
+    pg_db: Database,
+) -> None:
+    """Archiving takes a month's entries out of the ledger's tables (its running balances keep
+    them): a saga posted in it is settled, not a saga in flight whose entries are missing."""
+    world = await make_world(pg_db)
+    await alice_earns_coalition_points(world, at=T0)
+    settlement = await settlement_on(world.db, world.clock)
+    world.clock.advance(days=11)
+    await settlement.close("2026-11", by="staff")
+    async with world.db.transaction() as session:
+        await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
+    await settlement.archive("2026-11", export=None)
+    assert await point_in_flight(world) == 0
+    checked = await settlement.verify_ledger()
+    assert checked.point is not None and (checked.point.check.outstanding, checked.point.check.problem) == (1000, None)
