@@ -463,13 +463,23 @@ async def _quote(session: AsyncSession, reward_id: str, pay_with: str) -> Redemp
 
 async def _archived_period_of(session: AsyncSession, transaction_id: str) -> str | None:
     """The period ``transaction_id`` was posted into, if that period is archived (its rows have
-    left the ledger, ``exchange ledger archive``); else None."""
-    found = await session.exec(
-        select(LedgerTransactionKey.period)
-        .join(LedgerCloseAnchor, col(LedgerCloseAnchor.period) == col(LedgerTransactionKey.period))
-        .where(LedgerTransactionKey.id == transaction_id, col(LedgerCloseAnchor.archived_at).is_not(None))
-    )
-    return found.first()
+    left the ledger, ``exchange ledger archive``); else None.
+
+    The period's close anchor is read under a share lock, which archiving's own lock on it waits
+    for: a cancel that finds the period not archived has started its reversal (REVERSING, which
+    archiving refuses) before archiving reads the period's redemptions."""
+    found = (
+        await session.exec(
+            select(LedgerCloseAnchor.period, LedgerCloseAnchor.archived_at)
+            .join(LedgerTransactionKey, col(LedgerTransactionKey.period) == col(LedgerCloseAnchor.period))
+            .where(LedgerTransactionKey.id == transaction_id)
+            .with_for_update(read=True, of=LedgerCloseAnchor)
+        )
+    ).first()
+    if found is None:
+        return None
+    period, archived_at = found
+    return period if archived_at is not None else None
 
 
 def _ended_by_cancel(redemption: Redemption, by: CancelledBy, expected: RedemptionStatus | None) -> bool:
