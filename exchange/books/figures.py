@@ -14,12 +14,16 @@ classed by its business reference, which a reversal keeps: ``conversion:…`` or
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.errors import BadUserInput
 from exchange.ledger.accounts import AccountKind
+from exchange.ledger.models import LedgerCloseAnchor
+from exchange.settlement.errors import PeriodArchived
 
 CONVERSION = "conversion"
 REWARD = "reward"
@@ -64,10 +68,29 @@ _MONEY = text(
     """
 )
 
-#: The net points the exchange moved into the program's members' accounts, up to the period's end.
+#: The net points the exchange moved into the program's members' accounts, up to the period's end,
+#: as the ledger still holds them: archived periods' entries are not among them.
 _OUTSTANDING = text(
     "SELECT coalesce(sum(e.amount), 0) FROM ledger_entry e WHERE e.account_id = :account AND e.period <= :period"
 )
+#: What the archived periods' entries moved on an account, all of them together.
+_ARCHIVED_MOVED = text("SELECT coalesce(sum(balance), 0) FROM ledger_archived_balance WHERE account_id = :account")
+_ARCHIVED_PERIODS = text("SELECT period FROM ledger_close_anchor WHERE archived_at IS NOT NULL ORDER BY period")
+
+
+class OutstandingNotKept(BadUserInput):
+    """Archived periods on both sides of the period: the ledger keeps what archived periods moved
+    only all together, so what was outstanding at the period's end is not known."""
+
+    def __init__(self, period: str, before: Sequence[str], after: Sequence[str]) -> None:
+        super().__init__(
+            f"the books of {period} cannot say what was outstanding at its end: periods before it "
+            f"({', '.join(before)}) and after it ({', '.join(after)}) are archived, and the ledger keeps what "
+            "archived periods moved only all together",
+            field="period",
+            period=period,
+        )
+
 
 _ACCOUNTS = text("SELECT kind, id FROM ledger_account WHERE program_id = :program")
 
@@ -122,8 +145,28 @@ class LedgerFigures:
         return self.converted_out + self.redeemed_for_rewards
 
 
+async def _outstanding(session: AsyncSession, account: int, period: str) -> int:
+    """The net points moved into ``account`` up to ``period``'s end: the ledger's entries, and what
+    the archived periods, all before it, moved (see :func:`ledger_figures` for the others)."""
+    archived = (await session.exec(_ARCHIVED_PERIODS)).scalars().all()  # type: ignore[call-overload]
+    before, after = [p for p in archived if p < period], [p for p in archived if p > period]
+    if before and after:
+        raise OutstandingNotKept(period, before, after)
+    held = (await session.exec(_OUTSTANDING, params={"account": account, "period": period})).scalar_one()  # type: ignore[call-overload]
+    moved = (await session.exec(_ARCHIVED_MOVED, params={"account": account})).scalar_one() if before else 0  # type: ignore[call-overload]
+    return int(held) + int(moved)
+
+
 async def ledger_figures(session: AsyncSession, program_id: str, period: str) -> LedgerFigures:
-    """The program's figures for ``period``: four small set-based queries."""
+    """The program's figures for ``period``: a few small set-based queries.
+
+    An archived period's entries have left the ledger (``exchange ledger archive``): its own
+    figures cannot be read any more (``PeriodArchived``), and a later period's ``outstanding``
+    adds what the archived periods moved. Archived periods both before and after ``period``
+    leave its ``outstanding`` unknown (:class:`OutstandingNotKept`)."""
+    anchor = await session.get(LedgerCloseAnchor, period)
+    if anchor is not None and anchor.archived_at is not None:
+        raise PeriodArchived(period)
     accounts = await program_accounts(session, program_id)
 
     def account(kind: AccountKind) -> int:
@@ -161,18 +204,14 @@ async def ledger_figures(session: AsyncSession, program_id: str, period: str) ->
             },
         )
     ).one()
-    outstanding = (
-        await session.exec(  # type: ignore[call-overload]
-            _OUTSTANDING, params={"account": account(AccountKind.MEMBER_POINTS), "period": period}
-        )
-    ).scalar_one()
+    outstanding = await _outstanding(session, account(AccountKind.MEMBER_POINTS), period)
     return LedgerFigures(
         issued=-moved(issued, CONVERSION, REWARD),
         converted_out=moved(redeemed, CONVERSION),
         redeemed_for_rewards=moved(redeemed, REWARD),
         reversed=-moved(redeemed, CONVERSION, REWARD, reversal=True),
         other_points=-moved(issued, OTHER) - moved(redeemed, OTHER),
-        outstanding=int(outstanding),
+        outstanding=outstanding,
         money_net=int(money.net),
         money_for_redeemed=int(money.for_redeemed),
         money_for_issued=int(money.for_issued),

@@ -6,7 +6,9 @@
 2. The lots' outstanding total equals the ledger's ``member-points`` balance of the point,
    allowing for sagas in flight: operations applied to the lots whose saga has not posted
    yet (per saga, the operations' net effect on the lots less the ledger's entries on that
-   account under the saga's reference). With nothing in flight the allowance is zero.
+   account under the saga's reference). With nothing in flight the allowance is zero. A saga
+   whose transaction was posted into a period since archived is settled, and its entries have
+   left the ledger's tables (the balance still counts them): it is left out of the allowance.
 """
 
 from __future__ import annotations
@@ -35,26 +37,36 @@ LOT_THAT_DOES_NOT_ADD_UP = text(
 )
 OUTSTANDING = text("SELECT coalesce(sum(remaining), 0) FROM coalition_lot")
 LEDGER_BALANCE = text("SELECT coalesce(sum(balance), 0) FROM ledger_account_balance WHERE code = :code")
+#: Sagas whose transaction was posted into a period since archived: settled, their entries gone.
+_ARCHIVED_SAGAS = """
+    SELECT o.saga_id FROM coalition_operation o
+      JOIN ledger_transaction_key k ON k.id IN ('conversion:' || o.saga_id, 'redemption:' || o.saga_id)
+      JOIN ledger_close_anchor c ON c.period = k.period
+     WHERE c.archived_at IS NOT NULL
+"""
 #: The operations' net effect on the lots (a reversal's is in its target's reversed_points).
 OPERATIONS_EFFECT = text(
-    """
+    f"""
     SELECT coalesce(sum(CASE kind WHEN 'credit' THEN points - reversed_points
                                   WHEN 'debit' THEN reversed_points - points
                                   ELSE 0 END), 0)
       FROM coalition_operation
+     WHERE saga_id NOT IN ({_ARCHIVED_SAGAS})
     """
 )
 #: The ledger's entries on the point's member-points account under the references of sagas
 #: that wrote to the point.
 SAGAS_POSTED = text(
-    """
+    f"""
     SELECT coalesce(sum(e.amount), 0)
       FROM ledger_entry e
       JOIN ledger_transaction t ON t.seq = e.transaction_seq
       JOIN ledger_account a ON a.id = e.account_id
      WHERE a.code = :code
        AND t.reference IN (SELECT 'conversion:' || saga_id FROM coalition_operation
-                           UNION SELECT 'redemption:' || saga_id FROM coalition_operation)
+                            WHERE saga_id NOT IN ({_ARCHIVED_SAGAS})
+                           UNION SELECT 'redemption:' || saga_id FROM coalition_operation
+                            WHERE saga_id NOT IN ({_ARCHIVED_SAGAS}))
     """
 )
 

@@ -59,6 +59,19 @@ class NotCancellable(BadUserInput):
         )
 
 
+class ClearingArchived(BadUserInput):
+    """A paid redemption settled in a period since archived: its clearing transaction has left
+    the ledger, which can no longer post its exact negation."""
+
+    def __init__(self, redemption_id: str, period: str) -> None:
+        super().__init__(
+            f"redemption {redemption_id} can no longer be cancelled: it was paid in period {period}, which is "
+            "settled and archived, so its clearing can no longer be reversed",
+            field="redemptionId",
+            period=period,
+        )
+
+
 class NoLongerHeld(ExchangeError):
     """A cancel of a redemption its caller saw HELD, which staff approved or rejected (or whose
     hold ended) before the cancel reached it."""

@@ -42,6 +42,7 @@ from exchange.db.database import Database
 from exchange.errors import ExchangeError
 from exchange.federation.accounts import Federation
 from exchange.ledger.accounts import ChartOfAccounts
+from exchange.ledger.models import LedgerCloseAnchor, LedgerTransactionKey
 from exchange.ledger.posting import Ledger
 from exchange.members import service as members
 from exchange.members.authority import DebitAuthority, require_authority
@@ -52,6 +53,7 @@ from exchange.programs.models import Program
 from exchange.rewards import catalog
 from exchange.rewards.clearing import REVERSAL_KIND, redemption_transaction
 from exchange.rewards.errors import (
+    ClearingArchived,
     NoLongerHeld,
     NotCancellable,
     NotDeliverable,
@@ -228,6 +230,8 @@ class RedemptionSaga(Saga[Redemption]):
                 return redemption
             if redemption.status != RedemptionStatus.COMPLETED:
                 raise NotCancellable(redemption_id, redemption.status, redemption.cancelled_by)
+            if archived := await _archived_period_of(session, redemption.ledger_transaction_id):
+                raise ClearingArchived(redemption_id, archived)
             self._start_reversal(redemption, by)
             session.add(redemption)
         return await self.drive(redemption)
@@ -455,6 +459,27 @@ async def _quote(session: AsyncSession, reward_id: str, pay_with: str) -> Redemp
             field="payWith",
         )
     return RedemptionQuote(reward=reward, paying=paying, price=price)
+
+
+async def _archived_period_of(session: AsyncSession, transaction_id: str) -> str | None:
+    """The period ``transaction_id`` was posted into, if that period is archived (its rows have
+    left the ledger, ``exchange ledger archive``); else None.
+
+    The period's close anchor is read under a share lock, which archiving's own lock on it waits
+    for: a cancel that finds the period not archived has started its reversal (REVERSING, which
+    archiving refuses) before archiving reads the period's redemptions."""
+    found = (
+        await session.exec(
+            select(LedgerCloseAnchor.period, LedgerCloseAnchor.archived_at)
+            .join(LedgerTransactionKey, col(LedgerTransactionKey.period) == col(LedgerCloseAnchor.period))
+            .where(LedgerTransactionKey.id == transaction_id)
+            .with_for_update(read=True, of=LedgerCloseAnchor)
+        )
+    ).first()
+    if found is None:
+        return None
+    period, archived_at = found
+    return period if archived_at is not None else None
 
 
 def _ended_by_cancel(redemption: Redemption, by: CancelledBy, expected: RedemptionStatus | None) -> bool:

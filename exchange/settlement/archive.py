@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import String, and_, literal, or_, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.ledger.errors import PeriodNotClosed
-from exchange.ledger.models import LedgerCloseAnchor, SettlementPeriod
+from exchange.ledger.models import LedgerCloseAnchor, LedgerTransactionKey, SettlementPeriod
 from exchange.ledger.partitions import (
     detach_period,
     detached_tables,
@@ -38,10 +38,14 @@ from exchange.ledger.partitions import (
     partitioned,
 )
 from exchange.ledger.periods import PeriodStatus
+from exchange.rewards.models import Redemption, RedemptionStatus, RewardKind
 from exchange.settlement import issued
 from exchange.settlement.errors import ArchiveDropped, NotArchivable
 from exchange.settlement.models import SettlementPosition
 from exchange.settlement.participants import EXCHANGE
+
+#: How many redemptions still reversible a refused archive names.
+NAMED = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,34 @@ async def archive_period(
             period,
             f"not signed off by {', '.join(unsigned)}: reconcile and sign off each "
             f"(exchange settle sign-off --partner P {period}), then archive it",
+        )
+    reversible = (
+        await session.exec(
+            select(Redemption.id)
+            .join(
+                LedgerTransactionKey,
+                col(LedgerTransactionKey.id) == literal("redemption:", String) + col(Redemption.id),
+            )
+            .where(
+                LedgerTransactionKey.period == period,
+                or_(
+                    col(Redemption.status) == RedemptionStatus.REVERSING,
+                    and_(
+                        col(Redemption.status) == RedemptionStatus.COMPLETED, col(Redemption.kind) == RewardKind.DIRECT
+                    ),
+                ),
+            )
+            .order_by(col(Redemption.id))
+            .limit(NAMED + 1)
+        )
+    ).all()
+    if reversible:
+        more = ", …" if len(reversible) > NAMED else ""
+        raise NotArchivable(
+            period,
+            f"redemptions paid in it may still be reversed, which needs their clearing in the ledger: "
+            f"{', '.join(reversible[:NAMED])}{more} (each awaits its delivery, or is being reversed); "
+            "archive it once each is delivered or reversed",
         )
     participants = await session.exec(select(SettlementPosition.participant).where(SettlementPosition.period == period))
     for participant in participants.all():

@@ -22,19 +22,19 @@ side (positive when the point is owed):
   confirmed in time) gave the points back, plus price and fee, placed by the cancel's own
   reversal. A redemption cancelled in a later month so reconciles in both months, and a
   month's records do not change when a later month cancels one of its redemptions.
-* ``coalition-expiry:<lot id>``: each expiry batch of the period (by its time), named by its
-  first lot as the expiry job names its transaction: minus the value of the points expired,
-  rounded per keeper of the breakage as the job does (``expiry.breakage_legs``).
+* ``coalition-expiry:<lot id>``: each expiry batch, named by its first lot as the expiry job
+  names its transaction: minus the value of the points expired, rounded per keeper of the
+  breakage as the job does (``expiry.breakage_legs``).
 
 Which month a line is in (``Month.holds``): the period the ledger posted its transaction into,
 which is the month it was made in, or, when that month closed while it was still in flight,
 the first month open when it posted (a late line, as in every participant's statement); one
 the ledger has not posted, the month it was made in (``created_at``; a cancel's reversal, the
-book's). The book's lines never move after the fact, and a late line is matched where the
-statements show it, not a break in two months. What is taken from the ledger is only that
-month: each line's presence and amount come from the book, so an operation the book holds
-that the ledger never posted, or posted otherwise, is a break. An operation its saga undid
-before the ledger posted it (a conversion compensated, a debit given back in doubt) is no
+book's; an expiry, its time). The book's lines never move after the fact, and a late line is
+matched where the statements show it, not a break in two months. What is taken from the ledger
+is only that month: each line's presence and amount come from the book, so an operation the
+book holds that the ledger never posted, or posted otherwise, is a break. An operation its saga
+undid before the ledger posted it (a conversion compensated, a debit given back in doubt) is no
 record.
 
 The rows are read as a stream and written as they come.
@@ -74,7 +74,7 @@ class Month:
     starts: datetime
     ends: datetime
 
-    def holds(self, transaction_id: ColumnElement[str], made_at: Mapped[datetime]) -> ColumnElement[bool]:
+    def holds(self, transaction_id: ColumnElement[str] | Mapped[str], made_at: Mapped[datetime]) -> ColumnElement[bool]:
         """Whether a record falls in this month: the period the ledger posted ``transaction_id``
         into (its own month, or as a late line the first month open when it was posted); one
         the ledger has not posted, the month ``made_at`` falls in (where it shows as a break)."""
@@ -172,9 +172,12 @@ def _redemptions(month: Month) -> Select[str, Any, str]:
     )
 
 
-def _expiries(starts: datetime, ends: datetime) -> Executable:
-    """The expiry batches of [starts, ends), per funding program: the batch's first lot (as the
-    expiry job orders them), its transaction, the funder, the points."""
+def _expiries(month: Month) -> Executable:
+    """The expiry batches of ``month``, per funding program: the batch's first lot (as the
+    expiry job orders them), its transaction, the funder, the points. A batch is in the month
+    the ledger posted it into (``Month.holds``), as every other line: a batch dated in a month
+    that closed before it posted (an expiry run that went on past its month's end) is a late
+    line of the next."""
     inner_expiry = CoalitionExpiry.__table__.alias("inner_expiry")  # type: ignore[attr-defined]
     inner_lot = CoalitionLot.__table__.alias("inner_lot")  # type: ignore[attr-defined]
     first_lot = (
@@ -194,7 +197,7 @@ def _expiries(starts: datetime, ends: datetime) -> Executable:
         )
         .select_from(CoalitionExpiry)
         .join(CoalitionLot, col(CoalitionLot.id) == col(CoalitionExpiry.lot_id))
-        .where(col(CoalitionExpiry.expired_at) >= starts, col(CoalitionExpiry.expired_at) < ends)
+        .where(month.holds(col(CoalitionExpiry.ledger_transaction_id), col(CoalitionExpiry.expired_at)))
         .group_by(col(CoalitionExpiry.ledger_transaction_id), col(CoalitionLot.funded_by))
         .order_by("first_lot", col(CoalitionExpiry.ledger_transaction_id))
     )
@@ -231,7 +234,7 @@ async def _expiry_batches(session: AsyncSession, rules: PointRules, month: Month
     chart = ChartOfAccounts(rules.currency.code)
     batch: tuple[int, str] | None = None
     by_funder: dict[str | None, int] = defaultdict(int)
-    async for first_lot, transaction, funder, points in await session.stream(_expiries(month.starts, month.ends)):
+    async for first_lot, transaction, funder, points in await session.stream(_expiries(month)):
         if batch is not None and batch != (first_lot, transaction):
             yield f"{EXPIRY_KIND}:{batch[0]}", breakage_legs(rules, chart, by_funder)[0].amount
             by_funder = defaultdict(int)

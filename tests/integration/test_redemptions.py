@@ -24,7 +24,7 @@ from exchange.coalition.verify import check_point
 from exchange.connectors.contract import OperationKind
 from exchange.conversions.clearing import conversion_transaction
 from exchange.db.database import Database
-from exchange.errors import IdempotencyConflict
+from exchange.errors import ExchangeError, IdempotencyConflict
 from exchange.federation.accounts import Federation
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
@@ -589,3 +589,91 @@ async def test_a_redemption_paid_with_the_point_and_cancelled_next_month_reconci
     assert (await world.balances())["member-points:coalition"] == 1000
     assert (await world.point.account(world.alice)).balance == 1000
     assert await point_in_flight(world) == 0
+
+
+@pytest.mark.postgres_only
+async def test_a_redemption_that_may_still_be_reversed_keeps_its_month_from_being_archived(pg_db: Database) -> None:
+    """Archiving takes a month's clearing out of the ledger, which then cannot post a reversal's
+    exact negation: a month waits for its direct rewards to be delivered (or reversed), and a
+    lottery entry of an archived month can no longer be cancelled, saying why, rather than give
+    the points back and leave the ledger unreversed."""
+    world = await make_world(pg_db)
+    direct = await world.redeem(await world.reward(), "direct")
+    lottery = await world.redeem(await world.reward(kind=RewardKind.LOTTERY, id="draw"), "draw")
+    settlement = await settlement_on(world.db, world.clock)
+    world.clock.advance(days=11)  # December in Taipei, before the direct reward's delivery is due
+    await settlement.close("2026-11", by="staff")
+    async with world.db.transaction() as session:
+        await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
+
+    with pytest.raises(ExchangeError, match=f"redemptions paid in it may still be reversed.*: {direct.id} "):
+        await settlement.archive("2026-11", export=None)
+    await world.saga.confirm_delivery(direct.id, "formosa-air")
+    await settlement.archive("2026-11", export=None)
+
+    with pytest.raises(ExchangeError, match="it was paid in period 2026-11, which is settled and archived"):
+        await world.saga.cancel(lottery.id, member_id=world.alice)
+    assert (await world.get(lottery.id)).status == RedemptionStatus.COMPLETED
+    assert world.partners["happy-card"].balances["alice"] == 100_000 - 2 * 612, "no points given back"
+
+
+@pytest.mark.postgres_only
+async def test_the_points_lots_agree_with_the_ledger_after_a_month_of_coalition_points_is_archived(
+    pg_db: Database,
+) -> None:
+    """Archiving takes a month's entries out of the ledger's tables (its running balances keep
+    them): a saga posted in it is settled, not a saga in flight whose entries are missing."""
+    world = await make_world(pg_db)
+    await alice_earns_coalition_points(world, at=T0)
+    settlement = await settlement_on(world.db, world.clock)
+    world.clock.advance(days=11)
+    await settlement.close("2026-11", by="staff")
+    async with world.db.transaction() as session:
+        await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
+    await settlement.archive("2026-11", export=None)
+    assert await point_in_flight(world) == 0
+    checked = await settlement.verify_ledger()
+    assert checked.point is not None and (checked.point.check.outstanding, checked.point.check.problem) == (1000, None)
+
+
+async def waiting_on_locks(db: Database, sessions: int) -> None:
+    """Return once ``sessions`` other sessions of this database wait on a lock."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
+    for _ in range(2000):
+        async with db.autocommit() as session:
+            if (await session.exec(query)).one()[0] >= sessions:  # type: ignore[call-overload]
+                return
+        await asyncio.sleep(0.005)  # polling for a state; the order is decided by the locks
+    raise AssertionError(f"{sessions} sessions never waited on a lock")
+
+
+@pytest.mark.postgres_only
+async def test_a_lottery_entry_cancelled_while_its_month_is_being_archived_waits_and_is_refused(
+    pg_db: Database,
+) -> None:
+    """Archiving has read the month's redemptions (a lottery entry does not keep it from being
+    archived) and waits on a reader of the ledger; a cancel of that entry meanwhile waits for
+    the archive to end and is refused, rather than give the points back and then find its
+    clearing gone."""
+    world = await make_world(pg_db)
+    lottery = await world.redeem(await world.reward(kind=RewardKind.LOTTERY, id="draw"), "draw")
+    settlement = await settlement_on(world.db, world.clock)
+    world.clock.advance(days=11)
+    await settlement.close("2026-11", by="staff")
+    async with world.db.transaction() as session:
+        await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
+
+    async with world.db.transaction() as reader:
+        await reader.exec(text("SELECT 1 FROM ledger_entry LIMIT 1"))  # type: ignore[call-overload]
+        archiving = asyncio.create_task(settlement.archive("2026-11", export=None))
+        await waiting_on_locks(world.db, 1)
+        cancelling = asyncio.create_task(world.saga.cancel(lottery.id, member_id=world.alice))
+        await waiting_on_locks(world.db, 2)
+    await archiving
+    with pytest.raises(ExchangeError, match="it was paid in period 2026-11, which is settled and archived"):
+        await cancelling
+    assert (await world.get(lottery.id)).status == RedemptionStatus.COMPLETED
+    assert world.partners["happy-card"].balances["alice"] == 100_000 - 612, "no points given back"

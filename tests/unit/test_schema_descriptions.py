@@ -53,3 +53,10 @@ def test_every_field_argument_and_input_field_is_described() -> None:
                 f"{name}.{field_name}" for field_name, field in kind.fields.items() if silent_about(field.description)
             ]
     assert silent == []
+
+
+def test_a_books_figure_says_its_value_is_the_one_the_books_give_not_always_todays() -> None:
+    """A closed period's books are valued at the values its closing fixed (PartnerBooks.pointValue,
+    pointValuesFixedAt): the figure's description must not tell a partner it is today's value."""
+    description = SCHEMA.type_map["PointsFigure"].description or ""
+    assert "PartnerBooks.pointValue" in description and "closing fixed" in description, description

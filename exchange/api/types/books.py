@@ -33,8 +33,9 @@ class BudgetLevel(Enum):
 
 @authorize_fields(PUBLIC)  # a value: whoever may read the books may read it
 @strawberry.type(
-    description="A number of points and their value at the program's point value today "
-    "(points × pointValue, half-even to the currency's minor unit)."
+    description="A number of points and their value (points × pointValue, half-even to the currency's minor "
+    "unit), at the point value the books give: PartnerBooks.pointValue, or CoalitionBooks.pointValue for the "
+    "coalition point's figures; the values the period's closing fixed, or today's while it is open."
 )
 class PointsFigure:
     points: PointTotal = strawberry.field(description="A whole number of the program's points.")

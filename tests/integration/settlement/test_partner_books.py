@@ -201,3 +201,39 @@ async def test_the_point_values_are_fixed_at_the_instant_the_statement_says_the_
     assert signed.endswith("Z") and "." in signed, "UTC, to the microsecond the clock gave"
     fixed = next(row for row in november.csv_rows() if row[2] == "point_values_fixed_at")
     assert fixed[4] == signed, "the books CSV writes the instant as the signed statement does"
+
+
+@pytest.mark.postgres_only
+async def test_an_archived_periods_books_are_refused_and_later_books_still_count_its_points(
+    pg_settlement: SettlementService, clock: FrozenClock
+) -> None:
+    """Archiving takes a period's entries out of the ledger: its books say so rather than read
+    zero, a later period's outstanding still counts what it moved, and a period between two
+    archived ones says its outstanding is not known rather than guess it."""
+    books = BooksService(pg_settlement.db, pg_settlement.calendar, clock)
+    await post(
+        pg_settlement,
+        [
+            conversion("oct", "wallet-pay", "formosa-air", 80_000, 1_600, points=(5_000, 2_000), at=OCTOBER),
+            conversion("nov", "wallet-pay", "formosa-air", 160_000, 3_200, points=(10_000, 4_000)),
+            conversion("dec", "fresh-mart", "formosa-air", 4_000, 80, points=(1_000, 100), at=DECEMBER),
+        ],
+    )
+    for period in ("2026-10", "2026-11", "2026-12"):
+        await close(pg_settlement, clock, period)
+    november = await books.partner_books("formosa-air", "2026-11")
+    january = await books.partner_books("formosa-air", "2027-01")
+    assert (november.figures.outstanding, january.figures.outstanding) == (6_000, 6_100)
+    async with pg_settlement.db.transaction() as session:
+        await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
+
+    await pg_settlement.archive("2026-10", export=None)
+    assert await books.partner_books("formosa-air", "2026-11") == november
+    await pg_settlement.archive("2026-12", export=None)
+    assert await books.partner_books("formosa-air", "2027-01") == january
+    with pytest.raises(ExchangeError, match=r"periods before it \(2026-10\) and after it \(2026-12\) are archived"):
+        await books.partner_books("formosa-air", "2026-11")
+    await pg_settlement.archive("2026-11", export=None)
+    with pytest.raises(ExchangeError, match="period 2026-11 is archived: its ledger lines are no longer in the ledger"):
+        await books.partner_books("formosa-air", "2026-11")
+    assert await books.partner_books("formosa-air", "2027-01") == january

@@ -15,14 +15,21 @@ from pathlib import Path
 from sqlalchemy import text
 
 from exchange.clock import SetClock
+from exchange.coalition import lots
+from exchange.coalition.expiry import expire_batch
+from exchange.coalition.rules import point_rules
 from exchange.conversions.models import ConversionStatus
 from exchange.demo_month import COALITION_POINT
+from exchange.members.models import Member
 from exchange.programs.declarations import PartnersDirectory
 from exchange.services.container import Services, open_services
+from exchange.services.settlement import SettlementService
 from exchange.settings import Settings
 from exchange.settlement.models import BreakKind, RecordsSource
 from exchange.settlement.participants import EXCHANGE
+from exchange.testing.clock import FrozenClock
 from exchange.testing.sandboxes import SandboxFleet
+from tests.integration.settlement.conftest import TAIPEI, close, conversion, post
 from tests.integration.test_cli import run_here
 from tests.integration.test_demo_month import month_on
 
@@ -132,3 +139,41 @@ async def test_the_points_own_book_reconciles_signs_off_and_a_changed_operation_
                 assert archived.transactions > 0
     finally:
         await fleet.stop()
+
+
+async def test_an_expiry_run_that_posts_after_its_month_closed_is_a_late_line_of_the_next_month(
+    settlement: SettlementService, clock: FrozenClock
+) -> None:
+    # 100 points earned in November 2026, funded by FreshMart: they lapse on 1 January 2028.
+    earned = clock.now()
+    async with settlement.db.transaction() as session:
+        session.add(Member(id="m-1", created_at=earned))
+        await session.flush()
+        await lots.credit(
+            session,
+            await point_rules(session),
+            operation_id="earn:credit",
+            member_ref="m-1",
+            points=100,
+            funded_by="fresh-mart",
+            now=earned,
+        )
+    await post(settlement, [conversion("earn", "fresh-mart", COALITION_POINT, 10_000, points=(1_000, 100), at=earned)])
+    await close(settlement, clock, "2026-11")
+    # An expiry run that started at January's last instant is still going when January closes.
+    await close(settlement, clock, "2028-01")
+    async with settlement.db.transaction() as session:
+        batch = await expire_batch(
+            session,
+            await point_rules(session),
+            settlement.ledger,
+            now=datetime(2028, 1, 31, 23, 59, 59, 999_000, tzinfo=TAIPEI),
+            limit=10,
+        )
+    assert batch.points == 100
+    # The ledger posted its breakage into February, as a late line; the book's records follow it.
+    await close(settlement, clock, "2028-02")
+    [line] = await settlement.ledger_lines(COALITION_POINT, "2028-02")
+    assert (line.reference, line.amount) == ("coalition-expiry:1", -10_000)
+    february = await settlement.import_point_records("2028-02", by="staff")
+    assert (february.unresolved, february.totals.records, february.totals.ledger) == (0, -10_000, -10_000)

@@ -16,6 +16,7 @@ import pytest
 from joserfc import jws
 from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
+from sqlalchemy import text
 from sqlmodel import select
 
 from exchange.auth import keys as token_keys
@@ -456,6 +457,26 @@ async def test_a_closing_records_the_coalition_liability_and_every_statement_sho
     # Closing again changes nothing, a later closing carries the balance over.
     assert (await close(settlement, clock, "2026-11")).coalition_liability == liability
     assert (await close(settlement, clock, "2026-12")).coalition_liability.points == 10_000  # type: ignore[union-attr]
+
+
+@pytest.mark.postgres_only
+async def test_the_liability_closings_record_after_a_period_is_archived_still_counts_its_points(
+    pg_settlement: SettlementService, clock: FrozenClock
+) -> None:
+    # November: 10,000 coalition points outstanding; signed off and archived, its entries leave the ledger.
+    await post(pg_settlement, [conversion("earn", "fresh-mart", "coalition", 12_345)])
+    await post(pg_settlement, [conversion("spend", "coalition", "wallet-pay", 2_345)])
+    await close(pg_settlement, clock, "2026-11")
+    async with pg_settlement.db.transaction() as session:
+        await session.exec(text("UPDATE settlement_position SET signed_off_at = now()"))  # type: ignore[call-overload]
+    await pg_settlement.archive("2026-11", export=None)
+    # December: 500 more earned.
+    await post(pg_settlement, [conversion("more", "wallet-pay", "coalition", 500, at=clock.now() + timedelta(days=15))])
+    december = await close(pg_settlement, clock, "2026-12")
+    assert december.coalition_liability is not None
+    assert (december.coalition_liability.points, december.coalition_liability.liability_minor) == (10_500, 10_500_00)
+    statement = json.loads((await pg_settlement.statement("fresh-mart", "2026-12")).json())
+    assert statement["coalitionLiability"]["points"] == 10_500
 
 
 async def test_the_exchange_statement_shows_the_breakage_it_keeps(
