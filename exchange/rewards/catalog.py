@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -163,6 +163,15 @@ async def list_rewards(
             or_(col(Reward.available_until).is_(None), col(Reward.available_until) > available_at),
         )
     return (await session.exec(statement.order_by(col(Reward.program_id), col(Reward.id)))).all()
+
+
+async def rewards_by_id(session: AsyncSession, reward_ids: Collection[str]) -> dict[str, Reward]:
+    """The rewards of ``reward_ids`` that exist, by id: for a page naming the rewards of the
+    redemptions it shows, which reads only those."""
+    if not reward_ids:
+        return {}
+    rows = await session.exec(select(Reward).where(col(Reward.id).in_(set(reward_ids))))
+    return {reward.id: reward for reward in rows}
 
 
 async def sync_declared_rewards(session: AsyncSession, directory: PartnersDirectory, now: datetime) -> int:

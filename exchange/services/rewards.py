@@ -3,7 +3,7 @@ program's points under the redemption saga; cancelling and confirming delivery."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -43,6 +43,12 @@ class RewardService:
             return await catalog.list_rewards(
                 session, program_id=program_id, available_at=self.clock.now() if available_only else None
             )
+
+    async def rewards_by_id(self, reward_ids: Collection[str]) -> dict[str, Reward]:
+        """The rewards of ``reward_ids`` (those that exist), by id: what a page needs to name
+        the rewards of the redemptions it shows."""
+        async with self.db.transaction() as session:
+            return await catalog.rewards_by_id(session, reward_ids)
 
     async def reward(self, reward_id: str) -> Reward:
         async with self.db.transaction() as session:

@@ -337,6 +337,7 @@ def test_a_members_redemption_awaits_the_partners_confirmation_or_cancellation(p
         assert first["status"] == second["status"] == "COMPLETED"
         awaiting = client.get(f"{PARTNER}/redemptions").text
         assert first["id"] in awaiting and second["id"] in awaiting
+        assert awaiting.count(f'<a href="{PARTNER}/rewards/{reward_id}"><bdi>Lounge day pass</bdi></a>') == 2, "titled"
         # The paying program by its name, not its id; the member's id there is that partner's
         # business (GraphQL's Redemption gives the member's exchange id instead), but a member
         # of the partner's own is its own.

@@ -218,13 +218,13 @@ class RewardPages:
         problems: Problems | None = None,
         status_code: int = 200,
     ) -> Response:
-        rewards = await self.rewards.rewards(program_id=program_of(request), available_only=False)
+        rewards = await self.rewards.rewards_by_id({redemption.reward_id for redemption in redemptions})
         return self.pages.render(
             request,
             "console/partner/redemptions.html",
             {
                 "redemptions": redemptions,
-                "titles": {reward.id: reward.title for reward in rewards},
+                "titles": {reward_id: reward.title for reward_id, reward in rewards.items()},
                 "programs": (await self.catalog.cache.get()).programs,
                 "done": done,
                 "problems": problems or Problems(),

@@ -149,9 +149,7 @@ class RewardPages:
         """``redeemed``: the id of the redemption the member just made, whose notice says how
         it stands now (none for an id not among theirs)."""
         redemptions = await self.services.rewards.member_redemptions(member(request), first=HISTORY_LENGTH)
-        rewards = {
-            reward.id: reward for reward in await self.services.rewards.rewards(program_id=None, available_only=False)
-        }
+        rewards = await self.services.rewards.rewards_by_id({redemption.reward_id for redemption in redemptions})
         catalog = await self.services.catalog.cache.get()
         return self.pages.render(
             request,
