@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import or_
+from sqlalchemy import and_, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -151,10 +151,26 @@ def is_available(reward: Reward, at: datetime) -> bool:
 
 
 async def list_rewards(
-    session: AsyncSession, *, program_id: str | None = None, available_at: datetime | None = None
+    session: AsyncSession,
+    *,
+    first: int,
+    after: str | None = None,
+    program_id: str | None = None,
+    available_at: datetime | None = None,
 ) -> Sequence[Reward]:
-    """Rewards by publisher and id; only those redeemable at ``available_at`` when given."""
+    """``first`` rewards by publisher and id, after the reward ``after`` (its program, then its
+    id: a keyset, so a page costs the same however many rewards a partner publishes;
+    ``RewardNotFound`` naming ``after`` when there is none); only those redeemable at
+    ``available_at`` when given."""
     statement = select(Reward)
+    if after is not None:
+        cursor = await get_reward(session, after, field="after")
+        statement = statement.where(
+            or_(
+                col(Reward.program_id) > cursor.program_id,
+                and_(col(Reward.program_id) == cursor.program_id, col(Reward.id) > cursor.id),
+            )
+        )
     if program_id is not None:
         statement = statement.where(Reward.program_id == program_id)
     if available_at is not None:
@@ -162,7 +178,16 @@ async def list_rewards(
             col(Reward.available_from) <= available_at,
             or_(col(Reward.available_until).is_(None), col(Reward.available_until) > available_at),
         )
-    return (await session.exec(statement.order_by(col(Reward.program_id), col(Reward.id)))).all()
+    return (await session.exec(statement.order_by(col(Reward.program_id), col(Reward.id)).limit(first))).all()
+
+
+async def rewards_by_id(session: AsyncSession, reward_ids: Collection[str]) -> dict[str, Reward]:
+    """The rewards of ``reward_ids`` that exist, by id: for a page naming the rewards of the
+    redemptions it shows, which reads only those."""
+    if not reward_ids:
+        return {}
+    rows = await session.exec(select(Reward).where(col(Reward.id).in_(set(reward_ids))))
+    return {reward.id: reward for reward in rows}
 
 
 async def sync_declared_rewards(session: AsyncSession, directory: PartnersDirectory, now: datetime) -> int:

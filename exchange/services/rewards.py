@@ -3,7 +3,7 @@ program's points under the redemption saga; cancelling and confirming delivery."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -29,6 +29,14 @@ from exchange.services.requests import debit_authority, idempotency_key, member_
 MAX_PAGE = 200
 
 
+@dataclass(frozen=True, slots=True)
+class RewardPage:
+    """Rewards by program and id, and the id to list the next page after (``None``: the last page)."""
+
+    items: Sequence[Reward]
+    next_after: str | None
+
+
 @dataclass
 class RewardService:
     db: Database
@@ -37,12 +45,27 @@ class RewardService:
     clock: Clock
     federation: Federation
 
-    async def rewards(self, *, program_id: str | None, available_only: bool) -> Sequence[Reward]:
-        """Published rewards by program and id: only those redeemable now when ``available_only``."""
+    async def rewards(
+        self, *, program_id: str | None, available_only: bool, first: int, after: str | None = None
+    ) -> RewardPage:
+        """Published rewards by program and id, ``first`` of them after the reward ``after``:
+        only those redeemable now when ``available_only``."""
+        first = page_size(first, maximum=MAX_PAGE)
         async with self.db.transaction() as session:
-            return await catalog.list_rewards(
-                session, program_id=program_id, available_at=self.clock.now() if available_only else None
+            rows = await catalog.list_rewards(
+                session,
+                first=first + 1,  # one more says whether a next page follows
+                after=after,
+                program_id=program_id,
+                available_at=self.clock.now() if available_only else None,
             )
+        return RewardPage(items=rows[:first], next_after=rows[first - 1].id if len(rows) > first else None)
+
+    async def rewards_by_id(self, reward_ids: Collection[str]) -> dict[str, Reward]:
+        """The rewards of ``reward_ids`` (those that exist), by id: what a page needs to name
+        the rewards of the redemptions it shows."""
+        async with self.db.transaction() as session:
+            return await catalog.rewards_by_id(session, reward_ids)
 
     async def reward(self, reward_id: str) -> Reward:
         async with self.db.transaction() as session:

@@ -217,16 +217,24 @@ def query_cursor(request: Request, name: str = "after") -> int | None:
     ``None`` when it is absent. Anything else, or the parameter twice, is refused (``400``,
     naming it), as GraphQL refuses a cursor it did not give out: read as "no cursor", it
     would show the first page as if it were the one asked for."""
+    value = query_value(request, name)
+    if value is None:
+        return None
+    number = ascii_digits(value) if len(value) <= MAX_CURSOR_DIGITS else None
+    if number is None:
+        raise BadRequest(f"{name} must be the number a page's link gives, in at most {MAX_CURSOR_DIGITS} digits")
+    return number
+
+
+def query_value(request: Request, name: str) -> str | None:
+    """Query parameter ``name`` as sent, ``None`` when absent; sent twice, it is refused
+    (``400``, naming it): the page would pick one of them."""
     values = request.query_params.getlist(name)
     if not values:
         return None
     if len(values) > 1:
         raise sent_more_than_once(name, len(values))
-    value = values[0]
-    number = ascii_digits(value) if len(value) <= MAX_CURSOR_DIGITS else None
-    if number is None:
-        raise BadRequest(f"{name} must be the number a page's link gives, in at most {MAX_CURSOR_DIGITS} digits")
-    return number
+    return values[0]
 
 
 def sent_more_than_once(name: str, times: int) -> BadRequest:

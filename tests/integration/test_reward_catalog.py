@@ -34,7 +34,7 @@ async def test_declared_rewards_are_published_once_and_then_left_to_their_partne
     async with db.transaction() as session:
         await load_directory(session, directory, T0 + timedelta(days=1))
         assert (await catalog.get_reward(session, "formosa-air-upgrade-draw")).stock == 7
-        listed = await catalog.list_rewards(session, program_id="formosa-air", available_at=T0)
+        listed = await catalog.list_rewards(session, first=10, program_id="formosa-air", available_at=T0)
     assert [reward.id for reward in listed] == ["formosa-air-lounge-pass", "formosa-air-upgrade-draw"]
 
 

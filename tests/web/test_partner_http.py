@@ -30,6 +30,7 @@ from exchange.settlement.models import Resolution
 from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases
 from exchange.testing.kit import ExchangeKit
+from exchange.web.partner import rewards as partner_rewards
 from exchange.web.partner.statements import BREAKS_SHOWN
 from tests.api.conftest import post_last_month
 from tests.web.conftest import Gateway, Person, run_async, start_gateway
@@ -298,6 +299,31 @@ def test_a_reward_is_published_repriced_restocked_and_withdrawn(air_client: http
     assert reward_id in listed and "fresh-mart-coupon-100" not in listed, "only the partner's own rewards"
 
 
+#: A reward's row on the rewards page, and the page's link to the next rewards.
+REWARD_ROW = re.compile(r'<th scope="row"><a href="/console/partner/rewards/([^"]+)">')
+NEXT_REWARDS = re.compile(r'<a href="(/console/partner/rewards\?after=[^"]+)" rel="next" id="more-rewards">')
+
+
+def test_the_rewards_page_lists_a_page_of_the_partners_rewards_and_links_the_next(
+    air_client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(partner_rewards, "REWARDS_SHOWN", 2)
+    ours = {published(air_client, title=f"Paged reward {n}", price="10", stock="1") for n in range(3)}
+    pages: list[list[str]] = []
+    address: str | None = f"{PARTNER}/rewards"
+    while address is not None:
+        page = air_client.get(address)
+        assert page.status_code == 200
+        pages.append(REWARD_ROW.findall(page.text))
+        link = NEXT_REWARDS.search(page.text)
+        address = html.unescape(link[1]) if link else None
+    shown = [reward_id for listed in pages for reward_id in listed]
+    assert len(pages) > 2 and all(len(listed) == 2 for listed in pages[:-1]) and 1 <= len(pages[-1]) <= 2
+    assert len(shown) == len(set(shown)) and ours <= set(shown), "each reward on one page only"
+    assert "formosa-air-lounge-pass" in shown and "fresh-mart-coupon-100" not in shown, "only the partner's own"
+    assert air_client.get(f"{PARTNER}/rewards?after=no-such-reward").status_code == 404
+
+
 def test_another_partners_reward_cannot_be_opened_or_changed_by_its_address(
     gateway: Gateway, air_client: httpx.Client, mart: Person
 ) -> None:
@@ -337,6 +363,7 @@ def test_a_members_redemption_awaits_the_partners_confirmation_or_cancellation(p
         assert first["status"] == second["status"] == "COMPLETED"
         awaiting = client.get(f"{PARTNER}/redemptions").text
         assert first["id"] in awaiting and second["id"] in awaiting
+        assert awaiting.count(f'<a href="{PARTNER}/rewards/{reward_id}"><bdi>Lounge day pass</bdi></a>') == 2, "titled"
         # The paying program by its name, not its id; the member's id there is that partner's
         # business (GraphQL's Redemption gives the member's exchange id instead), but a member
         # of the partner's own is its own.

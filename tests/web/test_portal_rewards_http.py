@@ -23,6 +23,7 @@ from exchange.rewards.models import Redemption, Reward
 from exchange.sagas import doubt
 from exchange.sandbox.faults import FaultKind
 from exchange.services.container import open_services
+from exchange.web.portal import rewards as portal_rewards
 from tests.web.conftest import PortalGateway, run_async
 from tests.web.portal_flows import CSRF_FIELD, IDEMPOTENCY_FIELD, language_link, recorded_as, rows_per_table, sign_in
 from tests.web.portal_partners import PIN, end_client, set_member_scopes, signing_in_as_a_client_with
@@ -291,6 +292,32 @@ def test_rewards_are_listed_by_the_coalition_level_they_need(
     assert "above your level" in catalog[:higher]
     # Nothing redeemed yet: the history says how to start.
     assert "Open a reward in the list of rewards" in client.get("/portal/rewards/history").text
+
+
+#: A reward's card in the catalog, and the catalog's link to its next page.
+CATALOG_CARD = re.compile(r'<li class="card" id="reward-([^"]+)">')
+NEXT_REWARDS = re.compile(r'<a href="(/portal/rewards\?after=[^"]+)" rel="next" id="more-rewards">')
+
+
+def test_the_catalog_lists_a_page_of_rewards_and_links_the_next_each_reward_once(
+    portal_gateway: PortalGateway, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(portal_rewards, "CATALOG_LENGTH", 2)
+    sign_in(client, "fresh-mart", portal_gateway.partners.new_member("fresh-mart"))
+    ours = {publish(portal_gateway, "wallet-pay", f"Paged reward {n}") for n in range(3)}
+    pages: list[list[str]] = []
+    address: str | None = "/portal/rewards"
+    while address is not None:
+        page = client.get(address)
+        assert page.status_code == 200
+        pages.append(CATALOG_CARD.findall(page.text))
+        link = NEXT_REWARDS.search(page.text)
+        address = html.unescape(link[1]) if link else None
+    shown = [reward_id for listed in pages for reward_id in listed]
+    assert len(pages) > 2 and all(len(listed) == 2 for listed in pages[:-1]) and 1 <= len(pages[-1]) <= 2
+    assert len(shown) == len(set(shown)) and ours <= set(shown), "each reward on one page only"
+    assert client.get("/portal/rewards?after=no-such-reward").status_code == 404
+    assert client.get("/portal/rewards?after=a&after=b").status_code == 400
 
 
 def test_paying_with_a_program_the_session_was_not_signed_in_through_is_refused(

@@ -33,6 +33,8 @@ PayWith = Annotated[
     ),
 ]
 First = Annotated[int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")]
+#: Rewards a page of ``rewards`` lists unless ``first`` asks for another number.
+REWARDS_PAGE = 100
 
 
 @strawberry.input(description="A reward to publish.")
@@ -81,8 +83,9 @@ class PublishRewardInput:
 @strawberry.type
 class RewardQueries:
     @strawberry.field(
-        description="Published rewards by program and id: only those redeemable now unless "
-        "`availableOnly` is false; only `programId`'s when given.",
+        description=f"Published rewards by program id, then reward id: `first` of them ({REWARDS_PAGE} "
+        f"unless asked, at most {MAX_PAGE}) after the reward `after`; pass the last id of a page as `after` for "
+        "the next. Only those redeemable now unless `availableOnly` is false; only `programId`'s when given.",
         extensions=[authorize(PUBLIC)],
     )
     async def rewards(
@@ -97,12 +100,23 @@ class RewardQueries:
                 description="Only those redeemable now (between `availableFrom` and `availableUntil`)."
             ),
         ] = True,
+        first: First = REWARDS_PAGE,
+        after: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(
+                description="The last reward id of the previous page (`NOT_FOUND` if no reward has it); "
+                "null: from the first."
+            ),
+        ] = None,
     ) -> list[Reward]:
-        rows = await info.context.services.rewards.rewards(
-            program_id=str(program_id) if program_id is not None else None, available_only=available_only
+        page = await info.context.services.rewards.rewards(
+            program_id=str(program_id) if program_id is not None else None,
+            available_only=available_only,
+            first=first,
+            after=str(after) if after is not None else None,
         )
         currency = await info.context.currency()
-        return [Reward.from_row(row, currency) for row in rows]
+        return [Reward.from_row(row, currency) for row in page.items]
 
     @strawberry.field(description="One reward by id; `NOT_FOUND` if there is none.", extensions=[authorize(PUBLIC)])
     async def reward(self, info: Info[Context, None], id: RewardId) -> Reward:

@@ -18,7 +18,7 @@ from exchange.rewards.errors import RewardNotFound
 from exchange.rewards.models import Redemption, Reward, RewardKind
 from exchange.services.catalog import CatalogService
 from exchange.services.rewards import RewardService
-from exchange.web.access import Page
+from exchange.web.access import Page, query_value
 from exchange.web.partner.forms import (
     BASE,
     PARTNER_PATH,
@@ -37,6 +37,8 @@ DONE = ("published", "repriced", "restocked", "withdrawn", "confirmed", "cancell
 #: Redemptions listed at most (the oldest due first); more wait for the next page load.
 AWAITING_SHOWN = 200
 REDEMPTIONS_SHOWN = 50
+#: Rewards the rewards page lists; a link lists the next ones.
+REWARDS_SHOWN = 100
 
 
 def draft_of(values: FormValues, zone: ZoneInfo) -> RewardDraft:
@@ -79,13 +81,22 @@ class RewardPages:
         ]
 
     async def list_rewards(self, request: Request) -> Response:
-        rows = await self.rewards.rewards(program_id=program_of(request), available_only=False)
+        try:
+            listed = await self.rewards.rewards(
+                program_id=program_of(request),
+                available_only=False,
+                first=REWARDS_SHOWN,
+                after=query_value(request, "after"),
+            )
+        except RewardNotFound:
+            raise HTTPException(status_code=404) from None
         done = request.query_params.get("done")
         return self.pages.render(
             request,
             "console/partner/rewards.html",
             {
-                "rewards": rows,
+                "rewards": listed.items,
+                "next_after": listed.next_after,
                 "currency": (await self.catalog.cache.get()).currency,
                 "now": self.rewards.clock.now(),
                 "done": done if done in DONE else None,
@@ -218,13 +229,13 @@ class RewardPages:
         problems: Problems | None = None,
         status_code: int = 200,
     ) -> Response:
-        rewards = await self.rewards.rewards(program_id=program_of(request), available_only=False)
+        rewards = await self.rewards.rewards_by_id({redemption.reward_id for redemption in redemptions})
         return self.pages.render(
             request,
             "console/partner/redemptions.html",
             {
                 "redemptions": redemptions,
-                "titles": {reward.id: reward.title for reward in rewards},
+                "titles": {reward_id: reward.title for reward_id, reward in rewards.items()},
                 "programs": (await self.catalog.cache.get()).programs,
                 "done": done,
                 "problems": problems or Problems(),

@@ -1,8 +1,8 @@
-"""Rewards: the catalog by coalition level, redeeming one with a linked program's points, and
-the member's redemption history, where a redemption held for review can be cancelled. After
-redeeming, the history's notice says how that redemption stands now (redeemed, held for review,
-still waiting for the paying partner's answer, or not gone through), not "Redeemed" whatever
-became of it.
+"""Rewards: the catalog by coalition level, a page at a time, redeeming one with a linked
+program's points, and the member's redemption history, where a redemption held for review can
+be cancelled. After redeeming, the history's notice says how that redemption stands now
+(redeemed, held for review, still waiting for the paying partner's answer, or not gone through),
+not "Redeemed" whatever became of it.
 
 The redeem form carries an idempotency key made for each rendering (the same form sent twice
 redeems once). Paying with a program's points needs that program's authority in this session,
@@ -36,7 +36,7 @@ from exchange.rewards.models import RedemptionStatus, Reward
 from exchange.rewards.redemption import RedemptionQuote
 from exchange.services.container import Services
 from exchange.text import ascii_digits
-from exchange.web.access import Page, form_fields, form_text
+from exchange.web.access import Page, form_fields, form_text, query_value
 from exchange.web.portal.members import (
     MEMBERS,
     PORTAL_PATH,
@@ -50,6 +50,8 @@ from exchange.web.said import Refusal, Said
 from exchange.web.templating import Pages, Place
 
 HISTORY_LENGTH = 50
+#: Rewards the catalog lists on a page (grouped by level within it); a link lists the next.
+CATALOG_LENGTH = 100
 NOTICES = ("cancelled",)
 PAY_FIELDS = ("pay_with",)
 
@@ -75,12 +77,16 @@ class RewardPages:
 
     async def catalog(self, request: Request) -> Response:
         caller = member(request)
-        rewards = await self.services.rewards.rewards(program_id=None, available_only=True)
+        listed = await found(
+            self.services.rewards.rewards(
+                program_id=None, available_only=True, first=CATALOG_LENGTH, after=query_value(request, "after")
+            )
+        )
         level = await self.services.members.coalition_level(str(caller.member_id))
         coalition = await self.services.catalog.coalition()
         catalog = await self.services.catalog.cache.get()
         by_level = [
-            (rung, [reward for reward in rewards if reward.min_level == rung.level]) for rung in coalition.ladder
+            (rung, [reward for reward in listed.items if reward.min_level == rung.level]) for rung in coalition.ladder
         ]
         return self.pages.render(
             request,
@@ -91,6 +97,7 @@ class RewardPages:
                 "level_name": next((rung.name for rung in coalition.ladder if rung.level == level), str(level)),
                 "programs": catalog.programs,
                 "currency": catalog.currency,
+                "next_after": listed.next_after,
             },
         )
 
@@ -149,9 +156,7 @@ class RewardPages:
         """``redeemed``: the id of the redemption the member just made, whose notice says how
         it stands now (none for an id not among theirs)."""
         redemptions = await self.services.rewards.member_redemptions(member(request), first=HISTORY_LENGTH)
-        rewards = {
-            reward.id: reward for reward in await self.services.rewards.rewards(program_id=None, available_only=False)
-        }
+        rewards = await self.services.rewards.rewards_by_id({redemption.reward_id for redemption in redemptions})
         catalog = await self.services.catalog.cache.get()
         return self.pages.render(
             request,
