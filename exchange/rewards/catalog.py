@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import and_, or_
+from sqlalchemy import literal, or_, tuple_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -165,11 +165,9 @@ async def list_rewards(
     statement = select(Reward)
     if after is not None:
         cursor = await get_reward(session, after, field="after")
+        # A row value, which both databases compare as the index orders (ix_reward_program).
         statement = statement.where(
-            or_(
-                col(Reward.program_id) > cursor.program_id,
-                and_(col(Reward.program_id) == cursor.program_id, col(Reward.id) > cursor.id),
-            )
+            tuple_(col(Reward.program_id), col(Reward.id)) > tuple_(literal(cursor.program_id), literal(cursor.id))
         )
     if program_id is not None:
         statement = statement.where(Reward.program_id == program_id)

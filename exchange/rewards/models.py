@@ -39,7 +39,8 @@ class Reward(SQLModel, table=True):
     __tablename__ = "reward"
     __table_args__ = (
         CheckConstraint("stock >= 0", name="ck_reward_stock_not_negative"),
-        Index("ix_reward_program", "program_id"),
+        # Listings page through rewards by program, then id (``catalog.list_rewards``).
+        Index("ix_reward_program", "program_id", "id"),
     )
 
     id: str = Field(primary_key=True, max_length=64)
