@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 from exchange.access_log import uvicorn_log_config
 from exchange.auth.scopes import Role, Scope, parse_scopes
 from exchange.db.availability import refused_by_configuration
-from exchange.errors import ConfigurationError, ExchangeError
+from exchange.errors import INTERRUPTED, INTERRUPTED_STATUS, ConfigurationError, ExchangeError
 from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
 from exchange.serving import BoundedHeadProtocol, ensure_free, free_port, listening_socket
 from exchange.settings import Settings
@@ -178,10 +178,10 @@ class Interrupted(click.ClickException):
     command SIGINT ended, instead of click's "Aborted!" and 1, which means what `exchange --help`
     says it means."""
 
-    exit_code = 130
+    exit_code = INTERRUPTED_STATUS
 
     def __init__(self) -> None:
-        super().__init__("interrupted (Ctrl-C) before the command finished")
+        super().__init__(INTERRUPTED)
 
 
 class Group(click.Group):

@@ -7,10 +7,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -412,6 +414,54 @@ def test_ctrl_c_before_a_command_finishes_is_one_line_and_exit_status_130(
     result = run_here("ledger", "verify", env=sqlite_env)
     assert (result.returncode, result.stdout) == (130, "")
     assert result.stderr == "Error: interrupted (Ctrl-C) before the command finished\n"
+
+
+#: Run before the command: it stops the import of MODULE (once the command imports it) until the
+#: test has sent SIGINT, which the wait on standard input receives.
+PAUSED_IMPORT = """
+import sys
+
+class Pause:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            sys.meta_path.remove(self)
+            print("importing", name, flush=True)
+            sys.stdin.readline()
+        return None
+
+sys.meta_path.insert(0, Pause())
+"""
+
+
+def installed_command(before: str = "") -> list[str]:
+    """The `exchange` command as pyproject.toml declares it, run as its installed script runs it
+    (the script in the virtual environment is written at install time, from an older checkout
+    maybe), after the code ``before``."""
+    target = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]["exchange"]
+    module, function = target.split(":")
+    return [sys.executable, "-c", f"{before}\nimport sys\nfrom {module} import {function}\nsys.exit({function}())"]
+
+
+def test_ctrl_c_while_the_command_is_still_importing_is_the_same_line_and_130() -> None:
+    """Before the command's own handling exists: Python printed a traceback."""
+    process = subprocess.Popen(
+        [*installed_command(PAUSED_IMPORT.format(module="click")), "--help"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "importing click\n"
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert (process.returncode, stdout, stderr) == (
+        130,
+        "",
+        "Error: interrupted (Ctrl-C) before the command finished\n",
+    )
 
 
 def test_output_whose_reader_stopped_early_ends_the_command_silently_with_141(sqlite_env: dict[str, str]) -> None:
