@@ -356,14 +356,6 @@ def demo(port: int, data_dir: Path, partners_dir: Path) -> None:
     played once, fresh member tokens are written): to reset the demo, stop it and remove
     DATA_DIR.
     """
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CommandFailed(
-            f"the demo cannot create its data directory {data_dir}: {exc.strerror}; choose another with --data-dir"
-        ) from None
-    if not os.access(data_dir, os.W_OK):
-        raise CommandFailed(f"the demo cannot write to its data directory {data_dir}; choose another with --data-dir")
     click.echo(
         f"demo: starting in {data_dir}; a first start takes up to a minute or two (it migrates a database and "
         "plays last month); the gateway's addresses are printed once it answers"

@@ -45,6 +45,7 @@ from exchange.demo_month import (
     create_sign_ins,
     partner_records,
 )
+from exchange.errors import ConfigurationError
 from exchange.ledger.periods import SettlementCalendar
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.models import ProgramKind
@@ -398,9 +399,9 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
     child processes: one Ctrl-C stops everything, nothing is left behind if the demo dies,
     and a port already taken fails the start with a clear message.
     """
-    # Every address first: a port in use stops the demo before it builds anything. A second
-    # demo given another --port would otherwise load its programs into the first one's
-    # database and only then find the sandboxes' ports taken.
+    # Every address first: a port in use stops the demo before it creates anything, even its
+    # data directory. A second demo given another --port would otherwise load its programs
+    # into the first one's database and only then find the sandboxes' ports taken.
     listener = listening_socket(
         settings.host,
         settings.port,
@@ -417,9 +418,24 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
                 name=f"sandbox {sandbox.program.id} (the port of its connector.base_url in {settings.partners_dir})",
                 remedy="stop what listens there: another demo's sandboxes hold these ports, so stop that demo first",
             )
+        make_data_dir(data_dir)
         await _run_demo(settings, data_dir, listener, sandboxes)
     finally:
         listener.close()  # the gateway has closed it already if it served
+
+
+def make_data_dir(data_dir: Path) -> None:
+    """Create the demo's data directory (if need be), which it must be able to write to."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"the demo cannot create its data directory {data_dir}: {exc.strerror}; choose another with --data-dir"
+        ) from None
+    if not os.access(data_dir, os.W_OK):
+        raise ConfigurationError(
+            f"the demo cannot write to its data directory {data_dir}; choose another with --data-dir"
+        )
 
 
 def progress(step: str) -> None:

@@ -219,7 +219,7 @@ def test_demo_on_a_port_in_use_stops_before_building_anything(
         "stop what listens there (another demo?) or choose another port with --port\n"
     )
     assert "Traceback" not in result.stderr
-    assert not (data / "exchange.db").exists()
+    assert not data.exists()
 
 
 def test_demo_with_a_sandbox_port_in_use_stops_before_building_anything(
@@ -236,12 +236,22 @@ def test_demo_with_a_sandbox_port_in_use_stops_before_building_anything(
         f"on 127.0.0.1:{taken_port}: the address is already in use; stop what listens there: another demo's "
         "sandboxes hold these ports, so stop that demo first\n"
     )
-    assert not (data / "exchange.db").exists()
+    assert not data.exists()
 
 
-def test_demo_with_a_data_dir_it_cannot_create_says_to_choose_another(tmp_path: Path) -> None:
+def test_demo_with_a_data_dir_it_cannot_create_says_to_choose_another(
+    tmp_path: Path, partners_on_free_ports: Path
+) -> None:
     (tmp_path / "file").write_text("")
-    result = run("demo", "--port", "0", "--data-dir", str(tmp_path / "file" / "demo"))
+    result = run(
+        "demo",
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path / "file" / "demo"),
+        "--partners-dir",
+        str(partners_on_free_ports),
+    )
     assert result.returncode == 2
     assert result.stderr == (
         f"Error: the demo cannot create its data directory {tmp_path / 'file' / 'demo'}: Not a directory; "
