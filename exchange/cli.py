@@ -861,7 +861,9 @@ def settle_resolve(
     for the same reason, in one unit of work: all of them, or none.
 
     Select them by --break ids, or by --kind and/or --counterparty (the breaks still open), or
-    take every open break with --all. Repeating a command resolves nothing more.
+    take every open break with --all. Repeating a command resolves nothing more. A selection
+    that takes no open break (a repeat, or a class the period has none of) resolves nothing,
+    says so naming its filters, and exits 0; a --counterparty that is no participant is refused.
     """
     if every == bool(ids or kind or counterparty):
         raise click.UsageError("select breaks: --break, --kind and/or --counterparty, or --all")
@@ -877,7 +879,12 @@ def settle_resolve(
         counterparty=adjust_against,
     )
     done = with_services(lambda services: services.settlement.resolve_many(request))
-    click.echo(f"resolved {counted(done.resolved, 'break')} ({done.unchanged} already resolved the same way)")
+    if done.resolved or done.unchanged:  # named ids always count, one way or the other
+        click.echo(f"resolved {counted(done.resolved, 'break')} ({done.unchanged} already resolved the same way)")
+    else:
+        given = (("--kind", kind), ("--counterparty", counterparty))
+        filters = " ".join(f"{option} {value}" for option, value in given if value) or "--all"
+        click.echo(f"resolved 0 breaks: no open break of {partner} {period} matched {filters}")
     click.echo(f"{counted(done.reconciliation.unresolved, 'break')} of {partner} {period} still open")
 
 

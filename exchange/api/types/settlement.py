@@ -163,7 +163,9 @@ class BreakSelectionInput:
     )
     kind: BreakKind | None = strawberry.field(default=None, description="Only open breaks of this class.")
     counterparty: strawberry.ID | None = strawberry.field(
-        default=None, description="Only open breaks whose line in the partner's file names this counterparty."
+        default=None,
+        description="Only open breaks whose line in the partner's file names this counterparty: a program id, or "
+        "EXCHANGE (any other is refused).",
     )
 
     def value(self) -> BreakSelectionValue:

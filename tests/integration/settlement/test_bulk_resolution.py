@@ -154,6 +154,7 @@ async def test_refusals_name_the_field_and_change_nothing(closed: SettlementServ
         (bulk(BreakSelection(ids=ids, kind=BreakKind.DUPLICATE)), "selection.ids"),
         (bulk(BreakSelection(ids=(*ids, 999_999))), "selection.ids"),
         (bulk(BreakSelection(kind=BreakKind.MATCHED)), "selection.kind"),
+        (bulk(BreakSelection(counterparty="formosa-ari")), "selection.counterparty"),
         (bulk(BreakSelection(ids=ids), reason="  "), "reason"),
         (bulk(BreakSelection(ids=ids), counterparty="wallet-pay"), "adjustment"),
         (bulk(BreakSelection(ids=ids), Resolution.ADJUST, counterparty="fresh-mart"), "adjustment.counterparty"),
