@@ -43,14 +43,9 @@ from exchange.ledger.models import LedgerAccount
 from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.money import Currency
 from exchange.programs.models import Program
+from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.errors import BadAdjustment, BreakNotFound, ResolutionConflict
-from exchange.settlement.models import (
-    BreakKind,
-    BreakResolution,
-    Reconciliation,
-    ReconciliationBreak,
-    Resolution,
-)
+from exchange.settlement.models import BreakResolution, Reconciliation, ReconciliationBreak
 from exchange.settlement.netting import ACCOUNTS, SPOKES_OF_ACCOUNTS
 from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
 from exchange.settlement.positions import open_position

@@ -12,9 +12,10 @@ from exchange.errors import BadUserInput, IdempotencyConflict, NotFound
 from exchange.ledger.models import LedgerTransaction
 from exchange.ledger.verify import verify_ledger
 from exchange.services.settlement import SettlementService
+from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.breaks import BreakSelection, BulkResolveRequest, ResolveRequest
 from exchange.settlement.errors import BadAdjustment, PartnerSignedOff
-from exchange.settlement.models import BreakKind, BreakResolution, Reconciliation, Resolution
+from exchange.settlement.models import BreakResolution, Reconciliation
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import close, conversion, post, redemption
 

@@ -20,7 +20,8 @@ from exchange.demo_month import COALITION_POINT
 from exchange.programs.declarations import PartnersDirectory
 from exchange.services.container import Services, open_services
 from exchange.settings import Settings
-from exchange.settlement.models import BreakKind, RecordsSource
+from exchange.settlement.break_kinds import BreakKind
+from exchange.settlement.models import RecordsSource
 from exchange.settlement.participants import EXCHANGE
 from exchange.testing.sandboxes import SandboxFleet
 from tests.integration.test_cli import run_here
