@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -41,9 +42,26 @@ def upgrade(url: str, revision: str = "head") -> None:
 
     A server that cannot be reached, or refuses the credentials, is refused first as
     :func:`ensure_migrated` refuses it: one line naming the database, not the driver's message."""
+    ensure_known(revision)
     ensure_writable_folder(url)
     revision_or_refusal(url, then="")
     command.upgrade(alembic_config(url), revision)
+
+
+def ensure_known(revision: str) -> None:
+    """Refuse a target no migration has before the database is opened: alembic finds out only
+    once connected (an SQLite file created, its version table in it), then raises a traceback."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    try:
+        if revision.strip():  # alembic asserts that a revision is not empty
+            scripts.get_revisions(revision)
+            return
+    except CommandError:
+        pass
+    raise ConfigurationError(
+        f"no migration has the revision {revision!r}: give head (the latest) or one of "
+        f"{scripts.get_base()} to {scripts.get_current_head()}"
+    )
 
 
 def ensure_writable_folder(url: str) -> None:

@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
 from exchange.cli import main
+from exchange.db import migrate
 from exchange.serving import free_port
 from tests.conftest import REPO_ROOT, SAMPLE_PARTNERS
 from tests.test_repository import graphql_blocks
@@ -266,6 +267,19 @@ def test_upgrade_into_a_missing_directory_says_to_create_it(tmp_path: Path) -> N
         f"Error: cannot write the database at sqlite:///{tmp_path / 'missing' / 'x.db'}: the directory "
         f"{tmp_path / 'missing'} does not exist: create it, or point EXCHANGE_DATABASE_URL at the database you meant\n"
     )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_upgrade_to_a_revision_no_migration_has_is_one_line_creating_nothing(tmp_path: Path) -> None:
+    """Alembic found out once connected: an SQLite file created, then a traceback."""
+    env = {"EXCHANGE_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    for revision in ("nope", "", "0"):
+        result = run_here("db", "upgrade", "--revision", revision, env=env)
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr == (
+            f"Error: no migration has the revision {revision!r}: give head (the latest) or one of 0001 to "
+            f"{migrate.head_revision()}\n"
+        )
     assert list(tmp_path.iterdir()) == []
 
 
