@@ -1038,7 +1038,7 @@ def sandbox_serve(
         sandbox_secret,
         serve_until_signalled,
     )
-    from exchange.serving import ensure_free
+    from exchange.serving import ensure_data_dir, ensure_free
 
     settings = load_settings(partners_dir=partners_dir)
     directory = read_partners_directory(settings.partners_dir, named_by="--partners-dir or EXCHANGE_PARTNERS_DIR")
@@ -1058,6 +1058,7 @@ def sandbox_serve(
         name=f"sandbox {program.id}",
         remedy="stop what listens there or choose another port with --port",
     )
+    ensure_data_dir(data_dir, name=f"sandbox {program.id}", remedy="choose another with --data-dir")
     server = SandboxServer(
         program,
         client_secret=sandbox_secret(program, os.environ),

@@ -45,14 +45,20 @@ from exchange.demo_month import (
     create_sign_ins,
     partner_records,
 )
-from exchange.errors import ConfigurationError
 from exchange.ledger.periods import SettlementCalendar
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.models import ProgramKind
 from exchange.sandbox.server import SandboxServer, demo_sandboxes
 from exchange.services.container import Services, load_partners_directory, open_services
 from exchange.services.portal import RETURN_PATH
-from exchange.serving import RunningServer, ensure_free, listening_socket, start_server, wait_for_stop_signal
+from exchange.serving import (
+    RunningServer,
+    ensure_data_dir,
+    ensure_free,
+    listening_socket,
+    start_server,
+    wait_for_stop_signal,
+)
 from exchange.settings import Settings
 from exchange.text import counted
 
@@ -418,24 +424,10 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
                 name=f"sandbox {sandbox.program.id} (the port of its connector.base_url in {settings.partners_dir})",
                 remedy="stop what listens there: another demo's sandboxes hold these ports, so stop that demo first",
             )
-        make_data_dir(data_dir)
+        ensure_data_dir(data_dir, name="the demo", remedy="choose another with --data-dir")
         await _run_demo(settings, data_dir, listener, sandboxes)
     finally:
         listener.close()  # the gateway has closed it already if it served
-
-
-def make_data_dir(data_dir: Path) -> None:
-    """Create the demo's data directory (if need be), which it must be able to write to."""
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigurationError(
-            f"the demo cannot create its data directory {data_dir}: {exc.strerror}; choose another with --data-dir"
-        ) from None
-    if not os.access(data_dir, os.W_OK):
-        raise ConfigurationError(
-            f"the demo cannot write to its data directory {data_dir}; choose another with --data-dir"
-        )
 
 
 def progress(step: str) -> None:

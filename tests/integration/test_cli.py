@@ -539,6 +539,19 @@ def test_sandbox_serve_on_a_port_taken_says_so_and_creates_nothing(tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_sandbox_serve_with_a_data_dir_it_cannot_create_says_to_choose_another(tmp_path: Path) -> None:
+    """Not the traceback of the mkdir its store made."""
+    (tmp_path / "file").write_text("")
+    result = run_here(
+        "sandbox", "serve", "--partner", "tune-stream", "--port", "0", "--data-dir", str(tmp_path / "file" / "sb")
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"Error: sandbox tune-stream cannot create its data directory {tmp_path / 'file' / 'sb'}: Not a directory; "
+        "choose another with --data-dir\n"
+    )
+
+
 async def test_sandbox_serve_runs_a_partner_until_sigterm(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [
