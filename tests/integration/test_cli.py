@@ -283,6 +283,31 @@ def test_upgrade_to_a_revision_no_migration_has_is_one_line_creating_nothing(tmp
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite+aiosqlite://"])
+def test_an_sqlite_url_naming_no_file_is_refused_even_by_upgrade(url: str) -> None:
+    """`db upgrade` migrated a database in memory, said "database at migration None", exit 0,
+    and every command after it found no migration."""
+    for argv in (["db", "upgrade"], ["ledger", "verify"]):
+        result = run_here(*argv, env={"EXCHANGE_DATABASE_URL": url})
+        assert (result.returncode, result.stdout) == (2, ""), argv
+        assert result.stderr == (
+            f"Error: the database URL {migrate.display_url(url)} names no file: SQLite keeps its database in memory, "
+            "gone when the command ends; name a file in EXCHANGE_DATABASE_URL, such as sqlite:///exchange.db\n"
+        )
+
+
+def test_an_sqlite_url_naming_a_directory_says_to_name_a_file_in_it(tmp_path: Path) -> None:
+    """Not SQLite's "unable to open database file", told as a server that may be down."""
+    for argv in (["db", "upgrade"], ["ledger", "verify"]):
+        result = run_here(*argv, env={"EXCHANGE_DATABASE_URL": f"sqlite:///{tmp_path}"})
+        assert (result.returncode, result.stdout) == (2, ""), argv
+        assert result.stderr == (
+            f"Error: the database URL sqlite:///{tmp_path} names a directory, not a file; name a file in "
+            f"EXCHANGE_DATABASE_URL, such as sqlite:///{tmp_path / 'exchange.db'}\n"
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
 def _database_commands() -> list[list[str]]:
     """Every command that needs the database, with made-up values for what it requires."""
 
