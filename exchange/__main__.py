@@ -1,3 +1,3 @@
-from exchange.cli import main
+from exchange.entry import main
 
 main()

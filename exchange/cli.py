@@ -1,10 +1,14 @@
 """The ``exchange`` command: serve the gateway, run the demo, migrate, load partners, export the
 schema, create OAuth clients, rotate token- and statement-signing keys, settle periods, and
-manage webhook subscriptions."""
+manage webhook subscriptions.
+
+Each command imports what it uses when it runs: what this module imports itself is what every
+command needs to parse its arguments, so that ``--help`` and a mistyped option answer at once
+(pydantic, SQLAlchemy, uvicorn and the models take most of a second to import).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -17,18 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 import click
-import uvicorn
-from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
 
-from exchange.access_log import uvicorn_log_config
 from exchange.auth.scopes import Role, Scope, parse_scopes
-from exchange.db.availability import refused_by_configuration
-from exchange.errors import ConfigurationError, ExchangeError
-from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
-from exchange.serving import BoundedHeadProtocol, ensure_free, free_port, listening_socket
-from exchange.settings import Settings
-from exchange.settlement.models import BreakKind, Resolution
+from exchange.errors import INTERRUPTED, INTERRUPTED_STATUS, ConfigurationError, ExchangeError
+from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.text import counted, one_line
 
 if TYPE_CHECKING:
@@ -36,6 +32,7 @@ if TYPE_CHECKING:
     from exchange.rewards.models import Redemption
     from exchange.services.container import Services
     from exchange.services.settlement import BreakView, ReconciliationView
+    from exchange.settings import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,6 +115,10 @@ def old_name(old: str, new: str, name: str) -> Callable[[Callable[P, R]], Callab
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with command-line options on top."""
+    from pydantic import ValidationError
+
+    from exchange.settings import Settings
+
     try:
         return Settings(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as exc:
@@ -131,6 +132,10 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from sqlalchemy.exc import OperationalError
+
+        from exchange.db.availability import refused_by_configuration
+
         try:
             return command(*args, **kwargs)
         except (ExchangeError, ConfigurationError) as exc:
@@ -146,6 +151,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def run_async(coroutine: Coroutine[Any, Any, R]) -> R:
+    import asyncio
+
     return asyncio.run(coroutine)
 
 
@@ -178,10 +185,10 @@ class Interrupted(click.ClickException):
     command SIGINT ended, instead of click's "Aborted!" and 1, which means what `exchange --help`
     says it means."""
 
-    exit_code = 130
+    exit_code = INTERRUPTED_STATUS
 
     def __init__(self) -> None:
-        super().__init__("interrupted (Ctrl-C) before the command finished")
+        super().__init__(INTERRUPTED)
 
 
 class Group(click.Group):
@@ -268,6 +275,11 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     (standard output) names each request's path and query parameters, never their values;
     EXCHANGE_LOG_FORMAT chooses text or JSON lines.
     """
+    import uvicorn
+
+    from exchange.access_log import uvicorn_log_config
+    from exchange.serving import BoundedHeadProtocol, ensure_free, listening_socket
+
     settings = load_settings(host=host, port=port)
     if settings.port == 0:  # any free one, chosen now as the demo chooses: the issuer URL names it
         with listening_socket(settings.host, 0, name="the gateway") as probe:
@@ -311,6 +323,8 @@ def metrics_directory(workers: int) -> Iterator[None]:
     if workers <= 1:
         yield
         return
+    from exchange.observability.metrics import MULTIPROCESS_DIRECTORY
+
     given = os.environ.get(MULTIPROCESS_DIRECTORY)
     if given:
         for stale in Path(given).glob("*.db"):
@@ -356,19 +370,12 @@ def demo(port: int, data_dir: Path, partners_dir: Path) -> None:
     played once, fresh member tokens are written): to reset the demo, stop it and remove
     DATA_DIR.
     """
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CommandFailed(
-            f"the demo cannot create its data directory {data_dir}: {exc.strerror}; choose another with --data-dir"
-        ) from None
-    if not os.access(data_dir, os.W_OK):
-        raise CommandFailed(f"the demo cannot write to its data directory {data_dir}; choose another with --data-dir")
     click.echo(
         f"demo: starting in {data_dir}; a first start takes up to a minute or two (it migrates a database and "
         "plays last month); the gateway's addresses are printed once it answers"
     )
     from exchange.demo import run_demo  # after the line above: importing the whole exchange takes seconds
+    from exchange.serving import free_port
 
     settings = load_settings(
         database_url=f"sqlite:///{(data_dir / 'exchange.db').resolve()}",
@@ -869,7 +876,9 @@ def settle_resolve(
     for the same reason, in one unit of work: all of them, or none.
 
     Select them by --break ids, or by --kind and/or --counterparty (the breaks still open), or
-    take every open break with --all. Repeating a command resolves nothing more.
+    take every open break with --all. Repeating a command resolves nothing more. A selection
+    that takes no open break (a repeat, or a class the period has none of) resolves nothing,
+    says so naming its filters, and exits 0; a --counterparty that is no participant is refused.
     """
     if every == bool(ids or kind or counterparty):
         raise click.UsageError("select breaks: --break, --kind and/or --counterparty, or --all")
@@ -885,7 +894,12 @@ def settle_resolve(
         counterparty=adjust_against,
     )
     done = with_services(lambda services: services.settlement.resolve_many(request))
-    click.echo(f"resolved {counted(done.resolved, 'break')} ({done.unchanged} already resolved the same way)")
+    if done.resolved or done.unchanged:  # named ids always count, one way or the other
+        click.echo(f"resolved {counted(done.resolved, 'break')} ({done.unchanged} already resolved the same way)")
+    else:
+        given = (("--kind", kind), ("--counterparty", counterparty))
+        filters = " ".join(f"{option} {value}" for option, value in given if value) or "--all"
+        click.echo(f"resolved 0 breaks: no open break of {partner} {period} matched {filters}")
     click.echo(f"{counted(done.reconciliation.unresolved, 'break')} of {partner} {period} still open")
 
 
@@ -1016,8 +1030,6 @@ def sandbox_serve(
     dave are seeded on first start; its state survives restarts in DATA_DIR. Fault knobs,
     the operation log and balances are under /_sandbox.
     """
-    import os
-
     from exchange.programs.declarations import read_partners_directory
     from exchange.sandbox.faults import FaultInjector, FaultSettings
     from exchange.sandbox.server import (
@@ -1026,6 +1038,7 @@ def sandbox_serve(
         sandbox_secret,
         serve_until_signalled,
     )
+    from exchange.serving import ensure_data_dir, ensure_free
 
     settings = load_settings(partners_dir=partners_dir)
     directory = read_partners_directory(settings.partners_dir, named_by="--partners-dir or EXCHANGE_PARTNERS_DIR")
@@ -1045,6 +1058,7 @@ def sandbox_serve(
         name=f"sandbox {program.id}",
         remedy="stop what listens there or choose another port with --port",
     )
+    ensure_data_dir(data_dir, name=f"sandbox {program.id}", remedy="choose another with --data-dir")
     server = SandboxServer(
         program,
         client_secret=sandbox_secret(program, os.environ),
@@ -1079,6 +1093,7 @@ def schema() -> None:
 def schema_export(output: Path | None) -> None:
     """Print the GraphQL schema (SDL) that the code serves; schema.graphql is its copy."""
     from exchange.api.schema import build_schema
+    from exchange.settings import Settings
 
     sdl = build_schema(Settings()).as_str() + "\n"
     if output is None:

@@ -51,7 +51,14 @@ from exchange.programs.models import ProgramKind
 from exchange.sandbox.server import SandboxServer, demo_sandboxes
 from exchange.services.container import Services, load_partners_directory, open_services
 from exchange.services.portal import RETURN_PATH
-from exchange.serving import RunningServer, ensure_free, listening_socket, start_server, wait_for_stop_signal
+from exchange.serving import (
+    RunningServer,
+    ensure_data_dir,
+    ensure_free,
+    listening_socket,
+    start_server,
+    wait_for_stop_signal,
+)
 from exchange.settings import Settings
 from exchange.text import counted
 
@@ -398,9 +405,9 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
     child processes: one Ctrl-C stops everything, nothing is left behind if the demo dies,
     and a port already taken fails the start with a clear message.
     """
-    # Every address first: a port in use stops the demo before it builds anything. A second
-    # demo given another --port would otherwise load its programs into the first one's
-    # database and only then find the sandboxes' ports taken.
+    # Every address first: a port in use stops the demo before it creates anything, even its
+    # data directory. A second demo given another --port would otherwise load its programs
+    # into the first one's database and only then find the sandboxes' ports taken.
     listener = listening_socket(
         settings.host,
         settings.port,
@@ -417,6 +424,7 @@ async def run_demo(settings: Settings, data_dir: Path) -> None:
                 name=f"sandbox {sandbox.program.id} (the port of its connector.base_url in {settings.partners_dir})",
                 remedy="stop what listens there: another demo's sandboxes hold these ports, so stop that demo first",
             )
+        ensure_data_dir(data_dir, name="the demo", remedy="choose another with --data-dir")
         await _run_demo(settings, data_dir, listener, sandboxes)
     finally:
         listener.close()  # the gateway has closed it already if it served

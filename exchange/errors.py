@@ -133,6 +133,13 @@ class Forbidden(ExchangeError):
     code = ErrorCode.FORBIDDEN
 
 
+#: What a command stopped by Ctrl-C says on standard error, whenever it came (while the command
+#: was still importing its modules, or later), and its exit status: 130, as a shell reports a
+#: command SIGINT ended.
+INTERRUPTED = "interrupted (Ctrl-C) before the command finished"
+INTERRUPTED_STATUS = 130
+
+
 class ConfigurationError(Exception):
     """The exchange is set up wrong (settings, database, files); an operator must act.
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -249,6 +251,19 @@ def listening_socket(
 def ensure_free(host: str, port: int, *, name: str = "the server", remedy: str = CHOOSE_ANOTHER_PORT) -> None:
     """Raise the error of :func:`listening_socket` now if ``host:port`` cannot be had."""
     listening_socket(host, port, name=name, remedy=remedy).close()
+
+
+def ensure_data_dir(directory: Path, *, name: str, remedy: str) -> None:
+    """Create a server's data directory (if need be), refusing in one line, as
+    :func:`listening_socket` refuses an address, one it cannot create or write to."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{name} cannot create its data directory {directory}: {exc.strerror}; {remedy}"
+        ) from None
+    if not os.access(directory, os.W_OK):
+        raise ConfigurationError(f"{name} cannot write to its data directory {directory}; {remedy}")
 
 
 def free_port() -> int:

@@ -51,8 +51,15 @@ def test_the_test_harness_is_not_in_the_wheel(wheel: zipfile.ZipFile) -> None:
 def test_the_command_and_everything_it_imports_are_in_the_wheel(wheel: zipfile.ZipFile) -> None:
     modules = modules_in(wheel)
     entry_points = next(name for name in wheel.namelist() if name.endswith(".dist-info/entry_points.txt"))
-    assert "exchange = exchange.cli:main" in wheel.read(entry_points).decode()
-    for module in ("exchange.cli", "exchange.__main__", "exchange.app", "exchange.demo", "exchange.services"):
+    assert "exchange = exchange.entry:main" in wheel.read(entry_points).decode()
+    for module in (
+        "exchange.entry",
+        "exchange.cli",
+        "exchange.__main__",
+        "exchange.app",
+        "exchange.demo",
+        "exchange.services",
+    ):
         assert module in modules
     missing = {
         (module, target)

@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -41,9 +42,49 @@ def upgrade(url: str, revision: str = "head") -> None:
 
     A server that cannot be reached, or refuses the credentials, is refused first as
     :func:`ensure_migrated` refuses it: one line naming the database, not the driver's message."""
+    ensure_known(revision)
+    ensure_a_file(url)
     ensure_writable_folder(url)
     revision_or_refusal(url, then="")
     command.upgrade(alembic_config(url), revision)
+
+
+def ensure_known(revision: str) -> None:
+    """Refuse a target no migration has before the database is opened: alembic finds out only
+    once connected (an SQLite file created, its version table in it), then raises a traceback."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    try:
+        if revision.strip():  # alembic asserts that a revision is not empty
+            scripts.get_revisions(revision)
+            return
+    except CommandError:
+        pass
+    raise ConfigurationError(
+        f"no migration has the revision {revision!r}: give head (the latest) or one of "
+        f"{scripts.get_base()} to {scripts.get_current_head()}"
+    )
+
+
+def ensure_a_file(url: str) -> None:
+    """Refuse an SQLite URL that names no file to keep the database in: one in memory ends with
+    its connection (``db upgrade`` migrated it, said so, and it was gone), and SQLite cannot open
+    a directory (its "unable to open database file" read as a server that is down)."""
+    if not url.startswith("sqlite"):
+        return
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        problem, example = (
+            "names no file: SQLite keeps its database in memory, gone when the command ends",
+            "exchange.db",
+        )
+    elif Path(database).is_dir():
+        problem, example = "names a directory, not a file", str(Path(database).absolute() / "exchange.db")
+    else:
+        return
+    raise ConfigurationError(
+        f"the database URL {display_url(url)} {problem}; name a file in EXCHANGE_DATABASE_URL, "
+        f"such as sqlite:///{example}"
+    )
 
 
 def ensure_writable_folder(url: str) -> None:
@@ -134,6 +175,7 @@ def ensure_migrated(url: str) -> None:
     Creates nothing: SQLite would create an empty file on connecting, so a missing file is
     refused before any connection.
     """
+    ensure_a_file(url)
     shown = display_url(url)
     otherwise = "or point EXCHANGE_DATABASE_URL at the database you meant"
     path = sqlite_file(url)

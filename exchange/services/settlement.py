@@ -44,6 +44,7 @@ from exchange.settlement import (
     statements,
 )
 from exchange.settlement.archive import Archive, archive_period
+from exchange.settlement.break_kinds import BreakKind
 from exchange.settlement.breaks import (
     BulkResolveRequest,
     ResolveRequest,
@@ -56,7 +57,6 @@ from exchange.settlement.closing import PeriodReport
 from exchange.settlement.errors import JobNotFound
 from exchange.settlement.keys import Rotation, StatementKeys
 from exchange.settlement.models import (
-    BreakKind,
     BreakResolution,
     IssuedStatement,
     Reconciliation,

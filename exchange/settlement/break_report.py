@@ -26,7 +26,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import utc_instant
 from exchange.money import Currency
-from exchange.settlement.models import BreakKind, BreakResolution, ReconciliationBreak, Resolution
+from exchange.settlement.break_kinds import BreakKind, Resolution
+from exchange.settlement.models import BreakResolution, ReconciliationBreak
 from exchange.settlement.participants import settled_accounts
 from exchange.settlement.reconciliation import break_difference
 from exchange.spreadsheet import spreadsheet_row

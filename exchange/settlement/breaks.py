@@ -43,14 +43,9 @@ from exchange.ledger.models import LedgerAccount
 from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.money import Currency
 from exchange.programs.models import Program
+from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.errors import BadAdjustment, BreakNotFound, ResolutionConflict
-from exchange.settlement.models import (
-    BreakKind,
-    BreakResolution,
-    Reconciliation,
-    ReconciliationBreak,
-    Resolution,
-)
+from exchange.settlement.models import BreakResolution, Reconciliation, ReconciliationBreak
 from exchange.settlement.netting import ACCOUNTS, SPOKES_OF_ACCOUNTS
 from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
 from exchange.settlement.positions import open_position
@@ -302,6 +297,7 @@ async def resolve_breaks(
     reconciliation = await get_reconciliation(session, request.partner, request.period)
     if request.counterparty is not None:
         await check_counterparty(session, request.partner, request.counterparty, field="adjustment.counterparty")
+    await _check_named(session, request.selection)
     ids = request.selection.ids
     unchanged = 0
     if ids is not None:
@@ -316,6 +312,14 @@ async def resolve_breaks(
     # The position's lock keeps anyone else from resolving these breaks meanwhile.
     open_after = await unresolved_breaks(session, reconciliation.id)
     return BulkResolution(reconciliation, open_before - open_after, unchanged, open_after)
+
+
+async def _check_named(session: AsyncSession, selection: BreakSelection) -> None:
+    """A counterparty filter names a participant: an import refuses a line naming anyone else,
+    so a filter naming no participant (a typo) would match nothing and be taken for done."""
+    named = selection.counterparty
+    if named is not None and named != EXCHANGE and await session.get(Program, named) is None:
+        raise BadUserInput(f"no program has id {named!r}", field="selection.counterparty")
 
 
 def _batches(ids: Sequence[int]) -> Iterable[Sequence[int]]:

@@ -30,23 +30,6 @@ from exchange.db.types import BigIdentity, UTCDateTime
 from exchange.keyring.models import StoredKey, key_table_constraints
 
 
-class BreakKind(StrEnum):
-    """How one line of a partner's records, or one reference of the ledger, compares."""
-
-    MATCHED = "MATCHED"
-    MISSING_IN_LEDGER = "MISSING_IN_LEDGER"
-    MISSING_IN_PARTNER = "MISSING_IN_PARTNER"
-    AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
-    DUPLICATE = "DUPLICATE"
-
-
-class Resolution(StrEnum):
-    ACCEPT_LEDGER = "ACCEPT_LEDGER"
-    """The ledger's figure stands; nothing is posted."""
-    ADJUST = "ADJUST"
-    """A balanced adjustment is posted into the next open period."""
-
-
 class RecordsSource(StrEnum):
     """Where an imported file of records came from."""
 

@@ -33,6 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.models import LedgerAccount
 from exchange.money import Currency
+from exchange.settlement.break_kinds import BreakKind
 from exchange.settlement.dialect import (
     LEDGER_STAGING,
     STAGING,
@@ -47,13 +48,7 @@ from exchange.settlement.errors import (
     ReconciliationNotFound,
     ResolvedBreaksWouldBeLost,
 )
-from exchange.settlement.models import (
-    BreakKind,
-    BreakResolution,
-    Reconciliation,
-    ReconciliationBreak,
-    RecordsSource,
-)
+from exchange.settlement.models import BreakResolution, Reconciliation, ReconciliationBreak, RecordsSource
 from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.positions import open_position, position_of
 from exchange.settlement.records import (

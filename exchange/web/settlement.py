@@ -27,10 +27,11 @@ from exchange.auth.scopes import Scope
 from exchange.errors import BadUserInput, ErrorCode, ExchangeError, http_status
 from exchange.programs.catalog import CatalogCache
 from exchange.services.settlement import SettlementService
+from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.break_report import NextStep
 from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
 from exchange.settlement.issued import Issued, stored_csv
-from exchange.settlement.models import BreakKind, IssuedStatement, JobState, Resolution
+from exchange.settlement.models import IssuedStatement, JobState
 from exchange.settlement.statements import StatementLine
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem, whole_number

@@ -7,10 +7,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +25,7 @@ from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
 from exchange.cli import main
+from exchange.db import migrate
 from exchange.serving import free_port
 from tests.conftest import REPO_ROOT, SAMPLE_PARTNERS
 from tests.test_repository import graphql_blocks
@@ -217,7 +220,7 @@ def test_demo_on_a_port_in_use_stops_before_building_anything(
         "stop what listens there (another demo?) or choose another port with --port\n"
     )
     assert "Traceback" not in result.stderr
-    assert not (data / "exchange.db").exists()
+    assert not data.exists()
 
 
 def test_demo_with_a_sandbox_port_in_use_stops_before_building_anything(
@@ -234,12 +237,22 @@ def test_demo_with_a_sandbox_port_in_use_stops_before_building_anything(
         f"on 127.0.0.1:{taken_port}: the address is already in use; stop what listens there: another demo's "
         "sandboxes hold these ports, so stop that demo first\n"
     )
-    assert not (data / "exchange.db").exists()
+    assert not data.exists()
 
 
-def test_demo_with_a_data_dir_it_cannot_create_says_to_choose_another(tmp_path: Path) -> None:
+def test_demo_with_a_data_dir_it_cannot_create_says_to_choose_another(
+    tmp_path: Path, partners_on_free_ports: Path
+) -> None:
     (tmp_path / "file").write_text("")
-    result = run("demo", "--port", "0", "--data-dir", str(tmp_path / "file" / "demo"))
+    result = run(
+        "demo",
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path / "file" / "demo"),
+        "--partners-dir",
+        str(partners_on_free_ports),
+    )
     assert result.returncode == 2
     assert result.stderr == (
         f"Error: the demo cannot create its data directory {tmp_path / 'file' / 'demo'}: Not a directory; "
@@ -254,6 +267,44 @@ def test_upgrade_into_a_missing_directory_says_to_create_it(tmp_path: Path) -> N
         f"Error: cannot write the database at sqlite:///{tmp_path / 'missing' / 'x.db'}: the directory "
         f"{tmp_path / 'missing'} does not exist: create it, or point EXCHANGE_DATABASE_URL at the database you meant\n"
     )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_upgrade_to_a_revision_no_migration_has_is_one_line_creating_nothing(tmp_path: Path) -> None:
+    """Alembic found out once connected: an SQLite file created, then a traceback."""
+    env = {"EXCHANGE_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    for revision in ("nope", "", "0"):
+        result = run_here("db", "upgrade", "--revision", revision, env=env)
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr == (
+            f"Error: no migration has the revision {revision!r}: give head (the latest) or one of 0001 to "
+            f"{migrate.head_revision()}\n"
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite+aiosqlite://"])
+def test_an_sqlite_url_naming_no_file_is_refused_even_by_upgrade(url: str) -> None:
+    """`db upgrade` migrated a database in memory, said "database at migration None", exit 0,
+    and every command after it found no migration."""
+    for argv in (["db", "upgrade"], ["ledger", "verify"]):
+        result = run_here(*argv, env={"EXCHANGE_DATABASE_URL": url})
+        assert (result.returncode, result.stdout) == (2, ""), argv
+        assert result.stderr == (
+            f"Error: the database URL {migrate.display_url(url)} names no file: SQLite keeps its database in memory, "
+            "gone when the command ends; name a file in EXCHANGE_DATABASE_URL, such as sqlite:///exchange.db\n"
+        )
+
+
+def test_an_sqlite_url_naming_a_directory_says_to_name_a_file_in_it(tmp_path: Path) -> None:
+    """Not SQLite's "unable to open database file", told as a server that may be down."""
+    for argv in (["db", "upgrade"], ["ledger", "verify"]):
+        result = run_here(*argv, env={"EXCHANGE_DATABASE_URL": f"sqlite:///{tmp_path}"})
+        assert (result.returncode, result.stdout) == (2, ""), argv
+        assert result.stderr == (
+            f"Error: the database URL sqlite:///{tmp_path} names a directory, not a file; name a file in "
+            f"EXCHANGE_DATABASE_URL, such as sqlite:///{tmp_path / 'exchange.db'}\n"
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -414,6 +465,54 @@ def test_ctrl_c_before_a_command_finishes_is_one_line_and_exit_status_130(
     assert result.stderr == "Error: interrupted (Ctrl-C) before the command finished\n"
 
 
+#: Run before the command: it stops the import of MODULE (once the command imports it) until the
+#: test has sent SIGINT, which the wait on standard input receives.
+PAUSED_IMPORT = """
+import sys
+
+class Pause:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            sys.meta_path.remove(self)
+            print("importing", name, flush=True)
+            sys.stdin.readline()
+        return None
+
+sys.meta_path.insert(0, Pause())
+"""
+
+
+def installed_command(before: str = "") -> list[str]:
+    """The `exchange` command as pyproject.toml declares it, run as its installed script runs it
+    (the script in the virtual environment is written at install time, from an older checkout
+    maybe), after the code ``before``."""
+    target = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]["exchange"]
+    module, function = target.split(":")
+    return [sys.executable, "-c", f"{before}\nimport sys\nfrom {module} import {function}\nsys.exit({function}())"]
+
+
+def test_ctrl_c_while_the_command_is_still_importing_is_the_same_line_and_130() -> None:
+    """Before the command's own handling exists: Python printed a traceback."""
+    process = subprocess.Popen(
+        [*installed_command(PAUSED_IMPORT.format(module="click")), "--help"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "importing click\n"
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert (process.returncode, stdout, stderr) == (
+        130,
+        "",
+        "Error: interrupted (Ctrl-C) before the command finished\n",
+    )
+
+
 def test_output_whose_reader_stopped_early_ends_the_command_silently_with_141(sqlite_env: dict[str, str]) -> None:
     """`exchange … | head`: as a command SIGPIPE ends, not click's 1, which `exchange --help`
     gives to a ledger that does not add up."""
@@ -463,6 +562,19 @@ def test_sandbox_serve_on_a_port_taken_says_so_and_creates_nothing(tmp_path: Pat
         "stop what listens there or choose another port with --port\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sandbox_serve_with_a_data_dir_it_cannot_create_says_to_choose_another(tmp_path: Path) -> None:
+    """Not the traceback of the mkdir its store made."""
+    (tmp_path / "file").write_text("")
+    result = run_here(
+        "sandbox", "serve", "--partner", "tune-stream", "--port", "0", "--data-dir", str(tmp_path / "file" / "sb")
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"Error: sandbox tune-stream cannot create its data directory {tmp_path / 'file' / 'sb'}: Not a directory; "
+        "choose another with --data-dir\n"
+    )
 
 
 async def test_sandbox_serve_runs_a_partner_until_sigterm(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from exchange.programs.declarations import PartnersDirectory
 from exchange.rewards.models import RedemptionStatus
 from exchange.services.container import Services, load_partners_directory, open_services
 from exchange.settings import Settings
-from exchange.settlement.models import BreakKind
+from exchange.settlement.break_kinds import BreakKind
 from exchange.testing.databases import SqliteDatabases
 from exchange.testing.processes import declarations_pointing_at
 from exchange.testing.sandboxes import SandboxFleet

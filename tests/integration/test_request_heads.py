@@ -102,7 +102,7 @@ def test_exchange_serve_on_port_0_chooses_a_free_port_that_its_issuer_names(
     monkeypatch.setenv("EXCHANGE_DATABASE_URL", url)
     monkeypatch.setenv("EXCHANGE_HOST", "127.0.0.1")  # serve hands both on to its workers there
     monkeypatch.setenv("EXCHANGE_PORT", "8000")
-    with mock.patch("exchange.cli.uvicorn.run") as run:
+    with mock.patch("uvicorn.run") as run:
         result = CliRunner().invoke(main, ["serve", "--port", "0"])
     assert result.exit_code == 0, result.output
     port = run.call_args.kwargs["port"]
@@ -118,7 +118,7 @@ def test_exchange_serve_speaks_through_the_bounded_protocol_within_its_connectio
     monkeypatch.setenv("EXCHANGE_DATABASE_URL", url)
     monkeypatch.setenv("EXCHANGE_PORT", "0")
     monkeypatch.setenv("EXCHANGE_MAX_CONNECTIONS", "250")
-    with mock.patch("exchange.cli.uvicorn.run") as run:
+    with mock.patch("uvicorn.run") as run:
         result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 0, result.output
     assert run.call_args.kwargs["http"] is BoundedHeadProtocol

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from exchange.settlement.models import BreakKind
+from exchange.settlement.break_kinds import BreakKind
 from exchange.settlement.reconciliation import break_difference, difference_terms
 
 

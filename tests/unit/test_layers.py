@@ -14,7 +14,7 @@ from tests.conftest import REPO_ROOT
 PACKAGE = REPO_ROOT / "exchange"
 
 #: Transport and composition: they parse input, call services and present results.
-FRONT_ENDS = {"api", "web", "cli", "app", "demo", "demo_month", "__main__"}
+FRONT_ENDS = {"api", "web", "cli", "entry", "app", "demo", "demo_month", "__main__"}
 SERVICES = {"services"}
 #: What every layer may use: persistence, settings, time, money, errors, text and addresses, process plumbing.
 KERNEL = {

@@ -25,8 +25,8 @@ from exchange.ledger.accounts import ChartOfAccounts
 from exchange.rewards.clearing import REVERSAL_KIND, redemption_transaction
 from exchange.rewards.models import Redemption
 from exchange.services.container import open_services
+from exchange.settlement.break_kinds import Resolution
 from exchange.settlement.breaks import ResolveRequest
-from exchange.settlement.models import Resolution
 from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases
 from exchange.testing.kit import ExchangeKit

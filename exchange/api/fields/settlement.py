@@ -25,9 +25,9 @@ from exchange.api.types.settlement import (
     break_id_of,
 )
 from exchange.auth.scopes import Scope
+from exchange.settlement.break_kinds import Resolution as ResolutionValue
 from exchange.settlement.breaks import BulkResolveRequest, ResolveRequest
 from exchange.settlement.models import NOTE_LENGTH, REASON_LENGTH
-from exchange.settlement.models import Resolution as ResolutionValue
 
 PartnerId = Annotated[
     strawberry.ID, strawberry.argument(description="The partner's program id (a partner names its own).")

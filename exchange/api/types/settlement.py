@@ -34,13 +34,13 @@ from exchange.coalition.models import CoalitionLiability as CoalitionLiabilityRo
 from exchange.ledger.periods import PeriodStatus as PeriodStatusValue
 from exchange.money import Currency
 from exchange.services.settlement import BreakView, PositionView, ReconciliationView, ResolvedBreaks
+from exchange.settlement.break_kinds import BreakKind as BreakKindValue
+from exchange.settlement.break_kinds import Resolution as ResolutionValue
 from exchange.settlement.breaks import MAX_SELECTED_IDS
 from exchange.settlement.breaks import BreakSelection as BreakSelectionValue
 from exchange.settlement.closing import PeriodReport
 from exchange.settlement.issued import Issued
-from exchange.settlement.models import BreakKind as BreakKindValue
 from exchange.settlement.models import RecordsSource as RecordsSourceValue
-from exchange.settlement.models import Resolution as ResolutionValue
 from exchange.settlement.models import SettlementPosition as PositionRow
 from exchange.settlement.netting import Payments as PaymentsValue
 from exchange.settlement.statements import CounterpartyTotals as CounterpartyTotalsValue
@@ -163,7 +163,9 @@ class BreakSelectionInput:
     )
     kind: BreakKind | None = strawberry.field(default=None, description="Only open breaks of this class.")
     counterparty: strawberry.ID | None = strawberry.field(
-        default=None, description="Only open breaks whose line in the partner's file names this counterparty."
+        default=None,
+        description="Only open breaks whose line in the partner's file names this counterparty: a program id, or "
+        "EXCHANGE (any other is refused).",
     )
 
     def value(self) -> BreakSelectionValue:

@@ -12,9 +12,10 @@ from exchange.errors import BadUserInput, IdempotencyConflict, NotFound
 from exchange.ledger.models import LedgerTransaction
 from exchange.ledger.verify import verify_ledger
 from exchange.services.settlement import SettlementService
+from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.breaks import BreakSelection, BulkResolveRequest, ResolveRequest
 from exchange.settlement.errors import BadAdjustment, PartnerSignedOff
-from exchange.settlement.models import BreakKind, BreakResolution, Reconciliation, Resolution
+from exchange.settlement.models import BreakResolution, Reconciliation
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import close, conversion, post, redemption
 
@@ -154,6 +155,7 @@ async def test_refusals_name_the_field_and_change_nothing(closed: SettlementServ
         (bulk(BreakSelection(ids=ids, kind=BreakKind.DUPLICATE)), "selection.ids"),
         (bulk(BreakSelection(ids=(*ids, 999_999))), "selection.ids"),
         (bulk(BreakSelection(kind=BreakKind.MATCHED)), "selection.kind"),
+        (bulk(BreakSelection(counterparty="formosa-ari")), "selection.counterparty"),
         (bulk(BreakSelection(ids=ids), reason="  "), "reason"),
         (bulk(BreakSelection(ids=ids), counterparty="wallet-pay"), "adjustment"),
         (bulk(BreakSelection(ids=ids), Resolution.ADJUST, counterparty="fresh-mart"), "adjustment.counterparty"),

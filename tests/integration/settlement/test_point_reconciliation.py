@@ -25,7 +25,8 @@ from exchange.programs.declarations import PartnersDirectory
 from exchange.services.container import Services, open_services
 from exchange.services.settlement import SettlementService
 from exchange.settings import Settings
-from exchange.settlement.models import BreakKind, RecordsSource
+from exchange.settlement.break_kinds import BreakKind
+from exchange.settlement.models import RecordsSource
 from exchange.settlement.participants import EXCHANGE
 from exchange.testing.clock import FrozenClock
 from exchange.testing.sandboxes import SandboxFleet

@@ -19,6 +19,7 @@ from exchange.ledger.models import LedgerTransaction
 from exchange.ledger.verify import verify_ledger
 from exchange.services.settlement import SettlementService
 from exchange.settlement import reconciliation
+from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.breaks import ResolveRequest
 from exchange.settlement.errors import (
     BadAdjustment,
@@ -29,13 +30,7 @@ from exchange.settlement.errors import (
     UnresolvedBreaks,
 )
 from exchange.settlement.keys import StatementKeys
-from exchange.settlement.models import (
-    BreakKind,
-    Reconciliation,
-    ReconciliationBreak,
-    RecordsSource,
-    Resolution,
-)
+from exchange.settlement.models import Reconciliation, ReconciliationBreak, RecordsSource
 from exchange.testing.clock import FrozenClock
 from tests.fakes import Fault
 from tests.integration import test_conversion_saga as conversions

@@ -287,8 +287,33 @@ async def test_resolve_takes_a_selection_in_bulk_and_sign_off_follows(october: d
         "resolved 1 break (0 already resolved the same way)",
         "0 breaks of fresh-mart 2026-10 still open",
     ], done.stderr
+    # What a script repeating itself, or taking a class the month has none of, needs: done (0),
+    # saying that nothing matched which filters.
     again = run_here(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october)
-    assert again.stdout.splitlines()[0] == "resolved 0 breaks (0 already resolved the same way)"
+    assert (again.returncode, again.stdout.splitlines()) == (
+        0,
+        [
+            "resolved 0 breaks: no open break of fresh-mart 2026-10 matched --all",
+            "0 breaks of fresh-mart 2026-10 still open",
+        ],
+    )
+    none = run_here(
+        *resolve,
+        "--resolution",
+        "ACCEPT_LEDGER",
+        "--kind",
+        "AMOUNT_MISMATCH",
+        "--counterparty",
+        "EXCHANGE",
+        "2026-10",
+        env=october,
+    )
+    assert (none.returncode, none.stdout.splitlines()[0]) == (
+        0,
+        "resolved 0 breaks: no open break of fresh-mart 2026-10 matched --kind AMOUNT_MISMATCH --counterparty EXCHANGE",
+    )
+    typo = run_here(*resolve, "--resolution", "ACCEPT_LEDGER", "--counterparty", "wallet-pya", "2026-10", env=october)
+    assert (typo.returncode, typo.stdout, typo.stderr) == (2, "", "Error: no program has id 'wallet-pya'\n")
 
     signed = run_here(
         "settle", "sign-off", "--partner", "fresh-mart", "--as", "carol@settlement", "2026-10", env=october
