@@ -96,8 +96,12 @@ class Settings(BaseSettings):
     database_idle_in_transaction_seconds: float = Field(
         default=300,
         ge=0,
+        # PostgreSQL takes idle_in_transaction_session_timeout in milliseconds up to 2**31 - 1: a
+        # longer limit was refused at every connection, which the gateway reported as an outage.
+        le=2147483,
         description="PostgreSQL ends a session of the exchange idle inside a transaction this long, so a "
-        "process that froze mid-unit-of-work does not hold the ledger's locks for hours (0: never).",
+        "process that froze mid-unit-of-work does not hold the ledger's locks for hours (0: never; at most "
+        "2147483, about 24 days).",
     )
     partners_dir: Path = Field(
         default=Path("partners"),
