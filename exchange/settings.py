@@ -421,6 +421,16 @@ class Settings(BaseSettings):
             ) from None
         return url
 
+    @field_validator("host")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        """An empty address binds every interface of the machine (a variable set from an unset
+        one, ``EXCHANGE_HOST=${HOST}``, gave one): the gateway, and its /metrics, were served
+        to every network it could reach, unasked."""
+        if not value or value != "".join(value.split()):
+            raise ValueError("name the address to bind, without spaces: 127.0.0.1, or 0.0.0.0 for every interface")
+        return value
+
     @field_validator("settlement_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

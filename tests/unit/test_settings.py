@@ -134,6 +134,16 @@ def test_production_refuses_the_development_or_a_short_key_encryption_secret(
         Settings(**settings).check_for_production()
 
 
+@pytest.mark.parametrize("host", ["", " ", " 0.0.0.0", "127.0.0.1 "])
+def test_an_empty_or_spaced_host_is_refused_naming_its_variable(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    """An empty one was taken, and ``exchange serve`` bound every interface of the machine."""
+    monkeypatch.setenv("EXCHANGE_HOST", host)
+    with pytest.raises(CommandFailed, match=r"^EXCHANGE_HOST: name the address to bind, without spaces: "):
+        load_settings()
+    monkeypatch.setenv("EXCHANGE_HOST", "0.0.0.0")
+    assert load_settings().host == "0.0.0.0"
+
+
 def test_the_issuer_defaults_to_this_servers_address_and_names_the_audience() -> None:
     settings = Settings(host="127.0.0.1", port=8123)
     assert settings.issuer_url == "http://127.0.0.1:8123"
