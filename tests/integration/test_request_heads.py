@@ -123,3 +123,21 @@ def test_exchange_serve_speaks_through_the_bounded_protocol_within_its_connectio
     assert result.exit_code == 0, result.output
     assert run.call_args.kwargs["http"] is BoundedHeadProtocol
     assert run.call_args.kwargs["limit_concurrency"] == 250
+
+
+def test_exchange_serve_refuses_a_tracing_exporter_it_cannot_run_before_starting_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Only the workers read OpenTelemetry's variables: with several, each failed on an unknown
+    exporter with a trace, and uvicorn restarted it to fail again, while the port listened."""
+    url = f"sqlite:///{tmp_path / 'exchange.db'}"
+    migrate.upgrade(url)
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", url)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "jaeger")
+    with mock.patch("exchange.cli.uvicorn.run") as run:
+        result = CliRunner().invoke(main, ["serve", "--port", "0", "--workers", "2"])
+    assert (result.exit_code, result.output) == (
+        2,
+        "Error: OTEL_TRACES_EXPORTER: 'jaeger' is not one of otlp, console, none\n",
+    )
+    run.assert_not_called()
