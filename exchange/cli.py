@@ -275,7 +275,9 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     settings.check_for_production()
     from exchange.observability.tracing import chosen_exporter
 
-    chosen_exporter(os.environ)  # refused here, once, rather than by each worker in turn
+    # Refused here, once, in one line, rather than by each worker in turn with a trace.
+    chosen_exporter(os.environ)
+    with_services(lambda services: services.ensure_signing_keys())
     ensure_free(  # one line, before any worker starts
         settings.host,
         settings.port,
