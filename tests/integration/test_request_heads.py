@@ -135,7 +135,7 @@ def test_exchange_serve_refuses_a_tracing_exporter_it_cannot_run_before_starting
     migrate.upgrade(url)
     monkeypatch.setenv("EXCHANGE_DATABASE_URL", url)
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "jaeger")
-    with mock.patch("exchange.cli.uvicorn.run") as run:
+    with mock.patch("uvicorn.run") as run:
         result = CliRunner().invoke(main, ["serve", "--port", "0", "--workers", "2"])
     assert (result.exit_code, result.output) == (
         2,
@@ -153,7 +153,7 @@ def test_exchange_serve_refuses_a_key_encryption_secret_that_does_not_open_the_k
     migrate.upgrade(url)
     monkeypatch.setenv("EXCHANGE_DATABASE_URL", url)
     monkeypatch.setenv("EXCHANGE_KEY_ENCRYPTION_SECRET", "k" * 32)
-    with mock.patch("exchange.cli.uvicorn.run") as run:
+    with mock.patch("uvicorn.run") as run:
         assert CliRunner().invoke(main, ["serve", "--port", "0", "--workers", "2"]).exit_code == 0  # keys made
         monkeypatch.setenv("EXCHANGE_KEY_ENCRYPTION_SECRET", "K" * 32)
         result = CliRunner().invoke(main, ["serve", "--port", "0", "--workers", "2"])
