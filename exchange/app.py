@@ -101,8 +101,7 @@ def create_app(
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate.ensure_migrated, settings.database_url)
         try:
-            await services.access.ensure_signing_key()
-            await services.settlement.ensure_signing_key()
+            await services.ensure_signing_keys()
             await services.settlement.ensure_partitions()
             jobs.start()
             yield

@@ -285,6 +285,11 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         with listening_socket(settings.host, 0, name="the gateway") as probe:
             settings = load_settings(host=settings.host, port=probe.getsockname()[1])
     settings.check_for_production()
+    from exchange.observability.tracing import chosen_exporter
+
+    # Refused here, once, in one line, rather than by each worker in turn with a trace.
+    chosen_exporter(os.environ)
+    with_services(lambda services: services.ensure_signing_keys())
     ensure_free(  # one line, before any worker starts
         settings.host,
         settings.port,

@@ -28,6 +28,12 @@ MINIMUM_SECRET_LENGTH = 32
 MINIMUM_STATEMENT_RETENTION_YEARS = 7
 #: The longest an access token may be valid (seconds): a day.
 MAX_ACCESS_TOKEN_LIFETIME = 86400
+#: The longest the longest wait between two tries (a partner asked about a pending debit or
+#: credit, a webhook sent again) may be set to, in seconds: a week. The waits are ``timedelta``s,
+#: which hold at most about 10**14 seconds; a setting beyond stopped every worker's start with a
+#: trace. A first wait is bounded lower (a day, an hour): it doubles up to 2**20 times (a
+#: partner's poll) or 2**30 (a webhook) before the longest caps it.
+LONGEST_RETRY_WAIT_SECONDS = 7 * 86400
 
 
 def normalize_database_url(url: str) -> str:
@@ -76,8 +82,12 @@ class Settings(BaseSettings):
     """Every runtime setting of the exchange, with its environment variable and default."""
 
     #: A refused value is left out of the error, which reaches tracebacks and logs: a database
-    #: URL holds a password, and the key encryption secret is one.
-    model_config = SettingsConfigDict(env_prefix="EXCHANGE_", extra="ignore", hide_input_in_errors=True)
+    #: URL holds a password, and the key encryption secret is one. No setting is a number that
+    #: is not one (``nan``) or infinite (``inf``, ``1e999``): each is a count or a duration that
+    #: has a finite meaning, and ``0`` says "never" where a duration can.
+    model_config = SettingsConfigDict(
+        env_prefix="EXCHANGE_", extra="ignore", hide_input_in_errors=True, allow_inf_nan=False
+    )
 
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,
@@ -86,8 +96,12 @@ class Settings(BaseSettings):
     database_idle_in_transaction_seconds: float = Field(
         default=300,
         ge=0,
+        # PostgreSQL takes idle_in_transaction_session_timeout in milliseconds up to 2**31 - 1: a
+        # longer limit was refused at every connection, which the gateway reported as an outage.
+        le=2147483,
         description="PostgreSQL ends a session of the exchange idle inside a transaction this long, so a "
-        "process that froze mid-unit-of-work does not hold the ledger's locks for hours (0: never).",
+        "process that froze mid-unit-of-work does not hold the ledger's locks for hours (0: never; at most "
+        "2147483, about 24 days).",
     )
     partners_dir: Path = Field(
         default=Path("partners"),
@@ -186,13 +200,15 @@ class Settings(BaseSettings):
     pending_poll_first_seconds: float = Field(
         default=60,
         gt=0,
+        le=86400,
         description="How soon the exchange first asks a partner about a debit or credit it answered "
-        "'accepted, pending' (or a credit queued for a batch partner's file), when no callback came.",
+        "'accepted, pending' (or a credit queued for a batch partner's file), when no callback came (at most a day).",
     )
     pending_poll_longest_seconds: float = Field(
         default=3600,
         gt=0,
-        description="The longest wait between two such questions: the back-off doubles up to it.",
+        le=LONGEST_RETRY_WAIT_SECONDS,
+        description="The longest wait between two such questions (at most a week): the back-off doubles up to it.",
     )
     callback_tolerance_seconds: int = Field(
         default=300,
@@ -264,10 +280,14 @@ class Settings(BaseSettings):
     webhook_first_retry_seconds: float = Field(
         default=5,
         gt=0,
-        description="Wait before the first retry of a failed webhook delivery; doubles for each next one.",
+        le=3600,
+        description="Wait before the first retry of a failed webhook delivery (at most an hour); doubles for each next one.",
     )
     webhook_longest_retry_seconds: float = Field(
-        default=21600, gt=0, description="Longest wait between two tries of a webhook delivery (6 hours)."
+        default=21600,
+        gt=0,
+        le=LONGEST_RETRY_WAIT_SECONDS,
+        description="Longest wait between two tries of a webhook delivery (6 hours; at most a week).",
     )
     webhook_retry_hours: float = Field(
         default=72,
@@ -371,7 +391,10 @@ class Settings(BaseSettings):
         "the OAuth endpoints answer 429 to that client.",
     )
     token_failure_window: int = Field(
-        default=60, ge=1, description="Seconds over which failed client authentications count."
+        default=60,
+        ge=1,
+        le=86400,
+        description="Seconds over which failed client authentications count (at most a day).",
     )
     session_idle_seconds: int = Field(
         default=1800,
@@ -397,6 +420,16 @@ class Settings(BaseSettings):
                 "not a database URL: postgresql://user:password@host:port/database, the port a number"
             ) from None
         return url
+
+    @field_validator("host")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        """An empty address binds every interface of the machine (a variable set from an unset
+        one, ``EXCHANGE_HOST=${HOST}``, gave one): the gateway, and its /metrics, were served
+        to every network it could reach, unasked."""
+        if not value or value != "".join(value.split()):
+            raise ValueError("name the address to bind, without spaces: 127.0.0.1, or 0.0.0.0 for every interface")
+        return value
 
     @field_validator("settlement_timezone")
     @classmethod

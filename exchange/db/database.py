@@ -157,6 +157,14 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def most_connections(self) -> int:
+        """How many connections this process's pools may hold open at once, both of them on
+        PostgreSQL: what the server's ``max_connections`` must allow for each gateway worker
+        (deploy/k8s/README.md, "Database connections")."""
+        pools = [engine.sync_engine.pool for engine in (self.engine, self._autocommit_engine) if engine is not None]
+        return sum(pool.size() + pool._max_overflow for pool in pools)  # type: ignore[attr-defined]  # QueuePool's
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits when the block ends, rolls back if it raises.

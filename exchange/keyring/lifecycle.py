@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db import dialects
-from exchange.keyring.crypto import ALGORITHM, encrypt_private_key, generate_key
+from exchange.keyring.crypto import ALGORITHM, decrypt_private_key, encrypt_private_key, generate_key
 from exchange.keyring.models import ACTIVE, RETIRED, StoredKey
 
 K = TypeVar("K", bound=StoredKey)
@@ -43,17 +43,21 @@ async def active_key(session: AsyncSession, model: type[K]) -> K | None:
 
 async def ensure_active_key(session: AsyncSession, model: type[K], secret: str, now: datetime) -> K:
     """The active key, created on first start. Replicas starting together create one between
-    them: the partial unique index lets the first insert win and the others yield."""
-    if (key := await active_key(session, model)) is not None:
-        return key
-    candidate = new_key(model, secret, now)
-    await session.exec(
-        dialects.insert(session, model)
-        .values(**candidate.model_dump())
-        .on_conflict_do_nothing(index_elements=["state"], index_where=col(model.state) == ACTIVE)
-    )
-    key = await active_key(session, model)
-    assert key is not None
+    them: the partial unique index lets the first insert win and the others yield.
+
+    Raises :class:`ConfigurationError` when ``secret`` does not decrypt the key's private half:
+    a gateway started with another EXCHANGE_KEY_ENCRYPTION_SECRET than the one the key was
+    stored with said it was ready, and then answered every request to sign with a 500."""
+    if (key := await active_key(session, model)) is None:
+        candidate = new_key(model, secret, now)
+        await session.exec(
+            dialects.insert(session, model)
+            .values(**candidate.model_dump())
+            .on_conflict_do_nothing(index_elements=["state"], index_where=col(model.state) == ACTIVE)
+        )
+        key = await active_key(session, model)
+        assert key is not None
+    decrypt_private_key(key, secret)
     return key
 
 

@@ -150,7 +150,17 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps({key: redact(value) if isinstance(value, str) else value for key, value in entry.items()})
+        return json.dumps(
+            {key: _unicode(redact(value)) if isinstance(value, str) else value for key, value in entry.items()}
+        )
+
+
+def _unicode(text: str) -> str:
+    """``text`` with an unpaired surrogate (a client's ``"\\ud800"`` in JSON, decoded) written as
+    its escape in letters, as the text format writes it: JSON-encoded as it was, it became the
+    escape ``\\ud800`` itself, which Python reads back but a strict parser (Rust's serde_json, for
+    one) refuses, losing the line."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 FORMATTERS: Mapping[LogFormat, type[logging.Formatter]] = {"text": TextFormatter, "json": JsonFormatter}

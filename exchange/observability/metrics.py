@@ -199,14 +199,24 @@ def exposition(figures: Iterable[SagaFigures] | None) -> bytes:
 
 
 class _SizedFiles(multiprocess.MultiProcessCollector):
-    """Every process's metric files, but those another process is creating at this instant.
+    """Every process's metric files, but those another process is creating at this instant,
+    and the live gauges of a process that is gone.
 
     prometheus-client creates a process's file empty and then sizes it; a scrape that reads it
     in between fails (there is not even the header's length to read). A file that small holds
-    no value yet, so leaving it out loses nothing: it counts from the next scrape on."""
+    no value yet, so leaving it out loses nothing: it counts from the next scrape on.
+
+    A worker that stops drops its live gauges (:func:`forget_process`); one killed (uvicorn
+    kills a worker that misses its health check, the kernel one out of memory) cannot, and its
+    breakers' states were added in for as long as the gateway ran: a breaker open at its death
+    showed open for good."""
 
     def collect(self) -> Iterable[Metric]:
-        files = [path for path in glob.glob(os.path.join(self._path, "*.db")) if _sized(path)]
+        files = [
+            path
+            for path in glob.glob(os.path.join(self._path, "*.db"))
+            if _sized(path) and not _live_gauges_of_a_dead_process(path)
+        ]
         return self.merge(files, accumulate=True)  # type: ignore[no-untyped-call,no-any-return]  # untyped in prometheus-client
 
 
@@ -215,6 +225,21 @@ def _sized(path: str) -> bool:
         return os.path.getsize(path) >= _HEADER_BYTES
     except FileNotFoundError:  # a dead process's live gauges, removed since the listing
         return False
+
+
+def _live_gauges_of_a_dead_process(path: str) -> bool:
+    """Whether ``path`` holds the live gauges (``gauge_live…_<pid>.db``, prometheus-client's
+    name) of a process that no longer runs."""
+    kind, _, pid = os.path.basename(path).removesuffix(".db").rpartition("_")
+    if not kind.startswith("gauge_live") or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it runs, as another user
+        return False
+    return False
 
 
 #: A metric file's header: the length in use and padding (prometheus-client's ``MmapedDict``).

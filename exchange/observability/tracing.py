@@ -20,6 +20,7 @@ with its password, a token or a secret as well as a log line may, so every span 
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping, Sequence
+from typing import Literal
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -41,23 +42,38 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer(TRACER)
 
 
-def exporter_from(environ: Mapping[str, str]) -> SpanExporter | None:
-    """The span exporter OpenTelemetry's variables ask for, or None: tracing stays off."""
+def chosen_exporter(environ: Mapping[str, str]) -> Literal["otlp", "console"] | None:
+    """Which span exporter OpenTelemetry's variables ask for, or None: tracing stays off. Raises
+    ConfigurationError for one the exchange cannot run: ``exchange serve`` asks before it starts
+    its workers, each of which would otherwise fail on it with a trace, be restarted, and fail
+    again, the gateway listening and serving no one."""
     names = [name.strip() for name in environ.get("OTEL_TRACES_EXPORTER", "").split(",") if name.strip()]
     endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if names == ["none"] or (not names and not endpoint):
         return None
     name = names[0] if names else "otlp"
     if name == "console":
-        return ConsoleSpanExporter()
+        return "console"
     if name != "otlp":
         raise ConfigurationError(f"OTEL_TRACES_EXPORTER: {name!r} is not one of otlp, console, none")
     try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
     except ImportError:
         raise ConfigurationError(
             "OTEL_TRACES_EXPORTER=otlp needs the OTLP exporter: pip install 'coalition-points-exchange[otlp]'"
         ) from None
+    return "otlp"
+
+
+def exporter_from(environ: Mapping[str, str]) -> SpanExporter | None:
+    """The span exporter OpenTelemetry's variables ask for (:func:`chosen_exporter`), or None."""
+    chosen = chosen_exporter(environ)
+    if chosen is None:
+        return None
+    if chosen == "console":
+        return ConsoleSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
     return OTLPSpanExporter()
 
 

@@ -105,6 +105,12 @@ class Services:
         """Every saga the exchange drives, for the figures its metrics show."""
         return [self.conversions.saga, self.matches.matching.saga, self.rewards.saga]
 
+    async def ensure_signing_keys(self) -> None:
+        """Tokens' and statements' active signing keys exist (made on the first start) and
+        EXCHANGE_KEY_ENCRYPTION_SECRET opens them, else :class:`ConfigurationError`."""
+        await self.access.ensure_signing_key()
+        await self.settlement.ensure_signing_key()
+
     async def saga_figures(self) -> list[SagaFigures]:
         """Where every saga stands now (read only): the metrics' saga gauges."""
         async with self.db.transaction() as session:

@@ -4,6 +4,7 @@ the clearing ledger. Each operation opens its own units of work and calls the ru
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import tempfile
@@ -263,8 +264,10 @@ class SettlementService:
         A refusal (an earlier period still open, …) fails the job with its reason. The database
         going away stops the job (``DatabaseUnavailable`` propagates) and puts it back in the
         queue at once if the database answers again, else first thing at this runner's next
-        pass: a runner's pass takes it again, and staff never see a dead run as running. (A
-        runner that dies leaves its job RUNNING until its heartbeat is stale.)
+        pass: a runner's pass takes it again, and staff never see a dead run as running. A runner
+        stopped (its gateway's SIGTERM cancels the pass) puts its job back in the queue before it
+        goes, for another gateway's next pass; it left it RUNNING, with nobody running it, until its
+        heartbeat was stale. (A runner that dies leaves its job RUNNING until then.)
         """
         await self._requeue_interrupted()
         async with self.db.transaction() as session:
@@ -274,20 +277,21 @@ class SettlementService:
         assert job.started_at is not None  # set by the claim
         try:
             await self._run_job(job)
-        except DatabaseUnavailable:
+        except (DatabaseUnavailable, asyncio.CancelledError):
             self._interrupted[job.id] = job.started_at
             await self._requeue_interrupted()
             raise
         return True
 
     async def _requeue_interrupted(self) -> None:
-        """Put back in the queue the runs this runner gave up on when the database went away."""
+        """Put back in the queue the runs this runner gave up on: the database went away, or the
+        runner was stopped."""
         for job_id, started_at in list(self._interrupted.items()):
             async with self.db.transaction() as session:
                 requeued = await jobs.requeue(session, job_id, started_at)
             del self._interrupted[job_id]
             if requeued:
-                logger.warning("settlement job %s lost the database and is queued again", job_id)
+                logger.warning("settlement job %s was interrupted and is queued again", job_id)
 
     async def _run_job(self, job: SettlementJob) -> None:
         """Run ``job``, taken by this runner, and record how it ended (not if the database went away)."""

@@ -40,8 +40,15 @@ class PostgresDatabases:
 
     def create(self) -> str:
         """A new migrated database; returns its URL."""
+        return self._create(f'TEMPLATE "{self.template}"')
+
+    def create_empty(self) -> str:
+        """A new database with no schema (not migrated); returns its URL."""
+        return self._create("TEMPLATE template0")
+
+    def _create(self, template: str) -> str:
         name = f"{self.prefix}_{next(self._counter)}"
-        self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        self._admin(f'CREATE DATABASE "{name}" {template}')
         self._created.append(name)
         return _with_database(self.server_url, name)
 

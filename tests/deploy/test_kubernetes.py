@@ -22,6 +22,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from exchange.app import create_app
 from exchange.cli import main
+from exchange.db.database import Database
 from exchange.ledger.periods import SettlementCalendar
 from exchange.programs.declarations import read_partners_directory
 from exchange.serving import free_port, serving
@@ -469,3 +470,22 @@ async def test_the_gateway_counts_callers_by_the_address_its_proxy_saw_not_one_t
         scope = {"type": "http", "client": (peer, 40000), "headers": [(b"x-forwarded-for", forwarded.encode())]}
         await gateway(scope, None, None)  # type: ignore[arg-type]
     assert [client[0] if client else None for client in seen] == ["203.0.113.5", "203.0.113.5", "203.0.113.99"]
+
+
+def test_the_connections_the_manifests_allow_for_are_those_the_gateway_may_open(
+    overlays: dict[str, list[Manifest]],
+) -> None:
+    """Each worker keeps two pools on PostgreSQL (units of work, and statements that commit on
+    their own): the manifests and their README allowed for one, half what the gateway opens."""
+    per_worker = Database.from_url("postgresql://exchange@db.internal/exchange").most_connections
+    for env, manifests in overlays.items():
+        pods = named(manifests, "HorizontalPodAutoscaler", "exchange-gateway")["spec"]["maxReplicas"]
+        args = only_gateway_container(manifests)["args"]
+        workers = int(args[args.index("--workers") + 1])
+        stated = (K8S / "overlays" / env / "autoscaling.yaml").read_text()
+        assert (
+            f"# At most {pods} pods × {workers} workers × {per_worker} connections = "
+            f"{pods * workers * per_worker} PostgreSQL connections" in stated
+        ), env
+    assert f"up to {per_worker} per worker" in README
+    assert f"maxReplicas × workers × {per_worker} must fit" in (K8S / "base" / "deployment.yaml").read_text()

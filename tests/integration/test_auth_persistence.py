@@ -103,6 +103,17 @@ async def test_private_signing_keys_are_stored_encrypted_and_need_the_secret(db:
         keys.decrypt_private_key(row, "another secret")
 
 
+async def test_a_start_with_another_key_encryption_secret_is_refused_naming_it(db: Database) -> None:
+    """Started with a secret that does not open the stored key, a gateway said it was ready and
+    then answered every request for a token with a 500."""
+    async with db.transaction() as session:
+        await keys.ensure_active_key(session, SECRET, NOW)
+    async with db.transaction() as session:
+        with pytest.raises(ConfigurationError, match="is not the secret it was stored with"):
+            await keys.ensure_active_key(session, "another secret", NOW)
+        assert (await keys.ensure_active_key(session, SECRET, NOW)).state == "active"
+
+
 async def test_rotation_retires_the_active_key_and_publishes_it_until_its_tokens_expire(db: Database) -> None:
     lifetime = timedelta(hours=1)
     async with db.transaction() as session:

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from exchange.app import create_app
+from exchange.cli import CommandFailed, load_settings
 from exchange.db import migrate
 from exchange.db.availability import DatabaseRefused, DatabaseUnavailable
 from exchange.db.database import Database, NestedUnitOfWork
@@ -148,6 +149,33 @@ async def test_the_idle_in_transaction_limit_is_set_beside_the_server_options_th
     finally:
         await db.dispose()
     assert tuple(shown) == ("2s", "5s")
+
+
+async def idle_in_transaction_limit(url: str, seconds: float) -> str:
+    """The idle-in-transaction limit a session of an engine made with ``seconds`` runs under."""
+    db = Database.from_url(url, idle_in_transaction_seconds=seconds)
+    try:
+        async with db.transaction() as session:
+            query = text("SELECT current_setting('idle_in_transaction_session_timeout')")
+            return str((await session.exec(query)).one()[0])  # type: ignore[call-overload]
+    finally:
+        await db.dispose()
+
+
+async def test_every_idle_in_transaction_limit_the_setting_takes_is_one_postgresql_takes(
+    pg_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A limit past PostgreSQL's (2**31 - 1 ms) was taken, and then every connection was refused,
+    reported as an outage."""
+    monkeypatch.setenv("EXCHANGE_DATABASE_IDLE_IN_TRANSACTION_SECONDS", "2147484")
+    with pytest.raises(
+        CommandFailed,
+        match=r"^EXCHANGE_DATABASE_IDLE_IN_TRANSACTION_SECONDS: Input should be less than or equal to 2147483$",
+    ):
+        load_settings()
+    monkeypatch.setenv("EXCHANGE_DATABASE_IDLE_IN_TRANSACTION_SECONDS", "2147483")
+    seconds = load_settings().database_idle_in_transaction_seconds
+    assert await idle_in_transaction_limit(pg_database_url, seconds) == "2147483s"
 
 
 @pytest.fixture

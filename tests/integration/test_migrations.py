@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -21,7 +23,9 @@ from exchange.loading import load_directory
 from exchange.pricing import promotions, quotes
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.service import load_partners
+from exchange.testing.databases import PostgresDatabases
 from tests.conftest import SAMPLE_PARTNERS
+from tests.integration.test_cli import EXCHANGE
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
@@ -38,6 +42,27 @@ def test_migrations_match_the_models(database_url: str) -> None:
 def test_a_fresh_database_is_at_the_head_revision(database_url: str) -> None:
     assert migrate.current_revision(database_url) == migrate.head_revision()
     migrate.ensure_migrated(database_url)
+
+
+def test_upgrades_started_together_on_an_empty_database_take_turns(postgres_databases: PostgresDatabases) -> None:
+    """Several ``exchange db upgrade``s at once (a migration Job retried beside its first run,
+    two deploy pipelines): all but one raced the first's CREATE TABLE and failed half-way with a
+    unique violation; now each waits for the one before and finds the schema at the head."""
+    url = postgres_databases.create_empty()
+    upgrades = [
+        subprocess.Popen(
+            [EXCHANGE, "db", "upgrade"],
+            env={**os.environ, "EXCHANGE_DATABASE_URL": url},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    said = [(upgrade.communicate(timeout=300), upgrade.returncode) for upgrade in upgrades]
+    head = migrate.head_revision()
+    assert said == [((f"database at migration {head}\n", ""), 0)] * 3
+    assert migrate.current_revision(url) == head
 
 
 async def test_programs_loaded_before_the_plural_column_get_their_point_name_with_an_s(database_url: str) -> None:

@@ -5,6 +5,7 @@ answered, however much body or how many requests follow it in the same read."""
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,3 +124,42 @@ def test_exchange_serve_speaks_through_the_bounded_protocol_within_its_connectio
     assert result.exit_code == 0, result.output
     assert run.call_args.kwargs["http"] is BoundedHeadProtocol
     assert run.call_args.kwargs["limit_concurrency"] == 250
+
+
+def test_exchange_serve_refuses_a_tracing_exporter_it_cannot_run_before_starting_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Only the workers read OpenTelemetry's variables: with several, each failed on an unknown
+    exporter with a trace, and uvicorn restarted it to fail again, while the port listened."""
+    url = f"sqlite:///{tmp_path / 'exchange.db'}"
+    migrate.upgrade(url)
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", url)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "jaeger")
+    with mock.patch("uvicorn.run") as run:
+        result = CliRunner().invoke(main, ["serve", "--port", "0", "--workers", "2"])
+    assert (result.exit_code, result.output) == (
+        2,
+        "Error: OTEL_TRACES_EXPORTER: 'jaeger' is not one of otlp, console, none\n",
+    )
+    run.assert_not_called()
+
+
+def test_exchange_serve_refuses_a_key_encryption_secret_that_does_not_open_the_keys_before_starting_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Started with another secret than the signing keys were stored with, the gateway said it
+    was ready and answered every request for a token (or a statement) with a 500."""
+    url = f"sqlite:///{tmp_path / 'exchange.db'}"
+    migrate.upgrade(url)
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", url)
+    monkeypatch.setenv("EXCHANGE_KEY_ENCRYPTION_SECRET", "k" * 32)
+    with mock.patch("uvicorn.run") as run:
+        assert CliRunner().invoke(main, ["serve", "--port", "0", "--workers", "2"]).exit_code == 0  # keys made
+        monkeypatch.setenv("EXCHANGE_KEY_ENCRYPTION_SECRET", "K" * 32)
+        result = CliRunner().invoke(main, ["serve", "--port", "0", "--workers", "2"])
+    assert result.exit_code == 2
+    assert re.fullmatch(
+        r"Error: '[\w-]+' cannot be decrypted: EXCHANGE_KEY_ENCRYPTION_SECRET is not the secret it was stored with\n",
+        result.output,
+    )
+    assert run.call_count == 1

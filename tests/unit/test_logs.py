@@ -79,6 +79,15 @@ def test_a_trace_is_redacted_too() -> None:
     assert "s3cr3t-in-a-trace" not in text and text.count("\n") > 1
 
 
+def test_a_json_line_is_unicode_even_for_an_unpaired_surrogate() -> None:
+    """A lone surrogate (which a client's JSON may hold) was written as the JSON escape
+    ``\\ud800``, which strict parsers (Rust's serde_json) refuse: the line was lost."""
+    record = logging.LogRecord("exchange.api", logging.WARNING, __file__, 1, "refused: %s", ("a\ud800b",), None)
+    message = json.loads(JsonFormatter().format(record))["message"]
+    assert message == "refused: a\\ud800b"  # a backslash and letters, as the text format writes it
+    message.encode("utf-8")  # what a strict parser needs: Unicode text
+
+
 def test_a_value_with_a_newline_cannot_forge_a_text_line() -> None:
     """What a client sent (a path, a program id) may be formatted into a message; in the text
     format its line breaks are written escaped, so the line cannot be followed by a forged one.

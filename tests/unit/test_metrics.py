@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,20 @@ def test_a_scrape_leaves_out_a_metric_file_another_worker_is_still_creating(
     recorded.close()
     (tmp_path / "counter_102.db").touch()  # worker 102's file, not sized yet
     assert families(exposition(None))["exchange_test"] == {(("worker", "101"),): 3.0}
+
+
+def test_a_scrape_leaves_out_the_live_gauges_of_a_worker_that_was_killed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A killed worker cannot drop its live gauges as one that stops does: its breaker, open when
+    it died, was added in (open) at every scrape for as long as the gateway ran."""
+    monkeypatch.setenv(MULTIPROCESS_DIRECTORY, str(tmp_path))
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True, text=True
+    )
+    for pid in (os.getpid(), int(gone.stdout)):
+        recorded = MmapedDict(str(tmp_path / f"gauge_livesum_{pid}.db"))
+        key = mmap_key("exchange_partner_breaker_open", "exchange_partner_breaker_open", ["program"], ["p"], "Open.")
+        recorded.write_value(key, 1.0, 0.0)
+        recorded.close()
+    assert families(exposition(None))["exchange_partner_breaker_open"] == {(("program", "p"),): 1.0}

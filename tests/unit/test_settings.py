@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
+from exchange.app import create_app
 from exchange.cli import CommandFailed, load_settings
 from exchange.db.migrate import ensure_writable_folder
 from exchange.errors import ConfigurationError
@@ -133,6 +134,16 @@ def test_production_refuses_the_development_or_a_short_key_encryption_secret(
         Settings(**settings).check_for_production()
 
 
+@pytest.mark.parametrize("host", ["", " ", " 0.0.0.0", "127.0.0.1 "])
+def test_an_empty_or_spaced_host_is_refused_naming_its_variable(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    """An empty one was taken, and ``exchange serve`` bound every interface of the machine."""
+    monkeypatch.setenv("EXCHANGE_HOST", host)
+    with pytest.raises(CommandFailed, match=r"^EXCHANGE_HOST: name the address to bind, without spaces: "):
+        load_settings()
+    monkeypatch.setenv("EXCHANGE_HOST", "0.0.0.0")
+    assert load_settings().host == "0.0.0.0"
+
+
 def test_the_issuer_defaults_to_this_servers_address_and_names_the_audience() -> None:
     settings = Settings(host="127.0.0.1", port=8123)
     assert settings.issuer_url == "http://127.0.0.1:8123"
@@ -189,5 +200,63 @@ async def test_every_saga_holds_its_rows_for_the_lease_the_setting_names(
     try:
         sagas = [*services.sagas, services.risk.review.conversions.saga, services.risk.review.redemptions.saga]
         assert {saga.policy.lease for saga in sagas} == {timedelta(seconds=2.5)}
+    finally:
+        await services.aclose()
+
+
+FLOAT_SETTINGS = [name for name, field in Settings.model_fields.items() if field.annotation is float]
+
+
+@pytest.mark.parametrize("name", FLOAT_SETTINGS)
+@pytest.mark.parametrize("value", ["inf", "1e999", "-inf", "nan"])
+def test_no_setting_takes_a_number_that_is_not_finite(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    """``inf`` was taken by every duration without an upper bound: some stopped each worker's
+    start with an OverflowError's trace, the others silently meant "never"."""
+    variable = f"EXCHANGE_{name.upper()}"
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(CommandFailed, match=rf"^{variable}: Input should be a finite number"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "largest"),
+    [
+        ("pending_poll_first_seconds", 86400),
+        ("pending_poll_longest_seconds", 604800),
+        ("webhook_first_retry_seconds", 3600),
+        ("webhook_longest_retry_seconds", 604800),
+        ("token_failure_window", 86400),
+    ],
+)
+def test_a_wait_too_long_to_be_a_duration_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, largest: int
+) -> None:
+    """These were taken up to any size, and a value past what a ``timedelta`` holds (1e20)
+    stopped every worker's start with an OverflowError's trace."""
+    variable = f"EXCHANGE_{name.upper()}"
+    monkeypatch.setenv(variable, str(largest + 1))
+    with pytest.raises(CommandFailed, match=rf"^{variable}: Input should be less than or equal to {largest}$"):
+        load_settings()
+    monkeypatch.setenv(variable, str(largest))
+    assert getattr(load_settings(), name) == largest
+
+
+async def test_the_gateway_is_built_on_every_wait_at_its_longest_and_its_back_offs_hold(tmp_path: Path) -> None:
+    """At their largest allowed values the waits build the gateway, and their back-offs,
+    doubled as often as they ever are, stay within what a ``timedelta`` holds."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'x.db'}",
+        pending_poll_first_seconds=86400,
+        pending_poll_longest_seconds=604800,
+        webhook_first_retry_seconds=3600,
+        webhook_longest_retry_seconds=604800,
+        token_failure_window=86400,
+    )
+    services = create_app(settings).state.services
+    try:
+        schedule = services.webhooks.dispatcher.schedule
+        assert schedule.delay(10**6, draw=0.999) <= schedule.longest == timedelta(weeks=1)
+        policy = services.sagas[0].policy
+        assert policy.poll_backoff(10**6) == policy.longest_poll == timedelta(weeks=1)
     finally:
         await services.aclose()

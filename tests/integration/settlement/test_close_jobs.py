@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -89,6 +90,35 @@ async def test_a_job_whose_runner_went_silent_is_taken_again(november: Settlemen
     clock.advance(minutes=3)
     assert await november.run_next_job() is True
     assert (await november.job(job.id)).state == JobState.DONE
+
+
+async def test_a_close_stopped_with_its_gateway_is_queued_again_for_the_next_pass(
+    november: SettlementService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway stopping (SIGTERM) cancels its background jobs: the runner's close, cancelled
+    while netting, left its job RUNNING, with nobody running it, until its heartbeat was stale
+    (two minutes); it is queued again at once, and the next pass closes the period once."""
+    real = closing.netting.obligations
+    netting = asyncio.Event()
+
+    async def endless(session, period, currency):  # type: ignore[no-untyped-def]
+        netting.set()
+        await asyncio.Event().wait()
+
+    job = await november.request_close("2026-11", by="alice")
+    with monkeypatch.context() as stopping:
+        stopping.setattr(closing.netting, "obligations", endless)
+        runner = asyncio.create_task(november.run_next_job())
+        await netting.wait()
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+    queued = await november.job(job.id)
+    assert (queued.state, queued.step, queued.progress, queued.error) == (JobState.QUEUED, "", 0, None)
+    assert closing.netting.obligations is real
+    assert await november.run_next_job() is True
+    assert (await november.job(job.id)).state == JobState.DONE
+    assert (await november.period("2026-11")).status is PeriodStatus.CLOSED
 
 
 async def test_a_close_whose_connection_is_killed_while_netting_is_queued_again_and_the_next_pass_closes_it(
