@@ -366,6 +366,11 @@ RULES: tuple[FieldRule, ...] = (
         "resolve the open breaks of the current import instead",
     ),
     FieldRule(
+        "RECONCILIATION_REPLACED",
+        "{partner}'s reconciliation for {period} was replaced by a later import since the page was shown: "
+        "nothing was changed; review the breaks of the current import and try again",
+    ),
+    FieldRule(
         "SIGNED_OFF",
         "{partner}'s period {period} is signed off: its records and breaks are final; "
         "a difference found since is reconciled in the next open period",

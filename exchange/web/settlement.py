@@ -53,8 +53,10 @@ BREAK_KINDS = [kind for kind in BreakKind if kind is not BreakKind.MATCHED]
 DOWNLOADS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "jws": "application/jose"}
 #: How many of a statement's lines its page shows at a time (both consoles); the downloads hold them all.
 LINES_SHOWN = 200
+#: How long the ids the exchange makes (a job's, a reconciliation's: UUIDs) are.
+ID_LENGTH = 36
 #: How long a path parameter may be; any other is refused before a service sees it.
-PATH_LIMITS = {"period": 7, "partner": 64, "participant": 64, "job_id": 36, "form": 8}
+PATH_LIMITS = {"period": 7, "partner": 64, "participant": 64, "job_id": ID_LENGTH, "form": 8}
 
 
 def _checked(value: str, name: str, limit: int) -> str:
@@ -397,6 +399,7 @@ class SettlementConsole:
                     reason=_field(form, "reason"),
                     actor=self._actor(request),
                     counterparty=_field(form, "adjust_against") or None,
+                    reconciliation=_seen(form),
                 )
             )
         except ExchangeError as refused:
@@ -413,7 +416,7 @@ class SettlementConsole:
         form = await request.form()
         try:
             note = _field(form, "note") or None
-            await self.settlement.sign_off(partner, period, by=self._actor(request), note=note)
+            await self.settlement.sign_off(partner, period, by=self._actor(request), note=note, seen=_seen(form))
         except ExchangeError as refused:
             return await self.reconciliation(request, error=refused)
         return RedirectResponse(reconciliation_url(period, partner, notice="signed-off"), status_code=303)
@@ -493,6 +496,12 @@ def _resolution(value: str) -> Resolution:
         raise BadUserInput(
             "choose how to resolve them: accept the ledger's figure, or adjust", field="resolution"
         ) from None
+
+
+def _seen(form: FormData) -> str | None:
+    """The reconciliation the page showed when it made the form (its id), which the form acts
+    on only if no import has replaced it since; None from a form that names none."""
+    return _field(form, "reconciliation", ID_LENGTH) or None
 
 
 def _selection(form: FormData) -> BreakSelection:

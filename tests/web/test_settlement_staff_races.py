@@ -1,0 +1,98 @@
+"""Two settlement staff on one partner's reconciliation at once: a form sent from a page that a
+colleague's later import has made stale changes nothing, and says so in the reader's language."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from exchange.auth.scopes import Role
+from exchange.testing.databases import PostgresDatabases
+from tests.web.conftest import Gateway
+from tests.web.settlement_month import CSRF_FIELD, RECORDS, settling_gateway
+from tests.web.test_console_http import form_token, signed_in
+from tests.web.test_settlement_http import close_from_console
+
+SHOWN_RECONCILIATION = re.compile(r'name="reconciliation" value="([^"]+)"')
+REPLACED = "were imported again since the page was shown"
+
+
+@pytest.fixture(scope="module")
+def settling(postgres_databases: PostgresDatabases) -> Iterator[tuple[Gateway, str]]:
+    yield from settling_gateway(postgres_databases)
+
+
+def page_form(client: httpx.Client, path: str) -> dict[str, str]:
+    """What a reconciliation page's forms carry: the CSRF token, and the reconciliation shown."""
+    page = client.get(path).text
+    token, shown = CSRF_FIELD.search(page), SHOWN_RECONCILIATION.search(page)
+    assert token is not None and shown is not None, page
+    return {"csrf_token": token[1], "reconciliation": shown[1]}
+
+
+def upload(client: httpx.Client, path: str, records: str, token: str) -> int:
+    """Import ``records`` as the page's script does; the breaks left open."""
+    uploaded = client.put(
+        f"{path}/records", content=records, headers={"Content-Type": "text/csv", "X-CSRF-Token": token}
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    return int(uploaded.json()["unresolvedBreaks"])
+
+
+def open_breaks(client: httpx.Client, path: str) -> str:
+    found = re.search(r'<dd id="open-breaks">([^<]+)</dd>', client.get(path).text)
+    assert found is not None
+    return found[1]
+
+
+def test_resolving_from_a_page_a_later_import_replaced_resolves_nothing(settling: tuple[Gateway, str]) -> None:
+    """Ana reviews fresh-mart's breaks; Ben imports a corrected file meanwhile; Ana's "every
+    open break the filter shows" resolves none of the new import's breaks, which she never
+    saw, and says why; sent again from the page as it is now, it resolves them."""
+    gateway, month = settling
+    path = f"/console/settlement/{month}/reconciliations/fresh-mart"
+    with (
+        signed_in(gateway, gateway.person(Role.SETTLEMENT)) as ana,
+        signed_in(gateway, gateway.person(Role.SETTLEMENT)) as ben,
+    ):
+        close_from_console(ana, month)
+        assert upload(ana, path, RECORDS, form_token(ana, "/console/settlement/")) == 5
+        seen = page_form(ana, path)
+        corrected = RECORDS.replace("conversion:x2,7.50,tune-stream\n", "")
+        assert upload(ben, path, corrected, page_form(ben, path)["csrf_token"]) == 4
+        every = {**seen, "scope": "filter", "resolution": "ACCEPT_LEDGER", "reason": "agreed"}
+        stale = ana.post(f"{path}/resolve", data=every)
+        assert stale.status_code == 409 and REPLACED in stale.text and "nothing was changed" in stale.text
+        assert open_breaks(ana, path) == "4"
+        chinese = ana.post(f"{path}/resolve", data=every, headers={"accept-language": "zh-TW"})
+        assert chinese.status_code == 409 and "was replaced by a later import" not in chinese.text
+        assert "未變更任何內容" in chinese.text
+        resolved = ana.post(f"{path}/resolve", data={**every, **page_form(ana, path)})
+        assert resolved.status_code == 303 and "resolved%3A4" in resolved.headers["location"]
+
+
+def test_signing_off_from_a_page_a_later_import_replaced_signs_nothing_off(settling: tuple[Gateway, str]) -> None:
+    """tune-stream's file agrees with the ledger and Ana opens its sign-off; Ben imports another
+    file meanwhile: Ana's sign-off is refused (she has not seen what she would sign off), and
+    the period stays open to sign off from the page as it is now."""
+    gateway, month = settling
+    path = f"/console/settlement/{month}/reconciliations/tune-stream"
+    agreeing = "reference,amount,counterparty\nconversion:c5,-12.00,fresh-mart\n"
+    with (
+        signed_in(gateway, gateway.person(Role.SETTLEMENT)) as ana,
+        signed_in(gateway, gateway.person(Role.SETTLEMENT)) as ben,
+    ):
+        close_from_console(ana, month)
+        assert upload(ana, path, agreeing, form_token(ana, "/console/settlement/")) == 0
+        seen = page_form(ana, path)
+        token = form_token(ben, path)
+        assert upload(ben, path, agreeing + "conversion:x7,3.00,fresh-mart\n", token) == 1
+        assert upload(ben, path, agreeing, token) == 0
+        stale = ana.post(f"{path}/sign-off", data={**seen, "note": "all agreed"})
+        assert stale.status_code == 409 and REPLACED in stale.text
+        assert "Signed off by" not in ana.get(path).text
+        signed = ana.post(f"{path}/sign-off", data={**page_form(ana, path), "note": "all agreed"})
+        assert signed.status_code == 303 and "Signed off by" in ana.get(path).text
