@@ -332,6 +332,7 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("REASON", "give the reason, in {least} to {most} characters"),
     FieldRule("SELECTED_BREAKS", "name {least} to {most} breaks; select more by filters"),
     FieldRule("RESOLUTION", "choose how to resolve them: accept the ledger's figure, or adjust"),
+    FieldRule("BREAK_SCOPE", "choose which breaks: those selected, or every open break the filter shows"),
     FieldRule(
         "UNRESOLVED_BREAKS",
         "{partner}'s period {period} has {least} {unresolved}: resolve every break of its reconciliation first "

@@ -505,8 +505,12 @@ def _seen(form: FormData) -> str | None:
 
 
 def _selection(form: FormData) -> BreakSelection:
-    """The breaks ticked (``scope=selected``), or every open break the page's filter shows."""
-    if _field(form, "scope") == "selected":
+    """The breaks ticked (``scope=selected``), or every open break the page's filter shows
+    (``scope=filter``); a form that says neither is refused, not taken for every open break."""
+    scope = _field(form, "scope")
+    if scope not in ("selected", "filter"):
+        raise BadUserInput("choose which breaks: those selected, or every open break the filter shows", field="scope")
+    if scope == "selected":
         ids = [whole_number(value) if isinstance(value, str) else None for value in form.getlist("break")]
         if None in ids:
             raise BadUserInput("break ids are numbers", field="selection.ids")

@@ -96,3 +96,20 @@ def test_signing_off_from_a_page_a_later_import_replaced_signs_nothing_off(settl
         assert "Signed off by" not in ana.get(path).text
         signed = ana.post(f"{path}/sign-off", data={**page_form(ana, path), "note": "all agreed"})
         assert signed.status_code == 303 and "Signed off by" in ana.get(path).text
+
+
+def test_a_resolve_form_that_does_not_say_which_breaks_resolves_none(settling: tuple[Gateway, str]) -> None:
+    """The page's form says whether it means the breaks ticked or every open break the filter
+    shows; one saying neither (hand-made, or from an older page) is refused, not taken for all."""
+    gateway, month = settling
+    path = f"/console/settlement/{month}/reconciliations/wallet-pay"
+    records = "reference,amount\nconversion:c2,40.00\nconversion:x3,1.00\n"
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as ana:
+        close_from_console(ana, month)
+        opened = upload(ana, path, records, form_token(ana, "/console/settlement/"))
+        assert opened > 0
+        form = {**page_form(ana, path), "resolution": "ACCEPT_LEDGER", "reason": "agreed"}
+        for scope in ({}, {"scope": "everything"}):
+            refused = ana.post(f"{path}/resolve", data={**form, **scope}, headers={"accept-language": "zh-TW"})
+            assert refused.status_code == 400 and "請選擇處理哪些差異" in refused.text, scope
+        assert open_breaks(ana, path) == str(opened)
