@@ -351,6 +351,7 @@ RULES: tuple[FieldRule, ...] = (
     ),
     FieldRule("NO_PARTICIPANT", "{got} took no part in settling period {period}"),
     FieldRule("NO_JOB", "no settlement job has id {got}"),
+    FieldRule("JOB_UNEXPECTED", "an unexpected error: see the gateway's log"),
     FieldRule(
         "NOT_RECONCILED", "{partner} has no records imported for {period}: import and reconcile them before signing off"
     ),
@@ -395,16 +396,22 @@ class FieldProblem:
     def of(cls, error: ExchangeError) -> FieldProblem:
         """``error`` read back into the rule that wrote it (a rule that names a field, only
         when it names the error's)."""
+        return cls.read(error.message, field=error.field)
+
+    @classmethod
+    def read(cls, text: str, *, field: str | None = None) -> FieldProblem:
+        """A refusal's English ``text``, as an error said it and a row keeps it (a failed
+        settlement job's reason), read back into the rule that wrote it."""
         for rule in RULES:
-            written = rule.values(error.message)
-            if written is None or written.get("field", error.field) != error.field:
+            written = rule.values(text)
+            if written is None or written.get("field", field) != field:
                 continue
             try:
                 values = {name: _value(name, value) for name, value in written.items()}
             except ValueError:  # not what the rule writes after all
                 continue
-            return cls(error.field, error.message, rule.key, values)
-        return cls(error.field, error.message)
+            return cls(field, text, rule.key, values)
+        return cls(field, text)
 
 
 def _value(name: str, written: str) -> object:

@@ -31,7 +31,7 @@ from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.break_report import NextStep
 from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
 from exchange.settlement.issued import Issued, stored_csv
-from exchange.settlement.models import IssuedStatement, JobState
+from exchange.settlement.models import IssuedStatement, JobState, SettlementJob
 from exchange.settlement.statements import StatementLine
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem, whole_number
@@ -203,16 +203,14 @@ class SettlementConsole:
             job = await self.settlement.job(request.path_params["job_id"])
         except ExchangeError as refused:
             return self._problem(request, refused)
-        return self.pages.render(request, "console/settlement/job.html", {"job": job, "running": _running(job.state)})
+        return self.pages.render(request, "console/settlement/job.html", _job_context(job))
 
     async def job_progress(self, request: Request) -> Response:
         try:
             job = await self.settlement.job(request.path_params["job_id"])
         except ExchangeError as refused:
             return self._problem(request, refused)
-        return self.pages.render(
-            request, "console/settlement/job_progress.html", {"job": job, "running": _running(job.state)}
-        )
+        return self.pages.render(request, "console/settlement/job_progress.html", _job_context(job))
 
     # A closed period: the netting picture and every participant's position
 
@@ -481,8 +479,14 @@ def next_step_said(pages: Pages, request: Request) -> Callable[[NextStep], str]:
     return pages.macro(request, "_next_step.html", "next_step")
 
 
-def _running(state: str) -> bool:
-    return state in (JobState.QUEUED, JobState.RUNNING)
+def _job_context(job: SettlementJob) -> dict[str, Any]:
+    """What a job's page and its progress fragment show: the job, whether it still runs, and
+    why it failed, read back into the rule that said it (for the reader's language)."""
+    return {
+        "job": job,
+        "running": job.state in (JobState.QUEUED, JobState.RUNNING),
+        "failure": FieldProblem.read(job.error) if job.error else None,
+    }
 
 
 def _not_found() -> Mapping[str, Any]:
