@@ -35,7 +35,7 @@ from exchange.settlement.models import IssuedStatement, JobState, SettlementJob
 from exchange.settlement.statements import StatementLine
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem, whole_number
-from exchange.web.access import BadRequest, Endpoint, Page, Rule, form_text, query_cursor, requires
+from exchange.web.access import BadRequest, Endpoint, Page, Rule, form_fields, form_text, query_cursor, requires
 from exchange.web.field_rules import FieldProblem
 from exchange.web.netting_picture import draw
 from exchange.web.templating import Pages
@@ -53,6 +53,8 @@ BREAK_KINDS = [kind for kind in BreakKind if kind is not BreakKind.MATCHED]
 DOWNLOADS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "jws": "application/jose"}
 #: How many of a statement's lines its page shows at a time (both consoles); the downloads hold them all.
 LINES_SHOWN = 200
+#: What a refused form of a reconciliation's page held that the page shows again as typed.
+ENTERED_FIELDS = ("scope", "resolution", "adjust_against", "reason", "note")
 #: How long the ids the exchange makes (a job's, a reconciliation's: UUIDs) are.
 ID_LENGTH = 36
 #: How long a path parameter may be; any other is refused before a service sees it.
@@ -278,8 +280,16 @@ class SettlementConsole:
         )
 
     async def reconciliation(
-        self, request: Request, *, error: ExchangeError | None = None, notice: str | None = None
+        self,
+        request: Request,
+        *,
+        error: ExchangeError | None = None,
+        notice: str | None = None,
+        entered: FormData | None = None,
     ) -> Response:
+        """A partner's reconciliation; refused (``error``), its forms keep what was ``entered``
+        (the breaks ticked, how and why to resolve them, the note), so that sending them again
+        after a correction does not fall back to the defaults (accepting the ledger's figure)."""
         period, partner = request.path_params["period"], request.path_params["partner"]
         query = request.query_params
         kind = query.get("kind") or None
@@ -300,6 +310,8 @@ class SettlementConsole:
             "reconciliation": None,
             "trail": [],
             "max_reason": MAX_REASON,
+            "entered": form_fields(entered or FormData(), ENTERED_FIELDS),
+            "ticked": {value for value in (entered or FormData()).getlist("break") if isinstance(value, str)},
         }
         try:
             position = await self.settlement.position(partner, period)
@@ -401,7 +413,7 @@ class SettlementConsole:
                 )
             )
         except ExchangeError as refused:
-            return await self.reconciliation(request, error=refused)
+            return await self.reconciliation(request, error=refused, entered=form)
         return RedirectResponse(
             reconciliation_url(
                 period, partner, kind=kind, counterparty=counterparty, notice=f"resolved:{done.resolved}"
@@ -416,7 +428,7 @@ class SettlementConsole:
             note = _field(form, "note") or None
             await self.settlement.sign_off(partner, period, by=self._actor(request), note=note, seen=_seen(form))
         except ExchangeError as refused:
-            return await self.reconciliation(request, error=refused)
+            return await self.reconciliation(request, error=refused, entered=form)
         return RedirectResponse(reconciliation_url(period, partner, notice="signed-off"), status_code=303)
 
 

@@ -1,5 +1,7 @@
-"""Two settlement staff on one partner's reconciliation at once: a form sent from a page that a
-colleague's later import has made stale changes nothing, and says so in the reader's language."""
+"""Settlement staff at work on a partner's reconciliation, two at once: a form sent from a page
+that a colleague's later import has made stale changes nothing, and says so in the reader's
+language; a form that does not say which breaks it means, or is refused, changes nothing and
+comes back as it was sent."""
 
 from __future__ import annotations
 
@@ -113,3 +115,26 @@ def test_a_resolve_form_that_does_not_say_which_breaks_resolves_none(settling: t
             refused = ana.post(f"{path}/resolve", data={**form, **scope}, headers={"accept-language": "zh-TW"})
             assert refused.status_code == 400 and "請選擇處理哪些差異" in refused.text, scope
         assert open_breaks(ana, path) == str(opened)
+
+
+def test_a_refused_resolve_form_comes_back_as_it_was_sent(settling: tuple[Gateway, str]) -> None:
+    """Refused, the form keeps the breaks ticked, the choice to adjust, its counterparty and
+    the reason: sending it again after correcting the counterparty adjusts, and does not fall
+    back to accepting the ledger's figure for breaks no longer ticked."""
+    gateway, month = settling
+    path = f"/console/settlement/{month}/reconciliations/formosa-air"
+    records = "reference,amount\nconversion:c3,-30.00\nconversion:c4,24.51\nconversion:x9,1.25\n"
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as ana:
+        close_from_console(ana, month)
+        assert upload(ana, path, records, form_token(ana, "/console/settlement/")) == 2
+        ticked = re.findall(r'name="break" value="(\d+)"', ana.get(path).text)[:1]
+        form = {**page_form(ana, path), "scope": "selected", "break": ticked, "resolution": "ADJUST"}
+        sent = {**form, "adjust_against": "fresh-mrat", "reason": "c4 a cent over"}
+        refused = ana.post(f"{path}/resolve", data=sent)
+        page = re.sub(r"\s+", " ", refused.text)
+        assert refused.status_code == 400 and "Counterparty of the adjustments: no such program" in page
+        assert f'value="{ticked[0]}" id="break-{ticked[0]}" checked' in page
+        assert 'name="resolution" value="ADJUST" checked' in page
+        assert 'name="resolution" value="ACCEPT_LEDGER" checked' not in page
+        assert 'name="adjust_against" value="fresh-mrat"' in page and 'value="c4 a cent over"' in page
+        assert open_breaks(ana, path) == "2"
