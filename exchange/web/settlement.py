@@ -292,8 +292,11 @@ class SettlementConsole:
         after a correction does not fall back to the defaults (accepting the ledger's figure)."""
         period, partner = request.path_params["period"], request.path_params["partner"]
         query = request.query_params
-        kind = query.get("kind") or None
-        counterparty = query.get("counterparty") or None
+        # A refused form is shown with the filter it was sent under (its hidden fields): the
+        # breaks it meant, and a form that, sent again, means them still.
+        filters = form_fields(entered if entered is not None else query, ("kind", "counterparty"))
+        kind = filters["kind"] or None
+        counterparty = filters["counterparty"] or None
         if counterparty is not None and text_problem(counterparty, PATH_LIMITS["partner"]):
             counterparty = None  # a filter no break can match
         after = query_cursor(request)

@@ -138,3 +138,26 @@ def test_a_refused_resolve_form_comes_back_as_it_was_sent(settling: tuple[Gatewa
         assert 'name="resolution" value="ACCEPT_LEDGER" checked' not in page
         assert 'name="adjust_against" value="fresh-mrat"' in page and 'value="c4 a cent over"' in page
         assert open_breaks(ana, path) == "2"
+
+
+def test_a_refused_resolve_form_keeps_the_filter_it_was_sent_under(settling: tuple[Gateway, str]) -> None:
+    """Every open break the filter shows, refused for want of a reason: the page shown lists
+    the filter's breaks and its form keeps that filter, so that sent again with a reason it
+    resolves them, not every open break of every class."""
+    gateway, month = settling
+    path = f"/console/settlement/{month}/reconciliations/wallet-pay"
+    records = "reference,amount\nconversion:c1,-100.00\nconversion:c2,39.00\nconversion:x1,2.00\n"
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as ana:
+        close_from_console(ana, month)
+        assert upload(ana, path, records, form_token(ana, "/console/settlement/")) == 3
+        form = {**page_form(ana, path), "scope": "filter", "resolution": "ACCEPT_LEDGER", "reason": ""}
+        refused = ana.post(f"{path}/resolve", data={**form, "kind": "MISSING_IN_LEDGER"})
+        assert refused.status_code == 400
+        page = re.sub(r"\s+", " ", refused.text)
+        assert '<input type="hidden" name="kind" value="MISSING_IN_LEDGER">' in page
+        assert '<option value="MISSING_IN_LEDGER" selected>' in page
+        assert "conversion:x1" in page and "conversion:c2" not in page, "the filter's breaks"
+        again = dict(re.findall(r'<input type="hidden" name="(kind|counterparty)" value="([^"]*)">', page))
+        resolved = ana.post(f"{path}/resolve", data={**form, **again, "reason": "not ours"})
+        assert resolved.status_code == 303 and "resolved%3A1" in resolved.headers["location"]
+        assert open_breaks(ana, path) == "2"
