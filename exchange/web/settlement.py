@@ -38,7 +38,7 @@ from exchange.text import text_problem, whole_number
 from exchange.web.access import BadRequest, Endpoint, Page, Rule, form_fields, form_text, query_cursor, requires
 from exchange.web.field_rules import FieldProblem
 from exchange.web.netting_picture import draw
-from exchange.web.templating import Pages
+from exchange.web.templating import Pages, Place
 from exchange.web.visitors import visitor_of
 
 BASE = "/console/settlement"
@@ -88,13 +88,19 @@ class SettlementConsole:
         self.catalog = catalog
 
     async def _render(
-        self, request: Request, template: str, context: Mapping[str, Any], *, status_code: int = 200
+        self,
+        request: Request,
+        template: str,
+        context: Mapping[str, Any],
+        *,
+        status_code: int = 200,
+        place: Place | None = None,
     ) -> Response:
         """A page that names participants: by their programs' names (``names``, program id to
         name; ``_labels.html``'s ``participant`` says one), with the id beside the name for
-        staff who match it in files."""
+        staff who match it in files. ``place``: as :meth:`Pages.render` takes it."""
         names = await participant_names(self.catalog)
-        return self.pages.render(request, template, {**context, "names": names}, status_code=status_code)
+        return self.pages.render(request, template, {**context, "names": names}, status_code=status_code, place=place)
 
     def _page(
         self,
@@ -190,6 +196,8 @@ class SettlementConsole:
                 "can_write": WRITES.allows(visitor_of(request).principal),
             },
             status_code=http_status(error.code) if error else 200,
+            # Shown for a refused POST: its language links lead to the periods, not to the form's address.
+            place=Place({}, path=f"{BASE}/") if error else None,
         )
 
     async def close(self, request: Request) -> Response:
@@ -358,6 +366,8 @@ class SettlementConsole:
             "console/settlement/reconciliation.html",
             context,
             status_code=http_status(error.code) if error else 200,
+            # Shown for a refused POST: its language links lead to this page, under its filter.
+            place=Place(filters, path=reconciliation_url(period, partner)) if request.method == "POST" else None,
         )
 
     async def upload(self, request: Request) -> Response:

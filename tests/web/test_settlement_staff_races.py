@@ -161,3 +161,34 @@ def test_a_refused_resolve_form_keeps_the_filter_it_was_sent_under(settling: tup
         resolved = ana.post(f"{path}/resolve", data={**form, **again, "reason": "not ours"})
         assert resolved.status_code == 303 and "resolved%3A1" in resolved.headers["location"]
         assert open_breaks(ana, path) == "2"
+
+
+def language_link(page: str, tag: str) -> str:
+    found = re.search(rf'href="([^"]*)" lang="{tag}"', page)
+    assert found is not None
+    return found[1].replace("&amp;", "&")
+
+
+def test_a_refused_forms_language_links_lead_to_its_page(settling: tuple[Gateway, str]) -> None:
+    """A refused form is shown at the address it was sent to, which answers only its POST: the
+    page's language links lead to the page the form is on (the periods; the reconciliation,
+    under the filter it was sent under), in the language chosen."""
+    gateway, month = settling
+    path = f"/console/settlement/{month}/reconciliations/formosa-air"
+    records = "reference,amount\nconversion:c3,-30.00\nconversion:x9,1.25\n"
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as ana:
+        close_from_console(ana, month)  # in English: following a language link keeps the language chosen
+        token = form_token(ana, "/console/settlement/")
+        not_over = ana.post("/console/settlement/close", data={"csrf_token": token, "period": "2999-01"})
+        assert not_over.status_code == 400
+        periods = ana.get(language_link(not_over.text, "zh-TW"))
+        assert periods.status_code == 200 and "<h1>結算期間</h1>" in periods.text
+        assert upload(ana, path, records, token) > 0
+        form = {**page_form(ana, path), "scope": "filter", "resolution": "ACCEPT_LEDGER", "reason": ""}
+        refused = ana.post(f"{path}/resolve", data={**form, "kind": "MISSING_IN_LEDGER"})
+        assert refused.status_code == 400
+        link = language_link(refused.text, "zh-TW")
+        assert link.startswith(f"{path}?")
+        shown = ana.get(link)
+        assert shown.status_code == 200 and '<option value="MISSING_IN_LEDGER" selected>' in shown.text
+        assert "conversion:x9" in shown.text and "conversion:c3" not in shown.text
