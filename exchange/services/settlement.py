@@ -574,8 +574,14 @@ class SettlementService:
         async with self.db.transaction() as session:
             return PositionView(await position_of(session, participant, period), await settlement_currency(session))
 
-    async def sign_off(self, partner: str, period: str, *, by: str, note: str | None) -> PositionView:
+    async def sign_off(
+        self, partner: str, period: str, *, by: str, note: str | None, seen: str | None = None
+    ) -> PositionView:
+        """Sign off the partner's period; ``seen``: the reconciliation a page's form showed
+        (see ``settlement.signoff``)."""
         period = self.calendar.parse(period)
         async with self.db.transaction() as session:
-            position = await signoff.sign_off(session, partner, period, actor=by, note=note, now=self.clock.now())
+            position = await signoff.sign_off(
+                session, partner, period, actor=by, note=note, now=self.clock.now(), seen=seen
+            )
             return PositionView(position, await settlement_currency(session))

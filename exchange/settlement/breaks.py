@@ -54,6 +54,7 @@ from exchange.settlement.reconciliation import (
     break_difference,
     current_reconciliation,
     get_reconciliation,
+    require_current,
     unresolved_breaks,
 )
 
@@ -271,6 +272,9 @@ class BulkResolveRequest:
     counterparty: str | None = None
     """ADJUST only: who takes the other side of every adjustment (default: each break's own,
     as for one break)."""
+    reconciliation: str | None = None
+    """The id of the reconciliation the selection was made on (a page's form): refused if a
+    later import has replaced it since, rather than resolving breaks nobody looked at."""
 
 
 @dataclass(frozen=True)
@@ -295,6 +299,7 @@ async def resolve_breaks(
         raise BadUserInput("accepting the ledger's figure posts nothing: name no counterparty", field="adjustment")
     await open_position(session, request.partner, request.period)
     reconciliation = await get_reconciliation(session, request.partner, request.period)
+    require_current(request.partner, request.period, reconciliation, request.reconciliation)
     if request.counterparty is not None:
         await check_counterparty(session, request.partner, request.counterparty, field="adjustment.counterparty")
     await _check_named(session, request.selection)

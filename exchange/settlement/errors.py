@@ -111,6 +111,19 @@ class BreakNotFound(NotFound):
         super().__init__(f"no break has id {break_id}", field="breakId")
 
 
+class ReconciliationReplaced(IdempotencyConflict):
+    """A page's form acted on a partner's reconciliation that a later import (by someone else,
+    since the page was shown) has replaced: its breaks and figures are not what staff saw."""
+
+    def __init__(self, partner: str, period: str) -> None:
+        super().__init__(
+            f"{partner}'s reconciliation for {period} was replaced by a later import since the page was shown: "
+            "nothing was changed; review the breaks of the current import and try again",
+            field="reconciliation",
+            partner=partner,
+        )
+
+
 class ResolutionConflict(IdempotencyConflict):
     def __init__(self, break_id: int, *, field: str = "breakId") -> None:
         super().__init__(

@@ -46,6 +46,7 @@ from exchange.settlement.errors import (
     MalformedRecords,
     NoSuchParticipant,
     ReconciliationNotFound,
+    ReconciliationReplaced,
     ResolvedBreaksWouldBeLost,
 )
 from exchange.settlement.models import BreakResolution, Reconciliation, ReconciliationBreak, RecordsSource
@@ -254,6 +255,14 @@ async def get_reconciliation(session: AsyncSession, partner: str, period: str) -
     if reconciliation is None:
         raise ReconciliationNotFound(partner, period)
     return reconciliation
+
+
+def require_current(partner: str, period: str, current: Reconciliation | None, seen: str | None) -> None:
+    """Refuse a page's form made on the reconciliation ``seen`` (its id; None: not a page's
+    form) unless that is still the partner's ``current`` one: acting on what a later import
+    replaced meanwhile would resolve breaks, or sign off figures, that nobody looked at."""
+    if seen is not None and (current is None or current.id != seen):
+        raise ReconciliationReplaced(partner, period)
 
 
 @dataclass(frozen=True, slots=True)

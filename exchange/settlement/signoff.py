@@ -10,21 +10,30 @@ from exchange.errors import BadUserInput
 from exchange.settlement.errors import NotReconciled, UnresolvedBreaks
 from exchange.settlement.models import SettlementPosition
 from exchange.settlement.positions import open_position
-from exchange.settlement.reconciliation import current_reconciliation, unresolved_breaks
+from exchange.settlement.reconciliation import current_reconciliation, require_current, unresolved_breaks
 
 MAX_NOTE = 500
 
 
 async def sign_off(
-    session: AsyncSession, partner: str, period: str, *, actor: str, note: str | None, now: datetime
+    session: AsyncSession,
+    partner: str,
+    period: str,
+    *,
+    actor: str,
+    note: str | None,
+    now: datetime,
+    seen: str | None = None,
 ) -> SettlementPosition:
     """Sign off the partner's closed period: its records must be imported and every break of
-    the current reconciliation resolved. Afterwards nothing of it changes: imports and
+    the current reconciliation resolved; ``seen``, the id of the reconciliation a page's form
+    showed, must still be the current one. Afterwards nothing of it changes: imports and
     resolutions are refused."""
     if note is not None and len(note) > MAX_NOTE:
         raise BadUserInput(f"a note is at most {MAX_NOTE} characters", field="note")
     position = await open_position(session, partner, period)
     reconciliation = await current_reconciliation(session, partner, period)
+    require_current(partner, period, reconciliation, seen)
     if reconciliation is None:
         raise NotReconciled(partner, period)
     unresolved = await unresolved_breaks(session, reconciliation.id)

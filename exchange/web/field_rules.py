@@ -332,6 +332,7 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("REASON", "give the reason, in {least} to {most} characters"),
     FieldRule("SELECTED_BREAKS", "name {least} to {most} breaks; select more by filters"),
     FieldRule("RESOLUTION", "choose how to resolve them: accept the ledger's figure, or adjust"),
+    FieldRule("BREAK_SCOPE", "choose which breaks: those selected, or every open break the filter shows"),
     FieldRule(
         "UNRESOLVED_BREAKS",
         "{partner}'s period {period} has {least} {unresolved}: resolve every break of its reconciliation first "
@@ -350,6 +351,7 @@ RULES: tuple[FieldRule, ...] = (
     ),
     FieldRule("NO_PARTICIPANT", "{got} took no part in settling period {period}"),
     FieldRule("NO_JOB", "no settlement job has id {got}"),
+    FieldRule("JOB_UNEXPECTED", "an unexpected error: see the gateway's log"),
     FieldRule(
         "NOT_RECONCILED", "{partner} has no records imported for {period}: import and reconcile them before signing off"
     ),
@@ -364,6 +366,11 @@ RULES: tuple[FieldRule, ...] = (
         "REIMPORT_RESOLVED",
         "breaks of {partner}'s reconciliation for {period} are already resolved; a new import would reopen them: "
         "resolve the open breaks of the current import instead",
+    ),
+    FieldRule(
+        "RECONCILIATION_REPLACED",
+        "{partner}'s reconciliation for {period} was replaced by a later import since the page was shown: "
+        "nothing was changed; review the breaks of the current import and try again",
     ),
     FieldRule(
         "SIGNED_OFF",
@@ -389,16 +396,22 @@ class FieldProblem:
     def of(cls, error: ExchangeError) -> FieldProblem:
         """``error`` read back into the rule that wrote it (a rule that names a field, only
         when it names the error's)."""
+        return cls.read(error.message, field=error.field)
+
+    @classmethod
+    def read(cls, text: str, *, field: str | None = None) -> FieldProblem:
+        """A refusal's English ``text``, as an error said it and a row keeps it (a failed
+        settlement job's reason), read back into the rule that wrote it."""
         for rule in RULES:
-            written = rule.values(error.message)
-            if written is None or written.get("field", error.field) != error.field:
+            written = rule.values(text)
+            if written is None or written.get("field", field) != field:
                 continue
             try:
                 values = {name: _value(name, value) for name, value in written.items()}
             except ValueError:  # not what the rule writes after all
                 continue
-            return cls(error.field, error.message, rule.key, values)
-        return cls(error.field, error.message)
+            return cls(field, text, rule.key, values)
+        return cls(field, text)
 
 
 def _value(name: str, written: str) -> object:

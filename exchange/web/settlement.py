@@ -31,14 +31,14 @@ from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.break_report import NextStep
 from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
 from exchange.settlement.issued import Issued, stored_csv
-from exchange.settlement.models import IssuedStatement, JobState
+from exchange.settlement.models import IssuedStatement, JobState, SettlementJob
 from exchange.settlement.statements import StatementLine
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import text_problem, whole_number
-from exchange.web.access import BadRequest, Endpoint, Page, Rule, form_text, query_cursor, requires
+from exchange.web.access import BadRequest, Endpoint, Page, Rule, form_fields, form_text, query_cursor, requires
 from exchange.web.field_rules import FieldProblem
 from exchange.web.netting_picture import draw
-from exchange.web.templating import Pages
+from exchange.web.templating import Pages, Place
 from exchange.web.visitors import visitor_of
 
 BASE = "/console/settlement"
@@ -53,8 +53,12 @@ BREAK_KINDS = [kind for kind in BreakKind if kind is not BreakKind.MATCHED]
 DOWNLOADS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "jws": "application/jose"}
 #: How many of a statement's lines its page shows at a time (both consoles); the downloads hold them all.
 LINES_SHOWN = 200
+#: What a refused form of a reconciliation's page held that the page shows again as typed.
+ENTERED_FIELDS = ("scope", "resolution", "adjust_against", "reason", "note")
+#: How long the ids the exchange makes (a job's, a reconciliation's: UUIDs) are.
+ID_LENGTH = 36
 #: How long a path parameter may be; any other is refused before a service sees it.
-PATH_LIMITS = {"period": 7, "partner": 64, "participant": 64, "job_id": 36, "form": 8}
+PATH_LIMITS = {"period": 7, "partner": 64, "participant": 64, "job_id": ID_LENGTH, "form": 8}
 
 
 def _checked(value: str, name: str, limit: int) -> str:
@@ -84,13 +88,19 @@ class SettlementConsole:
         self.catalog = catalog
 
     async def _render(
-        self, request: Request, template: str, context: Mapping[str, Any], *, status_code: int = 200
+        self,
+        request: Request,
+        template: str,
+        context: Mapping[str, Any],
+        *,
+        status_code: int = 200,
+        place: Place | None = None,
     ) -> Response:
         """A page that names participants: by their programs' names (``names``, program id to
         name; ``_labels.html``'s ``participant`` says one), with the id beside the name for
-        staff who match it in files."""
+        staff who match it in files. ``place``: as :meth:`Pages.render` takes it."""
         names = await participant_names(self.catalog)
-        return self.pages.render(request, template, {**context, "names": names}, status_code=status_code)
+        return self.pages.render(request, template, {**context, "names": names}, status_code=status_code, place=place)
 
     def _page(
         self,
@@ -186,6 +196,8 @@ class SettlementConsole:
                 "can_write": WRITES.allows(visitor_of(request).principal),
             },
             status_code=http_status(error.code) if error else 200,
+            # Shown for a refused POST: its language links lead to the periods, not to the form's address.
+            place=Place({}, path=f"{BASE}/") if error else None,
         )
 
     async def close(self, request: Request) -> Response:
@@ -201,16 +213,14 @@ class SettlementConsole:
             job = await self.settlement.job(request.path_params["job_id"])
         except ExchangeError as refused:
             return self._problem(request, refused)
-        return self.pages.render(request, "console/settlement/job.html", {"job": job, "running": _running(job.state)})
+        return self.pages.render(request, "console/settlement/job.html", _job_context(job))
 
     async def job_progress(self, request: Request) -> Response:
         try:
             job = await self.settlement.job(request.path_params["job_id"])
         except ExchangeError as refused:
             return self._problem(request, refused)
-        return self.pages.render(
-            request, "console/settlement/job_progress.html", {"job": job, "running": _running(job.state)}
-        )
+        return self.pages.render(request, "console/settlement/job_progress.html", _job_context(job))
 
     # A closed period: the netting picture and every participant's position
 
@@ -278,12 +288,23 @@ class SettlementConsole:
         )
 
     async def reconciliation(
-        self, request: Request, *, error: ExchangeError | None = None, notice: str | None = None
+        self,
+        request: Request,
+        *,
+        error: ExchangeError | None = None,
+        notice: str | None = None,
+        entered: FormData | None = None,
     ) -> Response:
+        """A partner's reconciliation; refused (``error``), its forms keep what was ``entered``
+        (the breaks ticked, how and why to resolve them, the note), so that sending them again
+        after a correction does not fall back to the defaults (accepting the ledger's figure)."""
         period, partner = request.path_params["period"], request.path_params["partner"]
         query = request.query_params
-        kind = query.get("kind") or None
-        counterparty = query.get("counterparty") or None
+        # A refused form is shown with the filter it was sent under (its hidden fields): the
+        # breaks it meant, and a form that, sent again, means them still.
+        filters = form_fields(entered if entered is not None else query, ("kind", "counterparty"))
+        kind = filters["kind"] or None
+        counterparty = filters["counterparty"] or None
         if counterparty is not None and text_problem(counterparty, PATH_LIMITS["partner"]):
             counterparty = None  # a filter no break can match
         after = query_cursor(request)
@@ -300,6 +321,8 @@ class SettlementConsole:
             "reconciliation": None,
             "trail": [],
             "max_reason": MAX_REASON,
+            "entered": form_fields(entered or FormData(), ENTERED_FIELDS),
+            "ticked": {value for value in (entered or FormData()).getlist("break") if isinstance(value, str)},
         }
         try:
             position = await self.settlement.position(partner, period)
@@ -343,6 +366,8 @@ class SettlementConsole:
             "console/settlement/reconciliation.html",
             context,
             status_code=http_status(error.code) if error else 200,
+            # Shown for a refused POST: its language links lead to this page, under its filter.
+            place=Place(filters, path=reconciliation_url(period, partner)) if request.method == "POST" else None,
         )
 
     async def upload(self, request: Request) -> Response:
@@ -397,10 +422,11 @@ class SettlementConsole:
                     reason=_field(form, "reason"),
                     actor=self._actor(request),
                     counterparty=_field(form, "adjust_against") or None,
+                    reconciliation=_seen(form),
                 )
             )
         except ExchangeError as refused:
-            return await self.reconciliation(request, error=refused)
+            return await self.reconciliation(request, error=refused, entered=form)
         return RedirectResponse(
             reconciliation_url(
                 period, partner, kind=kind, counterparty=counterparty, notice=f"resolved:{done.resolved}"
@@ -413,9 +439,9 @@ class SettlementConsole:
         form = await request.form()
         try:
             note = _field(form, "note") or None
-            await self.settlement.sign_off(partner, period, by=self._actor(request), note=note)
+            await self.settlement.sign_off(partner, period, by=self._actor(request), note=note, seen=_seen(form))
         except ExchangeError as refused:
-            return await self.reconciliation(request, error=refused)
+            return await self.reconciliation(request, error=refused, entered=form)
         return RedirectResponse(reconciliation_url(period, partner, notice="signed-off"), status_code=303)
 
 
@@ -478,8 +504,14 @@ def next_step_said(pages: Pages, request: Request) -> Callable[[NextStep], str]:
     return pages.macro(request, "_next_step.html", "next_step")
 
 
-def _running(state: str) -> bool:
-    return state in (JobState.QUEUED, JobState.RUNNING)
+def _job_context(job: SettlementJob) -> dict[str, Any]:
+    """What a job's page and its progress fragment show: the job, whether it still runs, and
+    why it failed, read back into the rule that said it (for the reader's language)."""
+    return {
+        "job": job,
+        "running": job.state in (JobState.QUEUED, JobState.RUNNING),
+        "failure": FieldProblem.read(job.error) if job.error else None,
+    }
 
 
 def _not_found() -> Mapping[str, Any]:
@@ -495,9 +527,19 @@ def _resolution(value: str) -> Resolution:
         ) from None
 
 
+def _seen(form: FormData) -> str | None:
+    """The reconciliation the page showed when it made the form (its id), which the form acts
+    on only if no import has replaced it since; None from a form that names none."""
+    return _field(form, "reconciliation", ID_LENGTH) or None
+
+
 def _selection(form: FormData) -> BreakSelection:
-    """The breaks ticked (``scope=selected``), or every open break the page's filter shows."""
-    if _field(form, "scope") == "selected":
+    """The breaks ticked (``scope=selected``), or every open break the page's filter shows
+    (``scope=filter``); a form that says neither is refused, not taken for every open break."""
+    scope = _field(form, "scope")
+    if scope not in ("selected", "filter"):
+        raise BadUserInput("choose which breaks: those selected, or every open break the filter shows", field="scope")
+    if scope == "selected":
         ids = [whole_number(value) if isinstance(value, str) else None for value in form.getlist("break")]
         if None in ids:
             raise BadUserInput("break ids are numbers", field="selection.ids")

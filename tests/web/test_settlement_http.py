@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from exchange.auth.scopes import Role
 from exchange.services.container import open_services
+from exchange.settlement import jobs
 from exchange.testing.databases import PostgresDatabases
 from exchange.web import settlement as settlement_pages
 from exchange.web.formatting import format_money
@@ -422,3 +423,33 @@ def test_a_statements_lines_show_a_page_at_a_time_in_both_consoles_and_download_
     with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
         shown, said = lines_page_by_page(client, f"/console/partner/statements/{month}")
         assert shown == expected and len(said) == pages
+
+
+def failed_job(gateway: Gateway, period: str, error: str) -> str:
+    """A job closing ``period`` that failed for ``error`` (the reason it keeps, in English); its page."""
+
+    async def fail() -> str:
+        async with open_services(gateway.settings) as services, services.db.transaction() as session:
+            now = services.settlement.clock.now()
+            job = await jobs.enqueue_close(session, period, by="console:someone", now=now)
+            await jobs.finish(session, job.id, now, error=error)
+            return f"/console/settlement/jobs/{job.id}"
+
+    return run_async(fail)
+
+
+def test_a_failed_closing_job_says_why_in_the_readers_language(settling: tuple[Gateway, str]) -> None:
+    """The reason a job keeps is the refusal's English; its page (and the fragment it polls)
+    says it in the page's language, as any refusal on the console is said."""
+    gateway, _ = settling
+    earlier = failed_job(gateway, "2026-09", "period 2026-08 has postings and is not closed: close it first")
+    unexpected = failed_job(gateway, "2026-07", "an unexpected error: see the gateway's log")
+    chinese = {"accept-language": "zh-TW"}
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        for path in (earlier, f"{earlier}/progress"):
+            page = client.get(path, headers=chinese).text
+            assert "結算失敗" in page and "2026-08 期間有入帳且尚未結算：請先將其結算" in page, path
+            assert "has postings" not in page, path
+        assert "Period 2026-08 has postings and is not closed: close it first" in client.get(earlier).text
+        page = client.get(unexpected, headers=chinese).text
+        assert "意外錯誤使其中止" in page and "an unexpected error" not in page
