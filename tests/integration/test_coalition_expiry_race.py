@@ -22,21 +22,8 @@ from exchange.db.database import Database
 from exchange.ledger.verify import verify_ledger
 from exchange.members.service import link_coalition_accounts
 from exchange.services.coalition import CoalitionService
+from tests.integration.locks import waiting_on_a_lock
 from tests.integration.test_conversion_saga import POINT, World, make_world
-
-
-async def waiting_on_a_lock(db: Database, sessions: int = 1) -> None:
-    """Return once ``sessions`` other sessions of this database wait on a lock (a row's)."""
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-    )
-    for _ in range(2000):
-        async with db.autocommit() as session:
-            if (await session.exec(query)).one()[0] >= sessions:  # type: ignore[call-overload]
-                return
-        await asyncio.sleep(0.005)  # polling for a state; the order is decided by the locks
-    raise AssertionError("the other session never waited on the lot's lock")
 
 
 async def earned_lot(world: World) -> tuple[int, Any]:

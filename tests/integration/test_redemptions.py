@@ -63,6 +63,7 @@ from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import member_with_accounts
 from tests.fakes import FakePartner, Fault
+from tests.integration.locks import waiting_on_a_lock
 from tests.integration.settlement.conftest import settlement_on
 
 TAIPEI = ZoneInfo("Asia/Taipei")
@@ -636,20 +637,6 @@ async def test_the_points_lots_agree_with_the_ledger_after_a_month_of_coalition_
     assert checked.point is not None and (checked.point.check.outstanding, checked.point.check.problem) == (1000, None)
 
 
-async def waiting_on_locks(db: Database, sessions: int) -> None:
-    """Return once ``sessions`` other sessions of this database wait on a lock."""
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-    )
-    for _ in range(2000):
-        async with db.autocommit() as session:
-            if (await session.exec(query)).one()[0] >= sessions:  # type: ignore[call-overload]
-                return
-        await asyncio.sleep(0.005)  # polling for a state; the order is decided by the locks
-    raise AssertionError(f"{sessions} sessions never waited on a lock")
-
-
 @pytest.mark.postgres_only
 async def test_a_lottery_entry_cancelled_while_its_month_is_being_archived_waits_and_is_refused(
     pg_db: Database,
@@ -669,9 +656,9 @@ async def test_a_lottery_entry_cancelled_while_its_month_is_being_archived_waits
     async with world.db.transaction() as reader:
         await reader.exec(text("SELECT 1 FROM ledger_entry LIMIT 1"))  # type: ignore[call-overload]
         archiving = asyncio.create_task(settlement.archive("2026-11", export=None))
-        await waiting_on_locks(world.db, 1)
+        await waiting_on_a_lock(world.db, 1)
         cancelling = asyncio.create_task(world.saga.cancel(lottery.id, member_id=world.alice))
-        await waiting_on_locks(world.db, 2)
+        await waiting_on_a_lock(world.db, 2)
     await archiving
     with pytest.raises(ExchangeError, match="it was paid in period 2026-11, which is settled and archived"):
         await cancelling

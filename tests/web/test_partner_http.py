@@ -34,6 +34,7 @@ from exchange.web.partner import rewards as partner_rewards
 from exchange.web.partner.statements import BREAKS_SHOWN
 from tests.api.conftest import post_last_month
 from tests.web.conftest import Gateway, Person, run_async, start_gateway
+from tests.web.paging import listed_once, pages_followed
 from tests.web.portal_flows import recorded_as
 from tests.web.test_console_http import form_token, signed_in
 
@@ -309,17 +310,7 @@ def test_the_rewards_page_lists_a_page_of_the_partners_rewards_and_links_the_nex
 ) -> None:
     monkeypatch.setattr(partner_rewards, "REWARDS_SHOWN", 2)
     ours = {published(air_client, title=f"Paged reward {n}", price="10", stock="1") for n in range(3)}
-    pages: list[list[str]] = []
-    address: str | None = f"{PARTNER}/rewards"
-    while address is not None:
-        page = air_client.get(address)
-        assert page.status_code == 200
-        pages.append(REWARD_ROW.findall(page.text))
-        link = NEXT_REWARDS.search(page.text)
-        address = html.unescape(link[1]) if link else None
-    shown = [reward_id for listed in pages for reward_id in listed]
-    assert len(pages) > 2 and all(len(listed) == 2 for listed in pages[:-1]) and 1 <= len(pages[-1]) <= 2
-    assert len(shown) == len(set(shown)) and ours <= set(shown), "each reward on one page only"
+    shown = listed_once(pages_followed(air_client, f"{PARTNER}/rewards", REWARD_ROW, NEXT_REWARDS), 2, ours)
     assert "formosa-air-lounge-pass" in shown and "fresh-mart-coupon-100" not in shown, "only the partner's own"
     assert air_client.get(f"{PARTNER}/rewards?after=no-such-reward").status_code == 404
 

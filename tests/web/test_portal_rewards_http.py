@@ -25,6 +25,7 @@ from exchange.sandbox.faults import FaultKind
 from exchange.services.container import open_services
 from exchange.web.portal import rewards as portal_rewards
 from tests.web.conftest import PortalGateway, run_async
+from tests.web.paging import listed_once, pages_followed
 from tests.web.portal_flows import CSRF_FIELD, IDEMPOTENCY_FIELD, language_link, recorded_as, rows_per_table, sign_in
 from tests.web.portal_partners import PIN, end_client, set_member_scopes, signing_in_as_a_client_with
 
@@ -305,17 +306,7 @@ def test_the_catalog_lists_a_page_of_rewards_and_links_the_next_each_reward_once
     monkeypatch.setattr(portal_rewards, "CATALOG_LENGTH", 2)
     sign_in(client, "fresh-mart", portal_gateway.partners.new_member("fresh-mart"))
     ours = {publish(portal_gateway, "wallet-pay", f"Paged reward {n}") for n in range(3)}
-    pages: list[list[str]] = []
-    address: str | None = "/portal/rewards"
-    while address is not None:
-        page = client.get(address)
-        assert page.status_code == 200
-        pages.append(CATALOG_CARD.findall(page.text))
-        link = NEXT_REWARDS.search(page.text)
-        address = html.unescape(link[1]) if link else None
-    shown = [reward_id for listed in pages for reward_id in listed]
-    assert len(pages) > 2 and all(len(listed) == 2 for listed in pages[:-1]) and 1 <= len(pages[-1]) <= 2
-    assert len(shown) == len(set(shown)) and ours <= set(shown), "each reward on one page only"
+    listed_once(pages_followed(client, "/portal/rewards", CATALOG_CARD, NEXT_REWARDS), 2, ours)
     assert client.get("/portal/rewards?after=no-such-reward").status_code == 404
     assert client.get("/portal/rewards?after=a&after=b").status_code == 400
 
