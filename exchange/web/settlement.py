@@ -213,14 +213,14 @@ class SettlementConsole:
             job = await self.settlement.job(request.path_params["job_id"])
         except ExchangeError as refused:
             return self._problem(request, refused)
-        return self.pages.render(request, "console/settlement/job.html", _job_context(job))
+        return self.pages.render(request, "console/settlement/job.html", job_context(job))
 
     async def job_progress(self, request: Request) -> Response:
         try:
             job = await self.settlement.job(request.path_params["job_id"])
         except ExchangeError as refused:
             return self._problem(request, refused)
-        return self.pages.render(request, "console/settlement/job_progress.html", _job_context(job))
+        return self.pages.render(request, "console/settlement/job_progress.html", job_context(job))
 
     # A closed period: the netting picture and every participant's position
 
@@ -504,7 +504,7 @@ def next_step_said(pages: Pages, request: Request) -> Callable[[NextStep], str]:
     return pages.macro(request, "_next_step.html", "next_step")
 
 
-def _job_context(job: SettlementJob) -> dict[str, Any]:
+def job_context(job: SettlementJob) -> dict[str, Any]:
     """What a job's page and its progress fragment show: the job, whether it still runs, and
     why it failed, read back into the rule that said it (for the reader's language)."""
     return {

@@ -11,6 +11,7 @@ import pytest
 from exchange.services.settlement import ISSUING_STATEMENTS
 from exchange.settlement.models import JobState, SettlementJob
 from exchange.web.i18n import ENGLISH, TRADITIONAL_CHINESE, Language
+from exchange.web.settlement import job_context
 from exchange.web.static import StaticAssets
 from exchange.web.templating import Pages
 
@@ -31,7 +32,7 @@ def progress(step: str, language: Language = ENGLISH) -> str:
     )
     pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
     template = pages.env.get_template("console/settlement/job_progress.html")
-    return template.render(job=job, running=False, language=language)
+    return template.render(**job_context(job), language=language)
 
 
 def test_a_job_that_failed_while_issuing_says_the_period_is_closed_and_what_to_do() -> None:
