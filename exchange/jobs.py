@@ -4,7 +4,9 @@ Each job must be safe to run in many processes at once (they claim work with row
 leases); a failing pass is logged and the job tries again at its next interval. A pass that
 meets a database outage (a failover) is expected: one line, no trace, and the next pass
 finishes what it left. A database that refuses the exchange's credentials is logged as an error:
-no pass will get through until an operator corrects the setting.
+no pass will get through until an operator corrects the setting. Either is said once when a job
+first meets it, not at every pass it lasts (an outage would otherwise log a line per job, per
+pass, in every process), and once more when a pass gets through again.
 """
 
 from __future__ import annotations
@@ -27,17 +29,31 @@ class PeriodicJob:
     run_once: Callable[[], Awaitable[object]]
 
     async def run_forever(self) -> None:
+        kept_out_by: str | None = None  # why the last passes could not reach the database
+        passes_kept_out = 0
         while True:
             try:
                 await self.run_once()
-            except DatabaseRefused as refused:
-                logger.error("background job %s: %s; next pass in %s s", self.name, refused.message, self.interval)
-            except DatabaseUnavailable:
-                logger.warning(
-                    "background job %s: the database is unavailable; next pass in %s s", self.name, self.interval
-                )
+            except DatabaseUnavailable as outage:  # DatabaseRefused among them
+                reason = outage.message if isinstance(outage, DatabaseRefused) else "the database is unavailable"
+                if reason != kept_out_by:
+                    logger.log(
+                        logging.ERROR if isinstance(outage, DatabaseRefused) else logging.WARNING,
+                        "background job %s: %s; trying again every %s s",
+                        self.name,
+                        reason,
+                        self.interval,
+                    )
+                kept_out_by = reason
+                passes_kept_out += 1
             except Exception:
                 logger.exception("background job %s failed; next pass in %s s", self.name, self.interval)
+            else:
+                if passes_kept_out:
+                    logger.info(
+                        "background job %s: the database is back after %d passes kept out", self.name, passes_kept_out
+                    )
+                kept_out_by, passes_kept_out = None, 0
             await asyncio.sleep(self.interval)
 
 
