@@ -9,14 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from exchange.app import create_app
 from exchange.settings import Settings
-from exchange.web.security import page_headers
+from exchange.web.security import RelativeRedirects, page_headers
 
 BROWSER = {"accept": "text/html,application/xhtml+xml"}
 CLIENT = {"accept": "application/json"}
@@ -87,3 +88,15 @@ def test_a_redirect_names_a_path_on_this_site_not_the_host_the_request_named(
     response = client.get(path, headers={**BROWSER, "host": "evil.example"}, follow_redirects=False)
     assert response.status_code == 307
     assert response.headers["location"] == location
+
+
+def test_a_redirect_whose_path_would_read_as_another_host_keeps_its_own() -> None:
+    """``//evil.example/x`` alone is an address on evil.example: a redirect to that path on
+    this site stays written whole."""
+
+    async def away(_: Request) -> Response:
+        return RedirectResponse("http://testserver//evil.example/x")
+
+    with TestClient(RelativeRedirects(Starlette(routes=[Route("/away", away)]))) as client:
+        response = client.get("/away", follow_redirects=False)
+    assert response.headers["location"] == "http://testserver//evil.example/x"
