@@ -72,20 +72,21 @@ def test_a_header_an_answer_sets_itself_is_kept(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "location"),
+    ("path", "location", "host"),
     [
-        ("/console/settlement", "/console/settlement/"),
-        ("/console/settlement?lang=zh-TW", "/console/settlement/?lang=zh-TW"),
-        ("/graphql/", "/graphql"),
+        ("/console/settlement", "/console/settlement/", "evil.example"),
+        ("/console/settlement?lang=zh-TW", "/console/settlement/?lang=zh-TW", "evil.example:8443"),
+        ("/graphql/", "/graphql", "evil.example"),
+        ("/console/settlement", "/console/settlement/", "evil.example//x"),
     ],
 )
 def test_a_redirect_names_a_path_on_this_site_not_the_host_the_request_named(
-    client: TestClient, path: str, location: str
+    client: TestClient, path: str, location: str, host: str
 ) -> None:
     """Starlette sends an address missing its trailing slash (or with one too many) to the right
     one, written whole from the request's ``Host``: a proxy passing on the host a client named,
     or a cache keeping the answer for another client, sent them to that site instead."""
-    response = client.get(path, headers={**BROWSER, "host": "evil.example"}, follow_redirects=False)
+    response = client.get(path, headers={**BROWSER, "host": host}, follow_redirects=False)
     assert response.status_code == 307
     assert response.headers["location"] == location
 
