@@ -44,14 +44,15 @@ from exchange.services.container import build_services
 from exchange.settings import Settings
 from exchange.settlement.routes import statement_keys_route
 from exchange.web.frontend import WebFrontEnd
-from exchange.web.security import SecurityHeaders
+from exchange.web.security import RelativeRedirects, SecurityHeaders
 
 #: Seconds /readyz waits for the database's answer before it says 503.
 READINESS_TIMEOUT = 2.0
 
 
 class Gateway(Starlette):
-    """Starlette with the request id and the security headers outside its whole stack.
+    """Starlette with the request id and the security headers outside its whole stack, and
+    redirects to this site by their path (:class:`~exchange.web.security.RelativeRedirects`).
 
     Starlette puts its ``ServerErrorMiddleware`` outside every middleware it is given, so the
     500 of an exception escaping a route would go out without the headers and the request id
@@ -64,7 +65,7 @@ class Gateway(Starlette):
         self.secure = secure
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestId(SecurityHeaders(super().build_middleware_stack(), secure=self.secure))
+        return RequestId(SecurityHeaders(RelativeRedirects(super().build_middleware_stack()), secure=self.secure))
 
 
 def create_app(

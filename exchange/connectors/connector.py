@@ -155,12 +155,12 @@ _MEMBER_REF = re.compile(MEMBER_REF_PATTERN)
 
 
 def check_operation_id(value: str, name: str = "operation_id") -> None:
-    if not _OPERATION_ID.match(value):
+    if not _OPERATION_ID.fullmatch(value):
         raise ValueError(f"{name} {value!r} does not match {OPERATION_ID_PATTERN}")
 
 
 def check_member_ref(value: str) -> None:
-    if not _MEMBER_REF.match(value):
+    if not _MEMBER_REF.fullmatch(value):
         raise ValueError(f"member_ref {value!r} does not match {MEMBER_REF_PATTERN}")
 
 

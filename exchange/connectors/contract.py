@@ -48,9 +48,23 @@ def same_expiry(recorded: datetime | None, sent: datetime) -> bool:
     return recorded is not None and abs(recorded - sent) < EXPIRY_PRECISION
 
 
+def _path_segment_pattern(others: str, longest: int = 128) -> str:
+    """1 to ``longest`` characters of letters, digits, ``.`` and ``others``, but not ``.`` nor
+    ``..`` alone: in a REST address (``/members/{member_ref}``, ``/operations/{operation_id}``)
+    those are no name but "this" and "the parent" directory, which a URL resolves before it is
+    sent (``/members/..`` is the partner's base address). Written without a look-ahead, which
+    pydantic's regular expressions do not have: a first character other than ``.``, or ``.``
+    and one other, or ``..`` and at least one more."""
+    named, any_ = f"[A-Za-z0-9{others}]", f"[A-Za-z0-9.{others}]"
+    first = f"{named}{any_}{{0,{longest - 1}}}"
+    second = rf"\.{named}{any_}{{0,{longest - 2}}}"
+    third = rf"\.\.{any_}{{1,{longest - 2}}}"
+    return f"^(?:{first}|{second}|{third})$"
+
+
 #: Operation ids and member refs are opaque to the partner; these bound their size and alphabet.
-OPERATION_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
-MEMBER_REF_PATTERN = r"^[A-Za-z0-9._:@+-]{1,128}$"
+OPERATION_ID_PATTERN = _path_segment_pattern("_:@-")
+MEMBER_REF_PATTERN = _path_segment_pattern("_:@+-")
 
 
 def wire_text_problem(value: str) -> str | None:

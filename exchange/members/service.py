@@ -63,9 +63,11 @@ def new_member_id() -> str:
 
 def check_member_ref(member_ref: str) -> str:
     """A partner's id for its member, as partners/CONTRACT.md allows it (1 to 128 of
-    ``A–Z a–z 0–9 . _ : @ + -``): the connectors send a partner no other."""
+    ``A–Z a–z 0–9 . _ : @ + -``, not ``.`` or ``..`` alone): the connectors send a partner no other."""
     if not member_ref or len(member_ref) > MEMBER_REF_MAX_LENGTH:
         raise InvalidMemberRef(f"must be 1 to {MEMBER_REF_MAX_LENGTH} characters")
+    if member_ref in (".", ".."):
+        raise InvalidMemberRef(f"cannot be {member_ref} alone, which an address reads as a directory, not a name")
     if not _MEMBER_REF.fullmatch(member_ref):
         raise InvalidMemberRef("must be letters A-Z a-z, digits and . _ : @ + - only")
     return member_ref

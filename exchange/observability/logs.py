@@ -97,6 +97,28 @@ def current_context() -> Mapping[str, str]:
     return _CONTEXT.get()
 
 
+def _exception_texts(error: BaseException | None) -> Iterator[str]:
+    """The message and the notes of ``error`` and of every exception the trace shows with it
+    (what it was raised from or while handling, and a group's members), as the trace writes
+    them."""
+    seen: set[int] = set()
+    waiting = [error]
+    while waiting:
+        current = waiting.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        try:
+            message = str(current)
+        except Exception:  # a broken __str__: the trace writes "<exception str() failed>" instead
+            message = ""
+        yield message
+        yield from (note for note in getattr(current, "__notes__", ()) if isinstance(note, str))
+        waiting += [current.__cause__, current.__context__]
+        if isinstance(current, BaseExceptionGroup):
+            waiting += current.exceptions
+
+
 def _each_line(text: str) -> str:
     return "\n".join(one_line(line) for line in text.split("\n"))
 
@@ -114,8 +136,14 @@ class TextFormatter(logging.Formatter):
         return one_line(super().formatMessage(record))
 
     def formatException(self, ei: Any) -> str:
-        """The trace, each of its lines as one line: an exception's message may quote a partner."""
-        return _each_line(super().formatException(ei))
+        """The trace, each of its lines as one line, and each exception's message and notes
+        (which may quote a partner or a client) within one: a line break in them would begin a
+        line of the trace that reads as a log entry of its own."""
+        trace = super().formatException(ei)
+        for text in _exception_texts(ei[1]):
+            if (escaped := one_line(text)) != text:
+                trace = trace.replace(text, escaped)
+        return _each_line(trace)
 
     def formatStack(self, stack_info: str) -> str:
         return _each_line(super().formatStack(stack_info))

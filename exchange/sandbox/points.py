@@ -108,12 +108,12 @@ def _fingerprint(kind: OperationKind, **request: Any) -> str:
 
 
 def _check_id(value: str, name: str) -> None:
-    if not _OPERATION_ID.match(value):
+    if not _OPERATION_ID.fullmatch(value):
         raise Refusal(ContractCode.INVALID_REQUEST, f"{name} must match {OPERATION_ID_PATTERN}")
 
 
 def _check_member_ref(value: str) -> None:
-    if not _MEMBER_REF.match(value):
+    if not _MEMBER_REF.fullmatch(value):
         raise Refusal(ContractCode.INVALID_REQUEST, f"member_ref must match {MEMBER_REF_PATTERN}")
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import URL, MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -88,6 +89,38 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class RelativeRedirects:
+    """ASGI middleware: a redirect to this site names the path (and query), not the host.
+
+    Starlette's routers send an address missing its trailing slash (or with one too many) to the
+    right one, written whole from the request's ``Host`` header (``http://evil.example/console/
+    settlement/``), which the client chose: behind a proxy that passes the host on, or a cache
+    that keeps an answer for other clients, the redirect sent people to that site, and over
+    plain HTTP behind a TLS proxy. A ``Location`` on the request's own scheme and host loses
+    them; one whose path begins ``//`` (which would read as another host) keeps them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        here = urlsplit(str(URL(scope=scope)))
+
+        async def send_relative(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                location = urlsplit(headers.get("location", ""))
+                if (location.scheme, location.netloc) == (here.scheme, here.netloc) and not location.path.startswith(
+                    "//"
+                ):
+                    headers["location"] = urlunsplit(("", "", location.path or "/", location.query, location.fragment))
+            await send(message)
+
+        await self.app(scope, receive, send_relative)
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ async def test_the_same_ref_at_two_programs_is_two_members(loaded: Database) -> 
     assert at_wallet.id != at_air.id
 
 
-@pytest.mark.parametrize("ref", ["", " alice", "alice\n", "x" * 129, "\uff11\uff12", "Jos\u00e9"])
+@pytest.mark.parametrize("ref", ["", " alice", "alice\n", "x" * 129, "\uff11\uff12", "Jos\u00e9", ".", ".."])
 async def test_a_malformed_member_ref_is_refused(loaded: Database, ref: str) -> None:
     async with loaded.transaction() as session:
         with pytest.raises(members.InvalidMemberRef) as caught:

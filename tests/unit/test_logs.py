@@ -103,6 +103,28 @@ def test_a_value_with_a_newline_cannot_forge_a_text_line() -> None:
     assert traced.count("\n") > 1
 
 
+def test_an_exception_s_message_cannot_forge_a_text_line_of_the_trace() -> None:
+    """An exception's message may quote what a partner or a client sent: a line break in it,
+    in the exception or in one it was raised from or while handling, is written escaped, so no
+    line of the trace reads as an entry of its own. The trace keeps its own lines."""
+    forged = "x\r\n2026-12-02 12:00:00,000 CRITICAL exchange.auth admin signed in"
+    try:
+        try:
+            raise ValueError(f"the partner answered {forged}")
+        except ValueError as cause:
+            raise RuntimeError(f"while handling: {forged}") from cause
+    except RuntimeError as error:
+        error.add_note(f"noted: {forged}")
+        traced = TextFormatter().format(record("failed", exc_info=True))
+    lines = traced.split("\n")
+    assert not any(line.startswith("2026-12-02") for line in lines), traced
+    assert all("\r" not in line for line in lines)
+    assert "ValueError: the partner answered x\\r\\n2026-12-02 12:00:00,000 CRITICAL" in traced
+    assert "RuntimeError: while handling: x\\r\\n2026-12-02" in traced and "noted: x\\r\\n2026" in traced
+    assert "The above exception was the direct cause of the following exception:" in lines
+    assert sum(line.startswith("Traceback (most recent call last):") for line in lines) == 2
+
+
 @pytest.mark.parametrize(
     ("sent", "written"),
     [

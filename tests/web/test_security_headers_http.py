@@ -9,14 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from exchange.app import create_app
 from exchange.settings import Settings
-from exchange.web.security import page_headers
+from exchange.web.security import RelativeRedirects, page_headers
 
 BROWSER = {"accept": "text/html,application/xhtml+xml"}
 CLIENT = {"accept": "application/json"}
@@ -68,3 +69,35 @@ def test_a_header_an_answer_sets_itself_is_kept(client: TestClient) -> None:
     response = client.get("/static/app.css")
     assert response.status_code == 200 and response.headers["cache-control"] != "no-store"
     assert response.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize(
+    ("path", "location", "host"),
+    [
+        ("/console/settlement", "/console/settlement/", "evil.example"),
+        ("/console/settlement?lang=zh-TW", "/console/settlement/?lang=zh-TW", "evil.example:8443"),
+        ("/graphql/", "/graphql", "evil.example"),
+        ("/console/settlement", "/console/settlement/", "evil.example//x"),
+    ],
+)
+def test_a_redirect_names_a_path_on_this_site_not_the_host_the_request_named(
+    client: TestClient, path: str, location: str, host: str
+) -> None:
+    """Starlette sends an address missing its trailing slash (or with one too many) to the right
+    one, written whole from the request's ``Host``: a proxy passing on the host a client named,
+    or a cache keeping the answer for another client, sent them to that site instead."""
+    response = client.get(path, headers={**BROWSER, "host": host}, follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"] == location
+
+
+def test_a_redirect_whose_path_would_read_as_another_host_keeps_its_own() -> None:
+    """``//evil.example/x`` alone is an address on evil.example: a redirect to that path on
+    this site stays written whole."""
+
+    async def away(_: Request) -> Response:
+        return RedirectResponse("http://testserver//evil.example/x")
+
+    with TestClient(RelativeRedirects(Starlette(routes=[Route("/away", away)]))) as client:
+        response = client.get("/away", follow_redirects=False)
+    assert response.headers["location"] == "http://testserver//evil.example/x"

@@ -97,6 +97,14 @@ def test_staff_close_the_month_check_netting_upload_resolve_in_bulk_and_sign_off
 
         page.go_back()
         page.get_by_role("link", name="Reconcile FreshMart Rewards").click()
+        # A refusal quotes the file as it is: "$&" (or "$'", "$`") in it is no pattern of the page's script.
+        refused = tmp_path / "refused.csv"
+        refused.write_text(RECORDS.replace(",98.00,", ",$&98.00,"))
+        page.get_by_label("Records file (CSV)").set_input_files(refused)
+        page.get_by_role("button", name="Upload and compare").click()
+        expect(page.locator("#upload-status")).to_contain_text(
+            "The file was refused: Line 2: amount '$&98.00' is not an amount in TWD"
+        )
         records = tmp_path / "fresh-mart.csv"
         records.write_text(RECORDS)
         page.get_by_label("Records file (CSV)").set_input_files(records)

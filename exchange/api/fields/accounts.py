@@ -43,7 +43,8 @@ class AccountMutations:
             str,
             Text(MEMBER_REF_MAX_LENGTH),
             strawberry.argument(
-                description="Your id at the program (letters A-Z a-z, digits and `. _ : @ + -`, at least one)."
+                description="Your id at the program (letters A-Z a-z, digits and `. _ : @ + -`, at least one; "
+                "not `.` or `..` alone)."
             ),
         ],
         verification: Annotated[

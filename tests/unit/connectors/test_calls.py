@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+import respx
 
 from exchange.connectors.connector import Call, PartnerConnector
 from exchange.connectors.contract import Eligibility, OperationKind, OperationState
@@ -54,6 +55,21 @@ async def test_verify_member_reads_the_partners_name_and_eligibility(
     )
     answer = await connector.verify_member("alice", "1111")
     assert (answer.verified, answer.name, answer.eligibility) == (True, "Alice Chen", Eligibility.SUSPENDED)
+
+
+@pytest.mark.parametrize("member_ref", [".", ".."])
+async def test_a_member_ref_a_url_path_reads_as_a_directory_is_sent_to_no_partner(
+    partner: MockPartner, connector: PartnerConnector, router: respx.MockRouter, member_ref: str
+) -> None:
+    """A URL takes ``.`` and ``..`` alone as "this" and "the parent" directory (httpx resolves
+    them before sending): ``GET /members/..`` would be a ``GET`` of the partner's base address,
+    and ``POST /members/../verify`` a ``POST /verify``, addresses the contract does not serve,
+    called with the exchange's token. No partner is asked about such a ref, in either flavour."""
+    with pytest.raises(ValueError, match="member_ref"):
+        await connector.account(member_ref)
+    with pytest.raises(ValueError, match="member_ref"):
+        await connector.verify_member(member_ref, "0000")
+    assert not router.calls
 
 
 async def test_debit_sends_the_operation_id_and_returns_the_operation(

@@ -9,6 +9,9 @@
     const input = document.getElementById("records");
     const bar = document.getElementById("upload-progress");
     const status = document.getElementById("upload-status");
+    // The reason quotes the partner's file: given as a function's result, a "$&", "$'" or "$`"
+    // in it is put in as written, not read as a pattern of replace().
+    const refused = (reason) => form.dataset.failed.replace("{reason}", () => reason);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const file = input.files[0];
@@ -39,11 +42,11 @@
         if (request.status === 200 && answer.location) {
           window.location.assign(answer.location);
         } else {
-          status.textContent = form.dataset.failed.replace("{reason}", answer.message || `HTTP ${request.status}`);
+          status.textContent = refused(answer.message || `HTTP ${request.status}`);
         }
       });
       request.addEventListener("error", () => {
-        status.textContent = form.dataset.failed.replace("{reason}", "network");
+        status.textContent = refused("network");
       });
       request.send(file);
     });
