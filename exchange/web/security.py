@@ -108,19 +108,23 @@ class RelativeRedirects:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        here = urlsplit(str(URL(scope=scope)))
 
         async def send_relative(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                location = urlsplit(headers.get("location", ""))
-                if (location.scheme, location.netloc) == (here.scheme, here.netloc) and not location.path.startswith(
-                    "//"
-                ):
-                    headers["location"] = urlunsplit(("", "", location.path or "/", location.query, location.fragment))
+                if "location" in headers:  # the request's own address is worked out only then
+                    headers["location"] = _by_path(headers["location"], scope)
             await send(message)
 
         await self.app(scope, receive, send_relative)
+
+
+def _by_path(location: str, scope: Scope) -> str:
+    """``location`` by its path if it is on the request's own scheme and host, else as it is."""
+    here, there = urlsplit(str(URL(scope=scope))), urlsplit(location)
+    if (there.scheme, there.netloc) != (here.scheme, here.netloc) or there.path.startswith("//"):
+        return location
+    return urlunsplit(("", "", there.path or "/", there.query, there.fragment))
 
 
 @dataclass(frozen=True)
