@@ -191,10 +191,14 @@ class Dispatcher:
                     if wants(subscription, event)
                 ]
                 if rows:
+                    # Many rows as many parameter sets of one statement (psycopg pipelines them),
+                    # not one multi-row VALUES: 500 events to 20 subscriptions would be 70,000
+                    # parameters, past the 65,535 PostgreSQL takes in one statement.
                     await session.exec(
-                        dialects.insert(session, DELIVERIES)
-                        .values(rows)
-                        .on_conflict_do_nothing(index_elements=["subscription_id", "sequence"])
+                        dialects.insert(session, DELIVERIES).on_conflict_do_nothing(
+                            index_elements=["subscription_id", "sequence"]
+                        ),
+                        params=rows,
                     )
                 await session.exec(
                     update(WebhookEvent)

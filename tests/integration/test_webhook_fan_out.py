@@ -1,0 +1,60 @@
+"""Fanning events out to many subscriptions on PostgreSQL: a backlog of events to as many
+subscriptions as the staff tools may hold is fanned out whole."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from exchange.db.database import Database
+from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
+from exchange.testing.clock import FrozenClock
+from exchange.webhooks import subscriptions
+from exchange.webhooks.delivery import Dispatcher
+from exchange.webhooks.events import Event, EventType
+from exchange.webhooks.models import WebhookDelivery, WebhookEvent
+from exchange.webhooks.outbox import emit
+from exchange.webhooks.subscriptions import SubscriptionDraft
+
+#: The staff tools' default limit (``EXCHANGE_WEBHOOK_MAX_SUBSCRIPTIONS``).
+STAFF_SUBSCRIPTIONS = 20
+
+
+async def subscribed(db: Database, clock: FrozenClock, count: int) -> None:
+    """``count`` staff subscriptions to every event type."""
+    async with db.transaction() as session:
+        for n in range(count):
+            await subscriptions.create(
+                session,
+                SubscriptionDraft(f"http://127.0.0.1:9/{n}", [event_type.value for event_type in EventType]),
+                production=False,
+                key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET,
+                by="test",
+                now=clock.now(),
+                limit=count,
+            )
+
+
+async def closed(db: Database, clock: FrozenClock, periods: range) -> None:
+    async with db.transaction() as session:
+        await emit(
+            session,
+            *(Event(EventType.PERIOD_CLOSED, f"period:{n}", None, {"period": str(n)}, clock.now()) for n in periods),
+        )
+
+
+async def test_a_backlog_of_events_to_every_staff_subscription_is_fanned_out_whole(pg_db: Database) -> None:
+    """One fan-out batch (500 events) to 20 subscriptions is 10,000 deliveries: written as one
+    multi-row INSERT that is 70,000 parameters, past the 65,535 PostgreSQL's protocol takes, so
+    the batch failed on every pass and no event reached anyone."""
+    clock = FrozenClock(datetime.now(UTC))
+    await subscribed(pg_db, clock, STAFF_SUBSCRIPTIONS)
+    await closed(pg_db, clock, range(500))
+    dispatcher = Dispatcher(db=pg_db, clock=clock, key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET)
+    assert await dispatcher.fan_out() == 500 * STAFF_SUBSCRIPTIONS
+    async with pg_db.transaction() as session:
+        made = (await session.exec(select(func.count()).select_from(WebhookDelivery))).one()
+        unfanned = (await session.exec(select(WebhookEvent).where(col(WebhookEvent.fanned_out).is_(False)))).all()
+    assert (made, unfanned) == (500 * STAFF_SUBSCRIPTIONS, [])
