@@ -33,12 +33,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import and_, exists, update
+from sqlalchemy import BigInteger, and_, exists, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from exchange.clock import Clock
 from exchange.db import dialects
+from exchange.db.bulk import one_of
 from exchange.db.database import Database
 from exchange.webhooks import signing
 from exchange.webhooks.egress import PublicOnlyTransport
@@ -202,7 +203,9 @@ class Dispatcher:
                     )
                 await session.exec(
                     update(WebhookEvent)
-                    .where(col(WebhookEvent.sequence).in_([event.sequence for event in events]))
+                    .where(
+                        one_of(col(WebhookEvent.sequence), [event.sequence for event in events], session, BigInteger)
+                    )
                     .values(fanned_out=True)
                 )
                 made += len(rows)
@@ -245,14 +248,16 @@ class Dispatcher:
             events = {
                 event.sequence: event
                 for event in await session.exec(
-                    select(WebhookEvent).where(col(WebhookEvent.sequence).in_([d.sequence for d in deliveries]))
+                    select(WebhookEvent).where(
+                        one_of(col(WebhookEvent.sequence), [d.sequence for d in deliveries], session, BigInteger)
+                    )
                 )
             }
             subscriptions = {
                 subscription.id: subscription
                 for subscription in await session.exec(
                     select(WebhookSubscription).where(
-                        col(WebhookSubscription.id).in_({d.subscription_id for d in deliveries})
+                        one_of(col(WebhookSubscription.id), {d.subscription_id for d in deliveries}, session)
                     )
                 )
             }

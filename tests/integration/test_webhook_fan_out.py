@@ -1,11 +1,15 @@
 """Fanning events out to many subscriptions on PostgreSQL: a backlog of events to as many
-subscriptions as the staff tools may hold is fanned out whole."""
+subscriptions as the staff tools may hold is fanned out whole, and the worker's statements
+read the same whatever the size of its batch."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import event, func
 from sqlmodel import col, select
 
 from exchange.db.database import Database
@@ -58,3 +62,39 @@ async def test_a_backlog_of_events_to_every_staff_subscription_is_fanned_out_who
         made = (await session.exec(select(func.count()).select_from(WebhookDelivery))).one()
         unfanned = (await session.exec(select(WebhookEvent).where(col(WebhookEvent.fanned_out).is_(False)))).all()
     assert (made, unfanned) == (500 * STAFF_SUBSCRIPTIONS, [])
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[set[str]]:
+    """The text of every statement sent to the database meanwhile."""
+    sent: set[str] = set()
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.add(statement)
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_the_worker_sends_the_same_statements_for_a_batch_of_any_size(pg_db: Database) -> None:
+    """Each distinct statement text is a prepared statement in every connection and an entry of
+    ``pg_stat_statements``: a list of ids spelt ``IN ($1, $2, …)`` made one per batch size."""
+    clock = FrozenClock(datetime.now(UTC))
+    await subscribed(pg_db, clock, 2)
+    # Port 9 refuses the connection: every attempt fails fast, and is retried later.
+    dispatcher = Dispatcher(db=pg_db, clock=clock, key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET, timeout=5)
+    try:
+        shapes = []
+        for periods in (range(2), range(2, 5)):
+            await closed(pg_db, clock, periods)
+            with statements(pg_db) as sent:
+                report = await dispatcher.run_once()
+            assert (report.fanned_out, report.retrying) == (2 * len(periods), 2 * len(periods))
+            shapes.append(sent)
+    finally:
+        await dispatcher.aclose()
+    assert shapes[0] == shapes[1]
