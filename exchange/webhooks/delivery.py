@@ -175,7 +175,14 @@ class Dispatcher:
                 if not events:
                     return made
                 subscriptions = (
-                    await session.exec(select(WebhookSubscription).where(col(WebhookSubscription.deleted_at).is_(None)))
+                    await session.exec(
+                        select(WebhookSubscription)
+                        .where(col(WebhookSubscription.deleted_at).is_(None))
+                        # A deletion in progress is waited for, and its subscription then read as
+                        # deleted: read from before it committed, it would get deliveries made
+                        # after the deletion cancelled its others, and keep receiving events.
+                        .with_for_update(read=True, key_share=True)
+                    )
                 ).all()
                 rows = [
                     {

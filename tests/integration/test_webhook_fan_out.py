@@ -4,6 +4,7 @@ read the same whatever the size of its batch."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from exchange.webhooks.events import Event, EventType
 from exchange.webhooks.models import WebhookDelivery, WebhookEvent
 from exchange.webhooks.outbox import emit
 from exchange.webhooks.subscriptions import SubscriptionDraft
+from tests.integration.locks import waiting_on_a_lock
 
 #: The staff tools' default limit (``EXCHANGE_WEBHOOK_MAX_SUBSCRIPTIONS``).
 STAFF_SUBSCRIPTIONS = 20
@@ -98,3 +100,23 @@ async def test_the_worker_sends_the_same_statements_for_a_batch_of_any_size(pg_d
     finally:
         await dispatcher.aclose()
     assert shapes[0] == shapes[1]
+
+
+async def test_a_subscription_deleted_while_its_events_are_fanned_out_gets_none_of_them(pg_db: Database) -> None:
+    """A fan-out that read the subscription as live before its deletion committed made it a
+    pending delivery after the deletion had cancelled its others, and the worker sent it: a
+    deleted subscription kept receiving events."""
+    clock = FrozenClock(datetime.now(UTC))
+    await subscribed(pg_db, clock, 1)
+    async with pg_db.transaction() as session:
+        (subscription,) = await subscriptions.listed(session, None)
+    await closed(pg_db, clock, range(1))
+    dispatcher = Dispatcher(db=pg_db, clock=clock, key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET)
+    async with pg_db.transaction() as session:
+        await subscriptions.delete(session, None, subscription.id, clock.now())
+        fanning = asyncio.create_task(dispatcher.fan_out())
+        await waiting_on_a_lock(pg_db)
+    await fanning
+    async with pg_db.transaction() as session:
+        pending = (await session.exec(select(WebhookDelivery).where(WebhookDelivery.status == "PENDING"))).all()
+    assert pending == []
