@@ -145,6 +145,8 @@ class Dispatcher:
                 break
             outcomes = await asyncio.gather(*(self._send(limit, item) for item in claimed))
             for item, outcome in zip(claimed, outcomes, strict=True):
+                if outcome is None:
+                    continue  # not sent: its subscription was deleted, and it cancelled
                 status = await self.record(item, outcome)
                 if status == DeliveryStatus.DELIVERED:
                     report.delivered += 1
@@ -281,13 +283,17 @@ class Dispatcher:
             for delivery in deliveries
         ]
 
-    async def secrets_now(self, subscription_id: str, now: datetime) -> tuple[str, ...]:
+    async def secrets_now(self, subscription_id: str, now: datetime) -> tuple[str, ...] | None:
         """The secrets to sign an attempt sent at ``now`` with, read as it is sent rather than
         when it was claimed: a rotation committed in between (a wave may wait for the one
-        before it) must sign it with the new secret too, as the overlap promises."""
+        before it) must sign it with the new secret too, as the overlap promises. ``None`` if
+        a deletion committed in between: it stopped the subscription (and cancelled the
+        delivery), so nothing more is sent to it."""
         async with self.db.transaction() as session:
             subscription = await session.get(WebhookSubscription, subscription_id)
         assert subscription is not None, "a subscription's row outlives its deliveries"
+        if subscription.deleted_at is not None:
+            return None
         return self.signing_secrets(subscription, now)
 
     def signing_secrets(self, subscription: WebhookSubscription, now: datetime) -> tuple[str, ...]:
@@ -306,10 +312,13 @@ class Dispatcher:
 
     # -- send -----------------------------------------------------------------------------
 
-    async def _send(self, limit: asyncio.Semaphore, item: Claimed) -> Outcome:
+    async def _send(self, limit: asyncio.Semaphore, item: Claimed) -> Outcome | None:
+        """The attempt's outcome; ``None`` if it was not sent (its subscription was deleted)."""
         async with limit:
             sent_at = self.clock.now()
             secrets = await self.secrets_now(item.subscription_id, sent_at)
+            if secrets is None:
+                return None
             headers = signing.headers(secrets, item.message_id, sent_at, item.body)
             started = time.perf_counter()
             try:
