@@ -11,20 +11,31 @@ text with typed parameters, which its cache keeps.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Collection, Sequence
 from functools import lru_cache
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from psycopg import AsyncConnection
 from sqlalchemy import ARRAY, ColumnElement, String, Table, TextClause, any_, bindparam, insert, text
 from sqlalchemy.sql.elements import SQLCoreOperations
+from sqlalchemy.types import TypeEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+T = TypeVar("T")
 
-def one_of(column: SQLCoreOperations[str], values: Sequence[str], session: AsyncSession) -> ColumnElement[bool]:
-    """``column IN values``; on PostgreSQL as ``= ANY(array)``, one parameter however many values."""
+
+def one_of(
+    column: SQLCoreOperations[T],
+    values: Collection[T],
+    session: AsyncSession,
+    of: type[TypeEngine[Any]] | TypeEngine[Any] = String,
+) -> ColumnElement[bool]:
+    """``column IN values`` (of the SQL type ``of``); on PostgreSQL as ``= ANY(array)``, one
+    parameter however many values: one statement text for any number of them, so one prepared
+    statement and one ``pg_stat_statements`` entry, where ``IN ($1, $2, …)`` makes one per
+    length of the list."""
     if session.bind is not None and session.bind.dialect.name == "postgresql":
-        return column == any_(bindparam("values", list(values), type_=ARRAY(String), unique=True))
+        return column == any_(bindparam("values", list(values), type_=ARRAY(of), unique=True))
     return column.in_(values)
 
 

@@ -33,12 +33,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import and_, exists, update
+from sqlalchemy import BigInteger, and_, exists, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from exchange.clock import Clock
 from exchange.db import dialects
+from exchange.db.bulk import one_of
 from exchange.db.database import Database
 from exchange.webhooks import signing
 from exchange.webhooks.egress import PublicOnlyTransport
@@ -144,6 +145,8 @@ class Dispatcher:
                 break
             outcomes = await asyncio.gather(*(self._send(limit, item) for item in claimed))
             for item, outcome in zip(claimed, outcomes, strict=True):
+                if outcome is None:
+                    continue  # not sent: its subscription was deleted, and it cancelled
                 status = await self.record(item, outcome)
                 if status == DeliveryStatus.DELIVERED:
                     report.delivered += 1
@@ -174,7 +177,14 @@ class Dispatcher:
                 if not events:
                     return made
                 subscriptions = (
-                    await session.exec(select(WebhookSubscription).where(col(WebhookSubscription.deleted_at).is_(None)))
+                    await session.exec(
+                        select(WebhookSubscription)
+                        .where(col(WebhookSubscription.deleted_at).is_(None))
+                        # A deletion in progress is waited for, and its subscription then read as
+                        # deleted: read from before it committed, it would get deliveries made
+                        # after the deletion cancelled its others, and keep receiving events.
+                        .with_for_update(read=True, key_share=True)
+                    )
                 ).all()
                 rows = [
                     {
@@ -191,14 +201,20 @@ class Dispatcher:
                     if wants(subscription, event)
                 ]
                 if rows:
+                    # Many rows as many parameter sets of one statement (psycopg pipelines them),
+                    # not one multi-row VALUES: 500 events to 20 subscriptions would be 70,000
+                    # parameters, past the 65,535 PostgreSQL takes in one statement.
                     await session.exec(
-                        dialects.insert(session, DELIVERIES)
-                        .values(rows)
-                        .on_conflict_do_nothing(index_elements=["subscription_id", "sequence"])
+                        dialects.insert(session, DELIVERIES).on_conflict_do_nothing(
+                            index_elements=["subscription_id", "sequence"]
+                        ),
+                        params=rows,
                     )
                 await session.exec(
                     update(WebhookEvent)
-                    .where(col(WebhookEvent.sequence).in_([event.sequence for event in events]))
+                    .where(
+                        one_of(col(WebhookEvent.sequence), [event.sequence for event in events], session, BigInteger)
+                    )
                     .values(fanned_out=True)
                 )
                 made += len(rows)
@@ -241,14 +257,16 @@ class Dispatcher:
             events = {
                 event.sequence: event
                 for event in await session.exec(
-                    select(WebhookEvent).where(col(WebhookEvent.sequence).in_([d.sequence for d in deliveries]))
+                    select(WebhookEvent).where(
+                        one_of(col(WebhookEvent.sequence), [d.sequence for d in deliveries], session, BigInteger)
+                    )
                 )
             }
             subscriptions = {
                 subscription.id: subscription
                 for subscription in await session.exec(
                     select(WebhookSubscription).where(
-                        col(WebhookSubscription.id).in_({d.subscription_id for d in deliveries})
+                        one_of(col(WebhookSubscription.id), {d.subscription_id for d in deliveries}, session)
                     )
                 )
             }
@@ -265,13 +283,17 @@ class Dispatcher:
             for delivery in deliveries
         ]
 
-    async def secrets_now(self, subscription_id: str, now: datetime) -> tuple[str, ...]:
+    async def secrets_now(self, subscription_id: str, now: datetime) -> tuple[str, ...] | None:
         """The secrets to sign an attempt sent at ``now`` with, read as it is sent rather than
         when it was claimed: a rotation committed in between (a wave may wait for the one
-        before it) must sign it with the new secret too, as the overlap promises."""
+        before it) must sign it with the new secret too, as the overlap promises. ``None`` if
+        a deletion committed in between: it stopped the subscription (and cancelled the
+        delivery), so nothing more is sent to it."""
         async with self.db.transaction() as session:
             subscription = await session.get(WebhookSubscription, subscription_id)
         assert subscription is not None, "a subscription's row outlives its deliveries"
+        if subscription.deleted_at is not None:
+            return None
         return self.signing_secrets(subscription, now)
 
     def signing_secrets(self, subscription: WebhookSubscription, now: datetime) -> tuple[str, ...]:
@@ -290,10 +312,13 @@ class Dispatcher:
 
     # -- send -----------------------------------------------------------------------------
 
-    async def _send(self, limit: asyncio.Semaphore, item: Claimed) -> Outcome:
+    async def _send(self, limit: asyncio.Semaphore, item: Claimed) -> Outcome | None:
+        """The attempt's outcome; ``None`` if it was not sent (its subscription was deleted)."""
         async with limit:
             sent_at = self.clock.now()
             secrets = await self.secrets_now(item.subscription_id, sent_at)
+            if secrets is None:
+                return None
             headers = signing.headers(secrets, item.message_id, sent_at, item.body)
             started = time.perf_counter()
             try:

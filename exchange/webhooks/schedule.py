@@ -5,8 +5,8 @@ scaled by a random factor between ½ and 1 ("equal jitter": receivers that came 
 outage are not hit by every delivery at the same instant). A receiver that answered 429 or
 503 with ``Retry-After`` is not tried again before the time it asked for, up to ``longest``
 (a receiver may slow its deliveries down, not hold them back longer than the schedule
-would). A delivery whose next attempt would fall more than ``give_up_after`` after its first
-is dead-lettered instead.
+would). A delivery whose next attempt would fall more than ``give_up_after`` after its window
+started (its event, or its replay) is dead-lettered instead.
 """
 
 from __future__ import annotations

@@ -203,7 +203,8 @@ async def replay(
     now: datetime,
 ) -> int:
     """Queue deliveries again, each with a fresh retry window: those named by id, or every
-    dead-lettered one (``dead``), or every finished one of an event since ``since``; how many.
+    dead-lettered one (``dead``), or every finished one of an event since ``since`` (the oldest
+    :data:`REPLAY_LIMIT` of them); how many.
 
     The same ``webhook-id`` is sent again (it is the same event), so a receiver that had
     processed it can tell."""
@@ -231,7 +232,8 @@ async def replay(
             query = query.join(WebhookEvent, col(WebhookEvent.sequence) == WebhookDelivery.sequence).where(
                 col(WebhookEvent.occurred_at) >= since
             )
-        chosen = list((await session.exec(query.limit(REPLAY_LIMIT))).all())
+        # The oldest first: replaying again until none is queued sends each object's in order.
+        chosen = list((await session.exec(query.order_by(col(WebhookDelivery.sequence)).limit(REPLAY_LIMIT))).all())
     if chosen:
         await session.exec(
             update(WebhookDelivery)

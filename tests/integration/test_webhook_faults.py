@@ -221,3 +221,26 @@ async def test_a_secret_rotated_while_a_delivery_is_on_its_way_signs_it_too(
     ((headers, body),) = faults.receiver.received
     assert verified(rotated[0].secret, headers, body)["data"] == {"period": "2026-10"}
     assert verified(made.secret, headers, body)["data"] == {"period": "2026-10"}
+
+
+async def test_a_subscription_deleted_while_a_delivery_is_on_its_way_is_sent_nothing_more(
+    faults: Faults, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deletion commits after the worker claimed the delivery and before it sends it (a
+    batch's later waves wait for its earlier ones): deleting stops the subscription, so the
+    delivery, cancelled with it, is not sent."""
+    made, service = await faults.subscribe()
+    await faults.closed()
+    dispatcher = service.dispatcher
+    claim = dispatcher.claim
+
+    async def claim_then_delete(batch: int) -> list[Claimed]:
+        claimed = await claim(batch)
+        if claimed:
+            await service.delete(None, made.subscription.id)
+        return claimed
+
+    monkeypatch.setattr(dispatcher, "claim", claim_then_delete)
+    assert await service.deliver() == DeliveryPass(fanned_out=1)
+    assert faults.receiver.received == []
+    assert (await faults.delivery()).status == DeliveryStatus.CANCELLED

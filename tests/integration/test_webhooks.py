@@ -33,6 +33,7 @@ from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
 from exchange.testing.clock import FrozenClock
 from exchange.testing.sandboxes import SandboxFleet
 from exchange.tiers.expiry import MatchExpiry
+from exchange.webhooks import subscriptions
 from exchange.webhooks.delivery import DeliveryPass, Dispatcher
 from exchange.webhooks.errors import SubscriptionNotFound, TooManySubscriptions
 from exchange.webhooks.events import Event, EventType
@@ -344,6 +345,38 @@ async def test_a_receiver_that_never_answers_is_retried_with_backoff_then_dead_l
     assert len(hooks.receiver.accepted("/back")) == 2
     with pytest.raises(BadUserInput):
         await hooks.service.replay(None, subscription.subscription.id)
+
+
+async def test_a_replay_of_more_dead_letters_than_one_replay_takes_queues_the_oldest_first(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dead`` queues at most the replay limit: the oldest, so that replaying again until it
+    queues none sends every dead letter, each object's earlier events first."""
+    monkeypatch.setattr(subscriptions, "REPLAY_LIMIT", 2)
+    subscription = await hooks.subscribe(hooks.receiver.url(), ["period.closed"])
+    now = hooks.clock.now()
+    # Periods named newest first, and dead-lettered newest first (the oldest's row is the last
+    # written): neither an index on the object nor the table's order yields the oldest first.
+    periods = ["2026-12", "2026-11", "2026-10"]
+    await hooks.emit(*(Event(EventType.PERIOD_CLOSED, f"period:{p}", None, {"period": p}, now) for p in periods))
+    await hooks.service.dispatcher.fan_out()
+    oldest, *later = await hooks.deliveries()
+    async with hooks.db.transaction() as session:
+        for row in [*reversed(later), oldest]:
+            await session.exec(
+                update(WebhookDelivery).where(col(WebhookDelivery.id) == row.id).values(status=DeliveryStatus.DEAD)
+            )
+    queued = []
+    while replayed := await hooks.service.replay(None, subscription.subscription.id, dead=True):
+        queued.append([row.id for row in await hooks.deliveries(DeliveryStatus.PENDING)])
+        assert replayed == len(queued[-1])
+        async with hooks.db.transaction() as session:
+            await session.exec(
+                update(WebhookDelivery)
+                .where(col(WebhookDelivery.status) == DeliveryStatus.PENDING)
+                .values(status=DeliveryStatus.DELIVERED)
+            )
+    assert queued == [[oldest.id, later[0].id], [later[1].id]]
 
 
 async def test_a_stored_url_the_client_cannot_send_to_fails_its_own_attempts_not_the_batch(hooks: Hooks) -> None:

@@ -1,0 +1,122 @@
+"""Fanning events out to many subscriptions on PostgreSQL: a backlog of events to as many
+subscriptions as the staff tools may hold is fanned out whole, and the worker's statements
+read the same whatever the size of its batch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, func
+from sqlmodel import col, select
+
+from exchange.db.database import Database
+from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
+from exchange.testing.clock import FrozenClock
+from exchange.webhooks import subscriptions
+from exchange.webhooks.delivery import Dispatcher
+from exchange.webhooks.events import Event, EventType
+from exchange.webhooks.models import WebhookDelivery, WebhookEvent
+from exchange.webhooks.outbox import emit
+from exchange.webhooks.subscriptions import SubscriptionDraft
+from tests.integration.locks import waiting_on_a_lock
+
+#: The staff tools' default limit (``EXCHANGE_WEBHOOK_MAX_SUBSCRIPTIONS``).
+STAFF_SUBSCRIPTIONS = 20
+
+
+async def subscribed(db: Database, clock: FrozenClock, count: int) -> None:
+    """``count`` staff subscriptions to every event type."""
+    async with db.transaction() as session:
+        for n in range(count):
+            await subscriptions.create(
+                session,
+                SubscriptionDraft(f"http://127.0.0.1:9/{n}", [event_type.value for event_type in EventType]),
+                production=False,
+                key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET,
+                by="test",
+                now=clock.now(),
+                limit=count,
+            )
+
+
+async def closed(db: Database, clock: FrozenClock, periods: range) -> None:
+    async with db.transaction() as session:
+        await emit(
+            session,
+            *(Event(EventType.PERIOD_CLOSED, f"period:{n}", None, {"period": str(n)}, clock.now()) for n in periods),
+        )
+
+
+async def test_a_backlog_of_events_to_every_staff_subscription_is_fanned_out_whole(pg_db: Database) -> None:
+    """One fan-out batch (500 events) to 20 subscriptions is 10,000 deliveries: written as one
+    multi-row INSERT that is 70,000 parameters, past the 65,535 PostgreSQL's protocol takes, so
+    the batch failed on every pass and no event reached anyone."""
+    clock = FrozenClock(datetime.now(UTC))
+    await subscribed(pg_db, clock, STAFF_SUBSCRIPTIONS)
+    await closed(pg_db, clock, range(500))
+    dispatcher = Dispatcher(db=pg_db, clock=clock, key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET)
+    assert await dispatcher.fan_out() == 500 * STAFF_SUBSCRIPTIONS
+    async with pg_db.transaction() as session:
+        made = (await session.exec(select(func.count()).select_from(WebhookDelivery))).one()
+        unfanned = (await session.exec(select(WebhookEvent).where(col(WebhookEvent.fanned_out).is_(False)))).all()
+    assert (made, unfanned) == (500 * STAFF_SUBSCRIPTIONS, [])
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[set[str]]:
+    """The text of every statement sent to the database meanwhile."""
+    sent: set[str] = set()
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.add(statement)
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_the_worker_sends_the_same_statements_for_a_batch_of_any_size(pg_db: Database) -> None:
+    """Each distinct statement text is a prepared statement in every connection and an entry of
+    ``pg_stat_statements``: a list of ids spelt ``IN ($1, $2, …)`` made one per batch size."""
+    clock = FrozenClock(datetime.now(UTC))
+    await subscribed(pg_db, clock, 2)
+    # Port 9 refuses the connection: every attempt fails fast, and is retried later.
+    dispatcher = Dispatcher(db=pg_db, clock=clock, key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET, timeout=5)
+    try:
+        shapes = []
+        for periods in (range(2), range(2, 5)):
+            await closed(pg_db, clock, periods)
+            with statements(pg_db) as sent:
+                report = await dispatcher.run_once()
+            assert (report.fanned_out, report.retrying) == (2 * len(periods), 2 * len(periods))
+            shapes.append(sent)
+    finally:
+        await dispatcher.aclose()
+    assert shapes[0] == shapes[1]
+
+
+async def test_a_subscription_deleted_while_its_events_are_fanned_out_gets_none_of_them(pg_db: Database) -> None:
+    """A fan-out that read the subscription as live before its deletion committed made it a
+    pending delivery after the deletion had cancelled its others, and the worker sent it: a
+    deleted subscription kept receiving events."""
+    clock = FrozenClock(datetime.now(UTC))
+    await subscribed(pg_db, clock, 1)
+    async with pg_db.transaction() as session:
+        (subscription,) = await subscriptions.listed(session, None)
+    await closed(pg_db, clock, range(1))
+    dispatcher = Dispatcher(db=pg_db, clock=clock, key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET)
+    async with pg_db.transaction() as session:
+        await subscriptions.delete(session, None, subscription.id, clock.now())
+        fanning = asyncio.create_task(dispatcher.fan_out())
+        await waiting_on_a_lock(pg_db)
+    await fanning
+    async with pg_db.transaction() as session:
+        pending = (await session.exec(select(WebhookDelivery).where(WebhookDelivery.status == "PENDING"))).all()
+    assert pending == []
