@@ -10,7 +10,9 @@ Each pass (the gateway's periodic job, or ``exchange webhooks deliver``):
 2. **Claim** due deliveries under a lease, skipping rows another worker holds. A delivery is
    due only if no earlier delivery of the *same object* to the same subscription is still
    pending: a subscription receives the events of one conversion (redemption, match, …) in
-   the order they happened, the later waiting until the earlier is delivered or dead.
+   the order they happened, the later waiting until the earlier is delivered or dead. First
+   attempts go before retries, each kind by due time: the retries a receiver that is down
+   piles up cannot hold other subscribers' new events back.
 3. **Send** them concurrently (at most ``concurrency`` at once, each within ``timeout``),
    outside any database transaction, signed by the Standard Webhooks rules.
 4. **Record** each attempt in the delivery log; a 2xx delivers, anything else (or no
@@ -244,7 +246,14 @@ class Dispatcher:
                             )
                         ),
                     )
-                    .order_by(col(WebhookDelivery.next_attempt_at), col(WebhookDelivery.sequence))
+                    # First attempts before retries, then by due time: a receiver that is down
+                    # piles up retries (each may take the whole timeout), and in due-time order
+                    # they would hold every other subscriber's new events back behind them.
+                    .order_by(
+                        col(WebhookDelivery.attempts) > 0,
+                        col(WebhookDelivery.next_attempt_at),
+                        col(WebhookDelivery.sequence),
+                    )
                     .limit(batch)
                     .with_for_update(skip_locked=True, of=WebhookDelivery)
                 )

@@ -379,6 +379,29 @@ async def test_a_replay_of_more_dead_letters_than_one_replay_takes_queues_the_ol
     assert queued == [[oldest.id, later[0].id], [later[1].id]]
 
 
+async def test_first_attempts_are_claimed_before_the_retries_a_receiver_that_is_down_piled_up(hooks: Hooks) -> None:
+    """A receiver that is down piles up retries, each of which may take the whole timeout: in
+    due-time order alone, another subscriber's new event would wait behind all of them."""
+    down = await hooks.subscribe(f"http://127.0.0.1:{free_port()}/hook", ["period.closed"])
+    now = hooks.clock.now()
+    await hooks.emit(*(Event(EventType.PERIOD_CLOSED, f"period:2025-{m:02}", None, {}, now) for m in range(1, 6)))
+    await hooks.service.dispatcher.fan_out()
+    async with hooks.db.transaction() as session:  # each of them failed before, and is due again long since
+        await session.exec(
+            update(WebhookDelivery).values(attempts=3, next_attempt_at=now - timedelta(hours=1), first_attempt_at=now)
+        )
+    healthy = await hooks.subscribe(hooks.receiver.url(), ["period.closed"])
+    hooks.clock.advance(seconds=1)
+    await hooks.emit(Event(EventType.PERIOD_CLOSED, "period:2026-01", None, {}, hooks.clock.now()))
+    await hooks.service.dispatcher.fan_out()
+    claimed = await hooks.service.dispatcher.claim(batch=2)
+    # The new event's first attempts, to both: the retries wait for the next claim.
+    assert sorted((item.subscription_id, item.attempts) for item in claimed) == sorted(
+        [(healthy.subscription.id, 0), (down.subscription.id, 0)]
+    )
+    assert [item.attempts for item in await hooks.service.dispatcher.claim(batch=10)] == [3] * 5
+
+
 async def test_a_stored_url_the_client_cannot_send_to_fails_its_own_attempts_not_the_batch(hooks: Hooks) -> None:
     """A subscription stored before its URL's rule refused a host no HTTP client sends to (a
     zero-width space in it): its attempts fail, logged, and the other subscriptions' deliveries
