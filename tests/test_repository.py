@@ -19,6 +19,9 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from exchange.api.schema import build_schema
 from exchange.cli import main
 from exchange.db.migrate import display_url
+from exchange.money import Currency
+from exchange.pricing.rules import RateRule, price
+from exchange.programs.declarations import read_partners_directory
 from exchange.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.unit.test_cli_help import leaf_commands
@@ -78,6 +81,29 @@ def test_the_documents_graphql_examples_fit_the_schema_without_deprecated_fields
         document = parse(example)
         assert validate(schema, document) == [], name
         assert validate(schema, document, [NoDeprecatedCustomRule]) == [], name
+
+
+def test_the_webhook_payload_example_is_priced_as_the_sample_programs_price_it() -> None:
+    """docs/WEBHOOKS.md's ``conversion.completed`` body converts between two sample programs
+    with no declared rate between them: its money value, fee and points out are what the
+    declarations in ``partners/`` price (the coalition's fee, no bonus)."""
+    example = re.search(r"```json\n(.*?)```", (REPO_ROOT / "docs" / "WEBHOOKS.md").read_text(), re.DOTALL)
+    assert example is not None
+    data = json.loads(example[1])["data"]
+    partners = read_partners_directory(REPO_ROOT / "partners")
+    programs = {program.id: program for program in partners.programs}
+    source, target = programs[data["fromProgram"]], programs[data["toProgram"]]
+    assert all(rate.source != source.id for rate in target.rates)
+    pricing = partners.coalition.pricing
+    rule = RateRule(source.point_value, target.point_value, pricing.fee_percent, pricing.fee_fixed)
+    currency = Currency(partners.coalition.settlement_currency, partners.coalition.currency_minor_units)
+    assert data["currency"] == currency.code
+    priced = price(rule, data["pointsIn"], currency=currency)
+    assert (priced.money_value_minor, priced.fee_minor, priced.points_out) == (
+        data["moneyValueMinor"],
+        data["feeMinor"],
+        data["pointsOut"],
+    )
 
 
 def test_readme_documents_every_setting() -> None:
