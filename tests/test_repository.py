@@ -170,6 +170,39 @@ def test_every_relative_link_in_the_documents_resolves() -> None:
     assert checked >= 50
 
 
+#: A named section of a document, as prose and schema descriptions send a reader to one:
+#: ``partners/SETTLEMENT.md, 'Your records (CSV)'``, ``README.md, "Observability"``.
+SECTION_REFERENCE = re.compile(r"""\b(README(?:\.md)?|(?:docs|partners|deploy)/[\w/.-]+\.md)`?,\s+(['"])([^'"]+)\2""")
+
+
+def section_titles(markdown: str) -> set[str]:
+    """A document's headings (without their ``#``), and the bold leads of its paragraphs
+    (``**Database connections.**``), which name sections too."""
+    text = re.sub(r"^```.*?^```", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    return set(re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, re.MULTILINE)) | set(
+        re.findall(r"^\*\*([^*]+?)\.?\*\*", text, re.MULTILINE)
+    )
+
+
+def test_every_named_section_of_a_document_exists() -> None:
+    """Where the schema or a document sends the reader to a section by its title, the document
+    has it (a heading, or a paragraph's bold lead; a heading may go on after the title given)."""
+    texts = {"schema.graphql": (REPO_ROOT / "schema.graphql").read_text()}
+    texts |= {str(path.relative_to(REPO_ROOT)): path.read_text() for path in markdown_documents()}
+    checked = 0
+    for source, text in texts.items():
+        for path, _, written in SECTION_REFERENCE.findall(text):
+            title = " ".join(written.split())  # a title may run over a line break
+            document = REPO_ROOT / ("README.md" if path == "README" else path)
+            assert document.is_file(), f"{source}: {path}: no such file"
+            titles = section_titles(document.read_text())
+            assert any(found == title or found.startswith(f"{title} (") for found in titles), (
+                f"{source}: {path} has no section {title!r}"
+            )
+            checked += 1
+    assert checked >= 5
+
+
 def asks_for_help(command: click.Command, ctx: click.Context, values: dict[str, object]) -> bool:
     """Whether parsed ``values`` hold the command's help option (`-h`, `--help`), whatever name
     click gives that option."""

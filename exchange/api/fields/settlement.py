@@ -101,8 +101,8 @@ class SettlementMutations:
         return SettlementPeriod.from_report(report, calendar.starts_at(report.period), calendar.ends_at(report.period))
 
     @strawberry.mutation(
-        description="Import a partner's records of a closed period (CSV: see README, 'Partner "
-        "records') and reconcile them against the ledger. A malformed file is refused whole: "
+        description="Import a partner's records of a closed period (CSV: partners/SETTLEMENT.md, "
+        "'Your records (CSV)') and reconcile them against the ledger. A malformed file is refused whole: "
         "`BAD_USER_INPUT` with `extensions.line` and `extensions.reason`, and nothing is imported. "
         "Importing again replaces the reconciliation until one of its breaks is resolved.",
         extensions=[authorize(IMPORTS_RECORDS)],
@@ -116,8 +116,8 @@ class SettlementMutations:
             str,
             Text(INLINE_RECORDS_LENGTH),
             strawberry.argument(
-                description="The records as CSV text (README, 'Partner records'); a larger file goes through "
-                "`PUT /settlement/records/{partnerId}/{period}`."
+                description="The records as CSV text (partners/SETTLEMENT.md, 'Your records (CSV)'); a "
+                "larger file goes through `PUT /settlement/records/{partnerId}/{period}`."
             ),
         ],
     ) -> Reconciliation | None:
