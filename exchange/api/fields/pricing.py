@@ -143,7 +143,11 @@ class PromotionInput:
 class PricingMutations:
     @strawberry.mutation(
         description="Price converting your points: the amounts are fixed until `expiresAt`. The "
-        "tier bonus uses your coalition level, read live from your linked partners.",
+        "tier bonus uses your coalition level, read live from your linked partners. A program "
+        "not linked, or a pair with no rate (directly or through the coalition point), is "
+        "`BAD_USER_INPUT`; points a limit refuses (the minimum, the increment, your caps, the "
+        "target's issuing budget) are `LIMIT_EXCEEDED` with `extensions.limit` and "
+        "`extensions.remaining`.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def create_quote(
