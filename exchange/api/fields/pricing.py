@@ -162,7 +162,8 @@ class PricingMutations:
 
     @strawberry.mutation(
         description="Set the rate of conversions into your program from another; it takes effect "
-        "now, as a new rate version. A pair declared by the operator cannot be changed here.",
+        "now, as a new rate version. A pair declared by the operator cannot be changed here "
+        "(`FORBIDDEN`, naming the declaration).",
         extensions=[authorize(MANAGES_TARGET)],
     )
     async def set_conversion_rate(
@@ -176,7 +177,8 @@ class PricingMutations:
         return RateVersion.from_row(version)
 
     @strawberry.mutation(
-        description="Go back to the rate derived from the two programs' point values.",
+        description="Go back to the rate derived from the two programs' point values. A pair "
+        "declared by the operator cannot be changed here (`FORBIDDEN`, naming the declaration).",
         extensions=[authorize(requires(Scope.PARTNER_WRITE) & own_program(argument("to_program")))],
     )
     async def clear_conversion_rate(
