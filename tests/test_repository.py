@@ -126,6 +126,27 @@ def test_the_readme_settings_table_gives_each_settings_default() -> None:
         assert written.get(name.upper()) == shown, f"EXCHANGE_{name.upper()}"
 
 
+def test_the_readme_settings_table_gives_each_settings_bounds() -> None:
+    """A value outside a setting's bounds stops every command (naming the variable), so the
+    meaning column gives them: the upper bound, and the lower one where it is not 0 or 1 (a
+    count, a duration) — written plainly or with thousands commas."""
+    rows = dict(re.findall(r"^\| `EXCHANGE_([A-Z0-9_]+)` \| `[^`]*` \|(.*)$", README, re.MULTILINE))
+    unstated = []
+    for name, field in Settings.model_fields.items():
+        for constraint in field.metadata:
+            for kind in ("ge", "gt", "le", "lt"):
+                bound = getattr(constraint, kind, None)
+                if bound is None or (kind in ("ge", "gt") and bound <= 1):
+                    continue
+                forms = {str(bound), f"{bound:,}"} if isinstance(bound, int) else {str(bound)}
+                if not any(
+                    re.search(rf"(?<![\d.])(?<!\d,){re.escape(form)}(?!\d|,\d)", rows.get(name.upper(), ""))
+                    for form in forms
+                ):
+                    unstated.append(f"EXCHANGE_{name.upper()}: {kind} {bound}")
+    assert unstated == []
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     assert "make test" in README
