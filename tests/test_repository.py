@@ -19,6 +19,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from exchange.api.schema import build_schema
 from exchange.cli import main
 from exchange.db.migrate import display_url
+from exchange.demo_month import COALITION_MOVES, COALITION_POINT
 from exchange.money import Currency
 from exchange.pricing.rules import RateRule, price
 from exchange.programs.declarations import read_partners_directory
@@ -104,6 +105,26 @@ def test_the_webhook_payload_example_is_priced_as_the_sample_programs_price_it()
         data["feeMinor"],
         data["pointsOut"],
     )
+
+
+def test_the_readme_counts_the_demo_months_coalition_point_moves() -> None:
+    """ "The demo's last month" says how many conversions the month makes through the coalition
+    point, from how many partners' programs they earn it and into how many they spend it."""
+    number = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
+    said = re.search(
+        r"(\w+) that earn coalition\s+points from (\w+) partners' programs \((\w+) conversions\) and spend some"
+        r"\s+into (\w+) others",
+        README,
+    )
+    assert said is not None
+    earned = [move for move in COALITION_MOVES if move[2] == COALITION_POINT]
+    spent = [move for move in COALITION_MOVES if move[1] == COALITION_POINT]
+    assert [number[word] for word in said.groups()] == [
+        len(COALITION_MOVES),
+        len({move[1] for move in earned}),
+        len(earned),
+        len({move[2] for move in spent}),
+    ]
 
 
 def test_readme_documents_every_setting() -> None:
