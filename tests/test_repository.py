@@ -20,6 +20,7 @@ from exchange.api.schema import build_schema
 from exchange.cli import main
 from exchange.db.migrate import display_url
 from exchange.demo_month import COALITION_MOVES, COALITION_POINT
+from exchange.errors import ErrorCode
 from exchange.money import Currency
 from exchange.pricing.rules import RateRule, price
 from exchange.programs.declarations import read_partners_directory
@@ -125,6 +126,14 @@ def test_the_readme_counts_the_demo_months_coalition_point_moves() -> None:
         len(earned),
         len({move[2] for move in spent}),
     ]
+
+
+def test_the_readme_lists_the_whole_closed_list_of_error_codes() -> None:
+    """README's GraphQL section is where a client looks up every ``extensions.code`` it must
+    handle: its list is the whole of :class:`ErrorCode`."""
+    start = README.index("Every error carries `extensions.code` from a closed list")
+    listed = set(re.findall(r"`([A-Z][A-Z_]+)`", README[start : README.index(". An error has,", start)]))
+    assert listed == {code.value for code in ErrorCode}
 
 
 def test_readme_documents_every_setting() -> None:
