@@ -177,6 +177,13 @@ def test_the_readme_settings_table_gives_each_settings_bounds() -> None:
     assert unstated == []
 
 
+def test_the_readme_layout_names_every_package_and_design_document() -> None:
+    layout = README[README.index("## Layout") :]
+    packages = [path.name for path in (REPO_ROOT / "exchange").iterdir() if (path / "__init__.py").is_file()]
+    assert packages and [name for name in packages if f"  {name}/ " not in layout] == []
+    assert [path.name for path in (REPO_ROOT / "docs").glob("*.md") if path.name not in layout] == []
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     assert "make test" in README
