@@ -43,7 +43,9 @@ class ConversionQueries:
         after: Annotated[
             str | None,
             Text(CURSOR_LENGTH),
-            strawberry.argument(description="A page's `nextCursor`; null: from the newest."),
+            strawberry.argument(
+                description="A page's `nextCursor` (any other is `BAD_USER_INPUT`); null: from the newest."
+            ),
         ] = None,
     ) -> ConversionPage | None:
         page = await info.context.services.conversions.conversions(info.context.caller(), first=first, after=after)
