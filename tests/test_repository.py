@@ -19,6 +19,11 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from exchange.api.schema import build_schema
 from exchange.cli import main
 from exchange.db.migrate import display_url
+from exchange.demo_month import COALITION_MOVES, COALITION_POINT
+from exchange.errors import ErrorCode
+from exchange.money import Currency
+from exchange.pricing.rules import RateRule, price
+from exchange.programs.declarations import read_partners_directory
 from exchange.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.unit.test_cli_help import leaf_commands
@@ -80,6 +85,57 @@ def test_the_documents_graphql_examples_fit_the_schema_without_deprecated_fields
         assert validate(schema, document, [NoDeprecatedCustomRule]) == [], name
 
 
+def test_the_webhook_payload_example_is_priced_as_the_sample_programs_price_it() -> None:
+    """docs/WEBHOOKS.md's ``conversion.completed`` body converts between two sample programs
+    with no declared rate between them: its money value, fee and points out are what the
+    declarations in ``partners/`` price (the coalition's fee, no bonus)."""
+    example = re.search(r"```json\n(.*?)```", (REPO_ROOT / "docs" / "WEBHOOKS.md").read_text(), re.DOTALL)
+    assert example is not None
+    data = json.loads(example[1])["data"]
+    partners = read_partners_directory(REPO_ROOT / "partners")
+    programs = {program.id: program for program in partners.programs}
+    source, target = programs[data["fromProgram"]], programs[data["toProgram"]]
+    assert all(rate.source != source.id for rate in target.rates)
+    pricing = partners.coalition.pricing
+    rule = RateRule(source.point_value, target.point_value, pricing.fee_percent, pricing.fee_fixed)
+    currency = Currency(partners.coalition.settlement_currency, partners.coalition.currency_minor_units)
+    assert data["currency"] == currency.code
+    priced = price(rule, data["pointsIn"], currency=currency)
+    assert (priced.money_value_minor, priced.fee_minor, priced.points_out) == (
+        data["moneyValueMinor"],
+        data["feeMinor"],
+        data["pointsOut"],
+    )
+
+
+def test_the_readme_counts_the_demo_months_coalition_point_moves() -> None:
+    """ "The demo's last month" says how many conversions the month makes through the coalition
+    point, from how many partners' programs they earn it and into how many they spend it."""
+    number = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
+    said = re.search(
+        r"(\w+) that earn coalition\s+points from (\w+) partners' programs \((\w+) conversions\) and spend some"
+        r"\s+into (\w+) others",
+        README,
+    )
+    assert said is not None
+    earned = [move for move in COALITION_MOVES if move[2] == COALITION_POINT]
+    spent = [move for move in COALITION_MOVES if move[1] == COALITION_POINT]
+    assert [number[word] for word in said.groups()] == [
+        len(COALITION_MOVES),
+        len({move[1] for move in earned}),
+        len(earned),
+        len({move[2] for move in spent}),
+    ]
+
+
+def test_the_readme_lists_the_whole_closed_list_of_error_codes() -> None:
+    """README's GraphQL section is where a client looks up every ``extensions.code`` it must
+    handle: its list is the whole of :class:`ErrorCode`."""
+    start = README.index("Every error carries `extensions.code` from a closed list")
+    listed = set(re.findall(r"`([A-Z][A-Z_]+)`", README[start : README.index(". An error has,", start)]))
+    assert listed == {code.value for code in ErrorCode}
+
+
 def test_readme_documents_every_setting() -> None:
     for name in Settings.model_fields:
         assert f"EXCHANGE_{name.upper()}" in README, f"README.md does not document EXCHANGE_{name.upper()}"
@@ -98,6 +154,34 @@ def test_the_readme_settings_table_gives_each_settings_default() -> None:
         if name == "database_url":
             shown = display_url(shown)
         assert written.get(name.upper()) == shown, f"EXCHANGE_{name.upper()}"
+
+
+def test_the_readme_settings_table_gives_each_settings_bounds() -> None:
+    """A value outside a setting's bounds stops every command (naming the variable), so the
+    meaning column gives them: the upper bound, and the lower one where it is not 0 or 1 (a
+    count, a duration) — written plainly or with thousands commas."""
+    rows = dict(re.findall(r"^\| `EXCHANGE_([A-Z0-9_]+)` \| `[^`]*` \|(.*)$", README, re.MULTILINE))
+    unstated = []
+    for name, field in Settings.model_fields.items():
+        for constraint in field.metadata:
+            for kind in ("ge", "gt", "le", "lt"):
+                bound = getattr(constraint, kind, None)
+                if bound is None or (kind in ("ge", "gt") and bound <= 1):
+                    continue
+                forms = {str(bound), f"{bound:,}"} if isinstance(bound, int) else {str(bound)}
+                if not any(
+                    re.search(rf"(?<![\d.])(?<!\d,){re.escape(form)}(?!\d|,\d)", rows.get(name.upper(), ""))
+                    for form in forms
+                ):
+                    unstated.append(f"EXCHANGE_{name.upper()}: {kind} {bound}")
+    assert unstated == []
+
+
+def test_the_readme_layout_names_every_package_and_design_document() -> None:
+    layout = README[README.index("## Layout") :]
+    packages = [path.name for path in (REPO_ROOT / "exchange").iterdir() if (path / "__init__.py").is_file()]
+    assert packages and [name for name in packages if f"  {name}/ " not in layout] == []
+    assert [path.name for path in (REPO_ROOT / "docs").glob("*.md") if path.name not in layout] == []
 
 
 def test_ci_runs_the_readme_test_command() -> None:
@@ -142,6 +226,39 @@ def test_every_relative_link_in_the_documents_resolves() -> None:
                 assert fragment in heading_anchors(linked.read_text()), f"{where}: no such heading"
             checked += 1
     assert checked >= 50
+
+
+#: A named section of a document, as prose and schema descriptions send a reader to one:
+#: ``partners/SETTLEMENT.md, 'Your records (CSV)'``, ``README.md, "Observability"``.
+SECTION_REFERENCE = re.compile(r"""\b(README(?:\.md)?|(?:docs|partners|deploy)/[\w/.-]+\.md)`?,\s+(['"])([^'"]+)\2""")
+
+
+def section_titles(markdown: str) -> set[str]:
+    """A document's headings (without their ``#``), and the bold leads of its paragraphs
+    (``**Database connections.**``), which name sections too."""
+    text = re.sub(r"^```.*?^```", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    return set(re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, re.MULTILINE)) | set(
+        re.findall(r"^\*\*([^*]+?)\.?\*\*", text, re.MULTILINE)
+    )
+
+
+def test_every_named_section_of_a_document_exists() -> None:
+    """Where the schema or a document sends the reader to a section by its title, the document
+    has it (a heading, or a paragraph's bold lead; a heading may go on after the title given)."""
+    texts = {"schema.graphql": (REPO_ROOT / "schema.graphql").read_text()}
+    texts |= {str(path.relative_to(REPO_ROOT)): path.read_text() for path in markdown_documents()}
+    checked = 0
+    for source, text in texts.items():
+        for path, _, written in SECTION_REFERENCE.findall(text):
+            title = " ".join(written.split())  # a title may run over a line break
+            document = REPO_ROOT / ("README.md" if path == "README" else path)
+            assert document.is_file(), f"{source}: {path}: no such file"
+            titles = section_titles(document.read_text())
+            assert any(found == title or found.startswith(f"{title} (") for found in titles), (
+                f"{source}: {path} has no section {title!r}"
+            )
+            checked += 1
+    assert checked >= 5
 
 
 def asks_for_help(command: click.Command, ctx: click.Context, values: dict[str, object]) -> bool:

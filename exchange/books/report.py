@@ -96,8 +96,8 @@ class PartnerBooks:
         return self.value(self.figures.converted_out) + self.value(self.figures.redeemed_for_rewards)
 
     def points_lines(self) -> tuple[tuple[str, int, int], ...]:
-        """Each points figure by the name the CSV gives it (GraphQL's field, in snake case), with
-        its value in minor units."""
+        """Each points figure by the name the CSV gives it (GraphQL's field, in snake case, but
+        ``other`` for ``otherPoints``), with its value in minor units."""
         figures, value = self.figures, self.value
         return (
             ("issued", figures.issued, value(figures.issued)),

@@ -42,8 +42,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 
 from exchange.db.availability import DatabaseUnavailable, SharedQuery
 from exchange.db.commits import after_commit
@@ -319,8 +320,9 @@ class MetricsEndpoint:
     matter most then.
 
     Prometheus scrapes each pod directly. A request that came through a reverse proxy (the
-    public ingress) is answered 404 as if the path did not exist: the metrics name no member,
-    but they show partners' volumes and failures, which are no business of the internet.
+    public ingress) is answered 404 as if the path did not exist, by the gateway's own handler
+    of such addresses (in the API's JSON shape): the metrics name no member, but they show
+    partners' volumes and failures, which are no business of the internet.
     """
 
     def __init__(self, read_figures: Callable[[], Awaitable[Iterable[SagaFigures]]], figures_timeout: float = 2.0):
@@ -329,7 +331,7 @@ class MetricsEndpoint:
 
     async def answer(self, request: Request) -> Response:
         if any(header in request.headers for header in PROXY_HEADERS):
-            return PlainTextResponse("Not Found", status_code=404)
+            raise HTTPException(status_code=404)  # answered as any address nothing serves
         figures: Iterable[SagaFigures] | None
         try:
             figures = await self.figures.within(self.figures_timeout)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from exchange.auth.principal import Principal
 from exchange.clock import Clock
 from exchange.db.database import Database
+from exchange.errors import BadUserInput
 from exchange.federation.accounts import AccountView, Federation
 from exchange.federation.link_attempts import LinkAttempts
 from exchange.members import service as members
@@ -87,8 +88,17 @@ class MemberService:
     async def authorize_debit(self, caller: Principal, program_id: str, points: int) -> GrantedConsent:
         """The caller's consent to one debit of exactly ``points`` of ``program_id`` by a request
         under another partner's token; given only under a token ``program_id`` asserted (an
-        unknown program is not found first)."""
-        (await self.catalog.get()).program(program_id, field="program")
+        unknown program is not found first). The points the exchange holds itself (the coalition
+        point's) take no consent: no partner asserts for them, and any of the member's tokens with
+        the scope ``member:coalition`` spends them."""
+        catalog = await self.catalog.get()
+        catalog.program(program_id, field="program")
+        if program_id in catalog.exchange_held:
+            raise BadUserInput(
+                f"{program_id}'s points need no consent: the exchange holds them, and any of the member's "
+                "tokens with the scope member:coalition spends them",
+                field="program",
+            )
         return await self.consents.grant(
             member_id=member_of(caller), asserted_by=str(caller.asserted_by), program=program_id, points=points
         )

@@ -248,6 +248,9 @@ async def test_only_the_programs_own_token_gives_a_consent_to_debit_it(kit: Exch
     for points in (0, -5, 1_000_000_001):
         bad = refusal(await kit.graphql(AUTHORIZE, alice["happy-card"], program="happy-card", points=points))
         assert bad == {"code": "BAD_USER_INPUT", "field": "points"}
+    coalition = await kit.graphql(AUTHORIZE, alice["wallet-pay"], program="coalition", points=1000)
+    assert refusal(coalition) == {"code": "BAD_USER_INPUT", "field": "program"}
+    assert "need no consent" in coalition.json()["errors"][0]["message"], "the exchange holds them: nobody asserts"
     partner = refusal(
         await kit.graphql(AUTHORIZE, await kit.partner_token("happy-card"), program="happy-card", points=1)
     )

@@ -194,6 +194,9 @@ async def test_an_address_or_method_no_route_serves_is_refused_in_the_apis_shape
     assert refused(wrong, 405, "METHOD_NOT_ALLOWED")["message"] == "GET is not allowed here; this address takes POST"
     assert wrong.headers["allow"] == "POST"
     refused(await client.delete("/healthz"), 405, "METHOD_NOT_ALLOWED")
+    # /metrics is for the cluster alone: through a reverse proxy it is an address nothing serves.
+    hidden = refused(await client.get("/metrics", headers={"x-forwarded-for": "203.0.113.9"}), 404, "NOT_FOUND")
+    assert hidden["message"] == "nothing is served at /metrics"
 
 
 def _padded(size: int) -> bytes:

@@ -17,7 +17,9 @@ class BooksQueries:
     @strawberry.field(
         description="A program's books of a settlement period (`YYYY-MM`; an open period's so far): "
         "staff (`settlement:read`) for any program, a partner for its own. Reading them records and "
-        "logs, once, each budget alert level newly crossed.",
+        "logs, once, each budget alert level newly crossed. An archived period's books, and those "
+        "of a period with archived periods both before and after it, are refused (`BAD_USER_INPUT`, "
+        "saying why).",
         extensions=[authorize(READ_OWN)],
     )
     async def partner_books(

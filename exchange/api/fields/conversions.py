@@ -43,7 +43,9 @@ class ConversionQueries:
         after: Annotated[
             str | None,
             Text(CURSOR_LENGTH),
-            strawberry.argument(description="A page's `nextCursor`; null: from the newest."),
+            strawberry.argument(
+                description="A page's `nextCursor` (any other is `BAD_USER_INPUT`); null: from the newest."
+            ),
         ] = None,
     ) -> ConversionPage | None:
         page = await info.context.services.conversions.conversions(info.context.caller(), first=first, after=after)
@@ -64,7 +66,11 @@ class ConversionMutations:
         "member token its partner asserted, or a `consent` given through it (`authorizeDebit`) "
         "for exactly the quote's `pointsIn`; else `AUTHORITY_REQUIRED` (`extensions.program`, "
         "`extensions.reason`) and nothing happens. Coalition points are the exchange's: they are "
-        "spent under a token with the scope `member:coalition`.",
+        "spent under a token with the scope `member:coalition`. Also refused, nothing recorded: "
+        "an expired quote (`QUOTE_EXPIRED`), one already executed under another key "
+        "(`BAD_USER_INPUT`, `extensions.conversionId`), a limit used up since the quote "
+        "(`LIMIT_EXCEEDED`), and the source program's risk gates (`COOLING_PERIOD`, "
+        "`NAME_MISMATCH`, `VELOCITY_EXCEEDED`).",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def execute_conversion(

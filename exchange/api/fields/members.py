@@ -42,7 +42,9 @@ class MemberMutations:
         description="Consent to one debit of exactly `points` of `program`'s points by a request made "
         "under another partner's token (converting out of `program`, or paying with it): only "
         "with a member token `program`'s partner asserted (else `AUTHORITY_REQUIRED`). The "
-        "consent lives `EXCHANGE_DEBIT_CONSENT_SECONDS` (300 by default) and is used once.",
+        "consent lives `EXCHANGE_DEBIT_CONSENT_SECONDS` (300 by default) and is used once. The "
+        "coalition point's points take none (`BAD_USER_INPUT`): the exchange holds them, and a "
+        "token with the scope `member:coalition` spends them.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def authorize_debit(

@@ -143,7 +143,11 @@ class PromotionInput:
 class PricingMutations:
     @strawberry.mutation(
         description="Price converting your points: the amounts are fixed until `expiresAt`. The "
-        "tier bonus uses your coalition level, read live from your linked partners.",
+        "tier bonus uses your coalition level, read live from your linked partners. A program "
+        "not linked, or a pair with no rate (directly or through the coalition point), is "
+        "`BAD_USER_INPUT`; points a limit refuses (the minimum, the increment, your caps, the "
+        "target's issuing budget) are `LIMIT_EXCEEDED` with `extensions.limit` and "
+        "`extensions.remaining`.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def create_quote(
@@ -158,7 +162,8 @@ class PricingMutations:
 
     @strawberry.mutation(
         description="Set the rate of conversions into your program from another; it takes effect "
-        "now, as a new rate version. A pair declared by the operator cannot be changed here.",
+        "now, as a new rate version. A pair declared by the operator cannot be changed here "
+        "(`FORBIDDEN`, naming the declaration).",
         extensions=[authorize(MANAGES_TARGET)],
     )
     async def set_conversion_rate(
@@ -172,7 +177,8 @@ class PricingMutations:
         return RateVersion.from_row(version)
 
     @strawberry.mutation(
-        description="Go back to the rate derived from the two programs' point values.",
+        description="Go back to the rate derived from the two programs' point values. A pair "
+        "declared by the operator cannot be changed here (`FORBIDDEN`, naming the declaration).",
         extensions=[authorize(requires(Scope.PARTNER_WRITE) & own_program(argument("to_program")))],
     )
     async def clear_conversion_rate(

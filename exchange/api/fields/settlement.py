@@ -66,7 +66,8 @@ class SettlementQueries:
 
     @strawberry.field(
         description="A participant's statement of a closed period, signed: staff for anyone "
-        "(`EXCHANGE` for the exchange's fees), a partner for itself.",
+        "(`EXCHANGE` for the exchange's fees), a partner for itself. A period not closed is "
+        "`PERIOD_NOT_CLOSED`.",
         extensions=[authorize(READ_OWN)],
     )
     async def statement(
@@ -76,7 +77,7 @@ class SettlementQueries:
 
     @strawberry.field(
         description="The current reconciliation of a partner's records for a closed period: "
-        "staff, and the partner itself.",
+        "staff, and the partner itself. A period not closed is `PERIOD_NOT_CLOSED`.",
         extensions=[authorize(READ_OWN)],
     )
     async def reconciliation(
@@ -91,7 +92,9 @@ class SettlementMutations:
         description="Close a period that is over, once every earlier period with postings is "
         "closed: nothing posts into it afterwards (late items go to the next open period, keeping "
         "their date), and its obligations and net positions are computed. Closing again returns "
-        "the same figures.",
+        "the same figures. A period not over yet is `BAD_USER_INPUT` (`extensions.endsAt`); one "
+        "after a period with postings that is not closed, `PERIOD_NOT_CLOSED` naming that period "
+        "(`extensions.period`).",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def close_period(self, info: Info[Context, None], period: PeriodName) -> SettlementPeriod | None:
@@ -101,10 +104,12 @@ class SettlementMutations:
         return SettlementPeriod.from_report(report, calendar.starts_at(report.period), calendar.ends_at(report.period))
 
     @strawberry.mutation(
-        description="Import a partner's records of a closed period (CSV: see README, 'Partner "
-        "records') and reconcile them against the ledger. A malformed file is refused whole: "
-        "`BAD_USER_INPUT` with `extensions.line` and `extensions.reason`, and nothing is imported. "
-        "Importing again replaces the reconciliation until one of its breaks is resolved.",
+        description="Import a partner's records of a closed period (CSV: partners/SETTLEMENT.md, "
+        "'Your records (CSV)') and reconcile them against the ledger. A malformed file is refused "
+        "whole: `BAD_USER_INPUT` with `extensions.line` and `extensions.reason`, and nothing is "
+        "imported. Importing again replaces the reconciliation until one of its breaks is resolved. "
+        "A period not closed is `PERIOD_NOT_CLOSED`; one the partner's sign-off made final, "
+        "`PERIOD_CLOSED`.",
         extensions=[authorize(IMPORTS_RECORDS)],
     )
     async def import_partner_records(
@@ -116,8 +121,8 @@ class SettlementMutations:
             str,
             Text(INLINE_RECORDS_LENGTH),
             strawberry.argument(
-                description="The records as CSV text (README, 'Partner records'); a larger file goes through "
-                "`PUT /settlement/records/{partnerId}/{period}`."
+                description="The records as CSV text (partners/SETTLEMENT.md, 'Your records (CSV)'); a "
+                "larger file goes through `PUT /settlement/records/{partnerId}/{period}`."
             ),
         ],
     ) -> Reconciliation | None:
@@ -131,7 +136,8 @@ class SettlementMutations:
         "the exchange's own book of the point (its operations and expiries; no partner sends them) and "
         "imported as `importPartnerRecords` imports a partner's file: `importedBy` is the caller, `source` "
         "COALITION_BOOK. "
-        "Then resolve its breaks and sign it off as a partner's. `NOT_FOUND` when no point is declared.",
+        "Then resolve its breaks and sign it off as a partner's. `NOT_FOUND` when no point is declared; "
+        "`PERIOD_NOT_CLOSED` for a period not closed, `PERIOD_CLOSED` once the point's period is signed off.",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def reconcile_coalition_point(self, info: Info[Context, None], period: PeriodName) -> Reconciliation | None:
@@ -142,7 +148,8 @@ class SettlementMutations:
     @strawberry.mutation(
         description="Resolve a break of a current reconciliation: ACCEPT_LEDGER (the ledger's "
         "figure stands) or ADJUST (a balanced adjustment between the partner and a counterparty "
-        "is posted into the next open period, referenced `break:<id>`). Who and why are recorded.",
+        "is posted into the next open period, referenced `break:<id>`). Who and why are recorded. "
+        "Once the partner's period is signed off, `PERIOD_CLOSED`.",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def resolve_break(
@@ -172,7 +179,8 @@ class SettlementMutations:
         description="Resolve many breaks of a partner's current reconciliation the same way, for "
         "the same reason, in one request: all of them, or none. A selection by filters takes the "
         "breaks still open (repeating it resolves nothing more); ids already resolved the same "
-        "way are counted as unchanged, and one resolved otherwise refuses the request.",
+        "way are counted as unchanged, and one resolved otherwise refuses the request. A period not "
+        "closed is `PERIOD_NOT_CLOSED`; one the partner has signed off, `PERIOD_CLOSED`.",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def resolve_breaks(
@@ -203,7 +211,9 @@ class SettlementMutations:
 
     @strawberry.mutation(
         description="Sign off a partner's closed period, once its records are imported and every "
-        "break is resolved (`UNRESOLVED_BREAKS` otherwise); nothing of it changes afterwards.",
+        "break is resolved (`UNRESOLVED_BREAKS` otherwise); nothing of it changes afterwards (signing "
+        "off again, or importing or resolving, is `PERIOD_CLOSED`). A period not closed is "
+        "`PERIOD_NOT_CLOSED`.",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def sign_off_period(

@@ -152,12 +152,16 @@ class WebhookMutations:
         delivery_ids: Annotated[
             list[strawberry.ID] | None,
             strawberry.argument(
-                description="These finished deliveries (`WebhookDelivery.id`); when given, `dead` and `since` "
-                "are not read."
+                description=f"These finished deliveries (`WebhookDelivery.id`), at most {REPLAY_LIMIT:,} (else "
+                "`BAD_USER_INPUT`); when given, `dead` and `since` are not read."
             ),
         ] = None,
         dead: Annotated[
-            bool, strawberry.argument(description="Every dead-lettered delivery (with `since`: of events since then).")
+            bool,
+            strawberry.argument(
+                description="Every dead-lettered delivery (with `since`: of events since then), at most "
+                f"{REPLAY_LIMIT:,} a request."
+            ),
         ] = False,
         since: Annotated[
             datetime | None,

@@ -222,7 +222,11 @@ class ConversionStatus(Enum):
 @authorize_fields(MEMBERS_OWN)
 @strawberry.type(description="Why a conversion failed or was reversed.")
 class ConversionFailure:
-    code: str = strawberry.field(description="An error code of the closed list (`INSUFFICIENT_POINTS`, ...).")
+    code: str = strawberry.field(
+        description="An error code of the closed list (`INSUFFICIENT_POINTS`, `PARTNER_REFUSED`, ...), or one "
+        "only a saga ends with: `PARTNER_CONTRADICTED` (a partner recorded another write than the one sent), "
+        "`RISK_REJECTED` (staff rejected its hold) or `HOLD_EXPIRED` (nobody reviewed its hold in time)."
+    )
     message: str = strawberry.field(description="What happened, in words (the partner's reason, where it gave one).")
     member_id: strawberry.Private[str]
 

@@ -223,8 +223,10 @@ class Redemption:
         description="Who cancelled it: while HELD (then FAILED), or once paid (then REVERSED); null if nobody did."
     )
     failure_code: str | None = strawberry.field(
-        description="FAILED or REVERSED: an error code of the closed list (`INSUFFICIENT_POINTS`, `RISK_REJECTED`, "
-        "...); else null."
+        description="FAILED or REVERSED: an error code of the closed list (`INSUFFICIENT_POINTS`, ...), or one "
+        "only a saga ends with: `PARTNER_CONTRADICTED` (the paying partner recorded another debit than the one "
+        "sent), `RISK_REJECTED` (staff rejected its hold), `HOLD_EXPIRED` (nobody reviewed its hold in time) or "
+        "`CANCELLED` (cancelled while held: `cancelledBy`); else null."
     )
     failure_message: str | None = strawberry.field(
         description="FAILED or REVERSED: why, in words; else null. Its member's and staff's only (the publisher "

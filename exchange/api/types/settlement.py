@@ -566,7 +566,9 @@ class Statement:
                 description=f"How many, at most {MAX_PAGE} (a larger number gives {MAX_PAGE}; 0 or less gives none)."
             ),
         ] = 100,
-        offset: Annotated[int, strawberry.argument(description="Lines to skip first (0: from the first line).")] = 0,
+        offset: Annotated[
+            int, strawberry.argument(description="Lines to skip first (0, or less: from the first line).")
+        ] = 0,
     ) -> list[StatementLine]:
         chosen = self.statement.lines[max(0, offset) : max(0, offset) + _page(first)]
         return [StatementLine.of(line, self.statement) for line in chosen]

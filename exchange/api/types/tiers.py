@@ -151,7 +151,9 @@ class StatusMatch:
     points_earned: int = strawberry.field(description="Points the target partner reported towards the challenge.")
     activities_done: int = strawberry.field(description="Activities the target partner reported.")
     failure_code: str | None = strawberry.field(
-        description="FAILED: an error code of the closed list (why the target did not apply the tier); EXPIRED "
+        description="FAILED: why the target did not apply the tier, an error code of the closed list "
+        "(`PARTNER_REFUSED`, ...) or `PARTNER_CONTRADICTED` (it recorded another tier, member or expiry than "
+        "sent); EXPIRED "
         "early: why its extension was reverted; ACTIVE: why an extension was refused (the expiry kept); else null."
     )
     failure_message: str | None = strawberry.field(description="Set with `failureCode`: why, in words; else null.")
