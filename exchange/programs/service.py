@@ -43,12 +43,17 @@ class ProgramNotFound(NotFound):
     locked: call …") must not have the exchange's page say it."""
 
     def __init__(self, program_id: str, *, field: str = "id", known: Iterable[str] = ()) -> None:
-        ids = sorted(known)
-        shown = ", ".join(ids[:KNOWN_IDS_SHOWN]) + (
-            f" and {len(ids) - KNOWN_IDS_SHOWN} more" if len(ids) > KNOWN_IDS_SHOWN else ""
-        )
-        given = f"id {program_id!r}" if chosen_id_problem(program_id) is None else NOT_AN_ID
-        super().__init__(f"no program has {given}" + (f"; the programs are {shown}" if ids else ""), field=field)
+        super().__init__(no_program_has(program_id, known), field=field)
+
+
+def no_program_has(program_id: str, known: Iterable[str]) -> str:
+    """The refusal of an unknown program id, listing the ``known`` ones (the first few)."""
+    ids = sorted(known)
+    shown = ", ".join(ids[:KNOWN_IDS_SHOWN]) + (
+        f" and {len(ids) - KNOWN_IDS_SHOWN} more" if len(ids) > KNOWN_IDS_SHOWN else ""
+    )
+    given = f"id {program_id!r}" if chosen_id_problem(program_id) is None else NOT_AN_ID
+    return f"no program has {given}" + (f"; the programs are {shown}" if ids else "")
 
 
 @dataclass

@@ -43,6 +43,7 @@ from exchange.ledger.models import LedgerAccount
 from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.money import Currency
 from exchange.programs.models import Program
+from exchange.programs.service import no_program_has, program_ids
 from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.errors import BadAdjustment, BreakNotFound, ResolutionConflict
 from exchange.settlement.models import BreakResolution, Reconciliation, ReconciliationBreak
@@ -127,8 +128,14 @@ async def check_counterparty(session: AsyncSession, partner: str, counterparty: 
     """An adjustment's counterparty is another participant: a program, or the exchange."""
     if counterparty == partner:
         raise BadAdjustment("a partner cannot adjust against itself", field=field)
-    if counterparty != EXCHANGE and await session.get(Program, counterparty) is None:
-        raise BadAdjustment(f"no program has id {counterparty!r}", field=field)
+    await _check_participant(session, counterparty, field=field)
+
+
+async def _check_participant(session: AsyncSession, named: str, *, field: str) -> None:
+    """``named`` is a settlement participant (a program, or the exchange); else refused with
+    the ids it could have meant."""
+    if named != EXCHANGE and await session.get(Program, named) is None:
+        raise BadAdjustment(no_program_has(named, [*await program_ids(session), EXCHANGE]), field=field)
 
 
 def checked_reason(reason: str) -> str:
@@ -322,9 +329,8 @@ async def resolve_breaks(
 async def _check_named(session: AsyncSession, selection: BreakSelection) -> None:
     """A counterparty filter names a participant: an import refuses a line naming anyone else,
     so a filter naming no participant (a typo) would match nothing and be taken for done."""
-    named = selection.counterparty
-    if named is not None and named != EXCHANGE and await session.get(Program, named) is None:
-        raise BadUserInput(f"no program has id {named!r}", field="selection.counterparty")
+    if selection.counterparty is not None:
+        await _check_participant(session, selection.counterparty, field="selection.counterparty")
 
 
 def _batches(ids: Sequence[int]) -> Iterable[Sequence[int]]:

@@ -281,7 +281,7 @@ async def test_an_adjustment_needs_an_amount_and_a_counterparty_it_can_name(clos
         await closed.resolve(
             ResolveRequest(duplicate, Resolution.ADJUST, "why", "s", amount=Decimal("1.00"), counterparty="fresh-mart")
         )
-    with pytest.raises(BadAdjustment, match="no program has id 'nobody'"):
+    with pytest.raises(BadAdjustment, match=r"no program has id 'nobody'; the programs are .*EXCHANGE"):
         await closed.resolve(
             ResolveRequest(duplicate, Resolution.ADJUST, "why", "s", amount=Decimal("1.00"), counterparty="nobody")
         )

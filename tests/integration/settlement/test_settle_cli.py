@@ -313,7 +313,10 @@ async def test_resolve_takes_a_selection_in_bulk_and_sign_off_follows(october: d
         "resolved 0 breaks: no open break of fresh-mart 2026-10 matched --kind AMOUNT_MISMATCH --counterparty EXCHANGE",
     )
     typo = run_here(*resolve, "--resolution", "ACCEPT_LEDGER", "--counterparty", "wallet-pya", "2026-10", env=october)
-    assert (typo.returncode, typo.stdout, typo.stderr) == (2, "", "Error: no program has id 'wallet-pya'\n")
+    assert (typo.returncode, typo.stdout) == (2, ""), typo.stderr
+    # The ids it could have meant: the programs, and the exchange's own.
+    assert typo.stderr.startswith("Error: no program has id 'wallet-pya'; the programs are "), typo.stderr
+    assert {"wallet-pay", "EXCHANGE"} <= set(typo.stderr.split("; the programs are ")[1].strip().split(", "))
 
     signed = run_here(
         "settle", "sign-off", "--partner", "fresh-mart", "--as", "carol@settlement", "2026-10", env=october
