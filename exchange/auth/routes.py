@@ -162,7 +162,7 @@ class OAuthEndpoints:
 
 
 async def read_form(request: Request) -> dict[str, str] | Response:
-    """The request's parameters (RFC 6749 §3.2: form-encoded, none repeated, none also in the
+    """The request's parameters (RFC 6749 §3.2: form-encoded, none repeated, none in the
     address), or the error."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != FORM_MEDIA_TYPE:
@@ -189,12 +189,14 @@ async def read_form(request: Request) -> dict[str, str] | Response:
         return error_response(
             InvalidRequestError(description=oauth_description(f"{', '.join(repeated)} is sent more than once"))
         )
-    # Authlib reads the body only; a proxy or a log reading the address would see another value.
-    if in_both := sorted(form.keys() & request.query_params.keys()):
+    # Authlib reads the body only: a parameter in the address would be ignored (a scope meant to
+    # narrow a token would not), and a proxy or a log reading the address would see another
+    # request than the exchange does.
+    if in_address := sorted(request.query_params.keys()):
         return error_response(
             InvalidRequestError(
                 description=oauth_description(
-                    f"{', '.join(in_both)} is sent in the address and the body: send each parameter once, in the body"
+                    f"{', '.join(in_address)} is sent in the address: send every parameter once, in the body"
                 )
             )
         )
