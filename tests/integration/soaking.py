@@ -277,7 +277,7 @@ async def until_final(soak: Soak, timeout: float = 120) -> dict[str, Counter[str
 async def check_ledger_agrees(soak: Soak) -> None:
     """The ledger verifies; every answered COMPLETED is posted exactly once; members' points
     at every partner moved by exactly what completed; and every debit and credit a partner
-    still holds is a ledger line, and back."""
+    still holds is a ledger line, and back (a movement reversed at both ends is on neither side)."""
     async with soak.kit.db.transaction() as session:
         verification = await verify_ledger(session)
         postings = Counter(
@@ -300,13 +300,15 @@ async def check_ledger_agrees(soak: Soak) -> None:
                 text("SELECT a.program_id, a.balance FROM ledger_account_balance a WHERE a.kind = 'member-points'")  # type: ignore[call-overload]
             )
         )
+        # A reversal's lines carry its original's reference: a reversed movement nets to nothing.
         ledger_lines = {
             (row[0], row[1]): row[2]
             for row in await session.exec(
                 text(  # type: ignore[call-overload]
-                    "SELECT t.reference, a.program_id, e.amount FROM ledger_entry e"
+                    "SELECT t.reference, a.program_id, sum(e.amount) FROM ledger_entry e"
                     " JOIN ledger_transaction t ON t.seq = e.transaction_seq"
                     " JOIN ledger_account a ON a.id = e.account_id WHERE a.kind = 'member-points'"
+                    " GROUP BY t.reference, a.program_id HAVING sum(e.amount) <> 0"
                 )
             )
         }

@@ -36,6 +36,7 @@ from tests.integration.soaking import (
 MEMBER = "soak00"
 MATCH = """mutation($from: ID!, $to: ID!) {
   requestStatusMatch(fromProgram: $from, toProgram: $to) { id status } }"""
+CANCEL = """mutation($id: ID!) { cancelRedemption(redemptionId: $id) { id status } }"""
 SOURCE, TARGET = "wallet-pay", "happy-card"
 
 
@@ -120,11 +121,12 @@ async def _applied(soak: Soak, program: str, operation_id: str) -> list[dict[str
     ]
 
 
-async def _until_debited(soak: Soak, debits: int = 1) -> None:
-    """Wait until the source partner has applied ``debits`` debits (their answers hang, by the script)."""
+async def _until_debited(soak: Soak, debits: int = 1, kind: str = "debit") -> None:
+    """Wait until the source partner has applied ``debits`` writes of ``kind`` (their answers
+    hang, by the script)."""
     deadline = time.monotonic() + 30
-    while len([op for op in await soak.sandboxes[SOURCE].admin.operations() if op["kind"] == "debit"]) < debits:
-        assert time.monotonic() < deadline, "the debit never reached the partner"
+    while len([op for op in await soak.sandboxes[SOURCE].admin.operations() if op["kind"] == kind]) < debits:
+        assert time.monotonic() < deadline, f"the {kind} never reached the partner"
         await asyncio.sleep(0.02)
 
 
@@ -225,6 +227,39 @@ async def test_a_gateway_killed_after_the_partner_applied_its_debit_is_recovered
         assert row["status"] == "COMPLETED", (saga, row)
         soak.answered[saga][row["id"]] = row["status"]
         assert len(await _applied(soak, SOURCE, f"{row['id']}:debit")) == 1
+    await check_ledger_agrees(soak)
+
+
+async def test_a_gateway_killed_after_the_partner_gave_back_a_cancelled_redemption_is_recovered_by_the_next(
+    soak_with_short_lease: Soak,
+) -> None:
+    """SIGKILL while the paying partner has applied a cancel's reversal and not yet answered:
+    the next gateway process, once the dead request's lease ends, sends the reversal again (the
+    partner applies it once) and posts the ledger's reversal once; the member's cancel, asked
+    again, answers REVERSED."""
+    soak = soak_with_short_lease
+    token = soak.tokens[MEMBER][SOURCE]
+    reward = await publish_reward(soak)
+    paid = (await soak.kit.data(REDEEM, token, reward=reward, pay=SOURCE, key="cancelled"))["redeemReward"]
+    assert paid["status"] == "COMPLETED", paid
+    await soak.sandboxes[SOURCE].admin.set_faults(script=[FaultKind.APPLY_THEN_HANG])
+    request = asyncio.create_task(soak.kit.graphql(CANCEL, token, id=paid["id"]))
+    await _until_debited(soak, kind="reversal")
+    soak.gateway.kill()
+    with pytest.raises(httpx.TransportError):
+        await request
+    await soak.gateway.start()
+
+    final = await until_final(soak, timeout=90)
+    assert final["redemption"]["REVERSED"] == 1, final
+    again = (await soak.kit.data(CANCEL, token, id=paid["id"]))["cancelRedemption"]
+    assert again == {"id": paid["id"], "status": "REVERSED"}
+    assert (await soak.kit.data(REDEEM, token, reward=reward, pay=SOURCE, key="cancelled"))["redeemReward"] == again
+    soak.answered["redemption"][paid["id"]] = again["status"]
+    log = await soak.sandboxes[SOURCE].admin.operations()
+    [debit] = [op for op in log if op["operation_id"] == f"{paid['id']}:debit"]
+    reversals = [(op["operation_id"], op["points"]) for op in log if op["kind"] == "reversal"]
+    assert (debit["status"], reversals) == ("reversed", [(f"{paid['id']}:reverse-debit", debit["points"])])
     await check_ledger_agrees(soak)
 
 
