@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -67,7 +66,7 @@ from tests.factories import member_with_accounts
 from tests.fakes import FakePartner, Fault
 from tests.integration.locks import waiting_on_a_lock
 from tests.integration.settlement.conftest import settlement_on
-from tests.outages import kill_connection_of
+from tests.outages import cut_next_point_write
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -682,22 +681,7 @@ async def test_coalition_points_whose_debit_loses_the_database_are_settled_by_re
     world = await make_world(pg_db)
     await alice_earns_coalition_points(world, at=T0)
     reward = await world.reward()
-    write = world.point._write
-
-    async def loses_the_database(call: Any, operation_id: str, change: Any) -> Any:
-        monkeypatch.setattr(world.point, "_write", write)  # once
-        if committed:
-            await write(call, operation_id, change)
-            raise DatabaseUnavailable
-
-        async def then_cut(session: AsyncSession) -> Any:
-            recorded = await change(session)
-            await kill_connection_of(session, world.db)
-            return recorded
-
-        return await write(call, operation_id, then_cut)
-
-    monkeypatch.setattr(world.point, "_write", loses_the_database)
+    cut_next_point_write(monkeypatch, world.point, world.db, committed=committed)
     request = RedeemRequest(
         member_id=world.alice,
         reward_id=reward.id,
