@@ -1,7 +1,8 @@
 """Crashes and races across real processes: two gateway processes over one database answering
 the same idempotency key at once, a gateway killed (SIGKILL) after a partner applied its debit
-and before it recorded that, and a partner restarted mid-redemption. Each ends with every saga
-final and the ledger agreeing line by line with every partner's operation log."""
+(a cancel's reversal, a status match's extension) and before it recorded that, and a partner
+restarted mid-redemption. Each ends with every saga final and the ledger agreeing line by line
+with every partner's operation log (a match, with what the partner holds)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from exchange.serving import free_port
 from exchange.testing.processes import EXCHANGE, ExchangeProcess, gateway_process
 from exchange.testing.sandboxes import SandboxFleet
 from exchange.tiers.models import MatchStatus, StatusMatch
+from exchange.tiers.saga import MatchSaga
 from tests.integration.soaking import (
     EXECUTE,
     QUOTE,
@@ -37,6 +39,8 @@ MEMBER = "soak00"
 MATCH = """mutation($from: ID!, $to: ID!) {
   requestStatusMatch(fromProgram: $from, toProgram: $to) { id status } }"""
 CANCEL = """mutation($id: ID!) { cancelRedemption(redemptionId: $id) { id status } }"""
+ACTIVITY = """mutation($id: ID!, $activities: Int!) {
+  recordStatusMatchActivity(matchId: $id, activities: $activities) { id status } }"""
 SOURCE, TARGET = "wallet-pay", "happy-card"
 
 
@@ -62,6 +66,7 @@ async def soak_with_short_lease(pg_database_url: str, sandboxes: SandboxFleet, t
         partner_timeout="5",
         members=(MEMBER,),
         EXCHANGE_SAGA_LEASE_SECONDS=SHORT_LEASE,
+        EXCHANGE_STATUS_MATCH_EXPIRY_INTERVAL_SECONDS="0.5",
     ) as running:
         yield running
 
@@ -261,6 +266,54 @@ async def test_a_gateway_killed_after_the_partner_gave_back_a_cancelled_redempti
     reversals = [(op["operation_id"], op["points"]) for op in log if op["kind"] == "reversal"]
     assert (debit["status"], reversals) == ("reversed", [(f"{paid['id']}:reverse-debit", debit["points"])])
     await check_ledger_agrees(soak)
+
+
+async def test_a_gateway_killed_after_the_partner_applied_a_status_match_extension_is_recovered_by_the_next(
+    soak_with_short_lease: Soak,
+) -> None:
+    """happy-card reports the activity that meets a match's challenge; it applies the extension
+    and the gateway is SIGKILLed before the answer: the next gateway process, once the dead
+    request's lease ends, finds the extension applied as sent and ends the match ACTIVE with the
+    extended expiry, which is the one happy-card holds for the member; it was applied once."""
+    soak = soak_with_short_lease
+    card = soak.sandboxes["happy-card"].admin
+    await soak.sandboxes["fresh-mart"].admin.add_member("shopper", tier="Gold Shopper", verification="5555")
+    await card.add_member("shopper", verification="5555")
+    shopper = await soak.kit.linked_member("shopper", ["fresh-mart", "happy-card"], verification="5555")
+    match = (await soak.kit.data(MATCH, shopper["fresh-mart"], **{"from": "fresh-mart", "to": "happy-card"}))[
+        "requestStatusMatch"
+    ]
+    assert match["status"] == "ACTIVE", match
+    await card.set_faults(script=[FaultKind.APPLY_THEN_HANG])
+    partner = await soak.kit.partner_token("happy-card")
+    request = asyncio.create_task(soak.kit.graphql(ACTIVITY, partner, id=match["id"], activities=3))
+    extension = f"{match['id']}:extend"
+    deadline = time.monotonic() + 30
+    while not [op for op in await card.operations() if op["operation_id"] == extension]:
+        assert time.monotonic() < deadline, "the extension never reached the partner"
+        await asyncio.sleep(0.02)
+    soak.gateway.kill()
+    with pytest.raises(httpx.TransportError):
+        await request
+    async with soak.kit.db.transaction() as session:
+        left = await session.get(StatusMatch, match["id"])
+    assert left is not None and (left.status, left.step) == (MatchStatus.UPDATING, "EXTEND")
+    await soak.gateway.start()
+
+    deadline = time.monotonic() + 90
+    while True:
+        async with soak.kit.db.transaction() as session:
+            row = await session.get(StatusMatch, match["id"])
+        assert row is not None
+        if row.status not in MatchSaga.active:
+            break
+        assert time.monotonic() < deadline, f"still {row.status} at {row.step}: {row.last_error}"
+        await asyncio.sleep(0.2)
+    assert (row.status, row.extended, row.failure_code) == (MatchStatus.ACTIVE, True, None)
+    applied = [op for op in await card.operations() if op["operation_id"] == extension]
+    assert [op["status"] for op in applied] == ["applied"]
+    [held] = [member for member in (await card.members())["members"] if member["member_ref"] == "shopper"]
+    assert (held["tier"], datetime.fromisoformat(held["tier_expires_at"])) == ("VIP", row.expires_at)
 
 
 async def test_a_partner_restarted_mid_redemption_ends_final_and_agreeing(soak: Soak) -> None:
