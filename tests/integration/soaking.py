@@ -175,7 +175,7 @@ async def clear_faults(soak: Soak) -> None:
         await soak.sandboxes[program].admin.set_faults()
 
 
-async def _patiently(attempt: Any, what: str) -> None:
+async def patiently(attempt: Any, what: str) -> None:
     """Call ``attempt()`` until it returns True, through refusals and a gateway that is down."""
     deadline = time.monotonic() + PATIENCE_SECONDS
     while time.monotonic() < deadline:
@@ -218,7 +218,7 @@ async def convert(soak: Soak, rng: random.Random, number: int) -> None:
         soak.answered["conversion"].setdefault(conversion["id"], conversion["status"])
         return True
 
-    await _patiently(attempt, f"conversion {number}")
+    await patiently(attempt, f"conversion {number}")
 
 
 async def publish_reward(soak: Soak, program: str = "fresh-mart") -> str:
@@ -246,7 +246,7 @@ async def redeem(soak: Soak, rng: random.Random, number: int, reward_id: str) ->
         soak.answered["redemption"].setdefault(redemption["id"], redemption["status"])
         return True
 
-    await _patiently(attempt, f"redemption {number}")
+    await patiently(attempt, f"redemption {number}")
 
 
 async def saga_statuses(db: Database) -> dict[str, Counter[str]]:

@@ -1,5 +1,6 @@
 """The soak: hundreds of conversions among four real partners with random faults, and the
-gateway process killed (SIGKILL) and restarted mid-run. Two of the partners answer later:
+gateway process killed (SIGKILL) and restarted mid-run (and, shorter, redemptions and their
+cancels so). Two of the partners answer later:
 happy-card accepts debits and credits pending and calls back (callbacks sent while the
 gateway is down are lost: polling makes up for them), fresh-mart takes its credits as files;
 both decline a few. Afterwards every conversion is final, members' points moved by exactly
@@ -14,15 +15,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
 from exchange.testing.sandboxes import SandboxFleet
 from tests.integration.soaking import (
+    MEMBERS,
+    PROGRAMS,
+    REDEEM,
     Soak,
     check_ledger_agrees,
     clear_faults,
     convert,
     inject_faults,
+    patiently,
+    publish_reward,
     running_soak,
     until_final,
 )
@@ -74,3 +80,85 @@ async def test_soak_with_faults_and_a_hard_kill_ends_final_and_agreeing(soak: So
     async with soak.kit.db.transaction() as session:
         files = await session.exec(text("SELECT count(*) FROM credit_batch WHERE status = 'SETTLED'"))  # type: ignore[call-overload]
         assert files.one()[0] > 0
+
+
+REDEMPTIONS = 40
+CANCEL = """mutation($id: ID!) { cancelRedemption(redemptionId: $id) { id status } }"""
+
+
+@pytest.fixture
+async def realtime_soak(pg_database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Soak]:
+    """Partners that answer at once; rows leased for 4 s, more than a request's partner calls
+    take here and short enough not to make recovery wait long for the killed requests' rows."""
+    async with running_soak(pg_database_url, sandboxes, tmp_path, EXCHANGE_SAGA_LEASE_SECONDS="4") as running:
+        yield running
+
+
+async def redeem_and_maybe_cancel(
+    soak: Soak, rng: random.Random, number: int, reward: str, cancelled: list[str]
+) -> None:
+    """One member's redemption, asked again with the same key until answered; two in five of
+    those answered COMPLETED are then cancelled by the member, asked again until answered."""
+    member, pay = rng.choice(MEMBERS), rng.choice(PROGRAMS)
+    token = soak.tokens[member][pay]
+    answered: dict[str, str] = {}
+
+    async def redeem() -> bool:
+        body = await soak.write(REDEEM, token, reward=reward, pay=pay, key=f"redeem-{number}")
+        if body is None:
+            return False
+        assert not body.get("errors"), body
+        answered.update(body["data"]["redeemReward"])
+        return True
+
+    async def cancel() -> bool:
+        body = await soak.write(CANCEL, token, id=answered["id"])
+        if body is None:
+            return False
+        assert not body.get("errors"), body
+        assert body["data"]["cancelRedemption"]["status"] in ("REVERSING", "REVERSED"), body
+        return True
+
+    await patiently(redeem, f"redemption {number}")
+    if answered["status"] == "COMPLETED" and rng.random() < 0.4:
+        await patiently(cancel, f"cancel of redemption {number}")
+        cancelled.append(answered["id"])
+    else:
+        soak.answered["redemption"].setdefault(answered["id"], answered["status"])
+
+
+async def test_redemptions_and_cancels_with_faults_and_a_hard_kill_end_final_and_agreeing(
+    realtime_soak: Soak,
+) -> None:
+    """Members redeem a reward with points of any of the four partners and cancel some of what
+    was paid, every partner failing some calls at random (debits, reversals, status lookups),
+    and the gateway is SIGKILLed mid-run. Afterwards every redemption is final, each cancel
+    that was answered ends REVERSED, and the ledger agrees line by line with every partner."""
+    soak = realtime_soak
+    rng = random.Random(20261204)
+    reward = await publish_reward(soak)
+    await inject_faults(soak)
+    numbers = iter(range(REDEMPTIONS))
+    cancelled: list[str] = []
+
+    async def client() -> None:
+        for number in numbers:
+            await redeem_and_maybe_cancel(soak, rng, number, reward, cancelled)
+
+    clients = [asyncio.create_task(client()) for _ in range(CLIENTS)]
+    while len(soak.answered["redemption"]) + len(cancelled) < REDEMPTIONS // 3:
+        await asyncio.sleep(0.05)
+    soak.gateway.kill()  # mid-run, with requests in flight
+    await soak.gateway.start()
+    await asyncio.gather(*clients)
+
+    await clear_faults(soak)
+    statuses = (await until_final(soak))["redemption"]
+    assert cancelled and statuses["REVERSED"] >= len(cancelled), statuses
+    async with soak.kit.db.transaction() as session:
+        ended = await session.exec(
+            text("SELECT status FROM redemption WHERE id IN :ids").bindparams(bindparam("ids", expanding=True)),  # type: ignore[call-overload]
+            params={"ids": cancelled},
+        )
+        assert {status for (status,) in ended} == {"REVERSED"}
+    await check_ledger_agrees(soak)
