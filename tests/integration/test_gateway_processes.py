@@ -1,8 +1,9 @@
 """Crashes and races across real processes: two gateway processes over one database answering
 the same idempotency key at once, a gateway killed (SIGKILL) after a partner applied its debit
 (a cancel's reversal, a status match's extension) and before it recorded that, and a partner
-restarted mid-redemption. Each ends with every saga final and the ledger agreeing line by line
-with every partner's operation log (a match, with what the partner holds)."""
+restarted mid-redemption; and a gateway killed while its job runner closes a month. Each ends
+with every saga final and the ledger agreeing line by line with every partner's operation log (a
+match, with what the partner holds; a month, closed once)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,25 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from exchange.ledger.models import SettlementPeriod
+from exchange.ledger.periods import PeriodStatus
+from exchange.ledger.posting import Ledger
+from exchange.ledger.verify import verify_ledger
 from exchange.rewards.models import Redemption, RedemptionStatus
 from exchange.sandbox.faults import FaultKind
 from exchange.serving import free_port
+from exchange.settlement import jobs
+from exchange.settlement.models import JobState, SettlementJob
+from exchange.settlement.participants import EXCHANGE as EXCHANGE_ID
+from exchange.testing.clock import FrozenClock
 from exchange.testing.processes import EXCHANGE, ExchangeProcess, gateway_process
 from exchange.testing.sandboxes import SandboxFleet
 from exchange.tiers.models import MatchStatus, StatusMatch
 from exchange.tiers.saga import MatchSaga
+from tests import factories
+from tests.integration.locks import waiting_on_a_lock
 from tests.integration.soaking import (
     EXECUTE,
     QUOTE,
@@ -314,6 +326,65 @@ async def test_a_gateway_killed_after_the_partner_applied_a_status_match_extensi
     assert [op["status"] for op in applied] == ["applied"]
     [held] = [member for member in (await card.members())["members"] if member["member_ref"] == "shopper"]
     assert (held["tier"], datetime.fromisoformat(held["tier_expires_at"])) == ("VIP", row.expires_at)
+
+
+async def test_a_close_job_whose_gateway_was_killed_mid_way_is_finished_once_by_the_next(soak: Soak) -> None:
+    """Staff queue closing October; the gateway's job runner records CLOSING and is SIGKILLed
+    while it waits to store the month's figures. Once the dead run's heartbeat is stale, the
+    next gateway process takes the job again and closes October once: its figures, one
+    statement per participant, one ``period.closed`` event, the job DONE."""
+    october = datetime(2026, 10, 10, 4, 0, tzinfo=UTC)
+    db = soak.kit.db
+    async with db.transaction() as session:
+        await Ledger(timezone=soak.kit.settings.timezone, clock=FrozenClock(october)).post_many(
+            session, [factories.conversion("c1", "wallet-pay", "fresh-mart", 2_000, fee=20, at=october)]
+        )
+    async with db.transaction() as holding:  # the figures' table, held: the runner waits to fill it
+        await holding.exec(text("LOCK TABLE settlement_obligation IN EXCLUSIVE MODE"))  # type: ignore[call-overload]
+        async with db.transaction() as session:
+            job = await jobs.enqueue_close(session, "2026-10", by="staff", now=datetime.now(UTC))
+        await waiting_on_a_lock(db)
+        soak.gateway.kill()
+    async with db.transaction() as session:
+        running = await session.get(SettlementJob, job.id)
+        period = await session.get(SettlementPeriod, "2026-10")
+        assert running is not None and period is not None
+        assert (running.state, period.status) == (JobState.RUNNING, PeriodStatus.CLOSING)
+        # As if the dead runner had been silent for longer than a live one ever is.
+        running.heartbeat_at = datetime.now(UTC) - jobs.STALE_AFTER - timedelta(seconds=1)
+        session.add(running)
+    await soak.gateway.start()
+
+    deadline = time.monotonic() + 60
+    while True:
+        async with db.transaction() as session:
+            done = await session.get(SettlementJob, job.id)
+        assert done is not None
+        if done.state not in (JobState.QUEUED, JobState.RUNNING):
+            break
+        assert time.monotonic() < deadline, f"the job is still {done.state} at {done.step}"
+        await asyncio.sleep(0.1)
+    assert (done.state, done.error) == (JobState.DONE, None)
+    async with db.transaction() as session:
+        positions = dict(
+            tuple(row)  # type: ignore[misc]
+            for row in await session.exec(
+                text("SELECT participant, net FROM settlement_position WHERE period = '2026-10'")  # type: ignore[call-overload]
+            )
+        )
+        statements = sorted(
+            str(row[0])
+            for row in await session.exec(
+                text("SELECT participant FROM issued_statement WHERE period = '2026-10'")  # type: ignore[call-overload]
+            )
+        )
+        closed = (
+            await session.exec(text("SELECT count(*) FROM webhook_event WHERE type = 'period.closed'"))  # type: ignore[call-overload]
+        ).one()[0]
+        verification = await verify_ledger(session)
+    assert positions == {EXCHANGE_ID: 20, "fresh-mart": 1_980, "wallet-pay": -2_000}
+    assert statements == sorted(positions) and closed == 1
+    assert verification.ok, verification.problem
 
 
 async def test_a_partner_restarted_mid_redemption_ends_final_and_agreeing(soak: Soak) -> None:
