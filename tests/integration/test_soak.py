@@ -1,6 +1,6 @@
 """The soak: hundreds of conversions among four real partners with random faults, and the
 gateway process killed (SIGKILL) and restarted mid-run (and, shorter, redemptions and their
-cancels so). Two of the partners answer later:
+cancels so, and status matches). Two of the partners answer later:
 happy-card accepts debits and credits pending and calls back (callbacks sent while the
 gateway is down are lost: polling makes up for them), fresh-mart takes its credits as files;
 both decline a few. Afterwards every conversion is final, members' points moved by exactly
@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import bindparam, text
+from sqlmodel import select
 
 from exchange.testing.sandboxes import SandboxFleet
+from exchange.tiers.models import MatchStatus, StatusMatch
+from exchange.tiers.saga import MatchSaga
 from tests.integration.soaking import (
     MEMBERS,
     PROGRAMS,
@@ -89,8 +95,15 @@ CANCEL = """mutation($id: ID!) { cancelRedemption(redemptionId: $id) { id status
 @pytest.fixture
 async def realtime_soak(pg_database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Soak]:
     """Partners that answer at once; rows leased for 4 s, more than a request's partner calls
-    take here and short enough not to make recovery wait long for the killed requests' rows."""
-    async with running_soak(pg_database_url, sandboxes, tmp_path, EXCHANGE_SAGA_LEASE_SECONDS="4") as running:
+    take here and short enough not to make recovery wait long for the killed requests' rows;
+    status matches recovered as often as redemptions."""
+    async with running_soak(
+        pg_database_url,
+        sandboxes,
+        tmp_path,
+        EXCHANGE_SAGA_LEASE_SECONDS="4",
+        EXCHANGE_STATUS_MATCH_EXPIRY_INTERVAL_SECONDS="0.5",
+    ) as running:
         yield running
 
 
@@ -162,3 +175,83 @@ async def test_redemptions_and_cancels_with_faults_and_a_hard_kill_end_final_and
         )
         assert {status for (status,) in ended} == {"REVERSED"}
     await check_ledger_agrees(soak)
+
+
+VIPS = tuple(f"vip{n:02d}" for n in range(6))
+MATCH = """mutation($from: ID!, $to: ID!) {
+  requestStatusMatch(fromProgram: $from, toProgram: $to) { id status } }"""
+#: Where a Gold Shopper of fresh-mart is matched, and the tier each target holds for its own members.
+MATCH_TARGETS = {"happy-card": "Card", "wallet-pay": "Regular"}
+
+
+async def request_match(soak: Soak, token: str, target: str) -> None:
+    """One status match into ``target``, asked again through refusals and a gateway that is down
+    until answered; a match already recorded by an earlier try (whose answer was lost) answers
+    MATCH_TOO_SOON, which also ends the asking."""
+
+    async def attempt() -> bool:
+        body = await soak.write(MATCH, token, **{"from": "fresh-mart", "to": target})
+        if body is None:
+            return False
+        if body.get("errors"):
+            assert body["errors"][0]["extensions"]["code"] in ("MATCH_TOO_SOON", "PARTNER_UNAVAILABLE"), body
+            return body["errors"][0]["extensions"]["code"] == "MATCH_TOO_SOON"
+        return True
+
+    await patiently(attempt, f"a match into {target}")
+
+
+async def test_status_matches_with_faults_and_a_hard_kill_end_as_every_partner_holds_them(
+    realtime_soak: Soak,
+) -> None:
+    """Gold Shoppers of fresh-mart ask for their tier to be matched into two programs while every
+    partner fails some calls at random, and the gateway is SIGKILLed mid-run. Afterwards every
+    match is final, each member holds at most one live match per target, and what the exchange
+    tells them is what the target holds: the matched tier until the match's expiry if ACTIVE,
+    their own tier otherwise; no match was applied twice."""
+    soak = realtime_soak
+    for vip in VIPS:
+        await soak.sandboxes["fresh-mart"].admin.add_member(vip, tier="Gold Shopper", verification="5555")
+        for target in MATCH_TARGETS:
+            await soak.sandboxes[target].admin.add_member(vip, verification="5555")
+    tokens = {
+        vip: await soak.kit.linked_member(vip, ["fresh-mart", *MATCH_TARGETS], verification="5555") for vip in VIPS
+    }
+    await inject_faults(soak)
+    requests = [
+        asyncio.create_task(request_match(soak, tokens[vip]["fresh-mart"], target))
+        for vip in VIPS
+        for target in MATCH_TARGETS
+    ]
+    while sum(request.done() for request in requests) < len(requests) // 3:
+        await asyncio.sleep(0.02)
+    soak.gateway.kill()  # mid-run, with requests in flight
+    await soak.gateway.start()
+    await asyncio.gather(*requests)
+
+    await clear_faults(soak)
+    deadline = time.monotonic() + 60
+    while True:
+        async with soak.kit.db.transaction() as session:
+            matches = (await session.exec(select(StatusMatch))).all()
+        if not [match for match in matches if match.status in MatchSaga.active]:
+            break
+        assert time.monotonic() < deadline, [(m.status, m.step, m.last_error) for m in matches]
+        await asyncio.sleep(0.2)
+    live = [match for match in matches if match.status == MatchStatus.ACTIVE]
+    assert live, [(m.status, m.failure_code) for m in matches]
+    for target, own_tier in MATCH_TARGETS.items():
+        held = {member["member_ref"]: member for member in (await soak.sandboxes[target].admin.members())["members"]}
+        log = await soak.sandboxes[target].admin.operations()
+        for vip in VIPS:
+            ours = [m for m in live if m.to_program == target and m.target_ref == vip]
+            assert len(ours) <= 1, ours
+            member = held[vip]
+            if ours:
+                expires_at = datetime.fromisoformat(member["tier_expires_at"])
+                assert (member["tier"], expires_at) == (ours[0].tier, ours[0].expires_at), (target, vip)
+            else:
+                assert (member["tier"], member["tier_expires_at"]) == (own_tier, None), (target, vip)
+        applied = Counter(op["operation_id"] for op in log if op["kind"] == "tier_match" and op["status"] == "applied")
+        assert set(applied.values()) <= {1}
+        assert set(applied) == {m.match_operation for m in live if m.to_program == target}
