@@ -28,6 +28,7 @@ from exchange.rewards import catalog
 from exchange.rewards.jobs import RedemptionJob
 from exchange.rewards.models import Redemption, RedemptionStatus, RewardKind
 from exchange.rewards.redemption import RedeemRequest, RedemptionSaga
+from exchange.sagas.doubt import CONTRADICTED
 from exchange.sagas.engine import SagaPolicy
 from exchange.sandbox.faults import CannedAnswer, FaultKind
 from exchange.services.container import risk_gates
@@ -93,11 +94,13 @@ class Exchange:
 
 @pytest.fixture
 async def exchange(
-    pg_db: Database, sandboxes: SandboxFleet, sample_partners: PartnersDirectory
+    request: pytest.FixtureRequest, pg_db: Database, sandboxes: SandboxFleet, sample_partners: PartnersDirectory
 ) -> AsyncIterator[Exchange]:
+    """The saga on the sandbox partner, each call tried once (so that a fault meets the saga,
+    not a retry), or as many times as an indirect parameter says."""
     await sandboxes.start(PAYING)
     clock = FrozenClock(datetime.now(UTC))
-    settings = Settings(partner_retry_attempts=1)
+    settings = Settings(partner_retry_attempts=getattr(request, "param", 1))
     async with pg_db.transaction() as session:
         await load_directory(session, sample_partners, clock.now())
     member = await member_with_accounts(pg_db, {PAYING: "alice"}, clock.now())
@@ -165,6 +168,25 @@ async def test_a_fault_at_the_debit_ends_final_and_agreeing_and_the_key_returns_
     assert (repeat.id, repeat.status) == (first.id, final)
     assert await exchange.recover() == 0
     await exchange.assert_partner_agrees_with_ledger(charged)
+
+
+@pytest.mark.parametrize("exchange", [Settings().partner_retry_attempts], indirect=True)
+async def test_a_debit_applied_otherwise_and_refused_as_a_conflict_when_retried_is_reversed(
+    exchange: Exchange,
+) -> None:
+    """With the gateway's default retries: the partner takes twice the points and answers so;
+    the retry of the debit is refused, the partner holding another request under its id. That
+    is no refusal of a debit that never moved: the redemption waits in doubt, and recovery,
+    finding the partner's record is not the debit sent, reverses it (PARTNER_CONTRADICTED)."""
+    reward = await exchange.reward()
+    await exchange.faults(FaultKind.MISAPPLY)
+    pending = await exchange.redeem(reward)
+    assert (pending.status, pending.in_doubt) == (RedemptionStatus.PENDING, True)
+    assert await exchange.recover() == 1
+    redemption = await exchange.get(pending.id)
+    assert (redemption.status, redemption.failure_code) == (RedemptionStatus.REVERSED, CONTRADICTED)
+    await exchange.assert_partner_agrees_with_ledger(0)
+    assert (await exchange.redeem(reward)).status == RedemptionStatus.REVERSED
 
 
 @pytest.mark.parametrize(

@@ -71,11 +71,16 @@ class World:
 
 
 async def make_world(
-    db: Database, sandboxes: SandboxFleet, sample_partners: PartnersDirectory, sandbox_clock: SettableClock
+    db: Database,
+    sandboxes: SandboxFleet,
+    sample_partners: PartnersDirectory,
+    sandbox_clock: SettableClock,
+    retries: int = 1,
 ) -> AsyncIterator[World]:
+    """``retries``: tries of each partner call (1: a fault meets the saga, not a retry)."""
     await sandboxes.start("harbor-bank", "formosa-air", "fresh-mart")
     clock = FrozenClock(sandbox_clock.now())
-    settings = Settings(partner_retry_attempts=1)
+    settings = Settings(partner_retry_attempts=retries)
     async with db.transaction() as session:
         await load_directory(session, sample_partners, clock.now())
     # bob holds Platinum Card (level 2) at the bank; carol is Base at the airline.
@@ -96,9 +101,14 @@ async def make_world(
 
 @pytest.fixture
 async def world(
-    pg_db: Database, sandboxes: SandboxFleet, sample_partners: PartnersDirectory, sandbox_clock: SettableClock
+    request: pytest.FixtureRequest,
+    pg_db: Database,
+    sandboxes: SandboxFleet,
+    sample_partners: PartnersDirectory,
+    sandbox_clock: SettableClock,
 ) -> AsyncIterator[World]:
-    async for made in make_world(pg_db, sandboxes, sample_partners, sandbox_clock):
+    """Each partner call tried once, or as many times as an indirect parameter says."""
+    async for made in make_world(pg_db, sandboxes, sample_partners, sandbox_clock, getattr(request, "param", 1)):
         yield made
 
 
@@ -190,11 +200,13 @@ async def test_a_push_that_never_applied_is_voided_and_does_not_count(world: Wor
     assert again.status == MatchStatus.ACTIVE
 
 
+@pytest.mark.parametrize("world", [1, Settings().partner_retry_attempts], indirect=True, ids=["once", "retried"])
 async def test_a_push_the_partner_recorded_with_another_tier_is_reverted_and_fails_contradicted(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     """formosa-air matches carol at another tier than the Gold sent (its bug) and answers so:
-    the outcome is unknown, and recovery, finding the partner's record is not the match sent,
+    the outcome is unknown (tried again, the push is refused as a conflict, which leaves it so),
+    and recovery, finding the partner's record is not the match sent,
     does not take it as granted: it reverts it, and the match FAILS (it does not count) with
     PARTNER_CONTRADICTED and an error for staff."""
     await world.sandboxes["formosa-air"].admin.set_faults(script=[FaultKind.MISAPPLY])
@@ -288,11 +300,13 @@ async def test_an_extension_the_partner_reverted_on_its_own_while_in_doubt_ends_
     assert (await world.airline_account()).tier == "Base"
 
 
+@pytest.mark.parametrize("world", [1, Settings().partner_retry_attempts], indirect=True, ids=["once", "retried"])
 async def test_an_extension_the_partner_recorded_with_another_tier_is_reverted_and_ends_the_match(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The challenge is met and formosa-air records the extension at another tier than Gold (its
-    bug), answering so: the outcome is unknown, and sending it again only replays that answer.
+    bug), answering so: the outcome is unknown (tried again at once, the extension is refused as
+    a conflict, which leaves it so), and sending it again later only replays that answer.
     Recovery holds the partner's record against the extension sent, reverts it (which, by the
     contract, gives carol her own tier back) and ends the match EXPIRED with
     PARTNER_CONTRADICTED and an error for staff, as the partner now has it; not UPDATING for ever."""
