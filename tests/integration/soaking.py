@@ -152,10 +152,13 @@ async def running_soak(
         await db.dispose()
 
 
-async def inject_faults(soak: Soak, *, declines: int = 0) -> None:
+async def inject_faults(soak: Soak, *, declines: int = 0, partner_bugs: bool = False) -> None:
     """Every partner fails some calls, at random: errors, writes applied then refused or
     dropped, and hangs past the gateway's timeout; partners that answer later (async or batch)
-    also decline the first ``declines`` writes they settle."""
+    also decline the first ``declines`` writes they settle. ``partner_bugs``: some writes are
+    also applied otherwise than asked (twice the points, another tier) and answered so, and
+    some applied and answered with a body that is no operation."""
+    bugs = {FaultKind.MISAPPLY: 5, FaultKind.APPLY_THEN_GARBLE: 5} if partner_bugs else {}
     for index, program in enumerate(PROGRAMS):
         await soak.sandboxes[program].admin.set_faults(
             latency_ms=5,
@@ -164,6 +167,7 @@ async def inject_faults(soak: Soak, *, declines: int = 0) -> None:
                 FaultKind.APPLY_THEN_ERROR: 4,
                 FaultKind.APPLY_THEN_DROP: 4,
                 FaultKind.HANG: 2,
+                **bugs,
             },
             seed=index,
             decline=declines,

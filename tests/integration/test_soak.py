@@ -144,13 +144,13 @@ async def test_redemptions_and_cancels_with_faults_and_a_hard_kill_end_final_and
     realtime_soak: Soak,
 ) -> None:
     """Members redeem a reward with points of any of the four partners and cancel some of what
-    was paid, every partner failing some calls at random (debits, reversals, status lookups),
-    and the gateway is SIGKILLed mid-run. Afterwards every redemption is final, each cancel
+    was paid, every partner failing some calls at random (debits, reversals, status lookups;
+    some debits applied with twice the points), and the gateway is SIGKILLed mid-run. Afterwards every redemption is final, each cancel
     that was answered ends REVERSED, and the ledger agrees line by line with every partner."""
     soak = realtime_soak
     rng = random.Random(20261204)
     reward = await publish_reward(soak)
-    await inject_faults(soak)
+    await inject_faults(soak, partner_bugs=True)
     numbers = iter(range(REDEMPTIONS))
     cancelled: list[str] = []
 
@@ -205,7 +205,8 @@ async def test_status_matches_with_faults_and_a_hard_kill_end_as_every_partner_h
     realtime_soak: Soak,
 ) -> None:
     """Gold Shoppers of fresh-mart ask for their tier to be matched into two programs while every
-    partner fails some calls at random, and the gateway is SIGKILLed mid-run. Afterwards every
+    partner fails some calls at random (some matches recorded at another tier), and the gateway
+    is SIGKILLed mid-run. Afterwards every
     match is final, each member holds at most one live match per target, and what the exchange
     tells them is what the target holds: the matched tier until the match's expiry if ACTIVE,
     their own tier otherwise; no match was applied twice."""
@@ -217,7 +218,7 @@ async def test_status_matches_with_faults_and_a_hard_kill_end_as_every_partner_h
     tokens = {
         vip: await soak.kit.linked_member(vip, ["fresh-mart", *MATCH_TARGETS], verification="5555") for vip in VIPS
     }
-    await inject_faults(soak)
+    await inject_faults(soak, partner_bugs=True)
     requests = [
         asyncio.create_task(request_match(soak, tokens[vip]["fresh-mart"], target))
         for vip in VIPS
