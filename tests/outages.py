@@ -1,16 +1,23 @@
 """Database connections killed mid-unit-of-work, as an operator's ``pg_terminate_backend`` or a
-failover kills them (PostgreSQL only): the unit of work fails at its next statement."""
+failover kills them (PostgreSQL only): the unit of work fails at its next statement; and the
+coalition point's own writes losing the database."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
+from exchange.coalition.connector import CoalitionConnector
+from exchange.connectors.connector import Call
+from exchange.connectors.contract import Operation
+from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.ledger.posting import Ledger, PostedTransaction, TransactionRequest
 
@@ -57,3 +64,27 @@ class FrozenPosting(Ledger):
             self.frozen.set()
             await self.wake.wait()
         return posted
+
+
+def cut_next_point_write(
+    monkeypatch: pytest.MonkeyPatch, point: CoalitionConnector, db: Database, *, committed: bool
+) -> None:
+    """Make the coalition point's next write lose the database: its connection killed before
+    the lots' unit of work commits (nothing applied), or, if ``committed``, the lots committed
+    and the answer lost with the database (``DatabaseUnavailable`` after the commit)."""
+    write = point._write
+
+    async def loses_the_database(call: Call, operation_id: str, change: Any) -> Operation:
+        monkeypatch.setattr(point, "_write", write)  # once
+        if committed:
+            await write(call, operation_id, change)
+            raise DatabaseUnavailable
+
+        async def then_cut(session: AsyncSession) -> Any:
+            recorded = await change(session)
+            await kill_connection_of(session, db)
+            return recorded
+
+        return await write(call, operation_id, then_cut)
+
+    monkeypatch.setattr(point, "_write", loses_the_database)

@@ -26,6 +26,7 @@ from exchange.connectors.breaker import BreakerState, CircuitBreaker
 from exchange.connectors.errors import (
     REFUSED,
     CircuitOpen,
+    OperationConflict,
     OutcomeUnknown,
     PartnerAuthenticationFailed,
     PartnerConnectionLost,
@@ -216,8 +217,11 @@ class PartnerClient:
                 if info.write and isinstance(error, OutcomeUnknown):
                     uncertain = error
                 if attempt == self._retry.attempts or not worth_retrying(error):
-                    if uncertain is not None and isinstance(error, PartnerUnavailable):
-                        # An earlier attempt may have been applied: that knowledge wins.
+                    if uncertain is not None and isinstance(error, PartnerUnavailable | OperationConflict):
+                        # An earlier attempt may have been applied: that knowledge wins. A
+                        # conflict says so outright: the partner holds another request under
+                        # the exchange's own id, which the earlier attempt, applied otherwise
+                        # than sent, may be; only the partner's record can tell.
                         raise type(uncertain)(
                             f"{uncertain.message}; then: {error.message}",
                             program_id=self.program_id,

@@ -16,7 +16,9 @@ Every failure of a connector call is a :class:`PartnerError`, and always exactly
 
 A call that retried reports the worst knowledge it has: once any attempt of a write may have
 been applied, the call fails with :class:`OutcomeUnknown` even if a later attempt could not be
-sent at all.
+sent at all, or was refused as a conflict (:class:`OperationConflict`: the partner holds
+another request under the exchange's id, which that attempt, applied otherwise than sent, may
+be).
 
 All of them are :class:`~exchange.errors.ExchangeError`s, so the API maps them to GraphQL errors
 (``PARTNER_UNAVAILABLE``, ``INSUFFICIENT_POINTS``, ``NOT_FOUND``, ``IDEMPOTENCY_CONFLICT``,

@@ -7,7 +7,9 @@ is unsafe to repeat; what decides is whether a repeat can help:
 * retried — the request never reached the partner (connection refused, token endpoint down
   or answering nonsense), or the partner is done with it and answered badly: a 5xx, a
   dropped connection, a malformed body. A repeat of a write that was applied returns the
-  applied result, which turns an unknown outcome into a known one.
+  applied result, which turns an unknown outcome into a known one; a repeat refused as a
+  conflict does not (the partner holds another request under the id: the first try, applied
+  otherwise than sent, may be it), and the call stays an unknown outcome.
 * not retried — a refusal (the same request gets the same refusal); an open circuit (the
   breaker exists to stop calls); refused credentials (the same credentials fail again; the
   one token refetch after a 401 is separate); and any timeout, connecting or waiting for the

@@ -152,10 +152,13 @@ async def running_soak(
         await db.dispose()
 
 
-async def inject_faults(soak: Soak, *, declines: int = 0) -> None:
+async def inject_faults(soak: Soak, *, declines: int = 0, partner_bugs: bool = False) -> None:
     """Every partner fails some calls, at random: errors, writes applied then refused or
     dropped, and hangs past the gateway's timeout; partners that answer later (async or batch)
-    also decline the first ``declines`` writes they settle."""
+    also decline the first ``declines`` writes they settle. ``partner_bugs``: some writes are
+    also applied otherwise than asked (twice the points, another tier) and answered so, and
+    some applied and answered with a body that is no operation."""
+    bugs = {FaultKind.MISAPPLY: 5, FaultKind.APPLY_THEN_GARBLE: 5} if partner_bugs else {}
     for index, program in enumerate(PROGRAMS):
         await soak.sandboxes[program].admin.set_faults(
             latency_ms=5,
@@ -164,6 +167,7 @@ async def inject_faults(soak: Soak, *, declines: int = 0) -> None:
                 FaultKind.APPLY_THEN_ERROR: 4,
                 FaultKind.APPLY_THEN_DROP: 4,
                 FaultKind.HANG: 2,
+                **bugs,
             },
             seed=index,
             decline=declines,
@@ -175,7 +179,7 @@ async def clear_faults(soak: Soak) -> None:
         await soak.sandboxes[program].admin.set_faults()
 
 
-async def _patiently(attempt: Any, what: str) -> None:
+async def patiently(attempt: Any, what: str) -> None:
     """Call ``attempt()`` until it returns True, through refusals and a gateway that is down."""
     deadline = time.monotonic() + PATIENCE_SECONDS
     while time.monotonic() < deadline:
@@ -218,7 +222,7 @@ async def convert(soak: Soak, rng: random.Random, number: int) -> None:
         soak.answered["conversion"].setdefault(conversion["id"], conversion["status"])
         return True
 
-    await _patiently(attempt, f"conversion {number}")
+    await patiently(attempt, f"conversion {number}")
 
 
 async def publish_reward(soak: Soak, program: str = "fresh-mart") -> str:
@@ -246,7 +250,7 @@ async def redeem(soak: Soak, rng: random.Random, number: int, reward_id: str) ->
         soak.answered["redemption"].setdefault(redemption["id"], redemption["status"])
         return True
 
-    await _patiently(attempt, f"redemption {number}")
+    await patiently(attempt, f"redemption {number}")
 
 
 async def saga_statuses(db: Database) -> dict[str, Counter[str]]:
@@ -277,7 +281,7 @@ async def until_final(soak: Soak, timeout: float = 120) -> dict[str, Counter[str
 async def check_ledger_agrees(soak: Soak) -> None:
     """The ledger verifies; every answered COMPLETED is posted exactly once; members' points
     at every partner moved by exactly what completed; and every debit and credit a partner
-    still holds is a ledger line, and back."""
+    still holds is a ledger line, and back (a movement reversed at both ends is on neither side)."""
     async with soak.kit.db.transaction() as session:
         verification = await verify_ledger(session)
         postings = Counter(
@@ -300,13 +304,15 @@ async def check_ledger_agrees(soak: Soak) -> None:
                 text("SELECT a.program_id, a.balance FROM ledger_account_balance a WHERE a.kind = 'member-points'")  # type: ignore[call-overload]
             )
         )
+        # A reversal's lines carry its original's reference: a reversed movement nets to nothing.
         ledger_lines = {
             (row[0], row[1]): row[2]
             for row in await session.exec(
                 text(  # type: ignore[call-overload]
-                    "SELECT t.reference, a.program_id, e.amount FROM ledger_entry e"
+                    "SELECT t.reference, a.program_id, sum(e.amount) FROM ledger_entry e"
                     " JOIN ledger_transaction t ON t.seq = e.transaction_seq"
                     " JOIN ledger_account a ON a.id = e.account_id WHERE a.kind = 'member-points'"
+                    " GROUP BY t.reference, a.program_id HAVING sum(e.amount) <> 0"
                 )
             )
         }

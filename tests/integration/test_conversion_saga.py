@@ -47,7 +47,7 @@ from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import member_with_accounts
 from tests.fakes import FakePartner, Fault
-from tests.outages import FrozenPosting, KilledPosting
+from tests.outages import FrozenPosting, KilledPosting, cut_next_point_write
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -707,6 +707,36 @@ async def earn_coalition_points(world: World) -> Conversion:
     assert (earned.status, await point_in_flight(world)) == (ConversionStatus.COMPLETED, 0)
     assert (await world.point.account("m1")).balance == conversion.points_out, "credited once"
     return earned
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("committed", [False, True], ids=["cut-before-commit", "answer-lost-after-commit"])
+async def test_coalition_points_whose_credit_loses_the_database_are_credited_and_posted_once(
+    pg_db: Database, monkeypatch: pytest.MonkeyPatch, committed: bool
+) -> None:
+    """A conversion into the point whose credit loses the database, before the lots' unit of
+    work commits or after: the request fails for want of its database, and recovery asks the
+    point's book, credits the member once (sending the credit again if it never landed) and
+    posts once; the lots agree with the ledger, and the key returns the conversion COMPLETED."""
+    world = await make_world(pg_db)
+    async with world.db.transaction() as session:
+        await link_coalition_accounts(session, T0, member_id="m1")
+    quote = await world.quote(1000, target=POINT)
+    cut_next_point_write(monkeypatch, world.point, world.db, committed=committed)
+    with pytest.raises(DatabaseUnavailable):
+        await world.execute(quote, key="earn")
+    pending = await world.execute(quote, key="earn")  # the client asks again: the same conversion
+    assert pending.status == ConversionStatus.PENDING
+    assert await point_in_flight(world) == (pending.points_out if committed else 0)
+
+    await world.recover_all()
+    earned = await world.saga.reload(pending.id)
+    assert earned.status == ConversionStatus.COMPLETED
+    assert (await world.point.account("m1")).balance == earned.points_out, "credited once"
+    assert world.partners["happy-card"].balances["alice"] == 100_000 - earned.points_in, "debited once"
+    assert await point_in_flight(world) == 0
+    assert await world.ledger_transactions() == 1
+    assert (await world.execute(quote, key="earn")).status == ConversionStatus.COMPLETED
 
 
 @pytest.mark.parametrize("fault", ["refused", "never-confirmed"])

@@ -85,11 +85,13 @@ class Exchange:
 
 @pytest.fixture
 async def exchange(
-    pg_db: Database, sandboxes: SandboxFleet, sample_partners: PartnersDirectory
+    request: pytest.FixtureRequest, pg_db: Database, sandboxes: SandboxFleet, sample_partners: PartnersDirectory
 ) -> AsyncIterator[Exchange]:
+    """The saga on sandbox partners, each call tried once (so that a fault meets the saga, not
+    a retry), or as many times as an indirect parameter says."""
     await sandboxes.start(*PROGRAMS)
     clock = FrozenClock(datetime.now(UTC))
-    settings = Settings(partner_retry_attempts=1)
+    settings = Settings(partner_retry_attempts=getattr(request, "param", 1))
     async with pg_db.transaction() as session:
         await load_directory(session, sample_partners, clock.now())
     for member in ("alice", "erin"):  # known by the same name at every partner
@@ -163,6 +165,27 @@ async def test_faults_at_either_partner_end_final_and_agreeing(
         assert (debited, credited) == (-1000, 2450)
     else:
         assert (debited, credited) == (0, 0)
+
+
+@pytest.mark.parametrize("exchange", [Settings().partner_retry_attempts], indirect=True)
+@pytest.mark.parametrize("program", ["happy-card", "fresh-mart"])
+async def test_a_write_applied_otherwise_and_refused_as_a_conflict_when_retried_moves_nothing_for_good(
+    exchange: Exchange, program: str
+) -> None:
+    """With the gateway's default retries: the source's debit or the target's credit is applied
+    with twice the points and answered so, and its retry refused, the partner holding another
+    request under the exchange's id. The conversion does not take that refusal for a write that
+    never moved: it waits in doubt, and recovery reverses the partner's record as contradicted
+    (and the debit, if the credit was the one). Nothing is taken, nothing created, nothing posted."""
+    await exchange.sandboxes[program].admin.set_faults(script=[FaultKind.MISAPPLY])
+    conversion = await exchange.convert(1000, "happy-card", "fresh-mart", "k1")
+    assert (conversion.status, conversion.in_doubt) == (ConversionStatus.PENDING, True)
+    await exchange.recover()
+    assert await exchange.status(conversion.id) == ConversionStatus.REVERSED
+    assert await partner_net(exchange.sandboxes, "happy-card", "alice") == 0
+    assert await partner_net(exchange.sandboxes, "fresh-mart", "alice") == 0
+    balances = await ledger_balances(exchange)
+    assert (balances.get("member-points:happy-card", 0), balances.get("member-points:fresh-mart", 0)) == (0, 0)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,9 @@
 """Crashes and races across real processes: two gateway processes over one database answering
 the same idempotency key at once, a gateway killed (SIGKILL) after a partner applied its debit
-and before it recorded that, and a partner restarted mid-redemption. Each ends with every saga
-final and the ledger agreeing line by line with every partner's operation log."""
+(a cancel's reversal, a status match's extension) and before it recorded that, and a partner
+restarted mid-redemption; and a gateway killed while its job runner closes a month. Each ends
+with every saga final and the ledger agreeing line by line with every partner's operation log (a
+match, with what the partner holds; a month, closed once)."""
 
 from __future__ import annotations
 
@@ -15,13 +17,25 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from exchange.ledger.models import SettlementPeriod
+from exchange.ledger.periods import PeriodStatus
+from exchange.ledger.posting import Ledger
+from exchange.ledger.verify import verify_ledger
 from exchange.rewards.models import Redemption, RedemptionStatus
 from exchange.sandbox.faults import FaultKind
 from exchange.serving import free_port
+from exchange.settlement import jobs
+from exchange.settlement.models import JobState, SettlementJob
+from exchange.settlement.participants import EXCHANGE as EXCHANGE_ID
+from exchange.testing.clock import FrozenClock
 from exchange.testing.processes import EXCHANGE, ExchangeProcess, gateway_process
 from exchange.testing.sandboxes import SandboxFleet
 from exchange.tiers.models import MatchStatus, StatusMatch
+from exchange.tiers.saga import MatchSaga
+from tests import factories
+from tests.integration.locks import waiting_on_a_lock
 from tests.integration.soaking import (
     EXECUTE,
     QUOTE,
@@ -36,6 +50,9 @@ from tests.integration.soaking import (
 MEMBER = "soak00"
 MATCH = """mutation($from: ID!, $to: ID!) {
   requestStatusMatch(fromProgram: $from, toProgram: $to) { id status } }"""
+CANCEL = """mutation($id: ID!) { cancelRedemption(redemptionId: $id) { id status } }"""
+ACTIVITY = """mutation($id: ID!, $activities: Int!) {
+  recordStatusMatchActivity(matchId: $id, activities: $activities) { id status } }"""
 SOURCE, TARGET = "wallet-pay", "happy-card"
 
 
@@ -61,6 +78,7 @@ async def soak_with_short_lease(pg_database_url: str, sandboxes: SandboxFleet, t
         partner_timeout="5",
         members=(MEMBER,),
         EXCHANGE_SAGA_LEASE_SECONDS=SHORT_LEASE,
+        EXCHANGE_STATUS_MATCH_EXPIRY_INTERVAL_SECONDS="0.5",
     ) as running:
         yield running
 
@@ -120,11 +138,12 @@ async def _applied(soak: Soak, program: str, operation_id: str) -> list[dict[str
     ]
 
 
-async def _until_debited(soak: Soak, debits: int = 1) -> None:
-    """Wait until the source partner has applied ``debits`` debits (their answers hang, by the script)."""
+async def _until_debited(soak: Soak, debits: int = 1, kind: str = "debit") -> None:
+    """Wait until the source partner has applied ``debits`` writes of ``kind`` (their answers
+    hang, by the script)."""
     deadline = time.monotonic() + 30
-    while len([op for op in await soak.sandboxes[SOURCE].admin.operations() if op["kind"] == "debit"]) < debits:
-        assert time.monotonic() < deadline, "the debit never reached the partner"
+    while len([op for op in await soak.sandboxes[SOURCE].admin.operations() if op["kind"] == kind]) < debits:
+        assert time.monotonic() < deadline, f"the {kind} never reached the partner"
         await asyncio.sleep(0.02)
 
 
@@ -226,6 +245,146 @@ async def test_a_gateway_killed_after_the_partner_applied_its_debit_is_recovered
         soak.answered[saga][row["id"]] = row["status"]
         assert len(await _applied(soak, SOURCE, f"{row['id']}:debit")) == 1
     await check_ledger_agrees(soak)
+
+
+async def test_a_gateway_killed_after_the_partner_gave_back_a_cancelled_redemption_is_recovered_by_the_next(
+    soak_with_short_lease: Soak,
+) -> None:
+    """SIGKILL while the paying partner has applied a cancel's reversal and not yet answered:
+    the next gateway process, once the dead request's lease ends, sends the reversal again (the
+    partner applies it once) and posts the ledger's reversal once; the member's cancel, asked
+    again, answers REVERSED."""
+    soak = soak_with_short_lease
+    token = soak.tokens[MEMBER][SOURCE]
+    reward = await publish_reward(soak)
+    paid = (await soak.kit.data(REDEEM, token, reward=reward, pay=SOURCE, key="cancelled"))["redeemReward"]
+    assert paid["status"] == "COMPLETED", paid
+    await soak.sandboxes[SOURCE].admin.set_faults(script=[FaultKind.APPLY_THEN_HANG])
+    request = asyncio.create_task(soak.kit.graphql(CANCEL, token, id=paid["id"]))
+    await _until_debited(soak, kind="reversal")
+    soak.gateway.kill()
+    with pytest.raises(httpx.TransportError):
+        await request
+    await soak.gateway.start()
+
+    final = await until_final(soak, timeout=90)
+    assert final["redemption"]["REVERSED"] == 1, final
+    again = (await soak.kit.data(CANCEL, token, id=paid["id"]))["cancelRedemption"]
+    assert again == {"id": paid["id"], "status": "REVERSED"}
+    assert (await soak.kit.data(REDEEM, token, reward=reward, pay=SOURCE, key="cancelled"))["redeemReward"] == again
+    soak.answered["redemption"][paid["id"]] = again["status"]
+    log = await soak.sandboxes[SOURCE].admin.operations()
+    [debit] = [op for op in log if op["operation_id"] == f"{paid['id']}:debit"]
+    reversals = [(op["operation_id"], op["points"]) for op in log if op["kind"] == "reversal"]
+    assert (debit["status"], reversals) == ("reversed", [(f"{paid['id']}:reverse-debit", debit["points"])])
+    await check_ledger_agrees(soak)
+
+
+async def test_a_gateway_killed_after_the_partner_applied_a_status_match_extension_is_recovered_by_the_next(
+    soak_with_short_lease: Soak,
+) -> None:
+    """happy-card reports the activity that meets a match's challenge; it applies the extension
+    and the gateway is SIGKILLed before the answer: the next gateway process, once the dead
+    request's lease ends, finds the extension applied as sent and ends the match ACTIVE with the
+    extended expiry, which is the one happy-card holds for the member; it was applied once."""
+    soak = soak_with_short_lease
+    card = soak.sandboxes["happy-card"].admin
+    await soak.sandboxes["fresh-mart"].admin.add_member("shopper", tier="Gold Shopper", verification="5555")
+    await card.add_member("shopper", verification="5555")
+    shopper = await soak.kit.linked_member("shopper", ["fresh-mart", "happy-card"], verification="5555")
+    match = (await soak.kit.data(MATCH, shopper["fresh-mart"], **{"from": "fresh-mart", "to": "happy-card"}))[
+        "requestStatusMatch"
+    ]
+    assert match["status"] == "ACTIVE", match
+    await card.set_faults(script=[FaultKind.APPLY_THEN_HANG])
+    partner = await soak.kit.partner_token("happy-card")
+    request = asyncio.create_task(soak.kit.graphql(ACTIVITY, partner, id=match["id"], activities=3))
+    extension = f"{match['id']}:extend"
+    deadline = time.monotonic() + 30
+    while not [op for op in await card.operations() if op["operation_id"] == extension]:
+        assert time.monotonic() < deadline, "the extension never reached the partner"
+        await asyncio.sleep(0.02)
+    soak.gateway.kill()
+    with pytest.raises(httpx.TransportError):
+        await request
+    async with soak.kit.db.transaction() as session:
+        left = await session.get(StatusMatch, match["id"])
+    assert left is not None and (left.status, left.step) == (MatchStatus.UPDATING, "EXTEND")
+    await soak.gateway.start()
+
+    deadline = time.monotonic() + 90
+    while True:
+        async with soak.kit.db.transaction() as session:
+            row = await session.get(StatusMatch, match["id"])
+        assert row is not None
+        if row.status not in MatchSaga.active:
+            break
+        assert time.monotonic() < deadline, f"still {row.status} at {row.step}: {row.last_error}"
+        await asyncio.sleep(0.2)
+    assert (row.status, row.extended, row.failure_code) == (MatchStatus.ACTIVE, True, None)
+    applied = [op for op in await card.operations() if op["operation_id"] == extension]
+    assert [op["status"] for op in applied] == ["applied"]
+    [held] = [member for member in (await card.members())["members"] if member["member_ref"] == "shopper"]
+    assert (held["tier"], datetime.fromisoformat(held["tier_expires_at"])) == ("VIP", row.expires_at)
+
+
+async def test_a_close_job_whose_gateway_was_killed_mid_way_is_finished_once_by_the_next(soak: Soak) -> None:
+    """Staff queue closing October; the gateway's job runner records CLOSING and is SIGKILLed
+    while it waits to store the month's figures. Once the dead run's heartbeat is stale, the
+    next gateway process takes the job again and closes October once: its figures, one
+    statement per participant, one ``period.closed`` event, the job DONE."""
+    october = datetime(2026, 10, 10, 4, 0, tzinfo=UTC)
+    db = soak.kit.db
+    async with db.transaction() as session:
+        await Ledger(timezone=soak.kit.settings.timezone, clock=FrozenClock(october)).post_many(
+            session, [factories.conversion("c1", "wallet-pay", "fresh-mart", 2_000, fee=20, at=october)]
+        )
+    async with db.transaction() as holding:  # the figures' table, held: the runner waits to fill it
+        await holding.exec(text("LOCK TABLE settlement_obligation IN EXCLUSIVE MODE"))  # type: ignore[call-overload]
+        async with db.transaction() as session:
+            job = await jobs.enqueue_close(session, "2026-10", by="staff", now=datetime.now(UTC))
+        await waiting_on_a_lock(db)
+        soak.gateway.kill()
+    async with db.transaction() as session:
+        running = await session.get(SettlementJob, job.id)
+        period = await session.get(SettlementPeriod, "2026-10")
+        assert running is not None and period is not None
+        assert (running.state, period.status) == (JobState.RUNNING, PeriodStatus.CLOSING)
+        # As if the dead runner had been silent for longer than a live one ever is.
+        running.heartbeat_at = datetime.now(UTC) - jobs.STALE_AFTER - timedelta(seconds=1)
+        session.add(running)
+    await soak.gateway.start()
+
+    deadline = time.monotonic() + 60
+    while True:
+        async with db.transaction() as session:
+            done = await session.get(SettlementJob, job.id)
+        assert done is not None
+        if done.state not in (JobState.QUEUED, JobState.RUNNING):
+            break
+        assert time.monotonic() < deadline, f"the job is still {done.state} at {done.step}"
+        await asyncio.sleep(0.1)
+    assert (done.state, done.error) == (JobState.DONE, None)
+    async with db.transaction() as session:
+        positions = dict(
+            tuple(row)  # type: ignore[misc]
+            for row in await session.exec(
+                text("SELECT participant, net FROM settlement_position WHERE period = '2026-10'")  # type: ignore[call-overload]
+            )
+        )
+        statements = sorted(
+            str(row[0])
+            for row in await session.exec(
+                text("SELECT participant FROM issued_statement WHERE period = '2026-10'")  # type: ignore[call-overload]
+            )
+        )
+        closed = (
+            await session.exec(text("SELECT count(*) FROM webhook_event WHERE type = 'period.closed'"))  # type: ignore[call-overload]
+        ).one()[0]
+        verification = await verify_ledger(session)
+    assert positions == {EXCHANGE_ID: 20, "fresh-mart": 1_980, "wallet-pay": -2_000}
+    assert statements == sorted(positions) and closed == 1
+    assert verification.ok, verification.problem
 
 
 async def test_a_partner_restarted_mid_redemption_ends_final_and_agreeing(soak: Soak) -> None:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,9 @@ from exchange.conversions.saga import ExecuteRequest
 from exchange.db.database import Database
 from exchange.members.authority import DebitAuthority
 from exchange.pricing import quotes
+from exchange.rewards.catalog import RewardDraft
+from exchange.rewards.models import Redemption, RedemptionStatus, RedemptionStep, Reward
+from exchange.rewards.redemption import RedeemRequest
 from exchange.sandbox.faults import CallbackFault, FaultKind
 from exchange.services.container import Services, load_partners_directory
 from exchange.serving import free_port, serving
@@ -695,3 +699,81 @@ async def test_a_debit_called_back_failed_that_the_partner_applied_goes_on_to_th
     assert (answer.status_code, answer.json()["status"]) == (200, "COMPLETED")
     assert await late.postings(conversion.id) == 1
     assert await late.moved("happy-card") == conversion.points_out
+
+
+# -- a reward paid at a partner that answers later ----------------------------------------
+
+
+async def redeem_at_fresh_mart(late: Late, key: str) -> tuple[Redemption, str]:
+    """alice redeems a formosa-air reward paying with fresh-mart points (which fresh-mart debits
+    later); the redemption as the request left it, and the reward's id."""
+    saga = late.services.rewards.saga
+    draft = RewardDraft(title="Lounge pass", price=Decimal("150"), stock=5)
+    reward = await late.services.rewards.publish("formosa-air", draft)
+    redemption = await saga.redeem(
+        RedeemRequest(
+            member_id="alice",
+            reward_id=reward.id,
+            pay_with="fresh-mart",
+            idempotency_key=key,
+            authority=DebitAuthority(asserted_by="fresh-mart"),
+        )
+    )
+    return redemption, reward.id
+
+
+async def redemption_is(late: Late, redemption_id: str, status: RedemptionStatus) -> bool:
+    return (await late.services.rewards.saga.reload(redemption_id)).status == status
+
+
+async def redemption_postings(late: Late, redemption_id: str) -> list[str]:
+    async with late.db.transaction() as session:
+        rows = await session.exec(
+            text("SELECT kind FROM ledger_transaction WHERE reference = :ref ORDER BY seq"),  # type: ignore[call-overload]
+            params={"ref": f"redemption:{redemption_id}"},
+        )
+        return [str(row[0]) for row in rows]
+
+
+@pytest.mark.parametrize("callback", [CallbackFault.ONCE, CallbackFault.NEVER, CallbackFault.TWICE])
+async def test_a_reward_paid_at_a_partner_that_debits_later_completes_once_and_is_given_back_once(
+    late: Late, callback: CallbackFault
+) -> None:
+    """fresh-mart accepts the debit pending and settles it later, calling back once, never (the
+    exchange polls) or twice: the redemption waits at AWAIT_DEBIT, completes posted once, and
+    the member's cancel gives the points back once, at the partner and in the ledger."""
+    fresh_mart = late.sandboxes["fresh-mart"].admin
+    await fresh_mart.set_faults(settle_after_ms=None, callback=callback)
+    redemption, reward = await redeem_at_fresh_mart(late, f"k-{callback}")
+    assert (redemption.status, redemption.step) == (RedemptionStatus.PENDING, RedemptionStep.AWAIT_DEBIT)
+    assert await late.moved("fresh-mart") == 0
+    await fresh_mart.set_faults(settle_after_ms=0, callback=callback)
+    if callback is CallbackFault.NEVER:
+
+        async def debited() -> bool:
+            return await late.moved("fresh-mart") == -redemption.points
+
+        await eventually(debited, "the partner settling the debit")
+        await late.services.rewards.recover()
+    await eventually(lambda: redemption_is(late, redemption.id, RedemptionStatus.COMPLETED), "the completion")
+    assert await late.moved("fresh-mart") == -redemption.points
+    assert await redemption_postings(late, redemption.id) == ["redemption"]
+
+    cancelled = await late.services.rewards.saga.cancel(redemption.id, member_id="alice")
+    assert cancelled.status == RedemptionStatus.REVERSED
+    assert await late.moved("fresh-mart") == 0
+    assert await redemption_postings(late, redemption.id) == ["redemption", "redemption-reversal"]
+    async with late.db.transaction() as session:
+        assert (await session.get(Reward, reward)).stock == 5  # type: ignore[union-attr]
+
+
+async def test_a_reward_whose_debit_the_partner_declines_later_fails_and_gives_its_stock_back(late: Late) -> None:
+    await late.sandboxes["fresh-mart"].admin.set_faults(decline=1)
+    redemption, reward = await redeem_at_fresh_mart(late, "k-declined")
+    await eventually(lambda: redemption_is(late, redemption.id, RedemptionStatus.FAILED), "the failure")
+    failed = await late.services.rewards.saga.reload(redemption.id)
+    assert failed.failure_code == "PARTNER_REFUSED"
+    assert await late.moved("fresh-mart") == 0
+    assert await redemption_postings(late, redemption.id) == []
+    async with late.db.transaction() as session:
+        assert (await session.get(Reward, reward)).stock == 5  # type: ignore[union-attr]

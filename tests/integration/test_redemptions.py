@@ -23,6 +23,7 @@ from exchange.coalition.rules import point_rules
 from exchange.coalition.verify import check_point
 from exchange.connectors.contract import OperationKind
 from exchange.conversions.clearing import conversion_transaction
+from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.errors import ExchangeError, IdempotencyConflict
 from exchange.federation.accounts import Federation
@@ -65,6 +66,7 @@ from tests.factories import member_with_accounts
 from tests.fakes import FakePartner, Fault
 from tests.integration.locks import waiting_on_a_lock
 from tests.integration.settlement.conftest import settlement_on
+from tests.outages import cut_next_point_write
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -664,3 +666,41 @@ async def test_a_lottery_entry_cancelled_while_its_month_is_being_archived_waits
         await cancelling
     assert (await world.get(lottery.id)).status == RedemptionStatus.COMPLETED
     assert world.partners["happy-card"].balances["alice"] == 100_000 - 612, "no points given back"
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("committed", [False, True], ids=["cut-before-commit", "answer-lost-after-commit"])
+async def test_coalition_points_whose_debit_loses_the_database_are_settled_by_recovery_once(
+    pg_db: Database, monkeypatch: pytest.MonkeyPatch, committed: bool
+) -> None:
+    """The point's own debit loses the database: its connection killed before the lots' unit of
+    work commits (nothing taken), or the lots committed and the answer lost with the database.
+    The request fails for want of its database, the redemption stays PENDING, and recovery asks
+    the point's book: the debit is voided (FAILED, stock back) or found applied (COMPLETED,
+    posted once). The lots agree with the ledger throughout and the key returns that outcome."""
+    world = await make_world(pg_db)
+    await alice_earns_coalition_points(world, at=T0)
+    reward = await world.reward()
+    cut_next_point_write(monkeypatch, world.point, world.db, committed=committed)
+    request = RedeemRequest(
+        member_id=world.alice,
+        reward_id=reward.id,
+        pay_with=POINT,
+        idempotency_key="k-cut",
+        authority=DebitAuthority(asserted_by="happy-card", exchange_held=frozenset({POINT}), spends_exchange_held=True),
+    )
+    with pytest.raises(DatabaseUnavailable):
+        await world.saga.redeem(request)
+    pending = await world.saga.redeem(request)  # the client asks again: the same redemption, nothing sent
+    assert pending.status == RedemptionStatus.PENDING
+    assert await point_in_flight(world) == (-pending.points if committed else 0)
+
+    assert await world.recover() == 1
+    final = await world.get(pending.id)
+    assert final.status == (RedemptionStatus.COMPLETED if committed else RedemptionStatus.FAILED)
+    left = 1000 - pending.points if committed else 1000
+    assert (await world.point.account(world.alice)).balance == left
+    assert (await world.balances())["member-points:coalition"] == left
+    assert await point_in_flight(world) == 0
+    assert await world.stock(reward) == (9 if committed else 10)
+    assert (await world.saga.redeem(request)).status == final.status

@@ -3,6 +3,7 @@ expiry and the target partner told, and pushes and reverts whose outcome was unk
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from exchange.loading import load_directory
 from exchange.programs import service as programs
 from exchange.programs.declarations import PartnersDirectory
 from exchange.sagas.engine import SagaPolicy
-from exchange.sandbox.faults import FaultKind
+from exchange.sandbox.faults import CannedAnswer, FaultKind
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
 from exchange.testing.sandboxes import SandboxFleet
@@ -70,11 +71,16 @@ class World:
 
 
 async def make_world(
-    db: Database, sandboxes: SandboxFleet, sample_partners: PartnersDirectory, sandbox_clock: SettableClock
+    db: Database,
+    sandboxes: SandboxFleet,
+    sample_partners: PartnersDirectory,
+    sandbox_clock: SettableClock,
+    retries: int = 1,
 ) -> AsyncIterator[World]:
+    """``retries``: tries of each partner call (1: a fault meets the saga, not a retry)."""
     await sandboxes.start("harbor-bank", "formosa-air", "fresh-mart")
     clock = FrozenClock(sandbox_clock.now())
-    settings = Settings(partner_retry_attempts=1)
+    settings = Settings(partner_retry_attempts=retries)
     async with db.transaction() as session:
         await load_directory(session, sample_partners, clock.now())
     # bob holds Platinum Card (level 2) at the bank; carol is Base at the airline.
@@ -95,9 +101,14 @@ async def make_world(
 
 @pytest.fixture
 async def world(
-    pg_db: Database, sandboxes: SandboxFleet, sample_partners: PartnersDirectory, sandbox_clock: SettableClock
+    request: pytest.FixtureRequest,
+    pg_db: Database,
+    sandboxes: SandboxFleet,
+    sample_partners: PartnersDirectory,
+    sandbox_clock: SettableClock,
 ) -> AsyncIterator[World]:
-    async for made in make_world(pg_db, sandboxes, sample_partners, sandbox_clock):
+    """Each partner call tried once, or as many times as an indirect parameter says."""
+    async for made in make_world(pg_db, sandboxes, sample_partners, sandbox_clock, getattr(request, "param", 1)):
         yield made
 
 
@@ -189,11 +200,13 @@ async def test_a_push_that_never_applied_is_voided_and_does_not_count(world: Wor
     assert again.status == MatchStatus.ACTIVE
 
 
+@pytest.mark.parametrize("world", [1, Settings().partner_retry_attempts], indirect=True, ids=["once", "retried"])
 async def test_a_push_the_partner_recorded_with_another_tier_is_reverted_and_fails_contradicted(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     """formosa-air matches carol at another tier than the Gold sent (its bug) and answers so:
-    the outcome is unknown, and recovery, finding the partner's record is not the match sent,
+    the outcome is unknown (tried again, the push is refused as a conflict, which leaves it so),
+    and recovery, finding the partner's record is not the match sent,
     does not take it as granted: it reverts it, and the match FAILS (it does not count) with
     PARTNER_CONTRADICTED and an error for staff."""
     await world.sandboxes["formosa-air"].admin.set_faults(script=[FaultKind.MISAPPLY])
@@ -287,11 +300,13 @@ async def test_an_extension_the_partner_reverted_on_its_own_while_in_doubt_ends_
     assert (await world.airline_account()).tier == "Base"
 
 
+@pytest.mark.parametrize("world", [1, Settings().partner_retry_attempts], indirect=True, ids=["once", "retried"])
 async def test_an_extension_the_partner_recorded_with_another_tier_is_reverted_and_ends_the_match(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The challenge is met and formosa-air records the extension at another tier than Gold (its
-    bug), answering so: the outcome is unknown, and sending it again only replays that answer.
+    bug), answering so: the outcome is unknown (tried again at once, the extension is refused as
+    a conflict, which leaves it so), and sending it again later only replays that answer.
     Recovery holds the partner's record against the extension sent, reverts it (which, by the
     contract, gives carol her own tier back) and ends the match EXPIRED with
     PARTNER_CONTRADICTED and an error for staff, as the partner now has it; not UPDATING for ever."""
@@ -330,3 +345,106 @@ async def test_meeting_the_challenge_keeps_the_tier_longer(world: World) -> None
     assert (await world.airline_account()).tier == "Base"
     log = {entry["operation_id"]: entry for entry in await world.sandboxes["formosa-air"].admin.operations()}
     assert log[f"{match.id}:revert"]["reverses"] == f"{match.id}:extend"
+
+
+def another_tier_answered(operation_id: str, expires_at: datetime) -> CannedAnswer:
+    """A 200 whose body is a well-formed tier match of another tier than was sent, nothing
+    applied: a broken partner's answer."""
+    body = {
+        "operation_id": operation_id,
+        "kind": "tier_match",
+        "status": "applied",
+        "member_ref": "carol",
+        "tier": "Platinum",
+        "expires_at": expires_at.isoformat(),
+        "created_at": expires_at.isoformat(),
+    }
+    return CannedAnswer(status=200, body=json.dumps(body))
+
+
+async def recovered(world: World) -> StatusMatch:
+    """The one match, once recovery has driven it final (a few passes, minutes apart)."""
+    for _ in range(3):
+        [match] = await world.matches()
+        if match.status not in MatchSaga.active:
+            return match
+        world.advance(timedelta(minutes=10))
+        await MatchExpiry(world.matching.saga).run_once()
+    raise AssertionError(f"still {match.status} at {match.step}: {match.last_error}")
+
+
+async def assert_partner_holds(world: World, match: StatusMatch) -> None:
+    """What the member is told is what the partner holds: the matched tier until the match's
+    expiry while it is ACTIVE, their own tier once it failed or expired."""
+    account = await world.airline_account()
+    if match.status == MatchStatus.ACTIVE:
+        assert (account.tier, account.tier_expires_at) == (match.tier, match.expires_at)
+    else:
+        assert (account.tier, account.tier_expires_at) == ("Base", None)
+
+
+@pytest.mark.parametrize(
+    ("fault", "final"),
+    [
+        (FaultKind.ERROR, MatchStatus.FAILED),
+        (FaultKind.APPLY_THEN_ERROR, MatchStatus.ACTIVE),
+        (FaultKind.APPLY_THEN_DROP, MatchStatus.ACTIVE),
+        (FaultKind.APPLY_THEN_GARBLE, MatchStatus.ACTIVE),
+        (FaultKind.ANSWER, MatchStatus.FAILED),
+    ],
+)
+async def test_a_fault_at_the_push_ends_as_the_partner_holds_it(
+    world: World, fault: FaultKind, final: MatchStatus
+) -> None:
+    formosa_air = world.sandboxes["formosa-air"].admin
+    answer = another_tier_answered("x", world.clock.now()) if fault is FaultKind.ANSWER else None
+    await formosa_air.set_faults(script=[fault], answer=answer)
+    pending = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    assert (pending.status, pending.in_doubt) == (MatchStatus.PENDING, True)
+    match = await recovered(world)
+    assert match.status == final
+    await assert_partner_holds(world, match)
+    pushed = [entry for entry in await formosa_air.operations() if entry["operation_id"] == match.match_operation]
+    assert [entry["status"] for entry in pushed] == ["applied" if final == MatchStatus.ACTIVE else "voided"]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        FaultKind.ERROR,
+        FaultKind.APPLY_THEN_ERROR,
+        FaultKind.APPLY_THEN_DROP,
+        FaultKind.APPLY_THEN_GARBLE,
+        FaultKind.ANSWER,
+    ],
+)
+async def test_a_fault_at_the_extension_ends_extended_as_the_partner_holds_it(world: World, fault: FaultKind) -> None:
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    formosa_air = world.sandboxes["formosa-air"].admin
+    answer = another_tier_answered(match.extend_operation, match.expires_at) if fault is FaultKind.ANSWER else None
+    await formosa_air.set_faults(script=[fault], answer=answer)
+    extending = await world.matching.record_activity("formosa-air", match.id, 5000, 0)
+    assert (extending.status, extending.in_doubt) == (MatchStatus.UPDATING, True)
+    extended = await recovered(world)
+    assert (extended.status, extended.extended) == (MatchStatus.ACTIVE, True)
+    assert extended.expires_at == match.expires_at + timedelta(days=365)
+    await assert_partner_holds(world, extended)
+    log = [entry for entry in await formosa_air.operations() if entry["operation_id"] == match.extend_operation]
+    assert [entry["status"] for entry in log] == ["applied"]
+
+
+@pytest.mark.parametrize("fault", [FaultKind.APPLY_THEN_ERROR, FaultKind.APPLY_THEN_GARBLE, FaultKind.ANSWER])
+async def test_a_fault_at_the_revert_ends_expired_as_the_partner_holds_it(world: World, fault: FaultKind) -> None:
+    match = await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    world.advance(timedelta(days=91))
+    formosa_air = world.sandboxes["formosa-air"].admin
+    answer = CannedAnswer(status=200, body='{"operation_id": "nope"}') if fault is FaultKind.ANSWER else None
+    await formosa_air.set_faults(script=[fault], answer=answer)
+    assert await MatchExpiry(world.matching.saga).run_once() == 1
+    [reverting] = await world.matches()
+    assert reverting.status == MatchStatus.UPDATING
+    expired = await recovered(world)
+    assert expired.status == MatchStatus.EXPIRED
+    await assert_partner_holds(world, expired)
+    log = await formosa_air.operations()
+    assert [entry["operation_id"] for entry in log if entry["reverses"]] == [match.revert_operation]

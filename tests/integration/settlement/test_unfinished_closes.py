@@ -1,18 +1,23 @@
 """A period whose closer stopped after recording CLOSING (a ``settle close`` killed, a console job
 that died and was not taken again) is closed by the gateways' own job once the closing grace is
-over: with the figures and statements a clean close gives, once, however many gateways try."""
+over, or by ``exchange recover`` in another process: with the figures and statements a clean
+close gives, once, however many gateways try."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import os
+from asyncio.subprocess import DEVNULL, PIPE
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import col, select
 
 from exchange.cli import load_settings
 from exchange.db.database import Database
 from exchange.ledger.periods import PeriodStatus
+from exchange.ledger.verify import verify_ledger
 from exchange.observability.metrics import REGISTRY
 from exchange.programs.declarations import read_partners_directory
 from exchange.services.container import build_services
@@ -20,9 +25,20 @@ from exchange.services.settlement import SettlementService
 from exchange.settlement.models import IssuedStatement
 from exchange.settlement.participants import EXCHANGE
 from exchange.testing.clock import FrozenClock
+from exchange.testing.processes import EXCHANGE as EXCHANGE_COMMAND
 from exchange.webhooks.models import WebhookEvent
 from tests.conftest import SAMPLE_PARTNERS
-from tests.integration.settlement.conftest import NOVEMBER, conversion, post, ready_service
+from tests.integration.locks import waiting_on_a_lock
+from tests.integration.settlement.conftest import (
+    NOVEMBER,
+    SECRET,
+    conversion,
+    post,
+    ready_service,
+    redemption,
+    settlement_on,
+)
+from tests.integration.test_cli import run_here
 
 PERIOD = "2026-11"
 GRACE = timedelta(minutes=10)
@@ -138,3 +154,67 @@ async def test_a_started_gateway_runs_the_job_with_the_grace_its_setting_names(
         await assert_closed_as_a_clean_close_leaves_it(services.settlement)
     finally:
         await services.aclose()
+
+
+@pytest.mark.postgres_only
+async def test_a_settle_close_killed_mid_way_is_finished_by_exchange_recover_and_a_reversal_meanwhile_is_next_months(
+    pg_database_url: str,
+) -> None:
+    """`exchange settle close 2026-10` is SIGKILLed after it recorded CLOSING, while it waits to
+    store the month's figures; meanwhile a redemption of October is reversed, dated October. The
+    reversal lands in November (October takes nothing once CLOSING), and `exchange recover`, in
+    another process, closes October once: the figures a clean close of October gives, the
+    reversal in none of them, one statement per participant, the ledger whole."""
+    env = {**os.environ, "EXCHANGE_DATABASE_URL": pg_database_url, "EXCHANGE_KEY_ENCRYPTION_SECRET": SECRET}
+    assert run_here("db", "upgrade", env=env).returncode == 0
+    assert run_here("partners", "load", "--dir", "partners", env=env).returncode == 0
+    october = datetime(2026, 10, 10, 4, 0, tzinfo=UTC)
+    db = Database.from_url(pg_database_url)
+    clock = FrozenClock(october)
+    try:
+        service = await settlement_on(db, clock)
+        await post(
+            service,
+            [
+                conversion("c1", "wallet-pay", "fresh-mart", 2_000, fee=20, at=october),
+                redemption("r1", "fresh-mart", "formosa-air", 1_500, at=october),
+            ],
+        )
+        async with db.transaction() as holding:  # the figures' table, held: the closer waits to fill it
+            await holding.exec(text("LOCK TABLE settlement_obligation IN EXCLUSIVE MODE"))  # type: ignore[call-overload]
+            closer = await asyncio.create_subprocess_exec(
+                EXCHANGE_COMMAND, "settle", "close", "2026-10", env=env, stdout=DEVNULL, stderr=DEVNULL
+            )
+            try:
+                await waiting_on_a_lock(db)
+                assert (await service.period("2026-10")).status is PeriodStatus.CLOSING
+                clock.current = datetime(2026, 10, 31, 15, 59, tzinfo=UTC)  # the last minute of October in Taipei
+                async with db.transaction() as session:
+                    reversal = await service.ledger.reverse(
+                        session, "t-r1", transaction_id="t-r1:reversal", effective_at=clock.now()
+                    )
+            finally:
+                closer.kill()
+                await closer.wait()
+        assert reversal.period == "2026-11", "October took nothing once it was CLOSING"
+        assert (await service.period("2026-10")).status is PeriodStatus.CLOSING
+
+        recover = await asyncio.create_subprocess_exec(EXCHANGE_COMMAND, "recover", env=env, stdout=PIPE, stderr=PIPE)
+        output, errors = await recover.communicate()
+        assert recover.returncode == 0, errors
+        assert output.decode().splitlines()[-1] == "1 settlement period left closing finished: 2026-10"
+
+        report = await service.period("2026-10")
+        assert report.status is PeriodStatus.CLOSED and report.not_issued == []
+        net = {EXCHANGE: 20, "fresh-mart": 1_980 - 1_500, "wallet-pay": -2_000, "formosa-air": 1_500}
+        assert {p.participant: p.net for p in report.positions} == net
+        for participant in net:
+            issued = await service.statement(participant, "2026-10")
+            assert "t-r1:reversal" not in {line.transaction_id for line in issued.lines}
+        async with db.transaction() as session:
+            statements = (await session.exec(select(IssuedStatement))).all()
+            verification = await verify_ledger(session)
+        assert sorted(s.participant for s in statements) == sorted(net)
+        assert verification.ok, verification.problem
+    finally:
+        await db.dispose()

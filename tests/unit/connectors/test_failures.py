@@ -445,10 +445,35 @@ async def test_a_read_reports_its_last_failure(partner: MockPartner, connector: 
 async def test_a_refusal_after_an_unknown_attempt_is_definite(
     partner: MockPartner, connector: PartnerConnector
 ) -> None:
-    """Had the first attempt applied, the repeat would have returned it: the refusal is final."""
+    """Had the first attempt applied as sent, the repeat would have returned it: the refusal is
+    final (a conflict is not: see below)."""
     partner.route(Call.DEBIT).mock(side_effect=[httpx.Response(502), partner.refuse("INSUFFICIENT_POINTS")])
     with pytest.raises(InsufficientPoints):
         await connector.debit("op-1", "alice", 100)
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        httpx.Response(502),
+        # Applied otherwise than sent (twice the points) and answered so: no answer to this request.
+        "otherwise",
+    ],
+    ids=["5xx", "answered-otherwise"],
+)
+async def test_a_conflict_after_an_unknown_attempt_of_a_write_stays_unknown(
+    partner: MockPartner, connector: PartnerConnector, first: httpx.Response | str
+) -> None:
+    """The repeat of a write is refused because the partner holds another request under the
+    exchange's own id: the first attempt may well have been applied, otherwise than sent, so
+    the call is an unknown outcome (the saga asks the partner's record), not a refusal that
+    would end it as if nothing had moved."""
+    answered = partner.answer(operation(points=200)) if first == "otherwise" else first
+    route = partner.route(Call.DEBIT).mock(side_effect=[answered, partner.refuse("OPERATION_CONFLICT")])
+    with pytest.raises(OutcomeUnknown) as raised:
+        await connector.debit("op-1", "alice", 100)
+    assert isinstance(raised.value.__cause__, OperationConflict)
+    assert route.call_count == 2
 
 
 @pytest.fixture
