@@ -16,7 +16,7 @@ from exchange.books.figures import ledger_figures
 from exchange.books.report import CoalitionSide, PartnerBooks, value_of
 from exchange.clock import Clock
 from exchange.db.database import Database
-from exchange.ledger.periods import SettlementCalendar
+from exchange.ledger.periods import SettlementCalendar, period_status
 from exchange.programs.models import CoalitionSettings
 from exchange.programs.service import get_coalition, get_program
 from exchange.programs.valuation import point_value
@@ -43,6 +43,7 @@ class BooksService:
             program = await get_program(session, partner_id, field="partnerId")
             coalition = (await get_coalition(session)).settings
             currency = coalition.currency
+            status = await period_status(session, period)
             value = await point_value(session, program, period)
             figures = await ledger_figures(session, program.id, period)
             side = await self._coalition_side(session, program.id, period, coalition)
@@ -62,6 +63,7 @@ class BooksService:
             period=period,
             starts_at=self.calendar.starts_at(period),
             ends_at=self.calendar.ends_at(period),
+            status=status,
             currency=currency,
             point_value=value.value,
             values_fixed_at=value.fixed_at,

@@ -34,7 +34,7 @@ from exchange.ledger.partitions import ensure_partitions
 from exchange.ledger.periods import (
     PeriodStatus,
     SettlementCalendar,
-    last_closed_period,
+    period_status,
     start_closing,
 )
 from exchange.money import Currency
@@ -90,9 +90,7 @@ async def period_report(session: AsyncSession, period: str, currency: Currency) 
     closed: then nothing was ever posted into it, and it is CLOSED with no figures."""
     row = await session.get(SettlementPeriod, period)
     if row is None:
-        last_closed = await last_closed_period(session)
-        status = PeriodStatus.CLOSED if last_closed is not None and period < last_closed else PeriodStatus.OPEN
-        return PeriodReport(period, status, None, [], [], currency)
+        return PeriodReport(period, await period_status(session, period), None, [], [], currency)
     positions = (
         await session.exec(
             select(SettlementPosition)

@@ -8,9 +8,11 @@ import html
 import io
 import json
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,13 +22,14 @@ from sqlalchemy import text
 
 from exchange.auth.scopes import Role
 from exchange.ledger.models import SettlementPeriod
-from exchange.services.container import open_services
+from exchange.services.container import load_partners_directory, open_services
 from exchange.settlement import jobs
 from exchange.settlement.models import SettlementJob
 from exchange.testing.databases import PostgresDatabases
 from exchange.web import settlement as settlement_pages
 from exchange.web.formatting import format_money
 from exchange.web.i18n import ENGLISH
+from tests.conftest import SAMPLE_PARTNERS
 from tests.web.conftest import Gateway, run_async
 from tests.web.settlement_month import CSRF_FIELD, RECORDS, settling_gateway, wait_for_job
 from tests.web.test_console_http import form_token, signed_in
@@ -625,3 +628,27 @@ def test_every_refusal_of_the_reconciliation_forms_is_said_in_the_readers_langua
 
 #: tune-stream's file of the month: c5 agrees; one line the ledger lacks.
 RECORDS_OF_TUNE_STREAM = "reference,amount\nconversion:c5,-12.00\nconversion:t1,3.00\n"
+
+
+def test_a_program_loaded_after_the_month_closed_reads_its_books_of_the_month_as_closed(
+    settling: tuple[Gateway, str], tmp_path: Path
+) -> None:
+    """The month's closing fixed no point value of the program's: its books are valued at
+    today's declared value, and the page says the month is closed, not open."""
+    gateway, month = settling
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        close_from_console(client, month)
+    partners = tmp_path / "partners"
+    shutil.copytree(SAMPLE_PARTNERS, partners)
+    late = (partners / "tune-stream.toml").read_text().replace('id = "tune-stream"', 'id = "late-joiner"', 1)
+    (partners / "late-joiner.toml").write_text(late.replace("tune-stream-premium-month", "late-joiner-premium-month"))
+    settings = gateway.settings.model_copy(update={"partners_dir": partners, "environment": "development"})
+    run_async(lambda: load_partners_directory(settings))
+    with signed_in(gateway, gateway.person(Role.PARTNER, "late-joiner")) as client:
+        page = html.unescape(client.get(f"/console/partner/books/{month}").text)
+        assert "the period is closed, but no value of your program's was fixed when it closed" in page
+        assert "the period is open" not in page
+        chinese = client.get(f"/console/partner/books/{month}", headers={"accept-language": "zh-TW"}).text
+        assert "此期間已結算" in chinese and "期間尚未結算" not in chinese
+        exported = client.get(f"/console/partner/books/{month}/books.csv").text
+        assert f"late-joiner,{month},period_status,,CLOSED," in exported

@@ -16,7 +16,7 @@ import strawberry
 from exchange.api.permissions import PUBLIC, authorize_fields
 from exchange.api.scalars import PointTotal
 from exchange.api.types.money import Money
-from exchange.api.types.settlement import STAFF_OR_OWNER
+from exchange.api.types.settlement import STAFF_OR_OWNER, PeriodStatus
 from exchange.books.budget import BudgetLevel as BudgetLevelValue
 from exchange.books.budget import BudgetStatus
 from exchange.books.report import CoalitionSide, value_of
@@ -146,13 +146,19 @@ class PartnerBooks:
     period: str = strawberry.field(description="YYYY-MM.")
     starts_at: datetime = strawberry.field(description="The period's first instant.")
     ends_at: datetime = strawberry.field(description="The first instant after it.")
+    period_status: PeriodStatus = strawberry.field(
+        description="Where the period stands (OPEN: its figures so far), whatever `pointValuesFixedAt` says."
+    )
     point_value: Decimal = strawberry.field(
         description="The point value every figure is valued at: the program's as the period's closing fixed it, "
-        "or its declared value today while the period is open."
+        "or its declared value today while the period is open or closing, or when its closing fixed none of "
+        "the program's (a program loaded since)."
     )
     point_values_fixed_at: datetime | None = strawberry.field(
         description="When the period's closing fixed the point values (the program's and the coalition point's); "
-        "null while the period is open: the figures are valued at today's declared values and change with them."
+        "null while the period is open or closing, and for a closed period whose closing fixed no value of the "
+        "program's (`periodStatus` says which): the figures are valued at today's declared values and change "
+        "with them."
     )
     issued: PointsFigure = strawberry.field(
         description="Points the program issued to its members on the exchange's instruction."
@@ -205,6 +211,7 @@ class PartnerBooks:
             period=books.period,
             starts_at=books.starts_at,
             ends_at=books.ends_at,
+            period_status=PeriodStatus(books.status.value),
             point_value=books.point_value,
             point_values_fixed_at=books.values_fixed_at,
             issued=points(figures.issued),
