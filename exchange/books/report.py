@@ -23,7 +23,7 @@ from exchange.books.coalition import CoalitionFigures
 from exchange.books.figures import LedgerFigures
 from exchange.clock import utc_instant
 from exchange.ledger.periods import PeriodStatus
-from exchange.money import POINT_VALUE_SCALE, Currency
+from exchange.money import Currency, rate_shown
 from exchange.spreadsheet import spreadsheet_row
 
 CSV_COLUMNS = ("partner", "period", "figure", "points", "amount", "currency")
@@ -88,12 +88,11 @@ class PartnerBooks:
     @property
     def cost_per_point(self) -> Decimal | None:
         """What each point taken back through the exchange cost the partner in the period: the
-        money it paid for them ÷ the points (to 6 decimals, ``ROUND_MONEY``); None without any."""
+        money it paid for them ÷ the points (a rate: ``ROUND_RATE``); None without any."""
         redeemed = self.figures.redeemed
         if redeemed == 0:
             return None
-        paid = Fraction(-self.figures.money_for_redeemed, 10**self.currency.minor_units)
-        return Decimal(round(paid / redeemed * 10**POINT_VALUE_SCALE)).scaleb(-POINT_VALUE_SCALE)
+        return rate_shown(Fraction(-self.figures.money_for_redeemed, 10**self.currency.minor_units) / redeemed)
 
     @property
     def redeemed_value(self) -> int:

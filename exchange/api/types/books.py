@@ -86,7 +86,8 @@ class CoalitionBooks:
     expiry_rate: Decimal | None = strawberry.field(
         description="The estimator: over every lot of the point whose expiry fell in the twelve months before the "
         "period, the points that lapsed (a matured lot's unspent rest included) ÷ the points those lots held; six "
-        "decimals, half-even. Null when no lot matured then."
+        "decimals, half-even (the rule rates are shown by: the CSV and the partner console write the same digits). "
+        "Null when no lot matured then."
     )
     estimated_breakage: PointsFigure | None = strawberry.field(
         description="expiryRate × maturing, half-even to whole points: the breakage to expect in the period."
