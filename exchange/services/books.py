@@ -1,7 +1,8 @@
 """The partners' books: one unit of work reads a program's figures for a period from the
 ledger and the coalition point's lots, values them (at the point values the period's closing
 fixed, or today's while it is open: :mod:`exchange.programs.valuation`), compares its issue spend (the points it issued and the
-coalition points it funded, at their values) with its budget and records (then logs) the alert
+coalition points it funded, at their values) with its budget (as the period's closing fixed it too,
+or today's declared one) and records (then logs) the alert
 levels crossed for the first time. GraphQL, the CSV export and ``exchange books`` call this alone."""
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ class BooksService:
             side = await self._coalition_side(session, program.id, period, coalition)
             budget: BudgetStatus | None = None
             crossed: tuple[BudgetLevel, ...] = ()
-            if program.budget_monthly_issue is not None:
+            if value.monthly_issue is not None:
                 budget = BudgetStatus(
-                    budget=period_budget(currency.to_minor(program.budget_monthly_issue), self.calendar.months),
+                    budget=period_budget(currency.to_minor(value.monthly_issue), self.calendar.months),
                     spend=value_of(figures.issued, value.value, currency)
                     + (0 if side is None else value_of(side.figures.funded, side.point_value, currency)),
                 )

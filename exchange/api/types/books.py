@@ -115,7 +115,8 @@ class CoalitionBooks:
 @authorize_fields(PUBLIC)
 @strawberry.type(
     description="Issue spend against the declared budget (`[budget] monthly_issue` × the months of the "
-    "period). Alerts at exactly 80 % (WARNING) and 100 % (EXHAUSTED), each logged once."
+    "period; the figure the period's closing recorded, as `pointValuesFixedAt` says of the point values, "
+    "else today's). Alerts at exactly 80 % (WARNING) and 100 % (EXHAUSTED), each logged once."
 )
 class IssueBudget:
     budget: Money = strawberry.field(description="The period's budget.")
@@ -198,7 +199,10 @@ class PartnerBooks:
     cost_per_point: Decimal | None = strawberry.field(
         description="moneyPaidForRedeemed ÷ redeemed points, six decimals, half-even; null when none were taken back."
     )
-    budget: IssueBudget | None = strawberry.field(description="Null when the program declares no issue budget.")
+    budget: IssueBudget | None = strawberry.field(
+        description="Null when the program declares no issue budget (or, for a closed period, declared none when "
+        "it closed)."
+    )
     coalition: CoalitionBooks | None = strawberry.field(
         description="Its side of the coalition point; null when the coalition declares none (and for the point itself)."
     )

@@ -274,3 +274,19 @@ async def test_a_program_loaded_after_a_period_closed_reads_that_period_as_close
     december = await books.partner_books("late-joiner", "2026-12")
     assert (december.status, december.values_fixed_at) == (PeriodStatus.OPEN, None)
     assert ("late-joiner", "2026-12", "period_status", "", "OPEN", "") in december.csv_rows()
+
+
+async def test_a_closed_periods_budget_is_the_monthly_issue_its_closing_recorded(
+    settlement: SettlementService, books: BooksService, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """A partner declaring a new budget changes the open period's, never a closed one's."""
+    await post(settlement, [conversion("c1", "wallet-pay", "formosa-air", 160_000, 3_200, points=(10_000, 4_000))])
+    await close(settlement, clock, "2026-11")
+    partners = edited(tmp_path, "formosa-air.toml", 'monthly_issue = "3200000"', 'monthly_issue = "1600"')
+    async with settlement.db.transaction() as session:
+        await load_directory(session, read_partners_directory(partners), clock.now())
+    november = await books.partner_books("formosa-air", "2026-11")
+    assert november.budget is not None and november.budget.budget == 320_000_000, "3,200,000 TWD, as at the closing"
+    assert november.budget.level is BudgetLevel.NONE
+    december = await books.partner_books("formosa-air", "2026-12")
+    assert december.budget is not None and december.budget.budget == 160_000, "1,600 TWD, declared since"
