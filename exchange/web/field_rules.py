@@ -349,6 +349,15 @@ RULES: tuple[FieldRule, ...] = (
         "name the adjustments' counterparty: break {got}'s reference {reference} does not say who it is",
     ),
     FieldRule("MEDIA_TYPE", "send the records as {media_type}"),
+    # What the web front end's guard refuses before a page sees it, and a page's cursor
+    # (exchange.web.access, exchange.web.settlement).
+    FieldRule("CURSOR", "{field} must be the number a page's link gives, in at most {most} digits"),
+    FieldRule("SENT_TWICE", "{field} was sent {times} times: it takes one value"),
+    FieldRule("NOT_A_FILE", "{field} must be text, not a file"),
+    FieldRule("FIELD_NAME", "a field's name {problem}"),
+    FieldRule("NOT_A_FORM", "the body must be a form ({types}), not {got}"),
+    FieldRule("FORM_UNREADABLE", "the form cannot be read: {detail}"),
+    FieldRule("LINES_PAST", "{field} must be below {records}: the statement has {records} lines"),
     FieldRule(
         "UNRESOLVED_BREAKS",
         "{partner}'s period {period} has {least} {unresolved}: resolve every break of its reconciliation first "

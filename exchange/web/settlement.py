@@ -478,7 +478,7 @@ def lines_shown(request: Request, statement: Issued) -> LinesShown:
     after = query_cursor(request) or 0
     total = len(statement.lines)
     if after and after >= total:
-        raise BadRequest(f"after must be below {total}: the statement has {total} lines")
+        raise BadRequest(f"after must be below {total}: the statement has {total} lines", field="after")
     shown = statement.lines[after : after + LINES_SHOWN]
     return LinesShown(
         lines=shown,

@@ -702,7 +702,7 @@ def test_a_reconciliation_page_past_a_garbage_cursor_is_refused_by_name_not_show
         for after in ("x", "9" * 30, "\u00b2", "", "-1", "1.5"):
             refused = client.get(page, params={"after": after})
             assert refused.status_code == 400, after
-            assert "after must be the number a page&#39;s link gives" in refused.text, after
+            assert "after must be the number a page's link gives" in html.unescape(refused.text), after
             assert "conversion:not-in-ledger" not in refused.text, "no first page in its place"
         assert "conversion:not-in-ledger" in client.get(page, params={"after": "0"}).text
         twice = client.get(page, params=[("after", "0"), ("after", "1")])

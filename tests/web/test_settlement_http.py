@@ -652,3 +652,37 @@ def test_a_program_loaded_after_the_month_closed_reads_its_books_of_the_month_as
         assert "此期間已結算" in chinese and "期間尚未結算" not in chinese
         exported = client.get(f"/console/partner/books/{month}/books.csv").text
         assert f"late-joiner,{month},period_status,,CLOSED," in exported
+
+
+def test_what_the_guard_refuses_before_a_page_sees_it_is_said_in_the_readers_language(
+    settling: tuple[Gateway, str],
+) -> None:
+    """A cursor no link gives, one past a statement's lines, a value sent twice, a NUL in a
+    form: refused before any service sees them, said in Chinese on a Chinese page."""
+    gateway, month = settling
+    chinese = {"accept-language": "zh-TW"}
+    reconciliation = f"/console/settlement/{month}/reconciliations/fresh-mart"
+    statement = f"/console/settlement/{month}/statements/fresh-mart"
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        close_from_console(client, month)
+        token = form_token(client, "/console/settlement/")
+        said = {
+            "after must be the number": (
+                client.get(reconciliation, params={"after": "x"}, headers=chinese),
+                "after必須是頁面連結所給的數字",
+            ),
+            "was sent 2 times": (
+                client.get(reconciliation, params=[("after", "1"), ("after", "2")], headers=chinese),
+                "after送出了 2 次：它只接受一個值",
+            ),
+            "the statement has": (client.get(statement, params={"after": "9999"}, headers=chinese), "after必須小於"),
+            "holds a NUL character": (
+                client.post(
+                    f"{reconciliation}/resolve", data={"csrf_token": token, "reason": "a\x00b"}, headers=chinese
+                ),
+                "reason含有 NUL 字元：請移除",
+            ),
+        }
+        for english, (refused, words) in said.items():
+            text = html.unescape(refused.text)
+            assert refused.status_code == 400 and words in text and english not in text, english
