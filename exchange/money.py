@@ -7,6 +7,9 @@ Rules (each rounding names one of them):
   the exchange pays), so the exchange never pays a fraction it does not have.
 * ``ROUND_POINTS_CHARGED`` — points a member pays for something round up, so the points
   always cover the whole price: a member pays whole points, never a fraction short.
+* ``ROUND_RATE`` — a rate shown (the coalition point's expiry rate, a cost per point) rounds
+  half-even, once, from its exact value, to :data:`RATE_SCALE` decimals: every page, file and
+  API field that shows it writes the same digits (:func:`rate_shown`).
 
 Floats are refused everywhere: a float cannot hold 0.1 exactly, so one reaching a balance,
 a rate or an amount is a bug, and these helpers make it a loud one.
@@ -23,9 +26,12 @@ from fractions import Fraction
 ROUND_MONEY = ROUND_HALF_EVEN
 ROUND_POINTS_PAID = ROUND_DOWN
 ROUND_POINTS_CHARGED = ROUND_UP
+ROUND_RATE = ROUND_HALF_EVEN
 
 #: Fractional digits a program's point value may carry (1000 points = 33 TWD needs 3).
 POINT_VALUE_SCALE = 6
+#: Decimals a rate is shown with (``ROUND_RATE``): as many as a point value has.
+RATE_SCALE = POINT_VALUE_SCALE
 #: Decimals a percent keeps (a fee, a promotion's or a tier's bonus; their columns are NUMERIC(9, 4)).
 PERCENT_SCALE = 4
 #: Digits a money amount may have before its point (999,999,999,999,999.99): its minor units,
@@ -110,6 +116,12 @@ class Currency:
 
     def from_minor(self, minor: int) -> Decimal:
         return Decimal(minor).scaleb(-self.minor_units).quantize(self.quantum)
+
+
+def rate_shown(value: Fraction) -> Decimal:
+    """An exact rate to :data:`RATE_SCALE` decimals by ``ROUND_RATE`` (half-even)."""
+    # round() of a Fraction rounds half to even, which is ROUND_RATE.
+    return Decimal(round(value * 10**RATE_SCALE)).scaleb(-RATE_SCALE)
 
 
 def points_paid(value: Decimal | Fraction) -> int:

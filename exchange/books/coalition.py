@@ -34,9 +34,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.books.figures import NO_ACCOUNT, program_accounts
 from exchange.db.types import UTCDateTime
 from exchange.ledger.accounts import AccountKind
-
-#: Digits the expiry rate is shown with.
-RATE_SCALE = 6
+from exchange.money import rate_shown
 
 _MOVED = text(
     """
@@ -121,9 +119,8 @@ class CoalitionFigures:
 
     @property
     def expiry_rate_shown(self) -> Decimal | None:
-        if self.expiry_rate is None:
-            return None
-        return Decimal(round(self.expiry_rate * 10**RATE_SCALE)).scaleb(-RATE_SCALE)
+        """The expiry rate as the books show it (GraphQL, the CSV, the page): by ``ROUND_RATE``."""
+        return None if self.expiry_rate is None else rate_shown(self.expiry_rate)
 
 
 async def coalition_figures(

@@ -22,7 +22,8 @@ from exchange.books.budget import BudgetStatus
 from exchange.books.coalition import CoalitionFigures
 from exchange.books.figures import LedgerFigures
 from exchange.clock import utc_instant
-from exchange.money import POINT_VALUE_SCALE, Currency
+from exchange.ledger.periods import PeriodStatus
+from exchange.money import Currency, rate_shown
 from exchange.spreadsheet import spreadsheet_row
 
 CSV_COLUMNS = ("partner", "period", "figure", "points", "amount", "currency")
@@ -65,12 +66,16 @@ class PartnerBooks:
     period: str
     starts_at: datetime
     ends_at: datetime
+    status: PeriodStatus
+    """Where the period stands, whatever its point values: a closed period whose closing fixed no
+    value of the program (loaded since) is closed still."""
     currency: Currency
     point_value: Decimal
     """What every points figure is valued at: the program's value of one point as the period's
-    closing fixed it, or today's declared value while the period is open."""
+    closing fixed it, or today's declared value (the period is open or closing, or its closing
+    fixed no value of the program's)."""
     values_fixed_at: datetime | None
-    """When the period's closing fixed the point values; ``None``: today's (the period is open)."""
+    """When the period's closing fixed the point values; ``None``: today's."""
     figures: LedgerFigures
     budget: BudgetStatus | None
     """None when the program declares no issue budget."""
@@ -83,12 +88,11 @@ class PartnerBooks:
     @property
     def cost_per_point(self) -> Decimal | None:
         """What each point taken back through the exchange cost the partner in the period: the
-        money it paid for them ÷ the points (to 6 decimals, ``ROUND_MONEY``); None without any."""
+        money it paid for them ÷ the points (a rate: ``ROUND_RATE``); None without any."""
         redeemed = self.figures.redeemed
         if redeemed == 0:
             return None
-        paid = Fraction(-self.figures.money_for_redeemed, 10**self.currency.minor_units)
-        return Decimal(round(paid / redeemed * 10**POINT_VALUE_SCALE)).scaleb(-POINT_VALUE_SCALE)
+        return rate_shown(Fraction(-self.figures.money_for_redeemed, 10**self.currency.minor_units) / redeemed)
 
     @property
     def redeemed_value(self) -> int:
@@ -138,6 +142,7 @@ class PartnerBooks:
         yield (*base, "point_value", "", str(self.point_value), self.currency.code)
         fixed = "" if self.values_fixed_at is None else utc_instant(self.values_fixed_at)
         yield (*base, "point_values_fixed_at", "", fixed, "")
+        yield (*base, "period_status", "", self.status.value, "")
         if self.coalition is not None:
             side = self.coalition
             for name, count in side.points_lines():

@@ -133,6 +133,16 @@ async def last_closed_period(session: AsyncSession) -> str | None:
     return last_closed
 
 
+async def period_status(session: AsyncSession, period: str) -> PeriodStatus:
+    """Where ``period`` stands: its row's state; with no row, OPEN, unless a later period has
+    closed: then nothing was ever posted into it, and it is CLOSED."""
+    row = await session.get(SettlementPeriod, period)
+    if row is not None:
+        return PeriodStatus(row.status)
+    last_closed = await last_closed_period(session)
+    return PeriodStatus.CLOSED if last_closed is not None and period < last_closed else PeriodStatus.OPEN
+
+
 async def _first_unclosed_before(session: AsyncSession, period: str, last_closed: str | None) -> str | None:
     """The earliest period before ``period`` that has postings but is not CLOSED.
 

@@ -116,12 +116,18 @@ class ProgramTier(SQLModel, table=True):
 
 
 class PeriodPointValue(SQLModel, table=True):
-    """A program's point value as a period's closing fixed it: what that period's books value
-    its points at ever after, whatever the program declares later (:mod:`.valuation`)."""
+    """A program's point value and monthly issue budget as a period's closing fixed them: what
+    that period's books value its points at, and budget its issuing against, ever after,
+    whatever the program declares later (:mod:`.valuation`)."""
 
     __tablename__ = "period_point_value"
 
     period: str = Field(primary_key=True, max_length=7)
     program_id: str = Field(primary_key=True, max_length=64, foreign_key="program.id", ondelete="CASCADE")
     point_value: Decimal = Field(sa_type=ExactNumeric(18, POINT_VALUE_SCALE))
+    monthly_issue: Decimal | None = Field(
+        default=None,
+        sa_type=ExactNumeric(18, 4),
+        description="``Program.budget_monthly_issue`` at the closing (none: it declared no budget then).",
+    )
     fixed_at: datetime = Field(sa_type=UTCDateTime)

@@ -17,7 +17,7 @@ from exchange.errors import BadUserInput
 from exchange.money import Currency
 from exchange.programs import service as programs
 from exchange.programs.declarations import PartnersDirectory
-from exchange.rewards.errors import NotYourReward, RewardNotFound
+from exchange.rewards.errors import CursorOfAnotherProgram, NotYourReward, RewardNotFound
 from exchange.rewards.models import DESCRIPTION_LENGTH, TITLE_LENGTH, Reward, RewardKind
 from exchange.text import chosen_id_problem, shown_text_problem, shows_nothing
 
@@ -160,11 +160,13 @@ async def list_rewards(
 ) -> Sequence[Reward]:
     """``first`` rewards by publisher and id, after the reward ``after`` (its program, then its
     id: a keyset, so a page costs the same however many rewards a partner publishes;
-    ``RewardNotFound`` naming ``after`` when there is none); only those redeemable at
-    ``available_at`` when given."""
+    ``RewardNotFound`` naming ``after`` when there is none, ``CursorOfAnotherProgram`` when
+    it is not ``program_id``'s); only those redeemable at ``available_at`` when given."""
     statement = select(Reward)
     if after is not None:
         cursor = await get_reward(session, after, field="after")
+        if program_id is not None and cursor.program_id != program_id:
+            raise CursorOfAnotherProgram(after, cursor.program_id, program_id)
         # A row value, which both databases compare as the index orders (ix_reward_program).
         statement = statement.where(
             tuple_(col(Reward.program_id), col(Reward.id)) > tuple_(literal(cursor.program_id), literal(cursor.id))

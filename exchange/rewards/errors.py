@@ -12,6 +12,19 @@ class RewardNotFound(NotFound):
         super().__init__(f"no reward has id {reward_id!r}", field=field)
 
 
+class CursorOfAnotherProgram(BadUserInput):
+    """A page of one program's rewards asked for after another program's reward: the keyset
+    (program, then id) would place it before or after every one of them, and the page would hold
+    all of them or none."""
+
+    def __init__(self, after: str, cursor_program: str, program_id: str) -> None:
+        super().__init__(
+            f"after names reward {after!r} of {cursor_program}, not of {program_id}: "
+            f"pass the last id of a page of {program_id}'s rewards, or null for the first page",
+            field="after",
+        )
+
+
 class RedemptionNotFound(NotFound):
     """Also what a caller hears about another member's or partner's redemption."""
 

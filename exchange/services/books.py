@@ -1,7 +1,8 @@
 """The partners' books: one unit of work reads a program's figures for a period from the
 ledger and the coalition point's lots, values them (at the point values the period's closing
 fixed, or today's while it is open: :mod:`exchange.programs.valuation`), compares its issue spend (the points it issued and the
-coalition points it funded, at their values) with its budget and records (then logs) the alert
+coalition points it funded, at their values) with its budget (as the period's closing fixed it too,
+or today's declared one) and records (then logs) the alert
 levels crossed for the first time. GraphQL, the CSV export and ``exchange books`` call this alone."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from exchange.books.figures import ledger_figures
 from exchange.books.report import CoalitionSide, PartnerBooks, value_of
 from exchange.clock import Clock
 from exchange.db.database import Database
-from exchange.ledger.periods import SettlementCalendar
+from exchange.ledger.periods import SettlementCalendar, period_status
 from exchange.programs.models import CoalitionSettings
 from exchange.programs.service import get_coalition, get_program
 from exchange.programs.valuation import point_value
@@ -43,14 +44,15 @@ class BooksService:
             program = await get_program(session, partner_id, field="partnerId")
             coalition = (await get_coalition(session)).settings
             currency = coalition.currency
+            status = await period_status(session, period)
             value = await point_value(session, program, period)
             figures = await ledger_figures(session, program.id, period)
             side = await self._coalition_side(session, program.id, period, coalition)
             budget: BudgetStatus | None = None
             crossed: tuple[BudgetLevel, ...] = ()
-            if program.budget_monthly_issue is not None:
+            if value.monthly_issue is not None:
                 budget = BudgetStatus(
-                    budget=period_budget(currency.to_minor(program.budget_monthly_issue), self.calendar.months),
+                    budget=period_budget(currency.to_minor(value.monthly_issue), self.calendar.months),
                     spend=value_of(figures.issued, value.value, currency)
                     + (0 if side is None else value_of(side.figures.funded, side.point_value, currency)),
                 )
@@ -62,6 +64,7 @@ class BooksService:
             period=period,
             starts_at=self.calendar.starts_at(period),
             ends_at=self.calendar.ends_at(period),
+            status=status,
             currency=currency,
             point_value=value.value,
             values_fixed_at=value.fixed_at,

@@ -27,6 +27,9 @@ from exchange.services.balances import Coverage, coverage
 from exchange.services.requests import debit_authority, idempotency_key, member_of, page_size, program_of
 
 MAX_PAGE = 200
+#: Rewards a listing holds unless asked for another number: GraphQL's ``rewards``, the partner
+#: console's rewards page and the portal's catalog (a link lists the next ones).
+REWARDS_PAGE = 100
 
 
 @dataclass(frozen=True, slots=True)

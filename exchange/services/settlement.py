@@ -23,7 +23,6 @@ from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.errors import ExchangeError
 from exchange.ledger.errors import PeriodNotOver
-from exchange.ledger.models import SettlementPeriod
 from exchange.ledger.partitions import ensure_partitions
 from exchange.ledger.periods import SettlementCalendar
 from exchange.ledger.posting import Ledger
@@ -253,6 +252,12 @@ class SettlementService:
         if found is None:
             raise JobNotFound(job_id)
         return found
+
+    async def closing_job(self, period: str) -> SettlementJob | None:
+        """The job queued or running to close ``period``, if any."""
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            return await jobs.active_job(session, jobs.CLOSE_PERIOD, period)
 
     async def recent_jobs(self) -> Sequence[SettlementJob]:
         async with self.db.transaction() as session:
@@ -530,7 +535,7 @@ class SettlementService:
             for row, resolution in rows
         ]
 
-    async def periods(self, *, first: int = 24) -> list[SettlementPeriod]:
+    async def periods(self, *, first: int = 24) -> list[closing.ListedPeriod]:
         """The latest periods that are closing or closed, newest first."""
         async with self.db.transaction() as session:
             return await closing.recent_periods(session, first)

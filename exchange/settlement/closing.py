@@ -29,12 +29,12 @@ from exchange.coalition.liability import liability_at, record_liability
 from exchange.coalition.models import CoalitionLiability
 from exchange.db.bulk import bulk_insert
 from exchange.db.database import Database
-from exchange.ledger.models import SettlementPeriod
+from exchange.ledger.models import LedgerCloseAnchor, SettlementPeriod
 from exchange.ledger.partitions import ensure_partitions
 from exchange.ledger.periods import (
     PeriodStatus,
     SettlementCalendar,
-    last_closed_period,
+    period_status,
     start_closing,
 )
 from exchange.money import Currency
@@ -75,6 +75,8 @@ class PeriodReport:
     closed_now: bool = False
     """Whether the closing that returned this report netted the period and marked it CLOSED
     (False: it found it CLOSED already, by an earlier closer or by one it waited behind)."""
+    archived_at: datetime | None = None
+    """When its ledger rows were detached for archive (``settlement.archive``); ``None``: not."""
 
     @property
     def saving(self) -> NettingSaving | None:
@@ -88,9 +90,7 @@ async def period_report(session: AsyncSession, period: str, currency: Currency) 
     closed: then nothing was ever posted into it, and it is CLOSED with no figures."""
     row = await session.get(SettlementPeriod, period)
     if row is None:
-        last_closed = await last_closed_period(session)
-        status = PeriodStatus.CLOSED if last_closed is not None and period < last_closed else PeriodStatus.OPEN
-        return PeriodReport(period, status, None, [], [], currency)
+        return PeriodReport(period, await period_status(session, period), None, [], [], currency)
     positions = (
         await session.exec(
             select(SettlementPosition)
@@ -109,6 +109,7 @@ async def period_report(session: AsyncSession, period: str, currency: Currency) 
     issued = set(
         (await session.exec(select(IssuedStatement.participant).where(IssuedStatement.period == period))).all()
     )
+    anchor = await session.get(LedgerCloseAnchor, period)
     return PeriodReport(
         period,
         PeriodStatus(row.status),
@@ -118,6 +119,7 @@ async def period_report(session: AsyncSession, period: str, currency: Currency) 
         currency,
         await liability_at(session, period),
         not_issued=[p.participant for p in positions if p.participant not in issued],
+        archived_at=None if anchor is None else anchor.archived_at,
     )
 
 
@@ -130,11 +132,24 @@ async def left_closing(session: AsyncSession, *, started_before: datetime | None
     return list((await session.exec(statement.order_by(col(SettlementPeriod.period)))).all())
 
 
-async def recent_periods(session: AsyncSession, first: int) -> list[SettlementPeriod]:
+@dataclass(frozen=True, slots=True)
+class ListedPeriod:
+    """A period that has started closing, and when its ledger rows were detached for archive
+    (``None``: they were not)."""
+
+    row: SettlementPeriod
+    archived_at: datetime | None
+
+
+async def recent_periods(session: AsyncSession, first: int) -> list[ListedPeriod]:
     """The latest ``first`` periods that have started closing, newest first."""
-    return list(
-        (await session.exec(select(SettlementPeriod).order_by(col(SettlementPeriod.period).desc()).limit(first))).all()
+    rows = await session.exec(
+        select(SettlementPeriod, LedgerCloseAnchor.archived_at)
+        .outerjoin(LedgerCloseAnchor, col(LedgerCloseAnchor.period) == col(SettlementPeriod.period))
+        .order_by(col(SettlementPeriod.period).desc())
+        .limit(first)
     )
+    return [ListedPeriod(row, archived_at) for row, archived_at in rows.all()]
 
 
 async def _finish(session: AsyncSession, period: str, currency: Currency, clock: Clock) -> bool:

@@ -76,16 +76,18 @@ def wanted_page(wanted: str | None, *, home: str, sign_in: str) -> str:
 
 class Refusal(Exception):
     """The guard refused the request; the web middleware answers with the page that says
-    why (``refused.html``, by ``reason``, with ``message`` if the refusal has one)."""
+    why (``refused.html``, by ``reason``, with ``message`` if the refusal has one, said in the
+    reader's language by the rule that wrote it: ``field`` names the value it is about)."""
 
     status_code = 403
     reason = "forbidden"
     #: Headers the refusal's answer carries (a 405's ``Allow``).
     headers: Mapping[str, str] | None = None
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.field = field
 
 
 class SignInNeeded(Refusal):
@@ -222,7 +224,9 @@ def query_cursor(request: Request, name: str = "after") -> int | None:
         return None
     number = ascii_digits(value) if len(value) <= MAX_CURSOR_DIGITS else None
     if number is None:
-        raise BadRequest(f"{name} must be the number a page's link gives, in at most {MAX_CURSOR_DIGITS} digits")
+        raise BadRequest(
+            f"{name} must be the number a page's link gives, in at most {MAX_CURSOR_DIGITS} digits", field=name
+        )
     return number
 
 
@@ -239,7 +243,7 @@ def query_value(request: Request, name: str) -> str | None:
 
 def sent_more_than_once(name: str, times: int) -> BadRequest:
     """The refusal of a value sent ``times`` times where a page takes one."""
-    return BadRequest(f"{name} was sent {times} times: it takes one value")
+    return BadRequest(f"{name} was sent {times} times: it takes one value", field=name)
 
 
 def check_csrf(request: Request, expected: str, form: FormData | None) -> None:
@@ -267,6 +271,6 @@ def check_values(request: Request, form: FormData | None, *, lists: Collection[s
         if problem := text_problem(name, MAX_FORM_BYTES):
             raise BadRequest(f"a field's name {problem}")
         if isinstance(value, UploadFile):
-            raise BadRequest(f"{name} must be text, not a file")
+            raise BadRequest(f"{name} must be text, not a file", field=name)
         if problem := text_problem(value, MAX_FORM_BYTES):
-            raise BadRequest(f"{name} {problem}")
+            raise BadRequest(f"{name} {problem}", field=name)

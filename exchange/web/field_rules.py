@@ -38,7 +38,7 @@ NUMBERS = frozenset({"least", "most", "line", "fields", "places", "first", "last
 #: How such a number is written.
 NUMBER = "-?[0-9][0-9,]*"
 #: How a field is named in a message: as the API spells it.
-FIELD_NAME = r"[A-Za-z][A-Za-z0-9.\[\]]*"
+FIELD_NAME = r"[A-Za-z][A-Za-z0-9_.\[\]]*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +326,8 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("UNKNOWN_SCOPE", "unknown scope {got}; known: {known}"),
     # The settlement console's forms (exchange.ledger.periods, exchange.settlement).
     FieldRule("PERIOD", "a period is written YYYY-MM, such as 2026-11; got {got}"),
+    FieldRule("YEARS", "a period falls in the years {least} to {most}; got {got}"),
+    FieldRule("PERIOD_MONTHS", "periods are {months} months long and start in months {starts}; {got} does not"),
     FieldRule("PERIOD_NOT_OVER", "period {period} is not over: it ends at {ends_at}; close it after then"),
     FieldRule("EARLIER_NOT_CLOSED", "period {period} has postings and is not closed: close it first"),
     FieldRule("PERIOD_NOT_CLOSED", "period {period} is not closed: {why}"),
@@ -333,6 +335,29 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("SELECTED_BREAKS", "name {least} to {most} breaks; select more by filters"),
     FieldRule("RESOLUTION", "choose how to resolve them: accept the ledger's figure, or adjust"),
     FieldRule("BREAK_SCOPE", "choose which breaks: those selected, or every open break the filter shows"),
+    FieldRule("BREAK_IDS", "break ids are numbers"),
+    FieldRule("BREAK_CLASS", "no class of break is called {got}"),
+    FieldRule("NUL", "{field} holds a NUL character"),
+    FieldRule("SURROGATE", "{field} holds an unpaired surrogate: it is not Unicode text"),
+    FieldRule("ACCEPT_NAMES_NO_COUNTERPARTY", "accepting the ledger's figure posts nothing: name no counterparty"),
+    FieldRule("NOT_IN_RECONCILIATION", "break {got} is not one of {partner}'s current reconciliation for {period}"),
+    FieldRule(
+        "NO_AMOUNT_TO_ADJUST", "break {got} ({kind}) has no amount to adjust by: resolve it on its own, naming one"
+    ),
+    FieldRule(
+        "COUNTERPARTY_UNSAID",
+        "name the adjustments' counterparty: break {got}'s reference {reference} does not say who it is",
+    ),
+    FieldRule("MEDIA_TYPE", "send the records as {media_type}"),
+    # What the web front end's guard refuses before a page sees it, and a page's cursor
+    # (exchange.web.access, exchange.web.settlement).
+    FieldRule("CURSOR", "{field} must be the number a page's link gives, in at most {most} digits"),
+    FieldRule("SENT_TWICE", "{field} was sent {times} times: it takes one value"),
+    FieldRule("NOT_A_FILE", "{field} must be text, not a file"),
+    FieldRule("FIELD_NAME", "a field's name {problem}"),
+    FieldRule("NOT_A_FORM", "the body must be a form ({types}), not {got}"),
+    FieldRule("FORM_UNREADABLE", "the form cannot be read: {detail}"),
+    FieldRule("LINES_PAST", "{field} must be below {records}: the statement has {records} lines"),
     FieldRule(
         "UNRESOLVED_BREAKS",
         "{partner}'s period {period} has {least} {unresolved}: resolve every break of its reconciliation first "

@@ -111,7 +111,6 @@ class WebFrontEnd:
             "refused.html",
             {
                 "reason": "not-found" if error.status_code == 404 else "method",
-                "message": None,
                 "sign_in_path": console.SIGN_IN_PATH,
                 "layout": console.LAYOUT,
             },

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from exchange.errors import ErrorCode, ExchangeError, http_status
 from exchange.services.people import SignedIn
 from exchange.web.access import NOT_SERVED, SAFE_METHODS, NotServed, Refusal, SignInNeeded
+from exchange.web.field_rules import FieldProblem
 from exchange.web.i18n import DEFAULT, Language, from_accept_language, language_named
 from exchange.web.security import (
     ANONYMOUS_CSRF_COOKIE,
@@ -142,16 +143,15 @@ class WebMiddleware:
             # not a 500. An unavailable database is answered 503 as on every route.
             if error.code == ErrorCode.SERVICE_UNAVAILABLE:
                 raise
-            response = self.refused_page(request, "error", http_status(error.code), message=error.message)
+            response = self.refused_page(request, "error", http_status(error.code), problem=FieldProblem.of(error))
             await response(scope, receive, send_with_headers)
 
     def refusal(self, request: Request, refusal: Refusal) -> Response:
         if isinstance(refusal, SignInNeeded) and request.method in SAFE_METHODS:
             wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"{self.sign_in_path}?{urlencode({'next': wanted})}", status_code=303)
-        return self.refused_page(
-            request, refusal.reason, refusal.status_code, headers=refusal.headers, message=refusal.message
-        )
+        problem = None if refusal.message is None else FieldProblem.read(refusal.message, field=refusal.field)
+        return self.refused_page(request, refusal.reason, refusal.status_code, headers=refusal.headers, problem=problem)
 
     def refused_page(
         self,
@@ -160,12 +160,14 @@ class WebMiddleware:
         status_code: int,
         headers: Mapping[str, str] | None = None,
         *,
-        message: str | None = None,
+        problem: FieldProblem | None = None,
     ) -> Response:
+        """``refused.html`` for ``reason``; ``problem``: why, as a rule the page says in the
+        reader's language."""
         return self.pages.render(
             request,
             "refused.html",
-            {"reason": reason, "message": message, "sign_in_path": self.sign_in_path, "layout": self.layout},
+            {"reason": reason, "problem": problem, "sign_in_path": self.sign_in_path, "layout": self.layout},
             status_code=status_code,
             headers=headers,
         )

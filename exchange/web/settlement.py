@@ -171,11 +171,16 @@ class SettlementConsole:
             status_code=http_status(refused.code),
         )
 
-    def _refused_upload(self, request: Request, refused: ExchangeError) -> JSONResponse:
+    def _refused_upload(
+        self, request: Request, refused: ExchangeError, *, status_code: int | None = None
+    ) -> JSONResponse:
         """A refused upload, for the page's script: ``message`` says why in the reader's
-        language, as a page says a refusal; the error's extensions keep the API's terms."""
+        language, as a page says a refusal; the error's extensions keep the API's terms.
+        ``status_code``: other than the error's code gives."""
         said = self.pages.macro(request, "console/settlement/_labels.html", "refusal")(FieldProblem.of(refused))
-        return JSONResponse({**refused.extensions(), "message": said}, status_code=http_status(refused.code))
+        return JSONResponse(
+            {**refused.extensions(), "message": said}, status_code=status_code or http_status(refused.code)
+        )
 
     # Periods and closing
 
@@ -227,6 +232,7 @@ class SettlementConsole:
     async def period(self, request: Request) -> Response:
         try:
             report = await self.settlement.period(request.path_params["period"])
+            job = None if report.saving else await self.settlement.closing_job(report.period)
         except ExchangeError as refused:
             return self._problem(request, refused)
         nets = {p.participant: p.net for p in report.positions}
@@ -239,6 +245,7 @@ class SettlementConsole:
                 "saving": report.saving,
                 "money": report.currency.from_minor,
                 "currency": report.currency,
+                "job": job,
             },
         )
 
@@ -376,7 +383,8 @@ class SettlementConsole:
         period, partner = request.path_params["period"], request.path_params["partner"]
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != CSV_MEDIA_TYPE:
-            return JSONResponse({"message": f"send the records as {CSV_MEDIA_TYPE}"}, status_code=415)
+            refused = BadUserInput(f"send the records as {CSV_MEDIA_TYPE}", field="csv")
+            return self._refused_upload(request, refused, status_code=415)
         body = StreamedBody(request.stream(), asyncio.get_running_loop())
         try:
             view = await self.settlement.import_records(partner, period, body, by=self._actor(request))
@@ -470,7 +478,7 @@ def lines_shown(request: Request, statement: Issued) -> LinesShown:
     after = query_cursor(request) or 0
     total = len(statement.lines)
     if after and after >= total:
-        raise BadRequest(f"after must be below {total}: the statement has {total} lines")
+        raise BadRequest(f"after must be below {total}: the statement has {total} lines", field="after")
     shown = statement.lines[after : after + LINES_SHOWN]
     return LinesShown(
         lines=shown,

@@ -17,7 +17,7 @@ from tests.api.conftest import ExchangeKit
 
 FIGURE = "{ points value { amount currency } }"
 BOOKS = f"""query($partner: ID!, $period: String!) {{ partnerBooks(partnerId: $partner, period: $period) {{
-  partnerId period pointValue costPerPoint
+  partnerId period periodStatus pointValue pointValuesFixedAt costPerPoint
   issued {FIGURE} convertedOut {FIGURE} redeemedForRewards {FIGURE} redeemed {FIGURE}
   reversed {FIGURE} otherPoints {FIGURE} outstanding {FIGURE}
   moneyReceivedForIssued {{ amount }} moneyPaidForRedeemed {{ amount }} moneyReceivedForRewards {{ amount }}
@@ -42,6 +42,7 @@ async def test_a_partner_reads_its_own_books_and_csv_shows_the_same_figures(kit:
     books = (await kit.data(BOOKS, token, partner="fresh-mart", period=last_month))["partnerBooks"]
     assert books["issued"] == {"points": 10_000, "value": {"amount": "1000.00", "currency": "TWD"}}
     assert books["moneyReceivedForIssued"] == {"amount": "98.00"} and books["costPerPoint"] is None
+    assert (books["periodStatus"], books["pointValuesFixedAt"]) == ("OPEN", None), "not closed yet"
     assert books["budget"] == {
         "budget": {"amount": "500000.00"},
         "spend": {"amount": "1000.00"},
@@ -76,6 +77,7 @@ async def test_a_partner_reads_its_own_books_and_csv_shows_the_same_figures(kit:
     assert exported["budget_percent_used"] == ("", books["budget"]["percentUsed"])
     assert exported["budget_level"] == ("", books["budget"]["level"])
     assert exported["point_value"] == ("", books["pointValue"])
+    assert exported["period_status"] == ("", books["periodStatus"])
     coalition = books["coalition"]
     assert coalition["pointId"] == "coalition" and coalition["breakageKeptBy"] == "operator"
     for figure, field in (

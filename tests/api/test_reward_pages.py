@@ -88,3 +88,26 @@ async def test_a_page_out_of_bounds_or_after_no_reward_is_refused_naming_its_arg
     (error,) = body["errors"]
     assert {"code": error["extensions"]["code"], "field": error["extensions"]["field"]} == refused
     assert body["data"] is None
+
+
+PROGRAMS_PAGE = """query($programId: ID, $after: ID) {
+  rewards(programId: $programId, availableOnly: false, first: 10, after: $after) { id programId } }"""
+
+
+@ON_SQLITE_TOO
+async def test_a_page_of_one_programs_rewards_after_another_programs_reward_is_refused_naming_after(
+    kit: ExchangeKit,
+) -> None:
+    """By the keyset (program, then id), another program's reward comes before or after all of
+    this program's: the page would hold all of them or none, as if it were a page of them."""
+    await publish(kit, {"wallet-pay": 2, "fresh-mart": 2, "tune-stream": 2})
+    for other in ("fresh-mart-paged-000", "tune-stream-paged-001"):  # before wallet-pay's, and after them
+        body = (await kit.graphql(PROGRAMS_PAGE, programId="wallet-pay", after=other)).json()
+        (error,) = body["errors"]
+        assert (error["extensions"]["code"], error["extensions"]["field"]) == ("BAD_USER_INPUT", "after"), error
+        assert other in error["message"] and "wallet-pay" in error["message"]
+        assert body["data"] is None
+    own = await kit.data(PROGRAMS_PAGE, programId="wallet-pay", after="wallet-pay-paged-000")
+    assert [reward["id"] for reward in own["rewards"]] == ["wallet-pay-paged-001"], "its own reward still pages"
+    every = await kit.data(PROGRAMS_PAGE, programId=None, after="fresh-mart-paged-001")
+    assert every["rewards"], "without programId, any reward is a cursor"

@@ -10,6 +10,7 @@ from decimal import Decimal
 from exchange.api.types.books import PartnerBooks as PartnerBooksType
 from exchange.books.figures import LedgerFigures
 from exchange.books.report import PartnerBooks, csv_lines
+from exchange.ledger.periods import PeriodStatus
 from exchange.money import Currency
 
 TWD = Currency("TWD", 2)
@@ -33,6 +34,7 @@ def books(point_value: str, *, converted_out: int, redeemed_for_rewards: int) ->
         period="2026-11",
         starts_at=datetime(2026, 10, 31, 16, tzinfo=UTC),
         ends_at=datetime(2026, 11, 30, 16, tzinfo=UTC),
+        status=PeriodStatus.OPEN,
         currency=TWD,
         point_value=Decimal(point_value),
         values_fixed_at=None,

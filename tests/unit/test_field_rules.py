@@ -369,6 +369,7 @@ EXPECTED: dict[str, str] = {
             "period",
             "startsAt",
             "endsAt",
+            "periodStatus",
             "pointValue",
             "pointValuesFixedAt",
             "issued",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exchange.money import Currency, canonical, parse_decimal, points_paid
+from exchange.money import Currency, canonical, parse_decimal, points_paid, rate_shown
 
 TWD = Currency("TWD", 2)
 
@@ -98,3 +99,17 @@ def test_canonical_writes_equal_numbers_alike(value: Decimal) -> None:
 def test_canonical_drops_trailing_zeros_without_an_exponent() -> None:
     assert str(canonical(Decimal("0.400000"))) == "0.4"
     assert str(canonical(Decimal("100.000"))) == "100"
+
+
+@pytest.mark.parametrize(
+    ("rate", "shown"),
+    [
+        (Fraction(1, 3), "0.333333"),
+        (Fraction(2, 3), "0.666667"),
+        (Fraction(1, 2_000_000), "0.000000"),  # exactly half a millionth: to the even digit
+        (Fraction(3, 2_000_000), "0.000002"),
+        (Fraction(1), "1.000000"),
+    ],
+)
+def test_a_rate_is_shown_to_six_decimals_half_even(rate: Fraction, shown: str) -> None:
+    assert str(rate_shown(rate)) == shown

@@ -12,8 +12,10 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from starlette.datastructures import FormData
 
 from exchange.errors import BadUserInput, ExchangeError
+from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
 from exchange.pricing.promotions import PromotionTerms
 from exchange.pricing.rates import RateTerms
@@ -38,6 +40,7 @@ from exchange.settlement.records import (
 )
 from exchange.settlement.statements import CSV_COLUMNS
 from exchange.text import CHOSEN_ID_LENGTH
+from exchange.web import settlement as settlement_pages
 from exchange.web.field_rules import FieldProblem
 from exchange.web.i18n import TRADITIONAL_CHINESE
 from exchange.web.partner.forms import FormValues
@@ -258,3 +261,48 @@ def test_unresolved_breaks_say_how_to_resolve_them_on_the_console_graphql_and_th
     # A name said twice is read back only when both say the same.
     other = said.replace("--partner fresh-mart", "--partner happy-card")
     assert FieldProblem.of(ExchangeError(other)).rule is None
+
+
+def refused(work: Callable[[], object]) -> ExchangeError:
+    """What ``work`` is refused with."""
+    with pytest.raises(ExchangeError) as raised:
+        work()
+    return raised.value
+
+
+QUARTERS = SettlementCalendar(ZoneInfo("Asia/Taipei"), months=3)
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (refused(lambda: QUARTERS.parse("1969-12")), "期間必須在 1970 至 8999 年之間"),
+        (
+            refused(lambda: QUARTERS.parse("2026-02")),
+            "期間必須是期間的起始月份：每個期間為 3 個月，起始於 01, 04, 07, 10 月",
+        ),
+        (
+            refused(lambda: settlement_pages._selection(FormData([("scope", "selected"), ("break", "x")]))),
+            "差異以其編號選取，與清單中的勾選框相同",
+        ),
+        (
+            refused(lambda: settlement_pages._selection(FormData([("scope", "filter"), ("kind", "NOPE")]))),
+            "沒有名為 'NOPE' 的差異類別：請選擇篩選條件中的類別",
+        ),
+        (
+            refused(lambda: settlement_pages._field(FormData([("reason", "a\x00b")]), "reason")),
+            "原因含有 NUL 字元：請移除",
+        ),
+        (
+            refused(lambda: settlement_pages._field(FormData([("adjust_against", "x" * 501)]), "adjust_against")),
+            "調整的交易對手最多 500 個字元",
+        ),
+    ],
+)
+def test_a_refusal_only_a_hand_made_form_reaches_is_said_in_the_readers_language(
+    error: ExchangeError, said: str
+) -> None:
+    pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
+    labels = pages.env.get_template("console/settlement/_labels.html")
+    shown = labels.make_module({"language": TRADITIONAL_CHINESE}).refusal(FieldProblem.of(error))
+    assert html.unescape(str(shown)).strip() == said

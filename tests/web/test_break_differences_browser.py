@@ -37,14 +37,16 @@ RECORDS = (
 )
 #: Each break's reference with its (file's amount, ledger's amount, difference) as shown: a
 #: repeated line's difference is its whole amount, and the ledger's amount of its reference is
-#: the first line's, not shown beside it; a reference left out takes the ledger's amount off.
+#: the first line's, said to be compared there (``REPEAT``, by language); a reference left out
+#: takes the ledger's amount off.
 SHOWN = {
     "conversion:c4": ("-NT$24.99", "-NT$25.00", "NT$0.01"),
-    "conversion:c1": ("NT$98.00", "", "NT$98.00"),
+    "conversion:c1": ("NT$98.00", "NT$98.00 {repeat}", "NT$98.00"),
     "conversion:x1": ("NT$5.00", "", "NT$5.00"),
     "conversion:c5": ("", "NT$12.00", "-NT$12.00"),
 }
 TOTAL = "NT$91.01"
+REPEAT = {"en": "(compared on the reference's first line)", "zh-TW": "（已於此參考編號的第一行比對）"}
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def test_each_break_shows_its_difference_and_the_differences_add_up_to_the_total
         for reference, (file_amount, ledger_amount, its_difference) in SHOWN.items():
             row = rows.filter(has_text=reference)
             expect(cell(row, mine)).to_have_text(file_amount)
-            expect(cell(row, ledgers)).to_have_text(ledger_amount)
+            expect(cell(row, ledgers)).to_have_text(ledger_amount.format(repeat=REPEAT[language]))
             expect(cell(row, difference)).to_have_text(its_difference)
             differences.append(amount(cell(row, difference).inner_text()))
         expect(fact(page, total)).to_have_text(TOTAL)

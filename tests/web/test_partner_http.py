@@ -313,6 +313,8 @@ def test_the_rewards_page_lists_a_page_of_the_partners_rewards_and_links_the_nex
     shown = listed_once(pages_followed(air_client, f"{PARTNER}/rewards", REWARD_ROW, NEXT_REWARDS), 2, ours)
     assert "formosa-air-lounge-pass" in shown and "fresh-mart-coupon-100" not in shown, "only the partner's own"
     assert air_client.get(f"{PARTNER}/rewards?after=no-such-reward").status_code == 404
+    # Another partner's reward is no place in this partner's listing either (the page would hold all or none).
+    assert air_client.get(f"{PARTNER}/rewards?after=fresh-mart-coupon-100").status_code == 404
 
 
 def test_another_partners_reward_cannot_be_opened_or_changed_by_its_address(
@@ -700,7 +702,7 @@ def test_a_reconciliation_page_past_a_garbage_cursor_is_refused_by_name_not_show
         for after in ("x", "9" * 30, "\u00b2", "", "-1", "1.5"):
             refused = client.get(page, params={"after": after})
             assert refused.status_code == 400, after
-            assert "after must be the number a page&#39;s link gives" in refused.text, after
+            assert "after must be the number a page's link gives" in html.unescape(refused.text), after
             assert "conversion:not-in-ledger" not in refused.text, "no first page in its place"
         assert "conversion:not-in-ledger" in client.get(page, params={"after": "0"}).text
         twice = client.get(page, params=[("after", "0"), ("after", "1")])

@@ -4,11 +4,15 @@ the streamed upload, bulk resolution and sign-off; who is refused, and forms wit
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
+import shutil
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,12 +21,15 @@ from joserfc.jwk import KeySet
 from sqlalchemy import text
 
 from exchange.auth.scopes import Role
-from exchange.services.container import open_services
+from exchange.ledger.models import SettlementPeriod
+from exchange.services.container import load_partners_directory, open_services
 from exchange.settlement import jobs
+from exchange.settlement.models import SettlementJob
 from exchange.testing.databases import PostgresDatabases
 from exchange.web import settlement as settlement_pages
 from exchange.web.formatting import format_money
 from exchange.web.i18n import ENGLISH
+from tests.conftest import SAMPLE_PARTNERS
 from tests.web.conftest import Gateway, run_async
 from tests.web.settlement_month import CSRF_FIELD, RECORDS, settling_gateway, wait_for_job
 from tests.web.test_console_http import form_token, signed_in
@@ -91,6 +98,7 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         assert uploaded.json()["unresolvedBreaks"] == 5
         reconciliation = f"/console/settlement/{month}/reconciliations/fresh-mart"
         compared = client.get(reconciliation).text
+        assert '<form method="post" action="' + reconciliation + '/resolve" id="resolve">' in compared
         assert f'href="{reconciliation}/breaks.csv"' in compared
         assert f"<h1>Reconciliation of {fresh_mart}, {month}</h1>" in compared
         assert 'Formosa Air Miles <small class="muted participant-id">formosa-air</small>' in compared, "counterparty"
@@ -153,6 +161,7 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         assert signed_off.status_code == 303
         page = client.get(signed_off.headers["location"]).text
         assert "Signed off by" in page
+        assert 'id="resolve"' not in page and 'name="break"' not in page, "nothing left to resolve: no form"
         assert "<blockquote" in page and "all agreed" in page  # the note, as staff wrote it
     with signed_in(gateway, gateway.person(Role.PARTNER, "fresh-mart")) as client:
         listing = client.get("/console/partner/statements").text
@@ -327,11 +336,20 @@ def test_staff_see_the_reconciliations_totals_to_the_cent_as_the_partners_consol
         headers = {"Content-Type": "text/csv", "X-CSRF-Token": token}
         assert client.put(f"{reconciliation}/records", content=records, headers=headers).status_code == 200
         staff = {language: facts(client.get(reconciliation, headers=headers).text) for language, headers in LANGUAGES}
-    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
-        partner = {
-            language: facts(client.get(f"/console/partner/statements/{month}/reconciliation", headers=headers).text)
-            for language, headers in LANGUAGES
+        staff_repeats = {
+            language: repeated_line(client.get(reconciliation, headers=headers).text) for language, headers in LANGUAGES
         }
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
+        address = f"/console/partner/statements/{month}/reconciliation"
+        partner = {language: facts(client.get(address, headers=headers).text) for language, headers in LANGUAGES}
+        partner_repeats = {
+            language: repeated_line(client.get(address, headers=headers).text) for language, headers in LANGUAGES
+        }
+    # The repeated c3: its ledger amount, as the API and the break report give it, said to be
+    # compared on the first line; its difference is its own amount.
+    for repeats in (staff_repeats, partner_repeats):
+        assert repeats["en"] == ("-NT$30.00", "-NT$30.00 (compared on the reference's first line)", "-NT$30.00")
+        assert repeats["zh-TW"][1] == "-NT$30.00 （已於此參考編號的第一行比對）"
     # -60.00 + 24.51 + 1.25; the statement's -30.00 + 24.50; the repeated line, the cent and the extra line.
     assert [staff["en"][term] for term in TOTALS] == ["-NT$34.24", "-NT$5.50", "-NT$28.74"]
     for language, (file_term, *same_terms) in (("en", TOTALS), ("zh-TW", CHINESE_TOTALS)):
@@ -339,6 +357,14 @@ def test_staff_see_the_reconciliations_totals_to_the_cent_as_the_partners_consol
         assert staff[language][file_term] == partner[language][theirs], language
         for term in same_terms:
             assert staff[language][term] == partner[language][term], (language, term)
+
+
+def repeated_line(page: str) -> tuple[str, ...]:
+    """The amount cells (the file's, the ledger's, the difference) of the break that repeats c3's
+    line, as text: the only break of c3, whose first line matched."""
+    (row,) = [row for row in page.split("<tr>")[1:] if "conversion:c3" in row and 'class="number"' in row]
+    cells = re.findall(r'<td class="number" data-label="[^"]*">(.*?)</td>', row, re.DOTALL)
+    return tuple(" ".join(html.unescape(re.sub(r"<[^>]+>", "", cell)).split()) for cell in cells)
 
 
 LANGUAGES = (("en", {"accept-language": "en"}), ("zh-TW", {"accept-language": "zh-TW"}))
@@ -453,3 +479,210 @@ def test_a_failed_closing_job_says_why_in_the_readers_language(settling: tuple[G
         assert "Period 2026-08 has postings and is not closed: close it first" in client.get(earlier).text
         page = client.get(unexpected, headers=chinese).text
         assert "意外錯誤使其中止" in page and "an unexpected error" not in page
+
+
+def set_archived(gateway: Gateway, month: str, archived: bool) -> None:
+    """As `exchange ledger archive` marks the period's close anchor (or, undone, as before it):
+    the state the pages read, without detaching the partitions that the module's other tests read."""
+
+    async def mark() -> None:
+        async with open_services(gateway.settings) as services, services.db.transaction() as session:
+            await session.exec(
+                text(
+                    "UPDATE ledger_close_anchor SET archived_at = CASE WHEN :archived THEN now() END WHERE period = :p"
+                ),  # type: ignore[call-overload]
+                params={"p": month, "archived": archived},
+            )
+
+    run_async(mark)
+
+
+def test_an_archived_period_is_said_to_be_archived_and_what_that_leaves_possible(
+    settling: tuple[Gateway, str],
+) -> None:
+    gateway, month = settling
+    chinese = {"accept-language": "zh-TW"}
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        close_from_console(client, month)
+        set_archived(gateway, month, True)
+        try:
+            listing = client.get("/console/settlement/").text
+            row = next(row for row in listing.split("<tr>") if f'href="/console/settlement/{month}"' in row)
+            assert '<span class="state state--archived">Archived</span>' in row and ">Closed<" not in row
+            page = client.get(f"/console/settlement/{month}").text
+            assert '<span class="state state--archived">Archived</span>' in page
+            assert "the period's ledger lines have left the ledger" in page
+            assert "nothing of it can be reconciled, resolved or changed any more" in page
+            assert page.count("<svg") == 2, "its figures stay"
+            chinese_page = client.get(f"/console/settlement/{month}", headers=chinese).text
+            assert "已封存" in chinese_page and "此期間的帳本明細已移出帳本" in chinese_page
+            assert "Archived" not in chinese_page
+        finally:
+            set_archived(gateway, month, False)
+        assert '<span class="state state--closed">Closed</span>' in client.get(f"/console/settlement/{month}").text
+
+
+def closing_meanwhile(gateway: Gateway, period: str, *, with_job: bool) -> str | None:
+    """``period`` left CLOSING, as while a closer works on it, and (``with_job``) a job of the
+    console running it, its runner alive; the job's id."""
+
+    async def start() -> str | None:
+        async with open_services(gateway.settings) as services, services.db.transaction() as session:
+            now = services.settlement.clock.now()
+            session.add(
+                SettlementPeriod(period=period, status="CLOSING", closing_started_at=now, closed_by="console:ana")
+            )
+            if not with_job:
+                return None
+            job = SettlementJob(
+                id=str(uuid.uuid4()),
+                kind=jobs.CLOSE_PERIOD,
+                subject=period,
+                state="RUNNING",
+                progress=40,
+                requested_by="console:ana",
+                requested_at=now,
+                started_at=now,
+                heartbeat_at=now,
+            )
+            session.add(job)
+            return job.id
+
+    return run_async(start)
+
+
+def forget_closing(gateway: Gateway, period: str) -> None:
+    async def forget() -> None:
+        async with open_services(gateway.settings) as services, services.db.transaction() as session:
+            for table in ("settlement_job", "settlement_period"):
+                column = "subject" if table == "settlement_job" else "period"
+                await session.exec(text(f"DELETE FROM {table} WHERE {column} = :p"), params={"p": period})  # type: ignore[call-overload]
+
+    run_async(forget)
+
+
+@pytest.mark.parametrize("with_job", [True, False], ids=["job-running", "no-job"])
+def test_a_closing_periods_page_links_to_the_job_closing_it(settling: tuple[Gateway, str], with_job: bool) -> None:
+    gateway, _ = settling
+    period = "2999-01"
+    job_id = closing_meanwhile(gateway, period, with_job=with_job)
+    try:
+        with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+            page = client.get(f"/console/settlement/{period}").text
+            assert '<span class="state state--closing">Closing</span>' in page
+            chinese = client.get(f"/console/settlement/{period}", headers={"accept-language": "zh-TW"}).text
+            if with_job:
+                assert f'<a href="/console/settlement/jobs/{job_id}">Closing {period} is under way' in page
+                assert f"{period} 正在結算中：查看其進度" in chinese
+                assert "Closing 2999-01" in client.get(f"/console/settlement/jobs/{job_id}").text
+            else:
+                assert "/console/settlement/jobs/" not in page
+                assert "closing the period again finishes it" in page and "再次結算此期間即可完成" in chinese
+    finally:
+        forget_closing(gateway, period)
+
+
+def test_every_refusal_of_the_reconciliation_forms_is_said_in_the_readers_language(
+    settling: tuple[Gateway, str],
+) -> None:
+    """Refusals only a form made by hand (or a typed address) reaches, said in Chinese as the
+    forms' other refusals are, never in the service's English."""
+    gateway, month = settling
+    chinese = {"accept-language": "zh-TW"}
+    path = f"/console/settlement/{month}/reconciliations/tune-stream"
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        close_from_console(client, month)
+        token = form_token(client, "/console/settlement/")
+        upload = {"X-CSRF-Token": token, **chinese}
+        assert (
+            client.put(
+                f"{path}/records", content=RECORDS_OF_TUNE_STREAM, headers={"Content-Type": "text/csv", **upload}
+            ).status_code
+            == 200
+        )
+        shown = re.search(r'name="reconciliation" value="([^"]+)"', client.get(path).text)
+        assert shown is not None
+        form = {"csrf_token": token, "reconciliation": shown[1], "reason": "checked"}
+        said = {
+            "break ids are numbers": ({**form, "scope": "selected", "break": "one"}, "差異以其編號選取"),
+            "no class of break is called": ({**form, "scope": "filter", "kind": "NOPE"}, "沒有名為 'NOPE' 的差異類別"),
+            "accepting the ledger's figure posts nothing": (
+                {**form, "scope": "filter", "resolution": "ACCEPT_LEDGER", "adjust_against": "wallet-pay"},
+                "採用帳本金額不會入帳任何內容",
+            ),
+        }
+        for english, (data, words) in said.items():
+            refused = client.post(f"{path}/resolve", data={"resolution": "ACCEPT_LEDGER", **data}, headers=chinese)
+            assert refused.status_code == 400 and words in html.unescape(refused.text), english
+            assert english not in html.unescape(refused.text), english
+        plain = client.put(
+            f"{path}/records", content=b"reference,amount\n", headers={"Content-Type": "text/plain", **upload}
+        )
+        assert plain.status_code == 415 and plain.json()["message"] == "請以 CSV 檔案（text/csv）傳送紀錄"
+        early = client.post(
+            "/console/settlement/close", data={"csrf_token": token, "period": "1969-12"}, headers=chinese
+        )
+        assert early.status_code == 400 and "期間必須在 1970 至 8999 年之間" in early.text
+        assert "a period falls in the years" not in early.text
+
+
+#: tune-stream's file of the month: c5 agrees; one line the ledger lacks.
+RECORDS_OF_TUNE_STREAM = "reference,amount\nconversion:c5,-12.00\nconversion:t1,3.00\n"
+
+
+def test_a_program_loaded_after_the_month_closed_reads_its_books_of_the_month_as_closed(
+    settling: tuple[Gateway, str], tmp_path: Path
+) -> None:
+    """The month's closing fixed no point value of the program's: its books are valued at
+    today's declared value, and the page says the month is closed, not open."""
+    gateway, month = settling
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        close_from_console(client, month)
+    partners = tmp_path / "partners"
+    shutil.copytree(SAMPLE_PARTNERS, partners)
+    late = (partners / "tune-stream.toml").read_text().replace('id = "tune-stream"', 'id = "late-joiner"', 1)
+    (partners / "late-joiner.toml").write_text(late.replace("tune-stream-premium-month", "late-joiner-premium-month"))
+    settings = gateway.settings.model_copy(update={"partners_dir": partners, "environment": "development"})
+    run_async(lambda: load_partners_directory(settings))
+    with signed_in(gateway, gateway.person(Role.PARTNER, "late-joiner")) as client:
+        page = html.unescape(client.get(f"/console/partner/books/{month}").text)
+        assert "the period is closed, but no value of your program's was fixed when it closed" in page
+        assert "the period is open" not in page
+        chinese = client.get(f"/console/partner/books/{month}", headers={"accept-language": "zh-TW"}).text
+        assert "此期間已結算" in chinese and "期間尚未結算" not in chinese
+        exported = client.get(f"/console/partner/books/{month}/books.csv").text
+        assert f"late-joiner,{month},period_status,,CLOSED," in exported
+
+
+def test_what_the_guard_refuses_before_a_page_sees_it_is_said_in_the_readers_language(
+    settling: tuple[Gateway, str],
+) -> None:
+    """A cursor no link gives, one past a statement's lines, a value sent twice, a NUL in a
+    form: refused before any service sees them, said in Chinese on a Chinese page."""
+    gateway, month = settling
+    chinese = {"accept-language": "zh-TW"}
+    reconciliation = f"/console/settlement/{month}/reconciliations/fresh-mart"
+    statement = f"/console/settlement/{month}/statements/fresh-mart"
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        close_from_console(client, month)
+        token = form_token(client, "/console/settlement/")
+        said = {
+            "after must be the number": (
+                client.get(reconciliation, params={"after": "x"}, headers=chinese),
+                "after必須是頁面連結所給的數字",
+            ),
+            "was sent 2 times": (
+                client.get(reconciliation, params=[("after", "1"), ("after", "2")], headers=chinese),
+                "after送出了 2 次：它只接受一個值",
+            ),
+            "the statement has": (client.get(statement, params={"after": "9999"}, headers=chinese), "after必須小於"),
+            "holds a NUL character": (
+                client.post(
+                    f"{reconciliation}/resolve", data={"csrf_token": token, "reason": "a\x00b"}, headers=chinese
+                ),
+                "reason含有 NUL 字元：請移除",
+            ),
+        }
+        for english, (refused, words) in said.items():
+            text = html.unescape(refused.text)
+            assert refused.status_code == 400 and words in text and english not in text, english

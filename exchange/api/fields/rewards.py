@@ -22,7 +22,7 @@ from exchange.rewards.catalog import MAX_STOCK, RewardDraft
 from exchange.rewards.models import DESCRIPTION_LENGTH, TITLE_LENGTH
 from exchange.rewards.models import RedemptionStatus as RedemptionStatusValue
 from exchange.rewards.models import RewardKind as RewardKindValue
-from exchange.services.rewards import MAX_PAGE
+from exchange.services.rewards import MAX_PAGE, REWARDS_PAGE
 
 RewardId = Annotated[strawberry.ID, strawberry.argument(description="The reward's id (`Reward.id`).")]
 RedemptionId = Annotated[strawberry.ID, strawberry.argument(description="The redemption's id (`Redemption.id`).")]
@@ -33,8 +33,6 @@ PayWith = Annotated[
     ),
 ]
 First = Annotated[int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")]
-#: Rewards a page of ``rewards`` lists unless ``first`` asks for another number.
-REWARDS_PAGE = 100
 
 
 @strawberry.input(description="A reward to publish.")
@@ -104,8 +102,8 @@ class RewardQueries:
         after: Annotated[
             strawberry.ID | None,
             strawberry.argument(
-                description="The last reward id of the previous page (`NOT_FOUND` if no reward has it); "
-                "null: from the first."
+                description="The last reward id of the previous page (`NOT_FOUND` if no reward has it; "
+                "`BAD_USER_INPUT` if, with `programId`, it is another program's); null: from the first."
             ),
         ] = None,
     ) -> list[Reward]:

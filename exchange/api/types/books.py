@@ -16,7 +16,7 @@ import strawberry
 from exchange.api.permissions import PUBLIC, authorize_fields
 from exchange.api.scalars import PointTotal
 from exchange.api.types.money import Money
-from exchange.api.types.settlement import STAFF_OR_OWNER
+from exchange.api.types.settlement import STAFF_OR_OWNER, PeriodStatus
 from exchange.books.budget import BudgetLevel as BudgetLevelValue
 from exchange.books.budget import BudgetStatus
 from exchange.books.report import CoalitionSide, value_of
@@ -86,7 +86,8 @@ class CoalitionBooks:
     expiry_rate: Decimal | None = strawberry.field(
         description="The estimator: over every lot of the point whose expiry fell in the twelve months before the "
         "period, the points that lapsed (a matured lot's unspent rest included) ÷ the points those lots held; six "
-        "decimals, half-even. Null when no lot matured then."
+        "decimals, half-even (the rule rates are shown by: the CSV and the partner console write the same digits). "
+        "Null when no lot matured then."
     )
     estimated_breakage: PointsFigure | None = strawberry.field(
         description="expiryRate × maturing, half-even to whole points: the breakage to expect in the period."
@@ -114,7 +115,8 @@ class CoalitionBooks:
 @authorize_fields(PUBLIC)
 @strawberry.type(
     description="Issue spend against the declared budget (`[budget] monthly_issue` × the months of the "
-    "period). Alerts at exactly 80 % (WARNING) and 100 % (EXHAUSTED), each logged once."
+    "period; the figure the period's closing recorded, as `pointValuesFixedAt` says of the point values, "
+    "else today's). Alerts at exactly 80 % (WARNING) and 100 % (EXHAUSTED), each logged once."
 )
 class IssueBudget:
     budget: Money = strawberry.field(description="The period's budget.")
@@ -146,13 +148,19 @@ class PartnerBooks:
     period: str = strawberry.field(description="YYYY-MM.")
     starts_at: datetime = strawberry.field(description="The period's first instant.")
     ends_at: datetime = strawberry.field(description="The first instant after it.")
+    period_status: PeriodStatus = strawberry.field(
+        description="Where the period stands (OPEN: its figures so far), whatever `pointValuesFixedAt` says."
+    )
     point_value: Decimal = strawberry.field(
         description="The point value every figure is valued at: the program's as the period's closing fixed it, "
-        "or its declared value today while the period is open."
+        "or its declared value today while the period is open or closing, or when its closing fixed none of "
+        "the program's (a program loaded since)."
     )
     point_values_fixed_at: datetime | None = strawberry.field(
         description="When the period's closing fixed the point values (the program's and the coalition point's); "
-        "null while the period is open: the figures are valued at today's declared values and change with them."
+        "null while the period is open or closing, and for a closed period whose closing fixed no value of the "
+        "program's (`periodStatus` says which): the figures are valued at today's declared values and change "
+        "with them."
     )
     issued: PointsFigure = strawberry.field(
         description="Points the program issued to its members on the exchange's instruction."
@@ -191,7 +199,10 @@ class PartnerBooks:
     cost_per_point: Decimal | None = strawberry.field(
         description="moneyPaidForRedeemed ÷ redeemed points, six decimals, half-even; null when none were taken back."
     )
-    budget: IssueBudget | None = strawberry.field(description="Null when the program declares no issue budget.")
+    budget: IssueBudget | None = strawberry.field(
+        description="Null when the program declares no issue budget (or, for a closed period, declared none when "
+        "it closed)."
+    )
     coalition: CoalitionBooks | None = strawberry.field(
         description="Its side of the coalition point; null when the coalition declares none (and for the point itself)."
     )
@@ -205,6 +216,7 @@ class PartnerBooks:
             period=books.period,
             starts_at=books.starts_at,
             ends_at=books.ends_at,
+            period_status=PeriodStatus(books.status.value),
             point_value=books.point_value,
             point_values_fixed_at=books.values_fixed_at,
             issued=points(figures.issued),

@@ -14,10 +14,10 @@ from starlette.responses import RedirectResponse, Response
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.rewards import catalog as rewards_catalog
 from exchange.rewards.catalog import RewardDraft
-from exchange.rewards.errors import RewardNotFound
+from exchange.rewards.errors import CursorOfAnotherProgram, RewardNotFound
 from exchange.rewards.models import Redemption, Reward, RewardKind
 from exchange.services.catalog import CatalogService
-from exchange.services.rewards import RewardService
+from exchange.services.rewards import REWARDS_PAGE, RewardService
 from exchange.web.access import Page, query_value
 from exchange.web.partner.forms import (
     BASE,
@@ -37,8 +37,8 @@ DONE = ("published", "repriced", "restocked", "withdrawn", "confirmed", "cancell
 #: Redemptions listed at most (the oldest due first); more wait for the next page load.
 AWAITING_SHOWN = 200
 REDEMPTIONS_SHOWN = 50
-#: Rewards the rewards page lists; a link lists the next ones.
-REWARDS_SHOWN = 100
+#: Rewards the rewards page lists (a listing's page; a test lowers it); a link lists the next ones.
+REWARDS_SHOWN = REWARDS_PAGE
 
 
 def draft_of(values: FormValues, zone: ZoneInfo) -> RewardDraft:
@@ -88,7 +88,7 @@ class RewardPages:
                 first=REWARDS_SHOWN,
                 after=query_value(request, "after"),
             )
-        except RewardNotFound:
+        except (RewardNotFound, CursorOfAnotherProgram):  # no reward of this partner's listing
             raise HTTPException(status_code=404) from None
         done = request.query_params.get("done")
         return self.pages.render(

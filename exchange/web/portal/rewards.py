@@ -35,6 +35,7 @@ from exchange.rewards import catalog as rewards_catalog
 from exchange.rewards.models import RedemptionStatus, Reward
 from exchange.rewards.redemption import RedemptionQuote
 from exchange.services.container import Services
+from exchange.services.rewards import REWARDS_PAGE
 from exchange.text import ascii_digits
 from exchange.web.access import Page, form_fields, form_text, query_value
 from exchange.web.portal.members import (
@@ -50,8 +51,9 @@ from exchange.web.said import Refusal, Said
 from exchange.web.templating import Pages, Place
 
 HISTORY_LENGTH = 50
-#: Rewards the catalog lists on a page (grouped by level within it); a link lists the next.
-CATALOG_LENGTH = 100
+#: Rewards the catalog lists on a page (a listing's page; a test lowers it), grouped by level
+#: within it; a link lists the next.
+CATALOG_LENGTH = REWARDS_PAGE
 NOTICES = ("cancelled",)
 PAY_FIELDS = ("pay_with",)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import shutil
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -17,12 +18,14 @@ from exchange.books.budget import BudgetLevel
 from exchange.books.report import csv_lines
 from exchange.errors import ExchangeError
 from exchange.ledger.accounts import AccountKind
+from exchange.ledger.periods import PeriodStatus
 from exchange.loading import load_directory
 from exchange.programs.declarations import read_partners_directory
 from exchange.rewards.clearing import REVERSAL_KIND
 from exchange.services.books import BooksService
 from exchange.services.settlement import SettlementService
 from exchange.testing.clock import FrozenClock
+from tests.conftest import SAMPLE_PARTNERS
 from tests.integration.settlement.conftest import NOVEMBER, close, conversion, points_redemption, post
 from tests.integration.test_pricing import edited
 
@@ -237,3 +240,53 @@ async def test_an_archived_periods_books_are_refused_and_later_books_still_count
     with pytest.raises(ExchangeError, match="period 2026-11 is archived: its ledger lines are no longer in the ledger"):
         await books.partner_books("formosa-air", "2026-11")
     assert await books.partner_books("formosa-air", "2027-01") == january
+
+
+def with_late_joiner(tmp_path: Path) -> Path:
+    """The sample partners and one more, ``late-joiner`` (TuneStream's declaration under its own
+    id), for a program first loaded after a period closed."""
+    directory = tmp_path / "partners"
+    shutil.copytree(SAMPLE_PARTNERS, directory)
+    declaration = (directory / "tune-stream.toml").read_text()
+    late = declaration.replace('id = "tune-stream"', 'id = "late-joiner"', 1).replace(
+        'id = "tune-stream-premium-month"', 'id = "late-joiner-premium-month"'
+    )
+    (directory / "late-joiner.toml").write_text(late)
+    return directory
+
+
+async def test_a_program_loaded_after_a_period_closed_reads_that_period_as_closed(
+    settlement: SettlementService, books: BooksService, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """Its closing fixed no value of the program's: the books value it at today's declared value,
+    and say the period is closed, not open."""
+    await post(settlement, [conversion("c1", "wallet-pay", "formosa-air", 160_000, 3_200, points=(10_000, 4_000))])
+    await close(settlement, clock, "2026-11")
+    async with settlement.db.transaction() as session:
+        await load_directory(session, read_partners_directory(with_late_joiner(tmp_path)), clock.now())
+    november = await books.partner_books("late-joiner", "2026-11")
+    assert (november.status, november.values_fixed_at, november.point_value) == (
+        PeriodStatus.CLOSED,
+        None,
+        Decimal("0.5"),
+    )
+    assert ("late-joiner", "2026-11", "period_status", "", "CLOSED", "") in november.csv_rows()
+    december = await books.partner_books("late-joiner", "2026-12")
+    assert (december.status, december.values_fixed_at) == (PeriodStatus.OPEN, None)
+    assert ("late-joiner", "2026-12", "period_status", "", "OPEN", "") in december.csv_rows()
+
+
+async def test_a_closed_periods_budget_is_the_monthly_issue_its_closing_recorded(
+    settlement: SettlementService, books: BooksService, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """A partner declaring a new budget changes the open period's, never a closed one's."""
+    await post(settlement, [conversion("c1", "wallet-pay", "formosa-air", 160_000, 3_200, points=(10_000, 4_000))])
+    await close(settlement, clock, "2026-11")
+    partners = edited(tmp_path, "formosa-air.toml", 'monthly_issue = "3200000"', 'monthly_issue = "1600"')
+    async with settlement.db.transaction() as session:
+        await load_directory(session, read_partners_directory(partners), clock.now())
+    november = await books.partner_books("formosa-air", "2026-11")
+    assert november.budget is not None and november.budget.budget == 320_000_000, "3,200,000 TWD, as at the closing"
+    assert november.budget.level is BudgetLevel.NONE
+    december = await books.partner_books("formosa-air", "2026-12")
+    assert december.budget is not None and december.budget.budget == 160_000, "1,600 TWD, declared since"
