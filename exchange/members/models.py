@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import UTCDateTime
@@ -81,6 +81,29 @@ class LinkedAccount(SQLModel, table=True):
         description="The member's name as the partner reported it when the account was verified "
         "(null for an account a partner's assertion linked, or a partner that keeps no name).",
     )
+
+
+class UnlinkedAccount(SQLModel, table=True):
+    """A link the member removed (``unlinkAccount``): the link as it stood, and when it ended.
+
+    Unlinking deletes the :class:`LinkedAccount` row, so that the account is free to be linked
+    again (by this member or, once the partner vouches for another, by them); this row is what
+    is left of it. It tells a repeated unlink that the account is unlinked already, and it is the
+    record of which account the member held when. The sagas keep their own copy of the account
+    they moved points in (``source_ref``, ``paying_ref``…), so history does not need the link.
+    """
+
+    __tablename__ = "unlinked_account"
+    __table_args__ = (Index("ix_unlinked_account_member_program", "member_id", "program_id", "member_ref"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    member_id: str = Field(foreign_key="member.id", max_length=40, ondelete="CASCADE")
+    program_id: str = Field(foreign_key="program.id", max_length=64)
+    member_ref: str = Field(max_length=MEMBER_REF_MAX_LENGTH)
+    linked_at: datetime = Field(sa_type=UTCDateTime)
+    established_by: str = Field(max_length=20)
+    holder_name: str | None = Field(default=None, max_length=200)
+    unlinked_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class DebitConsent(SQLModel, table=True):

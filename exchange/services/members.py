@@ -1,10 +1,10 @@
 """Members and their accounts: a member's own view, a partner's view of its members, linking
-accounts, the federated view of every linked partner's live answer, and the consents a member
+and unlinking accounts, the federated view of every linked partner's live answer, and the consents a member
 gives for debits under another partner's token."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from exchange.auth.principal import Principal
@@ -17,6 +17,8 @@ from exchange.members.consents import DebitConsents, GrantedConsent
 from exchange.members.models import ActivityMarkers, LinkedAccount, Member
 from exchange.programs.catalog import CatalogCache
 from exchange.services.requests import member_of, program_of
+from exchange.unlinking import service as unlinking
+from exchange.unlinking.service import Unlinked
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,26 @@ class MemberService:
         async with self.link_attempts.attempt(member_id, program_id, member_ref):
             return await self.federation.link(
                 member_id, program_id, member_ref, verification, self.clock.now(), name=name
+            )
+
+    async def unlink_account(
+        self,
+        caller: Principal,
+        program_id: str,
+        member_ref: str,
+        *,
+        signed_in_through: Collection[str] | None = None,
+    ) -> Unlinked:
+        """Unlink the caller's account ``member_ref`` at a program, by the rules of
+        :mod:`exchange.unlinking.service`; a repeat answers with the first unlink.
+        ``signed_in_through`` are the programs vouching for the caller's sign-in (a portal
+        session may have several); by default the one that asserted its token."""
+        member_id = member_of(caller)
+        (await self.catalog.get()).program(program_id, field="programId")
+        through = signed_in_through if signed_in_through is not None else {str(caller.asserted_by)}
+        async with self.db.transaction() as session:
+            return await unlinking.unlink(
+                session, member_id, program_id, member_ref, self.clock.now(), signed_in_through=through
             )
 
     async def accounts(
