@@ -3,7 +3,7 @@ goes at once (the federated view's cache with it), the records stay, a repeat sa
 already, and the rules that keep an account linked refuse with the rule's name, changing nothing.
 
 The gateway keeps partners' answers for five minutes, so that only the member's activity marker
-can refresh them."""
+can refresh them. Each test runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from exchange.app import create_app
 from exchange.programs.declarations import read_partners_directory
 from exchange.sandbox.faults import FaultKind
 from exchange.services.container import build_services, load_partners_directory
-from exchange.serving import serving
+from exchange.serving import free_port, serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
 from exchange.testing.sandboxes import SandboxFleet
@@ -43,6 +43,12 @@ async def fleet(tmp_path: Path) -> AsyncIterator[SandboxFleet]:
         yield sandboxes
     finally:
         await sandboxes.stop()
+
+
+@pytest.fixture
+def gateway_settings(database_url: str) -> Settings:
+    """tests.api.conftest's settings, on a fresh SQLite or PostgreSQL database."""
+    return Settings(database_url=database_url, partners_dir=SAMPLE_PARTNERS, port=free_port())
 
 
 @pytest.fixture
