@@ -18,7 +18,13 @@ from exchange.members.models import ActivityMarkers, LinkedAccount, Member
 from exchange.programs.catalog import CatalogCache
 from exchange.services.requests import member_of, program_of
 from exchange.unlinking import service as unlinking
-from exchange.unlinking.service import Unlinked
+from exchange.unlinking.service import Rule, Unlinked
+
+
+def _through(caller: Principal, signed_in_through: Collection[str] | None) -> Collection[str]:
+    """The programs vouching for the caller's sign-in: ``signed_in_through`` as given (a portal
+    session's), else the one that asserted its token."""
+    return signed_in_through if signed_in_through is not None else {str(caller.asserted_by)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +98,24 @@ class MemberService:
         session may have several); by default the one that asserted its token."""
         member_id = member_of(caller)
         (await self.catalog.get()).program(program_id, field="programId")
-        through = signed_in_through if signed_in_through is not None else {str(caller.asserted_by)}
         async with self.db.transaction() as session:
             return await unlinking.unlink(
-                session, member_id, program_id, member_ref, self.clock.now(), signed_in_through=through
+                session,
+                member_id,
+                program_id,
+                member_ref,
+                self.clock.now(),
+                signed_in_through=_through(caller, signed_in_through),
             )
+
+    @staticmethod
+    def kept_linked(
+        caller: Principal, links: Iterable[LinkedAccount], *, signed_in_through: Collection[str] | None = None
+    ) -> dict[str, Rule]:
+        """The rule that keeps each of ``links`` linked whatever its sagas, by program (those
+        :meth:`unlink_account` might unlink are left out): what a page offers no unlink for."""
+        through = _through(caller, signed_in_through)
+        return {link.program_id: rule for link in links if (rule := unlinking.standing_rule(link, through)) is not None}
 
     async def accounts(
         self, member_id: str, links: Sequence[LinkedAccount], activity: ActivityMarkers

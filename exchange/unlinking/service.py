@@ -161,16 +161,25 @@ async def _last_unlink(session: AsyncSession, member_id: str, program_id: str, m
     return record
 
 
-async def _check(session: AsyncSession, link: LinkedAccount, signed_in_through: Collection[str]) -> None:
+def standing_rule(link: LinkedAccount, signed_in_through: Collection[str]) -> Rule | None:
+    """The rule that keeps ``link`` linked whatever its sagas (``None``: none does): what a page
+    knows before anyone asks to unlink."""
     if link.established_by == LinkMethod.COALITION:
-        raise UnlinkRefused(
-            "your account at the coalition point is the exchange's own and stays linked", Rule.COALITION_ACCOUNT
-        )
+        return Rule.COALITION_ACCOUNT
     if link.program_id in signed_in_through:
+        return Rule.SIGNED_IN_THROUGH
+    return None
+
+
+async def _check(session: AsyncSession, link: LinkedAccount, signed_in_through: Collection[str]) -> None:
+    rule = standing_rule(link, signed_in_through)
+    if rule is Rule.COALITION_ACCOUNT:
+        raise UnlinkRefused("your account at the coalition point is the exchange's own and stays linked", rule)
+    if rule is Rule.SIGNED_IN_THROUGH:
         raise UnlinkRefused(
             f"you signed in through {link.program_id}, so its account stays linked: sign in through another "
             "of your programs to unlink it",
-            Rule.SIGNED_IN_THROUGH,
+            rule,
         )
     for saga in _SAGAS:
         table = saga.model.__table__  # type: ignore[attr-defined]
