@@ -47,12 +47,15 @@ class Member(SQLModel, table=True):
     activity: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"))
     """Moves whenever one of the member's sagas records a new step (``DONE``, or the step it
     stopped at, such as the credit after a debit applied) or falls in doubt: a trigger on each
-    saga table moves it, in the transaction recording it (revision 0040).
-    Partner answers cached before it moved are stale (``exchange.federation.cache``)."""
+    saga table moves it, in the transaction recording it (revision 0040). Unlinking an account
+    moves it (and ``tier_activity``) too, in the unit of work that unlinks (``exchange.unlinking``):
+    answers are cached by member and program, so one cached before would otherwise show for an
+    account linked there next. Partner answers cached before it moved are stale
+    (``exchange.federation.cache``)."""
     tier_activity: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"))
     """Moves whenever one of the member's status matches finishes a run (a trigger on
-    ``status_match``): tiers cached before it moved are stale. Conversions and redemptions
-    change balances, not tiers, so they leave it."""
+    ``status_match``) and when an account is unlinked: tiers cached before it moved are stale.
+    Conversions and redemptions change balances, not tiers, so they leave it."""
 
     @property
     def markers(self) -> ActivityMarkers:
