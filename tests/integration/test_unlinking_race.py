@@ -1,5 +1,5 @@
-"""An unlink and a conversion out of the same account at once, on PostgreSQL with two real
-sessions, in both orders (forced with events and the database's own row locks, not with sleeps):
+"""An unlink and a conversion (or a redemption) out of the same account at once, on PostgreSQL
+with two real sessions, in both orders (forced with events and the database's own row locks, not with sleeps):
 the conversion records from the account under a share lock, so whichever goes first, the other
 sees what it left. Either the conversion is recorded and the unlink is refused while it is
 unfinished, or the account is unlinked and the conversion is refused; never a conversion left
@@ -22,6 +22,7 @@ from exchange.unlinking import service as unlinking
 from exchange.unlinking.service import Rule, UnlinkRefused
 from tests.integration.locks import waiting_on_a_lock
 from tests.integration.test_conversion_saga import make_world
+from tests.integration.test_redemptions import make_world as redemption_world
 
 
 async def links_of_m1(db: Database) -> set[str]:
@@ -81,4 +82,18 @@ async def test_an_unlink_made_first_refuses_the_conversion(pg_db: Database) -> N
     async with pg_db.transaction() as session:
         assert (await session.exec(select(Conversion))).all() == []
     assert "happy-card" not in await links_of_m1(pg_db)
+    assert world.partners["happy-card"].balances["alice"] == 100_000, "nothing debited"
+
+
+async def test_an_unlink_made_first_refuses_the_redemption(pg_db: Database) -> None:
+    world = await redemption_world(pg_db)
+    reward = await world.reward()
+    async with pg_db.transaction() as session:  # the unlink: the account locked and deleted, not committed
+        await unlinking.unlink(session, world.alice, "happy-card", "alice", world.clock.now(), signed_in_through=())
+        redeeming = asyncio.create_task(world.redeem(reward))
+        await waiting_on_a_lock(pg_db)  # the redemption waits to read the account it pays with
+    with pytest.raises(AccountNotLinked):
+        await redeeming
+
+    assert await world.stock(reward) == 10, "nothing reserved"
     assert world.partners["happy-card"].balances["alice"] == 100_000, "nothing debited"
