@@ -93,6 +93,12 @@ class _MatchRequest:
             self.claimed_tier,
         )
 
+    async def answered(self, session: AsyncSession, member_id: str, key: str) -> StatusMatch | None:
+        """The match the member's ``key`` holds, if it was made for this request
+        (``IDEMPOTENCY_CONFLICT`` if for another); ``None`` if the key holds none yet."""
+        existing = await keyed(session, StatusMatch, member_id, key)
+        return same_request(existing, key, self.made) if existing is not None else None
+
 
 STATUS_MATCHES: Table = StatusMatch.__table__  # type: ignore[attr-defined]
 
@@ -140,9 +146,9 @@ class StatusMatching:
         request = _MatchRequest(from_program, to_program, claimed_tier)
         if idempotency_key is not None:
             async with self.db.transaction() as session:
-                existing = await keyed(session, StatusMatch, member_id, idempotency_key)
-            if existing is not None:
-                return same_request(existing, idempotency_key, request.made)
+                answered = await request.answered(session, member_id, idempotency_key)
+            if answered is not None:
+                return answered
         assessment = await self._assess(member_id, from_program, to_program, claimed_tier=claimed_tier)
         if assessment.possible_at is not None:
             raise MatchTooSoon(to_program, assessment.possible_at)
@@ -153,12 +159,13 @@ class StatusMatching:
         now = self.clock.now()
         async with self.db.transaction() as session:
             await self._lock_account(session, member_id, to_program)
-            if idempotency_key is not None:
-                # The same key's request that recorded while this one asked the partners (it held
-                # the lock first): its match is the answer, not a refusal of this one as too soon.
-                existing = await keyed(session, StatusMatch, member_id, idempotency_key)
-                if existing is not None:
-                    return same_request(existing, idempotency_key, request.made)
+            # The same key's request that recorded while this one asked the partners (it held the
+            # lock first): its match is the answer, not a refusal of this one as too soon.
+            if (
+                idempotency_key is not None
+                and (answered := await request.answered(session, member_id, idempotency_key)) is not None
+            ):
+                return answered
             last = await _last_counted(session, member_id, to_program)
             if last is not None and next_match_allowed(last) > now:
                 raise MatchTooSoon(to_program, next_match_allowed(last))
