@@ -3,8 +3,9 @@
 A preview and a request both read the member's tier **live** from the source partner (and
 the tier they hold now at the target), never from what the member says. A request then
 records the match under a row lock on the member's account at the target program — so two
-requests cannot both pass the one-match-a-year rule — and pushes the tier to the target
-partner through its saga (:mod:`exchange.tiers.saga`).
+requests cannot both pass the one-match-a-year rule, and an unlink of that account meanwhile
+is seen — and pushes the tier to the target partner through its saga
+(:mod:`exchange.tiers.saga`).
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ class StatusMatching:
         assert decision.tier is not None and decision.level is not None and assessment.policy is not None
         now = self.clock.now()
         async with self.db.transaction() as session:
-            await self._lock_account(session, member_id, to_program)
+            await self._lock_account(session, member_id, to_program, assessment.target_ref)
             # The same key's request that recorded while this one asked the partners (it held the
             # lock first): its match is the answer, not a refusal of this one as too soon.
             if (
@@ -298,12 +299,19 @@ class StatusMatching:
         )
 
     @staticmethod
-    async def _lock_account(session: AsyncSession, member_id: str, program_id: str) -> None:
-        await session.exec(
-            select(LinkedAccount)
-            .where(LinkedAccount.member_id == member_id, LinkedAccount.program_id == program_id)
-            .with_for_update()
-        )
+    async def _lock_account(session: AsyncSession, member_id: str, program_id: str, member_ref: str) -> None:
+        """Lock the member's account ``member_ref`` at ``program_id`` (the match's target), which
+        must still be linked: unlinked since it was assessed (an unlink takes the same lock), it
+        is refused as an account never linked is."""
+        locked = (
+            await session.exec(
+                select(LinkedAccount)
+                .where(LinkedAccount.member_id == member_id, LinkedAccount.program_id == program_id)
+                .with_for_update()
+            )
+        ).first()
+        if locked is None or locked.member_ref != member_ref:
+            raise AccountNotLinked(program_id, "toProgram")
 
 
 async def member_matches(session: AsyncSession, member_id: str, *, first: int = 50) -> Sequence[StatusMatch]:
