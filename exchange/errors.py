@@ -46,6 +46,8 @@ class ErrorCode(StrEnum):
     COOLING_PERIOD = "COOLING_PERIOD"
     NOT_HELD = "NOT_HELD"
     PRICE_CHANGED = "PRICE_CHANGED"
+    #: Unlinking an account one of its rules keeps linked (``exchange.unlinking``).
+    UNLINK_REFUSED = "UNLINK_REFUSED"
     #: A partner's word on a write the exchange has not yet heard it answer (``exchange.sagas``).
     NOT_WAITING_YET = "NOT_WAITING_YET"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
@@ -68,6 +70,7 @@ _HTTP_STATUSES = {
     ErrorCode.IDEMPOTENCY_CONFLICT: 409,
     ErrorCode.NOT_HELD: 409,
     ErrorCode.NOT_WAITING_YET: 409,
+    ErrorCode.UNLINK_REFUSED: 409,
 }
 
 

@@ -33,7 +33,7 @@ from exchange.ledger.models import (
     LedgerTransactionKey,
     SettlementPeriod,
 )
-from exchange.members.models import DebitConsent, LinkedAccount, Member
+from exchange.members.models import DebitConsent, LinkedAccount, Member, UnlinkedAccount
 from exchange.people.models import Person, WebSession
 from exchange.people.portal_models import MemberWebSession
 from exchange.pricing.models import LimitUsage, PricingRevision, Promotion, Quote, RateVersion
@@ -107,6 +107,7 @@ __all__ = [
     "SigningKey",
     "StatementKey",
     "StatusMatch",
+    "UnlinkedAccount",
     "UsedAssertion",
     "WebSession",
     "WebhookAttempt",

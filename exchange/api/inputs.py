@@ -116,6 +116,8 @@ def numeric_id(value: str, *, what: str, field: str) -> int:
 
 #: A client-chosen key that makes a write idempotent: one rule for every such key.
 IdempotencyKey = Annotated[str, _IdempotencyKeyText(IDEMPOTENCY_KEY_LENGTH)]
+#: The same, where a field takes one optionally (added after clients that send none).
+OptionalIdempotencyKey = Annotated[str | None, _IdempotencyKeyText(IDEMPOTENCY_KEY_LENGTH)]
 #: An id a partner chooses for a reward or a promotion it publishes.
 ChosenId = Annotated[strawberry.ID, _ChosenIdText(CHOSEN_ID_LENGTH)]
 #: A settlement period's name, ``YYYY-MM`` (its format is the calendar's to check).

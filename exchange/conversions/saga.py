@@ -411,7 +411,8 @@ _STATE = ("status", "step", "in_doubt", "attempts", "next_attempt_at", "lease_un
 @lru_cache(maxsize=2)
 def _from_quote(dialect: str) -> dialects.Insert:
     """The conversion of quote ``quote_id`` by member ``member_id``, inserted from the quote
-    and the member's accounts at both programs if it is still open at ``now``; built once."""
+    and the member's accounts at both programs (share-locked) if it is still open at ``now``;
+    built once."""
     quote, source, target = QUOTES, LINKS.alias("source"), LINKS.alias("target")
     values = {
         "id": bindparam("new_id", type_=CONVERSIONS.c.id.type),
@@ -442,6 +443,9 @@ def _from_quote(dialect: str) -> dialects.Insert:
             quote.c.expires_at > bindparam("now", type_=quote.c.expires_at.type),
             quote.c.usages.is_not(None),
         )
+        # The member's accounts are read under a share lock, so an unlink of either waits for
+        # this unit of work and then sees the conversion (exchange.unlinking).
+        .with_for_update(read=True, of=[source, target])
     )
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(CONVERSIONS)
     return claiming(insert.from_select(list(values), rows))

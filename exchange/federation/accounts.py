@@ -9,7 +9,8 @@ Answers are cached for a few seconds (:mod:`exchange.federation.cache`), against
 activity markers, which the database moves: ``member.activity`` whenever one of the member's
 sagas — a conversion, a redemption, a status match — records a step or falls in doubt
 (balances may be stale then: a partner's write may have applied),
-``member.tier_activity`` whenever a status match finishes a run (tiers are stale then). The markers are
+``member.tier_activity`` whenever a status match finishes a run (tiers are stale then); both when
+the member unlinks an account (:mod:`exchange.unlinking.service`). The markers are
 read with the member's links, in the same statement.
 
 Lookups of one account under the same markers that are in flight at once share one call to

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import UTCDateTime
@@ -47,12 +47,15 @@ class Member(SQLModel, table=True):
     activity: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"))
     """Moves whenever one of the member's sagas records a new step (``DONE``, or the step it
     stopped at, such as the credit after a debit applied) or falls in doubt: a trigger on each
-    saga table moves it, in the transaction recording it (revision 0040).
-    Partner answers cached before it moved are stale (``exchange.federation.cache``)."""
+    saga table moves it, in the transaction recording it (revision 0040). Unlinking an account
+    moves it (and ``tier_activity``) too, in the unit of work that unlinks (``exchange.unlinking``):
+    answers are cached by member and program, so one cached before would otherwise show for an
+    account linked there next. Partner answers cached before it moved are stale
+    (``exchange.federation.cache``)."""
     tier_activity: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"))
     """Moves whenever one of the member's status matches finishes a run (a trigger on
-    ``status_match``): tiers cached before it moved are stale. Conversions and redemptions
-    change balances, not tiers, so they leave it."""
+    ``status_match``) and when an account is unlinked: tiers cached before it moved are stale.
+    Conversions and redemptions change balances, not tiers, so they leave it."""
 
     @property
     def markers(self) -> ActivityMarkers:
@@ -81,6 +84,29 @@ class LinkedAccount(SQLModel, table=True):
         description="The member's name as the partner reported it when the account was verified "
         "(null for an account a partner's assertion linked, or a partner that keeps no name).",
     )
+
+
+class UnlinkedAccount(SQLModel, table=True):
+    """A link the member removed (``unlinkAccount``): the link as it stood, and when it ended.
+
+    Unlinking deletes the :class:`LinkedAccount` row, so that the account is free to be linked
+    again (by this member or, once the partner vouches for another, by them); this row is what
+    is left of it. It tells a repeated unlink that the account is unlinked already, and it is the
+    record of which account the member held when. The sagas keep their own copy of the account
+    they moved points in (``source_ref``, ``paying_ref``…), so history does not need the link.
+    """
+
+    __tablename__ = "unlinked_account"
+    __table_args__ = (Index("ix_unlinked_account_member_program", "member_id", "program_id", "member_ref"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    member_id: str = Field(foreign_key="member.id", max_length=40, ondelete="CASCADE")
+    program_id: str = Field(foreign_key="program.id", max_length=64)
+    member_ref: str = Field(max_length=MEMBER_REF_MAX_LENGTH)
+    linked_at: datetime = Field(sa_type=UTCDateTime)
+    established_by: str = Field(max_length=20)
+    holder_name: str | None = Field(default=None, max_length=200)
+    unlinked_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class DebitConsent(SQLModel, table=True):

@@ -47,6 +47,7 @@ from exchange.ledger.posting import Ledger
 from exchange.members import service as members
 from exchange.members.authority import DebitAuthority, require_authority
 from exchange.members.consents import authorize_debit
+from exchange.members.models import LinkedAccount
 from exchange.pricing import limits
 from exchange.programs import service as programs
 from exchange.programs.models import Program
@@ -297,17 +298,22 @@ class RedemptionSaga(Saga[Redemption]):
 
     # -- step 1: record -----------------------------------------------------------------
 
-    async def _paying_ref(self, session: AsyncSession, member_id: str, pay_with: str) -> str:
+    async def _paying_ref(self, session: AsyncSession, member_id: str, pay_with: str, *, lock: bool = False) -> str:
+        """The member's id at the paying program; ``lock``: read under a share lock, so that an
+        unlink of the account waits for the unit of work recording the redemption and then sees
+        it (:mod:`exchange.unlinking`)."""
         await programs.get_program(session, pay_with, field="payWith")
-        accounts = (await members.linked_accounts(session, [member_id])).get(member_id, [])
-        for account in accounts:
-            if account.program_id == pay_with:
-                return account.member_ref
-        raise members.AccountNotLinked(pay_with, "payWith")
+        statement = select(LinkedAccount).where(
+            LinkedAccount.member_id == member_id, LinkedAccount.program_id == pay_with
+        )
+        account = (await session.exec(statement.with_for_update(read=True) if lock else statement)).first()
+        if account is None:
+            raise members.AccountNotLinked(pay_with, "payWith")
+        return account.member_ref
 
     async def _record_in(self, session: AsyncSession, request: RedeemRequest) -> tuple[Redemption, bool]:
         now = self.clock.now()
-        paying_ref = await self._paying_ref(session, request.member_id, request.pay_with)
+        paying_ref = await self._paying_ref(session, request.member_id, request.pay_with, lock=True)
         quote = await _quote(session, request.reward_id, request.pay_with)
         reward = quote.reward
         if not catalog.is_available(reward, now):

@@ -40,8 +40,14 @@ def key_problem(key: str) -> str | None:
 
 
 class Keyed(Protocol):
-    member_id: str
-    idempotency_key: str
+    """A saga row a member's key may hold; read-only here, so that a saga whose key is optional
+    (a status match sent without one) is keyed too."""
+
+    @property
+    def member_id(self) -> str: ...
+
+    @property
+    def idempotency_key(self) -> str | None: ...
 
 
 Row = TypeVar("Row", bound=Keyed)
@@ -49,7 +55,10 @@ Row = TypeVar("Row", bound=Keyed)
 
 async def keyed(session: AsyncSession, model: type[Row], member_id: str, key: str) -> Row | None:
     """The row the member's key holds, if any."""
-    return (await session.exec(select(model).where(model.member_id == member_id, model.idempotency_key == key))).first()
+    columns = model.__table__.c  # type: ignore[attr-defined]  # a table model's, as Keyed does not say
+    return (
+        await session.exec(select(model).where(columns.member_id == member_id, columns.idempotency_key == key))
+    ).first()
 
 
 def claiming(insert: Insert) -> Insert:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from exchange.auth.principal import Principal
 from exchange.db.database import Database
 from exchange.sagas.recovery import EVERY_ROW, RecoveryReport, recovery_report
-from exchange.services.requests import member_of, page_size, program_of
+from exchange.services.requests import idempotency_key, member_of, page_size, program_of
 from exchange.tiers import matching
 from exchange.tiers.expiry import MatchExpiry
 from exchange.tiers.matching import Assessment, StatusMatching
@@ -28,10 +28,23 @@ class StatusMatchService:
         return await self.matching.preview(member_of(caller), from_program, to_program)
 
     async def request(
-        self, caller: Principal, from_program: str, to_program: str, claimed_tier: str | None
+        self,
+        caller: Principal,
+        from_program: str,
+        to_program: str,
+        claimed_tier: str | None,
+        *,
+        key: str | None = None,
     ) -> StatusMatch:
-        """Verify, decide, record and push the caller's match; the match as far as it got."""
-        return await self.matching.request(member_of(caller), from_program, to_program, claimed_tier)
+        """Verify, decide, record and push the caller's match; the match as far as it got. With
+        ``key``, the same request again returns that match (:meth:`StatusMatching.request`)."""
+        return await self.matching.request(
+            member_of(caller),
+            from_program,
+            to_program,
+            claimed_tier,
+            idempotency_key=idempotency_key(key) if key is not None else None,
+        )
 
     async def matches(self, caller: Principal, *, first: int) -> Sequence[StatusMatch]:
         """The caller's status matches, newest first."""

@@ -1,10 +1,10 @@
 """Members and their accounts: a member's own view, a partner's view of its members, linking
-accounts, the federated view of every linked partner's live answer, and the consents a member
+and unlinking accounts, the federated view of every linked partner's live answer, and the consents a member
 gives for debits under another partner's token."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from exchange.auth.principal import Principal
@@ -18,6 +18,14 @@ from exchange.members.consents import DebitConsents, GrantedConsent
 from exchange.members.models import ActivityMarkers, LinkedAccount, Member
 from exchange.programs.catalog import CatalogCache
 from exchange.services.requests import member_of, program_of
+from exchange.unlinking import service as unlinking
+from exchange.unlinking.service import Rule, Unlinked
+
+
+def _through(caller: Principal, signed_in_through: Collection[str] | None) -> Collection[str]:
+    """The programs vouching for the caller's sign-in: ``signed_in_through`` as given (a portal
+    session's), else the one that asserted its token."""
+    return signed_in_through if signed_in_through is not None else {str(caller.asserted_by)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +84,39 @@ class MemberService:
             return await self.federation.link(
                 member_id, program_id, member_ref, verification, self.clock.now(), name=name
             )
+
+    async def unlink_account(
+        self,
+        caller: Principal,
+        program_id: str,
+        member_ref: str,
+        *,
+        signed_in_through: Collection[str] | None = None,
+    ) -> Unlinked:
+        """Unlink the caller's account ``member_ref`` at a program, by the rules of
+        :mod:`exchange.unlinking.service`; a repeat answers with the first unlink.
+        ``signed_in_through`` are the programs vouching for the caller's sign-in (a portal
+        session may have several); by default the one that asserted its token."""
+        member_id = member_of(caller)
+        (await self.catalog.get()).program(program_id, field="programId")
+        async with self.db.transaction() as session:
+            return await unlinking.unlink(
+                session,
+                member_id,
+                program_id,
+                member_ref,
+                self.clock.now(),
+                signed_in_through=_through(caller, signed_in_through),
+            )
+
+    @staticmethod
+    def kept_linked(
+        caller: Principal, links: Iterable[LinkedAccount], *, signed_in_through: Collection[str] | None = None
+    ) -> dict[str, Rule]:
+        """The rule that keeps each of ``links`` linked whatever its sagas, by program (those
+        :meth:`unlink_account` might unlink are left out): what a page offers no unlink for."""
+        through = _through(caller, signed_in_through)
+        return {link.program_id: rule for link in links if (rule := unlinking.standing_rule(link, through)) is not None}
 
     async def accounts(
         self, member_id: str, links: Sequence[LinkedAccount], activity: ActivityMarkers

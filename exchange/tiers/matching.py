@@ -3,8 +3,9 @@
 A preview and a request both read the member's tier **live** from the source partner (and
 the tier they hold now at the target), never from what the member says. A request then
 records the match under a row lock on the member's account at the target program — so two
-requests cannot both pass the one-match-a-year rule — and pushes the tier to the target
-partner through its saga (:mod:`exchange.tiers.saga`).
+requests cannot both pass the one-match-a-year rule, and an unlink of that account meanwhile
+is seen — and pushes the tier to the target partner through its saga
+(:mod:`exchange.tiers.saga`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import Table
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
 from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.registry import ConnectorRegistry
+from exchange.db import dialects
 from exchange.db.database import Database
 from exchange.db.types import MAX_INTEGER
 from exchange.errors import BadUserInput
@@ -29,6 +32,7 @@ from exchange.members.service import AccountNotLinked
 from exchange.programs import service as programs
 from exchange.programs.models import Program
 from exchange.sagas.engine import SagaPolicy
+from exchange.sagas.idempotency import claiming, keyed, record_once, same_request
 from exchange.settings import Settings
 from exchange.tiers.errors import (
     MatchNotGranted,
@@ -73,6 +77,33 @@ class Assessment:
         return self.policy.challenge if self.policy is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class _MatchRequest:
+    """What a status-match request asks, as its idempotency key names it."""
+
+    from_program: str
+    to_program: str
+    claimed_tier: str | None
+
+    def made(self, match: StatusMatch) -> bool:
+        """Whether ``match`` (under this request's key) was made for this request: the same
+        pair, and the same tier claimed (or none claimed, both times)."""
+        return (match.from_program, match.to_program, match.claimed_tier) == (
+            self.from_program,
+            self.to_program,
+            self.claimed_tier,
+        )
+
+    async def answered(self, session: AsyncSession, member_id: str, key: str) -> StatusMatch | None:
+        """The match the member's ``key`` holds, if it was made for this request
+        (``IDEMPOTENCY_CONFLICT`` if for another); ``None`` if the key holds none yet."""
+        existing = await keyed(session, StatusMatch, member_id, key)
+        return same_request(existing, key, self.made) if existing is not None else None
+
+
+STATUS_MATCHES: Table = StatusMatch.__table__  # type: ignore[attr-defined]
+
+
 @dataclass
 class StatusMatching:
     db: Database
@@ -95,13 +126,30 @@ class StatusMatching:
         return await self._assess(member_id, from_program, to_program)
 
     async def request(
-        self, member_id: str, from_program: str, to_program: str, claimed_tier: str | None = None
+        self,
+        member_id: str,
+        from_program: str,
+        to_program: str,
+        claimed_tier: str | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> StatusMatch:
         """Verify, decide, record and push a match; the match as far as it got.
 
         ``claimed_tier``, when given, is the tier the member says they hold at the source: a
         lower tier reported by the source partner refuses the request (``TIER_NOT_VERIFIED``).
+        ``idempotency_key``, when given, names the request (:mod:`exchange.sagas.idempotency`):
+        the same key again returns the match it made, as it stands now (no partner asked, no
+        rule applied again), and the same key with another pair or claim is
+        ``IDEMPOTENCY_CONFLICT``. Without a key a request sent twice is refused the second
+        time by the one-match-a-year rule.
         """
+        request = _MatchRequest(from_program, to_program, claimed_tier)
+        if idempotency_key is not None:
+            async with self.db.transaction() as session:
+                answered = await request.answered(session, member_id, idempotency_key)
+            if answered is not None:
+                return answered
         assessment = await self._assess(member_id, from_program, to_program, claimed_tier=claimed_tier)
         if assessment.possible_at is not None:
             raise MatchTooSoon(to_program, assessment.possible_at)
@@ -111,32 +159,51 @@ class StatusMatching:
         assert decision.tier is not None and decision.level is not None and assessment.policy is not None
         now = self.clock.now()
         async with self.db.transaction() as session:
-            await self._lock_account(session, member_id, to_program)
+            await self._lock_account(session, member_id, to_program, assessment.target_ref)
+            # The same key's request that recorded while this one asked the partners (it held the
+            # lock first): its match is the answer, not a refusal of this one as too soon.
+            if (
+                idempotency_key is not None
+                and (answered := await request.answered(session, member_id, idempotency_key)) is not None
+            ):
+                return answered
             last = await _last_counted(session, member_id, to_program)
             if last is not None and next_match_allowed(last) > now:
                 raise MatchTooSoon(to_program, next_match_allowed(last))
             challenge = assessment.policy.challenge
             match_id = str(uuid.uuid4())
-            match = StatusMatch(
-                id=match_id,
+            match, created = await record_once(
+                session,
+                StatusMatch,
+                claiming(dialects.insert(session, STATUS_MATCHES)).values(
+                    id=match_id,
+                    member_id=member_id,
+                    idempotency_key=idempotency_key,
+                    from_program=from_program,
+                    to_program=to_program,
+                    claimed_tier=claimed_tier,
+                    source_ref=assessment.source_ref,
+                    target_ref=assessment.target_ref,
+                    source_tier=assessment.source.name,
+                    source_level=assessment.source.level,
+                    tier=decision.tier.name,
+                    level=decision.level,
+                    expires_at=now + assessment.policy.validity,
+                    tier_operation=f"{match_id}:match",
+                    challenge_points=challenge.points if challenge else None,
+                    challenge_activities=challenge.activities if challenge else None,
+                    extend_days=challenge.extend_days if challenge else None,
+                    points_earned=0,
+                    activities_done=0,
+                    extended=False,
+                    **self.saga.policy.start(now, step=MatchStep.PUSH, status=MatchStatus.PENDING),
+                ),
                 member_id=member_id,
-                from_program=from_program,
-                to_program=to_program,
-                source_ref=assessment.source_ref,
-                target_ref=assessment.target_ref,
-                source_tier=assessment.source.name,
-                source_level=assessment.source.level,
-                tier=decision.tier.name,
-                level=decision.level,
-                expires_at=now + assessment.policy.validity,
-                tier_operation=f"{match_id}:match",
-                challenge_points=challenge.points if challenge else None,
-                challenge_activities=challenge.activities if challenge else None,
-                extend_days=challenge.extend_days if challenge else None,
-                **self.saga.policy.start(now, step=MatchStep.PUSH, status=MatchStatus.PENDING),
+                key=idempotency_key or "",  # without a key nothing conflicts: the row is always made
+                same=request.made,
             )
-            session.add(match)
-        return await self.saga.drive(match)
+            assert match is not None, "only the key is unique among what a match is inserted with"
+        return await self.saga.drive(match) if created else match
 
     async def record_activity(self, program_id: str, match_id: str, points: int, activities: int) -> StatusMatch:
         """The target partner reports what a matched member earned or did towards the challenge.
@@ -232,12 +299,19 @@ class StatusMatching:
         )
 
     @staticmethod
-    async def _lock_account(session: AsyncSession, member_id: str, program_id: str) -> None:
-        await session.exec(
-            select(LinkedAccount)
-            .where(LinkedAccount.member_id == member_id, LinkedAccount.program_id == program_id)
-            .with_for_update()
-        )
+    async def _lock_account(session: AsyncSession, member_id: str, program_id: str, member_ref: str) -> None:
+        """Lock the member's account ``member_ref`` at ``program_id`` (the match's target), which
+        must still be linked: unlinked since it was assessed (an unlink takes the same lock), it
+        is refused as an account never linked is."""
+        locked = (
+            await session.exec(
+                select(LinkedAccount)
+                .where(LinkedAccount.member_id == member_id, LinkedAccount.program_id == program_id)
+                .with_for_update()
+            )
+        ).first()
+        if locked is None or locked.member_ref != member_ref:
+            raise AccountNotLinked(program_id, "toProgram")
 
 
 async def member_matches(session: AsyncSession, member_id: str, *, first: int = 50) -> Sequence[StatusMatch]:

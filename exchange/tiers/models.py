@@ -9,6 +9,8 @@ from sqlalchemy import Index
 from sqlmodel import Field
 
 from exchange.db.types import UTCDateTime
+from exchange.programs.models import TIER_NAME_LENGTH
+from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
 from exchange.sagas.state import DONE, SagaState
 from exchange.tiers.policy import Challenge
 
@@ -44,10 +46,22 @@ class StatusMatch(SagaState, table=True):
         Index("ix_status_match_member_target", "member_id", "to_program", "created_at"),
         Index("ix_status_match_due", "status", "next_attempt_at"),
         Index("ix_status_match_expiry", "status", "expires_at"),
+        Index("ix_status_match_member_key", "member_id", "idempotency_key", unique=True),
     )
 
     id: str = Field(primary_key=True, max_length=36)
     member_id: str = Field(foreign_key="member.id", max_length=40)
+    idempotency_key: str | None = Field(
+        default=None,
+        max_length=IDEMPOTENCY_KEY_LENGTH,
+        description="The member's key for the request, if they gave one (unique per member; none for "
+        "requests sent without one, which are not idempotent).",
+    )
+    claimed_tier: str | None = Field(
+        default=None,
+        max_length=TIER_NAME_LENGTH,
+        description="The tier the member said they held at the source, if they said (part of what a key names).",
+    )
     from_program: str = Field(foreign_key="program.id", max_length=64)
     to_program: str = Field(foreign_key="program.id", max_length=64)
     source_ref: str = Field(max_length=128, description="The member's id at the source program.")

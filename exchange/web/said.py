@@ -142,13 +142,15 @@ class Refusal:
     numbers: Mapping[str, int] = dataclasses.field(default_factory=dict)
     """The error's whole-number facts (``PRICE_CHANGED``'s ``expectedPoints`` and ``points``),
     for the page to say in its reader's language."""
+    rule: str | None = None
+    """The error's ``rule`` where it has one (``UNLINK_REFUSED``'s: which rule keeps the account linked)."""
 
     @classmethod
     def of(cls, error: ExchangeError, programs: Mapping[str, Program]) -> Refusal:
         if isinstance(error, PartnerError) and not isinstance(error, PartnerRefusal):
             unanswered: dict[str, object] = {"program": _program_name(error.program_id, programs)}
             return cls(error.code, Said(error.message, PARTNER_UNANSWERED, unanswered), error.field)
-        reason = error.details.get("reason")
+        reason, rule = error.details.get("reason"), error.details.get("rule")
         numbers = {
             name: value
             for name, value in error.details.items()
@@ -160,6 +162,7 @@ class Refusal:
             error.field,
             reason if isinstance(reason, str) else None,
             numbers,
+            rule if isinstance(rule, str) else None,
         )
 
 

@@ -3,6 +3,7 @@ real sandbox partners: what each member and partner may see and do."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from exchange.app import create_app
 from exchange.members.models import LinkedAccount
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.models import Program
+from exchange.sandbox.faults import FaultKind
 from exchange.services.container import load_partners_directory
 from exchange.serving import serving
 from exchange.settings import Settings
@@ -103,6 +105,69 @@ async def test_a_member_previews_and_requests_a_status_match(kit: ExchangeKit, m
     assert codes(foreign) == {("recordStatusMatchActivity",): "NOT_FOUND"}
     own = await kit.data(activity, await kit.partner_token("formosa-air"), id=match["id"])
     assert own["recordStatusMatchActivity"] == {"pointsEarned": 100}
+
+
+KEYED_REQUEST = """mutation($from: ID!, $to: ID!, $claimed: String, $key: String) {
+  requestStatusMatch(fromProgram: $from, toProgram: $to, claimedTier: $claimed, idempotencyKey: $key) {
+  id status tier { name } } }"""
+
+
+async def test_a_status_match_sent_again_with_its_key_returns_the_first_match_asking_no_partner(
+    kit: ExchangeKit, members: dict[str, str], fleet: SandboxFleet
+) -> None:
+    pair = {"from": "harbor-bank", "to": "formosa-air", "claimed": "Platinum Card"}
+    match = (await kit.data(KEYED_REQUEST, members["bob"], **pair, key="match-1"))["requestStatusMatch"]
+    assert (match["status"], match["tier"]) == ("ACTIVE", {"name": "Gold"})
+    # Harbor Bank cannot answer now: a repeat that asked it (or applied the yearly rule) would fail.
+    await fleet["harbor-bank"].admin.set_faults(percent={FaultKind.ERROR: 100})
+    try:
+        again = (await kit.data(KEYED_REQUEST, members["bob"], **pair, key="match-1"))["requestStatusMatch"]
+    finally:
+        await fleet["harbor-bank"].admin.set_faults()
+    assert again == match
+    mine = await kit.data("{ statusMatches { id } }", members["bob"])
+    assert [row["id"] for row in mine["statusMatches"]] == [match["id"]]
+
+
+@pytest.mark.parametrize(
+    "changed", [{"claimed": None}, {"claimed": "Classic"}, {"from": "formosa-air", "to": "harbor-bank"}]
+)
+async def test_a_status_match_key_sent_with_another_request_is_refused_naming_the_key(
+    kit: ExchangeKit, members: dict[str, str], changed: dict[str, str | None]
+) -> None:
+    pair = {"from": "harbor-bank", "to": "formosa-air", "claimed": "Platinum Card"}
+    match = (await kit.data(KEYED_REQUEST, members["bob"], **pair, key="match-1"))["requestStatusMatch"]
+    refused = (await kit.graphql(KEYED_REQUEST, members["bob"], **{**pair, **changed}, key="match-1")).json()
+    assert codes(refused) == {("requestStatusMatch",): "IDEMPOTENCY_CONFLICT"}
+    assert refused["errors"][0]["extensions"]["field"] == "idempotencyKey"
+    mine = await kit.data("{ statusMatches { id } }", members["bob"])
+    assert [row["id"] for row in mine["statusMatches"]] == [match["id"]]
+
+
+async def test_a_status_match_key_is_held_to_the_key_rule_and_is_the_members_own(
+    kit: ExchangeKit, members: dict[str, str]
+) -> None:
+    spaced = (
+        await kit.graphql(KEYED_REQUEST, members["bob"], **{"from": "harbor-bank", "to": "formosa-air"}, key="k1 ")
+    ).json()
+    assert codes(spaced) == {("requestStatusMatch",): "BAD_USER_INPUT"}
+    assert spaced["errors"][0]["extensions"]["field"] == "idempotencyKey"
+    # Another member's key is theirs alone: alice's request under bob's key is hers, and refused on its own terms.
+    await kit.data(KEYED_REQUEST, members["bob"], **{"from": "harbor-bank", "to": "formosa-air"}, key="shared")
+    hers = (
+        await kit.graphql(KEYED_REQUEST, members["alice"], **{"from": "wallet-pay", "to": "formosa-air"}, key="shared")
+    ).json()
+    assert codes(hers) == {("requestStatusMatch",): "BAD_USER_INPUT"}, "alice has no formosa-air account"
+
+
+async def test_status_match_requests_sent_together_with_one_key_make_one_match(
+    kit: ExchangeKit, members: dict[str, str]
+) -> None:
+    pair = {"from": "harbor-bank", "to": "formosa-air"}
+    answers = await asyncio.gather(*(kit.data(KEYED_REQUEST, members["bob"], **pair, key="twice") for _ in range(3)))
+    assert len({answer["requestStatusMatch"]["id"] for answer in answers}) == 1
+    mine = await kit.data("{ statusMatches { id } }", members["bob"])
+    assert len(mine["statusMatches"]) == 1
 
 
 async def test_challenge_progress_stops_at_its_counters_limit_instead_of_overflowing(

@@ -3,6 +3,7 @@ expiry and the target partner told, and pushes and reverts whose outcome was unk
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -17,8 +18,9 @@ from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.contract import MemberAccount
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.db.database import Database
-from exchange.errors import NotFound
+from exchange.errors import IdempotencyConflict, NotFound
 from exchange.loading import load_directory
+from exchange.members.service import AccountNotLinked
 from exchange.programs import service as programs
 from exchange.programs.declarations import PartnersDirectory
 from exchange.sagas.engine import SagaPolicy
@@ -32,7 +34,9 @@ from exchange.tiers.matching import StatusMatching
 from exchange.tiers.models import MatchStatus, StatusMatch
 from exchange.tiers.policy import Outcome
 from exchange.tiers.saga import MatchSaga
+from exchange.unlinking import service as unlinking
 from tests.factories import member_with_accounts
+from tests.integration.locks import waiting_on_a_lock
 
 
 class SettableClock(Protocol):
@@ -165,6 +169,40 @@ async def test_one_match_per_target_program_per_twelve_months(world: World) -> N
     assert refused.value.details["possibleAt"] == first.created_at.replace(year=first.created_at.year + 1).isoformat()
     preview = await world.matching.preview(world.member, "harbor-bank", "formosa-air")
     assert preview.possible_at == first.created_at.replace(year=first.created_at.year + 1)
+
+
+async def test_a_keyed_match_sent_again_returns_the_first_as_it_stands_on_either_store(any_db_world: World) -> None:
+    """A key's match is found again on SQLite as on PostgreSQL, even once it moved on (here:
+    expired), and another request under the key is refused; the keyless rule stands beside it."""
+    world = any_db_world
+    first = await world.matching.request(world.member, "harbor-bank", "formosa-air", idempotency_key="m-1")
+    world.advance(timedelta(days=91))
+    await MatchExpiry(world.matching.saga).run_once()
+    again = await world.matching.request(world.member, "harbor-bank", "formosa-air", idempotency_key="m-1")
+    assert (again.id, again.status) == (first.id, MatchStatus.EXPIRED)
+    with pytest.raises(IdempotencyConflict) as conflict:
+        await world.matching.request(
+            world.member, "harbor-bank", "formosa-air", claimed_tier="Platinum Card", idempotency_key="m-1"
+        )
+    assert conflict.value.field == "idempotencyKey"
+    with pytest.raises(MatchTooSoon):
+        await world.matching.request(world.member, "harbor-bank", "formosa-air")
+    assert [match.id for match in await world.matches()] == [first.id]
+
+
+async def test_a_match_into_an_account_unlinked_while_it_was_assessed_is_refused(world: World) -> None:
+    """The unlink holds carol's airline account, deleted but not committed, when the request
+    (assessed already: the partners asked) comes to record: it waits on the account's lock, and
+    then finds it gone."""
+    async with world.db.transaction() as session:
+        await unlinking.unlink(session, world.member, "formosa-air", "carol", world.clock.now(), signed_in_through=())
+        requesting = asyncio.create_task(world.matching.request(world.member, "harbor-bank", "formosa-air"))
+        await waiting_on_a_lock(world.db)
+    with pytest.raises(AccountNotLinked) as refused:
+        await requesting
+    assert refused.value.field == "toProgram"
+    assert await world.matches() == []
+    assert (await world.airline_account()).tier == "Base", "nothing pushed"
 
 
 async def test_a_program_that_grants_no_matches_refuses_with_the_reason(world: World) -> None:

@@ -86,6 +86,11 @@ EXPECTED: dict[str, str] = {
     },
     # The federated view and linking accounts: the member alone.
     "Mutation.linkAccount": "member",
+    "Mutation.unlinkAccount": "member",
+    **{
+        f"UnlinkedAccount.{name}": "member:own"
+        for name in ("program", "memberRef", "linkedAt", "unlinkedAt", "alreadyUnlinked")
+    },
     # Consents to debit a program's points: the member alone.
     "Mutation.authorizeDebit": "member",
     **{f"DebitConsent.{name}": "member:own" for name in ("id", "program", "points", "expiresAt")},

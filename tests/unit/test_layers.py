@@ -162,6 +162,7 @@ def test_the_layers_name_every_package() -> None:
         "sagas",
         "settlement",
         "tiers",
+        "unlinking",
         "webhooks",
     }
     assert set(graph) - known == domain

@@ -253,6 +253,7 @@ def test_no_page_of_the_consoles_or_the_portal_has_an_accessibility_violation(
         go(page, "/portal/sign-in")
         context.add_cookies(member.cookies)  # type: ignore[arg-type]
         go(page, "/portal/")
+        go(page, "/portal/accounts/{program_id}/unlink", f"/portal/accounts/{PARTNER}/unlink")
         go(page, "/portal/convert")
         audit.refused(page, "/portal/convert", {"#points": "many"})
         go(page, "/portal/convert/quotes/{quote_id}", member.quote)

@@ -376,3 +376,45 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         assert page.evaluate("window.__cspViolations") == []
     finally:
         context.close()
+
+
+@pytest.mark.parametrize(
+    ("language", "viewport", "unlinked"),
+    [
+        ("en", DESKTOP, "The account is unlinked. Your history through it stays; you can link it again at any time."),
+        ("zh-TW", PHONE, "帳戶已取消連結。透過此帳戶的紀錄仍會保留；您隨時可以再次連結。"),
+    ],
+    ids=["en-desktop", "zh-TW-phone"],
+)
+def test_a_member_unlinks_an_account_from_its_card_after_confirming(
+    browser: Browser,
+    portal_gateway: PortalGateway,
+    screenshot: Screenshot,
+    language: str,
+    viewport: dict[str, int],
+    unlinked: str,
+) -> None:
+    english = open_context(browser, portal_gateway.gateway, viewport=viewport)
+    try:
+        member_with_two_programs(portal_gateway, english.new_page())
+        cookies = english.cookies()
+    finally:
+        english.close()
+    context = open_context(browser, portal_gateway.gateway, locale=language, viewport=viewport)
+    context.add_cookies(cookies)  # type: ignore[arg-type]
+    try:
+        page = context.new_page()
+        page.goto("/portal/")
+        expect(page.locator("#unlink-fresh-mart")).to_have_count(0)  # signed in with it: it stays
+        page.locator("#unlink-formosa-air").click()
+        expect(page).to_have_url(re.compile(r"/portal/accounts/formosa-air/unlink$"))
+        screenshot(page, "unlink-confirm")
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        page.locator("#unlink-confirm").press("Enter")
+        expect(page).to_have_url(re.compile(r"/portal/\?notice=unlinked$"))
+        expect(page.get_by_role("status")).to_have_text(unlinked)
+        expect(page.locator("#account-formosa-air")).to_have_count(0)
+        expect(page.locator("#account-fresh-mart")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    finally:
+        context.close()

@@ -4,6 +4,7 @@ both tiers live, the request pushes the tier to the target partner."""
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -130,6 +131,27 @@ def test_a_match_requested_twice_or_previewed_while_in_progress_says_when_the_ne
     for page in (html.unescape(again.text), html.unescape(preview.text)):
         assert page.split('id="too-soon">')[1].startswith(too_soon)
         assert 'id="request-match"' not in page and 'id="matched-tier"' not in page
+
+
+def test_the_request_form_sent_twice_requests_once_and_answers_both_times_with_the_match(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """The form as the preview renders it (its key made for that rendering): a double click
+    sends it twice, and the second answer is the first's, not a refusal as too soon."""
+    gold_shopper_linked_at_wallet_pay(portal_gateway, client)
+    preview = client.get("/portal/status-match", params={"from_program": "fresh-mart", "to_program": "wallet-pay"})
+    request_form = preview.text.split('<form method="post" action="/portal/status-match">')[1].split("</form>")[0]
+    form = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', request_form))
+    assert set(form) == {"csrf_token", "from_program", "to_program", "claimed_tier", "idempotency_key"}
+    answers = [client.post("/portal/status-match", data=form) for _ in range(2)]
+    assert [(answer.status_code, answer.headers["location"]) for answer in answers] == [
+        (303, "/portal/status-match?notice=requested")
+    ] * 2
+    listed = client.get("/portal/status-match").text
+    assert listed.count("<td>Wallet Pay Points</td>") == 1
+    # Rendered again, the preview offers no second request: one match a year.
+    again = client.get("/portal/status-match", params={"from_program": "fresh-mart", "to_program": "wallet-pay"})
+    assert 'id="too-soon"' in again.text
 
 
 def gold_shopper_linked_at_wallet_pay(portal_gateway: PortalGateway, client: httpx.Client) -> str:

@@ -1,4 +1,4 @@
-"""Linking a member's accounts at partners (the federated view itself hangs off ``Member``)."""
+"""Linking and unlinking a member's accounts at partners (the federated view itself hangs off ``Member``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from strawberry.types import Info
 from exchange.api.context import Context
 from exchange.api.inputs import Text
 from exchange.api.permissions import authorize, requires
-from exchange.api.types.members import LinkedAccount
+from exchange.api.types.members import LinkedAccount, UnlinkedAccount
 from exchange.auth.scopes import Scope
 from exchange.members.models import MEMBER_REF_MAX_LENGTH
 from exchange.members.validation import NAME_MAX_LENGTH
@@ -62,3 +62,32 @@ class AccountMutations:
             info.context.caller(), str(program_id), member_ref, verification, name=name
         )
         return LinkedAccount.from_row(row)
+
+    @strawberry.mutation(
+        description="Unlink your account `memberRef` at a program. The link goes; your conversions, "
+        "redemptions, status matches and their ledger entries stay, and the account no longer shows in "
+        "`me.accounts` (at once: no cached balance outlives it). Link it again with `linkAccount` (its "
+        "partner checks it anew). Unlinking it again answers with the first unlink (`alreadyUnlinked`). "
+        "An account that is not yours is `NOT_FOUND`. Refused with `UNLINK_REFUSED` (nothing changed; "
+        "`extensions.rule`): `SAGA_IN_PROGRESS` while a conversion, redemption or status match through it "
+        "is unfinished (`extensions.saga`, `extensions.sagaId`), `SIGNED_IN_THROUGH` for the program that "
+        "asserted your token, `COALITION_ACCOUNT` for the coalition point's account. Partner tokens cannot "
+        "unlink.",
+        extensions=[authorize(requires(Scope.MEMBER_WRITE))],
+    )
+    async def unlink_account(
+        self,
+        info: Info[Context, None],
+        program_id: Annotated[strawberry.ID, strawberry.argument(description="The program (`Program.id`).")],
+        member_ref: Annotated[
+            str,
+            Text(MEMBER_REF_MAX_LENGTH),
+            strawberry.argument(
+                description="Your id at the program, as linked: a retry unlinks only the account it named."
+            ),
+        ],
+    ) -> UnlinkedAccount | None:
+        unlinked = await info.context.services.members.unlink_account(
+            info.context.caller(), str(program_id), member_ref
+        )
+        return UnlinkedAccount.of(unlinked)

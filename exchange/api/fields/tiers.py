@@ -8,7 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
-from exchange.api.inputs import Text
+from exchange.api.inputs import OptionalIdempotencyKey, Text
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.tiers import StatusMatch, StatusMatchPreview
 from exchange.auth.scopes import Scope
@@ -59,7 +59,11 @@ class TierMutations:
         "verified live with its partner (`claimedTier`, if given, must not be above it: "
         "`TIER_NOT_VERIFIED`), the target's policy applied (`MATCH_NOT_GRANTED`), and the tier "
         "pushed to the target partner until the match expires. One match per member per target "
-        "program per 12 months (`MATCH_TOO_SOON`, with `extensions.possibleAt`).",
+        "program per 12 months (`MATCH_TOO_SOON`, with `extensions.possibleAt`). Give an `idempotencyKey` "
+        "to make a retry safe: the same key with the same `fromProgram`, `toProgram` and `claimedTier` "
+        "returns the match the first request made, as it stands now (no partner asked again); the same key "
+        "with another request is `IDEMPOTENCY_CONFLICT` (`extensions.field` idempotencyKey). Without a key, "
+        "a request sent twice is refused the second time (`MATCH_TOO_SOON`).",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def request_status_match(
@@ -75,9 +79,13 @@ class TierMutations:
                 "Null: claim none."
             ),
         ] = None,
+        idempotency_key: Annotated[
+            OptionalIdempotencyKey,
+            strawberry.argument(description="Names this request, so that sending it again returns its match."),
+        ] = None,
     ) -> StatusMatch | None:
         row = await info.context.services.matches.request(
-            info.context.caller(), str(from_program), str(to_program), claimed_tier
+            info.context.caller(), str(from_program), str(to_program), claimed_tier, key=idempotency_key
         )
         return StatusMatch.from_row(row)
 

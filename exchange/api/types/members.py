@@ -31,6 +31,7 @@ from exchange.members.models import ActivityMarkers
 from exchange.members.models import LinkedAccount as LinkedAccountRow
 from exchange.members.models import LinkMethod as LinkMethodValue
 from exchange.services.members import MemberView
+from exchange.unlinking.service import Unlinked
 
 if TYPE_CHECKING:
     from exchange.api.types.accounts import Account
@@ -86,6 +87,42 @@ class LinkedAccount:
             linked_at=row.linked_at,
             established_by=LinkMethod(row.established_by),
             program_id=row.program_id,
+        )
+
+
+@authorize_fields(own_member(source("member_id")))
+@strawberry.type(
+    description="An account you unlinked: the link as it stood and when it ended. Your conversions, "
+    "redemptions and status matches through it, and the ledger's entries, stay as they were."
+)
+class UnlinkedAccount:
+    member_ref: str = strawberry.field(description="Your id at the program's partner.")
+    linked_at: datetime = strawberry.field(description="When the account had been linked.")
+    unlinked_at: datetime = strawberry.field(description="When it was unlinked.")
+    already_unlinked: bool = strawberry.field(
+        description="True when the account was unlinked before this request (a repeat changes nothing)."
+    )
+    member_id: strawberry.Private[str]
+    program_id: strawberry.Private[str]
+
+    @strawberry.field(description="The program the account is at.")
+    async def program(
+        self, info: Info[Context, None]
+    ) -> Annotated[Program, strawberry.lazy("exchange.api.types.programs")]:
+        from exchange.api.types.programs import Program
+
+        return Program.from_row(await info.context.loaders.programs.load(self.program_id))
+
+    @classmethod
+    def of(cls, unlinked: Unlinked) -> UnlinkedAccount:
+        record = unlinked.record
+        return cls(
+            member_ref=record.member_ref,
+            linked_at=record.linked_at,
+            unlinked_at=record.unlinked_at,
+            already_unlinked=unlinked.already,
+            member_id=record.member_id,
+            program_id=record.program_id,
         )
 
 

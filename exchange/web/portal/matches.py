@@ -1,10 +1,16 @@
 """Status matches: preview what a match from one program into another would give now (both
 tiers read live), request it, and see the member's matches. Within 12 months of a match into
 the target (one a year, whatever became of it) the preview says when the next is possible
-instead of offering one the request would refuse; a request refused so (sent twice, say)
-shows that preview."""
+instead of offering one the request would refuse; a request refused so shows that preview.
+
+The request form carries an idempotency key made for each rendering: the same form sent twice
+(a double click, a reload that resends) requests once, and the second answer is the first's.
+A form without one (a page rendered before forms carried it) is refused the second time as
+too soon, as before."""
 
 from __future__ import annotations
+
+import secrets
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -65,6 +71,7 @@ class StatusMatchPages:
                 entered["from_program"],
                 entered["to_program"],
                 form_text(form, "claimed_tier") or None,
+                key=form_text(form, "idempotency_key") or None,
             )
         except MatchTooSoon as problem:
             # A request sent twice (a double click) meets the match its first made: the page
@@ -115,6 +122,7 @@ class StatusMatchPages:
                 "problem": Refusal.of(problem, catalog.programs) if problem else None,
                 "notice": notice,
                 "matches": await self.services.matches.matches(caller, first=MATCHES_SHOWN),
+                "idempotency_key": secrets.token_urlsafe(24),
             },
             status_code=status_code,
             # A request refused after its POST: switching language shows the pair again (previewed).
