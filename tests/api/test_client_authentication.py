@@ -276,12 +276,10 @@ async def test_an_unknown_client_is_refused_as_a_wrong_secret_is(
 
 
 @pytest.mark.parametrize("path", ["/oauth/token", "/oauth/introspect", "/oauth/revoke"])
-async def test_a_parameter_sent_twice_or_in_the_url_is_invalid_request(
-    kit: ExchangeKit, path: str
-) -> None:
-    """RFC 6749 §3.2: no parameter is sent twice. A parameter in the address and the body is
-    sent twice as well: a proxy reading the address would see another request than the
-    exchange, which reads the body. Either way the request is refused as a whole."""
+async def test_a_parameter_sent_twice_or_in_the_url_is_invalid_request(kit: ExchangeKit, path: str) -> None:
+    """RFC 6749 §3.2: no parameter is sent twice, and the parameters go in the body. One in
+    the address would be ignored (the exchange reads the body), and a proxy reading the address
+    would see another request than the exchange. Either way the request is refused as a whole."""
     partner = await kit.partner("wallet-pay")
     auth = (partner.client.client_id, partner.client_secret)
     token = await kit.client_token(partner)
