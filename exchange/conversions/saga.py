@@ -443,9 +443,10 @@ def _from_quote(dialect: str) -> dialects.Insert:
             quote.c.expires_at > bindparam("now", type_=quote.c.expires_at.type),
             quote.c.usages.is_not(None),
         )
-        # The member's accounts are read under a share lock, so an unlink of either waits for
-        # this unit of work and then sees the conversion (exchange.unlinking).
-        .with_for_update(read=True, of=[source, target])
+        # The member's accounts are read under a key-share lock (the weakest that a delete
+        # waits for), so an unlink of either waits for this unit of work and then sees the
+        # conversion (exchange.unlinking).
+        .with_for_update(read=True, key_share=True, of=[source, target])
     )
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(CONVERSIONS)
     return claiming(insert.from_select(list(values), rows))

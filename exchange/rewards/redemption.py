@@ -299,14 +299,16 @@ class RedemptionSaga(Saga[Redemption]):
     # -- step 1: record -----------------------------------------------------------------
 
     async def _paying_ref(self, session: AsyncSession, member_id: str, pay_with: str, *, lock: bool = False) -> str:
-        """The member's id at the paying program; ``lock``: read under a share lock, so that an
-        unlink of the account waits for the unit of work recording the redemption and then sees
+        """The member's id at the paying program; ``lock``: read under a key-share lock (the
+        weakest that a delete waits for), so that an unlink of the account waits for the unit of work recording the redemption and then sees
         it (:mod:`exchange.unlinking`)."""
         await programs.get_program(session, pay_with, field="payWith")
         statement = select(LinkedAccount).where(
             LinkedAccount.member_id == member_id, LinkedAccount.program_id == pay_with
         )
-        account = (await session.exec(statement.with_for_update(read=True) if lock else statement)).first()
+        account = (
+            await session.exec(statement.with_for_update(read=True, key_share=True) if lock else statement)
+        ).first()
         if account is None:
             raise members.AccountNotLinked(pay_with, "payWith")
         return account.member_ref
