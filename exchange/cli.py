@@ -810,30 +810,33 @@ def settle_breaks(partner: str, unresolved: bool, period: str) -> None:
     --break` takes."""
     from exchange.settlement.reconciliation import break_difference
 
-    async def breaks(services: Services) -> tuple[str, list[BreakView]]:
+    async def breaks(services: Services) -> int:
+        """Print the breaks a page at a time, as they are read (a month's may be many
+        thousands); how many were printed."""
         current = await services.settlement.reconciliation(partner, period)
-        found: list[BreakView] = []
-        while page := await services.settlement.breaks(
-            current.reconciliation, unresolved_only=unresolved, after=found[-1].row.id if found else None
-        ):
-            found += page
-        return current.currency.code, found
+        code = current.currency.code
+        click.echo(
+            f"{'break':>8} {'kind':<20} {'line':>6} {f'partner ({code})':>14} {f'ledger ({code})':>14} "
+            f"{f'difference ({code})':>17} {'resolution':<14} reference"
+        )
+        printed, after = 0, None
+        while page := await services.settlement.breaks(current.reconciliation, unresolved_only=unresolved, after=after):
+            for view in page:
+                click.echo(break_line(view))
+            printed, after = printed + len(page), page[-1].row.id
+        return printed
 
-    code, views = with_services(breaks)
-    click.echo(
-        f"{'break':>8} {'kind':<20} {'line':>6} {f'partner ({code})':>14} {f'ledger ({code})':>14} "
-        f"{f'difference ({code})':>17} {'resolution':<14} reference"
-    )
-    for view in views:
+    def break_line(view: BreakView) -> str:
         row, money = view.row, view.currency.from_minor
         amounts = ["" if amount is None else str(money(amount)) for amount in (row.partner_amount, row.ledger_amount)]
         difference = str(money(break_difference(row)))
         resolution = view.resolution.resolution if view.resolution else "-"
-        click.echo(
+        return (
             f"{row.id:>8} {row.kind:<20} {row.line or '':>6} {amounts[0]:>14} {amounts[1]:>14} {difference:>17} "
             f"{resolution:<14} {row.reference}"
         )
-    click.echo(counted(len(views), "break"))
+
+    click.echo(counted(with_services(breaks), "break"))
 
 
 def _actor(value: str | None) -> str:

@@ -1,13 +1,20 @@
 """Rows of one query, grouped by their parent: how a batch (each program's tiers, each
-member's linked accounts) comes back from the single query that read them all."""
+member's linked accounts) comes back from the single query that read them all; and the
+query that reads each parent's first page of children at once."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
-from typing import TypeVar
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from sqlalchemy import CompoundSelect, Select, select, union_all
 
 Row = TypeVar("Row")
 Key = TypeVar("Key", bound=Hashable)
+
+#: How many parents' pages one statement of :func:`page_per_parent` unites: SQLite compounds
+#: at most 500 SELECTs.
+PAGES_PER_STATEMENT = 500
 
 
 def grouped(rows: Iterable[Row], key: Callable[[Row], Key]) -> dict[Key, list[Row]]:
@@ -17,3 +24,15 @@ def grouped(rows: Iterable[Row], key: Callable[[Row], Key]) -> dict[Key, list[Ro
     for row in rows:
         groups.setdefault(key(row), []).append(row)
     return groups
+
+
+def page_per_parent(parents: Collection[Key], page: Callable[[Key], Select[Any]]) -> Iterator[CompoundSelect[Any]]:
+    """Each of ``parents``' page of children (``page(parent)``, a limited, ordered query of one
+    parent's rows), :data:`PAGES_PER_STATEMENT` parents at a time, as one ``UNION ALL`` each:
+    every parent's part reads its own first rows by index and stops at its limit, where a
+    window numbering every parent's rows would read (and sort) all of them to keep a page."""
+    ordered = list(dict.fromkeys(parents))
+    for start in range(0, len(ordered), PAGES_PER_STATEMENT):
+        # Each part as a subquery: SQLite takes no ORDER BY or LIMIT on a compound's own parts.
+        parts = [page(parent).subquery() for parent in ordered[start : start + PAGES_PER_STATEMENT]]
+        yield union_all(*(select(part) for part in parts))

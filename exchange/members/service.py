@@ -12,15 +12,16 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Table, bindparam, delete, func, insert, literal
+from sqlalchemy import Table, bindparam, delete, insert, literal
 from sqlalchemy import select as select_columns  # sqlmodel's select() is typed for up to four columns
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from exchange.connectors.contract import MEMBER_REF_PATTERN
 from exchange.db import dialects
-from exchange.db.grouping import grouped
+from exchange.db.grouping import grouped, page_per_parent
 from exchange.db.types import UTCDateTime
 from exchange.errors import BadUserInput, Forbidden, NotFound
 from exchange.members.models import (
@@ -194,23 +195,23 @@ async def accounts_at_programs(
     session: AsyncSession, program_ids: Iterable[str], *, first: int, after: str | None = None
 ) -> dict[str, list[LinkedAccount]]:
     """Each program's linked accounts by ``member_ref``, ``first`` of them after ``after``, in
-    one query (a window per program)."""
+    one query (each program's page read by index up to its limit: a program's members are
+    many, a page few)."""
     if not 1 <= first <= 500:
         raise BadUserInput("first must be between 1 and 500", field="first")
-    statement = select(
-        LinkedAccount,
-        func.row_number()
-        .over(partition_by=col(LinkedAccount.program_id), order_by=col(LinkedAccount.member_ref))
-        .label("rank"),
-    ).where(col(LinkedAccount.program_id).in_(list(program_ids)))
-    if after is not None:
-        statement = statement.where(col(LinkedAccount.member_ref) > after)
-    ranked = statement.subquery()
-    account = aliased(LinkedAccount, ranked)
-    rows = await session.exec(
-        select(account).where(ranked.c.rank <= first).order_by(ranked.c.program_id, ranked.c.member_ref)
-    )
-    return grouped(rows, lambda account: account.program_id)
+
+    def page(program_id: str) -> SelectOfScalar[LinkedAccount]:
+        statement = select(LinkedAccount).where(col(LinkedAccount.program_id) == program_id)
+        if after is not None:
+            statement = statement.where(col(LinkedAccount.member_ref) > after)
+        return statement.order_by(col(LinkedAccount.member_ref)).limit(first)
+
+    found: list[LinkedAccount] = []
+    for pages in page_per_parent(list(program_ids), page):
+        united = pages.subquery()
+        account = aliased(LinkedAccount, united)
+        found.extend(await session.exec(select(account).order_by(united.c.program_id, united.c.member_ref)))
+    return grouped(found, lambda account: account.program_id)
 
 
 class AccountLinkedElsewhere(BadUserInput):

@@ -98,6 +98,8 @@ class Redemption(SagaState, table=True):
         UniqueConstraint("member_id", "idempotency_key"),
         Index("ix_redemption_due", "status", "next_attempt_at"),
         Index("ix_redemption_delivery", "status", "deliver_by"),
+        # A publisher's redemptions to confirm, the most urgent first (``awaiting_delivery``).
+        Index("ix_redemption_to_confirm", "publisher", "kind", "status", "deliver_by", "id"),
         Index("ix_redemption_member_created", "member_id", "created_at"),
         Index("ix_redemption_account_created", "paying_program", "paying_ref", "created_at"),
         Index("ix_redemption_reward", "reward_id"),

@@ -200,6 +200,7 @@ async def resolve_break(
         transaction_id = posted.id
     resolution = BreakResolution(
         break_id=request.break_id,
+        reconciliation_id=reconciliation.id,
         resolution=request.resolution.value,
         reason=reason,
         resolved_by=request.actor,
@@ -217,6 +218,7 @@ BREAKS: Table = ReconciliationBreak.__table__  # type: ignore[attr-defined]
 RESOLUTIONS: Table = BreakResolution.__table__  # type: ignore[attr-defined]
 RESOLUTION_COLUMNS = (
     "break_id",
+    "reconciliation_id",
     "resolution",
     "reason",
     "resolved_by",
@@ -385,9 +387,10 @@ async def _accept(session: AsyncSession, selected: ColumnElement[bool], reason: 
     """Accept the ledger's figure for every selected break: one statement."""
     await session.exec(
         insert(RESOLUTIONS).from_select(
-            RESOLUTION_COLUMNS[:5],
+            RESOLUTION_COLUMNS[:6],
             core_select(
                 BREAKS.c.id,
+                BREAKS.c.reconciliation_id,
                 literal(Resolution.ACCEPT_LEDGER.value, RESOLUTIONS.c.resolution.type),
                 literal(reason, RESOLUTIONS.c.reason.type),
                 literal(actor, RESOLUTIONS.c.resolved_by.type),
@@ -455,7 +458,17 @@ async def _adjust(
             [adjustment_request(chart, break_id, partner, other, amount, now) for break_id, amount, other in batch],
         )
     resolutions: list[tuple[Any, ...]] = [
-        (break_id, Resolution.ADJUST.value, reason, request.actor, now, amount, other, adjustment_id(break_id))
+        (
+            break_id,
+            reconciliation.id,
+            Resolution.ADJUST.value,
+            reason,
+            request.actor,
+            now,
+            amount,
+            other,
+            adjustment_id(break_id),
+        )
         for break_id, amount, other in adjustments
     ]
     await bulk_insert(session, RESOLUTIONS, RESOLUTION_COLUMNS, resolutions)
@@ -524,8 +537,8 @@ async def resolution_trail(
     statement = (
         select(ReconciliationBreak, BreakResolution)
         .join(BreakResolution, col(BreakResolution.break_id) == col(ReconciliationBreak.id))
-        .where(ReconciliationBreak.reconciliation_id == reconciliation_id)
-        .order_by(col(BreakResolution.resolved_at).desc(), col(ReconciliationBreak.id).desc())
+        .where(BreakResolution.reconciliation_id == reconciliation_id)
+        .order_by(col(BreakResolution.resolved_at).desc(), col(BreakResolution.break_id).desc())
         .limit(first)
     )
     return list((await session.exec(statement)).all())

@@ -125,10 +125,14 @@ class BreakResolution(SQLModel, table=True):
     """How settlement staff resolved a break: who, when, why, and any adjustment posted."""
 
     __tablename__ = "break_resolution"
+    __table_args__ = (Index("ix_break_resolution_trail", "reconciliation_id", "resolved_at", "break_id"),)
 
     break_id: int = Field(
         sa_column=Column(BigInteger, ForeignKey("reconciliation_break.id"), primary_key=True, autoincrement=False)
     )
+    reconciliation_id: str = Field(foreign_key="reconciliation.id", max_length=36)
+    """The break's reconciliation, kept with its resolution so that a reconciliation's latest
+    resolutions (its trail) are read by index, not found by joining every one of its breaks."""
     resolution: str = Field(max_length=15)
     reason: str = Field(max_length=REASON_LENGTH)
     resolved_by: str = Field(max_length=100)

@@ -9,16 +9,16 @@ program receives that program's events only; one without (a staff tool's) receiv
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, CompoundSelect, func, union_all, update
+from sqlalchemy import ColumnElement, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from exchange.db.grouping import grouped
+from exchange.db.grouping import grouped, page_per_parent
 from exchange.errors import BadUserInput
 from exchange.programs import service as programs
 from exchange.text import shown_text_problem
@@ -37,8 +37,6 @@ from exchange.webhooks.urls import check_url
 
 #: Most deliveries one replay may queue again.
 REPLAY_LIMIT = 10_000
-#: Subscriptions whose logs one statement reads: SQLite compounds at most 500 SELECTs.
-LOGS_PER_STATEMENT = 500
 #: A delivery log's order.
 NEWEST_ATTEMPT_FIRST = (col(WebhookAttempt.attempted_at).desc(), col(WebhookAttempt.id).desc())
 
@@ -263,8 +261,8 @@ async def deliveries_of(
 ) -> dict[str, list[DeliveryView]]:
     """Each of ``subscription_ids``' latest ``first`` deliveries (only those in ``status``, if
     given), newest event first, with their events; a subscription the tenant does not see live
-    has none. One statement per :data:`LOGS_PER_STATEMENT` subscriptions: a list of them costs
-    what one does (:func:`_latest_per_subscription`)."""
+    has none. One statement per :data:`~exchange.db.grouping.PAGES_PER_STATEMENT` subscriptions:
+    a list of them costs what one does (:func:`~exchange.db.grouping.page_per_parent`)."""
 
     def latest(subscription_id: str) -> SelectOfScalar[int | None]:
         query = select(col(WebhookDelivery.id)).where(WebhookDelivery.subscription_id == subscription_id)
@@ -273,7 +271,7 @@ async def deliveries_of(
         return query.order_by(col(WebhookDelivery.sequence).desc()).limit(first)
 
     found: list[DeliveryView] = []
-    for chosen in _latest_per_subscription(subscription_ids, latest):
+    for chosen in page_per_parent(subscription_ids, latest):
         rows = await session.exec(
             select(WebhookDelivery, WebhookEvent)
             .join(WebhookEvent, col(WebhookEvent.sequence) == WebhookDelivery.sequence)
@@ -308,7 +306,7 @@ async def attempts_of(
         )
 
     found: list[WebhookAttempt] = []
-    for chosen in _latest_per_subscription(subscription_ids, latest):
+    for chosen in page_per_parent(subscription_ids, latest):
         rows = await session.exec(
             select(WebhookAttempt)
             .join(WebhookSubscription, col(WebhookSubscription.id) == WebhookAttempt.subscription_id)
@@ -317,20 +315,6 @@ async def attempts_of(
         )
         found.extend(rows)
     return grouped(found, lambda attempt: attempt.subscription_id)
-
-
-def _latest_per_subscription(
-    subscription_ids: Collection[str], latest: Callable[[str], SelectOfScalar[int | None]]
-) -> Iterator[CompoundSelect[tuple[int | None]]]:
-    """The ids of each subscription's latest log rows (``latest(id)``, a limited query per
-    subscription), for :data:`LOGS_PER_STATEMENT` subscriptions at a time, as one ``UNION ALL``
-    each: every subscription's part reads its own latest rows by index and stops at its limit
-    (a window numbering every subscription's rows would read and sort its whole log)."""
-    ordered = list(dict.fromkeys(subscription_ids))
-    for start in range(0, len(ordered), LOGS_PER_STATEMENT):
-        # Each part as a subquery: SQLite takes no ORDER BY or LIMIT on a compound's own parts.
-        parts = [latest(subscription_id).subquery() for subscription_id in ordered[start : start + LOGS_PER_STATEMENT]]
-        yield union_all(*(select(part.c.id) for part in parts))
 
 
 def _seen_live_by(tenant: str | None) -> list[ColumnElement[bool]]:

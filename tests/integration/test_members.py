@@ -14,6 +14,7 @@ from exchange.members.models import LinkedAccount, Member
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.service import load_partners
 from tests.conftest import SAMPLE_PARTNERS
+from tests.reads import rows_read
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
@@ -107,3 +108,33 @@ async def test_concurrent_first_assertions_for_one_account_make_one_member(pg_db
         assert (await session.exec(select(func.count()).select_from(Member))).one() == 1
         # The account at wallet-pay, and the member's own at the coalition point.
         assert (await session.exec(select(func.count()).select_from(LinkedAccount))).one() == 2
+
+
+@pytest.mark.postgres_only
+async def test_a_page_of_a_programs_accounts_reads_that_page_not_every_account(pg_db: Database) -> None:
+    async with pg_db.transaction() as session:
+        await load_partners(session, read_partners_directory(SAMPLE_PARTNERS), NOW)
+        session.add_all(Member(id=f"mbr_{number:04}", created_at=NOW) for number in range(1000))
+        await session.flush()  # the accounts' members first
+        session.add_all(
+            LinkedAccount(
+                member_id=f"mbr_{number:04}",
+                program_id=program,
+                member_ref=f"ref{number:04}",
+                linked_at=NOW,
+                established_by="assertion",
+            )
+            for number in range(1000)
+            for program in ("fresh-mart", "wallet-pay")
+            if program == "fresh-mart" or number % 100 == 0
+        )
+    async with pg_db.transaction() as session:
+        pages, read = await rows_read(
+            session,
+            ["linked_account"],
+            lambda: members.accounts_at_programs(session, ["fresh-mart", "wallet-pay"], first=20, after="ref0100"),
+        )
+    assert [a.member_ref for a in pages["fresh-mart"]] == [f"ref{number:04}" for number in range(101, 121)]
+    assert [a.member_ref for a in pages["wallet-pay"]] == [f"ref{number:04}" for number in range(200, 1000, 100)]
+    # Each program's page, read by index up to its end: not the 900 fresh-mart accounts after it.
+    assert read == {"linked_account": 20 + 8}

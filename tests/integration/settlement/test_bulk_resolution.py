@@ -13,11 +13,12 @@ from exchange.ledger.models import LedgerTransaction
 from exchange.ledger.verify import verify_ledger
 from exchange.services.settlement import SettlementService
 from exchange.settlement.break_kinds import BreakKind, Resolution
-from exchange.settlement.breaks import BreakSelection, BulkResolveRequest, ResolveRequest
+from exchange.settlement.breaks import BreakSelection, BulkResolveRequest, ResolveRequest, resolution_trail
 from exchange.settlement.errors import BadAdjustment, PartnerSignedOff
 from exchange.settlement.models import BreakResolution, Reconciliation
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import close, conversion, post, redemption
+from tests.reads import rows_read
 
 FILE = """reference,amount,counterparty,date
 conversion:c1,-99.00,,2026-11-20
@@ -204,3 +205,36 @@ async def test_many_thousand_breaks_resolve_in_one_call(pg_settlement: Settlemen
         assert (await session.exec(count)).one() == 6_000
         assert (await verify_ledger(session)).ok
     await pg_settlement.sign_off("fresh-mart", "2026-11", by="carol", note="bulk")
+
+
+async def test_the_trail_reads_its_latest_resolutions_not_every_break(
+    pg_settlement: SettlementService, clock: FrozenClock
+) -> None:
+    await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000)])
+    await close(pg_settlement, clock, "2026-11")
+    lines = "".join(f"unknown:{n},1.00,formosa-air\n" for n in range(2_000))
+    reconciliation = await imported(pg_settlement, "reference,amount,counterparty\nconversion:c1,-99.00,\n" + lines)
+    await pg_settlement.resolve_many(bulk(BreakSelection(kind=BreakKind.MISSING_IN_LEDGER)))
+    clock.advance(minutes=1)
+    (mismatch,) = await ids_of(pg_settlement, reconciliation, BreakKind.AMOUNT_MISMATCH)
+    await pg_settlement.resolve(ResolveRequest(mismatch, Resolution.ACCEPT_LEDGER, "agreed with fresh-mart", "bob"))
+    unknown = await ids_of_all(pg_settlement, reconciliation, BreakKind.MISSING_IN_LEDGER)
+    async with pg_settlement.db.transaction() as session:
+        trail, read = await rows_read(
+            session,
+            ["break_resolution", "reconciliation_break"],
+            lambda: resolution_trail(session, reconciliation.id, first=5),
+        )
+    # The latest first; resolved at one moment, the highest break id first.
+    assert [row.id for row, _ in trail] == [mismatch, *sorted(unknown, reverse=True)[:4]]
+    assert [resolution.resolved_by for _, resolution in trail] == ["bob"] + ["alice@settlement"] * 4
+    # The trail's five resolutions and their breaks, read by index: not the 2,001 of each.
+    assert read == {"break_resolution": 5, "reconciliation_break": 5}
+
+
+async def ids_of_all(service: SettlementService, reconciliation: Reconciliation, kind: BreakKind) -> list[int]:
+    """Every break id of ``kind``, page after page."""
+    ids: list[int] = []
+    while page := await service.breaks(reconciliation, kind=kind, first=1000, after=ids[-1] if ids else None):
+        ids.extend(view.row.id or 0 for view in page)
+    return ids

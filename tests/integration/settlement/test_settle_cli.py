@@ -9,6 +9,7 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from joserfc import jws
@@ -16,12 +17,14 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from exchange.db.database import Database
+from exchange.errors import ConfigurationError
 from exchange.ledger.periods import SettlementCalendar, start_closing
 from exchange.ledger.posting import Ledger
 from exchange.services.container import open_services
+from exchange.services.settlement import BreakView, SettlementService
 from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET, Settings
 from exchange.settlement.keys import StatementKeys
-from exchange.settlement.models import RecordsSource
+from exchange.settlement.models import Reconciliation, RecordsSource
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import RETENTION_YEARS, TAIPEI, conversion, redemption
 from tests.integration.test_cli import run_here
@@ -425,3 +428,32 @@ async def test_reconcile_records_who_imported_the_file_as_reconcile_point_does(
         "mei@settlement",
         RecordsSource.PARTNER_FILE,
     )
+
+
+async def test_breaks_are_printed_a_page_at_a_time_as_they_are_read(
+    october: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A month's breaks may be many thousands: the listing prints each page as it reads it,
+    # instead of holding every break until the last page is in. Its second page fails here.
+    assert run_here("settle", "close", "2026-10", env=october).returncode == 0
+    records = tmp_path / "fresh-mart-2026-10.csv"
+    records.write_text(
+        "reference,amount\nconversion:c1,98.00\nredemption:r1,-15.00\n" + "".join(f"extra:{n},1\n" for n in range(150))
+    )
+    assert (
+        run_here("settle", "reconcile", "--partner", "fresh-mart", "2026-10", str(records), env=october).returncode == 0
+    )
+    read = SettlementService.breaks
+    pages: list[list[BreakView]] = []
+
+    async def breaks(self: SettlementService, of: Reconciliation, **asked: Any) -> list[BreakView]:
+        if pages:
+            raise ConfigurationError("the database went away")
+        pages.append(await read(self, of, **asked))
+        return pages[-1]
+
+    monkeypatch.setattr(SettlementService, "breaks", breaks)
+    listed = run_here("settle", "breaks", "--partner", "fresh-mart", "2026-10", env=october)
+    assert listed.returncode != 0 and "the database went away" in listed.stderr
+    assert len(pages[0]) == 100
+    assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == [str(view.row.id) for view in pages[0]]

@@ -1,0 +1,35 @@
+"""How many rows of tables a piece of work reads, on PostgreSQL: what a test of a page checks
+to show it reads its page, not the whole table (a count, never a timing)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+T = TypeVar("T")
+
+#: Rows of each table the session's transaction has read so far, by sequential and index scans.
+#: The server keeps these counts across transactions until it reports them, at an idle moment,
+#: so only a difference taken inside one transaction is the work's own.
+ROWS_READ = text(
+    "SELECT relname, seq_tup_read + idx_tup_fetch FROM pg_stat_xact_user_tables WHERE relname = ANY(:tables)"
+)
+
+
+async def rows_read(
+    session: AsyncSession, tables: Sequence[str], work: Callable[[], Awaitable[T]]
+) -> tuple[T, dict[str, int]]:
+    """What ``work`` (run in ``session``'s transaction) gives, and how many rows of each of
+    ``tables`` it read (PostgreSQL only)."""
+
+    async def counts() -> dict[str, int]:
+        rows = await session.exec(ROWS_READ, params={"tables": list(tables)})  # type: ignore[call-overload]
+        return dict.fromkeys(tables, 0) | {table: int(read) for table, read in rows}
+
+    before = await counts()
+    done = await work()
+    after = await counts()
+    return done, {table: after[table] - before[table] for table in tables}
