@@ -19,8 +19,9 @@ from exchange.api.permissions import (
 )
 from exchange.api.types.auth import AssertionKey, OAuthClient, Viewer
 from exchange.auth.assertions import PUBLIC_KEY_LENGTH
-from exchange.auth.models import KID_LENGTH
+from exchange.auth.models import CLIENT_ID_LENGTH, KID_LENGTH
 from exchange.auth.scopes import Scope
+from exchange.services.access import CLIENTS_PAGE_MAX
 
 ProgramId = Annotated[
     strawberry.ID, strawberry.argument(description="The program whose partner signs with the key (a partner's own).")
@@ -37,11 +38,24 @@ class AccessQueries:
         return Viewer.from_principal(info.context.caller())
 
     @strawberry.field(
-        description="Every OAuth client (admins only).",
+        description="Every OAuth client by `clientId`, `first` of them after the `clientId` `after` (admins only).",
         extensions=[authorize(requires(Scope.ADMIN_READ))],
     )
-    async def clients(self, info: Info[Context, None]) -> list[OAuthClient] | None:
-        return [OAuthClient.from_row(row) for row in await info.context.services.access.clients()]
+    async def clients(
+        self,
+        info: Info[Context, None],
+        first: Annotated[
+            int,
+            strawberry.argument(description=f"How many, from 1 to {CLIENTS_PAGE_MAX} (else `BAD_USER_INPUT`)."),
+        ] = 100,
+        after: Annotated[
+            str | None,
+            Text(CLIENT_ID_LENGTH),
+            strawberry.argument(description="The last `clientId` of the previous page; null: from the first."),
+        ] = None,
+    ) -> list[OAuthClient] | None:
+        rows = await info.context.services.access.clients(first=first, after=after)
+        return [OAuthClient.from_row(row) for row in rows]
 
 
 @strawberry.type
