@@ -12,15 +12,14 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Table, bindparam, delete, func, insert, literal
+from sqlalchemy import Table, bindparam, delete, insert, literal
 from sqlalchemy import select as select_columns  # sqlmodel's select() is typed for up to four columns
-from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.connectors.contract import MEMBER_REF_PATTERN
 from exchange.db import dialects
-from exchange.db.grouping import grouped
+from exchange.db.grouping import grouped, pages_by_parent
 from exchange.db.types import UTCDateTime
 from exchange.errors import BadUserInput, Forbidden, NotFound
 from exchange.members.models import (
@@ -194,23 +193,18 @@ async def accounts_at_programs(
     session: AsyncSession, program_ids: Iterable[str], *, first: int, after: str | None = None
 ) -> dict[str, list[LinkedAccount]]:
     """Each program's linked accounts by ``member_ref``, ``first`` of them after ``after``, in
-    one query (a window per program)."""
+    one query."""
     if not 1 <= first <= 500:
         raise BadUserInput("first must be between 1 and 500", field="first")
-    statement = select(
+    return await pages_by_parent(
+        session,
         LinkedAccount,
-        func.row_number()
-        .over(partition_by=col(LinkedAccount.program_id), order_by=col(LinkedAccount.member_ref))
-        .label("rank"),
-    ).where(col(LinkedAccount.program_id).in_(list(program_ids)))
-    if after is not None:
-        statement = statement.where(col(LinkedAccount.member_ref) > after)
-    ranked = statement.subquery()
-    account = aliased(LinkedAccount, ranked)
-    rows = await session.exec(
-        select(account).where(ranked.c.rank <= first).order_by(ranked.c.program_id, ranked.c.member_ref)
+        col(LinkedAccount.program_id),
+        col(LinkedAccount.member_ref),
+        program_ids,
+        first=first,
+        after=after,
     )
-    return grouped(rows, lambda account: account.program_id)
 
 
 class AccountLinkedElsewhere(BadUserInput):
