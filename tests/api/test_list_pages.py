@@ -36,3 +36,44 @@ async def test_clients_come_in_pages_by_client_id(kit: ExchangeKit) -> None:
     assert [client["clientId"] for client in most["clients"]] == every
     body = (await kit.graphql("{ clients(first: 501) { clientId } }", admin)).json()
     assert body["data"] == {"clients": None} and refused_first(body) == [("BAD_USER_INPUT", "first")]
+
+
+CREATE_PROMOTION = """
+mutation($program: ID!, $id: ID!, $starts: DateTime!) {
+  createPromotion(input: {programId: $program, id: $id, bonusPercent: "10", startsAt: $starts,
+    endsAt: "2099-01-01T00:00:00Z"}) { id }
+}
+"""
+
+
+async def test_a_programs_promotions_come_in_pages_by_id(kit: ExchangeKit) -> None:
+    for program, promotion, starts in (
+        ("fresh-mart", "fm-c", "2026-01-01T00:00:00Z"),
+        ("fresh-mart", "fm-a", "2026-03-01T00:00:00Z"),
+        ("fresh-mart", "fm-b", "2026-02-01T00:00:00Z"),
+        ("wallet-pay", "wp-a", "2026-01-01T00:00:00Z"),
+    ):
+        await kit.data(CREATE_PROMOTION, await kit.partner_token(program), program=program, id=promotion, starts=starts)
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    every = {
+        program["id"]: [promotion["id"] for promotion in program["promotions"]]
+        for program in (await kit.data("{ programs { id promotions(first: 500) { id } } }", staff))["programs"]
+    }
+    assert every["fresh-mart"][:3] == ["fm-a", "fm-b", "fm-c"] and every["wallet-pay"][:1] == ["wp-a"]
+    assert all(ids == sorted(ids) for ids in every.values())
+    firsts = await kit.data("{ programs { id promotions(first: 1) { id } } }", staff)
+    assert {program["id"]: [p["id"] for p in program["promotions"]] for program in firsts["programs"]} == {
+        program: ids[:1] for program, ids in every.items()
+    }
+    walked: list[str] = []
+    after = None
+    while True:
+        query = 'query($after: ID) { program(id: "fresh-mart") { promotions(first: 2, after: $after) { id } } }'
+        page = (await kit.data(query, staff, after=after))["program"]["promotions"]
+        walked += [promotion["id"] for promotion in page]
+        if len(page) < 2:
+            break
+        after = page[-1]["id"]
+    assert walked == every["fresh-mart"]
+    body = (await kit.graphql('{ program(id: "fresh-mart") { promotions(first: 501) { id } } }', staff)).json()
+    assert body["data"] == {"program": {"promotions": None}} and refused_first(body) == [("BAD_USER_INPUT", "first")]

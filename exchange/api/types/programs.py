@@ -32,6 +32,7 @@ from exchange.programs.models import CoalitionLevel, ProgramTier
 from exchange.programs.models import Program as ProgramRow
 from exchange.programs.models import ProgramKind as ProgramKindValue
 from exchange.programs.service import CoalitionView
+from exchange.services.pricing import PROMOTIONS_PAGE_MAX
 
 #: A program's own partner, and settlement staff and admins, may read its pricing.
 PROGRAM_OWNER_OR_STAFF = (requires(Scope.PARTNER_READ) & own_program(source("id"))) | requires(
@@ -174,12 +175,24 @@ class Program:
         return [RateVersion.from_row(row) for row in rows]
 
     @strawberry.field(
-        description="Promotions on conversions into this program, past, present and future: "
-        "the program's own partner and staff only.",
+        description="Promotions on conversions into this program, past, present and future, by id: "
+        "`first` of them after the id `after`. The program's own partner and staff only.",
         extensions=[authorize(PROGRAM_OWNER_OR_STAFF)],
     )
-    async def promotions(self, info: Info[Context, None]) -> list[Promotion] | None:
-        rows = await info.context.loaders.promotions.load(str(self.id))
+    async def promotions(
+        self,
+        info: Info[Context, None],
+        first: Annotated[
+            int,
+            strawberry.argument(description=f"How many, from 1 to {PROMOTIONS_PAGE_MAX} (else `BAD_USER_INPUT`)."),
+        ] = 100,
+        after: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="The last promotion id of the previous page; null: from the first."),
+        ] = None,
+    ) -> list[Promotion] | None:
+        page = (first, None if after is None else str(after))
+        rows = await info.context.loaders.promotions.load((page, str(self.id)))
         return [Promotion.from_row(row) for row in rows]
 
     @classmethod
