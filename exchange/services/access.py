@@ -92,7 +92,7 @@ class AccessService:
         """Add (or, for a kid already there, replace) a key the program's partner signs member
         assertions with."""
         async with self.db.transaction() as session:
-            await programs.get_program(session, program_id, field="programId")
+            await programs.get_program(session, program_id, field="programId", lock=True)
             return await assertions.register_assertion_key(session, program_id, public_key, self.clock.now())
 
     async def remove_assertion_key(self, program_id: str, kid: str) -> PartnerAssertionKey:

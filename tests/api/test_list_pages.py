@@ -3,8 +3,12 @@ from 1 to its documented most (the most is taken, one more is ``BAD_USER_INPUT``
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from joserfc.jwk import ECKey
+
+from exchange.auth.assertions import MAX_ASSERTION_KEYS
 from exchange.auth.scopes import Role
 from exchange.testing.kit import ExchangeKit
 
@@ -77,3 +81,34 @@ async def test_a_programs_promotions_come_in_pages_by_id(kit: ExchangeKit) -> No
     assert walked == every["fresh-mart"]
     body = (await kit.graphql('{ program(id: "fresh-mart") { promotions(first: 501) { id } } }', staff)).json()
     assert body["data"] == {"program": {"promotions": None}} and refused_first(body) == [("BAD_USER_INPUT", "first")]
+
+
+REGISTER_KEY = """
+mutation($key: String!) { registerAssertionKey(programId: "fresh-mart", publicKey: $key) { kid } }
+"""
+
+
+def public_key(kid: str) -> str:
+    return json.dumps(ECKey.generate_key("P-256", parameters={"kid": kid}).as_dict(private=False))
+
+
+async def test_a_program_holds_a_bounded_number_of_assertion_keys(kit: ExchangeKit) -> None:
+    """Every key a program holds is listed at once, and its assertions are checked against the
+    set: another kid past the most is refused, a kid already there may still be replaced."""
+    token = await kit.partner_token("fresh-mart")
+    for number in range(MAX_ASSERTION_KEYS):
+        await kit.data(REGISTER_KEY, token, key=public_key(f"key-{number}"))
+    body = (await kit.graphql(REGISTER_KEY, token, key=public_key("one-too-many"))).json()
+    assert body["data"] == {"registerAssertionKey": None}
+    [error] = body["errors"]
+    assert (
+        error["extensions"] | {"code": "LIMIT_EXCEEDED", "field": "publicKey", "limit": "assertion_keys"}
+        == (error["extensions"])
+    )
+    assert await kit.data(REGISTER_KEY, token, key=public_key("key-3")) == {"registerAssertionKey": {"kid": "key-3"}}
+    listed = await kit.data('{ program(id: "fresh-mart") { assertionKeys { kid } } }', token)
+    assert sorted(key["kid"] for key in listed["program"]["assertionKeys"]) == sorted(
+        f"key-{number}" for number in range(MAX_ASSERTION_KEYS)
+    )
+    await kit.data('mutation { removeAssertionKey(programId: "fresh-mart", kid: "key-0") { kid } }', token)
+    assert await kit.data(REGISTER_KEY, token, key=public_key("new")) == {"registerAssertionKey": {"kid": "new"}}

@@ -18,7 +18,7 @@ from exchange.api.permissions import (
     requires,
 )
 from exchange.api.types.auth import AssertionKey, OAuthClient, Viewer
-from exchange.auth.assertions import PUBLIC_KEY_LENGTH
+from exchange.auth.assertions import MAX_ASSERTION_KEYS, PUBLIC_KEY_LENGTH
 from exchange.auth.models import CLIENT_ID_LENGTH, KID_LENGTH
 from exchange.auth.scopes import Scope
 from exchange.services.access import CLIENTS_PAGE_MAX
@@ -63,7 +63,9 @@ class AccessMutations:
     @strawberry.mutation(
         description="Register a public key (a JWK as JSON, or PEM) that the program's partner "
         "signs member assertions with: RSA (2048 bits or more), P-256 or Ed25519. Its `kid` is "
-        "the JWK's own, else its RFC 7638 thumbprint; registering a kid again replaces that key.",
+        "the JWK's own, else its RFC 7638 thumbprint; registering a kid again replaces that key. A "
+        f"program holds at most {MAX_ASSERTION_KEYS} keys: another kid is `LIMIT_EXCEEDED` "
+        "(`extensions.limit` assertion_keys) until one is removed.",
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def register_assertion_key(

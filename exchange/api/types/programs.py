@@ -26,6 +26,7 @@ from exchange.api.permissions import (
 from exchange.api.types.auth import AssertionKey
 from exchange.api.types.members import LinkedAccount
 from exchange.api.types.pricing import Promotion, RateVersion
+from exchange.auth.assertions import MAX_ASSERTION_KEYS
 from exchange.auth.scopes import Scope
 from exchange.members.models import MEMBER_REF_MAX_LENGTH
 from exchange.programs.models import CoalitionLevel, ProgramTier
@@ -152,8 +153,8 @@ class Program:
         return [LinkedAccount.from_row(row) for row in rows]
 
     @strawberry.field(
-        description="Public keys the partner signs member assertions with, newest first: the "
-        "program's own partner and admins only.",
+        description=f"Public keys the partner signs member assertions with, newest first: at most "
+        f"{MAX_ASSERTION_KEYS} (`registerAssertionKey`). The program's own partner and admins only.",
         extensions=[
             authorize(
                 requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_program(source("id"))
