@@ -168,7 +168,7 @@ class Program:
 
     @strawberry.field(
         description="The rate in effect now for conversions into this program, from each other "
-        "program: the program's own partner and staff only.",
+        "program (one per program at most): the program's own partner and staff only.",
         extensions=[authorize(PROGRAM_OWNER_OR_STAFF)],
     )
     async def incoming_rates(self, info: Info[Context, None]) -> list[RateVersion] | None:
