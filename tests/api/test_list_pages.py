@@ -6,11 +6,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from graphql import build_schema as parse_sdl
 from joserfc.jwk import ECKey
 
+from exchange.api.schema import build_schema
 from exchange.auth.assertions import MAX_ASSERTION_KEYS
 from exchange.auth.scopes import Role
+from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
+from tests.unit.test_list_bounds import FIRST_RANGE
 
 
 def refused_first(body: dict[str, Any]) -> list[tuple[str, str | None]]:
@@ -112,3 +117,46 @@ async def test_a_program_holds_a_bounded_number_of_assertion_keys(kit: ExchangeK
     )
     await kit.data('mutation { removeAssertionKey(programId: "fresh-mart", kid: "key-0") { kid } }', token)
     assert await kit.data(REGISTER_KEY, token, key=public_key("new")) == {"registerAssertionKey": {"kid": "new"}}
+
+
+#: Every page at the root that needs no other argument, and who may read it.
+ROOT_PAGES = {
+    "conversions": "member",
+    "statusMatches": "member",
+    "redemptions": "member",
+    "rewards": "anyone",
+    "pendingOperations": "settlement",
+    "retryingOperations": "settlement",
+    "heldConversions": "settlement",
+    "heldRedemptions": "settlement",
+    "riskDecisions": "settlement",
+    "clients": "admin",
+}
+
+
+def most_of(field: str) -> int:
+    """The most ``first`` takes, as the schema tells a client."""
+    query_type = parse_sdl(build_schema(Settings()).as_str()).query_type
+    assert query_type is not None
+    said = FIRST_RANGE.fullmatch(query_type.fields[field].args["first"].description or "")
+    assert said, field
+    return int(said.group(1))
+
+
+@pytest.mark.parametrize("field", ROOT_PAGES)
+async def test_a_root_page_takes_the_most_its_description_states_and_refuses_one_more(
+    kit: ExchangeKit, field: str
+) -> None:
+    reader = ROOT_PAGES[field]
+    token = {
+        "member": lambda: kit.member_token("wallet-pay", "alice"),
+        "settlement": lambda: kit.staff_token(Role.SETTLEMENT),
+        "admin": lambda: kit.staff_token(Role.ADMIN),
+    }.get(reader)
+    bearer = await token() if token else None
+    most = most_of(field)
+    query = f"query($first: Int!) {{ {field}(first: $first) {{ __typename }} }}"
+    assert field in await kit.data(query, bearer, first=most)
+    body = (await kit.graphql(query, bearer, first=most + 1)).json()
+    # A non-null list (rewards) takes the whole data with it.
+    assert body["data"] in ({field: None}, None) and refused_first(body) == [("BAD_USER_INPUT", "first")]
