@@ -187,6 +187,7 @@ EXPECTED: dict[str, str] = {
             "targetPointValue",
             "feePercent",
             "feeFixed",
+            "fixedFee",
             "bands",
             "bonusEvery",
             "bonusPoints",
