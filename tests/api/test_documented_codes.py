@@ -17,8 +17,10 @@ CREATE_PROMOTION = """mutation($bonus: Decimal!, $ends: DateTime!) {
 
 
 def described(operation: str) -> str:
+    """The operation's description and its arguments': where a client reads about it."""
     assert SCHEMA.mutation_type is not None
-    return SCHEMA.mutation_type.fields[operation].description or ""
+    field = SCHEMA.mutation_type.fields[operation]
+    return " ".join([field.description or "", *(argument.description or "" for argument in field.args.values())])
 
 
 async def answered(kit: ExchangeKit, token: str, query: str, **variables: object) -> tuple[str, str, str | None]:
@@ -39,5 +41,29 @@ async def test_a_promotions_refusals_are_named_where_a_client_reads_about_it(kit
         ("createPromotion", "IDEMPOTENCY_CONFLICT", "input.id"),
         ("createPromotion", "BAD_USER_INPUT", "input.endsAt"),
         ("endPromotion", "NOT_FOUND", "id"),
+    ]
+    assert [code for operation, code, _ in refusals if f"`{code}`" not in described(operation)] == []
+
+
+PUBLISH = """mutation($stock: Int!) { publishReward(programId: "fresh-mart",
+  input: {id: "fm-mug", title: "A mug", price: "100", stock: $stock}) { id } }"""
+
+
+async def test_a_partners_rewards_keys_and_subscriptions_refusals_are_named_where_it_reads(kit: ExchangeKit) -> None:
+    token = await kit.partner_token("fresh-mart")
+    await kit.data(PUBLISH, token, stock=5)
+    refusals = [
+        await answered(kit, token, PUBLISH, stock=6),
+        await answered(kit, token, PUBLISH.replace("fm-mug", "fm-cup"), stock=-1),
+        await answered(kit, token, 'mutation { confirmRedemptionDelivery(redemptionId: "none") { id } }'),
+        await answered(kit, token, 'mutation { removeAssertionKey(programId: "fresh-mart", kid: "none") { kid } }'),
+        await answered(kit, token, 'mutation { deleteWebhookSubscription(id: "none") { id } }'),
+    ]
+    assert [(operation, code) for operation, code, _ in refusals] == [
+        ("publishReward", "BAD_USER_INPUT"),
+        ("publishReward", "BAD_USER_INPUT"),
+        ("confirmRedemptionDelivery", "NOT_FOUND"),
+        ("removeAssertionKey", "NOT_FOUND"),
+        ("deleteWebhookSubscription", "NOT_FOUND"),
     ]
     assert [code for operation, code, _ in refusals if f"`{code}`" not in described(operation)] == []

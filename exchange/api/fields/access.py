@@ -82,7 +82,8 @@ class AccessMutations:
         return AssertionKey.from_row(row)
 
     @strawberry.mutation(
-        description="Stop accepting assertions signed with the key `kid`; returns the key removed.",
+        description="Stop accepting assertions signed with the key `kid`; returns the key removed. A kid the "
+        "program has no key by is `NOT_FOUND`.",
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def remove_assertion_key(

@@ -161,7 +161,8 @@ class RewardQueries:
 @strawberry.type
 class RewardMutations:
     @strawberry.mutation(
-        description="Publish a reward of the program (its partner, or an admin).",
+        description="Publish a reward of the program (its partner, or an admin). A term out of its range, or "
+        "an `id` a reward already has, is `BAD_USER_INPUT` naming it (`input.stock`, `input.id`).",
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def publish_reward(
@@ -253,7 +254,9 @@ class RewardMutations:
         return Redemption.from_row(row, await info.context.currency())
 
     @strawberry.mutation(
-        description="The publishing partner confirms it delivered a direct reward.",
+        description="The publishing partner confirms it delivered a direct reward. A redemption of none of "
+        "the caller's rewards is `NOT_FOUND`; one that does not await delivery (only a COMPLETED direct reward "
+        "does) is `BAD_USER_INPUT`.",
         extensions=[authorize(requires(Scope.PARTNER_WRITE))],
     )
     async def confirm_redemption_delivery(
