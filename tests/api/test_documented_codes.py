@@ -7,6 +7,7 @@ from __future__ import annotations
 from graphql import build_schema as parse_sdl
 
 from exchange.api.schema import build_schema
+from exchange.auth.scopes import Role
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
 
@@ -18,8 +19,8 @@ CREATE_PROMOTION = """mutation($bonus: Decimal!, $ends: DateTime!) {
 
 def described(operation: str) -> str:
     """The operation's description and its arguments': where a client reads about it."""
-    assert SCHEMA.mutation_type is not None
-    field = SCHEMA.mutation_type.fields[operation]
+    assert SCHEMA.mutation_type is not None and SCHEMA.query_type is not None
+    field = SCHEMA.mutation_type.fields.get(operation) or SCHEMA.query_type.fields[operation]
     return " ".join([field.description or "", *(argument.description or "" for argument in field.args.values())])
 
 
@@ -65,5 +66,28 @@ async def test_a_partners_rewards_keys_and_subscriptions_refusals_are_named_wher
         ("confirmRedemptionDelivery", "NOT_FOUND"),
         ("removeAssertionKey", "NOT_FOUND"),
         ("deleteWebhookSubscription", "NOT_FOUND"),
+    ]
+    assert [code for operation, code, _ in refusals if f"`{code}`" not in described(operation)] == []
+
+
+async def test_the_queries_refusals_are_named_where_a_client_reads_about_them(kit: ExchangeKit) -> None:
+    partner = await kit.partner_token("fresh-mart")
+    member = await kit.member_token("wallet-pay", "alice")
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    refusals = [
+        await answered(kit, partner, '{ rewardRedemptions(rewardId: "none") { id } }'),
+        await answered(kit, member, '{ redemptionQuote(rewardId: "none", payWith: "wallet-pay") { points } }'),
+        await answered(
+            kit, member, '{ statusMatchPreview(fromProgram: "wallet-pay", toProgram: "formosa-air") { __typename } }'
+        ),
+        await answered(kit, staff, '{ riskDecisions(conversionId: "none") { __typename } }'),
+        await answered(kit, staff, '{ riskDecisions(redemptionId: "none") { __typename } }'),
+    ]
+    assert refusals == [
+        ("rewardRedemptions", "NOT_FOUND", "rewardId"),
+        ("redemptionQuote", "NOT_FOUND", "rewardId"),
+        ("statusMatchPreview", "BAD_USER_INPUT", "toProgram"),
+        ("riskDecisions", "NOT_FOUND", "conversionId"),
+        ("riskDecisions", "NOT_FOUND", "redemptionId"),
     ]
     assert [code for operation, code, _ in refusals if f"`{code}`" not in described(operation)] == []

@@ -125,7 +125,7 @@ class RewardQueries:
     @strawberry.field(
         description="What redeeming `rewardId` with `payWith` points costs now: price, fee, points. "
         "`LIMIT_EXCEEDED` (`extensions.limit` max_points) when that is more than the 1,000,000,000 points "
-        "one redemption may spend.",
+        "one redemption may spend; a `rewardId` no reward has is `NOT_FOUND`.",
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
     async def redemption_quote(
@@ -145,7 +145,8 @@ class RewardQueries:
         return [Redemption.from_row(row, currency) for row in rows]
 
     @strawberry.field(
-        description="Redemptions of one of the caller's rewards, newest first (the publishing partner only).",
+        description="Redemptions of one of the caller's rewards, newest first (the publishing partner only); "
+        "a `rewardId` no reward has is `NOT_FOUND`.",
         extensions=[authorize(requires(Scope.PARTNER_READ))],
     )
     async def reward_redemptions(
