@@ -25,8 +25,8 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 A = TypeVar("A", bound=Hashable)
 
-#: A page of a program's linked accounts: ((first, after), program id).
-AccountsPage = tuple[tuple[int, str | None], str]
+#: A page of a program's linked accounts, or of its promotions: ((first, after), program id).
+ProgramPage = tuple[tuple[int, str | None], str]
 #: A page of a webhook subscription's deliveries: ((tenant, status, first), subscription id).
 DeliveriesPage = tuple[tuple[str | None, str | None, int], str]
 #: A page of a webhook subscription's delivery log: ((tenant, first), subscription id).
@@ -85,8 +85,8 @@ class Loaders:
     assertion_keys: DataLoader[str, list[PartnerAssertionKey]]
     rate_versions: DataLoader[int, RateVersion]
     incoming_rates: DataLoader[str, list[RateVersion]]
-    promotions: DataLoader[str, list[Promotion]]
-    linked_accounts: DataLoader[AccountsPage, list[LinkedAccount]]
+    promotions: DataLoader[ProgramPage, list[Promotion]]
+    linked_accounts: DataLoader[ProgramPage, list[LinkedAccount]]
     webhook_deliveries: DataLoader[DeliveriesPage, list[DeliveryView]]
     webhook_attempts: DataLoader[AttemptsPage, list[WebhookAttempt]]
 
@@ -98,7 +98,9 @@ class Loaders:
             assertion_keys=_lists(services.access.assertion_keys),
             rate_versions=_rows(services.pricing.rate_versions),
             incoming_rates=_lists(services.pricing.incoming_rates),
-            promotions=_lists(services.pricing.promotions),
+            promotions=_pages(
+                lambda page, program_ids: services.pricing.promotions_by_id(program_ids, first=page[0], after=page[1])
+            ),
             linked_accounts=_pages(
                 lambda page, program_ids: services.members.accounts_at_programs(
                     program_ids, first=page[0], after=page[1]

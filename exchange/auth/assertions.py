@@ -25,7 +25,7 @@ from joserfc.errors import (
     UnsupportedAlgorithmError,
 )
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,7 +33,7 @@ from exchange.auth.errors import AssertionRejected
 from exchange.auth.models import CLIENT_ID_LENGTH, JTI_LENGTH, KID_LENGTH, PartnerAssertionKey, UsedAssertion
 from exchange.db import dialects
 from exchange.db.grouping import grouped
-from exchange.errors import BadUserInput, NotFound
+from exchange.errors import BadUserInput, ErrorCode, ExchangeError, NotFound
 from exchange.members.models import MEMBER_REF_MAX_LENGTH
 from exchange.text import json_value, text_problem
 
@@ -47,6 +47,10 @@ ASSERTION_LEEWAY_SECONDS = 60
 MINIMUM_RSA_BITS = 2048
 #: The longest public key text taken (an RSA 4096 JWK or PEM is under 1 KiB).
 PUBLIC_KEY_LENGTH = 16_384
+#: The most keys one program may have registered at once: room to rotate (the key in use, its
+#: successor and spares), while the list a partner reads, and the key set each of its
+#: assertions is checked against, stay small.
+MAX_ASSERTION_KEYS = 10
 
 PublicKey = RSAKey | ECKey | OKPKey
 
@@ -54,6 +58,17 @@ PublicKey = RSAKey | ECKey | OKPKey
 class InvalidAssertionKey(BadUserInput):
     def __init__(self, reason: str) -> None:
         super().__init__(f"public key {reason}", field="publicKey")
+
+
+class TooManyAssertionKeys(ExchangeError):
+    code = ErrorCode.LIMIT_EXCEEDED
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"at most {MAX_ASSERTION_KEYS} assertion keys: remove one first",
+            field="publicKey",
+            limit="assertion_keys",
+        )
 
 
 class AssertionKeyNotFound(NotFound):
@@ -102,11 +117,20 @@ def _import_public_key(data: str | dict[str, Any]) -> PublicKey:
 async def register_assertion_key(
     session: AsyncSession, program_id: str, public_key: str, now: datetime
 ) -> PartnerAssertionKey:
-    """Add (or, for a kid already there, replace) a key ``program_id`` signs assertions with.
+    """Add (or, for a kid already there, replace) a key ``program_id`` signs assertions with;
+    a new kid past :data:`MAX_ASSERTION_KEYS` is :class:`TooManyAssertionKeys` (the caller
+    locks the program's row, so that two at once cannot both take its last place).
 
     One upsert: ``session.merge`` reads, then inserts or updates, so two registrations of a
     new kid at once both inserted and the second failed on the primary key."""
     key = parse_public_key(public_key)
+    others = await session.exec(
+        select(func.count())
+        .select_from(PartnerAssertionKey)
+        .where(PartnerAssertionKey.program_id == program_id, PartnerAssertionKey.kid != str(key.kid))
+    )
+    if others.one() >= MAX_ASSERTION_KEYS:
+        raise TooManyAssertionKeys()
     row = PartnerAssertionKey(
         program_id=program_id,
         kid=str(key.kid),

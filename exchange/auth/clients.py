@@ -127,12 +127,17 @@ async def reset_client_secret(session: AsyncSession, client_id: str, now: dateti
     return secret
 
 
-async def list_clients(session: AsyncSession, *, program_id: str | None = None) -> Sequence[OAuthClient]:
-    """Every client by id, or only ``program_id``'s partner's."""
+async def list_clients(
+    session: AsyncSession, *, program_id: str | None = None, first: int | None = None, after: str | None = None
+) -> Sequence[OAuthClient]:
+    """Every client by id, or only ``program_id``'s partner's; ``first`` of them after the
+    client id ``after`` when asked (``None``: all)."""
     statement = select(OAuthClient)
     if program_id is not None:
         statement = statement.where(OAuthClient.program_id == program_id)
-    return (await session.exec(statement.order_by(col(OAuthClient.client_id)))).all()
+    if after is not None:
+        statement = statement.where(col(OAuthClient.client_id) > after)
+    return (await session.exec(statement.order_by(col(OAuthClient.client_id)).limit(first))).all()
 
 
 async def program_client(session: AsyncSession, program_id: str, client_id: str) -> OAuthClient:

@@ -14,14 +14,12 @@ from datetime import datetime
 
 from sqlalchemy import Table, bindparam, delete, insert, literal
 from sqlalchemy import select as select_columns  # sqlmodel's select() is typed for up to four columns
-from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
 
 from exchange.connectors.contract import MEMBER_REF_PATTERN
 from exchange.db import dialects
-from exchange.db.grouping import grouped, page_per_parent
+from exchange.db.grouping import grouped, pages_by_parent
 from exchange.db.types import UTCDateTime
 from exchange.errors import BadUserInput, Forbidden, NotFound
 from exchange.members.models import (
@@ -199,19 +197,15 @@ async def accounts_at_programs(
     many, a page few)."""
     if not 1 <= first <= 500:
         raise BadUserInput("first must be between 1 and 500", field="first")
-
-    def page(program_id: str) -> SelectOfScalar[LinkedAccount]:
-        statement = select(LinkedAccount).where(col(LinkedAccount.program_id) == program_id)
-        if after is not None:
-            statement = statement.where(col(LinkedAccount.member_ref) > after)
-        return statement.order_by(col(LinkedAccount.member_ref)).limit(first)
-
-    found: list[LinkedAccount] = []
-    for pages in page_per_parent(list(program_ids), page):
-        united = pages.subquery()
-        account = aliased(LinkedAccount, united)
-        found.extend(await session.exec(select(account).order_by(united.c.program_id, united.c.member_ref)))
-    return grouped(found, lambda account: account.program_id)
+    return await pages_by_parent(
+        session,
+        LinkedAccount,
+        col(LinkedAccount.program_id),
+        col(LinkedAccount.member_ref),
+        program_ids,
+        first=first,
+        after=after,
+    )
 
 
 class AccountLinkedElsewhere(BadUserInput):

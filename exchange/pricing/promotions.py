@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db import dialects
-from exchange.db.grouping import grouped
+from exchange.db.grouping import grouped, pages_by_parent
 from exchange.errors import BadUserInput, IdempotencyConflict, NotFound
 from exchange.money import canonical, decimal_places
 from exchange.pricing.models import PERCENT_SCALE, Promotion
@@ -143,6 +143,15 @@ async def promotions_of(session: AsyncSession, program_ids: Sequence[str]) -> di
         .order_by(col(Promotion.program_id), col(Promotion.starts_at))
     )
     return grouped(rows, lambda promotion: promotion.program_id)
+
+
+async def promotion_pages(
+    session: AsyncSession, program_ids: Sequence[str], *, first: int, after: str | None
+) -> dict[str, list[Promotion]]:
+    """Each program's promotions by id, ``first`` of them after the id ``after``, in one query."""
+    return await pages_by_parent(
+        session, Promotion, col(Promotion.program_id), col(Promotion.id), program_ids, first=first, after=after
+    )
 
 
 async def active_promotions(

@@ -15,6 +15,10 @@ from exchange.auth.scopes import Role, Scope
 from exchange.clock import Clock
 from exchange.db.database import Database
 from exchange.programs import service as programs
+from exchange.services.requests import page_size
+
+#: The most OAuth clients one page of ``clients`` lists.
+CLIENTS_PAGE_MAX = 500
 
 
 @dataclass
@@ -26,9 +30,11 @@ class AccessService:
     """Encrypts the token-signing private keys at rest."""
     token_lifetime: timedelta
 
-    async def clients(self) -> Sequence[OAuthClient]:
+    async def clients(self, *, first: int, after: str | None) -> Sequence[OAuthClient]:
+        """Every client by id, a page of them: ``first`` after the client id ``after``."""
+        page = page_size(first, maximum=CLIENTS_PAGE_MAX)
         async with self.db.transaction() as session:
-            return await clients.list_clients(session)
+            return await clients.list_clients(session, first=page, after=after)
 
     async def create_client(
         self,
@@ -86,7 +92,7 @@ class AccessService:
         """Add (or, for a kid already there, replace) a key the program's partner signs member
         assertions with."""
         async with self.db.transaction() as session:
-            await programs.get_program(session, program_id, field="programId")
+            await programs.get_program(session, program_id, field="programId", lock=True)
             return await assertions.register_assertion_key(session, program_id, public_key, self.clock.now())
 
     async def remove_assertion_key(self, program_id: str, kid: str) -> PartnerAssertionKey:

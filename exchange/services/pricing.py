@@ -14,6 +14,10 @@ from exchange.pricing.promotions import PromotionTerms
 from exchange.pricing.rates import PairOverride, RateTerms
 from exchange.programs import service as programs
 from exchange.programs.models import Program
+from exchange.services.requests import page_size
+
+#: The most promotions one page of a program's ``promotions`` lists.
+PROMOTIONS_PAGE_MAX = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,14 @@ class PricingService:
         """Each program's promotions, past, present and future."""
         async with self.db.transaction() as session:
             return await promotions.promotions_of(session, program_ids)
+
+    async def promotions_by_id(
+        self, program_ids: Sequence[str], *, first: int, after: str | None
+    ) -> dict[str, list[Promotion]]:
+        """Each program's promotions by id, a page of them: ``first`` after the id ``after``."""
+        page = page_size(first, maximum=PROMOTIONS_PAGE_MAX)
+        async with self.db.transaction() as session:
+            return await promotions.promotion_pages(session, program_ids, first=page, after=after)
 
     async def preview(self, source: str, target: str, points: int, *, member_level: int = 0) -> quotes.Priced:
         """What converting ``points`` of ``source`` into ``target`` gives now, for a member at

@@ -320,6 +320,7 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("KEY_KID", "public key kid {problem}"),
     FieldRule("NO_CLIENT", "no OAuth client has id {got}"),
     FieldRule("NO_KEY", "no assertion key has kid {got}"),
+    FieldRule("KEY_LIMIT", "at most {most} assertion keys: remove one first"),
     FieldRule("SCOPES_NOT_HELD", "member tokens cannot hold {got}; they may hold {allowed}"),
     FieldRule("MEMBER_READ_NEEDED", "member tokens must hold {got}: add it"),
     FieldRule("SCOPES_NOT_HELD", "the {role} role cannot hold {got}; it may hold {allowed}"),

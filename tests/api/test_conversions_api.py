@@ -3,11 +3,14 @@ over HTTP, with real tokens, against sandbox partners on loopback."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from exchange.auth.scopes import Role
+from exchange.pricing.models import RateVersion
 from exchange.testing.kit import ExchangeKit
 from exchange.testing.sandboxes import SandboxFleet
 
@@ -212,6 +215,19 @@ async def test_partners_price_conversions_into_their_own_program_only(kit: Excha
     assert {"fromProgramId": "wallet-pay", "version": 2} in own["program"]["incomingRates"]
     others = await kit.graphql(rates_query, formosa)
     assert error_of(others)["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_a_rates_fixed_fee_reads_as_money_in_the_settlement_currency(kit: ExchangeKit) -> None:
+    """As every other amount of money: `feeFixed` said the amount alone."""
+    async with kit.db.transaction() as session:
+        await session.exec(
+            update(RateVersion).where(RateVersion.to_program == "fresh-mart").values(fee_fixed=Decimal("1.25"))
+        )
+    query = '{ program(id: "fresh-mart") { incomingRates { feeFixed fixedFee { amount currency } } } }'
+    rates = (await kit.data(query, await kit.partner_token("fresh-mart")))["program"]["incomingRates"]
+    assert rates and {
+        (rate["feeFixed"], rate["fixedFee"]["amount"], rate["fixedFee"]["currency"]) for rate in rates
+    } == {("1.25", "1.25", "TWD")}
 
 
 async def test_partners_run_their_promotions(kit: ExchangeKit) -> None:

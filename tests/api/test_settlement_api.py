@@ -483,3 +483,31 @@ async def test_every_participants_position_and_issued_statement_cross_foot_over_
         }
         assert statement == {field: {"amount": amount, "currency": "TWD"} for field, amount in in_json.items()}, who
         assert document["currency"] == "TWD"
+
+
+async def test_statement_lines_and_breaks_take_a_first_from_1_to_1000_and_refuse_any_other(
+    kit: ExchangeKit, last_month: str
+) -> None:
+    """As every other page: a larger number was cut to 1,000 without a word (a client asking for
+    5,000 took the first 1,000 for all of them), 0 answered none."""
+    await close(kit, last_month)
+    token = await kit.partner_token("fresh-mart")
+    records = "reference,amount\nconversion:c1,98.01\nconversion:c1,98.01\n"
+    imported = """mutation($p: String!, $csv: String!) {
+      importPartnerRecords(partnerId: "fresh-mart", period: $p, csv: $csv) { id } }"""
+    await kit.data(imported, token, p=last_month, csv=records)
+    read = """query($p: String!, $first: Int!) {
+      statement(partnerId: "fresh-mart", period: $p) { lines(first: $first) { reference } }
+      reconciliation(partnerId: "fresh-mart", period: $p) { breaks(first: $first) { kind } } }"""
+    most = await kit.data(read, token, p=last_month, first=1000)
+    assert len(most["statement"]["lines"]) == 1 and len(most["reconciliation"]["breaks"]) == 2
+    for first in (1001, 0):
+        body = (await kit.graphql(read, token, p=last_month, first=first)).json()
+        assert body["data"] == {"statement": None, "reconciliation": None}
+        assert sorted(
+            (tuple(error["path"]), error["extensions"]["code"], error["extensions"]["field"])
+            for error in body["errors"]
+        ) == [
+            (("reconciliation", "breaks"), "BAD_USER_INPUT", "first"),
+            (("statement", "lines"), "BAD_USER_INPUT", "first"),
+        ]

@@ -192,6 +192,7 @@ EXPECTED: dict[str, str] = {
             "targetPointValue",
             "feePercent",
             "feeFixed",
+            "fixedFee",
             "bands",
             "bonusEvery",
             "bonusPoints",

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from starlette.datastructures import FormData
 
+from exchange.auth.assertions import MAX_ASSERTION_KEYS, TooManyAssertionKeys
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
@@ -54,6 +55,10 @@ def chosen_id_refused(value: str) -> None:
     PromotionTerms(value, "fresh-mart", Decimal(10), now, now + timedelta(days=1)).check()
 
 
+def raising(error: ExchangeError) -> None:
+    raise error
+
+
 def problem_of(check: Callable[[], object]) -> FieldProblem:
     with pytest.raises(ExchangeError) as refused:
         check()
@@ -73,6 +78,7 @@ def problem_of(check: Callable[[], object]) -> FieldProblem:
         (lambda: RateTerms(ratio="3:1", bonus_every=10).override(), "BONUS_PAIR", None),
         (lambda: chosen_id_refused("a b"), "CHOSEN_ID", {"least": 1, "most": CHOSEN_ID_LENGTH}),
         (lambda: chosen_id_refused("r" * 65), "CHOSEN_ID", {"least": 1, "most": CHOSEN_ID_LENGTH}),
+        (lambda: raising(TooManyAssertionKeys()), "KEY_LIMIT", {"most": MAX_ASSERTION_KEYS}),
     ],
 )
 def test_a_services_error_on_a_field_is_read_back_into_its_rule(

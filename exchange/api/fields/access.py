@@ -18,9 +18,10 @@ from exchange.api.permissions import (
     requires,
 )
 from exchange.api.types.auth import AssertionKey, OAuthClient, Viewer
-from exchange.auth.assertions import PUBLIC_KEY_LENGTH
-from exchange.auth.models import KID_LENGTH
+from exchange.auth.assertions import MAX_ASSERTION_KEYS, PUBLIC_KEY_LENGTH
+from exchange.auth.models import CLIENT_ID_LENGTH, KID_LENGTH
 from exchange.auth.scopes import Scope
+from exchange.services.access import CLIENTS_PAGE_MAX
 
 ProgramId = Annotated[
     strawberry.ID, strawberry.argument(description="The program whose partner signs with the key (a partner's own).")
@@ -37,11 +38,24 @@ class AccessQueries:
         return Viewer.from_principal(info.context.caller())
 
     @strawberry.field(
-        description="Every OAuth client (admins only).",
+        description="Every OAuth client by `clientId`, `first` of them after the `clientId` `after` (admins only).",
         extensions=[authorize(requires(Scope.ADMIN_READ))],
     )
-    async def clients(self, info: Info[Context, None]) -> list[OAuthClient] | None:
-        return [OAuthClient.from_row(row) for row in await info.context.services.access.clients()]
+    async def clients(
+        self,
+        info: Info[Context, None],
+        first: Annotated[
+            int,
+            strawberry.argument(description=f"How many, from 1 to {CLIENTS_PAGE_MAX} (else `BAD_USER_INPUT`)."),
+        ] = 100,
+        after: Annotated[
+            str | None,
+            Text(CLIENT_ID_LENGTH),
+            strawberry.argument(description="The last `clientId` of the previous page; null: from the first."),
+        ] = None,
+    ) -> list[OAuthClient] | None:
+        rows = await info.context.services.access.clients(first=first, after=after)
+        return [OAuthClient.from_row(row) for row in rows]
 
 
 @strawberry.type
@@ -49,7 +63,9 @@ class AccessMutations:
     @strawberry.mutation(
         description="Register a public key (a JWK as JSON, or PEM) that the program's partner "
         "signs member assertions with: RSA (2048 bits or more), P-256 or Ed25519. Its `kid` is "
-        "the JWK's own, else its RFC 7638 thumbprint; registering a kid again replaces that key.",
+        "the JWK's own, else its RFC 7638 thumbprint; registering a kid again replaces that key. A "
+        f"program holds at most {MAX_ASSERTION_KEYS} keys: another kid is `LIMIT_EXCEEDED` "
+        "(`extensions.limit` assertion_keys) until one is removed.",
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def register_assertion_key(
@@ -66,7 +82,8 @@ class AccessMutations:
         return AssertionKey.from_row(row)
 
     @strawberry.mutation(
-        description="Stop accepting assertions signed with the key `kid`; returns the key removed.",
+        description="Stop accepting assertions signed with the key `kid`; returns the key removed. A kid the "
+        "program has no key by is `NOT_FOUND`.",
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def remove_assertion_key(

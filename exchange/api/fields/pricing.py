@@ -195,7 +195,9 @@ class PricingMutations:
         return RateVersion.from_row(version)
 
     @strawberry.mutation(
-        description="Start a promotion on conversions into your program.",
+        description="Start a promotion on conversions into your program. Its `id` is yours to choose: the same "
+        "id with the same terms again answers the same promotion; with other terms it is `IDEMPOTENCY_CONFLICT` "
+        "(`input.id`). An `endsAt` not in the future is `BAD_USER_INPUT`.",
         extensions=[authorize(MANAGES_PROGRAM)],
     )
     async def create_promotion(
@@ -209,7 +211,8 @@ class PricingMutations:
         return Promotion.from_row(row)
 
     @strawberry.mutation(
-        description="End one of your program's promotions now.",
+        description="End one of your program's promotions now (one that has ended stays as it ended); an `id` "
+        "your program has no promotion by is `NOT_FOUND`.",
         extensions=[authorize(requires(Scope.PARTNER_WRITE) & own_program(argument("program_id")))],
     )
     async def end_promotion(

@@ -123,7 +123,7 @@ class RewardQueries:
     @strawberry.field(
         description="What redeeming `rewardId` with `payWith` points costs now: price, fee, points. "
         "`LIMIT_EXCEEDED` (`extensions.limit` max_points) when that is more than the 1,000,000,000 points "
-        "one redemption may spend.",
+        "one redemption may spend; a `rewardId` no reward has is `NOT_FOUND`.",
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
     async def redemption_quote(
@@ -143,7 +143,8 @@ class RewardQueries:
         return [Redemption.from_row(row, currency) for row in rows]
 
     @strawberry.field(
-        description="Redemptions of one of the caller's rewards, newest first (the publishing partner only).",
+        description="Redemptions of one of the caller's rewards, newest first (the publishing partner only); "
+        "a `rewardId` no reward has is `NOT_FOUND`.",
         extensions=[authorize(requires(Scope.PARTNER_READ))],
     )
     async def reward_redemptions(
@@ -159,7 +160,8 @@ class RewardQueries:
 @strawberry.type
 class RewardMutations:
     @strawberry.mutation(
-        description="Publish a reward of the program (its partner, or an admin).",
+        description="Publish a reward of the program (its partner, or an admin). A term out of its range, or "
+        "an `id` a reward already has, is `BAD_USER_INPUT` naming it (`input.stock`, `input.id`).",
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def publish_reward(
@@ -251,7 +253,9 @@ class RewardMutations:
         return Redemption.from_row(row, await info.context.currency())
 
     @strawberry.mutation(
-        description="The publishing partner confirms it delivered a direct reward.",
+        description="The publishing partner confirms it delivered a direct reward. A redemption of none of "
+        "the caller's rewards is `NOT_FOUND`; one that does not await delivery (only a COMPLETED direct reward "
+        "does) is `BAD_USER_INPUT`.",
         extensions=[authorize(requires(Scope.PARTNER_WRITE))],
     )
     async def confirm_redemption_delivery(

@@ -52,7 +52,8 @@ class RiskQueries:
 
     @strawberry.field(
         description="Risk decisions (allow, refuse, hold, approve, reject) with their reasons, newest "
-        "first: about one conversion, one redemption, one member, or all.",
+        "first: about one conversion, one redemption, one member, or all. A conversion or redemption id "
+        "none has is `NOT_FOUND`.",
         extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
     )
     async def risk_decisions(

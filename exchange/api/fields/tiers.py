@@ -27,7 +27,8 @@ ToProgram = Annotated[
 class TierQueries:
     @strawberry.field(
         description="What a status match from `fromProgram` into `toProgram` would give the member "
-        "now, and why: both tiers are read live from the partners.",
+        "now, and why: both tiers are read live from the partners. A program you have not linked is "
+        "`BAD_USER_INPUT` naming it.",
         extensions=[authorize(requires(Scope.MEMBER_READ))],
     )
     async def status_match_preview(

@@ -70,7 +70,8 @@ class CreateWebhookSubscriptionInput:
 class WebhookQueries:
     @strawberry.field(
         description="Live webhook subscriptions: a partner's own program's; staff see every one, "
-        "or `programId`'s when given.",
+        "or `programId`'s when given. At most `EXCHANGE_WEBHOOK_MAX_SUBSCRIPTIONS` per program (and as many "
+        "for the staff tools together): `createWebhookSubscription` refuses more.",
         extensions=[authorize(requires(Scope.PARTNER_READ) & own_program(argument("program_id")) | STAFF)],
     )
     async def webhook_subscriptions(

@@ -7,7 +7,9 @@ from decimal import Decimal
 from enum import Enum
 
 import strawberry
+from strawberry.types import Info
 
+from exchange.api.context import Context
 from exchange.api.permissions import (
     PUBLIC,
     Rule,
@@ -16,6 +18,7 @@ from exchange.api.permissions import (
     requires,
     source,
 )
+from exchange.api.types.money import Money, replaced_by_money
 from exchange.auth.scopes import Scope
 from exchange.pricing.models import Promotion as PromotionRow
 from exchange.pricing.models import RateVersion as RateVersionRow
@@ -73,7 +76,8 @@ class RateVersion:
         description="The exchange's fee in percent of the money value (`1.5` is 1.5 %), set by the exchange."
     )
     fee_fixed: Decimal = strawberry.field(
-        description="A fixed fee per conversion, in the settlement currency, added to the percent fee."
+        description="A fixed fee per conversion, in the settlement currency, added to the percent fee.",
+        deprecation_reason=replaced_by_money("fixedFee"),
     )
     bands: list[RateBand] = strawberry.field(description="Empty: the rate derives from the point values.")
     bonus_every: int | None = strawberry.field(description="A step bonus: every this many points in ...")
@@ -97,6 +101,10 @@ class RateVersion:
         description="The same, per calendar year. Null: no pair cap (the source program's own caps still apply)."
     )
     to_program: strawberry.Private[str]
+
+    @strawberry.field(description="A fixed fee per conversion, added to the percent fee.")
+    async def fixed_fee(self, info: Info[Context, None]) -> Money:
+        return Money(amount=self.fee_fixed, currency=(await info.context.currency()).code)
 
     @classmethod
     def from_row(cls, row: RateVersionRow) -> RateVersion:

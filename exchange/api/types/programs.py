@@ -26,12 +26,14 @@ from exchange.api.permissions import (
 from exchange.api.types.auth import AssertionKey
 from exchange.api.types.members import LinkedAccount
 from exchange.api.types.pricing import Promotion, RateVersion
+from exchange.auth.assertions import MAX_ASSERTION_KEYS
 from exchange.auth.scopes import Scope
 from exchange.members.models import MEMBER_REF_MAX_LENGTH
 from exchange.programs.models import CoalitionLevel, ProgramTier
 from exchange.programs.models import Program as ProgramRow
 from exchange.programs.models import ProgramKind as ProgramKindValue
 from exchange.programs.service import CoalitionView
+from exchange.services.pricing import PROMOTIONS_PAGE_MAX
 
 #: A program's own partner, and settlement staff and admins, may read its pricing.
 PROGRAM_OWNER_OR_STAFF = (requires(Scope.PARTNER_READ) & own_program(source("id"))) | requires(
@@ -151,8 +153,8 @@ class Program:
         return [LinkedAccount.from_row(row) for row in rows]
 
     @strawberry.field(
-        description="Public keys the partner signs member assertions with, newest first: the "
-        "program's own partner and admins only.",
+        description=f"Public keys the partner signs member assertions with, newest first: at most "
+        f"{MAX_ASSERTION_KEYS} (`registerAssertionKey`). The program's own partner and admins only.",
         extensions=[
             authorize(
                 requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE) & own_program(source("id"))
@@ -166,7 +168,7 @@ class Program:
 
     @strawberry.field(
         description="The rate in effect now for conversions into this program, from each other "
-        "program: the program's own partner and staff only.",
+        "program (one per program at most): the program's own partner and staff only.",
         extensions=[authorize(PROGRAM_OWNER_OR_STAFF)],
     )
     async def incoming_rates(self, info: Info[Context, None]) -> list[RateVersion] | None:
@@ -174,12 +176,24 @@ class Program:
         return [RateVersion.from_row(row) for row in rows]
 
     @strawberry.field(
-        description="Promotions on conversions into this program, past, present and future: "
-        "the program's own partner and staff only.",
+        description="Promotions on conversions into this program, past, present and future, by id: "
+        "`first` of them after the id `after`. The program's own partner and staff only.",
         extensions=[authorize(PROGRAM_OWNER_OR_STAFF)],
     )
-    async def promotions(self, info: Info[Context, None]) -> list[Promotion] | None:
-        rows = await info.context.loaders.promotions.load(str(self.id))
+    async def promotions(
+        self,
+        info: Info[Context, None],
+        first: Annotated[
+            int,
+            strawberry.argument(description=f"How many, from 1 to {PROMOTIONS_PAGE_MAX} (else `BAD_USER_INPUT`)."),
+        ] = 100,
+        after: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="The last promotion id of the previous page; null: from the first."),
+        ] = None,
+    ) -> list[Promotion] | None:
+        page = (first, None if after is None else str(after))
+        rows = await info.context.loaders.promotions.load((page, str(self.id)))
         return [Promotion.from_row(row) for row in rows]
 
     @classmethod

@@ -33,6 +33,7 @@ from exchange.auth.scopes import Scope
 from exchange.coalition.models import CoalitionLiability as CoalitionLiabilityRow
 from exchange.ledger.periods import PeriodStatus as PeriodStatusValue
 from exchange.money import Currency
+from exchange.services.requests import page_size
 from exchange.services.settlement import BreakView, PositionView, ReconciliationView, ResolvedBreaks
 from exchange.settlement.break_kinds import BreakKind as BreakKindValue
 from exchange.settlement.break_kinds import Resolution as ResolutionValue
@@ -63,10 +64,6 @@ def _money(currency: Currency, minor: int | None) -> Decimal | None:
 
 def _as_money(currency: Currency, minor: int | None) -> Money | None:
     return None if minor is None else Money.of_minor(minor, currency)
-
-
-def _page(first: int) -> int:
-    return max(0, min(first, MAX_PAGE))
 
 
 def break_id_of(value: str, *, field: str) -> int:
@@ -557,20 +554,18 @@ class Statement:
     )
     statement: strawberry.Private[Issued]
 
-    @strawberry.field(description="Its lines in order, `first` (at most 1000) from `offset`.")
+    @strawberry.field(description=f"Its lines in order, `first` (at most {MAX_PAGE}) from `offset`.")
     def lines(
         self,
         first: Annotated[
             int,
-            strawberry.argument(
-                description=f"How many, at most {MAX_PAGE} (a larger number gives {MAX_PAGE}; 0 or less gives none)."
-            ),
+            strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`)."),
         ] = 100,
         offset: Annotated[
             int, strawberry.argument(description="Lines to skip first (0, or less: from the first line).")
         ] = 0,
     ) -> list[StatementLine]:
-        chosen = self.statement.lines[max(0, offset) : max(0, offset) + _page(first)]
+        chosen = self.statement.lines[max(0, offset) : max(0, offset) + page_size(first, maximum=MAX_PAGE)]
         return [StatementLine.of(line, self.statement) for line in chosen]
 
     @strawberry.field(
@@ -769,7 +764,7 @@ class Reconciliation:
     )
     view: strawberry.Private[ReconciliationView]
 
-    @strawberry.field(description="Its breaks by id: `first` (at most 1000) after the id `after`.")
+    @strawberry.field(description=f"Its breaks by id: `first` (at most {MAX_PAGE}) after the id `after`.")
     async def breaks(
         self,
         info: Info[Context, None],
@@ -777,9 +772,7 @@ class Reconciliation:
         unresolved_only: Annotated[bool, strawberry.argument(description="Only those not resolved yet.")] = False,
         first: Annotated[
             int,
-            strawberry.argument(
-                description=f"How many, at most {MAX_PAGE} (a larger number gives {MAX_PAGE}; 0 or less gives none)."
-            ),
+            strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`)."),
         ] = 100,
         after: Annotated[
             strawberry.ID | None,
@@ -790,7 +783,7 @@ class Reconciliation:
             self.view.reconciliation,
             kind=BreakKindValue(kind.value) if kind else None,
             unresolved_only=unresolved_only,
-            first=_page(first),
+            first=page_size(first, maximum=MAX_PAGE),
             after=break_id_of(after, field="after") if after is not None else None,
         )
         return [ReconciliationBreak.of(view) for view in views]
