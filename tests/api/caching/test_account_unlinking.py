@@ -7,22 +7,15 @@ can refresh them. Each test runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import pytest
 
-from exchange.app import create_app
-from exchange.programs.declarations import read_partners_directory
 from exchange.sandbox.faults import FaultKind
-from exchange.services.container import build_services, load_partners_directory
-from exchange.serving import free_port, serving
-from exchange.settings import Settings
+from exchange.services.container import build_services
 from exchange.testing.kit import ExchangeKit
 from exchange.testing.sandboxes import SandboxFleet
-from tests.conftest import SAMPLE_PARTNERS
 
 ACCOUNTS = "{ me { accounts { program { id } balance } linkedAccounts { memberRef } } }"
 LINK = """mutation($program: ID!, $ref: String!, $verification: String!) {
@@ -33,32 +26,6 @@ QUOTE = """mutation {
   createQuote(input: {fromProgram: "harbor-bank", toProgram: "formosa-air", points: 10000}) { id } }"""
 EXECUTE = """mutation($quote: ID!) { executeConversion(quoteId: $quote, idempotencyKey: "k1") { id status } }"""
 CONVERSIONS = "{ conversions(first: 10) { items { id toProgram { id } status } } }"
-
-
-@pytest.fixture
-async def fleet(tmp_path: Path) -> AsyncIterator[SandboxFleet]:
-    sandboxes = SandboxFleet(read_partners_directory(SAMPLE_PARTNERS), tmp_path / "sandboxes")
-    await sandboxes.start("harbor-bank", "formosa-air")
-    try:
-        yield sandboxes
-    finally:
-        await sandboxes.stop()
-
-
-@pytest.fixture
-def gateway_settings(database_url: str) -> Settings:
-    """tests.api.conftest's settings, on a fresh SQLite or PostgreSQL database."""
-    return Settings(database_url=database_url, partners_dir=SAMPLE_PARTNERS, port=free_port())
-
-
-@pytest.fixture
-async def gateway(gateway_settings: Settings, fleet: SandboxFleet) -> AsyncIterator[str]:
-    settings = gateway_settings.model_copy(
-        update={"partner_retry_attempts": 1, "balance_cache_seconds": 300, "tier_cache_seconds": 300}
-    )
-    await load_partners_directory(settings)
-    async with serving(create_app(settings, partner_base_urls=fleet.base_urls), port=settings.port) as server:
-        yield server.url
 
 
 @pytest.fixture
