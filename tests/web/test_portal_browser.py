@@ -273,6 +273,27 @@ def test_a_form_sent_without_its_csrf_token_is_refused_and_nothing_changes(
     assert partners.balance("fresh-mart", member_ref) == 5_000
 
 
+def in_language(
+    browser: Browser,
+    portal_gateway: PortalGateway,
+    signing_in: Callable[[Page], object],
+    *,
+    language: str,
+    viewport: dict[str, int],
+) -> BrowserContext:
+    """A browser in ``language`` at ``viewport``, signed in by ``signing_in`` (which reads the
+    English pages, in a context of its own); the caller closes it."""
+    english = open_context(browser, portal_gateway.gateway, viewport=viewport)
+    try:
+        signing_in(english.new_page())
+        cookies = english.cookies()
+    finally:
+        english.close()
+    context = open_context(browser, portal_gateway.gateway, locale=language, viewport=viewport)
+    context.add_cookies(cookies)  # type: ignore[arg-type]
+    return context
+
+
 @pytest.mark.parametrize("language", ["en", "zh-TW"])
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
@@ -281,16 +302,12 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
     partners = portal_gateway.partners
     member_ref = partners.new_member("fresh-mart", balance=12_500, tier="Gold Shopper")
     partners.add_member("wallet-pay", member_ref, balance=800)
-    english = open_context(browser, portal_gateway.gateway, viewport=viewport)
-    try:
-        page = english.new_page()
+
+    def signed_in(page: Page) -> None:
         sign_in(page, "FreshMart Rewards", member_ref)
         link(page, "Wallet Pay Points", member_ref)
-        cookies = english.cookies()
-    finally:
-        english.close()
-    context = open_context(browser, portal_gateway.gateway, locale=language, viewport=viewport)
-    context.add_cookies(cookies)  # type: ignore[arg-type]
+
+    context = in_language(browser, portal_gateway, signed_in, language=language, viewport=viewport)
     try:
         page = context.new_page()
         page.goto("/portal/")
@@ -394,14 +411,13 @@ def test_a_member_unlinks_an_account_from_its_card_after_confirming(
     viewport: dict[str, int],
     unlinked: str,
 ) -> None:
-    english = open_context(browser, portal_gateway.gateway, viewport=viewport)
-    try:
-        member_with_two_programs(portal_gateway, english.new_page())
-        cookies = english.cookies()
-    finally:
-        english.close()
-    context = open_context(browser, portal_gateway.gateway, locale=language, viewport=viewport)
-    context.add_cookies(cookies)  # type: ignore[arg-type]
+    context = in_language(
+        browser,
+        portal_gateway,
+        lambda page: member_with_two_programs(portal_gateway, page),
+        language=language,
+        viewport=viewport,
+    )
     try:
         page = context.new_page()
         page.goto("/portal/")
