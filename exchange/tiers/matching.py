@@ -145,13 +145,14 @@ class StatusMatching:
         time by the one-match-a-year rule.
         """
         request = _MatchRequest(from_program, to_program, claimed_tier)
-        if idempotency_key is not None:
-            async with self.db.transaction() as session:
-                answered = await request.answered(session, member_id, idempotency_key)
-            if answered is not None:
-                return answered
+        if (answered := await self._answered(request, member_id, idempotency_key)) is not None:
+            return answered
         assessment = await self._assess(member_id, from_program, to_program, claimed_tier=claimed_tier)
         if assessment.possible_at is not None:
+            # The same key's request that recorded while this one asked the partners: the match
+            # it made is the answer, not a refusal of this one as too soon.
+            if (answered := await self._answered(request, member_id, idempotency_key)) is not None:
+                return answered
             raise MatchTooSoon(to_program, assessment.possible_at)
         decision = assessment.decision
         if not decision.granted:
@@ -297,6 +298,13 @@ class StatusMatching:
             expires_at=now + policy.validity if decision.granted and policy is not None else None,
             possible_at=possible_at if possible_at is not None and possible_at > now else None,
         )
+
+    async def _answered(self, request: _MatchRequest, member_id: str, key: str | None) -> StatusMatch | None:
+        """The match the member's ``key`` holds for ``request``, if any (none without a key)."""
+        if key is None:
+            return None
+        async with self.db.transaction() as session:
+            return await request.answered(session, member_id, key)
 
     @staticmethod
     async def _lock_account(session: AsyncSession, member_id: str, program_id: str, member_ref: str) -> None:
