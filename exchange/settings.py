@@ -245,16 +245,16 @@ class Settings(BaseSettings):
         default=1,
         ge=0,
         description="How often each gateway process looks for settlement jobs staff queued in the "
-        "console, such as closing a period, and for periods left CLOSING longer than the closing "
-        "grace (0: never).",
+        "console, such as closing a period, and for periods left CLOSING (or CLOSED with statements "
+        "not issued) longer than the closing grace (0: never).",
     )
     closing_grace_seconds: float = Field(
         default=600,
         ge=1,
         le=86400,
         allow_inf_nan=False,
-        description="How long a settlement period may stay CLOSING before the gateway's settlement job "
-        "finishes closing it itself, as 'exchange recover' does (1 to 86400): its closer (a 'settle close' "
+        description="How long a settlement period may stay CLOSING (or CLOSED with statements not issued) "
+        "before the gateway's settlement job finishes closing it itself, as 'exchange recover' does (1 to 86400): its closer (a 'settle close' "
         "command, a closePeriod request, a console job) is taken to have died. Finishing early does no harm "
         "(a closer still netting holds the period and a finisher waits for it, then finds it closed); the "
         "grace keeps gateways from doing a live closer's work beside it.",

@@ -24,7 +24,7 @@ from exchange.db.database import Database
 from exchange.errors import ExchangeError
 from exchange.ledger.errors import PeriodNotOver
 from exchange.ledger.partitions import ensure_partitions
-from exchange.ledger.periods import SettlementCalendar
+from exchange.ledger.periods import PeriodStatus, SettlementCalendar
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import Verification, verify_ledger
 from exchange.money import Currency
@@ -151,13 +151,17 @@ async def reconciliation_view(session: AsyncSession, of: Reconciliation, unresol
 @dataclass(frozen=True)
 class UnfinishedCloses:
     """What a recovery pass (``exchange recover``, a gateway's job) did with the periods a closer
-    left CLOSING: ``finished`` closed by this pass; ``closed_meanwhile`` closed by another closer
-    (another gateway's pass, or a closer it waited behind) and their statements issued;
-    ``refused`` still CLOSING, each with the reason closing it was refused."""
+    left unfinished: ``finished`` closed by this pass (CLOSING before it); ``issued`` CLOSED
+    before it, by a closer that stopped while issuing their statements, each with the
+    participants whose statement this pass issued; ``closed_meanwhile`` finished by another
+    closer (another gateway's pass, or a closer it waited behind; this pass may have issued
+    some of their statements beside it); ``refused`` still unfinished,
+    each with the reason closing it was refused."""
 
     finished: list[str]
     refused: list[tuple[str, str]]
     closed_meanwhile: list[str] = field(default_factory=list)
+    issued: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
 @dataclass
@@ -192,7 +196,8 @@ class SettlementService:
     async def close(self, period: str, *, by: str, progress: closing.Progress | None = None) -> PeriodReport:
         """Close ``period`` (``settlement.closing``), then issue every participant's statement
         (``settlement.issued``) not issued yet, each in a unit of work of its own; the period's
-        figures as they stand then (every statement issued)."""
+        figures as they stand then (every statement issued), naming the statements this call
+        issued (``issued_now``)."""
         period = self.calendar.parse(period)  # before any unit of work: a bad name changes nothing
         progress = progress or closing.no_progress
         async with self.db.transaction() as session:
@@ -202,25 +207,33 @@ class SettlementService:
             self.db, self.calendar, self.clock, currency, period, by=by, progress=progress
         )
         await progress(95, ISSUING_STATEMENTS)
-        for position in report.positions:
+        issued_now = []
+        for participant in report.not_issued:
             async with self.db.transaction() as session:
-                await issued.issue(session, signer, position.participant, period, self.clock.now())
+                if await issued.issue(session, signer, participant, period, self.clock.now()):
+                    issued_now.append(participant)
         async with self.db.transaction() as session:
-            return replace(await closing.period_report(session, period, currency), closed_now=report.closed_now)
+            return replace(
+                await closing.period_report(session, period, currency),
+                closed_now=report.closed_now,
+                issued_now=issued_now,
+            )
 
     async def finish_unfinished_closes(self, *, grace: timedelta | None = None) -> UnfinishedCloses:
-        """Finish closing every period a closer left CLOSING, oldest first, by closing it again
-        (which finishes what was left, statements included): after a crash of `exchange settle
-        close`, of a ``closePeriod`` request or of a console job that was not taken again.
-        ``exchange recover`` finishes every such period; a gateway's job (``grace``) only those
-        CLOSING for longer than ``grace``, whose closer is taken to have died. A closer still
-        at work is safe to meet either way: one closer at a time holds the period's row, and
-        the later one finds it CLOSED; so several gateways finishing one period close it once."""
+        """Finish closing every period a closer left unfinished (CLOSING, or CLOSED with
+        statements not issued), oldest first, by closing it again (which finishes what was left,
+        statements included): after a crash of `exchange settle close`, of a ``closePeriod``
+        request or of a console job that was not taken again. ``exchange recover`` finishes
+        every such period; a gateway's job (``grace``) only those whose closing started more
+        than ``grace`` ago, whose closer is taken to have died. A closer still at work is safe
+        to meet either way: one closer at a time holds the period's row, and the later one finds
+        it CLOSED; a statement is stored once, and one issuer waits for the other's; so several
+        gateways finishing one period close it, and issue each statement, once."""
         started_before = None if grace is None else self.clock.now() - grace
         async with self.db.transaction() as session:
-            periods = await closing.left_closing(session, started_before=started_before)
+            periods = await closing.left_unfinished(session, started_before=started_before)
         done = UnfinishedCloses([], [])
-        for period in periods:
+        for period, status in periods:
             try:
                 report = await self.close(period, by=RECOVERY)  # the closer recorded when it started stays
             except DatabaseUnavailable:
@@ -229,10 +242,19 @@ class SettlementService:
                 logger.error("period %s was left closing and closing it was refused: %s", period, error)
                 done.refused.append((period, str(error)))
             else:
-                (done.finished if report.closed_now else done.closed_meanwhile).append(period)
+                if report.closed_now:
+                    done.finished.append(period)
+                elif status is PeriodStatus.CLOSED and report.issued_now:
+                    done.issued.append((period, list(report.issued_now)))
+                else:
+                    done.closed_meanwhile.append(period)
         if done.finished:
             logger.warning("finished closing %s, left CLOSING by a closer that stopped", ", ".join(done.finished))
             count_recovered_closes(len(done.finished))
+        for period, participants in done.issued:
+            logger.warning(
+                "issued the statements of %s a closer that stopped left unissued: %s", period, ", ".join(participants)
+            )
         return done
 
     async def request_close(self, period: str, *, by: str) -> SettlementJob:
