@@ -34,6 +34,9 @@ MAX_ACCESS_TOKEN_LIFETIME = 86400
 #: trace. A first wait is bounded lower (a day, an hour): it doubles up to 2**20 times (a
 #: partner's poll) or 2**30 (a webhook) before the longest caps it.
 LONGEST_RETRY_WAIT_SECONDS = 7 * 86400
+#: How long a running settlement job's runner may be silent before another runner takes the
+#: job again (seconds), unless EXCHANGE_SETTLEMENT_JOB_STALE_SECONDS says otherwise.
+DEFAULT_SETTLEMENT_JOB_STALE_SECONDS = 120
 
 
 def normalize_database_url(url: str) -> str:
@@ -247,6 +250,17 @@ class Settings(BaseSettings):
         description="How often each gateway process looks for settlement jobs staff queued in the "
         "console, such as closing a period, and for periods left CLOSING (or CLOSED with statements "
         "not issued) longer than the closing grace (0: never).",
+    )
+    settlement_job_stale_seconds: float = Field(
+        default=DEFAULT_SETTLEMENT_JOB_STALE_SECONDS,
+        ge=5,
+        le=3600,
+        allow_inf_nan=False,
+        description="How long a running settlement job's runner may give no sign of life before another "
+        "gateway process takes the job again (5 to 3600): it is taken to have died. A live runner beats "
+        "the job's heartbeat four times as often, however long one step of the close takes, so only a "
+        "runner that stopped (its process killed, its machine gone, its database out of reach for that "
+        "long) loses its job.",
     )
     closing_grace_seconds: float = Field(
         default=600,

@@ -5,10 +5,11 @@ the clearing ledger. Each operation opens its own units of work and calls the ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,7 +32,7 @@ from exchange.money import Currency
 from exchange.observability.metrics import count_recovered_closes
 from exchange.programs.service import get_coalition
 from exchange.services.coalition import PointStanding
-from exchange.settings import Settings
+from exchange.settings import DEFAULT_SETTLEMENT_JOB_STALE_SECONDS, Settings
 from exchange.settlement import (
     break_report,
     closing,
@@ -171,6 +172,10 @@ class SettlementService:
     clock: Clock
     keys: StatementKeys
     issuer: str
+    stale_after: timedelta = timedelta(seconds=DEFAULT_SETTLEMENT_JOB_STALE_SECONDS)
+    """How long a job runner may be silent before another takes its job (``settlement.jobs``)."""
+    pause: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """Waits the given seconds between two heartbeats of a running job (tests step it)."""
     _interrupted: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
     """This runner's job runs that lost the database and are not back in the queue yet: job id,
     when the run was taken."""
@@ -183,6 +188,7 @@ class SettlementService:
             clock=clock,
             keys=StatementKeys.for_settings(settings, db=db, clock=clock),
             issuer=settings.issuer_url,
+            stale_after=timedelta(seconds=settings.settlement_job_stale_seconds),
         )
 
     @property
@@ -298,7 +304,7 @@ class SettlementService:
         """
         await self._requeue_interrupted()
         async with self.db.transaction() as session:
-            job = await jobs.claim(session, self.clock.now())
+            job = await jobs.claim(session, self.clock.now(), self.stale_after)
         if job is None:
             return False
         assert job.started_at is not None  # set by the claim
@@ -328,7 +334,8 @@ class SettlementService:
                 await jobs.record_progress(session, job.id, percent, step, self.clock.now())
 
         try:
-            await self.close(job.subject, by=job.requested_by, progress=progress)
+            async with self._beating(job):
+                await self.close(job.subject, by=job.requested_by, progress=progress)
         except DatabaseUnavailable:  # an ExchangeError too, but not a refusal: the job is taken again
             raise
         except ExchangeError as refused:
@@ -341,6 +348,36 @@ class SettlementService:
             error = None
         async with self.db.transaction() as session:
             await jobs.finish(session, job.id, self.clock.now(), error=error)
+
+    @contextlib.asynccontextmanager
+    async def _beating(self, job: SettlementJob) -> AsyncIterator[None]:
+        """Beat ``job``'s heartbeat while the block runs: a step of the close may take longer
+        than the stale time (a month's netting, a statement of a million lines), and another
+        runner must not take a live run."""
+        beating = asyncio.create_task(self._beat(job), name=f"settlement job {job.id} heartbeat")
+        try:
+            yield
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+
+    async def _beat(self, job: SettlementJob) -> None:
+        """Record every :func:`jobs.heartbeat_every` that this runner's run of ``job`` is alive,
+        until cancelled, or until the run is not this runner's any more. A beat that finds the
+        database away is skipped: the close meets the outage too, and the next beat tries again."""
+        assert job.started_at is not None  # set by the claim
+        every = jobs.heartbeat_every(self.stale_after).total_seconds()
+        while True:
+            await self.pause(every)
+            try:
+                async with self.db.transaction() as session:
+                    ours = await jobs.heartbeat(session, job.id, job.started_at, self.clock.now())
+            except DatabaseUnavailable:
+                continue
+            if not ours:
+                logger.error("settlement job %s was taken by another runner while this one still ran it", job.id)
+                return
 
     async def run_jobs(self) -> None:
         """Run queued settlement jobs until none is left (the gateway's periodic pass)."""
