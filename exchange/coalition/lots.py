@@ -189,18 +189,12 @@ async def reverse(
     """Undo ``reverses``: all that is left of it, or ``points`` of it (see the module docstring)."""
     if reverses == operation_id:
         raise errors.invalid("an operation cannot reverse itself")
+    target = await _target(session, reverses, now)
+    # Asked after the target's lock: a request under this id that held it first has committed
+    # its reversal now, and this one answers as it did instead of applying it a second time.
     replay = await _replay(session, operation_id, OperationKind.REVERSAL, points=points, reverses=reverses)
     if replay is not None:
         return replay
-    target = await _get(session, reverses, for_update=True)
-    if target is None:
-        # Not (yet) here: void the id, so that it can never apply if it arrives late.
-        target = CoalitionOperation(
-            operation_id=reverses, saga_id=saga_of(reverses), status=OperationStatus.VOIDED.value, created_at=now
-        )
-        session.add(target)
-        await session.flush()
-        return await _record_reversal(session, operation_id, target, 0, now)
     if target.status == OperationStatus.VOIDED:
         return await _record_reversal(session, operation_id, target, 0, now)
     if target.kind == OperationKind.REVERSAL:
@@ -232,6 +226,28 @@ async def reverse(
 
 
 # -- parts ------------------------------------------------------------------------------
+
+
+async def _target(session: AsyncSession, operation_id: str, now: datetime) -> CoalitionOperation:
+    """The operation a reversal names, locked; one not (yet) here is voided first, so that it
+    can never apply if it arrives late (a concurrent write of it and the void: one of them)."""
+    target = await _get(session, operation_id, for_update=True)
+    if target is not None:
+        return target
+    await session.exec(
+        dialects.insert(session, CoalitionOperation.__table__)  # type: ignore[attr-defined]
+        .values(
+            operation_id=operation_id,
+            saga_id=saga_of(operation_id),
+            status=OperationStatus.VOIDED.value,
+            reversed_points=0,
+            created_at=now,
+        )
+        .on_conflict_do_nothing()
+    )
+    target = await _get(session, operation_id, for_update=True)
+    assert target is not None, "inserted, or inserted meanwhile by a concurrent write"
+    return target
 
 
 def _id(lot: CoalitionLot) -> int:
@@ -308,7 +324,7 @@ async def _record_reversal(
         now=now,
         reverses=target.operation_id,
     )
-    if created is None:
+    if created is None:  # taken meanwhile by another request: the same one waits for the target's lock
         return await _replayed(
             session, operation_id, OperationKind.REVERSAL, points=amount, reverses=target.operation_id
         )

@@ -449,3 +449,22 @@ async def test_a_reversal_puts_back_into_lots_still_alive_and_renews_per_funder_
     assert unbalanced is None
     assert (await point.connector.account(member)).balance == 60
     assert (await CoalitionService(point.db, point.ledger, point.clock).expire()).points == 0
+
+
+@pytest.mark.parametrize("points", [30, None], ids=["a part", "the whole"])
+async def test_one_reversal_asked_twice_at_once_puts_the_points_back_once_and_answers_both_alike(
+    point: Point, points: int | None
+) -> None:
+    """Two copies of one reversal (a client's retry racing its first try) queue on the debit's
+    lock; the second, let in once the first committed, answers with the first's reversal and
+    puts nothing back again (it used to refund a part a second time, and refuse the whole as
+    exceeding what was left)."""
+    [member] = point.members
+    await point.connector.credit("earn:credit", member, 100)
+    await point.connector.debit("spend:debit", member, 70)
+    first, second = await asyncio.gather(
+        *(point.connector.reverse("spend:undo", "spend:debit", points) for _ in range(2))
+    )
+    assert first == second and first.points == (points or 70)
+    assert (await point.connector.account(member)).balance == 30 + (points or 70)
+    assert (await point.check()).problem is None
