@@ -455,7 +455,8 @@ def recover() -> None:
     report says when its rows can be taken up. One line per kind: conversions, redemptions,
     status matches; then the holds whose review time has passed end unreviewed, as the
     hold-expiry job ends them, on a line with the holds left for staff; last, the settlement
-    periods a crashed close left CLOSING are closed (statements issued), on a line naming them.
+    periods a crashed close left CLOSING are closed (statements issued), on a line naming them,
+    and so are the statements a close cut while issuing them left unissued.
 
     A row whose driving raised an unexpected error (a bug, logged with its trace) is put off
     until its retry back-off, its error kept (`exchange retrying` shows it once it keeps
@@ -484,7 +485,11 @@ def recover() -> None:
     closes = recovery.closes
     finished = f": {', '.join(closes.finished)}" if closes.finished else ""
     refused = "".join(f"; {period} still closing: {reason}" for period, reason in closes.refused)
-    click.echo(f"{counted(len(closes.finished), 'settlement period')} left closing finished{finished}{refused}")
+    issued = "".join(
+        f"; {period} closed with statements left unissued, now issued: {', '.join(participants)}"
+        for period, participants in closes.issued
+    )
+    click.echo(f"{counted(len(closes.finished), 'settlement period')} left closing finished{finished}{issued}{refused}")
     if any(report.faulted for report in recovery.sagas):
         sys.exit(1)
 
@@ -701,13 +706,19 @@ def settle_close(previous: bool, period: str | None) -> None:
 
     The period must be over (in EXCHANGE_SETTLEMENT_TIMEZONE) and every earlier period with
     postings closed. Closing a closed period prints its figures again and changes nothing, so
-    a monthly job may run --previous whatever the period length.
+    a monthly job may run --previous whatever the period length; but if a closing was cut while
+    it issued the statements, it issues those left unissued, and says so on a line of its own.
     """
     report = with_services(
         lambda services: services.settlement.close(period or services.settlement.previous_period(), by=_operator())
     )
     money = report.currency.from_minor
     click.echo(f"period {report.period}: {report.status}")
+    if report.issued_now and not report.closed_now:
+        click.echo(
+            f"closed already; issued {counted(len(report.issued_now), 'statement')} left unissued by a closing "
+            f"cut while issuing them: {', '.join(report.issued_now)}"
+        )
     code = report.currency.code
     headings = (f"{name} ({code})" for name in ("opening", "payable", "receivable", "net", "closing"))
     click.echo(f"{'participant':<20} " + " ".join(f"{heading:>16}" for heading in headings))

@@ -34,6 +34,9 @@ MAX_ACCESS_TOKEN_LIFETIME = 86400
 #: trace. A first wait is bounded lower (a day, an hour): it doubles up to 2**20 times (a
 #: partner's poll) or 2**30 (a webhook) before the longest caps it.
 LONGEST_RETRY_WAIT_SECONDS = 7 * 86400
+#: How long a running settlement job's runner may be silent before another runner takes the
+#: job again (seconds), unless EXCHANGE_SETTLEMENT_JOB_STALE_SECONDS says otherwise.
+DEFAULT_SETTLEMENT_JOB_STALE_SECONDS = 120
 
 
 def normalize_database_url(url: str) -> str:
@@ -245,16 +248,27 @@ class Settings(BaseSettings):
         default=1,
         ge=0,
         description="How often each gateway process looks for settlement jobs staff queued in the "
-        "console, such as closing a period, and for periods left CLOSING longer than the closing "
-        "grace (0: never).",
+        "console, such as closing a period, and for periods left CLOSING (or CLOSED with statements "
+        "not issued) longer than the closing grace (0: never).",
+    )
+    settlement_job_stale_seconds: float = Field(
+        default=DEFAULT_SETTLEMENT_JOB_STALE_SECONDS,
+        ge=5,
+        le=3600,
+        allow_inf_nan=False,
+        description="How long a running settlement job's runner may give no sign of life before another "
+        "gateway process takes the job again (5 to 3600): it is taken to have died. A live runner beats "
+        "the job's heartbeat four times as often, however long one step of the close takes, so only a "
+        "runner that stopped (its process killed, its machine gone, its database out of reach for that "
+        "long) loses its job.",
     )
     closing_grace_seconds: float = Field(
         default=600,
         ge=1,
         le=86400,
         allow_inf_nan=False,
-        description="How long a settlement period may stay CLOSING before the gateway's settlement job "
-        "finishes closing it itself, as 'exchange recover' does (1 to 86400): its closer (a 'settle close' "
+        description="How long a settlement period may stay CLOSING (or CLOSED with statements not issued) "
+        "before the gateway's settlement job finishes closing it itself, as 'exchange recover' does (1 to 86400): its closer (a 'settle close' "
         "command, a closePeriod request, a console job) is taken to have died. Finishing early does no harm "
         "(a closer still netting holds the period and a finisher waits for it, then finds it closed); the "
         "grace keeps gateways from doing a live closer's work beside it.",

@@ -133,11 +133,14 @@ class CoalitionConnector:
         if points is not None:
             check_points(points)
         now = self.clock.now()
-        return await self._write(
-            Call.REVERSE,
-            operation_id,
-            lambda session: lots.reverse(session, operation_id=operation_id, reverses=reverses, points=points, now=now),
-        )
+
+        async def reverse(session: AsyncSession) -> lots.Recorded:
+            rules = await point_rules(session)
+            return await lots.reverse(
+                session, rules, operation_id=operation_id, reverses=reverses, points=points, now=now
+            )
+
+        return await self._write(Call.REVERSE, operation_id, reverse)
 
     async def match_tier(self, operation_id: str, member_ref: str, tier: str, expires_at: datetime) -> Operation:
         raise InvalidRequest(

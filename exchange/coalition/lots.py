@@ -9,10 +9,16 @@ that id is refused (``OPERATION_CONFLICT``); an id a reversal voided is refused 
 * A **credit** opens a lot that expires by the point's rule and records who funded it.
 * A **debit** takes from the member's lots that have not expired, the soonest to expire first
   (then the oldest id), and records what it took from each (a draw).
-* A **reversal** of a debit puts back exactly what the debit took, into the same lots, the
-  last taken first when it reverses only part; a reversal of a credit takes back what is left
-  of that credit's lot (``INSUFFICIENT_POINTS`` when the member has spent it); a reversal of an
-  id never seen voids it.
+* A **reversal** of a debit (a cancelled redemption, a conversion out of the point that
+  failed) puts back exactly what the debit took, the last taken first when it reverses only
+  part: into the same lots while they have not expired, so the points keep the expiry they
+  had; what a lot that has expired since gave goes, for its funder, into a new lot that lives
+  as points earned at the reversal do (:func:`~exchange.coalition.rules.expiry_of`), since
+  points put back into an expired lot would be lost to the next expiry run. The expired lot's
+  part is put back and drawn again at once by the reversal (a draw of its own), so every lot
+  still adds up and the points that lapsed stay exactly those that lapsed. A reversal of a
+  credit takes back what is left of that credit's lot (``INSUFFICIENT_POINTS`` when the member
+  has spent it); a reversal of an id never seen voids it.
 
 A member's lots are locked (``FOR UPDATE``, in the order they are spent) before any is changed,
 so concurrent debits of one member queue instead of overdrawing.
@@ -20,6 +26,7 @@ so concurrent debits of one member queue instead of overdrawing.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -177,23 +184,17 @@ async def debit(session: AsyncSession, *, operation_id: str, member_ref: str, po
 
 
 async def reverse(
-    session: AsyncSession, *, operation_id: str, reverses: str, points: int | None, now: datetime
+    session: AsyncSession, rules: PointRules, *, operation_id: str, reverses: str, points: int | None, now: datetime
 ) -> Recorded:
     """Undo ``reverses``: all that is left of it, or ``points`` of it (see the module docstring)."""
     if reverses == operation_id:
         raise errors.invalid("an operation cannot reverse itself")
+    target = await _target(session, reverses, now)
+    # Asked after the target's lock: a request under this id that held it first has committed
+    # its reversal now, and this one answers as it did instead of applying it a second time.
     replay = await _replay(session, operation_id, OperationKind.REVERSAL, points=points, reverses=reverses)
     if replay is not None:
         return replay
-    target = await _get(session, reverses, for_update=True)
-    if target is None:
-        # Not (yet) here: void the id, so that it can never apply if it arrives late.
-        target = CoalitionOperation(
-            operation_id=reverses, saga_id=saga_of(reverses), status=OperationStatus.VOIDED.value, created_at=now
-        )
-        session.add(target)
-        await session.flush()
-        return await _record_reversal(session, operation_id, target, 0, now)
     if target.status == OperationStatus.VOIDED:
         return await _record_reversal(session, operation_id, target, 0, now)
     if target.kind == OperationKind.REVERSAL:
@@ -215,7 +216,7 @@ async def reverse(
         session.add(lot)
         session.add(CoalitionDraw(operation_id=operation_id, lot_id=_id(lot), points=amount))
     else:
-        await _restore(session, reverses, amount)
+        await _restore(session, rules, recorded.operation, amount, now)
     target.reversed_points += amount
     if target.reversed_points == target.points:
         target.status = OperationStatus.REVERSED.value
@@ -225,6 +226,28 @@ async def reverse(
 
 
 # -- parts ------------------------------------------------------------------------------
+
+
+async def _target(session: AsyncSession, operation_id: str, now: datetime) -> CoalitionOperation:
+    """The operation a reversal names, locked; one not (yet) here is voided first, so that it
+    can never apply if it arrives late (a concurrent write of it and the void: one of them)."""
+    target = await _get(session, operation_id, for_update=True)
+    if target is not None:
+        return target
+    await session.exec(
+        dialects.insert(session, CoalitionOperation.__table__)  # type: ignore[attr-defined]
+        .values(
+            operation_id=operation_id,
+            saga_id=saga_of(operation_id),
+            status=OperationStatus.VOIDED.value,
+            reversed_points=0,
+            created_at=now,
+        )
+        .on_conflict_do_nothing()
+    )
+    target = await _get(session, operation_id, for_update=True)
+    assert target is not None, "inserted, or inserted meanwhile by a concurrent write"
+    return target
 
 
 def _id(lot: CoalitionLot) -> int:
@@ -301,34 +324,65 @@ async def _record_reversal(
         now=now,
         reverses=target.operation_id,
     )
-    if created is None:
+    if created is None:  # taken meanwhile by another request: the same one waits for the target's lock
         return await _replayed(
             session, operation_id, OperationKind.REVERSAL, points=amount, reverses=target.operation_id
         )
     return Recorded(created, target)
 
 
-async def _restore(session: AsyncSession, debit_id: str, amount: int) -> None:
-    """Put ``amount`` of a debit back into the lots it took it from, the last taken first."""
+async def _restore(
+    session: AsyncSession, rules: PointRules, reversal: CoalitionOperation, amount: int, now: datetime
+) -> None:
+    """Put ``amount`` of the debit ``reversal`` reverses back, the last taken first: into the lots
+    it took it from that have not expired, and what expired lots gave into a new lot per funder
+    (see the module's docstring)."""
+    assert reversal.reverses is not None and reversal.member_ref is not None
     rows = await session.exec(
         select(CoalitionDraw, CoalitionLot)
         .join(CoalitionLot, col(CoalitionLot.id) == col(CoalitionDraw.lot_id))
-        .where(CoalitionDraw.operation_id == debit_id, col(CoalitionDraw.restored) < col(CoalitionDraw.points))
+        .where(CoalitionDraw.operation_id == reversal.reverses, col(CoalitionDraw.restored) < col(CoalitionDraw.points))
         .order_by(col(CoalitionLot.expires_at), col(CoalitionLot.id))
         .with_for_update()
         .execution_options(populate_existing=True)
     )
     left = amount
+    renewed: dict[str | None, int] = defaultdict(int)  # points of expired lots, by funder
     # Locked in the order debits lock lots (no deadlock between them), put back in reverse.
     for draw, lot in reversed(rows.all()):
         if left == 0:
             break
         put_back = min(draw.points - draw.restored, left)
         draw.restored += put_back
-        lot.remaining += put_back
         left -= put_back
-        session.add_all([draw, lot])
+        if lot.expires_at > now:
+            lot.remaining += put_back
+            session.add(lot)
+        else:  # put back and taken again by the reversal: the lot's remaining stays as it is
+            session.add(CoalitionDraw(operation_id=reversal.operation_id, lot_id=_id(lot), points=put_back))
+            renewed[lot.funded_by] += put_back
+        session.add(draw)
     assert left == 0, "a debit's draws hold all of what is left of it"
+    for funder, points in renewed.items():
+        session.add(
+            CoalitionLot(
+                member_id=reversal.member_ref,
+                program_id=rules.program_id,
+                funded_by=funder,
+                opened_by=renewal_of(reversal.operation_id, funder),
+                points=points,
+                remaining=points,
+                earned_at=now,
+                expires_at=rules.expiry_of(now),
+            )
+        )
+
+
+def renewal_of(reversal_id: str, funder: str | None) -> str:
+    """What ``opened_by`` names the lot a reversal opens for what expired lots of ``funder`` gave:
+    the reversal's id and the funder (none: the operator) after a ``#``, which no operation id
+    holds, so it never names a credit."""
+    return f"{reversal_id}#{funder or ''}"
 
 
 async def _replay(

@@ -5,7 +5,8 @@ opens one lot (``coalition_lot``) that expires at its own instant and records th
 that funded it. Each write the internal connector accepts is an operation
 (``coalition_operation``), keyed by the saga's operation id like a partner's; a debit draws
 on lots oldest first and records each draw (``coalition_draw``), so that reversing it puts
-back exactly what it took, into the lots it took it from. The expiry job records what it
+back exactly what it took, into the lots it took it from (what a lot that has expired since
+gave goes into a new lot, drawn from the old one by the reversal: ``lots``). The expiry job records what it
 expired (``coalition_expiry``) with the ledger transaction that posted the breakage.
 
 Invariant (checked by ``exchange ledger verify``): for every lot,
@@ -43,8 +44,9 @@ class CoalitionLot(SQLModel, table=True):
     """The coalition point's program."""
     funded_by: str | None = Field(default=None, foreign_key="program.id", max_length=64)
     """The program whose points paid for the lot (the conversion's source); NULL: the operator."""
-    opened_by: str = Field(max_length=128, unique=True)
-    """The credit operation that opened it."""
+    opened_by: str = Field(max_length=200, unique=True)
+    """The credit operation that opened it; for a lot a debit's reversal opened with what expired
+    lots gave back, the reversal's id and the funder after a ``#`` (``lots.renewal_of``)."""
     points: int = Field(sa_column=Column(BigInteger, nullable=False))
     remaining: int = Field(sa_column=Column(BigInteger, nullable=False))
     expired: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"))

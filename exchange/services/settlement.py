@@ -5,10 +5,11 @@ the clearing ledger. Each operation opens its own units of work and calls the ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,14 +25,14 @@ from exchange.db.database import Database
 from exchange.errors import ExchangeError
 from exchange.ledger.errors import PeriodNotOver
 from exchange.ledger.partitions import ensure_partitions
-from exchange.ledger.periods import SettlementCalendar
+from exchange.ledger.periods import PeriodStatus, SettlementCalendar
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import Verification, verify_ledger
 from exchange.money import Currency
 from exchange.observability.metrics import count_recovered_closes
 from exchange.programs.service import get_coalition
 from exchange.services.coalition import PointStanding
-from exchange.settings import Settings
+from exchange.settings import DEFAULT_SETTLEMENT_JOB_STALE_SECONDS, Settings
 from exchange.settlement import (
     break_report,
     closing,
@@ -151,13 +152,17 @@ async def reconciliation_view(session: AsyncSession, of: Reconciliation, unresol
 @dataclass(frozen=True)
 class UnfinishedCloses:
     """What a recovery pass (``exchange recover``, a gateway's job) did with the periods a closer
-    left CLOSING: ``finished`` closed by this pass; ``closed_meanwhile`` closed by another closer
-    (another gateway's pass, or a closer it waited behind) and their statements issued;
-    ``refused`` still CLOSING, each with the reason closing it was refused."""
+    left unfinished: ``finished`` closed by this pass (CLOSING before it); ``issued`` CLOSED
+    before it, by a closer that stopped while issuing their statements, each with the
+    participants whose statement this pass issued; ``closed_meanwhile`` finished by another
+    closer (another gateway's pass, or a closer it waited behind; this pass may have issued
+    some of their statements beside it); ``refused`` still unfinished,
+    each with the reason closing it was refused."""
 
     finished: list[str]
     refused: list[tuple[str, str]]
     closed_meanwhile: list[str] = field(default_factory=list)
+    issued: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
 @dataclass
@@ -167,6 +172,10 @@ class SettlementService:
     clock: Clock
     keys: StatementKeys
     issuer: str
+    stale_after: timedelta = timedelta(seconds=DEFAULT_SETTLEMENT_JOB_STALE_SECONDS)
+    """How long a job runner may be silent before another takes its job (``settlement.jobs``)."""
+    pause: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """Waits the given seconds between two heartbeats of a running job (tests step it)."""
     _interrupted: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
     """This runner's job runs that lost the database and are not back in the queue yet: job id,
     when the run was taken."""
@@ -179,6 +188,7 @@ class SettlementService:
             clock=clock,
             keys=StatementKeys.for_settings(settings, db=db, clock=clock),
             issuer=settings.issuer_url,
+            stale_after=timedelta(seconds=settings.settlement_job_stale_seconds),
         )
 
     @property
@@ -192,7 +202,8 @@ class SettlementService:
     async def close(self, period: str, *, by: str, progress: closing.Progress | None = None) -> PeriodReport:
         """Close ``period`` (``settlement.closing``), then issue every participant's statement
         (``settlement.issued``) not issued yet, each in a unit of work of its own; the period's
-        figures as they stand then (every statement issued)."""
+        figures as they stand then (every statement issued), naming the statements this call
+        issued (``issued_now``)."""
         period = self.calendar.parse(period)  # before any unit of work: a bad name changes nothing
         progress = progress or closing.no_progress
         async with self.db.transaction() as session:
@@ -202,25 +213,33 @@ class SettlementService:
             self.db, self.calendar, self.clock, currency, period, by=by, progress=progress
         )
         await progress(95, ISSUING_STATEMENTS)
-        for position in report.positions:
+        issued_now = []
+        for participant in report.not_issued:
             async with self.db.transaction() as session:
-                await issued.issue(session, signer, position.participant, period, self.clock.now())
+                if await issued.issue(session, signer, participant, period, self.clock.now()):
+                    issued_now.append(participant)
         async with self.db.transaction() as session:
-            return replace(await closing.period_report(session, period, currency), closed_now=report.closed_now)
+            return replace(
+                await closing.period_report(session, period, currency),
+                closed_now=report.closed_now,
+                issued_now=issued_now,
+            )
 
     async def finish_unfinished_closes(self, *, grace: timedelta | None = None) -> UnfinishedCloses:
-        """Finish closing every period a closer left CLOSING, oldest first, by closing it again
-        (which finishes what was left, statements included): after a crash of `exchange settle
-        close`, of a ``closePeriod`` request or of a console job that was not taken again.
-        ``exchange recover`` finishes every such period; a gateway's job (``grace``) only those
-        CLOSING for longer than ``grace``, whose closer is taken to have died. A closer still
-        at work is safe to meet either way: one closer at a time holds the period's row, and
-        the later one finds it CLOSED; so several gateways finishing one period close it once."""
+        """Finish closing every period a closer left unfinished (CLOSING, or CLOSED with
+        statements not issued), oldest first, by closing it again (which finishes what was left,
+        statements included): after a crash of `exchange settle close`, of a ``closePeriod``
+        request or of a console job that was not taken again. ``exchange recover`` finishes
+        every such period; a gateway's job (``grace``) only those whose closing started more
+        than ``grace`` ago, whose closer is taken to have died. A closer still at work is safe
+        to meet either way: one closer at a time holds the period's row, and the later one finds
+        it CLOSED; a statement is stored once, and one issuer waits for the other's; so several
+        gateways finishing one period close it, and issue each statement, once."""
         started_before = None if grace is None else self.clock.now() - grace
         async with self.db.transaction() as session:
-            periods = await closing.left_closing(session, started_before=started_before)
+            periods = await closing.left_unfinished(session, started_before=started_before)
         done = UnfinishedCloses([], [])
-        for period in periods:
+        for period, status in periods:
             try:
                 report = await self.close(period, by=RECOVERY)  # the closer recorded when it started stays
             except DatabaseUnavailable:
@@ -229,10 +248,19 @@ class SettlementService:
                 logger.error("period %s was left closing and closing it was refused: %s", period, error)
                 done.refused.append((period, str(error)))
             else:
-                (done.finished if report.closed_now else done.closed_meanwhile).append(period)
+                if report.closed_now:
+                    done.finished.append(period)
+                elif status is PeriodStatus.CLOSED and report.issued_now:
+                    done.issued.append((period, list(report.issued_now)))
+                else:
+                    done.closed_meanwhile.append(period)
         if done.finished:
             logger.warning("finished closing %s, left CLOSING by a closer that stopped", ", ".join(done.finished))
             count_recovered_closes(len(done.finished))
+        for period, participants in done.issued:
+            logger.warning(
+                "issued the statements of %s a closer that stopped left unissued: %s", period, ", ".join(participants)
+            )
         return done
 
     async def request_close(self, period: str, *, by: str) -> SettlementJob:
@@ -276,7 +304,7 @@ class SettlementService:
         """
         await self._requeue_interrupted()
         async with self.db.transaction() as session:
-            job = await jobs.claim(session, self.clock.now())
+            job = await jobs.claim(session, self.clock.now(), self.stale_after)
         if job is None:
             return False
         assert job.started_at is not None  # set by the claim
@@ -306,7 +334,8 @@ class SettlementService:
                 await jobs.record_progress(session, job.id, percent, step, self.clock.now())
 
         try:
-            await self.close(job.subject, by=job.requested_by, progress=progress)
+            async with self._beating(job):
+                await self.close(job.subject, by=job.requested_by, progress=progress)
         except DatabaseUnavailable:  # an ExchangeError too, but not a refusal: the job is taken again
             raise
         except ExchangeError as refused:
@@ -319,6 +348,36 @@ class SettlementService:
             error = None
         async with self.db.transaction() as session:
             await jobs.finish(session, job.id, self.clock.now(), error=error)
+
+    @contextlib.asynccontextmanager
+    async def _beating(self, job: SettlementJob) -> AsyncIterator[None]:
+        """Beat ``job``'s heartbeat while the block runs: a step of the close may take longer
+        than the stale time (a month's netting, a statement of a million lines), and another
+        runner must not take a live run."""
+        beating = asyncio.create_task(self._beat(job), name=f"settlement job {job.id} heartbeat")
+        try:
+            yield
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+
+    async def _beat(self, job: SettlementJob) -> None:
+        """Record every :func:`jobs.heartbeat_every` that this runner's run of ``job`` is alive,
+        until cancelled, or until the run is not this runner's any more. A beat that finds the
+        database away is skipped: the close meets the outage too, and the next beat tries again."""
+        assert job.started_at is not None  # set by the claim
+        every = jobs.heartbeat_every(self.stale_after).total_seconds()
+        while True:
+            await self.pause(every)
+            try:
+                async with self.db.transaction() as session:
+                    ours = await jobs.heartbeat(session, job.id, job.started_at, self.clock.now())
+            except DatabaseUnavailable:
+                continue
+            if not ours:
+                logger.error("settlement job %s was taken by another runner while this one still ran it", job.id)
+                return
 
     async def run_jobs(self) -> None:
         """Run queued settlement jobs until none is left (the gateway's periodic pass)."""

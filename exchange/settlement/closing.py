@@ -7,11 +7,13 @@ one), so its rows are final. Then a last unit of work, holding the period's row,
 obligations from those rows (one aggregation, see ``netting``), stores them, the positions and the
 coalition point's outstanding liability at the period's end and marks the period CLOSED. If
 that fails (or the process dies), the period stays CLOSING and closing it again finishes the
-job (``exchange recover`` closes every period left so, :func:`left_closing`, and so does every
+job (``exchange recover`` closes every period left so, :func:`left_unfinished`, and so does every
 gateway's background job once a period has been CLOSING longer than its grace). The statements are issued after it (``issued``), each in a unit of work of its own: a
 statement lists every line, which no aggregation can do, and the closing's unit of work, which
-holds the period, stays one of set-based statements. Closing a CLOSED period changes nothing and returns the figures stored
-the first time.
+holds the period, stays one of set-based statements. A closer that stops while it issues them
+leaves the period CLOSED with statements not issued: that too is unfinished, and the same
+recovery finishes it. Closing a CLOSED period changes none of its figures and returns those
+stored the first time.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import and_, exists, or_, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -75,6 +77,9 @@ class PeriodReport:
     closed_now: bool = False
     """Whether the closing that returned this report netted the period and marked it CLOSED
     (False: it found it CLOSED already, by an earlier closer or by one it waited behind)."""
+    issued_now: Sequence[str] = ()
+    """The participants whose statement the closing that returned this report issued, in order
+    (with ``closed_now`` False: those an earlier closer, cut while issuing, left unissued)."""
     archived_at: datetime | None = None
     """When its ledger rows were detached for archive (``settlement.archive``); ``None``: not."""
 
@@ -123,13 +128,30 @@ async def period_report(session: AsyncSession, period: str, currency: Currency) 
     )
 
 
-async def left_closing(session: AsyncSession, *, started_before: datetime | None = None) -> list[str]:
-    """The periods a closer left CLOSING (it crashed, or lost the database, before netting
-    them), oldest first; with ``started_before``, only those whose closing started before then."""
-    statement = select(SettlementPeriod.period).where(col(SettlementPeriod.status) == PeriodStatus.CLOSING)
+async def left_unfinished(
+    session: AsyncSession, *, started_before: datetime | None = None
+) -> list[tuple[str, PeriodStatus]]:
+    """The periods a closer left unfinished, oldest first, each with its status: CLOSING (it
+    crashed, or lost the database, before netting them), or CLOSED with a participant's
+    statement not issued (it stopped while issuing them); with ``started_before``, only those
+    whose closing started before then."""
+    unissued = exists().where(
+        col(SettlementPosition.period) == col(SettlementPeriod.period),
+        ~exists().where(
+            col(IssuedStatement.period) == col(SettlementPosition.period),
+            col(IssuedStatement.participant) == col(SettlementPosition.participant),
+        ),
+    )
+    statement = select(SettlementPeriod.period, SettlementPeriod.status).where(
+        or_(
+            col(SettlementPeriod.status) == PeriodStatus.CLOSING,
+            and_(col(SettlementPeriod.status) == PeriodStatus.CLOSED, unissued),
+        )
+    )
     if started_before is not None:
         statement = statement.where(col(SettlementPeriod.closing_started_at) < started_before)
-    return list((await session.exec(statement.order_by(col(SettlementPeriod.period)))).all())
+    rows = await session.exec(statement.order_by(col(SettlementPeriod.period)))
+    return [(period, PeriodStatus(status)) for period, status in rows.all()]
 
 
 @dataclass(frozen=True, slots=True)

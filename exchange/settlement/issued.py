@@ -18,8 +18,13 @@ is rendered from the stored document alone, so a document issued as version 1 st
 What the consoles and GraphQL show of a statement is read from the same document.
 
 A statement not issued yet (a closing cut before it was, or a period closed before statements
-were stored) is issued by its first download, once, from the ledger as the code builds it then
-(a migration cannot sign: only the gateway holds the statement key's secret). Late lines never change an issued statement: they are posted into the
+were stored) is issued by whichever comes first: closing the period again, the recovery pass
+that finishes unfinished closes (``exchange recover``, the gateways' ``unfinished-closes`` job,
+which take such a CLOSED period for unfinished as they take one left CLOSING), or its first
+download; once, from the ledger as the code builds it then (a migration cannot sign: only the
+gateway holds the statement key's secret). The document is built from the closed period's
+stored rows alone and RS256 signs deterministically, so a statement issued so is byte for byte,
+signature included, the one an uninterrupted close would have issued with the same key. Late lines never change an issued statement: they are posted into the
 next open period and appear on its statement, naming the period they happened in.
 """
 
@@ -154,11 +159,11 @@ def _base64url(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
-async def issue(session: AsyncSession, signer: Signer, participant: str, period: str, now: datetime) -> None:
+async def issue(session: AsyncSession, signer: Signer, participant: str, period: str, now: datetime) -> bool:
     """Build, sign and store the participant's statement of the closed ``period``, unless one is
-    stored already (which then stays as it is)."""
+    stored already (which then stays as it is); whether this call stored it."""
     if await session.get(IssuedStatement, (period, participant)) is not None:
-        return
+        return False
     document = await encode_statement(
         session,
         issuer=signer.issuer,
@@ -175,9 +180,10 @@ async def issue(session: AsyncSession, signer: Signer, participant: str, period:
         "issued_at": now,
     }
     if session.get_bind().dialect.name == "postgresql":
-        await _copy_in(session, row, document, signer.key)
-    else:
-        await insert_once(session, IssuedStatement(**row, document=document.decode(), jws=sign(document, signer.key)))
+        return await _copy_in(session, row, document, signer.key)
+    return await insert_once(
+        session, IssuedStatement(**row, document=document.decode(), jws=sign(document, signer.key))
+    )
 
 
 _ISSUED = IssuedStatement.__table__  # type: ignore[attr-defined]
@@ -185,10 +191,11 @@ _ISSUED = IssuedStatement.__table__  # type: ignore[attr-defined]
 _STAGED = table("issuing_statement", column("document"), column("jws"))
 
 
-async def _copy_in(session: AsyncSession, row: dict[str, Any], document: bytes, key: RSAKey) -> None:
+async def _copy_in(session: AsyncSession, row: dict[str, Any], document: bytes, key: RSAKey) -> bool:
     """Insert the issued statement ``row`` (its columns but the document and JWS) with
     ``document`` and its JWS, as :func:`~exchange.db.dialects.insert_once` would (a row stored
-    meanwhile stays as it is), the two streamed into PostgreSQL a piece at a time by COPY.
+    meanwhile stays as it is; whether it was inserted), the two streamed into PostgreSQL a piece
+    at a time by COPY.
 
     As parameters of one INSERT, each would be whole in memory three times more (the text, the
     driver's encoding of it, libpq's message), the JWS a third bigger than the document.
@@ -197,7 +204,7 @@ async def _copy_in(session: AsyncSession, row: dict[str, Any], document: bytes, 
         text(f"CREATE TEMPORARY TABLE {_STAGED.name} (document text NOT NULL, jws text NOT NULL) ON COMMIT DROP")
     )  # type: ignore[call-overload]
     await copy_csv(session, _STAGED.name, ("document", "jws"), _csv_record(document, key))
-    await session.exec(
+    inserted = await session.exec(
         insert(session, _ISSUED)
         .from_select(
             [*row, "document", "jws"],
@@ -208,8 +215,11 @@ async def _copy_in(session: AsyncSession, row: dict[str, Any], document: bytes, 
             ),
         )
         .on_conflict_do_nothing(index_elements=["period", "participant"])
+        .returning(_ISSUED.c.period)
     )
+    stored = inserted.first() is not None
     await session.exec(text(f"DROP TABLE {_STAGED.name}"))  # type: ignore[call-overload]
+    return stored
 
 
 async def _csv_record(document: bytes, key: RSAKey) -> AsyncIterator[bytes]:

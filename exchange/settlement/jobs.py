@@ -10,9 +10,12 @@ A runner whose unit of work loses the database (a connection killed, a failover)
 working on its job and puts it back in the queue (:func:`requeue`) as soon as the database
 answers it again, so staff see it queued rather than running, and a runner's next pass takes
 it again; closing again finishes what the first run left (closing is idempotent). A runner
-that dies leaves its job RUNNING with a heartbeat that goes stale; another runner takes it
-again after :data:`STALE_AFTER`. Each run is known by when it was taken (``started_at``): a
-runner puts back only its own run, never one another runner has taken since.
+beats a heartbeat (:func:`heartbeat`) every :func:`heartbeat_every` while it works, however
+long one step of the close takes; a runner that dies leaves its job RUNNING with a heartbeat
+that goes stale, and another runner takes it again once it is older than the stale time
+(``EXCHANGE_SETTLEMENT_JOB_STALE_SECONDS``). Each run is known by when it was taken
+(``started_at``): a runner puts back, or beats the heartbeat of, only its own run, never one
+another runner has taken since.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.settlement.models import JobState, SettlementJob
 
 CLOSE_PERIOD = "close-period"
-#: A running job whose runner has given no sign of life for this long is taken again.
-STALE_AFTER = timedelta(minutes=2)
+#: How many heartbeats a live runner sends within the stale time: a beat late by a slow
+#: database, or two, still leaves the run's heartbeat fresh.
+HEARTBEATS_PER_STALE = 4
 JOBS: Table = SettlementJob.__table__  # type: ignore[attr-defined]
 
 
@@ -70,13 +74,19 @@ async def enqueue_close(session: AsyncSession, period: str, *, by: str, now: dat
     return job
 
 
-async def claim(session: AsyncSession, now: datetime) -> SettlementJob | None:
-    """Take the oldest queued job (or a running one whose runner went silent) for this runner;
-    None if there is none. Two runners racing for one job: the state check in the UPDATE lets
-    one of them have it."""
+def heartbeat_every(stale_after: timedelta) -> timedelta:
+    """How often a runner beats its run's heartbeat, for runs taken again after ``stale_after``
+    of silence."""
+    return stale_after / HEARTBEATS_PER_STALE
+
+
+async def claim(session: AsyncSession, now: datetime, stale_after: timedelta) -> SettlementJob | None:
+    """Take the oldest queued job (or a running one whose runner has been silent for longer than
+    ``stale_after``) for this runner; None if there is none. Two runners racing for one job:
+    the state check in the UPDATE lets one of them have it."""
     takeable = or_(
         JOBS.c.state == JobState.QUEUED.value,
-        (JOBS.c.state == JobState.RUNNING.value) & (JOBS.c.heartbeat_at < now - STALE_AFTER),
+        (JOBS.c.state == JobState.RUNNING.value) & (JOBS.c.heartbeat_at < now - stale_after),
     )
     oldest = core_select(JOBS.c.id).where(takeable).order_by(JOBS.c.requested_at).limit(1).scalar_subquery()
     taken = (
@@ -102,6 +112,17 @@ async def requeue(session: AsyncSession, job_id: str, started_at: datetime) -> b
         .values(state=JobState.QUEUED.value, step="", progress=0, started_at=None, heartbeat_at=None)
     )
     return moved.rowcount == 1
+
+
+async def heartbeat(session: AsyncSession, job_id: str, started_at: datetime, now: datetime) -> bool:
+    """Record that the run of job ``job_id`` taken at ``started_at`` is alive at ``now``; False
+    if that run is no longer the job's (it ended, or another runner took the job)."""
+    beaten = await session.exec(
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.state == JobState.RUNNING.value, JOBS.c.started_at == started_at)
+        .values(heartbeat_at=now)
+    )
+    return beaten.rowcount == 1
 
 
 async def record_progress(session: AsyncSession, job_id: str, percent: int, step: str, now: datetime) -> None:

@@ -211,8 +211,8 @@ class StatementKey(StoredKey, table=True):
 
 class IssuedStatement(SQLModel, table=True):
     """A participant's statement of a closed period as the exchange issued it: the exact bytes
-    it signed, written once (at the period's closing, or for a period closed before statements
-    were stored, at its first download) and served as they are ever after
+    it signed, written once (at the period's closing; if that was cut, or the period closed before
+    statements were stored, by recovery, closing again or its first download) and served as they are ever after
     (:mod:`exchange.settlement.issued`)."""
 
     __tablename__ = "issued_statement"

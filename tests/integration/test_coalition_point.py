@@ -16,11 +16,14 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
+from sqlmodel import col, select
 
+from exchange.coalition import lots
 from exchange.coalition.connector import CoalitionConnector
 from exchange.coalition.expiry import expire_batch
+from exchange.coalition.models import CoalitionLot
 from exchange.coalition.rules import PointRules, expiry_of, point_rules
-from exchange.coalition.verify import check_point
+from exchange.coalition.verify import LOT_THAT_DOES_NOT_ADD_UP, check_point
 from exchange.connectors.errors import InsufficientPoints, OperationConflict, OperationVoided
 from exchange.conversions.clearing import conversion_transaction
 from exchange.db.availability import DatabaseUnavailable
@@ -396,3 +399,72 @@ async def test_verify_names_a_lot_changed_by_hand(point: Point) -> None:
         await session.exec(text("UPDATE coalition_lot SET remaining = remaining + 20"))  # type: ignore[call-overload]
     problem = (await point.check()).problem
     assert problem is not None and "does not add up" in problem and "90 remaining" in problem
+
+
+async def test_a_reversal_puts_back_into_lots_still_alive_and_renews_per_funder_what_expired_lots_gave(
+    point: Point,
+) -> None:
+    """A debit took from two lots that expire at the start of 2028 (Wallet Pay's, then Fresh
+    Mart's) and one good to the end of 2028. Reversed in two parts in January 2028, the last
+    taken first: the live lot gets its points back with its own expiry; what each expired lot
+    gave comes back in a lot of that lot's funder, opened by the reversal and good to the end
+    of 2029; every lot adds up, and nothing is due to expire."""
+    [member] = point.members
+    earned_2026 = datetime(2026, 12, 31, 23, 0, tzinfo=TAIPEI).astimezone(UTC)
+    earned_2027 = datetime(2027, 1, 2, tzinfo=TAIPEI).astimezone(UTC)
+    rules = await point.rules()
+    async with point.db.transaction() as session:
+        for name, funder, points, at in (
+            ("a", "wallet-pay", 10, earned_2026),
+            ("b", "fresh-mart", 20, earned_2026),
+            ("c", "fresh-mart", 30, earned_2027),
+        ):
+            await lots.credit(
+                session,
+                rules,
+                operation_id=f"{name}:credit",
+                member_ref=member,
+                points=points,
+                funded_by=funder,
+                now=at,
+            )
+        await lots.debit(session, operation_id="spend:debit", member_ref=member, points=55, now=earned_2027)
+    point.clock.current = datetime(2028, 1, 5, tzinfo=TAIPEI).astimezone(UTC)
+    assert (await point.connector.reverse("spend:reverse-1", "spend:debit", 40)).points == 40
+    assert (await point.connector.reverse("spend:reverse-2", "spend:debit")).points == 15
+
+    async with point.db.transaction() as session:
+        held = (await session.exec(select(CoalitionLot).order_by(col(CoalitionLot.id)))).all()
+        rows = [(lot.opened_by, lot.funded_by, lot.points, lot.remaining, lot.expires_at) for lot in held]
+        unbalanced = (await session.exec(LOT_THAT_DOES_NOT_ADD_UP)).first()  # type: ignore[call-overload]
+    end_of_2027, end_of_2028, end_of_2029 = (datetime(year, 1, 1, tzinfo=TAIPEI) for year in (2028, 2029, 2030))
+    assert rows == [
+        ("a:credit", "wallet-pay", 10, 0, end_of_2027),
+        ("b:credit", "fresh-mart", 20, 0, end_of_2027),
+        ("c:credit", "fresh-mart", 30, 30, end_of_2028),
+        ("spend:reverse-1#fresh-mart", "fresh-mart", 15, 15, end_of_2029),
+        ("spend:reverse-2#fresh-mart", "fresh-mart", 5, 5, end_of_2029),
+        ("spend:reverse-2#wallet-pay", "wallet-pay", 10, 10, end_of_2029),
+    ]
+    assert unbalanced is None
+    assert (await point.connector.account(member)).balance == 60
+    assert (await CoalitionService(point.db, point.ledger, point.clock).expire()).points == 0
+
+
+@pytest.mark.parametrize("points", [30, None], ids=["a part", "the whole"])
+async def test_one_reversal_asked_twice_at_once_puts_the_points_back_once_and_answers_both_alike(
+    point: Point, points: int | None
+) -> None:
+    """Two copies of one reversal (a client's retry racing its first try) queue on the debit's
+    lock; the second, let in once the first committed, answers with the first's reversal and
+    puts nothing back again (it used to refund a part a second time, and refuse the whole as
+    exceeding what was left)."""
+    [member] = point.members
+    await point.connector.credit("earn:credit", member, 100)
+    await point.connector.debit("spend:debit", member, 70)
+    first, second = await asyncio.gather(
+        *(point.connector.reverse("spend:undo", "spend:debit", points) for _ in range(2))
+    )
+    assert first == second and first.points == (points or 70)
+    assert (await point.connector.account(member)).balance == 30 + (points or 70)
+    assert (await point.check()).problem is None

@@ -83,6 +83,25 @@ async def soak_with_short_lease(pg_database_url: str, sandboxes: SandboxFleet, t
         yield running
 
 
+#: How long the close-job test's gateways let a job's runner be silent before taking the job
+#: (EXCHANGE_SETTLEMENT_JOB_STALE_SECONDS): a quarter of the default two minutes.
+SHORT_STALE = 30
+
+
+@pytest.fixture
+async def soak_with_short_stale(pg_database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Soak]:
+    """As ``soak``, with a settlement job's runner taken for dead after :data:`SHORT_STALE` seconds."""
+    async with running_soak(
+        pg_database_url,
+        sandboxes,
+        tmp_path,
+        partner_timeout="5",
+        members=(MEMBER,),
+        EXCHANGE_SETTLEMENT_JOB_STALE_SECONDS=str(SHORT_STALE),
+    ) as running:
+        yield running
+
+
 @pytest.fixture
 async def soak_without_jobs(pg_database_url: str, sandboxes: SandboxFleet, tmp_path: Path) -> AsyncIterator[Soak]:
     """A soak whose gateway recovers no redemption and no status match in the background (an
@@ -328,11 +347,15 @@ async def test_a_gateway_killed_after_the_partner_applied_a_status_match_extensi
     assert (held["tier"], datetime.fromisoformat(held["tier_expires_at"])) == ("VIP", row.expires_at)
 
 
-async def test_a_close_job_whose_gateway_was_killed_mid_way_is_finished_once_by_the_next(soak: Soak) -> None:
+async def test_a_close_job_whose_gateway_was_killed_mid_way_is_finished_once_by_the_next(
+    soak_with_short_stale: Soak,
+) -> None:
     """Staff queue closing October; the gateway's job runner records CLOSING and is SIGKILLed
-    while it waits to store the month's figures. Once the dead run's heartbeat is stale, the
-    next gateway process takes the job again and closes October once: its figures, one
-    statement per participant, one ``period.closed`` event, the job DONE."""
+    while it waits to store the month's figures. Once the dead run's heartbeat is older than
+    the stale time the gateways are set to, the next gateway process takes the job again and
+    closes October once: its figures, one statement per participant, one ``period.closed``
+    event, the job DONE."""
+    soak = soak_with_short_stale
     october = datetime(2026, 10, 10, 4, 0, tzinfo=UTC)
     db = soak.kit.db
     async with db.transaction() as session:
@@ -350,8 +373,8 @@ async def test_a_close_job_whose_gateway_was_killed_mid_way_is_finished_once_by_
         period = await session.get(SettlementPeriod, "2026-10")
         assert running is not None and period is not None
         assert (running.state, period.status) == (JobState.RUNNING, PeriodStatus.CLOSING)
-        # As if the dead runner had been silent for longer than a live one ever is.
-        running.heartbeat_at = datetime.now(UTC) - jobs.STALE_AFTER - timedelta(seconds=1)
+        # As if the dead runner had been silent for longer than the stale time set (not the default).
+        running.heartbeat_at = datetime.now(UTC) - timedelta(seconds=SHORT_STALE + 1)
         session.add(running)
     await soak.gateway.start()
 

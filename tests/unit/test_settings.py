@@ -180,12 +180,26 @@ def test_a_saga_lease_that_is_not_a_second_to_an_hour_is_refused_naming_its_vari
         load_settings()
 
 
-@pytest.mark.parametrize("grace", ["0", "-1", "0.5", "nan", "inf", "86401", "ten minutes"])
-def test_a_closing_grace_that_is_not_a_second_to_a_day_is_refused_naming_its_variable(
-    monkeypatch: pytest.MonkeyPatch, grace: str
+@pytest.mark.parametrize(
+    ("variable", "seconds"),
+    [
+        *(
+            ("EXCHANGE_CLOSING_GRACE_SECONDS", grace)
+            for grace in ["0", "-1", "0.5", "nan", "inf", "86401", "ten minutes"]
+        ),
+        *(
+            ("EXCHANGE_SETTLEMENT_JOB_STALE_SECONDS", stale)
+            for stale in ["0", "4.9", "nan", "inf", "3601", "two minutes"]
+        ),
+    ],
+)
+def test_a_settlement_time_out_of_its_bounds_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, seconds: str
 ) -> None:
-    monkeypatch.setenv("EXCHANGE_CLOSING_GRACE_SECONDS", grace)
-    with pytest.raises(CommandFailed, match=r"^EXCHANGE_CLOSING_GRACE_SECONDS: Input should be "):
+    """The closing grace is a second to a day; the time a close job's runner may be silent, five
+    seconds (four heartbeats, each a database write) to an hour."""
+    monkeypatch.setenv(variable, seconds)
+    with pytest.raises(CommandFailed, match=rf"^{variable}: Input should be "):
         load_settings()
 
 

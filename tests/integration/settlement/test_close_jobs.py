@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.cli import load_settings
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.ledger.errors import PeriodNotOver
@@ -85,11 +87,93 @@ async def test_a_period_not_over_is_refused_before_any_job_is_queued(november: S
 async def test_a_job_whose_runner_went_silent_is_taken_again(november: SettlementService, clock: FrozenClock) -> None:
     job = await november.request_close("2026-11", by="alice")
     async with november.db.transaction() as session:
-        assert (await jobs.claim(session, clock.now())) is not None  # a runner takes it, then dies
+        assert (
+            await jobs.claim(session, clock.now(), november.stale_after)
+        ) is not None  # a runner takes it, then dies
     assert await november.run_next_job() is False
     clock.advance(minutes=3)
     assert await november.run_next_job() is True
     assert (await november.job(job.id)).state == JobState.DONE
+
+
+async def test_a_job_whose_runner_died_is_taken_again_once_silent_longer_than_the_stale_time_set(
+    november: SettlementService, clock: FrozenClock, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXCHANGE_SETTLEMENT_JOB_STALE_SECONDS", "30")
+    set_so = SettlementService.for_settings(load_settings(database_url=database_url), db=november.db, clock=clock)
+    runner = replace(november, stale_after=set_so.stale_after)
+    job = await runner.request_close("2026-11", by="alice")
+    async with runner.db.transaction() as session:
+        assert (await jobs.claim(session, clock.now(), runner.stale_after)) is not None  # a runner takes it, then dies
+    clock.advance(seconds=30)
+    assert await runner.run_next_job() is False, "silent for the stale time, not longer"
+    clock.advance(seconds=1)
+    assert await runner.run_next_job() is True
+    assert (await runner.job(job.id)).state == JobState.DONE
+
+
+class SteppedHeartbeats:
+    """The pause between a job runner's heartbeats, stepped by the test instead of by time: each
+    pause lasts until :meth:`beat` lets it end."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        """How long each pause was asked to last (seconds)."""
+        self._paused: asyncio.Queue[None] = asyncio.Queue()
+        self._go = asyncio.Semaphore(0)
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        self._paused.put_nowait(None)
+        await self._go.acquire()
+
+    async def beat(self) -> None:
+        """End the pause the runner waits in, and return once the heartbeat that follows is
+        recorded (the runner waits in its next pause)."""
+        await self._paused.get()
+        self._go.release()
+        await self._paused.get()
+        self._paused.put_nowait(None)  # that next pause still waits
+
+
+@pytest.mark.postgres_only
+async def test_a_live_runner_keeps_its_job_through_a_close_step_longer_than_the_stale_time(
+    pg_settlement: SettlementService, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The netting takes three times the stale time (30 s here) while the runner lives: it beats
+    the job's heartbeat every quarter of the stale time, so another gateway's runner, looking
+    all along, never takes the live run, and the run closes the month once."""
+    await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
+    clock.current = pg_settlement.calendar.ends_at("2026-11") + timedelta(days=1)
+    stale = timedelta(seconds=30)
+    heartbeats = SteppedHeartbeats()
+    runner = replace(pg_settlement, stale_after=stale, pause=heartbeats)
+    other = replace(pg_settlement, stale_after=stale)  # another gateway's runner, on the same database
+    real = closing.netting.obligations
+    netting, netted = asyncio.Event(), asyncio.Event()
+
+    async def slow(session, period, currency):  # type: ignore[no-untyped-def]
+        netting.set()
+        await netted.wait()
+        return await real(session, period, currency)
+
+    job = await runner.request_close("2026-11", by="alice")
+    with monkeypatch.context() as slowed:
+        slowed.setattr(closing.netting, "obligations", slow)
+        running = asyncio.create_task(runner.run_next_job())
+        await netting.wait()
+        assert heartbeats.asked == [7.5], "the runner beats four times within the stale time"
+        for _ in range(12):
+            clock.advance(seconds=7.5)
+            await heartbeats.beat()
+            assert await other.run_next_job() is False
+        taken = await runner.job(job.id)
+        assert (taken.state, taken.step, taken.heartbeat_at) == (JobState.RUNNING, "netting", clock.now())
+        netted.set()
+        assert await running is True
+    done = await runner.job(job.id)
+    assert (done.state, done.started_at, done.error) == (JobState.DONE, taken.started_at, None)
+    assert (await runner.period("2026-11")).status is PeriodStatus.CLOSED
 
 
 async def test_a_close_stopped_with_its_gateway_is_queued_again_for_the_next_pass(
@@ -97,7 +181,7 @@ async def test_a_close_stopped_with_its_gateway_is_queued_again_for_the_next_pas
 ) -> None:
     """A gateway stopping (SIGTERM) cancels its background jobs: the runner's close, cancelled
     while netting, left its job RUNNING, with nobody running it, until its heartbeat was stale
-    (two minutes); it is queued again at once, and the next pass closes the period once."""
+    (the stale time); it is queued again at once, and the next pass closes the period once."""
     real = closing.netting.obligations
     netting = asyncio.Event()
 
@@ -126,7 +210,7 @@ async def test_a_close_whose_connection_is_killed_while_netting_is_queued_again_
 ) -> None:
     """The netting's connection is killed (``pg_terminate_backend``) after the period switched
     to CLOSING: the runner meets the outage and, the database answering again, puts its job
-    back in the queue (not RUNNING for two minutes with nobody running it, nor FAILED with the
+    back in the queue (not RUNNING for the stale time with nobody running it, nor FAILED with the
     outage for its reason); the period stays CLOSING with no figures, and the runner's next
     pass, at once, closes the period once."""
     await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
@@ -265,7 +349,9 @@ async def test_a_runner_that_lost_the_database_never_queues_a_run_another_runner
             await pg_settlement.run_next_job()
     clock.advance(minutes=3)
     async with pg_db.transaction() as session:
-        taken = await jobs.claim(session, clock.now())  # another runner, which goes on closing
+        taken = await jobs.claim(
+            session, clock.now(), pg_settlement.stale_after
+        )  # another runner, which goes on closing
     assert taken is not None and taken.id == job.id
     assert await pg_settlement.run_next_job() is False
     running = await pg_settlement.job(job.id)

@@ -6,22 +6,39 @@ the settlement time zone) counted in that period (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 from sqlmodel import func, select
 
 from exchange.coalition import lots
+from exchange.coalition.connector import CoalitionConnector
+from exchange.coalition.expiry import KIND as EXPIRY_KIND
 from exchange.coalition.expiry import expire_batch
 from exchange.coalition.models import CoalitionDraw, CoalitionExpiry, CoalitionLot, CoalitionOperation
 from exchange.coalition.rules import point_rules
+from exchange.coalition.verify import check_point
 from exchange.ledger.posting import Leg, TransactionRequest
+from exchange.ledger.verify import verify_ledger
 from exchange.members.models import Member
+from exchange.programs.catalog import CatalogCache
 from exchange.rewards.clearing import REVERSAL_KIND
 from exchange.services.books import BooksService
+from exchange.services.coalition import CoalitionService
 from exchange.services.settlement import SettlementService
-from tests.integration.settlement.conftest import CHART, NOVEMBER, TAIPEI, conversion, points_redemption, post
+from exchange.settlement.participants import EXCHANGE
+from exchange.testing.clock import FrozenClock
+from tests.integration.settlement.conftest import (
+    CHART,
+    NOVEMBER,
+    TAIPEI,
+    close,
+    conversion,
+    points_redemption,
+    post,
+)
 
 POINT = "coalition"
 #: Lots earned in 2024 lapse at the first instant of 2026 in Taipei; lots of 2025, of 2027.
@@ -200,7 +217,9 @@ async def test_the_books_follow_lots_the_point_itself_spends_reverses_and_expire
                 now=earned,
             )
         await lots.debit(session, operation_id="spend:debit", member_ref="m-2", points=700, now=spent)
-        await lots.reverse(session, operation_id="spend:reverse-debit", reverses="spend:debit", points=100, now=spent)
+        await lots.reverse(
+            session, rules, operation_id="spend:reverse-debit", reverses="spend:debit", points=100, now=spent
+        )
         held = await lots.outstanding(session)
     december = [await books.partner_books(funder, "2026-12") for funder in ("formosa-air", "wallet-pay")]
     assert [side.coalition.figures.outstanding for side in december if side.coalition] == [400, 500]
@@ -213,3 +232,59 @@ async def test_the_books_follow_lots_the_point_itself_spends_reverses_and_expire
     assert (january.figures.breakage, january.figures.breakage_to_date, january.figures.outstanding) == (400, 400, 0)
     assert january.figures.maturing == 1_000 and january.figures.expiry_rate is None, "nothing matured in 2026"
     assert (await books.partner_books("formosa-air", "2026-12")).coalition.figures.breakage == 0  # type: ignore[union-attr]
+
+
+async def test_points_a_cancel_gives_back_after_their_lot_expired_survive_the_next_expiry_run(
+    settlement: SettlementService, books: BooksService, clock: FrozenClock
+) -> None:
+    """A member earns 100 points in November 2026 (good to the end of 2027, funded by Fresh
+    Mart) and spends 60 on a reward in December 2027; the other 40 lapse at the first instant of
+    2028. In January the redemption is cancelled: the 60 come back in a lot that lives as points
+    earned then do (to the end of 2029), so the next expiry run leaves them. The books and the
+    statements count 40 points lapsed, no more, and 60 outstanding."""
+
+    async def fresh_mart_funds(session: Any, saga_id: str) -> str | None:
+        return "fresh-mart"
+
+    point = CoalitionConnector(POINT, settlement.db, clock, fresh_mart_funds, CatalogCache(settlement.db, ttl=0))
+    expiry = CoalitionService(settlement.db, settlement.ledger, clock)
+    async with settlement.db.transaction() as session:
+        session.add(Member(id="m-3", created_at=NOVEMBER))
+    await point.credit("earn:credit", "m-3", 100)
+    await post(settlement, [conversion("earn", "fresh-mart", POINT, 10_000, points=(1_000, 100))])
+    clock.current = datetime(2027, 12, 20, tzinfo=TAIPEI).astimezone(UTC)
+    await point.debit("reward:debit", "m-3", 60)
+    await post(settlement, [points_redemption("reward", POINT, "formosa-air", 60, 6_000, 0, at=clock.now())])
+    clock.current = datetime(2028, 1, 1, tzinfo=TAIPEI).astimezone(UTC)
+    assert (await expiry.expire()).points == 40
+
+    clock.current = datetime(2028, 1, 5, tzinfo=TAIPEI).astimezone(UTC)  # the cancel
+    await point.reverse("reward:reverse-debit", "reward:debit")
+    async with settlement.db.transaction() as session:
+        await settlement.ledger.reverse(
+            session, "t-reward", transaction_id="t-reward-back", effective_at=clock.now(), kind=REVERSAL_KIND
+        )
+    clock.current = datetime(2028, 1, 20, tzinfo=TAIPEI).astimezone(UTC)
+    assert (await expiry.expire()).points == 0, "the points given back are not due"
+    account = await point.account("m-3")
+    assert (account.balance, [(lot.points, lot.expires_on.isoformat()) for lot in account.expiring]) == (
+        60,
+        [(60, "2029-12-31")],
+    )
+    async with settlement.db.transaction() as session:
+        checked = await check_point(session, await point_rules(session))
+        verification = await verify_ledger(session)
+    assert (checked.problem, checked.outstanding, checked.in_flight) == (None, 60, 0)
+    assert verification.ok, verification.problem
+
+    january = (await books.partner_books("fresh-mart", "2028-01")).coalition
+    assert january is not None
+    assert (january.figures.breakage, january.figures.breakage_to_date, january.figures.outstanding) == (40, 40, 60)
+    february = (await books.partner_books("fresh-mart", "2028-02")).coalition
+    assert february is not None and february.figures.expiry_rate == Fraction(40, 100), "40 of the lot's 100 lapsed"
+
+    for period in ("2026-11", "2027-12", "2028-01"):
+        await close(settlement, clock, period)
+    statement = await settlement.statement(EXCHANGE, "2028-01")
+    assert statement.coalition_liability is not None and statement.coalition_liability.points == 60
+    assert [line.amount for line in statement.lines if line.kind == EXPIRY_KIND] == [40 * 100]
