@@ -17,7 +17,10 @@ Each pass (the gateway's periodic job, or ``exchange webhooks deliver``):
    outside any database transaction, signed by the Standard Webhooks rules.
 4. **Record** each attempt in the delivery log; a 2xx delivers, anything else (or no
    answer) schedules a retry by :class:`~exchange.webhooks.schedule.RetrySchedule`, or
-   dead-letters the delivery once its retry window is over.
+   dead-letters the delivery once its retry window is over. An attempt whose delivery was
+   taken from it while it was on its way (its subscription deleted, or its lease run out and
+   the delivery claimed by another worker) is logged too, ``CUT_OFF`` with the reason, and
+   moves nothing.
 
 A worker that dies between sending and recording leaves the lease to expire: the delivery is
 sent again (at least once; receivers dedupe on ``webhook-id``). Nothing here runs on a
@@ -46,6 +49,7 @@ from exchange.db.database import Database
 from exchange.webhooks import signing
 from exchange.webhooks.egress import PublicOnlyTransport
 from exchange.webhooks.models import (
+    AttemptOutcome,
     DeliveryStatus,
     WebhookAttempt,
     WebhookDelivery,
@@ -58,6 +62,9 @@ logger = logging.getLogger("exchange.webhooks")
 
 DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
 ERROR_LENGTH = 300
+#: Why an attempt sent was logged ``CUT_OFF`` (:meth:`Dispatcher.record`).
+CUT_OFF_BY_DELETION = "cut off: its subscription was deleted while it was on its way; not retried"
+CUT_OFF_BY_TAKEOVER = "cut off: its lease ran out and another worker took the delivery over"
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,8 +356,11 @@ class Dispatcher:
     # -- record ---------------------------------------------------------------------------
 
     async def record(self, item: Claimed, outcome: Outcome) -> DeliveryStatus | None:
-        """Log the attempt and move the delivery on; ``None`` if another worker had taken it
-        over meanwhile (its lease ran out), which then records its own attempt."""
+        """Log the attempt and move the delivery on; ``None`` if the delivery was no longer
+        this attempt's: its subscription was deleted meanwhile (the deletion cancelled it), or
+        another worker took it over (its lease ran out). Such an attempt was sent all the same,
+        so it is logged too, as ``CUT_OFF`` with the reason, and moves nothing: a cancelled
+        delivery is never tried again, and a delivery taken over is the other worker's."""
         now = self.clock.now()
         failures = item.attempts + 1
         values: dict[str, object] = {"attempts": failures, "lease_until": None, "last_status_code": outcome.status_code}
@@ -377,19 +387,25 @@ class Dispatcher:
                 )
                 .values(**values)
             )
-            if moved.rowcount != 1:
-                return None
-            session.add(
-                WebhookAttempt(
-                    delivery_id=item.delivery_id,
-                    subscription_id=item.subscription_id,
-                    attempted_at=now,
-                    status_code=outcome.status_code,
-                    latency_ms=outcome.latency_ms,
-                    error=outcome.error,
-                    outcome=status.value,
-                )
+            attempt = WebhookAttempt(
+                delivery_id=item.delivery_id,
+                subscription_id=item.subscription_id,
+                attempted_at=now,
+                status_code=outcome.status_code,
+                latency_ms=outcome.latency_ms,
+                error=outcome.error,
+                outcome=status.value,
             )
+            cut_off = moved.rowcount != 1
+            if cut_off:
+                subscription = await session.get(WebhookSubscription, item.subscription_id)
+                deleted = subscription is not None and subscription.deleted_at is not None
+                reason = CUT_OFF_BY_DELETION if deleted else CUT_OFF_BY_TAKEOVER
+                attempt.outcome = AttemptOutcome.CUT_OFF.value
+                attempt.error = (reason if outcome.error is None else f"{reason}; {outcome.error}")[:ERROR_LENGTH]
+            session.add(attempt)
+        if cut_off:
+            return None
         if status == DeliveryStatus.DEAD:
             logger.warning(
                 "webhook delivery %s to subscription %s dead-lettered", item.delivery_id, item.subscription_id

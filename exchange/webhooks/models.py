@@ -35,6 +35,19 @@ class DeliveryStatus(StrEnum):
     """Its subscription was deleted before it was delivered."""
 
 
+class AttemptOutcome(StrEnum):
+    """What one attempt did to its delivery: the delivery's status after it, or ``CUT_OFF``."""
+
+    PENDING = DeliveryStatus.PENDING.value
+    DELIVERED = DeliveryStatus.DELIVERED.value
+    DEAD = DeliveryStatus.DEAD.value
+    CUT_OFF = "CUT_OFF"
+    """Sent, but the delivery was no longer this attempt's when it came back: its subscription
+    was deleted meanwhile (the delivery is cancelled, never retried), or the worker's lease ran
+    out and another worker took the delivery over. What the receiver made of it is unknown to
+    the delivery; the attempt's ``error`` says which."""
+
+
 class WebhookSubscription(SQLModel, table=True):
     """A URL that receives events of the listed types. ``program_id`` is the partner that owns
     it (and whose events alone it receives); ``None``: a staff tool's, which receives every
@@ -119,4 +132,6 @@ class WebhookAttempt(SQLModel, table=True):
     status_code: int | None = Field(default=None, description="The receiver's HTTP status; none if none came.")
     latency_ms: int
     error: str | None = Field(default=None, max_length=300)
-    outcome: str = Field(max_length=10, description="The delivery's status after this attempt.")
+    outcome: str = Field(
+        max_length=10, description="An :class:`AttemptOutcome`: the delivery's status after this attempt, or CUT_OFF."
+    )
