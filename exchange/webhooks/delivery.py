@@ -12,9 +12,13 @@ Each pass (the gateway's periodic job, or ``exchange webhooks deliver``):
    pending: a subscription receives the events of one conversion (redemption, match, …) in
    the order they happened, the later waiting until the earlier is delivered or dead. First
    attempts go before retries, each kind by due time: the retries a receiver that is down
-   piles up cannot hold other subscribers' new events back.
+   piles up cannot hold other subscribers' new events back. No subscription has more than
+   ``per_subscription`` deliveries in flight (leased, across every worker): a receiver that
+   hangs until the timeout holds that many sending slots, never all of them.
 3. **Send** them concurrently (at most ``concurrency`` at once, each within ``timeout``),
-   outside any database transaction, signed by the Standard Webhooks rules.
+   outside any database transaction, signed by the Standard Webhooks rules. More is claimed
+   as attempts come back, not batch after batch: a batch would wait for its slowest attempt,
+   and so hold every other receiver's next events behind a hanging one.
 4. **Record** each attempt in the delivery log; a 2xx delivers, anything else (or no
    answer) schedules a retry by :class:`~exchange.webhooks.schedule.RetrySchedule`, or
    dead-letters the delivery once its retry window is over. An attempt whose delivery was
@@ -36,9 +40,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
-from sqlalchemy import BigInteger, and_, exists, update
+from sqlalchemy import BigInteger, ColumnElement, and_, exists, func, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
@@ -111,6 +116,8 @@ class Dispatcher:
     schedule: RetrySchedule = field(default_factory=RetrySchedule)
     timeout: float = 10.0
     concurrency: int = 8
+    per_subscription: int = 2
+    """Most deliveries to one subscription in flight at once, across every worker."""
     draw: Callable[[], float] = random.random
     """The jitter's random source (tests pass a fixed one)."""
     public_only: bool = False
@@ -144,26 +151,43 @@ class Dispatcher:
 
     async def run_once(self, *, max_rounds: int = 100) -> DeliveryPass:
         """Fan out, then send what is due (and what becomes due as earlier deliveries of the
-        same object finish) until nothing is, or ``max_rounds`` batches were sent."""
+        same object finish) until nothing is, or ``max_rounds`` claims were made.
+
+        Sending is a pipeline: whenever no more than a wave (``concurrency``) is left in hand,
+        the worker claims again, up to a batch in hand. So the deliveries of a receiver that
+        hangs until the timeout (at most ``per_subscription`` of them) hold their own slots
+        only, and everyone else's keep going out meanwhile."""
         report = DeliveryPass()
         report.fanned_out = await self.fan_out()
         limit = asyncio.Semaphore(self.concurrency)
-        for _ in range(max_rounds):
-            claimed = await self.claim(batch=self.batch)
-            if not claimed:
-                break
-            outcomes = await asyncio.gather(*(self._send(limit, item) for item in claimed))
-            for item, outcome in zip(claimed, outcomes, strict=True):
-                if outcome is None:
-                    continue  # not sent: its subscription was deleted, and it cancelled
-                status = await self.record(item, outcome)
-                if status == DeliveryStatus.DELIVERED:
-                    report.delivered += 1
-                elif status == DeliveryStatus.DEAD:
-                    report.dead += 1
-                elif status == DeliveryStatus.PENDING:
-                    report.retrying += 1
-        return report
+        sending: dict[asyncio.Task[Outcome | None], Claimed] = {}
+        claims = 0
+        try:
+            while True:
+                if len(sending) <= self.concurrency and claims < max_rounds:
+                    claims += 1
+                    for item in await self.claim(batch=self.batch - len(sending)):
+                        sending[asyncio.create_task(self._send(limit, item))] = item
+                if not sending:
+                    return report
+                done, _ = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    item, outcome = sending.pop(task), task.result()
+                    if outcome is None:
+                        continue  # not sent: its subscription was deleted, and it cancelled
+                    status = await self.record(item, outcome)
+                    if status == DeliveryStatus.DELIVERED:
+                        report.delivered += 1
+                    elif status == DeliveryStatus.DEAD:
+                        report.dead += 1
+                    elif status == DeliveryStatus.PENDING:
+                        report.retrying += 1
+        finally:
+            # Left by a failure (the database gone mid-pass): their leases run out, and they
+            # are sent again, as a dead worker's are.
+            for task in sending:
+                task.cancel()
+            await asyncio.gather(*sending, return_exceptions=True)
 
     # -- fan out --------------------------------------------------------------------------
 
@@ -233,34 +257,55 @@ class Dispatcher:
     # -- claim ----------------------------------------------------------------------------
 
     async def claim(self, batch: int) -> list[Claimed]:
-        """Lease up to ``batch`` due deliveries, each the earliest pending of its object."""
+        """Lease up to ``batch`` due deliveries, each the earliest pending of its object, and
+        none of a subscription past ``per_subscription`` in flight."""
         now = self.clock.now()
-        earlier = aliased(WebhookDelivery)
+        due, earlier, leased = aliased(WebhookDelivery), aliased(WebhookDelivery), aliased(WebhookDelivery)
+        # A leased delivery was due when it was claimed: the due index finds those in flight.
+        in_flight = (
+            select(col(leased.subscription_id), func.count().label("sending"))
+            .where(
+                col(leased.status) == DeliveryStatus.PENDING,
+                col(leased.next_attempt_at) <= now,
+                col(leased.lease_until) > now,
+            )
+            .group_by(col(leased.subscription_id))
+            .subquery("in_flight")
+        )
+        places = (
+            select(
+                col(due.id),
+                col(due.subscription_id),
+                func.row_number().over(partition_by=col(due.subscription_id), order_by=claim_order(due)).label("place"),
+            )
+            .where(
+                col(due.status) == DeliveryStatus.PENDING,
+                col(due.next_attempt_at) <= now,
+                col(due.lease_until).is_(None) | (col(due.lease_until) <= now),
+                ~exists().where(
+                    and_(
+                        col(earlier.subscription_id) == due.subscription_id,
+                        col(earlier.object) == due.object,
+                        col(earlier.status) == DeliveryStatus.PENDING,
+                        col(earlier.sequence) < due.sequence,
+                    )
+                ),
+            )
+            .subquery("places")
+        )
+        # Each subscription's first places up to its free slots. A place another worker holds
+        # locked is skipped, not replaced by a later one: that worker is taking it in flight.
+        within_cap = (
+            select(places.c.id)
+            .outerjoin(in_flight, in_flight.c.subscription_id == places.c.subscription_id)
+            .where(places.c.place + func.coalesce(in_flight.c.sending, 0) <= self.per_subscription)
+        )
         async with self.db.transaction() as session:
             deliveries = (
                 await session.exec(
                     select(WebhookDelivery)
-                    .where(
-                        WebhookDelivery.status == DeliveryStatus.PENDING,
-                        col(WebhookDelivery.next_attempt_at) <= now,
-                        (col(WebhookDelivery.lease_until).is_(None)) | (col(WebhookDelivery.lease_until) <= now),
-                        ~exists().where(
-                            and_(
-                                col(earlier.subscription_id) == WebhookDelivery.subscription_id,
-                                col(earlier.object) == WebhookDelivery.object,
-                                col(earlier.status) == DeliveryStatus.PENDING,
-                                col(earlier.sequence) < WebhookDelivery.sequence,
-                            )
-                        ),
-                    )
-                    # First attempts before retries, then by due time: a receiver that is down
-                    # piles up retries (each may take the whole timeout), and in due-time order
-                    # they would hold every other subscriber's new events back behind them.
-                    .order_by(
-                        col(WebhookDelivery.attempts) > 0,
-                        col(WebhookDelivery.next_attempt_at),
-                        col(WebhookDelivery.sequence),
-                    )
+                    .where(col(WebhookDelivery.id).in_(within_cap))
+                    .order_by(*claim_order(WebhookDelivery))
                     .limit(batch)
                     .with_for_update(skip_locked=True, of=WebhookDelivery)
                 )
@@ -411,6 +456,13 @@ class Dispatcher:
                 "webhook delivery %s to subscription %s dead-lettered", item.delivery_id, item.subscription_id
             )
         return status
+
+
+def claim_order(delivery: type[WebhookDelivery]) -> tuple[ColumnElement[Any], ...]:
+    """The order deliveries are claimed in: first attempts before retries, then by due time. A
+    receiver that is down piles up retries (each may take the whole timeout), and in due-time
+    order alone they would hold every other subscriber's new events back behind them."""
+    return (col(delivery.attempts) > 0, col(delivery.next_attempt_at).asc(), col(delivery.sequence).asc())
 
 
 def wants(subscription: WebhookSubscription, event: WebhookEvent) -> bool:

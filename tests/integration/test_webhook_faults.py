@@ -313,3 +313,52 @@ async def test_an_attempt_whose_lease_ran_out_on_its_way_is_logged_cut_off_besid
         (204, AttemptOutcome.CUT_OFF, CUT_OFF_BY_TAKEOVER),
     ]
     assert (await faults.delivery()).status == DeliveryStatus.DELIVERED
+
+
+async def test_a_receiver_that_hangs_holds_back_only_its_own_deliveries(faults: Faults) -> None:
+    """The hanging receiver's six events are due before the healthy one's six, and the worker
+    sends four at a time: unbounded, the hanging receiver's deliveries took every sending slot
+    until they timed out, and the healthy receiver waited behind them. Capped at two in flight
+    per subscription, and claimed again as attempts come back, the healthy receiver gets all
+    six while the hanging one still holds its first two: here it answers only once the other
+    has them all, so each of its attempts is answered (none timed out) only if it did."""
+    service = service_for(faults.db, faults.clock, timeout=10)
+    assert (service.dispatcher.concurrency, service.dispatcher.per_subscription) == (4, 2)
+    hanging, healthy = faults.receiver, faults.other
+    healthy_has_all = asyncio.Event()
+    holding = 0
+    most_held = 0
+
+    async def hangs(_: Request) -> Response:
+        nonlocal holding, most_held
+        holding += 1
+        most_held = max(most_held, holding)
+        try:
+            await healthy_has_all.wait()
+        finally:
+            holding -= 1
+        return Response(status_code=204)
+
+    async def counts(_: Request) -> Response:
+        if len(healthy.received) == 6:
+            healthy_has_all.set()
+        return Response(status_code=204)
+
+    hanging.answer, healthy.answer = hangs, counts
+    slow = await service.create(SubscriptionDraft(hanging.server.url + "/hook", ["period.closed"]), by="t")
+    await service.create(SubscriptionDraft(healthy.server.url + "/hook", ["statement.ready"]), by="t")
+    now = faults.clock.now()
+    async with faults.db.transaction() as session:
+        await emit(session, *(Event(EventType.PERIOD_CLOSED, f"period:{n}", None, {}, now) for n in range(6)))
+        await emit(
+            session,
+            *(Event(EventType.STATEMENT_READY, f"statement:x:{n}", None, {}, now) for n in range(6)),
+        )
+    try:
+        assert await service.deliver() == DeliveryPass(fanned_out=12, delivered=12)
+    finally:
+        await service.aclose()
+    assert (len(healthy.received), len(hanging.received)) == (6, 6)
+    log = await service.attempts(None, slow.subscription.id)
+    assert [(attempt.status_code, attempt.error) for attempt in log] == [(204, None)] * 6
+    assert most_held == 2
