@@ -3,7 +3,7 @@
 Each pass (the gateway's periodic job, or ``exchange webhooks deliver``):
 
 1. **Fan out** events not yet fanned out, in their order, to every live subscription that
-   wants them (its event type, its program among the event's, created before the event): one
+   wants them (its event type, its program among the event's, committed after it): one
    delivery per subscription and event (a unique key, so two workers cannot double one). One
    process fans out at a time (the events are locked in order), so an object's deliveries
    exist in the order of its events.
@@ -466,10 +466,12 @@ def claim_order(delivery: type[WebhookDelivery]) -> tuple[ColumnElement[Any], ..
 
 
 def wants(subscription: WebhookSubscription, event: WebhookEvent) -> bool:
-    """Whether ``subscription`` receives ``event``: its type, its tenant, and made in time."""
+    """Whether ``subscription`` receives ``event``: its type, its tenant, and committed after
+    it. By sequence, not by time: a subscription made while an event was being written, or on
+    a process whose clock differs, neither misses an event nor gets one from before it."""
     return (
         event.type in subscription.event_types
-        and subscription.created_at <= event.occurred_at
+        and (event.sequence or 0) > subscription.after_sequence
         and (subscription.program_id is None or event.programs is None or subscription.program_id in event.programs)
     )
 

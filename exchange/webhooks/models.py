@@ -51,7 +51,9 @@ class AttemptOutcome(StrEnum):
 class WebhookSubscription(SQLModel, table=True):
     """A URL that receives events of the listed types. ``program_id`` is the partner that owns
     it (and whose events alone it receives); ``None``: a staff tool's, which receives every
-    program's events."""
+    program's events. It receives every event committed after it was, and none before: those
+    whose sequence is above ``after_sequence``
+    (:func:`~exchange.webhooks.outbox.high_water`)."""
 
     __tablename__ = "webhook_subscription"
 
@@ -68,6 +70,11 @@ class WebhookSubscription(SQLModel, table=True):
     secret_version: int = 1
     created_by: str = Field(max_length=120)
     created_at: datetime = Field(sa_type=UTCDateTime)
+    after_sequence: int = Field(
+        default=0,
+        sa_column=Column(BigInteger, nullable=False, server_default="0"),
+        description="The latest event's sequence when it was committed: it receives the events after it.",
+    )
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 

@@ -203,7 +203,9 @@ class WebhookSubscription:
         description="The events it receives (each delivered with its dotted name as the payload's `type`)."
     )
     description: str = strawberry.field(description="What the receiver is, for people reading the list.")
-    created_at: datetime = strawberry.field(description="When it was made; it receives events from then on.")
+    created_at: datetime = strawberry.field(
+        description="When it was made. It receives every event committed after it was, and none before."
+    )
     previous_secret_until: datetime | None = strawberry.field(
         description="After a rotation, until when deliveries are also signed with the old secret."
     )
