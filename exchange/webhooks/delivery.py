@@ -279,9 +279,7 @@ class Dispatcher:
                 func.row_number().over(partition_by=col(due.subscription_id), order_by=claim_order(due)).label("place"),
             )
             .where(
-                col(due.status) == DeliveryStatus.PENDING,
-                col(due.next_attempt_at) <= now,
-                col(due.lease_until).is_(None) | (col(due.lease_until) <= now),
+                *claimable(due, now),
                 ~exists().where(
                     and_(
                         col(earlier.subscription_id) == due.subscription_id,
@@ -304,7 +302,10 @@ class Dispatcher:
             deliveries = (
                 await session.exec(
                     select(WebhookDelivery)
-                    .where(col(WebhookDelivery.id).in_(within_cap))
+                    # Claimable again here, not only in the subquery: a row another worker
+                    # leased since this statement's snapshot is read again once its lock is
+                    # free, and these conditions (not the subquery's) are checked on it anew.
+                    .where(col(WebhookDelivery.id).in_(within_cap), *claimable(WebhookDelivery, now))
                     .order_by(*claim_order(WebhookDelivery))
                     .limit(batch)
                     .with_for_update(skip_locked=True, of=WebhookDelivery)
@@ -456,6 +457,15 @@ class Dispatcher:
                 "webhook delivery %s to subscription %s dead-lettered", item.delivery_id, item.subscription_id
             )
         return status
+
+
+def claimable(delivery: type[WebhookDelivery], now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """A delivery due at ``now`` and not leased to a worker."""
+    return (
+        col(delivery.status) == DeliveryStatus.PENDING,
+        col(delivery.next_attempt_at) <= now,
+        col(delivery.lease_until).is_(None) | (col(delivery.lease_until) <= now),
+    )
 
 
 def claim_order(delivery: type[WebhookDelivery]) -> tuple[ColumnElement[Any], ...]:
