@@ -43,9 +43,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import BigInteger, ColumnElement, and_, exists, func, update
+from sqlalchemy import BigInteger, ColumnElement, exists, func, literal, true, union_all, update
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import SQLCoreOperations
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from exchange.clock import Clock
 from exchange.db import dialects
@@ -260,52 +263,17 @@ class Dispatcher:
         """Lease up to ``batch`` due deliveries, each the earliest pending of its object, and
         none of a subscription past ``per_subscription`` in flight."""
         now = self.clock.now()
-        due, earlier, leased = aliased(WebhookDelivery), aliased(WebhookDelivery), aliased(WebhookDelivery)
-        # A leased delivery was due when it was claimed: the due index finds those in flight.
-        in_flight = (
-            select(col(leased.subscription_id), func.count().label("sending"))
-            .where(
-                col(leased.status) == DeliveryStatus.PENDING,
-                col(leased.next_attempt_at) <= now,
-                col(leased.lease_until) > now,
-            )
-            .group_by(col(leased.subscription_id))
-            .subquery("in_flight")
-        )
-        places = (
-            select(
-                col(due.id),
-                col(due.subscription_id),
-                func.row_number().over(partition_by=col(due.subscription_id), order_by=claim_order(due)).label("place"),
-            )
-            .where(
-                *claimable(due, now),
-                ~exists().where(
-                    and_(
-                        col(earlier.subscription_id) == due.subscription_id,
-                        col(earlier.object) == due.object,
-                        col(earlier.status) == DeliveryStatus.PENDING,
-                        col(earlier.sequence) < due.sequence,
-                    )
-                ),
-            )
-            .subquery("places")
-        )
-        # Each subscription's first places up to its free slots. A place another worker holds
-        # locked is skipped, not replaced by a later one: that worker is taking it in flight.
-        within_cap = (
-            select(places.c.id)
-            .outerjoin(in_flight, in_flight.c.subscription_id == places.c.subscription_id)
-            .where(places.c.place + func.coalesce(in_flight.c.sending, 0) <= self.per_subscription)
-        )
         async with self.db.transaction() as session:
             deliveries = (
                 await session.exec(
                     select(WebhookDelivery)
-                    # Claimable again here, not only in the subquery: a row another worker
-                    # leased since this statement's snapshot is read again once its lock is
-                    # free, and these conditions (not the subquery's) are checked on it anew.
-                    .where(col(WebhookDelivery.id).in_(within_cap), *claimable(WebhookDelivery, now))
+                    # Claimable again here, not only where each subscription's are picked: a row
+                    # another worker leased since this statement's snapshot is read again once
+                    # its lock is free, and these conditions (not the subquery's) are checked on
+                    # it anew.
+                    .where(
+                        col(WebhookDelivery.id).in_(await self.places(session, now)), *claimable(WebhookDelivery, now)
+                    )
                     .order_by(*claim_order(WebhookDelivery))
                     .limit(batch)
                     .with_for_update(skip_locked=True, of=WebhookDelivery)
@@ -344,6 +312,36 @@ class Dispatcher:
             )
             for delivery in deliveries
         ]
+
+    async def places(self, session: AsyncSession, now: datetime) -> SelectOfScalar[int] | list[int]:
+        """The deliveries each live subscription may have claimed: its first free slots' worth
+        (``per_subscription`` less those it has in flight) of :func:`places_of`. Each read
+        stops at what it takes (the subscription table is small), so a receiver that is down
+        with a day's backlog of due retries costs a claim its two places, not the backlog. A
+        place another worker holds locked is skipped, not replaced by a later one: that worker
+        is taking it in flight.
+
+        On PostgreSQL one subquery, a ``LATERAL`` read per subscription; SQLite has no
+        ``LATERAL`` (and one process claims there), so it reads them one subscription at a time."""
+        live = col(WebhookSubscription.deleted_at).is_(None)
+        if session.get_bind().dialect.name == "postgresql":
+            sending = in_flight(col(WebhookSubscription.id), now).lateral("sending")
+            slots = func.greatest(self.per_subscription - sending.c.sending, 0)
+            chosen = places_of(col(WebhookSubscription.id), slots, self.per_subscription, now).lateral("chosen")
+            return (
+                select(chosen.c.id)
+                .select_from(WebhookSubscription)
+                .join(sending, true())
+                .join(chosen, true())
+                .where(live)
+            )
+        chosen_ids: list[int] = []
+        for subscription_id in (await session.exec(select(col(WebhookSubscription.id)).where(live))).all():
+            sending_now = (await session.exec(in_flight(literal(subscription_id), now))).one()
+            if sending_now < self.per_subscription:
+                free = self.per_subscription - sending_now
+                chosen_ids += (await session.exec(places_of(literal(subscription_id), free, free, now))).all()
+        return chosen_ids
 
     async def secrets_now(self, subscription_id: str, now: datetime) -> tuple[str, ...] | None:
         """The secrets to sign an attempt sent at ``now`` with, read as it is sent rather than
@@ -459,20 +457,76 @@ class Dispatcher:
         return status
 
 
+#: Inlined into a statement, not bound: a partial index's predicate is then proven from the
+#: statement's own text, in a plan made for any parameters (a prepared statement's) as well.
+PENDING = literal(DeliveryStatus.PENDING.value, literal_execute=True)
+NONE_YET = literal(0, literal_execute=True)
+
+
 def claimable(delivery: type[WebhookDelivery], now: datetime) -> tuple[ColumnElement[bool], ...]:
     """A delivery due at ``now`` and not leased to a worker."""
     return (
-        col(delivery.status) == DeliveryStatus.PENDING,
+        col(delivery.status) == PENDING,
         col(delivery.next_attempt_at) <= now,
         col(delivery.lease_until).is_(None) | (col(delivery.lease_until) <= now),
     )
 
 
-def claim_order(delivery: type[WebhookDelivery]) -> tuple[ColumnElement[Any], ...]:
-    """The order deliveries are claimed in: first attempts before retries, then by due time. A
-    receiver that is down piles up retries (each may take the whole timeout), and in due-time
-    order alone they would hold every other subscriber's new events back behind them."""
-    return (col(delivery.attempts) > 0, col(delivery.next_attempt_at).asc(), col(delivery.sequence).asc())
+def claim_order(delivery: Any) -> tuple[ColumnElement[Any], ...]:
+    """The order deliveries are claimed in (``delivery``: the model, an alias, or a subquery's
+    columns): first attempts before retries, then by due time. A receiver that is down piles up
+    retries (each may take the whole timeout), and in due-time order alone they would hold
+    every other subscriber's new events back behind them."""
+    return (col(delivery.attempts) > NONE_YET, col(delivery.next_attempt_at).asc(), col(delivery.sequence).asc())
+
+
+def in_flight(subscription_id: SQLCoreOperations[str], now: datetime) -> SelectOfScalar[int]:
+    """How many of the subscription's deliveries are leased (by ``ix_webhook_delivery_leased``,
+    which holds the leased ones only)."""
+    leased = aliased(WebhookDelivery)
+    return select(func.count().label("sending")).where(
+        col(leased.subscription_id) == subscription_id,
+        col(leased.status) == PENDING,
+        col(leased.lease_until) > now,
+    )
+
+
+def places_of(
+    subscription_id: SQLCoreOperations[str], slots: ColumnElement[int] | int, most: int, now: datetime
+) -> SelectOfScalar[int]:
+    """The subscription's first ``slots`` claimable deliveries in claim order, each the earliest
+    pending of its object. Its first attempts and its retries are read apart, each by its own
+    index in due order (``ix_webhook_delivery_first_due``, ``ix_webhook_delivery_retry_due``)
+    and each stopped at ``most`` (the cap), and the two merged: in one index, the retries not
+    due yet would sit between its due ones and the next first attempts. A later delivery of an
+    object whose earlier one is pending is read and passed over, never claimed.
+
+    Each read stops at ``most``, a number the planner knows, and their merge at ``slots``,
+    which it may not: stopped at ``slots`` alone, the reads would be costed as a tenth of the
+    backlog each, and the plan compiled (JIT) for that; with no slot free none is run."""
+    kinds = []
+    for retries in (False, True):
+        due, earlier = aliased(WebhookDelivery), aliased(WebhookDelivery)
+        kinds.append(
+            select(col(due.id), col(due.attempts), col(due.next_attempt_at), col(due.sequence))
+            .where(
+                col(due.subscription_id) == subscription_id,
+                *claimable(due, now),
+                col(due.attempts) > NONE_YET if retries else col(due.attempts) == NONE_YET,
+                ~exists().where(
+                    col(earlier.subscription_id) == due.subscription_id,
+                    col(earlier.object) == due.object,
+                    col(earlier.status) == PENDING,
+                    col(earlier.sequence) < due.sequence,
+                ),
+            )
+            .order_by(col(due.next_attempt_at), col(due.sequence))
+            .limit(most)
+            .correlate(WebhookSubscription)
+            .subquery()
+        )
+    merged = union_all(*(select(kind) for kind in kinds)).subquery("merged")
+    return select(merged.c.id).order_by(*claim_order(merged.c)).limit(slots)
 
 
 def wants(subscription: WebhookSubscription, event: WebhookEvent) -> bool:

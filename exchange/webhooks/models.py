@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import BigIdentity, UTCDateTime
@@ -95,13 +95,42 @@ class WebhookEvent(SQLModel, table=True):
     fanned_out: bool = False
 
 
+FIRST_ATTEMPT = "status = 'PENDING' AND attempts = 0"
+RETRY = "status = 'PENDING' AND attempts > 0"
+LEASED = "status = 'PENDING' AND lease_until IS NOT NULL"
+
+
 class WebhookDelivery(SQLModel, table=True):
     """One event to send to one subscription, and where its sending stands."""
 
     __tablename__ = "webhook_delivery"
     __table_args__ = (
         UniqueConstraint("subscription_id", "sequence"),
-        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+        # A subscription's due first attempts, and its due retries, each in the order claimed;
+        # and its leased deliveries, counted against its cap (the claim's reads).
+        Index(
+            "ix_webhook_delivery_first_due",
+            "subscription_id",
+            "next_attempt_at",
+            "sequence",
+            postgresql_where=text(FIRST_ATTEMPT),
+            sqlite_where=text(FIRST_ATTEMPT),
+        ),
+        Index(
+            "ix_webhook_delivery_retry_due",
+            "subscription_id",
+            "next_attempt_at",
+            "sequence",
+            postgresql_where=text(RETRY),
+            sqlite_where=text(RETRY),
+        ),
+        Index(
+            "ix_webhook_delivery_leased",
+            "subscription_id",
+            "lease_until",
+            postgresql_where=text(LEASED),
+            sqlite_where=text(LEASED),
+        ),
         Index("ix_webhook_delivery_object", "subscription_id", "object", "status", "sequence"),
         Index("ix_webhook_delivery_sequence", "sequence"),
         Index("ix_webhook_delivery_ended", "status", "finished_at"),
