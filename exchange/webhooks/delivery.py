@@ -109,6 +109,8 @@ class DeliveryPass:
     delivered: int = 0
     retrying: int = 0
     dead: int = 0
+    cut_off: int = 0
+    """Attempts sent whose delivery was taken from them on their way (logged ``CUT_OFF``)."""
 
 
 @dataclass
@@ -179,7 +181,9 @@ class Dispatcher:
                     if outcome is None:
                         continue  # not sent: its subscription was deleted, and it cancelled
                     status = await self.record(item, outcome)
-                    if status == DeliveryStatus.DELIVERED:
+                    if status is None:
+                        report.cut_off += 1
+                    elif status == DeliveryStatus.DELIVERED:
                         report.delivered += 1
                     elif status == DeliveryStatus.DEAD:
                         report.dead += 1

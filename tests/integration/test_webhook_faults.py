@@ -271,7 +271,7 @@ async def test_an_attempt_on_its_way_when_its_subscription_is_deleted_is_logged_
 
     faults.receiver.answer = deleted_meanwhile
     await faults.closed()
-    assert await service.deliver() == DeliveryPass(fanned_out=1)
+    assert await service.deliver() == DeliveryPass(fanned_out=1, cut_off=1)
     (attempt,) = await attempts_logged(faults.db)
     assert (attempt.status_code, attempt.outcome, attempt.error) == (
         503,
@@ -303,7 +303,7 @@ async def test_an_attempt_whose_lease_ran_out_on_its_way_is_logged_cut_off_besid
     faults.receiver.answer = outlives_its_lease
     await faults.closed()
     try:
-        assert await first.deliver() == DeliveryPass(fanned_out=1)
+        assert await first.deliver() == DeliveryPass(fanned_out=1, cut_off=1)
     finally:
         await second.aclose()
     assert len(faults.receiver.received) == 2
