@@ -1310,7 +1310,7 @@ def webhooks_deliver() -> None:
     report = with_services(lambda services: services.webhooks.deliver())
     click.echo(
         f"{counted(report.fanned_out, 'delivery')} made; {report.delivered} delivered, "
-        f"{report.retrying} to retry, {report.dead} dead-lettered"
+        f"{report.retrying} to retry, {report.dead} dead-lettered, {report.cut_off} cut off"
     )
 
 

@@ -291,6 +291,13 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(
         default=8, ge=1, le=100, description="Most webhook deliveries each gateway process sends at once."
     )
+    webhook_subscription_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description="Most webhook deliveries to one subscription in flight at once, across every gateway "
+        "process: a receiver that hangs until the timeout holds that many sending slots, never the rest.",
+    )
     webhook_first_retry_seconds: float = Field(
         default=5,
         gt=0,

@@ -51,6 +51,7 @@ class WebhookService:
                 ),
                 timeout=settings.webhook_timeout_seconds,
                 concurrency=settings.webhook_concurrency,
+                per_subscription=settings.webhook_subscription_concurrency,
                 draw=random.SystemRandom().random,
                 public_only=settings.environment == "production",
             ),

@@ -3,7 +3,7 @@
 Each pass (the gateway's periodic job, or ``exchange webhooks deliver``):
 
 1. **Fan out** events not yet fanned out, in their order, to every live subscription that
-   wants them (its event type, its program among the event's, created before the event): one
+   wants them (its event type, its program among the event's, committed after it): one
    delivery per subscription and event (a unique key, so two workers cannot double one). One
    process fans out at a time (the events are locked in order), so an object's deliveries
    exist in the order of its events.
@@ -12,12 +12,19 @@ Each pass (the gateway's periodic job, or ``exchange webhooks deliver``):
    pending: a subscription receives the events of one conversion (redemption, match, …) in
    the order they happened, the later waiting until the earlier is delivered or dead. First
    attempts go before retries, each kind by due time: the retries a receiver that is down
-   piles up cannot hold other subscribers' new events back.
+   piles up cannot hold other subscribers' new events back. No subscription has more than
+   ``per_subscription`` deliveries in flight (leased, across every worker): a receiver that
+   hangs until the timeout holds that many sending slots, never all of them.
 3. **Send** them concurrently (at most ``concurrency`` at once, each within ``timeout``),
-   outside any database transaction, signed by the Standard Webhooks rules.
+   outside any database transaction, signed by the Standard Webhooks rules. More is claimed
+   as attempts come back, not batch after batch: a batch would wait for its slowest attempt,
+   and so hold every other receiver's next events behind a hanging one.
 4. **Record** each attempt in the delivery log; a 2xx delivers, anything else (or no
    answer) schedules a retry by :class:`~exchange.webhooks.schedule.RetrySchedule`, or
-   dead-letters the delivery once its retry window is over.
+   dead-letters the delivery once its retry window is over. An attempt whose delivery was
+   taken from it while it was on its way (its subscription deleted, or its lease run out and
+   the delivery claimed by another worker) is logged too, ``CUT_OFF`` with the reason, and
+   moves nothing.
 
 A worker that dies between sending and recording leaves the lease to expire: the delivery is
 sent again (at least once; receivers dedupe on ``webhook-id``). Nothing here runs on a
@@ -33,11 +40,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
-from sqlalchemy import BigInteger, and_, exists, update
+from sqlalchemy import BigInteger, ColumnElement, exists, func, literal, true, union_all, update
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import SQLCoreOperations
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from exchange.clock import Clock
 from exchange.db import dialects
@@ -46,6 +57,7 @@ from exchange.db.database import Database
 from exchange.webhooks import signing
 from exchange.webhooks.egress import PublicOnlyTransport
 from exchange.webhooks.models import (
+    AttemptOutcome,
     DeliveryStatus,
     WebhookAttempt,
     WebhookDelivery,
@@ -58,6 +70,9 @@ logger = logging.getLogger("exchange.webhooks")
 
 DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
 ERROR_LENGTH = 300
+#: Why an attempt sent was logged ``CUT_OFF`` (:meth:`Dispatcher.record`).
+CUT_OFF_BY_DELETION = "cut off: its subscription was deleted while it was on its way; not retried"
+CUT_OFF_BY_TAKEOVER = "cut off: its lease ran out and another worker took the delivery over"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +109,8 @@ class DeliveryPass:
     delivered: int = 0
     retrying: int = 0
     dead: int = 0
+    cut_off: int = 0
+    """Attempts sent whose delivery was taken from them on their way (logged ``CUT_OFF``)."""
 
 
 @dataclass
@@ -104,6 +121,8 @@ class Dispatcher:
     schedule: RetrySchedule = field(default_factory=RetrySchedule)
     timeout: float = 10.0
     concurrency: int = 8
+    per_subscription: int = 2
+    """Most deliveries to one subscription in flight at once, across every worker."""
     draw: Callable[[], float] = random.random
     """The jitter's random source (tests pass a fixed one)."""
     public_only: bool = False
@@ -137,26 +156,45 @@ class Dispatcher:
 
     async def run_once(self, *, max_rounds: int = 100) -> DeliveryPass:
         """Fan out, then send what is due (and what becomes due as earlier deliveries of the
-        same object finish) until nothing is, or ``max_rounds`` batches were sent."""
+        same object finish) until nothing is, or ``max_rounds`` claims were made.
+
+        Sending is a pipeline: whenever no more than a wave (``concurrency``) is left in hand,
+        the worker claims again, up to a batch in hand. So the deliveries of a receiver that
+        hangs until the timeout (at most ``per_subscription`` of them) hold their own slots
+        only, and everyone else's keep going out meanwhile."""
         report = DeliveryPass()
         report.fanned_out = await self.fan_out()
         limit = asyncio.Semaphore(self.concurrency)
-        for _ in range(max_rounds):
-            claimed = await self.claim(batch=self.batch)
-            if not claimed:
-                break
-            outcomes = await asyncio.gather(*(self._send(limit, item) for item in claimed))
-            for item, outcome in zip(claimed, outcomes, strict=True):
-                if outcome is None:
-                    continue  # not sent: its subscription was deleted, and it cancelled
-                status = await self.record(item, outcome)
-                if status == DeliveryStatus.DELIVERED:
-                    report.delivered += 1
-                elif status == DeliveryStatus.DEAD:
-                    report.dead += 1
-                elif status == DeliveryStatus.PENDING:
-                    report.retrying += 1
-        return report
+        sending: dict[asyncio.Task[Outcome | None], Claimed] = {}
+        claims = 0
+        try:
+            while True:
+                if len(sending) <= self.concurrency and claims < max_rounds:
+                    claims += 1
+                    for item in await self.claim(batch=self.batch - len(sending)):
+                        sending[asyncio.create_task(self._send(limit, item))] = item
+                if not sending:
+                    return report
+                done, _ = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    item, outcome = sending.pop(task), task.result()
+                    if outcome is None:
+                        continue  # not sent: its subscription was deleted, and it cancelled
+                    status = await self.record(item, outcome)
+                    if status is None:
+                        report.cut_off += 1
+                    elif status == DeliveryStatus.DELIVERED:
+                        report.delivered += 1
+                    elif status == DeliveryStatus.DEAD:
+                        report.dead += 1
+                    elif status == DeliveryStatus.PENDING:
+                        report.retrying += 1
+        finally:
+            # Left by a failure (the database gone mid-pass): their leases run out, and they
+            # are sent again, as a dead worker's are.
+            for task in sending:
+                task.cancel()
+            await asyncio.gather(*sending, return_exceptions=True)
 
     # -- fan out --------------------------------------------------------------------------
 
@@ -226,34 +264,21 @@ class Dispatcher:
     # -- claim ----------------------------------------------------------------------------
 
     async def claim(self, batch: int) -> list[Claimed]:
-        """Lease up to ``batch`` due deliveries, each the earliest pending of its object."""
+        """Lease up to ``batch`` due deliveries, each the earliest pending of its object, and
+        none of a subscription past ``per_subscription`` in flight."""
         now = self.clock.now()
-        earlier = aliased(WebhookDelivery)
         async with self.db.transaction() as session:
             deliveries = (
                 await session.exec(
                     select(WebhookDelivery)
+                    # Claimable again here, not only where each subscription's are picked: a row
+                    # another worker leased since this statement's snapshot is read again once
+                    # its lock is free, and these conditions (not the subquery's) are checked on
+                    # it anew.
                     .where(
-                        WebhookDelivery.status == DeliveryStatus.PENDING,
-                        col(WebhookDelivery.next_attempt_at) <= now,
-                        (col(WebhookDelivery.lease_until).is_(None)) | (col(WebhookDelivery.lease_until) <= now),
-                        ~exists().where(
-                            and_(
-                                col(earlier.subscription_id) == WebhookDelivery.subscription_id,
-                                col(earlier.object) == WebhookDelivery.object,
-                                col(earlier.status) == DeliveryStatus.PENDING,
-                                col(earlier.sequence) < WebhookDelivery.sequence,
-                            )
-                        ),
+                        col(WebhookDelivery.id).in_(await self.places(session, now)), *claimable(WebhookDelivery, now)
                     )
-                    # First attempts before retries, then by due time: a receiver that is down
-                    # piles up retries (each may take the whole timeout), and in due-time order
-                    # they would hold every other subscriber's new events back behind them.
-                    .order_by(
-                        col(WebhookDelivery.attempts) > 0,
-                        col(WebhookDelivery.next_attempt_at),
-                        col(WebhookDelivery.sequence),
-                    )
+                    .order_by(*claim_order(WebhookDelivery))
                     .limit(batch)
                     .with_for_update(skip_locked=True, of=WebhookDelivery)
                 )
@@ -291,6 +316,36 @@ class Dispatcher:
             )
             for delivery in deliveries
         ]
+
+    async def places(self, session: AsyncSession, now: datetime) -> SelectOfScalar[int] | list[int]:
+        """The deliveries each live subscription may have claimed: its first free slots' worth
+        (``per_subscription`` less those it has in flight) of :func:`places_of`. Each read
+        stops at what it takes (the subscription table is small), so a receiver that is down
+        with a day's backlog of due retries costs a claim its two places, not the backlog. A
+        place another worker holds locked is skipped, not replaced by a later one: that worker
+        is taking it in flight.
+
+        On PostgreSQL one subquery, a ``LATERAL`` read per subscription; SQLite has no
+        ``LATERAL`` (and one process claims there), so it reads them one subscription at a time."""
+        live = col(WebhookSubscription.deleted_at).is_(None)
+        if session.get_bind().dialect.name == "postgresql":
+            sending = in_flight(col(WebhookSubscription.id), now).lateral("sending")
+            slots = func.greatest(self.per_subscription - sending.c.sending, 0)
+            chosen = places_of(col(WebhookSubscription.id), slots, self.per_subscription, now).lateral("chosen")
+            return (
+                select(chosen.c.id)
+                .select_from(WebhookSubscription)
+                .join(sending, true())
+                .join(chosen, true())
+                .where(live)
+            )
+        chosen_ids: list[int] = []
+        for subscription_id in (await session.exec(select(col(WebhookSubscription.id)).where(live))).all():
+            sending_now = (await session.exec(in_flight(literal(subscription_id), now))).one()
+            if sending_now < self.per_subscription:
+                free = self.per_subscription - sending_now
+                chosen_ids += (await session.exec(places_of(literal(subscription_id), free, free, now))).all()
+        return chosen_ids
 
     async def secrets_now(self, subscription_id: str, now: datetime) -> tuple[str, ...] | None:
         """The secrets to sign an attempt sent at ``now`` with, read as it is sent rather than
@@ -349,8 +404,11 @@ class Dispatcher:
     # -- record ---------------------------------------------------------------------------
 
     async def record(self, item: Claimed, outcome: Outcome) -> DeliveryStatus | None:
-        """Log the attempt and move the delivery on; ``None`` if another worker had taken it
-        over meanwhile (its lease ran out), which then records its own attempt."""
+        """Log the attempt and move the delivery on; ``None`` if the delivery was no longer
+        this attempt's: its subscription was deleted meanwhile (the deletion cancelled it), or
+        another worker took it over (its lease ran out). Such an attempt was sent all the same,
+        so it is logged too, as ``CUT_OFF`` with the reason, and moves nothing: a cancelled
+        delivery is never tried again, and a delivery taken over is the other worker's."""
         now = self.clock.now()
         failures = item.attempts + 1
         values: dict[str, object] = {"attempts": failures, "lease_until": None, "last_status_code": outcome.status_code}
@@ -377,19 +435,25 @@ class Dispatcher:
                 )
                 .values(**values)
             )
-            if moved.rowcount != 1:
-                return None
-            session.add(
-                WebhookAttempt(
-                    delivery_id=item.delivery_id,
-                    subscription_id=item.subscription_id,
-                    attempted_at=now,
-                    status_code=outcome.status_code,
-                    latency_ms=outcome.latency_ms,
-                    error=outcome.error,
-                    outcome=status.value,
-                )
+            attempt = WebhookAttempt(
+                delivery_id=item.delivery_id,
+                subscription_id=item.subscription_id,
+                attempted_at=now,
+                status_code=outcome.status_code,
+                latency_ms=outcome.latency_ms,
+                error=outcome.error,
+                outcome=status.value,
             )
+            cut_off = moved.rowcount != 1
+            if cut_off:
+                subscription = await session.get(WebhookSubscription, item.subscription_id)
+                deleted = subscription is not None and subscription.deleted_at is not None
+                reason = CUT_OFF_BY_DELETION if deleted else CUT_OFF_BY_TAKEOVER
+                attempt.outcome = AttemptOutcome.CUT_OFF.value
+                attempt.error = (reason if outcome.error is None else f"{reason}; {outcome.error}")[:ERROR_LENGTH]
+            session.add(attempt)
+        if cut_off:
+            return None
         if status == DeliveryStatus.DEAD:
             logger.warning(
                 "webhook delivery %s to subscription %s dead-lettered", item.delivery_id, item.subscription_id
@@ -397,11 +461,85 @@ class Dispatcher:
         return status
 
 
+#: Inlined into a statement, not bound: a partial index's predicate is then proven from the
+#: statement's own text, in a plan made for any parameters (a prepared statement's) as well.
+PENDING = literal(DeliveryStatus.PENDING.value, literal_execute=True)
+NONE_YET = literal(0, literal_execute=True)
+
+
+def claimable(delivery: type[WebhookDelivery], now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """A delivery due at ``now`` and not leased to a worker."""
+    return (
+        col(delivery.status) == PENDING,
+        col(delivery.next_attempt_at) <= now,
+        col(delivery.lease_until).is_(None) | (col(delivery.lease_until) <= now),
+    )
+
+
+def claim_order(delivery: Any) -> tuple[ColumnElement[Any], ...]:
+    """The order deliveries are claimed in (``delivery``: the model, an alias, or a subquery's
+    columns): first attempts before retries, then by due time. A receiver that is down piles up
+    retries (each may take the whole timeout), and in due-time order alone they would hold
+    every other subscriber's new events back behind them."""
+    return (col(delivery.attempts) > NONE_YET, col(delivery.next_attempt_at).asc(), col(delivery.sequence).asc())
+
+
+def in_flight(subscription_id: SQLCoreOperations[str], now: datetime) -> SelectOfScalar[int]:
+    """How many of the subscription's deliveries are leased (by ``ix_webhook_delivery_leased``,
+    which holds the leased ones only)."""
+    leased = aliased(WebhookDelivery)
+    return select(func.count().label("sending")).where(
+        col(leased.subscription_id) == subscription_id,
+        col(leased.status) == PENDING,
+        col(leased.lease_until) > now,
+    )
+
+
+def places_of(
+    subscription_id: SQLCoreOperations[str], slots: ColumnElement[int] | int, most: int, now: datetime
+) -> SelectOfScalar[int]:
+    """The subscription's first ``slots`` claimable deliveries in claim order, each the earliest
+    pending of its object. Its first attempts and its retries are read apart, each by its own
+    index in due order (``ix_webhook_delivery_first_due``, ``ix_webhook_delivery_retry_due``)
+    and each stopped at ``most`` (the cap), and the two merged: in one index, the retries not
+    due yet would sit between its due ones and the next first attempts. A later delivery of an
+    object whose earlier one is pending is read and passed over, never claimed.
+
+    Each read stops at ``most``, a number the planner knows, and their merge at ``slots``,
+    which it may not: stopped at ``slots`` alone, the reads would be costed as a tenth of the
+    backlog each, and the plan compiled (JIT) for that; with no slot free none is run."""
+    kinds = []
+    for retries in (False, True):
+        due, earlier = aliased(WebhookDelivery), aliased(WebhookDelivery)
+        kinds.append(
+            select(col(due.id), col(due.attempts), col(due.next_attempt_at), col(due.sequence))
+            .where(
+                col(due.subscription_id) == subscription_id,
+                *claimable(due, now),
+                col(due.attempts) > NONE_YET if retries else col(due.attempts) == NONE_YET,
+                ~exists().where(
+                    col(earlier.subscription_id) == due.subscription_id,
+                    col(earlier.object) == due.object,
+                    col(earlier.status) == PENDING,
+                    col(earlier.sequence) < due.sequence,
+                ),
+            )
+            .order_by(col(due.next_attempt_at), col(due.sequence))
+            .limit(most)
+            .correlate(WebhookSubscription)
+            .subquery()
+        )
+    merged = union_all(*(select(kind) for kind in kinds)).subquery("merged")
+    return select(merged.c.id).order_by(*claim_order(merged.c)).limit(slots)
+
+
 def wants(subscription: WebhookSubscription, event: WebhookEvent) -> bool:
-    """Whether ``subscription`` receives ``event``: its type, its tenant, and made in time."""
+    """Whether ``subscription`` receives ``event``: its type, its tenant, and committed after
+    it. By sequence, not by time: a subscription made while an event was being written, or on
+    a process whose clock differs, neither misses an event nor gets one from before it."""
     return (
         event.type in subscription.event_types
-        and subscription.created_at <= event.occurred_at
+        and (event.sequence or 0) > subscription.after_sequence
         and (subscription.program_id is None or event.programs is None or subscription.program_id in event.programs)
     )
 

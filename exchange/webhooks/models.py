@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import BigIdentity, UTCDateTime
@@ -35,10 +35,25 @@ class DeliveryStatus(StrEnum):
     """Its subscription was deleted before it was delivered."""
 
 
+class AttemptOutcome(StrEnum):
+    """What one attempt did to its delivery: the delivery's status after it, or ``CUT_OFF``."""
+
+    PENDING = DeliveryStatus.PENDING.value
+    DELIVERED = DeliveryStatus.DELIVERED.value
+    DEAD = DeliveryStatus.DEAD.value
+    CUT_OFF = "CUT_OFF"
+    """Sent, but the delivery was no longer this attempt's when it came back: its subscription
+    was deleted meanwhile (the delivery is cancelled, never retried), or the worker's lease ran
+    out and another worker took the delivery over. What the receiver made of it is unknown to
+    the delivery; the attempt's ``error`` says which."""
+
+
 class WebhookSubscription(SQLModel, table=True):
     """A URL that receives events of the listed types. ``program_id`` is the partner that owns
     it (and whose events alone it receives); ``None``: a staff tool's, which receives every
-    program's events."""
+    program's events. It receives every event committed after it was, and none before: those
+    whose sequence is above ``after_sequence``
+    (:func:`~exchange.webhooks.outbox.high_water`)."""
 
     __tablename__ = "webhook_subscription"
 
@@ -55,6 +70,11 @@ class WebhookSubscription(SQLModel, table=True):
     secret_version: int = 1
     created_by: str = Field(max_length=120)
     created_at: datetime = Field(sa_type=UTCDateTime)
+    after_sequence: int = Field(
+        default=0,
+        sa_column=Column(BigInteger, nullable=False, server_default="0"),
+        description="The latest event's sequence when it was committed: it receives the events after it.",
+    )
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
@@ -75,13 +95,42 @@ class WebhookEvent(SQLModel, table=True):
     fanned_out: bool = False
 
 
+FIRST_ATTEMPT = "status = 'PENDING' AND attempts = 0"
+RETRY = "status = 'PENDING' AND attempts > 0"
+LEASED = "status = 'PENDING' AND lease_until IS NOT NULL"
+
+
 class WebhookDelivery(SQLModel, table=True):
     """One event to send to one subscription, and where its sending stands."""
 
     __tablename__ = "webhook_delivery"
     __table_args__ = (
         UniqueConstraint("subscription_id", "sequence"),
-        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+        # A subscription's due first attempts, and its due retries, each in the order claimed;
+        # and its leased deliveries, counted against its cap (the claim's reads).
+        Index(
+            "ix_webhook_delivery_first_due",
+            "subscription_id",
+            "next_attempt_at",
+            "sequence",
+            postgresql_where=text(FIRST_ATTEMPT),
+            sqlite_where=text(FIRST_ATTEMPT),
+        ),
+        Index(
+            "ix_webhook_delivery_retry_due",
+            "subscription_id",
+            "next_attempt_at",
+            "sequence",
+            postgresql_where=text(RETRY),
+            sqlite_where=text(RETRY),
+        ),
+        Index(
+            "ix_webhook_delivery_leased",
+            "subscription_id",
+            "lease_until",
+            postgresql_where=text(LEASED),
+            sqlite_where=text(LEASED),
+        ),
         Index("ix_webhook_delivery_object", "subscription_id", "object", "status", "sequence"),
         Index("ix_webhook_delivery_sequence", "sequence"),
         Index("ix_webhook_delivery_ended", "status", "finished_at"),
@@ -119,4 +168,6 @@ class WebhookAttempt(SQLModel, table=True):
     status_code: int | None = Field(default=None, description="The receiver's HTTP status; none if none came.")
     latency_ms: int
     error: str | None = Field(default=None, max_length=300)
-    outcome: str = Field(max_length=10, description="The delivery's status after this attempt.")
+    outcome: str = Field(
+        max_length=10, description="An :class:`AttemptOutcome`: the delivery's status after this attempt, or CUT_OFF."
+    )

@@ -3,6 +3,8 @@
 The saga or service that changes a row calls :func:`emit` in the same unit of work, so the
 event is committed with the change or not at all; nothing is sent from here. The delivery
 worker (:mod:`exchange.webhooks.delivery`) picks events up afterwards, off the request path.
+:func:`high_water` divides the events committed before a unit of work from those committed
+after it (a new subscription receives the latter).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import CTE, Insert, Table, Update, bindparam, false, insert, literal, select
+from sqlalchemy import CTE, Insert, Table, Update, bindparam, false, func, insert, literal, select, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.webhooks.events import Event
@@ -53,3 +55,19 @@ def after(change: Update) -> Insert:
         .add_cte(changed)
         .returning(EVENTS.c.sequence)
     )
+
+
+async def high_water(session: AsyncSession) -> int:
+    """The sequence of the latest event committed (0: none), with the outbox closed to writers
+    until ``session``'s unit of work ends: every event committed before it commits is at or
+    below the mark, and every event committed after it above.
+
+    Sequences are drawn as events are written, not as they commit, so a mark read without the
+    lock would misplace an event written before it and committed after (a later sequence
+    committed first is already counted). On PostgreSQL a SHARE lock on the table waits for
+    every unit of work writing an event to end, and holds the next ones back (their sequences
+    undrawn) until this one ends. On SQLite units of work already take turns."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.exec(text(f"LOCK TABLE {EVENTS.name} IN SHARE MODE"))  # type: ignore[call-overload]
+    latest: int = (await session.exec(select(func.coalesce(func.max(EVENTS.c.sequence), 0)))).scalar_one()  # type: ignore[call-overload]
+    return latest

@@ -22,7 +22,7 @@ from exchange.db.grouping import grouped, page_per_parent
 from exchange.errors import BadUserInput
 from exchange.programs import service as programs
 from exchange.text import shown_text_problem
-from exchange.webhooks import signing
+from exchange.webhooks import outbox, signing
 from exchange.webhooks.errors import DeliveryNotFound, SubscriptionNotFound, TooManySubscriptions
 from exchange.webhooks.events import EventType
 from exchange.webhooks.models import (
@@ -92,7 +92,10 @@ async def create(
 ) -> WithSecret:
     """A new subscription and its secret; one past the ``limit`` live subscriptions of its
     owner (the program, or the staff tools) is :class:`TooManySubscriptions`. A partner's
-    program row is locked while counting, so two at once cannot both take its last place."""
+    program row is locked while counting, so two at once cannot both take its last place.
+
+    It receives every event committed after it commits, and none committed before
+    (:func:`~exchange.webhooks.outbox.high_water`)."""
     url = check_url(draft.url, production=production)
     event_types = check_event_types(draft.event_types)
     if len(draft.description) > DESCRIPTION_LENGTH:
@@ -113,6 +116,8 @@ async def create(
     )
     if live.one() >= limit:
         raise TooManySubscriptions(limit)
+    # Last: it holds back every unit of work writing an event until this one commits.
+    after_sequence = await outbox.high_water(session)
     subscription_id = str(uuid.uuid4())
     secret = signing.new_secret()
     row = WebhookSubscription(
@@ -124,6 +129,7 @@ async def create(
         secret=signing.seal(secret, key_secret, subscription_id, 1),
         created_by=by[:120],
         created_at=now,
+        after_sequence=after_sequence,
     )
     session.add(row)
     return WithSecret(row, secret)

@@ -6,14 +6,20 @@ rotation."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlmodel import select
 from standardwebhooks import Webhook
 
 from exchange.auth.scopes import Role
 from exchange.serving import RunningServer
 from exchange.testing.kit import ExchangeKit
+from exchange.webhooks.delivery import CUT_OFF_BY_TAKEOVER
+from exchange.webhooks.events import Event, EventType
+from exchange.webhooks.models import AttemptOutcome, DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEvent
+from exchange.webhooks.outbox import emit
 from tests.api.conftest import Receiver
 
 CREATE = """mutation($input: CreateWebhookSubscriptionInput!) {
@@ -147,4 +153,53 @@ async def test_a_log_page_out_of_range_is_refused_on_its_own_field_only(kit: Exc
     assert body["data"] == {"webhookSubscription": None}
     assert [(error["path"], error["extensions"]) for error in body["errors"]] == [
         (["webhookSubscription", "none"], {"code": "BAD_USER_INPUT", "field": "first"})
+    ]
+
+
+async def test_an_attempt_cut_off_on_its_way_is_in_the_delivery_log_with_its_reason(kit: ExchangeKit) -> None:
+    """The worker logs an attempt sent while another worker took its delivery over as
+    ``CUT_OFF`` (tests/integration/test_webhook_faults.py); the log shows it as such, reason
+    and all, beside the attempt that delivered."""
+    token = await kit.partner_token("formosa-air")
+    made = await create(
+        kit, token, url="http://127.0.0.1:9/hook", eventTypes=["PERIOD_CLOSED"], programId="formosa-air"
+    )
+    subscription_id = made["data"]["createWebhookSubscription"]["subscription"]["id"]
+    now = datetime.now(UTC)
+    async with kit.db.transaction() as session:
+        await emit(session, Event(EventType.PERIOD_CLOSED, "period:2026-10", None, {"period": "2026-10"}, now))
+    async with kit.db.transaction() as session:
+        event = (await session.exec(select(WebhookEvent))).one()
+        # Fanned out and delivered already, so that the gateway's own worker leaves it be.
+        event.fanned_out = True
+        session.add(event)
+        delivery = WebhookDelivery(
+            subscription_id=subscription_id,
+            sequence=event.sequence or 0,
+            object=event.object,
+            status=DeliveryStatus.DELIVERED,
+            attempts=1,
+            first_attempt_at=now,
+            next_attempt_at=now,
+            finished_at=now,
+        )
+        session.add(delivery)
+        await session.flush()
+        for outcome, error in ((AttemptOutcome.DELIVERED, None), (AttemptOutcome.CUT_OFF, CUT_OFF_BY_TAKEOVER)):
+            session.add(
+                WebhookAttempt(
+                    delivery_id=delivery.id or 0,
+                    subscription_id=subscription_id,
+                    attempted_at=now,
+                    status_code=204,
+                    latency_ms=5,
+                    error=error,
+                    outcome=outcome.value,
+                )
+            )
+    query = """query($id: ID!) { webhookSubscription(id: $id) { attempts { statusCode outcome error } } }"""
+    seen = await kit.data(query, token, id=subscription_id)
+    assert seen["webhookSubscription"]["attempts"] == [
+        {"statusCode": 204, "outcome": "CUT_OFF", "error": CUT_OFF_BY_TAKEOVER},
+        {"statusCode": 204, "outcome": "DELIVERED", "error": None},
     ]

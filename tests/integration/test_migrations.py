@@ -23,7 +23,12 @@ from exchange.loading import load_directory
 from exchange.pricing import promotions, quotes
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.service import load_partners
+from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
 from exchange.testing.databases import PostgresDatabases
+from exchange.webhooks import subscriptions
+from exchange.webhooks.events import Event, EventType
+from exchange.webhooks.outbox import emit
+from exchange.webhooks.subscriptions import SubscriptionDraft
 from tests.conftest import SAMPLE_PARTNERS
 from tests.integration.test_cli import EXCHANGE
 
@@ -133,5 +138,42 @@ async def test_promotions_keyed_by_program_and_id_still_move_the_pricing_revisio
             after = (await session.exec(revision)).one()[0]
         assert [tuple(row) for row in kept] == [("formosa-air", "formosa-air-year-end-2026")]
         assert after > before
+    finally:
+        await db.dispose()
+
+
+async def test_subscriptions_made_before_the_sequence_mark_keep_the_events_after_their_time(database_url: str) -> None:
+    """Taken back to the revision before ``webhook_subscription.after_sequence`` and up again:
+    a subscription's mark is the latest event that happened before it was made, so the events
+    not yet fanned out reach it as the time rule had them."""
+    db = Database.from_url(database_url)
+    made_at = datetime.now(UTC)
+    try:
+        async with db.transaction() as session:
+            await emit(
+                session,
+                *(
+                    Event(EventType.PERIOD_CLOSED, f"period:{n}", None, {}, made_at + timedelta(seconds=n))
+                    for n in (-1, 1)
+                ),
+            )
+        async with db.transaction() as session:
+            made = await subscriptions.create(
+                session,
+                SubscriptionDraft("http://127.0.0.1:9/hook", ["period.closed"]),
+                production=False,
+                key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET,
+                by="test",
+                now=made_at,
+                limit=1,
+            )
+            events = (await session.exec(text("SELECT object, sequence FROM webhook_event"))).all()
+        config = migrate.alembic_config(database_url)
+        await asyncio.to_thread(command.downgrade, config, "0046")
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with db.transaction() as session:
+            mark = (await session.exec(text("SELECT after_sequence FROM webhook_subscription"))).one()[0]
+        assert mark == dict(events)["period:-1"]
+        assert made.subscription.after_sequence == dict(events)["period:1"]
     finally:
         await db.dispose()

@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event, func
 from sqlmodel import col, select
 
+from exchange.auth import clients
+from exchange.auth.scopes import Role
 from exchange.db.database import Database
+from exchange.loading import load_directory
+from exchange.programs.declarations import PartnersDirectory
 from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
 from exchange.testing.clock import FrozenClock
 from exchange.webhooks import subscriptions
@@ -21,7 +25,7 @@ from exchange.webhooks.delivery import Dispatcher
 from exchange.webhooks.events import Event, EventType
 from exchange.webhooks.models import WebhookDelivery, WebhookEvent
 from exchange.webhooks.outbox import emit
-from exchange.webhooks.subscriptions import SubscriptionDraft
+from exchange.webhooks.subscriptions import SubscriptionDraft, WithSecret
 from tests.integration.locks import waiting_on_a_lock
 
 #: The staff tools' default limit (``EXCHANGE_WEBHOOK_MAX_SUBSCRIPTIONS``).
@@ -120,3 +124,99 @@ async def test_a_subscription_deleted_while_its_events_are_fanned_out_gets_none_
     async with pg_db.transaction() as session:
         pending = (await session.exec(select(WebhookDelivery).where(WebhookDelivery.status == "PENDING"))).all()
     assert pending == []
+
+
+async def deliveries_of(db: Database, subscription_id: str) -> list[str]:
+    """The objects of the events fanned out to the subscription."""
+    async with db.transaction() as session:
+        rows = await session.exec(
+            select(WebhookDelivery.object)
+            .where(WebhookDelivery.subscription_id == subscription_id)
+            .order_by(col(WebhookDelivery.sequence))
+        )
+        return list(rows.all())
+
+
+async def test_an_event_written_while_a_subscription_is_made_reaches_it(pg_db: Database) -> None:
+    """The subscription's unit of work is open (its time already read) when another writes an
+    event and the worker fans out. Matched by time, the event, later than the subscription and
+    fanned out before the subscription committed (so to nobody), was missed for good. The
+    event is committed after the subscription, so the subscription receives it: the event's
+    writer waits for the subscription to commit, and the fan-out finds nothing yet."""
+    clock = FrozenClock(datetime.now(UTC))
+    dispatcher = Dispatcher(db=pg_db, clock=clock, key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET)
+    async with pg_db.transaction() as session:
+        made = await subscriptions.create(
+            session,
+            SubscriptionDraft("http://127.0.0.1:9/hook", ["period.closed"]),
+            production=False,
+            key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET,
+            by="test",
+            now=clock.now(),
+            limit=1,
+        )
+        clock.advance(seconds=1)
+        writing = asyncio.create_task(closed(pg_db, clock, range(1)))
+        waiting = asyncio.create_task(waiting_on_a_lock(pg_db))
+        # Whichever comes first: the event committed (nothing held it back), or its writer waits.
+        await asyncio.wait({writing, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        await dispatcher.fan_out()
+    await writing
+    await dispatcher.fan_out()
+    assert await deliveries_of(pg_db, made.subscription.id) == ["period:0"]
+
+
+async def test_an_event_committed_before_a_subscription_does_not_reach_it_whatever_its_time(
+    pg_db: Database,
+) -> None:
+    """The event is committed first, stamped a second after the subscription's time by a
+    process whose clock runs ahead, and fanned out once the subscription is committed: matched
+    by time it was sent to the subscription, though it was committed before it existed."""
+    clock = FrozenClock(datetime.now(UTC))
+    ahead = FrozenClock(clock.now() + timedelta(seconds=1))
+    await closed(pg_db, ahead, range(1))
+    await subscribed(pg_db, clock, 1)
+    async with pg_db.transaction() as session:
+        (subscription,) = await subscriptions.listed(session, None)
+    await closed(pg_db, clock, range(1, 2))
+    dispatcher = Dispatcher(db=pg_db, clock=clock, key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET)
+    assert await dispatcher.fan_out() == 1
+    assert await deliveries_of(pg_db, subscription.id) == ["period:1"]
+
+
+async def test_a_partner_subscribing_while_an_event_is_written_waits_for_it_and_deadlocks_nothing(
+    pg_db: Database, sample_partners: PartnersDirectory
+) -> None:
+    """A unit of work writes an event, then a row that refers to the partner's program (as a
+    saga's writes its ledger's after its event). The partner subscribes in between: its
+    subscription waits for the event's writer, holding the program's row. Locked FOR UPDATE,
+    that row held the writer's foreign key check back, and each waited for the other. The
+    event, committed before the subscription, does not reach it."""
+    clock = FrozenClock(datetime.now(UTC))
+    async with pg_db.transaction() as session:
+        await load_directory(session, sample_partners, clock.now())
+    async with pg_db.transaction() as writer:
+        await emit(writer, Event(EventType.PERIOD_CLOSED, "period:0", None, {"period": "0"}, clock.now()))
+        await writer.flush()
+        subscribing = asyncio.create_task(subscribed_partner(pg_db, clock, "formosa-air"))
+        await waiting_on_a_lock(pg_db)
+        await clients.create_client(writer, role=Role.PARTNER, now=clock.now(), program_id="formosa-air")
+        await writer.flush()
+    made = await subscribing
+    await closed(pg_db, clock, range(1, 2))
+    await Dispatcher(db=pg_db, clock=clock, key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET).fan_out()
+    assert await deliveries_of(pg_db, made.subscription.id) == ["period:1"]
+
+
+async def subscribed_partner(db: Database, clock: FrozenClock, program_id: str) -> WithSecret:
+    async with db.transaction() as session:
+        return await subscriptions.create(
+            session,
+            SubscriptionDraft("http://127.0.0.1:9/hook", ["period.closed"], program_id=program_id),
+            production=False,
+            key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET,
+            by="test",
+            now=clock.now(),
+            limit=1,
+        )

@@ -2,8 +2,8 @@
 that asks to be left alone for a while (429 or 503 with ``Retry-After``), one that redirects
 to another host, one that answers an endless body, one that hangs up mid-answer, and one whose
 secret is rotated while a delivery is on its way. Each delivery is retried with back-off under
-its one ``webhook-id``, every attempt logged with its reason, and never sent anywhere but the
-subscription's URL."""
+its one ``webhook-id``, every attempt logged with its reason (one cut off on its way by a
+deletion or a lost lease too), and never sent anywhere but the subscription's URL."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -24,9 +24,15 @@ from exchange.db.database import Database
 from exchange.services.webhooks import WebhookService
 from exchange.serving import RunningServer, free_port, serving
 from exchange.testing.clock import FrozenClock
-from exchange.webhooks.delivery import Claimed, DeliveryPass
+from exchange.webhooks.delivery import CUT_OFF_BY_DELETION, CUT_OFF_BY_TAKEOVER, Claimed, DeliveryPass
 from exchange.webhooks.events import Event, EventType
-from exchange.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
+from exchange.webhooks.models import (
+    AttemptOutcome,
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from exchange.webhooks.outbox import emit
 from exchange.webhooks.schedule import RetrySchedule
 from exchange.webhooks.subscriptions import SubscriptionDraft, WithSecret
@@ -244,3 +250,115 @@ async def test_a_subscription_deleted_while_a_delivery_is_on_its_way_is_sent_not
     assert await service.deliver() == DeliveryPass(fanned_out=1)
     assert faults.receiver.received == []
     assert (await faults.delivery()).status == DeliveryStatus.CANCELLED
+
+
+async def attempts_logged(db: Database) -> list[WebhookAttempt]:
+    async with db.transaction() as session:
+        return list((await session.exec(select(WebhookAttempt).order_by(col(WebhookAttempt.id)))).all())
+
+
+async def test_an_attempt_on_its_way_when_its_subscription_is_deleted_is_logged_cut_off_and_not_retried(
+    faults: Faults,
+) -> None:
+    """The deletion commits while the receiver holds the request: the attempt was sent, so the
+    log keeps it, as cut off by the deletion; the delivery stays cancelled and nothing more is
+    sent to the stopped subscription."""
+    made, service = await faults.subscribe()
+
+    async def deleted_meanwhile(_: Request) -> Response:
+        await service.delete(None, made.subscription.id)
+        return Response(status_code=503)
+
+    faults.receiver.answer = deleted_meanwhile
+    await faults.closed()
+    assert await service.deliver() == DeliveryPass(fanned_out=1, cut_off=1)
+    (attempt,) = await attempts_logged(faults.db)
+    assert (attempt.status_code, attempt.outcome, attempt.error) == (
+        503,
+        AttemptOutcome.CUT_OFF,
+        f"{CUT_OFF_BY_DELETION}; HTTP 503",
+    )
+    faults.clock.advance(hours=1)
+    assert await service.deliver() == DeliveryPass()
+    assert len(faults.receiver.received) == 1
+    assert (await faults.delivery()).status == DeliveryStatus.CANCELLED
+
+
+async def test_an_attempt_whose_lease_ran_out_on_its_way_is_logged_cut_off_beside_the_one_that_took_over(
+    faults: Faults,
+) -> None:
+    """The receiver holds the first attempt past its worker's lease; another worker claims the
+    delivery, sends it and records it delivered. The first attempt, answered after, was sent
+    too: the log shows both, the first cut off by the takeover, and the delivery stays
+    delivered."""
+    made, first = await faults.subscribe()
+    second = service_for(faults.db, faults.clock, timeout=1)
+
+    async def outlives_its_lease(_: Request) -> Response:
+        if len(faults.receiver.received) == 1:
+            faults.clock.advance(seconds=first.dispatcher.lease.total_seconds() + 1)
+            assert await second.deliver() == DeliveryPass(delivered=1)
+        return Response(status_code=204)
+
+    faults.receiver.answer = outlives_its_lease
+    await faults.closed()
+    try:
+        assert await first.deliver() == DeliveryPass(fanned_out=1, cut_off=1)
+    finally:
+        await second.aclose()
+    assert len(faults.receiver.received) == 2
+    log = await first.attempts(None, made.subscription.id)
+    assert [(attempt.status_code, attempt.outcome, attempt.error) for attempt in reversed(log)] == [
+        (204, AttemptOutcome.DELIVERED, None),
+        (204, AttemptOutcome.CUT_OFF, CUT_OFF_BY_TAKEOVER),
+    ]
+    assert (await faults.delivery()).status == DeliveryStatus.DELIVERED
+
+
+async def test_a_receiver_that_hangs_holds_back_only_its_own_deliveries(faults: Faults) -> None:
+    """The hanging receiver's six events are due before the healthy one's six, and the worker
+    sends four at a time: unbounded, the hanging receiver's deliveries took every sending slot
+    until they timed out, and the healthy receiver waited behind them. Capped at two in flight
+    per subscription, and claimed again as attempts come back, the healthy receiver gets all
+    six while the hanging one still holds its first two: here it answers only once the other
+    has them all, so each of its attempts is answered (none timed out) only if it did."""
+    service = service_for(faults.db, faults.clock, timeout=10)
+    assert (service.dispatcher.concurrency, service.dispatcher.per_subscription) == (4, 2)
+    hanging, healthy = faults.receiver, faults.other
+    healthy_has_all = asyncio.Event()
+    holding = 0
+    most_held = 0
+
+    async def hangs(_: Request) -> Response:
+        nonlocal holding, most_held
+        holding += 1
+        most_held = max(most_held, holding)
+        try:
+            await healthy_has_all.wait()
+        finally:
+            holding -= 1
+        return Response(status_code=204)
+
+    async def counts(_: Request) -> Response:
+        if len(healthy.received) == 6:
+            healthy_has_all.set()
+        return Response(status_code=204)
+
+    hanging.answer, healthy.answer = hangs, counts
+    slow = await service.create(SubscriptionDraft(hanging.server.url + "/hook", ["period.closed"]), by="t")
+    await service.create(SubscriptionDraft(healthy.server.url + "/hook", ["statement.ready"]), by="t")
+    now = faults.clock.now()
+    async with faults.db.transaction() as session:
+        await emit(session, *(Event(EventType.PERIOD_CLOSED, f"period:{n}", None, {}, now) for n in range(6)))
+        await emit(
+            session,
+            *(Event(EventType.STATEMENT_READY, f"statement:x:{n}", None, {}, now) for n in range(6)),
+        )
+    try:
+        assert await service.deliver() == DeliveryPass(fanned_out=12, delivered=12)
+    finally:
+        await service.aclose()
+    assert (len(healthy.received), len(hanging.received)) == (6, 6)
+    log = await service.attempts(None, slow.subscription.id)
+    assert [(attempt.status_code, attempt.error) for attempt in log] == [(204, None)] * 6
+    assert most_held == 2

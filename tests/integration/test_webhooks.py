@@ -34,7 +34,7 @@ from exchange.testing.clock import FrozenClock
 from exchange.testing.sandboxes import SandboxFleet
 from exchange.tiers.expiry import MatchExpiry
 from exchange.webhooks import subscriptions
-from exchange.webhooks.delivery import DeliveryPass, Dispatcher
+from exchange.webhooks.delivery import DeliveryPass, Dispatcher, Outcome
 from exchange.webhooks.errors import SubscriptionNotFound, TooManySubscriptions
 from exchange.webhooks.events import Event, EventType
 from exchange.webhooks.models import (
@@ -399,7 +399,31 @@ async def test_first_attempts_are_claimed_before_the_retries_a_receiver_that_is_
     assert sorted((item.subscription_id, item.attempts) for item in claimed) == sorted(
         [(healthy.subscription.id, 0), (down.subscription.id, 0)]
     )
-    assert [item.attempts for item in await hooks.service.dispatcher.claim(batch=10)] == [3] * 5
+    # Then one retry: the receiver that is down has its first attempt in flight already, and
+    # no subscription has more than two in flight.
+    assert hooks.service.dispatcher.per_subscription == 2
+    assert [item.attempts for item in await hooks.service.dispatcher.claim(batch=10)] == [3]
+
+
+async def test_a_subscription_past_its_cap_has_none_claimed_until_enough_come_back(hooks: Hooks) -> None:
+    """The cap lowered while a gateway still sends under the old one: the subscription has more
+    in flight than it now allows. It has none claimed (and the claim does not fail) until its
+    attempts coming back leave it below the cap, and then only the slots that are free."""
+    await hooks.subscribe(hooks.receiver.url(), ["period.closed"])
+    now = hooks.clock.now()
+    await hooks.emit(*(Event(EventType.PERIOD_CLOSED, f"period:2025-{m:02}", None, {}, now) for m in range(1, 7)))
+    await hooks.service.dispatcher.fan_out()
+    dispatcher = hooks.service.dispatcher
+    dispatcher.per_subscription = 3
+    sending = await dispatcher.claim(batch=10)
+    assert len(sending) == 3
+    dispatcher.per_subscription = 2
+    assert await dispatcher.claim(batch=10) == []
+    assert await dispatcher.record(sending[0], Outcome(204, 1, None)) == DeliveryStatus.DELIVERED
+    assert await dispatcher.claim(batch=10) == []
+    assert await dispatcher.record(sending[1], Outcome(204, 1, None)) == DeliveryStatus.DELIVERED
+    assert [item.attempts for item in await dispatcher.claim(batch=10)] == [0]
+    assert await dispatcher.claim(batch=10) == []
 
 
 async def test_a_stored_url_the_client_cannot_send_to_fails_its_own_attempts_not_the_batch(hooks: Hooks) -> None:

@@ -53,7 +53,7 @@ def test_an_operator_subscribes_delivers_reads_the_log_replays_rotates_and_delet
 
     asyncio.run(close_a_period(database_url))
     delivered = exchange(database_url, "webhooks", "deliver")
-    assert delivered.output.strip() == "1 delivery made; 0 delivered, 1 to retry, 0 dead-lettered"
+    assert delivered.output.strip() == "1 delivery made; 0 delivered, 1 to retry, 0 dead-lettered, 0 cut off"
     listed = exchange(database_url, "webhooks", "deliveries", sid)
     deliveries = listed.stdout
     assert re.search(r"^\d+  msg_\w+  period.closed  period:2026-10  PENDING  tries=1  last=ConnectError", deliveries)
@@ -146,6 +146,6 @@ async def test_a_delivery_process_killed_while_its_receiver_holds_the_event_leav
         finally:
             await db.dispose()
         again = await asyncio.to_thread(exchange, pg_database_url, "webhooks", "deliver")
-    assert again.output.strip() == "0 deliveries made; 1 delivered, 0 to retry, 0 dead-lettered"
+    assert again.output.strip() == "0 deliveries made; 1 delivered, 0 to retry, 0 dead-lettered, 0 cut off"
     [(first_id, first_body), (second_id, second_body)] = received
     assert (second_id, second_body) == (first_id, first_body)

@@ -14,6 +14,7 @@ from exchange.api.permissions import Rule, authorize_fields, own_program, requir
 from exchange.auth.scopes import Scope
 from exchange.services.webhooks import MAX_PAGE
 from exchange.webhooks.events import EventType
+from exchange.webhooks.models import AttemptOutcome as AttemptOutcomeValue
 from exchange.webhooks.models import DeliveryStatus as DeliveryStatusValue
 from exchange.webhooks.models import WebhookAttempt as AttemptRow
 from exchange.webhooks.models import WebhookSubscription as SubscriptionRow
@@ -93,6 +94,27 @@ class WebhookDeliveryStatus(Enum):
     )
 
 
+@strawberry.enum(description="What one try did to its delivery.")
+class WebhookAttemptOutcome(Enum):
+    _value_: str  # .value is the string: strawberry unwraps enum_value (mypy would see its wrapper)
+    PENDING = strawberry.enum_value(
+        AttemptOutcomeValue.PENDING.value, description="It failed; the delivery is tried again later."
+    )
+    DELIVERED = strawberry.enum_value(
+        AttemptOutcomeValue.DELIVERED.value, description="The receiver answered 2xx: delivered."
+    )
+    DEAD = strawberry.enum_value(
+        AttemptOutcomeValue.DEAD.value, description="It failed at the end of the retry window: dead-lettered."
+    )
+    CUT_OFF = strawberry.enum_value(
+        AttemptOutcomeValue.CUT_OFF.value,
+        description="Sent, but the delivery was taken from it on its way, so it moved nothing: its "
+        "subscription was deleted meanwhile (the delivery is cancelled, never tried again), or another "
+        "worker took the delivery over after this one's lease ran out. `error` says which; whether the "
+        "receiver processed it is unknown (it dedupes on `webhook-id`).",
+    )
+
+
 @authorize_fields(OWNER_OR_STAFF)
 @strawberry.type(description="One try at a delivery: the delivery log.")
 class WebhookAttempt:
@@ -100,8 +122,12 @@ class WebhookAttempt:
     attempted_at: datetime = strawberry.field(description="When the try started.")
     status_code: int | None = strawberry.field(description="The receiver's HTTP status; null if none came.")
     latency_ms: int = strawberry.field(description="Milliseconds until the answer, or until the try failed.")
-    error: str | None = strawberry.field(description="Why the try failed (a status, a timeout, …).")
-    outcome: WebhookDeliveryStatus = strawberry.field(description="The delivery's status after this try.")
+    error: str | None = strawberry.field(
+        description="Why the try failed (a status, a timeout, …), or why it was cut off."
+    )
+    outcome: WebhookAttemptOutcome = strawberry.field(
+        description="The delivery's status after this try, or CUT_OFF: sent, but it moved nothing."
+    )
     program_id: strawberry.Private[str | None]
 
     @classmethod
@@ -112,7 +138,7 @@ class WebhookAttempt:
             status_code=row.status_code,
             latency_ms=row.latency_ms,
             error=row.error,
-            outcome=WebhookDeliveryStatus(row.outcome),
+            outcome=WebhookAttemptOutcome(row.outcome),
             program_id=program_id,
         )
 
@@ -177,7 +203,9 @@ class WebhookSubscription:
         description="The events it receives (each delivered with its dotted name as the payload's `type`)."
     )
     description: str = strawberry.field(description="What the receiver is, for people reading the list.")
-    created_at: datetime = strawberry.field(description="When it was made; it receives events from then on.")
+    created_at: datetime = strawberry.field(
+        description="When it was made. It receives every event committed after it was, and none before."
+    )
     previous_secret_until: datetime | None = strawberry.field(
         description="After a rotation, until when deliveries are also signed with the old secret."
     )
