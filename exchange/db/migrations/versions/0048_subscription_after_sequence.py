@@ -12,7 +12,7 @@ before it was made (0 if none is left): the events not yet fanned out reach it a
 had them.
 
 Revision ID: 0048
-Revises: 0046
+Revises: 0047
 Create Date: 2026-12-05
 """
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0048"
-down_revision = "0046"
+down_revision = "0047"
 branch_labels = None
 depends_on = None
 

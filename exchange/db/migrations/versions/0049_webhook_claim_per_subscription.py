@@ -8,7 +8,7 @@ delivery of every subscription, through ``(status, next_attempt_at)``, to take e
 few: a receiver that is down for a day piles up a backlog of due retries, and every claim read
 and sorted all of it. Now it reads, for each subscription, as many as it may take and stops.
 
-Revision ID: 0051
+Revision ID: 0049
 Revises: 0048
 Create Date: 2026-12-05
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0051"
+revision = "0049"
 down_revision = "0048"
 branch_labels = None
 depends_on = None
