@@ -169,7 +169,7 @@ async def test_subscriptions_made_before_the_sequence_mark_keep_the_events_after
             )
             events = (await session.exec(text("SELECT object, sequence FROM webhook_event"))).all()
         config = migrate.alembic_config(database_url)
-        await asyncio.to_thread(command.downgrade, config, "0046")
+        await asyncio.to_thread(command.downgrade, config, "0047")
         await asyncio.to_thread(command.upgrade, config, "head")
         async with db.transaction() as session:
             mark = (await session.exec(text("SELECT after_sequence FROM webhook_subscription"))).one()[0]
