@@ -80,6 +80,12 @@ def adjustment_id(break_id: int) -> str:
     return f"adjustment:break:{break_id}"
 
 
+def adjustment_reference(break_id: int) -> str:
+    """The business reference of break ``break_id``'s adjustment: what both parties' statements
+    show for it, and what the partner's records of that period list it by."""
+    return f"break:{break_id}"
+
+
 def default_amount(row: BreakAmounts) -> int | None:
     """What makes the ledger agree with the partner's line: the break's difference; a duplicate
     line has none (the partner removes it: the ledger has nothing to add)."""
@@ -155,7 +161,7 @@ def adjustment_request(
     return TransactionRequest(
         id=adjustment_id(break_id),
         kind=ADJUSTMENT_KIND,
-        reference=f"break:{break_id}",
+        reference=adjustment_reference(break_id),
         effective_at=now,
         legs=(Leg(account_of(chart, partner), amount), Leg(account_of(chart, counterparty), -amount)),
     )
