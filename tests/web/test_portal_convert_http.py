@@ -691,6 +691,15 @@ def test_a_conversion_the_partner_refused_shows_the_partners_own_words_on_a_chin
         f'FreshMart Rewards 的原話： <q class="own-words" lang=""><bdi>member {member_ref} has 5000 points, 6000 asked</bdi></q>'
     )
     assert portal_gateway.partners.balance("fresh-mart", member_ref) == 5_000
+    # Nothing moved, and the page says so: no points given back that were never taken, no
+    # "you gave" or fee for a conversion that gave and charged nothing.
+    english = html.unescape(client.get(converted.headers["location"], headers={"accept-language": "en"}).text)
+    for shown, outcome, asked in (
+        (page, "沒有轉換任何點數：您的帳戶未被扣除任何點數。", "<dt>您要求轉換</dt>"),
+        (english, "Nothing was converted: no points were taken from your account.", "<dt>You asked to convert</dt>"),
+    ):
+        assert " ".join(shown.split('id="outcome">')[1].split("</p>")[0].split()) == outcome
+        assert asked in shown and "NT$" not in shown.split('class="facts"')[1].split("</dl>")[0]
 
 
 @pytest.mark.parametrize(
