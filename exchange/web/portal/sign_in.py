@@ -105,10 +105,12 @@ class SignInPages:
             ticket=self.cookies.read(request.cookies, SIGN_IN_STATE_COOKIE),
             assertion=form_text(form, "assertion") or None,
         )
+        # Where the member was going; a member signed in already (adding a program) whose
+        # sign-in failed is offered it as well as another try.
+        wanted = self._wanted(self.cookies.read(request.cookies, SIGN_IN_NEXT_COOKIE))
         if isinstance(outcome, SignInFailed):
-            response = await self._choose_page(request, problem=outcome.problem, status_code=400)
+            response = await self._choose_page(request, problem=outcome.problem, status_code=400, wanted=wanted)
         else:
-            wanted = self._wanted(self.cookies.read(request.cookies, SIGN_IN_NEXT_COOKIE))
             response = self.pages.render(
                 request, "portal/signed_in.html", {"home_path": wanted, "going_on": wanted != HOME_PATH}
             )
@@ -137,6 +139,7 @@ class SignInPages:
         notice: str | None = None,
         problem: SignInProblem | None = None,
         status_code: int = 200,
+        wanted: str | None = None,
     ) -> Response:
         return self.pages.render(
             request,
@@ -147,7 +150,7 @@ class SignInPages:
                 "problem": problem.value if problem else None,
                 "not_found": status_code == 404,
                 # Where the member was going: the partners' links carry it through the sign-in.
-                "wanted": self._wanted(request.query_params.get("next")),
+                "wanted": wanted or self._wanted(request.query_params.get("next")),
                 "home_path": HOME_PATH,
             },
             status_code=status_code,
