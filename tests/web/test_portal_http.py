@@ -187,6 +187,30 @@ def test_a_member_who_cancels_at_the_partner_is_not_signed_in(
     assert landed.status_code == 400 and "did not sign you in" in landed.text
 
 
+@pytest.mark.parametrize(
+    ("language", "member_label", "mismatch"),
+    [("en", "Member id", "That member id and PIN do not match."), ("zh-TW", "會員編號", "會員編號與 PIN 碼不符。")],
+)
+def test_the_partners_sign_in_page_is_told_the_portals_language_and_the_sandboxs_speaks_it(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, member_label: str, mismatch: str
+) -> None:
+    """A member reading the portal in Chinese was asked for their member id and PIN in English
+    at the partner's page, halfway through signing in."""
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    started = client.get("/portal/sign-in/fresh-mart", headers={"accept-language": language})
+    assert started.status_code == 303
+    page_url = started.headers["location"]
+    assert parse_qs(urlsplit(page_url).query)["ui_locales"] == [language]
+    page = client.get(page_url)
+    assert f'<html lang="{language}">' in page.text and f'<label for="member">{member_label}</label>' in page.text
+    hidden = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', page.text))
+    assert hidden["ui_locales"] == language, "its refusal speaks the same language"
+    wrong = client.post(
+        page_url.split("?")[0], data={**hidden, "member": member_ref, "pin": "0000", "action": "sign-in"}
+    )
+    assert wrong.status_code == 401 and mismatch in wrong.text
+
+
 def test_a_signed_in_member_who_cancels_signing_in_with_one_more_program_is_still_signed_in_and_led_back(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:

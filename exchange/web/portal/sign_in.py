@@ -77,7 +77,8 @@ class SignInPages:
         program_id = request.path_params["program"]
         if not any(program.id == program_id for program in await self.sessions.partners()):
             return await self._choose_page(request, status_code=404)
-        started = await self.sessions.start(program_id, visitor_of(request).session_id)
+        visitor = visitor_of(request)
+        started = await self.sessions.start(program_id, visitor.session_id, language=visitor.language.tag)
         response = RedirectResponse(started.url, status_code=303)
         # The partner's page posts the member back from its own site: over HTTPS the cookie
         # must be SameSite=None to come along (Secure and __Host- then), Lax on a laptop.
