@@ -81,8 +81,12 @@ NEXT_STEPS = {
         "The ledger has this reference in {periods}, not in this period: the line belongs in "
         "that period's records (remove it here); settlement staff will let the ledger stand."
     ),
-    #: What a break resolved by letting the ledger stand asks of the partner: nothing.
-    "RESOLVED": "Resolved by settlement staff: nothing to do.",
+    #: A break resolved by letting the ledger stand: the partner's figure was wrong, so its own
+    #: books (not the exchange's) need the statement's.
+    "RESOLVED": (
+        "Resolved by settlement staff, the ledger's figure standing: bring your own books in line with "
+        "the statement's amount for this reference; nothing is posted."
+    ),
     #: A break resolved by an adjustment (``NextStep.reference``): the adjustment is a new item
     #: of the next open period, which the partner's records of that period must list.
     "ADJUSTED": (
@@ -143,9 +147,10 @@ async def ledger_periods(
 
 
 def next_step(kind: str, resolution: BreakResolution | None, periods: Sequence[str] = ()) -> NextStep:
-    """What to do next about a break: nothing once it is resolved by letting the ledger stand,
-    and to list its adjustment in the next period's records once it is adjusted; for a line the
-    ledger has in other ``periods``, to move it to their records."""
+    """What to do next about a break: once resolved by letting the ledger stand, to bring the
+    partner's own books in line with the statement, and once adjusted, to list the adjustment in
+    the next period's records; for a line the ledger has in other ``periods``, to move it to
+    their records."""
     if resolution is not None and resolution.resolution == Resolution.ADJUST:
         return NextStep("ADJUSTED", reference=adjustment_reference(resolution.break_id))
     if resolution is not None:

@@ -1,6 +1,7 @@
 """What a break's row tells the partner to do next, in the API's English and on the pages (and
-their break report) in either language: once staff let the ledger stand, nothing; once they
-adjusted, to list the adjustment in the records of the period it was posted into."""
+their break report) in either language: once staff let the ledger stand, to bring the partner's
+own books in line with the statement; once they adjusted, to list the adjustment in the records
+of the period it was posted into."""
 
 from __future__ import annotations
 
@@ -40,15 +41,16 @@ def test_an_adjusted_break_asks_for_its_adjustment_in_the_next_periods_records()
     step = next_step(BreakKind.AMOUNT_MISMATCH, resolved(Resolution.ADJUST, break_id=17))
     assert step == NextStep("ADJUSTED", reference="break:17")
     assert "break:17" in step.english and "belongs in your records of that period" in step.english
-    assert "nothing to do" not in step.english
     chinese = on_a_page(step, TRADITIONAL_CHINESE)
     assert "break:17" in chinese and "應列入您該期間的紀錄" in chinese
 
 
-def test_a_break_whose_ledger_figure_stands_asks_nothing() -> None:
+def test_a_break_whose_ledger_figure_stands_asks_the_partners_books_to_follow_the_statement() -> None:
+    """Staff let the ledger stand because the partner's figure was wrong: "nothing to do" left
+    the partner's own books wrong."""
     step = next_step(BreakKind.MISSING_IN_PARTNER, resolved(Resolution.ACCEPT_LEDGER))
-    assert step.english == "Resolved by settlement staff: nothing to do."
-    assert on_a_page(step, TRADITIONAL_CHINESE) == "結算人員已處理：您無須動作。"
+    assert step.english.startswith("Resolved by settlement staff, the ledger's figure standing: bring your own books")
+    assert on_a_page(step, TRADITIONAL_CHINESE).startswith("結算人員已處理，以帳本數字為準：請將您自己的帳目調整")
 
 
 @pytest.mark.parametrize(
