@@ -919,6 +919,13 @@ def settle_resolve(
         given = (("--kind", kind), ("--counterparty", counterparty))
         filters = " ".join(f"{option} {value}" for option, value in given if value) or "--all"
         click.echo(f"resolved 0 breaks: no open break of {partner} {period} matched {filters}")
+    if done.adjusted is not None:
+        currency = done.reconciliation.currency
+        click.echo(
+            f"posted {counted(done.adjusted.count, 'adjustment')} into {done.adjusted.period}, "
+            f"{currency.from_minor(done.adjusted.total)} {currency.code} to {partner}'s position in all: "
+            f"each on {done.adjusted.period}'s statements as break:<its break id>, for {partner}'s records of it"
+        )
     click.echo(f"{counted(done.reconciliation.unresolved, 'break')} of {partner} {period} still open")
 
 

@@ -1,6 +1,7 @@
 """The sandbox's member sign-in page: the partner's half of the portal's sign-in flow.
 
-The portal sends a member's browser here with ``state`` and ``redirect_uri``. The page asks for
+The portal sends a member's browser here with ``state``, ``redirect_uri`` and ``ui_locales`` (the
+language of the portal's page, which this page speaks too: English or Traditional Chinese). The page asks for
 the member id and PIN (the sandbox member's verification value), then sends the browser back to
 ``redirect_uri`` (a form it POSTs there) with ``state`` and a signed member assertion (RFC 7523: ``iss`` the partner's
 client at the exchange, ``sub`` the member id, ``aud`` the return URL, ``nonce`` the state), or
@@ -63,26 +64,74 @@ class MemberSignIn:
         return jwt.encode({"alg": "ES256", "kid": self.key.kid}, claims, self.key, algorithms=["ES256"])
 
 
-def _page(program_name: str, body: str, status_code: int = 200) -> HTMLResponse:
+@dataclass(frozen=True)
+class Words:
+    """What the page says to a member, in one language (its BCP 47 ``tag``)."""
+
+    tag: str
+    sign_in: str
+    intro: str
+    member: str
+    pin: str
+    cancel: str
+    mismatch: str
+    back: str
+
+
+ENGLISH = Words(
+    "en",
+    sign_in="Sign in",
+    intro="Sign in to go to the coalition points exchange.",
+    member="Member id",
+    pin="PIN",
+    cancel="Cancel",
+    mismatch="That member id and PIN do not match.",
+    back="Continue to the coalition points exchange",
+)
+CHINESE = Words(
+    "zh-TW",
+    sign_in="登入",
+    intro="登入後前往聯盟點數交換平台。",
+    member="會員編號",
+    pin="PIN 碼",
+    cancel="取消",
+    mismatch="會員編號與 PIN 碼不符。",
+    back="繼續前往聯盟點數交換平台",
+)
+
+
+def words_for(ui_locales: str) -> Words:
+    """The page's words in the first language of ``ui_locales`` (space-separated BCP 47 tags,
+    most preferred first, as OpenID Connect writes them) that it speaks; else English."""
+    for tag in ui_locales.lower().split():
+        if tag == "zh" or tag.startswith(("zh-tw", "zh-hant")):
+            return CHINESE
+        if tag == "en" or tag.startswith("en-"):
+            return ENGLISH
+    return ENGLISH
+
+
+def _page(program_name: str, body: str, words: Words = ENGLISH, status_code: int = 200) -> HTMLResponse:
     html = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign in · {escape(program_name)}</title></head>
+<html lang="{words.tag}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(words.sign_in)} · {escape(program_name)}</title></head>
 <body><main><h1>{escape(program_name)}</h1>{body}</main></body></html>"""
     return HTMLResponse(html, status_code=status_code, headers={"cache-control": "no-store", "x-frame-options": "DENY"})
 
 
-def _form(state: str, redirect_uri: str, member_ref: str = "", problem: str = "") -> str:
+def _form(state: str, redirect_uri: str, words: Words, member_ref: str = "", problem: str = "") -> str:
     alert = f'<p role="alert" id="problem">{escape(problem)}</p>' if problem else ""
-    return f"""<p>Sign in to go to the coalition points exchange.</p>{alert}
+    return f"""<p>{escape(words.intro)}</p>{alert}
 <form method="post" action="{PATH}">
 <input type="hidden" name="state" value="{escape(state)}">
 <input type="hidden" name="redirect_uri" value="{escape(redirect_uri)}">
-<p><label for="member">Member id</label><br><input id="member" name="member" value="{escape(member_ref)}"
+<input type="hidden" name="ui_locales" value="{words.tag}">
+<p><label for="member">{escape(words.member)}</label><br><input id="member" name="member" value="{escape(member_ref)}"
  autocomplete="username" required></p>
-<p><label for="pin">PIN</label><br><input id="pin" name="pin" type="password" autocomplete="current-password"
+<p><label for="pin">{escape(words.pin)}</label><br><input id="pin" name="pin" type="password" autocomplete="current-password"
  required></p>
-<p><button type="submit" name="action" value="sign-in">Sign in</button>
-<button type="submit" name="action" value="cancel" formnovalidate>Cancel</button></p>
+<p><button type="submit" name="action" value="sign-in">{escape(words.sign_in)}</button>
+<button type="submit" name="action" value="cancel" formnovalidate>{escape(words.cancel)}</button></p>
 </form>"""
 
 
@@ -90,7 +139,7 @@ def _form(state: str, redirect_uri: str, member_ref: str = "", problem: str = ""
 _AUTO_SUBMIT = "document.getElementById('back').submit();"
 
 
-def _back(program_name: str, redirect_uri: str, **params: str) -> Response:
+def _back(program_name: str, redirect_uri: str, words: Words, **params: str) -> Response:
     """Send the browser back by POSTing ``params`` to ``redirect_uri`` (as OpenID Connect's
     ``form_post`` response mode does): an assertion never travels in a URL, where logs,
     history and ``Referer`` headers would keep it."""
@@ -98,15 +147,16 @@ def _back(program_name: str, redirect_uri: str, **params: str) -> Response:
         f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">' for name, value in params.items()
     )
     body = f"""<form id="back" method="post" action="{escape(redirect_uri)}">{fields}
-<p><button type="submit">Continue to the coalition points exchange</button></p></form>
+<p><button type="submit">{escape(words.back)}</button></p></form>
 <script>{_AUTO_SUBMIT}</script>"""
-    return _page(program_name, body)
+    return _page(program_name, body, words)
 
 
 def routes(*, points: PointsSystem, sign_in: MemberSignIn) -> list[Route]:
     name = points.program.name
 
     def refused(reason: str) -> HTMLResponse:
+        # Said to whoever set the sandbox up (it is not registered, or the link is broken).
         return _page(name, f'<p role="alert">{escape(reason)}</p>', status_code=400)
 
     def check(state: str, redirect_uri: str) -> str | None:
@@ -124,24 +174,26 @@ def routes(*, points: PointsSystem, sign_in: MemberSignIn) -> list[Route]:
         redirect_uri = request.query_params.get("redirect_uri", "")
         if (problem := check(state, redirect_uri)) is not None:
             return refused(problem)
-        return _page(name, _form(state, redirect_uri))
+        words = words_for(request.query_params.get("ui_locales", ""))
+        return _page(name, _form(state, redirect_uri, words), words)
 
     async def submit(request: Request) -> Response:
         form = await request.form(max_files=0, max_fields=8)
-        values = {key: form.get(key) for key in ("state", "redirect_uri", "member", "pin", "action")}
+        values = {key: form.get(key) for key in ("state", "redirect_uri", "ui_locales", "member", "pin", "action")}
         text = {key: value[:MAX_FIELD] if isinstance(value, str) else "" for key, value in values.items()}
-        state, redirect_uri = text["state"], text["redirect_uri"]
+        state, redirect_uri, words = text["state"], text["redirect_uri"], words_for(text["ui_locales"])
         if (problem := check(state, redirect_uri)) is not None:
             return refused(problem)
         if text["action"] == "cancel":
-            return _back(name, redirect_uri, state=state, error="access_denied")
+            return _back(name, redirect_uri, words, state=state, error="access_denied")
         try:
             verified = (await points.verify(text["member"], text["pin"])).verified
         except Refusal:
             verified = False
         if not verified:
-            body = _form(state, redirect_uri, text["member"], "That member id and PIN do not match.")
-            return _page(name, body, status_code=401)
-        return _back(name, redirect_uri, state=state, assertion=sign_in.assertion(text["member"], redirect_uri, state))
+            body = _form(state, redirect_uri, words, text["member"], words.mismatch)
+            return _page(name, body, words, status_code=401)
+        assertion = sign_in.assertion(text["member"], redirect_uri, state)
+        return _back(name, redirect_uri, words, state=state, assertion=assertion)
 
     return [Route(PATH, show, methods=["GET"]), Route(PATH, submit, methods=["POST"])]

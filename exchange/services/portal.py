@@ -137,15 +137,19 @@ class PortalSignInService:
         found = [program for program in catalog.programs.values() if self._connectors.sign_in_url(program)]
         return sorted(found, key=lambda program: program.name)
 
-    async def start(self, program_id: str, session_id: str | None) -> SignInStarted:
+    async def start(self, program_id: str, session_id: str | None, *, language: str | None = None) -> SignInStarted:
         """A sign-in through ``program_id``'s partner (one that signs members in, else not
-        found), by the member of portal session ``session_id`` if they are signed in already."""
+        found), by the member of portal session ``session_id`` if they are signed in already;
+        ``language``: the BCP 47 tag of the page the member came from, passed on as OpenID
+        Connect's ``ui_locales`` so that the partner's page can speak it too."""
         program = (await self._catalog.get()).program(program_id, field="program")
         url = self._connectors.sign_in_url(program)
         if url is None:
             raise portal_sign_in.ProgramNotSigningIn(program_id)
         state, ticket = self._tickets.issue(program.id, session_id, self._clock.now())  # writes nothing
-        query = urlencode({"state": state, "redirect_uri": self.return_url})
+        query = urlencode(
+            {"state": state, "redirect_uri": self.return_url} | ({"ui_locales": language} if language else {})
+        )
         return SignInStarted(ticket=ticket, url=f"{url}{'&' if '?' in url else '?'}{query}")
 
     async def finish(self, *, state: str, ticket: str | None, assertion: str | None) -> SignInOutcome:

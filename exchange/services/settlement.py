@@ -47,6 +47,7 @@ from exchange.settlement import (
 from exchange.settlement.archive import Archive, archive_period
 from exchange.settlement.break_kinds import BreakKind
 from exchange.settlement.breaks import (
+    Adjusted,
     BulkResolveRequest,
     ResolveRequest,
     list_breaks,
@@ -131,6 +132,8 @@ class ResolvedBreaks:
     unchanged: int
     """Breaks it named that were already resolved the same way."""
     reconciliation: ReconciliationView
+    adjusted: Adjusted | None = None
+    """ADJUST: the adjustments it posted, their total and the period they went into."""
 
 
 @dataclass(frozen=True)
@@ -612,7 +615,7 @@ class SettlementService:
             currency = await settlement_currency(session)
             done = await resolve_breaks(session, self.ledger, currency, request, self.clock.now())
             view = await reconciliation_view(session, done.reconciliation, done.unresolved)
-        return ResolvedBreaks(done.resolved, done.unchanged, view)
+        return ResolvedBreaks(done.resolved, done.unchanged, view, done.adjusted)
 
     async def archive(self, period: str, *, export: Path | None) -> Archive:
         """Detach a closed, signed-off period's ledger rows for archive (see ``settlement.archive``)."""

@@ -27,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.clock import utc_instant
 from exchange.money import Currency
 from exchange.settlement.break_kinds import BreakKind, Resolution
+from exchange.settlement.breaks import adjustment_reference
 from exchange.settlement.models import BreakResolution, ReconciliationBreak
 from exchange.settlement.participants import settled_accounts
 from exchange.settlement.reconciliation import break_difference
@@ -80,24 +81,36 @@ NEXT_STEPS = {
         "The ledger has this reference in {periods}, not in this period: the line belongs in "
         "that period's records (remove it here); settlement staff will let the ledger stand."
     ),
-    #: What a resolved break asks of the partner: nothing.
-    "RESOLVED": "Resolved by settlement staff: nothing to do.",
+    #: A break resolved by letting the ledger stand: the partner's figure was wrong, so its own
+    #: books (not the exchange's) need the statement's.
+    "RESOLVED": (
+        "Resolved by settlement staff, the ledger's figure standing: bring your own books in line with "
+        "the statement's amount for this reference; nothing is posted."
+    ),
+    #: A break resolved by an adjustment (``NextStep.reference``): the adjustment is a new item
+    #: of the next open period, which the partner's records of that period must list.
+    "ADJUSTED": (
+        "Resolved by settlement staff with an adjustment, {reference}, posted into the next open "
+        "period: it is on that period's statement, and belongs in your records of that period."
+    ),
 }
 
 
 @dataclass(frozen=True, slots=True)
 class NextStep:
     """What to do next about a break, by the ``key`` of :data:`NEXT_STEPS` (a break's class,
-    ``IN_OTHER_PERIODS`` or ``RESOLVED``), for a page or a file to say in its reader's
-    language; ``periods``: where the ledger has a reference missing from the period."""
+    ``IN_OTHER_PERIODS``, ``RESOLVED`` or ``ADJUSTED``), for a page or a file to say in its
+    reader's language; ``periods``: where the ledger has a reference missing from the period;
+    ``reference``: the adjustment's, for ``ADJUSTED``."""
 
     key: str
     periods: tuple[str, ...] = ()
+    reference: str = ""
 
     @property
     def english(self) -> str:
         """The step as the API's language, English, says it."""
-        return NEXT_STEPS[self.key].format(periods=", ".join(self.periods))
+        return NEXT_STEPS[self.key].format(periods=", ".join(self.periods), reference=self.reference)
 
 
 #: The periods in which the ledger has each of ``references`` on one of ``accounts``.
@@ -134,8 +147,12 @@ async def ledger_periods(
 
 
 def next_step(kind: str, resolution: BreakResolution | None, periods: Sequence[str] = ()) -> NextStep:
-    """What to do next about a break: nothing once it is resolved; for a line the ledger has in
-    other ``periods``, to move it to their records."""
+    """What to do next about a break: once resolved by letting the ledger stand, to bring the
+    partner's own books in line with the statement, and once adjusted, to list the adjustment in
+    the next period's records; for a line the ledger has in other ``periods``, to move it to
+    their records."""
+    if resolution is not None and resolution.resolution == Resolution.ADJUST:
+        return NextStep("ADJUSTED", reference=adjustment_reference(resolution.break_id))
     if resolution is not None:
         return NextStep("RESOLVED")
     if kind == BreakKind.MISSING_IN_LEDGER and periods:

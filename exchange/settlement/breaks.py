@@ -39,7 +39,7 @@ from exchange.db.bulk import bulk_insert
 from exchange.db.types import UTCDateTime
 from exchange.errors import BadUserInput
 from exchange.ledger.accounts import ChartOfAccounts
-from exchange.ledger.models import LedgerAccount
+from exchange.ledger.models import LedgerAccount, LedgerTransaction
 from exchange.ledger.posting import Ledger, Leg, TransactionRequest
 from exchange.money import Currency
 from exchange.programs.models import Program
@@ -78,6 +78,12 @@ class ResolveRequest:
 
 def adjustment_id(break_id: int) -> str:
     return f"adjustment:break:{break_id}"
+
+
+def adjustment_reference(break_id: int) -> str:
+    """The business reference of break ``break_id``'s adjustment: what both parties' statements
+    show for it, and what the partner's records of that period list it by."""
+    return f"break:{break_id}"
 
 
 def default_amount(row: BreakAmounts) -> int | None:
@@ -155,7 +161,7 @@ def adjustment_request(
     return TransactionRequest(
         id=adjustment_id(break_id),
         kind=ADJUSTMENT_KIND,
-        reference=f"break:{break_id}",
+        reference=adjustment_reference(break_id),
         effective_at=now,
         legs=(Leg(account_of(chart, partner), amount), Leg(account_of(chart, counterparty), -amount)),
     )
@@ -295,6 +301,18 @@ class BulkResolution:
     """Breaks it named that were already resolved the same way."""
     unresolved: int
     """The reconciliation's breaks still open afterwards."""
+    adjusted: Adjusted | None = None
+    """ADJUST: the adjustments this request posted (None when it posted none)."""
+
+
+@dataclass(frozen=True)
+class Adjusted:
+    """Adjustments a request posted: how many, what they added to the partner's position (in
+    minor units, the sum of theirs), and the period the ledger posted them into."""
+
+    count: int
+    total: int
+    period: str
 
 
 async def resolve_breaks(
@@ -317,15 +335,21 @@ async def resolve_breaks(
     if ids is not None:
         unchanged = await _already_resolved(session, reconciliation, sorted(set(ids)), request.resolution, reason)
     open_before = await unresolved_breaks(session, reconciliation.id)
+    posted: list[tuple[int, int, str]] = []
     for chunk in _batches(sorted(set(ids))) if ids is not None else [None]:
         selected = _open_breaks(reconciliation.id, request.selection, chunk)
         if request.resolution is Resolution.ACCEPT_LEDGER:
             await _accept(session, selected, reason, request.actor, now)
         else:
-            await _adjust(session, ledger, currency, reconciliation, selected, request, reason, now)
+            posted += await _adjust(session, ledger, currency, reconciliation, selected, request, reason, now)
     # The position's lock keeps anyone else from resolving these breaks meanwhile.
     open_after = await unresolved_breaks(session, reconciliation.id)
-    return BulkResolution(reconciliation, open_before - open_after, unchanged, open_after)
+    adjusted = None
+    if posted:
+        first = adjustment_id(posted[0][0])
+        period = (await session.exec(select(LedgerTransaction.period).where(LedgerTransaction.id == first))).one()
+        adjusted = Adjusted(len(posted), sum(amount for _, amount, _ in posted), period)
+    return BulkResolution(reconciliation, open_before - open_after, unchanged, open_after, adjusted)
 
 
 async def _check_named(session: AsyncSession, selection: BreakSelection) -> None:
@@ -409,9 +433,10 @@ async def _adjust(
     request: BulkResolveRequest,
     reason: str,
     now: datetime,
-) -> None:
+) -> list[tuple[int, int, str]]:
     """Post an adjustment for every selected break (each its default amount; its default
-    counterparty unless the request names one) in batches, and record the resolutions."""
+    counterparty unless the request names one) in batches, and record the resolutions; the
+    adjustments posted: break id, amount, counterparty."""
     rows = list(
         await session.exec(  # type: ignore[call-overload]
             core_select(
@@ -427,7 +452,7 @@ async def _adjust(
         )
     )
     if not rows:
-        return
+        return []
     partner = reconciliation.partner
     ledgers: dict[str, str] = {}
     if request.counterparty is None and any(row.counterparty is None for row in rows):
@@ -472,6 +497,7 @@ async def _adjust(
         for break_id, amount, other in adjustments
     ]
     await bulk_insert(session, RESOLUTIONS, RESOLUTION_COLUMNS, resolutions)
+    return adjustments
 
 
 async def _ledger_counterparties(

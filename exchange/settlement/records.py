@@ -445,7 +445,11 @@ class RecordFormat:
         if name == "counterparty" and value and value != EXCHANGE and not _PROGRAM_ID.match(value):
             return f"{_quoted(value)} is neither a program id nor {EXCHANGE}"
         if name == "date" and value and not re.fullmatch(_DATE_SHAPE, value):
-            return f"{_quoted(value)} is not a date written YYYY-MM-DD"
+            return (
+                f"{_quoted(value)} is not a date written YYYY-MM-DD: a spreadsheet may have written it its own way; "
+                "format the column as text and write the date again, or leave it empty (a date is kept with a "
+                "break, never compared)"
+            )
         if name == "date" and value and not re.fullmatch(_DATE, value):
             return f"{_quoted(value)} is not a date on the calendar"
         if name == "period" and not re.fullmatch(_PERIOD_SHAPE, value):

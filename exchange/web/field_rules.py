@@ -215,7 +215,12 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     ("RECORDS_AMOUNT", _AMOUNT),
     ("RECORDS_COUNTERPARTY", f"{{column}}: {{got}} is neither a program id nor {EXCHANGE}"),
     ("RECORDS_COUNTERPARTY", f"{{column}}: {{got}} is neither a program of the coalition nor {EXCHANGE}"),
-    ("RECORDS_DATE", "{column}: {got} is not a date written YYYY-MM-DD"),
+    (
+        "RECORDS_DATE",
+        "{column}: {got} is not a date written YYYY-MM-DD: a spreadsheet may have written it its own way; "
+        "format the column as text and write the date again, or leave it empty (a date is kept with a break, "
+        "never compared)",
+    ),
     ("RECORDS_CALENDAR", "{column}: {got} is not a date on the calendar"),
     (
         "RECORDS_PERIOD_FORM",

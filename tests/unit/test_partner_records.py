@@ -249,7 +249,12 @@ def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to
             "format the column as text and write the period again",
         ),
         ("reference,amount,period\nr,5,2026-11\ns,6,2026/11/1\n", 3, "'2026/11/1' is not a period written YYYY-MM"),
-        ("reference,amount,date\nr,5,30/11/2026\n", 2, "date: '30/11/2026' is not a date written YYYY-MM-DD"),
+        (
+            "reference,amount,date\nr,5,2026/11/5\n",
+            2,
+            "date: '2026/11/5' is not a date written YYYY-MM-DD: a spreadsheet may have written it its own way; "
+            "format the column as text and write the date again, or leave it empty",
+        ),
     ],
 )
 def test_a_malformed_file_is_refused_naming_the_first_bad_line_and_why(text: str, line: int, reason: str) -> None:

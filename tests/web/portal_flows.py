@@ -89,6 +89,22 @@ def sign_in(
     assert landed.status_code == 200 and 'id="continue"' in landed.text, landed.text
 
 
+CONTINUE_LINK = re.compile(r'<a href="([^"]+)" id="continue">')
+
+
+def sign_in_by_link(client: httpx.Client, page: str, program_id: str, member_ref: str) -> str:
+    """Follow ``page``'s link to sign in through ``program_id`` to the end, as a member does;
+    the page the portal then goes on to."""
+    link = re.search(rf'href="(/portal/sign-in/{re.escape(program_id)}(?:\?[^"]*)?)"', page)
+    assert link is not None, page
+    started = client.get(html.unescape(link[1]))
+    assert started.status_code == 303, started.text
+    landed = post_back(answer_partner(client, started.headers["location"], member_ref)).send(client)
+    going_on = CONTINUE_LINK.search(landed.text)
+    assert landed.status_code == 200 and going_on is not None, landed.text
+    return html.unescape(going_on[1])
+
+
 QUOTE_PATH = re.compile(r"^/portal/convert/quotes/([0-9a-f-]{36})$")
 IDEMPOTENCY_FIELD = re.compile(r'name="idempotency_key" value="([^"]+)"')
 

@@ -681,7 +681,9 @@ def test_a_breaks_next_step_is_said_in_the_readers_language_on_the_page_and_in_i
     with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as client:
         page = html.unescape(client.get(f"{PARTNER}/statements/{period}/reconciliation", headers=chinese).text)
         assert "下一步" in page and "帳本在本期間沒有這個參考編號的項目" in page
-        assert "結算人員已處理：您無須動作。" in page, "a resolved break asks nothing"
+        assert "結算人員已處理，以帳本數字為準" in page, (
+            "a break whose ledger figure stands asks the partner's books to follow"
+        )
         assert "check the reference" not in page, "no English step on a Chinese page"
         report = client.get(f"{PARTNER}/statements/{period}/breaks.csv", headers=chinese)
         english = client.get(f"{PARTNER}/statements/{period}/breaks.csv", headers={"accept-language": "en"})
@@ -690,7 +692,10 @@ def test_a_breaks_next_step_is_said_in_the_readers_language_on_the_page_and_in_i
     rows = {row["reference"]: row for row in csv.DictReader(io.StringIO(text))}
     assert rows["conversion:not-in-ledger"]["next_step"].startswith("帳本在本期間沒有這個參考編號的項目")
     assert rows["conversion:not-in-ledger"]["kind"] == "MISSING_IN_LEDGER", "the file's codes stay codes"
-    assert rows["conversion:c2"]["next_step"] == "結算人員已處理：您無須動作。"
+    assert (
+        rows["conversion:c2"]["next_step"]
+        == "結算人員已處理，以帳本數字為準：請將您自己的帳目調整為對帳單中這個參考編號的金額；不會登錄任何分錄。"
+    )
 
 
 def test_a_reconciliation_page_past_a_garbage_cursor_is_refused_by_name_not_shown_as_the_first(

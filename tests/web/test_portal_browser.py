@@ -434,3 +434,37 @@ def test_a_member_unlinks_an_account_from_its_card_after_confirming(
         assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
     finally:
         context.close()
+
+
+@pytest.mark.parametrize(("language", "until"), [("en", "Until"), ("zh-TW", "有效至")])
+def test_the_portal_lists_say_each_cells_column_at_a_phones_width(
+    browser: Browser, portal_gateway: PortalGateway, screenshot: Screenshot, language: str, until: str
+) -> None:
+    """At a phone's width a list's headings are hidden and its rows stack: a status match read
+    "FreshMart Rewards · Gold Shopper, Wallet Pay Points, Premium, Active, a date", leaving the
+    member to guess which program matched whom and what the date was."""
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=100, tier="Gold Shopper")
+    partners.add_member("wallet-pay", member_ref, balance=100)
+
+    def matched(page: Page) -> None:
+        sign_in(page, "FreshMart Rewards", member_ref)
+        link(page, "Wallet Pay Points", member_ref)
+        page.goto("/portal/status-match?from_program=fresh-mart&to_program=wallet-pay")
+        page.locator("#request-match").click()
+        expect(page.locator("#matches tbody tr")).to_have_count(1)
+
+    context = in_language(browser, portal_gateway, matched, language=language, viewport=PHONE)
+    try:
+        page = context.new_page()
+        page.goto("/portal/status-match")
+        screenshot(page, "status-matches")
+        cells = page.locator("#matches tbody td")
+        said = cells.evaluate_all("cells => cells.map(cell => getComputedStyle(cell, '::before').content)")
+        labels = cells.evaluate_all("cells => cells.map(cell => JSON.stringify(cell.dataset.label))")
+        assert said == labels and len(said) == 5 and said[-1] == f'"{until}"'
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.set_viewport_size(DESKTOP)
+        assert cells.first.evaluate("cell => getComputedStyle(cell, '::before').content") == "none", "headings say it"
+    finally:
+        context.close()

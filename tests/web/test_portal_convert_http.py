@@ -33,6 +33,7 @@ from tests.web.portal_flows import (
     recorded_as,
     rows_per_table,
     sign_in,
+    sign_in_by_link,
 )
 from tests.web.portal_partners import PIN, end_client, set_member_scopes, signing_in_as_a_client_with
 
@@ -378,9 +379,9 @@ def test_converting_points_of_a_program_the_session_was_not_signed_in_through_is
     refused = client.post(quote_page, data=convert_form(client, quote_page))
     assert refused.status_code == 400
     assert "Sign in with Formosa Air Miles to spend its points" in refused.text
-    assert 'href="/portal/sign-in/formosa-air"' in refused.text
     assert partners.balance("formosa-air", member_ref) == 4_000
-    sign_in(client, "formosa-air", member_ref, token_path="/portal/")
+    # The refusal's sign-in brings the member back to the quote, to convert it this time.
+    assert sign_in_by_link(client, refused.text, "formosa-air", member_ref) == quote_page
     converted = client.post(quote_page, data=convert_form(client, quote_page))
     assert converted.status_code == 303
     assert partners.balance("formosa-air", member_ref) == 1_000
@@ -436,7 +437,7 @@ def test_a_session_spends_only_through_a_partner_whose_member_tokens_may_write(
     quote_page = ask_quote(client, "fresh-mart", "formosa-air", 3_000)
     refused = client.post(quote_page, data=convert_form(client, quote_page))
     assert refused.status_code == 400 and "lets its members only look here" in refused.text
-    assert 'href="/portal/sign-in/fresh-mart"' not in refused.text
+    assert 'href="/portal/sign-in/fresh-mart' not in refused.text
     assert partners.balance("fresh-mart", member_ref) == 5_000
     quote_page = ask_quote(client, "formosa-air", "fresh-mart", 3_000)
     assert client.post(quote_page, data=convert_form(client, quote_page)).status_code == 303
@@ -499,7 +500,7 @@ def test_a_program_whose_client_was_deleted_or_reset_after_the_sign_in_no_longer
     end_client(settings, "fresh-mart", client_id, how)
     before = rows_per_table(settings.database_url)
     refused = client.post(quote_page, data=form)
-    assert refused.status_code == 400 and 'href="/portal/sign-in/fresh-mart"' in refused.text
+    assert refused.status_code == 400 and 'href="/portal/sign-in/fresh-mart?' in refused.text
     assert rows_per_table(settings.database_url) == before
     assert partners.balance("fresh-mart", member_ref) == 5_000
     quote_page = ask_quote(client, "formosa-air", "fresh-mart", 3_000)
@@ -690,6 +691,15 @@ def test_a_conversion_the_partner_refused_shows_the_partners_own_words_on_a_chin
         f'FreshMart Rewards 的原話： <q class="own-words" lang=""><bdi>member {member_ref} has 5000 points, 6000 asked</bdi></q>'
     )
     assert portal_gateway.partners.balance("fresh-mart", member_ref) == 5_000
+    # Nothing moved, and the page says so: no points given back that were never taken, no
+    # "you gave" or fee for a conversion that gave and charged nothing.
+    english = html.unescape(client.get(converted.headers["location"], headers={"accept-language": "en"}).text)
+    for shown, outcome, asked in (
+        (page, "沒有轉換任何點數：您的帳戶未被扣除任何點數。", "<dt>您要求轉換</dt>"),
+        (english, "Nothing was converted: no points were taken from your account.", "<dt>You asked to convert</dt>"),
+    ):
+        assert " ".join(shown.split('id="outcome">')[1].split("</p>")[0].split()) == outcome
+        assert asked in shown and "NT$" not in shown.split('class="facts"')[1].split("</dl>")[0]
 
 
 @pytest.mark.parametrize(

@@ -187,6 +187,51 @@ def test_a_member_who_cancels_at_the_partner_is_not_signed_in(
     assert landed.status_code == 400 and "did not sign you in" in landed.text
 
 
+@pytest.mark.parametrize(
+    ("language", "member_label", "mismatch"),
+    [("en", "Member id", "That member id and PIN do not match."), ("zh-TW", "會員編號", "會員編號與 PIN 碼不符。")],
+)
+def test_the_partners_sign_in_page_is_told_the_portals_language_and_the_sandboxs_speaks_it(
+    portal_gateway: PortalGateway, client: httpx.Client, language: str, member_label: str, mismatch: str
+) -> None:
+    """A member reading the portal in Chinese was asked for their member id and PIN in English
+    at the partner's page, halfway through signing in."""
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    started = client.get("/portal/sign-in/fresh-mart", headers={"accept-language": language})
+    assert started.status_code == 303
+    page_url = started.headers["location"]
+    assert parse_qs(urlsplit(page_url).query)["ui_locales"] == [language]
+    page = client.get(page_url)
+    assert f'<html lang="{language}">' in page.text and f'<label for="member">{member_label}</label>' in page.text
+    hidden = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', page.text))
+    assert hidden["ui_locales"] == language, "its refusal speaks the same language"
+    wrong = client.post(
+        page_url.split("?")[0], data={**hidden, "member": member_ref, "pin": "0000", "action": "sign-in"}
+    )
+    assert wrong.status_code == 401 and mismatch in wrong.text
+
+
+def test_a_signed_in_member_who_cancels_signing_in_with_one_more_program_is_still_signed_in_and_led_back(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """Adding a program's sign-in (from the convert page, say) and cancelling it at the partner
+    showed only "sign in to the member portal", as if the member's session had ended, and lost
+    the page they were on."""
+    member_ref = portal_gateway.partners.new_member("fresh-mart")
+    sign_in(client, "fresh-mart", member_ref)
+    started = client.get("/portal/sign-in/formosa-air", params={"next": "/portal/convert"})
+    assert started.status_code == 303
+    page_url = started.headers["location"]
+    hidden = dict(HIDDEN.findall(client.get(page_url).text))
+    cancelled = post_back(client.post(page_url.split("?")[0], data={**hidden, "action": "cancel"}))
+    landed = cancelled.send(client)
+    assert landed.status_code == 400 and "did not sign you in" in landed.text
+    assert "You are still signed in, with the programs you signed in with before." in landed.text
+    assert '<a href="/portal/convert">Continue to the page you were going to</a>' in landed.text
+    assert 'href="/portal/sign-in/formosa-air?next=%2Fportal%2Fconvert"' in landed.text, "a new try goes on there too"
+    assert client.get("/portal/").status_code == 200, "the member's session stands"
+
+
 def test_an_assertion_for_the_token_endpoint_does_not_sign_anyone_in_to_the_portal(
     portal_gateway: PortalGateway, client: httpx.Client
 ) -> None:

@@ -148,7 +148,7 @@ def test_the_request_form_sent_twice_requests_once_and_answers_both_times_with_t
         (303, "/portal/status-match?notice=requested")
     ] * 2
     listed = client.get("/portal/status-match").text
-    assert listed.count("<td>Wallet Pay Points</td>") == 1
+    assert listed.count('<td data-label="Matched at">Wallet Pay Points</td>') == 1
     # Rendered again, the preview offers no second request: one match a year.
     again = client.get("/portal/status-match", params={"from_program": "fresh-mart", "to_program": "wallet-pay"})
     assert 'id="too-soon"' in again.text

@@ -77,7 +77,8 @@ class SignInPages:
         program_id = request.path_params["program"]
         if not any(program.id == program_id for program in await self.sessions.partners()):
             return await self._choose_page(request, status_code=404)
-        started = await self.sessions.start(program_id, visitor_of(request).session_id)
+        visitor = visitor_of(request)
+        started = await self.sessions.start(program_id, visitor.session_id, language=visitor.language.tag)
         response = RedirectResponse(started.url, status_code=303)
         # The partner's page posts the member back from its own site: over HTTPS the cookie
         # must be SameSite=None to come along (Secure and __Host- then), Lax on a laptop.
@@ -105,10 +106,12 @@ class SignInPages:
             ticket=self.cookies.read(request.cookies, SIGN_IN_STATE_COOKIE),
             assertion=form_text(form, "assertion") or None,
         )
+        # Where the member was going; a member signed in already (adding a program) whose
+        # sign-in failed is offered it as well as another try.
+        wanted = self._wanted(self.cookies.read(request.cookies, SIGN_IN_NEXT_COOKIE))
         if isinstance(outcome, SignInFailed):
-            response = await self._choose_page(request, problem=outcome.problem, status_code=400)
+            response = await self._choose_page(request, problem=outcome.problem, status_code=400, wanted=wanted)
         else:
-            wanted = self._wanted(self.cookies.read(request.cookies, SIGN_IN_NEXT_COOKIE))
             response = self.pages.render(
                 request, "portal/signed_in.html", {"home_path": wanted, "going_on": wanted != HOME_PATH}
             )
@@ -137,6 +140,7 @@ class SignInPages:
         notice: str | None = None,
         problem: SignInProblem | None = None,
         status_code: int = 200,
+        wanted: str | None = None,
     ) -> Response:
         return self.pages.render(
             request,
@@ -147,7 +151,7 @@ class SignInPages:
                 "problem": problem.value if problem else None,
                 "not_found": status_code == 404,
                 # Where the member was going: the partners' links carry it through the sign-in.
-                "wanted": self._wanted(request.query_params.get("next")),
+                "wanted": wanted or self._wanted(request.query_params.get("next")),
                 "home_path": HOME_PATH,
             },
             status_code=status_code,

@@ -426,7 +426,8 @@ async def test_the_break_report_names_each_break_what_to_do_next_and_opens_in_a_
         "-0.75",
         "the contract's price",
     )
-    assert adjusted["resolved_at"].endswith("Z") and adjusted["next_step"].startswith("Resolved")
+    assert adjusted["resolved_at"].endswith("Z")
+    assert f"adjustment, break:{mismatch.id}, posted into the next open period" in adjusted["next_step"]
 
     missing = by_key["MISSING_IN_LEDGER:conversion:zzz:5"]
     assert (missing["counterparty"], missing["date"], missing["partner_amount"], missing["ledger_amount"]) == (

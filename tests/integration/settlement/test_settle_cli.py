@@ -283,13 +283,20 @@ async def test_resolve_takes_a_selection_in_bulk_and_sign_off_follows(october: d
         "resolved 1 break (0 already resolved the same way)",
         "1 break of fresh-mart 2026-10 still open",
     ], one.stderr
-    done = run_here(
-        *resolve, "--resolution", "ACCEPT_LEDGER", "--all", "--as", "alice@settlement", "2026-10", env=october
-    )
-    assert done.stdout.splitlines() == [
+    # Adjusting says what it posted, where, and what the partner's records of that period need.
+    adjust = ("--resolution", "ADJUST", "--adjust-against", "EXCHANGE", "--all", "--as", "alice@settlement")
+    done = run_here(*resolve, *adjust, "2026-10", env=october)
+    resolved, posted, still = done.stdout.splitlines()
+    assert (resolved, still) == (
         "resolved 1 break (0 already resolved the same way)",
         "0 breaks of fresh-mart 2026-10 still open",
-    ], done.stderr
+    ), done.stderr
+    into = re.fullmatch(
+        r"posted 1 adjustment into (2026-1[12]), 3\.00 TWD to fresh-mart's position in all: "
+        r"each on (2026-1[12])'s statements as break:<its break id>, for fresh-mart's records of it",
+        posted,
+    )
+    assert into is not None and into[1] == into[2], posted
     # What a script repeating itself, or taking a class the month has none of, needs: done (0),
     # saying that nothing matched which filters.
     again = run_here(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october)

@@ -1,0 +1,67 @@
+"""What a break's row tells the partner to do next, in the API's English and on the pages (and
+their break report) in either language: once staff let the ledger stand, to bring the partner's
+own books in line with the statement; once they adjusted, to list the adjustment in the records
+of the period it was posted into."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from markupsafe import Markup
+
+from exchange.settlement.break_kinds import BreakKind, Resolution
+from exchange.settlement.break_report import NextStep, next_step
+from exchange.settlement.models import BreakResolution
+from exchange.web.i18n import ENGLISH, TRADITIONAL_CHINESE, Language
+from exchange.web.static import StaticAssets
+from exchange.web.templating import Pages
+
+
+def resolved(resolution: Resolution, break_id: int = 5) -> BreakResolution:
+    return BreakResolution(
+        break_id=break_id,
+        reconciliation_id="r",
+        resolution=resolution,
+        reason="checked",
+        resolved_by="mei",
+        resolved_at=datetime(2026, 12, 5, tzinfo=UTC),
+        amount=40 if resolution == Resolution.ADJUST else None,
+    )
+
+
+def on_a_page(step: NextStep, language: Language) -> str:
+    pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
+    module = pages.env.get_template("_next_step.html").make_module({"language": language})
+    return str(Markup(module.next_step(step)).unescape().strip())
+
+
+def test_an_adjusted_break_asks_for_its_adjustment_in_the_next_periods_records() -> None:
+    step = next_step(BreakKind.AMOUNT_MISMATCH, resolved(Resolution.ADJUST, break_id=17))
+    assert step == NextStep("ADJUSTED", reference="break:17")
+    assert "break:17" in step.english and "belongs in your records of that period" in step.english
+    chinese = on_a_page(step, TRADITIONAL_CHINESE)
+    assert "break:17" in chinese and "應列入您該期間的紀錄" in chinese
+
+
+def test_a_break_whose_ledger_figure_stands_asks_the_partners_books_to_follow_the_statement() -> None:
+    """Staff let the ledger stand because the partner's figure was wrong: "nothing to do" left
+    the partner's own books wrong."""
+    step = next_step(BreakKind.MISSING_IN_PARTNER, resolved(Resolution.ACCEPT_LEDGER))
+    assert step.english.startswith("Resolved by settlement staff, the ledger's figure standing: bring your own books")
+    assert on_a_page(step, TRADITIONAL_CHINESE).startswith("結算人員已處理，以帳本數字為準：請將您自己的帳目調整")
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        NextStep("ADJUSTED", reference="break:3"),
+        NextStep("RESOLVED"),
+        NextStep("IN_OTHER_PERIODS", ("2026-12",)),
+        *(NextStep(kind.value) for kind in BreakKind if kind != BreakKind.MATCHED),
+    ],
+    ids=lambda step: step.key,
+)
+def test_a_page_in_english_says_each_step_as_the_api_does(step: NextStep) -> None:
+    assert on_a_page(step, ENGLISH) == step.english
