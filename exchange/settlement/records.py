@@ -394,7 +394,7 @@ class RecordFormat:
             return CARRIAGE_RETURNS
         # A record's line breaks are within quotes (the file is cut into records outside them).
         if re.search(f"[{_CONTROLS}]", text.replace("\n", "")):
-            return "a field holds a control character or a line break"
+            return "a field holds a control character or a line break: remove it; no field may hold one"
         if text.count('"') % 2:
             return (
                 "a quoted field opened on this line never ends: a quoted field ends with a double quote, "
@@ -410,7 +410,7 @@ class RecordFormat:
             if name not in _VALUES and name not in REQUIRED + CHECKED:
                 continue  # not read: any quoted text will do
             if '"' in value:
-                return f"{name}: holds a double quote"
+                return f"{name}: holds a double quote: remove it; no column the exchange reads may hold one"
             if "\n" in value:
                 return f"{name}: holds a line break; only a column the exchange does not read may"
             if reason := self._field_problem(name, value):

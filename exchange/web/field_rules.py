@@ -130,7 +130,7 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
         "repeats the header: a file has one header line, its first (were two files joined?)",
     ),
     ("RECORDS_HEADER_AGAIN", "repeats the header's names in another order: a file has one header line, its first"),
-    ("RECORDS_CONTROL", "a field holds a control character or a line break"),
+    ("RECORDS_CONTROL", "a field holds a control character or a line break: remove it; no field may hold one"),
     (
         "RECORDS_OPEN_QUOTE",
         "a quoted field opened on this line never ends: a quoted field ends with a double quote, "
@@ -153,7 +153,7 @@ RECORDS_REASONS: tuple[tuple[str, str], ...] = (
     ("RECORDS_FIELDS_TRAILING_EMPTY", f"{_FIELDS}: {TRAILING_EMPTY_FIELDS}"),
     ("RECORDS_FIELDS_UNNAMED", f"{_FIELDS}: {UNNAMED_COLUMNS}"),
     ("RECORDS_FIELDS", _FIELDS),
-    ("RECORDS_QUOTE_INSIDE", "{column}: holds a double quote"),
+    ("RECORDS_COLUMN_QUOTE", "{column}: holds a double quote: remove it; no column the exchange reads may hold one"),
     ("RECORDS_LINE_BREAK", "{column}: holds a line break; only a column the exchange does not read may"),
     (
         "RECORDS_BARE_QUOTE",

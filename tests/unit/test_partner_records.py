@@ -233,7 +233,11 @@ def test_a_quoted_field_left_open_is_refused_at_the_line_it_opens_on_not_read_to
             "reference: holds a line break; only a column the exchange does not read may",
         ),
         ("reference,amount\nr\t1,5\n", 2, "control character"),
-        ("reference,amount\nr,1\nconversion:a\u2028b,5\n", 3, "a field holds a control character or a line break"),
+        (
+            "reference,amount\nr,1\nconversion:a\u2028b,5\n",
+            3,
+            "a field holds a control character or a line break: remove it; no field may hold one",
+        ),
         ('reference,amount\nr,1\n"conversion:a\u2029b",5\n', 3, "a control character or a line break"),
         ("reference,amount\nr,1\nconversion:a\x85b,5\n", 3, "a control character or a line break"),
         (
@@ -441,7 +445,12 @@ AMOUNT_RULE = "is not an amount in TWD: write an exact decimal such as -1234.5, 
         pytest.param(b"reference,amount\r" + b"r,1\r" * 20_000, 1, CARRIAGE_RETURNS, id="cr-only-larger-than-a-line"),
         pytest.param(b"reference,amount\nr,1\n \nr2,2\n", 3, EMPTY_LINE, id="a-blank-line-among-records"),
         pytest.param(b"reference,amount\nr,1\n,\nr2,2\n", 3, EMPTY_LINE, id="a-row-of-empty-fields-among-records"),
-        pytest.param(b'reference,amount\n"say ""hi""",1\n', 2, "reference: holds a double quote", id="quote-in-field"),
+        pytest.param(
+            b'reference,amount\n"say ""hi""",1\n',
+            2,
+            "reference: holds a double quote: remove it; no column the exchange reads may hold one",
+            id="quote-in-field",
+        ),
         pytest.param(b'reference,amount\n"a\nb",1\n', 2, "reference: holds a line break", id="newline-in-reference"),
         pytest.param(
             b'reference,note,amount\nr,"a\nb,1\n',
