@@ -156,7 +156,30 @@ def run_async(coroutine: Coroutine[Any, Any, R]) -> R:
     return asyncio.run(coroutine)
 
 
-class Command(click.Command):
+def usage_refusal(error: click.UsageError, command_path: str) -> CommandFailed:
+    """A usage error as one line: click's message (which names the option and the rule it
+    breaks) and where the command's help is, instead of click's three (the usage line, a hint,
+    then the error). Exit status 2, as every refusal."""
+    return CommandFailed(f"{one_line(error.format_message())} (see '{command_path} --help')")
+
+
+class OneLineUsage(click.Command):
+    """A command whose arguments, refused as they are read, are refused in one line
+    (:func:`usage_refusal`); :class:`Group` does the same for its commands' own."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # a group named alone shows its help
+        except click.UsageError as error:
+            path = " ".join(part for part in (parent.command_path if parent else "", info_name or "") if part)
+            raise usage_refusal(error, error.ctx.command_path if error.ctx else path) from None
+
+
+class Command(OneLineUsage):
     """A command that refuses to run unless EXCHANGE_DATABASE_URL names a migrated database.
 
     Deny by default: every command needs the database unless declared with
@@ -191,8 +214,9 @@ class Interrupted(click.ClickException):
         super().__init__(INTERRUPTED)
 
 
-class Group(click.Group):
-    """A command group whose commands, and subgroups' commands, are ``Command``s."""
+class Group(OneLineUsage, click.Group):
+    """A command group whose commands, and subgroups' commands, are ``Command``s; a usage error
+    a command raises as it runs is one line too (:func:`usage_refusal`)."""
 
     command_class = Command
     group_class = type
@@ -202,6 +226,10 @@ class Group(click.Group):
             done = super().invoke(ctx)
             sys.stdout.flush()  # what is still buffered meets a closed pipe here, not unseen at exit
             return done
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as error:
+            raise usage_refusal(error, (error.ctx or ctx).command_path) from None
         except KeyboardInterrupt:
             raise Interrupted() from None
         except BrokenPipeError:
