@@ -61,7 +61,11 @@ class PublishRewardInput:
     available_until: datetime | None = strawberry.field(
         default=None, description="Redeemable until then (after `availableFrom`); null: no end."
     )
-    id: ChosenId | None = strawberry.field(default=None, description="Default: a new id.")
+    id: ChosenId | None = strawberry.field(
+        default=None,
+        description="Default: a new id. The same id with the same terms again answers the same reward; "
+        "with other terms it is `IDEMPOTENCY_CONFLICT`.",
+    )
 
     def to_draft(self) -> RewardDraft:
         return RewardDraft(
@@ -160,8 +164,10 @@ class RewardQueries:
 @strawberry.type
 class RewardMutations:
     @strawberry.mutation(
-        description="Publish a reward of the program (its partner, or an admin). A term out of its range, or "
-        "an `id` a reward already has, is `BAD_USER_INPUT` naming it (`input.stock`, `input.id`).",
+        description="Publish a reward of the program (its partner, or an admin). A term out of its range is "
+        "`BAD_USER_INPUT` naming it (`input.stock`). An `id` you choose makes a retry safe: the same request again "
+        "answers the reward it published (as it stands now); an `id` a reward published otherwise has (other "
+        "terms, or another program's) is `IDEMPOTENCY_CONFLICT` (`input.id`).",
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def publish_reward(
