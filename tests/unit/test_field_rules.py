@@ -415,7 +415,7 @@ EXPECTED: dict[str, str] = {
     },
     **{
         f"SettlementPeriod.{name}": STAFF_OR_PARTNER
-        for name in ("period", "status", "startsAt", "endsAt", "closingStartedAt", "closedAt")
+        for name in ("period", "status", "startsAt", "endsAt", "closingStartedAt", "closedAt", "archivedAt")
     },
     **{
         f"SettlementPeriod.{name}": STAFF
