@@ -543,7 +543,7 @@ def pending(program: str | None, first: int) -> None:
     exchange polls it with back-off. Each line: saga, id, program, operation, points,
     waiting since, for how long, polls so far, next poll.
     """
-    waiting = with_services(lambda services: services.late.waiting(first=first, program_id=program))
+    waiting = with_services(lambda services: services.late.waiting(first=first, program_id=program)).items
     for write in waiting:
         click.echo(
             f"{write.saga}\t{write.id}\t{write.program_id}\t{write.operation_id}\t{write.points}\t"
@@ -566,7 +566,7 @@ def retrying(program: str | None, first: int) -> None:
     program, status, step, attempts, failing since, for how long, next attempt, last error
     (its unprintable characters, a partner's line break say, written as escapes).
     """
-    failing = with_services(lambda services: services.retrying.listed(first=first, program_id=program))
+    failing = with_services(lambda services: services.retrying.listed(first=first, program_id=program)).items
     for row in failing:
         click.echo(
             f"{row.saga}\t{row.id}\t{row.program_id}\t{row.status}\t{row.step}\t{row.attempts}\t"
@@ -1471,8 +1471,8 @@ def _held_line(row: Conversion | Redemption) -> str:
 @reports_errors
 def risk_held(first: int) -> None:
     """List the conversions, then the redemptions, waiting for review, oldest first."""
-    held = with_services(lambda services: services.risk.held(first=first))
-    redemptions = with_services(lambda services: services.risk.held_redemptions(first=first))
+    held = with_services(lambda services: services.risk.held(first=first)).items
+    redemptions = with_services(lambda services: services.risk.held_redemptions(first=first)).items
     rows: list[Conversion | Redemption] = [*held, *redemptions]
     for row in rows:
         click.echo(_held_line(row))
@@ -1529,7 +1529,7 @@ def risk_decisions(conversion_id: str | None, redemption_id: str | None, member_
         lambda services: services.risk.decisions(
             conversion_id=conversion_id, redemption_id=redemption_id, member_id=member_id, first=first
         )
-    )
+    ).items
     for row in rows:
         about = (
             row.conversion_id

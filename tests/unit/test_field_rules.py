@@ -149,7 +149,19 @@ EXPECTED: dict[str, str] = {
         )
     },
     **{f"ConversionFailure.{name}": MEMBER_OWN_OR_SETTLEMENT for name in ("code", "message")},
-    **{f"ConversionPage.{name}": ANYONE for name in ("items", "nextCursor")},
+    # A page allows what the field that answers it allows; its items keep their own rules.
+    **{
+        f"{page}.{name}": ANYONE
+        for page in (
+            "ConversionPage",
+            "PendingOperationPage",
+            "RedemptionPage",
+            "RetryingOperationPage",
+            "RiskDecisionPage",
+            "StatusMatchPage",
+        )
+        for name in ("items", "nextCursor")
+    },
     **{
         f"QuoteBreakdown.{name}": ANYONE
         for name in (
@@ -212,6 +224,7 @@ EXPECTED: dict[str, str] = {
     # challenge progress (its own matches only, checked by the service).
     "Query.statusMatchPreview": "member",
     "Query.statusMatches": "member",
+    "Query.statusMatchPage": "member",
     "Mutation.requestStatusMatch": "member",
     "Mutation.recordStatusMatchActivity": "partner",
     **{
@@ -257,7 +270,9 @@ EXPECTED: dict[str, str] = {
     "Query.reward": ANYONE,
     "Query.redemptionQuote": "member",
     "Query.redemptions": "member",
+    "Query.redemptionPage": "member",
     "Query.rewardRedemptions": "partner",
+    "Query.rewardRedemptionPage": "partner",
     "Mutation.publishReward": KEY_MANAGERS,
     "Mutation.redeemReward": "member",
     "Mutation.cancelRedemption": "partner member",
@@ -328,7 +343,9 @@ EXPECTED: dict[str, str] = {
     "Query.statement": STAFF_OR_OWNER,
     "Query.reconciliation": STAFF_OR_OWNER,
     "Query.pendingOperations": STAFF,
+    "Query.pendingOperationPage": STAFF,
     "Query.retryingOperations": STAFF,
+    "Query.retryingOperationPage": STAFF,
     **{
         f"PendingOperation.{name}": STAFF
         for name in (
@@ -558,10 +575,13 @@ EXPECTED: dict[str, str] = {
     "BreakResolution.resolvedBy": STAFF,
     # Risk review: settlement staff only.
     "Query.heldConversions": STAFF,
+    "Query.heldConversionPage": STAFF,
     "Query.riskDecisions": STAFF,
+    "Query.riskDecisionPage": STAFF,
     "Mutation.approveConversion": STAFF,
     "Mutation.rejectConversion": STAFF,
     "Query.heldRedemptions": STAFF,
+    "Query.heldRedemptionPage": STAFF,
     "Mutation.approveRedemption": STAFF,
     "Mutation.rejectRedemption": STAFF,
     **{
