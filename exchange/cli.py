@@ -1252,7 +1252,9 @@ def webhooks_list(program_id: str | None) -> None:
 @reports_errors
 def webhooks_deliveries(status: str | None, first: int, subscription: str) -> None:
     """List the subscription's deliveries: id, event, status, tries and the last answer."""
-    views = with_services(lambda services: services.webhooks.deliveries(None, subscription, status=status, first=first))
+    views = with_services(
+        lambda services: services.webhooks.deliveries(None, subscription, status=status, first=first)
+    ).items
     for view in views:
         delivery, event = view.delivery, view.event
         answer = delivery.last_error or (str(delivery.last_status_code) if delivery.last_status_code else "-")
@@ -1269,7 +1271,7 @@ def webhooks_deliveries(status: str | None, first: int, subscription: str) -> No
 @reports_errors
 def webhooks_log(first: int, subscription: str) -> None:
     """List the subscription's delivery log: every attempt with its time, answer and latency."""
-    rows = with_services(lambda services: services.webhooks.attempts(None, subscription, first=first))
+    rows = with_services(lambda services: services.webhooks.attempts(None, subscription, first=first)).items
     for row in rows:
         answer = row.status_code if row.status_code is not None else "-"
         click.echo(

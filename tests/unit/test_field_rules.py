@@ -159,6 +159,8 @@ EXPECTED: dict[str, str] = {
             "RetryingOperationPage",
             "RiskDecisionPage",
             "StatusMatchPage",
+            "WebhookAttemptPage",
+            "WebhookDeliveryPage",
         )
         for name in ("items", "nextCursor")
     },
@@ -619,7 +621,9 @@ EXPECTED: dict[str, str] = {
             "createdAt",
             "previousSecretUntil",
             "deliveries",
+            "deliveryPage",
             "attempts",
+            "attemptPage",
         )
     },
     **{
