@@ -156,7 +156,30 @@ def run_async(coroutine: Coroutine[Any, Any, R]) -> R:
     return asyncio.run(coroutine)
 
 
-class Command(click.Command):
+def usage_refusal(error: click.UsageError, command_path: str) -> CommandFailed:
+    """A usage error as one line: click's message (which names the option and the rule it
+    breaks) and where the command's help is, instead of click's three (the usage line, a hint,
+    then the error). Exit status 2, as every refusal."""
+    return CommandFailed(f"{one_line(error.format_message())} (see '{command_path} --help')")
+
+
+class OneLineUsage(click.Command):
+    """A command whose arguments, refused as they are read, are refused in one line
+    (:func:`usage_refusal`); :class:`Group` does the same for its commands' own."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # a group named alone shows its help
+        except click.UsageError as error:
+            path = " ".join(part for part in (parent.command_path if parent else "", info_name or "") if part)
+            raise usage_refusal(error, error.ctx.command_path if error.ctx else path) from None
+
+
+class Command(OneLineUsage):
     """A command that refuses to run unless EXCHANGE_DATABASE_URL names a migrated database.
 
     Deny by default: every command needs the database unless declared with
@@ -191,8 +214,9 @@ class Interrupted(click.ClickException):
         super().__init__(INTERRUPTED)
 
 
-class Group(click.Group):
-    """A command group whose commands, and subgroups' commands, are ``Command``s."""
+class Group(OneLineUsage, click.Group):
+    """A command group whose commands, and subgroups' commands, are ``Command``s; a usage error
+    a command raises as it runs is one line too (:func:`usage_refusal`)."""
 
     command_class = Command
     group_class = type
@@ -202,6 +226,10 @@ class Group(click.Group):
             done = super().invoke(ctx)
             sys.stdout.flush()  # what is still buffered meets a closed pipe here, not unseen at exit
             return done
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as error:
+            raise usage_refusal(error, (error.ctx or ctx).command_path) from None
         except KeyboardInterrupt:
             raise Interrupted() from None
         except BrokenPipeError:
@@ -520,7 +548,7 @@ def pending(program: str | None, first: int) -> None:
     exchange polls it with back-off. Each line: saga, id, program, operation, points,
     waiting since, for how long, polls so far, next poll.
     """
-    waiting = with_services(lambda services: services.late.waiting(first=first, program_id=program))
+    waiting = with_services(lambda services: services.late.waiting(first=first, program_id=program)).items
     for write in waiting:
         click.echo(
             f"{write.saga}\t{write.id}\t{write.program_id}\t{write.operation_id}\t{write.points}\t"
@@ -543,7 +571,7 @@ def retrying(program: str | None, first: int) -> None:
     program, status, step, attempts, failing since, for how long, next attempt, last error
     (its unprintable characters, a partner's line break say, written as escapes).
     """
-    failing = with_services(lambda services: services.retrying.listed(first=first, program_id=program))
+    failing = with_services(lambda services: services.retrying.listed(first=first, program_id=program)).items
     for row in failing:
         click.echo(
             f"{row.saga}\t{row.id}\t{row.program_id}\t{row.status}\t{row.step}\t{row.attempts}\t"
@@ -1242,7 +1270,9 @@ def webhooks_list(program_id: str | None) -> None:
 @reports_errors
 def webhooks_deliveries(status: str | None, first: int, subscription: str) -> None:
     """List the subscription's deliveries: id, event, status, tries and the last answer."""
-    views = with_services(lambda services: services.webhooks.deliveries(None, subscription, status=status, first=first))
+    views = with_services(
+        lambda services: services.webhooks.deliveries(None, subscription, status=status, first=first)
+    ).items
     for view in views:
         delivery, event = view.delivery, view.event
         answer = delivery.last_error or (str(delivery.last_status_code) if delivery.last_status_code else "-")
@@ -1259,7 +1289,7 @@ def webhooks_deliveries(status: str | None, first: int, subscription: str) -> No
 @reports_errors
 def webhooks_log(first: int, subscription: str) -> None:
     """List the subscription's delivery log: every attempt with its time, answer and latency."""
-    rows = with_services(lambda services: services.webhooks.attempts(None, subscription, first=first))
+    rows = with_services(lambda services: services.webhooks.attempts(None, subscription, first=first)).items
     for row in rows:
         answer = row.status_code if row.status_code is not None else "-"
         click.echo(
@@ -1461,8 +1491,8 @@ def _held_line(row: Conversion | Redemption) -> str:
 @reports_errors
 def risk_held(first: int) -> None:
     """List the conversions, then the redemptions, waiting for review, oldest first."""
-    held = with_services(lambda services: services.risk.held(first=first))
-    redemptions = with_services(lambda services: services.risk.held_redemptions(first=first))
+    held = with_services(lambda services: services.risk.held(first=first)).items
+    redemptions = with_services(lambda services: services.risk.held_redemptions(first=first)).items
     rows: list[Conversion | Redemption] = [*held, *redemptions]
     for row in rows:
         click.echo(_held_line(row))
@@ -1519,7 +1549,7 @@ def risk_decisions(conversion_id: str | None, redemption_id: str | None, member_
         lambda services: services.risk.decisions(
             conversion_id=conversion_id, redemption_id=redemption_id, member_id=member_id, first=first
         )
-    )
+    ).items
     for row in rows:
         about = (
             row.conversion_id

@@ -11,6 +11,9 @@ What Strawberry refuses before GraphQL runs (a body that is not UTF-8, not JSON 
 object, batches, a mutation over GET, an unknown operation name, a method other than GET and
 POST) it answers in plain text; here those are GraphQL-shaped errors with ``extensions.code``
 (:mod:`exchange.api.refusals`): 400, 405 with ``Allow``, or 415 for a body that is not JSON.
+
+A HEAD is answered as the same GET would be, as every other address that serves GET answers it
+(Starlette's routes do): the status and headers, and the server sends no body.
 """
 
 from __future__ import annotations
@@ -98,12 +101,16 @@ class GraphQLView(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
             return
         _lowercase_media_type(scope)
+        if scope["method"] == "HEAD":
+            scope = {**scope, "method": "GET"}
         request = Request(scope, receive)
         try:
             response = await self.run(request)
         except HTTPException as refused:
             allow = (
-                {"Allow": "POST" if request.method == "GET" else "GET, POST"} if refused.status_code == 405 else None
+                {"Allow": "POST" if request.method == "GET" else "GET, HEAD, POST"}
+                if refused.status_code == 405
+                else None
             )
             response = refusal(request.headers, refused.status_code, refused.reason, headers=allow)
             request.state.outcome = "refused"

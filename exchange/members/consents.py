@@ -72,10 +72,13 @@ class DebitConsents:
     def for_settings(cls, settings: Settings, *, db: Database, clock: Clock) -> DebitConsents:
         return cls(db=db, clock=clock, ttl=settings.debit_consent_ttl)
 
-    async def grant(self, *, member_id: str, asserted_by: str, program: str, points: int) -> GrantedConsent:
+    async def grant(
+        self, *, member_id: str, asserted_by: str, program: str, points: int, field: str = "programId"
+    ) -> GrantedConsent:
         """The member's consent to one debit of ``points`` of ``program``, given under a token
-        ``program`` asserted (else :class:`~exchange.members.authority.AuthorityRequired`)."""
-        require_own_assertion(asserted_by, program, field="program")
+        ``program`` asserted (else :class:`~exchange.members.authority.AuthorityRequired`);
+        ``field`` is the argument that named ``program``."""
+        require_own_assertion(asserted_by, program, field=field)
         if not 0 < points <= MAX_POINTS:
             raise BadUserInput(f"points must be from 1 to {MAX_POINTS:,}, got {points:,}", field="points")
         now = self.clock.now()
@@ -89,7 +92,7 @@ class DebitConsents:
             expires_at=now + self.ttl,
         )
         async with self.db.transaction() as session:
-            await programs.get_program(session, program, field="program")
+            await programs.get_program(session, program, field=field)
             await session.exec(
                 delete(DebitConsent).where(
                     col(DebitConsent.used_at).is_(None), col(DebitConsent.expires_at) < now - FORGET_AFTER

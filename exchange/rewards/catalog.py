@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db import dialects
-from exchange.errors import BadUserInput
+from exchange.errors import BadUserInput, IdempotencyConflict
 from exchange.money import Currency
 from exchange.programs import service as programs
 from exchange.programs.declarations import PartnersDirectory
@@ -68,6 +70,7 @@ async def publish(session: AsyncSession, program_id: str, draft: RewardDraft, no
     if draft.available_until is not None and draft.available_until <= available_from:
         raise BadUserInput("availableUntil must be after availableFrom", field="availableUntil")
     reward_id = draft.id or f"rwd_{uuid.uuid4().hex}"
+    digest = _publish_digest(program_id, draft, price_minor)
     reward = Reward(
         id=reward_id,
         program_id=program_id,
@@ -82,10 +85,34 @@ async def publish(session: AsyncSession, program_id: str, draft: RewardDraft, no
         available_from=available_from,
         available_until=draft.available_until,
         created_at=now,
+        publish_digest=digest,
     )
-    if not await dialects.insert_once(session, reward):
-        raise BadUserInput(f"a reward with id {reward_id!r} exists", field="id")
-    return reward
+    if await dialects.insert_once(session, reward):
+        return reward
+    existing = await session.get(Reward, reward_id)
+    if existing is not None and existing.program_id == program_id and existing.publish_digest == digest:
+        return existing
+    raise IdempotencyConflict(f"reward id {reward_id!r} is taken by another reward", field="id")
+
+
+def _publish_digest(program_id: str, draft: RewardDraft, price_minor: int) -> str:
+    """What names a publishing request: its terms as sent (the stock, the price and the
+    availability it asked for, whatever redemptions, a restock or a new price made of them since),
+    so that sending it again under its id answers the reward it made, and other terms under that
+    id are refused, as every client-chosen id is (:mod:`exchange.sagas.idempotency`)."""
+    terms = {
+        "programId": program_id,
+        "title": draft.title.strip(),
+        "description": draft.description,
+        "kind": draft.kind.value,
+        "priceMinor": price_minor,
+        "stock": draft.stock,
+        "perMemberLimit": draft.per_member_limit,
+        "minLevel": draft.min_level,
+        "availableFrom": None if draft.available_from is None else draft.available_from.timestamp(),
+        "availableUntil": None if draft.available_until is None else draft.available_until.timestamp(),
+    }
+    return hashlib.sha256(json.dumps(terms, sort_keys=True).encode()).hexdigest()
 
 
 def _price_minor(price: Decimal, currency: Currency) -> int:

@@ -56,6 +56,12 @@ class Reward(SQLModel, table=True):
     available_from: datetime = Field(sa_type=UTCDateTime)
     available_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(sa_type=UTCDateTime)
+    publish_digest: str | None = Field(
+        default=None,
+        max_length=64,
+        description="SHA-256 of the publishing request's terms (``catalog.publish``): the same request "
+        "again answers this reward, another under its id is refused. None: published before revision 0050.",
+    )
 
 
 class RedemptionStatus(StrEnum):

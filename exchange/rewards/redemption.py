@@ -39,6 +39,7 @@ from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.db import dialects
 from exchange.db.database import Database
+from exchange.db.paging import Keyset, Page, read_page
 from exchange.errors import ExchangeError
 from exchange.federation.accounts import Federation
 from exchange.ledger.accounts import ChartOfAccounts
@@ -574,28 +575,25 @@ async def _locked_for(
     return redemption
 
 
-async def member_redemptions(session: AsyncSession, member_id: str, *, first: int = 50) -> Sequence[Redemption]:
-    """The member's redemptions, newest first."""
-    return (
-        await session.exec(
-            select(Redemption)
-            .where(Redemption.member_id == member_id)
-            .order_by(col(Redemption.created_at).desc())
-            .limit(first)
-        )
-    ).all()
+#: A member's redemptions, and a reward's, newest first.
+MEMBER_REDEMPTIONS = Keyset("redemptions", (col(Redemption.created_at), col(Redemption.id)), descending=True)
+REWARD_REDEMPTIONS = Keyset("rewardRedemptions", (col(Redemption.created_at), col(Redemption.id)), descending=True)
 
 
-async def reward_redemptions(session: AsyncSession, reward_id: str, *, first: int = 100) -> Sequence[Redemption]:
-    """Redemptions of one reward, newest first (for its publisher)."""
-    return (
-        await session.exec(
-            select(Redemption)
-            .where(Redemption.reward_id == reward_id)
-            .order_by(col(Redemption.created_at).desc())
-            .limit(first)
-        )
-    ).all()
+async def member_redemptions(
+    session: AsyncSession, member_id: str, *, first: int, after: str | None = None
+) -> Page[Redemption]:
+    """A page of the member's redemptions, newest first, after the cursor ``after``."""
+    statement = select(Redemption).where(Redemption.member_id == member_id)
+    return await read_page(session, statement, MEMBER_REDEMPTIONS, scope=member_id, first=first, after=after)
+
+
+async def reward_redemptions(
+    session: AsyncSession, reward_id: str, *, first: int, after: str | None = None
+) -> Page[Redemption]:
+    """A page of one reward's redemptions, newest first (for its publisher), after ``after``."""
+    statement = select(Redemption).where(Redemption.reward_id == reward_id)
+    return await read_page(session, statement, REWARD_REDEMPTIONS, scope=reward_id, first=first, after=after)
 
 
 async def awaiting_delivery(session: AsyncSession, publisher: str, *, first: int = 100) -> Sequence[Redemption]:

@@ -8,13 +8,13 @@ and why even though nothing else was written.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db.database import Database
+from exchange.db.paging import Keyset, Page, read_page
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.risk.models import Decision, RiskDecision, Subject
 
@@ -67,6 +67,10 @@ async def record_refusal(db: Database, refused: RiskDecision) -> None:
         session.add(refused)
 
 
+#: Decisions, newest first: later decisions have larger ids.
+DECISIONS = Keyset("riskDecisions", (col(RiskDecision.id),), descending=True)
+
+
 async def decisions(
     session: AsyncSession,
     *,
@@ -74,8 +78,10 @@ async def decisions(
     redemption_id: str | None = None,
     member_id: str | None = None,
     first: int = 50,
-) -> Sequence[RiskDecision]:
-    """Decisions, newest first: about one conversion, one redemption, one member, or all."""
+    after: str | None = None,
+) -> Page[RiskDecision]:
+    """A page of decisions, newest first, after the cursor ``after``: about one conversion, one
+    redemption, one member, or all (a cursor is of the filters it was given out for)."""
     if not 1 <= first <= MAX_PAGE:
         raise BadUserInput(f"first must be between 1 and {MAX_PAGE}", field="first")
     statement = select(RiskDecision)
@@ -85,4 +91,5 @@ async def decisions(
         statement = statement.where(RiskDecision.redemption_id == redemption_id)
     if member_id is not None:
         statement = statement.where(RiskDecision.member_id == member_id)
-    return (await session.exec(statement.order_by(col(RiskDecision.id).desc()).limit(first))).all()
+    scope = [conversion_id, redemption_id, member_id]
+    return await read_page(session, statement, DECISIONS, scope=scope, first=first, after=after)

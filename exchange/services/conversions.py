@@ -3,7 +3,6 @@ conversions back, and driving conversions left in doubt."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exchange.auth.principal import Principal
@@ -13,6 +12,7 @@ from exchange.conversions.models import Conversion
 from exchange.conversions.quoting import PricedQuote, Quoting
 from exchange.conversions.saga import ConversionSaga, ExecuteRequest
 from exchange.db.database import Database
+from exchange.db.paging import Page
 from exchange.federation.accounts import Federation
 from exchange.pricing import quotes
 from exchange.pricing.models import Quote
@@ -20,14 +20,6 @@ from exchange.risk.decisions import GateRefusal, record_refusal
 from exchange.sagas.recovery import EVERY_ROW, RecoveryReport, RecoveryWorker, recovery_report
 from exchange.services.balances import Coverage, coverage
 from exchange.services.requests import debit_authority, idempotency_key, member_of
-
-
-@dataclass(frozen=True, slots=True)
-class ConversionPage:
-    """Conversions, newest first, and the cursor of the next page (``None``: the last page)."""
-
-    items: Sequence[Conversion]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +92,10 @@ class ConversionService:
                 session, conversion_id, member_id=member_of(caller) if caller.role is Role.MEMBER else None
             )
 
-    async def conversions(self, caller: Principal, *, first: int, after: str | None) -> ConversionPage:
+    async def conversions(self, caller: Principal, *, first: int, after: str | None) -> Page[Conversion]:
         """The caller's conversions, newest first: ``first`` of them after the cursor ``after``."""
         async with self.db.transaction() as session:
-            rows, cursor = await queries.member_conversions(session, member_of(caller), first=first, after=after)
-        return ConversionPage(items=rows, next_cursor=cursor)
+            return await queries.member_conversions(session, member_of(caller), first=first, after=after)
 
     async def recover(self) -> RecoveryReport:
         """Drive every PENDING conversion once, whatever its next attempt time (after a crash)."""

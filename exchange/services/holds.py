@@ -19,7 +19,7 @@ afterwards are told ``NOT_HELD``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -34,6 +34,7 @@ from exchange.conversions.errors import ConversionNotFound
 from exchange.conversions.models import Conversion
 from exchange.conversions.saga import ConversionSaga
 from exchange.db.database import Database
+from exchange.db.paging import Keyset, Page, read_page
 from exchange.errors import BadUserInput, ErrorCode, ExchangeError, NotFound
 from exchange.pricing import limits
 from exchange.rewards import redemption as redemptions
@@ -89,6 +90,8 @@ class Holds(Generic[Row]):
     missing: Callable[[str], ExchangeError]
     #: How staff review a row of this kind, for a refusal given its id as the other kind's.
     reviewed_with: str
+    #: Its held rows' order, oldest first (``heldConversions``, ``heldRedemptions``).
+    queue: Keyset
 
 
 async def _conversion_ended(session: AsyncSession, conversion: Conversion, ended: Transition, now: datetime) -> None:
@@ -138,6 +141,7 @@ class HoldReview:
                 ended=_conversion_ended,
                 missing=ConversionNotFound,
                 reviewed_with="without --redemption on the command line; approveConversion or rejectConversion",
+                queue=Keyset("heldConversions", (col(Conversion.created_at), col(Conversion.id)), descending=False),
             ),
             redemptions=Holds(
                 model=Redemption,
@@ -147,23 +151,20 @@ class HoldReview:
                 ended=_redemption_ended,
                 missing=lambda row_id: NotFound(f"no redemption has id {row_id!r}", field="id"),
                 reviewed_with="with --redemption on the command line; approveRedemption or rejectRedemption",
+                queue=Keyset("heldRedemptions", (col(Redemption.created_at), col(Redemption.id)), descending=False),
             ),
             clock=clock,
         )
 
-    async def held(self, kind: Holds[Row], *, first: int) -> Sequence[Row]:
-        """Rows of ``kind`` waiting for review, oldest first."""
+    async def held(self, kind: Holds[Row], *, first: int, after: str | None = None) -> Page[Row]:
+        """A page of the rows of ``kind`` waiting for review, oldest first, after the cursor
+        ``after``."""
         if not 1 <= first <= 500:
             raise BadUserInput("first must be between 1 and 500", field="first")
         model = kind.model
         async with self.db.transaction() as session:
-            rows = await session.exec(
-                select(model)
-                .where(col(model.status) == HELD)
-                .order_by(col(model.created_at), col(model.id))
-                .limit(first)
-            )
-            return rows.all()
+            statement = select(model).where(col(model.status) == HELD)
+            return await read_page(session, statement, kind.queue, scope=None, first=first, after=after)
 
     async def approve(self, kind: Holds[Row], row_id: str, *, staff: str) -> Row:
         """Let a held row go on; it runs now, as far as it goes (as when it was asked for)."""

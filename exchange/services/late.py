@@ -30,6 +30,7 @@ from exchange.connectors.registry import ConnectorRegistry
 from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.conversions.saga import ConversionSaga
 from exchange.db.database import Database
+from exchange.db.paging import Page
 from exchange.errors import BadUserInput, NotFound
 from exchange.programs.catalog import CatalogCache
 from exchange.rewards.models import Redemption, RedemptionStatus, RedemptionStep
@@ -113,9 +114,11 @@ class LateOutcomes:
             raise BadUserInput(f"the callback is not an operation: {where}: {first['msg']}", field=where) from None
         return await self.apply(program_id, operation)
 
-    async def waiting(self, *, first: int = 50, program_id: str | None = None) -> list[WaitingWrite]:
-        """The writes waiting longest for a partner's word, oldest first (``first`` of them),
-        of every partner or of ``program_id``."""
+    async def waiting(
+        self, *, first: int = 50, after: str | None = None, program_id: str | None = None
+    ) -> Page[WaitingWrite]:
+        """A page of the writes waiting longest for a partner's word, oldest first (``first`` of
+        them after the cursor ``after``), of every partner or of ``program_id``."""
         conversions, redemptions = CONVERSIONS, REDEMPTIONS
         debit = conversions.c.step == SagaStep.AWAIT_DEBIT
         parts = [
@@ -143,9 +146,17 @@ class LateOutcomes:
                 redemptions.c.next_attempt_at,
             ).where(redemptions.c.status == RedemptionStatus.PENDING, redemptions.c.step == RedemptionStep.AWAIT_DEBIT),
         ]
-        rows = await oldest_first(self.db, parts, first=first, most=MAX_WAITING, program_id=program_id)
+        rows = await oldest_first(
+            self.db,
+            parts,
+            name="pendingOperations",
+            first=first,
+            after=after,
+            most=MAX_WAITING,
+            program_id=program_id,
+        )
         now = self.clock.now()
-        return [
+        waiting = [
             WaitingWrite(
                 saga=saga,
                 id=row_id,
@@ -158,8 +169,9 @@ class LateOutcomes:
                 polls=polls,
                 next_poll_at=next_poll,
             )
-            for saga, row_id, program, step, points, since, polls, next_poll in rows
+            for saga, row_id, program, step, points, since, polls, next_poll in rows.items
         ]
+        return Page(waiting, rows.next_cursor)
 
     async def apply(self, program_id: str, operation: Operation) -> Concluded:
         """Apply ``operation`` (as partner ``program_id`` now has it) to the row waiting for it.

@@ -10,27 +10,38 @@ from typing import Any
 from sqlalchemy import Select, select, union_all
 
 from exchange.db.database import Database
+from exchange.db.paging import Keyset, Page, read_page
 from exchange.errors import BadUserInput
 from exchange.programs.service import get_program
 
 
 async def oldest_first(
-    db: Database, parts: Sequence[Select[Any]], *, first: int, most: int, program_id: str | None
-) -> Sequence[tuple[Any, ...]]:
-    """The ``first`` rows of ``parts`` (selects with the same columns, among them ``id``,
-    ``program_id`` and ``updated_at``), least recently updated first, of every program or of
-    ``program_id``'s (``NOT_FOUND`` naming ``programId`` when no program has it). ``first`` must
-    be from 1 to ``most`` (else ``BadUserInput`` naming it).
+    db: Database,
+    parts: Sequence[Select[Any]],
+    *,
+    name: str,
+    first: int,
+    after: str | None,
+    most: int,
+    program_id: str | None,
+) -> Page[Any]:
+    """A page of the rows of ``parts`` (selects with the same columns, among them ``id``,
+    ``program_id`` and ``updated_at``), least recently updated first, after the cursor ``after``
+    (the listing ``name``'s), of every program or of ``program_id``'s (``NOT_FOUND`` naming
+    ``programId`` when no program has it). ``first`` must be from 1 to ``most`` (else
+    ``BadUserInput`` naming it).
 
     Ordered by ``updated_at`` then ``id``, so rows updated at the same moment keep one order
-    from one listing to the next."""
+    from one listing to the next. A row updated while the listing is walked moves to its end:
+    a walk shows each row as it stood when its page was read."""
     if not 1 <= first <= most:
         raise BadUserInput(f"first must be between 1 and {most}", field="first")
     rows = union_all(*parts).subquery()
     statement = select(rows)
     if program_id is not None:
         statement = statement.where(rows.c.program_id == program_id)
+    keyset = Keyset(name, (rows.c.updated_at, rows.c.id), descending=False)
     async with db.autocommit() as session:  # reads only: no transaction around them
         if program_id is not None:  # a mistyped id is NOT_FOUND, not an empty listing
             await get_program(session, program_id, field="programId")
-        return (await session.exec(statement.order_by(rows.c.updated_at, rows.c.id).limit(first))).all()  # type: ignore[call-overload,no-any-return]
+        return await read_page(session, statement, keyset, scope=program_id, first=first, after=after)

@@ -3,11 +3,11 @@ partner's reports of challenge progress."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exchange.auth.principal import Principal
 from exchange.db.database import Database
+from exchange.db.paging import Page
 from exchange.sagas.recovery import EVERY_ROW, RecoveryReport, recovery_report
 from exchange.services.requests import idempotency_key, member_of, page_size, program_of
 from exchange.tiers import matching
@@ -46,11 +46,11 @@ class StatusMatchService:
             idempotency_key=idempotency_key(key) if key is not None else None,
         )
 
-    async def matches(self, caller: Principal, *, first: int) -> Sequence[StatusMatch]:
-        """The caller's status matches, newest first."""
+    async def matches(self, caller: Principal, *, first: int, after: str | None = None) -> Page[StatusMatch]:
+        """A page of the caller's status matches, newest first, after the cursor ``after``."""
         first = page_size(first, maximum=MAX_PAGE)
         async with self.db.transaction() as session:
-            return await matching.member_matches(session, member_of(caller), first=first)
+            return await matching.member_matches(session, member_of(caller), first=first, after=after)
 
     async def record_activity(self, caller: Principal, match_id: str, points: int, activities: int) -> StatusMatch:
         """The target partner reports challenge progress of a match into its own program."""

@@ -126,22 +126,29 @@ class MemberService:
         since that activity are reused)."""
         return await self.federation.accounts(member_id, links=links, activity=activity)
 
-    async def authorize_debit(self, caller: Principal, program_id: str, points: int) -> GrantedConsent:
+    async def authorize_debit(
+        self, caller: Principal, program_id: str, points: int, *, field: str = "programId"
+    ) -> GrantedConsent:
         """The caller's consent to one debit of exactly ``points`` of ``program_id`` by a request
         under another partner's token; given only under a token ``program_id`` asserted (an
         unknown program is not found first). The points the exchange holds itself (the coalition
         point's) take no consent: no partner asserts for them, and any of the member's tokens with
-        the scope ``member:coalition`` spends them."""
+        the scope ``member:coalition`` spends them. ``field`` is the argument that named the program,
+        which a refusal names."""
         catalog = await self.catalog.get()
-        catalog.program(program_id, field="program")
+        catalog.program(program_id, field=field)
         if program_id in catalog.exchange_held:
             raise BadUserInput(
                 f"{program_id}'s points need no consent: the exchange holds them, and any of the member's "
                 "tokens with the scope member:coalition spends them",
-                field="program",
+                field=field,
             )
         return await self.consents.grant(
-            member_id=member_of(caller), asserted_by=str(caller.asserted_by), program=program_id, points=points
+            member_id=member_of(caller),
+            asserted_by=str(caller.asserted_by),
+            program=program_id,
+            points=points,
+            field=field,
         )
 
     async def coalition_level(self, member_id: str) -> int:

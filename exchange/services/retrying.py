@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, Select, Table, case, literal, select
 from exchange.clock import Clock
 from exchange.conversions.models import Conversion, SagaStep
 from exchange.db.database import Database
+from exchange.db.paging import Page
 from exchange.rewards.models import Redemption
 from exchange.sagas.state import DONE
 from exchange.services.listings import oldest_first
@@ -78,9 +79,11 @@ class RetryingOperations:
     db: Database
     clock: Clock
 
-    async def listed(self, *, first: int = 50, program_id: str | None = None) -> list[RetryingRow]:
-        """The rows failing longest, oldest first (``first`` of them), of every partner or of
-        ``program_id``'s."""
+    async def listed(
+        self, *, first: int = 50, after: str | None = None, program_id: str | None = None
+    ) -> Page[RetryingRow]:
+        """A page of the rows failing longest, oldest first (``first`` of them after the cursor
+        ``after``), of every partner or of ``program_id``'s."""
         credit_step = CONVERSIONS.c.step.in_([SagaStep.CREDIT, SagaStep.AWAIT_CREDIT])
         parts = [
             _failing(
@@ -91,9 +94,17 @@ class RetryingOperations:
             _failing(REDEMPTIONS, "redemption", REDEMPTIONS.c.paying_program),
             _failing(MATCHES, "status_match", MATCHES.c.to_program),
         ]
-        rows = await oldest_first(self.db, parts, first=first, most=MAX_LISTED, program_id=program_id)
+        rows = await oldest_first(
+            self.db,
+            parts,
+            name="retryingOperations",
+            first=first,
+            after=after,
+            most=MAX_LISTED,
+            program_id=program_id,
+        )
         now = self.clock.now()
-        return [
+        failing = [
             RetryingRow(
                 saga=saga,
                 id=row_id,
@@ -106,5 +117,6 @@ class RetryingOperations:
                 age=now - since,
                 next_attempt_at=next_attempt,
             )
-            for saga, row_id, program, status, step, attempts, last_error, since, next_attempt in rows
+            for saga, row_id, program, status, step, attempts, last_error, since, next_attempt in rows.items
         ]
+        return Page(failing, rows.next_cursor)

@@ -10,6 +10,7 @@ from decimal import Decimal
 from exchange.auth.principal import Principal
 from exchange.clock import Clock
 from exchange.db.database import Database
+from exchange.db.paging import Page
 from exchange.errors import BadUserInput
 from exchange.federation.accounts import Federation
 from exchange.pricing.limits import MAX_POINTS
@@ -160,11 +161,11 @@ class RewardService:
         """The publishing partner delivered a direct reward."""
         return await self.saga.confirm_delivery(redemption_id, program_of(caller))
 
-    async def member_redemptions(self, caller: Principal, *, first: int) -> Sequence[Redemption]:
-        """The caller's redemptions, newest first."""
+    async def member_redemptions(self, caller: Principal, *, first: int, after: str | None = None) -> Page[Redemption]:
+        """A page of the caller's redemptions, newest first, after the cursor ``after``."""
         first = page_size(first, maximum=MAX_PAGE)
         async with self.db.transaction() as session:
-            return await redemption.member_redemptions(session, member_of(caller), first=first)
+            return await redemption.member_redemptions(session, member_of(caller), first=first, after=after)
 
     async def awaiting_delivery(self, caller: Principal, *, first: int) -> Sequence[Redemption]:
         """The caller's paid direct redemptions awaiting its confirmation of delivery."""
@@ -172,15 +173,17 @@ class RewardService:
         async with self.db.transaction() as session:
             return await redemption.awaiting_delivery(session, program_of(caller), first=first)
 
-    async def reward_redemptions(self, caller: Principal, reward_id: str, *, first: int) -> Sequence[Redemption]:
-        """Redemptions of one of the caller's own rewards, newest first; another partner's
-        reward is refused."""
+    async def reward_redemptions(
+        self, caller: Principal, reward_id: str, *, first: int, after: str | None = None
+    ) -> Page[Redemption]:
+        """A page of the redemptions of one of the caller's own rewards, newest first, after the
+        cursor ``after``; another partner's reward is refused."""
         first = page_size(first, maximum=MAX_PAGE)
         async with self.db.transaction() as session:
             reward = await catalog.get_reward(session, reward_id)
             if reward.program_id != program_of(caller):
                 raise NotYourReward()
-            return await redemption.reward_redemptions(session, reward.id, first=first)
+            return await redemption.reward_redemptions(session, reward.id, first=first, after=after)
 
     async def recover(self) -> RecoveryReport:
         """The redemptions job's pass now, over every active redemption whatever its next

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from exchange.clock import Clock
 from exchange.db.database import Database
+from exchange.db.paging import Page
 from exchange.services.requests import page_size
 from exchange.settings import Settings
 from exchange.webhooks import subscriptions
@@ -119,11 +120,20 @@ class WebhookService:
             )
 
     async def deliveries(
-        self, tenant: str | None, subscription_id: str, *, status: str | None = None, first: int = 50
-    ) -> list[DeliveryView]:
+        self,
+        tenant: str | None,
+        subscription_id: str,
+        *,
+        status: str | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Page[DeliveryView]:
+        """A page of one subscription's deliveries, the latest event first, after the cursor ``after``."""
         first = page_size(first, maximum=MAX_PAGE)
         async with self.db.transaction() as session:
-            return await subscriptions.deliveries(session, tenant, subscription_id, status=status, first=first)
+            return await subscriptions.deliveries(
+                session, tenant, subscription_id, status=status, first=first, after=after
+            )
 
     async def deliveries_of(
         self, tenant: str | None, subscription_ids: Collection[str], *, status: str | None = None, first: int = 50
@@ -134,10 +144,13 @@ class WebhookService:
         async with self.db.transaction() as session:
             return await subscriptions.deliveries_of(session, tenant, subscription_ids, status=status, first=first)
 
-    async def attempts(self, tenant: str | None, subscription_id: str, *, first: int = 50) -> Sequence[WebhookAttempt]:
+    async def attempts(
+        self, tenant: str | None, subscription_id: str, *, first: int = 50, after: str | None = None
+    ) -> Page[WebhookAttempt]:
+        """A page of one subscription's delivery log, the latest try first, after the cursor ``after``."""
         first = page_size(first, maximum=MAX_PAGE)
         async with self.db.transaction() as session:
-            return await subscriptions.attempts(session, tenant, subscription_id, first=first)
+            return await subscriptions.attempts(session, tenant, subscription_id, first=first, after=after)
 
     async def attempts_of(
         self, tenant: str | None, subscription_ids: Collection[str], *, first: int = 50

@@ -29,7 +29,7 @@ from exchange.settings import Settings
 LINK = """mutation($program: ID!, $ref: String!, $verification: String!) {
   linkAccount(programId: $program, memberRef: $ref, verification: $verification) { memberRef } }"""
 AUTHORIZE_DEBIT = """mutation($program: ID!, $points: Int!) {
-  authorizeDebit(program: $program, points: $points) { id } }"""
+  authorizeDebit(programId: $program, points: $points) { id } }"""
 
 
 @dataclass

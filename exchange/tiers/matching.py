@@ -25,6 +25,7 @@ from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.db import dialects
 from exchange.db.database import Database
+from exchange.db.paging import Keyset, Page, read_page
 from exchange.db.types import MAX_INTEGER
 from exchange.errors import BadUserInput
 from exchange.members.models import LinkedAccount
@@ -322,16 +323,16 @@ class StatusMatching:
             raise AccountNotLinked(program_id, "toProgram")
 
 
-async def member_matches(session: AsyncSession, member_id: str, *, first: int = 50) -> Sequence[StatusMatch]:
-    """The member's status matches, newest first."""
-    return (
-        await session.exec(
-            select(StatusMatch)
-            .where(StatusMatch.member_id == member_id)
-            .order_by(col(StatusMatch.created_at).desc())
-            .limit(first)
-        )
-    ).all()
+#: A member's status matches, newest first.
+MEMBER_MATCHES = Keyset("statusMatches", (col(StatusMatch.created_at), col(StatusMatch.id)), descending=True)
+
+
+async def member_matches(
+    session: AsyncSession, member_id: str, *, first: int, after: str | None = None
+) -> Page[StatusMatch]:
+    """A page of the member's status matches, newest first, after the cursor ``after``."""
+    statement = select(StatusMatch).where(StatusMatch.member_id == member_id)
+    return await read_page(session, statement, MEMBER_MATCHES, scope=member_id, first=first, after=after)
 
 
 async def _links(session: AsyncSession, member_id: str, program_ids: Sequence[str]) -> dict[str, str]:

@@ -86,10 +86,10 @@ class RiskConsole:
             request,
             "console/risk/held.html",
             {
-                "held": await self.risk.held(first=HELD_PAGE),
-                "held_redemptions": await self.risk.held_redemptions(first=HELD_PAGE),
+                "held": (await self.risk.held(first=HELD_PAGE)).items,
+                "held_redemptions": (await self.risk.held_redemptions(first=HELD_PAGE)).items,
                 "decisions": [
-                    LoggedDecision.of(row, programs) for row in await self.risk.decisions(first=DECISIONS_PAGE)
+                    LoggedDecision.of(row, programs) for row in (await self.risk.decisions(first=DECISIONS_PAGE)).items
                 ],
                 "programs": programs,
                 "decided": decided if len(decided) <= ID_LENGTH and decided.isprintable() else "",

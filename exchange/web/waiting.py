@@ -43,12 +43,12 @@ class PartnersWaiting:
 
     async def page(self, request: Request) -> Response:
         programs = (await self.catalog.get()).programs
-        failing = await self.retrying.listed(first=LISTED)
+        failing = (await self.retrying.listed(first=LISTED)).items
         return self.pages.render(
             request,
             "console/partners_waiting.html",
             {
-                "pending": await self.late.waiting(first=LISTED),
+                "pending": (await self.late.waiting(first=LISTED)).items,
                 "failing": [(row, Said.of(row.last_error, programs)) for row in failing],
                 "programs": programs,
                 "attention_after": ATTENTION_AFTER,

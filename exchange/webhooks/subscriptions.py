@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from exchange.db.grouping import grouped, page_per_parent
+from exchange.db.paging import Keyset, Page, read_page
 from exchange.errors import BadUserInput
 from exchange.programs import service as programs
 from exchange.text import shown_text_problem
@@ -254,12 +255,35 @@ async def replay(
     return len(chosen)
 
 
+#: A subscription's deliveries, the latest event first; its delivery log, the latest try first.
+DELIVERIES = Keyset("deliveries", (col(WebhookDelivery.sequence),), descending=True)
+ATTEMPTS = Keyset("attempts", (col(WebhookAttempt.attempted_at), col(WebhookAttempt.id)), descending=True)
+
+
 async def deliveries(
-    session: AsyncSession, tenant: str | None, subscription_id: str, *, status: str | None, first: int
-) -> list[DeliveryView]:
-    """The subscription's deliveries, newest event first, with their events."""
+    session: AsyncSession,
+    tenant: str | None,
+    subscription_id: str,
+    *,
+    status: str | None,
+    first: int,
+    after: str | None = None,
+) -> Page[DeliveryView]:
+    """A page of the subscription's deliveries, newest event first, with their events, after the
+    cursor ``after`` (one given out for the same subscription and ``status``)."""
     row = await get(session, tenant, subscription_id)
-    return (await deliveries_of(session, tenant, [row.id], status=status, first=first)).get(row.id, [])
+    statement = select(WebhookDelivery).where(WebhookDelivery.subscription_id == row.id)
+    if status is not None:
+        statement = statement.where(WebhookDelivery.status == status)
+    page: Page[WebhookDelivery] = await read_page(
+        session, statement, DELIVERIES, scope=[row.id, status], first=first, after=after
+    )
+    sequences = [delivery.sequence for delivery in page.items]
+    events = {
+        event.sequence: event
+        for event in await session.exec(select(WebhookEvent).where(col(WebhookEvent.sequence).in_(sequences)))
+    }
+    return Page([DeliveryView(delivery, events[delivery.sequence]) for delivery in page.items], page.next_cursor)
 
 
 async def deliveries_of(
@@ -290,11 +314,12 @@ async def deliveries_of(
 
 
 async def attempts(
-    session: AsyncSession, tenant: str | None, subscription_id: str, *, first: int
-) -> Sequence[WebhookAttempt]:
-    """The subscription's delivery log, newest attempt first."""
+    session: AsyncSession, tenant: str | None, subscription_id: str, *, first: int, after: str | None = None
+) -> Page[WebhookAttempt]:
+    """A page of the subscription's delivery log, newest attempt first, after the cursor ``after``."""
     row = await get(session, tenant, subscription_id)
-    return (await attempts_of(session, tenant, [row.id], first=first)).get(row.id, [])
+    statement = select(WebhookAttempt).where(WebhookAttempt.subscription_id == row.id)
+    return await read_page(session, statement, ATTEMPTS, scope=row.id, first=first, after=after)
 
 
 async def attempts_of(

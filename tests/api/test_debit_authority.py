@@ -37,7 +37,7 @@ QUOTE = """mutation($from: ID!, $to: ID!, $points: Int!) {
 EXECUTE = """mutation($quote: ID!, $key: String!, $consent: String) {
   executeConversion(quoteId: $quote, idempotencyKey: $key, consent: $consent) { id status pointsIn } }"""
 AUTHORIZE = """mutation($program: ID!, $points: Int!) {
-  authorizeDebit(program: $program, points: $points) { id program { id } points expiresAt } }"""
+  authorizeDebit(programId: $program, points: $points) { id program { id } points expiresAt } }"""
 PUBLISH = """mutation($input: PublishRewardInput!) { publishReward(programId: "formosa-air", input: $input) { id } }"""
 PRICE = """query($reward: ID!, $pay: ID!) { redemptionQuote(rewardId: $reward, payWith: $pay) { points } }"""
 REDEEM = """mutation($reward: ID!, $pay: ID!, $key: String!, $consent: String) {
@@ -237,11 +237,28 @@ async def test_consents_for_another_member_or_program_or_past_their_time_are_ref
     await nothing_recorded(kit, alice, fleet)
 
 
+async def test_the_program_to_debit_is_named_programId_as_everywhere_and_program_still_names_it(
+    kit: ExchangeKit, alice: dict[str, str]
+) -> None:
+    """`program` was the only argument naming a program by another name than `programId`: a
+    client using it keeps working for a release, its refusals naming what it wrote."""
+    old = "mutation($p: ID, $q: ID) { authorizeDebit(program: $p, programId: $q, points: 1000) { points } }"
+    token = alice["happy-card"]
+    assert (await kit.data(old, token, p="happy-card"))["authorizeDebit"] == {"points": 1000}
+    refused = refusal(await kit.graphql(old, alice["wallet-pay"], p="happy-card"))
+    assert (refused["code"], refused["field"]) == ("AUTHORITY_REQUIRED", "program")
+    for both_or_neither in ({"p": "happy-card", "q": "happy-card"}, {}):
+        assert refusal(await kit.graphql(old, token, **both_or_neither)) == {
+            "code": "BAD_USER_INPUT",
+            "field": "programId",
+        }
+
+
 async def test_only_the_programs_own_token_gives_a_consent_to_debit_it(kit: ExchangeKit, alice: dict[str, str]) -> None:
     refused = refusal(await kit.graphql(AUTHORIZE, alice["wallet-pay"], program="happy-card", points=1000))
     assert refused == {
         "code": "AUTHORITY_REQUIRED",
-        "field": "program",
+        "field": "programId",
         "program": "happy-card",
         "reason": "NOT_ASSERTED",
     }
@@ -249,7 +266,7 @@ async def test_only_the_programs_own_token_gives_a_consent_to_debit_it(kit: Exch
         bad = refusal(await kit.graphql(AUTHORIZE, alice["happy-card"], program="happy-card", points=points))
         assert bad == {"code": "BAD_USER_INPUT", "field": "points"}
     coalition = await kit.graphql(AUTHORIZE, alice["wallet-pay"], program="coalition", points=1000)
-    assert refusal(coalition) == {"code": "BAD_USER_INPUT", "field": "program"}
+    assert refusal(coalition) == {"code": "BAD_USER_INPUT", "field": "programId"}
     assert "need no consent" in coalition.json()["errors"][0]["message"], "the exchange holds them: nobody asserts"
     partner = refusal(
         await kit.graphql(AUTHORIZE, await kit.partner_token("happy-card"), program="happy-card", points=1)

@@ -61,7 +61,7 @@ async def test_a_partners_rewards_keys_and_subscriptions_refusals_are_named_wher
         await answered(kit, token, 'mutation { deleteWebhookSubscription(id: "none") { id } }'),
     ]
     assert [(operation, code) for operation, code, _ in refusals] == [
-        ("publishReward", "BAD_USER_INPUT"),
+        ("publishReward", "IDEMPOTENCY_CONFLICT"),
         ("publishReward", "BAD_USER_INPUT"),
         ("confirmRedemptionDelivery", "NOT_FOUND"),
         ("removeAssertionKey", "NOT_FOUND"),

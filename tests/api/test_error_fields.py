@@ -46,6 +46,7 @@ UNKNOWN_PROGRAMS = [
     ("member", '{ statusMatchPreview(fromProgram: "nope", toProgram: "wallet-pay") { outcome } }', "fromProgram"),
     ("member", 'mutation { requestStatusMatch(fromProgram: "wallet-pay", toProgram: "nope") { id } }', "toProgram"),
     ("member", '{ redemptionQuote(rewardId: "$reward", payWith: "nope") { points } }', "payWith"),
+    ("member", 'mutation { authorizeDebit(programId: "nope", points: 100) { id } }', "programId"),
     ("member", 'mutation { authorizeDebit(program: "nope", points: 100) { id } }', "program"),
     (
         "member",

@@ -3,8 +3,9 @@ PostgreSQL, and change nothing: never an internal error, never a store's own ref
 
 from __future__ import annotations
 
-import base64
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from sqlmodel import select
 
 from exchange.auth.scopes import Role
+from exchange.conversions.queries import MEMBER_CONVERSIONS
 from exchange.ledger.models import SettlementPeriod
 from exchange.serving import free_port
 from exchange.settings import Settings
@@ -252,14 +254,21 @@ async def test_integers_out_of_range_are_refused_not_overflowed(kit: ExchangeKit
 
 
 async def test_a_forged_cursor_whose_time_leaves_the_calendar_in_utc_is_refused_naming_after(kit: ExchangeKit) -> None:
-    """A cursor is base64 of a time and an id; one forged with a time the calendar holds only
-    before its offset is applied is no cursor, not an internal error."""
+    """A cursor holds a time and an id, and a check anyone can compute; one forged with a time the
+    calendar holds only before its offset is applied is no cursor, not an internal error."""
     member = await kit.member_token("wallet-pay", "alice")
+    member_id = (await kit.data("{ viewer { memberId } }", member))["viewer"]["memberId"]
     page = "query($after: String) { conversions(after: $after) { nextCursor } }"
-    for written in ("0001-01-01T00:00:00+14:00|c", "9999-12-31T23:59:59-14:00|c"):
-        forged = base64.urlsafe_b64encode(written.encode()).decode()
-        assert_bad_input(await kit.graphql(page, member, after=forged), "after")
-    earliest = base64.urlsafe_b64encode(b"0001-01-01T00:00:00+00:00|c").decode()
+
+    def forged(moment: datetime) -> str:
+        return MEMBER_CONVERSIONS.cursor(SimpleNamespace(created_at=moment, id="c"), member_id)
+
+    for moment in (
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-14))),
+    ):
+        assert_bad_input(await kit.graphql(page, member, after=forged(moment)), "after")
+    earliest = forged(datetime(1, 1, 1, tzinfo=UTC))
     assert (await kit.data(page, member, after=earliest))["conversions"] == {"nextCursor": None}
 
 

@@ -121,6 +121,24 @@ async def test_staff_see_which_statements_are_not_issued_yet_and_partners_do_not
     assert errors_at(partner) == {("settlementPeriod", "statementsNotIssued"): "FORBIDDEN"}
 
 
+async def test_an_archived_period_says_when_it_was_archived_and_stays_closed(kit: ExchangeKit, last_month: str) -> None:
+    """As the console shows it Archived: staff and partners read when (the state is theirs both)."""
+    query = "query($p: String!) { settlementPeriod(period: $p) { status archivedAt } }"
+    staff, partner = await kit.staff_token(Role.SETTLEMENT), await kit.partner_token("fresh-mart")
+    assert (await kit.data(query, staff, p=last_month))["settlementPeriod"] == {"status": "OPEN", "archivedAt": None}
+    await close(kit, last_month)
+    assert (await kit.data(query, staff, p=last_month))["settlementPeriod"] == {"status": "CLOSED", "archivedAt": None}
+    async with kit.db.transaction() as session:  # as `exchange ledger archive` marks it (PostgreSQL, every sign-off)
+        await session.exec(
+            text(  # type: ignore[call-overload]
+                "UPDATE ledger_close_anchor SET archived_at = '2026-12-03T04:05:06Z' WHERE period = :p"
+            ).bindparams(p=last_month)
+        )
+    archived = {"status": "CLOSED", "archivedAt": "2026-12-03T04:05:06+00:00"}
+    for token in (staff, partner):
+        assert (await kit.data(query, token, p=last_month))["settlementPeriod"] == archived
+
+
 async def test_a_partner_reads_its_own_signed_statement_and_verifies_it_with_the_statement_keys(
     kit: ExchangeKit, last_month: str
 ) -> None:

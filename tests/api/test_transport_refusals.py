@@ -125,7 +125,7 @@ async def test_transport_refusals_carry_a_code_and_their_status(client: httpx.As
     for method in ("PUT", "DELETE", "PATCH"):
         response = await client.request(method, "/graphql", json={"query": query})
         refused(response, 405, "METHOD_NOT_ALLOWED")
-        assert response.headers["allow"] == "GET, POST"
+        assert response.headers["allow"] == "GET, HEAD, POST"
     refused(await client.get("/graphql", headers={"accept": "application/json"}), 400, "BAD_REQUEST")
     unknown = {"query": "query A { programs { id } } query B { coalition { currency } }", "operationName": "C"}
     refused(await client.post("/graphql", json=unknown), 400, "BAD_REQUEST")
@@ -141,6 +141,23 @@ async def test_transport_refusals_carry_a_code_and_their_status(client: httpx.As
     assert "\ud800" in error["message"]
     callback = refused(await client.post("/partners/%00/callbacks", content=b"{}"), 400, "BAD_USER_INPUT")
     assert callback["extensions"]["field"] == "programId"
+
+
+async def test_head_is_answered_as_get_would_be_without_a_body(client: httpx.AsyncClient) -> None:
+    """As every address that serves GET: the status and headers the GET would have, no body."""
+    params = {"query": "{ programs { id } }"}
+    got = await client.get("/graphql", params=params)
+    head = await client.head("/graphql", params=params)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["content-length"] == got.headers["content-length"] != "0"
+    # What the GET refuses, the HEAD refuses with the same status: a mutation takes POST only.
+    mutation = {"query": 'mutation { closePeriod(period: "2026-01") { status } }'}
+    refused_head = await client.head("/graphql", params=mutation)
+    assert (refused_head.status_code, refused_head.headers["allow"], refused_head.content) == (405, "POST", b"")
+    page = await client.head("/graphql", headers={"accept": "text/html"})
+    assert (page.status_code, page.content) == (200, b"")
+    assert page.headers["content-type"].startswith("text/html")
 
 
 async def test_hostile_partner_callbacks_are_refused_naming_what_is_wrong(client: httpx.AsyncClient) -> None:

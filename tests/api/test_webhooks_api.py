@@ -129,6 +129,7 @@ async def test_the_gateway_delivers_a_period_close_then_replays_and_rotates(
     seen = await settled(kit, staff, subscription_id)
     assert {d["status"] for d in seen["deliveries"]} == {"DELIVERED"}
     assert {(a["statusCode"], a["outcome"]) for a in seen["attempts"]} == {(204, "DELIVERED")}
+    await the_logs_come_a_page_at_a_time(kit, staff, subscription_id, seen)
     replayed = seen["deliveries"][0]
     assert (await kit.data(REPLAY, staff, id=subscription_id, ids=[replayed["id"]])) == {"replayWebhookDeliveries": 1}
     await hooks.wait_for(6)
@@ -138,6 +139,39 @@ async def test_the_gateway_delivers_a_period_close_then_replays_and_rotates(
     assert rotated["secret"] != secret and rotated["subscription"]["previousSecretUntil"]
     bad = (await kit.graphql(REPLAY, staff, id=subscription_id, ids=["x"])).json()
     assert bad["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "deliveryIds"}
+
+
+DELIVERY_PAGE = """query($id: ID!, $after: String, $status: WebhookDeliveryStatus) { webhookSubscription(id: $id) {
+  page: deliveryPage(first: 2, after: $after, status: $status) { items { id } nextCursor } } }"""
+ATTEMPT_PAGE = """query($id: ID!, $after: String) { webhookSubscription(id: $id) {
+  page: attemptPage(first: 2, after: $after) { items { id: deliveryId } nextCursor } } }"""
+
+
+async def walked(kit: ExchangeKit, token: str, query: str, **variables: Any) -> tuple[list[str], str | None]:
+    """Every id of a log read two at a time, and the first cursor given out."""
+    ids: list[str] = []
+    after = first_cursor = None
+    while True:
+        page = (await kit.data(query, token, after=after, **variables))["webhookSubscription"]["page"]
+        ids += [item["id"] for item in page["items"]]
+        if page["nextCursor"] is None:
+            return ids, first_cursor
+        after = page["nextCursor"]
+        first_cursor = first_cursor or after
+
+
+async def the_logs_come_a_page_at_a_time(
+    kit: ExchangeKit, token: str, subscription_id: str, seen: dict[str, Any]
+) -> None:
+    """Walked two at a time, each log reads as the whole list; a cursor is its own log's, for
+    its own status filter."""
+    deliveries, cursor = await walked(kit, token, DELIVERY_PAGE, id=subscription_id)
+    assert deliveries == [delivery["id"] for delivery in seen["deliveries"]] and len(deliveries) == 5
+    attempts, _ = await walked(kit, token, ATTEMPT_PAGE, id=subscription_id)
+    assert attempts == [attempt["deliveryId"] for attempt in seen["attempts"]]
+    for query, variables in ((DELIVERY_PAGE, {"status": "DELIVERED"}), (ATTEMPT_PAGE, {})):
+        body = (await kit.graphql(query, token, id=subscription_id, after=cursor, **variables)).json()
+        assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "after"}, body
 
 
 async def test_a_log_page_out_of_range_is_refused_on_its_own_field_only(kit: ExchangeKit) -> None:

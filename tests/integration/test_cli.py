@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -56,7 +57,7 @@ def run_here(*argv: str, env: dict[str, str] | None = None) -> subprocess.Comple
     """
     runner = CliRunner(env={**os.environ, **(env or {})})
     with ThreadPoolExecutor(max_workers=1) as thread:
-        result = thread.submit(runner.invoke, main, list(argv)).result()
+        result = thread.submit(runner.invoke, main, list(argv), prog_name="exchange").result()
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return subprocess.CompletedProcess([EXCHANGE, *argv], result.exit_code, result.stdout, result.stderr)
@@ -431,8 +432,10 @@ def test_a_file_to_write_in_a_directory_that_does_not_exist_is_refused_before_an
     option = argv[argv.index("{file}") - 1]
     result = run_here(*(arg.replace("{file}", str(missing / "out")) for arg in argv), env=sqlite_env)
     assert result.returncode == 2
-    assert result.stderr.splitlines()[-1] == (
+    command = " ".join(itertools.takewhile(lambda arg: not arg.startswith("-"), argv))
+    assert result.stderr == (
         f"Error: Invalid value for '{option}': '{missing / 'out'}': its directory {missing} does not exist"
+        f" (see 'exchange {command} --help')\n"
     )
     assert list(tmp_path.iterdir()) == []  # not even the database
 

@@ -430,11 +430,11 @@ async def test_a_reversal_the_source_keeps_refusing_is_shown_to_staff_until_it_l
     world.partners["happy-card"].fail_next("reverse", Fault.UNREACHABLE, Fault.REFUSE, Fault.REFUSE)
     conversion = await world.execute(await world.quote(1000))
     retrying = RetryingOperations(world.db, world.clock)
-    assert await retrying.listed() == []  # one attempt so far: a hiccup is not shown
+    assert (await retrying.listed()).items == []  # one attempt so far: a hiccup is not shown
     await world.recover_all()
-    assert await retrying.listed() == []
+    assert (await retrying.listed()).items == []
     await world.recover_all()
-    [row] = await retrying.listed()
+    [row] = (await retrying.listed()).items
     assert (row.saga, row.id, row.program_id, row.status, row.step, row.attempts) == (
         "conversion",
         conversion.id,
@@ -444,14 +444,14 @@ async def test_a_reversal_the_source_keeps_refusing_is_shown_to_staff_until_it_l
         3,
     )
     assert row.last_error == "the member's account is closed"
-    assert await retrying.listed(program_id="fresh-mart") == []
+    assert (await retrying.listed(program_id="fresh-mart")).items == []
     assert world.partners["happy-card"].balances["alice"] == 99_000  # nothing moved meanwhile
     await world.recover_all()  # the partner takes the reversal now
     async with world.db.transaction() as session:
         finished = await session.get(Conversion, conversion.id)
     assert finished is not None and (finished.status, finished.last_error) == (ConversionStatus.REVERSED, None)
     assert world.partners["happy-card"].balances["alice"] == 100_000
-    assert await retrying.listed() == []
+    assert (await retrying.listed()).items == []
 
 
 async def test_a_crash_before_the_debit_is_recovered_after_the_lease(world: World) -> None:
@@ -820,7 +820,7 @@ async def test_a_partner_that_never_answers_the_status_poll_shows_waiting_since_
     assert (waiting.status, waiting.step, waiting.attempts) == (ConversionStatus.PENDING, SagaStep.AWAIT_CREDIT, 4)
     assert "timed out" in (waiting.last_error or "")
     assert waiting.updated_at == began
-    [row] = await RetryingOperations(world.db, world.clock).listed()
+    [row] = (await RetryingOperations(world.db, world.clock).listed()).items
     assert (row.id, row.since, row.age) == (conversion.id, began, world.clock.now() - began)
     assert await world.ledger_transactions() == 0
 

@@ -84,7 +84,7 @@ def reason(refused: pytest.ExceptionInfo[AuthorityRequired]) -> str:
 async def test_a_consent_is_given_only_under_the_programs_own_token(world: World) -> None:
     with pytest.raises(AuthorityRequired) as refused:
         await world.consents.grant(member_id=world.alice, asserted_by="wallet-pay", program="happy-card", points=1)
-    assert (refused.value.field, reason(refused)) == ("program", "NOT_ASSERTED")
+    assert (refused.value.field, reason(refused)) == ("programId", "NOT_ASSERTED")
     assert await world.rows() == []
 
 

@@ -67,6 +67,45 @@ def test_a_first_out_of_range_is_refused_naming_the_option_before_anything_runs(
     assert "Invalid value for '--first': 0 is not in the range 1<=x<=500." in result.output
 
 
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["clients", "create", "--role", "bogus"],
+            "Invalid value for '--role': 'bogus' is not one of 'settlement', 'admin'. "
+            "(see 'exchange clients create --help')",
+        ),
+        (
+            ["serve", "--wrokers", "2"],
+            "No such option '--wrokers'. Did you mean '--workers'? (see 'exchange serve --help')",
+        ),
+        (["serve", "--workers"], "Option '--workers' requires an argument. (see 'exchange serve --help')"),
+        (["sandbox", "serve"], "Missing option '--partner'. (see 'exchange sandbox serve --help')"),
+        (["settle", "close"], "give PERIOD or --previous, one of the two (see 'exchange settle close --help')"),
+        (
+            ["setle", "close"],
+            "No such command 'setle'. (Did you mean one of: 'serve', 'settle'?) (see 'exchange --help')",
+        ),
+        (["--verbose"], "No such option '--verbose'. (see 'exchange --help')"),
+        (["clients", "create", "--role", "a\nb"], "Invalid value for '--role': 'a\\nb' is not one of"),
+    ],
+)
+def test_a_usage_error_is_one_line_naming_the_option_and_the_rule(argv: list[str], line: str) -> None:
+    """Not click's three (the usage, a hint, the error): one line, status 2, whether click
+    refused the arguments as it read them or the command refused them as it ran; a value's own
+    line break cannot make it two."""
+    result = CliRunner().invoke(
+        main, argv, prog_name="exchange", env={"EXCHANGE_DATABASE_URL": "sqlite:///nowhere/x.db"}
+    )
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"Error: {line}") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_group_named_alone_still_shows_its_help() -> None:
+    result = CliRunner().invoke(main, ["settle"])
+    assert result.exit_code == 2 and "Commands:" in result.output and "close" in result.output
+
+
 def test_every_command_takes_its_period_as_an_argument() -> None:
     """`exchange settle close 2026-11`, `exchange books P 2026-11`, `exchange ledger archive
     2026-11`: a period is never an option of one command and an argument of the next."""

@@ -149,7 +149,21 @@ EXPECTED: dict[str, str] = {
         )
     },
     **{f"ConversionFailure.{name}": MEMBER_OWN_OR_SETTLEMENT for name in ("code", "message")},
-    **{f"ConversionPage.{name}": ANYONE for name in ("items", "nextCursor")},
+    # A page allows what the field that answers it allows; its items keep their own rules.
+    **{
+        f"{page}.{name}": ANYONE
+        for page in (
+            "ConversionPage",
+            "PendingOperationPage",
+            "RedemptionPage",
+            "RetryingOperationPage",
+            "RiskDecisionPage",
+            "StatusMatchPage",
+            "WebhookAttemptPage",
+            "WebhookDeliveryPage",
+        )
+        for name in ("items", "nextCursor")
+    },
     **{
         f"QuoteBreakdown.{name}": ANYONE
         for name in (
@@ -212,6 +226,7 @@ EXPECTED: dict[str, str] = {
     # challenge progress (its own matches only, checked by the service).
     "Query.statusMatchPreview": "member",
     "Query.statusMatches": "member",
+    "Query.statusMatchPage": "member",
     "Mutation.requestStatusMatch": "member",
     "Mutation.recordStatusMatchActivity": "partner",
     **{
@@ -257,7 +272,9 @@ EXPECTED: dict[str, str] = {
     "Query.reward": ANYONE,
     "Query.redemptionQuote": "member",
     "Query.redemptions": "member",
+    "Query.redemptionPage": "member",
     "Query.rewardRedemptions": "partner",
+    "Query.rewardRedemptionPage": "partner",
     "Mutation.publishReward": KEY_MANAGERS,
     "Mutation.redeemReward": "member",
     "Mutation.cancelRedemption": "partner member",
@@ -328,7 +345,9 @@ EXPECTED: dict[str, str] = {
     "Query.statement": STAFF_OR_OWNER,
     "Query.reconciliation": STAFF_OR_OWNER,
     "Query.pendingOperations": STAFF,
+    "Query.pendingOperationPage": STAFF,
     "Query.retryingOperations": STAFF,
+    "Query.retryingOperationPage": STAFF,
     **{
         f"PendingOperation.{name}": STAFF
         for name in (
@@ -415,7 +434,7 @@ EXPECTED: dict[str, str] = {
     },
     **{
         f"SettlementPeriod.{name}": STAFF_OR_PARTNER
-        for name in ("period", "status", "startsAt", "endsAt", "closingStartedAt", "closedAt")
+        for name in ("period", "status", "startsAt", "endsAt", "closingStartedAt", "closedAt", "archivedAt")
     },
     **{
         f"SettlementPeriod.{name}": STAFF
@@ -558,10 +577,13 @@ EXPECTED: dict[str, str] = {
     "BreakResolution.resolvedBy": STAFF,
     # Risk review: settlement staff only.
     "Query.heldConversions": STAFF,
+    "Query.heldConversionPage": STAFF,
     "Query.riskDecisions": STAFF,
+    "Query.riskDecisionPage": STAFF,
     "Mutation.approveConversion": STAFF,
     "Mutation.rejectConversion": STAFF,
     "Query.heldRedemptions": STAFF,
+    "Query.heldRedemptionPage": STAFF,
     "Mutation.approveRedemption": STAFF,
     "Mutation.rejectRedemption": STAFF,
     **{
@@ -599,7 +621,9 @@ EXPECTED: dict[str, str] = {
             "createdAt",
             "previousSecretUntil",
             "deliveries",
+            "deliveryPage",
             "attempts",
+            "attemptPage",
         )
     },
     **{

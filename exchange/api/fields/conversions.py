@@ -10,9 +10,10 @@ from strawberry.types import Info
 from exchange.api.context import Context
 from exchange.api.inputs import IdempotencyKey, Text
 from exchange.api.permissions import authorize, requires
-from exchange.api.types.conversions import Conversion, ConversionPage
+from exchange.api.types.conversions import Conversion
+from exchange.api.types.pages import After, Page
 from exchange.auth.scopes import Scope
-from exchange.conversions.queries import CURSOR_LENGTH, MAX_PAGE
+from exchange.conversions.queries import MAX_PAGE
 from exchange.members.consents import CONSENT_ID_LENGTH
 
 
@@ -40,16 +41,11 @@ class ConversionQueries:
         first: Annotated[
             int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")
         ] = 20,
-        after: Annotated[
-            str | None,
-            Text(CURSOR_LENGTH),
-            strawberry.argument(
-                description="A page's `nextCursor` (any other is `BAD_USER_INPUT`); null: from the newest."
-            ),
-        ] = None,
-    ) -> ConversionPage | None:
+        after: After = None,
+    ) -> Page[Conversion] | None:
         page = await info.context.services.conversions.conversions(info.context.caller(), first=first, after=after)
-        return ConversionPage.of(page, await info.context.currency())
+        currency = await info.context.currency()
+        return Page.of(page, lambda row: Conversion.from_row(row, currency))
 
 
 @strawberry.type

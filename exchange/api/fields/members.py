@@ -11,6 +11,7 @@ from exchange.api.context import Context
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.members import DebitConsent, Member
 from exchange.auth.scopes import Scope
+from exchange.errors import BadUserInput
 from exchange.pricing.limits import MAX_POINTS
 
 
@@ -39,9 +40,9 @@ class MemberQueries:
 @strawberry.type
 class MemberMutations:
     @strawberry.mutation(
-        description="Consent to one debit of exactly `points` of `program`'s points by a request made "
-        "under another partner's token (converting out of `program`, or paying with it): only "
-        "with a member token `program`'s partner asserted (else `AUTHORITY_REQUIRED`). The "
+        description="Consent to one debit of exactly `points` of `programId`'s points by a request made "
+        "under another partner's token (converting out of `programId`, or paying with it): only "
+        "with a member token `programId`'s partner asserted (else `AUTHORITY_REQUIRED`). The "
         "consent lives `EXCHANGE_DEBIT_CONSENT_SECONDS` (300 by default) and is used once. The "
         "coalition point's points take none (`BAD_USER_INPUT`): the exchange holds them, and a "
         "token with the scope `member:coalition` spends them.",
@@ -50,15 +51,33 @@ class MemberMutations:
     async def authorize_debit(
         self,
         info: Info[Context, None],
-        program: Annotated[
-            strawberry.ID, strawberry.argument(description="The program to be debited: the token's `assertedBy`.")
-        ],
         points: Annotated[
             int,
             strawberry.argument(
                 description=f"Exactly the points the debit will take (a quote's `pointsIn`), 1 to {MAX_POINTS:,}."
             ),
         ],
+        program: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(
+                description="The old name of `programId`.",
+                deprecation_reason="Use `programId`: the same program, named as every other operation names one.",
+            ),
+        ] = None,
+        program_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(
+                description="The program to be debited: the token's `assertedBy` (required; `program` is its old "
+                "name, and both together are `BAD_USER_INPUT`)."
+            ),
+        ] = None,
     ) -> DebitConsent | None:
-        granted = await info.context.services.members.authorize_debit(info.context.caller(), str(program), points)
+        if program is not None and program_id is not None:
+            raise BadUserInput("give programId only: program is its old name", field="programId")
+        if program is None and program_id is None:
+            raise BadUserInput("programId is required: the program to be debited", field="programId")
+        field, named = ("program", program) if program is not None else ("programId", program_id)
+        granted = await info.context.services.members.authorize_debit(
+            info.context.caller(), str(named), points, field=field
+        )
         return DebitConsent.of(granted)

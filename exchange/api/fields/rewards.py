@@ -14,6 +14,7 @@ from exchange.api.context import Context
 from exchange.api.fields.access import MANAGE_PROGRAM
 from exchange.api.inputs import ChosenId, IdempotencyKey, Text
 from exchange.api.permissions import PUBLIC, authorize, requires
+from exchange.api.types.pages import After, Page, replaced_by_page
 from exchange.api.types.rewards import Redemption, RedemptionQuote, RedemptionStatus, Reward, RewardKind
 from exchange.auth.scopes import Scope
 from exchange.members.consents import CONSENT_ID_LENGTH
@@ -61,7 +62,11 @@ class PublishRewardInput:
     available_until: datetime | None = strawberry.field(
         default=None, description="Redeemable until then (after `availableFrom`); null: no end."
     )
-    id: ChosenId | None = strawberry.field(default=None, description="Default: a new id.")
+    id: ChosenId | None = strawberry.field(
+        default=None,
+        description="Default: a new id. The same id with the same terms again answers the same reward; "
+        "with other terms it is `IDEMPOTENCY_CONFLICT`.",
+    )
 
     def to_draft(self) -> RewardDraft:
         return RewardDraft(
@@ -136,32 +141,65 @@ class RewardQueries:
     @strawberry.field(
         description="The member's redemptions, newest first.",
         extensions=[authorize(requires(Scope.MEMBER_READ))],
+        deprecation_reason=replaced_by_page("redemptionPage"),
     )
     async def redemptions(self, info: Info[Context, None], first: First = 50) -> list[Redemption] | None:
-        rows = await info.context.services.rewards.member_redemptions(info.context.caller(), first=first)
-        currency = await info.context.currency()
-        return [Redemption.from_row(row, currency) for row in rows]
+        return (await _member_redemptions(info, first, None)).items
+
+    @strawberry.field(
+        description="The member's redemptions, newest first: `first` of them after the cursor `after`.",
+        extensions=[authorize(requires(Scope.MEMBER_READ))],
+    )
+    async def redemption_page(
+        self, info: Info[Context, None], first: First = 50, after: After = None
+    ) -> Page[Redemption] | None:
+        return await _member_redemptions(info, first, after)
 
     @strawberry.field(
         description="Redemptions of one of the caller's rewards, newest first (the publishing partner only); "
         "a `rewardId` no reward has is `NOT_FOUND`.",
         extensions=[authorize(requires(Scope.PARTNER_READ))],
+        deprecation_reason=replaced_by_page("rewardRedemptionPage"),
     )
     async def reward_redemptions(
         self, info: Info[Context, None], reward_id: RewardId, first: First = 100
     ) -> list[Redemption] | None:
-        rows = await info.context.services.rewards.reward_redemptions(
-            info.context.caller(), str(reward_id), first=first
-        )
-        currency = await info.context.currency()
-        return [Redemption.from_row(row, currency) for row in rows]
+        return (await _reward_redemptions(info, str(reward_id), first, None)).items
+
+    @strawberry.field(
+        description="Redemptions of one of the caller's rewards, newest first (the publishing partner only): "
+        "`first` of them after the cursor `after`; a `rewardId` no reward has is `NOT_FOUND`.",
+        extensions=[authorize(requires(Scope.PARTNER_READ))],
+    )
+    async def reward_redemption_page(
+        self, info: Info[Context, None], reward_id: RewardId, first: First = 100, after: After = None
+    ) -> Page[Redemption] | None:
+        return await _reward_redemptions(info, str(reward_id), first, after)
+
+
+async def _member_redemptions(info: Info[Context, None], first: int, after: str | None) -> Page[Redemption]:
+    page = await info.context.services.rewards.member_redemptions(info.context.caller(), first=first, after=after)
+    currency = await info.context.currency()
+    return Page.of(page, lambda row: Redemption.from_row(row, currency))
+
+
+async def _reward_redemptions(
+    info: Info[Context, None], reward_id: str, first: int, after: str | None
+) -> Page[Redemption]:
+    page = await info.context.services.rewards.reward_redemptions(
+        info.context.caller(), reward_id, first=first, after=after
+    )
+    currency = await info.context.currency()
+    return Page.of(page, lambda row: Redemption.from_row(row, currency))
 
 
 @strawberry.type
 class RewardMutations:
     @strawberry.mutation(
-        description="Publish a reward of the program (its partner, or an admin). A term out of its range, or "
-        "an `id` a reward already has, is `BAD_USER_INPUT` naming it (`input.stock`, `input.id`).",
+        description="Publish a reward of the program (its partner, or an admin). A term out of its range is "
+        "`BAD_USER_INPUT` naming it (`input.stock`). An `id` you choose makes a retry safe: the same request again "
+        "answers the reward it published (as it stands now); an `id` a reward published otherwise has (other "
+        "terms, or another program's) is `IDEMPOTENCY_CONFLICT` (`input.id`).",
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def publish_reward(

@@ -12,6 +12,7 @@ from exchange.api.context import Context
 from exchange.api.inputs import Text
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.conversions import Conversion
+from exchange.api.types.pages import After, Page, replaced_by_page
 from exchange.api.types.rewards import Redemption
 from exchange.api.types.risk import RiskDecision
 from exchange.auth.scopes import Scope
@@ -30,56 +31,122 @@ Reason = Annotated[
 ]
 
 
+AboutConversion = Annotated[
+    strawberry.ID | None, strawberry.argument(description="Only about this conversion; null: any.")
+]
+AboutRedemption = Annotated[
+    strawberry.ID | None,
+    strawberry.argument(description="Only about this redemption; null: any. Filters given combine."),
+]
+AboutMember = Annotated[
+    strawberry.ID | None, strawberry.argument(description="Only about this member (exchange id); null: any.")
+]
+DecisionsPage = Annotated[
+    int, strawberry.argument(description=f"How many, from 1 to {MAX_DECISIONS} (else `BAD_USER_INPUT`).")
+]
+
+
+async def _held_conversions(info: Info[Context, None], first: int, after: str | None) -> Page[Conversion]:
+    page = await info.context.services.risk.held(first=first, after=after)
+    currency = await info.context.currency()
+    return Page.of(page, lambda row: Conversion.from_row(row, currency))
+
+
+async def _held_redemptions(info: Info[Context, None], first: int, after: str | None) -> Page[Redemption]:
+    page = await info.context.services.risk.held_redemptions(first=first, after=after)
+    currency = await info.context.currency()
+    return Page.of(page, lambda row: Redemption.from_row(row, currency))
+
+
+async def _decisions(
+    info: Info[Context, None],
+    conversion_id: strawberry.ID | None,
+    redemption_id: strawberry.ID | None,
+    member_id: strawberry.ID | None,
+    first: int,
+    after: str | None,
+) -> Page[RiskDecision]:
+    page = await info.context.services.risk.decisions(
+        conversion_id=None if conversion_id is None else str(conversion_id),
+        redemption_id=None if redemption_id is None else str(redemption_id),
+        member_id=None if member_id is None else str(member_id),
+        first=first,
+        after=after,
+    )
+    return Page.of(page, RiskDecision.from_row)
+
+
 @strawberry.type
 class RiskQueries:
     @strawberry.field(
         description="Conversions held by a risk gate for review, oldest first.",
         extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
+        deprecation_reason=replaced_by_page("heldConversionPage"),
     )
     async def held_conversions(self, info: Info[Context, None], first: HeldPage = 50) -> list[Conversion] | None:
-        rows = await info.context.services.risk.held(first=first)
-        currency = await info.context.currency()
-        return [Conversion.from_row(row, currency) for row in rows]
+        return (await _held_conversions(info, first, None)).items
+
+    @strawberry.field(
+        description="Conversions held by a risk gate for review, oldest first: `first` of them after the "
+        "cursor `after`.",
+        extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
+    )
+    async def held_conversion_page(
+        self, info: Info[Context, None], first: HeldPage = 50, after: After = None
+    ) -> Page[Conversion] | None:
+        return await _held_conversions(info, first, after)
 
     @strawberry.field(
         description="Redemptions held by the paying program's risk gates for review, oldest first.",
         extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
+        deprecation_reason=replaced_by_page("heldRedemptionPage"),
     )
     async def held_redemptions(self, info: Info[Context, None], first: HeldPage = 50) -> list[Redemption] | None:
-        rows = await info.context.services.risk.held_redemptions(first=first)
-        currency = await info.context.currency()
-        return [Redemption.from_row(row, currency) for row in rows]
+        return (await _held_redemptions(info, first, None)).items
+
+    @strawberry.field(
+        description="Redemptions held by the paying program's risk gates for review, oldest first: `first` "
+        "of them after the cursor `after`.",
+        extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
+    )
+    async def held_redemption_page(
+        self, info: Info[Context, None], first: HeldPage = 50, after: After = None
+    ) -> Page[Redemption] | None:
+        return await _held_redemptions(info, first, after)
 
     @strawberry.field(
         description="Risk decisions (allow, refuse, hold, approve, reject) with their reasons, newest "
         "first: about one conversion, one redemption, one member, or all. A conversion or redemption id "
         "none has is `NOT_FOUND`.",
         extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
+        deprecation_reason=replaced_by_page("riskDecisionPage"),
     )
     async def risk_decisions(
         self,
         info: Info[Context, None],
-        conversion_id: Annotated[
-            strawberry.ID | None, strawberry.argument(description="Only about this conversion; null: any.")
-        ] = None,
-        member_id: Annotated[
-            strawberry.ID | None, strawberry.argument(description="Only about this member (exchange id); null: any.")
-        ] = None,
-        first: Annotated[
-            int, strawberry.argument(description=f"How many, from 1 to {MAX_DECISIONS} (else `BAD_USER_INPUT`).")
-        ] = 50,
-        redemption_id: Annotated[
-            strawberry.ID | None,
-            strawberry.argument(description="Only about this redemption; null: any. Filters given combine."),
-        ] = None,
+        conversion_id: AboutConversion = None,
+        member_id: AboutMember = None,
+        first: DecisionsPage = 50,
+        redemption_id: AboutRedemption = None,
     ) -> list[RiskDecision] | None:
-        rows = await info.context.services.risk.decisions(
-            conversion_id=None if conversion_id is None else str(conversion_id),
-            redemption_id=None if redemption_id is None else str(redemption_id),
-            member_id=None if member_id is None else str(member_id),
-            first=first,
-        )
-        return [RiskDecision.from_row(row) for row in rows]
+        return (await _decisions(info, conversion_id, redemption_id, member_id, first, None)).items
+
+    @strawberry.field(
+        description="Risk decisions (allow, refuse, hold, approve, reject) with their reasons, newest "
+        "first: `first` of them after the cursor `after`, about one conversion, one redemption, one member, "
+        "or all. A conversion or redemption id none has is `NOT_FOUND`.",
+        extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
+    )
+    async def risk_decision_page(
+        self,
+        info: Info[Context, None],
+        conversion_id: AboutConversion = None,
+        redemption_id: AboutRedemption = None,
+        member_id: AboutMember = None,
+        first: DecisionsPage = 50,
+        after: After = None,
+    ) -> Page[RiskDecision] | None:
+        return await _decisions(info, conversion_id, redemption_id, member_id, first, after)
 
 
 @strawberry.type

@@ -10,6 +10,7 @@ from strawberry.types import Info
 from exchange.api.context import Context
 from exchange.api.inputs import OptionalIdempotencyKey, Text
 from exchange.api.permissions import authorize, requires
+from exchange.api.types.pages import After, Page, replaced_by_page
 from exchange.api.types.tiers import StatusMatch, StatusMatchPreview
 from exchange.auth.scopes import Scope
 from exchange.programs.models import TIER_NAME_LENGTH
@@ -21,6 +22,12 @@ FromProgram = Annotated[
 ToProgram = Annotated[
     strawberry.ID, strawberry.argument(description="The program to match the tier into; you must have linked it.")
 ]
+First = Annotated[int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")]
+
+
+async def _matches(info: Info[Context, None], first: int, after: str | None) -> Page[StatusMatch]:
+    page = await info.context.services.matches.matches(info.context.caller(), first=first, after=after)
+    return Page.of(page, StatusMatch.from_row)
 
 
 @strawberry.type
@@ -41,16 +48,19 @@ class TierQueries:
     @strawberry.field(
         description="The member's status matches, newest first.",
         extensions=[authorize(requires(Scope.MEMBER_READ))],
+        deprecation_reason=replaced_by_page("statusMatchPage"),
     )
-    async def status_matches(
-        self,
-        info: Info[Context, None],
-        first: Annotated[
-            int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")
-        ] = 50,
-    ) -> list[StatusMatch] | None:
-        rows = await info.context.services.matches.matches(info.context.caller(), first=first)
-        return [StatusMatch.from_row(row) for row in rows]
+    async def status_matches(self, info: Info[Context, None], first: First = 50) -> list[StatusMatch] | None:
+        return (await _matches(info, first, None)).items
+
+    @strawberry.field(
+        description="The member's status matches, newest first: `first` of them after the cursor `after`.",
+        extensions=[authorize(requires(Scope.MEMBER_READ))],
+    )
+    async def status_match_page(
+        self, info: Info[Context, None], first: First = 50, after: After = None
+    ) -> Page[StatusMatch] | None:
+        return await _matches(info, first, after)
 
 
 @strawberry.type

@@ -26,7 +26,6 @@ from exchange.conversions.models import ConversionStatus as RowStatus
 from exchange.money import Currency
 from exchange.pricing.models import Quote as QuoteRow
 from exchange.pricing.routes import legs_of
-from exchange.services.conversions import ConversionPage as ConversionPageValue
 
 if TYPE_CHECKING:
     from exchange.api.types.programs import Program
@@ -310,14 +309,3 @@ class Conversion:
             to_program_id=row.to_program,
             rate_version_id=row.rate_version_id,
         )
-
-
-@authorize_fields(PUBLIC)
-@strawberry.type(description="One page of conversions, newest first.")
-class ConversionPage:
-    items: list[Conversion] = strawberry.field(description="At most `first` conversions, newest first.")
-    next_cursor: str | None = strawberry.field(description="Pass as `after` for the next page; null at the end.")
-
-    @classmethod
-    def of(cls, page: ConversionPageValue, currency: Currency) -> ConversionPage:
-        return cls(items=[Conversion.from_row(row, currency) for row in page.items], next_cursor=page.next_cursor)

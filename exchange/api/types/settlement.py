@@ -73,7 +73,7 @@ def break_id_of(value: str, *, field: str) -> int:
 
 @strawberry.enum(
     description="Where a settlement period stands: OPEN, CLOSING, CLOSED; and, for one partner, "
-    "SIGNED_OFF once staff have signed it off."
+    "SIGNED_OFF once staff have signed it off. An archived period stays CLOSED (`SettlementPeriod.archivedAt`)."
 )
 class PeriodStatus(Enum):
     OPEN = strawberry.enum_value(PeriodStatusValue.OPEN.value, description="Postings go into it.")
@@ -327,6 +327,11 @@ class SettlementPeriod:
         description="When closing started (`closePeriod`); null while OPEN."
     )
     closed_at: datetime | None = strawberry.field(description="When it closed; null until CLOSED.")
+    archived_at: datetime | None = strawberry.field(
+        description="When it was archived (`exchange ledger archive`, once every partner signed it off): its "
+        "ledger lines left the ledger, its figures and statements stay as issued, and nothing of it changes "
+        "any more; `status` stays CLOSED (the console shows it as Archived). Null: not archived."
+    )
     report: strawberry.Private[PeriodReport]
 
     @strawberry.field(description="Who started closing it (staff only).", extensions=[authorize(STAFF)])
@@ -406,6 +411,7 @@ class SettlementPeriod:
             ends_at=ends_at,
             closing_started_at=report.row.closing_started_at if report.row else None,
             closed_at=report.row.closed_at if report.row else None,
+            archived_at=report.archived_at,
             report=report,
         )
 

@@ -11,6 +11,7 @@ from strawberry.types import Info
 
 from exchange.api.context import Context
 from exchange.api.permissions import Rule, authorize_fields, own_program, requires, source
+from exchange.api.types.pages import After, Page, replaced_by_page
 from exchange.auth.scopes import Scope
 from exchange.services.webhooks import MAX_PAGE
 from exchange.webhooks.events import EventType
@@ -21,6 +22,9 @@ from exchange.webhooks.models import WebhookSubscription as SubscriptionRow
 from exchange.webhooks.subscriptions import DeliveryView, WithSecret
 
 LogPage = Annotated[int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")]
+InStatus = Annotated[
+    "WebhookDeliveryStatus | None", strawberry.argument(description="Only those in this status; null: all.")
+]
 
 #: Staff tools (admins, settlement staff) reach every subscription.
 STAFF: Rule = requires(Scope.ADMIN_READ, Scope.ADMIN_WRITE) | requires(Scope.SETTLEMENT_READ, Scope.SETTLEMENT_WRITE)
@@ -210,25 +214,53 @@ class WebhookSubscription:
         description="After a rotation, until when deliveries are also signed with the old secret."
     )
 
-    @strawberry.field(description="Its deliveries, the latest event first; only those in `status` when given.")
+    @strawberry.field(
+        description="Its deliveries, the latest event first; only those in `status` when given.",
+        deprecation_reason=replaced_by_page("deliveryPage"),
+    )
     async def deliveries(
-        self,
-        info: Info[Context, None],
-        status: Annotated[
-            WebhookDeliveryStatus | None, strawberry.argument(description="Only those in this status; null: all.")
-        ] = None,
-        first: LogPage = 50,
+        self, info: Info[Context, None], status: InStatus = None, first: LogPage = 50
     ) -> list[WebhookDelivery]:
         page = (info.context.caller().program_id, status.value if status is not None else None, first)
         views = await info.context.loaders.webhook_deliveries.load((page, str(self.id)))
         return [WebhookDelivery.from_view(view, self.program_id) for view in views]
 
-    @strawberry.field(description="The delivery log: every try, the latest first.")
+    @strawberry.field(
+        description="Its deliveries, the latest event first: `first` of them after the cursor `after` (one "
+        "given out for this subscription and `status`); only those in `status` when given.",
+    )
+    async def delivery_page(
+        self, info: Info[Context, None], status: InStatus = None, first: LogPage = 50, after: After = None
+    ) -> Page[WebhookDelivery]:
+        page = await info.context.services.webhooks.deliveries(
+            info.context.caller().program_id,
+            str(self.id),
+            status=status.value if status is not None else None,
+            first=first,
+            after=after,
+        )
+        return Page.of(page, lambda view: WebhookDelivery.from_view(view, self.program_id))
+
+    @strawberry.field(
+        description="The delivery log: every try, the latest first.",
+        deprecation_reason=replaced_by_page("attemptPage"),
+    )
     async def attempts(self, info: Info[Context, None], first: LogPage = 50) -> list[WebhookAttempt]:
         rows = await info.context.loaders.webhook_attempts.load(
             ((info.context.caller().program_id, first), str(self.id))
         )
         return [WebhookAttempt.from_row(row, self.program_id) for row in rows]
+
+    @strawberry.field(
+        description="The delivery log: every try, the latest first: `first` of them after the cursor `after`."
+    )
+    async def attempt_page(
+        self, info: Info[Context, None], first: LogPage = 50, after: After = None
+    ) -> Page[WebhookAttempt]:
+        page = await info.context.services.webhooks.attempts(
+            info.context.caller().program_id, str(self.id), first=first, after=after
+        )
+        return Page.of(page, lambda row: WebhookAttempt.from_row(row, self.program_id))
 
     @classmethod
     def from_row(cls, row: SubscriptionRow) -> WebhookSubscription:

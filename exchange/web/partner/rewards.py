@@ -157,7 +157,9 @@ class RewardPages:
         problems: Problems | None = None,
         status_code: int = 200,
     ) -> Response:
-        redemptions = await self.rewards.reward_redemptions(partner_of(request), reward.id, first=REDEMPTIONS_SHOWN)
+        redemptions = (
+            await self.rewards.reward_redemptions(partner_of(request), reward.id, first=REDEMPTIONS_SHOWN)
+        ).items
         catalog = await self.catalog.cache.get()
         currency = catalog.currency
         now = self.rewards.clock.now()

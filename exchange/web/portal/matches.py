@@ -121,7 +121,7 @@ class StatusMatchPages:
                 "assessment": assessment,
                 "problem": Refusal.of(problem, catalog.programs) if problem else None,
                 "notice": notice,
-                "matches": await self.services.matches.matches(caller, first=MATCHES_SHOWN),
+                "matches": (await self.services.matches.matches(caller, first=MATCHES_SHOWN)).items,
                 "idempotency_key": secrets.token_urlsafe(24),
             },
             status_code=status_code,

@@ -157,7 +157,7 @@ class RewardPages:
     ) -> Response:
         """``redeemed``: the id of the redemption the member just made, whose notice says how
         it stands now (none for an id not among theirs)."""
-        redemptions = await self.services.rewards.member_redemptions(member(request), first=HISTORY_LENGTH)
+        redemptions = (await self.services.rewards.member_redemptions(member(request), first=HISTORY_LENGTH)).items
         rewards = await self.services.rewards.rewards_by_id({redemption.reward_id for redemption in redemptions})
         catalog = await self.services.catalog.cache.get()
         return self.pages.render(
