@@ -446,6 +446,12 @@ class Settings(BaseSettings):
         return self.log_format or ("json" if self.environment == "production" else "text")
 
     @property
+    def served_over_https(self) -> bool:
+        """Whether browsers reach the exchange over HTTPS: everywhere but on a developer's machine
+        (its cookies are then ``Secure``, and its answers carry ``Strict-Transport-Security``)."""
+        return self.environment != "development"
+
+    @property
     def timezone(self) -> ZoneInfo:
         return ZoneInfo(self.settlement_timezone)
 
