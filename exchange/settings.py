@@ -394,10 +394,11 @@ class Settings(BaseSettings):
         default=100,
         ge=1,
         le=100_000,
-        description="Failed client authentications from one address (an IPv6 /64), over every client id "
-        "together, within the window, after which the OAuth endpoints answer 429 to that address for "
-        "every client: each may have cost an Argon2 check (about 50 ms of a core), an unknown client id "
-        "too, so this bounds what one address makes the gateway spend (at most 100000).",
+        description="Failed client authentications and console sign-ins from one address (an IPv6 /64), over "
+        "every client id and username together, within the window, after which the OAuth endpoints and the "
+        "sign-in page answer 429 to that address for every one: each may have cost an Argon2 check (about "
+        "50 ms of a core), an unknown id's too, so this bounds what one address makes the gateway spend "
+        "(at most 100000).",
     )
     token_failure_window: int = Field(
         default=60,
