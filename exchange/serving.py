@@ -89,6 +89,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     The answers the protocol writes itself, outside the application (those refusals, and
     uvicorn's 400 for bytes that are no HTTP request), carry :attr:`answer_headers` besides
     their own.
+
+    *WebSocket.* No server of the exchange speaks it: a request to upgrade is served as the plain
+    HTTP request it also is, by the application. Handed to uvicorn's WebSocket protocol (the
+    ``websockets`` package is installed), it escaped every bound above and was refused by that
+    library's own answer, bare of the application's headers.
     """
 
     #: Header lines (each ending CRLF) of every answer the protocol writes itself.
@@ -170,6 +175,13 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if self._head_bytes > MAX_REQUEST_HEAD_BYTES and not self.transport.is_closing():
             self.logger.warning("Request head too large.")
             self._refuse(b"431 Request Header Fields Too Large", _HEAD_TOO_LARGE)
+
+    def _should_upgrade_to_ws(self) -> bool:
+        return False
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """Nothing to warn of: the request is served as plain HTTP (uvicorn would log two lines
+        for each, one telling the operator to install a WebSocket library)."""
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes that are no HTTP request (which it has logged), written as

@@ -117,6 +117,22 @@ def test_bytes_that_are_no_request_are_answered_400_with_the_security_headers(
     assert_security_headers(answer)
 
 
+@pytest.mark.parametrize("path", ["/graphql", "/healthz", "/console/sign-in"])
+def test_a_request_to_upgrade_to_a_websocket_is_served_as_plain_http_with_the_security_headers(
+    address: tuple[str, int], path: str
+) -> None:
+    """uvicorn handed it to the ``websockets`` library, which refused it 403 itself, without the
+    application's headers and outside the bounds on a request's head."""
+    upgrade = (
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n"
+    )
+    request = b"GET " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\n" + upgrade + b"\r\n"
+    answer = exchange(address, request, half_close=False)
+    assert status(answer) == status(exchange(address, head(path, b""))), answer[:200]  # as without the upgrade
+    assert_security_headers(answer)
+
+
 async def test_a_refusal_behind_https_carries_strict_transport_security() -> None:
     async with serving(Starlette(), protocol=HttpsGatewayProtocol) as server:
         reader, writer = await asyncio.open_connection(server.host, server.port)
