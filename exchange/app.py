@@ -96,6 +96,10 @@ def create_app(
             failures=settings.token_failure_limit,
             window=timedelta(seconds=settings.token_failure_window),
         ),
+        address_limit=FailureLimit(
+            failures=settings.token_failure_address_limit,
+            window=timedelta(seconds=settings.token_failure_window),
+        ),
     )
 
     @asynccontextmanager

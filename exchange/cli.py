@@ -306,7 +306,8 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     import uvicorn
 
     from exchange.access_log import uvicorn_log_config
-    from exchange.serving import BoundedHeadProtocol, ensure_free, listening_socket
+    from exchange.serving import ensure_free, listening_socket
+    from exchange.web.security import gateway_protocol
 
     settings = load_settings(host=host, port=port)
     if settings.port == 0:  # any free one, chosen now as the demo chooses: the issuer URL names it
@@ -337,7 +338,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
             log_level=settings.log_level,
             log_config=uvicorn_log_config(settings.chosen_log_format, settings.log_level),
             proxy_headers=True,
-            http=BoundedHeadProtocol,
+            http=gateway_protocol(secure=settings.served_over_https),
             limit_concurrency=settings.max_connections,
             # uvicorn kills a worker that does not answer its health check within this time, and
             # starts another. Its default (5 s) is shorter than a worker's start-up (imports, app)

@@ -61,6 +61,7 @@ from exchange.serving import (
 )
 from exchange.settings import Settings
 from exchange.text import counted
+from exchange.web.security import gateway_protocol
 
 EXAMPLE_QUERY = "{ programs { id name pointValue tiers { name level } } }"
 #: The banner's query as a member, as README's "Calling the API with a token" has it: each
@@ -464,6 +465,7 @@ async def _run_demo(
             handle_signals=False,
             listener=listener,
             max_connections=settings.max_connections,
+            protocol=gateway_protocol(secure=settings.served_over_https),
         )
         credentials = await write_credentials(settings, data_dir, gateway.url, sandboxes)
         print(banner(gateway.url, settings, sandboxes, credentials, people, month), flush=True)

@@ -7,7 +7,8 @@ which one was bound. Every server, ``exchange serve``'s included, speaks HTTP/1.
 head of at most :data:`MAX_REQUEST_HEAD_BYTES` (else 431), arriving whole within
 :data:`HEAD_TIMEOUT_SECONDS` of when the server waits for it (else 408, or a plain close if
 nothing came), and a body the application waits for never silent for :data:`BODY_IDLE_SECONDS`
-(else the connection is closed).
+(else the connection is closed). The gateway serves through a subclass whose own answers carry
+its security headers (:func:`exchange.web.security.gateway_protocol`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -84,7 +85,19 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     (the head deadline, the body's idle check, or the linger of a refusal): one per request
     head, and one per idle limit that the application spends waiting for a body. It is
     cancelled when the connection is lost.
+
+    The answers the protocol writes itself, outside the application (those refusals, and
+    uvicorn's 400 for bytes that are no HTTP request), carry :attr:`answer_headers` besides
+    their own.
+
+    *WebSocket.* No server of the exchange speaks it: a request to upgrade is served as the plain
+    HTTP request it also is, by the application. Handed to uvicorn's WebSocket protocol (the
+    ``websockets`` package is installed), it escaped every bound above and was refused by that
+    library's own answer, bare of the application's headers.
     """
+
+    #: Header lines (each ending CRLF) of every answer the protocol writes itself.
+    answer_headers: ClassVar[bytes] = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -163,6 +176,19 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self.logger.warning("Request head too large.")
             self._refuse(b"431 Request Header Fields Too Large", _HEAD_TOO_LARGE)
 
+    def _should_upgrade_to_ws(self) -> bool:
+        return False
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """Nothing to warn of: the request is served as plain HTTP (uvicorn would log two lines
+        for each, one telling the operator to install a WebSocket library)."""
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that are no HTTP request (which it has logged), written as
+        a refused head's: with :attr:`answer_headers`, and the rest of the request read to its
+        end, where uvicorn's closed at once and could reset the connection under its answer."""
+        self._refuse(b"400 Bad Request", msg.encode())
+
     def _head_deadline_passed(self) -> None:
         self._timer = None
         if self.transport.is_closing():
@@ -201,7 +227,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             return
         self.transport.write(
             b"HTTP/1.1 %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(reason), reason)
+            b"content-length: %d\r\nconnection: close\r\n%s\r\n%s" % (status, len(reason), self.answer_headers, reason)
         )
         if self.transport.can_write_eof():
             self.transport.write_eof()
@@ -315,6 +341,7 @@ async def start_server(
     name: str = "the server",
     listener: socket.socket | None = None,
     max_connections: int | None = None,
+    protocol: type[BoundedHeadProtocol] = BoundedHeadProtocol,
 ) -> RunningServer:
     """Start serving ``app``; returns once the socket listens (or raises if start-up failed).
 
@@ -323,6 +350,7 @@ async def start_server(
     With ``handle_signals=False`` the server ignores Ctrl-C: the caller stops it.
     ``max_connections``: connections held, and requests served, at once; a request beyond
     either is answered 503 (uvicorn's ``limit_concurrency``; ``None``: no limit).
+    ``protocol``: HTTP/1.1 as :class:`BoundedHeadProtocol` or a subclass (the gateway's).
     """
     if listener is None:
         listener = listening_socket(host, port, name=name)
@@ -334,7 +362,7 @@ async def start_server(
         log_level=log_level,
         log_config=uvicorn_log_config(),
         lifespan="on",
-        http=BoundedHeadProtocol,
+        http=protocol,
         limit_concurrency=max_connections,
     )
     server = server_class(config)

@@ -411,6 +411,16 @@ class Settings(BaseSettings):
         description="Failed client authentications per client, within the window, after which "
         "the OAuth endpoints answer 429 to that client.",
     )
+    token_failure_address_limit: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Failed client authentications and console sign-ins from one address (an IPv6 /64), over "
+        "every client id and username together, within the window, after which the OAuth endpoints and the "
+        "sign-in page answer 429 to that address for every one: each may have cost an Argon2 check (about "
+        "50 ms of a core), an unknown id's too, so this bounds what one address makes the gateway spend "
+        "(at most 100000).",
+    )
     token_failure_window: int = Field(
         default=60,
         ge=1,
@@ -465,6 +475,12 @@ class Settings(BaseSettings):
     def chosen_log_format(self) -> Literal["text", "json"]:
         """The log format: the setting, or JSON in production and text in development."""
         return self.log_format or ("json" if self.environment == "production" else "text")
+
+    @property
+    def served_over_https(self) -> bool:
+        """Whether browsers reach the exchange over HTTPS: everywhere but on a developer's machine
+        (its cookies are then ``Secure``, and its answers carry ``Strict-Transport-Security``)."""
+        return self.environment != "development"
 
     @property
     def timezone(self) -> ZoneInfo:

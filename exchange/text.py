@@ -133,6 +133,29 @@ def shown_text_problem(value: str, *, lines: bool = False) -> str | None:
     return None
 
 
+#: The most characters of someone else's value a message quotes: a field may be kilobytes long.
+QUOTED_CHARACTERS = 80
+
+
+def quoted(value: str) -> str:
+    """``value`` (a partner's, a member's) as a message of the exchange quotes it: between
+    quotes as ``repr`` writes it, its first :data:`QUOTED_CHARACTERS` and,
+    past them, how many it has. ``repr`` writes every character that shows nothing or moves
+    others as its escape (``\\u202e``): controls, direction controls, line and paragraph
+    separators, unpaired surrogates. A value with a right-to-left override so cannot reorder
+    the message around it, wherever the message goes (a GraphQL error, the command line, a
+    file); a page isolates it too (``|theirs``), for text in a right-to-left script."""
+    if len(value) <= QUOTED_CHARACTERS:
+        return repr(value)
+    return f"{value[:QUOTED_CHARACTERS]!r}… ({len(value)} characters)"
+
+
+def escaped(value: str) -> str:
+    """``value`` written as :func:`quoted` writes it, without the quotes: for a value a message
+    gives back unquoted, such as an amount as it should have been written."""
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in value)
+
+
 def shows_nothing(value: str) -> bool:
     """Whether ``value`` shows as blank: only spaces and characters that show as nothing
     (a zero-width space, a soft hyphen, U+FEFF: Unicode's format characters)."""

@@ -40,6 +40,19 @@ in-process guard stays in front, so that a replica holds at most one database co
 waiting for a (client id, address)'s turn (a burst cannot tie up its pool), and answers the
 rest of a burst without asking the database once the limit is reached. SQLite, the embedded
 single-process store, has no such lock and needs none.
+
+Counted per (client id, address) alone, a caller that names a new client id with each request
+(or a new username at the console's sign-in) never reaches a limit, and each unknown id costs
+an Argon2 check all the same (:func:`~exchange.auth.hashing.verify_nobody`, so that the time of
+the answer does not tell which ids exist). So the failures from one address are counted over
+every id too (:func:`every_id`), at a limit of their own (``EXCHANGE_TOKEN_FAILURE_ADDRESS_LIMIT``):
+past it the address is answered 429 for every id until the window closes, which bounds the
+Argon2 checks one address makes the gateway spend. Attempts for that key are not judged one at
+a time (that would queue every request of a partner's servers sharing one address): as many as
+the limit leaves room for are admitted at once, each attempt under way counted as a failure to
+come (:meth:`AttemptsUnderWay.attempt`'s ``pooled``). Only each replica holds its own attempts
+so: a burst spread over several replicas may have up to the limit judged on each before the
+failures counted catch up.
 """
 
 from __future__ import annotations
@@ -77,6 +90,9 @@ EVERY_ADDRESS_FACTOR = 10
 #: The address under which a key's failures from every address are counted together (no
 #: caller's address has this form).
 EVERY_ADDRESS = "*"
+#: The key under which an address's failures over every client id and username are counted
+#: together (no client id holds a colon, and usernames' keys have a prefix of their own).
+EVERY_ID = "every:"
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,11 @@ class FailureLimit:
 
 #: What failures are counted against: a client id (or a username's key) and an address.
 Counted = tuple[str, str]
+
+
+def every_id(address: str) -> Counted:
+    """The key of ``address``'s failures over every id (see the module's docstring)."""
+    return (EVERY_ID, address)
 
 
 @dataclass(frozen=True)
@@ -121,43 +142,55 @@ class AttemptsUnderWay:
 
     @asynccontextmanager
     async def attempt(
-        self, limits: Mapping[Counted, int], standing: Callable[[], Awaitable[Standing]]
+        self,
+        limits: Mapping[Counted, int],
+        standing: Callable[[], Awaitable[Standing]],
+        *,
+        pooled: Mapping[Counted, int] | None = None,
     ) -> AsyncIterator[Standing]:
         """Wait for room for an attempt counted against each of ``limits`` (at most that many
-        failures); yield the standing it was admitted on. A standing with ``retry_after`` is a
-        refusal: nothing was admitted, the caller answers 429. ``standing`` reads the counted
-        failures afresh."""
-        keys = sorted(limits)
+        failures, one attempt at a time) and each of ``pooled`` (at most that many failures
+        counted and attempts under way together, several at a time); yield the standing it was
+        admitted on. A standing with ``retry_after`` is a refusal: nothing was admitted, the
+        caller answers 429. ``standing`` reads the counted failures afresh."""
+        keys, shared = sorted(limits), sorted(pooled or {})
         if not keys:  # names no client: nothing to count it against
             yield Standing(None, {})
             return
         while True:
             finishes = self._finishes
             now = None
-            async with self._admission(keys):
+            async with self._admission(sorted({*keys, *shared})):
                 # Nobody else is admitted meanwhile, and a finishing attempt counts its failure
                 # before it leaves. While one is under way, the failures are not read: it is
                 # waited for first (one read per admission, not one per waiter per finish).
                 if not any(self._under_way[key] for key in keys):
+                    # Counted before the read: one finishing during it may have had its failure
+                    # counted after the read began, and must not be missed from both.
+                    under_way = {key: self._under_way[key] for key in shared}
                     now = await standing()
-                    admitted = now.retry_after is None and all(
-                        now.failures.get(key, 0) < limit for key, limit in limits.items()
+                    admitted = (
+                        now.retry_after is None
+                        and all(now.failures.get(key, 0) < limit for key, limit in limits.items())
+                        and all(
+                            now.failures.get(key, 0) + under_way[key] < limit for key, limit in (pooled or {}).items()
+                        )
                     )
                     if admitted:
-                        self._under_way.update(keys)
+                        self._under_way.update([*keys, *shared])
                         break
             if now is not None and now.retry_after is not None:
                 yield now
                 return
-            if all(self._under_way[key] == 0 for key in keys):
-                continue  # the one under way has finished: read the failures again
+            if all(self._under_way[key] == 0 for key in [*keys, *shared]):
+                continue  # the ones under way have finished: read the failures again
             if self._finishes == finishes:  # none finished since it looked: wait for one
                 await self._next_finish()
         try:
             yield now
         finally:
-            self._under_way.subtract(keys)
-            for key in keys:
+            self._under_way.subtract([*keys, *shared])
+            for key in {*keys, *shared}:
                 if not self._under_way[key]:
                     del self._under_way[key]
             self._finishes += 1

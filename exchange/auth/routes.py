@@ -4,11 +4,13 @@
 (RFC 7009), ``GET /.well-known/oauth-authorization-server`` (RFC 8414) and
 ``GET /.well-known/jwks.json``. Each POST reads its form on the event loop, checks every
 client the request names against the failure rate limit (for the caller's address, counting
-attempts under way as failures to come, see :mod:`exchange.auth.ratelimit`), waits for its
+attempts under way as failures to come, see :mod:`exchange.auth.ratelimit`), and the address
+against its limit over every client id, waits for its
 turn among every replica's attempts for those clients from that address and checks the limit
 again, refuses a request that authenticates its client more than one way, runs Authlib in a
 worker thread (see :mod:`exchange.auth.server`), and counts a failed client authentication,
-in the same unit of work, against every client the request named, from that address.
+in the same unit of work, against every client the request named, from that address, and
+once against the address.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 from authlib.oauth2.rfc6749 import InvalidRequestError
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -83,12 +87,16 @@ class OAuthEndpoints:
         keys: SigningKeys,
         clock: Clock,
         failure_limit: ratelimit.FailureLimit,
+        address_limit: ratelimit.FailureLimit,
     ) -> None:
+        """``failure_limit`` holds per client id and address, ``address_limit`` per address over
+        every client id (:func:`ratelimit.every_id`)."""
         self._server = server
         self._db = db
         self._keys = keys
         self._clock = clock
         self._limit = failure_limit
+        self._address_limit = address_limit
         self._attempts = ratelimit.AttemptsUnderWay()
 
     def routes(self) -> list[Route]:
@@ -136,10 +144,11 @@ class OAuthEndpoints:
 
         async def standing() -> ratelimit.Standing:
             async with self._db.transaction() as session:
-                return await ratelimit.standing(session, named, address, self._limit, self._clock.now())
+                return await self._standing(session, named, address, self._clock.now())
 
         limits = {(client_id, address): self._limit.failures for client_id in named}
-        async with self._attempts.attempt(limits, standing) as admitted:
+        pooled = {ratelimit.every_id(address): self._address_limit.failures}
+        async with self._attempts.attempt(limits, standing, pooled=pooled) as admitted:
             if admitted.retry_after is not None:
                 return too_many_failures(admitted.retry_after)
             async with self._db.transaction() as session:
@@ -147,7 +156,7 @@ class OAuthEndpoints:
                 # and this one reads the failures again once it has its turn.
                 await ratelimit.take_turn(session, set(limits))
                 now = self._clock.now()
-                turn = await ratelimit.standing(session, named, address, self._limit, now)
+                turn = await self._standing(session, named, address, now)
                 if turn.retry_after is not None:
                     return too_many_failures(turn.retry_after)
                 if presented.mixed:
@@ -158,7 +167,15 @@ class OAuthEndpoints:
                     failed = work.authentication_failed
                 if failed and named:
                     await ratelimit.record_failures(session, named, address, self._limit, now)
+                    await ratelimit.record_failure(session, ratelimit.EVERY_ID, address, self._address_limit, now)
         return response
+
+    async def _standing(
+        self, session: AsyncSession, named: frozenset[str], address: str, now: datetime
+    ) -> ratelimit.Standing:
+        """How the clients ``named`` stand from ``address``, and the address over every client."""
+        clients = await ratelimit.standing(session, named, address, self._limit, now)
+        return clients | await ratelimit.standing(session, {ratelimit.EVERY_ID}, address, self._address_limit, now)
 
 
 async def read_form(request: Request) -> dict[str, str] | Response:
@@ -220,7 +237,8 @@ def too_many_failures(retry_after: int) -> Response:
         {
             "error": "temporarily_unavailable",
             "error_description": (
-                f"too many failed authentications for this client from this address; try again in {retry_after} s"
+                "too many failed authentications from this address, for this client or for every client "
+                f"together; try again in {retry_after} s"
             ),
         },
         status_code=429,

@@ -285,7 +285,8 @@ def next_step(rule: Rule, principal: Principal, source: Any, arguments: Mapping[
         roles = [other.value for other in Role if other is not role and rule.access(other) is not Access.NONE]
         if not roles:
             return "no token may"
-        return f"a {role.value} token never may: this is for {' or '.join(roles)} tokens"
+        article = "an" if role.value[0] in "aeiou" else "a"
+        return f"{article} {role.value} token never may: this is for {' or '.join(roles)} tokens"
     lacking = [
         [leaf for leaf in way if not leaf.allows(principal, source, arguments)]
         for way in reachable

@@ -105,12 +105,14 @@ class PeopleService:
         *,
         key_secret: str,
         failure_limit: ratelimit.FailureLimit,
+        address_limit: ratelimit.FailureLimit,
         timeouts: SessionTimeouts,
     ) -> None:
         self._db = db
         self._clock = clock
         self._key_secret = key_secret
         self._limit = failure_limit
+        self._address_limit = address_limit
         self._attempts = ratelimit.AttemptsUnderWay()
         self._every_address_limit = ratelimit.FailureLimit(
             failures=failure_limit.failures * EVERY_ADDRESS_FACTOR, window=failure_limit.window
@@ -119,14 +121,14 @@ class PeopleService:
 
     @classmethod
     def for_settings(cls, settings: Settings, *, db: Database, clock: Clock) -> PeopleService:
-        """Sign-in failures count against the token endpoint's limit and window."""
+        """Sign-in failures count against the token endpoint's limits and window."""
+        window = timedelta(seconds=settings.token_failure_window)
         return cls(
             db,
             clock,
             key_secret=settings.key_encryption_secret.get_secret_value(),
-            failure_limit=ratelimit.FailureLimit(
-                failures=settings.token_failure_limit, window=timedelta(seconds=settings.token_failure_window)
-            ),
+            failure_limit=ratelimit.FailureLimit(failures=settings.token_failure_limit, window=window),
+            address_limit=ratelimit.FailureLimit(failures=settings.token_failure_address_limit, window=window),
             timeouts=SessionTimeouts(
                 idle=timedelta(seconds=settings.session_idle_seconds),
                 lifetime=timedelta(seconds=settings.session_lifetime_seconds),
@@ -181,6 +183,9 @@ class PeopleService:
         spread over many addresses are still bounded per username. Attempts made at once are
         held to both limits too (:class:`ratelimit.AttemptsUnderWay`): the rest wait their turn,
         and take turns with every replica's sign-ins as that username (:func:`ratelimit.take_turn`).
+        Each failure counts once more against the caller's address over every username (and
+        client id) together (:func:`ratelimit.every_id`): an unknown username costs an Argon2
+        check as a known one does, and trying a new one each time reaches no other limit.
         """
         username = normalize_username(username)
         key = rate_limit_key(username)
@@ -191,7 +196,8 @@ class PeopleService:
                 return await self._standing(session, key, address)
 
         limits = {(key, address): self._limit.failures, (key, EVERY_ADDRESS): everywhere.failures}
-        async with self._attempts.attempt(limits, standing) as admitted:
+        pooled = {ratelimit.every_id(address): self._address_limit.failures}
+        async with self._attempts.attempt(limits, standing, pooled=pooled) as admitted:
             if admitted.retry_after is not None:
                 return Locked(retry_after=admitted.retry_after)
             return await self._judge(username, password, code, address=address, replacing=replacing)
@@ -225,6 +231,7 @@ class PeopleService:
             if person is None or not verified:
                 await ratelimit.record_failure(session, key, address, self._limit, now)
                 await ratelimit.record_failure(session, key, EVERY_ADDRESS, everywhere, now)
+                await ratelimit.record_failure(session, ratelimit.EVERY_ID, address, self._address_limit, now)
                 return Refused()
             if replacing is not None:
                 await close_session(session, replacing)
@@ -233,10 +240,15 @@ class PeopleService:
 
     async def _standing(self, session: AsyncSession, key: str, address: str) -> ratelimit.Standing:
         """How the username whose rate-limit key is ``key`` stands now, from ``address`` and
-        from every address."""
+        from every address, and how ``address`` stands over every username."""
         now = self._clock.now()
         here = await ratelimit.standing(session, {key}, address, self._limit, now)
-        return here | await ratelimit.standing(session, {key}, EVERY_ADDRESS, self._every_address_limit, now)
+        everywhere = await ratelimit.standing(session, {key}, EVERY_ADDRESS, self._every_address_limit, now)
+        return (
+            here
+            | everywhere
+            | await ratelimit.standing(session, {ratelimit.EVERY_ID}, address, self._address_limit, now)
+        )
 
     async def resume(self, session_id: str) -> SignedIn | None:
         """The session a cookie names, if it is live."""

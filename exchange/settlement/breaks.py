@@ -58,6 +58,7 @@ from exchange.settlement.reconciliation import (
     require_current,
     unresolved_breaks,
 )
+from exchange.text import quoted
 
 ADJUSTMENT_KIND = "adjustment"
 MAX_REASON = 500
@@ -123,7 +124,7 @@ async def _adjustment(
     counterparty = request.counterparty or await _default_counterparty(session, row, reconciliation, currency)
     if counterparty is None:
         raise BadAdjustment(
-            f"name the adjustment's counterparty: break {row.id}'s reference {row.reference!r} does not say who it is",
+            f"name the adjustment's counterparty: break {row.id}'s reference {quoted(row.reference)} does not say who it is",
             field="adjustment.counterparty",
         )
     await check_counterparty(session, partner, counterparty, field="adjustment.counterparty")
@@ -468,7 +469,7 @@ async def _adjust(
         counterparty = request.counterparty or row.counterparty or ledgers.get(row.reference)
         if counterparty is None:
             raise BadAdjustment(
-                f"name the adjustments' counterparty: break {row.id}'s reference {row.reference!r} "
+                f"name the adjustments' counterparty: break {row.id}'s reference {quoted(row.reference)} "
                 "does not say who it is",
                 field="adjustment.counterparty",
             )

@@ -11,7 +11,7 @@ from exchange.errors import (
     IdempotencyConflict,
     NotFound,
 )
-from exchange.text import counted
+from exchange.text import counted, quoted
 
 
 class SettlementInvariantBroken(Exception):
@@ -87,7 +87,7 @@ class NoSuchParticipant(NotFound):
     def __init__(
         self, participant: str, period: str, *, took_part: Sequence[str] | None = None, field: str = "partnerId"
     ) -> None:
-        message = f"{participant!r} took no part in settling period {period}"
+        message = f"{quoted(participant)} took no part in settling period {period}"
         if took_part is not None and not took_part:
             message += "; it has taken part in no closed period yet"
         elif took_part:

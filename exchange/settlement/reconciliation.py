@@ -62,6 +62,7 @@ from exchange.settlement.records import (
     totals_row,
     trailer_row,
 )
+from exchange.text import quoted
 
 #: The partner's clearing legs of the period, summed per business reference.
 LEDGER_AMOUNTS = """
@@ -411,7 +412,8 @@ async def import_records(
     unknown = (await session.exec(UNKNOWN_COUNTERPARTY, params={"exchange": EXCHANGE})).first()  # type: ignore[call-overload]
     if unknown is not None:
         raise MalformedRecords(
-            unknown.line, f"counterparty: {unknown.counterparty!r} is neither a program of the coalition nor {EXCHANGE}"
+            unknown.line,
+            f"counterparty: {quoted(unknown.counterparty)} is neither a program of the coalition nor {EXCHANGE}",
         )
     await stage_ledger_amounts(session, LEDGER_AMOUNTS, {"account": account, "period": period})
     needs = (await session.exec(NEEDS_CHECKS, params=SUMMARY_PATTERNS)).one()  # type: ignore[call-overload]

@@ -58,7 +58,7 @@ from exchange.money import MAX_MONEY_INTEGER_DIGITS, Currency
 from exchange.settlement.errors import MalformedRecords
 from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.statements import STATEMENT_CSV_HEADERS
-from exchange.text import counted
+from exchange.text import counted, escaped, quoted
 
 BLOCK_BYTES = 1 << 20
 MAX_LINE_BYTES = 1 << 16
@@ -229,17 +229,6 @@ def _column_problem(columns: tuple[str, ...]) -> str | None:
     return None
 
 
-#: The most characters of a value a refusal quotes: a header or field may be kilobytes long.
-QUOTED_CHARACTERS = 80
-
-
-def _quoted(value: str) -> str:
-    """``value`` as a refusal quotes it: ``repr``, its first :data:`QUOTED_CHARACTERS` only."""
-    if len(value) <= QUOTED_CHARACTERS:
-        return repr(value)
-    return f"{value[:QUOTED_CHARACTERS]!r}… ({len(value)} characters)"
-
-
 def _header_hint(header: str) -> str:
     """Why a header a spreadsheet wrote is refused, where a common cause shows: the semicolons a
     spreadsheet set to a decimal comma separates fields with, the tabs of its text export, or a
@@ -307,9 +296,11 @@ def _misplaced_sign(figure: str) -> str | None:
     if not re.search(r"\d", figure):
         return None
     if figure.startswith("+"):
-        return f"a positive amount is written without a plus sign ({figure[1:].strip(' ')})"
+        return f"a positive amount is written without a plus sign ({escaped(figure[1:].strip(' '))})"
     if figure and figure[0] in _OTHER_MINUS:
-        return f"the minus sign is the ASCII hyphen-minus (-{figure[1:].strip(' ')}), not U+{ord(figure[0]):04X}"
+        return (
+            f"the minus sign is the ASCII hyphen-minus (-{escaped(figure[1:].strip(' '))}), not U+{ord(figure[0]):04X}"
+        )
     return None
 
 
@@ -333,9 +324,9 @@ class RecordFormat:
         except csv.Error:
             columns = ()
         if _SEPARATOR_LINE.fullmatch(header):
-            raise MalformedRecords(1, f"{_quoted(header)} {SEPARATOR_LINE}")
+            raise MalformedRecords(1, f"{quoted(header)} {SEPARATOR_LINE}")
         if problem := _column_problem(columns):
-            raise MalformedRecords(1, f"{problem}; got {_quoted(header)}{_header_hint(header)}")
+            raise MalformedRecords(1, f"{problem}; got {quoted(header)}{_header_hint(header)}")
         if _is_statement(columns):
             raise MalformedRecords(1, STATEMENT_UPLOADED)
         values = {
@@ -434,32 +425,32 @@ class RecordFormat:
         if name == "reference" and not 1 <= len(value) <= MAX_REFERENCE:
             return f"must be 1 to {MAX_REFERENCE} characters, got {len(value)}"
         if name == "reference" and value != value.strip():
-            return f"{_quoted(value)} starts or ends with a space; write the reference as the statement prints it"
+            return f"{quoted(value)} starts or ends with a space; write the reference as the statement prints it"
         if name == "reference" and (invisible := re.search(f"[{_INVISIBLE}]", value)):
             return (
-                f"{_quoted(value)} holds an invisible character, U+{ord(invisible.group()):04X}, at character "
+                f"{quoted(value)} holds an invisible character, U+{ord(invisible.group()):04X}, at character "
                 f"{invisible.start() + 1}; type the reference again, or copy it from the statement"
             )
         if name == "amount" and not re.fullmatch(_amount_pattern(self.currency), value):
             return self._amount_problem(value)
         if name == "counterparty" and value and value != EXCHANGE and not _PROGRAM_ID.match(value):
-            return f"{_quoted(value)} is neither a program id nor {EXCHANGE}"
+            return f"{quoted(value)} is neither a program id nor {EXCHANGE}"
         if name == "date" and value and not re.fullmatch(_DATE_SHAPE, value):
             return (
-                f"{_quoted(value)} is not a date written YYYY-MM-DD: a spreadsheet may have written it its own way; "
+                f"{quoted(value)} is not a date written YYYY-MM-DD: a spreadsheet may have written it its own way; "
                 "format the column as text and write the date again, or leave it empty (a date is kept with a "
                 "break, never compared)"
             )
         if name == "date" and value and not re.fullmatch(_DATE, value):
-            return f"{_quoted(value)} is not a date on the calendar"
+            return f"{quoted(value)} is not a date on the calendar"
         if name == "period" and not re.fullmatch(_PERIOD_SHAPE, value):
             return (
-                f"{_quoted(value)} is not a period written YYYY-MM, as {self.expected[name]}: a spreadsheet "
+                f"{quoted(value)} is not a period written YYYY-MM, as {self.expected[name]}: a spreadsheet "
                 "may have made it a date; format the column as text and write the period again"
             )
         if name in CHECKED and value != self.expected[name]:
             return (
-                f"{_quoted(value)} is not {self.expected[name]}: a file holds one partner's records of one "
+                f"{quoted(value)} is not {self.expected[name]}: a file holds one partner's records of one "
                 "period, in the settlement currency"
             )
         return None
@@ -469,7 +460,7 @@ class RecordFormat:
         What a figure may mean in another convention is refused, never guessed."""
         code, places = self.currency.code, self.currency.minor_units
         rule = (
-            f"{_quoted(value)} is not an amount in {code}: write an exact decimal such as -1234.5, with at most "
+            f"{quoted(value)} is not an amount in {code}: write an exact decimal such as -1234.5, with at most "
             f"{places} decimals and {MAX_INTEGER_DIGITS} integer digits, a decimal point and no thousands separator"
         )
         figure = value.strip(" ")
@@ -538,7 +529,7 @@ def totals_row(
     summed = "every record above it" if lines is None else f"the records on lines {lines[0]} to {lines[1]}"
     kind = "a totals row" if lines is None else "a subtotal row"
     return (
-        f"reference: {_quoted(reference)} looks like {kind}: its amount, {amount}, is the sum of {summed}, "
+        f"reference: {quoted(reference)} looks like {kind}: its amount, {amount}, is the sum of {summed}, "
         f"and the ledger has no such reference for {partner} in {period}; remove the row: a file holds "
         "records only" + (f" ({counted(more, 'more such row')} below it)" if more else "")
     )
@@ -573,7 +564,7 @@ def trailer_row(reference: str, count: int, *, partner: str, period: str) -> str
     of records above it, and the ledger has no such ``reference`` for the partner in the period.
     Imported, it would be a MISSING_IN_LEDGER break of ``count`` in money."""
     return (
-        f"reference: {_quoted(reference)} looks like a trailer row: its amount, {count}, is the number of records "
+        f"reference: {quoted(reference)} looks like a trailer row: its amount, {count}, is the number of records "
         f"above it, and the ledger has no such reference for {partner} in {period}; remove the row: a file holds "
         "records only"
     )

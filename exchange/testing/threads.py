@@ -13,12 +13,14 @@ from contextlib import contextmanager
 
 from starlette.types import ASGIApp
 
-from exchange.serving import RunningServer, start_server
+from exchange.serving import BoundedHeadProtocol, RunningServer, start_server
 
 
 @contextmanager
-def serving_in_thread(app: ASGIApp, *, port: int = 0, timeout: float = 120) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 until the block ends; yields its base URL."""
+def serving_in_thread(
+    app: ASGIApp, *, port: int = 0, timeout: float = 120, protocol: type[BoundedHeadProtocol] = BoundedHeadProtocol
+) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 through ``protocol`` until the block ends; yields its base URL."""
     started = threading.Event()
     stop: asyncio.Event | None = None
     failures: list[BaseException] = []
@@ -28,7 +30,7 @@ def serving_in_thread(app: ASGIApp, *, port: int = 0, timeout: float = 120) -> I
         nonlocal stop
         stop = asyncio.Event()
         try:
-            running: RunningServer = await start_server(app, port=port, handle_signals=False)
+            running: RunningServer = await start_server(app, port=port, handle_signals=False, protocol=protocol)
         except BaseException as failure:
             failures.append(failure)
             started.set()

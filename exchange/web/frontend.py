@@ -44,8 +44,7 @@ class WebFrontEnd:
         self.people = people
         self.assets = StaticAssets()
         self.pages = Pages(self.assets, settings.timezone)
-        # Cookies go over HTTPS only, except on a developer's machine.
-        self.cookies = CookiePolicy(secure=settings.environment != "development")
+        self.cookies = CookiePolicy(secure=settings.served_over_https)
         self.console = console.Console(people=people, pages=self.pages, cookies=self.cookies, catalog=catalog)
         self.portal = portal.Portal(services=services, pages=self.pages, cookies=self.cookies)
         self.settlement = SettlementConsole(settlement=settlement, pages=self.pages, catalog=catalog)

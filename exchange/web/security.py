@@ -8,19 +8,25 @@ Pages forbid inline scripts and styles (Content-Security-Policy ``script-src 'se
 and caching (they are somebody's). Every response of the gateway carries those headers
 (:class:`SecurityHeaders`), unless it sets one itself: an API answer or an error that no page
 renders (a 500, a 404 for an address no route can hold) is framed, sniffed or cached no more
-than a page.
+than a page. So do the answers the HTTP server writes itself, outside the application
+(:func:`gateway_protocol`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from starlette.datastructures import URL, MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn._types import ASGI3Application
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+from exchange.serving import BoundedHeadProtocol
 
 SESSION_COOKIE = "exchange_session"
 #: A member's portal session: a cookie of its own, so that it and a console session never
@@ -89,6 +95,39 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _header_lines(headers: Mapping[str, str]) -> bytes:
+    return b"".join(b"%s: %s\r\n" % (name.lower().encode(), value.encode()) for name, value in headers.items())
+
+
+class GatewayProtocol(BoundedHeadProtocol):
+    """The gateway's HTTP/1.1: the answers the server writes itself, which no middleware sees,
+    carry :func:`page_headers` as every answer of the application does. They are the 400 for
+    bytes that are no HTTP request, the 408 and 431 of a refused head, and the 503 of a request
+    beyond the connection limit: each went out framable, sniffable and cacheable."""
+
+    secure: ClassVar[bool] = False
+    answer_headers = _header_lines(page_headers(secure=False))
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        if app is service_unavailable:  # uvicorn's stand-in for the application beyond the limit
+            # One ASGI interface, typed by uvicorn and by Starlette in two ways.
+            app = cast(ASGI3Application, SecurityHeaders(cast(ASGIApp, app), secure=self.secure))
+        super()._start_asgi_task(cycle, app)
+
+
+class HttpsGatewayProtocol(GatewayProtocol):
+    """:class:`GatewayProtocol` behind HTTPS (its answers carry ``Strict-Transport-Security``)."""
+
+    secure = True
+    answer_headers = _header_lines(page_headers(secure=True))
+
+
+def gateway_protocol(*, secure: bool) -> type[BoundedHeadProtocol]:
+    """The protocol class the gateway is served through (``secure``: behind HTTPS). A class of
+    this module, not one made here: uvicorn hands it to each worker process by its name."""
+    return HttpsGatewayProtocol if secure else GatewayProtocol
 
 
 class RelativeRedirects:

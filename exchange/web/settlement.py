@@ -34,7 +34,7 @@ from exchange.settlement.issued import Issued, stored_csv
 from exchange.settlement.models import IssuedStatement, JobState, SettlementJob
 from exchange.settlement.statements import StatementLine
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
-from exchange.text import text_problem, whole_number
+from exchange.text import quoted, text_problem, whole_number
 from exchange.web.access import BadRequest, Endpoint, Page, Rule, form_fields, form_text, query_cursor, requires
 from exchange.web.field_rules import FieldProblem
 from exchange.web.netting_picture import draw
@@ -554,5 +554,5 @@ def _selection(form: FormData) -> BreakSelection:
         return BreakSelection(ids=tuple(number for number in ids if number is not None))
     kind = _field(form, "kind")
     if kind and kind not in {k.value for k in BREAK_KINDS}:
-        raise BadUserInput(f"no class of break is called {kind!r}", field="selection.kind")
+        raise BadUserInput(f"no class of break is called {quoted(kind)}", field="selection.kind")
     return BreakSelection(kind=BreakKind(kind) if kind else None, counterparty=_field(form, "counterparty") or None)

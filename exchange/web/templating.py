@@ -166,10 +166,13 @@ class Pages:
 
     def macro(self, request: Request, template: str, name: str) -> Callable[..., str]:
         """The macro ``name`` of ``template`` as plain text in the visitor's language: for words
-        a page sends other than as HTML (a cell of a CSV download)."""
+        a page sends other than as HTML (a cell of a CSV download, a refusal a script shows).
+        Its elements go (a ``<bdi>`` isolating someone else's words among them: the text they
+        quote writes its direction controls as escapes, :func:`exchange.text.quoted`), and its
+        runs of white space become one space."""
         module = self.env.get_template(template).make_module({"language": visitor_of(request).language})
         found = getattr(module, name)
-        return lambda *args: Markup(found(*args)).unescape().strip()
+        return lambda *args: Markup(found(*args)).striptags()
 
     @pass_context
     def _money(self, context: Context, amount: Decimal, currency: Currency | str) -> str:

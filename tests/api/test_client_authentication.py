@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections import Counter
+from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 import httpx
@@ -305,3 +306,80 @@ async def test_a_parameter_sent_twice_or_in_the_url_is_invalid_request(kit: Exch
                 "error_description": f"{name} is sent in the address: send every parameter once, in the body",
             }
     assert (await kit.http.post(path, content=urlencode(fair), headers=FORM, auth=auth)).status_code == 200
+
+
+ADDRESS_LIMIT = 5
+
+
+@pytest.fixture
+async def address_limited(
+    gateway_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[httpx.AsyncClient, list[str]]]:
+    """A replica whose limit per address is ``ADDRESS_LIMIT`` failures, and the secrets each
+    Argon2 check of the process was given (a right secret seen lately is checked without one)."""
+    checked: list[str] = []
+    verify = hashing.verify_secret
+
+    def counted(secret_hash: str, secret: str) -> bool:
+        checked.append(secret)
+        return verify(secret_hash, secret)
+
+    monkeypatch.setattr(hashing, "verify_secret", counted)
+    settings = gateway_settings.model_copy(update={"token_failure_address_limit": ADDRESS_LIMIT})
+    async with (
+        serving(create_app(settings), port=free_port()) as replica,
+        httpx.AsyncClient(base_url=replica.url, timeout=30) as http,
+    ):
+        yield http, checked
+
+
+async def test_a_caller_naming_a_new_client_id_each_time_is_locked_out_at_the_address_limit(
+    kit: ExchangeKit, address_limited: tuple[httpx.AsyncClient, list[str]]
+) -> None:
+    """Counted per client id alone, each new id was a first failure, and each cost an Argon2
+    check (an unknown id as much as a wrong secret, so that the time does not tell which ids
+    exist): one address made the gateway hash as often as it asked."""
+    http, checked = address_limited
+    partner = await kit.partner("formosa-air")
+    statuses = [
+        (await http.post("/oauth/token", data=CLIENT_CREDENTIALS, auth=(f"made-up-{n}", "guess"))).status_code
+        for n in range(3 * ADDRESS_LIMIT)
+    ]
+    assert statuses == [401] * ADDRESS_LIMIT + [429] * (2 * ADDRESS_LIMIT)
+    assert len(checked) == ADDRESS_LIMIT
+    refused = await http.post("/oauth/token", data=CLIENT_CREDENTIALS, auth=(partner.client.client_id, "guess"))
+    assert refused.status_code == 429 and "every client" in refused.json()["error_description"]
+    right = await http.post(
+        "/oauth/token", data=CLIENT_CREDENTIALS, auth=(partner.client.client_id, partner.client_secret)
+    )
+    assert right.status_code == 429, "the address waits out the window, right secret or not"
+    assert len(checked) == ADDRESS_LIMIT
+    assert (await kit.request_token(partner)).status_code == 200, "other addresses' callers are served"
+
+
+async def test_new_client_ids_sent_all_at_once_are_checked_no_more_often_than_the_address_limit(
+    address_limited: tuple[httpx.AsyncClient, list[str]],
+) -> None:
+    http, checked = address_limited
+    burst = [
+        http.post("/oauth/token", data=CLIENT_CREDENTIALS, auth=(f"made-up-{n}", "guess"))
+        for n in range(4 * ADDRESS_LIMIT)
+    ]
+    statuses = Counter(response.status_code for response in await asyncio.gather(*burst))
+    assert statuses == {401: ADDRESS_LIMIT, 429: 3 * ADDRESS_LIMIT}
+    assert len(checked) == ADDRESS_LIMIT
+
+
+async def test_clients_sharing_an_address_asking_for_tokens_all_at_once_get_every_one(
+    kit: ExchangeKit, address_limited: tuple[httpx.AsyncClient, list[str]]
+) -> None:
+    """Attempts under way count towards the address's limit, as failures to come: more of them
+    at once than the limit wait their turn, and none is refused."""
+    http, _ = address_limited
+    partners = [await kit.partner("formosa-air"), await kit.partner("wallet-pay")]
+    burst = [
+        http.post("/oauth/token", data=CLIENT_CREDENTIALS, auth=(partner.client.client_id, partner.client_secret))
+        for partner in partners
+        for _ in range(2 * ADDRESS_LIMIT)
+    ]
+    assert {response.status_code for response in await asyncio.gather(*burst)} == {200}

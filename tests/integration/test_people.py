@@ -22,6 +22,7 @@ from exchange.errors import BadUserInput, ExchangeError
 from exchange.people import totp
 from exchange.people.models import Person, WebSession
 from exchange.people.sessions import SessionTimeouts, hash_session_id
+from exchange.services import people as people_service
 from exchange.services.container import load_partners_directory
 from exchange.services.people import Locked, Opened, PeopleService, Refused
 from exchange.settings import Settings
@@ -31,6 +32,7 @@ from tests.conftest import SAMPLE_PARTNERS
 KEY_SECRET = "a key-encryption secret for the people tests"
 PASSWORD = "correct horse battery staple"
 LIMIT = FailureLimit(failures=3, window=timedelta(seconds=60))
+ADDRESS_LIMIT = FailureLimit(failures=5, window=LIMIT.window)
 TIMEOUTS = SessionTimeouts(idle=timedelta(minutes=30), lifetime=timedelta(hours=12))
 
 
@@ -42,7 +44,9 @@ def clock() -> MovableClock:
 @pytest.fixture
 async def people(database_url: str, db: Database, clock: MovableClock) -> AsyncIterator[PeopleService]:
     await load_partners_directory(Settings(database_url=database_url, partners_dir=SAMPLE_PARTNERS))
-    yield PeopleService(db, clock, key_secret=KEY_SECRET, failure_limit=LIMIT, timeouts=TIMEOUTS)
+    yield PeopleService(
+        db, clock, key_secret=KEY_SECRET, failure_limit=LIMIT, address_limit=ADDRESS_LIMIT, timeouts=TIMEOUTS
+    )
 
 
 async def test_a_person_is_stored_with_a_password_hash_and_a_sealed_totp_secret(
@@ -169,6 +173,41 @@ async def test_failures_from_one_address_lock_the_username_there_and_not_for_its
     assert isinstance(await people.sign_in("kate", PASSWORD, address="203.0.113.5"), Opened)
 
 
+async def test_a_caller_trying_a_new_username_each_time_is_locked_out_at_the_address_limit(
+    people: PeopleService, clock: MovableClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted per username alone, each new username was a first failure, and each cost an
+    Argon2 check (an unknown username as much as a known one, so that the time does not tell
+    which exist): one address made the gateway hash as often as it asked."""
+    judged: list[str] = []
+    matches = people_service._password_matches
+
+    def counted(person: Person | None, password: str) -> bool:
+        judged.append(password)
+        return matches(person, password)
+
+    monkeypatch.setattr(people_service, "_password_matches", counted)
+    await people.create(username="olga", password=PASSWORD, role=Role.ADMIN)
+    tries = [
+        await people.sign_in(f"nobody-{n}", PASSWORD, address="198.51.100.9") for n in range(3 * ADDRESS_LIMIT.failures)
+    ]
+    assert [type(outcome) for outcome in tries] == [Refused] * ADDRESS_LIMIT.failures + [Locked] * (
+        2 * ADDRESS_LIMIT.failures
+    )
+    burst = [
+        people.sign_in(f"someone-{n}", PASSWORD, address="198.51.100.10") for n in range(3 * ADDRESS_LIMIT.failures)
+    ]
+    assert Counter(type(outcome) for outcome in await asyncio.gather(*burst)) == {
+        Refused: ADDRESS_LIMIT.failures,
+        Locked: 2 * ADDRESS_LIMIT.failures,
+    }
+    assert len(judged) == 2 * ADDRESS_LIMIT.failures
+    assert isinstance(await people.sign_in("olga", PASSWORD, address="198.51.100.9"), Locked), "right or not"
+    assert isinstance(await people.sign_in("olga", PASSWORD, address="203.0.113.5"), Opened), "from elsewhere"
+    clock.advance(ADDRESS_LIMIT.window)
+    assert isinstance(await people.sign_in("olga", PASSWORD, address="198.51.100.9"), Opened)
+
+
 async def test_guesses_sent_at_once_are_judged_no_more_often_than_one_by_one(people: PeopleService) -> None:
     """Every guess of a burst used to pass the limit's check before the first had failed."""
     await people.create(username="leon", password=PASSWORD, role=Role.ADMIN)
@@ -190,7 +229,10 @@ async def test_guesses_spread_over_two_replicas_are_judged_no_more_often_than_on
     replicas = [Database.from_url(pg_database_url) for _ in range(2)]
     try:
         one, two = (
-            PeopleService(db, clock, key_secret=KEY_SECRET, failure_limit=LIMIT, timeouts=TIMEOUTS) for db in replicas
+            PeopleService(
+                db, clock, key_secret=KEY_SECRET, failure_limit=LIMIT, address_limit=ADDRESS_LIMIT, timeouts=TIMEOUTS
+            )
+            for db in replicas
         )
         await one.create(username="nina", password=PASSWORD, role=Role.ADMIN)
         guesses = [

@@ -1,10 +1,14 @@
 """The HTTP edge bounds a request's head (request line and headers): one of a megabyte, or a
 hundred thousand headers, is refused 431 and the connection closed, before any route, where
 uvicorn over httptools held it all in memory and answered 200. A head within the bound is
-answered, however much body or how many requests follow it in the same read."""
+answered, however much body or how many requests follow it in the same read.
+
+The answers the server writes itself (431, uvicorn's 400 for bytes that are no request, 503
+beyond the connection limit) carry the security headers every answer of the application does."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from collections.abc import Iterator
@@ -13,13 +17,15 @@ from unittest import mock
 
 import pytest
 from click.testing import CliRunner
+from starlette.applications import Starlette
 
 from exchange.app import create_app
 from exchange.cli import main
 from exchange.db import migrate
-from exchange.serving import MAX_REQUEST_HEAD_BYTES, BoundedHeadProtocol
+from exchange.serving import MAX_REQUEST_HEAD_BYTES, serving
 from exchange.settings import Settings
 from exchange.testing.threads import serving_in_thread
+from exchange.web.security import GatewayProtocol, HttpsGatewayProtocol, page_headers
 
 ROUTES = ["/healthz", "/graphql", "/portal/", "/console/sign-in", "/no-such-address"]
 
@@ -28,7 +34,7 @@ ROUTES = ["/healthz", "/graphql", "/portal/", "/console/sign-in", "/no-such-addr
 def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     url = f"sqlite:///{Path(tmp_path_factory.mktemp('heads')) / 'exchange.db'}"
     migrate.upgrade(url)
-    with serving_in_thread(create_app(Settings(database_url=url))) as base:
+    with serving_in_thread(create_app(Settings(database_url=url)), protocol=GatewayProtocol) as base:
         host, port = base.removeprefix("http://").split(":")
         yield host, int(port)
 
@@ -55,6 +61,17 @@ def status(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
+def headers_of(answer: bytes) -> dict[str, str]:
+    lines = answer.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")[1:]
+    return {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines)}
+
+
+def assert_security_headers(answer: bytes, *, secure: bool = False) -> None:
+    headers = headers_of(answer)
+    for name, value in page_headers(secure=secure).items():
+        assert headers.get(name.lower()) == value, name
+
+
 @pytest.mark.parametrize("path", ROUTES)
 @pytest.mark.parametrize(
     ("query", "headers"),
@@ -70,6 +87,72 @@ def test_a_head_above_the_bound_is_refused_431(address: tuple[str, int], path: s
     answer = exchange(address, head(path + query, headers))
     assert status(answer) == 431
     assert answer.endswith(b"larger than 65536 bytes")
+    assert_security_headers(answer)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"NOT AN HTTP REQUEST\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nBad Header: y\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX: a\x00b\r\n\r\n",
+        b"POST /graphql HTTP/1.1\r\nHost: localhost\r\nContent-Length: many\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    ],
+    ids=[
+        "a request line of words",
+        "a space in a header's name",
+        "a NUL in a header",
+        "a length not a number",
+        "a TLS hello",
+    ],
+)
+def test_bytes_that_are_no_request_are_answered_400_with_the_security_headers(
+    address: tuple[str, int], request_bytes: bytes
+) -> None:
+    """uvicorn writes this 400 itself, outside the application and so outside its middleware."""
+    answer = exchange(address, request_bytes, half_close=False)
+    assert status(answer) == 400
+    assert answer.endswith(b"\r\n\r\nInvalid HTTP request received.")
+    assert_security_headers(answer)
+
+
+@pytest.mark.parametrize("path", ["/graphql", "/healthz", "/console/sign-in"])
+def test_a_request_to_upgrade_to_a_websocket_is_served_as_plain_http_with_the_security_headers(
+    address: tuple[str, int], path: str
+) -> None:
+    """uvicorn handed it to the ``websockets`` library, which refused it 403 itself, without the
+    application's headers and outside the bounds on a request's head."""
+    upgrade = (
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n"
+    )
+    request = b"GET " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\n" + upgrade + b"\r\n"
+    answer = exchange(address, request, half_close=False)
+    assert status(answer) == status(exchange(address, head(path, b""))), answer[:200]  # as without the upgrade
+    assert_security_headers(answer)
+
+
+async def test_a_refusal_behind_https_carries_strict_transport_security() -> None:
+    async with serving(Starlette(), protocol=HttpsGatewayProtocol) as server:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(b"NOT AN HTTP REQUEST\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+    assert status(answer) == 400
+    assert_security_headers(answer, secure=True)
+
+
+async def test_a_request_beyond_the_connection_limit_is_answered_503_with_the_security_headers() -> None:
+    """Beyond the limit uvicorn answers through an application of its own instead of the
+    gateway's; with a limit of one connection, any request is beyond it."""
+    async with serving(Starlette(), protocol=GatewayProtocol, max_connections=1) as server:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(head("/", b""))
+        answer = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+    assert status(answer) == 503
+    assert_security_headers(answer)
 
 
 @pytest.mark.parametrize("path", ROUTES)
@@ -122,7 +205,7 @@ def test_exchange_serve_speaks_through_the_bounded_protocol_within_its_connectio
     with mock.patch("uvicorn.run") as run:
         result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 0, result.output
-    assert run.call_args.kwargs["http"] is BoundedHeadProtocol
+    assert run.call_args.kwargs["http"] is GatewayProtocol
     assert run.call_args.kwargs["limit_concurrency"] == 250
 
 

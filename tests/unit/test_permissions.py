@@ -3,6 +3,7 @@ operation without a token may not select."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from dataclasses import dataclass, replace
@@ -154,6 +155,9 @@ def test_a_refused_member_is_told_the_scope_its_role_may_hold_and_whom_to_ask_fo
     )
     staff_only = requires(Scope.SETTLEMENT_READ, Scope.ADMIN_READ).forbidden(partner("p"))
     assert staff_only.message.endswith("; a partner token never may: this is for settlement or admin tokens")
+    by_an_admin = dataclasses.replace(partner("p", ROLE_SCOPES[Role.ADMIN]), role=Role.ADMIN, program_id=None)
+    members_only = requires(Scope.MEMBER_WRITE).forbidden(by_an_admin)
+    assert members_only.message.endswith("; an admin token never may: this is for member tokens"), "not 'a admin'"
 
 
 def test_a_refusal_tells_a_new_token_from_the_operator_s_grant_by_what_the_client_may_hold() -> None:

@@ -43,7 +43,7 @@ from exchange.settlement.statements import CSV_COLUMNS
 from exchange.text import CHOSEN_ID_LENGTH
 from exchange.web import settlement as settlement_pages
 from exchange.web.field_rules import FieldProblem
-from exchange.web.i18n import TRADITIONAL_CHINESE
+from exchange.web.i18n import ENGLISH, TRADITIONAL_CHINESE
 from exchange.web.partner.forms import FormValues
 from exchange.web.static import StaticAssets
 from exchange.web.templating import Pages
@@ -236,7 +236,45 @@ def test_a_settlement_refusal_is_said_in_the_readers_language(error: ExchangeErr
     pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
     labels = pages.env.get_template("console/settlement/_labels.html")
     shown = labels.make_module({"language": TRADITIONAL_CHINESE}).refusal(FieldProblem.of(error))
-    assert html.unescape(str(shown)).strip() == said
+    assert html.unescape(re.sub("</?bdi>", "", str(shown))).strip() == said  # isolation: tested on its own
+
+
+#: Bidirectional controls: marks, embeddings, overrides, isolates (Unicode's Bidi_Control).
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+HOSTILE_FILES = [
+    "reference,amount\nr,+1\u202e2\n",
+    "reference,amount\nr,\u22121\u202e2\n",
+    "reference,amount\nr,\u202e12\n",
+    "reference,amount\nr\u202eeversed,12\n",
+    "reference,amount,date\nr,12,\u05d0\u202e 2026\n",
+    "reference,amount,counterparty\nr,12,\u2067x\n",
+    "reference,amount,period\nr,12,\u05d9\u05d5\u05dd-11\n",
+    "reference\u202e,amount\nr,12\n",
+]
+
+
+@pytest.mark.parametrize("data", HOSTILE_FILES, ids=range(len(HOSTILE_FILES)))
+def test_what_a_records_refusal_quotes_from_the_file_cannot_reorder_the_reason(data: str) -> None:
+    """A value with a right-to-left override (U+202E) reordered the reason a settlement clerk
+    read, wherever it went: the API's message escapes every direction control, and the page
+    isolates what it quotes from the file (``<bdi>``), for text in a right-to-left script too."""
+    with pytest.raises(MalformedRecords) as refused:
+        for _ in RecordReader(
+            io.BytesIO(data.encode()), Currency("TWD", 2), partner="fresh-mart", period="2026-11"
+        ).batches():
+            pass
+    assert not BIDI_CONTROLS.search(refused.value.reason), refused.value.reason
+    problem = FieldProblem.of(refused.value)
+    assert problem.rule is not None and problem.rule.startswith("RECORDS_"), problem.text
+    pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
+    labels = pages.env.get_template("console/settlement/_labels.html")
+    for language in (TRADITIONAL_CHINESE, ENGLISH):
+        shown = str(labels.make_module({"language": language}).refusal(problem))
+        assert not BIDI_CONTROLS.search(re.sub("<bdi>.*?</bdi>", "", shown)), shown
+        quoted = [value for name, value in problem.values.items() if name in ("got", "instead")]
+        for value in quoted:
+            assert f"<bdi>{html.escape(str(value), quote=False)}</bdi>" in shown.replace("&#39;", "'"), shown
 
 
 def test_a_participant_without_a_position_names_at_most_six_periods_it_took_part_in() -> None:
@@ -311,4 +349,4 @@ def test_a_refusal_only_a_hand_made_form_reaches_is_said_in_the_readers_language
     pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
     labels = pages.env.get_template("console/settlement/_labels.html")
     shown = labels.make_module({"language": TRADITIONAL_CHINESE}).refusal(FieldProblem.of(error))
-    assert html.unescape(str(shown)).strip() == said
+    assert html.unescape(re.sub("</?bdi>", "", str(shown))).strip() == said  # isolation: tested on its own

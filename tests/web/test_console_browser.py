@@ -3,10 +3,11 @@ signing in and out, with the keyboard alone, on a phone, in both languages, and 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
@@ -216,3 +217,26 @@ def test_graphiql_renders_and_runs_a_query_with_no_network_beyond_loopback(
     expect(page.locator(".graphiql-response")).to_contain_text('"id": "formosa-air"', timeout=20_000)
     screenshot(page, "graphiql")
     assert refused == [], f"GraphiQL reached beyond loopback: {refused}"
+
+
+def test_graphiql_sends_no_request_header_its_address_names(page: Page, gateway: Gateway) -> None:
+    """GraphiQL took request headers from its address (``?headers=``) and sent them with every
+    query, keeping them for later visits: a link made whoever opened it query under headers
+    its author chose, such as an ``Authorization`` naming the author's token. The query from
+    the address is shown, and runs without them."""
+    sent: list[dict[str, str]] = []
+
+    def record(route: Route) -> None:
+        if route.request.method == "POST":
+            sent.append(route.request.all_headers())
+        route.continue_()
+
+    page.route("**/graphql*", record)
+    named = json.dumps({"Authorization": "Bearer from-the-link", "X-From-The-Link": "yes"})
+    page.goto("/graphql?" + urlencode({"q": "{ programs { id } }", "headers": named}, quote_via=quote))
+    expect(page.locator(".graphiql-container .graphiql-editor").first).to_be_visible(timeout=20_000)
+    page.get_by_role("button", name=re.compile("Execute query")).click()
+    expect(page.locator(".graphiql-response")).to_contain_text('"id": "formosa-air"', timeout=20_000)
+    assert sent, "GraphiQL sent no query"
+    assert [name for headers in sent for name in headers if name in ("authorization", "x-from-the-link")] == []
+    assert "from-the-link" not in page.evaluate("JSON.stringify(window.localStorage)")

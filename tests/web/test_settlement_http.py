@@ -605,7 +605,10 @@ def test_every_refusal_of_the_reconciliation_forms_is_said_in_the_readers_langua
         form = {"csrf_token": token, "reconciliation": shown[1], "reason": "checked"}
         said = {
             "break ids are numbers": ({**form, "scope": "selected", "break": "one"}, "差異以其編號選取"),
-            "no class of break is called": ({**form, "scope": "filter", "kind": "NOPE"}, "沒有名為 'NOPE' 的差異類別"),
+            "no class of break is called": (
+                {**form, "scope": "filter", "kind": "NOPE"},
+                "沒有名為 <bdi>'NOPE'</bdi> 的差異類別",
+            ),
             "accepting the ledger's figure posts nothing": (
                 {**form, "scope": "filter", "resolution": "ACCEPT_LEDGER", "adjust_against": "wallet-pay"},
                 "採用帳本金額不會入帳任何內容",

@@ -1,5 +1,9 @@
 // Strawberry's GraphiQL page's own script (strawberry/static/graphiql.html, Strawberry 0.341),
-// moved out of the page so that the page needs no inline script.
+// moved out of the page so that the page needs no inline script. Unlike Strawberry's, it takes
+// no request headers from its address (?headers=): a link could then make whoever opened it
+// send headers its author chose (an Authorization naming the author's token, to act under it;
+// and GraphiQL keeps headers in the browser's storage, for every later visit too). The query
+// and its variables still come from the address, shown in the editors before anything runs.
 const EXAMPLE_QUERY = `# Welcome to GraphiQL 🍓
 #
 # GraphiQL is an in-browser tool for writing, validating, and
@@ -91,7 +95,6 @@ function GraphiQLWithExplorer() {
   const [variables, setVariables] = React.useState(
     parameters.variables,
   );
-  const [headers, setHeaders] = React.useState(parameters.headers);
 
   function onEditQuery(newQuery) {
     setQuery(newQuery);
@@ -103,10 +106,6 @@ function GraphiQLWithExplorer() {
     updateURL({ variables: newVariables });
   }
 
-  function onEditHeaders(newHeaders) {
-    setHeaders(newHeaders);
-  }
-
   const explorerPlugin = GraphiQLPluginExplorer.explorerPlugin();
 
   return React.createElement(GraphiQL, {
@@ -115,10 +114,8 @@ function GraphiQLWithExplorer() {
     plugins: [explorerPlugin],
     query: query,
     variables: variables,
-    headers: headers,
     onEditQuery: onEditQuery,
     onEditVariables: onEditVariables,
-    onEditHeaders: onEditHeaders,
     inputValueDeprecation: true,
     isHeadersEditorEnabled: true,
     shouldPersistHeaders: true,
