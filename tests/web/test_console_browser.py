@@ -240,3 +240,26 @@ def test_graphiql_sends_no_request_header_its_address_names(page: Page, gateway:
     assert sent, "GraphiQL sent no query"
     assert [name for headers in sent for name in headers if name in ("authorization", "x-from-the-link")] == []
     assert "from-the-link" not in page.evaluate("JSON.stringify(window.localStorage)")
+
+
+def test_graphiql_keeps_no_header_typed_into_it_in_the_browsers_storage(page: Page, gateway: Gateway) -> None:
+    """GraphiQL kept the headers typed into its editor in the browser's storage, so a bearer
+    token pasted there outlived the reader's session, for whoever used the browser next. The
+    headers are sent with the query, and kept at most in the tab's session storage."""
+    sent: list[dict[str, str]] = []
+
+    def record(route: Route) -> None:
+        if route.request.method == "POST":
+            sent.append(route.request.all_headers())
+        route.continue_()
+
+    page.route("**/graphql*", record)
+    page.goto("/graphql?" + urlencode({"q": "{ programs { id } }"}, quote_via=quote))
+    expect(page.locator(".graphiql-container .graphiql-editor").first).to_be_visible(timeout=20_000)
+    page.get_by_text("Headers", exact=True).click()
+    page.locator(".graphiql-editor-tool .graphiql-editor:visible .CodeMirror").click()
+    page.keyboard.insert_text('{"X-Typed-Here": "typed-secret"}')
+    page.get_by_role("button", name=re.compile("Execute query")).click()
+    expect(page.locator(".graphiql-response")).to_contain_text('"id": "formosa-air"', timeout=20_000)
+    assert [headers.get("x-typed-here") for headers in sent][-1:] == ["typed-secret"]
+    assert "typed-secret" not in page.evaluate("JSON.stringify(window.localStorage)")

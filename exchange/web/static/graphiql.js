@@ -4,6 +4,8 @@
 // send headers its author chose (an Authorization naming the author's token, to act under it;
 // and GraphiQL keeps headers in the browser's storage, for every later visit too). The query
 // and its variables still come from the address, shown in the editors before anything runs.
+// Headers typed into it are not kept in the browser's local storage either: a bearer token
+// pasted there would outlive its reader's session, for whoever uses the browser next.
 const EXAMPLE_QUERY = `# Welcome to GraphiQL 🍓
 #
 # GraphiQL is an in-browser tool for writing, validating, and
@@ -118,7 +120,10 @@ function GraphiQLWithExplorer() {
     onEditVariables: onEditVariables,
     inputValueDeprecation: true,
     isHeadersEditorEnabled: true,
-    shouldPersistHeaders: true,
+    shouldPersistHeaders: false,
+    // Whatever GraphiQL keeps (tabs, history; this version keeps a tab's headers despite the
+    // flag above) lives in the tab's session storage, gone when the tab is closed.
+    storage: window.sessionStorage,
   });
 }
 
