@@ -12,7 +12,7 @@ from exchange.auth.models import (
     SigningKey,
     UsedAssertion,
 )
-from exchange.books.models import BudgetCrossing
+from exchange.books.models import BudgetCrossing, OutstandingPoints
 from exchange.coalition.models import (
     CoalitionDraw,
     CoalitionExpiry,
@@ -86,6 +86,7 @@ __all__ = [
     "Member",
     "MemberWebSession",
     "OAuthClient",
+    "OutstandingPoints",
     "PartnerAssertionKey",
     "Person",
     "PricingRevision",

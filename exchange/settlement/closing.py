@@ -5,7 +5,8 @@ switches the period to CLOSING while holding every shard's lock (which postings 
 the period's close anchor, and commits at once: from then on nothing posts into the period (late items go to the next open
 one), so its rows are final. Then a last unit of work, holding the period's row, computes the
 obligations from those rows (one aggregation, see ``netting``), stores them, the positions and the
-coalition point's outstanding liability at the period's end and marks the period CLOSED. If
+coalition point's outstanding liability and every program's outstanding points (the books') at the
+period's end, and marks the period CLOSED. If
 that fails (or the process dies), the period stays CLOSING and closing it again finishes the
 job (``exchange recover`` closes every period left so, :func:`left_closing`, and so does every
 gateway's background job once a period has been CLOSING longer than its grace). The statements are issued after it (``issued``), each in a unit of work of its own: a
@@ -24,6 +25,7 @@ from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.books.figures import record_outstanding
 from exchange.clock import Clock
 from exchange.coalition.liability import liability_at, record_liability
 from exchange.coalition.models import CoalitionLiability
@@ -177,6 +179,7 @@ async def _finish(session: AsyncSession, period: str, currency: Currency, clock:
         raise SettlementInvariantBroken(f"the net positions of {period} sum to {imbalance}, not zero")
     now = clock.now()  # one instant for the closing: its liability, its point values and closedAt
     await record_liability(session, period, now)
+    await record_outstanding(session, period)
     await fix_point_values(session, period, now)
     row.status = PeriodStatus.CLOSED
     row.closed_at = now

@@ -1,5 +1,5 @@
-"""Reconciliation breaks read by the page, whatever the filter, and open breaks counted
-without counting them.
+"""Reads that grew with history: reconciliation breaks read by the page whatever the filter,
+open breaks counted without counting them, and the books' outstanding points kept at closing.
 
 * ``reconciliation.resolved``: the breaks resolved so far, kept as each is resolved, so that
   a reconciliation's open breaks are its breaks minus this figure, one row read. Counting them
@@ -12,6 +12,13 @@ without counting them.
   reconciliation in id order until it had found a page of those it wanted.
 
 Both are filled from the resolutions already recorded.
+
+* ``outstanding_points``: each program's outstanding points at the end of each closed period,
+  recorded by the closing, so that a later period's books add the entries since the latest
+  record instead of every entry from the beginning. Filled for the periods closed already, as
+  the books read them now: the entries up to the period and, when periods before it are
+  archived, what the archived periods moved; none for a period with archived periods on both
+  sides (its outstanding is not known) or itself archived.
 
 Revision ID: 0049
 Revises: 0046
@@ -27,6 +34,21 @@ revision = "0049"
 down_revision = "0046"
 branch_labels = None
 depends_on = None
+
+
+ARCHIVED = "SELECT 1 FROM ledger_close_anchor x WHERE x.archived_at IS NOT NULL AND x.period {} p.period"
+OUTSTANDING_SO_FAR = f"""
+    INSERT INTO outstanding_points (program_id, period, points)
+    SELECT a.program_id, p.period,
+           coalesce((SELECT sum(e.amount) FROM ledger_entry e WHERE e.account_id = a.id AND e.period <= p.period), 0)
+           + CASE WHEN EXISTS ({ARCHIVED.format("<")})
+                  THEN coalesce((SELECT sum(b.balance) FROM ledger_archived_balance b WHERE b.account_id = a.id), 0)
+                  ELSE 0 END
+      FROM settlement_period p CROSS JOIN ledger_account a
+     WHERE p.status = 'CLOSED' AND a.kind = 'member-points' AND a.program_id IS NOT NULL
+       AND NOT EXISTS ({ARCHIVED.format("=")})
+       AND NOT (EXISTS ({ARCHIVED.format("<")}) AND EXISTS ({ARCHIVED.format(">")}))
+"""
 
 
 def upgrade() -> None:
@@ -46,6 +68,14 @@ def upgrade() -> None:
     op.create_index(
         "ix_reconciliation_break_counterparty", "reconciliation_break", ["reconciliation_id", "counterparty", "id"]
     )
+    op.create_table(
+        "outstanding_points",
+        sa.Column("program_id", sa.String(64), nullable=False),
+        sa.Column("period", sa.String(7), nullable=False),
+        sa.Column("points", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("program_id", "period"),
+    )
+    op.execute(OUTSTANDING_SO_FAR)
     op.create_index(
         "ix_reconciliation_break_open",
         "reconciliation_break",
@@ -56,6 +86,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("outstanding_points")
     op.drop_index("ix_reconciliation_break_open", table_name="reconciliation_break")
     op.drop_index("ix_reconciliation_break_counterparty", table_name="reconciliation_break")
     op.drop_index("ix_reconciliation_break_kind", table_name="reconciliation_break")
