@@ -112,6 +112,11 @@ class BadUserInput(ExchangeError):
     code = ErrorCode.BAD_USER_INPUT
 
 
+#: Why a page's cursor (``after``) is refused: one this API did not give out (forged, cut, too
+#: long, or another's: a member's redemption paged after by someone else).
+NOT_A_CURSOR = "not a cursor this API gave out"
+
+
 class NotFound(ExchangeError):
     """The named object does not exist (or is not visible to the caller)."""
 

@@ -12,14 +12,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.conversions.errors import ConversionNotFound
 from exchange.conversions.models import CONVERSION_ID_LENGTH, Conversion
-from exchange.errors import BadUserInput
+from exchange.errors import NOT_A_CURSOR, BadUserInput
 from exchange.text import text_problem
 
 MAX_PAGE = 100
 #: A cursor is base64 of a creation time and a conversion id: never longer than this.
 CURSOR_LENGTH = 128
-#: Why a cursor is refused (``after``): one this API did not give out (forged, cut or too long).
-NOT_A_CURSOR = "not a cursor this API gave out"
 
 
 async def get_conversion(session: AsyncSession, conversion_id: str, *, member_id: str | None) -> Conversion:

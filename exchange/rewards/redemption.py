@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Table, update
-from sqlmodel import col, select
+from sqlmodel import and_, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
@@ -39,7 +39,7 @@ from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.db import dialects
 from exchange.db.database import Database
-from exchange.errors import ExchangeError
+from exchange.errors import NOT_A_CURSOR, BadUserInput, ExchangeError
 from exchange.federation.accounts import Federation
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.models import LedgerCloseAnchor, LedgerTransactionKey
@@ -65,6 +65,7 @@ from exchange.rewards.errors import (
     TierTooLow,
 )
 from exchange.rewards.models import (
+    REDEMPTION_ID_LENGTH,
     CancelledBy,
     Redemption,
     RedemptionStatus,
@@ -81,6 +82,7 @@ from exchange.sagas.doubt import MemberDebit, reverse_whole
 from exchange.sagas.engine import Saga, SagaPolicy, Transition
 from exchange.sagas.idempotency import claiming, keyed, record_once, same_request
 from exchange.settings import Settings
+from exchange.text import text_problem
 from exchange.webhooks.events import (
     Event,
     redemption_changed,
@@ -574,14 +576,27 @@ async def _locked_for(
     return redemption
 
 
-async def member_redemptions(session: AsyncSession, member_id: str, *, first: int = 50) -> Sequence[Redemption]:
-    """The member's redemptions, newest first."""
+async def member_redemptions(
+    session: AsyncSession, member_id: str, *, first: int = 50, after: str | None = None
+) -> Sequence[Redemption]:
+    """The member's redemptions, newest first (then by id, for those made at one instant): ``first``
+    of them after the redemption ``after``, read by the member's index. ``after`` must be one of
+    the member's own redemptions; anything else is no cursor a page of theirs gave out
+    (``BadUserInput`` on ``after``), not a position in someone else's history."""
+    statement = select(Redemption).where(Redemption.member_id == member_id)
+    if after is not None:
+        mark = None if text_problem(after, REDEMPTION_ID_LENGTH) else await session.get(Redemption, after)
+        if mark is None or mark.member_id != member_id:
+            raise BadUserInput(NOT_A_CURSOR, field="after")
+        statement = statement.where(
+            or_(
+                col(Redemption.created_at) < mark.created_at,
+                and_(col(Redemption.created_at) == mark.created_at, col(Redemption.id) < mark.id),
+            )
+        )
     return (
         await session.exec(
-            select(Redemption)
-            .where(Redemption.member_id == member_id)
-            .order_by(col(Redemption.created_at).desc())
-            .limit(first)
+            statement.order_by(col(Redemption.created_at).desc(), col(Redemption.id).desc()).limit(first)
         )
     ).all()
 

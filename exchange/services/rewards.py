@@ -160,11 +160,13 @@ class RewardService:
         """The publishing partner delivered a direct reward."""
         return await self.saga.confirm_delivery(redemption_id, program_of(caller))
 
-    async def member_redemptions(self, caller: Principal, *, first: int) -> Sequence[Redemption]:
-        """The caller's redemptions, newest first."""
+    async def member_redemptions(
+        self, caller: Principal, *, first: int, after: str | None = None
+    ) -> Sequence[Redemption]:
+        """The caller's redemptions, newest first, after their redemption ``after``."""
         first = page_size(first, maximum=MAX_PAGE)
         async with self.db.transaction() as session:
-            return await redemption.member_redemptions(session, member_of(caller), first=first)
+            return await redemption.member_redemptions(session, member_of(caller), first=first, after=after)
 
     async def awaiting_delivery(self, caller: Principal, *, first: int) -> Sequence[Redemption]:
         """The caller's paid direct redemptions awaiting its confirmation of delivery."""

@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from exchange.connectors.errors import REFUSED, PartnerError, PartnerRefusal
-from exchange.conversions.queries import NOT_A_CURSOR
-from exchange.errors import ErrorCode, ExchangeError
+from exchange.errors import NOT_A_CURSOR, ErrorCode, ExchangeError
 from exchange.federation import link_attempts
 from exchange.pricing import limits
 from exchange.programs.models import Program
