@@ -1,5 +1,6 @@
 """Reads that grew with history: reconciliation breaks read by the page whatever the filter,
-open breaks counted without counting them, and the books' outstanding points kept at closing.
+open breaks counted without counting them, the books' outstanding points kept at closing, and
+a program's promotions listed a page at a time.
 
 * ``reconciliation.resolved``: the breaks resolved so far, kept as each is resolved, so that
   a reconciliation's open breaks are its breaks minus this figure, one row read. Counting them
@@ -19,6 +20,9 @@ Both are filled from the resolutions already recorded.
   the books read them now: the entries up to the period and, when periods before it are
   archived, what the archived periods moved; none for a period with archived periods on both
   sides (its outstanding is not known) or itself archived.
+* ``ix_promotion_program_start`` on ``promotion (program_id, starts_at, id)``: the partner
+  console lists a program's promotions the latest start first, a page at a time, where it read
+  and sorted every promotion the program ever ran.
 
 Revision ID: 0049
 Revises: 0046
@@ -76,6 +80,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("program_id", "period"),
     )
     op.execute(OUTSTANDING_SO_FAR)
+    op.create_index("ix_promotion_program_start", "promotion", ["program_id", "starts_at", "id"])
     op.create_index(
         "ix_reconciliation_break_open",
         "reconciliation_break",
@@ -86,6 +91,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_promotion_program_start", table_name="promotion")
     op.drop_table("outstanding_points")
     op.drop_index("ix_reconciliation_break_open", table_name="reconciliation_break")
     op.drop_index("ix_reconciliation_break_counterparty", table_name="reconciliation_break")
