@@ -30,8 +30,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, update
-from sqlmodel import and_, col, or_, select
+from sqlalchemy import Table, literal, tuple_, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
@@ -39,6 +39,7 @@ from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.registry import ConnectorRegistry
 from exchange.db import dialects
 from exchange.db.database import Database
+from exchange.db.types import UTCDateTime
 from exchange.errors import NOT_A_CURSOR, BadUserInput, ExchangeError
 from exchange.federation.accounts import Federation
 from exchange.ledger.accounts import ChartOfAccounts
@@ -588,11 +589,10 @@ async def member_redemptions(
         mark = None if text_problem(after, REDEMPTION_ID_LENGTH) else await session.get(Redemption, after)
         if mark is None or mark.member_id != member_id:
             raise BadUserInput(NOT_A_CURSOR, field="after")
+        # A row value, which the index's range takes (an OR of the two it would only filter by).
         statement = statement.where(
-            or_(
-                col(Redemption.created_at) < mark.created_at,
-                and_(col(Redemption.created_at) == mark.created_at, col(Redemption.id) < mark.id),
-            )
+            tuple_(col(Redemption.created_at), col(Redemption.id))
+            < tuple_(literal(mark.created_at, UTCDateTime()), literal(mark.id))
         )
     return (
         await session.exec(
