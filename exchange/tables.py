@@ -12,7 +12,7 @@ from exchange.auth.models import (
     SigningKey,
     UsedAssertion,
 )
-from exchange.books.models import BudgetCrossing, OutstandingPoints
+from exchange.books.models import BudgetCrossing
 from exchange.coalition.models import (
     CoalitionDraw,
     CoalitionExpiry,
@@ -31,6 +31,7 @@ from exchange.ledger.models import (
     LedgerShard,
     LedgerTransaction,
     LedgerTransactionKey,
+    OutstandingPoints,
     SettlementPeriod,
 )
 from exchange.members.models import DebitConsent, LinkedAccount, Member, UnlinkedAccount

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.books.models import OutstandingPoints
-from exchange.db import dialects
 from exchange.errors import BadUserInput
 from exchange.ledger.accounts import AccountKind
 from exchange.ledger.models import LedgerCloseAnchor
+from exchange.ledger.outstanding import archived_periods, held_through, known_at
 from exchange.settlement.errors import PeriodArchived
 
 CONVERSION = "conversion"
@@ -69,23 +68,6 @@ _MONEY = text(
      WHERE e.account_id = :clearing AND e.period = :period
     """
 )
-
-#: The net points the exchange moved into the program's members' accounts after the period
-#: ``:since`` (``''``: from the beginning), up to the period's end, as the ledger still holds them:
-#: archived periods' entries are not among them.
-_OUTSTANDING = text(
-    "SELECT coalesce(sum(e.amount), 0) FROM ledger_entry e "
-    "WHERE e.account_id = :account AND e.period <= :period AND e.period > :since"
-)
-#: The program's outstanding points recorded at the latest closing up to the period.
-_RECORDED = text(
-    "SELECT period, points FROM outstanding_points WHERE program_id = :program AND period <= :period "
-    "ORDER BY period DESC LIMIT 1"
-)
-_MEMBER_POINTS_ACCOUNTS = text(f"SELECT program_id, id FROM ledger_account WHERE kind = '{AccountKind.MEMBER_POINTS}'")
-#: What the archived periods' entries moved on an account, all of them together.
-_ARCHIVED_MOVED = text("SELECT coalesce(sum(balance), 0) FROM ledger_archived_balance WHERE account_id = :account")
-_ARCHIVED_PERIODS = text("SELECT period FROM ledger_close_anchor WHERE archived_at IS NOT NULL ORDER BY period")
 
 
 class OutstandingNotKept(BadUserInput):
@@ -156,44 +138,13 @@ class LedgerFigures:
 
 
 async def points_outstanding(session: AsyncSession, program_id: str, account: int, period: str) -> int:
-    """The net points moved into ``account`` up to ``period``'s end: what the latest closing up
-    to it recorded (:func:`record_outstanding`) and the ledger's entries since; before any
-    record, the entries from the beginning and what the archived periods, all before it, moved
-    (see :func:`ledger_figures` for the others).
-
-    A record holds the archived periods before it; one archived after it (archived before the
-    records were kept) is counted only by the entries from the beginning, so that record is
-    passed over."""
-    archived = (await session.exec(_ARCHIVED_PERIODS)).scalars().all()  # type: ignore[call-overload]
-    before, after = [p for p in archived if p < period], [p for p in archived if p > period]
-    if before and after:
-        raise OutstandingNotKept(period, before, after)
-    recorded = (await session.exec(_RECORDED, params={"program": program_id, "period": period})).first()  # type: ignore[call-overload]
-    if recorded is not None and not any(recorded.period < p <= period for p in archived):
-        since, base = recorded.period, int(recorded.points)
-    else:
-        since = ""
-        base = int((await session.exec(_ARCHIVED_MOVED, params={"account": account})).scalar_one()) if before else 0  # type: ignore[call-overload]
-    held = await session.exec(_OUTSTANDING, params={"account": account, "period": period, "since": since})  # type: ignore[call-overload]
-    return base + int(held.scalar_one())
-
-
-async def record_outstanding(session: AsyncSession, period: str) -> None:
-    """Record every program's outstanding points at the end of ``period``, at its closing (once:
-    a closing finished again records nothing new). Nothing more is posted into a closed period,
-    so the record stays true; a program whose outstanding is not known then
-    (:class:`OutstandingNotKept`) gets none, and later books sum its entries from the beginning."""
-    accounts = (await session.exec(_MEMBER_POINTS_ACCOUNTS)).all()  # type: ignore[call-overload]
-    for program_id, account in accounts:  # one per program
-        try:
-            points = await points_outstanding(session, program_id, account, period)
-        except OutstandingNotKept:
-            continue
-        await session.exec(
-            dialects.insert(session, OutstandingPoints.__table__)  # type: ignore[attr-defined]
-            .values(program_id=program_id, period=period, points=points)
-            .on_conflict_do_nothing()
-        )
+    """The net points moved into ``account`` up to ``period``'s end
+    (:func:`~exchange.ledger.outstanding.held_through`); :class:`OutstandingNotKept` when archived
+    periods on both sides of it leave that unknown."""
+    archived = await archived_periods(session)
+    if not known_at(period, archived):
+        raise OutstandingNotKept(period, [p for p in archived if p < period], [p for p in archived if p > period])
+    return await held_through(session, program_id, account, period, archived)
 
 
 async def ledger_figures(session: AsyncSession, program_id: str, period: str) -> LedgerFigures:

@@ -28,17 +28,3 @@ class BudgetCrossing(SQLModel, table=True):
     """The spend (minor units) when the crossing was first seen."""
     budget_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
     """The period's budget (minor units) it was compared with."""
-
-
-class OutstandingPoints(SQLModel, table=True):
-    """A program's outstanding points at the end of a closed period, recorded by its closing:
-    the net points the exchange moved into its members' accounts over that period and every
-    earlier one (``LedgerFigures.outstanding``). A later period's figure is this plus the
-    entries of the periods since, so the books never sum a program's whole history."""
-
-    __tablename__ = "outstanding_points"
-
-    # (program, period): the primary key's index finds a program's latest record before a period.
-    program_id: str = Field(primary_key=True, max_length=64)
-    period: str = Field(primary_key=True, max_length=7)
-    points: int = Field(sa_column=Column(BigInteger, nullable=False))

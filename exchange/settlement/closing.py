@@ -25,13 +25,13 @@ from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from exchange.books.figures import record_outstanding
 from exchange.clock import Clock
 from exchange.coalition.liability import liability_at, record_liability
 from exchange.coalition.models import CoalitionLiability
 from exchange.db.bulk import bulk_insert
 from exchange.db.database import Database
 from exchange.ledger.models import LedgerCloseAnchor, SettlementPeriod
+from exchange.ledger.outstanding import record_outstanding
 from exchange.ledger.partitions import ensure_partitions
 from exchange.ledger.periods import (
     PeriodStatus,
