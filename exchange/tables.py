@@ -31,6 +31,7 @@ from exchange.ledger.models import (
     LedgerShard,
     LedgerTransaction,
     LedgerTransactionKey,
+    OutstandingPoints,
     SettlementPeriod,
 )
 from exchange.members.models import DebitConsent, LinkedAccount, Member, UnlinkedAccount
@@ -86,6 +87,7 @@ __all__ = [
     "Member",
     "MemberWebSession",
     "OAuthClient",
+    "OutstandingPoints",
     "PartnerAssertionKey",
     "Person",
     "PricingRevision",

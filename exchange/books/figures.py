@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.errors import BadUserInput
 from exchange.ledger.accounts import AccountKind
 from exchange.ledger.models import LedgerCloseAnchor
+from exchange.ledger.outstanding import archived_periods, held_through, known_at
 from exchange.settlement.errors import PeriodArchived
 
 CONVERSION = "conversion"
@@ -67,15 +68,6 @@ _MONEY = text(
      WHERE e.account_id = :clearing AND e.period = :period
     """
 )
-
-#: The net points the exchange moved into the program's members' accounts, up to the period's end,
-#: as the ledger still holds them: archived periods' entries are not among them.
-_OUTSTANDING = text(
-    "SELECT coalesce(sum(e.amount), 0) FROM ledger_entry e WHERE e.account_id = :account AND e.period <= :period"
-)
-#: What the archived periods' entries moved on an account, all of them together.
-_ARCHIVED_MOVED = text("SELECT coalesce(sum(balance), 0) FROM ledger_archived_balance WHERE account_id = :account")
-_ARCHIVED_PERIODS = text("SELECT period FROM ledger_close_anchor WHERE archived_at IS NOT NULL ORDER BY period")
 
 
 class OutstandingNotKept(BadUserInput):
@@ -145,16 +137,14 @@ class LedgerFigures:
         return self.converted_out + self.redeemed_for_rewards
 
 
-async def _outstanding(session: AsyncSession, account: int, period: str) -> int:
-    """The net points moved into ``account`` up to ``period``'s end: the ledger's entries, and what
-    the archived periods, all before it, moved (see :func:`ledger_figures` for the others)."""
-    archived = (await session.exec(_ARCHIVED_PERIODS)).scalars().all()  # type: ignore[call-overload]
-    before, after = [p for p in archived if p < period], [p for p in archived if p > period]
-    if before and after:
-        raise OutstandingNotKept(period, before, after)
-    held = (await session.exec(_OUTSTANDING, params={"account": account, "period": period})).scalar_one()  # type: ignore[call-overload]
-    moved = (await session.exec(_ARCHIVED_MOVED, params={"account": account})).scalar_one() if before else 0  # type: ignore[call-overload]
-    return int(held) + int(moved)
+async def points_outstanding(session: AsyncSession, program_id: str, account: int, period: str) -> int:
+    """The net points moved into ``account`` up to ``period``'s end
+    (:func:`~exchange.ledger.outstanding.held_through`); :class:`OutstandingNotKept` when archived
+    periods on both sides of it leave that unknown."""
+    archived = await archived_periods(session)
+    if not known_at(period, archived):
+        raise OutstandingNotKept(period, [p for p in archived if p < period], [p for p in archived if p > period])
+    return await held_through(session, program_id, account, period, archived)
 
 
 async def ledger_figures(session: AsyncSession, program_id: str, period: str) -> LedgerFigures:
@@ -204,7 +194,7 @@ async def ledger_figures(session: AsyncSession, program_id: str, period: str) ->
             },
         )
     ).one()
-    outstanding = await _outstanding(session, account(AccountKind.MEMBER_POINTS), period)
+    outstanding = await points_outstanding(session, program_id, account(AccountKind.MEMBER_POINTS), period)
     return LedgerFigures(
         issued=-moved(issued, CONVERSION, REWARD),
         converted_out=moved(redeemed, CONVERSION),

@@ -9,7 +9,8 @@ is a hash chain of its own whose last link ``ledger_chain_head`` keeps, ``ledger
 each account's running total per shard (so concurrent postings never wait on an account's row),
 and ``ledger_close_anchor`` records, when a period closes, a hash over every chain of it, chained
 to the previous close. The database moves heads and balances as rows are inserted (triggers);
-the verifier recomputes all of them.
+the verifier recomputes all of them. ``outstanding_points`` keeps each program's
+``member-points`` balance at each close (``exchange.ledger.outstanding``).
 """
 
 from __future__ import annotations
@@ -164,6 +165,20 @@ class LedgerArchivedBalance(SQLModel, table=True):
     )
     shard: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
     balance: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class OutstandingPoints(SQLModel, table=True):
+    """A program's outstanding points at the end of a closed period, recorded by its closing:
+    the net points the exchange moved into its members' accounts over that period and every
+    earlier one (the books' ``outstanding``). A later period's figure is this plus the
+    entries of the periods since, so the books never sum a program's whole history."""
+
+    __tablename__ = "outstanding_points"
+
+    # (program, period): the primary key's index finds a program's latest record before a period.
+    program_id: str = Field(primary_key=True, max_length=64)
+    period: str = Field(primary_key=True, max_length=7)
+    points: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class LedgerCloseAnchor(SQLModel, table=True):

@@ -54,6 +54,8 @@ class Promotion(SQLModel, table=True):
     both): one partner's ids neither block nor reveal another's."""
 
     __tablename__ = "promotion"
+    # The console lists a program's promotions the latest start first, a page at a time.
+    __table_args__ = (Index("ix_promotion_program_start", "program_id", "starts_at", "id"),)
 
     id: str = Field(primary_key=True, max_length=64)
     program_id: str = Field(primary_key=True, foreign_key="program.id", max_length=64, index=True)

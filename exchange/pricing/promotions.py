@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import literal, tuple_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db import dialects
-from exchange.db.grouping import grouped, pages_by_parent
+from exchange.db.grouping import pages_by_parent
+from exchange.db.types import UTCDateTime
 from exchange.errors import BadUserInput, IdempotencyConflict, NotFound
 from exchange.money import canonical, decimal_places
 from exchange.pricing.models import PERCENT_SCALE, Promotion
@@ -135,14 +137,27 @@ async def end_promotion(session: AsyncSession, *, program_id: str, promotion_id:
     return promotion
 
 
-async def promotions_of(session: AsyncSession, program_ids: Sequence[str]) -> dict[str, list[Promotion]]:
-    """Each program's promotions, by start, in one query."""
+async def latest_promotions(
+    session: AsyncSession, program_id: str, *, first: int, after: str | None
+) -> Sequence[Promotion]:
+    """The program's promotions, the latest start first (then by id, descending): ``first`` of
+    them after its promotion ``after``, read by ``ix_promotion_program_start``. ``NotFound``
+    naming ``after`` when the program has no promotion by that id (another program's is none:
+    ids name promotions within their program)."""
+    statement = select(Promotion).where(Promotion.program_id == program_id)
+    if after is not None:
+        mark = await session.get(Promotion, (after, program_id))
+        if mark is None:
+            raise NotFound(f"{program_id} has no promotion {after!r} to list the ones after", field="after")
+        # A row value, which the index's range takes (an OR of the two it would only filter by).
+        statement = statement.where(
+            tuple_(col(Promotion.starts_at), col(Promotion.id))
+            < tuple_(literal(mark.starts_at, UTCDateTime()), literal(mark.id))
+        )
     rows = await session.exec(
-        select(Promotion)
-        .where(col(Promotion.program_id).in_(list(program_ids)))
-        .order_by(col(Promotion.program_id), col(Promotion.starts_at))
+        statement.order_by(col(Promotion.starts_at).desc(), col(Promotion.id).desc()).limit(first)
     )
-    return grouped(rows, lambda promotion: promotion.program_id)
+    return rows.all()
 
 
 async def promotion_pages(

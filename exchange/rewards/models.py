@@ -98,6 +98,10 @@ class CancelledBy(StrEnum):
     """No delivery was confirmed in time."""
 
 
+#: A redemption's id (a UUID) is never longer: a page's cursor that is, is none of theirs.
+REDEMPTION_ID_LENGTH = 36
+
+
 class Redemption(SagaState, table=True):
     __tablename__ = "redemption"
     __table_args__ = (
@@ -111,7 +115,7 @@ class Redemption(SagaState, table=True):
         Index("ix_redemption_reward", "reward_id"),
     )
 
-    id: str = Field(primary_key=True, max_length=36)
+    id: str = Field(primary_key=True, max_length=REDEMPTION_ID_LENGTH)
     member_id: str = Field(foreign_key="member.id", max_length=40)
     idempotency_key: str = Field(max_length=IDEMPOTENCY_KEY_LENGTH)
     reward_id: str = Field(foreign_key="reward.id", max_length=64)

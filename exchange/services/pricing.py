@@ -86,10 +86,12 @@ class PricingService:
                     found.append(PairAmountRule(source, by_id[target], rule))
         return sorted(found, key=lambda pair: (pair.source.name, pair.target.name))
 
-    async def promotions(self, program_ids: Sequence[str]) -> dict[str, list[Promotion]]:
-        """Each program's promotions, past, present and future."""
+    async def latest_promotions(self, program_id: str, *, first: int, after: str | None) -> Sequence[Promotion]:
+        """The program's promotions, past, present and future, the latest start first: a page of
+        them, ``first`` after its promotion ``after``."""
+        page = page_size(first, maximum=PROMOTIONS_PAGE_MAX)
         async with self.db.transaction() as session:
-            return await promotions.promotions_of(session, program_ids)
+            return await promotions.latest_promotions(session, program_id, first=page, after=after)
 
     async def promotions_by_id(
         self, program_ids: Sequence[str], *, first: int, after: str | None

@@ -30,8 +30,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, exists, insert, literal, text
+from sqlalchemy import ColumnElement, Table, and_, exists, insert, literal, text, update
 from sqlalchemy import select as core_select
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -218,9 +219,11 @@ async def resolve_break(
     )
     session.add(resolution)
     await session.flush()
+    await _count_resolved(session, reconciliation.id, and_(BREAKS.c.id == request.break_id, ~BREAKS.c.resolved))
     return row, resolution, reconciliation.partner
 
 
+RECONCILIATIONS: Table = Reconciliation.__table__  # type: ignore[attr-defined]
 BREAKS: Table = ReconciliationBreak.__table__  # type: ignore[attr-defined]
 RESOLUTIONS: Table = BreakResolution.__table__  # type: ignore[attr-defined]
 RESOLUTION_COLUMNS = (
@@ -343,6 +346,7 @@ async def resolve_breaks(
             await _accept(session, selected, reason, request.actor, now)
         else:
             posted += await _adjust(session, ledger, currency, reconciliation, selected, request, reason, now)
+        await _count_resolved(session, reconciliation.id, selected)
     # The position's lock keeps anyone else from resolving these breaks meanwhile.
     open_after = await unresolved_breaks(session, reconciliation.id)
     adjusted = None
@@ -351,6 +355,22 @@ async def resolve_breaks(
         period = (await session.exec(select(LedgerTransaction.period).where(LedgerTransaction.id == first))).one()
         adjusted = Adjusted(len(posted), sum(amount for _, amount, _ in posted), period)
     return BulkResolution(reconciliation, open_before - open_after, unchanged, open_after, adjusted)
+
+
+async def _count_resolved(session: AsyncSession, reconciliation_id: str, selected: ColumnElement[bool]) -> None:
+    """Mark those of the ``selected`` open breaks that now have a resolution as resolved, and
+    count them into their reconciliation's ``resolved``: in the unit of work that recorded the
+    resolutions, so that the two figures (what pages of open breaks and the open breaks' count
+    read) never disagree with the resolutions."""
+    marked = await session.exec(
+        update(BREAKS).where(selected, exists().where(RESOLUTIONS.c.break_id == BREAKS.c.id)).values(resolved=True)
+    )
+    if marked.rowcount:
+        await session.exec(
+            update(RECONCILIATIONS)
+            .where(RECONCILIATIONS.c.id == reconciliation_id)
+            .values(resolved=RECONCILIATIONS.c.resolved + marked.rowcount)
+        )
 
 
 async def _check_named(session: AsyncSession, selection: BreakSelection) -> None:
@@ -369,7 +389,7 @@ def _open_breaks(reconciliation_id: str, selection: BreakSelection, ids: Sequenc
     """The open breaks of the reconciliation that the selection (or its batch of ids) takes."""
     clauses = [
         BREAKS.c.reconciliation_id == reconciliation_id,
-        ~exists().where(RESOLUTIONS.c.break_id == BREAKS.c.id),
+        ~BREAKS.c.resolved,
     ]
     if ids is not None:
         clauses.append(BREAKS.c.id.in_(ids))
@@ -538,22 +558,31 @@ async def list_breaks(
     after: int | None = None,
 ) -> list[tuple[ReconciliationBreak, BreakResolution | None]]:
     """Breaks of a reconciliation by id, ``first`` of them after the id ``after``; of one
-    class, naming one counterparty in the partner's line, still open: as asked."""
-    statement = (
-        select(ReconciliationBreak, BreakResolution)
-        .join(BreakResolution, col(BreakResolution.break_id) == col(ReconciliationBreak.id), isouter=True)
+    class, naming one counterparty in the partner's line, still open: as asked.
+
+    The page is chosen first, by the reconciliation's index for the filter
+    (:class:`ReconciliationBreak`), and only its breaks are joined to their resolutions: joined
+    before the limit, PostgreSQL merged the page with every resolution up to its first break."""
+    chosen = (
+        select(ReconciliationBreak)
         .where(ReconciliationBreak.reconciliation_id == reconciliation_id)
         .order_by(col(ReconciliationBreak.id))
         .limit(first)
     )
     if kind is not None:
-        statement = statement.where(ReconciliationBreak.kind == kind.value)
+        chosen = chosen.where(ReconciliationBreak.kind == kind.value)
     if counterparty is not None:
-        statement = statement.where(ReconciliationBreak.counterparty == counterparty)
+        chosen = chosen.where(ReconciliationBreak.counterparty == counterparty)
     if unresolved_only:
-        statement = statement.where(col(BreakResolution.break_id).is_(None))
+        chosen = chosen.where(~col(ReconciliationBreak.resolved))
     if after is not None:
-        statement = statement.where(col(ReconciliationBreak.id) > after)
+        chosen = chosen.where(col(ReconciliationBreak.id) > after)
+    page = aliased(ReconciliationBreak, chosen.subquery())
+    statement = (
+        select(page, BreakResolution)
+        .join(BreakResolution, col(BreakResolution.break_id) == col(page.id), isouter=True)
+        .order_by(col(page.id))
+    )
     return list((await session.exec(statement)).all())
 
 

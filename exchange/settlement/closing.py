@@ -5,7 +5,8 @@ switches the period to CLOSING while holding every shard's lock (which postings 
 the period's close anchor, and commits at once: from then on nothing posts into the period (late items go to the next open
 one), so its rows are final. Then a last unit of work, holding the period's row, computes the
 obligations from those rows (one aggregation, see ``netting``), stores them, the positions and the
-coalition point's outstanding liability at the period's end and marks the period CLOSED. If
+coalition point's outstanding liability and every program's outstanding points (the books') at the
+period's end, and marks the period CLOSED. If
 that fails (or the process dies), the period stays CLOSING and closing it again finishes the
 job (``exchange recover`` closes every period left so, :func:`left_unfinished`, and so does every
 gateway's background job once a period has been CLOSING longer than its grace). The statements are issued after it (``issued``), each in a unit of work of its own: a
@@ -32,6 +33,7 @@ from exchange.coalition.models import CoalitionLiability
 from exchange.db.bulk import bulk_insert
 from exchange.db.database import Database
 from exchange.ledger.models import LedgerCloseAnchor, SettlementPeriod
+from exchange.ledger.outstanding import record_outstanding
 from exchange.ledger.partitions import ensure_partitions
 from exchange.ledger.periods import (
     PeriodStatus,
@@ -199,6 +201,7 @@ async def _finish(session: AsyncSession, period: str, currency: Currency, clock:
         raise SettlementInvariantBroken(f"the net positions of {period} sum to {imbalance}, not zero")
     now = clock.now()  # one instant for the closing: its liability, its point values and closedAt
     await record_liability(session, period, now)
+    await record_outstanding(session, period)
     await fix_point_values(session, period, now)
     row.status = PeriodStatus.CLOSED
     row.closed_at = now

@@ -15,13 +15,16 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlmodel import Field, SQLModel
@@ -98,6 +101,12 @@ class Reconciliation(SQLModel, table=True):
     missing_in_partner: int
     amount_mismatch: int
     duplicate: int
+    resolved: int = Field(
+        default=0,
+        sa_column=Column(Integer, nullable=False, server_default="0"),
+        description="Its breaks resolved so far: counted as each is, so that the breaks still open are known "
+        "without counting them.",
+    )
 
     @property
     def breaks(self) -> int:
@@ -108,7 +117,19 @@ class ReconciliationBreak(SQLModel, table=True):
     """A line of the partner's file, or a reference of the ledger, that did not match."""
 
     __tablename__ = "reconciliation_break"
-    __table_args__ = (Index("ix_reconciliation_break_reconciliation", "reconciliation_id", "id"),)
+    # A page of breaks, filtered or not, reads its own rows by one of these (list_breaks).
+    __table_args__ = (
+        Index("ix_reconciliation_break_reconciliation", "reconciliation_id", "id"),
+        Index("ix_reconciliation_break_kind", "reconciliation_id", "kind", "id"),
+        Index("ix_reconciliation_break_counterparty", "reconciliation_id", "counterparty", "id"),
+        Index(
+            "ix_reconciliation_break_open",
+            "reconciliation_id",
+            "id",
+            postgresql_where=text("NOT resolved"),
+            sqlite_where=text("NOT resolved"),
+        ),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigIdentity, primary_key=True, autoincrement=True))
     reconciliation_id: str = Field(foreign_key="reconciliation.id", max_length=36)
@@ -119,6 +140,11 @@ class ReconciliationBreak(SQLModel, table=True):
     ledger_amount: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     counterparty: str | None = Field(default=None, max_length=64, description="As the partner's file named it.")
     partner_date: date | None = Field(default=None, description="As the partner's file dated it.")
+    resolved: bool = Field(
+        default=False,
+        sa_column=Column(Boolean, nullable=False, server_default=false()),
+        description="Whether it has a break_resolution: kept on the break so that the open ones are indexed.",
+    )
 
 
 class BreakResolution(SQLModel, table=True):

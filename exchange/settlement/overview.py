@@ -8,15 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.settlement.models import (
-    BreakResolution,
     IssuedStatement,
     Reconciliation,
-    ReconciliationBreak,
     SettlementPosition,
 )
 
@@ -52,19 +49,6 @@ async def partner_periods(session: AsyncSession, partner: str, *, first: int) ->
         .order_by(col(Reconciliation.period), col(Reconciliation.sequence))
     ):
         latest[row.period] = row
-    unresolved = dict(
-        (
-            await session.exec(
-                select(ReconciliationBreak.reconciliation_id, func.count())
-                .join(BreakResolution, col(BreakResolution.break_id) == col(ReconciliationBreak.id), isouter=True)
-                .where(
-                    col(ReconciliationBreak.reconciliation_id).in_([row.id for row in latest.values()]),
-                    col(BreakResolution.break_id).is_(None),
-                )
-                .group_by(col(ReconciliationBreak.reconciliation_id))
-            )
-        ).all()
-    )
     resigned: dict[str, tuple[datetime, str]] = {
         period: (resigned_at, key_id)
         for period, resigned_at, key_id in await session.exec(
@@ -80,7 +64,7 @@ async def partner_periods(session: AsyncSession, partner: str, *, first: int) ->
         PartnerPeriod(
             position,
             latest.get(position.period),
-            int(unresolved.get(latest[position.period].id, 0)) if position.period in latest else 0,
+            latest[position.period].breaks - latest[position.period].resolved if position.period in latest else 0,
             resigned.get(position.period),
         )
         for position in positions

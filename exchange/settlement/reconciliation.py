@@ -49,7 +49,7 @@ from exchange.settlement.errors import (
     ReconciliationReplaced,
     ResolvedBreaksWouldBeLost,
 )
-from exchange.settlement.models import BreakResolution, Reconciliation, ReconciliationBreak, RecordsSource
+from exchange.settlement.models import Reconciliation, ReconciliationBreak, RecordsSource
 from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.positions import open_position, position_of
 from exchange.settlement.records import (
@@ -348,12 +348,17 @@ async def totals(session: AsyncSession, reconciliation: Reconciliation) -> Total
 
 
 async def unresolved_breaks(session: AsyncSession, reconciliation_id: str) -> int:
+    """The reconciliation's breaks still open: its breaks less those resolved, read from its
+    own row (resolving counts each break into ``resolved`` as it goes), not counted."""
     return (
         await session.exec(
-            select(func.count())
-            .select_from(ReconciliationBreak)
-            .join(BreakResolution, col(BreakResolution.break_id) == col(ReconciliationBreak.id), isouter=True)
-            .where(ReconciliationBreak.reconciliation_id == reconciliation_id, col(BreakResolution.break_id).is_(None))
+            select(
+                col(Reconciliation.missing_in_ledger)
+                + col(Reconciliation.missing_in_partner)
+                + col(Reconciliation.amount_mismatch)
+                + col(Reconciliation.duplicate)
+                - col(Reconciliation.resolved)
+            ).where(Reconciliation.id == reconciliation_id)
         )
     ).one()
 

@@ -30,6 +30,7 @@ from exchange.settlement.breaks import ResolveRequest
 from exchange.testing.clock import FrozenClock
 from exchange.testing.databases import PostgresDatabases
 from exchange.testing.kit import ExchangeKit
+from exchange.web.partner import pricing as partner_pricing
 from exchange.web.partner import rewards as partner_rewards
 from exchange.web.partner.statements import BREAKS_SHOWN
 from tests.api.conftest import post_last_month
@@ -257,6 +258,43 @@ def test_a_partner_cannot_end_another_partners_promotion_by_changing_the_form(
     listed = air_client.get(f"{PARTNER}/rates").text
     row = listed.split("formosa-air-year-end-2026")[1].split("</tr>")[0]
     assert "Ended" not in row, "still running"
+
+
+#: A promotion's row on the rates page (in English), and the link to the earlier ones.
+PROMOTION_ROW = re.compile(r'<th scope="row">([^<]+)</th>\s*<td data-label="Bonus">')
+EARLIER_PROMOTIONS = re.compile(r'<a href="([^"]+)" rel="next" id="earlier-promotions">')
+
+
+def test_the_rates_page_lists_the_latest_promotions_a_page_at_a_time_and_links_the_earlier(
+    gateway: Gateway, mart: Person, air_client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page read every promotion the program ever ran, and listed them all."""
+    monkeypatch.setattr(partner_pricing, "PROMOTIONS_SHOWN", 2)
+    ours = [f"air-paged-{month}" for month in (3, 4, 5, 6)]
+    for promotion_id in ours:
+        month = promotion_id.rsplit("-", 1)[1]
+        created = post(
+            air_client,
+            f"{PARTNER}/promotions",
+            id=promotion_id,
+            bonusPercent="5",
+            startsAt=f"2098-0{month}-01T00:00",
+            endsAt="2099-01-01T00:00",
+        )
+        assert created.status_code == 303, created.text
+    pages = pages_followed(air_client, f"{PARTNER}/rates", PROMOTION_ROW, EARLIER_PROMOTIONS)
+    shown = [promotion for page in pages for promotion in page]
+    assert listed_once(pages, 2, set(ours)) >= {"formosa-air-year-end-2026"}
+    assert [promotion for promotion in shown if promotion in ours] == ours[::-1], "the latest start first"
+    first = air_client.get(f"{PARTNER}/rates", headers=CHINESE).text
+    last = air_client.get(f"{PARTNER}/rates", params={"after": pages[-2][-1]}, headers=CHINESE).text
+    assert PROMOTION_ROW.findall(air_client.get(f"{PARTNER}/rates", params={"after": pages[-2][-1]}).text) == pages[-1]
+    assert ">較早的促銷</a>" in first and 'id="latest-promotions"' not in first
+    assert 'id="earlier-promotions"' not in last and ">最新的促銷</a>" in last
+    assert air_client.get(f"{PARTNER}/rates?after=no-such-promotion").status_code == 404
+    with signed_in(gateway, mart) as mart_client:
+        # Another partner's promotion is no place in this partner's listing.
+        assert mart_client.get(f"{PARTNER}/rates?after=formosa-air-year-end-2026").status_code == 404
 
 
 def published(client: httpx.Client, **form: str) -> str:

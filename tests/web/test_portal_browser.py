@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from exchange.pricing.models import Quote
 from exchange.rewards.catalog import RewardDraft
 from exchange.services.container import open_services
 from exchange.web.portal import convert
+from exchange.web.portal import rewards as portal_rewards
 from tests.web.conftest import DESKTOP, PASSWORD, PHONE, PortalGateway, open_context, run_async
 from tests.web.portal_flows import pair_limits
 from tests.web.portal_partners import PIN
@@ -235,6 +237,43 @@ def test_a_member_redeems_a_reward_published_by_a_partner(
     expect(page.locator("table.list")).to_contain_text("Paid, awaiting delivery")
     screenshot(page, "history")
     assert partners.balance("fresh-mart", member_ref) == 60_000 - price
+
+
+def test_a_member_pages_to_older_redemptions_in_chinese_at_a_phones_width(
+    browser: Browser, portal_gateway: PortalGateway, screenshot: Screenshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history listed the newest 50 and no more; the older ones are a link away, in the
+    member's language."""
+    monkeypatch.setattr(portal_rewards, "HISTORY_LENGTH", 1)
+    member_ref = portal_gateway.partners.new_member("fresh-mart", balance=60_000)
+    titles = {"Harbour cruise for two", "Island ferry for two"}
+    rewards = [run_async(partial(publish_reward, portal_gateway, title, "120")) for title in sorted(titles)]
+
+    def redeeming_both(english: Page) -> None:
+        sign_in(english, "FreshMart Rewards", member_ref)
+        for reward_id in rewards:
+            english.goto(f"/portal/rewards/{reward_id}")
+            english.get_by_role("button", name="Redeem").click()
+            expect(english.get_by_role("status")).to_have_text("Redeemed. It is listed below.")
+
+    context = in_language(browser, portal_gateway, redeeming_both, language="zh-TW", viewport=PHONE)
+    try:
+        page = context.new_page()
+        page.goto("/portal/rewards/history")
+        rows = page.locator("tr[id^=redemption-] td:first-child")
+        expect(rows).to_have_count(1)
+        newest = rows.inner_text()
+        expect(page.get_by_role("link", name="最新的兌換")).to_have_count(0)
+        page.get_by_role("navigation", name="更多兌換").get_by_role("link", name="較早的兌換").click()
+        expect(rows).to_have_count(1)
+        assert {newest, rows.inner_text()} == titles, "each on a page of its own"
+        expect(page.get_by_role("link", name="較早的兌換")).to_have_count(0)
+        screenshot(page, "older-redemptions")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.get_by_role("link", name="最新的兌換").click()
+        expect(rows).to_have_text(newest)
+    finally:
+        context.close()
 
 
 def test_every_portal_page_is_refused_without_a_member_session_even_to_staff(

@@ -576,3 +576,70 @@ def test_a_redemption_whose_paying_partner_gave_the_debit_back_on_its_own_says_s
     row = page.split(f'<tr id="redemption-{found[1]}">')[1].split("</tr>")[0]
     assert status in row and "Cancelled" not in row and "取消" not in row
     assert row.split(f'id="failure-{found[1]}">')[1].split("</p>")[0] == said
+
+
+REDEMPTION_ROW = re.compile(r'<tr id="redemption-([0-9a-f-]+)">')
+OLDER_REDEMPTIONS = re.compile(r'<a href="(/portal/rewards/history\?after=[^"]+)" rel="next" id="older">([^<]+)</a>')
+
+
+def redeemed_times(client: httpx.Client, reward_id: str, times: int) -> set[str]:
+    """The ids of ``times`` redemptions of ``reward_id`` the signed-in member made."""
+    made = set()
+    for _ in range(times):
+        answer = client.post(f"/portal/rewards/{reward_id}", data=redeem_form(client, reward_id, "fresh-mart"))
+        assert answer.status_code == 303, answer.text
+        made.add(answer.headers["location"].split("redeemed=")[1])
+    return made
+
+
+@pytest.mark.parametrize(
+    ("language", "older", "newest", "refused"),
+    [
+        (
+            "en",
+            "Older redemptions",
+            "Newest redemptions",
+            "This link to older entries is not one the exchange gave out. Start again from the newest.",
+        ),
+        ("zh-TW", "較早的兌換", "最新的兌換", "這個較早紀錄的連結不是交換平台提供的。請從最新的紀錄重新開始。"),
+    ],
+    ids=["en", "zh-TW"],
+)
+def test_a_member_pages_to_older_redemptions_each_once_and_a_cursor_not_theirs_is_refused(
+    portal_gateway: PortalGateway,
+    client: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
+    language: str,
+    older: str,
+    newest: str,
+    refused: str,
+) -> None:
+    """The history listed the newest 50 and no more: an older redemption was out of reach."""
+    partners = portal_gateway.partners
+    with portal_gateway.gateway.client() as other:
+        sign_in(other, "fresh-mart", partners.new_member("fresh-mart", balance=50_000))
+        (theirs,) = redeemed_times(other, publish(portal_gateway, "formosa-air", "Lounge pass"), 1)
+    sign_in(client, "fresh-mart", partners.new_member("fresh-mart", balance=50_000))
+    ours = redeemed_times(client, publish(portal_gateway, "formosa-air", "Lounge pass"), 5)  # its whole stock
+    everything = REDEMPTION_ROW.findall(client.get("/portal/rewards/history").text)
+    assert set(everything) == ours and 'id="older"' not in client.get("/portal/rewards/history").text
+
+    monkeypatch.setattr(portal_rewards, "HISTORY_LENGTH", 2)
+    pages = pages_followed(client, "/portal/rewards/history", REDEMPTION_ROW, OLDER_REDEMPTIONS)
+    listed_once(pages, 2, ours)
+    assert [shown for page in pages for shown in page] == everything, "newest first, as one long page lists them"
+    headers = {"accept-language": language}
+    first = html.unescape(client.get("/portal/rewards/history", headers=headers).text)
+    link = OLDER_REDEMPTIONS.search(first)
+    assert link is not None and link[2] == older and 'id="newest"' not in first
+    last = html.unescape(client.get(f"/portal/rewards/history?after={everything[3]}", headers=headers).text)
+    assert REDEMPTION_ROW.findall(last) == everything[4:] and 'id="older"' not in last
+    assert f'<a href="/portal/rewards/history" id="newest">{newest}</a>' in last
+
+    for cursor in (theirs, "no-such-redemption", "x" * 37):
+        answer = client.get("/portal/rewards/history", params={"after": cursor}, headers=headers)
+        assert answer.status_code == 400, cursor
+        page = html.unescape(answer.text)
+        assert page.split('id="problem"')[1].split('<p class="muted">')[1].split("</p>")[0] == refused
+        assert not REDEMPTION_ROW.search(page) and 'id="no-redemptions"' not in page
+        assert 'href="/portal/rewards/history" id="newest"' in page

@@ -7,10 +7,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from exchange.errors import BadUserInput, ExchangeError
+from exchange.errors import BadUserInput, ExchangeError, NotFound
 from exchange.pricing.models import RateVersion
 from exchange.pricing.promotions import PromotionTerms
 from exchange.pricing.rates import Origin, RateTerms
@@ -19,7 +20,7 @@ from exchange.programs.models import CoalitionLevel, Program
 from exchange.ratio import Ratio
 from exchange.services.catalog import CatalogService
 from exchange.services.pricing import PricingService
-from exchange.web.access import Page
+from exchange.web.access import Page, query_value
 from exchange.web.partner.forms import BASE, PARTNER_PATH, READ, WRITE, FormValues, Problems, partner_of, program_of
 from exchange.web.templating import Pages
 
@@ -28,6 +29,9 @@ RATE_NUMBERS = ("bonusEvery", "bonusPoints", "minimumPoints", "increment", "memb
 #: Notices a page shows after a change, by the ``done`` query parameter.
 DONE = ("rate-set", "rate-cleared", "promotion-created", "promotion-ended")
 RATE_FORM = "console/partner/rate_form.html"
+#: Promotions the rates page lists (a test lowers it), the latest start first; a link lists the
+#: ones before them.
+PROMOTIONS_SHOWN = 50
 PROMOTION_FORM = "console/partner/promotion_form.html"
 
 
@@ -97,9 +101,14 @@ class PricingPages:
 
     async def rates(self, request: Request) -> Response:
         own = program_of(request)
+        after = query_value(request, "after")
+        try:
+            # One more than a page: whether there are earlier ones to link to.
+            promotions = await self.pricing.latest_promotions(own, first=PROMOTIONS_SHOWN + 1, after=after)
+        except NotFound:  # no promotion of this partner's listing
+            raise HTTPException(status_code=404) from None
         catalog = await self.catalog.cache.get()
         versions = (await self.pricing.incoming_rates([own])).get(own, [])
-        promotions = (await self.pricing.promotions([own])).get(own, [])
         done = request.query_params.get("done")
         return self.pages.render(
             request,
@@ -109,7 +118,9 @@ class PricingPages:
                 "programs": catalog.programs,
                 "sources": sources_into(catalog, own),
                 "rates": [RateRow(version) for version in versions],
-                "promotions": sorted(promotions, key=lambda promotion: promotion.starts_at, reverse=True),
+                "promotions": promotions[:PROMOTIONS_SHOWN],
+                "after": after,
+                "earlier": promotions[PROMOTIONS_SHOWN - 1].id if len(promotions) > PROMOTIONS_SHOWN else None,
                 "levels": await self._levels(),
                 "now": self.pricing.clock.now(),
                 "done": done if done in DONE else None,

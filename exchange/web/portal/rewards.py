@@ -50,6 +50,7 @@ from exchange.web.portal.members import (
 from exchange.web.said import Refusal, Said
 from exchange.web.templating import Pages, Place
 
+#: Redemptions the history lists on a page (a test lowers it); a link lists the older ones.
 HISTORY_LENGTH = 50
 #: Rewards the catalog lists on a page (a listing's page; a test lowers it), grouped by level
 #: within it; a link lists the next.
@@ -132,9 +133,14 @@ class RewardPages:
         return RedirectResponse(f"{PORTAL_PATH}/rewards/history?redeemed={redemption.id}", status_code=303)
 
     async def history(self, request: Request) -> Response:
+        """The member's redemptions, newest first, a page at a time: older ones after the last one
+        a page listed (``after``, its id), refused when it is not one of the member's."""
         notice = request.query_params.get("notice")
         return await self._history_page(
-            request, notice=notice if notice in NOTICES else None, redeemed=request.query_params.get("redeemed")
+            request,
+            notice=notice if notice in NOTICES else None,
+            redeemed=request.query_params.get("redeemed"),
+            after=query_value(request, "after"),
         )
 
     async def cancel(self, request: Request) -> Response:
@@ -152,12 +158,18 @@ class RewardPages:
         *,
         notice: str | None = None,
         redeemed: str | None = None,
+        after: str | None = None,
         problem: ExchangeError | None = None,
         status_code: int = 200,
     ) -> Response:
         """``redeemed``: the id of the redemption the member just made, whose notice says how
-        it stands now (none for an id not among theirs)."""
-        redemptions = (await self.services.rewards.member_redemptions(member(request), first=HISTORY_LENGTH)).items
+        it stands now (none for an id not among theirs); ``after``: the page's cursor."""
+        page = None
+        try:
+            page = await self.services.rewards.member_redemptions(member(request), first=HISTORY_LENGTH, after=after)
+        except ExchangeError as refused:
+            problem, status_code = refused, http_status(refused.code)
+        redemptions = page.items if page else []
         rewards = await self.services.rewards.rewards_by_id({redemption.reward_id for redemption in redemptions})
         catalog = await self.services.catalog.cache.get()
         return self.pages.render(
@@ -179,6 +191,8 @@ class RewardPages:
                 "programs": catalog.programs,
                 "notice": notice,
                 "redeemed": next((made for made in redemptions if made.id == redeemed), None),
+                "after": after,
+                "older": page.next_cursor if page else None,
                 "problem": Refusal.of(problem, catalog.programs) if problem else None,
             },
             status_code=status_code,

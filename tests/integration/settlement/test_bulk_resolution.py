@@ -13,9 +13,10 @@ from exchange.ledger.models import LedgerTransaction
 from exchange.ledger.verify import verify_ledger
 from exchange.services.settlement import SettlementService
 from exchange.settlement.break_kinds import BreakKind, Resolution
-from exchange.settlement.breaks import BreakSelection, BulkResolveRequest, ResolveRequest, resolution_trail
+from exchange.settlement.breaks import BreakSelection, BulkResolveRequest, ResolveRequest, list_breaks, resolution_trail
 from exchange.settlement.errors import BadAdjustment, PartnerSignedOff
-from exchange.settlement.models import BreakResolution, Reconciliation
+from exchange.settlement.models import BreakResolution, Reconciliation, ReconciliationBreak
+from exchange.settlement.reconciliation import unresolved_breaks
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import close, conversion, post, redemption
 from tests.reads import rows_read
@@ -238,3 +239,109 @@ async def ids_of_all(service: SettlementService, reconciliation: Reconciliation,
     while page := await service.breaks(reconciliation, kind=kind, first=1000, after=ids[-1] if ids else None):
         ids.extend(view.row.id or 0 for view in page)
     return ids
+
+
+#: 2,000 lines the ledger lacks naming formosa-air, then five naming wallet-pay, then the
+#: ledger's c1 at another amount: the breaks a filter picks come last, after every other.
+MANY = (
+    "reference,amount,counterparty\n"
+    + "".join(f"unknown:{n},1.00,formosa-air\n" for n in range(2_000))
+    + "".join(f"other:{n},2.00,wallet-pay\n" for n in range(5))
+    + "conversion:c1,-99.00,\n"
+)
+
+
+async def without_resolution(service: SettlementService, reconciliation: Reconciliation) -> set[int]:
+    """The reconciliation's breaks that have no resolution, counted the long way."""
+    async with service.db.transaction() as session:
+        rows = await session.exec(
+            select(ReconciliationBreak.id)
+            .join(BreakResolution, col(BreakResolution.break_id) == col(ReconciliationBreak.id), isouter=True)
+            .where(ReconciliationBreak.reconciliation_id == reconciliation.id, col(BreakResolution.break_id).is_(None))
+        )
+        return {break_id for break_id in rows if break_id is not None}
+
+
+async def open_page_ids(service: SettlementService, reconciliation: Reconciliation) -> set[int]:
+    return {view.row.id or 0 for view in await service.breaks(reconciliation, unresolved_only=True, first=1000)}
+
+
+async def test_the_open_breaks_counted_and_listed_are_those_without_a_resolution(closed: SettlementService) -> None:
+    reconciliation = await imported(closed)
+    mismatch, other = await ids_of(closed, reconciliation, BreakKind.AMOUNT_MISMATCH)
+    steps = [
+        lambda: closed.resolve(
+            ResolveRequest(mismatch, Resolution.ACCEPT_LEDGER, "agreed with fresh-mart", "alice@settlement")
+        ),
+        lambda: closed.resolve_many(bulk(BreakSelection(counterparty="formosa-air"))),
+        lambda: closed.resolve_many(
+            bulk(BreakSelection(ids=(other,)), Resolution.ADJUST, reason="wallet-pay confirmed")
+        ),
+        # Repeats change nothing and count nothing twice.
+        lambda: closed.resolve_many(bulk(BreakSelection(counterparty="formosa-air"))),
+        lambda: closed.resolve(
+            ResolveRequest(mismatch, Resolution.ACCEPT_LEDGER, "agreed with fresh-mart", "alice@settlement")
+        ),
+    ]
+    counted = [(await closed.reconciliation("fresh-mart", "2026-11")).unresolved]
+    for step in steps:
+        await step()
+        open_breaks = await without_resolution(closed, reconciliation)
+        assert await open_page_ids(closed, reconciliation) == open_breaks
+        counted.append((await closed.reconciliation("fresh-mart", "2026-11")).unresolved)
+        assert counted[-1] == len(open_breaks)
+    assert counted == [6, 5, 3, 2, 2, 2]
+
+
+async def test_the_open_breaks_are_counted_from_the_reconciliation_not_its_breaks(
+    pg_settlement: SettlementService, clock: FrozenClock
+) -> None:
+    await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000)])
+    await close(pg_settlement, clock, "2026-11")
+    reconciliation = await imported(pg_settlement, MANY)
+    await pg_settlement.resolve_many(bulk(BreakSelection(counterparty="formosa-air")))
+    async with pg_settlement.db.transaction() as session:
+        unresolved, read = await rows_read(
+            session,
+            ["reconciliation_break", "break_resolution"],
+            lambda: unresolved_breaks(session, reconciliation.id),
+        )
+    assert (unresolved, read) == (6, {"reconciliation_break": 0, "break_resolution": 0})
+
+
+async def test_a_filtered_page_of_breaks_reads_its_own_breaks(
+    pg_settlement: SettlementService, clock: FrozenClock
+) -> None:
+    await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000)])
+    await close(pg_settlement, clock, "2026-11")
+    reconciliation = await imported(pg_settlement, MANY)
+    await pg_settlement.resolve_many(bulk(BreakSelection(counterparty="formosa-air")))
+    async with pg_settlement.db.transaction() as session:
+        everything = await list_breaks(session, reconciliation.id, first=3_000)
+    last = [row.id for row, _ in everything][-6:]
+    filters: list[dict[str, object]] = [
+        {"counterparty": "wallet-pay"},
+        {"kind": BreakKind.AMOUNT_MISMATCH},
+        {"unresolved_only": True},
+        {"unresolved_only": True, "after": last[1]},
+        {"after": last[0]},
+    ]
+    for given in filters:
+        async with pg_settlement.db.transaction() as session:
+            page, read = await rows_read(
+                session,
+                ["reconciliation_break", "break_resolution"],
+                lambda: list_breaks(session, reconciliation.id, first=3, **given),  # type: ignore[arg-type]  # noqa: B023
+            )
+        matching = [
+            row.id
+            for row, resolution in everything
+            if row.id > given.get("after", 0)  # type: ignore[operator]
+            and row.counterparty == given.get("counterparty", row.counterparty)
+            and row.kind == given.get("kind", row.kind)
+            and not (given.get("unresolved_only") and resolution is not None)
+        ]
+        assert [row.id for row, _ in page] == matching[:3], given
+        # The breaks the filter's index holds (PostgreSQL may read them all to sort a few) and the
+        # page's resolutions: not the 2,000 before them.
+        assert read["reconciliation_break"] <= len(matching) and read["break_resolution"] <= 3, (given, read)

@@ -15,9 +15,11 @@ import pytest
 from sqlalchemy import text
 
 from exchange.books.budget import BudgetLevel
+from exchange.books.figures import points_outstanding, program_accounts
 from exchange.books.report import csv_lines
 from exchange.errors import ExchangeError
 from exchange.ledger.accounts import AccountKind
+from exchange.ledger.partitions import partition_name
 from exchange.ledger.periods import PeriodStatus
 from exchange.loading import load_directory
 from exchange.programs.declarations import read_partners_directory
@@ -28,6 +30,7 @@ from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
 from tests.integration.settlement.conftest import NOVEMBER, close, conversion, points_redemption, post
 from tests.integration.test_pricing import edited
+from tests.reads import rows_read
 
 OCTOBER = NOVEMBER.replace(month=10)
 DECEMBER = NOVEMBER.replace(month=12)
@@ -290,3 +293,68 @@ async def test_a_closed_periods_budget_is_the_monthly_issue_its_closing_recorded
     assert november.budget.level is BudgetLevel.NONE
     december = await books.partner_books("formosa-air", "2026-12")
     assert december.budget is not None and december.budget.budget == 160_000, "1,600 TWD, declared since"
+
+
+FULL_SUM = text(
+    "SELECT coalesce(sum(e.amount), 0) FROM ledger_entry e JOIN ledger_account a ON a.id = e.account_id "
+    "WHERE a.program_id = :program AND a.kind = 'member-points' AND e.period <= :period"
+)
+
+
+async def test_the_outstanding_kept_at_each_closing_equals_the_sum_of_every_entry(
+    settlement: SettlementService, books: BooksService, clock: FrozenClock
+) -> None:
+    """Closing records each program's outstanding points; a later period's books add the entries
+    since the latest record. Whatever is closed, every period's figure is the full sum's."""
+    await a_month_of_activity(settlement)
+    periods = ("2026-09", "2026-10", "2026-11", "2026-12", "2027-01")
+
+    async def both() -> list[tuple[int, int]]:
+        figures = []
+        for period in periods:
+            for program in PROGRAMS:
+                shown = (await books.partner_books(program, period)).figures.outstanding
+                async with settlement.db.transaction() as session:
+                    full = await session.exec(FULL_SUM, params={"program": program, "period": period})  # type: ignore[call-overload]
+                    figures.append((shown, int(full.scalar_one())))
+        return figures
+
+    before = await both()
+    await close(settlement, clock, "2026-10")
+    await close(settlement, clock, "2026-11")
+    after_two = await both()
+    await post(
+        settlement, [conversion("late", "wallet-pay", "formosa-air", 8_000, 160, points=(500, 200), at=clock.now())]
+    )
+    await close(settlement, clock, "2026-12")
+    after_three = await both()
+    for figures in (before, after_two, after_three):
+        assert [shown for shown, _ in figures] == [full for _, full in figures]
+    assert after_three != before, "the late conversion moved December's figure"
+    async with settlement.db.transaction() as session:
+        recorded = await session.exec(
+            text("SELECT period, points FROM outstanding_points WHERE program_id = 'formosa-air' ORDER BY period")
+        )  # type: ignore[call-overload]
+        assert [tuple(row) for row in recorded] == [("2026-10", 2_000), ("2026-11", 2_000), ("2026-12", 2_300)]
+
+
+@pytest.mark.postgres_only
+async def test_the_open_periods_outstanding_reads_the_entries_since_the_latest_closing(
+    pg_settlement: SettlementService, clock: FrozenClock
+) -> None:
+    books = BooksService(pg_settlement.db, pg_settlement.calendar, clock)
+    await a_month_of_activity(pg_settlement)
+    await close(pg_settlement, clock, "2026-10")
+    await close(pg_settlement, clock, "2026-11")
+    partitions = [partition_name("ledger_entry", period) for period in ("2026-10", "2026-11", "2026-12")]
+    async with pg_settlement.db.transaction() as session:
+        program = await program_accounts(session, "formosa-air")
+        held, read = await rows_read(
+            session,
+            partitions,
+            lambda: points_outstanding(session, "formosa-air", program[AccountKind.MEMBER_POINTS.value], "2026-12"),
+        )
+    assert held == (await books.partner_books("formosa-air", "2026-12")).figures.outstanding == 2_100
+    october, november, december = partitions
+    assert read[october] == read[november] == 0, "closed periods are read from November's record"
+    assert read[december] > 0
