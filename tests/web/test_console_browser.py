@@ -219,11 +219,8 @@ def test_graphiql_renders_and_runs_a_query_with_no_network_beyond_loopback(
     assert refused == [], f"GraphiQL reached beyond loopback: {refused}"
 
 
-def test_graphiql_sends_no_request_header_its_address_names(page: Page, gateway: Gateway) -> None:
-    """GraphiQL took request headers from its address (``?headers=``) and sent them with every
-    query, keeping them for later visits: a link made whoever opened it query under headers
-    its author chose, such as an ``Authorization`` naming the author's token. The query from
-    the address is shown, and runs without them."""
+def headers_posted(page: Page) -> list[dict[str, str]]:
+    """The headers of each query the page posts to /graphql from now on, as they are sent."""
     sent: list[dict[str, str]] = []
 
     def record(route: Route) -> None:
@@ -232,6 +229,15 @@ def test_graphiql_sends_no_request_header_its_address_names(page: Page, gateway:
         route.continue_()
 
     page.route("**/graphql*", record)
+    return sent
+
+
+def test_graphiql_sends_no_request_header_its_address_names(page: Page, gateway: Gateway) -> None:
+    """GraphiQL took request headers from its address (``?headers=``) and sent them with every
+    query, keeping them for later visits: a link made whoever opened it query under headers
+    its author chose, such as an ``Authorization`` naming the author's token. The query from
+    the address is shown, and runs without them."""
+    sent = headers_posted(page)
     named = json.dumps({"Authorization": "Bearer from-the-link", "X-From-The-Link": "yes"})
     page.goto("/graphql?" + urlencode({"q": "{ programs { id } }", "headers": named}, quote_via=quote))
     expect(page.locator(".graphiql-container .graphiql-editor").first).to_be_visible(timeout=20_000)
@@ -246,14 +252,7 @@ def test_graphiql_keeps_no_header_typed_into_it_in_the_browsers_storage(page: Pa
     """GraphiQL kept the headers typed into its editor in the browser's storage, so a bearer
     token pasted there outlived the reader's session, for whoever used the browser next. The
     headers are sent with the query, and kept at most in the tab's session storage."""
-    sent: list[dict[str, str]] = []
-
-    def record(route: Route) -> None:
-        if route.request.method == "POST":
-            sent.append(route.request.all_headers())
-        route.continue_()
-
-    page.route("**/graphql*", record)
+    sent = headers_posted(page)
     page.goto("/graphql?" + urlencode({"q": "{ programs { id } }"}, quote_via=quote))
     expect(page.locator(".graphiql-container .graphiql-editor").first).to_be_visible(timeout=20_000)
     page.get_by_text("Headers", exact=True).click()
