@@ -293,13 +293,20 @@ async def test_the_open_breaks_counted_and_listed_are_those_without_a_resolution
     assert counted == [6, 5, 3, 2, 2, 2]
 
 
+async def many_with_formosa_air_resolved(service: SettlementService, clock: FrozenClock) -> Reconciliation:
+    """:data:`MANY` imported against a closed November, its 2,000 formosa-air breaks resolved:
+    six left open, last of all."""
+    await post(service, [conversion("c1", "fresh-mart", "wallet-pay", 10_000)])
+    await close(service, clock, "2026-11")
+    reconciliation = await imported(service, MANY)
+    await service.resolve_many(bulk(BreakSelection(counterparty="formosa-air")))
+    return reconciliation
+
+
 async def test_the_open_breaks_are_counted_from_the_reconciliation_not_its_breaks(
     pg_settlement: SettlementService, clock: FrozenClock
 ) -> None:
-    await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000)])
-    await close(pg_settlement, clock, "2026-11")
-    reconciliation = await imported(pg_settlement, MANY)
-    await pg_settlement.resolve_many(bulk(BreakSelection(counterparty="formosa-air")))
+    reconciliation = await many_with_formosa_air_resolved(pg_settlement, clock)
     async with pg_settlement.db.transaction() as session:
         unresolved, read = await rows_read(
             session,
@@ -312,10 +319,7 @@ async def test_the_open_breaks_are_counted_from_the_reconciliation_not_its_break
 async def test_a_filtered_page_of_breaks_reads_its_own_breaks(
     pg_settlement: SettlementService, clock: FrozenClock
 ) -> None:
-    await post(pg_settlement, [conversion("c1", "fresh-mart", "wallet-pay", 10_000)])
-    await close(pg_settlement, clock, "2026-11")
-    reconciliation = await imported(pg_settlement, MANY)
-    await pg_settlement.resolve_many(bulk(BreakSelection(counterparty="formosa-air")))
+    reconciliation = await many_with_formosa_air_resolved(pg_settlement, clock)
     async with pg_settlement.db.transaction() as session:
         everything = await list_breaks(session, reconciliation.id, first=3_000)
     last = [row.id for row, _ in everything][-6:]
