@@ -929,7 +929,7 @@ async def documents_graphql_blocks_answer(url: str, credentials: dict[str, Any],
     async with httpx.AsyncClient(timeout=60) as client:
         for name, block in blocks:
             query = block.replace("<your program id>", "formosa-air")
-            debited = re.search(r'authorizeDebit\(program: "([a-z-]+)"', query)
+            debited = re.search(r'authorizeDebit\(programId: "([a-z-]+)"', query)
             if debited:
                 token = credentials["members"]["alice"]["tokens"][debited.group(1)]
             else:

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from exchange.db.database import Database
-from exchange.errors import BadUserInput
+from exchange.errors import BadUserInput, IdempotencyConflict
 from exchange.loading import load_directory
 from exchange.programs.declarations import read_partners_directory
 from exchange.rewards import catalog
@@ -48,7 +48,6 @@ async def test_declared_rewards_are_published_once_and_then_left_to_their_partne
         ({"min_level": 5}, "minLevel"),
         ({"title": " "}, "title"),
         ({"available_from": T0, "available_until": T0}, "availableUntil"),
-        ({"id": "formosa-air-lounge-pass"}, "id"),
     ],
 )
 async def test_publishing_refuses_bad_input_naming_the_field(
@@ -61,3 +60,15 @@ async def test_publishing_refuses_bad_input_naming_the_field(
         async with db.transaction() as session:
             await catalog.publish(session, "fresh-mart", draft, T0)
     assert refused.value.field == field
+
+
+async def test_publishing_under_another_rewards_id_is_an_idempotency_conflict_naming_the_id(db: Database) -> None:
+    """An id is the client's key: one taken by another reward (here another partner's) is a
+    conflict, as for every client-chosen id, and publishes nothing."""
+    draft = catalog.RewardDraft(title="Pass", price=Decimal("10"), stock=1, id="formosa-air-lounge-pass")
+    async with db.transaction() as session:
+        await load_directory(session, read_partners_directory(SAMPLE_PARTNERS), T0)
+    with pytest.raises(IdempotencyConflict) as refused:
+        async with db.transaction() as session:
+            await catalog.publish(session, "fresh-mart", draft, T0)
+    assert refused.value.field == "id"

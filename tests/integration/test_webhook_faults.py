@@ -136,7 +136,7 @@ async def test_a_receiver_that_asks_to_wait_with_retry_after_is_not_tried_again_
     assert waits == [timedelta(seconds=120), timedelta(minutes=10) - timedelta(seconds=120), timedelta(hours=1)]
     await service.deliver()
     assert (await faults.delivery()).status == DeliveryStatus.DELIVERED
-    log = await service.attempts(None, made.subscription.id)
+    log = (await service.attempts(None, made.subscription.id)).items
     assert [(attempt.status_code, attempt.error) for attempt in reversed(log)] == [
         (429, "HTTP 429, Retry-After 120 s"),
         (503, "HTTP 503, Retry-After 480 s"),
@@ -155,7 +155,7 @@ async def test_a_redirect_to_another_host_is_not_followed_and_is_logged_as_such(
     await faults.closed()
     assert await service.deliver() == DeliveryPass(fanned_out=1, retrying=1)
     assert not faults.other.received  # nothing went where the redirect pointed
-    (attempt,) = await service.attempts(None, made.subscription.id)
+    (attempt,) = (await service.attempts(None, made.subscription.id)).items
     assert (attempt.status_code, attempt.error) == (307, "HTTP 307: redirects are not followed")
 
 
@@ -199,7 +199,7 @@ async def test_an_endless_body_is_not_read_and_a_receiver_hanging_up_mid_answer_
     finally:
         server.close()
         await server.wait_closed()
-    latest = (await service.attempts(None, made.subscription.id))[0]
+    latest = (await service.attempts(None, made.subscription.id)).items[0]
     assert latest.status_code is None and (latest.error or "").startswith("RemoteProtocolError")
 
 
@@ -307,7 +307,7 @@ async def test_an_attempt_whose_lease_ran_out_on_its_way_is_logged_cut_off_besid
     finally:
         await second.aclose()
     assert len(faults.receiver.received) == 2
-    log = await first.attempts(None, made.subscription.id)
+    log = (await first.attempts(None, made.subscription.id)).items
     assert [(attempt.status_code, attempt.outcome, attempt.error) for attempt in reversed(log)] == [
         (204, AttemptOutcome.DELIVERED, None),
         (204, AttemptOutcome.CUT_OFF, CUT_OFF_BY_TAKEOVER),
@@ -359,6 +359,6 @@ async def test_a_receiver_that_hangs_holds_back_only_its_own_deliveries(faults: 
     finally:
         await service.aclose()
     assert (len(healthy.received), len(hanging.received)) == (6, 6)
-    log = await service.attempts(None, slow.subscription.id)
+    log = (await service.attempts(None, slow.subscription.id)).items
     assert [(attempt.status_code, attempt.error) for attempt in log] == [(204, None)] * 6
     assert most_held == 2

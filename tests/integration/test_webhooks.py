@@ -211,7 +211,7 @@ async def test_a_receiver_that_fails_then_recovers_gets_every_event_signed_and_i
         verified(partner.secret, headers, body)  # each subscription has its own secret
     with pytest.raises(WebhookVerificationError):
         verified(staff.secret, headers, body.replace(b"conversion", b"Conversion"))
-    log = await hooks.service.attempts(None, staff.subscription.id, first=50)
+    log = (await hooks.service.attempts(None, staff.subscription.id, first=50)).items
     assert sorted((attempt.status_code, attempt.outcome) for attempt in log).count((503, "PENDING")) >= 1
     assert all(attempt.latency_ms >= 0 for attempt in log)
     assert {d.status for d in await hooks.deliveries()} == {DeliveryStatus.DELIVERED}
@@ -258,7 +258,7 @@ async def test_a_worker_killed_between_sending_and_recording_leaves_each_event_s
     sent = [headers["webhook-id"] for headers, _ in accepted]
     assert all(sent.count(message_id) == 2 for message_id in first)  # what the dead worker sent went again
     assert {d.status for d in await hooks.deliveries()} == {DeliveryStatus.DELIVERED}
-    log = await hooks.service.attempts(None, staff.subscription.id, first=50)
+    log = (await hooks.service.attempts(None, staff.subscription.id, first=50)).items
     assert len(log) == len(events)
 
 
@@ -321,7 +321,7 @@ async def test_a_receiver_that_never_answers_is_retried_with_backoff_then_dead_l
     assert waits == [timedelta(minutes=30 * 2**n) for n in range(5)] + [timedelta(hours=10)] * 5
     assert delivery.status == DeliveryStatus.DEAD
     assert timedelta(days=3) - timedelta(hours=10) < hooks.clock.now() - started <= timedelta(days=3)
-    log = await hooks.service.attempts(None, subscription.subscription.id, first=100)
+    log = (await hooks.service.attempts(None, subscription.subscription.id, first=100)).items
     assert len(log) == len(waits) + 1 == delivery.attempts
     assert log[0].outcome == "DEAD" and all(attempt.status_code is None for attempt in log)
     assert "ConnectError" in (log[0].error or "")
@@ -443,7 +443,7 @@ async def test_a_stored_url_the_client_cannot_send_to_fails_its_own_attempts_not
     assert (report.delivered, report.retrying) == (1, 1)
     ((headers, body),) = hooks.receiver.accepted("/ours")
     assert verified(ours.secret, headers, body)["data"] == {"period": "2026-10"}
-    (attempt,) = await hooks.service.attempts(None, theirs.subscription.id)
+    (attempt,) = (await hooks.service.attempts(None, theirs.subscription.id)).items
     assert (attempt.error or "").startswith("InvalidURL:"), attempt
 
 
@@ -517,7 +517,7 @@ async def test_a_receiver_slower_than_the_timeout_is_cut_off_and_retried(hooks: 
         never.set()
         await service.aclose()
     assert (report.delivered, report.retrying) == (0, 1)
-    (attempt,) = await service.attempts(None, subscription.subscription.id)
+    (attempt,) = (await service.attempts(None, subscription.subscription.id)).items
     assert "Timeout" in (attempt.error or "") and attempt.latency_ms < 5000
 
 
