@@ -26,6 +26,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_PARTNERS = REPO_ROOT / "partners"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that drive a browser after every other test of the session, in their order.
+
+    Playwright's synchronous API keeps its event loop marked as running in the main thread while
+    its session-wide browser lives, and an asyncio test after it fails with "Cannot run the event
+    loop while another loop is running". Moved last, any selection of tests runs as a whole run does.
+    """
+    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     if url := os.environ.get("EXCHANGE_TEST_DATABASE_URL"):

@@ -20,8 +20,8 @@ from typing import IO
 
 ARTIFACTS = Path("test-artifacts")
 #: Two halves of about the same length, each test file in exactly one: the browser tests with the
-#: integration tests that run whole systems (demo, soak, failover), and the rest. The web tests
-#: come last in theirs, as in a whole run: Playwright's loop must not precede asyncio tests.
+#: integration tests that run whole systems (demo, soak, failover), and the rest. Whatever a half
+#: selects, tests/conftest.py runs its browser tests after the rest of it.
 HALVES = {
     "systems and web pages": ["tests/integration", "--ignore=tests/integration/settlement", "tests/web"],
     "everything else": ["tests", "--ignore=tests/web", "--ignore-glob=tests/integration/test_*.py"],
