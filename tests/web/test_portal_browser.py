@@ -389,6 +389,9 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         expect(page).to_have_url(QUOTE_URL)
         expect(page.locator("#points-in")).to_contain_text("1,000")
         expect(page.locator("[data-countdown-left]")).to_have_text(re.compile(r"^[0-9]+:[0-5][0-9]$"))
+        # A full-width colon is its own space: none after it, as after an English colon.
+        left = "剩餘時間：" if language == "zh-TW" else "Time left: "
+        assert re.match(f"^{left}[0-9]+:", page.locator(".countdown-line").inner_text()), "the countdown's label"
         expect(page.locator("#source-balance")).to_have_text(f"12,500 {unit}")
         screenshot(page, "quote")
         # More than the 12,500 held: told on the quote, no Convert now, the amount to change.

@@ -688,7 +688,7 @@ def test_a_conversion_the_partner_refused_shows_the_partners_own_words_on_a_chin
     failure = page.split('id="failure">')[1].split("</p>")[0]
     # FreshMart's words, quoted as FreshMart's: not the exchange's English around them.
     assert failure == (
-        f'FreshMart Rewards 的原話： <q class="own-words" lang=""><bdi>member {member_ref} has 5000 points, 6000 asked</bdi></q>'
+        f'FreshMart Rewards 的原話：<q class="own-words" lang=""><bdi>member {member_ref} has 5000 points, 6000 asked</bdi></q>'
     )
     assert portal_gateway.partners.balance("fresh-mart", member_ref) == 5_000
     # Nothing moved, and the page says so: no points given back that were never taken, no
