@@ -468,6 +468,10 @@ def test_a_member_unlinks_an_account_from_its_card_after_confirming(
         expect(page).to_have_url(re.compile(r"/portal/accounts/formosa-air/unlink$"))
         screenshot(page, "unlink-confirm")
         assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        # The two answers side by side (or stacked on a phone) are buttons of one height.
+        confirm, cancel = (page.locator(f"#unlink-{which}").bounding_box() for which in ("confirm", "cancel"))
+        assert confirm is not None and cancel is not None
+        assert abs(confirm["height"] - cancel["height"]) < 0.5, (confirm, cancel)
         page.locator("#unlink-confirm").press("Enter")
         expect(page).to_have_url(re.compile(r"/portal/\?notice=unlinked$"))
         expect(page.get_by_role("status")).to_have_text(unlinked)
