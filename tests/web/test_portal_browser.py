@@ -514,3 +514,42 @@ def test_the_portal_lists_say_each_cells_column_at_a_phones_width(
         assert cells.first.evaluate("cell => getComputedStyle(cell, '::before').content") == "none", "headings say it"
     finally:
         context.close()
+
+
+#: Where each of the sign-in page's buttons has its text's last two characters, 登入 ("sign
+#: in"), as lines: the top of each character's box, for every width the button is given.
+WORD_LINES = """(button) => {
+  const text = [...button.childNodes].find((node) => node.nodeType === Node.TEXT_NODE);
+  const end = text.data.lastIndexOf("登入");
+  const top = (at) => {
+    const range = document.createRange();
+    range.setStart(text, at);
+    range.setEnd(text, at + 1);
+    return range.getClientRects()[0].top;
+  };
+  const found = [];
+  for (let width = 160; width <= 400; width += 4) {
+    button.style.width = width + "px";
+    found.push([width, top(end), top(end + 1)]);
+  }
+  button.style.width = "";
+  return found;
+}"""
+
+
+def test_a_chinese_sign_in_button_wraps_between_words_never_inside_one(
+    browser: Browser, portal_gateway: PortalGateway
+) -> None:
+    """The button "透過 Harbor Bank Card Rewards 登入" may wrap at any width a phone gives it, but never
+    between 登 and 入, which leaves a line that reads "sign" and another that reads "in"."""
+    context = open_context(browser, portal_gateway.gateway, locale="zh-TW", viewport=PHONE)
+    try:
+        page = context.new_page()
+        page.goto("/portal/sign-in")
+        buttons = page.locator("ul.choices a.button")
+        assert buttons.count() > 1
+        for button in buttons.all():
+            split = [width for width, first, second in button.evaluate(WORD_LINES) if first != second]
+            assert split == [], f"{button.inner_text()!r} breaks inside 登入 at these widths: {split}"
+    finally:
+        context.close()
