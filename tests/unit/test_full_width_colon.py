@@ -1,6 +1,7 @@
-"""A label's colon and what follows it: English puts a space after its colon, Chinese writes a
-full-width colon whose own width is the space, and a space after it shows as a gap
-("剩餘時間： 1:00"). Every template writes such a label through ``lead_in``."""
+"""A label's colon, or a sentence's full stop, and what follows it: English puts a space after
+them, Chinese writes a full-width colon or stop whose own width is the space, and a space after
+it shows as a gap ("剩餘時間： 1:00", "…更高等級。 您在…"). Every template writes such a lead-in
+through ``lead_in``."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import pytest
 from exchange.web.i18n import ENGLISH, TRADITIONAL_CHINESE, Language
 from exchange.web.said import PARTNER_SAID, Said
 from exchange.web.static import StaticAssets
-from exchange.web.templating import TEMPLATES_DIR, Pages
+from exchange.web.templating import TEMPLATES_DIR, Pages, lead_in
 
-#: A label that ends in a colon (a message, or a ``{% trans %}`` block), then white space, then
-#: more of the line: the space a Chinese full-width colon must not be given.
-SPACED_LABEL = re.compile(r"""(?:_\("[^"]*:"\)\s*\}\}|_\('[^']*:'\)\s*\}\}|:\{%-? endtrans -?%\})[ \t]+\S""")
+#: A message (or a ``{% trans %}`` block) that ends in a colon or a sentence's stop, then white
+#: space, then more of the line: the space a Chinese full-width colon or stop must not be given.
+SPACED_LEAD_IN = re.compile(
+    r"""(?:_\("[^"]*[.:!?]"\)\s*\}\}|_\('[^']*[.:!?]'\)\s*\}\}|[.:!?]\{%-? endtrans -?%\})[ \t]+\S"""
+)
 
 SAIDS = [
     Said("x", PARTNER_SAID, {"program": "FreshMart Rewards", "detail": "no such member"}),
@@ -38,11 +41,26 @@ def test_a_chinese_label_runs_into_what_it_introduces_and_an_english_one_has_its
         assert ": <" in english, english
 
 
-def test_no_template_writes_a_space_after_a_labels_colon_of_its_own() -> None:
+def test_no_template_writes_a_space_after_a_lead_ins_colon_or_stop_of_its_own() -> None:
     spaced = [
         f"{path.relative_to(TEMPLATES_DIR)}:{text[: found.start()].count(chr(10)) + 1}"
         for path in sorted(TEMPLATES_DIR.rglob("*.html"))
         for text in [path.read_text()]
-        for found in SPACED_LABEL.finditer(text)
+        for found in SPACED_LEAD_IN.finditer(text)
     ]
-    assert spaced == [], "write the label through |lead_in, with nothing between it and what follows"
+    assert spaced == [], (
+        "write the lead-in through |lead_in (or {% filter lead_in %}), nothing between it and what follows"
+    )
+
+
+@pytest.mark.parametrize(
+    ("lead", "said"),
+    [
+        ("Time left:", "Time left: "),
+        ("A match would not give you a higher tier there now.", "A match would not give you a higher tier there now. "),
+        ("剩餘時間：", "剩餘時間："),
+        ("目前比對無法讓您在該計畫獲得更高等級。", "目前比對無法讓您在該計畫獲得更高等級。"),
+    ],
+)
+def test_a_lead_in_is_spaced_from_what_follows_only_after_an_english_stop_or_colon(lead: str, said: str) -> None:
+    assert lead_in(lead) == said
