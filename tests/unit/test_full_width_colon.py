@@ -16,10 +16,14 @@ from exchange.web.static import StaticAssets
 from exchange.web.templating import TEMPLATES_DIR, Pages, lead_in
 
 #: A message (or a ``{% trans %}`` block) that ends in a colon or a sentence's stop, then white
-#: space, then more of the line: the space a Chinese full-width colon or stop must not be given.
+#: space (a line break too), then more of the same line of text: not a block's tag, nor the end
+#: of one, nor a statement. That space is one a Chinese full-width colon or stop must not get.
 SPACED_LEAD_IN = re.compile(
-    r"""(?:_\("[^"]*[.:!?]"\)\s*\}\}|_\('[^']*[.:!?]'\)\s*\}\}|[.:!?]\{%-? endtrans -?%\})[ \t]+\S"""
+    r"""(?:_\("[^"]*[.:!?]"\)\s*\}\}|_\('[^']*[.:!?]'\)\s*\}\}|[.:!?]\{%-? endtrans -?%\})\s+"""
+    r"""(?!</|<(?:p|div|ul|ol|li|dl|dt|dd|h\d|table|tr|td|th|form|fieldset|legend|label|section|details|summary"""
+    r"""|blockquote|nav|header|footer|main|select|option|input|button)\b|\{%-? *(?:end|else|elif)|\{#)\S"""
 )
+
 
 SAIDS = [
     Said("x", PARTNER_SAID, {"program": "FreshMart Rewards", "detail": "no such member"}),
