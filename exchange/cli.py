@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from exchange.services.container import Services
     from exchange.services.settlement import BreakView, ReconciliationView
     from exchange.settings import Settings
+    from exchange.settlement.issued import Issued
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -997,21 +998,28 @@ def settle_statement(partner: str, form: str, output: Path | None, period: str) 
     exchange's published statement keys (/.well-known/statement-keys.json). The same bytes at
     every download."""
 
-    async def statement(services: Services) -> str:
+    async def statement(services: Services) -> tuple[Issued, str]:
         found = await services.settlement.statement(partner, period)
         match form:
             case "json":
-                return found.json()
+                return found, found.json()
             case "csv":
-                return found.csv()
+                return found, found.csv()
             case _:
-                return found.jws
+                return found, found.jws
 
-    text = with_services(statement)
+    found, text = with_services(statement)
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    else:
-        output.write_bytes(text.encode())  # the document's bytes: UTF-8, its line ends, whatever the locale
+        return
+    written = text.encode()  # the document's bytes: UTF-8, its line ends, whatever the locale
+    output.write_bytes(written)
+    # Standard output is free, so say what the file holds, as the commands that write one do.
+    click.echo(
+        f"wrote {found.participant}'s statement of {found.period} ({form}, "
+        f"{counted(len(found.lines), 'statement line', grouped=True)}, "
+        f"{counted(len(written), 'byte', grouped=True)}) to {output}"
+    )
 
 
 @main.command("books")

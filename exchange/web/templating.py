@@ -73,6 +73,19 @@ def _ngettext(context: Context, singular: str, plural: str, count: int) -> str:
     return _language(context).translations.ngettext(singular, plural, count)
 
 
+#: Full-width punctuation (as Chinese writes a colon) carries its own space: none follows it.
+FULL_WIDTH_ENDS = ("：", "，", "；", "。")
+
+
+def lead_in(label: str) -> str:
+    """A label that leads into what follows it on the same line, with the space that English
+    puts after its colon (``Time left: 0:58``), and none after a full-width colon, whose own
+    width is the space (``剩餘時間：0:58``, never ``剩餘時間： 0:58``). A template writes the
+    label through it and what follows with no white space between (``{{ _("Time left:")|lead_in
+    }}<span>``), so that no language's label is followed by another language's spacing."""
+    return label if label.endswith(FULL_WIDTH_ENDS) else label + " "
+
+
 def _exchange_text(text: str) -> Said:
     """A text the exchange wrote (a refusal's message), for ``_said.html``'s ``said`` to say in
     the page's language: programs in it stay named by their ids."""
@@ -138,6 +151,7 @@ class Pages:
             listing=self._listing,
             exchange_text=_exchange_text,
             theirs=their_text,
+            lead_in=lead_in,
         )
 
     def render(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import pytest
@@ -44,6 +44,10 @@ async def test_a_partner_gets_verifies_and_reconciles_its_statement_as_the_guide
     token = await kit.partner_token("fresh-mart")
     statement = (await kit.data(block("graphql", "statement(partnerId"), token, period=last_month))["statement"]
     assert statement["netAmount"] == {"amount": "98.00", "currency": "TWD"}
+    # The coalition point's liability, as the guide asks for it: points × pointValue, half-even.
+    liability = statement["coalitionLiability"]
+    value = (liability["points"] * Decimal(liability["pointValue"])).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+    assert liability["liability"] == {"amount": str(value), "currency": "TWD"}
     (tmp_path / f"statement-fresh-mart-{last_month}.jws").write_text(statement["jws"])
     (tmp_path / f"statement-fresh-mart-{last_month}.json").write_bytes(statement["json"].encode())
     await asyncio.to_thread(verify_as_the_guide_says, kit.settings.issuer_url, last_month, tmp_path)

@@ -7,6 +7,8 @@ at a desktop's width and a phone's."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from functools import partial
@@ -62,6 +64,9 @@ PARTNERS_WORDS = {
     ),
     "zh-TW": ("夥伴檔案的合計", "夥伴的下一步", "夥伴金額", "夥伴檔案中沒有"),
 }
+#: The start of what a partner's break report tells the partner to do about a reference the
+#: statement has and its records lack, which the point's must not say, by language.
+PARTNERS_NEXT_STEP = {"en": "The statement has this reference and your records do not", "zh-TW": "對帳單有這個參考編號"}
 
 
 async def spend_the_point_and_close(gateway: Gateway, period: str) -> None:
@@ -114,6 +119,13 @@ def test_staff_reconcile_the_point_from_its_own_book_with_a_button(
         for words in PARTNERS_WORDS[language]:
             expect(page.locator("main")).not_to_contain_text(words)
         screenshot(page, "reconciled")
+
+        # Its break report says the same next step, in the page's language, to staff.
+        report = page.evaluate("async (u) => await (await fetch(u)).text()", page.url.split("?")[0] + "/breaks.csv")
+        (row,) = csv.DictReader(io.StringIO(report.lstrip("\ufeff")))
+        assert row["reference"] == "conversion:p1"
+        assert missing in row["next_step"]
+        assert PARTNERS_NEXT_STEP[language] not in row["next_step"]
 
         page.set_viewport_size(PHONE)
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")

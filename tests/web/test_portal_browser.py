@@ -389,6 +389,9 @@ def test_the_portal_reads_in_both_languages_and_at_a_phone_width(
         expect(page).to_have_url(QUOTE_URL)
         expect(page.locator("#points-in")).to_contain_text("1,000")
         expect(page.locator("[data-countdown-left]")).to_have_text(re.compile(r"^[0-9]+:[0-5][0-9]$"))
+        # A full-width colon is its own space: none after it, as after an English colon.
+        left = "剩餘時間：" if language == "zh-TW" else "Time left: "
+        assert re.match(f"^{left}[0-9]+:", page.locator(".countdown-line").inner_text()), "the countdown's label"
         expect(page.locator("#source-balance")).to_have_text(f"12,500 {unit}")
         screenshot(page, "quote")
         # More than the 12,500 held: told on the quote, no Convert now, the amount to change.
@@ -465,6 +468,10 @@ def test_a_member_unlinks_an_account_from_its_card_after_confirming(
         expect(page).to_have_url(re.compile(r"/portal/accounts/formosa-air/unlink$"))
         screenshot(page, "unlink-confirm")
         assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        # The two answers side by side (or stacked on a phone) are buttons of one height.
+        confirm, cancel = (page.locator(f"#unlink-{which}").bounding_box() for which in ("confirm", "cancel"))
+        assert confirm is not None and cancel is not None
+        assert abs(confirm["height"] - cancel["height"]) < 0.5, (confirm, cancel)
         page.locator("#unlink-confirm").press("Enter")
         expect(page).to_have_url(re.compile(r"/portal/\?notice=unlinked$"))
         expect(page.get_by_role("status")).to_have_text(unlinked)
@@ -505,5 +512,44 @@ def test_the_portal_lists_say_each_cells_column_at_a_phones_width(
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         page.set_viewport_size(DESKTOP)
         assert cells.first.evaluate("cell => getComputedStyle(cell, '::before').content") == "none", "headings say it"
+    finally:
+        context.close()
+
+
+#: Where each of the sign-in page's buttons has its text's last two characters, 登入 ("sign
+#: in"), as lines: the top of each character's box, for every width the button is given.
+WORD_LINES = """(button) => {
+  const text = [...button.childNodes].find((node) => node.nodeType === Node.TEXT_NODE);
+  const end = text.data.lastIndexOf("登入");
+  const top = (at) => {
+    const range = document.createRange();
+    range.setStart(text, at);
+    range.setEnd(text, at + 1);
+    return range.getClientRects()[0].top;
+  };
+  const found = [];
+  for (let width = 160; width <= 400; width += 4) {
+    button.style.width = width + "px";
+    found.push([width, top(end), top(end + 1)]);
+  }
+  button.style.width = "";
+  return found;
+}"""
+
+
+def test_a_chinese_sign_in_button_wraps_between_words_never_inside_one(
+    browser: Browser, portal_gateway: PortalGateway
+) -> None:
+    """The button "透過 Harbor Bank Card Rewards 登入" may wrap at any width a phone gives it, but never
+    between 登 and 入, which leaves a line that reads "sign" and another that reads "in"."""
+    context = open_context(browser, portal_gateway.gateway, locale="zh-TW", viewport=PHONE)
+    try:
+        page = context.new_page()
+        page.goto("/portal/sign-in")
+        buttons = page.locator("ul.choices a.button")
+        assert buttons.count() > 1
+        for button in buttons.all():
+            split = [width for width, first, second in button.evaluate(WORD_LINES) if first != second]
+            assert split == [], f"{button.inner_text()!r} breaks inside 登入 at these widths: {split}"
     finally:
         context.close()

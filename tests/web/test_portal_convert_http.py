@@ -9,6 +9,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -688,7 +689,7 @@ def test_a_conversion_the_partner_refused_shows_the_partners_own_words_on_a_chin
     failure = page.split('id="failure">')[1].split("</p>")[0]
     # FreshMart's words, quoted as FreshMart's: not the exchange's English around them.
     assert failure == (
-        f'FreshMart Rewards 的原話： <q class="own-words" lang=""><bdi>member {member_ref} has 5000 points, 6000 asked</bdi></q>'
+        f'FreshMart Rewards 的原話：<q class="own-words" lang=""><bdi>member {member_ref} has 5000 points, 6000 asked</bdi></q>'
     )
     assert portal_gateway.partners.balance("fresh-mart", member_ref) == 5_000
     # Nothing moved, and the page says so: no points given back that were never taken, no
@@ -763,3 +764,24 @@ def test_a_conversion_that_stood_after_its_target_contradicted_itself_says_so_on
         failure
         == "轉入的計畫記錄的加點與交換平台送出的不同，且未能收回：您的轉換依送出的內容成立，差額由交換平台與該計畫結算。"
     )
+
+
+def test_the_accounts_page_says_when_the_members_coalition_points_expire(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """Coalition points lapse at the end of the year after they were earned; the exchange, not
+    a partner, holds them, so only the portal can tell the member when (GraphQL's
+    expiringPoints), and it did not."""
+    member_ref = portal_gateway.partners.new_member("fresh-mart", balance=5_000)
+    sign_in(client, "fresh-mart", member_ref)
+    assert 'id="expiring"' not in client.get("/portal/").text  # none held: nothing to say
+    earned = ask_quote(client, "fresh-mart", "coalition", 1_000)
+    assert client.post(earned, data=convert_form(client, earned)).status_code == 303
+    held = re.search(r'<dd class="balance">([\d,]+) Coalition Points</dd>', client.get("/portal/").text)
+    assert held is not None
+    # At 00:00 on 1 January after the year after this one, in the point's time zone.
+    lapse = datetime.now(ZoneInfo("Asia/Taipei")).year + 2
+    english = " ".join(client.get("/portal/").text.split('id="expiring">')[1].split("</ul>")[0].split())
+    assert english == f"<li>{held[1]} Coalition Points expire at Jan 1, {lapse}, 12:00:00 AM, unless spent before.</li>"
+    chinese = client.get("/portal/", headers={"accept-language": "zh-TW"}).text.split('id="expiring">')[1]
+    assert f"{held[1]} Coalition Point 將於 {lapse}年1月1日 午夜12:00:00 到期，請在此之前使用。" in chinese

@@ -29,6 +29,9 @@ from tests.web.paging import listed_once, pages_followed
 from tests.web.portal_flows import (
     CSRF_FIELD,
     IDEMPOTENCY_FIELD,
+    ask_quote,
+    convert_form,
+    csrf_token,
     language_link,
     recorded_as,
     rows_per_table,
@@ -645,3 +648,32 @@ def test_a_member_pages_to_older_redemptions_each_once_and_a_cursor_not_theirs_i
         assert page.split('id="problem"')[1].split('<p class="muted">')[1].split("</p>")[0] == refused
         assert not REDEMPTION_ROW.search(page) and 'id="no-redemptions"' not in page
         assert 'href="/portal/rewards/history" id="newest"' in page
+
+
+def test_coalition_points_are_spent_on_the_portal_sessions_own_authority_and_said_to_need_no_sign_in(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """The exchange holds a member's coalition points, and the portal session spends them
+    (``member:coalition``): no partner signs the member in for them, so the quote and the
+    reward page told the member to sign in "with Coalition Points", a sign-in there is none of,
+    while the conversion went through without one."""
+    partners = portal_gateway.partners
+    member_ref = partners.new_member("fresh-mart", balance=5_000)
+    partners.add_member("formosa-air", member_ref, balance=4_000)
+    sign_in(client, "fresh-mart", member_ref)
+    form = {"csrf_token": csrf_token(client, "/portal/"), "program": "formosa-air", "member_ref": member_ref}
+    assert client.post("/portal/accounts/link", data={**form, "verification": PIN}).status_code == 303
+    earned = ask_quote(client, "fresh-mart", "coalition", 1_000)
+    assert client.post(earned, data=convert_form(client, earned)).status_code == 303
+
+    spend = ask_quote(client, "coalition", "formosa-air", 50)
+    quote_page = client.get(spend).text
+    assert 'id="convert"' in quote_page and 'id="authority-hint"' not in quote_page
+    # Formosa Air's miles, linked but not signed in with, still need its sign-in, and say so.
+    assert 'id="authority-hint"' in client.get(ask_quote(client, "formosa-air", "fresh-mart", 3_000)).text
+
+    page = html.unescape(client.get(f"/portal/rewards/{publish(portal_gateway, 'formosa-air', 'Lounge')}").text)
+    assert "You have" in paying_option(page, "coalition") and "Needs a sign-in" not in paying_option(page, "coalition")
+    assert "Needs a sign-in with Formosa Air Miles." in paying_option(page, "formosa-air")
+    converted = client.post(spend, data=convert_form(client, spend))
+    assert converted.status_code == 303 and "/portal/conversions/" in converted.headers["location"]

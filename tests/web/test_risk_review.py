@@ -152,7 +152,7 @@ def test_a_rejected_conversion_tells_its_member_the_staffs_own_words_in_a_chines
             assert staff.post(f"/console/risk/{conversion_id}/reject", data=form).status_code == 303
         chinese = html.unescape(member.get(page, headers={"accept-language": "zh-TW"}).text)
     failure = chinese.split('id="failure">')[1].split("</p>")[0]
-    assert failure == '交換平台人員駁回，原話： <q class="own-words" lang=""><bdi>卡片掛失</bdi></q>'
+    assert failure == '交換平台人員駁回，原話：<q class="own-words" lang=""><bdi>卡片掛失</bdi></q>'
 
 
 def test_the_decision_log_names_programs_and_says_the_gates_reasons_in_the_readers_language(

@@ -86,7 +86,9 @@ class StatementPages:
             raise HTTPException(status_code=404) from None
         filename = f"breaks-{statement.participant}-{statement.period}.csv"
         return StreamingResponse(
-            self.settlement.break_report(view.reconciliation, say=next_step_said(self.pages, request)),
+            self.settlement.break_report(
+                view.reconciliation, say=next_step_said(self.pages, request, view.reconciliation)
+            ),
             media_type=DOWNLOADS["csv"],
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )

@@ -136,6 +136,9 @@ class AccountPages:
             "portal/accounts.html",
             {
                 "accounts": accounts,
+                # When the member's coalition points lapse, soonest first (as GraphQL's
+                # expiringPoints): no partner holds them, so no other page says it.
+                "expiring": await self.services.coalition.expiring_points(member(request)),
                 "spends": {program_id for program_id in asserted_by if signed_in.may_spend(program_id)},
                 "unlinkable": {account.program_id for account in view.accounts} - kept.keys(),
                 "other_partners": [

@@ -31,6 +31,7 @@ from exchange.web.portal.members import (
     PORTAL_PATH,
     acting_for,
     found,
+    may_spend,
     member,
     member_session,
     writing,
@@ -193,7 +194,7 @@ class ConvertPages:
             problem=Refusal.of(problem, catalog.programs) if problem else None,
             # A key per rendering of the form: the same form sent twice converts once.
             idempotency_key=secrets.token_urlsafe(24),
-            may_spend=quote.from_program in member_session(request).asserted_by,
+            may_spend=may_spend(request, catalog.programs[quote.from_program]),
         )
         return self.pages.render(request, "portal/quote.html", context, status_code=status_code)
 

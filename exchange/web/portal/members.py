@@ -12,6 +12,7 @@ from starlette.requests import Request
 from exchange.auth.principal import Principal
 from exchange.auth.scopes import Role, Scope
 from exchange.errors import NotFound
+from exchange.programs.models import Program, ProgramKind
 from exchange.services.people import SignedIn
 from exchange.web.access import Endpoint, NotAllowed, Page, requires, roles
 from exchange.web.visitors import visitor_of
@@ -52,6 +53,19 @@ def member_session(request: Request) -> SignedIn:
 
 def member(request: Request) -> Principal:
     return member_session(request).principal
+
+
+def may_spend(request: Request, program: Program) -> bool:
+    """Whether this session spends ``program``'s points as they stand, without another sign-in:
+    a partner's program if it vouches for the member in the session with ``member:write``
+    (:meth:`SignedIn.may_spend`); the coalition point, which the exchange holds for the member
+    and no partner vouches for, if the session holds ``member:coalition``
+    (:func:`exchange.services.portal.member_principal`), as the debit's own check
+    (:func:`exchange.members.authority.require_authority`) decides."""
+    signed_in = member_session(request)
+    if program.kind == ProgramKind.COALITION:
+        return Scope.MEMBER_COALITION in signed_in.principal.scopes
+    return signed_in.may_spend(program.id)
 
 
 def acting_for(request: Request, program_id: str) -> Principal:

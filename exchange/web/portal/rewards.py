@@ -43,6 +43,7 @@ from exchange.web.portal.members import (
     PORTAL_PATH,
     acting_for,
     found,
+    may_spend,
     member,
     member_session,
     writing,
@@ -235,7 +236,6 @@ class RewardPages:
         unheld = [option for option in options if option["coverage"] and option["coverage"].none_held]
         options = [option for option in options if option not in unheld]
         signed_in = member_session(request)
-        asserted_by = signed_in.asserted_by
         payable = [option["program"].id for option in options if option["coverage"] and not option["coverage"].short]
         if not pay_with:  # preselect what can pay at once: a program priced, holding enough, the session spends
             pay_with = next(
@@ -254,7 +254,8 @@ class RewardPages:
                 "closed": closed,
                 "short": short,
                 "unheld": [option["program"] for option in unheld],
-                "asserted_by": asserted_by,
+                # Whose points the session spends as it stands: any other choice needs a sign-in.
+                "spends": {option["program"].id for option in options if may_spend(request, option["program"])},
                 "problem": Refusal.of(problem, catalog.programs) if problem else None,
                 "pay_with": pay_with,
                 "paying_program": catalog.programs.get(pay_with),

@@ -212,6 +212,13 @@ async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(
     )
     assert saved.returncode == 0, saved.stderr
     assert written.read_bytes() == table.replace("\n", "\r\n").encode()  # exactly the CSV's bytes, CRLF kept
+    # Standard output says what was written, and where, instead of nothing.
+    statement_lines = len(document["lines"])
+    assert statement_lines > 1
+    size = len(written.read_bytes())
+    assert saved.stdout == (
+        f"wrote fresh-mart's statement of 2026-10 (csv, {statement_lines} statement lines, {size:,} bytes) to {written}\n"
+    )
 
 
 async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying_unless_the_key_is_compromised(
