@@ -549,7 +549,9 @@ class SettlementService:
                 resolution,
                 of.partner,
                 currency,
-                break_report.next_step(row.kind, resolution, break_report.elsewhere(row, of.period, periods)),
+                break_report.next_step(
+                    row.kind, resolution, break_report.elsewhere(row, of.period, periods), book=of_the_book(of)
+                ),
             )
             for row, resolution in rows
         ]
@@ -580,7 +582,9 @@ class SettlementService:
                 rows = await list_breaks(session, of.id, first=page, after=after)
                 periods = await self._ledger_periods(session, currency, of, [row for row, _ in rows])
             yield break_report.csv_text(
-                break_report.break_row(of.partner, of.period, currency, row, resolution, periods, say)
+                break_report.break_row(
+                    of.partner, of.period, currency, row, resolution, periods, say, book=of_the_book(of)
+                )
                 for row, resolution in rows
             )
             if len(rows) < page:
@@ -593,7 +597,13 @@ class SettlementService:
             currency = await settlement_currency(session)
             rows = await resolution_trail(session, of.id, first=first)
         return [
-            BreakView(row, resolution, of.partner, currency, break_report.next_step(row.kind, resolution))
+            BreakView(
+                row,
+                resolution,
+                of.partner,
+                currency,
+                break_report.next_step(row.kind, resolution, book=of_the_book(of)),
+            )
             for row, resolution in rows
         ]
 
@@ -606,7 +616,9 @@ class SettlementService:
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
             row, resolution, partner = await resolve_break(session, self.ledger, currency, request, self.clock.now())
-        return BreakView(row, resolution, partner, currency, break_report.next_step(row.kind, resolution))
+            of = await session.get(Reconciliation, row.reconciliation_id)
+        book = of is not None and of_the_book(of)
+        return BreakView(row, resolution, partner, currency, break_report.next_step(row.kind, resolution, book=book))
 
     async def resolve_many(self, request: BulkResolveRequest) -> ResolvedBreaks:
         """Resolve a selection of a partner's breaks in one unit of work: all, or none."""
@@ -652,3 +664,9 @@ class SettlementService:
                 session, partner, period, actor=by, note=note, now=self.clock.now(), seen=seen
             )
             return PositionView(position, await settlement_currency(session))
+
+
+def of_the_book(of: Reconciliation) -> bool:
+    """Whether ``of`` compared the coalition point's records, which the exchange wrote from its
+    own book of the point, so that settlement staff, not a partner, act on its breaks."""
+    return of.source == RecordsSource.COALITION_BOOK

@@ -56,43 +56,82 @@ CSV_COLUMNS = (
     "reason",
 )
 
+
+def N_(message: str) -> str:
+    """Mark ``message`` for the pages' catalogs: pybabel reads this module too
+    (``exchange/web/i18n/babel.cfg``), and the pages say it through ``_()`` in the reader's
+    language, with the same ``%(name)s`` fields; here it stays the API's English."""
+    return message
+
+
 #: What the partner's finance team does about an open break of each class.
 NEXT_STEPS = {
-    BreakKind.MISSING_IN_LEDGER.value: (
+    BreakKind.MISSING_IN_LEDGER.value: N_(
         "The ledger has no item of this reference in this period: check the reference, and whether "
         "the item belongs to another period (a late item is in the first period still open); "
         "settlement staff will let the ledger stand or post an adjustment."
     ),
-    BreakKind.MISSING_IN_PARTNER.value: (
+    BreakKind.MISSING_IN_PARTNER.value: N_(
         "The statement has this reference and your records do not: add it to your records if it is "
         "yours, or tell settlement staff why it is not."
     ),
-    BreakKind.AMOUNT_MISMATCH.value: (
+    BreakKind.AMOUNT_MISMATCH.value: N_(
         "Compare your amount with the statement's lines of this reference (their sum is the ledger "
         "amount); settlement staff will let the ledger stand or post the difference as an adjustment "
         "into the next open period."
     ),
-    BreakKind.DUPLICATE.value: (
+    BreakKind.DUPLICATE.value: N_(
         "Your records list this reference more than once and only the first line was compared: "
         "remove the repeated line, or merge it into the first."
     ),
     #: A line the ledger has in other periods (``NextStep.periods``), not in this one.
-    "IN_OTHER_PERIODS": (
-        "The ledger has this reference in {periods}, not in this period: the line belongs in "
+    "IN_OTHER_PERIODS": N_(
+        "The ledger has this reference in %(periods)s, not in this period: the line belongs in "
         "that period's records (remove it here); settlement staff will let the ledger stand."
     ),
     #: A break resolved by letting the ledger stand: the partner's figure was wrong, so its own
     #: books (not the exchange's) need the statement's.
-    "RESOLVED": (
+    "RESOLVED": N_(
         "Resolved by settlement staff, the ledger's figure standing: bring your own books in line with "
         "the statement's amount for this reference; nothing is posted."
     ),
     #: A break resolved by an adjustment (``NextStep.reference``): the adjustment is a new item
     #: of the next open period, which the partner's records of that period must list.
-    "ADJUSTED": (
-        "Resolved by settlement staff with an adjustment, {reference}, posted into the next open "
+    "ADJUSTED": N_(
+        "Resolved by settlement staff with an adjustment, %(adjustment)s, posted into the next open "
         "period: it is on that period's statement, and belongs in your records of that period."
     ),
+}
+
+#: What settlement staff do next about a break of the coalition point's reconciliation, whose
+#: records the exchange wrote from its own book of the point (``settlement.point_records``): a
+#: break there is the book and the ledger disagreeing, which no partner explains.
+POINT_NEXT_STEPS = {
+    BreakKind.MISSING_IN_LEDGER.value: N_(
+        "The book of the point holds this operation and the ledger has nothing of it in this period: "
+        "see whether its conversion or redemption is still in flight (it then shows in the next period "
+        "as a late item) or was never posted; let the ledger stand, or post an adjustment."
+    ),
+    BreakKind.MISSING_IN_PARTNER.value: N_(
+        "The ledger posted this reference to the point and the book of the point holds no applied "
+        "operation of it: see whether the book's operation was reversed or changed by hand; let the "
+        "ledger stand, or post an adjustment."
+    ),
+    BreakKind.AMOUNT_MISMATCH.value: N_(
+        "The book of the point and the ledger hold this reference with different amounts: compare the "
+        "book's operation with the ledger's lines of it; let the ledger stand, or post the difference "
+        "into the next open period."
+    ),
+    BreakKind.DUPLICATE.value: N_(
+        "The records written from the book list this reference more than once, which they should never "
+        "do, and only the first line was compared: report it to the exchange's developers."
+    ),
+    "IN_OTHER_PERIODS": N_(
+        "The ledger posted this reference in %(periods)s, not in this period, where the book of the "
+        "point placed it: let the ledger stand, and report the book's month to the exchange's developers."
+    ),
+    "RESOLVED": N_("Resolved: nothing is left to do."),
+    "ADJUSTED": N_("Resolved: nothing is left to do."),
 }
 
 
@@ -101,16 +140,29 @@ class NextStep:
     """What to do next about a break, by the ``key`` of :data:`NEXT_STEPS` (a break's class,
     ``IN_OTHER_PERIODS``, ``RESOLVED`` or ``ADJUSTED``), for a page or a file to say in its
     reader's language; ``periods``: where the ledger has a reference missing from the period;
-    ``reference``: the adjustment's, for ``ADJUSTED``."""
+    ``reference``: the adjustment's, for ``ADJUSTED``; ``book``: the break is of the coalition
+    point's records, written from the exchange's own book, so settlement staff act on it
+    (:data:`POINT_NEXT_STEPS`)."""
 
     key: str
     periods: tuple[str, ...] = ()
     reference: str = ""
+    book: bool = False
+
+    @property
+    def pattern(self) -> str:
+        """The step in English with its ``%(periods)s`` and ``%(adjustment)s`` fields: the
+        pages' catalogs' message id."""
+        return (POINT_NEXT_STEPS if self.book else NEXT_STEPS)[self.key]
+
+    @property
+    def fields(self) -> dict[str, str]:
+        return {"periods": ", ".join(self.periods), "adjustment": self.reference}
 
     @property
     def english(self) -> str:
         """The step as the API's language, English, says it."""
-        return NEXT_STEPS[self.key].format(periods=", ".join(self.periods), reference=self.reference)
+        return self.pattern % self.fields
 
 
 #: The periods in which the ledger has each of ``references`` on one of ``accounts``.
@@ -146,18 +198,20 @@ async def ledger_periods(
     return found
 
 
-def next_step(kind: str, resolution: BreakResolution | None, periods: Sequence[str] = ()) -> NextStep:
+def next_step(
+    kind: str, resolution: BreakResolution | None, periods: Sequence[str] = (), *, book: bool = False
+) -> NextStep:
     """What to do next about a break: once resolved by letting the ledger stand, to bring the
     partner's own books in line with the statement, and once adjusted, to list the adjustment in
     the next period's records; for a line the ledger has in other ``periods``, to move it to
-    their records."""
+    their records; ``book``: of the coalition point's records (:attr:`NextStep.book`)."""
     if resolution is not None and resolution.resolution == Resolution.ADJUST:
-        return NextStep("ADJUSTED", reference=adjustment_reference(resolution.break_id))
+        return NextStep("ADJUSTED", reference=adjustment_reference(resolution.break_id), book=book)
     if resolution is not None:
-        return NextStep("RESOLVED")
+        return NextStep("RESOLVED", book=book)
     if kind == BreakKind.MISSING_IN_LEDGER and periods:
-        return NextStep("IN_OTHER_PERIODS", tuple(periods))
-    return NextStep(BreakKind(kind).value)
+        return NextStep("IN_OTHER_PERIODS", tuple(periods), book=book)
+    return NextStep(BreakKind(kind).value, book=book)
 
 
 def in_english(step: NextStep) -> str:
@@ -180,6 +234,8 @@ def break_row(
     resolution: BreakResolution | None,
     periods: Mapping[str, Sequence[str]],
     say: Callable[[NextStep], str] = in_english,
+    *,
+    book: bool = False,
 ) -> tuple[str, ...]:
     """One break as a row of :data:`CSV_COLUMNS` (before the spreadsheet guard); ``periods``:
     where the ledger has the references the ledger lacks in ``period`` (:func:`ledger_periods`);
@@ -207,7 +263,7 @@ def break_row(
         money(break_difference(row)),
         currency.code,
         " ".join(other_periods),
-        say(next_step(row.kind, resolution, other_periods)),
+        say(next_step(row.kind, resolution, other_periods, book=book)),
         "" if resolution is None else resolution.resolution,
         money(adjusted),
         "" if resolution is None else utc_instant(resolution.resolved_at),

@@ -31,7 +31,7 @@ from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.break_report import NextStep
 from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
 from exchange.settlement.issued import Issued, stored_csv
-from exchange.settlement.models import IssuedStatement, JobState, Reconciliation, RecordsSource, SettlementJob
+from exchange.settlement.models import IssuedStatement, JobState, SettlementJob
 from exchange.settlement.statements import StatementLine
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
 from exchange.text import quoted, text_problem, whole_number
@@ -289,9 +289,7 @@ class SettlementConsole:
             return self._problem(request, refused)
         filename = f"breaks-{partner}-{view.reconciliation.period}.csv"
         return StreamingResponse(
-            self.settlement.break_report(
-                view.reconciliation, say=next_step_said(self.pages, request, view.reconciliation)
-            ),
+            self.settlement.break_report(view.reconciliation, say=next_step_said(self.pages, request)),
             media_type=DOWNLOADS["csv"],
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
@@ -508,13 +506,10 @@ async def participant_names(catalog: CatalogCache) -> dict[str, str]:
     return {program.id: program.name for program in (await catalog.get()).programs.values()}
 
 
-def next_step_said(pages: Pages, request: Request, of: Reconciliation) -> Callable[[NextStep], str]:
+def next_step_said(pages: Pages, request: Request) -> Callable[[NextStep], str]:
     """How a break report downloaded from a page says each break's next step: in the page's
-    language (the file's columns keep their names), and for the coalition point's records,
-    which the exchange wrote from its own book, as what settlement staff do next (no partner
-    sent them), as its reconciliation page says it."""
-    book = of.source == RecordsSource.COALITION_BOOK
-    return pages.macro(request, "_next_step.html", "point_next_step" if book else "next_step")
+    language (the file's columns keep their names)."""
+    return pages.macro(request, "_next_step.html", "next_step")
 
 
 def job_context(job: SettlementJob) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from tests.factories import conversion
 POINT = "coalition"
 RECONCILE = """mutation($p: String!) { reconcileCoalitionPoint(period: $p) {
   partnerId period importedBy source lines matched missingInPartner unresolvedBreaks
-  breaks { kind reference ledgerAmount }
+  breaks { kind reference ledgerAmount nextStep }
 } }"""
 IMPORT = 'mutation($p: String!) { importPartnerRecords(partnerId: "coalition", period: $p, csv: "reference,amount\\n") { id } }'
 CURRENT = 'query($p: String!) { reconciliation(partnerId: "coalition", period: $p) { id } }'
@@ -66,7 +66,17 @@ async def test_staff_reconcile_the_point_from_its_own_book(kit: ExchangeKit) -> 
         "matched": 0,
         "missingInPartner": 1,
         "unresolvedBreaks": 1,
-        "breaks": [{"kind": "MISSING_IN_PARTNER", "reference": "conversion:p1", "ledgerAmount": "-15.00"}],
+        "breaks": [
+            {
+                "kind": "MISSING_IN_PARTNER",
+                "reference": "conversion:p1",
+                "ledgerAmount": "-15.00",
+                # No partner sent these records: the step is settlement staff's.
+                "nextStep": "The ledger posted this reference to the point and the book of the point holds no "
+                "applied operation of it: see whether the book's operation was reversed or changed by hand; let "
+                "the ledger stand, or post an adjustment.",
+            }
+        ],
     }
     assert (await kit.data(CURRENT, staff, p=period))["reconciliation"]["id"]
 

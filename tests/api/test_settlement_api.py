@@ -268,7 +268,7 @@ async def test_money_fields_say_what_the_deprecated_decimals_say(kit: ExchangeKi
 RECORDS = "reference,amount,counterparty\nconversion:c1,98.00,wallet-pay\nconversion:c9,5.00,formosa-air\n"
 IMPORT = """mutation($p: String!, $csv: String!) { importPartnerRecords(partnerId: "fresh-mart", period: $p, csv: $csv) {
   id lines matched missingInLedger unresolvedBreaks
-  breaks { id kind reference line partnerAmount ledgerAmount resolution { reason } }
+  breaks { id kind reference line partnerAmount ledgerAmount resolution { reason } nextStep }
 } }"""
 
 
@@ -292,6 +292,10 @@ async def test_a_partner_uploads_its_records_and_staff_resolve_and_sign_off(kit:
         "partnerAmount": "5.00",
         "ledgerAmount": None,
         "resolution": None,
+        # What the partner's finance team reads beside it, as the break report's column says it.
+        "nextStep": "The ledger has no item of this reference in this period: check the reference, and whether the "
+        "item belongs to another period (a late item is in the first period still open); settlement staff will let "
+        "the ledger stand or post an adjustment.",
     }
 
     sign_off = 'mutation($p: String!) { signOffPeriod(partnerId: "fresh-mart", period: $p, note: "ok") { status signedOffAt signedOffBy } }'
@@ -299,10 +303,15 @@ async def test_a_partner_uploads_its_records_and_staff_resolve_and_sign_off(kit:
     assert early["errors"][0]["extensions"] == {"code": "UNRESOLVED_BREAKS", "unresolved": 1}
 
     resolve = """mutation($id: ID!) { resolveBreak(breakId: $id, resolution: ADJUST, reason: "confirmed with formosa-air",
-      adjustment: {amount: "5.00"}) { resolution { resolution adjustment counterparty transactionId resolvedBy } } }"""
+      adjustment: {amount: "5.00"}) { resolution { resolution adjustment counterparty transactionId resolvedBy } nextStep } }"""
     refused = (await kit.graphql(resolve, partner, id=missing["id"])).json()
     assert errors_at(refused) == {("resolveBreak",): "FORBIDDEN"}
-    resolved = (await kit.data(resolve, staff, id=missing["id"]))["resolveBreak"]["resolution"]
+    resolved_break = (await kit.data(resolve, staff, id=missing["id"]))["resolveBreak"]
+    assert resolved_break["nextStep"] == (
+        f"Resolved by settlement staff with an adjustment, break:{missing['id']}, posted into the next "
+        "open period: it is on that period's statement, and belongs in your records of that period."
+    )
+    resolved = resolved_break["resolution"]
     assert resolved | {"resolvedBy": None, "transactionId": None} == {
         "resolution": "ADJUST",
         "adjustment": "5.00",

@@ -60,8 +60,23 @@ def test_a_break_whose_ledger_figure_stands_asks_the_partners_books_to_follow_th
         NextStep("RESOLVED"),
         NextStep("IN_OTHER_PERIODS", ("2026-12",)),
         *(NextStep(kind.value) for kind in BreakKind if kind != BreakKind.MATCHED),
+        NextStep("ADJUSTED", reference="break:3", book=True),
+        NextStep("IN_OTHER_PERIODS", ("2026-12",), book=True),
+        *(NextStep(kind.value, book=True) for kind in BreakKind if kind != BreakKind.MATCHED),
     ],
-    ids=lambda step: step.key,
+    ids=lambda step: f"{step.key}{'-book' if step.book else ''}",
 )
 def test_a_page_in_english_says_each_step_as_the_api_does(step: NextStep) -> None:
     assert on_a_page(step, ENGLISH) == step.english
+
+
+def test_a_break_of_the_coalition_points_records_says_what_settlement_staff_do() -> None:
+    """The exchange wrote those records from its own book of the point: no partner explains a
+    break there, so neither the API nor a page asks one to."""
+    step = next_step(BreakKind.MISSING_IN_PARTNER, None, book=True)
+    assert step.english.startswith("The ledger posted this reference to the point and the book of the point")
+    assert "your records" not in step.english
+    assert on_a_page(step, TRADITIONAL_CHINESE).startswith("帳本已將這個參考編號登錄於聯盟點數")
+    assert next_step(BreakKind.AMOUNT_MISMATCH, resolved(Resolution.ADJUST), book=True).english == (
+        "Resolved: nothing is left to do."
+    )

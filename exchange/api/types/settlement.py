@@ -694,6 +694,13 @@ class ReconciliationBreak:
     counterparty: strawberry.ID | None = strawberry.field(description="As the partner's line named it.")
     partner_date: date | None = strawberry.field(description="As the partner's line dated it.")
     resolution: BreakResolution | None = strawberry.field(description="How staff resolved it; null while open.")
+    next_step: str = strawberry.field(
+        description=(
+            "What to do next about it, as the break report's `next_step` column says it in English: for a "
+            "partner's records, what its finance team does (and, once resolved, how its own records follow); "
+            "for the coalition point's (`COALITION_BOOK`), what settlement staff do."
+        )
+    )
     partner_id: strawberry.Private[str]
 
     @classmethod
@@ -726,6 +733,7 @@ class ReconciliationBreak:
                 partner_id=view.partner,
                 resolved_by_client=done.resolved_by,
             ),
+            next_step=view.next_step.english,
             partner_id=view.partner,
         )
 

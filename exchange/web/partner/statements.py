@@ -86,9 +86,7 @@ class StatementPages:
             raise HTTPException(status_code=404) from None
         filename = f"breaks-{statement.participant}-{statement.period}.csv"
         return StreamingResponse(
-            self.settlement.break_report(
-                view.reconciliation, say=next_step_said(self.pages, request, view.reconciliation)
-            ),
+            self.settlement.break_report(view.reconciliation, say=next_step_said(self.pages, request)),
             media_type=DOWNLOADS["csv"],
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
