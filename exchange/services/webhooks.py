@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from exchange.clock import Clock
 from exchange.db.database import Database
 from exchange.db.paging import Page
+from exchange.errors import BadUserInput
 from exchange.services.requests import page_size
 from exchange.settings import Settings
 from exchange.webhooks import subscriptions
@@ -135,14 +136,23 @@ class WebhookService:
                 session, tenant, subscription_id, status=status, first=first, after=after
             )
 
-    async def deliveries_of(
-        self, tenant: str | None, subscription_ids: Collection[str], *, status: str | None = None, first: int = 50
-    ) -> dict[str, list[DeliveryView]]:
-        """:meth:`deliveries` of many subscriptions at once (those the tenant sees live), in one
-        statement for a list of them, not one per subscription."""
+    async def delivery_pages(
+        self,
+        tenant: str | None,
+        subscription_ids: Collection[str],
+        *,
+        status: str | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> dict[str, Page[DeliveryView] | BadUserInput]:
+        """:meth:`deliveries` of many subscriptions at once (those the tenant sees), in as many
+        statements for a list of them as for one; a subscription ``after`` is not a cursor of
+        has that cursor's refusal for its answer."""
         first = page_size(first, maximum=MAX_PAGE)
         async with self.db.transaction() as session:
-            return await subscriptions.deliveries_of(session, tenant, subscription_ids, status=status, first=first)
+            return await subscriptions.delivery_pages(
+                session, tenant, subscription_ids, status=status, first=first, after=after
+            )
 
     async def attempts(
         self, tenant: str | None, subscription_id: str, *, first: int = 50, after: str | None = None
@@ -152,13 +162,13 @@ class WebhookService:
         async with self.db.transaction() as session:
             return await subscriptions.attempts(session, tenant, subscription_id, first=first, after=after)
 
-    async def attempts_of(
-        self, tenant: str | None, subscription_ids: Collection[str], *, first: int = 50
-    ) -> dict[str, list[WebhookAttempt]]:
-        """:meth:`attempts` of many subscriptions at once, as :meth:`deliveries_of`."""
+    async def attempt_pages(
+        self, tenant: str | None, subscription_ids: Collection[str], *, first: int = 50, after: str | None = None
+    ) -> dict[str, Page[WebhookAttempt] | BadUserInput]:
+        """:meth:`attempts` of many subscriptions at once, as :meth:`delivery_pages`."""
         first = page_size(first, maximum=MAX_PAGE)
         async with self.db.transaction() as session:
-            return await subscriptions.attempts_of(session, tenant, subscription_ids, first=first)
+            return await subscriptions.attempt_pages(session, tenant, subscription_ids, first=first, after=after)
 
     async def deliver(self) -> DeliveryPass:
         """One pass of the delivery worker (the gateway's job, ``exchange webhooks deliver``)."""
