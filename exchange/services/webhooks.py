@@ -76,14 +76,18 @@ class WebhookService:
             )
 
     async def subscriptions(
-        self, tenant: str | None, *, program_id: str | None = None
+        self, tenant: str | None, *, program_id: str | None = None, deleted: bool = False
     ) -> Sequence[WebhookSubscription]:
+        """The live subscriptions the tenant sees; with ``deleted``, the deleted ones too."""
         async with self.db.transaction() as session:
-            return await subscriptions.listed(session, tenant, program_id=program_id)
+            return await subscriptions.listed(session, tenant, program_id=program_id, deleted=deleted)
 
-    async def subscription(self, tenant: str | None, subscription_id: str) -> WebhookSubscription:
+    async def subscription(
+        self, tenant: str | None, subscription_id: str, *, deleted: bool = False
+    ) -> WebhookSubscription:
+        """A live subscription the tenant sees; with ``deleted``, or a deleted one."""
         async with self.db.transaction() as session:
-            return await subscriptions.get(session, tenant, subscription_id)
+            return await subscriptions.get(session, tenant, subscription_id, deleted=deleted)
 
     async def rotate_secret(self, tenant: str | None, subscription_id: str) -> WithSecret:
         async with self.db.transaction() as session:

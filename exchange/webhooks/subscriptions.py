@@ -137,13 +137,16 @@ async def create(
 
 
 async def listed(
-    session: AsyncSession, tenant: str | None, *, program_id: str | None = None
+    session: AsyncSession, tenant: str | None, *, program_id: str | None = None, deleted: bool = False
 ) -> Sequence[WebhookSubscription]:
-    """Live subscriptions the tenant sees (staff: optionally one program's), oldest first; a
-    program that does not exist is not found, not a program with no subscription."""
+    """Live subscriptions the tenant sees (staff: optionally one program's), and with
+    ``deleted`` the deleted ones too, oldest first; a program that does not exist is not found,
+    not a program with no subscription."""
     if program_id is not None:
         await programs.get_program(session, program_id, field="programId")
-    query = select(WebhookSubscription).where(col(WebhookSubscription.deleted_at).is_(None))
+    query = select(WebhookSubscription)
+    if not deleted:
+        query = query.where(col(WebhookSubscription.deleted_at).is_(None))
     owner = tenant if tenant is not None else program_id
     if owner is not None:
         query = query.where(WebhookSubscription.program_id == owner)
@@ -151,12 +154,19 @@ async def listed(
 
 
 async def get(
-    session: AsyncSession, tenant: str | None, subscription_id: str, *, lock: bool = False, field: str = "id"
+    session: AsyncSession,
+    tenant: str | None,
+    subscription_id: str,
+    *,
+    lock: bool = False,
+    field: str = "id",
+    deleted: bool = False,
 ) -> WebhookSubscription:
-    """A live subscription the tenant may see, else not found."""
+    """A live subscription the tenant may see (with ``deleted``, or a deleted one: its log is
+    still read), else not found."""
     query = select(WebhookSubscription).where(WebhookSubscription.id == subscription_id)
     row = (await session.exec(query.with_for_update() if lock else query)).first()
-    if row is None or row.deleted_at is not None or (tenant is not None and row.program_id != tenant):
+    if row is None or (row.deleted_at is not None and not deleted) or (tenant is not None and row.program_id != tenant):
         raise SubscriptionNotFound(subscription_id, field)
     return row
 
@@ -185,7 +195,7 @@ async def rotate(
 
 async def delete(session: AsyncSession, tenant: str | None, subscription_id: str, now: datetime) -> WebhookSubscription:
     """Stop the subscription: nothing more is sent, what was pending is cancelled; its rows (the
-    delivery log) are kept for the record, and no longer shown."""
+    delivery log) are kept for the record, read as a live one's are (its retention aside)."""
     row = await get(session, tenant, subscription_id, lock=True)
     row.deleted_at = now
     session.add(row)
@@ -269,9 +279,10 @@ async def deliveries(
     first: int,
     after: str | None = None,
 ) -> Page[DeliveryView]:
-    """A page of the subscription's deliveries, newest event first, with their events, after the
-    cursor ``after`` (one given out for the same subscription and ``status``)."""
-    row = await get(session, tenant, subscription_id)
+    """A page of the subscription's deliveries (a deleted one's too), newest event first, with
+    their events, after the cursor ``after`` (one given out for the same subscription and
+    ``status``)."""
+    row = await get(session, tenant, subscription_id, deleted=True)
     return _one(await delivery_pages(session, tenant, [row.id], status=status, first=first, after=after), row.id)
 
 
@@ -320,8 +331,9 @@ async def delivery_pages(
 async def attempts(
     session: AsyncSession, tenant: str | None, subscription_id: str, *, first: int, after: str | None = None
 ) -> Page[WebhookAttempt]:
-    """A page of the subscription's delivery log, newest attempt first, after the cursor ``after``."""
-    row = await get(session, tenant, subscription_id)
+    """A page of the subscription's delivery log (a deleted one's too), newest attempt first,
+    after the cursor ``after``."""
+    row = await get(session, tenant, subscription_id, deleted=True)
     return _one(await attempt_pages(session, tenant, [row.id], first=first, after=after), row.id)
 
 
@@ -366,7 +378,7 @@ async def _pages(
     """Each subscription's page of ``model``'s rows (``only`` those), ``first`` of them after
     the cursor ``after``, in one statement per :data:`~exchange.db.grouping.PAGES_PER_STATEMENT`
     subscriptions (:func:`~exchange.db.grouping.page_per_parent`): a list of them costs what one
-    does. A subscription the tenant does not see has an empty page. ``after`` is one
+    does. A subscription the tenant does not see has an empty page; a deleted one, its log. ``after`` is one
     subscription's cursor (its ``scope`` is checked in it): for any other, the answer is its
     refusal, as it would be were the subscription asked alone."""
     positions: dict[str, list[Any] | None] = {}
@@ -389,7 +401,7 @@ async def _pages(
             await session.exec(
                 select(model)
                 .join(WebhookSubscription, col(WebhookSubscription.id) == model.subscription_id)
-                .where(col(model.id).in_(chosen), *_seen_live_by(tenant))
+                .where(col(model.id).in_(chosen), *_seen_by(tenant))
                 .order_by(*keyset.order)
             )
         )
@@ -409,7 +421,6 @@ def _one(pages: Mapping[str, Page[Item] | BadUserInput], subscription_id: str) -
     return answer
 
 
-def _seen_live_by(tenant: str | None) -> list[ColumnElement[bool]]:
-    """A subscription the tenant sees, as :func:`get` finds one: live, and its own unless staff."""
-    live: list[ColumnElement[bool]] = [col(WebhookSubscription.deleted_at).is_(None)]
-    return live if tenant is None else [*live, col(WebhookSubscription.program_id) == tenant]
+def _seen_by(tenant: str | None) -> list[ColumnElement[bool]]:
+    """A subscription the tenant sees, live or deleted, as :func:`get` finds one: its own unless staff."""
+    return [] if tenant is None else [col(WebhookSubscription.program_id) == tenant]

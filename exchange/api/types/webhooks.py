@@ -213,6 +213,9 @@ class WebhookSubscription:
     previous_secret_until: datetime | None = strawberry.field(
         description="After a rotation, until when deliveries are also signed with the old secret."
     )
+    deleted_at: datetime | None = strawberry.field(
+        description="When it was deleted (nothing is sent after; what was pending is CANCELLED); null while live."
+    )
 
     @strawberry.field(
         description="Its deliveries, the latest event first; only those in `status` when given.",
@@ -273,6 +276,7 @@ class WebhookSubscription:
             description=row.description,
             created_at=row.created_at,
             previous_secret_until=row.previous_secret_until,
+            deleted_at=row.deleted_at,
         )
 
 
