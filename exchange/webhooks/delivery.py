@@ -54,7 +54,7 @@ from exchange.clock import Clock
 from exchange.db import dialects
 from exchange.db.bulk import one_of
 from exchange.db.database import Database
-from exchange.webhooks import signing
+from exchange.webhooks import outbox, signing
 from exchange.webhooks.egress import PublicOnlyTransport
 from exchange.webhooks.models import (
     AttemptOutcome,
@@ -205,14 +205,17 @@ class Dispatcher:
         made = 0
         while True:
             async with self.db.transaction() as session:
+                if not await outbox.fan_out_turn(session):
+                    return made  # a subscription is being made, or another process fans out
                 events = (
                     await session.exec(
                         select(WebhookEvent)
                         .where(col(WebhookEvent.fanned_out).is_(False))
                         .order_by(col(WebhookEvent.sequence))
                         .limit(batch)
-                        # Not SKIP LOCKED: a second process waits for the first to commit, so
-                        # it can never fan out an object's later event before its earlier one.
+                        # Not SKIP LOCKED: a second process (on SQLite, where the turn is not
+                        # taken) waits for the first to commit, so it can never fan out an
+                        # object's later event before its earlier one.
                         .with_for_update()
                     )
                 ).all()
@@ -589,11 +592,16 @@ def held_back_from_birth(sequences: list[int | None], session: AsyncSession) -> 
 
 def wants(subscription: WebhookSubscription, event: WebhookEvent) -> bool:
     """Whether ``subscription`` receives ``event``: its type, its tenant, and committed after
-    it. By sequence, not by time: a subscription made while an event was being written, or on
-    a process whose clock differs, neither misses an event nor gets one from before it."""
+    its mark (:class:`~exchange.webhooks.outbox.Mark`). By commit, not by time: a subscription
+    made while an event was being written, or on a process whose clock differs, neither misses
+    an event nor gets one from before it."""
+    if event.xact is not None and subscription.after_snapshot is not None:
+        after = not outbox.committed_before(event.xact, subscription.after_snapshot)
+    else:
+        after = (event.sequence or 0) > subscription.after_sequence
     return (
         event.type in subscription.event_types
-        and (event.sequence or 0) > subscription.after_sequence
+        and after
         and (subscription.program_id is None or event.programs is None or subscription.program_id in event.programs)
     )
 

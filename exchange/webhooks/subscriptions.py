@@ -96,7 +96,7 @@ async def create(
     program row is locked while counting, so two at once cannot both take its last place.
 
     It receives every event committed after it commits, and none committed before
-    (:func:`~exchange.webhooks.outbox.high_water`)."""
+    (:func:`~exchange.webhooks.outbox.mark`)."""
     url = check_url(draft.url, production=production)
     event_types = check_event_types(draft.event_types)
     if len(draft.description) > DESCRIPTION_LENGTH:
@@ -117,8 +117,8 @@ async def create(
     )
     if live.one() >= limit:
         raise TooManySubscriptions(limit)
-    # Last: it holds back every unit of work writing an event until this one commits.
-    after_sequence = await outbox.high_water(session)
+    # Last: it holds the fan-out back until this unit of work ends.
+    start = await outbox.mark(session)
     subscription_id = str(uuid.uuid4())
     secret = signing.new_secret()
     row = WebhookSubscription(
@@ -130,7 +130,8 @@ async def create(
         secret=signing.seal(secret, key_secret, subscription_id, 1),
         created_by=by[:120],
         created_at=now,
-        after_sequence=after_sequence,
+        after_sequence=start.sequence,
+        after_snapshot=start.snapshot,
     )
     session.add(row)
     return WithSecret(row, secret)
