@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from exchange.conversions.models import Conversion
 from exchange.db.database import Database
+from exchange.db.paging import Page
 from exchange.errors import BadUserInput
 from exchange.pricing.models import Quote
 from exchange.programs.declarations import PartnersDirectory
@@ -527,6 +528,27 @@ def rows_read(plan: dict[str, Any], indexes: set[str]) -> int:
     """Rows the plan's scans of ``indexes`` read, over all their loops."""
     own = plan["Actual Rows"] * plan["Actual Loops"] if plan.get("Index Name") in indexes else 0
     return own + sum(rows_read(child, indexes) for child in plan.get("Plans", []))
+
+
+async def test_a_cursor_read_with_other_subscriptions_pages_its_own_on_and_is_refused_for_the_others(
+    hooks: Hooks,
+) -> None:
+    """Subscriptions' log pages asked in one request are read together: a cursor given out for
+    one pages it on, and is refused for each of the others alone (naming ``after``), as it
+    would be were each asked on its own."""
+    made = [await hooks.subscribe(f"http://127.0.0.1:9/{n}", ["period.closed"]) for n in range(2)]
+    ids = [subscription.subscription.id for subscription in made]
+    now = hooks.clock.now()
+    await hooks.emit(*(Event(EventType.PERIOD_CLOSED, f"period:2026-0{m}", None, {}, now) for m in (1, 2)))
+    await hooks.service.dispatcher.fan_out()
+    first = await hooks.service.delivery_pages(None, ids, first=1)
+    for page in first.values():
+        assert isinstance(page, Page) and page.next_cursor is not None, page
+    again = await hooks.service.delivery_pages(None, ids, first=1, after=first[ids[0]].next_cursor)
+    mine, theirs = again[ids[0]], again[ids[1]]
+    assert isinstance(mine, Page) and mine.next_cursor is None
+    assert [view.event.object for view in mine.items] == ["period:2026-01"]
+    assert isinstance(theirs, BadUserInput) and theirs.field == "after"
 
 
 async def test_a_stored_url_the_client_cannot_send_to_fails_its_own_attempts_not_the_batch(hooks: Hooks) -> None:
