@@ -550,9 +550,13 @@ def held_back(item: Claimed, retry_at: datetime) -> Update:
     dead, which takes an attempt, at ``retry_at`` at the soonest: due before it, each would be
     read (and passed over) by every claim meanwhile, and a receiver down with many objects'
     later events waiting so made each claim read them all. Their retry windows (from
-    ``first_attempt_at``) are unchanged."""
-    return (
-        update(WebhookDelivery)
+    ``first_attempt_at``) are unchanged.
+
+    A row locked elsewhere is left as it is (a deletion cancelling it, which may have locked
+    it before waiting on ``item``'s): waiting for it could deadlock, and the row is still sent
+    in order, only read by claims before its time."""
+    waiting = (
+        select(col(WebhookDelivery.id))
         .where(
             col(WebhookDelivery.subscription_id) == item.subscription_id,
             col(WebhookDelivery.object) == item.object,
@@ -560,8 +564,9 @@ def held_back(item: Claimed, retry_at: datetime) -> Update:
             col(WebhookDelivery.sequence) > item.sequence,
             col(WebhookDelivery.next_attempt_at) < retry_at,
         )
-        .values(next_attempt_at=retry_at)
+        .with_for_update(skip_locked=True)
     )
+    return update(WebhookDelivery).where(col(WebhookDelivery.id).in_(waiting)).values(next_attempt_at=retry_at)
 
 
 def held_back_from_birth(sequences: list[int | None], session: AsyncSession) -> Update:
