@@ -70,9 +70,9 @@ class Mark:
 
     On PostgreSQL ``snapshot`` is the mark's (``xmin:xmax:xip,…``): an event is after it if the
     snapshot did not see the unit of work that wrote it committed (:func:`committed_before`).
-    ``sequence`` is the latest event's sequence the mark saw committed: events written before
-    the event's writer kept its unit of work's id (and everywhere on SQLite, whose units of
-    work take turns) are after it if their sequence is above it."""
+    ``sequence`` is the latest event's sequence the mark saw committed: an event with no unit
+    of work's id (written before revision 0053, or on SQLite, whose units of work take turns)
+    is after the mark if its sequence is above it."""
 
     sequence: int
     snapshot: str | None
@@ -85,8 +85,9 @@ async def mark(session: AsyncSession) -> Mark:
     No unit of work writing an event waits for it: sequences are drawn as events are written,
     not as they commit, so a mark by sequence alone had to hold back every writer (a SHARE lock
     on the outbox) lest an event written before it commit after it; a snapshot tells which
-    units of work had committed, whatever their sequences. What it waits for is a fan-out pass
-    under way (:data:`SUBSCRIBING`), and the fan-out, from the mark on, for it."""
+    units of work had committed, whatever their sequences. What it waits for is a fan-out batch
+    under way (:data:`SUBSCRIBING`); from the mark on, the fan-out leaves its passes to later
+    ones until this unit of work ends (:func:`fan_out_turn`)."""
     if session.get_bind().dialect.name != "postgresql":
         return Mark(await _latest(session), None)
     await session.exec(select(func.pg_advisory_xact_lock_shared(SUBSCRIBING)))  # type: ignore[call-overload]
