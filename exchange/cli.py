@@ -1261,12 +1261,15 @@ def webhooks_create(url: str, events: tuple[str, ...], program_id: str | None, d
 
 @webhooks.command("list")
 @click.option("--partner", "program_id", help="Only this program's subscriptions.")
+@click.option("--deleted", is_flag=True, help="The deleted ones too (their deliveries and log stay readable).")
 @reports_errors
-def webhooks_list(program_id: str | None) -> None:
-    """List live subscriptions: id, program (- for a staff tool's), URL and event types."""
-    rows = with_services(lambda services: services.webhooks.subscriptions(None, program_id=program_id))
+def webhooks_list(program_id: str | None, deleted: bool) -> None:
+    """List live subscriptions: id, program (- for a staff tool's), URL and event types; with
+    --deleted, the deleted ones too, each with when it was deleted."""
+    rows = with_services(lambda services: services.webhooks.subscriptions(None, program_id=program_id, deleted=deleted))
     for row in rows:
-        click.echo(f"{row.id}  {row.program_id or '-'}  {row.url}  {','.join(row.event_types)}")
+        gone = f"  deleted={row.deleted_at.isoformat()}" if row.deleted_at is not None else ""
+        click.echo(f"{row.id}  {row.program_id or '-'}  {row.url}  {','.join(row.event_types)}{gone}")
     click.echo(counted(len(rows), "subscription"), err=True)
 
 

@@ -12,6 +12,7 @@ from strawberry.dataloader import DataLoader
 
 from exchange.auth.models import PartnerAssertionKey
 from exchange.auth.principal import Principal
+from exchange.db.paging import Page
 from exchange.errors import ExchangeError, Unauthenticated
 from exchange.members.models import LinkedAccount
 from exchange.money import Currency
@@ -27,10 +28,10 @@ A = TypeVar("A", bound=Hashable)
 
 #: A page of a program's linked accounts, or of its promotions: ((first, after), program id).
 ProgramPage = tuple[tuple[int, str | None], str]
-#: A page of a webhook subscription's deliveries: ((tenant, status, first), subscription id).
-DeliveriesPage = tuple[tuple[str | None, str | None, int], str]
-#: A page of a webhook subscription's delivery log: ((tenant, first), subscription id).
-AttemptsPage = tuple[tuple[str | None, int], str]
+#: A page of a webhook subscription's deliveries: ((tenant, status, first, after), subscription id).
+DeliveriesPage = tuple[tuple[str | None, str | None, int, str | None], str]
+#: A page of a webhook subscription's delivery log: ((tenant, first, after), subscription id).
+AttemptsPage = tuple[tuple[str | None, int, str | None], str]
 
 
 def _rows(load_many: Callable[[list[K]], Awaitable[Mapping[K, V]]]) -> DataLoader[K, V]:
@@ -54,14 +55,15 @@ def _lists(load_many: Callable[[list[K]], Awaitable[Mapping[K, list[V]]]]) -> Da
 
 
 def _pages(
-    load_many: Callable[[A, list[str]], Awaitable[Mapping[str, list[V]]]],
-) -> DataLoader[tuple[A, str], list[V]]:
+    load_many: Callable[[A, list[str]], Awaitable[Mapping[str, V | ExchangeError]]], empty: Callable[[], V]
+) -> DataLoader[tuple[A, str], V]:
     """A page per (arguments, parent id): one call per distinct arguments asked for, for every
-    parent asked with them (empty when a parent has none). A call refused (a ``first`` out of
-    range) is the answer of its own keys only, not of the pages asked otherwise."""
+    parent asked with them (``empty()`` when a parent has none). A call refused (a ``first`` out
+    of range) is the answer of its own keys only, not of the pages asked otherwise; a parent's
+    own refusal (a cursor given out for another parent) is its answer alone."""
 
-    async def load(keys: list[tuple[A, str]]) -> list[list[V] | BaseException]:
-        answers: dict[A, Mapping[str, list[V]] | ExchangeError] = {}
+    async def load(keys: list[tuple[A, str]]) -> list[V | BaseException]:
+        answers: dict[A, Mapping[str, V | ExchangeError] | ExchangeError] = {}
         for arguments in dict.fromkeys(arguments for arguments, _ in keys):
             parents = [parent for asked, parent in keys if asked == arguments]
             try:
@@ -69,7 +71,7 @@ def _pages(
             except ExchangeError as refused:
                 answers[arguments] = refused
         return [
-            answer if isinstance(answer := answers[arguments], ExchangeError) else answer.get(parent, [])
+            answer if isinstance(answer := answers[arguments], ExchangeError) else answer.get(parent, empty())
             for arguments, parent in keys
         ]
 
@@ -87,8 +89,8 @@ class Loaders:
     incoming_rates: DataLoader[str, list[RateVersion]]
     promotions: DataLoader[ProgramPage, list[Promotion]]
     linked_accounts: DataLoader[ProgramPage, list[LinkedAccount]]
-    webhook_deliveries: DataLoader[DeliveriesPage, list[DeliveryView]]
-    webhook_attempts: DataLoader[AttemptsPage, list[WebhookAttempt]]
+    webhook_deliveries: DataLoader[DeliveriesPage, Page[DeliveryView]]
+    webhook_attempts: DataLoader[AttemptsPage, Page[WebhookAttempt]]
 
     @classmethod
     def for_request(cls, services: Services) -> Loaders:
@@ -99,20 +101,26 @@ class Loaders:
             rate_versions=_rows(services.pricing.rate_versions),
             incoming_rates=_lists(services.pricing.incoming_rates),
             promotions=_pages(
-                lambda page, program_ids: services.pricing.promotions_by_id(program_ids, first=page[0], after=page[1])
+                lambda page, program_ids: services.pricing.promotions_by_id(program_ids, first=page[0], after=page[1]),
+                list,
             ),
             linked_accounts=_pages(
                 lambda page, program_ids: services.members.accounts_at_programs(
                     program_ids, first=page[0], after=page[1]
-                )
+                ),
+                list,
             ),
             webhook_deliveries=_pages(
-                lambda page, subscription_ids: services.webhooks.deliveries_of(
-                    page[0], subscription_ids, status=page[1], first=page[2]
-                )
+                lambda page, subscription_ids: services.webhooks.delivery_pages(
+                    page[0], subscription_ids, status=page[1], first=page[2], after=page[3]
+                ),
+                Page.empty,
             ),
             webhook_attempts=_pages(
-                lambda page, subscription_ids: services.webhooks.attempts_of(page[0], subscription_ids, first=page[1])
+                lambda page, subscription_ids: services.webhooks.attempt_pages(
+                    page[0], subscription_ids, first=page[1], after=page[2]
+                ),
+                Page.empty,
             ),
         )
 

@@ -44,6 +44,10 @@ class Page(Generic[Row]):
     items: Sequence[Row]
     next_cursor: str | None
 
+    @classmethod
+    def empty(cls) -> Page[Row]:
+        return cls([], None)
+
 
 @dataclass(frozen=True, slots=True)
 class Keyset:
@@ -53,6 +57,11 @@ class Keyset:
     name: str
     columns: tuple[Mapped[Any] | ColumnElement[Any], ...]
     descending: bool
+
+    @property
+    def order(self) -> list[ColumnElement[Any]]:
+        """The list's ORDER BY."""
+        return [_attribute(column).desc() if self.descending else _attribute(column).asc() for column in self.columns]
 
     def _check(self, scope: object, values: list[Any]) -> str:
         text = json.dumps([self.name, scope, values], separators=(",", ":"))
@@ -114,15 +123,29 @@ async def read_page(
     """``first`` rows of ``statement`` (a select of the list's rows, filtered to its scope) in
     ``keyset``'s order, after the cursor ``after``. ``scope`` (JSON values) is what filtered
     them: a cursor given out for another is refused. ``first`` is checked by the caller."""
+    position = keyset.position(after, scope, field) if after is not None else None
+    # A select of several tables' union answers rows of its columns, which SQLModel's exec does not type.
+    rows = (await session.exec(following(statement, keyset, position, first))).all()  # type: ignore[call-overload]
+    return page_of(rows, keyset, scope, first)
+
+
+Statement = TypeVar("Statement", SelectOfScalar[Any], Select[Any])
+
+
+def following(statement: Statement, keyset: Keyset, position: list[Any] | None, first: int) -> Statement:
+    """``statement`` in ``keyset``'s order, after ``position`` (a cursor's values, or ``None``
+    for the first page), limited to ``first`` rows and one more: :func:`page_of`'s input."""
     columns = keyset.columns
-    if after is not None:
-        values = keyset.position(after, scope, field)
+    if position is not None:
         ended = tuple_(
-            *(literal(value, _attribute(column).type) for value, column in zip(values, columns, strict=True))
+            *(literal(value, _attribute(column).type) for value, column in zip(position, columns, strict=True))
         )
         statement = statement.where(tuple_(*columns) < ended if keyset.descending else tuple_(*columns) > ended)
-    order = [_attribute(column).desc() if keyset.descending else _attribute(column).asc() for column in columns]
-    # A select of several tables' union answers rows of its columns, which SQLModel's exec does not type.
-    rows = (await session.exec(statement.order_by(*order).limit(first + 1))).all()  # type: ignore[arg-type]
+    return statement.order_by(*keyset.order).limit(first + 1)
+
+
+def page_of(rows: Sequence[Row], keyset: Keyset, scope: object, first: int) -> Page[Row]:
+    """The page of ``rows`` read by :func:`following` (up to ``first`` and one more, in order):
+    the first ``first``, and a cursor after them if there was one more."""
     page = rows[:first]
     return Page(page, keyset.cursor(page[-1], scope) if len(rows) > first else None)

@@ -201,10 +201,8 @@ async def get_program(session: AsyncSession, program_id: str, *, field: str = "i
 
     The lock is ``FOR NO KEY UPDATE``: it serializes the lockers, and lets a row that refers to
     the program be written meanwhile (its foreign key check takes ``FOR KEY SHARE``). A full
-    ``FOR UPDATE`` would hold such a write back, and a locker that then waited on that writer
-    would deadlock with it: a new webhook subscription waits for every unit of work writing an
-    event (:func:`~exchange.webhooks.outbox.high_water`), and a saga's writes rows that refer
-    to programs after its event."""
+    ``FOR UPDATE`` would hold such a write back (a saga's, which writes rows that refer to
+    programs), and a locker that then waited on that writer would deadlock with it."""
     program = await session.get(Program, program_id, with_for_update={"key_share": True} if lock else None)
     if program is None:
         raise ProgramNotFound(program_id, field=field, known=await program_ids(session))

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from exchange.clock import Clock
 from exchange.db.database import Database
 from exchange.db.paging import Page
+from exchange.errors import BadUserInput
 from exchange.services.requests import page_size
 from exchange.settings import Settings
 from exchange.webhooks import subscriptions
@@ -75,14 +76,18 @@ class WebhookService:
             )
 
     async def subscriptions(
-        self, tenant: str | None, *, program_id: str | None = None
+        self, tenant: str | None, *, program_id: str | None = None, deleted: bool = False
     ) -> Sequence[WebhookSubscription]:
+        """The live subscriptions the tenant sees; with ``deleted``, the deleted ones too."""
         async with self.db.transaction() as session:
-            return await subscriptions.listed(session, tenant, program_id=program_id)
+            return await subscriptions.listed(session, tenant, program_id=program_id, deleted=deleted)
 
-    async def subscription(self, tenant: str | None, subscription_id: str) -> WebhookSubscription:
+    async def subscription(
+        self, tenant: str | None, subscription_id: str, *, deleted: bool = False
+    ) -> WebhookSubscription:
+        """A live subscription the tenant sees; with ``deleted``, or a deleted one."""
         async with self.db.transaction() as session:
-            return await subscriptions.get(session, tenant, subscription_id)
+            return await subscriptions.get(session, tenant, subscription_id, deleted=deleted)
 
     async def rotate_secret(self, tenant: str | None, subscription_id: str) -> WithSecret:
         async with self.db.transaction() as session:
@@ -135,14 +140,23 @@ class WebhookService:
                 session, tenant, subscription_id, status=status, first=first, after=after
             )
 
-    async def deliveries_of(
-        self, tenant: str | None, subscription_ids: Collection[str], *, status: str | None = None, first: int = 50
-    ) -> dict[str, list[DeliveryView]]:
-        """:meth:`deliveries` of many subscriptions at once (those the tenant sees live), in one
-        statement for a list of them, not one per subscription."""
+    async def delivery_pages(
+        self,
+        tenant: str | None,
+        subscription_ids: Collection[str],
+        *,
+        status: str | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> dict[str, Page[DeliveryView] | BadUserInput]:
+        """:meth:`deliveries` of many subscriptions at once (those the tenant sees), in as many
+        statements for a list of them as for one; a subscription ``after`` is not a cursor of
+        has that cursor's refusal for its answer."""
         first = page_size(first, maximum=MAX_PAGE)
         async with self.db.transaction() as session:
-            return await subscriptions.deliveries_of(session, tenant, subscription_ids, status=status, first=first)
+            return await subscriptions.delivery_pages(
+                session, tenant, subscription_ids, status=status, first=first, after=after
+            )
 
     async def attempts(
         self, tenant: str | None, subscription_id: str, *, first: int = 50, after: str | None = None
@@ -152,13 +166,13 @@ class WebhookService:
         async with self.db.transaction() as session:
             return await subscriptions.attempts(session, tenant, subscription_id, first=first, after=after)
 
-    async def attempts_of(
-        self, tenant: str | None, subscription_ids: Collection[str], *, first: int = 50
-    ) -> dict[str, list[WebhookAttempt]]:
-        """:meth:`attempts` of many subscriptions at once, as :meth:`deliveries_of`."""
+    async def attempt_pages(
+        self, tenant: str | None, subscription_ids: Collection[str], *, first: int = 50, after: str | None = None
+    ) -> dict[str, Page[WebhookAttempt] | BadUserInput]:
+        """:meth:`attempts` of many subscriptions at once, as :meth:`delivery_pages`."""
         first = page_size(first, maximum=MAX_PAGE)
         async with self.db.transaction() as session:
-            return await subscriptions.attempts_of(session, tenant, subscription_ids, first=first)
+            return await subscriptions.attempt_pages(session, tenant, subscription_ids, first=first, after=after)
 
     async def deliver(self) -> DeliveryPass:
         """One pass of the delivery worker (the gateway's job, ``exchange webhooks deliver``)."""

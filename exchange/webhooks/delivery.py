@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import BigInteger, ColumnElement, exists, func, literal, true, union_all, update
+from sqlalchemy import BigInteger, ColumnElement, Update, exists, func, literal, true, union_all, update
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import SQLCoreOperations
 from sqlmodel import col, select
@@ -54,7 +54,7 @@ from exchange.clock import Clock
 from exchange.db import dialects
 from exchange.db.bulk import one_of
 from exchange.db.database import Database
-from exchange.webhooks import signing
+from exchange.webhooks import outbox, signing
 from exchange.webhooks.egress import PublicOnlyTransport
 from exchange.webhooks.models import (
     AttemptOutcome,
@@ -83,6 +83,8 @@ class Claimed:
     attempts: int
     first_attempt_at: datetime
     subscription_id: str
+    object: str
+    sequence: int
     url: str
     message_id: str
     body: str
@@ -203,14 +205,17 @@ class Dispatcher:
         made = 0
         while True:
             async with self.db.transaction() as session:
+                if not await outbox.fan_out_turn(session):
+                    return made  # a subscription is being made, or another process fans out
                 events = (
                     await session.exec(
                         select(WebhookEvent)
                         .where(col(WebhookEvent.fanned_out).is_(False))
                         .order_by(col(WebhookEvent.sequence))
                         .limit(batch)
-                        # Not SKIP LOCKED: a second process waits for the first to commit, so
-                        # it can never fan out an object's later event before its earlier one.
+                        # Not SKIP LOCKED: a second process (on SQLite, where the turn is not
+                        # taken) waits for the first to commit, so it can never fan out an
+                        # object's later event before its earlier one.
                         .with_for_update()
                     )
                 ).all()
@@ -250,6 +255,7 @@ class Dispatcher:
                         ),
                         params=rows,
                     )
+                    await session.exec(held_back_from_birth([event.sequence for event in events], session))
                 await session.exec(
                     update(WebhookEvent)
                     .where(
@@ -310,6 +316,8 @@ class Dispatcher:
                 attempts=delivery.attempts,
                 first_attempt_at=delivery.first_attempt_at,
                 subscription_id=delivery.subscription_id,
+                object=delivery.object,
+                sequence=delivery.sequence,
                 url=subscriptions[delivery.subscription_id].url,
                 message_id=events[delivery.sequence].id,
                 body=events[delivery.sequence].body,
@@ -413,6 +421,7 @@ class Dispatcher:
         failures = item.attempts + 1
         values: dict[str, object] = {"attempts": failures, "lease_until": None, "last_status_code": outcome.status_code}
         values["last_error"] = outcome.error
+        retry_at = None
         if outcome.delivered:
             status = DeliveryStatus.DELIVERED
         else:
@@ -445,6 +454,8 @@ class Dispatcher:
                 outcome=status.value,
             )
             cut_off = moved.rowcount != 1
+            if not cut_off and retry_at is not None:
+                await session.exec(held_back(item, retry_at))
             if cut_off:
                 subscription = await session.get(WebhookSubscription, item.subscription_id)
                 deleted = subscription is not None and subscription.deleted_at is not None
@@ -533,13 +544,69 @@ def places_of(
     return select(merged.c.id).order_by(*claim_order(merged.c)).limit(slots)
 
 
+def held_back(item: Claimed, retry_at: datetime) -> Update:
+    """The later pending deliveries of ``item``'s object to its subscription, due no earlier
+    than ``item``'s next attempt (``retry_at``). None can be sent before ``item`` is delivered or
+    dead, which takes an attempt, at ``retry_at`` at the soonest: due before it, each would be
+    read (and passed over) by every claim meanwhile, and a receiver down with many objects'
+    later events waiting so made each claim read them all. Their retry windows (from
+    ``first_attempt_at``) are unchanged.
+
+    A row locked elsewhere is left as it is (a deletion cancelling it, which may have locked
+    it before waiting on ``item``'s): waiting for it could deadlock, and the row is still sent
+    in order, only read by claims before its time."""
+    waiting = (
+        select(col(WebhookDelivery.id))
+        .where(
+            col(WebhookDelivery.subscription_id) == item.subscription_id,
+            col(WebhookDelivery.object) == item.object,
+            col(WebhookDelivery.status) == PENDING,
+            col(WebhookDelivery.sequence) > item.sequence,
+            col(WebhookDelivery.next_attempt_at) < retry_at,
+        )
+        .with_for_update(skip_locked=True)
+    )
+    return update(WebhookDelivery).where(col(WebhookDelivery.id).in_(waiting)).values(next_attempt_at=retry_at)
+
+
+def held_back_from_birth(sequences: list[int | None], session: AsyncSession) -> Update:
+    """The deliveries of the events ``sequences`` just fanned out, each due no earlier than the
+    earlier pending deliveries of its object to its subscription (:func:`held_back`, for a
+    delivery made while the one it waits for is between attempts)."""
+    earlier = aliased(WebhookDelivery)
+    waits_for = (
+        select(func.max(col(earlier.next_attempt_at)))
+        .where(
+            col(earlier.subscription_id) == WebhookDelivery.subscription_id,
+            col(earlier.object) == WebhookDelivery.object,
+            col(earlier.status) == PENDING,
+            col(earlier.sequence) < WebhookDelivery.sequence,
+        )
+        .scalar_subquery()
+    )
+    return (
+        update(WebhookDelivery)
+        .where(
+            one_of(col(WebhookDelivery.sequence), sequences, session, BigInteger),
+            col(WebhookDelivery.status) == PENDING,
+            col(WebhookDelivery.next_attempt_at) < waits_for,
+        )
+        .values(next_attempt_at=waits_for)
+    )
+
+
 def wants(subscription: WebhookSubscription, event: WebhookEvent) -> bool:
     """Whether ``subscription`` receives ``event``: its type, its tenant, and committed after
-    it. By sequence, not by time: a subscription made while an event was being written, or on
-    a process whose clock differs, neither misses an event nor gets one from before it."""
+    its mark (:class:`~exchange.webhooks.outbox.Mark`). By commit, not by time: a subscription
+    made while an event was being written, or on a process whose clock differs, neither misses
+    an event nor gets one from before it."""
+    if event.xact is not None and subscription.after_snapshot is not None:
+        after = not outbox.committed_before(event.xact, subscription.after_snapshot)
+    else:
+        after = (event.sequence or 0) > subscription.after_sequence
     return (
         event.type in subscription.event_types
-        and (event.sequence or 0) > subscription.after_sequence
+        and after
         and (subscription.program_id is None or event.programs is None or subscription.program_id in event.programs)
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, FetchedValue, ForeignKey, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import BigIdentity, UTCDateTime
@@ -51,9 +51,10 @@ class AttemptOutcome(StrEnum):
 class WebhookSubscription(SQLModel, table=True):
     """A URL that receives events of the listed types. ``program_id`` is the partner that owns
     it (and whose events alone it receives); ``None``: a staff tool's, which receives every
-    program's events. It receives every event committed after it was, and none before: those
-    whose sequence is above ``after_sequence``
-    (:func:`~exchange.webhooks.outbox.high_water`)."""
+    program's events. It receives every event committed after its mark was taken as it was
+    made, and none before (:func:`~exchange.webhooks.outbox.mark`): on PostgreSQL those whose
+    unit of work ``after_snapshot`` did not see committed; else those whose sequence is above
+    ``after_sequence``."""
 
     __tablename__ = "webhook_subscription"
 
@@ -73,7 +74,13 @@ class WebhookSubscription(SQLModel, table=True):
     after_sequence: int = Field(
         default=0,
         sa_column=Column(BigInteger, nullable=False, server_default="0"),
-        description="The latest event's sequence when it was committed: it receives the events after it.",
+        description="The latest event's sequence its mark saw committed (events above it are after it).",
+    )
+    after_snapshot: str | None = Field(
+        default=None,
+        sa_column=Column(Text, nullable=True),
+        description="PostgreSQL: the snapshot of its mark (`xmin:xmax:xip,…`); an event of a unit of work it "
+        "did not see committed is after it. None on SQLite, and for a subscription made before it was kept.",
     )
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
@@ -93,6 +100,12 @@ class WebhookEvent(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text, nullable=False), description="The JSON sent, byte for byte.")
     occurred_at: datetime = Field(sa_type=UTCDateTime)
     fanned_out: bool = False
+    xact: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger, nullable=True, server_default=FetchedValue()),
+        description="PostgreSQL: the id of the unit of work that wrote it (the column's default, "
+        "`pg_current_xact_id()`), to tell whether a subscription's mark saw it committed. None on SQLite.",
+    )
 
 
 FIRST_ATTEMPT = "status = 'PENDING' AND attempts = 0"

@@ -9,17 +9,19 @@ program receives that program's events only; one without (a staff tool's) receiv
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, func, update
+from sqlalchemy import BigInteger, ColumnElement, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from exchange.db.bulk import one_of
 from exchange.db.grouping import grouped, page_per_parent
-from exchange.db.paging import Keyset, Page, read_page
+from exchange.db.paging import Keyset, Page, following, page_of
 from exchange.errors import BadUserInput
 from exchange.programs import service as programs
 from exchange.text import shown_text_problem
@@ -38,8 +40,6 @@ from exchange.webhooks.urls import check_url
 
 #: Most deliveries one replay may queue again.
 REPLAY_LIMIT = 10_000
-#: A delivery log's order.
-NEWEST_ATTEMPT_FIRST = (col(WebhookAttempt.attempted_at).desc(), col(WebhookAttempt.id).desc())
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ async def create(
     program row is locked while counting, so two at once cannot both take its last place.
 
     It receives every event committed after it commits, and none committed before
-    (:func:`~exchange.webhooks.outbox.high_water`)."""
+    (:func:`~exchange.webhooks.outbox.mark`)."""
     url = check_url(draft.url, production=production)
     event_types = check_event_types(draft.event_types)
     if len(draft.description) > DESCRIPTION_LENGTH:
@@ -117,8 +117,8 @@ async def create(
     )
     if live.one() >= limit:
         raise TooManySubscriptions(limit)
-    # Last: it holds back every unit of work writing an event until this one commits.
-    after_sequence = await outbox.high_water(session)
+    # Last: it holds the fan-out back until this unit of work ends.
+    start = await outbox.mark(session)
     subscription_id = str(uuid.uuid4())
     secret = signing.new_secret()
     row = WebhookSubscription(
@@ -130,20 +130,24 @@ async def create(
         secret=signing.seal(secret, key_secret, subscription_id, 1),
         created_by=by[:120],
         created_at=now,
-        after_sequence=after_sequence,
+        after_sequence=start.sequence,
+        after_snapshot=start.snapshot,
     )
     session.add(row)
     return WithSecret(row, secret)
 
 
 async def listed(
-    session: AsyncSession, tenant: str | None, *, program_id: str | None = None
+    session: AsyncSession, tenant: str | None, *, program_id: str | None = None, deleted: bool = False
 ) -> Sequence[WebhookSubscription]:
-    """Live subscriptions the tenant sees (staff: optionally one program's), oldest first; a
-    program that does not exist is not found, not a program with no subscription."""
+    """Live subscriptions the tenant sees (staff: optionally one program's), and with
+    ``deleted`` the deleted ones too, oldest first; a program that does not exist is not found,
+    not a program with no subscription."""
     if program_id is not None:
         await programs.get_program(session, program_id, field="programId")
-    query = select(WebhookSubscription).where(col(WebhookSubscription.deleted_at).is_(None))
+    query = select(WebhookSubscription)
+    if not deleted:
+        query = query.where(col(WebhookSubscription.deleted_at).is_(None))
     owner = tenant if tenant is not None else program_id
     if owner is not None:
         query = query.where(WebhookSubscription.program_id == owner)
@@ -151,12 +155,19 @@ async def listed(
 
 
 async def get(
-    session: AsyncSession, tenant: str | None, subscription_id: str, *, lock: bool = False, field: str = "id"
+    session: AsyncSession,
+    tenant: str | None,
+    subscription_id: str,
+    *,
+    lock: bool = False,
+    field: str = "id",
+    deleted: bool = False,
 ) -> WebhookSubscription:
-    """A live subscription the tenant may see, else not found."""
+    """A live subscription the tenant may see (with ``deleted``, or a deleted one: its log is
+    still read), else not found."""
     query = select(WebhookSubscription).where(WebhookSubscription.id == subscription_id)
     row = (await session.exec(query.with_for_update() if lock else query)).first()
-    if row is None or row.deleted_at is not None or (tenant is not None and row.program_id != tenant):
+    if row is None or (row.deleted_at is not None and not deleted) or (tenant is not None and row.program_id != tenant):
         raise SubscriptionNotFound(subscription_id, field)
     return row
 
@@ -185,7 +196,7 @@ async def rotate(
 
 async def delete(session: AsyncSession, tenant: str | None, subscription_id: str, now: datetime) -> WebhookSubscription:
     """Stop the subscription: nothing more is sent, what was pending is cancelled; its rows (the
-    delivery log) are kept for the record, and no longer shown."""
+    delivery log) are kept for the record, read as a live one's are (its retention aside)."""
     row = await get(session, tenant, subscription_id, lock=True)
     row.deleted_at = now
     session.add(row)
@@ -269,86 +280,148 @@ async def deliveries(
     first: int,
     after: str | None = None,
 ) -> Page[DeliveryView]:
-    """A page of the subscription's deliveries, newest event first, with their events, after the
-    cursor ``after`` (one given out for the same subscription and ``status``)."""
-    row = await get(session, tenant, subscription_id)
-    statement = select(WebhookDelivery).where(WebhookDelivery.subscription_id == row.id)
-    if status is not None:
-        statement = statement.where(WebhookDelivery.status == status)
-    page: Page[WebhookDelivery] = await read_page(
-        session, statement, DELIVERIES, scope=[row.id, status], first=first, after=after
+    """A page of the subscription's deliveries (a deleted one's too), newest event first, with
+    their events, after the cursor ``after`` (one given out for the same subscription and
+    ``status``)."""
+    row = await get(session, tenant, subscription_id, deleted=True)
+    return _one(await delivery_pages(session, tenant, [row.id], status=status, first=first, after=after), row.id)
+
+
+async def delivery_pages(
+    session: AsyncSession,
+    tenant: str | None,
+    subscription_ids: Collection[str],
+    *,
+    status: str | None,
+    first: int,
+    after: str | None = None,
+) -> dict[str, Page[DeliveryView] | BadUserInput]:
+    """Each of ``subscription_ids``' page of deliveries (only those in ``status``, if given),
+    as :func:`deliveries` reads one, in two statements for a list of them (:func:`_pages`)."""
+    only = [] if status is None else [col(WebhookDelivery.status) == status]
+    pages = await _pages(
+        session,
+        WebhookDelivery,
+        subscription_ids,
+        DELIVERIES,
+        tenant=tenant,
+        scope=lambda subscription_id: [subscription_id, status],
+        only=only,
+        first=first,
+        after=after,
     )
-    sequences = [delivery.sequence for delivery in page.items]
+    sequences = [delivery.sequence for page in pages.values() if isinstance(page, Page) for delivery in page.items]
     events = {
         event.sequence: event
-        for event in await session.exec(select(WebhookEvent).where(col(WebhookEvent.sequence).in_(sequences)))
-    }
-    return Page([DeliveryView(delivery, events[delivery.sequence]) for delivery in page.items], page.next_cursor)
-
-
-async def deliveries_of(
-    session: AsyncSession, tenant: str | None, subscription_ids: Collection[str], *, status: str | None, first: int
-) -> dict[str, list[DeliveryView]]:
-    """Each of ``subscription_ids``' latest ``first`` deliveries (only those in ``status``, if
-    given), newest event first, with their events; a subscription the tenant does not see live
-    has none. One statement per :data:`~exchange.db.grouping.PAGES_PER_STATEMENT` subscriptions:
-    a list of them costs what one does (:func:`~exchange.db.grouping.page_per_parent`)."""
-
-    def latest(subscription_id: str) -> SelectOfScalar[int | None]:
-        query = select(col(WebhookDelivery.id)).where(WebhookDelivery.subscription_id == subscription_id)
-        if status is not None:
-            query = query.where(WebhookDelivery.status == status)
-        return query.order_by(col(WebhookDelivery.sequence).desc()).limit(first)
-
-    found: list[DeliveryView] = []
-    for chosen in page_per_parent(subscription_ids, latest):
-        rows = await session.exec(
-            select(WebhookDelivery, WebhookEvent)
-            .join(WebhookEvent, col(WebhookEvent.sequence) == WebhookDelivery.sequence)
-            .join(WebhookSubscription, col(WebhookSubscription.id) == WebhookDelivery.subscription_id)
-            .where(col(WebhookDelivery.id).in_(chosen), *_seen_live_by(tenant))
-            .order_by(col(WebhookDelivery.sequence).desc())
+        for event in (
+            await session.exec(
+                select(WebhookEvent).where(one_of(col(WebhookEvent.sequence), sequences, session, BigInteger))
+            )
+            if sequences
+            else []
         )
-        found.extend(DeliveryView(delivery, event) for delivery, event in rows)
-    return grouped(found, lambda view: view.delivery.subscription_id)
+    }
+    return {
+        subscription_id: Page([DeliveryView(d, events[d.sequence]) for d in page.items], page.next_cursor)
+        if isinstance(page, Page)
+        else page
+        for subscription_id, page in pages.items()
+    }
 
 
 async def attempts(
     session: AsyncSession, tenant: str | None, subscription_id: str, *, first: int, after: str | None = None
 ) -> Page[WebhookAttempt]:
-    """A page of the subscription's delivery log, newest attempt first, after the cursor ``after``."""
-    row = await get(session, tenant, subscription_id)
-    statement = select(WebhookAttempt).where(WebhookAttempt.subscription_id == row.id)
-    return await read_page(session, statement, ATTEMPTS, scope=row.id, first=first, after=after)
+    """A page of the subscription's delivery log (a deleted one's too), newest attempt first,
+    after the cursor ``after``."""
+    row = await get(session, tenant, subscription_id, deleted=True)
+    return _one(await attempt_pages(session, tenant, [row.id], first=first, after=after), row.id)
 
 
-async def attempts_of(
-    session: AsyncSession, tenant: str | None, subscription_ids: Collection[str], *, first: int
-) -> dict[str, list[WebhookAttempt]]:
-    """Each of ``subscription_ids``' delivery log (its latest ``first`` attempts, newest
-    first), as :func:`deliveries_of` reads deliveries."""
+async def attempt_pages(
+    session: AsyncSession,
+    tenant: str | None,
+    subscription_ids: Collection[str],
+    *,
+    first: int,
+    after: str | None = None,
+) -> dict[str, Page[WebhookAttempt] | BadUserInput]:
+    """Each of ``subscription_ids``' page of its delivery log, as :func:`attempts` reads one, in
+    one statement for a list of them (:func:`_pages`)."""
+    return await _pages(
+        session,
+        WebhookAttempt,
+        subscription_ids,
+        ATTEMPTS,
+        tenant=tenant,
+        scope=lambda subscription_id: subscription_id,
+        first=first,
+        after=after,
+    )
 
-    def latest(subscription_id: str) -> SelectOfScalar[int | None]:
-        return (
-            select(col(WebhookAttempt.id))
-            .where(WebhookAttempt.subscription_id == subscription_id)
-            .order_by(*NEWEST_ATTEMPT_FIRST)
-            .limit(first)
+
+Logged = TypeVar("Logged", WebhookDelivery, WebhookAttempt)
+Item = TypeVar("Item")
+
+
+async def _pages(
+    session: AsyncSession,
+    model: type[Logged],
+    subscription_ids: Collection[str],
+    keyset: Keyset,
+    *,
+    tenant: str | None,
+    scope: Callable[[str], object],
+    only: Sequence[ColumnElement[bool]] = (),
+    first: int,
+    after: str | None,
+) -> dict[str, Page[Logged] | BadUserInput]:
+    """Each subscription's page of ``model``'s rows (``only`` those), ``first`` of them after
+    the cursor ``after``, in one statement per :data:`~exchange.db.grouping.PAGES_PER_STATEMENT`
+    subscriptions (:func:`~exchange.db.grouping.page_per_parent`): a list of them costs what one
+    does. A subscription the tenant does not see has an empty page; a deleted one, its log. ``after`` is one
+    subscription's cursor (its ``scope`` is checked in it): for any other, the answer is its
+    refusal, as it would be were the subscription asked alone."""
+    positions: dict[str, list[Any] | None] = {}
+    answers: dict[str, Page[Logged] | BadUserInput] = {}
+    for subscription_id in dict.fromkeys(subscription_ids):
+        try:
+            positions[subscription_id] = (
+                None if after is None else keyset.position(after, scope(subscription_id), "after")
+            )
+        except BadUserInput as refused:
+            answers[subscription_id] = refused
+
+    def page(subscription_id: str) -> SelectOfScalar[int | None]:
+        rows = select(col(model.id)).where(col(model.subscription_id) == subscription_id, *only)
+        return following(rows, keyset, positions[subscription_id], first)
+
+    found: list[Logged] = []
+    for chosen in page_per_parent(positions, page):
+        found.extend(
+            await session.exec(
+                select(model)
+                .join(WebhookSubscription, col(WebhookSubscription.id) == model.subscription_id)
+                .where(col(model.id).in_(chosen), *_seen_by(tenant))
+                .order_by(*keyset.order)
+            )
         )
-
-    found: list[WebhookAttempt] = []
-    for chosen in page_per_parent(subscription_ids, latest):
-        rows = await session.exec(
-            select(WebhookAttempt)
-            .join(WebhookSubscription, col(WebhookSubscription.id) == WebhookAttempt.subscription_id)
-            .where(col(WebhookAttempt.id).in_(chosen), *_seen_live_by(tenant))
-            .order_by(*NEWEST_ATTEMPT_FIRST)
+    by_subscription = grouped(found, lambda row: row.subscription_id)
+    for subscription_id in positions:
+        answers[subscription_id] = page_of(
+            by_subscription.get(subscription_id, []), keyset, scope(subscription_id), first
         )
-        found.extend(rows)
-    return grouped(found, lambda attempt: attempt.subscription_id)
+    return answers
 
 
-def _seen_live_by(tenant: str | None) -> list[ColumnElement[bool]]:
-    """A subscription the tenant sees, as :func:`get` finds one: live, and its own unless staff."""
-    live: list[ColumnElement[bool]] = [col(WebhookSubscription.deleted_at).is_(None)]
-    return live if tenant is None else [*live, col(WebhookSubscription.program_id) == tenant]
+def _one(pages: Mapping[str, Page[Item] | BadUserInput], subscription_id: str) -> Page[Item]:
+    """One subscription's page, or its cursor's refusal raised."""
+    answer = pages[subscription_id]
+    if isinstance(answer, BadUserInput):
+        raise answer
+    return answer
+
+
+def _seen_by(tenant: str | None) -> list[ColumnElement[bool]]:
+    """A subscription the tenant sees, live or deleted, as :func:`get` finds one: its own unless staff."""
+    return [] if tenant is None else [col(WebhookSubscription.program_id) == tenant]

@@ -123,6 +123,9 @@ WEBHOOK_FIELDS = """
   deliveries { id }
   dead: deliveries(status: DEAD) { id }
   attempts { deliveryId }
+  deliveryPage(first: 2) { items { id } nextCursor }
+  deadPage: deliveryPage(status: DEAD) { items { id } nextCursor }
+  attemptPage(first: 2) { items { deliveryId } nextCursor }
 """
 CREATE_WEBHOOK = """mutation($input: CreateWebhookSubscriptionInput!) {
   createWebhookSubscription(input: $input) { subscription { id } } }"""

@@ -6,7 +6,7 @@ rotation."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from standardwebhooks import Webhook
 from exchange.auth.scopes import Role
 from exchange.serving import RunningServer
 from exchange.testing.kit import ExchangeKit
-from exchange.webhooks.delivery import CUT_OFF_BY_TAKEOVER
+from exchange.webhooks.delivery import CUT_OFF_BY_DELETION, CUT_OFF_BY_TAKEOVER
 from exchange.webhooks.events import Event, EventType
 from exchange.webhooks.models import AttemptOutcome, DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEvent
 from exchange.webhooks.outbox import emit
@@ -237,3 +237,72 @@ async def test_an_attempt_cut_off_on_its_way_is_in_the_delivery_log_with_its_rea
         {"statusCode": 204, "outcome": "CUT_OFF", "error": CUT_OFF_BY_TAKEOVER},
         {"statusCode": 204, "outcome": "DELIVERED", "error": None},
     ]
+
+
+DELETED = """query($id: ID!, $deleted: Boolean!) { webhookSubscription(id: $id, includeDeleted: $deleted) {
+  id deletedAt deliveryPage { items { status } } attemptPage { items { outcome error } } } }"""
+LISTED = """query($program: ID, $deleted: Boolean!) {
+  webhookSubscriptions(programId: $program, includeDeleted: $deleted) { id deletedAt } }"""
+
+
+async def test_a_deleted_subscriptions_log_is_read_by_its_own_partner_on_request(kit: ExchangeKit) -> None:
+    """What was pending when a partner deleted its subscription (CANCELLED) and the attempt on
+    its way then (CUT_OFF) stay readable to that partner, asked with includeDeleted; to anyone
+    else, and unasked, the subscription is not there."""
+    token = await kit.partner_token("formosa-air")
+    made = await create(
+        kit, token, url="http://127.0.0.1:9/hook", eventTypes=["PERIOD_CLOSED"], programId="formosa-air"
+    )
+    subscription_id = made["data"]["createWebhookSubscription"]["subscription"]["id"]
+    now = datetime.now(UTC)
+    async with kit.db.transaction() as session:
+        await emit(session, Event(EventType.PERIOD_CLOSED, "period:2026-10", None, {"period": "2026-10"}, now))
+    async with kit.db.transaction() as session:
+        event = (await session.exec(select(WebhookEvent))).one()
+        event.fanned_out = True  # the gateway's own worker leaves it be
+        session.add(event)
+        # Pending, due a day on: the worker does not try it before the deletion cancels it.
+        delivery = WebhookDelivery(
+            subscription_id=subscription_id,
+            sequence=event.sequence or 0,
+            object=event.object,
+            attempts=1,
+            first_attempt_at=now,
+            next_attempt_at=now + timedelta(days=1),
+        )
+        session.add(delivery)
+        await session.flush()
+        session.add(
+            WebhookAttempt(
+                delivery_id=delivery.id or 0,
+                subscription_id=subscription_id,
+                attempted_at=now,
+                latency_ms=5,
+                error=CUT_OFF_BY_DELETION,
+                outcome=AttemptOutcome.CUT_OFF.value,
+            )
+        )
+    delete = """mutation($id: ID!) { deleteWebhookSubscription(id: $id) { id deletedAt } }"""
+    deleted = (await kit.data(delete, token, id=subscription_id))["deleteWebhookSubscription"]
+    assert deleted["deletedAt"] is not None
+
+    seen = (await kit.data(DELETED, token, id=subscription_id, deleted=True))["webhookSubscription"]
+    assert seen == {
+        "id": subscription_id,
+        "deletedAt": deleted["deletedAt"],
+        "deliveryPage": {"items": [{"status": "CANCELLED"}]},
+        "attemptPage": {"items": [{"outcome": "CUT_OFF", "error": CUT_OFF_BY_DELETION}]},
+    }
+    listed = await kit.data(LISTED, token, program="formosa-air", deleted=True)
+    assert listed["webhookSubscriptions"] == [{"id": subscription_id, "deletedAt": deleted["deletedAt"]}]
+    assert await kit.data(LISTED, token, program="formosa-air", deleted=False) == {"webhookSubscriptions": []}
+
+    unasked = (await kit.graphql(DELETED, token, id=subscription_id, deleted=False)).json()
+    other = await kit.partner_token("fresh-mart")
+    theirs = (await kit.graphql(DELETED, other, id=subscription_id, deleted=True)).json()
+    rotated = (await kit.graphql(ROTATE, token, id=subscription_id)).json()
+    for refused in (unasked, theirs, rotated):
+        assert [error["extensions"]["code"] for error in refused["errors"]] == ["NOT_FOUND"], refused
+    assert await kit.data(LISTED, other, program="fresh-mart", deleted=True) == {"webhookSubscriptions": []}
+    staff = await kit.staff_token(Role.ADMIN)
+    assert (await kit.data(DELETED, staff, id=subscription_id, deleted=True))["webhookSubscription"] == seen

@@ -5,7 +5,7 @@ read the same whatever the size of its batch."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -141,8 +141,9 @@ async def test_an_event_written_while_a_subscription_is_made_reaches_it(pg_db: D
     """The subscription's unit of work is open (its time already read) when another writes an
     event and the worker fans out. Matched by time, the event, later than the subscription and
     fanned out before the subscription committed (so to nobody), was missed for good. The
-    event is committed after the subscription, so the subscription receives it: the event's
-    writer waits for the subscription to commit, and the fan-out finds nothing yet."""
+    event is committed after the subscription's mark, so the subscription receives it: the
+    fan-out leaves it for a pass after the subscription commits (and the event's writer, which
+    waited for the subscription to commit, no longer does)."""
     clock = FrozenClock(datetime.now(UTC))
     dispatcher = Dispatcher(db=pg_db, clock=clock, key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET)
     async with pg_db.transaction() as session:
@@ -185,14 +186,14 @@ async def test_an_event_committed_before_a_subscription_does_not_reach_it_whatev
     assert await deliveries_of(pg_db, subscription.id) == ["period:1"]
 
 
-async def test_a_partner_subscribing_while_an_event_is_written_waits_for_it_and_deadlocks_nothing(
+async def test_a_partner_subscribing_while_an_event_is_written_waits_for_nothing_and_receives_it(
     pg_db: Database, sample_partners: PartnersDirectory
 ) -> None:
     """A unit of work writes an event, then a row that refers to the partner's program (as a
-    saga's writes its ledger's after its event). The partner subscribes in between: its
-    subscription waits for the event's writer, holding the program's row. Locked FOR UPDATE,
-    that row held the writer's foreign key check back, and each waited for the other. The
-    event, committed before the subscription, does not reach it."""
+    saga's writes its ledger's after its event). The partner subscribes in between, holding the
+    program's row: it waited for the event's writer (and, the row locked FOR UPDATE, held the
+    writer's foreign key check back, each waiting for the other). It waits for nothing now, and
+    the event, committed after the subscription, reaches it."""
     clock = FrozenClock(datetime.now(UTC))
     async with pg_db.transaction() as session:
         await load_directory(session, sample_partners, clock.now())
@@ -200,13 +201,67 @@ async def test_a_partner_subscribing_while_an_event_is_written_waits_for_it_and_
         await emit(writer, Event(EventType.PERIOD_CLOSED, "period:0", None, {"period": "0"}, clock.now()))
         await writer.flush()
         subscribing = asyncio.create_task(subscribed_partner(pg_db, clock, "formosa-air"))
-        await waiting_on_a_lock(pg_db)
+        await first_of(subscribing, waiting_on_a_lock(pg_db))
         await clients.create_client(writer, role=Role.PARTNER, now=clock.now(), program_id="formosa-air")
         await writer.flush()
     made = await subscribing
     await closed(pg_db, clock, range(1, 2))
     await Dispatcher(db=pg_db, clock=clock, key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET).fan_out()
-    assert await deliveries_of(pg_db, made.subscription.id) == ["period:1"]
+    assert await deliveries_of(pg_db, made.subscription.id) == ["period:0", "period:1"]
+
+
+async def test_event_writers_of_every_program_go_on_while_a_subscription_is_made(
+    pg_db: Database, sample_partners: PartnersDirectory
+) -> None:
+    """A partner's subscription is made, its unit of work still open: units of work writing
+    events, of its program (with a row that refers to the program, whose row the subscription
+    holds), of another, and of every program, each commit meanwhile. Making a subscription held
+    every writer of an event back (a SHARE lock on the outbox) until it committed. Committed
+    after its mark, their events reach it, as far as they are its program's."""
+    clock = FrozenClock(datetime.now(UTC))
+    async with pg_db.transaction() as session:
+        await load_directory(session, sample_partners, clock.now())
+    before = Event(EventType.REDEMPTION_PAID, "redemption:r0", ("formosa-air", "fresh-mart"), {}, clock.now())
+    async with pg_db.transaction() as session:
+        await emit(session, before)
+
+    async def written(event: Event, refers_to: str | None = None) -> None:
+        async with pg_db.transaction() as session:
+            await emit(session, event)
+            if refers_to is not None:
+                await clients.create_client(session, role=Role.PARTNER, now=clock.now(), program_id=refers_to)
+
+    events = [
+        Event(EventType.REDEMPTION_PAID, "redemption:r1", ("formosa-air", "fresh-mart"), {}, clock.now()),
+        Event(EventType.REDEMPTION_PAID, "redemption:r2", ("fresh-mart", "wallet-pay"), {}, clock.now()),
+        Event(EventType.PERIOD_CLOSED, "period:0", None, {}, clock.now()),
+    ]
+    async with pg_db.transaction() as session:
+        made = await subscriptions.create(
+            session,
+            SubscriptionDraft(
+                "http://127.0.0.1:9/hook", ["redemption.paid", "period.closed"], program_id="formosa-air"
+            ),
+            production=False,
+            key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET,
+            by="test",
+            now=clock.now(),
+            limit=1,
+        )
+        for event, refers_to in zip(events, ("formosa-air", "wallet-pay", None), strict=True):
+            await first_of(asyncio.create_task(written(event, refers_to)), waiting_on_a_lock(pg_db))
+    await Dispatcher(db=pg_db, clock=clock, key_secret=DEVELOPMENT_KEY_ENCRYPTION_SECRET).fan_out()
+    assert await deliveries_of(pg_db, made.subscription.id) == ["redemption:r1", "period:0"]
+
+
+async def first_of(task: asyncio.Task[Any], waiting: Coroutine[Any, Any, None]) -> Any:
+    """``task``'s result, if it ends before any other session waits on a lock (it waited for
+    nothing, or for nothing held meanwhile); else fail."""
+    lock = asyncio.create_task(waiting)
+    await asyncio.wait({task, lock}, return_when=asyncio.FIRST_COMPLETED)
+    lock.cancel()
+    assert task.done(), "it waited on a lock"
+    return task.result()
 
 
 async def subscribed_partner(db: Database, clock: FrozenClock, program_id: str) -> WithSecret:

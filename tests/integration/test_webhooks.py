@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlmodel import col, select
 from standardwebhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
@@ -23,6 +24,7 @@ from starlette.routing import Route
 
 from exchange.conversions.models import Conversion
 from exchange.db.database import Database
+from exchange.db.paging import Page
 from exchange.errors import BadUserInput
 from exchange.pricing.models import Quote
 from exchange.programs.declarations import PartnersDirectory
@@ -424,6 +426,129 @@ async def test_a_subscription_past_its_cap_has_none_claimed_until_enough_come_ba
     assert await dispatcher.record(sending[1], Outcome(204, 1, None)) == DeliveryStatus.DELIVERED
     assert [item.attempts for item in await dispatcher.claim(batch=10)] == [0]
     assert await dispatcher.claim(batch=10) == []
+
+
+async def test_a_later_event_of_an_object_waits_for_its_earlier_ones_next_attempt_then_follows_it(
+    hooks: Hooks,
+) -> None:
+    """A delivery waiting behind an earlier one of its object that is being retried cannot go
+    before that one's next attempt: it is due then (its nextAttemptAt says so), whether it was
+    made before that one failed or after, and once that one is delivered it follows at once."""
+    made = await hooks.subscribe(hooks.receiver.url(), ["redemption.paid", "redemption.delivered"])
+    hooks.receiver.failures = 2  # the first attempts of r1.paid and r2.paid
+    now = hooks.clock.now()
+    await hooks.emit(
+        redemption_event(EventType.REDEMPTION_PAID, "r1", now),
+        redemption_event(EventType.REDEMPTION_DELIVERED, "r1", now),
+        redemption_event(EventType.REDEMPTION_PAID, "r2", now),
+    )
+    assert (await hooks.service.deliver()).retrying == 2
+    hooks.clock.advance(seconds=1)
+    await hooks.emit(redemption_event(EventType.REDEMPTION_DELIVERED, "r2", hooks.clock.now()))
+    assert (await hooks.service.deliver()).fanned_out == 1
+    pending = {(await event_of(hooks, d)).type + ":" + d.object: d for d in await hooks.deliveries()}
+    for redemption in ("redemption:r1", "redemption:r2"):
+        earlier, later = pending["redemption.paid:" + redemption], pending["redemption.delivered:" + redemption]
+        assert (earlier.attempts, later.attempts) == (1, 0)
+        assert later.next_attempt_at == earlier.next_attempt_at > hooks.clock.now()
+    assert await hooks.deliver_all() > 1
+    received = [verified(made.secret, headers, body) for headers, body in hooks.receiver.accepted()]
+    for redemption in ("r1", "r2"):
+        assert [body["type"] for body in received if body["data"]["id"] == redemption] == [
+            "redemption.paid",
+            "redemption.delivered",
+        ]
+
+
+async def event_of(hooks: Hooks, delivery: WebhookDelivery) -> WebhookEvent:
+    async with hooks.db.transaction() as session:
+        return (await session.exec(select(WebhookEvent).where(WebhookEvent.sequence == delivery.sequence))).one()
+
+
+async def test_a_claim_reads_none_of_the_later_events_waiting_behind_a_retried_delivery(pg_db: Database) -> None:
+    """A receiver that is down with many objects' later events waiting behind their earlier
+    ones' retries: each claim read every one of them by the index of due first attempts and
+    passed it over (seconds a claim, with a day's backlog). Due at their earlier ones' next
+    attempt, none is read before then: PostgreSQL's plan of the claim counts the rows read."""
+    clock = FrozenClock(datetime.now(UTC).replace(microsecond=0))
+    service = service_for(pg_db, clock)
+    dispatcher = service.dispatcher
+    try:
+        await service.create(SubscriptionDraft(f"http://127.0.0.1:{free_port()}/hook", ALL_TYPES), by="t")
+        objects = 200
+        async with pg_db.transaction() as session:
+            for n in range(objects):
+                await emit(session, redemption_event(EventType.REDEMPTION_PAID, f"r{n}", clock.now()))
+        await dispatcher.fan_out()
+        dispatcher.per_subscription = objects
+        for item in await dispatcher.claim(batch=objects):
+            assert await dispatcher.record(item, Outcome(503, 1, "HTTP 503")) == DeliveryStatus.PENDING
+        dispatcher.per_subscription = 2
+        async with pg_db.transaction() as session:
+            for n in range(objects):
+                await emit(session, redemption_event(EventType.REDEMPTION_DELIVERED, f"r{n}", clock.now()))
+        assert await dispatcher.fan_out() == objects
+        clock.advance(seconds=1)
+        with claims_sent(pg_db) as claims:
+            assert await dispatcher.claim(batch=10) == []
+        plan = await explained(pg_db, *claims[0])
+        assert rows_read(plan, {"ix_webhook_delivery_first_due", "ix_webhook_delivery_retry_due"}) == 0, plan
+    finally:
+        await service.aclose()
+
+
+@contextmanager
+def claims_sent(db: Database) -> Iterator[list[tuple[str, Any]]]:
+    """Each claim's statement and parameters sent meanwhile."""
+    claims: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT webhook_delivery.id") and "SKIP LOCKED" in statement:
+            claims.append((statement, parameters))
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield claims
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def explained(db: Database, statement: str, parameters: Any) -> dict[str, Any]:
+    """EXPLAIN ANALYZE's plan (JSON) of ``statement``, run in a transaction rolled back (the
+    rows it locks with it)."""
+    async with db.engine.connect() as connection:
+        result = await connection.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+        plan: dict[str, Any] = result.scalar_one()[0]["Plan"]
+        await connection.rollback()
+    return plan
+
+
+def rows_read(plan: dict[str, Any], indexes: set[str]) -> int:
+    """Rows the plan's scans of ``indexes`` read, over all their loops."""
+    own = plan["Actual Rows"] * plan["Actual Loops"] if plan.get("Index Name") in indexes else 0
+    return own + sum(rows_read(child, indexes) for child in plan.get("Plans", []))
+
+
+async def test_a_cursor_read_with_other_subscriptions_pages_its_own_on_and_is_refused_for_the_others(
+    hooks: Hooks,
+) -> None:
+    """Subscriptions' log pages asked in one request are read together: a cursor given out for
+    one pages it on, and is refused for each of the others alone (naming ``after``), as it
+    would be were each asked on its own."""
+    made = [await hooks.subscribe(f"http://127.0.0.1:9/{n}", ["period.closed"]) for n in range(2)]
+    ids = [subscription.subscription.id for subscription in made]
+    now = hooks.clock.now()
+    await hooks.emit(*(Event(EventType.PERIOD_CLOSED, f"period:2026-0{m}", None, {}, now) for m in (1, 2)))
+    await hooks.service.dispatcher.fan_out()
+    first = await hooks.service.delivery_pages(None, ids, first=1)
+    for page in first.values():
+        assert isinstance(page, Page) and page.next_cursor is not None, page
+    again = await hooks.service.delivery_pages(None, ids, first=1, after=first[ids[0]].next_cursor)
+    mine, theirs = again[ids[0]], again[ids[1]]
+    assert isinstance(mine, Page) and mine.next_cursor is None
+    assert [view.event.object for view in mine.items] == ["period:2026-01"]
+    assert isinstance(theirs, BadUserInput) and theirs.field == "after"
 
 
 async def test_a_stored_url_the_client_cannot_send_to_fails_its_own_attempts_not_the_batch(hooks: Hooks) -> None:

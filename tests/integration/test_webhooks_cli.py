@@ -83,8 +83,17 @@ def test_an_operator_subscribes_delivers_reads_the_log_replays_rotates_and_delet
     assert exchange(database_url, "webhooks", "delete", sid).exit_code == 0
     emptied = exchange(database_url, "webhooks", "list")
     assert (emptied.stdout, emptied.stderr) == ("", "0 subscriptions\n"), "an empty listing says so, apart"
-    gone = exchange(database_url, "webhooks", "deliveries", sid)
-    assert (gone.exit_code, gone.output.strip()) == (2, f"Error: no webhook subscription has id {sid!r}")
+    # Deleted, it is listed on request, and its log (what never reached the receiver) still read.
+    gone = exchange(database_url, "webhooks", "list", "--deleted")
+    assert re.match(rf"^{sid}  .*  deleted=\S+\n$", gone.stdout), gone.stdout
+    cancelled = exchange(database_url, "webhooks", "deliveries", sid)
+    assert f"{pending}  " in cancelled.stdout and "  CANCELLED  " in cancelled.stdout, cancelled.output
+    assert "status=-" in exchange(database_url, "webhooks", "log", sid).stdout
+    never = exchange(database_url, "webhooks", "deliveries", "no-such-subscription")
+    assert (never.exit_code, never.output.strip()) == (
+        2,
+        "Error: no webhook subscription has id 'no-such-subscription'",
+    )
 
 
 def test_an_operator_names_event_types_as_receivers_see_them_or_as_graphql_does_and_reads_them_back_canonical(

@@ -20,6 +20,7 @@ from exchange.webhooks.delivery import Dispatcher
 from exchange.webhooks.egress import PublicOnlyTransport
 from exchange.webhooks.errors import BadWebhookURL
 from exchange.webhooks.events import Event, EventType
+from exchange.webhooks.outbox import committed_before
 from exchange.webhooks.schedule import RetrySchedule, retry_after
 from exchange.webhooks.subscriptions import check_event_types
 from exchange.webhooks.urls import check_url
@@ -237,3 +238,19 @@ async def test_the_production_worker_sends_to_the_public_address_it_checked_keep
     assert request.headers["host"] == "hooks.example:8443"
     assert request.extensions["sni_hostname"] == "hooks.example"
     assert request.content == b"{}"
+
+
+@pytest.mark.parametrize(
+    ("xact", "seen"),
+    [
+        (99, True),  # ended before the oldest unit of work still running
+        (101, True),  # between, and not running then
+        (100, False),  # running then: it committed after
+        (103, False),  # running then
+        (105, False),  # started after (at or above xmax)
+        (1000, False),
+    ],
+)
+def test_a_snapshot_saw_committed_the_units_of_work_that_ended_before_it(xact: int, seen: bool) -> None:
+    assert committed_before(xact, "100:105:100,103") is seen
+    assert committed_before(xact, "105:105:") is (xact < 105)

@@ -25,6 +25,13 @@ from exchange.auth.scopes import Scope
 from exchange.webhooks.models import DESCRIPTION_LENGTH, URL_LENGTH
 from exchange.webhooks.subscriptions import REPLAY_LIMIT, SubscriptionDraft
 
+IncludeDeleted = Annotated[
+    bool,
+    strawberry.argument(
+        description="Deleted subscriptions too (`deletedAt` set): nothing more is sent to them, and their "
+        "delivery logs stay readable until the retention period ends."
+    ),
+]
 SubscriptionId = Annotated[
     strawberry.ID,
     strawberry.argument(
@@ -69,8 +76,8 @@ class CreateWebhookSubscriptionInput:
 @strawberry.type
 class WebhookQueries:
     @strawberry.field(
-        description="Live webhook subscriptions: a partner's own program's; staff see every one, "
-        "or `programId`'s when given. At most `EXCHANGE_WEBHOOK_MAX_SUBSCRIPTIONS` per program (and as many "
+        description="Live webhook subscriptions (and deleted ones with `includeDeleted`): a partner's own "
+        "program's; staff see every one, or `programId`'s when given. At most `EXCHANGE_WEBHOOK_MAX_SUBSCRIPTIONS` per program (and as many "
         "for the staff tools together): `createWebhookSubscription` refuses more.",
         extensions=[authorize(requires(Scope.PARTNER_READ) & own_program(argument("program_id")) | STAFF)],
     )
@@ -84,15 +91,25 @@ class WebhookQueries:
                 "staff: null for every program's."
             ),
         ] = None,
+        include_deleted: IncludeDeleted = False,
     ) -> list[WebhookSubscription] | None:
         rows = await info.context.services.webhooks.subscriptions(
-            info.context.caller().program_id, program_id=str(program_id) if program_id is not None else None
+            info.context.caller().program_id,
+            program_id=str(program_id) if program_id is not None else None,
+            deleted=include_deleted,
         )
         return [WebhookSubscription.from_row(row) for row in rows]
 
-    @strawberry.field(description="One webhook subscription by id.", extensions=[authorize(READ)])
-    async def webhook_subscription(self, info: Info[Context, None], id: SubscriptionId) -> WebhookSubscription | None:
-        row = await info.context.services.webhooks.subscription(info.context.caller().program_id, str(id))
+    @strawberry.field(
+        description="One webhook subscription by id; a deleted one is `NOT_FOUND` unless `includeDeleted`.",
+        extensions=[authorize(READ)],
+    )
+    async def webhook_subscription(
+        self, info: Info[Context, None], id: SubscriptionId, include_deleted: IncludeDeleted = False
+    ) -> WebhookSubscription | None:
+        row = await info.context.services.webhooks.subscription(
+            info.context.caller().program_id, str(id), deleted=include_deleted
+        )
         return WebhookSubscription.from_row(row)
 
 
@@ -131,7 +148,8 @@ class WebhookMutations:
 
     @strawberry.mutation(
         description="Stop a subscription: nothing more is sent and its pending deliveries are "
-        "cancelled; its delivery log is kept in the database, no longer shown.",
+        "cancelled; it and its delivery log are still read with `includeDeleted` (`webhookSubscriptions`, "
+        "`webhookSubscription`), until the retention period ends.",
         extensions=[authorize(MANAGE)],
     )
     async def delete_webhook_subscription(

@@ -213,6 +213,9 @@ class WebhookSubscription:
     previous_secret_until: datetime | None = strawberry.field(
         description="After a rotation, until when deliveries are also signed with the old secret."
     )
+    deleted_at: datetime | None = strawberry.field(
+        description="When it was deleted (nothing is sent after; what was pending is CANCELLED); null while live."
+    )
 
     @strawberry.field(
         description="Its deliveries, the latest event first; only those in `status` when given.",
@@ -221,9 +224,8 @@ class WebhookSubscription:
     async def deliveries(
         self, info: Info[Context, None], status: InStatus = None, first: LogPage = 50
     ) -> list[WebhookDelivery]:
-        page = (info.context.caller().program_id, status.value if status is not None else None, first)
-        views = await info.context.loaders.webhook_deliveries.load((page, str(self.id)))
-        return [WebhookDelivery.from_view(view, self.program_id) for view in views]
+        page = await self._deliveries(info, status, first, None)
+        return list(page.items)
 
     @strawberry.field(
         description="Its deliveries, the latest event first: `first` of them after the cursor `after` (one "
@@ -232,24 +234,23 @@ class WebhookSubscription:
     async def delivery_page(
         self, info: Info[Context, None], status: InStatus = None, first: LogPage = 50, after: After = None
     ) -> Page[WebhookDelivery]:
-        page = await info.context.services.webhooks.deliveries(
-            info.context.caller().program_id,
-            str(self.id),
-            status=status.value if status is not None else None,
-            first=first,
-            after=after,
-        )
-        return Page.of(page, lambda view: WebhookDelivery.from_view(view, self.program_id))
+        return await self._deliveries(info, status, first, after)
+
+    async def _deliveries(
+        self, info: Info[Context, None], status: WebhookDeliveryStatus | None, first: int, after: str | None
+    ) -> Page[WebhookDelivery]:
+        """Through the request's loader: every subscription asked in one request in one read."""
+        page = (info.context.caller().program_id, status.value if status is not None else None, first, after)
+        views = await info.context.loaders.webhook_deliveries.load((page, str(self.id)))
+        return Page.of(views, lambda view: WebhookDelivery.from_view(view, self.program_id))
 
     @strawberry.field(
         description="The delivery log: every try, the latest first.",
         deprecation_reason=replaced_by_page("attemptPage"),
     )
     async def attempts(self, info: Info[Context, None], first: LogPage = 50) -> list[WebhookAttempt]:
-        rows = await info.context.loaders.webhook_attempts.load(
-            ((info.context.caller().program_id, first), str(self.id))
-        )
-        return [WebhookAttempt.from_row(row, self.program_id) for row in rows]
+        page = await self._attempts(info, first, None)
+        return list(page.items)
 
     @strawberry.field(
         description="The delivery log: every try, the latest first: `first` of them after the cursor `after`."
@@ -257,10 +258,13 @@ class WebhookSubscription:
     async def attempt_page(
         self, info: Info[Context, None], first: LogPage = 50, after: After = None
     ) -> Page[WebhookAttempt]:
-        page = await info.context.services.webhooks.attempts(
-            info.context.caller().program_id, str(self.id), first=first, after=after
+        return await self._attempts(info, first, after)
+
+    async def _attempts(self, info: Info[Context, None], first: int, after: str | None) -> Page[WebhookAttempt]:
+        rows = await info.context.loaders.webhook_attempts.load(
+            ((info.context.caller().program_id, first, after), str(self.id))
         )
-        return Page.of(page, lambda row: WebhookAttempt.from_row(row, self.program_id))
+        return Page.of(rows, lambda row: WebhookAttempt.from_row(row, self.program_id))
 
     @classmethod
     def from_row(cls, row: SubscriptionRow) -> WebhookSubscription:
@@ -272,6 +276,7 @@ class WebhookSubscription:
             description=row.description,
             created_at=row.created_at,
             previous_secret_until=row.previous_secret_until,
+            deleted_at=row.deleted_at,
         )
 
 
