@@ -22,8 +22,8 @@ activity markers in the same unit of work, so the federated view and its caches 
 member and program, not by account) drop it at once and a later link asks the partner afresh.
 Sagas keep the account they used on their own rows, so the ledger and every history keep every
 past movement. The link row is locked first (``FOR UPDATE``): a conversion or a redemption
-records from the account under a share lock on it, and a status match locks the account it
-matches into, so an unlink and any of them take turns, and the one that comes second sees what
+records from the account under a share lock on it, and a status match locks both
+accounts it matches from and into, so an unlink and any of them take turns, and the one that comes second sees what
 the first left (the saga, or no account).
 """
 
