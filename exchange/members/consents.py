@@ -102,6 +102,22 @@ class DebitConsents:
         return GrantedConsent(secret=secret, consent=consent)
 
 
+async def revoke(session: AsyncSession, *, member_id: str, program: str, now: datetime) -> None:
+    """Revoke, in the caller's unit of work, the member's consents to debit ``program`` that are
+    still unused (the member's account there is being unlinked): one presented afterwards is
+    refused ``CONSENT_REVOKED``, whatever account the member links at ``program`` next."""
+    await session.exec(
+        update(DebitConsent)
+        .where(
+            col(DebitConsent.member_id) == member_id,
+            col(DebitConsent.program_id) == program,
+            col(DebitConsent.used_at).is_(None),
+            col(DebitConsent.revoked_at).is_(None),
+        )
+        .values(revoked_at=now)
+    )
+
+
 async def authorize_debit(
     session: AsyncSession,
     authority: DebitAuthority,
@@ -132,6 +148,7 @@ async def authorize_debit(
             col(DebitConsent.program_id) == program,
             col(DebitConsent.points) == points,
             col(DebitConsent.used_at).is_(None),
+            col(DebitConsent.revoked_at).is_(None),
             col(DebitConsent.expires_at) > now,
         )
         .values(used_at=now, used_for=used_for)
