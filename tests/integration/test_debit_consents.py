@@ -16,6 +16,7 @@ from exchange.loading import load_directory
 from exchange.members.authority import AuthorityRequired, DebitAuthority
 from exchange.members.consents import DebitConsents, authorize_debit
 from exchange.members.models import DebitConsent, LinkedAccount, LinkMethod
+from exchange.members.service import AccountNotLinked
 from exchange.programs.declarations import PartnersDirectory
 from exchange.unlinking import service as unlinking
 from tests.clocks import MovableClock
@@ -133,14 +134,18 @@ async def test_an_expired_consent_is_refused_then_forgotten_a_day_later(world: W
 
 async def test_unlinking_the_account_revokes_the_consents_to_debit_it_that_are_unused(world: World) -> None:
     """Consents given through happy-card die with alice's account there, in the unlink's unit
-    of work, on either store: none debits the account she links there next. A used one stays
-    the record it was; a consent to debit another program is not the unlink's."""
+    of work, on either store: none debits the account she links there next, and none is given
+    while she has no account there. A used one stays the record it was; a consent to debit
+    another program is not the unlink's."""
     used, unused = await world.grant(), await world.grant()
     await world.use(used)
     other = await world.consents.grant(member_id=world.alice, asserted_by="wallet-pay", program="wallet-pay", points=5)
     world.clock.advance(timedelta(seconds=30))
     async with world.db.transaction() as session:
         await unlinking.unlink(session, world.alice, "happy-card", "alice", world.clock.now(), signed_in_through=())
+    with pytest.raises(AccountNotLinked) as unlinked:  # nor is one given with no account there
+        await world.grant()
+    assert unlinked.value.field == "programId"
     async with world.db.transaction() as session:  # she links another account there
         session.add(
             LinkedAccount(
