@@ -48,6 +48,10 @@ HEAD_TIMEOUT_SECONDS = 20.0
 BODY_IDLE_SECONDS = 30.0
 #: How long a connection refused for its head is read from (and dropped) before it is closed.
 REFUSED_LINGER_SECONDS = 2.0
+_UPGRADE_WITH_BODY = (
+    b"a request asking to upgrade the connection (Connection: upgrade) may carry no body here, and no "
+    b"upgrade is served: send the request without the Upgrade header"
+)
 _HEAD_TOO_LARGE = f"request head (request line and headers) larger than {MAX_REQUEST_HEAD_BYTES} bytes".encode()
 
 
@@ -93,7 +97,12 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     *WebSocket.* No server of the exchange speaks it: a request to upgrade is served as the plain
     HTTP request it also is, by the application. Handed to uvicorn's WebSocket protocol (the
     ``websockets`` package is installed), it escaped every bound above and was refused by that
-    library's own answer, bare of the application's headers.
+    library's own answer, bare of the application's headers. The parser still takes such a
+    request (``Upgrade`` named in ``Connection``) to end with its head, whatever body it declares,
+    and whatever follows for another protocol's: so the connection ends with its answer, and
+    nothing after it is read as HTTP. A request that declares a body besides is refused (400):
+    its body would reach the application empty, and, read as the next request on the connection,
+    was a request smuggled past any proxy in front that passes ``Upgrade`` on.
     """
 
     #: Header lines (each ending CRLF) of every answer the protocol writes itself.
@@ -105,6 +114,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._heads_read = 0
         self._head_bytes = 0
         self._refused = False
+        # Whether a request asked to upgrade the connection: nothing after its head is HTTP.
+        self._upgrade_asked = False
         # Whether the parser holds the start of a head it has not finished (llhttp begins a
         # message at its first byte).
         self._head_begun = False
@@ -129,9 +140,19 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._heads_read += 1
         self._head_bytes = 0
         self._disarm()
+        if self.parser.should_upgrade():
+            self._upgrade_asked = True
+            if _declares_body(self.headers):
+                self.logger.warning("Request to upgrade with a body refused.")
+                self._refuse(b"400 Bad Request", _UPGRADE_WITH_BODY)
+                return
         super().on_headers_complete()
+        if self._upgrade_asked:
+            self.cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
+        if self._refused:
+            return  # refused at its head: no application reads it
         self._reading_head = True
         super().on_message_complete()
 
@@ -167,6 +188,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # the rest of a refused request, read only so that the client gets the answer
+        if self._upgrade_asked:
+            return  # meant for another protocol: the connection closes once the request is answered
         reading_head, heads_read = self._reading_head, self._heads_read
         super().data_received(data)
         if not (reading_head and self._reading_head and self._heads_read == heads_read):
@@ -241,6 +264,13 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _declares_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request's head (names in lower case) says a body follows."""
+    return any(
+        name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0") for name, value in headers
+    )
 
 
 def listening_socket(

@@ -127,6 +127,14 @@ def files(ledger: PeriodLedger) -> dict[str, tuple[bytes, Compared | Refused]]:
             Refused(1, "'sep=;' is a spreadsheet's separator line, not the header"),
         ),
         "tabs": (_file("reference\tamount", [row.replace(",", "\t") for row in body]), Refused(1, "not tabs")),
+        "a-thousand-columns": (
+            _file(header + ",note" * 998, [row + ",x" * 998 for row in body]),
+            every,
+        ),
+        "more-columns-than-a-table-holds": (
+            _file(header + ",note" * 1999, [row + ",x" * 1999 for row in body]),
+            Refused(1, "the header names 2,001 columns; a records file has at most 1,000"),
+        ),
         "another-order-extra-columns-any-case": (
             _file(
                 " Amount ,Description,REFERENCE , Member No",

@@ -25,8 +25,9 @@ from sqlalchemy.orm import InstrumentedAttribute, Mapped
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from exchange.db.types import UTCDateTime
+from exchange.db.types import MAX_BIGINT, UTCDateTime
 from exchange.errors import BadUserInput
+from exchange.text import text_problem
 
 #: The longest cursor a list gives out (the argument that takes one refuses longer).
 CURSOR_LENGTH = 512
@@ -106,6 +107,13 @@ def _read(value: Any, column: Mapped[Any] | ColumnElement[Any]) -> Any:
     sql_type = _attribute(column).type
     kind = datetime if isinstance(sql_type, UTCDateTime) else int if isinstance(sql_type, Integer) else str
     if type(read) is not kind or (isinstance(read, datetime) and read.tzinfo is None):
+        raise ValueError(value)
+    # Values neither store can compare — text with a NUL or an unpaired surrogate, an integer
+    # past 64 bits — are no cursor's either: the check is public, so values a client made up
+    # come this far, and the query would fail.
+    if isinstance(read, str) and text_problem(read, CURSOR_LENGTH) is not None:
+        raise ValueError(value)
+    if isinstance(read, int) and not -MAX_BIGINT <= read <= MAX_BIGINT:
         raise ValueError(value)
     return read
 

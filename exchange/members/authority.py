@@ -45,6 +45,8 @@ class Refusal(StrEnum):
     CONSENT_OTHER_PROGRAM = "CONSENT_OTHER_PROGRAM"
     CONSENT_OTHER_POINTS = "CONSENT_OTHER_POINTS"
     CONSENT_USED = "CONSENT_USED"
+    #: The member unlinked their account at the program before the consent was used.
+    CONSENT_REVOKED = "CONSENT_REVOKED"
     CONSENT_EXPIRED = "CONSENT_EXPIRED"
 
 
@@ -60,6 +62,8 @@ _MESSAGES = {
     Refusal.CONSENT_OTHER_PROGRAM: "this consent is for another program's points, not {program}'s",
     Refusal.CONSENT_OTHER_POINTS: "this consent is for {consented:point} of {program}, not {points}",
     Refusal.CONSENT_USED: "this consent to debit {program} has been used",
+    Refusal.CONSENT_REVOKED: "this consent to debit {program} was revoked when your account at {program} was "
+    "unlinked: ask {program} for a new one",
     Refusal.CONSENT_EXPIRED: "this consent to debit {program} has expired: ask {program} for a new one",
 }
 
@@ -134,6 +138,8 @@ def consent_refusal(
         return Refusal.CONSENT_OTHER_POINTS
     if consent.used_at is not None:
         return Refusal.CONSENT_USED
+    if consent.revoked_at is not None:
+        return Refusal.CONSENT_REVOKED
     if consent.expires_at <= now:
         return Refusal.CONSENT_EXPIRED
     return None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, update
-from sqlmodel import col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
@@ -35,7 +35,8 @@ from exchange.members.authority import (
     require_authority,
     require_own_assertion,
 )
-from exchange.members.models import DebitConsent
+from exchange.members.models import DebitConsent, LinkedAccount
+from exchange.members.service import AccountNotLinked
 from exchange.pricing.limits import MAX_POINTS
 from exchange.programs import service as programs
 from exchange.settings import Settings
@@ -76,8 +77,10 @@ class DebitConsents:
         self, *, member_id: str, asserted_by: str, program: str, points: int, field: str = "programId"
     ) -> GrantedConsent:
         """The member's consent to one debit of ``points`` of ``program``, given under a token
-        ``program`` asserted (else :class:`~exchange.members.authority.AuthorityRequired`);
-        ``field`` is the argument that named ``program``."""
+        ``program`` asserted (else :class:`~exchange.members.authority.AuthorityRequired`) while
+        the member's account there is linked (else ``AccountNotLinked``: a consent given with no
+        account would debit whichever is linked next); ``field`` is the argument that named
+        ``program``."""
         require_own_assertion(asserted_by, program, field=field)
         if not 0 < points <= MAX_POINTS:
             raise BadUserInput(f"points must be from 1 to {MAX_POINTS:,}, got {points:,}", field="points")
@@ -93,6 +96,15 @@ class DebitConsents:
         )
         async with self.db.transaction() as session:
             await programs.get_program(session, program, field=field)
+            # The member's account there, key-share locked as a debit reads it: an unlink waits,
+            # and then revokes this consent with the rest.
+            linked = await session.exec(
+                select(LinkedAccount)
+                .where(LinkedAccount.member_id == member_id, LinkedAccount.program_id == program)
+                .with_for_update(read=True, key_share=True)
+            )
+            if linked.first() is None:
+                raise AccountNotLinked(program, field)
             await session.exec(
                 delete(DebitConsent).where(
                     col(DebitConsent.used_at).is_(None), col(DebitConsent.expires_at) < now - FORGET_AFTER
@@ -100,6 +112,22 @@ class DebitConsents:
             )
             session.add(consent)
         return GrantedConsent(secret=secret, consent=consent)
+
+
+async def revoke(session: AsyncSession, *, member_id: str, program: str, now: datetime) -> None:
+    """Revoke, in the caller's unit of work, the member's consents to debit ``program`` that are
+    still unused (the member's account there is being unlinked): one presented afterwards is
+    refused ``CONSENT_REVOKED``, whatever account the member links at ``program`` next."""
+    await session.exec(
+        update(DebitConsent)
+        .where(
+            col(DebitConsent.member_id) == member_id,
+            col(DebitConsent.program_id) == program,
+            col(DebitConsent.used_at).is_(None),
+            col(DebitConsent.revoked_at).is_(None),
+        )
+        .values(revoked_at=now)
+    )
 
 
 async def authorize_debit(
@@ -132,6 +160,7 @@ async def authorize_debit(
             col(DebitConsent.program_id) == program,
             col(DebitConsent.points) == points,
             col(DebitConsent.used_at).is_(None),
+            col(DebitConsent.revoked_at).is_(None),
             col(DebitConsent.expires_at) > now,
         )
         .values(used_at=now, used_for=used_for)

@@ -115,7 +115,8 @@ class DebitConsent(SQLModel, table=True):
 
     Only the SHA-256 of the consent's secret is kept (the secret is a random 256-bit value,
     shown once). It is used at most once (``used_at``, ``used_for`` names the conversion or
-    redemption it paid for) and never after ``expires_at``.
+    redemption it paid for), never after ``expires_at``, and never once revoked (``revoked_at``:
+    the member unlinked their account at ``program_id`` before using it).
     """
 
     __tablename__ = "debit_consent"
@@ -128,3 +129,4 @@ class DebitConsent(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     used_for: str | None = Field(default=None, max_length=80)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

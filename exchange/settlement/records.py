@@ -20,7 +20,8 @@ The format (also in README.md and partners/SETTLEMENT.md):
   exchange does not read (a description) may also hold line breaks and double quotes (written
   twice, ``""``): its record then spans several lines, and is named by the line it starts on.
   No column the exchange reads holds a double quote or a line break, and no field holds
-  another control character. A record over 64 KiB is refused.
+  another control character. A record over 64 KiB is refused, and so is a header of more than
+  :data:`MAX_COLUMNS` columns.
 * ``reference``: the business reference of the ledger transaction, as the statement prints it
   (``conversion:…``), 1 to 200 characters, neither starting nor ending with a space, with no
   invisible character (a zero-width space, a direction mark, U+FEFF). One line per reference: the ledger's amount for a
@@ -69,6 +70,10 @@ OPTIONAL = ("counterparty", "date")
 #: export not filtered, two files joined) are refused rather than matched.
 CHECKED = ("partner", "period", "currency")
 MAX_REFERENCE = 200
+#: The most columns a file's header may name: a file is staged in a table with a column for
+#: each (:mod:`exchange.settlement.dialect`), and PostgreSQL's tables hold at most 1,600
+#: (SQLite's 2,000). A partner's export has tens.
+MAX_COLUMNS = 1000
 MAX_INTEGER_DIGITS = MAX_MONEY_INTEGER_DIGITS
 
 #: A record as staged: line number, reference, amount in minor units, counterparty, ISO date.
@@ -325,6 +330,12 @@ class RecordFormat:
             columns = ()
         if _SEPARATOR_LINE.fullmatch(header):
             raise MalformedRecords(1, f"{quoted(header)} {SEPARATOR_LINE}")
+        if len(columns) > MAX_COLUMNS:
+            raise MalformedRecords(
+                1,
+                f"the header names {len(columns):,} columns; a records file has at most {MAX_COLUMNS:,}: save it "
+                "with fewer (the exchange reads only reference, amount, counterparty and date)",
+            )
         if problem := _column_problem(columns):
             raise MalformedRecords(1, f"{problem}; got {quoted(header)}{_header_hint(header)}")
         if _is_statement(columns):

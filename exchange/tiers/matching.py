@@ -2,10 +2,17 @@
 
 A preview and a request both read the member's tier **live** from the source partner (and
 the tier they hold now at the target), never from what the member says. A request then
-records the match under a row lock on the member's account at the target program — so two
-requests cannot both pass the one-match-a-year rule, and an unlink of that account meanwhile
-is seen — and pushes the tier to the target partner through its saga
-(:mod:`exchange.tiers.saga`).
+records the match under row locks on the member's accounts at both programs, taken in program
+order (the target's for update, the source's key-share) — so two requests cannot both pass the
+one-match-a-year rule, and an unlink of either account meanwhile is seen (an unlink waits for
+either lock, and refuses while the match it then sees is unfinished) — and pushes the tier to
+the target partner through its saga (:mod:`exchange.tiers.saga`).
+
+Two matches between the same programs in opposite directions need no lock between their live
+reads: each is granted only above the tier the member holds at its target, so of A into B and
+B into A at most one can raise a tier. A match out of a program whose tier another match is
+raising reads either the tier the member earned there or, once pushed, the matched tier, which
+the partner reports with its end (``SOURCE_IS_MATCHED``).
 """
 
 from __future__ import annotations
@@ -161,7 +168,7 @@ class StatusMatching:
         assert decision.tier is not None and decision.level is not None and assessment.policy is not None
         now = self.clock.now()
         async with self.db.transaction() as session:
-            await self._lock_account(session, member_id, to_program, assessment.target_ref)
+            await _lock_accounts(session, member_id, assessment)
             # The same key's request that recorded while this one asked the partners (it held the
             # lock first): its match is the answer, not a refusal of this one as too soon.
             if (
@@ -307,21 +314,6 @@ class StatusMatching:
         async with self.db.transaction() as session:
             return await request.answered(session, member_id, key)
 
-    @staticmethod
-    async def _lock_account(session: AsyncSession, member_id: str, program_id: str, member_ref: str) -> None:
-        """Lock the member's account ``member_ref`` at ``program_id`` (the match's target), which
-        must still be linked: unlinked since it was assessed (an unlink takes the same lock), it
-        is refused as an account never linked is."""
-        locked = (
-            await session.exec(
-                select(LinkedAccount)
-                .where(LinkedAccount.member_id == member_id, LinkedAccount.program_id == program_id)
-                .with_for_update()
-            )
-        ).first()
-        if locked is None or locked.member_ref != member_ref:
-            raise AccountNotLinked(program_id, "toProgram")
-
 
 #: A member's status matches, newest first.
 MEMBER_MATCHES = Keyset("statusMatches", (col(StatusMatch.created_at), col(StatusMatch.id)), descending=True)
@@ -333,6 +325,30 @@ async def member_matches(
     """A page of the member's status matches, newest first, after the cursor ``after``."""
     statement = select(StatusMatch).where(StatusMatch.member_id == member_id)
     return await read_page(session, statement, MEMBER_MATCHES, scope=member_id, first=first, after=after)
+
+
+async def _lock_accounts(session: AsyncSession, member_id: str, assessment: Assessment) -> None:
+    """Lock the member's accounts at the match's source and target, in program order, each of
+    which must still be the account assessed: one unlinked since (an unlink locks it to delete
+    it) is refused as an account never linked is. The target is locked for update, so that two
+    matches into it take turns at the one-match-a-year rule; the source under a key-share lock,
+    as a conversion locks both its accounts: the weakest an unlink waits for, which neither a
+    conversion nor a match out of the same account waits for, so none of them deadlocks with
+    a match locking its two accounts."""
+    fields = {assessment.from_program: "fromProgram", assessment.to_program: "toProgram"}
+    refs = {assessment.from_program: assessment.source_ref, assessment.to_program: assessment.target_ref}
+    for program_id in sorted(fields):
+        statement = select(LinkedAccount).where(
+            LinkedAccount.member_id == member_id, LinkedAccount.program_id == program_id
+        )
+        target = program_id == assessment.to_program
+        locked = (
+            await session.exec(
+                statement.with_for_update() if target else statement.with_for_update(read=True, key_share=True)
+            )
+        ).first()
+        if locked is None or locked.member_ref != refs[program_id]:
+            raise AccountNotLinked(program_id, fields[program_id])
 
 
 async def _links(session: AsyncSession, member_id: str, program_ids: Sequence[str]) -> dict[str, str]:

@@ -17,13 +17,15 @@ The rules, in the order they are checked (a refusal changes nothing):
   held for review, in doubt, reversing, updating) — stays until the saga is done
   (``SAGA_IN_PROGRESS``): its member should see where it ends while the account is theirs.
 
-Unlinking records the link in ``unlinked_account``, deletes it, and moves both of the member's
+Unlinking records the link in ``unlinked_account``, deletes it, revokes the member's unused
+consents to debit the program (:func:`exchange.members.consents.revoke`: none outlives the
+account it was given for, to debit one linked there next), and moves both of the member's
 activity markers in the same unit of work, so the federated view and its caches (keyed by
 member and program, not by account) drop it at once and a later link asks the partner afresh.
 Sagas keep the account they used on their own rows, so the ledger and every history keep every
 past movement. The link row is locked first (``FOR UPDATE``): a conversion or a redemption
-records from the account under a share lock on it, and a status match locks the account it
-matches into, so an unlink and any of them take turns, and the one that comes second sees what
+records from the account under a share lock on it, and a status match locks both
+accounts it matches from and into, so an unlink and any of them take turns, and the one that comes second sees what
 the first left (the saga, or no account).
 """
 
@@ -42,6 +44,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.conversions.models import Conversion
 from exchange.errors import ErrorCode, ExchangeError, NotFound
+from exchange.members import consents
 from exchange.members.models import LinkedAccount, LinkMethod, Member, UnlinkedAccount
 from exchange.rewards.models import Redemption
 from exchange.sagas.state import DONE
@@ -136,6 +139,7 @@ async def unlink(
     )
     session.add(record)
     await session.delete(link)
+    await consents.revoke(session, member_id=member_id, program=program_id, now=now)
     await session.exec(
         update(Member)
         .where(col(Member.id) == member_id)

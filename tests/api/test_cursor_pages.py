@@ -13,7 +13,10 @@ from typing import Any
 import pytest
 
 from exchange.auth.scopes import Role
+from exchange.db.paging import Keyset
 from exchange.rewards.models import Redemption, RedemptionStatus, RedemptionStep
+from exchange.rewards.redemption import MEMBER_REDEMPTIONS
+from exchange.risk.decisions import DECISIONS
 from exchange.risk.models import RiskDecision
 from exchange.sagas.state import DONE
 from exchange.settings import Settings
@@ -224,6 +227,41 @@ async def test_an_edited_or_foreign_cursor_is_refused_naming_after(kit: Exchange
     assert refused_at((await kit.graphql(redemptions, bob, first=2, after=cursor)).json())[1] == "after"
     too_long = (await kit.graphql(redemptions, member, first=2, after="a" * 513)).json()
     assert refused_at(too_long)[:2] == ("BAD_USER_INPUT", "after")
+
+
+def made_up(values: list[Any], scope: object, keyset: Keyset = MEMBER_REDEMPTIONS) -> str:
+    """A cursor of ``keyset``'s list (the member's redemptions) made up by a client: the check is
+    public, so it can be made to match any values."""
+    payload = json.dumps([values, keyset._check(scope, values)], separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode()
+
+
+@ON_SQLITE_TOO
+@pytest.mark.parametrize("text", ["rdm-\x00", "\ud800"], ids=["nul", "unpaired-surrogate"])
+async def test_a_made_up_cursor_holding_text_no_store_compares_is_refused(kit: ExchangeKit, text: str) -> None:
+    """Values made up with a matching check are each of their column's type; text a store
+    cannot take (PostgreSQL refuses a NUL, neither encodes an unpaired surrogate) is no
+    cursor's either: it is refused as one, not a server error."""
+    tokens = await seed(kit)
+    cursor = made_up([{"at": MOMENTS[2].isoformat()}, text], tokens["memberId"])
+    refused = await kit.graphql(page_query("redemptionPage", ""), tokens["member"], first=2, after=cursor)
+    assert refused_at(refused.json()) == ("BAD_USER_INPUT", "after", NOT_A_CURSOR), refused.text
+    fine = made_up([{"at": MOMENTS[2].isoformat()}, "rdm-2"], tokens["memberId"])
+    page = await kit.data(page_query("redemptionPage", ""), tokens["member"], first=2, after=fine)
+    assert [item["id"] for item in page["page"]["items"]] == ["rdm-1", "rdm-0"], "a made-up cursor reads its own list"
+
+
+@ON_SQLITE_TOO
+@pytest.mark.parametrize("number", [2**63, -(2**63) - 1, 10**40], ids=["2**63", "-2**63-1", "10**40"])
+async def test_a_made_up_cursor_holding_an_integer_past_64_bits_is_refused(kit: ExchangeKit, number: int) -> None:
+    tokens = await seed(kit)
+    decisions = page_query("riskDecisionPage", "memberId: $memberId, ")
+    cursor = made_up([number], [None, None, tokens["memberId"]], DECISIONS)
+    refused = await kit.graphql(decisions, tokens["staff"], first=2, after=cursor, memberId=tokens["memberId"])
+    assert refused_at(refused.json()) == ("BAD_USER_INPUT", "after", NOT_A_CURSOR), refused.text
+    widest = made_up([2**63 - 1], [None, None, tokens["memberId"]], DECISIONS)
+    page = await kit.data(decisions, tokens["staff"], first=9, after=widest, memberId=tokens["memberId"])
+    assert len(page["page"]["items"]) == len(MOMENTS), "the largest id a store holds is a cursor: all come after it"
 
 
 async def test_the_deprecated_lists_read_the_first_page(kit: ExchangeKit) -> None:

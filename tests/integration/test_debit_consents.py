@@ -15,8 +15,10 @@ from exchange.db.database import Database
 from exchange.loading import load_directory
 from exchange.members.authority import AuthorityRequired, DebitAuthority
 from exchange.members.consents import DebitConsents, authorize_debit
-from exchange.members.models import DebitConsent
+from exchange.members.models import DebitConsent, LinkedAccount, LinkMethod
+from exchange.members.service import AccountNotLinked
 from exchange.programs.declarations import PartnersDirectory
+from exchange.unlinking import service as unlinking
 from tests.clocks import MovableClock
 from tests.factories import member_with_accounts
 
@@ -128,6 +130,50 @@ async def test_an_expired_consent_is_refused_then_forgotten_a_day_later(world: W
     with pytest.raises(AuthorityRequired) as unknown:
         await world.use(forgotten)
     assert reason(unknown) == "CONSENT_UNKNOWN"
+
+
+async def test_unlinking_the_account_revokes_the_consents_to_debit_it_that_are_unused(world: World) -> None:
+    """Consents given through happy-card die with alice's account there, in the unlink's unit
+    of work, on either store: none debits the account she links there next, and none is given
+    while she has no account there. A used one stays the record it was; a consent to debit
+    another program is not the unlink's."""
+    used, unused = await world.grant(), await world.grant()
+    await world.use(used)
+    other = await world.consents.grant(member_id=world.alice, asserted_by="wallet-pay", program="wallet-pay", points=5)
+    world.clock.advance(timedelta(seconds=30))
+    async with world.db.transaction() as session:
+        await unlinking.unlink(session, world.alice, "happy-card", "alice", world.clock.now(), signed_in_through=())
+    with pytest.raises(AccountNotLinked) as unlinked:  # nor is one given with no account there
+        await world.grant()
+    assert unlinked.value.field == "programId"
+    async with world.db.transaction() as session:  # she links another account there
+        session.add(
+            LinkedAccount(
+                member_id=world.alice,
+                program_id="happy-card",
+                member_ref="alice-2",
+                linked_at=world.clock.now(),
+                established_by=LinkMethod.ASSERTION,
+            )
+        )
+
+    with pytest.raises(AuthorityRequired) as refused:
+        await world.use(unused, used_for="conversion:c2")
+    assert (refused.value.field, reason(refused)) == ("consent", "CONSENT_REVOKED")
+    assert "unlinked" in refused.value.message
+    rows = {(row.used_for, row.revoked_at) for row in await world.rows() if row.program_id == "happy-card"}
+    assert rows == {("conversion:c1", None), (None, world.clock.now())}
+    async with world.db.transaction() as session:  # the other program's consent is as it was
+        await authorize_debit(
+            session,
+            DebitAuthority(asserted_by="happy-card", consent=other.secret),
+            member_id=world.alice,
+            program="wallet-pay",
+            points=5,
+            used_for="conversion:c3",
+            now=world.clock.now(),
+            field="quoteId",
+        )
 
 
 async def test_a_second_use_waits_for_the_first_and_is_refused_once_it_commits(pg_world: World) -> None:

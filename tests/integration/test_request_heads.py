@@ -9,6 +9,7 @@ beyond the connection limit) carry the security headers every answer of the appl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 from collections.abc import Iterator
@@ -131,6 +132,56 @@ def test_a_request_to_upgrade_to_a_websocket_is_served_as_plain_http_with_the_se
     answer = exchange(address, request, half_close=False)
     assert status(answer) == status(exchange(address, head(path, b""))), answer[:200]  # as without the upgrade
     assert_security_headers(answer)
+
+
+UPGRADE = b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+#: A request a client could hide after a request to upgrade, as its body or as what follows it.
+HIDDEN = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+def answers_to(address: tuple[str, int], first: bytes, then: bytes) -> list[bytes]:
+    """The status lines of what the server answers on one connection to ``first``, and to
+    ``then`` sent once ``first`` has been answered whole (so in another read of the server's)."""
+    with socket.create_connection(address, timeout=30) as connection:
+        connection.sendall(first)
+        answer = b""
+        while not _whole(answer) and (chunk := connection.recv(65536)):
+            answer += chunk
+        with contextlib.suppress(OSError):  # closed already: nothing more is read as a request
+            connection.sendall(then)
+            while chunk := connection.recv(65536):
+                answer += chunk
+    return re.findall(rb"HTTP/1\.1 \d+ [^\r]*", answer)
+
+
+def _whole(answer: bytes) -> bool:
+    """Whether ``answer`` holds a head and as much body as its ``content-length`` says."""
+    head, separator, body = answer.partition(b"\r\n\r\n")
+    return bool(separator) and len(body) >= int(headers_of(head + separator).get("content-length", "0"))
+
+
+@pytest.mark.parametrize("kind", [b"websocket", b"h2c"])
+def test_a_request_to_upgrade_with_a_body_is_refused_and_its_body_is_never_read_as_a_request(
+    address: tuple[str, int], kind: bytes
+) -> None:
+    """The parser ends a request to upgrade with its head and, once that is answered, read the
+    body it declared as the next request: one a proxy in front passed on as a body, smuggled."""
+    request = (
+        b"POST /graphql HTTP/1.1\r\nHost: localhost\r\nUpgrade: " + kind + b"\r\nConnection: Upgrade\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(HIDDEN)
+    )
+    answer = exchange(address, request + HIDDEN)
+    assert status(answer) == 400
+    assert answer.endswith(b"no upgrade is served: send the request without the Upgrade header")
+    assert_security_headers(answer)
+    assert answers_to(address, request, HIDDEN) == [b"HTTP/1.1 400 Bad Request"]
+
+
+def test_nothing_after_a_request_to_upgrade_is_read_as_a_request(address: tuple[str, int]) -> None:
+    """It is answered as plain HTTP, and the connection closes with that answer: the parser
+    takes what follows it for another protocol's bytes."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + UPGRADE + b"\r\n"
+    assert answers_to(address, request, HIDDEN) == [b"HTTP/1.1 200 OK"]
 
 
 async def test_a_refusal_behind_https_carries_strict_transport_security() -> None:

@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 from sqlmodel import select
@@ -20,6 +20,7 @@ from exchange.connectors.registry import ConnectorRegistry
 from exchange.db.database import Database
 from exchange.errors import IdempotencyConflict, NotFound
 from exchange.loading import load_directory
+from exchange.members.models import LinkedAccount
 from exchange.members.service import AccountNotLinked
 from exchange.programs import service as programs
 from exchange.programs.declarations import PartnersDirectory
@@ -28,6 +29,7 @@ from exchange.sandbox.faults import CannedAnswer, FaultKind
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
 from exchange.testing.sandboxes import SandboxFleet
+from exchange.tiers import matching
 from exchange.tiers.errors import MatchNotGranted, MatchTooSoon, TierNotVerified
 from exchange.tiers.expiry import MatchExpiry
 from exchange.tiers.matching import StatusMatching
@@ -35,6 +37,7 @@ from exchange.tiers.models import MatchStatus, StatusMatch
 from exchange.tiers.policy import Outcome
 from exchange.tiers.saga import MatchSaga
 from exchange.unlinking import service as unlinking
+from exchange.unlinking.service import Rule, UnlinkRefused
 from tests.factories import member_with_accounts
 from tests.integration.locks import waiting_on_a_lock
 
@@ -203,6 +206,66 @@ async def test_a_match_into_an_account_unlinked_while_it_was_assessed_is_refused
     assert refused.value.field == "toProgram"
     assert await world.matches() == []
     assert (await world.airline_account()).tier == "Base", "nothing pushed"
+
+
+async def test_a_match_out_of_an_account_unlinked_while_it_was_assessed_is_refused(world: World) -> None:
+    """The same with the account the tier was read from (bob's at the bank): the match would
+    otherwise be recorded from an account the unlink, which saw no match in progress, ended."""
+    async with world.db.transaction() as session:
+        await unlinking.unlink(session, world.member, "harbor-bank", "bob", world.clock.now(), signed_in_through=())
+        requesting = asyncio.create_task(world.matching.request(world.member, "harbor-bank", "formosa-air"))
+        await waiting_on_a_lock(world.db)
+    with pytest.raises(AccountNotLinked) as refused:
+        await requesting
+    assert refused.value.field == "fromProgram"
+    assert await world.matches() == []
+    assert (await world.airline_account()).tier == "Base", "nothing pushed"
+
+
+async def test_an_unlink_of_the_source_meeting_a_match_being_recorded_waits_and_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other order: the match holds both accounts while it records; the unlink of the
+    account its tier was read from waits, then sees the match unfinished and refuses. A
+    conversion out of that account meanwhile does not wait: it locks its accounts as the match
+    locks the source (key-share), so the two never deadlock taking their two locks."""
+    holding, go = asyncio.Event(), asyncio.Event()
+    record_once = matching.record_once
+
+    async def recorded_then_held(*args: Any, **kwargs: Any) -> Any:
+        recorded = await record_once(*args, **kwargs)  # the match inserted, not committed
+        holding.set()
+        await go.wait()
+        return recorded
+
+    async def recorded_only(match: StatusMatch) -> StatusMatch:
+        return match  # the process stopped before the push: the match stays PENDING
+
+    monkeypatch.setattr(matching, "record_once", recorded_then_held)
+    monkeypatch.setattr(world.matching.saga, "drive", recorded_only)
+    requesting = asyncio.create_task(world.matching.request(world.member, "harbor-bank", "formosa-air"))
+    await holding.wait()
+
+    async def unlink() -> unlinking.Unlinked:
+        async with world.db.transaction() as session:
+            return await unlinking.unlink(
+                session, world.member, "harbor-bank", "bob", world.clock.now(), signed_in_through=()
+            )
+
+    async with world.db.transaction() as session:  # as a conversion locks it; NOWAIT: refused if it had to wait
+        source = select(LinkedAccount).where(
+            LinkedAccount.member_id == world.member, LinkedAccount.program_id == "harbor-bank"
+        )
+        assert (
+            await session.exec(source.with_for_update(read=True, key_share=True, nowait=True))
+        ).one().member_ref == "bob"
+    unlinking_task = asyncio.create_task(unlink())
+    await waiting_on_a_lock(world.db)
+    go.set()
+    match = await requesting
+    with pytest.raises(UnlinkRefused) as refused:
+        await unlinking_task
+    assert (refused.value.rule, refused.value.details["sagaId"]) == (Rule.SAGA_IN_PROGRESS, match.id)
 
 
 async def test_a_program_that_grants_no_matches_refuses_with_the_reason(world: World) -> None:

@@ -106,10 +106,20 @@ def test_a_matching_unused_unexpired_consent_authorizes_the_debit() -> None:
         (consent(program_id="wallet-pay"), Refusal.CONSENT_OTHER_PROGRAM),
         (consent(points=999), Refusal.CONSENT_OTHER_POINTS),
         (consent(used_at=NOW - timedelta(seconds=5)), Refusal.CONSENT_USED),
+        (consent(revoked_at=NOW - timedelta(seconds=5)), Refusal.CONSENT_REVOKED),
         (consent(expires_at=NOW), Refusal.CONSENT_EXPIRED),
         (consent(member_id="mbr_bob", used_at=NOW, expires_at=NOW), Refusal.CONSENT_OTHER_MEMBER),
     ],
-    ids=["unknown", "other-member", "other-program", "other-points", "used", "expired", "others-says-no-more"],
+    ids=[
+        "unknown",
+        "other-member",
+        "other-program",
+        "other-points",
+        "used",
+        "revoked",
+        "expired",
+        "others-says-no-more",
+    ],
 )
 def test_a_consent_that_does_not_fit_says_why(row: DebitConsent | None, reason: Refusal) -> None:
     assert refusal_of(row) is reason

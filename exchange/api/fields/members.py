@@ -43,7 +43,9 @@ class MemberMutations:
         description="Consent to one debit of exactly `points` of `programId`'s points by a request made "
         "under another partner's token (converting out of `programId`, or paying with it): only "
         "with a member token `programId`'s partner asserted (else `AUTHORITY_REQUIRED`). The "
-        "consent lives `EXCHANGE_DEBIT_CONSENT_SECONDS` (300 by default) and is used once. The "
+        "consent lives `EXCHANGE_DEBIT_CONSENT_SECONDS` (300 by default) and is used once; it is given only "
+        "while the member's account at `programId` is linked (else `BAD_USER_INPUT`), and unlinking that "
+        "account revokes it (`AUTHORITY_REQUIRED`, reason `CONSENT_REVOKED`, when presented after). The "
         "coalition point's points take none (`BAD_USER_INPUT`): the exchange holds them, and a "
         "token with the scope `member:coalition` spends them.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
