@@ -7,7 +7,7 @@ A revoked consent is refused ``CONSENT_REVOKED`` and forgotten, as an unused one
 after it would have expired.
 
 Revision ID: 0054
-Revises: 0051
+Revises: 0053
 Create Date: 2026-12-05
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from exchange.db.types import UTCDateTime
 
 revision = "0054"
-down_revision = "0051"
+down_revision = "0053"
 branch_labels = None
 depends_on = None
 
