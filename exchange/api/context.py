@@ -12,13 +12,13 @@ from strawberry.dataloader import DataLoader
 
 from exchange.auth.models import PartnerAssertionKey
 from exchange.auth.principal import Principal
-from exchange.db.paging import Page
 from exchange.errors import ExchangeError, Unauthenticated
 from exchange.members.models import LinkedAccount
 from exchange.money import Currency
 from exchange.pricing.models import Promotion, RateVersion
 from exchange.programs.models import Program, ProgramTier
 from exchange.services.container import Services
+from exchange.services.webhooks import Page
 from exchange.webhooks.models import WebhookAttempt
 from exchange.webhooks.subscriptions import DeliveryView
 

@@ -560,6 +560,7 @@ EXPECTED: dict[str, str] = {
             "counterparty",
             "partnerDate",
             "resolution",
+            "nextStep",
         )
     },
     **{
@@ -620,6 +621,7 @@ EXPECTED: dict[str, str] = {
             "description",
             "createdAt",
             "previousSecretUntil",
+            "deletedAt",
             "deliveries",
             "deliveryPage",
             "attempts",
