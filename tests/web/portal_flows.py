@@ -18,7 +18,7 @@ from sqlmodel import SQLModel, col
 from exchange.db.database import Database
 from exchange.db.migrate import sync_database_url
 from exchange.pricing import rates
-from tests.web.conftest import Gateway, run_async
+from tests.web.conftest import Gateway, PortalGateway, run_async
 from tests.web.portal_partners import PIN
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -87,6 +87,26 @@ def sign_in(
     back = post_back(answer_partner(client, partner_page(client, program_id, token_path=token_path), member_ref, pin))
     landed = back.send(client)
     assert landed.status_code == 200 and 'id="continue"' in landed.text, landed.text
+
+
+def linked_member(
+    portal: PortalGateway,
+    client: httpx.Client,
+    *,
+    points: int = 5_000,
+    miles: int = 4_000,
+    air_tier: str | None = None,
+    csrf_page: str = "/portal/",
+) -> str:
+    """A member signed in through FreshMart (``points``) with a Formosa Air account linked
+    (``miles``, at ``air_tier``, the partner's default if none), the link's form read from
+    ``csrf_page``."""
+    member_ref = portal.partners.new_member("fresh-mart", balance=points)
+    portal.partners.add_member("formosa-air", member_ref, balance=miles, tier=air_tier)
+    sign_in(client, "fresh-mart", member_ref)
+    form = {"csrf_token": csrf_token(client, csrf_page), "program": "formosa-air", "member_ref": member_ref}
+    assert client.post("/portal/accounts/link", data={**form, "verification": PIN}).status_code == 303
+    return member_ref
 
 
 CONTINUE_LINK = re.compile(r'<a href="([^"]+)" id="continue">')

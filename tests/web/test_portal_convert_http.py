@@ -23,6 +23,7 @@ from exchange.pricing.models import Quote
 from exchange.sagas import doubt
 from exchange.sandbox.faults import FaultKind
 from exchange.web.portal import convert
+from tests.web import portal_flows
 from tests.web.conftest import PortalGateway, run_async
 from tests.web.portal_flows import (
     CSRF_FIELD,
@@ -51,12 +52,7 @@ def linked_member(
     """A member signed in through FreshMart (5,000 points) with Formosa Air linked (4,000 miles,
     at ``air_tier``, the partner's default if none); no page showing their balances opened yet,
     so none is cached."""
-    partners = portal_gateway.partners
-    member_ref = partners.new_member("fresh-mart", balance=5_000)
-    partners.add_member("formosa-air", member_ref, balance=4_000, tier=air_tier)
-    sign_in(client, "fresh-mart", member_ref)
-    form = {"csrf_token": csrf_token(client, "/portal/convert"), "program": "formosa-air", "member_ref": member_ref}
-    assert client.post("/portal/accounts/link", data={**form, "verification": PIN}).status_code == 303
+    member_ref = portal_flows.linked_member(portal_gateway, client, air_tier=air_tier, csrf_page="/portal/convert")
     if also_sign_in:
         sign_in(client, "formosa-air", member_ref, token_path="/portal/")
     return member_ref

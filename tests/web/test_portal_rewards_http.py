@@ -31,8 +31,8 @@ from tests.web.portal_flows import (
     IDEMPOTENCY_FIELD,
     ask_quote,
     convert_form,
-    csrf_token,
     language_link,
+    linked_member,
     recorded_as,
     rows_per_table,
     sign_in,
@@ -657,12 +657,7 @@ def test_coalition_points_are_spent_on_the_portal_sessions_own_authority_and_sai
     (``member:coalition``): no partner signs the member in for them, so the quote and the
     reward page told the member to sign in "with Coalition Points", a sign-in there is none of,
     while the conversion went through without one."""
-    partners = portal_gateway.partners
-    member_ref = partners.new_member("fresh-mart", balance=5_000)
-    partners.add_member("formosa-air", member_ref, balance=4_000)
-    sign_in(client, "fresh-mart", member_ref)
-    form = {"csrf_token": csrf_token(client, "/portal/"), "program": "formosa-air", "member_ref": member_ref}
-    assert client.post("/portal/accounts/link", data={**form, "verification": PIN}).status_code == 303
+    linked_member(portal_gateway, client)
     earned = ask_quote(client, "fresh-mart", "coalition", 1_000)
     assert client.post(earned, data=convert_form(client, earned)).status_code == 303
 

@@ -13,25 +13,13 @@ import pytest
 
 from exchange.conversions.models import Conversion
 from tests.web.conftest import PortalGateway
-from tests.web.portal_flows import CSRF_FIELD, ask_quote, convert_form, csrf_token, recorded_as, sign_in
-from tests.web.portal_partners import PIN
+from tests.web.portal_flows import CSRF_FIELD, ask_quote, convert_form, csrf_token, linked_member, recorded_as
 
 
 @pytest.fixture
 def client(portal_gateway: PortalGateway) -> Iterator[httpx.Client]:
     with portal_gateway.gateway.client() as client:
         yield client
-
-
-def linked_member(portal_gateway: PortalGateway, client: httpx.Client) -> str:
-    """A member signed in through FreshMart (5,000 points) with Formosa Air linked (4,000 miles)."""
-    partners = portal_gateway.partners
-    member_ref = partners.new_member("fresh-mart", balance=5_000)
-    partners.add_member("formosa-air", member_ref, balance=4_000)
-    sign_in(client, "fresh-mart", member_ref)
-    form = {"csrf_token": csrf_token(client, "/portal/"), "program": "formosa-air", "member_ref": member_ref}
-    assert client.post("/portal/accounts/link", data={**form, "verification": PIN}).status_code == 303
-    return member_ref
 
 
 def confirm(client: httpx.Client, program_id: str, member_ref: str) -> httpx.Response:

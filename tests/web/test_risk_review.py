@@ -28,8 +28,8 @@ from exchange.risk.models import Decision, Subject
 from exchange.risk.policy import Per, Velocity
 from exchange.testing.databases import PostgresDatabases
 from tests.web.conftest import PHONE, Gateway, PortalGateway, console_sign_in, open_context, run_async, start_gateway
-from tests.web.portal_flows import ask_quote, convert_form, csrf_token, sign_in
-from tests.web.portal_partners import PIN, running_partners, set_up_member_sign_in
+from tests.web.portal_flows import ask_quote, convert_form, csrf_token, linked_member
+from tests.web.portal_partners import running_partners, set_up_member_sign_in
 from tests.web.test_console_http import form_token, signed_in
 from tests.web.test_portal_browser import sign_in as browser_sign_in
 
@@ -79,16 +79,6 @@ def hold(gateway: Gateway) -> None:
     run_async(declare)
 
 
-def linked_member(portal: PortalGateway, client: httpx.Client) -> str:
-    """A member signed in through FreshMart (10,000 points), with a Formosa Air account linked."""
-    member_ref = portal.partners.new_member("fresh-mart", balance=10_000)
-    portal.partners.add_member("formosa-air", member_ref, balance=0)
-    sign_in(client, "fresh-mart", member_ref)
-    form = {"csrf_token": csrf_token(client, "/portal/"), "program": "formosa-air", "member_ref": member_ref}
-    assert client.post("/portal/accounts/link", data={**form, "verification": PIN}).status_code == 303
-    return member_ref
-
-
 def held_conversion(client: httpx.Client) -> str:
     """Convert 3,000 FreshMart points of the signed-in member: held; the conversion's page."""
     quote_page = ask_quote(client, "fresh-mart", "formosa-air", 3_000)
@@ -100,7 +90,7 @@ def held_conversion(client: httpx.Client) -> str:
 def test_staff_reject_and_approve_held_conversions_and_partners_cannot(holding_gateway: PortalGateway) -> None:
     partners, gateway = holding_gateway.partners, holding_gateway.gateway
     with gateway.client() as member:
-        member_ref = linked_member(holding_gateway, member)
+        member_ref = linked_member(holding_gateway, member, points=10_000, miles=0)
         to_reject, to_approve = (held_conversion(member) for _ in range(2))
         page = member.get(to_reject).text
         assert "Your conversion is waiting for review" in page and "Decision due by" in page
@@ -144,7 +134,7 @@ def test_a_rejected_conversion_tells_its_member_the_staffs_own_words_in_a_chines
 ) -> None:
     gateway = holding_gateway.gateway
     with gateway.client() as member:
-        linked_member(holding_gateway, member)
+        linked_member(holding_gateway, member, points=10_000, miles=0)
         page = held_conversion(member)
         conversion_id = page.rsplit("/", 1)[1]
         with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as staff:
@@ -159,7 +149,7 @@ def test_the_decision_log_names_programs_and_says_the_gates_reasons_in_the_reade
     holding_gateway: PortalGateway,
 ) -> None:
     with holding_gateway.gateway.client() as member:
-        linked_member(holding_gateway, member)
+        linked_member(holding_gateway, member, points=10_000, miles=0)
         conversion_id = held_conversion(member).rsplit("/", 1)[1]
     with signed_in(holding_gateway.gateway, holding_gateway.gateway.person(Role.SETTLEMENT)) as staff:
         english, chinese = (staff.get("/console/risk/", params={"lang": lang}).text for lang in ("en", "zh-TW"))
@@ -227,7 +217,7 @@ def held_redemption(client: httpx.Client) -> None:
 def test_staff_reject_and_approve_held_redemptions(holding_gateway: PortalGateway) -> None:
     partners, gateway = holding_gateway.partners, holding_gateway.gateway
     with gateway.client() as member:
-        member_ref = linked_member(holding_gateway, member)
+        member_ref = linked_member(holding_gateway, member, points=10_000, miles=0)
         held_redemption(member)
         held_redemption(member)
         assert "Waiting for review: no points taken yet" in member.get("/portal/rewards/history").text
@@ -256,7 +246,7 @@ def test_staff_reject_a_held_conversion_on_a_phone_in_traditional_chinese(
 ) -> None:
     gateway = holding_gateway.gateway
     with gateway.client() as member:
-        linked_member(holding_gateway, member)
+        linked_member(holding_gateway, member, points=10_000, miles=0)
         conversion_id = held_conversion(member).rsplit("/", 1)[1]
     person = gateway.person(Role.SETTLEMENT)
     context = open_context(browser, gateway, locale="zh-TW", viewport=PHONE)
