@@ -190,47 +190,61 @@ async def test_a_log_page_out_of_range_is_refused_on_its_own_field_only(kit: Exc
     ]
 
 
-async def test_an_attempt_cut_off_on_its_way_is_in_the_delivery_log_with_its_reason(kit: ExchangeKit) -> None:
-    """The worker logs an attempt sent while another worker took its delivery over as
-    ``CUT_OFF`` (tests/integration/test_webhook_faults.py); the log shows it as such, reason
-    and all, beside the attempt that delivered."""
-    token = await kit.partner_token("formosa-air")
+async def subscription_with_a_delivery(
+    kit: ExchangeKit, token: str, delivery: dict[str, Any], attempts: list[dict[str, Any]]
+) -> str:
+    """A new subscription of formosa-air's to PERIOD_CLOSED with one delivery of an event, as
+    ``delivery`` says it stands, tried once per item of ``attempts`` (its columns), all written
+    by hand; the event is marked fanned out, so that the gateway's own worker leaves it be."""
     made = await create(
         kit, token, url="http://127.0.0.1:9/hook", eventTypes=["PERIOD_CLOSED"], programId="formosa-air"
     )
-    subscription_id = made["data"]["createWebhookSubscription"]["subscription"]["id"]
+    subscription_id: str = made["data"]["createWebhookSubscription"]["subscription"]["id"]
     now = datetime.now(UTC)
     async with kit.db.transaction() as session:
         await emit(session, Event(EventType.PERIOD_CLOSED, "period:2026-10", None, {"period": "2026-10"}, now))
     async with kit.db.transaction() as session:
         event = (await session.exec(select(WebhookEvent))).one()
-        # Fanned out and delivered already, so that the gateway's own worker leaves it be.
         event.fanned_out = True
         session.add(event)
-        delivery = WebhookDelivery(
+        made_delivery = WebhookDelivery(
             subscription_id=subscription_id,
             sequence=event.sequence or 0,
             object=event.object,
-            status=DeliveryStatus.DELIVERED,
-            attempts=1,
+            attempts=len(attempts),
             first_attempt_at=now,
-            next_attempt_at=now,
-            finished_at=now,
+            **delivery,
         )
-        session.add(delivery)
+        session.add(made_delivery)
         await session.flush()
-        for outcome, error in ((AttemptOutcome.DELIVERED, None), (AttemptOutcome.CUT_OFF, CUT_OFF_BY_TAKEOVER)):
+        for attempt in attempts:
             session.add(
                 WebhookAttempt(
-                    delivery_id=delivery.id or 0,
+                    delivery_id=made_delivery.id or 0,
                     subscription_id=subscription_id,
                     attempted_at=now,
-                    status_code=204,
                     latency_ms=5,
-                    error=error,
-                    outcome=outcome.value,
+                    **attempt,
                 )
             )
+    return subscription_id
+
+
+async def test_an_attempt_cut_off_on_its_way_is_in_the_delivery_log_with_its_reason(kit: ExchangeKit) -> None:
+    """The worker logs an attempt sent while another worker took its delivery over as
+    ``CUT_OFF`` (tests/integration/test_webhook_faults.py); the log shows it as such, reason
+    and all, beside the attempt that delivered."""
+    token = await kit.partner_token("formosa-air")
+    now = datetime.now(UTC)
+    subscription_id = await subscription_with_a_delivery(
+        kit,
+        token,
+        {"status": DeliveryStatus.DELIVERED, "next_attempt_at": now, "finished_at": now},
+        [
+            {"status_code": 204, "outcome": AttemptOutcome.DELIVERED.value},
+            {"status_code": 204, "error": CUT_OFF_BY_TAKEOVER, "outcome": AttemptOutcome.CUT_OFF.value},
+        ],
+    )
     query = """query($id: ID!) { webhookSubscription(id: $id) { attempts { statusCode outcome error } } }"""
     seen = await kit.data(query, token, id=subscription_id)
     assert seen["webhookSubscription"]["attempts"] == [
@@ -250,38 +264,13 @@ async def test_a_deleted_subscriptions_log_is_read_by_its_own_partner_on_request
     its way then (CUT_OFF) stay readable to that partner, asked with includeDeleted; to anyone
     else, and unasked, the subscription is not there."""
     token = await kit.partner_token("formosa-air")
-    made = await create(
-        kit, token, url="http://127.0.0.1:9/hook", eventTypes=["PERIOD_CLOSED"], programId="formosa-air"
+    # Pending, due a day on: the worker does not try it before the deletion cancels it.
+    subscription_id = await subscription_with_a_delivery(
+        kit,
+        token,
+        {"next_attempt_at": datetime.now(UTC) + timedelta(days=1)},
+        [{"error": CUT_OFF_BY_DELETION, "outcome": AttemptOutcome.CUT_OFF.value}],
     )
-    subscription_id = made["data"]["createWebhookSubscription"]["subscription"]["id"]
-    now = datetime.now(UTC)
-    async with kit.db.transaction() as session:
-        await emit(session, Event(EventType.PERIOD_CLOSED, "period:2026-10", None, {"period": "2026-10"}, now))
-    async with kit.db.transaction() as session:
-        event = (await session.exec(select(WebhookEvent))).one()
-        event.fanned_out = True  # the gateway's own worker leaves it be
-        session.add(event)
-        # Pending, due a day on: the worker does not try it before the deletion cancels it.
-        delivery = WebhookDelivery(
-            subscription_id=subscription_id,
-            sequence=event.sequence or 0,
-            object=event.object,
-            attempts=1,
-            first_attempt_at=now,
-            next_attempt_at=now + timedelta(days=1),
-        )
-        session.add(delivery)
-        await session.flush()
-        session.add(
-            WebhookAttempt(
-                delivery_id=delivery.id or 0,
-                subscription_id=subscription_id,
-                attempted_at=now,
-                latency_ms=5,
-                error=CUT_OFF_BY_DELETION,
-                outcome=AttemptOutcome.CUT_OFF.value,
-            )
-        )
     delete = """mutation($id: ID!) { deleteWebhookSubscription(id: $id) { id deletedAt } }"""
     deleted = (await kit.data(delete, token, id=subscription_id))["deleteWebhookSubscription"]
     assert deleted["deletedAt"] is not None
