@@ -193,31 +193,26 @@ async def test_a_keyed_match_sent_again_returns_the_first_as_it_stands_on_either
     assert [match.id for match in await world.matches()] == [first.id]
 
 
-async def test_a_match_into_an_account_unlinked_while_it_was_assessed_is_refused(world: World) -> None:
-    """The unlink holds carol's airline account, deleted but not committed, when the request
-    (assessed already: the partners asked) comes to record: it waits on the account's lock, and
-    then finds it gone."""
+@pytest.mark.parametrize(
+    ("program", "member_ref", "field"),
+    [("formosa-air", "carol", "toProgram"), ("harbor-bank", "bob", "fromProgram")],
+    ids=["target", "source"],
+)
+async def test_a_match_with_an_account_unlinked_while_it_was_assessed_is_refused(
+    world: World, program: str, member_ref: str, field: str
+) -> None:
+    """The unlink holds the account, deleted but not committed, when the request (assessed
+    already: the partners asked) comes to record: it waits on the account's lock, and then finds
+    it gone; the account matched into (carol's at the airline), or the one the tier was read from
+    (bob's at the bank), which the match would otherwise be recorded from though the unlink, which
+    saw no match in progress, ended it."""
     async with world.db.transaction() as session:
-        await unlinking.unlink(session, world.member, "formosa-air", "carol", world.clock.now(), signed_in_through=())
+        await unlinking.unlink(session, world.member, program, member_ref, world.clock.now(), signed_in_through=())
         requesting = asyncio.create_task(world.matching.request(world.member, "harbor-bank", "formosa-air"))
         await waiting_on_a_lock(world.db)
     with pytest.raises(AccountNotLinked) as refused:
         await requesting
-    assert refused.value.field == "toProgram"
-    assert await world.matches() == []
-    assert (await world.airline_account()).tier == "Base", "nothing pushed"
-
-
-async def test_a_match_out_of_an_account_unlinked_while_it_was_assessed_is_refused(world: World) -> None:
-    """The same with the account the tier was read from (bob's at the bank): the match would
-    otherwise be recorded from an account the unlink, which saw no match in progress, ended."""
-    async with world.db.transaction() as session:
-        await unlinking.unlink(session, world.member, "harbor-bank", "bob", world.clock.now(), signed_in_through=())
-        requesting = asyncio.create_task(world.matching.request(world.member, "harbor-bank", "formosa-air"))
-        await waiting_on_a_lock(world.db)
-    with pytest.raises(AccountNotLinked) as refused:
-        await requesting
-    assert refused.value.field == "fromProgram"
+    assert refused.value.field == field
     assert await world.matches() == []
     assert (await world.airline_account()).tier == "Base", "nothing pushed"
 
