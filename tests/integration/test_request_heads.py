@@ -251,6 +251,7 @@ def test_exchange_serve_speaks_through_the_bounded_protocol_within_its_connectio
     url = f"sqlite:///{tmp_path / 'exchange.db'}"
     migrate.upgrade(url)
     monkeypatch.setenv("EXCHANGE_DATABASE_URL", url)
+    monkeypatch.setenv("EXCHANGE_HOST", "127.0.0.1")  # serve hands host and port on: undone after the test
     monkeypatch.setenv("EXCHANGE_PORT", "0")
     monkeypatch.setenv("EXCHANGE_MAX_CONNECTIONS", "250")
     with mock.patch("uvicorn.run") as run:
@@ -269,6 +270,8 @@ def test_exchange_serve_refuses_a_tracing_exporter_it_cannot_run_before_starting
     migrate.upgrade(url)
     monkeypatch.setenv("EXCHANGE_DATABASE_URL", url)
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "jaeger")
+    monkeypatch.setenv("EXCHANGE_HOST", "127.0.0.1")  # serve hands both on to its workers there:
+    monkeypatch.setenv("EXCHANGE_PORT", "0")  # set through monkeypatch, they are undone after the test
     with mock.patch("uvicorn.run") as run:
         result = CliRunner().invoke(main, ["serve", "--port", "0", "--workers", "2"])
     assert (result.exit_code, result.output) == (
@@ -287,6 +290,8 @@ def test_exchange_serve_refuses_a_key_encryption_secret_that_does_not_open_the_k
     migrate.upgrade(url)
     monkeypatch.setenv("EXCHANGE_DATABASE_URL", url)
     monkeypatch.setenv("EXCHANGE_KEY_ENCRYPTION_SECRET", "k" * 32)
+    monkeypatch.setenv("EXCHANGE_HOST", "127.0.0.1")  # serve hands both on to its workers there:
+    monkeypatch.setenv("EXCHANGE_PORT", "0")  # set through monkeypatch, they are undone after the test
     with mock.patch("uvicorn.run") as run:
         assert CliRunner().invoke(main, ["serve", "--port", "0", "--workers", "2"]).exit_code == 0  # keys made
         monkeypatch.setenv("EXCHANGE_KEY_ENCRYPTION_SECRET", "K" * 32)
