@@ -107,8 +107,8 @@ class RewardQueries:
         after: Annotated[
             strawberry.ID | None,
             strawberry.argument(
-                description="The last reward id of the previous page (`NOT_FOUND` if no reward has it; "
-                "`BAD_USER_INPUT` if, with `programId`, it is another program's); null: from the first."
+                description="The last reward id of the previous page (`BAD_USER_INPUT` naming `after` if no "
+                "reward has it or, with `programId`, it is another program's); null: from the first."
             ),
         ] = None,
     ) -> list[Reward]:
