@@ -22,6 +22,7 @@ from exchange.coalition.rules import declared_point, point_rules
 from exchange.coalition.verify import check_point
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
+from exchange.db.paging import Page
 from exchange.errors import ExchangeError
 from exchange.ledger.errors import PeriodNotOver
 from exchange.ledger.partitions import ensure_partitions
@@ -399,6 +400,32 @@ class SettlementService:
         issued now, once."""
         row, currency = await self._issued(participant, period)
         return issued.read_document(row, calendar=self.calendar, currency=currency)
+
+    async def statement_lines(
+        self, participant: str, period: str, *, first: int, after: str | None
+    ) -> Page[statements.StatementLine]:
+        """``first`` lines of the participant's issued statement of ``period``, in its order,
+        after the cursor ``after`` (a page's ``nextCursor``)."""
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            currency = await settlement_currency(session)
+            return await issued.line_page(session, participant, period, currency, first=first, after=after)
+
+    async def statement_lines_after(
+        self, participant: str, period: str, *, number: int, first: int
+    ) -> list[statements.StatementLine]:
+        """``first`` lines of the participant's issued statement of ``period`` after its
+        ``number``-th (0: from the first)."""
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            currency = await settlement_currency(session)
+            return await issued.lines_after(session, participant, period, currency, number=number, first=first)
+
+    async def statement_line_count(self, participant: str, period: str) -> int:
+        """How many lines the participant's issued statement of ``period`` has."""
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            return await issued.line_count(session, participant, period)
 
     async def issued_statement(self, participant: str, period: str) -> IssuedStatement:
         """What :meth:`statement` reads its figures from: the stored document and signature,

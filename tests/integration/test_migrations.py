@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from exchange.pricing import promotions, quotes
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.service import load_partners
 from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
+from exchange.settlement.statements import canonical_json
 from exchange.testing.databases import PostgresDatabases
 from exchange.webhooks import subscriptions
 from exchange.webhooks.events import Event, EventType
@@ -175,5 +177,50 @@ async def test_subscriptions_made_before_the_sequence_mark_keep_the_events_after
             mark = (await session.exec(text("SELECT after_sequence FROM webhook_subscription"))).one()[0]
         assert mark == dict(events)["period:-1"]
         assert made.subscription.after_sequence == dict(events)["period:1"]
+    finally:
+        await db.dispose()
+
+
+async def test_statements_issued_before_their_lines_were_kept_have_them_from_their_document(database_url: str) -> None:
+    """Taken back to the revision before ``issued_statement_line`` and up again: each statement
+    issued meanwhile has its document's lines, in its order, each the object the document holds
+    (text a JSON parser could trip on included), and its document as it was."""
+    db = Database.from_url(database_url)
+    config = migrate.alembic_config(database_url)
+    lines = [
+        {"amount": "-1.50", "reference": f'conversion:"{n}", 台北\\n{n}', "reverses": None, "transaction": f"t{n}"}
+        for n in range(12)
+    ]
+    documents = {
+        who: canonical_json({"lines": lines[: 12 if who == "fresh-mart" else 0], "partner": who, "version": 2})
+        for who in ("fresh-mart", "wallet-pay")
+    }
+    try:
+        await asyncio.to_thread(command.downgrade, config, "0051")
+        async with db.transaction() as session:
+            for who, document in documents.items():
+                await session.exec(
+                    text(
+                        "INSERT INTO issued_statement (period, participant, version, document, key_id, jws, issued_at) "
+                        "VALUES ('2026-10', :who, 2, :document, 'k', 'jws', :at)"
+                    ),  # type: ignore[call-overload]
+                    params={"who": who, "document": document, "at": datetime.now(UTC)},
+                )
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with db.transaction() as session:
+            kept = (
+                await session.exec(
+                    text(
+                        "SELECT participant, number, line FROM issued_statement_line WHERE period = '2026-10' "
+                        "ORDER BY participant, number"
+                    )  # type: ignore[call-overload]
+                )
+            ).all()
+            kept_documents = text("SELECT participant, document FROM issued_statement")
+            documents_now = (await session.exec(kept_documents)).all()  # type: ignore[call-overload]
+        assert [(who, number, json.loads(line)) for who, number, line in kept] == [
+            ("fresh-mart", n + 1, line) for n, line in enumerate(lines)
+        ]
+        assert {row[0]: row[1] for row in documents_now} == documents
     finally:
         await db.dispose()

@@ -29,6 +29,7 @@ from exchange.api.permissions import (
 )
 from exchange.api.scalars import PointTotal
 from exchange.api.types.money import Money, replaced_by_money
+from exchange.api.types.pages import After, Page, replaced_by_page
 from exchange.auth.scopes import Scope
 from exchange.coalition.models import CoalitionLiability as CoalitionLiabilityRow
 from exchange.ledger.periods import PeriodStatus as PeriodStatusValue
@@ -56,6 +57,8 @@ STAFF_OR_OWNER: Rule = STAFF | requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE)
 STAFF_OR_PARTNER: Rule = STAFF | requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE)
 
 MAX_PAGE = 1000
+#: How many of a statement's lines a page holds.
+LinesFirst = Annotated[int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")]
 
 
 def _money(currency: Currency, minor: int | None) -> Decimal | None:
@@ -540,7 +543,6 @@ class Statement:
     net_amount: Money = strawberry.field(description="grossReceivable − grossPayable: the multilateral net position.")
     closing: Money = strawberry.field(description="opening + netAmount.")
     counterparties: list[CounterpartyTotals] = strawberry.field(description="Its totals with each counterparty.")
-    line_count: int = strawberry.field(description="How many lines it has (`lines` pages through them).")
     coalition_liability: CoalitionLiability | None = strawberry.field(
         description="The coalition point's outstanding liability at the period's end, coalition-wide "
         "(null when the coalition has no point)."
@@ -560,19 +562,38 @@ class Statement:
     )
     statement: strawberry.Private[Issued]
 
-    @strawberry.field(description=f"Its lines in order, `first` (at most {MAX_PAGE}) from `offset`.")
-    def lines(
+    @strawberry.field(description="How many lines it has (`linePage` pages through them).")
+    async def line_count(self, info: Info[Context, None]) -> int:
+        return await info.context.services.settlement.statement_line_count(self.statement.participant, self.period)
+
+    @strawberry.field(
+        description=f"Its lines in order, `first` (at most {MAX_PAGE}) from `offset`.",
+        deprecation_reason=replaced_by_page("linePage"),
+    )
+    async def lines(
         self,
-        first: Annotated[
-            int,
-            strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`)."),
-        ] = 100,
+        info: Info[Context, None],
+        first: LinesFirst = 100,
         offset: Annotated[
             int, strawberry.argument(description="Lines to skip first (0, or less: from the first line).")
         ] = 0,
     ) -> list[StatementLine]:
-        chosen = self.statement.lines[max(0, offset) : max(0, offset) + page_size(first, maximum=MAX_PAGE)]
+        chosen = await info.context.services.settlement.statement_lines_after(
+            self.statement.participant, self.period, number=max(0, offset), first=page_size(first, maximum=MAX_PAGE)
+        )
         return [StatementLine.of(line, self.statement) for line in chosen]
+
+    @strawberry.field(
+        description="Its lines in order, as `json` lists them: `first` of them after the cursor `after` (one "
+        "given out for this statement)."
+    )
+    async def line_page(
+        self, info: Info[Context, None], first: LinesFirst = 100, after: After = None
+    ) -> Page[StatementLine]:
+        page = await info.context.services.settlement.statement_lines(
+            self.statement.participant, self.period, first=page_size(first, maximum=MAX_PAGE), after=after
+        )
+        return Page.of(page, lambda line: StatementLine.of(line, self.statement))
 
     @strawberry.field(
         description="The canonical JSON document (keys sorted, no spaces) as issued: what `jws` signs, "
@@ -629,7 +650,6 @@ class Statement:
             counterparties=[
                 CounterpartyTotals.of(t, statement.participant, statement.currency) for t in statement.counterparties
             ],
-            line_count=len(statement.lines),
             coalition_liability=None
             if statement.coalition_liability is None
             else CoalitionLiability.of(statement.coalition_liability, statement.currency),

@@ -64,7 +64,7 @@ class StatementPages:
             "console/partner/statement.html",
             {
                 "statement": statement,
-                "shown": lines_shown(request, statement),
+                "shown": await lines_shown(request, statement, self.settlement),
                 "currency": statement.currency,
                 "names": names,
             },

@@ -1,0 +1,55 @@
+"""An issued statement's lines, a page at a time; a promotion ended early keeps the end it was
+made with.
+
+* ``issued_statement_line``: each issued statement's ``lines``, one row per line numbered from 1
+  in the document's order, holding the line's JSON as the document does, so that a page of a
+  statement's lines (GraphQL's ``Statement.linePage``, the consoles' statement pages) reads its
+  own rows by number where it read and parsed the whole document. Filled from the statements
+  issued already, in the database (the documents are neither changed nor signed again).
+* ``promotion.planned_ends_at``: the ``ends_at`` a promotion was made with, kept when
+  ``endPromotion`` ends it before then, so that the request that made it, sent again (a retry
+  after a lost answer), is known as the same request and answers the promotion as it is, not
+  ``IDEMPOTENCY_CONFLICT``. Null for the promotions ended before it was kept: their end as made
+  is not known.
+
+Revision ID: 0052
+Revises: 0051
+Create Date: 2026-12-05
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from exchange.db.types import UTCDateTime
+from exchange.settlement.issued import lines_from_documents
+
+revision = "0052"
+down_revision = "0051"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("promotion", sa.Column("planned_ends_at", UTCDateTime(), nullable=True))
+    op.create_table(
+        "issued_statement_line",
+        sa.Column("period", sa.String(7), nullable=False),
+        sa.Column("participant", sa.String(64), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("line", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["period", "participant"],
+            ["issued_statement.period", "issued_statement.participant"],
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("period", "participant", "number"),
+    )
+    op.execute(lines_from_documents(op.get_bind().dialect.name, one=False))
+
+
+def downgrade() -> None:
+    op.drop_table("issued_statement_line")
+    with op.batch_alter_table("promotion") as batch:
+        batch.drop_column("planned_ends_at")
