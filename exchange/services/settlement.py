@@ -427,6 +427,17 @@ class SettlementService:
         async with self.db.transaction() as session:
             return await issued.line_count(session, participant, period)
 
+    async def statement_figures(self, participant: str, period: str) -> issued.IssuedFigures:
+        """The participant's statement of the closed ``period`` as issued (as :meth:`statement`),
+        its figures read from its document but for its lines: what a page shows, with a page of
+        its lines (:meth:`statement_lines`), without reading a busy month's document whole."""
+        period = self.calendar.parse(period)
+        currency = await self._ensure_issued(participant, period)
+        async with self.db.transaction() as session:
+            found = await issued.stored_figures(session, participant, period, calendar=self.calendar, currency=currency)
+        assert found is not None
+        return found
+
     async def issued_statement(self, participant: str, period: str) -> IssuedStatement:
         """What :meth:`statement` reads its figures from: the stored document and signature,
         as every download serves them, without reading the document (a busy month's holds
@@ -438,17 +449,22 @@ class SettlementService:
         """The participant's stored statement of ``period``, issued first if it is not yet, and
         the settlement currency."""
         period = self.calendar.parse(period)
+        currency = await self._ensure_issued(participant, period)
         async with self.db.transaction() as session:
-            currency = await settlement_currency(session)
-            found = await issued.stored(session, participant, period)
-        if found is not None:
-            return found, currency
-        signer = await self._signer(currency)
-        async with self.db.transaction() as session:
-            await issued.issue(session, signer, participant, period, self.clock.now())
             found = await issued.stored(session, participant, period)
         assert found is not None
         return found, currency
+
+    async def _ensure_issued(self, participant: str, period: str) -> Currency:
+        """Issue the participant's statement of ``period`` if it is not yet; the settlement currency."""
+        async with self.db.transaction() as session:
+            currency = await settlement_currency(session)
+            found = await issued.is_stored(session, participant, period)
+        if not found:
+            signer = await self._signer(currency)
+            async with self.db.transaction() as session:
+                await issued.issue(session, signer, participant, period, self.clock.now())
+        return currency
 
     async def ledger_lines(self, participant: str, period: str) -> list[statements.StatementLine]:
         """The participant's lines of ``period`` as its statement shows them, whether or not the

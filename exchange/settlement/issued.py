@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from joserfc.jwk import RSAKey
-from sqlalchemy import TextClause, bindparam, column, func, literal, select, table, text, update
+from sqlalchemy import TextClause, TextualSelect, bindparam, column, func, literal, select, table, text, update
 from sqlmodel import col
 from sqlmodel import select as select_rows
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -57,6 +57,7 @@ from exchange.coalition.models import CoalitionLiability
 from exchange.db.bulk import copy_csv
 from exchange.db.dialects import insert, insert_once
 from exchange.db.paging import Keyset, Page, read_page
+from exchange.db.types import UTCDateTime
 from exchange.keyring.crypto import ALGORITHM
 from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
@@ -98,8 +99,7 @@ class Issued(Statement):
         return self.row.document
 
     def csv(self) -> str:
-        """The stored document's figures as CSV (:func:`~exchange.settlement.statements.render_csv`)."""
-        return render_csv(json.loads(self.row.document))
+        return stored_csv_text(self.row)
 
     @property
     def jws(self) -> str:
@@ -109,6 +109,11 @@ class Issued(Statement):
     @property
     def key_id(self) -> str:
         return self.row.key_id
+
+
+def stored_csv_text(row: IssuedStatement) -> str:
+    """The stored document's figures as CSV (:func:`~exchange.settlement.statements.render_csv`)."""
+    return render_csv(json.loads(row.document))
 
 
 def stored_csv(row: IssuedStatement) -> Iterator[str]:
@@ -167,7 +172,7 @@ def _base64url(data: bytes) -> bytes:
 async def issue(session: AsyncSession, signer: Signer, participant: str, period: str, now: datetime) -> bool:
     """Build, sign and store the participant's statement of the closed ``period``, unless one is
     stored already (which then stays as it is); whether this call stored it."""
-    if await session.get(IssuedStatement, (period, participant)) is not None:
+    if await is_stored(session, participant, period):
         return False
     document = await encode_statement(
         session,
@@ -323,6 +328,16 @@ async def stored(session: AsyncSession, participant: str, period: str) -> Issued
     return await session.get(IssuedStatement, (period, participant))
 
 
+async def is_stored(session: AsyncSession, participant: str, period: str) -> bool:
+    """Whether the participant's statement of ``period`` is issued (its document left unread)."""
+    found = await session.exec(
+        select_rows(IssuedStatement.period).where(
+            IssuedStatement.period == period, IssuedStatement.participant == participant
+        )
+    )
+    return found.first() is not None
+
+
 class DocumentLines(Sequence[StatementLine]):
     """A stored document's lines, each read into a :class:`StatementLine` only when asked for.
 
@@ -419,6 +434,70 @@ def read_document(row: IssuedStatement, *, calendar: SettlementCalendar, currenc
     """The stored document with its figures, of any version (version 1's lines name neither their
     effective period, which the calendar tells, nor what they reverse)."""
     document = json.loads(row.document)
+    return Issued(row=row, lines=DocumentLines(document["lines"], currency), **_figures(document, calendar, currency))
+
+
+@dataclass(frozen=True)
+class IssuedFigures(Statement):
+    """A statement as issued, its figures read from the stored document but for its lines, which
+    :func:`line_page` reads a page at a time (``lines`` is empty): what the consoles and GraphQL
+    show of it, without reading a busy month's document whole."""
+
+    version: int = field(kw_only=True)
+    """The document's ``version`` as it was issued."""
+    key_id: str = field(kw_only=True)
+    issued_at: datetime = field(kw_only=True)
+    resigned_at: datetime | None = field(kw_only=True)
+
+
+def _head(dialect: str) -> TextualSelect:
+    """The SQL that reads a stored statement's row but its document and JWS, and its document
+    but its ``lines`` (a JSON object): the database takes the document apart."""
+    if dialect == "postgresql":
+        head = (
+            "(SELECT json_object_agg(d.key, d.value) FROM json_each(s.document::json) AS d "
+            "WHERE d.key <> 'lines')::text"
+        )
+    else:
+        head = "json_remove(s.document, '$.lines')"
+    return text(
+        f"SELECT s.version, s.key_id, s.issued_at, s.resigned_at, {head} AS head FROM issued_statement s "
+        "WHERE s.period = :period AND s.participant = :participant"
+    ).columns(
+        column("version"),
+        column("key_id"),
+        column("issued_at", UTCDateTime()),
+        column("resigned_at", UTCDateTime()),
+        column("head"),
+    )
+
+
+async def stored_figures(
+    session: AsyncSession, participant: str, period: str, *, calendar: SettlementCalendar, currency: Currency
+) -> IssuedFigures | None:
+    """The participant's statement of ``period`` as issued, its figures read from its document
+    but for its lines; None if none is stored."""
+    found = (
+        await session.exec(
+            _head(session.get_bind().dialect.name), params={"period": period, "participant": participant}
+        )  # type: ignore[call-overload]
+    ).first()
+    if found is None:
+        return None
+    version, key_id, issued_at, resigned_at, head = found
+    return IssuedFigures(
+        lines=(),
+        version=version,
+        key_id=key_id,
+        issued_at=issued_at,
+        resigned_at=resigned_at,
+        **_figures(json.loads(head), calendar, currency),
+    )
+
+
+def _figures(document: dict[str, Any], calendar: SettlementCalendar, currency: Currency) -> dict[str, Any]:
+    """A :class:`Statement`'s fields but its lines, read from a stored document (with or without
+    its ``lines``), of any version."""
 
     def minor(amount: str) -> int:
         return currency.to_minor(Decimal(amount))
@@ -426,23 +505,21 @@ def read_document(row: IssuedStatement, *, calendar: SettlementCalendar, currenc
     period = document["period"]
     closed_at = datetime.fromisoformat(period["closedAt"])
     liability = document.get("coalitionLiability")
-    return Issued(
-        row=row,
-        issuer=document["issuer"],
-        participant=document["partner"],
-        period=period["name"],
-        calendar=calendar,
-        currency=currency,
-        closed_at=closed_at,
-        opening=minor(document["openingPosition"]),
-        payable=minor(document["totals"]["payable"]),
-        receivable=minor(document["totals"]["receivable"]),
-        counterparties=[
+    return {
+        "issuer": document["issuer"],
+        "participant": document["partner"],
+        "period": period["name"],
+        "calendar": calendar,
+        "currency": currency,
+        "closed_at": closed_at,
+        "opening": minor(document["openingPosition"]),
+        "payable": minor(document["totals"]["payable"]),
+        "receivable": minor(document["totals"]["receivable"]),
+        "counterparties": [
             CounterpartyTotals(totals["counterparty"], minor(totals["payable"]), minor(totals["receivable"]))
             for totals in document["counterparties"]
         ],
-        lines=DocumentLines(document["lines"], currency),
-        coalition_liability=None
+        "coalition_liability": None
         if liability is None
         else CoalitionLiability(
             period=period["name"],
@@ -452,4 +529,4 @@ def read_document(row: IssuedStatement, *, calendar: SettlementCalendar, currenc
             liability_minor=minor(liability["amount"]),
             recorded_at=closed_at,
         ),
-    )
+    }

@@ -30,7 +30,7 @@ from exchange.services.settlement import SettlementService
 from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.break_report import NextStep
 from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
-from exchange.settlement.issued import Issued, stored_csv
+from exchange.settlement.issued import IssuedFigures, stored_csv
 from exchange.settlement.models import IssuedStatement, JobState, SettlementJob
 from exchange.settlement.statements import StatementLine
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
@@ -254,7 +254,7 @@ class SettlementConsole:
     async def statement(self, request: Request) -> Response:
         period, participant = request.path_params["period"], request.path_params["participant"]
         try:
-            statement = await self.settlement.statement(participant, period)
+            statement = await self.settlement.statement_figures(participant, period)
         except ExchangeError as refused:
             return self._problem(request, refused)
         return await self._render(
@@ -470,7 +470,7 @@ class LinesShown:
         return self.first + len(self.lines) - 1
 
 
-async def lines_shown(request: Request, statement: Issued, settlement: SettlementService) -> LinesShown:
+async def lines_shown(request: Request, statement: IssuedFigures, settlement: SettlementService) -> LinesShown:
     """The page of ``statement``'s lines that ``request`` asks for by its ``after`` cursor (the
     number of lines before it; none: the first page). A statement of a busy month holds many
     thousands of lines, more than a page can show and a browser lay out: the page reads its own

@@ -73,7 +73,7 @@ class SettlementQueries:
     async def statement(
         self, info: Info[Context, None], partner_id: ParticipantId, period: PeriodName
     ) -> Statement | None:
-        return Statement.of(await info.context.services.settlement.statement(str(partner_id), period))
+        return Statement.of(await info.context.services.settlement.statement_figures(str(partner_id), period))
 
     @strawberry.field(
         description="The current reconciliation of a partner's records for a closed period: "

@@ -41,7 +41,8 @@ from exchange.settlement.break_kinds import Resolution as ResolutionValue
 from exchange.settlement.breaks import MAX_SELECTED_IDS
 from exchange.settlement.breaks import BreakSelection as BreakSelectionValue
 from exchange.settlement.closing import PeriodReport
-from exchange.settlement.issued import Issued
+from exchange.settlement.issued import IssuedFigures, stored_csv_text
+from exchange.settlement.models import IssuedStatement as IssuedStatementRow
 from exchange.settlement.models import RecordsSource as RecordsSourceValue
 from exchange.settlement.models import SettlementPosition as PositionRow
 from exchange.settlement.netting import Payments as PaymentsValue
@@ -560,7 +561,7 @@ class Statement:
     document_version: int = strawberry.field(
         description="The `version` of `json` as issued: a statement keeps the version it was issued with."
     )
-    statement: strawberry.Private[Issued]
+    statement: strawberry.Private[IssuedFigures]
 
     @strawberry.field(description="How many lines it has (`linePage` pages through them).")
     async def line_count(self, info: Info[Context, None]) -> int:
@@ -599,16 +600,16 @@ class Statement:
         description="The canonical JSON document (keys sorted, no spaces) as issued: what `jws` signs, "
         "the same bytes at every download."
     )
-    def json(self) -> str:
-        return self.statement.json()
+    async def json(self, info: Info[Context, None]) -> str:
+        return (await self._stored(info)).document
 
     @strawberry.field(
         description="Every figure of `json` as CSV (RFC 4180, one row per figure; partners/SETTLEMENT.md "
         "names its records). A text field a spreadsheet would run as a formula (beginning with `=`, `+`, `-`, "
         "`@`, a tab or a carriage return), or beginning with `'`, has one `'` added before it; figures never do."
     )
-    def csv(self) -> str:
-        return self.statement.csv()
+    async def csv(self, info: Info[Context, None]) -> str:
+        return stored_csv_text(await self._stored(info))
 
     @strawberry.field(
         description="`json` signed (RS256, compact serialization, `typ` settlement-statement+json) when "
@@ -618,15 +619,19 @@ class Statement:
         "at least), whatever keys were rotated since; only if that key is withdrawn as compromised is the "
         "document signed again, by the key that replaced it (`resignedAt`)."
     )
-    def jws(self) -> str:
-        return self.statement.jws
+    async def jws(self, info: Info[Context, None]) -> str:
+        return (await self._stored(info)).jws
 
     @strawberry.field(description="The `kid` of the statement-signing key that signed `jws`.")
     def key_id(self) -> str:
         return self.statement.key_id
 
+    async def _stored(self, info: Info[Context, None]) -> IssuedStatementRow:
+        """The stored document and signature, read when a field asks for them."""
+        return await info.context.loaders.issued_statements.load((self.statement.participant, self.period))
+
     @classmethod
-    def of(cls, statement: Issued) -> Statement:
+    def of(cls, statement: IssuedFigures) -> Statement:
         """The statement as issued: its figures are read from the stored document."""
         money = statement.currency.from_minor
         return cls(
@@ -653,9 +658,9 @@ class Statement:
             coalition_liability=None
             if statement.coalition_liability is None
             else CoalitionLiability.of(statement.coalition_liability, statement.currency),
-            issued_at=statement.row.issued_at,
-            resigned_at=statement.row.resigned_at,
-            document_version=statement.row.version,
+            issued_at=statement.issued_at,
+            resigned_at=statement.resigned_at,
+            document_version=statement.version,
             statement=statement,
         )
 
