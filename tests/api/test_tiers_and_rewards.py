@@ -244,6 +244,10 @@ async def test_a_published_reward_is_redeemed_cancelled_and_seen_only_by_its_par
         ("confirmRedemptionDelivery",): "NOT_FOUND"
     }
     assert (await kit.data(confirm, airline, id=second["id"]))["confirmRedemptionDelivery"] == {"status": "DELIVERED"}
+    again = await kit.data(confirm, airline, id=second["id"])  # a retry after a lost answer
+    assert again["confirmRedemptionDelivery"] == {"status": "DELIVERED"}
+    reversed_ = (await kit.graphql(confirm, airline, id=redeemed["id"])).json()
+    assert codes(reversed_) == {("confirmRedemptionDelivery",): "BAD_USER_INPUT"}
     late = (await kit.graphql(cancel, members["bob"], id=second["id"])).json()
     assert codes(late) == {("cancelRedemption",): "BAD_USER_INPUT"}
     mine = await kit.data("{ redemptions { id status } }", members["bob"])

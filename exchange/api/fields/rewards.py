@@ -291,9 +291,9 @@ class RewardMutations:
         return Redemption.from_row(row, await info.context.currency())
 
     @strawberry.mutation(
-        description="The publishing partner confirms it delivered a direct reward. A redemption of none of "
-        "the caller's rewards is `NOT_FOUND`; one that does not await delivery (only a COMPLETED direct reward "
-        "does) is `BAD_USER_INPUT`.",
+        description="The publishing partner confirms it delivered a direct reward. Confirming again answers it "
+        "as it stands (DELIVERED), nothing done twice. A redemption of none of the caller's rewards is "
+        "`NOT_FOUND`; one that does not await delivery (only a COMPLETED direct reward does) is `BAD_USER_INPUT`.",
         extensions=[authorize(requires(Scope.PARTNER_WRITE))],
     )
     async def confirm_redemption_delivery(
