@@ -318,6 +318,12 @@ async def test_a_partner_uploads_its_records_and_staff_resolve_and_sign_off(kit:
     assert (
         signed["status"] == "SIGNED_OFF" and signed["signedOffBy"].startswith("settlement-") and signed["signedOffAt"]
     )
+    assert (await kit.data(sign_off, staff, p=last_month))["signOffPeriod"] == signed, "a retry: as it stands"
+    other_note = sign_off.replace('note: "ok"', 'note: "agreed"')
+    for refused, token in ((other_note, staff), (sign_off, await kit.staff_token(Role.SETTLEMENT))):
+        assert errors_at((await kit.graphql(refused, token, p=last_month)).json()) == {
+            ("signOffPeriod",): "PERIOD_CLOSED"
+        }
     again = (await kit.graphql(IMPORT, partner, p=last_month, csv=RECORDS)).json()
     assert again["errors"][0]["extensions"]["code"] == "PERIOD_CLOSED"
     seen = (

@@ -211,9 +211,9 @@ class SettlementMutations:
 
     @strawberry.mutation(
         description="Sign off a partner's closed period, once its records are imported and every "
-        "break is resolved (`UNRESOLVED_BREAKS` otherwise); nothing of it changes afterwards (signing "
-        "off again, or importing or resolving, is `PERIOD_CLOSED`). A period not closed is "
-        "`PERIOD_NOT_CLOSED`.",
+        "break is resolved (`UNRESOLVED_BREAKS` otherwise); nothing of it changes afterwards (importing, "
+        "resolving, or signing off with another note or as another caller is `PERIOD_CLOSED`; the same "
+        "sign-off sent again answers it as it stands). A period not closed is `PERIOD_NOT_CLOSED`.",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def sign_off_period(
