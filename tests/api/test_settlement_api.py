@@ -319,6 +319,11 @@ async def test_a_partner_uploads_its_records_and_staff_resolve_and_sign_off(kit:
         signed["status"] == "SIGNED_OFF" and signed["signedOffBy"].startswith("settlement-") and signed["signedOffAt"]
     )
     assert (await kit.data(sign_off, staff, p=last_month))["signOffPeriod"] == signed, "a retry: as it stands"
+    assert (await kit.data(resolve, staff, id=missing["id"]))["resolveBreak"]["resolution"] == resolved, "a retry"
+    accept = 'mutation($id: ID!) { resolveBreak(breakId: $id, resolution: ACCEPT_LEDGER, reason: "r") { id } }'
+    assert errors_at((await kit.graphql(accept, staff, id=missing["id"])).json()) == {
+        ("resolveBreak",): "PERIOD_CLOSED"
+    }
     other_note = sign_off.replace('note: "ok"', 'note: "agreed"')
     for refused, token in ((other_note, staff), (sign_off, await kit.staff_token(Role.SETTLEMENT))):
         assert errors_at((await kit.graphql(refused, token, p=last_month)).json()) == {

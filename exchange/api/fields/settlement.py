@@ -149,7 +149,9 @@ class SettlementMutations:
         description="Resolve a break of a current reconciliation: ACCEPT_LEDGER (the ledger's "
         "figure stands) or ADJUST (a balanced adjustment between the partner and a counterparty "
         "is posted into the next open period, referenced `break:<id>`). Who and why are recorded. "
-        "Once the partner's period is signed off, `PERIOD_CLOSED`.",
+        "Resolving it again the same way answers the first resolution, nothing posted twice; another "
+        "way is `IDEMPOTENCY_CONFLICT`. Once the partner's period is signed off, any but such a repeat is "
+        "`PERIOD_CLOSED`.",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def resolve_break(
