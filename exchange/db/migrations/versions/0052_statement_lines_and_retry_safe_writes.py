@@ -1,5 +1,5 @@
 """An issued statement's lines, a page at a time; a promotion ended early keeps the end it was
-made with.
+made with; a status match's progress report sent again is counted once.
 
 * ``issued_statement_line``: each issued statement's ``lines``, one row per line numbered from 1
   in the document's order, holding the line's JSON as the document does, so that a page of a
@@ -11,6 +11,9 @@ made with.
   after a lost answer), is known as the same request and answers the promotion as it is, not
   ``IDEMPOTENCY_CONFLICT``. Null for the promotions ended before it was kept: their end as made
   is not known.
+* ``status_match_report``: each challenge progress report a partner sent with an idempotency
+  key (``recordStatusMatchActivity(idempotencyKey)``), by match and key, with its figures: the
+  same key again answers the match without counting the report twice.
 
 Revision ID: 0052
 Revises: 0051
@@ -23,6 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from exchange.db.types import UTCDateTime
+from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
 from exchange.settlement.issued import lines_from_documents
 
 revision = "0052"
@@ -47,9 +51,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("period", "participant", "number"),
     )
     op.execute(lines_from_documents(op.get_bind().dialect.name, one=False))
+    op.create_table(
+        "status_match_report",
+        sa.Column("match_id", sa.String(36), sa.ForeignKey("status_match.id"), nullable=False),
+        sa.Column("idempotency_key", sa.String(IDEMPOTENCY_KEY_LENGTH), nullable=False),
+        sa.Column("points", sa.Integer(), nullable=False),
+        sa.Column("activities", sa.Integer(), nullable=False),
+        sa.Column("recorded_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("match_id", "idempotency_key"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("status_match_report")
     op.drop_table("issued_statement_line")
     with op.batch_alter_table("promotion") as batch:
         batch.drop_column("planned_ends_at")
