@@ -6,10 +6,10 @@ once a period is CLOSED, closing it issues every participant's statement, each i
 work of its own (:func:`issue`): it builds the canonical JSON document
 (:mod:`exchange.settlement.statements`), signs exactly those bytes with the active statement key
 and stores the bytes, the document's version, the key's id, the JWS and the moment
-(``issued_statement``), and in the same unit of work the document's lines, one row each
-(``issued_statement_line``: a page of them is read by number, not out of the whole document;
-the database takes them from the stored document, so they are its lines exactly). A statement
-is issued once: one stored already is left as it is, so a
+(``issued_statement``); in the same unit of work the database writes the document's lines,
+one row each, taken from the stored document by a trigger (``issued_statement_line``, migration
+0052: a page of them is read by number, not out of the whole document, and they are the
+document's lines exactly, whichever process stored it). A statement is issued once: one stored already is left as it is, so a
 closing cut midway and taken again, or a download racing it, issues nothing twice.
 
 Every download (GraphQL, the consoles, the CLI, through ``SettlementService.statement``) serves
@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from joserfc.jwk import RSAKey
-from sqlalchemy import TextClause, TextualSelect, bindparam, column, func, literal, select, table, text, update
+from sqlalchemy import TextualSelect, bindparam, column, func, literal, select, table, text, update
 from sqlmodel import col
 from sqlmodel import select as select_rows
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -189,39 +189,11 @@ async def issue(session: AsyncSession, signer: Signer, participant: str, period:
         "key_id": str(signer.key.kid),
         "issued_at": now,
     }
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stored = await _copy_in(session, row, document, signer.key)
-    else:
-        stored = await insert_once(
-            session, IssuedStatement(**row, document=document.decode(), jws=sign(document, signer.key))
-        )
-    if stored:
-        await session.exec(
-            lines_from_documents(dialect, one=True), params={"period": period, "participant": participant}
-        )  # type: ignore[call-overload]
-    return stored
-
-
-def lines_from_documents(dialect: str, *, one: bool) -> TextClause:
-    """The SQL that writes the ``lines`` of issued statements' documents into
-    ``issued_statement_line``, numbered from 1 in the document's order, each as the document
-    holds it: of the statement ``:period``, ``:participant`` when ``one``, else of every statement
-    stored (migration 0052). The database takes the document apart, not Python: a busy month's
-    statement holds a million lines."""
-    if dialect == "postgresql":
-        # json (not jsonb) keeps each element's text as it is, and has no jsonb's 256 MB limit.
-        lines = (
-            "SELECT s.period, s.participant, l.number, l.line::text FROM issued_statement s "
-            "CROSS JOIN LATERAL json_array_elements(s.document::json -> 'lines') WITH ORDINALITY AS l(line, number)"
-        )
-    else:
-        lines = (
-            "SELECT s.period, s.participant, l.key + 1, l.value FROM issued_statement s, "
-            "json_each(s.document, '$.lines') AS l"
-        )
-    where = " WHERE s.period = :period AND s.participant = :participant" if one else ""
-    return text(f"INSERT INTO issued_statement_line (period, participant, number, line) {lines}{where}")
+    if session.get_bind().dialect.name == "postgresql":
+        return await _copy_in(session, row, document, signer.key)
+    return await insert_once(
+        session, IssuedStatement(**row, document=document.decode(), jws=sign(document, signer.key))
+    )
 
 
 _ISSUED = IssuedStatement.__table__  # type: ignore[attr-defined]

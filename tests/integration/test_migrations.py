@@ -184,7 +184,8 @@ async def test_subscriptions_made_before_the_sequence_mark_keep_the_events_after
 async def test_statements_issued_before_their_lines_were_kept_have_them_from_their_document(database_url: str) -> None:
     """Taken back to the revision before ``issued_statement_line`` and up again: each statement
     issued meanwhile has its document's lines, in its order, each the object the document holds
-    (text a JSON parser could trip on included), and its document as it was."""
+    (text a JSON parser could trip on included), and its document as it was. So has one stored
+    afterwards by any process (a gateway of the release before, during a rolling update)."""
     db = Database.from_url(database_url)
     config = migrate.alembic_config(database_url)
     lines = [
@@ -192,21 +193,26 @@ async def test_statements_issued_before_their_lines_were_kept_have_them_from_the
         for n in range(12)
     ]
     documents = {
-        who: canonical_json({"lines": lines[: 12 if who == "fresh-mart" else 0], "partner": who, "version": 2})
-        for who in ("fresh-mart", "wallet-pay")
+        who: canonical_json({"lines": lines[:count], "partner": who, "version": 2})
+        for who, count in (("fresh-mart", 12), ("wallet-pay", 0), ("happy-card", 3))
     }
-    try:
-        await asyncio.to_thread(command.downgrade, config, "0051")
+
+    async def store(*participants: str) -> None:
         async with db.transaction() as session:
-            for who, document in documents.items():
+            for who in participants:
                 await session.exec(
                     text(
                         "INSERT INTO issued_statement (period, participant, version, document, key_id, jws, issued_at) "
                         "VALUES ('2026-10', :who, 2, :document, 'k', 'jws', :at)"
                     ),  # type: ignore[call-overload]
-                    params={"who": who, "document": document, "at": datetime.now(UTC)},
+                    params={"who": who, "document": documents[who], "at": datetime.now(UTC)},
                 )
+
+    try:
+        await asyncio.to_thread(command.downgrade, config, "0051")
+        await store("fresh-mart", "wallet-pay")
         await asyncio.to_thread(command.upgrade, config, "head")
+        await store("happy-card")
         async with db.transaction() as session:
             kept = (
                 await session.exec(
@@ -219,7 +225,8 @@ async def test_statements_issued_before_their_lines_were_kept_have_them_from_the
             kept_documents = text("SELECT participant, document FROM issued_statement")
             documents_now = (await session.exec(kept_documents)).all()  # type: ignore[call-overload]
         assert [(who, number, json.loads(line)) for who, number, line in kept] == [
-            ("fresh-mart", n + 1, line) for n, line in enumerate(lines)
+            *(("fresh-mart", n + 1, line) for n, line in enumerate(lines)),
+            *(("happy-card", n + 1, line) for n, line in enumerate(lines[:3])),
         ]
         assert {row[0]: row[1] for row in documents_now} == documents
     finally:

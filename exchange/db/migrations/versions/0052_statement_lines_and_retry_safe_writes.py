@@ -4,8 +4,11 @@ made with; a status match's progress report sent again is counted once.
 * ``issued_statement_line``: each issued statement's ``lines``, one row per line numbered from 1
   in the document's order, holding the line's JSON as the document does, so that a page of a
   statement's lines (GraphQL's ``Statement.linePage``, the consoles' statement pages) reads its
-  own rows by number where it read and parsed the whole document. Filled from the statements
-  issued already, in the database (the documents are neither changed nor signed again).
+  own rows by number where it read and parsed the whole document. The database writes them, in
+  the unit of work that stores the statement: a trigger after each insert into
+  ``issued_statement`` takes the new document's lines apart (so a statement stored by a gateway
+  of the release before, during a rolling update, has its lines too). Filled likewise from the
+  statements issued already (the documents are neither changed nor signed again).
 * ``promotion.planned_ends_at``: the ``ends_at`` a promotion was made with, kept when
   ``endPromotion`` ends it before then, so that the request that made it, sent again (a retry
   after a lost answer), is known as the same request and answers the promotion as it is, not
@@ -27,12 +30,33 @@ from alembic import op
 
 from exchange.db.types import UTCDateTime
 from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
-from exchange.settlement.issued import lines_from_documents
 
 revision = "0052"
 down_revision = "0051"
 branch_labels = None
 depends_on = None
+
+
+#: A statement's lines taken from its document, ``{row}.document`` (a row of ``issued_statement``),
+#: numbered from 1 in its order, each as the document holds it: the columns, and the function
+#: that yields them. json, not jsonb, keeps each element's text as it is and has no jsonb's 256 MB
+#: limit.
+POSTGRES_LINES = (
+    "{row}.period, {row}.participant, l.number, l.line::text",
+    "json_array_elements({row}.document::json -> 'lines') WITH ORDINALITY AS l(line, number)",
+)
+SQLITE_LINES = ("{row}.period, {row}.participant, l.key + 1, l.value", "json_each({row}.document, '$.lines') AS l")
+INSERT_LINES = "INSERT INTO issued_statement_line (period, participant, number, line) SELECT {} FROM {}{}"
+
+
+def _postgresql() -> bool:
+    return op.get_bind().dialect.name == "postgresql"
+
+
+def _lines(row: str, source: str) -> str:
+    """The INSERT of the lines of the documents of ``row`` (``NEW``, or ``s`` of ``source``)."""
+    columns, function = POSTGRES_LINES if _postgresql() else SQLITE_LINES
+    return INSERT_LINES.format(columns.format(row=row), source, function.format(row=row))
 
 
 def upgrade() -> None:
@@ -50,7 +74,25 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("period", "participant", "number"),
     )
-    op.execute(lines_from_documents(op.get_bind().dialect.name, one=False))
+    op.execute(_lines("s", "issued_statement s, "))
+    if _postgresql():
+        op.execute(
+            f"""
+            CREATE FUNCTION issued_statement_lines() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                {_lines("NEW", "")};
+                RETURN NULL;
+            END $$
+            """
+        )
+        op.execute(
+            "CREATE TRIGGER issued_statement_lines AFTER INSERT ON issued_statement "
+            "FOR EACH ROW EXECUTE FUNCTION issued_statement_lines()"
+        )
+    else:
+        op.execute(
+            f"CREATE TRIGGER issued_statement_lines AFTER INSERT ON issued_statement BEGIN {_lines('NEW', '')}; END"
+        )
     op.create_table(
         "status_match_report",
         sa.Column("match_id", sa.String(36), sa.ForeignKey("status_match.id"), nullable=False),
@@ -64,6 +106,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("status_match_report")
+    if _postgresql():
+        op.execute("DROP TRIGGER issued_statement_lines ON issued_statement")
+        op.execute("DROP FUNCTION issued_statement_lines()")
+    else:
+        op.execute("DROP TRIGGER issued_statement_lines")
     op.drop_table("issued_statement_line")
     with op.batch_alter_table("promotion") as batch:
         batch.drop_column("planned_ends_at")
