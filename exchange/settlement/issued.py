@@ -7,9 +7,10 @@ work of its own (:func:`issue`): it builds the canonical JSON document
 (:mod:`exchange.settlement.statements`), signs exactly those bytes with the active statement key
 and stores the bytes, the document's version, the key's id, the JWS and the moment
 (``issued_statement``); in the same unit of work the database writes the document's lines,
-one row each, taken from the stored document by a trigger (``issued_statement_line``, migration
-0052: a page of them is read by number, not out of the whole document, and they are the
-document's lines exactly, whichever process stored it). A statement is issued once: one stored already is left as it is, so a
+one row each, and its head (the document but its lines), taken from the stored document by a
+trigger (``issued_statement_line`` and ``issued_statement.head``, migration 0052: a page reads its
+figures and its lines there, not out of the whole document, and they are the document's
+exactly, whichever process stored it). A statement is issued once: one stored already is left as it is, so a
 closing cut midway and taken again, or a download racing it, issues nothing twice.
 
 Every download (GraphQL, the consoles, the CLI, through ``SettlementService.statement``) serves
@@ -47,7 +48,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from joserfc.jwk import RSAKey
-from sqlalchemy import TextualSelect, bindparam, column, func, literal, select, table, text, update
+from sqlalchemy import bindparam, column, func, literal, select, table, text, update
 from sqlmodel import col
 from sqlmodel import select as select_rows
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -57,7 +58,6 @@ from exchange.coalition.models import CoalitionLiability
 from exchange.db.bulk import copy_csv
 from exchange.db.dialects import insert, insert_once
 from exchange.db.paging import Keyset, Page, read_page
-from exchange.db.types import UTCDateTime
 from exchange.keyring.crypto import ALGORITHM
 from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
@@ -422,41 +422,23 @@ class IssuedFigures(Statement):
     resigned_at: datetime | None = field(kw_only=True)
 
 
-def _head(dialect: str) -> TextualSelect:
-    """The SQL that reads a stored statement's row but its document and JWS, and its document
-    but its ``lines`` (a JSON object): the database takes the document apart."""
-    if dialect == "postgresql":
-        head = (
-            "(SELECT json_object_agg(d.key, d.value) FROM json_each(s.document::json) AS d "
-            "WHERE d.key <> 'lines')::text"
-        )
-    else:
-        head = "json_remove(s.document, '$.lines')"
-    return text(
-        f"SELECT s.version, s.key_id, s.issued_at, s.resigned_at, {head} AS head FROM issued_statement s "
-        "WHERE s.period = :period AND s.participant = :participant"
-    ).columns(
-        column("version"),
-        column("key_id"),
-        column("issued_at", UTCDateTime()),
-        column("resigned_at", UTCDateTime()),
-        column("head"),
-    )
-
-
 async def stored_figures(
     session: AsyncSession, participant: str, period: str, *, calendar: SettlementCalendar, currency: Currency
 ) -> IssuedFigures | None:
-    """The participant's statement of ``period`` as issued, its figures read from its document
-    but for its lines; None if none is stored."""
+    """The participant's statement of ``period`` as issued, its figures read from its document's
+    head (the document but its lines); None if none is stored."""
+    columns = ("version", "key_id", "issued_at", "resigned_at", "head")
     found = (
         await session.exec(
-            _head(session.get_bind().dialect.name), params={"period": period, "participant": participant}
+            select(*(_ISSUED.c[name] for name in columns)).where(
+                _ISSUED.c.period == period, _ISSUED.c.participant == participant
+            )
         )  # type: ignore[call-overload]
     ).first()
     if found is None:
         return None
     version, key_id, issued_at, resigned_at, head = found
+    assert head is not None, "the database writes it with the row"
     return IssuedFigures(
         lines=(),
         version=version,

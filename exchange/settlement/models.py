@@ -257,6 +257,10 @@ class IssuedStatement(SQLModel, table=True):
     resigned_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     """When ``jws`` and ``key_id`` replaced the signature of a key withdrawn as compromised (the
     document is never changed: the database refuses it)."""
+    head: str | None = Field(default=None, sa_type=Text)
+    """The document but its ``lines`` (a JSON object), written by the database as the row is
+    inserted (migration 0052): what a page shows of the statement is read from it, and a page of
+    its lines from ``issued_statement_line``, not from the whole document."""
 
 
 class IssuedStatementLine(SQLModel, table=True):

@@ -184,7 +184,8 @@ async def test_subscriptions_made_before_the_sequence_mark_keep_the_events_after
 async def test_statements_issued_before_their_lines_were_kept_have_them_from_their_document(database_url: str) -> None:
     """Taken back to the revision before ``issued_statement_line`` and up again: each statement
     issued meanwhile has its document's lines, in its order, each the object the document holds
-    (text a JSON parser could trip on included), and its document as it was. So has one stored
+    (text a JSON parser could trip on included), its head (the rest of the document), and its
+    document as it was. So has one stored
     afterwards by any process (a gateway of the release before, during a rolling update)."""
     db = Database.from_url(database_url)
     config = migrate.alembic_config(database_url)
@@ -222,12 +223,15 @@ async def test_statements_issued_before_their_lines_were_kept_have_them_from_the
                     )  # type: ignore[call-overload]
                 )
             ).all()
-            kept_documents = text("SELECT participant, document FROM issued_statement")
+            kept_documents = text("SELECT participant, document, head FROM issued_statement")
             documents_now = (await session.exec(kept_documents)).all()  # type: ignore[call-overload]
         assert [(who, number, json.loads(line)) for who, number, line in kept] == [
             *(("fresh-mart", n + 1, line) for n, line in enumerate(lines)),
             *(("happy-card", n + 1, line) for n, line in enumerate(lines[:3])),
         ]
         assert {row[0]: row[1] for row in documents_now} == documents
+        assert {row[0]: json.loads(row[2]) for row in documents_now} == {
+            who: {"partner": who, "version": 2} for who in documents
+        }, "each head: the document but its lines"
     finally:
         await db.dispose()

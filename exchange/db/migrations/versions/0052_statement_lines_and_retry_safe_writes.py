@@ -9,6 +9,9 @@ made with; a status match's progress report sent again is counted once.
   ``issued_statement`` takes the new document's lines apart (so a statement stored by a gateway
   of the release before, during a rolling update, has its lines too). Filled likewise from the
   statements issued already (the documents are neither changed nor signed again).
+* ``issued_statement.head``: the document but its ``lines`` (a JSON object), written by the
+  same trigger and filled likewise: what a page shows of a statement is read from it. The guard
+  that refuses changes to an issued statement watches its document, not this column.
 * ``promotion.planned_ends_at``: the ``ends_at`` a promotion was made with, kept when
   ``endPromotion`` ends it before then, so that the request that made it, sent again (a retry
   after a lost answer), is known as the same request and answers the promotion as it is, not
@@ -47,10 +50,22 @@ POSTGRES_LINES = (
 )
 SQLITE_LINES = ("{row}.period, {row}.participant, l.key + 1, l.value", "json_each({row}.document, '$.lines') AS l")
 INSERT_LINES = "INSERT INTO issued_statement_line (period, participant, number, line) SELECT {} FROM {}{}"
+#: The document ``{row}.document`` but its lines, as a JSON object.
+POSTGRES_HEAD = (
+    "(SELECT json_object_agg(d.key, d.value) FROM json_each({row}.document::json) AS d WHERE d.key <> 'lines')::text"
+)
+SQLITE_HEAD = "json_remove({row}.document, '$.lines')"
 
 
 def _postgresql() -> bool:
     return op.get_bind().dialect.name == "postgresql"
+
+
+def _head(row: str) -> str:
+    """The UPDATE that writes the head of the document of ``row`` (``NEW``, or every row)."""
+    head = (POSTGRES_HEAD if _postgresql() else SQLITE_HEAD).format(row=row)
+    where = " WHERE period = NEW.period AND participant = NEW.participant" if row == "NEW" else ""
+    return f"UPDATE issued_statement SET head = {head}{where}"
 
 
 def _lines(row: str, source: str) -> str:
@@ -74,13 +89,16 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("period", "participant", "number"),
     )
+    op.add_column("issued_statement", sa.Column("head", sa.Text(), nullable=True))
     op.execute(_lines("s", "issued_statement s, "))
+    op.execute(_head("issued_statement"))
     if _postgresql():
         op.execute(
             f"""
             CREATE FUNCTION issued_statement_lines() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 {_lines("NEW", "")};
+                {_head("NEW")};
                 RETURN NULL;
             END $$
             """
@@ -91,7 +109,8 @@ def upgrade() -> None:
         )
     else:
         op.execute(
-            f"CREATE TRIGGER issued_statement_lines AFTER INSERT ON issued_statement BEGIN {_lines('NEW', '')}; END"
+            "CREATE TRIGGER issued_statement_lines AFTER INSERT ON issued_statement "
+            f"BEGIN {_lines('NEW', '')}; {_head('NEW')}; END"
         )
     op.create_table(
         "status_match_report",
@@ -112,5 +131,7 @@ def downgrade() -> None:
     else:
         op.execute("DROP TRIGGER issued_statement_lines")
     op.drop_table("issued_statement_line")
+    # In place, on SQLite too: a batch copy of the table would drop its guard.
+    op.drop_column("issued_statement", "head")
     with op.batch_alter_table("promotion") as batch:
         batch.drop_column("planned_ends_at")
