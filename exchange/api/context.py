@@ -19,6 +19,7 @@ from exchange.pricing.models import Promotion, RateVersion
 from exchange.programs.models import Program, ProgramTier
 from exchange.services.container import Services
 from exchange.services.webhooks import Page
+from exchange.settlement.models import IssuedStatement
 from exchange.webhooks.models import WebhookAttempt
 from exchange.webhooks.subscriptions import DeliveryView
 
@@ -50,6 +51,15 @@ def _lists(load_many: Callable[[list[K]], Awaitable[Mapping[K, list[V]]]]) -> Da
     async def load(keys: list[K]) -> list[list[V]]:
         found = await load_many(keys)
         return [found.get(key, []) for key in keys]
+
+    return DataLoader(load_fn=load)
+
+
+def _each(load_one: Callable[[K], Awaitable[V]]) -> DataLoader[K, V]:
+    """One row per key, read one by one (each once a request, however many fields ask)."""
+
+    async def load(keys: list[K]) -> list[V]:
+        return [await load_one(key) for key in keys]
 
     return DataLoader(load_fn=load)
 
@@ -91,6 +101,9 @@ class Loaders:
     linked_accounts: DataLoader[ProgramPage, list[LinkedAccount]]
     webhook_deliveries: DataLoader[DeliveriesPage, Page[DeliveryView]]
     webhook_attempts: DataLoader[AttemptsPage, Page[WebhookAttempt]]
+    issued_statements: DataLoader[tuple[str, str], IssuedStatement]
+    """A statement's stored document and signature by (participant, period), read once for
+    however many of its fields ask (each is a busy month's whole document)."""
 
     @classmethod
     def for_request(cls, services: Services) -> Loaders:
@@ -122,6 +135,7 @@ class Loaders:
                 ),
                 Page.empty,
             ),
+            issued_statements=_each(lambda key: services.settlement.issued_statement(*key)),
         )
 
 

@@ -63,6 +63,10 @@ class Promotion(SQLModel, table=True):
     bonus_percent: Decimal = Field(sa_type=ExactNumeric(9, PERCENT_SCALE))
     starts_at: datetime = Field(sa_type=UTCDateTime)
     ends_at: datetime = Field(sa_type=UTCDateTime)
+    planned_ends_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """The end it was made with, kept when ``endPromotion`` ended it before then (``ends_at`` is
+    the end it had): a repeat of the request that made it is known as one. None: not ended
+    early (or ended before this was kept, migration 0052)."""
     origin: str = Field(max_length=10)
     created_by: str = Field(max_length=100)
     created_at: datetime = Field(sa_type=UTCDateTime)

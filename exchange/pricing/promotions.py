@@ -64,11 +64,12 @@ class PromotionTerms:
             raise BadUserInput(f"{self.program_id} does not convert into itself", field="fromPrograms")
 
     def same_as(self, promotion: Promotion) -> bool:
+        """Whether ``promotion`` was made with these terms: ended early since, it is still."""
         return (
             promotion.program_id == self.program_id
             and promotion.bonus_percent == self.bonus_percent
             and promotion.starts_at == self.starts_at
-            and promotion.ends_at == self.ends_at
+            and (promotion.planned_ends_at or promotion.ends_at) == self.ends_at
             and (tuple(promotion.sources) if promotion.sources is not None else None) == self.sources
         )
 
@@ -112,16 +113,17 @@ async def sync_declared_promotions(session: AsyncSession, directory: PartnersDir
 
 
 async def create_promotion(session: AsyncSession, terms: PromotionTerms, *, actor: str, now: datetime) -> Promotion:
-    """Create a partner's promotion; repeating the same id and terms returns the first one."""
+    """Create a partner's promotion; repeating the same id and terms returns the first one as it
+    is now, though it has ended since (by ``endPromotion`` or by its time)."""
     terms.check()
-    if terms.ends_at <= now:
-        raise BadUserInput("endsAt must be in the future", field="endsAt")
     promotion = _row(terms, Origin.PARTNER, actor, now)
-    if await dialects.insert_once(session, promotion):
+    if terms.ends_at > now and await dialects.insert_once(session, promotion):
         return promotion
     existing = await session.get(Promotion, (terms.id, terms.program_id))
     if existing is not None and terms.same_as(existing):
         return existing
+    if terms.ends_at <= now:
+        raise BadUserInput("endsAt must be in the future", field="endsAt")
     raise IdempotencyConflict(f"promotion id {terms.id!r} is taken by other terms", field="id")
 
 
@@ -131,6 +133,8 @@ async def end_promotion(session: AsyncSession, *, program_id: str, promotion_id:
     if promotion is None:
         raise NotFound(f"{program_id} has no promotion {promotion_id!r}", field="id")
     if promotion.ends_at > now:
+        if promotion.planned_ends_at is None:  # ended again before it started: still as made
+            promotion.planned_ends_at = promotion.ends_at
         promotion.ends_at = max(now, promotion.starts_at)
         session.add(promotion)
         await session.flush()

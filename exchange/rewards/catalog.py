@@ -19,7 +19,7 @@ from exchange.errors import BadUserInput, IdempotencyConflict
 from exchange.money import Currency
 from exchange.programs import service as programs
 from exchange.programs.declarations import PartnersDirectory
-from exchange.rewards.errors import CursorOfAnotherProgram, NotYourReward, RewardNotFound
+from exchange.rewards.errors import CursorOfAnotherProgram, NoRewardAfter, NotYourReward, RewardNotFound
 from exchange.rewards.models import DESCRIPTION_LENGTH, TITLE_LENGTH, Reward, RewardKind
 from exchange.text import chosen_id_problem, shown_text_problem, shows_nothing
 
@@ -187,11 +187,13 @@ async def list_rewards(
 ) -> Sequence[Reward]:
     """``first`` rewards by publisher and id, after the reward ``after`` (its program, then its
     id: a keyset, so a page costs the same however many rewards a partner publishes;
-    ``RewardNotFound`` naming ``after`` when there is none, ``CursorOfAnotherProgram`` when
-    it is not ``program_id``'s); only those redeemable at ``available_at`` when given."""
+    ``NoRewardAfter`` when there is none, ``CursorOfAnotherProgram`` when it is not
+    ``program_id``'s); only those redeemable at ``available_at`` when given."""
     statement = select(Reward)
     if after is not None:
-        cursor = await get_reward(session, after, field="after")
+        cursor = await session.get(Reward, after)
+        if cursor is None:
+            raise NoRewardAfter(after)
         if program_id is not None and cursor.program_id != program_id:
             raise CursorOfAnotherProgram(after, cursor.program_id, program_id)
         # A row value, which both databases compare as the index orders (ix_reward_program).

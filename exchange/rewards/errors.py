@@ -12,7 +12,23 @@ class RewardNotFound(NotFound):
         super().__init__(f"no reward has id {reward_id!r}", field=field)
 
 
-class CursorOfAnotherProgram(BadUserInput):
+class NotARewardCursor(BadUserInput):
+    """An ``after`` of the reward list that cannot place a page: as every list's cursor it did
+    not give out, ``BAD_USER_INPUT`` naming ``after`` (not ``NOT_FOUND``, which would say the
+    list's subject is missing)."""
+
+
+class NoRewardAfter(NotARewardCursor):
+    """A page asked for after a reward id no reward has."""
+
+    def __init__(self, after: str) -> None:
+        super().__init__(
+            f"after names no reward ({after!r}): pass the last id of a page, or null for the first page",
+            field="after",
+        )
+
+
+class CursorOfAnotherProgram(NotARewardCursor):
     """A page of one program's rewards asked for after another program's reward: the keyset
     (program, then id) would place it before or after every one of them, and the page would hold
     all of them or none."""

@@ -255,9 +255,12 @@ class RedemptionSaga(Saga[Redemption]):
         await ended_unpaid(session, redemption, now)
 
     async def confirm_delivery(self, redemption_id: str, program_id: str) -> Redemption:
-        """The publisher delivered the reward: the redemption is final."""
+        """The publisher delivered the reward: the redemption is final. Confirmed again (a
+        retry after a lost answer), it is answered as it stands, nothing done twice."""
         async with self.db.transaction() as session:
             redemption = await _locked_for(session, redemption_id, program_id=program_id)
+            if redemption.status == RedemptionStatus.DELIVERED:
+                return redemption
             if redemption.status != RedemptionStatus.COMPLETED or redemption.kind != RewardKind.DIRECT:
                 raise NotDeliverable(redemption_id, redemption.status)
             now = self.clock.now()

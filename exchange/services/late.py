@@ -117,8 +117,8 @@ class LateOutcomes:
     async def waiting(
         self, *, first: int = 50, after: str | None = None, program_id: str | None = None
     ) -> Page[WaitingWrite]:
-        """A page of the writes waiting longest for a partner's word, oldest first (``first`` of
-        them after the cursor ``after``), of every partner or of ``program_id``."""
+        """A page of the writes waiting for a partner's word, the oldest first (``first`` of them
+        after the cursor ``after``), of every partner or of ``program_id``."""
         conversions, redemptions = CONVERSIONS, REDEMPTIONS
         debit = conversions.c.step == SagaStep.AWAIT_DEBIT
         parts = [
@@ -131,6 +131,7 @@ class LateOutcomes:
                 conversions.c.updated_at,
                 conversions.c.attempts,
                 conversions.c.next_attempt_at,
+                conversions.c.created_at,
             ).where(
                 conversions.c.status == ConversionStatus.PENDING,
                 conversions.c.step.in_([SagaStep.AWAIT_DEBIT, SagaStep.AWAIT_CREDIT]),
@@ -144,6 +145,7 @@ class LateOutcomes:
                 redemptions.c.updated_at,
                 redemptions.c.attempts,
                 redemptions.c.next_attempt_at,
+                redemptions.c.created_at,
             ).where(redemptions.c.status == RedemptionStatus.PENDING, redemptions.c.step == RedemptionStep.AWAIT_DEBIT),
         ]
         rows = await oldest_first(
@@ -169,7 +171,7 @@ class LateOutcomes:
                 polls=polls,
                 next_poll_at=next_poll,
             )
-            for saga, row_id, program, step, points, since, polls, next_poll in rows.items
+            for saga, row_id, program, step, points, since, polls, next_poll, _ in rows.items
         ]
         return Page(waiting, rows.next_cursor)
 

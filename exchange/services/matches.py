@@ -52,9 +52,14 @@ class StatusMatchService:
         async with self.db.transaction() as session:
             return await matching.member_matches(session, member_of(caller), first=first, after=after)
 
-    async def record_activity(self, caller: Principal, match_id: str, points: int, activities: int) -> StatusMatch:
-        """The target partner reports challenge progress of a match into its own program."""
-        return await self.matching.record_activity(program_of(caller), match_id, points, activities)
+    async def record_activity(
+        self, caller: Principal, match_id: str, points: int, activities: int, *, key: str | None = None
+    ) -> StatusMatch:
+        """The target partner reports challenge progress of a match into its own program; with
+        an idempotency ``key``, once."""
+        return await self.matching.record_activity(
+            program_of(caller), match_id, points, activities, key=None if key is None else idempotency_key(key)
+        )
 
     async def recover(self) -> RecoveryReport:
         """The status-match expiry job's pass now, over every active match whatever its next

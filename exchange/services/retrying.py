@@ -71,6 +71,7 @@ def _failing(table: Table, saga: str, program: ColumnElement[Any]) -> Select[Any
         table.c.last_error,
         table.c.updated_at,
         table.c.next_attempt_at,
+        table.c.created_at,
     ).where(table.c.step != DONE, table.c.attempts >= ATTENTION_AFTER, table.c.last_error.is_not(None))
 
 
@@ -82,7 +83,7 @@ class RetryingOperations:
     async def listed(
         self, *, first: int = 50, after: str | None = None, program_id: str | None = None
     ) -> Page[RetryingRow]:
-        """A page of the rows failing longest, oldest first (``first`` of them after the cursor
+        """A page of the rows failing, the oldest first (``first`` of them after the cursor
         ``after``), of every partner or of ``program_id``'s."""
         credit_step = CONVERSIONS.c.step.in_([SagaStep.CREDIT, SagaStep.AWAIT_CREDIT])
         parts = [
@@ -117,6 +118,6 @@ class RetryingOperations:
                 age=now - since,
                 next_attempt_at=next_attempt,
             )
-            for saga, row_id, program, status, step, attempts, last_error, since, next_attempt in rows.items
+            for saga, row_id, program, status, step, attempts, last_error, since, next_attempt, _ in rows.items
         ]
         return Page(failing, rows.next_cursor)

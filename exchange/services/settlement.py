@@ -22,6 +22,7 @@ from exchange.coalition.rules import declared_point, point_rules
 from exchange.coalition.verify import check_point
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
+from exchange.db.paging import Page
 from exchange.errors import ExchangeError
 from exchange.ledger.errors import PeriodNotOver
 from exchange.ledger.partitions import ensure_partitions
@@ -400,6 +401,43 @@ class SettlementService:
         row, currency = await self._issued(participant, period)
         return issued.read_document(row, calendar=self.calendar, currency=currency)
 
+    async def statement_lines(
+        self, participant: str, period: str, *, first: int, after: str | None
+    ) -> Page[statements.StatementLine]:
+        """``first`` lines of the participant's issued statement of ``period``, in its order,
+        after the cursor ``after`` (a page's ``nextCursor``)."""
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            currency = await settlement_currency(session)
+            return await issued.line_page(session, participant, period, currency, first=first, after=after)
+
+    async def statement_lines_after(
+        self, participant: str, period: str, *, number: int, first: int
+    ) -> list[statements.StatementLine]:
+        """``first`` lines of the participant's issued statement of ``period`` after its
+        ``number``-th (0: from the first)."""
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            currency = await settlement_currency(session)
+            return await issued.lines_after(session, participant, period, currency, number=number, first=first)
+
+    async def statement_line_count(self, participant: str, period: str) -> int:
+        """How many lines the participant's issued statement of ``period`` has."""
+        period = self.calendar.parse(period)
+        async with self.db.transaction() as session:
+            return await issued.line_count(session, participant, period)
+
+    async def statement_figures(self, participant: str, period: str) -> issued.IssuedFigures:
+        """The participant's statement of the closed ``period`` as issued (as :meth:`statement`),
+        its figures read from its document but for its lines: what a page shows, with a page of
+        its lines (:meth:`statement_lines`), without reading a busy month's document whole."""
+        period = self.calendar.parse(period)
+        currency = await self._ensure_issued(participant, period)
+        async with self.db.transaction() as session:
+            found = await issued.stored_figures(session, participant, period, calendar=self.calendar, currency=currency)
+        assert found is not None
+        return found
+
     async def issued_statement(self, participant: str, period: str) -> IssuedStatement:
         """What :meth:`statement` reads its figures from: the stored document and signature,
         as every download serves them, without reading the document (a busy month's holds
@@ -411,17 +449,22 @@ class SettlementService:
         """The participant's stored statement of ``period``, issued first if it is not yet, and
         the settlement currency."""
         period = self.calendar.parse(period)
+        currency = await self._ensure_issued(participant, period)
         async with self.db.transaction() as session:
-            currency = await settlement_currency(session)
-            found = await issued.stored(session, participant, period)
-        if found is not None:
-            return found, currency
-        signer = await self._signer(currency)
-        async with self.db.transaction() as session:
-            await issued.issue(session, signer, participant, period, self.clock.now())
             found = await issued.stored(session, participant, period)
         assert found is not None
         return found, currency
+
+    async def _ensure_issued(self, participant: str, period: str) -> Currency:
+        """Issue the participant's statement of ``period`` if it is not yet; the settlement currency."""
+        async with self.db.transaction() as session:
+            currency = await settlement_currency(session)
+            found = await issued.is_stored(session, participant, period)
+        if not found:
+            signer = await self._signer(currency)
+            async with self.db.transaction() as session:
+                await issued.issue(session, signer, participant, period, self.clock.now())
+        return currency
 
     async def ledger_lines(self, participant: str, period: str) -> list[statements.StatementLine]:
         """The participant's lines of ``period`` as its statement shows them, whether or not the

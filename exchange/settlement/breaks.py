@@ -9,7 +9,8 @@ agree with the partner's line (the partner's amount minus the ledger's), and its
 the one the partner's line names, else the only one the reference's transactions have.
 
 A break is resolved once, by one person, for one reason, all recorded; repeating the same
-resolution returns the first one, and any other is refused.
+resolution returns the first one (after the partner's period was signed off too: a retry after a
+lost answer), and any other is refused.
 
 Staff resolve breaks one at a time or many at once (:func:`resolve_breaks`): a selection of the
 partner's current reconciliation, by ids or by filters (the break's class, the counterparty the
@@ -46,11 +47,11 @@ from exchange.money import Currency
 from exchange.programs.models import Program
 from exchange.programs.service import no_program_has, program_ids
 from exchange.settlement.break_kinds import BreakKind, Resolution
-from exchange.settlement.errors import BadAdjustment, BreakNotFound, ResolutionConflict
+from exchange.settlement.errors import BadAdjustment, BreakNotFound, PartnerSignedOff, ResolutionConflict
 from exchange.settlement.models import BreakResolution, Reconciliation, ReconciliationBreak
 from exchange.settlement.netting import ACCOUNTS, SPOKES_OF_ACCOUNTS
 from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
-from exchange.settlement.positions import open_position
+from exchange.settlement.positions import open_position, position_of
 from exchange.settlement.reconciliation import (
     BreakAmounts,
     break_difference,
@@ -179,7 +180,7 @@ async def resolve_break(
         raise BreakNotFound(request.break_id)
     reconciliation = await session.get(Reconciliation, row.reconciliation_id)
     assert reconciliation is not None
-    await open_position(session, reconciliation.partner, reconciliation.period)
+    position = await position_of(session, reconciliation.partner, reconciliation.period, for_update=True)
     current = await current_reconciliation(session, reconciliation.partner, reconciliation.period)
     if current is None or current.id != reconciliation.id:
         raise BadUserInput(f"break {row.id} belongs to a reconciliation a later import replaced", field="breakId")
@@ -193,10 +194,12 @@ async def resolve_break(
 
     asked = (request.resolution.value, reason, amount, counterparty)
     existing = await session.get(BreakResolution, request.break_id)
+    if existing is not None and (existing.resolution, existing.reason, existing.amount, existing.counterparty) == asked:
+        return row, existing, reconciliation.partner  # the same request again, signed off since or not
+    if position.signed_off_at is not None:
+        raise PartnerSignedOff(reconciliation.partner, reconciliation.period)
     if existing is not None:
-        if (existing.resolution, existing.reason, existing.amount, existing.counterparty) != asked:
-            raise ResolutionConflict(request.break_id)
-        return row, existing, reconciliation.partner
+        raise ResolutionConflict(request.break_id)
 
     transaction_id = None
     if amount is not None and counterparty is not None:

@@ -6,7 +6,11 @@ once a period is CLOSED, closing it issues every participant's statement, each i
 work of its own (:func:`issue`): it builds the canonical JSON document
 (:mod:`exchange.settlement.statements`), signs exactly those bytes with the active statement key
 and stores the bytes, the document's version, the key's id, the JWS and the moment
-(``issued_statement``). A statement is issued once: one stored already is left as it is, so a
+(``issued_statement``); in the same unit of work the database writes the document's lines,
+one row each, and its head (the document but its lines), taken from the stored document by a
+trigger (``issued_statement_line`` and ``issued_statement.head``, migration 0052: a page reads its
+figures and its lines there, not out of the whole document, and they are the document's
+exactly, whichever process stored it). A statement is issued once: one stored already is left as it is, so a
 closing cut midway and taken again, or a download racing it, issues nothing twice.
 
 Every download (GraphQL, the consoles, the CLI, through ``SettlementService.statement``) serves
@@ -44,18 +48,20 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from joserfc.jwk import RSAKey
-from sqlalchemy import bindparam, column, literal, select, table, text, update
+from sqlalchemy import bindparam, column, func, literal, select, table, text, update
 from sqlmodel import col
 from sqlmodel import select as select_rows
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from exchange.coalition.models import CoalitionLiability
 from exchange.db.bulk import copy_csv
 from exchange.db.dialects import insert, insert_once
+from exchange.db.paging import Keyset, Page, read_page
 from exchange.keyring.crypto import ALGORITHM
 from exchange.ledger.periods import SettlementCalendar
 from exchange.money import Currency
-from exchange.settlement.models import IssuedStatement
+from exchange.settlement.models import IssuedStatement, IssuedStatementLine
 from exchange.settlement.statements import (
     DOCUMENT_VERSION,
     JWS_TYPE,
@@ -93,8 +99,7 @@ class Issued(Statement):
         return self.row.document
 
     def csv(self) -> str:
-        """The stored document's figures as CSV (:func:`~exchange.settlement.statements.render_csv`)."""
-        return render_csv(json.loads(self.row.document))
+        return stored_csv_text(self.row)
 
     @property
     def jws(self) -> str:
@@ -104,6 +109,11 @@ class Issued(Statement):
     @property
     def key_id(self) -> str:
         return self.row.key_id
+
+
+def stored_csv_text(row: IssuedStatement) -> str:
+    """The stored document's figures as CSV (:func:`~exchange.settlement.statements.render_csv`)."""
+    return render_csv(json.loads(row.document))
 
 
 def stored_csv(row: IssuedStatement) -> Iterator[str]:
@@ -162,7 +172,7 @@ def _base64url(data: bytes) -> bytes:
 async def issue(session: AsyncSession, signer: Signer, participant: str, period: str, now: datetime) -> bool:
     """Build, sign and store the participant's statement of the closed ``period``, unless one is
     stored already (which then stays as it is); whether this call stored it."""
-    if await session.get(IssuedStatement, (period, participant)) is not None:
+    if await is_stored(session, participant, period):
         return False
     document = await encode_statement(
         session,
@@ -290,6 +300,16 @@ async def stored(session: AsyncSession, participant: str, period: str) -> Issued
     return await session.get(IssuedStatement, (period, participant))
 
 
+async def is_stored(session: AsyncSession, participant: str, period: str) -> bool:
+    """Whether the participant's statement of ``period`` is issued (its document left unread)."""
+    found = await session.exec(
+        select_rows(IssuedStatement.period).where(
+            IssuedStatement.period == period, IssuedStatement.participant == participant
+        )
+    )
+    return found.first() is not None
+
+
 class DocumentLines(Sequence[StatementLine]):
     """A stored document's lines, each read into a :class:`StatementLine` only when asked for.
 
@@ -315,23 +335,123 @@ class DocumentLines(Sequence[StatementLine]):
         return self._read(self._lines[index])
 
     def _read(self, line: dict[str, Any]) -> StatementLine:
-        found = line.get("reverses")
-        return StatementLine(
-            line["transaction"],
-            line["reference"],
-            line["kind"],
-            datetime.fromisoformat(line["effectiveAt"]),
-            line["counterparty"],
-            amount=self._currency.to_minor(Decimal(line["amount"])),
-            category=line["category"],
-            reverses=None if found is None else Reversed(found["transaction"], found["period"]),
+        return line_of(line, self._currency)
+
+
+def line_of(line: dict[str, Any], currency: Currency) -> StatementLine:
+    """One of a stored document's ``lines`` (of any version) as a :class:`StatementLine`."""
+    found = line.get("reverses")
+    return StatementLine(
+        line["transaction"],
+        line["reference"],
+        line["kind"],
+        datetime.fromisoformat(line["effectiveAt"]),
+        line["counterparty"],
+        amount=currency.to_minor(Decimal(line["amount"])),
+        category=line["category"],
+        reverses=None if found is None else Reversed(found["transaction"], found["period"]),
+    )
+
+
+#: An issued statement's lines in the document's order, read a page at a time by their number
+#: (:func:`line_page`).
+STATEMENT_LINES = Keyset("statementLines", (col(IssuedStatementLine.number),), descending=False)
+
+
+def _lines_of(participant: str, period: str) -> SelectOfScalar[IssuedStatementLine]:
+    return select_rows(IssuedStatementLine).where(
+        IssuedStatementLine.period == period, IssuedStatementLine.participant == participant
+    )
+
+
+async def line_page(
+    session: AsyncSession, participant: str, period: str, currency: Currency, *, first: int, after: str | None
+) -> Page[StatementLine]:
+    """``first`` lines of the participant's issued statement of ``period`` after the cursor
+    ``after`` (one of this statement's ``nextCursor``), in the document's order: those rows only
+    are read, however many lines the statement has."""
+    page: Page[IssuedStatementLine] = await read_page(
+        session, _lines_of(participant, period), STATEMENT_LINES, scope=[participant, period], first=first, after=after
+    )
+    return Page([line_of(json.loads(row.line), currency) for row in page.items], page.next_cursor)
+
+
+async def lines_after(
+    session: AsyncSession, participant: str, period: str, currency: Currency, *, number: int, first: int
+) -> list[StatementLine]:
+    """``first`` lines of the participant's issued statement of ``period`` after its
+    ``number``-th (0: from the first): what a page of a console, whose links name a line's
+    number, and the deprecated ``lines(offset)`` show."""
+    rows = await session.exec(
+        _lines_of(participant, period)
+        .where(col(IssuedStatementLine.number) > number)
+        .order_by(col(IssuedStatementLine.number))
+        .limit(first)
+    )
+    return [line_of(json.loads(row.line), currency) for row in rows]
+
+
+async def line_count(session: AsyncSession, participant: str, period: str) -> int:
+    """How many lines the participant's issued statement of ``period`` has: its last line's
+    number, found by the table's key (not by counting them)."""
+    last = await session.exec(
+        select_rows(func.max(IssuedStatementLine.number)).where(
+            IssuedStatementLine.period == period, IssuedStatementLine.participant == participant
         )
+    )
+    return last.one() or 0
 
 
 def read_document(row: IssuedStatement, *, calendar: SettlementCalendar, currency: Currency) -> Issued:
     """The stored document with its figures, of any version (version 1's lines name neither their
     effective period, which the calendar tells, nor what they reverse)."""
     document = json.loads(row.document)
+    return Issued(row=row, lines=DocumentLines(document["lines"], currency), **_figures(document, calendar, currency))
+
+
+@dataclass(frozen=True)
+class IssuedFigures(Statement):
+    """A statement as issued, its figures read from the stored document but for its lines, which
+    :func:`line_page` reads a page at a time (``lines`` is empty): what the consoles and GraphQL
+    show of it, without reading a busy month's document whole."""
+
+    version: int = field(kw_only=True)
+    """The document's ``version`` as it was issued."""
+    key_id: str = field(kw_only=True)
+    issued_at: datetime = field(kw_only=True)
+    resigned_at: datetime | None = field(kw_only=True)
+
+
+async def stored_figures(
+    session: AsyncSession, participant: str, period: str, *, calendar: SettlementCalendar, currency: Currency
+) -> IssuedFigures | None:
+    """The participant's statement of ``period`` as issued, its figures read from its document's
+    head (the document but its lines); None if none is stored."""
+    columns = ("version", "key_id", "issued_at", "resigned_at", "head")
+    found = (
+        await session.exec(
+            select(*(_ISSUED.c[name] for name in columns)).where(
+                _ISSUED.c.period == period, _ISSUED.c.participant == participant
+            )
+        )  # type: ignore[call-overload]
+    ).first()
+    if found is None:
+        return None
+    version, key_id, issued_at, resigned_at, head = found
+    assert head is not None, "the database writes it with the row"
+    return IssuedFigures(
+        lines=(),
+        version=version,
+        key_id=key_id,
+        issued_at=issued_at,
+        resigned_at=resigned_at,
+        **_figures(json.loads(head), calendar, currency),
+    )
+
+
+def _figures(document: dict[str, Any], calendar: SettlementCalendar, currency: Currency) -> dict[str, Any]:
+    """A :class:`Statement`'s fields but its lines, read from a stored document (with or without
+    its ``lines``), of any version."""
 
     def minor(amount: str) -> int:
         return currency.to_minor(Decimal(amount))
@@ -339,23 +459,21 @@ def read_document(row: IssuedStatement, *, calendar: SettlementCalendar, currenc
     period = document["period"]
     closed_at = datetime.fromisoformat(period["closedAt"])
     liability = document.get("coalitionLiability")
-    return Issued(
-        row=row,
-        issuer=document["issuer"],
-        participant=document["partner"],
-        period=period["name"],
-        calendar=calendar,
-        currency=currency,
-        closed_at=closed_at,
-        opening=minor(document["openingPosition"]),
-        payable=minor(document["totals"]["payable"]),
-        receivable=minor(document["totals"]["receivable"]),
-        counterparties=[
+    return {
+        "issuer": document["issuer"],
+        "participant": document["partner"],
+        "period": period["name"],
+        "calendar": calendar,
+        "currency": currency,
+        "closed_at": closed_at,
+        "opening": minor(document["openingPosition"]),
+        "payable": minor(document["totals"]["payable"]),
+        "receivable": minor(document["totals"]["receivable"]),
+        "counterparties": [
             CounterpartyTotals(totals["counterparty"], minor(totals["payable"]), minor(totals["receivable"]))
             for totals in document["counterparties"]
         ],
-        lines=DocumentLines(document["lines"], currency),
-        coalition_liability=None
+        "coalition_liability": None
         if liability is None
         else CoalitionLiability(
             period=period["name"],
@@ -365,4 +483,4 @@ def read_document(row: IssuedStatement, *, calendar: SettlementCalendar, currenc
             liability_minor=minor(liability["amount"]),
             recorded_at=closed_at,
         ),
-    )
+    }

@@ -19,6 +19,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     String,
@@ -256,3 +257,29 @@ class IssuedStatement(SQLModel, table=True):
     resigned_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     """When ``jws`` and ``key_id`` replaced the signature of a key withdrawn as compromised (the
     document is never changed: the database refuses it)."""
+    head: str | None = Field(default=None, sa_type=Text)
+    """The document but its ``lines`` (a JSON object), written by the database as the row is
+    inserted (migration 0052): what a page shows of the statement is read from it, and a page of
+    its lines from ``issued_statement_line``, not from the whole document."""
+
+
+class IssuedStatementLine(SQLModel, table=True):
+    """One of an issued statement's ``lines``, as its document holds it, written with it in one
+    unit of work (:func:`~exchange.settlement.issued.issue`): a page of a statement's lines is
+    read from here by its number, where the document would be read and parsed whole."""
+
+    __tablename__ = "issued_statement_line"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["period", "participant"],
+            ["issued_statement.period", "issued_statement.participant"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    period: str = Field(primary_key=True, max_length=7)
+    participant: str = Field(primary_key=True, max_length=64)
+    number: int = Field(primary_key=True)
+    """Its place in the document's ``lines``, from 1."""
+    line: str = Field(sa_type=Text)
+    """The line's JSON object, as the document holds it."""

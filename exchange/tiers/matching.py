@@ -34,7 +34,7 @@ from exchange.db import dialects
 from exchange.db.database import Database
 from exchange.db.paging import Keyset, Page, read_page
 from exchange.db.types import MAX_INTEGER
-from exchange.errors import BadUserInput
+from exchange.errors import BadUserInput, IdempotencyConflict
 from exchange.members.models import LinkedAccount
 from exchange.members.service import AccountNotLinked
 from exchange.programs import service as programs
@@ -51,7 +51,7 @@ from exchange.tiers.errors import (
     UnknownTierName,
 )
 from exchange.tiers.levels import rung_of, rungs
-from exchange.tiers.models import COUNTED, MatchStatus, MatchStep, StatusMatch
+from exchange.tiers.models import COUNTED, MatchStatus, MatchStep, StatusMatch, StatusMatchReport
 from exchange.tiers.policy import (
     Challenge,
     Decision,
@@ -214,11 +214,15 @@ class StatusMatching:
             assert match is not None, "only the key is unique among what a match is inserted with"
         return await self.saga.drive(match) if created else match
 
-    async def record_activity(self, program_id: str, match_id: str, points: int, activities: int) -> StatusMatch:
+    async def record_activity(
+        self, program_id: str, match_id: str, points: int, activities: int, *, key: str | None = None
+    ) -> StatusMatch:
         """The target partner reports what a matched member earned or did towards the challenge.
 
         Only while the match is ACTIVE and before it expires. The report that meets the
-        challenge starts the extension at once.
+        challenge starts the extension at once. A report sent with the idempotency ``key`` of
+        one counted already (a retry after a lost answer) answers the match as it stands,
+        counting nothing; with other figures it is ``IdempotencyConflict``.
         """
         for name, value in (("points", points), ("activities", activities)):
             if value < 0:
@@ -232,6 +236,20 @@ class StatusMatching:
             ).first()
             if match is None or match.to_program != program_id:
                 raise StatusMatchNotFound(match_id)
+            if key is not None:
+                counted = await session.get(StatusMatchReport, (match_id, key))
+                if counted is not None:
+                    if (counted.points, counted.activities) != (points, activities):
+                        raise IdempotencyConflict(
+                            f"idempotencyKey {key!r} reported other figures for status match {match_id}",
+                            field="idempotencyKey",
+                        )
+                    return match
+                session.add(
+                    StatusMatchReport(
+                        match_id=match_id, idempotency_key=key, points=points, activities=activities, recorded_at=now
+                    )
+                )
             if match.status != MatchStatus.ACTIVE or match.expires_at <= now:
                 raise BadUserInput(f"status match {match_id} is not active", field="matchId")
             challenge = match.challenge

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import Index
-from sqlmodel import Field
+from sqlmodel import Field, SQLModel
 
 from exchange.db.types import UTCDateTime
 from exchange.programs.models import TIER_NAME_LENGTH
@@ -107,3 +107,16 @@ class StatusMatch(SagaState, table=True):
     @property
     def revert_operation(self) -> str:
         return f"{self.id}:revert"
+
+
+class StatusMatchReport(SQLModel, table=True):
+    """A partner's report of challenge progress sent with an idempotency key: the same key
+    again is the same report, answered without counting it twice."""
+
+    __tablename__ = "status_match_report"
+
+    match_id: str = Field(primary_key=True, foreign_key="status_match.id", max_length=36)
+    idempotency_key: str = Field(primary_key=True, max_length=IDEMPOTENCY_KEY_LENGTH)
+    points: int
+    activities: int
+    recorded_at: datetime = Field(sa_type=UTCDateTime)

@@ -30,7 +30,7 @@ from exchange.services.settlement import SettlementService
 from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.break_report import NextStep
 from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
-from exchange.settlement.issued import Issued, stored_csv
+from exchange.settlement.issued import IssuedFigures, stored_csv
 from exchange.settlement.models import IssuedStatement, JobState, SettlementJob
 from exchange.settlement.statements import StatementLine
 from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
@@ -254,7 +254,7 @@ class SettlementConsole:
     async def statement(self, request: Request) -> Response:
         period, participant = request.path_params["period"], request.path_params["participant"]
         try:
-            statement = await self.settlement.statement(participant, period)
+            statement = await self.settlement.statement_figures(participant, period)
         except ExchangeError as refused:
             return self._problem(request, refused)
         return await self._render(
@@ -262,7 +262,7 @@ class SettlementConsole:
             "console/settlement/statement.html",
             {
                 "statement": statement,
-                "shown": lines_shown(request, statement),
+                "shown": await lines_shown(request, statement, self.settlement),
                 "money": statement.currency.from_minor,
                 "currency": statement.currency,
                 "downloads": {form: f"{BASE}/{period}/statements/{participant}/{form}" for form in DOWNLOADS},
@@ -470,16 +470,18 @@ class LinesShown:
         return self.first + len(self.lines) - 1
 
 
-def lines_shown(request: Request, statement: Issued) -> LinesShown:
+async def lines_shown(request: Request, statement: IssuedFigures, settlement: SettlementService) -> LinesShown:
     """The page of ``statement``'s lines that ``request`` asks for by its ``after`` cursor (the
     number of lines before it; none: the first page). A statement of a busy month holds many
-    thousands of lines, more than a page can show and a browser lay out; a cursor past them
-    all is refused (``400``), not shown as an empty statement."""
+    thousands of lines, more than a page can show and a browser lay out: the page reads its own
+    lines alone, by their numbers (``issued_statement_line``). A cursor past them all is refused
+    (``400``), not shown as an empty statement."""
     after = query_cursor(request) or 0
-    total = len(statement.lines)
+    participant, period = statement.participant, statement.period
+    total = await settlement.statement_line_count(participant, period)
     if after and after >= total:
         raise BadRequest(f"after must be below {total}: the statement has {total} lines", field="after")
-    shown = statement.lines[after : after + LINES_SHOWN]
+    shown = await settlement.statement_lines_after(participant, period, number=after, first=LINES_SHOWN)
     return LinesShown(
         lines=shown,
         first=after + 1,

@@ -28,7 +28,7 @@ START = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 #: Five rows of each list, the last two at the same moment (the id breaks the tie).
 MOMENTS = [START + timedelta(minutes=minute) for minute in (0, 1, 2, 3, 3)]
 LATER = datetime(2099, 1, 1, tzinfo=UTC)
-#: Bob's redemptions waiting, the least recently updated first.
+#: Bob's redemptions waiting, the oldest first.
 WAITING = ["rdm-w0", "rdm-w1", "rdm-w2", "rdm-w3", "rdm-w4"]
 NOT_A_CURSOR = "not a cursor this list gave out: pass a page's nextCursor, or null for the first page"
 
@@ -182,6 +182,33 @@ async def test_a_walk_reads_every_row_once_in_the_lists_order_and_ends(
     assert last["nextCursor"] is None
     end = (await kit.data(query, tokens[who], first=2, after=cursors[-1], memberId=tokens["memberId"]))["page"]
     assert [item["id"] for item in end["items"]] == ids[2 * len(cursors) :] and end["nextCursor"] is None
+
+
+@ON_SQLITE_TOO
+@pytest.mark.parametrize("field", ["pendingOperationPage", "retryingOperationPage"])
+async def test_a_row_updated_while_the_waiting_rows_are_walked_is_read_once_in_its_place(
+    kit: ExchangeKit, field: str
+) -> None:
+    """Each retry or poll updates a waiting row: the walk is not thrown by it. The first row,
+    read already, is updated last of all (ordered by update, read again at the end); the fourth,
+    not read yet, has its update moved before every other's (ordered by update, never read)."""
+    tokens = await seed(kit)
+    query = page_query(field, "")
+    first = (await kit.data(query, tokens["staff"], first=2, after=None))["page"]
+    async with kit.db.transaction() as session:
+        for row_id, moment in (("rdm-w0", START + timedelta(hours=1)), ("rdm-w3", START - timedelta(hours=1))):
+            row = await session.get(Redemption, row_id)
+            assert row is not None
+            row.updated_at = moment
+            row.attempts += 1
+            session.add(row)
+    ids = [item["id"] for item in first["items"]]
+    after = first["nextCursor"]
+    while after is not None:
+        page = (await kit.data(query, tokens["staff"], first=2, after=after))["page"]
+        ids += [item["id"] for item in page["items"]]
+        after = page["nextCursor"]
+    assert ids == WAITING
 
 
 def refused_at(body: dict[str, Any]) -> tuple[str, str, str]:

@@ -38,3 +38,25 @@ async def test_two_partners_each_have_a_promotion_of_the_same_id(kit: ExchangeKi
     assert theirs == {"id": "spring", "bonusPercent": "10", "endsAt": "2099-01-01T00:00:00+00:00"}
     (own,) = (await kit.data(PROMOTIONS, wallet_pay, program="wallet-pay"))["program"]["promotions"]
     assert own["endsAt"] == ended["endsAt"]
+
+
+ENDED = """mutation($program: ID!, $percent: Decimal!, $endsAt: DateTime!) {
+  createPromotion(input: {programId: $program, id: "spring", bonusPercent: $percent,
+    startsAt: "2026-01-01T00:00:00Z", endsAt: $endsAt}) { id bonusPercent endsAt } }"""
+
+
+@ON_SQLITE_TOO
+async def test_the_request_that_made_a_promotion_ended_since_answers_it_ended_and_another_is_a_conflict(
+    kit: ExchangeKit,
+) -> None:
+    token = await kit.partner_token("wallet-pay")
+    made = {"program": "wallet-pay", "percent": "5", "endsAt": "2099-01-01T00:00:00Z"}
+    await kit.data(ENDED, token, **made)
+    ended = (await kit.data(END, token, program="wallet-pay"))["endPromotion"]["endsAt"]
+    assert ended != "2099-01-01T00:00:00+00:00"
+
+    again = (await kit.data(ENDED, token, **made))["createPromotion"]  # a retry after a lost answer
+    assert again == {"id": "spring", "bonusPercent": "5", "endsAt": ended}
+    for other in ({**made, "percent": "6"}, {**made, "endsAt": "2098-01-01T00:00:00Z"}):
+        (error,) = (await kit.graphql(ENDED, token, **other)).json()["errors"]
+        assert (error["extensions"]["code"], error["extensions"]["field"]) == ("IDEMPOTENCY_CONFLICT", "input.id")

@@ -78,7 +78,7 @@ async def test_without_first_a_page_holds_100_rewards(kit: ExchangeKit) -> None:
     [
         ({"first": 0}, {"code": "BAD_USER_INPUT", "field": "first"}),
         ({"first": 201}, {"code": "BAD_USER_INPUT", "field": "first"}),
-        ({"first": 10, "after": "no-such-reward"}, {"code": "NOT_FOUND", "field": "after"}),
+        ({"first": 10, "after": "no-such-reward"}, {"code": "BAD_USER_INPUT", "field": "after"}),
     ],
 )
 async def test_a_page_out_of_bounds_or_after_no_reward_is_refused_naming_its_argument(

@@ -327,6 +327,17 @@ async def test_a_partner_uploads_its_records_and_staff_resolve_and_sign_off(kit:
     assert (
         signed["status"] == "SIGNED_OFF" and signed["signedOffBy"].startswith("settlement-") and signed["signedOffAt"]
     )
+    assert (await kit.data(sign_off, staff, p=last_month))["signOffPeriod"] == signed, "a retry: as it stands"
+    assert (await kit.data(resolve, staff, id=missing["id"]))["resolveBreak"]["resolution"] == resolved, "a retry"
+    accept = 'mutation($id: ID!) { resolveBreak(breakId: $id, resolution: ACCEPT_LEDGER, reason: "r") { id } }'
+    assert errors_at((await kit.graphql(accept, staff, id=missing["id"])).json()) == {
+        ("resolveBreak",): "PERIOD_CLOSED"
+    }
+    other_note = sign_off.replace('note: "ok"', 'note: "agreed"')
+    for refused, token in ((other_note, staff), (sign_off, await kit.staff_token(Role.SETTLEMENT))):
+        assert errors_at((await kit.graphql(refused, token, p=last_month)).json()) == {
+            ("signOffPeriod",): "PERIOD_CLOSED"
+        }
     again = (await kit.graphql(IMPORT, partner, p=last_month, csv=RECORDS)).json()
     assert again["errors"][0]["extensions"]["code"] == "PERIOD_CLOSED"
     seen = (
@@ -413,22 +424,41 @@ def instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+LINE_PAGE = """query($w: ID!, $p: String!, $first: Int!, $after: String) { statement(partnerId: $w, period: $p) {
+  linePage(first: $first, after: $after) { items { transactionId reference kind category effectiveAt effectivePeriod
+    reverses reversesPeriod counterparty value { amount } } nextCursor } } }"""
+
+
+async def walked_lines(kit: ExchangeKit, token: str, partner: str, period: str, first: int) -> list[dict[str, Any]]:
+    """Every line of the statement, ``first`` at a time by ``linePage``'s cursors."""
+    lines: list[dict[str, Any]] = []
+    after = None
+    while True:
+        page = (await kit.data(LINE_PAGE, token, w=partner, p=period, first=first, after=after))["statement"]
+        lines += page["linePage"]["items"]
+        if (after := page["linePage"]["nextCursor"]) is None:
+            return lines
+        assert len(page["linePage"]["items"]) == first
+
+
 async def test_a_statements_fields_read_as_its_json_and_jws_figure_by_figure(kit: ExchangeKit, last_month: str) -> None:
+    """Its lines too, walked a page at a time: the signed document's lines, in its order."""
     await close(kit, last_month)
+    staff = await kit.staff_token(Role.SETTLEMENT)
     statement = (
         await kit.data(
             'query($p: String!) { statement(partnerId: "wallet-pay", period: $p) {'
             " startsAt endsAt timeZone closedAt opening { amount currency } grossPayable { amount currency }"
             " grossReceivable { amount currency } netAmount { amount currency } closing { amount currency }"
             " counterparties { counterparty grossPayable { amount } grossReceivable { amount } netAmount { amount } }"
-            " lines(first: 1000) { transactionId reference kind category effectiveAt effectivePeriod reverses"
-            " reversesPeriod counterparty value { amount } }"
             " coalitionLiability { programId points pointValue liability { amount currency } } json jws } }",
-            await kit.staff_token(Role.SETTLEMENT),
+            staff,
             p=last_month,
         )
     )["statement"]
+    statement["lines"] = await walked_lines(kit, staff, "wallet-pay", last_month, first=2)
     document = json.loads(statement["json"])
+    assert len(document["lines"]) > 2, "more than one page"
     period = document["period"]
     assert [instant(statement[name]) for name in ("startsAt", "endsAt", "closedAt")] == [
         instant(period[name]) for name in ("start", "end", "closedAt")
@@ -525,16 +555,38 @@ async def test_statement_lines_and_breaks_take_a_first_from_1_to_1000_and_refuse
     await kit.data(imported, token, p=last_month, csv=records)
     read = """query($p: String!, $first: Int!) {
       statement(partnerId: "fresh-mart", period: $p) { lines(first: $first) { reference } }
+      paged: statement(partnerId: "fresh-mart", period: $p) { linePage(first: $first) { items { reference } } }
       reconciliation(partnerId: "fresh-mart", period: $p) { breaks(first: $first) { kind } } }"""
     most = await kit.data(read, token, p=last_month, first=1000)
     assert len(most["statement"]["lines"]) == 1 and len(most["reconciliation"]["breaks"]) == 2
+    assert most["paged"]["linePage"]["items"] == most["statement"]["lines"]
     for first in (1001, 0):
         body = (await kit.graphql(read, token, p=last_month, first=first)).json()
-        assert body["data"] == {"statement": None, "reconciliation": None}
+        assert body["data"] == {"statement": None, "paged": None, "reconciliation": None}
         assert sorted(
             (tuple(error["path"]), error["extensions"]["code"], error["extensions"]["field"])
             for error in body["errors"]
         ) == [
+            (("paged", "linePage"), "BAD_USER_INPUT", "first"),
             (("reconciliation", "breaks"), "BAD_USER_INPUT", "first"),
             (("statement", "lines"), "BAD_USER_INPUT", "first"),
         ]
+
+
+async def test_a_statements_line_cursor_is_refused_by_another_statement_and_the_offset_list_reads_the_same_lines(
+    kit: ExchangeKit, last_month: str
+) -> None:
+    await close(kit, last_month)
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    walked = await walked_lines(kit, staff, "wallet-pay", last_month, first=1)
+    offsets = """query($p: String!, $offset: Int!) {
+      statement(partnerId: "wallet-pay", period: $p) { lineCount lines(first: 2, offset: $offset) { transactionId } } }"""
+    for offset in range(len(walked)):
+        statement = (await kit.data(offsets, staff, p=last_month, offset=offset))["statement"]
+        assert statement["lineCount"] == len(walked)
+        assert statement["lines"] == [{"transactionId": line["transactionId"]} for line in walked[offset : offset + 2]]
+    cursor = (await kit.data(LINE_PAGE, staff, w="wallet-pay", p=last_month, first=1, after=None))["statement"]
+    theirs = cursor["linePage"]["nextCursor"]
+    body = (await kit.graphql(LINE_PAGE, staff, w="fresh-mart", p=last_month, first=1, after=theirs)).json()
+    [error] = body["errors"]
+    assert (error["extensions"]["code"], error["extensions"]["field"]) == ("BAD_USER_INPUT", "after")

@@ -184,6 +184,32 @@ async def test_challenge_progress_stops_at_its_counters_limit_instead_of_overflo
     assert reported["recordStatusMatchActivity"] == {"pointsEarned": 2**31 - 1, "activitiesDone": 2**31 - 1}
 
 
+KEYED_ACTIVITY = """mutation($id: ID!, $points: Int!, $key: String) {
+  recordStatusMatchActivity(matchId: $id, points: $points, idempotencyKey: $key) { pointsEarned } }"""
+
+
+async def test_a_progress_report_sent_again_with_its_key_is_counted_once(
+    kit: ExchangeKit, members: dict[str, str]
+) -> None:
+    match = (await kit.data(REQUEST, members["bob"], **{"from": "harbor-bank", "to": "formosa-air"}))[
+        "requestStatusMatch"
+    ]
+    partner = await kit.partner_token("formosa-air")
+    for _ in range(2):  # a retry after a lost answer
+        reported = await kit.data(KEYED_ACTIVITY, partner, id=match["id"], points=100, key="week-1")
+        assert reported["recordStatusMatchActivity"] == {"pointsEarned": 100}
+    other = (await kit.graphql(KEYED_ACTIVITY, partner, id=match["id"], points=50, key="week-1")).json()
+    assert [(e["extensions"]["code"], e["extensions"]["field"]) for e in other["errors"]] == [
+        ("IDEMPOTENCY_CONFLICT", "idempotencyKey")
+    ]
+    later = await kit.data(KEYED_ACTIVITY, partner, id=match["id"], points=50, key="week-2")
+    unkeyed = await kit.data(KEYED_ACTIVITY, partner, id=match["id"], points=1, key=None)
+    assert (later["recordStatusMatchActivity"], unkeyed["recordStatusMatchActivity"]) == (
+        {"pointsEarned": 150},
+        {"pointsEarned": 151},
+    )
+
+
 async def test_a_published_reward_is_redeemed_cancelled_and_seen_only_by_its_parties(
     kit: ExchangeKit, members: dict[str, str]
 ) -> None:
@@ -244,6 +270,10 @@ async def test_a_published_reward_is_redeemed_cancelled_and_seen_only_by_its_par
         ("confirmRedemptionDelivery",): "NOT_FOUND"
     }
     assert (await kit.data(confirm, airline, id=second["id"]))["confirmRedemptionDelivery"] == {"status": "DELIVERED"}
+    again = await kit.data(confirm, airline, id=second["id"])  # a retry after a lost answer
+    assert again["confirmRedemptionDelivery"] == {"status": "DELIVERED"}
+    reversed_ = (await kit.graphql(confirm, airline, id=redeemed["id"])).json()
+    assert codes(reversed_) == {("confirmRedemptionDelivery",): "BAD_USER_INPUT"}
     late = (await kit.graphql(cancel, members["bob"], id=second["id"])).json()
     assert codes(late) == {("cancelRedemption",): "BAD_USER_INPUT"}
     mine = await kit.data("{ redemptions { id status } }", members["bob"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from exchange.pricing import promotions, quotes
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.service import load_partners
 from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
+from exchange.settlement.statements import canonical_json
 from exchange.testing.databases import PostgresDatabases
 from exchange.webhooks import subscriptions
 from exchange.webhooks.events import Event, EventType
@@ -175,5 +177,61 @@ async def test_subscriptions_made_before_the_sequence_mark_keep_the_events_after
             mark = (await session.exec(text("SELECT after_sequence FROM webhook_subscription"))).one()[0]
         assert mark == dict(events)["period:-1"]
         assert made.subscription.after_sequence == dict(events)["period:1"]
+    finally:
+        await db.dispose()
+
+
+async def test_statements_issued_before_their_lines_were_kept_have_them_from_their_document(database_url: str) -> None:
+    """Taken back to the revision before ``issued_statement_line`` and up again: each statement
+    issued meanwhile has its document's lines, in its order, each the object the document holds
+    (text a JSON parser could trip on included), its head (the rest of the document), and its
+    document as it was. So has one stored
+    afterwards by any process (a gateway of the release before, during a rolling update)."""
+    db = Database.from_url(database_url)
+    config = migrate.alembic_config(database_url)
+    lines = [
+        {"amount": "-1.50", "reference": f'conversion:"{n}", 台北\\n{n}', "reverses": None, "transaction": f"t{n}"}
+        for n in range(12)
+    ]
+    documents = {
+        who: canonical_json({"lines": lines[:count], "partner": who, "version": 2})
+        for who, count in (("fresh-mart", 12), ("wallet-pay", 0), ("happy-card", 3))
+    }
+
+    async def store(*participants: str) -> None:
+        async with db.transaction() as session:
+            for who in participants:
+                await session.exec(
+                    text(
+                        "INSERT INTO issued_statement (period, participant, version, document, key_id, jws, issued_at) "
+                        "VALUES ('2026-10', :who, 2, :document, 'k', 'jws', :at)"
+                    ),  # type: ignore[call-overload]
+                    params={"who": who, "document": documents[who], "at": datetime.now(UTC)},
+                )
+
+    try:
+        await asyncio.to_thread(command.downgrade, config, "0051")
+        await store("fresh-mart", "wallet-pay")
+        await asyncio.to_thread(command.upgrade, config, "head")
+        await store("happy-card")
+        async with db.transaction() as session:
+            kept = (
+                await session.exec(
+                    text(
+                        "SELECT participant, number, line FROM issued_statement_line WHERE period = '2026-10' "
+                        "ORDER BY participant, number"
+                    )  # type: ignore[call-overload]
+                )
+            ).all()
+            kept_documents = text("SELECT participant, document, head FROM issued_statement")
+            documents_now = (await session.exec(kept_documents)).all()  # type: ignore[call-overload]
+        assert [(who, number, json.loads(line)) for who, number, line in kept] == [
+            *(("fresh-mart", n + 1, line) for n, line in enumerate(lines)),
+            *(("happy-card", n + 1, line) for n, line in enumerate(lines[:3])),
+        ]
+        assert {row[0]: row[1] for row in documents_now} == documents
+        assert {row[0]: json.loads(row[2]) for row in documents_now} == {
+            who: {"partner": who, "version": 2} for who in documents
+        }, "each head: the document but its lines"
     finally:
         await db.dispose()

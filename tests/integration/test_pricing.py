@@ -225,6 +225,29 @@ async def test_partner_promotions_are_idempotent_and_end_early(db: Database) -> 
     assert active == ()
 
 
+async def test_a_promotion_repeated_after_its_time_answers_it_and_new_terms_ending_then_are_refused(
+    db: Database,
+) -> None:
+    await load(db)
+    terms = promotions.PromotionTerms(
+        id="fm-short",
+        program_id="fresh-mart",
+        bonus_percent=Decimal("20"),
+        starts_at=T0,
+        ends_at=T0 + timedelta(days=1),
+    )
+    later = T0 + timedelta(days=3)
+    async with db.transaction() as session:
+        made = await promotions.create_promotion(session, terms, actor="client:fresh-mart", now=T0)
+        again = await promotions.create_promotion(session, terms, actor="client:fresh-mart", now=later)
+        assert (again.created_at, again.ends_at) == (made.created_at, terms.ends_at)
+        with pytest.raises(BadUserInput) as refused:
+            await promotions.create_promotion(
+                session, replace(terms, id="fm-late"), actor="client:fresh-mart", now=later
+            )
+    assert refused.value.field == "endsAt"
+
+
 async def test_expired_and_foreign_quotes(db: Database) -> None:
     await load(db)
     async with db.transaction() as session:

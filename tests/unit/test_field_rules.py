@@ -158,6 +158,7 @@ EXPECTED: dict[str, str] = {
             "RedemptionPage",
             "RetryingOperationPage",
             "RiskDecisionPage",
+            "StatementLinePage",
             "StatusMatchPage",
             "WebhookAttemptPage",
             "WebhookDeliveryPage",
@@ -498,6 +499,7 @@ EXPECTED: dict[str, str] = {
             "jws",
             "keyId",
             "lines",
+            "linePage",
         )
     },
     **{

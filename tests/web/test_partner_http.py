@@ -411,11 +411,15 @@ def test_a_members_redemption_awaits_the_partners_confirmation_or_cancellation(p
         awaiting = client.get(f"{PARTNER}/redemptions").text
         assert first["id"] not in awaiting and second["id"] not in awaiting
         again = post(client, f"{PARTNER}/redemptions/confirm", redemptionId=first["id"])
-        assert again.status_code == 422 and "only a paid direct reward awaits delivery" in again.text
-        assert "is DELIVERED" not in again.text, "no status as the API names it"
-        form = {"csrf_token": form_token(client, "/console/"), "redemptionId": first["id"]}
+        assert again.status_code == 303, "confirmed again (a form sent twice): answered as it stands"
+        reversed_ = post(client, f"{PARTNER}/redemptions/confirm", redemptionId=second["id"])
+        assert reversed_.status_code == 422 and "only a paid direct reward awaits delivery" in reversed_.text
+        assert "is REVERS" not in reversed_.text, "no status as the API names it"
+        token = form_token(client, "/console/")
+        form = {"csrf_token": token, "redemptionId": second["id"]}
         chinese = client.post(f"{PARTNER}/redemptions/confirm", data=form, headers=CHINESE).text
         assert "此兌換不在等待交付" in chinese and "awaits delivery" not in chinese
+        form = {"csrf_token": token, "redemptionId": first["id"]}
         delivered = client.post(f"{PARTNER}/redemptions/cancel", data=form, headers=CHINESE)
         assert delivered.status_code == 422 and "此兌換已無法取消" in delivered.text
         page = client.get(f"{PARTNER}/rewards/{reward_id}").text

@@ -52,7 +52,7 @@ async def _failing(
 @strawberry.type
 class PendingQueries:
     @strawberry.field(
-        description="Debits and credits waiting for a partner's late word, oldest first (`first` of "
+        description="Debits and credits waiting for a partner's late word, the oldest first (`first` of "
         "them, at most 500), of every partner or of `programId`: settlement staff.",
         extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
         deprecation_reason=replaced_by_page("pendingOperationPage"),
@@ -63,8 +63,9 @@ class PendingQueries:
         return (await _waiting(info, first, None, program_id)).items
 
     @strawberry.field(
-        description="Debits and credits waiting for a partner's late word, oldest first (`first` of "
-        "them after the cursor `after`), of every partner or of `programId`: settlement staff.",
+        description="Debits and credits waiting for a partner's late word, the oldest first (by when each "
+        "conversion or redemption was made, so that one updated while the list is walked keeps its place): "
+        "`first` of them after the cursor `after`, of every partner or of `programId`: settlement staff.",
         extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
     )
     async def pending_operation_page(
@@ -78,7 +79,7 @@ class PendingQueries:
 
     @strawberry.field(
         description="Conversions, redemptions and status matches whose current step their partner keeps "
-        "failing, longest failing first (`first` of them), of every partner or of `programId`: "
+        "failing, the oldest first (`first` of them), of every partner or of `programId`: "
         "settlement staff.",
         extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
         deprecation_reason=replaced_by_page("retryingOperationPage"),
@@ -90,8 +91,9 @@ class PendingQueries:
 
     @strawberry.field(
         description="Conversions, redemptions and status matches whose current step their partner keeps "
-        "failing, longest failing first (`first` of them after the cursor `after`), of every partner or "
-        "of `programId`: settlement staff.",
+        "failing, the oldest first (by when each was made, so that one updated while the list is walked keeps "
+        "its place): `first` of them after the cursor `after`, of every partner or of `programId`: settlement "
+        "staff.",
         extensions=[authorize(requires(Scope.SETTLEMENT_READ))],
     )
     async def retrying_operation_page(

@@ -196,8 +196,9 @@ class PricingMutations:
 
     @strawberry.mutation(
         description="Start a promotion on conversions into your program. Its `id` is yours to choose: the same "
-        "id with the same terms again answers the same promotion; with other terms it is `IDEMPOTENCY_CONFLICT` "
-        "(`input.id`). An `endsAt` not in the future is `BAD_USER_INPUT`.",
+        "id with the same terms again answers the same promotion as it is now (ended, if `endPromotion` or its "
+        "time ended it since); with other terms it is `IDEMPOTENCY_CONFLICT` (`input.id`). An `endsAt` not in "
+        "the future is `BAD_USER_INPUT`, unless the request repeats one that made a promotion.",
         extensions=[authorize(MANAGES_PROGRAM)],
     )
     async def create_promotion(

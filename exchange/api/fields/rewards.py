@@ -107,8 +107,8 @@ class RewardQueries:
         after: Annotated[
             strawberry.ID | None,
             strawberry.argument(
-                description="The last reward id of the previous page (`NOT_FOUND` if no reward has it; "
-                "`BAD_USER_INPUT` if, with `programId`, it is another program's); null: from the first."
+                description="The last reward id of the previous page (`BAD_USER_INPUT` naming `after` if no "
+                "reward has it or, with `programId`, it is another program's); null: from the first."
             ),
         ] = None,
     ) -> list[Reward]:
@@ -291,9 +291,9 @@ class RewardMutations:
         return Redemption.from_row(row, await info.context.currency())
 
     @strawberry.mutation(
-        description="The publishing partner confirms it delivered a direct reward. A redemption of none of "
-        "the caller's rewards is `NOT_FOUND`; one that does not await delivery (only a COMPLETED direct reward "
-        "does) is `BAD_USER_INPUT`.",
+        description="The publishing partner confirms it delivered a direct reward. Confirming again answers it "
+        "as it stands (DELIVERED), nothing done twice. A redemption of none of the caller's rewards is "
+        "`NOT_FOUND`; one that does not await delivery (only a COMPLETED direct reward does) is `BAD_USER_INPUT`.",
         extensions=[authorize(requires(Scope.PARTNER_WRITE))],
     )
     async def confirm_redemption_delivery(

@@ -73,7 +73,7 @@ class SettlementQueries:
     async def statement(
         self, info: Info[Context, None], partner_id: ParticipantId, period: PeriodName
     ) -> Statement | None:
-        return Statement.of(await info.context.services.settlement.statement(str(partner_id), period))
+        return Statement.of(await info.context.services.settlement.statement_figures(str(partner_id), period))
 
     @strawberry.field(
         description="The current reconciliation of a partner's records for a closed period: "
@@ -149,7 +149,9 @@ class SettlementMutations:
         description="Resolve a break of a current reconciliation: ACCEPT_LEDGER (the ledger's "
         "figure stands) or ADJUST (a balanced adjustment between the partner and a counterparty "
         "is posted into the next open period, referenced `break:<id>`). Who and why are recorded. "
-        "Once the partner's period is signed off, `PERIOD_CLOSED`.",
+        "Resolving it again the same way answers the first resolution, nothing posted twice; another "
+        "way is `IDEMPOTENCY_CONFLICT`. Once the partner's period is signed off, any but such a repeat is "
+        "`PERIOD_CLOSED`.",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def resolve_break(
@@ -211,9 +213,9 @@ class SettlementMutations:
 
     @strawberry.mutation(
         description="Sign off a partner's closed period, once its records are imported and every "
-        "break is resolved (`UNRESOLVED_BREAKS` otherwise); nothing of it changes afterwards (signing "
-        "off again, or importing or resolving, is `PERIOD_CLOSED`). A period not closed is "
-        "`PERIOD_NOT_CLOSED`.",
+        "break is resolved (`UNRESOLVED_BREAKS` otherwise); nothing of it changes afterwards (importing, "
+        "resolving, or signing off with another note or as another caller is `PERIOD_CLOSED`; the same "
+        "sign-off sent again answers it as it stands). A period not closed is `PERIOD_NOT_CLOSED`.",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def sign_off_period(

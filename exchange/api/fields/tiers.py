@@ -103,7 +103,10 @@ class TierMutations:
     @strawberry.mutation(
         description="The target program's partner reports points earned and activities done by a "
         "matched member towards the match's challenge; the report that meets it extends the tier. "
-        "The totals stop at 2147483647. `NOT_FOUND` for a match into another program.",
+        "The totals stop at 2147483647. `NOT_FOUND` for a match into another program. Give an "
+        "`idempotencyKey` to make a retry safe: the same key with the same figures answers the match as it "
+        "stands, counting nothing twice; with other figures it is `IDEMPOTENCY_CONFLICT` (`extensions.field` "
+        "idempotencyKey). Without a key, a report sent twice counts twice.",
         extensions=[authorize(requires(Scope.PARTNER_WRITE))],
     )
     async def record_status_match_activity(
@@ -121,8 +124,12 @@ class TierMutations:
                 description="Qualifying activities done since the last report (0 or more; not both 0 with `points`)."
             ),
         ] = 0,
+        idempotency_key: Annotated[
+            OptionalIdempotencyKey,
+            strawberry.argument(description="Names this report, so that sending it again counts it once."),
+        ] = None,
     ) -> StatusMatch | None:
         row = await info.context.services.matches.record_activity(
-            info.context.caller(), str(match_id), points, activities
+            info.context.caller(), str(match_id), points, activities, key=idempotency_key
         )
         return StatusMatch.from_row(row)

@@ -29,6 +29,7 @@ from exchange.api.permissions import (
 )
 from exchange.api.scalars import PointTotal
 from exchange.api.types.money import Money, replaced_by_money
+from exchange.api.types.pages import After, Page, replaced_by_page
 from exchange.auth.scopes import Scope
 from exchange.coalition.models import CoalitionLiability as CoalitionLiabilityRow
 from exchange.ledger.periods import PeriodStatus as PeriodStatusValue
@@ -40,7 +41,8 @@ from exchange.settlement.break_kinds import Resolution as ResolutionValue
 from exchange.settlement.breaks import MAX_SELECTED_IDS
 from exchange.settlement.breaks import BreakSelection as BreakSelectionValue
 from exchange.settlement.closing import PeriodReport
-from exchange.settlement.issued import Issued
+from exchange.settlement.issued import IssuedFigures, stored_csv_text
+from exchange.settlement.models import IssuedStatement as IssuedStatementRow
 from exchange.settlement.models import RecordsSource as RecordsSourceValue
 from exchange.settlement.models import SettlementPosition as PositionRow
 from exchange.settlement.netting import Payments as PaymentsValue
@@ -56,6 +58,8 @@ STAFF_OR_OWNER: Rule = STAFF | requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE)
 STAFF_OR_PARTNER: Rule = STAFF | requires(Scope.PARTNER_READ, Scope.PARTNER_WRITE)
 
 MAX_PAGE = 1000
+#: How many of a statement's lines a page holds.
+LinesFirst = Annotated[int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")]
 
 
 def _money(currency: Currency, minor: int | None) -> Decimal | None:
@@ -540,7 +544,6 @@ class Statement:
     net_amount: Money = strawberry.field(description="grossReceivable − grossPayable: the multilateral net position.")
     closing: Money = strawberry.field(description="opening + netAmount.")
     counterparties: list[CounterpartyTotals] = strawberry.field(description="Its totals with each counterparty.")
-    line_count: int = strawberry.field(description="How many lines it has (`lines` pages through them).")
     coalition_liability: CoalitionLiability | None = strawberry.field(
         description="The coalition point's outstanding liability at the period's end, coalition-wide "
         "(null when the coalition has no point)."
@@ -558,36 +561,55 @@ class Statement:
     document_version: int = strawberry.field(
         description="The `version` of `json` as issued: a statement keeps the version it was issued with."
     )
-    statement: strawberry.Private[Issued]
+    statement: strawberry.Private[IssuedFigures]
 
-    @strawberry.field(description=f"Its lines in order, `first` (at most {MAX_PAGE}) from `offset`.")
-    def lines(
+    @strawberry.field(description="How many lines it has (`linePage` pages through them).")
+    async def line_count(self, info: Info[Context, None]) -> int:
+        return await info.context.services.settlement.statement_line_count(self.statement.participant, self.period)
+
+    @strawberry.field(
+        description=f"Its lines in order, `first` (at most {MAX_PAGE}) from `offset`.",
+        deprecation_reason=replaced_by_page("linePage"),
+    )
+    async def lines(
         self,
-        first: Annotated[
-            int,
-            strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`)."),
-        ] = 100,
+        info: Info[Context, None],
+        first: LinesFirst = 100,
         offset: Annotated[
             int, strawberry.argument(description="Lines to skip first (0, or less: from the first line).")
         ] = 0,
     ) -> list[StatementLine]:
-        chosen = self.statement.lines[max(0, offset) : max(0, offset) + page_size(first, maximum=MAX_PAGE)]
+        chosen = await info.context.services.settlement.statement_lines_after(
+            self.statement.participant, self.period, number=max(0, offset), first=page_size(first, maximum=MAX_PAGE)
+        )
         return [StatementLine.of(line, self.statement) for line in chosen]
+
+    @strawberry.field(
+        description="Its lines in order, as `json` lists them: `first` of them after the cursor `after` (one "
+        "given out for this statement)."
+    )
+    async def line_page(
+        self, info: Info[Context, None], first: LinesFirst = 100, after: After = None
+    ) -> Page[StatementLine]:
+        page = await info.context.services.settlement.statement_lines(
+            self.statement.participant, self.period, first=page_size(first, maximum=MAX_PAGE), after=after
+        )
+        return Page.of(page, lambda line: StatementLine.of(line, self.statement))
 
     @strawberry.field(
         description="The canonical JSON document (keys sorted, no spaces) as issued: what `jws` signs, "
         "the same bytes at every download."
     )
-    def json(self) -> str:
-        return self.statement.json()
+    async def json(self, info: Info[Context, None]) -> str:
+        return (await self._stored(info)).document
 
     @strawberry.field(
         description="Every figure of `json` as CSV (RFC 4180, one row per figure; partners/SETTLEMENT.md "
         "names its records). A text field a spreadsheet would run as a formula (beginning with `=`, `+`, `-`, "
         "`@`, a tab or a carriage return), or beginning with `'`, has one `'` added before it; figures never do."
     )
-    def csv(self) -> str:
-        return self.statement.csv()
+    async def csv(self, info: Info[Context, None]) -> str:
+        return stored_csv_text(await self._stored(info))
 
     @strawberry.field(
         description="`json` signed (RS256, compact serialization, `typ` settlement-statement+json) when "
@@ -597,15 +619,19 @@ class Statement:
         "at least), whatever keys were rotated since; only if that key is withdrawn as compromised is the "
         "document signed again, by the key that replaced it (`resignedAt`)."
     )
-    def jws(self) -> str:
-        return self.statement.jws
+    async def jws(self, info: Info[Context, None]) -> str:
+        return (await self._stored(info)).jws
 
     @strawberry.field(description="The `kid` of the statement-signing key that signed `jws`.")
     def key_id(self) -> str:
         return self.statement.key_id
 
+    async def _stored(self, info: Info[Context, None]) -> IssuedStatementRow:
+        """The stored document and signature, read when a field asks for them."""
+        return await info.context.loaders.issued_statements.load((self.statement.participant, self.period))
+
     @classmethod
-    def of(cls, statement: Issued) -> Statement:
+    def of(cls, statement: IssuedFigures) -> Statement:
         """The statement as issued: its figures are read from the stored document."""
         money = statement.currency.from_minor
         return cls(
@@ -629,13 +655,12 @@ class Statement:
             counterparties=[
                 CounterpartyTotals.of(t, statement.participant, statement.currency) for t in statement.counterparties
             ],
-            line_count=len(statement.lines),
             coalition_liability=None
             if statement.coalition_liability is None
             else CoalitionLiability.of(statement.coalition_liability, statement.currency),
-            issued_at=statement.row.issued_at,
-            resigned_at=statement.row.resigned_at,
-            document_version=statement.row.version,
+            issued_at=statement.issued_at,
+            resigned_at=statement.resigned_at,
+            document_version=statement.version,
             statement=statement,
         )
 

@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.rewards import catalog as rewards_catalog
 from exchange.rewards.catalog import RewardDraft
-from exchange.rewards.errors import CursorOfAnotherProgram, RewardNotFound
+from exchange.rewards.errors import NotARewardCursor, RewardNotFound
 from exchange.rewards.models import Redemption, Reward, RewardKind
 from exchange.services.catalog import CatalogService
 from exchange.services.rewards import REWARDS_PAGE, RewardService
@@ -88,7 +88,7 @@ class RewardPages:
                 first=REWARDS_SHOWN,
                 after=query_value(request, "after"),
             )
-        except (RewardNotFound, CursorOfAnotherProgram):  # no reward of this partner's listing
+        except NotARewardCursor:  # no reward of this partner's listing
             raise HTTPException(status_code=404) from None
         done = request.query_params.get("done")
         return self.pages.render(

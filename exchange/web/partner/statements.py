@@ -49,22 +49,22 @@ class StatementPages:
 
     async def _own(self, request: Request, read: Callable[[str, str], Awaitable[T]]) -> T:
         """The partner's own statement of the period in the address, as issued, as ``read``
-        (partner, period) gives it: with its figures (``SettlementService.statement``) or as
-        stored (``issued_statement``); a period it took no part in, or one not closed, is not found."""
+        (partner, period) gives it: with its figures (``SettlementService.statement_figures``) or
+        as stored (``issued_statement``); a period it took no part in, or one not closed, is not found."""
         try:
             return await read(program_of(request), str(request.path_params["period"]))
         except ExchangeError:
             raise HTTPException(status_code=404) from None
 
     async def statement(self, request: Request) -> Response:
-        statement = await self._own(request, self.settlement.statement)
+        statement = await self._own(request, self.settlement.statement_figures)
         names = await participant_names(self.catalog.cache)
         return self.pages.render(
             request,
             "console/partner/statement.html",
             {
                 "statement": statement,
-                "shown": lines_shown(request, statement),
+                "shown": await lines_shown(request, statement, self.settlement),
                 "currency": statement.currency,
                 "names": names,
             },
@@ -93,7 +93,7 @@ class StatementPages:
 
     async def reconciliation(self, request: Request) -> Response:
         after = query_cursor(request)
-        statement = await self._own(request, self.settlement.statement)
+        statement = await self._own(request, self.settlement.statement_figures)
         view: ReconciliationView | None
         try:
             view = await self.settlement.reconciliation(statement.participant, statement.period)

@@ -26,12 +26,14 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from exchange.auth.principal import Principal
 from exchange.errors import BadUserInput, ExchangeError, http_status
 from exchange.rewards import catalog as rewards_catalog
+from exchange.rewards.errors import NotARewardCursor
 from exchange.rewards.models import RedemptionStatus, Reward
 from exchange.rewards.redemption import RedemptionQuote
 from exchange.services.container import Services
@@ -81,11 +83,12 @@ class RewardPages:
 
     async def catalog(self, request: Request) -> Response:
         caller = member(request)
-        listed = await found(
-            self.services.rewards.rewards(
+        try:
+            listed = await self.services.rewards.rewards(
                 program_id=None, available_only=True, first=CATALOG_LENGTH, after=query_value(request, "after")
             )
-        )
+        except NotARewardCursor:  # a link to a page after no reward: nothing at this address
+            raise HTTPException(404) from None
         level = await self.services.members.coalition_level(str(caller.member_id))
         coalition = await self.services.catalog.coalition()
         catalog = await self.services.catalog.cache.get()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import pytest
@@ -27,7 +27,7 @@ from exchange.settlement.issued import sign
 from exchange.settlement.keys import PUBLICATION_LEAD
 from exchange.settlement.models import IssuedStatement, SettlementPosition
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.statements import encode_statement
+from exchange.settlement.statements import Statement, StatementLine, encode_statement
 from exchange.testing.clock import FrozenClock
 from tests.integration.settlement.conftest import NOVEMBER, close, conversion, post, redemption
 
@@ -65,6 +65,37 @@ async def forget_issued(service: SettlementService, period: str) -> None:
         await session.exec(delete(IssuedStatement).where(col(IssuedStatement.period) == period))  # type: ignore[call-overload]
 
 
+async def walked(service: SettlementService, participant: str, period: str) -> list[StatementLine]:
+    """Every line of the issued statement, two at a time by the pages' cursors."""
+    lines: list[StatementLine] = []
+    after = None
+    while True:
+        page = await service.statement_lines(participant, period, first=2, after=after)
+        lines += page.items
+        if (after := page.next_cursor) is None:
+            return lines
+
+
+async def test_a_statements_figures_and_pages_of_lines_are_its_documents_read_whole(
+    november: SettlementService,
+) -> None:
+    """What a page shows (figures read from the document but its lines, and its lines a page at
+    a time) is what the whole document holds, for each participant."""
+    for row in await issued_rows(november, "2026-11"):
+        whole = await november.statement(row.participant, "2026-11")
+        figures = await november.statement_figures(row.participant, "2026-11")
+        for name in (field.name for field in fields(Statement) if field.name != "lines"):
+            assert getattr(figures, name) == getattr(whole, name), (row.participant, name)
+        assert (figures.version, figures.key_id, figures.issued_at, figures.resigned_at) == (
+            row.version,
+            row.key_id,
+            row.issued_at,
+            row.resigned_at,
+        )
+        assert await walked(november, row.participant, "2026-11") == list(whole.lines), row.participant
+        assert await november.statement_line_count(row.participant, "2026-11") == len(whole.lines)
+
+
 async def test_a_statement_with_awkward_text_cut_into_pieces_is_stored_as_encoded_and_signed(
     settlement: SettlementService, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -93,6 +124,7 @@ async def test_a_statement_with_awkward_text_cut_into_pieces_is_stored_as_encode
         )
     assert row.json().encode() == encoded
     assert [line.reference for line in row.lines] == [f"{awkward * n}{n}" for n in range(5)]
+    assert await walked(settlement, "wallet-pay", "2026-11") == list(row.lines), "as stored, a page at a time"
     assert row.jws == sign(encoded, await settlement.signing_key())
     assert await verify(settlement, row.jws) == encoded
 

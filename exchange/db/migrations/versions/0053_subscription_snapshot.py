@@ -13,7 +13,7 @@ Events written and subscriptions made before this revision have neither: they ar
 sequence, as before.
 
 Revision ID: 0053
-Revises: 0051
+Revises: 0052
 Create Date: 2026-12-05
 """
 
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0053"
-down_revision = "0051"
+down_revision = "0052"
 branch_labels = None
 depends_on = None
 
