@@ -7,6 +7,7 @@ a fresh, fully migrated one of its own.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,13 +28,23 @@ SAMPLE_PARTNERS = REPO_ROOT / "partners"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the tests that drive a browser after every other test of the session, in their order.
+    """Where an asyncio test would run after a test that drives a browser, run the browser tests
+    after every other test of the session, in their order; otherwise keep the order as it is.
 
     Playwright's synchronous API keeps its event loop marked as running in the main thread while
     its session-wide browser lives, and an asyncio test after it fails with "Cannot run the event
-    loop while another loop is running". Moved last, any selection of tests runs as a whole run does.
+    loop while another loop is running". A whole run already puts the browser tests last.
     """
-    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
+    drives_a_browser = [item for item in items if "browser" in getattr(item, "fixturenames", ())]
+    if not drives_a_browser:
+        return
+    after_the_first = items[items.index(drives_a_browser[0]) :]
+    if any(_runs_a_loop(item) for item in after_the_first):
+        items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
+
+
+def _runs_a_loop(item: pytest.Item) -> bool:
+    return item.get_closest_marker("asyncio") is not None or inspect.iscoroutinefunction(getattr(item, "obj", None))
 
 
 @pytest.fixture(scope="session")
