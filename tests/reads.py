@@ -1,12 +1,15 @@
-"""How many rows of tables a piece of work reads, on PostgreSQL: what a test of a page checks
-to show it reads its page, not the whole table (a count, never a timing)."""
+"""How many rows of tables a piece of work reads, on PostgreSQL, and which statements it sends:
+what a test of a page checks to show it reads its page, not the whole table (a count, never a
+timing)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 T = TypeVar("T")
@@ -33,3 +36,18 @@ async def rows_read(
     done = await work()
     after = await counts()
     return done, {table: after[table] - before[table] for table in tables}
+
+
+@contextmanager
+def statements_sent(engine: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement ``engine`` sends while the block runs, with its parameters, in order."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)

@@ -3,13 +3,10 @@ load through DataLoaders, one batch per child kind, never one query per parent."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import event
 from starlette.applications import Starlette
 
 from exchange.app import create_app
@@ -20,6 +17,7 @@ from exchange.serving import serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
 from tests.api.conftest import ON_SQLITE_TOO
+from tests.reads import statements_sent
 
 PROGRAM_FIELDS = """
   id
@@ -67,27 +65,11 @@ async def counting_kit(gateway_settings: Settings, app: Starlette) -> AsyncItera
             await db.dispose()
 
 
-@contextmanager
-def statements(app: Starlette) -> Iterator[list[str]]:
-    """The SQL statements the gateway's own engine sends while the block runs."""
-    engine = app.state.services.db.engine.sync_engine
-    sent: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 async def cost(kit: ExchangeKit, app: Starlette, query: str, token: str) -> int:
     """Statements one run of ``query`` sends, once caches are warm."""
     response = await kit.graphql(query, token)
     assert response.status_code == 200 and response.json().get("data"), response.text
-    with statements(app) as sent:
+    with statements_sent(app.state.services.db.engine) as sent:
         await kit.graphql(query, token)
     return len(sent)
 

@@ -5,12 +5,11 @@ read the same whatever the size of its batch."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from exchange.auth import clients
@@ -27,6 +26,7 @@ from exchange.webhooks.models import WebhookDelivery, WebhookEvent
 from exchange.webhooks.outbox import emit
 from exchange.webhooks.subscriptions import SubscriptionDraft, WithSecret
 from tests.integration.locks import waiting_on_a_lock
+from tests.reads import statements_sent
 
 #: The staff tools' default limit (``EXCHANGE_WEBHOOK_MAX_SUBSCRIPTIONS``).
 STAFF_SUBSCRIPTIONS = 20
@@ -70,22 +70,6 @@ async def test_a_backlog_of_events_to_every_staff_subscription_is_fanned_out_who
     assert (made, unfanned) == (500 * STAFF_SUBSCRIPTIONS, [])
 
 
-@contextmanager
-def statements(db: Database) -> Iterator[set[str]]:
-    """The text of every statement sent to the database meanwhile."""
-    sent: set[str] = set()
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.add(statement)
-
-    engine = db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 async def test_the_worker_sends_the_same_statements_for_a_batch_of_any_size(pg_db: Database) -> None:
     """Each distinct statement text is a prepared statement in every connection and an entry of
     ``pg_stat_statements``: a list of ids spelt ``IN ($1, $2, …)`` made one per batch size."""
@@ -97,10 +81,10 @@ async def test_the_worker_sends_the_same_statements_for_a_batch_of_any_size(pg_d
         shapes = []
         for periods in (range(2), range(2, 5)):
             await closed(pg_db, clock, periods)
-            with statements(pg_db) as sent:
+            with statements_sent(pg_db.engine) as sent:
                 report = await dispatcher.run_once()
             assert (report.fanned_out, report.retrying) == (2 * len(periods), 2 * len(periods))
-            shapes.append(sent)
+            shapes.append({statement for statement, _ in sent})
     finally:
         await dispatcher.aclose()
     assert shapes[0] == shapes[1]

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import update
 from sqlmodel import col, select
 from standardwebhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
@@ -51,6 +50,7 @@ from exchange.webhooks.schedule import RetrySchedule
 from exchange.webhooks.subscriptions import SubscriptionDraft, WithSecret
 from tests.conftest import SettableClock
 from tests.integration import test_conversion_saga as conversions
+from tests.reads import statements_sent
 
 ALL_TYPES = [event_type.value for event_type in EventType]
 CONVERSION_TYPES = ["conversion.completed", "conversion.failed", "conversion.reversed"]
@@ -489,29 +489,17 @@ async def test_a_claim_reads_none_of_the_later_events_waiting_behind_a_retried_d
                 await emit(session, redemption_event(EventType.REDEMPTION_DELIVERED, f"r{n}", clock.now()))
         assert await dispatcher.fan_out() == objects
         clock.advance(seconds=1)
-        with claims_sent(pg_db) as claims:
+        with statements_sent(pg_db.engine) as sent:
             assert await dispatcher.claim(batch=10) == []
+        claims = [
+            (statement, parameters)
+            for statement, parameters in sent
+            if statement.lstrip().startswith("SELECT webhook_delivery.id") and "SKIP LOCKED" in statement
+        ]
         plan = await explained(pg_db, *claims[0])
         assert rows_read(plan, {"ix_webhook_delivery_first_due", "ix_webhook_delivery_retry_due"}) == 0, plan
     finally:
         await service.aclose()
-
-
-@contextmanager
-def claims_sent(db: Database) -> Iterator[list[tuple[str, Any]]]:
-    """Each claim's statement and parameters sent meanwhile."""
-    claims: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().startswith("SELECT webhook_delivery.id") and "SKIP LOCKED" in statement:
-            claims.append((statement, parameters))
-
-    engine = db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield claims
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 async def explained(db: Database, statement: str, parameters: Any) -> dict[str, Any]:
