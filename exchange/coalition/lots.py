@@ -189,6 +189,10 @@ async def reverse(
     """Undo ``reverses``: all that is left of it, or ``points`` of it (see the module docstring)."""
     if reverses == operation_id:
         raise errors.invalid("an operation cannot reverse itself")
+    if points is not None and points < 1:
+        # The connector refuses it first; here, so that no caller reverses a negative amount
+        # into points the debit never took.
+        raise errors.invalid(f"points to reverse must be at least 1, not {points}")
     target = await _target(session, reverses, now)
     # Asked after the target's lock: a request under this id that held it first has committed
     # its reversal now, and this one answers as it did instead of applying it a second time.

@@ -20,6 +20,7 @@ from sqlmodel import col, select
 
 from exchange.coalition import lots
 from exchange.coalition.connector import CoalitionConnector
+from exchange.coalition.errors import CoalitionRefusal
 from exchange.coalition.expiry import expire_batch
 from exchange.coalition.models import CoalitionLot
 from exchange.coalition.rules import PointRules, expiry_of, point_rules
@@ -385,6 +386,24 @@ async def test_spending_takes_the_soonest_to_expire_first_and_a_reversal_puts_ba
     assert await point.lots(member) == before
     with pytest.raises(OperationConflict):
         await point.connector.debit("spend:debit", member, 71)
+
+
+async def test_a_reversal_of_no_points_or_fewer_is_refused_and_changes_nothing(point: Point) -> None:
+    """The lots' own rule, not only the connector's: a negative part reversed would have put
+    back points the debit never took."""
+    [member] = point.members
+    await point.connector.credit("earn:credit", member, 100)
+    await point.connector.debit("spend:debit", member, 30)
+    spent = await point.lots(member)
+    rules = await point.rules()
+    for points in (0, -5):
+        with pytest.raises(CoalitionRefusal) as refused:
+            async with point.db.transaction() as session:
+                await lots.reverse(
+                    session, rules, operation_id="undo", reverses="spend:debit", points=points, now=point.clock.now()
+                )
+        assert refused.value.reason == "INVALID_REQUEST" and str(points) in refused.value.detail
+    assert await point.lots(member) == spent
 
 
 async def test_verify_names_a_lot_changed_by_hand(point: Point) -> None:
