@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from joserfc.jwk import RSAKey
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -80,6 +81,8 @@ logger = logging.getLogger("exchange.settlement.jobs")
 RECOVERY = "exchange recover"
 #: The closing job's last step: its statements, issued once the period is CLOSED.
 ISSUING_STATEMENTS = "issuing statements"
+
+Read = TypeVar("Read")
 
 
 @dataclass(frozen=True)
@@ -432,10 +435,11 @@ class SettlementService:
         its figures read from its document but for its lines: what a page shows, with a page of
         its lines (:meth:`statement_lines`), without reading a busy month's document whole."""
         period = self.calendar.parse(period)
-        currency = await self._ensure_issued(participant, period)
-        async with self.db.transaction() as session:
-            found = await issued.stored_figures(session, participant, period, calendar=self.calendar, currency=currency)
-        assert found is not None
+
+        async def figures(session: AsyncSession, currency: Currency) -> issued.IssuedFigures | None:
+            return await issued.stored_figures(session, participant, period, calendar=self.calendar, currency=currency)
+
+        found, _ = await self._read_issued(participant, period, figures)
         return found
 
     async def issued_statement(self, participant: str, period: str) -> IssuedStatement:
@@ -449,22 +453,29 @@ class SettlementService:
         """The participant's stored statement of ``period``, issued first if it is not yet, and
         the settlement currency."""
         period = self.calendar.parse(period)
-        currency = await self._ensure_issued(participant, period)
-        async with self.db.transaction() as session:
-            found = await issued.stored(session, participant, period)
-        assert found is not None
-        return found, currency
 
-    async def _ensure_issued(self, participant: str, period: str) -> Currency:
-        """Issue the participant's statement of ``period`` if it is not yet; the settlement currency."""
+        async def row(session: AsyncSession, _currency: Currency) -> IssuedStatement | None:
+            return await issued.stored(session, participant, period)
+
+        return await self._read_issued(participant, period, row)
+
+    async def _read_issued(
+        self, participant: str, period: str, read: Callable[[AsyncSession, Currency], Awaitable[Read | None]]
+    ) -> tuple[Read, Currency]:
+        """What ``read`` finds of the participant's stored statement of ``period`` (None: none is
+        stored), issuing it first if it is not yet, and the settlement currency. A statement is
+        issued at the close, so this is one unit of work but for a period closed before
+        statements were stored, whose statement is issued at its first reading."""
         async with self.db.transaction() as session:
             currency = await settlement_currency(session)
-            found = await issued.is_stored(session, participant, period)
-        if not found:
+            found = await read(session, currency)
+        if found is None:
             signer = await self._signer(currency)
             async with self.db.transaction() as session:
                 await issued.issue(session, signer, participant, period, self.clock.now())
-        return currency
+                found = await read(session, currency)
+        assert found is not None
+        return found, currency
 
     async def ledger_lines(self, participant: str, period: str) -> list[statements.StatementLine]:
         """The participant's lines of ``period`` as its statement shows them, whether or not the
@@ -593,7 +604,7 @@ class SettlementService:
                 of.partner,
                 currency,
                 break_report.next_step(
-                    row.kind, resolution, break_report.elsewhere(row, of.period, periods), book=of_the_book(of)
+                    row.kind, resolution, break_report.elsewhere(row, of.period, periods), book=of.of_the_book
                 ),
             )
             for row, resolution in rows
@@ -626,7 +637,7 @@ class SettlementService:
                 periods = await self._ledger_periods(session, currency, of, [row for row, _ in rows])
             yield break_report.csv_text(
                 break_report.break_row(
-                    of.partner, of.period, currency, row, resolution, periods, say, book=of_the_book(of)
+                    of.partner, of.period, currency, row, resolution, periods, say, book=of.of_the_book
                 )
                 for row, resolution in rows
             )
@@ -645,7 +656,7 @@ class SettlementService:
                 resolution,
                 of.partner,
                 currency,
-                break_report.next_step(row.kind, resolution, book=of_the_book(of)),
+                break_report.next_step(row.kind, resolution, book=of.of_the_book),
             )
             for row, resolution in rows
         ]
@@ -660,7 +671,7 @@ class SettlementService:
             currency = await settlement_currency(session)
             row, resolution, partner = await resolve_break(session, self.ledger, currency, request, self.clock.now())
             of = await session.get(Reconciliation, row.reconciliation_id)
-        book = of is not None and of_the_book(of)
+        book = of is not None and of.of_the_book
         return BreakView(row, resolution, partner, currency, break_report.next_step(row.kind, resolution, book=book))
 
     async def resolve_many(self, request: BulkResolveRequest) -> ResolvedBreaks:
@@ -707,9 +718,3 @@ class SettlementService:
                 session, partner, period, actor=by, note=note, now=self.clock.now(), seen=seen
             )
             return PositionView(position, await settlement_currency(session))
-
-
-def of_the_book(of: Reconciliation) -> bool:
-    """Whether ``of`` compared the coalition point's records, which the exchange wrote from its
-    own book of the point, so that settlement staff, not a partner, act on its breaks."""
-    return of.source == RecordsSource.COALITION_BOOK

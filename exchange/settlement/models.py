@@ -113,6 +113,12 @@ class Reconciliation(SQLModel, table=True):
     def breaks(self) -> int:
         return self.missing_in_ledger + self.missing_in_partner + self.amount_mismatch + self.duplicate
 
+    @property
+    def of_the_book(self) -> bool:
+        """Whether it compared the coalition point's records, which the exchange wrote from its
+        own book of the point, so that settlement staff, not a partner, act on its breaks."""
+        return self.source == RecordsSource.COALITION_BOOK
+
 
 class ReconciliationBreak(SQLModel, table=True):
     """A line of the partner's file, or a reference of the ledger, that did not match."""
