@@ -40,10 +40,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import httpx
-from sqlalchemy import BigInteger, ColumnElement, Update, exists, func, literal, true, union_all, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Update,
+    bindparam,
+    exists,
+    func,
+    literal,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import SQLCoreOperations
 from sqlmodel import col, select
@@ -54,6 +67,7 @@ from exchange.clock import Clock
 from exchange.db import dialects
 from exchange.db.bulk import one_of
 from exchange.db.database import Database
+from exchange.db.types import UTCDateTime
 from exchange.webhooks import outbox, signing
 from exchange.webhooks.egress import PublicOnlyTransport
 from exchange.webhooks.models import (
@@ -274,21 +288,11 @@ class Dispatcher:
         none of a subscription past ``per_subscription`` in flight."""
         now = self.clock.now()
         async with self.db.transaction() as session:
-            deliveries = (
-                await session.exec(
-                    select(WebhookDelivery)
-                    # Claimable again here, not only where each subscription's are picked: a row
-                    # another worker leased since this statement's snapshot is read again once
-                    # its lock is free, and these conditions (not the subquery's) are checked on
-                    # it anew.
-                    .where(
-                        col(WebhookDelivery.id).in_(await self.places(session, now)), *claimable(WebhookDelivery, now)
-                    )
-                    .order_by(*claim_order(WebhookDelivery))
-                    .limit(batch)
-                    .with_for_update(skip_locked=True, of=WebhookDelivery)
-                )
-            ).all()
+            if session.get_bind().dialect.name == "postgresql":
+                due = _due_at_every_place(self.per_subscription)
+            else:
+                due = _due_at(await self._places_one_by_one(session, now))
+            deliveries = (await session.exec(due, params={"now": now, "batch": batch})).all()
             if not deliveries:
                 return []
             for delivery in deliveries:
@@ -325,34 +329,16 @@ class Dispatcher:
             for delivery in deliveries
         ]
 
-    async def places(self, session: AsyncSession, now: datetime) -> SelectOfScalar[int] | list[int]:
-        """The deliveries each live subscription may have claimed: its first free slots' worth
-        (``per_subscription`` less those it has in flight) of :func:`places_of`. Each read
-        stops at what it takes (the subscription table is small), so a receiver that is down
-        with a day's backlog of due retries costs a claim its two places, not the backlog. A
-        place another worker holds locked is skipped, not replaced by a later one: that worker
-        is taking it in flight.
-
-        On PostgreSQL one subquery, a ``LATERAL`` read per subscription; SQLite has no
-        ``LATERAL`` (and one process claims there), so it reads them one subscription at a time."""
-        live = col(WebhookSubscription.deleted_at).is_(None)
-        if session.get_bind().dialect.name == "postgresql":
-            sending = in_flight(col(WebhookSubscription.id), now).lateral("sending")
-            slots = func.greatest(self.per_subscription - sending.c.sending, 0)
-            chosen = places_of(col(WebhookSubscription.id), slots, self.per_subscription, now).lateral("chosen")
-            return (
-                select(chosen.c.id)
-                .select_from(WebhookSubscription)
-                .join(sending, true())
-                .join(chosen, true())
-                .where(live)
-            )
+    async def _places_one_by_one(self, session: AsyncSession, now: datetime) -> list[int]:
+        """The deliveries :func:`_due_at_every_place` chooses from, read one subscription at a
+        time: SQLite has no ``LATERAL`` (and one process claims there)."""
         chosen_ids: list[int] = []
-        for subscription_id in (await session.exec(select(col(WebhookSubscription.id)).where(live))).all():
-            sending_now = (await session.exec(in_flight(literal(subscription_id), now))).one()
+        at = {"now": now}
+        for subscription_id in (await session.exec(select(col(WebhookSubscription.id)).where(_LIVE))).all():
+            sending_now = (await session.exec(in_flight(literal(subscription_id)), params=at)).one()
             if sending_now < self.per_subscription:
                 free = self.per_subscription - sending_now
-                chosen_ids += (await session.exec(places_of(literal(subscription_id), free, free, now))).all()
+                chosen_ids += (await session.exec(places_of(literal(subscription_id), free, free), params=at)).all()
         return chosen_ids
 
     async def secrets_now(self, subscription_id: str, now: datetime) -> tuple[str, ...] | None:
@@ -476,14 +462,53 @@ class Dispatcher:
 #: statement's own text, in a plan made for any parameters (a prepared statement's) as well.
 PENDING = literal(DeliveryStatus.PENDING.value, literal_execute=True)
 NONE_YET = literal(0, literal_execute=True)
+#: The instant a claim reads at, and how many deliveries it takes at most, bound when its
+#: statements run (``now``, ``batch``), so that they can be built once.
+NOW = bindparam("now", type_=UTCDateTime())
+BATCH = bindparam("batch", type_=Integer())
+_LIVE = col(WebhookSubscription.deleted_at).is_(None)
 
 
-def claimable(delivery: type[WebhookDelivery], now: datetime) -> tuple[ColumnElement[bool], ...]:
+@lru_cache(maxsize=4)
+def _due_at_every_place(per_subscription: int) -> SelectOfScalar[WebhookDelivery]:
+    """PostgreSQL's claim: the deliveries each live subscription may have claimed, its first
+    free slots' worth (``per_subscription`` less those it has in flight) of :func:`places_of`,
+    in one statement, a ``LATERAL`` read per subscription. Each read stops at what it takes
+    (the subscription table is small), so a receiver that is down with a day's backlog of due
+    retries costs a claim its two places, not the backlog. A place another worker holds locked
+    is skipped, not replaced by a later one: that worker is taking it in flight.
+
+    Built once for each cap (its instant is bound when it runs): built at every pass, it took
+    the worker about 7 ms of CPU, most of what a conversion costs, idle or not."""
+    sending = in_flight(col(WebhookSubscription.id)).lateral("sending")
+    slots = func.greatest(per_subscription - sending.c.sending, 0)
+    chosen = places_of(col(WebhookSubscription.id), slots, per_subscription).lateral("chosen")
+    return _due_at(
+        select(chosen.c.id).select_from(WebhookSubscription).join(sending, true()).join(chosen, true()).where(_LIVE)
+    )
+
+
+def _due_at(places: SelectOfScalar[int] | list[int]) -> SelectOfScalar[WebhookDelivery]:
+    """Up to ``batch`` of the deliveries at ``places``, in claim order, locked for the claim
+    (those another worker holds are skipped)."""
+    return (
+        select(WebhookDelivery)
+        # Claimable again here, not only where each subscription's are picked: a row another
+        # worker leased since this statement's snapshot is read again once its lock is free,
+        # and these conditions (not the subquery's) are checked on it anew.
+        .where(col(WebhookDelivery.id).in_(places), *claimable(WebhookDelivery))
+        .order_by(*claim_order(WebhookDelivery))
+        .limit(BATCH)
+        .with_for_update(skip_locked=True, of=WebhookDelivery)
+    )
+
+
+def claimable(delivery: type[WebhookDelivery]) -> tuple[ColumnElement[bool], ...]:
     """A delivery due at ``now`` and not leased to a worker."""
     return (
         col(delivery.status) == PENDING,
-        col(delivery.next_attempt_at) <= now,
-        col(delivery.lease_until).is_(None) | (col(delivery.lease_until) <= now),
+        col(delivery.next_attempt_at) <= NOW,
+        col(delivery.lease_until).is_(None) | (col(delivery.lease_until) <= NOW),
     )
 
 
@@ -495,21 +520,21 @@ def claim_order(delivery: Any) -> tuple[ColumnElement[Any], ...]:
     return (col(delivery.attempts) > NONE_YET, col(delivery.next_attempt_at).asc(), col(delivery.sequence).asc())
 
 
-def in_flight(subscription_id: SQLCoreOperations[str], now: datetime) -> SelectOfScalar[int]:
-    """How many of the subscription's deliveries are leased (by ``ix_webhook_delivery_leased``,
-    which holds the leased ones only)."""
+def in_flight(subscription_id: SQLCoreOperations[str]) -> SelectOfScalar[int]:
+    """How many of the subscription's deliveries are leased at ``now`` (by
+    ``ix_webhook_delivery_leased``, which holds the leased ones only)."""
     leased = aliased(WebhookDelivery)
     return select(func.count().label("sending")).where(
         col(leased.subscription_id) == subscription_id,
         col(leased.status) == PENDING,
-        col(leased.lease_until) > now,
+        col(leased.lease_until) > NOW,
     )
 
 
 def places_of(
-    subscription_id: SQLCoreOperations[str], slots: ColumnElement[int] | int, most: int, now: datetime
+    subscription_id: SQLCoreOperations[str], slots: ColumnElement[int] | int, most: int
 ) -> SelectOfScalar[int]:
-    """The subscription's first ``slots`` claimable deliveries in claim order, each the earliest
+    """The subscription's first ``slots`` deliveries claimable at ``now`` in claim order, each the earliest
     pending of its object. Its first attempts and its retries are read apart, each by its own
     index in due order (``ix_webhook_delivery_first_due``, ``ix_webhook_delivery_retry_due``)
     and each stopped at ``most`` (the cap), and the two merged: in one index, the retries not
@@ -526,7 +551,7 @@ def places_of(
             select(col(due.id), col(due.attempts), col(due.next_attempt_at), col(due.sequence))
             .where(
                 col(due.subscription_id) == subscription_id,
-                *claimable(due, now),
+                *claimable(due),
                 col(due.attempts) > NONE_YET if retries else col(due.attempts) == NONE_YET,
                 ~exists().where(
                     col(earlier.subscription_id) == due.subscription_id,
