@@ -306,6 +306,16 @@ async def test_the_streamed_upload_refuses_as_the_mutation_does(kit: ExchangeKit
         415,
         "UNSUPPORTED_MEDIA_TYPE",
     )
+    for charset in ("utf-16", '"UTF-16LE"', "windows-1252"):
+        declared = {**partner, "content-type": f"text/csv; charset={charset}"}
+        other_charset = refused(
+            await kit.http.put(url, content=good.decode().encode("utf-16"), headers=declared),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        )
+        assert other_charset["message"].startswith(
+            f"the records are read as UTF-8, not in the charset {charset.strip(chr(34)).lower()!r} the content type "
+        ), other_charset
     broken = good + b"conversion:c2,1.5.0\n"
     error = refused(await kit.http.put(url, content=broken, headers={**partner, **csv}), 400, "BAD_USER_INPUT")
     assert error["extensions"]["line"] == 3 and "amount" in error["extensions"]["reason"]
@@ -319,7 +329,8 @@ async def test_the_streamed_upload_refuses_as_the_mutation_does(kit: ExchangeKit
         409,
         "PERIOD_NOT_CLOSED",
     )
-    accepted = await kit.http.put(url, content=good, headers={**staff_headers(staff), **csv})
+    utf8 = {"content-type": 'text/csv; Charset="UTF-8"'}
+    accepted = await kit.http.put(url, content=good, headers={**staff_headers(staff), **utf8})
     assert accepted.status_code == 200 and accepted.json()["matched"] == 1, accepted.text
 
 

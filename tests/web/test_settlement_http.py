@@ -622,6 +622,13 @@ def test_every_refusal_of_the_reconciliation_forms_is_said_in_the_readers_langua
             f"{path}/records", content=b"reference,amount\n", headers={"Content-Type": "text/plain", **upload}
         )
         assert plain.status_code == 415 and plain.json()["message"] == "請以 CSV 檔案（text/csv）傳送紀錄"
+        utf16 = client.put(
+            f"{path}/records",
+            content="reference,amount\n".encode("utf-16"),
+            headers={"Content-Type": "text/csv; charset=utf-16", **upload},
+        )
+        assert utf16.status_code == 415
+        assert utf16.json()["message"] == "紀錄以 UTF-8 讀取，而非上傳所宣告的字元集 'utf-16'：請另存為「CSV UTF-8」"
         early = client.post(
             "/console/settlement/close", data={"csrf_token": token, "period": "1969-12"}, headers=chinese
         )
