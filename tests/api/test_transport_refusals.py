@@ -4,6 +4,7 @@ media types. Large partner files have a streamed route of their own."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -316,6 +317,11 @@ async def test_the_streamed_upload_refuses_as_the_mutation_does(kit: ExchangeKit
         assert other_charset["message"].startswith(
             f"the records are read as UTF-8, not in the charset {charset.strip(chr(34)).lower()!r} the content type "
         ), other_charset
+    compressed = {**partner, **csv, "content-encoding": "gzip"}
+    gzipped = refused(
+        await kit.http.put(url, content=gzip.compress(good), headers=compressed), 415, "UNSUPPORTED_MEDIA_TYPE"
+    )
+    assert gzipped["message"].startswith("the records are read as sent, not decoded from the Content-Encoding 'gzip'")
     broken = good + b"conversion:c2,1.5.0\n"
     error = refused(await kit.http.put(url, content=broken, headers={**partner, **csv}), 400, "BAD_USER_INPUT")
     assert error["extensions"]["line"] == 3 and "amount" in error["extensions"]["reason"]
@@ -329,7 +335,7 @@ async def test_the_streamed_upload_refuses_as_the_mutation_does(kit: ExchangeKit
         409,
         "PERIOD_NOT_CLOSED",
     )
-    utf8 = {"content-type": 'text/csv; Charset="UTF-8"'}
+    utf8 = {"content-type": 'text/csv; Charset="UTF-8"', "content-encoding": "identity"}
     accepted = await kit.http.put(url, content=good, headers={**staff_headers(staff), **utf8})
     assert accepted.status_code == 200 and accepted.json()["matched"] == 1, accepted.text
 
