@@ -27,7 +27,7 @@ from exchange.auth.principal import Principal
 from exchange.errors import ErrorCode, ExchangeError, http_status
 from exchange.ledger.periods import PERIOD_LENGTH, overlong_period
 from exchange.services.settlement import ReconciliationView, SettlementService
-from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
+from exchange.streaming import StreamedBody, records_upload_problem
 from exchange.text import text_problem
 
 #: ``period`` takes the rest of the path, so that a period written with a slash (``11/2026``) is
@@ -111,9 +111,8 @@ class RecordsUpload:
         principal = authorized(request, IMPORTS_RECORDS, {"partner_id": partner})
         if isinstance(principal, Response):
             return principal
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type != CSV_MEDIA_TYPE:
-            return refusal(request.headers, 415, f"send the records as {CSV_MEDIA_TYPE}")
+        if problem := records_upload_problem(request.headers):
+            return refusal(request.headers, 415, problem)
         if bad_path := path_refusal(request, partner, period):
             return bad_path
         body = StreamedBody(request.stream(), asyncio.get_running_loop())

@@ -131,10 +131,10 @@ class Quoting:
                 used = used | await limits.used(session, missing)
             level = self.federation.cached_level(catalog, read.links, read.activity)
             if level is not None:
-                return await self._store(session, member_id, level, chains, points, used, now)
+                return await self._store(session, member_id, level, read.activity.tiers, chains, points, used, now)
         level = await self.federation.level(read.links, read.activity)
         async with self.db.autocommit() as session:
-            return await self._store(session, member_id, level, chains, points, used, now)
+            return await self._store(session, member_id, level, read.activity.tiers, chains, points, used, now)
 
     def _keys(self, chains: list[quotes.Chain], member_id: str, now: datetime) -> list[str]:
         """The limit counters any of ``chains`` counts against, each once, in key order."""
@@ -147,6 +147,7 @@ class Quoting:
         session: AsyncSession,
         member_id: str,
         level: int,
+        tier_activity: int,
         chains: list[quotes.Chain],
         points: int,
         used: dict[str, int],
@@ -158,6 +159,7 @@ class Quoting:
             source=chains[0][0].source.id,
             target=chains[0][-1].target.id,
             points=points,
+            tier_activity=tier_activity,
         )
         quote = quotes.price_quote(request, chains, used, policy=self.policy, now=now)
         await quotes.store_quote(session, quote)

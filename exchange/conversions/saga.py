@@ -67,10 +67,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from functools import lru_cache
 from typing import NoReturn
 
-from sqlalchemy import Table, and_, bindparam, select
+from sqlalchemy import Table, and_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -91,7 +92,7 @@ from exchange.ledger.posting import Ledger
 from exchange.members import service as members
 from exchange.members.authority import DebitAuthority, require_authority
 from exchange.members.consents import authorize_debit
-from exchange.members.models import LinkedAccount
+from exchange.members.models import LinkedAccount, Member
 from exchange.pricing import limits, quotes, routes
 from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
@@ -137,6 +138,7 @@ _RELEASES_LIMITS = (ConversionStatus.FAILED, ConversionStatus.REVERSED)
 CONVERSIONS: Table = Conversion.__table__  # type: ignore[attr-defined]
 QUOTES: Table = Quote.__table__  # type: ignore[attr-defined]
 LINKS: Table = LinkedAccount.__table__  # type: ignore[attr-defined]
+MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,9 +413,10 @@ _STATE = ("status", "step", "in_doubt", "attempts", "next_attempt_at", "lease_un
 @lru_cache(maxsize=2)
 def _from_quote(dialect: str) -> dialects.Insert:
     """The conversion of quote ``quote_id`` by member ``member_id``, inserted from the quote
-    and the member's accounts at both programs (share-locked) if it is still open at ``now``;
+    and the member's accounts at both programs (share-locked) if it is still open at ``now``
+    and the tiers its tier bonus was priced on still stand (``quotes.ensure_tiers_stand``);
     built once."""
-    quote, source, target = QUOTES, LINKS.alias("source"), LINKS.alias("target")
+    quote, source, target, member = QUOTES, LINKS.alias("source"), LINKS.alias("target"), MEMBERS
     values = {
         "id": bindparam("new_id", type_=CONVERSIONS.c.id.type),
         "member_id": quote.c.member_id,
@@ -435,13 +438,20 @@ def _from_quote(dialect: str) -> dialects.Insert:
         .select_from(
             quote.join(
                 source, and_(source.c.member_id == quote.c.member_id, source.c.program_id == quote.c.from_program)
-            ).join(target, and_(target.c.member_id == quote.c.member_id, target.c.program_id == quote.c.to_program))
+            )
+            .join(target, and_(target.c.member_id == quote.c.member_id, target.c.program_id == quote.c.to_program))
+            .join(member, member.c.id == quote.c.member_id)
         )
         .where(
             quote.c.id == bindparam("quote_id", type_=quote.c.id.type),
             quote.c.member_id == bindparam("member_id", type_=quote.c.member_id.type),
             quote.c.expires_at > bindparam("now", type_=quote.c.expires_at.type),
             quote.c.usages.is_not(None),
+            or_(
+                quote.c.tier_bonus_percent == Decimal(0),
+                quote.c.tier_activity.is_(None),
+                quote.c.tier_activity == member.c.tier_activity,
+            ),
         )
         # The member's accounts are read under a key-share lock (the weakest that a delete
         # waits for), so an unlink of either waits for this unit of work and then sees the
@@ -454,7 +464,7 @@ def _from_quote(dialect: str) -> dialects.Insert:
 
 async def _refusal(session: AsyncSession, request: ExecuteRequest, now: datetime) -> NoReturn:
     """Why a quote made no conversion (its key being free): not the member's, not linked,
-    executed already, or expired."""
+    executed already, expired, or priced on tiers that have changed since."""
     quote = await quotes.member_quote(session, request.quote_id, request.member_id)
     await members.member_refs_at(
         session, request.member_id, {quote.from_program: "quoteId", quote.to_program: "quoteId"}
@@ -463,4 +473,6 @@ async def _refusal(session: AsyncSession, request: ExecuteRequest, now: datetime
     if earlier is not None:
         raise QuoteAlreadyExecuted(quote.id, earlier[0])
     quotes.ensure_open(quote, now)
+    tiers = select(MEMBERS.c.tier_activity).where(MEMBERS.c.id == quote.member_id)
+    quotes.ensure_tiers_stand(quote, (await session.exec(tiers)).one()[0])  # type: ignore[call-overload]
     raise AssertionError(f"quote {quote.id} made no conversion, for no reason known")

@@ -7,9 +7,15 @@ instead of reading, checking and writing.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
+import psycopg
+from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 Insert = postgresql.Insert | sqlite.Insert
@@ -39,3 +45,23 @@ async def insert_once(session: AsyncSession, row: Any) -> bool:
         .returning(*key)
     )
     return (await session.exec(statement)).first() is not None
+
+
+@asynccontextmanager
+async def lock_wait(session: AsyncSession, wait: timedelta) -> AsyncIterator[None]:
+    """Statements inside wait at most ``wait`` for a lock another transaction holds, then fail
+    with an error :func:`lock_not_available` tells apart (PostgreSQL's ``lock_timeout``, for
+    this transaction only; SQLite takes no row locks to wait for). Past the block, statements
+    wait as long as it takes again."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    # SET takes no bound parameters; the number is the exchange's own.
+    await session.exec(text(f"SET LOCAL lock_timeout = '{round(wait.total_seconds() * 1000)}ms'"))  # type: ignore[call-overload]
+    yield
+    await session.exec(text("SET LOCAL lock_timeout TO DEFAULT"))  # type: ignore[call-overload]
+
+
+def lock_not_available(error: DBAPIError) -> bool:
+    """Whether ``error`` is a lock :func:`lock_wait` gave up waiting for (SQLSTATE 55P03)."""
+    return isinstance(error.orig, psycopg.errors.LockNotAvailable)

@@ -20,6 +20,21 @@ class QuoteExpired(ExchangeError):
     code = ErrorCode.QUOTE_EXPIRED
 
 
+class QuoteTiersChanged(QuoteExpired):
+    """The tiers that earned a quote's tier bonus changed after it was priced: the member
+    unlinked an account (whose tier may have been the one that counted), or a status match
+    ended. The quote is as good as expired; a new one prices the level the member holds now."""
+
+    def __init__(self, quote_id: str, level: int, bonus_points: int) -> None:
+        super().__init__(
+            f"quote {quote_id} priced a tier bonus of {bonus_points:,} points on coalition level {level}, "
+            "and the member's tiers have changed since (an account unlinked, or a status match ended); "
+            "ask for a new one",
+            field="quoteId",
+            reason="TIERS_CHANGED",
+        )
+
+
 class QuoteNotFound(NotFound):
     def __init__(self, quote_id: str) -> None:
         super().__init__(f"no quote has id {quote_id!r}", field="quoteId")

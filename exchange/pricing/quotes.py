@@ -3,7 +3,10 @@
 A quote pins the rate version, the promotions and the tier bonus it used, the exact
 amounts, and the limit counters it counts against (the day, month and year it was made in,
 and the caps then); executing it later converts exactly those amounts and counts them there,
-whatever changed meanwhile, as long as it has not expired.
+whatever changed meanwhile, as long as it has not expired. The tier bonus is the one thing the
+member can take away themself: a quote with one is executed only while the member's tiers
+stand as they were read for it (:func:`ensure_tiers_stand`), so unlinking the account whose
+tier earned it, or a status match ending, leaves it to be asked for again.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.pricing import limits, promotions, rates, routes
-from exchange.pricing.errors import NoRate, QuoteExpired, QuoteNotFound
+from exchange.pricing.errors import NoRate, QuoteExpired, QuoteNotFound, QuoteTiersChanged
 from exchange.pricing.models import Quote, RateVersion
 from exchange.pricing.rules import AppliedPromotion, PriceBreakdown, price
 from exchange.programs import service as programs
@@ -33,11 +36,15 @@ _STORE = insert(QUOTES)
 
 @dataclass(frozen=True, slots=True)
 class QuoteRequest:
+    """``tier_activity``: the member's tier activity marker read with the links that made
+    ``member_level`` (``None``: not read, and the quote's tier bonus is not checked again)."""
+
     member_id: str
     member_level: int
     source: str
     target: str
     points: int
+    tier_activity: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +292,7 @@ def _quote_row(
         promotions=[{"id": p.id, "bonus_percent": str(p.bonus_percent)} for p in breakdown.promotions],
         member_level=request.member_level,
         tier_bonus_percent=breakdown.tier_bonus_percent,
+        tier_activity=request.tier_activity,
         created_at=now,
         expires_at=now + ttl,
         usages=[asdict(usage) for usage in route.usages],
@@ -314,6 +322,14 @@ def ensure_open(quote: Quote, now: datetime) -> None:
         raise QuoteExpired(
             f"quote {quote.id} is of an earlier version of the exchange; ask for a new one", field="quoteId"
         )
+
+
+def ensure_tiers_stand(quote: Quote, tier_activity: int) -> None:
+    """Refuse ``quote`` if it has a tier bonus and the member's tier activity marker has moved
+    (to ``tier_activity``) since its level was read: that level may be one the member no longer
+    holds, as when the account whose tier earned it is unlinked."""
+    if quote.tier_bonus_percent and quote.tier_activity is not None and quote.tier_activity != tier_activity:
+        raise QuoteTiersChanged(quote.id, quote.member_level, quote.tier_bonus_points)
 
 
 def applied_promotions(quote: Quote) -> tuple[AppliedPromotion, ...]:

@@ -18,7 +18,7 @@ from exchange.db import dialects
 from exchange.errors import BadUserInput, IdempotencyConflict
 from exchange.money import Currency
 from exchange.programs import service as programs
-from exchange.programs.declarations import PartnersDirectory
+from exchange.programs.declarations import DeclarationError, PartnersDirectory
 from exchange.rewards.errors import CursorOfAnotherProgram, NoRewardAfter, NotYourReward, RewardNotFound
 from exchange.rewards.models import DESCRIPTION_LENGTH, TITLE_LENGTH, Reward, RewardKind
 from exchange.text import chosen_id_problem, shown_text_problem, shows_nothing
@@ -222,12 +222,21 @@ async def rewards_by_id(session: AsyncSession, reward_ids: Collection[str]) -> d
 async def sync_declared_rewards(session: AsyncSession, directory: PartnersDirectory, now: datetime) -> int:
     """Publish every declared reward that does not exist yet; returns how many.
 
-    A reward that exists is left alone: its stock is live, and its partner manages it.
+    A reward that exists is left alone: its stock is live, and its partner manages it. An id
+    another program's reward holds already (a partner may publish any free id through the API)
+    refuses the load, naming the declaration: skipped, the declared reward was never published,
+    and members were shown the other partner's reward at its address.
     """
     published = 0
     for program in directory.programs:
-        for declared in program.rewards:
-            if await session.get(Reward, declared.id) is not None:
+        for index, declared in enumerate(program.rewards):
+            if (existing := await session.get(Reward, declared.id)) is not None:
+                if existing.program_id != program.id:
+                    raise DeclarationError(
+                        f"{program.id}.toml",
+                        f"rewards[{index}].id",
+                        f"reward id {declared.id!r} is {existing.program_id}'s reward already: declare another id",
+                    )
                 continue
             draft = RewardDraft(
                 id=declared.id,

@@ -33,6 +33,20 @@ class PartnerSignedOff(ExchangeError):
         )
 
 
+class PositionBusy(ExchangeError):
+    """Another unit of work holds the partner's position of the period (an import of its
+    records, a resolution of its breaks, its sign-off) longer than an import waits for it."""
+
+    code = ErrorCode.SERVICE_UNAVAILABLE
+
+    def __init__(self, partner: str, period: str) -> None:
+        super().__init__(
+            f"{partner}'s settlement of {period} is busy: another import of its records, a resolution of its "
+            "breaks or its sign-off is under way; send the records again once it has finished",
+            reason="POSITION_BUSY",
+        )
+
+
 class UnresolvedBreaks(ExchangeError):
     """Said alike to GraphQL, the CLI and the settlement console: it names how on each."""
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import BigInteger, ColumnElement, case, cast, func, text
@@ -65,6 +65,11 @@ from exchange.settlement.records import (
 from exchange.text import quoted
 
 #: The partner's clearing legs of the period, summed per business reference.
+#: How long an import waits for its partner's position of the period while another unit of work
+#: holds it (:class:`~exchange.settlement.errors.PositionBusy` after): a resolution or a sign-off
+#: holds it for moments, another upload for as long as its client takes to send the file.
+IMPORT_LOCK_WAIT = timedelta(seconds=5)
+
 LEDGER_AMOUNTS = """
     SELECT t.reference, CAST(sum(e.amount) AS BIGINT) AS amount
       FROM ledger_entry e JOIN ledger_transaction t ON t.seq = e.transaction_seq
@@ -400,7 +405,10 @@ async def import_records(
     """
     if partner == EXCHANGE:
         raise NoSuchParticipant(partner, period)
-    await open_position(session, partner, period)
+    # An upload is read as it arrives, inside this unit of work: one that stalls holds the lock
+    # until the database ends it (EXCHANGE_DATABASE_IDLE_IN_TRANSACTION_SECONDS), and imports
+    # queued behind it would each hold a connection as long, every connection in the end.
+    await open_position(session, partner, period, wait=IMPORT_LOCK_WAIT)
     current = await current_reconciliation(session, partner, period)
     if current is not None and await unresolved_breaks(session, current.id) < current.breaks:
         raise ResolvedBreaksWouldBeLost(partner, period)

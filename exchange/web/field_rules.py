@@ -31,6 +31,7 @@ from exchange.settlement.records import (
     UNNAMED_COLUMNS,
     UTF16,
 )
+from exchange.streaming import ENCODED, UNREAD_CHARSET
 from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE, counted_pattern
 
 #: Values that are whole numbers (written with thousands commas, maybe negative).
@@ -355,6 +356,8 @@ RULES: tuple[FieldRule, ...] = (
         "name the adjustments' counterparty: break {got}'s reference {reference} does not say who it is",
     ),
     FieldRule("MEDIA_TYPE", "send the records as {media_type}"),
+    FieldRule("CHARSET", UNREAD_CHARSET),
+    FieldRule("CONTENT_ENCODING", ENCODED),
     # What the web front end's guard refuses before a page sees it, and a page's cursor
     # (exchange.web.access, exchange.web.settlement).
     FieldRule("CURSOR", "{field} must be the number a page's link gives, in at most {most} digits"),

@@ -33,7 +33,7 @@ from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRe
 from exchange.settlement.issued import IssuedFigures, stored_csv
 from exchange.settlement.models import IssuedStatement, JobState, SettlementJob
 from exchange.settlement.statements import StatementLine
-from exchange.streaming import CSV_MEDIA_TYPE, StreamedBody
+from exchange.streaming import StreamedBody, records_upload_problem
 from exchange.text import quoted, text_problem, whole_number
 from exchange.web.access import BadRequest, Endpoint, Page, Rule, form_fields, form_text, query_cursor, requires
 from exchange.web.field_rules import FieldProblem
@@ -381,9 +381,8 @@ class SettlementConsole:
         """The partner's file, streamed as it arrives into the import (``PUT`` with the CSRF
         token as a header, as the page's script sends it); answers JSON for the script."""
         period, partner = request.path_params["period"], request.path_params["partner"]
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type != CSV_MEDIA_TYPE:
-            refused = BadUserInput(f"send the records as {CSV_MEDIA_TYPE}", field="csv")
+        if problem := records_upload_problem(request.headers):
+            refused = BadUserInput(problem, field="csv")
             return self._refused_upload(request, refused, status_code=415)
         body = StreamedBody(request.stream(), asyncio.get_running_loop())
         try:

@@ -4,6 +4,8 @@ media types. Large partner files have a streamed route of their own."""
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -11,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from exchange.auth.scopes import Role
 from exchange.connectors.callbacks import callback_key, signed_headers
@@ -306,6 +309,21 @@ async def test_the_streamed_upload_refuses_as_the_mutation_does(kit: ExchangeKit
         415,
         "UNSUPPORTED_MEDIA_TYPE",
     )
+    for charset in ("utf-16", '"UTF-16LE"', "windows-1252"):
+        declared = {**partner, "content-type": f"text/csv; charset={charset}"}
+        other_charset = refused(
+            await kit.http.put(url, content=good.decode().encode("utf-16"), headers=declared),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        )
+        assert other_charset["message"].startswith(
+            f"the records are read as UTF-8, not in the charset {charset.strip(chr(34)).lower()!r} the content type "
+        ), other_charset
+    compressed = {**partner, **csv, "content-encoding": "gzip"}
+    gzipped = refused(
+        await kit.http.put(url, content=gzip.compress(good), headers=compressed), 415, "UNSUPPORTED_MEDIA_TYPE"
+    )
+    assert gzipped["message"].startswith("the records are read as sent, not decoded from the Content-Encoding 'gzip'")
     broken = good + b"conversion:c2,1.5.0\n"
     error = refused(await kit.http.put(url, content=broken, headers={**partner, **csv}), 400, "BAD_USER_INPUT")
     assert error["extensions"]["line"] == 3 and "amount" in error["extensions"]["reason"]
@@ -319,8 +337,52 @@ async def test_the_streamed_upload_refuses_as_the_mutation_does(kit: ExchangeKit
         409,
         "PERIOD_NOT_CLOSED",
     )
-    accepted = await kit.http.put(url, content=good, headers={**staff_headers(staff), **csv})
+    utf8 = {"content-type": 'text/csv; Charset="UTF-8"', "content-encoding": "identity"}
+    accepted = await kit.http.put(url, content=good, headers={**staff_headers(staff), **utf8})
     assert accepted.status_code == 200 and accepted.json()["matched"] == 1, accepted.text
+
+
+async def test_an_upload_meeting_another_still_arriving_is_refused_as_busy_not_queued_behind_it(
+    kit: ExchangeKit, last_month: str
+) -> None:
+    """An upload is read as it arrives, holding its partner's position of the period until it
+    ends. A second upload of that period meanwhile is refused after a short wait, saying why,
+    rather than holding a database connection for as long as the first client takes (a partner
+    stalling a few uploads so held every connection of the gateway); the first is imported."""
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    await kit.data("mutation($p: String!) { closePeriod(period: $p) { status } }", staff, p=last_month)
+    url = UPLOAD.format(period=last_month)
+    headers = {"authorization": f"Bearer {await kit.partner_token('fresh-mart')}", "content-type": "text/csv"}
+    rest = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b"reference,amount\n"
+        await rest.wait()
+        yield b"conversion:c1,98.00\n"
+
+    first = asyncio.create_task(kit.http.put(url, content=stalled(), headers=headers))
+    await _position_locked(kit)
+    busy = refused(await kit.http.put(url, content=b"reference,amount\n", headers=headers), 503, "SERVICE_UNAVAILABLE")
+    assert busy["extensions"]["reason"] == "POSITION_BUSY" and busy["message"].startswith(
+        f"fresh-mart's settlement of {last_month} is busy: another import of its records"
+    )
+    rest.set()
+    imported = await first
+    assert imported.status_code == 200 and imported.json()["matched"] == 1, imported.text
+
+
+async def _position_locked(kit: ExchangeKit) -> None:
+    """Once a unit of work holds a settlement position's row lock (as an import takes it first)."""
+    held = text(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "WHERE c.relname = 'settlement_position' AND l.mode = 'RowShareLock' AND l.granted"
+    )
+    for _ in range(1_000):
+        async with kit.db.transaction() as session:
+            if (await session.exec(held)).one()[0]:  # type: ignore[call-overload]
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no import took the position's lock")
 
 
 def staff_headers(token: str) -> dict[str, str]:

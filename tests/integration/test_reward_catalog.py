@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -10,7 +11,7 @@ import pytest
 from exchange.db.database import Database
 from exchange.errors import BadUserInput, IdempotencyConflict
 from exchange.loading import load_directory
-from exchange.programs.declarations import read_partners_directory
+from exchange.programs.declarations import DeclarationError, read_partners_directory
 from exchange.rewards import catalog
 from exchange.rewards.models import RewardKind
 from tests.conftest import SAMPLE_PARTNERS
@@ -36,6 +37,32 @@ async def test_declared_rewards_are_published_once_and_then_left_to_their_partne
         assert (await catalog.get_reward(session, "formosa-air-upgrade-draw")).stock == 7
         listed = await catalog.list_rewards(session, first=10, program_id="formosa-air", available_at=T0)
     assert [reward.id for reward in listed] == ["formosa-air-lounge-pass", "formosa-air-upgrade-draw"]
+
+
+async def test_a_declared_reward_whose_id_another_program_published_refuses_the_load(db: Database) -> None:
+    """A partner may publish a reward under any free id; one a later declaration names for
+    another program is that program's no more: the load says so rather than skip it."""
+    directory = read_partners_directory(SAMPLE_PARTNERS)
+    air = next(program for program in directory.programs if program.id == "formosa-air")
+    summer = air.rewards[0].model_copy(update={"id": "air-summer"})
+    declared = dataclasses.replace(
+        directory,
+        programs=tuple(
+            program.model_copy(update={"rewards": [*program.rewards, summer]}) if program is air else program
+            for program in directory.programs
+        ),
+    )
+    async with db.transaction() as session:
+        await load_directory(session, directory, T0)
+        squat = catalog.RewardDraft(id="air-summer", title="Summer", price=Decimal("10"), stock=1)
+        await catalog.publish(session, "wallet-pay", squat, T0)
+    with pytest.raises(DeclarationError) as refused:
+        async with db.transaction() as session:
+            await load_directory(session, declared, T0 + timedelta(days=1))
+    assert (refused.value.path, refused.value.field) == ("formosa-air.toml", f"rewards[{len(air.rewards)}].id")
+    assert "'air-summer' is wallet-pay's reward already" in refused.value.reason
+    async with db.transaction() as session:
+        assert (await catalog.get_reward(session, "air-summer")).program_id == "wallet-pay"
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from sqlmodel import col
 from exchange.auth.scopes import Scope
 from exchange.conversions.models import Conversion
 from exchange.db.database import Database
+from exchange.members.models import Member
 from exchange.pricing.models import Quote
 from exchange.sagas import doubt
 from exchange.sandbox.faults import FaultKind
@@ -364,6 +365,36 @@ def test_after_the_quote_ran_out_the_page_asks_for_a_new_quote_and_nothing_moves
     assert partners.balance("fresh-mart", member_ref) == 5_000
     assert '<div id="quote-live" hidden>' in client.get(quote_page).text
     assert QUOTE_PATH.match(ask_quote(client, "fresh-mart", "formosa-air", 1_000))
+
+
+def test_a_quote_whose_tier_bonus_the_members_tiers_no_longer_earn_asks_for_a_new_quote_and_nothing_moves(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """A Diamond member's quote carries a tier bonus; their tiers then change (as a status match's
+    end or an unlink moves them): converting is refused as a quote run out, saying why."""
+    partners = portal_gateway.partners
+    member_ref = linked_member(portal_gateway, client, also_sign_in=False, air_tier="Diamond")
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
+    form = convert_form(client, quote_page)
+    match = QUOTE_PATH.match(quote_page)
+    assert match is not None
+
+    async def tiers_change() -> None:
+        db = Database.from_url(portal_gateway.gateway.settings.database_url)
+        try:
+            async with db.transaction() as session:
+                quote = await session.get(Quote, match[1])
+                assert quote is not None and quote.tier_bonus_points > 0
+                moved = update(Member).where(col(Member.id) == quote.member_id)
+                await session.exec(moved.values(tier_activity=col(Member.tier_activity) + 1))  # type: ignore[call-overload]
+        finally:
+            await db.dispose()
+
+    run_async(tiers_change)
+    refused = client.post(quote_page, data=form)
+    assert refused.status_code == 400
+    assert '<div id="quote-live" hidden>' in refused.text and 'id="tiers-changed"' in refused.text
+    assert partners.balance("fresh-mart", member_ref) == 5_000
 
 
 def test_converting_points_of_a_program_the_session_was_not_signed_in_through_is_refused(

@@ -4,6 +4,7 @@ the streamed upload, bulk resolution and sign-off; who is refused, and forms wit
 from __future__ import annotations
 
 import csv
+import gzip
 import html
 import io
 import json
@@ -622,6 +623,20 @@ def test_every_refusal_of_the_reconciliation_forms_is_said_in_the_readers_langua
             f"{path}/records", content=b"reference,amount\n", headers={"Content-Type": "text/plain", **upload}
         )
         assert plain.status_code == 415 and plain.json()["message"] == "請以 CSV 檔案（text/csv）傳送紀錄"
+        utf16 = client.put(
+            f"{path}/records",
+            content="reference,amount\n".encode("utf-16"),
+            headers={"Content-Type": "text/csv; charset=utf-16", **upload},
+        )
+        assert utf16.status_code == 415
+        assert utf16.json()["message"] == "紀錄以 UTF-8 讀取，而非上傳所宣告的字元集 'utf-16'：請另存為「CSV UTF-8」"
+        gzipped = client.put(
+            f"{path}/records",
+            content=gzip.compress(b"reference,amount\n"),
+            headers={"Content-Type": "text/csv", "Content-Encoding": "gzip", **upload},
+        )
+        assert gzipped.status_code == 415
+        assert gzipped.json()["message"] == "紀錄依傳送的內容讀取，不會解開上傳所宣告的壓縮 'gzip'：請直接傳送原檔案"
         early = client.post(
             "/console/settlement/close", data={"csrf_token": token, "period": "1969-12"}, headers=chinese
         )

@@ -63,7 +63,9 @@ class ConversionMutations:
         "for exactly the quote's `pointsIn`; else `AUTHORITY_REQUIRED` (`extensions.program`, "
         "`extensions.reason`) and nothing happens. Coalition points are the exchange's: they are "
         "spent under a token with the scope `member:coalition`. Also refused, nothing recorded: "
-        "an expired quote (`QUOTE_EXPIRED`), one already executed under another key "
+        "an expired quote (`QUOTE_EXPIRED`), one with a tier bonus whose member's tiers changed since it was "
+        "priced (an account unlinked, a status match ended: `QUOTE_EXPIRED`, `extensions.reason` `TIERS_CHANGED`), "
+        "one already executed under another key "
         "(`BAD_USER_INPUT`, `extensions.conversionId`), a limit used up since the quote "
         "(`LIMIT_EXCEEDED`), and the source program's risk gates (`COOLING_PERIOD`, "
         "`NAME_MISMATCH`, `VELOCITY_EXCEEDED`).",

@@ -133,3 +133,24 @@ async def test_an_account_with_a_conversion_in_progress_stays_and_its_history_ou
     assert (await kit.data(CONVERSIONS, bob))["conversions"]["items"] == [done]
     await kit.data(UNLINK, bob, program="formosa-air", ref="carol")
     assert (await kit.data(CONVERSIONS, bob))["conversions"]["items"] == [done]
+
+
+async def test_a_quote_priced_on_the_tier_of_an_account_unlinked_since_is_not_executed(kit: ExchangeKit) -> None:
+    """bob holds Harbor Bank's Platinum Card (level 2); alice's Formosa Air account, at its top
+    tier, makes his coalition level 4 once he links it. His quote into coalition points priced on
+    that level is refused when he has unlinked it, nothing converted; a new quote prices level 2,
+    and converts."""
+    bob = await kit.member_token("harbor-bank", "bob")
+    await kit.data(LINK, bob, program="formosa-air", ref="alice", verification="1111")
+    priced = """mutation { createQuote(input: {fromProgram: "harbor-bank", toProgram: "coalition", points: 10000})
+      { id breakdown { memberLevel tierBonusPercent } } }"""
+    quote = (await kit.data(priced, bob))["createQuote"]
+    assert quote["breakdown"] == {"memberLevel": 4, "tierBonusPercent": "5"}
+    await kit.data(UNLINK, bob, program="formosa-air", ref="alice")
+    refused = (await kit.graphql(EXECUTE, bob, quote=quote["id"])).json()
+    assert refusal(refused) == {"code": "QUOTE_EXPIRED", "field": "quoteId", "reason": "TIERS_CHANGED"}
+    assert "coalition level 4" in refused["errors"][0]["message"]
+    assert (await kit.data(CONVERSIONS, bob))["conversions"]["items"] == []
+    again = (await kit.data(priced, bob))["createQuote"]
+    assert again["breakdown"] == {"memberLevel": 2, "tierBonusPercent": "2"}
+    assert (await kit.data(EXECUTE, bob, quote=again["id"]))["executeConversion"]["status"] == "COMPLETED"
