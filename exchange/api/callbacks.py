@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from exchange.api.inputs import ID_LENGTH
-from exchange.api.refusals import refusal
-from exchange.errors import ErrorCode, ExchangeError, http_status
+from exchange.api.refusals import domain_refusal, refusal
+from exchange.errors import ErrorCode, ExchangeError
 from exchange.services.late import LateOutcomes
 from exchange.text import text_problem
 
@@ -42,9 +42,7 @@ class PartnerCallbacks:
         try:
             concluded = await self._late.callback(program_id, request.headers, body)
         except ExchangeError as refused:
-            extensions = refused.extensions()
-            code = ErrorCode(extensions.pop("code"))
-            return refusal(request.headers, http_status(code), refused.message, code=code, **extensions)
+            return domain_refusal(request, refused)
         return JSONResponse(
             {"saga": concluded.saga, "id": concluded.row_id, "status": concluded.status, "step": concluded.step}
         )

@@ -22,9 +22,9 @@ from exchange.api.authentication import principal_of, www_authenticate
 from exchange.api.fields.settlement import IMPORTS_RECORDS
 from exchange.api.inputs import ID_LENGTH
 from exchange.api.permissions import Rule
-from exchange.api.refusals import refusal
+from exchange.api.refusals import domain_refusal, refusal
 from exchange.auth.principal import Principal
-from exchange.errors import ErrorCode, ExchangeError, http_status
+from exchange.errors import ErrorCode, ExchangeError
 from exchange.ledger.periods import PERIOD_LENGTH, overlong_period
 from exchange.services.settlement import ReconciliationView, SettlementService
 from exchange.streaming import StreamedBody, records_upload_problem
@@ -91,13 +91,6 @@ def path_refusal(request: Request, partner: str, period: str) -> Response | None
         if problem := text_problem(value, limit):
             return refusal(request.headers, 400, f"{name} {problem}", code=ErrorCode.BAD_USER_INPUT, field=name)
     return None
-
-
-def domain_refusal(request: Request, refused: ExchangeError) -> Response:
-    """A domain refusal as the route's answer: its code's HTTP status, GraphQL's error shape."""
-    extensions = refused.extensions()
-    code = ErrorCode(extensions.pop("code"))
-    return refusal(request.headers, http_status(code), refused.message, code=code, **extensions)
 
 
 class RecordsUpload:

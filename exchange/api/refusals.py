@@ -18,8 +18,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from exchange.api.errors import RETRY_AFTER_SECONDS
 from exchange.api.media import response_media_type
-from exchange.errors import ErrorCode
+from exchange.errors import ErrorCode, ExchangeError, http_status
 
 #: The code of each status the transport refuses with.
 STATUS_CODES: Mapping[int, ErrorCode] = {
@@ -62,6 +63,17 @@ def refusal(
         headers=dict(headers or {}),
         media_type=response_media_type(request_headers),
     )
+
+
+def domain_refusal(request: Request, refused: ExchangeError) -> JSONResponse:
+    """A domain refusal as a route's answer: its code's HTTP status, GraphQL's error shape, and
+    for ``503`` (the database or a lock busy for now) a ``Retry-After``, as the other routes'
+    outage answers have."""
+    extensions = refused.extensions()
+    code = ErrorCode(extensions.pop("code"))
+    status = http_status(code)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    return refusal(request.headers, status, refused.message, code=code, headers=headers, **extensions)
 
 
 def unrouted(request: Request, error: HTTPException) -> JSONResponse:

@@ -362,7 +362,9 @@ async def test_an_upload_meeting_another_still_arriving_is_refused_as_busy_not_q
 
     first = asyncio.create_task(kit.http.put(url, content=stalled(), headers=headers))
     await _position_locked(kit)
-    busy = refused(await kit.http.put(url, content=b"reference,amount\n", headers=headers), 503, "SERVICE_UNAVAILABLE")
+    answer = await kit.http.put(url, content=b"reference,amount\n", headers=headers)
+    assert answer.headers["retry-after"] == "5", "busy for now: a client is told when to ask again"
+    busy = refused(answer, 503, "SERVICE_UNAVAILABLE")
     assert busy["extensions"]["reason"] == "POSITION_BUSY" and busy["message"].startswith(
         f"fresh-mart's settlement of {last_month} is busy: another import of its records"
     )
