@@ -1,11 +1,14 @@
-"""A request body streamed to code that reads files: what both the partners' records upload
-(``PUT /settlement/records/…``) and the settlement console's upload hand to the import."""
+"""A records upload as the import takes it: what both the partners' records upload
+(``PUT /settlement/records/…``) and the settlement console's upload refuse before reading, and
+the whole file, taken first (:func:`spooled`)."""
 
 from __future__ import annotations
 
 import asyncio
-import io
+import tempfile
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import BinaryIO, cast
 
 from exchange.text import quoted
 
@@ -44,29 +47,22 @@ def records_upload_problem(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-class StreamedBody(io.RawIOBase):
-    """A request body as a blocking file, for a worker thread: each ``read`` waits on the
-    event loop for the next chunks of the body. Never read it on the event loop itself."""
+#: How much of a request body :func:`spooled` keeps in memory before it spills to a temporary file.
+SPOOLED_IN_MEMORY = 4 << 20
 
-    def __init__(self, chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__()
-        self._chunks = chunks
-        self._loop = loop
-        self._buffer = bytearray()
-        self._ended = False
 
-    async def _next_chunk(self) -> bytes:
-        return await anext(self._chunks, b"")
+@asynccontextmanager
+async def spooled(chunks: AsyncIterator[bytes]) -> AsyncIterator[BinaryIO]:
+    """A request's whole body, taken before anything reads it, as a file rewound to its start:
+    in memory up to :data:`SPOOLED_IN_MEMORY`, on disk past it (written in a worker thread),
+    gone when the block ends.
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        while not self._ended and (size is None or size < 0 or len(self._buffer) < size):
-            chunk = asyncio.run_coroutine_threadsafe(self._next_chunk(), self._loop).result()
-            self._ended = not chunk  # Starlette's stream ends with one empty chunk
-            self._buffer += chunk
-        cut = len(self._buffer) if size is None or size < 0 else size
-        data = bytes(self._buffer[:cut])
-        del self._buffer[:cut]
-        return data
+    An import reads its file in a unit of work that holds its partner's position of the period.
+    Read as it arrived, a client sending slowly, or stalling half-way, held that lock and a
+    database connection for as long as it took, and every other upload, resolution or sign-off
+    of the period waited behind it; taken first, a slow client costs only its own request."""
+    with tempfile.SpooledTemporaryFile(max_size=SPOOLED_IN_MEMORY) as spool:
+        async for chunk in chunks:
+            await asyncio.to_thread(spool.write, chunk)
+        spool.seek(0)
+        yield cast(BinaryIO, spool)

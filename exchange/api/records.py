@@ -1,8 +1,9 @@
 """``PUT /settlement/records/{partnerId}/{period}``: a partner's records file, streamed.
 
 GraphQL bodies are capped (``EXCHANGE_MAX_REQUEST_BYTES``), so ``importPartnerRecords`` suits
-small files only. This route takes a file of any size as ``text/csv`` and hands the request's
-body, as it arrives, to the same application service the mutation calls
+small files only. This route takes a file of any size as ``text/csv``, whole first (spilled to a
+temporary file past a few megabytes: :func:`~exchange.streaming.spooled`), and hands it to the
+same application service the mutation calls
 (:meth:`~exchange.services.settlement.SettlementService.import_records`): the validator reads it
 block by block in a worker thread, so the file is never held in memory. It is authorized as the
 mutation is (staff with ``settlement:write``, or the partner itself with ``partner:write``) and
@@ -12,7 +13,6 @@ answers the reconciliation's summary as JSON; refusals are GraphQL-shaped errors
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -27,7 +27,7 @@ from exchange.auth.principal import Principal
 from exchange.errors import ErrorCode, ExchangeError
 from exchange.ledger.periods import PERIOD_LENGTH, overlong_period
 from exchange.services.settlement import ReconciliationView, SettlementService
-from exchange.streaming import StreamedBody, records_upload_problem
+from exchange.streaming import records_upload_problem, spooled
 from exchange.text import text_problem
 
 #: ``period`` takes the rest of the path, so that a period written with a slash (``11/2026``) is
@@ -108,9 +108,9 @@ class RecordsUpload:
             return refusal(request.headers, 415, problem)
         if bad_path := path_refusal(request, partner, period):
             return bad_path
-        body = StreamedBody(request.stream(), asyncio.get_running_loop())
         try:
-            view = await self._settlement.import_records(partner, period, body, by=principal.client_id)
+            async with spooled(request.stream()) as body:
+                view = await self._settlement.import_records(partner, period, body, by=principal.client_id)
         except ExchangeError as refused:
             return domain_refusal(request, refused)
         return JSONResponse(summary(view))

@@ -397,7 +397,7 @@ async def import_records(
     records_source: RecordsSource,
     now: datetime,
 ) -> Reconciliation:
-    """Import the partner's file (read as it streams) and classify it; one unit of work.
+    """Import the partner's file (read a block at a time) and classify it; one unit of work.
     ``actor`` is who imported it, ``records_source`` where the file came from.
 
     A malformed file raises :class:`~exchange.settlement.errors.MalformedRecords` naming the
@@ -405,9 +405,10 @@ async def import_records(
     """
     if partner == EXCHANGE:
         raise NoSuchParticipant(partner, period)
-    # An upload is read as it arrives, inside this unit of work: one that stalls holds the lock
-    # until the database ends it (EXCHANGE_DATABASE_IDLE_IN_TRANSACTION_SECONDS), and imports
-    # queued behind it would each hold a connection as long, every connection in the end.
+    # An import waits a few seconds at most for another unit of work holding the position (an
+    # import of a big file, a resolution, a sign-off): queued behind it, each would hold a
+    # connection as long, every connection in the end. (An upload is taken whole before its
+    # import begins, so a client's slowness holds nothing here: exchange.streaming.spooled.)
     await open_position(session, partner, period, wait=IMPORT_LOCK_WAIT)
     current = await current_reconciliation(session, partner, period)
     if current is not None and await unresolved_breaks(session, current.id) < current.breaks:

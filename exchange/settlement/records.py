@@ -81,7 +81,8 @@ Row = tuple[int, str, int, str | None, str | None]
 
 
 class ByteSource(Protocol):
-    """Where a partner's file is read from: an open file, or an upload streamed as it arrives."""
+    """Where a partner's file is read from: an open file (an upload taken whole first, or the
+    coalition point's records as the exchange wrote them)."""
 
     def read(self, size: int = -1, /) -> bytes: ...
 

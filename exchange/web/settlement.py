@@ -13,7 +13,6 @@ and changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRe
 from exchange.settlement.issued import IssuedFigures, stored_csv
 from exchange.settlement.models import IssuedStatement, JobState, SettlementJob
 from exchange.settlement.statements import StatementLine
-from exchange.streaming import StreamedBody, records_upload_problem
+from exchange.streaming import records_upload_problem, spooled
 from exchange.text import quoted, text_problem, whole_number
 from exchange.web.access import BadRequest, Endpoint, Page, Rule, form_fields, form_text, query_cursor, requires
 from exchange.web.field_rules import FieldProblem
@@ -378,15 +377,15 @@ class SettlementConsole:
         )
 
     async def upload(self, request: Request) -> Response:
-        """The partner's file, streamed as it arrives into the import (``PUT`` with the CSRF
-        token as a header, as the page's script sends it); answers JSON for the script."""
+        """The partner's file, taken whole and then imported (``PUT`` with the CSRF token as a
+        header, as the page's script sends it); answers JSON for the script."""
         period, partner = request.path_params["period"], request.path_params["partner"]
         if problem := records_upload_problem(request.headers):
             refused = BadUserInput(problem, field="csv")
             return self._refused_upload(request, refused, status_code=415)
-        body = StreamedBody(request.stream(), asyncio.get_running_loop())
         try:
-            view = await self.settlement.import_records(partner, period, body, by=self._actor(request))
+            async with spooled(request.stream()) as body:
+                view = await self.settlement.import_records(partner, period, body, by=self._actor(request))
         except ExchangeError as refused:
             return self._refused_upload(request, refused)
         return JSONResponse(

@@ -342,49 +342,56 @@ async def test_the_streamed_upload_refuses_as_the_mutation_does(kit: ExchangeKit
     assert accepted.status_code == 200 and accepted.json()["matched"] == 1, accepted.text
 
 
-async def test_an_upload_meeting_another_still_arriving_is_refused_as_busy_not_queued_behind_it(
+async def test_an_upload_still_arriving_holds_up_no_other_import_of_its_period(
     kit: ExchangeKit, last_month: str
 ) -> None:
-    """An upload is read as it arrives, holding its partner's position of the period until it
-    ends. A second upload of that period meanwhile is refused after a short wait, saying why,
-    rather than holding a database connection for as long as the first client takes (a partner
-    stalling a few uploads so held every connection of the gateway); the first is imported."""
+    """An upload is taken whole before its import begins: one that stalls half-way holds neither
+    its partner's position of the period nor a database connection, so another upload of that
+    period meanwhile is imported at once; the stalled one, once it ends, is imported after it."""
     staff = await kit.staff_token(Role.SETTLEMENT)
     await kit.data("mutation($p: String!) { closePeriod(period: $p) { status } }", staff, p=last_month)
     url = UPLOAD.format(period=last_month)
     headers = {"authorization": f"Bearer {await kit.partner_token('fresh-mart')}", "content-type": "text/csv"}
     rest = asyncio.Event()
+    started = asyncio.Event()
 
     async def stalled() -> AsyncIterator[bytes]:
         yield b"reference,amount\n"
+        started.set()
         await rest.wait()
         yield b"conversion:c1,98.00\n"
 
     first = asyncio.create_task(kit.http.put(url, content=stalled(), headers=headers))
-    await _position_locked(kit)
-    answer = await kit.http.put(url, content=b"reference,amount\n", headers=headers)
-    assert answer.headers["retry-after"] == "5", "busy for now: a client is told when to ask again"
-    busy = refused(answer, 503, "SERVICE_UNAVAILABLE")
-    assert busy["extensions"]["reason"] == "POSITION_BUSY" and busy["message"].startswith(
-        f"fresh-mart's settlement of {last_month} is busy: another import of its records"
-    )
+    await started.wait()
+    second = await kit.http.put(url, content=b"reference,amount\nconversion:c1,98.00\n", headers=headers)
+    assert second.status_code == 200 and second.json()["matched"] == 1, second.text
+    assert not first.done()
     rest.set()
     imported = await first
     assert imported.status_code == 200 and imported.json()["matched"] == 1, imported.text
+    sequences = text("SELECT sequence FROM reconciliation WHERE partner = 'fresh-mart' ORDER BY sequence")
+    async with kit.db.transaction() as session:
+        assert (await session.exec(sequences)).all() == [(1,), (2,)]  # type: ignore[call-overload]
 
 
-async def _position_locked(kit: ExchangeKit) -> None:
-    """Once a unit of work holds a settlement position's row lock (as an import takes it first)."""
+async def test_an_import_meeting_its_period_held_is_refused_as_busy_after_a_short_wait(
+    kit: ExchangeKit, last_month: str
+) -> None:
+    """An import waits a few seconds at most for the partner's position of the period that another
+    unit of work holds (a resolution of its breaks, a sign-off, an import of a big file), then
+    is refused saying why and when to ask again, rather than holding a connection queued behind it."""
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    await kit.data("mutation($p: String!) { closePeriod(period: $p) { status } }", staff, p=last_month)
+    headers = {"authorization": f"Bearer {await kit.partner_token('fresh-mart')}", "content-type": "text/csv"}
     held = text(
-        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-        "WHERE c.relname = 'settlement_position' AND l.mode = 'RowShareLock' AND l.granted"
+        "SELECT participant FROM settlement_position WHERE participant = 'fresh-mart' AND period = :period FOR UPDATE"
     )
-    for _ in range(1_000):
-        async with kit.db.transaction() as session:
-            if (await session.exec(held)).one()[0]:  # type: ignore[call-overload]
-                return
-        await asyncio.sleep(0.01)
-    raise AssertionError("no import took the position's lock")
+    async with kit.db.transaction() as session:
+        assert (await session.exec(held, params={"period": last_month})).all()  # type: ignore[call-overload]
+        answer = await kit.http.put(UPLOAD.format(period=last_month), content=b"reference,amount\n", headers=headers)
+    assert answer.headers["retry-after"] == "5", "busy for now: a client is told when to ask again"
+    busy = refused(answer, 503, "SERVICE_UNAVAILABLE")
+    assert busy["extensions"]["reason"] == "POSITION_BUSY" and "is busy" in busy["message"], busy
 
 
 def staff_headers(token: str) -> dict[str, str]:

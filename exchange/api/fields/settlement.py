@@ -109,7 +109,7 @@ class SettlementMutations:
         "whole: `BAD_USER_INPUT` with `extensions.line` and `extensions.reason`, and nothing is "
         "imported. Importing again replaces the reconciliation until one of its breaks is resolved. "
         "A period not closed is `PERIOD_NOT_CLOSED`; one the partner's sign-off made final, "
-        "`PERIOD_CLOSED`. While another import of the partner's period (a file still arriving), a resolution "
+        "`PERIOD_CLOSED`. While another import of the partner's period, a resolution "
         "or its sign-off holds it for more than 5 seconds: `SERVICE_UNAVAILABLE`, `extensions.reason` "
         "`POSITION_BUSY`; send it again once that has finished.",
         extensions=[authorize(IMPORTS_RECORDS)],

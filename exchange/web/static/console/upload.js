@@ -1,5 +1,5 @@
 // Sends a partner's records file as it is read from disk (XMLHttpRequest streams a File body),
-// showing how much has gone; the server imports it as it arrives, then the page shows the result.
+// showing how much has gone; the server takes it whole, imports it, then the page shows the result.
 (function () {
   "use strict";
 
