@@ -71,6 +71,7 @@ _HTTP_STATUSES = {
     ErrorCode.NOT_HELD: 409,
     ErrorCode.NOT_WAITING_YET: 409,
     ErrorCode.UNLINK_REFUSED: 409,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
 }
 

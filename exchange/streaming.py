@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import BinaryIO, cast
 
+from exchange.errors import ErrorCode, ExchangeError
 from exchange.text import quoted
 
 CSV_MEDIA_TYPE = "text/csv"
@@ -23,6 +24,18 @@ UNREAD_CHARSET = (
 )
 #: Why a records upload sent compressed is refused; ``{got}`` is its Content-Encoding, quoted.
 ENCODED = "the records are read as sent, not decoded from the Content-Encoding {got}: send the file as it is"
+
+
+class RecordsTooLarge(ExchangeError):
+    """An upload of a partner's records past the most a file may hold; nothing of it is imported."""
+
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+    def __init__(self, most: int) -> None:
+        super().__init__(
+            f"a records file is at most {most:,} bytes (some ten million lines); nothing was imported",
+            field="csv",
+        )
 
 
 def records_upload_problem(headers: Mapping[str, str]) -> str | None:
@@ -49,6 +62,9 @@ def records_upload_problem(headers: Mapping[str, str]) -> str | None:
 
 #: How much of a request body :func:`spooled` keeps in memory before it spills to a temporary file.
 SPOOLED_IN_MEMORY = 4 << 20
+#: The most a records upload may send: a month of ten million lines fits, and no client can
+#: fill the gateway's disk with one.
+MAX_RECORDS_BYTES = 1 << 30
 
 
 @asynccontextmanager
@@ -60,9 +76,15 @@ async def spooled(chunks: AsyncIterator[bytes]) -> AsyncIterator[BinaryIO]:
     An import reads its file in a unit of work that holds its partner's position of the period.
     Read as it arrived, a client sending slowly, or stalling half-way, held that lock and a
     database connection for as long as it took, and every other upload, resolution or sign-off
-    of the period waited behind it; taken first, a slow client costs only its own request."""
+    of the period waited behind it; taken first, a slow client costs only its own request.
+    A body past :data:`MAX_RECORDS_BYTES` is refused (:class:`RecordsTooLarge`) as soon as it
+    passes it."""
+    taken = 0
     with tempfile.SpooledTemporaryFile(max_size=SPOOLED_IN_MEMORY) as spool:
         async for chunk in chunks:
+            taken += len(chunk)
+            if taken > MAX_RECORDS_BYTES:
+                raise RecordsTooLarge(MAX_RECORDS_BYTES)
             await asyncio.to_thread(spool.write, chunk)
         spool.seek(0)
         yield cast(BinaryIO, spool)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from exchange import streaming
 from exchange.auth.scopes import Role
 from exchange.connectors.callbacks import callback_key, signed_headers
 from exchange.testing.kit import ExchangeKit
@@ -372,6 +373,27 @@ async def test_an_upload_still_arriving_holds_up_no_other_import_of_its_period(
     sequences = text("SELECT sequence FROM reconciliation WHERE partner = 'fresh-mart' ORDER BY sequence")
     async with kit.db.transaction() as session:
         assert (await session.exec(sequences)).all() == [(1,), (2,)]  # type: ignore[call-overload]
+
+
+async def test_an_upload_past_the_most_a_records_file_may_hold_is_refused_and_imports_nothing(
+    kit: ExchangeKit, last_month: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upload is taken whole before it is imported: one past the cap is refused as it passes
+    it (413, naming the cap), not written to the gateway's disk without end."""
+    monkeypatch.setattr(streaming, "MAX_RECORDS_BYTES", 1_000)
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    await kit.data("mutation($p: String!) { closePeriod(period: $p) { status } }", staff, p=last_month)
+    headers = {"authorization": f"Bearer {await kit.partner_token('fresh-mart')}", "content-type": "text/csv"}
+    too_large = refused(
+        await kit.http.put(UPLOAD.format(period=last_month), content=b"".join(_records(100)), headers=headers),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    )
+    assert (
+        too_large["message"] == "a records file is at most 1,000 bytes (some ten million lines); nothing was imported"
+    )
+    async with kit.db.transaction() as session:
+        assert (await session.exec(text("SELECT count(*) FROM reconciliation"))).one() == (0,)  # type: ignore[call-overload]
 
 
 async def test_an_import_meeting_its_period_held_is_refused_as_busy_after_a_short_wait(
