@@ -15,7 +15,7 @@ from exchange.clock import Clock
 from exchange.db.database import Database
 from exchange.db.paging import Page
 from exchange.errors import BadUserInput
-from exchange.services.requests import page_size
+from exchange.services.requests import idempotency_key, page_size
 from exchange.settings import Settings
 from exchange.webhooks import subscriptions
 from exchange.webhooks.delivery import DeliveryPass, Dispatcher
@@ -63,7 +63,9 @@ class WebhookService:
             max_subscriptions=settings.webhook_max_subscriptions,
         )
 
-    async def create(self, draft: SubscriptionDraft, *, by: str) -> WithSecret:
+    async def create(self, draft: SubscriptionDraft, *, by: str, key: str | None = None) -> WithSecret:
+        """A new subscription (see :func:`~exchange.webhooks.subscriptions.create`); with the
+        client's idempotency ``key``, a repeat of its request answers the subscription it made."""
         async with self.db.transaction() as session:
             return await subscriptions.create(
                 session,
@@ -73,6 +75,7 @@ class WebhookService:
                 by=by,
                 now=self.clock.now(),
                 limit=self.max_subscriptions,
+                key=None if key is None else idempotency_key(key),
             )
 
     async def subscriptions(

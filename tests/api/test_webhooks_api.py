@@ -18,8 +18,16 @@ from exchange.serving import RunningServer
 from exchange.testing.kit import ExchangeKit
 from exchange.webhooks.delivery import CUT_OFF_BY_DELETION, CUT_OFF_BY_TAKEOVER
 from exchange.webhooks.events import Event, EventType
-from exchange.webhooks.models import AttemptOutcome, DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEvent
+from exchange.webhooks.models import (
+    AttemptOutcome,
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
 from exchange.webhooks.outbox import emit
+from exchange.webhooks.subscriptions import SECRET_SHOWN_AGAIN_FOR
 from tests.api.conftest import Receiver
 
 CREATE = """mutation($input: CreateWebhookSubscriptionInput!) {
@@ -295,3 +303,48 @@ async def test_a_deleted_subscriptions_log_is_read_by_its_own_partner_on_request
     assert await kit.data(LISTED, other, program="fresh-mart", deleted=True) == {"webhookSubscriptions": []}
     staff = await kit.staff_token(Role.ADMIN)
     assert (await kit.data(DELETED, staff, id=subscription_id, deleted=True))["webhookSubscription"] == seen
+
+
+KEYED = """mutation($input: CreateWebhookSubscriptionInput!, $key: String) {
+  createWebhookSubscription(input: $input, idempotencyKey: $key) {
+    secret secretWithheld subscription { id deletedAt } } }"""
+
+
+async def test_a_repeated_subscription_request_answers_the_first_subscription_not_a_second(kit: ExchangeKit) -> None:
+    """A retry after a lost answer, with the key it was sent with, makes no second subscription
+    (every event would be delivered twice) and shows the same secret again while it signs, in
+    the day after; after a rotation or a deletion the answer withholds it, saying why. The same
+    key for another request is a conflict; another client's key is its own."""
+    token = await kit.partner_token("formosa-air")
+    hook = {"url": "https://partner.example/hook", "eventTypes": ["PERIOD_CLOSED"], "programId": "formosa-air"}
+    first = (await kit.data(KEYED, token, input=hook, key="hook-1"))["createWebhookSubscription"]
+    assert first["secret"].startswith("whsec_") and first["secretWithheld"] is None
+    again = (await kit.data(KEYED, token, input=hook, key="hook-1"))["createWebhookSubscription"]
+    assert again == first
+    listed = await kit.data('{ webhookSubscriptions(programId: "formosa-air") { id } }', token)
+    assert listed["webhookSubscriptions"] == [{"id": first["subscription"]["id"]}]
+
+    other = (await kit.graphql(KEYED, token, input={**hook, "eventTypes": ["STATEMENT_READY"]}, key="hook-1")).json()
+    assert other["errors"][0]["extensions"] == {"code": "IDEMPOTENCY_CONFLICT", "field": "idempotencyKey"}
+    assert other["data"]["createWebhookSubscription"] is None
+    staff = await kit.staff_token(Role.ADMIN)
+    theirs = (await kit.data(KEYED, staff, input=hook, key="hook-1"))["createWebhookSubscription"]
+    assert theirs["subscription"]["id"] != first["subscription"]["id"]
+
+    subscription_id = first["subscription"]["id"]
+    async with kit.db.transaction() as session:
+        row = await session.get(WebhookSubscription, subscription_id)
+        assert row is not None
+        row.created_at -= SECRET_SHOWN_AGAIN_FOR + timedelta(minutes=1)
+        session.add(row)
+    late = (await kit.data(KEYED, token, input=hook, key="hook-1"))["createWebhookSubscription"]
+    assert late == {"secret": None, "secretWithheld": "EXPIRED", "subscription": first["subscription"]}
+
+    made = (await kit.data(KEYED, token, input=hook, key="hook-2"))["createWebhookSubscription"]
+    await kit.data(ROTATE, token, id=made["subscription"]["id"])
+    rotated = (await kit.data(KEYED, token, input=hook, key="hook-2"))["createWebhookSubscription"]
+    assert (rotated["secret"], rotated["secretWithheld"]) == (None, "ROTATED")
+    await kit.data("mutation($id: ID!) { deleteWebhookSubscription(id: $id) { id } }", token, id=subscription_id)
+    deleted = (await kit.data(KEYED, token, input=hook, key="hook-1"))["createWebhookSubscription"]
+    assert (deleted["secret"], deleted["secretWithheld"]) == (None, "DELETED")
+    assert deleted["subscription"]["deletedAt"] is not None

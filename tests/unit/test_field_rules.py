@@ -653,6 +653,7 @@ EXPECTED: dict[str, str] = {
     },
     "WebhookSubscriptionSecret.subscription": WEBHOOK_OWNERS,
     "WebhookSubscriptionSecret.secret": WEBHOOK_OWNERS,
+    "WebhookSubscriptionSecret.secretWithheld": WEBHOOK_OWNERS,
 }
 
 ROLES: tuple[Role | None, ...] = (None, Role.PARTNER, Role.MEMBER, Role.SETTLEMENT, Role.ADMIN)
