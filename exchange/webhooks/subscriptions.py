@@ -267,8 +267,11 @@ async def rotate(
 
 async def delete(session: AsyncSession, tenant: str | None, subscription_id: str, now: datetime) -> WebhookSubscription:
     """Stop the subscription: nothing more is sent, what was pending is cancelled; its rows (the
-    delivery log) are kept for the record, read as a live one's are (its retention aside)."""
-    row = await get(session, tenant, subscription_id, lock=True)
+    delivery log) are kept for the record, read as a live one's are (its retention aside). One
+    deleted already (a retry after a lost answer) is the answer as it stands, changed no more."""
+    row = await get(session, tenant, subscription_id, lock=True, deleted=True)
+    if row.deleted_at is not None:
+        return row
     row.deleted_at = now
     session.add(row)
     await session.exec(

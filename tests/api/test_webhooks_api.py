@@ -348,3 +348,24 @@ async def test_a_repeated_subscription_request_answers_the_first_subscription_no
     deleted = (await kit.data(KEYED, token, input=hook, key="hook-1"))["createWebhookSubscription"]
     assert (deleted["secret"], deleted["secretWithheld"]) == (None, "DELETED")
     assert deleted["subscription"]["deletedAt"] is not None
+
+
+async def test_deleting_a_subscription_again_answers_the_first_deletion(kit: ExchangeKit) -> None:
+    """A retry of a deletion whose answer was lost is a success naming what was deleted, as the
+    first answer was; an id that never was a subscription, or another program's, deleted or
+    not, stays NOT_FOUND alike (no telling whether it exists)."""
+    delete = """mutation($id: ID!) { deleteWebhookSubscription(id: $id) { id deletedAt } }"""
+    token = await kit.partner_token("formosa-air")
+    hook = {"url": "https://partner.example/hook", "eventTypes": ["PERIOD_CLOSED"], "programId": "formosa-air"}
+    made = (await kit.data(CREATE, token, input=hook))["createWebhookSubscription"]["subscription"]["id"]
+    first = (await kit.data(delete, token, id=made))["deleteWebhookSubscription"]
+    assert first["id"] == made and first["deletedAt"] is not None
+    assert (await kit.data(delete, token, id=made))["deleteWebhookSubscription"] == first
+
+    other = await kit.partner_token("fresh-mart")
+    live = (await kit.data(CREATE, token, input=hook))["createWebhookSubscription"]["subscription"]["id"]
+    for caller, subscription_id in ((other, made), (other, live), (token, "no-such-subscription")):
+        refused = (await kit.graphql(delete, caller, id=subscription_id)).json()
+        assert refused["data"]["deleteWebhookSubscription"] is None
+        assert [error["extensions"] for error in refused["errors"]] == [{"code": "NOT_FOUND", "field": "id"}]
+    assert (await kit.data(SUBSCRIPTION, token, id=live))["webhookSubscription"]["id"] == live

@@ -161,7 +161,8 @@ class WebhookMutations:
     @strawberry.mutation(
         description="Stop a subscription: nothing more is sent and its pending deliveries are "
         "cancelled; it and its delivery log are still read with `includeDeleted` (`webhookSubscriptions`, "
-        "`webhookSubscription`), until the retention period ends.",
+        "`webhookSubscription`), until the retention period ends. Deleting it again (a retry) answers it as "
+        "the first deletion left it (`deletedAt` unchanged), until the retention period ends.",
         extensions=[authorize(MANAGE)],
     )
     async def delete_webhook_subscription(
