@@ -1,4 +1,11 @@
-"""Webhook subscriptions take a client-chosen idempotency key:
+"""Retried removals answer what they removed, and webhook subscriptions take a client-chosen
+idempotency key.
+
+``partner_assertion_key.removed_at``: a removed assertion key stays, no longer accepted, so that
+``removeAssertionKey`` sent again answers the key it removed, not ``NOT_FOUND``. Registering the
+kid again clears it.
+
+Webhook subscriptions take a client-chosen idempotency key:
 ``webhook_subscription.idempotency_key``, unique per creating client (``created_by``).
 
 A retry of ``createWebhookSubscription`` after a lost answer made a second subscription, and
@@ -17,6 +24,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from exchange.db.types import UTCDateTime
+
 revision = "0055"
 down_revision = "0054"
 branch_labels = None
@@ -24,6 +33,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column("partner_assertion_key", sa.Column("removed_at", UTCDateTime(), nullable=True))
     op.add_column("webhook_subscription", sa.Column("idempotency_key", sa.String(100), nullable=True))
     op.create_index(
         "ix_webhook_subscription_client_key",
@@ -37,3 +47,4 @@ def downgrade() -> None:
     # ALTER TABLE … DROP COLUMN, on SQLite too (3.35 and later), as revision 0044's.
     op.drop_index("ix_webhook_subscription_client_key", table_name="webhook_subscription")
     op.drop_column("webhook_subscription", "idempotency_key")
+    op.drop_column("partner_assertion_key", "removed_at")
