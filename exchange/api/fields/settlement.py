@@ -181,8 +181,11 @@ class SettlementMutations:
         description="Resolve many breaks of a partner's current reconciliation the same way, for "
         "the same reason, in one request: all of them, or none. A selection by filters takes the "
         "breaks still open (repeating it resolves nothing more); ids already resolved the same "
-        "way are counted as unchanged, and one resolved otherwise refuses the request. A period not "
-        "closed is `PERIOD_NOT_CLOSED`; one the partner has signed off, `PERIOD_CLOSED`.",
+        "way (against the counterparty named, if one is) are counted as unchanged, and one resolved "
+        "otherwise refuses the request (`IDEMPOTENCY_CONFLICT`, `extensions.field` selection.ids). A period "
+        "not closed is `PERIOD_NOT_CLOSED`. Once the partner has signed it off, a repeat still answers, as "
+        "`resolveBreak`'s does: every break its ids name (or its filters match, one at least) resolved as "
+        "it asks, nothing resolved now; anything else is `PERIOD_CLOSED`.",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def resolve_breaks(
