@@ -92,7 +92,9 @@ class WebhookService:
         async with self.db.transaction() as session:
             return await subscriptions.get(session, tenant, subscription_id, deleted=deleted)
 
-    async def rotate_secret(self, tenant: str | None, subscription_id: str) -> WithSecret:
+    async def rotate_secret(self, tenant: str | None, subscription_id: str, *, key: str | None = None) -> WithSecret:
+        """A new secret (see :func:`~exchange.webhooks.subscriptions.rotate`); with the idempotency
+        ``key`` of the rotation that made the secret signing now, that rotation's answer again."""
         async with self.db.transaction() as session:
             return await subscriptions.rotate(
                 session,
@@ -101,6 +103,7 @@ class WebhookService:
                 key_secret=self.key_secret,
                 overlap=self.rotation_overlap,
                 now=self.clock.now(),
+                key=None if key is None else idempotency_key(key),
             )
 
     async def delete(self, tenant: str | None, subscription_id: str) -> WebhookSubscription:

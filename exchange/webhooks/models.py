@@ -71,6 +71,14 @@ class WebhookSubscription(SQLModel, table=True):
     )
     previous_secret_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     secret_version: int = 1
+    rotated_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime, description="When the secret was made, if by a rotation."
+    )
+    rotation_key: str | None = Field(
+        default=None,
+        max_length=IDEMPOTENCY_KEY_LENGTH,
+        description="The idempotency key of the rotation that made the secret, if it was given one.",
+    )
     created_by: str = Field(max_length=120)
     created_at: datetime = Field(sa_type=UTCDateTime)
     idempotency_key: str | None = Field(

@@ -61,7 +61,7 @@ class Withheld(StrEnum):
     DELETED = "DELETED"
     """The subscription was deleted: nothing is signed for it any more."""
     EXPIRED = "EXPIRED"
-    """The subscription was made more than :data:`SECRET_SHOWN_AGAIN_FOR` before the repeat."""
+    """The secret was made more than :data:`SECRET_SHOWN_AGAIN_FOR` before the repeat."""
 
 
 #: How long after a subscription is made a repeat of the request that made it (its key again)
@@ -143,7 +143,9 @@ async def create(
     if draft.program_id is not None:
         await programs.get_program(session, draft.program_id, field="programId", lock=True)
     if key is not None and (existing := await _keyed(session, created_by, key)) is not None:
-        return repeated(same_request(existing, key, made), key_secret=key_secret, now=now)
+        return repeated(
+            same_request(existing, key, made), version=1, made_at=existing.created_at, key_secret=key_secret, now=now
+        )
     live = await session.exec(
         select(func.count())
         .select_from(WebhookSubscription)
@@ -180,7 +182,9 @@ async def create(
         assert key is not None, "only the key is unique among what a subscription is inserted with"
         taken = await _keyed(session, created_by, key)
         assert taken is not None, "the key that refused the insert holds a subscription"
-        return repeated(same_request(taken, key, made), key_secret=key_secret, now=now)
+        return repeated(
+            same_request(taken, key, made), version=1, made_at=taken.created_at, key_secret=key_secret, now=now
+        )
     return WithSecret(row, secret)
 
 
@@ -195,15 +199,18 @@ async def _keyed(session: AsyncSession, created_by: str, key: str) -> WebhookSub
     ).first()
 
 
-def repeated(row: WebhookSubscription, *, key_secret: str, now: datetime) -> WithSecret:
-    """The answer to a repeat of the request that made ``row``: the secret it showed, again,
-    while that is still the secret that signs and the repeat comes within
-    :data:`SECRET_SHOWN_AGAIN_FOR`; else no secret, and why (:class:`Withheld`)."""
+def repeated(
+    row: WebhookSubscription, *, version: int, made_at: datetime, key_secret: str, now: datetime
+) -> WithSecret:
+    """The answer to a repeat of the request that made ``row``'s secret ``version`` at
+    ``made_at`` (its creation, or a rotation): that secret, again, while it is still the one
+    that signs and the repeat comes within :data:`SECRET_SHOWN_AGAIN_FOR`; else no secret, and
+    why (:class:`Withheld`)."""
     if row.deleted_at is not None:
         return WithSecret(row, None, Withheld.DELETED)
-    if row.secret_version != 1:
+    if row.secret_version != version:
         return WithSecret(row, None, Withheld.ROTATED)
-    if now - row.created_at > SECRET_SHOWN_AGAIN_FOR:
+    if now - made_at > SECRET_SHOWN_AGAIN_FOR:
         return WithSecret(row, None, Withheld.EXPIRED)
     return WithSecret(row, signing.unseal(row.secret, key_secret, row.id, row.secret_version))
 
@@ -251,16 +258,27 @@ async def rotate(
     key_secret: str,
     overlap: timedelta,
     now: datetime,
+    key: str | None = None,
 ) -> WithSecret:
     """A new secret; the one it replaces keeps signing beside it for ``overlap`` (receivers
-    switch meanwhile). A rotation during another's overlap ends the older secret at once."""
+    switch meanwhile). A rotation during another's overlap ends the older secret at once.
+
+    With the idempotency ``key`` of the rotation that made the secret signing now, it is that
+    rotation repeated (a retry after a lost answer): nothing rotates, and the answer is that
+    rotation's (:func:`repeated`). Rotating again instead would end the secret the receiver
+    still holds at once, the one the lost answer replaced never having reached it."""
     row = await get(session, tenant, subscription_id, lock=True)
+    if key is not None and key == row.rotation_key:
+        assert row.rotated_at is not None, "a rotation records its time with its key"
+        return repeated(row, version=row.secret_version, made_at=row.rotated_at, key_secret=key_secret, now=now)
     current = signing.unseal(row.secret, key_secret, row.id, row.secret_version)
     secret = signing.new_secret()
     row.secret_version += 1
     row.previous_secret = signing.seal(current, key_secret, row.id, row.secret_version - 1)
     row.previous_secret_until = now + overlap
     row.secret = signing.seal(secret, key_secret, row.id, row.secret_version)
+    row.rotation_key = key
+    row.rotated_at = now
     session.add(row)
     return WithSecret(row, secret)
 

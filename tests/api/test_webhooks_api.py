@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 from exchange.auth.scopes import Role
 from exchange.serving import RunningServer
 from exchange.testing.kit import ExchangeKit
+from exchange.webhooks import signing
 from exchange.webhooks.delivery import CUT_OFF_BY_DELETION, CUT_OFF_BY_TAKEOVER
 from exchange.webhooks.events import Event, EventType
 from exchange.webhooks.models import (
@@ -369,3 +370,42 @@ async def test_deleting_a_subscription_again_answers_the_first_deletion(kit: Exc
         assert refused["data"]["deleteWebhookSubscription"] is None
         assert [error["extensions"] for error in refused["errors"]] == [{"code": "NOT_FOUND", "field": "id"}]
     assert (await kit.data(SUBSCRIPTION, token, id=live))["webhookSubscription"]["id"] == live
+
+
+async def test_a_repeated_rotation_answers_the_first_and_keeps_the_secret_the_receiver_holds(kit: ExchangeKit) -> None:
+    """A rotation retried after a lost answer rotated again, and the secret the receiver still
+    held stopped signing at once (a rotation during another's overlap ends the older secret).
+    With the first one's key it answers that rotation: the same secret, the old one still
+    signing beside it; a new key rotates."""
+    rotate = """mutation($id: ID!, $key: String) { rotateWebhookSecret(id: $id, idempotencyKey: $key) {
+      secret secretWithheld subscription { previousSecretUntil } } }"""
+    token = await kit.partner_token("formosa-air")
+    hook = {"url": "https://partner.example/hook", "eventTypes": ["PERIOD_CLOSED"], "programId": "formosa-air"}
+    made = (await kit.data(CREATE, token, input=hook))["createWebhookSubscription"]
+    subscription_id, held = made["subscription"]["id"], made["secret"]
+    first = (await kit.data(rotate, token, id=subscription_id, key="rotation-1"))["rotateWebhookSecret"]
+    assert first["secret"] not in (None, held) and first["secretWithheld"] is None
+    assert (await kit.data(rotate, token, id=subscription_id, key="rotation-1"))["rotateWebhookSecret"] == first
+
+    async def signing_secrets() -> tuple[str, str | None]:
+        async with kit.db.transaction() as session:
+            row = await session.get(WebhookSubscription, subscription_id)
+            assert row is not None and row.previous_secret is not None
+            key_secret = kit.settings.key_encryption_secret.get_secret_value()
+            current = signing.unseal(row.secret, key_secret, row.id, row.secret_version)
+            return current, signing.unseal(row.previous_secret, key_secret, row.id, row.secret_version - 1)
+
+    assert await signing_secrets() == (first["secret"], held)
+
+    async with kit.db.transaction() as session:
+        row = await session.get(WebhookSubscription, subscription_id)
+        assert row is not None and row.rotated_at is not None
+        row.rotated_at -= SECRET_SHOWN_AGAIN_FOR + timedelta(minutes=1)
+        session.add(row)
+    late = (await kit.data(rotate, token, id=subscription_id, key="rotation-1"))["rotateWebhookSecret"]
+    assert late == {"secret": None, "secretWithheld": "EXPIRED", "subscription": first["subscription"]}
+    assert await signing_secrets() == (first["secret"], held)
+
+    second = (await kit.data(rotate, token, id=subscription_id, key="rotation-2"))["rotateWebhookSecret"]
+    assert second["secret"] not in (None, held, first["secret"])
+    assert await signing_secrets() == (second["secret"], first["secret"])

@@ -149,13 +149,25 @@ class WebhookMutations:
 
     @strawberry.mutation(
         description="A new signing secret, shown this once; the old one also signs for "
-        "`EXCHANGE_WEBHOOK_SECRET_OVERLAP_HOURS` while receivers switch.",
+        "`EXCHANGE_WEBHOOK_SECRET_OVERLAP_HOURS` while receivers switch (a rotation during another's overlap "
+        "ends the older secret at once). Give an `idempotencyKey` to make a retry safe: the same key as the "
+        "rotation that made the secret signing now answers that rotation again, nothing rotated (its secret "
+        f"again within {SECRET_SHOWN_AGAIN_FOR.total_seconds() / 3600:g} hours, else `secret` null and "
+        "`secretWithheld` EXPIRED); any other key, or none, rotates.",
         extensions=[authorize(MANAGE)],
     )
     async def rotate_webhook_secret(
-        self, info: Info[Context, None], id: SubscriptionId
+        self,
+        info: Info[Context, None],
+        id: SubscriptionId,
+        idempotency_key: Annotated[
+            OptionalIdempotencyKey,
+            strawberry.argument(description="Names this rotation, so that sending it again returns its secret."),
+        ] = None,
     ) -> WebhookSubscriptionSecret | None:
-        made = await info.context.services.webhooks.rotate_secret(info.context.caller().program_id, str(id))
+        made = await info.context.services.webhooks.rotate_secret(
+            info.context.caller().program_id, str(id), key=idempotency_key
+        )
         return WebhookSubscriptionSecret.of(made)
 
     @strawberry.mutation(

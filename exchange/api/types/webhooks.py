@@ -281,8 +281,8 @@ class WebhookSubscription:
 
 
 @strawberry.enum(
-    description="Why the answer to a repeated `createWebhookSubscription` (its `idempotencyKey` again) "
-    "shows no secret. `rotateWebhookSecret` gives the subscription a new one."
+    description="Why the answer to a repeated `createWebhookSubscription` or `rotateWebhookSecret` (its "
+    "`idempotencyKey` again) shows no secret. `rotateWebhookSecret` with a new key gives the subscription a new one."
 )
 class SecretWithheld(Enum):
     ROTATED = strawberry.enum_value(
@@ -294,7 +294,7 @@ class SecretWithheld(Enum):
     )
     EXPIRED = strawberry.enum_value(
         Withheld.EXPIRED.value,
-        description=f"The subscription was made more than {SECRET_SHOWN_AGAIN_FOR.total_seconds() / 3600:g} "
+        description=f"The secret was made more than {SECRET_SHOWN_AGAIN_FOR.total_seconds() / 3600:g} "
         "hours before the repeat.",
     )
 
@@ -302,16 +302,16 @@ class SecretWithheld(Enum):
 @authorize_fields(OWNER_OR_STAFF)
 @strawberry.type(
     description="A subscription and its signing secret, shown this once (and to a repeat of the request "
-    "that made it, see `createWebhookSubscription`): store it now."
+    "that made it: `idempotencyKey`): store it now."
 )
 class WebhookSubscriptionSecret:
     subscription: WebhookSubscription = strawberry.field(description="The subscription made or rotated.")
     secret: str | None = strawberry.field(
         description="`whsec_` and the base64 of 32 random bytes (Standard Webhooks). Null only in the answer "
-        "to a repeated `createWebhookSubscription` that no longer shows it: `secretWithheld` says why."
+        "to a repeated request (`idempotencyKey`) that no longer shows it: `secretWithheld` says why."
     )
     secret_withheld: SecretWithheld | None = strawberry.field(
-        description="Null when `secret` is shown; else why not (a repeated `createWebhookSubscription`)."
+        description="Null when `secret` is shown; else why not (a repeated request)."
     )
     program_id: strawberry.Private[str | None]
 
