@@ -107,9 +107,10 @@ class SettlementMutations:
         description="Import a partner's records of a closed period (CSV: partners/SETTLEMENT.md, "
         "'Your records (CSV)') and reconcile them against the ledger. A malformed file is refused "
         "whole: `BAD_USER_INPUT` with `extensions.line` and `extensions.reason`, and nothing is "
-        "imported. Importing again replaces the reconciliation until one of its breaks is resolved. "
-        "A period not closed is `PERIOD_NOT_CLOSED`; one the partner's sign-off made final, "
-        "`PERIOD_CLOSED`.",
+        "imported. Importing again replaces the reconciliation until one of its breaks is resolved; the "
+        "current reconciliation's very file again (a retry after a lost answer) answers it as it stands, "
+        "nothing imported, even once resolved or signed off. A period not closed is `PERIOD_NOT_CLOSED`; "
+        "one the partner's sign-off made final, `PERIOD_CLOSED`.",
         extensions=[authorize(IMPORTS_RECORDS)],
     )
     async def import_partner_records(
@@ -136,8 +137,10 @@ class SettlementMutations:
         "the exchange's own book of the point (its operations and expiries; no partner sends them) and "
         "imported as `importPartnerRecords` imports a partner's file: `importedBy` is the caller, `source` "
         "COALITION_BOOK. "
-        "Then resolve its breaks and sign it off as a partner's. `NOT_FOUND` when no point is declared; "
-        "`PERIOD_NOT_CLOSED` for a period not closed, `PERIOD_CLOSED` once the point's period is signed off.",
+        "Then resolve its breaks and sign it off as a partner's. Records the same as the current "
+        "reconciliation's (a retry) answer it as it stands, as the same file does. `NOT_FOUND` when no point "
+        "is declared; `PERIOD_NOT_CLOSED` for a period not closed, `PERIOD_CLOSED` once the point's period is "
+        "signed off.",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def reconcile_coalition_point(self, info: Info[Context, None], period: PeriodName) -> Reconciliation | None:
