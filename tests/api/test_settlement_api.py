@@ -323,6 +323,8 @@ async def test_a_partner_uploads_its_records_and_staff_resolve_and_sign_off(kit:
         "settlement-"
     )
 
+    reopening = (await kit.graphql(IMPORT, partner, p=last_month, csv=RECORDS + "conversion:c7,1.00,\n")).json()
+    assert reopening["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "csv"}
     signed = (await kit.data(sign_off, staff, p=last_month))["signOffPeriod"]
     assert (
         signed["status"] == "SIGNED_OFF" and signed["signedOffBy"].startswith("settlement-") and signed["signedOffAt"]

@@ -107,7 +107,8 @@ class SettlementMutations:
         description="Import a partner's records of a closed period (CSV: partners/SETTLEMENT.md, "
         "'Your records (CSV)') and reconcile them against the ledger. A malformed file is refused "
         "whole: `BAD_USER_INPUT` with `extensions.line` and `extensions.reason`, and nothing is "
-        "imported. Importing again replaces the reconciliation until one of its breaks is resolved; the "
+        "imported. Importing again replaces the reconciliation until one of its breaks is resolved (then "
+        "another file is `BAD_USER_INPUT`, `extensions.field` csv: it would reopen them); the "
         "current reconciliation's very file again (a retry after a lost answer) answers it as it stands, "
         "nothing imported, even once resolved or signed off. A period not closed is `PERIOD_NOT_CLOSED`; "
         "one the partner's sign-off made final, `PERIOD_CLOSED`.",
