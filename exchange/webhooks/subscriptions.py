@@ -140,12 +140,16 @@ async def create(
             draft.description,
         )
 
-    if draft.program_id is not None:
-        await programs.get_program(session, draft.program_id, field="programId", lock=True)
-    if key is not None and (existing := await _keyed(session, created_by, key)) is not None:
+    def again(existing: WebhookSubscription, key: str) -> WithSecret:
+        """The answer to this request repeated: the subscription ``key`` holds, if made by it."""
         return repeated(
             same_request(existing, key, made), version=1, made_at=existing.created_at, key_secret=key_secret, now=now
         )
+
+    if draft.program_id is not None:
+        await programs.get_program(session, draft.program_id, field="programId", lock=True)
+    if key is not None and (existing := await _keyed(session, created_by, key)) is not None:
+        return again(existing, key)
     live = await session.exec(
         select(func.count())
         .select_from(WebhookSubscription)
@@ -175,16 +179,14 @@ async def create(
         after_sequence=start.sequence,
         after_snapshot=start.snapshot,
     )
-    # The unique key decides between requests racing with it (a staff tool's lock no program row).
+    # The unique key decides between requests racing with it (a staff tool's request locks no program row).
     table = WebhookSubscription.__table__  # type: ignore[attr-defined]  # a table model's
     claim = claiming(dialects.insert(session, table).values({c.name: getattr(row, c.name) for c in table.columns}))
     if (await session.exec(claim)).first() is None:
         assert key is not None, "only the key is unique among what a subscription is inserted with"
         taken = await _keyed(session, created_by, key)
         assert taken is not None, "the key that refused the insert holds a subscription"
-        return repeated(
-            same_request(taken, key, made), version=1, made_at=taken.created_at, key_secret=key_secret, now=now
-        )
+        return again(taken, key)
     return WithSecret(row, secret)
 
 
