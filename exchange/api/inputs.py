@@ -35,8 +35,8 @@ from graphql import (
 
 from exchange.db.types import MAX_BIGINT
 from exchange.errors import BadUserInput
+from exchange.idempotency import IDEMPOTENCY_KEY_LENGTH, IDEMPOTENCY_KEY_RULE, key_problem
 from exchange.ledger.periods import PERIOD_LENGTH, overlong_period
-from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH, IDEMPOTENCY_KEY_RULE, key_problem
 from exchange.text import CHOSEN_ID_LENGTH, CHOSEN_ID_RULE, chosen_id_problem, text_problem
 
 if TYPE_CHECKING:

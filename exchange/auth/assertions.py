@@ -127,7 +127,11 @@ async def register_assertion_key(
     others = await session.exec(
         select(func.count())
         .select_from(PartnerAssertionKey)
-        .where(PartnerAssertionKey.program_id == program_id, PartnerAssertionKey.kid != str(key.kid))
+        .where(
+            PartnerAssertionKey.program_id == program_id,
+            PartnerAssertionKey.kid != str(key.kid),
+            col(PartnerAssertionKey.removed_at).is_(None),
+        )
     )
     if others.one() >= MAX_ASSERTION_KEYS:
         raise TooManyAssertionKeys()
@@ -141,26 +145,32 @@ async def register_assertion_key(
         dialects.insert(session, PartnerAssertionKey)
         .values(program_id=row.program_id, kid=row.kid, public_jwk=row.public_jwk, created_at=row.created_at)
         .on_conflict_do_update(
-            index_elements=["program_id", "kid"], set_={"public_jwk": row.public_jwk, "created_at": row.created_at}
+            index_elements=["program_id", "kid"],
+            set_={"public_jwk": row.public_jwk, "created_at": row.created_at, "removed_at": None},
         )
     )
     return row
 
 
-async def remove_assertion_key(session: AsyncSession, program_id: str, kid: str) -> PartnerAssertionKey:
-    row = await session.get(PartnerAssertionKey, (program_id, kid))
+async def remove_assertion_key(session: AsyncSession, program_id: str, kid: str, now: datetime) -> PartnerAssertionKey:
+    """Stop accepting ``kid``; the key removed. One removed already (a retry after a lost
+    answer) is the answer as that removal left it; a kid the program never had is not found."""
+    row = await session.get(PartnerAssertionKey, (program_id, kid), with_for_update=True)
     if row is None:
         raise AssertionKeyNotFound(kid)
-    await session.delete(row)
-    await session.flush()
+    if row.removed_at is None:
+        row.removed_at = now
+        session.add(row)
     return row
 
 
 async def assertion_keys(session: AsyncSession, program_ids: Iterable[str]) -> dict[str, list[PartnerAssertionKey]]:
-    """Each program's registered keys, newest first, in one query."""
+    """Each program's keys it accepts (none removed), newest first, in one query."""
     rows = await session.exec(
         select(PartnerAssertionKey)
-        .where(col(PartnerAssertionKey.program_id).in_(list(program_ids)))
+        .where(
+            col(PartnerAssertionKey.program_id).in_(list(program_ids)), col(PartnerAssertionKey.removed_at).is_(None)
+        )
         .order_by(col(PartnerAssertionKey.program_id), col(PartnerAssertionKey.created_at).desc())
     )
     return grouped(rows, lambda key: key.program_id)

@@ -51,7 +51,9 @@ class OAuthClient(SQLModel, table=True):
 
 
 class PartnerAssertionKey(SQLModel, table=True):
-    """A public key a partner signs member assertions with (several, for their rotation)."""
+    """A public key a partner signs member assertions with (several, for their rotation). A
+    removed key stays, ``removed_at`` set and no longer accepted, so that a retried removal
+    answers the key it removed; registering its kid again makes it a live key anew."""
 
     __tablename__ = "partner_assertion_key"
 
@@ -59,6 +61,7 @@ class PartnerAssertionKey(SQLModel, table=True):
     kid: str = Field(primary_key=True, max_length=KID_LENGTH)
     public_jwk: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(sa_type=UTCDateTime)
+    removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class SigningKey(StoredKey, table=True):

@@ -11,7 +11,7 @@ from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import UTCDateTime
-from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
+from exchange.idempotency import IDEMPOTENCY_KEY_LENGTH
 from exchange.sagas.state import DONE, SagaState
 
 #: A conversion's id: a UUID.

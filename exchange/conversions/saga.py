@@ -87,6 +87,7 @@ from exchange.conversions.models import Conversion, ConversionStatus, SagaStep
 from exchange.db import dialects
 from exchange.db.database import Database
 from exchange.errors import ErrorCode, ExchangeError
+from exchange.idempotency import claiming, record_once
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
 from exchange.members import service as members
@@ -111,7 +112,6 @@ from exchange.sagas.doubt import (
     undo_contradiction,
 )
 from exchange.sagas.engine import Saga, SagaPolicy, Transition, failure
-from exchange.sagas.idempotency import claiming, record_once
 from exchange.settings import Settings
 from exchange.webhooks.events import Event, conversion_finished
 

@@ -102,7 +102,7 @@ class Quote(SQLModel, table=True):
     """The member's tier activity marker (``member.tier_activity``) as it stood when the level of
     ``tier_bonus_percent`` was read: a quote with a tier bonus is executed only while it still
     stands (no account unlinked, no status match ended since). NULL on quotes made before it was
-    kept (migration 0057), and on those that did not read it."""
+    kept (migration 0056), and on those that did not read it."""
     created_at: datetime = Field(sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     usages: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -382,7 +382,9 @@ async def set_partner_override(
     actor: str,
     now: datetime,
 ) -> RateVersion:
-    """Partner ``target`` sets (or, with an empty override, clears) its rate from ``source``."""
+    """Partner ``target`` sets (or, with an empty override, clears) its rate from ``source``.
+    The terms of the version in effect (a retry after a lost answer, or a clear of a rate
+    derived already) answer that version: nothing changes, so no new version starts."""
     await _lock_programs(session, [target])
     current = await version_at(session, source, target, now)
     if current.origin == Origin.DECLARED:
@@ -393,18 +395,13 @@ async def set_partner_override(
         )
     content = RateContent.of(current)
     origin = Origin.DERIVED if override == PairOverride() else Origin.PARTNER
-    return await _supersede(
-        session,
-        source=source,
-        target=target,
-        content=RateContent(
-            source_point_value=content.source_point_value,
-            target_point_value=content.target_point_value,
-            fee_percent=content.fee_percent,
-            fee_fixed=content.fee_fixed,
-            override=override,
-        ),
-        origin=origin,
-        actor=actor,
-        at=now,
+    asked = RateContent(
+        source_point_value=content.source_point_value,
+        target_point_value=content.target_point_value,
+        fee_percent=content.fee_percent,
+        fee_fixed=content.fee_fixed,
+        override=override,
     )
+    if current.origin == origin and content == asked:
+        return current
+    return await _supersede(session, source=source, target=target, content=asked, origin=origin, actor=actor, at=now)

@@ -99,7 +99,7 @@ def _publish_digest(program_id: str, draft: RewardDraft, price_minor: int) -> st
     """What names a publishing request: its terms as sent (the stock, the price and the
     availability it asked for, whatever redemptions, a restock or a new price made of them since),
     so that sending it again under its id answers the reward it made, and other terms under that
-    id are refused, as every client-chosen id is (:mod:`exchange.sagas.idempotency`)."""
+    id are refused, as every client-chosen id is (:mod:`exchange.idempotency`)."""
     terms = {
         "programId": program_id,
         "title": draft.title.strip(),

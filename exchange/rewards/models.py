@@ -17,7 +17,7 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import UTCDateTime
-from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
+from exchange.idempotency import IDEMPOTENCY_KEY_LENGTH
 from exchange.sagas.state import DONE, SagaState
 
 

@@ -42,6 +42,7 @@ from exchange.db.database import Database
 from exchange.db.paging import Keyset, Page, read_page
 from exchange.errors import ExchangeError
 from exchange.federation.accounts import Federation
+from exchange.idempotency import claiming, keyed, record_once, same_request
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.models import LedgerCloseAnchor, LedgerTransactionKey
 from exchange.ledger.posting import Ledger
@@ -80,7 +81,6 @@ from exchange.risk.models import Decision, Subject
 from exchange.risk.policy import RiskPolicy
 from exchange.sagas.doubt import MemberDebit, reverse_whole
 from exchange.sagas.engine import Saga, SagaPolicy, Transition
-from exchange.sagas.idempotency import claiming, keyed, record_once, same_request
 from exchange.settings import Settings
 from exchange.webhooks.events import (
     Event,

@@ -98,7 +98,7 @@ class AccessService:
     async def remove_assertion_key(self, program_id: str, kid: str) -> PartnerAssertionKey:
         """Stop accepting assertions signed with ``kid``; the key removed."""
         async with self.db.transaction() as session:
-            return await assertions.remove_assertion_key(session, program_id, kid)
+            return await assertions.remove_assertion_key(session, program_id, kid, self.clock.now())
 
     async def assertion_keys(self, program_ids: Iterable[str]) -> dict[str, list[PartnerAssertionKey]]:
         """Each program's assertion keys, newest first, in one query."""

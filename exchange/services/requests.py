@@ -8,8 +8,8 @@ from collections.abc import Set
 from exchange.auth.principal import Principal
 from exchange.auth.scopes import Scope
 from exchange.errors import BadUserInput, Forbidden
+from exchange.idempotency import key_problem
 from exchange.members.authority import DebitAuthority
-from exchange.sagas.idempotency import key_problem
 
 
 def member_of(caller: Principal) -> str:
@@ -35,7 +35,7 @@ def page_size(first: int, *, maximum: int) -> int:
 
 def idempotency_key(key: str) -> str:
     """A client-chosen key that makes a write idempotent, if it keeps the one rule every such
-    key keeps (:data:`~exchange.sagas.idempotency.IDEMPOTENCY_KEY_RULE`): every write that
+    key keeps (:data:`~exchange.idempotency.IDEMPOTENCY_KEY_RULE`): every write that
     moves points reads its key through here, whichever front end it came from."""
     if problem := key_problem(key):
         raise BadUserInput(f"idempotencyKey {problem}", field="idempotencyKey")

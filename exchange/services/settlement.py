@@ -535,7 +535,9 @@ class SettlementService:
                 records_source=RecordsSource.PARTNER_FILE,
                 now=self.clock.now(),
             )
-            return await reconciliation_view(session, imported, imported.breaks)
+            return await reconciliation_view(
+                session, imported, await reconciliation.unresolved_breaks(session, imported.id)
+            )
 
     async def import_point_records(self, period: str, *, by: str, keep: Path | None = None) -> ReconciliationView:
         """Import the coalition point's records of the closed ``period``, written from the
@@ -566,7 +568,9 @@ class SettlementService:
                     written.seek(0)
                     with keep.open("wb") as copy:
                         shutil.copyfileobj(written, copy)
-            return await reconciliation_view(session, imported, imported.breaks)
+            return await reconciliation_view(
+                session, imported, await reconciliation.unresolved_breaks(session, imported.id)
+            )
 
     async def reconciliation(self, partner: str, period: str) -> ReconciliationView:
         period = self.calendar.parse(period)

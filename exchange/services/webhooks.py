@@ -15,7 +15,7 @@ from exchange.clock import Clock
 from exchange.db.database import Database
 from exchange.db.paging import Page
 from exchange.errors import BadUserInput
-from exchange.services.requests import page_size
+from exchange.services.requests import idempotency_key, page_size
 from exchange.settings import Settings
 from exchange.webhooks import subscriptions
 from exchange.webhooks.delivery import DeliveryPass, Dispatcher
@@ -63,7 +63,9 @@ class WebhookService:
             max_subscriptions=settings.webhook_max_subscriptions,
         )
 
-    async def create(self, draft: SubscriptionDraft, *, by: str) -> WithSecret:
+    async def create(self, draft: SubscriptionDraft, *, by: str, key: str | None = None) -> WithSecret:
+        """A new subscription (see :func:`~exchange.webhooks.subscriptions.create`); with the
+        client's idempotency ``key``, a repeat of its request answers the subscription it made."""
         async with self.db.transaction() as session:
             return await subscriptions.create(
                 session,
@@ -73,6 +75,7 @@ class WebhookService:
                 by=by,
                 now=self.clock.now(),
                 limit=self.max_subscriptions,
+                key=None if key is None else idempotency_key(key),
             )
 
     async def subscriptions(
@@ -89,7 +92,9 @@ class WebhookService:
         async with self.db.transaction() as session:
             return await subscriptions.get(session, tenant, subscription_id, deleted=deleted)
 
-    async def rotate_secret(self, tenant: str | None, subscription_id: str) -> WithSecret:
+    async def rotate_secret(self, tenant: str | None, subscription_id: str, *, key: str | None = None) -> WithSecret:
+        """A new secret (see :func:`~exchange.webhooks.subscriptions.rotate`); with the idempotency
+        ``key`` of the rotation that made the secret signing now, that rotation's answer again."""
         async with self.db.transaction() as session:
             return await subscriptions.rotate(
                 session,
@@ -98,6 +103,7 @@ class WebhookService:
                 key_secret=self.key_secret,
                 overlap=self.rotation_overlap,
                 now=self.clock.now(),
+                key=None if key is None else idempotency_key(key),
             )
 
     async def delete(self, tenant: str | None, subscription_id: str) -> WebhookSubscription:

@@ -20,7 +20,8 @@ amounts and counterparties in one query and posts the adjustments through the le
 batches, each break with its default amount and counterparty (or one counterparty named for
 all). A filter selects the breaks still open, so repeating it resolves nothing more; ids may
 name breaks already resolved the same way (counted, not changed), and any resolved otherwise
-refuse the whole request.
+refuse the whole request. After the sign-off a selection repeated is answered as one break's
+resolution repeated is (:func:`_repeated`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, exists, insert, literal, text, update
+from sqlalchemy import ColumnElement, Table, and_, case, exists, func, insert, literal, text, update
 from sqlalchemy import select as core_select
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
@@ -51,7 +52,7 @@ from exchange.settlement.errors import BadAdjustment, BreakNotFound, PartnerSign
 from exchange.settlement.models import BreakResolution, Reconciliation, ReconciliationBreak
 from exchange.settlement.netting import ACCOUNTS, SPOKES_OF_ACCOUNTS
 from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
-from exchange.settlement.positions import open_position, position_of
+from exchange.settlement.positions import position_of
 from exchange.settlement.reconciliation import (
     BreakAmounts,
     break_difference,
@@ -331,16 +332,18 @@ async def resolve_breaks(
     reason = checked_reason(request.reason)
     if request.resolution is not Resolution.ADJUST and request.counterparty is not None:
         raise BadUserInput("accepting the ledger's figure posts nothing: name no counterparty", field="adjustment")
-    await open_position(session, request.partner, request.period)
+    position = await position_of(session, request.partner, request.period, for_update=True)
     reconciliation = await get_reconciliation(session, request.partner, request.period)
     require_current(request.partner, request.period, reconciliation, request.reconciliation)
     if request.counterparty is not None:
         await check_counterparty(session, request.partner, request.counterparty, field="adjustment.counterparty")
     await _check_named(session, request.selection)
+    if position.signed_off_at is not None:
+        return await _repeated(session, reconciliation, request, reason)
     ids = request.selection.ids
     unchanged = 0
     if ids is not None:
-        unchanged = await _already_resolved(session, reconciliation, sorted(set(ids)), request.resolution, reason)
+        unchanged = await _already_resolved(session, reconciliation, sorted(set(ids)), request, reason)
     open_before = await unresolved_breaks(session, reconciliation.id)
     posted: list[tuple[int, int, str]] = []
     for chunk in _batches(sorted(set(ids))) if ids is not None else [None]:
@@ -388,12 +391,52 @@ def _batches(ids: Sequence[int]) -> Iterable[Sequence[int]]:
         yield ids[start : start + BATCH]
 
 
+async def _repeated(
+    session: AsyncSession, reconciliation: Reconciliation, request: BulkResolveRequest, reason: str
+) -> BulkResolution:
+    """The answer, on a period the partner has signed off, to a request that repeats what was
+    resolved before: every break it names (or its filters match, one at least) resolved as it
+    asks. Nothing is resolved now, as when it was repeated before the sign-off: its ids are
+    counted unchanged. Anything else would change a final period: ``PartnerSignedOff``."""
+    closed = PartnerSignedOff(reconciliation.partner, reconciliation.period)
+    ids = request.selection.ids
+    if ids is not None:
+        try:
+            unchanged = await _already_resolved(session, reconciliation, sorted(set(ids)), request, reason)
+        except ResolutionConflict:
+            raise closed from None
+        if unchanged < len(set(ids)):
+            raise closed
+        return BulkResolution(reconciliation, 0, unchanged, 0)
+    matched, same = (
+        await session.exec(  # type: ignore[call-overload]
+            core_select(func.count(), func.count(case((_resolved_as(request, reason), 1))))
+            .select_from(BREAKS.outerjoin(RESOLUTIONS, RESOLUTIONS.c.break_id == BREAKS.c.id))
+            .where(_selected(reconciliation.id, request.selection, None))
+        )
+    ).one()
+    if not matched or same < matched:
+        raise closed
+    return BulkResolution(reconciliation, 0, 0, 0)
+
+
+def _resolved_as(request: BulkResolveRequest, reason: str) -> ColumnElement[bool]:
+    """A break's resolution (``RESOLUTIONS``, joined) is the one ``request`` asks for: its way,
+    its reason, and the counterparty it names, if it names one."""
+    clauses = [RESOLUTIONS.c.resolution == request.resolution.value, RESOLUTIONS.c.reason == reason]
+    if request.counterparty is not None:
+        clauses.append(RESOLUTIONS.c.counterparty == request.counterparty)
+    return and_(*clauses)
+
+
 def _open_breaks(reconciliation_id: str, selection: BreakSelection, ids: Sequence[int] | None) -> ColumnElement[bool]:
     """The open breaks of the reconciliation that the selection (or its batch of ids) takes."""
-    clauses = [
-        BREAKS.c.reconciliation_id == reconciliation_id,
-        ~BREAKS.c.resolved,
-    ]
+    return and_(_selected(reconciliation_id, selection, ids), ~BREAKS.c.resolved)
+
+
+def _selected(reconciliation_id: str, selection: BreakSelection, ids: Sequence[int] | None) -> ColumnElement[bool]:
+    """The breaks of the reconciliation, open or resolved, that the selection (or its batch of ids) takes."""
+    clauses = [BREAKS.c.reconciliation_id == reconciliation_id]
     if ids is not None:
         clauses.append(BREAKS.c.id.in_(ids))
     if selection.kind is not None:
@@ -404,28 +447,28 @@ def _open_breaks(reconciliation_id: str, selection: BreakSelection, ids: Sequenc
 
 
 async def _already_resolved(
-    session: AsyncSession, reconciliation: Reconciliation, ids: Sequence[int], resolution: Resolution, reason: str
+    session: AsyncSession, reconciliation: Reconciliation, ids: Sequence[int], request: BulkResolveRequest, reason: str
 ) -> int:
-    """How many of ``ids`` are resolved already, the same way; refused if any is not the
-    reconciliation's, or was resolved otherwise."""
+    """How many of ``ids`` are resolved already, the way ``request`` asks (:func:`_resolved_as`);
+    refused if any is not the reconciliation's, or was resolved otherwise."""
     resolved = 0
     for chunk in _batches(ids):
         rows = await session.exec(  # type: ignore[call-overload]
-            core_select(BREAKS.c.id, RESOLUTIONS.c.resolution, RESOLUTIONS.c.reason)
+            core_select(BREAKS.c.id, RESOLUTIONS.c.break_id.label("done"), _resolved_as(request, reason).label("same"))
             .select_from(BREAKS.outerjoin(RESOLUTIONS, RESOLUTIONS.c.break_id == BREAKS.c.id))
             .where(BREAKS.c.reconciliation_id == reconciliation.id, BREAKS.c.id.in_(chunk))
         )
-        found: dict[int, tuple[str | None, str | None]] = {row.id: (row.resolution, row.reason) for row in rows}
+        found: dict[int, tuple[bool, bool]] = {row.id: (row.done is not None, bool(row.same)) for row in rows}
         if missing := [break_id for break_id in chunk if break_id not in found]:
             raise BadUserInput(
                 f"break {missing[0]} is not one of {reconciliation.partner}'s current reconciliation "
                 f"for {reconciliation.period}",
                 field="selection.ids",
             )
-        for break_id, (done, why) in found.items():
-            if done is None:
+        for break_id, (done, same) in found.items():
+            if not done:
                 continue
-            if (done, why) != (resolution.value, reason):
+            if not same:
                 raise ResolutionConflict(break_id, field="selection.ids")
             resolved += 1
     return resolved

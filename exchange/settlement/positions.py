@@ -19,7 +19,7 @@ from exchange.ledger.models import SettlementPeriod
 from exchange.ledger.periods import PeriodStatus, last_closed_period
 from exchange.programs.models import Program
 from exchange.programs.service import ProgramNotFound, program_ids
-from exchange.settlement.errors import PERIODS_NAMED, NoSuchParticipant, PartnerSignedOff, PositionBusy
+from exchange.settlement.errors import PERIODS_NAMED, NoSuchParticipant, PositionBusy
 from exchange.settlement.models import SettlementPosition
 from exchange.settlement.participants import EXCHANGE
 
@@ -66,21 +66,15 @@ async def position_of(
     return row
 
 
-async def open_position(
-    session: AsyncSession, partner: str, period: str, *, wait: timedelta | None = None
+async def position_locked_within(
+    session: AsyncSession, partner: str, period: str, wait: timedelta
 ) -> SettlementPosition:
-    """The partner's position, locked, if it is not signed off yet; ``wait``: at most this long
-    for the lock, then :class:`PositionBusy` (else as long as it takes)."""
-    if wait is None:
-        row = await position_of(session, partner, period, for_update=True)
-    else:
-        try:
-            async with dialects.lock_wait(session, wait):
-                row = await position_of(session, partner, period, for_update=True)
-        except DBAPIError as error:
-            if dialects.lock_not_available(error):
-                raise PositionBusy(partner, period) from None
-            raise
-    if row.signed_off_at is not None:
-        raise PartnerSignedOff(partner, period)
-    return row
+    """The partner's position, locked, waiting at most ``wait`` for another unit of work that
+    holds it, then :class:`PositionBusy`."""
+    try:
+        async with dialects.lock_wait(session, wait):
+            return await position_of(session, partner, period, for_update=True)
+    except DBAPIError as error:
+        if dialects.lock_not_available(error):
+            raise PositionBusy(partner, period) from None
+        raise

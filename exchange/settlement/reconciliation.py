@@ -15,7 +15,8 @@ ledger's side) classifies the file and stores every break:
   MISSING_IN_PARTNER (a reference that nets to zero owes nothing and may be left out).
 
 Importing again replaces the current reconciliation with a new one (both are kept), until a
-break of the current one has been resolved: from then on its resolutions stand.
+break of the current one has been resolved: from then on its resolutions stand. The current
+one's very file again is answered that reconciliation, nothing imported (a retry).
 """
 
 from __future__ import annotations
@@ -45,13 +46,14 @@ from exchange.settlement.dialect import (
 from exchange.settlement.errors import (
     MalformedRecords,
     NoSuchParticipant,
+    PartnerSignedOff,
     ReconciliationNotFound,
     ReconciliationReplaced,
     ResolvedBreaksWouldBeLost,
 )
 from exchange.settlement.models import Reconciliation, ReconciliationBreak, RecordsSource
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.positions import open_position, position_of
+from exchange.settlement.positions import position_locked_within, position_of
 from exchange.settlement.records import (
     COUNT_LABELS,
     MAX_INTEGER_DIGITS,
@@ -402,6 +404,11 @@ async def import_records(
 
     A malformed file raises :class:`~exchange.settlement.errors.MalformedRecords` naming the
     first bad line; the caller's unit of work then rolls back, so nothing is imported.
+
+    The very file of the current reconciliation again (its bytes, from the same source: a
+    retry after a lost answer) is answered that reconciliation as it stands, nothing imported,
+    even once its breaks are resolved or the period signed off; so the file is read before
+    either refuses another.
     """
     if partner == EXCHANGE:
         raise NoSuchParticipant(partner, period)
@@ -409,20 +416,30 @@ async def import_records(
     # import of a big file, a resolution, a sign-off): queued behind it, each would hold a
     # connection as long, every connection in the end. (An upload is taken whole before its
     # import begins, so a client's slowness holds nothing here: exchange.streaming.spooled.)
-    await open_position(session, partner, period, wait=IMPORT_LOCK_WAIT)
+    position = await position_locked_within(session, partner, period, IMPORT_LOCK_WAIT)
     current = await current_reconciliation(session, partner, period)
-    if current is not None and await unresolved_breaks(session, current.id) < current.breaks:
-        raise ResolvedBreaksWouldBeLost(partner, period)
     account = (
         await session.exec(
             select(LedgerAccount.id).where(LedgerAccount.code == ChartOfAccounts(currency.code).clearing(partner).code)
         )
     ).one()
 
-    # Reading the header may wait on the source (a streamed upload): never on the event loop.
-    reader = await asyncio.to_thread(RecordReader, source, currency, partner=partner, period=period)
-    await prefer_hashing_in_memory(session)
-    await stage_records(session, reader)
+    try:
+        # Reading the file blocks (a temporary file, past a few megabytes): never on the event loop.
+        reader = await asyncio.to_thread(RecordReader, source, currency, partner=partner, period=period)
+        await prefer_hashing_in_memory(session)
+        await stage_records(session, reader)
+    except MalformedRecords:
+        if position.signed_off_at is not None:
+            raise PartnerSignedOff(partner, period) from None  # no file is imported there: why it was bad is moot
+        raise
+    if current is not None and (current.file_sha256, current.source) == (reader.sha256, records_source.value):
+        await drop_staging(session)
+        return current
+    if position.signed_off_at is not None:
+        raise PartnerSignedOff(partner, period)
+    if current is not None and await unresolved_breaks(session, current.id) < current.breaks:
+        raise ResolvedBreaksWouldBeLost(partner, period)
     unknown = (await session.exec(UNKNOWN_COUNTERPARTY, params={"exchange": EXCHANGE})).first()  # type: ignore[call-overload]
     if unknown is not None:
         raise MalformedRecords(

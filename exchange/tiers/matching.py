@@ -35,12 +35,12 @@ from exchange.db.database import Database
 from exchange.db.paging import Keyset, Page, read_page
 from exchange.db.types import MAX_INTEGER
 from exchange.errors import BadUserInput, IdempotencyConflict
+from exchange.idempotency import claiming, keyed, record_once, same_request
 from exchange.members.models import LinkedAccount
 from exchange.members.service import AccountNotLinked
 from exchange.programs import service as programs
 from exchange.programs.models import Program
 from exchange.sagas.engine import SagaPolicy
-from exchange.sagas.idempotency import claiming, keyed, record_once, same_request
 from exchange.settings import Settings
 from exchange.tiers.errors import (
     MatchNotGranted,
@@ -146,7 +146,7 @@ class StatusMatching:
 
         ``claimed_tier``, when given, is the tier the member says they hold at the source: a
         lower tier reported by the source partner refuses the request (``TIER_NOT_VERIFIED``).
-        ``idempotency_key``, when given, names the request (:mod:`exchange.sagas.idempotency`):
+        ``idempotency_key``, when given, names the request (:mod:`exchange.idempotency`):
         the same key again returns the match it made, as it stands now (no partner asked, no
         rule applied again), and the same key with another pair or claim is
         ``IDEMPOTENCY_CONFLICT``. Without a key a request sent twice is refused the second

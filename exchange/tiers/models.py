@@ -9,8 +9,8 @@ from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import UTCDateTime
+from exchange.idempotency import IDEMPOTENCY_KEY_LENGTH
 from exchange.programs.models import TIER_NAME_LENGTH
-from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
 from exchange.sagas.state import DONE, SagaState
 from exchange.tiers.policy import Challenge
 

@@ -15,6 +15,7 @@ from sqlalchemy import JSON, BigInteger, Column, FetchedValue, ForeignKey, Index
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import BigIdentity, UTCDateTime
+from exchange.idempotency import IDEMPOTENCY_KEY_LENGTH
 
 #: ``https://…`` URLs longer than this are refused (and the column is this long).
 URL_LENGTH = 2000
@@ -57,6 +58,7 @@ class WebhookSubscription(SQLModel, table=True):
     ``after_sequence``."""
 
     __tablename__ = "webhook_subscription"
+    __table_args__ = (Index("ix_webhook_subscription_client_key", "created_by", "idempotency_key", unique=True),)
 
     id: str = Field(primary_key=True, max_length=36)
     program_id: str | None = Field(default=None, foreign_key="program.id", max_length=64, index=True)
@@ -69,8 +71,21 @@ class WebhookSubscription(SQLModel, table=True):
     )
     previous_secret_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     secret_version: int = 1
+    rotated_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime, description="When the secret was made, if by a rotation."
+    )
+    rotation_key: str | None = Field(
+        default=None,
+        max_length=IDEMPOTENCY_KEY_LENGTH,
+        description="The idempotency key of the rotation that made the secret, if it was given one.",
+    )
     created_by: str = Field(max_length=120)
     created_at: datetime = Field(sa_type=UTCDateTime)
+    idempotency_key: str | None = Field(
+        default=None,
+        max_length=IDEMPOTENCY_KEY_LENGTH,
+        description="The creating client's key for the request, if it gave one (unique per client).",
+    )
     after_sequence: int = Field(
         default=0,
         sa_column=Column(BigInteger, nullable=False, server_default="0"),

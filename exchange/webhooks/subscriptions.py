@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, ColumnElement, func, update
@@ -19,10 +20,12 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from exchange.db import dialects
 from exchange.db.bulk import one_of
 from exchange.db.grouping import grouped, page_per_parent
 from exchange.db.paging import Keyset, Page, following, page_of
 from exchange.errors import BadUserInput
+from exchange.idempotency import claiming, same_request
 from exchange.programs import service as programs
 from exchange.text import shown_text_problem
 from exchange.webhooks import outbox, signing
@@ -50,12 +53,31 @@ class SubscriptionDraft:
     program_id: str | None = None
 
 
+class Withheld(StrEnum):
+    """Why an answer to a repeated request shows no secret (:func:`repeated`)."""
+
+    ROTATED = "ROTATED"
+    """The secret was rotated since: the rotation's answer showed the one that signs now."""
+    DELETED = "DELETED"
+    """The subscription was deleted: nothing is signed for it any more."""
+    EXPIRED = "EXPIRED"
+    """The secret was made more than :data:`SECRET_SHOWN_AGAIN_FOR` before the repeat."""
+
+
+#: How long after a subscription is made a repeat of the request that made it (its key again)
+#: shows its secret again: a retry after a lost answer comes within it, and a stolen token
+#: cannot read a live secret unnoticed long after (a rotation, which a receiver sees, can).
+SECRET_SHOWN_AGAIN_FOR = timedelta(hours=24)
+
+
 @dataclass(frozen=True, slots=True)
 class WithSecret:
-    """A subscription and its new secret: shown this once, never again."""
+    """A subscription and its new secret: shown this once, and again only to a repeat of the
+    request that made it (:func:`repeated`); ``secret`` is ``None`` when it is ``withheld``."""
 
     subscription: WebhookSubscription
-    secret: str
+    secret: str | None
+    withheld: Withheld | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +112,15 @@ async def create(
     by: str,
     now: datetime,
     limit: int,
+    key: str | None = None,
 ) -> WithSecret:
     """A new subscription and its secret; one past the ``limit`` live subscriptions of its
     owner (the program, or the staff tools) is :class:`TooManySubscriptions`. A partner's
     program row is locked while counting, so two at once cannot both take its last place.
+
+    With the client's idempotency ``key``: the subscription the key holds, if the client made
+    it by the same request (:func:`repeated`); ``IdempotencyConflict`` if by another. The limit
+    does not refuse such a repeat: it makes nothing.
 
     It receives every event committed after it commits, and none committed before
     (:func:`~exchange.webhooks.outbox.mark`)."""
@@ -103,8 +130,26 @@ async def create(
         raise BadUserInput(f"at most {DESCRIPTION_LENGTH} characters", field="description")
     if problem := shown_text_problem(draft.description):
         raise BadUserInput(f"description {problem}", field="description")
+    created_by = by[:120]
+
+    def made(row: WebhookSubscription) -> bool:
+        return (row.program_id, row.url, row.event_types, row.description) == (
+            draft.program_id,
+            url,
+            event_types,
+            draft.description,
+        )
+
+    def again(existing: WebhookSubscription, key: str) -> WithSecret:
+        """The answer to this request repeated: the subscription ``key`` holds, if made by it."""
+        return repeated(
+            same_request(existing, key, made), version=1, made_at=existing.created_at, key_secret=key_secret, now=now
+        )
+
     if draft.program_id is not None:
         await programs.get_program(session, draft.program_id, field="programId", lock=True)
+    if key is not None and (existing := await _keyed(session, created_by, key)) is not None:
+        return again(existing, key)
     live = await session.exec(
         select(func.count())
         .select_from(WebhookSubscription)
@@ -128,13 +173,48 @@ async def create(
         event_types=event_types,
         description=draft.description,
         secret=signing.seal(secret, key_secret, subscription_id, 1),
-        created_by=by[:120],
+        created_by=created_by,
         created_at=now,
+        idempotency_key=key,
         after_sequence=start.sequence,
         after_snapshot=start.snapshot,
     )
-    session.add(row)
+    # The unique key decides between requests racing with it (a staff tool's request locks no program row).
+    table = WebhookSubscription.__table__  # type: ignore[attr-defined]  # a table model's
+    claim = claiming(dialects.insert(session, table).values({c.name: getattr(row, c.name) for c in table.columns}))
+    if (await session.exec(claim)).first() is None:
+        assert key is not None, "only the key is unique among what a subscription is inserted with"
+        taken = await _keyed(session, created_by, key)
+        assert taken is not None, "the key that refused the insert holds a subscription"
+        return again(taken, key)
     return WithSecret(row, secret)
+
+
+async def _keyed(session: AsyncSession, created_by: str, key: str) -> WebhookSubscription | None:
+    """The subscription the client's key holds, if any."""
+    return (
+        await session.exec(
+            select(WebhookSubscription).where(
+                WebhookSubscription.created_by == created_by, WebhookSubscription.idempotency_key == key
+            )
+        )
+    ).first()
+
+
+def repeated(
+    row: WebhookSubscription, *, version: int, made_at: datetime, key_secret: str, now: datetime
+) -> WithSecret:
+    """The answer to a repeat of the request that made ``row``'s secret ``version`` at
+    ``made_at`` (its creation, or a rotation): that secret, again, while it is still the one
+    that signs and the repeat comes within :data:`SECRET_SHOWN_AGAIN_FOR`; else no secret, and
+    why (:class:`Withheld`)."""
+    if row.deleted_at is not None:
+        return WithSecret(row, None, Withheld.DELETED)
+    if row.secret_version != version:
+        return WithSecret(row, None, Withheld.ROTATED)
+    if now - made_at > SECRET_SHOWN_AGAIN_FOR:
+        return WithSecret(row, None, Withheld.EXPIRED)
+    return WithSecret(row, signing.unseal(row.secret, key_secret, row.id, row.secret_version))
 
 
 async def listed(
@@ -180,24 +260,38 @@ async def rotate(
     key_secret: str,
     overlap: timedelta,
     now: datetime,
+    key: str | None = None,
 ) -> WithSecret:
     """A new secret; the one it replaces keeps signing beside it for ``overlap`` (receivers
-    switch meanwhile). A rotation during another's overlap ends the older secret at once."""
+    switch meanwhile). A rotation during another's overlap ends the older secret at once.
+
+    With the idempotency ``key`` of the rotation that made the secret signing now, it is that
+    rotation repeated (a retry after a lost answer): nothing rotates, and the answer is that
+    rotation's (:func:`repeated`). Rotating again instead would end the secret the receiver
+    still holds at once, the one the lost answer replaced never having reached it."""
     row = await get(session, tenant, subscription_id, lock=True)
+    if key is not None and key == row.rotation_key:
+        assert row.rotated_at is not None, "a rotation records its time with its key"
+        return repeated(row, version=row.secret_version, made_at=row.rotated_at, key_secret=key_secret, now=now)
     current = signing.unseal(row.secret, key_secret, row.id, row.secret_version)
     secret = signing.new_secret()
     row.secret_version += 1
     row.previous_secret = signing.seal(current, key_secret, row.id, row.secret_version - 1)
     row.previous_secret_until = now + overlap
     row.secret = signing.seal(secret, key_secret, row.id, row.secret_version)
+    row.rotation_key = key
+    row.rotated_at = now
     session.add(row)
     return WithSecret(row, secret)
 
 
 async def delete(session: AsyncSession, tenant: str | None, subscription_id: str, now: datetime) -> WebhookSubscription:
     """Stop the subscription: nothing more is sent, what was pending is cancelled; its rows (the
-    delivery log) are kept for the record, read as a live one's are (its retention aside)."""
-    row = await get(session, tenant, subscription_id, lock=True)
+    delivery log) are kept for the record, read as a live one's are (its retention aside). One
+    deleted already (a retry after a lost answer) is the answer as it stands, changed no more."""
+    row = await get(session, tenant, subscription_id, lock=True, deleted=True)
+    if row.deleted_at is not None:
+        return row
     row.deleted_at = now
     session.add(row)
     await session.exec(

@@ -329,3 +329,19 @@ async def test_a_conversion_goes_through_the_coalition_point_when_that_pays_more
     accounts = {a["program"]["id"]: a["balance"] for a in (await kit.data(ACCOUNTS, alice))["me"]["accounts"]}
     assert (accounts["happy-card"], accounts["fresh-mart"]) == (119_000, 122_488)
     assert accounts.get("coalition", 0) == 0, "the member holds no coalition point after it"
+
+
+async def test_setting_or_clearing_a_rate_again_answers_the_version_in_effect(kit: ExchangeKit) -> None:
+    """A retry after a lost answer (or a clear of a derived rate) changes nothing, so it starts
+    no version: the version in effect is the answer, and the rate history holds no duplicate."""
+    token = await kit.partner_token("fresh-mart")
+    pair = {"from": "wallet-pay", "to": "fresh-mart"}
+    first = (await kit.data(SET_RATE, token, **pair, ratio="1:12"))["setConversionRate"]
+    assert (await kit.data(SET_RATE, token, **pair, ratio="1:12"))["setConversionRate"] == first
+    changed = (await kit.data(SET_RATE, token, **pair, ratio="1:13"))["setConversionRate"]
+    assert changed["version"] == first["version"] + 1
+    clear = """mutation($from: ID!, $to: ID!) { clearConversionRate(fromProgram: $from, toProgram: $to) {
+      version origin } }"""
+    cleared = (await kit.data(clear, token, **pair))["clearConversionRate"]
+    assert cleared == {"version": changed["version"] + 1, "origin": "DERIVED"}
+    assert (await kit.data(clear, token, **pair))["clearConversionRate"] == cleared

@@ -3,12 +3,14 @@ one member; every kind of bad assertion is refused with invalid_grant."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from exchange.auth.assertions import MAX_ASSERTION_KEYS
 from exchange.auth.scopes import Role, Scope
 from exchange.testing.kit import ExchangeKit
 
@@ -175,3 +177,42 @@ async def test_a_removed_key_no_longer_vouches(kit: ExchangeKit) -> None:
     assert removed == {"removeAssertionKey": {"kid": key.kid}}
     response = await kit.request_member_token(await kit.assertion("happy-card", "alice"))
     assert response.status_code == 400
+
+
+REMOVE = """mutation($program: ID!, $kid: String!) {
+  removeAssertionKey(programId: $program, kid: $kid) { kid removedAt } }"""
+KEYS = """query($id: ID!) { program(id: $id) { assertionKeys { kid removedAt } } }"""
+
+
+async def test_removing_a_key_again_answers_the_first_removal(kit: ExchangeKit) -> None:
+    """A retry of a removal whose answer was lost is a success naming the key removed, as the
+    first answer was; a kid the program never had, another program's among them, stays
+    NOT_FOUND. The removed key vouches for no one, is listed no more, and counts against no
+    limit; registered again, it vouches anew."""
+    key = await kit.assertion_key("happy-card")
+    token = await kit.partner_token("happy-card")
+    first = (await kit.data(REMOVE, token, program="happy-card", kid=key.kid))["removeAssertionKey"]
+    assert first["kid"] == key.kid and first["removedAt"] is not None
+    assert (await kit.data(REMOVE, token, program="happy-card", kid=key.kid)) == {"removeAssertionKey": first}
+    assert (await kit.data(KEYS, token, id="happy-card"))["program"]["assertionKeys"] == []
+    assert (await kit.request_member_token(await kit.assertion("happy-card", "alice"))).status_code == 400
+
+    theirs = await kit.assertion_key("formosa-air")
+    for kid in ("never-registered", str(theirs.kid)):
+        refused = (await kit.graphql(REMOVE, token, program="happy-card", kid=kid)).json()
+        assert refused["data"]["removeAssertionKey"] is None
+        assert [error["extensions"]["code"] for error in refused["errors"]] == ["NOT_FOUND"]
+
+    register = """mutation($program: ID!, $key: String!) {
+      registerAssertionKey(programId: $program, publicKey: $key) { kid removedAt } }"""
+    for _ in range(MAX_ASSERTION_KEYS):
+        fresh = json.dumps(ECKey.generate_key("P-256", auto_kid=True).as_dict(private=False))
+        assert (await kit.data(register, token, program="happy-card", key=fresh))["registerAssertionKey"]
+    for kid in [
+        fresh_key["kid"] for fresh_key in (await kit.data(KEYS, token, id="happy-card"))["program"]["assertionKeys"]
+    ]:
+        await kit.data(REMOVE, token, program="happy-card", kid=kid)
+    public = json.dumps(key.as_dict(private=False))
+    again = (await kit.data(register, token, program="happy-card", key=public))["registerAssertionKey"]
+    assert again == {"kid": key.kid, "removedAt": None}
+    assert (await kit.request_member_token(await kit.assertion("happy-card", "alice"))).status_code == 200

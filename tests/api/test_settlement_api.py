@@ -323,6 +323,8 @@ async def test_a_partner_uploads_its_records_and_staff_resolve_and_sign_off(kit:
         "settlement-"
     )
 
+    reopening = (await kit.graphql(IMPORT, partner, p=last_month, csv=RECORDS + "conversion:c7,1.00,\n")).json()
+    assert reopening["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "csv"}
     signed = (await kit.data(sign_off, staff, p=last_month))["signOffPeriod"]
     assert (
         signed["status"] == "SIGNED_OFF" and signed["signedOffBy"].startswith("settlement-") and signed["signedOffAt"]
@@ -338,8 +340,13 @@ async def test_a_partner_uploads_its_records_and_staff_resolve_and_sign_off(kit:
         assert errors_at((await kit.graphql(refused, token, p=last_month)).json()) == {
             ("signOffPeriod",): "PERIOD_CLOSED"
         }
-    again = (await kit.graphql(IMPORT, partner, p=last_month, csv=RECORDS)).json()
-    assert again["errors"][0]["extensions"]["code"] == "PERIOD_CLOSED"
+    # The same file again (a retry after a lost answer) is answered its reconciliation as it stands.
+    again = (await kit.data(IMPORT, partner, p=last_month, csv=RECORDS))["importPartnerRecords"]
+    assert again["id"] == imported["id"] and again["unresolvedBreaks"] == 0
+    assert again["breaks"][0]["resolution"] == {"reason": "confirmed with formosa-air"}
+    for other in (RECORDS + "conversion:c7,1.00,formosa-air\n", RECORDS + "conversion:c7,1.234,\n"):
+        refused = (await kit.graphql(IMPORT, partner, p=last_month, csv=other)).json()
+        assert errors_at(refused) == {("importPartnerRecords",): "PERIOD_CLOSED"}
     seen = (
         await kit.graphql(
             'query($p: String!) { reconciliation(partnerId: "fresh-mart", period: $p) { unresolvedBreaks breaks { resolution { reason resolvedBy } } } }',
@@ -418,6 +425,43 @@ async def test_staff_resolve_a_selection_of_breaks_in_one_request(kit: ExchangeK
     ids = [b["id"] for b in imported["breaks"]]
     again = await kit.data(BULK, staff, p=last_month, selection={"ids": ids}, resolution="ACCEPT_LEDGER")
     assert (again["resolveBreaks"]["resolved"], again["resolveBreaks"]["unchanged"]) == (0, 3)
+
+
+async def test_a_selection_resolved_before_the_sign_off_answers_its_repeat_and_refuses_anything_new(
+    kit: ExchangeKit, last_month: str
+) -> None:
+    """As resolveBreak answers its repeat after the sign-off: a retry of resolveBreaks whose
+    answer was lost, by ids or by filters, answers the resolutions recorded, nothing resolved
+    now; another resolution, reason or selection would change a final period: PERIOD_CLOSED."""
+    await close(kit, last_month)
+    partner = await kit.partner_token("fresh-mart")
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    records = RECORDS + "conversion:c8,1.00,formosa-air\nconversion:c8,1.00,formosa-air\n"
+    imported = (await kit.data(IMPORT, partner, p=last_month, csv=records))["importPartnerRecords"]
+    ids = [b["id"] for b in imported["breaks"]]
+    by_filter = {"counterparty": "formosa-air"}
+    first = (await kit.data(BULK, staff, p=last_month, selection=by_filter, resolution="ACCEPT_LEDGER"))[
+        "resolveBreaks"
+    ]
+    assert (first["resolved"], first["unchanged"]) == (3, 0)
+    sign_off = 'mutation($p: String!) { signOffPeriod(partnerId: "fresh-mart", period: $p) { status } }'
+    assert (await kit.data(sign_off, staff, p=last_month))["signOffPeriod"] == {"status": "SIGNED_OFF"}
+
+    again = await kit.data(BULK, staff, p=last_month, selection=by_filter, resolution="ACCEPT_LEDGER")
+    assert again["resolveBreaks"] == first | {"resolved": 0}
+    named = await kit.data(BULK, staff, p=last_month, selection={"ids": ids}, resolution="ACCEPT_LEDGER")
+    assert named["resolveBreaks"] == first | {"resolved": 0, "unchanged": 3}
+
+    other_reason = BULK.replace("agreed in the monthly call", "agreed later")
+    for query, selection, resolution in (
+        (BULK, {"ids": ids}, "ADJUST"),
+        (BULK, by_filter, "ADJUST"),
+        (other_reason, {"ids": ids[:1]}, "ACCEPT_LEDGER"),
+        (other_reason, by_filter, "ACCEPT_LEDGER"),
+        (BULK, {"counterparty": "wallet-pay"}, "ACCEPT_LEDGER"),
+    ):
+        refused = (await kit.graphql(query, staff, p=last_month, selection=selection, resolution=resolution)).json()
+        assert errors_at(refused) == {("resolveBreaks",): "PERIOD_CLOSED"}, (selection, resolution)
 
 
 def instant(text: str) -> datetime:

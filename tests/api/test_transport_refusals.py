@@ -360,7 +360,7 @@ async def test_an_upload_still_arriving_holds_up_no_other_import_of_its_period(
         yield b"reference,amount\n"
         started.set()
         await rest.wait()
-        yield b"conversion:c1,98.00\n"
+        yield b"conversion:c1,98.00\nconversion:c-unknown,1.00\n"  # another file: not a repeat of the second
 
     first = asyncio.create_task(kit.http.put(url, content=stalled(), headers=headers))
     await started.wait()

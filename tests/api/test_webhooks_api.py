@@ -16,10 +16,19 @@ from standardwebhooks import Webhook
 from exchange.auth.scopes import Role
 from exchange.serving import RunningServer
 from exchange.testing.kit import ExchangeKit
+from exchange.webhooks import signing
 from exchange.webhooks.delivery import CUT_OFF_BY_DELETION, CUT_OFF_BY_TAKEOVER
 from exchange.webhooks.events import Event, EventType
-from exchange.webhooks.models import AttemptOutcome, DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEvent
+from exchange.webhooks.models import (
+    AttemptOutcome,
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
 from exchange.webhooks.outbox import emit
+from exchange.webhooks.subscriptions import SECRET_SHOWN_AGAIN_FOR
 from tests.api.conftest import Receiver
 
 CREATE = """mutation($input: CreateWebhookSubscriptionInput!) {
@@ -295,3 +304,108 @@ async def test_a_deleted_subscriptions_log_is_read_by_its_own_partner_on_request
     assert await kit.data(LISTED, other, program="fresh-mart", deleted=True) == {"webhookSubscriptions": []}
     staff = await kit.staff_token(Role.ADMIN)
     assert (await kit.data(DELETED, staff, id=subscription_id, deleted=True))["webhookSubscription"] == seen
+
+
+KEYED = """mutation($input: CreateWebhookSubscriptionInput!, $key: String) {
+  createWebhookSubscription(input: $input, idempotencyKey: $key) {
+    secret secretWithheld subscription { id deletedAt } } }"""
+
+
+async def test_a_repeated_subscription_request_answers_the_first_subscription_not_a_second(kit: ExchangeKit) -> None:
+    """A retry after a lost answer, with the key it was sent with, makes no second subscription
+    (every event would be delivered twice) and shows the same secret again while it signs, in
+    the day after; after a rotation or a deletion the answer withholds it, saying why. The same
+    key for another request is a conflict; another client's key is its own."""
+    token = await kit.partner_token("formosa-air")
+    hook = {"url": "https://partner.example/hook", "eventTypes": ["PERIOD_CLOSED"], "programId": "formosa-air"}
+    first = (await kit.data(KEYED, token, input=hook, key="hook-1"))["createWebhookSubscription"]
+    assert first["secret"].startswith("whsec_") and first["secretWithheld"] is None
+    again = (await kit.data(KEYED, token, input=hook, key="hook-1"))["createWebhookSubscription"]
+    assert again == first
+    listed = await kit.data('{ webhookSubscriptions(programId: "formosa-air") { id } }', token)
+    assert listed["webhookSubscriptions"] == [{"id": first["subscription"]["id"]}]
+
+    other = (await kit.graphql(KEYED, token, input={**hook, "eventTypes": ["STATEMENT_READY"]}, key="hook-1")).json()
+    assert other["errors"][0]["extensions"] == {"code": "IDEMPOTENCY_CONFLICT", "field": "idempotencyKey"}
+    assert other["data"]["createWebhookSubscription"] is None
+    staff = await kit.staff_token(Role.ADMIN)
+    theirs = (await kit.data(KEYED, staff, input=hook, key="hook-1"))["createWebhookSubscription"]
+    assert theirs["subscription"]["id"] != first["subscription"]["id"]
+
+    subscription_id = first["subscription"]["id"]
+    async with kit.db.transaction() as session:
+        row = await session.get(WebhookSubscription, subscription_id)
+        assert row is not None
+        row.created_at -= SECRET_SHOWN_AGAIN_FOR + timedelta(minutes=1)
+        session.add(row)
+    late = (await kit.data(KEYED, token, input=hook, key="hook-1"))["createWebhookSubscription"]
+    assert late == {"secret": None, "secretWithheld": "EXPIRED", "subscription": first["subscription"]}
+
+    made = (await kit.data(KEYED, token, input=hook, key="hook-2"))["createWebhookSubscription"]
+    await kit.data(ROTATE, token, id=made["subscription"]["id"])
+    rotated = (await kit.data(KEYED, token, input=hook, key="hook-2"))["createWebhookSubscription"]
+    assert (rotated["secret"], rotated["secretWithheld"]) == (None, "ROTATED")
+    await kit.data("mutation($id: ID!) { deleteWebhookSubscription(id: $id) { id } }", token, id=subscription_id)
+    deleted = (await kit.data(KEYED, token, input=hook, key="hook-1"))["createWebhookSubscription"]
+    assert (deleted["secret"], deleted["secretWithheld"]) == (None, "DELETED")
+    assert deleted["subscription"]["deletedAt"] is not None
+
+
+async def test_deleting_a_subscription_again_answers_the_first_deletion(kit: ExchangeKit) -> None:
+    """A retry of a deletion whose answer was lost is a success naming what was deleted, as the
+    first answer was; an id that never was a subscription, or another program's, deleted or
+    not, stays NOT_FOUND alike (no telling whether it exists)."""
+    delete = """mutation($id: ID!) { deleteWebhookSubscription(id: $id) { id deletedAt } }"""
+    token = await kit.partner_token("formosa-air")
+    hook = {"url": "https://partner.example/hook", "eventTypes": ["PERIOD_CLOSED"], "programId": "formosa-air"}
+    made = (await kit.data(CREATE, token, input=hook))["createWebhookSubscription"]["subscription"]["id"]
+    first = (await kit.data(delete, token, id=made))["deleteWebhookSubscription"]
+    assert first["id"] == made and first["deletedAt"] is not None
+    assert (await kit.data(delete, token, id=made))["deleteWebhookSubscription"] == first
+
+    other = await kit.partner_token("fresh-mart")
+    live = (await kit.data(CREATE, token, input=hook))["createWebhookSubscription"]["subscription"]["id"]
+    for caller, subscription_id in ((other, made), (other, live), (token, "no-such-subscription")):
+        refused = (await kit.graphql(delete, caller, id=subscription_id)).json()
+        assert refused["data"]["deleteWebhookSubscription"] is None
+        assert [error["extensions"] for error in refused["errors"]] == [{"code": "NOT_FOUND", "field": "id"}]
+    assert (await kit.data(SUBSCRIPTION, token, id=live))["webhookSubscription"]["id"] == live
+
+
+async def test_a_repeated_rotation_answers_the_first_and_keeps_the_secret_the_receiver_holds(kit: ExchangeKit) -> None:
+    """A rotation retried after a lost answer rotated again, and the secret the receiver still
+    held stopped signing at once (a rotation during another's overlap ends the older secret).
+    With the first one's key it answers that rotation: the same secret, the old one still
+    signing beside it; a new key rotates."""
+    rotate = """mutation($id: ID!, $key: String) { rotateWebhookSecret(id: $id, idempotencyKey: $key) {
+      secret secretWithheld subscription { previousSecretUntil } } }"""
+    token = await kit.partner_token("formosa-air")
+    hook = {"url": "https://partner.example/hook", "eventTypes": ["PERIOD_CLOSED"], "programId": "formosa-air"}
+    made = (await kit.data(CREATE, token, input=hook))["createWebhookSubscription"]
+    subscription_id, held = made["subscription"]["id"], made["secret"]
+    first = (await kit.data(rotate, token, id=subscription_id, key="rotation-1"))["rotateWebhookSecret"]
+    assert first["secret"] not in (None, held) and first["secretWithheld"] is None
+    assert (await kit.data(rotate, token, id=subscription_id, key="rotation-1"))["rotateWebhookSecret"] == first
+
+    async def signing_secrets() -> tuple[str, str | None]:
+        async with kit.db.transaction() as session:
+            row = await session.get(WebhookSubscription, subscription_id)
+            assert row is not None and row.previous_secret is not None
+            key_secret = kit.settings.key_encryption_secret.get_secret_value()
+            current = signing.unseal(row.secret, key_secret, row.id, row.secret_version)
+            return current, signing.unseal(row.previous_secret, key_secret, row.id, row.secret_version - 1)
+
+    assert await signing_secrets() == (first["secret"], held)
+
+    async with kit.db.transaction() as session:
+        row = await session.get(WebhookSubscription, subscription_id)
+        assert row is not None and row.rotated_at is not None
+        row.rotated_at -= SECRET_SHOWN_AGAIN_FOR + timedelta(minutes=1)
+        session.add(row)
+    late = (await kit.data(rotate, token, id=subscription_id, key="rotation-1"))["rotateWebhookSecret"]
+    assert late == {"secret": None, "secretWithheld": "EXPIRED", "subscription": first["subscription"]}
+    assert await signing_secrets() == (first["secret"], held)
+
+    second = (await kit.data(rotate, token, id=subscription_id, key="rotation-2"))["rotateWebhookSecret"]
+    assert second["secret"] not in (None, held, first["secret"])
+    assert await signing_secrets() == (second["secret"], first["secret"])

@@ -75,7 +75,7 @@ EXPECTED: dict[str, str] = {
         f"LinkedAccount.{name}": PARTNER_OWN_OR_MEMBER_OWN
         for name in ("memberId", "memberRef", "linkedAt", "establishedBy", "program")
     },
-    **{f"AssertionKey.{name}": KEY_MANAGERS for name in ("kid", "keyType", "publicJwk", "createdAt")},
+    **{f"AssertionKey.{name}": KEY_MANAGERS for name in ("kid", "keyType", "publicJwk", "createdAt", "removedAt")},
     **{
         f"Viewer.{name}": TOKEN
         for name in ("role", "subject", "clientId", "programId", "memberId", "assertedBy", "scopes", "expiresAt")
@@ -653,6 +653,7 @@ EXPECTED: dict[str, str] = {
     },
     "WebhookSubscriptionSecret.subscription": WEBHOOK_OWNERS,
     "WebhookSubscriptionSecret.secret": WEBHOOK_OWNERS,
+    "WebhookSubscriptionSecret.secretWithheld": WEBHOOK_OWNERS,
 }
 
 ROLES: tuple[Role | None, ...] = (None, Role.PARTNER, Role.MEMBER, Role.SETTLEMENT, Role.ADMIN)

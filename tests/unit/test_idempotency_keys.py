@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exchange.errors import BadUserInput
-from exchange.sagas.idempotency import IDEMPOTENCY_KEY_RULE
+from exchange.idempotency import IDEMPOTENCY_KEY_RULE
 from exchange.services.requests import idempotency_key
 
 

@@ -34,6 +34,7 @@ KERNEL = {
     "spreadsheet",
     "streaming",
     "observability",
+    "idempotency",
 }
 #: Stand-alone programs beside the exchange: the sandbox partner and the test harness.
 BESIDE = {"sandbox", "testing"}

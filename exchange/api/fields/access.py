@@ -82,8 +82,9 @@ class AccessMutations:
         return AssertionKey.from_row(row)
 
     @strawberry.mutation(
-        description="Stop accepting assertions signed with the key `kid`; returns the key removed. A kid the "
-        "program has no key by is `NOT_FOUND`.",
+        description="Stop accepting assertions signed with the key `kid`; returns the key removed (`removedAt`). "
+        "Removing it again (a retry) answers the key as the first removal left it; a kid the program never "
+        "had a key by is `NOT_FOUND`. Registering the kid again makes it accepted anew.",
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def remove_assertion_key(

@@ -162,8 +162,9 @@ class PricingMutations:
 
     @strawberry.mutation(
         description="Set the rate of conversions into your program from another; it takes effect "
-        "now, as a new rate version. A pair declared by the operator cannot be changed here "
-        "(`FORBIDDEN`, naming the declaration).",
+        "now, as a new rate version. The terms in effect sent again (a retry after a lost answer) answer the "
+        "version in effect: nothing changed, so no version starts. A pair declared by the operator cannot be "
+        "changed here (`FORBIDDEN`, naming the declaration).",
         extensions=[authorize(MANAGES_TARGET)],
     )
     async def set_conversion_rate(
@@ -177,7 +178,8 @@ class PricingMutations:
         return RateVersion.from_row(version)
 
     @strawberry.mutation(
-        description="Go back to the rate derived from the two programs' point values. A pair "
+        description="Go back to the rate derived from the two programs' point values, as a new rate version; "
+        "a rate derived already (a retry after a lost answer) answers the version in effect. A pair "
         "declared by the operator cannot be changed here (`FORBIDDEN`, naming the declaration).",
         extensions=[authorize(requires(Scope.PARTNER_WRITE) & own_program(argument("to_program")))],
     )

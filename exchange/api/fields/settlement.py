@@ -107,11 +107,13 @@ class SettlementMutations:
         description="Import a partner's records of a closed period (CSV: partners/SETTLEMENT.md, "
         "'Your records (CSV)') and reconcile them against the ledger. A malformed file is refused "
         "whole: `BAD_USER_INPUT` with `extensions.line` and `extensions.reason`, and nothing is "
-        "imported. Importing again replaces the reconciliation until one of its breaks is resolved. "
-        "A period not closed is `PERIOD_NOT_CLOSED`; one the partner's sign-off made final, "
-        "`PERIOD_CLOSED`. While another import of the partner's period, a resolution "
-        "or its sign-off holds it for more than 5 seconds: `SERVICE_UNAVAILABLE`, `extensions.reason` "
-        "`POSITION_BUSY`; send it again once that has finished.",
+        "imported. Importing again replaces the reconciliation until one of its breaks is resolved (then "
+        "another file is `BAD_USER_INPUT`, `extensions.field` csv: it would reopen them); the "
+        "current reconciliation's very file again (a retry after a lost answer) answers it as it stands, "
+        "nothing imported, even once resolved or signed off. A period not closed is `PERIOD_NOT_CLOSED`; "
+        "one the partner's sign-off made final, `PERIOD_CLOSED`. While another import of the partner's "
+        "period, a resolution or its sign-off holds it for more than 5 seconds: `SERVICE_UNAVAILABLE`, "
+        "`extensions.reason` `POSITION_BUSY`; send it again once that has finished.",
         extensions=[authorize(IMPORTS_RECORDS)],
     )
     async def import_partner_records(
@@ -138,8 +140,10 @@ class SettlementMutations:
         "the exchange's own book of the point (its operations and expiries; no partner sends them) and "
         "imported as `importPartnerRecords` imports a partner's file: `importedBy` is the caller, `source` "
         "COALITION_BOOK. "
-        "Then resolve its breaks and sign it off as a partner's. `NOT_FOUND` when no point is declared; "
-        "`PERIOD_NOT_CLOSED` for a period not closed, `PERIOD_CLOSED` once the point's period is signed off.",
+        "Then resolve its breaks and sign it off as a partner's. Records the same as the current "
+        "reconciliation's (a retry) answer it as it stands, as the same file does. `NOT_FOUND` when no point "
+        "is declared; `PERIOD_NOT_CLOSED` for a period not closed, `PERIOD_CLOSED` once the point's period is "
+        "signed off.",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def reconcile_coalition_point(self, info: Info[Context, None], period: PeriodName) -> Reconciliation | None:
@@ -183,8 +187,11 @@ class SettlementMutations:
         description="Resolve many breaks of a partner's current reconciliation the same way, for "
         "the same reason, in one request: all of them, or none. A selection by filters takes the "
         "breaks still open (repeating it resolves nothing more); ids already resolved the same "
-        "way are counted as unchanged, and one resolved otherwise refuses the request. A period not "
-        "closed is `PERIOD_NOT_CLOSED`; one the partner has signed off, `PERIOD_CLOSED`.",
+        "way (against the counterparty named, if one is) are counted as unchanged, and one resolved "
+        "otherwise refuses the request (`IDEMPOTENCY_CONFLICT`, `extensions.field` selection.ids). A period "
+        "not closed is `PERIOD_NOT_CLOSED`. Once the partner has signed it off, a repeat still answers, as "
+        "`resolveBreak`'s does: every break its ids name (or its filters match, one at least) resolved as "
+        "it asks, nothing resolved now; anything else is `PERIOD_CLOSED`.",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def resolve_breaks(

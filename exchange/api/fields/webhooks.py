@@ -13,7 +13,7 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
-from exchange.api.inputs import Text, numeric_id
+from exchange.api.inputs import OptionalIdempotencyKey, Text, numeric_id
 from exchange.api.permissions import Rule, argument, authorize, own_program, requires
 from exchange.api.types.webhooks import (
     STAFF,
@@ -23,7 +23,7 @@ from exchange.api.types.webhooks import (
 )
 from exchange.auth.scopes import Scope
 from exchange.webhooks.models import DESCRIPTION_LENGTH, URL_LENGTH
-from exchange.webhooks.subscriptions import REPLAY_LIMIT, SubscriptionDraft
+from exchange.webhooks.subscriptions import REPLAY_LIMIT, SECRET_SHOWN_AGAIN_FOR, SubscriptionDraft
 
 IncludeDeleted = Annotated[
     bool,
@@ -118,7 +118,13 @@ class WebhookMutations:
     @strawberry.mutation(
         description="Subscribe a URL to events; the answer holds its signing secret, shown this once. "
         "A partner holds at most `EXCHANGE_WEBHOOK_MAX_SUBSCRIPTIONS` live subscriptions (else "
-        "`LIMIT_EXCEEDED`).",
+        "`LIMIT_EXCEEDED`). Give an `idempotencyKey` to make a retry safe: the same key with the same "
+        "`input` answers the subscription the first request made, as it stands (no second one, and no "
+        "`LIMIT_EXCEEDED`), with the same secret again while it signs, unrotated, and within "
+        f"{SECRET_SHOWN_AGAIN_FOR.total_seconds() / 3600:g} hours of the first answer; else `secret` is null "
+        "and `secretWithheld` says why (`rotateWebhookSecret` gives a new one). The same key with another "
+        "`input` is `IDEMPOTENCY_CONFLICT` (`extensions.field` idempotencyKey). A key is the calling "
+        "client's own. Without a key, a request sent twice makes two subscriptions.",
         extensions=[
             authorize(
                 requires(Scope.PARTNER_WRITE) & own_program(argument("input.program_id"))
@@ -131,25 +137,44 @@ class WebhookMutations:
         self,
         info: Info[Context, None],
         input: Annotated[CreateWebhookSubscriptionInput, strawberry.argument(description="The subscription.")],
+        idempotency_key: Annotated[
+            OptionalIdempotencyKey,
+            strawberry.argument(description="Names this request, so that sending it again returns its subscription."),
+        ] = None,
     ) -> WebhookSubscriptionSecret | None:
-        made = await info.context.services.webhooks.create(input.to_draft(), by=info.context.caller().client_id)
+        made = await info.context.services.webhooks.create(
+            input.to_draft(), by=info.context.caller().client_id, key=idempotency_key
+        )
         return WebhookSubscriptionSecret.of(made)
 
     @strawberry.mutation(
         description="A new signing secret, shown this once; the old one also signs for "
-        "`EXCHANGE_WEBHOOK_SECRET_OVERLAP_HOURS` while receivers switch.",
+        "`EXCHANGE_WEBHOOK_SECRET_OVERLAP_HOURS` while receivers switch (a rotation during another's overlap "
+        "ends the older secret at once). Give an `idempotencyKey` to make a retry safe: the same key as the "
+        "rotation that made the secret signing now answers that rotation again, nothing rotated (its secret "
+        f"again within {SECRET_SHOWN_AGAIN_FOR.total_seconds() / 3600:g} hours, else `secret` null and "
+        "`secretWithheld` EXPIRED); any other key, or none, rotates.",
         extensions=[authorize(MANAGE)],
     )
     async def rotate_webhook_secret(
-        self, info: Info[Context, None], id: SubscriptionId
+        self,
+        info: Info[Context, None],
+        id: SubscriptionId,
+        idempotency_key: Annotated[
+            OptionalIdempotencyKey,
+            strawberry.argument(description="Names this rotation, so that sending it again returns its secret."),
+        ] = None,
     ) -> WebhookSubscriptionSecret | None:
-        made = await info.context.services.webhooks.rotate_secret(info.context.caller().program_id, str(id))
+        made = await info.context.services.webhooks.rotate_secret(
+            info.context.caller().program_id, str(id), key=idempotency_key
+        )
         return WebhookSubscriptionSecret.of(made)
 
     @strawberry.mutation(
         description="Stop a subscription: nothing more is sent and its pending deliveries are "
         "cancelled; it and its delivery log are still read with `includeDeleted` (`webhookSubscriptions`, "
-        "`webhookSubscription`), until the retention period ends.",
+        "`webhookSubscription`), until the retention period ends. Deleting it again (a retry) answers it as "
+        "the first deletion left it (`deletedAt` unchanged), until the retention period ends.",
         extensions=[authorize(MANAGE)],
     )
     async def delete_webhook_subscription(

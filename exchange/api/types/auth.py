@@ -106,6 +106,9 @@ class AssertionKey:
     key_type: str = strawberry.field(description="JWK key type: RSA, EC (P-256) or OKP (Ed25519).")
     public_jwk: str = strawberry.field(description="The public key as a JWK (JSON).")
     created_at: datetime = strawberry.field(description="When it was registered.")
+    removed_at: datetime | None = strawberry.field(
+        description="When `removeAssertionKey` removed it (no assertion it signs is accepted since); null: accepted."
+    )
     program_id: strawberry.Private[str]
 
     @classmethod
@@ -115,5 +118,6 @@ class AssertionKey:
             key_type=str(row.public_jwk["kty"]),
             public_jwk=json.dumps(row.public_jwk, sort_keys=True),
             created_at=row.created_at,
+            removed_at=row.removed_at,
             program_id=row.program_id,
         )

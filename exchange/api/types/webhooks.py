@@ -19,7 +19,7 @@ from exchange.webhooks.models import AttemptOutcome as AttemptOutcomeValue
 from exchange.webhooks.models import DeliveryStatus as DeliveryStatusValue
 from exchange.webhooks.models import WebhookAttempt as AttemptRow
 from exchange.webhooks.models import WebhookSubscription as SubscriptionRow
-from exchange.webhooks.subscriptions import DeliveryView, WithSecret
+from exchange.webhooks.subscriptions import SECRET_SHOWN_AGAIN_FOR, DeliveryView, Withheld, WithSecret
 
 LogPage = Annotated[int, strawberry.argument(description=f"How many, from 1 to {MAX_PAGE} (else `BAD_USER_INPUT`).")]
 InStatus = Annotated[
@@ -280,11 +280,39 @@ class WebhookSubscription:
         )
 
 
+@strawberry.enum(
+    description="Why the answer to a repeated `createWebhookSubscription` or `rotateWebhookSecret` (its "
+    "`idempotencyKey` again) shows no secret. `rotateWebhookSecret` with a new key gives the subscription a new one."
+)
+class SecretWithheld(Enum):
+    ROTATED = strawberry.enum_value(
+        Withheld.ROTATED.value,
+        description="The secret was rotated since: the rotation's answer showed the one that signs now.",
+    )
+    DELETED = strawberry.enum_value(
+        Withheld.DELETED.value, description="The subscription was deleted: nothing is signed for it any more."
+    )
+    EXPIRED = strawberry.enum_value(
+        Withheld.EXPIRED.value,
+        description=f"The secret was made more than {SECRET_SHOWN_AGAIN_FOR.total_seconds() / 3600:g} "
+        "hours before the repeat.",
+    )
+
+
 @authorize_fields(OWNER_OR_STAFF)
-@strawberry.type(description="A subscription and its signing secret, shown this once: store it now.")
+@strawberry.type(
+    description="A subscription and its signing secret, shown this once (and to a repeat of the request "
+    "that made it: `idempotencyKey`): store it now."
+)
 class WebhookSubscriptionSecret:
     subscription: WebhookSubscription = strawberry.field(description="The subscription made or rotated.")
-    secret: str = strawberry.field(description="`whsec_` and the base64 of 32 random bytes (Standard Webhooks).")
+    secret: str | None = strawberry.field(
+        description="`whsec_` and the base64 of 32 random bytes (Standard Webhooks). Null only in the answer "
+        "to a repeated request (`idempotencyKey`) that no longer shows it: `secretWithheld` says why."
+    )
+    secret_withheld: SecretWithheld | None = strawberry.field(
+        description="Null when `secret` is shown; else why not (a repeated request)."
+    )
     program_id: strawberry.Private[str | None]
 
     @classmethod
@@ -292,5 +320,6 @@ class WebhookSubscriptionSecret:
         return cls(
             subscription=WebhookSubscription.from_row(made.subscription),
             secret=made.secret,
+            secret_withheld=None if made.withheld is None else SecretWithheld(made.withheld.value),
             program_id=made.subscription.program_id,
         )

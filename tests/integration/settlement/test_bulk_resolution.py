@@ -147,6 +147,12 @@ async def test_a_bulk_adjustment_is_refused_whole_when_a_break_has_nothing_to_ad
         bulk(BreakSelection(kind=BreakKind.AMOUNT_MISMATCH), Resolution.ADJUST, counterparty="wallet-pay")
     )
     assert (named.resolved, named.reconciliation.reconciliation.id) == (2, reconciliation.id)
+    ids = await ids_of(closed, reconciliation, BreakKind.AMOUNT_MISMATCH)
+    again = await closed.resolve_many(bulk(BreakSelection(ids=ids), Resolution.ADJUST, counterparty="wallet-pay"))
+    assert (again.resolved, again.unchanged) == (0, 2)
+    with pytest.raises(IdempotencyConflict):
+        # Adjusted against wallet-pay, not formosa-air: another request, not a repeat.
+        await closed.resolve_many(bulk(BreakSelection(ids=ids), Resolution.ADJUST, counterparty="formosa-air"))
 
 
 async def test_refusals_name_the_field_and_change_nothing(closed: SettlementService) -> None:
@@ -174,12 +180,22 @@ async def test_refusals_name_the_field_and_change_nothing(closed: SettlementServ
     assert (await closed.reconciliation("fresh-mart", "2026-11")).unresolved == 6
 
 
-async def test_resolving_after_sign_off_is_refused(closed: SettlementService) -> None:
-    await imported(closed)
+async def test_resolving_after_sign_off_is_refused_but_for_a_repeat(closed: SettlementService) -> None:
+    reconciliation = await imported(closed)
     await closed.resolve_many(bulk(BreakSelection()))
     await closed.sign_off("fresh-mart", "2026-11", by="carol", note=None)
-    with pytest.raises(PartnerSignedOff):
-        await closed.resolve_many(bulk(BreakSelection()))
+    repeated = await closed.resolve_many(bulk(BreakSelection()))
+    assert (repeated.resolved, repeated.unchanged, repeated.reconciliation.unresolved) == (0, 0, 0)
+    ids = await ids_of(closed, reconciliation, BreakKind.DUPLICATE)
+    named = await closed.resolve_many(bulk(BreakSelection(ids=ids)))
+    assert (named.resolved, named.unchanged) == (0, len(ids))
+    for request in (
+        bulk(BreakSelection(), reason="another reason"),
+        bulk(BreakSelection(ids=ids), reason="another reason"),
+        bulk(BreakSelection(ids=ids), Resolution.ADJUST),
+    ):
+        with pytest.raises(PartnerSignedOff):
+            await closed.resolve_many(request)
 
 
 async def test_a_single_resolution_and_a_bulk_one_meet_idempotently(closed: SettlementService) -> None:

@@ -170,10 +170,14 @@ async def test_importing_again_replaces_the_reconciliation_until_a_break_is_reso
     assert (second.sequence, second.amount_mismatch, second.matched) == (2, 0, 3)
     assert (await closed.reconciliation("fresh-mart", "2026-11")).reconciliation.id == second.id
     assert first.id != second.id
+    retried = await closed.import_records("fresh-mart", "2026-11", lines(corrected), by="x")
+    assert (retried.reconciliation.id, retried.unresolved) == (second.id, 3), "the same file: nothing imported"
     row = next(iter((await breaks_of(closed, second)).values()))
     await closed.resolve(ResolveRequest(row.id or 0, Resolution.ACCEPT_LEDGER, "the ledger is right", "staff"))
     with pytest.raises(ResolvedBreaksWouldBeLost):
         await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="x")
+    retried = await closed.import_records("fresh-mart", "2026-11", lines(corrected), by="x")
+    assert (retried.reconciliation.id, retried.unresolved) == (second.id, 2)
 
 
 async def test_accepting_the_ledger_records_who_and_why_and_posts_nothing(closed: SettlementService) -> None:
@@ -313,9 +317,14 @@ async def test_sign_off_needs_every_break_resolved_and_then_freezes_the_period(
         clock.now(),
         "all agreed",
     )
+    corrected = FILE.replace("redemption:r1,24.00", "redemption:r1,24.75")
     with pytest.raises(PartnerSignedOff) as refused:
-        await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="x")
+        await closed.import_records("fresh-mart", "2026-11", lines(corrected), by="x")
     assert refused.value.code is ErrorCode.PERIOD_CLOSED
+    with pytest.raises(PartnerSignedOff):
+        await closed.import_records("fresh-mart", "2026-11", lines(FILE + "conversion:c1,1.234,\n"), by="x")
+    again = await closed.import_records("fresh-mart", "2026-11", lines(FILE), by="y")
+    assert (again.reconciliation.id, again.unresolved) == (imported.id, 0), "a retry: its reconciliation"
     with pytest.raises(PartnerSignedOff):
         await closed.sign_off("fresh-mart", "2026-11", by="s", note=None)
     other = (await closed.import_records("wallet-pay", "2026-11", lines("reference,amount\n"), by="y")).reconciliation

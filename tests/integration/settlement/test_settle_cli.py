@@ -378,7 +378,10 @@ async def test_each_month_end_refusal_says_what_to_do_next(october: dict[str, st
         f"break {first} was already resolved differently: leave it out "
         "(exchange settle breaks lists how each break was resolved)" in otherwise.stderr
     )
-    again = run_here(*reconcile, env=october)
+    corrected = tmp_path / "fresh-mart-2026-10-corrected.csv"
+    corrected.write_text("reference,amount\nconversion:c1,98.00\n")
+    reconcile_corrected = (*reconcile[:-1], str(corrected))
+    again = run_here(*reconcile_corrected, env=october)
     assert again.returncode == 2
     assert (
         "breaks of fresh-mart's reconciliation for 2026-10 are already resolved; a new import would reopen them: "
@@ -386,7 +389,7 @@ async def test_each_month_end_refusal_says_what_to_do_next(october: dict[str, st
     )
     assert run_here(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october).returncode == 0
     assert run_here("settle", "sign-off", "--partner", "fresh-mart", "2026-10", env=october).returncode == 0
-    late = run_here(*reconcile, env=october)
+    late = run_here(*reconcile_corrected, env=october)
     assert late.returncode == 2
     assert (
         "fresh-mart's period 2026-10 is signed off: its records and breaks are final; "

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from exchange.db.types import UTCDateTime
-from exchange.sagas.idempotency import IDEMPOTENCY_KEY_LENGTH
+from exchange.idempotency import IDEMPOTENCY_KEY_LENGTH
 
 revision = "0052"
 down_revision = "0051"

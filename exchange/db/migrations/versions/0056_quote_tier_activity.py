@@ -7,8 +7,8 @@ executing it paid that bonus. A quote with a tier bonus is now executed only whi
 (``extensions.reason`` ``TIERS_CHANGED``). Quotes made before have none and are executed as
 they were: they expire within minutes.
 
-Revision ID: 0057
-Revises: 0054
+Revision ID: 0056
+Revises: 0055
 Create Date: 2026-12-05
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0057"
-down_revision = "0054"
+revision = "0056"
+down_revision = "0055"
 branch_labels = None
 depends_on = None
 

@@ -1,4 +1,4 @@
-"""One rule for idempotency keys, for every saga a member starts with one.
+"""One rule for idempotency keys, for every write a client makes safe to retry with one.
 
 The member chooses the key, by one rule (:data:`IDEMPOTENCY_KEY_RULE`, checked by
 :func:`key_problem`): printable ASCII, so that a key reads, logs and compares the same
@@ -51,6 +51,8 @@ class Keyed(Protocol):
 
 
 Row = TypeVar("Row", bound=Keyed)
+#: Any table model's row a key holds, whatever owns the key (:func:`same_request` reads no owner).
+Held = TypeVar("Held")
 
 
 async def keyed(session: AsyncSession, model: type[Row], member_id: str, key: str) -> Row | None:
@@ -95,7 +97,7 @@ async def record_once(
     return same_request(existing, key, same), False
 
 
-def same_request(existing: Row, key: str, same: Callable[[Row], bool]) -> Row:
+def same_request(existing: Held, key: str, same: Callable[[Held], bool]) -> Held:
     """``existing``, the row the key holds, if it was made for the same request (``same``)."""
     if not same(existing):
         kind = type(existing).__tablename__.replace("_", " ")  # type: ignore[attr-defined]
