@@ -113,9 +113,9 @@ def test_the_convert_form_starts_from_the_program_the_member_signed_in_with_and_
         (
             "zh-TW",
             {
-                "coalition": "從Coalition Points轉出：點數不限。",
-                "formosa-air": "從Formosa Air Miles轉出：至少 3,000 Mile，以 1,000 為單位。",
-                "fresh-mart": "從FreshMart Rewards轉出：至少 200 FreshMart Point，以 10 為單位。",
+                "coalition": "從 Coalition Points 轉出：點數不限。",
+                "formosa-air": "從 Formosa Air Miles 轉出：至少 3,000 Mile，以 1,000 為單位。",
+                "fresh-mart": "從 FreshMart Rewards 轉出：至少 200 FreshMart Point，以 10 為單位。",
             },
         ),
     ],
@@ -138,7 +138,7 @@ def test_the_convert_form_says_each_programs_minimum_and_step_before_a_quote_is_
     ("language", "rule"),
     [
         ("en", "From Wallet Pay Points into Formosa Air Miles: at least 10,000 Wallet Points, in steps of 10,000."),
-        ("zh-TW", "從Wallet Pay Points轉入Formosa Air Miles：至少 10,000 Wallet Point，以 10,000 為單位。"),
+        ("zh-TW", "從 Wallet Pay Points 轉入 Formosa Air Miles：至少 10,000 Wallet Point，以 10,000 為單位。"),
     ],
     ids=["en", "zh-TW"],
 )
