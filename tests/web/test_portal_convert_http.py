@@ -376,6 +376,7 @@ def test_converting_points_of_a_program_the_session_was_not_signed_in_through_is
     refused = client.post(quote_page, data=convert_form(client, quote_page))
     assert refused.status_code == 400
     assert "Sign in with Formosa Air Miles to spend its points" in refused.text
+    assert "are spent only when Formosa Air Miles says so" in refused.text
     assert partners.balance("formosa-air", member_ref) == 4_000
     # The refusal's sign-in brings the member back to the quote, to convert it this time.
     assert sign_in_by_link(client, refused.text, "formosa-air", member_ref) == quote_page
