@@ -88,7 +88,7 @@ async def test_close_prints_positions_and_the_saving_and_is_repeatable(october: 
         "payments gross: 3 moving 115.00 TWD",
         "payments bilateral: 3 moving 115.00 TWD",
         "payments multilateral: 4 moving 100.00 TWD",
-        "coalition point coalition at the period's end: 0 points outstanding × 1 TWD = liability 0.00 TWD"
+        "the coalition point (coalition) at the period's end: 0 points outstanding × 1 TWD = liability 0.00 TWD"
         " (half-even to the minor unit)",
     ]
     assert run_here("settle", "close", "2026-10", env=october).stdout == closed.stdout
@@ -217,8 +217,14 @@ async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(
     assert statement_lines > 1
     size = len(written.read_bytes())
     assert saved.stdout == (
-        f"wrote fresh-mart's statement of 2026-10 (csv, {statement_lines} statement lines, {size:,} bytes) to {written}\n"
+        f"wrote the statement of fresh-mart for 2026-10 (csv, {statement_lines} statement lines, {size:,} bytes) "
+        f"to {written}\n"
     )
+    # The exchange's statement is named as its own, not as a program's.
+    fees = run_here(
+        "settle", "statement", "--partner", "EXCHANGE", "--output", str(tmp_path / "fees.json"), "2026-10", env=october
+    )
+    assert fees.stdout.startswith("wrote the exchange's own statement for 2026-10 (json, "), fees.stderr
 
 
 async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying_unless_the_key_is_compromised(
@@ -299,8 +305,8 @@ async def test_resolve_takes_a_selection_in_bulk_and_sign_off_follows(october: d
         "0 breaks of fresh-mart 2026-10 still open",
     ), done.stderr
     into = re.fullmatch(
-        r"posted 1 adjustment into (2026-1[12]), 3\.00 TWD to fresh-mart's position in all: "
-        r"each on (2026-1[12])'s statements as break:<its break id>, for fresh-mart's records of it",
+        r"posted 1 adjustment into (2026-1[12]), 3\.00 TWD in all to the position of fresh-mart: "
+        r"each is on the statements of (2026-1[12]) as break:<its break id>",
         posted,
     )
     assert into is not None and into[1] == into[2], posted
