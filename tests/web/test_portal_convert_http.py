@@ -779,6 +779,11 @@ def test_the_accounts_page_says_when_the_members_coalition_points_expire(
     # At 00:00 on 1 January after the year after this one, in the point's time zone.
     lapse = datetime.now(ZoneInfo("Asia/Taipei")).year + 2
     english = " ".join(client.get("/portal/").text.split('id="expiring">')[1].split("</ul>")[0].split())
-    assert english == f"<li>{held[1]} Coalition Points expire at Jan 1, {lapse}, 12:00:00 AM, unless spent before.</li>"
+    moment = f'<time datetime="{lapse - 1}-12-31T16:00:00+00:00">'
+    assert english == (
+        f"<li>{held[1]} Coalition Points expire at {moment}Jan 1, {lapse}, 12:00:00 AM</time>, unless spent before.</li>"
+    )
     chinese = client.get("/portal/", headers={"accept-language": "zh-TW"}).text.split('id="expiring">')[1]
-    assert f"{held[1]} Coalition Point 將於 {lapse}年1月1日 午夜12:00:00 到期，請在此之前使用。" in chinese
+    assert (
+        f"{held[1]} Coalition Point 將於 {moment}{lapse}年1月1日 午夜12:00:00</time> 到期，請在此之前使用。" in chinese
+    )
