@@ -26,7 +26,7 @@ class PartnerSignedOff(ExchangeError):
 
     def __init__(self, partner: str, period: str) -> None:
         super().__init__(
-            f"{partner}'s period {period} is signed off: its records and breaks are final; "
+            f"the period {period} of {partner} is signed off: its records and breaks are final; "
             "a difference found since is reconciled in the next open period",
             field="period",
             partner=partner,
@@ -40,7 +40,7 @@ class UnresolvedBreaks(ExchangeError):
 
     def __init__(self, partner: str, period: str, unresolved: int) -> None:
         super().__init__(
-            f"{partner}'s period {period} has {counted(unresolved, 'unresolved break')}: resolve every break of its "
+            f"the period {period} of {partner} has {counted(unresolved, 'unresolved break')}: resolve every break of its "
             "reconciliation first (on the settlement console's reconciliation page, with resolveBreaks, or with "
             f"exchange settle resolve; exchange settle breaks --partner {partner} --unresolved {period} lists them)",
             unresolved=unresolved,
@@ -68,7 +68,7 @@ class NotReconciled(ExchangeError):
 class ResolvedBreaksWouldBeLost(BadUserInput):
     def __init__(self, partner: str, period: str) -> None:
         super().__init__(
-            f"breaks of {partner}'s reconciliation for {period} are already resolved; a new import would reopen them: "
+            f"breaks of the reconciliation of {partner} for {period} are already resolved; a new import would reopen them: "
             "resolve the open breaks of the current import instead",
             field="csv",
         )
@@ -117,7 +117,7 @@ class ReconciliationReplaced(IdempotencyConflict):
 
     def __init__(self, partner: str, period: str) -> None:
         super().__init__(
-            f"{partner}'s reconciliation for {period} was replaced by a later import since the page was shown: "
+            f"the reconciliation of {partner} for {period} was replaced by a later import since the page was shown: "
             "nothing was changed; review the breaks of the current import and try again",
             field="reconciliation",
             partner=partner,

@@ -42,7 +42,7 @@ from exchange.settlement.records import (
 from exchange.settlement.statements import CSV_COLUMNS
 from exchange.text import CHOSEN_ID_LENGTH
 from exchange.web import settlement as settlement_pages
-from exchange.web.field_rules import FieldProblem
+from exchange.web.field_rules import RULES, FieldProblem
 from exchange.web.i18n import ENGLISH, TRADITIONAL_CHINESE
 from exchange.web.partner.forms import FormValues
 from exchange.web.static import StaticAssets
@@ -239,6 +239,14 @@ def test_a_settlement_refusal_is_said_in_the_readers_language(error: ExchangeErr
     assert html.unescape(re.sub("</?bdi>", "", str(shown))).strip() == said  # isolation: tested on its own
 
 
+def test_no_rule_makes_a_possessive_of_a_name_it_is_given() -> None:
+    """The services' English these rules read back names partners and breaks: "coalition's period",
+    "EXCHANGE's" or "Formosa Air Miles's" read wrong, and no possessive of a name reads well for
+    every name, so none is made ("the period 2026-11 of fresh-mart")."""
+    assert [rule.template for rule in RULES if re.search(r"\}['’]s\b", rule.template)] == []
+    assert PartnerSignedOff("coalition", "2026-11").message.startswith("the period 2026-11 of coalition is signed off")
+
+
 #: Bidirectional controls: marks, embeddings, overrides, isolates (Unicode's Bidi_Control).
 BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -298,7 +306,7 @@ def test_unresolved_breaks_say_how_to_resolve_them_on_the_console_graphql_and_th
     """One message serves all three: "resolve every break first" named no way to do it."""
     said = str(UnresolvedBreaks("fresh-mart", "2026-11", 2))
     assert said == (
-        "fresh-mart's period 2026-11 has 2 unresolved breaks: resolve every break of its reconciliation first "
+        "the period 2026-11 of fresh-mart has 2 unresolved breaks: resolve every break of its reconciliation first "
         "(on the settlement console's reconciliation page, with resolveBreaks, or with exchange settle resolve; "
         "exchange settle breaks --partner fresh-mart --unresolved 2026-11 lists them)"
     )

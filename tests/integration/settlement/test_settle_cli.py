@@ -387,7 +387,7 @@ async def test_each_month_end_refusal_says_what_to_do_next(october: dict[str, st
     again = run_here(*reconcile, env=october)
     assert again.returncode == 2
     assert (
-        "breaks of fresh-mart's reconciliation for 2026-10 are already resolved; a new import would reopen them: "
+        "breaks of the reconciliation of fresh-mart for 2026-10 are already resolved; a new import would reopen them: "
         "resolve the open breaks of the current import instead" in again.stderr
     )
     assert run_here(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october).returncode == 0
@@ -395,7 +395,7 @@ async def test_each_month_end_refusal_says_what_to_do_next(october: dict[str, st
     late = run_here(*reconcile, env=october)
     assert late.returncode == 2
     assert (
-        "fresh-mart's period 2026-10 is signed off: its records and breaks are final; "
+        "the period 2026-10 of fresh-mart is signed off: its records and breaks are final; "
         "a difference found since is reconciled in the next open period" in late.stderr
     )
 
