@@ -774,8 +774,12 @@ def test_the_accounts_page_says_when_the_members_coalition_points_expire(
     assert 'id="expiring"' not in client.get("/portal/").text  # none held: nothing to say
     earned = ask_quote(client, "fresh-mart", "coalition", 1_000)
     assert client.post(earned, data=convert_form(client, earned)).status_code == 303
-    held = re.search(r'<dd class="balance">([\d,]+) Coalition Points</dd>', client.get("/portal/").text)
+    accounts = client.get("/portal/").text
+    held = re.search(r'<dd class="balance">([\d,]+) Coalition Points</dd>', accounts)
     assert held is not None
+    # The point's one tier, which every member holds, is no tier of the member's to show.
+    coalition_card = accounts.split('id="account-coalition"')[1].split("</dl>")[0]
+    assert 'class="tier"' not in coalition_card and 'class="tier"' in accounts
     # At 00:00 on 1 January after the year after this one, in the point's time zone.
     lapse = datetime.now(ZoneInfo("Asia/Taipei")).year + 2
     english = " ".join(client.get("/portal/").text.split('id="expiring">')[1].split("</ul>")[0].split())
