@@ -71,6 +71,11 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         assert "<code>Asia/Taipei</code>" in statement.text and " points × NT$" in statement.text
         assert f"<h1>Statement of {fresh_mart}, {month}</h1>" in statement.text
         assert "<title>Statement of FreshMart Rewards," in statement.text
+        # The exchange's statement is its own, not "Statement of The exchange".
+        fees = client.get(f"/console/settlement/{month}/statements/EXCHANGE").text
+        assert f"<h1>The exchange's own statement, {month}</h1>" in fees.replace("&#39;", "'")
+        chinese = client.get(f"/console/settlement/{month}/statements/EXCHANGE", headers={"Accept-Language": "zh-TW"})
+        assert f"<h1>交換平台本身的對帳單，{month}</h1>" in chinese.text
         signed = client.get(f"/console/settlement/{month}/statements/fresh-mart/jws").text
         keys = KeySet.import_key_set(client.get("/.well-known/statement-keys.json").json())
         document = json.loads(jws.deserialize_compact(signed, keys).payload)
