@@ -373,7 +373,7 @@ def repeated_line(page: str) -> tuple[str, ...]:
 
 
 LANGUAGES = (("en", {"accept-language": "en"}), ("zh-TW", {"accept-language": "zh-TW"}))
-TOTALS = ("The partner's file's total", "The statement's net", "Difference, which the breaks account for")
+TOTALS = ("Total of the partner's file", "The statement's net", "Difference, which the breaks account for")
 CHINESE_TOTALS = ("夥伴檔案的合計", "對帳單淨額", "差額（即各筆差異之和）")
 
 
