@@ -294,6 +294,9 @@ def test_a_member_converts_in_time_and_both_partners_balances_change_once_for_a_
     gained = partners.balance("formosa-air", member_ref) - 4_000
     assert f"{gained:,}" in outcome.text
     assert 'id="again"' not in outcome.text
+    # In Chinese, no space between 點 ("points") and 已轉換為 ("became"): only a Latin name takes one.
+    chinese = client.get(first.headers["location"], headers={"accept-language": "zh-TW"}).text
+    assert f"FreshMart Rewards 的 1,000 點已轉換為 Formosa Air Miles 的 {gained:,} 點。" in chinese
 
 
 @pytest.mark.parametrize(
