@@ -106,6 +106,19 @@ class ReconciliationNotFound(NotFound):
         )
 
 
+class ExchangeNotReconciled(NotFound):
+    """The exchange sends no records and signs nothing off: its fee and breakage lines are the
+    other side of the partners' statements, reconciled with theirs. Said instead of asking it for
+    records "the partner uploads" or of a position it took part in."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the exchange has no reconciliation of its own: its lines are the other side of the partners' "
+            "statements, which their reconciliations compare; name a partner's program, or the coalition point",
+            field="partnerId",
+        )
+
+
 class BreakNotFound(NotFound):
     def __init__(self, break_id: int) -> None:
         super().__init__(f"no break has id {break_id}", field="breakId")

@@ -43,8 +43,8 @@ from exchange.settlement.dialect import (
     stage_records,
 )
 from exchange.settlement.errors import (
+    ExchangeNotReconciled,
     MalformedRecords,
-    NoSuchParticipant,
     ReconciliationNotFound,
     ReconciliationReplaced,
     ResolvedBreaksWouldBeLost,
@@ -250,7 +250,14 @@ async def current_reconciliation(session: AsyncSession, partner: str, period: st
     ).first()
 
 
+def require_reconciled_participant(partner: str) -> None:
+    """Refuse the exchange, which has no reconciliation (:class:`ExchangeNotReconciled`)."""
+    if partner == EXCHANGE:
+        raise ExchangeNotReconciled
+
+
 async def get_reconciliation(session: AsyncSession, partner: str, period: str) -> Reconciliation:
+    require_reconciled_participant(partner)
     await position_of(session, partner, period)
     reconciliation = await current_reconciliation(session, partner, period)
     if reconciliation is None:
@@ -398,8 +405,7 @@ async def import_records(
     A malformed file raises :class:`~exchange.settlement.errors.MalformedRecords` naming the
     first bad line; the caller's unit of work then rolls back, so nothing is imported.
     """
-    if partner == EXCHANGE:
-        raise NoSuchParticipant(partner, period)
+    require_reconciled_participant(partner)
     await open_position(session, partner, period)
     current = await current_reconciliation(session, partner, period)
     if current is not None and await unresolved_breaks(session, current.id) < current.breaks:

@@ -390,6 +390,11 @@ RULES: tuple[FieldRule, ...] = (
     ),
     FieldRule("NO_BREAK", "no break has id {got}"),
     FieldRule(
+        "EXCHANGE_NOT_RECONCILED",
+        "the exchange has no reconciliation of its own: its lines are the other side of the partners' "
+        "statements, which their reconciliations compare; name a partner's program, or the coalition point",
+    ),
+    FieldRule(
         "RESOLVED_DIFFERENTLY",
         "break {got} was already resolved differently: leave it out (exchange settle breaks lists how each break was resolved)",
     ),

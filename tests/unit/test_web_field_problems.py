@@ -22,6 +22,7 @@ from exchange.pricing.promotions import PromotionTerms
 from exchange.pricing.rates import RateTerms
 from exchange.settlement.errors import (
     BreakNotFound,
+    ExchangeNotReconciled,
     JobNotFound,
     MalformedRecords,
     NoSuchParticipant,
@@ -196,6 +197,7 @@ def test_why_a_records_file_is_refused_is_said_in_the_readers_language(data: byt
         (NotReconciled("fresh-mart", "2026-11"), "此夥伴在 2026-11 期間尚未匯入任何紀錄：請先匯入並對帳，再簽核"),
         (UnresolvedBreaks("fresh-mart", "2026-11", 2), "尚有 2 筆差異未處理：請先在本頁的差異清單中處理"),
         (BreakNotFound(7), "沒有 ID 為 7 的差異"),
+        (ExchangeNotReconciled(), "交換平台沒有自己的對帳：它的各行是夥伴對帳單的另一方，已由夥伴各自的對帳比對"),
         (ResolutionConflict(7), "差異 7 已用其他方式處理：請將它從選取中移除（差異清單列出每筆的處理方式）"),
         (
             PartnerSignedOff("fresh-mart", "2026-11"),

@@ -420,6 +420,40 @@ async def test_a_partner_without_a_position_is_told_the_periods_it_took_part_in(
         )
 
 
+async def test_the_exchange_is_told_it_has_no_reconciliation_not_asked_for_its_records(
+    october: dict[str, str], tmp_path: Path
+) -> None:
+    """The exchange took part in the month (its fees), but sends no records and signs nothing
+    off: "no records of EXCHANGE are imported yet: the partner uploads them" sent staff looking
+    for a file no one writes."""
+    assert run_here("settle", "close", "2026-10", env=october).returncode == 0
+    records = tmp_path / "exchange-2026-10.csv"
+    records.write_text("reference,amount\nconversion:c1,2.00\n")
+    said = (
+        "Error: the exchange has no reconciliation of its own: its lines are the other side of the partners' "
+        "statements, which their reconciliations compare; name a partner's program, or the coalition point\n"
+    )
+    for command in (
+        ("settle", "reconcile", "--partner", "EXCHANGE", "2026-10", str(records)),
+        ("settle", "breaks", "--partner", "EXCHANGE", "2026-10"),
+        (
+            "settle",
+            "resolve",
+            "--partner",
+            "EXCHANGE",
+            "--resolution",
+            "ACCEPT_LEDGER",
+            "--all",
+            "--reason",
+            "r",
+            "2026-10",
+        ),
+        ("settle", "sign-off", "--partner", "EXCHANGE", "2026-10"),
+    ):
+        refused = run_here(*command, env=october)
+        assert (refused.returncode, refused.stderr) == (2, said), command
+
+
 async def test_reconcile_point_refused_writes_no_kept_file(october: dict[str, str], tmp_path: Path) -> None:
     """The point took no part in October (no posting touches it): the import is refused, and
     `--keep` leaves no file that would look like its records, nor overwrites one there."""
