@@ -165,7 +165,8 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         )
         assert signed_off.status_code == 303
         page = client.get(signed_off.headers["location"]).text
-        assert "Signed off by" in page
+        # One sentence says who signed it off and when, not "Signed off by x. <a time>".
+        assert re.search(r"<p>Signed off by console:\S+ on <time datetime=\"[^\"]+\">[^<]+</time>\.</p>", page), page
         assert 'id="resolve"' not in page and 'name="break"' not in page, "nothing left to resolve: no form"
         assert "<blockquote" in page and "all agreed" in page  # the note, as staff wrote it
     with signed_in(gateway, gateway.person(Role.PARTNER, "fresh-mart")) as client:
