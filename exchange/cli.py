@@ -516,7 +516,7 @@ def recover() -> None:
     finished = f": {', '.join(closes.finished)}" if closes.finished else ""
     refused = "".join(f"; {period} still closing: {reason}" for period, reason in closes.refused)
     issued = "".join(
-        f"; {period} closed with statements left unissued, now issued: {', '.join(participants)}"
+        f"; {period} closed with statements left unissued, now issued: {', '.join(map(_statement_of, participants))}"
         for period, participants in closes.issued
     )
     click.echo(f"{counted(len(closes.finished), 'settlement period')} left closing finished{finished}{issued}{refused}")
@@ -646,7 +646,7 @@ def ledger_verify() -> None:
     if checked.point is not None:
         rules, point = checked.point.rules, checked.point.check
         click.echo(
-            f"coalition point {rules.program_id}: {counted(point.outstanding, 'point')} outstanding, liability "
+            f"the coalition point ({rules.program_id}): {counted(point.outstanding, 'point')} outstanding, liability "
             f"{rules.currency.from_minor(point.liability_minor)} {rules.currency.code} (lots agree with the ledger)"
         )
 
@@ -747,7 +747,7 @@ def settle_close(previous: bool, period: str | None) -> None:
     if report.issued_now and not report.closed_now:
         click.echo(
             f"closed already; issued {counted(len(report.issued_now), 'statement')} left unissued by a closing "
-            f"cut while issuing them: {', '.join(report.issued_now)}"
+            f"cut while issuing them: {', '.join(map(_statement_of, report.issued_now))}"
         )
     code = report.currency.code
     headings = (f"{name} ({code})" for name in ("opening", "payable", "receivable", "net", "closing"))
@@ -769,7 +769,7 @@ def settle_close(previous: bool, period: str | None) -> None:
             )
     if (liability := report.coalition_liability) is not None:
         click.echo(
-            f"coalition point {liability.program_id} at the period's end: {counted(liability.points, 'point')} outstanding "
+            f"the coalition point ({liability.program_id}) at the period's end: {counted(liability.points, 'point')} outstanding "
             f"× {liability.point_value} {report.currency.code} = liability {money(liability.liability_minor)} "
             f"{report.currency.code} (half-even to the minor unit)"
         )
@@ -950,11 +950,11 @@ def settle_resolve(
         filters = " ".join(f"{option} {value}" for option, value in given if value) or "--all"
         click.echo(f"resolved 0 breaks: no open break of {partner} {period} matched {filters}")
     if done.adjusted is not None:
-        currency = done.reconciliation.currency
+        currency, into = done.reconciliation.currency, done.adjusted.period
         click.echo(
-            f"posted {counted(done.adjusted.count, 'adjustment')} into {done.adjusted.period}, "
-            f"{currency.from_minor(done.adjusted.total)} {currency.code} to {partner}'s position in all: "
-            f"each on {done.adjusted.period}'s statements as break:<its break id>, for {partner}'s records of it"
+            f"posted {counted(done.adjusted.count, 'adjustment')} into {into}, "
+            f"{currency.from_minor(done.adjusted.total)} {currency.code} in all to the position of {partner}: "
+            f"each is on the statements of {into} as break:<its break id>"
         )
     click.echo(f"{counted(done.reconciliation.unresolved, 'break')} of {partner} {period} still open")
 
@@ -1016,10 +1016,19 @@ def settle_statement(partner: str, form: str, output: Path | None, period: str) 
     output.write_bytes(written)
     # Standard output is free, so say what the file holds, as the commands that write one do.
     click.echo(
-        f"wrote {found.participant}'s statement of {found.period} ({form}, "
+        f"wrote {_statement_of(found.participant)} for {found.period} ({form}, "
         f"{counted(len(found.lines), 'statement line', grouped=True)}, "
         f"{counted(len(written), 'byte', grouped=True)}) to {output}"
     )
+
+
+def _statement_of(participant: str) -> str:
+    """A participant's statement as a line names it: the exchange's own (its participant id,
+    EXCHANGE, is what --partner takes, not a name), or a program's by its id. No line makes a
+    possessive of a name ("EXCHANGE's", "fresh-mart's"), which reads well for none."""
+    from exchange.settlement.participants import EXCHANGE
+
+    return "the exchange's own statement" if participant == EXCHANGE else f"the statement of {participant}"
 
 
 @main.command("books")

@@ -51,7 +51,7 @@ class Refusal(StrEnum):
 
 
 _MESSAGES = {
-    Refusal.NOT_ASSERTED: "points held at {program} are spent only under {program}'s authority: "
+    Refusal.NOT_ASSERTED: "points held at {program} are spent only under the authority of {program}: "
     "use a member token {program} asserted, or a consent given through it (authorizeDebit)",
     Refusal.SCOPE_MISSING: "{program} points are the exchange's: they are spent only under a token "
     "with the scope member:coalition",
@@ -59,7 +59,7 @@ _MESSAGES = {
     "through lets its members' tokens only read), so it spends no {program} points",
     Refusal.CONSENT_UNKNOWN: "no consent to debit {program} has this id",
     Refusal.CONSENT_OTHER_MEMBER: "this consent was given by another member",
-    Refusal.CONSENT_OTHER_PROGRAM: "this consent is for another program's points, not {program}'s",
+    Refusal.CONSENT_OTHER_PROGRAM: "this consent is for the points of another program, not of {program}",
     Refusal.CONSENT_OTHER_POINTS: "this consent is for {consented:point} of {program}, not {points}",
     Refusal.CONSENT_USED: "this consent to debit {program} has been used",
     Refusal.CONSENT_REVOKED: "this consent to debit {program} was revoked when your account at {program} was "

@@ -621,7 +621,7 @@ def _check_budget(path: Path, program: ProgramDeclaration, coalition: CoalitionD
         raise DeclarationError(
             path,
             "budget.monthly_issue",
-            f"{program.budget.monthly_issue} is finer than {coalition.settlement_currency}'s minor unit",
+            f"{program.budget.monthly_issue} is finer than the minor unit of {coalition.settlement_currency}",
         )
 
 

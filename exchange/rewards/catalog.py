@@ -235,7 +235,7 @@ async def sync_declared_rewards(session: AsyncSession, directory: PartnersDirect
                     raise DeclarationError(
                         f"{program.id}.toml",
                         f"rewards[{index}].id",
-                        f"reward id {declared.id!r} is {existing.program_id}'s reward already: declare another id",
+                        f"reward id {declared.id!r} is a reward of {existing.program_id} already: declare another id",
                     )
                 continue
             draft = RewardDraft(

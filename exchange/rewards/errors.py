@@ -36,7 +36,7 @@ class CursorOfAnotherProgram(NotARewardCursor):
     def __init__(self, after: str, cursor_program: str, program_id: str) -> None:
         super().__init__(
             f"after names reward {after!r} of {cursor_program}, not of {program_id}: "
-            f"pass the last id of a page of {program_id}'s rewards, or null for the first page",
+            f"pass the last id of a page of the rewards of {program_id}, or null for the first page",
             field="after",
         )
 

@@ -93,7 +93,9 @@ class LateOutcomes:
         try:
             secret = self.connectors.callback_secret(program)
         except PartnerNotConfigured:
-            raise callbacks.CallbackRefused(f"the exchange holds no secret to check {program_id}'s callbacks") from None
+            raise callbacks.CallbackRefused(
+                f"the exchange holds no secret to check the callbacks of {program_id}"
+            ) from None
         callbacks.verify(
             callbacks.callback_key(secret),
             headers,

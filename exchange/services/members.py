@@ -139,7 +139,7 @@ class MemberService:
         catalog.program(program_id, field=field)
         if program_id in catalog.exchange_held:
             raise BadUserInput(
-                f"{program_id}'s points need no consent: the exchange holds them, and any of the member's "
+                f"the points of {program_id} need no consent: the exchange holds them, and any of the member's "
                 "tokens with the scope member:coalition spends them",
                 field=field,
             )

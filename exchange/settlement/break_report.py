@@ -130,8 +130,13 @@ POINT_NEXT_STEPS = {
         "The ledger posted this reference in %(periods)s, not in this period, where the book of the "
         "point placed it: let the ledger stand, and report the book's month to the exchange's developers."
     ),
-    "RESOLVED": N_("Resolved: nothing is left to do."),
-    "ADJUSTED": N_("Resolved: nothing is left to do."),
+    #: Resolved steps name who resolved the break (``NextStep.by``): settlement staff read them, and
+    #: another of them picking up the month sees whose call it was.
+    "RESOLVED": N_("Resolved by %(by)s, the ledger's figure standing: nothing was posted, and nothing is left to do."),
+    "ADJUSTED": N_(
+        "Resolved by %(by)s with an adjustment, %(adjustment)s, posted into the next open period, on whose "
+        "statement of the point it is: nothing is left to do."
+    ),
 }
 
 
@@ -140,24 +145,26 @@ class NextStep:
     """What to do next about a break, by the ``key`` of :data:`NEXT_STEPS` (a break's class,
     ``IN_OTHER_PERIODS``, ``RESOLVED`` or ``ADJUSTED``), for a page or a file to say in its
     reader's language; ``periods``: where the ledger has a reference missing from the period;
-    ``reference``: the adjustment's, for ``ADJUSTED``; ``book``: the break is of the coalition
-    point's records, written from the exchange's own book, so settlement staff act on it
-    (:data:`POINT_NEXT_STEPS`)."""
+    ``reference``: the adjustment's, for ``ADJUSTED``; ``by``: who resolved it (``RESOLVED`` and
+    ``ADJUSTED``); ``book``: the break is of the coalition point's records, written from the
+    exchange's own book, so settlement staff act on it (:data:`POINT_NEXT_STEPS`; only those steps
+    name who resolved it, a partner's say "settlement staff")."""
 
     key: str
     periods: tuple[str, ...] = ()
     reference: str = ""
+    by: str = ""
     book: bool = False
 
     @property
     def pattern(self) -> str:
-        """The step in English with its ``%(periods)s`` and ``%(adjustment)s`` fields: the
-        pages' catalogs' message id."""
+        """The step in English with its ``%(periods)s``, ``%(adjustment)s`` and ``%(by)s`` fields:
+        the pages' catalogs' message id."""
         return (POINT_NEXT_STEPS if self.book else NEXT_STEPS)[self.key]
 
     @property
     def fields(self) -> dict[str, str]:
-        return {"periods": ", ".join(self.periods), "adjustment": self.reference}
+        return {"periods": ", ".join(self.periods), "adjustment": self.reference, "by": self.by}
 
     @property
     def english(self) -> str:
@@ -206,9 +213,10 @@ def next_step(
     the next period's records; for a line the ledger has in other ``periods``, to move it to
     their records; ``book``: of the coalition point's records (:attr:`NextStep.book`)."""
     if resolution is not None and resolution.resolution == Resolution.ADJUST:
-        return NextStep("ADJUSTED", reference=adjustment_reference(resolution.break_id), book=book)
+        reference = adjustment_reference(resolution.break_id)
+        return NextStep("ADJUSTED", reference=reference, by=resolution.resolved_by, book=book)
     if resolution is not None:
-        return NextStep("RESOLVED", book=book)
+        return NextStep("RESOLVED", by=resolution.resolved_by, book=book)
     if kind == BreakKind.MISSING_IN_LEDGER and periods:
         return NextStep("IN_OTHER_PERIODS", tuple(periods), book=book)
     return NextStep(BreakKind(kind).value, book=book)

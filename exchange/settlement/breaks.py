@@ -127,7 +127,7 @@ async def _adjustment(
     counterparty = request.counterparty or await _default_counterparty(session, row, reconciliation, currency)
     if counterparty is None:
         raise BadAdjustment(
-            f"name the adjustment's counterparty: break {row.id}'s reference {quoted(row.reference)} does not say who it is",
+            f"name the adjustment's counterparty: the reference {quoted(row.reference)} of break {row.id} does not say who it is",
             field="adjustment.counterparty",
         )
     await check_counterparty(session, partner, counterparty, field="adjustment.counterparty")
@@ -461,7 +461,7 @@ async def _already_resolved(
         found: dict[int, tuple[bool, bool]] = {row.id: (row.done is not None, bool(row.same)) for row in rows}
         if missing := [break_id for break_id in chunk if break_id not in found]:
             raise BadUserInput(
-                f"break {missing[0]} is not one of {reconciliation.partner}'s current reconciliation "
+                f"break {missing[0]} is not one of the current reconciliation of {reconciliation.partner} "
                 f"for {reconciliation.period}",
                 field="selection.ids",
             )
@@ -535,7 +535,7 @@ async def _adjust(
         counterparty = request.counterparty or row.counterparty or ledgers.get(row.reference)
         if counterparty is None:
             raise BadAdjustment(
-                f"name the adjustments' counterparty: break {row.id}'s reference {quoted(row.reference)} "
+                f"name the adjustments' counterparty: the reference {quoted(row.reference)} of break {row.id} "
                 "does not say who it is",
                 field="adjustment.counterparty",
             )

@@ -26,7 +26,7 @@ class PartnerSignedOff(ExchangeError):
 
     def __init__(self, partner: str, period: str) -> None:
         super().__init__(
-            f"{partner}'s period {period} is signed off: its records and breaks are final; "
+            f"the period {period} of {partner} is signed off: its records and breaks are final; "
             "a difference found since is reconciled in the next open period",
             field="period",
             partner=partner,
@@ -41,7 +41,7 @@ class PositionBusy(ExchangeError):
 
     def __init__(self, partner: str, period: str) -> None:
         super().__init__(
-            f"{partner}'s settlement of {period} is busy: another import of its records, a resolution of its "
+            f"the settlement of {partner} for {period} is busy: another import of its records, a resolution of its "
             "breaks or its sign-off is under way; send the records again once it has finished",
             reason="POSITION_BUSY",
         )
@@ -54,7 +54,7 @@ class UnresolvedBreaks(ExchangeError):
 
     def __init__(self, partner: str, period: str, unresolved: int) -> None:
         super().__init__(
-            f"{partner}'s period {period} has {counted(unresolved, 'unresolved break')}: resolve every break of its "
+            f"the period {period} of {partner} has {counted(unresolved, 'unresolved break')}: resolve every break of its "
             "reconciliation first (on the settlement console's reconciliation page, with resolveBreaks, or with "
             f"exchange settle resolve; exchange settle breaks --partner {partner} --unresolved {period} lists them)",
             unresolved=unresolved,
@@ -82,7 +82,7 @@ class NotReconciled(ExchangeError):
 class ResolvedBreaksWouldBeLost(BadUserInput):
     def __init__(self, partner: str, period: str) -> None:
         super().__init__(
-            f"breaks of {partner}'s reconciliation for {period} are already resolved; a new import would reopen them: "
+            f"breaks of the reconciliation of {partner} for {period} are already resolved; a new import would reopen them: "
             "resolve the open breaks of the current import instead",
             field="csv",
         )
@@ -120,6 +120,19 @@ class ReconciliationNotFound(NotFound):
         )
 
 
+class ExchangeNotReconciled(NotFound):
+    """The exchange sends no records and signs nothing off: its fee and breakage lines are the
+    other side of the partners' statements, reconciled with theirs. Said instead of asking it for
+    records "the partner uploads" or of a position it took part in."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the exchange has no reconciliation of its own: its lines are the other side of the partners' "
+            "statements, which their reconciliations compare; name a partner's program, or the coalition point",
+            field="partnerId",
+        )
+
+
 class BreakNotFound(NotFound):
     def __init__(self, break_id: int) -> None:
         super().__init__(f"no break has id {break_id}", field="breakId")
@@ -131,7 +144,7 @@ class ReconciliationReplaced(IdempotencyConflict):
 
     def __init__(self, partner: str, period: str) -> None:
         super().__init__(
-            f"{partner}'s reconciliation for {period} was replaced by a later import since the page was shown: "
+            f"the reconciliation of {partner} for {period} was replaced by a later import since the page was shown: "
             "nothing was changed; review the breaks of the current import and try again",
             field="reconciliation",
             partner=partner,

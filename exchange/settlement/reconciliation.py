@@ -44,8 +44,8 @@ from exchange.settlement.dialect import (
     stage_records,
 )
 from exchange.settlement.errors import (
+    ExchangeNotReconciled,
     MalformedRecords,
-    NoSuchParticipant,
     PartnerSignedOff,
     ReconciliationNotFound,
     ReconciliationReplaced,
@@ -257,7 +257,14 @@ async def current_reconciliation(session: AsyncSession, partner: str, period: st
     ).first()
 
 
+def require_reconciled_participant(partner: str) -> None:
+    """Refuse the exchange, which has no reconciliation (:class:`ExchangeNotReconciled`)."""
+    if partner == EXCHANGE:
+        raise ExchangeNotReconciled
+
+
 async def get_reconciliation(session: AsyncSession, partner: str, period: str) -> Reconciliation:
+    require_reconciled_participant(partner)
     await position_of(session, partner, period)
     reconciliation = await current_reconciliation(session, partner, period)
     if reconciliation is None:
@@ -410,8 +417,7 @@ async def import_records(
     even once its breaks are resolved or the period signed off; so the file is read before
     either refuses another.
     """
-    if partner == EXCHANGE:
-        raise NoSuchParticipant(partner, period)
+    require_reconciled_participant(partner)
     # An import waits a few seconds at most for another unit of work holding the position (an
     # import of a big file, a resolution, a sign-off): queued behind it, each would hold a
     # connection as long, every connection in the end. (An upload is taken whole before its

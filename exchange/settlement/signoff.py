@@ -10,7 +10,12 @@ from exchange.errors import BadUserInput
 from exchange.settlement.errors import NotReconciled, PartnerSignedOff, UnresolvedBreaks
 from exchange.settlement.models import SettlementPosition
 from exchange.settlement.positions import position_of
-from exchange.settlement.reconciliation import current_reconciliation, require_current, unresolved_breaks
+from exchange.settlement.reconciliation import (
+    current_reconciliation,
+    require_current,
+    require_reconciled_participant,
+    unresolved_breaks,
+)
 
 MAX_NOTE = 500
 
@@ -32,6 +37,7 @@ async def sign_off(
     actor, with the same note: a retry after a lost answer) is answered as it stands."""
     if note is not None and len(note) > MAX_NOTE:
         raise BadUserInput(f"a note is at most {MAX_NOTE} characters", field="note")
+    require_reconciled_participant(partner)
     position = await position_of(session, partner, period, for_update=True)
     if position.signed_off_at is not None:
         if (position.signed_off_by, position.sign_off_note) == (actor, note):

@@ -131,7 +131,7 @@ def decide(
         )
     best_level = max(tier.level for tier in within)
     tier = next(tier for tier in within if tier.level == best_level)  # the first declared of equals
-    reason = f"{held}{capped}; {target_program}'s highest tier at level {level} or below is {tier.name}"
+    reason = f"{held}{capped}; the highest tier of {target_program} at level {level} or below is {tier.name}"
     if current is not None and current.level >= tier.level:
         return Decision(
             Outcome.ALREADY_HELD,

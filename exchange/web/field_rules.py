@@ -347,13 +347,15 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("NUL", "{field} holds a NUL character"),
     FieldRule("SURROGATE", "{field} holds an unpaired surrogate: it is not Unicode text"),
     FieldRule("ACCEPT_NAMES_NO_COUNTERPARTY", "accepting the ledger's figure posts nothing: name no counterparty"),
-    FieldRule("NOT_IN_RECONCILIATION", "break {got} is not one of {partner}'s current reconciliation for {period}"),
+    FieldRule(
+        "NOT_IN_RECONCILIATION", "break {got} is not one of the current reconciliation of {partner} for {period}"
+    ),
     FieldRule(
         "NO_AMOUNT_TO_ADJUST", "break {got} ({kind}) has no amount to adjust by: resolve it on its own, naming one"
     ),
     FieldRule(
         "COUNTERPARTY_UNSAID",
-        "name the adjustments' counterparty: break {got}'s reference {reference} does not say who it is",
+        "name the adjustments' counterparty: the reference {reference} of break {got} does not say who it is",
     ),
     FieldRule("MEDIA_TYPE", "send the records as {media_type}"),
     FieldRule("CHARSET", UNREAD_CHARSET),
@@ -369,7 +371,7 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("LINES_PAST", "{field} must be below {records}: the statement has {records} lines"),
     FieldRule(
         "UNRESOLVED_BREAKS",
-        "{partner}'s period {period} has {least} {unresolved}: resolve every break of its reconciliation first "
+        "the period {period} of {partner} has {least} {unresolved}: resolve every break of its reconciliation first "
         "(on the settlement console's reconciliation page, with resolveBreaks, or with exchange settle resolve; "
         "exchange settle breaks --partner {partner} --unresolved {period} lists them)",
     ),
@@ -391,6 +393,11 @@ RULES: tuple[FieldRule, ...] = (
     ),
     FieldRule("NO_BREAK", "no break has id {got}"),
     FieldRule(
+        "EXCHANGE_NOT_RECONCILED",
+        "the exchange has no reconciliation of its own: its lines are the other side of the partners' "
+        "statements, which their reconciliations compare; name a partner's program, or the coalition point",
+    ),
+    FieldRule(
         "RESOLVED_DIFFERENTLY",
         "break {got} was already resolved differently: leave it out (exchange settle breaks lists how each break was resolved)",
     ),
@@ -398,17 +405,17 @@ RULES: tuple[FieldRule, ...] = (
     *(FieldRule(key, f"line {{line}}: {reason}; nothing was imported") for key, reason in RECORDS_REASONS),
     FieldRule(
         "REIMPORT_RESOLVED",
-        "breaks of {partner}'s reconciliation for {period} are already resolved; a new import would reopen them: "
+        "breaks of the reconciliation of {partner} for {period} are already resolved; a new import would reopen them: "
         "resolve the open breaks of the current import instead",
     ),
     FieldRule(
         "RECONCILIATION_REPLACED",
-        "{partner}'s reconciliation for {period} was replaced by a later import since the page was shown: "
+        "the reconciliation of {partner} for {period} was replaced by a later import since the page was shown: "
         "nothing was changed; review the breaks of the current import and try again",
     ),
     FieldRule(
         "SIGNED_OFF",
-        "{partner}'s period {period} is signed off: its records and breaks are final; "
+        "the period {period} of {partner} is signed off: its records and breaks are final; "
         "a difference found since is reconciled in the next open period",
     ),
 )

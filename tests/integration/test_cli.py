@@ -1049,4 +1049,4 @@ def test_coalition_expire_is_idempotent_and_verify_shows_the_points_liability(mi
         assert expired.stdout.strip() == "0 coalition points expired from 0 lots in 0 ledger transactions"
     verified = run("ledger", "verify", env=migrated_env)
     assert verified.returncode == 0, verified.stderr
-    assert "coalition point coalition: 0 points outstanding, liability 0.00 TWD" in verified.stdout
+    assert "the coalition point (coalition): 0 points outstanding, liability 0.00 TWD" in verified.stdout

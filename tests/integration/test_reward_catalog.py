@@ -60,7 +60,7 @@ async def test_a_declared_reward_whose_id_another_program_published_refuses_the_
         async with db.transaction() as session:
             await load_directory(session, declared, T0 + timedelta(days=1))
     assert (refused.value.path, refused.value.field) == ("formosa-air.toml", f"rewards[{len(air.rewards)}].id")
-    assert "'air-summer' is wallet-pay's reward already" in refused.value.reason
+    assert "'air-summer' is a reward of wallet-pay already" in refused.value.reason
     async with db.transaction() as session:
         assert (await catalog.get_reward(session, "air-summer")).program_id == "wallet-pay"
 

@@ -39,7 +39,7 @@ def on_a_page(step: NextStep, language: Language) -> str:
 
 def test_an_adjusted_break_asks_for_its_adjustment_in_the_next_periods_records() -> None:
     step = next_step(BreakKind.AMOUNT_MISMATCH, resolved(Resolution.ADJUST, break_id=17))
-    assert step == NextStep("ADJUSTED", reference="break:17")
+    assert step == NextStep("ADJUSTED", reference="break:17", by="mei")
     assert "break:17" in step.english and "belongs in your records of that period" in step.english
     chinese = on_a_page(step, TRADITIONAL_CHINESE)
     assert "break:17" in chinese and "應列入您該期間的紀錄" in chinese
@@ -60,7 +60,8 @@ def test_a_break_whose_ledger_figure_stands_asks_the_partners_books_to_follow_th
         NextStep("RESOLVED"),
         NextStep("IN_OTHER_PERIODS", ("2026-12",)),
         *(NextStep(kind.value) for kind in BreakKind if kind != BreakKind.MATCHED),
-        NextStep("ADJUSTED", reference="break:3", book=True),
+        NextStep("ADJUSTED", reference="break:3", by="console:mei", book=True),
+        NextStep("RESOLVED", by="cli:mei", book=True),
         NextStep("IN_OTHER_PERIODS", ("2026-12",), book=True),
         *(NextStep(kind.value, book=True) for kind in BreakKind if kind != BreakKind.MATCHED),
     ],
@@ -77,6 +78,19 @@ def test_a_break_of_the_coalition_points_records_says_what_settlement_staff_do()
     assert step.english.startswith("The ledger posted this reference to the point and the book of the point")
     assert "your records" not in step.english
     assert on_a_page(step, TRADITIONAL_CHINESE).startswith("帳本已將這個參考編號登錄於聯盟點數")
-    assert next_step(BreakKind.AMOUNT_MISMATCH, resolved(Resolution.ADJUST), book=True).english == (
-        "Resolved: nothing is left to do."
+
+
+def test_a_resolved_break_of_the_coalition_points_records_says_who_resolved_it_and_how() -> None:
+    """Settlement staff read these: one of them picking up the month learns whose call each was,
+    and which adjustment to look for, not only that nothing is left to do."""
+    adjusted = next_step(BreakKind.AMOUNT_MISMATCH, resolved(Resolution.ADJUST, break_id=9), book=True)
+    assert adjusted.english == (
+        "Resolved by mei with an adjustment, break:9, posted into the next open period, on whose statement of "
+        "the point it is: nothing is left to do."
     )
+    assert on_a_page(adjusted, TRADITIONAL_CHINESE).startswith("已由 mei 以調整分錄 break:9 處理")
+    stood = next_step(BreakKind.MISSING_IN_PARTNER, resolved(Resolution.ACCEPT_LEDGER), book=True)
+    assert stood.english == (
+        "Resolved by mei, the ledger's figure standing: nothing was posted, and nothing is left to do."
+    )
+    assert on_a_page(stood, TRADITIONAL_CHINESE).startswith("已由 mei 處理，以帳本數字為準")

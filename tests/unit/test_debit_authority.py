@@ -67,7 +67,9 @@ def test_a_token_asserted_by_another_program_is_refused_naming_the_program_whose
         "program": "happy-card",
         "reason": "NOT_ASSERTED",
     }
-    assert "happy-card" in refused.value.message
+    assert refused.value.message.startswith(
+        "points held at happy-card are spent only under the authority of happy-card: use a member token happy-card"
+    )
 
 
 def test_coalition_points_are_spent_only_under_a_token_with_the_coalition_scope() -> None:

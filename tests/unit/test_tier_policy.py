@@ -46,7 +46,7 @@ def test_a_tier_gets_the_targets_highest_tier_at_or_below_its_level() -> None:
 def test_a_level_between_the_targets_tiers_gets_the_tier_below_it() -> None:
     decision = match(Rung("Infinite", 3), AIRLINE, UP_TO_DIAMOND)
     assert decision.tier == Rung("Gold", 2) and decision.level == 3
-    assert "highest tier at level 3 or below is Gold" in decision.reason
+    assert "the highest tier of formosa-air at level 3 or below is Gold" in decision.reason
 
 
 def test_a_tier_above_the_targets_top_gets_the_targets_top_tier() -> None:

@@ -22,6 +22,7 @@ from exchange.pricing.promotions import PromotionTerms
 from exchange.pricing.rates import RateTerms
 from exchange.settlement.errors import (
     BreakNotFound,
+    ExchangeNotReconciled,
     JobNotFound,
     MalformedRecords,
     NoSuchParticipant,
@@ -42,7 +43,7 @@ from exchange.settlement.records import (
 from exchange.settlement.statements import CSV_COLUMNS
 from exchange.text import CHOSEN_ID_LENGTH
 from exchange.web import settlement as settlement_pages
-from exchange.web.field_rules import FieldProblem
+from exchange.web.field_rules import RULES, FieldProblem
 from exchange.web.i18n import ENGLISH, TRADITIONAL_CHINESE
 from exchange.web.partner.forms import FormValues
 from exchange.web.static import StaticAssets
@@ -196,6 +197,7 @@ def test_why_a_records_file_is_refused_is_said_in_the_readers_language(data: byt
         (NotReconciled("fresh-mart", "2026-11"), "此夥伴在 2026-11 期間尚未匯入任何紀錄：請先匯入並對帳，再簽核"),
         (UnresolvedBreaks("fresh-mart", "2026-11", 2), "尚有 2 筆差異未處理：請先在本頁的差異清單中處理"),
         (BreakNotFound(7), "沒有 ID 為 7 的差異"),
+        (ExchangeNotReconciled(), "交換平台沒有自己的對帳：它的各行是夥伴對帳單的另一方，已由夥伴各自的對帳比對"),
         (ResolutionConflict(7), "差異 7 已用其他方式處理：請將它從選取中移除（差異清單列出每筆的處理方式）"),
         (
             PartnerSignedOff("fresh-mart", "2026-11"),
@@ -237,6 +239,14 @@ def test_a_settlement_refusal_is_said_in_the_readers_language(error: ExchangeErr
     labels = pages.env.get_template("console/settlement/_labels.html")
     shown = labels.make_module({"language": TRADITIONAL_CHINESE}).refusal(FieldProblem.of(error))
     assert html.unescape(re.sub("</?bdi>", "", str(shown))).strip() == said  # isolation: tested on its own
+
+
+def test_no_rule_makes_a_possessive_of_a_name_it_is_given() -> None:
+    """The services' English these rules read back names partners and breaks: "coalition's period",
+    "EXCHANGE's" or "Formosa Air Miles's" read wrong, and no possessive of a name reads well for
+    every name, so none is made ("the period 2026-11 of fresh-mart")."""
+    assert [rule.template for rule in RULES if re.search(r"\}['’]s\b", rule.template)] == []
+    assert PartnerSignedOff("coalition", "2026-11").message.startswith("the period 2026-11 of coalition is signed off")
 
 
 #: Bidirectional controls: marks, embeddings, overrides, isolates (Unicode's Bidi_Control).
@@ -298,7 +308,7 @@ def test_unresolved_breaks_say_how_to_resolve_them_on_the_console_graphql_and_th
     """One message serves all three: "resolve every break first" named no way to do it."""
     said = str(UnresolvedBreaks("fresh-mart", "2026-11", 2))
     assert said == (
-        "fresh-mart's period 2026-11 has 2 unresolved breaks: resolve every break of its reconciliation first "
+        "the period 2026-11 of fresh-mart has 2 unresolved breaks: resolve every break of its reconciliation first "
         "(on the settlement console's reconciliation page, with resolveBreaks, or with exchange settle resolve; "
         "exchange settle breaks --partner fresh-mart --unresolved 2026-11 lists them)"
     )

@@ -71,6 +71,18 @@ def test_every_message_of_the_templates_is_translated_into_traditional_chinese()
         assert all(strings), f"{key!r} has no zh_TW translation"
 
 
+def test_no_message_makes_a_possessive_of_a_name_it_is_given() -> None:
+    """ "Formosa Air Miles's say-so" reads wrong, and a name's possessive has no form that reads
+    well for every name: a message puts a name where no "'s" follows it."""
+    possessives = [
+        key
+        for message in _template_messages()
+        for key in (message if isinstance(message, tuple) else (message,))
+        if key and re.search(r"%\(\w+\)s['’]s\b", key)
+    ]
+    assert possessives == []
+
+
 def test_every_message_and_its_translation_format_as_the_pages_format_them() -> None:
     """The pages' gettext is Jinja's newstyle one: every message is a %-format string, formatted
     even with no variables, so a bare ``%`` ("80 % of") fails the page; and a translation must

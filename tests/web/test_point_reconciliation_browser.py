@@ -38,7 +38,7 @@ SAID = {
         "Records",
         "Written from the exchange's own book of the point",
         "How the book of the point compared with the ledger",
-        "The book of the point's total",
+        "Total of the book of the point",
         "What staff do next",
         "the book of the point holds no applied operation of it",
     ),
@@ -57,7 +57,7 @@ SAID = {
 #: What a partner's page says of the partner's file, which the point's must not, by language.
 PARTNERS_WORDS = {
     "en": (
-        "The partner's file's total",
+        "Total of the partner's file",
         "The partner's next step",
         "Partner's amount",
         "Missing in the partner's file",

@@ -482,6 +482,47 @@ def test_a_member_unlinks_an_account_from_its_card_after_confirming(
         context.close()
 
 
+#: The widths, from a narrow phone's up, at which a list item's ``<time>`` is split over two
+#: lines (an inline element a line break splits has a box on each line).
+TIME_SPLIT_AT = """(item) => {
+  const time = item.querySelector("time");
+  const split = [];
+  for (let width = 120; width <= 360; width += 4) {
+    item.style.width = width + "px";
+    if (time.getClientRects().length > 1) split.push(width);
+  }
+  item.style.width = "";
+  return split;
+}"""
+
+
+@pytest.mark.parametrize("language", ["en", "zh-TW"])
+def test_the_coalition_cards_expiry_keeps_its_moment_on_one_line_at_a_phones_width(
+    browser: Browser, portal_gateway: PortalGateway, screenshot: Screenshot, language: str
+) -> None:
+    """A phone's width wrapped the card's expiry line inside its date, "2028年1月" on one line
+    and "1日 午夜12:00:00" on the next: the line may wrap around the moment, never inside it."""
+    member_ref = portal_gateway.partners.new_member("fresh-mart", balance=5_000)
+
+    def earned(page: Page) -> None:
+        sign_in(page, "FreshMart Rewards", member_ref)
+        ask_quote(page, "FreshMart Rewards", "Coalition Points", 1_000)
+        page.get_by_role("button", name="Convert now").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Converted")
+
+    context = in_language(browser, portal_gateway, earned, language=language, viewport=PHONE)
+    try:
+        page = context.new_page()
+        page.goto("/portal/")
+        expiring = page.locator("#expiring li")
+        expect(expiring).to_have_count(1)
+        screenshot(page, "coalition-card")
+        assert expiring.evaluate(TIME_SPLIT_AT) == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    finally:
+        context.close()
+
+
 @pytest.mark.parametrize(("language", "until"), [("en", "Until"), ("zh-TW", "有效至")])
 def test_the_portal_lists_say_each_cells_column_at_a_phones_width(
     browser: Browser, portal_gateway: PortalGateway, screenshot: Screenshot, language: str, until: str

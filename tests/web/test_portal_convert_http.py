@@ -114,9 +114,9 @@ def test_the_convert_form_starts_from_the_program_the_member_signed_in_with_and_
         (
             "zh-TW",
             {
-                "coalition": "從Coalition Points轉出：點數不限。",
-                "formosa-air": "從Formosa Air Miles轉出：至少 3,000 Mile，以 1,000 為單位。",
-                "fresh-mart": "從FreshMart Rewards轉出：至少 200 FreshMart Point，以 10 為單位。",
+                "coalition": "從 Coalition Points 轉出：點數不限。",
+                "formosa-air": "從 Formosa Air Miles 轉出：至少 3,000 Mile，以 1,000 為單位。",
+                "fresh-mart": "從 FreshMart Rewards 轉出：至少 200 FreshMart Point，以 10 為單位。",
             },
         ),
     ],
@@ -139,7 +139,7 @@ def test_the_convert_form_says_each_programs_minimum_and_step_before_a_quote_is_
     ("language", "rule"),
     [
         ("en", "From Wallet Pay Points into Formosa Air Miles: at least 10,000 Wallet Points, in steps of 10,000."),
-        ("zh-TW", "從Wallet Pay Points轉入Formosa Air Miles：至少 10,000 Wallet Point，以 10,000 為單位。"),
+        ("zh-TW", "從 Wallet Pay Points 轉入 Formosa Air Miles：至少 10,000 Wallet Point，以 10,000 為單位。"),
     ],
     ids=["en", "zh-TW"],
 )
@@ -295,6 +295,9 @@ def test_a_member_converts_in_time_and_both_partners_balances_change_once_for_a_
     gained = partners.balance("formosa-air", member_ref) - 4_000
     assert f"{gained:,}" in outcome.text
     assert 'id="again"' not in outcome.text
+    # In Chinese, no space between 點 ("points") and 已轉換為 ("became"): only a Latin name takes one.
+    chinese = client.get(first.headers["location"], headers={"accept-language": "zh-TW"}).text
+    assert f"FreshMart Rewards 的 1,000 點已轉換為 Formosa Air Miles 的 {gained:,} 點。" in chinese
 
 
 @pytest.mark.parametrize(
@@ -407,6 +410,7 @@ def test_converting_points_of_a_program_the_session_was_not_signed_in_through_is
     refused = client.post(quote_page, data=convert_form(client, quote_page))
     assert refused.status_code == 400
     assert "Sign in with Formosa Air Miles to spend its points" in refused.text
+    assert "are spent only when Formosa Air Miles says so" in refused.text
     assert partners.balance("formosa-air", member_ref) == 4_000
     # The refusal's sign-in brings the member back to the quote, to convert it this time.
     assert sign_in_by_link(client, refused.text, "formosa-air", member_ref) == quote_page
@@ -804,11 +808,20 @@ def test_the_accounts_page_says_when_the_members_coalition_points_expire(
     assert 'id="expiring"' not in client.get("/portal/").text  # none held: nothing to say
     earned = ask_quote(client, "fresh-mart", "coalition", 1_000)
     assert client.post(earned, data=convert_form(client, earned)).status_code == 303
-    held = re.search(r'<dd class="balance">([\d,]+) Coalition Points</dd>', client.get("/portal/").text)
+    accounts = client.get("/portal/").text
+    held = re.search(r'<dd class="balance">([\d,]+) Coalition Points</dd>', accounts)
     assert held is not None
+    # The point's one tier, which every member holds, is no tier of the member's to show.
+    coalition_card = accounts.split('id="account-coalition"')[1].split("</dl>")[0]
+    assert 'class="tier"' not in coalition_card and 'class="tier"' in accounts
     # At 00:00 on 1 January after the year after this one, in the point's time zone.
     lapse = datetime.now(ZoneInfo("Asia/Taipei")).year + 2
     english = " ".join(client.get("/portal/").text.split('id="expiring">')[1].split("</ul>")[0].split())
-    assert english == f"<li>{held[1]} Coalition Points expire at Jan 1, {lapse}, 12:00:00 AM, unless spent before.</li>"
+    moment = f'<time datetime="{lapse - 1}-12-31T16:00:00+00:00">'
+    assert english == (
+        f"<li>{held[1]} Coalition Points expire at {moment}Jan 1, {lapse}, 12:00:00 AM</time>, unless spent before.</li>"
+    )
     chinese = client.get("/portal/", headers={"accept-language": "zh-TW"}).text.split('id="expiring">')[1]
-    assert f"{held[1]} Coalition Point 將於 {lapse}年1月1日 午夜12:00:00 到期，請在此之前使用。" in chinese
+    assert (
+        f"{held[1]} Coalition Point 將於 {moment}{lapse}年1月1日 午夜12:00:00</time> 到期，請在此之前使用。" in chinese
+    )

@@ -448,7 +448,7 @@ def test_a_member_whose_programs_all_hold_too_few_points_is_told_so_and_offered_
     ("language", "unchecked"),
     [
         ("en", "Your balance at FreshMart Rewards could not be checked just now"),
-        ("zh-TW", "目前無法查詢您在FreshMart Rewards的餘額"),
+        ("zh-TW", "目前無法查詢您在 FreshMart Rewards 的餘額"),
     ],
     ids=["en", "zh-TW"],
 )

@@ -42,7 +42,7 @@ def test_a_member_previews_a_status_match_requests_it_and_the_partner_holds_the_
         headers={"accept-language": "zh-TW"},
     ).text
     why = chinese.split('id="not-granted">')[1].split("</p>")[0]
-    assert "比對無法讓您在該計畫獲得更高等級" in why and "FreshMart Rewards不提供等級比對。" in why, why
+    assert "比對無法讓您在該計畫獲得更高等級" in why and "FreshMart Rewards 不提供等級比對。" in why, why
     assert "grants no status matches" not in why
 
     preview = client.get("/portal/status-match", params={"from_program": "fresh-mart", "to_program": "wallet-pay"})
@@ -100,7 +100,7 @@ def test_switching_language_after_a_request_was_refused_keeps_the_programs_chose
         (
             "zh-TW",
             "您在過去 12 個月內已比對至此計畫。未做任何變更：您的等級比對列於下方。",
-            "您在過去 12 個月內已比對至Wallet Pay Points：下次可比對的日期為 ",
+            "您在過去 12 個月內已比對至 Wallet Pay Points：下次可比對的日期為 ",
         ),
     ],
     ids=["en", "zh-TW"],

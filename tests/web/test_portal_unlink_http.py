@@ -67,7 +67,7 @@ def test_the_confirmation_and_its_answer_are_in_traditional_chinese(
     member_ref = linked_member(portal_gateway, client)
     client.headers["accept-language"] = "zh-TW"
     home = client.get("/portal/").text
-    assert 'aria-label="取消連結您的Formosa Air Miles帳戶">取消連結</a>' in home
+    assert 'aria-label="取消連結您的 Formosa Air Miles 帳戶">取消連結</a>' in home
     page = client.get("/portal/accounts/formosa-air/unlink").text
     assert "取消連結此帳戶" in page and "保持連結" in page
     unlinked = confirm(client, "formosa-air", member_ref)

@@ -50,7 +50,7 @@ def no_sideways_scroll(page: Page, label: str) -> None:
 #: statement's net 45.00 (98.00 - 40.00 - 25.00 + 12.00) and the 41.50 its five breaks make.
 FRESH_MART_TOTALS = {
     "en": {
-        "The partner's file's total": "NT$86.50",
+        "Total of the partner's file": "NT$86.50",
         "The statement's net": "NT$45.00",
         "Difference, which the breaks account for": "NT$41.50",
     },

@@ -72,6 +72,11 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         assert "<code>Asia/Taipei</code>" in statement.text and " points × NT$" in statement.text
         assert f"<h1>Statement of {fresh_mart}, {month}</h1>" in statement.text
         assert "<title>Statement of FreshMart Rewards," in statement.text
+        # The exchange's statement is its own, not "Statement of The exchange".
+        fees = client.get(f"/console/settlement/{month}/statements/EXCHANGE").text
+        assert f"<h1>The exchange's own statement, {month}</h1>" in fees.replace("&#39;", "'")
+        chinese = client.get(f"/console/settlement/{month}/statements/EXCHANGE", headers={"Accept-Language": "zh-TW"})
+        assert f"<h1>交換平台本身的對帳單，{month}</h1>" in chinese.text
         signed = client.get(f"/console/settlement/{month}/statements/fresh-mart/jws").text
         keys = KeySet.import_key_set(client.get("/.well-known/statement-keys.json").json())
         document = json.loads(jws.deserialize_compact(signed, keys).payload)
@@ -161,7 +166,8 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
         )
         assert signed_off.status_code == 303
         page = client.get(signed_off.headers["location"]).text
-        assert "Signed off by" in page
+        # One sentence says who signed it off and when, not "Signed off by x. <a time>".
+        assert re.search(r"<p>Signed off by console:\S+ on <time datetime=\"[^\"]+\">[^<]+</time>\.</p>", page), page
         assert 'id="resolve"' not in page and 'name="break"' not in page, "nothing left to resolve: no form"
         assert "<blockquote" in page and "all agreed" in page  # the note, as staff wrote it
     with signed_in(gateway, gateway.person(Role.PARTNER, "fresh-mart")) as client:
@@ -369,7 +375,7 @@ def repeated_line(page: str) -> tuple[str, ...]:
 
 
 LANGUAGES = (("en", {"accept-language": "en"}), ("zh-TW", {"accept-language": "zh-TW"}))
-TOTALS = ("The partner's file's total", "The statement's net", "Difference, which the breaks account for")
+TOTALS = ("Total of the partner's file", "The statement's net", "Difference, which the breaks account for")
 CHINESE_TOTALS = ("夥伴檔案的合計", "對帳單淨額", "差額（即各筆差異之和）")
 
 

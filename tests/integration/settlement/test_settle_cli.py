@@ -88,7 +88,7 @@ async def test_close_prints_positions_and_the_saving_and_is_repeatable(october: 
         "payments gross: 3 moving 115.00 TWD",
         "payments bilateral: 3 moving 115.00 TWD",
         "payments multilateral: 4 moving 100.00 TWD",
-        "coalition point coalition at the period's end: 0 points outstanding × 1 TWD = liability 0.00 TWD"
+        "the coalition point (coalition) at the period's end: 0 points outstanding × 1 TWD = liability 0.00 TWD"
         " (half-even to the minor unit)",
     ]
     assert run_here("settle", "close", "2026-10", env=october).stdout == closed.stdout
@@ -217,8 +217,14 @@ async def test_statement_prints_json_csv_and_a_jws_the_jwks_verifies(
     assert statement_lines > 1
     size = len(written.read_bytes())
     assert saved.stdout == (
-        f"wrote fresh-mart's statement of 2026-10 (csv, {statement_lines} statement lines, {size:,} bytes) to {written}\n"
+        f"wrote the statement of fresh-mart for 2026-10 (csv, {statement_lines} statement lines, {size:,} bytes) "
+        f"to {written}\n"
     )
+    # The exchange's statement is named as its own, not as a program's.
+    fees = run_here(
+        "settle", "statement", "--partner", "EXCHANGE", "--output", str(tmp_path / "fees.json"), "2026-10", env=october
+    )
+    assert fees.stdout.startswith("wrote the exchange's own statement for 2026-10 (json, "), fees.stderr
 
 
 async def test_keys_rotate_statements_leaves_an_earlier_jws_verifying_unless_the_key_is_compromised(
@@ -299,8 +305,8 @@ async def test_resolve_takes_a_selection_in_bulk_and_sign_off_follows(october: d
         "0 breaks of fresh-mart 2026-10 still open",
     ), done.stderr
     into = re.fullmatch(
-        r"posted 1 adjustment into (2026-1[12]), 3\.00 TWD to fresh-mart's position in all: "
-        r"each on (2026-1[12])'s statements as break:<its break id>, for fresh-mart's records of it",
+        r"posted 1 adjustment into (2026-1[12]), 3\.00 TWD in all to the position of fresh-mart: "
+        r"each is on the statements of (2026-1[12]) as break:<its break id>",
         posted,
     )
     assert into is not None and into[1] == into[2], posted
@@ -384,7 +390,7 @@ async def test_each_month_end_refusal_says_what_to_do_next(october: dict[str, st
     again = run_here(*reconcile_corrected, env=october)
     assert again.returncode == 2
     assert (
-        "breaks of fresh-mart's reconciliation for 2026-10 are already resolved; a new import would reopen them: "
+        "breaks of the reconciliation of fresh-mart for 2026-10 are already resolved; a new import would reopen them: "
         "resolve the open breaks of the current import instead" in again.stderr
     )
     assert run_here(*resolve, "--resolution", "ACCEPT_LEDGER", "--all", "2026-10", env=october).returncode == 0
@@ -392,7 +398,7 @@ async def test_each_month_end_refusal_says_what_to_do_next(october: dict[str, st
     late = run_here(*reconcile_corrected, env=october)
     assert late.returncode == 2
     assert (
-        "fresh-mart's period 2026-10 is signed off: its records and breaks are final; "
+        "the period 2026-10 of fresh-mart is signed off: its records and breaks are final; "
         "a difference found since is reconciled in the next open period" in late.stderr
     )
 
@@ -415,6 +421,40 @@ async def test_a_partner_without_a_position_is_told_the_periods_it_took_part_in(
             "Error: 'fresh-mart' took no part in settling period 2026-09; the periods it took part in, latest first:"
             " 2026-11, 2026-10\n",
         )
+
+
+async def test_the_exchange_is_told_it_has_no_reconciliation_not_asked_for_its_records(
+    october: dict[str, str], tmp_path: Path
+) -> None:
+    """The exchange took part in the month (its fees), but sends no records and signs nothing
+    off: "no records of EXCHANGE are imported yet: the partner uploads them" sent staff looking
+    for a file no one writes."""
+    assert run_here("settle", "close", "2026-10", env=october).returncode == 0
+    records = tmp_path / "exchange-2026-10.csv"
+    records.write_text("reference,amount\nconversion:c1,2.00\n")
+    said = (
+        "Error: the exchange has no reconciliation of its own: its lines are the other side of the partners' "
+        "statements, which their reconciliations compare; name a partner's program, or the coalition point\n"
+    )
+    for command in (
+        ("settle", "reconcile", "--partner", "EXCHANGE", "2026-10", str(records)),
+        ("settle", "breaks", "--partner", "EXCHANGE", "2026-10"),
+        (
+            "settle",
+            "resolve",
+            "--partner",
+            "EXCHANGE",
+            "--resolution",
+            "ACCEPT_LEDGER",
+            "--all",
+            "--reason",
+            "r",
+            "2026-10",
+        ),
+        ("settle", "sign-off", "--partner", "EXCHANGE", "2026-10"),
+    ):
+        refused = run_here(*command, env=october)
+        assert (refused.returncode, refused.stderr) == (2, said), command
 
 
 async def test_reconcile_point_refused_writes_no_kept_file(october: dict[str, str], tmp_path: Path) -> None:

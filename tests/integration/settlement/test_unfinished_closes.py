@@ -313,11 +313,12 @@ class Undone(Exception):
         (
             ("recover",),
             "0 settlement periods left closing finished; 2026-10 closed with statements left unissued, now issued: "
-            "wallet-pay",
+            "the statement of wallet-pay",
         ),
         (
             ("settle", "close", "2026-10"),
-            "closed already; issued 1 statement left unissued by a closing cut while issuing them: wallet-pay",
+            "closed already; issued 1 statement left unissued by a closing cut while issuing them: "
+            "the statement of wallet-pay",
         ),
     ],
     ids=["recover", "settle-close-again"],
