@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from exchange.services.container import Services
     from exchange.services.settlement import BreakView, ReconciliationView
     from exchange.settings import Settings
-    from exchange.settlement.issued import Issued
+    from exchange.settlement.models import IssuedStatement
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -998,17 +998,16 @@ def settle_statement(partner: str, form: str, output: Path | None, period: str) 
     exchange's published statement keys (/.well-known/statement-keys.json). The same bytes at
     every download."""
 
-    async def statement(services: Services) -> tuple[Issued, str]:
-        found = await services.settlement.statement(partner, period)
-        match form:
-            case "json":
-                return found, found.json()
-            case "csv":
-                return found, found.csv()
-            case _:
-                return found, found.jws
+    from exchange.settlement.issued import stored_csv_text
 
-    found, text = with_services(statement)
+    # The stored document and JWS as issued, and the count of its lines from their table: the
+    # document is taken apart only for CSV (a busy month's holds hundreds of megabytes).
+    async def statement(services: Services) -> tuple[IssuedStatement, int]:
+        stored = await services.settlement.issued_statement(partner, period)
+        return stored, await services.settlement.statement_line_count(partner, period)
+
+    found, lines = with_services(statement)
+    text = found.document if form == "json" else found.jws if form == "jws" else stored_csv_text(found)
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
@@ -1017,7 +1016,7 @@ def settle_statement(partner: str, form: str, output: Path | None, period: str) 
     # Standard output is free, so say what the file holds, as the commands that write one do.
     click.echo(
         f"wrote {_statement_of(found.participant)} for {found.period} ({form}, "
-        f"{counted(len(found.lines), 'statement line', grouped=True)}, "
+        f"{counted(lines, 'statement line', grouped=True)}, "
         f"{counted(len(written), 'byte', grouped=True)}) to {output}"
     )
 
