@@ -190,8 +190,8 @@ def test_the_preview_prices_without_storing_a_quote(gateway: Gateway, air_client
 @pytest.mark.parametrize(
     ("headers", "capped", "bonuses"),
     [
-        ({}, "Capped at the value of the points in", "step 0, promotions 0, tier 5"),
-        (CHINESE, "以轉出點數的價值為上限", "階梯 0、促銷 0、等級 5"),
+        ({}, "Cut to stay within the value of the points in", "step 0, promotions 0, tier 5"),
+        (CHINESE, "為不超過轉出點數的價值而扣除", "階梯 0、促銷 0、等級 5"),
     ],
 )
 def test_the_preview_names_the_points_the_value_cap_cut(
