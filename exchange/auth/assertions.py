@@ -161,6 +161,7 @@ async def remove_assertion_key(session: AsyncSession, program_id: str, kid: str,
     if row.removed_at is None:
         row.removed_at = now
         session.add(row)
+        await session.flush()  # the unit of work's next read of its keys no longer finds it
     return row
 
 

@@ -175,9 +175,9 @@ async def test_partners_register_public_keys_as_jwk_or_pem(loaded: Database) -> 
         registered = await assertions.assertion_keys(session, ["wallet-pay", "formosa-air"])
         assert [k.kid for k in registered["wallet-pay"]] == [second.kid, "ec-1"]
         assert "formosa-air" not in registered
-        await assertions.remove_assertion_key(session, "wallet-pay", "ec-1")
+        await assertions.remove_assertion_key(session, "wallet-pay", "ec-1", NOW)
         with pytest.raises(assertions.AssertionKeyNotFound):
-            await assertions.remove_assertion_key(session, "formosa-air", second.kid)
+            await assertions.remove_assertion_key(session, "formosa-air", second.kid, NOW)
         assert [k.kid for k in (await assertions.assertion_keys(session, ["wallet-pay"]))["wallet-pay"]] == [second.kid]
 
 

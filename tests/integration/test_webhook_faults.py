@@ -321,11 +321,14 @@ async def test_a_receiver_that_hangs_holds_back_only_its_own_deliveries(faults: 
     until they timed out, and the healthy receiver waited behind them. Capped at two in flight
     per subscription, and claimed again as attempts come back, the healthy receiver gets all
     six while the hanging one still holds its first two: here it answers only once the other
-    has them all, so each of its attempts is answered (none timed out) only if it did."""
+    has them all and both of its first two have reached it (on a busy machine the second may
+    arrive after the healthy one's sixth), so each of its attempts is answered (none timed out)
+    only if it did, and it never holds more than two."""
     service = service_for(faults.db, faults.clock, timeout=10)
     assert (service.dispatcher.concurrency, service.dispatcher.per_subscription) == (4, 2)
     hanging, healthy = faults.receiver, faults.other
     healthy_has_all = asyncio.Event()
+    both_held = asyncio.Event()
     holding = 0
     most_held = 0
 
@@ -333,8 +336,11 @@ async def test_a_receiver_that_hangs_holds_back_only_its_own_deliveries(faults: 
         nonlocal holding, most_held
         holding += 1
         most_held = max(most_held, holding)
+        if holding == 2:
+            both_held.set()
         try:
             await healthy_has_all.wait()
+            await both_held.wait()
         finally:
             holding -= 1
         return Response(status_code=204)

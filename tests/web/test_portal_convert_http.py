@@ -330,7 +330,10 @@ def test_a_quote_converted_from_its_page_rendered_again_leads_to_its_conversion_
 
 @pytest.mark.parametrize(
     ("language", "capped", "included"),
-    [("en", "Cut to stay within the value of the points in", "Bonus included"), ("zh-TW", "為不超過轉出點數的價值而扣除", "已含加碼")],
+    [
+        ("en", "Cut to stay within the value of the points in", "Bonus included"),
+        ("zh-TW", "為不超過轉出點數的價值而扣除", "已含加碼"),
+    ],
 )
 def test_a_quote_shows_the_points_the_value_cap_cut_only_when_it_cut_some(
     portal_gateway: PortalGateway, client: httpx.Client, language: str, capped: str, included: str
