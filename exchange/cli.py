@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import wraps
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from exchange.services.container import Services
     from exchange.services.settlement import BreakView, ReconciliationView
     from exchange.settings import Settings
-    from exchange.settlement.models import IssuedStatement
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -998,27 +997,41 @@ def settle_statement(partner: str, form: str, output: Path | None, period: str) 
     exchange's published statement keys (/.well-known/statement-keys.json). The same bytes at
     every download."""
 
-    from exchange.settlement.issued import stored_csv_text
+    # The stored document and JWS as issued, and the count of its lines from their table; the
+    # CSV streamed from its head and lines' table a page at a time as it is written: a busy
+    # month's document holds hundreds of megabytes, which is neither taken apart nor held twice.
+    async def write(services: Services) -> tuple[int, int]:
+        settlement = services.settlement
+        if form == "csv":
+            pieces = await settlement.statement_csv(partner, period)
+        else:
+            stored = await settlement.issued_statement(partner, period)
+            text = stored.document if form == "json" else stored.jws
+            pieces = _one(text if output is not None or text.endswith("\n") else text + "\n")
+        lines = await settlement.statement_line_count(partner, period)
+        if output is None:
+            async for piece in pieces:
+                sys.stdout.write(piece)
+            return lines, 0
+        written = 0
+        with output.open("wb") as file:
+            async for piece in pieces:
+                written += file.write(piece.encode())  # the document's bytes: UTF-8, its line ends
+        return lines, written
 
-    # The stored document and JWS as issued, and the count of its lines from their table: the
-    # document is taken apart only for CSV (a busy month's holds hundreds of megabytes).
-    async def statement(services: Services) -> tuple[IssuedStatement, int]:
-        stored = await services.settlement.issued_statement(partner, period)
-        return stored, await services.settlement.statement_line_count(partner, period)
+    lines, written = with_services(write)
+    if output is not None:
+        # Standard output is free, so say what the file holds, as the commands that write one do.
+        click.echo(
+            f"wrote {_statement_of(partner)} for {period} ({form}, "
+            f"{counted(lines, 'statement line', grouped=True)}, "
+            f"{counted(written, 'byte', grouped=True)}) to {output}"
+        )
 
-    found, lines = with_services(statement)
-    text = found.document if form == "json" else found.jws if form == "jws" else stored_csv_text(found)
-    if output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        return
-    written = text.encode()  # the document's bytes: UTF-8, its line ends, whatever the locale
-    output.write_bytes(written)
-    # Standard output is free, so say what the file holds, as the commands that write one do.
-    click.echo(
-        f"wrote {_statement_of(found.participant)} for {found.period} ({form}, "
-        f"{counted(lines, 'statement line', grouped=True)}, "
-        f"{counted(len(written), 'byte', grouped=True)}) to {output}"
-    )
+
+async def _one(text: str) -> AsyncIterator[str]:
+    """``text`` as the one piece of a download."""
+    yield text
 
 
 def _statement_of(participant: str) -> str:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from joserfc.jwk import RSAKey
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -81,6 +81,8 @@ logger = logging.getLogger("exchange.settlement.jobs")
 RECOVERY = "exchange recover"
 #: The closing job's last step: its statements, issued once the period is CLOSED.
 ISSUING_STATEMENTS = "issuing statements"
+#: How many of a statement's lines a CSV download reads at a time (:meth:`SettlementService.statement_csv`).
+CSV_PAGE = 1000
 
 Read = TypeVar("Read")
 
@@ -396,14 +398,6 @@ class SettlementService:
         async with self.db.transaction() as session:
             return await closing.period_report(session, period, await settlement_currency(session))
 
-    async def statement(self, participant: str, period: str) -> issued.Issued:
-        """The participant's statement of the closed ``period`` as issued (see
-        ``settlement.issued``): the same document and signature at every download, and the
-        figures read from it. A period closed before statements were stored has its statement
-        issued now, once."""
-        row, currency = await self._issued(participant, period)
-        return issued.read_document(row, calendar=self.calendar, currency=currency)
-
     async def statement_lines(
         self, participant: str, period: str, *, first: int, after: str | None
     ) -> Page[statements.StatementLine]:
@@ -430,9 +424,38 @@ class SettlementService:
         async with self.db.transaction() as session:
             return await issued.line_count(session, participant, period)
 
+    async def statement_csv(self, participant: str, period: str, *, page: int = CSV_PAGE) -> AsyncIterator[str]:
+        """The participant's statement of the closed ``period`` as issued, as CSV
+        (:func:`~exchange.settlement.statements.csv_pieces`), a piece at a time: its head read
+        now (a statement not found or not closed is refused here, before any of it), then its
+        lines ``page`` at a time by their numbers, each page in a unit of work of its own, so
+        that a busy month's statement streams to a slow reader without its document, all its
+        lines or a database connection held meanwhile. An issued statement's lines never
+        change, so the pages add up to its document's lines whatever runs between them."""
+        period = self.calendar.parse(period)
+
+        async def head(session: AsyncSession, _currency: Currency) -> dict[str, Any] | None:
+            return await issued.stored_head(session, participant, period)
+
+        found, _ = await self._read_issued(participant, period, head)
+        return statements.csv_pieces(found, self._line_pages(participant, period, page))
+
+    async def _line_pages(self, participant: str, period: str, page: int) -> AsyncIterator[list[dict[str, Any]]]:
+        number = 0
+        while True:
+            async with self.db.transaction() as session:
+                lines = await issued.line_documents(session, participant, period, number=number, first=page)
+            if lines:
+                yield lines
+            if len(lines) < page:
+                return
+            number += page
+
     async def statement_figures(self, participant: str, period: str) -> issued.IssuedFigures:
-        """The participant's statement of the closed ``period`` as issued (as :meth:`statement`),
-        its figures read from its document but for its lines: what a page shows, with a page of
+        """The participant's statement of the closed ``period`` as issued (see
+        ``settlement.issued``: the same document and signature at every download; a period
+        closed before statements were stored has its statement issued now, once), its figures
+        read from its document but for its lines: what a page shows, with a page of
         its lines (:meth:`statement_lines`), without reading a busy month's document whole."""
         period = self.calendar.parse(period)
 
@@ -443,7 +466,7 @@ class SettlementService:
         return found
 
     async def issued_statement(self, participant: str, period: str) -> IssuedStatement:
-        """What :meth:`statement` reads its figures from: the stored document and signature,
+        """What :meth:`statement_figures` reads its figures from: the stored document and signature,
         as every download serves them, without reading the document (a busy month's holds
         many thousands of lines)."""
         row, _ = await self._issued(participant, period)

@@ -13,13 +13,14 @@ figures and its lines there, not out of the whole document, and they are the doc
 exactly, whichever process stored it). A statement is issued once: one stored already is left as it is, so a
 closing cut midway and taken again, or a download racing it, issues nothing twice.
 
-Every download (GraphQL, the consoles, the CLI, through ``SettlementService.statement``) serves
-the stored document: the JSON is the stored bytes, the JWS the stored signature (verified with
-the published statement keys, which keep a retired key for the retention period; a key withdrawn
-as compromised leaves them at once, and the statements it signed are signed again by the key
-that replaced it: :func:`resign`, the only change the database lets an issued statement have), and the CSV
-is rendered from the stored document alone, so a document issued as version 1 stays version 1.
-What the consoles and GraphQL show of a statement is read from the same document.
+Every download (GraphQL, the consoles, the CLI, through ``SettlementService``) serves the stored
+document: the JSON is the stored bytes, the JWS the stored signature (verified with the published
+statement keys, which keep a retired key for the retention period; a key withdrawn as compromised
+leaves them at once, and the statements it signed are signed again by the key that replaced it:
+:func:`resign`, the only change the database lets an issued statement have), and the CSV is
+rendered from the stored document alone, as its head and its lines' rows (streamed a page at a
+time: :func:`stored_head`, :func:`line_documents`), so a document issued as version 1 stays
+version 1. What the consoles and GraphQL show of a statement is read from the same document.
 
 A statement not issued yet (a closing cut before it was, or a period closed before statements
 were stored) is issued by whichever comes first: closing the period again, the recovery pass
@@ -38,11 +39,11 @@ import base64
 import hashlib
 import io
 import json
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, overload
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -69,9 +70,7 @@ from exchange.settlement.statements import (
     Reversed,
     Statement,
     StatementLine,
-    csv_pieces,
     encode_statement,
-    render_csv,
 )
 
 
@@ -84,42 +83,6 @@ class Signer:
     calendar: SettlementCalendar
     currency: Currency
     key: RSAKey
-
-
-@dataclass(frozen=True)
-class Issued(Statement):
-    """A statement as it was issued: its figures read from the stored document (what the
-    consoles and GraphQL show), and the stored document, CSV and JWS (what every download
-    serves)."""
-
-    row: IssuedStatement = field(kw_only=True)
-
-    def json(self) -> str:
-        """The canonical JSON document, exactly as issued and signed."""
-        return self.row.document
-
-    def csv(self) -> str:
-        return stored_csv_text(self.row)
-
-    @property
-    def jws(self) -> str:
-        """The signature made when the statement was issued, over exactly :meth:`json`'s bytes."""
-        return self.row.jws
-
-    @property
-    def key_id(self) -> str:
-        return self.row.key_id
-
-
-def stored_csv_text(row: IssuedStatement) -> str:
-    """The stored document's figures as CSV (:func:`~exchange.settlement.statements.render_csv`)."""
-    return render_csv(json.loads(row.document))
-
-
-def stored_csv(row: IssuedStatement) -> Iterator[str]:
-    """The stored document's figures as CSV, a thousand rows at a time, parsed from the document
-    when the first is asked for (a download's worker thread, not the event loop, then parses it)."""
-    yield from csv_pieces(json.loads(row.document))
 
 
 #: How many of a document's bytes are base64-encoded, or streamed into the database, at a time
@@ -310,34 +273,6 @@ async def is_stored(session: AsyncSession, participant: str, period: str) -> boo
     return found.first() is not None
 
 
-class DocumentLines(Sequence[StatementLine]):
-    """A stored document's lines, each read into a :class:`StatementLine` only when asked for.
-
-    A page or a GraphQL answer shows a few hundred of a busy month's tens of thousands of lines,
-    and reading every line's time and amount costs about four times parsing the whole document."""
-
-    def __init__(self, lines: list[dict[str, Any]], currency: Currency) -> None:
-        self._lines = lines
-        self._currency = currency
-
-    def __len__(self) -> int:
-        return len(self._lines)
-
-    @overload
-    def __getitem__(self, index: int) -> StatementLine: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[StatementLine]: ...
-
-    def __getitem__(self, index: int | slice) -> StatementLine | list[StatementLine]:
-        if isinstance(index, slice):
-            return [self._read(line) for line in self._lines[index]]
-        return self._read(self._lines[index])
-
-    def _read(self, line: dict[str, Any]) -> StatementLine:
-        return line_of(line, self._currency)
-
-
 def line_of(line: dict[str, Any], currency: Currency) -> StatementLine:
     """One of a stored document's ``lines`` (of any version) as a :class:`StatementLine`."""
     found = line.get("reverses")
@@ -382,13 +317,41 @@ async def lines_after(
     """``first`` lines of the participant's issued statement of ``period`` after its
     ``number``-th (0: from the first): what a page of a console, whose links name a line's
     number, and the deprecated ``lines(offset)`` show."""
+    rows = await line_documents(session, participant, period, number=number, first=first)
+    return [line_of(line, currency) for line in rows]
+
+
+async def line_documents(
+    session: AsyncSession, participant: str, period: str, *, number: int, first: int
+) -> list[dict[str, Any]]:
+    """``first`` of the participant's issued statement's lines after its ``number``-th (0: from
+    the first), each the line's object as its document holds it, read by their numbers (the
+    table's key): a page of :func:`~exchange.settlement.statements.csv_pieces`' lines."""
     rows = await session.exec(
-        _lines_of(participant, period)
-        .where(col(IssuedStatementLine.number) > number)
+        select_rows(IssuedStatementLine.line)
+        .where(
+            IssuedStatementLine.period == period,
+            IssuedStatementLine.participant == participant,
+            col(IssuedStatementLine.number) > number,
+        )
         .order_by(col(IssuedStatementLine.number))
         .limit(first)
     )
-    return [line_of(json.loads(row.line), currency) for row in rows]
+    return [json.loads(line) for line in rows]
+
+
+async def stored_head(session: AsyncSession, participant: str, period: str) -> dict[str, Any] | None:
+    """The participant's issued statement of ``period`` but its lines (its stored ``head``),
+    its document left unread; None if none is stored."""
+    found = (
+        await session.exec(
+            select(_ISSUED.c.head).where(_ISSUED.c.period == period, _ISSUED.c.participant == participant)
+        )  # type: ignore[call-overload]
+    ).first()
+    if found is None:
+        return None
+    assert found.head is not None, "the database writes it with the row"
+    return dict(json.loads(found.head))
 
 
 async def line_count(session: AsyncSession, participant: str, period: str) -> int:
@@ -400,13 +363,6 @@ async def line_count(session: AsyncSession, participant: str, period: str) -> in
         )
     )
     return last.one() or 0
-
-
-def read_document(row: IssuedStatement, *, calendar: SettlementCalendar, currency: Currency) -> Issued:
-    """The stored document with its figures, of any version (version 1's lines name neither their
-    effective period, which the calendar tells, nor what they reverse)."""
-    document = json.loads(row.document)
-    return Issued(row=row, lines=DocumentLines(document["lines"], currency), **_figures(document, calendar, currency))
 
 
 @dataclass(frozen=True)

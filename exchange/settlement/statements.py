@@ -11,7 +11,9 @@ Amounts are exact decimal strings of the settlement currency, from the participa
 positive is owed to it, negative it owes.
 
 The CSV is rendered from the JSON document, one row per figure, so the two cannot disagree:
-every figure of the JSON is in it, written the same way. Only a text cell a spreadsheet would
+every figure of the JSON is in it, written the same way. It is rendered from the document's head
+and its lines as stored apart from it (``issued_statement.head`` and ``issued_statement_line``),
+a page of lines at a time, so that a busy month's is never read whole. Only a text cell a spreadsheet would
 take for a formula (one beginning with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return,
 or with ``'``) carries one ``'`` before it (:mod:`exchange.spreadsheet`); amounts, points and
 moments never do, and the JSON, which the JWS signs, holds every text exactly.
@@ -29,7 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -286,7 +288,7 @@ class Statement:
         return out.getvalue()
 
 
-def render_csv(document: dict[str, Any]) -> str:
+async def csv_pieces(head: Mapping[str, Any], pages: AsyncIterable[Iterable[Mapping[str, Any]]]) -> AsyncIterator[str]:
     """A statement document's figures as CSV, one row per figure (RFC 4180: CRLF line ends,
     fields quoted where needed; UTF-8): ``opening``, each ``line``, per counterparty its
     ``counterparty_payable``, ``counterparty_receivable`` and ``counterparty_net``, the
@@ -298,65 +300,85 @@ def render_csv(document: dict[str, Any]) -> str:
     version 1, which had neither). Every row names the partner, the period (its bounds in UTC
     and the time zone it is cut in) and the currency, and every figure reads exactly as in the
     JSON; a text a spreadsheet would run as a formula is written with one ``'`` before it
-    (:func:`~exchange.spreadsheet.spreadsheet_cell`). Rendered from the document alone, so a
-    stored (issued) document gives the same CSV at every download."""
-    return "".join(csv_pieces(document))
+    (:func:`~exchange.spreadsheet.spreadsheet_cell`).
+
+    Rendered from the document alone, given as its ``head`` (the document but its ``lines``)
+    and its ``lines`` in their order, a page at a time (``pages``): so a stored (issued)
+    document gives the same CSV at every download, and a busy month's, whose lines are
+    hundreds of megabytes, streams from its lines' table without being read whole. The text
+    comes in whole rows: the header and opening, each page's lines, then the figures after."""
+    yield _csv_text(_opening_rows(head), header=True)
+    async for page in pages:
+        if text := _csv_text(_line_row(head, line) for line in page):
+            yield text
+    yield _csv_text(_closing_rows(head))
 
 
-def csv_pieces(document: dict[str, Any], rows: int = 1000) -> Iterator[str]:
-    """:func:`render_csv`'s text, ``rows`` rows at a time: a download streams a statement of
-    many thousands of lines without holding its whole CSV."""
+def _csv_text(rows: Iterable[tuple[str, ...]], *, header: bool = False) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for number, row in enumerate(_csv_rows(document), start=1):
-        writer.writerow(spreadsheet_row(row))
-        if number % rows == 0:
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-    if out.tell():
-        yield out.getvalue()
+    if header:
+        writer.writerow(CSV_COLUMNS)
+    writer.writerows(map(spreadsheet_row, rows))
+    return out.getvalue()
 
 
-def _csv_rows(document: dict[str, Any]) -> Iterator[tuple[str, ...]]:
-    period = document["period"]
-    head = (document["partner"], period["name"], document["currency"])
-    bounds = (period["start"], period["end"], period["timeZone"])
+def _csv_head(head: Mapping[str, Any]) -> tuple[str, ...]:
+    """What every row begins with: the partner, the period and the currency."""
+    return (head["partner"], head["period"]["name"], head["currency"])
 
-    def figure(record: str, amount: str, *, counterparty: str = "", points: str = "") -> tuple[str, ...]:
-        return (*head, record, "", "", "", "", "", counterparty, amount, points, *bounds, "", "", "")
 
-    yield figure("opening", document["openingPosition"])
-    for line in document["lines"]:
-        reverses = line.get("reverses") or {"transaction": "", "period": ""}
-        yield (
-            *head,
-            "line",
-            line["transaction"],
-            line["reference"],
-            line["kind"],
-            line["category"],
-            line["effectiveAt"],
-            line["counterparty"],
-            line["amount"],
-            "",
-            *bounds,
-            line.get("effectivePeriod", ""),
-            reverses["transaction"],
-            reverses["period"],
-        )
-    for totals in document["counterparties"]:
+def _csv_bounds(head: Mapping[str, Any]) -> tuple[str, ...]:
+    """The period's bounds in UTC and its time zone, which every row names after its figure."""
+    period = head["period"]
+    return (period["start"], period["end"], period["timeZone"])
+
+
+def _figure(
+    head: Mapping[str, Any], record: str, amount: str, *, counterparty: str = "", points: str = ""
+) -> tuple[str, ...]:
+    return (*_csv_head(head), record, "", "", "", "", "", counterparty, amount, points, *_csv_bounds(head), "", "", "")
+
+
+def _opening_rows(head: Mapping[str, Any]) -> Iterator[tuple[str, ...]]:
+    yield _figure(head, "opening", head["openingPosition"])
+
+
+def _line_row(head: Mapping[str, Any], line: Mapping[str, Any]) -> tuple[str, ...]:
+    reverses = line.get("reverses") or {"transaction": "", "period": ""}
+    return (
+        *_csv_head(head),
+        "line",
+        line["transaction"],
+        line["reference"],
+        line["kind"],
+        line["category"],
+        line["effectiveAt"],
+        line["counterparty"],
+        line["amount"],
+        "",
+        *_csv_bounds(head),
+        line.get("effectivePeriod", ""),
+        reverses["transaction"],
+        reverses["period"],
+    )
+
+
+def _closing_rows(head: Mapping[str, Any]) -> Iterator[tuple[str, ...]]:
+    for totals in head["counterparties"]:
         for name in ("payable", "receivable", "net"):
-            yield figure(f"counterparty_{name}", totals[name], counterparty=totals["counterparty"])
+            yield _figure(head, f"counterparty_{name}", totals[name], counterparty=totals["counterparty"])
     for name in ("payable", "receivable", "net"):
-        yield figure(name, document["totals"][name])
-    yield figure("closing", document["closingPosition"])
-    if liability := document.get("coalitionLiability"):
+        yield _figure(head, name, head["totals"][name])
+    yield _figure(head, "closing", head["closingPosition"])
+    if liability := head.get("coalitionLiability"):
         program = liability["program"]
-        yield figure("coalition_liability", liability["amount"], counterparty=program, points=str(liability["points"]))
-        yield figure("coalition_point_value", liability["pointValue"], counterparty=program)
-    yield (*head, "closed", "", "", "", "", period["closedAt"], "", "", "", *bounds, "", "", "")
+        yield _figure(
+            head, "coalition_liability", liability["amount"], counterparty=program, points=str(liability["points"])
+        )
+        yield _figure(head, "coalition_point_value", liability["pointValue"], counterparty=program)
+    period = head["period"]
+    yield (*_csv_head(head), "closed", "", "", "", "", period["closedAt"], "", "", "", *_csv_bounds(head), "", "", "")
 
 
 async def stream_lines(

@@ -29,8 +29,8 @@ from exchange.services.settlement import SettlementService
 from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.break_report import NextStep
 from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
-from exchange.settlement.issued import IssuedFigures, stored_csv
-from exchange.settlement.models import IssuedStatement, JobState, SettlementJob
+from exchange.settlement.issued import IssuedFigures
+from exchange.settlement.models import JobState, SettlementJob
 from exchange.settlement.statements import StatementLine
 from exchange.streaming import records_upload_problem, spooled
 from exchange.text import quoted, text_problem, whole_number
@@ -273,7 +273,7 @@ class SettlementConsole:
         if form not in DOWNLOADS:
             return self.pages.render(request, "refused.html", _not_found(), status_code=404)
         try:
-            return statement_download(await self.settlement.issued_statement(participant, period), form)
+            return await statement_download(self.settlement, participant, period, form)
         except ExchangeError as refused:
             return self._problem(request, refused)
 
@@ -489,14 +489,17 @@ async def lines_shown(request: Request, statement: IssuedFigures, settlement: Se
     )
 
 
-def statement_download(statement: IssuedStatement, form: str) -> Response:
-    """The issued ``statement`` as the file its download ``form`` (a key of :data:`DOWNLOADS`)
-    serves: the document as issued, its signature, or its CSV, streamed a thousand rows at a
-    time (rendered in a worker thread, off the event loop)."""
-    filename = f"statement-{statement.participant}-{statement.period}.{form}"
+async def statement_download(settlement: SettlementService, participant: str, period: str, form: str) -> Response:
+    """The participant's issued statement of ``period`` as the file its download ``form`` (a key
+    of :data:`DOWNLOADS`) serves: the document as issued, its signature, or its CSV, streamed
+    from the statement's lines a page at a time (``SettlementService.statement_csv``: the
+    document is not read). A statement not found or not closed is refused before any of it."""
+    filename = f"statement-{participant}-{period}.{form}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if form == "csv":
-        return StreamingResponse(stored_csv(statement), media_type=DOWNLOADS[form], headers=headers)
+        pieces = await settlement.statement_csv(participant, period)
+        return StreamingResponse(pieces, media_type=DOWNLOADS[form], headers=headers)
+    statement = await settlement.issued_statement(participant, period)
     body = statement.document if form == "json" else statement.jws
     return Response(body, media_type=DOWNLOADS[form], headers=headers)
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -30,7 +31,6 @@ from exchange.settlement.statements import (
     Statement,
     StatementLine,
     csv_pieces,
-    render_csv,
 )
 
 CLOSED_AT = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
@@ -83,7 +83,7 @@ STATEMENTS = {
     "non-ascii-reversals-late-lines-liability": statement(
         [
             line(1, reference="conversion:兌換-1", counterparty="台灣便利商店"),
-            line(2, reference='a "quoted" \\ back\nslash\t\u2028 and an emoji 🎉', kind="redemption"),
+            line(2, reference='a "quoted", comma \\ back\nslash\t\u2028 and an emoji 🎉', kind="redemption"),
             line(3, kind="reversal", category="reversal", amount=1_003, reverses=Reversed("t-1", "2026-11")),
             line(4, effective_at=datetime(2026, 10, 31, 15, 59, 59, 999_000, tzinfo=UTC)),  # late: October
             line(5, kind="reversal", category="fee", counterparty=EXCHANGE, reverses=Reversed("t-0", "2026-10")),
@@ -117,16 +117,41 @@ async def test_the_document_holds_the_lines_given_to_it_in_their_order() -> None
     ]
 
 
+async def rendered(document: Mapping[str, object], page: int) -> list[str]:
+    """The CSV's pieces of ``document`` given its lines ``page`` at a time, as a download reads
+    them from their table."""
+    lines: Sequence[Mapping[str, object]] = document["lines"]  # type: ignore[assignment]
+
+    async def pages() -> AsyncIterator[Sequence[Mapping[str, object]]]:
+        for start in range(0, len(lines), page):
+            yield lines[start : start + page]
+
+    return [piece async for piece in csv_pieces(document, pages())]
+
+
+#: The CSV that rendering the whole document made of the awkward statement (non-ASCII, a comma,
+#: quotes, a newline, a tab, U+2028, an emoji, a formula, negative and zero amounts, a late line,
+#: reversals, the coalition's liability) before the CSV streamed from the statement's lines:
+#: issued statements must not change.
+AWKWARD_CSV = Path(__file__).parent / "data" / "statement-awkward.csv"
+
+
+@pytest.mark.parametrize("page", [1, 2, 6, 1000])
+async def test_a_statements_csv_given_its_lines_a_page_at_a_time_is_byte_for_byte_the_csv_it_was(page: int) -> None:
+    document = STATEMENTS["non-ascii-reversals-late-lines-liability"].document()
+    assert "".join(await rendered(document, page)).encode() == AWKWARD_CSV.read_bytes()
+
+
 @pytest.mark.parametrize("name", STATEMENTS)
-def test_a_statements_csv_streams_in_whole_rows_and_adds_up_to_the_whole(name: str) -> None:
-    """A download streams the CSV a few rows at a time: every piece holds whole rows (a line's
-    reference with a newline in it included), and the pieces are the CSV rendered at once."""
+async def test_a_statements_csv_streams_in_whole_rows_and_adds_up_to_the_whole(name: str) -> None:
+    """A download streams the CSV a page of lines at a time: every piece holds whole rows (a
+    line's reference with a newline in it included), and the pieces are the CSV rendered at
+    once: the header and the opening, each page's lines, then the figures after."""
     document = STATEMENTS[name].document()
-    whole = render_csv(document)
-    pieces = list(csv_pieces(document, rows=7))
-    assert "".join(pieces) == whole
-    rows = list(csv.reader(io.StringIO(whole)))
-    assert len(pieces) == -(-(len(rows) - 1) // 7), "the header and seven figures, seven a piece after, the rest last"
+    pieces = await rendered(document, 7)
+    assert "".join(pieces) == "".join(await rendered(document, len(document["lines"]) or 1))
+    rows = list(csv.reader(io.StringIO("".join(pieces))))
+    assert len(pieces) == 2 + -(-len(document["lines"]) // 7)
     assert [row for piece in pieces for row in csv.reader(io.StringIO(piece))] == rows
     assert [row[3] for row in rows].count("line") == len(document["lines"])
 

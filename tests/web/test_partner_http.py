@@ -616,6 +616,7 @@ def test_statements_are_the_partners_own_and_download_as_json_csv_and_a_verifiab
         assert f"{liability['points']:,} points × NT$" in page, "and shows the coalition point's liability"
 
         assert client.get(f"{PARTNER}/statements/2001-01").status_code == 404, "a period it took no part in"
+        assert client.get(f"{PARTNER}/statements/2001-01/statement.csv").status_code == 404, "nor its download"
         assert client.get(f"{PARTNER}/statements/{period}/statement.xml").status_code == 404
 
 

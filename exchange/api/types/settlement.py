@@ -41,7 +41,7 @@ from exchange.settlement.break_kinds import Resolution as ResolutionValue
 from exchange.settlement.breaks import MAX_SELECTED_IDS
 from exchange.settlement.breaks import BreakSelection as BreakSelectionValue
 from exchange.settlement.closing import PeriodReport
-from exchange.settlement.issued import IssuedFigures, stored_csv_text
+from exchange.settlement.issued import IssuedFigures
 from exchange.settlement.models import IssuedStatement as IssuedStatementRow
 from exchange.settlement.models import RecordsSource as RecordsSourceValue
 from exchange.settlement.models import SettlementPosition as PositionRow
@@ -609,7 +609,9 @@ class Statement:
         "`@`, a tab or a carriage return), or beginning with `'`, has one `'` added before it; figures never do."
     )
     async def csv(self, info: Info[Context, None]) -> str:
-        return stored_csv_text(await self._stored(info))
+        # From the statement's head and lines table, not by parsing its whole stored document.
+        pieces = await info.context.services.settlement.statement_csv(self.statement.participant, self.period)
+        return "".join([piece async for piece in pieces])
 
     @strawberry.field(
         description="`json` signed (RS256, compact serialization, `typ` settlement-statement+json) when "

@@ -49,8 +49,9 @@ class StatementPages:
 
     async def _own(self, request: Request, read: Callable[[str, str], Awaitable[T]]) -> T:
         """The partner's own statement of the period in the address, as issued, as ``read``
-        (partner, period) gives it: with its figures (``SettlementService.statement_figures``) or
-        as stored (``issued_statement``); a period it took no part in, or one not closed, is not found."""
+        (partner, period) gives it: with its figures (``SettlementService.statement_figures``), as
+        stored (``issued_statement``) or as a download; a period it took no part in, or one not
+        closed, is not found."""
         try:
             return await read(program_of(request), str(request.path_params["period"]))
         except ExchangeError:
@@ -74,7 +75,9 @@ class StatementPages:
         fmt = str(request.path_params["format"])
         if fmt not in DOWNLOADS:
             raise HTTPException(status_code=404)
-        return statement_download(await self._own(request, self.settlement.issued_statement), fmt)
+        return await self._own(
+            request, lambda partner, period: statement_download(self.settlement, partner, period, fmt)
+        )
 
     async def break_report(self, request: Request) -> Response:
         """Every break of the period's reconciliation as CSV, for a spreadsheet; not found before

@@ -4,6 +4,7 @@ loaded, a clock the tests move, and ways to post what partners' operations post.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,7 +19,10 @@ from exchange.rewards.clearing import redemption_transaction
 from exchange.services.books import BooksService
 from exchange.services.settlement import SettlementService
 from exchange.settlement.closing import PeriodReport
+from exchange.settlement.issued import IssuedFigures
 from exchange.settlement.keys import StatementKeys
+from exchange.settlement.models import IssuedStatement
+from exchange.settlement.statements import StatementLine
 from exchange.testing.clock import FrozenClock
 from tests import factories
 from tests.conftest import SAMPLE_PARTNERS
@@ -123,3 +127,45 @@ async def close(service: SettlementService, clock: FrozenClock, period: str) -> 
     if clock.now() < end:
         clock.current = end + timedelta(days=1)
     return await service.close(period, by="staff")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Served(IssuedFigures):
+    """A participant's issued statement as the product serves it: its figures as its pages and
+    GraphQL show them (``statement_figures``) with every one of its lines (``statement_lines``,
+    a page at a time), and its downloads: the stored document and JWS (``issued_statement``)
+    and the CSV (``statement_csv``)."""
+
+    row: IssuedStatement
+    csv_text: str
+
+    def json(self) -> str:
+        return self.row.document
+
+    def csv(self) -> str:
+        return self.csv_text
+
+    @property
+    def jws(self) -> str:
+        return self.row.jws
+
+
+async def served(service: SettlementService, participant: str, period: str, *, page: int = 100) -> Served:
+    """The participant's statement of the closed ``period`` read as every front end reads it
+    (a first reading issues one not issued yet)."""
+    figures = await service.statement_figures(participant, period)
+    lines: list[StatementLine] = []
+    after: str | None = None
+    while True:
+        found = await service.statement_lines(participant, period, first=page, after=after)
+        lines.extend(found.items)
+        if found.next_cursor is None:
+            break
+        after = found.next_cursor
+    pieces = await service.statement_csv(participant, period)
+    return Served(
+        **{each.name: getattr(figures, each.name) for each in fields(figures) if each.init and each.name != "lines"},
+        lines=lines,
+        row=await service.issued_statement(participant, period),
+        csv_text="".join([piece async for piece in pieces]),
+    )

@@ -23,7 +23,7 @@ from exchange.rewards.clearing import REVERSAL_KIND
 from exchange.services.books import BooksService
 from exchange.services.settlement import SettlementService
 from exchange.testing.clock import FrozenClock
-from tests.integration.settlement.conftest import NOVEMBER, close, conversion, points_redemption, post
+from tests.integration.settlement.conftest import NOVEMBER, close, conversion, points_redemption, post, served
 
 TWD = Currency("TWD", 2)
 FRESH, WALLET = "fresh-mart", "wallet-pay"
@@ -76,7 +76,7 @@ async def awkward_month(settlement: SettlementService, clock: FrozenClock) -> Se
 async def test_each_line_is_rounded_once_when_priced_and_the_net_is_their_exact_sum(
     awkward_month: SettlementService,
 ) -> None:
-    statement = await awkward_month.statement(FRESH, "2026-11")
+    statement = await served(awkward_month, FRESH, "2026-11")
     document = statement.document()
     lines = document["lines"]
     out = [line for line in lines if line["reference"].startswith("conversion:out-")]
@@ -93,8 +93,8 @@ async def test_each_line_is_rounded_once_when_priced_and_the_net_is_their_exact_
 
 
 async def test_the_two_partners_statements_mirror_each_other_to_the_cent(awkward_month: SettlementService) -> None:
-    fresh = (await awkward_month.statement(FRESH, "2026-11")).document()
-    wallet = (await awkward_month.statement(WALLET, "2026-11")).document()
+    fresh = (await served(awkward_month, FRESH, "2026-11")).document()
+    wallet = (await served(awkward_month, WALLET, "2026-11")).document()
 
     def with_(document: dict[str, object], other: str) -> Counter[str]:
         found: Counter[str] = Counter()
@@ -120,7 +120,7 @@ async def test_the_books_net_to_the_statement_and_their_parts_foot(
     awkward_month: SettlementService, books: BooksService
 ) -> None:
     for partner in (FRESH, WALLET):
-        statement = await awkward_month.statement(partner, "2026-11")
+        statement = await served(awkward_month, partner, "2026-11")
         figures = (await books.partner_books(partner, "2026-11")).figures
         assert figures.money_net == statement.net == sum(line.amount for line in statement.lines), partner
         parts = figures.money_for_issued + figures.money_for_redeemed + figures.money_for_rewards
@@ -134,7 +134,7 @@ async def test_a_file_written_from_the_statement_matches_and_the_refused_and_lat
     the cancelled redemption at 0.00, and the two conversions their own system booked in
     November: one the target refused (never in the ledger) and one completed after the month
     closed (in December's)."""
-    statement = (await awkward_month.statement(FRESH, "2026-11")).document()
+    statement = (await served(awkward_month, FRESH, "2026-11")).document()
     by_reference: Counter[str] = Counter()
     for line in statement["lines"]:
         by_reference[line["reference"]] += int(Decimal(line["amount"]) * 100)

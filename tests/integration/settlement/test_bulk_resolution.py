@@ -18,7 +18,7 @@ from exchange.settlement.errors import BadAdjustment, PartnerSignedOff
 from exchange.settlement.models import BreakResolution, Reconciliation, ReconciliationBreak
 from exchange.settlement.reconciliation import unresolved_breaks
 from exchange.testing.clock import FrozenClock
-from tests.integration.settlement.conftest import close, conversion, post, redemption
+from tests.integration.settlement.conftest import close, conversion, post, redemption, served
 from tests.reads import rows_read
 
 FILE = """reference,amount,counterparty,date
@@ -120,7 +120,7 @@ async def test_a_bulk_adjustment_posts_each_breaks_default_in_the_next_period(
     )
     assert missing_there.resolved == 1  # c4: the ledger's one counterparty, tune-stream
     await close(closed, clock, "2026-12")
-    december = await closed.statement("fresh-mart", "2026-12")
+    december = await served(closed, "fresh-mart", "2026-12")
     assert sorted((line.counterparty, line.amount) for line in december.lines) == [
         ("formosa-air", 700),
         ("formosa-air", 5_000),

@@ -22,7 +22,7 @@ from exchange.settlement.errors import JobNotFound
 from exchange.settlement.models import JobState
 from exchange.settlement.netting import Obligation
 from exchange.testing.clock import FrozenClock
-from tests.integration.settlement.conftest import conversion, post
+from tests.integration.settlement.conftest import conversion, post, served
 from tests.outages import kill_connection_of
 
 T = TypeVar("T")
@@ -268,13 +268,13 @@ async def test_a_close_whose_connection_is_killed_while_issuing_says_so_and_is_t
     report = await pg_settlement.period("2026-11")
     assert report.status is PeriodStatus.CLOSED
     assert list(report.not_issued) == [p.participant for p in report.positions if p.participant != built[0]]
-    first = await pg_settlement.statement(built[0], "2026-11")
+    first = await served(pg_settlement, built[0], "2026-11")
 
     clock.advance(minutes=1)
     assert await pg_settlement.run_next_job() is True
     assert (await pg_settlement.job(job.id)).state == JobState.DONE
     assert list((await pg_settlement.period("2026-11")).not_issued) == []
-    again = await pg_settlement.statement(built[0], "2026-11")
+    again = await served(pg_settlement, built[0], "2026-11")
     assert (again.json(), again.jws, again.row.issued_at) == (first.json(), first.jws, first.row.issued_at)
 
 

@@ -38,6 +38,7 @@ from tests.integration.settlement.conftest import (
     conversion,
     points_redemption,
     post,
+    served,
 )
 
 POINT = "coalition"
@@ -285,6 +286,6 @@ async def test_points_a_cancel_gives_back_after_their_lot_expired_survive_the_ne
 
     for period in ("2026-11", "2027-12", "2028-01"):
         await close(settlement, clock, period)
-    statement = await settlement.statement(EXCHANGE, "2028-01")
+    statement = await served(settlement, EXCHANGE, "2028-01")
     assert statement.coalition_liability is not None and statement.coalition_liability.points == 60
     assert [line.amount for line in statement.lines if line.kind == EXPIRY_KIND] == [40 * 100]

@@ -20,7 +20,7 @@ from exchange.services.settlement import SettlementService
 from exchange.settlement.participants import EXCHANGE
 from exchange.settlement.statements import NOT_FEES, StatementLine, encode_statement
 from exchange.testing.clock import FrozenClock
-from tests.integration.settlement.conftest import TAIPEI, close, conversion, points_redemption, post
+from tests.integration.settlement.conftest import TAIPEI, close, conversion, points_redemption, post, served
 from tests.integration.settlement.test_statements import (
     assert_adds_up,
     document_of_csv,
@@ -78,10 +78,10 @@ async def cross_foot(
     assert list(report.not_issued) == [], "closing issued every participant's statement"
     for position in report.positions:
         who = position.participant
-        statement = await settlement.statement(who, period)
+        statement = await served(settlement, who, period)
         # The statement as issued at the closing: downloaded again, the same bytes and signature;
         # and the document the ledger gives now, figure for figure (a late item went elsewhere).
-        again = await settlement.statement(who, period)
+        again = await served(settlement, who, period)
         assert (again.json(), again.csv(), again.jws) == (statement.json(), statement.csv(), statement.jws)
         async with settlement.db.transaction() as session:
             rebuilt = await encode_statement(
@@ -143,8 +143,8 @@ async def test_every_participants_statement_position_and_books_agree(
 async def test_the_last_and_the_first_instant_of_a_month_fall_in_their_own_periods_everywhere(
     two_months: SettlementService, books: BooksService
 ) -> None:
-    november = await two_months.statement("formosa-air", "2026-11")
-    december = await two_months.statement("formosa-air", "2026-12")
+    november = await served(two_months, "formosa-air", "2026-11")
+    december = await served(two_months, "formosa-air", "2026-12")
     assert {"t-last", "t-c1", "t-c2", "t-r1"} == {line.transaction_id for line in november.lines}
     assert {"t-first", "t-r1-back", "t-late"} == {line.transaction_id for line in december.lines}
     assert (await books.partner_books("formosa-air", "2026-11")).figures.issued == 4_000 + 2_450
@@ -156,7 +156,7 @@ async def test_the_last_and_the_first_instant_of_a_month_fall_in_their_own_perio
 async def test_a_late_item_and_a_reversal_of_last_month_say_so_on_this_months_statement(
     two_months: SettlementService,
 ) -> None:
-    december = await two_months.statement("formosa-air", "2026-12")
+    december = await served(two_months, "formosa-air", "2026-12")
     lines = {(line["transaction"], line["category"]): line for line in december.document()["lines"]}
     late = lines[("t-late", "conversion")]
     assert late["effectivePeriod"] == "2026-11" and late["reverses"] is None, "late: it happened in November"
@@ -164,7 +164,7 @@ async def test_a_late_item_and_a_reversal_of_last_month_say_so_on_this_months_st
     assert back["effectivePeriod"] == "2026-12"
     assert back["reverses"] == {"transaction": "t-r1", "period": "2026-11"}, "what it reverses, and where that is"
     assert lines[("t-first", "conversion")]["effectivePeriod"] == "2026-12"
-    november = await two_months.statement("formosa-air", "2026-11")
+    november = await served(two_months, "formosa-air", "2026-11")
     assert {line["effectivePeriod"] for line in november.document()["lines"]} == {"2026-11"}
     rows = december.csv().splitlines()
     header = rows[0].split(",")

@@ -14,7 +14,7 @@ from exchange.db.database import Database
 from exchange.members.service import link_coalition_accounts
 from exchange.settlement.errors import NoSuchParticipant
 from tests.fakes import Fault
-from tests.integration.settlement.conftest import settlement_on
+from tests.integration.settlement.conftest import served, settlement_on
 from tests.integration.test_conversion_saga import POINT, make_world
 
 #: A minute before November ends in Taipei.
@@ -39,14 +39,14 @@ async def test_a_conversion_in_doubt_at_month_end_is_the_next_months_late_line(d
     world.clock.advance(hours=1)  # December in Taipei: November is over, the conversion still in doubt
     await settlement.close("2026-11", by="staff")
     reference = f"conversion:{conversion.id}"
-    november = await settlement.statement("happy-card", "2026-11")
+    november = await served(settlement, "happy-card", "2026-11")
     assert reference not in references(november.json())
 
     await world.recover_all()
     world.clock.advance(days=32)  # January: December is over
     await settlement.close("2026-12", by="staff")
     for participant, counterparty, sign in (("happy-card", "fresh-mart", "-"), ("fresh-mart", "happy-card", "")):
-        lines = references((await settlement.statement(participant, "2026-12")).json())[reference]
+        lines = references((await served(settlement, participant, "2026-12")).json())[reference]
         assert {(line["effectivePeriod"], line["effectiveAt"]) for line in lines} == {
             ("2026-11", "2026-11-30T15:59:00Z")
         }
@@ -87,7 +87,7 @@ async def test_a_conversion_of_the_points_made_in_the_last_instant_posts_late_an
     reference = f"conversion:{conversion.id}"
     for participant in (source, target):
         try:
-            november = references((await settlement.statement(participant, "2026-11")).json())
+            november = references((await served(settlement, participant, "2026-11")).json())
         except NoSuchParticipant:  # no other business with the exchange in November
             november = {}
         assert reference not in november
@@ -99,7 +99,7 @@ async def test_a_conversion_of_the_points_made_in_the_last_instant_posts_late_an
     world.clock.advance(days=32)
     await settlement.close("2026-12", by="staff")
     for participant in (source, target):
-        lines = references((await settlement.statement(participant, "2026-12")).json())[reference]
+        lines = references((await served(settlement, participant, "2026-12")).json())[reference]
         assert {(line["effectivePeriod"], line["effectiveAt"]) for line in lines} == {
             ("2026-11", "2026-11-30T15:59:59.900000Z")
         }, lines

@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import fields, replace
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -27,9 +28,9 @@ from exchange.settlement.issued import sign
 from exchange.settlement.keys import PUBLICATION_LEAD
 from exchange.settlement.models import IssuedStatement, SettlementPosition
 from exchange.settlement.participants import EXCHANGE
-from exchange.settlement.statements import Statement, StatementLine, encode_statement
+from exchange.settlement.statements import StatementLine, csv_pieces, encode_statement
 from exchange.testing.clock import FrozenClock
-from tests.integration.settlement.conftest import NOVEMBER, close, conversion, post, redemption
+from tests.integration.settlement.conftest import NOVEMBER, close, conversion, post, redemption, served
 
 
 @pytest.fixture
@@ -76,24 +77,56 @@ async def walked(service: SettlementService, participant: str, period: str) -> l
             return lines
 
 
+async def at_once(lines: list[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:
+    """A document's lines as one page, as the CSV was rendered from the whole document."""
+    yield lines
+
+
 async def test_a_statements_figures_and_pages_of_lines_are_its_documents_read_whole(
     november: SettlementService,
 ) -> None:
     """What a page shows (figures read from the document but its lines, and its lines a page at
     a time) is what the whole document holds, for each participant."""
     for row in await issued_rows(november, "2026-11"):
-        whole = await november.statement(row.participant, "2026-11")
         figures = await november.statement_figures(row.participant, "2026-11")
-        for name in (field.name for field in fields(Statement) if field.name != "lines"):
-            assert getattr(figures, name) == getattr(whole, name), (row.participant, name)
+        lines = await walked(november, row.participant, "2026-11")
+        assert replace(figures, lines=lines).document() == json.loads(row.document), row.participant
         assert (figures.version, figures.key_id, figures.issued_at, figures.resigned_at) == (
             row.version,
             row.key_id,
             row.issued_at,
             row.resigned_at,
         )
-        assert await walked(november, row.participant, "2026-11") == list(whole.lines), row.participant
-        assert await november.statement_line_count(row.participant, "2026-11") == len(whole.lines)
+        assert await november.statement_line_count(row.participant, "2026-11") == len(lines)
+
+
+async def test_a_statements_csv_streamed_from_its_lines_is_byte_for_byte_its_stored_document_rendered_whole(
+    settlement: SettlementService, clock: FrozenClock
+) -> None:
+    """The CSV download reads the statement's head and its lines' rows a page at a time (two
+    here), never the document; the database's copies of them (the trigger's JSON on SQLite and
+    PostgreSQL) give the very CSV the stored document rendered at once gives, whatever the text
+    holds."""
+    awkward = ['comma, "quotes"', "台灣 🎉 é\u2028", "new\r\nline\ttab", "=SUM(A1)", "-1"]
+    await post(
+        settlement,
+        [
+            replace(redemption(f"r{n}", "wallet-pay", "fresh-mart", 1_000 + n), reference=text)
+            for n, text in enumerate(awkward)
+        ],
+    )
+    await close(settlement, clock, "2026-11")
+    amounts: list[str] = []
+    for participant in ("wallet-pay", "fresh-mart"):
+        document = json.loads((await settlement.issued_statement(participant, "2026-11")).document)
+        streamed = "".join([piece async for piece in await settlement.statement_csv(participant, "2026-11", page=2)])
+        rendered_whole = "".join([piece async for piece in csv_pieces(document, at_once(document["lines"]))])
+        assert streamed == rendered_whole, participant
+        rows = list(csv.DictReader(io.StringIO(streamed, newline="")))
+        amounts += [row["amount"] for row in rows if row["record"] == "line"]
+        assert {*awkward[:3], "'=SUM(A1)", "-1"} <= {row["reference"] for row in rows}, participant
+    assert len(amounts) == 2 * len(awkward)
+    assert sorted(amounts)[:2] == ["-10.00", "-10.01"], "a redemption is owed by one side: negative there"
 
 
 async def test_a_statement_with_awkward_text_cut_into_pieces_is_stored_as_encoded_and_signed(
@@ -112,7 +145,7 @@ async def test_a_statement_with_awkward_text_cut_into_pieces_is_stored_as_encode
         ],
     )
     await close(settlement, clock, "2026-11")
-    row = await settlement.statement("wallet-pay", "2026-11")
+    row = await served(settlement, "wallet-pay", "2026-11")
     async with settlement.db.transaction() as session:
         encoded = await encode_statement(
             session,
@@ -135,7 +168,7 @@ async def test_closing_issues_every_participants_statement_and_downloads_serve_i
     rows = await issued_rows(november, "2026-11")
     assert [row.participant for row in rows] == [EXCHANGE, "fresh-mart", "wallet-pay"]
     for row in rows:
-        statement = await november.statement(row.participant, "2026-11")
+        statement = await served(november, row.participant, "2026-11")
         assert (statement.json(), statement.jws, statement.key_id, row.version) == (
             row.document,
             row.jws,
@@ -150,18 +183,18 @@ async def test_closing_issues_every_participants_statement_and_downloads_serve_i
 async def test_two_downloads_are_byte_identical_whatever_happens_in_between(
     november: SettlementService, clock: FrozenClock
 ) -> None:
-    first = await november.statement("fresh-mart", "2026-11")
+    first = await served(november, "fresh-mart", "2026-11")
     kept = (first.json(), first.csv(), first.jws)
     # A rotation that has taken effect, and a late line for November (posted into December).
     await november.rotate_key()
     clock.advance(seconds=PUBLICATION_LEAD.total_seconds())
     await post(november, [conversion("late", "fresh-mart", "wallet-pay", 999, at=NOVEMBER)])
-    again = await november.statement("fresh-mart", "2026-11")
+    again = await served(november, "fresh-mart", "2026-11")
     assert (again.json(), again.csv(), again.jws) == kept
     assert await verify(november, again.jws) == kept[0].encode()
     # The late line is December's: its statement shows it, naming the period it happened in.
     await close(november, clock, "2026-12")
-    december = json.loads((await november.statement("fresh-mart", "2026-12")).json())
+    december = json.loads((await served(november, "fresh-mart", "2026-12")).json())
     assert [(line["reference"], line["effectivePeriod"]) for line in december["lines"]] == [
         ("conversion:late", "2026-11")
     ]
@@ -183,7 +216,7 @@ def as_version_1(document: dict[str, Any]) -> str:
 async def test_a_stored_version_1_statement_is_served_as_stored_and_verifies(
     november: SettlementService, clock: FrozenClock
 ) -> None:
-    current = await november.statement("fresh-mart", "2026-11")
+    current = await served(november, "fresh-mart", "2026-11")
     old = as_version_1(json.loads(current.json()))
     key = await november.signing_key()
     signed = sign(old.encode(), key)
@@ -200,16 +233,16 @@ async def test_a_stored_version_1_statement_is_served_as_stored_and_verifies(
                 issued_at=current.closed_at,
             )
         )
-    served = await november.statement("fresh-mart", "2026-11")
-    assert (served.json(), served.jws, served.row.version) == (old, signed, 1)
-    assert await verify(november, served.jws) == old.encode()
-    assert (served.opening, served.net, served.closing, len(served.lines)) == (
+    again = await served(november, "fresh-mart", "2026-11")
+    assert (again.json(), again.jws, again.row.version) == (old, signed, 1)
+    assert await verify(november, again.jws) == old.encode()
+    assert (again.opening, again.net, again.closing, len(again.lines)) == (
         current.opening,
         current.net,
         current.closing,
         len(current.lines),
     )
-    lines = [row for row in csv.DictReader(io.StringIO(served.csv(), newline="")) if row["record"] == "line"]
+    lines = [row for row in csv.DictReader(io.StringIO(again.csv(), newline="")) if row["record"] == "line"]
     assert [(line["reference"], line["amount"], line["effective_period"]) for line in lines] == [
         ("conversion:c1", "-98.00", ""),
         ("conversion:c1", "-2.00", ""),
@@ -222,12 +255,12 @@ async def test_a_period_closed_before_statements_were_stored_is_issued_at_its_fi
 ) -> None:
     await forget_issued(november, "2026-11")
     clock.advance(seconds=3600)
-    first = await november.statement("wallet-pay", "2026-11")
+    first = await served(november, "wallet-pay", "2026-11")
     (row,) = await issued_rows(november, "2026-11")
     assert (row.participant, row.issued_at, row.document) == ("wallet-pay", clock.now(), first.json())
     await november.rotate_key()
     clock.advance(seconds=3600)  # past the new key's lead: it signs now
-    again = await november.statement("wallet-pay", "2026-11")
+    again = await served(november, "wallet-pay", "2026-11")
     assert (again.json(), again.jws) == (first.json(), first.jws)
     assert await verify(november, again.jws) == first.json().encode()
     assert [(kept.participant, kept.jws, kept.issued_at) for kept in await issued_rows(november, "2026-11")] == [
@@ -259,7 +292,7 @@ async def test_a_closing_cut_while_issuing_and_taken_again_issues_each_statement
     # What staff read (the console's period page, GraphQL): which statements are not issued yet.
     everyone = [position.participant for position in cut.positions]
     assert list(cut.not_issued) == [who for who in everyone if who != first.participant]
-    await settlement.statement(cut.not_issued[0], "2026-11")  # a first download issues it
+    await served(settlement, cut.not_issued[0], "2026-11")  # a first download issues it
     assert list((await settlement.period("2026-11")).not_issued) == list(cut.not_issued[1:])
 
     assert list((await close(settlement, clock, "2026-11")).not_issued) == []
@@ -315,7 +348,7 @@ async def test_a_compromised_key_is_withdrawn_and_the_statements_it_signed_are_s
     ]
     assert {(row.key_id, row.resigned_at) for row in after} == {(rotation.new.kid, clock.now())}
     for row, old in zip(after, before, strict=True):
-        statement = await november.statement(row.participant, "2026-11")
+        statement = await served(november, row.participant, "2026-11")
         assert (statement.json(), statement.jws) == (old.document, row.jws)
         assert await verify(november, statement.jws) == old.document.encode()
         with pytest.raises(JoseError):  # what the compromised key signed, the real or a forgery
@@ -353,7 +386,7 @@ async def test_archiving_a_period_issues_its_statements_not_issued_yet_from_its_
 
     assert sorted(row.participant for row in await issued_rows(pg_settlement, "2026-11")) == sorted(kept)
     for participant, document in kept.items():
-        again = (await pg_settlement.statement(participant, "2026-11")).document()
+        again = (await served(pg_settlement, participant, "2026-11")).document()
         assert (again["lines"], again["totals"]) == (document["lines"], document["totals"]), participant
         assert again["lines"], participant
 
@@ -369,5 +402,5 @@ async def test_a_partners_file_reconciles_and_signs_off_before_its_statement_is_
     assert (view.reconciliation.matched, view.unresolved) == (2, 0)
     assert (await november.sign_off("fresh-mart", "2026-11", by="staff", note=None)).position.signed_off_at
     assert "fresh-mart" in (await november.period("2026-11")).not_issued  # still to be issued: nothing issued it
-    statement = await november.statement("fresh-mart", "2026-11")
+    statement = await served(november, "fresh-mart", "2026-11")
     assert statement.net == -10_000 + 2_475

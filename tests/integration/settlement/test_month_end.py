@@ -14,7 +14,7 @@ from decimal import Decimal
 from exchange.api.types.settlement import ReconciliationBreak
 from exchange.services.settlement import SettlementService
 from exchange.testing.clock import FrozenClock
-from tests.integration.settlement.conftest import TAIPEI, close, conversion, post, redemption
+from tests.integration.settlement.conftest import TAIPEI, close, conversion, post, redemption, served
 
 #: The last second of November in the coalition's time zone (15:59:59 UTC): November's.
 LAST_SECOND_IN_TAIPEI = datetime(2026, 11, 30, 23, 59, 59, tzinfo=TAIPEI)
@@ -66,7 +66,7 @@ async def test_every_difference_is_named_with_its_line_amounts_and_next_step(
     settlement: SettlementService, clock: FrozenClock
 ) -> None:
     await november_and_december(settlement, clock)
-    statement = await settlement.statement("fresh-mart", "2026-11")
+    statement = await served(settlement, "fresh-mart", "2026-11")
     document = json.loads(statement.json())
     assert (document["period"]["start"], document["period"]["end"], document["period"]["timeZone"]) == (
         "2026-10-31T16:00:00Z",
@@ -131,7 +131,7 @@ async def test_a_refund_after_the_month_closed_is_next_months_line_naming_what_i
 ) -> None:
     await november_and_december(settlement, clock)
     await close(settlement, clock, "2026-12")
-    december = json.loads((await settlement.statement("fresh-mart", "2026-12")).json())
+    december = json.loads((await served(settlement, "fresh-mart", "2026-12")).json())
     refund = [line for line in december["lines"] if line["reference"] == "redemption:refunded"]
     assert [(line["amount"], line["effectivePeriod"], line["reverses"]) for line in refund] == [
         ("-24.00", "2026-12", {"transaction": "t-refunded", "period": "2026-11"})
@@ -145,7 +145,7 @@ async def test_a_refund_after_the_month_closed_is_next_months_line_naming_what_i
     view = await settlement.import_records("fresh-mart", "2026-12", io.BytesIO(records.encode()), by="fresh-mart")
     # Every line matches: the three are December's in the ledger, whatever dates the partner gave them.
     assert (view.reconciliation.matched, view.reconciliation.breaks) == (3, 0)
-    assert view.totals.records == view.totals.ledger == (await settlement.statement("fresh-mart", "2026-12")).net
+    assert view.totals.records == view.totals.ledger == (await served(settlement, "fresh-mart", "2026-12")).net
 
 
 #: A month's records with one break of every class: a cent off (against fresh-mart), a line
@@ -198,7 +198,7 @@ async def test_each_breaks_difference_is_what_it_puts_between_the_totals_so_they
 
     records, ledger = currency.from_minor(view.totals.records), currency.from_minor(view.totals.ledger)
     assert records == amounts(BREAKING_RECORDS) == Decimal("54.15")
-    assert ledger == currency.from_minor((await settlement.statement("fresh-mart", "2026-11")).net)
+    assert ledger == currency.from_minor((await served(settlement, "fresh-mart", "2026-11")).net)
     assert ledger == Decimal("67.66")  # 40.00 - 12.34 + 15.00 + 25.00
     difference = currency.from_minor(view.totals.difference)
     assert difference == records - ledger == sum(shown.values()) == Decimal("-13.51")

@@ -28,7 +28,7 @@ from exchange.services.books import BooksService
 from exchange.services.settlement import SettlementService
 from exchange.testing.clock import FrozenClock
 from tests.conftest import SAMPLE_PARTNERS
-from tests.integration.settlement.conftest import NOVEMBER, close, conversion, points_redemption, post
+from tests.integration.settlement.conftest import NOVEMBER, close, conversion, points_redemption, post, served
 from tests.integration.test_pricing import edited
 from tests.reads import rows_read
 
@@ -107,7 +107,7 @@ async def test_the_books_tie_out_to_the_ledger(
     await close(settlement, clock, "2026-10")
     await close(settlement, clock, "2026-11")
     for program in PROGRAMS:
-        statement = await settlement.statement(program, "2026-11")
+        statement = await served(settlement, program, "2026-11")
         assert (await books.partner_books(program, "2026-11")).figures.money_net == statement.net, program
 
 
@@ -171,7 +171,7 @@ async def test_a_closed_periods_books_keep_the_point_values_its_closing_fixed(
     open_books = await books.partner_books("formosa-air", "2026-11")
     assert (open_books.point_value, open_books.values_fixed_at) == (Decimal("0.4"), None)
     await close(settlement, clock, "2026-11")
-    statement = await settlement.statement("formosa-air", "2026-11")
+    statement = await served(settlement, "formosa-air", "2026-11")
     closed_at = statement.closed_at
 
     partners = edited(tmp_path, "formosa-air.toml", 'point_value = "0.4"', 'point_value = "0.5"')
@@ -200,7 +200,7 @@ async def test_the_point_values_are_fixed_at_the_instant_the_statement_says_the_
     ticks = iter(range(1, 1_000_000))
     clock.now = lambda: clock.current + timedelta(microseconds=next(ticks))  # type: ignore[method-assign]
     await close(settlement, clock, "2026-11")
-    statement = await settlement.statement("formosa-air", "2026-11")
+    statement = await served(settlement, "formosa-air", "2026-11")
     november = await books.partner_books("formosa-air", "2026-11")
     assert november.values_fixed_at == statement.closed_at
     signed = statement.document()["period"]["closedAt"]

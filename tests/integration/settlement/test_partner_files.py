@@ -17,7 +17,7 @@ from exchange.services.settlement import SettlementService
 from exchange.settlement.errors import MalformedRecords
 from exchange.settlement.models import Reconciliation, ReconciliationBreak
 from exchange.testing.clock import FrozenClock
-from tests.integration.settlement.conftest import conversion, post
+from tests.integration.settlement.conftest import conversion, post, served
 from tests.integration.settlement.test_reconciliation import closed_november
 from tests.records_files import Compared, PeriodLedger, Refused, files, outcome_is
 
@@ -141,7 +141,7 @@ async def test_the_statements_own_csv_uploaded_back_is_refused_saying_so(closed:
     line rows alone were imported as breaks that cancel out (conversion:c1's -98.00 an
     AMOUNT_MISMATCH of 2.00 against the ledger's -100.00, its -2.00 fee line a DUPLICATE of
     -2.00; the reversed conversion:c3 likewise), with a total difference of 0.00 and no word why."""
-    statement = (await closed.statement("fresh-mart", "2026-11")).csv()
+    statement = (await served(closed, "fresh-mart", "2026-11")).csv()
     header, *rows = statement.split("\r\n")
     lines = "\r\n".join([header, *(row for row in rows if ",line," in row), ""])
     for data in (statement, lines):

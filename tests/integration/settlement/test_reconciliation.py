@@ -43,6 +43,7 @@ from tests.integration.settlement.conftest import (
     conversion,
     post,
     redemption,
+    served,
 )
 from tests.outages import kill_connection_of
 
@@ -240,7 +241,7 @@ async def test_an_adjustment_is_a_balanced_transaction_in_the_next_open_period(
         )
 
     await close(closed, clock, "2026-12")
-    december = await closed.statement("fresh-mart", "2026-12")
+    december = await served(closed, "fresh-mart", "2026-12")
     assert [(line.reference, line.category, line.counterparty, line.amount) for line in december.lines] == [
         (f"break:{mismatch.id}", "adjustment", "wallet-pay", -75)
     ]

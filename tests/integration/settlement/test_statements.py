@@ -43,6 +43,7 @@ from tests.integration.settlement.conftest import (
     post,
     ready_service,
     redemption,
+    served,
 )
 
 
@@ -65,7 +66,7 @@ async def november(settlement: SettlementService, clock: FrozenClock) -> Settlem
 
 
 async def test_a_statement_shows_opening_lines_by_counterparty_and_closing(november: SettlementService) -> None:
-    statement = await november.statement("fresh-mart", "2026-11")
+    statement = await served(november, "fresh-mart", "2026-11")
     document = json.loads(statement.json())
     assert document["partner"] == "fresh-mart" and document["currency"] == "TWD"
     assert document["period"] == {
@@ -95,7 +96,7 @@ async def test_a_statement_shows_opening_lines_by_counterparty_and_closing(novem
 
 
 async def test_the_exchange_has_a_statement_of_the_fees_it_is_owed(november: SettlementService) -> None:
-    statement = await november.statement(EXCHANGE, "2026-11")
+    statement = await served(november, EXCHANGE, "2026-11")
     assert [(line.reference, line.category, line.counterparty, line.amount) for line in statement.lines] == [
         ("conversion:c1", "fee", "fresh-mart", 200),
         ("redemption:r1", "fee", "wallet-pay", 25),
@@ -206,7 +207,7 @@ def document_without_signature_data(statement_json: str) -> dict[str, Any]:
 
 
 async def test_the_csv_holds_the_same_records(november: SettlementService) -> None:
-    statement = await november.statement("fresh-mart", "2026-11")
+    statement = await served(november, "fresh-mart", "2026-11")
     text = statement.csv()
     assert (
         text.startswith("partner,period,currency,") and text.endswith("\r\n") and "\n" not in text.replace("\r\n", "")
@@ -251,7 +252,7 @@ async def test_a_text_a_spreadsheet_would_run_is_neutralised_in_the_csv_and_exac
         settlement, [replace(redemption("r", "wallet-pay", "fresh-mart", 2_500), id="@SUM(1+1)", reference=hostile)]
     )
     await close(settlement, clock, "2026-11")
-    statement = await settlement.statement("wallet-pay", "2026-11")
+    statement = await served(settlement, "wallet-pay", "2026-11")
     text = statement.csv()
     (line,) = [row for row in csv.DictReader(io.StringIO(text, newline="")) if row["record"] == "line"]
     assert (line["transaction"], line["reference"], line["amount"]) == ("'@SUM(1+1)", "'" + hostile, "-25.00")
@@ -264,7 +265,7 @@ async def test_a_text_a_spreadsheet_would_run_is_neutralised_in_the_csv_and_exac
 async def test_the_jws_verifies_with_the_published_keys_alone_and_carries_the_json(
     november: SettlementService,
 ) -> None:
-    statement = await november.statement("fresh-mart", "2026-11")
+    statement = await served(november, "fresh-mart", "2026-11")
     key = await november.signing_key()
     published = KeySet.import_key_set(await november.keys.jwks())
     verified = jws.deserialize_compact(statement.jws, published, algorithms=["RS256"])
@@ -282,7 +283,7 @@ def _unb64(text: str) -> bytes:
 
 
 async def test_a_changed_figure_fails_verification(november: SettlementService) -> None:
-    statement = await november.statement("fresh-mart", "2026-11")
+    statement = await served(november, "fresh-mart", "2026-11")
     header, payload, signature = statement.jws.split(".")
     forged = _unb64(payload).replace(b'"closingPosition":"-58.03"', b'"closingPosition":"-58.04"')
     assert forged != _unb64(payload)
@@ -298,7 +299,7 @@ async def test_a_changed_figure_fails_verification(november: SettlementService) 
 async def test_a_changed_byte_anywhere_fails_verification(
     november: SettlementService, part: int, errors: type[Exception] | tuple[type[Exception], ...]
 ) -> None:
-    statement = await november.statement("fresh-mart", "2026-11")
+    statement = await served(november, "fresh-mart", "2026-11")
     published = KeySet.import_key_set(await november.keys.jwks())
     pieces = statement.jws.split(".")
     for position in range(0, len(_unb64(pieces[part])), 7):
@@ -310,15 +311,15 @@ async def test_a_changed_byte_anywhere_fails_verification(
 
 
 async def test_the_same_period_gives_the_same_bytes(november: SettlementService) -> None:
-    first, second = await november.statement("wallet-pay", "2026-11"), await november.statement("wallet-pay", "2026-11")
+    first, second = await served(november, "wallet-pay", "2026-11"), await served(november, "wallet-pay", "2026-11")
     assert (first.json(), first.csv(), first.jws) == (second.json(), second.csv(), second.jws)
 
 
 async def test_only_closed_periods_and_participants_have_statements(november: SettlementService) -> None:
     with pytest.raises(PeriodNotClosed):
-        await november.statement("fresh-mart", "2026-12")
+        await served(november, "fresh-mart", "2026-12")
     with pytest.raises(NoSuchParticipant):
-        await november.statement("harbor-bank", "2026-11")
+        await served(november, "harbor-bank", "2026-11")
 
 
 async def published(service: SettlementService) -> KeySet:
@@ -329,7 +330,7 @@ async def published(service: SettlementService) -> KeySet:
 async def test_a_jws_signed_before_a_rotation_verifies_until_the_retention_period_ends(
     november: SettlementService, clock: FrozenClock
 ) -> None:
-    statement = await november.statement("fresh-mart", "2026-11")
+    statement = await served(november, "fresh-mart", "2026-11")
     before = statement.jws
     rotation = await november.rotate_key()
     assert rotation.retired is not None and [key.kid for key in rotation.published] == [
@@ -340,11 +341,11 @@ async def test_a_jws_signed_before_a_rotation_verifies_until_the_retention_perio
     await post(november, [conversion("d1", "fresh-mart", "wallet-pay", 700, at=clock.now())])
     december = await close(november, clock, "2026-12")
     assert december.status == PeriodStatus.CLOSED
-    december_statement = await november.statement("fresh-mart", "2026-12")
+    december_statement = await served(november, "fresh-mart", "2026-12")
     after = december_statement.jws
     assert jws.extract_compact(after.encode()).headers()["kid"] == rotation.new.kid
     # November's statement is still the one issued before the rotation, signed by the old key.
-    assert (await november.statement("fresh-mart", "2026-11")).jws == before
+    assert (await served(november, "fresh-mart", "2026-11")).jws == before
     assert jws.extract_compact(before.encode()).headers()["kid"] == rotation.retired.kid
     assert jws.deserialize_compact(before, await published(november)).payload.decode() == statement.json()
     assert jws.deserialize_compact(after, await published(november)).payload.decode() == december_statement.json()
@@ -387,7 +388,7 @@ async def test_the_first_statement_key_a_rotation_makes_signs_at_once(db: Databa
     assert rotation.retired is None and rotation.new.signs_from == rotation.new.created_at
     await post(service, [conversion("c1", "fresh-mart", "wallet-pay", 10_000, fee=200)])
     assert (await close(service, clock, "2026-11")).status == PeriodStatus.CLOSED
-    signed = (await service.statement("fresh-mart", "2026-11")).jws
+    signed = (await served(service, "fresh-mart", "2026-11")).jws
     assert jws.extract_compact(signed.encode()).headers()["kid"] == rotation.new.kid
     second = await service.rotate_key()
     assert second.new.signs_from == second.new.created_at + PUBLICATION_LEAD, "an old key signs: the lead holds"
@@ -450,7 +451,7 @@ async def test_a_closing_records_the_coalition_liability_and_every_statement_sho
     assert liability.liability_minor == 10_000_00
     expected = {"program": "coalition", "points": 10_000, "pointValue": "1", "amount": "10000.00"}
     for partner in ("fresh-mart", "wallet-pay", "coalition"):
-        statement = await settlement.statement(partner, "2026-11")
+        statement = await served(settlement, partner, "2026-11")
         assert json.loads(statement.json())["coalitionLiability"] == expected
         assert document_of_csv(statement.csv()) == document_without_signature_data(statement.json())
         assert_adds_up(document_of_csv(statement.csv()))
@@ -475,7 +476,7 @@ async def test_the_liability_closings_record_after_a_period_is_archived_still_co
     december = await close(pg_settlement, clock, "2026-12")
     assert december.coalition_liability is not None
     assert (december.coalition_liability.points, december.coalition_liability.liability_minor) == (10_500, 10_500_00)
-    statement = json.loads((await pg_settlement.statement("fresh-mart", "2026-12")).json())
+    statement = json.loads((await served(pg_settlement, "fresh-mart", "2026-12")).json())
     assert statement["coalitionLiability"]["points"] == 10_500
 
 
@@ -498,14 +499,14 @@ async def test_the_exchange_statement_shows_the_breakage_it_keeps(
     )
     await post(settlement, [conversion("earn", "fresh-mart", "coalition", 10_000, fee=200), lapsed])
     await close(settlement, clock, "2026-11")
-    statement = await settlement.statement(EXCHANGE, "2026-11")
+    statement = await served(settlement, EXCHANGE, "2026-11")
     assert [(line.reference, line.category, line.counterparty, line.amount) for line in statement.lines] == [
         ("conversion:earn", "fee", "fresh-mart", 200),
         ("coalition-expiry:1", "coalition-expiry", "coalition", 3_000),
     ]
     assert (statement.receivable, statement.net) == (3_200, 3_200)
     assert_adds_up(json.loads(statement.json()))
-    coalition = await settlement.statement("coalition", "2026-11")
+    coalition = await served(settlement, "coalition", "2026-11")
     assert [(line.reference, line.category, line.counterparty, line.amount) for line in coalition.lines][-1] == (
         "coalition-expiry:1",
         "coalition-expiry",
@@ -521,8 +522,8 @@ async def test_a_period_closed_without_postings_has_no_participant_rather_than_b
     period's own report says), so asking for a partner there finds no participant."""
     assert (await november.period("2026-09")).status is PeriodStatus.CLOSED
     with pytest.raises(NoSuchParticipant):
-        await november.statement("fresh-mart", "2026-09")
+        await served(november, "fresh-mart", "2026-09")
     with pytest.raises(NoSuchParticipant):
         await november.import_records("fresh-mart", "2026-09", io.BytesIO(b"reference,amount\n"), by="fresh-mart")
     with pytest.raises(PeriodNotClosed):
-        await november.statement("fresh-mart", "2026-12")
+        await served(november, "fresh-mart", "2026-12")

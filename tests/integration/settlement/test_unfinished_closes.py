@@ -39,6 +39,7 @@ from tests.integration.settlement.conftest import (
     post,
     ready_service,
     redemption,
+    served,
     settlement_on,
 )
 from tests.integration.test_cli import run_here
@@ -131,7 +132,7 @@ async def assert_closed_as_a_clean_close_leaves_it(settlement: SettlementService
         closed_events = (await session.exec(select(WebhookEvent).where(WebhookEvent.type == "period.closed"))).all()
     assert [s.participant for s in statements] == sorted(NET)
     for participant in NET:
-        issued = await settlement.statement(participant, PERIOD)
+        issued = await served(settlement, participant, PERIOD)
         ledger = await settlement.ledger_lines(participant, PERIOD)
         assert issued.net == NET[participant]
         assert [(x.transaction_id, x.counterparty, x.amount) for x in issued.lines] == [
@@ -291,7 +292,7 @@ async def test_a_settle_close_killed_mid_way_is_finished_by_exchange_recover_and
         net = {EXCHANGE: 20, "fresh-mart": 1_980 - 1_500, "wallet-pay": -2_000, "formosa-air": 1_500}
         assert {p.participant: p.net for p in report.positions} == net
         for participant in net:
-            issued = await service.statement(participant, "2026-10")
+            issued = await served(service, participant, "2026-10")
             assert "t-r1:reversal" not in {line.transaction_id for line in issued.lines}
         async with db.transaction() as session:
             statements = (await session.exec(select(IssuedStatement))).all()
