@@ -529,8 +529,9 @@ def prune() -> None:
     """Delete what is past its keeping, once: what the gateway's retention job does.
 
     Quotes never executed go a week after they expired; ended webhook deliveries, their
-    attempts and their events after EXCHANGE_WEBHOOK_RETENTION_DAYS. Nothing that moved points
-    or money is pruned.
+    attempts and their events after EXCHANGE_WEBHOOK_RETENTION_DAYS; removed assertion keys and
+    deleted webhook subscriptions 30 days after their removal (a subscription once its log is
+    gone). Nothing that moved points or money is pruned.
     """
     pruned = with_services(lambda services: services.retention.run_once())
     click.echo(f"pruned {pruned}")

@@ -9,17 +9,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from joserfc.jwk import ECKey, OKPKey, RSAKey
-from sqlmodel import select
+from sqlmodel import col, select
 
 from exchange.auth import assertions, clients, keys, ratelimit, revocation
 from exchange.auth.errors import AssertionRejected
 from exchange.auth.hashing import verify_secret
-from exchange.auth.models import ClientAuthFailure, RevokedToken, SigningKey
+from exchange.auth.models import ClientAuthFailure, PartnerAssertionKey, RevokedToken, SigningKey
 from exchange.auth.scopes import InvalidScope, Role, Scope
 from exchange.db.database import Database
 from exchange.errors import BadUserInput, ConfigurationError, NotFound
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.service import load_partners
+from exchange.retention import REMOVED_GRACE, Pruned, Retention
 from tests.clocks import MovableClock
 from tests.conftest import SAMPLE_PARTNERS
 
@@ -179,6 +180,35 @@ async def test_partners_register_public_keys_as_jwk_or_pem(loaded: Database) -> 
         with pytest.raises(assertions.AssertionKeyNotFound):
             await assertions.remove_assertion_key(session, "formosa-air", second.kid, NOW)
         assert [k.kid for k in (await assertions.assertion_keys(session, ["wallet-pay"]))["wallet-pay"]] == [second.kid]
+
+
+async def test_a_removed_assertion_key_answers_its_removals_retry_until_the_grace_then_is_pruned(
+    loaded: Database,
+) -> None:
+    """A removed key stays (a retried removal answers it) for ``REMOVED_GRACE``, then the
+    retention job deletes it; a live key, and one removed then registered again, stay."""
+    keys = {kid: ECKey.generate_key("P-256", parameters={"kid": kid}) for kid in ("gone", "again", "live")}
+    async with loaded.transaction() as session:
+        for key in keys.values():
+            await assertions.register_assertion_key(session, "wallet-pay", json.dumps(key.as_dict(private=False)), NOW)
+        await assertions.remove_assertion_key(session, "wallet-pay", "gone", NOW)
+        await assertions.remove_assertion_key(session, "wallet-pay", "again", NOW)
+
+    def retention(after: timedelta) -> Retention:
+        return Retention(loaded, MovableClock(NOW + after), timedelta(days=90), batch=1)
+
+    assert await retention(REMOVED_GRACE).run_once() == Pruned()
+    async with loaded.transaction() as session:
+        retried = await assertions.remove_assertion_key(session, "wallet-pay", "gone", NOW + REMOVED_GRACE)
+        assert retried.removed_at == NOW, "the retry answers the first removal"
+        again = json.dumps(keys["again"].as_dict(private=False))
+        await assertions.register_assertion_key(session, "wallet-pay", again, NOW + REMOVED_GRACE)
+    assert await retention(REMOVED_GRACE + timedelta(seconds=1)).run_once() == Pruned(assertion_keys=1)
+    async with loaded.transaction() as session:
+        kept = (await session.exec(select(PartnerAssertionKey.kid).order_by(col(PartnerAssertionKey.kid)))).all()
+        assert list(kept) == ["again", "live"]
+        with pytest.raises(assertions.AssertionKeyNotFound):
+            await assertions.remove_assertion_key(session, "wallet-pay", "gone", NOW + REMOVED_GRACE)
 
 
 async def test_an_assertion_jti_is_accepted_once(db: Database) -> None:

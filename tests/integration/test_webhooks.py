@@ -27,7 +27,7 @@ from exchange.db.paging import Page
 from exchange.errors import BadUserInput
 from exchange.pricing.models import Quote
 from exchange.programs.declarations import PartnersDirectory
-from exchange.retention import Pruned, Retention
+from exchange.retention import REMOVED_GRACE, Pruned, Retention
 from exchange.services.webhooks import WebhookService
 from exchange.serving import RunningServer, free_port, serving
 from exchange.settings import DEVELOPMENT_KEY_ENCRYPTION_SECRET
@@ -47,7 +47,7 @@ from exchange.webhooks.models import (
 )
 from exchange.webhooks.outbox import emit
 from exchange.webhooks.schedule import RetrySchedule
-from exchange.webhooks.subscriptions import SubscriptionDraft, WithSecret
+from exchange.webhooks.subscriptions import SubscriptionDraft, Withheld, WithSecret
 from tests.conftest import SettableClock
 from tests.integration import test_conversion_saga as conversions
 from tests.reads import statements_sent
@@ -737,3 +737,46 @@ async def test_retention_prunes_what_is_past_its_keeping_and_keeps_the_rest(hook
         kept = await session.get(WebhookDelivery, ids[1])
         assert kept is not None and kept.status == DeliveryStatus.PENDING
     assert await retention(365).run_once() == Pruned()
+
+
+async def test_a_deleted_subscription_answers_retries_until_the_grace_and_its_log_is_gone_then_is_pruned(
+    hooks: Hooks,
+) -> None:
+    """A deleted subscription stays for ``REMOVED_GRACE`` (its creation's key, sent again,
+    answers it, as its deletion sent again does), and for as long as a delivery of its log is
+    kept; then the retention job deletes it. A live one stays."""
+    draft = SubscriptionDraft(hooks.receiver.url("/a"), CONVERSION_TYPES)
+    logged = await hooks.service.create(draft, by="test", key="logged")
+    # quiet takes no event of a conversion: its log stays empty
+    quiet = await hooks.service.create(
+        SubscriptionDraft(hooks.receiver.url("/b"), ["redemption.paid"]), by="test", key="quiet"
+    )
+    live = await hooks.subscribe(hooks.receiver.url("/c"), CONVERSION_TYPES)
+    await hooks.world.execute(await hooks.world.quote(1000), key="a")
+    await hooks.deliver_all()
+    start = hooks.clock.now()
+    for made in (logged, quiet):
+        await hooks.service.delete(None, made.subscription.id)
+
+    def retention(after: timedelta) -> Retention:
+        return Retention(hooks.db, FrozenClock(start + after), timedelta(days=90), batch=1)
+
+    assert await retention(REMOVED_GRACE).run_once() == Pruned()
+    hooks.clock.current = start + REMOVED_GRACE
+    repeated = await hooks.service.create(draft, by="test", key="logged")
+    assert (repeated.subscription.id, repeated.secret, repeated.withheld) == (
+        logged.subscription.id,
+        None,
+        Withheld.DELETED,
+    )
+    assert (await hooks.service.delete(None, quiet.subscription.id)).deleted_at == start
+
+    assert await retention(REMOVED_GRACE + timedelta(seconds=1)).run_once() == Pruned(webhook_subscriptions=1)
+    # Past the webhook retention, the event's two deliveries (to logged and to live) end their
+    # keeping; logged, its log gone, goes with them.
+    assert await retention(timedelta(days=91)).run_once() == Pruned(
+        webhook_deliveries=2, webhook_attempts=2, webhook_events=1, webhook_subscriptions=1
+    )
+    assert [row.id for row in await hooks.service.subscriptions(None, deleted=True)] == [live.subscription.id]
+    with pytest.raises(SubscriptionNotFound):
+        await hooks.service.delete(None, logged.subscription.id)

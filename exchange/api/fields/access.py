@@ -21,6 +21,7 @@ from exchange.api.types.auth import AssertionKey, OAuthClient, Viewer
 from exchange.auth.assertions import MAX_ASSERTION_KEYS, PUBLIC_KEY_LENGTH
 from exchange.auth.models import CLIENT_ID_LENGTH, KID_LENGTH
 from exchange.auth.scopes import Scope
+from exchange.retention import REMOVED_GRACE
 from exchange.services.access import CLIENTS_PAGE_MAX
 
 ProgramId = Annotated[
@@ -83,8 +84,8 @@ class AccessMutations:
 
     @strawberry.mutation(
         description="Stop accepting assertions signed with the key `kid`; returns the key removed (`removedAt`). "
-        "Removing it again (a retry) answers the key as the first removal left it; a kid the program never "
-        "had a key by is `NOT_FOUND`. Registering the kid again makes it accepted anew.",
+        f"Removing it again (a retry) answers the key as the first removal left it, for {REMOVED_GRACE.days} days (then the "
+        "removed key is deleted, and a retry is `NOT_FOUND`); a kid the program never had a key by is `NOT_FOUND`. Registering the kid again makes it accepted anew.",
         extensions=[authorize(MANAGE_PROGRAM)],
     )
     async def remove_assertion_key(
