@@ -397,6 +397,9 @@ def test_a_quote_whose_tier_bonus_the_members_tiers_no_longer_earn_asks_for_a_ne
             await db.dispose()
 
     run_async(tiers_change)
+    # Shown again, the page says so at once: no countdown to a Convert that would be refused.
+    shown = client.get(quote_page).text
+    assert '<div id="quote-live" hidden>' in shown and 'id="tiers-changed"' in shown
     refused = client.post(quote_page, data=form)
     assert refused.status_code == 400
     assert '<div id="quote-live" hidden>' in refused.text and 'id="tiers-changed"' in refused.text
