@@ -259,6 +259,7 @@ async def link_account(
 class AccountNotLinked(BadUserInput):
     def __init__(self, program_id: str, field: str) -> None:
         super().__init__(f"link your {program_id} account first (linkAccount)", field=field)
+        self.program_id = program_id
 
 
 async def member_refs_at(session: AsyncSession, member_id: str, fields: dict[str, str]) -> dict[str, str]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from exchange.auth.principal import Principal
 from exchange.auth.scopes import Role
 from exchange.conversions import queries
@@ -14,12 +17,28 @@ from exchange.conversions.saga import ConversionSaga, ExecuteRequest
 from exchange.db.database import Database
 from exchange.db.paging import Page
 from exchange.federation.accounts import Federation
+from exchange.members.models import Member
+from exchange.members.service import AccountNotLinked, member_refs_at
 from exchange.pricing import quotes
+from exchange.pricing.errors import QuoteTiersChanged
 from exchange.pricing.models import Quote
 from exchange.risk.decisions import GateRefusal, record_refusal
 from exchange.sagas.recovery import EVERY_ROW, RecoveryReport, RecoveryWorker, recovery_report
 from exchange.services.balances import Coverage, coverage
 from exchange.services.requests import debit_authority, idempotency_key, member_of
+
+
+async def standing(session: AsyncSession, quote: Quote) -> AccountNotLinked | QuoteTiersChanged | None:
+    """What the saga would refuse ``quote`` for that changed since it was priced (as its
+    refusal reads it, ``exchange.conversions.saga``): an account of it unlinked, or the
+    member's tiers moved under its tier bonus; ``None`` while neither has."""
+    try:
+        await member_refs_at(session, quote.member_id, {quote.from_program: "quoteId", quote.to_program: "quoteId"})
+        activity = (await session.exec(select(col(Member.tier_activity)).where(Member.id == quote.member_id))).one()
+        quotes.ensure_tiers_stand(quote, activity)
+    except (AccountNotLinked, QuoteTiersChanged) as refused:
+        return refused
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +49,10 @@ class ReviewedQuote:
     quote: Quote
     coverage: Coverage
     converted: bool
+    refusal: AccountNotLinked | QuoteTiersChanged | None = None
+    """Why converting it now would be refused for what changed since it was priced: an account
+    of it unlinked, or the tiers that earned its bonus (:func:`standing`); ``None`` while it
+    stands, or once converted. Its time running out, the page counts itself."""
 
     @property
     def short(self) -> bool:
@@ -62,8 +85,9 @@ class ConversionService:
         decides in the end; this read only tells a member who asked for more than they hold."""
         async with self.db.autocommit() as session:
             converted = await queries.quote_conversion(session, quote.id) is not None
+            refusal = None if converted else await standing(session, quote)
         covered = await coverage(self.federation, member_of(caller), {quote.from_program: quote.points_in})
-        return ReviewedQuote(quote, covered[quote.from_program], converted)
+        return ReviewedQuote(quote, covered[quote.from_program], converted, refusal)
 
     async def execute(self, caller: Principal, quote_id: str, key: str, *, consent: str | None) -> Conversion:
         """Run the caller's quote as a conversion, as far as it goes now; the same ``key``

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_date as babel_format_date
-from babel.dates import format_datetime as babel_format_datetime
-from babel.dates import get_timezone_name
+from babel.dates import format_time as babel_format_time
+from babel.dates import get_datetime_format, get_timezone_name
 from babel.numbers import format_currency, format_decimal, get_currency_symbol
 
 from exchange.money import Currency
 from exchange.programs.models import Program
+
+#: How long a date (or a moment's date) is written, as CLDR names its forms.
+Form = Literal["full", "long", "medium", "short"]
 
 #: A currency symbol that several currencies share.
 BARE_DOLLAR = "$"
@@ -59,15 +63,51 @@ def point_unit(program: Program, points: int, locale: Locale) -> str:
     return program.point_name if abs(points) == 1 else program.point_name_plural
 
 
+def point_owner(program: Program) -> str | None:
+    """Whose points ``program``'s are, said after an amount of them (:func:`format_points_of`):
+    its name less a last word its point's name ends in (``Formosa Air`` of ``Formosa Air
+    Miles``, whose point is the ``Mile``); ``None`` when the point's name begins with that
+    already (``Coalition Points``, whose point is the ``Coalition Point``), so that no name is
+    said twice (never ``1,000 Coalition Points of Coalition Points``)."""
+    words = program.name.split()
+    endings = {program.point_name.split()[-1].casefold(), program.point_name_plural.split()[-1].casefold()}
+    if len(words) > 1 and words[-1].casefold() in endings:
+        words.pop()
+    owner = " ".join(words)
+    said = owner.casefold()
+    for point in (program.point_name.casefold(), program.point_name_plural.casefold()):
+        if point == said or point.startswith(f"{said} "):
+            return None
+    return owner
+
+
+def format_points_of(program: Program, points: int, locale: Locale) -> str:
+    """``points`` of ``program`` with what they are called and, where that does not say it,
+    whose they are: ``3,000 Miles (Formosa Air)``, ``1,000 Wallet Points (Wallet Pay)``,
+    ``1,000 Coalition Points``. The one way a page names an amount with its program."""
+    shown = f"{format_points(points, locale)} {point_unit(program, points, locale)}"
+    owner = point_owner(program)
+    return shown if owner is None else f"{shown} ({owner})"
+
+
 def _aware(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("a moment to show must be timezone-aware (the exchange keeps UTC)")
     return moment
 
 
-def format_moment(moment: datetime, zone: ZoneInfo, locale: Locale, form: str = "medium") -> str:
-    """Date and time of ``moment`` in ``zone``, e.g. ``Dec 1, 2026, 8:30:00 PM``."""
-    return babel_format_datetime(_aware(moment), form, tzinfo=zone, locale=locale)
+def format_moment(moment: datetime, zone: ZoneInfo, locale: Locale, form: Form = "medium") -> str:
+    """Date and time of ``moment`` in ``zone`` to the minute, e.g. ``Dec 1, 2026, 8:30 PM``: the
+    date in ``form``, the time always short. No page's reader acts on a second (a quote's
+    countdown counts them itself); the exact instant stays in a ``<time datetime>`` and in the
+    downloads."""
+    local = _aware(moment).astimezone(zone)
+    return (
+        str(get_datetime_format(form, locale=locale))
+        .replace("'", "")
+        .replace("{0}", babel_format_time(local, "short", locale=locale))
+        .replace("{1}", babel_format_date(local.date(), form, locale=locale))
+    )
 
 
 def format_zone(zone: ZoneInfo, locale: Locale) -> str:

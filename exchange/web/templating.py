@@ -7,7 +7,10 @@ message up in the visitor's language; the filters format for that language too:
   an ISO code), exact (see :mod:`exchange.web.formatting`);
 * ``points|points`` — a whole number of points; ``points|points(program)`` follows it with
   what that many of the program's points are called (``1 Mile``, ``12,000 Miles``; on a
-  Chinese page ``12,000 Mile``, the name as declared); ``program|unit(points)`` is that name alone;
+  Chinese page ``12,000 Mile``, the name as declared);
+  ``points|points_of(program)`` also says whose points they are where that name does not
+  (``3,000 Miles (Formosa Air)``, ``1,000 Coalition Points``): for an amount the page names no
+  program beside;
 * ``text|exchange_text`` — a text the exchange wrote, for the ``said`` macro of ``_said.html``;
 * ``text|theirs`` — a text a partner or a member wrote or chose (a tier's or a reward's name,
   a reference, a reason, a note), isolated from the page's own (``<bdi>``, its bidirectional
@@ -20,6 +23,7 @@ message up in the visitor's language; the filters format for that language too:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -39,11 +43,13 @@ from starlette.responses import HTMLResponse
 from exchange.money import Currency
 from exchange.programs.models import Program
 from exchange.web.formatting import (
+    Form,
     balanced_bidi,
     format_day,
     format_moment,
     format_money,
     format_points,
+    format_points_of,
     format_zone,
     isolated_text,
     point_unit,
@@ -63,14 +69,55 @@ def _language(context: Context) -> Language:
     return language
 
 
-@pass_context
-def _gettext(context: Context, message: str) -> str:
-    return _language(context).translations.gettext(message)
+#: A Chinese character (CJK ideographs and their extension A).
+CHINESE = re.compile("[\u3400-\u9fff]")
+#: A letter or digit of the Latin alphabet, as names, ids and field names are written.
+LATIN = re.compile("[A-Za-z0-9]")
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+def _text_of(value: object) -> str:
+    return value.striptags() if isinstance(value, Markup) else str(value)
+
+
+def set_apart(message: str, variables: Mapping[str, object]) -> str:
+    """``message`` (a translation, with ``%(name)s`` placeholders) with a space between each
+    placeholder and a Chinese character beside it where its value's text begins or ends with
+    a Latin letter or digit: a name, an id or a field name with no Chinese label is set off from
+    Chinese text by a space (``after 必須是…``, never ``after必須是…``), as Taiwan's common style
+    does, while a Chinese label stays joined to it (``期間必須是…``). Every message a page
+    says passes here, so no translation needs to guess what its placeholders will hold."""
+
+    def spaced(found: re.Match[str]) -> str:
+        name = found.group(1)
+        if name not in variables:
+            return found.group(0)
+        text = _text_of(variables[name]).strip()
+        before = message[found.start() - 1 : found.start()]
+        after = message[found.end() : found.end() + 1]
+        lead = " " if CHINESE.match(before) and LATIN.match(text[:1]) else ""
+        trail = " " if CHINESE.match(after) and LATIN.match(text[-1:]) else ""
+        return f"{lead}{found.group(0)}{trail}"
+
+    return PLACEHOLDER.sub(spaced, message)
+
+
+def _formatted(context: Context, message: str, variables: dict[str, Any]) -> str:
+    """Jinja's newstyle formatting (every message is %-formatted, variables or none), each
+    value set apart from Chinese text around it (:func:`set_apart`)."""
+    spaced = set_apart(message, variables)
+    return (Markup(spaced) if context.eval_ctx.autoescape else spaced) % variables
 
 
 @pass_context
-def _ngettext(context: Context, singular: str, plural: str, count: int) -> str:
-    return _language(context).translations.ngettext(singular, plural, count)
+def _gettext(context: Context, message: str, /, **variables: Any) -> str:
+    return _formatted(context, _language(context).translations.gettext(message), variables)
+
+
+@pass_context
+def _ngettext(context: Context, singular: str, plural: str, count: int, /, **variables: Any) -> str:
+    variables.setdefault("num", count)
+    return _formatted(context, _language(context).translations.ngettext(singular, plural, count), variables)
 
 
 #: Full-width punctuation (as Chinese writes a colon) carries its own space: none follows it.
@@ -140,14 +187,16 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension
+        # Newstyle gettext, formatted here (not by Jinja's wrapper) to set values apart.
+        self.env.newstyle_gettext = True  # type: ignore[attr-defined]  # added by the i18n extension
+        self.env.globals.update(gettext=_gettext, ngettext=_ngettext)
         self.env.globals.update(static_url=assets.url, languages=LANGUAGES)
         self.env.filters.update(
             money=self._money,
             points=self._points,
+            points_of=self._points_of,
             moment=self._moment,
             day=self._day,
-            unit=self._unit,
             listing=self._listing,
             exchange_text=_exchange_text,
             theirs=their_text,
@@ -198,16 +247,16 @@ class Pages:
         return shown if program is None else f"{shown} {point_unit(program, points, _language(context).locale)}"
 
     @pass_context
+    def _points_of(self, context: Context, points: int, program: Program) -> str:
+        return format_points_of(program, points, _language(context).locale)
+
+    @pass_context
     def _listing(self, context: Context, items: Iterable[str]) -> str:
         """Several names as one phrase in the page's language (``A, B and C``; ``A、B和C``)."""
         return format_list(list(items), locale=_language(context).locale)
 
     @pass_context
-    def _unit(self, context: Context, program: Program, points: int) -> str:
-        return point_unit(program, points, _language(context).locale)
-
-    @pass_context
-    def _moment(self, context: Context, moment: datetime, form: str = "medium") -> str:
+    def _moment(self, context: Context, moment: datetime, form: Form = "medium") -> str:
         return format_moment(moment, self.zone, _language(context).locale, form)
 
     @pass_context

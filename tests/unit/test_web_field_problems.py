@@ -12,6 +12,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from markupsafe import Markup
 from starlette.datastructures import FormData
 
 from exchange.auth.assertions import MAX_ASSERTION_KEYS, TooManyAssertionKeys
@@ -43,11 +44,12 @@ from exchange.settlement.records import (
 from exchange.settlement.statements import CSV_COLUMNS
 from exchange.text import CHOSEN_ID_LENGTH
 from exchange.web import settlement as settlement_pages
+from exchange.web.access import BadRequest
 from exchange.web.field_rules import RULES, FieldProblem
 from exchange.web.i18n import ENGLISH, TRADITIONAL_CHINESE
 from exchange.web.partner.forms import FormValues
 from exchange.web.static import StaticAssets
-from exchange.web.templating import Pages
+from exchange.web.templating import Pages, set_apart
 
 
 def chosen_id_refused(value: str) -> None:
@@ -360,3 +362,29 @@ def test_a_refusal_only_a_hand_made_form_reaches_is_said_in_the_readers_language
     labels = pages.env.get_template("console/settlement/_labels.html")
     shown = labels.make_module({"language": TRADITIONAL_CHINESE}).refusal(FieldProblem.of(error))
     assert html.unescape(re.sub("</?bdi>", "", str(shown))).strip() == said  # isolation: tested on its own
+
+
+@pytest.mark.parametrize(
+    ("labels", "said"),
+    [({}, "after 必須是頁面連結所給的數字"), ({"after": "游標"}, "游標必須是頁面連結所給的數字")],
+    ids=["api-name", "chinese-label"],
+)
+def test_a_field_name_with_no_chinese_label_is_set_off_from_the_chinese_around_it(
+    labels: dict[str, str], said: str
+) -> None:
+    """A cursor refused on a Chinese page said "after必須是…": the field's API name, which no
+    label translates, ran into the Chinese of the message; a Chinese label stays joined."""
+    pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
+    module = pages.env.get_template("_field_problem.html").make_module({"language": TRADITIONAL_CHINESE})
+    refused = BadRequest("after must be the number a page's link gives, in at most 18 digits", field="after")
+    assert str(module.field_problem(FieldProblem.of(refused), labels)).strip() == said
+
+
+def test_every_value_a_message_is_given_is_set_apart_from_chinese_beside_it_when_it_is_latin() -> None:
+    values = {"name": Markup("<bdi>fresh-mart</bdi>"), "count": 3, "label": "期間", "tail": "2026-11"}
+    assert (
+        set_apart("%(name)s的%(count)s筆，%(label)s為%(tail)s。", values)
+        == "%(name)s 的 %(count)s 筆，%(label)s為 %(tail)s。"
+    )
+    assert set_apart("%(name)s 的（%(tail)s）", values) == "%(name)s 的（%(tail)s）"  # spaced, or full-width beside
+    assert set_apart("Period %(tail)s of %(name)s", values) == "Period %(tail)s of %(name)s"

@@ -10,7 +10,15 @@ import pytest
 
 from exchange.money import Currency
 from exchange.programs.models import Program
-from exchange.web.formatting import format_day, format_moment, format_money, format_points, format_zone, point_unit
+from exchange.web.formatting import (
+    format_day,
+    format_moment,
+    format_money,
+    format_points,
+    format_points_of,
+    format_zone,
+    point_unit,
+)
 from exchange.web.i18n import ENGLISH, TRADITIONAL_CHINESE
 
 TAIPEI = ZoneInfo("Asia/Taipei")
@@ -57,10 +65,38 @@ def test_a_programs_points_take_an_english_plural_only_on_an_english_page() -> N
     assert {point_unit(miles, points, TRADITIONAL_CHINESE.locale) for points in (1, 0, 12_000)} == {"Mile"}
 
 
-def test_moments_are_shown_in_the_settlement_time_zone() -> None:
+@pytest.mark.parametrize(
+    ("name", "point_name", "plural", "english", "chinese"),
+    [
+        ("Coalition Points", "Coalition Point", "Coalition Points", "1,000 Coalition Points", "1,000 Coalition Point"),
+        ("Wallet Pay Points", "Wallet Point", "Wallet Points", "1,000 Wallet Points (Wallet Pay)", None),
+        ("Formosa Air Miles", "Mile", "Miles", "1,000 Miles (Formosa Air)", "1,000 Mile (Formosa Air)"),
+        (
+            "FreshMart Rewards",
+            "FreshMart Point",
+            "FreshMart Points",
+            "1,000 FreshMart Points (FreshMart Rewards)",
+            None,
+        ),
+        ("TuneStream", "Note", "Notes", "1,000 Notes (TuneStream)", None),
+        ("Miles", "Mile", "Miles", "1,000 Miles", None),
+    ],
+)
+def test_an_amount_of_a_programs_points_says_whose_they_are_without_saying_a_name_twice(
+    name: str, point_name: str, plural: str, english: str, chinese: str | None
+) -> None:
+    """Pages said "1,000 Coalition Points of Coalition Points" and "Wallet Points of Wallet Pay Points"."""
+    program = Program(id="p", name=name, point_name=point_name, point_name_plural=plural)
+    assert format_points_of(program, 1_000, ENGLISH.locale) == english
+    if chinese is not None:
+        assert format_points_of(program, 1_000, TRADITIONAL_CHINESE.locale) == chinese
+
+
+def test_moments_are_shown_to_the_minute_in_the_settlement_time_zone() -> None:
     moment = datetime(2026, 12, 31, 17, 30, tzinfo=UTC)  # 01:30 on 1 January in Taipei
-    assert format_moment(moment, TAIPEI, ENGLISH.locale) == "Jan 1, 2027, 1:30:00\u202fAM"
-    assert format_moment(moment, TAIPEI, TRADITIONAL_CHINESE.locale) == "2027年1月1日 凌晨1:30:00"
+    assert format_moment(moment, TAIPEI, ENGLISH.locale) == "Jan 1, 2027, 1:30\u202fAM"
+    assert format_moment(moment, TAIPEI, TRADITIONAL_CHINESE.locale) == "2027年1月1日 凌晨1:30"
+    assert format_moment(moment, TAIPEI, ENGLISH.locale, "short") == "1/1/27, 1:30\u202fAM"
     assert format_day(moment, TAIPEI, ENGLISH.locale) == "Jan 1, 2027"
     assert format_day(date(2026, 12, 31), TAIPEI, TRADITIONAL_CHINESE.locale) == "2026年12月31日"
 

@@ -313,3 +313,92 @@ def test_the_books_say_the_budgets_warning_and_its_exhaustion_in_either_language
         issue_miles(gateway, "to-100", 1_600_000)
         exhausted = {language: client.get(books, headers=headers) for language, headers in LANGUAGES.items()}
         assert "Budget exhausted" in exhausted["en"].text and "預算已用盡" in exhausted["zh-TW"].text
+
+
+def page_period(client: httpx.Client) -> str:
+    """The settled period, as the partner's list of statements links to it."""
+    found = re.search(r'href="/console/partner/statements/(\d{4}-\d{2})"', client.get(f"{PARTNER}/statements").text)
+    assert found is not None
+    return found[1]
+
+
+def terms(page: str) -> list[str]:
+    return [html.unescape(re.sub(r"<[^>]*>", "", term)).strip() for term in re.findall(r"(?s)<dt>(.*?)</dt>", page)]
+
+
+def column_headings(page: str) -> list[list[str]]:
+    """Each table's column headings, as a reader sees them."""
+    return [
+        [
+            html.unescape(re.sub(r"<[^>]*>", "", heading)).strip()
+            for heading in re.findall(r"(?s)<th\b[^>]*>(.*?)</th>", head)
+        ]
+        for head in re.findall(r"(?s)<thead>(.*?)</thead>", page)
+    ]
+
+
+#: A statement's figures as both consoles name and order them, by language.
+FIGURES = {
+    "en": ["Opening position", "Receivable, gross", "Payable, gross", "Net position", "Closing position"],
+    "zh-TW": ["期初部位", "應收總額", "應付總額", "淨部位", "期末部位"],
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_both_consoles_name_a_statements_figures_alike_and_in_the_same_order(
+    crawled: PortalGateway, language: str
+) -> None:
+    """Settlement staff read "Carried in, Owed, gross, Owing, gross" where the partner's finance
+    team read "Opening position, Payable, Receivable", in another order, of the same figures."""
+    gateway, headers = crawled.gateway, LANGUAGES[language]
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as partner:
+        period = page_period(partner)
+        listing = partner.get(f"{PARTNER}/statements", headers=headers).text
+        own = partner.get(f"{PARTNER}/statements/{period}", headers=headers).text
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as staff:
+        positions = staff.get(f"/console/settlement/{period}", headers=headers).text
+        theirs = staff.get(f"/console/settlement/{period}/statements/formosa-air", headers=headers).text
+    figures = FIGURES[language]
+    for page in (own, theirs):
+        said = terms(page)
+        assert figures[0] in said, said
+        assert said[said.index(figures[0]) :][: len(figures)] == figures
+    columns = figures[1:4]  # receivable, payable, net: after what each row is (a period, a participant, a counterparty)
+    for page in (listing, positions, own):
+        (table,) = [headings for headings in column_headings(page) if columns[0] in headings]
+        assert table[1:4] == columns, table
+
+
+def test_the_period_pages_links_say_to_a_screen_reader_whose_statement_and_records_they_open(
+    crawled: PortalGateway,
+) -> None:
+    """A screen reader read "Statement The exchange" and "Reconcile Formosa Air Miles"."""
+    gateway = crawled.gateway
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as partner:
+        period = page_period(partner)
+    hidden = '<span class="visually-hidden">'
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as staff:
+        english = staff.get(f"/console/settlement/{period}").text
+        chinese = staff.get(f"/console/settlement/{period}", headers=LANGUAGES["zh-TW"]).text
+    assert f"Statement{hidden} of the exchange itself</span>" in english
+    assert f"Statement{hidden} of Formosa Air Miles</span>" in english
+    assert f"Reconcile{hidden} the records of Formosa Air Miles</span>" in english
+    assert f"對帳單{hidden}：交換平台本身的對帳單</span>" in chinese
+    assert f"對帳單{hidden}：Formosa Air Miles 的對帳單</span>" in chinese
+
+
+def test_a_refusal_on_a_chinese_page_sets_a_field_name_off_from_the_chinese(crawled: PortalGateway) -> None:
+    """The crawl follows links, which never lead to a refusal: a cursor no link gave is refused
+    naming its field, ``after``, which has no Chinese label, and ran it into the Chinese
+    ("after必須是…")."""
+    gateway, chinese = crawled.gateway, LANGUAGES["zh-TW"]
+    with signed_in(gateway, gateway.person(Role.PARTNER, "formosa-air")) as partner:
+        period = page_period(partner)
+        refusals = [partner.get(f"{PARTNER}/statements/{period}/reconciliation?after=x", headers=chinese)]
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as staff:
+        refusals.append(staff.get(f"/console/settlement/{period}/statements/formosa-air?after=x", headers=chinese))
+        refusals.append(staff.get(f"/console/settlement/{period}/reconciliations/formosa-air?after=x", headers=chinese))
+    for refused in refusals:
+        assert refused.status_code == 400
+        assert "after 必須是" in refused.text
+        assert glued_text(refused.text) == []

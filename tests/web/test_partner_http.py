@@ -687,7 +687,7 @@ def test_the_reconciliation_shows_the_files_total_the_statements_net_and_the_dif
         shown["The statement's net"],
         shown["Difference, which the breaks account for"],
     ) == ("NT$4.00", "-NT$30.00", "NT$34.00")
-    assert statement["Net"] == shown["The statement's net"], "the same figure on both pages"
+    assert statement["Net position"] == shown["The statement's net"], "the same figure on both pages"
     assert (chinese["您檔案的合計"], chinese["對帳單淨額"], chinese["差額（即各筆差異之和）"]) == (
         "NT$4.00",
         "-NT$30.00",

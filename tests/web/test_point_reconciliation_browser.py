@@ -69,6 +69,12 @@ PARTNERS_WORDS = {
 #: The start of what a partner's break report tells the partner to do about a reference the
 #: statement has and its records lack, which the point's must not say, by language.
 PARTNERS_NEXT_STEP = {"en": "The statement has this reference and your records do not", "zh-TW": "對帳單有這個參考編號"}
+#: What the page says pressing the button again does: with the book unchanged, nothing (it said
+#: the reconciliation was replaced), by language.
+PRESSED_AGAIN = {
+    "en": "while the book is unchanged, they are the same records, and the reconciliation stays as it is",
+    "zh-TW": "帳簿未變時，紀錄相同，這次對帳維持原樣",
+}
 
 
 async def spend_the_point_and_close(gateway: Gateway, period: str) -> None:
@@ -104,6 +110,7 @@ def test_staff_reconcile_the_point_from_its_own_book_with_a_button(
         page.locator(f"a[href='/console/settlement/{period}/reconciliations/{POINT}']").click()
         expect(page.get_by_role("button", name=button)).to_be_visible()
         expect(page.locator("#records")).to_have_count(0)  # no file to upload: staff have none
+        expect(page.locator("main")).to_contain_text(PRESSED_AGAIN[language])
         screenshot(page, "before")
 
         page.get_by_role("button", name=button).click()

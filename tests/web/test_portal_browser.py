@@ -130,7 +130,7 @@ def test_a_member_converts_in_time_and_both_partners_balances_change(
     assert partners.balance("fresh-mart", member_ref) == 4_000
     miles = partners.balance("formosa-air", member_ref)
     assert miles > 4_000
-    expect(page.locator("#outcome")).to_contain_text(f"{miles - 4_000:,} points of Formosa Air Miles")
+    expect(page.locator("#outcome")).to_contain_text(f"{miles - 4_000:,} Miles (Formosa Air)")
     # Back to the quote's page and Convert now again: the conversion it became, converted once.
     page.go_back()
     expect(page).to_have_url(QUOTE_URL)
@@ -227,7 +227,7 @@ def test_a_member_redeems_a_reward_published_by_a_partner(
     screenshot(page, "catalog")
     page.get_by_role("link", name="Harbour cruise for two").click()
     expect(page).to_have_url(re.compile(f"/portal/rewards/{reward_id}$"))
-    option = page.get_by_label(re.compile(r"FreshMart Points of FreshMart Rewards$"))
+    option = page.get_by_label(re.compile(r"FreshMart Points \(FreshMart Rewards\)$"))
     expect(option).to_be_checked()
     price = int(re.match(r"[\d,]+", option.evaluate("e => e.labels[0].textContent"))[0].replace(",", ""))  # type: ignore[index]
     screenshot(page, "reward")

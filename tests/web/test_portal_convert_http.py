@@ -209,7 +209,7 @@ def test_a_member_finds_their_conversions_again_newest_first_each_leading_to_its
     rows = re.findall(r'<tr id="conversion-([0-9a-f-]+)">(.*?)</tr>', page, re.S)
     assert [f"/portal/conversions/{row_id}" for row_id, _ in rows] == outcomes[::-1], "newest first"
     newest, oldest = (" ".join(re.sub(r"<[^>]+>", " ", cells).split()) for _, cells in rows)
-    assert "2,000 FreshMart Point" in newest and "Formosa Air Miles" in newest and converted in newest
+    assert "2,000 FreshMart Point" in newest and "(Formosa Air)" in newest and converted in newest
     assert "1,000 FreshMart Point" in oldest and reversed_ in oldest
 
 
@@ -295,9 +295,9 @@ def test_a_member_converts_in_time_and_both_partners_balances_change_once_for_a_
     gained = partners.balance("formosa-air", member_ref) - 4_000
     assert f"{gained:,}" in outcome.text
     assert 'id="again"' not in outcome.text
-    # In Chinese, no space between 點 ("points") and 已轉換為 ("became"): only a Latin name takes one.
+    # Each amount says whose points they are once (not "1,000 FreshMart Points of FreshMart Rewards").
     chinese = client.get(first.headers["location"], headers={"accept-language": "zh-TW"}).text
-    assert f"FreshMart Rewards 的 1,000 點已轉換為 Formosa Air Miles 的 {gained:,} 點。" in chinese
+    assert f"1,000 FreshMart Point (FreshMart Rewards) 已轉換為 {gained:,} Mile (Formosa Air)。" in chinese
 
 
 @pytest.mark.parametrize(
@@ -397,6 +397,9 @@ def test_a_quote_whose_tier_bonus_the_members_tiers_no_longer_earn_asks_for_a_ne
             await db.dispose()
 
     run_async(tiers_change)
+    # Shown again, the page says so at once: no countdown to a Convert that would be refused.
+    shown = client.get(quote_page).text
+    assert '<div id="quote-live" hidden>' in shown and 'id="tiers-changed"' in shown
     refused = client.post(quote_page, data=form)
     assert refused.status_code == 400
     assert '<div id="quote-live" hidden>' in refused.text and 'id="tiers-changed"' in refused.text
@@ -817,14 +820,14 @@ def test_the_accounts_page_says_when_the_members_coalition_points_expire(
     # The point's one tier, which every member holds, is no tier of the member's to show.
     coalition_card = accounts.split('id="account-coalition"')[1].split("</dl>")[0]
     assert 'class="tier"' not in coalition_card and 'class="tier"' in accounts
+    # Nor is its account's member id, the exchange's own id of the member: nothing they know.
+    assert "Member id" not in coalition_card and "Member id" in accounts
     # At 00:00 on 1 January after the year after this one, in the point's time zone.
     lapse = datetime.now(ZoneInfo("Asia/Taipei")).year + 2
     english = " ".join(client.get("/portal/").text.split('id="expiring">')[1].split("</ul>")[0].split())
     moment = f'<time datetime="{lapse - 1}-12-31T16:00:00+00:00">'
     assert english == (
-        f"<li>{held[1]} Coalition Points expire at {moment}Jan 1, {lapse}, 12:00:00 AM</time>, unless spent before.</li>"
+        f"<li>{held[1]} Coalition Points expire at {moment}Jan 1, {lapse}, 12:00 AM</time>, unless spent before.</li>"
     )
     chinese = client.get("/portal/", headers={"accept-language": "zh-TW"}).text.split('id="expiring">')[1]
-    assert (
-        f"{held[1]} Coalition Point 將於 {moment}{lapse}年1月1日 午夜12:00:00</time> 到期，請在此之前使用。" in chinese
-    )
+    assert f"{held[1]} Coalition Point 將於 {moment}{lapse}年1月1日 午夜12:00</time> 到期，請在此之前使用。" in chinese

@@ -118,3 +118,25 @@ def test_an_account_with_a_conversion_in_progress_is_refused_saying_so(
     chinese = confirm(client, "formosa-air", member_ref)
     assert chinese.status_code == 409 and "此帳戶仍有點數轉換、兌換或等級比對在處理中。" in chinese.text
     assert 'id="account-formosa-air"' in client.get("/portal/").text
+
+
+def test_a_quote_whose_account_is_unlinked_shows_it_cannot_be_converted_any_more(
+    portal_gateway: PortalGateway, client: httpx.Client
+) -> None:
+    """The quote's countdown and its Convert button stayed live after the account it converts
+    into was unlinked, until Convert was refused: the page, shown again, says so at once."""
+    member_ref = linked_member(portal_gateway, client)
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
+    form = convert_form(client, quote_page)
+    assert '<div id="quote-live">' in client.get(quote_page).text
+    assert confirm(client, "formosa-air", member_ref).status_code == 303
+    shown = client.get(quote_page)
+    assert shown.status_code == 200
+    for page in (shown.text, client.get(quote_page, headers={"accept-language": "zh-TW"}).text):
+        assert 'id="unlinked"' in page and 'id="to-accounts" href="/portal/"' in page
+        assert 'id="quote-live"' not in page and 'id="convert"' not in page and "countdown.js" not in page
+    assert "Your Formosa Air Miles account was unlinked after this quote was priced." in html.unescape(shown.text)
+    # Convert sent from the page as it was still refuses, now in the same words (not the API's).
+    refused = client.post(quote_page, data=form)
+    assert refused.status_code == 400 and 'id="unlinked"' in refused.text
+    assert "linkAccount" not in refused.text and 'id="quote-live"' not in refused.text

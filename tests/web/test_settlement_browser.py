@@ -91,12 +91,12 @@ def test_staff_close_the_month_check_netting_upload_resolve_in_bulk_and_sign_off
         expect(page.locator("svg").nth(0).locator("line")).to_have_count(gross)  # an arrow per obligation
         screenshot(page, "netting")
 
-        page.get_by_role("link", name="Statement FreshMart Rewards").click()
+        page.get_by_role("link", name="Statement of FreshMart Rewards").click()
         expect(page.locator("#signature-result")).to_contain_text("The signature is valid", timeout=10_000)
         screenshot(page, "statement")
 
         page.go_back()
-        page.get_by_role("link", name="Reconcile FreshMart Rewards").click()
+        page.get_by_role("link", name="Reconcile the records of FreshMart Rewards").click()
         # A refusal quotes the file as it is: "$&" (or "$'", "$`") in it is no pattern of the page's script.
         refused = tmp_path / "refused.csv"
         refused.write_text(RECORDS.replace(",98.00,", ",$&98.00,"))

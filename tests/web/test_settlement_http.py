@@ -251,7 +251,8 @@ def test_every_participants_figures_cross_foot_across_both_consoles_the_statemen
             row = next(row for row in listing.split("<tr>") if f'/console/partner/statements/{month}"' in row)
             cells = [cell.split(">", 1)[1].split("<")[0] for cell in row.split('class="number"')[1:]]
             totals = document["totals"]
-            assert cells == [shown(totals["payable"]), shown(totals["receivable"]), shown(totals["net"])], who
+            # In the settlement console's order: the same figures, the same columns.
+            assert cells == [shown(totals["receivable"]), shown(totals["payable"]), shown(totals["net"])], who
             assert client.get(f"/console/partner/statements/{month}/statement.json").text == json.dumps(
                 document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
             ), "the stored bytes"
@@ -693,18 +694,18 @@ def test_what_the_guard_refuses_before_a_page_sees_it_is_said_in_the_readers_lan
         said = {
             "after must be the number": (
                 client.get(reconciliation, params={"after": "x"}, headers=chinese),
-                "after必須是頁面連結所給的數字",
+                "after 必須是頁面連結所給的數字",
             ),
             "was sent 2 times": (
                 client.get(reconciliation, params=[("after", "1"), ("after", "2")], headers=chinese),
-                "after送出了 2 次：它只接受一個值",
+                "after 送出了 2 次：它只接受一個值",
             ),
-            "the statement has": (client.get(statement, params={"after": "9999"}, headers=chinese), "after必須小於"),
+            "the statement has": (client.get(statement, params={"after": "9999"}, headers=chinese), "after 必須小於"),
             "holds a NUL character": (
                 client.post(
                     f"{reconciliation}/resolve", data={"csrf_token": token, "reason": "a\x00b"}, headers=chinese
                 ),
-                "reason含有 NUL 字元：請移除",
+                "reason 含有 NUL 字元：請移除",
             ),
         }
         for english, (refused, words) in said.items():

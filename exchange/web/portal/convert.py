@@ -21,6 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from exchange.conversions.errors import QuoteAlreadyExecuted
 from exchange.conversions.models import Conversion
 from exchange.errors import BadUserInput, ExchangeError, http_status
+from exchange.members.service import AccountNotLinked
 from exchange.pricing.limits import MAX_POINTS, NOT_WHOLE_POINTS
 from exchange.pricing.models import Quote
 from exchange.services.container import Services
@@ -183,6 +184,10 @@ class ConvertPages:
         context = await self._amounts(quote)
         catalog = await self.services.catalog.cache.get()
         reviewed = await self.services.conversions.review(member(request), quote)
+        # What changed since it was priced is said at once, not only once Convert is refused:
+        # an account of it unlinked (said in the page's words), or the tiers of its bonus.
+        problem = problem or reviewed.refusal
+        unlinked = catalog.programs[problem.program_id] if isinstance(problem, AccountNotLinked) else None
         expired = quote.expires_at <= self.services.clock.now() or (
             problem is not None and problem.code.value == "QUOTE_EXPIRED"
         )
@@ -191,7 +196,8 @@ class ConvertPages:
             balance=reviewed.coverage.balance,
             short=reviewed.short,
             expired=expired,
-            problem=Refusal.of(problem, catalog.programs) if problem else None,
+            unlinked=unlinked,
+            problem=Refusal.of(problem, catalog.programs) if problem and unlinked is None else None,
             # A key per rendering of the form: the same form sent twice converts once.
             idempotency_key=secrets.token_urlsafe(24),
             may_spend=may_spend(request, catalog.programs[quote.from_program]),
