@@ -143,7 +143,8 @@ class SettlementMutations:
         "Then resolve its breaks and sign it off as a partner's. Records the same as the current "
         "reconciliation's (a retry) answer it as it stands, as the same file does. `NOT_FOUND` when no point "
         "is declared; `PERIOD_NOT_CLOSED` for a period not closed, `PERIOD_CLOSED` once the point's period is "
-        "signed off.",
+        "signed off; once a break of the current reconciliation is resolved, other records are `BAD_USER_INPUT` "
+        "with no `extensions.field` (they would reopen it; no input of this mutation holds them).",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def reconcile_coalition_point(self, info: Info[Context, None], period: PeriodName) -> Reconciliation | None:
